@@ -1,0 +1,43 @@
+/* cluster.h — the hardware a plan runs on: GPU, node, network. */
+#pragma once
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+#define PX_CLUSTER_ERROR (px_cluster_error_quark())
+GQuark px_cluster_error_quark(void);
+typedef enum {
+  PX_CLUSTER_ERROR_NOT_FOUND,
+  PX_CLUSTER_ERROR_PARSE,
+  PX_CLUSTER_ERROR_INVALID,
+} PxClusterError;
+
+typedef struct {
+  char *name;
+  char *gpu;                 /* e.g. "A100-SXM4-80GB" */
+  gint64 gpu_memory;         /* bytes */
+  double peak_fp32;          /* dense FLOP/s, no sparsity */
+  double peak_tf32;
+  double peak_fp16;
+  double peak_bf16;
+  double hbm_bw;             /* bytes/s */
+  int gpus_per_node;
+  int nodes;
+  double intra_bw;           /* bytes/s per GPU, one direction (NVLink) */
+  double intra_lat;          /* s */
+  double inter_bw;           /* bytes/s per GPU, one direction (network) */
+  double inter_lat;          /* s */
+  double pcie_bw;            /* bytes/s host<->device, for offload */
+  gint64 host_memory;        /* bytes per node, for offload */
+} PxCluster;
+
+/* Preset name under configs/clusters ("dgx-h100") or an INI path. */
+PxCluster *px_cluster_load(const char *name_or_path, GError **error);
+PxCluster *px_cluster_load_ini(const char *path, GError **error);
+PxCluster *px_cluster_copy(const PxCluster *c);
+void px_cluster_free(PxCluster *cluster);
+static inline int px_cluster_gpus(const PxCluster *c) { return c->gpus_per_node * c->nodes; }
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(PxCluster, px_cluster_free)
+
+G_END_DECLS

@@ -1,0 +1,112 @@
+/* model.h — the transformer a plan is made for: an ordered list of layers in
+ * the manner of DeepSpeed LayerSpecs (embedding, N blocks, final norm, LM head).
+ * Each layer lists its parameter tensors; the executor allocates exactly these. */
+#pragma once
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+#define PX_MODEL_ERROR (px_model_error_quark())
+GQuark px_model_error_quark(void);
+typedef enum {
+  PX_MODEL_ERROR_NOT_FOUND,  /* preset or file missing */
+  PX_MODEL_ERROR_PARSE,      /* malformed INI / JSON */
+  PX_MODEL_ERROR_INVALID,    /* a value out of range or inconsistent */
+} PxModelError;
+
+typedef enum { PX_FFN_GELU, PX_FFN_SWIGLU } PxFfnKind;
+typedef enum { PX_NORM_LAYERNORM, PX_NORM_RMSNORM } PxNormKind;
+typedef enum { PX_POS_LEARNED, PX_POS_ROPE } PxPosKind;
+
+/* The transformer description a model is built from. */
+typedef struct {
+  char *name;
+  int layers;     /* transformer blocks L */
+  int hidden;     /* h */
+  int heads;      /* a */
+  int kv_heads;   /* GQA: kv heads (== heads for MHA) */
+  int ffn;        /* FFN inner size (4h for GPT, e.g. 11008 for Llama-2 7B) */
+  int vocab;      /* V */
+  int max_seq;    /* positions */
+  PxFfnKind ffn_kind;
+  PxNormKind norm;
+  PxPosKind pos;
+  gboolean bias;     /* linear and norm biases (GPT-2 yes, Llama no) */
+  gboolean tied;     /* LM head shares the token embedding */
+  gboolean dropout;  /* dropout after attention/MLP (stores masks; Korthikanti's counts assume it) */
+} PxModelDesc;
+
+typedef enum {
+  PX_LAYER_EMBEDDING,
+  PX_LAYER_BLOCK,
+  PX_LAYER_FINAL_NORM,
+  PX_LAYER_LM_HEAD,
+} PxLayerKind;
+
+/* How a tensor is split over tensor-parallel ranks (Megatron). */
+typedef enum {
+  PX_SPLIT_NONE,   /* replicated on every TP rank (norms, row-parallel bias) */
+  PX_SPLIT_ROWS,   /* dim 0 split: column-parallel weight (out, in) / its bias,
+                      vocab-parallel embedding (V, h) */
+  PX_SPLIT_COLS,   /* dim 1 split: row-parallel weight (out, in) */
+} PxSplit;
+
+typedef struct {
+  char *name;         /* e.g. "h.3.attn.qkv.weight" */
+  int ndim;           /* 1 or 2 */
+  gint64 shape[2];    /* full (unsplit) shape; weights are (out, in) */
+  PxSplit split;
+} PxTensorSpec;
+
+typedef struct {
+  PxLayerKind kind;
+  const char *type_name;  /* class-like name matched by partition "type:REGEX":
+                             "Embedding", "TransformerLayer", "LayerNorm"/"RMSNorm", "LMHead" */
+  int index;              /* position in the model's layer list */
+  int block;              /* block number for PX_LAYER_BLOCK, else -1 */
+  guint n_tensors;
+  PxTensorSpec *tensors;  /* (n_tensors) own parameters */
+  gint64 params;          /* own parameters (sum over tensors) */
+  gint64 tied_params;     /* parameters used but owned by another layer
+                             (tied LM head: V*h of the token embedding) */
+} PxLayer;
+
+typedef struct {
+  PxModelDesc desc;
+  guint n_layers;
+  PxLayer *layers;        /* (n_layers) */
+  gint64 params;          /* unique parameters (tied weights counted once) */
+} PxModel;
+
+/* Build from a description; validates it (positive sizes, heads divide hidden,
+ * kv_heads divide heads). */
+PxModel *px_model_new(const PxModelDesc *desc, GError **error);
+/* Load: a preset name under configs/models (e.g. "gpt2-124m"), a model INI
+ * file, or a Hugging Face config.json (by extension .json). */
+PxModel *px_model_load(const char *name_or_path, GError **error);
+PxModel *px_model_load_ini(const char *path, GError **error);
+PxModel *px_model_load_hf_json(const char *path, GError **error);
+void px_model_free(PxModel *model);
+
+/* Parameters of one layer as held by one TP rank (tp divides the split dims). */
+gint64 px_layer_params_tp(const PxLayer *layer, int tp);
+/* Parameters a stage holding this layer stores (own + tied copy), per TP rank. */
+gint64 px_layer_stored_params_tp(const PxLayer *layer, int tp);
+
+/* Forward FLOPs of one layer for one sequence of length seq (all TP ranks
+ * together): 2 per multiply-add of every GEMM, plus attention 4*s*h per token
+ * (scores and values, no causal halving, as Megatron-LM counts). */
+double px_layer_forward_flops(const PxModel *model, const PxLayer *layer, int seq);
+/* Transformer-block parameter count: the "N" of 6N excludes nothing; the
+ * embedding-free count is useful for Kaplan-style 6N. */
+gint64 px_model_block_params(const PxModel *model);
+
+const char *px_ffn_kind_name(PxFfnKind k);
+const char *px_norm_kind_name(PxNormKind k);
+const char *px_layer_kind_name(PxLayerKind k);
+/* Directory holding configs/ and plots/: $PARALLAX_DATA_DIR or the build-time source dir. */
+const char *px_data_dir(void);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(PxModel, px_model_free)
+
+G_END_DECLS

@@ -1,0 +1,94 @@
+/* plan.h — a parallel layout: dp × pp × tp, ZeRO, checkpointing, micro-batching,
+ * schedule, precision and rank order. */
+#pragma once
+#include <glib.h>
+#include "model.h"
+#include "cluster.h"
+
+G_BEGIN_DECLS
+
+#define PX_PLAN_ERROR (px_plan_error_quark())
+GQuark px_plan_error_quark(void);
+typedef enum {
+  PX_PLAN_ERROR_PARSE,     /* malformed INI / JSON / flag value */
+  PX_PLAN_ERROR_INVALID,   /* a rule of parallelism is broken */
+  PX_PLAN_ERROR_NOT_FOUND,
+} PxPlanError;
+
+typedef enum {
+  PX_SCHED_NAIVE,        /* model parallel, no micro-batching overlap */
+  PX_SCHED_GPIPE,
+  PX_SCHED_1F1B,
+  PX_SCHED_INTERLEAVED,
+  PX_SCHED_ZB_H1,
+} PxScheduleKind;
+
+typedef enum { PX_CKPT_NONE, PX_CKPT_SELECTIVE, PX_CKPT_FULL } PxCheckpoint;
+typedef enum { PX_OFFLOAD_NONE, PX_OFFLOAD_OPTIMIZER, PX_OFFLOAD_OPTIMIZER_PARAMS } PxOffload;
+typedef enum { PX_PREC_FP32, PX_PREC_FP16, PX_PREC_BF16 } PxPrecision;
+typedef enum { PX_AXIS_TP, PX_AXIS_DP, PX_AXIS_PP } PxAxis;
+
+typedef struct {
+  int dp, tp, pp;
+  int vpp;                 /* virtual stages (model chunks) per pipeline rank; 1 unless interleaved */
+  int mbs;                 /* micro-batch size (sequences) */
+  int gbs;                 /* global batch (sequences) */
+  int m;                   /* micro-batches per step per pipeline = gbs / (mbs * dp) (derived) */
+  int seq;                 /* sequence length (0: the model's max_seq) */
+  PxScheduleKind schedule;
+  char *partition;         /* "uniform", "parameters", "type:REGEX", "optimal", "profile" */
+  int zero;                /* 0..3 */
+  PxOffload offload;
+  PxCheckpoint ckpt;
+  int ckpt_interval;       /* layers per checkpoint for full recompute (DeepSpeed interval), ≥1 */
+  gboolean seq_parallel;
+  PxPrecision precision;
+  PxAxis order[3];         /* rank order, innermost first; default tp, dp, pp */
+  double workspace_bytes;  /* per-GPU allowance for CUDA context, cuBLAS workspace, fragmentation */
+  double bucket_bytes;     /* DP gradient-reduction bucket size (DeepSpeed reduce_bucket_size) */
+} PxPlan;
+
+/* Defaults: everything 1, 1f1b, parameters, ZeRO 0, bf16, no checkpointing,
+ * order tp,dp,pp, workspace 2 GiB... see plan.c */
+void px_plan_init(PxPlan *plan);
+void px_plan_clear(PxPlan *plan);
+void px_plan_copy(PxPlan *dst, const PxPlan *src);
+/* Load keys from a [plan] group of a GKeyFile INI (missing keys keep their value). */
+gboolean px_plan_load_ini(PxPlan *plan, const char *path, GError **error);
+/* DeepSpeed ds_config.json: batch sizes, ZeRO, offload, precision,
+ * activation checkpointing. dp must already be set (from the command line). */
+gboolean px_plan_load_deepspeed(PxPlan *plan, const char *path, GError **error);
+/* Write as INI that px_plan_load_ini reads back to the same plan. */
+char *px_plan_to_ini(const PxPlan *plan);
+
+/* Derive m and seq, and check every rule, naming the broken one:
+ * "tp=3 does not divide 32 attention heads". cluster may be NULL. */
+gboolean px_plan_validate(PxPlan *plan, const PxModel *model, const PxCluster *cluster,
+                          GError **error);
+
+/* Rank coordinates in the plan's rank order. */
+int px_plan_world(const PxPlan *plan);
+void px_plan_rank_coords(const PxPlan *plan, int rank, int *dp, int *tp, int *pp);
+int px_plan_rank_of(const PxPlan *plan, int dp, int tp, int pp);
+
+/* Bytes per element of activations / weights for the precision (2 or 4). */
+int px_plan_act_bytes(const PxPlan *plan);
+
+const char *px_schedule_name(PxScheduleKind k);
+gboolean px_schedule_parse(const char *s, PxScheduleKind *out);
+const char *px_ckpt_name(PxCheckpoint c);
+gboolean px_ckpt_parse(const char *s, PxCheckpoint *out);
+const char *px_offload_name(PxOffload o);
+gboolean px_offload_parse(const char *s, PxOffload *out);
+const char *px_precision_name(PxPrecision p);
+gboolean px_precision_parse(const char *s, PxPrecision *out);
+const char *px_axis_name(PxAxis a);
+/* "tp,dp,pp" (innermost first) */
+gboolean px_order_parse(const char *s, PxAxis order[3]);
+
+/* Analytic bubble fraction, idle / step time, for the plan's schedule:
+ * gpipe/1f1b (p-1)/(m+p-1); interleaved (p-1)/(v*m+p-1);
+ * zb-h1 (p-1)/(3m+p-1) with T_F=T_B=T_W; naive (p-1)/p. */
+double px_plan_bubble_fraction(const PxPlan *plan);
+
+G_END_DECLS

@@ -1,0 +1,15 @@
+/* commands.h — the subcommands of parallax-sim. Each lives in sim/cmd_<name>.c,
+ * parses its own GOptionEntry[] and returns the process exit code. Only these
+ * functions print errors (one line, "parallax-sim <cmd>: ..."). */
+#pragma once
+
+typedef int (*PxCommandFn)(int argc, char **argv);
+
+typedef struct {
+  const char *name;
+  PxCommandFn fn;
+  const char *summary;
+} PxCommand;
+
+int px_cmd_plan(int argc, char **argv);
+int px_cmd_partition(int argc, char **argv);
