@@ -1,0 +1,51 @@
+/* memory.h — per-rank memory of a plan: weights, gradients, optimizer states,
+ * activations at their peak in-flight count, buffers, workspace. Bytes. */
+#pragma once
+#include <glib.h>
+#include "model.h"
+#include "plan.h"
+#include "cluster.h"
+#include "partition.h"
+
+G_BEGIN_DECLS
+
+/* Activation bytes one layer keeps for backward, per micro-batch, per TP rank
+ * (Korthikanti et al. 2022, generalised to GQA / SwiGLU / RMSNorm / no dropout;
+ * equals sbh(34 + 5as/h) for a GPT-3 block with tp=1, no recompute, 16-bit). */
+double px_layer_activation_bytes(const PxModel *model, const PxLayer *layer, const PxPlan *plan);
+
+typedef struct {
+  int stage;                  /* pipeline rank */
+  gint64 params;              /* parameters held by one GPU of this stage before ZeRO sharding */
+  double weights;             /* bytes of parameters (fp16/bf16 copy, or fp32) after ZeRO-3 sharding */
+  double gradients;
+  double optimizer;           /* fp32 master + Adam moments (offload: 0 on GPU) */
+  double activation_per_layer;/* bytes of one transformer block, one micro-batch */
+  double activation_per_mb;   /* bytes of all this rank's layers (all chunks), one micro-batch */
+  double in_flight;           /* peak micro-batches in flight (may be fractional for interleaved) */
+  double activations;         /* peak activation bytes */
+  double buffers;             /* p2p send/recv, logits, DP buckets, ZeRO-3 gather */
+  double workspace;
+  double total;
+} PxStageMemory;
+
+typedef struct {
+  int n_stages;
+  PxStageMemory *stages;      /* (pp) */
+  double capacity;            /* GPU memory, bytes (0 if no cluster) */
+  gboolean fits;
+  int peak_stage;
+  double peak;                /* max total */
+} PxMemory;
+
+/* Peak micro-batches in flight on pipeline rank `stage` for the schedule:
+ * GPipe m; 1F1B / ZB-H1 min(p - stage, m); interleaved per Megatron. */
+double px_memory_in_flight(const PxPlan *plan, int stage);
+
+PxMemory *px_memory_new(const PxModel *model, const PxPlan *plan, const PxPartition *part,
+                        const PxCluster *cluster);
+void px_memory_free(PxMemory *mem);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(PxMemory, px_memory_free)
+
+G_END_DECLS
