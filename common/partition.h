@@ -13,6 +13,7 @@ GQuark px_partition_error_quark(void);
 typedef enum {
   PX_PARTITION_ERROR_METHOD,    /* unknown method / bad regex */
   PX_PARTITION_ERROR_INVALID,   /* impossible split (more parts than layers where refused) */
+  PX_PARTITION_ERROR_PARSE,     /* a weight list that is not comma-separated numbers >= 0 */
 } PxPartitionError;
 
 typedef struct {
@@ -40,6 +41,10 @@ int *px_partition_balanced(const double *weights, int num_items, int num_parts);
 /* Min over contiguous splits of the max part sum (provably optimal); ties broken
  * toward the earliest boundaries. */
 int *px_partition_optimal(const double *weights, int num_items, int num_parts);
+
+/* "3,1,4.5,0" → newly allocated weights (finite, >= 0), *n_out set; spaces
+ * around numbers are allowed, empty fields are not. */
+double *px_partition_parse_weights(const char *csv, int *n_out, GError **error);
 
 /* Partition a model for a plan: method from plan->partition. weights for
  * "profile" (per-layer cost) may be NULL otherwise. */
