@@ -36,6 +36,53 @@ typedef struct {
   gboolean overlap_dp;             /* DP reduction may overlap backward */
 } PxCostTable;
 
+#define PX_COST_ERROR (px_cost_error_quark())
+GQuark px_cost_error_quark(void);
+typedef enum {
+  PX_COST_ERROR_INVALID,   /* a rate the model needs is missing (0 peak, 0 bandwidth) or shapes disagree */
+} PxCostError;
+
+/* The link a group of ranks communicates over: NVLink when every rank of the
+ * group sits on one node (same floor(rank / gpus_per_node)), the network
+ * otherwise. */
+typedef struct {
+  double bw;        /* bytes/s per GPU, one direction */
+  double lat;       /* s, the alpha of the alpha-beta model */
+  gboolean intra;   /* TRUE: NVLink inside a node */
+} PxLink;
+
+/* Alpha-beta collective times, bytes = the whole buffer (the size each rank
+ * holds before an all-reduce / reduce-scatter, after an all-gather). n ranks. */
+double px_cost_allreduce_ring(double bytes, int n, const PxLink *l);  /* 2(n-1)a + 2(n-1)/n B/bw */
+double px_cost_allreduce_tree(double bytes, int n, const PxLink *l);  /* 2 ceil(log2 n) a + 2 B/bw */
+double px_cost_allreduce(double bytes, int n, const PxLink *l);       /* min of the two, as NCCL's tuner */
+double px_cost_reduce_scatter(double bytes, int n, const PxLink *l);  /* (n-1)a + (n-1)/n B/bw */
+double px_cost_allgather(double bytes, int n, const PxLink *l);       /* (n-1)a + (n-1)/n B/bw */
+double px_cost_p2p(double bytes, const PxLink *l);                    /* a + B/bw */
+
+/* Link of the group of n global ranks. */
+PxLink px_cost_group_link(const PxCluster *cluster, const int *ranks, int n);
+/* The groups of a plan, the slowest over the replicas (e.g. all dp copies of a
+ * stage's TP group): TP group of pipeline rank `stage`, DP group of `stage`,
+ * and the p2p link from pipeline rank `from` to `to`. */
+PxLink px_cost_tp_link(const PxCluster *cluster, const PxPlan *plan, int stage);
+PxLink px_cost_dp_link(const PxCluster *cluster, const PxPlan *plan, int stage);
+PxLink px_cost_p2p_link(const PxCluster *cluster, const PxPlan *plan, int from, int to);
+
+/* Dense peak FLOP/s of one GPU for the precision (bf16/fp16 tensor core, fp32). */
+double px_cost_peak_flops(const PxCluster *cluster, PxPrecision prec);
+/* GEMM efficiency curve (fraction of peak) for a GEMM of `flops`, see cost.c. */
+double px_cost_gemm_efficiency(double flops, double peak);
+/* Time of an (m x k) @ (k x n) GEMM with elements of elem_bytes: roofline
+ * max(compute at the curve's efficiency, bytes of A, B, C over HBM). */
+double px_cost_gemm_time(double m, double n, double k, int elem_bytes, double peak, double hbm_bw);
+
+/* Forward time of one layer for one micro-batch on one GPU of its TP group:
+ * compute (GEMMs + memory-bound ops) and, separately, its TP collectives. */
+void px_cost_layer_forward(const PxModel *model, const PxLayer *layer, const PxCluster *cluster,
+                           const PxPlan *plan, const PxLink *tp_link,
+                           double *compute, double *tp_comm);
+
 PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, const PxPlan *plan,
                                const PxPartition *part, GError **error);
 /* The ideal setting: T_F = 1, T_B = T_W = 1 (backward = 2 × forward), all

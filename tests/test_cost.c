@@ -1,0 +1,337 @@
+/* test_cost.c — the cost model against hand-computed values and the FLOP
+ * formulas of Megatron-LM (Narayanan et al. 2021, appendix; Korthikanti et al.
+ * 2022). */
+#include <glib.h>
+#include <math.h>
+#include "cost.h"
+
+#define REL(a, b) (fabs((a) - (b)) / fabs(b))
+
+/* n nodes of g GPUs: NVLink 400 GB/s / 2 us, network 25 GB/s / 10 us. */
+static PxCluster make_cluster(int g, int n) {
+  PxCluster c = {0};
+  c.gpus_per_node = g;
+  c.nodes = n;
+  c.peak_fp32 = 60e12;
+  c.peak_tf32 = 400e12;
+  c.peak_fp16 = c.peak_bf16 = 1e15;
+  c.hbm_bw = 3e12;
+  c.intra_bw = 400e9;
+  c.intra_lat = 2e-6;
+  c.inter_bw = 25e9;
+  c.inter_lat = 10e-6;
+  c.pcie_bw = 25e9;
+  c.gpu_memory = 80000000000;
+  return c;
+}
+
+static void set_plan(PxPlan *p, int dp, int tp, int pp, int mbs, int gbs) {
+  px_plan_init(p);
+  p->dp = dp;
+  p->tp = tp;
+  p->pp = pp;
+  p->vpp = 1;
+  p->mbs = mbs;
+  p->gbs = gbs;
+  p->m = gbs / (mbs * dp);
+}
+
+/* A 2-block GPT with biases, tied embedding, learned positions. Parameters
+ * (h = 64, V = 100, s = 32): embedding V h + s h = 8448; each block
+ * qkv 3h^2+3h, proj h^2+h, fc 4h^2+4h, fc2 4h^2+h, 2 LayerNorms 4h:
+ * 12 h^2 + 13 h = 49984; final norm 2h = 128; LM head tied (0 own). */
+static PxModel *tiny_model(void) {
+  PxModelDesc d = {.name = (char *)"tiny", .layers = 2, .hidden = 64, .heads = 4, .kv_heads = 4,
+                   .ffn = 256, .vocab = 100, .max_seq = 32, .ffn_kind = PX_FFN_GELU,
+                   .norm = PX_NORM_LAYERNORM, .pos = PX_POS_LEARNED, .bias = TRUE, .tied = TRUE,
+                   .dropout = FALSE};
+  g_autoptr(GError) err = NULL;
+  PxModel *m = px_model_new(&d, &err);
+  g_assert_no_error(err);
+  return m;
+}
+#define TINY_PARAMS (8448.0 + 2 * 49984.0 + 128.0)
+
+static void test_ring_allreduce(void) {
+  /* 1 GiB over 8 ranks at 100 GB/s, alpha 10 us:
+   * ring 2*7*10us + 2*7/8 * 2^30 / 1e11 = 1.4e-4 + 0.01879048192 = 0.01893048192 s
+   * tree 2*3*10us + 2 * 2^30 / 1e11     = 6e-5  + 0.02147483648 = 0.02153483648 s */
+  PxLink l = {100e9, 10e-6, TRUE};
+  double bytes = 1073741824.0;
+  g_assert_cmpfloat(REL(px_cost_allreduce_ring(bytes, 8, &l), 0.01893048192), <, 1e-12);
+  g_assert_cmpfloat(REL(px_cost_allreduce_tree(bytes, 8, &l), 0.02153483648), <, 1e-12);
+  g_assert_cmpfloat(REL(px_cost_allreduce(bytes, 8, &l), 0.01893048192), <, 1e-12);
+  /* reduce-scatter / all-gather: 7 * 10us + 7/8 * 2^30 / 1e11 = 7e-5 + 0.00939524096 */
+  g_assert_cmpfloat(REL(px_cost_reduce_scatter(bytes, 8, &l), 0.00946524096), <, 1e-12);
+  g_assert_cmpfloat(REL(px_cost_allgather(bytes, 8, &l), 0.00946524096), <, 1e-12);
+  /* p2p 10 MB: 10us + 1e7 / 1e11 = 1.1e-4 */
+  g_assert_cmpfloat(REL(px_cost_p2p(1e7, &l), 1.1e-4), <, 1e-12);
+}
+
+static void test_tree_for_small(void) {
+  /* 1 KiB over 64 ranks: ring 126 * 10us + 2*63/64*1024/1e11 = 1.26002016e-3,
+   * tree 2*6*10us + 2048/1e11 = 1.2002048e-4: latency-bound, the tree wins. */
+  PxLink l = {100e9, 10e-6, FALSE};
+  g_assert_cmpfloat(REL(px_cost_allreduce_ring(1024, 64, &l), 1.26002016e-3), <, 1e-12);
+  g_assert_cmpfloat(REL(px_cost_allreduce(1024, 64, &l), 1.2002048e-4), <, 1e-12);
+  g_assert_cmpfloat(px_cost_allreduce(1024, 1, &l), ==, 0.0);
+}
+
+static void test_gemm_efficiency(void) {
+  /* eff = 0.8 F / (F + peak * 2us). 1024^3 on 312 TFLOP/s: F = 2147483648,
+   * F_half = 624e6 -> 0.8 * 2147483648 / 2771483648 = 0.619877... */
+  double eff = px_cost_gemm_efficiency(2.0 * 1024 * 1024 * 1024, 312e12);
+  g_assert_cmpfloat(fabs(eff - 0.8 * 2147483648.0 / 2771483648.0), <, 1e-12);
+  g_assert_cmpfloat(eff, >, 0.6198);
+  g_assert_cmpfloat(eff, <, 0.6199);
+  /* a tiny GEMM (64^3) on the same GPU is memory- and latency-bound: under 1 % */
+  g_assert_cmpfloat(px_cost_gemm_efficiency(2.0 * 64 * 64 * 64, 312e12), <, 0.01);
+  /* a skinny GEMM: 1 x 8192 x 8192 bf16 moves 2 * (8192 + 8192^2 + 8192) bytes,
+   * = 134250496 B; at 2 TB/s that is 67.125248 us, more than its compute. */
+  double t = px_cost_gemm_time(1, 8192, 8192, 2, 1e15, 2e12);
+  g_assert_cmpfloat(REL(t, 134250496.0 / 2e12), <, 1e-12);
+}
+
+/* One GPT block, h = 4096, s = 2048, 32 heads, ffn 16384, no biases, tp 1,
+ * HBM so fast that memory-bound kernels vanish: the block is its GEMMs.
+ * FLOPs F = 24 s h^2 + 4 s^2 h = 824633720832 + 68719476736 = 893353197568.
+ * Four weight GEMMs (qkv, proj, fc, fc2) and two attention GEMMs (QK^T, PV),
+ * each costing (F_i + peak tau) / (peak eta_max):
+ * t = (F + 6 * 1e15 * 2e-6) / (1e15 * 0.8) = 905353197568 / 8e14 = 1.13169149696e-3 s. */
+static void test_block_gemm_bound(void) {
+  PxModelDesc d = {.name = (char *)"block", .layers = 1, .hidden = 4096, .heads = 32, .kv_heads = 32,
+                   .ffn = 16384, .vocab = 32000, .max_seq = 2048, .ffn_kind = PX_FFN_GELU,
+                   .norm = PX_NORM_LAYERNORM, .pos = PX_POS_ROPE, .bias = FALSE, .tied = FALSE};
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PxModel) m = px_model_new(&d, &err);
+  g_assert_no_error(err);
+  PxCluster c = make_cluster(8, 1);
+  c.hbm_bw = 1e30;
+  PxPlan p;
+  set_plan(&p, 1, 1, 1, 1, 1);
+  p.seq = 2048;
+  const PxLayer *block = &m->layers[1];
+  g_assert_cmpint(block->kind, ==, PX_LAYER_BLOCK);
+  PxLink l = px_cost_tp_link(&c, &p, 0);
+  double compute = -1, comm = -1;
+  px_cost_layer_forward(m, block, &c, &p, &l, &compute, &comm);
+  g_assert_cmpfloat(REL(compute, 1.13169149696e-3), <, 1e-9);
+  g_assert_cmpfloat(comm, ==, 0.0);
+  /* tp 2 halves every GEMM's FLOPs and keeps 6 GEMMs:
+   * (446676598784 + 12e9) / 8e14 = 5.7334574848e-4 s; plus 2 all-reduces of
+   * s h 2 B = 16 MiB over NVLink, each a ring of 2: 2 * 2us + 2 * 1/2 * 16777216 / 4e11
+   * = 4.594304e-5 s (the tree would pay 2 * 16 MiB / bw) -> 9.188608e-5 s */
+  p.tp = 2;
+  l = px_cost_tp_link(&c, &p, 0);
+  px_cost_layer_forward(m, block, &c, &p, &l, &compute, &comm);
+  g_assert_cmpfloat(REL(compute, 5.7334574848e-4), <, 1e-9);
+  g_assert_cmpfloat(REL(comm, 9.188608e-5), <, 1e-9);
+  px_plan_clear(&p);
+}
+
+static void test_tp_links(void) {
+  PxCluster c = make_cluster(8, 4);
+  PxPlan p;
+  /* order tp,dp,pp: TP group of 8 = ranks 0..7, one node: NVLink */
+  set_plan(&p, 4, 8, 1, 1, 4);
+  PxLink l = px_cost_tp_link(&c, &p, 0);
+  g_assert_true(l.intra);
+  g_assert_cmpfloat(l.bw, ==, 400e9);
+  /* ... and its DP group (ranks 0, 8, 16, 24) crosses nodes */
+  l = px_cost_dp_link(&c, &p, 0);
+  g_assert_false(l.intra);
+  g_assert_cmpfloat(l.bw, ==, 25e9);
+  g_assert_cmpfloat(l.lat, ==, 10e-6);
+  /* tp 16 spans two nodes: the network */
+  p.tp = 16;
+  p.dp = 2;
+  l = px_cost_tp_link(&c, &p, 0);
+  g_assert_false(l.intra);
+  g_assert_cmpfloat(l.bw, ==, 25e9);
+  /* order dp,tp,pp with tp 8, dp 4: TP ranks 0, 4, ..., 28 cross nodes */
+  p.tp = 8;
+  p.dp = 4;
+  g_assert_true(px_order_parse("dp,tp,pp", p.order));
+  l = px_cost_tp_link(&c, &p, 0);
+  g_assert_false(l.intra);
+  /* tp 8, pp 4 in default order: stage s on node s, p2p between stages crosses nodes */
+  set_plan(&p, 1, 8, 4, 1, 4);
+  g_assert_false(px_cost_p2p_link(&c, &p, 0, 1).intra);
+  g_assert_true(px_cost_tp_link(&c, &p, 3).intra);
+  /* tp 2, pp 4: stages 0..3 on ranks 0..7 of node 0, p2p on NVLink */
+  p.tp = 2;
+  g_assert_true(px_cost_p2p_link(&c, &p, 2, 3).intra);
+  px_plan_clear(&p);
+}
+
+static PxCostTable *tiny_table(PxPlan *p, const PxCluster *c, PxModel **model_out) {
+  g_autoptr(GError) err = NULL;
+  PxModel *m = tiny_model();
+  gboolean ok = px_plan_validate(p, m, c, &err);
+  g_assert_no_error(err);
+  g_assert_true(ok);
+  g_autoptr(PxPartition) part = px_partition_new(m, p, NULL, &err);
+  g_assert_no_error(err);
+  PxCostTable *t = px_cost_table_new(m, c, p, part, &err);
+  g_assert_no_error(err);
+  *model_out = m;
+  return t;
+}
+
+static void test_dp_reduction(void) {
+  PxCluster c = make_cluster(4, 1);
+  PxPlan p;
+  /* dp 4, one stage: every GPU holds all TINY_PARAMS = 108544 parameters (the
+   * tied head shares the embedding's copy on the same rank), 2-byte gradients. */
+  set_plan(&p, 4, 1, 1, 1, 4);
+  PxModel *m = NULL;
+  g_autoptr(PxCostTable) t0 = tiny_table(&p, &c, &m);
+  /* ZeRO 0: all-reduce, ring sends 2 * 3/4 * 217088 = 325632 B */
+  g_assert_cmpfloat(REL(t0->dp_bytes[0], 325632.0), <, 1e-12);
+  px_model_free(m);
+  /* ZeRO 2: reduce-scatter sends 3/4 * 217088 = 162816 B in 3 * 2us + 162816 / 4e11 s */
+  p.zero = 2;
+  g_autoptr(PxCostTable) t2 = tiny_table(&p, &c, &m);
+  g_assert_cmpfloat(REL(t2->dp_bytes[0], 162816.0), <, 1e-12);
+  g_assert_cmpfloat(REL(t2->dp_reduce[0], 6e-6 + 162816.0 / 4e11), <, 1e-12);
+  /* Adam on the shard 108544 / 4 = 27136 params, 24 + 2 + 2 B each over 3 TB/s,
+   * then the all-gather of 217088 B: 3 * 2us + 162816 / 4e11 */
+  double opt = 27136.0 * 28 / 3e12 + 6e-6 + 162816.0 / 4e11;
+  g_assert_cmpfloat(REL(t2->optimizer[0], opt), <, 1e-12);
+  g_assert_cmpfloat(t2->gather[0], ==, 0.0);
+  px_model_free(m);
+  /* ZeRO 3: no all-gather after the step; the chunk's 16-bit parameters are
+   * gathered instead (one part holding everything) */
+  p.zero = 3;
+  g_autoptr(PxCostTable) t3 = tiny_table(&p, &c, &m);
+  g_assert_cmpfloat(REL(t3->optimizer[0], 27136.0 * 28 / 3e12), <, 1e-12);
+  g_assert_cmpfloat(REL(t3->gather[0], 6e-6 + 162816.0 / 4e11), <, 1e-12);
+  px_model_free(m);
+  /* Offload: 27136 params, gradient down + parameter up (4 B) over 25 GB/s PCIe,
+   * CPU Adam at 4e9 params/s per node shared by 4 GPUs, then the ZeRO-2 all-gather */
+  p.zero = 2;
+  p.offload = PX_OFFLOAD_OPTIMIZER;
+  g_autoptr(PxCostTable) to = tiny_table(&p, &c, &m);
+  opt = 27136.0 * 4 / 25e9 + 27136.0 / 1e9 + 6e-6 + 162816.0 / 4e11;
+  g_assert_cmpfloat(REL(to->optimizer[0], opt), <, 1e-12);
+  px_model_free(m);
+  px_plan_clear(&p);
+}
+
+static void test_tied_and_p2p(void) {
+  PxCluster c = make_cluster(2, 1);
+  PxPlan p;
+  set_plan(&p, 1, 1, 2, 2, 8);
+  PxModel *m = NULL;
+  g_autoptr(PxCostTable) t = tiny_table(&p, &c, &m);
+  /* Tied wte (100 x 64) gradient, 12800 B, all-reduced by stages 0 and 1 over
+   * NVLink: ring 2 * 2us + 1/2 * 2 * 12800 / 4e11 = 4.032e-6 s (tree 4.064e-6) */
+  g_assert_cmpfloat(REL(t->tied_reduce[0], 4.032e-6), <, 1e-12);
+  g_assert_cmpfloat(REL(t->tied_reduce[1], 4.032e-6), <, 1e-12);
+  /* The activation between the stages: mbs 2 x s 32 x h 64 x 2 B = 8192 B,
+   * 2us + 8192 / 4e11 = 2.02048e-6 s; none out of the last part forward or the
+   * first part backward. */
+  g_assert_cmpfloat(t->p2p_bytes[0], ==, 8192.0);
+  g_assert_cmpfloat(REL(t->p2p_act[0], 2.02048e-6), <, 1e-12);
+  g_assert_cmpfloat(REL(t->p2p_grad[1], 2.02048e-6), <, 1e-12);
+  g_assert_cmpfloat(t->p2p_act[1], ==, 0.0);
+  g_assert_cmpfloat(t->p2p_grad[0], ==, 0.0);
+  /* equal split of the backward, no recompute: input half == weight half == forward */
+  g_assert_cmpfloat(REL(t->bwd_input[0], t->fwd[0]), <, 1e-12);
+  g_assert_cmpfloat(REL(t->bwd_weight[1], t->fwd[1]), <, 1e-12);
+  px_model_free(m);
+  px_plan_clear(&p);
+}
+
+/* GPT-3 175B (l = 96, h = 12288, a = 96, V = 51200, s = 2048), global batch B.
+ * Per block forward: QKV 6 s h^2, proj 2 s h^2, MLP 16 s h^2 -> 24 s h^2 for
+ * the GEMMs, and QK^T + PV 4 s^2 h; the logits 2 s h V. Forward per step:
+ * B (24 s l h^2 + 4 s^2 l h + 2 s h V). Backward is twice that:
+ * model FLOPs = 3 x forward = 72 B s l h^2 + 12 B s^2 l h + 6 B s h V
+ *             = 72 B s l h^2 (1 + s / (6h) + V / (12 l h)).
+ * Full recompute runs every block's forward once more (not the logits):
+ * + 24 B s l h^2 + 4 B s^2 l h, giving Megatron-LM's
+ * F = 96 B s l h^2 (1 + s / (6h) + V / (16 l h)). */
+static void test_gpt3_flops(void) {
+  PxModelDesc d = {.name = (char *)"gpt3-175b", .layers = 96, .hidden = 12288, .heads = 96,
+                   .kv_heads = 96, .ffn = 49152, .vocab = 51200, .max_seq = 2048,
+                   .ffn_kind = PX_FFN_GELU, .norm = PX_NORM_LAYERNORM, .pos = PX_POS_LEARNED,
+                   .bias = TRUE, .tied = TRUE, .dropout = TRUE};
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PxModel) m = px_model_new(&d, &err);
+  g_assert_no_error(err);
+  PxCluster c = make_cluster(8, 128);
+  PxPlan p;
+  set_plan(&p, 16, 8, 8, 1, 1536);
+  p.ckpt = PX_CKPT_FULL;
+  gboolean ok = px_plan_validate(&p, m, &c, &err);
+  g_assert_no_error(err);
+  g_assert_true(ok);
+  g_autoptr(PxPartition) part = px_partition_new(m, &p, NULL, &err);
+  g_assert_no_error(err);
+  g_autoptr(PxCostTable) t = px_cost_table_new(m, &c, &p, part, &err);
+  g_assert_no_error(err);
+  double B = 1536, s = 2048, l = 96, h = 12288, V = 51200;
+  double hw = 96 * B * s * l * h * h * (1 + s / (6 * h) + V / (16 * l * h));
+  double model = 72 * B * s * l * h * h * (1 + s / (6 * h) + V / (12 * l * h));
+  g_assert_cmpfloat(REL(t->hardware_flops_per_step, hw), <, 1e-9);
+  g_assert_cmpfloat(REL(t->model_flops_per_step, model), <, 1e-9);
+  g_assert_cmpfloat(t->peak_flops, ==, 1e15);
+  /* without recompute the two counts agree */
+  p.ckpt = PX_CKPT_NONE;
+  g_autoptr(PxCostTable) t2 = px_cost_table_new(m, &c, &p, part, &err);
+  g_assert_no_error(err);
+  g_assert_cmpfloat(REL(t2->hardware_flops_per_step, model), <, 1e-9);
+  /* selective recompute adds only the attention core 4 B s^2 l h */
+  p.ckpt = PX_CKPT_SELECTIVE;
+  g_autoptr(PxCostTable) t3 = px_cost_table_new(m, &c, &p, part, &err);
+  g_assert_no_error(err);
+  g_assert_cmpfloat(REL(t3->hardware_flops_per_step, model + 4 * B * s * s * l * h), <, 1e-9);
+  /* recompute lengthens only the input half of the backward */
+  g_assert_cmpfloat(t3->bwd_input[3], >, t2->bwd_input[3]);
+  g_assert_cmpfloat(REL(t3->bwd_weight[3], t2->bwd_weight[3]), <, 1e-12);
+  px_plan_clear(&p);
+}
+
+static void test_ideal(void) {
+  g_autoptr(PxCostTable) t = px_cost_table_ideal(4, 2);
+  g_assert_cmpint(t->parts, ==, 8);
+  for (int k = 0; k < 8; k++) {
+    g_assert_cmpfloat(t->fwd[k], ==, 1.0);
+    g_assert_cmpfloat(t->bwd_input[k], ==, 1.0);
+    g_assert_cmpfloat(t->bwd_weight[k], ==, 1.0);
+    g_assert_cmpfloat(t->p2p_act[k] + t->p2p_grad[k] + t->gather[k] + t->tp_comm_fwd[k], ==, 0.0);
+  }
+  for (int r = 0; r < 4; r++)
+    g_assert_cmpfloat(t->dp_reduce[r] + t->optimizer[r] + t->load[r] + t->tied_reduce[r], ==, 0.0);
+}
+
+static void test_refuses(void) {
+  PxCluster c = make_cluster(4, 1);
+  c.peak_bf16 = 0;
+  PxPlan p;
+  set_plan(&p, 1, 1, 1, 1, 1);
+  g_autoptr(PxModel) m = tiny_model();
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PxPartition) part = px_partition_new(m, &p, NULL, &err);
+  g_assert_no_error(err);
+  PxCostTable *t = px_cost_table_new(m, &c, &p, part, &err);
+  g_assert_null(t);
+  g_assert_error(err, PX_COST_ERROR, PX_COST_ERROR_INVALID);
+  px_plan_clear(&p);
+}
+
+int main(int argc, char **argv) {
+  g_test_init(&argc, &argv, NULL);
+  g_test_add_func("/cost/collective/ring-allreduce", test_ring_allreduce);
+  g_test_add_func("/cost/collective/tree-for-small", test_tree_for_small);
+  g_test_add_func("/cost/compute/gemm-efficiency", test_gemm_efficiency);
+  g_test_add_func("/cost/compute/block-gemm-bound", test_block_gemm_bound);
+  g_test_add_func("/cost/links/tp-nvlink-vs-network", test_tp_links);
+  g_test_add_func("/cost/table/dp-reduction-zero", test_dp_reduction);
+  g_test_add_func("/cost/table/tied-and-p2p", test_tied_and_p2p);
+  g_test_add_func("/cost/flops/gpt3-megatron", test_gpt3_flops);
+  g_test_add_func("/cost/table/ideal", test_ideal);
+  g_test_add_func("/cost/table/refuses-missing-peak", test_refuses);
+  return g_test_run();
+}
