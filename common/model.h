@@ -3,6 +3,7 @@
  * Each layer lists its parameter tensors; the executor allocates exactly these. */
 #pragma once
 #include <glib.h>
+#include "config.h"
 
 G_BEGIN_DECLS
 
@@ -69,6 +70,7 @@ typedef struct {
   gint64 params;          /* own parameters (sum over tensors) */
   gint64 tied_params;     /* parameters used but owned by another layer
                              (tied LM head: V*h of the token embedding) */
+  const PxTensorSpec *tied_tensor; /* that tensor (in the embedding layer), or NULL */
 } PxLayer;
 
 typedef struct {
@@ -104,8 +106,6 @@ gint64 px_model_block_params(const PxModel *model);
 const char *px_ffn_kind_name(PxFfnKind k);
 const char *px_norm_kind_name(PxNormKind k);
 const char *px_layer_kind_name(PxLayerKind k);
-/* Directory holding configs/ and plots/: $PARALLAX_DATA_DIR or the build-time source dir. */
-const char *px_data_dir(void);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(PxModel, px_model_free)
 

@@ -1,0 +1,90 @@
+/* cluster.c — cluster presets and INI loading. */
+#include "cluster.h"
+#include "config.h"
+#include <string.h>
+
+G_DEFINE_QUARK(px-cluster-error-quark, px_cluster_error)
+
+/* A byte quantity with a unit ("81920MiB", "2TB") or plain bytes. */
+static gboolean get_bytes(GKeyFile *kf, const char *path, const char *group, const char *key,
+                          gboolean optional, double def, double *out, GError **error) {
+  g_autofree char *raw = NULL;
+  if (!px_config_get_string(kf, path, group, key, optional, &raw, PX_CLUSTER_ERROR,
+                            PX_CLUSTER_ERROR_INVALID, error))
+    return FALSE;
+  if (!raw) { *out = def; return TRUE; }
+  if (!px_parse_bytes(raw, out) || *out <= 0) {
+    g_set_error(error, PX_CLUSTER_ERROR, PX_CLUSTER_ERROR_INVALID,
+                "%s: [%s] %s = '%s' is not a positive size (e.g. 80GB, 81920MiB)", path, group, key, raw);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+PxCluster *px_cluster_load_ini(const char *path, GError **error) {
+  g_autoptr(GKeyFile) kf = px_config_load_keyfile(path, PX_CLUSTER_ERROR, PX_CLUSTER_ERROR_PARSE, error);
+  if (!kf) return NULL;
+  g_autoptr(PxCluster) c = g_new0(PxCluster, 1);
+  gint64 nodes, gpus;
+  double mem, host;
+  const GQuark D = PX_CLUSTER_ERROR;
+  const int E = PX_CLUSTER_ERROR_INVALID;
+  if (!px_config_get_string(kf, path, "cluster", "name", TRUE, &c->name, D, E, error) ||
+      !px_config_get_int(kf, path, "cluster", "nodes", TRUE, 1, 1, &nodes, D, E, error) ||
+      !px_config_get_string(kf, path, "gpu", "name", TRUE, &c->gpu, D, E, error) ||
+      !get_bytes(kf, path, "gpu", "memory", FALSE, 0, &mem, error) ||
+      !px_config_get_double(kf, path, "gpu", "peak_fp32", FALSE, 0, 1, &c->peak_fp32, D, E, error) ||
+      !px_config_get_double(kf, path, "gpu", "peak_tf32", TRUE, c->peak_fp32, 1, &c->peak_tf32, D, E, error) ||
+      !px_config_get_double(kf, path, "gpu", "peak_bf16", FALSE, 0, 1, &c->peak_bf16, D, E, error) ||
+      !px_config_get_double(kf, path, "gpu", "peak_fp16", TRUE, c->peak_bf16, 1, &c->peak_fp16, D, E, error) ||
+      !px_config_get_double(kf, path, "gpu", "hbm_bw", FALSE, 0, 1, &c->hbm_bw, D, E, error) ||
+      !px_config_get_int(kf, path, "node", "gpus", FALSE, 0, 1, &gpus, D, E, error) ||
+      !px_config_get_double(kf, path, "node", "bandwidth", FALSE, 0, 1, &c->intra_bw, D, E, error) ||
+      !px_config_get_double(kf, path, "node", "latency", TRUE, 3e-6, 0, &c->intra_lat, D, E, error) ||
+      !px_config_get_double(kf, path, "node", "pcie_bw", TRUE, 25e9, 1, &c->pcie_bw, D, E, error) ||
+      !get_bytes(kf, path, "node", "host_memory", TRUE, 1e12, &host, error) ||
+      !px_config_get_double(kf, path, "network", "bandwidth", FALSE, 0, 1, &c->inter_bw, D, E, error) ||
+      !px_config_get_double(kf, path, "network", "latency", TRUE, 10e-6, 0, &c->inter_lat, D, E, error))
+    return NULL;
+  if (nodes > G_MAXINT / 1024 || gpus > 1024) {
+    g_set_error(error, D, E, "%s: %" G_GINT64_FORMAT " nodes of %" G_GINT64_FORMAT " GPUs is too many",
+                path, nodes, gpus);
+    return NULL;
+  }
+  c->nodes = (int)nodes;
+  c->gpus_per_node = (int)gpus;
+  c->gpu_memory = (gint64)mem;
+  c->host_memory = (gint64)host;
+  if (!c->name) {
+    char *base = g_path_get_basename(path);
+    if (g_str_has_suffix(base, ".ini")) base[strlen(base) - 4] = '\0';
+    c->name = base;
+  }
+  if (!c->gpu) c->gpu = g_strdup("GPU");
+  return g_steal_pointer(&c);
+}
+
+PxCluster *px_cluster_load(const char *name_or_path, GError **error) {
+  g_autofree char *path = px_config_resolve("clusters", name_or_path);
+  if (!path) {
+    g_autofree char *presets = px_config_list_presets("clusters");
+    g_set_error(error, PX_CLUSTER_ERROR, PX_CLUSTER_ERROR_NOT_FOUND,
+                "cluster '%s' is neither a file nor a preset (presets: %s)", name_or_path, presets);
+    return NULL;
+  }
+  return px_cluster_load_ini(path, error);
+}
+
+PxCluster *px_cluster_copy(const PxCluster *c) {
+  PxCluster *n = g_memdup2(c, sizeof *c);
+  n->name = g_strdup(c->name);
+  n->gpu = g_strdup(c->gpu);
+  return n;
+}
+
+void px_cluster_free(PxCluster *c) {
+  if (!c) return;
+  g_free(c->name);
+  g_free(c->gpu);
+  g_free(c);
+}

@@ -1,0 +1,211 @@
+/* config.c — shared loading helpers (see config.h). */
+#include "config.h"
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *px_data_dir(void) {
+  const char *env = g_getenv("PARALLAX_DATA_DIR");
+  return (env && *env) ? env : PX_DATA_DIR;
+}
+
+char *px_config_resolve(const char *kind, const char *name) {
+  if (!name || !*name) return NULL;
+  if (g_file_test(name, G_FILE_TEST_IS_REGULAR)) return g_strdup(name);
+  g_autofree char *file = g_strconcat(name, ".ini", NULL);
+  char *path = g_build_filename(px_data_dir(), "configs", kind, file, NULL);
+  if (g_file_test(path, G_FILE_TEST_IS_REGULAR)) return path;
+  g_free(path);
+  return NULL;
+}
+
+static gint cmp_str(gconstpointer a, gconstpointer b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+char *px_config_list_presets(const char *kind) {
+  g_autofree char *dir = g_build_filename(px_data_dir(), "configs", kind, NULL);
+  g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
+  if (!d) return g_strdup("(none)");
+  g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
+  const char *n;
+  while ((n = g_dir_read_name(d)))
+    if (g_str_has_suffix(n, ".ini")) g_ptr_array_add(names, g_strndup(n, strlen(n) - 4));
+  g_ptr_array_sort(names, cmp_str);
+  g_ptr_array_add(names, NULL);
+  return g_strjoinv(", ", (char **)names->pdata);
+}
+
+GKeyFile *px_config_load_keyfile(const char *path, GQuark domain, int parse_code, GError **error) {
+  g_autoptr(GKeyFile) kf = g_key_file_new();
+  g_autoptr(GError) e = NULL;
+  if (!g_key_file_load_from_file(kf, path, G_KEY_FILE_NONE, &e)) {
+    g_set_error(error, domain, parse_code, "%s: %s", path, e->message);
+    return NULL;
+  }
+  return g_steal_pointer(&kf);
+}
+
+/* Shared prologue of the typed getters: is the key there? */
+static gboolean key_present(GKeyFile *kf, const char *path, const char *group, const char *key,
+                            gboolean optional, gboolean *present, GQuark domain, int code,
+                            GError **error) {
+  *present = g_key_file_has_key(kf, group, key, NULL);
+  if (!*present && !optional) {
+    g_set_error(error, domain, code, "%s: [%s] %s is missing", path, group, key);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+gboolean px_config_get_int(GKeyFile *kf, const char *path, const char *group, const char *key,
+                           gboolean optional, gint64 def, gint64 min, gint64 *out,
+                           GQuark domain, int code, GError **error) {
+  gboolean present;
+  if (!key_present(kf, path, group, key, optional, &present, domain, code, error)) return FALSE;
+  if (!present) { *out = def; return TRUE; }
+  g_autofree char *raw = g_key_file_get_value(kf, group, key, NULL);
+  g_strstrip(raw);
+  double v;
+  /* Accept plain integers and exact suffixed counts ("4M"). */
+  char *end = NULL;
+  errno = 0;
+  gint64 iv = g_ascii_strtoll(raw, &end, 10);
+  if (*raw && end && *end == '\0' && errno == 0) {
+    v = (double)iv;
+  } else if (!px_parse_count(raw, &v) || v != floor(v)) {
+    g_set_error(error, domain, code, "%s: [%s] %s = '%s' is not an integer", path, group, key, raw);
+    return FALSE;
+  } else {
+    iv = (gint64)v;
+  }
+  if (iv < min) {
+    g_set_error(error, domain, code, "%s: [%s] %s = %" G_GINT64_FORMAT " must be at least %" G_GINT64_FORMAT,
+                path, group, key, iv, min);
+    return FALSE;
+  }
+  *out = iv;
+  return TRUE;
+}
+
+gboolean px_config_get_double(GKeyFile *kf, const char *path, const char *group, const char *key,
+                              gboolean optional, double def, double min, double *out,
+                              GQuark domain, int code, GError **error) {
+  gboolean present;
+  if (!key_present(kf, path, group, key, optional, &present, domain, code, error)) return FALSE;
+  if (!present) { *out = def; return TRUE; }
+  g_autofree char *raw = g_key_file_get_value(kf, group, key, NULL);
+  g_strstrip(raw);
+  double v;
+  if (!px_parse_count(raw, &v) || !isfinite(v)) {
+    g_set_error(error, domain, code, "%s: [%s] %s = '%s' is not a number", path, group, key, raw);
+    return FALSE;
+  }
+  if (v < min) {
+    g_set_error(error, domain, code, "%s: [%s] %s = %g must be at least %g", path, group, key, v, min);
+    return FALSE;
+  }
+  *out = v;
+  return TRUE;
+}
+
+gboolean px_config_get_bool(GKeyFile *kf, const char *path, const char *group, const char *key,
+                            gboolean def, gboolean *out, GQuark domain, int code, GError **error) {
+  if (!g_key_file_has_key(kf, group, key, NULL)) { *out = def; return TRUE; }
+  g_autoptr(GError) e = NULL;
+  gboolean v = g_key_file_get_boolean(kf, group, key, &e);
+  if (e) {
+    g_autofree char *raw = g_key_file_get_value(kf, group, key, NULL);
+    g_set_error(error, domain, code, "%s: [%s] %s = '%s' is not true or false", path, group, key,
+                raw ? raw : "");
+    return FALSE;
+  }
+  *out = v;
+  return TRUE;
+}
+
+gboolean px_config_get_string(GKeyFile *kf, const char *path, const char *group, const char *key,
+                              gboolean optional, char **out, GQuark domain, int code, GError **error) {
+  gboolean present;
+  if (!key_present(kf, path, group, key, optional, &present, domain, code, error)) return FALSE;
+  *out = present ? g_strstrip(g_key_file_get_value(kf, group, key, NULL)) : NULL;
+  return TRUE;
+}
+
+JsonParser *px_json_load_object(const char *path, JsonObject **root, GQuark domain, int parse_code,
+                                GError **error) {
+  g_autoptr(JsonParser) parser = json_parser_new();
+  g_autoptr(GError) e = NULL;
+  if (!json_parser_load_from_file(parser, path, &e)) {
+    g_set_error(error, domain, parse_code, "%s: %s", path, e->message);
+    return NULL;
+  }
+  JsonNode *node = json_parser_get_root(parser);
+  if (!node || !JSON_NODE_HOLDS_OBJECT(node)) {
+    g_set_error(error, domain, parse_code, "%s: the top level is not a JSON object", path);
+    return NULL;
+  }
+  *root = json_node_get_object(node);
+  return g_steal_pointer(&parser);
+}
+
+gboolean px_json_get_int(JsonObject *o, const char *path, const char *key, gboolean optional,
+                         gint64 def, gint64 min, gint64 *out, GQuark domain, int code, GError **error) {
+  JsonNode *n = json_object_get_member(o, key);
+  if (!n || JSON_NODE_HOLDS_NULL(n)) {
+    if (optional) { *out = def; return TRUE; }
+    g_set_error(error, domain, code, "%s: \"%s\" is missing", path, key);
+    return FALSE;
+  }
+  GType t = JSON_NODE_HOLDS_VALUE(n) ? json_node_get_value_type(n) : G_TYPE_INVALID;
+  gint64 v;
+  if (t == G_TYPE_INT64) {
+    v = json_node_get_int(n);
+  } else if (t == G_TYPE_DOUBLE && json_node_get_double(n) == floor(json_node_get_double(n)) &&
+             fabs(json_node_get_double(n)) < 9e15) {
+    v = (gint64)json_node_get_double(n);
+  } else {
+    g_set_error(error, domain, code, "%s: \"%s\" must be an integer", path, key);
+    return FALSE;
+  }
+  if (v < min) {
+    g_set_error(error, domain, code, "%s: \"%s\" = %" G_GINT64_FORMAT " must be at least %" G_GINT64_FORMAT,
+                path, key, v, min);
+    return FALSE;
+  }
+  *out = v;
+  return TRUE;
+}
+
+/* Number followed by an optional suffix from a table of (suffix, factor). */
+static gboolean parse_scaled(const char *s, const char *const *suffixes, const double *factors,
+                             gsize n, double *out) {
+  if (!s) return FALSE;
+  while (g_ascii_isspace(*s)) s++;
+  char *end = NULL;
+  errno = 0;
+  double v = g_ascii_strtod(s, &end);
+  if (end == s || errno == ERANGE) return FALSE;
+  while (g_ascii_isspace(*end)) end++;
+  if (*end == '\0') { *out = v; return TRUE; }
+  for (gsize i = 0; i < n; i++)
+    if (!g_ascii_strcasecmp(end, suffixes[i])) {
+      *out = v * factors[i];
+      return TRUE;
+    }
+  return FALSE;
+}
+
+gboolean px_parse_bytes(const char *s, double *out) {
+  static const char *const suf[] = {"B", "KB", "MB", "GB", "TB", "KiB", "MiB", "GiB", "TiB"};
+  static const double fac[] = {1, 1e3, 1e6, 1e9, 1e12, 1024.0, 1048576.0, 1073741824.0,
+                               1099511627776.0};
+  return parse_scaled(s, suf, fac, G_N_ELEMENTS(suf), out) && *out >= 0;
+}
+
+gboolean px_parse_count(const char *s, double *out) {
+  static const char *const suf[] = {"k", "M", "G", "B", "T"};
+  static const double fac[] = {1e3, 1e6, 1e9, 1e9, 1e12};
+  return parse_scaled(s, suf, fac, G_N_ELEMENTS(suf), out);
+}

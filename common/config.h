@@ -1,0 +1,47 @@
+/* config.h — helpers shared by the INI / JSON loaders of model, cluster and plan:
+ * preset lookup and typed, range-checked key reading with one-line errors. */
+#pragma once
+#include <glib.h>
+#include <json-glib/json-glib.h>
+
+G_BEGIN_DECLS
+
+/* Directory holding configs/ and plots/: $PARALLAX_DATA_DIR, else the source tree. */
+const char *px_data_dir(void);
+
+/* Resolve NAME as a path if it names an existing file, else as
+ * <data>/configs/<kind>/<NAME>.ini. NULL (not an error) if neither exists. */
+char *px_config_resolve(const char *kind, const char *name);
+/* "gpt2-124m, gpt2-355m, ..." of the presets of a kind, for error messages. */
+char *px_config_list_presets(const char *kind);
+
+/* Load a key file, mapping errors into (domain, parse_code) with the path named. */
+GKeyFile *px_config_load_keyfile(const char *path, GQuark domain, int parse_code, GError **error);
+
+/* Typed getters. A missing key yields *out = def and TRUE when optional;
+ * a wrong type or a value below min gives "FILE: [group] key: ..." in domain/code. */
+gboolean px_config_get_int(GKeyFile *kf, const char *path, const char *group, const char *key,
+                           gboolean optional, gint64 def, gint64 min, gint64 *out,
+                           GQuark domain, int code, GError **error);
+gboolean px_config_get_double(GKeyFile *kf, const char *path, const char *group, const char *key,
+                              gboolean optional, double def, double min, double *out,
+                              GQuark domain, int code, GError **error);
+gboolean px_config_get_bool(GKeyFile *kf, const char *path, const char *group, const char *key,
+                            gboolean def, gboolean *out, GQuark domain, int code, GError **error);
+/* A string key (NULL if absent and optional). */
+gboolean px_config_get_string(GKeyFile *kf, const char *path, const char *group, const char *key,
+                              gboolean optional, char **out, GQuark domain, int code, GError **error);
+
+/* JSON: parse a file whose root must be an object. */
+JsonParser *px_json_load_object(const char *path, JsonObject **root, GQuark domain, int parse_code,
+                                GError **error);
+/* Integer member (NULL key-list tried in order); wrong type or < min → error. */
+gboolean px_json_get_int(JsonObject *o, const char *path, const char *key, gboolean optional,
+                         gint64 def, gint64 min, gint64 *out, GQuark domain, int code, GError **error);
+
+/* Bytes with a unit: "80GB", "80 GiB", "1.5e9", "512MiB" → bytes. */
+gboolean px_parse_bytes(const char *s, double *out);
+/* Counts with suffixes: "4M" (1e6) "2T" "1.5k" → value. */
+gboolean px_parse_count(const char *s, double *out);
+
+G_END_DECLS

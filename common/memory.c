@@ -1,0 +1,179 @@
+/* memory.c — what every pipeline stage holds on one GPU.
+ *
+ * Model states (bytes per parameter held by the GPU, before sharding):
+ *   mixed precision (fp16/bf16) with Adam: weights 2, gradients 2, optimizer 12
+ *   (fp32 master weights, momentum, variance) — 16 B/param (ZeRO paper, §3.1);
+ *   fp32 with Adam: weights 4, gradients 4, optimizer 8.
+ * ZeRO-1 divides the optimizer by dp, ZeRO-2 also the gradients, ZeRO-3 also
+ * the weights. Offloading moves the optimizer (and with it the fp32 copy) or
+ * also the parameters to host memory.
+ *
+ * Activations (Korthikanti et al. 2022, "Reducing Activation Recomputation in
+ * Large Transformer Models", §4): per block and micro-batch, 16-bit activations,
+ * 1-byte dropout masks, s sequence, b micro-batch, h hidden, a heads, t TP:
+ *   no parallelism     sbh(34 + 5as/h)
+ *   tensor parallel    sbh(10 + 24/t + 5as/(ht))
+ *   TP + sequence par. sbh(34/t + 5as/(ht))
+ *   selective recompute drops the 5as/h term; full recompute keeps the block
+ *   input, 2sbh (÷t with SP).
+ * The terms are derived one by one below, which also covers GQA (K and V of
+ * kv_heads), SwiGLU (three FFN tensors), models without dropout and fp32. */
+#include "memory.h"
+#include <math.h>
+#include <string.h>
+
+typedef struct {
+  double rep;   /* bytes kept whole on every TP rank (split by t only with SP) */
+  double split; /* bytes split over TP ranks */
+  double attn;  /* the s² attention-core bytes (split over TP); dropped by selective */
+} ActTerms;
+
+/* One block, one micro-batch, 16- or 32-bit activations (e bytes). */
+static ActTerms block_terms(const PxModelDesc *d, double s, double b, double e) {
+  double h = d->hidden, kv = (double)d->hidden / d->heads * d->kv_heads, f = d->ffn, a = d->heads;
+  double mask = d->dropout ? 1.0 : 0.0;
+  ActTerms t = {0};
+  /* attention: LayerNorm input, QKV input, Q and K (for QK^T), V (for the
+   * attention over V), output-projection input, output dropout mask */
+  t.rep += e * s * b * h * 2 + mask * s * b * h;
+  t.split += e * s * b * (h + kv) + e * s * b * kv + e * s * b * h;
+  /* softmax output; with dropout also its mask and the dropped-out copy */
+  t.attn += e * a * s * s * b + (d->dropout ? (1.0 + e) * a * s * s * b : 0);
+  /* MLP: LayerNorm input, first-linear input, dropout mask */
+  t.rep += e * s * b * h * 2 + mask * s * b * h;
+  if (d->ffn_kind == PX_FFN_SWIGLU)
+    t.split += 3 * e * s * b * f; /* gate and up outputs, their product (down-projection input) */
+  else
+    t.split += 2 * e * s * b * f; /* GELU input and output (second-linear input) */
+  return t;
+}
+
+double px_layer_activation_bytes(const PxModel *model, const PxLayer *layer, const PxPlan *plan) {
+  const PxModelDesc *d = &model->desc;
+  double s = plan->seq > 0 ? plan->seq : d->max_seq, b = plan->mbs, h = d->hidden;
+  double e = px_plan_act_bytes(plan), t = plan->tp;
+  double rep_div = plan->seq_parallel ? t : 1.0;
+  switch (layer->kind) {
+  case PX_LAYER_EMBEDDING:
+    /* embedding dropout mask */
+    return d->dropout ? s * b * h / rep_div : 0.0;
+  case PX_LAYER_FINAL_NORM:
+    return e * s * b * h / rep_div;
+  case PX_LAYER_LM_HEAD:
+    /* input of the projection, and the fp32 logits (softmax) kept by the
+     * vocab-parallel cross-entropy for its backward: 4sbV/t */
+    return e * s * b * h / rep_div + 4.0 * s * b * ceil((double)d->vocab / t);
+  case PX_LAYER_BLOCK: {
+    if (plan->ckpt == PX_CKPT_FULL) return e * s * b * h / rep_div;
+    ActTerms a = block_terms(d, s, b, e);
+    double bytes = a.rep / rep_div + a.split / t;
+    if (plan->ckpt != PX_CKPT_SELECTIVE) bytes += a.attn / t;
+    return bytes;
+  }
+  }
+  return 0.0;
+}
+
+/* Peak micro-batches in flight on a pipeline rank, in units of "all of the
+ * rank's layers for one micro-batch". */
+double px_memory_in_flight(const PxPlan *plan, int stage) {
+  int p = plan->pp, m = plan->m > 0 ? plan->m : 1;
+  switch (plan->schedule) {
+  case PX_SCHED_NAIVE: return 1;
+  case PX_SCHED_GPIPE: return m;
+  case PX_SCHED_1F1B:
+  case PX_SCHED_ZB_H1: return MIN(p - stage, m);
+  case PX_SCHED_INTERLEAVED: {
+    /* Megatron-LM: rank r runs (p - r - 1)·2 + (v - 1)·p warm-up chunk forwards,
+     * then holds one more before its first backward; each chunk is 1/v of the
+     * rank's layers. Rank 0: p·(1 + (p-1)/(p·v)) (Korthikanti §4.2.3). */
+    int v = plan->vpp;
+    int chunks = MIN((p - stage - 1) * 2 + (v - 1) * p + 1, m * v);
+    return (double)chunks / v;
+  }
+  }
+  return 1;
+}
+
+PxMemory *px_memory_new(const PxModel *model, const PxPlan *plan, const PxPartition *part,
+                        const PxCluster *cluster) {
+  PxMemory *mem = g_new0(PxMemory, 1);
+  mem->n_stages = plan->pp;
+  mem->stages = g_new0(PxStageMemory, plan->pp);
+  mem->capacity = cluster ? (double)cluster->gpu_memory : 0;
+  const PxModelDesc *d = &model->desc;
+  gboolean mixed = plan->precision != PX_PREC_FP32;
+  double wb = mixed ? 2 : 4, gb = mixed ? 2 : 4, ob = mixed ? 12 : 8;
+  double e = px_plan_act_bytes(plan);
+  double s = plan->seq, b = plan->mbs, h = d->hidden;
+  double dp = plan->dp;
+  double bucket_elems = plan->bucket_bytes > 0 ? plan->bucket_bytes / gb : 5e8;
+
+  for (int r = 0; r < plan->pp; r++) {
+    PxStageMemory *st = &mem->stages[r];
+    st->stage = r;
+    gint64 params = 0, max_layer = 0;
+    double act_mb = 0, act_block = 0;
+    gboolean first = FALSE, last = FALSE;
+    for (int c = 0; c < plan->vpp; c++) {
+      int k = px_partition_part_of(part, r, c);
+      for (int li = part->bounds[k]; li < part->bounds[k + 1]; li++) {
+        const PxLayer *L = &model->layers[li];
+        gint64 lp = px_layer_stored_params_tp(L, plan->tp);
+        params += lp;
+        max_layer = MAX(max_layer, lp);
+        double a = px_layer_activation_bytes(model, L, plan);
+        act_mb += a;
+        if (L->kind == PX_LAYER_BLOCK) act_block = a;
+        if (li == 0) first = TRUE;
+        if (li == (int)model->n_layers - 1) last = TRUE;
+      }
+    }
+    st->params = params;
+    double P = (double)params;
+    st->weights = wb * P / (plan->zero >= 3 ? dp : 1);
+    st->gradients = gb * P / (plan->zero >= 2 ? dp : 1);
+    st->optimizer = ob * P / (plan->zero >= 1 ? dp : 1);
+    if (plan->offload != PX_OFFLOAD_NONE) st->optimizer = 0;
+    if (plan->offload == PX_OFFLOAD_OPTIMIZER_PARAMS) st->weights = 0;
+    st->activation_per_layer = act_block;
+    st->activation_per_mb = act_mb;
+    st->in_flight = px_memory_in_flight(plan, r);
+    st->activations = st->in_flight * act_mb;
+    if (plan->ckpt == PX_CKPT_FULL) {
+      /* backward recomputes one checkpoint segment of `interval` blocks at a
+       * time, holding their full activations transiently (one micro-batch) */
+      PxPlan noc;
+      px_plan_copy(&noc, plan);
+      noc.ckpt = PX_CKPT_NONE;
+      const PxLayer *blk = NULL;
+      for (guint i = 0; i < model->n_layers && !blk; i++)
+        if (model->layers[i].kind == PX_LAYER_BLOCK) blk = &model->layers[i];
+      st->activations += plan->ckpt_interval * px_layer_activation_bytes(model, blk, &noc);
+      px_plan_clear(&noc);
+    }
+    /* Buffers: p2p send and receive of one activation (and gradient) per
+     * neighbour; the DP gradient bucket; ZeRO-3 gather of two layers
+     * (current + prefetch). The logits are counted with the LM head's
+     * activations. */
+    double msg = e * s * b * h / (plan->seq_parallel ? plan->tp : 1);
+    int neighbours = (first ? 0 : 1) + (last ? 0 : 1);
+    st->buffers = 2.0 * msg * neighbours;
+    if (plan->dp > 1 && plan->zero >= 1) st->buffers += gb * MIN(bucket_elems, P);
+    if (plan->zero >= 3 && plan->dp > 1) st->buffers += 2.0 * wb * (double)max_layer;
+    st->workspace = plan->workspace_bytes;
+    st->total = st->weights + st->gradients + st->optimizer + st->activations + st->buffers + st->workspace;
+    if (st->total > mem->peak) {
+      mem->peak = st->total;
+      mem->peak_stage = r;
+    }
+  }
+  mem->fits = mem->capacity <= 0 || mem->peak <= mem->capacity;
+  return mem;
+}
+
+void px_memory_free(PxMemory *mem) {
+  if (!mem) return;
+  g_free(mem->stages);
+  g_free(mem);
+}

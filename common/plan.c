@@ -1,0 +1,420 @@
+/* plan.c — a parallel layout, its files and its rules. */
+#include "plan.h"
+#include "config.h"
+#include <math.h>
+#include <string.h>
+
+G_DEFINE_QUARK(px-plan-error-quark, px_plan_error)
+
+/* ---- names --------------------------------------------------------------- */
+
+static const char *const sched_names[] = {"naive", "gpipe", "1f1b", "interleaved", "zb-h1", NULL};
+static const char *const ckpt_names[] = {"none", "selective", "full", NULL};
+static const char *const offload_names[] = {"none", "optimizer", "optimizer+params", NULL};
+static const char *const prec_names[] = {"fp32", "fp16", "bf16", NULL};
+static const char *const axis_names[] = {"tp", "dp", "pp", NULL};
+
+static gboolean parse_name(const char *s, const char *const *names, int *out) {
+  if (!s) return FALSE;
+  for (int i = 0; names[i]; i++)
+    if (!g_ascii_strcasecmp(s, names[i])) { *out = i; return TRUE; }
+  return FALSE;
+}
+
+const char *px_schedule_name(PxScheduleKind k) { return sched_names[k]; }
+const char *px_ckpt_name(PxCheckpoint c) { return ckpt_names[c]; }
+const char *px_offload_name(PxOffload o) { return offload_names[o]; }
+const char *px_precision_name(PxPrecision p) { return prec_names[p]; }
+const char *px_axis_name(PxAxis a) { return axis_names[a]; }
+
+gboolean px_schedule_parse(const char *s, PxScheduleKind *out) {
+  int v;
+  if (s && (!g_ascii_strcasecmp(s, "zb") || !g_ascii_strcasecmp(s, "zbh1") ||
+            !g_ascii_strcasecmp(s, "zero-bubble"))) { *out = PX_SCHED_ZB_H1; return TRUE; }
+  if (s && !g_ascii_strcasecmp(s, "interleaved-1f1b")) { *out = PX_SCHED_INTERLEAVED; return TRUE; }
+  if (!parse_name(s, sched_names, &v)) return FALSE;
+  *out = v;
+  return TRUE;
+}
+gboolean px_ckpt_parse(const char *s, PxCheckpoint *out) {
+  int v;
+  if (!parse_name(s, ckpt_names, &v)) return FALSE;
+  *out = v;
+  return TRUE;
+}
+gboolean px_offload_parse(const char *s, PxOffload *out) {
+  int v;
+  if (s && !g_ascii_strcasecmp(s, "cpu")) { *out = PX_OFFLOAD_OPTIMIZER; return TRUE; }
+  if (!parse_name(s, offload_names, &v)) return FALSE;
+  *out = v;
+  return TRUE;
+}
+gboolean px_precision_parse(const char *s, PxPrecision *out) {
+  int v;
+  if (!parse_name(s, prec_names, &v)) return FALSE;
+  *out = v;
+  return TRUE;
+}
+gboolean px_order_parse(const char *s, PxAxis order[3]) {
+  if (!s) return FALSE;
+  g_auto(GStrv) parts = g_strsplit_set(s, ",-", -1);
+  if (g_strv_length(parts) != 3) return FALSE;
+  gboolean seen[3] = {FALSE, FALSE, FALSE};
+  PxAxis tmp[3];
+  for (int i = 0; i < 3; i++) {
+    int v;
+    if (!parse_name(g_strstrip(parts[i]), axis_names, &v) || seen[v]) return FALSE;
+    seen[v] = TRUE;
+    tmp[i] = v;
+  }
+  memcpy(order, tmp, sizeof tmp);
+  return TRUE;
+}
+
+/* ---- life cycle ---------------------------------------------------------- */
+
+void px_plan_init(PxPlan *p) {
+  memset(p, 0, sizeof *p);
+  p->dp = p->tp = p->pp = p->vpp = 1;
+  p->mbs = 1;
+  p->gbs = 0; /* 0: one micro-batch per data-parallel rank */
+  p->schedule = PX_SCHED_1F1B;
+  p->partition = g_strdup("parameters");
+  p->ckpt = PX_CKPT_NONE;
+  p->ckpt_interval = 1;
+  p->precision = PX_PREC_BF16;
+  p->order[0] = PX_AXIS_TP;
+  p->order[1] = PX_AXIS_DP;
+  p->order[2] = PX_AXIS_PP;
+  p->workspace_bytes = 1024.0 * 1024 * 1024; /* CUDA context + cuBLAS workspace + fragmentation */
+  p->bucket_bytes = 0;                       /* 0: DeepSpeed's default 5e8 elements */
+}
+
+void px_plan_clear(PxPlan *p) {
+  g_clear_pointer(&p->partition, g_free);
+}
+
+void px_plan_copy(PxPlan *dst, const PxPlan *src) {
+  *dst = *src;
+  dst->partition = g_strdup(src->partition);
+}
+
+int px_plan_act_bytes(const PxPlan *p) { return p->precision == PX_PREC_FP32 ? 4 : 2; }
+
+/* ---- rank layout --------------------------------------------------------- */
+
+int px_plan_world(const PxPlan *p) { return p->dp * p->tp * p->pp; }
+
+static int axis_size(const PxPlan *p, PxAxis a) {
+  return a == PX_AXIS_TP ? p->tp : a == PX_AXIS_DP ? p->dp : p->pp;
+}
+
+void px_plan_rank_coords(const PxPlan *p, int rank, int *dp, int *tp, int *pp) {
+  int c[3];
+  for (int i = 0; i < 3; i++) {
+    int n = axis_size(p, p->order[i]);
+    c[p->order[i]] = rank % n;
+    rank /= n;
+  }
+  if (dp) *dp = c[PX_AXIS_DP];
+  if (tp) *tp = c[PX_AXIS_TP];
+  if (pp) *pp = c[PX_AXIS_PP];
+}
+
+int px_plan_rank_of(const PxPlan *p, int dp, int tp, int pp) {
+  int c[3];
+  c[PX_AXIS_DP] = dp;
+  c[PX_AXIS_TP] = tp;
+  c[PX_AXIS_PP] = pp;
+  int rank = 0;
+  for (int i = 2; i >= 0; i--) rank = rank * axis_size(p, p->order[i]) + c[p->order[i]];
+  return rank;
+}
+
+/* ---- bubble -------------------------------------------------------------- */
+
+double px_plan_bubble_fraction(const PxPlan *p) {
+  double pp = p->pp, m = p->m > 0 ? p->m : 1, v = p->vpp;
+  switch (p->schedule) {
+  case PX_SCHED_NAIVE: return (pp - 1) / pp;
+  case PX_SCHED_GPIPE:
+  case PX_SCHED_1F1B: return (pp - 1) / (m + pp - 1);
+  case PX_SCHED_INTERLEAVED: return (pp - 1) / (v * m + pp - 1);
+  case PX_SCHED_ZB_H1: return (pp - 1) / (3 * m + pp - 1);
+  }
+  return 0;
+}
+
+/* ---- validation ---------------------------------------------------------- */
+
+#define REFUSE(...)                                                              \
+  do {                                                                           \
+    g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_INVALID, __VA_ARGS__);       \
+    return FALSE;                                                                \
+  } while (0)
+
+gboolean px_plan_validate(PxPlan *p, const PxModel *model, const PxCluster *cluster, GError **error) {
+  const PxModelDesc *d = &model->desc;
+  struct { const char *name; int v; } pos[] = {{"dp", p->dp},   {"tp", p->tp},   {"pp", p->pp},
+                                               {"vpp", p->vpp}, {"mbs", p->mbs},
+                                               {"ckpt_interval", p->ckpt_interval}};
+  for (gsize i = 0; i < G_N_ELEMENTS(pos); i++)
+    if (pos[i].v < 1) REFUSE("%s=%d must be at least 1", pos[i].name, pos[i].v);
+  if (p->gbs < 0) REFUSE("global batch %d must be positive", p->gbs);
+  if ((gint64)p->dp * p->tp * p->pp > (1 << 24)) REFUSE("dp·tp·pp=%" G_GINT64_FORMAT " is too many GPUs", (gint64)p->dp * p->tp * p->pp);
+  if (p->seq == 0) p->seq = d->max_seq;
+  if (p->seq < 1) REFUSE("sequence length %d must be positive", p->seq);
+  if (p->seq > d->max_seq)
+    REFUSE("sequence %d exceeds the model's %d positions", p->seq, d->max_seq);
+  if (d->heads % p->tp) REFUSE("tp=%d does not divide %d attention heads", p->tp, d->heads);
+  if (d->kv_heads % p->tp) REFUSE("tp=%d does not divide %d key-value heads", p->tp, d->kv_heads);
+  if (d->ffn % p->tp) REFUSE("tp=%d does not divide the FFN size %d", p->tp, d->ffn);
+  if (p->seq_parallel && p->tp == 1) REFUSE("sequence parallelism needs tp > 1");
+  if (p->seq_parallel && p->seq % p->tp)
+    REFUSE("sequence parallelism needs tp=%d to divide the sequence %d", p->tp, p->seq);
+  if ((gint64)p->pp * p->vpp > d->layers) {
+    if (p->vpp == 1) REFUSE("pp=%d exceeds %d layers", p->pp, d->layers);
+    REFUSE("pp·vpp=%d·%d=%d model chunks exceed %d layers", p->pp, p->vpp, p->pp * p->vpp, d->layers);
+  }
+  if (p->gbs == 0) p->gbs = p->mbs * p->dp;
+  gint64 per = (gint64)p->mbs * p->dp;
+  if (p->gbs % per)
+    REFUSE("global batch %d is not divisible by micro-batch %d × dp %d = %" G_GINT64_FORMAT, p->gbs,
+           p->mbs, p->dp, per);
+  p->m = (int)(p->gbs / per);
+  if (p->schedule == PX_SCHED_INTERLEAVED) {
+    if (p->vpp < 2) REFUSE("interleaved schedule needs vpp ≥ 2 model chunks per rank");
+    if (p->m % p->pp) REFUSE("interleaved schedule needs micro-batches divisible by pp (m=%d, pp=%d)", p->m, p->pp);
+  } else if (p->vpp != 1) {
+    REFUSE("vpp=%d needs the interleaved schedule (schedule is %s)", p->vpp, px_schedule_name(p->schedule));
+  }
+  if (p->zero < 0 || p->zero > 3) REFUSE("ZeRO stage %d is not 0, 1, 2 or 3", p->zero);
+  if (p->offload == PX_OFFLOAD_OPTIMIZER_PARAMS && p->zero != 3)
+    REFUSE("offloading parameters needs ZeRO stage 3 (stage is %d)", p->zero);
+  if (p->offload != PX_OFFLOAD_NONE && p->zero == 0)
+    REFUSE("offloading the optimizer needs ZeRO stage 1 or more");
+  if (cluster) {
+    gint64 world = (gint64)p->dp * p->tp * p->pp;
+    int gpus = px_cluster_gpus(cluster);
+    if (world != gpus)
+      REFUSE("dp·tp·pp=%" G_GINT64_FORMAT " but the cluster has %d GPUs (%d nodes × %d)", world, gpus,
+             cluster->nodes, cluster->gpus_per_node);
+  }
+  if (!p->partition || !*p->partition) REFUSE("no partition method");
+  return TRUE;
+}
+
+/* ---- INI ----------------------------------------------------------------- */
+
+/* Read an int key into *field if present (min-checked). */
+static gboolean ini_int(GKeyFile *kf, const char *path, const char *key, gint64 min, int *field,
+                        GError **error) {
+  gint64 v;
+  if (!px_config_get_int(kf, path, "plan", key, TRUE, *field, min, &v, PX_PLAN_ERROR,
+                         PX_PLAN_ERROR_PARSE, error))
+    return FALSE;
+  if (v > G_MAXINT) {
+    g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, "%s: [plan] %s is too large", path, key);
+    return FALSE;
+  }
+  *field = (int)v;
+  return TRUE;
+}
+
+/* Read a named choice through its parser. */
+typedef gboolean (*ChoiceParser)(const char *s, void *out);
+static gboolean ini_choice(GKeyFile *kf, const char *path, const char *key, ChoiceParser parse,
+                           void *out, const char *expected, GError **error) {
+  g_autofree char *s = NULL;
+  if (!px_config_get_string(kf, path, "plan", key, TRUE, &s, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, error))
+    return FALSE;
+  if (s && !parse(s, out)) {
+    g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, "%s: [plan] %s = '%s' is not one of %s",
+                path, key, s, expected);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+gboolean px_plan_load_ini(PxPlan *p, const char *path, GError **error) {
+  g_autoptr(GKeyFile) kf = px_config_load_keyfile(path, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, error);
+  if (!kf) return FALSE;
+  if (!g_key_file_has_group(kf, "plan")) {
+    g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, "%s: no [plan] group", path);
+    return FALSE;
+  }
+  g_autofree char *partition = NULL;
+  double ws = p->workspace_bytes / 1e9, bucket = p->bucket_bytes;
+  if (!ini_int(kf, path, "dp", 1, &p->dp, error) || !ini_int(kf, path, "tp", 1, &p->tp, error) ||
+      !ini_int(kf, path, "pp", 1, &p->pp, error) || !ini_int(kf, path, "vpp", 1, &p->vpp, error) ||
+      !ini_int(kf, path, "mbs", 1, &p->mbs, error) || !ini_int(kf, path, "gbs", 1, &p->gbs, error) ||
+      !ini_int(kf, path, "seq", 1, &p->seq, error) || !ini_int(kf, path, "zero", 0, &p->zero, error) ||
+      !ini_int(kf, path, "ckpt_interval", 1, &p->ckpt_interval, error) ||
+      !ini_choice(kf, path, "schedule", (ChoiceParser)px_schedule_parse, &p->schedule,
+                  "naive, gpipe, 1f1b, interleaved, zb-h1", error) ||
+      !ini_choice(kf, path, "ckpt", (ChoiceParser)px_ckpt_parse, &p->ckpt, "none, selective, full", error) ||
+      !ini_choice(kf, path, "offload", (ChoiceParser)px_offload_parse, &p->offload,
+                  "none, optimizer, optimizer+params", error) ||
+      !ini_choice(kf, path, "precision", (ChoiceParser)px_precision_parse, &p->precision,
+                  "fp32, fp16, bf16", error) ||
+      !ini_choice(kf, path, "order", (ChoiceParser)px_order_parse, p->order,
+                  "a permutation of tp,dp,pp (innermost first)", error) ||
+      !px_config_get_bool(kf, path, "plan", "seq_parallel", p->seq_parallel, &p->seq_parallel,
+                          PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, error) ||
+      !px_config_get_string(kf, path, "plan", "partition", TRUE, &partition, PX_PLAN_ERROR,
+                            PX_PLAN_ERROR_PARSE, error) ||
+      !px_config_get_double(kf, path, "plan", "workspace_gb", TRUE, ws, 0, &ws, PX_PLAN_ERROR,
+                            PX_PLAN_ERROR_PARSE, error) ||
+      !px_config_get_double(kf, path, "plan", "bucket_bytes", TRUE, bucket, 0, &bucket, PX_PLAN_ERROR,
+                            PX_PLAN_ERROR_PARSE, error))
+    return FALSE;
+  if (partition) {
+    g_free(p->partition);
+    p->partition = g_steal_pointer(&partition);
+  }
+  p->workspace_bytes = ws * 1e9;
+  p->bucket_bytes = bucket;
+  return TRUE;
+}
+
+char *px_plan_to_ini(const PxPlan *p) {
+  GString *s = g_string_new("# Parallax plan (parallax-sim plan --plan FILE reads it back)\n[plan]\n");
+  g_string_append_printf(s, "dp = %d\ntp = %d\npp = %d\nvpp = %d\nmbs = %d\ngbs = %d\nseq = %d\n",
+                         p->dp, p->tp, p->pp, p->vpp, p->mbs, p->gbs, p->seq);
+  g_string_append_printf(s, "schedule = %s\npartition = %s\nzero = %d\noffload = %s\n",
+                         px_schedule_name(p->schedule), p->partition, p->zero, px_offload_name(p->offload));
+  g_string_append_printf(s, "ckpt = %s\nckpt_interval = %d\nseq_parallel = %s\nprecision = %s\n",
+                         px_ckpt_name(p->ckpt), p->ckpt_interval, p->seq_parallel ? "true" : "false",
+                         px_precision_name(p->precision));
+  g_string_append_printf(s, "order = %s,%s,%s\n", px_axis_name(p->order[0]), px_axis_name(p->order[1]),
+                         px_axis_name(p->order[2]));
+  char ws[G_ASCII_DTOSTR_BUF_SIZE], bk[G_ASCII_DTOSTR_BUF_SIZE];
+  g_string_append_printf(s, "workspace_gb = %s\nbucket_bytes = %s\n",
+                         g_ascii_dtostr(ws, sizeof ws, p->workspace_bytes / 1e9),
+                         g_ascii_dtostr(bk, sizeof bk, p->bucket_bytes));
+  return g_string_free(s, FALSE);
+}
+
+/* ---- DeepSpeed ds_config.json ------------------------------------------- */
+
+static JsonObject *member_object(JsonObject *o, const char *key) {
+  JsonNode *n = json_object_get_member(o, key);
+  return n && JSON_NODE_HOLDS_OBJECT(n) ? json_node_get_object(n) : NULL;
+}
+
+/* "enabled": true|false, or "auto" (treated as false). */
+static gboolean section_enabled(JsonObject *o, const char *key) {
+  JsonObject *s = member_object(o, key);
+  if (!s) return FALSE;
+  JsonNode *n = json_object_get_member(s, "enabled");
+  return n && JSON_NODE_HOLDS_VALUE(n) && json_node_get_value_type(n) == G_TYPE_BOOLEAN &&
+         json_node_get_boolean(n);
+}
+
+static const char *offload_device(JsonObject *zero, const char *key) {
+  JsonObject *s = zero ? member_object(zero, key) : NULL;
+  JsonNode *n = s ? json_object_get_member(s, "device") : NULL;
+  return n && JSON_NODE_HOLDS_VALUE(n) && json_node_get_value_type(n) == G_TYPE_STRING
+             ? json_node_get_string(n) : NULL;
+}
+
+gboolean px_plan_load_deepspeed(PxPlan *p, const char *path, GError **error) {
+  JsonObject *o = NULL;
+  g_autoptr(JsonParser) parser = px_json_load_object(path, &o, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, error);
+  if (!parser) return FALSE;
+  gint64 tbs, mbs, gas;
+  const GQuark D = PX_PLAN_ERROR;
+  const int E = PX_PLAN_ERROR_PARSE;
+  if (!px_json_get_int(o, path, "train_batch_size", TRUE, 0, 1, &tbs, D, E, error) ||
+      !px_json_get_int(o, path, "train_micro_batch_size_per_gpu", TRUE, 0, 1, &mbs, D, E, error) ||
+      !px_json_get_int(o, path, "gradient_accumulation_steps", TRUE, 0, 1, &gas, D, E, error))
+    return FALSE;
+  if (tbs > G_MAXINT || mbs > G_MAXINT || gas > G_MAXINT) {
+    g_set_error(error, D, E, "%s: batch sizes are too large", path);
+    return FALSE;
+  }
+  /* DeepSpeed's rule: train_batch_size = micro × accumulation × dp; any two give the third. */
+  int dp = p->dp;
+  if (tbs && mbs && gas) {
+    if (tbs != mbs * gas * dp) {
+      g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_INVALID,
+                  "%s: train_batch_size %" G_GINT64_FORMAT " != micro %" G_GINT64_FORMAT
+                  " × accumulation %" G_GINT64_FORMAT " × dp %d = %" G_GINT64_FORMAT,
+                  path, tbs, mbs, gas, dp, mbs * gas * dp);
+      return FALSE;
+    }
+  } else if (tbs && mbs) {
+    if (tbs % (mbs * dp)) {
+      g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_INVALID,
+                  "%s: train_batch_size %" G_GINT64_FORMAT " is not divisible by micro %" G_GINT64_FORMAT
+                  " × dp %d", path, tbs, mbs, dp);
+      return FALSE;
+    }
+  } else if (tbs && gas) {
+    if (tbs % (gas * dp)) {
+      g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_INVALID,
+                  "%s: train_batch_size %" G_GINT64_FORMAT " is not divisible by accumulation %" G_GINT64_FORMAT
+                  " × dp %d", path, tbs, gas, dp);
+      return FALSE;
+    }
+    mbs = tbs / (gas * dp);
+  } else if (mbs && gas) {
+    tbs = mbs * gas * dp;
+  } else if (mbs) {
+    tbs = mbs * dp;
+  } else if (!tbs) {
+    g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_INVALID,
+                "%s: needs train_batch_size or train_micro_batch_size_per_gpu", path);
+    return FALSE;
+  } else {
+    mbs = tbs / dp;
+    if (tbs % dp) {
+      g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_INVALID,
+                  "%s: train_batch_size %" G_GINT64_FORMAT " is not divisible by dp %d", path, tbs, dp);
+      return FALSE;
+    }
+  }
+  p->gbs = (int)tbs;
+  p->mbs = (int)mbs;
+
+  JsonObject *zero = member_object(o, "zero_optimization");
+  if (zero) {
+    gint64 stage;
+    if (!px_json_get_int(zero, path, "stage", TRUE, 0, 0, &stage, D, E, error)) return FALSE;
+    if (stage > 3) {
+      g_set_error(error, D, E, "%s: zero_optimization.stage %" G_GINT64_FORMAT " is not 0..3", path, stage);
+      return FALSE;
+    }
+    p->zero = (int)stage;
+    gint64 bucket;
+    if (!px_json_get_int(zero, path, "reduce_bucket_size", TRUE, 0, 0, &bucket, D, E, error)) return FALSE;
+    if (bucket) p->bucket_bytes = (double)bucket * (p->precision == PX_PREC_FP32 ? 4 : 2);
+  }
+  const char *opt_dev = offload_device(zero, "offload_optimizer");
+  const char *par_dev = offload_device(zero, "offload_param");
+  gboolean opt_off = opt_dev && (!strcmp(opt_dev, "cpu") || !strcmp(opt_dev, "nvme"));
+  gboolean par_off = par_dev && (!strcmp(par_dev, "cpu") || !strcmp(par_dev, "nvme"));
+  p->offload = par_off ? PX_OFFLOAD_OPTIMIZER_PARAMS : opt_off ? PX_OFFLOAD_OPTIMIZER : PX_OFFLOAD_NONE;
+  if (section_enabled(o, "bf16")) p->precision = PX_PREC_BF16;
+  else if (section_enabled(o, "fp16")) p->precision = PX_PREC_FP16;
+  else p->precision = PX_PREC_FP32;
+
+  JsonObject *ac = member_object(o, "activation_checkpointing");
+  if (ac) {
+    /* DeepSpeed's activation_checkpointing section configures checkpointing
+     * (partitioning, CPU copies); its presence means full recompute of layers
+     * (the model calls deepspeed.checkpointing.checkpoint). */
+    p->ckpt = PX_CKPT_FULL;
+  }
+  JsonObject *pipe = member_object(o, "pipeline");
+  if (pipe) {
+    gint64 interval;
+    if (!px_json_get_int(pipe, path, "activation_checkpoint_interval", TRUE, 0, 0, &interval, D, E, error))
+      return FALSE;
+    if (interval > 0) {
+      p->ckpt = PX_CKPT_FULL;
+      p->ckpt_interval = (int)MIN(interval, G_MAXINT);
+    }
+  }
+  return TRUE;
+}

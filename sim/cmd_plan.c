@@ -1,0 +1,234 @@
+/* cmd_plan.c — `parallax-sim plan`: partition, bubble, memory per stage and
+ * FLOPs of one plan, as a readable report or one JSON object. */
+#include <json-glib/json-glib.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include "commands.h"
+#include "flops.h"
+#include "memory.h"
+#include "options.h"
+#include "partition.h"
+#include "report.h"
+
+#define CMD "parallax-sim plan"
+
+/* Everything the report shows, computed once. */
+typedef struct {
+  PxModel *model;
+  PxCluster *cluster;
+  PxPlan plan;
+  PxPartition *part;
+  PxMemory *mem;
+  PxFlops flops;
+} PlanReport;
+
+static void plan_report_clear(PlanReport *r) {
+  px_memory_free(r->mem);
+  px_partition_free(r->part);
+  px_plan_clear(&r->plan);
+  px_cluster_free(r->cluster);
+  px_model_free(r->model);
+}
+
+static gboolean plan_report_compute(PlanReport *r, GError **error) {
+  r->part = px_partition_new(r->model, &r->plan, NULL, error);
+  if (!r->part) return FALSE;
+  r->mem = px_memory_new(r->model, &r->plan, r->part, r->cluster);
+  px_flops_compute(r->model, &r->plan, &r->flops);
+  return TRUE;
+}
+
+/* ---- the closest layout that fits ----------------------------------------- */
+
+/* Changes from the given plan that are tried, cheapest first, when it does not
+ * fit: more ZeRO, recompute, more tp within a node, more pp, offload. The
+ * first that fits (fewest changed knobs, then lowest peak) is named. */
+static char *suggest_fitting(const PlanReport *r) {
+  const PxPlan *base = &r->plan;
+  int gpus = px_plan_world(base);
+  int gpn = r->cluster ? r->cluster->gpus_per_node : gpus;
+  char *best = NULL;
+  int best_changes = 99;
+  double best_peak = 0;
+  for (int tp = 1; tp <= MIN(gpn, 64); tp *= 2)
+    for (int pp = 1; pp <= gpus / tp && pp <= r->model->desc.layers; pp *= 2) {
+      if (gpus % (tp * pp)) continue;
+      int dp = gpus / (tp * pp);
+      for (int zero = base->zero; zero <= 3; zero++)
+        for (int ck = base->ckpt; ck <= PX_CKPT_FULL; ck++) {
+          PxPlan p;
+          px_plan_copy(&p, base);
+          p.tp = tp;
+          p.pp = pp;
+          p.dp = dp;
+          p.zero = zero;
+          p.ckpt = ck;
+          if (p.schedule == PX_SCHED_INTERLEAVED && pp == 1) { p.schedule = PX_SCHED_1F1B; p.vpp = 1; }
+          /* keep the global batch; the micro-batch count follows dp */
+          int changes = (tp != base->tp) + (pp != base->pp) + (zero != base->zero) + (ck != (int)base->ckpt);
+          if (changes == 0 || changes > best_changes) { px_plan_clear(&p); continue; }
+          PlanReport t = {.model = r->model, .cluster = r->cluster};
+          t.plan = p;
+          if (px_plan_validate(&t.plan, r->model, r->cluster, NULL) && plan_report_compute(&t, NULL) &&
+              t.mem->fits && (changes < best_changes || t.mem->peak < best_peak)) {
+            g_free(best);
+            best = g_strdup_printf("dp %d, pp %d, tp %d, ZeRO-%d, checkpoint %s (peak %.1f GB)", dp, pp, tp,
+                                   zero, px_ckpt_name(ck), t.mem->peak / 1e9);
+            best_changes = changes;
+            best_peak = t.mem->peak;
+          }
+          px_memory_free(t.mem);
+          px_partition_free(t.part);
+          px_plan_clear(&t.plan);
+        }
+    }
+  return best;
+}
+
+/* ---- text --------------------------------------------------------------- */
+
+static void print_text(const PlanReport *r, const PxUnits *u) {
+  const PxModelDesc *d = &r->model->desc;
+  const PxPlan *p = &r->plan;
+  const PxCluster *c = r->cluster;
+  g_autofree char *nparams = px_format_count((double)r->model->params);
+  printf("Parallax plan: %s", d->name);
+  if (c)
+    printf(" on %s (%d node%s × %d %s = %d GPUs, %.1f GiB = %.1f GB each)", c->name, c->nodes,
+           c->nodes == 1 ? "" : "s", c->gpus_per_node, c->gpu, px_cluster_gpus(c),
+           c->gpu_memory / 1073741824.0, c->gpu_memory / 1e9);
+  printf("\n\n");
+  printf("model      %s parameters (%" G_GINT64_FORMAT "), %d layers, hidden %d, %d heads (%d kv), "
+         "FFN %d %s, vocab %d, %s%s\n",
+         nparams, r->model->params, d->layers, d->hidden, d->heads, d->kv_heads, d->ffn,
+         px_ffn_kind_name(d->ffn_kind), d->vocab, px_norm_kind_name(d->norm), d->tied ? ", tied embeddings" : "");
+  printf("layout     dp %d × pp %d × tp %d = %d GPUs, rank order %s,%s,%s (innermost first)\n", p->dp,
+         p->pp, p->tp, px_plan_world(p), px_axis_name(p->order[0]), px_axis_name(p->order[1]),
+         px_axis_name(p->order[2]));
+  g_autofree char *tok = px_format_count((double)p->gbs * p->seq);
+  printf("batch      global %d sequences × %d tokens = %s tokens; micro-batch %d; m = %d micro-batches per pipeline\n",
+         p->gbs, p->seq, tok, p->mbs, p->m);
+  g_autofree char *chunks = p->vpp > 1 ? g_strdup_printf(" (v = %d chunks)", p->vpp) : g_strdup("");
+  printf("schedule   %s%s; partition %s; ZeRO-%d; offload %s; checkpoint %s", px_schedule_name(p->schedule),
+         chunks, p->partition, p->zero,
+         px_offload_name(p->offload), px_ckpt_name(p->ckpt));
+  if (p->ckpt == PX_CKPT_FULL) printf(" every %d layer%s", p->ckpt_interval, p->ckpt_interval > 1 ? "s" : "");
+  printf("; sequence parallel %s; %s%s\n", p->seq_parallel ? "on" : "off", px_precision_name(p->precision),
+         p->precision == PX_PREC_FP32 ? "" : " mixed precision (fp32 master weights)");
+  printf("bubble     %.2f %% of step time (idle / step; %s)\n\n", 100 * px_plan_bubble_fraction(p),
+         px_report_bubble_formula(p->schedule));
+
+  printf("partition (%d stage%s%s)\n", p->pp, p->pp > 1 ? "s" : "", p->vpp > 1 ? " × chunks" : "");
+  printf("%-6s %-6s %-16s %-7s %s\n", "stage", "chunk", "layers", "blocks", "parameters");
+  for (int k = 0; k < r->part->parts; k++) {
+    int first = r->part->bounds[k], last = r->part->bounds[k + 1] - 1, blocks = 0;
+    for (int i = first; i <= last; i++) blocks += r->model->layers[i].kind == PX_LAYER_BLOCK;
+    g_autofree char *range = g_strdup_printf("%d-%d", first, last);
+    g_autofree char *pc = px_format_count((double)r->part->params[k]);
+    printf("%-6d %-6d %-16s %-7d %s\n", px_partition_part_rank(r->part, k), px_partition_part_chunk(r->part, k),
+           range, blocks, pc);
+  }
+  printf("  layers: 0 = embedding, 1..%d = transformer blocks, %d = final norm, %d = LM head%s\n\n", d->layers,
+         d->layers + 1, d->layers + 2, d->tied ? " (tied to the embedding: both ends hold it)" : "");
+
+  px_report_memory_table(r->mem, u, stdout);
+
+  double cap = r->mem->capacity;
+  const PxStageMemory *pk = &r->mem->stages[r->mem->peak_stage];
+  if (cap > 0) {
+    if (r->mem->fits)
+      printf("fits       yes: the fullest stage (%d) needs %.1f %s of %.1f %s, %.1f %s to spare\n", pk->stage,
+             pk->total / u->scale, u->name, cap / u->scale, u->name, (cap - pk->total) / u->scale, u->name);
+    else {
+      printf("fits       NO: stage %d needs %.1f %s, the GPU has %.1f %s (over by %.1f %s)\n", pk->stage,
+             pk->total / u->scale, u->name, cap / u->scale, u->name, (pk->total - cap) / u->scale, u->name);
+      g_autofree char *s = suggest_fitting(r);
+      if (s) printf("would fit  %s on the same %d GPUs\n", s, px_plan_world(p));
+      else printf("would fit  no layout of these %d GPUs by tp, pp, ZeRO and recompute alone\n", px_plan_world(p));
+    }
+  }
+  g_autofree char *fm = px_format_flops(r->flops.model_per_step);
+  g_autofree char *fh = px_format_flops(r->flops.hardware_per_step);
+  g_autofree char *ft = px_format_flops(r->flops.model_per_token);
+  g_autofree char *f6 = px_format_flops(r->flops.approx_6n_per_token);
+  printf("\nFLOPs      per step: model %s, hardware %s (with recompute); per token: %s (6N + 12·L·h·s ≈ %s)\n",
+         fm, fh, ft, f6);
+}
+
+/* ---- JSON --------------------------------------------------------------- */
+
+static void print_json(const PlanReport *r) {
+  g_autoptr(JsonBuilder) b = json_builder_new();
+  const PxPlan *p = &r->plan;
+  json_builder_begin_object(b);
+  json_builder_set_member_name(b, "model");
+  json_builder_begin_object(b);
+  json_builder_set_member_name(b, "name");
+  json_builder_add_string_value(b, r->model->desc.name);
+  json_builder_set_member_name(b, "parameters");
+  json_builder_add_int_value(b, r->model->params);
+  json_builder_set_member_name(b, "layers");
+  json_builder_add_int_value(b, r->model->desc.layers);
+  json_builder_end_object(b);
+  json_builder_set_member_name(b, "plan");
+  px_report_plan_json(b, p);
+  json_builder_set_member_name(b, "partition");
+  json_builder_begin_array(b);
+  for (int k = 0; k < r->part->parts; k++) {
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "stage");
+    json_builder_add_int_value(b, px_partition_part_rank(r->part, k));
+    json_builder_set_member_name(b, "chunk");
+    json_builder_add_int_value(b, px_partition_part_chunk(r->part, k));
+    json_builder_set_member_name(b, "first_layer");
+    json_builder_add_int_value(b, r->part->bounds[k]);
+    json_builder_set_member_name(b, "last_layer");
+    json_builder_add_int_value(b, r->part->bounds[k + 1] - 1);
+    json_builder_set_member_name(b, "parameters");
+    json_builder_add_int_value(b, r->part->params[k]);
+    json_builder_end_object(b);
+  }
+  json_builder_end_array(b);
+  json_builder_set_member_name(b, "bubble_fraction");
+  json_builder_add_double_value(b, px_plan_bubble_fraction(p));
+  json_builder_set_member_name(b, "memory");
+  px_report_memory_json(b, r->mem);
+  json_builder_set_member_name(b, "flops");
+  json_builder_begin_object(b);
+  json_builder_set_member_name(b, "model_per_step");
+  json_builder_add_double_value(b, r->flops.model_per_step);
+  json_builder_set_member_name(b, "hardware_per_step");
+  json_builder_add_double_value(b, r->flops.hardware_per_step);
+  json_builder_set_member_name(b, "model_per_token");
+  json_builder_add_double_value(b, r->flops.model_per_token);
+  json_builder_end_object(b);
+  json_builder_end_object(b);
+  px_report_print_json(b);
+}
+
+int px_cmd_plan(int argc, char **argv) {
+  PxPlanOptions o;
+  gboolean json = FALSE;
+  GOptionEntry entries[] = {{"json", 0, 0, G_OPTION_ARG_NONE, &json, "Print one JSON object", NULL}, {NULL}};
+  if (!px_parse_command_line(CMD, "partition, bubble, memory and FLOPs of a plan", entries, &o, &argc, &argv))
+    return 2;
+  g_autoptr(GError) error = NULL;
+  PlanReport r = {0};
+  PxUnits u;
+  int rc = 0;
+  if (!px_units_parse(o.units, &u)) {
+    fprintf(stderr, CMD ": --units '%s' is not GB or GiB\n", o.units);
+    rc = 2;
+  } else if (!px_plan_options_resolve(&o, FALSE, &r.model, &r.cluster, &r.plan, &error) ||
+             !plan_report_compute(&r, &error)) {
+    rc = px_fail(CMD, error);
+  } else if (json) {
+    print_json(&r);
+  } else {
+    print_text(&r, &u);
+  }
+  plan_report_clear(&r);
+  px_plan_options_clear(&o);
+  return rc;
+}

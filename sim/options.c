@@ -1,0 +1,198 @@
+/* options.c — the shared plan flags (see options.h). */
+#include "options.h"
+#include "config.h"
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+GOptionGroup *px_plan_options_group(PxPlanOptions *o) {
+  memset(o, 0, sizeof *o);
+  o->nodes = o->gpus = o->dp = o->tp = o->pp = o->vpp = o->mbs = o->gbs = o->seq = o->zero =
+      o->ckpt_interval = -1;
+  GOptionEntry entries[] = {
+    {"model", 'M', 0, G_OPTION_ARG_STRING, &o->model, "Model preset or file (INI, HF config.json)", "NAME|FILE"},
+    {"cluster", 'C', 0, G_OPTION_ARG_STRING, &o->cluster, "Cluster preset or INI file", "NAME|FILE"},
+    {"nodes", 0, 0, G_OPTION_ARG_INT, &o->nodes, "Number of nodes", "N"},
+    {"gpus", 0, 0, G_OPTION_ARG_INT, &o->gpus, "Number of GPUs (instead of --nodes)", "N"},
+    {"plan", 'p', 0, G_OPTION_ARG_FILENAME, &o->plan_file, "Plan INI file ([plan] group)", "FILE"},
+    {"deepspeed", 0, 0, G_OPTION_ARG_FILENAME, &o->deepspeed, "DeepSpeed ds_config.json", "FILE"},
+    {"dp", 0, 0, G_OPTION_ARG_INT, &o->dp, "Data-parallel degree (default: GPUs / (tp·pp))", "N"},
+    {"tp", 0, 0, G_OPTION_ARG_INT, &o->tp, "Tensor-parallel degree", "N"},
+    {"pp", 0, 0, G_OPTION_ARG_INT, &o->pp, "Pipeline-parallel degree", "N"},
+    {"vpp", 0, 0, G_OPTION_ARG_INT, &o->vpp, "Model chunks per pipeline rank (interleaved)", "V"},
+    {"mbs", 0, 0, G_OPTION_ARG_INT, &o->mbs, "Micro-batch size (sequences)", "N"},
+    {"gbs", 0, 0, G_OPTION_ARG_INT, &o->gbs, "Global batch (sequences)", "N"},
+    {"gbs-tokens", 0, 0, G_OPTION_ARG_STRING, &o->gbs_tokens, "Global batch in tokens (e.g. 4M)", "T"},
+    {"seq", 0, 0, G_OPTION_ARG_INT, &o->seq, "Sequence length (default: the model's)", "N"},
+    {"schedule", 0, 0, G_OPTION_ARG_STRING, &o->schedule, "naive, gpipe, 1f1b, interleaved, zb-h1", "S"},
+    {"partition", 0, 0, G_OPTION_ARG_STRING, &o->partition, "uniform, parameters, type:REGEX, optimal", "M"},
+    {"zero", 0, 0, G_OPTION_ARG_INT, &o->zero, "ZeRO stage 0-3", "N"},
+    {"offload", 0, 0, G_OPTION_ARG_STRING, &o->offload, "none, optimizer, optimizer+params", "O"},
+    {"ckpt", 0, 0, G_OPTION_ARG_STRING, &o->ckpt, "Activation checkpointing: none, selective, full", "C"},
+    {"ckpt-interval", 0, 0, G_OPTION_ARG_INT, &o->ckpt_interval, "Layers per checkpoint (full)", "N"},
+    {"sp", 0, 0, G_OPTION_ARG_NONE, &o->sp, "Sequence parallelism (with tp > 1)", NULL},
+    {"precision", 0, 0, G_OPTION_ARG_STRING, &o->precision, "fp32, fp16, bf16 (mixed, fp32 master)", "P"},
+    {"order", 0, 0, G_OPTION_ARG_STRING, &o->order, "Rank order, innermost first (default tp,dp,pp)", "A,B,C"},
+    {"workspace", 0, 0, G_OPTION_ARG_STRING, &o->workspace, "Per-GPU allowance for context/workspace (default 1GiB)", "BYTES"},
+    {"units", 0, 0, G_OPTION_ARG_STRING, &o->units, "Memory units: GB (1e9 B, default) or GiB (2^30 B)", "U"},
+    {NULL}};
+  GOptionGroup *g = g_option_group_new("plan", "Model, cluster and plan options:",
+                                       "Show model, cluster and plan options", NULL, NULL);
+  g_option_group_add_entries(g, entries);
+  return g;
+}
+
+void px_plan_options_clear(PxPlanOptions *o) {
+  char **strs[] = {&o->model, &o->cluster, &o->plan_file, &o->deepspeed, &o->gbs_tokens, &o->schedule,
+                   &o->partition, &o->offload, &o->ckpt, &o->precision, &o->order, &o->workspace,
+                   &o->units};
+  for (gsize i = 0; i < G_N_ELEMENTS(strs); i++) g_clear_pointer(strs[i], g_free);
+}
+
+gboolean px_units_parse(const char *s, PxUnits *out) {
+  if (!s || !g_ascii_strcasecmp(s, "GB")) { *out = (PxUnits){"GB", 1e9}; return TRUE; }
+  if (!g_ascii_strcasecmp(s, "GiB")) { *out = (PxUnits){"GiB", 1073741824.0}; return TRUE; }
+  return FALSE;
+}
+
+#define BAD(...)                                                              \
+  do {                                                                        \
+    g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, __VA_ARGS__);      \
+    return FALSE;                                                             \
+  } while (0)
+
+/* [plan] model / cluster / nodes in a plan file name what it was made for. */
+static gboolean plan_file_targets(const char *path, char **model, char **cluster, int *nodes,
+                                  GError **error) {
+  g_autoptr(GKeyFile) kf = px_config_load_keyfile(path, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, error);
+  if (!kf) return FALSE;
+  gint64 n;
+  if (!px_config_get_string(kf, path, "plan", "model", TRUE, model, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, error) ||
+      !px_config_get_string(kf, path, "plan", "cluster", TRUE, cluster, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, error) ||
+      !px_config_get_int(kf, path, "plan", "nodes", TRUE, -1, 1, &n, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, error))
+    return FALSE;
+  *nodes = (int)MIN(n, G_MAXINT);
+  return TRUE;
+}
+
+gboolean px_plan_options_resolve(PxPlanOptions *o, gboolean need_cluster, PxModel **model_out,
+                                 PxCluster **cluster_out, PxPlan *plan, GError **error) {
+  px_plan_init(plan);
+  g_autofree char *file_model = NULL, *file_cluster = NULL;
+  int file_nodes = -1;
+  if (o->plan_file) {
+    if (!plan_file_targets(o->plan_file, &file_model, &file_cluster, &file_nodes, error)) return FALSE;
+    if (!px_plan_load_ini(plan, o->plan_file, error)) return FALSE;
+  }
+  const char *model_name = o->model ? o->model : file_model;
+  const char *cluster_name = o->cluster ? o->cluster : file_cluster;
+  if (!model_name) BAD("no model: give --model NAME|FILE (e.g. --model gpt2-124m)");
+  g_autoptr(PxModel) model = px_model_load(model_name, error);
+  if (!model) return FALSE;
+  g_autoptr(PxCluster) cluster = NULL;
+  if (cluster_name) {
+    cluster = px_cluster_load(cluster_name, error);
+    if (!cluster) return FALSE;
+    int nodes = o->nodes > 0 ? o->nodes : file_nodes;
+    if (o->nodes == 0 || o->nodes < -1) BAD("--nodes %d must be at least 1", o->nodes);
+    if (o->gpus == 0 || o->gpus < -1) BAD("--gpus %d must be at least 1", o->gpus);
+    if (o->gpus > 0) {
+      if (o->gpus < cluster->gpus_per_node) {
+        cluster->gpus_per_node = o->gpus;
+        cluster->nodes = 1;
+      } else if (o->gpus % cluster->gpus_per_node) {
+        BAD("--gpus %d is not a whole number of %d-GPU nodes", o->gpus, cluster->gpus_per_node);
+      } else {
+        cluster->nodes = o->gpus / cluster->gpus_per_node;
+      }
+    } else if (nodes > 0) {
+      cluster->nodes = nodes;
+    }
+  } else if (need_cluster) {
+    BAD("no cluster: give --cluster NAME|FILE (e.g. --cluster dgx-h100)");
+  }
+  /* flags override the file */
+  if (o->tp > 0) plan->tp = o->tp;
+  if (o->pp > 0) plan->pp = o->pp;
+  if (o->dp > 0) plan->dp = o->dp;
+  gboolean dp_given = o->dp > 0 || (o->plan_file && plan->dp != 1);
+  if (o->plan_file && !dp_given) {
+    /* a plan file that states dp = 1 explicitly also counts */
+    g_autoptr(GKeyFile) kf = g_key_file_new();
+    if (g_key_file_load_from_file(kf, o->plan_file, G_KEY_FILE_NONE, NULL))
+      dp_given = g_key_file_has_key(kf, "plan", "dp", NULL);
+  }
+  if (!dp_given && cluster && plan->tp > 0 && plan->pp > 0) {
+    int gpus = px_cluster_gpus(cluster);
+    if (gpus % (plan->tp * plan->pp) == 0) plan->dp = gpus / (plan->tp * plan->pp);
+  }
+  if (o->deepspeed && !px_plan_load_deepspeed(plan, o->deepspeed, error)) return FALSE;
+  struct { int v; int *field; const char *name; } ints[] = {
+    {o->vpp, &plan->vpp, "vpp"}, {o->mbs, &plan->mbs, "mbs"}, {o->gbs, &plan->gbs, "gbs"},
+    {o->seq, &plan->seq, "seq"}, {o->zero, &plan->zero, "zero"}, {o->ckpt_interval, &plan->ckpt_interval, "ckpt-interval"},
+    {o->dp, &plan->dp, "dp"}, {o->tp, &plan->tp, "tp"}, {o->pp, &plan->pp, "pp"}};
+  for (gsize i = 0; i < G_N_ELEMENTS(ints); i++) {
+    if (ints[i].v == -1) continue;
+    if (ints[i].v < 0 || (ints[i].v == 0 && strcmp(ints[i].name, "zero")))
+      BAD("--%s %d must be %s", ints[i].name, ints[i].v, strcmp(ints[i].name, "zero") ? "at least 1" : "0..3");
+    *ints[i].field = ints[i].v;
+  }
+  if (o->schedule && !px_schedule_parse(o->schedule, &plan->schedule))
+    BAD("--schedule '%s' is not one of naive, gpipe, 1f1b, interleaved, zb-h1", o->schedule);
+  if (o->offload && !px_offload_parse(o->offload, &plan->offload))
+    BAD("--offload '%s' is not one of none, optimizer, optimizer+params", o->offload);
+  if (o->ckpt && !px_ckpt_parse(o->ckpt, &plan->ckpt))
+    BAD("--ckpt '%s' is not one of none, selective, full", o->ckpt);
+  if (o->precision && !px_precision_parse(o->precision, &plan->precision))
+    BAD("--precision '%s' is not one of fp32, fp16, bf16", o->precision);
+  if (o->order && !px_order_parse(o->order, plan->order))
+    BAD("--order '%s' is not a permutation of tp,dp,pp", o->order);
+  if (o->partition) {
+    g_free(plan->partition);
+    plan->partition = g_strdup(o->partition);
+  }
+  if (o->sp) plan->seq_parallel = TRUE;
+  if (o->workspace && !px_parse_bytes(o->workspace, &plan->workspace_bytes))
+    BAD("--workspace '%s' is not a size (e.g. 2GiB)", o->workspace);
+  if (o->vpp > 1 && !o->schedule && plan->schedule != PX_SCHED_INTERLEAVED) plan->schedule = PX_SCHED_INTERLEAVED;
+  if (o->gbs_tokens) {
+    double tokens;
+    int seq = plan->seq > 0 ? plan->seq : model->desc.max_seq;
+    if (!px_parse_count(o->gbs_tokens, &tokens) || tokens < seq)
+      BAD("--gbs-tokens '%s' is not a token count of at least one sequence (%d)", o->gbs_tokens, seq);
+    /* round to whole sequences, then to a multiple of mbs·dp */
+    gint64 seqs = (gint64)llround(tokens / seq);
+    gint64 per = (gint64)plan->mbs * plan->dp;
+    seqs = MAX(per, (seqs + per / 2) / per * per);
+    if (seqs > G_MAXINT) BAD("--gbs-tokens '%s' is too large", o->gbs_tokens);
+    plan->gbs = (int)seqs;
+  }
+  if (!px_plan_validate(plan, model, cluster, error)) return FALSE;
+  *model_out = g_steal_pointer(&model);
+  if (cluster_out) *cluster_out = g_steal_pointer(&cluster);
+  return TRUE;
+}
+
+gboolean px_parse_command_line(const char *cmd, const char *summary, GOptionEntry *entries,
+                               PxPlanOptions *o, int *argc, char ***argv) {
+  g_autofree char *param = g_strdup_printf("— %s", summary);
+  g_autoptr(GOptionContext) ctx = g_option_context_new(param);
+  if (entries) g_option_context_add_main_entries(ctx, entries, NULL);
+  if (o) g_option_context_add_group(ctx, px_plan_options_group(o));
+  g_set_prgname(cmd);
+  g_autoptr(GError) error = NULL;
+  if (!g_option_context_parse(ctx, argc, argv, &error)) {
+    fprintf(stderr, "%s: %s\n", cmd, error->message);
+    return FALSE;
+  }
+  if (*argc > 1) {
+    fprintf(stderr, "%s: unexpected argument '%s'\n", cmd, (*argv)[1]);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+int px_fail(const char *cmd, GError *error) {
+  fprintf(stderr, "%s: %s\n", cmd, error ? error->message : "failed");
+  return 1;
+}

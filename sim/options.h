@@ -1,0 +1,46 @@
+/* options.h — the model / cluster / plan flags shared by every parallax-sim
+ * command (plan, simulate, search) and by parallax-exec run: one parser. */
+#pragma once
+#include <glib.h>
+#include "model.h"
+#include "cluster.h"
+#include "plan.h"
+
+G_BEGIN_DECLS
+
+typedef struct {
+  char *model, *cluster, *plan_file, *deepspeed;
+  int nodes, gpus;
+  int dp, tp, pp, vpp, mbs, gbs, seq, zero, ckpt_interval;
+  char *gbs_tokens;  /* global batch in tokens ("4M"), converted with seq */
+  char *schedule, *partition, *offload, *ckpt, *precision, *order, *workspace;
+  gboolean sp;
+  char *units;       /* "GB" (1e9, default) or "GiB" (2^30) */
+} PxPlanOptions;
+
+/* Fills o with "unset" sentinels and returns a group of its entries (owned by
+ * the caller's GOptionContext once added). */
+GOptionGroup *px_plan_options_group(PxPlanOptions *o);
+/* Apply defaults, then --plan FILE, then --deepspeed FILE, then flags; load the
+ * model and cluster (cluster optional: NULL when neither --cluster nor the plan
+ * file names one, unless need_cluster); validate. */
+gboolean px_plan_options_resolve(PxPlanOptions *o, gboolean need_cluster, PxModel **model,
+                                 PxCluster **cluster, PxPlan *plan, GError **error);
+void px_plan_options_clear(PxPlanOptions *o);
+
+/* Memory units for printing. */
+typedef struct {
+  const char *name;  /* "GB" or "GiB" */
+  double scale;      /* bytes per unit */
+} PxUnits;
+gboolean px_units_parse(const char *s, PxUnits *out);
+
+/* Run a command's option context over argv (with the plan group when o is
+ * non-NULL); cmd is the full name ("parallax-sim plan"). Prints the one-line
+ * error and returns FALSE on bad flags. */
+gboolean px_parse_command_line(const char *cmd, const char *summary, GOptionEntry *entries,
+                               PxPlanOptions *o, int *argc, char ***argv);
+/* Print "CMD: message" (cmd as above) and return the exit code 1. */
+int px_fail(const char *cmd, GError *error);
+
+G_END_DECLS

@@ -1,0 +1,128 @@
+/* report.c — shared report pieces (see report.h). */
+#include "report.h"
+#include <math.h>
+#include <string.h>
+
+static char *format_scaled(double v, const char *unit) {
+  static const char *const pre[] = {"", "k", "M", "G", "T", "P", "E", "Z"};
+  int i = 0;
+  double a = fabs(v);
+  while (a >= 1000 && i < 7) { a /= 1000; v /= 1000; i++; }
+  return g_strdup_printf(a >= 100 ? "%.0f %s%s" : a >= 10 ? "%.1f %s%s" : "%.2f %s%s", v, pre[i], unit);
+}
+
+char *px_format_count(double n) {
+  /* counts read better with B for billions */
+  static const char *const suf[] = {"", " k", " M", " B", " T", " Q"};
+  int i = 0;
+  double a = fabs(n);
+  while (a >= 1000 && i < 5) { a /= 1000; n /= 1000; i++; }
+  return g_strdup_printf(i == 0 ? "%.0f%s" : a >= 100 ? "%.1f%s" : "%.2f%s", n, suf[i]);
+}
+
+char *px_format_flops(double flops) { return format_scaled(flops, "FLOP"); }
+
+const char *px_report_bubble_formula(PxScheduleKind k) {
+  switch (k) {
+  case PX_SCHED_NAIVE: return "(p-1)/p, no micro-batch overlap";
+  case PX_SCHED_GPIPE:
+  case PX_SCHED_1F1B: return "(p-1)/(m+p-1)";
+  case PX_SCHED_INTERLEAVED: return "(p-1)/(v·m+p-1), Narayanan et al. 2021";
+  case PX_SCHED_ZB_H1: return "(p-1)/(3m+p-1) with T_F=T_B=T_W, Qi et al. 2023";
+  }
+  return "";
+}
+
+void px_report_memory_table(const PxMemory *mem, const PxUnits *u, FILE *out) {
+  fprintf(out, "memory per GPU (%s = %s bytes)\n", u->name, u->scale == 1e9 ? "1e9" : "2^30");
+  fprintf(out, "%-6s %9s %9s %9s %12s %9s %9s %9s %9s  %s\n", "stage", "weights", "grads", "optimizer",
+          "act/mb", "in-flight", "act peak", "buffers", "total", "");
+  double cap = mem->capacity > 0 ? mem->capacity : mem->peak;
+  const int width = 30;
+  for (int i = 0; i < mem->n_stages; i++) {
+    const PxStageMemory *s = &mem->stages[i];
+    /* '#' up to the capacity, '|' at it, '!' for what does not fit (capped at 2x) */
+    char bar[2 * 30 + 4];
+    int n = cap > 0 ? (int)lround(width * MIN(s->total, 2 * cap) / cap) : 0, j = 0;
+    for (int k = 0; k < MIN(n, width); k++) bar[j++] = '#';
+    for (int k = n; k < width; k++) bar[j++] = ' ';
+    bar[j++] = '|';
+    for (int k = width; k < n; k++) bar[j++] = '!';
+    bar[j] = '\0';
+    fprintf(out, "%-6d %9.2f %9.2f %9.2f %12.3f %9.2f %9.2f %9.2f %9.2f  %s\n", s->stage,
+            s->weights / u->scale, s->gradients / u->scale, s->optimizer / u->scale,
+            s->activation_per_mb / u->scale, s->in_flight, s->activations / u->scale,
+            s->buffers / u->scale, s->total / u->scale, bar);
+  }
+  fprintf(out, "  total includes a workspace allowance of %.2f %s per GPU; '|' marks the GPU's capacity%s\n\n",
+          mem->stages[0].workspace / u->scale, u->name,
+          mem->capacity > 0 ? "" : " (no cluster given: bars relative to the largest stage)");
+}
+
+#define MEMBER_INT(b, k, v) (json_builder_set_member_name(b, k), json_builder_add_int_value(b, v))
+#define MEMBER_DBL(b, k, v) (json_builder_set_member_name(b, k), json_builder_add_double_value(b, v))
+#define MEMBER_STR(b, k, v) (json_builder_set_member_name(b, k), json_builder_add_string_value(b, v))
+#define MEMBER_BOOL(b, k, v) (json_builder_set_member_name(b, k), json_builder_add_boolean_value(b, v))
+
+void px_report_plan_json(JsonBuilder *b, const PxPlan *p) {
+  json_builder_begin_object(b);
+  MEMBER_INT(b, "dp", p->dp);
+  MEMBER_INT(b, "tp", p->tp);
+  MEMBER_INT(b, "pp", p->pp);
+  MEMBER_INT(b, "vpp", p->vpp);
+  MEMBER_INT(b, "mbs", p->mbs);
+  MEMBER_INT(b, "gbs", p->gbs);
+  MEMBER_INT(b, "micro_batches", p->m);
+  MEMBER_INT(b, "seq", p->seq);
+  MEMBER_STR(b, "schedule", px_schedule_name(p->schedule));
+  MEMBER_STR(b, "partition", p->partition);
+  MEMBER_INT(b, "zero", p->zero);
+  MEMBER_STR(b, "offload", px_offload_name(p->offload));
+  MEMBER_STR(b, "ckpt", px_ckpt_name(p->ckpt));
+  MEMBER_INT(b, "ckpt_interval", p->ckpt_interval);
+  MEMBER_BOOL(b, "seq_parallel", p->seq_parallel);
+  MEMBER_STR(b, "precision", px_precision_name(p->precision));
+  g_autofree char *order = g_strdup_printf("%s,%s,%s", px_axis_name(p->order[0]), px_axis_name(p->order[1]),
+                                           px_axis_name(p->order[2]));
+  MEMBER_STR(b, "order", order);
+  json_builder_end_object(b);
+}
+
+void px_report_memory_json(JsonBuilder *b, const PxMemory *mem) {
+  json_builder_begin_object(b);
+  MEMBER_STR(b, "unit", "bytes");
+  MEMBER_DBL(b, "capacity", mem->capacity);
+  MEMBER_BOOL(b, "fits", mem->fits);
+  MEMBER_INT(b, "peak_stage", mem->peak_stage);
+  MEMBER_DBL(b, "peak", mem->peak);
+  json_builder_set_member_name(b, "stages");
+  json_builder_begin_array(b);
+  for (int i = 0; i < mem->n_stages; i++) {
+    const PxStageMemory *s = &mem->stages[i];
+    json_builder_begin_object(b);
+    MEMBER_INT(b, "stage", s->stage);
+    MEMBER_INT(b, "parameters", s->params);
+    MEMBER_DBL(b, "weights", s->weights);
+    MEMBER_DBL(b, "gradients", s->gradients);
+    MEMBER_DBL(b, "optimizer", s->optimizer);
+    MEMBER_DBL(b, "activations", s->activations);
+    MEMBER_DBL(b, "activation_per_layer", s->activation_per_layer);
+    MEMBER_DBL(b, "activation_per_microbatch", s->activation_per_mb);
+    MEMBER_DBL(b, "in_flight_microbatches", s->in_flight);
+    MEMBER_DBL(b, "buffers", s->buffers);
+    MEMBER_DBL(b, "workspace", s->workspace);
+    MEMBER_DBL(b, "total", s->total);
+    json_builder_end_object(b);
+  }
+  json_builder_end_array(b);
+  json_builder_end_object(b);
+}
+
+void px_report_print_json(JsonBuilder *b) {
+  g_autoptr(JsonGenerator) g = json_generator_new();
+  g_autoptr(JsonNode) root = json_builder_get_root(b);
+  json_generator_set_root(g, root);
+  json_generator_set_pretty(g, TRUE);
+  g_autofree char *s = json_generator_to_data(g, NULL);
+  printf("%s\n", s);
+}

@@ -1,0 +1,29 @@
+/* report.h — shared pieces of the human and JSON reports (plan, simulate,
+ * search, exec run): number formatting with explicit units, the memory table,
+ * plan and memory as JSON. */
+#pragma once
+#include <glib.h>
+#include <json-glib/json-glib.h>
+#include <stdio.h>
+#include "memory.h"
+#include "options.h"
+#include "plan.h"
+
+G_BEGIN_DECLS
+
+/* 124.4 M, 6.74 B, 1.01 T (decimal). */
+char *px_format_count(double n);
+/* "4.31 PFLOP" style (decimal prefixes). */
+char *px_format_flops(double flops);
+/* "(p-1)/(m+p-1)" etc. for the schedule's analytic bubble. */
+const char *px_report_bubble_formula(PxScheduleKind k);
+/* The per-stage memory table with a bar per stage, in the given units. */
+void px_report_memory_table(const PxMemory *mem, const PxUnits *u, FILE *out);
+/* {"dp":..,"tp":..,...} */
+void px_report_plan_json(JsonBuilder *b, const PxPlan *p);
+/* {"unit":"bytes","capacity":..,"fits":..,"stages":[...]} */
+void px_report_memory_json(JsonBuilder *b, const PxMemory *mem);
+/* Pretty-print the builder's root to stdout with a newline. */
+void px_report_print_json(JsonBuilder *b);
+
+G_END_DECLS
