@@ -57,6 +57,17 @@
  *   IGNORECASE; the regex is method.split(':')[1], i.e. the text up to a next
  *   ':'), 0 elsewhere, and errors when nothing matches; then
  *   partition_balanced. "profile" is not implemented in DeepSpeed.
+ *
+ * Here: "parameters" weighs each layer by px_layer_stored_params_tp(layer, 1),
+ * its own tensors plus, for the tied LM head, the copy of wte it holds (V*h),
+ * as DeepSpeed counts a TiedLayerSpec at each occurrence. (Where the tied spec
+ * builds a bigger module, e.g. Megatron-DeepSpeed's EmbeddingPipe with its
+ * position table, DeepSpeed counts that whole module; Parallax's head stores
+ * only wte, and counts that.) "type:REGEX" matches PxLayer.type_name with
+ * GRegex, G_REGEX_CASELESS, unanchored like regex.search, after the same
+ * lower-casing and ':' split. "optimal" and "profile" are Parallax's own:
+ * px_partition_optimal over forward FLOPs or given per-layer costs. A method
+ * that leaves a part empty (more parts than layers) is refused.
  */
 #include "partition.h"
 
