@@ -115,17 +115,20 @@ PxMemory *px_memory_new(const PxModel *model, const PxPlan *plan, const PxPartit
     gint64 params = 0, max_layer = 0;
     double act_mb = 0, act_block = 0;
     gboolean first = FALSE, last = FALSE;
+    for (int c = 0; c < plan->vpp; c++)
+      first |= part->bounds[px_partition_part_of(part, r, c)] == 0;
     for (int c = 0; c < plan->vpp; c++) {
       int k = px_partition_part_of(part, r, c);
       for (int li = part->bounds[k]; li < part->bounds[k + 1]; li++) {
         const PxLayer *L = &model->layers[li];
-        gint64 lp = px_layer_stored_params_tp(L, plan->tp);
+        /* a rank holding both ends keeps one copy of a tied embedding */
+        gint64 lp = L->tied_tensor && first ? px_layer_params_tp(L, plan->tp)
+                                            : px_layer_stored_params_tp(L, plan->tp);
         params += lp;
         max_layer = MAX(max_layer, lp);
         double a = px_layer_activation_bytes(model, L, plan);
         act_mb += a;
         if (L->kind == PX_LAYER_BLOCK) act_block = a;
-        if (li == 0) first = TRUE;
         if (li == (int)model->n_layers - 1) last = TRUE;
       }
     }

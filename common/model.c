@@ -182,6 +182,16 @@ gint64 px_layer_stored_params_tp(const PxLayer *layer, int tp) {
   return px_layer_params_tp(layer, tp) + (layer->tied_tensor ? tensor_elems_tp(layer->tied_tensor, tp) : 0);
 }
 
+gint64 px_model_range_stored_params_tp(const PxModel *model, int first, int end, int tp) {
+  gint64 n = 0;
+  for (int i = first; i < end; i++) {
+    const PxLayer *l = &model->layers[i];
+    gboolean owner_held = l->tied_tensor && first == 0; /* the embedding is layer 0 */
+    n += owner_held ? px_layer_params_tp(l, tp) : px_layer_stored_params_tp(l, tp);
+  }
+  return n;
+}
+
 double px_layer_forward_flops(const PxModel *model, const PxLayer *layer, int seq) {
   const PxModelDesc *d = &model->desc;
   double s = seq, h = d->hidden;

@@ -95,6 +95,10 @@ gint64 px_layer_params_tp(const PxLayer *layer, int tp);
 /* Parameters a stage holding this layer stores (own + tied copy), per TP rank. */
 gint64 px_layer_stored_params_tp(const PxLayer *layer, int tp);
 
+/* Parameters stored by one TP rank holding layers [first, end): a tied LM head
+ * adds the embedding's copy only when the embedding is not in the range. */
+gint64 px_model_range_stored_params_tp(const PxModel *model, int first, int end, int tp);
+
 /* Forward FLOPs of one layer for one sequence of length seq (all TP ranks
  * together): 2 per multiply-add of every GEMM, plus attention 4*s*h per token
  * (scores and values, no causal halving, as Megatron-LM counts). */

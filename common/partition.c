@@ -308,8 +308,7 @@ PxPartition *px_partition_new(const PxModel *model, const PxPlan *plan,
 
   p->params = g_new0(gint64, parts);
   for (int k = 0; k < parts; k++)
-    for (int i = bounds[k]; i < bounds[k + 1]; i++)
-      p->params[k] += px_layer_stored_params_tp(&model->layers[i], 1);
+    p->params[k] = px_model_range_stored_params_tp(model, bounds[k], bounds[k + 1], 1);
 
   if (model->desc.tied && parts > 1) {
     int first = -1, last = -1;

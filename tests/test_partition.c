@@ -260,10 +260,11 @@ static void test_model_parameters(void) {
   assert_bounds(q->bounds, (int[]){0, 2, 3, 4, 7}, 4, "parameters pp=4 (tiny_gpt_params_4)");
   g_assert_cmpint(q->params[3], ==, 872 + 16 + 128);
 
-  /* pp = 1: one part with everything; tied head stored twice on that one stage */
+  /* pp = 1: one part with everything; a stage holding both ends keeps one
+   * copy of the tied embedding (the head adds nothing) */
   g_autoptr(PxPartition) one = partition_ok(m, "parameters", 1, 1, NULL);
   assert_bounds(one->bounds, (int[]){0, 7}, 1, "parameters pp=1");
-  g_assert_cmpint(one->params[0], ==, 192 + 4 * 872 + 16 + 128);
+  g_assert_cmpint(one->params[0], ==, 192 + 4 * 872 + 16);
   g_assert_false(one->tied);
 
   /* untied: the head owns V*h; the stored counts are the same, tied is off */
