@@ -1,0 +1,60 @@
+/* grid.h — the process grid of a plan: rank <-> (pp, dp, tp) coordinates and
+ * the communicator groups of each axis, with DeepSpeed's PipeModelDataParallel
+ * topology / PipelineParallelGrid semantics. Coordinates come from
+ * px_plan_rank_coords() (the plan's rank order, innermost first; default
+ * tp, dp, pp = DeepSpeed's axes ['pipe', 'data', 'model']).
+ *
+ * Groups (each an ordered PxGroup, position = coordinate on the axis):
+ *  - tp:    same (pp, dp), tp = 0..tp-1       (DeepSpeed "model" / slice group)
+ *  - dp:    same (pp, tp), dp = 0..dp-1       (gradient all-reduce)
+ *  - pp:    same (dp, tp), stage = 0..pp-1    (the pipeline; p2p neighbours)
+ *  - embed: same (dp, tp), stages {0, pp-1}   (tied embedding / LM head gradient
+ *           all-reduce; a single rank when pp == 1)
+ * Groups of an axis are listed in the order DeepSpeed's get_axis_comm_lists
+ * gives: the other coordinates in row-major order of the remaining axes, slowest
+ * axis of the rank order first. */
+#pragma once
+#include <glib.h>
+#include "plan.h"
+#include "comm.h"
+
+G_BEGIN_DECLS
+
+#define PX_GRID_ERROR (px_grid_error_quark())
+GQuark px_grid_error_quark(void);
+typedef enum {
+  PX_GRID_ERROR_INVALID, /* non-positive sizes, rank outside the world */
+} PxGridError;
+
+typedef enum { PX_GROUP_TP, PX_GROUP_DP, PX_GROUP_PP, PX_GROUP_EMBED, PX_GROUP_N_KINDS } PxGroupKind;
+
+typedef struct {
+  int dp, tp, pp;
+} PxCoord;
+
+typedef struct _PxGrid PxGrid;
+
+PxGrid *px_grid_new(const PxPlan *plan, GError **error);
+void px_grid_free(PxGrid *grid);
+int px_grid_world(const PxGrid *grid);
+int px_grid_size(const PxGrid *grid, PxAxis axis);
+PxCoord px_grid_coord(const PxGrid *grid, int rank);
+/* -1 when a coordinate is out of range */
+int px_grid_rank(const PxGrid *grid, int dp, int tp, int pp);
+
+/* The group of kind holding rank (owned by the grid); NULL for the embed kind
+ * on a middle pipeline stage. */
+const PxGroup *px_grid_group(const PxGrid *grid, PxGroupKind kind, int rank);
+/* All groups of a kind, in DeepSpeed's get_axis_comm_lists order; *n gets the count. */
+const PxGroup *const *px_grid_groups(const PxGrid *grid, PxGroupKind kind, int *n);
+const char *px_group_kind_name(PxGroupKind kind);
+
+gboolean px_grid_is_first_stage(const PxGrid *grid, int rank);
+gboolean px_grid_is_last_stage(const PxGrid *grid, int rank);
+/* Global rank of the previous / next pipeline stage with the same dp, tp; -1 at the ends. */
+int px_grid_prev_stage(const PxGrid *grid, int rank);
+int px_grid_next_stage(const PxGrid *grid, int rank);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(PxGrid, px_grid_free)
+
+G_END_DECLS
