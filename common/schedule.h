@@ -1,0 +1,98 @@
+/* schedule.h — the program: one instruction stream per pipeline rank, in the
+ * manner of DeepSpeed's PipeInstructions. The DP and TP ranks of one stage run
+ * the same stream. The simulator executes these streams with predicted
+ * durations; the executor interprets the very same streams on devices.
+ *
+ * Semantics every interpreter follows:
+ *  - SEND_ACT / SEND_GRAD post a message and return (asynchronous, ordered
+ *    per rank); RECV_ACT / RECV_GRAD block until the matching message is there.
+ *    A message is named by (kind, micro-batch, part it leaves from): part
+ *    k = chunk * pp + stage sends its output activation to part k+1 and its
+ *    input gradient to part k-1.
+ *  - FORWARD(mb, chunk) keeps the chunk's activations until BACKWARD(mb, chunk)
+ *    (zb-h1: BACKWARD_INPUT frees most of them, BACKWARD_WEIGHT the rest).
+ *  - REDUCE_GRADS(chunk) stands right after the chunk's last backward: from
+ *    there the chunk's gradients are final and their DP reduction may start
+ *    (overlapped), or it is held until OPTIMIZER_STEP (not overlapped).
+ *  - GATHER_PARAMS(chunk) (ZeRO-3) precedes the chunk's first use; the gathered
+ *    parameters are held until the chunk's last backward.
+ *  - REDUCE_TIED all-reduces tied-embedding gradients between the stages that
+ *    hold the tied parts; OPTIMIZER_STEP waits for every reduction. */
+#pragma once
+#include <glib.h>
+#include "plan.h"
+#include "partition.h"
+
+G_BEGIN_DECLS
+
+#define PX_SCHEDULE_ERROR (px_schedule_error_quark())
+GQuark px_schedule_error_quark(void);
+typedef enum {
+  PX_SCHEDULE_ERROR_INVALID,   /* the plan cannot be scheduled ("interleaved needs m divisible by pp") */
+} PxScheduleError;
+
+typedef enum {
+  PX_OP_LOAD,             /* load micro-batch mb (first stage: inputs, last stage: labels) */
+  PX_OP_FORWARD,          /* forward of (mb, chunk) */
+  PX_OP_BACKWARD,         /* full backward of (mb, chunk) */
+  PX_OP_BACKWARD_INPUT,   /* zb-h1 "B": gradient w.r.t. inputs */
+  PX_OP_BACKWARD_WEIGHT,  /* zb-h1 "W": gradient w.r.t. weights */
+  PX_OP_SEND_ACT,         /* send (mb, chunk)'s output activation to peer */
+  PX_OP_RECV_ACT,         /* receive (mb, chunk)'s input activation from peer */
+  PX_OP_SEND_GRAD,        /* send (mb, chunk)'s input gradient to peer */
+  PX_OP_RECV_GRAD,        /* receive (mb, chunk)'s output gradient from peer */
+  PX_OP_REDUCE_TIED,      /* tied-embedding gradient all-reduce (first and last stage) */
+  PX_OP_REDUCE_GRADS,     /* DP all-reduce / ZeRO reduce-scatter of chunk's gradients */
+  PX_OP_GATHER_PARAMS,    /* ZeRO-3 all-gather of chunk's parameters */
+  PX_OP_OPTIMIZER_STEP,
+  PX_OP_N_KINDS
+} PxOpKind;
+
+typedef struct {
+  PxOpKind kind;
+  int mb;     /* micro-batch, -1 when none */
+  int chunk;  /* model chunk on this rank (virtual stage), -1 when none */
+  int peer;   /* pipeline rank at the other end of a send/recv, -1 otherwise */
+} PxInstr;
+
+typedef struct {
+  int stage;        /* pipeline rank */
+  guint n;
+  PxInstr *instrs;  /* (n) */
+  guint alloc;
+} PxRankProgram;
+
+typedef struct {
+  PxPlan plan;            /* copy of the plan it was made for */
+  int pp, vpp, parts, m;
+  PxScheduleKind schedule;
+  int tied_first_stage;   /* stages taking part in REDUCE_TIED (-1: none) */
+  int tied_last_stage;
+  PxRankProgram *ranks;   /* (pp) */
+} PxProgram;
+
+/* The program of a plan's schedule. part may be NULL (no tied layers).
+ * The plan must be validated (m derived). */
+PxProgram *px_program_new(const PxPlan *plan, const PxPartition *part, GError **error);
+/* An empty program (for hand-made programs and tests): pp streams, no instructions. */
+PxProgram *px_program_new_empty(const PxPlan *plan);
+void px_program_append(PxProgram *prog, int stage, PxOpKind kind, int mb, int chunk, int peer);
+void px_program_free(PxProgram *prog);
+
+/* The stream a global rank runs (its pipeline coordinate, via px_plan_rank_coords). */
+const PxRankProgram *px_program_for_rank(const PxProgram *prog, int rank);
+
+/* Is the op one that occupies the compute stream with model work (F, B, W)? */
+gboolean px_op_is_compute(PxOpKind kind);
+/* "FORWARD", "SEND_ACT", ... and short forms "F", "B", "BI", "W", "SA", ... */
+const char *px_op_name(PxOpKind kind);
+const char *px_op_short_name(PxOpKind kind);
+gboolean px_op_parse(const char *name, PxOpKind *out);
+/* One instruction: "FORWARD mb=3 chunk=0", "SEND_ACT mb=3 chunk=0 peer=2". */
+void px_instr_format(const PxInstr *ins, GString *out);
+/* One instruction per line. */
+char *px_program_format_stage(const PxProgram *prog, int stage);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(PxProgram, px_program_free)
+
+G_END_DECLS

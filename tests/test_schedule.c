@@ -1,0 +1,276 @@
+/* test_schedule.c — the compute orders of each schedule against hand-written
+ * orders (DeepSpeed TrainSchedule, Megatron-LM interleaving, the ZB-H1
+ * reference), and the invariants every program keeps: each (mb, chunk) runs
+ * forward then backward once, every send meets one receive on its peer. */
+#include <glib.h>
+#include <string.h>
+#include "schedule.h"
+
+static void plan_set(PxPlan *p, PxScheduleKind k, int pp, int vpp, int m) {
+  px_plan_init(p);
+  p->schedule = k;
+  p->pp = pp;
+  p->vpp = vpp;
+  p->m = m;
+}
+
+/* "F0 F1 B0 ..." : the compute ops of a stage (chunk suffix "c1" when vpp > 1) */
+static char *compute_order(const PxProgram *prog, int stage) {
+  GString *s = g_string_new(NULL);
+  const PxRankProgram *rp = &prog->ranks[stage];
+  for (guint i = 0; i < rp->n; i++) {
+    const PxInstr *in = &rp->instrs[i];
+    if (!px_op_is_compute(in->kind)) continue;
+    if (s->len) g_string_append_c(s, ' ');
+    const char *k = in->kind == PX_OP_FORWARD ? "F" : in->kind == PX_OP_BACKWARD_WEIGHT ? "W" : "B";
+    g_string_append_printf(s, "%s%d", k, in->mb);
+    if (prog->vpp > 1) g_string_append_printf(s, "c%d", in->chunk);
+  }
+  return g_string_free(s, FALSE);
+}
+
+static PxProgram *make(PxScheduleKind k, int pp, int vpp, int m) {
+  PxPlan plan;
+  plan_set(&plan, k, pp, vpp, m);
+  GError *err = NULL;
+  PxProgram *prog = px_program_new(&plan, NULL, &err);
+  g_assert_no_error(err);
+  px_plan_clear(&plan);
+  return prog;
+}
+
+static void check_order(PxScheduleKind k, int pp, int vpp, int m, int stage, const char *expected) {
+  g_autoptr(PxProgram) prog = make(k, pp, vpp, m);
+  g_autofree char *got = compute_order(prog, stage);
+  g_assert_cmpstr(got, ==, expected);
+}
+
+/* DeepSpeed TrainSchedule / PipeDream-Flush, p = 4, m = 8 */
+static void test_1f1b_order(void) {
+  check_order(PX_SCHED_1F1B, 4, 1, 8, 0, "F0 F1 F2 F3 B0 F4 B1 F5 B2 F6 B3 F7 B4 B5 B6 B7");
+  check_order(PX_SCHED_1F1B, 4, 1, 8, 2, "F0 F1 B0 F2 B1 F3 B2 F4 B3 F5 B4 F6 B5 F7 B6 B7");
+  check_order(PX_SCHED_1F1B, 4, 1, 8, 3, "F0 B0 F1 B1 F2 B2 F3 B3 F4 B4 F5 B5 F6 B6 F7 B7");
+  /* fewer micro-batches than stages: warm-up is cut at m */
+  check_order(PX_SCHED_1F1B, 4, 1, 2, 0, "F0 F1 B0 B1");
+}
+
+static void test_gpipe_naive_order(void) {
+  check_order(PX_SCHED_GPIPE, 3, 1, 3, 1, "F0 F1 F2 B0 B1 B2");
+  check_order(PX_SCHED_NAIVE, 3, 1, 3, 1, "F0 B0 F1 B1 F2 B2");
+}
+
+/* Megatron-LM forward_backward_pipelining_with_interleaving, p = 2, v = 2,
+ * m = 4, worked out by hand from get_model_chunk_id and the warm-up count
+ * 2(p - r - 1) + (v - 1) p. */
+static void test_interleaved_order(void) {
+  check_order(PX_SCHED_INTERLEAVED, 2, 2, 4, 0,
+              "F0c0 F1c0 F0c1 F1c1 F2c0 B0c1 F3c0 B1c1 F2c1 B0c0 F3c1 B1c0 B2c1 B3c1 B2c0 B3c0");
+  check_order(PX_SCHED_INTERLEAVED, 2, 2, 4, 1,
+              "F0c0 F1c0 F0c1 B0c1 F1c1 B1c1 F2c0 B0c0 F3c0 B1c0 F2c1 B2c1 F3c1 B3c1 B2c0 B3c0");
+}
+
+/* sail-sg/zero-bubble-pipeline-parallelism ZeroBubbleH1Pipeline (exact
+ * semantics), p = 4, m = 8: stage s holds s W's back to the end. */
+static void test_zb_h1_order(void) {
+  check_order(PX_SCHED_ZB_H1, 4, 1, 8, 0,
+              "F0 F1 F2 F3 B0 W0 F4 B1 W1 F5 B2 W2 F6 B3 W3 F7 B4 W4 B5 W5 B6 W6 B7 W7");
+  check_order(PX_SCHED_ZB_H1, 4, 1, 8, 1,
+              "F0 F1 F2 B0 F3 B1 W0 F4 B2 W1 F5 B3 W2 F6 B4 W3 F7 B5 W4 B6 W5 B7 W6 W7");
+  check_order(PX_SCHED_ZB_H1, 4, 1, 8, 3,
+              "F0 B0 F1 B1 F2 B2 F3 B3 W0 F4 B4 W1 F5 B5 W2 F6 B6 W3 F7 B7 W4 W5 W6 W7");
+}
+
+/* Each (mb, chunk) on each stage: one forward, then one backward (or one B
+ * then one W), in that order. */
+static void check_forward_backward(const PxProgram *prog) {
+  for (int s = 0; s < prog->pp; s++) {
+    int n = prog->m * prog->vpp;
+    g_autofree int *fwd = g_new(int, n), *bwd = g_new(int, n), *wgt = g_new(int, n);
+    for (int i = 0; i < n; i++) fwd[i] = bwd[i] = wgt[i] = -1;
+    const PxRankProgram *rp = &prog->ranks[s];
+    for (guint i = 0; i < rp->n; i++) {
+      const PxInstr *in = &rp->instrs[i];
+      if (!px_op_is_compute(in->kind)) continue;
+      g_assert_cmpint(in->mb, >=, 0);
+      g_assert_cmpint(in->mb, <, prog->m);
+      int key = in->mb * prog->vpp + in->chunk;
+      int *slot = in->kind == PX_OP_FORWARD ? &fwd[key] : in->kind == PX_OP_BACKWARD_WEIGHT ? &wgt[key] : &bwd[key];
+      g_assert_cmpint(*slot, ==, -1);
+      *slot = (int)i;
+    }
+    for (int i = 0; i < n; i++) {
+      g_assert_cmpint(fwd[i], >=, 0);
+      g_assert_cmpint(bwd[i], >, fwd[i]);
+      if (prog->schedule == PX_SCHED_ZB_H1) g_assert_cmpint(wgt[i], >, bwd[i]);
+      else g_assert_cmpint(wgt[i], ==, -1);
+    }
+  }
+}
+
+/* Every SEND_x (mb, chunk) from stage s to peer q has one RECV_x on q whose
+ * peer is s and whose part is the neighbour of the sender's part. */
+static void check_send_recv(const PxProgram *prog) {
+  int p = prog->pp;
+  for (int s = 0; s < p; s++) {
+    const PxRankProgram *rp = &prog->ranks[s];
+    for (guint i = 0; i < rp->n; i++) {
+      const PxInstr *in = &rp->instrs[i];
+      if (in->kind != PX_OP_SEND_ACT && in->kind != PX_OP_SEND_GRAD) continue;
+      gboolean act = in->kind == PX_OP_SEND_ACT;
+      int part = in->chunk * p + s, to = act ? part + 1 : part - 1;
+      g_assert_cmpint(in->peer, ==, to % p);
+      int found = 0;
+      const PxRankProgram *q = &prog->ranks[in->peer];
+      for (guint j = 0; j < q->n; j++) {
+        const PxInstr *r = &q->instrs[j];
+        if (r->kind == (act ? PX_OP_RECV_ACT : PX_OP_RECV_GRAD) && r->mb == in->mb && r->peer == s &&
+            r->chunk * p + in->peer == to)
+          found++;
+      }
+      g_assert_cmpint(found, ==, 1);
+    }
+    /* and as many receives as sends point at this stage */
+    int recvs = 0, sends = 0;
+    for (guint i = 0; i < rp->n; i++)
+      recvs += rp->instrs[i].kind == PX_OP_RECV_ACT || rp->instrs[i].kind == PX_OP_RECV_GRAD;
+    for (int q = 0; q < p; q++)
+      for (guint j = 0; j < prog->ranks[q].n; j++) {
+        const PxInstr *in = &prog->ranks[q].instrs[j];
+        sends += (in->kind == PX_OP_SEND_ACT || in->kind == PX_OP_SEND_GRAD) && in->peer == s;
+      }
+    g_assert_cmpint(recvs, ==, sends);
+  }
+}
+
+static void test_invariants(void) {
+  const struct {
+    PxScheduleKind k;
+    int vmax;
+  } kinds[] = {{PX_SCHED_NAIVE, 1}, {PX_SCHED_GPIPE, 1}, {PX_SCHED_1F1B, 1}, {PX_SCHED_ZB_H1, 1},
+               {PX_SCHED_INTERLEAVED, 4}};
+  for (gsize k = 0; k < G_N_ELEMENTS(kinds); k++)
+    for (int p = 1; p <= 6; p++)
+      for (int v = 1; v <= kinds[k].vmax; v++)
+        for (int m = 1; m <= 13; m++) {
+          if (kinds[k].k == PX_SCHED_INTERLEAVED && m % p) continue;
+          g_autoptr(PxProgram) prog = make(kinds[k].k, p, v, m);
+          check_forward_backward(prog);
+          check_send_recv(prog);
+        }
+}
+
+static int count(const PxProgram *prog, int stage, PxOpKind kind) {
+  int n = 0;
+  for (guint i = 0; i < prog->ranks[stage].n; i++) n += prog->ranks[stage].instrs[i].kind == kind;
+  return n;
+}
+
+/* Tied layers, DP reduction per chunk, ZeRO-3 gathers, loads, optimizer. */
+static void test_collectives(void) {
+  PxPlan plan;
+  plan_set(&plan, PX_SCHED_INTERLEAVED, 4, 2, 8);
+  plan.dp = 2;
+  plan.zero = 3;
+  int bounds[] = {0, 2, 4, 6, 8, 10, 12, 14, 16};
+  PxPartition part = {.pp = 4, .vpp = 2, .parts = 8, .bounds = bounds, .tied = TRUE,
+                      .tied_first_part = 0, .tied_last_part = 7};
+  GError *err = NULL;
+  g_autoptr(PxProgram) prog = px_program_new(&plan, &part, &err);
+  g_assert_no_error(err);
+  /* part 0 is stage 0, part 7 is stage 3 */
+  g_assert_cmpint(count(prog, 0, PX_OP_REDUCE_TIED), ==, 1);
+  g_assert_cmpint(count(prog, 3, PX_OP_REDUCE_TIED), ==, 1);
+  g_assert_cmpint(count(prog, 1, PX_OP_REDUCE_TIED), ==, 0);
+  for (int s = 0; s < 4; s++) {
+    g_assert_cmpint(count(prog, s, PX_OP_REDUCE_GRADS), ==, 2);   /* one per chunk */
+    g_assert_cmpint(count(prog, s, PX_OP_GATHER_PARAMS), ==, 2);  /* one per chunk */
+    g_assert_cmpint(count(prog, s, PX_OP_OPTIMIZER_STEP), ==, 1);
+    /* the step ends with the optimizer */
+    g_assert_cmpint(prog->ranks[s].instrs[prog->ranks[s].n - 1].kind, ==, PX_OP_OPTIMIZER_STEP);
+  }
+  /* inputs on part 0 (stage 0), labels on part 7 (stage 3): m loads each */
+  g_assert_cmpint(count(prog, 0, PX_OP_LOAD), ==, 8);
+  g_assert_cmpint(count(prog, 3, PX_OP_LOAD), ==, 8);
+  g_assert_cmpint(count(prog, 1, PX_OP_LOAD), ==, 0);
+  /* interleaving: stage 3 sends chunk 0's activations to stage 0 (part 3 -> 4) */
+  gboolean wrap = FALSE;
+  for (guint i = 0; i < prog->ranks[3].n; i++) {
+    const PxInstr *in = &prog->ranks[3].instrs[i];
+    if (in->kind == PX_OP_SEND_ACT && in->chunk == 0) wrap = in->peer == 0;
+  }
+  g_assert_true(wrap);
+  px_plan_clear(&plan);
+
+  /* dp = 1, ZeRO 0: no reductions, no gathers */
+  g_autoptr(PxProgram) plain = make(PX_SCHED_1F1B, 2, 1, 4);
+  g_assert_cmpint(count(plain, 0, PX_OP_REDUCE_GRADS), ==, 0);
+  g_assert_cmpint(count(plain, 0, PX_OP_GATHER_PARAMS), ==, 0);
+}
+
+static void test_format_and_lookup(void) {
+  g_autoptr(PxProgram) prog = make(PX_SCHED_GPIPE, 2, 1, 2);
+  g_autofree char *text = px_program_format_stage(prog, 1);
+  g_assert_cmpstr(text, ==,
+                  "RECV_ACT mb=0 chunk=0 peer=0\n"
+                  "LOAD mb=0\n"
+                  "FORWARD mb=0 chunk=0\n"
+                  "RECV_ACT mb=1 chunk=0 peer=0\n"
+                  "LOAD mb=1\n"
+                  "FORWARD mb=1 chunk=0\n"
+                  "BACKWARD mb=0 chunk=0\n"
+                  "SEND_GRAD mb=0 chunk=0 peer=0\n"
+                  "BACKWARD mb=1 chunk=0\n"
+                  "SEND_GRAD mb=1 chunk=0 peer=0\n"
+                  "OPTIMIZER_STEP\n");
+
+  /* dp 2 × tp 2 × pp 2, order tp,dp,pp: rank = tp + 2 dp + 4 pp */
+  PxPlan plan;
+  plan_set(&plan, PX_SCHED_1F1B, 2, 1, 2);
+  plan.dp = plan.tp = 2;
+  g_autoptr(PxProgram) p2 = px_program_new(&plan, NULL, NULL);
+  g_assert_cmpint(px_program_for_rank(p2, 3)->stage, ==, 0);
+  g_assert_cmpint(px_program_for_rank(p2, 5)->stage, ==, 1);
+  /* order pp,dp,tp: rank = pp + 2 dp + 4 tp */
+  plan.order[0] = PX_AXIS_PP;
+  plan.order[2] = PX_AXIS_TP;
+  g_autoptr(PxProgram) p3 = px_program_new(&plan, NULL, NULL);
+  g_assert_cmpint(px_program_for_rank(p3, 5)->stage, ==, 1);
+  g_assert_cmpint(px_program_for_rank(p3, 6)->stage, ==, 0);
+  px_plan_clear(&plan);
+
+  PxOpKind k;
+  g_assert_true(px_op_parse("backward_weight", &k) && k == PX_OP_BACKWARD_WEIGHT);
+  g_assert_false(px_op_parse("JUMP", &k));
+}
+
+static void test_invalid(void) {
+  PxPlan plan;
+  GError *err = NULL;
+  plan_set(&plan, PX_SCHED_INTERLEAVED, 4, 2, 6);
+  g_assert_null(px_program_new(&plan, NULL, &err));
+  g_assert_error(err, PX_SCHEDULE_ERROR, PX_SCHEDULE_ERROR_INVALID);
+  g_assert_nonnull(strstr(err->message, "divisible"));
+  g_clear_error(&err);
+  plan.schedule = PX_SCHED_1F1B;
+  g_assert_null(px_program_new(&plan, NULL, &err));
+  g_assert_error(err, PX_SCHEDULE_ERROR, PX_SCHEDULE_ERROR_INVALID);
+  g_clear_error(&err);
+  plan.m = 0;
+  g_assert_null(px_program_new(&plan, NULL, &err));
+  g_assert_error(err, PX_SCHEDULE_ERROR, PX_SCHEDULE_ERROR_INVALID);
+  g_clear_error(&err);
+  px_plan_clear(&plan);
+}
+
+int main(int argc, char **argv) {
+  g_test_init(&argc, &argv, NULL);
+  g_test_add_func("/schedule/1f1b/order", test_1f1b_order);
+  g_test_add_func("/schedule/gpipe/order", test_gpipe_naive_order);
+  g_test_add_func("/schedule/interleaved/order", test_interleaved_order);
+  g_test_add_func("/schedule/zb-h1/order", test_zb_h1_order);
+  g_test_add_func("/schedule/invariants", test_invariants);
+  g_test_add_func("/schedule/collectives", test_collectives);
+  g_test_add_func("/schedule/format", test_format_and_lookup);
+  g_test_add_func("/schedule/invalid", test_invalid);
+  return g_test_run();
+}
