@@ -1,0 +1,124 @@
+/* test_config.c — presets, units, and malformed model / cluster files: each
+ * gives a GError naming the file and the key, never a crash. */
+#include <glib.h>
+#include <glib/gstdio.h>
+#include <string.h>
+#include "cluster.h"
+#include "config.h"
+#include "model.h"
+
+static char *write_tmp(const char *name, const char *text) {
+  char *path = g_build_filename(g_get_tmp_dir(), name, NULL);
+  g_assert_true(g_file_set_contents(path, text, -1, NULL));
+  return path;
+}
+
+static void test_units(void) {
+  double v;
+  g_assert_true(px_parse_bytes("80GB", &v));
+  g_assert_cmpfloat(v, ==, 80e9);
+  g_assert_true(px_parse_bytes("81920MiB", &v));
+  g_assert_cmpfloat(v, ==, 85899345920.0);
+  g_assert_true(px_parse_bytes("1.5 GiB", &v));
+  g_assert_cmpfloat(v, ==, 1.5 * 1073741824.0);
+  g_assert_true(px_parse_bytes("2TB", &v));
+  g_assert_cmpfloat(v, ==, 2e12);
+  g_assert_false(px_parse_bytes("80 GX", &v));
+  g_assert_false(px_parse_bytes("-3GB", &v));
+  g_assert_false(px_parse_bytes("", &v));
+  g_assert_true(px_parse_count("4M", &v));
+  g_assert_cmpfloat(v, ==, 4e6);
+  g_assert_true(px_parse_count("2T", &v));
+  g_assert_cmpfloat(v, ==, 2e12);
+  g_assert_true(px_parse_count("19.5e12", &v));
+  g_assert_cmpfloat(v, ==, 19.5e12);
+  g_assert_false(px_parse_count("lots", &v));
+}
+
+/* Datasheet values as written in the presets. */
+static void test_cluster_presets(void) {
+  g_autoptr(GError) e = NULL;
+  g_autoptr(PxCluster) a = px_cluster_load("dgx-a100-80g", &e);
+  g_assert_no_error(e);
+  g_assert_cmpint(a->gpu_memory, ==, 81920LL * 1048576);
+  g_assert_cmpfloat(a->peak_bf16, ==, 312e12);
+  g_assert_cmpint(px_cluster_gpus(a), ==, 8);
+  g_autoptr(PxCluster) h = px_cluster_load("dgx-h100", &e);
+  g_assert_no_error(e);
+  g_assert_cmpfloat(h->peak_bf16, ==, 989.4e12);
+  g_assert_cmpfloat(h->hbm_bw, ==, 3350e9);
+  g_autoptr(PxCluster) x = px_cluster_load("h200", &e);
+  g_assert_no_error(e);
+  g_assert_cmpint(x->gpu_memory, ==, 143771LL * 1048576);
+  g_assert_null(px_cluster_load("dgx-z9000", &e));
+  g_assert_error(e, PX_CLUSTER_ERROR, PX_CLUSTER_ERROR_NOT_FOUND);
+  g_assert_nonnull(strstr(e->message, "dgx-h100"));
+}
+
+typedef struct {
+  const char *name, *text, *contains;
+  int code;
+} Bad;
+
+static const Bad bad_models[] = {
+  {"m-trunc.ini", "[model\nlayers = 2", "m-trunc.ini", PX_MODEL_ERROR_PARSE},
+  {"m-type.ini", "[model]\nlayers = many\nhidden = 8\nheads = 2\nvocab = 10\nmax_seq = 8\n",
+   "layers = 'many' is not an integer", PX_MODEL_ERROR_INVALID},
+  {"m-neg.ini", "[model]\nlayers = 2\nhidden = -8\nheads = 2\nvocab = 10\nmax_seq = 8\n",
+   "hidden = -8 must be at least 1", PX_MODEL_ERROR_INVALID},
+  {"m-missing.ini", "[model]\nlayers = 2\nhidden = 8\nvocab = 10\nmax_seq = 8\n", "[model] heads is missing",
+   PX_MODEL_ERROR_INVALID},
+  {"m-kind.ini", "[model]\nlayers = 2\nhidden = 8\nheads = 2\nvocab = 10\nmax_seq = 8\nffn_kind = relu\n",
+   "ffn_kind = 'relu' is not one of gelu, swiglu", PX_MODEL_ERROR_INVALID},
+  {"m-trunc.json", "{\"n_layer\": 12, \"n_embd\": 7", "m-trunc.json", PX_MODEL_ERROR_PARSE},
+  {"m-type.json", "{\"n_layer\": \"12\", \"n_embd\": 768, \"n_head\": 12, \"n_positions\": 1024, \"vocab_size\": 50257}",
+   "\"n_layer\" must be an integer", PX_MODEL_ERROR_INVALID},
+  {"m-neg.json", "{\"num_hidden_layers\": -1}", "\"num_hidden_layers\" = -1 must be at least 1", PX_MODEL_ERROR_INVALID},
+  {"m-array.json", "[1, 2, 3]", "not a JSON object", PX_MODEL_ERROR_PARSE},
+  {"m-huge.json", "{\"n_layer\": 1e300, \"n_embd\": 768}", "\"n_layer\" must be an integer", PX_MODEL_ERROR_INVALID},
+};
+
+static void test_bad_model(gconstpointer data) {
+  const Bad *b = data;
+  g_autofree char *path = write_tmp(b->name, b->text);
+  g_autoptr(GError) e = NULL;
+  g_assert_null(px_model_load(path, &e));
+  g_assert_error(e, PX_MODEL_ERROR, b->code);
+  if (!strstr(e->message, b->contains)) g_error("'%s' lacks '%s'", e->message, b->contains);
+  g_unlink(path);
+}
+
+static const Bad bad_clusters[] = {
+  {"c-mem.ini", "[gpu]\nmemory = lots\n", "memory = 'lots' is not a positive size", PX_CLUSTER_ERROR_INVALID},
+  {"c-missing.ini", "[gpu]\nmemory = 80GB\n", "[gpu] peak_fp32 is missing", PX_CLUSTER_ERROR_INVALID},
+  {"c-trunc.ini", "[gpu\n", "c-trunc.ini", PX_CLUSTER_ERROR_PARSE},
+  {"c-zero.ini",
+   "[cluster]\nnodes = 0\n[gpu]\nmemory = 80GB\npeak_fp32 = 1e12\npeak_bf16 = 1e12\nhbm_bw = 1e12\n"
+   "[node]\ngpus = 8\nbandwidth = 1e11\n[network]\nbandwidth = 1e10\n",
+   "nodes = 0 must be at least 1", PX_CLUSTER_ERROR_INVALID},
+};
+
+static void test_bad_cluster(gconstpointer data) {
+  const Bad *b = data;
+  g_autofree char *path = write_tmp(b->name, b->text);
+  g_autoptr(GError) e = NULL;
+  g_assert_null(px_cluster_load(path, &e));
+  g_assert_error(e, PX_CLUSTER_ERROR, b->code);
+  if (!strstr(e->message, b->contains)) g_error("'%s' lacks '%s'", e->message, b->contains);
+  g_unlink(path);
+}
+
+int main(int argc, char **argv) {
+  g_test_init(&argc, &argv, NULL);
+  g_test_add_func("/config/units", test_units);
+  g_test_add_func("/config/cluster/presets", test_cluster_presets);
+  for (gsize i = 0; i < G_N_ELEMENTS(bad_models); i++) {
+    g_autofree char *path = g_strdup_printf("/config/model/bad/%s", bad_models[i].name);
+    g_test_add_data_func(path, &bad_models[i], test_bad_model);
+  }
+  for (gsize i = 0; i < G_N_ELEMENTS(bad_clusters); i++) {
+    g_autofree char *path = g_strdup_printf("/config/cluster/bad/%s", bad_clusters[i].name);
+    g_test_add_data_func(path, &bad_clusters[i], test_bad_cluster);
+  }
+  return g_test_run();
+}

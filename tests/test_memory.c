@@ -1,0 +1,175 @@
+/* test_memory.c — model states (ZeRO paper), activations (Korthikanti et al.
+ * 2022), in-flight micro-batches per schedule, fits or not. */
+#include <glib.h>
+#include <math.h>
+#include "memory.h"
+
+static PxModel *load(const char *name) {
+  g_autoptr(GError) e = NULL;
+  PxModel *m = px_model_load(name, &e);
+  g_assert_no_error(e);
+  return m;
+}
+
+/* Build partition + memory for a validated plan. */
+static PxMemory *memory_of(const PxModel *m, PxPlan *p, const PxCluster *c) {
+  g_autoptr(GError) e = NULL;
+  g_assert_true(px_plan_validate(p, m, c, &e));
+  g_assert_no_error(e);
+  g_autoptr(PxPartition) part = px_partition_new(m, p, NULL, &e);
+  g_assert_no_error(e);
+  return px_memory_new(m, p, part, c);
+}
+
+/* The seed's table: "7B" in fp32 with Adam: 28 GB weights, 28 GB gradients,
+ * 56 GB optimizer (GB = 1e9 B): 4 + 4 + 8 bytes per parameter. */
+static void test_seed_7b_fp32(void) {
+  g_autoptr(PxModel) m = load("7b");
+  g_assert_cmpint(m->params, ==, 7000559616);
+  PxPlan p;
+  px_plan_init(&p);
+  p.precision = PX_PREC_FP32;
+  g_autoptr(PxMemory) mem = memory_of(m, &p, NULL);
+  g_assert_cmpfloat(mem->stages[0].weights, ==, 4.0 * 7000559616);
+  g_assert_cmpfloat(mem->stages[0].gradients, ==, 4.0 * 7000559616);
+  g_assert_cmpfloat(mem->stages[0].optimizer, ==, 8.0 * 7000559616);
+  g_assert_cmpfloat(round(mem->stages[0].weights / 1e8) / 10, ==, 28.0);
+  g_assert_cmpfloat(round(mem->stages[0].optimizer / 1e8) / 10, ==, 56.0);
+  px_plan_clear(&p);
+}
+
+/* Mixed-precision Adam: 2 + 2 + 12 bytes/param; ZeRO-1 divides the 12 by dp,
+ * ZeRO-2 the 2+12, ZeRO-3 all 16 (Rajbhandari et al. 2020, fig. 1). */
+static void test_zero_stages(void) {
+  g_autoptr(PxModel) m = load("gpt2-124m");
+  const double P = 124439808, dp = 8;
+  const double expect[4][3] = {
+    {2 * P, 2 * P, 12 * P}, {2 * P, 2 * P, 12 * P / dp}, {2 * P, 2 * P / dp, 12 * P / dp},
+    {2 * P / dp, 2 * P / dp, 12 * P / dp}};
+  for (int z = 0; z <= 3; z++) {
+    PxPlan p;
+    px_plan_init(&p);
+    p.dp = 8;
+    p.zero = z;
+    g_autoptr(PxMemory) mem = memory_of(m, &p, NULL);
+    g_assert_cmpfloat_with_epsilon(mem->stages[0].weights, expect[z][0], 1e-3);
+    g_assert_cmpfloat_with_epsilon(mem->stages[0].gradients, expect[z][1], 1e-3);
+    g_assert_cmpfloat_with_epsilon(mem->stages[0].optimizer, expect[z][2], 1e-3);
+    px_plan_clear(&p);
+  }
+}
+
+/* Korthikanti et al. 2022 on the GPT-3 175B configuration (s 2048, h 12288,
+ * a 96, b 1, 16-bit): per-layer activation bytes. */
+typedef struct {
+  int tp;
+  gboolean sp;
+  PxCheckpoint ckpt;
+  const char *what;
+} ActCase;
+
+static double korthikanti(const ActCase *c) {
+  const double s = 2048, b = 1, h = 12288, a = 96, t = c->tp;
+  const double sbh = s * b * h;
+  if (c->ckpt == PX_CKPT_FULL) return 2 * sbh / (c->sp ? t : 1);
+  double attn = c->ckpt == PX_CKPT_SELECTIVE ? 0 : 5 * a * s / (h * t);
+  if (t == 1) return sbh * (34 + attn);
+  if (!c->sp) return sbh * (10 + 24 / t + attn);
+  return sbh * (34 / t + attn);
+}
+
+static const ActCase act_cases[] = {
+  {1, FALSE, PX_CKPT_NONE, "none"},           {8, FALSE, PX_CKPT_NONE, "tp8"},
+  {8, TRUE, PX_CKPT_NONE, "tp8-sp"},          {8, TRUE, PX_CKPT_SELECTIVE, "tp8-sp-selective"},
+  {8, FALSE, PX_CKPT_SELECTIVE, "tp8-selective"}, {1, FALSE, PX_CKPT_FULL, "full"},
+  {8, TRUE, PX_CKPT_FULL, "tp8-sp-full"},
+};
+
+static void test_korthikanti(gconstpointer data) {
+  const ActCase *c = data;
+  g_autoptr(PxModel) m = load("gpt3-175b");
+  PxPlan p;
+  px_plan_init(&p);
+  p.tp = c->tp;
+  p.seq_parallel = c->sp;
+  p.ckpt = c->ckpt;
+  g_assert_true(px_plan_validate(&p, m, NULL, NULL));
+  double got = px_layer_activation_bytes(m, &m->layers[10], &p);
+  g_assert_cmpfloat_with_epsilon(got / korthikanti(c), 1.0, 1e-12);
+  px_plan_clear(&p);
+}
+
+/* In flight: GPipe m; 1F1B p - stage; interleaved rank 0 p·(1 + (p-1)/(p·v)). */
+static void test_in_flight(void) {
+  PxPlan p;
+  px_plan_init(&p);
+  p.pp = 4; p.m = 8; p.schedule = PX_SCHED_1F1B;
+  for (int r = 0; r < 4; r++) g_assert_cmpfloat(px_memory_in_flight(&p, r), ==, 4 - r);
+  p.m = 2;
+  g_assert_cmpfloat(px_memory_in_flight(&p, 0), ==, 2);
+  p.schedule = PX_SCHED_GPIPE; p.m = 8;
+  g_assert_cmpfloat(px_memory_in_flight(&p, 3), ==, 8);
+  p.schedule = PX_SCHED_ZB_H1;
+  g_assert_cmpfloat(px_memory_in_flight(&p, 1), ==, 3);
+  p.schedule = PX_SCHED_INTERLEAVED; p.vpp = 2;
+  g_assert_cmpfloat_with_epsilon(px_memory_in_flight(&p, 0), 4 * (1 + 3.0 / 8), 1e-12);
+  p.vpp = 4; p.pp = 8; p.m = 16;
+  g_assert_cmpfloat_with_epsilon(px_memory_in_flight(&p, 0), 8 * (1 + 7.0 / 32), 1e-12);
+  px_plan_clear(&p);
+}
+
+/* 1F1B's first stage holds p micro-batches of L/p layers: L layers' worth,
+ * whatever p. With blocks split evenly (type:TransformerLayer), stage 0's block
+ * activations = 96 × one block for pp 4 and pp 8 alike. */
+static void test_first_stage_whatever_p(void) {
+  g_autoptr(PxModel) m = load("gpt3-175b");
+  for (int pp = 4; pp <= 8; pp += 4) {
+    PxPlan p;
+    px_plan_init(&p);
+    p.pp = pp; p.gbs = 64; p.tp = 8; p.seq_parallel = TRUE;
+    g_free(p.partition);
+    p.partition = g_strdup("type:TransformerLayer");
+    g_autoptr(PxMemory) mem = memory_of(m, &p, NULL);
+    const PxStageMemory *s = &mem->stages[0];
+    double embed = px_layer_activation_bytes(m, &m->layers[0], &p);
+    g_assert_cmpfloat_with_epsilon((s->activations - s->in_flight * embed) / (96 * s->activation_per_layer), 1.0,
+                                   1e-12);
+    px_plan_clear(&p);
+  }
+}
+
+/* The seed's GPT-3 layout does not fit on A100-80GB: stage 0 holds a quarter
+ * of the model over tp 2 in bf16, ~44 GB of weights alone, plus ZeRO-2 states
+ * and 4 micro-batches of 25 layers' activations. */
+static void test_seed_gpt3_does_not_fit(void) {
+  g_autoptr(PxModel) m = load("gpt3-175b");
+  g_autoptr(PxCluster) c = px_cluster_load("dgx-a100-80g", NULL);
+  c->nodes = 8;
+  PxPlan p;
+  px_plan_init(&p);
+  p.dp = 8; p.tp = 2; p.pp = 4; p.zero = 2; p.gbs = 1536;
+  g_autoptr(PxMemory) mem = memory_of(m, &p, c);
+  g_assert_false(mem->fits);
+  g_assert_cmpfloat(mem->capacity, ==, 81920.0 * 1048576);
+  const PxStageMemory *s = &mem->stages[0];
+  /* weights: 2 B × stage-0 params per TP rank; ZeRO-2 shards the other 14 B by dp 8 */
+  g_assert_cmpfloat_with_epsilon(s->gradients / s->weights, 1.0 / 8, 1e-12);
+  g_assert_cmpfloat_with_epsilon(s->optimizer / s->weights, 6.0 / 8, 1e-12);
+  g_assert_cmpfloat(s->weights, >, 40e9);
+  g_assert_cmpfloat(mem->peak, >, mem->capacity);
+  px_plan_clear(&p);
+}
+
+int main(int argc, char **argv) {
+  g_test_init(&argc, &argv, NULL);
+  g_test_add_func("/memory/seed-7b-fp32", test_seed_7b_fp32);
+  g_test_add_func("/memory/zero", test_zero_stages);
+  for (gsize i = 0; i < G_N_ELEMENTS(act_cases); i++) {
+    g_autofree char *path = g_strdup_printf("/memory/korthikanti/%s", act_cases[i].what);
+    g_test_add_data_func(path, &act_cases[i], test_korthikanti);
+  }
+  g_test_add_func("/memory/in-flight", test_in_flight);
+  g_test_add_func("/memory/1f1b-first-stage", test_first_stage_whatever_p);
+  g_test_add_func("/memory/seed-gpt3-does-not-fit", test_seed_gpt3_does_not_fit);
+  return g_test_run();
+}

@@ -1,0 +1,229 @@
+/* test_plan.c — the rules of a plan, its files, rank layout and bubble. */
+#include <glib.h>
+#include <glib/gstdio.h>
+#include <string.h>
+#include "plan.h"
+
+static PxModel *load(const char *name) {
+  g_autoptr(GError) e = NULL;
+  PxModel *m = px_model_load(name, &e);
+  g_assert_no_error(e);
+  return m;
+}
+
+typedef struct {
+  const char *model;
+  int dp, tp, pp, vpp, mbs, gbs, seq;
+  PxScheduleKind schedule;
+  int zero;
+  PxOffload offload;
+  gboolean sp;
+  int nodes; /* 0: no cluster */
+  const char *message;
+} Rule;
+
+static const Rule rules[] = {
+  {"llama2-7b", 1, 3, 1, 1, 1, 0, 0, PX_SCHED_1F1B, 0, 0, FALSE, 0, "tp=3 does not divide 32 attention heads"},
+  {"llama2-70b", 1, 16, 1, 1, 1, 0, 0, PX_SCHED_1F1B, 0, 0, FALSE, 0, "tp=16 does not divide 8 key-value heads"},
+  {"gpt3-175b", 1, 1, 200, 1, 1, 0, 0, PX_SCHED_1F1B, 0, 0, FALSE, 0, "pp=200 exceeds 96 layers"},
+  {"gpt3-175b", 8, 2, 3, 1, 1, 0, 0, PX_SCHED_1F1B, 0, 0, FALSE, 8, "dp·tp·pp=48 but the cluster has 64 GPUs (8 nodes × 8)"},
+  {"gpt3-175b", 1, 1, 4, 2, 1, 6, 0, PX_SCHED_INTERLEAVED, 0, 0, FALSE, 0,
+   "interleaved schedule needs micro-batches divisible by pp (m=6, pp=4)"},
+  {"gpt2-124m", 8, 1, 1, 1, 3, 1000, 0, PX_SCHED_1F1B, 0, 0, FALSE, 0,
+   "global batch 1000 is not divisible by micro-batch 3 × dp 8 = 24"},
+  {"gpt2-124m", 1, 1, 1, 1, 1, 0, 2048, PX_SCHED_1F1B, 0, 0, FALSE, 0, "sequence 2048 exceeds the model's 1024 positions"},
+  {"gpt2-124m", 2, 1, 1, 1, 1, 0, 0, PX_SCHED_1F1B, 2, PX_OFFLOAD_OPTIMIZER_PARAMS, FALSE, 0,
+   "offloading parameters needs ZeRO stage 3 (stage is 2)"},
+  {"gpt2-124m", 1, 1, 1, 1, 1, 0, 0, PX_SCHED_1F1B, 0, 0, TRUE, 0, "sequence parallelism needs tp > 1"},
+  {"gpt2-124m", 1, 1, 2, 2, 1, 0, 0, PX_SCHED_1F1B, 0, 0, FALSE, 0, "vpp=2 needs the interleaved schedule (schedule is 1f1b)"},
+  {"gpt2-124m", 1, 1, 1, 1, 1, 0, 0, PX_SCHED_1F1B, 4, 0, FALSE, 0, "ZeRO stage 4 is not 0, 1, 2 or 3"},
+};
+
+static void test_rule(gconstpointer data) {
+  const Rule *r = data;
+  g_autoptr(PxModel) m = load(r->model);
+  g_autoptr(PxCluster) c = NULL;
+  if (r->nodes) {
+    c = px_cluster_load("dgx-a100-80g", NULL);
+    c->nodes = r->nodes;
+  }
+  PxPlan p;
+  px_plan_init(&p);
+  p.dp = r->dp; p.tp = r->tp; p.pp = r->pp; p.vpp = r->vpp; p.mbs = r->mbs; p.gbs = r->gbs;
+  p.seq = r->seq; p.schedule = r->schedule; p.zero = r->zero; p.offload = r->offload; p.seq_parallel = r->sp;
+  g_autoptr(GError) e = NULL;
+  g_assert_false(px_plan_validate(&p, m, c, &e));
+  g_assert_error(e, PX_PLAN_ERROR, PX_PLAN_ERROR_INVALID);
+  g_assert_cmpstr(e->message, ==, r->message);
+  px_plan_clear(&p);
+}
+
+/* m = gbs / (mbs·dp); the seed's GPT-3 layout: 1536 / (1·8) = 192. */
+static void test_valid(void) {
+  g_autoptr(PxModel) m = load("gpt3-175b");
+  g_autoptr(PxCluster) c = px_cluster_load("dgx-a100-80g", NULL);
+  c->nodes = 8;
+  PxPlan p;
+  px_plan_init(&p);
+  p.dp = 8; p.tp = 2; p.pp = 4; p.gbs = 1536; p.zero = 2;
+  g_autoptr(GError) e = NULL;
+  g_assert_true(px_plan_validate(&p, m, c, &e));
+  g_assert_cmpint(p.m, ==, 192);
+  g_assert_cmpint(p.seq, ==, 2048);
+  /* 1F1B bubble (p-1)/(m+p-1) = 3/195 */
+  g_assert_cmpfloat_with_epsilon(px_plan_bubble_fraction(&p), 3.0 / 195.0, 1e-15);
+  px_plan_clear(&p);
+}
+
+/* Analytic bubbles (idle / step): GPipe 4 stages 4 micro-batches 3/7;
+ * interleaved p=4 v=2 m=8: 3/19; ZB-H1 p=4 m=4: 3/15; naive p=4: 3/4. */
+static void test_bubble(void) {
+  PxPlan p;
+  px_plan_init(&p);
+  p.pp = 4; p.m = 4; p.schedule = PX_SCHED_GPIPE;
+  g_assert_cmpfloat_with_epsilon(px_plan_bubble_fraction(&p), 3.0 / 7.0, 1e-15);
+  p.schedule = PX_SCHED_INTERLEAVED; p.vpp = 2; p.m = 8;
+  g_assert_cmpfloat_with_epsilon(px_plan_bubble_fraction(&p), 3.0 / 19.0, 1e-15);
+  p.schedule = PX_SCHED_ZB_H1; p.vpp = 1; p.m = 4;
+  g_assert_cmpfloat_with_epsilon(px_plan_bubble_fraction(&p), 3.0 / 15.0, 1e-15);
+  p.schedule = PX_SCHED_NAIVE;
+  g_assert_cmpfloat_with_epsilon(px_plan_bubble_fraction(&p), 0.75, 1e-15);
+  px_plan_clear(&p);
+}
+
+/* Rank order tp,dp,pp (Megatron: tp innermost): with dp 2, tp 2, pp 2,
+ * rank = tp + 2·dp + 4·pp, so rank 5 = (dp 0, tp 1, pp 1) and rank 6 = (dp 1, tp 0, pp 1).
+ * Order dp,tp,pp puts dp innermost: rank 1 = (dp 1, tp 0, pp 0). */
+static void test_rank_order(void) {
+  PxPlan p;
+  px_plan_init(&p);
+  p.dp = 2; p.tp = 2; p.pp = 2;
+  int dp, tp, pp;
+  px_plan_rank_coords(&p, 5, &dp, &tp, &pp);
+  g_assert_cmpint(dp, ==, 0); g_assert_cmpint(tp, ==, 1); g_assert_cmpint(pp, ==, 1);
+  px_plan_rank_coords(&p, 6, &dp, &tp, &pp);
+  g_assert_cmpint(dp, ==, 1); g_assert_cmpint(tp, ==, 0); g_assert_cmpint(pp, ==, 1);
+  g_assert_cmpint(px_plan_rank_of(&p, 1, 1, 1), ==, 7);
+  g_assert_true(px_order_parse("dp,tp,pp", p.order));
+  px_plan_rank_coords(&p, 1, &dp, &tp, &pp);
+  g_assert_cmpint(dp, ==, 1); g_assert_cmpint(tp, ==, 0); g_assert_cmpint(pp, ==, 0);
+  g_assert_false(px_order_parse("tp,tp,pp", p.order));
+  px_plan_clear(&p);
+}
+
+static char *write_tmp(const char *name, const char *text) {
+  char *path = g_build_filename(g_get_tmp_dir(), name, NULL);
+  g_assert_true(g_file_set_contents(path, text, -1, NULL));
+  return path;
+}
+
+static void test_ini_roundtrip(void) {
+  PxPlan a, b;
+  px_plan_init(&a);
+  a.dp = 4; a.tp = 2; a.pp = 8; a.vpp = 3; a.mbs = 2; a.gbs = 512; a.seq = 4096;
+  a.schedule = PX_SCHED_INTERLEAVED; a.zero = 3; a.offload = PX_OFFLOAD_OPTIMIZER_PARAMS;
+  a.ckpt = PX_CKPT_FULL; a.ckpt_interval = 2; a.seq_parallel = TRUE; a.precision = PX_PREC_FP16;
+  g_assert_true(px_order_parse("dp,tp,pp", a.order));
+  g_free(a.partition);
+  a.partition = g_strdup("type:transformer");
+  a.workspace_bytes = 3e9;
+  a.bucket_bytes = 2e8;
+  g_autofree char *ini = px_plan_to_ini(&a);
+  g_autofree char *path = write_tmp("px-test-plan.ini", ini);
+  px_plan_init(&b);
+  g_autoptr(GError) e = NULL;
+  g_assert_true(px_plan_load_ini(&b, path, &e));
+  g_assert_no_error(e);
+  g_assert_cmpint(b.dp, ==, 4); g_assert_cmpint(b.tp, ==, 2); g_assert_cmpint(b.pp, ==, 8);
+  g_assert_cmpint(b.vpp, ==, 3); g_assert_cmpint(b.mbs, ==, 2); g_assert_cmpint(b.gbs, ==, 512);
+  g_assert_cmpint(b.seq, ==, 4096); g_assert_cmpint(b.schedule, ==, PX_SCHED_INTERLEAVED);
+  g_assert_cmpint(b.zero, ==, 3); g_assert_cmpint(b.offload, ==, PX_OFFLOAD_OPTIMIZER_PARAMS);
+  g_assert_cmpint(b.ckpt, ==, PX_CKPT_FULL); g_assert_cmpint(b.ckpt_interval, ==, 2);
+  g_assert_true(b.seq_parallel); g_assert_cmpint(b.precision, ==, PX_PREC_FP16);
+  g_assert_cmpint(b.order[0], ==, PX_AXIS_DP); g_assert_cmpint(b.order[1], ==, PX_AXIS_TP);
+  g_assert_cmpstr(b.partition, ==, "type:transformer");
+  g_assert_cmpfloat(b.workspace_bytes, ==, 3e9);
+  g_assert_cmpfloat(b.bucket_bytes, ==, 2e8);
+  g_unlink(path);
+  px_plan_clear(&a);
+  px_plan_clear(&b);
+}
+
+typedef struct {
+  const char *name, *text;
+  int code;
+  const char *contains;
+} BadFile;
+
+static const BadFile bad_ini[] = {
+  {"trunc.ini", "[plan\ndp = 2\n", PX_PLAN_ERROR_PARSE, "trunc.ini"},
+  {"type.ini", "[plan]\ndp = two\n", PX_PLAN_ERROR_PARSE, "dp = 'two' is not an integer"},
+  {"neg.ini", "[plan]\ntp = -2\n", PX_PLAN_ERROR_PARSE, "tp = -2 must be at least 1"},
+  {"sched.ini", "[plan]\nschedule = pipedream\n", PX_PLAN_ERROR_PARSE, "schedule = 'pipedream' is not one of"},
+  {"nogroup.ini", "[model]\nlayers = 2\n", PX_PLAN_ERROR_PARSE, "no [plan] group"},
+  {"bool.ini", "[plan]\nseq_parallel = maybe\n", PX_PLAN_ERROR_PARSE, "is not true or false"},
+};
+
+static void test_bad_ini(gconstpointer data) {
+  const BadFile *b = data;
+  g_autofree char *path = write_tmp(b->name, b->text);
+  PxPlan p;
+  px_plan_init(&p);
+  g_autoptr(GError) e = NULL;
+  g_assert_false(px_plan_load_ini(&p, path, &e));
+  g_assert_error(e, PX_PLAN_ERROR, b->code);
+  g_assert_nonnull(strstr(e->message, b->contains));
+  g_unlink(path);
+  px_plan_clear(&p);
+}
+
+/* DeepSpeed: train_batch_size = micro × accumulation × dp. */
+static void test_deepspeed(void) {
+  g_autofree char *path = g_build_filename(PX_DATA_DIR, "configs", "deepspeed", "zero2-offload.json", NULL);
+  PxPlan p;
+  px_plan_init(&p);
+  p.dp = 8;
+  g_autoptr(GError) e = NULL;
+  g_assert_true(px_plan_load_deepspeed(&p, path, &e));
+  g_assert_no_error(e);
+  g_assert_cmpint(p.gbs, ==, 256); /* 4 × 8 × 8 */
+  g_assert_cmpint(p.mbs, ==, 4);
+  g_assert_cmpint(p.zero, ==, 2);
+  g_assert_cmpint(p.offload, ==, PX_OFFLOAD_OPTIMIZER);
+  g_assert_cmpint(p.precision, ==, PX_PREC_BF16);
+  g_assert_cmpint(p.ckpt, ==, PX_CKPT_FULL);
+  /* the same file with dp 4 breaks the batch rule */
+  p.dp = 4;
+  g_assert_false(px_plan_load_deepspeed(&p, path, &e));
+  g_assert_error(e, PX_PLAN_ERROR, PX_PLAN_ERROR_INVALID);
+  g_assert_nonnull(strstr(e->message, "train_batch_size 256 != micro 4 × accumulation 8 × dp 4 = 128"));
+  g_clear_error(&e);
+  g_autofree char *bad = write_tmp("ds-bad.json", "{\"train_batch_size\": \"many\"}");
+  g_assert_false(px_plan_load_deepspeed(&p, bad, &e));
+  g_assert_error(e, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE);
+  g_clear_error(&e);
+  g_autofree char *trunc = write_tmp("ds-trunc.json", "{\"train_batch_size\": 8, \"zero_optim");
+  g_assert_false(px_plan_load_deepspeed(&p, trunc, &e));
+  g_assert_error(e, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE);
+  g_unlink(bad);
+  g_unlink(trunc);
+  px_plan_clear(&p);
+}
+
+int main(int argc, char **argv) {
+  g_test_init(&argc, &argv, NULL);
+  for (gsize i = 0; i < G_N_ELEMENTS(rules); i++) {
+    g_autofree char *path = g_strdup_printf("/plan/rules/%zu", i);
+    g_test_add_data_func(path, &rules[i], test_rule);
+  }
+  for (gsize i = 0; i < G_N_ELEMENTS(bad_ini); i++) {
+    g_autofree char *path = g_strdup_printf("/plan/ini/bad/%s", bad_ini[i].name);
+    g_test_add_data_func(path, &bad_ini[i], test_bad_ini);
+  }
+  g_test_add_func("/plan/valid/gpt3-seed", test_valid);
+  g_test_add_func("/plan/bubble", test_bubble);
+  g_test_add_func("/plan/rank-order", test_rank_order);
+  g_test_add_func("/plan/ini/roundtrip", test_ini_roundtrip);
+  g_test_add_func("/plan/deepspeed", test_deepspeed);
+  return g_test_run();
+}
