@@ -1,0 +1,24 @@
+# pareto.gp — per-GPU peak memory versus step time of the layouts a search
+# explored; the Pareto front (no other layout is both faster and smaller) is
+# joined and labelled, layouts that do not fit are greyed, the GPU's capacity
+# is a dashed line.
+# Variables (gnuplot -e): datafile  block 0: every layout: step_s memory_GB fits(0/1) "label"
+#                                   block 1: the front, by step time, same columns
+#                         capacity  GPU memory in GB (0: no line)
+#                         ptitle    plot title
+#                         outfile, fmt (see common.gp)
+if (!exists("ptitle")) ptitle = "Layouts: memory versus step time"
+if (!exists("capacity")) capacity = 0
+width = 1100; height = 700
+load scriptdir . "/common.gp"
+set title ptitle font ",14"
+set xlabel "step time (s)"
+set ylabel "peak memory per GPU (GB = 10^9 B)"
+set key top right vertical inside box opaque
+set yrange [0:*]
+set offsets 0, 0, graph 0.06, 0
+plot datafile index 0 using 1:($3 == 0 ? $2 : 1/0) with points pt 6 ps 1.0 lc rgb "#aaaaaa" title "does not fit", \
+     datafile index 0 using 1:($3 != 0 ? $2 : 1/0) with points pt 7 ps 1.0 lc rgb "#1f77b4" title "fits", \
+     datafile index 1 using 1:2 with linespoints pt 7 ps 1.6 lw 2 lc rgb "#ff7f0e" title "Pareto front", \
+     (capacity > 0 ? capacity : NaN) with lines dt 2 lw 2 lc rgb "#d62728" title sprintf("GPU memory %.0f GB", capacity), \
+     datafile index 1 using 1:2:4 with labels left rotate by 25 offset 0.8, 0.6 font ",9" tc rgb "#333333" notitle
