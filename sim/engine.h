@@ -1,0 +1,88 @@
+/* engine.h — discrete-event simulation of a program with a cost table.
+ *
+ * Every simulated rank runs its instruction stream in order on a compute
+ * stream, with a p2p send stream and a collective stream beside it. Sends are
+ * asynchronous; a receive blocks the compute stream until its message has
+ * arrived; a collective starts when every member has arrived (and its
+ * collective stream is free). DP gradient reductions run on the collective
+ * stream while backward goes on when table->overlap_dp, and are held until the
+ * optimizer step otherwise. A program that cannot finish is reported as a
+ * PX_ENGINE_ERROR_DEADLOCK naming the stuck ranks and instructions.
+ *
+ * By default one rank per stage is simulated (dp = tp = 0; the others run the
+ * same stream at the same times); options->full simulates every rank. */
+#pragma once
+#include <glib.h>
+#include "schedule.h"
+#include "cost.h"
+#include "timeline.h"
+
+G_BEGIN_DECLS
+
+#define PX_ENGINE_ERROR (px_engine_error_quark())
+GQuark px_engine_error_quark(void);
+typedef enum {
+  PX_ENGINE_ERROR_DEADLOCK,  /* the program cannot finish */
+  PX_ENGINE_ERROR_INVALID,   /* program and cost table do not fit together, or a bad instruction */
+} PxEngineError;
+
+/* Communication whose wait on the compute stream is reported apart from the bubble. */
+typedef enum {
+  PX_COMM_P2P,     /* pipeline sends/receives */
+  PX_COMM_DP,      /* DP gradient reduction */
+  PX_COMM_TIED,    /* tied-embedding reduction */
+  PX_COMM_GATHER,  /* ZeRO-3 parameter gather */
+  PX_N_COMM
+} PxCommKind;
+
+typedef struct {
+  /* Memory, all optional (NULL: 0). Bytes per GPU. */
+  const double *act_bytes;     /* (parts) one micro-batch's activations on a part: allocated by FORWARD,
+                                  freed by BACKWARD / BACKWARD_INPUT */
+  const double *act_w_bytes;   /* (parts) of act_bytes, what BACKWARD_INPUT keeps until BACKWARD_WEIGHT */
+  const double *static_bytes;  /* (pp) held all step: weights, gradients, optimizer, buffers, workspace */
+  const double *gather_bytes;  /* (parts) ZeRO-3 gathered parameters, from GATHER_PARAMS to the
+                                  chunk's last backward */
+  gboolean full;               /* every rank, not one per stage */
+  gboolean no_timeline;        /* do not record events (searches, benchmarks) */
+} PxSimOptions;
+
+typedef struct {
+  int rank, stage;             /* global rank, pipeline rank */
+  double end;                  /* its last op ends */
+  double busy;                 /* compute stream busy (F, B, W, load, optimizer) */
+  double idle;                 /* step_time - busy */
+  double exposed[PX_N_COMM];   /* compute stream waiting on communication in flight */
+  double peak_memory;          /* bytes */
+  int peak_in_flight;          /* (micro-batch, chunk)s between FORWARD and BACKWARD(_INPUT) */
+} PxRankResult;
+
+typedef struct {
+  double compute;              /* busy */
+  double exposed[PX_N_COMM];
+  double bubble;               /* idle not explained by communication */
+} PxBreakdown;
+
+typedef struct {
+  double step_time;            /* s */
+  int pp;
+  int n_ranks;                 /* simulated ranks */
+  PxRankResult *ranks;         /* (n_ranks) */
+  double *stage_peak_memory;   /* (pp) bytes, max over the stage's simulated ranks */
+  int *stage_peak_in_flight;   /* (pp) */
+  double bubble_fraction;      /* mean over ranks of idle / step_time */
+  double bubble_overhead;      /* mean idle / mean busy */
+  PxBreakdown breakdown;       /* mean per rank, seconds; sums to step_time */
+  guint64 n_instructions;      /* instructions executed */
+  PxTimeline *timeline;        /* NULL with no_timeline */
+} PxSimResult;
+
+/* opt may be NULL (defaults). */
+PxSimResult *px_simulate(const PxProgram *prog, const PxCostTable *table, const PxSimOptions *opt,
+                         GError **error);
+void px_sim_result_free(PxSimResult *res);
+const char *px_comm_kind_name(PxCommKind k);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(PxSimResult, px_sim_result_free)
+
+G_END_DECLS

@@ -1,0 +1,281 @@
+/* timeline.c — events of one step and their writers (trace JSON, CSV, Gantt). */
+#include "timeline.h"
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+G_DEFINE_QUARK(px-timeline-error-quark, px_timeline_error)
+
+static const char *stream_names[PX_N_STREAMS] = {"compute", "send", "recv", "collective"};
+
+const char *px_stream_name(PxStreamKind s) {
+  return (unsigned)s < PX_N_STREAMS ? stream_names[s] : "?";
+}
+
+gboolean px_stream_parse(const char *s, PxStreamKind *out) {
+  for (int i = 0; i < PX_N_STREAMS; i++)
+    if (!g_ascii_strcasecmp(s, stream_names[i])) {
+      *out = (PxStreamKind)i;
+      return TRUE;
+    }
+  return FALSE;
+}
+
+PxTimeline *px_timeline_new(void) {
+  PxTimeline *tl = g_new0(PxTimeline, 1);
+  tl->events = g_array_new(FALSE, FALSE, sizeof(PxEvent));
+  tl->memory = g_array_new(FALSE, FALSE, sizeof(PxMemSample));
+  return tl;
+}
+
+void px_timeline_free(PxTimeline *tl) {
+  if (!tl) return;
+  g_array_unref(tl->events);
+  g_array_unref(tl->memory);
+  g_free(tl);
+}
+
+void px_timeline_add(PxTimeline *tl, const PxEvent *ev) {
+  g_array_append_vals(tl->events, ev, 1);
+}
+
+void px_timeline_add_memory(PxTimeline *tl, int rank, double t, double bytes) {
+  PxMemSample s = {rank, t, bytes};
+  g_array_append_val(tl->memory, s);
+}
+
+static int cmp_event(gconstpointer a, gconstpointer b) {
+  const PxEvent *x = a, *y = b;
+  if (x->rank != y->rank) return x->rank < y->rank ? -1 : 1;
+  if (x->stream != y->stream) return x->stream < y->stream ? -1 : 1;
+  if (x->start != y->start) return x->start < y->start ? -1 : 1;
+  return (x->end > y->end) - (x->end < y->end);
+}
+
+void px_timeline_sort(PxTimeline *tl) {
+  g_array_sort(tl->events, cmp_event);
+}
+
+double px_timeline_end(const PxTimeline *tl) {
+  double end = 0;
+  for (guint i = 0; i < tl->events->len; i++) end = MAX(end, g_array_index(tl->events, PxEvent, i).end);
+  return end;
+}
+
+static gboolean has_chunks(const PxTimeline *tl) {
+  for (guint i = 0; i < tl->events->len; i++)
+    if (px_op_is_compute(g_array_index(tl->events, PxEvent, i).kind) &&
+        g_array_index(tl->events, PxEvent, i).chunk > 0)
+      return TRUE;
+  return FALSE;
+}
+
+char *px_event_label(const PxEvent *ev, gboolean show_chunk) {
+  GString *s = g_string_new(px_op_short_name(ev->kind));
+  if (ev->mb >= 0) g_string_append_printf(s, "%d", ev->mb);
+  if (ev->chunk >= 0 && (show_chunk || !px_op_is_compute(ev->kind)))
+    g_string_append_printf(s, ".c%d", ev->chunk);
+  return g_string_free(s, FALSE);
+}
+
+/* ---- Chrome trace ------------------------------------------------------ */
+
+char *px_timeline_to_trace_json(const PxTimeline *tl) {
+  gboolean chunks = has_chunks(tl);
+  GString *s = g_string_sized_new(128 + tl->events->len * 160);
+  g_string_append(s, "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[");
+  gboolean first = TRUE;
+  /* track names: one process per rank, one thread per stream */
+  g_autoptr(GHashTable) seen = g_hash_table_new(g_direct_hash, g_direct_equal);
+  for (guint i = 0; i < tl->events->len; i++) {
+    const PxEvent *ev = &g_array_index(tl->events, PxEvent, i);
+    gpointer key = GINT_TO_POINTER(ev->rank * PX_N_STREAMS + (int)ev->stream + 1);
+    if (g_hash_table_contains(seen, key)) continue;
+    g_hash_table_add(seen, key);
+    gpointer pkey = GINT_TO_POINTER(-(ev->rank + 1));
+    if (!g_hash_table_contains(seen, pkey)) {
+      g_hash_table_add(seen, pkey);
+      g_string_append_printf(s,
+                             "%s\n{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":%d,\"tid\":0,"
+                             "\"args\":{\"name\":\"rank %d (stage %d)\"}}"
+                             ",\n{\"name\":\"process_sort_index\",\"ph\":\"M\",\"pid\":%d,\"tid\":0,"
+                             "\"args\":{\"sort_index\":%d}}",
+                             first ? "" : ",", ev->rank, ev->rank, ev->stage, ev->rank, ev->rank);
+      first = FALSE;
+    }
+    g_string_append_printf(s,
+                           ",\n{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":%d,\"tid\":%d,"
+                           "\"args\":{\"name\":\"%s\"}}",
+                           ev->rank, (int)ev->stream, px_stream_name(ev->stream));
+  }
+  for (guint i = 0; i < tl->events->len; i++) {
+    const PxEvent *ev = &g_array_index(tl->events, PxEvent, i);
+    g_autofree char *name = px_event_label(ev, chunks);
+    g_string_append_printf(s,
+                           "%s\n{\"name\":\"%s\",\"cat\":\"%s\",\"ph\":\"X\",\"ts\":%.6f,\"dur\":%.6f,"
+                           "\"pid\":%d,\"tid\":%d,\"args\":{\"stage\":%d,\"mb\":%d,\"chunk\":%d,"
+                           "\"bytes\":%.0f}}",
+                           first ? "" : ",", name, px_op_name(ev->kind), ev->start * 1e6,
+                           (ev->end - ev->start) * 1e6, ev->rank, (int)ev->stream, ev->stage, ev->mb,
+                           ev->chunk, ev->bytes);
+    first = FALSE;
+  }
+  for (guint i = 0; i < tl->memory->len; i++) {
+    const PxMemSample *m = &g_array_index(tl->memory, PxMemSample, i);
+    g_string_append_printf(s,
+                           "%s\n{\"name\":\"memory\",\"ph\":\"C\",\"ts\":%.6f,\"pid\":%d,"
+                           "\"args\":{\"GiB\":%.6f}}",
+                           first ? "" : ",", m->t * 1e6, m->rank, m->bytes / (1024.0 * 1024 * 1024));
+    first = FALSE;
+  }
+  g_string_append(s, "\n]}\n");
+  return g_string_free(s, FALSE);
+}
+
+static gboolean write_file(const char *path, const char *text, GError **error) {
+  GError *err = NULL;
+  if (!g_file_set_contents(path, text, -1, &err)) {
+    g_set_error(error, PX_TIMELINE_ERROR, PX_TIMELINE_ERROR_IO, "%s", err->message);
+    g_error_free(err);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+gboolean px_timeline_write_trace(const PxTimeline *tl, const char *path, GError **error) {
+  g_autofree char *text = px_timeline_to_trace_json(tl);
+  return write_file(path, text, error);
+}
+
+/* ---- CSV ----------------------------------------------------------------- */
+
+#define CSV_HEADER "rank,stream,kind,mb,chunk,start_s,end_s,bytes,stage"
+
+char *px_timeline_to_csv(const PxTimeline *tl) {
+  GString *s = g_string_sized_new(64 + tl->events->len * 72);
+  g_string_append(s, CSV_HEADER "\n");
+  for (guint i = 0; i < tl->events->len; i++) {
+    const PxEvent *ev = &g_array_index(tl->events, PxEvent, i);
+    g_string_append_printf(s, "%d,%s,%s,%d,%d,%.9g,%.9g,%.0f,%d\n", ev->rank, px_stream_name(ev->stream),
+                           px_op_name(ev->kind), ev->mb, ev->chunk, ev->start, ev->end, ev->bytes,
+                           ev->stage);
+  }
+  return g_string_free(s, FALSE);
+}
+
+gboolean px_timeline_write_csv(const PxTimeline *tl, const char *path, GError **error) {
+  g_autofree char *text = px_timeline_to_csv(tl);
+  return write_file(path, text, error);
+}
+
+static gboolean parse_int(const char *s, int *out) {
+  char *end;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (errno || end == s || *end || v < G_MININT || v > G_MAXINT) return FALSE;
+  *out = (int)v;
+  return TRUE;
+}
+
+static gboolean parse_double(const char *s, double *out) {
+  char *end;
+  *out = g_ascii_strtod(s, &end);
+  return end != s && !*end && isfinite(*out);
+}
+
+PxTimeline *px_timeline_load_csv(const char *path, GError **error) {
+  g_autofree char *text = NULL;
+  GError *err = NULL;
+  if (!g_file_get_contents(path, &text, NULL, &err)) {
+    g_set_error(error, PX_TIMELINE_ERROR, PX_TIMELINE_ERROR_IO, "%s", err->message);
+    g_error_free(err);
+    return NULL;
+  }
+  g_autoptr(PxTimeline) tl = px_timeline_new();
+  g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
+  for (guint ln = 0; lines[ln]; ln++) {
+    g_strstrip(lines[ln]);
+    if (!lines[ln][0] || (ln == 0 && g_str_has_prefix(lines[ln], "rank,"))) continue;
+    g_auto(GStrv) f = g_strsplit(lines[ln], ",", -1);
+    PxEvent ev = {0};
+    guint n = g_strv_length(f);
+    if ((n != 8 && n != 9) || !parse_int(f[0], &ev.rank) || !px_stream_parse(f[1], &ev.stream) ||
+        !px_op_parse(f[2], &ev.kind) || !parse_int(f[3], &ev.mb) || !parse_int(f[4], &ev.chunk) ||
+        !parse_double(f[5], &ev.start) || !parse_double(f[6], &ev.end) ||
+        !parse_double(f[7], &ev.bytes) || (n == 9 && !parse_int(f[8], &ev.stage))) {
+      g_set_error(error, PX_TIMELINE_ERROR, PX_TIMELINE_ERROR_PARSE,
+                  "%s:%u: expected " CSV_HEADER, path, ln + 1);
+      return NULL;
+    }
+    if (n == 8) ev.stage = -1;
+    px_timeline_add(tl, &ev);
+  }
+  return g_steal_pointer(&tl);
+}
+
+/* ---- ASCII Gantt --------------------------------------------------------- */
+
+static char fill_char(PxOpKind k) {
+  switch (k) {
+  case PX_OP_FORWARD: return '-';
+  case PX_OP_BACKWARD:
+  case PX_OP_BACKWARD_INPUT: return '=';
+  case PX_OP_BACKWARD_WEIGHT: return '~';
+  default: return 'o';
+  }
+}
+
+char *px_timeline_gantt(const PxTimeline *tl, int width) {
+  GString *out = g_string_new(NULL);
+  /* the row of each stage: its lowest rank */
+  int n_stages = 0;
+  for (guint i = 0; i < tl->events->len; i++)
+    n_stages = MAX(n_stages, g_array_index(tl->events, PxEvent, i).stage + 1);
+  double end = px_timeline_end(tl);
+  if (n_stages == 0 || end <= 0) {
+    g_string_append(out, "(empty timeline)\n");
+    return g_string_free(out, FALSE);
+  }
+  g_autofree int *row_rank = g_new(int, n_stages);
+  for (int s = 0; s < n_stages; s++) row_rank[s] = G_MAXINT;
+  for (guint i = 0; i < tl->events->len; i++) {
+    const PxEvent *ev = &g_array_index(tl->events, PxEvent, i);
+    if (ev->stage >= 0) row_rank[ev->stage] = MIN(row_rank[ev->stage], ev->rank);
+  }
+  const int label_w = 10; /* "stage 12 |" */
+  int cols = MAX(width - label_w - 1, 10);
+  double dt = end / cols;
+  gboolean chunks = has_chunks(tl);
+  g_autofree char *row = g_malloc(cols + 1);
+  row[cols] = 0;
+
+  g_autofree char *end_label = g_strdup_printf("%.6g ms", end * 1e3);
+  g_string_append_printf(out, "%*s|0%*s|\n", label_w - 1, "", cols - 1 - (int)strlen(end_label), end_label);
+  for (int s = 0; s < n_stages; s++) {
+    memset(row, ' ', cols);
+    for (guint i = 0; i < tl->events->len; i++) {
+      const PxEvent *ev = &g_array_index(tl->events, PxEvent, i);
+      if (ev->rank != row_rank[s] || ev->stream != PX_STREAM_COMPUTE || ev->end <= ev->start) continue;
+      /* cells whose middle falls inside the op */
+      int a = (int)ceil(ev->start / dt - 0.5), b = (int)ceil(ev->end / dt - 0.5);
+      a = CLAMP(a, 0, cols);
+      b = CLAMP(b, 0, cols);
+      if (b <= a) continue;
+      memset(row + a, fill_char(ev->kind), b - a);
+      if (ev->mb < 0) continue;
+      PxEvent named = *ev;
+      if (named.kind == PX_OP_BACKWARD_INPUT) named.kind = PX_OP_BACKWARD;
+      g_autofree char *full = px_event_label(&named, chunks);
+      g_autofree char *num = g_strdup_printf("%d", ev->mb);
+      const char *label = (int)strlen(full) <= b - a ? full : (int)strlen(num) <= b - a ? num : NULL;
+      if (label) memcpy(row + a, label, strlen(label));
+    }
+    g_string_append_printf(out, "stage %3d |%s|\n", s, row);
+  }
+  g_string_append_printf(out,
+                         "%*s forward '-', backward '=', weight pass '~', other 'o', idle ' '; "
+                         "labels: F/B/W + micro-batch%s\n",
+                         label_w - 1, "", chunks ? " + .c chunk" : "");
+  return g_string_free(out, FALSE);
+}

@@ -1,0 +1,370 @@
+/* test_engine.c — the event engine against the analytic bubbles of each
+ * schedule (GPipe/1F1B (p-1)/(m+p-1) of the step, interleaved (p-1)/(vm) of
+ * the busy time, ZB-H1 (p-1)/(3m) of the busy time), hand-timed small cases
+ * with communication, the in-flight counts of px_memory_in_flight, deadlock
+ * reports and the agreement of one-rank-per-stage and full simulation. */
+#include <glib.h>
+#include <math.h>
+#include <string.h>
+#include "engine.h"
+#include "memory.h"
+
+typedef struct {
+  PxPlan plan;
+  PxProgram *prog;
+  PxCostTable *tab;
+} Case;
+
+static void case_init(Case *c, PxScheduleKind k, int pp, int vpp, int m) {
+  px_plan_init(&c->plan);
+  c->plan.schedule = k;
+  c->plan.pp = pp;
+  c->plan.vpp = vpp;
+  c->plan.m = m;
+  GError *err = NULL;
+  c->prog = px_program_new(&c->plan, NULL, &err);
+  g_assert_no_error(err);
+  c->tab = px_cost_table_ideal(pp, vpp);
+}
+
+static void case_clear(Case *c) {
+  px_program_free(c->prog);
+  px_cost_table_free(c->tab);
+  px_plan_clear(&c->plan);
+}
+
+static PxSimResult *run(const Case *c, const PxSimOptions *opt) {
+  GError *err = NULL;
+  PxSimResult *res = px_simulate(c->prog, c->tab, opt, &err);
+  g_assert_no_error(err);
+  g_assert_nonnull(res);
+  return res;
+}
+
+#define EPS 1e-9
+
+static void test_ideal_gpipe_1f1b(void) {
+  PxScheduleKind kinds[] = {PX_SCHED_GPIPE, PX_SCHED_1F1B};
+  for (gsize k = 0; k < G_N_ELEMENTS(kinds); k++)
+    for (int p = 1; p <= 8; p++)
+      for (int m = 1; m <= 24; m++) {
+        Case c;
+        case_init(&c, kinds[k], p, 1, m);
+        g_autoptr(PxSimResult) res = run(&c, NULL);
+        /* T_F = 1, T_B = 2: step 3(m + p - 1), busy 3m on every rank */
+        g_assert_cmpfloat_with_epsilon(res->step_time, 3.0 * (m + p - 1), EPS);
+        g_assert_cmpfloat_with_epsilon(res->bubble_fraction, (p - 1.0) / (m + p - 1.0), EPS);
+        for (int s = 0; s < p; s++) g_assert_cmpfloat_with_epsilon(res->ranks[s].busy, 3.0 * m, EPS);
+        case_clear(&c);
+      }
+}
+
+static void test_ideal_interleaved(void) {
+  for (int p = 2; p <= 8; p++)
+    for (int v = 1; v <= 4; v++)
+      for (int m = p; m <= 4 * p; m += p) {
+        Case c;
+        case_init(&c, PX_SCHED_INTERLEAVED, p, v, m);
+        g_autoptr(PxSimResult) res = run(&c, NULL);
+        g_assert_cmpfloat_with_epsilon(res->bubble_overhead, (p - 1.0) / (v * m), EPS);
+        /* each chunk takes 1 + 2 units: the step is 3(vm + p - 1) */
+        g_assert_cmpfloat_with_epsilon(res->step_time, 3.0 * (v * m + p - 1), EPS);
+        case_clear(&c);
+      }
+}
+
+static void test_ideal_zb_h1(void) {
+  for (int p = 1; p <= 8; p++)
+    for (int m = p; m <= 4 * p; m++) {
+      Case c;
+      case_init(&c, PX_SCHED_ZB_H1, p, 1, m);
+      g_autoptr(PxSimResult) res = run(&c, NULL);
+      /* T_F = T_B = T_W = 1: bubble (p - 1)(T_F + T_B - T_W) = p - 1 on busy 3m */
+      g_assert_cmpfloat_with_epsilon(res->bubble_overhead, (p - 1.0) / (3.0 * m), EPS);
+      g_assert_cmpfloat_with_epsilon(res->step_time, 3.0 * m + p - 1, EPS);
+      case_clear(&c);
+    }
+}
+
+static void test_ideal_naive_and_gpipe_picture(void) {
+  Case c;
+  case_init(&c, PX_SCHED_NAIVE, 4, 1, 1);
+  g_autoptr(PxSimResult) naive = run(&c, NULL);
+  for (int s = 0; s < 4; s++) g_assert_cmpfloat_with_epsilon(naive->ranks[s].busy / naive->step_time, 0.25, EPS);
+  g_assert_cmpfloat_with_epsilon(naive->bubble_fraction, 0.75, EPS);
+  case_clear(&c);
+  /* naive with 3 micro-batches: strictly one after another, 3 × 12 */
+  case_init(&c, PX_SCHED_NAIVE, 4, 1, 3);
+  g_autoptr(PxSimResult) naive3 = run(&c, NULL);
+  g_assert_cmpfloat_with_epsilon(naive3->step_time, 36, EPS);
+  case_clear(&c);
+  case_init(&c, PX_SCHED_GPIPE, 4, 1, 4);
+  g_autoptr(PxSimResult) gpipe = run(&c, NULL);
+  g_assert_cmpfloat_with_epsilon(gpipe->bubble_fraction, 3.0 / 7.0, EPS);
+  g_assert_cmpfloat_with_epsilon(gpipe->breakdown.bubble / gpipe->step_time, 3.0 / 7.0, EPS);
+  case_clear(&c);
+}
+
+/* From the timeline: every (mb, chunk) forward ends before its backward
+ * starts on each rank; every send event has a receive event on the peer with
+ * the same transfer interval; compute ops on one rank never overlap. */
+static void test_timeline_order(void) {
+  PxScheduleKind kinds[] = {PX_SCHED_NAIVE, PX_SCHED_GPIPE, PX_SCHED_1F1B, PX_SCHED_INTERLEAVED, PX_SCHED_ZB_H1};
+  for (gsize k = 0; k < G_N_ELEMENTS(kinds); k++) {
+    int v = kinds[k] == PX_SCHED_INTERLEAVED ? 3 : 1;
+    Case c;
+    case_init(&c, kinds[k], 4, v, 8);
+    for (int i = 0; i < c.tab->parts; i++) c.tab->p2p_act[i] = c.tab->p2p_grad[i] = 0.25;
+    g_autoptr(PxSimResult) res = run(&c, NULL);
+    GArray *evs = res->timeline->events;
+    int n = 8 * v;
+    for (int s = 0; s < 4; s++) {
+      g_autofree double *fend = g_new(double, n), *bstart = g_new(double, n);
+      double last_end = 0;
+      int sends = 0, recvs = 0;
+      for (guint i = 0; i < evs->len; i++) {
+        const PxEvent *e = &g_array_index(evs, PxEvent, i);
+        if (e->stage != s) continue;
+        if (e->stream == PX_STREAM_COMPUTE) {
+          g_assert_cmpfloat(e->start, >=, last_end - EPS);
+          last_end = e->end;
+        }
+        if (e->kind == PX_OP_FORWARD) fend[e->mb * v + e->chunk] = e->end;
+        if (e->kind == PX_OP_BACKWARD || e->kind == PX_OP_BACKWARD_INPUT) bstart[e->mb * v + e->chunk] = e->start;
+        sends += e->stream == PX_STREAM_SEND;
+        recvs += e->stream == PX_STREAM_RECV;
+        if (e->stream != PX_STREAM_SEND) continue;
+        gboolean found = FALSE;
+        for (guint j = 0; j < evs->len && !found; j++) {
+          const PxEvent *r = &g_array_index(evs, PxEvent, j);
+          found = r->stream == PX_STREAM_RECV && r->mb == e->mb && r->start == e->start && r->end == e->end &&
+                  (e->kind == PX_OP_SEND_ACT ? r->kind == PX_OP_RECV_ACT : r->kind == PX_OP_RECV_GRAD);
+        }
+        g_assert_true(found);
+      }
+      for (int i = 0; i < n; i++) g_assert_cmpfloat(fend[i], <=, bstart[i]);
+      /* interior stages send and receive 2 messages per (mb, chunk) */
+      if (s > 0 && s < 3) g_assert_cmpint(sends, ==, 2 * n);
+      if (s > 0 && s < 3) g_assert_cmpint(recvs, ==, 2 * n);
+    }
+    case_clear(&c);
+  }
+}
+
+/* Peak in-flight micro-batches: GPipe m, 1F1B and ZB-H1 min(p - s, m); the
+ * simulated activation peak with per-micro-batch bytes 1 (1/v per chunk)
+ * equals px_memory_in_flight for every schedule. */
+static void test_in_flight(void) {
+  PxScheduleKind kinds[] = {PX_SCHED_NAIVE, PX_SCHED_GPIPE, PX_SCHED_1F1B, PX_SCHED_INTERLEAVED, PX_SCHED_ZB_H1};
+  for (gsize k = 0; k < G_N_ELEMENTS(kinds); k++)
+    for (int p = 1; p <= 6; p++)
+      for (int m = 1; m <= 12; m++) {
+        int v = kinds[k] == PX_SCHED_INTERLEAVED ? 2 : 1;
+        if (kinds[k] == PX_SCHED_INTERLEAVED && m % p) continue;
+        Case c;
+        case_init(&c, kinds[k], p, v, m);
+        g_autofree double *act = g_new(double, p * v);
+        for (int i = 0; i < p * v; i++) act[i] = 1.0 / v;
+        PxSimOptions opt = {.act_bytes = act};
+        g_autoptr(PxSimResult) res = run(&c, &opt);
+        for (int s = 0; s < p; s++) {
+          int expect = kinds[k] == PX_SCHED_NAIVE ? 1 : kinds[k] == PX_SCHED_GPIPE ? m : MIN(p - s, m);
+          if (kinds[k] != PX_SCHED_INTERLEAVED) g_assert_cmpint(res->stage_peak_in_flight[s], ==, expect);
+          g_assert_cmpfloat_with_epsilon(res->stage_peak_memory[s], px_memory_in_flight(&c.plan, s), EPS);
+        }
+        case_clear(&c);
+      }
+}
+
+/* ZB-H1 keeps part of the activations from B to W: stage 3 of p = 4 holds back
+ * W0..W2 to the end of its stream (F0 B0 F1 B1 F2 B2 F3 B3 W0 F4 ...), so with
+ * 1 byte per micro-batch, 0.5 of it kept for W, its peak is at F3: B-pending 1
+ * (F3) + W-pending 3 × 0.5 = 2.5; stage 0 frees every W right after its B:
+ * peak 4 (its four warm-up forwards). */
+static void test_zb_h1_memory(void) {
+  Case c;
+  case_init(&c, PX_SCHED_ZB_H1, 4, 1, 8);
+  double act[4] = {1, 1, 1, 1}, kept[4] = {0.5, 0.5, 0.5, 0.5}, stat[4] = {10, 20, 30, 40};
+  PxSimOptions opt = {.act_bytes = act, .act_w_bytes = kept, .static_bytes = stat};
+  g_autoptr(PxSimResult) res = run(&c, &opt);
+  g_assert_cmpfloat_with_epsilon(res->stage_peak_memory[0], 10 + 4, EPS);
+  g_assert_cmpfloat_with_epsilon(res->stage_peak_memory[3], 40 + 2.5, EPS);
+  /* memory samples end where they began: everything freed */
+  GArray *mem = res->timeline->memory;
+  double last3 = -1;
+  for (guint i = 0; i < mem->len; i++)
+    if (g_array_index(mem, PxMemSample, i).rank == 3) last3 = g_array_index(mem, PxMemSample, i).bytes;
+  g_assert_cmpfloat_with_epsilon(last3, 40, EPS);
+  case_clear(&c);
+}
+
+/* pp = 2, m = 1, 1F1B, F = 1, B = 2, each message 0.5:
+ * stage 0: F 0-1, send 1-1.5; stage 1: waits to 1.5, F 1.5-2.5, B 2.5-4.5,
+ * send 4.5-5; stage 0: B 5-7. Step 7; stage 0 waits 1 -> 5 for the gradient,
+ * 0.5 of it on the transfer. */
+static void test_p2p_hand(void) {
+  Case c;
+  case_init(&c, PX_SCHED_1F1B, 2, 1, 1);
+  for (int i = 0; i < 2; i++) c.tab->p2p_act[i] = c.tab->p2p_grad[i] = 0.5;
+  g_autoptr(PxSimResult) res = run(&c, NULL);
+  g_assert_cmpfloat_with_epsilon(res->step_time, 7, EPS);
+  g_assert_cmpfloat_with_epsilon(res->ranks[0].idle, 4, EPS);
+  g_assert_cmpfloat_with_epsilon(res->ranks[0].exposed[PX_COMM_P2P], 0.5, EPS);
+  g_assert_cmpfloat_with_epsilon(res->ranks[1].exposed[PX_COMM_P2P], 0.5, EPS);
+  /* breakdown: compute 3, p2p 0.5, bubble 3.5 on both ranks */
+  g_assert_cmpfloat_with_epsilon(res->breakdown.compute, 3, EPS);
+  g_assert_cmpfloat_with_epsilon(res->breakdown.exposed[PX_COMM_P2P], 0.5, EPS);
+  g_assert_cmpfloat_with_epsilon(res->breakdown.bubble, 3.5, EPS);
+  case_clear(&c);
+}
+
+/* pp = 1, interleaved v = 2, m = 1: F0c0 0-1, F0c1 1-2, B0c1 2-4, B0c0 4-6;
+ * dp reduction 4 in all, 2 per chunk. Overlapped: chunk 1's reduction 4-6,
+ * chunk 0's 6-8, optimizer (1) 8-9. Not overlapped: both after the last
+ * backward, 6-10, optimizer 10-11. */
+static void test_dp_overlap_hand(void) {
+  for (int overlap = 0; overlap <= 1; overlap++) {
+    Case c;
+    px_plan_init(&c.plan);
+    c.plan.schedule = PX_SCHED_INTERLEAVED;
+    c.plan.vpp = 2;
+    c.plan.m = 1;
+    c.plan.dp = 2;
+    c.prog = px_program_new(&c.plan, NULL, NULL);
+    c.tab = px_cost_table_ideal(1, 2);
+    c.tab->dp_reduce[0] = 4;
+    c.tab->optimizer[0] = 1;
+    c.tab->overlap_dp = overlap;
+    g_autoptr(PxSimResult) res = run(&c, NULL);
+    g_assert_cmpfloat_with_epsilon(res->step_time, overlap ? 9 : 11, EPS);
+    g_assert_cmpfloat_with_epsilon(res->ranks[0].exposed[PX_COMM_DP], overlap ? 2 : 4, EPS);
+    g_assert_cmpfloat_with_epsilon(res->ranks[0].busy, 7, EPS);
+    case_clear(&c);
+  }
+}
+
+/* dp 2 × tp 2 × pp 4 with every kind of communication: simulating all 16 ranks
+ * gives what one rank per stage gives. */
+static void test_symmetry(void) {
+  PxScheduleKind kinds[] = {PX_SCHED_1F1B, PX_SCHED_INTERLEAVED, PX_SCHED_ZB_H1, PX_SCHED_GPIPE};
+  for (gsize k = 0; k < G_N_ELEMENTS(kinds); k++)
+    for (int overlap = 0; overlap <= 1; overlap++) {
+      int v = kinds[k] == PX_SCHED_INTERLEAVED ? 2 : 1, p = 4;
+      Case c;
+      px_plan_init(&c.plan);
+      c.plan.schedule = kinds[k];
+      c.plan.pp = p;
+      c.plan.vpp = v;
+      c.plan.m = 8;
+      c.plan.dp = c.plan.tp = 2;
+      c.plan.zero = 3;
+      int bounds[9] = {0};
+      PxPartition part = {.pp = p, .vpp = v, .parts = p * v, .bounds = bounds, .tied = TRUE,
+                          .tied_first_part = 0, .tied_last_part = p * v - 1};
+      c.prog = px_program_new(&c.plan, &part, NULL);
+      c.tab = px_cost_table_ideal(p, v);
+      double act[8], gath[8], stat[4];
+      for (int i = 0; i < p * v; i++) {
+        c.tab->fwd[i] = 1 + 0.1 * i;
+        c.tab->p2p_act[i] = c.tab->p2p_grad[i] = 0.3;
+        c.tab->gather[i] = 0.7;
+        act[i] = 100 + i;
+        gath[i] = 1000;
+      }
+      for (int s = 0; s < p; s++) {
+        c.tab->dp_reduce[s] = 2.5;
+        c.tab->tied_reduce[s] = 1.5;
+        c.tab->optimizer[s] = 0.5;
+        c.tab->load[s] = 0.05;
+        stat[s] = 1e4 * s;
+      }
+      c.tab->overlap_dp = overlap;
+      PxSimOptions sym = {.act_bytes = act, .gather_bytes = gath, .static_bytes = stat};
+      PxSimOptions full = sym;
+      full.full = TRUE;
+      g_autoptr(PxSimResult) a = run(&c, &sym);
+      g_autoptr(PxSimResult) b = run(&c, &full);
+      g_assert_cmpint(a->n_ranks, ==, 4);
+      g_assert_cmpint(b->n_ranks, ==, 16);
+      g_assert_cmpfloat_with_epsilon(a->step_time, b->step_time, EPS);
+      g_assert_cmpfloat_with_epsilon(a->bubble_fraction, b->bubble_fraction, EPS);
+      for (int s = 0; s < p; s++) g_assert_cmpfloat_with_epsilon(a->stage_peak_memory[s], b->stage_peak_memory[s], EPS);
+      for (int i = 0; i < b->n_ranks; i++) {
+        const PxRankResult *rb = &b->ranks[i];
+        const PxRankResult *ra = &a->ranks[rb->stage];
+        g_assert_cmpfloat_with_epsilon(ra->end, rb->end, EPS);
+        for (int q = 0; q < PX_N_COMM; q++) g_assert_cmpfloat_with_epsilon(ra->exposed[q], rb->exposed[q], EPS);
+      }
+      /* the tied reduction and the gathers really were simulated */
+      g_assert_cmpfloat(a->breakdown.exposed[PX_COMM_GATHER], >, 0);
+      if (!overlap) g_assert_cmpfloat(a->ranks[0].exposed[PX_COMM_TIED], >, 0);
+      /* 4 events per rank's chunks... the full timeline has 4 times the symmetric one's events */
+      g_assert_cmpuint(b->timeline->events->len, ==, 4 * a->timeline->events->len);
+      case_clear(&c);
+    }
+}
+
+static void test_deadlock(void) {
+  PxPlan plan;
+  px_plan_init(&plan);
+  plan.pp = 2;
+  plan.m = 1;
+  g_autoptr(PxCostTable) tab = px_cost_table_ideal(2, 1);
+  GError *err = NULL;
+
+  /* each stage waits for the other: stage 0 for a gradient, stage 1 for an activation */
+  g_autoptr(PxProgram) prog = px_program_new_empty(&plan);
+  px_program_append(prog, 0, PX_OP_RECV_GRAD, 0, 0, 1);
+  px_program_append(prog, 0, PX_OP_FORWARD, 0, 0, -1);
+  px_program_append(prog, 0, PX_OP_SEND_ACT, 0, 0, 1);
+  px_program_append(prog, 1, PX_OP_RECV_ACT, 0, 0, 0);
+  px_program_append(prog, 1, PX_OP_FORWARD, 0, 0, -1);
+  g_assert_null(px_simulate(prog, tab, NULL, &err));
+  g_assert_error(err, PX_ENGINE_ERROR, PX_ENGINE_ERROR_DEADLOCK);
+  g_assert_nonnull(strstr(err->message, "rank 0 (stage 0) at instruction 0 'RECV_GRAD mb=0 chunk=0 peer=1'"));
+  g_assert_nonnull(strstr(err->message, "rank 1 (stage 1) at instruction 0 'RECV_ACT mb=0 chunk=0 peer=0'"));
+  g_clear_error(&err);
+
+  /* a collective that one member never reaches */
+  g_autoptr(PxProgram) coll = px_program_new_empty(&plan);
+  px_program_append(coll, 0, PX_OP_FORWARD, 0, 0, -1);
+  px_program_append(coll, 0, PX_OP_REDUCE_TIED, -1, -1, -1);
+  px_program_append(coll, 0, PX_OP_OPTIMIZER_STEP, -1, -1, -1);
+  px_program_append(coll, 1, PX_OP_OPTIMIZER_STEP, -1, -1, -1);
+  g_assert_null(px_simulate(coll, tab, NULL, &err));
+  g_assert_error(err, PX_ENGINE_ERROR, PX_ENGINE_ERROR_DEADLOCK);
+  g_assert_nonnull(strstr(err->message, "REDUCE_TIED"));
+  g_assert_nonnull(strstr(err->message, "1 of 2 members"));
+  g_assert_null(strstr(err->message, "rank 1"));
+  g_clear_error(&err);
+
+  /* a receive whose sender is not the neighbouring part is refused, not run */
+  g_autoptr(PxProgram) bad = px_program_new_empty(&plan);
+  px_program_append(bad, 1, PX_OP_RECV_ACT, 0, 0, 1);
+  g_assert_null(px_simulate(bad, tab, NULL, &err));
+  g_assert_error(err, PX_ENGINE_ERROR, PX_ENGINE_ERROR_INVALID);
+  g_clear_error(&err);
+
+  /* a table for another pipeline */
+  g_autoptr(PxCostTable) other = px_cost_table_ideal(3, 1);
+  g_assert_null(px_simulate(prog, other, NULL, &err));
+  g_assert_error(err, PX_ENGINE_ERROR, PX_ENGINE_ERROR_INVALID);
+  g_clear_error(&err);
+  px_plan_clear(&plan);
+}
+
+int main(int argc, char **argv) {
+  g_test_init(&argc, &argv, NULL);
+  g_test_add_func("/engine/ideal/gpipe-1f1b", test_ideal_gpipe_1f1b);
+  g_test_add_func("/engine/ideal/interleaved", test_ideal_interleaved);
+  g_test_add_func("/engine/ideal/zb-h1", test_ideal_zb_h1);
+  g_test_add_func("/engine/ideal/naive-gpipe-picture", test_ideal_naive_and_gpipe_picture);
+  g_test_add_func("/engine/timeline/order", test_timeline_order);
+  g_test_add_func("/engine/memory/in-flight", test_in_flight);
+  g_test_add_func("/engine/memory/zb-h1", test_zb_h1_memory);
+  g_test_add_func("/engine/comm/p2p", test_p2p_hand);
+  g_test_add_func("/engine/comm/dp-overlap", test_dp_overlap_hand);
+  g_test_add_func("/engine/symmetry", test_symmetry);
+  g_test_add_func("/engine/deadlock", test_deadlock);
+  return g_test_run();
+}
