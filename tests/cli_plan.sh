@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# CLI checks of `parallax-sim plan`: the seed's tables, the JSON keys, and one
+# clear error line with a non-zero exit for bad input.
+set -u
+sim=$1
+fail=0; n=0
+check() { n=$((n+1)); if eval "$2"; then echo "ok $n - $1"; else echo "not ok $n - $1"; fail=1; fi; }
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+
+# the seed's 7B in fp32 with Adam: 28 / 28 / 56 GB
+out=$("$sim" plan --model 7b --precision fp32)
+check "7b fp32 table 28 28 56 GB" "grep -Eq '^0 +28\.00 +28\.00 +56\.00 ' <<<\"\$out\""
+check "units are stated" "grep -q 'GB = 1e9 bytes' <<<\"\$out\""
+out=$("$sim" plan --model 7b --precision fp32 --units GiB)
+check "GiB offered" "grep -Eq '^0 +26\.08 +26\.08 +52\.16 ' <<<\"\$out\""
+
+# the seed's GPT-3 layout does not fit, with the figure and what would
+out=$("$sim" plan --model gpt3-175b --cluster dgx-a100-80g --nodes 8 --dp 8 --pp 4 --tp 2 --zero 2 --mbs 1 --gbs 1536)
+check "gpt3 seed reported as not fitting" "grep -q 'fits       NO: stage 0 needs' <<<\"\$out\""
+check "gpt3 seed names a layout that fits" "grep -q '^would fit' <<<\"\$out\""
+
+json=$("$sim" plan --plan "$PARALLAX_DATA_DIR/configs/plans/gpt3-seed.ini" --json)
+for key in '"parameters" : 174604259328' '"first_layer"' '"last_layer"' '"bubble_fraction"' '"unit" : "bytes"' \
+           '"capacity"' '"fits" : false' '"activation_per_layer"' '"in_flight_microbatches"' '"buffers"' \
+           '"total"' '"model_per_step"' '"hardware_per_step"'; do
+  check "json has $key" "grep -qF -- '$key' <<<\"\$json\""
+done
+
+# bad input: one line on stderr, non-zero exit
+bad() {  # name expected-substring args...
+  local name=$1 want=$2; shift 2
+  "$sim" "$@" >"$tmp/out" 2>"$tmp/err"; local rc=$?
+  check "$name: exit non-zero" "[ $rc -ne 0 ]"
+  check "$name: one error line" "[ \$(wc -l <\"$tmp/err\") -eq 1 ] && grep -qF -- \"$want\" \"$tmp/err\""
+}
+bad "unknown model" "neither a file nor a preset" plan --model nope
+bad "tp rule" "tp=3 does not divide 32 attention heads" plan --model llama2-7b --tp 3
+bad "gpu count" "dp·tp·pp=48 but the cluster has 64 GPUs" plan --model gpt3-175b --cluster dgx-a100-80g --nodes 8 --dp 8 --pp 3 --tp 2
+printf '[plan]\ndp = two\n' > "$tmp/bad.ini"
+bad "malformed plan.ini" "dp = 'two' is not an integer" plan --model gpt2-124m --plan "$tmp/bad.ini"
+printf '{"n_layer": 12, "n_embd":' > "$tmp/bad.json"
+bad "truncated config.json" "bad.json" plan --model "$tmp/bad.json"
+bad "missing plan file" "nowhere.ini" plan --model gpt2-124m --plan "$tmp/nowhere.ini"
+bad "bad flag" "--zero" plan --model gpt2-124m --zero=x
+bad "negative flag" "--mbs -3 must be at least 1" plan --model gpt2-124m --mbs -3
+bad "unknown command" "unknown command" frobnicate
+
+echo "1..$n"
+exit $fail
