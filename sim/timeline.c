@@ -251,7 +251,7 @@ char *px_timeline_gantt(const PxTimeline *tl, int width) {
   row[cols] = 0;
 
   g_autofree char *end_label = g_strdup_printf("%.6g ms", end * 1e3);
-  g_string_append_printf(out, "%*s|0%*s|\n", label_w - 1, "", cols - 1 - (int)strlen(end_label), end_label);
+  g_string_append_printf(out, "%*s|0%*s|\n", label_w, "", cols - 1, end_label);
   for (int s = 0; s < n_stages; s++) {
     memset(row, ' ', cols);
     for (guint i = 0; i < tl->events->len; i++) {
