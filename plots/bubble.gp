@@ -20,6 +20,7 @@ set logscale x 2
 set xtics 2
 set format x "%g"
 set yrange [0:1]
+set offsets graph 0.02, graph 0.03, 0, 0
 set ytics 0.1
 set key top right vertical inside box opaque
 n = words(names)

@@ -13,3 +13,4 @@ typedef struct {
 
 int px_cmd_plan(int argc, char **argv);
 int px_cmd_partition(int argc, char **argv);
+int px_cmd_bubble(int argc, char **argv);

@@ -7,6 +7,7 @@
 static const PxCommand commands[] = {
   {"plan", px_cmd_plan, "partition, bubble, memory and FLOPs of one plan"},
   {"partition", px_cmd_partition, "split a raw weight list like DeepSpeed PipelineModule"},
+  {"bubble", px_cmd_bubble, "pipeline bubble vs micro-batches per schedule, simulated and analytic"},
 };
 
 static void usage(FILE *out) {

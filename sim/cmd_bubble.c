@@ -1,0 +1,234 @@
+/* cmd_bubble.c — `parallax-sim bubble`: the pipeline bubble of each schedule
+ * versus the number of micro-batches, simulated by the event engine with the
+ * ideal cost table (T_F = T_B = T_W = 1 per model chunk, no communication)
+ * beside the analytic formula. Bubble fraction = idle / step time, averaged
+ * over the pipeline stages. */
+#include <json-glib/json-glib.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include "commands.h"
+#include "cost.h"
+#include "engine.h"
+#include "options.h"
+#include "plot.h"
+#include "report.h"
+#include "schedule.h"
+
+#define CMD "parallax-sim bubble"
+
+static const PxScheduleKind schedules[] = {PX_SCHED_GPIPE, PX_SCHED_1F1B, PX_SCHED_INTERLEAVED, PX_SCHED_ZB_H1};
+#define N_SCHED G_N_ELEMENTS(schedules)
+
+/* "1,2,4,8" -> positive ints. */
+static gboolean parse_m_list(const char *s, GArray *out, GError **error) {
+  g_auto(GStrv) parts = g_strsplit(s, ",", -1);
+  for (int i = 0; parts[i]; i++) {
+    guint64 v;
+    g_autoptr(GError) err = NULL;
+    g_strstrip(parts[i]);
+    if (!g_ascii_string_to_unsigned(parts[i], 10, 1, 1 << 20, &v, &err)) {
+      g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE,
+                  "--m wants comma-separated micro-batch counts >= 1, not '%s'", parts[i]);
+      return FALSE;
+    }
+    int m = (int)v;
+    g_array_append_val(out, m);
+  }
+  if (out->len == 0) {
+    g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, "--m is empty");
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* A pipeline-only plan: dp = tp = 1, one sequence per micro-batch. */
+static void bubble_plan(PxPlan *p, PxScheduleKind k, int pp, int vpp, int m) {
+  px_plan_init(p);
+  p->pp = pp;
+  p->vpp = k == PX_SCHED_INTERLEAVED ? vpp : 1;
+  p->schedule = k;
+  p->mbs = 1;
+  p->gbs = m;
+  p->m = m;
+}
+
+typedef struct {
+  double simulated;   /* NAN when the schedule refuses this m */
+  double analytic;
+  double step_time;   /* in units of T_F */
+  char *why;          /* the refusal */
+} Point;
+typedef Point Row[N_SCHED];  /* one m, every schedule */
+
+static void simulate_point(PxScheduleKind k, int pp, int vpp, int m, Point *pt) {
+  PxPlan plan;
+  bubble_plan(&plan, k, pp, vpp, m);
+  pt->analytic = px_plan_bubble_fraction(&plan);
+  pt->simulated = pt->step_time = NAN;
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PxProgram) prog = px_program_new(&plan, NULL, &err);
+  g_autoptr(PxCostTable) table = px_cost_table_ideal(pp, plan.vpp);
+  PxSimOptions opt = {.no_timeline = TRUE};
+  g_autoptr(PxSimResult) res = prog ? px_simulate(prog, table, &opt, &err) : NULL;
+  if (res) {
+    pt->simulated = res->bubble_fraction;
+    pt->step_time = res->step_time;
+  } else {
+    pt->why = g_strdup(err ? err->message : "failed");
+  }
+  px_plan_clear(&plan);
+}
+
+static void print_table(int pp, int vpp, const GArray *ms, const Row *pts) {
+  printf("# pipeline bubble, pp=%d, vpp=%d (interleaved only)\n", pp, vpp);
+  printf("# bubble fraction = idle / step time, mean over stages; simulated by the event engine\n");
+  printf("# with ideal costs (T_F = T_B = T_W = 1 per chunk, no communication, no optimizer)\n");
+  printf("# analytic: gpipe, 1f1b %s; interleaved %s; zb-h1 %s\n", px_report_bubble_formula(PX_SCHED_1F1B),
+         px_report_bubble_formula(PX_SCHED_INTERLEAVED), px_report_bubble_formula(PX_SCHED_ZB_H1));
+  printf("# zb-h1's formula assumes m >= p; below that the schedule cannot fill its warm-up with W passes\n");
+  printf("# %5s", "");
+  for (gsize s = 0; s < N_SCHED; s++) printf("  %-16s", px_schedule_name(schedules[s]));
+  printf("\n# %5s", "m");
+  for (gsize s = 0; s < N_SCHED; s++) printf("  %-7s %-8s", "sim", "formula");
+  printf("\n");
+  for (guint i = 0; i < ms->len; i++) {
+    printf("  %5d", g_array_index(ms, int, i));
+    for (gsize s = 0; s < N_SCHED; s++) {
+      const Point *pt = &pts[i][s];
+      if (isnan(pt->simulated)) printf("  %-7s", "-");
+      else printf("  %-7.4f", pt->simulated);
+      printf(" %-8.4f", pt->analytic);
+    }
+    printf("\n");
+  }
+  for (guint i = 0; i < ms->len; i++)
+    for (gsize s = 0; s < N_SCHED; s++)
+      if (pts[i][s].why)
+        printf("# %s, m=%d not simulated: %s\n", px_schedule_name(schedules[s]), g_array_index(ms, int, i),
+               pts[i][s].why);
+}
+
+static void print_json(int pp, int vpp, const GArray *ms, const Row *pts) {
+  g_autoptr(JsonBuilder) b = json_builder_new();
+  json_builder_begin_object(b);
+  json_builder_set_member_name(b, "pp");
+  json_builder_add_int_value(b, pp);
+  json_builder_set_member_name(b, "vpp");
+  json_builder_add_int_value(b, vpp);
+  json_builder_set_member_name(b, "bubble");
+  json_builder_add_string_value(b, "idle / step time, mean over stages");
+  json_builder_set_member_name(b, "costs");
+  json_builder_add_string_value(b, "ideal: T_F = T_B = T_W = 1 per chunk, no communication");
+  json_builder_set_member_name(b, "schedules");
+  json_builder_begin_array(b);
+  for (gsize s = 0; s < N_SCHED; s++) {
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "schedule");
+    json_builder_add_string_value(b, px_schedule_name(schedules[s]));
+    json_builder_set_member_name(b, "formula");
+    json_builder_add_string_value(b, px_report_bubble_formula(schedules[s]));
+    json_builder_set_member_name(b, "points");
+    json_builder_begin_array(b);
+    for (guint i = 0; i < ms->len; i++) {
+      const Point *pt = &pts[i][s];
+      json_builder_begin_object(b);
+      json_builder_set_member_name(b, "m");
+      json_builder_add_int_value(b, g_array_index(ms, int, i));
+      json_builder_set_member_name(b, "simulated");
+      if (isnan(pt->simulated)) json_builder_add_null_value(b);
+      else json_builder_add_double_value(b, pt->simulated);
+      json_builder_set_member_name(b, "analytic");
+      json_builder_add_double_value(b, pt->analytic);
+      json_builder_set_member_name(b, "step_time");
+      if (isnan(pt->step_time)) json_builder_add_null_value(b);
+      else json_builder_add_double_value(b, pt->step_time);
+      if (pt->why) {
+        json_builder_set_member_name(b, "error");
+        json_builder_add_string_value(b, pt->why);
+      }
+      json_builder_end_object(b);
+    }
+    json_builder_end_array(b);
+    json_builder_end_object(b);
+  }
+  json_builder_end_array(b);
+  json_builder_end_object(b);
+  px_report_print_json(b);
+}
+
+/* Simulated points (where the schedule accepts m) and the analytic curve at
+ * every integer m over the range. */
+static gboolean plot_bubble(int pp, int vpp, const GArray *ms, const Row *pts, const char *dir,
+                            GError **error) {
+  int lo = G_MAXINT, hi = 0;
+  for (guint i = 0; i < ms->len; i++) {
+    lo = MIN(lo, g_array_index(ms, int, i));
+    hi = MAX(hi, g_array_index(ms, int, i));
+  }
+  gsize nc = (gsize)MAX(hi - lo + 1, 1);
+  PxBubbleSeries series[N_SCHED];
+  g_autofree double *sm = g_new(double, N_SCHED * ms->len), *sv = g_new(double, N_SCHED * ms->len);
+  g_autofree double *cm = g_new(double, nc), *cv = g_new(double, N_SCHED * nc);
+  for (gsize j = 0; j < nc; j++) cm[j] = lo + (double)j;
+  for (gsize s = 0; s < N_SCHED; s++) {
+    PxBubbleSeries *b = &series[s];
+    b->name = px_schedule_name(schedules[s]);
+    b->m = sm + s * ms->len;
+    b->simulated = sv + s * ms->len;
+    b->n = 0;
+    for (guint i = 0; i < ms->len; i++)
+      if (!isnan(pts[i][s].simulated)) {
+        sm[s * ms->len + b->n] = g_array_index(ms, int, i);
+        sv[s * ms->len + b->n] = pts[i][s].simulated;
+        b->n++;
+      }
+    for (gsize j = 0; j < nc; j++) {
+      PxPlan plan;
+      bubble_plan(&plan, schedules[s], pp, vpp, lo + (int)j);
+      cv[s * nc + j] = px_plan_bubble_fraction(&plan);
+      px_plan_clear(&plan);
+    }
+    b->n_curve = (int)nc;
+    b->curve_m = cm;
+    b->curve = cv + s * nc;
+  }
+  g_autofree char *title = g_strdup_printf("Pipeline bubble, pp = %d, interleaved vpp = %d (ideal costs)", pp, vpp);
+  return px_plot_bubble(series, N_SCHED, dir, title, error);
+}
+
+int px_cmd_bubble(int argc, char **argv) {
+  int pp = 4, vpp = 2;
+  g_autofree char *m_list = NULL, *plot_dir = NULL;
+  gboolean json = FALSE;
+  GOptionEntry entries[] = {
+    {"pp", 0, 0, G_OPTION_ARG_INT, &pp, "pipeline stages (default 4)", "P"},
+    {"m", 0, 0, G_OPTION_ARG_STRING, &m_list, "micro-batches per step, comma-separated (default 1,2,4,8,16,32)", "LIST"},
+    {"vpp", 0, 0, G_OPTION_ARG_INT, &vpp, "model chunks per stage for interleaved (default 2)", "V"},
+    {"plot", 0, 0, G_OPTION_ARG_FILENAME, &plot_dir, "write bubble.png / bubble.svg (and data) into DIR", "DIR"},
+    {"json", 0, 0, G_OPTION_ARG_NONE, &json, "one JSON object instead of the table", NULL},
+    {NULL, 0, 0, 0, NULL, NULL, NULL}};
+  if (!px_parse_command_line(CMD, "pipeline bubble versus micro-batches, simulated and analytic", entries,
+                             NULL, &argc, &argv))
+    return 2;
+  g_autoptr(GError) err = NULL;
+  if (pp < 1 || vpp < 1) {
+    g_set_error(&err, PX_PLAN_ERROR, PX_PLAN_ERROR_INVALID, "--pp and --vpp must be >= 1");
+    return px_fail(CMD, err);
+  }
+  g_autoptr(GArray) ms = g_array_new(FALSE, FALSE, sizeof(int));
+  if (!parse_m_list(m_list ? m_list : "1,2,4,8,16,32", ms, &err)) return px_fail(CMD, err);
+
+  Row *pts = g_new0(Row, ms->len);
+  for (guint i = 0; i < ms->len; i++)
+    for (gsize s = 0; s < N_SCHED; s++) simulate_point(schedules[s], pp, vpp, g_array_index(ms, int, i), &pts[i][s]);
+
+  if (json) print_json(pp, vpp, ms, pts);
+  else print_table(pp, vpp, ms, pts);
+  int rc = 0;
+  if (plot_dir && !plot_bubble(pp, vpp, ms, pts, plot_dir, &err)) rc = px_fail(CMD, err);
+  for (guint i = 0; i < ms->len; i++)
+    for (gsize s = 0; s < N_SCHED; s++) g_free(pts[i][s].why);
+  g_free(pts);
+  return rc;
+}
