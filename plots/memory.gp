@@ -20,4 +20,4 @@ set yrange [0:*]
 set offsets 0, 0, graph 0.06, 0
 set key outside right vertical top
 plot for [i=1:words(names)] datafile index (i-1) using 1:2 with steps lw 2 lc i title word(names, i), \
-     (capacity > 0 ? capacity : NaN) with lines dt 2 lw 2 lc rgb "#d62728" title sprintf("GPU memory %.1f GB", capacity)
+     (capacity > 0 ? capacity : NaN) with lines dt 2 lw 2 lc rgb "#d62728" title (capacity > 0 ? sprintf("GPU memory %.1f GB", capacity) : "")

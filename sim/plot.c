@@ -300,6 +300,16 @@ gboolean px_plot_memory(const PxTimeline *tl, const char *dir, const char *title
     for (guint i = 0; i < tl->memory->len; i++) {
       const PxMemSample *m = &g_array_index(tl->memory, PxMemSample, i);
       if (m->rank != rank) continue;
+      /* several changes at one instant (a backward frees, the next forward
+       * allocates): draw only where they settle */
+      gboolean superseded = FALSE;
+      for (guint j = i + 1; j < tl->memory->len && !superseded; j++) {
+        const PxMemSample *n = &g_array_index(tl->memory, PxMemSample, j);
+        if (n->rank != rank) continue;
+        superseded = n->t <= m->t;
+        break;
+      }
+      if (superseded) continue;
       g_string_append_printf(data, "%.9g %.9g\n", m->t * scale, m->bytes / GB);
       last = m->bytes;
       any = TRUE;
