@@ -65,14 +65,9 @@ PxCluster *px_cluster_load_ini(const char *path, GError **error) {
 }
 
 PxCluster *px_cluster_load(const char *name_or_path, GError **error) {
-  g_autofree char *path = px_config_resolve("clusters", name_or_path);
-  if (!path) {
-    g_autofree char *presets = px_config_list_presets("clusters");
-    g_set_error(error, PX_CLUSTER_ERROR, PX_CLUSTER_ERROR_NOT_FOUND,
-                "cluster '%s' is neither a file nor a preset (presets: %s)", name_or_path, presets);
-    return NULL;
-  }
-  return px_cluster_load_ini(path, error);
+  g_autofree char *path =
+      px_config_find("clusters", "cluster", name_or_path, PX_CLUSTER_ERROR, PX_CLUSTER_ERROR_NOT_FOUND, error);
+  return path ? px_cluster_load_ini(path, error) : NULL;
 }
 
 PxCluster *px_cluster_copy(const PxCluster *c) {

@@ -37,6 +37,17 @@ char *px_config_list_presets(const char *kind) {
   return g_strjoinv(", ", (char **)names->pdata);
 }
 
+char *px_config_find(const char *kind, const char *label, const char *name, GQuark domain, int code,
+                     GError **error) {
+  char *path = px_config_resolve(kind, name);
+  if (!path) {
+    g_autofree char *presets = px_config_list_presets(kind);
+    g_set_error(error, domain, code, "%s '%s' is neither a file nor a preset (presets: %s)", label, name,
+                presets);
+  }
+  return path;
+}
+
 GKeyFile *px_config_load_keyfile(const char *path, GQuark domain, int parse_code, GError **error) {
   g_autoptr(GKeyFile) kf = g_key_file_new();
   g_autoptr(GError) e = NULL;
@@ -87,6 +98,26 @@ gboolean px_config_get_int(GKeyFile *kf, const char *path, const char *group, co
   }
   *out = iv;
   return TRUE;
+}
+
+/* Narrow a checked gint64 to int, naming where it came from. */
+static gboolean narrow_int(gint64 v, int *out, const char *path, const char *where, GQuark domain, int code,
+                           GError **error) {
+  if (v > G_MAXINT) {
+    g_set_error(error, domain, code, "%s: %s = %" G_GINT64_FORMAT " is too large", path, where, v);
+    return FALSE;
+  }
+  *out = (int)v;
+  return TRUE;
+}
+
+gboolean px_config_get_int32(GKeyFile *kf, const char *path, const char *group, const char *key,
+                             gboolean optional, gint64 def, gint64 min, int *out,
+                             GQuark domain, int code, GError **error) {
+  gint64 v;
+  g_autofree char *where = g_strdup_printf("[%s] %s", group, key);
+  return px_config_get_int(kf, path, group, key, optional, def, min, &v, domain, code, error) &&
+         narrow_int(v, out, path, where, domain, code, error);
 }
 
 gboolean px_config_get_double(GKeyFile *kf, const char *path, const char *group, const char *key,
@@ -176,6 +207,14 @@ gboolean px_json_get_int(JsonObject *o, const char *path, const char *key, gbool
   }
   *out = v;
   return TRUE;
+}
+
+gboolean px_json_get_int32(JsonObject *o, const char *path, const char *key, gboolean optional,
+                           gint64 def, gint64 min, int *out, GQuark domain, int code, GError **error) {
+  gint64 v;
+  g_autofree char *where = g_strdup_printf("\"%s\"", key);
+  return px_json_get_int(o, path, key, optional, def, min, &v, domain, code, error) &&
+         narrow_int(v, out, path, where, domain, code, error);
 }
 
 /* Number followed by an optional suffix from a table of (suffix, factor). */

@@ -14,6 +14,10 @@ const char *px_data_dir(void);
 char *px_config_resolve(const char *kind, const char *name);
 /* "gpt2-124m, gpt2-355m, ..." of the presets of a kind, for error messages. */
 char *px_config_list_presets(const char *kind);
+/* px_config_resolve, or an error "LABEL 'NAME' is neither a file nor a preset
+ * (presets: ...)" in domain/code. */
+char *px_config_find(const char *kind, const char *label, const char *name, GQuark domain, int code,
+                     GError **error);
 
 /* Load a key file, mapping errors into (domain, parse_code) with the path named. */
 GKeyFile *px_config_load_keyfile(const char *path, GQuark domain, int parse_code, GError **error);
@@ -23,6 +27,10 @@ GKeyFile *px_config_load_keyfile(const char *path, GQuark domain, int parse_code
 gboolean px_config_get_int(GKeyFile *kf, const char *path, const char *group, const char *key,
                            gboolean optional, gint64 def, gint64 min, gint64 *out,
                            GQuark domain, int code, GError **error);
+/* The same into an int: values above G_MAXINT are refused too. */
+gboolean px_config_get_int32(GKeyFile *kf, const char *path, const char *group, const char *key,
+                             gboolean optional, gint64 def, gint64 min, int *out,
+                             GQuark domain, int code, GError **error);
 gboolean px_config_get_double(GKeyFile *kf, const char *path, const char *group, const char *key,
                               gboolean optional, double def, double min, double *out,
                               GQuark domain, int code, GError **error);
@@ -38,6 +46,9 @@ JsonParser *px_json_load_object(const char *path, JsonObject **root, GQuark doma
 /* Integer member (NULL key-list tried in order); wrong type or < min → error. */
 gboolean px_json_get_int(JsonObject *o, const char *path, const char *key, gboolean optional,
                          gint64 def, gint64 min, gint64 *out, GQuark domain, int code, GError **error);
+
+gboolean px_json_get_int32(JsonObject *o, const char *path, const char *key, gboolean optional,
+                           gint64 def, gint64 min, int *out, GQuark domain, int code, GError **error);
 
 /* Bytes with a unit: "80GB", "80 GiB", "1.5e9", "512MiB" → bytes. */
 gboolean px_parse_bytes(const char *s, double *out);

@@ -218,19 +218,10 @@ gint64 px_model_block_params(const PxModel *model) {
 
 /* ---- loading ------------------------------------------------------------- */
 
-#define MODEL_INT(key, opt, def, min, field)                                                    \
-  do {                                                                                          \
-    gint64 v_;                                                                                  \
-    if (!px_config_get_int(kf, path, "model", key, opt, def, min, &v_, PX_MODEL_ERROR,          \
-                           PX_MODEL_ERROR_INVALID, error))                                      \
-      return NULL;                                                                              \
-    if (v_ > G_MAXINT) {                                                                        \
-      g_set_error(error, PX_MODEL_ERROR, PX_MODEL_ERROR_INVALID, "%s: [model] %s is too large", \
-                  path, key);                                                                   \
-      return NULL;                                                                              \
-    }                                                                                           \
-    field = (int)v_;                                                                            \
-  } while (0)
+#define MODEL_INT(key, opt, def, min, field)                                                     \
+  if (!px_config_get_int32(kf, path, "model", key, opt, def, min, &field, PX_MODEL_ERROR,            \
+                           PX_MODEL_ERROR_INVALID, error))                                           \
+    return NULL
 
 /* Parse one of a fixed set of names; NULL string keeps *out. */
 static gboolean parse_choice(const char *path, const char *key, const char *value,
@@ -302,19 +293,9 @@ PxModel *px_model_load_hf_json(const char *path, GError **error) {
   g_autoptr(JsonParser) parser = px_json_load_object(path, &o, PX_MODEL_ERROR, PX_MODEL_ERROR_PARSE, error);
   if (!parser) return NULL;
   PxModelDesc d = {0};
-  gint64 v;
-#define HF_INT(key, opt, def, field)                                                            \
-  do {                                                                                          \
-    if (!px_json_get_int(o, path, key, opt, def, 1, &v, PX_MODEL_ERROR, PX_MODEL_ERROR_INVALID, \
-                         error))                                                                \
-      return NULL;                                                                              \
-    if (v > G_MAXINT) {                                                                         \
-      g_set_error(error, PX_MODEL_ERROR, PX_MODEL_ERROR_INVALID, "%s: \"%s\" is too large",     \
-                  path, key);                                                                   \
-      return NULL;                                                                              \
-    }                                                                                           \
-    field = (int)v;                                                                             \
-  } while (0)
+#define HF_INT(key, opt, def, field)                                                                 \
+  if (!px_json_get_int32(o, path, key, opt, def, 1, &field, PX_MODEL_ERROR, PX_MODEL_ERROR_INVALID, error)) \
+    return NULL
   const char *mt = json_object_has_member(o, "model_type") && JSON_NODE_HOLDS_VALUE(json_object_get_member(o, "model_type"))
                        ? json_object_get_string_member(o, "model_type") : NULL;
   gboolean gpt2 = json_object_has_member(o, "n_layer") || (mt && !strcmp(mt, "gpt2"));
@@ -370,13 +351,9 @@ PxModel *px_model_load_hf_json(const char *path, GError **error) {
 }
 
 PxModel *px_model_load(const char *name_or_path, GError **error) {
-  g_autofree char *path = px_config_resolve("models", name_or_path);
-  if (!path) {
-    g_autofree char *presets = px_config_list_presets("models");
-    g_set_error(error, PX_MODEL_ERROR, PX_MODEL_ERROR_NOT_FOUND,
-                "model '%s' is neither a file nor a preset (presets: %s)", name_or_path, presets);
-    return NULL;
-  }
+  g_autofree char *path =
+      px_config_find("models", "model", name_or_path, PX_MODEL_ERROR, PX_MODEL_ERROR_NOT_FOUND, error);
+  if (!path) return NULL;
   if (g_str_has_suffix(path, ".json")) return px_model_load_hf_json(path, error);
   return px_model_load_ini(path, error);
 }

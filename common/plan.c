@@ -209,16 +209,8 @@ gboolean px_plan_validate(PxPlan *p, const PxModel *model, const PxCluster *clus
 /* Read an int key into *field if present (min-checked). */
 static gboolean ini_int(GKeyFile *kf, const char *path, const char *key, gint64 min, int *field,
                         GError **error) {
-  gint64 v;
-  if (!px_config_get_int(kf, path, "plan", key, TRUE, *field, min, &v, PX_PLAN_ERROR,
-                         PX_PLAN_ERROR_PARSE, error))
-    return FALSE;
-  if (v > G_MAXINT) {
-    g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, "%s: [plan] %s is too large", path, key);
-    return FALSE;
-  }
-  *field = (int)v;
-  return TRUE;
+  return px_config_get_int32(kf, path, "plan", key, TRUE, *field, min, field, PX_PLAN_ERROR,
+                             PX_PLAN_ERROR_PARSE, error);
 }
 
 /* Read a named choice through its parser. */
