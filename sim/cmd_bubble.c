@@ -214,10 +214,14 @@ int px_cmd_bubble(int argc, char **argv) {
   g_autoptr(GError) err = NULL;
   if (pp < 1 || vpp < 1) {
     g_set_error(&err, PX_PLAN_ERROR, PX_PLAN_ERROR_INVALID, "--pp and --vpp must be >= 1");
-    return px_fail(CMD, err);
+    px_fail(CMD, err);
+    return 2;
   }
   g_autoptr(GArray) ms = g_array_new(FALSE, FALSE, sizeof(int));
-  if (!parse_m_list(m_list ? m_list : "1,2,4,8,16,32", ms, &err)) return px_fail(CMD, err);
+  if (!parse_m_list(m_list ? m_list : "1,2,4,8,16,32", ms, &err)) {
+    px_fail(CMD, err);
+    return 2;
+  }
 
   Row *pts = g_new0(Row, ms->len);
   for (guint i = 0; i < ms->len; i++)
