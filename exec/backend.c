@@ -1,0 +1,526 @@
+/* backend.c — what every backend shares: tensor allocation and the memory
+ * counters, host <-> device copies, and the shape/dtype checks of every op
+ * before it is dispatched through the backend's table. */
+#include "backend_impl.h"
+#include <string.h>
+
+G_DEFINE_QUARK(px-backend-error-quark, px_backend_error)
+
+static gboolean fail(GError **error, int code, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+static gboolean fail(GError **error, int code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  g_autofree char *msg = g_strdup_vprintf(fmt, ap);
+  va_end(ap);
+  g_set_error_literal(error, PX_BACKEND_ERROR, code, msg);
+  return FALSE;
+}
+
+gsize px_dtype_size(PxDType dtype) {
+  switch (dtype) {
+  case PX_DTYPE_F32: return 4;
+  case PX_DTYPE_F64: return 8;
+  case PX_DTYPE_I32: return 4;
+  }
+  return 0;
+}
+
+const char *px_dtype_name(PxDType dtype) {
+  switch (dtype) {
+  case PX_DTYPE_F32: return "f32";
+  case PX_DTYPE_F64: return "f64";
+  case PX_DTYPE_I32: return "i32";
+  }
+  return "?";
+}
+
+const char *px_mem_category_name(PxMemCategory c) {
+  static const char *names[] = {"weights", "gradients", "optimizer", "activations", "buffers"};
+  return (unsigned)c < PX_MEM_N_CATEGORIES ? names[c] : "?";
+}
+
+PxBackend *px_backend_alloc_base(const PxBackendOps *ops, int device, void *impl) {
+  PxBackend *be = g_new0(PxBackend, 1);
+  be->ops = ops;
+  be->device = device;
+  be->impl = impl;
+  g_mutex_init(&be->lock);
+  return be;
+}
+
+PxBackend *px_backend_new(const char *name, int device, GError **error) {
+  if (!g_strcmp0(name, "cpu")) return px_backend_cpu_new();
+  if (!g_strcmp0(name, "cuda")) {
+    fail(error, PX_BACKEND_ERROR_UNSUPPORTED,
+         "backend 'cuda' (device %d) is not built in (configure with -DPX_CUDA=ON)", device);
+    return NULL;
+  }
+  fail(error, PX_BACKEND_ERROR_UNSUPPORTED, "unknown backend '%s' (cpu, cuda)", name ? name : "");
+  return NULL;
+}
+
+void px_backend_free(PxBackend *be) {
+  if (!be) return;
+  if (be->ops->free) be->ops->free(be);
+  g_mutex_clear(&be->lock);
+  g_free(be);
+}
+
+const char *px_backend_name(const PxBackend *be) { return be->ops->name; }
+
+gboolean px_backend_synchronize(PxBackend *be, GError **error) {
+  return be->ops->synchronize ? be->ops->synchronize(be, error) : TRUE;
+}
+
+void px_backend_mem_stats(PxBackend *be, PxMemStats *out) {
+  g_mutex_lock(&be->lock);
+  *out = be->mem;
+  g_mutex_unlock(&be->lock);
+}
+
+void px_backend_mem_reset_peak(PxBackend *be) {
+  g_mutex_lock(&be->lock);
+  for (int c = 0; c < PX_MEM_N_CATEGORIES; c++) be->mem.peak[c] = be->mem.current[c];
+  be->mem.total_peak = be->mem.total_current;
+  g_mutex_unlock(&be->lock);
+}
+
+static void mem_count(PxBackend *be, PxMemCategory c, gint64 delta) {
+  g_mutex_lock(&be->lock);
+  be->mem.current[c] += delta;
+  be->mem.total_current += delta;
+  if (be->mem.current[c] > be->mem.peak[c]) be->mem.peak[c] = be->mem.current[c];
+  if (be->mem.total_current > be->mem.total_peak) be->mem.total_peak = be->mem.total_current;
+  g_mutex_unlock(&be->lock);
+}
+
+/* Fill name, dtype, shape, numel, bytes of a tensor header. */
+static gboolean tensor_header(PxTensor *t, const char *name, PxDType dtype, int ndim,
+                              const gint64 *shape, GError **error) {
+  if (ndim < 1 || ndim > PX_TENSOR_MAX_DIMS)
+    return fail(error, PX_BACKEND_ERROR_SHAPE, "tensor %s: %d dimensions (1..%d)", name, ndim,
+                PX_TENSOR_MAX_DIMS);
+  t->numel = 1;
+  for (int i = 0; i < ndim; i++) {
+    if (shape[i] < 1)
+      return fail(error, PX_BACKEND_ERROR_SHAPE, "tensor %s: dimension %d is %" G_GINT64_FORMAT,
+                  name, i, shape[i]);
+    t->shape[i] = shape[i];
+    t->numel *= shape[i];
+  }
+  t->ndim = ndim;
+  t->dtype = dtype;
+  t->bytes = (gsize)t->numel * px_dtype_size(dtype);
+  t->name = g_strdup(name ? name : "");
+  return TRUE;
+}
+
+PxTensor *px_tensor_new(PxBackend *be, const char *name, PxDType dtype, PxMemCategory category,
+                        int ndim, const gint64 *shape, GError **error) {
+  g_autofree PxTensor *t = g_new0(PxTensor, 1);
+  if ((unsigned)category >= PX_MEM_N_CATEGORIES) {
+    fail(error, PX_BACKEND_ERROR_SHAPE, "tensor %s: bad memory category %d", name, category);
+    return NULL;
+  }
+  if (!tensor_header(t, name, dtype, ndim, shape, error)) {
+    g_free(t->name);
+    return NULL;
+  }
+  if (!be->ops->alloc(be, t->bytes, &t->data, error)) {
+    g_prefix_error(error, "tensor %s (%s, %s): ", t->name, px_dtype_name(dtype),
+                   px_mem_category_name(category));
+    g_free(t->name);
+    return NULL;
+  }
+  t->backend = be;
+  t->category = category;
+  t->owns_data = TRUE;
+  mem_count(be, category, (gint64)t->bytes);
+  return g_steal_pointer(&t);
+}
+
+PxTensor *px_tensor_view(PxTensor *t, const char *name, gint64 offset, int ndim,
+                         const gint64 *shape, GError **error) {
+  g_autofree PxTensor *v = g_new0(PxTensor, 1);
+  if (!tensor_header(v, name, t->dtype, ndim, shape, error)) {
+    g_free(v->name);
+    return NULL;
+  }
+  if (offset < 0 || offset + v->numel > t->numel) {
+    fail(error, PX_BACKEND_ERROR_SHAPE,
+         "view %s: elements [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT ") outside %s (%" G_GINT64_FORMAT
+         " elements)",
+         v->name, offset, offset + v->numel, t->name, t->numel);
+    g_free(v->name);
+    return NULL;
+  }
+  v->data = (char *)t->data + offset * (gint64)px_dtype_size(t->dtype);
+  v->backend = t->backend;
+  v->category = t->category;
+  v->owns_data = FALSE;
+  return g_steal_pointer(&v);
+}
+
+void px_tensor_free(PxTensor *t) {
+  if (!t) return;
+  if (t->owns_data) {
+    t->backend->ops->dealloc(t->backend, t->data);
+    mem_count(t->backend, t->category, -(gint64)t->bytes);
+  }
+  g_free(t->name);
+  g_free(t);
+}
+
+gboolean px_tensor_upload(PxTensor *t, const void *host, GError **error) {
+  return t->backend->ops->upload(t->backend, t->data, host, t->bytes, error);
+}
+
+gboolean px_tensor_download(const PxTensor *t, void *host, GError **error) {
+  return t->backend->ops->download(t->backend, host, t->data, t->bytes, error);
+}
+
+gboolean px_tensor_zero(PxTensor *t, GError **error) {
+  return t->backend->ops->zero(t->backend, t->data, t->bytes, error);
+}
+
+gboolean px_tensor_upload_f64(PxTensor *t, const double *host, GError **error) {
+  if (t->dtype == PX_DTYPE_F64) return px_tensor_upload(t, host, error);
+  if (t->dtype != PX_DTYPE_F32)
+    return fail(error, PX_BACKEND_ERROR_SHAPE, "upload_f64: %s is %s, not a float tensor", t->name,
+                px_dtype_name(t->dtype));
+  g_autofree float *tmp = g_new(float, t->numel);
+  for (gint64 i = 0; i < t->numel; i++) tmp[i] = (float)host[i];
+  return px_tensor_upload(t, tmp, error);
+}
+
+gboolean px_tensor_download_f64(const PxTensor *t, double *host, GError **error) {
+  if (t->dtype == PX_DTYPE_F64) return px_tensor_download(t, host, error);
+  if (t->dtype != PX_DTYPE_F32)
+    return fail(error, PX_BACKEND_ERROR_SHAPE, "download_f64: %s is %s, not a float tensor",
+                t->name, px_dtype_name(t->dtype));
+  g_autofree float *tmp = g_new(float, t->numel);
+  if (!px_tensor_download(t, tmp, error)) return FALSE;
+  for (gint64 i = 0; i < t->numel; i++) host[i] = tmp[i];
+  return TRUE;
+}
+
+/* ---- validation ---- */
+
+/* t must exist, be of dtype and hold rows*cols elements on backend be. */
+static gboolean need(PxBackend *be, const char *op, const char *what, const PxTensor *t,
+                     PxDType dtype, gint64 rows, gint64 cols, GError **error) {
+  if (!t) return fail(error, PX_BACKEND_ERROR_SHAPE, "%s: %s is missing", op, what);
+  if (t->backend != be)
+    return fail(error, PX_BACKEND_ERROR_SHAPE, "%s: %s (%s) lives on another backend", op, what,
+                t->name);
+  if (t->dtype != dtype || t->numel != rows * cols)
+    return fail(error, PX_BACKEND_ERROR_SHAPE,
+                "%s: %s (%s) is %s with %" G_GINT64_FORMAT " elements, expected %s with %" G_GINT64_FORMAT
+                "x%" G_GINT64_FORMAT,
+                op, what, t->name, px_dtype_name(t->dtype), t->numel, px_dtype_name(dtype), rows,
+                cols);
+  return TRUE;
+}
+
+/* As need() but a NULL tensor is fine (an optional input or skipped gradient). */
+static gboolean maybe(PxBackend *be, const char *op, const char *what, const PxTensor *t,
+                      PxDType dtype, gint64 rows, gint64 cols, GError **error) {
+  return !t || need(be, op, what, t, dtype, rows, cols, error);
+}
+
+/* The float dtype of an op, taken from its main tensor; rows = numel / last dim. */
+static gboolean float_matrix(const char *op, const char *what, const PxTensor *t, gint64 *rows,
+                             gint64 *cols, GError **error) {
+  *rows = *cols = 0;
+  if (!t) return fail(error, PX_BACKEND_ERROR_SHAPE, "%s: %s is missing", op, what);
+  if (t->dtype != PX_DTYPE_F32 && t->dtype != PX_DTYPE_F64)
+    return fail(error, PX_BACKEND_ERROR_SHAPE, "%s: %s (%s) is %s, expected f32 or f64", op, what,
+                t->name, px_dtype_name(t->dtype));
+  *cols = t->shape[t->ndim - 1];
+  *rows = t->numel / *cols;
+  return TRUE;
+}
+
+gboolean px_op_linear_fwd(PxBackend *be, PxTensor *y, const PxTensor *x, const PxTensor *w,
+                          const PxTensor *b, GError **error) {
+  const char *op = "linear_fwd";
+  gint64 out, in, N, ycols;
+  if (!float_matrix(op, "w", w, &out, &in, error) || !float_matrix(op, "y", y, &N, &ycols, error))
+    return FALSE;
+  PxDType dt = w->dtype;
+  if (!need(be, op, "w", w, dt, out, in, error) || !need(be, op, "y", y, dt, N, out, error) ||
+      !need(be, op, "x", x, dt, N, in, error) || !maybe(be, op, "b", b, dt, 1, out, error))
+    return FALSE;
+  return be->ops->linear_fwd(be, y, x, w, b, error);
+}
+
+gboolean px_op_linear_bwd(PxBackend *be, PxTensor *dx, PxTensor *dw, PxTensor *db,
+                          const PxTensor *dy, const PxTensor *x, const PxTensor *w, GError **error) {
+  const char *op = "linear_bwd";
+  gint64 out, in, N, dycols;
+  if (!float_matrix(op, "w", w, &out, &in, error) || !float_matrix(op, "dy", dy, &N, &dycols, error))
+    return FALSE;
+  PxDType dt = w->dtype;
+  if (!need(be, op, "w", w, dt, out, in, error) || !need(be, op, "dy", dy, dt, N, out, error) ||
+      !need(be, op, "x", x, dt, N, in, error) || !maybe(be, op, "dx", dx, dt, N, in, error) ||
+      !maybe(be, op, "dw", dw, dt, out, in, error) || !maybe(be, op, "db", db, dt, 1, out, error))
+    return FALSE;
+  return be->ops->linear_bwd(be, dx, dw, db, dy, x, w, error);
+}
+
+static gboolean embedding_check(PxBackend *be, const char *op, const PxTensor *act,
+                                const PxTensor *tokens, const PxTensor *wte, const PxTensor *wpe,
+                                int B, int T, GError **error) {
+  gint64 V, C;
+  if (!float_matrix(op, "wte", wte, &V, &C, error)) return FALSE;
+  if (B < 1 || T < 1) return fail(error, PX_BACKEND_ERROR_SHAPE, "%s: B=%d T=%d", op, B, T);
+  PxDType dt = wte->dtype;
+  if (!need(be, op, "activations", act, dt, (gint64)B * T, C, error) ||
+      !need(be, op, "tokens", tokens, PX_DTYPE_I32, (gint64)B * T, 1, error))
+    return FALSE;
+  if (wpe) {
+    gint64 maxT, Cp;
+    if (!float_matrix(op, "wpe", wpe, &maxT, &Cp, error) ||
+        !need(be, op, "wpe", wpe, dt, maxT, C, error))
+      return FALSE;
+    if (maxT < T)
+      return fail(error, PX_BACKEND_ERROR_SHAPE, "%s: wpe has %" G_GINT64_FORMAT " positions, T=%d",
+                  op, maxT, T);
+  }
+  return TRUE;
+}
+
+gboolean px_op_embedding_fwd(PxBackend *be, PxTensor *out, const PxTensor *tokens,
+                             const PxTensor *wte, const PxTensor *wpe, int B, int T, GError **error) {
+  return embedding_check(be, "embedding_fwd", out, tokens, wte, wpe, B, T, error) &&
+         be->ops->embedding_fwd(be, out, tokens, wte, wpe, B, T, error);
+}
+
+gboolean px_op_embedding_bwd(PxBackend *be, PxTensor *dwte, PxTensor *dwpe, const PxTensor *dout,
+                             const PxTensor *tokens, int B, int T, GError **error) {
+  return embedding_check(be, "embedding_bwd", dout, tokens, dwte, dwpe, B, T, error) &&
+         be->ops->embedding_bwd(be, dwte, dwpe, dout, tokens, B, T, error);
+}
+
+/* Norms: x (N,C), out/dout (N,C), w (C), b (C) optional, saved stats (N). */
+static gboolean norm_check(PxBackend *be, const char *op, const PxTensor *x, const PxTensor *y,
+                           const PxTensor *w, const PxTensor *b, const PxTensor *s1,
+                           const PxTensor *s2, GError **error) {
+  gint64 N, C;
+  if (!float_matrix(op, "x", x, &N, &C, error)) return FALSE;
+  PxDType dt = x->dtype;
+  return need(be, op, "x", x, dt, N, C, error) && need(be, op, "out", y, dt, N, C, error) &&
+         need(be, op, "weight", w, dt, 1, C, error) && maybe(be, op, "bias", b, dt, 1, C, error) &&
+         maybe(be, op, "stats", s1, dt, N, 1, error) && need(be, op, "rstd", s2, dt, N, 1, error);
+}
+
+gboolean px_op_layernorm_fwd(PxBackend *be, PxTensor *out, PxTensor *mean, PxTensor *rstd,
+                             const PxTensor *x, const PxTensor *w, const PxTensor *b, double eps,
+                             GError **error) {
+  const char *op = "layernorm_fwd";
+  if (!mean) return fail(error, PX_BACKEND_ERROR_SHAPE, "%s: mean is missing", op);
+  return norm_check(be, op, x, out, w, b, mean, rstd, error) &&
+         be->ops->layernorm_fwd(be, out, mean, rstd, x, w, b, eps, error);
+}
+
+gboolean px_op_layernorm_bwd(PxBackend *be, PxTensor *dx, PxTensor *dw, PxTensor *db,
+                             const PxTensor *dout, const PxTensor *x, const PxTensor *w,
+                             const PxTensor *mean, const PxTensor *rstd, GError **error) {
+  const char *op = "layernorm_bwd";
+  if (!mean) return fail(error, PX_BACKEND_ERROR_SHAPE, "%s: mean is missing", op);
+  if (!norm_check(be, op, x, dout, w, NULL, mean, rstd, error)) return FALSE;
+  gint64 N = x->numel / x->shape[x->ndim - 1], C = x->shape[x->ndim - 1];
+  return maybe(be, op, "dx", dx, x->dtype, N, C, error) &&
+         maybe(be, op, "dw", dw, x->dtype, 1, C, error) &&
+         maybe(be, op, "db", db, x->dtype, 1, C, error) &&
+         be->ops->layernorm_bwd(be, dx, dw, db, dout, x, w, mean, rstd, error);
+}
+
+gboolean px_op_rmsnorm_fwd(PxBackend *be, PxTensor *out, PxTensor *rstd, const PxTensor *x,
+                           const PxTensor *w, double eps, GError **error) {
+  return norm_check(be, "rmsnorm_fwd", x, out, w, NULL, NULL, rstd, error) &&
+         be->ops->rmsnorm_fwd(be, out, rstd, x, w, eps, error);
+}
+
+gboolean px_op_rmsnorm_bwd(PxBackend *be, PxTensor *dx, PxTensor *dw, const PxTensor *dout,
+                           const PxTensor *x, const PxTensor *w, const PxTensor *rstd,
+                           GError **error) {
+  const char *op = "rmsnorm_bwd";
+  if (!norm_check(be, op, x, dout, w, NULL, NULL, rstd, error)) return FALSE;
+  gint64 N = x->numel / x->shape[x->ndim - 1], C = x->shape[x->ndim - 1];
+  return maybe(be, op, "dx", dx, x->dtype, N, C, error) &&
+         maybe(be, op, "dw", dw, x->dtype, 1, C, error) &&
+         be->ops->rmsnorm_bwd(be, dx, dw, dout, x, w, rstd, error);
+}
+
+/* Element-wise ops: every tensor given has the numel and dtype of the first. */
+static gboolean same_check(PxBackend *be, const char *op, const char *const *names,
+                           const PxTensor *const *ts, int n, GError **error) {
+  gint64 rows, cols;
+  if (!float_matrix(op, names[0], ts[0], &rows, &cols, error)) return FALSE;
+  for (int i = 0; i < n; i++)
+    if (!maybe(be, op, names[i], ts[i], ts[0]->dtype, rows, cols, error)) return FALSE;
+  return TRUE;
+}
+gboolean px_op_gelu_fwd(PxBackend *be, PxTensor *out, const PxTensor *x, GError **error) {
+  const PxTensor *ts[] = {x, out};
+  const char *names[] = {"x", "out"};
+  return out && same_check(be, "gelu_fwd", names, ts, 2, error) && be->ops->gelu_fwd(be, out, x, error);
+}
+
+gboolean px_op_gelu_bwd(PxBackend *be, PxTensor *dx, const PxTensor *dout, const PxTensor *x,
+                        GError **error) {
+  const PxTensor *ts[] = {x, dout, dx};
+  const char *names[] = {"x", "dout", "dx"};
+  if (!dout) return fail(error, PX_BACKEND_ERROR_SHAPE, "gelu_bwd: dout is missing");
+  return same_check(be, "gelu_bwd", names, ts, 3, error) &&
+         (!dx || be->ops->gelu_bwd(be, dx, dout, x, error));
+}
+
+gboolean px_op_swiglu_fwd(PxBackend *be, PxTensor *out, const PxTensor *gate, const PxTensor *up,
+                          GError **error) {
+  const PxTensor *ts[] = {gate, up, out};
+  const char *names[] = {"gate", "up", "out"};
+  if (!up || !out) return fail(error, PX_BACKEND_ERROR_SHAPE, "swiglu_fwd: a tensor is missing");
+  return same_check(be, "swiglu_fwd", names, ts, 3, error) &&
+         be->ops->swiglu_fwd(be, out, gate, up, error);
+}
+
+gboolean px_op_swiglu_bwd(PxBackend *be, PxTensor *dgate, PxTensor *dup, const PxTensor *dout,
+                          const PxTensor *gate, const PxTensor *up, GError **error) {
+  const PxTensor *ts[] = {gate, up, dout, dgate, dup};
+  const char *names[] = {"gate", "up", "dout", "dgate", "dup"};
+  if (!up || !dout) return fail(error, PX_BACKEND_ERROR_SHAPE, "swiglu_bwd: a tensor is missing");
+  return same_check(be, "swiglu_bwd", names, ts, 5, error) &&
+         be->ops->swiglu_bwd(be, dgate, dup, dout, gate, up, error);
+}
+
+static gboolean attn_shape_check(const char *op, const PxAttnShape *s, GError **error) {
+  if (!s || s->B < 1 || s->T < 1 || s->heads < 1 || s->kv_heads < 1 || s->head_dim < 1 ||
+      s->heads % s->kv_heads)
+    return fail(error, PX_BACKEND_ERROR_SHAPE,
+                "%s: bad attention shape (B=%d T=%d heads=%d kv_heads=%d head_dim=%d)", op,
+                s ? s->B : 0, s ? s->T : 0, s ? s->heads : 0, s ? s->kv_heads : 0,
+                s ? s->head_dim : 0);
+  return TRUE;
+}
+
+static gint64 qkv_cols(const PxAttnShape *s) {
+  return (gint64)(s->heads + 2 * s->kv_heads) * s->head_dim;
+}
+
+static gboolean rope_check(PxBackend *be, const char *op, const PxTensor *a, const PxTensor *b,
+                           const PxAttnShape *s, GError **error) {
+  gint64 r, c;
+  if (!attn_shape_check(op, s, error) || !float_matrix(op, "in", a, &r, &c, error)) return FALSE;
+  if (s->head_dim % 2)
+    return fail(error, PX_BACKEND_ERROR_SHAPE, "%s: head_dim=%d is odd", op, s->head_dim);
+  gint64 N = (gint64)s->B * s->T;
+  return need(be, op, "in", a, a->dtype, N, qkv_cols(s), error) &&
+         need(be, op, "out", b, a->dtype, N, qkv_cols(s), error);
+}
+
+gboolean px_op_rope_fwd(PxBackend *be, PxTensor *out, const PxTensor *in, const PxAttnShape *s,
+                        double theta, GError **error) {
+  return rope_check(be, "rope_fwd", in, out, s, error) &&
+         be->ops->rope_fwd(be, out, in, s, theta, error);
+}
+
+gboolean px_op_rope_bwd(PxBackend *be, PxTensor *din, const PxTensor *dout, const PxAttnShape *s,
+                        double theta, GError **error) {
+  if (!rope_check(be, "rope_bwd", dout, din, s, error)) return FALSE;
+  if (din->data == dout->data)
+    return fail(error, PX_BACKEND_ERROR_SHAPE, "rope_bwd: din and dout must not alias");
+  return be->ops->rope_bwd(be, din, dout, s, theta, error);
+}
+
+static gboolean attention_check(PxBackend *be, const char *op, const PxTensor *out,
+                                const PxTensor *att, const PxTensor *qkv, const PxTensor *dqkv,
+                                const PxAttnShape *s, GError **error) {
+  gint64 r, c;
+  if (!attn_shape_check(op, s, error) || !float_matrix(op, "qkv", qkv, &r, &c, error)) return FALSE;
+  PxDType dt = qkv->dtype;
+  gint64 N = (gint64)s->B * s->T;
+  return need(be, op, "qkv", qkv, dt, N, qkv_cols(s), error) &&
+         need(be, op, "out", out, dt, N, (gint64)s->heads * s->head_dim, error) &&
+         need(be, op, "att", att, dt, (gint64)s->B * s->heads * s->T, s->T, error) &&
+         maybe(be, op, "dqkv", dqkv, dt, N, qkv_cols(s), error);
+}
+
+gboolean px_op_attention_fwd(PxBackend *be, PxTensor *out, PxTensor *att, const PxTensor *qkv,
+                             const PxAttnShape *s, GError **error) {
+  return attention_check(be, "attention_fwd", out, att, qkv, NULL, s, error) &&
+         be->ops->attention_fwd(be, out, att, qkv, s, error);
+}
+
+gboolean px_op_attention_bwd(PxBackend *be, PxTensor *dqkv, const PxTensor *dout,
+                             const PxTensor *qkv, const PxTensor *att, const PxAttnShape *s,
+                             GError **error) {
+  if (!dqkv) return fail(error, PX_BACKEND_ERROR_SHAPE, "attention_bwd: dqkv is missing");
+  return attention_check(be, "attention_bwd", dout, att, qkv, dqkv, s, error) &&
+         be->ops->attention_bwd(be, dqkv, dout, qkv, att, s, error);
+}
+
+gboolean px_op_residual_fwd(PxBackend *be, PxTensor *out, const PxTensor *a, const PxTensor *b,
+                            GError **error) {
+  const PxTensor *ts[] = {a, b, out};
+  const char *names[] = {"a", "b", "out"};
+  if (!b || !out) return fail(error, PX_BACKEND_ERROR_SHAPE, "residual_fwd: a tensor is missing");
+  return same_check(be, "residual_fwd", names, ts, 3, error) &&
+         be->ops->residual_fwd(be, out, a, b, error);
+}
+
+gboolean px_op_residual_bwd(PxBackend *be, PxTensor *da, PxTensor *db, const PxTensor *dout,
+                            GError **error) {
+  const PxTensor *ts[] = {dout, da, db};
+  const char *names[] = {"dout", "da", "db"};
+  return same_check(be, "residual_bwd", names, ts, 3, error) &&
+         be->ops->residual_bwd(be, da, db, dout, error);
+}
+
+static gboolean ce_check(PxBackend *be, const char *op, const PxTensor *logits,
+                         const PxTensor *targets, const PxTensor *other, gint64 other_cols,
+                         GError **error) {
+  gint64 N, V;
+  if (!float_matrix(op, "logits", logits, &N, &V, error)) return FALSE;
+  return need(be, op, "logits", logits, logits->dtype, N, V, error) &&
+         need(be, op, "targets", targets, PX_DTYPE_I32, N, 1, error) &&
+         need(be, op, other_cols == 1 ? "losses" : "dlogits", other, logits->dtype, N,
+              other_cols ? other_cols : V, error);
+}
+
+gboolean px_op_cross_entropy_fwd(PxBackend *be, PxTensor *losses, double *mean_loss,
+                                 const PxTensor *logits, const PxTensor *targets, GError **error) {
+  return ce_check(be, "cross_entropy_fwd", logits, targets, losses, 1, error) &&
+         be->ops->cross_entropy_fwd(be, losses, mean_loss, logits, targets, error);
+}
+
+gboolean px_op_cross_entropy_bwd(PxBackend *be, PxTensor *dlogits, const PxTensor *logits,
+                                 const PxTensor *targets, double dloss, GError **error) {
+  return ce_check(be, "cross_entropy_bwd", logits, targets, dlogits, 0, error) &&
+         be->ops->cross_entropy_bwd(be, dlogits, logits, targets, dloss, error);
+}
+
+gboolean px_op_adamw(PxBackend *be, PxTensor *param, const PxTensor *grad, PxTensor *m, PxTensor *v,
+                     const PxAdamW *opt, GError **error) {
+  const PxTensor *ts[] = {param, grad, m, v};
+  const char *names[] = {"param", "grad", "m", "v"};
+  if (!grad || !m || !v || !opt)
+    return fail(error, PX_BACKEND_ERROR_SHAPE, "adamw: a tensor is missing");
+  if (opt->t < 1) return fail(error, PX_BACKEND_ERROR_SHAPE, "adamw: step t=%d, must be >= 1", opt->t);
+  return same_check(be, "adamw", names, ts, 4, error) &&
+         be->ops->adamw(be, param, grad, m, v, opt, error);
+}
+
+gboolean px_op_sum_squares(PxBackend *be, const PxTensor *t, double *out, GError **error) {
+  const PxTensor *ts[] = {t};
+  const char *names[] = {"t"};
+  return same_check(be, "sum_squares", names, ts, 1, error) &&
+         be->ops->sum_squares(be, t, out, error);
+}
+
+gboolean px_op_scale(PxBackend *be, PxTensor *t, double alpha, GError **error) {
+  const PxTensor *ts[] = {t};
+  const char *names[] = {"t"};
+  return same_check(be, "scale", names, ts, 1, error) && be->ops->scale(be, t, alpha, error);
+}

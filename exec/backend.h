@@ -1,0 +1,207 @@
+/* backend.h — device backends (cpu now, cuda later) behind one interface.
+ *
+ * A PxBackend owns device memory: every PxTensor is allocated through it and
+ * counted in one of five categories (weights, gradients, optimizer states,
+ * activations, buffers) with its peak, so that the measured memory can be laid
+ * beside the planner's prediction (common/memory).
+ *
+ * Ops come in forward/backward pairs, each for fp32 and fp64 (the tensors'
+ * dtype picks). Conventions, shared with the model that is built on them:
+ *  - activations are row-major (N, C) with N = B*T rows;
+ *  - linear weights are stored (out, in), as in common/model.h: y = x W^T + b;
+ *  - every backward op ADDS into its gradient outputs (beta = 1), for weights
+ *    and activations alike (llm.c's convention): callers zero gradient
+ *    buffers once, and micro-batches accumulate. A NULL gradient output is
+ *    skipped;
+ *  - shapes and dtypes are checked here, before any kernel runs; a mismatch is
+ *    a PX_BACKEND_ERROR_SHAPE naming the op and the tensor.
+ * Ops are synchronous on the cpu backend; on an asynchronous backend they are
+ * queued in order and px_backend_synchronize() waits for them.
+ */
+#pragma once
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+#define PX_BACKEND_ERROR (px_backend_error_quark())
+GQuark px_backend_error_quark(void);
+typedef enum {
+  PX_BACKEND_ERROR_UNSUPPORTED, /* unknown backend, or not compiled in */
+  PX_BACKEND_ERROR_ALLOC,       /* the device is out of memory */
+  PX_BACKEND_ERROR_SHAPE,       /* tensor shape or dtype does not fit the op */
+  PX_BACKEND_ERROR_DEVICE,      /* a device / library call failed (see PX_CHECK_GEN) */
+} PxBackendError;
+
+typedef enum {
+  PX_DTYPE_F32,
+  PX_DTYPE_F64,
+  PX_DTYPE_I32, /* token ids and targets */
+} PxDType;
+
+typedef enum {
+  PX_MEM_WEIGHTS,
+  PX_MEM_GRADS,
+  PX_MEM_OPTIMIZER,
+  PX_MEM_ACTIVATIONS,
+  PX_MEM_BUFFERS,
+  PX_MEM_N_CATEGORIES,
+} PxMemCategory;
+
+typedef struct _PxBackend PxBackend;
+
+#define PX_TENSOR_MAX_DIMS 4
+
+typedef struct {
+  void *data;            /* device pointer (host memory on the cpu backend) */
+  PxDType dtype;
+  int ndim;              /* 1..4 */
+  gint64 shape[PX_TENSOR_MAX_DIMS];
+  gint64 numel;
+  gsize bytes;
+  PxMemCategory category;
+  char *name;
+  PxBackend *backend;
+  gboolean owns_data;    /* FALSE for views */
+} PxTensor;
+
+/* Bytes in memory per category; peak is the high-water mark since creation or
+ * the last px_backend_mem_reset_peak(). total_peak is the peak of the sum (not
+ * the sum of peaks). */
+typedef struct {
+  gint64 current[PX_MEM_N_CATEGORIES];
+  gint64 peak[PX_MEM_N_CATEGORIES];
+  gint64 total_current;
+  gint64 total_peak;
+} PxMemStats;
+
+/* "cpu" (always) or "cuda" (when built with PX_CUDA). device: the GPU index. */
+PxBackend *px_backend_new(const char *name, int device, GError **error);
+PxBackend *px_backend_cpu_new(void);
+void px_backend_free(PxBackend *be);
+const char *px_backend_name(const PxBackend *be);
+gboolean px_backend_synchronize(PxBackend *be, GError **error);
+void px_backend_mem_stats(PxBackend *be, PxMemStats *out);
+void px_backend_mem_reset_peak(PxBackend *be);
+
+gsize px_dtype_size(PxDType dtype);
+const char *px_dtype_name(PxDType dtype);
+const char *px_mem_category_name(PxMemCategory c);
+
+/* Zero-filled tensor. shape has ndim entries, each ≥ 1. */
+PxTensor *px_tensor_new(PxBackend *be, const char *name, PxDType dtype, PxMemCategory category,
+                        int ndim, const gint64 *shape, GError **error);
+/* A view of numel elements of t from element offset, reshaped (not counted as memory). */
+PxTensor *px_tensor_view(PxTensor *t, const char *name, gint64 offset, int ndim,
+                         const gint64 *shape, GError **error);
+void px_tensor_free(PxTensor *t);
+/* Copy t->bytes between host memory (same dtype) and the tensor. */
+gboolean px_tensor_upload(PxTensor *t, const void *host, GError **error);
+gboolean px_tensor_download(const PxTensor *t, void *host, GError **error);
+gboolean px_tensor_zero(PxTensor *t, GError **error);
+/* Upload / download converting from / to double, whatever the tensor's float dtype. */
+gboolean px_tensor_upload_f64(PxTensor *t, const double *host, GError **error);
+gboolean px_tensor_download_f64(const PxTensor *t, double *host, GError **error);
+
+/* ---- ops. N rows, C/in/out columns. Shapes in trailing comments. ---- */
+
+/* y = x W^T + b.  y (N,out), x (N,in), w (out,in), b (out) or NULL. */
+gboolean px_op_linear_fwd(PxBackend *be, PxTensor *y, const PxTensor *x, const PxTensor *w,
+                          const PxTensor *b, GError **error);
+/* dx += dy W, dw += dy^T x, db += sum_rows dy. Any of dx, dw, db may be NULL. */
+gboolean px_op_linear_bwd(PxBackend *be, PxTensor *dx, PxTensor *dw, PxTensor *db,
+                          const PxTensor *dy, const PxTensor *x, const PxTensor *w, GError **error);
+
+/* out[b*T+t] = wte[tok[b*T+t]] + wpe[t].  out (B*T,C), tokens (B*T) i32, wte (V,C),
+ * wpe (maxT,C) with maxT ≥ T, or NULL (rotary models). A token outside [0,V) is an error
+ * on the cpu backend. */
+gboolean px_op_embedding_fwd(PxBackend *be, PxTensor *out, const PxTensor *tokens,
+                             const PxTensor *wte, const PxTensor *wpe, int B, int T, GError **error);
+gboolean px_op_embedding_bwd(PxBackend *be, PxTensor *dwte, PxTensor *dwpe, const PxTensor *dout,
+                             const PxTensor *tokens, int B, int T, GError **error);
+
+/* LayerNorm over the last dim: out = (x - mean) * rstd * w + b, rstd = 1/sqrt(var + eps)
+ * (biased variance). out, x (N,C); w, b (C) (b may be NULL); mean, rstd (N) saved for bwd. */
+gboolean px_op_layernorm_fwd(PxBackend *be, PxTensor *out, PxTensor *mean, PxTensor *rstd,
+                             const PxTensor *x, const PxTensor *w, const PxTensor *b, double eps,
+                             GError **error);
+gboolean px_op_layernorm_bwd(PxBackend *be, PxTensor *dx, PxTensor *dw, PxTensor *db,
+                             const PxTensor *dout, const PxTensor *x, const PxTensor *w,
+                             const PxTensor *mean, const PxTensor *rstd, GError **error);
+/* RMSNorm: out = x * rstd * w, rstd = 1/sqrt(mean(x^2) + eps). rstd (N) saved. */
+gboolean px_op_rmsnorm_fwd(PxBackend *be, PxTensor *out, PxTensor *rstd, const PxTensor *x,
+                           const PxTensor *w, double eps, GError **error);
+gboolean px_op_rmsnorm_bwd(PxBackend *be, PxTensor *dx, PxTensor *dw, const PxTensor *dout,
+                           const PxTensor *x, const PxTensor *w, const PxTensor *rstd,
+                           GError **error);
+
+/* GELU, tanh approximation (GPT-2): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). */
+gboolean px_op_gelu_fwd(PxBackend *be, PxTensor *out, const PxTensor *x, GError **error);
+gboolean px_op_gelu_bwd(PxBackend *be, PxTensor *dx, const PxTensor *dout, const PxTensor *x,
+                        GError **error);
+/* SwiGLU: out = silu(gate) * up, silu(g) = g / (1 + e^-g).  out, gate, up (N,F). */
+gboolean px_op_swiglu_fwd(PxBackend *be, PxTensor *out, const PxTensor *gate, const PxTensor *up,
+                          GError **error);
+gboolean px_op_swiglu_bwd(PxBackend *be, PxTensor *dgate, PxTensor *dup, const PxTensor *dout,
+                          const PxTensor *gate, const PxTensor *up, GError **error);
+
+/* Attention geometry. qkv rows (B*T, (heads + 2*kv_heads) * head_dim) hold, in
+ * order, the query heads, the key heads and the value heads (GPT-2's c_attn
+ * layout when kv_heads == heads). Query head h reads kv head h / (heads/kv_heads). */
+typedef struct {
+  int B, T, heads, kv_heads, head_dim;
+} PxAttnShape;
+
+/* Rotary embedding (GPT-NeoX / Llama "rotate half" form) on the q and k parts
+ * of qkv, in place allowed (out == in); v is copied. Position t of each
+ * sequence, pairs (i, i + head_dim/2) rotated by t * theta^(-2i/head_dim). */
+gboolean px_op_rope_fwd(PxBackend *be, PxTensor *out, const PxTensor *in, const PxAttnShape *s,
+                        double theta, GError **error);
+/* din += R^T dout on q and k, din += dout on v. din may equal dout only if it was zero. */
+gboolean px_op_rope_bwd(PxBackend *be, PxTensor *din, const PxTensor *dout, const PxAttnShape *s,
+                        double theta, GError **error);
+
+/* Causal softmax attention, scale 1/sqrt(head_dim).  out (B*T, heads*head_dim),
+ * att (B, heads, T, T) the probabilities saved for backward, qkv as above. */
+gboolean px_op_attention_fwd(PxBackend *be, PxTensor *out, PxTensor *att, const PxTensor *qkv,
+                             const PxAttnShape *s, GError **error);
+gboolean px_op_attention_bwd(PxBackend *be, PxTensor *dqkv, const PxTensor *dout,
+                             const PxTensor *qkv, const PxTensor *att, const PxAttnShape *s,
+                             GError **error);
+
+/* out = a + b (out may alias a or b).  da += dout, db += dout. */
+gboolean px_op_residual_fwd(PxBackend *be, PxTensor *out, const PxTensor *a, const PxTensor *b,
+                            GError **error);
+gboolean px_op_residual_bwd(PxBackend *be, PxTensor *da, PxTensor *db, const PxTensor *dout,
+                            GError **error);
+
+/* Fused softmax + cross-entropy over the vocab. logits (N,V), targets (N) i32 in [0,V).
+ * losses (N) per token; *mean_loss (may be NULL) gets their mean (a device→host copy).
+ * Backward recomputes the softmax from logits:
+ *   dlogits += dloss / N * (softmax(logits) - onehot(target)),
+ * dloss = d(objective)/d(mean loss), e.g. 1/M over M accumulated micro-batches. */
+gboolean px_op_cross_entropy_fwd(PxBackend *be, PxTensor *losses, double *mean_loss,
+                                 const PxTensor *logits, const PxTensor *targets, GError **error);
+gboolean px_op_cross_entropy_bwd(PxBackend *be, PxTensor *dlogits, const PxTensor *logits,
+                                 const PxTensor *targets, double dloss, GError **error);
+
+/* AdamW (Loshchilov & Hutter), one step numbered t ≥ 1, with bias correction and
+ * decoupled weight decay: g = grad_scale * grad; m = b1 m + (1-b1) g;
+ * v = b2 v + (1-b2) g^2; p -= lr (m/(1-b1^t) / (sqrt(v/(1-b2^t)) + eps) + wd p).
+ * grad_scale carries global-norm clipping (and loss-scale undo). */
+typedef struct {
+  double lr, beta1, beta2, eps, weight_decay;
+  int t;
+  double grad_scale;
+} PxAdamW;
+gboolean px_op_adamw(PxBackend *be, PxTensor *param, const PxTensor *grad, PxTensor *m, PxTensor *v,
+                     const PxAdamW *opt, GError **error);
+/* *out = sum of squares of t's elements (in double), for the global gradient norm:
+ * the norm over many tensors (and ranks) is sqrt of the sum of these. */
+gboolean px_op_sum_squares(PxBackend *be, const PxTensor *t, double *out, GError **error);
+/* t *= alpha. */
+gboolean px_op_scale(PxBackend *be, PxTensor *t, double alpha, GError **error);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(PxBackend, px_backend_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(PxTensor, px_tensor_free)
+
+G_END_DECLS

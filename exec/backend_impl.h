@@ -1,0 +1,78 @@
+/* backend_impl.h — internal: the table of function pointers a backend fills
+ * (ggml style). The public px_op_*() functions in backend.c check shapes and
+ * dtypes once, then call these with tensors known to fit, so a backend only
+ * writes kernels. Only backend files include this header. */
+#pragma once
+#include "backend.h"
+
+G_BEGIN_DECLS
+
+typedef struct {
+  const char *name;
+  void (*free)(PxBackend *be);
+  /* memory: a zero-filled block of bytes; dealloc of NULL is a no-op */
+  gboolean (*alloc)(PxBackend *be, gsize bytes, void **out, GError **error);
+  void (*dealloc)(PxBackend *be, void *p);
+  gboolean (*upload)(PxBackend *be, void *dst, const void *src, gsize bytes, GError **error);
+  gboolean (*download)(PxBackend *be, void *dst, const void *src, gsize bytes, GError **error);
+  gboolean (*zero)(PxBackend *be, void *p, gsize bytes, GError **error);
+  gboolean (*synchronize)(PxBackend *be, GError **error);
+
+  /* ops: same arguments as the public functions, already validated */
+  gboolean (*linear_fwd)(PxBackend *, PxTensor *y, const PxTensor *x, const PxTensor *w,
+                         const PxTensor *b, GError **);
+  gboolean (*linear_bwd)(PxBackend *, PxTensor *dx, PxTensor *dw, PxTensor *db, const PxTensor *dy,
+                         const PxTensor *x, const PxTensor *w, GError **);
+  gboolean (*embedding_fwd)(PxBackend *, PxTensor *out, const PxTensor *tokens, const PxTensor *wte,
+                            const PxTensor *wpe, int B, int T, GError **);
+  gboolean (*embedding_bwd)(PxBackend *, PxTensor *dwte, PxTensor *dwpe, const PxTensor *dout,
+                            const PxTensor *tokens, int B, int T, GError **);
+  gboolean (*layernorm_fwd)(PxBackend *, PxTensor *out, PxTensor *mean, PxTensor *rstd,
+                            const PxTensor *x, const PxTensor *w, const PxTensor *b, double eps,
+                            GError **);
+  gboolean (*layernorm_bwd)(PxBackend *, PxTensor *dx, PxTensor *dw, PxTensor *db,
+                            const PxTensor *dout, const PxTensor *x, const PxTensor *w,
+                            const PxTensor *mean, const PxTensor *rstd, GError **);
+  gboolean (*rmsnorm_fwd)(PxBackend *, PxTensor *out, PxTensor *rstd, const PxTensor *x,
+                          const PxTensor *w, double eps, GError **);
+  gboolean (*rmsnorm_bwd)(PxBackend *, PxTensor *dx, PxTensor *dw, const PxTensor *dout,
+                          const PxTensor *x, const PxTensor *w, const PxTensor *rstd, GError **);
+  gboolean (*gelu_fwd)(PxBackend *, PxTensor *out, const PxTensor *x, GError **);
+  gboolean (*gelu_bwd)(PxBackend *, PxTensor *dx, const PxTensor *dout, const PxTensor *x, GError **);
+  gboolean (*swiglu_fwd)(PxBackend *, PxTensor *out, const PxTensor *gate, const PxTensor *up,
+                         GError **);
+  gboolean (*swiglu_bwd)(PxBackend *, PxTensor *dgate, PxTensor *dup, const PxTensor *dout,
+                         const PxTensor *gate, const PxTensor *up, GError **);
+  gboolean (*rope_fwd)(PxBackend *, PxTensor *out, const PxTensor *in, const PxAttnShape *s,
+                       double theta, GError **);
+  gboolean (*rope_bwd)(PxBackend *, PxTensor *din, const PxTensor *dout, const PxAttnShape *s,
+                       double theta, GError **);
+  gboolean (*attention_fwd)(PxBackend *, PxTensor *out, PxTensor *att, const PxTensor *qkv,
+                            const PxAttnShape *s, GError **);
+  gboolean (*attention_bwd)(PxBackend *, PxTensor *dqkv, const PxTensor *dout, const PxTensor *qkv,
+                            const PxTensor *att, const PxAttnShape *s, GError **);
+  gboolean (*residual_fwd)(PxBackend *, PxTensor *out, const PxTensor *a, const PxTensor *b,
+                           GError **);
+  gboolean (*residual_bwd)(PxBackend *, PxTensor *da, PxTensor *db, const PxTensor *dout, GError **);
+  gboolean (*cross_entropy_fwd)(PxBackend *, PxTensor *losses, double *mean_loss,
+                                const PxTensor *logits, const PxTensor *targets, GError **);
+  gboolean (*cross_entropy_bwd)(PxBackend *, PxTensor *dlogits, const PxTensor *logits,
+                                const PxTensor *targets, double dloss, GError **);
+  gboolean (*adamw)(PxBackend *, PxTensor *param, const PxTensor *grad, PxTensor *m, PxTensor *v,
+                    const PxAdamW *opt, GError **);
+  gboolean (*sum_squares)(PxBackend *, const PxTensor *t, double *out, GError **);
+  gboolean (*scale)(PxBackend *, PxTensor *t, double alpha, GError **);
+} PxBackendOps;
+
+struct _PxBackend {
+  const PxBackendOps *ops;
+  int device;           /* device index; also named in error messages */
+  GMutex lock;          /* guards mem */
+  PxMemStats mem;
+  void *impl;           /* the backend's own state */
+};
+
+/* Called by a backend's constructor. */
+PxBackend *px_backend_alloc_base(const PxBackendOps *ops, int device, void *impl);
+
+G_END_DECLS

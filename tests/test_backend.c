@@ -1,0 +1,856 @@
+/* test_backend.c — the cpu backend's ops.
+ *  - forward of every op against small hand-computed cases;
+ *  - backward of every op against central finite differences in fp64
+ *    (normalised error ||g - fd|| / ||fd|| < 1e-6), with gradient buffers
+ *    prefilled to check that backward adds (beta = 1);
+ *  - fp32 against fp64 on the same cases (normalised error < 1e-5);
+ *  - one GPT-2 block (embedding, block, final norm, tied head, loss) against
+ *    the numpy float64 dump of tests/ref/gpt_block_ref.py: 1e-10 in fp64,
+ *    1e-5 in fp32, per tensor, normalised;
+ *  - shape errors, memory accounting, the check macro's message. */
+#include <glib.h>
+#include <math.h>
+#include <string.h>
+#include "backend.h"
+#include "check.h"
+#include "model.h" /* px_data_dir */
+
+static PxBackend *be;
+
+#define OK(expr)                                                                                   \
+  do {                                                                                             \
+    GError *E = NULL;                                                                              \
+    gboolean ok_ = (expr);                                                                         \
+    g_assert_no_error(E);                                                                          \
+    g_assert_true(ok_);                                                                            \
+  } while (0)
+
+/* A (rows, cols) tensor of dtype holding host (NULL: zeros). */
+static PxTensor *mk(PxDType dt, const char *name, gint64 rows, gint64 cols, const double *host) {
+  GError *E = NULL;
+  PxTensor *t = px_tensor_new(be, name, dt, PX_MEM_ACTIVATIONS, 2, (gint64[]){rows, cols}, &E);
+  g_assert_no_error(E);
+  if (host) OK(px_tensor_upload_f64(t, host, &E));
+  return t;
+}
+
+static PxTensor *mk_ids(const char *name, gint64 n, const gint32 *ids) {
+  GError *E = NULL;
+  PxTensor *t = px_tensor_new(be, name, PX_DTYPE_I32, PX_MEM_BUFFERS, 1, (gint64[]){n}, &E);
+  g_assert_no_error(E);
+  OK(px_tensor_upload(t, ids, &E));
+  return t;
+}
+
+static void get(const PxTensor *t, double *out) { OK(px_tensor_download_f64(t, out, &E)); }
+
+static double norm_err(const double *a, const double *b, gint64 n) {
+  double num = 0, den = 0;
+  for (gint64 i = 0; i < n; i++) {
+    num += (a[i] - b[i]) * (a[i] - b[i]);
+    den += b[i] * b[i];
+  }
+  return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+static void assert_close(const double *got, const double *expect, gint64 n, double tol) {
+  for (gint64 i = 0; i < n; i++) g_assert_cmpfloat_with_epsilon(got[i], expect[i], tol);
+}
+
+/* ---------------- gradient-check harness ---------------- */
+
+typedef struct {
+  int N, in, out;      /* linear */
+  int B, T, V, C;      /* embedding, norms */
+  PxAttnShape s;       /* attention, rope */
+  double theta;
+  const gint32 *ids;   /* tokens / targets */
+} Dims;
+
+typedef struct Case Case;
+struct Case {
+  const char *name;
+  Dims d;
+  int n_in;
+  gint64 in_n[4];
+  gint64 out_n;
+  void (*fwd)(const Case *c, PxDType dt, double *const *in, double *out);
+  /* grads[k] += d(out . dout)/d(in k); NULL grads[k] are not wanted */
+  void (*bwd)(const Case *c, PxDType dt, double *const *in, const double *dout, double **grads);
+};
+
+static double dot(const double *a, const double *b, gint64 n) {
+  double s = 0;
+  for (gint64 i = 0; i < n; i++) s += a[i] * b[i];
+  return s;
+}
+
+static void check_case(const Case *c) {
+  g_autoptr(GRand) rng = g_rand_new_with_seed(1234);
+  double *in[4] = {0}, *g64[4] = {0}, *g32[4] = {0}, *fd[4] = {0};
+  for (int k = 0; k < c->n_in; k++) {
+    in[k] = g_new(double, c->in_n[k]);
+    g64[k] = g_new(double, c->in_n[k]);
+    g32[k] = g_new(double, c->in_n[k]);
+    fd[k] = g_new(double, c->in_n[k]);
+    for (gint64 i = 0; i < c->in_n[k]; i++) {
+      in[k][i] = g_rand_double_range(rng, -1.5, 1.5);
+      g64[k][i] = g32[k][i] = 0.5; /* backward must add to this */
+    }
+  }
+  g_autofree double *r = g_new(double, c->out_n);
+  g_autofree double *out = g_new(double, c->out_n);
+  g_autofree double *out32 = g_new(double, c->out_n);
+  for (gint64 i = 0; i < c->out_n; i++) r[i] = g_rand_double_range(rng, -1, 1);
+
+  c->bwd(c, PX_DTYPE_F64, in, r, g64);
+  c->bwd(c, PX_DTYPE_F32, in, r, g32);
+  const double h = 1e-5;
+  for (int k = 0; k < c->n_in; k++)
+    for (gint64 i = 0; i < c->in_n[k]; i++) {
+      double old = in[k][i];
+      in[k][i] = old + h;
+      c->fwd(c, PX_DTYPE_F64, in, out);
+      double lp = dot(out, r, c->out_n);
+      in[k][i] = old - h;
+      c->fwd(c, PX_DTYPE_F64, in, out);
+      double lm = dot(out, r, c->out_n);
+      in[k][i] = old;
+      fd[k][i] = (lp - lm) / (2 * h);
+      g64[k][i] -= 0.5;
+      g32[k][i] -= 0.5;
+    }
+  c->fwd(c, PX_DTYPE_F64, in, out);
+  c->fwd(c, PX_DTYPE_F32, in, out32);
+  double e32 = norm_err(out32, out, c->out_n);
+  if (g_test_verbose()) g_test_message("%s: fp32 forward err %.2e", c->name, e32);
+  g_assert_cmpfloat(e32, <, 1e-5);
+  for (int k = 0; k < c->n_in; k++) {
+    double e = norm_err(g64[k], fd[k], c->in_n[k]), eg = norm_err(g32[k], g64[k], c->in_n[k]);
+    if (g_test_verbose())
+      g_test_message("%s: input %d: fp64 vs finite differences %.2e, fp32 vs fp64 %.2e", c->name,
+                     k, e, eg);
+    g_assert_cmpfloat(e, <, 1e-6);
+    g_assert_cmpfloat(eg, <, 1e-5);
+    g_free(in[k]);
+    g_free(g64[k]);
+    g_free(g32[k]);
+    g_free(fd[k]);
+  }
+}
+
+/* Download a gradient tensor into grads[k] if wanted. */
+static void take(double **grads, int k, PxTensor *t) {
+  if (grads[k]) get(t, grads[k]);
+}
+
+/* A gradient tensor prefilled from grads[k], or NULL when not wanted. */
+static PxTensor *gradt(PxDType dt, double **grads, int k, gint64 rows, gint64 cols) {
+  return grads[k] ? mk(dt, "grad", rows, cols, grads[k]) : NULL;
+}
+
+/* ---- linear ---- */
+static void lin_fwd(const Case *c, PxDType dt, double *const *in, double *out) {
+  const Dims *d = &c->d;
+  g_autoptr(PxTensor) x = mk(dt, "x", d->N, d->in, in[0]);
+  g_autoptr(PxTensor) w = mk(dt, "w", d->out, d->in, in[1]);
+  g_autoptr(PxTensor) b = mk(dt, "b", 1, d->out, in[2]);
+  g_autoptr(PxTensor) y = mk(dt, "y", d->N, d->out, NULL);
+  OK(px_op_linear_fwd(be, y, x, w, b, &E));
+  get(y, out);
+}
+static void lin_bwd(const Case *c, PxDType dt, double *const *in, const double *dout, double **gr) {
+  const Dims *d = &c->d;
+  g_autoptr(PxTensor) x = mk(dt, "x", d->N, d->in, in[0]);
+  g_autoptr(PxTensor) w = mk(dt, "w", d->out, d->in, in[1]);
+  g_autoptr(PxTensor) dy = mk(dt, "dy", d->N, d->out, dout);
+  g_autoptr(PxTensor) dx = gradt(dt, gr, 0, d->N, d->in);
+  g_autoptr(PxTensor) dw = gradt(dt, gr, 1, d->out, d->in);
+  g_autoptr(PxTensor) db = gradt(dt, gr, 2, 1, d->out);
+  OK(px_op_linear_bwd(be, dx, dw, db, dy, x, w, &E));
+  take(gr, 0, dx);
+  take(gr, 1, dw);
+  take(gr, 2, db);
+}
+
+/* ---- embedding: inputs wte (V,C), wpe (T,C) ---- */
+static void emb_fwd(const Case *c, PxDType dt, double *const *in, double *out) {
+  const Dims *d = &c->d;
+  g_autoptr(PxTensor) tok = mk_ids("tokens", (gint64)d->B * d->T, d->ids);
+  g_autoptr(PxTensor) wte = mk(dt, "wte", d->V, d->C, in[0]);
+  g_autoptr(PxTensor) wpe = mk(dt, "wpe", d->T, d->C, in[1]);
+  g_autoptr(PxTensor) o = mk(dt, "out", (gint64)d->B * d->T, d->C, NULL);
+  OK(px_op_embedding_fwd(be, o, tok, wte, wpe, d->B, d->T, &E));
+  get(o, out);
+}
+static void emb_bwd(const Case *c, PxDType dt, double *const *in, const double *dout, double **gr) {
+  (void)in;
+  const Dims *d = &c->d;
+  g_autoptr(PxTensor) tok = mk_ids("tokens", (gint64)d->B * d->T, d->ids);
+  g_autoptr(PxTensor) dwte = gradt(dt, gr, 0, d->V, d->C);
+  g_autoptr(PxTensor) dwpe = gradt(dt, gr, 1, d->T, d->C);
+  g_autoptr(PxTensor) dy = mk(dt, "dout", (gint64)d->B * d->T, d->C, dout);
+  OK(px_op_embedding_bwd(be, dwte, dwpe, dy, tok, d->B, d->T, &E));
+  take(gr, 0, dwte);
+  take(gr, 1, dwpe);
+}
+
+/* ---- layernorm: x (N,C), w, b ---- */
+static void ln_fwd(const Case *c, PxDType dt, double *const *in, double *out) {
+  const Dims *d = &c->d;
+  g_autoptr(PxTensor) x = mk(dt, "x", d->N, d->C, in[0]);
+  g_autoptr(PxTensor) w = mk(dt, "w", 1, d->C, in[1]);
+  g_autoptr(PxTensor) b = mk(dt, "b", 1, d->C, in[2]);
+  g_autoptr(PxTensor) m = mk(dt, "mean", d->N, 1, NULL);
+  g_autoptr(PxTensor) r = mk(dt, "rstd", d->N, 1, NULL);
+  g_autoptr(PxTensor) y = mk(dt, "y", d->N, d->C, NULL);
+  OK(px_op_layernorm_fwd(be, y, m, r, x, w, b, 1e-5, &E));
+  get(y, out);
+}
+static void ln_bwd(const Case *c, PxDType dt, double *const *in, const double *dout, double **gr) {
+  const Dims *d = &c->d;
+  g_autoptr(PxTensor) x = mk(dt, "x", d->N, d->C, in[0]);
+  g_autoptr(PxTensor) w = mk(dt, "w", 1, d->C, in[1]);
+  g_autoptr(PxTensor) b = mk(dt, "b", 1, d->C, in[2]);
+  g_autoptr(PxTensor) m = mk(dt, "mean", d->N, 1, NULL);
+  g_autoptr(PxTensor) r = mk(dt, "rstd", d->N, 1, NULL);
+  g_autoptr(PxTensor) y = mk(dt, "y", d->N, d->C, NULL);
+  OK(px_op_layernorm_fwd(be, y, m, r, x, w, b, 1e-5, &E));
+  g_autoptr(PxTensor) dy = mk(dt, "dy", d->N, d->C, dout);
+  g_autoptr(PxTensor) dx = gradt(dt, gr, 0, d->N, d->C);
+  g_autoptr(PxTensor) dw = gradt(dt, gr, 1, 1, d->C);
+  g_autoptr(PxTensor) db = gradt(dt, gr, 2, 1, d->C);
+  OK(px_op_layernorm_bwd(be, dx, dw, db, dy, x, w, m, r, &E));
+  take(gr, 0, dx);
+  take(gr, 1, dw);
+  take(gr, 2, db);
+}
+
+/* ---- rmsnorm: x, w ---- */
+static void rms_fwd(const Case *c, PxDType dt, double *const *in, double *out) {
+  const Dims *d = &c->d;
+  g_autoptr(PxTensor) x = mk(dt, "x", d->N, d->C, in[0]);
+  g_autoptr(PxTensor) w = mk(dt, "w", 1, d->C, in[1]);
+  g_autoptr(PxTensor) r = mk(dt, "rstd", d->N, 1, NULL);
+  g_autoptr(PxTensor) y = mk(dt, "y", d->N, d->C, NULL);
+  OK(px_op_rmsnorm_fwd(be, y, r, x, w, 1e-6, &E));
+  get(y, out);
+}
+static void rms_bwd(const Case *c, PxDType dt, double *const *in, const double *dout, double **gr) {
+  const Dims *d = &c->d;
+  g_autoptr(PxTensor) x = mk(dt, "x", d->N, d->C, in[0]);
+  g_autoptr(PxTensor) w = mk(dt, "w", 1, d->C, in[1]);
+  g_autoptr(PxTensor) r = mk(dt, "rstd", d->N, 1, NULL);
+  g_autoptr(PxTensor) y = mk(dt, "y", d->N, d->C, NULL);
+  OK(px_op_rmsnorm_fwd(be, y, r, x, w, 1e-6, &E));
+  g_autoptr(PxTensor) dy = mk(dt, "dy", d->N, d->C, dout);
+  g_autoptr(PxTensor) dx = gradt(dt, gr, 0, d->N, d->C);
+  g_autoptr(PxTensor) dw = gradt(dt, gr, 1, 1, d->C);
+  OK(px_op_rmsnorm_bwd(be, dx, dw, dy, x, w, r, &E));
+  take(gr, 0, dx);
+  take(gr, 1, dw);
+}
+
+/* ---- gelu: x ---- */
+static void gelu_fwd(const Case *c, PxDType dt, double *const *in, double *out) {
+  g_autoptr(PxTensor) x = mk(dt, "x", c->d.N, c->d.C, in[0]);
+  g_autoptr(PxTensor) y = mk(dt, "y", c->d.N, c->d.C, NULL);
+  OK(px_op_gelu_fwd(be, y, x, &E));
+  get(y, out);
+}
+static void gelu_bwd(const Case *c, PxDType dt, double *const *in, const double *dout, double **gr) {
+  g_autoptr(PxTensor) x = mk(dt, "x", c->d.N, c->d.C, in[0]);
+  g_autoptr(PxTensor) dy = mk(dt, "dy", c->d.N, c->d.C, dout);
+  g_autoptr(PxTensor) dx = gradt(dt, gr, 0, c->d.N, c->d.C);
+  OK(px_op_gelu_bwd(be, dx, dy, x, &E));
+  take(gr, 0, dx);
+}
+
+/* ---- swiglu: gate, up ---- */
+static void swiglu_fwd(const Case *c, PxDType dt, double *const *in, double *out) {
+  g_autoptr(PxTensor) g = mk(dt, "gate", c->d.N, c->d.C, in[0]);
+  g_autoptr(PxTensor) u = mk(dt, "up", c->d.N, c->d.C, in[1]);
+  g_autoptr(PxTensor) y = mk(dt, "y", c->d.N, c->d.C, NULL);
+  OK(px_op_swiglu_fwd(be, y, g, u, &E));
+  get(y, out);
+}
+static void swiglu_bwd(const Case *c, PxDType dt, double *const *in, const double *dout,
+                       double **gr) {
+  g_autoptr(PxTensor) g = mk(dt, "gate", c->d.N, c->d.C, in[0]);
+  g_autoptr(PxTensor) u = mk(dt, "up", c->d.N, c->d.C, in[1]);
+  g_autoptr(PxTensor) dy = mk(dt, "dy", c->d.N, c->d.C, dout);
+  g_autoptr(PxTensor) dg = gradt(dt, gr, 0, c->d.N, c->d.C);
+  g_autoptr(PxTensor) du = gradt(dt, gr, 1, c->d.N, c->d.C);
+  OK(px_op_swiglu_bwd(be, dg, du, dy, g, u, &E));
+  take(gr, 0, dg);
+  take(gr, 1, du);
+}
+
+static gint64 qkv_w(const PxAttnShape *s) { return (gint64)(s->heads + 2 * s->kv_heads) * s->head_dim; }
+
+/* ---- rope: qkv ---- */
+static void rope_fwd(const Case *c, PxDType dt, double *const *in, double *out) {
+  const PxAttnShape *s = &c->d.s;
+  g_autoptr(PxTensor) x = mk(dt, "qkv", (gint64)s->B * s->T, qkv_w(s), in[0]);
+  OK(px_op_rope_fwd(be, x, x, s, c->d.theta, &E)); /* in place */
+  get(x, out);
+}
+static void rope_bwd(const Case *c, PxDType dt, double *const *in, const double *dout, double **gr) {
+  (void)in;
+  const PxAttnShape *s = &c->d.s;
+  g_autoptr(PxTensor) dy = mk(dt, "dy", (gint64)s->B * s->T, qkv_w(s), dout);
+  g_autoptr(PxTensor) dx = gradt(dt, gr, 0, (gint64)s->B * s->T, qkv_w(s));
+  OK(px_op_rope_bwd(be, dx, dy, s, c->d.theta, &E));
+  take(gr, 0, dx);
+}
+
+/* ---- attention: qkv ---- */
+static void att_fwd(const Case *c, PxDType dt, double *const *in, double *out) {
+  const PxAttnShape *s = &c->d.s;
+  gint64 N = (gint64)s->B * s->T;
+  g_autoptr(PxTensor) qkv = mk(dt, "qkv", N, qkv_w(s), in[0]);
+  g_autoptr(PxTensor) att = mk(dt, "att", (gint64)s->B * s->heads * s->T, s->T, NULL);
+  g_autoptr(PxTensor) y = mk(dt, "y", N, (gint64)s->heads * s->head_dim, NULL);
+  OK(px_op_attention_fwd(be, y, att, qkv, s, &E));
+  get(y, out);
+}
+static void att_bwd(const Case *c, PxDType dt, double *const *in, const double *dout, double **gr) {
+  const PxAttnShape *s = &c->d.s;
+  gint64 N = (gint64)s->B * s->T;
+  g_autoptr(PxTensor) qkv = mk(dt, "qkv", N, qkv_w(s), in[0]);
+  g_autoptr(PxTensor) att = mk(dt, "att", (gint64)s->B * s->heads * s->T, s->T, NULL);
+  g_autoptr(PxTensor) y = mk(dt, "y", N, (gint64)s->heads * s->head_dim, NULL);
+  OK(px_op_attention_fwd(be, y, att, qkv, s, &E));
+  g_autoptr(PxTensor) dy = mk(dt, "dy", N, (gint64)s->heads * s->head_dim, dout);
+  g_autoptr(PxTensor) dqkv = gradt(dt, gr, 0, N, qkv_w(s));
+  OK(px_op_attention_bwd(be, dqkv, dy, qkv, att, s, &E));
+  take(gr, 0, dqkv);
+}
+
+/* ---- residual: a, b ---- */
+static void res_fwd(const Case *c, PxDType dt, double *const *in, double *out) {
+  g_autoptr(PxTensor) a = mk(dt, "a", c->d.N, c->d.C, in[0]);
+  g_autoptr(PxTensor) b = mk(dt, "b", c->d.N, c->d.C, in[1]);
+  OK(px_op_residual_fwd(be, a, a, b, &E)); /* in place, as the residual stream */
+  get(a, out);
+}
+static void res_bwd(const Case *c, PxDType dt, double *const *in, const double *dout, double **gr) {
+  (void)in;
+  g_autoptr(PxTensor) dy = mk(dt, "dy", c->d.N, c->d.C, dout);
+  g_autoptr(PxTensor) da = gradt(dt, gr, 0, c->d.N, c->d.C);
+  g_autoptr(PxTensor) db = gradt(dt, gr, 1, c->d.N, c->d.C);
+  OK(px_op_residual_bwd(be, da, db, dy, &E));
+  take(gr, 0, da);
+  take(gr, 1, db);
+}
+
+/* ---- cross-entropy: logits; out = the mean loss (1 element) ---- */
+static void ce_fwd(const Case *c, PxDType dt, double *const *in, double *out) {
+  g_autoptr(PxTensor) lg = mk(dt, "logits", c->d.N, c->d.V, in[0]);
+  g_autoptr(PxTensor) tg = mk_ids("targets", c->d.N, c->d.ids);
+  g_autoptr(PxTensor) losses = mk(dt, "losses", c->d.N, 1, NULL);
+  OK(px_op_cross_entropy_fwd(be, losses, out, lg, tg, &E));
+}
+static void ce_bwd(const Case *c, PxDType dt, double *const *in, const double *dout, double **gr) {
+  g_autoptr(PxTensor) lg = mk(dt, "logits", c->d.N, c->d.V, in[0]);
+  g_autoptr(PxTensor) tg = mk_ids("targets", c->d.N, c->d.ids);
+  g_autoptr(PxTensor) dl = gradt(dt, gr, 0, c->d.N, c->d.V);
+  OK(px_op_cross_entropy_bwd(be, dl, lg, tg, dout[0], &E));
+  take(gr, 0, dl);
+}
+
+static const gint32 ids6[6] = {3, 0, 3, 4, 1, 3};
+
+static void test_grad_linear(void) {
+  Case c = {"linear", .d = {.N = 3, .in = 4, .out = 5}, 3, {12, 20, 5}, 15, lin_fwd, lin_bwd};
+  check_case(&c);
+}
+static void test_grad_embedding(void) {
+  Case c = {"embedding", .d = {.B = 2, .T = 3, .V = 5, .C = 4, .ids = ids6}, 2, {20, 12}, 24,
+            emb_fwd, emb_bwd};
+  check_case(&c);
+}
+static void test_grad_layernorm(void) {
+  Case c = {"layernorm", .d = {.N = 3, .C = 6}, 3, {18, 6, 6}, 18, ln_fwd, ln_bwd};
+  check_case(&c);
+}
+static void test_grad_rmsnorm(void) {
+  Case c = {"rmsnorm", .d = {.N = 3, .C = 6}, 2, {18, 6}, 18, rms_fwd, rms_bwd};
+  check_case(&c);
+}
+static void test_grad_gelu(void) {
+  Case c = {"gelu", .d = {.N = 4, .C = 5}, 1, {20}, 20, gelu_fwd, gelu_bwd};
+  check_case(&c);
+}
+static void test_grad_swiglu(void) {
+  Case c = {"swiglu", .d = {.N = 4, .C = 5}, 2, {20, 20}, 20, swiglu_fwd, swiglu_bwd};
+  check_case(&c);
+}
+static void test_grad_rope(void) {
+  PxAttnShape s = {.B = 2, .T = 3, .heads = 2, .kv_heads = 1, .head_dim = 4};
+  Case c = {"rope", .d = {.s = s, .theta = 10000}, 1, {2 * 3 * 16}, 2 * 3 * 16, rope_fwd, rope_bwd};
+  check_case(&c);
+}
+static void test_grad_attention_mha(void) {
+  PxAttnShape s = {.B = 2, .T = 4, .heads = 2, .kv_heads = 2, .head_dim = 3};
+  Case c = {"attention-mha", .d = {.s = s}, 1, {8 * 18}, 8 * 6, att_fwd, att_bwd};
+  check_case(&c);
+}
+static void test_grad_attention_gqa(void) {
+  PxAttnShape s = {.B = 2, .T = 5, .heads = 4, .kv_heads = 2, .head_dim = 3};
+  Case c = {"attention-gqa", .d = {.s = s}, 1, {10 * 24}, 10 * 12, att_fwd, att_bwd};
+  check_case(&c);
+}
+static void test_grad_residual(void) {
+  Case c = {"residual", .d = {.N = 3, .C = 4}, 2, {12, 12}, 12, res_fwd, res_bwd};
+  check_case(&c);
+}
+static void test_grad_cross_entropy(void) {
+  Case c = {"cross-entropy", .d = {.N = 6, .V = 5, .ids = ids6}, 1, {30}, 1, ce_fwd, ce_bwd};
+  check_case(&c);
+}
+
+/* ---------------- forward against hand-computed values ---------------- */
+
+static void test_fwd_linear(void) {
+  /* x = [1 2], W = [[1 0] [0 1] [1 1]], b = [.5 0 -1] -> y = [1.5 2 2] */
+  const double x[2] = {1, 2}, w[6] = {1, 0, 0, 1, 1, 1}, b[3] = {0.5, 0, -1}, e[3] = {1.5, 2, 2};
+  for (PxDType dt = PX_DTYPE_F32; dt <= PX_DTYPE_F64; dt++) {
+    g_autoptr(PxTensor) tx = mk(dt, "x", 1, 2, x);
+    g_autoptr(PxTensor) tw = mk(dt, "w", 3, 2, w);
+    g_autoptr(PxTensor) tb = mk(dt, "b", 1, 3, b);
+    g_autoptr(PxTensor) ty = mk(dt, "y", 1, 3, NULL);
+    OK(px_op_linear_fwd(be, ty, tx, tw, tb, &E));
+    double y[3];
+    get(ty, y);
+    assert_close(y, e, 3, 1e-6);
+  }
+}
+
+static void test_fwd_layernorm(void) {
+  /* [1 2 3 4]: mean 2.5, var 1.25 -> (x - 2.5)/sqrt(1.25); with w = 2, b = 1: 2 n + 1 */
+  const double x[4] = {1, 2, 3, 4}, w[4] = {2, 2, 2, 2}, b[4] = {1, 1, 1, 1};
+  const double s = sqrt(1.25), e[4] = {1 - 3 / s, 1 - 1 / s, 1 + 1 / s, 1 + 3 / s};
+  for (PxDType dt = PX_DTYPE_F32; dt <= PX_DTYPE_F64; dt++) {
+    g_autoptr(PxTensor) tx = mk(dt, "x", 1, 4, x);
+    g_autoptr(PxTensor) tw = mk(dt, "w", 1, 4, w);
+    g_autoptr(PxTensor) tb = mk(dt, "b", 1, 4, b);
+    g_autoptr(PxTensor) tm = mk(dt, "mean", 1, 1, NULL);
+    g_autoptr(PxTensor) tr = mk(dt, "rstd", 1, 1, NULL);
+    g_autoptr(PxTensor) ty = mk(dt, "y", 1, 4, NULL);
+    OK(px_op_layernorm_fwd(be, ty, tm, tr, tx, tw, tb, 0.0, &E));
+    double y[4], m, r;
+    get(ty, y);
+    get(tm, &m);
+    get(tr, &r);
+    assert_close(y, e, 4, 1e-6);
+    g_assert_cmpfloat_with_epsilon(m, 2.5, 1e-7);
+    g_assert_cmpfloat_with_epsilon(r, 1 / s, 1e-7);
+  }
+}
+
+static void test_fwd_rmsnorm(void) {
+  /* [1 2 3 4]: mean square 7.5 -> x / sqrt(7.5) */
+  const double x[4] = {1, 2, 3, 4}, w[4] = {1, 1, 1, 1};
+  double e[4];
+  for (int i = 0; i < 4; i++) e[i] = x[i] / sqrt(7.5);
+  g_autoptr(PxTensor) tx = mk(PX_DTYPE_F64, "x", 1, 4, x);
+  g_autoptr(PxTensor) tw = mk(PX_DTYPE_F64, "w", 1, 4, w);
+  g_autoptr(PxTensor) tr = mk(PX_DTYPE_F64, "rstd", 1, 1, NULL);
+  g_autoptr(PxTensor) ty = mk(PX_DTYPE_F64, "y", 1, 4, NULL);
+  OK(px_op_rmsnorm_fwd(be, ty, tr, tx, tw, 0.0, &E));
+  double y[4];
+  get(ty, y);
+  assert_close(y, e, 4, 1e-12);
+}
+
+static void test_fwd_gelu(void) {
+  /* GELU-tanh at -3, -1, 0, 1, 2 (numpy float64 of the formula) */
+  const double x[5] = {-3, -1, 0, 1, 2};
+  const double e[5] = {-0.0036373920817729943, -0.1588080093917233, 0, 0.8411919906082768,
+                       1.954597694087775};
+  for (PxDType dt = PX_DTYPE_F32; dt <= PX_DTYPE_F64; dt++) {
+    g_autoptr(PxTensor) tx = mk(dt, "x", 1, 5, x);
+    g_autoptr(PxTensor) ty = mk(dt, "y", 1, 5, NULL);
+    OK(px_op_gelu_fwd(be, ty, tx, &E));
+    double y[5];
+    get(ty, y);
+    assert_close(y, e, 5, dt == PX_DTYPE_F64 ? 1e-15 : 1e-7);
+  }
+}
+
+static void test_fwd_swiglu(void) {
+  /* silu(0) * 5 = 0; silu(1) * 2 = 2 / (1 + e^-1) */
+  const double g[2] = {0, 1}, u[2] = {5, 2}, e[2] = {0, 1.4621171572600098};
+  g_autoptr(PxTensor) tg = mk(PX_DTYPE_F64, "g", 1, 2, g);
+  g_autoptr(PxTensor) tu = mk(PX_DTYPE_F64, "u", 1, 2, u);
+  g_autoptr(PxTensor) ty = mk(PX_DTYPE_F64, "y", 1, 2, NULL);
+  OK(px_op_swiglu_fwd(be, ty, tg, tu, &E));
+  double y[2];
+  get(ty, y);
+  assert_close(y, e, 2, 1e-15);
+}
+
+static void test_fwd_cross_entropy(void) {
+  /* logits [1 2 3], target 2: log(e + e^2 + e^3) - 3; logits [0 0 0 0]: log 4 */
+  const double lg[8] = {1, 2, 3, -50, 0, 0, 0, 0};
+  const gint32 tg[2] = {2, 1};
+  g_autoptr(PxTensor) tl = mk(PX_DTYPE_F64, "logits", 2, 4, lg);
+  g_autoptr(PxTensor) tt = mk_ids("targets", 2, tg);
+  g_autoptr(PxTensor) losses = mk(PX_DTYPE_F64, "losses", 2, 1, NULL);
+  double mean, l[2];
+  OK(px_op_cross_entropy_fwd(be, losses, &mean, tl, tt, &E));
+  get(losses, l);
+  /* the -50 logit adds e^-50 to the first sum: below double resolution of 0.4076 */
+  g_assert_cmpfloat_with_epsilon(l[0], 0.40760596444438013, 1e-15);
+  g_assert_cmpfloat_with_epsilon(l[1], log(4.0), 1e-15);
+  g_assert_cmpfloat_with_epsilon(mean, (0.40760596444438013 + log(4.0)) / 2, 1e-15);
+  /* dlogits = (softmax - onehot) / N for dloss = 1 */
+  g_autoptr(PxTensor) dl = mk(PX_DTYPE_F64, "dlogits", 2, 4, NULL);
+  OK(px_op_cross_entropy_bwd(be, dl, tl, tt, 1.0, &E));
+  double d[8];
+  get(dl, d);
+  const double e[8] = {0.09003057317038046 / 2, 0.24472847105479764 / 2,
+                       (0.6652409557748219 - 1) / 2, 0, 0.125, (0.25 - 1) / 2, 0.125, 0.125};
+  assert_close(d, e, 8, 1e-15);
+}
+
+static void test_fwd_attention(void) {
+  /* one head, head_dim 1 (scale 1): t0 q=1 k=1 v=2 ; t1 q=1 k=2 v=4.
+   * out0 = v0 = 2 (causal); out1 = (e^1 * 2 + e^2 * 4) / (e^1 + e^2) */
+  PxAttnShape s = {.B = 1, .T = 2, .heads = 1, .kv_heads = 1, .head_dim = 1};
+  const double qkv[6] = {1, 1, 2, 1, 2, 4};
+  g_autoptr(PxTensor) tq = mk(PX_DTYPE_F64, "qkv", 2, 3, qkv);
+  g_autoptr(PxTensor) ta = mk(PX_DTYPE_F64, "att", 2, 2, NULL);
+  g_autoptr(PxTensor) ty = mk(PX_DTYPE_F64, "y", 2, 1, NULL);
+  OK(px_op_attention_fwd(be, ty, ta, tq, &s, &E));
+  double y[2], a[4];
+  get(ty, y);
+  get(ta, a);
+  g_assert_cmpfloat_with_epsilon(y[0], 2, 1e-15);
+  g_assert_cmpfloat_with_epsilon(y[1], 3.4621171572600096, 1e-14);
+  const double ea[4] = {1, 0, 1 / (1 + M_E), M_E / (1 + M_E)};
+  assert_close(a, ea, 4, 1e-15);
+}
+
+static void test_fwd_rope(void) {
+  /* head_dim 2, one q and one k head: position 0 unchanged, position 1 rotated
+   * by 1 radian: (1, 0) -> (cos 1, sin 1); v copied. */
+  PxAttnShape s = {.B = 1, .T = 2, .heads = 1, .kv_heads = 1, .head_dim = 2};
+  const double in[12] = {1, 0, 0, 1, 7, 8, 1, 0, 0, 1, 7, 8};
+  const double e[12] = {1, 0, 0, 1, 7, 8, cos(1), sin(1), -sin(1), cos(1), 7, 8};
+  g_autoptr(PxTensor) ti = mk(PX_DTYPE_F64, "in", 2, 6, in);
+  g_autoptr(PxTensor) to = mk(PX_DTYPE_F64, "out", 2, 6, NULL);
+  OK(px_op_rope_fwd(be, to, ti, &s, 10000, &E));
+  double o[12];
+  get(to, o);
+  assert_close(o, e, 12, 1e-15);
+}
+
+static void test_fwd_embedding(void) {
+  /* wte rows [10 11] [20 21] [30 31], wpe rows [1 2] [3 4]; tokens 2 0 */
+  const double wte[6] = {10, 11, 20, 21, 30, 31}, wpe[4] = {1, 2, 3, 4};
+  const gint32 tok[2] = {2, 0};
+  g_autoptr(PxTensor) te = mk(PX_DTYPE_F32, "wte", 3, 2, wte);
+  g_autoptr(PxTensor) tp = mk(PX_DTYPE_F32, "wpe", 2, 2, wpe);
+  g_autoptr(PxTensor) tt = mk_ids("tokens", 2, tok);
+  g_autoptr(PxTensor) to = mk(PX_DTYPE_F32, "out", 2, 2, NULL);
+  OK(px_op_embedding_fwd(be, to, tt, te, tp, 1, 2, &E));
+  double o[4];
+  get(to, o);
+  const double e[4] = {31, 33, 13, 15};
+  assert_close(o, e, 4, 1e-12);
+}
+
+static void test_adamw(void) {
+  /* p = 1, grads 0.5 then -0.25, lr 0.1, betas 0.9/0.999, eps 1e-8, wd 0.01:
+   * step 1: m = .05, v = .00025, mhat/sqrt(vhat) = .5/.5 -> p = 1 - .1 (1 + .01) (+ eps effect);
+   * values from the formula in float64. */
+  for (PxDType dt = PX_DTYPE_F32; dt <= PX_DTYPE_F64; dt++) {
+    const double one = 1, g1 = 0.5, g2 = -0.25;
+    g_autoptr(PxTensor) p = mk(dt, "p", 1, 1, &one);
+    g_autoptr(PxTensor) g = mk(dt, "g", 1, 1, &g1);
+    g_autoptr(PxTensor) m = mk(dt, "m", 1, 1, NULL);
+    g_autoptr(PxTensor) v = mk(dt, "v", 1, 1, NULL);
+    PxAdamW opt = {.lr = 0.1, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.01,
+                   .t = 1, .grad_scale = 1};
+    OK(px_op_adamw(be, p, g, m, v, &opt, &E));
+    double x;
+    get(p, &x);
+    double tol = dt == PX_DTYPE_F64 ? 1e-15 : 1e-7;
+    g_assert_cmpfloat_with_epsilon(x, 0.8990000019999999, tol);
+    /* step 2 with grad -0.5 scaled by 0.5 (as clipping would) */
+    const double g2x2 = 2 * g2;
+    OK(px_tensor_upload_f64(g, &g2x2, &E));
+    opt.t = 2;
+    opt.grad_scale = 0.5;
+    OK(px_op_adamw(be, p, g, m, v, &opt, &E));
+    get(p, &x);
+    g_assert_cmpfloat_with_epsilon(x, 0.8714672987058463, tol);
+    get(m, &x);
+    g_assert_cmpfloat_with_epsilon(x, 0.02, tol);
+    get(v, &x);
+    g_assert_cmpfloat_with_epsilon(x, 0.00031225, tol * 1e-3);
+  }
+}
+
+static void test_sum_squares_scale(void) {
+  const double x[3] = {1, -2, 3};
+  g_autoptr(PxTensor) t = mk(PX_DTYPE_F32, "x", 1, 3, x);
+  double ss;
+  OK(px_op_sum_squares(be, t, &ss, &E));
+  g_assert_cmpfloat(ss, ==, 14);
+  OK(px_op_scale(be, t, 0.5, &E));
+  OK(px_op_sum_squares(be, t, &ss, &E));
+  g_assert_cmpfloat(ss, ==, 3.5);
+}
+
+/* ---------------- errors, memory, check macro ---------------- */
+
+static void test_shape_error(void) {
+  g_autoptr(PxTensor) x = mk(PX_DTYPE_F32, "h.0.ln1.out", 4, 8, NULL);
+  g_autoptr(PxTensor) w = mk(PX_DTYPE_F32, "h.0.attn.qkv.weight", 24, 7, NULL);
+  g_autoptr(PxTensor) y = mk(PX_DTYPE_F32, "qkv", 4, 24, NULL);
+  g_autoptr(PxTensor) w64 = mk(PX_DTYPE_F64, "w64", 24, 8, NULL);
+  g_autoptr(GError) error = NULL;
+  g_assert_false(px_op_linear_fwd(be, y, x, w, NULL, &error));
+  g_assert_error(error, PX_BACKEND_ERROR, PX_BACKEND_ERROR_SHAPE);
+  g_assert_cmpstr(error->message, ==,
+                  "linear_fwd: x (h.0.ln1.out) is f32 with 32 elements, expected f32 with 4x7");
+  g_clear_error(&error);
+  g_assert_false(px_op_linear_fwd(be, y, x, w64, NULL, &error));
+  g_assert_error(error, PX_BACKEND_ERROR, PX_BACKEND_ERROR_SHAPE);
+  g_clear_error(&error);
+  /* a token outside the vocabulary */
+  const gint32 bad[2] = {0, 3};
+  g_autoptr(PxTensor) tok = mk_ids("tokens", 2, bad);
+  g_autoptr(PxTensor) wte = mk(PX_DTYPE_F32, "wte", 3, 8, NULL);
+  g_autoptr(PxTensor) out = mk(PX_DTYPE_F32, "out", 2, 8, NULL);
+  g_assert_false(px_op_embedding_fwd(be, out, tok, wte, NULL, 1, 2, &error));
+  g_assert_error(error, PX_BACKEND_ERROR, PX_BACKEND_ERROR_SHAPE);
+  g_assert_cmpstr(error->message, ==, "embedding_fwd: tokens[1] = 3 outside [0, 3)");
+  g_clear_error(&error);
+  g_assert_null(px_backend_new("tpu", 0, &error));
+  g_assert_error(error, PX_BACKEND_ERROR, PX_BACKEND_ERROR_UNSUPPORTED);
+}
+
+static void test_memory(void) {
+  g_autoptr(PxBackend) b = px_backend_cpu_new();
+  g_autoptr(GError) error = NULL;
+  PxMemStats st;
+  PxTensor *w = px_tensor_new(b, "w", PX_DTYPE_F32, PX_MEM_WEIGHTS, 2, (gint64[]){768, 2304}, &error);
+  PxTensor *g = px_tensor_new(b, "g", PX_DTYPE_F32, PX_MEM_GRADS, 2, (gint64[]){768, 2304}, &error);
+  PxTensor *a = px_tensor_new(b, "a", PX_DTYPE_F64, PX_MEM_ACTIVATIONS, 3, (gint64[]){4, 64, 768}, &error);
+  g_assert_no_error(error);
+  g_assert_cmpint(w->bytes, ==, 768 * 2304 * 4);
+  g_autoptr(PxTensor) view = px_tensor_view(a, "a[1]", 64 * 768, 2, (gint64[]){64, 768}, &error);
+  g_assert_no_error(error);
+  g_assert_true((char *)view->data == (char *)a->data + 64 * 768 * 8);
+  px_backend_mem_stats(b, &st);
+  g_assert_cmpint(st.current[PX_MEM_WEIGHTS], ==, 7077888);
+  g_assert_cmpint(st.current[PX_MEM_GRADS], ==, 7077888);
+  g_assert_cmpint(st.current[PX_MEM_ACTIVATIONS], ==, 4 * 64 * 768 * 8);  /* view not counted */
+  g_assert_cmpint(st.total_current, ==, 2 * 7077888 + 1572864);
+  px_tensor_free(a);
+  px_tensor_free(g);
+  px_backend_mem_stats(b, &st);
+  g_assert_cmpint(st.current[PX_MEM_ACTIVATIONS], ==, 0);
+  g_assert_cmpint(st.peak[PX_MEM_ACTIVATIONS], ==, 1572864);
+  g_assert_cmpint(st.total_current, ==, 7077888);
+  g_assert_cmpint(st.total_peak, ==, 2 * 7077888 + 1572864);
+  px_backend_mem_reset_peak(b);
+  px_backend_mem_stats(b, &st);
+  g_assert_cmpint(st.total_peak, ==, 7077888);
+  g_assert_cmpint(st.peak[PX_MEM_GRADS], ==, 0);
+  px_tensor_free(w);
+  g_clear_pointer(&view, px_tensor_free);
+}
+
+static const char *fake_status_str(int s) { return s == 2 ? "out of memory" : "other"; }
+static gboolean fake_call(int status, GError **error) {
+  PX_CHECK_GEN(status, 0, fake_status_str, PX_BACKEND_ERROR, PX_BACKEND_ERROR_DEVICE, 3, error);
+  return TRUE;
+}
+
+static void test_check_macro(void) {
+  g_autoptr(GError) error = NULL;
+  g_assert_true(fake_call(0, &error));
+  g_assert_no_error(error);
+  g_assert_false(fake_call(2, &error));
+  g_assert_error(error, PX_BACKEND_ERROR, PX_BACKEND_ERROR_DEVICE);
+  /* names the call, the rank, the file and the failure */
+  g_assert_true(g_str_has_prefix(error->message, "status failed on rank 3 at tests/test_backend.c:"));
+  g_assert_true(g_str_has_suffix(error->message, ": out of memory"));
+}
+
+/* ---------------- one GPT-2 block against numpy ---------------- */
+
+typedef struct {
+  GHashTable *t; /* name -> GArray of double */
+} Ref;
+
+static GArray *ref_get(Ref *r, const char *name) {
+  GArray *a = g_hash_table_lookup(r->t, name);
+  if (!a) g_error("reference dump lacks %s", name);
+  return a;
+}
+
+static Ref *ref_load(const char *path) {
+  g_autofree char *text = NULL;
+  GError *E = NULL;
+  g_assert_true(g_file_get_contents(path, &text, NULL, &E));
+  g_assert_no_error(E);
+  Ref *r = g_new0(Ref, 1);
+  r->t = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)g_array_unref);
+  g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
+  for (char **l = lines; *l; l++) {
+    if (!**l || **l == '#') continue;
+    g_auto(GStrv) f = g_strsplit(*l, " ", -1);
+    guint n = (guint)g_ascii_strtoull(f[1], NULL, 10);
+    g_assert_cmpuint(g_strv_length(f), ==, n + 2);
+    GArray *a = g_array_sized_new(FALSE, FALSE, sizeof(double), n);
+    for (guint i = 0; i < n; i++) {
+      double v = g_ascii_strtod(f[i + 2], NULL);
+      g_array_append_val(a, v);
+    }
+    g_hash_table_insert(r->t, g_strdup(f[0]), a);
+  }
+  return r;
+}
+
+static void ref_free(Ref *r) {
+  g_hash_table_unref(r->t);
+  g_free(r);
+}
+
+#define NPARAMS 16
+static const char *pnames[NPARAMS] = {"wte", "wpe", "ln1w", "ln1b", "qkvw", "qkvb",
+                                      "projw", "projb", "ln2w", "ln2b", "fcw", "fcb",
+                                      "fcprojw", "fcprojb", "lnfw", "lnfb"};
+
+static void block_check(Ref *ref, PxDType dt, double tol) {
+  GArray *dims = ref_get(ref, "dims");
+  double *dd = (double *)dims->data;
+  int B = (int)dd[0], T = (int)dd[1], C = (int)dd[2], H = (int)dd[3], V = (int)dd[4], F = (int)dd[5];
+  int N = B * T;
+  gint64 rows[NPARAMS] = {V, T, 1, 1, 3 * C, 1, C, 1, 1, 1, F, 1, C, 1, 1, 1};
+  gint64 cols[NPARAMS] = {C, C, C, C, C, 3 * C, C, C, C, C, C, F, F, C, C, C};
+  PxTensor *P[NPARAMS], *G[NPARAMS];
+  for (int i = 0; i < NPARAMS; i++) {
+    P[i] = mk(dt, pnames[i], rows[i], cols[i], (double *)ref_get(ref, pnames[i])->data);
+    G[i] = mk(dt, "grad", rows[i], cols[i], NULL);
+  }
+  enum { WTE, WPE, LN1W, LN1B, QKVW, QKVB, PROJW, PROJB, LN2W, LN2B, FCW, FCB, FPW, FPB, LNFW, LNFB };
+  gint32 tok[64], tgt[64];
+  for (int i = 0; i < N; i++) {
+    tok[i] = (gint32)g_array_index(ref_get(ref, "tokens"), double, i);
+    tgt[i] = (gint32)g_array_index(ref_get(ref, "targets"), double, i);
+  }
+  g_autoptr(PxTensor) ttok = mk_ids("tokens", N, tok);
+  g_autoptr(PxTensor) ttgt = mk_ids("targets", N, tgt);
+  PxAttnShape s = {.B = B, .T = T, .heads = H, .kv_heads = H, .head_dim = C / H};
+  /* activations */
+#define ACT(name, r, c) g_autoptr(PxTensor) name = mk(dt, #name, r, c, NULL)
+  ACT(x0, N, C); ACT(h1, N, C); ACT(m1, N, 1); ACT(r1, N, 1); ACT(qkv, N, 3 * C);
+  ACT(att, B * H * T, T); ACT(y, N, C); ACT(a, N, C); ACT(x1, N, C); ACT(h2, N, C);
+  ACT(m2, N, 1); ACT(r2, N, 1); ACT(f, N, F); ACT(g, N, F); ACT(mo, N, C); ACT(x2, N, C);
+  ACT(h3, N, C); ACT(m3, N, 1); ACT(r3, N, 1); ACT(logits, N, V); ACT(losses, N, 1);
+  /* gradients of activations */
+  ACT(dlogits, N, V); ACT(dh3, N, C); ACT(dx2, N, C); ACT(dg, N, F); ACT(df, N, F);
+  ACT(dh2, N, C); ACT(dx1, N, C); ACT(dy, N, C); ACT(dqkv, N, 3 * C); ACT(dh1, N, C);
+  ACT(dx0, N, C);
+#undef ACT
+  double loss;
+  OK(px_op_embedding_fwd(be, x0, ttok, P[WTE], P[WPE], B, T, &E));
+  OK(px_op_layernorm_fwd(be, h1, m1, r1, x0, P[LN1W], P[LN1B], 1e-5, &E));
+  OK(px_op_linear_fwd(be, qkv, h1, P[QKVW], P[QKVB], &E));
+  OK(px_op_attention_fwd(be, y, att, qkv, &s, &E));
+  OK(px_op_linear_fwd(be, a, y, P[PROJW], P[PROJB], &E));
+  OK(px_op_residual_fwd(be, x1, x0, a, &E));
+  OK(px_op_layernorm_fwd(be, h2, m2, r2, x1, P[LN2W], P[LN2B], 1e-5, &E));
+  OK(px_op_linear_fwd(be, f, h2, P[FCW], P[FCB], &E));
+  OK(px_op_gelu_fwd(be, g, f, &E));
+  OK(px_op_linear_fwd(be, mo, g, P[FPW], P[FPB], &E));
+  OK(px_op_residual_fwd(be, x2, x1, mo, &E));
+  OK(px_op_layernorm_fwd(be, h3, m3, r3, x2, P[LNFW], P[LNFB], 1e-5, &E));
+  OK(px_op_linear_fwd(be, logits, h3, P[WTE], NULL, &E)); /* tied head */
+  OK(px_op_cross_entropy_fwd(be, losses, &loss, logits, ttgt, &E));
+
+  OK(px_op_cross_entropy_bwd(be, dlogits, logits, ttgt, 1.0, &E));
+  OK(px_op_linear_bwd(be, dh3, G[WTE], NULL, dlogits, h3, P[WTE], &E));
+  OK(px_op_layernorm_bwd(be, dx2, G[LNFW], G[LNFB], dh3, x2, P[LNFW], m3, r3, &E));
+  OK(px_op_linear_bwd(be, dg, G[FPW], G[FPB], dx2, g, P[FPW], &E));
+  OK(px_op_gelu_bwd(be, df, dg, f, &E));
+  OK(px_op_linear_bwd(be, dh2, G[FCW], G[FCB], df, h2, P[FCW], &E));
+  OK(px_op_residual_bwd(be, dx1, NULL, dx2, &E));
+  OK(px_op_layernorm_bwd(be, dx1, G[LN2W], G[LN2B], dh2, x1, P[LN2W], m2, r2, &E));
+  OK(px_op_linear_bwd(be, dy, G[PROJW], G[PROJB], dx1, y, P[PROJW], &E));
+  OK(px_op_attention_bwd(be, dqkv, dy, qkv, att, &s, &E));
+  OK(px_op_linear_bwd(be, dh1, G[QKVW], G[QKVB], dqkv, h1, P[QKVW], &E));
+  OK(px_op_residual_bwd(be, dx0, NULL, dx1, &E));
+  OK(px_op_layernorm_bwd(be, dx0, G[LN1W], G[LN1B], dh1, x0, P[LN1W], m1, r1, &E));
+  OK(px_op_embedding_bwd(be, G[WTE], G[WPE], dx0, ttok, B, T, &E));
+
+  double ref_loss = g_array_index(ref_get(ref, "loss"), double, 0);
+  g_assert_cmpfloat(fabs(loss - ref_loss) / ref_loss, <, tol);
+  g_autofree double *buf = g_new(double, (gsize)N * V);
+  get(logits, buf);
+  double e = norm_err(buf, (double *)ref_get(ref, "logits")->data, (gint64)N * V);
+  if (g_test_verbose()) g_test_message("%s logits err %.2e, loss err %.2e", px_dtype_name(dt), e,
+                                       fabs(loss - ref_loss) / ref_loss);
+  g_assert_cmpfloat(e, <, tol);
+  for (int i = 0; i < NPARAMS; i++) {
+    g_autofree char *gname = g_strconcat("d", pnames[i], NULL);
+    GArray *rg = ref_get(ref, gname);
+    g_assert_cmpint(rg->len, ==, G[i]->numel);
+    g_autofree double *got = g_new(double, G[i]->numel);
+    get(G[i], got);
+    e = norm_err(got, (double *)rg->data, G[i]->numel);
+    if (g_test_verbose()) g_test_message("%s %s err %.2e", px_dtype_name(dt), gname, e);
+    g_assert_cmpfloat(e, <, tol);
+    px_tensor_free(P[i]);
+    px_tensor_free(G[i]);
+  }
+}
+
+static void test_gpt_block(void) {
+  g_autofree char *path = g_build_filename(px_data_dir(), "tests", "ref", "gpt_block_ref.txt", NULL);
+  Ref *ref = ref_load(path);
+  block_check(ref, PX_DTYPE_F64, 1e-10);
+  block_check(ref, PX_DTYPE_F32, 1e-5);
+  ref_free(ref);
+}
+
+int main(int argc, char **argv) {
+  g_test_init(&argc, &argv, NULL);
+  be = px_backend_cpu_new();
+  g_test_add_func("/backend/cpu/fwd/linear", test_fwd_linear);
+  g_test_add_func("/backend/cpu/fwd/embedding", test_fwd_embedding);
+  g_test_add_func("/backend/cpu/fwd/layernorm", test_fwd_layernorm);
+  g_test_add_func("/backend/cpu/fwd/rmsnorm", test_fwd_rmsnorm);
+  g_test_add_func("/backend/cpu/fwd/gelu", test_fwd_gelu);
+  g_test_add_func("/backend/cpu/fwd/swiglu", test_fwd_swiglu);
+  g_test_add_func("/backend/cpu/fwd/rope", test_fwd_rope);
+  g_test_add_func("/backend/cpu/fwd/attention", test_fwd_attention);
+  g_test_add_func("/backend/cpu/fwd/cross-entropy", test_fwd_cross_entropy);
+  g_test_add_func("/backend/cpu/adamw", test_adamw);
+  g_test_add_func("/backend/cpu/sum-squares", test_sum_squares_scale);
+  g_test_add_func("/backend/cpu/grad/linear", test_grad_linear);
+  g_test_add_func("/backend/cpu/grad/embedding", test_grad_embedding);
+  g_test_add_func("/backend/cpu/grad/layernorm", test_grad_layernorm);
+  g_test_add_func("/backend/cpu/grad/rmsnorm", test_grad_rmsnorm);
+  g_test_add_func("/backend/cpu/grad/gelu", test_grad_gelu);
+  g_test_add_func("/backend/cpu/grad/swiglu", test_grad_swiglu);
+  g_test_add_func("/backend/cpu/grad/rope", test_grad_rope);
+  g_test_add_func("/backend/cpu/grad/attention/mha", test_grad_attention_mha);
+  g_test_add_func("/backend/cpu/grad/attention/gqa", test_grad_attention_gqa);
+  g_test_add_func("/backend/cpu/grad/residual", test_grad_residual);
+  g_test_add_func("/backend/cpu/grad/cross-entropy", test_grad_cross_entropy);
+  g_test_add_func("/backend/cpu/gpt-block", test_gpt_block);
+  g_test_add_func("/backend/errors/shape", test_shape_error);
+  g_test_add_func("/backend/memory", test_memory);
+  g_test_add_func("/backend/check-macro", test_check_macro);
+  int rc = g_test_run();
+  px_backend_free(be);
+  return rc;
+}
