@@ -155,6 +155,7 @@ static void test_tp_links(void) {
   l = px_cost_tp_link(&c, &p, 0);
   g_assert_false(l.intra);
   /* tp 8, pp 4 in default order: stage s on node s, p2p between stages crosses nodes */
+  px_plan_clear(&p);
   set_plan(&p, 1, 8, 4, 1, 4);
   g_assert_false(px_cost_p2p_link(&c, &p, 0, 1).intra);
   g_assert_true(px_cost_tp_link(&c, &p, 3).intra);
