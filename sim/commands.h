@@ -14,3 +14,5 @@ typedef struct {
 int px_cmd_plan(int argc, char **argv);
 int px_cmd_partition(int argc, char **argv);
 int px_cmd_bubble(int argc, char **argv);
+int px_cmd_program(int argc, char **argv);
+int px_cmd_simulate(int argc, char **argv);

@@ -7,6 +7,8 @@
 static const PxCommand commands[] = {
   {"plan", px_cmd_plan, "partition, bubble, memory and FLOPs of one plan"},
   {"partition", px_cmd_partition, "split a raw weight list like DeepSpeed PipelineModule"},
+  {"program", px_cmd_program, "the instruction stream of each pipeline rank"},
+  {"simulate", px_cmd_simulate, "simulate one step: time, MFU, bubble, memory, trace/CSV/Gantt"},
   {"bubble", px_cmd_bubble, "pipeline bubble vs micro-batches per schedule, simulated and analytic"},
 };
 

@@ -216,14 +216,25 @@ PxTimeline *px_timeline_load_csv(const char *path, GError **error) {
 
 /* ---- ASCII Gantt --------------------------------------------------------- */
 
-static char fill_char(PxOpKind k) {
+/* cell classes, in the order of the fill characters */
+enum { CELL_F, CELL_B, CELL_W, CELL_OTHER, N_CELL };
+static const char cell_chars[N_CELL] = {'-', '=', '~', 'o'};
+
+static int cell_class(PxOpKind k) {
   switch (k) {
-  case PX_OP_FORWARD: return '-';
+  case PX_OP_FORWARD: return CELL_F;
   case PX_OP_BACKWARD:
-  case PX_OP_BACKWARD_INPUT: return '=';
-  case PX_OP_BACKWARD_WEIGHT: return '~';
-  default: return 'o';
+  case PX_OP_BACKWARD_INPUT: return CELL_B;
+  case PX_OP_BACKWARD_WEIGHT: return CELL_W;
+  default: return CELL_OTHER;
   }
+}
+
+/* Human time for the axis: s, ms or us. */
+static char *format_time(double t) {
+  if (t >= 1) return g_strdup_printf("%.4g s", t);
+  if (t >= 1e-3) return g_strdup_printf("%.4g ms", t * 1e3);
+  return g_strdup_printf("%.4g us", t * 1e6);
 }
 
 char *px_timeline_gantt(const PxTimeline *tl, int width) {
@@ -248,27 +259,42 @@ char *px_timeline_gantt(const PxTimeline *tl, int width) {
   double dt = end / cols;
   gboolean chunks = has_chunks(tl);
   g_autofree char *row = g_malloc(cols + 1);
+  g_autofree double *cover = g_new(double, (gsize)cols * N_CELL);
   row[cols] = 0;
 
-  g_autofree char *end_label = g_strdup_printf("%.6g ms", end * 1e3);
+  g_autofree char *end_label = format_time(end);
   g_string_append_printf(out, "%*s|0%*s|\n", label_w, "", cols - 1, end_label);
   for (int s = 0; s < n_stages; s++) {
-    memset(row, ' ', cols);
+    /* each cell shows the kind of op that covers most of it, if ops cover
+     * at least half of it */
+    memset(cover, 0, sizeof(double) * cols * N_CELL);
     for (guint i = 0; i < tl->events->len; i++) {
       const PxEvent *ev = &g_array_index(tl->events, PxEvent, i);
       if (ev->rank != row_rank[s] || ev->stream != PX_STREAM_COMPUTE || ev->end <= ev->start) continue;
-      /* cells whose middle falls inside the op */
-      int a = (int)ceil(ev->start / dt - 0.5), b = (int)ceil(ev->end / dt - 0.5);
-      a = CLAMP(a, 0, cols);
-      b = CLAMP(b, 0, cols);
-      if (b <= a) continue;
-      memset(row + a, fill_char(ev->kind), b - a);
-      if (ev->mb < 0) continue;
+      int c0 = CLAMP((int)floor(ev->start / dt), 0, cols - 1), c1 = CLAMP((int)floor(ev->end / dt), 0, cols - 1);
+      for (int c = c0; c <= c1; c++)
+        cover[c * N_CELL + cell_class(ev->kind)] += MAX(0, MIN(ev->end, (c + 1) * dt) - MAX(ev->start, c * dt));
+    }
+    for (int c = 0; c < cols; c++) {
+      int best = 0;
+      double sum = 0;
+      for (int k = 0; k < N_CELL; k++) {
+        sum += cover[c * N_CELL + k];
+        if (cover[c * N_CELL + k] > cover[c * N_CELL + best]) best = k;
+      }
+      row[c] = sum >= 0.5 * dt ? cell_chars[best] : ' ';
+    }
+    /* labels over the cells whose middle falls inside the op: "F3" where it
+     * fits, the bare number where it fits with a fill character beside it */
+    for (guint i = 0; i < tl->events->len; i++) {
+      const PxEvent *ev = &g_array_index(tl->events, PxEvent, i);
+      if (ev->rank != row_rank[s] || ev->stream != PX_STREAM_COMPUTE || ev->mb < 0) continue;
+      int a = CLAMP((int)ceil(ev->start / dt - 0.5), 0, cols), b = CLAMP((int)ceil(ev->end / dt - 0.5), 0, cols);
       PxEvent named = *ev;
       if (named.kind == PX_OP_BACKWARD_INPUT) named.kind = PX_OP_BACKWARD;
       g_autofree char *full = px_event_label(&named, chunks);
       g_autofree char *num = g_strdup_printf("%d", ev->mb);
-      const char *label = (int)strlen(full) <= b - a ? full : (int)strlen(num) <= b - a ? num : NULL;
+      const char *label = (int)strlen(full) <= b - a ? full : (int)strlen(num) < b - a ? num : NULL;
       if (label) memcpy(row + a, label, strlen(label));
     }
     g_string_append_printf(out, "stage %3d |%s|\n", s, row);

@@ -66,9 +66,12 @@ char *px_timeline_to_csv(const PxTimeline *tl);
 gboolean px_timeline_write_csv(const PxTimeline *tl, const char *path, GError **error);
 PxTimeline *px_timeline_load_csv(const char *path, GError **error);
 /* ASCII Gantt: one row per stage (its first rank's compute stream), time
- * scaled to `width` columns in all; forwards drawn with '-', backwards with
- * '=', weight passes with '~', other compute with 'o', idle as ' ', each op
- * labelled with its micro-batch where it fits. A legend line ends it. */
+ * scaled to `width` columns in all (at least 10 for the time axis); a cell
+ * shows the op kind covering most of it — forward '-', backward '=', weight
+ * pass '~', other compute 'o' — or ' ' when less than half of it is busy.
+ * Ops are labelled "F3" / "B3" / "W3" (".c1" for chunks) where that fits, or
+ * with the bare micro-batch number where a fill character still shows beside
+ * it. A legend line ends it. */
 char *px_timeline_gantt(const PxTimeline *tl, int width);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(PxTimeline, px_timeline_free)

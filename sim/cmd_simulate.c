@@ -1,0 +1,241 @@
+/* cmd_simulate.c — `parallax-sim simulate`: run a plan's program through the
+ * event engine and report step time, throughput, MFU/HFU, bubble, the time
+ * breakdown and the peak memory of every stage; export the timeline as a
+ * Chrome trace, CSV or an ASCII Gantt. */
+#include <json-glib/json-glib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+#include "commands.h"
+#include "cost.h"
+#include "engine.h"
+#include "memory.h"
+#include "options.h"
+#include "partition.h"
+#include "report.h"
+
+#define CMD "parallax-sim simulate"
+
+/* ZB-H1: what a backward-input pass keeps for the weight pass — the inputs of
+ * the block's four weight GEMMs (QKV, attention output, FFN up, FFN down):
+ * 2 + 2 + 2 + 8 = 14 sbh of Korthikanti et al.'s 34 sbh per block. */
+#define PX_ZB_W_SHARE (14.0 / 34.0)
+
+typedef struct {
+  PxModel *model;
+  PxCluster *cluster;
+  PxPlan plan;
+  PxPartition *part;
+  PxProgram *prog;
+  PxCostTable *tab;
+  PxMemory *mem;
+  PxSimResult *res;
+  gboolean ideal, full;
+} SimReport;
+
+static void sim_report_clear(SimReport *r) {
+  px_sim_result_free(r->res);
+  px_memory_free(r->mem);
+  px_cost_table_free(r->tab);
+  px_program_free(r->prog);
+  px_partition_free(r->part);
+  px_plan_clear(&r->plan);
+  px_cluster_free(r->cluster);
+  px_model_free(r->model);
+}
+
+/* Memory the engine tracks: each part's activations per micro-batch (the
+ * lead's per-layer counts), and everything else px_memory puts on the stage. */
+static gboolean sim_report_run(SimReport *r, gboolean timeline, GError **error) {
+  const PxPlan *p = &r->plan;
+  if (!(r->part = px_partition_new(r->model, p, NULL, error))) return FALSE;
+  if (!(r->prog = px_program_new(p, r->part, error))) return FALSE;
+  r->tab = r->ideal ? px_cost_table_ideal(p->pp, p->vpp) : px_cost_table_new(r->model, r->cluster, p, r->part, error);
+  if (!r->tab) return FALSE;
+  r->mem = px_memory_new(r->model, p, r->part, r->cluster);
+  int parts = r->part->parts;
+  g_autofree double *act = g_new0(double, parts), *kept = g_new0(double, parts);
+  g_autofree double *stat = g_new0(double, p->pp);
+  for (int k = 0; k < parts; k++) {
+    for (int li = r->part->bounds[k]; li < r->part->bounds[k + 1]; li++)
+      act[k] += px_layer_activation_bytes(r->model, &r->model->layers[li], p);
+    kept[k] = act[k] * PX_ZB_W_SHARE;
+  }
+  for (int s = 0; s < p->pp; s++) {
+    const PxStageMemory *st = &r->mem->stages[s];
+    stat[s] = st->total - st->in_flight * st->activation_per_mb;
+  }
+  PxSimOptions opt = {.act_bytes = act, .act_w_bytes = kept, .static_bytes = stat, .full = r->full,
+                      .no_timeline = !timeline};
+  r->res = px_simulate(r->prog, r->tab, &opt, error);
+  return r->res != NULL;
+}
+
+typedef struct {
+  double tokens_per_s, samples_per_s, tflops_per_gpu, mfu, hfu;
+} Throughput;
+
+static void throughput(const SimReport *r, Throughput *t) {
+  double step = r->res->step_time, world = px_plan_world(&r->plan);
+  t->samples_per_s = r->plan.gbs / step;
+  t->tokens_per_s = t->samples_per_s * r->plan.seq;
+  t->tflops_per_gpu = r->tab->model_flops_per_step / (step * world) / 1e12;
+  double peak = r->tab->peak_flops * world * step;
+  t->mfu = peak > 0 ? r->tab->model_flops_per_step / peak : 0;
+  t->hfu = peak > 0 ? r->tab->hardware_flops_per_step / peak : 0;
+}
+
+static int terminal_width(void) {
+  const char *cols = g_getenv("COLUMNS");
+  if (cols && atoi(cols) > 0) return atoi(cols);
+  struct winsize ws;
+  if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
+  return 100;
+}
+
+/* ---- text --------------------------------------------------------------- */
+
+static void print_text(const SimReport *r) {
+  const PxPlan *p = &r->plan;
+  const PxSimResult *res = r->res;
+  double step = res->step_time;
+  /* times in ms, or in units of one chunk's forward for the ideal table */
+  double scale = r->ideal ? 1 : 1e3;
+  const char *unit = r->ideal ? "T_F" : "ms";
+  printf("Parallax simulate: %s", r->model->desc.name);
+  if (r->cluster) printf(" on %s", r->cluster->name);
+  printf(", dp %d × pp %d × tp %d = %d GPUs, %s", p->dp, p->pp, p->tp, px_plan_world(p), px_schedule_name(p->schedule));
+  if (p->vpp > 1) printf(" (v = %d)", p->vpp);
+  printf(", m = %d micro-batches of %d × %d tokens\n", p->m, p->mbs, p->seq);
+  if (r->full)
+    printf("simulated  all %d ranks\n", res->n_ranks);
+  else
+    printf("simulated  one rank per stage (%d ranks; DP/TP peers run the same stream)\n", res->n_ranks);
+  if (r->ideal)
+    printf("costs      ideal: forward 1, backward 2 (input 1 + weight 1) per chunk, no communication\n");
+  printf("\nstep time  %.3f %s\n", step * scale, unit);
+  if (!r->ideal) {
+    Throughput t;
+    throughput(r, &t);
+    g_autofree char *tok = px_format_count(t.tokens_per_s);
+    printf("throughput %s tokens/s, %.2f samples/s\n", tok, t.samples_per_s);
+    printf("FLOP/s     %.1f TFLOP/s per GPU (model FLOPs); MFU %.1f %%, HFU %.1f %% of %.0f TFLOP/s %s peak\n",
+           t.tflops_per_gpu, 100 * t.mfu, 100 * t.hfu, r->tab->peak_flops / 1e12, px_precision_name(p->precision));
+  }
+  printf("bubble     %.2f %% of step time (idle / step, mean over ranks; analytic %.2f %%, %s); "
+         "overhead %.2f %% of busy time\n",
+         100 * res->bubble_fraction, 100 * px_plan_bubble_fraction(p), px_report_bubble_formula(p->schedule),
+         100 * res->bubble_overhead);
+  const PxBreakdown *b = &res->breakdown;
+  printf("breakdown  (mean per rank) compute %.3f %s (%.1f %%)", b->compute * scale, unit, 100 * b->compute / step);
+  for (int k = 0; k < PX_N_COMM; k++)
+    if (b->exposed[k] > 0)
+      printf(", exposed %s %.3f %s (%.1f %%)", px_comm_kind_name(k), b->exposed[k] * scale, unit,
+             100 * b->exposed[k] / step);
+  printf(", bubble %.3f %s (%.1f %%)\n", b->bubble * scale, unit, 100 * b->bubble / step);
+  printf("\npeak memory per GPU, from the simulated timeline (GB = 1e9 bytes, GiB = 2^30 bytes)\n");
+  printf("%-6s %10s %10s %10s %10s\n", "stage", "GB", "GiB", "in-flight", "analytic GB");
+  for (int s = 0; s < p->pp; s++)
+    printf("%-6d %10.2f %10.2f %10d %10.2f\n", s, res->stage_peak_memory[s] / 1e9,
+           res->stage_peak_memory[s] / 1073741824.0, res->stage_peak_in_flight[s], r->mem->stages[s].total / 1e9);
+  printf("  in-flight counts (micro-batch, chunk) pairs between forward and backward%s\n",
+         r->mem->capacity > 0 ? "" : "; no cluster: capacity unknown");
+  if (r->mem->capacity > 0) {
+    double peak = 0;
+    for (int s = 0; s < p->pp; s++) peak = MAX(peak, res->stage_peak_memory[s]);
+    printf("  capacity %.2f GB (%.2f GiB): %s\n", r->mem->capacity / 1e9, r->mem->capacity / 1073741824.0,
+           peak <= r->mem->capacity ? "fits" : "DOES NOT FIT");
+  }
+}
+
+/* ---- JSON --------------------------------------------------------------- */
+
+static void member_double(JsonBuilder *b, const char *name, double v, gboolean valid) {
+  json_builder_set_member_name(b, name);
+  if (valid)
+    json_builder_add_double_value(b, v);
+  else
+    json_builder_add_null_value(b);
+}
+
+static void print_json(const SimReport *r) {
+  const PxSimResult *res = r->res;
+  Throughput t = {0};
+  if (!r->ideal) throughput(r, &t);
+  g_autoptr(JsonBuilder) b = json_builder_new();
+  json_builder_begin_object(b);
+  json_builder_set_member_name(b, "model");
+  json_builder_add_string_value(b, r->model->desc.name);
+  json_builder_set_member_name(b, "plan");
+  px_report_plan_json(b, &r->plan);
+  json_builder_set_member_name(b, "ideal");
+  json_builder_add_boolean_value(b, r->ideal);
+  json_builder_set_member_name(b, "simulated_ranks");
+  json_builder_add_int_value(b, res->n_ranks);
+  member_double(b, "step_time_s", res->step_time, TRUE);
+  member_double(b, "tokens_per_s", t.tokens_per_s, !r->ideal);
+  member_double(b, "samples_per_s", t.samples_per_s, !r->ideal);
+  member_double(b, "tflops_per_gpu", t.tflops_per_gpu, !r->ideal);
+  member_double(b, "mfu", t.mfu, !r->ideal);
+  member_double(b, "hfu", t.hfu, !r->ideal);
+  member_double(b, "bubble_fraction", res->bubble_fraction, TRUE);
+  member_double(b, "bubble_overhead", res->bubble_overhead, TRUE);
+  member_double(b, "bubble_analytic", px_plan_bubble_fraction(&r->plan), TRUE);
+  json_builder_set_member_name(b, "peak_memory");
+  json_builder_begin_array(b);
+  for (int s = 0; s < res->pp; s++) json_builder_add_double_value(b, res->stage_peak_memory[s]);
+  json_builder_end_array(b);
+  json_builder_set_member_name(b, "peak_in_flight");
+  json_builder_begin_array(b);
+  for (int s = 0; s < res->pp; s++) json_builder_add_int_value(b, res->stage_peak_in_flight[s]);
+  json_builder_end_array(b);
+  json_builder_set_member_name(b, "breakdown");
+  json_builder_begin_object(b);
+  member_double(b, "compute_s", res->breakdown.compute, TRUE);
+  for (int k = 0; k < PX_N_COMM; k++) {
+    g_autofree char *name = g_strdup_printf("%s_s", px_comm_kind_name(k));
+    member_double(b, name, res->breakdown.exposed[k], TRUE);
+  }
+  member_double(b, "bubble_s", res->breakdown.bubble, TRUE);
+  json_builder_end_object(b);
+  json_builder_end_object(b);
+  px_report_print_json(b);
+}
+
+int px_cmd_simulate(int argc, char **argv) {
+  PxPlanOptions o;
+  gboolean json = FALSE, gantt = FALSE;
+  SimReport r = {0};
+  g_autofree char *trace = NULL, *csv = NULL;
+  GOptionEntry entries[] = {
+    {"ideal", 0, 0, G_OPTION_ARG_NONE, &r.ideal, "Ideal costs: forward 1, backward 2 per chunk, no communication", NULL},
+    {"full", 0, 0, G_OPTION_ARG_NONE, &r.full, "Simulate every rank, not one per stage", NULL},
+    {"json", 0, 0, G_OPTION_ARG_NONE, &json, "Print one JSON object", NULL},
+    {"trace", 0, 0, G_OPTION_ARG_FILENAME, &trace, "Write the timeline as Chrome trace JSON", "FILE.json"},
+    {"csv", 0, 0, G_OPTION_ARG_FILENAME, &csv, "Write the timeline as CSV", "FILE"},
+    {"gantt", 0, 0, G_OPTION_ARG_NONE, &gantt, "Draw an ASCII Gantt chart ($COLUMNS wide)", NULL},
+    {NULL}};
+  if (!px_parse_command_line(CMD, "simulate one training step of a plan", entries, &o, &argc, &argv)) return 2;
+  g_autoptr(GError) error = NULL;
+  int rc = 0;
+  if (!px_plan_options_resolve(&o, !r.ideal, &r.model, &r.cluster, &r.plan, &error) ||
+      !sim_report_run(&r, trace || csv || gantt, &error) ||
+      (trace && !px_timeline_write_trace(r.res->timeline, trace, &error)) ||
+      (csv && !px_timeline_write_csv(r.res->timeline, csv, &error))) {
+    rc = px_fail(CMD, error);
+  } else {
+    if (json)
+      print_json(&r);
+    else
+      print_text(&r);
+    if (gantt) {
+      /* beside --json the chart goes to stderr, so stdout stays one JSON object */
+      g_autofree char *g = px_timeline_gantt(r.res->timeline, terminal_width());
+      fprintf(json ? stderr : stdout, "\n%s", g);
+    }
+  }
+  sim_report_clear(&r);
+  px_plan_options_clear(&o);
+  return rc;
+}
