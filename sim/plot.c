@@ -164,6 +164,28 @@ static char *row_name(const Rows *r, guint i, char space) {
   return g_strdup_printf("stage%c%d", space, stage);
 }
 
+/* Rows and time axis shared by the timeline and memory plots. */
+typedef struct {
+  Rows rows;
+  double tend;        /* s */
+  double scale;       /* axis units per second */
+  const char *xunit;
+} Frame;
+
+/* FALSE (and PX_PLOT_ERROR_EMPTY) when there is nothing to draw. */
+static gboolean frame_init(Frame *f, const PxTimeline *tl, gboolean need_memory, gboolean ideal,
+                           GError **error) {
+  if (!tl || tl->events->len == 0 || (need_memory && tl->memory->len == 0)) {
+    g_set_error(error, PX_PLOT_ERROR, PX_PLOT_ERROR_EMPTY, "the timeline has no %s to plot",
+                need_memory ? "memory samples" : "events");
+    return FALSE;
+  }
+  rows_init(&f->rows, tl);
+  f->tend = px_timeline_end(tl);
+  f->scale = px_plot_time_unit(f->tend, ideal, &f->xunit);
+  return TRUE;
+}
+
 /* ---- timeline ---- */
 
 typedef struct {
@@ -210,29 +232,22 @@ static guint32 lighten(guint32 rgb, int chunk) {
 
 gboolean px_plot_timeline(const PxTimeline *tl, const char *dir, const char *title, gboolean ideal,
                           GError **error) {
-  if (!tl || tl->events->len == 0) {
-    g_set_error(error, PX_PLOT_ERROR, PX_PLOT_ERROR_EMPTY, "the timeline has no events to plot");
-    return FALSE;
-  }
-  Rows rows = {0};
-  rows_init(&rows, tl);
-  double tend = px_timeline_end(tl);
-  const char *xunit;
-  double scale = px_plot_time_unit(tend, ideal, &xunit);
-  double px_per_unit = (TIMELINE_WIDTH - PLOT_MARGIN) / (tend * scale);
+  Frame f = {0};
+  if (!frame_init(&f, tl, FALSE, ideal, error)) return FALSE;
+  double px_per_unit = (TIMELINE_WIDTH - PLOT_MARGIN) / (f.tend * f.scale);
   gboolean used[G_N_ELEMENTS(styles)] = {0}, chunks = FALSE;
   g_autoptr(GString) boxes = g_string_new("# x_center row half_width half_height rgb\n");
   g_autoptr(GString) labels = g_string_new("# x row label\n");
   for (guint i = 0; i < tl->events->len; i++) {
     const PxEvent *ev = &g_array_index(tl->events, PxEvent, i);
     int cls = kind_class(ev);
-    gpointer row1 = g_hash_table_lookup(rows.row, GINT_TO_POINTER(ev->rank));
+    gpointer row1 = g_hash_table_lookup(f.rows.row, GINT_TO_POINTER(ev->rank));
     if (cls < 0 || !row1 || ev->end <= ev->start) continue;
     const KindStyle *st = &styles[cls];
     used[cls] = TRUE;
     chunks |= ev->chunk > 0;
     double y = GPOINTER_TO_INT(row1) - 1;
-    double x0 = ev->start * scale, x1 = ev->end * scale;
+    double x0 = ev->start * f.scale, x1 = ev->end * f.scale;
     gboolean compute = ev->stream == PX_STREAM_COMPUTE;
     /* compute: the row's box; communication: a strip along its lower edge */
     g_string_append_printf(boxes, "%.9g %.9g %.9g %.3f %u\n", (x0 + x1) / 2, compute ? y : y + 0.40,
@@ -250,8 +265,8 @@ gboolean px_plot_timeline(const PxTimeline *tl, const char *dir, const char *tit
   if (ok) {
     g_autoptr(GString) vars = g_string_new(NULL);
     g_autoptr(GString) tics = g_string_new(NULL);
-    for (guint i = 0; i < rows.ranks->len; i++) {
-      g_autofree char *name = row_name(&rows, i, ' ');
+    for (guint i = 0; i < f.rows.ranks->len; i++) {
+      g_autofree char *name = row_name(&f.rows, i, ' ');
       g_string_append_printf(tics, "%s\"%s\" %u", i ? ", " : "", name, i);
     }
     g_autoptr(GString) names = g_string_new(NULL), colors = g_string_new(NULL);
@@ -265,13 +280,13 @@ gboolean px_plot_timeline(const PxTimeline *tl, const char *dir, const char *tit
     append_gp_string(vars, "rowtics", tics->str);
     append_gp_string(vars, "names", names->str);
     append_gp_string(vars, "colors", colors->str);
-    append_gp_string(vars, "xunit", xunit);
+    append_gp_string(vars, "xunit", f.xunit);
     append_gp_string(vars, "ptitle", full_title);
-    g_string_append_printf(vars, "nrows=%u; tmax=%.9g; width=%d; height=%u; ", rows.ranks->len,
-                           tend * scale, TIMELINE_WIDTH, 150 + 55 * rows.ranks->len);
+    g_string_append_printf(vars, "nrows=%u; tmax=%.9g; width=%d; height=%u; ", f.rows.ranks->len,
+                           f.tend * f.scale, TIMELINE_WIDTH, 150 + 55 * f.rows.ranks->len);
     ok = px_plot_run("timeline", dir, "timeline", datafile, vars->str, error);
   }
-  rows_clear(&rows);
+  rows_clear(&f.rows);
   return ok;
 }
 
@@ -279,20 +294,13 @@ gboolean px_plot_timeline(const PxTimeline *tl, const char *dir, const char *tit
 
 gboolean px_plot_memory(const PxTimeline *tl, const char *dir, const char *title, double capacity,
                         gboolean ideal, GError **error) {
-  if (!tl || tl->memory->len == 0 || tl->events->len == 0) {
-    g_set_error(error, PX_PLOT_ERROR, PX_PLOT_ERROR_EMPTY, "the timeline has no memory samples to plot");
-    return FALSE;
-  }
-  Rows rows = {0};
-  rows_init(&rows, tl);
-  double tend = px_timeline_end(tl);
-  const char *xunit;
-  double scale = px_plot_time_unit(tend, ideal, &xunit);
+  Frame f = {0};
+  if (!frame_init(&f, tl, TRUE, ideal, error)) return FALSE;
   g_autoptr(GString) data = g_string_new(NULL);
   g_autoptr(GString) names = g_string_new(NULL);
-  for (guint r = 0; r < rows.ranks->len; r++) {
-    int rank = g_array_index(rows.ranks, int, r);
-    g_autofree char *name = row_name(&rows, r, '-');
+  for (guint r = 0; r < f.rows.ranks->len; r++) {
+    int rank = g_array_index(f.rows.ranks, int, r);
+    g_autofree char *name = row_name(&f.rows, r, '-');
     g_string_append_printf(names, "%s%s", r ? " " : "", name);
     g_string_append_printf(data, "# %s: t GB\n", name);
     double last = 0;
@@ -310,11 +318,11 @@ gboolean px_plot_memory(const PxTimeline *tl, const char *dir, const char *title
         break;
       }
       if (superseded) continue;
-      g_string_append_printf(data, "%.9g %.9g\n", m->t * scale, m->bytes / GB);
+      g_string_append_printf(data, "%.9g %.9g\n", m->t * f.scale, m->bytes / GB);
       last = m->bytes;
       any = TRUE;
     }
-    if (any) g_string_append_printf(data, "%.9g %.9g\n", tend * scale, last / GB);
+    if (any) g_string_append_printf(data, "%.9g %.9g\n", f.tend * f.scale, last / GB);
     else g_string_append(data, "0 NaN\n");
     g_string_append(data, "\n\n");
   }
@@ -323,12 +331,12 @@ gboolean px_plot_memory(const PxTimeline *tl, const char *dir, const char *title
   if (ok) {
     g_autoptr(GString) vars = g_string_new(NULL);
     append_gp_string(vars, "names", names->str);
-    append_gp_string(vars, "xunit", xunit);
+    append_gp_string(vars, "xunit", f.xunit);
     append_gp_string(vars, "ptitle", title ? title : "Memory over the step");
-    g_string_append_printf(vars, "capacity=%.9g; tmax=%.9g; ", capacity / GB, tend * scale);
+    g_string_append_printf(vars, "capacity=%.9g; tmax=%.9g; ", capacity / GB, f.tend * f.scale);
     ok = px_plot_run("memory", dir, "memory", datafile, vars->str, error);
   }
-  rows_clear(&rows);
+  rows_clear(&f.rows);
   return ok;
 }
 
