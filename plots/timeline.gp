@@ -26,6 +26,7 @@ unset grid
 set grid xtics back lc rgb "#e8e8e8"
 set style fill solid 1.0 border lc rgb "#ffffff"
 set key bmargin horizontal center samplen 1.5 width 1
+set bmargin 6
 plot datafile index 0 using 1:2:3:4:5 with boxxyerror fc rgb variable notitle, \
      datafile index 1 using 1:2:3 with labels font ",9" tc rgb "#ffffff" notitle, \
      for [i=1:words(names)] NaN with boxes fs solid 1.0 fc rgb word(colors, i) title word(names, i)

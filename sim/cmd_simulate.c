@@ -13,6 +13,7 @@
 #include "memory.h"
 #include "options.h"
 #include "partition.h"
+#include "plot.h"
 #include "report.h"
 
 #define CMD "parallax-sim simulate"
@@ -203,11 +204,23 @@ static void print_json(const SimReport *r) {
   px_report_print_json(b);
 }
 
+/* timeline.png/svg and memory.png/svg of the simulated step into dir. */
+static gboolean plot_report(const SimReport *r, const char *dir, GError **error) {
+  const PxPlan *p = &r->plan;
+  g_autofree char *vpp = p->vpp > 1 ? g_strdup_printf(" vpp=%d", p->vpp) : g_strdup("");
+  g_autofree char *title = g_strdup_printf("%s: dp=%d tp=%d pp=%d%s, %s, m=%d%s", r->model->desc.name, p->dp,
+                                           p->tp, p->pp, vpp, px_schedule_name(p->schedule), p->m,
+                                           r->ideal ? ", ideal costs" : "");
+  double capacity = r->cluster ? (double)r->cluster->gpu_memory : 0;
+  return px_plot_timeline(r->res->timeline, dir, title, r->ideal, error) &&
+         px_plot_memory(r->res->timeline, dir, title, capacity, r->ideal, error);
+}
+
 int px_cmd_simulate(int argc, char **argv) {
   PxPlanOptions o;
   gboolean json = FALSE, gantt = FALSE;
   SimReport r = {0};
-  g_autofree char *trace = NULL, *csv = NULL;
+  g_autofree char *trace = NULL, *csv = NULL, *plot_dir = NULL;
   GOptionEntry entries[] = {
     {"ideal", 0, 0, G_OPTION_ARG_NONE, &r.ideal, "Ideal costs: forward 1, backward 2 per chunk, no communication", NULL},
     {"full", 0, 0, G_OPTION_ARG_NONE, &r.full, "Simulate every rank, not one per stage", NULL},
@@ -215,12 +228,13 @@ int px_cmd_simulate(int argc, char **argv) {
     {"trace", 0, 0, G_OPTION_ARG_FILENAME, &trace, "Write the timeline as Chrome trace JSON", "FILE.json"},
     {"csv", 0, 0, G_OPTION_ARG_FILENAME, &csv, "Write the timeline as CSV", "FILE"},
     {"gantt", 0, 0, G_OPTION_ARG_NONE, &gantt, "Draw an ASCII Gantt chart ($COLUMNS wide)", NULL},
+    {"plot", 0, 0, G_OPTION_ARG_FILENAME, &plot_dir, "Draw timeline and memory plots (PNG, SVG) into DIR (needs gnuplot)", "DIR"},
     {NULL}};
   if (!px_parse_command_line(CMD, "simulate one training step of a plan", entries, &o, &argc, &argv)) return 2;
   g_autoptr(GError) error = NULL;
   int rc = 0;
   if (!px_plan_options_resolve(&o, !r.ideal, &r.model, &r.cluster, &r.plan, &error) ||
-      !sim_report_run(&r, trace || csv || gantt, &error) ||
+      !sim_report_run(&r, trace || csv || gantt || plot_dir, &error) ||
       (trace && !px_timeline_write_trace(r.res->timeline, trace, &error)) ||
       (csv && !px_timeline_write_csv(r.res->timeline, csv, &error))) {
     rc = px_fail(CMD, error);
@@ -234,6 +248,8 @@ int px_cmd_simulate(int argc, char **argv) {
       g_autofree char *g = px_timeline_gantt(r.res->timeline, terminal_width());
       fprintf(json ? stderr : stdout, "\n%s", g);
     }
+    /* after the report, trace and CSV, so a missing gnuplot loses nothing else */
+    if (plot_dir && !plot_report(&r, plot_dir, &error)) rc = px_fail(CMD, error);
   }
   sim_report_clear(&r);
   px_plan_options_clear(&o);

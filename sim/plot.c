@@ -283,7 +283,7 @@ gboolean px_plot_timeline(const PxTimeline *tl, const char *dir, const char *tit
     append_gp_string(vars, "xunit", f.xunit);
     append_gp_string(vars, "ptitle", full_title);
     g_string_append_printf(vars, "nrows=%u; tmax=%.9g; width=%d; height=%u; ", f.rows.ranks->len,
-                           f.tend * f.scale, TIMELINE_WIDTH, 150 + 55 * f.rows.ranks->len);
+                           f.tend * f.scale, TIMELINE_WIDTH, 170 + 55 * f.rows.ranks->len);
     ok = px_plot_run("timeline", dir, "timeline", datafile, vars->str, error);
   }
   rows_clear(&f.rows);

@@ -47,6 +47,25 @@ err=$(PATH=/nonexistent "$SIM" bubble --pp 4 --m 4 --plot "$tmp/nognuplot" 2>&1 
   || fail "no gnuplot: message '$err'"
 [ -s "$tmp/nognuplot/bubble.dat" ] || fail "no gnuplot: bubble.dat not written"
 
+# simulate --plot: timeline and memory pictures; without gnuplot the trace and
+# CSV are still written and the error is the last line
+sim=(simulate -M gpt2-124m --gpus 4 --pp 4 --gbs 8 --mbs 1 --schedule 1f1b --ideal)
+if command -v gnuplot >/dev/null; then
+  "$SIM" "${sim[@]}" --plot "$tmp/sim" >/dev/null || fail "simulate --plot exit $?"
+  for f in timeline.png timeline.svg memory.png memory.svg timeline.dat memory.dat; do
+    [ -s "$tmp/sim/$f" ] || fail "simulate --plot: $f missing"
+  done
+  # 1f1b, pp 4, m 8, ideal: stage 0 runs 8 forwards and 8 backwards = 16 boxes
+  awk 'NF == 0 { exit } $2 == 0 && $4 > 0.3' "$tmp/sim/timeline.dat" | wc -l | grep -qx 16 \
+    || fail "simulate --plot: stage 0 does not have 16 compute boxes"
+fi
+mkdir -p "$tmp/nogp"
+err=$(PATH=/nonexistent "$SIM" "${sim[@]}" --plot "$tmp/nogp" --trace "$tmp/nogp/t.json" --csv "$tmp/nogp/t.csv" 2>&1 >/dev/null); rc=$?
+[ $rc -eq 1 ] || fail "simulate without gnuplot: exit $rc, want 1"
+[ "$err" = "parallax-sim simulate: gnuplot not found: install the Debian package gnuplot-nox" ] \
+  || fail "simulate without gnuplot: message '$err'"
+[ -s "$tmp/nogp/t.json" ] && [ -s "$tmp/nogp/t.csv" ] || fail "simulate without gnuplot: trace/CSV not written"
+
 # bad input: one line, exit 2
 err=$("$SIM" bubble --m 4,x 2>&1 >/dev/null); rc=$?
 [ $rc -eq 2 ] || fail "--m 4,x exited $rc, want 2"
