@@ -2,19 +2,12 @@
  * counters, host <-> device copies, and the shape/dtype checks of every op
  * before it is dispatched through the backend's table. */
 #include "backend_impl.h"
+#include "check.h"
 #include <string.h>
 
 G_DEFINE_QUARK(px-backend-error-quark, px_backend_error)
 
-static gboolean fail(GError **error, int code, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
-static gboolean fail(GError **error, int code, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  g_autofree char *msg = g_strdup_vprintf(fmt, ap);
-  va_end(ap);
-  g_set_error_literal(error, PX_BACKEND_ERROR, code, msg);
-  return FALSE;
-}
+#define fail(error, code, ...) px_fail(error, PX_BACKEND_ERROR, code, __VA_ARGS__)
 
 gsize px_dtype_size(PxDType dtype) {
   switch (dtype) {

@@ -11,6 +11,15 @@ static const char *short_path(const char *file) {
   return file;
 }
 
+gboolean px_fail(GError **error, GQuark domain, int code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  g_autofree char *msg = g_strdup_vprintf(fmt, ap);
+  va_end(ap);
+  g_set_error_literal(error, domain, code, msg);
+  return FALSE;
+}
+
 void px_check_fail(GError **error, GQuark domain, int code, int rank, const char *call,
                    const char *file, int line, const char *what) {
   if (!what) what = "unknown error";

@@ -18,6 +18,9 @@
 
 G_BEGIN_DECLS
 
+/* Set *error from a printf format and return FALSE: keeps each failure to one line. */
+gboolean px_fail(GError **error, GQuark domain, int code, const char *fmt, ...) G_GNUC_PRINTF(4, 5);
+
 void px_check_fail(GError **error, GQuark domain, int code, int rank, const char *call,
                    const char *file, int line, const char *what);
 

@@ -1,5 +1,6 @@
 /* data.c — llm.c token files, training windows, the synthetic corpus. */
 #include "data.h"
+#include "check.h"
 #include <string.h>
 
 G_DEFINE_QUARK(px-data-error-quark, px_data_error)
@@ -12,15 +13,7 @@ struct _PxTokenFile {
   int vocab_min;
 };
 
-static gboolean fail(GError **error, int code, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
-static gboolean fail(GError **error, int code, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  g_autofree char *msg = g_strdup_vprintf(fmt, ap);
-  va_end(ap);
-  g_set_error_literal(error, PX_DATA_ERROR, code, msg);
-  return FALSE;
-}
+#define fail(error, code, ...) px_fail(error, PX_DATA_ERROR, code, __VA_ARGS__)
 
 PxTokenFile *px_token_file_open(const char *path, GError **error) {
   g_autoptr(GError) err = NULL;
