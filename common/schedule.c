@@ -241,29 +241,22 @@ static void emit_stage(PxProgram *prog, int s, const GArray *ops) {
   px_program_append(prog, s, PX_OP_OPTIMIZER_STEP, -1, -1, -1);
 }
 
-static gboolean fail(GError **error, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
-static gboolean fail(GError **error, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  g_autofree char *msg = g_strdup_vprintf(fmt, ap);
-  va_end(ap);
-  g_set_error_literal(error, PX_SCHEDULE_ERROR, PX_SCHEDULE_ERROR_INVALID, msg);
-  return FALSE;
-}
+#define INVALID(...) \
+  (g_set_error(error, PX_SCHEDULE_ERROR, PX_SCHEDULE_ERROR_INVALID, __VA_ARGS__), FALSE)
 
 static gboolean check_plan(const PxPlan *plan, const PxPartition *part, GError **error) {
   int v = plan->vpp > 0 ? plan->vpp : 1;
   if (plan->pp < 1 || plan->m < 1)
-    return fail(error, "cannot schedule pp=%d with m=%d micro-batches (validate the plan first)",
+    return INVALID("cannot schedule pp=%d with m=%d micro-batches (validate the plan first)",
                 plan->pp, plan->m);
   if (v > 1 && plan->schedule != PX_SCHED_INTERLEAVED)
-    return fail(error, "%s schedule runs one chunk per rank, but vpp=%d (use interleaved)",
+    return INVALID("%s schedule runs one chunk per rank, but vpp=%d (use interleaved)",
                 px_schedule_name(plan->schedule), v);
   if (plan->schedule == PX_SCHED_INTERLEAVED && plan->m % plan->pp != 0)
-    return fail(error, "interleaved schedule needs m=%d micro-batches divisible by pp=%d", plan->m,
+    return INVALID("interleaved schedule needs m=%d micro-batches divisible by pp=%d", plan->m,
                 plan->pp);
   if (part && part->parts != plan->pp * v)
-    return fail(error, "partition has %d parts but the plan has pp*vpp=%d", part->parts, plan->pp * v);
+    return INVALID("partition has %d parts but the plan has pp*vpp=%d", part->parts, plan->pp * v);
   return TRUE;
 }
 
@@ -288,7 +281,7 @@ PxProgram *px_program_new(const PxPlan *plan, const PxPartition *part, GError **
     case PX_SCHED_INTERLEAVED: order_interleaved(ops, prog->pp, prog->vpp, s, prog->m); break;
     case PX_SCHED_ZB_H1: order_zb_h1(ops, prog->pp, s, prog->m); break;
     default:
-      fail(error, "unknown schedule %d", (int)plan->schedule);
+      g_set_error(error, PX_SCHEDULE_ERROR, PX_SCHEDULE_ERROR_INVALID, "unknown schedule %d", (int)plan->schedule);
       return NULL;
     }
     emit_stage(prog, s, ops);
