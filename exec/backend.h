@@ -156,7 +156,7 @@ typedef struct {
  * sequence, pairs (i, i + head_dim/2) rotated by t * theta^(-2i/head_dim). */
 gboolean px_op_rope_fwd(PxBackend *be, PxTensor *out, const PxTensor *in, const PxAttnShape *s,
                         double theta, GError **error);
-/* din += R^T dout on q and k, din += dout on v. din may equal dout only if it was zero. */
+/* din += R^T dout on q and k, din += dout on v. din and dout must not alias. */
 gboolean px_op_rope_bwd(PxBackend *be, PxTensor *din, const PxTensor *dout, const PxAttnShape *s,
                         double theta, GError **error);
 
