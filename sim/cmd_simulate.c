@@ -246,7 +246,8 @@ int px_cmd_simulate(int argc, char **argv) {
     if (gantt) {
       /* beside --json the chart goes to stderr, so stdout stays one JSON object */
       g_autofree char *g = px_timeline_gantt(r.res->timeline, terminal_width());
-      fprintf(json ? stderr : stdout, "\n%s", g);
+      fprintf(json ? stderr : stdout, "\n%s%s", g,
+              r.ideal ? "          ideal costs: one second on the axis is one chunk's forward (T_F)\n" : "");
     }
     /* after the report, trace and CSV, so a missing gnuplot loses nothing else */
     if (plot_dir && !plot_report(&r, plot_dir, &error)) rc = px_fail(CMD, error);
