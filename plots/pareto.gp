@@ -16,7 +16,8 @@ set xlabel "step time (s)"
 set ylabel "peak memory per GPU (GB = 10^9 B)"
 set key top right vertical inside box opaque
 set yrange [0:*]
-set offsets 0, 0, graph 0.06, 0
+set autoscale xfix
+set offsets graph 0.03, graph 0.03, graph 0.06, 0
 plot datafile index 0 using 1:($3 == 0 ? $2 : 1/0) with points pt 6 ps 1.0 lc rgb "#aaaaaa" title "does not fit", \
      datafile index 0 using 1:($3 != 0 ? $2 : 1/0) with points pt 7 ps 1.0 lc rgb "#1f77b4" title "fits", \
      datafile index 1 using 1:2 with linespoints pt 7 ps 1.6 lw 2 lc rgb "#ff7f0e" title "Pareto front", \
