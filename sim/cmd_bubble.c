@@ -214,12 +214,12 @@ int px_cmd_bubble(int argc, char **argv) {
   g_autoptr(GError) err = NULL;
   if (pp < 1 || vpp < 1) {
     g_set_error(&err, PX_PLAN_ERROR, PX_PLAN_ERROR_INVALID, "--pp and --vpp must be >= 1");
-    px_fail(CMD, err);
+    px_cli_fail(CMD, err);
     return 2;
   }
   g_autoptr(GArray) ms = g_array_new(FALSE, FALSE, sizeof(int));
   if (!parse_m_list(m_list ? m_list : "1,2,4,8,16,32", ms, &err)) {
-    px_fail(CMD, err);
+    px_cli_fail(CMD, err);
     return 2;
   }
 
@@ -230,7 +230,7 @@ int px_cmd_bubble(int argc, char **argv) {
   if (json) print_json(pp, vpp, ms, pts);
   else print_table(pp, vpp, ms, pts);
   int rc = 0;
-  if (plot_dir && !plot_bubble(pp, vpp, ms, pts, plot_dir, &err)) rc = px_fail(CMD, err);
+  if (plot_dir && !plot_bubble(pp, vpp, ms, pts, plot_dir, &err)) rc = px_cli_fail(CMD, err);
   for (guint i = 0; i < ms->len; i++)
     for (gsize s = 0; s < N_SCHED; s++) g_free(pts[i][s].why);
   g_free(pts);

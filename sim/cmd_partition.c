@@ -14,7 +14,7 @@
 
 /* Bad input: one line on stderr, exit 2. */
 static int bad_input(GError *error) {
-  px_fail(CMD, error);
+  px_cli_fail(CMD, error);
   return 2;
 }
 

@@ -222,7 +222,7 @@ int px_cmd_plan(int argc, char **argv) {
     rc = 2;
   } else if (!px_plan_options_resolve(&o, FALSE, &r.model, &r.cluster, &r.plan, &error) ||
              !plan_report_compute(&r, &error)) {
-    rc = px_fail(CMD, error);
+    rc = px_cli_fail(CMD, error);
   } else if (json) {
     print_json(&r);
   } else {

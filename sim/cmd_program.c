@@ -37,7 +37,7 @@ int px_cmd_program(int argc, char **argv) {
   if (!px_plan_options_resolve(&o, FALSE, &model, &cluster, &plan, &error) ||
       !(part = px_partition_new(model, &plan, NULL, &error)) ||
       !(prog = px_program_new(&plan, part, &error))) {
-    rc = px_fail(CMD, error);
+    rc = px_cli_fail(CMD, error);
   } else if (rank >= px_plan_world(&plan) || rank < -1) {
     fprintf(stderr, CMD ": --rank %d is not a rank of the %d GPUs of the plan\n", rank, px_plan_world(&plan));
     rc = 2;

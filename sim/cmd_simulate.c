@@ -237,7 +237,7 @@ int px_cmd_simulate(int argc, char **argv) {
       !sim_report_run(&r, trace || csv || gantt || plot_dir, &error) ||
       (trace && !px_timeline_write_trace(r.res->timeline, trace, &error)) ||
       (csv && !px_timeline_write_csv(r.res->timeline, csv, &error))) {
-    rc = px_fail(CMD, error);
+    rc = px_cli_fail(CMD, error);
   } else {
     if (json)
       print_json(&r);
@@ -250,7 +250,7 @@ int px_cmd_simulate(int argc, char **argv) {
               r.ideal ? "          ideal costs: one second on the axis is one chunk's forward (T_F)\n" : "");
     }
     /* after the report, trace and CSV, so a missing gnuplot loses nothing else */
-    if (plot_dir && !plot_report(&r, plot_dir, &error)) rc = px_fail(CMD, error);
+    if (plot_dir && !plot_report(&r, plot_dir, &error)) rc = px_cli_fail(CMD, error);
   }
   sim_report_clear(&r);
   px_plan_options_clear(&o);

@@ -1,5 +1,6 @@
 /* options.c — the shared plan flags (see options.h). */
 #include "options.h"
+#include "commands.h"
 #include "config.h"
 #include <math.h>
 #include <stdio.h>
@@ -192,7 +193,24 @@ gboolean px_parse_command_line(const char *cmd, const char *summary, GOptionEntr
   return TRUE;
 }
 
-int px_fail(const char *cmd, GError *error) {
+int px_cli_fail(const char *cmd, GError *error) {
   fprintf(stderr, "%s: %s\n", cmd, error ? error->message : "failed");
   return 1;
+}
+
+static void command_usage(const char *prog, const PxCommand *commands, gsize n, FILE *out) {
+  fprintf(out, "usage: %s COMMAND [OPTIONS]\n\ncommands:\n", prog);
+  for (gsize i = 0; i < n; i++) fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+  fprintf(out, "\n'%s COMMAND --help' lists a command's options.\n", prog);
+}
+
+int px_command_main(const char *prog, const PxCommand *commands, gsize n, int argc, char **argv) {
+  if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+    command_usage(prog, commands, n, argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  for (gsize i = 0; i < n; i++)
+    if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+  fprintf(stderr, "%s: unknown command '%s' (see %s --help)\n", prog, argv[1], prog);
+  return 2;
 }

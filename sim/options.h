@@ -41,6 +41,6 @@ gboolean px_units_parse(const char *s, PxUnits *out);
 gboolean px_parse_command_line(const char *cmd, const char *summary, GOptionEntry *entries,
                                PxPlanOptions *o, int *argc, char ***argv);
 /* Print "CMD: message" (cmd as above) and return the exit code 1. */
-int px_fail(const char *cmd, GError *error);
+int px_cli_fail(const char *cmd, GError *error);
 
 G_END_DECLS

@@ -1,0 +1,470 @@
+/* cmd_search.c — `parallax-sim search`: which layouts of a model fit a cluster
+ * and which is fastest (or leanest); or, with --tokens and --days, how many
+ * GPUs finish the training in time. */
+#include <json-glib/json-glib.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include "commands.h"
+#include "config.h"
+#include "options.h"
+#include "plot.h"
+#include "report.h"
+#include "search.h"
+
+#define CMD "parallax-sim search"
+
+static volatile sig_atomic_t interrupted;
+static void on_sigint(int sig) {
+  (void)sig;
+  interrupted = 1;
+}
+
+typedef struct {
+  char *objective, *max_memory, *margin, *pareto, *emit, *tokens, *days, *nodes_range;
+  char **fix;
+  int top, threads, confirm, max_mbs, max_vpp;
+  gboolean json, tp_across, all_counts;
+} SearchFlags;
+
+/* ---- progress bar (stderr, terminals only) -------------------------------- */
+
+static void progress_bar(const PxSearchProgress *p, void *data) {
+  (void)data;
+  double frac = p->total ? (double)p->evaluated / p->total : 1;
+  int width = 24, fill = (int)(frac * width);
+  char bar[32];
+  for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
+  bar[width] = 0;
+  double eta = frac > 0 ? p->elapsed * (1 - frac) / frac : 0;
+  fprintf(stderr, "\r\033[K[%s] %3.0f %% %" G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT " layouts, %" G_GUINT64_FORMAT " fit",
+          bar, 100 * frac, p->evaluated, p->total, p->feasible);
+  if (p->have_best) fprintf(stderr, ", best %.1f ms", 1e3 * p->best_time);
+  fprintf(stderr, ", ETA %.0f s", eta);
+  fflush(stderr);
+}
+
+static void progress_end(gboolean shown) {
+  if (shown) fprintf(stderr, "\r\033[K");
+}
+
+/* ---- fixes from --fix and from the plan flags ----------------------------- */
+
+static gboolean collect_fixes(const SearchFlags *f, const PxPlanOptions *o, const PxPlan *plan, PxSearchFix *fix,
+                              GError **error) {
+  px_search_fix_init(fix);
+  struct { int v; int *field; } ints[] = {{o->tp, &fix->tp}, {o->pp, &fix->pp}, {o->dp, &fix->dp},
+                                          {o->vpp, &fix->vpp}, {o->mbs, &fix->mbs}, {o->zero, &fix->zero}};
+  for (gsize i = 0; i < G_N_ELEMENTS(ints); i++)
+    if (ints[i].v >= 0) *ints[i].field = ints[i].v;
+  /* named plan flags were resolved into the plan already */
+  if (o->ckpt) fix->ckpt = plan->ckpt;
+  if (o->schedule) fix->schedule = plan->schedule;
+  if (o->offload) fix->offload = plan->offload;
+  if (o->sp) fix->sp = 1;
+  if (o->order) {
+    g_autofree char *kv = g_strdup_printf("order=%s", o->order);
+    if (!px_search_fix_parse(fix, kv, error)) return FALSE;
+  }
+  for (char **kv = f->fix; kv && *kv; kv++)
+    if (!px_search_fix_parse(fix, *kv, error)) return FALSE;
+  return TRUE;
+}
+
+/* ---- output --------------------------------------------------------------- */
+
+static void layout_json(JsonBuilder *b, const PxLayout *l) {
+  json_builder_begin_object(b);
+  struct { const char *k; int v; } ints[] = {{"tp", l->tp}, {"pp", l->pp}, {"dp", l->dp}, {"vpp", l->vpp},
+                                             {"mbs", l->mbs}, {"zero", l->zero}};
+  for (gsize i = 0; i < G_N_ELEMENTS(ints); i++) {
+    json_builder_set_member_name(b, ints[i].k);
+    json_builder_add_int_value(b, ints[i].v);
+  }
+  json_builder_set_member_name(b, "offload");
+  json_builder_add_string_value(b, px_offload_name(l->offload));
+  json_builder_set_member_name(b, "ckpt");
+  json_builder_add_string_value(b, px_ckpt_name(l->ckpt));
+  json_builder_set_member_name(b, "seq_parallel");
+  json_builder_add_boolean_value(b, l->sp);
+  json_builder_set_member_name(b, "schedule");
+  json_builder_add_string_value(b, px_schedule_name(l->schedule));
+  json_builder_set_member_name(b, "order");
+  const PxAxis *ord = px_search_orders()[l->order];
+  g_autofree char *os = g_strdup_printf("%s,%s,%s", px_axis_name(ord[0]), px_axis_name(ord[1]), px_axis_name(ord[2]));
+  json_builder_add_string_value(b, os);
+  json_builder_end_object(b);
+}
+
+static void candidate_json(JsonBuilder *b, const PxSearchCandidate *c) {
+  json_builder_begin_object(b);
+  json_builder_set_member_name(b, "layout");
+  layout_json(b, &c->layout);
+  struct { const char *k; double v; } ds[] = {{"memory_bytes", c->memory}, {"analytic_step_time_s", c->analytic_time},
+                                              {"step_time_s", c->step_time}, {"tokens_per_s", c->tokens_per_s},
+                                              {"mfu", c->mfu}, {"bubble_fraction", c->bubble}};
+  for (gsize i = 0; i < G_N_ELEMENTS(ds); i++) {
+    json_builder_set_member_name(b, ds[i].k);
+    json_builder_add_double_value(b, ds[i].v);
+  }
+  json_builder_end_object(b);
+}
+
+/* Pad to `width` display columns (layouts hold the two-byte "·"). */
+static void print_padded(const char *s, int width) {
+  printf("%s%*s", s, MAX(0, width - (int)g_utf8_strlen(s, -1)), "");
+}
+
+static void print_table(const PxSearchResult *r, const PxUnits *u) {
+  int width = 6;
+  for (guint i = 0; i < r->top->len; i++) {
+    g_autofree char *ls = px_layout_format(&g_array_index(r->top, PxSearchCandidate, i).layout);
+    width = MAX(width, (int)g_utf8_strlen(ls, -1));
+  }
+  printf("%-3s ", "#");
+  print_padded("layout", width);
+  printf(" %10s %10s %10s %6s %8s\n", u->scale == 1e9 ? "mem GB" : "mem GiB", "step ms", "tokens/s", "MFU %",
+         "bubble %");
+  for (guint i = 0; i < r->top->len; i++) {
+    const PxSearchCandidate *c = &g_array_index(r->top, PxSearchCandidate, i);
+    g_autofree char *ls = px_layout_format(&c->layout);
+    printf("%-3u ", i + 1);
+    print_padded(ls, width);
+    printf(" %10.1f %10.1f %10.0f %6.1f %8.1f\n", c->memory / u->scale, 1e3 * c->step_time, c->tokens_per_s,
+           100 * c->mfu, 100 * c->bubble);
+  }
+  printf("(memory: peak per GPU, %s = %s bytes; step: simulated; MFU: model FLOPs / (step · GPUs · peak))\n", u->name,
+         u->scale == 1e9 ? "1e9" : "2^30");
+}
+
+static void closest_miss(const PxSearchResult *r, const PxUnits *u) {
+  if (!r->have_closest) {
+    fprintf(stderr, CMD ": no valid layout of %d GPUs (check --fix and the batch: dp·mbs must divide it)\n", r->gpus);
+    return;
+  }
+  const PxLayout *l = &r->closest.layout;
+  fprintf(stderr, CMD ": no layout fits: smallest memory need %.1f %s per GPU at tp %d pp %d dp %d ZeRO-%d%s%s %s recompute; ",
+          r->closest.memory / u->scale, u->name, l->tp, l->pp, l->dp, l->zero,
+          l->offload != PX_OFFLOAD_NONE ? " offload " : "", l->offload != PX_OFFLOAD_NONE ? px_offload_name(l->offload) : "",
+          px_ckpt_name(l->ckpt));
+  if (r->capacity < r->gpu_memory)
+    fprintf(stderr, "the limit is %.1f %s (the GPU has %.1f %s)\n", r->capacity / u->scale, u->name,
+            r->gpu_memory / u->scale, u->name);
+  else
+    fprintf(stderr, "the GPU has %.1f %s\n", r->gpu_memory / u->scale, u->name);
+}
+
+static gboolean emit_plan(const char *path, const PxPlan *base, const PxLayout *l, const PxPlanOptions *o,
+                          const PxCluster *cluster, GError **error) {
+  PxPlan p;
+  px_plan_copy(&p, base);
+  px_layout_apply(l, &p);
+  g_autofree char *ini = px_plan_to_ini(&p);
+  px_plan_clear(&p);
+  g_autofree char *all = g_strdup_printf("%smodel = %s\ncluster = %s\nnodes = %d\n", ini, o->model,
+                                         o->cluster, cluster->nodes);
+  return g_file_set_contents(path, all, -1, error);
+}
+
+static gboolean pareto_plot(const char *path, const PxSearchResult *r, const PxModel *model, GError **error) {
+  guint n = r->points->len;
+  g_autofree PxParetoPoint *pts = g_new0(PxParetoPoint, MAX(n, 1));
+  for (guint i = 0; i < n; i++) {
+    const PxSearchPoint *sp = &g_array_index(r->points, PxSearchPoint, i);
+    pts[i] = (PxParetoPoint){sp->time, sp->memory, TRUE, NULL};
+  }
+  /* label the front only (the cloud may hold hundreds of thousands of points) */
+  g_autofree int *front = g_new(int, MAX(n, 1));
+  int nf = px_pareto_front(pts, (int)n, front);
+  g_autoptr(GPtrArray) labels = g_ptr_array_new_with_free_func(g_free);
+  for (int i = 0; i < nf; i++) {
+    char *label = px_layout_format(&g_array_index(r->points, PxSearchPoint, front[i]).layout);
+    g_ptr_array_add(labels, label);
+    pts[front[i]].label = label;
+  }
+  g_autofree char *dir = g_path_get_dirname(path);
+  g_autofree char *title = g_strdup_printf("%s on %d GPUs: memory vs analytic step time", model->desc.name, r->gpus);
+  if (!px_plot_pareto(pts, (int)n, r->capacity, dir, title, error)) return FALSE;
+  /* px_plot_pareto writes DIR/pareto.png and .svg: give them the asked name */
+  g_autofree char *png = g_build_filename(dir, "pareto.png", NULL);
+  g_autofree char *svg = g_build_filename(dir, "pareto.svg", NULL);
+  if (strcmp(png, path) != 0) {
+    g_autofree char *stem = g_str_has_suffix(path, ".png") ? g_strndup(path, strlen(path) - 4) : g_strdup(path);
+    g_autofree char *svg_to = g_strdup_printf("%s.svg", stem);
+    if (rename(png, path) != 0 || rename(svg, svg_to) != 0) {
+      g_set_error(error, PX_SEARCH_ERROR, PX_SEARCH_ERROR_FAILED, "could not rename %s to %s", png, path);
+      return FALSE;
+    }
+  }
+  return TRUE;
+}
+
+/* ---- the two modes -------------------------------------------------------- */
+
+static int run_search(const SearchFlags *f, const PxPlanOptions *o, const PxModel *model, const PxCluster *cluster,
+                      const PxPlan *plan, PxSearchOptions *so, const PxUnits *u, gboolean tty) {
+  g_autoptr(GError) error = NULL;
+  g_autoptr(PxSearchResult) r = px_search_run(model, cluster, plan, so, &error);
+  progress_end(so->progress != NULL);
+  if (!r) return px_cli_fail(CMD, error);
+  if (r->top->len == 0 && !r->cancelled) {
+    closest_miss(r, u);
+    return 1;
+  }
+  if (r->cancelled) fprintf(stderr, CMD ": interrupted: best of the %" G_GUINT64_FORMAT " layouts evaluated so far\n", r->evaluated);
+  const PxSearchCandidate *w = r->top->len ? &g_array_index(r->top, PxSearchCandidate, 0) : NULL;
+  g_autofree char *why = r->top->len > 1
+                             ? px_search_explain(w, &g_array_index(r->top, PxSearchCandidate, 1), r->capacity, u->scale, u->name)
+                             : NULL;
+  if (f->json) {
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "model");
+    json_builder_add_string_value(b, model->desc.name);
+    json_builder_set_member_name(b, "cluster");
+    json_builder_add_string_value(b, cluster->name);
+    json_builder_set_member_name(b, "gpus");
+    json_builder_add_int_value(b, r->gpus);
+    json_builder_set_member_name(b, "gbs");
+    json_builder_add_int_value(b, plan->gbs);
+    json_builder_set_member_name(b, "seq");
+    json_builder_add_int_value(b, plan->seq);
+    json_builder_set_member_name(b, "capacity_bytes");
+    json_builder_add_double_value(b, r->capacity);
+    struct { const char *k; guint64 v; } cs[] = {{"layouts", r->total}, {"evaluated", r->evaluated},
+                                                 {"valid", r->valid}, {"feasible", r->feasible}};
+    for (gsize i = 0; i < G_N_ELEMENTS(cs); i++) {
+      json_builder_set_member_name(b, cs[i].k);
+      json_builder_add_int_value(b, (gint64)cs[i].v);
+    }
+    json_builder_set_member_name(b, "interrupted");
+    json_builder_add_boolean_value(b, r->cancelled);
+    json_builder_set_member_name(b, "top");
+    json_builder_begin_array(b);
+    for (guint i = 0; i < r->top->len; i++) candidate_json(b, &g_array_index(r->top, PxSearchCandidate, i));
+    json_builder_end_array(b);
+    json_builder_set_member_name(b, "why");
+    if (why) json_builder_add_string_value(b, why);
+    else json_builder_add_null_value(b);
+    json_builder_end_object(b);
+    px_report_print_json(b);
+  } else if (w) {
+    g_autofree char *tok = px_format_count((double)plan->gbs * plan->seq);
+    printf("Parallax search: %s on %s, %d GPUs (%s, %.1f %s each; layouts may use %.1f %s), "
+           "global batch %d × %d = %s tokens\n",
+           model->desc.name, cluster->name, r->gpus, cluster->gpu, r->gpu_memory / u->scale, u->name,
+           r->capacity / u->scale, u->name, plan->gbs, plan->seq, tok);
+    printf("searched %" G_GUINT64_FORMAT " layouts: %" G_GUINT64_FORMAT " valid, %" G_GUINT64_FORMAT
+           " fit; the best by the analytic model were simulated and ranked by simulated step time (%.2f s)\n\n",
+           r->evaluated, r->valid, r->feasible, r->elapsed);
+    print_table(r, u);
+    if (why) printf("\nwhy #1: %s\n", why);
+  }
+  if (w && f->emit && !emit_plan(f->emit, plan, &w->layout, o, cluster, &error)) return px_cli_fail(CMD, error);
+  if (f->pareto && !pareto_plot(f->pareto, r, model, &error)) return px_cli_fail(CMD, error);
+  (void)tty;
+  return r->cancelled ? 130 : 0;
+}
+
+static gboolean parse_range(const char *s, int *lo, int *hi) {
+  char *end;
+  gint64 a = g_ascii_strtoll(s, &end, 10), b = a;
+  if (end == s) return FALSE;
+  if (*end == '-') {
+    const char *t = end + 1;
+    b = g_ascii_strtoll(t, &end, 10);
+    if (end == t) return FALSE;
+  }
+  if (*end || a < 1 || b < a || b > (1 << 20)) return FALSE;
+  *lo = (int)a;
+  *hi = (int)b;
+  return TRUE;
+}
+
+static int run_sizing(const SearchFlags *f, const PxModel *model, const PxCluster *cluster, const PxPlan *plan,
+                      PxSearchOptions *so, const PxUnits *u) {
+  (void)u;
+  PxSizingOptions sz = {0};
+  g_autoptr(GError) error = NULL;
+  if (f->tokens && (!px_parse_count(f->tokens, &sz.tokens) || sz.tokens <= 0)) {
+    fprintf(stderr, CMD ": --tokens '%s' is not a token count (e.g. 2T)\n", f->tokens);
+    return 2;
+  }
+  if (f->days && (!px_parse_count(f->days, &sz.days) || sz.days <= 0)) {
+    fprintf(stderr, CMD ": --days '%s' is not a positive number of days\n", f->days);
+    return 2;
+  }
+  if ((f->tokens != NULL) != (f->days != NULL)) {
+    fprintf(stderr, CMD ": sizing needs both --tokens and --days\n");
+    return 2;
+  }
+  if (!parse_range(f->nodes_range ? f->nodes_range : "1-1024", &sz.min_nodes, &sz.max_nodes)) {
+    fprintf(stderr, CMD ": --nodes-range '%s' is not N or N-M nodes\n", f->nodes_range);
+    return 2;
+  }
+  sz.all_counts = f->all_counts;
+  g_autoptr(PxSizingResult) r = px_search_size(model, cluster, plan, so, &sz, &error);
+  progress_end(so->progress != NULL);
+  if (!r) return px_cli_fail(CMD, error);
+  if (f->json) {
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "rows");
+    json_builder_begin_array(b);
+    for (guint i = 0; i < r->rows->len; i++) {
+      const PxSizingRow *row = &g_array_index(r->rows, PxSizingRow, i);
+      json_builder_begin_object(b);
+      json_builder_set_member_name(b, "nodes");
+      json_builder_add_int_value(b, row->nodes);
+      json_builder_set_member_name(b, "gpus");
+      json_builder_add_int_value(b, row->gpus);
+      json_builder_set_member_name(b, "fits");
+      json_builder_add_boolean_value(b, row->found);
+      if (row->found) {
+        json_builder_set_member_name(b, "best");
+        candidate_json(b, &row->best);
+        json_builder_set_member_name(b, "days");
+        json_builder_add_double_value(b, row->days);
+        json_builder_set_member_name(b, "gpu_hours");
+        json_builder_add_double_value(b, row->gpu_hours);
+      }
+      json_builder_set_member_name(b, "meets");
+      json_builder_add_boolean_value(b, row->meets);
+      json_builder_end_object(b);
+    }
+    json_builder_end_array(b);
+    json_builder_set_member_name(b, "answer_gpus");
+    json_builder_add_int_value(b, r->answer >= 0 ? g_array_index(r->rows, PxSizingRow, r->answer).gpus : 0);
+    json_builder_end_object(b);
+    px_report_print_json(b);
+  } else {
+    g_autofree char *tk = px_format_count(sz.tokens);
+    printf("Parallax sizing: %s on %s nodes (%d × %s), %s tokens in %s, global batch %d × %d tokens\n\n",
+           model->desc.name, cluster->name, cluster->gpus_per_node, cluster->gpu, tk,
+           sz.days > 0 ? f->days : "any time", plan->gbs, plan->seq);
+    printf("%6s %6s %-62s %9s %9s %12s %s\n", "nodes", "GPUs", "best layout", "step ms", "days", "GPU-hours", "in time");
+    for (guint i = 0; i < r->rows->len; i++) {
+      const PxSizingRow *row = &g_array_index(r->rows, PxSizingRow, i);
+      if (!row->found) {
+        printf("%6d %6d %-62s\n", row->nodes, row->gpus, "(no layout fits)");
+        continue;
+      }
+      g_autofree char *ls = px_layout_format(&row->best.layout);
+      printf("%6d %6d %-62s %9.1f %9.1f %12.0f %s\n", row->nodes, row->gpus, ls, 1e3 * row->best.step_time,
+             row->days, row->gpu_hours, row->meets ? "yes" : "no");
+    }
+    if (r->answer >= 0) {
+      const PxSizingRow *a = &g_array_index(r->rows, PxSizingRow, r->answer);
+      g_autofree char *ls = px_layout_format(&a->best.layout);
+      printf("\nanswer: %d GPUs (%d nodes) in %s finish in %.1f days, %.0f GPU-hours (%.1f %% MFU)\n", a->gpus,
+             a->nodes, ls, a->days, a->gpu_hours, 100 * a->best.mfu);
+    }
+  }
+  if (r->cancelled) return 130;
+  if (r->answer < 0) {
+    fprintf(stderr, CMD ": no GPU count of %d-%d nodes trains the tokens in time\n", sz.min_nodes, sz.max_nodes);
+    return 1;
+  }
+  return 0;
+}
+
+int px_cmd_search(int argc, char **argv) {
+  PxPlanOptions o;
+  SearchFlags f = {.top = 5};
+  GOptionEntry entries[] = {
+    {"objective", 0, 0, G_OPTION_ARG_STRING, &f.objective, "time (default), memory, or gpus (fewest GPUs over --nodes-range)", "O"},
+    {"max-memory", 0, 0, G_OPTION_ARG_STRING, &f.max_memory, "Memory a layout may use per GPU (default: the GPU's)", "BYTES"},
+    {"margin", 0, 0, G_OPTION_ARG_STRING, &f.margin, "Headroom kept free beyond the plan's workspace (default 0)", "BYTES"},
+    {"fix", 0, 0, G_OPTION_ARG_STRING_ARRAY, &f.fix, "Hold a knob: tp, pp, dp, zero, mbs, vpp, ckpt, schedule, sp, offload, order (repeatable)", "K=V"},
+    {"top", 0, 0, G_OPTION_ARG_INT, &f.top, "Layouts to list (default 5)", "K"},
+    {"confirm", 0, 0, G_OPTION_ARG_INT, &f.confirm, "Candidates to simulate (default max(4·K, 16))", "N"},
+    {"threads", 0, 0, G_OPTION_ARG_INT, &f.threads, "Worker threads (default: every core)", "N"},
+    {"max-mbs", 0, 0, G_OPTION_ARG_INT, &f.max_mbs, "Largest micro-batch tried (powers of two, default 8)", "N"},
+    {"max-vpp", 0, 0, G_OPTION_ARG_INT, &f.max_vpp, "Most chunks per rank tried for interleaving (default 8)", "N"},
+    {"tp-across-nodes", 0, 0, G_OPTION_ARG_NONE, &f.tp_across, "Allow tp larger than a node", NULL},
+    {"json", 0, 0, G_OPTION_ARG_NONE, &f.json, "Print one JSON object", NULL},
+    {"pareto", 0, 0, G_OPTION_ARG_FILENAME, &f.pareto, "Plot memory vs step time of every fitting layout (gnuplot)", "FILE.png"},
+    {"emit", 0, 0, G_OPTION_ARG_FILENAME, &f.emit, "Write the winner as a plan INI", "FILE.ini"},
+    {"tokens", 0, 0, G_OPTION_ARG_STRING, &f.tokens, "Sizing: training tokens (e.g. 2T)", "T"},
+    {"days", 0, 0, G_OPTION_ARG_STRING, &f.days, "Sizing: days to finish in", "D"},
+    {"nodes-range", 0, 0, G_OPTION_ARG_STRING, &f.nodes_range, "Sizing: node counts tried (default 1-1024)", "N-M"},
+    {"all-counts", 0, 0, G_OPTION_ARG_NONE, &f.all_counts, "Sizing: every node count, not only powers of two", NULL},
+    {NULL}};
+  if (!px_parse_command_line(CMD, "search the layouts of a model on a cluster", entries, &o, &argc, &argv)) return 2;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(PxModel) model = NULL;
+  g_autoptr(PxCluster) cluster = NULL;
+  PxPlan plan = {0};
+  PxUnits u;
+  PxSearchOptions so;
+  px_search_options_init(&so);
+  int rc = 0;
+  double v;
+  gboolean sizing = f.tokens || f.days || (f.objective && !g_ascii_strcasecmp(f.objective, "gpus"));
+  if (!px_units_parse(o.units, &u)) {
+    fprintf(stderr, CMD ": --units '%s' is not GB or GiB\n", o.units);
+    rc = 2;
+  } else if (f.objective && !px_search_objective_parse(f.objective, &so.objective)) {
+    fprintf(stderr, CMD ": --objective '%s' is not time, memory or gpus\n", f.objective);
+    rc = 2;
+  } else if (f.max_memory && (!px_parse_bytes(f.max_memory, &v) || v <= 0)) {
+    fprintf(stderr, CMD ": --max-memory '%s' is not a size (e.g. 70GB)\n", f.max_memory);
+    rc = 2;
+  } else if (f.top < 1 || f.threads < 0 || f.confirm < 0 || f.max_mbs < 0 || f.max_vpp < 0) {
+    fprintf(stderr, CMD ": --top must be at least 1; --threads, --confirm, --max-mbs, --max-vpp not negative\n");
+    rc = 2;
+  } else if (!px_plan_options_resolve(&o, TRUE, &model, &cluster, &plan, &error) ||
+             !collect_fixes(&f, &o, &plan, &so.fix, &error)) {
+    rc = px_cli_fail(CMD, error);
+  } else {
+    if (f.max_memory) px_parse_bytes(f.max_memory, &so.max_memory);
+    if (f.margin && !px_parse_bytes(f.margin, &so.margin)) {
+      fprintf(stderr, CMD ": --margin '%s' is not a size (e.g. 2GB)\n", f.margin);
+      rc = 2;
+    }
+    so.top = f.top;
+    so.confirm = f.confirm;
+    so.threads = f.threads;
+    if (f.max_mbs) so.max_mbs = f.max_mbs;
+    if (f.max_vpp) so.max_vpp = f.max_vpp;
+    so.tp_across_nodes = f.tp_across;
+    so.keep_points = f.pareto != NULL;
+    so.cancel = &interrupted;
+    gboolean tty = isatty(STDERR_FILENO);
+    if (tty) so.progress = progress_bar;
+    if (sizing && so.objective == PX_OBJECTIVE_MEMORY) {
+      fprintf(stderr, CMD ": sizing (--tokens/--days) minimises GPUs; --objective memory does not apply\n");
+      rc = 2;
+    }
+    if (sizing && o.gbs_tokens && rc == 0) {
+      /* the batch must suit every GPU count tried: the token count rounded to
+       * the nearest multiple of the largest power of two not above it */
+      double tokens;
+      px_parse_count(o.gbs_tokens, &tokens);
+      gint64 seqs = MAX(1, llround(tokens / plan.seq)), p2 = 1;
+      while (p2 * 2 <= seqs) p2 *= 2;
+      plan.gbs = (int)MIN(G_MAXINT, (seqs + p2 / 2) / p2 * p2);
+    }
+    if (rc == 0) {
+      struct sigaction sa = {0}, old;
+      sa.sa_handler = on_sigint;
+      sigemptyset(&sa.sa_mask);
+      sigaction(SIGINT, &sa, &old);
+      if (sizing) {
+        so.objective = PX_OBJECTIVE_TIME;
+        rc = run_sizing(&f, model, cluster, &plan, &so, &u);
+      } else {
+        rc = run_search(&f, &o, model, cluster, &plan, &so, &u, tty);
+      }
+      sigaction(SIGINT, &old, NULL);
+    }
+  }
+  px_plan_clear(&plan);
+  px_plan_options_clear(&o);
+  g_strfreev(f.fix);
+  char **strs[] = {&f.objective, &f.max_memory, &f.margin, &f.pareto, &f.emit, &f.tokens, &f.days, &f.nodes_range};
+  for (gsize i = 0; i < G_N_ELEMENTS(strs); i++) g_free(*strs[i]);
+  return rc;
+}
