@@ -10,6 +10,7 @@
 #include "options.h"
 #include "partition.h"
 #include "report.h"
+#include "search.h"
 
 #define CMD "parallax-sim plan"
 
@@ -41,49 +42,18 @@ static gboolean plan_report_compute(PlanReport *r, GError **error) {
 
 /* ---- the closest layout that fits ----------------------------------------- */
 
-/* Changes from the given plan that are tried, cheapest first, when it does not
- * fit: more ZeRO, recompute, more tp within a node, more pp, offload. The
- * first that fits (fewest changed knobs, then lowest peak) is named. */
-static char *suggest_fitting(const PlanReport *r) {
-  const PxPlan *base = &r->plan;
-  int gpus = px_plan_world(base);
-  int gpn = r->cluster ? r->cluster->gpus_per_node : gpus;
-  char *best = NULL;
-  int best_changes = 99;
-  double best_peak = 0;
-  for (int tp = 1; tp <= MIN(gpn, 64); tp *= 2)
-    for (int pp = 1; pp <= gpus / tp && pp <= r->model->desc.layers; pp *= 2) {
-      if (gpus % (tp * pp)) continue;
-      int dp = gpus / (tp * pp);
-      for (int zero = base->zero; zero <= 3; zero++)
-        for (int ck = base->ckpt; ck <= PX_CKPT_FULL; ck++) {
-          PxPlan p;
-          px_plan_copy(&p, base);
-          p.tp = tp;
-          p.pp = pp;
-          p.dp = dp;
-          p.zero = zero;
-          p.ckpt = ck;
-          if (p.schedule == PX_SCHED_INTERLEAVED && pp == 1) { p.schedule = PX_SCHED_1F1B; p.vpp = 1; }
-          /* keep the global batch; the micro-batch count follows dp */
-          int changes = (tp != base->tp) + (pp != base->pp) + (zero != base->zero) + (ck != (int)base->ckpt);
-          if (changes == 0 || changes > best_changes) { px_plan_clear(&p); continue; }
-          PlanReport t = {.model = r->model, .cluster = r->cluster};
-          t.plan = p;
-          if (px_plan_validate(&t.plan, r->model, r->cluster, NULL) && plan_report_compute(&t, NULL) &&
-              t.mem->fits && (changes < best_changes || t.mem->peak < best_peak)) {
-            g_free(best);
-            best = g_strdup_printf("dp %d, pp %d, tp %d, ZeRO-%d, checkpoint %s (peak %.1f GB)", dp, pp, tp,
-                                   zero, px_ckpt_name(ck), t.mem->peak / 1e9);
-            best_changes = changes;
-            best_peak = t.mem->peak;
-          }
-          px_memory_free(t.mem);
-          px_partition_free(t.part);
-          px_plan_clear(&t.plan);
-        }
-    }
-  return best;
+/* When the plan does not fit: the fastest layout of the same GPUs that does,
+ * as `parallax-sim search` finds it (same batch, sequence and precision). */
+static char *suggest_fitting(const PlanReport *r, const PxUnits *u) {
+  PxSearchOptions so;
+  px_search_options_init(&so);
+  so.top = 1;
+  g_autoptr(PxSearchResult) res = px_search_run(r->model, r->cluster, &r->plan, &so, NULL);
+  if (!res || res->top->len == 0) return NULL;
+  const PxSearchCandidate *c = &g_array_index(res->top, PxSearchCandidate, 0);
+  g_autofree char *layout = px_layout_format(&c->layout);
+  return g_strdup_printf("%s (peak %.1f %s, %.1f ms per step simulated; the fastest that fits, "
+                         "see parallax-sim search)", layout, c->memory / u->scale, u->name, 1e3 * c->step_time);
 }
 
 /* ---- text --------------------------------------------------------------- */
@@ -143,9 +113,9 @@ static void print_text(const PlanReport *r, const PxUnits *u) {
     else {
       printf("fits       NO: stage %d needs %.1f %s, the GPU has %.1f %s (over by %.1f %s)\n", pk->stage,
              pk->total / u->scale, u->name, cap / u->scale, u->name, (pk->total - cap) / u->scale, u->name);
-      g_autofree char *s = suggest_fitting(r);
+      g_autofree char *s = r->cluster ? suggest_fitting(r, u) : NULL;
       if (s) printf("would fit  %s on the same %d GPUs\n", s, px_plan_world(p));
-      else printf("would fit  no layout of these %d GPUs by tp, pp, ZeRO and recompute alone\n", px_plan_world(p));
+      else printf("would fit  no layout of these %d GPUs (parallax-sim search tried them all)\n", px_plan_world(p));
     }
   }
   g_autofree char *fm = px_format_flops(r->flops.model_per_step);

@@ -1,0 +1,811 @@
+/* search.c — the layout search (see search.h for the step-time formula).
+ *
+ * The space is cut into tasks, one per (tp, pp, vpp, rank order); dp follows
+ * from the GPU count. A task builds, with the core's px_cost_table_new and
+ * px_memory_new,
+ *   - one "state" block per (ZeRO, offload): per rank the model states
+ *     (weights + gradients + optimizer), the ZeRO buffers, DP reduction,
+ *     ZeRO-3 gathers and the optimizer step;
+ *   - one "compute" block per (micro-batch, checkpoint, sequence parallel): per
+ *     rank forward / backward / load times, p2p, activations per micro-batch,
+ *     the p2p buffers and the transient recompute activations;
+ * and then evaluates every (state, compute, schedule) combination in O(pp).
+ * Tasks run on a GThreadPool; each keeps its own best list, and the lists are
+ * merged in task order under a total order on layouts, so the answer does not
+ * depend on the thread count. The best `confirm` layouts are then simulated by
+ * the event engine and ranked by simulated step time. */
+#include "search.h"
+#include "cost.h"
+#include "memory.h"
+#include "partition.h"
+#include "schedule.h"
+#include <math.h>
+#include <string.h>
+
+G_DEFINE_QUARK(px-search-error-quark, px_search_error)
+
+static const PxAxis orders[6][3] = {
+  {PX_AXIS_TP, PX_AXIS_DP, PX_AXIS_PP}, {PX_AXIS_TP, PX_AXIS_PP, PX_AXIS_DP},
+  {PX_AXIS_DP, PX_AXIS_TP, PX_AXIS_PP}, {PX_AXIS_DP, PX_AXIS_PP, PX_AXIS_TP},
+  {PX_AXIS_PP, PX_AXIS_TP, PX_AXIS_DP}, {PX_AXIS_PP, PX_AXIS_DP, PX_AXIS_TP},
+};
+
+const PxAxis (*px_search_orders(void))[3] { return orders; }
+
+static const struct { gint8 zero, offload; } zero_offload[] = {
+  {0, PX_OFFLOAD_NONE},      {1, PX_OFFLOAD_NONE}, {1, PX_OFFLOAD_OPTIMIZER}, {2, PX_OFFLOAD_NONE},
+  {2, PX_OFFLOAD_OPTIMIZER}, {3, PX_OFFLOAD_NONE}, {3, PX_OFFLOAD_OPTIMIZER}, {3, PX_OFFLOAD_OPTIMIZER_PARAMS},
+};
+#define N_ZO ((int)G_N_ELEMENTS(zero_offload))
+
+/* ---- small pieces --------------------------------------------------------- */
+
+gboolean px_search_objective_parse(const char *s, PxSearchObjective *out) {
+  static const char *names[] = {"time", "memory", "gpus"};
+  for (int i = 0; i < 3; i++)
+    if (s && !g_ascii_strcasecmp(s, names[i])) {
+      *out = (PxSearchObjective)i;
+      return TRUE;
+    }
+  return FALSE;
+}
+
+int px_layout_compare(const PxLayout *a, const PxLayout *b) {
+  int ka[] = {a->tp, a->pp, a->dp, a->vpp, a->mbs, a->zero, a->offload, a->ckpt, a->sp, a->schedule, a->order};
+  int kb[] = {b->tp, b->pp, b->dp, b->vpp, b->mbs, b->zero, b->offload, b->ckpt, b->sp, b->schedule, b->order};
+  for (gsize i = 0; i < G_N_ELEMENTS(ka); i++)
+    if (ka[i] != kb[i]) return ka[i] < kb[i] ? -1 : 1;
+  return 0;
+}
+
+void px_layout_apply(const PxLayout *l, PxPlan *p) {
+  p->tp = l->tp;
+  p->pp = l->pp;
+  p->dp = l->dp;
+  p->vpp = l->vpp;
+  p->mbs = l->mbs;
+  p->zero = l->zero;
+  p->offload = (PxOffload)l->offload;
+  p->ckpt = (PxCheckpoint)l->ckpt;
+  p->seq_parallel = l->sp != 0;
+  p->schedule = (PxScheduleKind)l->schedule;
+  memcpy(p->order, orders[l->order], sizeof p->order);
+}
+
+static char *order_string(int i) {
+  return g_strdup_printf("%s,%s,%s", px_axis_name(orders[i][0]), px_axis_name(orders[i][1]),
+                         px_axis_name(orders[i][2]));
+}
+
+char *px_layout_format(const PxLayout *l) {
+  GString *s = g_string_new(NULL);
+  g_string_append_printf(s, "tp %d pp %d dp %d · %s", l->tp, l->pp, l->dp, px_schedule_name(l->schedule));
+  if (l->vpp > 1) g_string_append_printf(s, " v%d", l->vpp);
+  g_string_append_printf(s, " · mbs %d · ZeRO-%d", l->mbs, l->zero);
+  if (l->offload != PX_OFFLOAD_NONE) g_string_append_printf(s, " offload %s", px_offload_name(l->offload));
+  g_string_append_printf(s, " · ckpt %s", px_ckpt_name(l->ckpt));
+  if (l->sp) g_string_append(s, " · sp");
+  if (l->order != 0) {
+    g_autofree char *o = order_string(l->order);
+    g_string_append_printf(s, " · order %s", o);
+  }
+  return g_string_free(s, FALSE);
+}
+
+void px_search_fix_init(PxSearchFix *f) {
+  f->tp = f->pp = f->dp = f->vpp = f->mbs = f->zero = f->offload = f->ckpt = f->sp = f->schedule = f->order = -1;
+}
+
+static gboolean fix_fail(GError **error, const char *kv, const char *why) {
+  g_set_error(error, PX_SEARCH_ERROR, PX_SEARCH_ERROR_INVALID, "--fix '%s': %s", kv, why);
+  return FALSE;
+}
+
+gboolean px_search_fix_parse(PxSearchFix *f, const char *kv, GError **error) {
+  const char *eq = strchr(kv, '=');
+  if (!eq || eq == kv || !eq[1]) return fix_fail(error, kv, "expected KNOB=VALUE (e.g. tp=8)");
+  g_autofree char *key = g_strndup(kv, eq - kv);
+  const char *val = eq + 1;
+  struct { const char *name; int *field; int min; } ints[] = {
+    {"tp", &f->tp, 1}, {"pp", &f->pp, 1}, {"dp", &f->dp, 1}, {"vpp", &f->vpp, 1}, {"mbs", &f->mbs, 1}, {"zero", &f->zero, 0}};
+  for (gsize i = 0; i < G_N_ELEMENTS(ints); i++) {
+    if (strcmp(key, ints[i].name)) continue;
+    char *end;
+    gint64 v = g_ascii_strtoll(val, &end, 10);
+    if (*end || v < ints[i].min || v > (1 << 24) || (ints[i].field == &f->zero && v > 3))
+      return fix_fail(error, kv, ints[i].field == &f->zero ? "ZeRO is 0..3" : "not a positive integer");
+    *ints[i].field = (int)v;
+    return TRUE;
+  }
+  if (!strcmp(key, "ckpt")) {
+    PxCheckpoint c;
+    if (!px_ckpt_parse(val, &c)) return fix_fail(error, kv, "ckpt is none, selective or full");
+    f->ckpt = c;
+  } else if (!strcmp(key, "schedule")) {
+    PxScheduleKind s;
+    if (!px_schedule_parse(val, &s) || s == PX_SCHED_NAIVE)
+      return fix_fail(error, kv, "schedule is 1f1b, gpipe, interleaved or zb-h1");
+    f->schedule = s;
+  } else if (!strcmp(key, "offload")) {
+    PxOffload o;
+    if (!px_offload_parse(val, &o)) return fix_fail(error, kv, "offload is none, optimizer or optimizer+params");
+    f->offload = o;
+  } else if (!strcmp(key, "sp")) {
+    static const char *on[] = {"on", "true", "1", "yes"}, *off[] = {"off", "false", "0", "no"};
+    f->sp = -1;
+    for (int i = 0; i < 4; i++) {
+      if (!g_ascii_strcasecmp(val, on[i])) f->sp = 1;
+      if (!g_ascii_strcasecmp(val, off[i])) f->sp = 0;
+    }
+    if (f->sp < 0) return fix_fail(error, kv, "sp is on or off");
+  } else if (!strcmp(key, "order")) {
+    PxAxis o[3];
+    if (!px_order_parse(val, o)) return fix_fail(error, kv, "order is a permutation of tp,dp,pp");
+    for (int i = 0; i < 6; i++)
+      if (!memcmp(o, orders[i], sizeof o)) f->order = i;
+  } else {
+    return fix_fail(error, kv, "knob is one of tp, pp, dp, zero, mbs, vpp, ckpt, schedule, sp, offload, order");
+  }
+  return TRUE;
+}
+
+void px_search_options_init(PxSearchOptions *o) {
+  memset(o, 0, sizeof *o);
+  o->objective = PX_OBJECTIVE_TIME;
+  px_search_fix_init(&o->fix);
+  o->top = 5;
+  o->max_mbs = 8;
+  o->max_vpp = 8;
+}
+
+static gboolean fixed_ok(int fix, int v) { return fix < 0 || fix == v; }
+
+/* ---- blocks: the core's numbers, once per key ----------------------------- */
+
+typedef struct {
+  gboolean ok;
+  double *states, *buf_extra, *gather, *dp_reduce, *optimizer;  /* (pp) */
+} StateBlock;
+
+typedef struct {
+  gboolean ok;
+  double *t, *f, *bi, *w, *tied;               /* (pp) per micro-batch: total, forward, bwd-input, bwd-weight */
+  double *act_mb, *act_extra, *buf0;           /* (pp) */
+  double p2p;                                  /* mean activation + gradient p2p of one hop */
+} ComputeBlock;
+
+/* A shallow plan: shares base's partition string (never cleared). */
+static void plan_from(PxPlan *p, const PxPlan *base, const PxLayout *l) {
+  *p = *base;
+  px_layout_apply(l, p);
+}
+
+typedef struct {
+  const PxModel *model;
+  const PxCluster *cluster;
+  const PxPlan *base;
+  double capacity;
+  const PxSearchOptions *opt;
+} Space;
+
+static void state_block(const Space *sp, const PxPartition *part, PxLayout l, StateBlock *b) {
+  PxPlan p, p0;
+  l.mbs = 1;
+  l.ckpt = PX_CKPT_NONE;
+  l.sp = 0;
+  l.schedule = l.vpp > 1 ? PX_SCHED_INTERLEAVED : PX_SCHED_1F1B;
+  plan_from(&p, sp->base, &l);
+  p.gbs = p.mbs * p.dp * p.pp; /* m = pp: batch divisibility is each layout's own check */
+  b->ok = px_plan_validate(&p, sp->model, sp->cluster, NULL);
+  if (!b->ok) return;
+  g_autoptr(PxCostTable) t = px_cost_table_new(sp->model, sp->cluster, &p, part, NULL);
+  if (!t) { b->ok = FALSE; return; }
+  p0 = p;
+  p0.zero = 0;
+  p0.offload = PX_OFFLOAD_NONE;
+  g_autoptr(PxMemory) m = px_memory_new(sp->model, &p, part, sp->cluster);
+  g_autoptr(PxMemory) m0 = px_memory_new(sp->model, &p0, part, sp->cluster);
+  for (int r = 0; r < l.pp; r++) {
+    const PxStageMemory *s = &m->stages[r];
+    b->states[r] = s->weights + s->gradients + s->optimizer;
+    b->buf_extra[r] = s->buffers - m0->stages[r].buffers;
+    b->gather[r] = 0;
+    for (int c = 0; c < l.vpp; c++) b->gather[r] += t->gather[px_partition_part_of(part, r, c)];
+    b->dp_reduce[r] = t->dp_reduce[r];
+    b->optimizer[r] = t->optimizer[r];
+  }
+}
+
+static void compute_block(const Space *sp, const PxPartition *part, PxLayout l, ComputeBlock *b) {
+  PxPlan p;
+  l.zero = 0;
+  l.offload = PX_OFFLOAD_NONE;
+  l.schedule = l.vpp > 1 ? PX_SCHED_INTERLEAVED : PX_SCHED_1F1B;
+  plan_from(&p, sp->base, &l);
+  p.gbs = p.mbs * p.dp * p.pp;
+  b->ok = px_plan_validate(&p, sp->model, sp->cluster, NULL);
+  if (!b->ok) return;
+  g_autoptr(PxCostTable) t = px_cost_table_new(sp->model, sp->cluster, &p, part, NULL);
+  if (!t) { b->ok = FALSE; return; }
+  g_autoptr(PxMemory) m = px_memory_new(sp->model, &p, part, sp->cluster);
+  double p2p = 0;
+  for (int k = 0; k < part->parts; k++) p2p += t->p2p_act[k] + t->p2p_grad[k];
+  b->p2p = part->parts > 1 ? p2p / (part->parts - 1) : 0;
+  for (int r = 0; r < l.pp; r++) {
+    b->f[r] = b->bi[r] = b->w[r] = 0;
+    for (int c = 0; c < l.vpp; c++) {
+      int k = px_partition_part_of(part, r, c);
+      b->f[r] += t->fwd[k];
+      b->bi[r] += t->bwd_input[k];
+      b->w[r] += t->bwd_weight[k];
+    }
+    b->t[r] = b->f[r] + b->bi[r] + b->w[r] + t->load[r];
+    b->tied[r] = t->tied_reduce[r];
+    const PxStageMemory *s = &m->stages[r];
+    b->act_mb[r] = s->activation_per_mb;
+    b->act_extra[r] = s->activations - s->in_flight * s->activation_per_mb;
+    b->buf0[r] = s->buffers;
+  }
+}
+
+/* Memory and analytic time of a validated plan from its two blocks. */
+static void evaluate(const PxPlan *p, const StateBlock *s, const ComputeBlock *c, gboolean overlap_dp,
+                     double *memory, double *time) {
+  int pp = p->pp;
+  double peak = 0, tc = -1, gather = 0, reduce = 0, opt = 0;
+  int crit = 0;
+  for (int r = 0; r < pp; r++) {
+    double mem = s->states[r] + s->buf_extra[r] + c->buf0[r] + c->act_mb[r] * px_memory_in_flight(p, r) +
+                 c->act_extra[r] + p->workspace_bytes;
+    peak = MAX(peak, mem);
+    if (c->t[r] > tc) { tc = c->t[r]; crit = r; }
+    gather = MAX(gather, s->gather[r]);
+    double red = s->dp_reduce[r] + c->tied[r];
+    if (overlap_dp) red = MAX(0, red - r * (c->bi[r] + c->w[r]));
+    reduce = MAX(reduce, red);
+    opt = MAX(opt, s->optimizer[r]);
+  }
+  double u;
+  switch (p->schedule) {
+  case PX_SCHED_INTERLEAVED: u = tc / p->vpp; break;
+  case PX_SCHED_ZB_H1: u = MAX(c->f[crit] + c->bi[crit] - c->w[crit], 0); break;
+  default: u = tc; break;
+  }
+  *memory = peak;
+  *time = p->m * tc + (pp - 1) * (u + c->p2p) + gather + reduce + opt;
+}
+
+/* ---- ranking -------------------------------------------------------------- */
+
+static int cand_cmp_key(const PxSearchCandidate *a, const PxSearchCandidate *b, PxSearchObjective obj,
+                        gboolean simulated) {
+  double ta = simulated ? a->step_time : a->analytic_time, tb = simulated ? b->step_time : b->analytic_time;
+  if (obj == PX_OBJECTIVE_MEMORY) {
+    if (a->memory != b->memory) return a->memory < b->memory ? -1 : 1;
+    if (ta != tb) return ta < tb ? -1 : 1;
+  } else {
+    if (ta != tb) return ta < tb ? -1 : 1;
+    if (a->memory != b->memory) return a->memory < b->memory ? -1 : 1;
+  }
+  return px_layout_compare(&a->layout, &b->layout);
+}
+
+static int cmp_analytic(gconstpointer a, gconstpointer b, gpointer obj) {
+  return cand_cmp_key(a, b, *(const PxSearchObjective *)obj, FALSE);
+}
+static int cmp_simulated(gconstpointer a, gconstpointer b, gpointer obj) {
+  return cand_cmp_key(a, b, *(const PxSearchObjective *)obj, TRUE);
+}
+
+/* Keep the `cap` best under the objective (sorted insertion into a small array). */
+static void best_insert(GArray *best, int cap, const PxSearchCandidate *c, PxSearchObjective obj) {
+  guint n = best->len;
+  if ((int)n >= cap && cand_cmp_key(c, &g_array_index(best, PxSearchCandidate, n - 1), obj, FALSE) >= 0) return;
+  guint i = n;
+  while (i > 0 && cand_cmp_key(c, &g_array_index(best, PxSearchCandidate, i - 1), obj, FALSE) < 0) i--;
+  g_array_insert_val(best, i, *c);
+  if ((int)best->len > cap) g_array_set_size(best, cap);
+}
+
+/* ---- tasks ---------------------------------------------------------------- */
+
+typedef struct {
+  PxLayout key;              /* tp, pp, dp, vpp, order */
+  guint64 count;             /* layouts in the task */
+  /* results */
+  guint64 evaluated, valid, feasible;
+  GArray *best;              /* PxSearchCandidate */
+  gboolean have_closest;
+  PxSearchCandidate closest;
+  GArray *points;
+  gboolean done;
+} Task;
+
+typedef struct {
+  Space space;
+  Task *tasks;
+  guint n_tasks;
+  int cap;
+  GMutex lock;
+  GCond cond;
+  guint done;
+  guint64 evaluated, feasible;
+  gboolean have_best;
+  PxSearchCandidate best;
+} Run;
+
+static int n_schedules(const PxLayout *k, PxScheduleKind out[3]) {
+  if (k->vpp > 1) { out[0] = PX_SCHED_INTERLEAVED; return 1; }
+  if (k->pp == 1) { out[0] = PX_SCHED_1F1B; return 1; }
+  out[0] = PX_SCHED_1F1B;
+  out[1] = PX_SCHED_GPIPE;
+  out[2] = PX_SCHED_ZB_H1;
+  return 3;
+}
+
+/* The (mbs, ckpt, sp), (zero, offload) and schedule choices of a task under the fix. */
+typedef struct {
+  int mbs[16], n_mbs;
+  int ckpt[3], n_ckpt;
+  int sp[2], n_sp;
+  int zo[N_ZO], n_zo;
+  PxScheduleKind sched[3];
+  int n_sched;
+} Choices;
+
+static void task_choices(const PxSearchOptions *o, const PxLayout *k, Choices *ch) {
+  memset(ch, 0, sizeof *ch);
+  for (int b = 1; b <= MAX(o->max_mbs, 1) && ch->n_mbs < 16; b *= 2)
+    if (fixed_ok(o->fix.mbs, b)) ch->mbs[ch->n_mbs++] = b;
+  if (o->fix.mbs > 0 && ch->n_mbs == 0) ch->mbs[ch->n_mbs++] = o->fix.mbs; /* a fixed non-power of two */
+  for (int c = 0; c < 3; c++)
+    if (fixed_ok(o->fix.ckpt, c)) ch->ckpt[ch->n_ckpt++] = c;
+  for (int s = 0; s < (k->tp > 1 ? 2 : 1); s++)
+    if (fixed_ok(o->fix.sp, s)) ch->sp[ch->n_sp++] = s;
+  for (int z = 0; z < N_ZO; z++)
+    if (fixed_ok(o->fix.zero, zero_offload[z].zero) && fixed_ok(o->fix.offload, zero_offload[z].offload) &&
+        (k->dp > 1 || zero_offload[z].zero == 0 || o->fix.zero >= 0))
+      ch->zo[ch->n_zo++] = z;
+  PxScheduleKind all[3];
+  int n = n_schedules(k, all);
+  for (int i = 0; i < n; i++)
+    if (fixed_ok(o->fix.schedule, all[i])) ch->sched[ch->n_sched++] = all[i];
+}
+
+static void run_task(gpointer data, gpointer user) {
+  Task *task = data;
+  Run *run = user;
+  const Space *sp = &run->space;
+  const PxSearchOptions *o = sp->opt;
+  PxLayout l = task->key;
+  Choices ch;
+  task_choices(o, &l, &ch);
+  task->best = g_array_new(FALSE, FALSE, sizeof(PxSearchCandidate));
+  if (o->keep_points) task->points = g_array_new(FALSE, FALSE, sizeof(PxSearchPoint));
+
+  PxPlan pp_plan;
+  plan_from(&pp_plan, sp->base, &l);
+  g_autoptr(PxPartition) part = px_partition_new(sp->model, &pp_plan, NULL, NULL);
+  guint64 feasible_local = 0;
+  if (part) {
+    int pp = l.pp;
+    g_autofree double *mem = g_new0(double, (gsize)pp * (5 * N_ZO + 8));
+    StateBlock sb[N_ZO];
+    for (int i = 0; i < ch.n_zo; i++) {
+      int z = ch.zo[i];
+      double *base = mem + (gsize)pp * 5 * z;
+      sb[z] = (StateBlock){FALSE, base, base + pp, base + 2 * pp, base + 3 * pp, base + 4 * pp};
+      PxLayout lz = l;
+      lz.zero = zero_offload[z].zero;
+      lz.offload = zero_offload[z].offload;
+      state_block(sp, part, lz, &sb[z]);
+    }
+    double *cb_mem = mem + (gsize)pp * 5 * N_ZO;
+    ComputeBlock cb = {FALSE, cb_mem, cb_mem + pp, cb_mem + 2 * pp, cb_mem + 3 * pp, cb_mem + 4 * pp,
+                       cb_mem + 5 * pp, cb_mem + 6 * pp, cb_mem + 7 * pp, 0};
+    gboolean overlap = sp->base->bucket_bytes > 0;
+    for (int im = 0; im < ch.n_mbs; im++)
+      for (int ic = 0; ic < ch.n_ckpt; ic++)
+        for (int is = 0; is < ch.n_sp; is++) {
+          if (o->cancel && *o->cancel) goto out;
+          l.mbs = ch.mbs[im];
+          l.ckpt = ch.ckpt[ic];
+          l.sp = ch.sp[is];
+          compute_block(sp, part, l, &cb);
+          for (int iz = 0; iz < ch.n_zo; iz++) {
+            int z = ch.zo[iz];
+            l.zero = zero_offload[z].zero;
+            l.offload = zero_offload[z].offload;
+            for (int ik = 0; ik < ch.n_sched; ik++) {
+              l.schedule = ch.sched[ik];
+              task->evaluated++;
+              PxPlan p;
+              plan_from(&p, sp->base, &l);
+              if (!cb.ok || !sb[z].ok || !px_plan_validate(&p, sp->model, sp->cluster, NULL)) continue;
+              task->valid++;
+              PxSearchCandidate c = {.layout = l, .gbs = p.gbs, .seq = p.seq};
+              evaluate(&p, &sb[z], &cb, overlap, &c.memory, &c.analytic_time);
+              c.fits = c.memory <= sp->capacity;
+              if (!task->have_closest || c.memory < task->closest.memory ||
+                  (c.memory == task->closest.memory && px_layout_compare(&l, &task->closest.layout) < 0)) {
+                task->closest = c;
+                task->have_closest = TRUE;
+              }
+              if (!c.fits) continue;
+              task->feasible++;
+              feasible_local++;
+              best_insert(task->best, run->cap, &c, o->objective);
+              if (task->points) {
+                PxSearchPoint pt = {c.memory, c.analytic_time, l};
+                g_array_append_val(task->points, pt);
+              }
+            }
+          }
+        }
+  }
+out:
+  g_mutex_lock(&run->lock);
+  run->evaluated += task->evaluated;
+  run->feasible += feasible_local;
+  if (task->best->len > 0) {
+    const PxSearchCandidate *b = &g_array_index(task->best, PxSearchCandidate, 0);
+    if (!run->have_best || cand_cmp_key(b, &run->best, o->objective, FALSE) < 0) run->best = *b;
+    run->have_best = TRUE;
+  }
+  task->done = TRUE;
+  run->done++;
+  g_cond_signal(&run->cond);
+  g_mutex_unlock(&run->lock);
+}
+
+/* Rank orders that differ only in where a size-1 axis sits are one layout. */
+static gboolean order_redundant(int i, const PxLayout *k) {
+  int size[3];
+  size[PX_AXIS_TP] = k->tp;
+  size[PX_AXIS_DP] = k->dp;
+  size[PX_AXIS_PP] = k->pp;
+  for (int j = 0; j < i; j++) {
+    int a[3], na = 0, b[3], nb = 0;
+    for (int x = 0; x < 3; x++) {
+      if (size[orders[i][x]] > 1) a[na++] = orders[i][x];
+      if (size[orders[j][x]] > 1) b[nb++] = orders[j][x];
+    }
+    if (na == nb && !memcmp(a, b, na * sizeof(int))) return TRUE;
+  }
+  return FALSE;
+}
+
+static GArray *enumerate_tasks(const PxModel *model, const PxCluster *cluster, const PxSearchOptions *o) {
+  GArray *tasks = g_array_new(FALSE, TRUE, sizeof(Task));
+  const PxModelDesc *d = &model->desc;
+  int gpus = px_cluster_gpus(cluster);
+  int tp_max = o->tp_across_nodes ? gpus : MIN(gpus, cluster->gpus_per_node);
+  for (int tp = 1; tp <= tp_max; tp++) {
+    if (gpus % tp || d->heads % tp || d->kv_heads % tp || d->ffn % tp || !fixed_ok(o->fix.tp, tp)) continue;
+    for (int pp = 1; pp <= d->layers && pp <= gpus / tp; pp++) {
+      if ((gpus / tp) % pp || !fixed_ok(o->fix.pp, pp)) continue;
+      int dp = gpus / (tp * pp);
+      if (!fixed_ok(o->fix.dp, dp)) continue;
+      for (int vpp = 1; vpp <= MAX(o->max_vpp, 1); vpp++) {
+        if (vpp > 1 && (pp == 1 || d->layers % (pp * vpp) || pp * vpp > d->layers)) continue;
+        if (!fixed_ok(o->fix.vpp, vpp)) continue;
+        if (o->fix.schedule >= 0 && (vpp > 1) != (o->fix.schedule == PX_SCHED_INTERLEAVED)) continue;
+        for (int oi = 0; oi < 6; oi++) {
+          Task t = {0};
+          t.key = (PxLayout){.tp = tp, .pp = pp, .dp = dp, .vpp = vpp, .mbs = 1, .order = (gint8)oi};
+          if (!fixed_ok(o->fix.order, oi) || (o->fix.order < 0 && order_redundant(oi, &t.key))) continue;
+          Choices ch;
+          task_choices(o, &t.key, &ch);
+          t.count = (guint64)ch.n_mbs * ch.n_ckpt * ch.n_sp * ch.n_zo * ch.n_sched;
+          if (t.count) g_array_append_val(tasks, t);
+        }
+      }
+    }
+  }
+  return tasks;
+}
+
+/* ---- confirmation --------------------------------------------------------- */
+
+gboolean px_search_confirm(const PxModel *model, const PxCluster *cluster, const PxPlan *base,
+                           PxSearchCandidate *c, GError **error) {
+  PxPlan p;
+  px_plan_copy(&p, base);
+  px_layout_apply(&c->layout, &p);
+  g_autoptr(PxPartition) part = NULL;
+  g_autoptr(PxProgram) prog = NULL;
+  g_autoptr(PxCostTable) table = NULL;
+  g_autoptr(PxMemory) mem = NULL;
+  g_autoptr(PxSimResult) res = NULL;
+  PxSimOptions so = {.no_timeline = TRUE};
+  gboolean ok = px_plan_validate(&p, model, cluster, error) &&
+                (part = px_partition_new(model, &p, NULL, error)) &&
+                (prog = px_program_new(&p, part, error)) &&
+                (table = px_cost_table_new(model, cluster, &p, part, error)) &&
+                (res = px_simulate(prog, table, &so, error));
+  if (ok) {
+    mem = px_memory_new(model, &p, part, cluster);
+    c->memory = mem->peak;
+    c->simulated = TRUE;
+    c->step_time = res->step_time;
+    c->bubble = res->bubble_fraction;
+    c->breakdown = res->breakdown;
+    c->gbs = p.gbs;
+    c->seq = p.seq;
+    c->tokens_per_s = (double)p.gbs * p.seq / res->step_time;
+    c->mfu = table->model_flops_per_step / (res->step_time * px_plan_world(&p) * table->peak_flops);
+  }
+  px_plan_clear(&p);
+  return ok;
+}
+
+gboolean px_search_evaluate(const PxModel *model, const PxCluster *cluster, const PxPlan *base,
+                            const PxLayout *l, double *memory, double *time) {
+  PxPlan p;
+  plan_from(&p, base, l);
+  if (!px_plan_validate(&p, model, cluster, NULL)) return FALSE;
+  g_autoptr(PxPartition) part = px_partition_new(model, &p, NULL, NULL);
+  if (!part) return FALSE;
+  int pp = l->pp;
+  g_autofree double *mem = g_new0(double, (gsize)pp * 13);
+  StateBlock sb = {FALSE, mem, mem + pp, mem + 2 * pp, mem + 3 * pp, mem + 4 * pp};
+  ComputeBlock cb = {FALSE, mem + 5 * pp, mem + 6 * pp, mem + 7 * pp, mem + 8 * pp, mem + 9 * pp,
+                     mem + 10 * pp, mem + 11 * pp, mem + 12 * pp, 0};
+  Space sp = {model, cluster, base, 0, NULL};
+  state_block(&sp, part, *l, &sb);
+  compute_block(&sp, part, *l, &cb);
+  if (!sb.ok || !cb.ok) return FALSE;
+  evaluate(&p, &sb, &cb, base->bucket_bytes > 0, memory, time);
+  return TRUE;
+}
+
+/* ---- the search ----------------------------------------------------------- */
+
+void px_search_result_free(PxSearchResult *r) {
+  if (!r) return;
+  if (r->top) g_array_unref(r->top);
+  if (r->points) g_array_unref(r->points);
+  g_free(r);
+}
+
+static void report_progress(Run *run, const PxSearchOptions *o, guint64 total, GTimer *timer) {
+  if (!o->progress) return;
+  PxSearchProgress pr = {.total = total, .elapsed = g_timer_elapsed(timer, NULL)};
+  pr.evaluated = run->evaluated;
+  pr.feasible = run->feasible;
+  pr.have_best = run->have_best;
+  if (run->have_best) {
+    pr.best_time = run->best.analytic_time;
+    pr.best = run->best.layout;
+  }
+  o->progress(&pr, o->progress_data);
+}
+
+PxSearchResult *px_search_run(const PxModel *model, const PxCluster *cluster, const PxPlan *base,
+                              const PxSearchOptions *opt, GError **error) {
+  PxSearchOptions defaults;
+  if (!opt) {
+    px_search_options_init(&defaults);
+    opt = &defaults;
+  }
+  if (opt->objective == PX_OBJECTIVE_GPUS) {
+    g_set_error(error, PX_SEARCH_ERROR, PX_SEARCH_ERROR_INVALID,
+                "objective 'gpus' chooses among GPU counts: it needs a node range (sizing)");
+    return NULL;
+  }
+  g_autoptr(GTimer) timer = g_timer_new();
+  g_autoptr(PxSearchResult) res = g_new0(PxSearchResult, 1);
+  res->gpus = px_cluster_gpus(cluster);
+  res->gpu_memory = (double)cluster->gpu_memory;
+  res->capacity = (opt->max_memory > 0 ? MIN(opt->max_memory, res->gpu_memory) : res->gpu_memory) - opt->margin;
+  int top = MAX(opt->top, 1);
+  int cap = opt->confirm > 0 ? MAX(opt->confirm, top) : MAX(4 * top, 16);
+
+  Run run = {.space = {model, cluster, base, res->capacity, opt}, .cap = cap};
+  g_autoptr(GArray) tasks = enumerate_tasks(model, cluster, opt);
+  run.tasks = (Task *)tasks->data;
+  run.n_tasks = tasks->len;
+  for (guint i = 0; i < tasks->len; i++) res->total += run.tasks[i].count;
+  g_mutex_init(&run.lock);
+  g_cond_init(&run.cond);
+
+  int threads = opt->threads > 0 ? opt->threads : (int)g_get_num_processors();
+  GThreadPool *pool = g_thread_pool_new(run_task, &run, MAX(threads, 1), TRUE, NULL);
+  for (guint i = 0; i < tasks->len; i++) g_thread_pool_push(pool, &run.tasks[i], NULL);
+  g_mutex_lock(&run.lock);
+  while (run.done < run.n_tasks) {
+    g_cond_wait_until(&run.cond, &run.lock, g_get_monotonic_time() + 100 * G_TIME_SPAN_MILLISECOND);
+    report_progress(&run, opt, res->total, timer);
+  }
+  g_mutex_unlock(&run.lock);
+  g_thread_pool_free(pool, FALSE, TRUE);
+  g_mutex_clear(&run.lock);
+  g_cond_clear(&run.cond);
+  res->cancelled = opt->cancel && *opt->cancel;
+
+  /* merge in task order */
+  g_autoptr(GArray) best = g_array_new(FALSE, FALSE, sizeof(PxSearchCandidate));
+  if (opt->keep_points) res->points = g_array_new(FALSE, FALSE, sizeof(PxSearchPoint));
+  for (guint i = 0; i < tasks->len; i++) {
+    Task *t = &run.tasks[i];
+    res->evaluated += t->evaluated;
+    res->valid += t->valid;
+    res->feasible += t->feasible;
+    if (t->have_closest && (!res->have_closest || t->closest.memory < res->closest.memory ||
+                            (t->closest.memory == res->closest.memory &&
+                             px_layout_compare(&t->closest.layout, &res->closest.layout) < 0))) {
+      res->closest = t->closest;
+      res->have_closest = TRUE;
+    }
+    if (t->best) {
+      g_array_append_vals(best, t->best->data, t->best->len);
+      g_array_unref(t->best);
+    }
+    if (t->points) {
+      g_array_append_vals(res->points, t->points->data, t->points->len);
+      g_array_unref(t->points);
+    }
+  }
+  PxSearchObjective obj = opt->objective;
+  g_array_sort_with_data(best, cmp_analytic, &obj);
+  if ((int)best->len > cap) g_array_set_size(best, cap);
+
+  /* confirm by simulation, rank by simulated time */
+  res->top = g_array_new(FALSE, FALSE, sizeof(PxSearchCandidate));
+  for (guint i = 0; i < best->len; i++) {
+    PxSearchCandidate c = g_array_index(best, PxSearchCandidate, i);
+    if (opt->cancel && *opt->cancel && res->top->len >= (guint)top) break;
+    g_autoptr(GError) err = NULL;
+    if (!px_search_confirm(model, cluster, base, &c, &err)) {
+      g_autofree char *ls = px_layout_format(&c.layout);
+      g_set_error(error, PX_SEARCH_ERROR, PX_SEARCH_ERROR_FAILED, "confirming %s: %s", ls, err->message);
+      return NULL;
+    }
+    c.fits = c.memory <= res->capacity;
+    if (c.fits) g_array_append_val(res->top, c);
+  }
+  g_array_sort_with_data(res->top, cmp_simulated, &obj);
+  if ((int)res->top->len > top) g_array_set_size(res->top, top);
+  if (res->have_closest && !res->closest.simulated && res->feasible == 0)
+    px_search_confirm(model, cluster, base, &res->closest, NULL);
+  res->elapsed = g_timer_elapsed(timer, NULL);
+  return g_steal_pointer(&res);
+}
+
+/* ---- explanation ---------------------------------------------------------- */
+
+static void add_diff(GPtrArray *d, char *s) { g_ptr_array_add(d, s); }
+
+static char *join_and(GPtrArray *parts) {
+  GString *s = g_string_new(NULL);
+  for (guint i = 0; i < parts->len; i++) {
+    if (i > 0) g_string_append(s, i + 1 == parts->len ? " and " : ", ");
+    g_string_append(s, g_ptr_array_index(parts, i));
+  }
+  return g_string_free(s, FALSE);
+}
+
+char *px_search_explain(const PxSearchCandidate *w, const PxSearchCandidate *r, double capacity,
+                        double scale, const char *unit) {
+  const PxLayout *a = &w->layout, *b = &r->layout;
+  g_autoptr(GPtrArray) diffs = g_ptr_array_new_with_free_func(g_free);
+  if (a->tp != b->tp) add_diff(diffs, g_strdup_printf("tp %d instead of %d", a->tp, b->tp));
+  if (a->pp != b->pp) add_diff(diffs, g_strdup_printf("pp %d instead of %d", a->pp, b->pp));
+  if (a->dp != b->dp && a->tp == b->tp && a->pp == b->pp) add_diff(diffs, g_strdup_printf("dp %d instead of %d", a->dp, b->dp));
+  if (a->schedule != b->schedule)
+    add_diff(diffs, g_strdup_printf("%s instead of %s", px_schedule_name(a->schedule), px_schedule_name(b->schedule)));
+  if (a->vpp != b->vpp && a->vpp > 1 && b->vpp > 1)
+    add_diff(diffs, g_strdup_printf("%d chunks per rank instead of %d", a->vpp, b->vpp));
+  if (a->mbs != b->mbs) add_diff(diffs, g_strdup_printf("micro-batch %d instead of %d", a->mbs, b->mbs));
+  if (a->zero != b->zero) add_diff(diffs, g_strdup_printf("ZeRO-%d instead of ZeRO-%d", a->zero, b->zero));
+  if (a->offload != b->offload)
+    add_diff(diffs, g_strdup_printf("offload %s instead of %s", px_offload_name(a->offload), px_offload_name(b->offload)));
+  if (a->ckpt != b->ckpt)
+    add_diff(diffs, g_strdup_printf("%s instead of %s recompute", px_ckpt_name(a->ckpt), px_ckpt_name(b->ckpt)));
+  if (a->sp != b->sp) add_diff(diffs, g_strdup_printf("sequence parallelism %s", a->sp ? "on" : "off"));
+  if (a->order != b->order) {
+    g_autofree char *oa = order_string(a->order), *ob = order_string(b->order);
+    add_diff(diffs, g_strdup_printf("rank order %s instead of %s", oa, ob));
+  }
+  g_autofree char *what = join_and(diffs);
+
+  /* effects: the parts of the step that moved, largest first, in the winner's favour */
+  double ta = w->step_time, tb = r->step_time;
+  double ca = w->breakdown.compute, cb = r->breakdown.compute;
+  double ea = 0, eb = 0;
+  for (int k = 0; k < PX_N_COMM; k++) {
+    ea += w->breakdown.exposed[k];
+    eb += r->breakdown.exposed[k];
+  }
+  double ba = w->breakdown.bubble, bb = r->breakdown.bubble;
+  typedef struct { double gain; char *text; } Effect;
+  Effect eff[3] = {
+    {bb - ba, g_strdup_printf("the bubble falls from %.1f %% to %.1f %% of the step", 100 * bb / tb, 100 * ba / ta)},
+    {cb - ca, g_strdup_printf("compute per GPU falls from %.1f to %.1f ms", 1e3 * cb, 1e3 * ca)},
+    {eb - ea, g_strdup_printf("exposed communication falls from %.1f to %.1f ms", 1e3 * eb, 1e3 * ea)},
+  };
+  for (int i = 0; i < 3; i++)
+    for (int j = i + 1; j < 3; j++)
+      if (eff[j].gain > eff[i].gain) {
+        Effect t = eff[i];
+        eff[i] = eff[j];
+        eff[j] = t;
+      }
+  g_autoptr(GPtrArray) effects = g_ptr_array_new();
+  for (int i = 0; i < 3; i++)
+    if (eff[i].gain > 0.005 * tb) g_ptr_array_add(effects, eff[i].text);
+  g_autofree char *why = join_and(effects);
+  GString *s = g_string_new(NULL);
+  if (diffs->len == 0)
+    g_string_append(s, "The winner and the runner-up differ in no knob");
+  else if (ta < tb)
+    g_string_append_printf(s, "%c%s makes the step %.2g %% shorter (%.1f vs %.1f ms)", g_ascii_toupper(what[0]),
+                           what + 1, 100 * (tb - ta) / tb, 1e3 * ta, 1e3 * tb);
+  else
+    g_string_append_printf(s, "%c%s gives the same step time (%.1f ms) and wins the tie-break", g_ascii_toupper(what[0]),
+                           what + 1, 1e3 * ta);
+  if (effects->len > 0 && ta < tb) g_string_append_printf(s, ": %s", why);
+  if (capacity > 0) g_string_append_printf(s, "; it fits with %.1f %s to spare", (capacity - w->memory) / scale, unit);
+  g_string_append_c(s, '.');
+  for (int i = 0; i < 3; i++) g_free(eff[i].text);
+  return g_string_free(s, FALSE);
+}
+
+/* ---- sizing --------------------------------------------------------------- */
+
+void px_sizing_result_free(PxSizingResult *r) {
+  if (!r) return;
+  if (r->rows) g_array_unref(r->rows);
+  g_free(r);
+}
+
+PxSizingResult *px_search_size(const PxModel *model, const PxCluster *cluster, const PxPlan *base,
+                               const PxSearchOptions *opt, const PxSizingOptions *sz, GError **error) {
+  if (sz->min_nodes < 1 || sz->max_nodes < sz->min_nodes) {
+    g_set_error(error, PX_SEARCH_ERROR, PX_SEARCH_ERROR_INVALID, "node range %d-%d is empty", sz->min_nodes,
+                sz->max_nodes);
+    return NULL;
+  }
+  PxSearchOptions o = *opt;
+  o.objective = PX_OBJECTIVE_TIME;
+  o.top = 1;
+  g_autoptr(PxSizingResult) res = g_new0(PxSizingResult, 1);
+  res->rows = g_array_new(FALSE, TRUE, sizeof(PxSizingRow));
+  res->answer = -1;
+  g_autoptr(PxCluster) c = px_cluster_copy(cluster);
+  g_autoptr(GArray) counts = g_array_new(FALSE, FALSE, sizeof(int));
+  for (gint64 n = sz->min_nodes; n <= sz->max_nodes; n++) {
+    if (!sz->all_counts && n != sz->min_nodes && (n & (n - 1))) {
+      gint64 p = 1;  /* jump to the next power of two */
+      while (p <= n) p *= 2;
+      n = p - 1;
+      continue;
+    }
+    int v = (int)n;
+    g_array_append_val(counts, v);
+  }
+  for (guint i = 0; i < counts->len; i++) {
+    c->nodes = g_array_index(counts, int, i);
+    g_autoptr(PxSearchResult) r = px_search_run(model, c, base, &o, error);
+    if (!r) return NULL;
+    PxSizingRow row = {.nodes = c->nodes, .gpus = px_cluster_gpus(c)};
+    if (r->top->len > 0) {
+      row.found = TRUE;
+      row.best = g_array_index(r->top, PxSearchCandidate, 0);
+      double steps = sz->tokens / ((double)row.best.gbs * row.best.seq);
+      row.days = steps * row.best.step_time / 86400.0;
+      row.gpu_hours = row.days * 24.0 * row.gpus;
+      row.meets = sz->days <= 0 || row.days <= sz->days;
+    }
+    g_array_append_val(res->rows, row);
+    if (r->cancelled) {
+      res->cancelled = TRUE;
+      break;
+    }
+    if (row.found && row.meets) {
+      res->answer = (int)res->rows->len - 1;
+      break;
+    }
+  }
+  return g_steal_pointer(&res);
+}

@@ -1,0 +1,201 @@
+/* search.h — the layout search: every valid layout of a model on a cluster
+ * (tp, pp, dp, virtual stages, micro-batch, ZeRO, offload, checkpointing,
+ * sequence parallelism, schedule, rank order), memory from the core's memory
+ * model, an analytic step time from the core's cost table, the best candidates
+ * confirmed with the event engine, ranked by simulated step time. And the
+ * sizing question: the fewest GPUs whose best layout trains T tokens in D days.
+ *
+ * The analytic step time of a layout (seconds), from its cost table (per
+ * micro-batch, per pipeline rank r: F_r forward, Bi_r backward-input, W_r
+ * backward-weight, L_r micro-batch load, summed over the rank's chunks):
+ *     t_r  = F_r + Bi_r + W_r + L_r,   c = the rank with the largest t_r
+ *     T    = m · t_c                                   (steady state)
+ *          + (p - 1) · (u + a + g)                     (fill and drain)
+ *          + max_r G_r                                 (ZeRO-3 gathers)
+ *          + max_r exposed(D_r + Y_r)                  (DP + tied reductions)
+ *          + max_r O_r                                 (optimizer step)
+ * with u the bubble one stage adds: t_c for 1f1b and gpipe, t_c / v for
+ * interleaved, max(F_c + Bi_c - W_c, 0) for zb-h1 (Qi et al. 2023: ZB-H1's
+ * bubble is (p-1)(T_F + T_B - T_W)); a and g the mean activation and gradient
+ * p2p times; G_r the rank's ZeRO-3 parameter gathers; D_r its DP reduction,
+ * Y_r the tied-embedding reduction; exposed(x) = x when the reduction waits for
+ * the optimizer step (the default, no bucket overlap), else
+ * max(0, x - r · (Bi_r + W_r)) (rank r finishes its backwards about r
+ * backward times before rank 0 does); O_r its optimizer step.
+ *
+ * Memory per GPU is exactly the core's px_memory_new (checked against it by
+ * tests): it is evaluated from per-(tp, pp, vpp, order) pieces — model states
+ * per (ZeRO, offload), activations per (micro-batch, checkpoint, sequence
+ * parallelism) times the schedule's in-flight count — so that one layout costs
+ * O(pp) arithmetic, not a pass over the layers. */
+#pragma once
+#include <glib.h>
+#include <signal.h>
+#include "cluster.h"
+#include "engine.h"
+#include "model.h"
+#include "plan.h"
+
+G_BEGIN_DECLS
+
+#define PX_SEARCH_ERROR (px_search_error_quark())
+GQuark px_search_error_quark(void);
+typedef enum {
+  PX_SEARCH_ERROR_INVALID,  /* a bad --fix, objective or range */
+  PX_SEARCH_ERROR_FAILED,   /* the core refused a layout the search had validated */
+} PxSearchError;
+
+typedef enum { PX_OBJECTIVE_TIME, PX_OBJECTIVE_MEMORY, PX_OBJECTIVE_GPUS } PxSearchObjective;
+gboolean px_search_objective_parse(const char *s, PxSearchObjective *out);
+
+/* One layout, compactly (the knobs the search turns). */
+typedef struct {
+  int tp, pp, dp, vpp, mbs;
+  gint8 zero;
+  gint8 offload;   /* PxOffload */
+  gint8 ckpt;      /* PxCheckpoint */
+  gint8 sp;
+  gint8 schedule;  /* PxScheduleKind */
+  gint8 order;     /* index into px_search_orders() */
+} PxLayout;
+
+/* The six rank orders, innermost first; index 0 is the default tp,dp,pp. */
+const PxAxis (*px_search_orders(void))[3];
+/* The total order on layouts that breaks every tie (tp, pp, dp, vpp, mbs,
+ * ZeRO, offload, checkpoint, sp, schedule, order): <0, 0, >0. */
+int px_layout_compare(const PxLayout *a, const PxLayout *b);
+/* Set the layout's knobs on a plan (the rest — batch, sequence, precision,
+ * partition method, workspace — is the plan's). */
+void px_layout_apply(const PxLayout *l, PxPlan *plan);
+/* "tp 8 pp 4 dp 8 · interleaved v2 · mbs 1 · ZeRO-1 · ckpt selective · sp" */
+char *px_layout_format(const PxLayout *l);
+
+/* Knobs held fixed: -1 leaves a knob free. */
+typedef struct {
+  int tp, pp, dp, vpp, mbs, zero, offload, ckpt, sp, schedule, order;
+} PxSearchFix;
+void px_search_fix_init(PxSearchFix *f);
+/* "tp=8", "ckpt=selective", "schedule=zb-h1", "sp=on", "order=tp,pp,dp" ... */
+gboolean px_search_fix_parse(PxSearchFix *f, const char *kv, GError **error);
+
+/* What a long search reports while it runs (called on the caller's thread). */
+typedef struct {
+  guint64 evaluated, total, feasible;
+  double elapsed;            /* s */
+  gboolean have_best;
+  double best_time;          /* analytic s of the best feasible so far */
+  PxLayout best;
+} PxSearchProgress;
+typedef void (*PxSearchProgressFn)(const PxSearchProgress *p, void *data);
+
+typedef struct {
+  PxSearchObjective objective;  /* time (default) or memory; gpus is the sizing loop's */
+  double max_memory;            /* bytes per GPU allowed (0: the GPU's memory) */
+  double margin;                /* bytes kept free on top of the plan's workspace (default 0) */
+  PxSearchFix fix;
+  int top;                      /* layouts reported (default 5) */
+  int confirm;                  /* candidates simulated (default max(4·top, 16)) */
+  int threads;                  /* 0: every core */
+  int max_mbs;                  /* micro-batch sizes 1, 2, 4 … up to this (default 8) */
+  int max_vpp;                  /* interleaving up to this many chunks (default 8) */
+  gboolean tp_across_nodes;     /* allow tp > GPUs per node */
+  gboolean keep_points;         /* keep every feasible layout's (memory, time) (Pareto plot) */
+  PxSearchProgressFn progress;  /* optional, about every 0.1 s */
+  void *progress_data;
+  volatile sig_atomic_t *cancel;/* optional: set non-zero to stop early (Ctrl-C) */
+} PxSearchOptions;
+void px_search_options_init(PxSearchOptions *o);
+
+typedef struct {
+  PxLayout layout;
+  double memory;          /* peak bytes per GPU (the core's memory model) */
+  double analytic_time;   /* s, the formula above */
+  gboolean fits;
+  /* filled for the confirmed candidates */
+  gboolean simulated;
+  double step_time;       /* s, event simulation */
+  double bubble;          /* fraction of the step, simulated */
+  double mfu;             /* model FLOPs / (step · GPUs · peak) */
+  double tokens_per_s;
+  PxBreakdown breakdown;  /* mean per rank, s */
+  int gbs, seq;
+} PxSearchCandidate;
+
+typedef struct {
+  double memory, time;    /* bytes, analytic s */
+  PxLayout layout;
+} PxSearchPoint;
+
+typedef struct {
+  int gpus;
+  double capacity;           /* bytes a layout may use (GPU memory or --max-memory, less the margin) */
+  double gpu_memory;         /* the GPU's bytes */
+  guint64 total;             /* layouts enumerated */
+  guint64 evaluated;         /* of them evaluated (less when cancelled) */
+  guint64 valid;             /* passing px_plan_validate */
+  guint64 feasible;          /* and fitting */
+  gboolean cancelled;
+  double elapsed;            /* s */
+  GArray *top;               /* PxSearchCandidate, best first (≤ top) */
+  gboolean have_closest;     /* when nothing fits: the valid layout needing least memory */
+  PxSearchCandidate closest;
+  GArray *points;            /* PxSearchPoint of every feasible layout (keep_points), else NULL */
+} PxSearchResult;
+
+/* Search the layouts of `base` (its batch, sequence, precision, partition
+ * method and workspace are kept) on every GPU of `cluster`. */
+PxSearchResult *px_search_run(const PxModel *model, const PxCluster *cluster, const PxPlan *base,
+                              const PxSearchOptions *opt, GError **error);
+void px_search_result_free(PxSearchResult *r);
+
+/* Simulate one layout (confirm it): fills the candidate's simulated fields. */
+gboolean px_search_confirm(const PxModel *model, const PxCluster *cluster, const PxPlan *base,
+                           PxSearchCandidate *c, GError **error);
+
+/* One sentence on why the winner beats the runner-up, from their differences:
+ * "pp 4 instead of 8 and selective instead of full recompute: the bubble falls
+ *  from 11.0 % to 5.8 % and compute from 410 to 371 ms; it fits with 6.1 GB to spare."
+ * units_scale / units_name for memory (1e9, "GB"). */
+char *px_search_explain(const PxSearchCandidate *winner, const PxSearchCandidate *runner_up,
+                        double capacity, double units_scale, const char *units_name);
+
+/* Analytic evaluation of one layout (memory and time; no simulation), as the
+ * search does it — for tests and benchmarks. FALSE when the layout is invalid. */
+gboolean px_search_evaluate(const PxModel *model, const PxCluster *cluster, const PxPlan *base,
+                            const PxLayout *l, double *memory, double *time);
+
+/* ---- sizing: how many GPUs to train `tokens` in `days` ------------------- */
+
+typedef struct {
+  double tokens;        /* training tokens */
+  double days;          /* wall-clock budget */
+  int min_nodes, max_nodes;
+  gboolean all_counts;  /* every node count in the range, not only powers of two */
+} PxSizingOptions;
+
+typedef struct {
+  int nodes, gpus;
+  gboolean found;            /* some layout fits */
+  PxSearchCandidate best;    /* its best layout (simulated) */
+  double days;               /* to train the tokens */
+  double gpu_hours;
+  gboolean meets;            /* days <= the budget */
+} PxSizingRow;
+
+typedef struct {
+  GArray *rows;              /* PxSizingRow, in increasing node count, up to the answer */
+  int answer;                /* index into rows, -1 when no count meets the budget */
+  gboolean cancelled;
+} PxSizingResult;
+
+/* Node counts in increasing order; the first whose best layout (objective
+ * time) finishes in time is the answer. With days <= 0, the first count with
+ * any fitting layout (the fewest GPUs). The global batch of `base` is kept. */
+PxSizingResult *px_search_size(const PxModel *model, const PxCluster *cluster, const PxPlan *base,
+                               const PxSearchOptions *opt, const PxSizingOptions *sz, GError **error);
+void px_sizing_result_free(PxSizingResult *r);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(PxSearchResult, px_search_result_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(PxSizingResult, px_sizing_result_free)
+
+G_END_DECLS
