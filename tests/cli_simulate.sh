@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# CLI checks of `parallax-sim simulate` and `program`: ideal bubbles equal the
+# formulas, the outputs are written, bad input exits non-zero with one line.
+set -u
+sim=$1
+fail=0; n=0
+check() { n=$((n+1)); if eval "$2"; then echo "ok $n - $1"; else echo "not ok $n - $1"; fail=1; fi; }
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+num() { sed -n "s/^ *\"$1\" : \([-0-9.e]*\),*$/\1/p" <<<"$2" | head -1; }
+close() { awk -v a="$1" -v b="$2" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d < 1e-9) }'; }
+
+# GPipe, 4 stages, 4 micro-batches: 3/7 of the step idle (the seed's picture)
+j=$("$sim" simulate --model gpt2-124m --pp 4 --gbs 4 --schedule gpipe --ideal --json 2>/dev/null)
+check "gpipe p4 m4 bubble 3/7" "close '$(num bubble_fraction "$j")' $(awk 'BEGIN{printf "%.17g", 3/7}')"
+# naive, 4 stages: 25 % utilisation
+j=$("$sim" simulate --model gpt2-124m --pp 4 --gbs 1 --schedule naive --ideal --json 2>/dev/null)
+check "naive p4 utilisation 25%" "close '$(num bubble_fraction "$j")' 0.75"
+# interleaved p4 v2 m8: idle / busy = (p-1)/(v·m) = 3/16
+j=$("$sim" simulate --model gpt2-124m --pp 4 --vpp 2 --gbs 8 --ideal --json 2>/dev/null)
+check "interleaved overhead 3/16" "close '$(num bubble_overhead "$j")' 0.1875"
+# zb-h1 p4 m8: idle / busy = (p-1)/(3m) = 1/8
+j=$("$sim" simulate --model gpt2-124m --pp 4 --gbs 8 --schedule zb-h1 --ideal --json 2>/dev/null)
+check "zb-h1 overhead 1/8" "close '$(num bubble_overhead "$j")' 0.125"
+
+# a real-cost run writes every output
+"$sim" simulate --model gpt2-124m --cluster dgx-h100 --gpus 8 --pp 4 --dp 2 --gbs 16 --gantt \
+  --trace "$tmp/t.json" --csv "$tmp/t.csv" > "$tmp/out" 2>&1
+check "simulate exit 0" "[ $? -eq 0 ]"
+check "report states units" "grep -q 'GB = 1e9 bytes' '$tmp/out' && grep -q 'TFLOP/s' '$tmp/out' && grep -q ' ms' '$tmp/out'"
+check "gantt drawn" "grep -q '^stage   3 |' '$tmp/out'"
+check "trace written" "grep -q '\"traceEvents\"' '$tmp/t.json'"
+check "csv has a header and rows" "head -1 '$tmp/t.csv' | grep -q '^rank,stream,kind,mb,chunk,start_s,end_s,bytes' && [ \$(wc -l < '$tmp/t.csv') -gt 50 ]"
+
+# program: 1F1B on the last of 2 stages alternates F and B from the start
+p=$("$sim" program --model gpt2-124m --pp 2 --gbs 4 --rank 1)
+check "program last stage 1F1B" "[ \"\$(grep -E '^(FORWARD|BACKWARD)' <<<\"\$p\" | head -4 | cut -d' ' -f1-2 | tr '\n' ' ')\" = 'FORWARD mb=0 BACKWARD mb=0 FORWARD mb=1 BACKWARD mb=1 ' ]"
+
+bad() {
+  local name=$1 want=$2; shift 2
+  "$sim" "$@" >"$tmp/o" 2>"$tmp/e"; local rc=$?
+  check "$name: exit non-zero, one line" "[ $rc -ne 0 ] && [ \$(wc -l <'$tmp/e') -eq 1 ] && grep -qF -- \"$want\" '$tmp/e'"
+}
+bad "interleaved m" "interleaved schedule needs micro-batches divisible by pp" simulate --model gpt2-124m --pp 4 --vpp 2 --gbs 6 --ideal
+bad "unwritable trace" "$tmp/nodir/t.json" simulate --model gpt2-124m --pp 2 --gbs 2 --ideal --trace "$tmp/nodir/t.json"
+bad "no cluster without --ideal" "cluster" simulate --model gpt2-124m --pp 2 --gbs 2
+bad "program bad rank" "rank" program --model gpt2-124m --pp 2 --gbs 2 --rank 9
+
+echo "1..$n"
+exit $fail
