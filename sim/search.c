@@ -739,11 +739,10 @@ char *px_search_explain(const PxSearchCandidate *w, const PxSearchCandidate *r, 
   if (diffs->len == 0)
     g_string_append(s, "The winner and the runner-up differ in no knob");
   else if (ta < tb)
-    g_string_append_printf(s, "%c%s makes the step %.2g %% shorter (%.1f vs %.1f ms)", g_ascii_toupper(what[0]),
-                           what + 1, 100 * (tb - ta) / tb, 1e3 * ta, 1e3 * tb);
+    g_string_append_printf(s, "With %s the step is %.2g %% shorter (%.1f vs %.1f ms)", what, 100 * (tb - ta) / tb,
+                           1e3 * ta, 1e3 * tb);
   else
-    g_string_append_printf(s, "%c%s gives the same step time (%.1f ms) and wins the tie-break", g_ascii_toupper(what[0]),
-                           what + 1, 1e3 * ta);
+    g_string_append_printf(s, "With %s the step time is the same (%.1f ms) and the tie-break picks it", what, 1e3 * ta);
   if (effects->len > 0 && ta < tb) g_string_append_printf(s, ": %s", why);
   if (capacity > 0) g_string_append_printf(s, "; it fits with %.1f %s to spare", (capacity - w->memory) / scale, unit);
   g_string_append_c(s, '.');

@@ -1,0 +1,462 @@
+/* test_search.c — the layout search against brute force: every valid layout
+ * simulated by the event engine, every layout's memory from px_memory_new;
+ * thread-count independence; sizing monotone in days; emitted plans read back;
+ * the closest miss; the GPT-3 seed layout replaced by one that fits. */
+#include <glib.h>
+#include <glib/gstdio.h>
+#include <math.h>
+#include <string.h>
+#include "cost.h"
+#include "memory.h"
+#include "partition.h"
+#include "schedule.h"
+#include "search.h"
+
+#define REL(a, b) (fabs((a) - (b)) / fabs(b))
+
+typedef struct {
+  PxModel *model;
+  PxCluster *cluster;
+  PxPlan plan;
+} Setup;
+
+static void setup_load(Setup *s, const char *model, const char *cluster, int gpus, int gbs, int seq) {
+  g_autoptr(GError) err = NULL;
+  s->model = px_model_load(model, &err);
+  g_assert_no_error(err);
+  s->cluster = px_cluster_load(cluster, &err);
+  g_assert_no_error(err);
+  if (gpus < s->cluster->gpus_per_node) {
+    s->cluster->gpus_per_node = gpus;
+    s->cluster->nodes = 1;
+  } else {
+    s->cluster->nodes = gpus / s->cluster->gpus_per_node;
+  }
+  px_plan_init(&s->plan);
+  s->plan.gbs = gbs;
+  s->plan.seq = seq;
+}
+
+static void setup_clear(Setup *s) {
+  px_plan_clear(&s->plan);
+  px_cluster_free(s->cluster);
+  px_model_free(s->model);
+}
+
+/* ---- an independent enumeration of the space the search defines ---------- *
+ * tp within a node dividing heads, pp ≤ layers, dp = GPUs / (tp pp), vpp with
+ * Megatron's rule (pp·vpp divides the blocks), mbs 1, 2, 4, 8, every ZeRO /
+ * offload, checkpoint, sp, schedule (no naive) and rank order; the plan rules
+ * are px_plan_validate's. */
+typedef void (*LayoutFn)(const Setup *s, const PxPlan *plan, void *data);
+
+static void for_each_layout(const Setup *s, LayoutFn fn, void *data) {
+  const PxAxis (*orders)[3] = px_search_orders();
+  int gpus = px_cluster_gpus(s->cluster), L = s->model->desc.layers;
+  PxScheduleKind scheds[] = {PX_SCHED_GPIPE, PX_SCHED_1F1B, PX_SCHED_INTERLEAVED, PX_SCHED_ZB_H1};
+  for (int tp = 1; tp <= s->cluster->gpus_per_node; tp++)
+    for (int pp = 1; pp <= gpus; pp++) {
+      if (gpus % (tp * pp)) continue;
+      for (int vpp = 1; vpp <= 8; vpp++) {
+        if (vpp > 1 && L % (pp * vpp)) continue;
+        for (int mbs = 1; mbs <= 8; mbs *= 2)
+          for (int zero = 0; zero <= 3; zero++)
+            for (int off = 0; off <= 2; off++)
+              for (int ck = 0; ck <= 2; ck++)
+                for (int sp = 0; sp <= 1; sp++)
+                  for (gsize k = 0; k < G_N_ELEMENTS(scheds); k++)
+                    for (int o = 0; o < 6; o++) {
+                      PxPlan p;
+                      px_plan_copy(&p, &s->plan);
+                      p.tp = tp;
+                      p.pp = pp;
+                      p.dp = gpus / (tp * pp);
+                      p.vpp = vpp;
+                      p.mbs = mbs;
+                      p.zero = zero;
+                      p.offload = off;
+                      p.ckpt = ck;
+                      p.seq_parallel = sp;
+                      p.schedule = scheds[k];
+                      memcpy(p.order, orders[o], sizeof p.order);
+                      /* ZeRO over one data-parallel rank is no layout of its own */
+                      if ((p.dp > 1 || zero == 0) && px_plan_validate(&p, s->model, s->cluster, NULL))
+                        fn(s, &p, data);
+                      px_plan_clear(&p);
+                    }
+      }
+    }
+}
+
+typedef struct {
+  double best_time, capacity;
+  int n_valid, n_fit;
+  double min_memory;
+} Brute;
+
+static void brute_sim(const Setup *s, const PxPlan *plan, void *data) {
+  Brute *b = data;
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PxPartition) part = px_partition_new(s->model, plan, NULL, &err);
+  g_assert_no_error(err);
+  g_autoptr(PxMemory) mem = px_memory_new(s->model, plan, part, s->cluster);
+  b->n_valid++;
+  b->min_memory = MIN(b->min_memory, mem->peak);
+  if (mem->peak > b->capacity) return;
+  b->n_fit++;
+  g_autoptr(PxProgram) prog = px_program_new(plan, part, &err);
+  g_assert_no_error(err);
+  g_autoptr(PxCostTable) t = px_cost_table_new(s->model, s->cluster, plan, part, &err);
+  g_assert_no_error(err);
+  PxSimOptions so = {.no_timeline = TRUE};
+  g_autoptr(PxSimResult) r = px_simulate(prog, t, &so, &err);
+  g_assert_no_error(err);
+  b->best_time = MIN(b->best_time, r->step_time);
+}
+
+static void brute_memory(const Setup *s, const PxPlan *plan, void *data) {
+  Brute *b = data;
+  g_autoptr(PxPartition) part = px_partition_new(s->model, plan, NULL, NULL);
+  g_assert_nonnull(part);
+  g_autoptr(PxMemory) mem = px_memory_new(s->model, plan, part, s->cluster);
+  b->n_valid++;
+  b->min_memory = MIN(b->min_memory, mem->peak);
+}
+
+/* tiny-gpt (4 blocks, h 64, s 64) on 4 GPUs, batch 16, no workspace, and a
+ * GPU so small that the memory limit bites. */
+static void tiny_setup(Setup *s) {
+  setup_load(s, "tiny-gpt", "dgx-a100-80g", 4, 16, 64);
+  s->plan.workspace_bytes = 0;
+  s->cluster->gpu_memory = 1400000; /* 1.4 MB */
+}
+
+static void test_brute_force_winner(void) {
+  Setup s;
+  tiny_setup(&s);
+  Brute b = {.best_time = G_MAXDOUBLE, .capacity = (double)s.cluster->gpu_memory, .min_memory = G_MAXDOUBLE};
+  for_each_layout(&s, brute_sim, &b);
+  g_test_message("brute force: %d valid layouts, %d fit, best %.6g s", b.n_valid, b.n_fit, b.best_time);
+  g_assert_cmpint(b.n_fit, >, 0);
+  g_assert_cmpint(b.n_fit, <, b.n_valid); /* the limit bites */
+
+  PxSearchOptions o;
+  px_search_options_init(&o);
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PxSearchResult) r = px_search_run(s.model, s.cluster, &s.plan, &o, &err);
+  g_assert_no_error(err);
+  g_assert_cmpint(r->top->len, >, 0);
+  const PxSearchCandidate *w = &g_array_index(r->top, PxSearchCandidate, 0);
+  g_assert_true(w->simulated);
+  g_assert_cmpfloat(REL(w->step_time, b.best_time), <, 1e-12);
+  g_assert_cmpfloat(w->memory, <=, b.capacity);
+  /* the search's ranking is by simulated time */
+  for (guint i = 1; i < r->top->len; i++)
+    g_assert_cmpfloat(g_array_index(r->top, PxSearchCandidate, i).step_time, >=,
+                      g_array_index(r->top, PxSearchCandidate, i - 1).step_time);
+  setup_clear(&s);
+}
+
+/* Every feasible layout's analytic memory equals px_memory_new's peak. */
+static void test_memory_matches_core(void) {
+  Setup s;
+  setup_load(&s, "gpt2-124m", "dgx-h100", 8, 64, 1024);
+  PxSearchOptions o;
+  px_search_options_init(&o);
+  o.keep_points = TRUE;
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PxSearchResult) r = px_search_run(s.model, s.cluster, &s.plan, &o, &err);
+  g_assert_no_error(err);
+  g_assert_cmpuint(r->points->len, >, 1000);
+  for (guint i = 0; i < r->points->len; i++) {
+    const PxSearchPoint *pt = &g_array_index(r->points, PxSearchPoint, i);
+    PxPlan p;
+    px_plan_copy(&p, &s.plan);
+    px_layout_apply(&pt->layout, &p);
+    g_assert_true(px_plan_validate(&p, s.model, s.cluster, NULL));
+    g_autoptr(PxPartition) part = px_partition_new(s.model, &p, NULL, NULL);
+    g_autoptr(PxMemory) mem = px_memory_new(s.model, &p, part, s.cluster);
+    g_assert_cmpfloat(REL(pt->memory, mem->peak), <, 1e-12);
+    px_plan_clear(&p);
+  }
+  setup_clear(&s);
+}
+
+/* The analytic step time of uniform 1F1B stages is the simulated one within a
+ * few per cent (the formula of search.h against the engine). */
+static void test_analytic_close_to_simulation(void) {
+  Setup s;
+  setup_load(&s, "llama2-7b", "dgx-h100", 32, 256, 4096);
+  struct { int tp, pp, dp, vpp, sched; } cases[] = {
+    {8, 4, 1, 1, PX_SCHED_1F1B}, {4, 2, 4, 1, PX_SCHED_GPIPE}, {2, 4, 4, 2, PX_SCHED_INTERLEAVED}, {8, 2, 2, 1, PX_SCHED_ZB_H1}};
+  for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
+    PxSearchCandidate c = {.layout = {.tp = cases[i].tp, .pp = cases[i].pp, .dp = cases[i].dp, .vpp = cases[i].vpp,
+                                      .mbs = 1, .zero = 1, .ckpt = PX_CKPT_SELECTIVE, .schedule = cases[i].sched}};
+    g_assert_true(px_search_evaluate(s.model, s.cluster, &s.plan, &c.layout, &c.memory, &c.analytic_time));
+    g_autoptr(GError) err = NULL;
+    g_assert_true(px_search_confirm(s.model, s.cluster, &s.plan, &c, &err));
+    g_assert_no_error(err);
+    g_test_message("case %zu: analytic %.4f s, simulated %.4f s", i, c.analytic_time, c.step_time);
+    g_assert_cmpfloat(REL(c.analytic_time, c.step_time), <, 0.05);
+  }
+  setup_clear(&s);
+}
+
+static gboolean same_top(const PxSearchResult *a, const PxSearchResult *b) {
+  if (a->top->len != b->top->len || a->feasible != b->feasible) return FALSE;
+  for (guint i = 0; i < a->top->len; i++) {
+    const PxSearchCandidate *x = &g_array_index(a->top, PxSearchCandidate, i);
+    const PxSearchCandidate *y = &g_array_index(b->top, PxSearchCandidate, i);
+    if (px_layout_compare(&x->layout, &y->layout) || x->step_time != y->step_time) return FALSE;
+  }
+  return TRUE;
+}
+
+static void test_threads_deterministic(void) {
+  Setup s;
+  setup_load(&s, "llama2-13b", "dgx-h100", 64, 512, 4096);
+  PxSearchOptions o;
+  px_search_options_init(&o);
+  o.top = 8;
+  g_autoptr(PxSearchResult) r1 = NULL, r3 = NULL;
+  o.threads = 1;
+  r1 = px_search_run(s.model, s.cluster, &s.plan, &o, NULL);
+  o.threads = 3;
+  r3 = px_search_run(s.model, s.cluster, &s.plan, &o, NULL);
+  g_assert_nonnull(r1);
+  g_assert_nonnull(r3);
+  g_assert_cmpuint(r1->top->len, ==, 8);
+  g_assert_true(same_top(r1, r3));
+  setup_clear(&s);
+}
+
+/* More days never need more GPUs; each answer meets its budget and the
+ * smaller counts before it do not. */
+static void test_sizing_monotone(void) {
+  Setup s;
+  setup_load(&s, "llama2-7b", "dgx-h100", 8, 512, 4096);
+  PxSearchOptions o;
+  px_search_options_init(&o);
+  o.max_mbs = 2;
+  double days[] = {2, 5, 10, 20, 40, 80};
+  int prev = G_MAXINT;
+  for (gsize i = 0; i < G_N_ELEMENTS(days); i++) {
+    PxSizingOptions sz = {.tokens = 1e11, .days = days[i], .min_nodes = 1, .max_nodes = 64};
+    g_autoptr(GError) err = NULL;
+    g_autoptr(PxSizingResult) r = px_search_size(s.model, s.cluster, &s.plan, &o, &sz, &err);
+    g_assert_no_error(err);
+    g_assert_cmpint(r->answer, >=, 0);
+    const PxSizingRow *a = &g_array_index(r->rows, PxSizingRow, r->answer);
+    g_test_message("%g days: %d GPUs, %.2f days", days[i], a->gpus, a->days);
+    g_assert_cmpfloat(a->days, <=, days[i]);
+    /* days = tokens / (gbs · seq) · step / 86400 */
+    g_assert_cmpfloat(REL(a->days, 1e11 / (512.0 * 4096) * a->best.step_time / 86400), <, 1e-12);
+    for (int k = 0; k < r->answer; k++) g_assert_false(g_array_index(r->rows, PxSizingRow, k).meets);
+    g_assert_cmpint(a->gpus, <=, prev);
+    prev = a->gpus;
+  }
+  g_assert_cmpint(prev, <, 64); /* 80 days need fewer GPUs than 2 days: the loop was not trivial */
+  setup_clear(&s);
+}
+
+static void assert_plans_equal(const PxPlan *a, const PxPlan *b) {
+  g_assert_cmpint(a->dp, ==, b->dp);
+  g_assert_cmpint(a->tp, ==, b->tp);
+  g_assert_cmpint(a->pp, ==, b->pp);
+  g_assert_cmpint(a->vpp, ==, b->vpp);
+  g_assert_cmpint(a->mbs, ==, b->mbs);
+  g_assert_cmpint(a->gbs, ==, b->gbs);
+  g_assert_cmpint(a->seq, ==, b->seq);
+  g_assert_cmpint(a->schedule, ==, b->schedule);
+  g_assert_cmpstr(a->partition, ==, b->partition);
+  g_assert_cmpint(a->zero, ==, b->zero);
+  g_assert_cmpint(a->offload, ==, b->offload);
+  g_assert_cmpint(a->ckpt, ==, b->ckpt);
+  g_assert_cmpint(a->ckpt_interval, ==, b->ckpt_interval);
+  g_assert_cmpint(a->seq_parallel, ==, b->seq_parallel);
+  g_assert_cmpint(a->precision, ==, b->precision);
+  g_assert_cmpmem(a->order, sizeof a->order, b->order, sizeof b->order);
+  g_assert_cmpfloat(REL(a->workspace_bytes, b->workspace_bytes), <, 1e-12);
+  g_assert_cmpfloat(a->bucket_bytes, ==, b->bucket_bytes);
+}
+
+static void test_emit_roundtrip(void) {
+  Setup s;
+  setup_load(&s, "llama2-13b", "dgx-h100", 64, 512, 4096);
+  PxSearchOptions o;
+  px_search_options_init(&o);
+  o.top = 10;
+  g_autoptr(PxSearchResult) r = px_search_run(s.model, s.cluster, &s.plan, &o, NULL);
+  g_assert_nonnull(r);
+  g_autofree char *dir = g_dir_make_tmp("px-search-XXXXXX", NULL);
+  g_autofree char *path = g_build_filename(dir, "plan.ini", NULL);
+  for (guint i = 0; i < r->top->len; i++) {
+    PxPlan p, q;
+    px_plan_copy(&p, &s.plan);
+    px_layout_apply(&g_array_index(r->top, PxSearchCandidate, i).layout, &p);
+    g_assert_true(px_plan_validate(&p, s.model, s.cluster, NULL));
+    g_autofree char *ini = px_plan_to_ini(&p);
+    g_assert_true(g_file_set_contents(path, ini, -1, NULL));
+    px_plan_init(&q);
+    g_autoptr(GError) err = NULL;
+    g_assert_true(px_plan_load_ini(&q, path, &err));
+    g_assert_no_error(err);
+    g_assert_true(px_plan_validate(&q, s.model, s.cluster, NULL));
+    assert_plans_equal(&p, &q);
+    px_plan_clear(&p);
+    px_plan_clear(&q);
+  }
+  g_unlink(path);
+  g_rmdir(dir);
+  setup_clear(&s);
+}
+
+/* GPT-3 175B on one node with a 40 GB limit: nothing fits; the closest miss is
+ * the least memory of any valid layout (brute force over px_memory_new). */
+static void test_closest_miss(void) {
+  Setup s;
+  setup_load(&s, "gpt3-175b", "dgx-a100-80g", 8, 64, 2048);
+  PxSearchOptions o;
+  px_search_options_init(&o);
+  o.max_memory = 40e9;
+  g_autoptr(PxSearchResult) r = px_search_run(s.model, s.cluster, &s.plan, &o, NULL);
+  g_assert_nonnull(r);
+  g_assert_cmpuint(r->top->len, ==, 0);
+  g_assert_cmpuint(r->feasible, ==, 0);
+  g_assert_true(r->have_closest);
+  Brute b = {.min_memory = G_MAXDOUBLE};
+  for_each_layout(&s, brute_memory, &b);
+  g_assert_cmpfloat(REL(r->closest.memory, b.min_memory), <, 1e-12);
+  g_assert_cmpfloat(r->capacity, ==, 40e9);
+  g_assert_cmpfloat(r->closest.memory, >, r->capacity);
+  /* the least memory shards and offloads everything: ZeRO-3 with parameters offloaded */
+  g_assert_cmpint(r->closest.layout.zero, ==, 3);
+  g_assert_cmpint(r->closest.layout.offload, ==, PX_OFFLOAD_OPTIMIZER_PARAMS);
+  setup_clear(&s);
+}
+
+/* The seed's GPT-3 layout (dp 8, pp 4, tp 2, ZeRO-2) does not fit 64
+ * A100-80GB; the search names a different one that does. */
+static void test_gpt3_seed(void) {
+  Setup s;
+  setup_load(&s, "gpt3-175b", "dgx-a100-80g", 64, 1536, 2048);
+  g_autoptr(GError) err = NULL;
+  g_autofree char *seed = g_build_filename(g_getenv("PARALLAX_DATA_DIR") ? g_getenv("PARALLAX_DATA_DIR") : PX_DATA_DIR,
+                                           "configs", "plans", "gpt3-seed.ini", NULL);
+  g_assert_true(px_plan_load_ini(&s.plan, seed, &err));
+  g_assert_no_error(err);
+  g_assert_true(px_plan_validate(&s.plan, s.model, s.cluster, &err));
+  g_assert_cmpint(s.plan.dp, ==, 8);
+  g_assert_cmpint(s.plan.zero, ==, 2);
+  g_autoptr(PxPartition) part = px_partition_new(s.model, &s.plan, NULL, NULL);
+  g_autoptr(PxMemory) seed_mem = px_memory_new(s.model, &s.plan, part, s.cluster);
+  g_assert_false(seed_mem->fits);
+
+  PxSearchOptions o;
+  px_search_options_init(&o);
+  g_autoptr(PxSearchResult) r = px_search_run(s.model, s.cluster, &s.plan, &o, &err);
+  g_assert_no_error(err);
+  g_assert_cmpuint(r->top->len, >, 0);
+  const PxSearchCandidate *w = &g_array_index(r->top, PxSearchCandidate, 0);
+  PxPlan p;
+  px_plan_copy(&p, &s.plan);
+  px_layout_apply(&w->layout, &p);
+  g_assert_true(px_plan_validate(&p, s.model, s.cluster, NULL));
+  g_assert_false(p.dp == 8 && p.pp == 4 && p.tp == 2 && p.zero == 2 && p.ckpt == s.plan.ckpt &&
+                 p.offload == s.plan.offload && p.mbs == s.plan.mbs);
+  g_autoptr(PxPartition) wp = px_partition_new(s.model, &p, NULL, NULL);
+  g_autoptr(PxMemory) wm = px_memory_new(s.model, &p, wp, s.cluster);
+  g_assert_true(wm->fits);
+  px_plan_clear(&p);
+  setup_clear(&s);
+}
+
+static void test_fix_parse(void) {
+  PxSearchFix f;
+  px_search_fix_init(&f);
+  g_autoptr(GError) err = NULL;
+  g_assert_true(px_search_fix_parse(&f, "tp=8", &err));
+  g_assert_true(px_search_fix_parse(&f, "ckpt=selective", &err));
+  g_assert_true(px_search_fix_parse(&f, "schedule=zb-h1", &err));
+  g_assert_true(px_search_fix_parse(&f, "sp=on", &err));
+  g_assert_true(px_search_fix_parse(&f, "order=dp,tp,pp", &err));
+  g_assert_cmpint(f.tp, ==, 8);
+  g_assert_cmpint(f.ckpt, ==, PX_CKPT_SELECTIVE);
+  g_assert_cmpint(f.schedule, ==, PX_SCHED_ZB_H1);
+  g_assert_cmpint(f.sp, ==, 1);
+  g_assert_cmpint(f.order, ==, 2); /* dp,tp,pp is the third of px_search_orders() */
+  g_assert_cmpint(f.pp, ==, -1);
+  const char *bad[] = {"tp", "tp=0", "zero=4", "ckpt=sometimes", "colour=red", "=3", "schedule=naive"};
+  for (gsize i = 0; i < G_N_ELEMENTS(bad); i++) {
+    g_clear_error(&err);
+    g_assert_false(px_search_fix_parse(&f, bad[i], &err));
+    g_assert_error(err, PX_SEARCH_ERROR, PX_SEARCH_ERROR_INVALID);
+  }
+}
+
+/* A fixed knob is held in every reported layout and the space shrinks. */
+static void test_fix_holds(void) {
+  Setup s;
+  setup_load(&s, "llama2-13b", "dgx-h100", 64, 512, 4096);
+  PxSearchOptions o;
+  px_search_options_init(&o);
+  g_autoptr(PxSearchResult) all = px_search_run(s.model, s.cluster, &s.plan, &o, NULL);
+  px_search_fix_parse(&o.fix, "pp=2", NULL);
+  px_search_fix_parse(&o.fix, "ckpt=full", NULL);
+  g_autoptr(PxSearchResult) r = px_search_run(s.model, s.cluster, &s.plan, &o, NULL);
+  g_assert_nonnull(r);
+  g_assert_cmpuint(r->total, <, all->total);
+  g_assert_cmpuint(r->top->len, >, 0);
+  for (guint i = 0; i < r->top->len; i++) {
+    const PxLayout *l = &g_array_index(r->top, PxSearchCandidate, i).layout;
+    g_assert_cmpint(l->pp, ==, 2);
+    g_assert_cmpint(l->ckpt, ==, PX_CKPT_FULL);
+  }
+  /* holding knobs cannot beat the free search */
+  g_assert_cmpfloat(g_array_index(r->top, PxSearchCandidate, 0).step_time, >=,
+                    g_array_index(all->top, PxSearchCandidate, 0).step_time);
+  setup_clear(&s);
+}
+
+/* The sentence names the knobs that differ and the effect, with hand values. */
+static void test_explain(void) {
+  PxSearchCandidate w = {.layout = {.tp = 8, .pp = 4, .dp = 8, .vpp = 1, .mbs = 1, .zero = 1,
+                                    .ckpt = PX_CKPT_SELECTIVE, .schedule = PX_SCHED_1F1B},
+                         .memory = 74e9, .step_time = 1.0};
+  PxSearchCandidate r = w;
+  r.layout.pp = 8;
+  r.layout.dp = 4;
+  r.layout.ckpt = PX_CKPT_FULL;
+  r.step_time = 1.25;
+  w.breakdown.compute = 0.9;
+  w.breakdown.bubble = 0.1;   /* 10 % of 1.0 s */
+  r.breakdown.compute = 1.0;
+  r.breakdown.bubble = 0.25;  /* 20 % of 1.25 s */
+  g_autofree char *s = px_search_explain(&w, &r, 80e9, 1e9, "GB");
+  g_test_message("%s", s);
+  g_assert_nonnull(strstr(s, "pp 4 instead of 8"));
+  g_assert_nonnull(strstr(s, "selective instead of full recompute"));
+  g_assert_nonnull(strstr(s, "With pp 4 instead of 8 and selective instead of full recompute the step is 20 % shorter (1000.0 vs 1250.0 ms)"));
+  g_assert_nonnull(strstr(s, "the bubble falls from 20.0 % to 10.0 % of the step"));
+  g_assert_nonnull(strstr(s, "compute per GPU falls from 1000.0 to 900.0 ms"));
+  g_assert_nonnull(strstr(s, "fits with 6.0 GB to spare"));
+  /* the bubble gained more (150 ms) than compute (100 ms): named first */
+  g_assert_true(strstr(s, "bubble") < strstr(s, "compute per GPU"));
+  g_assert_null(strstr(s, "tp 8 instead"));
+}
+
+int main(int argc, char **argv) {
+  g_test_init(&argc, &argv, NULL);
+  g_test_add_func("/search/fix/parse", test_fix_parse);
+  g_test_add_func("/search/fix/holds", test_fix_holds);
+  g_test_add_func("/search/explain/hand", test_explain);
+  g_test_add_func("/search/memory/matches-core", test_memory_matches_core);
+  g_test_add_func("/search/analytic/close-to-simulation", test_analytic_close_to_simulation);
+  g_test_add_func("/search/winner/brute-force", test_brute_force_winner);
+  g_test_add_func("/search/threads/deterministic", test_threads_deterministic);
+  g_test_add_func("/search/sizing/monotone-in-days", test_sizing_monotone);
+  g_test_add_func("/search/emit/roundtrip", test_emit_roundtrip);
+  g_test_add_func("/search/infeasible/closest-miss", test_closest_miss);
+  g_test_add_func("/search/gpt3-seed/fits", test_gpt3_seed);
+  return g_test_run();
+}
