@@ -6,3 +6,4 @@
 #include "commands.h"
 
 int px_exec_cmd_data(int argc, char **argv);
+int px_exec_cmd_run(int argc, char **argv);

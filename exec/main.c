@@ -3,6 +3,7 @@
 #include "exec_commands.h"
 
 static const PxCommand commands[] = {
+  {"run", px_exec_cmd_run, "train a model under a plan, measuring loss, time and memory"},
   {"data", px_exec_cmd_data, "write a synthetic token corpus, or describe a token file"},
 };
 

@@ -1,0 +1,235 @@
+/* cmd_run.c — `parallax-exec run`: train a model under a plan on a backend,
+ * printing per step loss, step time and tokens/s, then each rank's memory by
+ * category next to the planner's prediction (text or --json), and optionally
+ * the measured timeline of the last step (--trace, --csv, as parallax-sim
+ * writes them) and checkpoints (--save DIR --save-every K, --resume DIR).
+ *
+ * --steps N is the step number to reach: with --resume, the run continues
+ * from the checkpoint's step up to N. */
+#include <json-glib/json-glib.h>
+#include <stdio.h>
+#include <string.h>
+#include "exec_commands.h"
+#include "options.h"
+#include "runtime.h"
+
+#define CMD "parallax-exec run"
+
+typedef struct {
+  PxRunOptions opt;
+  int steps, save_every;
+  gboolean json;
+  char *trace, *csv, *save, *resume, *dtype, *backend, *data;
+  gint64 seed;
+} RunArgs;
+
+static void add_memory_json(JsonBuilder *b, const char *key, const double v[5]) {
+  static const char *names[] = {"weights", "gradients", "optimizer", "activations", "buffers"};
+  json_builder_set_member_name(b, key);
+  json_builder_begin_object(b);
+  for (int i = 0; i < 5; i++) {
+    json_builder_set_member_name(b, names[i]);
+    json_builder_add_double_value(b, v[i]);
+  }
+  json_builder_end_object(b);
+}
+
+static void memory_rows(const PxRankMemory *m, double meas[5], double pred[5]) {
+  for (int i = 0; i < 5; i++) meas[i] = (double)(i == PX_MEM_ACTIVATIONS || i == PX_MEM_BUFFERS ? m->measured.peak[i] : m->measured.current[i]);
+  pred[0] = m->predicted.weights;
+  pred[1] = m->predicted.gradients;
+  pred[2] = m->predicted.optimizer;
+  pred[3] = m->predicted.activations;
+  pred[4] = m->predicted.buffers;
+}
+
+static gboolean parse_dtype(const char *s, PxDType *out) {
+  if (!s || !g_ascii_strcasecmp(s, "f32") || !g_ascii_strcasecmp(s, "fp32")) { *out = PX_DTYPE_F32; return TRUE; }
+  if (!g_ascii_strcasecmp(s, "f64") || !g_ascii_strcasecmp(s, "fp64")) { *out = PX_DTYPE_F64; return TRUE; }
+  return FALSE;
+}
+
+int px_exec_cmd_run(int argc, char **argv) {
+  RunArgs a = {0};
+  px_run_options_init(&a.opt);
+  a.steps = 10;
+  a.seed = (gint64)a.opt.seed;
+  GOptionEntry entries[] = {
+    {"backend", 0, 0, G_OPTION_ARG_STRING, &a.backend, "Device backend: cpu (default), cuda", "B"},
+    {"steps", 'n', 0, G_OPTION_ARG_INT, &a.steps, "Train up to this step (default 10)", "N"},
+    {"seed", 0, 0, G_OPTION_ARG_INT64, &a.seed, "Seed of weights and synthetic data (default 1337)", "S"},
+    {"data", 0, 0, G_OPTION_ARG_FILENAME, &a.data, "llm.c token file (default: synthetic corpus)", "FILE"},
+    {"dtype", 0, 0, G_OPTION_ARG_STRING, &a.dtype, "Compute type: f32 (default) or f64", "T"},
+    {"lr", 0, 0, G_OPTION_ARG_DOUBLE, &a.opt.lr, "Peak learning rate (default 1e-3)", "LR"},
+    {"min-lr", 0, 0, G_OPTION_ARG_DOUBLE, &a.opt.min_lr, "Final learning rate of the cosine (default 1e-4)", "LR"},
+    {"warmup", 0, 0, G_OPTION_ARG_INT, &a.opt.warmup, "Linear warm-up steps (default 0)", "N"},
+    {"decay-steps", 0, 0, G_OPTION_ARG_INT, &a.opt.decay_steps, "Cosine decay ends at this step (default: --steps)", "N"},
+    {"weight-decay", 0, 0, G_OPTION_ARG_DOUBLE, &a.opt.weight_decay, "AdamW decay of 2-D weights (default 0.1)", "W"},
+    {"clip", 0, 0, G_OPTION_ARG_DOUBLE, &a.opt.clip, "Global gradient-norm clip, 0 for none (default 1.0)", "C"},
+    {"timeout", 0, 0, G_OPTION_ARG_DOUBLE, &a.opt.timeout_s, "Communicator timeout in seconds (default 60)", "S"},
+    {"json", 0, 0, G_OPTION_ARG_NONE, &a.json, "Print one JSON object", NULL},
+    {"trace", 0, 0, G_OPTION_ARG_FILENAME, &a.trace, "Write the last step's timeline as Chrome trace JSON", "FILE"},
+    {"csv", 0, 0, G_OPTION_ARG_FILENAME, &a.csv, "Write the last step's timeline as CSV", "FILE"},
+    {"save", 0, 0, G_OPTION_ARG_FILENAME, &a.save, "Checkpoint directory", "DIR"},
+    {"save-every", 0, 0, G_OPTION_ARG_INT, &a.save_every, "Checkpoint every K steps (default: at the end)", "K"},
+    {"resume", 0, 0, G_OPTION_ARG_FILENAME, &a.resume, "Resume from the latest checkpoint in DIR", "DIR"},
+    {NULL, 0, 0, 0, NULL, NULL, NULL},
+  };
+  PxPlanOptions o;
+  int rc = 1;
+  if (!px_parse_command_line(CMD, "train a model under a plan and measure it", entries, &o, &argc, &argv)) {
+    px_plan_options_clear(&o);
+    return 2;
+  }
+  g_autoptr(GError) error = NULL;
+  g_autoptr(PxModel) model = NULL;
+  g_autoptr(PxCluster) cluster = NULL;
+  g_autoptr(PxRuntime) rt = NULL;
+  PxPlan plan;
+  px_plan_init(&plan);
+  PxUnits units;
+  a.opt.seed = (guint64)a.seed;
+  a.opt.backend = a.backend ? a.backend : "cpu";
+  a.opt.data = a.data;
+  if (a.opt.decay_steps == 0) a.opt.decay_steps = a.steps;
+  if (!parse_dtype(a.dtype, &a.opt.dtype)) {
+    fprintf(stderr, CMD ": --dtype '%s' is not f32 or f64\n", a.dtype);
+    goto out;
+  }
+  if (!px_units_parse(o.units, &units)) {
+    fprintf(stderr, CMD ": --units '%s' is not GB or GiB\n", o.units);
+    goto out;
+  }
+  if (a.steps < 1 || a.save_every < 0) {
+    fprintf(stderr, CMD ": --steps must be at least 1 and --save-every at least 0\n");
+    goto out;
+  }
+  if (!px_plan_options_resolve(&o, FALSE, &model, &cluster, &plan, &error) ||
+      !(rt = px_runtime_new(model, &plan, &a.opt, &error)) || (a.resume && !px_runtime_resume(rt, a.resume, &error))) {
+    rc = px_cli_fail(CMD, error);
+    goto out;
+  }
+  const PxPlan *p = px_runtime_plan(rt);
+  double tokens = (double)p->gbs * p->seq;
+  g_autoptr(JsonBuilder) jb = json_builder_new();
+  json_builder_begin_object(jb);
+  if (!a.json) {
+    printf("# %s: model %s, dp %d x tp %d x pp %d (%d ranks), %s, vpp %d, m %d micro-batches of %d x %d tokens, "
+           "ZeRO-%d, checkpoint %s, backend %s, %s\n",
+           CMD, model->desc.name, p->dp, p->tp, p->pp, px_runtime_world(rt), px_schedule_name(p->schedule), p->vpp,
+           p->m, p->mbs, p->seq, p->zero, px_ckpt_name(p->ckpt), a.opt.backend,
+           a.opt.dtype == PX_DTYPE_F64 ? "f64" : "f32");
+    printf("# %5s %12s %10s %12s %10s %10s\n", "step", "loss", "time_ms", "tokens/s", "lr", "grad_norm");
+  }
+  json_builder_set_member_name(jb, "steps");
+  json_builder_begin_array(jb);
+  double total_time = 0;
+  int done = 0;
+  while (px_runtime_steps_done(rt) < a.steps) {
+    PxStepResult sr;
+    if (!px_runtime_step(rt, &sr, &error)) {
+      rc = px_cli_fail(CMD, error);
+      goto out;
+    }
+    total_time += sr.time_s;
+    done++;
+    if (a.json) {
+      json_builder_begin_object(jb);
+      json_builder_set_member_name(jb, "step");
+      json_builder_add_int_value(jb, sr.step);
+      json_builder_set_member_name(jb, "loss");
+      json_builder_add_double_value(jb, sr.loss);
+      json_builder_set_member_name(jb, "time_s");
+      json_builder_add_double_value(jb, sr.time_s);
+      json_builder_set_member_name(jb, "tokens_per_s");
+      json_builder_add_double_value(jb, tokens / sr.time_s);
+      json_builder_set_member_name(jb, "lr");
+      json_builder_add_double_value(jb, sr.lr);
+      json_builder_set_member_name(jb, "grad_norm");
+      json_builder_add_double_value(jb, sr.grad_norm);
+      json_builder_end_object(jb);
+    } else {
+      printf("  %5d %12.6f %10.2f %12.0f %10.3g %10.4f\n", sr.step, sr.loss, sr.time_s * 1e3, tokens / sr.time_s,
+             sr.lr, sr.grad_norm);
+      fflush(stdout);
+    }
+    gboolean last = px_runtime_steps_done(rt) == a.steps;
+    if (a.save && ((a.save_every > 0 && sr.step % a.save_every == 0) || last) && !px_runtime_save(rt, a.save, &error)) {
+      rc = px_cli_fail(CMD, error);
+      goto out;
+    }
+  }
+  json_builder_end_array(jb);
+  if (!a.json) {
+    printf("# memory per rank in %s (%s), measured (peak for activations and buffers) | predicted by the planner\n",
+           units.name, units.scale == 1e9 ? "1e9 bytes" : "2^30 bytes");
+    printf("# %4s %5s %3s %3s %10s %10s %10s %10s %10s | %10s %10s %10s %10s %10s\n", "rank", "stage", "dp", "tp",
+           "weights", "grads", "optimizer", "act_peak", "buffers", "weights", "grads", "optimizer", "activations",
+           "buffers");
+  }
+  json_builder_set_member_name(jb, "memory");
+  json_builder_begin_array(jb);
+  for (int r = 0; r < px_runtime_world(rt); r++) {
+    PxRankMemory m;
+    double meas[5], pred[5];
+    px_runtime_memory(rt, r, &m);
+    memory_rows(&m, meas, pred);
+    if (a.json) {
+      json_builder_begin_object(jb);
+      json_builder_set_member_name(jb, "rank");
+      json_builder_add_int_value(jb, r);
+      json_builder_set_member_name(jb, "stage");
+      json_builder_add_int_value(jb, m.stage);
+      json_builder_set_member_name(jb, "dp");
+      json_builder_add_int_value(jb, m.dp);
+      json_builder_set_member_name(jb, "tp");
+      json_builder_add_int_value(jb, m.tp);
+      add_memory_json(jb, "measured", meas);
+      add_memory_json(jb, "predicted", pred);
+      json_builder_end_object(jb);
+    } else {
+      printf("  %4d %5d %3d %3d", r, m.stage, m.dp, m.tp);
+      for (int i = 0; i < 5; i++) printf(" %10.6f", meas[i] / units.scale);
+      printf(" |");
+      for (int i = 0; i < 5; i++) printf(" %10.6f", pred[i] / units.scale);
+      printf("\n");
+    }
+  }
+  json_builder_end_array(jb);
+  if (a.json) {
+    json_builder_set_member_name(jb, "units");
+    json_builder_add_string_value(jb, "bytes");
+    json_builder_set_member_name(jb, "tokens_per_step");
+    json_builder_add_double_value(jb, tokens);
+    json_builder_set_member_name(jb, "mean_tokens_per_s");
+    json_builder_add_double_value(jb, done ? tokens * done / total_time : 0);
+    json_builder_end_object(jb);
+    g_autoptr(JsonGenerator) gen = json_generator_new();
+    g_autoptr(JsonNode) root = json_builder_get_root(jb);
+    json_generator_set_root(gen, root);
+    json_generator_set_pretty(gen, TRUE);
+    g_autofree char *text = json_generator_to_data(gen, NULL);
+    printf("%s\n", text);
+  }
+  const PxTimeline *tl = px_runtime_timeline(rt);
+  if ((a.trace || a.csv) && !tl) {
+    fprintf(stderr, CMD ": no step ran, so there is no timeline to write\n");
+    goto out;
+  }
+  if ((a.trace && !px_timeline_write_trace(tl, a.trace, &error)) || (a.csv && !px_timeline_write_csv(tl, a.csv, &error))) {
+    rc = px_cli_fail(CMD, error);
+    goto out;
+  }
+  rc = 0;
+out:
+  px_plan_clear(&plan);
+  px_plan_options_clear(&o);
+  g_free(a.trace);
+  g_free(a.csv);
+  g_free(a.save);
+  g_free(a.resume);
+  g_free(a.dtype);
+  g_free(a.backend);
+  g_free(a.data);
+  return rc;
+}

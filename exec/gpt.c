@@ -1,0 +1,749 @@
+/* gpt.c — the model on a backend: parameters of a rank's chunks, forward and
+ * backward of one chunk for one micro-batch, Megatron tensor parallelism,
+ * activation checkpointing (none, selective, full with an interval) and the
+ * zero-bubble split of backward into input and weight halves. See gpt.h. */
+#include "gpt.h"
+#include <math.h>
+#include <string.h>
+
+G_DEFINE_QUARK(px-gpt-error-quark, px_gpt_error)
+
+#define EPS_NORM 1e-5
+#define ROPE_THETA 10000.0
+#define TRY(x)                                                                                     \
+  do {                                                                                             \
+    if (!(x)) return FALSE;                                                                        \
+  } while (0)
+
+struct _PxGpt {
+  const PxModel *model;
+  PxPlan plan;
+  PxGptRank r;
+  int tp, B, T, N;
+  int h, hd, heads_l, kv_l, ffn_l, vocab_l, qkv_l;
+  int n_chunks;
+  PxGptChunk *chunks;
+  gboolean holds_embedding;
+  int emb_chunk, emb_param;   /* wte of the embedding, if held */
+};
+
+/* Slots of one layer's stash. X is the layer's input (not owned). */
+enum {
+  A_LN1, A_MEAN1, A_RSTD1, A_QKV, A_ATT, A_AO, A_X2, A_LN2, A_MEAN2, A_RSTD2, A_FC, A_UP, A_ACT,
+  A_LOGITS, A_OUT, A_N
+};
+
+typedef struct {
+  PxTensor *s[A_N];
+} LayerActs;
+
+typedef struct {
+  int chunk, w, b;  /* param indices (b may be -1) */
+  PxTensor *dy;     /* owned */
+  PxTensor *x;      /* in the stash */
+} Deferred;
+
+struct _PxGptActs {
+  PxGpt *gpt;
+  int chunk;
+  PxTensor *input;         /* received input (owned), NULL on the first part */
+  gint32 *tokens, *targets;/* host copies (N) */
+  PxTensor *tok_t, *tgt_t; /* device copies */
+  LayerActs *layers;       /* (end - first) */
+  double *ce_max, *ce_sum; /* vocab-parallel cross-entropy statistics (N) */
+  GArray *deferred;        /* Deferred, zb-h1 */
+};
+
+/* ---- construction ---------------------------------------------------------- */
+
+static gboolean fail(GError **error, int code, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+static gboolean fail(GError **error, int code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  g_autofree char *msg = g_strdup_vprintf(fmt, ap);
+  va_end(ap);
+  g_set_error_literal(error, PX_GPT_ERROR, code, msg);
+  return FALSE;
+}
+
+static gboolean is_qkv(const PxTensorSpec *s) { return strstr(s->name, "attn.qkv.") != NULL; }
+
+static void add_param(GArray *arr, const PxTensorSpec *spec, int layer, gboolean tied_copy, int tp,
+                      gint64 *offset) {
+  PxGptParam p = {0};
+  p.spec = spec;
+  p.layer = layer;
+  p.tied_copy = tied_copy;
+  p.replicated = spec->split == PX_SPLIT_NONE;
+  p.ndim = spec->ndim;
+  p.shape[0] = spec->shape[0] / (spec->split == PX_SPLIT_ROWS ? tp : 1);
+  p.shape[1] = spec->ndim == 2 ? spec->shape[1] / (spec->split == PX_SPLIT_COLS ? tp : 1) : 1;
+  p.numel = p.shape[0] * p.shape[1];
+  p.offset = *offset;
+  *offset += p.numel;
+  g_array_append_val(arr, p);
+}
+
+static gboolean check_plan(const PxModel *model, const PxPlan *plan, GError **error) {
+  const PxModelDesc *d = &model->desc;
+  int t = plan->tp;
+  if (plan->seq_parallel)
+    return fail(error, PX_GPT_ERROR_UNSUPPORTED,
+                "sequence parallelism (--sp) is not implemented by the executor; run without it");
+  if (d->vocab % t)
+    return fail(error, PX_GPT_ERROR_INVALID, "tp=%d does not divide the vocabulary %d (vocab-parallel embedding)", t,
+                d->vocab);
+  if (d->heads % t || d->kv_heads % t || d->ffn % t || d->hidden % t)
+    return fail(error, PX_GPT_ERROR_INVALID,
+                "tp=%d must divide heads %d, kv heads %d, ffn %d and hidden %d", t, d->heads,
+                d->kv_heads, d->ffn, d->hidden);
+  if (d->pos == PX_POS_ROPE && (d->hidden / d->heads) % 2)
+    return fail(error, PX_GPT_ERROR_INVALID, "rotary embedding needs an even head size");
+  return TRUE;
+}
+
+PxGpt *px_gpt_new(const PxModel *model, const PxPlan *plan, const PxPartition *part,
+                  const PxGptRank *rank, GError **error) {
+  if (!check_plan(model, plan, error)) return NULL;
+  if (rank->dtype != PX_DTYPE_F32 && rank->dtype != PX_DTYPE_F64) {
+    fail(error, PX_GPT_ERROR_UNSUPPORTED, "the model runs in f32 or f64, not %s", px_dtype_name(rank->dtype));
+    return NULL;
+  }
+  PxGpt *g = g_new0(PxGpt, 1);
+  const PxModelDesc *d = &model->desc;
+  g->model = model;
+  px_plan_copy(&g->plan, plan);
+  g->r = *rank;
+  g->tp = plan->tp;
+  g->B = plan->mbs;
+  g->T = plan->seq > 0 ? plan->seq : d->max_seq;
+  g->N = g->B * g->T;
+  g->h = d->hidden;
+  g->hd = d->hidden / d->heads;
+  g->heads_l = d->heads / g->tp;
+  g->kv_l = d->kv_heads / g->tp;
+  g->ffn_l = d->ffn / g->tp;
+  g->vocab_l = d->vocab / g->tp;
+  g->qkv_l = (g->heads_l + 2 * g->kv_l) * g->hd;
+  g->n_chunks = part->vpp;
+  g->chunks = g_new0(PxGptChunk, g->n_chunks);
+  g->emb_chunk = g->emb_param = -1;
+  for (int c = 0; c < g->n_chunks; c++)
+    if (part->bounds[px_partition_part_of(part, rank->stage, c)] == 0) g->holds_embedding = TRUE;
+  for (int c = 0; c < g->n_chunks; c++) {
+    PxGptChunk *ch = &g->chunks[c];
+    ch->chunk = c;
+    ch->part = px_partition_part_of(part, rank->stage, c);
+    ch->first = part->bounds[ch->part];
+    ch->end = part->bounds[ch->part + 1];
+    ch->layer_param = g_new0(int, ch->end - ch->first + 1);
+    GArray *arr = g_array_new(FALSE, TRUE, sizeof(PxGptParam));
+    gint64 off = 0;
+    for (int li = ch->first; li < ch->end; li++) {
+      const PxLayer *L = &model->layers[li];
+      ch->layer_param[li - ch->first] = (int)arr->len;
+      for (guint k = 0; k < L->n_tensors; k++) add_param(arr, &L->tensors[k], li, FALSE, g->tp, &off);
+      if (L->tied_tensor && !g->holds_embedding) add_param(arr, L->tied_tensor, li, TRUE, g->tp, &off);
+    }
+    ch->layer_param[ch->end - ch->first] = (int)arr->len;
+    ch->n_params = arr->len;
+    ch->params = (PxGptParam *)g_array_free(arr, FALSE);
+    ch->numel = off;
+    if (ch->first == 0) {
+      g->emb_chunk = c;
+      g->emb_param = 0; /* wte is the embedding's first tensor */
+    }
+  }
+  return g;
+}
+
+void px_gpt_free(PxGpt *g) {
+  if (!g) return;
+  for (int c = 0; c < g->n_chunks; c++) {
+    PxGptChunk *ch = &g->chunks[c];
+    for (guint i = 0; i < ch->n_params; i++) {
+      px_tensor_free(ch->params[i].w);
+      px_tensor_free(ch->params[i].g);
+    }
+    g_free(ch->params);
+    g_free(ch->layer_param);
+  }
+  g_free(g->chunks);
+  px_plan_clear(&g->plan);
+  g_free(g);
+}
+
+int px_gpt_n_chunks(const PxGpt *g) { return g->n_chunks; }
+const PxGptChunk *px_gpt_chunk(const PxGpt *g, int c) { return &g->chunks[c]; }
+
+gboolean px_gpt_find_param(const PxGpt *g, const char *name, gboolean tied_copy, int *chunk, int *param) {
+  for (int c = 0; c < g->n_chunks; c++)
+    for (guint i = 0; i < g->chunks[c].n_params; i++) {
+      const PxGptParam *p = &g->chunks[c].params[i];
+      if (p->tied_copy == tied_copy && !strcmp(p->spec->name, name)) {
+        if (chunk) *chunk = c;
+        if (param) *param = (int)i;
+        return TRUE;
+      }
+    }
+  return FALSE;
+}
+
+gboolean px_gpt_chunk_bind(PxGpt *g, int chunk, PxTensor *flat_w, PxTensor *flat_g, GError **error) {
+  PxGptChunk *ch = &g->chunks[chunk];
+  for (guint i = 0; i < ch->n_params; i++) {
+    PxGptParam *p = &ch->params[i];
+    g_clear_pointer(&p->w, px_tensor_free);
+    g_clear_pointer(&p->g, px_tensor_free);
+    g_autofree char *gname = g_strconcat(p->spec->name, ".grad", NULL);
+    if (flat_w && !(p->w = px_tensor_view(flat_w, p->spec->name, p->offset, p->ndim, p->shape, error)))
+      return FALSE;
+    if (flat_g && !(p->g = px_tensor_view(flat_g, gname, p->offset, p->ndim, p->shape, error)))
+      return FALSE;
+  }
+  return TRUE;
+}
+
+/* ---- deterministic initial values ------------------------------------------ */
+
+static gboolean name_ends(const char *s, const char *suffix) { return g_str_has_suffix(s, suffix); }
+
+/* The full tensor of spec, seeded by (seed, name). */
+static double *full_init(const PxGpt *g, const PxTensorSpec *spec, guint64 seed) {
+  gint64 n = spec->shape[0] * spec->shape[1];
+  double *v = g_new0(double, n);
+  const char *nm = spec->name;
+  if (spec->ndim == 1) {
+    gboolean norm_weight = (strstr(nm, "ln_") != NULL) && name_ends(nm, ".weight");
+    for (gint64 i = 0; i < n; i++) v[i] = norm_weight ? 1.0 : 0.0;
+    return v;
+  }
+  double std = 0.02;
+  if (name_ends(nm, "attn.proj.weight") || name_ends(nm, "mlp.proj.weight") || name_ends(nm, "mlp.down.weight"))
+    std = 0.02 / sqrt(2.0 * g->model->desc.layers);
+  guint32 seeds[3] = {(guint32)seed, (guint32)(seed >> 32), g_str_hash(nm)};
+  GRand *rng = g_rand_new_with_seed_array(seeds, 3);
+  for (gint64 i = 0; i < n; i += 2) {
+    double u1 = g_rand_double(rng), u2 = g_rand_double(rng);
+    double r = sqrt(-2.0 * log(1.0 - u1)), th = 2 * G_PI * u2;
+    v[i] = std * r * cos(th);
+    if (i + 1 < n) v[i + 1] = std * r * sin(th);
+  }
+  g_rand_free(rng);
+  return v;
+}
+
+/* Global row of local row lr of a ROWS-split tensor on this TP rank. */
+static gint64 global_row(const PxGpt *g, const PxGptParam *p, gint64 lr) {
+  int r = g->r.tp_rank;
+  if (is_qkv(p->spec)) {
+    gint64 q = (gint64)g->heads_l * g->hd, k = (gint64)g->kv_l * g->hd;
+    gint64 H = (gint64)g->model->desc.heads * g->hd, KV = (gint64)g->model->desc.kv_heads * g->hd;
+    if (lr < q) return r * q + lr;
+    lr -= q;
+    if (lr < k) return H + r * k + lr;
+    return H + KV + r * k + (lr - k);
+  }
+  return r * p->shape[0] + lr;
+}
+
+void px_gpt_param_shard(const PxGpt *g, const PxGptParam *p, const double *full, double *shard) {
+  gint64 cols_full = p->spec->ndim == 2 ? p->spec->shape[1] : 1;
+  for (gint64 i = 0; i < p->shape[0]; i++) {
+    gint64 gr = p->spec->split == PX_SPLIT_ROWS ? global_row(g, p, i) : i;
+    gint64 c0 = p->spec->split == PX_SPLIT_COLS ? (gint64)g->r.tp_rank * p->shape[1] : 0;
+    memcpy(shard + i * p->shape[1], full + gr * cols_full + c0, sizeof(double) * p->shape[1]);
+  }
+}
+
+void px_gpt_chunk_init_values(const PxGpt *g, int chunk, guint64 seed, double *flat) {
+  const PxGptChunk *ch = &g->chunks[chunk];
+  for (guint i = 0; i < ch->n_params; i++) {
+    const PxGptParam *p = &ch->params[i];
+    g_autofree double *full = full_init(g, p->spec, seed);
+    px_gpt_param_shard(g, p, full, flat + p->offset);
+  }
+}
+
+/* ---- small helpers ----------------------------------------------------------- */
+
+static PxTensor *new_act(PxGpt *g, const char *name, gint64 rows, gint64 cols, GError **error) {
+  gint64 shape[2] = {rows, cols};
+  return px_tensor_new(g->r.be, name, g->r.dtype, PX_MEM_ACTIVATIONS, cols > 0 ? 2 : 1, shape, error);
+}
+
+static gboolean tp_all_reduce(PxGpt *g, PxTensor *t, GError **error) {
+  if (g->tp == 1) return TRUE;
+  return px_comm_all_reduce(g->r.comm, g->r.tp_group, t->data, (gsize)t->numel, t->dtype, error);
+}
+
+static PxGptParam *param(PxGpt *g, int chunk, int li, const char *suffix) {
+  PxGptChunk *ch = &g->chunks[chunk];
+  for (int i = ch->layer_param[li - ch->first]; i < ch->layer_param[li - ch->first + 1]; i++)
+    if (name_ends(ch->params[i].spec->name, suffix)) return &ch->params[i];
+  return NULL;
+}
+
+static int param_index(PxGpt *g, int chunk, const PxGptParam *p) {
+  return p ? (int)(p - g->chunks[chunk].params) : -1;
+}
+
+static PxTensor *W(PxGptParam *p) { return p ? p->w : NULL; }
+static PxTensor *G(PxGptParam *p) { return p ? p->g : NULL; }
+
+static PxGptParam *lm_head_weight(PxGpt *g, int chunk, int li) {
+  PxGptParam *p = param(g, chunk, li, ".weight");
+  if (p) return p; /* lm_head.weight, or the tied copy of wte */
+  return &g->chunks[g->emb_chunk].params[g->emb_param];
+}
+
+static void free_slots(LayerActs *la, gboolean keep_out) {
+  for (int k = 0; k < A_N; k++)
+    if (k != A_OUT || !keep_out) g_clear_pointer(&la->s[k], px_tensor_free);
+}
+
+static gboolean norm_fwd(PxGpt *g, PxTensor *out, PxTensor *mean, PxTensor *rstd, const PxTensor *x,
+                         PxGptParam *w, PxGptParam *b, GError **error) {
+  if (g->model->desc.norm == PX_NORM_RMSNORM)
+    return px_op_rmsnorm_fwd(g->r.be, out, rstd, x, w->w, EPS_NORM, error);
+  return px_op_layernorm_fwd(g->r.be, out, mean, rstd, x, w->w, W(b), EPS_NORM, error);
+}
+
+static gboolean norm_bwd(PxGpt *g, PxTensor *dx, const PxTensor *dout, const PxTensor *x,
+                         PxGptParam *w, PxGptParam *b, const PxTensor *mean, const PxTensor *rstd,
+                         GError **error) {
+  if (g->model->desc.norm == PX_NORM_RMSNORM)
+    return px_op_rmsnorm_bwd(g->r.be, dx, w->g, dout, x, w->w, rstd, error);
+  return px_op_layernorm_bwd(g->r.be, dx, w->g, G(b), dout, x, w->w, mean, rstd, error);
+}
+
+static gboolean norm_stats(PxGpt *g, LayerActs *la, int mean_slot, int rstd_slot, GError **error) {
+  if (g->model->desc.norm == PX_NORM_LAYERNORM && !(la->s[mean_slot] = new_act(g, "mean", g->N, 0, error)))
+    return FALSE;
+  return (la->s[rstd_slot] = new_act(g, "rstd", g->N, 0, error)) != NULL;
+}
+
+/* y = x W^T (+ b on TP rank 0 only when the layer is row-parallel: the bias is
+ * added once, the all-reduce follows). */
+static gboolean row_parallel_fwd(PxGpt *g, PxTensor *y, const PxTensor *x, PxGptParam *w, PxGptParam *b,
+                                 GError **error) {
+  TRY(px_op_linear_fwd(g->r.be, y, x, w->w, g->r.tp_rank == 0 ? W(b) : NULL, error));
+  return tp_all_reduce(g, y, error);
+}
+
+/* ---- layers: forward --------------------------------------------------------- */
+
+static PxAttnShape attn_shape(const PxGpt *g) {
+  return (PxAttnShape){g->B, g->T, g->heads_l, g->kv_l, g->hd};
+}
+
+static gboolean block_fwd(PxGpt *g, int chunk, int li, LayerActs *la, const PxTensor *x, GError **error) {
+  const PxModelDesc *d = &g->model->desc;
+  PxBackend *be = g->r.be;
+  PxAttnShape as = attn_shape(g);
+  free_slots(la, FALSE);
+  TRY(la->s[A_LN1] = new_act(g, "ln1", g->N, g->h, error));
+  TRY(norm_stats(g, la, A_MEAN1, A_RSTD1, error));
+  TRY(norm_fwd(g, la->s[A_LN1], la->s[A_MEAN1], la->s[A_RSTD1], x, param(g, chunk, li, "ln_1.weight"),
+               param(g, chunk, li, "ln_1.bias"), error));
+  TRY(la->s[A_QKV] = new_act(g, "qkv", g->N, g->qkv_l, error));
+  TRY(px_op_linear_fwd(be, la->s[A_QKV], la->s[A_LN1], param(g, chunk, li, "attn.qkv.weight")->w,
+                       W(param(g, chunk, li, "attn.qkv.bias")), error));
+  if (d->pos == PX_POS_ROPE) TRY(px_op_rope_fwd(be, la->s[A_QKV], la->s[A_QKV], &as, ROPE_THETA, error));
+  gint64 att_shape[4] = {g->B, g->heads_l, g->T, g->T};
+  TRY(la->s[A_ATT] = px_tensor_new(be, "att", g->r.dtype, PX_MEM_ACTIVATIONS, 4, att_shape, error));
+  TRY(la->s[A_AO] = new_act(g, "attn_out", g->N, (gint64)g->heads_l * g->hd, error));
+  TRY(px_op_attention_fwd(be, la->s[A_AO], la->s[A_ATT], la->s[A_QKV], &as, error));
+  g_autoptr(PxTensor) tmp = new_act(g, "proj", g->N, g->h, error);
+  TRY(tmp);
+  TRY(row_parallel_fwd(g, tmp, la->s[A_AO], param(g, chunk, li, "attn.proj.weight"),
+                       param(g, chunk, li, "attn.proj.bias"), error));
+  TRY(la->s[A_X2] = new_act(g, "x2", g->N, g->h, error));
+  TRY(px_op_residual_fwd(be, la->s[A_X2], x, tmp, error));
+  TRY(la->s[A_LN2] = new_act(g, "ln2", g->N, g->h, error));
+  TRY(norm_stats(g, la, A_MEAN2, A_RSTD2, error));
+  TRY(norm_fwd(g, la->s[A_LN2], la->s[A_MEAN2], la->s[A_RSTD2], la->s[A_X2],
+               param(g, chunk, li, "ln_2.weight"), param(g, chunk, li, "ln_2.bias"), error));
+  TRY(la->s[A_FC] = new_act(g, "fc", g->N, g->ffn_l, error));
+  TRY(la->s[A_ACT] = new_act(g, "act", g->N, g->ffn_l, error));
+  PxGptParam *down;
+  if (d->ffn_kind == PX_FFN_SWIGLU) {
+    TRY(la->s[A_UP] = new_act(g, "up", g->N, g->ffn_l, error));
+    TRY(px_op_linear_fwd(be, la->s[A_FC], la->s[A_LN2], param(g, chunk, li, "mlp.gate.weight")->w,
+                         W(param(g, chunk, li, "mlp.gate.bias")), error));
+    TRY(px_op_linear_fwd(be, la->s[A_UP], la->s[A_LN2], param(g, chunk, li, "mlp.up.weight")->w,
+                         W(param(g, chunk, li, "mlp.up.bias")), error));
+    TRY(px_op_swiglu_fwd(be, la->s[A_ACT], la->s[A_FC], la->s[A_UP], error));
+    down = param(g, chunk, li, "mlp.down.weight");
+  } else {
+    TRY(px_op_linear_fwd(be, la->s[A_FC], la->s[A_LN2], param(g, chunk, li, "mlp.fc.weight")->w,
+                         W(param(g, chunk, li, "mlp.fc.bias")), error));
+    TRY(px_op_gelu_fwd(be, la->s[A_ACT], la->s[A_FC], error));
+    down = param(g, chunk, li, "mlp.proj.weight");
+  }
+  TRY(row_parallel_fwd(g, tmp, la->s[A_ACT], down,
+                       param(g, chunk, li, d->ffn_kind == PX_FFN_SWIGLU ? "mlp.down.bias" : "mlp.proj.bias"),
+                       error));
+  TRY(la->s[A_OUT] = new_act(g, "block_out", g->N, g->h, error));
+  return px_op_residual_fwd(be, la->s[A_OUT], la->s[A_X2], tmp, error);
+}
+
+/* Vocab-parallel pieces run on the host (download / upload), in double. */
+static gboolean embedding_fwd(PxGpt *g, int chunk, PxGptActs *a, LayerActs *la, GError **error) {
+  PxGptParam *wte = param(g, chunk, 0, "wte.weight"), *wpe = param(g, chunk, 0, "wpe.weight");
+  TRY(la->s[A_OUT] = new_act(g, "embed_out", g->N, g->h, error));
+  if (g->tp == 1) return px_op_embedding_fwd(g->r.be, la->s[A_OUT], a->tok_t, wte->w, W(wpe), g->B, g->T, error);
+  gint64 h = g->h, v0 = (gint64)g->r.tp_rank * g->vocab_l;
+  g_autofree double *e = g_new(double, wte->numel);
+  g_autofree double *out = g_new0(double, (gsize)g->N * h);
+  TRY(px_tensor_download_f64(wte->w, e, error));
+  for (int i = 0; i < g->N; i++) {
+    gint64 t = a->tokens[i] - v0;
+    if (a->tokens[i] < 0 || a->tokens[i] >= g->model->desc.vocab)
+      return fail(error, PX_GPT_ERROR_INVALID, "token %d outside the vocabulary %d", a->tokens[i],
+                  g->model->desc.vocab);
+    if (t >= 0 && t < g->vocab_l) memcpy(out + i * h, e + t * h, sizeof(double) * h);
+  }
+  if (wpe && g->r.tp_rank == 0) {
+    g_autofree double *pe = g_new(double, wpe->numel);
+    TRY(px_tensor_download_f64(wpe->w, pe, error));
+    for (int i = 0; i < g->N; i++)
+      for (gint64 c = 0; c < h; c++) out[i * h + c] += pe[(i % g->T) * h + c];
+  }
+  TRY(px_tensor_upload_f64(la->s[A_OUT], out, error));
+  return tp_all_reduce(g, la->s[A_OUT], error);
+}
+
+static gboolean embedding_bwd(PxGpt *g, int chunk, PxGptActs *a, const PxTensor *dout, GError **error) {
+  PxGptParam *wte = param(g, chunk, 0, "wte.weight"), *wpe = param(g, chunk, 0, "wpe.weight");
+  if (g->tp == 1) return px_op_embedding_bwd(g->r.be, wte->g, G(wpe), dout, a->tok_t, g->B, g->T, error);
+  gint64 h = g->h, v0 = (gint64)g->r.tp_rank * g->vocab_l;
+  g_autofree double *dg = g_new(double, wte->numel);
+  g_autofree double *dp = wpe ? g_new(double, wpe->numel) : NULL;
+  g_autofree double *dy = g_new(double, (gsize)g->N * h);
+  TRY(px_tensor_download_f64(wte->g, dg, error));
+  if (wpe) TRY(px_tensor_download_f64(wpe->g, dp, error));
+  TRY(px_tensor_download_f64(dout, dy, error));
+  for (int i = 0; i < g->N; i++) {
+    gint64 t = a->tokens[i] - v0;
+    if (t >= 0 && t < g->vocab_l)
+      for (gint64 c = 0; c < h; c++) dg[t * h + c] += dy[i * h + c];
+    if (dp)
+      for (gint64 c = 0; c < h; c++) dp[(i % g->T) * h + c] += dy[i * h + c];
+  }
+  if (wpe) TRY(px_tensor_upload_f64(wpe->g, dp, error));
+  return px_tensor_upload_f64(wte->g, dg, error);
+}
+
+/* Vocab-parallel cross-entropy (Megatron): global row max by all-gather of the
+ * local maxima, sum of exponentials and target logit by all-reduce. */
+static gboolean vocab_parallel_ce(PxGpt *g, PxGptActs *a, const PxTensor *logits, double *loss, GError **error) {
+  int N = g->N, V = g->vocab_l, t = g->tp;
+  gint64 v0 = (gint64)g->r.tp_rank * V;
+  g_autofree double *x = g_new(double, (gsize)N * V);
+  g_autofree double *mx = g_new(double, N);
+  g_autofree double *all = g_new(double, (gsize)N * t);
+  g_autofree double *red = g_new0(double, 2 * (gsize)N); /* sum exp, target logit */
+  TRY(px_tensor_download_f64(logits, x, error));
+  for (int i = 0; i < N; i++) {
+    mx[i] = -INFINITY;
+    for (int v = 0; v < V; v++) mx[i] = MAX(mx[i], x[(gsize)i * V + v]);
+  }
+  TRY(px_comm_all_gather(g->r.comm, g->r.tp_group, mx, all, N, PX_DTYPE_F64, error));
+  a->ce_max = g_new(double, N);
+  for (int i = 0; i < N; i++) {
+    double m = -INFINITY;
+    for (int k = 0; k < t; k++) m = MAX(m, all[(gsize)k * N + i]);
+    a->ce_max[i] = m;
+    for (int v = 0; v < V; v++) red[i] += exp(x[(gsize)i * V + v] - m);
+    gint64 tv = a->targets[i] - v0;
+    if (tv >= 0 && tv < V) red[N + i] = x[(gsize)i * V + tv];
+  }
+  TRY(px_comm_all_reduce(g->r.comm, g->r.tp_group, red, 2 * (gsize)N, PX_DTYPE_F64, error));
+  a->ce_sum = g_new(double, N);
+  double sum = 0;
+  for (int i = 0; i < N; i++) {
+    a->ce_sum[i] = red[i];
+    sum += log(red[i]) + a->ce_max[i] - red[N + i];
+  }
+  *loss = sum / N;
+  return TRUE;
+}
+
+static gboolean vocab_parallel_ce_bwd(PxGpt *g, PxGptActs *a, PxTensor *dlogits, const PxTensor *logits,
+                                      double dloss, GError **error) {
+  int N = g->N, V = g->vocab_l;
+  gint64 v0 = (gint64)g->r.tp_rank * V;
+  g_autofree double *x = g_new(double, (gsize)N * V);
+  TRY(px_tensor_download_f64(logits, x, error));
+  for (int i = 0; i < N; i++)
+    for (int v = 0; v < V; v++) {
+      double p = exp(x[(gsize)i * V + v] - a->ce_max[i]) / a->ce_sum[i];
+      x[(gsize)i * V + v] = dloss / N * (p - (a->targets[i] - v0 == v ? 1.0 : 0.0));
+    }
+  return px_tensor_upload_f64(dlogits, x, error);
+}
+
+static gboolean head_fwd(PxGpt *g, int chunk, int li, PxGptActs *a, LayerActs *la, const PxTensor *x,
+                         double *loss, GError **error) {
+  PxGptParam *w = lm_head_weight(g, chunk, li);
+  TRY(la->s[A_LOGITS] = new_act(g, "logits", g->N, g->vocab_l, error));
+  TRY(px_op_linear_fwd(g->r.be, la->s[A_LOGITS], x, w->w, NULL, error));
+  if (g->tp > 1) return vocab_parallel_ce(g, a, la->s[A_LOGITS], loss, error);
+  g_autoptr(PxTensor) losses = new_act(g, "losses", g->N, 0, error);
+  TRY(losses);
+  return px_op_cross_entropy_fwd(g->r.be, losses, loss, la->s[A_LOGITS], a->tgt_t, error);
+}
+
+/* ---- forward of a chunk ---------------------------------------------------------- */
+
+static gboolean is_block(const PxGpt *g, int li) { return g->model->layers[li].kind == PX_LAYER_BLOCK; }
+
+/* Full checkpointing: blocks [seg_first, seg_end) form the segment of li. */
+static void segment_of(const PxGpt *g, const PxGptChunk *ch, int li, int *s0, int *s1) {
+  int first_block = ch->first;
+  while (first_block < ch->end && !is_block(g, first_block)) first_block++;
+  int k = MAX(g->plan.ckpt_interval, 1);
+  *s0 = first_block + (li - first_block) / k * k;
+  *s1 = *s0;
+  while (*s1 < ch->end && *s1 < *s0 + k && is_block(g, *s1)) (*s1)++;
+}
+
+static const PxTensor *layer_input(PxGptActs *a, int li) {
+  PxGptChunk *ch = &a->gpt->chunks[a->chunk];
+  return li == ch->first ? a->input : a->layers[li - 1 - ch->first].s[A_OUT];
+}
+
+PxGptActs *px_gpt_forward(PxGpt *g, int chunk, PxTensor *input, const gint32 *tokens, const gint32 *targets,
+                          double *loss, GError **error) {
+  PxGptChunk *ch = &g->chunks[chunk];
+  PxGptActs *a = g_new0(PxGptActs, 1);
+  a->gpt = g;
+  a->chunk = chunk;
+  a->input = input;
+  a->layers = g_new0(LayerActs, ch->end - ch->first);
+  a->deferred = g_array_new(FALSE, TRUE, sizeof(Deferred));
+  gint64 n = g->N;
+  gboolean ok = TRUE;
+  if (ch->first == 0) {
+    a->tokens = g_memdup2(tokens, sizeof(gint32) * n);
+    ok = (a->tok_t = px_tensor_new(g->r.be, "tokens", PX_DTYPE_I32, PX_MEM_ACTIVATIONS, 1, &n, error)) &&
+         px_tensor_upload(a->tok_t, tokens, error);
+  }
+  if (ok && ch->end == (int)g->model->n_layers) {
+    a->targets = g_memdup2(targets, sizeof(gint32) * n);
+    ok = (a->tgt_t = px_tensor_new(g->r.be, "targets", PX_DTYPE_I32, PX_MEM_ACTIVATIONS, 1, &n, error)) &&
+         px_tensor_upload(a->tgt_t, targets, error);
+  }
+  for (int li = ch->first; ok && li < ch->end; li++) {
+    LayerActs *la = &a->layers[li - ch->first];
+    const PxTensor *x = layer_input(a, li);
+    switch (g->model->layers[li].kind) {
+    case PX_LAYER_EMBEDDING: ok = embedding_fwd(g, chunk, a, la, error); break;
+    case PX_LAYER_BLOCK:
+      ok = block_fwd(g, chunk, li, la, x, error);
+      if (ok && g->plan.ckpt == PX_CKPT_SELECTIVE) g_clear_pointer(&la->s[A_ATT], px_tensor_free);
+      if (ok && g->plan.ckpt == PX_CKPT_FULL) {
+        free_slots(la, TRUE);
+        int s0, s1;
+        segment_of(g, ch, li, &s0, &s1);
+        if (li == s1 - 1) /* the segment is done: keep only its output */
+          for (int k = s0; k < s1 - 1; k++) free_slots(&a->layers[k - ch->first], FALSE);
+      }
+      break;
+    case PX_LAYER_FINAL_NORM:
+      ok = (la->s[A_OUT] = new_act(g, "ln_f", g->N, g->h, error)) && norm_stats(g, la, A_MEAN1, A_RSTD1, error) &&
+           norm_fwd(g, la->s[A_OUT], la->s[A_MEAN1], la->s[A_RSTD1], x, param(g, chunk, li, "ln_f.weight"),
+                    param(g, chunk, li, "ln_f.bias"), error);
+      break;
+    case PX_LAYER_LM_HEAD: ok = head_fwd(g, chunk, li, a, la, x, loss, error); break;
+    }
+  }
+  if (!ok) {
+    px_gpt_acts_free(a);
+    return NULL;
+  }
+  return a;
+}
+
+PxTensor *px_gpt_acts_output(PxGptActs *a) {
+  PxGptChunk *ch = &a->gpt->chunks[a->chunk];
+  if (ch->end == (int)a->gpt->model->n_layers) return NULL;
+  return a->layers[ch->end - 1 - ch->first].s[A_OUT];
+}
+
+void px_gpt_acts_drop_output(PxGptActs *a) {
+  PxGptChunk *ch = &a->gpt->chunks[a->chunk];
+  if (ch->end == (int)a->gpt->model->n_layers) return;
+  g_clear_pointer(&a->layers[ch->end - 1 - ch->first].s[A_OUT], px_tensor_free);
+}
+
+void px_gpt_acts_free(PxGptActs *a) {
+  if (!a) return;
+  PxGptChunk *ch = &a->gpt->chunks[a->chunk];
+  for (int i = 0; i < ch->end - ch->first; i++) free_slots(&a->layers[i], FALSE);
+  for (guint i = 0; i < a->deferred->len; i++) px_tensor_free(g_array_index(a->deferred, Deferred, i).dy);
+  g_array_free(a->deferred, TRUE);
+  g_free(a->layers);
+  px_tensor_free(a->input);
+  px_tensor_free(a->tok_t);
+  px_tensor_free(a->tgt_t);
+  g_free(a->tokens);
+  g_free(a->targets);
+  g_free(a->ce_max);
+  g_free(a->ce_sum);
+  g_free(a);
+}
+
+/* ---- backward -------------------------------------------------------------------- */
+
+/* dx += dy W; dW and db now, or (defer) later in px_gpt_backward_weight, in
+ * which case *dy moves to the deferred list (set to NULL). */
+static gboolean linear_bwd(PxGpt *g, PxGptActs *a, PxTensor *dx, PxTensor **dy, const PxTensor *x,
+                           PxGptParam *w, PxGptParam *b, gboolean defer, GError **error) {
+  if (!defer) return px_op_linear_bwd(g->r.be, dx, w->g, G(b), *dy, x, w->w, error);
+  TRY(px_op_linear_bwd(g->r.be, dx, NULL, NULL, *dy, x, w->w, error));
+  Deferred df = {a->chunk, param_index(g, a->chunk, w), param_index(g, a->chunk, b), *dy, (PxTensor *)x};
+  g_array_append_val(a->deferred, df);
+  *dy = NULL;
+  return TRUE;
+}
+
+/* Backward of one block: dx += d(block)/dx · dout; takes *dout. */
+static gboolean block_bwd(PxGpt *g, int chunk, int li, PxGptActs *a, LayerActs *la, const PxTensor *x,
+                          PxTensor **dout, PxTensor *dx, gboolean defer, GError **error) {
+  const PxModelDesc *d = &g->model->desc;
+  PxBackend *be = g->r.be;
+  PxAttnShape as = attn_shape(g);
+  gboolean swiglu = d->ffn_kind == PX_FFN_SWIGLU;
+  /* the residual of the MLP: dx2 = dout + ln_2 backward */
+  g_autoptr(PxTensor) dx2 = new_act(g, "dx2", g->N, g->h, error);
+  g_autoptr(PxTensor) dact = new_act(g, "dact", g->N, g->ffn_l, error);
+  g_autoptr(PxTensor) dfc = new_act(g, "dfc", g->N, g->ffn_l, error);
+  g_autoptr(PxTensor) dln2 = new_act(g, "dln2", g->N, g->h, error);
+  TRY(dx2 && dact && dfc && dln2);
+  TRY(px_op_residual_bwd(be, dx2, NULL, *dout, error));
+  TRY(linear_bwd(g, a, dact, dout, la->s[A_ACT], param(g, chunk, li, swiglu ? "mlp.down.weight" : "mlp.proj.weight"),
+                 param(g, chunk, li, swiglu ? "mlp.down.bias" : "mlp.proj.bias"), defer, error));
+  if (swiglu) {
+    g_autoptr(PxTensor) dup = new_act(g, "dup", g->N, g->ffn_l, error);
+    TRY(dup);
+    TRY(px_op_swiglu_bwd(be, dfc, dup, dact, la->s[A_FC], la->s[A_UP], error));
+    TRY(linear_bwd(g, a, dln2, &dup, la->s[A_LN2], param(g, chunk, li, "mlp.up.weight"),
+                   param(g, chunk, li, "mlp.up.bias"), defer, error));
+    TRY(linear_bwd(g, a, dln2, &dfc, la->s[A_LN2], param(g, chunk, li, "mlp.gate.weight"),
+                   param(g, chunk, li, "mlp.gate.bias"), defer, error));
+  } else {
+    TRY(px_op_gelu_bwd(be, dfc, dact, la->s[A_FC], error));
+    TRY(linear_bwd(g, a, dln2, &dfc, la->s[A_LN2], param(g, chunk, li, "mlp.fc.weight"),
+                   param(g, chunk, li, "mlp.fc.bias"), defer, error));
+  }
+  TRY(tp_all_reduce(g, dln2, error));
+  TRY(norm_bwd(g, dx2, dln2, la->s[A_X2], param(g, chunk, li, "ln_2.weight"), param(g, chunk, li, "ln_2.bias"),
+               la->s[A_MEAN2], la->s[A_RSTD2], error));
+  /* the residual of the attention: dx = dx2 + ln_1 backward */
+  TRY(px_op_residual_bwd(be, dx, NULL, dx2, error));
+  g_autoptr(PxTensor) dao = new_act(g, "dao", g->N, (gint64)g->heads_l * g->hd, error);
+  TRY(dao);
+  TRY(linear_bwd(g, a, dao, &dx2, la->s[A_AO], param(g, chunk, li, "attn.proj.weight"),
+                 param(g, chunk, li, "attn.proj.bias"), defer, error));
+  g_autoptr(PxTensor) att_re = NULL;
+  const PxTensor *att = la->s[A_ATT];
+  if (!att) { /* selective recompute of the attention core */
+    gint64 att_shape[4] = {g->B, g->heads_l, g->T, g->T};
+    g_autoptr(PxTensor) tmp = new_act(g, "attn_out", g->N, (gint64)g->heads_l * g->hd, error);
+    TRY(tmp);
+    TRY(att_re = px_tensor_new(be, "att", g->r.dtype, PX_MEM_ACTIVATIONS, 4, att_shape, error));
+    TRY(px_op_attention_fwd(be, tmp, att_re, la->s[A_QKV], &as, error));
+    att = att_re;
+  }
+  g_autoptr(PxTensor) dqkv = new_act(g, "dqkv", g->N, g->qkv_l, error);
+  TRY(dqkv);
+  TRY(px_op_attention_bwd(be, dqkv, dao, la->s[A_QKV], att, &as, error));
+  if (d->pos == PX_POS_ROPE) {
+    g_autoptr(PxTensor) rot = g_steal_pointer(&dqkv);
+    TRY(dqkv = new_act(g, "dqkv_pre", g->N, g->qkv_l, error));
+    TRY(px_op_rope_bwd(be, dqkv, rot, &as, ROPE_THETA, error));
+  }
+  g_autoptr(PxTensor) dln1 = new_act(g, "dln1", g->N, g->h, error);
+  TRY(dln1);
+  TRY(linear_bwd(g, a, dln1, &dqkv, la->s[A_LN1], param(g, chunk, li, "attn.qkv.weight"),
+                 param(g, chunk, li, "attn.qkv.bias"), defer, error));
+  TRY(tp_all_reduce(g, dln1, error));
+  return norm_bwd(g, dx, dln1, x, param(g, chunk, li, "ln_1.weight"), param(g, chunk, li, "ln_1.bias"),
+                  la->s[A_MEAN1], la->s[A_RSTD1], error);
+}
+
+static gboolean head_bwd(PxGpt *g, int chunk, int li, PxGptActs *a, LayerActs *la, const PxTensor *x,
+                         double dloss, PxTensor *dx, gboolean defer, GError **error) {
+  PxGptParam *w = lm_head_weight(g, chunk, li);
+  g_autoptr(PxTensor) dlogits = new_act(g, "dlogits", g->N, g->vocab_l, error);
+  TRY(dlogits);
+  if (g->tp > 1) TRY(vocab_parallel_ce_bwd(g, a, dlogits, la->s[A_LOGITS], dloss, error));
+  else TRY(px_op_cross_entropy_bwd(g->r.be, dlogits, la->s[A_LOGITS], a->tgt_t, dloss, error));
+  /* the head's weight may live in another chunk (tied, pp = 1): never deferred */
+  gboolean own_chunk = w >= g->chunks[chunk].params && w < g->chunks[chunk].params + g->chunks[chunk].n_params;
+  TRY(linear_bwd(g, a, dx, &dlogits, x, w, NULL, defer && own_chunk, error));
+  return tp_all_reduce(g, dx, error);
+}
+
+/* Recompute the forward of blocks [s0, s1) from the segment's input. */
+static gboolean recompute_segment(PxGpt *g, PxGptActs *a, int s0, int s1, GError **error) {
+  PxGptChunk *ch = &g->chunks[a->chunk];
+  for (int li = s0; li < s1; li++) {
+    LayerActs *la = &a->layers[li - ch->first];
+    if (la->s[A_LN1]) continue; /* already there */
+    TRY(block_fwd(g, a->chunk, li, la, layer_input(a, li), error));
+  }
+  return TRUE;
+}
+
+gboolean px_gpt_backward(PxGpt *g, PxGptActs *a, PxTensor *dout, double dloss, gboolean defer_weight,
+                         PxTensor **dinput, GError **error) {
+  PxGptChunk *ch = &g->chunks[a->chunk];
+  if (dinput) *dinput = NULL;
+  g_autoptr(PxTensor) dcur = dout; /* gradient w.r.t. the current layer's output */
+  for (int li = ch->end - 1; li >= ch->first; li--) {
+    LayerActs *la = &a->layers[li - ch->first];
+    const PxTensor *x = layer_input(a, li);
+    PxLayerKind kind = g->model->layers[li].kind;
+    if (kind == PX_LAYER_EMBEDDING) {
+      TRY(embedding_bwd(g, a->chunk, a, dcur, error));
+      break;
+    }
+    g_autoptr(PxTensor) dx = new_act(g, "dx", g->N, g->h, error);
+    TRY(dx);
+    switch (kind) {
+    case PX_LAYER_LM_HEAD: TRY(head_bwd(g, a->chunk, li, a, la, x, dloss, dx, defer_weight, error)); break;
+    case PX_LAYER_FINAL_NORM:
+      TRY(norm_bwd(g, dx, dcur, x, param(g, a->chunk, li, "ln_f.weight"), param(g, a->chunk, li, "ln_f.bias"),
+                   la->s[A_MEAN1], la->s[A_RSTD1], error));
+      break;
+    case PX_LAYER_BLOCK:
+      if (g->plan.ckpt == PX_CKPT_FULL) {
+        int s0, s1;
+        segment_of(g, ch, li, &s0, &s1);
+        TRY(recompute_segment(g, a, s0, s1, error));
+      }
+      TRY(block_bwd(g, a->chunk, li, a, la, x, &dcur, dx, defer_weight, error));
+      break;
+    default: break;
+    }
+    g_clear_pointer(&dcur, px_tensor_free);
+    dcur = g_steal_pointer(&dx);
+    /* what this layer kept is no longer needed, unless its weight half waits */
+    if (!defer_weight) free_slots(la, FALSE);
+  }
+  if (ch->first > 0 && dinput) *dinput = g_steal_pointer(&dcur);
+  return TRUE;
+}
+
+gboolean px_gpt_backward_weight(PxGpt *g, PxGptActs *a, GError **error) {
+  for (guint i = 0; i < a->deferred->len; i++) {
+    Deferred *df = &g_array_index(a->deferred, Deferred, i);
+    PxGptChunk *ch = &g->chunks[df->chunk];
+    PxGptParam *w = &ch->params[df->w], *b = df->b >= 0 ? &ch->params[df->b] : NULL;
+    TRY(px_op_linear_bwd(g->r.be, NULL, w->g, G(b), df->dy, df->x, w->w, error));
+  }
+  return TRUE;
+}

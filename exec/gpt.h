@@ -1,0 +1,119 @@
+/* gpt.h — the transformer of common/model.h on a device backend, as one
+ * pipeline rank holds it: only the layers of its own parts (chunks), with
+ * exactly the parameter tensors the core's PxModel lists for them, each split
+ * over tensor-parallel ranks as its PxTensorSpec.split says (Megatron):
+ *
+ *  - attn.qkv (ROWS): rank r holds its heads' query rows, then its kv heads'
+ *    key rows, then their value rows — (a/t + 2 kv/t) * head_dim rows;
+ *  - other ROWS tensors (mlp.fc / gate / up, wte, lm_head): contiguous row
+ *    blocks (vocab-parallel embedding and LM head: tp must divide the vocab);
+ *  - COLS tensors (attn.proj, mlp.proj / down): contiguous column blocks; their
+ *    replicated bias is added once, after the TP all-reduce;
+ *  - NONE: replicated (norms, wpe).
+ * GPT-2 style (learned positions, LayerNorm, GELU, biases, tied LM head) and
+ * Llama style (RMSNorm, SwiGLU, GQA, rotary) both come from the PxModelDesc.
+ *
+ * A chunk's parameters (and gradients) live in one flat buffer each, in the
+ * order of the model's layer list, so that DP reductions and ZeRO shards are
+ * single contiguous ranges. The runtime owns those buffers and binds them
+ * (px_gpt_chunk_bind); the model only makes views.
+ *
+ * Initial values depend on the seed and the tensor's name only: the full
+ * tensor is generated (N(0, 0.02), residual projections N(0, 0.02/sqrt(2L)),
+ * biases 0, norm weights 1) and the rank's shard is cut from it, so every plan
+ * starts from the same weights. A tied LM head copy is generated under the
+ * embedding's name, hence equal to it. */
+#pragma once
+#include <glib.h>
+#include "backend.h"
+#include "comm.h"
+#include "model.h"
+#include "partition.h"
+#include "plan.h"
+
+G_BEGIN_DECLS
+
+#define PX_GPT_ERROR (px_gpt_error_quark())
+GQuark px_gpt_error_quark(void);
+typedef enum {
+  PX_GPT_ERROR_UNSUPPORTED, /* a plan feature the executor does not run (e.g. sequence parallel) */
+  PX_GPT_ERROR_INVALID,     /* a shape that does not split, an unknown tensor name */
+} PxGptError;
+
+typedef struct {
+  const PxTensorSpec *spec;  /* the core's tensor (for a tied copy: the embedding's wte) */
+  int layer;                 /* index in the model's layer list that uses it */
+  gboolean tied_copy;        /* the LM head's copy of wte on the last stage */
+  gboolean replicated;       /* identical on every TP rank (split NONE) */
+  int ndim;
+  gint64 shape[2];           /* local (TP shard) shape */
+  gint64 numel;
+  gint64 offset;             /* element offset in the chunk's flat buffers */
+  PxTensor *w, *g;           /* views into the bound flat buffers (NULL until bound) */
+} PxGptParam;
+
+typedef struct {
+  int part, chunk;
+  int first, end;            /* layers [first, end) of the model */
+  guint n_params;
+  PxGptParam *params;        /* (n_params) in flat-buffer order */
+  gint64 numel;              /* flat buffer elements */
+  int *layer_param;          /* (end - first + 1) first param index of each layer */
+} PxGptChunk;
+
+/* How a rank runs: its coordinates and the TP group for collectives. */
+typedef struct {
+  PxBackend *be;
+  PxComm *comm;              /* may be NULL when tp == 1 */
+  const PxGroup *tp_group;   /* may be NULL when tp == 1 */
+  int stage, tp_rank;
+  PxDType dtype;             /* F32 or F64 */
+} PxGptRank;
+
+typedef struct _PxGpt PxGpt;
+typedef struct _PxGptActs PxGptActs;
+
+PxGpt *px_gpt_new(const PxModel *model, const PxPlan *plan, const PxPartition *part,
+                  const PxGptRank *rank, GError **error);
+void px_gpt_free(PxGpt *gpt);
+int px_gpt_n_chunks(const PxGpt *gpt);
+const PxGptChunk *px_gpt_chunk(const PxGpt *gpt, int chunk);
+/* Does this rank hold the tied wte copy (a chunk whose params include a
+ * tied_copy)? Then *chunk and *param locate it. Also for the embedding's wte. */
+gboolean px_gpt_find_param(const PxGpt *gpt, const char *name, gboolean tied_copy, int *chunk,
+                           int *param);
+/* Point the chunk's parameter and gradient views at flat buffers of
+ * chunk->numel elements (the gradient buffer may be NULL). */
+gboolean px_gpt_chunk_bind(PxGpt *gpt, int chunk, PxTensor *flat_w, PxTensor *flat_g,
+                           GError **error);
+/* The deterministic initial values of the chunk's flat buffer (host, double). */
+void px_gpt_chunk_init_values(const PxGpt *gpt, int chunk, guint64 seed, double *flat);
+/* Cut this rank's shard of param p out of the full tensor (row-major, spec shape). */
+void px_gpt_param_shard(const PxGpt *gpt, const PxGptParam *p, const double *full, double *shard);
+
+/* Forward of chunk for one micro-batch of B sequences of T tokens. input: the
+ * received activation (B*T, h), whose ownership passes to the stash, or NULL on
+ * the first part; tokens (B*T) for the embedding, targets (B*T) for the loss
+ * (NULL where the part has none). On the last part *loss gets the micro-batch's
+ * mean loss. The stash keeps what backward needs (per the plan's checkpoint
+ * policy). */
+PxGptActs *px_gpt_forward(PxGpt *gpt, int chunk, PxTensor *input, const gint32 *tokens,
+                          const gint32 *targets, double *loss, GError **error);
+/* The chunk's output activation (B*T, h) to send on (NULL on the last part). */
+PxTensor *px_gpt_acts_output(PxGptActs *acts);
+/* Release the output once sent (it is not needed by backward). */
+void px_gpt_acts_drop_output(PxGptActs *acts);
+/* Backward: dout is the received output gradient, whose ownership passes
+ * (NULL on the last part, where dloss = d(objective)/d(this micro-batch's mean loss) seeds it). *dinput gets
+ * the input gradient to send back (NULL on the first part; caller frees).
+ * With defer_weight (zb-h1 "B"), the weight-gradient GEMMs of linear layers
+ * are held for px_gpt_backward_weight (zb-h1 "W"); norms and embeddings still
+ * get theirs here. Gradients are added into the bound gradient buffers. */
+gboolean px_gpt_backward(PxGpt *gpt, PxGptActs *acts, PxTensor *dout, double dloss,
+                         gboolean defer_weight, PxTensor **dinput, GError **error);
+gboolean px_gpt_backward_weight(PxGpt *gpt, PxGptActs *acts, GError **error);
+void px_gpt_acts_free(PxGptActs *acts);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(PxGpt, px_gpt_free)
+
+G_END_DECLS

@@ -1,0 +1,99 @@
+/* runtime.h — runs a plan's PxProgram: one thread per rank (dp·tp·pp threads
+ * in one process, the `local` communicator), each interpreting its pipeline
+ * stage's instruction stream op by op, exactly the stream the simulator runs:
+ *
+ *  LOAD               read micro-batch mb's windows (first part: inputs, last: targets)
+ *  FORWARD / BACKWARD the chunk on the GPT model (exec/gpt.h); zb-h1's
+ *                     BACKWARD_INPUT / BACKWARD_WEIGHT hold the weight-gradient
+ *                     GEMMs of B for W
+ *  SEND_* / RECV_*    point-to-point between pipeline neighbours: sends post and
+ *                     return, receives block (with the world's timeout)
+ *  REDUCE_GRADS       DP all-reduce (ZeRO 0) or reduce-scatter (ZeRO 1-3) of the
+ *                     chunk's flat gradient buffer; a chunk holding the tied
+ *                     embedding waits for REDUCE_TIED (the reduction may be held
+ *                     until the optimizer, schedule.h)
+ *  GATHER_PARAMS      ZeRO-3 all-gather of the chunk's weights, freed after its
+ *                     last backward (at its REDUCE_GRADS)
+ *  REDUCE_TIED        all-reduce of wte's gradient between first and last stage
+ *  OPTIMIZER_STEP     global-norm clipping over all ranks, AdamW (warm-up + cosine
+ *                     learning rate, no decay on 1-D tensors), ZeRO-sharded
+ *                     states and an all-gather of the updated weights.
+ *
+ * The loss of a micro-batch is scaled by 1/(m·dp), so that a step equals the
+ * single-rank step on the same global batch. Every op is timed into a
+ * PxTimeline (the simulator's format), and the backends count memory by
+ * category, to be laid beside px_memory_new's prediction. */
+#pragma once
+#include <glib.h>
+#include "backend.h"
+#include "memory.h"
+#include "model.h"
+#include "plan.h"
+#include "timeline.h"
+
+G_BEGIN_DECLS
+
+#define PX_RUNTIME_ERROR (px_runtime_error_quark())
+GQuark px_runtime_error_quark(void);
+typedef enum {
+  PX_RUNTIME_ERROR_INVALID,    /* a plan or option the executor cannot run */
+  PX_RUNTIME_ERROR_FAILED,     /* a rank failed during a step (message names rank and op) */
+  PX_RUNTIME_ERROR_CHECKPOINT, /* a checkpoint that does not belong to this run */
+} PxRuntimeError;
+
+typedef struct {
+  const char *backend;   /* "cpu" */
+  PxDType dtype;         /* PX_DTYPE_F32 (default) or PX_DTYPE_F64 */
+  guint64 seed;          /* weights (and synthetic data) */
+  const char *data;      /* llm.c token file, NULL: the synthetic corpus of exec/data.h */
+  double lr, min_lr;     /* peak and final learning rate */
+  int warmup;            /* linear warm-up steps */
+  int decay_steps;       /* cosine from the end of warm-up to this step (0: no decay) */
+  double beta1, beta2, eps, weight_decay;
+  double clip;           /* global gradient-norm clip (0: none) */
+  double timeout_s;      /* communicator timeout */
+} PxRunOptions;
+
+void px_run_options_init(PxRunOptions *o);
+
+typedef struct {
+  int step;              /* 1-based */
+  double loss;           /* mean over the global batch */
+  double grad_norm;      /* before clipping */
+  double lr;
+  double time_s;         /* wall time of the step */
+} PxStepResult;
+
+typedef struct {
+  int rank, stage, dp, tp;
+  PxMemStats measured;   /* bytes; peak per category */
+  PxStageMemory predicted; /* px_memory_new for this stage, scaled to the run's dtype */
+} PxRankMemory;
+
+typedef struct _PxRuntime PxRuntime;
+
+/* The plan is validated here; precision is taken as the run's dtype. */
+PxRuntime *px_runtime_new(const PxModel *model, const PxPlan *plan, const PxRunOptions *opt,
+                          GError **error);
+void px_runtime_free(PxRuntime *rt);
+int px_runtime_world(const PxRuntime *rt);
+/* Steps done so far (also after a resume). */
+int px_runtime_steps_done(const PxRuntime *rt);
+const PxPlan *px_runtime_plan(const PxRuntime *rt);
+gboolean px_runtime_step(PxRuntime *rt, PxStepResult *out, GError **error);
+void px_runtime_memory(PxRuntime *rt, int rank, PxRankMemory *out);
+/* The last step's measured timeline (owned by the runtime). */
+const PxTimeline *px_runtime_timeline(const PxRuntime *rt);
+/* The full value of a parameter as this run holds it now (TP shards joined,
+ * ZeRO-3 shards gathered): a newly allocated array of the spec's numel, or NULL
+ * with an error for an unknown name. */
+double *px_runtime_get_param(PxRuntime *rt, const char *name, GError **error);
+
+/* Checkpoints (exec/checkpoint.h): DIR/step-NNNNNNNN/rank-NNNNN.ckpt written
+ * into a temporary directory renamed into place, then DIR/latest. */
+gboolean px_runtime_save(PxRuntime *rt, const char *dir, GError **error);
+gboolean px_runtime_resume(PxRuntime *rt, const char *dir, GError **error);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(PxRuntime, px_runtime_free)
+
+G_END_DECLS
