@@ -215,9 +215,15 @@ static int run_search(const SearchFlags *f, const PxPlanOptions *o, const PxMode
   }
   if (r->cancelled) fprintf(stderr, CMD ": interrupted: best of the %" G_GUINT64_FORMAT " layouts evaluated so far\n", r->evaluated);
   const PxSearchCandidate *w = r->top->len ? &g_array_index(r->top, PxSearchCandidate, 0) : NULL;
-  g_autofree char *why = r->top->len > 1
-                             ? px_search_explain(w, &g_array_index(r->top, PxSearchCandidate, 1), r->capacity, u->scale, u->name)
-                             : NULL;
+  /* the runner-up: the first layout that is slower, not one that ties (an
+   * equivalent rank order) */
+  const PxSearchCandidate *ru = r->top->len > 1 ? &g_array_index(r->top, PxSearchCandidate, 1) : NULL;
+  for (guint i = 1; i < r->top->len; i++)
+    if (g_array_index(r->top, PxSearchCandidate, i).step_time > w->step_time) {
+      ru = &g_array_index(r->top, PxSearchCandidate, i);
+      break;
+    }
+  g_autofree char *why = ru ? px_search_explain(w, ru, r->capacity, u->scale, u->name) : NULL;
   if (f->json) {
     g_autoptr(JsonBuilder) b = json_builder_new();
     json_builder_begin_object(b);
@@ -341,19 +347,28 @@ static int run_sizing(const SearchFlags *f, const PxModel *model, const PxCluste
     px_report_print_json(b);
   } else {
     g_autofree char *tk = px_format_count(sz.tokens);
-    printf("Parallax sizing: %s on %s nodes (%d × %s), %s tokens in %s, global batch %d × %d tokens\n\n",
+    printf("Parallax sizing: %s on %s nodes (%d × %s), %s tokens in %s%s, global batch %d × %d tokens\n\n",
            model->desc.name, cluster->name, cluster->gpus_per_node, cluster->gpu, tk,
-           sz.days > 0 ? f->days : "any time", plan->gbs, plan->seq);
-    printf("%6s %6s %-62s %9s %9s %12s %s\n", "nodes", "GPUs", "best layout", "step ms", "days", "GPU-hours", "in time");
+           sz.days > 0 ? f->days : "any time", sz.days > 0 ? " days" : "", plan->gbs, plan->seq);
+    int width = 16;
+    for (guint i = 0; i < r->rows->len; i++) {
+      g_autofree char *ls = px_layout_format(&g_array_index(r->rows, PxSizingRow, i).best.layout);
+      width = MAX(width, (int)g_utf8_strlen(ls, -1));
+    }
+    printf("%6s %6s ", "nodes", "GPUs");
+    print_padded("best layout", width);
+    printf(" %10s %9s %12s %s\n", "step ms", "days", "GPU-hours", "in time");
     for (guint i = 0; i < r->rows->len; i++) {
       const PxSizingRow *row = &g_array_index(r->rows, PxSizingRow, i);
+      printf("%6d %6d ", row->nodes, row->gpus);
       if (!row->found) {
-        printf("%6d %6d %-62s\n", row->nodes, row->gpus, "(no layout fits)");
+        printf("(no layout fits)\n");
         continue;
       }
       g_autofree char *ls = px_layout_format(&row->best.layout);
-      printf("%6d %6d %-62s %9.1f %9.1f %12.0f %s\n", row->nodes, row->gpus, ls, 1e3 * row->best.step_time,
-             row->days, row->gpu_hours, row->meets ? "yes" : "no");
+      print_padded(ls, width);
+      printf(" %10.1f %9.1f %12.0f %s\n", 1e3 * row->best.step_time, row->days, row->gpu_hours,
+             row->meets ? "yes" : "no");
     }
     if (r->answer >= 0) {
       const PxSizingRow *a = &g_array_index(r->rows, PxSizingRow, r->answer);
