@@ -75,26 +75,34 @@ static gboolean collect_fixes(const SearchFlags *f, const PxPlanOptions *o, cons
 
 /* ---- output --------------------------------------------------------------- */
 
+static void member_int(JsonBuilder *b, const char *k, gint64 v) {
+  json_builder_set_member_name(b, k);
+  json_builder_add_int_value(b, v);
+}
+static void member_double(JsonBuilder *b, const char *k, double v) {
+  json_builder_set_member_name(b, k);
+  json_builder_add_double_value(b, v);
+}
+static void member_boolean(JsonBuilder *b, const char *k, gboolean v) {
+  json_builder_set_member_name(b, k);
+  json_builder_add_boolean_value(b, v);
+}
+static void member_string(JsonBuilder *b, const char *k, const char *v) {
+  json_builder_set_member_name(b, k);
+  json_builder_add_string_value(b, v);
+}
+
 static void layout_json(JsonBuilder *b, const PxLayout *l) {
   json_builder_begin_object(b);
   struct { const char *k; int v; } ints[] = {{"tp", l->tp}, {"pp", l->pp}, {"dp", l->dp}, {"vpp", l->vpp},
                                              {"mbs", l->mbs}, {"zero", l->zero}};
-  for (gsize i = 0; i < G_N_ELEMENTS(ints); i++) {
-    json_builder_set_member_name(b, ints[i].k);
-    json_builder_add_int_value(b, ints[i].v);
-  }
-  json_builder_set_member_name(b, "offload");
-  json_builder_add_string_value(b, px_offload_name(l->offload));
-  json_builder_set_member_name(b, "ckpt");
-  json_builder_add_string_value(b, px_ckpt_name(l->ckpt));
-  json_builder_set_member_name(b, "seq_parallel");
-  json_builder_add_boolean_value(b, l->sp);
-  json_builder_set_member_name(b, "schedule");
-  json_builder_add_string_value(b, px_schedule_name(l->schedule));
-  json_builder_set_member_name(b, "order");
-  const PxAxis *ord = px_search_orders()[l->order];
-  g_autofree char *os = g_strdup_printf("%s,%s,%s", px_axis_name(ord[0]), px_axis_name(ord[1]), px_axis_name(ord[2]));
-  json_builder_add_string_value(b, os);
+  for (gsize i = 0; i < G_N_ELEMENTS(ints); i++) member_int(b, ints[i].k, ints[i].v);
+  member_string(b, "offload", px_offload_name(l->offload));
+  member_string(b, "ckpt", px_ckpt_name(l->ckpt));
+  member_boolean(b, "seq_parallel", l->sp);
+  member_string(b, "schedule", px_schedule_name(l->schedule));
+  g_autofree char *os = px_search_order_string(l->order);
+  member_string(b, "order", os);
   json_builder_end_object(b);
 }
 
@@ -105,10 +113,7 @@ static void candidate_json(JsonBuilder *b, const PxSearchCandidate *c) {
   struct { const char *k; double v; } ds[] = {{"memory_bytes", c->memory}, {"analytic_step_time_s", c->analytic_time},
                                               {"step_time_s", c->step_time}, {"tokens_per_s", c->tokens_per_s},
                                               {"mfu", c->mfu}, {"bubble_fraction", c->bubble}};
-  for (gsize i = 0; i < G_N_ELEMENTS(ds); i++) {
-    json_builder_set_member_name(b, ds[i].k);
-    json_builder_add_double_value(b, ds[i].v);
-  }
+  for (gsize i = 0; i < G_N_ELEMENTS(ds); i++) member_double(b, ds[i].k, ds[i].v);
   json_builder_end_object(b);
 }
 
@@ -227,26 +232,18 @@ static int run_search(const SearchFlags *f, const PxPlanOptions *o, const PxMode
   if (f->json) {
     g_autoptr(JsonBuilder) b = json_builder_new();
     json_builder_begin_object(b);
-    json_builder_set_member_name(b, "model");
-    json_builder_add_string_value(b, model->desc.name);
-    json_builder_set_member_name(b, "cluster");
-    json_builder_add_string_value(b, cluster->name);
-    json_builder_set_member_name(b, "gpus");
-    json_builder_add_int_value(b, r->gpus);
-    json_builder_set_member_name(b, "gbs");
-    json_builder_add_int_value(b, plan->gbs);
-    json_builder_set_member_name(b, "seq");
-    json_builder_add_int_value(b, plan->seq);
-    json_builder_set_member_name(b, "capacity_bytes");
-    json_builder_add_double_value(b, r->capacity);
+    member_string(b, "model", model->desc.name);
+    member_string(b, "cluster", cluster->name);
+    member_int(b, "gpus", r->gpus);
+    member_int(b, "gbs", plan->gbs);
+    member_int(b, "seq", plan->seq);
+    member_double(b, "capacity_bytes", r->capacity);
     struct { const char *k; guint64 v; } cs[] = {{"layouts", r->total}, {"evaluated", r->evaluated},
                                                  {"valid", r->valid}, {"feasible", r->feasible}};
     for (gsize i = 0; i < G_N_ELEMENTS(cs); i++) {
-      json_builder_set_member_name(b, cs[i].k);
-      json_builder_add_int_value(b, (gint64)cs[i].v);
+      member_int(b, cs[i].k, (gint64)cs[i].v);
     }
-    json_builder_set_member_name(b, "interrupted");
-    json_builder_add_boolean_value(b, r->cancelled);
+    member_boolean(b, "interrupted", r->cancelled);
     json_builder_set_member_name(b, "top");
     json_builder_begin_array(b);
     for (guint i = 0; i < r->top->len; i++) candidate_json(b, &g_array_index(r->top, PxSearchCandidate, i));
@@ -322,27 +319,20 @@ static int run_sizing(const SearchFlags *f, const PxModel *model, const PxCluste
     for (guint i = 0; i < r->rows->len; i++) {
       const PxSizingRow *row = &g_array_index(r->rows, PxSizingRow, i);
       json_builder_begin_object(b);
-      json_builder_set_member_name(b, "nodes");
-      json_builder_add_int_value(b, row->nodes);
-      json_builder_set_member_name(b, "gpus");
-      json_builder_add_int_value(b, row->gpus);
-      json_builder_set_member_name(b, "fits");
-      json_builder_add_boolean_value(b, row->found);
+      member_int(b, "nodes", row->nodes);
+      member_int(b, "gpus", row->gpus);
+      member_boolean(b, "fits", row->found);
       if (row->found) {
         json_builder_set_member_name(b, "best");
         candidate_json(b, &row->best);
-        json_builder_set_member_name(b, "days");
-        json_builder_add_double_value(b, row->days);
-        json_builder_set_member_name(b, "gpu_hours");
-        json_builder_add_double_value(b, row->gpu_hours);
+        member_double(b, "days", row->days);
+        member_double(b, "gpu_hours", row->gpu_hours);
       }
-      json_builder_set_member_name(b, "meets");
-      json_builder_add_boolean_value(b, row->meets);
+      member_boolean(b, "meets", row->meets);
       json_builder_end_object(b);
     }
     json_builder_end_array(b);
-    json_builder_set_member_name(b, "answer_gpus");
-    json_builder_add_int_value(b, r->answer >= 0 ? g_array_index(r->rows, PxSizingRow, r->answer).gpus : 0);
+    member_int(b, "answer_gpus", r->answer >= 0 ? g_array_index(r->rows, PxSizingRow, r->answer).gpus : 0);
     json_builder_end_object(b);
     px_report_print_json(b);
   } else {

@@ -72,7 +72,7 @@ void px_layout_apply(const PxLayout *l, PxPlan *p) {
   memcpy(p->order, orders[l->order], sizeof p->order);
 }
 
-static char *order_string(int i) {
+char *px_search_order_string(int i) {
   return g_strdup_printf("%s,%s,%s", px_axis_name(orders[i][0]), px_axis_name(orders[i][1]),
                          px_axis_name(orders[i][2]));
 }
@@ -86,7 +86,7 @@ char *px_layout_format(const PxLayout *l) {
   g_string_append_printf(s, " · ckpt %s", px_ckpt_name(l->ckpt));
   if (l->sp) g_string_append(s, " · sp");
   if (l->order != 0) {
-    g_autofree char *o = order_string(l->order);
+    g_autofree char *o = px_search_order_string(l->order);
     g_string_append_printf(s, " · order %s", o);
   }
   return g_string_free(s, FALSE);
@@ -704,7 +704,7 @@ char *px_search_explain(const PxSearchCandidate *w, const PxSearchCandidate *r, 
     add_diff(diffs, g_strdup_printf("%s instead of %s recompute", px_ckpt_name(a->ckpt), px_ckpt_name(b->ckpt)));
   if (a->sp != b->sp) add_diff(diffs, g_strdup_printf("sequence parallelism %s", a->sp ? "on" : "off"));
   if (a->order != b->order) {
-    g_autofree char *oa = order_string(a->order), *ob = order_string(b->order);
+    g_autofree char *oa = px_search_order_string(a->order), *ob = px_search_order_string(b->order);
     add_diff(diffs, g_strdup_printf("rank order %s instead of %s", oa, ob));
   }
   g_autofree char *what = join_and(diffs);

@@ -61,6 +61,8 @@ typedef struct {
 
 /* The six rank orders, innermost first; index 0 is the default tp,dp,pp. */
 const PxAxis (*px_search_orders(void))[3];
+/* "tp,dp,pp" of order index i. */
+char *px_search_order_string(int i);
 /* The total order on layouts that breaks every tie (tp, pp, dp, vpp, mbs,
  * ZeRO, offload, checkpoint, sp, schedule, order): <0, 0, >0. */
 int px_layout_compare(const PxLayout *a, const PxLayout *b);
