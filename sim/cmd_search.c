@@ -52,24 +52,55 @@ static void progress_end(gboolean shown) {
 
 /* ---- fixes from --fix and from the plan flags ----------------------------- */
 
-static gboolean collect_fixes(const SearchFlags *f, const PxPlanOptions *o, const PxPlan *plan, PxSearchFix *fix,
-                              GError **error) {
+/* The layout flags of the shared parser (--tp, --ckpt, --sp ...) hold knobs
+ * fixed, like --fix. They are taken out of the options before the base plan is
+ * resolved, so that the base (tp = pp = 1 on every GPU) need not be a valid
+ * layout itself; so is the batch, which is set on the base afterwards. */
+static gboolean take_fixes(const SearchFlags *f, PxPlanOptions *o, PxSearchFix *fix, GError **error) {
   px_search_fix_init(fix);
-  struct { int v; int *field; } ints[] = {{o->tp, &fix->tp}, {o->pp, &fix->pp}, {o->dp, &fix->dp},
-                                          {o->vpp, &fix->vpp}, {o->mbs, &fix->mbs}, {o->zero, &fix->zero}};
-  for (gsize i = 0; i < G_N_ELEMENTS(ints); i++)
-    if (ints[i].v >= 0) *ints[i].field = ints[i].v;
-  /* named plan flags were resolved into the plan already */
-  if (o->ckpt) fix->ckpt = plan->ckpt;
-  if (o->schedule) fix->schedule = plan->schedule;
-  if (o->offload) fix->offload = plan->offload;
-  if (o->sp) fix->sp = 1;
-  if (o->order) {
-    g_autofree char *kv = g_strdup_printf("order=%s", o->order);
+  struct { int *v; int *field; } ints[] = {{&o->tp, &fix->tp}, {&o->pp, &fix->pp}, {&o->dp, &fix->dp},
+                                           {&o->vpp, &fix->vpp}, {&o->mbs, &fix->mbs}, {&o->zero, &fix->zero}};
+  for (gsize i = 0; i < G_N_ELEMENTS(ints); i++) {
+    if (*ints[i].v >= 0) *ints[i].field = *ints[i].v;
+    *ints[i].v = -1;
+  }
+  struct { const char *knob; char **v; } strs[] = {
+    {"ckpt", &o->ckpt}, {"schedule", &o->schedule}, {"offload", &o->offload}, {"order", &o->order}};
+  for (gsize i = 0; i < G_N_ELEMENTS(strs); i++) {
+    if (!*strs[i].v) continue;
+    g_autofree char *kv = g_strdup_printf("%s=%s", strs[i].knob, *strs[i].v);
+    g_clear_pointer(strs[i].v, g_free);
     if (!px_search_fix_parse(fix, kv, error)) return FALSE;
   }
+  if (o->sp) fix->sp = 1;
+  o->sp = FALSE;
   for (char **kv = f->fix; kv && *kv; kv++)
     if (!px_search_fix_parse(fix, *kv, error)) return FALSE;
+  return TRUE;
+}
+
+/* The global batch of every layout: --gbs, or --gbs-tokens rounded to whole
+ * sequences and then to the nearest multiple of the largest power of two not
+ * above that count (so that dp·mbs of any power-of-two size up to it divides
+ * it: 4M tokens of 4096 = 976.6 sequences → 1024), or the plan file's. */
+static gboolean search_batch(int gbs, const char *gbs_tokens, PxPlan *plan, GError **error) {
+  if (gbs > 0) {
+    plan->gbs = gbs;
+  } else if (gbs_tokens) {
+    double tokens;
+    if (!px_parse_count(gbs_tokens, &tokens) || tokens < plan->seq) {
+      g_set_error(error, PX_SEARCH_ERROR, PX_SEARCH_ERROR_INVALID,
+                  "--gbs-tokens '%s' is not a token count of at least one sequence (%d)", gbs_tokens, plan->seq);
+      return FALSE;
+    }
+    gint64 seqs = MAX(1, llround(tokens / plan->seq)), p2 = 1;
+    while (p2 * 2 <= seqs) p2 *= 2;
+    plan->gbs = (int)MIN(G_MAXINT, (seqs + p2 / 2) / p2 * p2);
+  } else if (plan->gbs <= 0) {
+    g_set_error(error, PX_SEARCH_ERROR, PX_SEARCH_ERROR_INVALID,
+                "the search needs the global batch: --gbs N (sequences) or --gbs-tokens T");
+    return FALSE;
+  }
   return TRUE;
 }
 
@@ -407,6 +438,8 @@ int px_cmd_search(int argc, char **argv) {
   px_search_options_init(&so);
   int rc = 0;
   double v;
+  int gbs = -1;
+  g_autofree char *gbs_tokens = NULL;
   gboolean sizing = f.tokens || f.days || (f.objective && !g_ascii_strcasecmp(f.objective, "gpus"));
   if (!px_units_parse(o.units, &u)) {
     fprintf(stderr, CMD ": --units '%s' is not GB or GiB\n", o.units);
@@ -420,8 +453,9 @@ int px_cmd_search(int argc, char **argv) {
   } else if (f.top < 1 || f.threads < 0 || f.confirm < 0 || f.max_mbs < 0 || f.max_vpp < 0) {
     fprintf(stderr, CMD ": --top must be at least 1; --threads, --confirm, --max-mbs, --max-vpp not negative\n");
     rc = 2;
-  } else if (!px_plan_options_resolve(&o, TRUE, &model, &cluster, &plan, &error) ||
-             !collect_fixes(&f, &o, &plan, &so.fix, &error)) {
+  } else if (!take_fixes(&f, &o, &so.fix, &error) || !(gbs = o.gbs, gbs_tokens = g_steal_pointer(&o.gbs_tokens), o.gbs = -1, TRUE) ||
+             !px_plan_options_resolve(&o, TRUE, &model, &cluster, &plan, &error) ||
+             !search_batch(gbs, gbs_tokens, &plan, &error)) {
     rc = px_cli_fail(CMD, error);
   } else {
     if (f.max_memory) px_parse_bytes(f.max_memory, &so.max_memory);
@@ -442,15 +476,6 @@ int px_cmd_search(int argc, char **argv) {
     if (sizing && so.objective == PX_OBJECTIVE_MEMORY) {
       fprintf(stderr, CMD ": sizing (--tokens/--days) minimises GPUs; --objective memory does not apply\n");
       rc = 2;
-    }
-    if (sizing && o.gbs_tokens && rc == 0) {
-      /* the batch must suit every GPU count tried: the token count rounded to
-       * the nearest multiple of the largest power of two not above it */
-      double tokens;
-      px_parse_count(o.gbs_tokens, &tokens);
-      gint64 seqs = MAX(1, llround(tokens / plan.seq)), p2 = 1;
-      while (p2 * 2 <= seqs) p2 *= 2;
-      plan.gbs = (int)MIN(G_MAXINT, (seqs + p2 / 2) / p2 * p2);
     }
     if (rc == 0) {
       struct sigaction sa = {0}, old;
