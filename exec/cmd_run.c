@@ -85,6 +85,7 @@ int px_exec_cmd_run(int argc, char **argv) {
   g_autoptr(PxModel) model = NULL;
   g_autoptr(PxCluster) cluster = NULL;
   g_autoptr(PxRuntime) rt = NULL;
+  g_autoptr(JsonBuilder) jb = NULL;
   PxPlan plan;
   px_plan_init(&plan);
   PxUnits units;
@@ -111,7 +112,7 @@ int px_exec_cmd_run(int argc, char **argv) {
   }
   const PxPlan *p = px_runtime_plan(rt);
   double tokens = (double)p->gbs * p->seq;
-  g_autoptr(JsonBuilder) jb = json_builder_new();
+  jb = json_builder_new();
   json_builder_begin_object(jb);
   if (!a.json) {
     printf("# %s: model %s, dp %d x tp %d x pp %d (%d ranks), %s, vpp %d, m %d micro-batches of %d x %d tokens, "

@@ -272,6 +272,15 @@ static PxTensor *new_act(PxGpt *g, const char *name, gint64 rows, gint64 cols, G
   return px_tensor_new(g->r.be, name, g->r.dtype, PX_MEM_ACTIVATIONS, cols > 0 ? 2 : 1, shape, error);
 }
 
+/* Working memory that lives within one op (gradients in backward, the
+ * projection before its residual): counted as buffers, so that the measured
+ * activations are what a micro-batch keeps between forward and backward —
+ * the quantity the planner predicts. */
+static PxTensor *new_tmp(PxGpt *g, const char *name, gint64 rows, gint64 cols, GError **error) {
+  gint64 shape[2] = {rows, cols};
+  return px_tensor_new(g->r.be, name, g->r.dtype, PX_MEM_BUFFERS, cols > 0 ? 2 : 1, shape, error);
+}
+
 static gboolean tp_all_reduce(PxGpt *g, PxTensor *t, GError **error) {
   if (g->tp == 1) return TRUE;
   return px_comm_all_reduce(g->r.comm, g->r.tp_group, t->data, (gsize)t->numel, t->dtype, error);
@@ -354,7 +363,7 @@ static gboolean block_fwd(PxGpt *g, int chunk, int li, LayerActs *la, const PxTe
   TRY(la->s[A_ATT] = px_tensor_new(be, "att", g->r.dtype, PX_MEM_ACTIVATIONS, 4, att_shape, error));
   TRY(la->s[A_AO] = new_act(g, "attn_out", g->N, (gint64)g->heads_l * g->hd, error));
   TRY(px_op_attention_fwd(be, la->s[A_AO], la->s[A_ATT], la->s[A_QKV], &as, error));
-  g_autoptr(PxTensor) tmp = new_act(g, "proj", g->N, g->h, error);
+  g_autoptr(PxTensor) tmp = new_tmp(g, "proj", g->N, g->h, error);
   TRY(tmp);
   TRY(row_parallel_fwd(g, tmp, la->s[A_AO], param(g, chunk, li, "attn.proj.weight"),
                        param(g, chunk, li, "attn.proj.bias"), error));
@@ -490,7 +499,7 @@ static gboolean head_fwd(PxGpt *g, int chunk, int li, PxGptActs *a, LayerActs *l
   TRY(la->s[A_LOGITS] = new_act(g, "logits", g->N, g->vocab_l, error));
   TRY(px_op_linear_fwd(g->r.be, la->s[A_LOGITS], x, w->w, NULL, error));
   if (g->tp > 1) return vocab_parallel_ce(g, a, la->s[A_LOGITS], loss, error);
-  g_autoptr(PxTensor) losses = new_act(g, "losses", g->N, 0, error);
+  g_autoptr(PxTensor) losses = new_tmp(g, "losses", g->N, 0, error);
   TRY(losses);
   return px_op_cross_entropy_fwd(g->r.be, losses, loss, la->s[A_LOGITS], a->tgt_t, error);
 }
@@ -617,16 +626,16 @@ static gboolean block_bwd(PxGpt *g, int chunk, int li, PxGptActs *a, LayerActs *
   PxAttnShape as = attn_shape(g);
   gboolean swiglu = d->ffn_kind == PX_FFN_SWIGLU;
   /* the residual of the MLP: dx2 = dout + ln_2 backward */
-  g_autoptr(PxTensor) dx2 = new_act(g, "dx2", g->N, g->h, error);
-  g_autoptr(PxTensor) dact = new_act(g, "dact", g->N, g->ffn_l, error);
-  g_autoptr(PxTensor) dfc = new_act(g, "dfc", g->N, g->ffn_l, error);
-  g_autoptr(PxTensor) dln2 = new_act(g, "dln2", g->N, g->h, error);
+  g_autoptr(PxTensor) dx2 = new_tmp(g, "dx2", g->N, g->h, error);
+  g_autoptr(PxTensor) dact = new_tmp(g, "dact", g->N, g->ffn_l, error);
+  g_autoptr(PxTensor) dfc = new_tmp(g, "dfc", g->N, g->ffn_l, error);
+  g_autoptr(PxTensor) dln2 = new_tmp(g, "dln2", g->N, g->h, error);
   TRY(dx2 && dact && dfc && dln2);
   TRY(px_op_residual_bwd(be, dx2, NULL, *dout, error));
   TRY(linear_bwd(g, a, dact, dout, la->s[A_ACT], param(g, chunk, li, swiglu ? "mlp.down.weight" : "mlp.proj.weight"),
                  param(g, chunk, li, swiglu ? "mlp.down.bias" : "mlp.proj.bias"), defer, error));
   if (swiglu) {
-    g_autoptr(PxTensor) dup = new_act(g, "dup", g->N, g->ffn_l, error);
+    g_autoptr(PxTensor) dup = new_tmp(g, "dup", g->N, g->ffn_l, error);
     TRY(dup);
     TRY(px_op_swiglu_bwd(be, dfc, dup, dact, la->s[A_FC], la->s[A_UP], error));
     TRY(linear_bwd(g, a, dln2, &dup, la->s[A_LN2], param(g, chunk, li, "mlp.up.weight"),
@@ -643,7 +652,7 @@ static gboolean block_bwd(PxGpt *g, int chunk, int li, PxGptActs *a, LayerActs *
                la->s[A_MEAN2], la->s[A_RSTD2], error));
   /* the residual of the attention: dx = dx2 + ln_1 backward */
   TRY(px_op_residual_bwd(be, dx, NULL, dx2, error));
-  g_autoptr(PxTensor) dao = new_act(g, "dao", g->N, (gint64)g->heads_l * g->hd, error);
+  g_autoptr(PxTensor) dao = new_tmp(g, "dao", g->N, (gint64)g->heads_l * g->hd, error);
   TRY(dao);
   TRY(linear_bwd(g, a, dao, &dx2, la->s[A_AO], param(g, chunk, li, "attn.proj.weight"),
                  param(g, chunk, li, "attn.proj.bias"), defer, error));
@@ -651,21 +660,21 @@ static gboolean block_bwd(PxGpt *g, int chunk, int li, PxGptActs *a, LayerActs *
   const PxTensor *att = la->s[A_ATT];
   if (!att) { /* selective recompute of the attention core */
     gint64 att_shape[4] = {g->B, g->heads_l, g->T, g->T};
-    g_autoptr(PxTensor) tmp = new_act(g, "attn_out", g->N, (gint64)g->heads_l * g->hd, error);
+    g_autoptr(PxTensor) tmp = new_tmp(g, "attn_out", g->N, (gint64)g->heads_l * g->hd, error);
     TRY(tmp);
-    TRY(att_re = px_tensor_new(be, "att", g->r.dtype, PX_MEM_ACTIVATIONS, 4, att_shape, error));
+    TRY(att_re = px_tensor_new(be, "att", g->r.dtype, PX_MEM_BUFFERS, 4, att_shape, error));
     TRY(px_op_attention_fwd(be, tmp, att_re, la->s[A_QKV], &as, error));
     att = att_re;
   }
-  g_autoptr(PxTensor) dqkv = new_act(g, "dqkv", g->N, g->qkv_l, error);
+  g_autoptr(PxTensor) dqkv = new_tmp(g, "dqkv", g->N, g->qkv_l, error);
   TRY(dqkv);
   TRY(px_op_attention_bwd(be, dqkv, dao, la->s[A_QKV], att, &as, error));
   if (d->pos == PX_POS_ROPE) {
     g_autoptr(PxTensor) rot = g_steal_pointer(&dqkv);
-    TRY(dqkv = new_act(g, "dqkv_pre", g->N, g->qkv_l, error));
+    TRY(dqkv = new_tmp(g, "dqkv_pre", g->N, g->qkv_l, error));
     TRY(px_op_rope_bwd(be, dqkv, rot, &as, ROPE_THETA, error));
   }
-  g_autoptr(PxTensor) dln1 = new_act(g, "dln1", g->N, g->h, error);
+  g_autoptr(PxTensor) dln1 = new_tmp(g, "dln1", g->N, g->h, error);
   TRY(dln1);
   TRY(linear_bwd(g, a, dln1, &dqkv, la->s[A_LN1], param(g, chunk, li, "attn.qkv.weight"),
                  param(g, chunk, li, "attn.qkv.bias"), defer, error));
@@ -677,7 +686,7 @@ static gboolean block_bwd(PxGpt *g, int chunk, int li, PxGptActs *a, LayerActs *
 static gboolean head_bwd(PxGpt *g, int chunk, int li, PxGptActs *a, LayerActs *la, const PxTensor *x,
                          double dloss, PxTensor *dx, gboolean defer, GError **error) {
   PxGptParam *w = lm_head_weight(g, chunk, li);
-  g_autoptr(PxTensor) dlogits = new_act(g, "dlogits", g->N, g->vocab_l, error);
+  g_autoptr(PxTensor) dlogits = new_tmp(g, "dlogits", g->N, g->vocab_l, error);
   TRY(dlogits);
   if (g->tp > 1) TRY(vocab_parallel_ce_bwd(g, a, dlogits, la->s[A_LOGITS], dloss, error));
   else TRY(px_op_cross_entropy_bwd(g->r.be, dlogits, la->s[A_LOGITS], a->tgt_t, dloss, error));
@@ -711,7 +720,7 @@ gboolean px_gpt_backward(PxGpt *g, PxGptActs *a, PxTensor *dout, double dloss, g
       TRY(embedding_bwd(g, a->chunk, a, dcur, error));
       break;
     }
-    g_autoptr(PxTensor) dx = new_act(g, "dx", g->N, g->h, error);
+    g_autoptr(PxTensor) dx = new_tmp(g, "dx", g->N, g->h, error);
     TRY(dx);
     switch (kind) {
     case PX_LAYER_LM_HEAD: TRY(head_bwd(g, a->chunk, li, a, la, x, dloss, dx, defer_weight, error)); break;

@@ -223,6 +223,7 @@ static gboolean chunk_alloc(Rank *r, int c, GError **error) {
 static void rank_clear_step(Rank *r) {
   PxRuntime *rt = r->rt;
   int n = rt->prog->vpp * rt->plan.m;
+  if (!r->acts) return; /* rank_init failed before allocating the step state */
   for (int i = 0; i < n; i++) {
     g_clear_pointer(&r->acts[i], px_gpt_acts_free);
     g_clear_pointer(&r->recv[i], px_tensor_free);
@@ -323,6 +324,10 @@ static gboolean open_data(PxRuntime *rt, GError **error) {
   return TRUE;
 }
 
+/* OpenBLAS (the cpu backend's GEMMs): ranks are threads already, so each GEMM
+ * stays on its rank's thread instead of every rank spawning a full pool. */
+extern void openblas_set_num_threads(int n);
+
 PxRuntime *px_runtime_new(const PxModel *model, const PxPlan *plan, const PxRunOptions *opt, GError **error) {
   g_autoptr(PxRuntime) rt = g_new0(PxRuntime, 1);
   rt->model = model;
@@ -359,6 +364,7 @@ PxRuntime *px_runtime_new(const PxModel *model, const PxPlan *plan, const PxRunO
   rt->mem = px_memory_new(model, &rt->plan, rt->part, NULL);
   if (!(rt->grid = px_grid_new(&rt->plan, error))) return NULL;
   rt->n = px_plan_world(&rt->plan);
+  if (rt->n > 1 && !g_strcmp0(rt->backend_name, "cpu")) openblas_set_num_threads(1);
   rt->world_group = px_group_new_world(rt->n);
   rt->world = px_local_world_new(rt->n, opt->timeout_s);
   rt->fingerprint = make_fingerprint(model, &rt->plan, opt->dtype);
@@ -475,7 +481,8 @@ static gboolean op_recv(Rank *r, const PxInstr *ins, double *bytes, GError **err
                                           px_op_name(ins->kind), ins->mb, ins->chunk, ins->peer);
   g_autoptr(PxTensor) msg = mailbox_take(&r->rt->mail, key, what, error);
   TRY(msg);
-  PxTensor *t = px_tensor_new(r->be, act ? "recv_act" : "recv_grad", msg->dtype, PX_MEM_ACTIVATIONS, msg->ndim,
+  PxTensor *t = px_tensor_new(r->be, act ? "recv_act" : "recv_grad", msg->dtype,
+                              act ? PX_MEM_ACTIVATIONS : PX_MEM_BUFFERS, msg->ndim,
                               msg->shape, error);
   TRY(t);
   if (!px_tensor_upload(t, msg->data, error)) {
