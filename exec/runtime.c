@@ -584,10 +584,14 @@ static gboolean adam_segment(Rank *r, const PxGptParam *p, gint64 at, gint64 cou
   return px_op_adamw(r->be, w, g, m, v, &o, error);
 }
 
+/* Learning rate of step t (1-based), llm.c's schedule on s = t - 1: linear
+ * warm-up lr (s+1)/W for s < W, then cosine from lr to min_lr as
+ * (s - W) / (D - W) goes from 0 to 1, D = decay_steps. */
 static double lr_at(const PxRunOptions *o, int t) {
-  if (o->warmup > 0 && t <= o->warmup) return o->lr * t / o->warmup;
+  int s = t - 1;
+  if (o->warmup > 0 && s < o->warmup) return o->lr * (s + 1) / o->warmup;
   if (o->decay_steps <= o->warmup) return o->lr;
-  double p = (double)(t - o->warmup) / (o->decay_steps - o->warmup);
+  double p = (double)(s - o->warmup) / (o->decay_steps - o->warmup);
   if (p > 1) p = 1;
   return o->min_lr + 0.5 * (o->lr - o->min_lr) * (1 + cos(G_PI * p));
 }

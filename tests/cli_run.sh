@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# CLI checks of `parallax-exec run`: the step and memory tables, the JSON
+# keys, the measured timeline files, checkpoint save / resume giving the same
+# losses as a straight run, and one clear error line with a non-zero exit for
+# bad input (a plan that does not divide the model, corrupt or truncated token
+# files, a checkpoint of another plan, an unknown backend).
+set -u
+exe=$2
+fail=0; n=0
+check() { n=$((n+1)); if eval "$2"; then echo "ok $n - $1"; else echo "not ok $n - $1"; fail=1; fi; }
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+base=(run --model tiny-gpt --seq 16 --mbs 2 --gbs 8)
+
+out=$("$exe" "${base[@]}" --pp 2 --dp 2 --zero 1 --steps 2 --trace "$tmp/t.json" --csv "$tmp/t.csv")
+check "two step lines" "[ \$(grep -Ec '^ +[12] +[0-9]+\.[0-9]+ ' <<<\"\$out\") -eq 2 ]"
+check "first loss near log(256) = 5.545" "grep -Eq '^ +1 +5\.5[0-9]+ ' <<<\"\$out\""
+check "memory units stated" "grep -q 'in GB (1e9 bytes)' <<<\"\$out\""
+check "four rank rows" "[ \$(grep -Ec '^ +[0-3] +[01] +[01] +0 ' <<<\"\$out\") -eq 4 ]"
+check "trace written" "grep -q '\"traceEvents\"' \"$tmp/t.json\""
+check "csv header" "head -1 \"$tmp/t.csv\" | grep -q '^rank,.*kind,mb,chunk,start_s,end_s'"
+check "csv has the forwards" "[ \$(grep -c ',FORWARD,' \"$tmp/t.csv\") -ge 8 ]"
+
+json=$("$exe" "${base[@]}" --tp 2 --steps 2 --json)
+for key in '"steps"' '"step" : 1' '"loss"' '"time_s"' '"tokens_per_s"' '"memory"' '"measured"' '"predicted"' \
+           '"weights"' '"gradients"' '"optimizer"' '"activations"' '"buffers"' '"units" : "bytes"'; do
+  check "json has $key" "grep -qF -- '$key' <<<\"\$json\""
+done
+
+# the same plan from a plan file
+printf '[plan]\npp = 2\ndp = 2\nzero = 1\nmbs = 2\ngbs = 8\nseq = 16\n' > "$tmp/plan.ini"
+out2=$("$exe" run --model tiny-gpt --plan "$tmp/plan.ini" --steps 2)
+check "--plan FILE gives the flags' losses" "[ \"\$(grep -E '^ +[12] ' <<<\"\$out\" | awk '{print \$2}')\" = \"\$(grep -E '^ +[12] ' <<<\"\$out2\" | awk '{print \$2}')\" ]"
+
+# checkpoints: 6 straight = 3 + resume 3
+losses() { awk '!/^#/ && NF == 6 {print $1, $2}'; }
+# (one learning-rate schedule for both: its cosine ends at step 6)
+straight=$("$exe" "${base[@]}" --pp 2 --steps 6 | losses | tail -3)
+"$exe" "${base[@]}" --pp 2 --steps 3 --decay-steps 6 --save "$tmp/ck" >/dev/null
+resumed=$("$exe" "${base[@]}" --pp 2 --steps 6 --resume "$tmp/ck" | losses)
+check "resume continues at step 4" "[ \"\$(head -1 <<<\"\$resumed\" | awk '{print \$1}')\" = 4 ]"
+check "resumed losses equal the straight run" "[ \"\$straight\" = \"\$resumed\" ]"
+check "latest names step 3" "[ \"\$(cat \"$tmp/ck/latest\")\" = step-00000003 ]"
+
+# bad input: one line on stderr, non-zero exit
+bad() {  # name expected-substring args...
+  local name=$1 want=$2; shift 2
+  "$exe" "$@" >"$tmp/out" 2>"$tmp/err"; local rc=$?
+  check "$name: exit non-zero" "[ $rc -ne 0 ]"
+  check "$name: one error line" "[ \$(wc -l <\"$tmp/err\") -eq 1 ] && grep -qF -- \"$want\" \"$tmp/err\""
+}
+bad "plan does not divide the model" "exceeds 4 layers" "${base[@]}" --pp 8
+bad "tp does not divide heads" "does not divide" "${base[@]}" --tp 3
+printf 'this is not a token file at all, not even close to the header size' > "$tmp/junk.bin"
+bad "corrupt token file" "token file" "${base[@]}" --data "$tmp/junk.bin"
+"$exe" data --synthetic --tokens 5000 --vocab 64 --out "$tmp/good.bin" >/dev/null
+head -c 3000 "$tmp/good.bin" > "$tmp/trunc.bin"
+bad "truncated token file" "token file" "${base[@]}" --data "$tmp/trunc.bin"
+bad "checkpoint of another plan" "another run" "${base[@]}" --pp 2 --zero 0 --tp 2 --steps 4 --resume "$tmp/ck"
+bad "no checkpoint" "no checkpoint" "${base[@]}" --steps 4 --resume "$tmp/none"
+bad "unknown backend" "unknown backend" "${base[@]}" --backend tpu
+bad "sequence parallelism" "sequence parallelism" "${base[@]}" --tp 2 --sp
+"$exe" "${base[@]}" --data "$tmp/good.bin" --steps 1 >/dev/null 2>"$tmp/err"
+check "a good token file trains" "[ $? -eq 0 ]"
+echo "1..$n"
+exit $fail
