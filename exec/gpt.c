@@ -581,6 +581,12 @@ PxTensor *px_gpt_acts_output(PxGptActs *a) {
   return a->layers[ch->end - 1 - ch->first].s[A_OUT];
 }
 
+const PxTensor *px_gpt_acts_logits(PxGptActs *a) {
+  PxGptChunk *ch = &a->gpt->chunks[a->chunk];
+  if (ch->end != (int)a->gpt->model->n_layers) return NULL;
+  return a->layers[ch->end - 1 - ch->first].s[A_LOGITS];
+}
+
 void px_gpt_acts_drop_output(PxGptActs *a) {
   PxGptChunk *ch = &a->gpt->chunks[a->chunk];
   if (ch->end == (int)a->gpt->model->n_layers) return;

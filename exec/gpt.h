@@ -101,6 +101,8 @@ PxGptActs *px_gpt_forward(PxGpt *gpt, int chunk, PxTensor *input, const gint32 *
                           const gint32 *targets, double *loss, GError **error);
 /* The chunk's output activation (B*T, h) to send on (NULL on the last part). */
 PxTensor *px_gpt_acts_output(PxGptActs *acts);
+/* The LM head's logits (B*T, vocab/tp) on the last part, else NULL. */
+const PxTensor *px_gpt_acts_logits(PxGptActs *acts);
 /* Release the output once sent (it is not needed by backward). */
 void px_gpt_acts_drop_output(PxGptActs *acts);
 /* Backward: dout is the received output gradient, whose ownership passes
