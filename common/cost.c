@@ -54,6 +54,7 @@
 #include "cost.h"
 #include "flops.h"
 #include <math.h>
+#include <stdlib.h>
 
 G_DEFINE_QUARK(px-cost-error-quark, px_cost_error)
 
@@ -105,17 +106,18 @@ PxLink px_cost_group_link(const PxCluster *cluster, const int *ranks, int n) {
 }
 
 /* The slowest link over `replicas` groups of n ranks; rank_at(i, r) gives
- * member i of replica r. */
+ * member i of replica r. Members of a TP or DP group have ranks in increasing
+ * order with a constant stride (their axis's stride in the rank order), so a
+ * group stays inside a node exactly when its first and last member do: two
+ * ranks per replica are enough, whatever n (this keeps 4096-GPU plans cheap). */
 typedef int (*RankAt)(const PxPlan *plan, int stage, int i, int r);
 static PxLink slowest_link(const PxCluster *cluster, const PxPlan *plan, int stage, int n,
                            int replicas, RankAt rank_at) {
-  g_autofree int *ranks = g_new(int, MAX(n, 1));
   PxLink worst = {cluster->intra_bw, cluster->intra_lat, TRUE};
-  for (int r = 0; r < replicas; r++) {
-    for (int i = 0; i < n; i++) ranks[i] = rank_at(plan, stage, i, r);
-    PxLink l = px_cost_group_link(cluster, ranks, n);
+  for (int r = 0; r < replicas && n > 1; r++) {
+    int ends[2] = {rank_at(plan, stage, 0, r), rank_at(plan, stage, n - 1, r)};
+    PxLink l = px_cost_group_link(cluster, ends, 2);
     if (!l.intra) return l;
-    worst = l;
   }
   return worst;
 }
@@ -133,6 +135,11 @@ PxLink px_cost_dp_link(const PxCluster *cluster, const PxPlan *plan, int stage) 
 
 PxLink px_cost_p2p_link(const PxCluster *cluster, const PxPlan *plan, int from, int to) {
   PxLink worst = {cluster->intra_bw, cluster->intra_lat, TRUE};
+  PxLink inter = {cluster->inter_bw, cluster->inter_lat, FALSE};
+  /* Every pair is (r, r + (to - from) · stride_pp): at least a node apart
+   * once that distance reaches a node's GPUs. */
+  int distance = abs(px_plan_rank_of(plan, 0, 0, to) - px_plan_rank_of(plan, 0, 0, from));
+  if (distance >= MAX(cluster->gpus_per_node, 1) && px_plan_world(plan) > cluster->gpus_per_node) return inter;
   for (int d = 0; d < plan->dp; d++)
     for (int t = 0; t < plan->tp; t++) {
       int pair[2] = {px_plan_rank_of(plan, d, t, from), px_plan_rank_of(plan, d, t, to)};
