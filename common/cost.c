@@ -287,7 +287,7 @@ static PxCostTable *table_alloc(int pp, int vpp) {
   t->vpp = vpp;
   t->parts = pp * vpp;
   double **per_part[] = {&t->fwd, &t->bwd_input, &t->bwd_weight, &t->tp_comm_fwd, &t->tp_comm_bwd,
-                         &t->p2p_act, &t->p2p_grad, &t->gather, &t->p2p_bytes};
+                         &t->p2p_act, &t->p2p_grad, &t->gather, &t->gather_pass, &t->p2p_bytes};
   for (gsize i = 0; i < G_N_ELEMENTS(per_part); i++) *per_part[i] = g_new0(double, t->parts);
   double **per_rank[] = {&t->dp_reduce, &t->tied_reduce, &t->optimizer, &t->load, &t->dp_bytes};
   for (gsize i = 0; i < G_N_ELEMENTS(per_rank); i++) *per_rank[i] = g_new0(double, pp);
@@ -297,7 +297,7 @@ static PxCostTable *table_alloc(int pp, int vpp) {
 void px_cost_table_free(PxCostTable *t) {
   if (!t) return;
   double *arrays[] = {t->fwd, t->bwd_input, t->bwd_weight, t->tp_comm_fwd, t->tp_comm_bwd, t->p2p_act,
-                      t->p2p_grad, t->gather, t->p2p_bytes, t->dp_reduce, t->tied_reduce, t->optimizer,
+                      t->p2p_grad, t->gather, t->gather_pass, t->p2p_bytes, t->dp_reduce, t->tied_reduce, t->optimizer,
                       t->load, t->dp_bytes};
   for (gsize i = 0; i < G_N_ELEMENTS(arrays); i++) g_free(arrays[i]);
   g_free(t);
@@ -366,9 +366,25 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
       t->p2p_grad[k] = px_cost_p2p(act_msg, &l);
     }
     t->p2p_bytes[k] = parts > 1 ? act_msg : 0;
-    if (plan->zero == 3 && dp > 1) {
+    if (plan->zero == 3 && (dp > 1 || plan->offload == PX_OFFLOAD_OPTIMIZER_PARAMS)) {
+      /* DeepSpeed ZeRO-3 gathers each layer's parameters before its forward
+       * and again before its backward, every micro-batch, prefetching the next
+       * layer while one computes, and frees them after use (so memory holds
+       * about two layers, as memory.c counts). Per pass the gather overlaps
+       * the compute and only its excess is exposed; with parameters offloaded
+       * the shard first crosses PCIe. GATHER_PARAMS in the program stands for
+       * the first layer's fetch before the chunk's first use. */
       PxLink l = px_cost_dp_link(cluster, plan, r);
-      t->gather[k] = px_cost_allgather(part_params * E, dp, &l);
+      double g = dp > 1 ? px_cost_allgather(part_params * E, dp, &l) : 0;
+      if (plan->offload == PX_OFFLOAD_OPTIMIZER_PARAMS) g += part_params * E / dp / cluster->pcie_bw;
+      int layers = part->bounds[k + 1] - part->bounds[k];
+      t->gather[k] = g / MAX(layers, 1);
+      t->gather_pass[k] = g;
+      double bwd = t->bwd_input[k] + t->bwd_weight[k];
+      double fwd_exposed = MAX(0.0, g - t->fwd[k]), bwd_exposed = MAX(0.0, g - bwd);
+      t->fwd[k] += fwd_exposed;
+      t->bwd_input[k] += bwd_exposed / 2;
+      t->bwd_weight[k] += bwd_exposed / 2;
     }
   }
 

@@ -21,7 +21,10 @@ typedef struct {
   double *tp_comm_bwd;  /* (parts) share of bwd_input+bwd_weight spent in TP collectives */
   double *p2p_act;      /* (parts) sending part k's output activation to part k+1 */
   double *p2p_grad;     /* (parts) sending part k's input gradient to part k-1 */
-  double *gather;       /* (parts) ZeRO-3 all-gather of the chunk's parameters (0 otherwise) */
+  double *gather;       /* (parts) ZeRO-3: the first layer's fetch before the chunk's first use (0 otherwise) */
+  double *gather_pass;  /* (parts) ZeRO-3: fetching all the chunk's parameters for one forward or one
+                           backward pass (all-gather, + PCIe with offloaded parameters); overlapped
+                           with the pass, its excess is already in fwd / bwd_input + bwd_weight */
   double *p2p_bytes;    /* (parts) bytes of one activation / gradient message out of part k */
   /* per pipeline rank */
   double *dp_reduce;    /* (pp) DP gradient all-reduce / reduce-scatter of the whole rank */

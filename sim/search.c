@@ -164,8 +164,9 @@ static gboolean fixed_ok(int fix, int v) { return fix < 0 || fix == v; }
 
 typedef struct {
   gboolean ok;
-  double *states, *buf_extra, *gather, *dp_reduce, *optimizer;  /* (pp) */
+  double *states, *buf_extra, *gather, *gather_pass, *dp_reduce, *optimizer;  /* (pp) */
 } StateBlock;
+#define STATE_ARRAYS 6
 
 typedef struct {
   gboolean ok;
@@ -173,6 +174,15 @@ typedef struct {
   double *act_mb, *act_extra, *buf0;           /* (pp) */
   double p2p;                                  /* mean activation + gradient p2p of one hop */
 } ComputeBlock;
+#define COMPUTE_ARRAYS 8
+
+/* Blocks whose (pp) arrays are carved, in field order, from one allocation. */
+static StateBlock state_block_at(double *m, int pp) {
+  return (StateBlock){FALSE, m, m + pp, m + 2 * pp, m + 3 * pp, m + 4 * pp, m + 5 * pp};
+}
+static ComputeBlock compute_block_at(double *m, int pp) {
+  return (ComputeBlock){FALSE, m, m + pp, m + 2 * pp, m + 3 * pp, m + 4 * pp, m + 5 * pp, m + 6 * pp, m + 7 * pp, 0};
+}
 
 /* A shallow plan: shares base's partition string (never cleared). */
 static void plan_from(PxPlan *p, const PxPlan *base, const PxLayout *l) {
@@ -209,8 +219,11 @@ static void state_block(const Space *sp, const PxPartition *part, PxLayout l, St
     const PxStageMemory *s = &m->stages[r];
     b->states[r] = s->weights + s->gradients + s->optimizer;
     b->buf_extra[r] = s->buffers - m0->stages[r].buffers;
-    b->gather[r] = 0;
-    for (int c = 0; c < l.vpp; c++) b->gather[r] += t->gather[px_partition_part_of(part, r, c)];
+    b->gather[r] = b->gather_pass[r] = 0;
+    for (int c = 0; c < l.vpp; c++) {
+      b->gather[r] += t->gather[px_partition_part_of(part, r, c)];
+      b->gather_pass[r] += t->gather_pass[px_partition_part_of(part, r, c)];
+    }
     b->dp_reduce[r] = t->dp_reduce[r];
     b->optimizer[r] = t->optimizer[r];
   }
@@ -258,7 +271,10 @@ static void evaluate(const PxPlan *p, const StateBlock *s, const ComputeBlock *c
     double mem = s->states[r] + s->buf_extra[r] + c->buf0[r] + c->act_mb[r] * px_memory_in_flight(p, r) +
                  c->act_extra[r] + p->workspace_bytes;
     peak = MAX(peak, mem);
-    if (c->t[r] > tc) { tc = c->t[r]; crit = r; }
+    /* ZeRO-3: what the per-pass gathers add beyond the compute they overlap
+     * (the cost table's rule, on the rank's chunks together) */
+    double tr = c->t[r] + MAX(0.0, s->gather_pass[r] - c->f[r]) + MAX(0.0, s->gather_pass[r] - c->bi[r] - c->w[r]);
+    if (tr > tc) { tc = tr; crit = r; }
     gather = MAX(gather, s->gather[r]);
     double red = s->dp_reduce[r] + c->tied[r];
     if (overlap_dp) red = MAX(0, red - r * (c->bi[r] + c->w[r]));
@@ -389,20 +405,17 @@ static void run_task(gpointer data, gpointer user) {
   guint64 feasible_local = 0;
   if (part) {
     int pp = l.pp;
-    g_autofree double *mem = g_new0(double, (gsize)pp * (5 * N_ZO + 8));
+    g_autofree double *mem = g_new0(double, (gsize)pp * (STATE_ARRAYS * N_ZO + COMPUTE_ARRAYS));
     StateBlock sb[N_ZO];
     for (int i = 0; i < ch.n_zo; i++) {
       int z = ch.zo[i];
-      double *base = mem + (gsize)pp * 5 * z;
-      sb[z] = (StateBlock){FALSE, base, base + pp, base + 2 * pp, base + 3 * pp, base + 4 * pp};
+      sb[z] = state_block_at(mem + (gsize)pp * STATE_ARRAYS * z, pp);
       PxLayout lz = l;
       lz.zero = zero_offload[z].zero;
       lz.offload = zero_offload[z].offload;
       state_block(sp, part, lz, &sb[z]);
     }
-    double *cb_mem = mem + (gsize)pp * 5 * N_ZO;
-    ComputeBlock cb = {FALSE, cb_mem, cb_mem + pp, cb_mem + 2 * pp, cb_mem + 3 * pp, cb_mem + 4 * pp,
-                       cb_mem + 5 * pp, cb_mem + 6 * pp, cb_mem + 7 * pp, 0};
+    ComputeBlock cb = compute_block_at(mem + (gsize)pp * STATE_ARRAYS * N_ZO, pp);
     gboolean overlap = sp->base->bucket_bytes > 0;
     for (int im = 0; im < ch.n_mbs; im++)
       for (int ic = 0; ic < ch.n_ckpt; ic++)
@@ -547,10 +560,9 @@ gboolean px_search_evaluate(const PxModel *model, const PxCluster *cluster, cons
   g_autoptr(PxPartition) part = px_partition_new(model, &p, NULL, NULL);
   if (!part) return FALSE;
   int pp = l->pp;
-  g_autofree double *mem = g_new0(double, (gsize)pp * 13);
-  StateBlock sb = {FALSE, mem, mem + pp, mem + 2 * pp, mem + 3 * pp, mem + 4 * pp};
-  ComputeBlock cb = {FALSE, mem + 5 * pp, mem + 6 * pp, mem + 7 * pp, mem + 8 * pp, mem + 9 * pp,
-                     mem + 10 * pp, mem + 11 * pp, mem + 12 * pp, 0};
+  g_autofree double *mem = g_new0(double, (gsize)pp * (STATE_ARRAYS + COMPUTE_ARRAYS));
+  StateBlock sb = state_block_at(mem, pp);
+  ComputeBlock cb = compute_block_at(mem + (gsize)pp * STATE_ARRAYS, pp);
   Space sp = {model, cluster, base, 0, NULL};
   state_block(&sp, part, *l, &sb);
   compute_block(&sp, part, *l, &cb);

@@ -202,11 +202,18 @@ static void test_dp_reduction(void) {
   g_assert_cmpfloat(t2->gather[0], ==, 0.0);
   px_model_free(m);
   /* ZeRO 3: no all-gather after the step; the chunk's 16-bit parameters are
-   * gathered instead (one part holding everything) */
+   * gathered instead before every forward and every backward pass (one part
+   * holding everything: embedding, 2 blocks, final norm, head = 5 layers; the program's GATHER_PARAMS is the first
+   * layer's share), and what exceeds the pass's compute is exposed in it */
   p.zero = 3;
   g_autoptr(PxCostTable) t3 = tiny_table(&p, &c, &m);
+  double g = 6e-6 + 162816.0 / 4e11;
   g_assert_cmpfloat(REL(t3->optimizer[0], 27136.0 * 28 / 3e12), <, 1e-12);
-  g_assert_cmpfloat(REL(t3->gather[0], 6e-6 + 162816.0 / 4e11), <, 1e-12);
+  g_assert_cmpfloat(REL(t3->gather_pass[0], g), <, 1e-12);
+  g_assert_cmpfloat(REL(t3->gather[0], g / 5), <, 1e-12);
+  g_assert_cmpfloat(REL(t3->fwd[0], t2->fwd[0] + MAX(0.0, g - t2->fwd[0])), <, 1e-12);
+  double b2 = t2->bwd_input[0] + t2->bwd_weight[0];
+  g_assert_cmpfloat(REL(t3->bwd_input[0] + t3->bwd_weight[0], b2 + MAX(0.0, g - b2)), <, 1e-12);
   px_model_free(m);
   /* Offload: 27136 params, gradient down + parameter up (4 B) over 25 GB/s PCIe,
    * CPU Adam at 4e9 params/s per node shared by 4 GPUs, then the ZeRO-2 all-gather */
