@@ -58,26 +58,26 @@ GKeyFile *px_config_load_keyfile(const char *path, GQuark domain, int parse_code
   return g_steal_pointer(&kf);
 }
 
-/* Shared prologue of the typed getters: is the key there? */
-static gboolean key_present(GKeyFile *kf, const char *path, const char *group, const char *key,
-                            gboolean optional, gboolean *present, GQuark domain, int code,
-                            GError **error) {
-  *present = g_key_file_has_key(kf, group, key, NULL);
-  if (!*present && !optional) {
+/* Shared prologue of the typed getters: the stripped raw value in *raw, or
+ * NULL when the key is absent and optional; FALSE when absent and required. */
+static gboolean raw_value(GKeyFile *kf, const char *path, const char *group, const char *key,
+                          gboolean optional, char **raw, GQuark domain, int code, GError **error) {
+  *raw = NULL;
+  if (!g_key_file_has_key(kf, group, key, NULL)) {
+    if (optional) return TRUE;
     g_set_error(error, domain, code, "%s: [%s] %s is missing", path, group, key);
     return FALSE;
   }
+  *raw = g_strstrip(g_key_file_get_value(kf, group, key, NULL));
   return TRUE;
 }
 
 gboolean px_config_get_int(GKeyFile *kf, const char *path, const char *group, const char *key,
                            gboolean optional, gint64 def, gint64 min, gint64 *out,
                            GQuark domain, int code, GError **error) {
-  gboolean present;
-  if (!key_present(kf, path, group, key, optional, &present, domain, code, error)) return FALSE;
-  if (!present) { *out = def; return TRUE; }
-  g_autofree char *raw = g_key_file_get_value(kf, group, key, NULL);
-  g_strstrip(raw);
+  g_autofree char *raw = NULL;
+  if (!raw_value(kf, path, group, key, optional, &raw, domain, code, error)) return FALSE;
+  if (!raw) { *out = def; return TRUE; }
   double v;
   /* Accept plain integers and exact suffixed counts ("4M"). */
   char *end = NULL;
@@ -123,11 +123,9 @@ gboolean px_config_get_int32(GKeyFile *kf, const char *path, const char *group, 
 gboolean px_config_get_double(GKeyFile *kf, const char *path, const char *group, const char *key,
                               gboolean optional, double def, double min, double *out,
                               GQuark domain, int code, GError **error) {
-  gboolean present;
-  if (!key_present(kf, path, group, key, optional, &present, domain, code, error)) return FALSE;
-  if (!present) { *out = def; return TRUE; }
-  g_autofree char *raw = g_key_file_get_value(kf, group, key, NULL);
-  g_strstrip(raw);
+  g_autofree char *raw = NULL;
+  if (!raw_value(kf, path, group, key, optional, &raw, domain, code, error)) return FALSE;
+  if (!raw) { *out = def; return TRUE; }
   double v;
   if (!px_parse_count(raw, &v) || !isfinite(v)) {
     g_set_error(error, domain, code, "%s: [%s] %s = '%s' is not a number", path, group, key, raw);
@@ -158,10 +156,7 @@ gboolean px_config_get_bool(GKeyFile *kf, const char *path, const char *group, c
 
 gboolean px_config_get_string(GKeyFile *kf, const char *path, const char *group, const char *key,
                               gboolean optional, char **out, GQuark domain, int code, GError **error) {
-  gboolean present;
-  if (!key_present(kf, path, group, key, optional, &present, domain, code, error)) return FALSE;
-  *out = present ? g_strstrip(g_key_file_get_value(kf, group, key, NULL)) : NULL;
-  return TRUE;
+  return raw_value(kf, path, group, key, optional, out, domain, code, error);
 }
 
 JsonParser *px_json_load_object(const char *path, JsonObject **root, GQuark domain, int parse_code,

@@ -299,35 +299,25 @@ PxModel *px_model_load_hf_json(const char *path, GError **error) {
   const char *mt = json_object_has_member(o, "model_type") && JSON_NODE_HOLDS_VALUE(json_object_get_member(o, "model_type"))
                        ? json_object_get_string_member(o, "model_type") : NULL;
   gboolean gpt2 = json_object_has_member(o, "n_layer") || (mt && !strcmp(mt, "gpt2"));
-  if (gpt2) {
-    HF_INT("n_layer", FALSE, 0, d.layers);
-    HF_INT("n_embd", FALSE, 0, d.hidden);
-    HF_INT("n_head", FALSE, 0, d.heads);
-    d.kv_heads = d.heads;
-    HF_INT("n_inner", TRUE, 4 * (gint64)d.hidden, d.ffn);
-    HF_INT("vocab_size", FALSE, 0, d.vocab);
-    HF_INT("n_positions", FALSE, 0, d.max_seq);
-    d.ffn_kind = PX_FFN_GELU;
-    d.norm = PX_NORM_LAYERNORM;
-    d.pos = PX_POS_LEARNED;
-    d.bias = TRUE;
-    d.dropout = TRUE;
-    d.tied = TRUE;
-  } else {
-    HF_INT("num_hidden_layers", FALSE, 0, d.layers);
-    HF_INT("hidden_size", FALSE, 0, d.hidden);
-    HF_INT("num_attention_heads", FALSE, 0, d.heads);
-    HF_INT("num_key_value_heads", TRUE, d.heads, d.kv_heads);
-    HF_INT("intermediate_size", FALSE, 0, d.ffn);
-    HF_INT("vocab_size", FALSE, 0, d.vocab);
-    HF_INT("max_position_embeddings", FALSE, 0, d.max_seq);
-    d.ffn_kind = PX_FFN_SWIGLU;
-    d.norm = PX_NORM_RMSNORM;
-    d.pos = PX_POS_ROPE;
-    d.bias = FALSE;
-    d.dropout = FALSE;
-    d.tied = FALSE;
+  /* the two families' keys for: layers, hidden, heads, kv heads, FFN, vocab, positions */
+  static const char *const gpt2_keys[] = {"n_layer", "n_embd", "n_head", NULL, "n_inner", "vocab_size", "n_positions"};
+  static const char *const llama_keys[] = {"num_hidden_layers", "hidden_size", "num_attention_heads",
+                                           "num_key_value_heads", "intermediate_size", "vocab_size",
+                                           "max_position_embeddings"};
+  const char *const *keys = gpt2 ? gpt2_keys : llama_keys;
+  int *fields[] = {&d.layers, &d.hidden, &d.heads, &d.kv_heads, &d.ffn, &d.vocab, &d.max_seq};
+  for (gsize i = 0; i < G_N_ELEMENTS(fields); i++) {
+    gboolean optional = fields[i] == &d.kv_heads || (gpt2 && fields[i] == &d.ffn);
+    if (keys[i]) HF_INT(keys[i], optional, 0, *fields[i]);
   }
+  if (d.kv_heads == 0) d.kv_heads = d.heads;             /* MHA */
+  if (d.ffn == 0) d.ffn = 4 * d.hidden;                  /* GPT-2: n_inner null means 4h */
+  /* GPT-2: GELU MLP, LayerNorm, learned positions, biases, dropout, tied head;
+   * Llama: SwiGLU, RMSNorm, rotary, no biases or dropout, untied unless told */
+  d.ffn_kind = gpt2 ? PX_FFN_GELU : PX_FFN_SWIGLU;
+  d.norm = gpt2 ? PX_NORM_LAYERNORM : PX_NORM_RMSNORM;
+  d.pos = gpt2 ? PX_POS_LEARNED : PX_POS_ROPE;
+  d.bias = d.dropout = d.tied = gpt2;
 #undef HF_INT
   if (json_object_has_member(o, "tie_word_embeddings")) {
     JsonNode *n = json_object_get_member(o, "tie_word_embeddings");
