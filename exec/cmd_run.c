@@ -87,7 +87,7 @@ int px_exec_cmd_run(int argc, char **argv) {
   g_autoptr(PxRuntime) rt = NULL;
   g_autoptr(JsonBuilder) jb = NULL;
   PxPlan plan;
-  px_plan_init(&plan);
+  memset(&plan, 0, sizeof plan); /* px_plan_options_resolve initialises it */
   PxUnits units;
   a.opt.seed = (guint64)a.seed;
   a.opt.backend = a.backend ? a.backend : "cpu";
