@@ -22,4 +22,4 @@ plot datafile index 0 using 1:($3 == 0 ? $2 : 1/0) with points pt 6 ps 1.0 lc rg
      datafile index 0 using 1:($3 != 0 ? $2 : 1/0) with points pt 7 ps 1.0 lc rgb "#1f77b4" title "fits", \
      datafile index 1 using 1:2 with linespoints pt 7 ps 1.6 lw 2 lc rgb "#ff7f0e" title "Pareto front", \
      (capacity > 0 ? capacity : NaN) with lines dt 2 lw 2 lc rgb "#d62728" title (capacity > 0 ? sprintf("GPU memory %.0f GB", capacity) : ""), \
-     datafile index 1 using 1:2:4 with labels left rotate by 25 offset 0.8, 0.6 font ",9" tc rgb "#333333" notitle
+     datafile index 1 using 1:2:4 with labels left offset 1.2, 0 font ",8" tc rgb "#333333" notitle

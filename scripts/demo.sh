@@ -22,5 +22,14 @@ say "GPT-2 1.5B, 4 pipeline stages × 8 micro-batches, 1F1B: simulated timeline"
   --trace "$out/timeline.json" --csv "$out/timeline.csv" --plot "$out"
 say "Bubble versus micro-batches for each schedule (4 stages)" \
   "$sim" bubble --pp 4 --m 1,2,4,8,16,32 --vpp 2 --plot "$out"
+say "Which layout is fastest for GPT-3 175B on those 64 A100s? (the search, confirmed by simulation)" \
+  "$sim" search --model gpt3-175b --cluster dgx-a100-80g --nodes 8 --gbs 1536 --mbs 1 --top 5 \
+  --pareto "$out/pareto.png" --emit "$out/gpt3-best.ini"
+exe="$build/exec/parallax-exec"
+if [ -x "$exe" ]; then
+  say "Run a plan for real on CPU ranks: tiny GPT, dp 2 × tp 2 × pp 2 (8 threads), 1F1B" \
+    "$exe" run --model tiny-gpt --dp 2 --tp 2 --pp 2 --gbs 16 --steps 20 --backend cpu \
+    --trace "$out/exec-trace.json"
+fi
 printf '\nwritten to %s:\n' "$out"
 ls -1 "$out" | sed 's/^/  /'

@@ -211,11 +211,14 @@ static gboolean pareto_plot(const char *path, const PxSearchResult *r, const PxM
     const PxSearchPoint *sp = &g_array_index(r->points, PxSearchPoint, i);
     pts[i] = (PxParetoPoint){sp->time, sp->memory, TRUE, NULL};
   }
-  /* label the front only (the cloud may hold hundreds of thousands of points) */
+  /* label a few points of the front only, spread along it (the cloud may hold
+   * hundreds of thousands of points, the front dozens: more labels overlap) */
   g_autofree int *front = g_new(int, MAX(n, 1));
   int nf = px_pareto_front(pts, (int)n, front);
   g_autoptr(GPtrArray) labels = g_ptr_array_new_with_free_func(g_free);
-  for (int i = 0; i < nf; i++) {
+  const int max_labels = 6;
+  for (int j = 0; j < MIN(nf, max_labels); j++) {
+    int i = nf <= max_labels ? j : (int)lround((double)j * (nf - 1) / (max_labels - 1));
     char *label = px_layout_format(&g_array_index(r->points, PxSearchPoint, front[i]).layout);
     g_ptr_array_add(labels, label);
     pts[front[i]].label = label;
