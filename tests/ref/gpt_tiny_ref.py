@@ -18,14 +18,18 @@ Writes tests/ref/gpt_tiny_ref.txt: one tensor a line, "name count v1 v2 ...",
 
 Usage: python3 tests/ref/gpt_tiny_ref.py [OUT]
 """
+import os
 import sys
 import numpy as np
+
+# LayerNorm (eps 1e-5) and GELU-tanh forward / backward, shared with the block reference
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gpt_block_ref import gelu, gelu_grad, ln_bwd, ln_fwd  # noqa: E402
 
 B, T, C, H, V, L = 2, 5, 8, 2, 11, 2
 F = 4 * C
 HD = C // H
-EPS = 1e-5
-GELU_K = np.sqrt(2.0 / np.pi)
+EPS = 1e-5  # as gpt_block_ref's
 LR, B1, B2, AEPS, WD = 1e-2, 0.9, 0.95, 1e-8, 0.1
 
 rng = np.random.default_rng(20241124)
@@ -57,30 +61,6 @@ windows = rng.integers(0, V, size=(B, T + 1))
 tokens = windows[:, :T].reshape(-1)
 targets = windows[:, 1:].reshape(-1)
 N = B * T
-
-
-def ln_fwd(x, w, b):
-    mu = x.mean(-1, keepdims=True)
-    var = ((x - mu) ** 2).mean(-1, keepdims=True)
-    rstd = 1 / np.sqrt(var + EPS)
-    n = (x - mu) * rstd
-    return n * w + b, (n, rstd)
-
-
-def ln_bwd(dy, w, cache):
-    n, rstd = cache
-    dn = dy * w
-    dx = (dn - dn.mean(-1, keepdims=True) - n * (dn * n).mean(-1, keepdims=True)) * rstd
-    return dx, (dy * n).sum(0), dy.sum(0)
-
-
-def gelu(x):
-    return 0.5 * x * (1 + np.tanh(GELU_K * (x + 0.044715 * x**3)))
-
-
-def gelu_grad(x):
-    th = np.tanh(GELU_K * (x + 0.044715 * x**3))
-    return 0.5 * (1 + th) + 0.5 * x * (1 - th**2) * GELU_K * (1 + 3 * 0.044715 * x**2)
 
 
 def heads(t):
