@@ -20,6 +20,8 @@ struct _PxGpt {
   PxPlan plan;
   PxGptRank r;
   int tp, B, T, N;
+  gboolean sp;                /* sequence parallel: norm / residual rows split over TP */
+  int Nl;                     /* rows of the residual stream on this rank: N / tp with sp, else N */
   int h, hd, heads_l, kv_l, ffn_l, vocab_l, qkv_l;
   int n_chunks;
   PxGptChunk *chunks;
@@ -40,7 +42,8 @@ typedef struct {
 typedef struct {
   int chunk, w, b;  /* param indices (b may be -1) */
   PxTensor *dy;     /* owned */
-  PxTensor *x;      /* in the stash */
+  PxTensor *x;      /* in the stash, or x_owned */
+  PxTensor *x_owned;/* an all-gathered input (sequence parallel), owned */
 } Deferred;
 
 struct _PxGptActs {
@@ -87,9 +90,10 @@ static void add_param(GArray *arr, const PxTensorSpec *spec, int layer, gboolean
 static gboolean check_plan(const PxModel *model, const PxPlan *plan, GError **error) {
   const PxModelDesc *d = &model->desc;
   int t = plan->tp;
-  if (plan->seq_parallel)
-    return fail(error, PX_GPT_ERROR_UNSUPPORTED,
-                "sequence parallelism (--sp) is not implemented by the executor; run without it");
+  int T = plan->seq > 0 ? plan->seq : d->max_seq;
+  if (plan->seq_parallel && t > 1 && (plan->mbs * T) % t)
+    return fail(error, PX_GPT_ERROR_INVALID, "sequence parallelism needs tp=%d to divide the %d tokens of a micro-batch",
+                t, plan->mbs * T);
   if (d->vocab % t)
     return fail(error, PX_GPT_ERROR_INVALID, "tp=%d does not divide the vocabulary %d (vocab-parallel embedding)", t,
                 d->vocab);
@@ -118,6 +122,8 @@ PxGpt *px_gpt_new(const PxModel *model, const PxPlan *plan, const PxPartition *p
   g->B = plan->mbs;
   g->T = plan->seq > 0 ? plan->seq : d->max_seq;
   g->N = g->B * g->T;
+  g->sp = plan->seq_parallel && plan->tp > 1;
+  g->Nl = g->sp ? g->N / plan->tp : g->N;
   g->h = d->hidden;
   g->hd = d->hidden / d->heads;
   g->heads_l = d->heads / g->tp;
@@ -187,6 +193,11 @@ gboolean px_gpt_find_param(const PxGpt *g, const char *name, gboolean tied_copy,
       }
     }
   return FALSE;
+}
+
+gboolean px_gpt_param_tp_partial(const PxGpt *g, const PxGptParam *p) {
+  const char *n = p->spec->name;
+  return g->sp && (g_str_has_prefix(n, "ln_") || strstr(n, ".ln_") != NULL);
 }
 
 gboolean px_gpt_chunk_bind(PxGpt *g, int chunk, PxTensor *flat_w, PxTensor *flat_g, GError **error) {
@@ -286,6 +297,52 @@ static gboolean tp_all_reduce(PxGpt *g, PxTensor *t, GError **error) {
   return px_comm_all_reduce(g->r.comm, g->r.tp_group, t->data, (gsize)t->numel, t->dtype, error);
 }
 
+/* Sequence parallelism (Korthikanti et al. 2022, §4.2.2): the residual stream,
+ * norms and their outputs hold N/t rows per TP rank (a contiguous block of the
+ * B*T token rows; which tokens does not matter to token-wise ops). g is an
+ * all-gather of the rows before a column-parallel linear, ḡ a reduce-scatter
+ * after a row-parallel one, in place of the all-reduce. */
+
+/* The full (N, c) rows of x: x itself without SP, else a gathered copy in *hold. */
+static const PxTensor *full_rows(PxGpt *g, const PxTensor *x, PxTensor **hold, GError **error) {
+  *hold = NULL;
+  if (!g->sp) return x;
+  gint64 shape[2] = {g->N, x->shape[x->ndim - 1]};
+  *hold = px_tensor_new(g->r.be, "gathered", x->dtype, PX_MEM_BUFFERS, 2, shape, error);
+  if (!*hold) return NULL;
+  if (!px_comm_all_gather(g->r.comm, g->r.tp_group, x->data, (*hold)->data, (gsize)x->numel, x->dtype, error)) {
+    g_clear_pointer(hold, px_tensor_free);
+    return NULL;
+  }
+  return *hold;
+}
+
+/* An (N, c) tensor for partial sums over TP ranks: of category cat without SP
+ * (it becomes the result), a temporary with SP. */
+static PxTensor *new_partial(PxGpt *g, const char *name, gint64 cols, PxMemCategory cat, GError **error) {
+  gint64 shape[2] = {g->N, cols};
+  return px_tensor_new(g->r.be, name, g->r.dtype, g->sp ? PX_MEM_BUFFERS : cat, 2, shape, error);
+}
+
+/* Sum partial (N, c) over the TP group: in place without SP (returned), else
+ * reduce-scattered into a new (N/t, c) tensor of category cat (partial freed). */
+static PxTensor *reduce_rows(PxGpt *g, PxTensor *partial, PxMemCategory cat, GError **error) {
+  if (!g->sp) {
+    if (!tp_all_reduce(g, partial, error)) {
+      px_tensor_free(partial);
+      return NULL;
+    }
+    return partial;
+  }
+  g_autoptr(PxTensor) full = partial;
+  gint64 shape[2] = {g->Nl, full->shape[1]};
+  g_autoptr(PxTensor) out = px_tensor_new(g->r.be, full->name, full->dtype, cat, 2, shape, error);
+  if (!out || !px_comm_reduce_scatter(g->r.comm, g->r.tp_group, full->data, out->data, (gsize)out->numel,
+                                      full->dtype, error))
+    return NULL;
+  return g_steal_pointer(&out);
+}
+
 static PxGptParam *param(PxGpt *g, int chunk, int li, const char *suffix) {
   PxGptChunk *ch = &g->chunks[chunk];
   for (int i = ch->layer_param[li - ch->first]; i < ch->layer_param[li - ch->first + 1]; i++)
@@ -327,17 +384,29 @@ static gboolean norm_bwd(PxGpt *g, PxTensor *dx, const PxTensor *dout, const PxT
 }
 
 static gboolean norm_stats(PxGpt *g, LayerActs *la, int mean_slot, int rstd_slot, GError **error) {
-  if (g->model->desc.norm == PX_NORM_LAYERNORM && !(la->s[mean_slot] = new_act(g, "mean", g->N, 0, error)))
+  if (g->model->desc.norm == PX_NORM_LAYERNORM && !(la->s[mean_slot] = new_act(g, "mean", g->Nl, 0, error)))
     return FALSE;
-  return (la->s[rstd_slot] = new_act(g, "rstd", g->N, 0, error)) != NULL;
+  return (la->s[rstd_slot] = new_act(g, "rstd", g->Nl, 0, error)) != NULL;
 }
 
-/* y = x W^T (+ b on TP rank 0 only when the layer is row-parallel: the bias is
- * added once, the all-reduce follows). */
-static gboolean row_parallel_fwd(PxGpt *g, PxTensor *y, const PxTensor *x, PxGptParam *w, PxGptParam *b,
-                                 GError **error) {
-  TRY(px_op_linear_fwd(g->r.be, y, x, w->w, g->r.tp_rank == 0 ? W(b) : NULL, error));
-  return tp_all_reduce(g, y, error);
+/* y = x W^T (+ b on TP rank 0 only: the bias is added once, before the TP
+ * sum) for a row-parallel linear; returns the summed (N/t or N, out) rows. */
+static PxTensor *row_parallel_fwd(PxGpt *g, const PxTensor *x, PxGptParam *w, PxGptParam *b, GError **error) {
+  PxTensor *y = new_partial(g, "row_parallel", w->shape[0], PX_MEM_BUFFERS, error);
+  if (!y) return NULL;
+  if (!px_op_linear_fwd(g->r.be, y, x, w->w, g->r.tp_rank == 0 ? W(b) : NULL, error)) {
+    px_tensor_free(y);
+    return NULL;
+  }
+  return reduce_rows(g, y, PX_MEM_BUFFERS, error);
+}
+
+/* y = x_full W^T + b for a column-parallel linear, x gathered first with SP. */
+static gboolean column_parallel_fwd(PxGpt *g, PxTensor *y, const PxTensor *x, PxGptParam *w, PxGptParam *b,
+                                    GError **error) {
+  g_autoptr(PxTensor) hold = NULL;
+  const PxTensor *xf = full_rows(g, x, &hold, error);
+  return xf && px_op_linear_fwd(g->r.be, y, xf, w->w, W(b), error);
 }
 
 /* ---- layers: forward --------------------------------------------------------- */
@@ -351,57 +420,59 @@ static gboolean block_fwd(PxGpt *g, int chunk, int li, LayerActs *la, const PxTe
   PxBackend *be = g->r.be;
   PxAttnShape as = attn_shape(g);
   free_slots(la, FALSE);
-  TRY(la->s[A_LN1] = new_act(g, "ln1", g->N, g->h, error));
+  TRY(la->s[A_LN1] = new_act(g, "ln1", g->Nl, g->h, error));
   TRY(norm_stats(g, la, A_MEAN1, A_RSTD1, error));
   TRY(norm_fwd(g, la->s[A_LN1], la->s[A_MEAN1], la->s[A_RSTD1], x, param(g, chunk, li, "ln_1.weight"),
                param(g, chunk, li, "ln_1.bias"), error));
   TRY(la->s[A_QKV] = new_act(g, "qkv", g->N, g->qkv_l, error));
-  TRY(px_op_linear_fwd(be, la->s[A_QKV], la->s[A_LN1], param(g, chunk, li, "attn.qkv.weight")->w,
-                       W(param(g, chunk, li, "attn.qkv.bias")), error));
+  TRY(column_parallel_fwd(g, la->s[A_QKV], la->s[A_LN1], param(g, chunk, li, "attn.qkv.weight"),
+                          param(g, chunk, li, "attn.qkv.bias"), error));
   if (d->pos == PX_POS_ROPE) TRY(px_op_rope_fwd(be, la->s[A_QKV], la->s[A_QKV], &as, ROPE_THETA, error));
   gint64 att_shape[4] = {g->B, g->heads_l, g->T, g->T};
   TRY(la->s[A_ATT] = px_tensor_new(be, "att", g->r.dtype, PX_MEM_ACTIVATIONS, 4, att_shape, error));
   TRY(la->s[A_AO] = new_act(g, "attn_out", g->N, (gint64)g->heads_l * g->hd, error));
   TRY(px_op_attention_fwd(be, la->s[A_AO], la->s[A_ATT], la->s[A_QKV], &as, error));
-  g_autoptr(PxTensor) tmp = new_tmp(g, "proj", g->N, g->h, error);
-  TRY(tmp);
-  TRY(row_parallel_fwd(g, tmp, la->s[A_AO], param(g, chunk, li, "attn.proj.weight"),
-                       param(g, chunk, li, "attn.proj.bias"), error));
-  TRY(la->s[A_X2] = new_act(g, "x2", g->N, g->h, error));
-  TRY(px_op_residual_fwd(be, la->s[A_X2], x, tmp, error));
-  TRY(la->s[A_LN2] = new_act(g, "ln2", g->N, g->h, error));
+  g_autoptr(PxTensor) y1 = row_parallel_fwd(g, la->s[A_AO], param(g, chunk, li, "attn.proj.weight"),
+                                            param(g, chunk, li, "attn.proj.bias"), error);
+  TRY(y1);
+  TRY(la->s[A_X2] = new_act(g, "x2", g->Nl, g->h, error));
+  TRY(px_op_residual_fwd(be, la->s[A_X2], x, y1, error));
+  TRY(la->s[A_LN2] = new_act(g, "ln2", g->Nl, g->h, error));
   TRY(norm_stats(g, la, A_MEAN2, A_RSTD2, error));
   TRY(norm_fwd(g, la->s[A_LN2], la->s[A_MEAN2], la->s[A_RSTD2], la->s[A_X2],
                param(g, chunk, li, "ln_2.weight"), param(g, chunk, li, "ln_2.bias"), error));
   TRY(la->s[A_FC] = new_act(g, "fc", g->N, g->ffn_l, error));
   TRY(la->s[A_ACT] = new_act(g, "act", g->N, g->ffn_l, error));
-  PxGptParam *down;
-  if (d->ffn_kind == PX_FFN_SWIGLU) {
+  gboolean swiglu = d->ffn_kind == PX_FFN_SWIGLU;
+  if (swiglu) {
     TRY(la->s[A_UP] = new_act(g, "up", g->N, g->ffn_l, error));
-    TRY(px_op_linear_fwd(be, la->s[A_FC], la->s[A_LN2], param(g, chunk, li, "mlp.gate.weight")->w,
+    g_autoptr(PxTensor) hold = NULL;
+    const PxTensor *xf = full_rows(g, la->s[A_LN2], &hold, error);
+    TRY(xf);
+    TRY(px_op_linear_fwd(be, la->s[A_FC], xf, param(g, chunk, li, "mlp.gate.weight")->w,
                          W(param(g, chunk, li, "mlp.gate.bias")), error));
-    TRY(px_op_linear_fwd(be, la->s[A_UP], la->s[A_LN2], param(g, chunk, li, "mlp.up.weight")->w,
+    TRY(px_op_linear_fwd(be, la->s[A_UP], xf, param(g, chunk, li, "mlp.up.weight")->w,
                          W(param(g, chunk, li, "mlp.up.bias")), error));
     TRY(px_op_swiglu_fwd(be, la->s[A_ACT], la->s[A_FC], la->s[A_UP], error));
-    down = param(g, chunk, li, "mlp.down.weight");
   } else {
-    TRY(px_op_linear_fwd(be, la->s[A_FC], la->s[A_LN2], param(g, chunk, li, "mlp.fc.weight")->w,
-                         W(param(g, chunk, li, "mlp.fc.bias")), error));
+    TRY(column_parallel_fwd(g, la->s[A_FC], la->s[A_LN2], param(g, chunk, li, "mlp.fc.weight"),
+                            param(g, chunk, li, "mlp.fc.bias"), error));
     TRY(px_op_gelu_fwd(be, la->s[A_ACT], la->s[A_FC], error));
-    down = param(g, chunk, li, "mlp.proj.weight");
   }
-  TRY(row_parallel_fwd(g, tmp, la->s[A_ACT], down,
-                       param(g, chunk, li, d->ffn_kind == PX_FFN_SWIGLU ? "mlp.down.bias" : "mlp.proj.bias"),
-                       error));
-  TRY(la->s[A_OUT] = new_act(g, "block_out", g->N, g->h, error));
-  return px_op_residual_fwd(be, la->s[A_OUT], la->s[A_X2], tmp, error);
+  g_autoptr(PxTensor) y2 = row_parallel_fwd(g, la->s[A_ACT], param(g, chunk, li, swiglu ? "mlp.down.weight" : "mlp.proj.weight"),
+                                            param(g, chunk, li, swiglu ? "mlp.down.bias" : "mlp.proj.bias"), error);
+  TRY(y2);
+  TRY(la->s[A_OUT] = new_act(g, "block_out", g->Nl, g->h, error));
+  return px_op_residual_fwd(be, la->s[A_OUT], la->s[A_X2], y2, error);
 }
 
 /* Vocab-parallel pieces run on the host (download / upload), in double. */
 static gboolean embedding_fwd(PxGpt *g, int chunk, PxGptActs *a, LayerActs *la, GError **error) {
   PxGptParam *wte = param(g, chunk, 0, "wte.weight"), *wpe = param(g, chunk, 0, "wpe.weight");
-  TRY(la->s[A_OUT] = new_act(g, "embed_out", g->N, g->h, error));
-  if (g->tp == 1) return px_op_embedding_fwd(g->r.be, la->s[A_OUT], a->tok_t, wte->w, W(wpe), g->B, g->T, error);
+  if (g->tp == 1) {
+    TRY(la->s[A_OUT] = new_act(g, "embed_out", g->N, g->h, error));
+    return px_op_embedding_fwd(g->r.be, la->s[A_OUT], a->tok_t, wte->w, W(wpe), g->B, g->T, error);
+  }
   gint64 h = g->h, v0 = (gint64)g->r.tp_rank * g->vocab_l;
   g_autofree double *e = g_new(double, wte->numel);
   g_autofree double *out = g_new0(double, (gsize)g->N * h);
@@ -419,13 +490,21 @@ static gboolean embedding_fwd(PxGpt *g, int chunk, PxGptActs *a, LayerActs *la, 
     for (int i = 0; i < g->N; i++)
       for (gint64 c = 0; c < h; c++) out[i * h + c] += pe[(i % g->T) * h + c];
   }
-  TRY(px_tensor_upload_f64(la->s[A_OUT], out, error));
-  return tp_all_reduce(g, la->s[A_OUT], error);
+  PxTensor *partial = new_partial(g, "embed_out", h, PX_MEM_ACTIVATIONS, error);
+  TRY(partial);
+  if (!px_tensor_upload_f64(partial, out, error)) {
+    px_tensor_free(partial);
+    return FALSE;
+  }
+  return (la->s[A_OUT] = reduce_rows(g, partial, PX_MEM_ACTIVATIONS, error)) != NULL;
 }
 
 static gboolean embedding_bwd(PxGpt *g, int chunk, PxGptActs *a, const PxTensor *dout, GError **error) {
   PxGptParam *wte = param(g, chunk, 0, "wte.weight"), *wpe = param(g, chunk, 0, "wpe.weight");
   if (g->tp == 1) return px_op_embedding_bwd(g->r.be, wte->g, G(wpe), dout, a->tok_t, g->B, g->T, error);
+  g_autoptr(PxTensor) hold = NULL;
+  dout = full_rows(g, dout, &hold, error);
+  TRY(dout);
   gint64 h = g->h, v0 = (gint64)g->r.tp_rank * g->vocab_l;
   g_autofree double *dg = g_new(double, wte->numel);
   g_autofree double *dp = wpe ? g_new(double, wpe->numel) : NULL;
@@ -497,7 +576,7 @@ static gboolean head_fwd(PxGpt *g, int chunk, int li, PxGptActs *a, LayerActs *l
                          double *loss, GError **error) {
   PxGptParam *w = lm_head_weight(g, chunk, li);
   TRY(la->s[A_LOGITS] = new_act(g, "logits", g->N, g->vocab_l, error));
-  TRY(px_op_linear_fwd(g->r.be, la->s[A_LOGITS], x, w->w, NULL, error));
+  TRY(column_parallel_fwd(g, la->s[A_LOGITS], x, w, NULL, error));
   if (g->tp > 1) return vocab_parallel_ce(g, a, la->s[A_LOGITS], loss, error);
   g_autoptr(PxTensor) losses = new_tmp(g, "losses", g->N, 0, error);
   TRY(losses);
@@ -561,7 +640,7 @@ PxGptActs *px_gpt_forward(PxGpt *g, int chunk, PxTensor *input, const gint32 *to
       }
       break;
     case PX_LAYER_FINAL_NORM:
-      ok = (la->s[A_OUT] = new_act(g, "ln_f", g->N, g->h, error)) && norm_stats(g, la, A_MEAN1, A_RSTD1, error) &&
+      ok = (la->s[A_OUT] = new_act(g, "ln_f", g->Nl, g->h, error)) && norm_stats(g, la, A_MEAN1, A_RSTD1, error) &&
            norm_fwd(g, la->s[A_OUT], la->s[A_MEAN1], la->s[A_RSTD1], x, param(g, chunk, li, "ln_f.weight"),
                     param(g, chunk, li, "ln_f.bias"), error);
       break;
@@ -597,7 +676,10 @@ void px_gpt_acts_free(PxGptActs *a) {
   if (!a) return;
   PxGptChunk *ch = &a->gpt->chunks[a->chunk];
   for (int i = 0; i < ch->end - ch->first; i++) free_slots(&a->layers[i], FALSE);
-  for (guint i = 0; i < a->deferred->len; i++) px_tensor_free(g_array_index(a->deferred, Deferred, i).dy);
+  for (guint i = 0; i < a->deferred->len; i++) {
+    px_tensor_free(g_array_index(a->deferred, Deferred, i).dy);
+    px_tensor_free(g_array_index(a->deferred, Deferred, i).x_owned);
+  }
   g_array_free(a->deferred, TRUE);
   g_free(a->layers);
   px_tensor_free(a->input);
@@ -613,18 +695,22 @@ void px_gpt_acts_free(PxGptActs *a) {
 /* ---- backward -------------------------------------------------------------------- */
 
 /* dx += dy W; dW and db now, or (defer) later in px_gpt_backward_weight, in
- * which case *dy moves to the deferred list (set to NULL). */
+ * which case *dy moves to the deferred list (set to NULL), and so does
+ * *x_hold (a gathered input) when given and set. */
 static gboolean linear_bwd(PxGpt *g, PxGptActs *a, PxTensor *dx, PxTensor **dy, const PxTensor *x,
-                           PxGptParam *w, PxGptParam *b, gboolean defer, GError **error) {
+                           PxTensor **x_hold, PxGptParam *w, PxGptParam *b, gboolean defer, GError **error) {
   if (!defer) return px_op_linear_bwd(g->r.be, dx, w->g, G(b), *dy, x, w->w, error);
   TRY(px_op_linear_bwd(g->r.be, dx, NULL, NULL, *dy, x, w->w, error));
-  Deferred df = {a->chunk, param_index(g, a->chunk, w), param_index(g, a->chunk, b), *dy, (PxTensor *)x};
+  Deferred df = {a->chunk, param_index(g, a->chunk, w), param_index(g, a->chunk, b), *dy, (PxTensor *)x,
+                 x_hold ? *x_hold : NULL};
   g_array_append_val(a->deferred, df);
   *dy = NULL;
+  if (x_hold) *x_hold = NULL;
   return TRUE;
 }
 
-/* Backward of one block: dx += d(block)/dx · dout; takes *dout. */
+/* Backward of one block: dx += d(block)/dx · dout; takes *dout. Rows of x, dx,
+ * dout: N/t with sequence parallelism, else N. */
 static gboolean block_bwd(PxGpt *g, int chunk, int li, PxGptActs *a, LayerActs *la, const PxTensor *x,
                           PxTensor **dout, PxTensor *dx, gboolean defer, GError **error) {
   const PxModelDesc *d = &g->model->desc;
@@ -632,35 +718,44 @@ static gboolean block_bwd(PxGpt *g, int chunk, int li, PxGptActs *a, LayerActs *
   PxAttnShape as = attn_shape(g);
   gboolean swiglu = d->ffn_kind == PX_FFN_SWIGLU;
   /* the residual of the MLP: dx2 = dout + ln_2 backward */
-  g_autoptr(PxTensor) dx2 = new_tmp(g, "dx2", g->N, g->h, error);
+  g_autoptr(PxTensor) dx2 = new_tmp(g, "dx2", g->Nl, g->h, error);
   g_autoptr(PxTensor) dact = new_tmp(g, "dact", g->N, g->ffn_l, error);
   g_autoptr(PxTensor) dfc = new_tmp(g, "dfc", g->N, g->ffn_l, error);
-  g_autoptr(PxTensor) dln2 = new_tmp(g, "dln2", g->N, g->h, error);
+  g_autoptr(PxTensor) dln2 = new_partial(g, "dln2", g->h, PX_MEM_BUFFERS, error);
   TRY(dx2 && dact && dfc && dln2);
   TRY(px_op_residual_bwd(be, dx2, NULL, *dout, error));
-  TRY(linear_bwd(g, a, dact, dout, la->s[A_ACT], param(g, chunk, li, swiglu ? "mlp.down.weight" : "mlp.proj.weight"),
+  g_autoptr(PxTensor) dout_h = NULL;
+  TRY(full_rows(g, *dout, &dout_h, error));
+  TRY(linear_bwd(g, a, dact, g->sp ? &dout_h : dout, la->s[A_ACT], NULL,
+                 param(g, chunk, li, swiglu ? "mlp.down.weight" : "mlp.proj.weight"),
                  param(g, chunk, li, swiglu ? "mlp.down.bias" : "mlp.proj.bias"), defer, error));
+  g_autoptr(PxTensor) ln2_h = NULL;
+  const PxTensor *ln2 = full_rows(g, la->s[A_LN2], &ln2_h, error);
+  TRY(ln2);
   if (swiglu) {
     g_autoptr(PxTensor) dup = new_tmp(g, "dup", g->N, g->ffn_l, error);
     TRY(dup);
     TRY(px_op_swiglu_bwd(be, dfc, dup, dact, la->s[A_FC], la->s[A_UP], error));
-    TRY(linear_bwd(g, a, dln2, &dup, la->s[A_LN2], param(g, chunk, li, "mlp.up.weight"),
+    TRY(linear_bwd(g, a, dln2, &dup, ln2, &ln2_h, param(g, chunk, li, "mlp.up.weight"),
                    param(g, chunk, li, "mlp.up.bias"), defer, error));
-    TRY(linear_bwd(g, a, dln2, &dfc, la->s[A_LN2], param(g, chunk, li, "mlp.gate.weight"),
+    TRY(linear_bwd(g, a, dln2, &dfc, ln2, &ln2_h, param(g, chunk, li, "mlp.gate.weight"),
                    param(g, chunk, li, "mlp.gate.bias"), defer, error));
   } else {
     TRY(px_op_gelu_bwd(be, dfc, dact, la->s[A_FC], error));
-    TRY(linear_bwd(g, a, dln2, &dfc, la->s[A_LN2], param(g, chunk, li, "mlp.fc.weight"),
+    TRY(linear_bwd(g, a, dln2, &dfc, ln2, &ln2_h, param(g, chunk, li, "mlp.fc.weight"),
                    param(g, chunk, li, "mlp.fc.bias"), defer, error));
   }
-  TRY(tp_all_reduce(g, dln2, error));
-  TRY(norm_bwd(g, dx2, dln2, la->s[A_X2], param(g, chunk, li, "ln_2.weight"), param(g, chunk, li, "ln_2.bias"),
+  g_autoptr(PxTensor) dln2_r = reduce_rows(g, g_steal_pointer(&dln2), PX_MEM_BUFFERS, error);
+  TRY(dln2_r);
+  TRY(norm_bwd(g, dx2, dln2_r, la->s[A_X2], param(g, chunk, li, "ln_2.weight"), param(g, chunk, li, "ln_2.bias"),
                la->s[A_MEAN2], la->s[A_RSTD2], error));
   /* the residual of the attention: dx = dx2 + ln_1 backward */
   TRY(px_op_residual_bwd(be, dx, NULL, dx2, error));
   g_autoptr(PxTensor) dao = new_tmp(g, "dao", g->N, (gint64)g->heads_l * g->hd, error);
   TRY(dao);
-  TRY(linear_bwd(g, a, dao, &dx2, la->s[A_AO], param(g, chunk, li, "attn.proj.weight"),
+  g_autoptr(PxTensor) dx2_h = NULL;
+  TRY(full_rows(g, dx2, &dx2_h, error));
+  TRY(linear_bwd(g, a, dao, g->sp ? &dx2_h : &dx2, la->s[A_AO], NULL, param(g, chunk, li, "attn.proj.weight"),
                  param(g, chunk, li, "attn.proj.bias"), defer, error));
   g_autoptr(PxTensor) att_re = NULL;
   const PxTensor *att = la->s[A_ATT];
@@ -680,12 +775,15 @@ static gboolean block_bwd(PxGpt *g, int chunk, int li, PxGptActs *a, LayerActs *
     TRY(dqkv = new_tmp(g, "dqkv_pre", g->N, g->qkv_l, error));
     TRY(px_op_rope_bwd(be, dqkv, rot, &as, ROPE_THETA, error));
   }
-  g_autoptr(PxTensor) dln1 = new_tmp(g, "dln1", g->N, g->h, error);
-  TRY(dln1);
-  TRY(linear_bwd(g, a, dln1, &dqkv, la->s[A_LN1], param(g, chunk, li, "attn.qkv.weight"),
+  g_autoptr(PxTensor) dln1 = new_partial(g, "dln1", g->h, PX_MEM_BUFFERS, error);
+  g_autoptr(PxTensor) ln1_h = NULL;
+  const PxTensor *ln1 = full_rows(g, la->s[A_LN1], &ln1_h, error);
+  TRY(dln1 && ln1);
+  TRY(linear_bwd(g, a, dln1, &dqkv, ln1, &ln1_h, param(g, chunk, li, "attn.qkv.weight"),
                  param(g, chunk, li, "attn.qkv.bias"), defer, error));
-  TRY(tp_all_reduce(g, dln1, error));
-  return norm_bwd(g, dx, dln1, x, param(g, chunk, li, "ln_1.weight"), param(g, chunk, li, "ln_1.bias"),
+  g_autoptr(PxTensor) dln1_r = reduce_rows(g, g_steal_pointer(&dln1), PX_MEM_BUFFERS, error);
+  TRY(dln1_r);
+  return norm_bwd(g, dx, dln1_r, x, param(g, chunk, li, "ln_1.weight"), param(g, chunk, li, "ln_1.bias"),
                   la->s[A_MEAN1], la->s[A_RSTD1], error);
 }
 
@@ -698,8 +796,13 @@ static gboolean head_bwd(PxGpt *g, int chunk, int li, PxGptActs *a, LayerActs *l
   else TRY(px_op_cross_entropy_bwd(g->r.be, dlogits, la->s[A_LOGITS], a->tgt_t, dloss, error));
   /* the head's weight may live in another chunk (tied, pp = 1): never deferred */
   gboolean own_chunk = w >= g->chunks[chunk].params && w < g->chunks[chunk].params + g->chunks[chunk].n_params;
-  TRY(linear_bwd(g, a, dx, &dlogits, x, w, NULL, defer && own_chunk, error));
-  return tp_all_reduce(g, dx, error);
+  g_autoptr(PxTensor) x_h = NULL;
+  const PxTensor *xf = full_rows(g, x, &x_h, error);
+  g_autoptr(PxTensor) dxp = new_partial(g, "dx_head", g->h, PX_MEM_BUFFERS, error);
+  TRY(xf && dxp);
+  TRY(linear_bwd(g, a, dxp, &dlogits, xf, &x_h, w, NULL, defer && own_chunk, error));
+  g_autoptr(PxTensor) dxr = reduce_rows(g, g_steal_pointer(&dxp), PX_MEM_BUFFERS, error);
+  return dxr && px_op_residual_bwd(g->r.be, dx, NULL, dxr, error);
 }
 
 /* Recompute the forward of blocks [s0, s1) from the segment's input. */
@@ -726,7 +829,7 @@ gboolean px_gpt_backward(PxGpt *g, PxGptActs *a, PxTensor *dout, double dloss, g
       TRY(embedding_bwd(g, a->chunk, a, dcur, error));
       break;
     }
-    g_autoptr(PxTensor) dx = new_tmp(g, "dx", g->N, g->h, error);
+    g_autoptr(PxTensor) dx = new_tmp(g, "dx", g->Nl, g->h, error);
     TRY(dx);
     switch (kind) {
     case PX_LAYER_LM_HEAD: TRY(head_bwd(g, a->chunk, li, a, la, x, dloss, dx, defer_weight, error)); break;

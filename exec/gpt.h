@@ -82,6 +82,10 @@ const PxGptChunk *px_gpt_chunk(const PxGpt *gpt, int chunk);
  * tied_copy)? Then *chunk and *param locate it. Also for the embedding's wte. */
 gboolean px_gpt_find_param(const PxGpt *gpt, const char *name, gboolean tied_copy, int *chunk,
                            int *param);
+/* With sequence parallelism each TP rank computes a norm's weight (and bias)
+ * gradient from its own N/t rows: those gradients are partial sums that the
+ * runtime all-reduces over the TP group before the optimizer. */
+gboolean px_gpt_param_tp_partial(const PxGpt *gpt, const PxGptParam *p);
 /* Point the chunk's parameter and gradient views at flat buffers of
  * chunk->numel elements (the gradient buffer may be NULL). */
 gboolean px_gpt_chunk_bind(PxGpt *gpt, int chunk, PxTensor *flat_w, PxTensor *flat_g,

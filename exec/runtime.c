@@ -565,6 +565,19 @@ static gboolean norm_segment(Rank *r, const PxGptParam *p, gint64 at, gint64 cou
   return TRUE;
 }
 
+/* Sequence parallelism: norm gradients summed over the TP group. */
+typedef struct {
+  PxTensor *grad;
+} TpAcc;
+
+static gboolean tp_segment(Rank *r, const PxGptParam *p, gint64 at, gint64 count, void *data, GError **error) {
+  TpAcc *acc = data;
+  if (!px_gpt_param_tp_partial(r->gpt, p)) return TRUE;
+  const PxGroup *tp = px_grid_group(r->rt->grid, PX_GROUP_TP, r->rank);
+  gsize es = px_dtype_size(acc->grad->dtype);
+  return px_comm_all_reduce(r->comm, tp, (char *)acc->grad->data + at * es, (gsize)count, acc->grad->dtype, error);
+}
+
 typedef struct {
   PxTensor *w, *g, *m, *v;
   PxAdamW opt;
@@ -605,6 +618,13 @@ static gboolean op_optimizer(Rank *r, double *bytes, GError **error) {
       r->chunks[c].pending = FALSE;
       TRY(dp_reduce(r, c, bytes, error));
     }
+  /* sequence-parallel norm gradients, on the range this rank updates */
+  for (int c = 0; rt->plan.seq_parallel && rt->plan.tp > 1 && c < v; c++) {
+    ChunkState *cs = &r->chunks[c];
+    gint64 lo = r->sharded ? (gint64)r->dp_rank * cs->shard : 0;
+    TpAcc acc = {r->sharded ? cs->g_shard : cs->g};
+    TRY(for_segments(r, c, lo, lo + (r->sharded ? cs->shard : cs->numel), tp_segment, &acc, error));
+  }
   /* global norm */
   double sq = 0;
   for (int c = 0; c < v; c++) {

@@ -3,6 +3,7 @@
 # and tiny-llama, every layout in
 #   {pp 1,2,4} x {tp 1,2} x {dp 1,2} x {ZeRO 0,1,2,3} x {ckpt none, full}
 #   x {gpipe, 1f1b, interleaved (vpp 2 where the model has the chunks), zb-h1}
+#   x {sequence parallel or not (tp 2)}
 # runs 5 steps, and each step's loss must equal the single-rank run's on the
 # same global batch to 1e-5 relative (fp32; --dtype f64: 1e-10). ZeRO > 0 with
 # dp = 1 is the same program as ZeRO 0 and is skipped. (CI runs a covering
@@ -23,10 +24,12 @@ for model in tiny-gpt tiny-llama; do
   [ -n "$ref" ] || { echo "FAIL $model single rank did not run"; exit 1; }
   for pp in 1 2 4; do for tp in 1 2; do for dp in 1 2; do for zero in 0 1 2 3; do
     [ "$dp" = 1 ] && [ "$zero" != 0 ] && continue
-    for ckpt in none full; do for sched in gpipe 1f1b interleaved zb-h1; do
+    for ckpt in none full; do for sched in gpipe 1f1b interleaved zb-h1; do for sp in no yes; do
+      [ "$sp" = yes ] && [ "$tp" = 1 ] && continue
       vpp=1
       if [ "$sched" = interleaved ]; then [ "$pp" = 2 ] || continue; vpp=2; fi
       args=(--model "$model" --pp "$pp" --tp "$tp" --dp "$dp" --zero "$zero" --ckpt "$ckpt" --schedule "$sched" --vpp "$vpp")
+      [ "$sp" = yes ] && args+=(--sp)
       got=$("$exe" "${common[@]}" "${args[@]}" 2>&1 | losses)
       runs=$((runs+1))
       if ! awk -v a="$ref" -v b="$got" -v tol="$tol" 'BEGIN {
@@ -36,7 +39,7 @@ for model in tiny-gpt tiny-llama; do
         echo "FAIL ${args[*]}: losses [$got] vs single rank [$ref]"
         failed=$((failed+1))
       fi
-    done; done
+    done; done; done
   done; done; done; done
 done
 echo "nightly_parity ($dtype): $runs layouts, $failed failed"

@@ -58,7 +58,7 @@ bad "truncated token file" "token file" "${base[@]}" --data "$tmp/trunc.bin"
 bad "checkpoint of another plan" "another run" "${base[@]}" --pp 2 --zero 0 --tp 2 --steps 4 --resume "$tmp/ck"
 bad "no checkpoint" "no checkpoint" "${base[@]}" --steps 4 --resume "$tmp/none"
 bad "unknown backend" "unknown backend" "${base[@]}" --backend tpu
-bad "sequence parallelism" "sequence parallelism" "${base[@]}" --tp 2 --sp
+bad "sequence parallelism over odd tokens" "sequence parallelism" "${base[@]}" --tp 2 --sp --seq 15 --mbs 1
 "$exe" "${base[@]}" --data "$tmp/good.bin" --steps 1 >/dev/null 2>"$tmp/err"
 check "a good token file trains" "[ $? -eq 0 ]"
 echo "1..$n"

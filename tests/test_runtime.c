@@ -1,7 +1,7 @@
 /* test_runtime.c — the executor runtime against the single-rank run:
  *  - loss parity: the first 5 steps of a covering subset of {pp 1,2,4} x {tp 1,2}
  *    x {dp 1,2} x {ZeRO 0-3} x {ckpt none, selective, full} x {gpipe, 1f1b,
- *    interleaved, zb-h1} equal the single-rank losses on the same global batch
+ *    interleaved, zb-h1} x {sequence parallel or not} equal the single-rank losses on the same global batch
  *    (1e-5 relative in fp32, 1e-10 in fp64); the full product runs in
  *    scripts/nightly_parity.sh;
  *  - memory: measured weight / gradient / optimizer bytes per rank equal the
@@ -30,6 +30,7 @@ typedef struct {
   int zero;
   PxCheckpoint ckpt;
   int mbs, gbs;
+  gboolean sp;
 } Layout;
 
 static PxModel *load_model(const char *name) {
@@ -51,6 +52,7 @@ static void layout_plan(const Layout *l, PxPlan *p) {
   p->mbs = l->mbs;
   p->gbs = l->gbs;
   p->seq = 16;
+  p->seq_parallel = l->sp;
   p->precision = PX_PREC_FP32;
 }
 
@@ -87,25 +89,28 @@ static void run_losses(const PxModel *model, const Layout *l, PxDType dt, double
  * interact (ZeRO x dp, tied x pp, TP x vocab-parallel loss, zb-h1 x ckpt,
  * interleaved x tp) are covered. */
 static const Layout parity_layouts[] = {
-  {"tiny-gpt", 1, 1, 2, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8},
-  {"tiny-gpt", 1, 1, 4, 1, "gpipe", 0, PX_CKPT_NONE, 2, 8},
-  {"tiny-gpt", 1, 1, 2, 1, "zb-h1", 0, PX_CKPT_FULL, 2, 8},
-  {"tiny-gpt", 1, 1, 2, 2, "interleaved", 0, PX_CKPT_NONE, 2, 8},
-  {"tiny-gpt", 1, 2, 1, 1, "1f1b", 0, PX_CKPT_SELECTIVE, 2, 8},
-  {"tiny-gpt", 2, 1, 1, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8},
-  {"tiny-gpt", 2, 1, 2, 1, "1f1b", 1, PX_CKPT_NONE, 2, 8},
-  {"tiny-gpt", 2, 2, 1, 1, "gpipe", 2, PX_CKPT_FULL, 2, 8},
-  {"tiny-gpt", 2, 2, 2, 1, "1f1b", 3, PX_CKPT_FULL, 2, 8},
-  {"tiny-gpt", 2, 1, 4, 1, "zb-h1", 3, PX_CKPT_NONE, 1, 8},
-  {"tiny-llama", 1, 2, 2, 2, "interleaved", 0, PX_CKPT_NONE, 2, 8},
-  {"tiny-llama", 2, 1, 2, 1, "zb-h1", 2, PX_CKPT_SELECTIVE, 2, 8},
-  {"tiny-llama", 2, 2, 4, 1, "gpipe", 1, PX_CKPT_FULL, 1, 8},
+  {"tiny-gpt", 1, 1, 2, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8, FALSE},
+  {"tiny-gpt", 1, 1, 4, 1, "gpipe", 0, PX_CKPT_NONE, 2, 8, FALSE},
+  {"tiny-gpt", 1, 1, 2, 1, "zb-h1", 0, PX_CKPT_FULL, 2, 8, FALSE},
+  {"tiny-gpt", 1, 1, 2, 2, "interleaved", 0, PX_CKPT_NONE, 2, 8, FALSE},
+  {"tiny-gpt", 1, 2, 1, 1, "1f1b", 0, PX_CKPT_SELECTIVE, 2, 8, FALSE},
+  {"tiny-gpt", 2, 1, 1, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8, FALSE},
+  {"tiny-gpt", 2, 1, 2, 1, "1f1b", 1, PX_CKPT_NONE, 2, 8, FALSE},
+  {"tiny-gpt", 2, 2, 1, 1, "gpipe", 2, PX_CKPT_FULL, 2, 8, FALSE},
+  {"tiny-gpt", 2, 2, 2, 1, "1f1b", 3, PX_CKPT_FULL, 2, 8, FALSE},
+  {"tiny-gpt", 2, 1, 4, 1, "zb-h1", 3, PX_CKPT_NONE, 1, 8, FALSE},
+  {"tiny-llama", 1, 2, 2, 2, "interleaved", 0, PX_CKPT_NONE, 2, 8, FALSE},
+  {"tiny-llama", 2, 1, 2, 1, "zb-h1", 2, PX_CKPT_SELECTIVE, 2, 8, FALSE},
+  {"tiny-llama", 2, 2, 4, 1, "gpipe", 1, PX_CKPT_FULL, 1, 8, FALSE},
+  {"tiny-gpt", 2, 2, 2, 1, "zb-h1", 1, PX_CKPT_NONE, 2, 8, TRUE},
+  {"tiny-llama", 2, 2, 2, 1, "1f1b", 3, PX_CKPT_FULL, 2, 8, TRUE},
+  {"tiny-gpt", 1, 2, 2, 2, "interleaved", 0, PX_CKPT_SELECTIVE, 2, 8, TRUE},
 };
 
 static void check_parity(const char *model_name, PxDType dt, double tol, gboolean fp64_subset) {
   g_autoptr(PxModel) model = load_model(model_name);
   double ref[STEPS];
-  Layout single = {model_name, 1, 1, 1, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8};
+  Layout single = {model_name, 1, 1, 1, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8, FALSE};
   run_losses(model, &single, dt, ref);
   /* training moves: the run is not stuck at its initial loss */
   g_assert_cmpfloat(ref[STEPS - 1], <, ref[0]);
@@ -138,7 +143,7 @@ static void test_parity_llama_f64(void) { check_parity("tiny-llama", PX_DTYPE_F6
  * logits): a wrong loss scale or a missing micro-batch would move it. */
 static void test_initial_loss(void) {
   g_autoptr(PxModel) model = load_model("tiny-gpt");
-  Layout l = {"tiny-gpt", 2, 2, 2, 1, "1f1b", 1, PX_CKPT_NONE, 2, 8};
+  Layout l = {"tiny-gpt", 2, 2, 2, 1, "1f1b", 1, PX_CKPT_NONE, 2, 8, FALSE};
   double loss[STEPS];
   run_losses(model, &l, PX_DTYPE_F32, loss);
   g_assert_cmpfloat(fabs(loss[0] - log(256.0)), <, 0.05);
@@ -176,12 +181,14 @@ static void check_memory(const Layout *l, PxDType dt) {
 
 static void test_memory(void) {
   static const Layout layouts[] = {
-    {"tiny-gpt", 1, 1, 1, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8},
-    {"tiny-gpt", 2, 2, 2, 1, "1f1b", 1, PX_CKPT_NONE, 2, 8},
-    {"tiny-gpt", 2, 1, 2, 1, "gpipe", 2, PX_CKPT_SELECTIVE, 2, 8},
-    {"tiny-gpt", 2, 2, 2, 1, "1f1b", 3, PX_CKPT_NONE, 2, 8},
-    {"tiny-llama", 2, 2, 2, 1, "1f1b", 3, PX_CKPT_SELECTIVE, 2, 8},
-    {"tiny-llama", 1, 2, 2, 2, "interleaved", 0, PX_CKPT_NONE, 2, 8},
+    {"tiny-gpt", 1, 1, 1, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8, FALSE},
+    {"tiny-gpt", 2, 2, 2, 1, "1f1b", 1, PX_CKPT_NONE, 2, 8, FALSE},
+    {"tiny-gpt", 2, 1, 2, 1, "gpipe", 2, PX_CKPT_SELECTIVE, 2, 8, FALSE},
+    {"tiny-gpt", 2, 2, 2, 1, "1f1b", 3, PX_CKPT_NONE, 2, 8, FALSE},
+    {"tiny-llama", 2, 2, 2, 1, "1f1b", 3, PX_CKPT_SELECTIVE, 2, 8, FALSE},
+    {"tiny-llama", 1, 2, 2, 2, "interleaved", 0, PX_CKPT_NONE, 2, 8, FALSE},
+    {"tiny-gpt", 2, 2, 2, 1, "1f1b", 2, PX_CKPT_NONE, 2, 8, TRUE},
+    {"tiny-llama", 1, 2, 2, 1, "gpipe", 0, PX_CKPT_SELECTIVE, 2, 8, TRUE},
   };
   for (gsize i = 0; i < G_N_ELEMENTS(layouts); i++) check_memory(&layouts[i], PX_DTYPE_F32);
   check_memory(&layouts[1], PX_DTYPE_F64);
@@ -194,7 +201,7 @@ static void test_memory(void) {
 static void test_memory_by_hand(void) {
   g_autoptr(PxModel) model = load_model("tiny-gpt");
   g_autoptr(GError) error = NULL;
-  Layout l = {"tiny-gpt", 2, 1, 1, 1, "1f1b", 3, PX_CKPT_NONE, 2, 8};
+  Layout l = {"tiny-gpt", 2, 1, 1, 1, "1f1b", 3, PX_CKPT_NONE, 2, 8, FALSE};
   g_autoptr(PxRuntime) rt = layout_runtime(model, &l, PX_DTYPE_F32, &error);
   g_assert_no_error(error);
   g_assert_true(px_runtime_step(rt, NULL, &error));
@@ -210,7 +217,7 @@ static void test_memory_by_hand(void) {
 static void test_timeline(void) {
   g_autoptr(PxModel) model = load_model("tiny-gpt");
   g_autoptr(GError) error = NULL;
-  Layout l = {"tiny-gpt", 1, 1, 2, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8};
+  Layout l = {"tiny-gpt", 1, 1, 2, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8, FALSE};
   g_autoptr(PxRuntime) rt = layout_runtime(model, &l, PX_DTYPE_F32, &error);
   g_assert_no_error(error);
   g_assert_true(px_runtime_step(rt, NULL, &error));
@@ -236,7 +243,7 @@ static void test_timeline(void) {
 static void test_checkpoint_resume(void) {
   g_autoptr(PxModel) model = load_model("tiny-gpt");
   g_autoptr(GError) error = NULL;
-  Layout l = {"tiny-gpt", 2, 1, 2, 1, "1f1b", 1, PX_CKPT_NONE, 2, 8};
+  Layout l = {"tiny-gpt", 2, 1, 2, 1, "1f1b", 1, PX_CKPT_NONE, 2, 8, FALSE};
   g_autofree char *dir = g_dir_make_tmp("px-ckpt-XXXXXX", &error);
   g_assert_no_error(error);
   double straight[6], resumed[6];
@@ -309,17 +316,17 @@ static void test_bad_plan(void) {
   g_autoptr(PxModel) model = load_model("tiny-gpt");
   g_autoptr(GError) error = NULL;
   /* 4 blocks cannot fill pp=4 x vpp=2 = 8 chunks */
-  Layout l = {"tiny-gpt", 1, 1, 4, 2, "interleaved", 0, PX_CKPT_NONE, 1, 8};
+  Layout l = {"tiny-gpt", 1, 1, 4, 2, "interleaved", 0, PX_CKPT_NONE, 1, 8, FALSE};
   g_autoptr(PxRuntime) rt = layout_runtime(model, &l, PX_DTYPE_F32, &error);
   g_assert_null(rt);
   g_assert_nonnull(error);
   g_assert_nonnull(strstr(error->message, "exceed"));
   g_clear_error(&error);
-  /* sequence parallelism is refused with a sentence */
+  /* sequence parallelism needs tp to divide a micro-batch's tokens */
   PxPlan p;
-  Layout t = {"tiny-gpt", 1, 2, 1, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8};
+  Layout t = {"tiny-gpt", 1, 2, 1, 1, "1f1b", 0, PX_CKPT_NONE, 1, 8, TRUE};
   layout_plan(&t, &p);
-  p.seq_parallel = TRUE;
+  p.seq = 15; /* 1 x 15 tokens over tp=2 */
   PxRunOptions o;
   px_run_options_init(&o);
   g_autoptr(PxRuntime) rt2 = px_runtime_new(model, &p, &o, &error);
@@ -341,7 +348,7 @@ static void test_bad_tokens(void) {
   tok[150] = 1000;                                              /* outside the vocabulary */
   g_assert_true(px_token_file_write(path, tok, 200, &error));
   PxPlan p;
-  Layout l = {"tiny-gpt", 1, 1, 1, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8};
+  Layout l = {"tiny-gpt", 1, 1, 1, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8, FALSE};
   layout_plan(&l, &p);
   PxRunOptions o;
   px_run_options_init(&o);
