@@ -11,6 +11,7 @@
 #include <string.h>
 #include "exec_commands.h"
 #include "options.h"
+#include "plot.h"
 #include "runtime.h"
 
 #define CMD "parallax-exec run"
@@ -18,8 +19,9 @@
 typedef struct {
   PxRunOptions opt;
   int steps, save_every;
-  gboolean json;
-  char *trace, *csv, *save, *resume, *dtype, *backend, *data;
+  gboolean json, gantt;
+  char *plot,
+       *trace, *csv, *save, *resume, *dtype, *backend, *data;
   gint64 seed;
 } RunArgs;
 
@@ -70,6 +72,8 @@ int px_exec_cmd_run(int argc, char **argv) {
     {"json", 0, 0, G_OPTION_ARG_NONE, &a.json, "Print one JSON object", NULL},
     {"trace", 0, 0, G_OPTION_ARG_FILENAME, &a.trace, "Write the last step's timeline as Chrome trace JSON", "FILE"},
     {"csv", 0, 0, G_OPTION_ARG_FILENAME, &a.csv, "Write the last step's timeline as CSV", "FILE"},
+    {"gantt", 0, 0, G_OPTION_ARG_NONE, &a.gantt, "Draw the last step as an ASCII Gantt chart", NULL},
+    {"plot", 0, 0, G_OPTION_ARG_FILENAME, &a.plot, "Draw the last step's timeline and memory into DIR (gnuplot)", "DIR"},
     {"save", 0, 0, G_OPTION_ARG_FILENAME, &a.save, "Checkpoint directory", "DIR"},
     {"save-every", 0, 0, G_OPTION_ARG_INT, &a.save_every, "Checkpoint every K steps (default: at the end)", "K"},
     {"resume", 0, 0, G_OPTION_ARG_FILENAME, &a.resume, "Resume from the latest checkpoint in DIR", "DIR"},
@@ -116,9 +120,9 @@ int px_exec_cmd_run(int argc, char **argv) {
   json_builder_begin_object(jb);
   if (!a.json) {
     printf("# %s: model %s, dp %d x tp %d x pp %d (%d ranks), %s, vpp %d, m %d micro-batches of %d x %d tokens, "
-           "ZeRO-%d, checkpoint %s, backend %s, %s\n",
+           "ZeRO-%d, checkpoint %s%s, backend %s, %s\n",
            CMD, model->desc.name, p->dp, p->tp, p->pp, px_runtime_world(rt), px_schedule_name(p->schedule), p->vpp,
-           p->m, p->mbs, p->seq, p->zero, px_ckpt_name(p->ckpt), a.opt.backend,
+           p->m, p->mbs, p->seq, p->zero, px_ckpt_name(p->ckpt), p->seq_parallel ? ", sequence parallel" : "", a.opt.backend,
            a.opt.dtype == PX_DTYPE_F64 ? "f64" : "f32");
     printf("# %5s %12s %10s %12s %10s %10s\n", "step", "loss", "time_ms", "tokens/s", "lr", "grad_norm");
   }
@@ -213,7 +217,7 @@ int px_exec_cmd_run(int argc, char **argv) {
     printf("%s\n", text);
   }
   const PxTimeline *tl = px_runtime_timeline(rt);
-  if ((a.trace || a.csv) && !tl) {
+  if ((a.trace || a.csv || a.gantt || a.plot) && !tl) {
     fprintf(stderr, CMD ": no step ran, so there is no timeline to write\n");
     goto out;
   }
@@ -221,10 +225,23 @@ int px_exec_cmd_run(int argc, char **argv) {
     rc = px_cli_fail(CMD, error);
     goto out;
   }
+  if (a.gantt && !a.json) {
+    g_autofree char *g = px_timeline_gantt(tl, 100);
+    printf("# measured timeline of step %d\n%s", px_runtime_steps_done(rt), g);
+  }
+  if (a.plot) {
+    g_autofree char *title = g_strdup_printf("%s measured (cpu): dp %d, tp %d, pp %d, %s", model->desc.name, p->dp,
+                                             p->tp, p->pp, px_schedule_name(p->schedule));
+    if (!px_plot_timeline(tl, a.plot, title, FALSE, &error) || !px_plot_memory(tl, a.plot, title, 0, FALSE, &error)) {
+      rc = px_cli_fail(CMD, error);
+      goto out;
+    }
+  }
   rc = 0;
 out:
   px_plan_clear(&plan);
   px_plan_options_clear(&o);
+  g_free(a.plot);
   g_free(a.trace);
   g_free(a.csv);
   g_free(a.save);
