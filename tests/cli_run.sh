@@ -20,8 +20,8 @@ check "trace written" "grep -q '\"traceEvents\"' \"$tmp/t.json\""
 check "csv header" "head -1 \"$tmp/t.csv\" | grep -q '^rank,.*kind,mb,chunk,start_s,end_s'"
 check "csv has the forwards" "[ \$(grep -c ',FORWARD,' \"$tmp/t.csv\") -ge 8 ]"
 
-out=$("$exe" "${base[@]}" --pp 2 --steps 1 --gantt)
-check "gantt has both stages" "grep -q '^stage   0 |' <<<\"\$out\" && grep -q '^stage   1 |' <<<\"\$out\""
+gout=$("$exe" "${base[@]}" --pp 2 --steps 1 --gantt)
+check "gantt has both stages" "grep -q '^stage   0 |' <<<\"\$gout\" && grep -q '^stage   1 |' <<<\"\$gout\""
 
 json=$("$exe" "${base[@]}" --tp 2 --steps 2 --json)
 for key in '"steps"' '"step" : 1' '"loss"' '"time_s"' '"tokens_per_s"' '"memory"' '"measured"' '"predicted"' \
