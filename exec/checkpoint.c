@@ -153,10 +153,15 @@ gboolean px_checkpoint_read_rank(const char *stepdir, int rank, const char *fing
   g_autofree char *header = g_strndup(buf + 12, hl);
   g_autofree char *want = g_strdup_printf("%s\n", fingerprint);
   if (!g_str_has_prefix(header, want)) {
+    /* name the first item ("key value", "; "-separated) that differs */
     char *nl = strchr(header, '\n');
     if (nl) *nl = 0;
-    return fail(error, PX_CHECKPOINT_ERROR_MISMATCH,
-                "checkpoint %s was made for another run (%s), not this one (%s)", stepdir, header, fingerprint);
+    g_auto(GStrv) there = g_strsplit(header, "; ", -1);
+    g_auto(GStrv) here = g_strsplit(fingerprint, "; ", -1);
+    int i = 0;
+    while (there[i] && here[i] && !strcmp(there[i], here[i])) i++;
+    return fail(error, PX_CHECKPOINT_ERROR_MISMATCH, "checkpoint %s was made for another run: '%s' there, '%s' here",
+                stepdir, there[i] ? there[i] : "", here[i] ? here[i] : "");
   }
   int s = -1, r = -1, nb = -1;
   const char *p = header + strlen(want);

@@ -8,8 +8,10 @@
  *
  * A rank file: the magic "PXCKPT01", a little-endian u32 header length, the
  * header (text: fingerprint, step, rank, blob count), then each blob as a u64
- * byte count and its bytes. The fingerprint names the model, plan and dtype
- * the checkpoint was made for; reading it under another gives one error. */
+ * byte count and its bytes. The fingerprint ("key value" items joined by
+ * "; ") names the model, plan, dtype and data the checkpoint was made for;
+ * reading it under another gives one error naming the first item that
+ * differs. */
 #pragma once
 #include <glib.h>
 

@@ -285,17 +285,25 @@ static gboolean rank_init(PxRuntime *rt, Rank *r, int rank, GError **error) {
 
 /* ---- construction ------------------------------------------------------------------------- */
 
-static char *make_fingerprint(const PxModel *model, const PxPlan *plan, PxDType dt) {
+/* What a checkpoint must match, as "key value" items joined by "; ": model,
+ * dtype, the data stream (seed and source; the position in it is step · gbs
+ * sequences, restored with the step) and every key of the plan. */
+static char *make_fingerprint(const PxModel *model, const PxPlan *plan, const PxRunOptions *o) {
   g_autofree char *ini = px_plan_to_ini(plan);
   g_autoptr(GString) s = g_string_new(NULL);
   const PxModelDesc *d = &model->desc;
-  g_string_append_printf(s, "model %s L%d h%d a%d kv%d f%d V%d; %s; ", d->name, d->layers, d->hidden, d->heads,
-                         d->kv_heads, d->ffn, d->vocab, px_dtype_name(dt));
-  for (char *p = ini; *p; p++)
-    if (*p == '\n') *p = ' ';
-  g_string_append(s, ini);
-  /* one line, no trailing blanks */
-  return g_strstrip(g_string_free(g_steal_pointer(&s), FALSE));
+  g_autofree char *src = o->data ? g_path_get_basename(o->data) : g_strdup("synthetic");
+  g_string_append_printf(s, "model %s L%d h%d a%d kv%d f%d V%d; dtype %s; seed %" G_GUINT64_FORMAT "; data %s", d->name,
+                         d->layers, d->hidden, d->heads, d->kv_heads, d->ffn, d->vocab, px_dtype_name(o->dtype),
+                         o->seed, src);
+  g_auto(GStrv) lines = g_strsplit(ini, "\n", -1);
+  for (int i = 0; lines[i]; i++) {
+    char *eq = strchr(lines[i], '=');
+    if (!eq || lines[i][0] == '#') continue;
+    *eq = 0;
+    g_string_append_printf(s, "; %s %s", g_strstrip(lines[i]), g_strstrip(eq + 1));
+  }
+  return g_string_free(g_steal_pointer(&s), FALSE);
 }
 
 static gboolean open_data(PxRuntime *rt, GError **error) {
@@ -367,7 +375,7 @@ PxRuntime *px_runtime_new(const PxModel *model, const PxPlan *plan, const PxRunO
   if (rt->n > 1 && !g_strcmp0(rt->backend_name, "cpu")) openblas_set_num_threads(1);
   rt->world_group = px_group_new_world(rt->n);
   rt->world = px_local_world_new(rt->n, opt->timeout_s);
-  rt->fingerprint = make_fingerprint(model, &rt->plan, opt->dtype);
+  rt->fingerprint = make_fingerprint(model, &rt->plan, &rt->opt);
   if (!open_data(rt, error)) return NULL;
   rt->ranks = g_new0(Rank, rt->n);
   for (int i = 0; i < rt->n; i++)
