@@ -149,6 +149,42 @@ static void test_initial_loss(void) {
   g_assert_cmpfloat(fabs(loss[0] - log(256.0)), <, 0.05);
 }
 
+/* After two steps the weights themselves agree with the single rank's, shards
+ * joined (TP rows of the query/key/value heads, ZeRO-3 pieces over DP). */
+static void test_weights_agree(void) {
+  g_autoptr(PxModel) model = load_model("tiny-llama");
+  g_autoptr(GError) error = NULL;
+  Layout single = {"tiny-llama", 1, 1, 1, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8, FALSE};
+  Layout split = {"tiny-llama", 2, 2, 2, 1, "1f1b", 3, PX_CKPT_NONE, 2, 8, FALSE};
+  g_autoptr(PxRuntime) a = layout_runtime(model, &single, PX_DTYPE_F64, &error);
+  g_autoptr(PxRuntime) b = layout_runtime(model, &split, PX_DTYPE_F64, &error);
+  g_assert_no_error(error);
+  for (int s = 0; s < 2; s++) {
+    g_assert_true(px_runtime_step(a, NULL, &error));
+    g_assert_true(px_runtime_step(b, NULL, &error));
+  }
+  const char *names[] = {"h.0.attn.qkv.weight", "h.3.mlp.down.weight", "wte.weight", "lm_head.weight", "ln_f.weight"};
+  for (gsize k = 0; k < G_N_ELEMENTS(names); k++) {
+    g_autofree double *x = px_runtime_get_param(a, names[k], &error);
+    g_autofree double *y = px_runtime_get_param(b, names[k], &error);
+    g_assert_no_error(error);
+    gint64 n = 0;
+    for (guint i = 0; i < model->n_layers; i++)
+      for (guint t = 0; t < model->layers[i].n_tensors; t++)
+        if (!strcmp(model->layers[i].tensors[t].name, names[k]))
+          n = model->layers[i].tensors[t].shape[0] * model->layers[i].tensors[t].shape[1];
+    g_assert_cmpint(n, >, 0);
+    double mag = 0;
+    for (gint64 i = 0; i < n; i++) {
+      g_assert_cmpfloat(fabs(x[i] - y[i]), <=, 1e-12);
+      mag += fabs(y[i]);
+    }
+    g_assert_cmpfloat(mag, >, 0); /* every element was filled */
+  }
+  g_assert_null(px_runtime_get_param(b, "h.9.nope", &error));
+  g_assert_error(error, PX_RUNTIME_ERROR, PX_RUNTIME_ERROR_INVALID);
+}
+
 /* ---- memory ------------------------------------------------------------------------ */
 
 static void check_memory(const Layout *l, PxDType dt) {
@@ -368,6 +404,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/runtime/parity/gpt/f64", test_parity_gpt_f64);
   g_test_add_func("/runtime/parity/llama/f64", test_parity_llama_f64);
   g_test_add_func("/runtime/loss/initial", test_initial_loss);
+  g_test_add_func("/runtime/weights/agree", test_weights_agree);
   g_test_add_func("/runtime/memory/prediction", test_memory);
   g_test_add_func("/runtime/memory/by-hand", test_memory_by_hand);
   g_test_add_func("/runtime/timeline/events", test_timeline);
