@@ -94,9 +94,16 @@ static void sync_dir(const char *dir) {
 }
 
 gboolean px_checkpoint_commit(const char *dir, const char *tmpdir, int step, GError **error) {
+  /* never replace a directory in place: `latest` may name it. A step saved
+   * again (after resuming from an older checkpoint) gets a fresh name. */
   g_autofree char *name = g_strdup_printf("step-%08d", step);
   g_autofree char *final = g_build_filename(dir, name, NULL);
-  remove_tree(final);
+  for (int k = 1; g_file_test(final, G_FILE_TEST_EXISTS); k++) {
+    g_free(name);
+    g_free(final);
+    name = g_strdup_printf("step-%08d.%d", step, k);
+    final = g_build_filename(dir, name, NULL);
+  }
   if (g_rename(tmpdir, final) != 0)
     return fail(error, PX_CHECKPOINT_ERROR_IO, "checkpoint: rename %s to %s: %s", tmpdir, final, g_strerror(errno));
   sync_dir(dir);

@@ -1,7 +1,8 @@
 /* checkpoint.h — per-rank checkpoint files, committed atomically.
  *
  * Layout: DIR/step-NNNNNNNN/rank-NNNNN.ckpt and DIR/latest (a one-line file
- * naming the step directory). A save writes every rank's file into
+ * naming the step directory; a step saved twice gets step-NNNNNNNN.K, as an
+ * existing directory is never replaced). A save writes every rank's file into
  * DIR/.tmp-step-NNNNNNNN, fsyncs, renames the directory into place, and only
  * then replaces DIR/latest (written to a temporary name and renamed). A kill at
  * any moment leaves `latest` naming a complete checkpoint (or none).
