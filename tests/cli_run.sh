@@ -44,6 +44,23 @@ check "resume continues at step 4" "[ \"\$(head -1 <<<\"\$resumed\" | awk '{prin
 check "resumed losses equal the straight run" "[ \"\$straight\" = \"\$resumed\" ]"
 check "latest names step 3" "[ \"\$(cat \"$tmp/ck/latest\")\" = step-00000003 ]"
 
+# a kill at any moment (here mostly inside a save: every step saves) leaves
+# 'latest' naming a complete checkpoint that resumes
+for i in 1 2 3; do
+  rm -rf "$tmp/kill"
+  "$exe" "${base[@]}" --pp 2 --steps 1000 --save "$tmp/kill" --save-every 1 >/dev/null 2>&1 &
+  pid=$!
+  sleep 0.$((3 + i * 2))
+  kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
+  if [ -f "$tmp/kill/latest" ]; then
+    step=$(sed 's/step-0*//; s/\..*//' "$tmp/kill/latest")
+    "$exe" "${base[@]}" --pp 2 --steps $((step + 1)) --resume "$tmp/kill" >/dev/null 2>"$tmp/err"
+    check "killed run $i resumes from latest (step $step)" "[ $? -eq 0 ]"
+  else
+    check "killed run $i left no latest at all" "true"
+  fi
+done
+
 # bad input: one line on stderr, non-zero exit
 bad() {  # name expected-substring args...
   local name=$1 want=$2; shift 2
