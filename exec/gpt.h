@@ -12,6 +12,11 @@
  *  - NONE: replicated (norms, wpe).
  * GPT-2 style (learned positions, LayerNorm, GELU, biases, tied LM head) and
  * Llama style (RMSNorm, SwiGLU, GQA, rotary) both come from the PxModelDesc.
+ * With sequence parallelism (plan seq_parallel, tp > 1) the residual stream,
+ * the norms and the activations they keep hold B*T/tp rows per TP rank:
+ * all-gather before each column-parallel linear, reduce-scatter after each
+ * row-parallel one (Korthikanti et al. 2022); chunk inputs and outputs, hence
+ * pipeline messages, are those N/tp rows.
  *
  * A chunk's parameters (and gradients) live in one flat buffer each, in the
  * order of the model's layer list, so that DP reductions and ZeRO shards are

@@ -15,7 +15,8 @@
  *  GATHER_PARAMS      ZeRO-3 all-gather of the chunk's weights, freed after its
  *                     last backward (at its REDUCE_GRADS)
  *  REDUCE_TIED        all-reduce of wte's gradient between first and last stage
- *  OPTIMIZER_STEP     global-norm clipping over all ranks, AdamW (warm-up + cosine
+ *  OPTIMIZER_STEP     (sequence parallel: norm gradients summed over TP first)
+ *                     global-norm clipping over all ranks, AdamW (warm-up + cosine
  *                     learning rate, no decay on 1-D tensors), ZeRO-sharded
  *                     states and an all-gather of the updated weights.
  *
