@@ -72,17 +72,24 @@ static PxRuntime *layout_runtime(const PxModel *model, const Layout *l, PxDType 
   return rt;
 }
 
-static void run_losses(const PxModel *model, const Layout *l, PxDType dt, double *loss) {
+/* A runtime for the layout that has run `steps` steps (their losses into loss
+ * when non-NULL). */
+static PxRuntime *stepped(const PxModel *model, const Layout *l, PxDType dt, int steps, double *loss) {
   g_autoptr(GError) error = NULL;
-  g_autoptr(PxRuntime) rt = layout_runtime(model, l, dt, &error);
+  PxRuntime *rt = layout_runtime(model, l, dt, &error);
   g_assert_no_error(error);
-  for (int s = 0; s < STEPS; s++) {
+  for (int s = 0; s < steps; s++) {
     PxStepResult r;
     g_assert_true(px_runtime_step(rt, &r, &error));
     g_assert_no_error(error);
-    g_assert_cmpint(r.step, ==, s + 1);
-    loss[s] = r.loss;
+    g_assert_cmpint(r.step, ==, px_runtime_steps_done(rt));
+    if (loss) loss[s] = r.loss;
   }
+  return rt;
+}
+
+static void run_losses(const PxModel *model, const Layout *l, PxDType dt, double *loss) {
+  px_runtime_free(stepped(model, l, dt, STEPS, loss));
 }
 
 /* The parity subset: every value of every axis appears, and the pairs that
@@ -156,13 +163,8 @@ static void test_weights_agree(void) {
   g_autoptr(GError) error = NULL;
   Layout single = {"tiny-llama", 1, 1, 1, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8, FALSE};
   Layout split = {"tiny-llama", 2, 2, 2, 1, "1f1b", 3, PX_CKPT_NONE, 2, 8, FALSE};
-  g_autoptr(PxRuntime) a = layout_runtime(model, &single, PX_DTYPE_F64, &error);
-  g_autoptr(PxRuntime) b = layout_runtime(model, &split, PX_DTYPE_F64, &error);
-  g_assert_no_error(error);
-  for (int s = 0; s < 2; s++) {
-    g_assert_true(px_runtime_step(a, NULL, &error));
-    g_assert_true(px_runtime_step(b, NULL, &error));
-  }
+  g_autoptr(PxRuntime) a = stepped(model, &single, PX_DTYPE_F64, 2, NULL);
+  g_autoptr(PxRuntime) b = stepped(model, &split, PX_DTYPE_F64, 2, NULL);
   const char *names[] = {"h.0.attn.qkv.weight", "h.3.mlp.down.weight", "wte.weight", "lm_head.weight", "ln_f.weight"};
   for (gsize k = 0; k < G_N_ELEMENTS(names); k++) {
     g_autofree double *x = px_runtime_get_param(a, names[k], &error);
@@ -189,11 +191,7 @@ static void test_weights_agree(void) {
 
 static void check_memory(const Layout *l, PxDType dt) {
   g_autoptr(PxModel) model = load_model(l->model);
-  g_autoptr(GError) error = NULL;
-  g_autoptr(PxRuntime) rt = layout_runtime(model, l, dt, &error);
-  g_assert_no_error(error);
-  g_assert_true(px_runtime_step(rt, NULL, &error));
-  g_assert_true(px_runtime_step(rt, NULL, &error));
+  g_autoptr(PxRuntime) rt = stepped(model, l, dt, 2, NULL);
   for (int r = 0; r < px_runtime_world(rt); r++) {
     PxRankMemory m;
     px_runtime_memory(rt, r, &m);
@@ -236,11 +234,8 @@ static void test_memory(void) {
  * 220,544 parameters, 882,176 bytes in fp32; ZeRO-3 over dp=2 halves them. */
 static void test_memory_by_hand(void) {
   g_autoptr(PxModel) model = load_model("tiny-gpt");
-  g_autoptr(GError) error = NULL;
   Layout l = {"tiny-gpt", 2, 1, 1, 1, "1f1b", 3, PX_CKPT_NONE, 2, 8, FALSE};
-  g_autoptr(PxRuntime) rt = layout_runtime(model, &l, PX_DTYPE_F32, &error);
-  g_assert_no_error(error);
-  g_assert_true(px_runtime_step(rt, NULL, &error));
+  g_autoptr(PxRuntime) rt = stepped(model, &l, PX_DTYPE_F32, 1, NULL);
   PxRankMemory m;
   px_runtime_memory(rt, 1, &m);
   g_assert_cmpint(m.measured.current[PX_MEM_WEIGHTS], ==, 882176 / 2);
@@ -252,11 +247,8 @@ static void test_memory_by_hand(void) {
 
 static void test_timeline(void) {
   g_autoptr(PxModel) model = load_model("tiny-gpt");
-  g_autoptr(GError) error = NULL;
   Layout l = {"tiny-gpt", 1, 1, 2, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8, FALSE};
-  g_autoptr(PxRuntime) rt = layout_runtime(model, &l, PX_DTYPE_F32, &error);
-  g_assert_no_error(error);
-  g_assert_true(px_runtime_step(rt, NULL, &error));
+  g_autoptr(PxRuntime) rt = stepped(model, &l, PX_DTYPE_F32, 1, NULL);
   const PxTimeline *tl = px_runtime_timeline(rt);
   /* 1F1B, pp=2, m=4: stage 0 runs 4 loads, 4 F, 4 SA, 4 RG, 4 B, OPT, RT = 22;
    * stage 1 runs 4 loads, 4 RA, 4 F, 4 B, 4 SG, RT, OPT = 22 */
@@ -283,21 +275,9 @@ static void test_checkpoint_resume(void) {
   g_autofree char *dir = g_dir_make_tmp("px-ckpt-XXXXXX", &error);
   g_assert_no_error(error);
   double straight[6], resumed[6];
+  px_runtime_free(stepped(model, &l, PX_DTYPE_F32, 6, straight));
   {
-    g_autoptr(PxRuntime) rt = layout_runtime(model, &l, PX_DTYPE_F32, &error);
-    for (int s = 0; s < 6; s++) {
-      PxStepResult r;
-      g_assert_true(px_runtime_step(rt, &r, &error));
-      straight[s] = r.loss;
-    }
-  }
-  {
-    g_autoptr(PxRuntime) rt = layout_runtime(model, &l, PX_DTYPE_F32, &error);
-    for (int s = 0; s < 3; s++) {
-      PxStepResult r;
-      g_assert_true(px_runtime_step(rt, &r, &error));
-      resumed[s] = r.loss;
-    }
+    g_autoptr(PxRuntime) rt = stepped(model, &l, PX_DTYPE_F32, 3, resumed);
     g_assert_true(px_runtime_save(rt, dir, &error));
     g_assert_no_error(error);
   }
