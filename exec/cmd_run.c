@@ -25,13 +25,22 @@ typedef struct {
   gint64 seed;
 } RunArgs;
 
+static void member_double(JsonBuilder *b, const char *key, double v) {
+  json_builder_set_member_name(b, key);
+  json_builder_add_double_value(b, v);
+}
+
+static void member_int(JsonBuilder *b, const char *key, gint64 v) {
+  json_builder_set_member_name(b, key);
+  json_builder_add_int_value(b, v);
+}
+
 static void add_memory_json(JsonBuilder *b, const char *key, const double v[5]) {
   static const char *names[] = {"weights", "gradients", "optimizer", "activations", "buffers"};
   json_builder_set_member_name(b, key);
   json_builder_begin_object(b);
   for (int i = 0; i < 5; i++) {
-    json_builder_set_member_name(b, names[i]);
-    json_builder_add_double_value(b, v[i]);
+    member_double(b, names[i], v[i]);
   }
   json_builder_end_object(b);
 }
@@ -140,18 +149,12 @@ int px_exec_cmd_run(int argc, char **argv) {
     done++;
     if (a.json) {
       json_builder_begin_object(jb);
-      json_builder_set_member_name(jb, "step");
-      json_builder_add_int_value(jb, sr.step);
-      json_builder_set_member_name(jb, "loss");
-      json_builder_add_double_value(jb, sr.loss);
-      json_builder_set_member_name(jb, "time_s");
-      json_builder_add_double_value(jb, sr.time_s);
-      json_builder_set_member_name(jb, "tokens_per_s");
-      json_builder_add_double_value(jb, tokens / sr.time_s);
-      json_builder_set_member_name(jb, "lr");
-      json_builder_add_double_value(jb, sr.lr);
-      json_builder_set_member_name(jb, "grad_norm");
-      json_builder_add_double_value(jb, sr.grad_norm);
+      member_int(jb, "step", sr.step);
+      member_double(jb, "loss", sr.loss);
+      member_double(jb, "time_s", sr.time_s);
+      member_double(jb, "tokens_per_s", tokens / sr.time_s);
+      member_double(jb, "lr", sr.lr);
+      member_double(jb, "grad_norm", sr.grad_norm);
       json_builder_end_object(jb);
     } else {
       printf("  %5d %12.6f %10.2f %12.0f %10.3g %10.4f\n", sr.step, sr.loss, sr.time_s * 1e3, tokens / sr.time_s,
@@ -181,14 +184,10 @@ int px_exec_cmd_run(int argc, char **argv) {
     memory_rows(&m, meas, pred);
     if (a.json) {
       json_builder_begin_object(jb);
-      json_builder_set_member_name(jb, "rank");
-      json_builder_add_int_value(jb, r);
-      json_builder_set_member_name(jb, "stage");
-      json_builder_add_int_value(jb, m.stage);
-      json_builder_set_member_name(jb, "dp");
-      json_builder_add_int_value(jb, m.dp);
-      json_builder_set_member_name(jb, "tp");
-      json_builder_add_int_value(jb, m.tp);
+      member_int(jb, "rank", r);
+      member_int(jb, "stage", m.stage);
+      member_int(jb, "dp", m.dp);
+      member_int(jb, "tp", m.tp);
       add_memory_json(jb, "measured", meas);
       add_memory_json(jb, "predicted", pred);
       json_builder_end_object(jb);
@@ -204,10 +203,8 @@ int px_exec_cmd_run(int argc, char **argv) {
   if (a.json) {
     json_builder_set_member_name(jb, "units");
     json_builder_add_string_value(jb, "bytes");
-    json_builder_set_member_name(jb, "tokens_per_step");
-    json_builder_add_double_value(jb, tokens);
-    json_builder_set_member_name(jb, "mean_tokens_per_s");
-    json_builder_add_double_value(jb, done ? tokens * done / total_time : 0);
+    member_double(jb, "tokens_per_step", tokens);
+    member_double(jb, "mean_tokens_per_s", done ? tokens * done / total_time : 0);
     json_builder_end_object(jb);
     g_autoptr(JsonGenerator) gen = json_generator_new();
     g_autoptr(JsonNode) root = json_builder_get_root(jb);
