@@ -182,6 +182,11 @@ void px_gpt_free(PxGpt *g) {
 int px_gpt_n_chunks(const PxGpt *g) { return g->n_chunks; }
 const PxGptChunk *px_gpt_chunk(const PxGpt *g, int c) { return &g->chunks[c]; }
 
+void px_gpt_io_shape(const PxGpt *g, gint64 shape[2]) {
+  shape[0] = g->Nl;
+  shape[1] = g->h;
+}
+
 gboolean px_gpt_find_param(const PxGpt *g, const char *name, gboolean tied_copy, int *chunk, int *param) {
   for (int c = 0; c < g->n_chunks; c++)
     for (guint i = 0; i < g->chunks[c].n_params; i++) {

@@ -83,6 +83,9 @@ PxGpt *px_gpt_new(const PxModel *model, const PxPlan *plan, const PxPartition *p
 void px_gpt_free(PxGpt *gpt);
 int px_gpt_n_chunks(const PxGpt *gpt);
 const PxGptChunk *px_gpt_chunk(const PxGpt *gpt, int chunk);
+/* Shape of what a chunk receives and sends (activations and their
+ * gradients): (B*T / tp with sequence parallelism, else B*T, hidden). */
+void px_gpt_io_shape(const PxGpt *gpt, gint64 shape[2]);
 /* Does this rank hold the tied wte copy (a chunk whose params include a
  * tied_copy)? Then *chunk and *param locate it. Also for the embedding's wte. */
 gboolean px_gpt_find_param(const PxGpt *gpt, const char *name, gboolean tied_copy, int *chunk,
