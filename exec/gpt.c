@@ -22,7 +22,9 @@ struct _PxGpt {
   int tp, B, T, N;
   gboolean sp;                /* sequence parallel: norm / residual rows split over TP */
   int Nl;                     /* rows of the residual stream on this rank: N / tp with sp, else N */
-  int h, hd, heads_l, kv_l, ffn_l, vocab_l, qkv_l;
+  int h, hd, heads_l, kv_l, ffn_l, qkv_l;
+  int vocab_l;                /* vocabulary rows per TP rank: ceil(V / tp) (Megatron pads) */
+  int vocab_real;             /* of which real on this rank; the rest are zero padding */
   int n_chunks;
   PxGptChunk *chunks;
   gboolean holds_embedding;
@@ -79,8 +81,10 @@ static void add_param(GArray *arr, const PxTensorSpec *spec, int layer, gboolean
   p.tied_copy = tied_copy;
   p.replicated = spec->split == PX_SPLIT_NONE;
   p.ndim = spec->ndim;
-  p.shape[0] = spec->shape[0] / (spec->split == PX_SPLIT_ROWS ? tp : 1);
-  p.shape[1] = spec->ndim == 2 ? spec->shape[1] / (spec->split == PX_SPLIT_COLS ? tp : 1) : 1;
+  /* rounded up like the core's counts: the vocabulary is padded to a multiple
+   * of tp (other split dims divide, the plan validator checks) */
+  p.shape[0] = spec->split == PX_SPLIT_ROWS ? (spec->shape[0] + tp - 1) / tp : spec->shape[0];
+  p.shape[1] = spec->ndim == 2 ? (spec->split == PX_SPLIT_COLS ? (spec->shape[1] + tp - 1) / tp : spec->shape[1]) : 1;
   p.numel = p.shape[0] * p.shape[1];
   p.offset = *offset;
   *offset += p.numel;
@@ -94,9 +98,6 @@ static gboolean check_plan(const PxModel *model, const PxPlan *plan, GError **er
   if (plan->seq_parallel && t > 1 && (plan->mbs * T) % t)
     return fail(error, PX_GPT_ERROR_INVALID, "sequence parallelism needs tp=%d to divide the %d tokens of a micro-batch",
                 t, plan->mbs * T);
-  if (d->vocab % t)
-    return fail(error, PX_GPT_ERROR_INVALID, "tp=%d does not divide the vocabulary %d (vocab-parallel embedding)", t,
-                d->vocab);
   if (d->heads % t || d->kv_heads % t || d->ffn % t || d->hidden % t)
     return fail(error, PX_GPT_ERROR_INVALID,
                 "tp=%d must divide heads %d, kv heads %d, ffn %d and hidden %d", t, d->heads,
@@ -129,7 +130,8 @@ PxGpt *px_gpt_new(const PxModel *model, const PxPlan *plan, const PxPartition *p
   g->heads_l = d->heads / g->tp;
   g->kv_l = d->kv_heads / g->tp;
   g->ffn_l = d->ffn / g->tp;
-  g->vocab_l = d->vocab / g->tp;
+  g->vocab_l = (d->vocab + g->tp - 1) / g->tp;
+  g->vocab_real = CLAMP(d->vocab - rank->tp_rank * g->vocab_l, 0, g->vocab_l);
   g->qkv_l = (g->heads_l + 2 * g->kv_l) * g->hd;
   g->n_chunks = part->vpp;
   g->chunks = g_new0(PxGptChunk, g->n_chunks);
@@ -268,7 +270,10 @@ void px_gpt_param_shard(const PxGpt *g, const PxGptParam *p, const double *full,
   for (gint64 i = 0; i < p->shape[0]; i++) {
     gint64 gr = p->spec->split == PX_SPLIT_ROWS ? global_row(g, p, i) : i;
     gint64 c0 = p->spec->split == PX_SPLIT_COLS ? (gint64)g->r.tp_rank * p->shape[1] : 0;
-    memcpy(shard + i * p->shape[1], full + gr * cols_full + c0, sizeof(double) * p->shape[1]);
+    if (gr >= p->spec->shape[0]) /* vocabulary padding */
+      memset(shard + i * p->shape[1], 0, sizeof(double) * p->shape[1]);
+    else
+      memcpy(shard + i * p->shape[1], full + gr * cols_full + c0, sizeof(double) * p->shape[1]);
   }
 }
 
@@ -487,7 +492,7 @@ static gboolean embedding_fwd(PxGpt *g, int chunk, PxGptActs *a, LayerActs *la, 
     if (a->tokens[i] < 0 || a->tokens[i] >= g->model->desc.vocab)
       return fail(error, PX_GPT_ERROR_INVALID, "token %d outside the vocabulary %d", a->tokens[i],
                   g->model->desc.vocab);
-    if (t >= 0 && t < g->vocab_l) memcpy(out + i * h, e + t * h, sizeof(double) * h);
+    if (t >= 0 && t < g->vocab_real) memcpy(out + i * h, e + t * h, sizeof(double) * h);
   }
   if (wpe && g->r.tp_rank == 0) {
     g_autofree double *pe = g_new(double, wpe->numel);
@@ -519,7 +524,7 @@ static gboolean embedding_bwd(PxGpt *g, int chunk, PxGptActs *a, const PxTensor 
   TRY(px_tensor_download_f64(dout, dy, error));
   for (int i = 0; i < g->N; i++) {
     gint64 t = a->tokens[i] - v0;
-    if (t >= 0 && t < g->vocab_l)
+    if (t >= 0 && t < g->vocab_real)
       for (gint64 c = 0; c < h; c++) dg[t * h + c] += dy[i * h + c];
     if (dp)
       for (gint64 c = 0; c < h; c++) dp[(i % g->T) * h + c] += dy[i * h + c];
@@ -529,9 +534,10 @@ static gboolean embedding_bwd(PxGpt *g, int chunk, PxGptActs *a, const PxTensor 
 }
 
 /* Vocab-parallel cross-entropy (Megatron): global row max by all-gather of the
- * local maxima, sum of exponentials and target logit by all-reduce. */
+ * local maxima, sum of exponentials and target logit by all-reduce. Columns
+ * past vocab_real (padding) take no part. */
 static gboolean vocab_parallel_ce(PxGpt *g, PxGptActs *a, const PxTensor *logits, double *loss, GError **error) {
-  int N = g->N, V = g->vocab_l, t = g->tp;
+  int N = g->N, V = g->vocab_l, t = g->tp, R = g->vocab_real;
   gint64 v0 = (gint64)g->r.tp_rank * V;
   g_autofree double *x = g_new(double, (gsize)N * V);
   g_autofree double *mx = g_new(double, N);
@@ -540,7 +546,7 @@ static gboolean vocab_parallel_ce(PxGpt *g, PxGptActs *a, const PxTensor *logits
   TRY(px_tensor_download_f64(logits, x, error));
   for (int i = 0; i < N; i++) {
     mx[i] = -INFINITY;
-    for (int v = 0; v < V; v++) mx[i] = MAX(mx[i], x[(gsize)i * V + v]);
+    for (int v = 0; v < R; v++) mx[i] = MAX(mx[i], x[(gsize)i * V + v]);
   }
   TRY(px_comm_all_gather(g->r.comm, g->r.tp_group, mx, all, N, PX_DTYPE_F64, error));
   a->ce_max = g_new(double, N);
@@ -548,9 +554,9 @@ static gboolean vocab_parallel_ce(PxGpt *g, PxGptActs *a, const PxTensor *logits
     double m = -INFINITY;
     for (int k = 0; k < t; k++) m = MAX(m, all[(gsize)k * N + i]);
     a->ce_max[i] = m;
-    for (int v = 0; v < V; v++) red[i] += exp(x[(gsize)i * V + v] - m);
+    for (int v = 0; v < R; v++) red[i] += exp(x[(gsize)i * V + v] - m);
     gint64 tv = a->targets[i] - v0;
-    if (tv >= 0 && tv < V) red[N + i] = x[(gsize)i * V + tv];
+    if (tv >= 0 && tv < R) red[N + i] = x[(gsize)i * V + tv];
   }
   TRY(px_comm_all_reduce(g->r.comm, g->r.tp_group, red, 2 * (gsize)N, PX_DTYPE_F64, error));
   a->ce_sum = g_new(double, N);
@@ -565,13 +571,13 @@ static gboolean vocab_parallel_ce(PxGpt *g, PxGptActs *a, const PxTensor *logits
 
 static gboolean vocab_parallel_ce_bwd(PxGpt *g, PxGptActs *a, PxTensor *dlogits, const PxTensor *logits,
                                       double dloss, GError **error) {
-  int N = g->N, V = g->vocab_l;
+  int N = g->N, V = g->vocab_l, R = g->vocab_real;
   gint64 v0 = (gint64)g->r.tp_rank * V;
   g_autofree double *x = g_new(double, (gsize)N * V);
   TRY(px_tensor_download_f64(logits, x, error));
   for (int i = 0; i < N; i++)
     for (int v = 0; v < V; v++) {
-      double p = exp(x[(gsize)i * V + v] - a->ce_max[i]) / a->ce_sum[i];
+      double p = v < R ? exp(x[(gsize)i * V + v] - a->ce_max[i]) / a->ce_sum[i] : 0.0;
       x[(gsize)i * V + v] = dloss / N * (p - (a->targets[i] - v0 == v ? 1.0 : 0.0));
     }
   return px_tensor_upload_f64(dlogits, x, error);

@@ -859,9 +859,10 @@ double *px_runtime_get_param(PxRuntime *rt, const char *name, GError **error) {
     /* scatter the shard back: the inverse of px_gpt_param_shard, via index maps */
     g_autofree double *idx = g_new(double, rows * cols);
     g_autofree double *map = g_new(double, p->numel);
-    for (gint64 e = 0; e < rows * cols; e++) idx[e] = (double)e;
+    for (gint64 e = 0; e < rows * cols; e++) idx[e] = (double)(e + 1); /* 0: vocabulary padding */
     px_gpt_param_shard(r->gpt, p, idx, map);
-    for (gint64 e = 0; e < p->numel; e++) full[(gint64)map[e]] = flat[p->offset + e];
+    for (gint64 e = 0; e < p->numel; e++)
+      if (map[e] > 0) full[(gint64)map[e] - 1] = flat[p->offset + e];
   }
   if (!found) {
     rfail(error, PX_RUNTIME_ERROR_INVALID, "parameter '%s' is held by no rank", name);

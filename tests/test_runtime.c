@@ -146,6 +146,33 @@ static void test_parity_llama_f32(void) { check_parity("tiny-llama", PX_DTYPE_F3
 static void test_parity_gpt_f64(void) { check_parity("tiny-gpt", PX_DTYPE_F64, 1e-10, TRUE); }
 static void test_parity_llama_f64(void) { check_parity("tiny-llama", PX_DTYPE_F64, 1e-10, TRUE); }
 
+/* A vocabulary that tp does not divide (251, prime) is padded to 252 rows
+ * over tp=2, 256 over tp=4: the padding takes no part in the loss. */
+static void test_parity_padded_vocab(void) {
+  g_autoptr(GError) error = NULL;
+  PxModelDesc d = {.name = "prime-vocab", .layers = 2, .hidden = 32, .heads = 4, .kv_heads = 4, .ffn = 64,
+                   .vocab = 251, .max_seq = 16, .ffn_kind = PX_FFN_GELU, .norm = PX_NORM_LAYERNORM,
+                   .pos = PX_POS_LEARNED, .bias = TRUE, .tied = TRUE};
+  g_autoptr(PxModel) model = px_model_new(&d, &error);
+  g_assert_no_error(error);
+  Layout single = {"prime-vocab", 1, 1, 1, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8, FALSE};
+  Layout layouts[] = {{"prime-vocab", 1, 2, 2, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8, FALSE},
+                      {"prime-vocab", 2, 4, 1, 1, "gpipe", 2, PX_CKPT_NONE, 2, 8, TRUE}};
+  double want[STEPS], got[STEPS];
+  run_losses(model, &single, PX_DTYPE_F64, want);
+  for (gsize i = 0; i < G_N_ELEMENTS(layouts); i++) {
+    run_losses(model, &layouts[i], PX_DTYPE_F64, got);
+    for (int s = 0; s < STEPS; s++) g_assert_cmpfloat(fabs(got[s] - want[s]), <, 1e-10 * want[s]);
+  }
+  /* the executor holds the padded shards the planner counts: ceil(251/4) rows */
+  g_autoptr(PxRuntime) rt = stepped(model, &layouts[1], PX_DTYPE_F32, 1, NULL);
+  PxRankMemory m;
+  px_runtime_memory(rt, 3, &m);
+  g_assert_cmpfloat((double)m.measured.current[PX_MEM_WEIGHTS], ==, m.predicted.weights);
+  g_assert_cmpfloat((double)m.measured.current[PX_MEM_GRADS], ==, m.predicted.gradients);
+  g_assert_cmpfloat((double)m.measured.current[PX_MEM_OPTIMIZER], ==, m.predicted.optimizer);
+}
+
 /* The first step's loss is about log(V) for a freshly initialised model (tiny
  * logits): a wrong loss scale or a missing micro-batch would move it. */
 static void test_initial_loss(void) {
@@ -383,6 +410,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/runtime/parity/llama/f32", test_parity_llama_f32);
   g_test_add_func("/runtime/parity/gpt/f64", test_parity_gpt_f64);
   g_test_add_func("/runtime/parity/llama/f64", test_parity_llama_f64);
+  g_test_add_func("/runtime/parity/padded-vocab", test_parity_padded_vocab);
   g_test_add_func("/runtime/loss/initial", test_initial_loss);
   g_test_add_func("/runtime/weights/agree", test_weights_agree);
   g_test_add_func("/runtime/memory/prediction", test_memory);
