@@ -133,6 +133,7 @@ int px_exec_cmd_run(int argc, char **argv) {
            CMD, model->desc.name, p->dp, p->tp, p->pp, px_runtime_world(rt), px_schedule_name(p->schedule), p->vpp,
            p->m, p->mbs, p->seq, p->zero, px_ckpt_name(p->ckpt), p->seq_parallel ? ", sequence parallel" : "", a.opt.backend,
            a.opt.dtype == PX_DTYPE_F64 ? "f64" : "f32");
+    if (model->desc.dropout) printf("# dropout: off (the executor does not implement it; memory predicted without masks)\n");
     printf("# %5s %12s %10s %12s %10s %10s\n", "step", "loss", "time_ms", "tokens/s", "lr", "grad_norm");
   }
   json_builder_set_member_name(jb, "steps");

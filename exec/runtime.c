@@ -369,7 +369,12 @@ PxRuntime *px_runtime_new(const PxModel *model, const PxPlan *plan, const PxRunO
       return NULL;
     }
   if (!(rt->prog = px_program_new(&rt->plan, rt->part, error))) return NULL;
-  rt->mem = px_memory_new(model, &rt->plan, rt->part, NULL);
+  /* the executor runs without dropout: predict for the model as it runs */
+  PxModelDesc nodrop = model->desc;
+  nodrop.dropout = FALSE;
+  g_autoptr(PxModel) as_run = px_model_new(&nodrop, error);
+  if (!as_run) return NULL;
+  rt->mem = px_memory_new(as_run, &rt->plan, rt->part, NULL);
   if (!(rt->grid = px_grid_new(&rt->plan, error))) return NULL;
   rt->n = px_plan_world(&rt->plan);
   if (rt->n > 1 && !g_strcmp0(rt->backend_name, "cpu")) openblas_set_num_threads(1);

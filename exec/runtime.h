@@ -23,7 +23,9 @@
  * The loss of a micro-batch is scaled by 1/(m·dp), so that a step equals the
  * single-rank step on the same global batch. Every op is timed into a
  * PxTimeline (the simulator's format), and the backends count memory by
- * category, to be laid beside px_memory_new's prediction. */
+ * category, to be laid beside px_memory_new's prediction. Dropout is not
+ * implemented (the model runs as with p = 0, deterministically): the
+ * prediction is made for the model without dropout masks. */
 #pragma once
 #include <glib.h>
 #include "backend.h"
