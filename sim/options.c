@@ -64,7 +64,7 @@ gboolean px_units_parse(const char *s, PxUnits *out) {
 
 /* [plan] model / cluster / nodes in a plan file name what it was made for. */
 static gboolean plan_file_targets(const char *path, char **model, char **cluster, int *nodes,
-                                  GError **error) {
+                                  gboolean *has_dp, GError **error) {
   g_autoptr(GKeyFile) kf = px_config_load_keyfile(path, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, error);
   if (!kf) return FALSE;
   gint64 n;
@@ -73,6 +73,7 @@ static gboolean plan_file_targets(const char *path, char **model, char **cluster
       !px_config_get_int(kf, path, "plan", "nodes", TRUE, -1, 1, &n, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, error))
     return FALSE;
   *nodes = (int)MIN(n, G_MAXINT);
+  *has_dp = g_key_file_has_key(kf, "plan", "dp", NULL);
   return TRUE;
 }
 
@@ -81,8 +82,9 @@ gboolean px_plan_options_resolve(PxPlanOptions *o, gboolean need_cluster, PxMode
   px_plan_init(plan);
   g_autofree char *file_model = NULL, *file_cluster = NULL;
   int file_nodes = -1;
+  gboolean file_dp = FALSE;
   if (o->plan_file) {
-    if (!plan_file_targets(o->plan_file, &file_model, &file_cluster, &file_nodes, error)) return FALSE;
+    if (!plan_file_targets(o->plan_file, &file_model, &file_cluster, &file_nodes, &file_dp, error)) return FALSE;
     if (!px_plan_load_ini(plan, o->plan_file, error)) return FALSE;
   }
   const char *model_name = o->model ? o->model : file_model;
@@ -116,13 +118,8 @@ gboolean px_plan_options_resolve(PxPlanOptions *o, gboolean need_cluster, PxMode
   if (o->tp > 0) plan->tp = o->tp;
   if (o->pp > 0) plan->pp = o->pp;
   if (o->dp > 0) plan->dp = o->dp;
-  gboolean dp_given = o->dp > 0 || (o->plan_file && plan->dp != 1);
-  if (o->plan_file && !dp_given) {
-    /* a plan file that states dp = 1 explicitly also counts */
-    g_autoptr(GKeyFile) kf = g_key_file_new();
-    if (g_key_file_load_from_file(kf, o->plan_file, G_KEY_FILE_NONE, NULL))
-      dp_given = g_key_file_has_key(kf, "plan", "dp", NULL);
-  }
+  /* dp not stated anywhere: as many replicas as the cluster holds */
+  gboolean dp_given = o->dp > 0 || file_dp;
   if (!dp_given && cluster && plan->tp > 0 && plan->pp > 0) {
     int gpus = px_cluster_gpus(cluster);
     if (gpus % (plan->tp * plan->pp) == 0) plan->dp = gpus / (plan->tp * plan->pp);
