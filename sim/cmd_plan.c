@@ -22,6 +22,8 @@ typedef struct {
   PxPartition *part;
   PxMemory *mem;
   PxFlops flops;
+  gboolean have_fit;      /* it does not fit, and the search found what would */
+  PxSearchCandidate fit;  /* the fastest layout of the same GPUs that fits */
 } PlanReport;
 
 static void plan_report_clear(PlanReport *r) {
@@ -32,28 +34,28 @@ static void plan_report_clear(PlanReport *r) {
   px_model_free(r->model);
 }
 
+/* ---- the closest layout that fits ----------------------------------------- */
+
+/* When the plan does not fit: the fastest layout of the same GPUs that does,
+ * as `parallax-sim search` finds it (same batch, sequence and precision). */
+static void find_fitting(PlanReport *r) {
+  if (!r->cluster || r->mem->fits) return;
+  PxSearchOptions so;
+  px_search_options_init(&so);
+  so.top = 1;
+  g_autoptr(PxSearchResult) res = px_search_run(r->model, r->cluster, &r->plan, &so, NULL);
+  if (!res || res->top->len == 0) return;
+  r->fit = g_array_index(res->top, PxSearchCandidate, 0);
+  r->have_fit = TRUE;
+}
+
 static gboolean plan_report_compute(PlanReport *r, GError **error) {
   r->part = px_partition_new(r->model, &r->plan, NULL, error);
   if (!r->part) return FALSE;
   r->mem = px_memory_new(r->model, &r->plan, r->part, r->cluster);
   px_flops_compute(r->model, &r->plan, &r->flops);
+  find_fitting(r);
   return TRUE;
-}
-
-/* ---- the closest layout that fits ----------------------------------------- */
-
-/* When the plan does not fit: the fastest layout of the same GPUs that does,
- * as `parallax-sim search` finds it (same batch, sequence and precision). */
-static char *suggest_fitting(const PlanReport *r, const PxUnits *u) {
-  PxSearchOptions so;
-  px_search_options_init(&so);
-  so.top = 1;
-  g_autoptr(PxSearchResult) res = px_search_run(r->model, r->cluster, &r->plan, &so, NULL);
-  if (!res || res->top->len == 0) return NULL;
-  const PxSearchCandidate *c = &g_array_index(res->top, PxSearchCandidate, 0);
-  g_autofree char *layout = px_layout_format(&c->layout);
-  return g_strdup_printf("%s (peak %.1f %s, %.1f ms per step simulated; the fastest that fits, "
-                         "see parallax-sim search)", layout, c->memory / u->scale, u->name, 1e3 * c->step_time);
 }
 
 /* ---- text --------------------------------------------------------------- */
@@ -113,8 +115,11 @@ static void print_text(const PlanReport *r, const PxUnits *u) {
     else {
       printf("fits       NO: stage %d needs %.1f %s, the GPU has %.1f %s (over by %.1f %s)\n", pk->stage,
              pk->total / u->scale, u->name, cap / u->scale, u->name, (pk->total - cap) / u->scale, u->name);
-      g_autofree char *s = r->cluster ? suggest_fitting(r, u) : NULL;
-      if (s) printf("would fit  %s on the same %d GPUs\n", s, px_plan_world(p));
+      g_autofree char *layout = r->have_fit ? px_layout_format(&r->fit.layout) : NULL;
+      if (layout)
+        printf("would fit  %s (peak %.1f %s, %.1f ms per step simulated; the fastest that fits, see parallax-sim "
+               "search) on the same %d GPUs\n",
+               layout, r->fit.memory / u->scale, u->name, 1e3 * r->fit.step_time, px_plan_world(p));
       else printf("would fit  no layout of these %d GPUs (parallax-sim search tried them all)\n", px_plan_world(p));
     }
   }
@@ -164,6 +169,18 @@ static void print_json(const PlanReport *r) {
   json_builder_add_double_value(b, px_plan_bubble_fraction(p));
   json_builder_set_member_name(b, "memory");
   px_report_memory_json(b, r->mem);
+  if (r->have_fit) {
+    g_autofree char *layout = px_layout_format(&r->fit.layout);
+    json_builder_set_member_name(b, "would_fit");
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "layout");
+    json_builder_add_string_value(b, layout);
+    json_builder_set_member_name(b, "peak_memory");
+    json_builder_add_double_value(b, r->fit.memory);
+    json_builder_set_member_name(b, "step_time_s");
+    json_builder_add_double_value(b, r->fit.step_time);
+    json_builder_end_object(b);
+  }
   json_builder_set_member_name(b, "flops");
   json_builder_begin_object(b);
   json_builder_set_member_name(b, "model_per_step");

@@ -22,7 +22,7 @@ check "gpt3 seed names a layout that fits" "grep -q '^would fit' <<<\"\$out\""
 json=$("$sim" plan --plan "$PARALLAX_DATA_DIR/configs/plans/gpt3-seed.ini" --json)
 for key in '"parameters" : 174604259328' '"first_layer"' '"last_layer"' '"bubble_fraction"' '"unit" : "bytes"' \
            '"capacity"' '"fits" : false' '"activation_per_layer"' '"in_flight_microbatches"' '"buffers"' \
-           '"total"' '"model_per_step"' '"hardware_per_step"'; do
+           '"total"' '"model_per_step"' '"hardware_per_step"' '"would_fit"'; do
   check "json has $key" "grep -qF -- '$key' <<<\"\$json\""
 done
 
