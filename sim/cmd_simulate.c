@@ -124,8 +124,8 @@ static void print_text(const SimReport *r) {
     printf("FLOP/s     %.1f TFLOP/s per GPU (model FLOPs); MFU %.1f %%, HFU %.1f %% of %.0f TFLOP/s %s peak\n",
            t.tflops_per_gpu, 100 * t.mfu, 100 * t.hfu, r->tab->peak_flops / 1e12, px_precision_name(p->precision));
   }
-  printf("bubble     %.2f %% of step time (idle / step, mean over ranks; analytic %.2f %%, %s); "
-         "overhead %.2f %% of busy time\n",
+  printf("idle       %.2f %% of step time (pipeline bubble + exposed communication, mean over ranks; analytic "
+         "bubble %.2f %%, %s); overhead %.2f %% of busy time\n",
          100 * res->bubble_fraction, 100 * px_plan_bubble_fraction(p), px_report_bubble_formula(p->schedule),
          100 * res->bubble_overhead);
   const PxBreakdown *b = &res->breakdown;
