@@ -29,6 +29,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bench_cpu: reps must be >= 1\n");
     return 2;
   }
+  int blas_threads = openblas_get_num_threads(); /* before the backend sets it to one */
   g_autoptr(PxBackend) be = px_backend_cpu_new();
   g_autoptr(GRand) rng = g_rand_new_with_seed(42);
   printf("# cpu backend linear (y = x W^T, fp32) vs cblas_sgemm, M = B*T = %d rows, best of %d\n", M, reps);
@@ -75,8 +76,10 @@ int main(int argc, char **argv) {
       double t0 = now();
       px_op_linear_fwd(be, y, x, w, NULL, NULL);
       double t1 = now();
+      openblas_set_num_threads(blas_threads);
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1, xf, K, wf, K, 0, ref, N);
       double t2 = now();
+      openblas_set_num_threads(1);
       best_be = MIN(best_be, t1 - t0);
       best_blas = MIN(best_blas, t2 - t1);
     }
