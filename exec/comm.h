@@ -78,8 +78,15 @@ typedef struct _PxLocalWorld PxLocalWorld;
 /* The shared state of `world` thread-ranks; timeout_s ≤ 0 means 60 s. */
 PxLocalWorld *px_local_world_new(int world, double timeout_s);
 void px_local_world_free(PxLocalWorld *w);
-/* The communicator of one rank; the world must outlive it. */
+/* The communicator of one rank; the world must outlive it. A rank may call it
+ * from several of its threads at once (e.g. sends posted by helper threads
+ * while the rank's own thread runs a collective). */
 PxComm *px_comm_local_new(PxLocalWorld *w, int rank);
+/* Abort the world: every waiting and every later call fails with
+ * PX_COMM_ERROR_ABORTED carrying reason (the first reason given is kept). For
+ * a rank that failed outside the communicator, so that no peer waits for it
+ * until the timeout. */
+void px_local_world_abort(PxLocalWorld *w, const char *reason);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(PxGroup, px_group_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(PxComm, px_comm_free)

@@ -47,6 +47,7 @@ struct Slot {
 
 typedef struct {
   PxLocalWorld *w;
+  GMutex seq_lock; /* the rank's threads may call at once */
   GHashTable *seq; /* base key -> next sequence number (GINT_TO_POINTER) */
 } Local;
 
@@ -66,6 +67,13 @@ PxLocalWorld *px_local_world_new(int world, double timeout_s) {
   g_cond_init(&w->cond);
   w->slots = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, slot_free);
   return w;
+}
+
+void px_local_world_abort(PxLocalWorld *w, const char *reason) {
+  g_mutex_lock(&w->lock);
+  if (!w->abort_msg) w->abort_msg = g_strdup(reason ? reason : "aborted");
+  g_cond_broadcast(&w->cond);
+  g_mutex_unlock(&w->lock);
 }
 
 void px_local_world_free(PxLocalWorld *w) {
@@ -171,8 +179,10 @@ static gboolean rendezvous(PxComm *c, const char *base_key, const char *desc, in
                            GError **error) {
   Local *L = c->impl;
   PxLocalWorld *w = L->w;
+  g_mutex_lock(&L->seq_lock);
   int seq = GPOINTER_TO_INT(g_hash_table_lookup(L->seq, base_key));
   g_hash_table_insert(L->seq, g_strdup(base_key), GINT_TO_POINTER(seq + 1));
+  g_mutex_unlock(&L->seq_lock);
   g_autofree char *key = g_strdup_printf("%s#%d", base_key, seq);
 
   g_mutex_lock(&w->lock);
@@ -284,6 +294,7 @@ static gboolean local_recv(PxComm *c, void *buf, gsize count, PxDType dt, int pe
 static void local_free(PxComm *c) {
   Local *L = c->impl;
   g_hash_table_destroy(L->seq);
+  g_mutex_clear(&L->seq_lock);
   g_free(L);
 }
 
@@ -303,6 +314,7 @@ PxComm *px_comm_local_new(PxLocalWorld *w, int rank) {
   g_return_val_if_fail(rank >= 0 && rank < w->world, NULL);
   Local *L = g_new0(Local, 1);
   L->w = w;
+  g_mutex_init(&L->seq_lock);
   L->seq = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
   PxComm *c = g_new0(PxComm, 1);
   c->ops = &local_ops;

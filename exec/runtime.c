@@ -20,58 +20,13 @@ G_DEFINE_QUARK(px-runtime-error-quark, px_runtime_error)
     if (!(x)) return FALSE;                                                                        \
   } while (0)
 
-/* ---- point-to-point mailbox ------------------------------------------------------
- * SEND_* posts and returns; RECV_* blocks until the message named (kind, mb,
- * part it leaves from) for this rank is there. */
+/* ---- point-to-point ------------------------------------------------------------
+ * SEND_* posts and returns (schedule.h): the send itself, a blocking
+ * px_comm_send that completes when the peer receives, runs on a helper thread
+ * of the sending rank; RECV_* is a px_comm_recv on the rank's thread. A message
+ * is named by (kind, micro-batch, part it leaves from), its tag. */
 
-typedef struct {
-  GMutex lock;
-  GCond cond;
-  GHashTable *box; /* "dst kind mb part" -> PxTensor* (owned) */
-  gboolean aborted;
-  gint64 timeout_us;
-} Mailbox;
-
-static char *msg_key(int dst, PxOpKind kind, int mb, int part) {
-  return g_strdup_printf("%d %d %d %d", dst, kind == PX_OP_SEND_ACT || kind == PX_OP_RECV_ACT, mb, part);
-}
-
-static void mailbox_post(Mailbox *mb_, char *key, PxTensor *t) {
-  g_mutex_lock(&mb_->lock);
-  g_hash_table_insert(mb_->box, key, t);
-  g_cond_broadcast(&mb_->cond);
-  g_mutex_unlock(&mb_->lock);
-}
-
-static PxTensor *mailbox_take(Mailbox *mb_, const char *key, const char *what, GError **error) {
-  gint64 deadline = g_get_monotonic_time() + mb_->timeout_us;
-  PxTensor *t = NULL;
-  gpointer k = NULL;
-  g_mutex_lock(&mb_->lock);
-  while (!mb_->aborted && !g_hash_table_steal_extended(mb_->box, key, &k, (gpointer *)&t)) {
-    if (!g_cond_wait_until(&mb_->cond, &mb_->lock, deadline)) {
-      if (g_hash_table_steal_extended(mb_->box, key, &k, (gpointer *)&t)) break;
-      mb_->aborted = TRUE;
-      g_cond_broadcast(&mb_->cond);
-      g_mutex_unlock(&mb_->lock);
-      g_set_error(error, PX_RUNTIME_ERROR, PX_RUNTIME_ERROR_FAILED, "%s: no message after %g s", what,
-                  mb_->timeout_us / 1e6);
-      return NULL;
-    }
-  }
-  g_mutex_unlock(&mb_->lock);
-  g_free(k);
-  if (!t)
-    g_set_error(error, PX_RUNTIME_ERROR, PX_RUNTIME_ERROR_FAILED, "%s: aborted (another rank failed)", what);
-  return t;
-}
-
-static void mailbox_abort(Mailbox *m) {
-  g_mutex_lock(&m->lock);
-  m->aborted = TRUE;
-  g_cond_broadcast(&m->cond);
-  g_mutex_unlock(&m->lock);
-}
+static int msg_tag(const PxRuntime *rt, gboolean act, int mb, int from_part);
 
 /* ---- per-rank state ------------------------------------------------------------------ */
 
@@ -110,6 +65,12 @@ typedef struct {
   double grad_sq;       /* this rank's share of the squared gradient norm */
   PxTimeline *tl;
   GError *error;
+  /* sends in flight on helper threads */
+  GThreadPool *senders;
+  GMutex send_lock;
+  GCond send_cond;
+  int sends_pending;
+  GError *send_error;
 } Rank;
 
 struct _PxRuntime {
@@ -123,7 +84,6 @@ struct _PxRuntime {
   PxGrid *grid;
   PxGroup *world_group;
   PxLocalWorld *world;
-  Mailbox mail;
   PxTokenFile *data;
   int n;
   Rank *ranks;
@@ -238,6 +198,10 @@ static void rank_clear_step(Rank *r) {
 
 static void rank_free(Rank *r) {
   if (!r->rt) return;
+  if (r->senders) g_thread_pool_free(r->senders, FALSE, TRUE);
+  g_mutex_clear(&r->send_lock);
+  g_cond_clear(&r->send_cond);
+  g_clear_error(&r->send_error);
   rank_clear_step(r);
   for (int c = 0; r->chunks && c < r->rt->prog->vpp; c++) {
     ChunkState *cs = &r->chunks[c];
@@ -258,6 +222,28 @@ static void rank_free(Rank *r) {
   g_clear_error(&r->error);
 }
 
+typedef struct {
+  PxTensor *payload;
+  int peer, tag;
+} SendTask;
+
+/* A helper thread of the sending rank: the blocking send, then the payload is freed. */
+static void send_worker(gpointer data, gpointer user) {
+  SendTask *t = data;
+  Rank *r = user;
+  GError *err = NULL;
+  if (!px_comm_send(r->comm, t->payload->data, (gsize)t->payload->numel, t->payload->dtype, t->peer, t->tag, &err))
+    px_local_world_abort(r->rt->world, err->message);
+  px_tensor_free(t->payload);
+  g_free(t);
+  g_mutex_lock(&r->send_lock);
+  if (err && !r->send_error) r->send_error = g_steal_pointer(&err);
+  g_clear_error(&err);
+  r->sends_pending--;
+  g_cond_broadcast(&r->send_cond);
+  g_mutex_unlock(&r->send_lock);
+}
+
 static gboolean rank_init(PxRuntime *rt, Rank *r, int rank, GError **error) {
   r->rt = rt;
   r->rank = rank;
@@ -267,6 +253,9 @@ static gboolean rank_init(PxRuntime *rt, Rank *r, int rank, GError **error) {
   r->tp_rank = co.tp;
   r->zero = rt->plan.dp > 1 ? rt->plan.zero : 0;
   r->sharded = r->zero >= 1;
+  g_mutex_init(&r->send_lock);
+  g_cond_init(&r->send_cond);
+  TRY(r->senders = g_thread_pool_new(send_worker, r, -1, FALSE, error));
   TRY(r->be = px_backend_new(rt->backend_name, 0, error));
   r->comm = px_comm_local_new(rt->world, rank);
   PxGptRank gr = {r->be, r->comm, px_grid_group(rt->grid, PX_GROUP_TP, rank), r->stage, r->tp_rank, rt->opt.dtype};
@@ -332,10 +321,6 @@ static gboolean open_data(PxRuntime *rt, GError **error) {
   return TRUE;
 }
 
-/* OpenBLAS (the cpu backend's GEMMs): ranks are threads already, so each GEMM
- * stays on its rank's thread instead of every rank spawning a full pool. */
-extern void openblas_set_num_threads(int n);
-
 PxRuntime *px_runtime_new(const PxModel *model, const PxPlan *plan, const PxRunOptions *opt, GError **error) {
   g_autoptr(PxRuntime) rt = g_new0(PxRuntime, 1);
   rt->model = model;
@@ -346,10 +331,6 @@ PxRuntime *px_runtime_new(const PxModel *model, const PxPlan *plan, const PxRunO
   rt->opt.backend = rt->backend_name;
   rt->opt.data = rt->data_path;
   rt->plan.precision = PX_PREC_FP32; /* the executor computes in fp32 / fp64 */
-  g_mutex_init(&rt->mail.lock);
-  g_cond_init(&rt->mail.cond);
-  rt->mail.box = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)px_tensor_free);
-  rt->mail.timeout_us = (gint64)((opt->timeout_s > 0 ? opt->timeout_s : 60) * G_USEC_PER_SEC);
   if (opt->dtype != PX_DTYPE_F32 && opt->dtype != PX_DTYPE_F64) {
     rfail(error, PX_RUNTIME_ERROR_INVALID, "the executor runs in f32 or f64");
     return NULL;
@@ -377,7 +358,6 @@ PxRuntime *px_runtime_new(const PxModel *model, const PxPlan *plan, const PxRunO
   rt->mem = px_memory_new(as_run, &rt->plan, rt->part, NULL);
   if (!(rt->grid = px_grid_new(&rt->plan, error))) return NULL;
   rt->n = px_plan_world(&rt->plan);
-  if (rt->n > 1 && !g_strcmp0(rt->backend_name, "cpu")) openblas_set_num_threads(1);
   rt->world_group = px_group_new_world(rt->n);
   rt->world = px_local_world_new(rt->n, opt->timeout_s);
   rt->fingerprint = make_fingerprint(model, &rt->plan, &rt->opt);
@@ -392,9 +372,6 @@ void px_runtime_free(PxRuntime *rt) {
   if (!rt) return;
   for (int i = 0; rt->ranks && i < rt->n; i++) rank_free(&rt->ranks[i]);
   g_free(rt->ranks);
-  if (rt->mail.box) g_hash_table_destroy(rt->mail.box);
-  g_mutex_clear(&rt->mail.lock);
-  g_cond_clear(&rt->mail.cond);
   px_token_file_free(rt->data);
   px_local_world_free(rt->world);
   px_group_free(rt->world_group);
@@ -468,10 +445,15 @@ static gboolean op_backward_weight(Rank *r, const PxInstr *ins, GError **error) 
   return TRUE;
 }
 
+static int msg_tag(const PxRuntime *rt, gboolean act, int mb, int from_part) {
+  return (mb * rt->part->parts + from_part) * 2 + (act ? 1 : 0);
+}
+
 static gboolean op_send(Rank *r, const PxInstr *ins, double *bytes, GError **error) {
   int s = slot(r, ins->mb, ins->chunk);
+  gboolean act = ins->kind == PX_OP_SEND_ACT;
   PxTensor *payload;
-  if (ins->kind == PX_OP_SEND_ACT) {
+  if (act) {
     PxTensor *out = r->acts[s] ? px_gpt_acts_output(r->acts[s]) : NULL;
     if (!out) return rfail(error, PX_RUNTIME_ERROR_FAILED, "send of mb %d chunk %d before its forward", ins->mb, ins->chunk);
     TRY(payload = px_tensor_new(r->be, "p2p", out->dtype, PX_MEM_BUFFERS, out->ndim, out->shape, error));
@@ -482,30 +464,30 @@ static gboolean op_send(Rank *r, const PxInstr *ins, double *bytes, GError **err
     if (!payload) return rfail(error, PX_RUNTIME_ERROR_FAILED, "gradient of mb %d chunk %d sent before backward", ins->mb, ins->chunk);
   }
   *bytes = (double)payload->bytes;
-  mailbox_post(&r->rt->mail, msg_key(peer_rank(r, ins->peer), ins->kind, ins->mb, part_of(r, ins->chunk)), payload);
-  return TRUE;
+  SendTask *t = g_new(SendTask, 1);
+  t->payload = payload;
+  t->peer = peer_rank(r, ins->peer);
+  t->tag = msg_tag(r->rt, act, ins->mb, part_of(r, ins->chunk));
+  g_mutex_lock(&r->send_lock);
+  r->sends_pending++;
+  g_mutex_unlock(&r->send_lock);
+  return g_thread_pool_push(r->senders, t, error);
 }
 
 static gboolean op_recv(Rank *r, const PxInstr *ins, double *bytes, GError **error) {
   gboolean act = ins->kind == PX_OP_RECV_ACT;
   int from = part_of(r, ins->chunk) + (act ? -1 : 1);
-  g_autofree char *key = msg_key(r->rank, ins->kind, ins->mb, from);
-  g_autofree char *what = g_strdup_printf("rank %d %s mb=%d chunk=%d from stage %d", r->rank,
-                                          px_op_name(ins->kind), ins->mb, ins->chunk, ins->peer);
-  g_autoptr(PxTensor) msg = mailbox_take(&r->rt->mail, key, what, error);
-  TRY(msg);
-  PxTensor *t = px_tensor_new(r->be, act ? "recv_act" : "recv_grad", msg->dtype,
-                              act ? PX_MEM_ACTIVATIONS : PX_MEM_BUFFERS, msg->ndim,
-                              msg->shape, error);
+  gint64 shape[2];
+  px_gpt_io_shape(r->gpt, shape);
+  g_autoptr(PxTensor) t = px_tensor_new(r->be, act ? "recv_act" : "recv_grad", r->rt->opt.dtype,
+                                        act ? PX_MEM_ACTIVATIONS : PX_MEM_BUFFERS, 2, shape, error);
   TRY(t);
-  if (!px_tensor_upload(t, msg->data, error)) {
-    px_tensor_free(t);
-    return FALSE;
-  }
+  TRY(px_comm_recv(r->comm, t->data, (gsize)t->numel, t->dtype, peer_rank(r, ins->peer),
+                   msg_tag(r->rt, act, ins->mb, from), error));
   *bytes = (double)t->bytes;
   PxTensor **dst = act ? &r->recv[slot(r, ins->mb, ins->chunk)] : &r->rgrad[slot(r, ins->mb, ins->chunk)];
   px_tensor_free(*dst);
-  *dst = t;
+  *dst = g_steal_pointer(&t);
   return TRUE;
 }
 
@@ -738,7 +720,7 @@ static gpointer rank_thread(gpointer data) {
       g_autoptr(GString) s = g_string_new(NULL);
       px_instr_format(ins, s);
       g_prefix_error(&r->error, "rank %d (stage %d) %s: ", r->rank, r->stage, s->str);
-      mailbox_abort(&rt->mail);
+      px_local_world_abort(rt->world, r->error->message); /* the others fail promptly */
       break;
     }
     double t_end = (g_get_monotonic_time() - rt->t0) / 1e6;
@@ -747,6 +729,12 @@ static gpointer rank_thread(gpointer data) {
     px_backend_mem_stats(r->be, &ms);
     px_timeline_add_memory(r->tl, r->rank, t_end, (double)ms.total_current);
   }
+  /* every send of the step has been received */
+  g_mutex_lock(&r->send_lock);
+  while (r->sends_pending > 0) g_cond_wait(&r->send_cond, &r->send_lock);
+  if (r->send_error && !r->error) r->error = g_steal_pointer(&r->send_error);
+  g_clear_error(&r->send_error);
+  g_mutex_unlock(&r->send_lock);
   rank_clear_step(r);
   return NULL;
 }

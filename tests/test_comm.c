@@ -289,6 +289,72 @@ static void test_timeout(void) {
   run_free(run);
 }
 
+/* Rank 2 fails outside the communicator and aborts the world: the others,
+ * waiting in an all_reduce with a 60 s timeout, fail with its reason (an
+ * ABORTED error, not the TIMEOUT they would get after 60 s). */
+static gboolean do_fail_and_abort(PxComm *c, Run *run, GError **error) {
+  g_autoptr(PxGroup) g = px_group_new_world(run->n);
+  if (px_comm_rank(c) == 2) {
+    px_local_world_abort(run->world, "rank 2: out of memory");
+    return TRUE;
+  }
+  double x = 1;
+  return px_comm_all_reduce(c, g, &x, 1, PX_DTYPE_F64, error);
+}
+
+static void test_abort(void) {
+  Run *run = run_ranks(3, 60, do_fail_and_abort);
+  for (int r = 0; r < 2; r++) {
+    g_assert_error(run->errors[r], PX_COMM_ERROR, PX_COMM_ERROR_ABORTED);
+    g_assert_nonnull(strstr(run->errors[r]->message, "rank 2: out of memory"));
+  }
+  run_free(run);
+}
+
+/* One rank's sends posted from 8 helper threads at once (distinct tags) while
+ * the peer receives them in reverse order: each arrives under its tag. */
+typedef struct {
+  PxComm *c;
+  int tag;
+  double value;
+  gboolean ok;
+} SendJob;
+
+static gpointer send_job(gpointer p) {
+  SendJob *j = p;
+  j->ok = px_comm_send(j->c, &j->value, 1, PX_DTYPE_F64, 1, j->tag, NULL);
+  return NULL;
+}
+
+static gboolean do_threaded_sends(PxComm *c, Run *run, GError **error) {
+  if (px_comm_rank(c) == 0) {
+    SendJob jobs[8];
+    GThread *th[8];
+    for (int k = 0; k < 8; k++) {
+      jobs[k] = (SendJob){c, 100 + k, 10.0 * k + 0.5, FALSE};
+      th[k] = g_thread_new("send", send_job, &jobs[k]);
+    }
+    for (int k = 0; k < 8; k++) {
+      g_thread_join(th[k]);
+      run->flags[k] = jobs[k].ok;
+    }
+    return TRUE;
+  }
+  for (int k = 7; k >= 0; k--)
+    if (!px_comm_recv(c, &run->result[1][k], 1, PX_DTYPE_F64, 0, 100 + k, error)) return FALSE;
+  return TRUE;
+}
+
+static void test_threaded_sends(void) {
+  Run *run = run_ranks(2, 30, do_threaded_sends);
+  assert_no_errors(run);
+  for (int k = 0; k < 8; k++) {
+    g_assert_true(run->flags[k]);
+    g_assert_cmpfloat(run->result[1][k], ==, 10.0 * k + 0.5);
+  }
+  run_free(run);
+}
+
 /* A recv nobody sends to times out naming the sender. */
 static gboolean do_lonely_recv(PxComm *c, Run *run, GError **error) {
   (void)run;
@@ -346,6 +412,8 @@ int main(int argc, char **argv) {
   g_test_add_func("/comm/local/barrier", test_barrier);
   g_test_add_func("/comm/local/timeout/collective", test_timeout);
   g_test_add_func("/comm/local/timeout/recv", test_recv_timeout);
+  g_test_add_func("/comm/local/abort", test_abort);
+  g_test_add_func("/comm/local/send-recv/threads", test_threaded_sends);
   g_test_add_func("/comm/local/mismatch", test_mismatch);
   g_test_add_func("/comm/local/not-in-group", test_not_in_group);
   return g_test_run();
