@@ -1,5 +1,6 @@
 /* checkpoint.c — atomic per-rank checkpoints (see checkpoint.h). */
 #include "checkpoint.h"
+#include "check.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <glib/gstdio.h>
@@ -11,15 +12,7 @@ G_DEFINE_QUARK(px-checkpoint-error-quark, px_checkpoint_error)
 
 #define MAGIC "PXCKPT01"
 
-static gboolean fail(GError **error, int code, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
-static gboolean fail(GError **error, int code, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  g_autofree char *msg = g_strdup_vprintf(fmt, ap);
-  va_end(ap);
-  g_set_error_literal(error, PX_CHECKPOINT_ERROR, code, msg);
-  return FALSE;
-}
+#define fail(error, code, ...) px_fail((error), PX_CHECKPOINT_ERROR, (code), __VA_ARGS__)
 
 static void remove_tree(const char *path) {
   g_autoptr(GDir) d = g_dir_open(path, 0, NULL);

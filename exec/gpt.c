@@ -3,6 +3,7 @@
  * activation checkpointing (none, selective, full with an interval) and the
  * zero-bubble split of backward into input and weight halves. See gpt.h. */
 #include "gpt.h"
+#include "check.h"
 #include <math.h>
 #include <string.h>
 
@@ -61,15 +62,7 @@ struct _PxGptActs {
 
 /* ---- construction ---------------------------------------------------------- */
 
-static gboolean fail(GError **error, int code, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
-static gboolean fail(GError **error, int code, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  g_autofree char *msg = g_strdup_vprintf(fmt, ap);
-  va_end(ap);
-  g_set_error_literal(error, PX_GPT_ERROR, code, msg);
-  return FALSE;
-}
+#define fail(error, code, ...) px_fail((error), PX_GPT_ERROR, (code), __VA_ARGS__)
 
 static gboolean is_qkv(const PxTensorSpec *s) { return strstr(s->name, "attn.qkv.") != NULL; }
 

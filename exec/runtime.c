@@ -1,6 +1,7 @@
 /* runtime.c — the interpreter of a plan's program over thread-ranks (see
  * runtime.h). */
 #include "runtime.h"
+#include "check.h"
 #include <math.h>
 #include <glib/gstdio.h>
 #include <string.h>
@@ -94,15 +95,7 @@ struct _PxRuntime {
   char *fingerprint;
 };
 
-static gboolean rfail(GError **error, int code, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
-static gboolean rfail(GError **error, int code, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  g_autofree char *msg = g_strdup_vprintf(fmt, ap);
-  va_end(ap);
-  g_set_error_literal(error, PX_RUNTIME_ERROR, code, msg);
-  return FALSE;
-}
+#define rfail(error, code, ...) px_fail((error), PX_RUNTIME_ERROR, (code), __VA_ARGS__)
 
 void px_run_options_init(PxRunOptions *o) {
   memset(o, 0, sizeof *o);
