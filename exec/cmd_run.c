@@ -12,6 +12,7 @@
 #include "exec_commands.h"
 #include "options.h"
 #include "plot.h"
+#include "report.h"
 #include "runtime.h"
 
 #define CMD "parallax-exec run"
@@ -202,17 +203,14 @@ int px_exec_cmd_run(int argc, char **argv) {
   }
   json_builder_end_array(jb);
   if (a.json) {
+    json_builder_set_member_name(jb, "plan");
+    px_report_plan_json(jb, p);
     json_builder_set_member_name(jb, "units");
     json_builder_add_string_value(jb, "bytes");
     member_double(jb, "tokens_per_step", tokens);
     member_double(jb, "mean_tokens_per_s", done ? tokens * done / total_time : 0);
     json_builder_end_object(jb);
-    g_autoptr(JsonGenerator) gen = json_generator_new();
-    g_autoptr(JsonNode) root = json_builder_get_root(jb);
-    json_generator_set_root(gen, root);
-    json_generator_set_pretty(gen, TRUE);
-    g_autofree char *text = json_generator_to_data(gen, NULL);
-    printf("%s\n", text);
+    px_report_print_json(jb);
   }
   const PxTimeline *tl = px_runtime_timeline(rt);
   if ((a.trace || a.csv || a.gantt || a.plot) && !tl) {

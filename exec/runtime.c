@@ -450,7 +450,11 @@ static gboolean op_send(Rank *r, const PxInstr *ins, double *bytes, GError **err
     PxTensor *out = r->acts[s] ? px_gpt_acts_output(r->acts[s]) : NULL;
     if (!out) return rfail(error, PX_RUNTIME_ERROR_FAILED, "send of mb %d chunk %d before its forward", ins->mb, ins->chunk);
     TRY(payload = px_tensor_new(r->be, "p2p", out->dtype, PX_MEM_BUFFERS, out->ndim, out->shape, error));
-    TRY(px_tensor_download(out, payload->data, error)); /* host memory on the cpu backend */
+    g_autofree void *host = g_malloc(out->bytes); /* device to device through the host: any backend */
+    if (!px_tensor_download(out, host, error) || !px_tensor_upload(payload, host, error)) {
+      px_tensor_free(payload);
+      return FALSE;
+    }
     px_gpt_acts_drop_output(r->acts[s]);
   } else {
     payload = g_steal_pointer(&r->dgrad[s]);
