@@ -112,6 +112,7 @@ void px_run_options_init(PxRunOptions *o) {
   o->weight_decay = 0.1;
   o->clip = 1.0;
   o->timeout_s = 60;
+  o->fault_rank = o->fault_instr = -1;
 }
 
 static PxTensor *tensor1(PxBackend *be, const char *name, PxDType dt, PxMemCategory cat, gint64 n,
@@ -713,7 +714,9 @@ static gpointer rank_thread(gpointer data) {
     const PxInstr *ins = &rp->instrs[i];
     double bytes = 0;
     double t_start = (g_get_monotonic_time() - rt->t0) / 1e6;
-    if (!run_instr(r, ins, &bytes, &r->error)) {
+    gboolean fault = rt->step == 0 && r->rank == rt->opt.fault_rank && (int)i == rt->opt.fault_instr;
+    if (fault) rfail(&r->error, PX_RUNTIME_ERROR_FAILED, "injected fault");
+    if (fault || !run_instr(r, ins, &bytes, &r->error)) {
       g_autoptr(GString) s = g_string_new(NULL);
       px_instr_format(ins, s);
       g_prefix_error(&r->error, "rank %d (stage %d) %s: ", r->rank, r->stage, s->str);

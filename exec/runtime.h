@@ -55,6 +55,8 @@ typedef struct {
   double beta1, beta2, eps, weight_decay;
   double clip;           /* global gradient-norm clip (0: none) */
   double timeout_s;      /* communicator timeout */
+  int fault_rank, fault_instr; /* tests: rank fault_rank fails at its instruction
+                                  fault_instr of the first step (-1: never) */
 } PxRunOptions;
 
 void px_run_options_init(PxRunOptions *o);

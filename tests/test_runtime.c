@@ -379,6 +379,31 @@ static void test_bad_plan(void) {
   px_plan_clear(&p);
 }
 
+/* A rank failing mid-step (here an injected fault on rank 3, stage 1, at its
+ * 6th instruction) fails the step with its own sentence, naming rank, stage and
+ * instruction, not one of the peers' "aborted" consequences; the peers are
+ * released by the abort (with a 60 s timeout they would otherwise wait). */
+static void test_rank_failure(void) {
+  g_autoptr(PxModel) model = load_model("tiny-gpt");
+  g_autoptr(GError) error = NULL;
+  PxPlan p;
+  Layout l = {"tiny-gpt", 2, 1, 2, 1, "1f1b", 1, PX_CKPT_NONE, 2, 8, FALSE};
+  layout_plan(&l, &p);
+  PxRunOptions o;
+  px_run_options_init(&o);
+  o.timeout_s = 60;
+  o.fault_rank = 3;
+  o.fault_instr = 5;
+  g_autoptr(PxRuntime) rt = px_runtime_new(model, &p, &o, &error);
+  g_assert_no_error(error);
+  g_assert_false(px_runtime_step(rt, NULL, &error));
+  g_assert_error(error, PX_RUNTIME_ERROR, PX_RUNTIME_ERROR_FAILED);
+  g_assert_nonnull(strstr(error->message, "rank 3 (stage 1)"));
+  g_assert_nonnull(strstr(error->message, "injected fault"));
+  g_assert_null(strstr(error->message, "abort"));
+  px_plan_clear(&p);
+}
+
 static void test_bad_tokens(void) {
   g_autoptr(PxModel) model = load_model("tiny-gpt");
   g_autoptr(GError) error = NULL;
@@ -419,5 +444,6 @@ int main(int argc, char **argv) {
   g_test_add_func("/runtime/checkpoint/resume", test_checkpoint_resume);
   g_test_add_func("/runtime/bad/plan", test_bad_plan);
   g_test_add_func("/runtime/bad/tokens", test_bad_tokens);
+  g_test_add_func("/runtime/failure/propagates", test_rank_failure);
   return g_test_run();
 }
