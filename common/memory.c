@@ -74,6 +74,25 @@ double px_layer_activation_bytes(const PxModel *model, const PxLayer *layer, con
   return 0.0;
 }
 
+double px_part_activation_bytes(const PxModel *model, const PxPlan *plan, int first, int end) {
+  double sum = 0;
+  int blocks = 0;
+  const PxLayer *block = NULL;
+  for (int li = first; li < end; li++) {
+    const PxLayer *l = &model->layers[li];
+    if (plan->ckpt == PX_CKPT_FULL && l->kind == PX_LAYER_BLOCK) {
+      blocks++;
+      block = l;
+    } else {
+      sum += px_layer_activation_bytes(model, l, plan);
+    }
+  }
+  /* full recompute keeps one input per segment of `interval` blocks */
+  int k = MAX(plan->ckpt_interval, 1);
+  if (blocks) sum += (blocks + k - 1) / k * px_layer_activation_bytes(model, block, plan);
+  return sum;
+}
+
 /* Peak micro-batches in flight on a pipeline rank, in units of "all of the
  * rank's layers for one micro-batch". */
 double px_memory_in_flight(const PxPlan *plan, int stage) {
@@ -113,7 +132,8 @@ PxMemory *px_memory_new(const PxModel *model, const PxPlan *plan, const PxPartit
     PxStageMemory *st = &mem->stages[r];
     st->stage = r;
     gint64 params = 0, max_layer = 0;
-    double act_mb = 0, act_block = 0;
+    double act_mb = 0, act_block = 0, head_acts = 0;
+    int max_blocks = 0;
     gboolean first = FALSE, last = FALSE;
     for (int c = 0; c < plan->vpp; c++)
       first |= part->bounds[px_partition_part_of(part, r, c)] == 0;
@@ -126,11 +146,15 @@ PxMemory *px_memory_new(const PxModel *model, const PxPlan *plan, const PxPartit
                                             : px_layer_stored_params_tp(L, plan->tp);
         params += lp;
         max_layer = MAX(max_layer, lp);
-        double a = px_layer_activation_bytes(model, L, plan);
-        act_mb += a;
-        if (L->kind == PX_LAYER_BLOCK) act_block = a;
+        if (L->kind == PX_LAYER_BLOCK) act_block = px_layer_activation_bytes(model, L, plan);
+        if (L->kind == PX_LAYER_FINAL_NORM || L->kind == PX_LAYER_LM_HEAD)
+          head_acts += px_layer_activation_bytes(model, L, plan);
         if (li == (int)model->n_layers - 1) last = TRUE;
       }
+      act_mb += px_part_activation_bytes(model, plan, part->bounds[k], part->bounds[k + 1]);
+      int blocks = 0;
+      for (int li = part->bounds[k]; li < part->bounds[k + 1]; li++) blocks += model->layers[li].kind == PX_LAYER_BLOCK;
+      max_blocks = MAX(max_blocks, blocks);
     }
     st->params = params;
     double P = (double)params;
@@ -143,16 +167,18 @@ PxMemory *px_memory_new(const PxModel *model, const PxPlan *plan, const PxPartit
     st->activation_per_mb = act_mb;
     st->in_flight = px_memory_in_flight(plan, r);
     st->activations = st->in_flight * act_mb;
-    if (plan->ckpt == PX_CKPT_FULL) {
+    if (plan->ckpt == PX_CKPT_FULL && max_blocks > 0) {
       /* backward recomputes one checkpoint segment of `interval` blocks at a
-       * time, holding their full activations transiently (one micro-batch) */
+       * time, holding their full activations transiently (one micro-batch);
+       * by then that micro-batch's final norm and logits are freed */
       PxPlan noc;
       px_plan_copy(&noc, plan);
       noc.ckpt = PX_CKPT_NONE;
       const PxLayer *blk = NULL;
       for (guint i = 0; i < model->n_layers && !blk; i++)
         if (model->layers[i].kind == PX_LAYER_BLOCK) blk = &model->layers[i];
-      st->activations += plan->ckpt_interval * px_layer_activation_bytes(model, blk, &noc);
+      double segment = MIN(plan->ckpt_interval, max_blocks) * px_layer_activation_bytes(model, blk, &noc);
+      st->activations += MAX(0.0, segment - head_acts);
       px_plan_clear(&noc);
     }
     /* Buffers: p2p send and receive of one activation (and gradient) per

@@ -14,6 +14,11 @@ G_BEGIN_DECLS
  * equals sbh(34 + 5as/h) for a GPT-3 block with tp=1, no recompute, 16-bit). */
 double px_layer_activation_bytes(const PxModel *model, const PxLayer *layer, const PxPlan *plan);
 
+/* Activation bytes of layers [first, end) (one part), one micro-batch, per TP
+ * rank: the layers' own, except that full recompute keeps one block input per
+ * checkpoint segment of ckpt_interval blocks (DeepSpeed's interval). */
+double px_part_activation_bytes(const PxModel *model, const PxPlan *plan, int first, int end);
+
 typedef struct {
   int stage;                  /* pipeline rank */
   gint64 params;              /* parameters held by one GPU of this stage before ZeRO sharding */

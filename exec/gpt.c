@@ -845,7 +845,10 @@ gboolean px_gpt_backward(PxGpt *g, PxGptActs *a, PxTensor *dout, double dloss, g
       if (g->plan.ckpt == PX_CKPT_FULL) {
         int s0, s1;
         segment_of(g, ch, li, &s0, &s1);
-        TRY(recompute_segment(g, a, s0, s1, error));
+        (void)s1;
+        /* blocks after li in the segment are done (and freed): recompute up to li only */
+        TRY(recompute_segment(g, a, s0, li + 1, error));
+        x = layer_input(a, li); /* inside a segment the input was recomputed just now */
       }
       TRY(block_bwd(g, a->chunk, li, a, la, x, &dcur, dx, defer_weight, error));
       break;

@@ -59,8 +59,7 @@ static gboolean sim_report_run(SimReport *r, gboolean timeline, GError **error) 
   g_autofree double *act = g_new0(double, parts), *kept = g_new0(double, parts);
   g_autofree double *stat = g_new0(double, p->pp);
   for (int k = 0; k < parts; k++) {
-    for (int li = r->part->bounds[k]; li < r->part->bounds[k + 1]; li++)
-      act[k] += px_layer_activation_bytes(r->model, &r->model->layers[li], p);
+    act[k] = px_part_activation_bytes(r->model, p, r->part->bounds[k], r->part->bounds[k + 1]);
     kept[k] = act[k] * PX_ZB_W_SHARE;
   }
   for (int s = 0; s < p->pp; s++) {

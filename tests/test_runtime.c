@@ -31,6 +31,7 @@ typedef struct {
   PxCheckpoint ckpt;
   int mbs, gbs;
   gboolean sp;
+  int interval;  /* full recompute: blocks per checkpoint segment (0: 1) */
 } Layout;
 
 static PxModel *load_model(const char *name) {
@@ -53,6 +54,7 @@ static void layout_plan(const Layout *l, PxPlan *p) {
   p->gbs = l->gbs;
   p->seq = 16;
   p->seq_parallel = l->sp;
+  p->ckpt_interval = l->interval ? l->interval : 1;
   p->precision = PX_PREC_FP32;
 }
 
@@ -96,28 +98,31 @@ static void run_losses(const PxModel *model, const Layout *l, PxDType dt, double
  * interact (ZeRO x dp, tied x pp, TP x vocab-parallel loss, zb-h1 x ckpt,
  * interleaved x tp) are covered. */
 static const Layout parity_layouts[] = {
-  {"tiny-gpt", 1, 1, 2, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8, FALSE},
-  {"tiny-gpt", 1, 1, 4, 1, "gpipe", 0, PX_CKPT_NONE, 2, 8, FALSE},
-  {"tiny-gpt", 1, 1, 2, 1, "zb-h1", 0, PX_CKPT_FULL, 2, 8, FALSE},
-  {"tiny-gpt", 1, 1, 2, 2, "interleaved", 0, PX_CKPT_NONE, 2, 8, FALSE},
-  {"tiny-gpt", 1, 2, 1, 1, "1f1b", 0, PX_CKPT_SELECTIVE, 2, 8, FALSE},
-  {"tiny-gpt", 2, 1, 1, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8, FALSE},
-  {"tiny-gpt", 2, 1, 2, 1, "1f1b", 1, PX_CKPT_NONE, 2, 8, FALSE},
-  {"tiny-gpt", 2, 2, 1, 1, "gpipe", 2, PX_CKPT_FULL, 2, 8, FALSE},
-  {"tiny-gpt", 2, 2, 2, 1, "1f1b", 3, PX_CKPT_FULL, 2, 8, FALSE},
-  {"tiny-gpt", 2, 1, 4, 1, "zb-h1", 3, PX_CKPT_NONE, 1, 8, FALSE},
-  {"tiny-llama", 1, 2, 2, 2, "interleaved", 0, PX_CKPT_NONE, 2, 8, FALSE},
-  {"tiny-llama", 2, 1, 2, 1, "zb-h1", 2, PX_CKPT_SELECTIVE, 2, 8, FALSE},
-  {"tiny-llama", 2, 2, 4, 1, "gpipe", 1, PX_CKPT_FULL, 1, 8, FALSE},
-  {"tiny-gpt", 2, 2, 2, 1, "zb-h1", 1, PX_CKPT_NONE, 2, 8, TRUE},
-  {"tiny-llama", 2, 2, 2, 1, "1f1b", 3, PX_CKPT_FULL, 2, 8, TRUE},
-  {"tiny-gpt", 1, 2, 2, 2, "interleaved", 0, PX_CKPT_SELECTIVE, 2, 8, TRUE},
+  {"tiny-gpt", 1, 1, 2, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8, FALSE, 1},
+  {"tiny-gpt", 1, 1, 4, 1, "gpipe", 0, PX_CKPT_NONE, 2, 8, FALSE, 1},
+  {"tiny-gpt", 1, 1, 2, 1, "zb-h1", 0, PX_CKPT_FULL, 2, 8, FALSE, 1},
+  {"tiny-gpt", 1, 1, 2, 2, "interleaved", 0, PX_CKPT_NONE, 2, 8, FALSE, 1},
+  {"tiny-gpt", 1, 2, 1, 1, "1f1b", 0, PX_CKPT_SELECTIVE, 2, 8, FALSE, 1},
+  {"tiny-gpt", 2, 1, 1, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8, FALSE, 1},
+  {"tiny-gpt", 2, 1, 2, 1, "1f1b", 1, PX_CKPT_NONE, 2, 8, FALSE, 1},
+  {"tiny-gpt", 2, 2, 1, 1, "gpipe", 2, PX_CKPT_FULL, 2, 8, FALSE, 1},
+  {"tiny-gpt", 2, 2, 2, 1, "1f1b", 3, PX_CKPT_FULL, 2, 8, FALSE, 1},
+  {"tiny-gpt", 2, 1, 4, 1, "zb-h1", 3, PX_CKPT_NONE, 1, 8, FALSE, 1},
+  {"tiny-llama", 1, 2, 2, 2, "interleaved", 0, PX_CKPT_NONE, 2, 8, FALSE, 1},
+  {"tiny-llama", 2, 1, 2, 1, "zb-h1", 2, PX_CKPT_SELECTIVE, 2, 8, FALSE, 1},
+  {"tiny-llama", 2, 2, 4, 1, "gpipe", 1, PX_CKPT_FULL, 1, 8, FALSE, 1},
+  {"tiny-gpt", 2, 2, 2, 1, "zb-h1", 1, PX_CKPT_NONE, 2, 8, TRUE, 1},
+  {"tiny-llama", 2, 2, 2, 1, "1f1b", 3, PX_CKPT_FULL, 2, 8, TRUE, 1},
+  {"tiny-gpt", 1, 2, 2, 2, "interleaved", 0, PX_CKPT_SELECTIVE, 2, 8, TRUE, 1},
+  /* checkpoint segments of several blocks (DeepSpeed's interval), one uneven */
+  {"tiny-gpt", 1, 1, 2, 1, "1f1b", 0, PX_CKPT_FULL, 2, 8, FALSE, 2},
+  {"tiny-llama", 2, 1, 1, 1, "1f1b", 0, PX_CKPT_FULL, 2, 8, FALSE, 3},
 };
 
 static void check_parity(const char *model_name, PxDType dt, double tol, gboolean fp64_subset) {
   g_autoptr(PxModel) model = load_model(model_name);
   double ref[STEPS];
-  Layout single = {model_name, 1, 1, 1, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8, FALSE};
+  Layout single = {model_name, 1, 1, 1, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8, FALSE, 1};
   run_losses(model, &single, dt, ref);
   /* training moves: the run is not stuck at its initial loss */
   g_assert_cmpfloat(ref[STEPS - 1], <, ref[0]);
@@ -155,9 +160,9 @@ static void test_parity_padded_vocab(void) {
                    .pos = PX_POS_LEARNED, .bias = TRUE, .tied = TRUE};
   g_autoptr(PxModel) model = px_model_new(&d, &error);
   g_assert_no_error(error);
-  Layout single = {"prime-vocab", 1, 1, 1, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8, FALSE};
-  Layout layouts[] = {{"prime-vocab", 1, 2, 2, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8, FALSE},
-                      {"prime-vocab", 2, 4, 1, 1, "gpipe", 2, PX_CKPT_NONE, 2, 8, TRUE}};
+  Layout single = {"prime-vocab", 1, 1, 1, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8, FALSE, 1};
+  Layout layouts[] = {{"prime-vocab", 1, 2, 2, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8, FALSE, 1},
+                      {"prime-vocab", 2, 4, 1, 1, "gpipe", 2, PX_CKPT_NONE, 2, 8, TRUE, 1}};
   double want[STEPS], got[STEPS];
   run_losses(model, &single, PX_DTYPE_F64, want);
   for (gsize i = 0; i < G_N_ELEMENTS(layouts); i++) {
@@ -177,7 +182,7 @@ static void test_parity_padded_vocab(void) {
  * logits): a wrong loss scale or a missing micro-batch would move it. */
 static void test_initial_loss(void) {
   g_autoptr(PxModel) model = load_model("tiny-gpt");
-  Layout l = {"tiny-gpt", 2, 2, 2, 1, "1f1b", 1, PX_CKPT_NONE, 2, 8, FALSE};
+  Layout l = {"tiny-gpt", 2, 2, 2, 1, "1f1b", 1, PX_CKPT_NONE, 2, 8, FALSE, 1};
   double loss[STEPS];
   run_losses(model, &l, PX_DTYPE_F32, loss);
   g_assert_cmpfloat(fabs(loss[0] - log(256.0)), <, 0.05);
@@ -188,8 +193,8 @@ static void test_initial_loss(void) {
 static void test_weights_agree(void) {
   g_autoptr(PxModel) model = load_model("tiny-llama");
   g_autoptr(GError) error = NULL;
-  Layout single = {"tiny-llama", 1, 1, 1, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8, FALSE};
-  Layout split = {"tiny-llama", 2, 2, 2, 1, "1f1b", 3, PX_CKPT_NONE, 2, 8, FALSE};
+  Layout single = {"tiny-llama", 1, 1, 1, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8, FALSE, 1};
+  Layout split = {"tiny-llama", 2, 2, 2, 1, "1f1b", 3, PX_CKPT_NONE, 2, 8, FALSE, 1};
   g_autoptr(PxRuntime) a = stepped(model, &single, PX_DTYPE_F64, 2, NULL);
   g_autoptr(PxRuntime) b = stepped(model, &split, PX_DTYPE_F64, 2, NULL);
   const char *names[] = {"h.0.attn.qkv.weight", "h.3.mlp.down.weight", "wte.weight", "lm_head.weight", "ln_f.weight"};
@@ -242,14 +247,19 @@ static void check_memory(const Layout *l, PxDType dt) {
 
 static void test_memory(void) {
   static const Layout layouts[] = {
-    {"tiny-gpt", 1, 1, 1, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8, FALSE},
-    {"tiny-gpt", 2, 2, 2, 1, "1f1b", 1, PX_CKPT_NONE, 2, 8, FALSE},
-    {"tiny-gpt", 2, 1, 2, 1, "gpipe", 2, PX_CKPT_SELECTIVE, 2, 8, FALSE},
-    {"tiny-gpt", 2, 2, 2, 1, "1f1b", 3, PX_CKPT_NONE, 2, 8, FALSE},
-    {"tiny-llama", 2, 2, 2, 1, "1f1b", 3, PX_CKPT_SELECTIVE, 2, 8, FALSE},
-    {"tiny-llama", 1, 2, 2, 2, "interleaved", 0, PX_CKPT_NONE, 2, 8, FALSE},
-    {"tiny-gpt", 2, 2, 2, 1, "1f1b", 2, PX_CKPT_NONE, 2, 8, TRUE},
-    {"tiny-llama", 1, 2, 2, 1, "gpipe", 0, PX_CKPT_SELECTIVE, 2, 8, TRUE},
+    {"tiny-gpt", 1, 1, 1, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8, FALSE, 1},
+    {"tiny-gpt", 2, 2, 2, 1, "1f1b", 1, PX_CKPT_NONE, 2, 8, FALSE, 1},
+    {"tiny-gpt", 2, 1, 2, 1, "gpipe", 2, PX_CKPT_SELECTIVE, 2, 8, FALSE, 1},
+    {"tiny-gpt", 2, 2, 2, 1, "1f1b", 3, PX_CKPT_NONE, 2, 8, FALSE, 1},
+    {"tiny-llama", 2, 2, 2, 1, "1f1b", 3, PX_CKPT_SELECTIVE, 2, 8, FALSE, 1},
+    {"tiny-llama", 1, 2, 2, 2, "interleaved", 0, PX_CKPT_NONE, 2, 8, FALSE, 1},
+    {"tiny-gpt", 2, 2, 2, 1, "1f1b", 2, PX_CKPT_NONE, 2, 8, TRUE, 1},
+    {"tiny-llama", 1, 2, 2, 1, "gpipe", 0, PX_CKPT_SELECTIVE, 2, 8, TRUE, 1},
+    /* full recompute: one input per segment kept, one segment recomputed at a
+     * time (on the last stage after the logits are freed) */
+    {"tiny-gpt", 1, 1, 2, 1, "1f1b", 0, PX_CKPT_FULL, 2, 8, FALSE, 1},
+    {"tiny-gpt", 1, 1, 2, 1, "1f1b", 0, PX_CKPT_FULL, 2, 8, FALSE, 2},
+    {"tiny-llama", 1, 1, 1, 1, "1f1b", 0, PX_CKPT_FULL, 2, 8, FALSE, 3},
   };
   for (gsize i = 0; i < G_N_ELEMENTS(layouts); i++) check_memory(&layouts[i], PX_DTYPE_F32);
   check_memory(&layouts[1], PX_DTYPE_F64);
@@ -261,7 +271,7 @@ static void test_memory(void) {
  * 220,544 parameters, 882,176 bytes in fp32; ZeRO-3 over dp=2 halves them. */
 static void test_memory_by_hand(void) {
   g_autoptr(PxModel) model = load_model("tiny-gpt");
-  Layout l = {"tiny-gpt", 2, 1, 1, 1, "1f1b", 3, PX_CKPT_NONE, 2, 8, FALSE};
+  Layout l = {"tiny-gpt", 2, 1, 1, 1, "1f1b", 3, PX_CKPT_NONE, 2, 8, FALSE, 1};
   g_autoptr(PxRuntime) rt = stepped(model, &l, PX_DTYPE_F32, 1, NULL);
   PxRankMemory m;
   px_runtime_memory(rt, 1, &m);
@@ -274,7 +284,7 @@ static void test_memory_by_hand(void) {
 
 static void test_timeline(void) {
   g_autoptr(PxModel) model = load_model("tiny-gpt");
-  Layout l = {"tiny-gpt", 1, 1, 2, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8, FALSE};
+  Layout l = {"tiny-gpt", 1, 1, 2, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8, FALSE, 1};
   g_autoptr(PxRuntime) rt = stepped(model, &l, PX_DTYPE_F32, 1, NULL);
   const PxTimeline *tl = px_runtime_timeline(rt);
   /* 1F1B, pp=2, m=4: stage 0 runs 4 loads, 4 F, 4 SA, 4 RG, 4 B, OPT, RT = 22;
@@ -298,7 +308,7 @@ static void test_timeline(void) {
 static void test_checkpoint_resume(void) {
   g_autoptr(PxModel) model = load_model("tiny-gpt");
   g_autoptr(GError) error = NULL;
-  Layout l = {"tiny-gpt", 2, 1, 2, 1, "1f1b", 1, PX_CKPT_NONE, 2, 8, FALSE};
+  Layout l = {"tiny-gpt", 2, 1, 2, 1, "1f1b", 1, PX_CKPT_NONE, 2, 8, FALSE, 1};
   g_autofree char *dir = g_dir_make_tmp("px-ckpt-XXXXXX", &error);
   g_assert_no_error(error);
   double straight[6], resumed[6];
@@ -359,7 +369,7 @@ static void test_bad_plan(void) {
   g_autoptr(PxModel) model = load_model("tiny-gpt");
   g_autoptr(GError) error = NULL;
   /* 4 blocks cannot fill pp=4 x vpp=2 = 8 chunks */
-  Layout l = {"tiny-gpt", 1, 1, 4, 2, "interleaved", 0, PX_CKPT_NONE, 1, 8, FALSE};
+  Layout l = {"tiny-gpt", 1, 1, 4, 2, "interleaved", 0, PX_CKPT_NONE, 1, 8, FALSE, 1};
   g_autoptr(PxRuntime) rt = layout_runtime(model, &l, PX_DTYPE_F32, &error);
   g_assert_null(rt);
   g_assert_nonnull(error);
@@ -367,7 +377,7 @@ static void test_bad_plan(void) {
   g_clear_error(&error);
   /* sequence parallelism needs tp to divide a micro-batch's tokens */
   PxPlan p;
-  Layout t = {"tiny-gpt", 1, 2, 1, 1, "1f1b", 0, PX_CKPT_NONE, 1, 8, TRUE};
+  Layout t = {"tiny-gpt", 1, 2, 1, 1, "1f1b", 0, PX_CKPT_NONE, 1, 8, TRUE, 1};
   layout_plan(&t, &p);
   p.seq = 15; /* 1 x 15 tokens over tp=2 */
   PxRunOptions o;
@@ -387,7 +397,7 @@ static void test_rank_failure(void) {
   g_autoptr(PxModel) model = load_model("tiny-gpt");
   g_autoptr(GError) error = NULL;
   PxPlan p;
-  Layout l = {"tiny-gpt", 2, 1, 2, 1, "1f1b", 1, PX_CKPT_NONE, 2, 8, FALSE};
+  Layout l = {"tiny-gpt", 2, 1, 2, 1, "1f1b", 1, PX_CKPT_NONE, 2, 8, FALSE, 1};
   layout_plan(&l, &p);
   PxRunOptions o;
   px_run_options_init(&o);
@@ -416,7 +426,7 @@ static void test_bad_tokens(void) {
   tok[150] = 1000;                                              /* outside the vocabulary */
   g_assert_true(px_token_file_write(path, tok, 200, &error));
   PxPlan p;
-  Layout l = {"tiny-gpt", 1, 1, 1, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8, FALSE};
+  Layout l = {"tiny-gpt", 1, 1, 1, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8, FALSE, 1};
   layout_plan(&l, &p);
   PxRunOptions o;
   px_run_options_init(&o);
