@@ -114,6 +114,34 @@ double px_memory_in_flight(const PxPlan *plan, int stage) {
   return 1;
 }
 
+/* Megatron-LM's interleaved order (forward_backward_pipelining_with_interleaving):
+ * the k-th forward of a rank runs chunk (k mod p·v) / p, the k-th backward
+ * chunk v - 1 - (k mod p·v) / p. Of the first n forwards, chunk c ran: */
+static int interleaved_count(int n, int c, int p, int v) {
+  int period = p * v, rest = n % period - c * p;
+  return n / period * p + CLAMP(rest, 0, p);
+}
+
+double px_memory_peak_activations(const PxPlan *plan, int stage, const double *chunk_act) {
+  int v = MAX(plan->vpp, 1);
+  double sum = 0;
+  for (int c = 0; c < v; c++) sum += chunk_act[c];
+  if (plan->schedule != PX_SCHED_INTERLEAVED) return px_memory_in_flight(plan, stage) * sum;
+  int p = plan->pp, total = MAX(plan->m, 1) * v;
+  int warmup = MIN((p - stage - 1) * 2 + (v - 1) * p, total);
+  if (warmup == total) return MAX(plan->m, 1) * sum;
+  /* steady state j: forwards [0, warmup + j] have run, backwards [0, j) —
+   * periodic in j with period p·v */
+  double peak = 0;
+  for (int j = 0; j < MIN(total - warmup, p * v); j++) {
+    double bytes = 0;
+    for (int c = 0; c < v; c++)
+      bytes += (interleaved_count(warmup + j + 1, c, p, v) - interleaved_count(j, v - 1 - c, p, v)) * chunk_act[c];
+    peak = MAX(peak, bytes);
+  }
+  return peak;
+}
+
 PxMemory *px_memory_new(const PxModel *model, const PxPlan *plan, const PxPartition *part,
                         const PxCluster *cluster) {
   PxMemory *mem = g_new0(PxMemory, 1);
@@ -133,6 +161,7 @@ PxMemory *px_memory_new(const PxModel *model, const PxPlan *plan, const PxPartit
     st->stage = r;
     gint64 params = 0, max_layer = 0;
     double act_mb = 0, act_block = 0, head_acts = 0;
+    g_autofree double *chunk_act = g_new0(double, MAX(plan->vpp, 1));
     int max_blocks = 0;
     gboolean first = FALSE, last = FALSE;
     for (int c = 0; c < plan->vpp; c++)
@@ -151,7 +180,8 @@ PxMemory *px_memory_new(const PxModel *model, const PxPlan *plan, const PxPartit
           head_acts += px_layer_activation_bytes(model, L, plan);
         if (li == (int)model->n_layers - 1) last = TRUE;
       }
-      act_mb += px_part_activation_bytes(model, plan, part->bounds[k], part->bounds[k + 1]);
+      chunk_act[c] = px_part_activation_bytes(model, plan, part->bounds[k], part->bounds[k + 1]);
+      act_mb += chunk_act[c];
       int blocks = 0;
       for (int li = part->bounds[k]; li < part->bounds[k + 1]; li++) blocks += model->layers[li].kind == PX_LAYER_BLOCK;
       max_blocks = MAX(max_blocks, blocks);
@@ -166,7 +196,7 @@ PxMemory *px_memory_new(const PxModel *model, const PxPlan *plan, const PxPartit
     st->activation_per_layer = act_block;
     st->activation_per_mb = act_mb;
     st->in_flight = px_memory_in_flight(plan, r);
-    st->activations = st->in_flight * act_mb;
+    st->activations = px_memory_peak_activations(plan, r, chunk_act);
     if (plan->ckpt == PX_CKPT_FULL && max_blocks > 0) {
       /* backward recomputes one checkpoint segment of `interval` blocks at a
        * time, holding their full activations transiently (one micro-batch);

@@ -47,6 +47,13 @@ typedef struct {
  * GPipe m; 1F1B / ZB-H1 min(p - stage, m); interleaved per Megatron. */
 double px_memory_in_flight(const PxPlan *plan, int stage);
 
+/* Peak activation bytes on pipeline rank `stage` over a step, given one
+ * micro-batch's activation bytes on each of its chunks (chunk_act[vpp]):
+ * GPipe m × the sum, 1F1B / ZB-H1 min(p - stage, m) × the sum, interleaved the
+ * largest set of (micro-batch, chunk) pairs in flight in Megatron-LM's order,
+ * each weighted by its own chunk (the chunk with the LM head keeps the logits). */
+double px_memory_peak_activations(const PxPlan *plan, int stage, const double *chunk_act);
+
 PxMemory *px_memory_new(const PxModel *model, const PxPlan *plan, const PxPartition *part,
                         const PxCluster *cluster);
 void px_memory_free(PxMemory *mem);

@@ -172,16 +172,18 @@ typedef struct {
   gboolean ok;
   double *t, *f, *bi, *w, *tied;               /* (pp) per micro-batch: total, forward, bwd-input, bwd-weight */
   double *act_mb, *act_extra, *buf0;           /* (pp) */
+  double *chunk_act;                           /* (pp·vpp) one micro-batch on each chunk, rank r's at [r·vpp] */
   double p2p;                                  /* mean activation + gradient p2p of one hop */
 } ComputeBlock;
-#define COMPUTE_ARRAYS 8
+#define COMPUTE_ARRAYS 8 /* (pp) arrays, then chunk_act's pp·vpp */
 
 /* Blocks whose (pp) arrays are carved, in field order, from one allocation. */
 static StateBlock state_block_at(double *m, int pp) {
   return (StateBlock){FALSE, m, m + pp, m + 2 * pp, m + 3 * pp, m + 4 * pp, m + 5 * pp};
 }
 static ComputeBlock compute_block_at(double *m, int pp) {
-  return (ComputeBlock){FALSE, m, m + pp, m + 2 * pp, m + 3 * pp, m + 4 * pp, m + 5 * pp, m + 6 * pp, m + 7 * pp, 0};
+  return (ComputeBlock){FALSE, m, m + pp, m + 2 * pp, m + 3 * pp, m + 4 * pp, m + 5 * pp, m + 6 * pp, m + 7 * pp,
+                        m + 8 * pp, 0};
 }
 
 /* A shallow plan: shares base's partition string (never cleared). */
@@ -255,8 +257,13 @@ static void compute_block(const Space *sp, const PxPartition *part, PxLayout l, 
     b->t[r] = b->f[r] + b->bi[r] + b->w[r] + t->load[r];
     b->tied[r] = t->tied_reduce[r];
     const PxStageMemory *s = &m->stages[r];
+    double *chunk_act = &b->chunk_act[r * l.vpp];
+    for (int c = 0; c < l.vpp; c++) {
+      int k = px_partition_part_of(part, r, c);
+      chunk_act[c] = px_part_activation_bytes(sp->model, &p, part->bounds[k], part->bounds[k + 1]);
+    }
     b->act_mb[r] = s->activation_per_mb;
-    b->act_extra[r] = s->activations - s->in_flight * s->activation_per_mb;
+    b->act_extra[r] = s->activations - px_memory_peak_activations(&p, r, chunk_act);
     b->buf0[r] = s->buffers;
   }
 }
@@ -268,7 +275,7 @@ static void evaluate(const PxPlan *p, const StateBlock *s, const ComputeBlock *c
   double peak = 0, tc = -1, gather = 0, reduce = 0, opt = 0;
   int crit = 0;
   for (int r = 0; r < pp; r++) {
-    double mem = s->states[r] + s->buf_extra[r] + c->buf0[r] + c->act_mb[r] * px_memory_in_flight(p, r) +
+    double mem = s->states[r] + s->buf_extra[r] + c->buf0[r] + px_memory_peak_activations(p, r, &c->chunk_act[r * p->vpp]) +
                  c->act_extra[r] + p->workspace_bytes;
     peak = MAX(peak, mem);
     /* ZeRO-3: what the per-pass gathers add beyond the compute they overlap
@@ -405,7 +412,7 @@ static void run_task(gpointer data, gpointer user) {
   guint64 feasible_local = 0;
   if (part) {
     int pp = l.pp;
-    g_autofree double *mem = g_new0(double, (gsize)pp * (STATE_ARRAYS * N_ZO + COMPUTE_ARRAYS));
+    g_autofree double *mem = g_new0(double, (gsize)pp * (STATE_ARRAYS * N_ZO + COMPUTE_ARRAYS + l.vpp));
     StateBlock sb[N_ZO];
     for (int i = 0; i < ch.n_zo; i++) {
       int z = ch.zo[i];
@@ -560,7 +567,7 @@ gboolean px_search_evaluate(const PxModel *model, const PxCluster *cluster, cons
   g_autoptr(PxPartition) part = px_partition_new(model, &p, NULL, NULL);
   if (!part) return FALSE;
   int pp = l->pp;
-  g_autofree double *mem = g_new0(double, (gsize)pp * (STATE_ARRAYS + COMPUTE_ARRAYS));
+  g_autofree double *mem = g_new0(double, (gsize)pp * (STATE_ARRAYS + COMPUTE_ARRAYS + l->vpp));
   StateBlock sb = state_block_at(mem, pp);
   ComputeBlock cb = compute_block_at(mem + (gsize)pp * STATE_ARRAYS, pp);
   Space sp = {model, cluster, base, 0, NULL};

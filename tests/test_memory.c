@@ -118,6 +118,27 @@ static void test_in_flight(void) {
   px_plan_clear(&p);
 }
 
+/* Interleaved, p 2, v 2, m 4, chunk activations a0 = 1, a1 = 10 (chunk 1
+ * holds the LM head). Megatron's order: forwards run chunks 0,0,1,1,0,0,1,1,
+ * backwards 1,1,0,0,1,1,0,0. Rank 1 warms up with (2-1-1)·2 + (2-1)·2 = 2
+ * forwards; after its third forward it holds chunks {0,0,1} = 12, after
+ * (F3, B0) {0,0,1} = 12, then {0,0,0} = 3: peak 12 (equal shares would say
+ * 3/2 · 11 = 16.5). Rank 0 warms up with 4: {0,0,1,1,0} = 23, then 14, 14,
+ * and {0,0,0,1,1} = 23: peak 23. */
+static void test_interleaved_weighted(void) {
+  PxPlan p;
+  px_plan_init(&p);
+  p.pp = 2; p.vpp = 2; p.m = 4; p.schedule = PX_SCHED_INTERLEAVED;
+  const double act[2] = {1, 10};
+  g_assert_cmpfloat(px_memory_peak_activations(&p, 1, act), ==, 12);
+  g_assert_cmpfloat(px_memory_peak_activations(&p, 0, act), ==, 23);
+  /* equal chunks: the micro-batch count times the sum, as px_memory_in_flight says */
+  const double eq[2] = {5, 5};
+  g_assert_cmpfloat(px_memory_peak_activations(&p, 0, eq), ==, px_memory_in_flight(&p, 0) * 10);
+  g_assert_cmpfloat(px_memory_peak_activations(&p, 1, eq), ==, px_memory_in_flight(&p, 1) * 10);
+  px_plan_clear(&p);
+}
+
 /* 1F1B's first stage holds p micro-batches of L/p layers: L layers' worth,
  * whatever p. With blocks split evenly (type:TransformerLayer), stage 0's block
  * activations = 96 × one block for pp 4 and pp 8 alike. */
@@ -169,6 +190,7 @@ int main(int argc, char **argv) {
     g_test_add_data_func(path, &act_cases[i], test_korthikanti);
   }
   g_test_add_func("/memory/in-flight", test_in_flight);
+  g_test_add_func("/memory/interleaved-weighted", test_interleaved_weighted);
   g_test_add_func("/memory/1f1b-first-stage", test_first_stage_whatever_p);
   g_test_add_func("/memory/seed-gpt3-does-not-fit", test_seed_gpt3_does_not_fit);
   return g_test_run();

@@ -232,10 +232,8 @@ static void check_memory(const Layout *l, PxDType dt) {
     g_assert_cmpfloat((double)m.measured.current[PX_MEM_GRADS], ==, m.predicted.gradients);
     g_assert_cmpfloat((double)m.measured.current[PX_MEM_OPTIMIZER], ==, m.predicted.optimizer);
     g_assert_cmpfloat(m.predicted.weights, >, 0);
-    /* peak activations within 5% (Korthikanti's counts, generalised). Not for
-     * interleaved: the planner counts in-flight chunks as equal fractions of
-     * the rank's layers, while the chunk holding the LM head keeps the logits. */
-    if (!strcmp(l->schedule, "interleaved")) continue;
+    /* peak activations within 5% (Korthikanti's counts, generalised; for
+     * interleaved each in-flight pair weighted by its own chunk) */
     double act = (double)m.measured.peak[PX_MEM_ACTIVATIONS], want = m.predicted.activations;
     if (fabs(act - want) > 0.05 * want)
       g_error("%s dp%d tp%d pp%d %s ckpt %s rank %d: peak activations %.0f B, predicted %.0f B", l->model, l->dp,
