@@ -201,6 +201,10 @@ int px_exec_cmd_run(int argc, char **argv) {
       printf("\n");
     }
   }
+  if (!a.json)
+    printf("# measured buffers include each op's temporaries (e.g. the logits gradient); the planner counts p2p\n"
+           "# and DP buffers and leaves temporaries to its per-GPU workspace allowance (%.2f %s)\n",
+           p->workspace_bytes / units.scale, units.name);
   json_builder_end_array(jb);
   if (a.json) {
     json_builder_set_member_name(jb, "plan");
