@@ -26,22 +26,13 @@ typedef struct {
   gint64 seed;
 } RunArgs;
 
-static void member_double(JsonBuilder *b, const char *key, double v) {
-  json_builder_set_member_name(b, key);
-  json_builder_add_double_value(b, v);
-}
-
-static void member_int(JsonBuilder *b, const char *key, gint64 v) {
-  json_builder_set_member_name(b, key);
-  json_builder_add_int_value(b, v);
-}
 
 static void add_memory_json(JsonBuilder *b, const char *key, const double v[5]) {
   static const char *names[] = {"weights", "gradients", "optimizer", "activations", "buffers"};
   json_builder_set_member_name(b, key);
   json_builder_begin_object(b);
   for (int i = 0; i < 5; i++) {
-    member_double(b, names[i], v[i]);
+    px_json_member_double(b, names[i], v[i]);
   }
   json_builder_end_object(b);
 }
@@ -151,12 +142,12 @@ int px_exec_cmd_run(int argc, char **argv) {
     done++;
     if (a.json) {
       json_builder_begin_object(jb);
-      member_int(jb, "step", sr.step);
-      member_double(jb, "loss", sr.loss);
-      member_double(jb, "time_s", sr.time_s);
-      member_double(jb, "tokens_per_s", tokens / sr.time_s);
-      member_double(jb, "lr", sr.lr);
-      member_double(jb, "grad_norm", sr.grad_norm);
+      px_json_member_int(jb, "step", sr.step);
+      px_json_member_double(jb, "loss", sr.loss);
+      px_json_member_double(jb, "time_s", sr.time_s);
+      px_json_member_double(jb, "tokens_per_s", tokens / sr.time_s);
+      px_json_member_double(jb, "lr", sr.lr);
+      px_json_member_double(jb, "grad_norm", sr.grad_norm);
       json_builder_end_object(jb);
     } else {
       printf("  %5d %12.6f %10.2f %12.0f %10.3g %10.4f\n", sr.step, sr.loss, sr.time_s * 1e3, tokens / sr.time_s,
@@ -186,10 +177,10 @@ int px_exec_cmd_run(int argc, char **argv) {
     memory_rows(&m, meas, pred);
     if (a.json) {
       json_builder_begin_object(jb);
-      member_int(jb, "rank", r);
-      member_int(jb, "stage", m.stage);
-      member_int(jb, "dp", m.dp);
-      member_int(jb, "tp", m.tp);
+      px_json_member_int(jb, "rank", r);
+      px_json_member_int(jb, "stage", m.stage);
+      px_json_member_int(jb, "dp", m.dp);
+      px_json_member_int(jb, "tp", m.tp);
       add_memory_json(jb, "measured", meas);
       add_memory_json(jb, "predicted", pred);
       json_builder_end_object(jb);
@@ -209,10 +200,9 @@ int px_exec_cmd_run(int argc, char **argv) {
   if (a.json) {
     json_builder_set_member_name(jb, "plan");
     px_report_plan_json(jb, p);
-    json_builder_set_member_name(jb, "units");
-    json_builder_add_string_value(jb, "bytes");
-    member_double(jb, "tokens_per_step", tokens);
-    member_double(jb, "mean_tokens_per_s", done ? tokens * done / total_time : 0);
+    px_json_member_string(jb, "units", "bytes");
+    px_json_member_double(jb, "tokens_per_step", tokens);
+    px_json_member_double(jb, "mean_tokens_per_s", done ? tokens * done / total_time : 0);
     json_builder_end_object(jb);
     px_report_print_json(jb);
   }

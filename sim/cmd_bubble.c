@@ -112,40 +112,31 @@ static void print_table(int pp, int vpp, const GArray *ms, const Row *pts) {
 static void print_json(int pp, int vpp, const GArray *ms, const Row *pts) {
   g_autoptr(JsonBuilder) b = json_builder_new();
   json_builder_begin_object(b);
-  json_builder_set_member_name(b, "pp");
-  json_builder_add_int_value(b, pp);
-  json_builder_set_member_name(b, "vpp");
-  json_builder_add_int_value(b, vpp);
-  json_builder_set_member_name(b, "bubble");
-  json_builder_add_string_value(b, "idle / step time, mean over stages");
-  json_builder_set_member_name(b, "costs");
-  json_builder_add_string_value(b, "ideal: T_F = T_B = T_W = 1 per chunk, no communication");
+  px_json_member_int(b, "pp", pp);
+  px_json_member_int(b, "vpp", vpp);
+  px_json_member_string(b, "bubble", "idle / step time, mean over stages");
+  px_json_member_string(b, "costs", "ideal: T_F = T_B = T_W = 1 per chunk, no communication");
   json_builder_set_member_name(b, "schedules");
   json_builder_begin_array(b);
   for (gsize s = 0; s < N_SCHED; s++) {
     json_builder_begin_object(b);
-    json_builder_set_member_name(b, "schedule");
-    json_builder_add_string_value(b, px_schedule_name(schedules[s]));
-    json_builder_set_member_name(b, "formula");
-    json_builder_add_string_value(b, px_report_bubble_formula(schedules[s]));
+    px_json_member_string(b, "schedule", px_schedule_name(schedules[s]));
+    px_json_member_string(b, "formula", px_report_bubble_formula(schedules[s]));
     json_builder_set_member_name(b, "points");
     json_builder_begin_array(b);
     for (guint i = 0; i < ms->len; i++) {
       const Point *pt = &pts[i][s];
       json_builder_begin_object(b);
-      json_builder_set_member_name(b, "m");
-      json_builder_add_int_value(b, g_array_index(ms, int, i));
+      px_json_member_int(b, "m", g_array_index(ms, int, i));
       json_builder_set_member_name(b, "simulated");
       if (isnan(pt->simulated)) json_builder_add_null_value(b);
       else json_builder_add_double_value(b, pt->simulated);
-      json_builder_set_member_name(b, "analytic");
-      json_builder_add_double_value(b, pt->analytic);
+      px_json_member_double(b, "analytic", pt->analytic);
       json_builder_set_member_name(b, "step_time");
       if (isnan(pt->step_time)) json_builder_add_null_value(b);
       else json_builder_add_double_value(b, pt->step_time);
       if (pt->why) {
-        json_builder_set_member_name(b, "error");
-        json_builder_add_string_value(b, pt->why);
+        px_json_member_string(b, "error", pt->why);
       }
       json_builder_end_object(b);
     }

@@ -8,6 +8,7 @@
 
 #include "commands.h"
 #include "options.h"
+#include "report.h"
 #include "partition.h"
 
 #define CMD "parallax-sim partition"
@@ -35,8 +36,7 @@ static char *render_json(const char *method, const int *parts, const double *sum
                          double max, double min) {
   g_autoptr(JsonBuilder) b = json_builder_new();
   json_builder_begin_object(b);
-  json_builder_set_member_name(b, "method");
-  json_builder_add_string_value(b, method);
+  px_json_member_string(b, "method", method);
   json_builder_set_member_name(b, "parts");
   json_builder_begin_array(b);
   for (int k = 0; k <= stages; k++) json_builder_add_int_value(b, parts[k]);

@@ -106,34 +106,17 @@ static gboolean search_batch(int gbs, const char *gbs_tokens, PxPlan *plan, GErr
 
 /* ---- output --------------------------------------------------------------- */
 
-static void member_int(JsonBuilder *b, const char *k, gint64 v) {
-  json_builder_set_member_name(b, k);
-  json_builder_add_int_value(b, v);
-}
-static void member_double(JsonBuilder *b, const char *k, double v) {
-  json_builder_set_member_name(b, k);
-  json_builder_add_double_value(b, v);
-}
-static void member_boolean(JsonBuilder *b, const char *k, gboolean v) {
-  json_builder_set_member_name(b, k);
-  json_builder_add_boolean_value(b, v);
-}
-static void member_string(JsonBuilder *b, const char *k, const char *v) {
-  json_builder_set_member_name(b, k);
-  json_builder_add_string_value(b, v);
-}
-
 static void layout_json(JsonBuilder *b, const PxLayout *l) {
   json_builder_begin_object(b);
   struct { const char *k; int v; } ints[] = {{"tp", l->tp}, {"pp", l->pp}, {"dp", l->dp}, {"vpp", l->vpp},
                                              {"mbs", l->mbs}, {"zero", l->zero}};
-  for (gsize i = 0; i < G_N_ELEMENTS(ints); i++) member_int(b, ints[i].k, ints[i].v);
-  member_string(b, "offload", px_offload_name(l->offload));
-  member_string(b, "ckpt", px_ckpt_name(l->ckpt));
-  member_boolean(b, "seq_parallel", l->sp);
-  member_string(b, "schedule", px_schedule_name(l->schedule));
+  for (gsize i = 0; i < G_N_ELEMENTS(ints); i++) px_json_member_int(b, ints[i].k, ints[i].v);
+  px_json_member_string(b, "offload", px_offload_name(l->offload));
+  px_json_member_string(b, "ckpt", px_ckpt_name(l->ckpt));
+  px_json_member_bool(b, "seq_parallel", l->sp);
+  px_json_member_string(b, "schedule", px_schedule_name(l->schedule));
   g_autofree char *os = px_search_order_string(l->order);
-  member_string(b, "order", os);
+  px_json_member_string(b, "order", os);
   json_builder_end_object(b);
 }
 
@@ -144,7 +127,7 @@ static void candidate_json(JsonBuilder *b, const PxSearchCandidate *c) {
   struct { const char *k; double v; } ds[] = {{"memory_bytes", c->memory}, {"analytic_step_time_s", c->analytic_time},
                                               {"step_time_s", c->step_time}, {"tokens_per_s", c->tokens_per_s},
                                               {"mfu", c->mfu}, {"bubble_fraction", c->bubble}};
-  for (gsize i = 0; i < G_N_ELEMENTS(ds); i++) member_double(b, ds[i].k, ds[i].v);
+  for (gsize i = 0; i < G_N_ELEMENTS(ds); i++) px_json_member_double(b, ds[i].k, ds[i].v);
   json_builder_end_object(b);
 }
 
@@ -266,18 +249,18 @@ static int run_search(const SearchFlags *f, const PxPlanOptions *o, const PxMode
   if (f->json) {
     g_autoptr(JsonBuilder) b = json_builder_new();
     json_builder_begin_object(b);
-    member_string(b, "model", model->desc.name);
-    member_string(b, "cluster", cluster->name);
-    member_int(b, "gpus", r->gpus);
-    member_int(b, "gbs", plan->gbs);
-    member_int(b, "seq", plan->seq);
-    member_double(b, "capacity_bytes", r->capacity);
+    px_json_member_string(b, "model", model->desc.name);
+    px_json_member_string(b, "cluster", cluster->name);
+    px_json_member_int(b, "gpus", r->gpus);
+    px_json_member_int(b, "gbs", plan->gbs);
+    px_json_member_int(b, "seq", plan->seq);
+    px_json_member_double(b, "capacity_bytes", r->capacity);
     struct { const char *k; guint64 v; } cs[] = {{"layouts", r->total}, {"evaluated", r->evaluated},
                                                  {"valid", r->valid}, {"feasible", r->feasible}};
     for (gsize i = 0; i < G_N_ELEMENTS(cs); i++) {
-      member_int(b, cs[i].k, (gint64)cs[i].v);
+      px_json_member_int(b, cs[i].k, (gint64)cs[i].v);
     }
-    member_boolean(b, "interrupted", r->cancelled);
+    px_json_member_bool(b, "interrupted", r->cancelled);
     json_builder_set_member_name(b, "top");
     json_builder_begin_array(b);
     for (guint i = 0; i < r->top->len; i++) candidate_json(b, &g_array_index(r->top, PxSearchCandidate, i));
@@ -353,20 +336,20 @@ static int run_sizing(const SearchFlags *f, const PxModel *model, const PxCluste
     for (guint i = 0; i < r->rows->len; i++) {
       const PxSizingRow *row = &g_array_index(r->rows, PxSizingRow, i);
       json_builder_begin_object(b);
-      member_int(b, "nodes", row->nodes);
-      member_int(b, "gpus", row->gpus);
-      member_boolean(b, "fits", row->found);
+      px_json_member_int(b, "nodes", row->nodes);
+      px_json_member_int(b, "gpus", row->gpus);
+      px_json_member_bool(b, "fits", row->found);
       if (row->found) {
         json_builder_set_member_name(b, "best");
         candidate_json(b, &row->best);
-        member_double(b, "days", row->days);
-        member_double(b, "gpu_hours", row->gpu_hours);
+        px_json_member_double(b, "days", row->days);
+        px_json_member_double(b, "gpu_hours", row->gpu_hours);
       }
-      member_boolean(b, "meets", row->meets);
+      px_json_member_bool(b, "meets", row->meets);
       json_builder_end_object(b);
     }
     json_builder_end_array(b);
-    member_int(b, "answer_gpus", r->answer >= 0 ? g_array_index(r->rows, PxSizingRow, r->answer).gpus : 0);
+    px_json_member_int(b, "answer_gpus", r->answer >= 0 ? g_array_index(r->rows, PxSizingRow, r->answer).gpus : 0);
     json_builder_end_object(b);
     px_report_print_json(b);
   } else {

@@ -151,12 +151,14 @@ static void print_text(const SimReport *r) {
 
 /* ---- JSON --------------------------------------------------------------- */
 
+/* A number, or null where it has no meaning (--ideal has no FLOP/s). */
 static void member_double(JsonBuilder *b, const char *name, double v, gboolean valid) {
-  json_builder_set_member_name(b, name);
-  if (valid)
-    json_builder_add_double_value(b, v);
-  else
+  if (valid) {
+    px_json_member_double(b, name, v);
+  } else {
+    json_builder_set_member_name(b, name);
     json_builder_add_null_value(b);
+  }
 }
 
 static void print_json(const SimReport *r) {
@@ -165,14 +167,11 @@ static void print_json(const SimReport *r) {
   if (!r->ideal) throughput(r, &t);
   g_autoptr(JsonBuilder) b = json_builder_new();
   json_builder_begin_object(b);
-  json_builder_set_member_name(b, "model");
-  json_builder_add_string_value(b, r->model->desc.name);
+  px_json_member_string(b, "model", r->model->desc.name);
   json_builder_set_member_name(b, "plan");
   px_report_plan_json(b, &r->plan);
-  json_builder_set_member_name(b, "ideal");
-  json_builder_add_boolean_value(b, r->ideal);
-  json_builder_set_member_name(b, "simulated_ranks");
-  json_builder_add_int_value(b, res->n_ranks);
+  px_json_member_bool(b, "ideal", r->ideal);
+  px_json_member_int(b, "simulated_ranks", res->n_ranks);
   member_double(b, "step_time_s", res->step_time, TRUE);
   member_double(b, "tokens_per_s", t.tokens_per_s, !r->ideal);
   member_double(b, "samples_per_s", t.samples_per_s, !r->ideal);

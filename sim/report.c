@@ -59,59 +59,71 @@ void px_report_memory_table(const PxMemory *mem, const PxUnits *u, FILE *out) {
           mem->capacity > 0 ? "" : " (no cluster given: bars relative to the largest stage)");
 }
 
-#define MEMBER_INT(b, k, v) (json_builder_set_member_name(b, k), json_builder_add_int_value(b, v))
-#define MEMBER_DBL(b, k, v) (json_builder_set_member_name(b, k), json_builder_add_double_value(b, v))
-#define MEMBER_STR(b, k, v) (json_builder_set_member_name(b, k), json_builder_add_string_value(b, v))
-#define MEMBER_BOOL(b, k, v) (json_builder_set_member_name(b, k), json_builder_add_boolean_value(b, v))
+void px_json_member_int(JsonBuilder *b, const char *key, gint64 v) {
+  json_builder_set_member_name(b, key);
+  json_builder_add_int_value(b, v);
+}
+void px_json_member_double(JsonBuilder *b, const char *key, double v) {
+  json_builder_set_member_name(b, key);
+  json_builder_add_double_value(b, v);
+}
+void px_json_member_string(JsonBuilder *b, const char *key, const char *v) {
+  json_builder_set_member_name(b, key);
+  json_builder_add_string_value(b, v);
+}
+void px_json_member_bool(JsonBuilder *b, const char *key, gboolean v) {
+  json_builder_set_member_name(b, key);
+  json_builder_add_boolean_value(b, v);
+}
 
 void px_report_plan_json(JsonBuilder *b, const PxPlan *p) {
   json_builder_begin_object(b);
-  MEMBER_INT(b, "dp", p->dp);
-  MEMBER_INT(b, "tp", p->tp);
-  MEMBER_INT(b, "pp", p->pp);
-  MEMBER_INT(b, "vpp", p->vpp);
-  MEMBER_INT(b, "mbs", p->mbs);
-  MEMBER_INT(b, "gbs", p->gbs);
-  MEMBER_INT(b, "micro_batches", p->m);
-  MEMBER_INT(b, "seq", p->seq);
-  MEMBER_STR(b, "schedule", px_schedule_name(p->schedule));
-  MEMBER_STR(b, "partition", p->partition);
-  MEMBER_INT(b, "zero", p->zero);
-  MEMBER_STR(b, "offload", px_offload_name(p->offload));
-  MEMBER_STR(b, "ckpt", px_ckpt_name(p->ckpt));
-  MEMBER_INT(b, "ckpt_interval", p->ckpt_interval);
-  MEMBER_BOOL(b, "seq_parallel", p->seq_parallel);
-  MEMBER_STR(b, "precision", px_precision_name(p->precision));
+  px_json_member_int(b, "dp", p->dp);
+  px_json_member_int(b, "tp", p->tp);
+  px_json_member_int(b, "pp", p->pp);
+  px_json_member_int(b, "vpp", p->vpp);
+  px_json_member_int(b, "mbs", p->mbs);
+  px_json_member_int(b, "gbs", p->gbs);
+  px_json_member_int(b, "micro_batches", p->m);
+  px_json_member_int(b, "seq", p->seq);
+  px_json_member_string(b, "schedule", px_schedule_name(p->schedule));
+  px_json_member_string(b, "partition", p->partition);
+  px_json_member_int(b, "zero", p->zero);
+  px_json_member_string(b, "offload", px_offload_name(p->offload));
+  px_json_member_string(b, "ckpt", px_ckpt_name(p->ckpt));
+  px_json_member_int(b, "ckpt_interval", p->ckpt_interval);
+  px_json_member_bool(b, "seq_parallel", p->seq_parallel);
+  px_json_member_string(b, "precision", px_precision_name(p->precision));
   g_autofree char *order = g_strdup_printf("%s,%s,%s", px_axis_name(p->order[0]), px_axis_name(p->order[1]),
                                            px_axis_name(p->order[2]));
-  MEMBER_STR(b, "order", order);
+  px_json_member_string(b, "order", order);
   json_builder_end_object(b);
 }
 
 void px_report_memory_json(JsonBuilder *b, const PxMemory *mem) {
   json_builder_begin_object(b);
-  MEMBER_STR(b, "unit", "bytes");
-  MEMBER_DBL(b, "capacity", mem->capacity);
-  MEMBER_BOOL(b, "fits", mem->fits);
-  MEMBER_INT(b, "peak_stage", mem->peak_stage);
-  MEMBER_DBL(b, "peak", mem->peak);
+  px_json_member_string(b, "unit", "bytes");
+  px_json_member_double(b, "capacity", mem->capacity);
+  px_json_member_bool(b, "fits", mem->fits);
+  px_json_member_int(b, "peak_stage", mem->peak_stage);
+  px_json_member_double(b, "peak", mem->peak);
   json_builder_set_member_name(b, "stages");
   json_builder_begin_array(b);
   for (int i = 0; i < mem->n_stages; i++) {
     const PxStageMemory *s = &mem->stages[i];
     json_builder_begin_object(b);
-    MEMBER_INT(b, "stage", s->stage);
-    MEMBER_INT(b, "parameters", s->params);
-    MEMBER_DBL(b, "weights", s->weights);
-    MEMBER_DBL(b, "gradients", s->gradients);
-    MEMBER_DBL(b, "optimizer", s->optimizer);
-    MEMBER_DBL(b, "activations", s->activations);
-    MEMBER_DBL(b, "activation_per_layer", s->activation_per_layer);
-    MEMBER_DBL(b, "activation_per_microbatch", s->activation_per_mb);
-    MEMBER_DBL(b, "in_flight_microbatches", s->in_flight);
-    MEMBER_DBL(b, "buffers", s->buffers);
-    MEMBER_DBL(b, "workspace", s->workspace);
-    MEMBER_DBL(b, "total", s->total);
+    px_json_member_int(b, "stage", s->stage);
+    px_json_member_int(b, "parameters", s->params);
+    px_json_member_double(b, "weights", s->weights);
+    px_json_member_double(b, "gradients", s->gradients);
+    px_json_member_double(b, "optimizer", s->optimizer);
+    px_json_member_double(b, "activations", s->activations);
+    px_json_member_double(b, "activation_per_layer", s->activation_per_layer);
+    px_json_member_double(b, "activation_per_microbatch", s->activation_per_mb);
+    px_json_member_double(b, "in_flight_microbatches", s->in_flight);
+    px_json_member_double(b, "buffers", s->buffers);
+    px_json_member_double(b, "workspace", s->workspace);
+    px_json_member_double(b, "total", s->total);
     json_builder_end_object(b);
   }
   json_builder_end_array(b);

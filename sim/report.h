@@ -19,6 +19,12 @@ char *px_format_flops(double flops);
 const char *px_report_bubble_formula(PxScheduleKind k);
 /* The per-stage memory table with a bar per stage, in the given units. */
 void px_report_memory_table(const PxMemory *mem, const PxUnits *u, FILE *out);
+/* "key": value members of the object being built. */
+void px_json_member_int(JsonBuilder *b, const char *key, gint64 v);
+void px_json_member_double(JsonBuilder *b, const char *key, double v);
+void px_json_member_string(JsonBuilder *b, const char *key, const char *v);
+void px_json_member_bool(JsonBuilder *b, const char *key, gboolean v);
+
 /* {"dp":..,"tp":..,...} */
 void px_report_plan_json(JsonBuilder *b, const PxPlan *p);
 /* {"unit":"bytes","capacity":..,"fits":..,"stages":[...]} */
