@@ -19,6 +19,7 @@
 #include "backend_impl.h"
 #include <cblas.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -40,8 +41,9 @@
 static int cpu_cores;      /* set once by the first backend */
 static gint cpu_live;      /* cpu backends alive */
 
-/* Threads for a loop of about work units of a few microseconds each: one
- * when there is too little to share. */
+/* Threads for a loop of `work` units (each worth a few microseconds, as the
+ * callers scale their sizes): the backend's share of the cores, fewer when
+ * there is too little work to be worth waking a thread for. */
 static int px_cpu_threads(double work) {
   if (work < 2) return 1;
   int share = cpu_cores / MAX(1, g_atomic_int_get(&cpu_live));
@@ -159,9 +161,9 @@ static void zero_bytes(void *p, gsize bytes) {
 
 static gboolean cpu_alloc(PxBackend *be, gsize bytes, void **out, GError **error) {
   CpuImpl *impl = be->impl;
-  gsize size = (MAX(bytes, 1) + HDR - 1) / HDR * HDR + HDR;
+  gsize size = bytes <= G_MAXSIZE - 2 * HDR ? (MAX(bytes, 1) + HDR - 1) / HDR * HDR + HDR : 0;
   void *block = NULL;
-  if (PX_CPU_CACHE) {
+  if (PX_CPU_CACHE && size) {
     g_mutex_lock(&impl->lock);
     GSList *list = g_hash_table_lookup(impl->cache, GSIZE_TO_POINTER(size));
     if (list) {
@@ -173,7 +175,7 @@ static gboolean cpu_alloc(PxBackend *be, gsize bytes, void **out, GError **error
     }
     g_mutex_unlock(&impl->lock);
   }
-  if (!block && posix_memalign(&block, HDR, size)) {
+  if (!block && (!size || posix_memalign(&block, HDR, size))) {
     g_set_error(error, PX_BACKEND_ERROR, PX_BACKEND_ERROR_ALLOC,
                 "out of host memory allocating %" G_GSIZE_FORMAT " bytes", bytes);
     return FALSE;
