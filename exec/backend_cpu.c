@@ -50,13 +50,24 @@ static int px_cpu_threads(double work) {
   return (int)MAX(1, MIN(share, work));
 }
 
-#ifdef _OPENMP
-static int px_cpu_thread_num(void) { return omp_get_thread_num(); }
-static int px_cpu_team_size(void) { return omp_get_num_threads(); }
-#else
-static int px_cpu_thread_num(void) { return 0; }
-static int px_cpu_team_size(void) { return 1; }
-#endif
+/* How a product's extent (columns or rows of C) is cut for nt threads: into
+ * nt equal slices when it is narrow, else into 4 rounds of nt slices, the
+ * rounds covering 1/2, 1/4, 1/8 and 1/8 of it, so that the last slices to be
+ * taken are small (a slice is at least 1/16 of the extent over nt, and
+ * slices start on multiples of 16). gemm_slice(k) is where slice k starts;
+ * gemm_slice(slices) is the extent. */
+static int gemm_slices(gint64 extent, int nt) {
+  return nt > 1 && extent / nt >= 512 ? 4 * nt : nt;
+}
+
+static gint64 gemm_slice(int k, int slices, int nt, gint64 extent) {
+  static const int eighths[5] = {0, 4, 6, 7, 8}; /* where the rounds start, in eighths */
+  int rounds = slices / nt, r = k / nt, j = k % nt;
+  gint64 units = (extent + 15) / 16;
+  gint64 num = rounds == 1 ? (gint64)8 * k
+                           : (gint64)eighths[r] * nt + (r < rounds ? (eighths[r + 1] - eighths[r]) * j : 0);
+  return MIN(units * num / ((gint64)8 * nt) * 16, extent);
+}
 
 #define PX_CAT_(a, b) a##b
 #define PX_CAT(a, b) PX_CAT_(a, b)
