@@ -166,7 +166,7 @@ static void block_release(gpointer list) { g_slist_free_full(list, free); }
 static void zero_bytes(void *p, gsize bytes) {
   gsize chunk = 1 << 20, n = (bytes + chunk - 1) / chunk;
   int nt = px_cpu_threads((double)bytes / (1 << 18));
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) schedule(dynamic)
   for (gsize k = 0; k < n; k++) memset((char *)p + k * chunk, 0, MIN(chunk, bytes - k * chunk));
 }
 
