@@ -96,9 +96,9 @@ static inline double exp_f32k(double x) {
   p = p * r + 0.5;
   p = p * r + 1.0;
   p = p * r + 1.0;
-  gint64 bits;
+  guint64 bits; /* unsigned: a NaN's bits shift out without overflow */
   memcpy(&bits, &kd, sizeof bits);
-  bits = (bits - (gint64)0x4338000000000000 + 1023) << 52; /* 2^k */
+  bits = (bits - 0x4338000000000000u + 1023) << 52; /* 2^k */
   double scale;
   memcpy(&scale, &bits, sizeof scale);
   return p * scale;
