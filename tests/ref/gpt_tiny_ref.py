@@ -22,9 +22,9 @@ import os
 import sys
 import numpy as np
 
-# LayerNorm (eps 1e-5) and GELU-tanh forward / backward, shared with the block reference
+# LayerNorm (eps 1e-5), GELU-tanh and the finite-difference check, shared with the block reference
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gpt_block_ref import gelu, gelu_grad, ln_bwd, ln_fwd  # noqa: E402
+from gpt_block_ref import check_fd, gelu, gelu_grad, ln_bwd, ln_fwd  # noqa: E402
 
 B, T, C, H, V, L = 2, 5, 8, 2, 11, 2
 F = 4 * C
@@ -137,21 +137,6 @@ def backward(P, c):
     return G
 
 
-def check_fd(P, G, h=1e-6):
-    for name, w in P.items():
-        fd = np.zeros_like(w)
-        for i in np.ndindex(w.shape):
-            old = w[i]
-            w[i] = old + h
-            lp = forward(P)
-            w[i] = old - h
-            lm = forward(P)
-            w[i] = old
-            fd[i] = (lp - lm) / (2 * h)
-        err = np.linalg.norm(fd - G[name]) / np.linalg.norm(fd)
-        assert err < 1e-6, f"{name}: finite differences disagree, rel err {err:.3e}"
-
-
 def adamw(P, steps):
     M = {k: np.zeros_like(v) for k, v in P.items()}
     S = {k: np.zeros_like(v) for k, v in P.items()}
@@ -174,7 +159,7 @@ def main():
     P = {k: v.copy() for k, v in P0.items()}
     loss, c = forward(P, keep=True)
     G = backward(P, c)
-    check_fd(P, G)
+    check_fd(P, G, forward, 1e-6)
     P3 = {k: v.copy() for k, v in P0.items()}
     losses = adamw(P3, 3)
     with open(out, "w") as fh:
