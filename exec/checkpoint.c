@@ -2,6 +2,7 @@
  * checkpoint.h). */
 #include "checkpoint.h"
 #include "check.h"
+#include "report.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <glib/gstdio.h>
@@ -284,36 +285,37 @@ void px_ckpt_shard_add(PxCkptShard *s, const char *state, const char *name, int 
   g_ptr_array_add(s->entries, e);
 }
 
+/* The builder's JSON (pretty: indented, with a final newline). */
+static char *builder_text(JsonBuilder *b, gboolean pretty) {
+  g_autoptr(JsonGenerator) gen = json_generator_new();
+  g_autoptr(JsonNode) root = json_builder_get_root(b);
+  json_generator_set_root(gen, root);
+  json_generator_set_pretty(gen, pretty);
+  g_autofree char *text = json_generator_to_data(gen, NULL);
+  return pretty ? g_strconcat(text, "\n", NULL) : g_steal_pointer(&text);
+}
+
 static char *shard_header(const PxCkptShard *s) {
   g_autoptr(JsonBuilder) b = json_builder_new();
   json_builder_begin_object(b);
-  json_builder_set_member_name(b, "format");
-  json_builder_add_string_value(b, "parallax-checkpoint-shard");
-  json_builder_set_member_name(b, "version");
-  json_builder_add_int_value(b, PX_CKPT_VERSION);
-  json_builder_set_member_name(b, "rank");
-  json_builder_add_int_value(b, s->rank);
-  json_builder_set_member_name(b, "step");
-  json_builder_add_int_value(b, s->step);
-  json_builder_set_member_name(b, "dtype");
-  json_builder_add_string_value(b, px_dtype_name(s->dtype));
+  px_json_member_string(b, "format", "parallax-checkpoint-shard");
+  px_json_member_int(b, "version", PX_CKPT_VERSION);
+  px_json_member_int(b, "rank", s->rank);
+  px_json_member_int(b, "step", s->step);
+  px_json_member_string(b, "dtype", px_dtype_name(s->dtype));
   json_builder_set_member_name(b, "tensors");
   json_builder_begin_array(b);
   for (guint i = 0; i < s->entries->len; i++) {
     const Entry *e = g_ptr_array_index(s->entries, i);
     json_builder_begin_object(b);
-    json_builder_set_member_name(b, "name");
-    json_builder_add_string_value(b, e->name);
-    json_builder_set_member_name(b, "state");
-    json_builder_add_string_value(b, e->state);
+    px_json_member_string(b, "name", e->name);
+    px_json_member_string(b, "state", e->state);
     json_builder_set_member_name(b, "shape");
     json_builder_begin_array(b);
     for (int k = 0; k < e->ndim; k++) json_builder_add_int_value(b, e->shape[k]);
     json_builder_end_array(b);
-    json_builder_set_member_name(b, "offset");
-    json_builder_add_int_value(b, e->offset);
-    json_builder_set_member_name(b, "count");
-    json_builder_add_int_value(b, e->count);
+    px_json_member_int(b, "offset", e->offset);
+    px_json_member_int(b, "count", e->count);
     json_builder_set_member_name(b, "runs");
     json_builder_begin_array(b);
     for (guint k = 0; k < e->runs->len; k += 2) {
@@ -327,10 +329,7 @@ static char *shard_header(const PxCkptShard *s) {
   }
   json_builder_end_array(b);
   json_builder_end_object(b);
-  g_autoptr(JsonGenerator) gen = json_generator_new();
-  g_autoptr(JsonNode) root = json_builder_get_root(b);
-  json_generator_set_root(gen, root);
-  return json_generator_to_data(gen, NULL);
+  return builder_text(b, FALSE);
 }
 
 /* Element i of a payload of doubles as dtype, little-endian, into out. */
@@ -404,53 +403,31 @@ gboolean px_ckpt_shard_write(PxCkptShard *s, const char *dir, PxCkptFile *out, G
 
 /* ---- the manifest ------------------------------------------------------------------------------ */
 
-gboolean px_ckpt_manifest_write(const char *dir, int step, const char *run, const char *layout_ini,
+gboolean px_ckpt_manifest_write(const char *dir, int step, const char *run, const PxPlan *layout,
                                 const PxCkptFile *files, int n, GError **error) {
   g_autoptr(JsonBuilder) b = json_builder_new();
   json_builder_begin_object(b);
-  json_builder_set_member_name(b, "format");
-  json_builder_add_string_value(b, "parallax-checkpoint");
-  json_builder_set_member_name(b, "version");
-  json_builder_add_int_value(b, PX_CKPT_VERSION);
-  json_builder_set_member_name(b, "step");
-  json_builder_add_int_value(b, step);
-  json_builder_set_member_name(b, "run");
-  json_builder_add_string_value(b, run);
+  px_json_member_string(b, "format", "parallax-checkpoint");
+  px_json_member_int(b, "version", PX_CKPT_VERSION);
+  px_json_member_int(b, "step", step);
+  px_json_member_string(b, "run", run);
   json_builder_set_member_name(b, "layout");
-  json_builder_begin_object(b);
-  g_auto(GStrv) lines = g_strsplit(layout_ini ? layout_ini : "", "\n", -1);
-  for (int i = 0; lines[i]; i++) {
-    char *eq = strchr(lines[i], '=');
-    if (!eq || lines[i][0] == '#' || lines[i][0] == '[') continue;
-    *eq = 0;
-    json_builder_set_member_name(b, g_strstrip(lines[i]));
-    json_builder_add_string_value(b, g_strstrip(eq + 1));
-  }
-  json_builder_end_object(b);
+  px_report_plan_json(b, layout);
   json_builder_set_member_name(b, "files");
   json_builder_begin_array(b);
   for (int i = 0; i < n; i++) {
     json_builder_begin_object(b);
-    json_builder_set_member_name(b, "rank");
-    json_builder_add_int_value(b, files[i].rank);
-    json_builder_set_member_name(b, "file");
-    json_builder_add_string_value(b, files[i].file);
-    json_builder_set_member_name(b, "bytes");
-    json_builder_add_int_value(b, (gint64)files[i].bytes);
-    json_builder_set_member_name(b, "sha256");
-    json_builder_add_string_value(b, files[i].sha256);
+    px_json_member_int(b, "rank", files[i].rank);
+    px_json_member_string(b, "file", files[i].file);
+    px_json_member_int(b, "bytes", (gint64)files[i].bytes);
+    px_json_member_string(b, "sha256", files[i].sha256);
     json_builder_end_object(b);
   }
   json_builder_end_array(b);
   json_builder_end_object(b);
-  g_autoptr(JsonGenerator) gen = json_generator_new();
-  g_autoptr(JsonNode) root = json_builder_get_root(b);
-  json_generator_set_root(gen, root);
-  json_generator_set_pretty(gen, TRUE);
-  g_autofree char *text = json_generator_to_data(gen, NULL);
+  g_autofree char *text = builder_text(b, TRUE);
   g_autofree char *path = g_build_filename(dir, PX_CKPT_MANIFEST, NULL);
-  g_autofree char *withnl = g_strconcat(text, "\n", NULL);
-  return write_file_atomic(path, withnl, error);
+  return write_file_atomic(path, text, error);
 }
 
 void px_ckpt_manifest_free(PxCkptManifest *m) {
@@ -530,8 +507,17 @@ PxCkptManifest *px_ckpt_manifest_read(const char *stepdir, const char *run, GErr
     JsonObject *lo = json_node_get_object(ln);
     g_autoptr(GList) keys = json_object_get_members(lo);
     for (GList *k = keys; k; k = k->next) {
-      const char *v = str_member(lo, k->data);
-      g_string_append_printf(layout, "%s%s %s", layout->len ? "; " : "", (const char *)k->data, v ? v : "?");
+      JsonNode *v = json_object_get_member(lo, k->data);
+      GValue gv = G_VALUE_INIT, sv = G_VALUE_INIT;
+      g_value_init(&sv, G_TYPE_STRING);
+      if (JSON_NODE_HOLDS_VALUE(v)) {
+        json_node_get_value(v, &gv);
+        g_value_transform(&gv, &sv);
+        g_value_unset(&gv);
+      }
+      const char *text = g_value_get_string(&sv);
+      g_string_append_printf(layout, "%s%s %s", layout->len ? "; " : "", (const char *)k->data, text ? text : "?");
+      g_value_unset(&sv);
     }
   }
   m->layout = g_string_free(g_steal_pointer(&layout), FALSE);

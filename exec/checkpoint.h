@@ -34,7 +34,7 @@
  * manifest.json (written by rank 0 after every shard file exists):
  *   {"format": "parallax-checkpoint", "version": 2, "step": S,
  *    "run": "model ...; dtype f32; seed 7; data synthetic; gbs 8; seq 16",
- *    "layout": {"dp": "2", "tp": "1", ...},   (the plan it was saved under)
+ *    "layout": {"dp": 2, "tp": 1, ...},   (the plan it was saved under)
  *    "files": [{"rank": 0, "file": "rank-00000.ckpt", "bytes": N,
  *               "sha256": "<hex SHA-256 of the whole file>"}, ...]}
  * "run" is the fingerprint of what fixes the math ("key value" items joined by
@@ -51,6 +51,7 @@
 #pragma once
 #include <glib.h>
 #include "backend.h"
+#include "plan.h"
 
 G_BEGIN_DECLS
 
@@ -116,8 +117,9 @@ typedef struct {
   PxCkptFile *files;
 } PxCkptManifest;
 
-/* layout_ini: px_plan_to_ini text of the plan the checkpoint is saved under. */
-gboolean px_ckpt_manifest_write(const char *dir, int step, const char *run, const char *layout_ini,
+/* Write DIR/manifest.json (atomically): layout is the plan the checkpoint is
+ * saved under (written as px_report_plan_json writes it). */
+gboolean px_ckpt_manifest_write(const char *dir, int step, const char *run, const PxPlan *layout,
                                 const PxCkptFile *files, int n, GError **error);
 /* Read STEPDIR/manifest.json; a run fingerprint other than `run` (when not
  * NULL) is refused with one error naming the file and the first differing item. */

@@ -985,8 +985,7 @@ static gboolean rank_load(Rank *r, PxCkptReader *rd, GError **error) {
 
 /* Rank 0's part, once every rank file exists: the manifest listing them. */
 static gboolean ckpt_manifest(PxRuntime *rt, const char *tmpdir, const PxCkptFile *files, int n, GError **error) {
-  g_autofree char *layout = px_plan_to_ini(&rt->plan);
-  return px_ckpt_manifest_write(tmpdir, rt->step, rt->fingerprint, layout, files, n, error);
+  return px_ckpt_manifest_write(tmpdir, rt->step, rt->fingerprint, &rt->plan, files, n, error);
 }
 
 gboolean px_runtime_save(PxRuntime *rt, const char *dir, GError **error) {
