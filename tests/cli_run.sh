@@ -93,6 +93,7 @@ bad "corrupt token file" "token file" "${base[@]}" --data "$tmp/junk.bin"
 head -c 3000 "$tmp/good.bin" > "$tmp/trunc.bin"
 bad "truncated token file" "token file" "${base[@]}" --data "$tmp/trunc.bin"
 bad "checkpoint of another run" "'seed 1337' there, 'seed 5' here" "${base[@]}" --seed 5 --steps 4 --resume "$tmp/ck"
+bad "checkpoint of another data source" "'data synthetic' there, 'data good.bin' here" "${base[@]}" --data "$tmp/good.bin" --steps 4 --resume "$tmp/ck"
 cp -r "$tmp/ck" "$tmp/flip"
 printf '\x55' | dd of="$tmp/flip/step-00000003/rank-00001.ckpt" bs=1 seek=3000 conv=notrunc 2>/dev/null
 bad "a flipped byte in a shard" "rank-00001.ckpt: SHA-256" "${base[@]}" --steps 4 --resume "$tmp/flip"
