@@ -227,6 +227,8 @@ static void call_free(gpointer data) {
 static gboolean dispatch(Call *k, PxStream *stream, GError **error) {
   if (!stream || px_stream_is_inline(stream)) {
     gboolean ok = call_run(k, error);
+    /* a timeout aborts the world (comm.h), whichever implementation timed out */
+    if (!ok && error && *error && g_error_matches(*error, PX_COMM_ERROR, PX_COMM_ERROR_TIMEOUT)) k->c->ops->abort(k->c, (*error)->message);
     call_free(k);
     return ok;
   }

@@ -43,9 +43,11 @@ enum {
   /* Ranks that call different ops / counts / dtypes / roots on one
    * communicator get PX_COMM_ERROR_MISMATCH instead of undefined behaviour. */
   CAP_MISMATCH = 1 << 1,
-  /* A receive whose count or dtype differs from the matching send's gets
-   * PX_COMM_ERROR_MISMATCH. */
+  /* A receive that expects more elements than the matching send carried gets
+   * PX_COMM_ERROR_MISMATCH naming both counts. */
   CAP_P2P_MISMATCH = 1 << 2,
+  /* ... and one that expects fewer. */
+  CAP_P2P_TRUNCATE = 1 << 5,
   /* A collective's timeout names the ranks that never arrived. */
   CAP_NAMES_MISSING = 1 << 3,
   /* Reductions run in rank order 0..n-1 (so a sum whose value depends on the
@@ -64,9 +66,16 @@ static const Impl impls[] = {
    * sees every rank's op, count, dtype, reduction and root, and sums in rank
    * order; each pair's messages carry their count and dtype; a waiter knows
    * who has not posted. */
-  {"local", CAP_SURVIVES_FAILURE | CAP_MISMATCH | CAP_P2P_MISMATCH | CAP_NAMES_MISSING | CAP_RANK_ORDER, NULL},
-  /* One process per rank over Open MPI: a timeout or abort ends the job. */
-  {"mpi", 0, "an abort or a timeout ends the job under mpi (tested by tests/cli_comm_mpi.sh)"},
+  {"local", CAP_SURVIVES_FAILURE | CAP_MISMATCH | CAP_P2P_MISMATCH | CAP_P2P_TRUNCATE | CAP_NAMES_MISSING | CAP_RANK_ORDER,
+   NULL},
+  /* One process per rank over Open MPI. Collectives are MPI's non-blocking
+   * collectives: MPI carries no op / count / root with them, so a mismatch is
+   * undefined behaviour (a hang until the deadline, a truncation error or
+   * wrong data), and a timed-out collective cannot say who is missing. A
+   * receive learns the sent count from its status (MPI_Get_count): a longer
+   * receive is told; a shorter one fails inside MPI (MPI_ERR_TRUNCATE,
+   * reported as DEVICE). An abort ends the job (MPI_Abort). */
+  {"mpi", CAP_P2P_MISMATCH, "an abort or a timeout ends the job under mpi (tested by tests/cli_comm_mpi.sh)"},
 };
 
 static const Impl *impl_find(const char *name) {
@@ -729,21 +738,38 @@ static void check_mismatch(PxComm *world, const Ctx *ctx) {
   g_clear_error(&err);
 }
 
-/* Rank 0 sends 2 f32 to rank 1, which expects 3: the receiver gets MISMATCH
- * naming both counts; the pair then still works. */
-static void check_mismatch_p2p(PxComm *world, const Ctx *ctx) {
-  (void)ctx;
+/* Rank 0 sends `sent` f32 to rank 1, which expects `expects`: the receiver
+ * gets MISMATCH naming both counts; the pair then still works. */
+static void mismatch_p2p(PxComm *world, gsize sent, gsize expects) {
   int r = px_comm_rank(world);
   float x[3] = {1, 2, 3};
   GError *err = NULL;
-  if (r == 0) OK(world, px_comm_send(world, x, 2, PX_DTYPE_F32, 1, NULL, &err));
+  if (r == 0) {
+    OK(world, px_comm_send(world, x, sent, PX_DTYPE_F32, 1, NULL, &err));
+    OK(world, px_comm_send(world, x, 3, PX_DTYPE_F32, 1, NULL, &err));
+  }
   if (r == 1) {
-    g_assert_false(px_comm_recv(world, x, 3, PX_DTYPE_F32, 0, NULL, &err));
+    g_assert_false(px_comm_recv(world, x, expects, PX_DTYPE_F32, 0, NULL, &err));
     g_assert_error(err, PX_COMM_ERROR, PX_COMM_ERROR_MISMATCH);
-    g_assert_nonnull(strstr(err->message, "rank 0 sent 2 f32, the receive expects 3 f32"));
+    g_autofree char *detail = g_strdup_printf("rank 0 sent %" G_GSIZE_FORMAT " f32, the receive expects %" G_GSIZE_FORMAT,
+                                              sent, expects);
+    g_assert_nonnull(strstr(err->message, detail));
     g_clear_error(&err);
+    x[0] = x[1] = x[2] = 0;
+    OK(world, px_comm_recv(world, x, 3, PX_DTYPE_F32, 0, NULL, &err));
+    g_assert_cmpfloat(x[2], ==, 3);
   }
   OK(world, px_comm_barrier(world, NULL, &err));
+}
+
+static void check_mismatch_longer_recv(PxComm *world, const Ctx *ctx) {
+  (void)ctx;
+  mismatch_p2p(world, 2, 3);
+}
+
+static void check_mismatch_shorter_recv(PxComm *world, const Ctx *ctx) {
+  (void)ctx;
+  mismatch_p2p(world, 3, 2);
 }
 
 /* ---- failures: a missing rank, an abort ---- */
@@ -929,7 +955,8 @@ static const Check checks[] = {
   {.path = "streams", .fn = check_streams},
   {.path = "invalid-arguments", .fn = check_invalid},
   {.path = "mismatch/collective", .fn = check_mismatch, .needs = CAP_MISMATCH},
-  {.path = "mismatch/send-recv", .fn = check_mismatch_p2p, .needs = CAP_P2P_MISMATCH},
+  {.path = "mismatch/longer-receive", .fn = check_mismatch_longer_recv, .needs = CAP_P2P_MISMATCH},
+  {.path = "mismatch/shorter-receive", .fn = check_mismatch_shorter_recv, .needs = CAP_P2P_TRUNCATE},
   {.path = "failure/missing-rank", .fn = check_missing_rank, .needs = CAP_SURVIVES_FAILURE, .timeout_s = 0.5},
   {.path = "failure/missing-sender", .fn = check_missing_sender, .needs = CAP_SURVIVES_FAILURE, .timeout_s = 0.5},
   {.path = "failure/missing-rank-queued", .fn = check_missing_rank_queued, .needs = CAP_SURVIVES_FAILURE, .timeout_s = 0.5},
@@ -952,7 +979,8 @@ static const char *skip_reason(const Impl *impl, const Check *check) {
   if (lacks == CAP_SURVIVES_FAILURE && opt_failures) return NULL;
   if (lacks & CAP_SURVIVES_FAILURE) return impl->why;
   if (lacks & CAP_MISMATCH) return "the implementation cannot tell mismatched collectives";
-  if (lacks & CAP_P2P_MISMATCH) return "the implementation cannot tell a receive of another size than its send";
+  if (lacks & CAP_P2P_MISMATCH) return "the implementation cannot tell a receive longer than its send";
+  if (lacks & CAP_P2P_TRUNCATE) return "the implementation cannot tell a receive shorter than its send";
   return "the implementation lacks a capability the check needs";
 }
 
