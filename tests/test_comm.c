@@ -135,9 +135,9 @@ static void expect_same(PxComm *c, const char *what, const void *got, const void
   if (!memcmp(got, want, count * px_dtype_size(dt))) return;
   for (gsize i = 0; i < count; i++)
     if (get(got, i, dt) != get(want, i, dt)) {
-      g_autofree char *msg = g_strdup_printf("rank %d of %s, %s (%" G_GSIZE_FORMAT " %s): element %" G_GSIZE_FORMAT
-                                             " is %.17g, expected %.17g",
-                                             px_comm_rank(c), px_comm_label(c), what, count, px_dtype_name(dt), i,
+      g_autofree char *msg = g_strdup_printf("rank %d of %s, %s: element %" G_GSIZE_FORMAT " of %" G_GSIZE_FORMAT
+                                             " %s is %.17g, expected %.17g",
+                                             px_comm_rank(c), px_comm_label(c), what, i, count, px_dtype_name(dt),
                                              get(got, i, dt), get(want, i, dt));
       g_assertion_message(G_LOG_DOMAIN, __FILE__, __LINE__, G_STRFUNC, msg);
     }
@@ -605,7 +605,8 @@ static gboolean fill_late(gpointer data, GError **error) {
  *    `comm` and return at once; the caller waits for the event recorded
  *    after them;
  *  - a ring with the sends on one stream and the receives on another;
- *  - dp and tp used at once, each on its own stream. */
+ *  - dp and tp used at once, each on its own stream, the caller ordered after
+ *    both by waiting on their events from the (inline) compute stream. */
 static void check_streams(PxComm *world, const Ctx *ctx) {
   int r = px_comm_rank(world), n = ctx->n;
   enum { COUNT = 1000 };
@@ -656,8 +657,11 @@ static void check_streams(PxComm *world, const Ctx *ctx) {
   for (int rep = 0; rep < 3; rep++) {
     OK(world, px_comm_all_reduce(dp, d, COUNT, PX_DTYPE_F64, PX_RED_MAX, comm, &err));
     OK(world, px_comm_all_reduce(tp, t, COUNT, PX_DTYPE_F64, PX_RED_SUM, work, &err));
-    OK(world, px_stream_synchronize(work, &err));
-    OK(world, px_stream_synchronize(comm, &err));
+    /* the caller (the inline compute stream) waits for both streams' events */
+    OK(world, px_event_record(filled, work, &err));
+    OK(world, px_event_record(done, comm, &err));
+    OK(world, px_stream_wait_event(px_backend_compute_stream(be), filled, &err));
+    OK(world, px_stream_wait_event(px_backend_compute_stream(be), done, &err));
     for (int i = 0; i < COUNT; i++) {
       g_assert_cmpfloat(t[i], ==, want_t);
       g_assert_cmpfloat(d[i], ==, (r % 2 == (n - 1) % 2 ? n : n - 1));
