@@ -33,6 +33,10 @@
 #include <string.h>
 #include <unistd.h>
 #include "comm.h"
+#if __has_include("comm_tcp.h")
+#include "comm_tcp.h"
+#define HAVE_TCP 1
+#endif
 
 /* ---- implementations and what they can tell ---- */
 
@@ -76,6 +80,12 @@ static const Impl impls[] = {
    * receive is told; a shorter one fails inside MPI (MPI_ERR_TRUNCATE,
    * reported as DEVICE). An abort ends the job (MPI_Abort). */
   {"mpi", CAP_P2P_MISMATCH, "an abort or a timeout ends the job under mpi (tested by tests/cli_comm_mpi.sh)"},
+  /* One process per rank over TCP sockets (here: thread-ranks of this
+   * process, each with sockets of its own). Collectives run through position
+   * 0, which sees every rank's call and reduces in rank order; p2p messages
+   * carry their size; aborts travel to every peer. */
+  {"tcp", CAP_SURVIVES_FAILURE | CAP_MISMATCH | CAP_P2P_MISMATCH | CAP_P2P_TRUNCATE | CAP_NAMES_MISSING | CAP_RANK_ORDER,
+   NULL},
 };
 
 static const Impl *impl_find(const char *name) {
@@ -899,20 +909,21 @@ static void check_abort(PxComm *world, const Ctx *ctx) {
 }
 
 /* An abort through a split communicator ends the world: rank 0 aborts its tp
- * communicator while the others wait on dp, in a recv on the world, and in a
- * queued all_reduce. */
+ * communicator while the others wait on dp, in a recv on the world, or are
+ * still in the splits (an implementation may deliver the abort before a
+ * split's result: the split then fails with ABORTED too). */
 static void check_abort_split(PxComm *world, const Ctx *ctx) {
   int r = px_comm_rank(world), n = ctx->n;
-  g_autoptr(PxComm) tp = NULL, dp = NULL;
-  OK(world, (tp = px_comm_split(world, r / 2, r, "tp", &err)) != NULL);
-  OK(world, (dp = px_comm_split(world, r % 2, r, "dp", &err)) != NULL);
   GError *err = NULL;
+  g_autoptr(PxComm) tp = px_comm_split(world, r / 2, r, "tp", &err);
+  g_autoptr(PxComm) dp = tp ? px_comm_split(world, r % 2, r, "dp", &err) : NULL;
   double x = 1;
   if (r == 0) {
+    g_assert_no_error(err);
     px_comm_abort(tp, "rank 0: kernel failed");
-  } else if (r == 1) {
+  } else if (dp && r == 1) {
     g_assert_false(px_comm_recv(world, &x, 1, PX_DTYPE_F64, n - 1 == 1 ? 0 : n - 1, NULL, &err));
-  } else {
+  } else if (dp) {
     g_assert_false(px_comm_all_reduce(dp, &x, 1, PX_DTYPE_F64, PX_RED_SUM, NULL, &err));
   }
   if (r != 0) {
@@ -920,7 +931,7 @@ static void check_abort_split(PxComm *world, const Ctx *ctx) {
     g_assert_nonnull(strstr(err->message, "rank 0: kernel failed"));
     g_clear_error(&err);
   }
-  g_assert_false(px_comm_check_async(dp, &err));
+  g_assert_false(px_comm_check_async(world, &err));
   g_assert_error(err, PX_COMM_ERROR, PX_COMM_ERROR_ABORTED);
   g_clear_error(&err);
 }
@@ -988,43 +999,64 @@ static const char *skip_reason(const Impl *impl, const Check *check) {
   return "the implementation lacks a capability the check needs";
 }
 
-/* local: n thread-ranks, a fresh world per check (a failure check leaves it aborted). */
+/* Thread-ranks (local; tcp over loopback, each rank with sockets of its
+ * own): n threads of this process, a fresh world per check (a failure check
+ * leaves it aborted). */
 typedef struct {
+  const Impl *impl;
   const Check *check;
   int n;
-} LocalCase;
+} ThreadCase;
 
 typedef struct {
-  const LocalCase *lc;
-  PxLocalWorld *w;
+  const ThreadCase *tc;
+  PxLocalWorld *lw; /* local */
+  int port;         /* tcp */
   int rank;
-} LocalRank;
+} ThreadRank;
 
-static gpointer local_rank_main(gpointer data) {
-  LocalRank *a = data;
-  Ctx ctx = {impl_find("local"), a->lc->n, a->lc->check->timeout_s > 0 ? a->lc->check->timeout_s : 60};
-  PxComm *c = px_comm_local_new(a->w, a->rank);
-  a->lc->check->fn(c, &ctx);
+static double check_timeout(const Check *check) { return check->timeout_s > 0 ? check->timeout_s : 60; }
+
+static gpointer thread_rank_main(gpointer data) {
+  ThreadRank *a = data;
+  const ThreadCase *tc = a->tc;
+  Ctx ctx = {tc->impl, tc->n, check_timeout(tc->check)};
+  PxComm *c = NULL;
+  if (!strcmp(tc->impl->name, "local")) c = px_comm_local_new(a->lw, a->rank);
+#ifdef HAVE_TCP
+  if (!strcmp(tc->impl->name, "tcp")) {
+    GError *err = NULL;
+    c = px_comm_tcp_new("127.0.0.1", a->port, a->rank, tc->n, ctx.timeout_s, &err);
+    g_assert_no_error(err);
+  }
+#endif
+  g_assert_nonnull(c);
+  tc->check->fn(c, &ctx);
   px_comm_free(c);
   return NULL;
 }
 
-static void run_local(gconstpointer data) {
-  const LocalCase *lc = data;
-  const char *why = skip_reason(impl_find("local"), lc->check);
+static void run_threads(gconstpointer data) {
+  const ThreadCase *tc = data;
+  const char *why = skip_reason(tc->impl, tc->check);
   if (why) {
     g_test_skip(why);
     return;
   }
-  PxLocalWorld *w = px_local_world_new(lc->n, lc->check->timeout_s);
+  PxLocalWorld *lw = NULL;
+  int port = 0;
+  if (!strcmp(tc->impl->name, "local")) lw = px_local_world_new(tc->n, check_timeout(tc->check));
+#ifdef HAVE_TCP
+  if (!strcmp(tc->impl->name, "tcp")) g_assert_cmpint(port = px_tcp_free_port(), >, 0);
+#endif
   GThread *th[8];
-  LocalRank args[8];
-  for (int r = 0; r < lc->n; r++) {
-    args[r] = (LocalRank){lc, w, r};
-    th[r] = g_thread_new("rank", local_rank_main, &args[r]);
+  ThreadRank args[8];
+  for (int r = 0; r < tc->n; r++) {
+    args[r] = (ThreadRank){tc, lw, port, r};
+    th[r] = g_thread_new("rank", thread_rank_main, &args[r]);
   }
-  for (int r = 0; r < lc->n; r++) g_thread_join(th[r]);
-  px_local_world_free(w);
+  for (int r = 0; r < tc->n; r++) g_thread_join(th[r]);
+  if (lw) px_local_world_free(lw);
 }
 
 /* A process-per-rank implementation: this process's world, every check in
@@ -1050,12 +1082,23 @@ static void run_process(gconstpointer data) {
   if (!(check->needs & CAP_SURVIVES_FAILURE)) OK(process.world, px_comm_barrier(process.world, NULL, &err));
 }
 
+/* The implementations whose ranks can be threads of this process. */
+static const char *const thread_impls[] = {
+  "local",
+#ifdef HAVE_TCP
+  "tcp",
+#endif
+};
+
+static int run_mpi(const Impl *impl, double timeout_s);
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_autofree char *comm = NULL, *available = NULL;
   double timeout_s = 60;
   GOptionEntry entries[] = {
-    {"comm", 0, 0, G_OPTION_ARG_STRING, &comm, "the implementation: local (default; 2, 3, 4 thread-ranks) or mpi (under mpirun)", "NAME"},
+    {"comm", 0, 0, G_OPTION_ARG_STRING, &comm,
+     "local or tcp (2, 3, 4 thread-ranks), threads (both; the default), mpi (one rank per process, under mpirun)", "NAME"},
     {"timeout", 0, 0, G_OPTION_ARG_DOUBLE, &timeout_s, "deadline of every wait, s (mpi; default 60)", "S"},
     {"failures", 0, 0, G_OPTION_ARG_NONE, &opt_failures, "also run the failure checks that end the job (mpi)", NULL},
     {"available", 0, 0, G_OPTION_ARG_STRING, &available, "exit 0 if the implementation is built in, 1 if not", "NAME"},
@@ -1069,24 +1112,36 @@ int main(int argc, char **argv) {
     return 2;
   }
   if (available) return px_comm_available(available) ? 0 : 1;
-  if (!comm) comm = g_strdup("local");
+  if (!comm) comm = g_strdup("threads");
   const Impl *impl = impl_find(comm);
-  if (!impl) {
-    fprintf(stderr, "test_comm: unknown communicator '%s' (local, mpi)\n", comm);
+  if (!impl && strcmp(comm, "threads")) {
+    fprintf(stderr, "test_comm: unknown communicator '%s' (local, tcp, mpi; threads: local and tcp)\n", comm);
     return 2;
   }
 
-  if (!strcmp(comm, "local")) {
-    static LocalCase cases[3][G_N_ELEMENTS(checks)];
+  if (!strcmp(comm, "mpi")) return run_mpi(impl, timeout_s);
+  gboolean ran = FALSE;
+  for (gsize k = 0; k < G_N_ELEMENTS(thread_impls); k++) {
+    if (strcmp(comm, "threads") && strcmp(comm, thread_impls[k])) continue;
+    ran = TRUE;
     for (int n = 2; n <= 4; n++)
       for (gsize i = 0; i < G_N_ELEMENTS(checks); i++) {
-        cases[n - 2][i] = (LocalCase){&checks[i], n};
-        g_autofree char *path = g_strdup_printf("/comm/local/n%d/%s", n, checks[i].path);
-        g_test_add_data_func(path, &cases[n - 2][i], run_local);
+        ThreadCase *tc = g_new(ThreadCase, 1); /* lives as long as the test run */
+        *tc = (ThreadCase){impl_find(thread_impls[k]), &checks[i], n};
+        g_autofree char *path = g_strdup_printf("/comm/%s/n%d/%s", thread_impls[k], n, checks[i].path);
+        g_test_add_data_func_full(path, tc, run_threads, g_free);
       }
-    return g_test_run();
   }
+  if (!ran) {
+    fprintf(stderr, "test_comm: communicator '%s' is not built in\n", comm);
+    return 1;
+  }
+  return g_test_run();
+}
 
+/* mpi: this process is one rank; every check in table order. */
+static int run_mpi(const Impl *impl, double timeout_s) {
+  g_autoptr(GError) error = NULL;
   process.impl = impl;
   process.timeout_s = timeout_s;
   process.world = px_comm_mpi_new(timeout_s, &error);
@@ -1097,7 +1152,7 @@ int main(int argc, char **argv) {
   /* one rank reports; the others' assertion messages still reach stderr */
   if (px_comm_rank(process.world) != 0 && !freopen("/dev/null", "w", stdout)) return 1;
   for (gsize i = 0; i < G_N_ELEMENTS(checks); i++) {
-    g_autofree char *path = g_strdup_printf("/comm/%s/%s", comm, checks[i].path);
+    g_autofree char *path = g_strdup_printf("/comm/mpi/%s", checks[i].path);
     g_test_add_data_func(path, &checks[i], run_process);
   }
   int rc = g_test_run();
