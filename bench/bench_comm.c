@@ -3,6 +3,8 @@
  * and receives from r-1 in one group) of f32 by size, on any implementation:
  *
  *   bench_comm --comm local -n 4            4 thread-ranks of this process
+ *   bench_comm --comm tcp -n 4              4 thread-ranks, each with its own
+ *                                           sockets over loopback
  *   mpirun -n 4 bench_comm --comm mpi       one process per rank
  *
  * Sizes go from -b to -e bytes by a factor -f (nccl-tests' -b 8 -e 64M -f 4,
@@ -22,6 +24,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include "comm.h"
+#if __has_include("comm_tcp.h")
+#include "comm_tcp.h"
+#define HAVE_TCP 1
+#endif
 
 typedef enum { OP_ALL_REDUCE, OP_ALL_GATHER, OP_REDUCE_SCATTER, OP_SEND_RECV, N_OPS } Op;
 static const char *op_names[N_OPS] = {"all_reduce (sum)", "all_gather", "reduce_scatter", "send_recv (ring)"};
@@ -143,14 +149,25 @@ static gboolean bench_or_abort(PxComm *c) {
 }
 
 typedef struct {
-  PxLocalWorld *w;
+  PxLocalWorld *w; /* local */
+  int port, n;     /* tcp */
+  double timeout_s;
   int rank;
   gboolean ok;
-} LocalRank;
+} ThreadRank;
 
-static gpointer local_rank(gpointer data) {
-  LocalRank *a = data;
-  PxComm *c = px_comm_local_new(a->w, a->rank);
+static gpointer thread_rank(gpointer data) {
+  ThreadRank *a = data;
+  PxComm *c = NULL;
+  g_autoptr(GError) error = NULL;
+  if (a->w) c = px_comm_local_new(a->w, a->rank);
+#ifdef HAVE_TCP
+  else c = px_comm_tcp_new("127.0.0.1", a->port, a->rank, a->n, a->timeout_s, &error);
+#endif
+  if (!c) {
+    fprintf(stderr, "bench_comm: rank %d: %s\n", a->rank, error ? error->message : "no communicator");
+    return NULL;
+  }
   a->ok = bench_or_abort(c);
   px_comm_free(c);
   return NULL;
@@ -174,7 +191,7 @@ int main(int argc, char **argv) {
   int ranks = 4;
   double timeout_s = 300;
   GOptionEntry entries[] = {
-    {"comm", 'c', 0, G_OPTION_ARG_STRING, &comm, "implementation: local (threads, default) or mpi (under mpirun)", "NAME"},
+    {"comm", 'c', 0, G_OPTION_ARG_STRING, &comm, "implementation: local (threads, default), tcp (threads over loopback) or mpi (under mpirun)", "NAME"},
     {"ranks", 'n', 0, G_OPTION_ARG_INT, &ranks, "thread-ranks for local (default 4)", "N"},
     {"minbytes", 'b', 0, G_OPTION_ARG_STRING, &min_s, "smallest size (default 8; K, M, G suffixes)", "BYTES"},
     {"maxbytes", 'e', 0, G_OPTION_ARG_STRING, &max_s, "largest size (default 64M)", "BYTES"},
@@ -196,26 +213,37 @@ int main(int argc, char **argv) {
     return 2;
   }
 
-  if (!strcmp(comm, "local")) {
+  gboolean tcp = FALSE;
+#ifdef HAVE_TCP
+  tcp = !strcmp(comm, "tcp");
+#endif
+  if (!strcmp(comm, "local") || tcp) {
     if (ranks < 1 || ranks > 64) {
       fprintf(stderr, "bench_comm: -n %d: 1 to 64 thread-ranks\n", ranks);
       return 2;
     }
-    printf("# bench_comm: local, %d ranks (threads of one process), f32; time per op averaged over ranks; GB/s = 1e9 B/s\n",
-           ranks);
-    PxLocalWorld *w = px_local_world_new(ranks, timeout_s);
+    printf("# bench_comm: %s, %d ranks (threads of one process%s), f32; time per op averaged over ranks; GB/s = 1e9 B/s\n",
+           comm, ranks, tcp ? ", sockets over loopback" : "");
+    PxLocalWorld *w = tcp ? NULL : px_local_world_new(ranks, timeout_s);
+    int port = 0;
+#ifdef HAVE_TCP
+    if (tcp && (port = px_tcp_free_port()) < 0) {
+      fprintf(stderr, "bench_comm: no free TCP port on 127.0.0.1\n");
+      return 1;
+    }
+#endif
     GThread *th[64];
-    LocalRank args[64];
+    ThreadRank args[64];
     for (int r = 0; r < ranks; r++) {
-      args[r] = (LocalRank){w, r, FALSE};
-      th[r] = g_thread_new("rank", local_rank, &args[r]);
+      args[r] = (ThreadRank){w, port, ranks, timeout_s, r, FALSE};
+      th[r] = g_thread_new("rank", thread_rank, &args[r]);
     }
     gboolean ok = TRUE;
     for (int r = 0; r < ranks; r++) {
       g_thread_join(th[r]);
       ok = ok && args[r].ok;
     }
-    px_local_world_free(w);
+    if (w) px_local_world_free(w);
     return ok ? 0 : 1;
   }
   if (!strcmp(comm, "mpi")) {
@@ -232,6 +260,12 @@ int main(int argc, char **argv) {
     px_comm_mpi_finalize();
     return ok ? 0 : 1;
   }
-  fprintf(stderr, "bench_comm: unknown communicator '%s' (local, mpi)\n", comm);
+  fprintf(stderr, "bench_comm: unknown communicator '%s' (local, mpi%s)\n", comm,
+#ifdef HAVE_TCP
+          ", tcp"
+#else
+          ""
+#endif
+  );
   return 2;
 }
