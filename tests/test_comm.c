@@ -57,6 +57,10 @@ enum {
   /* Reductions run in rank order 0..n-1 (so a sum whose value depends on the
    * order has the rank-order value), not only identically on every rank. */
   CAP_RANK_ORDER = 1 << 4,
+  /* A call that times out aborts the world by itself (comm.h). Without it
+   * (mpi) the caller gets TIMEOUT and aborts with its own context, as the
+   * runtime does ("rank 1 (stage 0) ..."). */
+  CAP_TIMEOUT_ABORTS = 1 << 6,
 };
 
 typedef struct {
@@ -70,7 +74,9 @@ static const Impl impls[] = {
    * sees every rank's op, count, dtype, reduction and root, and sums in rank
    * order; each pair's messages carry their count and dtype; a waiter knows
    * who has not posted. */
-  {"local", CAP_SURVIVES_FAILURE | CAP_MISMATCH | CAP_P2P_MISMATCH | CAP_P2P_TRUNCATE | CAP_NAMES_MISSING | CAP_RANK_ORDER,
+  {"local",
+   CAP_SURVIVES_FAILURE | CAP_MISMATCH | CAP_P2P_MISMATCH | CAP_P2P_TRUNCATE | CAP_NAMES_MISSING | CAP_RANK_ORDER |
+       CAP_TIMEOUT_ABORTS,
    NULL},
   /* One process per rank over Open MPI. Collectives are MPI's non-blocking
    * collectives: MPI carries no op / count / root with them, so a mismatch is
@@ -78,13 +84,17 @@ static const Impl impls[] = {
    * wrong data), and a timed-out collective cannot say who is missing. A
    * receive learns the sent count from its status (MPI_Get_count): a longer
    * receive is told; a shorter one fails inside MPI (MPI_ERR_TRUNCATE,
-   * reported as DEVICE). An abort ends the job (MPI_Abort). */
+   * reported as DEVICE). An inline call that times out returns TIMEOUT
+   * without aborting (a queued one aborts, through comm.c); an abort ends
+   * the job (MPI_Abort). */
   {"mpi", CAP_P2P_MISMATCH, "an abort or a timeout ends the job under mpi (tested by tests/cli_comm_mpi.sh)"},
   /* One process per rank over TCP sockets (here: thread-ranks of this
    * process, each with sockets of its own). Collectives run through position
    * 0, which sees every rank's call and reduces in rank order; p2p messages
    * carry their size; aborts travel to every peer. */
-  {"tcp", CAP_SURVIVES_FAILURE | CAP_MISMATCH | CAP_P2P_MISMATCH | CAP_P2P_TRUNCATE | CAP_NAMES_MISSING | CAP_RANK_ORDER,
+  {"tcp",
+   CAP_SURVIVES_FAILURE | CAP_MISMATCH | CAP_P2P_MISMATCH | CAP_P2P_TRUNCATE | CAP_NAMES_MISSING | CAP_RANK_ORDER |
+       CAP_TIMEOUT_ABORTS,
    NULL},
 };
 
@@ -781,6 +791,13 @@ static void wait_for_failure(PxComm *world) {
   while (px_comm_check_async(world, NULL)) g_usleep(1000);
 }
 
+/* What a caller does with a TIMEOUT where the implementation does not abort
+ * the world by itself: abort it with the sentence. */
+static void abort_after_timeout(PxComm *world, const Ctx *ctx, const GError *err) {
+  if (!(ctx->impl->caps & CAP_TIMEOUT_ABORTS) && g_error_matches(err, PX_COMM_ERROR, PX_COMM_ERROR_TIMEOUT))
+    px_comm_abort(world, err->message);
+}
+
 /* *err is ABORTED and carries `carrying` (NULL: anything); cleared after. */
 static void expect_aborted(GError **err, const char *carrying) {
   g_assert_error(*err, PX_COMM_ERROR, PX_COMM_ERROR_ABORTED);
@@ -811,6 +828,7 @@ static void missing_rank(PxComm *world, const Ctx *ctx, gboolean queued) {
     g_assert_true(g_error_matches(err, PX_COMM_ERROR, PX_COMM_ERROR_TIMEOUT) ||
                   g_error_matches(err, PX_COMM_ERROR, PX_COMM_ERROR_ABORTED));
     g_assert_nonnull(strstr(err->message, sentence));
+    abort_after_timeout(world, ctx, err);
     g_clear_error(&err);
   } else {
     wait_for_failure(world);
@@ -838,6 +856,7 @@ static void check_missing_sender(PxComm *world, const Ctx *ctx) {
     g_assert_false(px_comm_recv(world, &x, 1, PX_DTYPE_F64, 1, NULL, &err));
     g_assert_error(err, PX_COMM_ERROR, PX_COMM_ERROR_TIMEOUT);
     g_assert_cmpstr(err->message, ==, sentence);
+    abort_after_timeout(world, ctx, err);
   } else {
     wait_for_failure(world);
     g_assert_false(px_comm_barrier(world, NULL, &err));
