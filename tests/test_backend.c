@@ -25,12 +25,21 @@ static PxBackend *be;
     g_assert_true(ok_);                                                                            \
   } while (0)
 
-/* A (rows, cols) tensor of dtype holding host (NULL: zeros). */
+/* A (rows, cols) tensor of dtype holding host (NULL: uninitialised, i.e.
+ * NaN under PX_POISON=1, for what an op must overwrite). */
 static PxTensor *mk(PxDType dt, const char *name, gint64 rows, gint64 cols, const double *host) {
   GError *E = NULL;
   PxTensor *t = px_tensor_new(be, name, dt, PX_MEM_ACTIVATIONS, 2, (gint64[]){rows, cols}, &E);
   g_assert_no_error(E);
   if (host) OK(px_tensor_upload_f64(t, host, &E));
+  return t;
+}
+
+/* A zeroed (rows, cols) tensor: for what an op adds into. */
+static PxTensor *mk0(PxDType dt, const char *name, gint64 rows, gint64 cols) {
+  GError *E = NULL;
+  PxTensor *t = px_tensor_new_zeroed(be, name, dt, PX_MEM_BUFFERS, 2, (gint64[]){rows, cols}, &E);
+  g_assert_no_error(E);
   return t;
 }
 
@@ -43,6 +52,15 @@ static PxTensor *mk_ids(const char *name, gint64 n, const gint32 *ids) {
 }
 
 static void get(const PxTensor *t, double *out) { OK(px_tensor_download_f64(t, out, &E)); }
+
+/* A one-element device scalar of dtype holding v. */
+static PxTensor *scalar(PxDType dt, double v) { return mk(dt, "scalar", 1, 1, &v); }
+
+static double get1(const PxTensor *t) {
+  double v;
+  get(t, &v);
+  return v;
+}
 
 static double norm_err(const double *a, const double *b, gint64 n) {
   double num = 0, den = 0;
@@ -316,9 +334,9 @@ RUNNER(ce_run) {
   g_autoptr(PxTensor) lg = mk(dt, "logits", c->d.N, c->d.V, in[0]);
   g_autoptr(PxTensor) tg = mk_ids("targets", c->d.N, c->d.ids);
   g_autoptr(PxTensor) losses = mk(dt, "losses", c->d.N, 1, NULL);
-  double mean;
-  OK(px_op_cross_entropy_fwd(be, losses, &mean, lg, tg, &E));
-  if (out) out[0] = mean;
+  g_autoptr(PxTensor) mean = scalar(PX_DTYPE_F64, 0);
+  OK(px_op_cross_entropy_fwd(be, losses, mean, lg, tg, &E));
+  if (out) out[0] = get1(mean);
   if (!dout) return;
   g_autoptr(PxTensor) dl = gradt(dt, gr, 0, c->d.N, c->d.V);
   OK(px_op_cross_entropy_bwd(be, dl, lg, tg, dout[0], &E));
@@ -464,15 +482,20 @@ static void test_fwd_cross_entropy(void) {
   g_autoptr(PxTensor) tl = mk(PX_DTYPE_F64, "logits", 2, 4, lg);
   g_autoptr(PxTensor) tt = mk_ids("targets", 2, tg);
   g_autoptr(PxTensor) losses = mk(PX_DTYPE_F64, "losses", 2, 1, NULL);
-  double mean, l[2];
-  OK(px_op_cross_entropy_fwd(be, losses, &mean, tl, tt, &E));
+  /* the accumulator starts at 0.5 (an earlier micro-batch): the mean adds to it */
+  g_autoptr(PxTensor) acc = scalar(PX_DTYPE_F64, 0.5);
+  g_autoptr(PxTensor) acc32 = scalar(PX_DTYPE_F32, 0.5);
+  double l[2];
+  OK(px_op_cross_entropy_fwd(be, losses, acc, tl, tt, &E));
+  OK(px_op_cross_entropy_fwd(be, losses, acc32, tl, tt, &E));
   get(losses, l);
   /* the -50 logit adds e^-50 to the first sum: below double resolution of 0.4076 */
   g_assert_cmpfloat_with_epsilon(l[0], 0.40760596444438013, 1e-15);
   g_assert_cmpfloat_with_epsilon(l[1], log(4.0), 1e-15);
-  g_assert_cmpfloat_with_epsilon(mean, (0.40760596444438013 + log(4.0)) / 2, 1e-15);
+  g_assert_cmpfloat_with_epsilon(get1(acc), 0.5 + (0.40760596444438013 + log(4.0)) / 2, 1e-15);
+  g_assert_cmpfloat_with_epsilon(get1(acc32), 0.5 + (0.40760596444438013 + log(4.0)) / 2, 1e-7);
   /* dlogits = (softmax - onehot) / N for dloss = 1 */
-  g_autoptr(PxTensor) dl = mk(PX_DTYPE_F64, "dlogits", 2, 4, NULL);
+  g_autoptr(PxTensor) dl = mk0(PX_DTYPE_F64, "dlogits", 2, 4);
   OK(px_op_cross_entropy_bwd(be, dl, tl, tt, 1.0, &E));
   double d[8];
   get(dl, d);
@@ -536,8 +559,8 @@ static void test_adamw(void) {
     const double one = 1, g1 = 0.5, g2 = -0.25;
     g_autoptr(PxTensor) p = mk(dt, "p", 1, 1, &one);
     g_autoptr(PxTensor) g = mk(dt, "g", 1, 1, &g1);
-    g_autoptr(PxTensor) m = mk(dt, "m", 1, 1, NULL);
-    g_autoptr(PxTensor) v = mk(dt, "v", 1, 1, NULL);
+    g_autoptr(PxTensor) m = mk0(dt, "m", 1, 1);
+    g_autoptr(PxTensor) v = mk0(dt, "v", 1, 1);
     PxAdamW opt = {.lr = 0.1, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.01,
                    .t = 1, .grad_scale = 1};
     OK(px_op_adamw(be, p, g, m, v, &opt, &E));
@@ -601,7 +624,7 @@ static void test_shape_error(void) {
 }
 
 static void test_memory(void) {
-  g_autoptr(PxBackend) b = px_backend_cpu_new();
+  g_autoptr(PxBackend) b = px_backend_new("cpu", 0, NULL);
   g_autoptr(GError) error = NULL;
   PxMemStats st;
   PxTensor *w = px_tensor_new(b, "w", PX_DTYPE_F32, PX_MEM_WEIGHTS, 2, (gint64[]){768, 2304}, &error);
@@ -704,7 +727,7 @@ static void block_check(Ref *ref, PxDType dt, double tol) {
   PxTensor *P[NPARAMS], *G[NPARAMS];
   for (int i = 0; i < NPARAMS; i++) {
     P[i] = mk(dt, pnames[i], rows[i], cols[i], (double *)ref_get(ref, pnames[i])->data);
-    G[i] = mk(dt, "grad", rows[i], cols[i], NULL);
+    G[i] = mk0(dt, "grad", rows[i], cols[i]);
   }
   enum { WTE, WPE, LN1W, LN1B, QKVW, QKVB, PROJW, PROJB, LN2W, LN2B, FCW, FCB, FPW, FPB, LNFW, LNFB };
   gint32 tok[64], tgt[64];
@@ -721,11 +744,14 @@ static void block_check(Ref *ref, PxDType dt, double tol) {
   ACT(att, B * H * T, T); ACT(y, N, C); ACT(a, N, C); ACT(x1, N, C); ACT(h2, N, C);
   ACT(m2, N, 1); ACT(r2, N, 1); ACT(f, N, F); ACT(g, N, F); ACT(mo, N, C); ACT(x2, N, C);
   ACT(h3, N, C); ACT(m3, N, 1); ACT(r3, N, 1); ACT(logits, N, V); ACT(losses, N, 1);
-  /* gradients of activations */
-  ACT(dlogits, N, V); ACT(dh3, N, C); ACT(dx2, N, C); ACT(dg, N, F); ACT(df, N, F);
-  ACT(dh2, N, C); ACT(dx1, N, C); ACT(dy, N, C); ACT(dqkv, N, 3 * C); ACT(dh1, N, C);
-  ACT(dx0, N, C);
+  /* gradients of activations: backward adds into them */
+#define GRAD(name, r, c) g_autoptr(PxTensor) name = mk0(dt, #name, r, c)
+  GRAD(dlogits, N, V); GRAD(dh3, N, C); GRAD(dx2, N, C); GRAD(dg, N, F); GRAD(df, N, F);
+  GRAD(dh2, N, C); GRAD(dx1, N, C); GRAD(dy, N, C); GRAD(dqkv, N, 3 * C); GRAD(dh1, N, C);
+  GRAD(dx0, N, C);
 #undef ACT
+#undef GRAD
+  g_autoptr(PxTensor) tloss = px_tensor_new_zeroed(be, "loss", PX_DTYPE_F64, PX_MEM_BUFFERS, 1, (gint64[]){1}, NULL);
   double loss;
   OK(px_op_embedding_fwd(be, x0, ttok, P[WTE], P[WPE], B, T, &E));
   OK(px_op_layernorm_fwd(be, h1, m1, r1, x0, P[LN1W], P[LN1B], 1e-5, &E));
@@ -740,7 +766,8 @@ static void block_check(Ref *ref, PxDType dt, double tol) {
   OK(px_op_residual_fwd(be, x2, x1, mo, &E));
   OK(px_op_layernorm_fwd(be, h3, m3, r3, x2, P[LNFW], P[LNFB], 1e-5, &E));
   OK(px_op_linear_fwd(be, logits, h3, P[WTE], NULL, &E)); /* tied head */
-  OK(px_op_cross_entropy_fwd(be, losses, &loss, logits, ttgt, &E));
+  OK(px_op_cross_entropy_fwd(be, losses, tloss, logits, ttgt, &E));
+  OK(px_tensor_download(tloss, &loss, &E));
 
   OK(px_op_cross_entropy_bwd(be, dlogits, logits, ttgt, 1.0, &E));
   OK(px_op_linear_bwd(be, dh3, G[WTE], NULL, dlogits, h3, P[WTE], &E));
@@ -789,7 +816,7 @@ static void test_gpt_block(void) {
 
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
-  be = px_backend_cpu_new();
+  be = px_backend_new("cpu", 0, NULL);
   g_test_add_func("/backend/cpu/fwd/linear", test_fwd_linear);
   g_test_add_func("/backend/cpu/fwd/embedding", test_fwd_embedding);
   g_test_add_func("/backend/cpu/fwd/layernorm", test_fwd_layernorm);

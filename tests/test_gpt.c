@@ -61,13 +61,13 @@ static void harness_init(Harness *h, const PxModelDesc *d, PxCheckpoint ckpt, Px
   g_assert_true(px_plan_validate(&h->plan, h->model, NULL, &error));
   h->part = px_partition_new(h->model, &h->plan, NULL, &error);
   g_assert_no_error(error);
-  h->be = px_backend_cpu_new();
+  h->be = px_backend_new("cpu", 0, NULL);
   PxGptRank r = {h->be, NULL, NULL, 0, tp_rank, dt};
   h->gpt = px_gpt_new(h->model, &h->plan, h->part, &r, &error);
   g_assert_no_error(error);
   h->n = px_gpt_chunk(h->gpt, 0)->numel;
   h->w = px_tensor_new(h->be, "w", dt, PX_MEM_WEIGHTS, 1, &h->n, &error);
-  h->g = px_tensor_new(h->be, "g", dt, PX_MEM_GRADS, 1, &h->n, &error);
+  h->g = px_tensor_new_zeroed(h->be, "g", dt, PX_MEM_GRADS, 1, &h->n, &error);
   g_assert_true(px_gpt_chunk_bind(h->gpt, 0, h->w, h->g, &error));
   int N = h->plan.mbs * h->plan.seq;
   h->tokens = g_new(gint32, N);
@@ -273,8 +273,8 @@ static void check_reference(PxDType dt, double tol_logits, double tol_grad, doub
   /* three AdamW steps on the same batch (lr 1e-2, no clipping) */
   g_autoptr(GError) error = NULL;
   gint64 n = h.n;
-  g_autoptr(PxTensor) m = px_tensor_new(h.be, "m", dt, PX_MEM_OPTIMIZER, 1, &n, &error);
-  g_autoptr(PxTensor) v = px_tensor_new(h.be, "v", dt, PX_MEM_OPTIMIZER, 1, &n, &error);
+  g_autoptr(PxTensor) m = px_tensor_new_zeroed(h.be, "m", dt, PX_MEM_OPTIMIZER, 1, &n, &error);
+  g_autoptr(PxTensor) v = px_tensor_new_zeroed(h.be, "v", dt, PX_MEM_OPTIMIZER, 1, &n, &error);
   const double *want_losses = ref_get(ref, "adamw:losses", 3);
   for (int t = 1; t <= 3; t++) {
     double l = harness_loss(&h, g, FALSE, NULL);
