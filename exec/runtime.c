@@ -149,11 +149,12 @@ static gboolean chunk_alloc(Rank *r, int c, GError **error) {
   } else {
     TRY(cs->w = tensor1(r->be, nw, dt, PX_MEM_WEIGHTS, cs->padded, error));
   }
-  TRY(cs->g = tensor1(r->be, ng, dt, r->zero >= 2 ? PX_MEM_BUFFERS : PX_MEM_GRADS, cs->padded, error));
+  /* accumulated into (backward adds, Adam's moments start at zero): zeroed */
+  TRY(cs->g = px_tensor_new_zeroed(r->be, ng, dt, r->zero >= 2 ? PX_MEM_BUFFERS : PX_MEM_GRADS, 1, &cs->padded, error));
   if (r->sharded)
     TRY(cs->g_shard = tensor1(r->be, "grad_shard", dt, r->zero >= 2 ? PX_MEM_GRADS : PX_MEM_BUFFERS, cs->shard, error));
-  TRY(cs->m = tensor1(r->be, "adam.m", dt, PX_MEM_OPTIMIZER, cs->shard, error));
-  TRY(cs->v = tensor1(r->be, "adam.v", dt, PX_MEM_OPTIMIZER, cs->shard, error));
+  TRY(cs->m = px_tensor_new_zeroed(r->be, "adam.m", dt, PX_MEM_OPTIMIZER, 1, &cs->shard, error));
+  TRY(cs->v = px_tensor_new_zeroed(r->be, "adam.v", dt, PX_MEM_OPTIMIZER, 1, &cs->shard, error));
   /* initial values */
   g_autofree double *init = g_new0(double, cs->padded);
   px_gpt_chunk_init_values(r->gpt, c, rt->opt.seed, init);
