@@ -655,6 +655,262 @@ static void test_memory(void) {
   g_clear_pointer(&view, px_tensor_free);
 }
 
+/* The pool: size classes by hand (512-byte steps to 64 KiB, then eight per
+ * doubling), a freed block serving the next tensor of its class, trim. */
+static void test_pool(void) {
+  g_autoptr(PxBackend) b = px_backend_new("cpu", 0, NULL);
+  g_autoptr(GError) error = NULL;
+  PxMemStats st;
+  /* 250 f32 = 1000 B -> class 1024; 25,000 f32 = 100,000 B: 2^16 < 100,000 <= 2^17,
+   * step 2^13 = 8192 -> 13 * 8192 = 106,496 */
+  PxTensor *a = px_tensor_new(b, "a", PX_DTYPE_F32, PX_MEM_BUFFERS, 1, (gint64[]){250}, &error);
+  PxTensor *c = px_tensor_new(b, "c", PX_DTYPE_F32, PX_MEM_ACTIVATIONS, 1, (gint64[]){25000}, &error);
+  g_assert_no_error(error);
+  px_backend_mem_stats(b, &st);
+  g_assert_cmpint(st.total_current, ==, 1000 + 100000);
+  g_assert_cmpint(st.reserved, ==, 1024 + 106496);
+  g_assert_cmpint(st.cached, ==, 0);
+  void *cdata = c->data;
+  px_tensor_free(c);
+  px_backend_mem_stats(b, &st);
+  g_assert_cmpint(st.cached, ==, 106496);
+  g_assert_cmpint(st.reserved, ==, 1024 + 106496);
+  /* 26,000 f32 = 104,000 B is in the same class: it gets the cached block, zeroed */
+  float *junk = cdata;
+  for (int i = 0; i < 25000; i++) junk[i] = 7.0f;
+  PxTensor *d = px_tensor_new_zeroed(b, "d", PX_DTYPE_F32, PX_MEM_GRADS, 1, (gint64[]){26000}, &error);
+  g_assert_no_error(error);
+  g_assert_true(d->data == cdata);
+  g_autofree double *dv = g_new(double, 26000);
+  get(d, dv);
+  for (int i = 0; i < 26000; i++) g_assert_cmpfloat(dv[i], ==, 0);
+  px_backend_mem_stats(b, &st);
+  g_assert_cmpint(st.cached, ==, 0);
+  g_assert_cmpint(st.reserved, ==, 1024 + 106496);
+  g_assert_cmpint(st.current[PX_MEM_GRADS], ==, 104000);
+  px_tensor_free(d);
+  px_tensor_free(a);
+  px_backend_mem_stats(b, &st);
+  g_assert_cmpint(st.cached, ==, 1024 + 106496);
+  g_assert_cmpint(st.reserved_peak, ==, 1024 + 106496);
+  g_assert_cmpint(px_backend_trim(b), ==, 1024 + 106496);
+  px_backend_mem_stats(b, &st);
+  g_assert_cmpint(st.cached, ==, 0);
+  g_assert_cmpint(st.reserved, ==, 0);
+  g_assert_cmpint(st.total_current, ==, 0);
+}
+
+/* PX_POISON=1: a fresh tensor reads as NaN (floats) or -1 (ids); zeroed ones as 0. */
+static void test_poison(void) {
+  g_autofree char *old = g_strdup(g_getenv("PX_POISON"));
+  g_setenv("PX_POISON", "1", TRUE);
+  g_autoptr(PxBackend) b = px_backend_new("cpu", 0, NULL);
+  if (old) g_setenv("PX_POISON", old, TRUE);
+  else g_unsetenv("PX_POISON");
+  g_autoptr(GError) error = NULL;
+  for (PxDType dt = PX_DTYPE_F32; dt <= PX_DTYPE_F64; dt++) {
+    g_autoptr(PxTensor) t = px_tensor_new(b, "t", dt, PX_MEM_BUFFERS, 1, (gint64[]){3}, &error);
+    g_autoptr(PxTensor) z = px_tensor_new_zeroed(b, "z", dt, PX_MEM_BUFFERS, 1, (gint64[]){3}, &error);
+    double v[3], w[3];
+    g_assert_true(px_tensor_download_f64(t, v, &error));
+    g_assert_true(px_tensor_download_f64(z, w, &error));
+    for (int i = 0; i < 3; i++) {
+      g_assert_true(isnan(v[i]));
+      g_assert_cmpfloat(w[i], ==, 0);
+    }
+  }
+  g_autoptr(PxTensor) ids = px_tensor_new(b, "ids", PX_DTYPE_I32, PX_MEM_BUFFERS, 1, (gint64[]){2}, &error);
+  gint32 iv[2];
+  g_assert_true(px_tensor_download(ids, iv, &error));
+  g_assert_cmpint(iv[0], ==, -1);
+  g_assert_cmpint(iv[1], ==, -1);
+}
+
+static void test_registry(void) {
+  const char *const *names = px_backend_list();
+  g_assert_cmpstr(names[0], ==, "cpu");
+  g_autoptr(GError) error = NULL;
+  g_autoptr(PxBackend) b = px_backend_new("cpu", 0, &error);
+  g_assert_no_error(error);
+  g_assert_cmpstr(px_backend_name(b), ==, "cpu");
+  g_assert_null(px_backend_new("tpu", 0, &error));
+  g_assert_error(error, PX_BACKEND_ERROR, PX_BACKEND_ERROR_UNSUPPORTED);
+  g_assert_true(g_str_has_prefix(error->message, "unknown backend 'tpu' (cpu"));
+}
+
+static void test_copy(void) {
+  const double x[6] = {1, -2, 3.5, 4, 5, 6e-300};
+  g_autoptr(PxTensor) src = mk(PX_DTYPE_F64, "src", 2, 3, x);
+  g_autoptr(PxTensor) dst = mk(PX_DTYPE_F64, "dst", 3, 2, NULL);
+  OK(px_tensor_copy(dst, src, &E));
+  double y[6];
+  get(dst, y);
+  for (int i = 0; i < 6; i++) g_assert_cmpfloat(y[i], ==, x[i]);
+  g_autoptr(PxTensor) f = mk(PX_DTYPE_F32, "f", 2, 3, NULL);
+  g_autoptr(GError) error = NULL;
+  g_assert_false(px_tensor_copy(f, src, &error));
+  g_assert_error(error, PX_BACKEND_ERROR, PX_BACKEND_ERROR_SHAPE);
+  g_assert_cmpstr(error->message, ==, "copy: src is f64 with 6 elements, f is f32 with 6");
+}
+
+/* Device scalars: sums of squares accumulate (f32 and f64 accumulators), the
+ * non-finite flag is set by NaN and by Inf and left alone otherwise. */
+static void test_device_scalars(void) {
+  const double x[3] = {1, -2, 3}, y[2] = {0.5, 4};
+  for (PxDType dt = PX_DTYPE_F32; dt <= PX_DTYPE_F64; dt++) {
+    g_autoptr(PxTensor) tx = mk(dt, "x", 1, 3, x);
+    g_autoptr(PxTensor) ty = mk(dt, "y", 1, 2, y);
+    for (PxDType at = PX_DTYPE_F32; at <= PX_DTYPE_F64; at++) {
+      g_autoptr(PxTensor) acc = scalar(at, 0);
+      OK(px_op_sum_squares_acc(be, acc, tx, &E));
+      OK(px_op_sum_squares_acc(be, acc, ty, &E));
+      g_assert_cmpfloat(get1(acc), ==, 14 + 16.25);
+    }
+    g_autoptr(PxTensor) flag = scalar(PX_DTYPE_F32, 0);
+    OK(px_op_check_finite(be, flag, tx, &E));
+    g_assert_cmpfloat(get1(flag), ==, 0);
+    const double bad[3][2] = {{1, NAN}, {INFINITY, 0}, {-INFINITY, 2}};
+    for (int k = 0; k < 3; k++) {
+      g_autoptr(PxTensor) tb = mk(dt, "bad", 1, 2, bad[k]);
+      g_autoptr(PxTensor) fi = mk_ids("flag", 1, (gint32[]){0});
+      OK(px_op_check_finite(be, fi, tb, &E));
+      gint32 v;
+      OK(px_tensor_download(fi, &v, &E));
+      g_assert_cmpint(v, ==, 1);
+      OK(px_op_check_finite(be, fi, tx, &E)); /* a finite tensor does not clear it */
+      OK(px_tensor_download(fi, &v, &E));
+      g_assert_cmpint(v, ==, 1);
+    }
+  }
+  /* the old host-returning form agrees */
+  g_autoptr(PxTensor) tx = mk(PX_DTYPE_F64, "x", 1, 3, x);
+  double ss;
+  OK(px_op_sum_squares(be, tx, &ss, &E));
+  g_assert_cmpfloat(ss, ==, 14);
+}
+
+/* Vocabulary-parallel embedding: a vocabulary of 7 over tp = 3 ranks of 3
+ * rows each (the last holds 1 real row and 2 of padding); the partial rows
+ * summed over the ranks and the gradient shards laid end to end equal the
+ * whole-vocabulary lookup and scatter-add computed here in double. */
+static void test_embedding_vp(void) {
+  enum { V = 7, TP = 3, VL = 3, C = 4, B = 2, T = 3, N = B * T };
+  const gint32 tok[N] = {6, 0, 3, 3, 5, 1};
+  double wte[V * C], wpe[T * C], dout[N * C];
+  for (int i = 0; i < V * C; i++) wte[i] = sin(1.3 * i + 0.2);
+  for (int i = 0; i < T * C; i++) wpe[i] = cos(0.7 * i);
+  for (int i = 0; i < N * C; i++) dout[i] = sin(0.37 * i - 1);
+  double want[N * C], want_dwte[V * C] = {0}, want_dwpe[T * C] = {0};
+  for (int i = 0; i < N; i++)
+    for (int c = 0; c < C; c++) {
+      want[i * C + c] = wte[tok[i] * C + c] + wpe[(i % T) * C + c];
+      want_dwte[tok[i] * C + c] += dout[i * C + c];
+      want_dwpe[(i % T) * C + c] += dout[i * C + c];
+    }
+  for (PxDType dt = PX_DTYPE_F32; dt <= PX_DTYPE_F64; dt++) {
+    double tol = dt == PX_DTYPE_F64 ? 1e-15 : 1e-6;
+    double sum[N * C] = {0}, dwte[TP * VL * C], dwpe[T * C];
+    g_autoptr(PxTensor) ttok = mk_ids("tokens", N, tok);
+    g_autoptr(PxTensor) tpe = mk(dt, "wpe", T, C, wpe);
+    g_autoptr(PxTensor) tdout = mk(dt, "dout", N, C, dout);
+    g_autoptr(PxTensor) tdwpe = mk0(dt, "dwpe", T, C);
+    for (int r = 0; r < TP; r++) {
+      int v0 = r * VL, real = MIN(VL, V - v0);
+      double shard[VL * C];
+      for (int i = 0; i < VL * C; i++) shard[i] = i < real * C ? wte[v0 * C + i] : 1e30; /* padding */
+      g_autoptr(PxTensor) tw = mk(dt, "wte", VL, C, shard);
+      g_autoptr(PxTensor) out = mk(dt, "out", N, C, NULL);
+      OK(px_op_embedding_vp_fwd(be, out, ttok, tw, r == 0 ? tpe : NULL, v0, real, B, T, &E));
+      double o[N * C];
+      get(out, o);
+      for (int i = 0; i < N * C; i++) sum[i] += o[i];
+      g_autoptr(PxTensor) tdw = mk0(dt, "dwte", VL, C);
+      OK(px_op_embedding_vp_bwd(be, tdw, r == 0 ? tdwpe : NULL, tdout, ttok, v0, real, B, T, &E));
+      get(tdw, dwte + r * VL * C);
+      for (int i = real * C; i < VL * C; i++) g_assert_cmpfloat(dwte[r * VL * C + i], ==, 0);
+    }
+    get(tdwpe, dwpe);
+    assert_close(sum, want, N * C, tol);
+    assert_close(dwte, want_dwte, V * C, tol);
+    assert_close(dwpe, want_dwpe, T * C, tol);
+  }
+}
+
+/* Vocabulary-parallel cross-entropy: V = 7 over tp = 3 (padding columns hold
+ * huge logits that must take no part). The ranks' pieces, with the TP
+ * reductions done here (max, then sums), against the whole-row log-softmax
+ * and its gradient in double; max_parts against the host max. */
+static void test_cross_entropy_vp(void) {
+  enum { V = 7, TP = 3, VL = 3, N = 4 };
+  const gint32 tgt[N] = {6, 0, 4, 2};
+  double lg[N * V];
+  for (int i = 0; i < N * V; i++) lg[i] = 3 * sin(0.9 * i + 0.4);
+  const double dloss = 0.75;
+  double want_loss[N], want_d[N * V], want_mean = 0;
+  for (int i = 0; i < N; i++) {
+    double mx = -INFINITY, s = 0;
+    for (int v = 0; v < V; v++) mx = MAX(mx, lg[i * V + v]);
+    for (int v = 0; v < V; v++) s += exp(lg[i * V + v] - mx);
+    want_loss[i] = log(s) + mx - lg[i * V + tgt[i]];
+    want_mean += want_loss[i] / N;
+    for (int v = 0; v < V; v++) want_d[i * V + v] = dloss / N * (exp(lg[i * V + v] - mx) / s - (v == tgt[i]));
+  }
+  for (PxDType dt = PX_DTYPE_F32; dt <= PX_DTYPE_F64; dt++) {
+    double tol = dt == PX_DTYPE_F64 ? 1e-14 : 1e-6;
+    g_autoptr(PxTensor) ttgt = mk_ids("targets", N, tgt);
+    PxTensor *shard[TP];
+    double maxima[TP * N], stats[2 * N] = {0};
+    for (int r = 0; r < TP; r++) {
+      int v0 = r * VL, real = MIN(VL, V - v0);
+      double x[N * VL];
+      for (int i = 0; i < N; i++)
+        for (int v = 0; v < VL; v++) x[i * VL + v] = v < real ? lg[i * V + v0 + v] : 1e3;
+      shard[r] = mk(dt, "logits", N, VL, x);
+      g_autoptr(PxTensor) lm = mk(dt, "local_max", 1, N, NULL);
+      OK(px_op_ce_vp_max(be, lm, shard[r], real, &E));
+      get(lm, maxima + r * N);
+    }
+    /* the all-gather of the maxima, then their max on the device */
+    g_autoptr(PxTensor) parts = mk(dt, "maxima", TP, N, maxima);
+    g_autoptr(PxTensor) gmax = mk(dt, "gmax", 1, N, NULL);
+    OK(px_op_max_parts(be, gmax, parts, &E));
+    double gm[N];
+    get(gmax, gm);
+    for (int i = 0; i < N; i++) {
+      double m = -INFINITY;
+      for (int v = 0; v < V; v++) m = MAX(m, lg[i * V + v]);
+      g_assert_cmpfloat_with_epsilon(gm[i], m, tol);
+    }
+    for (int r = 0; r < TP; r++) { /* then the all-reduce SUM of the stats */
+      int v0 = r * VL, real = MIN(VL, V - v0);
+      g_autoptr(PxTensor) st = mk(dt, "stats", 2, N, NULL);
+      OK(px_op_ce_vp_stats(be, st, shard[r], ttgt, gmax, v0, real, &E));
+      double s[2 * N];
+      get(st, s);
+      for (int i = 0; i < 2 * N; i++) stats[i] += s[i];
+    }
+    g_autoptr(PxTensor) tstats = mk(dt, "stats", 2, N, stats);
+    g_autoptr(PxTensor) losses = mk(dt, "losses", 1, N, NULL);
+    g_autoptr(PxTensor) acc = scalar(PX_DTYPE_F64, 1.0);
+    OK(px_op_ce_vp_loss(be, losses, acc, gmax, tstats, &E));
+    double l[N];
+    get(losses, l);
+    assert_close(l, want_loss, N, tol);
+    g_assert_cmpfloat_with_epsilon(get1(acc), 1.0 + want_mean, tol);
+    for (int r = 0; r < TP; r++) {
+      int v0 = r * VL, real = MIN(VL, V - v0);
+      g_autoptr(PxTensor) dl = mk0(dt, "dlogits", N, VL);
+      OK(px_op_ce_vp_bwd(be, dl, shard[r], ttgt, gmax, tstats, v0, real, dloss, &E));
+      double d[N * VL];
+      get(dl, d);
+      for (int i = 0; i < N; i++)
+        for (int v = 0; v < VL; v++)
+          g_assert_cmpfloat_with_epsilon(d[i * VL + v], v < real ? want_d[i * V + v0 + v] : 0, tol);
+      px_tensor_free(shard[r]);
+    }
+  }
+}
+
 static const char *fake_status_str(int s) { return s == 2 ? "out of memory" : "other"; }
 static gboolean fake_call(int status, GError **error) {
   PX_CHECK_GEN(status, 0, fake_status_str, PX_BACKEND_ERROR, PX_BACKEND_ERROR_DEVICE, 3, error);
@@ -842,6 +1098,13 @@ int main(int argc, char **argv) {
   g_test_add_func("/backend/cpu/gpt-block", test_gpt_block);
   g_test_add_func("/backend/errors/shape", test_shape_error);
   g_test_add_func("/backend/memory", test_memory);
+  g_test_add_func("/backend/pool", test_pool);
+  g_test_add_func("/backend/poison", test_poison);
+  g_test_add_func("/backend/registry", test_registry);
+  g_test_add_func("/backend/cpu/copy", test_copy);
+  g_test_add_func("/backend/cpu/device-scalars", test_device_scalars);
+  g_test_add_func("/backend/cpu/vocab-parallel/embedding", test_embedding_vp);
+  g_test_add_func("/backend/cpu/vocab-parallel/cross-entropy", test_cross_entropy_vp);
   g_test_add_func("/backend/check-macro", test_check_macro);
   int rc = g_test_run();
   px_backend_free(be);
