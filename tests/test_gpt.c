@@ -4,7 +4,8 @@
  *  - activation checkpointing (full, selective) and the zero-bubble split of
  *    backward (B then W) give the same gradients as the plain backward;
  *  - the numpy float64 reference dump (tests/ref/gpt_tiny_ref.py): logits,
- *    loss, every gradient and three AdamW steps, in fp64 and fp32;
+ *    loss (also accumulated on the device over two micro-batches), every
+ *    gradient and three AdamW steps, in fp64 and fp32;
  *  - tensor-parallel shards cut from the full tensor as Megatron splits them
  *    (query / key / value heads, row-parallel columns, a padded vocabulary),
  *    checked by hand. */
@@ -264,6 +265,18 @@ static void check_reference(PxDType dt, double tol_logits, double tol_grad, doub
   double loss = harness_loss(&h, g, FALSE, logits);
   g_assert_cmpfloat(rel_err(logits, ref_get(ref, "logits", (gint64)N * d.vocab), (gint64)N * d.vocab), <, tol_logits);
   g_assert_cmpfloat(fabs(loss - ref_get(ref, "loss", 1)[0]), <, tol_logits * 10);
+  { /* the loss left on the device: two micro-batches add into one f64 scalar, read once */
+    g_autoptr(GError) err = NULL;
+    g_autoptr(PxTensor) acc = px_tensor_new_zeroed(h.be, "loss", PX_DTYPE_F64, PX_MEM_BUFFERS, 1, (gint64[]){1}, &err);
+    for (int k = 0; k < 2; k++) {
+      PxGptActs *a = px_gpt_forward_acc(h.gpt, 0, NULL, h.tokens, h.targets, acc, &err);
+      g_assert_no_error(err);
+      px_gpt_acts_free(a);
+    }
+    double two;
+    g_assert_true(px_tensor_download(acc, &two, &err));
+    g_assert_cmpfloat(fabs(two - 2 * ref_get(ref, "loss", 1)[0]), <, tol_logits * 20);
+  }
   for (guint p = 0; p < ch->n_params; p++) {
     const PxGptParam *pr = &ch->params[p];
     g_autofree char *key = g_strconcat("grad:", pr->spec->name, NULL);
