@@ -41,7 +41,10 @@ PxBackend *px_backend_alloc_base(const PxBackendOps *ops, int device, void *impl
   be->impl = impl;
   be->pool = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, pool_list_free);
   be->poison = !g_strcmp0(g_getenv("PX_POISON"), "1");
+  be->t0 = g_get_monotonic_time();
   g_mutex_init(&be->lock);
+  be->compute = px_backend_make_compute_stream(be, NULL);
+  g_assert(be->compute); /* the inline / device default stream cannot fail to exist */
   return be;
 }
 
@@ -91,6 +94,7 @@ gsize px_backend_trim(PxBackend *be) {
 
 void px_backend_free(PxBackend *be) {
   if (!be) return;
+  px_stream_free(be->compute);
   px_backend_trim(be);
   g_hash_table_destroy(be->pool);
   if (be->ops->free) be->ops->free(be);
@@ -99,6 +103,8 @@ void px_backend_free(PxBackend *be) {
 }
 
 const char *px_backend_name(const PxBackend *be) { return be->ops->name; }
+
+double px_backend_clock(PxBackend *be) { return (g_get_monotonic_time() - be->t0) / 1e6; }
 
 gboolean px_backend_synchronize(PxBackend *be, GError **error) {
   return be->ops->synchronize ? be->ops->synchronize(be, error) : TRUE;
@@ -306,19 +312,6 @@ gboolean px_tensor_download(const PxTensor *t, void *host, GError **error) {
 
 gboolean px_tensor_zero(PxTensor *t, GError **error) {
   return t->backend->ops->memset(t->backend, t->data, 0, t->bytes, error);
-}
-
-gboolean px_tensor_copy(PxTensor *dst, const PxTensor *src, GError **error) {
-  if (dst->backend != src->backend)
-    return fail(error, PX_BACKEND_ERROR_SHAPE, "copy: %s and %s live on different backends", src->name,
-                dst->name);
-  if (dst->dtype != src->dtype || dst->numel != src->numel)
-    return fail(error, PX_BACKEND_ERROR_SHAPE,
-                "copy: %s is %s with %" G_GINT64_FORMAT " elements, %s is %s with %" G_GINT64_FORMAT,
-                src->name, px_dtype_name(src->dtype), src->numel, dst->name, px_dtype_name(dst->dtype),
-                dst->numel);
-  if (dst->data == src->data) return TRUE;
-  return dst->backend->ops->copy(dst->backend, dst->data, src->data, dst->bytes, error);
 }
 
 gboolean px_tensor_upload_f64(PxTensor *t, const double *host, GError **error) {
@@ -740,17 +733,6 @@ gboolean px_op_ce_vp_bwd(PxBackend *be, PxTensor *dlogits, const PxTensor *logit
   gint64 N = logits->numel / logits->shape[logits->ndim - 1];
   return need(be, op, "dlogits", dlogits, logits->dtype, N, logits->shape[logits->ndim - 1], error) &&
          be->ops->ce_vp_bwd(be, dlogits, logits, targets, gmax, stats, v0, n_real, dloss, error);
-}
-
-gboolean px_op_max_parts(PxBackend *be, PxTensor *out, const PxTensor *parts, GError **error) {
-  const char *op = "max_parts";
-  gint64 r, c;
-  if (!float_matrix(op, "out", out, &r, &c, error)) return FALSE;
-  if (!parts || parts->numel % out->numel)
-    return fail(error, PX_BACKEND_ERROR_SHAPE, "%s: parts must hold k x %" G_GINT64_FORMAT " elements", op,
-                out->numel);
-  return need(be, op, "parts", parts, out->dtype, parts->numel / out->numel, out->numel, error) &&
-         be->ops->max_parts(be, out, parts, error);
 }
 
 gboolean px_op_adamw(PxBackend *be, PxTensor *param, const PxTensor *grad, PxTensor *m, PxTensor *v,

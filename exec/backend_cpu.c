@@ -445,13 +445,6 @@ static gboolean cpu_ce_vp_bwd(PxBackend *be, PxTensor *dlogits, const PxTensor *
   return TRUE;
 }
 
-static gboolean cpu_max_parts(PxBackend *be, PxTensor *out, const PxTensor *parts, GError **error) {
-  (void)be;
-  (void)error;
-  CALL(out->dtype, max_parts, out->data, parts->data, parts->numel / out->numel, out->numel);
-  return TRUE;
-}
-
 static gboolean cpu_sum_squares_acc(PxBackend *be, PxTensor *acc, const PxTensor *t, GError **error) {
   (void)be;
   (void)error;
@@ -512,7 +505,6 @@ static const PxBackendOps cpu_ops = {
   .ce_vp_stats = cpu_ce_vp_stats,
   .ce_vp_loss = cpu_ce_vp_loss,
   .ce_vp_bwd = cpu_ce_vp_bwd,
-  .max_parts = cpu_max_parts,
   .sum_squares_acc = cpu_sum_squares_acc,
   .check_finite = cpu_check_finite,
   .scale = cpu_scale,

@@ -282,6 +282,9 @@ void px_gpt_chunk_init_values(const PxGpt *g, int chunk, guint64 seed, double *f
 
 /* ---- small helpers ----------------------------------------------------------- */
 
+/* TP collectives run on the compute stream, in order with the ops around them. */
+#define CS(g) px_backend_compute_stream((g)->r.be)
+
 static PxTensor *new_act(PxGpt *g, const char *name, gint64 rows, gint64 cols, GError **error) {
   gint64 shape[2] = {rows, cols};
   return px_tensor_new(g->r.be, name, g->r.dtype, PX_MEM_ACTIVATIONS, cols > 0 ? 2 : 1, shape, error);
@@ -304,7 +307,7 @@ static PxTensor *new_grad(PxGpt *g, const char *name, gint64 rows, gint64 cols, 
 
 static gboolean tp_all_reduce(PxGpt *g, PxTensor *t, GError **error) {
   if (g->tp == 1) return TRUE;
-  return px_comm_all_reduce(g->r.comm, g->r.tp_group, t->data, (gsize)t->numel, t->dtype, error);
+  return px_comm_all_reduce(g->r.tp, t->data, (gsize)t->numel, t->dtype, PX_RED_SUM, CS(g), error);
 }
 
 /* Sequence parallelism (Korthikanti et al. 2022, §4.2.2): the residual stream,
@@ -320,7 +323,7 @@ static const PxTensor *full_rows(PxGpt *g, const PxTensor *x, PxTensor **hold, G
   gint64 shape[2] = {g->N, x->shape[x->ndim - 1]};
   *hold = px_tensor_new(g->r.be, "gathered", x->dtype, PX_MEM_BUFFERS, 2, shape, error);
   if (!*hold) return NULL;
-  if (!px_comm_all_gather(g->r.comm, g->r.tp_group, x->data, (*hold)->data, (gsize)x->numel, x->dtype, error)) {
+  if (!px_comm_all_gather(g->r.tp, x->data, (*hold)->data, (gsize)x->numel, x->dtype, CS(g), error)) {
     g_clear_pointer(hold, px_tensor_free);
     return NULL;
   }
@@ -350,8 +353,8 @@ static PxTensor *reduce_rows(PxGpt *g, PxTensor *partial, PxMemCategory cat, GEr
   g_autoptr(PxTensor) full = partial;
   gint64 shape[2] = {g->Nl, full->shape[1]};
   g_autoptr(PxTensor) out = px_tensor_new(g->r.be, full->name, full->dtype, cat, 2, shape, error);
-  if (!out || !px_comm_reduce_scatter(g->r.comm, g->r.tp_group, full->data, out->data, (gsize)out->numel,
-                                      full->dtype, error))
+  if (!out || !px_comm_reduce_scatter(g->r.tp, full->data, out->data, (gsize)out->numel, full->dtype,
+                                      CS(g), error))
     return NULL;
   return g_steal_pointer(&out);
 }
@@ -514,21 +517,18 @@ static gboolean embedding_bwd(PxGpt *g, int chunk, PxGptActs *a, const PxTensor 
 }
 
 /* Vocab-parallel cross-entropy (Megatron), on the device: the global row max
- * from the local maxima (all-gathered, then their max), the sum of
- * exponentials and the target logit by all-reduce. Columns past vocab_real
- * (padding) take no part. The max and sums stay in the stash for backward. */
+ * by all-reduce MAX of the local maxima, the sum of exponentials and the
+ * target logit by all-reduce SUM. Columns past vocab_real (padding) take no
+ * part. The max and sums stay in the stash for backward. */
 static gboolean vocab_parallel_ce(PxGpt *g, PxGptActs *a, const PxTensor *logits, PxTensor *loss_acc,
                                   GError **error) {
   PxBackend *be = g->r.be;
   gint64 v0 = (gint64)g->r.tp_rank * g->vocab_l;
-  g_autoptr(PxTensor) local_max = new_tmp(g, "ce_local_max", g->N, 0, error);
-  g_autoptr(PxTensor) maxima = new_tmp(g, "ce_maxima", g->tp, g->N, error);
   g_autoptr(PxTensor) losses = new_tmp(g, "losses", g->N, 0, error);
-  TRY(local_max && maxima && losses);
-  TRY(px_op_ce_vp_max(be, local_max, logits, g->vocab_real, error));
-  TRY(px_comm_all_gather(g->r.comm, g->r.tp_group, local_max->data, maxima->data, (gsize)g->N, g->r.dtype, error));
+  TRY(losses);
   TRY(a->ce_max = new_act(g, "ce_max", g->N, 0, error));
-  TRY(px_op_max_parts(be, a->ce_max, maxima, error));
+  TRY(px_op_ce_vp_max(be, a->ce_max, logits, g->vocab_real, error));
+  TRY(px_comm_all_reduce(g->r.tp, a->ce_max->data, (gsize)g->N, g->r.dtype, PX_RED_MAX, CS(g), error));
   TRY(a->ce_stats = new_act(g, "ce_stats", 2, g->N, error));
   TRY(px_op_ce_vp_stats(be, a->ce_stats, logits, a->tgt_t, a->ce_max, v0, g->vocab_real, error));
   TRY(tp_all_reduce(g, a->ce_stats, error));
@@ -703,7 +703,7 @@ static gboolean block_bwd(PxGpt *g, int chunk, int li, PxGptActs *a, LayerActs *
   g_autoptr(PxTensor) dfc = new_grad(g, "dfc", g->N, g->ffn_l, error);
   g_autoptr(PxTensor) dln2 = new_partial(g, "dln2", g->h, PX_MEM_BUFFERS, TRUE, error);
   TRY(dx2 && dact && dfc && dln2);
-  TRY(px_tensor_copy(dx2, *dout, error));
+  TRY(px_tensor_copy_async(dx2, *dout, CS(g), error));
   g_autoptr(PxTensor) dout_h = NULL;
   TRY(full_rows(g, *dout, &dout_h, error));
   TRY(linear_bwd(g, a, dact, g->sp ? &dout_h : dout, la->s[A_ACT], NULL,

@@ -29,6 +29,7 @@
 #pragma once
 #include <glib.h>
 #include "backend.h"
+#include "comm.h"
 #include "memory.h"
 #include "model.h"
 #include "plan.h"
@@ -57,6 +58,7 @@ typedef struct {
   double timeout_s;      /* communicator timeout */
   int fault_rank, fault_instr; /* tests: rank fault_rank fails at its instruction
                                   fault_instr of the first step (-1: never) */
+  int device;            /* the backend's device index (-1: 0, or the local rank in one-rank mode) */
 } PxRunOptions;
 
 void px_run_options_init(PxRunOptions *o);
@@ -77,18 +79,34 @@ typedef struct {
 
 typedef struct _PxRuntime PxRuntime;
 
-/* The plan is validated here; precision is taken as the run's dtype. */
+/* Every rank of the plan as a thread of this process, on the `local`
+ * communicator. The plan is validated here; precision is taken as the run's
+ * dtype. */
 PxRuntime *px_runtime_new(const PxModel *model, const PxPlan *plan, const PxRunOptions *opt,
                           GError **error);
+/* The one rank px_comm_world_rank(world) of the plan, in a process of its own
+ * (mpirun, srun, parallax-exec launch): collective over world, whose size
+ * must be the plan's. Every call below that names the world (step, save,
+ * resume, get_param, the gathers) is collective too: all processes make it.
+ * world must outlive the runtime. */
+PxRuntime *px_runtime_new_rank(const PxModel *model, const PxPlan *plan, const PxRunOptions *opt,
+                               PxComm *world, GError **error);
 void px_runtime_free(PxRuntime *rt);
 int px_runtime_world(const PxRuntime *rt);
 /* Steps done so far (also after a resume). */
 int px_runtime_steps_done(const PxRuntime *rt);
 const PxPlan *px_runtime_plan(const PxRuntime *rt);
 gboolean px_runtime_step(PxRuntime *rt, PxStepResult *out, GError **error);
-void px_runtime_memory(PxRuntime *rt, int rank, PxRankMemory *out);
-/* The last step's measured timeline (owned by the runtime). */
+/* The world rank of a one-rank runtime (0 in local mode). */
+int px_runtime_rank(const PxRuntime *rt);
+/* The memory of a rank of this process; FALSE if it lives in another. */
+gboolean px_runtime_memory(PxRuntime *rt, int rank, PxRankMemory *out);
+/* Every rank's memory (all: px_runtime_world entries), from every process (collective). */
+gboolean px_runtime_gather_memory(PxRuntime *rt, PxRankMemory *all, GError **error);
+/* The last step's measured timeline of this process's ranks (owned by the
+ * runtime); px_runtime_gather_timeline first makes it every rank's (collective). */
 const PxTimeline *px_runtime_timeline(const PxRuntime *rt);
+gboolean px_runtime_gather_timeline(PxRuntime *rt, GError **error);
 /* The full value of a parameter as this run holds it now (TP shards joined,
  * ZeRO-3 shards gathered): a newly allocated array of the spec's numel, or NULL
  * with an error for an unknown name. */
