@@ -329,25 +329,16 @@ static gboolean rank_init(PxRuntime *rt, Rank *r, int rank, PxComm *world, GErro
 
 /* ---- construction ------------------------------------------------------------------------- */
 
-/* What a checkpoint must match, as "key value" items joined by "; ": model,
- * dtype, the data stream (seed and source; the position in it is step · gbs
- * sequences, restored with the step) and every key of the plan. */
+/* What a checkpoint must match, as "key value" items joined by "; ": what
+ * fixes the math, not the layout: model, dtype, the data stream (seed and
+ * source; the position in it is step · gbs sequences, restored with the step)
+ * and the global batch (gbs sequences of seq tokens). */
 static char *make_fingerprint(const PxModel *model, const PxPlan *plan, const PxRunOptions *o) {
-  g_autofree char *ini = px_plan_to_ini(plan);
-  g_autoptr(GString) s = g_string_new(NULL);
   const PxModelDesc *d = &model->desc;
   g_autofree char *src = o->data ? g_path_get_basename(o->data) : g_strdup("synthetic");
-  g_string_append_printf(s, "model %s L%d h%d a%d kv%d f%d V%d; dtype %s; seed %" G_GUINT64_FORMAT "; data %s", d->name,
-                         d->layers, d->hidden, d->heads, d->kv_heads, d->ffn, d->vocab, px_dtype_name(o->dtype),
-                         o->seed, src);
-  g_auto(GStrv) lines = g_strsplit(ini, "\n", -1);
-  for (int i = 0; lines[i]; i++) {
-    char *eq = strchr(lines[i], '=');
-    if (!eq || lines[i][0] == '#') continue;
-    *eq = 0;
-    g_string_append_printf(s, "; %s %s", g_strstrip(lines[i]), g_strstrip(eq + 1));
-  }
-  return g_string_free(g_steal_pointer(&s), FALSE);
+  return g_strdup_printf("model %s L%d h%d a%d kv%d f%d V%d; dtype %s; seed %" G_GUINT64_FORMAT "; data %s; gbs %d; "
+                         "seq %d", d->name, d->layers, d->hidden, d->heads, d->kv_heads, d->ffn, d->vocab,
+                         px_dtype_name(o->dtype), o->seed, src, plan->gbs, plan->seq);
 }
 
 static gboolean open_data(PxRuntime *rt, GError **error) {
@@ -493,7 +484,8 @@ static gboolean first_failure(PxRuntime *rt, gboolean as_step, GError **error) {
     if (!failed || (!secondary && g_error_matches(failed->error, PX_COMM_ERROR, PX_COMM_ERROR_ABORTED))) failed = r;
   }
   if (!failed) return TRUE;
-  if (as_step) g_set_error_literal(error, PX_RUNTIME_ERROR, PX_RUNTIME_ERROR_FAILED, failed->error->message);
+  if (as_step && failed->error->domain != PX_RUNTIME_ERROR)
+    g_set_error_literal(error, PX_RUNTIME_ERROR, PX_RUNTIME_ERROR_FAILED, failed->error->message);
   else g_propagate_error(error, g_error_copy(failed->error));
   return FALSE;
 }
@@ -848,7 +840,8 @@ static gboolean op_optimizer(Rank *r, double *bytes, GError **error) {
   TRY(px_comm_all_reduce(r->world, &sq, 1, PX_DTYPE_F64, PX_RED_SUM, NULL, error));
   double norm = sqrt(sq);
   if (!isfinite(norm))
-    return rfail(error, PX_RUNTIME_ERROR_FAILED, "the gradient norm is %g at step %d: not training on", norm, rt->step + 1);
+    return rfail(error, PX_RUNTIME_ERROR_NONFINITE, "step %d: gradient norm %g: not finite, stopping before the update "
+                 "(the last checkpoint stays valid; lower the learning rate?)", rt->step + 1, norm);
   double scale = rt->opt.clip > 0 ? MIN(1.0, rt->opt.clip / (norm + 1e-6)) : 1.0;
   int t = rt->step + 1;
   if (r == &rt->ranks[0]) {
@@ -984,8 +977,10 @@ static gboolean step_job(Rank *r, gpointer data, GError **error) {
   TRY(ok);
   loss /= (double)rt->plan.m * rt->plan.dp;
   if (r == &rt->ranks[0]) rt->loss_now = loss;
+  /* never train on: the step is not counted (nor saved), the run stops */
   if (!isfinite(loss))
-    return rfail(error, PX_RUNTIME_ERROR_FAILED, "the loss is %g at step %d: not training on", loss, rt->step + 1);
+    return rfail(error, PX_RUNTIME_ERROR_NONFINITE, "step %d: loss %g: not finite, stopping "
+                 "(the last checkpoint stays valid; lower the learning rate?)", rt->step + 1, loss);
   return TRUE;
 }
 
@@ -1197,55 +1192,133 @@ double *px_runtime_get_param(PxRuntime *rt, const char *name, GError **error) {
   return mine;
 }
 
-/* ---- checkpoints -------------------------------------------------------------------------------- */
+/* ---- checkpoints ----------------------------------------------------------------------------
+ * (exec/checkpoint.h) Each rank writes its own shard file by global tensor
+ * name (rank_save); rank 0 then writes the manifest listing every file
+ * (ckpt_manifest), and the directory is committed. A resume reads the
+ * manifest, verifies and indexes every shard file once (PxCkptReader), and
+ * each rank takes the elements it holds by global name and index (rank_load),
+ * whatever the layout that saved them. rank_save and rank_load touch one Rank
+ * only; the loops over ranks are the single-process stand-ins for "every
+ * process does its own, then a barrier". */
 
-/* Blobs of a rank: per chunk its weights (full local or ZeRO-3 shard) and the two moments. */
-static int rank_blobs(Rank *r, PxCkptBlob *blobs, double **host) {
-  int n = 0;
+static const char *const ckpt_states[3] = {"weight", "adam.m", "adam.v"};
+
+/* Global flat index + 1 of each local element of p (0: vocabulary padding):
+ * px_gpt_param_shard applied to an index tensor, as px_runtime_get_param does. */
+static double *param_global_map(Rank *r, const PxGptParam *p) {
+  gint64 n = p->spec->shape[0] * p->spec->shape[1];
+  g_autofree double *idx = g_new(double, n);
+  for (gint64 e = 0; e < n; e++) idx[e] = (double)(e + 1);
+  double *map = g_new(double, p->numel);
+  px_gpt_param_shard(r->gpt, p, idx, map);
+  return map;
+}
+
+/* Chunk c's state tensors (weights, m, v) as this rank holds them, and the
+ * flat element each one starts at: ZeRO-3 weights and sharded moments hold
+ * [dp_rank * shard, +shard), the others the whole (padded) buffer. */
+static void chunk_states(Rank *r, int c, PxTensor *ts[3], gint64 base[3]) {
+  ChunkState *cs = &r->chunks[c];
+  gint64 lo = r->sharded ? (gint64)r->dp_rank * cs->shard : 0;
+  ts[0] = r->zero >= 3 ? cs->w_shard : cs->w;
+  ts[1] = cs->m;
+  ts[2] = cs->v;
+  base[0] = r->zero >= 3 ? lo : 0;
+  base[1] = base[2] = lo;
+}
+
+/* Write this rank's shard file into tmpdir. Every element is written once over
+ * the world: a rank writes the flat range it updates in the optimizer (its
+ * ZeRO shard, or the whole chunk on DP rank 0 when unsharded), without the tied
+ * LM head copy (saved as wte by the embedding's rank) and TP-replicated tensors
+ * on TP rank 0 only, the rule of the gradient norm (norm_segment). */
+static gboolean rank_save(Rank *r, const char *tmpdir, PxCkptFile *out, GError **error) {
+  PxRuntime *rt = r->rt;
+  g_autoptr(PxCkptShard) sh = px_ckpt_shard_new(r->rank, rt->step, rt->opt.dtype);
+  for (int c = 0; c < rt->prog->vpp; c++) {
+    ChunkState *cs = &r->chunks[c];
+    const PxGptChunk *ch = px_gpt_chunk(r->gpt, c);
+    gint64 lo = r->sharded ? (gint64)r->dp_rank * cs->shard : 0;
+    gint64 hi = r->sharded ? MIN(lo + cs->shard, cs->numel) : (r->dp_rank == 0 ? cs->numel : 0);
+    if (lo >= hi) continue;
+    PxTensor *ts[3];
+    gint64 base[3];
+    chunk_states(r, c, ts, base);
+    double *host[3] = {NULL, NULL, NULL};
+    gboolean ok = TRUE;
+    for (int s = 0; s < 3; s++) {
+      host[s] = g_new(double, ts[s]->numel);
+      ok = ok && px_tensor_download_f64(ts[s], host[s], error);
+    }
+    for (guint i = 0; ok && i < ch->n_params; i++) {
+      const PxGptParam *p = &ch->params[i];
+      gint64 a = MAX(lo, p->offset), b = MIN(hi, p->offset + p->numel);
+      if (p->tied_copy || (p->replicated && r->tp_rank != 0) || a >= b) continue;
+      g_autofree double *map = param_global_map(r, p);
+      g_autofree gint64 *gidx = g_new(gint64, b - a);
+      g_autofree double *vals = g_new(double, 3 * (b - a));
+      gint64 k = 0;
+      for (gint64 e = a; e < b; e++) {
+        gint64 g = (gint64)map[e - p->offset] - 1;
+        if (g < 0) continue; /* vocabulary padding */
+        gidx[k] = g;
+        for (int s = 0; s < 3; s++) vals[s * (b - a) + k] = host[s][e - base[s]];
+        k++;
+      }
+      for (int s = 0; s < 3; s++)
+        px_ckpt_shard_add(sh, ckpt_states[s], p->spec->name, p->spec->ndim, p->spec->shape, gidx, vals + s * (b - a), k);
+    }
+    for (int s = 0; s < 3; s++) g_free(host[s]);
+    TRY(ok);
+  }
+  return px_ckpt_shard_write(sh, tmpdir, out, error);
+}
+
+/* Fill this rank's weights and moments from the checkpoint: for each element
+ * it holds, the value at its global index (vocabulary padding stays zero). */
+static gboolean rank_load(Rank *r, PxCkptReader *rd, GError **error) {
   for (int c = 0; c < r->rt->prog->vpp; c++) {
     ChunkState *cs = &r->chunks[c];
-    PxTensor *ts[3] = {cs->w_shard ? cs->w_shard : cs->w, cs->m, cs->v};
-    for (int k = 0; k < 3; k++, n++) {
-      host[n] = g_new(double, ts[k]->numel);
-      blobs[n].data = host[n];
-      blobs[n].bytes = sizeof(double) * (gsize)ts[k]->numel;
+    const PxGptChunk *ch = px_gpt_chunk(r->gpt, c);
+    PxTensor *ts[3];
+    gint64 base[3];
+    chunk_states(r, c, ts, base);
+    double *host[3] = {NULL, NULL, NULL};
+    for (int s = 0; s < 3; s++) host[s] = g_new0(double, ts[s]->numel);
+    gboolean ok = TRUE;
+    for (guint i = 0; ok && i < ch->n_params; i++) {
+      const PxGptParam *p = &ch->params[i];
+      g_autofree double *map = param_global_map(r, p);
+      for (int s = 0; ok && s < 3; s++) {
+        gint64 a = MAX(base[s], p->offset), b = MIN(MIN(base[s] + ts[s]->numel, cs->numel), p->offset + p->numel);
+        if (a >= b) continue;
+        g_autofree gint64 *gidx = g_new(gint64, b - a);
+        g_autofree gint64 *at = g_new(gint64, b - a);
+        g_autofree double *vals = g_new(double, b - a);
+        gint64 k = 0;
+        for (gint64 e = a; e < b; e++) {
+          gint64 g = (gint64)map[e - p->offset] - 1;
+          if (g < 0) continue;
+          gidx[k] = g;
+          at[k++] = e - base[s];
+        }
+        ok = px_ckpt_reader_get(rd, ckpt_states[s], p->spec->name, p->spec->ndim, p->spec->shape, gidx, k, vals, error);
+        for (gint64 j = 0; ok && j < k; j++) host[s][at[j]] = vals[j];
+      }
     }
+    for (int s = 0; s < 3; s++) {
+      ok = ok && px_tensor_upload_f64(ts[s], host[s], error);
+      g_free(host[s]);
+    }
+    TRY(ok);
   }
-  return n;
+  return TRUE;
 }
 
-static PxTensor *blob_tensor(Rank *r, int i) {
-  ChunkState *cs = &r->chunks[i / 3];
-  PxTensor *ts[3] = {cs->w_shard ? cs->w_shard : cs->w, cs->m, cs->v};
-  return ts[i % 3];
-}
-
-static gboolean rank_save(Rank *r, const char *tmpdir, GError **error) {
-  PxRuntime *rt = r->rt;
-  int cap = 3 * rt->prog->vpp;
-  g_autofree PxCkptBlob *blobs = g_new0(PxCkptBlob, cap);
-  g_autofree double **host = g_new0(double *, cap);
-  int n = rank_blobs(r, blobs, host);
-  gboolean ok = TRUE;
-  for (int k = 0; ok && k < n; k++) ok = px_tensor_download_f64(blob_tensor(r, k), host[k], error);
-  ok = ok && px_checkpoint_write_rank(tmpdir, r->rank, rt->fingerprint, rt->step, blobs, n, error);
-  for (int k = 0; k < n; k++) g_free(host[k]);
-  return ok;
-}
-
-static gboolean rank_load(Rank *r, const char *stepdir, int step, GError **error) {
-  PxRuntime *rt = r->rt;
-  int cap = 3 * rt->prog->vpp;
-  g_autofree PxCkptBlob *blobs = g_new0(PxCkptBlob, cap);
-  g_autofree double **host = g_new0(double *, cap);
-  int n = rank_blobs(r, blobs, host), s = -1;
-  gboolean ok = px_checkpoint_read_rank(stepdir, r->rank, rt->fingerprint, &s, blobs, n, error);
-  if (ok && s != step)
-    ok = rfail(error, PX_RUNTIME_ERROR_CHECKPOINT, "checkpoint %s: rank %d holds step %d, 'latest' says %d", stepdir,
-               r->rank, s, step);
-  for (int k = 0; ok && k < n; k++) ok = px_tensor_upload_f64(blob_tensor(r, k), host[k], error);
-  for (int k = 0; k < n; k++) g_free(host[k]);
-  return ok;
+/* Rank 0's part, once every rank file exists: the manifest listing them. */
+static gboolean ckpt_manifest(PxRuntime *rt, const char *tmpdir, const PxCkptFile *files, int n, GError **error) {
+  return px_ckpt_manifest_write(tmpdir, rt->step, rt->fingerprint, &rt->plan, files, n, error);
 }
 
 /* Did every rank of the world succeed? (collective; a failure on one is a failure on all) */
@@ -1262,25 +1335,57 @@ static gboolean all_ok(Rank *r, gboolean ok, const char *what, GError **error) {
   return ok;
 }
 
-/* Rank 0 makes the temporary directory, every rank writes its file into it,
- * and rank 0 renames it into place once all have. */
+/* A PxCkptFile as it travels to rank 0: (rank, bytes, sha256 hex). */
+#define FILE_WORDS (3 + (65 + 3) / 4) /* rank, bytes (2 words), sha256 */
+typedef struct {
+  const char *dir;
+  PxCkptFile *files; /* (world) on rank 0 */
+} Save;
+
+/* Rank 0 makes the temporary directory, every rank writes its shard file into
+ * it, rank 0 gathers their sizes and checksums, writes the manifest and
+ * renames the directory into place. */
 static gboolean save_job(Rank *r, gpointer data, GError **error) {
-  const char *dir = data;
+  Save *sv = data;
   PxRuntime *rt = r->rt;
   g_autofree char *tmp = NULL;
   gboolean ok = TRUE;
-  if (r->rank == 0) ok = (tmp = px_checkpoint_begin(dir, rt->step, error)) != NULL;
+  if (r->rank == 0) ok = (tmp = px_checkpoint_begin(sv->dir, rt->step, error)) != NULL;
   TRY(all_ok(r, ok, "making the checkpoint directory", error));
   if (!tmp) {
     g_autofree char *name = g_strdup_printf(".tmp-step-%08d", rt->step);
-    tmp = g_build_filename(dir, name, NULL);
+    tmp = g_build_filename(sv->dir, name, NULL);
   }
-  TRY(all_ok(r, rank_save(r, tmp, error), "writing a rank's checkpoint", error));
-  if (r->rank == 0) ok = px_checkpoint_commit(dir, tmp, rt->step, error);
+  PxCkptFile mine = {0};
+  ok = rank_save(r, tmp, &mine, error);
+  gint32 packed[FILE_WORDS] = {0};
+  packed[0] = r->rank;
+  memcpy(&packed[1], &mine.bytes, sizeof mine.bytes);
+  memcpy(&packed[3], mine.sha256, sizeof mine.sha256);
+  px_ckpt_file_clear(&mine);
+  TRY(all_ok(r, ok, "writing a rank's checkpoint", error));
+  int n = rt->n;
+  g_autofree gint32 *all = g_new0(gint32, (gsize)FILE_WORDS * n);
+  TRY(px_comm_all_gather(r->world, packed, all, FILE_WORDS, PX_DTYPE_I32, NULL, error));
+  if (r->rank == 0) {
+    g_autofree PxCkptFile *files = g_new0(PxCkptFile, n);
+    for (int i = 0; i < n; i++) {
+      gint32 *p = all + (gsize)FILE_WORDS * i;
+      files[i].rank = p[0];
+      files[i].file = g_strdup_printf("rank-%05d.ckpt", p[0]);
+      memcpy(&files[i].bytes, &p[1], sizeof files[i].bytes);
+      memcpy(files[i].sha256, &p[3], sizeof files[i].sha256);
+    }
+    ok = ckpt_manifest(rt, tmp, files, n, error) && px_checkpoint_commit(sv->dir, tmp, rt->step, error);
+    for (int i = 0; i < n; i++) px_ckpt_file_clear(&files[i]);
+  }
   return all_ok(r, ok, "committing the checkpoint", error);
 }
 
-gboolean px_runtime_save(PxRuntime *rt, const char *dir, GError **error) { return run_ranks(rt, save_job, (gpointer)dir, error); }
+gboolean px_runtime_save(PxRuntime *rt, const char *dir, GError **error) {
+  Save sv = {dir, NULL};
+  return run_ranks(rt, save_job, &sv, error);
+}
 
 typedef struct {
   const char *dir;
@@ -1289,11 +1394,18 @@ typedef struct {
 
 static gboolean resume_job(Rank *r, gpointer data, GError **error) {
   Resume *res = data;
+  PxRuntime *rt = r->rt;
   int step = 0;
   g_autofree char *stepdir = px_checkpoint_latest(res->dir, &step, error);
-  gboolean ok = stepdir && rank_load(r, stepdir, step, error);
+  g_autoptr(PxCkptManifest) man = stepdir ? px_ckpt_manifest_read(stepdir, rt->fingerprint, error) : NULL;
+  gboolean ok = man != NULL;
+  if (ok && man->step != step)
+    ok = rfail(error, PX_RUNTIME_ERROR_CHECKPOINT, "checkpoint %s/%s holds step %d, 'latest' says %d", stepdir,
+               PX_CKPT_MANIFEST, man->step, step);
+  g_autoptr(PxCkptReader) rd = ok ? px_ckpt_reader_open(stepdir, man, error) : NULL;
+  ok = rd && rank_load(r, rd, error);
   TRY(all_ok(r, ok, "resuming", error));
-  if (r == &r->rt->ranks[0]) res->step = step;
+  if (r == &rt->ranks[0]) res->step = step;
   return TRUE;
 }
 

@@ -43,6 +43,7 @@ typedef enum {
   PX_RUNTIME_ERROR_INVALID,    /* a plan or option the executor cannot run */
   PX_RUNTIME_ERROR_FAILED,     /* a rank failed during a step (message names rank and op) */
   PX_RUNTIME_ERROR_CHECKPOINT, /* a checkpoint that does not belong to this run */
+  PX_RUNTIME_ERROR_NONFINITE,  /* a NaN or Inf loss or gradient norm: the step is not counted */
 } PxRuntimeError;
 
 typedef struct {
@@ -112,8 +113,14 @@ gboolean px_runtime_gather_timeline(PxRuntime *rt, GError **error);
  * with an error for an unknown name. */
 double *px_runtime_get_param(PxRuntime *rt, const char *name, GError **error);
 
-/* Checkpoints (exec/checkpoint.h): DIR/step-NNNNNNNN/rank-NNNNN.ckpt written
- * into a temporary directory renamed into place, then DIR/latest. */
+/* Checkpoints (exec/checkpoint.h, docs/checkpoint.md): DIR/step-NNNNNNNN/
+ * holds one shard file per rank, by global tensor name, and manifest.json
+ * (the run's fingerprint, the layout, the files' SHA-256), committed by an
+ * atomic rename, then DIR/latest. Resume verifies every file and takes each
+ * rank's elements by global name and index, so it works under any dp, tp, pp,
+ * vpp and ZeRO stage (bit-exact under the same one); a checkpoint of another
+ * model, dtype, seed, data source or global batch is refused. After a failed
+ * resume the runtime's state is undefined: free it. */
 gboolean px_runtime_save(PxRuntime *rt, const char *dir, GError **error);
 gboolean px_runtime_resume(PxRuntime *rt, const char *dir, GError **error);
 
