@@ -67,7 +67,7 @@ PxBackend *px_backend_new(const char *name, int device, GError **error) {
     if (!g_strcmp0(name, reg[i].name)) return reg[i].create(device, error);
   if (!g_strcmp0(name, "cuda")) {
     fail(error, PX_BACKEND_ERROR_UNSUPPORTED,
-         "backend 'cuda' (device %d) is not built in (configure with -DPX_CUDA=ON)", device);
+         "backend 'cuda' (device %d) is not built in (it needs the CUDA toolkit, -DPX_CUDA=ON and the sources of exec/cuda/)", device);
     return NULL;
   }
   g_autofree char *known = g_strjoinv(", ", (char **)px_backend_list());

@@ -741,6 +741,12 @@ static void test_registry(void) {
   g_assert_null(px_backend_new("tpu", 0, &error));
   g_assert_error(error, PX_BACKEND_ERROR, PX_BACKEND_ERROR_UNSUPPORTED);
   g_assert_true(g_str_has_prefix(error->message, "unknown backend 'tpu' (cpu"));
+#ifndef PX_HAVE_CUDA
+  g_clear_error(&error);
+  g_assert_null(px_backend_new("cuda", 1, &error));
+  g_assert_error(error, PX_BACKEND_ERROR, PX_BACKEND_ERROR_UNSUPPORTED);
+  g_assert_true(g_str_has_prefix(error->message, "backend 'cuda' (device 1) is not built in"));
+#endif
 }
 
 static void test_copy(void) {
