@@ -63,8 +63,10 @@ int px_exec_cmd_run(int argc, char **argv) {
   a.steps = 10;
   a.keep = 3;
   a.seed = (gint64)a.opt.seed;
+  g_autofree char *backends = g_strjoinv(", ", (char **)px_backend_list());
+  g_autofree char *backend_help = g_strdup_printf("Device backend: %s (default cpu)", backends);
   GOptionEntry entries[] = {
-    {"backend", 0, 0, G_OPTION_ARG_STRING, &a.backend, "Device backend: cpu (default), cuda", "B"},
+    {"backend", 0, 0, G_OPTION_ARG_STRING, &a.backend, backend_help, "B"},
     {"steps", 'n', 0, G_OPTION_ARG_INT, &a.steps, "Train up to this step (default 10)", "N"},
     {"seed", 0, 0, G_OPTION_ARG_INT64, &a.seed, "Seed of weights and synthetic data (default 1337)", "S"},
     {"data", 0, 0, G_OPTION_ARG_FILENAME, &a.data, "llm.c token file (default: synthetic corpus)", "FILE"},
