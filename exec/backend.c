@@ -735,15 +735,23 @@ gboolean px_op_ce_vp_bwd(PxBackend *be, PxTensor *dlogits, const PxTensor *logit
          be->ops->ce_vp_bwd(be, dlogits, logits, targets, gmax, stats, v0, n_real, dloss, error);
 }
 
-gboolean px_op_adamw(PxBackend *be, PxTensor *param, const PxTensor *grad, PxTensor *m, PxTensor *v,
-                     const PxAdamW *opt, GError **error) {
+gboolean px_op_adamw_dev(PxBackend *be, PxTensor *param, const PxTensor *grad, PxTensor *m,
+                         PxTensor *v, const PxAdamW *opt, const PxTensor *scale_t,
+                         const PxTensor *skip_if, GError **error) {
   const PxTensor *ts[] = {param, grad, m, v};
   const char *names[] = {"param", "grad", "m", "v"};
   if (!grad || !m || !v || !opt)
     return fail(error, PX_BACKEND_ERROR_SHAPE, "adamw: a tensor is missing");
   if (opt->t < 1) return fail(error, PX_BACKEND_ERROR_SHAPE, "adamw: step t=%d, must be >= 1", opt->t);
   return same_check(be, "adamw", names, ts, 4, error) &&
-         be->ops->adamw(be, param, grad, m, v, opt, error);
+         scalar_check(be, "adamw", "scale_t", scale_t, TRUE, FALSE, error) &&
+         scalar_check(be, "adamw", "skip_if", skip_if, TRUE, TRUE, error) &&
+         be->ops->adamw(be, param, grad, m, v, opt, scale_t, skip_if, error);
+}
+
+gboolean px_op_adamw(PxBackend *be, PxTensor *param, const PxTensor *grad, PxTensor *m, PxTensor *v,
+                     const PxAdamW *opt, GError **error) {
+  return px_op_adamw_dev(be, param, grad, m, v, opt, NULL, NULL, error);
 }
 
 gboolean px_op_sum_squares_acc(PxBackend *be, PxTensor *acc, const PxTensor *t, GError **error) {
@@ -758,6 +766,13 @@ gboolean px_op_sum_squares(PxBackend *be, const PxTensor *t, double *out, GError
   g_autoptr(PxTensor) acc = px_tensor_new_zeroed(be, "sum_squares", PX_DTYPE_F64, PX_MEM_BUFFERS, 1,
                                                  (gint64[]){1}, error);
   return acc && px_op_sum_squares_acc(be, acc, t, error) && px_tensor_download(acc, out, error);
+}
+
+gboolean px_op_clip_coef(PxBackend *be, PxTensor *coef, const PxTensor *sumsq, double max_norm,
+                         GError **error) {
+  return scalar_check(be, "clip_coef", "coef", coef, FALSE, FALSE, error) &&
+         scalar_check(be, "clip_coef", "sumsq", sumsq, FALSE, FALSE, error) &&
+         be->ops->clip_coef(be, coef, sumsq, max_norm, error);
 }
 
 gboolean px_op_check_finite(PxBackend *be, PxTensor *flag, const PxTensor *t, GError **error) {

@@ -341,6 +341,14 @@ typedef struct {
 } PxAdamW;
 gboolean px_op_adamw(PxBackend *be, PxTensor *param, const PxTensor *grad, PxTensor *m, PxTensor *v,
                      const PxAdamW *opt, GError **error);
+/* The same with two device scalars, so that the step needs no host read
+ * (PyTorch's clip_grad_norm_ and fused Adam's found_inf): scale_t (may be
+ * NULL) multiplies grad_scale, e.g. the clip coefficient of px_op_clip_coef;
+ * when skip_if (may be NULL) holds a nonzero value, e.g. px_op_check_finite's
+ * flag, param, m and v are left as they are. */
+gboolean px_op_adamw_dev(PxBackend *be, PxTensor *param, const PxTensor *grad, PxTensor *m,
+                         PxTensor *v, const PxAdamW *opt, const PxTensor *scale_t,
+                         const PxTensor *skip_if, GError **error);
 /* acc (one element, f32 or f64) += the sum of squares of t's elements (summed
  * in double), on the device: for the global gradient norm, one accumulator
  * over many tensors, all-reduced over the ranks, read once. */
@@ -348,6 +356,11 @@ gboolean px_op_sum_squares_acc(PxBackend *be, PxTensor *acc, const PxTensor *t, 
 /* The same returned to the host (one device→host copy per call: prefer
  * px_op_sum_squares_acc). */
 gboolean px_op_sum_squares(PxBackend *be, const PxTensor *t, double *out, GError **error);
+/* coef (one element) = min(1, max_norm / (sqrt(sumsq) + 1e-6)), or 1 when
+ * max_norm ≤ 0: global-norm clipping from the all-reduced sum of squares,
+ * on the device (torch.nn.utils.clip_grad_norm_). */
+gboolean px_op_clip_coef(PxBackend *be, PxTensor *coef, const PxTensor *sumsq, double max_norm,
+                         GError **error);
 /* flag (one element, f32, f64 or i32) is set to 1 when any element of t is
  * NaN or ±Inf and left as it is otherwise, so one flag collects many
  * tensors (a step's overflow check, downloaded once). */

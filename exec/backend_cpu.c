@@ -400,11 +400,35 @@ static gboolean cpu_cross_entropy_bwd(PxBackend *be, PxTensor *dlogits, const Px
   return TRUE;
 }
 
+/* The value of a one-element f32, f64 or i32 tensor. */
+static double scalar_get(const PxTensor *t) {
+  switch (t->dtype) {
+  case PX_DTYPE_F32: return *(const float *)t->data;
+  case PX_DTYPE_F64: return *(const double *)t->data;
+  case PX_DTYPE_I32: return *(const gint32 *)t->data;
+  }
+  return 0;
+}
+
 static gboolean cpu_adamw(PxBackend *be, PxTensor *param, const PxTensor *grad, PxTensor *m,
-                          PxTensor *v, const PxAdamW *opt, GError **error) {
+                          PxTensor *v, const PxAdamW *opt, const PxTensor *scale_t,
+                          const PxTensor *skip_if, GError **error) {
   (void)be;
   (void)error;
-  CALL(param->dtype, adamw, param->data, grad->data, m->data, v->data, opt, param->numel);
+  if (skip_if && scalar_get(skip_if) != 0) return TRUE;
+  PxAdamW o = *opt;
+  if (scale_t) o.grad_scale *= scalar_get(scale_t);
+  CALL(param->dtype, adamw, param->data, grad->data, m->data, v->data, &o, param->numel);
+  return TRUE;
+}
+
+static gboolean cpu_clip_coef(PxBackend *be, PxTensor *coef, const PxTensor *sumsq, double max_norm,
+                              GError **error) {
+  (void)be;
+  (void)error;
+  double c = max_norm > 0 ? MIN(1.0, max_norm / (sqrt(scalar_get(sumsq)) + 1e-6)) : 1.0;
+  if (coef->dtype == PX_DTYPE_F64) *(double *)coef->data = c;
+  else *(float *)coef->data = (float)c;
   return TRUE;
 }
 
@@ -507,6 +531,7 @@ static const PxBackendOps cpu_ops = {
   .ce_vp_bwd = cpu_ce_vp_bwd,
   .sum_squares_acc = cpu_sum_squares_acc,
   .check_finite = cpu_check_finite,
+  .clip_coef = cpu_clip_coef,
   .scale = cpu_scale,
 };
 

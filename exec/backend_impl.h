@@ -69,7 +69,7 @@ typedef struct {
   gboolean (*cross_entropy_bwd)(PxBackend *, PxTensor *dlogits, const PxTensor *logits,
                                 const PxTensor *targets, double dloss, GError **);
   gboolean (*adamw)(PxBackend *, PxTensor *param, const PxTensor *grad, PxTensor *m, PxTensor *v,
-                    const PxAdamW *opt, GError **);
+                    const PxAdamW *opt, const PxTensor *scale_t, const PxTensor *skip_if, GError **);
   gboolean (*embedding_vp_fwd)(PxBackend *, PxTensor *out, const PxTensor *tokens,
                                const PxTensor *wte, const PxTensor *wpe, gint64 v0, gint64 n_real,
                                int B, int T, GError **);
@@ -88,6 +88,7 @@ typedef struct {
                         gint64 v0, gint64 n_real, double dloss, GError **);
   gboolean (*sum_squares_acc)(PxBackend *, PxTensor *acc, const PxTensor *t, GError **);
   gboolean (*check_finite)(PxBackend *, PxTensor *flag, const PxTensor *t, GError **);
+  gboolean (*clip_coef)(PxBackend *, PxTensor *coef, const PxTensor *sumsq, double max_norm, GError **);
   gboolean (*scale)(PxBackend *, PxTensor *t, double alpha, GError **);
 } PxBackendOps;
 

@@ -581,6 +581,40 @@ static void test_adamw(void) {
     get(v, &x);
     g_assert_cmpfloat_with_epsilon(x, 0.00031225, tol * 1e-3);
   }
+  /* the same two steps with the scale on the device (0.5 = the clip
+   * coefficient of a gradient of norm 2 clipped to 1), and a third step
+   * skipped by a set flag */
+  for (PxDType dt = PX_DTYPE_F32; dt <= PX_DTYPE_F64; dt++) {
+    const double one = 1, g1 = 0.5, g2x2 = -0.5;
+    g_autoptr(PxTensor) p = mk(dt, "p", 1, 1, &one);
+    g_autoptr(PxTensor) g = mk(dt, "g", 1, 1, &g1);
+    g_autoptr(PxTensor) m = mk0(dt, "m", 1, 1);
+    g_autoptr(PxTensor) v = mk0(dt, "v", 1, 1);
+    g_autoptr(PxTensor) sumsq = scalar(PX_DTYPE_F64, 4.0);
+    g_autoptr(PxTensor) coef = scalar(dt, 0);
+    g_autoptr(PxTensor) clear = mk_ids("found_inf", 1, (gint32[]){0});
+    g_autoptr(PxTensor) set = mk_ids("found_inf", 1, (gint32[]){1});
+    PxAdamW opt = {.lr = 0.1, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.01,
+                   .t = 1, .grad_scale = 1};
+    OK(px_op_adamw_dev(be, p, g, m, v, &opt, NULL, clear, &E));
+    OK(px_tensor_upload_f64(g, &g2x2, &E));
+    OK(px_op_clip_coef(be, coef, sumsq, 1.0, &E));
+    double tol = dt == PX_DTYPE_F64 ? 1e-15 : 1e-7;
+    g_assert_cmpfloat_with_epsilon(get1(coef), 1 / (2 + 1e-6), tol);
+    OK(px_op_clip_coef(be, coef, sumsq, 0, &E)); /* no clipping */
+    g_assert_cmpfloat(get1(coef), ==, 1);
+    OK(px_op_clip_coef(be, coef, sumsq, 3.0, &E)); /* norm 2 under 3: 1 */
+    g_assert_cmpfloat(get1(coef), ==, 1);
+    const double half = 0.5;
+    OK(px_tensor_upload_f64(coef, &half, &E));
+    opt.t = 2;
+    OK(px_op_adamw_dev(be, p, g, m, v, &opt, coef, clear, &E));
+    g_assert_cmpfloat_with_epsilon(get1(p), 0.8714672987058463, tol);
+    opt.t = 3;
+    OK(px_op_adamw_dev(be, p, g, m, v, &opt, coef, set, &E));
+    g_assert_cmpfloat_with_epsilon(get1(p), 0.8714672987058463, tol);
+    g_assert_cmpfloat_with_epsilon(get1(m), 0.02, tol);
+  }
 }
 
 static void test_sum_squares_scale(void) {
