@@ -53,7 +53,6 @@ struct _PxGptActs {
   PxGpt *gpt;
   int chunk;
   PxTensor *input;         /* received input (owned), NULL on the first part */
-  gint32 *tokens, *targets;/* host copies (N) */
   PxTensor *tok_t, *tgt_t; /* device copies */
   LayerActs *layers;       /* (end - first) */
   PxTensor *ce_max;        /* vocab-parallel cross-entropy: global row max (N) */
@@ -491,10 +490,6 @@ static gboolean embedding_fwd(PxGpt *g, int chunk, PxGptActs *a, LayerActs *la, 
     TRY(la->s[A_OUT] = new_act(g, "embed_out", g->N, g->h, error));
     return px_op_embedding_fwd(g->r.be, la->s[A_OUT], a->tok_t, wte->w, W(wpe), g->B, g->T, error);
   }
-  for (int i = 0; i < g->N; i++) /* the host copy: no device round trip */
-    if (a->tokens[i] < 0 || a->tokens[i] >= g->model->desc.vocab)
-      return fail(error, PX_GPT_ERROR_INVALID, "token %d outside the vocabulary %d", a->tokens[i],
-                  g->model->desc.vocab);
   gint64 v0 = (gint64)g->r.tp_rank * g->vocab_l;
   PxTensor *partial = new_partial(g, "embed_out", g->h, PX_MEM_ACTIVATIONS, FALSE, error);
   TRY(partial);
@@ -579,6 +574,14 @@ PxGptActs *px_gpt_forward(PxGpt *g, int chunk, PxTensor *input, const gint32 *to
   return a;
 }
 
+/* Every id of the micro-batch in [0, vocab), else an error naming the first bad one. */
+static gboolean ids_in_vocab(const PxGpt *g, const char *what, const gint32 *ids, GError **error) {
+  for (int i = 0; i < g->N; i++)
+    if (ids[i] < 0 || ids[i] >= g->model->desc.vocab)
+      return fail(error, PX_GPT_ERROR_INVALID, "%s %d outside the vocabulary %d", what, ids[i], g->model->desc.vocab);
+  return TRUE;
+}
+
 PxGptActs *px_gpt_forward_acc(PxGpt *g, int chunk, PxTensor *input, const gint32 *tokens, const gint32 *targets,
                               PxTensor *loss_acc, GError **error) {
   PxGptChunk *ch = &g->chunks[chunk];
@@ -590,19 +593,16 @@ PxGptActs *px_gpt_forward_acc(PxGpt *g, int chunk, PxTensor *input, const gint32
   a->deferred = g_array_new(FALSE, TRUE, sizeof(Deferred));
   gint64 n = g->N;
   gboolean ok = TRUE;
-  if (ch->first == 0) {
-    a->tokens = g_memdup2(tokens, sizeof(gint32) * n);
-    ok = (a->tok_t = px_tensor_new(g->r.be, "tokens", PX_DTYPE_I32, PX_MEM_ACTIVATIONS, 1, &n, error)) &&
+  /* ids are checked here, on the host copy the caller gives: with a
+   * vocabulary split over TP no single rank's op could tell */
+  if (ch->first == 0)
+    ok = ids_in_vocab(g, "token", tokens, error) &&
+         (a->tok_t = px_tensor_new(g->r.be, "tokens", PX_DTYPE_I32, PX_MEM_ACTIVATIONS, 1, &n, error)) &&
          px_tensor_upload(a->tok_t, tokens, error);
-  }
-  if (ok && ch->end == (int)g->model->n_layers) {
-    for (gint64 i = 0; ok && i < n; i++)
-      if (targets[i] < 0 || targets[i] >= g->model->desc.vocab)
-        ok = fail(error, PX_GPT_ERROR_INVALID, "target %d outside the vocabulary %d", targets[i], g->model->desc.vocab);
-    a->targets = g_memdup2(targets, sizeof(gint32) * n);
-    ok = (a->tgt_t = px_tensor_new(g->r.be, "targets", PX_DTYPE_I32, PX_MEM_ACTIVATIONS, 1, &n, error)) &&
+  if (ok && ch->end == (int)g->model->n_layers)
+    ok = ids_in_vocab(g, "target", targets, error) &&
+         (a->tgt_t = px_tensor_new(g->r.be, "targets", PX_DTYPE_I32, PX_MEM_ACTIVATIONS, 1, &n, error)) &&
          px_tensor_upload(a->tgt_t, targets, error);
-  }
   for (int li = ch->first; ok && li < ch->end; li++) {
     LayerActs *la = &a->layers[li - ch->first];
     const PxTensor *x = layer_input(a, li);
@@ -665,8 +665,6 @@ void px_gpt_acts_free(PxGptActs *a) {
   px_tensor_free(a->input);
   px_tensor_free(a->tok_t);
   px_tensor_free(a->tgt_t);
-  g_free(a->tokens);
-  g_free(a->targets);
   px_tensor_free(a->ce_max);
   px_tensor_free(a->ce_stats);
   g_free(a);

@@ -403,6 +403,24 @@ static void test_init_layout_independent(void) {
   harness_clear(&two);
 }
 
+/* A token or target outside the vocabulary is refused before any op runs
+ * (with a vocabulary split over TP no rank's op could tell). */
+static void test_bad_ids(void) {
+  PxModelDesc d = tiny_desc(FALSE);
+  Harness h;
+  harness_init(&h, &d, PX_CKPT_NONE, PX_DTYPE_F64, 1, 0);
+  for (int k = 0; k < 2; k++) {
+    g_autoptr(GError) error = NULL;
+    gint32 *ids = k ? h.targets : h.tokens, keep = ids[3];
+    ids[3] = k ? -1 : d.vocab;
+    g_assert_null(px_gpt_forward(h.gpt, 0, NULL, h.tokens, h.targets, NULL, &error));
+    g_assert_error(error, PX_GPT_ERROR, PX_GPT_ERROR_INVALID);
+    g_assert_cmpstr(error->message, ==, k ? "target -1 outside the vocabulary 11" : "token 11 outside the vocabulary 11");
+    ids[3] = keep;
+  }
+  harness_clear(&h);
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/gpt/gradient/finite-differences/gpt2", test_fd_gpt);
@@ -413,5 +431,6 @@ int main(int argc, char **argv) {
   g_test_add_func("/gpt/reference/numpy/f32", test_reference_f32);
   g_test_add_func("/gpt/tp/shards", test_tp_shards);
   g_test_add_func("/gpt/init/layout-independent", test_init_layout_independent);
+  g_test_add_func("/gpt/errors/ids", test_bad_ids);
   return g_test_run();
 }
