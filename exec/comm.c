@@ -188,7 +188,12 @@ typedef struct {
   int arg;           /* root or peer */
   PxP2p *group;      /* OP_GROUP: owned */
   int n_group;
+  char *label;       /* the queuing thread's label, or NULL */
 } Call;
+
+static GPrivate current_label = G_PRIVATE_INIT(g_free);
+
+void px_comm_set_label(const char *label) { g_private_replace(&current_label, g_strdup(label)); }
 
 static gboolean run_group(PxComm *c, const PxP2p *ops, int n, GError **error);
 
@@ -213,6 +218,7 @@ static gboolean call_run(gpointer data, GError **error) {
 static gboolean call_run_queued(gpointer data, GError **error) {
   Call *k = data;
   if (call_run(data, error)) return TRUE;
+  if (error && *error && k->label) g_prefix_error(error, "%s: ", k->label);
   if (error && *error && !g_error_matches(*error, PX_COMM_ERROR, PX_COMM_ERROR_ABORTED))
     k->c->ops->abort(k->c, (*error)->message);
   return FALSE;
@@ -221,6 +227,7 @@ static gboolean call_run_queued(gpointer data, GError **error) {
 static void call_free(gpointer data) {
   Call *k = data;
   g_free(k->group);
+  g_free(k->label);
   g_free(k);
 }
 
@@ -230,6 +237,8 @@ static gboolean dispatch(Call *k, PxStream *stream, GError **error) {
     call_free(k);
     return ok;
   }
+  const char *label = g_private_get(&current_label);
+  k->label = g_strdup(label);
   return px_stream_launch_host(stream, call_run_queued, k, call_free, error);
 }
 
