@@ -50,9 +50,9 @@ failure() {
 }
 
 # rank 2 aborts with its reason while ranks 0 and 1 wait in an all_reduce
-failure abort 'parallax-exec: rank 2: rank 2: out of memory' 'second reason'
+failure abort 'parallax-exec: rank 2: out of memory' 'second reason'
 # rank 0 aborts its tp communicator: the job ends with its reason
-failure abort-split 'parallax-exec: rank 0: rank 0: kernel failed'
+failure abort-split 'parallax-exec: rank 0: kernel failed'
 # rank 2 never joins the all_reduce: a waiting rank times out and aborts with
 # the op and the communicator (mpi cannot tell which member is missing)
 failure missing-rank 'parallax-exec: rank [01]: all_reduce on world\[0,1,2\]: .*after 2 s.*' 'parallax-exec: rank 2:'

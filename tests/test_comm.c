@@ -609,7 +609,8 @@ static gboolean fill_late(gpointer data, GError **error) {
 static void check_streams(PxComm *world, const Ctx *ctx) {
   int r = px_comm_rank(world), n = ctx->n;
   enum { COUNT = 1000 };
-  g_autoptr(PxBackend) be = px_backend_cpu_new();
+  g_autoptr(PxBackend) be = NULL;
+  OK(world, (be = px_backend_new("cpu", 0, &err)) != NULL);
   PxStream *comm = NULL, *work = NULL;
   PxDevEvent *filled = NULL, *done = NULL;
   OK(world, (comm = px_stream_new(be, "comm", &err)) != NULL);
@@ -813,9 +814,9 @@ static void expect_aborted(GError **err, const char *carrying) {
 static void missing_rank(PxComm *world, const Ctx *ctx, gboolean queued) {
   int r = px_comm_rank(world), n = ctx->n;
   g_autofree char *sentence = never_arrived(world, ctx, n - 1);
-  g_autoptr(PxBackend) be = queued ? px_backend_cpu_new() : NULL;
+  g_autoptr(PxBackend) be = NULL;
   PxStream *s = NULL;
-  if (queued) OK(world, (s = px_stream_new(be, "comm", &err)) != NULL);
+  if (queued) OK(world, (be = px_backend_new("cpu", 0, &err)) != NULL && (s = px_stream_new(be, "comm", &err)) != NULL);
   GError *err = NULL;
   double x = 1;
   if (r != n - 1) {
