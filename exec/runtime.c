@@ -388,7 +388,7 @@ const PxTimeline *px_runtime_timeline(const PxRuntime *rt) { return rt->timeline
 
 /* ---- the instructions ----------------------------------------------------------------------- */
 
-static int part_of(Rank *r, int chunk) { return chunk * r->rt->plan.pp + r->stage; }
+static int part_of(Rank *r, int chunk) { return px_program_part_of(r->rt->prog, r->stage, chunk); }
 static int slot(Rank *r, int mb, int chunk) { return chunk * r->rt->plan.m + mb; }
 static int peer_rank(Rank *r, int stage) { return px_grid_rank(r->rt->grid, r->dp_rank, r->tp_rank, stage); }
 
@@ -461,6 +461,14 @@ static gboolean op_send(Rank *r, const PxInstr *ins, double *bytes, GError **err
     payload = g_steal_pointer(&r->dgrad[s]);
     if (!payload) return rfail(error, PX_RUNTIME_ERROR_FAILED, "gradient of mb %d chunk %d sent before backward", ins->mb, ins->chunk);
   }
+  if (ins->peer == r->stage) { /* the bottom of a V: left for this rank's other chunk, whose RECV takes it */
+    int st, c;
+    px_schedule_part_place(r->rt->prog->schedule, r->rt->plan.pp, part_of(r, ins->chunk) + (act ? 1 : -1), &st, &c);
+    PxTensor **dst = act ? &r->recv[slot(r, ins->mb, c)] : &r->rgrad[slot(r, ins->mb, c)];
+    px_tensor_free(*dst);
+    *dst = payload;
+    return TRUE;
+  }
   *bytes = (double)payload->bytes;
   SendTask *t = g_new(SendTask, 1);
   t->payload = payload;
@@ -474,16 +482,24 @@ static gboolean op_send(Rank *r, const PxInstr *ins, double *bytes, GError **err
 
 static gboolean op_recv(Rank *r, const PxInstr *ins, double *bytes, GError **error) {
   gboolean act = ins->kind == PX_OP_RECV_ACT;
+  PxTensor **dst = act ? &r->recv[slot(r, ins->mb, ins->chunk)] : &r->rgrad[slot(r, ins->mb, ins->chunk)];
+  g_autoptr(PxTensor) own = ins->peer == r->stage ? g_steal_pointer(dst) : NULL; /* bottom of a V: from op_send */
+  if (ins->peer == r->stage && !own)
+    return rfail(error, PX_RUNTIME_ERROR_FAILED, "mb %d chunk %d received from this rank before it was sent", ins->mb, ins->chunk);
   int from = part_of(r, ins->chunk) + (act ? -1 : 1);
   gint64 shape[2];
   px_gpt_io_shape(r->gpt, shape);
   g_autoptr(PxTensor) t = px_tensor_new(r->be, act ? "recv_act" : "recv_grad", r->rt->opt.dtype,
                                         act ? PX_MEM_ACTIVATIONS : PX_MEM_BUFFERS, 2, shape, error);
   TRY(t);
-  TRY(px_comm_recv(r->comm, t->data, (gsize)t->numel, t->dtype, peer_rank(r, ins->peer),
-                   msg_tag(r->rt, act, ins->mb, from), error));
-  *bytes = (double)t->bytes;
-  PxTensor **dst = act ? &r->recv[slot(r, ins->mb, ins->chunk)] : &r->rgrad[slot(r, ins->mb, ins->chunk)];
+  if (own) {
+    g_autofree void *host = g_malloc(own->bytes);
+    TRY(px_tensor_download(own, host, error) && px_tensor_upload(t, host, error));
+  } else {
+    TRY(px_comm_recv(r->comm, t->data, (gsize)t->numel, t->dtype, peer_rank(r, ins->peer),
+                     msg_tag(r->rt, act, ins->mb, from), error));
+    *bytes = (double)t->bytes;
+  }
   px_tensor_free(*dst);
   *dst = g_steal_pointer(&t);
   return TRUE;
@@ -698,6 +714,7 @@ static gboolean run_instr(Rank *r, const PxInstr *ins, double *bytes, GError **e
   case PX_OP_REDUCE_GRADS: return op_reduce_grads(r, ins->chunk, bytes, error);
   case PX_OP_GATHER_PARAMS: return op_gather(r, ins->chunk, bytes, error);
   case PX_OP_OPTIMIZER_STEP: return op_optimizer(r, bytes, error);
+  case PX_OP_OVERLAP: return TRUE; /* the F&B pair that follows runs one after the other here */
   default: return rfail(error, PX_RUNTIME_ERROR_FAILED, "unknown instruction %d", ins->kind);
   }
 }
@@ -724,7 +741,7 @@ static gpointer rank_thread(gpointer data) {
       break;
     }
     double t_end = (g_get_monotonic_time() - rt->t0) / 1e6;
-    PxEvent ev = {r->rank, r->stage, stream_of(ins->kind), ins->kind, ins->mb, ins->chunk, t_start, t_end, bytes};
+    PxEvent ev = {r->rank, r->stage, stream_of(ins->kind), ins->kind, ins->mb, ins->chunk, t_start, t_end, bytes, FALSE};
     px_timeline_add(r->tl, &ev);
     px_backend_mem_stats(r->be, &ms);
     px_timeline_add_memory(r->tl, r->rank, t_end, (double)ms.total_current);
@@ -761,11 +778,13 @@ gboolean px_runtime_step(PxRuntime *rt, PxStepResult *out, GError **error) {
     g_set_error_literal(error, PX_RUNTIME_ERROR, PX_RUNTIME_ERROR_FAILED, failed->error->message);
     return FALSE;
   }
-  /* the loss: last-stage ranks of TP rank 0, one per DP rank, in rank order */
+  /* the loss: ranks of the stage holding the last part (rank 0 in a V), TP rank 0, one per DP rank, in rank order */
   double loss = 0;
+  int last_stage, last_chunk;
+  px_schedule_part_place(rt->prog->schedule, rt->plan.pp, rt->part->parts - 1, &last_stage, &last_chunk);
   for (int i = 0; i < rt->n; i++) {
     Rank *r = &rt->ranks[i];
-    if (r->stage == rt->plan.pp - 1 && r->tp_rank == 0) loss += r->loss_sum;
+    if (r->stage == last_stage && r->tp_rank == 0) loss += r->loss_sum;
   }
   loss /= (double)rt->plan.m * rt->plan.dp;
   rt->step++;

@@ -49,6 +49,7 @@ typedef struct {
 
 typedef struct {
   int rank, stage;             /* global rank, pipeline rank */
+  double start;                /* its first compute op (F, B, W) starts */
   double end;                  /* its last op ends */
   double busy;                 /* compute stream busy (F, B, W, load, optimizer) */
   double idle;                 /* step_time - busy */
@@ -72,6 +73,10 @@ typedef struct {
   int *stage_peak_in_flight;   /* (pp) */
   double bubble_fraction;      /* mean over ranks of idle / step_time */
   double bubble_overhead;      /* mean idle / mean busy */
+  double span;                 /* max over ranks of end - start: the step when each rank may
+                                  begin as soon as its first input is there (Qi et al. 2024 §4,
+                                  optimizer post-validation; the convention of their Table 5 for
+                                  ZB-H2) */
   PxBreakdown breakdown;       /* mean per rank, seconds; sums to step_time */
   guint64 n_instructions;      /* instructions executed */
   PxTimeline *timeline;        /* NULL with no_timeline */

@@ -30,6 +30,7 @@ typedef struct {
   int mb, chunk;       /* -1 when none */
   double start, end;   /* seconds from the start of the step */
   double bytes;        /* bytes moved (communication), 0 otherwise */
+  gboolean paired;     /* compute op of an overlapped F&B pair (dualpipev) */
 } PxEvent;
 
 typedef struct {

@@ -114,6 +114,15 @@ static const Layout parity_layouts[] = {
   {"tiny-gpt", 2, 2, 2, 1, "zb-h1", 1, PX_CKPT_NONE, 2, 8, TRUE, 1},
   {"tiny-llama", 2, 2, 2, 1, "1f1b", 3, PX_CKPT_FULL, 2, 8, TRUE, 1},
   {"tiny-gpt", 1, 2, 2, 2, "interleaved", 0, PX_CKPT_SELECTIVE, 2, 8, TRUE, 1},
+  /* the V schedules (two chunks per rank, parts by px_schedule_part_of; the
+   * last rank passes between its chunks to itself), ZB-H2, DualPipeV's
+   * overlapped F&B pairs run one after the other */
+  {"tiny-gpt", 1, 1, 2, 1, "zb-h2", 0, PX_CKPT_NONE, 2, 8, FALSE, 1},
+  {"tiny-gpt", 2, 1, 4, 1, "zb-h2", 2, PX_CKPT_FULL, 1, 8, FALSE, 1},
+  {"tiny-gpt", 1, 1, 2, 2, "zb-v", 0, PX_CKPT_NONE, 2, 8, FALSE, 1},
+  {"tiny-gpt", 1, 2, 2, 2, "dualpipev", 0, PX_CKPT_SELECTIVE, 2, 8, TRUE, 1},
+  {"tiny-llama", 2, 2, 2, 2, "zb-v", 1, PX_CKPT_FULL, 1, 8, FALSE, 1},
+  {"tiny-llama", 2, 1, 2, 2, "dualpipev", 3, PX_CKPT_NONE, 1, 8, FALSE, 1},
   /* checkpoint segments of several blocks (DeepSpeed's interval), one uneven */
   {"tiny-gpt", 1, 1, 2, 1, "1f1b", 0, PX_CKPT_FULL, 2, 8, FALSE, 2},
   {"tiny-llama", 2, 1, 1, 1, "1f1b", 0, PX_CKPT_FULL, 2, 8, FALSE, 3},
@@ -258,6 +267,12 @@ static void test_memory(void) {
     {"tiny-gpt", 1, 1, 2, 1, "1f1b", 0, PX_CKPT_FULL, 2, 8, FALSE, 1},
     {"tiny-gpt", 1, 1, 2, 1, "1f1b", 0, PX_CKPT_FULL, 2, 8, FALSE, 2},
     {"tiny-llama", 1, 1, 1, 1, "1f1b", 0, PX_CKPT_FULL, 2, 8, FALSE, 3},
+    /* ZB-H2 holds up to 2p-1 micro-batches on rank 0; the V schedules two
+     * chunks per rank, DualPipeV 2p+1 (micro-batch, chunk)s */
+    {"tiny-gpt", 1, 1, 2, 1, "zb-h2", 0, PX_CKPT_NONE, 1, 8, FALSE, 1},
+    {"tiny-gpt", 1, 1, 2, 2, "zb-v", 0, PX_CKPT_NONE, 1, 8, FALSE, 1},
+    {"tiny-llama", 1, 1, 2, 2, "dualpipev", 0, PX_CKPT_SELECTIVE, 1, 8, FALSE, 1},
+    {"tiny-gpt", 2, 2, 2, 2, "zb-v", 3, PX_CKPT_NONE, 1, 8, FALSE, 1},
   };
   for (gsize i = 0; i < G_N_ELEMENTS(layouts); i++) check_memory(&layouts[i], PX_DTYPE_F32);
   check_memory(&layouts[1], PX_DTYPE_F64);
