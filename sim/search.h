@@ -120,6 +120,8 @@ typedef struct {
   double mfu;             /* model FLOPs / (step · GPUs · peak) */
   double tokens_per_s;
   PxBreakdown breakdown;  /* mean per rank, s */
+  double p2p_bytes;       /* bytes the busiest pipeline rank sends to other ranks per step (its program's
+                             SEND_ACT / SEND_GRAD; a V's hand-over between a rank's own chunks is free) */
   int gbs, seq;
 } PxSearchCandidate;
 
@@ -157,6 +159,10 @@ gboolean px_search_confirm(const PxModel *model, const PxCluster *cluster, const
 /* One sentence on why the winner beats the runner-up, from their differences:
  * "pp 4 instead of 8 and selective instead of full recompute: the bubble falls
  *  from 11.0 % to 5.8 % and compute from 410 to 371 ms; it fits with 6.1 GB to spare."
+ * When the schedules differ, a second sentence sets the three things a
+ * schedule trades against each other side by side: "zb-v against 1f1b:
+ * bubble 3.0 % vs 9.1 %, peak memory 20.1 vs 19.8 GB, p2p 402.7 vs 201.3 MB
+ * per GPU per step."
  * units_scale / units_name for memory (1e9, "GB"). */
 char *px_search_explain(const PxSearchCandidate *winner, const PxSearchCandidate *runner_up,
                         double capacity, double units_scale, const char *units_name);
