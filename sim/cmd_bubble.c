@@ -117,7 +117,10 @@ static void print_table(int pp, int vpp, const GArray *ms, const Row *pts) {
     for (gsize s = 0; s < N_SCHED; s++) {
       const Point *pt = &pts[i][s];
       if (isnan(pt->span) || pt->span <= 0) printf("  %-11s", "-");
-      else printf("  %-11.4f", 1 - pt->step_time * (1 - pt->simulated) / pt->span);
+      else {
+        double b = 1 - pt->step_time * (1 - pt->simulated) / pt->span;
+        printf("  %-11.4f", fabs(b) < 1e-12 ? 0.0 : b);
+      }
     }
     printf("\n");
   }

@@ -198,6 +198,8 @@ static void test_zero_bubble_table5(void) {
     g_autoptr(PxSimResult) h2 = simulate_fbw(PX_SCHED_ZB_H2, r->p, 1, r->m, r->f, r->b, r->w, r->c);
     double got[4] = {1 - busy / o->step_time, 1 - busy / il->step_time, 1 - busy / h1->step_time, 1 - busy / h2->span};
     double want[4] = {r->r1f1b, r->r1f1bi, r->rh1, r->rh2};
+    g_test_message("p=%d m=%d: 1F1B %.4f (%.4f) 1F1B-I %.4f (%.4f) ZB-H1 %.4f (%.4f) ZB-H2 %.4f (%.4f)", r->p, r->m,
+                   got[0], want[0], got[1], want[1], got[2], want[2], got[3], want[3]);
     for (int k = 0; k < 4; k++)
       if (fabs(got[k] - want[k]) > 0.005)
         g_error("Table 5 row %zu (p=%d m=%d) column %d: bubble rate %.4f, paper %.4f", i, r->p, r->m, k, got[k], want[k]);
