@@ -9,6 +9,11 @@
  * optimizer step otherwise. A program that cannot finish is reported as a
  * PX_ENGINE_ERROR_DEADLOCK naming the stuck ranks and instructions.
  *
+ * Parts are placed by the program's px_program_part_of (a V for zb-v and
+ * dualpipev: the last rank's hand-over between its two chunks costs nothing).
+ * An OVERLAP instruction marks the next two compute ops as one F&B pair: they
+ * run back to back (F + B) and are flagged `paired` in the timeline.
+ *
  * By default one rank per stage is simulated (dp = tp = 0; the others run the
  * same stream at the same times); options->full simulates every rank. */
 #pragma once

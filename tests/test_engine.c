@@ -144,20 +144,13 @@ static PxCostTable *table_fbw(int pp, int vpp, double f, double b, double w, dou
 }
 
 static PxSimResult *simulate_fbw(PxScheduleKind k, int pp, int vpp, int m, double f, double b, double w, double c) {
-  PxPlan plan;
-  px_plan_init(&plan);
-  plan.schedule = k;
-  plan.pp = pp;
-  plan.vpp = vpp;
-  plan.m = m;
-  GError *err = NULL;
-  g_autoptr(PxProgram) prog = px_program_new(&plan, NULL, &err);
-  g_assert_no_error(err);
-  g_autoptr(PxCostTable) tab = table_fbw(pp, vpp, f, b, w, c);
+  Case cs;
+  case_init(&cs, k, pp, vpp, m);
+  px_cost_table_free(cs.tab);
+  cs.tab = table_fbw(pp, vpp, f, b, w, c);
   PxSimOptions opt = {.no_timeline = TRUE};
-  PxSimResult *res = px_simulate(prog, tab, &opt, &err);
-  g_assert_no_error(err);
-  px_plan_clear(&plan);
+  PxSimResult *res = run(&cs, &opt);
+  case_clear(&cs);
   return res;
 }
 
