@@ -56,6 +56,7 @@ typedef struct {
   int in_flight, peak_in_flight;
   double start;       /* its first compute op starts (-1: none yet) */
   int paired;         /* compute ops left in the current overlapped F&B pair */
+  double pair_start;
 } Rank;
 
 typedef struct {
@@ -83,8 +84,7 @@ static void enqueue(Sim *sim, int i) {
 static void record(Sim *sim, const Rank *r, PxStreamKind stream, PxOpKind kind, int mb, int chunk,
                    double start, double end, double bytes) {
   if (!sim->tl) return;
-  PxEvent ev = {r->rank, r->stage, stream, kind, mb, chunk, start, end, bytes,
-                stream == PX_STREAM_COMPUTE && r->paired > 0};
+  PxEvent ev = {r->rank, r->stage, stream, kind, mb, chunk, start, end, bytes};
   px_timeline_add(sim->tl, &ev);
 }
 
@@ -103,7 +103,10 @@ static double part_value(const double *a, int part) {
 static void compute(Sim *sim, Rank *r, const PxInstr *in, double d) {
   if (r->start < 0 && px_op_is_compute(in->kind)) r->start = r->t;
   record(sim, r, PX_STREAM_COMPUTE, in->kind, in->mb, in->chunk, r->t, r->t + d, 0);
-  if (r->paired > 0 && px_op_is_compute(in->kind)) r->paired--;
+  if (r->paired > 0 && px_op_is_compute(in->kind)) {
+    if (r->paired == 2) r->pair_start = r->t;
+    if (--r->paired == 0 && sim->tl) px_timeline_add_pair(sim->tl, r->rank, r->pair_start, r->t + d);
+  }
   r->t += d;
   r->busy += d;
 }

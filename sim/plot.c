@@ -239,27 +239,20 @@ gboolean px_plot_timeline(const PxTimeline *tl, const char *dir, const char *tit
   g_autoptr(GString) boxes = g_string_new("# x_center row half_width half_height rgb\n");
   g_autoptr(GString) labels = g_string_new("# x row label\n");
   g_autoptr(GString) pairs = g_string_new("# overlapped F&B pairs: x_center row half_width half_height\n");
-  int n_pairs = 0, pair_rank = -1, pair_seen = 0;
-  double pair_x0 = 0;
+  int n_pairs = 0;
+  for (guint i = 0; i < tl->pairs->len; i++) {
+    const PxPair *pr = &g_array_index(tl->pairs, PxPair, i);
+    gpointer row1 = g_hash_table_lookup(f.rows.row, GINT_TO_POINTER(pr->rank));
+    if (!row1) continue;
+    double x0 = pr->start * f.scale, x1 = pr->end * f.scale;
+    g_string_append_printf(pairs, "%.9g %d %.9g 0.38\n", (x0 + x1) / 2, GPOINTER_TO_INT(row1) - 1, (x1 - x0) / 2);
+    n_pairs++;
+  }
   for (guint i = 0; i < tl->events->len; i++) {
     const PxEvent *ev = &g_array_index(tl->events, PxEvent, i);
     int cls = kind_class(ev);
     gpointer row1 = g_hash_table_lookup(f.rows.row, GINT_TO_POINTER(ev->rank));
     if (cls < 0 || !row1 || ev->end <= ev->start) continue;
-    if (ev->paired && ev->stream == PX_STREAM_COMPUTE) {
-      /* the two ops of a pair follow each other on the rank's compute stream: one border round both */
-      if (pair_seen == 0 || pair_rank != ev->rank) {
-        pair_rank = ev->rank;
-        pair_x0 = ev->start * f.scale;
-        pair_seen = 0;
-      }
-      if (++pair_seen == 2) {
-        double x1 = ev->end * f.scale, y = GPOINTER_TO_INT(row1) - 1;
-        g_string_append_printf(pairs, "%.9g %.9g %.9g 0.38\n", (pair_x0 + x1) / 2, y, (x1 - pair_x0) / 2);
-        n_pairs++;
-        pair_seen = 0;
-      }
-    }
     const KindStyle *st = &styles[cls];
     used[cls] = TRUE;
     chunks |= ev->chunk > 0;

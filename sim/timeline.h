@@ -30,7 +30,6 @@ typedef struct {
   int mb, chunk;       /* -1 when none */
   double start, end;   /* seconds from the start of the step */
   double bytes;        /* bytes moved (communication), 0 otherwise */
-  gboolean paired;     /* compute op of an overlapped F&B pair (dualpipev) */
 } PxEvent;
 
 typedef struct {
@@ -39,15 +38,24 @@ typedef struct {
   double bytes;        /* allocated bytes from t on */
 } PxMemSample;
 
+/* An overlapped F&B pair (dualpipev's OVERLAP): its two compute events on
+ * the rank's compute stream, from the first's start to the second's end. */
+typedef struct {
+  int rank;
+  double start, end;   /* seconds */
+} PxPair;
+
 typedef struct {
   GArray *events;      /* PxEvent */
   GArray *memory;      /* PxMemSample, per rank in time order */
+  GArray *pairs;       /* PxPair */
 } PxTimeline;
 
 PxTimeline *px_timeline_new(void);
 void px_timeline_free(PxTimeline *tl);
 void px_timeline_add(PxTimeline *tl, const PxEvent *ev);
 void px_timeline_add_memory(PxTimeline *tl, int rank, double t, double bytes);
+void px_timeline_add_pair(PxTimeline *tl, int rank, double start, double end);
 /* Sort events by (rank, stream, start). */
 void px_timeline_sort(PxTimeline *tl);
 double px_timeline_end(const PxTimeline *tl);
