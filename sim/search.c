@@ -726,6 +726,28 @@ PxSearchResult *px_search_run(const PxModel *model, const PxCluster *cluster, co
   return g_steal_pointer(&res);
 }
 
+GArray *px_search_schedules(const PxModel *model, const PxCluster *cluster, const PxPlan *base,
+                            const PxSearchCandidate *winner, double capacity) {
+  static const PxScheduleKind kinds[] = {PX_SCHED_GPIPE, PX_SCHED_1F1B, PX_SCHED_INTERLEAVED, PX_SCHED_ZB_H1,
+                                         PX_SCHED_ZB_H2, PX_SCHED_ZB_V, PX_SCHED_DUALPIPEV};
+  if (winner->layout.pp < 2) return NULL;
+  GArray *out = g_array_new(FALSE, TRUE, sizeof(PxSearchCandidate));
+  for (gsize k = 0; k < G_N_ELEMENTS(kinds); k++) {
+    PxSearchCandidate c = {.layout = winner->layout};
+    c.layout.schedule = kinds[k];
+    c.layout.vpp = kinds[k] == PX_SCHED_INTERLEAVED ? MAX(winner->layout.vpp, 2) : px_schedule_is_v(kinds[k]) ? 2 : 1;
+    if (c.layout.schedule == winner->layout.schedule && c.layout.vpp == winner->layout.vpp) {
+      g_array_append_val(out, *winner);
+      continue;
+    }
+    if (!px_search_confirm(model, cluster, base, &c, NULL)) continue;
+    c.analytic_time = c.step_time;
+    c.fits = c.memory <= capacity;
+    g_array_append_val(out, c);
+  }
+  return out;
+}
+
 /* ---- explanation ---------------------------------------------------------- */
 
 static void add_diff(GPtrArray *d, char *s) { g_ptr_array_add(d, s); }
