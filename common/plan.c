@@ -172,6 +172,16 @@ double px_plan_bubble_fraction(const PxPlan *p) {
   return 0;
 }
 
+int px_plan_bubble_exact_from(const PxPlan *p) {
+  switch (p->schedule) {
+  case PX_SCHED_ZB_H1: return MAX(p->pp, 1);
+  case PX_SCHED_ZB_H2:
+  case PX_SCHED_ZB_V: return MAX(2 * p->pp - 1, 1);
+  case PX_SCHED_DUALPIPEV: return MAX(2 * p->pp, 1);
+  default: return 1;
+  }
+}
+
 /* ---- validation ---------------------------------------------------------- */
 
 #define REFUSE(...)                                                              \

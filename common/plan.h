@@ -113,5 +113,8 @@ void px_schedule_part_place(PxScheduleKind k, int pp, int part, int *stage, int 
  * m >= 2p-1 (0 likewise); dualpipev (p-1)/(3m+p-1) for m >= 2p (DualPipe's
  * (p-1)(F&B+B-3W) idle with F&B = 3 T_F); naive (p-1)/p. See docs/schedules.md. */
 double px_plan_bubble_fraction(const PxPlan *plan);
+/* The fewest micro-batches from which that formula is exact: zb-h1 p, zb-h2
+ * and zb-v 2p-1, dualpipev 2p, the others 1 (interleaved: m divisible by p). */
+int px_plan_bubble_exact_from(const PxPlan *plan);
 
 G_END_DECLS

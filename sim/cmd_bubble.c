@@ -199,15 +199,19 @@ static gboolean plot_bubble(int pp, int vpp, const GArray *ms, const Row *pts, c
         sv[s * ms->len + b->n] = pts[i][s].simulated;
         b->n++;
       }
-    for (gsize j = 0; j < nc; j++) {
-      PxPlan plan;
+    /* the curve where the formula is exact (zb-h2 and zb-v from 2p-1, ...) */
+    PxPlan plan;
+    bubble_plan(&plan, schedules[s], pp, vpp, lo);
+    gsize first = (gsize)CLAMP(px_plan_bubble_exact_from(&plan) - lo, 0, (int)nc);
+    px_plan_clear(&plan);
+    for (gsize j = first; j < nc; j++) {
       bubble_plan(&plan, schedules[s], pp, vpp, lo + (int)j);
       cv[s * nc + j] = px_plan_bubble_fraction(&plan);
       px_plan_clear(&plan);
     }
-    b->n_curve = (int)nc;
-    b->curve_m = cm;
-    b->curve = cv + s * nc;
+    b->n_curve = (int)(nc - first);
+    b->curve_m = cm + first;
+    b->curve = cv + s * nc + first;
   }
   g_autofree char *title = g_strdup_printf("Pipeline bubble, pp = %d, interleaved vpp = %d (ideal costs)", pp, vpp);
   return px_plot_bubble(series, N_SCHED, dir, title, error);

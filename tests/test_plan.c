@@ -99,6 +99,14 @@ static void test_bubble(void) {
   g_assert_cmpfloat_with_epsilon(px_plan_bubble_fraction(&p), 3.0 / 51.0, 1e-15);
   p.schedule = PX_SCHED_DUALPIPEV;
   g_assert_cmpfloat_with_epsilon(px_plan_bubble_fraction(&p), 6.0 / 54.0, 1e-15);
+  /* where the formulas start to hold (p = 4) */
+  g_assert_cmpint(px_plan_bubble_exact_from(&p), ==, 8);
+  p.schedule = PX_SCHED_ZB_V;
+  g_assert_cmpint(px_plan_bubble_exact_from(&p), ==, 7);
+  p.schedule = PX_SCHED_ZB_H1;
+  g_assert_cmpint(px_plan_bubble_exact_from(&p), ==, 4);
+  p.schedule = PX_SCHED_1F1B;
+  g_assert_cmpint(px_plan_bubble_exact_from(&p), ==, 1);
   px_plan_clear(&p);
 }
 
