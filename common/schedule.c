@@ -330,7 +330,7 @@ static void order_dualpipev(GArray *ops, int p, int r, int m) {
     dpv_w(&d);
     dpv_b(&d, 0, TRUE);
   }
-  while (!g_queue_is_empty(&d.wq)) dpv_w(&d);                      /* step 8: nW */
+  while (!g_queue_is_empty(&d.wq)) dpv_w(&d);                      /* step 8: nW (the r + 1 left) */
 }
 
 /* ---- communication around the compute order ---------------------------- */
