@@ -44,7 +44,9 @@ typedef struct {
 } PxMemory;
 
 /* Peak micro-batches in flight on pipeline rank `stage` for the schedule:
- * GPipe m; 1F1B / ZB-H1 min(p - stage, m); interleaved per Megatron. */
+ * GPipe m; 1F1B / ZB-H1 min(p - stage, m); interleaved per Megatron; ZB-H2,
+ * ZB-V and DualPipeV from the program's compute order (px_schedule_peak_activations
+ * over the chunks per rank: 2p - 1; p; (2p + 1)/2 when m is large enough). */
 double px_memory_in_flight(const PxPlan *plan, int stage);
 
 /* Peak activation bytes on pipeline rank `stage` over a step, given one
@@ -53,6 +55,12 @@ double px_memory_in_flight(const PxPlan *plan, int stage);
  * largest set of (micro-batch, chunk) pairs in flight in Megatron-LM's order,
  * each weighted by its own chunk (the chunk with the LM head keeps the logits). */
 double px_memory_peak_activations(const PxPlan *plan, int stage, const double *chunk_act);
+
+/* ZeRO's partition of a chunk's flat buffer of numel elements over dp ranks:
+ * each rank holds ceil(numel / dp) elements, and the flat buffers that are
+ * not partitioned are padded to dp of those (DeepSpeed pads its flat groups
+ * likewise). The executor allocates, and the planner counts, these sizes. */
+gint64 px_zero_shard(gint64 numel, int dp);
 
 PxMemory *px_memory_new(const PxModel *model, const PxPlan *plan, const PxPartition *part,
                         const PxCluster *cluster);

@@ -155,7 +155,7 @@ static gboolean chunk_alloc(Rank *r, int c, GError **error) {
   PxDType dt = rt->opt.dtype;
   int dp = rt->plan.dp;
   cs->numel = ch->numel;
-  cs->shard = r->sharded ? (ch->numel + dp - 1) / dp : ch->numel;
+  cs->shard = r->sharded ? px_zero_shard(ch->numel, dp) : ch->numel;
   cs->padded = r->sharded ? cs->shard * dp : ch->numel;
   g_autofree char *nw = g_strdup_printf("chunk%d.weights", c);
   g_autofree char *ng = g_strdup_printf("chunk%d.grads", c);
@@ -373,7 +373,7 @@ static gboolean open_data(PxRuntime *rt, GError **error) {
   return TRUE;
 }
 
-static int part_of_stage(const PxRuntime *rt, int stage, int chunk) { return chunk * rt->plan.pp + stage; }
+static int part_of_stage(const PxRuntime *rt, int stage, int chunk) { return px_program_part_of(rt->prog, stage, chunk); }
 
 /* Messages carry no tags, so every directed pair of stages must send its
  * activations (and its gradients) in the order the receiver receives them:
@@ -664,6 +664,14 @@ static gboolean op_send(Rank *r, const PxInstr *ins, double *bytes, GError **err
     payload = g_steal_pointer(&r->dgrad[s]);
     if (!payload) return rfail(error, PX_RUNTIME_ERROR_FAILED, "gradient of mb %d chunk %d sent before backward", ins->mb, ins->chunk);
   }
+  if (ins->peer == r->stage) { /* the bottom of a V: left for this rank's other chunk, whose RECV takes it */
+    int st, c;
+    px_schedule_part_place(r->rt->prog->schedule, r->rt->plan.pp, part_of(r, ins->chunk) + (act ? 1 : -1), &st, &c);
+    PxTensor **dst = act ? &r->recv[slot(r, ins->mb, c)] : &r->rgrad[slot(r, ins->mb, c)];
+    px_tensor_free(*dst);
+    *dst = g_steal_pointer(&payload);
+    return TRUE;
+  }
   *bytes = (double)payload->bytes;
   TRY(reap_sends(r, FALSE, error));
   TRY(after_compute(r, r->send_s, error));
@@ -685,9 +693,21 @@ static gboolean op_recv(Rank *r, const PxInstr *ins, double *bytes, GError **err
   gint64 shape[2];
   px_gpt_io_shape(r->gpt, shape);
   PxTensor **dst = act ? &r->recv[s] : &r->rgrad[s];
+  /* the bottom of a V: op_send left it here; copied as a receive would, on the compute stream */
+  PxTensor *own = ins->peer == r->stage ? g_steal_pointer(dst) : NULL;
+  if (ins->peer == r->stage && !own)
+    return rfail(error, PX_RUNTIME_ERROR_FAILED, "mb %d chunk %d received from this rank before it was sent", ins->mb, ins->chunk);
   px_tensor_free(*dst);
-  TRY(*dst = px_tensor_new(r->be, act ? "recv_act" : "recv_grad", r->rt->opt.dtype,
-                           act ? PX_MEM_ACTIVATIONS : PX_MEM_BUFFERS, 2, shape, error));
+  *dst = px_tensor_new(r->be, act ? "recv_act" : "recv_grad", r->rt->opt.dtype,
+                       act ? PX_MEM_ACTIVATIONS : PX_MEM_BUFFERS, 2, shape, error);
+  if (own) {
+    InFlight f = {own, *dst ? px_event_new(r->be, error) : NULL};
+    gboolean ok = f.sent && px_tensor_copy_async(*dst, own, r->compute, error) && px_event_record(f.sent, r->compute, error);
+    if (f.sent) g_array_append_val(r->in_flight, f); /* freed by reap_sends once the copy is done */
+    else px_tensor_free(own);
+    return ok && px_event_record(r->recv_ev[s], r->compute, error);
+  }
+  TRY(*dst);
   *bytes = (double)(*dst)->bytes;
   TRY(px_comm_recv(act ? r->pp_act : r->pp_grad, (*dst)->data, (gsize)(*dst)->numel, (*dst)->dtype, ins->peer,
                    r->recv_s, error));
@@ -917,6 +937,7 @@ static gboolean run_instr(Rank *r, const PxInstr *ins, double *bytes, GError **e
   case PX_OP_REDUCE_GRADS: return op_reduce_grads(r, ins->chunk, bytes, error);
   case PX_OP_GATHER_PARAMS: return op_gather(r, ins->chunk, bytes, error);
   case PX_OP_OPTIMIZER_STEP: return op_optimizer(r, bytes, error);
+  case PX_OP_OVERLAP: return TRUE; /* the F&B pair that follows runs one after the other here */
   default: return rfail(error, PX_RUNTIME_ERROR_FAILED, "unknown instruction %d", ins->kind);
   }
 }
@@ -979,10 +1000,13 @@ static gboolean step_job(Rank *r, gpointer data, GError **error) {
       PxEvent ev = {r->rank, r->stage, stream_of(ins->kind), ins->kind, ins->mb, ins->chunk, a - t0, b - t0, bytes[i]};
       px_timeline_add(r->tl, &ev);
     }
-  /* the global loss: the last stage's TP rank 0 of every DP rank holds one
-   * share; summed over the world on the device, then one read */
+  /* the global loss: TP rank 0 of the stage holding the last part (rank 0 in
+   * a V) holds one share per DP rank; summed over the world on the device,
+   * then one read */
+  int last_stage, last_chunk;
+  px_schedule_part_place(rt->prog->schedule, rt->plan.pp, rt->part->parts - 1, &last_stage, &last_chunk);
   double loss = 0;
-  if (ok && !(r->stage == rt->plan.pp - 1 && r->tp_rank == 0)) ok = px_tensor_zero(r->loss_acc, error);
+  if (ok && !(r->stage == last_stage && r->tp_rank == 0)) ok = px_tensor_zero(r->loss_acc, error);
   ok = ok && px_comm_all_reduce(r->world, r->loss_acc->data, 1, PX_DTYPE_F64, PX_RED_SUM, r->compute, error) &&
        px_tensor_download(r->loss_acc, &loss, error);
   rank_clear_step(r);

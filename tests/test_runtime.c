@@ -182,6 +182,12 @@ static void test_memory(void) {
     {"tiny-gpt", 1, 1, 2, 1, "1f1b", 0, PX_CKPT_FULL, 2, 8, FALSE, 1},
     {"tiny-gpt", 1, 1, 2, 1, "1f1b", 0, PX_CKPT_FULL, 2, 8, FALSE, 2},
     {"tiny-llama", 1, 1, 1, 1, "1f1b", 0, PX_CKPT_FULL, 2, 8, FALSE, 3},
+    /* ZB-H2 holds up to 2p-1 micro-batches on rank 0; the V schedules two
+     * chunks per rank, DualPipeV 2p+1 (micro-batch, chunk)s */
+    {"tiny-gpt", 1, 1, 2, 1, "zb-h2", 0, PX_CKPT_NONE, 1, 8, FALSE, 1},
+    {"tiny-gpt", 1, 1, 2, 2, "zb-v", 0, PX_CKPT_NONE, 1, 8, FALSE, 1},
+    {"tiny-llama", 1, 1, 2, 2, "dualpipev", 0, PX_CKPT_SELECTIVE, 1, 8, FALSE, 1},
+    {"tiny-gpt", 2, 2, 2, 2, "zb-v", 3, PX_CKPT_NONE, 1, 8, FALSE, 1},
   };
   for (gsize i = 0; i < G_N_ELEMENTS(layouts); i++) check_memory(&layouts[i], PX_DTYPE_F32);
   check_memory(&layouts[1], PX_DTYPE_F64);
@@ -200,6 +206,21 @@ static void test_memory_by_hand(void) {
   g_assert_cmpint(m.measured.current[PX_MEM_WEIGHTS], ==, 882176 / 2);
   g_assert_cmpint(m.measured.current[PX_MEM_GRADS], ==, 882176 / 2);
   g_assert_cmpint(m.measured.current[PX_MEM_OPTIMIZER], ==, 882176);
+  /* dp = 3 does not divide 220,544: ZeRO-1 shards of ceil(220,544 / 3) =
+   * 73,515 elements, the weight and gradient buffers padded to 3 of them
+   * (220,545 elements, 882,180 bytes), AdamW's two moments 2 · 4 · 73,515 =
+   * 588,120 bytes; the planner counts the same */
+  Layout l3 = {"tiny-gpt", 3, 1, 1, 1, "1f1b", 1, PX_CKPT_NONE, 2, 6, FALSE, 1};
+  g_autoptr(PxRuntime) rt3 = stepped(model, &l3, PX_DTYPE_F32, 1, NULL);
+  for (int r = 0; r < 3; r++) {
+    px_runtime_memory(rt3, r, &m);
+    g_assert_cmpint(m.measured.current[PX_MEM_WEIGHTS], ==, 882180);
+    g_assert_cmpint(m.measured.current[PX_MEM_GRADS], ==, 882180);
+    g_assert_cmpint(m.measured.current[PX_MEM_OPTIMIZER], ==, 588120);
+    g_assert_cmpfloat(m.predicted.weights, ==, 882180);
+    g_assert_cmpfloat(m.predicted.gradients, ==, 882180);
+    g_assert_cmpfloat(m.predicted.optimizer, ==, 588120);
+  }
 }
 
 /* ---- timeline ---------------------------------------------------------------------- */
