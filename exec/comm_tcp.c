@@ -43,6 +43,7 @@ struct TcpWorld {
   GCond cond;
   GHashTable *queues;   /* "id\nsender\nchannel" -> GQueue of Msg */
   char *abort_msg;      /* non-NULL once the world failed */
+  gboolean relayed;     /* abort_msg was sent to the peers */
   GCancellable *cancel; /* stops the readers */
   gint refs;            /* communicators alive */
 };
@@ -173,10 +174,13 @@ static gint64 world_deadline(TcpWorld *w) { return g_get_monotonic_time() + w->t
  * for that rank's reason to arrive and win. */
 static gint64 grace_us(TcpWorld *w) { return MIN(w->timeout_us, 2 * G_USEC_PER_SEC); }
 
-/* Send the world's abort reason to every peer still connected (best effort, briefly). */
+/* Send the world's abort reason, once, to every peer still connected (best
+ * effort, briefly): a reason received from a peer is passed on too, so that
+ * every rank learns the first cause rather than that this rank went away. */
 static void send_abort(TcpWorld *w) {
   g_mutex_lock(&w->lock);
-  g_autofree char *reason = g_strdup(w->abort_msg);
+  g_autofree char *reason = w->relayed ? NULL : g_strdup(w->abort_msg);
+  if (reason) w->relayed = TRUE;
   g_mutex_unlock(&w->lock);
   if (!reason) return;
   gint64 deadline = g_get_monotonic_time() + grace_us(w);
@@ -192,11 +196,10 @@ static void send_abort(TcpWorld *w) {
 /* Fail the world with reason (the first reason is kept) and tell every peer. */
 static void world_abort(TcpWorld *w, const char *reason) {
   g_mutex_lock(&w->lock);
-  gboolean first = !w->abort_msg;
-  if (first) w->abort_msg = g_strdup(reason ? reason : "aborted");
+  if (!w->abort_msg) w->abort_msg = g_strdup(reason ? reason : "aborted");
   g_cond_broadcast(&w->cond);
   g_mutex_unlock(&w->lock);
-  if (first) send_abort(w);
+  send_abort(w);
 }
 
 static gpointer reader_main(gpointer data) {
@@ -232,9 +235,8 @@ static gpointer reader_main(gpointer data) {
   if (!bye && !g_cancellable_is_cancelled(w->cancel)) {
     p->state = PEER_DEAD;
     if (!w->abort_msg)
-      w->abort_msg = st == IO_EOF ? g_strdup_printf("rank %d disconnected from rank %d: its process exited or died",
-                                                    p->rank, w->rank)
-                                  : g_strdup_printf("rank %d disconnected from rank %d: %s", p->rank, w->rank,
+      w->abort_msg = st == IO_EOF ? g_strdup_printf("rank %d disconnected: its process exited or died", p->rank)
+                                  : g_strdup_printf("rank %d disconnected: %s", p->rank,
                                                     e ? e->message : "connection lost");
   } else if (!bye) {
     p->state = PEER_LEFT;
@@ -262,15 +264,21 @@ static TcpWorld *world_new(int rank, int world, double timeout_s) {
   return w;
 }
 
-/* Say goodbye to every peer, wait (briefly, unless the world failed) for
- * theirs so that nothing is left unread, then stop the readers. */
+/* Say goodbye to every peer — or, when the world has failed, pass on why, so
+ * that a peer still waiting learns the reason rather than that this rank left —
+ * wait (briefly, unless the world failed) for theirs so that nothing is left
+ * unread, then stop the readers. */
 static void world_free(TcpWorld *w) {
   gint64 deadline = g_get_monotonic_time() + MIN(w->timeout_us, 10 * G_USEC_PER_SEC);
+  g_mutex_lock(&w->lock);
+  g_autofree char *reason = g_strdup(w->abort_msg);
+  g_mutex_unlock(&w->lock);
   for (int r = 0; r < w->world; r++) {
     Peer *p = &w->peers[r];
     if (!p->wsock) continue;
     g_mutex_lock(&p->wlock);
-    if (write_msg(p->wsock, K_BYE, NULL, 0, NULL, 0, NULL, 0, deadline, NULL) == IO_OK)
+    if (write_msg(p->wsock, reason ? K_ABORT : K_BYE, NULL, 0, reason, reason ? strlen(reason) : 0, NULL, 0, deadline,
+                  NULL) == IO_OK)
       g_socket_shutdown(p->wsock, FALSE, TRUE, NULL);
     g_mutex_unlock(&p->wlock);
   }

@@ -331,8 +331,8 @@ static void test_rendezvous_timeout(void) {
 }
 
 /* Rank 2 joins but never calls the all-reduce (it waits for the others to be
- * done): rank 0 names it, rank 1 is aborted with rank 0's sentence, and rank 2
- * finds its world failed. */
+ * done): rank 0 names it, rank 1 is aborted with rank 0's sentence, and so is
+ * rank 2's next call. */
 static void missing_body(PxComm *c, World *W, int r) {
   g_autoptr(GError) error = NULL;
   if (r < 2) {
@@ -347,8 +347,10 @@ static void missing_body(PxComm *c, World *W, int r) {
     g_mutex_lock(&W->lock);
     while (!W->released) g_cond_wait(&W->cond, &W->lock);
     g_mutex_unlock(&W->lock);
-    g_assert_false(px_comm_check_async(c, &error));
+    /* rank 0's abort may still be on its way: a call waits for it */
+    g_assert_false(px_comm_barrier(c, NULL, &error));
     W->errors[2] = g_steal_pointer(&error);
+    g_assert_false(px_comm_check_async(c, NULL));
   }
 }
 
@@ -429,8 +431,8 @@ static void test_dead_peer(void) {
   for (int r = 0; r < 2; r++) {
     g_assert_error(W->errors[r], PX_COMM_ERROR, PX_COMM_ERROR_ABORTED);
     g_autofree char *want = g_strdup_printf(
-        "all_reduce on world[0,1,2] on rank %d: communicator aborted: rank 2 disconnected from rank %d: its process "
-        "exited or died", r, r);
+        "all_reduce on world[0,1,2] on rank %d: communicator aborted: rank 2 disconnected: its process exited or died",
+        r);
     g_assert_cmpstr(W->errors[r]->message, ==, want);
   }
   g_mutex_clear(&W->lock);
