@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <unistd.h>
+#include "comm_tcp.h"
 #include "exec_commands.h"
 
 #define KILL_AFTER_TERM_S 5
@@ -135,16 +136,6 @@ static void child_setup(gpointer data) {
   setpgid(0, 0);
 }
 
-/* A TCP port of 127.0.0.1 no one listens on now (the OS's pick), or -1. */
-static int free_port(void) {
-  g_autoptr(GSocket) s = g_socket_new(G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP, NULL);
-  g_autoptr(GInetAddress) lo = g_inet_address_new_loopback(G_SOCKET_FAMILY_IPV4);
-  g_autoptr(GSocketAddress) any = g_inet_socket_address_new(lo, 0);
-  if (!s || !g_socket_bind(s, any, TRUE, NULL)) return -1;
-  g_autoptr(GSocketAddress) got = g_socket_get_local_address(s, NULL);
-  return got ? g_inet_socket_address_get_port(G_INET_SOCKET_ADDRESS(got)) : -1;
-}
-
 static char *rank_list(const Launch *L, RankState st) {
   GString *s = g_string_new(NULL);
   int k = 0;
@@ -205,7 +196,7 @@ int px_exec_cmd_launch(int argc, char **argv) {
     fprintf(stderr, "parallax-exec launch: give the ranks' command after --, e.g. -- run --comm tcp ...\n");
     return 2;
   }
-  if (!port && (port = free_port()) < 0) {
+  if (!port && (port = px_tcp_free_port()) < 0) {
     fprintf(stderr, "parallax-exec launch: found no free port on 127.0.0.1; give --master-port\n");
     return 1;
   }

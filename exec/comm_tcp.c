@@ -1014,3 +1014,13 @@ PxComm *px_comm_tcp_new_from_env(const PxLaunchEnv *env, double timeout_s, GErro
   return px_comm_tcp_new(env->master_addr, env->master_port > 0 ? env->master_port : 29500, env->rank, env->world,
                          timeout_s, error);
 }
+
+/* A TCP port of 127.0.0.1 no one listens on now (the OS's pick), or -1. */
+int px_tcp_free_port(void) {
+  g_autoptr(GSocket) s = g_socket_new(G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP, NULL);
+  g_autoptr(GInetAddress) lo = g_inet_address_new_loopback(G_SOCKET_FAMILY_IPV4);
+  g_autoptr(GSocketAddress) any = g_inet_socket_address_new(lo, 0);
+  if (!s || !g_socket_bind(s, any, TRUE, NULL)) return -1;
+  g_autoptr(GSocketAddress) got = g_socket_get_local_address(s, NULL);
+  return got ? g_inet_socket_address_get_port(G_INET_SOCKET_ADDRESS(got)) : -1;
+}

@@ -42,4 +42,8 @@ PxComm *px_comm_tcp_new(const char *addr, int port, int rank, int world, double 
  * than one rank without MASTER_ADDR is refused. */
 PxComm *px_comm_tcp_new_from_env(const PxLaunchEnv *env, double timeout_s, GError **error);
 
+/* A TCP port of 127.0.0.1 that no one listens on now (the OS's pick), or -1:
+ * the default rendezvous port of `parallax-exec launch`. */
+int px_tcp_free_port(void);
+
 G_END_DECLS
