@@ -127,6 +127,16 @@ static IoStatus write_msg(GSocket *s, guint32 kind, const char *id, guint32 aux,
   guint8 h[HEADER_BYTES];
   put32(h, MAGIC), put32(h + 4, kind), put32(h + 8, (guint32)idlen), put32(h + 12, aux);
   put64(h + 16, alen + blen);
+  gsize total = sizeof h + idlen + alen + blen;
+  if (total <= 65536) { /* one send: one segment, one wake-up of the peer's reader */
+    g_autofree char *one = g_malloc(total);
+    char *p = one;
+    memcpy(p, h, sizeof h), p += sizeof h;
+    if (idlen) memcpy(p, id, idlen), p += idlen;
+    if (alen) memcpy(p, a, alen), p += alen;
+    if (blen) memcpy(p, b, blen);
+    return io_full(s, TRUE, one, total, deadline, NULL, error);
+  }
   IoStatus st = io_full(s, TRUE, h, sizeof h, deadline, NULL, error);
   if (st == IO_OK && idlen) st = io_full(s, TRUE, (void *)id, idlen, deadline, NULL, error);
   if (st == IO_OK && alen) st = io_full(s, TRUE, (void *)a, alen, deadline, NULL, error);

@@ -9,7 +9,10 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <math.h>
 #include "comm_tcp.h"
+#include "runtime.h"
+#include "schedule.h"
 
 static int free_port(void) {
   int port = px_tcp_free_port();
@@ -452,6 +455,105 @@ static void test_bad_arguments(void) {
   g_assert_nonnull(strstr(error->message, "needs MASTER_ADDR"));
 }
 
+/* ---- the runtime over tcp ---- */
+
+/* One rank per thread, each with its own tcp communicator and
+ * px_runtime_new_rank: the losses of a layout equal the single-rank run's to
+ * 1e-5 relative (fp32), as for `local` in test_runtime.c. */
+#define RT_STEPS 3
+
+typedef struct {
+  int dp, tp, pp, vpp, zero;
+  const char *schedule;
+  PxCheckpoint ckpt;
+  gboolean sp;
+} RtLayout;
+
+typedef struct {
+  const PxModel *model;
+  const RtLayout *l;
+  int port, rank, world;
+  double loss[RT_STEPS];
+  GError *error;
+} RtArg;
+
+static void rt_plan(const RtLayout *l, PxPlan *p, PxRunOptions *o) {
+  px_plan_init(p);
+  p->dp = l->dp, p->tp = l->tp, p->pp = l->pp, p->vpp = l->vpp;
+  g_assert_true(px_schedule_parse(l->schedule, &p->schedule));
+  p->zero = l->zero, p->ckpt = l->ckpt, p->seq_parallel = l->sp;
+  p->mbs = 2, p->gbs = 8, p->seq = 16, p->ckpt_interval = 1;
+  p->precision = PX_PREC_FP32;
+  px_run_options_init(o);
+  o->dtype = PX_DTYPE_F32;
+  o->seed = 7, o->lr = 3e-3, o->warmup = 1, o->decay_steps = RT_STEPS, o->timeout_s = 60;
+}
+
+static gboolean rt_steps(PxRuntime *rt, double *loss, GError **error) {
+  for (int s = 0; s < RT_STEPS; s++) {
+    PxStepResult r;
+    if (!px_runtime_step(rt, &r, error)) return FALSE;
+    loss[s] = r.loss;
+  }
+  return TRUE;
+}
+
+static gpointer rt_rank(gpointer data) {
+  RtArg *a = data;
+  PxPlan plan;
+  PxRunOptions opt;
+  rt_plan(a->l, &plan, &opt);
+  PxComm *world = px_comm_tcp_new("127.0.0.1", a->port, a->rank, a->world, 60, &a->error);
+  PxRuntime *rt = world ? px_runtime_new_rank(a->model, &plan, &opt, world, &a->error) : NULL;
+  if (rt) rt_steps(rt, a->loss, &a->error);
+  px_runtime_free(rt);
+  if (world) px_comm_free(world);
+  px_plan_clear(&plan);
+  return NULL;
+}
+
+static void test_runtime_parity(void) {
+  static const RtLayout layouts[] = {
+    {2, 1, 2, 1, 1, "1f1b", PX_CKPT_NONE, FALSE},
+    {1, 2, 2, 2, 0, "interleaved", PX_CKPT_SELECTIVE, TRUE},
+    {2, 2, 1, 1, 3, "gpipe", PX_CKPT_FULL, FALSE},
+  };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(PxModel) model = px_model_load("tiny-gpt", &error);
+  g_assert_no_error(error);
+  RtLayout single = {1, 1, 1, 1, 0, "1f1b", PX_CKPT_NONE, FALSE};
+  PxPlan plan;
+  PxRunOptions opt;
+  rt_plan(&single, &plan, &opt);
+  double ref[RT_STEPS];
+  PxRuntime *rt = px_runtime_new(model, &plan, &opt, &error);
+  g_assert_no_error(error);
+  g_assert_true(rt_steps(rt, ref, &error));
+  px_runtime_free(rt);
+  px_plan_clear(&plan);
+  g_assert_cmpfloat(ref[RT_STEPS - 1], <, ref[0]);
+  for (gsize i = 0; i < G_N_ELEMENTS(layouts); i++) {
+    const RtLayout *l = &layouts[i];
+    int n = l->dp * l->tp * l->pp, port = free_port();
+    RtArg args[8];
+    GThread *th[8];
+    for (int r = 0; r < n; r++) {
+      args[r] = (RtArg){.model = model, .l = l, .port = port, .rank = r, .world = n};
+      th[r] = g_thread_new("rank", rt_rank, &args[r]);
+    }
+    for (int r = 0; r < n; r++) g_thread_join(th[r]);
+    for (int r = 0; r < n; r++) {
+      g_assert_no_error(args[r].error);
+      for (int s = 0; s < RT_STEPS; s++) {
+        double rel = fabs(args[r].loss[s] - ref[s]) / fabs(ref[s]);
+        if (rel > 1e-5)
+          g_error("tcp dp%d tp%d pp%d %s: rank %d step %d loss %.10g, single rank %.10g", l->dp, l->tp, l->pp,
+                  l->schedule, r, s + 1, args[r].loss[s], ref[s]);
+      }
+    }
+  }
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_data_func("/comm_tcp/all_reduce", all_reduce_body, test_collectives);
@@ -466,5 +568,6 @@ int main(int argc, char **argv) {
   g_test_add_func("/comm_tcp/abort", test_abort);
   g_test_add_func("/comm_tcp/dead_peer", test_dead_peer);
   g_test_add_func("/comm_tcp/bad_arguments", test_bad_arguments);
+  g_test_add_func("/comm_tcp/runtime/parity", test_runtime_parity);
   return g_test_run();
 }
