@@ -473,6 +473,7 @@ typedef struct {
   const PxModel *model;
   const RtLayout *l;
   int port, rank, world;
+  int fault_rank; /* 0: none; else this rank fails at instruction 5 of step 1 */
   double loss[RT_STEPS];
   GError *error;
 } RtArg;
@@ -503,6 +504,7 @@ static gpointer rt_rank(gpointer data) {
   PxPlan plan;
   PxRunOptions opt;
   rt_plan(a->l, &plan, &opt);
+  if (a->fault_rank) opt.fault_rank = a->fault_rank, opt.fault_instr = 5;
   PxComm *world = px_comm_tcp_new("127.0.0.1", a->port, a->rank, a->world, 60, &a->error);
   PxRuntime *rt = world ? px_runtime_new_rank(a->model, &plan, &opt, world, &a->error) : NULL;
   if (rt) rt_steps(rt, a->loss, &a->error);
@@ -554,6 +556,31 @@ static void test_runtime_parity(void) {
   }
 }
 
+/* A rank that fails mid-step over tcp: every rank's step fails at once with
+ * its sentence (the 60 s deadline is not what ends it). */
+static void test_runtime_failure(void) {
+  static const RtLayout l = {2, 1, 2, 1, 1, "1f1b", PX_CKPT_NONE, FALSE};
+  g_autoptr(GError) error = NULL;
+  g_autoptr(PxModel) model = px_model_load("tiny-gpt", &error);
+  g_assert_no_error(error);
+  int n = 4, port = free_port();
+  RtArg args[4];
+  GThread *th[4];
+  for (int r = 0; r < n; r++) {
+    args[r] = (RtArg){.model = model, .l = &l, .port = port, .rank = r, .world = n, .fault_rank = 3};
+    th[r] = g_thread_new("rank", rt_rank, &args[r]);
+  }
+  for (int r = 0; r < n; r++) g_thread_join(th[r]);
+  for (int r = 0; r < n; r++) {
+    g_assert_nonnull(args[r].error);
+    g_test_message("rank %d: %s", r, args[r].error->message);
+    g_assert_nonnull(strstr(args[r].error->message, "rank 3 (stage 1)"));
+    g_assert_nonnull(strstr(args[r].error->message, "injected fault"));
+    g_assert_null(strstr(args[r].error->message, "never"));
+    g_clear_error(&args[r].error);
+  }
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_data_func("/comm_tcp/all_reduce", all_reduce_body, test_collectives);
@@ -569,5 +596,6 @@ int main(int argc, char **argv) {
   g_test_add_func("/comm_tcp/dead_peer", test_dead_peer);
   g_test_add_func("/comm_tcp/bad_arguments", test_bad_arguments);
   g_test_add_func("/comm_tcp/runtime/parity", test_runtime_parity);
+  g_test_add_func("/comm_tcp/runtime/failure", test_runtime_failure);
   return g_test_run();
 }
