@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # CLI checks of `parallax-exec launch`: N local ranks of a program that opens
 # the tcp communicator from the variables launch sets (tests/tcp_probe.c, path
-# in $PX_TCP_PROBE) and all-reduces rank + 1 (sum 1 + ... + N); a rank killed
+# in $PX_TCP_PROBE) and all-reduces rank + 1 (sum 1 + ... + N); the
+# variables each rank gets (/usr/bin/env as the command); a rank killed
 # with SIGKILL mid-way makes every other rank fail on its own, naming it, and
 # launch names it; SIGTERM is forwarded; killing launch with SIGKILL leaves
 # no rank behind; a subcommand of parallax-exec runs as the ranks' command;
@@ -21,6 +22,16 @@ out=$("$exe" launch -n 3 -- "$probe" 2>"$tmp/err"); rc=$?
 check "three ranks exit 0" "[ $rc -eq 0 ]"
 check "every rank sums 1+2+3 = 6, twice" "[ \$(grep -c '^rank [0-2] of 3: sum 6$' <<<\"\$out\") -eq 6 ]"
 check "nothing on stderr" "[ ! -s \"$tmp/err\" ]"
+
+out=$(env -u OMP_NUM_THREADS OMPI_COMM_WORLD_RANK=5 OMPI_COMM_WORLD_SIZE=8 "$exe" launch -n 2 --master-port 29777 -- /usr/bin/env)
+for r in 0 1; do
+  check "rank $r's variables" "grep -qx 'RANK=$r' <<<\"\$out\" && grep -qx 'LOCAL_RANK=$r' <<<\"\$out\""
+done
+check "world, master and threads set once per rank" \
+  "[ \$(grep -cxE 'WORLD_SIZE=2|LOCAL_WORLD_SIZE=2|MASTER_ADDR=127\.0\.0\.1|MASTER_PORT=29777' <<<\"\$out\") -eq 8 ] && [ \$(grep -cxE 'OMP_NUM_THREADS=[1-9][0-9]*' <<<\"\$out\") -eq 2 ]"
+check "Open MPI's rank variables removed" "! grep -q '^OMPI_COMM_WORLD' <<<\"\$out\""
+out=$(OMP_NUM_THREADS=3 "$exe" launch -n 2 -- /usr/bin/env)
+check "a user's OMP_NUM_THREADS is kept" "[ \$(grep -cx 'OMP_NUM_THREADS=3' <<<\"\$out\") -eq 2 ]"
 
 out=$("$exe" launch -n 4 -- "$probe" --die-rank 1 2>"$tmp/err"); rc=$?
 check "a killed rank fails launch" "[ $rc -eq 1 ]"
