@@ -185,7 +185,8 @@ static gint64 world_deadline(TcpWorld *w) { return g_get_monotonic_time() + w->t
 static gint64 grace_us(TcpWorld *w) { return MIN(w->timeout_us, 2 * G_USEC_PER_SEC); }
 
 /* Send the world's abort reason, once, to every peer still connected (best
- * effort, briefly): a reason received from a peer is passed on too, so that
+ * effort, briefly). Called by every call that finds the world failed, so a
+ * reason received from a peer (or a peer's death seen here) is passed on too:
  * every rank learns the first cause rather than that this rank went away. */
 static void send_abort(TcpWorld *w) {
   g_mutex_lock(&w->lock);
@@ -333,7 +334,7 @@ static gboolean wait_msgs(PxComm *c, int ch, const int *pos, int n, Msg **out, g
   TcpWorld *w = T->w;
   g_autofree char **keys = g_new0(char *, n + 1);
   for (int i = 0; i < n; i++) keys[i] = queue_key(T->id, c->group->ranks[pos[i]], ch);
-  gboolean ok = FALSE, timed_out = FALSE;
+  gboolean ok = FALSE;
   g_mutex_lock(&w->lock);
   for (;;) {
     if (w->abort_msg) {
@@ -368,15 +369,15 @@ static gboolean wait_msgs(PxComm *c, int ch, const int *pos, int n, Msg **out, g
       g_set_error_literal(error, PX_COMM_ERROR, left >= 0 ? PX_COMM_ERROR_ABORTED : PX_COMM_ERROR_TIMEOUT,
                           w->abort_msg);
       g_cond_broadcast(&w->cond);
-      timed_out = TRUE;
       break;
     }
   }
   g_mutex_unlock(&w->lock);
   for (int i = 0; i < n; i++) g_free(keys[i]);
-  if (timed_out) send_abort(w);
-  if (!ok)
+  if (!ok) {
+    send_abort(w);
     for (int i = 0; i < n; i++) g_clear_pointer(&out[i], msg_free);
+  }
   return ok;
 }
 
@@ -391,7 +392,10 @@ static gboolean send_to(PxComm *c, int pos, guint32 kind, guint32 aux, const voi
   gboolean bad = w->abort_msg != NULL;
   if (bad) aborted_error(w, c, desc, error);
   g_mutex_unlock(&w->lock);
-  if (bad) return FALSE;
+  if (bad) {
+    send_abort(w);
+    return FALSE;
+  }
   g_autoptr(GError) e = NULL;
   g_mutex_lock(&p->wlock);
   IoStatus st = write_msg(p->wsock, kind, T->id, aux, a, alen, b, blen, deadline, &e);
@@ -402,8 +406,7 @@ static gboolean send_to(PxComm *c, int pos, guint32 kind, guint32 aux, const voi
                                           : g_strdup_printf("%s: rank %d disconnected (%s)", desc, peer,
                                                             e ? e->message : "end of stream");
   g_mutex_lock(&w->lock);
-  gboolean first = !w->abort_msg;
-  if (first) {
+  if (!w->abort_msg) {
     w->abort_msg = g_strdup(why);
     g_set_error_literal(error, PX_COMM_ERROR, st == IO_TIMEOUT ? PX_COMM_ERROR_TIMEOUT : PX_COMM_ERROR_ABORTED, why);
   } else {
@@ -411,7 +414,7 @@ static gboolean send_to(PxComm *c, int pos, guint32 kind, guint32 aux, const voi
   }
   g_cond_broadcast(&w->cond);
   g_mutex_unlock(&w->lock);
-  if (first) send_abort(w);
+  send_abort(w);
   return FALSE;
 }
 
@@ -672,6 +675,7 @@ static gboolean tcp_check_async(PxComm *c, GError **error) {
   gboolean ok = w->abort_msg == NULL;
   if (!ok) g_set_error(error, PX_COMM_ERROR, PX_COMM_ERROR_ABORTED, "communicator aborted: %s", w->abort_msg);
   g_mutex_unlock(&w->lock);
+  if (!ok) send_abort(w);
   return ok;
 }
 
