@@ -67,6 +67,17 @@ else
   check "hanging ranks started" "false"; kill -KILL $lpid
 fi
 
+# run --comm tcp under launch trains as the threads do (checked once run knows tcp)
+base=(run --model tiny-gpt --dp 2 --pp 2 --zero 1 --gbs 8 --seq 16 --mbs 2 --steps 3)
+if ! "$exe" run --comm tcp --model tiny-gpt --gbs 8 --mbs 2 --seq 16 --steps 1 2>&1 | grep -q "is not local"; then
+  losses() { grep -E '^ +[1-3] +[0-9]+\.[0-9]+ ' | awk '{print $1, $2}'; }
+  got=$("$exe" launch -n 4 -- "${base[@]}" --comm tcp 2>"$tmp/err" | losses)
+  want=$("$exe" "${base[@]}" --comm local | losses)
+  check "run --comm tcp, 4 processes: the losses of 4 threads" "[ \$(wc -l <<<\"\$got\") -eq 3 ] && [ \"\$got\" = \"\$want\" ]"
+else
+  echo "# run does not know --comm tcp yet: its check is skipped"
+fi
+
 err=$("$exe" launch -- "$probe" 2>&1); rc=$?
 check "no -n: one line, exit 2" "[ $rc -eq 2 ] && [ \$(wc -l <<<\"\$err\") -eq 1 ] && grep -q 'give the number of ranks' <<<\"\$err\""
 err=$("$exe" launch -n 2 2>&1); rc=$?
