@@ -24,10 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "comm.h"
-#if __has_include("comm_tcp.h")
 #include "comm_tcp.h"
-#define HAVE_TCP 1
-#endif
 
 typedef enum { OP_ALL_REDUCE, OP_ALL_GATHER, OP_REDUCE_SCATTER, OP_SEND_RECV, N_OPS } Op;
 static const char *op_names[N_OPS] = {"all_reduce (sum)", "all_gather", "reduce_scatter", "send_recv (ring)"};
@@ -161,9 +158,7 @@ static gpointer thread_rank(gpointer data) {
   PxComm *c = NULL;
   g_autoptr(GError) error = NULL;
   if (a->w) c = px_comm_local_new(a->w, a->rank);
-#ifdef HAVE_TCP
   else c = px_comm_tcp_new("127.0.0.1", a->port, a->rank, a->n, a->timeout_s, &error);
-#endif
   if (!c) {
     fprintf(stderr, "bench_comm: rank %d: %s\n", a->rank, error ? error->message : "no communicator");
     return NULL;
@@ -213,10 +208,7 @@ int main(int argc, char **argv) {
     return 2;
   }
 
-  gboolean tcp = FALSE;
-#ifdef HAVE_TCP
-  tcp = !strcmp(comm, "tcp");
-#endif
+  gboolean tcp = !strcmp(comm, "tcp");
   if (!strcmp(comm, "local") || tcp) {
     if (ranks < 1 || ranks > 64) {
       fprintf(stderr, "bench_comm: -n %d: 1 to 64 thread-ranks\n", ranks);
@@ -226,12 +218,10 @@ int main(int argc, char **argv) {
            comm, ranks, tcp ? ", sockets over loopback" : "");
     PxLocalWorld *w = tcp ? NULL : px_local_world_new(ranks, timeout_s);
     int port = 0;
-#ifdef HAVE_TCP
     if (tcp && (port = px_tcp_free_port()) < 0) {
       fprintf(stderr, "bench_comm: no free TCP port on 127.0.0.1\n");
       return 1;
     }
-#endif
     GThread *th[64];
     ThreadRank args[64];
     for (int r = 0; r < ranks; r++) {
@@ -260,12 +250,6 @@ int main(int argc, char **argv) {
     px_comm_mpi_finalize();
     return ok ? 0 : 1;
   }
-  fprintf(stderr, "bench_comm: unknown communicator '%s' (local, mpi%s)\n", comm,
-#ifdef HAVE_TCP
-          ", tcp"
-#else
-          ""
-#endif
-  );
+  fprintf(stderr, "bench_comm: unknown communicator '%s' (local, tcp, mpi)\n", comm);
   return 2;
 }

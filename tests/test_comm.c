@@ -33,10 +33,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "comm.h"
-#if __has_include("comm_tcp.h")
 #include "comm_tcp.h"
-#define HAVE_TCP 1
-#endif
 
 /* ---- implementations and what they can tell ---- */
 
@@ -1006,13 +1003,11 @@ static gpointer thread_rank_main(gpointer data) {
   Ctx ctx = {tc->impl, tc->n, check_timeout(tc->check)};
   PxComm *c = NULL;
   if (!strcmp(tc->impl->name, "local")) c = px_comm_local_new(a->lw, a->rank);
-#ifdef HAVE_TCP
   if (!strcmp(tc->impl->name, "tcp")) {
     GError *err = NULL;
     c = px_comm_tcp_new("127.0.0.1", a->port, a->rank, tc->n, ctx.timeout_s, &err);
     g_assert_no_error(err);
   }
-#endif
   g_assert_nonnull(c);
   tc->check->fn(c, &ctx);
   px_comm_free(c);
@@ -1029,9 +1024,7 @@ static void run_threads(gconstpointer data) {
   PxLocalWorld *lw = NULL;
   int port = 0;
   if (!strcmp(tc->impl->name, "local")) lw = px_local_world_new(tc->n, check_timeout(tc->check));
-#ifdef HAVE_TCP
   if (!strcmp(tc->impl->name, "tcp")) g_assert_cmpint(port = px_tcp_free_port(), >, 0);
-#endif
   GThread *th[8];
   ThreadRank args[8];
   for (int r = 0; r < tc->n; r++) {
@@ -1068,9 +1061,7 @@ static void run_process(gconstpointer data) {
 /* The implementations whose ranks can be threads of this process. */
 static const char *const thread_impls[] = {
   "local",
-#ifdef HAVE_TCP
   "tcp",
-#endif
 };
 
 static int run_mpi(const Impl *impl, double timeout_s);
