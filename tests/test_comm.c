@@ -63,7 +63,8 @@ enum {
 typedef struct {
   const char *name;
   guint caps;
-  const char *why; /* what it cannot tell, for the skip lines */
+  const char *why;      /* what it cannot tell, for the skip lines */
+  double min_timeout_s; /* the shortest deadline a check may give it (tcp: it bounds the rendezvous too) */
 } Impl;
 
 static const Impl impls[] = {
@@ -74,7 +75,7 @@ static const Impl impls[] = {
   {"local",
    CAP_SURVIVES_FAILURE | CAP_MISMATCH | CAP_P2P_MISMATCH | CAP_P2P_TRUNCATE | CAP_NAMES_MISSING | CAP_RANK_ORDER |
        CAP_TIMEOUT_ABORTS,
-   NULL},
+   NULL, 0},
   /* One process per rank over Open MPI. Collectives are MPI's non-blocking
    * collectives: MPI carries no op / count / root with them, so a mismatch is
    * undefined behaviour (a hang until the deadline, a truncation error or
@@ -84,7 +85,7 @@ static const Impl impls[] = {
    * reported as DEVICE). An inline call that times out returns TIMEOUT
    * without aborting (a queued one aborts, through comm.c); an abort ends
    * the job (MPI_Abort). */
-  {"mpi", CAP_P2P_MISMATCH, "an abort or a timeout ends the job under mpi (tested by tests/cli_comm_mpi.sh)"},
+  {"mpi", CAP_P2P_MISMATCH, "an abort or a timeout ends the job under mpi (tested by tests/cli_comm_mpi.sh)", 0},
   /* One process per rank over TCP sockets (here: thread-ranks of this
    * process, each with sockets of its own). Collectives run through position
    * 0, which sees every rank's call and reduces in rank order; p2p messages
@@ -92,7 +93,7 @@ static const Impl impls[] = {
   {"tcp",
    CAP_SURVIVES_FAILURE | CAP_MISMATCH | CAP_P2P_MISMATCH | CAP_P2P_TRUNCATE | CAP_NAMES_MISSING | CAP_RANK_ORDER |
        CAP_TIMEOUT_ABORTS,
-   NULL},
+   NULL, 2},
 };
 
 static const Impl *impl_find(const char *name) {
@@ -995,12 +996,14 @@ typedef struct {
   int rank;
 } ThreadRank;
 
-static double check_timeout(const Check *check) { return check->timeout_s > 0 ? check->timeout_s : 60; }
+static double check_timeout(const Impl *impl, const Check *check) {
+  return MAX(check->timeout_s > 0 ? check->timeout_s : 60, impl->min_timeout_s);
+}
 
 static gpointer thread_rank_main(gpointer data) {
   ThreadRank *a = data;
   const ThreadCase *tc = a->tc;
-  Ctx ctx = {tc->impl, tc->n, check_timeout(tc->check)};
+  Ctx ctx = {tc->impl, tc->n, check_timeout(tc->impl, tc->check)};
   PxComm *c = NULL;
   if (!strcmp(tc->impl->name, "local")) c = px_comm_local_new(a->lw, a->rank);
   if (!strcmp(tc->impl->name, "tcp")) {
@@ -1023,7 +1026,7 @@ static void run_threads(gconstpointer data) {
   }
   PxLocalWorld *lw = NULL;
   int port = 0;
-  if (!strcmp(tc->impl->name, "local")) lw = px_local_world_new(tc->n, check_timeout(tc->check));
+  if (!strcmp(tc->impl->name, "local")) lw = px_local_world_new(tc->n, check_timeout(tc->impl, tc->check));
   if (!strcmp(tc->impl->name, "tcp")) g_assert_cmpint(port = px_tcp_free_port(), >, 0);
   GThread *th[8];
   ThreadRank args[8];
