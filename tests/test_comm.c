@@ -34,6 +34,7 @@
 #include <unistd.h>
 #include "comm.h"
 #include "comm_tcp.h"
+#include "launch_env.h"
 
 /* ---- implementations and what they can tell ---- */
 
@@ -964,12 +965,18 @@ static const Check checks[] = {
 
 static gboolean opt_failures = FALSE; /* run the failure checks even where they end the job */
 
-/* Why the check cannot run on impl, or NULL. */
-static const char *skip_reason(const Impl *impl, const Check *check) {
+/* Why the check cannot run on impl, or NULL. one_world: this process holds one
+ * rank of one world for the whole run (under a launcher), which a failure
+ * check leaves aborted: those run only with --failures, one per launch. */
+static const char *skip_reason(const Impl *impl, const Check *check, gboolean one_world) {
   if (check->bug_impls) {
     g_auto(GStrv) names = g_strsplit(check->bug_impls, ",", -1);
     if (g_strv_contains((const char *const *)names, impl->name)) return check->bug;
   }
+  if ((check->needs & CAP_SURVIVES_FAILURE) && !opt_failures && one_world)
+    return impl->why ? impl->why
+                     : "a failure check leaves the process's one world aborted: run it alone with --failures, "
+                       "or as thread-ranks (test_comm --comm NAME)";
   guint lacks = check->needs & ~impl->caps;
   if (!lacks) return NULL;
   if (lacks == CAP_SURVIVES_FAILURE && opt_failures) return NULL;
@@ -1019,7 +1026,7 @@ static gpointer thread_rank_main(gpointer data) {
 
 static void run_threads(gconstpointer data) {
   const ThreadCase *tc = data;
-  const char *why = skip_reason(tc->impl, tc->check);
+  const char *why = skip_reason(tc->impl, tc->check, FALSE);
   if (why) {
     g_test_skip(why);
     return;
@@ -1038,8 +1045,8 @@ static void run_threads(gconstpointer data) {
   if (lw) px_local_world_free(lw);
 }
 
-/* A process-per-rank implementation: this process's world, every check in
- * table order on every rank. */
+/* Ranks as processes (mpi under mpirun; tcp under a launcher): this
+ * process's world, every check in table order on every rank. */
 typedef struct {
   const Impl *impl;
   PxComm *world;
@@ -1050,7 +1057,7 @@ static ProcessHarness process;
 
 static void run_process(gconstpointer data) {
   const Check *check = data;
-  const char *why = skip_reason(process.impl, check);
+  const char *why = skip_reason(process.impl, check, TRUE);
   if (why) {
     g_test_skip(why);
     return;
@@ -1067,7 +1074,7 @@ static const char *const thread_impls[] = {
   "tcp",
 };
 
-static int run_mpi(const Impl *impl, double timeout_s);
+static int run_processes(const Impl *impl, double timeout_s);
 
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
@@ -1075,9 +1082,11 @@ int main(int argc, char **argv) {
   double timeout_s = 60;
   GOptionEntry entries[] = {
     {"comm", 0, 0, G_OPTION_ARG_STRING, &comm,
-     "local or tcp (2, 3, 4 thread-ranks), threads (both; the default), mpi (one rank per process, under mpirun)", "NAME"},
-    {"timeout", 0, 0, G_OPTION_ARG_DOUBLE, &timeout_s, "deadline of every wait, s (mpi; default 60)", "S"},
-    {"failures", 0, 0, G_OPTION_ARG_NONE, &opt_failures, "also run the failure checks that end the job (mpi)", NULL},
+     "local or tcp (2, 3, 4 thread-ranks; tcp under a launcher: one rank per process), threads (local and tcp; "
+     "the default), mpi (one rank per process, under mpirun)", "NAME"},
+    {"timeout", 0, 0, G_OPTION_ARG_DOUBLE, &timeout_s, "deadline of every wait, s (ranks as processes; default 60)", "S"},
+    {"failures", 0, 0, G_OPTION_ARG_NONE, &opt_failures,
+     "ranks as processes: also run the failure checks (they end the job under mpi, the world under tcp)", NULL},
     {"available", 0, 0, G_OPTION_ARG_STRING, &available, "exit 0 if the implementation is built in, 1 if not", "NAME"},
     {NULL, 0, 0, 0, NULL, NULL, NULL},
   };
@@ -1096,7 +1105,8 @@ int main(int argc, char **argv) {
     return 2;
   }
 
-  if (!strcmp(comm, "mpi")) return run_mpi(impl, timeout_s);
+  if (!strcmp(comm, "mpi")) return run_processes(impl, timeout_s);
+  if (!strcmp(comm, "tcp") && (g_getenv("RANK") || g_getenv("WORLD_SIZE"))) return run_processes(impl, timeout_s);
   gboolean ran = FALSE;
   for (gsize k = 0; k < G_N_ELEMENTS(thread_impls); k++) {
     if (strcmp(comm, "threads") && strcmp(comm, thread_impls[k])) continue;
@@ -1116,12 +1126,21 @@ int main(int argc, char **argv) {
   return g_test_run();
 }
 
-/* mpi: this process is one rank; every check in table order. */
-static int run_mpi(const Impl *impl, double timeout_s) {
+/* mpi (under mpirun) or tcp (under a launcher: RANK, WORLD_SIZE,
+ * MASTER_ADDR, MASTER_PORT): this process is one rank; every check in table
+ * order. */
+static int run_processes(const Impl *impl, double timeout_s) {
   g_autoptr(GError) error = NULL;
   process.impl = impl;
   process.timeout_s = timeout_s;
-  process.world = px_comm_mpi_new(timeout_s, &error);
+  if (!strcmp(impl->name, "mpi")) {
+    process.world = px_comm_mpi_new(timeout_s, &error);
+  } else {
+    PxLaunchEnv env;
+    px_launch_env_init(&env);
+    if (px_launch_env(&env, &error)) process.world = px_comm_tcp_new_from_env(&env, timeout_s, &error);
+    px_launch_env_clear(&env);
+  }
   if (!process.world) {
     fprintf(stderr, "test_comm: %s\n", error->message);
     return 1;
@@ -1129,11 +1148,11 @@ static int run_mpi(const Impl *impl, double timeout_s) {
   /* one rank reports; the others' assertion messages still reach stderr */
   if (px_comm_rank(process.world) != 0 && !freopen("/dev/null", "w", stdout)) return 1;
   for (gsize i = 0; i < G_N_ELEMENTS(checks); i++) {
-    g_autofree char *path = g_strdup_printf("/comm/mpi/%s", checks[i].path);
+    g_autofree char *path = g_strdup_printf("/comm/%s/%s", impl->name, checks[i].path);
     g_test_add_data_func(path, &checks[i], run_process);
   }
   int rc = g_test_run();
   px_comm_free(process.world);
-  px_comm_mpi_finalize();
+  if (!strcmp(impl->name, "mpi")) px_comm_mpi_finalize();
   return rc;
 }
