@@ -7,10 +7,13 @@
  * and every rank asserts its own results. The harness takes the
  * implementation by name:
  *
- *   test_comm                               local: each check on 2, 3 and 4
- *                                           thread-ranks of this process
+ *   test_comm [--comm local|tcp]            local and tcp: each check on 2, 3
+ *                                           and 4 thread-ranks of this process
  *   mpirun -n N test_comm --comm mpi        one process per rank
  *                                           (tests/cli_comm_mpi.sh: N = 2, 3, 4)
+ *   parallax-exec launch -n N -- test_comm --comm tcp
+ *                                           one process per rank
+ *                                           (tests/cli_comm_tcp.sh: N = 2, 3, 4)
  *
  * Data. Element i of rank r holds a small integer function of (r, i), exact
  * in f32, f64 and i32, so every result is compared exactly with its closed
@@ -19,14 +22,16 @@
  *
  * Errors. A call that fails unexpectedly aborts the world with its message
  * (so that no peer waits for this rank) and fails the rank's assertion: under
- * `local` that ends the process, under `mpi` the job.
+ * thread-ranks that ends the process, under mpirun or launch the job.
  *
  * What each implementation can tell differs (Impl.caps, documented at the
  * table of implementations): checks that need a capability an implementation
- * lacks are skipped for it with a line saying why. Under `mpi` an abort or a
- * timeout ends the job (MPI_Abort), so the failure checks run there only with
- * --failures, one per mpirun, from tests/cli_comm_mpi.sh, which asserts the
- * exit code and the printed line. */
+ * lacks are skipped for it with a line saying why. With ranks as processes a
+ * failure check leaves the process's one world aborted (under `mpi` it ends
+ * the job: MPI_Abort), so there the failure checks run only with --failures,
+ * one per launch: tests/cli_comm_mpi.sh asserts mpirun's exit code and the
+ * printed line, tests/cli_comm_tcp.sh that every rank passes its own
+ * assertions. See docs/comm_conformance.md. */
 #include <glib.h>
 #include <glib/gstdio.h>
 #include <stdio.h>
