@@ -161,7 +161,10 @@ char *px_emit_megatron(const PxModel *model, const PxCluster *cluster, const PxP
     g_string_append(s, "# NOTE: Megatron-LM offloads the optimizer only (--optimizer-cpu-offload); the parameters "
                        "stay on the GPU.\n");
   int gpn, nodes = nodes_of(cluster, p, &gpn);
-  g_string_append_printf(s, "set -euo pipefail\n\nGPUS_PER_NODE=%d\nNNODES=%d\n\nPARALLAX_ARGS=(\n", gpn, nodes);
+  g_string_append_printf(s, "set -euo pipefail\n\nGPUS_PER_NODE=%d\nNNODES=%d\n", gpn, nodes);
+  /* arguments.py asserts it with tensor parallelism (kernel order for the TP overlap) */
+  if (p->tp > 1) g_string_append(s, "export CUDA_DEVICE_MAX_CONNECTIONS=1\n");
+  g_string_append(s, "\nPARALLAX_ARGS=(\n");
   /* parallel sizes */
   flag_int(s, "--tensor-model-parallel-size", p->tp);
   flag_int(s, "--pipeline-model-parallel-size", p->pp);
@@ -191,6 +194,7 @@ char *px_emit_megatron(const PxModel *model, const PxCluster *cluster, const PxP
   if (p->zero >= 2) {
     flag(s, "--use-megatron-fsdp", NULL);
     flag(s, "--data-parallel-sharding-strategy", p->zero == 2 ? "optim_grads" : "optim_grads_params");
+    flag(s, "--ckpt-format", "fsdp_dtensor"); /* validate_args: Megatron-FSDP requires it */
   }
   if (p->offload != PX_OFFLOAD_NONE) {
     flag(s, "--optimizer-cpu-offload", NULL);

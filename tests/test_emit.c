@@ -134,7 +134,7 @@ static void test_megatron_llama2(void) {
     "--tensor-model-parallel-size 1", "--pipeline-model-parallel-size 1",
     "--micro-batch-size 1", "--global-batch-size 512",
     "--recompute-granularity full", "--recompute-method uniform", "--recompute-num-layers 1",
-    "--use-megatron-fsdp", "--data-parallel-sharding-strategy optim_grads_params",
+    "--use-megatron-fsdp", "--data-parallel-sharding-strategy optim_grads_params", "--ckpt-format fsdp_dtensor",
     "--overlap-grad-reduce", "--overlap-param-gather", "--ddp-bucket-size 500000000",
     "--bf16",
     "--num-layers 80", "--hidden-size 8192", "--ffn-hidden-size 28672", "--num-attention-heads 64",
