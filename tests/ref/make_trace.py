@@ -1,8 +1,11 @@
 """Writes tests/ref/trace_tiny_cpu.json: a real PyTorch profiler (Kineto) Chrome
-trace of one training step of a tiny GPT-like model on CPU, data-parallel over
-one gloo rank (DistributedDataParallel), so that the trace holds the forward,
-backward, optimizer and communication events that `parallax-sim compare --trace`
-maps to stages.
+trace of one training step of a tiny GPT-2-style model on CPU — the shape of
+the tiny-gpt preset (4 layers, hidden 64, 4 heads, vocabulary 256, sequence 64,
+tied embeddings), batch 4, AdamW — data-parallel over one gloo rank
+(DistributedDataParallel), so that the trace holds the forward, backward,
+optimizer and communication events that `parallax-sim compare --trace` maps to
+stages. Compare it with the plan
+    parallax-sim compare --trace tests/ref/trace_tiny_cpu.json --model tiny-gpt --gbs 4 --mbs 4 ...
 
 Run in a throwaway venv with torch (CPU is enough):
     python3 -m venv /tmp/tv && /tmp/tv/bin/pip install torch
@@ -33,13 +36,14 @@ class Block(nn.Module):
 
 
 class TinyGPT(nn.Module):
-    def __init__(self, vocab=256, h=64, heads=4, layers=2, seq=32):
+    def __init__(self, vocab=256, h=64, heads=4, layers=4, seq=64):
         super().__init__()
         self.tok = nn.Embedding(vocab, h)
         self.pos = nn.Embedding(seq, h)
         self.blocks = nn.ModuleList(Block(h, heads) for _ in range(layers))
         self.ln = nn.LayerNorm(h)
         self.head = nn.Linear(h, vocab, bias=False)
+        self.head.weight = self.tok.weight  # tied, as tiny-gpt
         self.register_buffer("mask", torch.triu(torch.full((seq, seq), float("-inf")), 1))
 
     def forward(self, idx):
@@ -57,7 +61,7 @@ def main(out):
     torch.set_num_threads(1)
     model = DDP(TinyGPT())
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    data = torch.randint(0, 256, (4, 33))
+    data = torch.randint(0, 256, (4, 65))
     loss_fn = nn.CrossEntropyLoss()
 
     def step():
