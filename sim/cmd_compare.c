@@ -213,7 +213,7 @@ static void print_text(const char *path, const PxMeasuredStep *m, const Predicte
     if (pr->have) printf("%14.3f ", 1e3 * pred);
     else printf("%14s ", "-");
     printf("%14.3f ", 1e3 * meas);
-    if (pr->have && pred > 0) printf("%10.2f\n", meas / pred);
+    if (pr->have && 1e3 * pred >= 0.0005) printf("%10.2f\n", meas / pred); /* not against a shown 0.000 */
     else printf("%10s\n", "-");
   }
   printf("(busy time per stage; threads or streams that overlap add up; communication predicted on the p2p and "
