@@ -1,5 +1,6 @@
 /* cmd_compare.c — `parallax-sim compare --trace FILE`: a measured training
- * step (PyTorch profiler / Kineto Chrome trace, one rank) beside the
+ * step (PyTorch profiler / Kineto Chrome trace, or an Nsight Systems JSON
+ * export, one rank) beside the
  * simulator's prediction for the plan given with the usual flags: time per
  * stage (forward, backward, optimizer, communication, other), the step, the
  * ops no rule matched, and both on one time axis (ASCII, and --timeline
@@ -194,7 +195,7 @@ static gboolean write_timeline(const char *path, const PxMeasuredStep *m, const 
 
 static void print_text(const char *path, const PxMeasuredStep *m, const Predicted *pr, const PxModel *model,
                        const PxCluster *cluster, const PxPlan *plan, int show_other) {
-  printf("Parallax compare: %s (PyTorch profiler trace", path);
+  printf("Parallax compare: %s (%s", path, m->nsys ? "Nsight Systems export" : "PyTorch profiler trace");
   if (m->rank >= 0) printf(", rank %d of %d", m->rank, m->world);
   printf(", %s, %u events in %s)\n", m->gpu ? "GPU kernel times" : "CPU op self times, no GPU kernels", m->n_events,
          m->step_name ? m->step_name : "the whole trace");
@@ -246,7 +247,7 @@ static void print_json(const char *path, const PxMeasuredStep *m, const Predicte
   g_autoptr(JsonBuilder) b = json_builder_new();
   json_builder_begin_object(b);
   px_json_member_string(b, "trace", path);
-  px_json_member_string(b, "format", "kineto");
+  px_json_member_string(b, "format", m->nsys ? "nsys" : "kineto");
   px_json_member_int(b, "rank", m->rank);
   px_json_member_int(b, "world", m->world);
   px_json_member_string(b, "times", m->gpu ? "gpu_kernels" : "cpu_ops");
@@ -278,7 +279,7 @@ int px_cmd_compare(int argc, char **argv) {
   int show_other = 8;
   g_autofree char *trace = NULL, *timeline = NULL;
   GOptionEntry entries[] = {
-    {"trace", 0, 0, G_OPTION_ARG_FILENAME, &trace, "PyTorch profiler (Kineto) Chrome trace of one step", "FILE.json"},
+    {"trace", 0, 0, G_OPTION_ARG_FILENAME, &trace, "PyTorch profiler (Kineto) Chrome trace or Nsight Systems JSON export of one step", "FILE.json"},
     {"timeline", 0, 0, G_OPTION_ARG_FILENAME, &timeline, "Write predicted and measured as one Chrome trace", "FILE.json"},
     {"show-other", 0, 0, G_OPTION_ARG_INT, &show_other, "Unmatched ops to name (default 8)", "N"},
     {"json", 0, 0, G_OPTION_ARG_NONE, &json, "Print one JSON object", NULL},

@@ -142,77 +142,19 @@ static int other_cmp(gconstpointer pa, gconstpointer pb) {
   return a->seconds > b->seconds ? -1 : a->seconds < b->seconds ? 1 : strcmp(a->name, b->name);
 }
 
-PxMeasuredStep *px_trace_load(const char *path, GError **error) {
-  g_autoptr(JsonParser) parser = json_parser_new();
-  g_autoptr(GError) perr = NULL;
-  if (!json_parser_load_from_file(parser, path, &perr)) {
-    g_set_error(error, PX_TRACE_ERROR, PX_TRACE_ERROR_IO, "%s: %s", path, perr->message);
-    return NULL;
-  }
-  JsonNode *root = json_parser_get_root(parser);
-  JsonArray *events = NULL;
-  JsonObject *top = root && JSON_NODE_HOLDS_OBJECT(root) ? json_node_get_object(root) : NULL;
-  if (top && json_object_has_member(top, "traceEvents") &&
-      JSON_NODE_HOLDS_ARRAY(json_object_get_member(top, "traceEvents")))
-    events = json_object_get_array_member(top, "traceEvents");
-  else if (root && JSON_NODE_HOLDS_ARRAY(root))
-    events = json_node_get_array(root); /* the bare-array form of the Chrome trace format */
-  if (!events) {
-    g_set_error(error, PX_TRACE_ERROR, PX_TRACE_ERROR_FORMAT,
-                "%s: not a Chrome trace (no traceEvents array; export PyTorch profiles with "
-                "export_chrome_trace)", path);
-    return NULL;
-  }
-  PxMeasuredStep *m = g_new0(PxMeasuredStep, 1);
-  m->rank = m->world = -1;
-  m->segments = g_array_new(FALSE, FALSE, sizeof(PxStepSegment));
-  m->other = g_array_new(FALSE, FALSE, sizeof(PxOtherOp));
-  JsonObject *dist = top && json_object_has_member(top, "distributedInfo") &&
-                             JSON_NODE_HOLDS_OBJECT(json_object_get_member(top, "distributedInfo"))
-                         ? json_object_get_object_member(top, "distributedInfo") : NULL;
-  if (dist) {
-    gboolean ok = TRUE;
-    double r = member_number(dist, "rank", &ok), w = member_number(dist, "world_size", &ok);
-    if (ok) {
-      m->rank = (int)r;
-      m->world = (int)w;
-    }
-  }
-  /* the complete events */
-  g_autoptr(GArray) evs = g_array_new(FALSE, TRUE, sizeof(Ev));
+static PxMeasuredStep *analyse(const char *path, PxMeasuredStep *m, GArray *evs, GError **error) {
   double step_ts = -1, step_end = -1, lo = INFINITY, hi = -INFINITY;
-  for (guint i = 0; i < json_array_get_length(events); i++) {
-    JsonNode *n = json_array_get_element(events, i);
-    if (!JSON_NODE_HOLDS_OBJECT(n)) continue;
-    JsonObject *o = json_node_get_object(n);
-    const char *ph = json_object_get_string_member_with_default(o, "ph", "");
-    if (strcmp(ph, "X")) continue;
-    gboolean ok = TRUE;
-    Ev e = {.name = json_object_get_string_member_with_default(o, "name", ""),
-            .cat = json_object_get_string_member_with_default(o, "cat", ""), .correlation = -1};
-    e.ts = member_number(o, "ts", &ok);
-    e.end = e.ts + member_number(o, "dur", &ok);
-    if (!ok || !strcmp(e.cat, "Trace")) continue; /* the profiler's own span */
-    e.pid = member_id(o, "pid");
-    e.tid = member_id(o, "tid");
-    e.kernel = !g_ascii_strcasecmp(e.cat, "kernel");
-    e.runtime = !g_ascii_strcasecmp(e.cat, "cuda_runtime") || !g_ascii_strcasecmp(e.cat, "cuda_driver");
-    JsonNode *args = json_object_get_member(o, "args");
-    if (args && JSON_NODE_HOLDS_OBJECT(args)) {
-      gboolean has = TRUE;
-      double c = member_number(json_node_get_object(args), "correlation", &has);
-      if (has) e.correlation = (gint64)c;
-    }
-    if (g_str_has_prefix(e.name, "ProfilerStep#") && e.ts >= step_ts) {
-      step_ts = e.ts;
-      step_end = e.end;
+  for (guint i = 0; i < evs->len; i++) {
+    const Ev *e = &g_array_index(evs, Ev, i);
+    if (g_str_has_prefix(e->name, "ProfilerStep#") && e->ts >= step_ts) {
+      step_ts = e->ts;
+      step_end = e->end;
       g_free(m->step_name);
-      m->step_name = g_strdup(e.name);
+      m->step_name = g_strdup(e->name);
     }
-    lo = MIN(lo, e.ts);
-    hi = MAX(hi, e.end);
-    m->gpu |= e.kernel;
-    g_array_append_val(evs, e);
+    lo = MIN(lo, e->ts);
+    hi = MAX(hi, e->end);
+    m->gpu |= e->kernel;
   }
   if (evs->len == 0) {
     g_set_error(error, PX_TRACE_ERROR, PX_TRACE_ERROR_FORMAT, "%s: no complete (\"X\") events in the trace", path);
@@ -263,4 +205,174 @@ PxMeasuredStep *px_trace_load(const char *path, GError **error) {
   g_array_sort(m->other, other_cmp);
   g_hash_table_unref(a.other);
   return m;
+}
+
+/* Events of a Chrome trace's traceEvents (or bare array); FALSE when root is
+ * not a Chrome trace. Names point into the parser's tree. */
+static gboolean chrome_events(JsonNode *root, GArray *evs, PxMeasuredStep *m) {
+  JsonArray *events = NULL;
+  JsonObject *top = root && JSON_NODE_HOLDS_OBJECT(root) ? json_node_get_object(root) : NULL;
+  if (top && json_object_has_member(top, "traceEvents") &&
+      JSON_NODE_HOLDS_ARRAY(json_object_get_member(top, "traceEvents")))
+    events = json_object_get_array_member(top, "traceEvents");
+  else if (root && JSON_NODE_HOLDS_ARRAY(root))
+    events = json_node_get_array(root); /* the bare-array form of the Chrome trace format */
+  if (!events) return FALSE;
+  JsonObject *dist = top && json_object_has_member(top, "distributedInfo") &&
+                             JSON_NODE_HOLDS_OBJECT(json_object_get_member(top, "distributedInfo"))
+                         ? json_object_get_object_member(top, "distributedInfo") : NULL;
+  if (dist) {
+    gboolean ok = TRUE;
+    double r = member_number(dist, "rank", &ok), w = member_number(dist, "world_size", &ok);
+    if (ok) {
+      m->rank = (int)r;
+      m->world = (int)w;
+    }
+  }
+  for (guint i = 0; i < json_array_get_length(events); i++) {
+    JsonNode *n = json_array_get_element(events, i);
+    if (!JSON_NODE_HOLDS_OBJECT(n)) continue;
+    JsonObject *o = json_node_get_object(n);
+    const char *ph = json_object_get_string_member_with_default(o, "ph", "");
+    if (strcmp(ph, "X")) continue;
+    gboolean ok = TRUE;
+    Ev e = {.name = json_object_get_string_member_with_default(o, "name", ""),
+            .cat = json_object_get_string_member_with_default(o, "cat", ""), .correlation = -1};
+    e.ts = member_number(o, "ts", &ok);
+    e.end = e.ts + member_number(o, "dur", &ok);
+    if (!ok || !strcmp(e.cat, "Trace")) continue; /* the profiler's own span */
+    e.pid = member_id(o, "pid");
+    e.tid = member_id(o, "tid");
+    e.kernel = !g_ascii_strcasecmp(e.cat, "kernel");
+    e.runtime = !g_ascii_strcasecmp(e.cat, "cuda_runtime") || !g_ascii_strcasecmp(e.cat, "cuda_driver");
+    JsonNode *args = json_object_get_member(o, "args");
+    if (args && JSON_NODE_HOLDS_OBJECT(args)) {
+      gboolean has = TRUE;
+      double c = member_number(json_node_get_object(args), "correlation", &has);
+      if (has) e.correlation = (gint64)c;
+    }
+    g_array_append_val(evs, e);
+  }
+  return TRUE;
+}
+
+/* ---- Nsight Systems: `nsys export --type json` ------------------------------
+ * One JSON object per line: first a header whose "data" array is the string
+ * table, then events. Kernels are {"CudaEvent": {"startNs", "endNs",
+ * "correlationId", "deviceId", "streamId", "kernel": {"demangledName" |
+ * "shortName"}}}; CPU ranges (NVTX, CUDA API calls with their
+ * "correlationId") are {"TraceProcessEvent": {"startNs", "endNs", "name",
+ * "globalTid", "correlationId"}}. Names are string-table indices or strings. */
+
+static const char *nsys_string(JsonObject *o, const char *key, GPtrArray *table, GStringChunk *chunk) {
+  JsonNode *n = json_object_get_member(o, key);
+  if (!n || !JSON_NODE_HOLDS_VALUE(n)) return NULL;
+  if (json_node_get_value_type(n) == G_TYPE_STRING) {
+    const char *v = json_node_get_string(n);
+    /* a number as a string is an index too */
+    char *end;
+    gint64 i = g_ascii_strtoll(v, &end, 10);
+    if (*v && !*end && i >= 0 && (guint64)i < table->len) return table->pdata[i];
+    return g_string_chunk_insert_const(chunk, v);
+  }
+  if (json_node_get_value_type(n) == G_TYPE_INT64) {
+    gint64 i = json_node_get_int(n);
+    return i >= 0 && (guint64)i < table->len ? table->pdata[i] : NULL;
+  }
+  return NULL;
+}
+
+static gboolean nsys_events(const char *text, GArray *evs, GStringChunk *chunk) {
+  g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
+  g_autoptr(GPtrArray) table = g_ptr_array_new();
+  gboolean any = FALSE;
+  for (char **l = lines; *l; l++) {
+    if (!*g_strstrip(*l)) continue;
+    g_autoptr(JsonParser) p = json_parser_new();
+    if (!json_parser_load_from_data(p, *l, -1, NULL)) return FALSE;
+    JsonNode *root = json_parser_get_root(p);
+    if (!root || !JSON_NODE_HOLDS_OBJECT(root)) return FALSE;
+    JsonObject *o = json_node_get_object(root);
+    if (json_object_has_member(o, "data") && JSON_NODE_HOLDS_ARRAY(json_object_get_member(o, "data"))) {
+      JsonArray *d = json_object_get_array_member(o, "data");
+      for (guint i = 0; i < json_array_get_length(d); i++) {
+        JsonNode *s = json_array_get_element(d, i);
+        const char *v = JSON_NODE_HOLDS_VALUE(s) && json_node_get_value_type(s) == G_TYPE_STRING
+                            ? json_node_get_string(s) : "";
+        g_ptr_array_add(table, g_string_chunk_insert_const(chunk, v));
+      }
+      any = TRUE;
+      continue;
+    }
+    gboolean cuda = json_object_has_member(o, "CudaEvent");
+    if (!cuda && !json_object_has_member(o, "TraceProcessEvent")) continue;
+    JsonNode *en = json_object_get_member(o, cuda ? "CudaEvent" : "TraceProcessEvent");
+    if (!JSON_NODE_HOLDS_OBJECT(en)) continue;
+    JsonObject *e = json_node_get_object(en);
+    gboolean ok = TRUE;
+    Ev ev = {.correlation = -1};
+    ev.ts = member_number(e, "startNs", &ok) / 1e3;
+    ev.end = member_number(e, "endNs", &ok) / 1e3;
+    if (!ok) continue;
+    gboolean has = TRUE;
+    double corr = member_number(e, "correlationId", &has);
+    if (has && corr > 0) ev.correlation = (gint64)corr;
+    if (cuda) {
+      JsonNode *kn = json_object_get_member(e, "kernel");
+      if (!kn || !JSON_NODE_HOLDS_OBJECT(kn)) continue; /* memcpy / memset / sync: not kernels */
+      JsonObject *k = json_node_get_object(kn);
+      ev.name = nsys_string(k, "demangledName", table, chunk);
+      if (!ev.name) ev.name = nsys_string(k, "shortName", table, chunk);
+      if (!ev.name) ev.name = "kernel";
+      ev.cat = "kernel";
+      ev.kernel = TRUE;
+      ev.pid = -1 - member_id(e, "deviceId");
+      ev.tid = member_id(e, "streamId");
+    } else {
+      ev.name = nsys_string(e, "name", table, chunk);
+      if (!ev.name) ev.name = "";
+      ev.cat = "cpu";
+      ev.runtime = ev.correlation >= 0;
+      ev.pid = 0;
+      ev.tid = member_id(e, "globalTid");
+    }
+    g_array_append_val(evs, ev);
+    any = TRUE;
+  }
+  return any;
+}
+
+PxMeasuredStep *px_trace_load(const char *path, GError **error) {
+  g_autofree char *text = NULL;
+  gsize len = 0;
+  g_autoptr(GError) ferr = NULL;
+  if (!g_file_get_contents(path, &text, &len, &ferr)) {
+    g_set_error(error, PX_TRACE_ERROR, PX_TRACE_ERROR_IO, "%s", ferr->message);
+    return NULL;
+  }
+  PxMeasuredStep *m = g_new0(PxMeasuredStep, 1);
+  m->rank = m->world = -1;
+  m->segments = g_array_new(FALSE, FALSE, sizeof(PxStepSegment));
+  m->other = g_array_new(FALSE, FALSE, sizeof(PxOtherOp));
+  g_autoptr(GArray) evs = g_array_new(FALSE, TRUE, sizeof(Ev));
+  g_autoptr(JsonParser) parser = json_parser_new();
+  GStringChunk *chunk = g_string_chunk_new(4096);
+  g_autoptr(GError) perr = NULL;
+  gboolean whole = json_parser_load_from_data(parser, text, (gssize)len, &perr);
+  gboolean chrome = whole && chrome_events(json_parser_get_root(parser), evs, m);
+  m->nsys = !chrome && nsys_events(text, evs, chunk);
+  if (!chrome && !m->nsys) {
+    if (!whole)
+      g_set_error(error, PX_TRACE_ERROR, PX_TRACE_ERROR_IO, "%s: %s", path, perr->message);
+    else
+      g_set_error(error, PX_TRACE_ERROR, PX_TRACE_ERROR_FORMAT,
+                  "%s: not a Chrome trace (no traceEvents array; export PyTorch profiles with "
+                  "export_chrome_trace) nor an Nsight Systems JSON export", path);
+    g_string_chunk_free(chunk);
+    px_measured_step_free(m);
+    return NULL;
+  }
+  PxMeasuredStep *r = analyse(path, m, evs, error);
+  g_string_chunk_free(chunk);
+  return r;
 }

@@ -1,7 +1,10 @@
 /* trace_import.h — one measured training step from a PyTorch profiler
- * (Kineto) Chrome trace, as torch.profiler's export_chrome_trace writes it,
- * mapped to the stages the simulator predicts: forward, backward, optimizer,
- * communication, and "other" for what no rule matches.
+ * (Kineto) Chrome trace, as torch.profiler's export_chrome_trace writes it, or
+ * from an Nsight Systems JSON export (`nsys export --type json`: a string
+ * table, then one event per line — CudaEvent kernels and TraceProcessEvent
+ * CPU ranges with their correlation ids), mapped to the stages the simulator
+ * predicts: forward, backward, optimizer, communication, and "other" for what
+ * no rule matches.
  *
  * The step is the last "ProfilerStep#N" annotation when there is one (else
  * the span of the events). With GPU kernels (cat "kernel") the stage times are
@@ -58,6 +61,7 @@ typedef struct {
 typedef struct {
   int rank, world;             /* from the trace's distributedInfo; -1 when absent */
   gboolean gpu;                /* stage times from GPU kernels; FALSE: CPU op self times */
+  gboolean nsys;               /* read from an Nsight Systems export (else a Chrome trace) */
   char *step_name;             /* "ProfilerStep#1", or NULL when the whole trace was taken */
   double step_time;            /* s */
   double stage_time[PX_N_STEP_STAGES]; /* s of busy time per stage (threads / streams add up) */

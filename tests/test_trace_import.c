@@ -100,6 +100,46 @@ static void test_gpu_trace(void) {
   g_assert_true(comm_lane);
 }
 
+/* Nsight Systems, `nsys export --type json`: NOT a real export (no Nsight
+ * Systems can be installed here to make one) but lines hand-made after the
+ * schema such exports are read with: a string table, then events. NVTX ranges
+ * "forward" [1000,5000] ns and "backward" [6000,12000] ns on thread 77, CUDA
+ * API calls inside them (correlation 11, 12), their kernels on stream 7:
+ * sgemm [2000,4000] → forward 2 µs, a wgrad GEMM [7000,10000] → backward 3 µs,
+ * an NCCL all-reduce on stream 9 [8000,11000] → communication 3 µs (by name,
+ * launched from the backward), an unknown kernel [13000,13500] → other 0.5 µs;
+ * a memcpy is no kernel. Names as indices (numbers or numeric strings) or as
+ * strings. */
+static void test_nsys_export(void) {
+  g_autoptr(PxMeasuredStep) m = load_text(
+    "{\"data\":[\"forward\",\"backward\",\"cudaLaunchKernel\",\"ampere_sgemm_64x64_nn\",\"sm80_gemm_wgrad\"]}\n"
+    "{\"TraceProcessEvent\":{\"startNs\":\"1000\",\"endNs\":\"5000\",\"name\":0,\"globalTid\":77}}\n"
+    "{\"TraceProcessEvent\":{\"startNs\":\"1500\",\"endNs\":\"1600\",\"name\":2,\"globalTid\":77,\"correlationId\":11}}\n"
+    "{\"TraceProcessEvent\":{\"startNs\":6000,\"endNs\":12000,\"name\":\"1\",\"globalTid\":77}}\n"
+    "{\"TraceProcessEvent\":{\"startNs\":6500,\"endNs\":6600,\"name\":2,\"globalTid\":77,\"correlationId\":12}}\n"
+    "{\"TraceProcessEvent\":{\"startNs\":6700,\"endNs\":6800,\"name\":2,\"globalTid\":77,\"correlationId\":13}}\n"
+    "{\"CudaEvent\":{\"startNs\":\"2000\",\"endNs\":\"4000\",\"correlationId\":11,\"deviceId\":0,\"streamId\":7,"
+    "\"kernel\":{\"shortName\":3}}}\n"
+    "{\"CudaEvent\":{\"startNs\":\"7000\",\"endNs\":\"10000\",\"correlationId\":12,\"deviceId\":0,\"streamId\":7,"
+    "\"kernel\":{\"demangledName\":4}}}\n"
+    "{\"CudaEvent\":{\"startNs\":\"8000\",\"endNs\":\"11000\",\"correlationId\":13,\"deviceId\":0,\"streamId\":9,"
+    "\"kernel\":{\"shortName\":\"ncclDevKernel_AllReduce_Sum_f32_RING_LL\"}}}\n"
+    "{\"CudaEvent\":{\"startNs\":\"13000\",\"endNs\":\"13500\",\"deviceId\":0,\"streamId\":7,"
+    "\"kernel\":{\"shortName\":\"mystery\"}}}\n"
+    "{\"CudaEvent\":{\"startNs\":\"14000\",\"endNs\":\"15000\",\"deviceId\":0,\"streamId\":7,"
+    "\"memcpy\":{\"copyKind\":1}}}\n");
+  g_assert_true(m->nsys);
+  g_assert_true(m->gpu);
+  g_assert_null(m->step_name);
+  g_assert_cmpfloat_with_epsilon(m->step_time, 12.5e-6, 1e-12); /* no ProfilerStep: the span 1000 .. 13500 ns */
+  g_assert_cmpfloat_with_epsilon(m->stage_time[PX_STEP_FORWARD], 2e-6, 1e-12);
+  g_assert_cmpfloat_with_epsilon(m->stage_time[PX_STEP_BACKWARD], 3e-6, 1e-12);
+  g_assert_cmpfloat_with_epsilon(m->stage_time[PX_STEP_COMM], 3e-6, 1e-12);
+  g_assert_cmpfloat_with_epsilon(m->stage_time[PX_STEP_OTHER], 0.5e-6, 1e-12);
+  g_assert_cmpfloat(m->stage_time[PX_STEP_OPTIMIZER], ==, 0);
+  g_assert_cmpstr(g_array_index(m->other, PxOtherOp, 0).name, ==, "mystery");
+}
+
 static void test_names(void) {
   g_assert_cmpint(px_trace_classify_name("ncclKernel_AllGather_RING_LL_Sum_int8_t"), ==, PX_STEP_COMM);
   g_assert_cmpint(px_trace_classify_name("record_param_comms"), ==, PX_STEP_COMM);
@@ -118,7 +158,7 @@ static void test_errors(void) {
   g_assert_null(px_trace_load(path, &err));
   g_assert_error(err, PX_TRACE_ERROR, PX_TRACE_ERROR_FORMAT);
   g_assert_true(g_str_has_suffix(err->message, "not a Chrome trace (no traceEvents array; export PyTorch profiles "
-                                               "with export_chrome_trace)"));
+                                               "with export_chrome_trace) nor an Nsight Systems JSON export"));
   g_clear_error(&err);
   g_assert_true(g_file_set_contents(path, "{\"traceEvents\": [", -1, NULL));
   g_assert_null(px_trace_load(path, &err));
@@ -153,6 +193,7 @@ int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/trace/cpu", test_cpu_trace);
   g_test_add_func("/trace/gpu", test_gpu_trace);
+  g_test_add_func("/trace/nsys", test_nsys_export);
   g_test_add_func("/trace/names", test_names);
   g_test_add_func("/trace/errors", test_errors);
   g_test_add_func("/trace/real", test_real_trace);
