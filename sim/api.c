@@ -54,6 +54,15 @@ char *px_api_run_json(const char *args_json, char **error) {
     *error = g_strdup("parallax: no command given");
     return NULL;
   }
+  /* GOptionContext answers --help by printing and exiting the process */
+  for (guint i = 1; i < argv->len; i++) {
+    const char *a = argv->pdata[i];
+    if (g_str_has_prefix(a, "--help") || !strcmp(a, "-h") || !strcmp(a, "-?")) {
+      *error = g_strdup_printf("parallax: %s is not available here (run parallax-sim %s --help)", a,
+                               (char *)argv->pdata[1]);
+      return NULL;
+    }
+  }
   /* GOptionContext may permute argv: keep the strings to free in argv, hand a copy */
   g_autofree char **args = g_new0(char *, argv->len + 1);
   memcpy(args, argv->pdata, argv->len * sizeof(char *));

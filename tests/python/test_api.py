@@ -69,6 +69,11 @@ def test_errors_raise_value_error():
         parallax.search(model="gpt2-124m", cluster="dgx-h100", gpus=8, gbs=64, objective="fastest")
     with pytest.raises(ValueError, match=r"model 'no-such-model' is neither a file nor a preset"):
         parallax.simulate(model="no-such-model", cluster="dgx-h100")
+    # --help would print and exit the process: refused
+    with pytest.raises(ValueError, match=r"^parallax: --help is not available here"):
+        parallax.run("plan", "--help")
+    with pytest.raises(ValueError, match=r"^parallax-sim: unknown command 'plot'"):
+        parallax.run("plot", "--json")
 
 
 @needs_cli
