@@ -23,6 +23,7 @@
 /* The prediction for one rank, in the trace's stages. */
 typedef struct {
   gboolean have;
+  gboolean rank_outside;  /* the trace's rank is not one of the plan's GPUs: rank 0's stage taken */
   int rank, stage;
   double step_time;
   double stage_time[PX_N_STEP_STAGES];
@@ -56,6 +57,7 @@ static gboolean predict(const PxModel *model, const PxCluster *cluster, const Px
   if (!res) return FALSE;
   int dp, tp, pp;
   int rank = trace_rank >= 0 && trace_rank < px_plan_world(plan) ? trace_rank : 0;
+  pr->rank_outside = trace_rank >= px_plan_world(plan);
   px_plan_rank_coords(plan, rank, &dp, &tp, &pp);
   pr->stage = pp;
   pr->rank = -1;
@@ -203,7 +205,10 @@ static void print_text(const char *path, const PxMeasuredStep *m, const Predicte
     printf("predicted: %s on %s, dp %d × pp %d × tp %d, %s, m = %d; simulated rank %d (pipeline stage %d)\n",
            model->desc.name, cluster->name, plan->dp, plan->pp, plan->tp, px_schedule_name(plan->schedule), plan->m,
            pr->rank, pr->stage);
-  else
+  if (pr->have && pr->rank_outside)
+    printf("note: the trace's rank %d is not one of the plan's %d GPUs: compared with rank 0's stage\n", m->rank,
+           px_plan_world(plan));
+  if (!pr->have)
     printf("predicted: none (give --model and --cluster with the plan's flags)\n");
   printf("\n%-14s %14s %14s %10s\n", "stage", "predicted ms", "measured ms", "meas/pred");
   for (int s = 0; s <= PX_N_STEP_STAGES; s++) {

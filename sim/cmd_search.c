@@ -468,7 +468,10 @@ int px_cmd_search(int argc, char **argv) {
     so.cancel = &interrupted;
     gboolean tty = isatty(STDERR_FILENO);
     if (tty) so.progress = progress_bar;
-    if (sizing && so.objective == PX_OBJECTIVE_MEMORY) {
+    if (sizing && f.emit) {
+      fprintf(stderr, CMD ": --emit writes a search's winner; sizing (--tokens/--days) has none\n");
+      rc = 2;
+    } else if (sizing && so.objective == PX_OBJECTIVE_MEMORY) {
       fprintf(stderr, CMD ": sizing (--tokens/--days) minimises GPUs; --objective memory does not apply\n");
       rc = 2;
     }

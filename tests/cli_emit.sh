@@ -37,5 +37,7 @@ check "unknown format: exit 1, one line" "[ $rc = 1 ] && [ \$(wc -l <<<\"\$err\"
 check "unknown format: names the formats" "grep -q \"^parallax-sim plan: --emit 'nemo' is not one of megatron, deepspeed, torchtitan, ini\" <<<\"\$err\""
 err=$("$sim" search --model llama2-13b --cluster dgx-h100 --gpus 16 --gbs 64 --emit nemo 2>&1 >/dev/null); rc=$?
 check "search refuses it before searching" "[ $rc = 1 ] && grep -q \"^parallax-sim search: --emit 'nemo'\" <<<\"\$err\""
+err=$("$sim" search --model llama2-13b --cluster dgx-h100 --gbs 64 --tokens 1T --days 30 --emit ini 2>&1 >/dev/null); rc=$?
+check "sizing refuses --emit (no winner to write)" "[ $rc = 2 ] && grep -q '^parallax-sim search: --emit writes a search' <<<\"\$err\""
 echo "1..$n"
 exit $fail
