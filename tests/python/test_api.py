@@ -62,6 +62,19 @@ def test_model_as_dict():
     assert r["model"]["name"] == "dict-gpt"
 
 
+def test_cluster_as_dict():
+    # a 40 GB GPU: the memory report's capacity is the GPU's bytes
+    spec = {"cluster": {"name": "half-h100", "nodes": 1},
+            "gpu": {"name": "H100-40GB", "memory": "40GB", "peak_fp32": 67e12, "peak_tf32": 494.7e12,
+                    "peak_fp16": 989.4e12, "peak_bf16": 989.4e12, "hbm_bw": 3350e9},
+            "node": {"gpus": 8, "bandwidth": 450e9, "latency": 3e-6, "pcie_bw": 50e9, "host_memory": "2TB"},
+            "network": {"bandwidth": 50e9, "latency": 10e-6}}
+    r = parallax.plan(model="llama2-7b", cluster=spec, gpus=8, tp=8, gbs=8)
+    assert r["memory"]["capacity"] == 40e9
+    with pytest.raises(ValueError, match=r"^parallax: a cluster dict has sections"):
+        parallax.plan(model="llama2-7b", cluster={"memory": "40GB"})
+
+
 def test_errors_raise_value_error():
     with pytest.raises(ValueError, match=r"^parallax-sim plan: tp=3 does not divide 64 attention heads$"):
         parallax.plan(model="llama2-70b", tp=3)
