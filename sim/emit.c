@@ -150,10 +150,12 @@ char *px_emit_megatron(const PxModel *model, const PxCluster *cluster, const PxP
                      "# tokenizer (vocabulary of the plan: ");
   g_string_append_printf(s, "%d), optimizer and checkpoint flags after them.\n", d->vocab);
   /* what Megatron-LM cannot express is said, not dropped */
-  if (p->schedule == PX_SCHED_GPIPE || p->schedule == PX_SCHED_NAIVE || p->schedule == PX_SCHED_ZB_H1)
+  if (p->schedule != PX_SCHED_1F1B && p->schedule != PX_SCHED_INTERLEAVED)
     g_string_append_printf(s, "# NOTE: Megatron-LM has no %s schedule; it runs 1F1B (interleaved with virtual "
-                              "stages): re-plan with --schedule 1f1b for a prediction of that.\n",
-                           px_schedule_name(p->schedule));
+                              "stages, placed round-robin%s): re-plan with --schedule %s for a prediction of "
+                              "that.\n",
+                           px_schedule_name(p->schedule), px_schedule_is_v(p->schedule) ? ", not in a V" : "",
+                           p->vpp > 1 ? "interleaved" : "1f1b");
   if (p->zero >= 2)
     g_string_append_printf(s, "# NOTE: ZeRO-%d is Megatron FSDP here (--use-megatron-fsdp with sharding "
                               "strategy %s).\n", p->zero, p->zero == 2 ? "optim_grads" : "optim_grads_params");
@@ -337,11 +339,15 @@ char *px_emit_deepspeed_launch(const PxModel *model, const PxCluster *cluster, c
 
 /* ---- torchtitan ------------------------------------------------------------- */
 
+/* torch.distributed.pipelining's schedule names (get_schedule_class) */
 static const char *torchtitan_schedule(PxScheduleKind k) {
   switch (k) {
     case PX_SCHED_GPIPE: return "GPipe";
     case PX_SCHED_INTERLEAVED: return "Interleaved1F1B";
-    case PX_SCHED_ZB_H1: return "InterleavedZeroBubble";
+    case PX_SCHED_ZB_H1:
+    case PX_SCHED_ZB_H2: return "InterleavedZeroBubble";
+    case PX_SCHED_ZB_V: return "ZBVZeroBubble";
+    case PX_SCHED_DUALPIPEV: return "DualPipeV";
     default: return "1F1B";
   }
 }
@@ -363,7 +369,9 @@ char *px_emit_torchtitan(const PxModel *model, const PxCluster *cluster, const P
   if (p->offload == PX_OFFLOAD_OPTIMIZER)
     g_string_append(s, "# NOTE: torchtitan's CPU offload (FSDP2) moves parameters, gradients and optimizer states.\n");
   if (p->schedule == PX_SCHED_NAIVE && p->pp > 1)
-    g_string_append(s, "# NOTE: torchtitan has no naive schedule; GPipe is the closest.\n");
+    g_string_append(s, "# NOTE: torchtitan has no naive schedule; 1F1B below.\n");
+  if (p->schedule == PX_SCHED_ZB_H2 && p->pp > 1)
+    g_string_append(s, "# NOTE: torch.distributed.pipelining has no ZB-H2; InterleavedZeroBubble (ZB-H1's) below.\n");
   g_string_append_printf(s, "\n[job]\ndescription = \"Parallax plan: %s, dp %d x pp %d x tp %d\"\n", d->name, p->dp,
                          p->pp, p->tp);
   g_string_append(s, "\n[training]\n");

@@ -404,6 +404,35 @@ static void test_torchtitan_llama3(void) {
   case_clear(&c);
 }
 
+/* A V schedule: torch.distributed.pipelining's ZBVZeroBubble, two stages per
+ * rank of 32 / (4 · 2) = 4 layers; Megatron-LM says it runs interleaved. */
+static void test_v_schedule(void) {
+  Case c;
+  case_load(&c, "llama3-8b", "dgx-h100", 32);
+  c.plan.tp = 2;
+  c.plan.pp = 4;
+  c.plan.dp = 4;
+  c.plan.schedule = PX_SCHED_ZB_V;
+  c.plan.mbs = 1;
+  c.plan.gbs = 256;
+  c.plan.seq = 8192;
+  g_free(c.plan.partition);
+  c.plan.partition = g_strdup("type:TransformerLayer");
+  case_validate(&c);
+  g_assert_cmpint(c.plan.vpp, ==, 2);
+  g_autofree char *t = px_emit_torchtitan(c.model, c.cluster, &c.plan, NULL);
+  g_autoptr(GHashTable) got = toml_flat(t);
+  g_assert_cmpstr(g_hash_table_lookup(got, "parallelism.pipeline_parallel_schedule"), ==, "\"ZBVZeroBubble\"");
+  g_assert_cmpstr(g_hash_table_lookup(got, "parallelism.pipeline_parallel_layers_per_stage"), ==, "4");
+  g_autoptr(GError) err = NULL;
+  g_autofree char *m = px_emit_megatron(c.model, c.cluster, &c.plan, NULL, &err);
+  g_assert_no_error(err);
+  g_assert_nonnull(strstr(m, "# NOTE: Megatron-LM has no zb-v schedule; it runs 1F1B (interleaved with virtual "
+                             "stages, placed round-robin, not in a V)"));
+  g_assert_nonnull(strstr(m, "\n  --num-layers-per-virtual-pipeline-stage 4\n"));
+  case_clear(&c);
+}
+
 /* ---- plan.ini and the files on disk -------------------------------------------- */
 
 static void test_ini_roundtrip_and_write(void) {
@@ -472,6 +501,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/emit/torchtitan/gpt3-175b-ptdp", test_torchtitan_gpt3);
   g_test_add_func("/emit/torchtitan/llama2-70b-zero3", test_torchtitan_llama2);
   g_test_add_func("/emit/torchtitan/llama3-8b-interleaved", test_torchtitan_llama3);
+  g_test_add_func("/emit/v-schedule", test_v_schedule);
   g_test_add_func("/emit/ini-and-files", test_ini_roundtrip_and_write);
   return g_test_run();
 }
