@@ -382,7 +382,7 @@ static PxCostTable *table_alloc(int pp, int vpp) {
   t->parts = pp * vpp;
   double **per_part[] = {&t->fwd, &t->bwd_input, &t->bwd_weight, &t->tp_comm_fwd, &t->tp_comm_bwd,
                          &t->p2p_act, &t->p2p_grad, &t->gather, &t->gather_pass, &t->p2p_bytes,
-                         &t->dp_window};
+                         &t->dp_window, &t->reduce_pass};
   for (gsize i = 0; i < G_N_ELEMENTS(per_part); i++) *per_part[i] = g_new0(double, t->parts);
   double **per_rank[] = {&t->dp_reduce, &t->tied_reduce, &t->optimizer, &t->load, &t->dp_bytes};
   for (gsize i = 0; i < G_N_ELEMENTS(per_rank); i++) *per_rank[i] = g_new0(double, pp);
@@ -393,7 +393,7 @@ void px_cost_table_free(PxCostTable *t) {
   if (!t) return;
   double *arrays[] = {t->fwd, t->bwd_input, t->bwd_weight, t->tp_comm_fwd, t->tp_comm_bwd, t->p2p_act,
                       t->p2p_grad, t->gather, t->gather_pass, t->p2p_bytes, t->dp_reduce, t->tied_reduce, t->optimizer,
-                      t->load, t->dp_bytes, t->dp_window};
+                      t->load, t->dp_bytes, t->dp_window, t->reduce_pass};
   for (gsize i = 0; i < G_N_ELEMENTS(arrays); i++) g_free(arrays[i]);
   g_free(t);
 }
@@ -499,6 +499,7 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
       /* with overlap, every micro-batch's backward also reduce-scatters its
        * gradients on the same link (FSDP, DeepSpeed ZeRO-3 do not accumulate) */
       double rs = overlap && dp > 1 ? px_cost_reduce_scatter(part_params[k] * G, dp, &l) : 0;
+      t->reduce_pass[k] = rs;
       double fwd_exposed = MAX(0.0, g - t->fwd[k]), bwd_exposed = MAX(0.0, g + rs - bwd);
       t->fwd[k] += fwd_exposed;
       t->bwd_input[k] += bwd_exposed / 2;

@@ -26,6 +26,8 @@ typedef struct {
                            backward pass (all-gather, + PCIe with offloaded parameters); overlapped
                            with the pass, its excess is already in fwd / bwd_input + bwd_weight */
   double *p2p_bytes;    /* (parts) bytes of one activation / gradient message out of part k */
+  double *reduce_pass;  /* (parts) ZeRO-3 with overlap: the chunk's gradient reduce-scatter each
+                           backward pass runs beside its gathers (its excess is in bwd_*) */
   /* per pipeline rank */
   double *dp_reduce;    /* (pp) DP gradient all-reduce / reduce-scatter of the whole rank */
   double *tied_reduce;  /* (pp) tied-embedding gradient all-reduce (first and last stage) */

@@ -165,8 +165,11 @@ static gboolean fixed_ok(int fix, int v) { return fix < 0 || fix == v; }
 typedef struct {
   gboolean ok;
   double *states, *buf_extra, *gather, *gather_pass, *dp_reduce, *optimizer;  /* (pp) */
+  double *reduce_pass;  /* (pp) ZeRO-3 overlapped reduce-scatter per backward pass */
+  double *window;       /* (pp) share of a chunk's backward its overlapped DP reduction may use */
+  gboolean overlap_dp;  /* the stack overlaps the DP reduction (cost.h px_cost_overlap_dp) */
 } StateBlock;
-#define STATE_ARRAYS 6
+#define STATE_ARRAYS 8
 
 typedef struct {
   gboolean ok;
@@ -179,7 +182,7 @@ typedef struct {
 
 /* Blocks whose (pp) arrays are carved, in field order, from one allocation. */
 static StateBlock state_block_at(double *m, int pp) {
-  return (StateBlock){FALSE, m, m + pp, m + 2 * pp, m + 3 * pp, m + 4 * pp, m + 5 * pp};
+  return (StateBlock){FALSE, m, m + pp, m + 2 * pp, m + 3 * pp, m + 4 * pp, m + 5 * pp, m + 6 * pp, m + 7 * pp, FALSE};
 }
 static ComputeBlock compute_block_at(double *m, int pp) {
   return (ComputeBlock){FALSE, m, m + pp, m + 2 * pp, m + 3 * pp, m + 4 * pp, m + 5 * pp, m + 6 * pp, m + 7 * pp,
@@ -221,14 +224,20 @@ static void state_block(const Space *sp, const PxPartition *part, PxLayout l, St
     const PxStageMemory *s = &m->stages[r];
     b->states[r] = s->weights + s->gradients + s->optimizer;
     b->buf_extra[r] = s->buffers - m0->stages[r].buffers;
-    b->gather[r] = b->gather_pass[r] = 0;
+    b->gather[r] = b->gather_pass[r] = b->reduce_pass[r] = 0;
     for (int c = 0; c < l.vpp; c++) {
-      b->gather[r] += t->gather[px_partition_part_of(part, r, c)];
-      b->gather_pass[r] += t->gather_pass[px_partition_part_of(part, r, c)];
+      int k = px_partition_part_of(part, r, c);
+      b->gather[r] += t->gather[k];
+      b->gather_pass[r] += t->gather_pass[k];
+      b->reduce_pass[r] += t->reduce_pass[k];
     }
+    int k0 = px_partition_part_of(part, r, 0);
+    double bwd0 = t->bwd_input[k0] + t->bwd_weight[k0];
+    b->window[r] = bwd0 > 0 ? t->dp_window[k0] / bwd0 : 0;
     b->dp_reduce[r] = t->dp_reduce[r];
     b->optimizer[r] = t->optimizer[r];
   }
+  b->overlap_dp = t->overlap_dp;
 }
 
 static void compute_block(const Space *sp, const PxPartition *part, PxLayout l, ComputeBlock *b) {
@@ -269,8 +278,7 @@ static void compute_block(const Space *sp, const PxPartition *part, PxLayout l, 
 }
 
 /* Memory and analytic time of a validated plan from its two blocks. */
-static void evaluate(const PxPlan *p, const StateBlock *s, const ComputeBlock *c, gboolean overlap_dp,
-                     double *memory, double *time) {
+static void evaluate(const PxPlan *p, const StateBlock *s, const ComputeBlock *c, double *memory, double *time) {
   int pp = p->pp;
   double peak = 0, tc = -1, gather = 0, reduce = 0, opt = 0;
   int crit = 0;
@@ -280,11 +288,16 @@ static void evaluate(const PxPlan *p, const StateBlock *s, const ComputeBlock *c
     peak = MAX(peak, mem);
     /* ZeRO-3: what the per-pass gathers add beyond the compute they overlap
      * (the cost table's rule, on the rank's chunks together) */
-    double tr = c->t[r] + MAX(0.0, s->gather_pass[r] - c->f[r]) + MAX(0.0, s->gather_pass[r] - c->bi[r] - c->w[r]);
+    double tr = c->t[r] + MAX(0.0, s->gather_pass[r] - c->f[r]) +
+                MAX(0.0, s->gather_pass[r] + s->reduce_pass[r] - c->bi[r] - c->w[r]);
     if (tr > tc) { tc = tr; crit = r; }
     gather = MAX(gather, s->gather[r]);
     double red = s->dp_reduce[r] + c->tied[r];
-    if (overlap_dp) red = MAX(0, red - r * (c->bi[r] + c->w[r]));
+    /* overlapped: the last chunk's reduction starts window x its backward
+     * early, and rank r finishes its backwards about r backward times before
+     * rank 0 does */
+    if (s->overlap_dp)
+      red = MAX(0, red - s->window[r] * (c->bi[r] + c->w[r]) / p->vpp - r * (c->bi[r] + c->w[r]));
     reduce = MAX(reduce, red);
     opt = MAX(opt, s->optimizer[r]);
   }
@@ -423,7 +436,6 @@ static void run_task(gpointer data, gpointer user) {
       state_block(sp, part, lz, &sb[z]);
     }
     ComputeBlock cb = compute_block_at(mem + (gsize)pp * STATE_ARRAYS * N_ZO, pp);
-    gboolean overlap = sp->base->bucket_bytes > 0;
     for (int im = 0; im < ch.n_mbs; im++)
       for (int ic = 0; ic < ch.n_ckpt; ic++)
         for (int is = 0; is < ch.n_sp; is++) {
@@ -444,7 +456,7 @@ static void run_task(gpointer data, gpointer user) {
               if (!cb.ok || !sb[z].ok || !px_plan_validate(&p, sp->model, sp->cluster, NULL)) continue;
               task->valid++;
               PxSearchCandidate c = {.layout = l, .gbs = p.gbs, .seq = p.seq};
-              evaluate(&p, &sb[z], &cb, overlap, &c.memory, &c.analytic_time);
+              evaluate(&p, &sb[z], &cb, &c.memory, &c.analytic_time);
               c.fits = c.memory <= sp->capacity;
               if (!task->have_closest || c.memory < task->closest.memory ||
                   (c.memory == task->closest.memory && px_layout_compare(&l, &task->closest.layout) < 0)) {
@@ -574,7 +586,7 @@ gboolean px_search_evaluate(const PxModel *model, const PxCluster *cluster, cons
   state_block(&sp, part, *l, &sb);
   compute_block(&sp, part, *l, &cb);
   if (!sb.ok || !cb.ok) return FALSE;
-  evaluate(&p, &sb, &cb, base->bucket_bytes > 0, memory, time);
+  evaluate(&p, &sb, &cb, memory, time);
   return TRUE;
 }
 
