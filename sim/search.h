@@ -18,10 +18,13 @@
  * interleaved, max(F_c + Bi_c - W_c, 0) for zb-h1 (Qi et al. 2023: ZB-H1's
  * bubble is (p-1)(T_F + T_B - T_W)); a and g the mean activation and gradient
  * p2p times; G_r the rank's ZeRO-3 parameter gathers; D_r its DP reduction,
- * Y_r the tied-embedding reduction; exposed(x) = x when the reduction waits for
- * the optimizer step (the default, no bucket overlap), else
- * max(0, x - r · (Bi_r + W_r)) (rank r finishes its backwards about r
- * backward times before rank 0 does); O_r its optimizer step.
+ * Y_r the tied-embedding reduction; exposed(x) = x when the stack reduces
+ * after the whole backward (cost.h px_cost_overlap_dp), else
+ * max(0, x - w_r (Bi_r + W_r) / v - r (Bi_r + W_r)): the last chunk's buckets
+ * start w_r of its backward early (the cost table's dp_window), and rank r
+ * finishes its backwards about r backward times before rank 0 does; with
+ * ZeRO-3 and overlap each backward also carries its reduce-scatter beside the
+ * gathers; O_r its optimizer step.
  *
  * Memory per GPU is exactly the core's px_memory_new (checked against it by
  * tests): it is evaluated from per-(tp, pp, vpp, order) pieces — model states
