@@ -103,6 +103,7 @@ gboolean px_cost_overlap_dp(const PxPlan *plan) {
 int px_cost_grad_reduce_bytes(const PxPlan *plan) {
   int E = px_plan_act_bytes(plan);
   const PxStackProfile *sp = px_stack_profile(plan->stack);
+  if (plan->grad_reduce_bytes > 0) return plan->grad_reduce_bytes;
   if (plan->stack == PX_STACK_MEGATRON_2021) return plan->precision == PX_PREC_BF16 ? 4 : E;
   return sp->grad_bytes > 0 ? MAX(sp->grad_bytes, E) : E;
 }
@@ -313,11 +314,13 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
     double bh = b * heads_local;
     /* the attention core, QK^T and PV: 4 b s^2 h / tp forward FLOPs (no causal halving) */
     double att_fwd, att_bwd;
-    if (px_cost_attention(plan) == PX_ATTN_FLASH) {
-      /* one kernel; causal: half the FLOPs; backward 2.5 x the forward's (flash-attn benchmarks) */
-      double f = 0.5 * 4.0 * b * seq * seq * h / tp;
-      att_fwd = f / (peak * eff_or_1(cluster->flash_fwd_eff)) + cluster->kernel_overhead;
-      att_bwd = 2.5 * f / (peak * eff_or_1(cluster->flash_bwd_eff)) + cluster->kernel_overhead;
+    PxAttention kind = px_cost_attention(plan);
+    if (kind != PX_ATTN_UNFUSED) {
+      /* one kernel; causal: half the FLOPs; backward 2.5 x the forward's (flash-attn
+       * benchmarks); FlashAttention v1 at half FlashAttention-2's rate (Dao 2023) */
+      double f = 0.5 * 4.0 * b * seq * seq * h / tp, v1 = kind == PX_ATTN_FLASH1 ? 0.5 : 1.0;
+      att_fwd = f / (peak * v1 * eff_or_1(cluster->flash_fwd_eff)) + cluster->kernel_overhead;
+      att_bwd = 2.5 * f / (peak * v1 * eff_or_1(cluster->flash_bwd_eff)) + cluster->kernel_overhead;
     } else {
       double S = bh * seq * seq;                         /* score elements */
       att_fwd = px_cost_gemm_time(cluster, prec, bh, seq, seq, hd, E) +      /* QK^T */
@@ -342,7 +345,7 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
     c.tp_fwd = 2 * tp_collective(plan, act, tp_link);
     c.tp_bwd = 2 * tp_collective(plan, act, tp_link);
     /* selective: the attention core again (flash keeps nothing to recompute) */
-    if (plan->ckpt == PX_CKPT_SELECTIVE && px_cost_attention(plan) != PX_ATTN_FLASH) c.recompute = att_fwd;
+    if (plan->ckpt == PX_CKPT_SELECTIVE && kind == PX_ATTN_UNFUSED) c.recompute = att_fwd;
     break;
   }
   case PX_LAYER_FINAL_NORM:

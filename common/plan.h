@@ -38,7 +38,9 @@ typedef enum {
   PX_N_STACKS
 } PxStack;
 /* Attention kernel: DEFAULT is the stack's choice. */
-typedef enum { PX_ATTN_DEFAULT, PX_ATTN_FLASH, PX_ATTN_UNFUSED } PxAttention;
+/* flash: FlashAttention-2 (the cluster's flash efficiencies); flash1: FlashAttention
+ * v1, half as fast (Dao 2023: FlashAttention-2 is about 2x FlashAttention). */
+typedef enum { PX_ATTN_DEFAULT, PX_ATTN_FLASH, PX_ATTN_UNFUSED, PX_ATTN_FLASH1 } PxAttention;
 
 typedef struct {
   int dp, tp, pp;
@@ -60,6 +62,7 @@ typedef struct {
   double bucket_bytes;     /* DP gradient-reduction bucket size (DeepSpeed reduce_bucket_size) */
   PxStack stack;           /* software stack (default parallax) */
   PxAttention attention;   /* attention kernel (default: the stack's) */
+  int grad_reduce_bytes;   /* bytes per gradient element in the DP reduction (0: the stack's) */
 } PxPlan;
 
 /* Defaults: everything 1, 1f1b, parameters, ZeRO 0, bf16, no checkpointing,
