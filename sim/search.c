@@ -294,21 +294,36 @@ static void evaluate(const PxPlan *p, const StateBlock *s, const ComputeBlock *c
     gather = MAX(gather, s->gather[r]);
     double red = s->dp_reduce[r] + c->tied[r];
     /* overlapped: the last chunk's reduction starts window x its backward
-     * early, and rank r finishes its backwards about r backward times before
+     * early, and rank r finishes its backwards about r chunk backwards before
      * rank 0 does */
-    if (s->overlap_dp)
-      red = MAX(0, red - s->window[r] * (c->bi[r] + c->w[r]) / p->vpp - r * (c->bi[r] + c->w[r]));
+    if (s->overlap_dp) {
+      /* chunk by chunk, one after the other on the collective stream: chunk
+       * c's last backward ends about c·p chunk backwards before chunk 0's
+       * (the drain runs p micro-batches per chunk), each starts its window
+       * early; what is left after the last backward is exposed */
+      double bc = (c->bi[r] + c->w[r]) / p->vpp, gap = pp * bc;
+      red = MAX(0, MAX(red / p->vpp, red - (p->vpp - 1) * gap) - s->window[r] * bc - r * bc);
+    }
     reduce = MAX(reduce, red);
     opt = MAX(opt, s->optimizer[r]);
   }
-  double u;
-  switch (p->schedule) {
-  case PX_SCHED_INTERLEAVED: u = tc / p->vpp; break;
-  case PX_SCHED_ZB_H1: u = MAX(c->f[crit] + c->bi[crit] - c->w[crit], 0); break;
-  default: u = tc; break;
+  /* fill and drain: every other rank's share once (a chunk's worth for
+   * interleaved), and the p2p hops of the first micro-batch through all v·p
+   * parts */
+  double fill = 0;
+  for (int r = 0; r < pp; r++) {
+    if (r == crit) continue;
+    double tr = c->t[r] + MAX(0.0, s->gather_pass[r] - c->f[r]) +
+                MAX(0.0, s->gather_pass[r] + s->reduce_pass[r] - c->bi[r] - c->w[r]);
+    switch (p->schedule) {
+    case PX_SCHED_INTERLEAVED: fill += tr / p->vpp; break;
+    case PX_SCHED_ZB_H1: fill += MAX(c->f[r] + c->bi[r] - c->w[r], 0); break;
+    default: fill += tr; break;
+    }
   }
+  int hops_per_stage = p->schedule == PX_SCHED_INTERLEAVED ? p->vpp : 1;
   *memory = peak;
-  *time = p->m * tc + (pp - 1) * (u + c->p2p) + gather + reduce + opt;
+  *time = p->m * tc + fill + (pp - 1) * hops_per_stage * c->p2p + gather + reduce + opt;
 }
 
 /* ---- ranking -------------------------------------------------------------- */
