@@ -471,7 +471,7 @@ static PxSimResult *collect(Sim *sim) {
      * (reported as dp_exposed_fraction ...); waiting for a p2p message is the
      * pipeline's own */
     if (res->step_time > 0) {
-      res->bubble_fraction += (bubble + rr->exposed[PX_COMM_P2P]) / res->step_time;
+      res->bubble_fraction += MAX(0.0, bubble + rr->exposed[PX_COMM_P2P]) / res->step_time; /* no -0 from rounding */
       res->dp_exposed_fraction += rr->exposed[PX_COMM_DP] / res->step_time;
     }
     res->breakdown.compute += rr->busy / sim->n;

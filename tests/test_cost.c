@@ -280,6 +280,63 @@ static void test_dp_reduction(void) {
   px_plan_clear(&p);
 }
 
+/* What the stacks change, on the tiny model (108544 parameters, one stage, dp 4). */
+static void test_stacks(void) {
+  PxCluster c = make_cluster(4, 1);
+  PxPlan p;
+  set_plan(&p, 4, 1, 1, 1, 4);
+  PxModel *m = NULL;
+  /* Megatron-LM 2021 reduces bf16 gradients in fp32 main_grad: the ring sends
+   * 2 * 3/4 * 108544 * 4 = 651264 B, after the backward; fp16 in 2 bytes */
+  p.stack = PX_STACK_MEGATRON_2021;
+  g_autoptr(PxCostTable) t = tiny_table(&p, &c, &m);
+  g_assert_cmpint(t->grad_reduce_bytes, ==, 4);
+  g_assert_cmpfloat(REL(t->dp_bytes[0], 651264.0), <, 1e-12);
+  g_assert_false(t->overlap_dp);
+  g_assert_cmpint(t->attention, ==, PX_ATTN_UNFUSED);
+  px_model_free(m);
+  p.precision = PX_PREC_FP16;
+  g_autoptr(PxCostTable) t16 = tiny_table(&p, &c, &m);
+  g_assert_cmpint(t16->grad_reduce_bytes, ==, 2);
+  px_model_free(m);
+  p.precision = PX_PREC_BF16;
+  /* an explicit grad_reduce_bytes wins */
+  p.grad_reduce_bytes = 2;
+  g_autoptr(PxCostTable) t2 = tiny_table(&p, &c, &m);
+  g_assert_cmpfloat(REL(t2->dp_bytes[0], 325632.0), <, 1e-12);
+  px_model_free(m);
+  p.grad_reduce_bytes = 0;
+  /* DeepSpeed ZeRO-2: no overlap unless a bucket size is given; with 5e4-byte
+   * buckets (25000 bf16 elements) the 108544 gradients fill ceil(4.34) = 5,
+   * so the reduction may start 4/5 of the backward early */
+  p.stack = PX_STACK_DEEPSPEED;
+  p.zero = 2;
+  g_autoptr(PxCostTable) td = tiny_table(&p, &c, &m);
+  g_assert_false(td->overlap_dp);
+  g_assert_cmpfloat(td->dp_window[0], ==, 0.0);
+  px_model_free(m);
+  p.bucket_bytes = 5e4;
+  g_autoptr(PxCostTable) tb = tiny_table(&p, &c, &m);
+  g_assert_true(tb->overlap_dp);
+  g_assert_cmpfloat(REL(tb->dp_window[0], 0.8 * (tb->bwd_input[0] + tb->bwd_weight[0])), <, 1e-12);
+  px_model_free(m);
+  p.bucket_bytes = 0;
+  /* FSDP (ZeRO-3): every backward reduce-scatters its fp32 gradients beside
+   * the gathers, 3 * 2us + 3/4 * 434176 / 4e11; after the last backward only
+   * the last of the 5 layers' share is left; Composer's AdamW moves 92 B per
+   * parameter of the 27136-parameter shard at 3 TB/s */
+  p.stack = PX_STACK_FSDP;
+  p.zero = 3;
+  g_autoptr(PxCostTable) tf = tiny_table(&p, &c, &m);
+  double rs = 6e-6 + 0.75 * 434176.0 / 4e11;
+  g_assert_cmpfloat(REL(tf->reduce_pass[0], rs), <, 1e-12);
+  g_assert_cmpfloat(REL(tf->dp_reduce[0], rs / 5), <, 1e-12);
+  g_assert_cmpfloat(REL(tf->optimizer[0], 27136.0 * 92 / 3e12), <, 1e-12);
+  g_assert_cmpint(tf->attention, ==, PX_ATTN_FLASH);
+  px_model_free(m);
+  px_plan_clear(&p);
+}
+
 static void test_tied_and_p2p(void) {
   PxCluster c = make_cluster(2, 1);
   PxPlan p;
@@ -398,6 +455,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cost/links/tp-nvlink-vs-network", test_tp_links);
   g_test_add_func("/cost/table/dp-reduction-zero", test_dp_reduction);
   g_test_add_func("/cost/table/tied-and-p2p", test_tied_and_p2p);
+  g_test_add_func("/cost/table/stacks", test_stacks);
   g_test_add_func("/cost/flops/gpt3-megatron", test_gpt3_flops);
   g_test_add_func("/cost/table/ideal", test_ideal);
   g_test_add_func("/cost/table/refuses-missing-peak", test_refuses);

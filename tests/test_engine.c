@@ -243,6 +243,39 @@ static void test_dp_overlap_hand(void) {
   }
 }
 
+/* Bucketed overlap at pp = 1, one chunk, m = 2: F 0-1, B 1-3, F 3-4, B 4-6.
+ * The reduction (4) may start dp_window = 1.5 before the end of the last
+ * backward: 4.5-8.5, optimizer (1) 8.5-9.5; exposed 2.5. Without a window it
+ * starts at 6: 6-10, optimizer 10-11, exposed 4. Exposed DP reduction is not
+ * bubble: the bubble is 0, dp_exposed_fraction = exposed / step. */
+static void test_dp_window_hand(void) {
+  for (int window = 0; window <= 1; window++) {
+    Case c;
+    px_plan_init(&c.plan);
+    c.plan.schedule = PX_SCHED_1F1B;
+    c.plan.m = 2;
+    c.plan.dp = 2;
+    c.prog = px_program_new(&c.plan, NULL, NULL);
+    c.tab = px_cost_table_ideal(1, 1);
+    c.tab->dp_reduce[0] = 4;
+    c.tab->optimizer[0] = 1;
+    c.tab->overlap_dp = TRUE;
+    c.tab->dp_window[0] = window ? 1.5 : 0;
+    g_autoptr(PxSimResult) res = run(&c, NULL);
+    double step = window ? 9.5 : 11, exposed = window ? 2.5 : 4;
+    g_assert_cmpfloat_with_epsilon(res->step_time, step, EPS);
+    g_assert_cmpfloat_with_epsilon(res->ranks[0].exposed[PX_COMM_DP], exposed, EPS);
+    g_assert_cmpfloat_with_epsilon(res->bubble_fraction, 0, EPS);
+    g_assert_cmpfloat_with_epsilon(res->dp_exposed_fraction, exposed / step, EPS);
+    /* per instruction kind: 2 forwards, 2 backwards (2 each), the reduction, the step */
+    g_assert_cmpfloat_with_epsilon(res->ranks[0].op_time[PX_OP_FORWARD], 2, EPS);
+    g_assert_cmpfloat_with_epsilon(res->ranks[0].op_time[PX_OP_BACKWARD], 4, EPS);
+    g_assert_cmpfloat_with_epsilon(res->ranks[0].op_time[PX_OP_REDUCE_GRADS], 4, EPS);
+    g_assert_cmpfloat_with_epsilon(res->ranks[0].op_time[PX_OP_OPTIMIZER_STEP], 1, EPS);
+    case_clear(&c);
+  }
+}
+
 /* dp 2 × tp 2 × pp 4 with every kind of communication: simulating all 16 ranks
  * gives what one rank per stage gives. */
 static void test_symmetry(void) {
@@ -364,6 +397,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/engine/memory/zb-h1", test_zb_h1_memory);
   g_test_add_func("/engine/comm/p2p", test_p2p_hand);
   g_test_add_func("/engine/comm/dp-overlap", test_dp_overlap_hand);
+  g_test_add_func("/engine/comm/dp-window-not-bubble", test_dp_window_hand);
   g_test_add_func("/engine/symmetry", test_symmetry);
   g_test_add_func("/engine/deadlock", test_deadlock);
   return g_test_run();
