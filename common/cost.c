@@ -450,6 +450,7 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
   double act_msg = plan->mbs * seq * model->desc.hidden * E / (plan->seq_parallel ? tp : 1);
   g_autofree double *rank_params = g_new0(double, pp);  /* per GPU, TP-sharded, before ZeRO */
   g_autofree double *part_params = g_new0(double, parts);
+  gboolean megatron = plan->stack == PX_STACK_MEGATRON_2021 || plan->stack == PX_STACK_MEGATRON_CORE;
 
   for (int k = 0; k < parts; k++) {
     int r = px_partition_part_rank(part, k);
@@ -469,15 +470,33 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
       part_params[k] += own_copy ? px_layer_stored_params_tp(layer, tp) : px_layer_params_tp(layer, tp);
     }
     rank_params[r] += part_params[k];
+    /* gradient accumulation outside the GEMMs, every micro-batch: read the
+     * fresh 16-bit gradient, read and write the accumulator (Megatron-LM 2021
+     * model/distributed.py: param.main_grad.add_(param.grad) in a backward
+     * hook; PyTorch's AccumulateGrad for DeepSpeed and this executor).
+     * Megatron-Core fuses it into the wgrad GEMM (gradient_accumulation_fusion);
+     * FSDP reduce-scatters every micro-batch and accumulates only its shard. */
+    if (plan->stack != PX_STACK_MEGATRON_CORE) {
+      double accum = part_params[k] * (E + 2.0 * G);
+      if (plan->stack == PX_STACK_FSDP) accum /= dp;
+      t->bwd_weight[k] += accum / px_cost_hbm_rate(cluster);
+    }
+    /* Megatron's scatter-gather (p2p_communication.py,
+     * scatter_gather_tensors_in_pipeline): with tp > 1 and no sequence
+     * parallelism each TP rank sends 1/tp of the replicated activation and the
+     * receivers all-gather it over the TP group */
+    gboolean sg = megatron && tp > 1 && !plan->seq_parallel;
+    double msg = sg ? act_msg / tp : act_msg;
+    double regather = sg ? px_cost_allgather(act_msg, tp, &tpl) : 0;
     if (k + 1 < parts) {
       PxLink l = px_cost_p2p_link(cluster, plan, r, px_partition_part_rank(part, k + 1));
-      t->p2p_act[k] = px_cost_p2p(act_msg, &l);
+      t->p2p_act[k] = px_cost_p2p(msg, &l) + regather;
     }
     if (k > 0) {
       PxLink l = px_cost_p2p_link(cluster, plan, r, px_partition_part_rank(part, k - 1));
-      t->p2p_grad[k] = px_cost_p2p(act_msg, &l);
+      t->p2p_grad[k] = px_cost_p2p(msg, &l) + regather;
     }
-    t->p2p_bytes[k] = parts > 1 ? act_msg : 0;
+    t->p2p_bytes[k] = parts > 1 ? msg : 0;
     int layers = part->bounds[k + 1] - part->bounds[k];
     double bwd = t->bwd_input[k] + t->bwd_weight[k];
     if (overlap && dp > 1) {
@@ -569,6 +588,9 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
   t->hardware_flops_per_step = flops.hardware_per_step;
   t->peak_flops = px_cost_peak_flops(cluster, plan->precision);
   t->overlap_dp = overlap;
+  /* Megatron-LM 2021 waits for its sends: p2p_communication.py _communicate
+   * calls torch.cuda.synchronize() after batch_isend_irecv */
+  t->p2p_blocking = plan->stack == PX_STACK_MEGATRON_2021;
   t->attention = px_cost_attention(plan);
   t->grad_reduce_bytes = G;
   return g_steal_pointer(&t);

@@ -41,6 +41,7 @@ typedef struct {
   double hardware_flops_per_step;  /* with recompute */
   double peak_flops;               /* per GPU, for the plan's precision */
   gboolean overlap_dp;             /* DP reduction may overlap backward */
+  gboolean p2p_blocking;           /* the compute stream waits for its own sends */
   PxAttention attention;           /* the attention kernel costed */
   int grad_reduce_bytes;           /* bytes per gradient element in the DP reduction */
 } PxCostTable;

@@ -274,6 +274,7 @@ static gboolean step(Sim *sim, Rank *r) {
     r->op_time[in->kind] += msg->end - msg->start;
     record(sim, r, PX_STREAM_SEND, in->kind, in->mb, in->chunk, msg->start, msg->end, tab->p2p_bytes[part]);
     if (msg->waiter >= 0) enqueue(sim, msg->waiter);
+    if (tab->p2p_blocking) wait_for(r, msg->end, msg->start, PX_COMM_P2P);
     break;
   }
   case PX_OP_RECV_ACT:

@@ -294,7 +294,16 @@ static void test_stacks(void) {
   g_assert_cmpfloat(REL(t->dp_bytes[0], 651264.0), <, 1e-12);
   g_assert_false(t->overlap_dp);
   g_assert_cmpint(t->attention, ==, PX_ATTN_UNFUSED);
+  /* its main_grad.add_ hook: every micro-batch reads the 2-byte gradient and
+   * reads + writes the 4-byte main_grad, 10 B per parameter at 3 TB/s, on top
+   * of what Megatron-Core (fused into the wgrad GEMM) spends */
   px_model_free(m);
+  p.stack = PX_STACK_MEGATRON_CORE;
+  g_autoptr(PxCostTable) tc = tiny_table(&p, &c, &m);
+  g_assert_cmpfloat(REL(t->bwd_weight[0] - tc->bwd_weight[0], 108544.0 * 10 / 3e12), <, 1e-9);
+  g_assert_cmpfloat(REL(t->bwd_input[0], tc->bwd_input[0]), <, 1e-12);
+  px_model_free(m);
+  p.stack = PX_STACK_MEGATRON_2021;
   p.precision = PX_PREC_FP16;
   g_autoptr(PxCostTable) t16 = tiny_table(&p, &c, &m);
   g_assert_cmpint(t16->grad_reduce_bytes, ==, 2);
