@@ -177,7 +177,7 @@ static void suite_foundry(const char *dir, Errors *all, gboolean quiet) {
   Errors per_gpu[2];
   memset(per_gpu, 0, sizeof per_gpu);
   const char *gpu_names[2] = {"a100_80gb", "h100_80gb"};
-  printf("\n2. llm-foundry MPT throughput tables — FSDP FULL_SHARD, flash attention, published micro-batch,\n"
+  printf("\n2. llm-foundry MPT throughput tables — FSDP FULL_SHARD, FlashAttention v1, published micro-batch,\n"
          "   accumulation, checkpointing and mixed-precision mode (mosaicml/llm-foundry benchmarking README)\n");
   printf("%-5s %6s %4s %-9s %4s %4s %5s %-7s %-5s %10s %10s %8s\n", "model", "seq", "gpus", "gpu", "mbs", "acc",
          "gbs", "mp", "ckpt", "predicted", "published", "error");
