@@ -19,8 +19,9 @@
  *      gradient accumulation, activation checkpointing and mixed-precision
  *      mode (DEFAULT reduces gradients in fp32, PURE in bf16). Published:
  *      tokens/s per GPU.
- *   3. The zero-bubble paper's Table 5 bubble rates: not included (see
- *      docs/cost.md, "Validation").
+ *   3. The zero-bubble paper's Table 5 bubble rates of 1F1B, 1F1B-I and ZB-H1,
+ *      from its Table 9 profiled T_F, T_B, T_W, T_comm, played by the engine
+ *      (ZB-H2, ZB-1p, ZB-2p are not schedules this project has).
  *
  * Usage: validate [--csv DIR] [--quiet]   (DIR holds llm-foundry.csv; default:
  * the source directory this program was built from). */
@@ -30,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "flops.h"
+#include "schedule.h"
 #include "search.h"
 
 #ifndef PX_VALIDATE_DIR
@@ -234,6 +236,93 @@ static void suite_foundry(const char *dir, Errors *all, gboolean quiet) {
   }
 }
 
+/* ---- 3. zero-bubble Table 5 ---------------------------------------------- */
+
+/* Qi et al. 2024 ("Zero Bubble Pipeline Parallelism", ICLR; paper.pdf of
+ * sail-sg/zero-bubble-pipeline-parallelism): Table 9, the profiled T_F, T_B,
+ * T_W, T_comm (ms) of each setting, and Table 5, the bubble rates they give,
+ * (cost - m (T_F + T_B + T_W)) / cost with cost the longest stage's time.
+ * Uniform stages (their first and last stages hold one layer less to balance
+ * the embedding and loss). 1F1B-I is Megatron's interleaving with one layer per
+ * chunk (v = the stage's layers, (L + 2) / p from their Table 3: each chunk
+ * 1/v of the stage's times, a p2p per chunk hop) — the paper does not state
+ * v, this is the assumption. */
+static const struct {
+  const char *model;
+  int p, m, v;                      /* v: layers per stage, (L + 2) / p (Table 3) */
+  double tf, tb, tw, comm;          /* Table 9, ms */
+  double b_1f1b, b_1f1bi, b_zbh1;   /* Table 5 */
+} zb[] = {
+  {"1.5B", 8, 24, 3, 18.522, 18.086, 9.337, 0.601, 0.2431, 0.1055, 0.1585},
+  {"1.5B", 8, 32, 3, 18.513, 18.086, 9.331, 0.626, 0.1985, 0.0818, 0.1242},
+  {"1.5B", 8, 64, 3, 18.546, 18.097, 9.321, 0.762, 0.1240, 0.0443, 0.0674},
+  {"6.2B", 8, 24, 4, 29.718, 29.444, 19.927, 0.527, 0.2347, 0.0808, 0.1323},
+  {"6.2B", 8, 32, 4, 29.802, 29.428, 19.530, 0.577, 0.1898, 0.0628, 0.1045},
+  {"6.2B", 8, 64, 4, 29.935, 29.621, 19.388, 0.535, 0.1091, 0.0320, 0.0554},
+  {"14.6B", 16, 48, 3, 11.347, 11.248, 8.132, 0.377, 0.2552, 0.1104, 0.1397},
+  {"14.6B", 16, 64, 3, 11.307, 11.254, 8.101, 0.379, 0.2082, 0.0852, 0.1088},
+  {"14.6B", 16, 128, 3, 11.325, 11.308, 8.109, 0.378, 0.1251, 0.0445, 0.0576},
+  {"28.3B", 32, 96, 2, 10.419, 10.207, 7.715, 0.408, 0.2646, 0.1493, 0.1421},
+  {"28.3B", 32, 128, 2, 10.408, 10.204, 7.703, 0.408, 0.2168, 0.1164, 0.1106},
+  {"28.3B", 32, 256, 2, 10.402, 10.248, 7.698, 0.460, 0.1352, 0.0624, 0.0594},
+};
+
+/* The engine's bubble rate for one schedule with the profiled times. */
+static double zb_bubble(int i, PxScheduleKind kind) {
+  PxPlan plan;
+  px_plan_init(&plan);
+  plan.pp = zb[i].p;
+  plan.m = zb[i].m;
+  plan.schedule = kind;
+  plan.vpp = kind == PX_SCHED_INTERLEAVED ? zb[i].v : 1;
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PxProgram) prog = px_program_new(&plan, NULL, &err);
+  if (!prog) {
+    fprintf(stderr, "validate: %s\n", err->message);
+    exit(1);
+  }
+  g_autoptr(PxCostTable) t = px_cost_table_ideal(plan.pp, plan.vpp);
+  for (int k = 0; k < t->parts; k++) {
+    t->fwd[k] = 1e-3 * zb[i].tf / plan.vpp;
+    t->bwd_input[k] = 1e-3 * zb[i].tb / plan.vpp;
+    t->bwd_weight[k] = 1e-3 * zb[i].tw / plan.vpp;
+    t->p2p_act[k] = k + 1 < t->parts ? 1e-3 * zb[i].comm : 0;
+    t->p2p_grad[k] = k > 0 ? 1e-3 * zb[i].comm : 0;
+  }
+  PxSimOptions so = {.no_timeline = TRUE};
+  g_autoptr(PxSimResult) res = px_simulate(prog, t, &so, &err);
+  if (!res) {
+    fprintf(stderr, "validate: %s\n", err->message);
+    exit(1);
+  }
+  px_plan_clear(&plan);
+  double ideal = 1e-3 * zb[i].m * (zb[i].tf + zb[i].tb + zb[i].tw);
+  return (res->step_time - ideal) / res->step_time;
+}
+
+static void suite_zero_bubble(Errors *all, gboolean quiet) {
+  Errors e = {0};
+  printf("\n3. zero-bubble (Qi et al. 2024) Table 5 bubble rates from its Table 9 profiled times (engine)\n");
+  printf("%-6s %3s %4s   %-22s %-22s %-22s\n", "model", "p", "m", "1F1B pred / pub", "1F1B-I (v = layers)", "ZB-H1");
+  static const PxScheduleKind kinds[3] = {PX_SCHED_1F1B, PX_SCHED_INTERLEAVED, PX_SCHED_ZB_H1};
+  static const char *names[3] = {"1F1B", "1F1B-I", "ZB-H1"};
+  for (gsize i = 0; i < G_N_ELEMENTS(zb); i++) {
+    double pub[3] = {zb[i].b_1f1b, zb[i].b_1f1bi, zb[i].b_zbh1};
+    if (!quiet) printf("%-6s %3d %4d", zb[i].model, zb[i].p, zb[i].m);
+    for (int k = 0; k < 3; k++) {
+      double b = zb_bubble((int)i, kinds[k]);
+      g_autofree char *row = g_strdup_printf("%s %s m%d", names[k], zb[i].model, zb[i].m);
+      add_error(&e, b, pub[k], row);
+      if (!quiet) printf("   %.4f / %.4f %+6.1f%%", b, pub[k], 100 * (b / pub[k] - 1));
+    }
+    if (!quiet) printf("\n");
+  }
+  print_errors("zero-bubble Table 5", &e);
+  all->sum += e.sum;
+  all->n += e.n;
+  if (e.max >= all->max) { all->max = e.max; g_snprintf(all->worst, sizeof all->worst, "zero-bubble %s", e.worst); }
+}
+
 int main(int argc, char **argv) {
   const char *dir = PX_VALIDATE_DIR;
   gboolean quiet = FALSE;
@@ -248,7 +337,8 @@ int main(int argc, char **argv) {
   Errors all = {0};
   suite_narayanan(&all, quiet);
   suite_foundry(dir, &all, quiet);
-  printf("\n3. zero-bubble (Qi et al. 2024) Table 5 bubble rates: not included (docs/cost.md, Validation)\n\n");
+  suite_zero_bubble(&all, quiet);
+  printf("\n");
   print_errors("all rows", &all);
   printf("goal: mean <= 5 %%, every row <= 10 %%\n");
   return 0;
