@@ -222,19 +222,24 @@ static void test_p2p_hand(void) {
  * dp reduction 4 in all, 2 per chunk. Overlapped: chunk 1's reduction 4-6,
  * chunk 0's 6-8, optimizer (1) 8-9. Not overlapped: both after the last
  * backward, 6-10, optimizer 10-11. */
+/* One stage, dp 2, ideal compute, a DP reduction of 4 and an optimizer step of 1. */
+static void dp_case_init(Case *c, PxScheduleKind k, int vpp, int m, gboolean overlap) {
+  px_plan_init(&c->plan);
+  c->plan.schedule = k;
+  c->plan.vpp = vpp;
+  c->plan.m = m;
+  c->plan.dp = 2;
+  c->prog = px_program_new(&c->plan, NULL, NULL);
+  c->tab = px_cost_table_ideal(1, vpp);
+  c->tab->dp_reduce[0] = 4;
+  c->tab->optimizer[0] = 1;
+  c->tab->overlap_dp = overlap;
+}
+
 static void test_dp_overlap_hand(void) {
   for (int overlap = 0; overlap <= 1; overlap++) {
     Case c;
-    px_plan_init(&c.plan);
-    c.plan.schedule = PX_SCHED_INTERLEAVED;
-    c.plan.vpp = 2;
-    c.plan.m = 1;
-    c.plan.dp = 2;
-    c.prog = px_program_new(&c.plan, NULL, NULL);
-    c.tab = px_cost_table_ideal(1, 2);
-    c.tab->dp_reduce[0] = 4;
-    c.tab->optimizer[0] = 1;
-    c.tab->overlap_dp = overlap;
+    dp_case_init(&c, PX_SCHED_INTERLEAVED, 2, 1, overlap);
     g_autoptr(PxSimResult) res = run(&c, NULL);
     g_assert_cmpfloat_with_epsilon(res->step_time, overlap ? 9 : 11, EPS);
     g_assert_cmpfloat_with_epsilon(res->ranks[0].exposed[PX_COMM_DP], overlap ? 2 : 4, EPS);
@@ -251,15 +256,7 @@ static void test_dp_overlap_hand(void) {
 static void test_dp_window_hand(void) {
   for (int window = 0; window <= 1; window++) {
     Case c;
-    px_plan_init(&c.plan);
-    c.plan.schedule = PX_SCHED_1F1B;
-    c.plan.m = 2;
-    c.plan.dp = 2;
-    c.prog = px_program_new(&c.plan, NULL, NULL);
-    c.tab = px_cost_table_ideal(1, 1);
-    c.tab->dp_reduce[0] = 4;
-    c.tab->optimizer[0] = 1;
-    c.tab->overlap_dp = TRUE;
+    dp_case_init(&c, PX_SCHED_1F1B, 1, 2, TRUE);
     c.tab->dp_window[0] = window ? 1.5 : 0;
     g_autoptr(PxSimResult) res = run(&c, NULL);
     double step = window ? 9.5 : 11, exposed = window ? 2.5 : 4;

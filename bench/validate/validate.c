@@ -59,6 +59,11 @@ static void print_errors(const char *suite, const Errors *e) {
          e->n ? 100 * e->sum / e->n : 0.0, 100 * e->max, e->worst);
 }
 
+static G_NORETURN void die(const GError *err) {
+  fprintf(stderr, "validate: %s\n", err->message);
+  exit(1);
+}
+
 static PxModel *gpt(const char *name, int layers, int hidden, int heads, int vocab, int seq, gboolean mpt) {
   PxModelDesc d = {.name = (char *)name, .layers = layers, .hidden = hidden, .heads = heads, .kv_heads = heads,
                    .ffn = 4 * hidden, .vocab = vocab, .max_seq = seq, .ffn_kind = PX_FFN_GELU,
@@ -67,20 +72,14 @@ static PxModel *gpt(const char *name, int layers, int hidden, int heads, int voc
                    .pos = mpt ? PX_POS_ROPE : PX_POS_LEARNED, .bias = !mpt, .tied = TRUE, .dropout = !mpt};
   g_autoptr(GError) err = NULL;
   PxModel *m = px_model_new(&d, &err);
-  if (!m) {
-    fprintf(stderr, "validate: %s: %s\n", name, err->message);
-    exit(1);
-  }
+  if (!m) die(err);
   return m;
 }
 
 static PxCluster *cluster(const char *preset, int gpus) {
   g_autoptr(GError) err = NULL;
   PxCluster *c = px_cluster_load(preset, &err);
-  if (!c) {
-    fprintf(stderr, "validate: %s\n", err->message);
-    exit(1);
-  }
+  if (!c) die(err);
   c->nodes = MAX(1, gpus / c->gpus_per_node);
   if (gpus < c->gpus_per_node) c->gpus_per_node = gpus;
   return c;
@@ -172,10 +171,7 @@ static void suite_foundry(const char *dir, Errors *all, gboolean quiet) {
   g_autofree char *path = g_build_filename(dir, "llm-foundry.csv", NULL);
   g_autofree char *text = NULL;
   g_autoptr(GError) err = NULL;
-  if (!g_file_get_contents(path, &text, NULL, &err)) {
-    fprintf(stderr, "validate: %s\n", err->message);
-    exit(1);
-  }
+  if (!g_file_get_contents(path, &text, NULL, &err)) die(err);
   Errors per_gpu[2];
   memset(per_gpu, 0, sizeof per_gpu);
   const char *gpu_names[2] = {"a100_80gb", "h100_80gb"};
@@ -277,10 +273,7 @@ static double zb_bubble(int i, PxScheduleKind kind) {
   plan.vpp = kind == PX_SCHED_INTERLEAVED ? zb[i].v : 1;
   g_autoptr(GError) err = NULL;
   g_autoptr(PxProgram) prog = px_program_new(&plan, NULL, &err);
-  if (!prog) {
-    fprintf(stderr, "validate: %s\n", err->message);
-    exit(1);
-  }
+  if (!prog) die(err);
   g_autoptr(PxCostTable) t = px_cost_table_ideal(plan.pp, plan.vpp);
   for (int k = 0; k < t->parts; k++) {
     t->fwd[k] = 1e-3 * zb[i].tf / plan.vpp;
@@ -291,10 +284,7 @@ static double zb_bubble(int i, PxScheduleKind kind) {
   }
   PxSimOptions so = {.no_timeline = TRUE};
   g_autoptr(PxSimResult) res = px_simulate(prog, t, &so, &err);
-  if (!res) {
-    fprintf(stderr, "validate: %s\n", err->message);
-    exit(1);
-  }
+  if (!res) die(err);
   px_plan_clear(&plan);
   double ideal = 1e-3 * zb[i].m * (zb[i].tf + zb[i].tb + zb[i].tw);
   return (res->step_time - ideal) / res->step_time;
