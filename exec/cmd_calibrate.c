@@ -88,14 +88,13 @@ typedef struct {
 static gpointer coll_rank(gpointer p) {
   CollRank *cr = p;
   g_autoptr(PxComm) comm = px_comm_local_new(cr->world, cr->rank);
-  g_autoptr(PxGroup) g = px_group_new_world(px_comm_world(comm));
   g_autofree float *buf = g_new0(float, cr->count);
   g_autofree double *t = g_new(double, cr->reps);
-  if (!px_comm_all_reduce(comm, g, buf, cr->count, PX_DTYPE_F32, &cr->error)) return NULL;
+  if (!px_comm_all_reduce(comm, buf, cr->count, PX_DTYPE_F32, PX_RED_SUM, NULL, &cr->error)) return NULL;
   for (int i = 0; i < cr->reps; i++) {
-    if (!px_comm_barrier(comm, g, &cr->error)) return NULL;
+    if (!px_comm_barrier(comm, NULL, &cr->error)) return NULL;
     double t0 = now();
-    if (!px_comm_all_reduce(comm, g, buf, cr->count, PX_DTYPE_F32, &cr->error)) return NULL;
+    if (!px_comm_all_reduce(comm, buf, cr->count, PX_DTYPE_F32, PX_RED_SUM, NULL, &cr->error)) return NULL;
     t[i] = now() - t0;
   }
   qsort(t, cr->reps, sizeof *t, cmp_double);

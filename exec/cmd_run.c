@@ -2,13 +2,18 @@
  * printing per step loss, step time and tokens/s, then each rank's memory by
  * category next to the planner's prediction (text or --json), and optionally
  * the measured timeline of the last step (--trace, --csv, as parallax-sim
- * writes them) and checkpoints (--save DIR --save-every K, --resume DIR).
+ * writes them) and checkpoints (--save DIR --save-every K --keep N, --resume
+ * DIR; docs/checkpoint.md). The --save directory is checked (created,
+ * writable) before step 1; after each commit all but the newest N checkpoints
+ * are deleted (never the one DIR/latest names). A NaN or Inf loss or gradient
+ * norm stops the run with an error, before the step is counted or saved.
  *
  * --steps N is the step number to reach: with --resume, the run continues
  * from the checkpoint's step up to N. */
 #include <json-glib/json-glib.h>
 #include <stdio.h>
 #include <string.h>
+#include "checkpoint.h"
 #include "exec_commands.h"
 #include "options.h"
 #include "plot.h"
@@ -19,7 +24,7 @@
 
 typedef struct {
   PxRunOptions opt;
-  int steps, save_every;
+  int steps, save_every, keep;
   gboolean json, gantt;
   char *plot,
        *trace, *csv, *save, *resume, *dtype, *backend, *data;
@@ -56,6 +61,7 @@ int px_exec_cmd_run(int argc, char **argv) {
   RunArgs a = {0};
   px_run_options_init(&a.opt);
   a.steps = 10;
+  a.keep = 3;
   a.seed = (gint64)a.opt.seed;
   GOptionEntry entries[] = {
     {"backend", 0, 0, G_OPTION_ARG_STRING, &a.backend, "Device backend: cpu (default), cuda", "B"},
@@ -77,6 +83,7 @@ int px_exec_cmd_run(int argc, char **argv) {
     {"plot", 0, 0, G_OPTION_ARG_FILENAME, &a.plot, "Draw the last step's timeline and memory into DIR (gnuplot)", "DIR"},
     {"save", 0, 0, G_OPTION_ARG_FILENAME, &a.save, "Checkpoint directory", "DIR"},
     {"save-every", 0, 0, G_OPTION_ARG_INT, &a.save_every, "Checkpoint every K steps (default: at the end)", "K"},
+    {"keep", 0, 0, G_OPTION_ARG_INT, &a.keep, "Keep the newest N checkpoints, 0 for all (default 3)", "N"},
     {"resume", 0, 0, G_OPTION_ARG_FILENAME, &a.resume, "Resume from the latest checkpoint in DIR", "DIR"},
     {NULL, 0, 0, 0, NULL, NULL, NULL},
   };
@@ -106,12 +113,13 @@ int px_exec_cmd_run(int argc, char **argv) {
     fprintf(stderr, CMD ": --units '%s' is not GB or GiB\n", o.units);
     goto out;
   }
-  if (a.steps < 1 || a.save_every < 0) {
-    fprintf(stderr, CMD ": --steps must be at least 1 and --save-every at least 0\n");
+  if (a.steps < 1 || a.save_every < 0 || a.keep < 0) {
+    fprintf(stderr, CMD ": --steps must be at least 1, --save-every and --keep at least 0\n");
     goto out;
   }
   if (!px_plan_options_resolve(&o, FALSE, &model, &cluster, &plan, &error) ||
-      !(rt = px_runtime_new(model, &plan, &a.opt, &error)) || (a.resume && !px_runtime_resume(rt, a.resume, &error))) {
+      !(rt = px_runtime_new(model, &plan, &a.opt, &error)) || (a.resume && !px_runtime_resume(rt, a.resume, &error)) ||
+      (a.save && !px_checkpoint_check_dir(a.save, &error))) {
     rc = px_cli_fail(CMD, error);
     goto out;
   }
@@ -155,7 +163,8 @@ int px_exec_cmd_run(int argc, char **argv) {
       fflush(stdout);
     }
     gboolean last = px_runtime_steps_done(rt) == a.steps;
-    if (a.save && ((a.save_every > 0 && sr.step % a.save_every == 0) || last) && !px_runtime_save(rt, a.save, &error)) {
+    if (a.save && ((a.save_every > 0 && sr.step % a.save_every == 0) || last) &&
+        (!px_runtime_save(rt, a.save, &error) || !px_checkpoint_prune(a.save, a.keep, NULL, &error))) {
       rc = px_cli_fail(CMD, error);
       goto out;
     }

@@ -8,7 +8,7 @@
  *    planner's px_memory_new prediction exactly, peak activations within 5%;
  *  - the measured timeline holds one event per program instruction;
  *  - checkpoints: 6 steps straight equal 3 + resume + 3 bit for bit; a
- *    checkpoint of another plan is refused;
+ *    checkpoint of another run is refused (more in test_checkpoint.c);
  *  - bad input: a plan whose parts do not divide the model, tokens outside the
  *    vocabulary. */
 #include <glib.h>
@@ -335,9 +335,10 @@ static void test_checkpoint_resume(void) {
   g_assert_true(g_file_get_contents(latest, &text, NULL, NULL));
   g_assert_cmpstr(text, ==, "step-00000003\n");
 
-  /* another plan (ZeRO-2 instead of 1) refuses the checkpoint with one error */
+  /* another run (a global batch of 16 sequences instead of 8) refuses the
+   * checkpoint with one error; another layout resumes (tests/test_checkpoint.c) */
   Layout other = l;
-  other.zero = 2;
+  other.gbs = 16;
   g_autoptr(PxRuntime) rt2 = layout_runtime(model, &other, PX_DTYPE_F32, &error);
   g_assert_false(px_runtime_resume(rt2, dir, &error));
   g_assert_error(error, PX_CHECKPOINT_ERROR, PX_CHECKPOINT_ERROR_MISMATCH);
@@ -350,7 +351,7 @@ static void test_checkpoint_resume(void) {
   g_assert_true(g_file_get_contents(latest, &text2, NULL, NULL));
   g_assert_cmpstr(text2, ==, "step-00000003\n");
 
-  /* a truncated rank file is a format error */
+  /* a truncated rank file is refused as corrupt (its size and SHA-256 are in the manifest) */
   g_autofree char *rank0 = g_build_filename(dir, "step-00000003", "rank-00000.ckpt", NULL);
   g_autofree char *bytes = NULL;
   gsize len = 0;
@@ -358,7 +359,7 @@ static void test_checkpoint_resume(void) {
   g_assert_true(g_file_set_contents(rank0, bytes, (gssize)len / 2, NULL));
   g_autoptr(PxRuntime) rt3 = layout_runtime(model, &l, PX_DTYPE_F32, &error);
   g_assert_false(px_runtime_resume(rt3, dir, &error));
-  g_assert_error(error, PX_CHECKPOINT_ERROR, PX_CHECKPOINT_ERROR_FORMAT);
+  g_assert_error(error, PX_CHECKPOINT_ERROR, PX_CHECKPOINT_ERROR_CORRUPT);
 }
 
 /* ---- bad input ----------------------------------------------------------------------- */
