@@ -55,8 +55,10 @@ G_DEFINE_QUARK(px-cost-error-quark, px_cost_error)
 /* See docs/cost.md for each choice and the framework file it comes from. */
 static const PxStackProfile stacks[PX_N_STACKS] = {
   /* this project's executor: reduces in the activation dtype, overlaps only
-   * with a bucket size (plan bucket_bytes), one fused Adam pass */
-  {PX_STACK_PARALLAX, 0, PX_OVERLAP_BUCKET_SIZE, 0, 0, PX_ATTN_FLASH},
+   * with a bucket size (plan bucket_bytes), one fused Adam pass; its attention
+   * (exec/backend.h px_op_attention_fwd) keeps the s x s probabilities for the
+   * backward: unfused, as memory.c counts it */
+  {PX_STACK_PARALLAX, 0, PX_OVERLAP_BUCKET_SIZE, 0, 0, PX_ATTN_UNFUSED},
   /* Megatron-LM v2 (2021): megatron/training.py train_step all-reduces after the
    * whole backward (model/distributed.py, no overlap); main_grad accumulated and
    * reduced in fp32 for bf16 (arguments.py forces accumulate_allreduce_grads_in_fp32);
