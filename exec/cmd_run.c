@@ -12,6 +12,8 @@
  * from the checkpoint's step up to N. */
 #include <json-glib/json-glib.h>
 #include <stdio.h>
+#include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 #include "checkpoint.h"
 #include "exec_commands.h"
@@ -27,7 +29,7 @@ typedef struct {
   int steps, save_every, keep;
   gboolean json, gantt;
   char *plot,
-       *trace, *csv, *save, *resume, *dtype, *backend, *data;
+       *trace, *csv, *save, *resume, *dtype, *backend, *data, *comm;
   gint64 seed;
 } RunArgs;
 
@@ -65,6 +67,9 @@ int px_exec_cmd_run(int argc, char **argv) {
   a.seed = (gint64)a.opt.seed;
   GOptionEntry entries[] = {
     {"backend", 0, 0, G_OPTION_ARG_STRING, &a.backend, "Device backend: cpu (default), cuda", "B"},
+    {"comm", 0, 0, G_OPTION_ARG_STRING, &a.comm,
+     "Communicator: local (every rank a thread of this process; the default), mpi (one process per rank, "
+     "under mpirun or srun; the default when launched by mpirun)", "C"},
     {"steps", 'n', 0, G_OPTION_ARG_INT, &a.steps, "Train up to this step (default 10)", "N"},
     {"seed", 0, 0, G_OPTION_ARG_INT64, &a.seed, "Seed of weights and synthetic data (default 1337)", "S"},
     {"data", 0, 0, G_OPTION_ARG_FILENAME, &a.data, "llm.c token file (default: synthetic corpus)", "FILE"},
@@ -96,7 +101,10 @@ int px_exec_cmd_run(int argc, char **argv) {
   g_autoptr(GError) error = NULL;
   g_autoptr(PxModel) model = NULL;
   g_autoptr(PxCluster) cluster = NULL;
-  g_autoptr(PxRuntime) rt = NULL;
+  PxRuntime *rt = NULL;
+  PxComm *world = NULL; /* --comm mpi */
+  int rank = 0;
+  PxRankMemory *all_mem = NULL;
   g_autoptr(JsonBuilder) jb = NULL;
   PxPlan plan;
   memset(&plan, 0, sizeof plan); /* px_plan_options_resolve initialises it */
@@ -117,10 +125,37 @@ int px_exec_cmd_run(int argc, char **argv) {
     fprintf(stderr, CMD ": --steps must be at least 1, --save-every and --keep at least 0\n");
     goto out;
   }
-  if (!px_plan_options_resolve(&o, FALSE, &model, &cluster, &plan, &error) ||
-      !(rt = px_runtime_new(model, &plan, &a.opt, &error)) || (a.resume && !px_runtime_resume(rt, a.resume, &error)) ||
-      (a.save && !px_checkpoint_check_dir(a.save, &error))) {
+  if (!a.comm) a.comm = g_strdup(g_getenv("OMPI_COMM_WORLD_SIZE") ? "mpi" : "local");
+  if (g_strcmp0(a.comm, "local") && g_strcmp0(a.comm, "mpi")) {
+    fprintf(stderr, CMD ": --comm '%s' is not local or mpi\n", a.comm);
+    goto out;
+  }
+  if (!px_plan_options_resolve(&o, FALSE, &model, &cluster, &plan, &error)) {
     rc = px_cli_fail(CMD, error);
+    goto out;
+  }
+  if (!g_strcmp0(a.comm, "mpi")) {
+    /* one rank per process: rank 0 prints; the device is the local rank */
+    if (!(world = px_comm_mpi_new(a.opt.timeout_s, &error))) {
+      rc = px_cli_fail(CMD, error);
+      goto out;
+    }
+    rank = px_comm_world_rank(world);
+    const char *lr = g_getenv("OMPI_COMM_WORLD_LOCAL_RANK") ? g_getenv("OMPI_COMM_WORLD_LOCAL_RANK") : g_getenv("SLURM_LOCALID");
+    a.opt.device = lr ? atoi(lr) : 0;
+    /* the cores of the node shared among its ranks (OMP_NUM_THREADS, when set, wins) */
+    const char *ls = g_getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    if (!g_getenv("OMP_NUM_THREADS") && ls && atoi(ls) > 0) omp_set_num_threads(MAX(1, (int)g_get_num_processors() / atoi(ls)));
+    if (rank != 0 && !freopen("/dev/null", "w", stdout)) {
+      fprintf(stderr, CMD ": rank %d: cannot silence standard output\n", rank);
+      goto out;
+    }
+  }
+  rt = world ? px_runtime_new_rank(model, &plan, &a.opt, world, &error) : px_runtime_new(model, &plan, &a.opt, &error);
+  if (!rt || (a.resume && !px_runtime_resume(rt, a.resume, &error)) ||
+      (a.save && rank == 0 && !px_checkpoint_check_dir(a.save, &error))) {
+    /* the same sentence on every rank: rank 0 says it */
+    rc = rank == 0 ? px_cli_fail(CMD, error) : 1;
     goto out;
   }
   const PxPlan *p = px_runtime_plan(rt);
@@ -128,9 +163,10 @@ int px_exec_cmd_run(int argc, char **argv) {
   jb = json_builder_new();
   json_builder_begin_object(jb);
   if (!a.json) {
-    printf("# %s: model %s, dp %d x tp %d x pp %d (%d ranks), %s, vpp %d, m %d micro-batches of %d x %d tokens, "
+    printf("# %s: model %s, dp %d x tp %d x pp %d (%d ranks, %s), %s, vpp %d, m %d micro-batches of %d x %d tokens, "
            "ZeRO-%d, checkpoint %s%s, backend %s, %s\n",
-           CMD, model->desc.name, p->dp, p->tp, p->pp, px_runtime_world(rt), px_schedule_name(p->schedule), p->vpp,
+           CMD, model->desc.name, p->dp, p->tp, p->pp, px_runtime_world(rt),
+           world ? "one process each, mpi" : "threads of this process, local", px_schedule_name(p->schedule), p->vpp,
            p->m, p->mbs, p->seq, p->zero, px_ckpt_name(p->ckpt), p->seq_parallel ? ", sequence parallel" : "", a.opt.backend,
            a.opt.dtype == PX_DTYPE_F64 ? "f64" : "f32");
     if (model->desc.dropout) printf("# dropout: off (the executor does not implement it; memory predicted without masks)\n");
@@ -164,7 +200,7 @@ int px_exec_cmd_run(int argc, char **argv) {
     }
     gboolean last = px_runtime_steps_done(rt) == a.steps;
     if (a.save && ((a.save_every > 0 && sr.step % a.save_every == 0) || last) &&
-        (!px_runtime_save(rt, a.save, &error) || !px_checkpoint_prune(a.save, a.keep, NULL, &error))) {
+        (!px_runtime_save(rt, a.save, &error) || (rank == 0 && !px_checkpoint_prune(a.save, a.keep, NULL, &error)))) {
       rc = px_cli_fail(CMD, error);
       goto out;
     }
@@ -179,10 +215,14 @@ int px_exec_cmd_run(int argc, char **argv) {
   }
   json_builder_set_member_name(jb, "memory");
   json_builder_begin_array(jb);
+  all_mem = g_new0(PxRankMemory, px_runtime_world(rt));
+  if (!px_runtime_gather_memory(rt, all_mem, &error)) {
+    rc = px_cli_fail(CMD, error);
+    goto out;
+  }
   for (int r = 0; r < px_runtime_world(rt); r++) {
-    PxRankMemory m;
+    PxRankMemory m = all_mem[r];
     double meas[5], pred[5];
-    px_runtime_memory(rt, r, &m);
     memory_rows(&m, meas, pred);
     if (a.json) {
       json_builder_begin_object(jb);
@@ -215,7 +255,15 @@ int px_exec_cmd_run(int argc, char **argv) {
     json_builder_end_object(jb);
     px_report_print_json(jb);
   }
+  if ((a.trace || a.csv || a.gantt || a.plot) && !px_runtime_gather_timeline(rt, &error)) {
+    rc = px_cli_fail(CMD, error);
+    goto out;
+  }
   const PxTimeline *tl = px_runtime_timeline(rt);
+  if (rank != 0) { /* the files are rank 0's to write */
+    rc = 0;
+    goto out;
+  }
   if ((a.trace || a.csv || a.gantt || a.plot) && !tl) {
     fprintf(stderr, CMD ": no step ran, so there is no timeline to write\n");
     goto out;
@@ -238,6 +286,11 @@ int px_exec_cmd_run(int argc, char **argv) {
   }
   rc = 0;
 out:
+  px_runtime_free(rt);
+  px_comm_free(world);
+  if (world) px_comm_mpi_finalize();
+  g_free(all_mem);
+  g_free(a.comm);
   px_plan_clear(&plan);
   px_plan_options_clear(&o);
   g_free(a.plot);
