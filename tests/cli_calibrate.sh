@@ -21,6 +21,19 @@ check "simulate reads the profile" "[ $? -eq 0 ] && grep -q 'step time' '$tmp/si
 "$exe" calibrate --model tiny-gpt --ranks 1 --reps 1 --out "$tmp/one.ini" > /dev/null 2>&1
 check "one rank: no collectives, still a profile" "[ $? -eq 0 ] && grep -q 'not measured (1 rank)' '$tmp/one.ini'"
 
+# under mpirun: one process per rank, rank 0 writes the profile (skipped without mpirun)
+if command -v mpirun > /dev/null; then
+  OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 \
+    mpirun -n 2 "$exe" calibrate --model tiny-gpt --seq 32 --reps 1 --max-bytes 16384 --out "$tmp/mpi.ini" \
+    < /dev/null > "$tmp/mpi.out" 2>&1
+  rc=$?
+  if [ $rc -eq 0 ] || ! grep -q "mpi" "$tmp/mpi.out"; then
+    check "mpi: 2 processes, one profile" "[ $rc -eq 0 ] && grep -q 'over 2 ranks (mpi communicator)' '$tmp/mpi.ini' && [ \$(grep -c '^wrote' '$tmp/mpi.out') -eq 1 ]"
+  else
+    echo "# mpi: skipped (built without the mpi communicator)"
+  fi
+fi
+
 bad() {
   local name=$1 want=$2; shift 2
   "$exe" "$@" >"$tmp/o" 2>"$tmp/e"; local rc=$?
@@ -30,5 +43,6 @@ bad "no --out" "--out FILE" calibrate --model tiny-gpt
 bad "bad ranks" "--ranks 1..64" calibrate --ranks 0 --out "$tmp/x.ini"
 bad "unknown backend" "tpu" calibrate --backend tpu --out "$tmp/x.ini"
 bad "unknown model" "nosuchmodel" calibrate --model nosuchmodel --out "$tmp/x.ini"
+bad "unknown communicator" "--comm 'nccl2' is not one of" calibrate --comm nccl2 --out "$tmp/x.ini"
 echo "1..$n"
 exit $fail
