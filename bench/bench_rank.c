@@ -5,7 +5,7 @@
  * between the two orders (1: the same order; the target is >= 0.9).
  * Both times come from the same cost table (common/cost.c); the analytic one
  * is the closed form of search.h, the simulated one the engine's timeline.
- * Usage: bench_rank [--stack NAME] [GPUS]. */
+ * Usage: bench_rank [--stack NAME] [--fix KNOB=VALUE]... [GPUS]. */
 #include <glib.h>
 #include <math.h>
 #include <stdio.h>
@@ -32,8 +32,16 @@ static double kendall_tau_b(const double *x, const double *y, int n) {
 int main(int argc, char **argv) {
   int gpus = 1024;
   PxStack stack = PX_STACK_PARALLAX;
+  PxSearchOptions o;
+  px_search_options_init(&o);
+  g_autoptr(GError) err = NULL;
   for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--stack") && i + 1 < argc) {
+    if (!strcmp(argv[i], "--fix") && i + 1 < argc) {
+      if (!px_search_fix_parse(&o.fix, argv[++i], &err)) {
+        fprintf(stderr, "bench_rank: %s\n", err->message);
+        return 2;
+      }
+    } else if (!strcmp(argv[i], "--stack") && i + 1 < argc) {
       if (!px_stack_parse(argv[++i], &stack)) {
         fprintf(stderr, "bench_rank: unknown stack '%s'\n", argv[i]);
         return 2;
@@ -43,10 +51,9 @@ int main(int argc, char **argv) {
     }
   }
   if (gpus < 8 || gpus % 8) {
-    fprintf(stderr, "usage: bench_rank [--stack NAME] [GPUS, a multiple of 8]\n");
+    fprintf(stderr, "usage: bench_rank [--stack NAME] [--fix KNOB=VALUE]... [GPUS, a multiple of 8]\n");
     return 2;
   }
-  g_autoptr(GError) err = NULL;
   g_autoptr(PxModel) m = px_model_load("gpt3-175b", &err);
   g_autoptr(PxCluster) c = m ? px_cluster_load("dgx-a100-80g", &err) : NULL;
   if (!c) {
@@ -59,8 +66,6 @@ int main(int argc, char **argv) {
   p.seq = 2048;
   p.gbs = 1536;
   p.stack = stack;
-  PxSearchOptions o;
-  px_search_options_init(&o);
   o.top = 20;
   o.confirm = 20;
   g_autoptr(GTimer) t = g_timer_new();
