@@ -284,6 +284,16 @@ static void compute_block(const Space *sp, const PxPartition *part, PxLayout l, 
 }
 
 /* Memory and analytic time of a validated plan from its two blocks. */
+/* Rank r's forward, backward-input and backward-weight per micro-batch with
+ * the ZeRO-3 gathers' excess over the compute folded in as the cost table
+ * folds it (forward excess into F, backward excess half into each of B, W). */
+static void rank_fbw(const StateBlock *s, const ComputeBlock *c, int r, double *f, double *bi, double *w) {
+  double gb = MAX(0.0, s->gather_pass[r] + s->reduce_pass[r] - c->bi[r] - c->w[r]);
+  *f = c->f[r] + MAX(0.0, s->gather_pass[r] - c->f[r]);
+  *bi = c->bi[r] + gb / 2;
+  *w = c->w[r] + gb / 2;
+}
+
 static void evaluate(const PxPlan *p, const StateBlock *s, const ComputeBlock *c, double *memory, double *time) {
   int pp = p->pp;
   double peak = 0, tc = -1, gather = 0, reduce = 0, opt = 0;
@@ -316,15 +326,17 @@ static void evaluate(const PxPlan *p, const StateBlock *s, const ComputeBlock *c
   /* fill and drain: every other rank's share once (a chunk's worth for
    * interleaved), and the p2p hops of the first micro-batch through all v·p
    * parts */
-  double fill = 0;
+  double fill = 0, fc, bic, wc;
+  rank_fbw(s, c, crit, &fc, &bic, &wc);
   for (int r = 0; r < pp; r++) {
     if (r == crit) continue;
-    double tr = c->t[r] + MAX(0.0, s->gather_pass[r] - c->f[r]) +
-                MAX(0.0, s->gather_pass[r] + s->reduce_pass[r] - c->bi[r] - c->w[r]);
-    double f = c->f[r], bi = c->bi[r], w = c->w[r];
+    double f, bi, w;
+    rank_fbw(s, c, r, &f, &bi, &w);
+    double tr = c->t[r] - c->f[r] - c->bi[r] - c->w[r] + f + bi + w;
     switch (p->schedule) {
     case PX_SCHED_INTERLEAVED: fill += tr / p->vpp; break;
-    case PX_SCHED_ZB_H1: fill += MAX(f + bi - w, 0); break;
+    /* the drain's W are the critical rank's (the engine: u_r = F_r + B_r - W_c) */
+    case PX_SCHED_ZB_H1: fill += MAX(f + bi - wc, 0); break;
     /* ZB-H2: every rank waits a forward for its first input, then (p-1)(F+B-2W)
      * (Qi et al.); the engine's step follows the larger of the two */
     case PX_SCHED_ZB_H2: fill += MAX(f, f + bi - 2 * w); break;

@@ -17,8 +17,9 @@
  *          + max_r exposed(D_r + Y_r)                  (DP + tied reductions)
  *          + max_r O_r                                 (optimizer step)
  * with u_r what rank r adds to the fill and drain: t_r for 1f1b and gpipe,
- * t_r / v for interleaved, max(F_r + Bi_r - W_r, 0) for zb-h1 (Qi et al.
- * 2023: ZB-H1's bubble is (p-1)(T_F + T_B - T_W)), max(F_r, F_r + Bi_r - 2W_r)
+ * t_r / v for interleaved, max(F_r + Bi_r - W_c, 0) for zb-h1 (Qi et al.
+ * 2023: ZB-H1's bubble is (p-1)(T_F + T_B - T_W); the drain's W are the
+ * critical rank's), max(F_r, F_r + Bi_r - 2W_r)
  * for zb-h2 (the last rank's first input waits a forward; the span's
  * (p-1)(F+B-2W)), the same halved (one chunk) for zb-v, (F_r + 2Bi_r - W_r)/2
  * for dualpipev (the DualPipe README's F&B + B - 3W per chunk); h = v hops per
