@@ -309,44 +309,43 @@ void px_comm_group_start(PxComm *c) {
   g_array_set_size(c->pending, 0);
 }
 
-/* ---- grouped point-to-point without native support: a thread per call ---- */
+/* ---- grouped point-to-point without native support ----
+ * Two threads: one issues the sends in call order, the other the receives in
+ * call order, so that neither waits for the other and messages to one peer
+ * keep their order (comm.h). */
 
 typedef struct {
   PxComm *c;
-  const PxP2p *op;
+  const PxP2p *ops;
+  int n;
+  gboolean sends;
   GError *error;
 } GroupArg;
 
 static gpointer group_thread(gpointer data) {
   GroupArg *a = data;
-  const PxP2p *o = a->op;
-  if (o->send) a->c->ops->send(a->c, o->buf, o->count, o->dtype, o->peer, &a->error);
-  else a->c->ops->recv(a->c, o->buf, o->count, o->dtype, o->peer, &a->error);
+  for (int i = 0; i < a->n && !a->error; i++) {
+    const PxP2p *o = &a->ops[i];
+    if (o->send != a->sends) continue;
+    if (o->send) a->c->ops->send(a->c, o->buf, o->count, o->dtype, o->peer, &a->error);
+    else a->c->ops->recv(a->c, o->buf, o->count, o->dtype, o->peer, &a->error);
+  }
   return NULL;
 }
 
 static gboolean run_group(PxComm *c, const PxP2p *ops, int n, GError **error) {
   if (c->ops->group) return c->ops->group(c, ops, n, error);
-  if (n == 1) {
-    const PxP2p *o = &ops[0];
-    return o->send ? c->ops->send(c, o->buf, o->count, o->dtype, o->peer, error)
-                   : c->ops->recv(c, o->buf, o->count, o->dtype, o->peer, error);
-  }
-  g_autofree GroupArg *args = g_new0(GroupArg, n);
-  g_autofree GThread **th = g_new0(GThread *, n);
-  for (int i = 0; i < n; i++) {
-    args[i] = (GroupArg){c, &ops[i], NULL};
-    th[i] = g_thread_new("p2p", group_thread, &args[i]);
-  }
+  GroupArg args[2] = {{c, ops, n, TRUE, NULL}, {c, ops, n, FALSE, NULL}};
+  GThread *sender = g_thread_new("p2p-send", group_thread, &args[0]);
+  group_thread(&args[1]);
+  g_thread_join(sender);
   gboolean ok = TRUE;
-  for (int i = 0; i < n; i++) {
-    g_thread_join(th[i]);
+  for (int i = 0; i < 2; i++)
     if (args[i].error) {
       if (ok) g_propagate_error(error, args[i].error);
       else g_error_free(args[i].error);
       ok = FALSE;
     }
-  }
   return ok;
 }
 

@@ -349,6 +349,17 @@ static gboolean local_recv(PxComm *c, void *buf, gsize count, PxDType dt, int pe
   return ok;
 }
 
+/* Grouped point-to-point: every send first, in call order (eager, so none
+ * waits), then every receive in call order, so that messages to one peer
+ * keep the order they were given in (comm.h's FIFO promise). */
+static gboolean local_group(PxComm *c, const PxP2p *ops, int n, GError **error) {
+  for (int i = 0; i < n; i++)
+    if (ops[i].send && !local_send(c, ops[i].buf, ops[i].count, ops[i].dtype, ops[i].peer, error)) return FALSE;
+  for (int i = 0; i < n; i++)
+    if (!ops[i].send && !local_recv(c, ops[i].buf, ops[i].count, ops[i].dtype, ops[i].peer, error)) return FALSE;
+  return TRUE;
+}
+
 /* ---- communicators ---- */
 
 static Local *local_new(PxLocalWorld *w, const char *key) {
@@ -405,6 +416,7 @@ static const PxCommOps local_ops = {
   .barrier = local_barrier,
   .send = local_send,
   .recv = local_recv,
+  .group = local_group,
 };
 
 PxComm *px_comm_local_new(PxLocalWorld *w, int rank) {

@@ -59,9 +59,12 @@ static MPI_Datatype mpi_type(PxDType dt) {
 
 static gboolean mpi_failed(PxComm *c, const char *what, int rc, GError **error) {
   char msg[MPI_MAX_ERROR_STRING];
-  int len = 0;
+  int len = 0, cls = 0;
   MPI_Error_string(rc, msg, &len);
-  return fail(error, PX_COMM_ERROR_DEVICE, "%s on %s: %s", what, c->label, msg);
+  MPI_Error_class(rc, &cls);
+  /* a message longer than its receive: the ranks disagree on the count */
+  return fail(error, cls == MPI_ERR_TRUNCATE ? PX_COMM_ERROR_MISMATCH : PX_COMM_ERROR_DEVICE, "%s on %s: %s", what,
+              c->label, msg);
 }
 
 static gboolean count_ok(PxComm *c, const char *what, gsize count, GError **error) {
@@ -339,6 +342,8 @@ PxComm *px_comm_mpi_new(double timeout_s, GError **error) {
          MPI_THREAD_MULTIPLE);
     return NULL;
   }
+  /* errors come back as codes (Open MPI raises some on the world communicator, whatever the one used) */
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   int rank = 0, world = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &world);

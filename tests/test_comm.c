@@ -948,9 +948,7 @@ static const Check checks[] = {
   {.path = "send-recv/ring-grouped", .fn = check_ring_grouped},
   {.path = "send-recv/fifo", .fn = check_fifo},
   {.path = "send-recv/group-exchange", .fn = check_group_exchange},
-  {.path = "send-recv/group-fifo", .fn = check_group_fifo, .bug_impls = "local",
-   .bug = "known bug in exec/comm.c: without a native group op, run_group gives each grouped call a thread of its "
-   "own, so two sends to one peer in one group can arrive swapped (reported)"},
+  {.path = "send-recv/group-fifo", .fn = check_group_fifo},
   {.path = "split/dp-tp", .fn = check_split_dp_tp},
   {.path = "split/reverse-keys", .fn = check_split_reverse},
   {.path = "split/no-color", .fn = check_split_no_color},
