@@ -162,7 +162,7 @@ gboolean px_plan_validate(PxPlan *p, const PxModel *model, const PxCluster *clus
     if (pos[i].v < 1) REFUSE("%s=%d must be at least 1", pos[i].name, pos[i].v);
   if (p->gbs < 0) REFUSE("global batch %d must be positive", p->gbs);
   if ((gint64)p->dp * p->tp * p->pp > (1 << 24)) REFUSE("dp·tp·pp=%" G_GINT64_FORMAT " is too many GPUs", (gint64)p->dp * p->tp * p->pp);
-  if (p->seq == 0) p->seq = d->max_seq;
+  if (p->seq == 0) p->seq = d->default_seq;
   if (p->seq < 1) REFUSE("sequence length %d must be positive", p->seq);
   if (p->seq > d->max_seq)
     REFUSE("sequence %d exceeds the model's %d positions", p->seq, d->max_seq);

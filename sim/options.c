@@ -155,7 +155,7 @@ gboolean px_plan_options_resolve(PxPlanOptions *o, gboolean need_cluster, PxMode
   if (o->vpp > 1 && !o->schedule && plan->schedule != PX_SCHED_INTERLEAVED) plan->schedule = PX_SCHED_INTERLEAVED;
   if (o->gbs_tokens) {
     double tokens;
-    int seq = plan->seq > 0 ? plan->seq : model->desc.max_seq;
+    int seq = plan->seq > 0 ? plan->seq : model->desc.default_seq;
     if (!px_parse_count(o->gbs_tokens, &tokens) || tokens < seq)
       BAD("--gbs-tokens '%s' is not a token count of at least one sequence (%d)", o->gbs_tokens, seq);
     /* round to whole sequences, then to a multiple of mbs·dp */
