@@ -220,13 +220,13 @@ static gboolean parse_scaled(const char *s, const char *const *suffixes, const d
   char *end = NULL;
   errno = 0;
   double v = g_ascii_strtod(s, &end);
-  if (end == s || errno == ERANGE) return FALSE;
+  if (end == s || errno == ERANGE || !isfinite(v)) return FALSE;
   while (g_ascii_isspace(*end)) end++;
   if (*end == '\0') { *out = v; return TRUE; }
   for (gsize i = 0; i < n; i++)
     if (!g_ascii_strcasecmp(end, suffixes[i])) {
       *out = v * factors[i];
-      return TRUE;
+      return isfinite(*out);
     }
   return FALSE;
 }

@@ -145,6 +145,40 @@ double px_plan_bubble_fraction(const PxPlan *p) {
   return 0;
 }
 
+/* ---- the global batch from a token count --------------------------------- */
+
+gboolean px_plan_gbs_from_tokens(double tokens, int seq, int *gbs, double *deviation, GError **error) {
+  if (!isfinite(tokens) || seq < 1 || tokens < seq) {
+    g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE,
+                "--gbs-tokens %g is not a token count of at least one sequence (%d)", tokens, seq);
+    return FALSE;
+  }
+  double n = tokens / seq;
+  if (n > G_MAXINT) {
+    g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, "--gbs-tokens %g is %.4g sequences of %d, above %d",
+                tokens, n, seq, G_MAXINT);
+    return FALSE;
+  }
+  gint64 q = 1;
+  while (q * 2 <= n) q *= 2;
+  gint64 best = MAX(1, llround(n));
+  for (; q >= 1; q /= 2) {
+    gint64 k = MAX(1, llround(n / q)) * q;
+    if (fabs(k - n) <= PX_PLAN_GBS_TOKENS_TOLERANCE * n || q == 1) {
+      best = k;
+      break;
+    }
+  }
+  if (best > G_MAXINT) {
+    g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, "--gbs-tokens %g gives %" G_GINT64_FORMAT " sequences, above %d",
+                tokens, best, G_MAXINT);
+    return FALSE;
+  }
+  *gbs = (int)best;
+  if (deviation) *deviation = ((double)best * seq - tokens) / tokens;
+  return TRUE;
+}
+
 /* ---- validation ---------------------------------------------------------- */
 
 #define REFUSE(...)                                                              \

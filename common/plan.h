@@ -58,6 +58,17 @@ gboolean px_plan_load_ini(PxPlan *plan, const char *path, GError **error);
 /* DeepSpeed ds_config.json: batch sizes, ZeRO, offload, precision,
  * activation checkpointing. dp must already be set (from the command line). */
 gboolean px_plan_load_deepspeed(PxPlan *plan, const char *path, GError **error);
+/* The one rule turning --gbs-tokens into a global batch, the same in plan,
+ * simulate and search: n = tokens / seq sequences, rounded to the nearest
+ * multiple of the largest power of two q ≤ n whose multiple lands within
+ * PX_PLAN_GBS_TOKENS_TOLERANCE of n (q = 1, whole sequences, always does
+ * for n ≥ 10), so that power-of-two dp·mbs divide it. 1M tokens at 8192 →
+ * 128 (+4.9 %); 3.1M at 4096 → 768; 4M at 4096 → 1024. *deviation is the
+ * relative change in tokens ((gbs·seq − tokens) / tokens). Refuses fewer
+ * tokens than one sequence and batches above G_MAXINT. */
+#define PX_PLAN_GBS_TOKENS_TOLERANCE 0.05
+gboolean px_plan_gbs_from_tokens(double tokens, int seq, int *gbs, double *deviation, GError **error);
+
 /* Write as INI that px_plan_load_ini reads back to the same plan. */
 char *px_plan_to_ini(const PxPlan *plan);
 

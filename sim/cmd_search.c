@@ -79,24 +79,29 @@ static gboolean take_fixes(const SearchFlags *f, PxPlanOptions *o, PxSearchFix *
   return TRUE;
 }
 
-/* The global batch of every layout: --gbs, or --gbs-tokens rounded to whole
- * sequences and then to the nearest multiple of the largest power of two not
- * above that count (so that dp·mbs of any power-of-two size up to it divides
- * it: 4M tokens of 4096 = 976.6 sequences → 1024), or the plan file's. */
-static gboolean search_batch(int gbs, const char *gbs_tokens, PxPlan *plan, GError **error) {
+/* The global batch of every layout: --gbs, or --gbs-tokens by the rule that
+ * plan and simulate use (px_plan_gbs_from_tokens), or the plan file's or
+ * ds_config's. Without any the search refuses: every layout's step time
+ * depends on it. */
+static gboolean search_batch(int gbs, const char *gbs_tokens, gboolean given, PxPlan *plan, GError **error) {
+  if (gbs > 0 && gbs_tokens) {
+    g_set_error(error, PX_SEARCH_ERROR, PX_SEARCH_ERROR_INVALID,
+                "--gbs %d and --gbs-tokens %s both give the global batch: give one", gbs, gbs_tokens);
+    return FALSE;
+  }
   if (gbs > 0) {
     plan->gbs = gbs;
   } else if (gbs_tokens) {
-    double tokens;
-    if (!px_parse_count(gbs_tokens, &tokens) || tokens < plan->seq) {
-      g_set_error(error, PX_SEARCH_ERROR, PX_SEARCH_ERROR_INVALID,
-                  "--gbs-tokens '%s' is not a token count of at least one sequence (%d)", gbs_tokens, plan->seq);
+    double tokens, dev;
+    if (!px_parse_count(gbs_tokens, &tokens)) {
+      g_set_error(error, PX_SEARCH_ERROR, PX_SEARCH_ERROR_INVALID, "--gbs-tokens '%s' is not a token count (e.g. 4M)",
+                  gbs_tokens);
       return FALSE;
     }
-    gint64 seqs = MAX(1, llround(tokens / plan->seq)), p2 = 1;
-    while (p2 * 2 <= seqs) p2 *= 2;
-    plan->gbs = (int)MIN(G_MAXINT, (seqs + p2 / 2) / p2 * p2);
-  } else if (plan->gbs <= 0) {
+    if (!px_plan_gbs_from_tokens(tokens, plan->seq, &plan->gbs, &dev, error)) return FALSE;
+    fprintf(stderr, CMD ": --gbs-tokens %s at seq %d: global batch %d sequences = %.0f tokens (%+.1f %%)\n", gbs_tokens,
+            plan->seq, plan->gbs, (double)plan->gbs * plan->seq, 100 * dev);
+  } else if (!given) {
     g_set_error(error, PX_SEARCH_ERROR, PX_SEARCH_ERROR_INVALID,
                 "the search needs the global batch: --gbs N (sequences) or --gbs-tokens T");
     return FALSE;
@@ -441,7 +446,7 @@ int px_cmd_search(int argc, char **argv) {
     rc = 2;
   } else if (!take_fixes(&f, &o, &so.fix, &error) || !(gbs = o.gbs, gbs_tokens = g_steal_pointer(&o.gbs_tokens), o.gbs = -1, TRUE) ||
              !px_plan_options_resolve(&o, TRUE, &model, &cluster, &plan, &error) ||
-             !search_batch(gbs, gbs_tokens, &plan, &error)) {
+             !search_batch(gbs, gbs_tokens, o.batch_given, &plan, &error)) {
     rc = px_cli_fail(CMD, error);
   } else {
     if (f.max_memory) px_parse_bytes(f.max_memory, &so.max_memory);
