@@ -2,6 +2,7 @@
 #include "config.h"
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,10 +49,72 @@ char *px_config_find(const char *kind, const char *label, const char *name, GQua
   return path;
 }
 
+char *px_config_read(const char *path, gsize *length, GQuark domain, int code, GError **error) {
+  if (g_file_test(path, G_FILE_TEST_IS_DIR)) {
+    g_set_error(error, domain, code, "%s: is a directory, not a file", path);
+    return NULL;
+  }
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    g_set_error(error, domain, code, "%s: %s", path, g_strerror(errno));
+    return NULL;
+  }
+  gsize cap = 4096, n = 0;
+  char *buf = g_malloc(cap + 1);
+  for (;;) {
+    if (n == cap) {
+      if (cap > PX_CONFIG_MAX_BYTES) break;
+      cap = MIN(cap * 2, (gsize)PX_CONFIG_MAX_BYTES + 1);
+      buf = g_realloc(buf, cap + 1);
+    }
+    gsize got = fread(buf + n, 1, cap - n, f);
+    n += got;
+    if (got == 0) break;
+  }
+  gboolean failed = ferror(f);
+  fclose(f);
+  if (failed) {
+    g_set_error(error, domain, code, "%s: read error", path);
+    g_free(buf);
+    return NULL;
+  }
+  if (n > PX_CONFIG_MAX_BYTES) {
+    g_set_error(error, domain, code, "%s: larger than %d bytes, too large for a configuration file", path,
+                PX_CONFIG_MAX_BYTES);
+    g_free(buf);
+    return NULL;
+  }
+  buf[n] = '\0';
+  *length = n;
+  return buf;
+}
+
+int px_json_depth(const char *text, gsize length) {
+  int depth = 0, deepest = 0;
+  gboolean in_string = FALSE;
+  for (gsize i = 0; i < length; i++) {
+    char c = text[i];
+    if (in_string) {
+      if (c == '\\') i++;
+      else if (c == '"') in_string = FALSE;
+    } else if (c == '"') {
+      in_string = TRUE;
+    } else if (c == '{' || c == '[') {
+      deepest = MAX(deepest, ++depth);
+    } else if ((c == '}' || c == ']') && depth > 0) {
+      depth--;
+    }
+  }
+  return deepest;
+}
+
 GKeyFile *px_config_load_keyfile(const char *path, GQuark domain, int parse_code, GError **error) {
+  gsize len;
+  g_autofree char *text = px_config_read(path, &len, domain, parse_code, error);
+  if (!text) return NULL;
   g_autoptr(GKeyFile) kf = g_key_file_new();
   g_autoptr(GError) e = NULL;
-  if (!g_key_file_load_from_file(kf, path, G_KEY_FILE_NONE, &e)) {
+  if (!g_key_file_load_from_data(kf, text, len, G_KEY_FILE_NONE, &e)) {
     g_set_error(error, domain, parse_code, "%s: %s", path, e->message);
     return NULL;
   }
@@ -161,9 +224,16 @@ gboolean px_config_get_string(GKeyFile *kf, const char *path, const char *group,
 
 JsonParser *px_json_load_object(const char *path, JsonObject **root, GQuark domain, int parse_code,
                                 GError **error) {
+  gsize len;
+  g_autofree char *text = px_config_read(path, &len, domain, parse_code, error);
+  if (!text) return NULL;
+  if (px_json_depth(text, len) > PX_CONFIG_MAX_JSON_DEPTH) {
+    g_set_error(error, domain, parse_code, "%s: JSON nested deeper than %d levels", path, PX_CONFIG_MAX_JSON_DEPTH);
+    return NULL;
+  }
   g_autoptr(JsonParser) parser = json_parser_new();
   g_autoptr(GError) e = NULL;
-  if (!json_parser_load_from_file(parser, path, &e)) {
+  if (!json_parser_load_from_data(parser, text, (gssize)len, &e)) {
     g_set_error(error, domain, parse_code, "%s: %s", path, e->message);
     return NULL;
   }

@@ -70,6 +70,15 @@ check "1.6M tokens at 4096 is 384 sequences" "grep -q 'global batch 384 sequence
 out=$("$sim" plan --model "$PARALLAX_DATA_DIR/configs/hf/llama-3.1-8b.json")
 check "HF import: default sequence 4096" "grep -q '× 4096 tokens' <<<\"\$out\""
 check "HF import: published count" "grep -q '(8030261248)' <<<\"\$out\""
+# bounded input: an endless file, deep nesting, a directory
+bad "endless ds_config" "larger than 1048576 bytes" plan --model gpt2-124m --deepspeed /dev/zero
+bad "endless plan file" "larger than 1048576 bytes" plan --model gpt2-124m --plan /dev/zero
+python3 -c "print('{\"a\":' * 100000 + '1' + '}' * 100000)" > "$tmp/deep.json"
+bad "deep JSON" "JSON nested deeper than 32 levels" plan --model "$tmp/deep.json"
+bad "deep ds_config" "JSON nested deeper than 32 levels" plan --model gpt2-124m --deepspeed "$tmp/deep.json"
+bad "directory as ds_config" "is a directory" plan --model gpt2-124m --deepspeed "$tmp"
+printf '[model]\nlayers = 50000000\nhidden = 8\nheads = 2\nvocab = 10\nmax_seq = 8\n' > "$tmp/big.ini"
+bad "layers beyond the limit" "layers = 50000000 exceeds the limit 4096" plan --model "$tmp/big.ini"
 bad "mixtral refused" "mixture of experts" plan --model "$PARALLAX_DATA_DIR/tests/data/hf/mixtral-8x7b.json"
 bad "unknown command" "unknown command" frobnicate
 
