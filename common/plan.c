@@ -210,8 +210,11 @@ gboolean px_plan_validate(PxPlan *p, const PxModel *model, const PxCluster *clus
     if (p->vpp == 1) REFUSE("pp=%d exceeds %d layers", p->pp, d->layers);
     REFUSE("pp·vpp=%d·%d=%d model chunks exceed %d layers", p->pp, p->vpp, p->pp * p->vpp, d->layers);
   }
-  if (p->gbs == 0) p->gbs = p->mbs * p->dp;
+  if ((gint64)p->mbs * p->seq > G_MAXINT)
+    REFUSE("micro-batch %d × sequence %d tokens is too large", p->mbs, p->seq);
   gint64 per = (gint64)p->mbs * p->dp;
+  if (per > G_MAXINT) REFUSE("micro-batch %d × dp %d = %" G_GINT64_FORMAT " sequences is too large", p->mbs, p->dp, per);
+  if (p->gbs == 0) p->gbs = (int)per;
   if (p->gbs % per)
     REFUSE("global batch %d is not divisible by micro-batch %d × dp %d = %" G_GINT64_FORMAT, p->gbs,
            p->mbs, p->dp, per);

@@ -134,6 +134,9 @@ gboolean px_plan_options_resolve(PxPlanOptions *o, gboolean need_cluster, PxMode
     int nodes = o->nodes > 0 ? o->nodes : file_nodes;
     if (o->gpus > 0 && o->nodes > 0)
       BAD("--gpus %d and --nodes %d both give the size: give one", o->gpus, o->nodes);
+    if (o->gpus > (1 << 24)) BAD("--gpus %d is more than %d GPUs", o->gpus, 1 << 24);
+    if (nodes > 0 && (gint64)nodes * cluster->gpus_per_node > (1 << 24))
+      BAD("--nodes %d × %d GPUs is more than %d GPUs", nodes, cluster->gpus_per_node, 1 << 24);
     if (o->gpus > 0) {
       if (o->gpus < cluster->gpus_per_node) {
         cluster->gpus_per_node = o->gpus;
@@ -157,7 +160,8 @@ gboolean px_plan_options_resolve(PxPlanOptions *o, gboolean need_cluster, PxMode
   gboolean dp_given = o->dp > 0 || file_dp;
   if (!dp_given && cluster && plan->tp > 0 && plan->pp > 0) {
     int gpus = px_cluster_gpus(cluster);
-    if (gpus % (plan->tp * plan->pp) == 0) plan->dp = gpus / (plan->tp * plan->pp);
+    gint64 tp_pp = (gint64)plan->tp * plan->pp;
+    if (gpus % tp_pp == 0) plan->dp = (int)(gpus / tp_pp);
   }
   if (o->deepspeed && !px_plan_load_deepspeed(plan, o->deepspeed, error)) return FALSE;
   gboolean gbs_from_files = plan->gbs > 0;

@@ -70,6 +70,10 @@ check "1.6M tokens at 4096 is 384 sequences" "grep -q 'global batch 384 sequence
 out=$("$sim" plan --model "$PARALLAX_DATA_DIR/configs/hf/llama-3.1-8b.json")
 check "HF import: default sequence 4096" "grep -q '× 4096 tokens' <<<\"\$out\""
 check "HF import: published count" "grep -q '(8030261248)' <<<\"\$out\""
+# sizes never overflow: checked products, one line naming what is too large
+bad "nodes overflow" "--nodes 2000000000 × 8 GPUs is more than" plan --model gpt2-124m --cluster dgx-h100 --nodes 2000000000
+bad "mbs × dp overflow" "is too large" plan --model gpt2-124m --mbs 2000000000 --dp 2
+bad "tp × pp overflow" "is too many GPUs" plan --model gpt2-124m --cluster dgx-h100 --tp 65536 --pp 65536
 # bounded input: an endless file, deep nesting, a directory
 bad "endless ds_config" "larger than 1048576 bytes" plan --model gpt2-124m --deepspeed /dev/zero
 bad "endless plan file" "larger than 1048576 bytes" plan --model gpt2-124m --plan /dev/zero
