@@ -163,7 +163,25 @@ gboolean px_plan_options_resolve(PxPlanOptions *o, gboolean need_cluster, PxMode
     gint64 tp_pp = (gint64)plan->tp * plan->pp;
     if (gpus % tp_pp == 0) plan->dp = (int)(gpus / tp_pp);
   }
-  if (o->deepspeed && !px_plan_load_deepspeed(plan, o->deepspeed, error)) return FALSE;
+  /* the values ds_config's batch rule and "auto" entries need, before it */
+  if (o->gbs > 0 && o->gbs_tokens) BAD("--gbs %d and --gbs-tokens %s both give the global batch: give one", o->gbs, o->gbs_tokens);
+  if (o->seq > 0) plan->seq = o->seq;
+  if (o->precision && !px_precision_parse(o->precision, &plan->precision))
+    BAD("--precision '%s' is not one of fp32, fp16, bf16", o->precision);
+  int tokens_gbs = 0;
+  if (o->gbs_tokens) {
+    double tokens, dev;
+    int seq = plan->seq > 0 ? plan->seq : model->desc.default_seq;
+    if (!px_parse_count(o->gbs_tokens, &tokens)) BAD("--gbs-tokens '%s' is not a token count (e.g. 4M)", o->gbs_tokens);
+    if (!px_plan_gbs_from_tokens(tokens, seq, &tokens_gbs, &dev, error)) return FALSE;
+    g_free(o->batch_note);
+    o->batch_note = g_strdup_printf("--gbs-tokens %s at seq %d: global batch %d sequences = %.0f tokens (%+.1f %%)",
+                                    o->gbs_tokens, seq, tokens_gbs, (double)tokens_gbs * seq, 100 * dev);
+  }
+  if (o->deepspeed) {
+    PxDsOverrides cli = {MAX(o->mbs, 0), o->gbs > 0 ? o->gbs : tokens_gbs, o->precision != NULL, model->desc.hidden};
+    if (!px_plan_load_deepspeed(plan, o->deepspeed, &cli, error)) return FALSE;
+  }
   gboolean gbs_from_files = plan->gbs > 0;
   struct { int v; int *field; const char *name; } ints[] = {
     {o->vpp, &plan->vpp, "vpp"}, {o->mbs, &plan->mbs, "mbs"}, {o->gbs, &plan->gbs, "gbs"},
@@ -194,16 +212,7 @@ gboolean px_plan_options_resolve(PxPlanOptions *o, gboolean need_cluster, PxMode
   if (o->workspace && !px_parse_bytes(o->workspace, &plan->workspace_bytes))
     BAD("--workspace '%s' is not a size (e.g. 2GiB)", o->workspace);
   if (o->vpp > 1 && !o->schedule && plan->schedule != PX_SCHED_INTERLEAVED) plan->schedule = PX_SCHED_INTERLEAVED;
-  if (o->gbs_tokens) {
-    if (o->gbs > 0) BAD("--gbs %d and --gbs-tokens %s both give the global batch: give one", o->gbs, o->gbs_tokens);
-    double tokens, dev;
-    int seq = plan->seq > 0 ? plan->seq : model->desc.default_seq;
-    if (!px_parse_count(o->gbs_tokens, &tokens)) BAD("--gbs-tokens '%s' is not a token count (e.g. 4M)", o->gbs_tokens);
-    if (!px_plan_gbs_from_tokens(tokens, seq, &plan->gbs, &dev, error)) return FALSE;
-    g_free(o->batch_note);
-    o->batch_note = g_strdup_printf("--gbs-tokens %s at seq %d: global batch %d sequences = %.0f tokens (%+.1f %%)",
-                                    o->gbs_tokens, seq, plan->gbs, (double)plan->gbs * seq, 100 * dev);
-  }
+  if (tokens_gbs) plan->gbs = tokens_gbs;
   o->batch_given = gbs_from_files || o->gbs > 0 || o->gbs_tokens;
   if (o->batch_note) fprintf(stderr, "%s: %s\n", g_get_prgname(), o->batch_note);
   if (!px_plan_validate(plan, model, cluster, error)) return FALSE;
