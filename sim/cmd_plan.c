@@ -71,10 +71,13 @@ static void print_text(const PlanReport *r, const PxUnits *u) {
            c->nodes == 1 ? "" : "s", c->gpus_per_node, c->gpu, px_cluster_gpus(c),
            c->gpu_memory / 1073741824.0, c->gpu_memory / 1e9);
   printf("\n\n");
-  printf("model      %s parameters (%" G_GINT64_FORMAT "), %d layers, hidden %d, %d heads (%d kv), "
-         "FFN %d %s, vocab %d, %s%s\n",
-         nparams, r->model->params, d->layers, d->hidden, d->heads, d->kv_heads, d->ffn,
-         px_ffn_kind_name(d->ffn_kind), d->vocab, px_norm_kind_name(d->norm), d->tied ? ", tied embeddings" : "");
+  printf("model      %s parameters (%" G_GINT64_FORMAT "), %d layers, hidden %d, %d heads (%d kv) of %d, "
+         "FFN %d %s, vocab %d, %s%s%s%s",
+         nparams, r->model->params, d->layers, d->hidden, d->heads, d->kv_heads, d->head_dim, d->ffn,
+         px_ffn_kind_name(d->ffn_kind), d->vocab, px_norm_kind_name(d->norm), d->tied ? ", tied embeddings" : "",
+         d->qkv_bias && !d->bias ? ", QKV biases" : "", d->parallel_attn ? ", parallel attention" : "");
+  if (d->sliding_window > 0) printf(", window %d", d->sliding_window);
+  printf("\n");
   printf("layout     dp %d × pp %d × tp %d = %d GPUs, rank order %s,%s,%s (innermost first)\n", p->dp,
          p->pp, p->tp, px_plan_world(p), px_axis_name(p->order[0]), px_axis_name(p->order[1]),
          px_axis_name(p->order[2]));
