@@ -151,6 +151,9 @@ gboolean px_config_get_int(GKeyFile *kf, const char *path, const char *group, co
   } else if (!px_parse_count(raw, &v) || v != floor(v)) {
     g_set_error(error, domain, code, "%s: [%s] %s = '%s' is not an integer", path, group, key, raw);
     return FALSE;
+  } else if (fabs(v) >= 9e18) { /* beyond gint64 (found by scripts/fuzz.sh) */
+    g_set_error(error, domain, code, "%s: [%s] %s = '%s' is too large", path, group, key, raw);
+    return FALSE;
   } else {
     iv = (gint64)v;
   }

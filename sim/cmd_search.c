@@ -165,7 +165,8 @@ static void print_table(const PxSearchResult *r, const PxUnits *u) {
 
 static void closest_miss(const PxSearchResult *r, const PxUnits *u) {
   if (!r->have_closest) {
-    fprintf(stderr, CMD ": no valid layout of %d GPUs (check --fix and the batch: dp·mbs must divide it)\n", r->gpus);
+    fprintf(stderr, CMD ": no valid layout of %d GPUs: %s\n", r->gpus,
+            r->why_invalid ? r->why_invalid : "the fixed knobs leave none");
     return;
   }
   const PxLayout *l = &r->closest.layout;

@@ -92,6 +92,8 @@ static const Bad bad_models[] = {
    "hidden_act \"relu\" is not represented", PX_MODEL_ERROR_INVALID},
   {"m-bias.json", "{\"model_type\": \"llama\", \"attention_bias\": true}", "\"attention_bias\" is set", PX_MODEL_ERROR_INVALID},
   {"m-swa.json", "{\"model_type\": \"qwen2\", \"use_sliding_window\": true}", "\"use_sliding_window\" is set", PX_MODEL_ERROR_INVALID},
+  {"m-huge.ini", "[model]\nlayers = 7.7e123\nhidden = 8\nheads = 2\nvocab = 10\nmax_seq = 8\n",
+   "layers = '7.7e123' is too large", PX_MODEL_ERROR_INVALID},
   {"m-layers.ini", "[model]\nlayers = 2147483647\nhidden = 8\nheads = 2\nvocab = 10\nmax_seq = 8\n",
    "layers = 2147483647 exceeds the limit 4096", PX_MODEL_ERROR_INVALID},
   {"m-vocab.ini", "[model]\nlayers = 2\nhidden = 8\nheads = 2\nvocab = 50000000\nmax_seq = 8\n",
