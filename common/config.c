@@ -8,7 +8,20 @@
 
 const char *px_data_dir(void) {
   const char *env = g_getenv("PARALLAX_DATA_DIR");
-  return (env && *env) ? env : PX_DATA_DIR;
+  if (env && *env) return env;
+#ifdef PX_INSTALL_DATA_DIR
+  /* an installed binary whose source tree is gone: the installed copy */
+  static gsize once;
+  static const char *dir;
+  if (g_once_init_enter(&once)) {
+    g_autofree char *probe = g_build_filename(PX_DATA_DIR, "configs", NULL);
+    dir = g_file_test(probe, G_FILE_TEST_IS_DIR) ? PX_DATA_DIR : PX_INSTALL_DATA_DIR;
+    g_once_init_leave(&once, 1);
+  }
+  return dir;
+#else
+  return PX_DATA_DIR;
+#endif
 }
 
 char *px_config_resolve(const char *kind, const char *name) {

@@ -6,7 +6,8 @@
 
 G_BEGIN_DECLS
 
-/* Directory holding configs/ and plots/: $PARALLAX_DATA_DIR, else the source tree. */
+/* Directory holding configs/ and plots/: $PARALLAX_DATA_DIR, else the source
+ * tree, else (installed, the tree gone) <prefix>/share/parallax. */
 const char *px_data_dir(void);
 
 /* Resolve NAME as a path if it names an existing file, else as

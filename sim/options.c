@@ -3,6 +3,7 @@
 #include "commands.h"
 #include "config.h"
 #include <errno.h>
+#include <locale.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -225,8 +226,14 @@ gboolean px_parse_command_line(const char *cmd, const char *summary, GOptionEntr
                                PxPlanOptions *o, int *argc, char ***argv) {
   g_autofree char *param = g_strdup_printf("— %s", summary);
   g_autoptr(GOptionContext) ctx = g_option_context_new(param);
-  if (entries) g_option_context_add_main_entries(ctx, entries, NULL);
-  if (o) g_option_context_add_group(ctx, px_plan_options_group(o));
+  if (o) {
+    /* one main group: --help lists the command's and the plan's options */
+    GOptionGroup *g = px_plan_options_group(o);
+    if (entries) g_option_group_add_entries(g, entries);
+    g_option_context_set_main_group(ctx, g);
+  } else if (entries) {
+    g_option_context_add_main_entries(ctx, entries, NULL);
+  }
   g_set_prgname(cmd);
   g_autoptr(GError) error = NULL;
   if (!g_option_context_parse(ctx, argc, argv, &error)) {
@@ -252,6 +259,12 @@ static void command_usage(const char *prog, const PxCommand *commands, gsize n, 
 }
 
 int px_command_main(const char *prog, const PxCommand *commands, gsize n, int argc, char **argv) {
+  /* the user's locale for text (so that --help prints —, × and … rather
+   * than '?'), a UTF-8 one when theirs is plain C; numbers stay "C" (1.5,
+   * never 1,5) in every output */
+  setlocale(LC_ALL, "");
+  if (!g_get_charset(NULL)) setlocale(LC_CTYPE, "C.UTF-8");
+  setlocale(LC_NUMERIC, "C");
   if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
     command_usage(prog, commands, n, argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;

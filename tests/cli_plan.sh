@@ -26,6 +26,11 @@ for key in '"parameters" : 174604259328' '"first_layer"' '"last_layer"' '"bubble
   check "json has $key" "grep -qF -- '$key' <<<\"\$json\""
 done
 
+# --help lists the plan options, in UTF-8 even under LC_ALL=C
+help=$(LC_ALL=C "$sim" plan --help)
+check "plan --help lists --gbs-tokens and --json" "grep -q -- '--gbs-tokens' <<<\"\$help\" && grep -q -- '--json' <<<\"\$help\""
+check "plan --help prints — and … (not ?)" "grep -q 'plan \[OPTION…\] — partition' <<<\"\$help\""
+
 # bad input: one line on stderr, non-zero exit
 bad() {  # name expected-substring args...
   local name=$1 want=$2; shift 2
