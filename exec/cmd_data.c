@@ -1,6 +1,8 @@
 /* cmd_data.c — `parallax-exec data`: write the synthetic corpus, or describe a
  * token file (tokens, smallest vocabulary, windows of a given T). */
+#include <errno.h>
 #include <glib.h>
+#include <glib/gstdio.h>
 #include <stdio.h>
 #include "data.h"
 #include "exec_commands.h"
@@ -45,6 +47,11 @@ int px_exec_cmd_data(int argc, char **argv) {
     if (!out) {
       fprintf(stderr, "parallax-exec data: --synthetic needs --out FILE\n");
       return 2;
+    }
+    g_autofree char *dir = g_path_get_dirname(out);
+    if (g_mkdir_with_parents(dir, 0755) != 0) {
+      fprintf(stderr, "parallax-exec data: cannot create %s: %s\n", dir, g_strerror(errno));
+      return 1;
     }
     g_autofree guint16 *tok = px_data_synthetic(tokens, vocab, (guint32)seed, &error);
     if (!tok || !px_token_file_write(out, tok, tokens, &error)) {
