@@ -200,17 +200,26 @@ static gboolean pareto_plot(const char *path, const PxSearchResult *r, const PxM
     const PxSearchPoint *sp = &g_array_index(r->points, PxSearchPoint, i);
     pts[i] = (PxParetoPoint){sp->time, sp->memory, TRUE, NULL};
   }
-  /* label a few points of the front only, spread along it (the cloud may hold
-   * hundreds of thousands of points, the front dozens: more labels overlap) */
+  /* label a few points of the front only (the cloud may hold hundreds of
+   * thousands of points, the front dozens), at least a sixth of the front's
+   * memory range apart so that no two labels overlap */
   g_autofree int *front = g_new(int, MAX(n, 1));
   int nf = px_pareto_front(pts, (int)n, front);
   g_autoptr(GPtrArray) labels = g_ptr_array_new_with_free_func(g_free);
   const int max_labels = 6;
-  for (int j = 0; j < MIN(nf, max_labels); j++) {
-    int i = nf <= max_labels ? j : (int)lround((double)j * (nf - 1) / (max_labels - 1));
+  double lo = G_MAXDOUBLE, hi = 0, last = G_MAXDOUBLE;
+  for (int i = 0; i < nf; i++) {
+    lo = MIN(lo, pts[front[i]].memory);
+    hi = MAX(hi, pts[front[i]].memory);
+  }
+  double gap = (hi - lo) / max_labels;
+  for (int i = 0; i < nf && (int)labels->len < max_labels; i++) {
+    double m = pts[front[i]].memory;
+    if (labels->len > 0 && fabs(last - m) < gap) continue;
     char *label = px_layout_format(&g_array_index(r->points, PxSearchPoint, front[i]).layout);
     g_ptr_array_add(labels, label);
     pts[front[i]].label = label;
+    last = m;
   }
   g_autofree char *dir = g_path_get_dirname(path);
   g_autofree char *title = g_strdup_printf("%s on %d GPUs: memory vs analytic step time", model->desc.name, r->gpus);
