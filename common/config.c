@@ -56,7 +56,9 @@ char *px_config_find(const char *kind, const char *label, const char *name, GQua
   char *path = px_config_resolve(kind, name);
   if (!path) {
     g_autofree char *presets = px_config_list_presets(kind);
-    g_set_error(error, domain, code, "%s '%s' is neither a file nor a preset (presets: %s)", label, name,
+    /* a name of any length stays one readable line */
+    g_autofree char *shown = strlen(name) > 200 ? g_strdup_printf("%.200s…", name) : g_strdup(name);
+    g_set_error(error, domain, code, "%s '%s' is neither a file nor a preset (presets: %s)", label, shown,
                 presets);
   }
   return path;

@@ -60,7 +60,7 @@ static gboolean plan_report_compute(PlanReport *r, GError **error) {
 
 /* ---- text --------------------------------------------------------------- */
 
-static void print_text(const PlanReport *r, const PxUnits *u) {
+static void print_text(const PlanReport *r, const PxUnits *u, gboolean batch_given) {
   const PxModelDesc *d = &r->model->desc;
   const PxPlan *p = &r->plan;
   const PxCluster *c = r->cluster;
@@ -82,8 +82,9 @@ static void print_text(const PlanReport *r, const PxUnits *u) {
          p->pp, p->tp, px_plan_world(p), px_axis_name(p->order[0]), px_axis_name(p->order[1]),
          px_axis_name(p->order[2]));
   g_autofree char *tok = px_format_count((double)p->gbs * p->seq);
-  printf("batch      global %d sequences × %d tokens = %s tokens; micro-batch %d; m = %d micro-batches per pipeline\n",
-         p->gbs, p->seq, tok, p->mbs, p->m);
+  printf("batch      global %d sequences × %d tokens = %s tokens; micro-batch %d; m = %d micro-batches per pipeline%s\n",
+         p->gbs, p->seq, tok, p->mbs, p->m,
+         batch_given ? "" : " (no batch given: one micro-batch per data-parallel rank; --gbs or --gbs-tokens sets it)");
   g_autofree char *chunks = p->vpp > 1 ? g_strdup_printf(" (v = %d chunks)", p->vpp) : g_strdup("");
   printf("schedule   %s%s; partition %s; ZeRO-%d; offload %s; checkpoint %s", px_schedule_name(p->schedule),
          chunks, p->partition, p->zero,
@@ -201,7 +202,7 @@ int px_cmd_plan(int argc, char **argv) {
   } else if (json) {
     print_json(&r);
   } else {
-    print_text(&r, &u);
+    print_text(&r, &u, o.batch_given);
   }
   plan_report_clear(&r);
   px_plan_options_clear(&o);

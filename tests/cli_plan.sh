@@ -71,6 +71,9 @@ check "1M tokens at 8192 is 128 sequences" "grep -q 'global batch 128 sequences 
 check "3.1M tokens at 4096 is 768 sequences" "grep -q 'global batch 768 sequences' \"$tmp/err\""
 "$sim" plan --model llama2-7b --gbs-tokens 1.6M 2>"$tmp/err" >/dev/null
 check "1.6M tokens at 4096 is 384 sequences" "grep -q 'global batch 384 sequences' \"$tmp/err\""
+# no batch: the stated default, said
+out=$("$sim" plan --model gpt2-124m)
+check "no batch: the default is said" "grep -q 'no batch given: one micro-batch per data-parallel rank' <<<\"\$out\""
 # an imported HF model defaults to seq 4096, not max_position_embeddings (131072)
 out=$("$sim" plan --model "$PARALLAX_DATA_DIR/configs/hf/llama-3.1-8b.json")
 check "HF import: default sequence 4096" "grep -q '× 4096 tokens' <<<\"\$out\""
