@@ -37,7 +37,10 @@ PxBackend *px_backend_alloc_base(const PxBackendOps *ops, int device, void *impl
   be->ops = ops;
   be->device = device;
   be->impl = impl;
+  be->t0 = g_get_monotonic_time();
   g_mutex_init(&be->lock);
+  be->compute = px_backend_make_compute_stream(be, NULL);
+  g_assert(be->compute); /* the inline / device default stream cannot fail to exist */
   return be;
 }
 
@@ -54,12 +57,15 @@ PxBackend *px_backend_new(const char *name, int device, GError **error) {
 
 void px_backend_free(PxBackend *be) {
   if (!be) return;
+  px_stream_free(be->compute);
   if (be->ops->free) be->ops->free(be);
   g_mutex_clear(&be->lock);
   g_free(be);
 }
 
 const char *px_backend_name(const PxBackend *be) { return be->ops->name; }
+
+double px_backend_clock(PxBackend *be) { return (g_get_monotonic_time() - be->t0) / 1e6; }
 
 gboolean px_backend_synchronize(PxBackend *be, GError **error) {
   return be->ops->synchronize ? be->ops->synchronize(be, error) : TRUE;

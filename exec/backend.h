@@ -80,6 +80,8 @@ PxBackend *px_backend_cpu_new(void);
 void px_backend_free(PxBackend *be);
 const char *px_backend_name(const PxBackend *be);
 gboolean px_backend_synchronize(PxBackend *be, GError **error);
+/* Seconds on the backend's clock (the clock of px_event_time). */
+double px_backend_clock(PxBackend *be);
 void px_backend_mem_stats(PxBackend *be, PxMemStats *out);
 void px_backend_mem_reset_peak(PxBackend *be);
 
@@ -101,6 +103,74 @@ gboolean px_tensor_zero(PxTensor *t, GError **error);
 /* Upload / download converting from / to double, whatever the tensor's float dtype. */
 gboolean px_tensor_upload_f64(PxTensor *t, const double *host, GError **error);
 gboolean px_tensor_download_f64(const PxTensor *t, double *host, GError **error);
+
+/* ---- streams and events (ggml / CUDA style) ----
+ *
+ * Work is queued on streams and ordered by events. Every px_op_* runs on the
+ * backend's compute stream; a rank makes further streams for communication
+ * (exec/comm.h queues collectives and point-to-point on them) and orders them
+ * against compute with px_event_record / px_stream_wait_event, never with a
+ * host synchronisation inside the step.
+ *
+ * Backends that leave the stream hooks of their table empty (the cpu backend)
+ * get the host implementation of exec/stream.c: the compute stream is the
+ * calling thread (an op has finished when its call returns, an event recorded
+ * on it is complete at once), and every other stream is a worker thread that
+ * runs its queue in order. A CUDA backend maps the same calls onto
+ * cudaStream_t / cudaEvent_t / cudaLaunchHostFunc.
+ *
+ * Errors: a queued item that fails puts its stream into the failed state: the
+ * items after it are skipped, events recorded after it complete (so no waiter
+ * hangs) carrying the error, and px_stream_synchronize / px_event_synchronize
+ * return it. */
+typedef struct _PxStream PxStream;
+typedef struct _PxDevEvent PxDevEvent;
+
+/* The stream every op of the backend is queued on (owned by the backend). */
+PxStream *px_backend_compute_stream(PxBackend *be);
+/* A new stream of the backend (e.g. "comm"); name is used in messages. */
+PxStream *px_stream_new(PxBackend *be, const char *name, GError **error);
+/* Waits for the stream's queue to drain, then frees it. */
+void px_stream_free(PxStream *s);
+const char *px_stream_label(const PxStream *s);
+/* TRUE when the stream runs work on the calling thread (nothing is ever pending). */
+gboolean px_stream_is_inline(const PxStream *s);
+/* Block until everything queued so far has run; the first error of the stream. */
+gboolean px_stream_synchronize(PxStream *s, GError **error);
+
+/* A host function queued on a stream (cudaLaunchHostFunc): runs after all work
+ * queued before it and before all work queued after it. Its error fails the
+ * stream. free_data (may be NULL) is called on data once it has run or been
+ * skipped. */
+typedef gboolean (*PxHostFn)(gpointer data, GError **error);
+gboolean px_stream_launch_host(PxStream *s, PxHostFn fn, gpointer data, GDestroyNotify free_data,
+                               GError **error);
+
+PxDevEvent *px_event_new(PxBackend *be, GError **error);
+void px_event_free(PxDevEvent *e);
+/* Capture the stream's position: the event completes once all work queued on s
+ * before it has run. Recording again re-arms the event. */
+gboolean px_event_record(PxDevEvent *e, PxStream *s, GError **error);
+/* Work queued on s after this call waits for e (the host does not block). */
+gboolean px_stream_wait_event(PxStream *s, PxDevEvent *e, GError **error);
+/* Block the host until e completes; FALSE with the stream's error if the work
+ * before it failed. An event never recorded is complete. */
+gboolean px_event_synchronize(PxDevEvent *e, GError **error);
+/* TRUE when e has completed (without blocking). */
+gboolean px_event_query(PxDevEvent *e);
+/* Seconds between two completed events (cudaEventElapsedTime), and the time
+ * of one event on the backend's clock (seconds since the backend was made). */
+gboolean px_event_elapsed(PxDevEvent *start, PxDevEvent *end, double *seconds, GError **error);
+gboolean px_event_time(PxDevEvent *e, double *seconds, GError **error);
+
+/* Asynchronous copies on a stream: host memory must stay valid (and, for a
+ * download, unread) until the stream has passed the copy. */
+gboolean px_tensor_upload_async(PxTensor *t, const void *host, PxStream *s, GError **error);
+gboolean px_tensor_download_async(const PxTensor *t, void *host, PxStream *s, GError **error);
+/* dst = src, device to device (same dtype and numel; views allowed). */
+gboolean px_tensor_copy_async(PxTensor *dst, const PxTensor *src, PxStream *s, GError **error);
+/* The same on the compute stream, returning once the copy is done. */
+gboolean px_tensor_copy(PxTensor *dst, const PxTensor *src, GError **error);
 
 /* ---- ops. N rows, C/in/out columns. Shapes in trailing comments. ---- */
 

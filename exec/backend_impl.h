@@ -17,6 +17,12 @@ typedef struct {
   gboolean (*download)(PxBackend *be, void *dst, const void *src, gsize bytes, GError **error);
   gboolean (*zero)(PxBackend *be, void *p, gsize bytes, GError **error);
   gboolean (*synchronize)(PxBackend *be, GError **error);
+  /* device -> device copy of bytes (NULL: the backend's memory is host memory, memmove) */
+  gboolean (*copy)(PxBackend *be, void *dst, const void *src, gsize bytes, GError **error);
+  /* Streams and events (backend.h). NULL: the host implementation of
+   * exec/stream.c (inline compute stream, worker-thread streams). A device
+   * backend (CUDA) gives its own table. */
+  const struct PxStreamOps *streams;
 
   /* ops: same arguments as the public functions, already validated */
   gboolean (*linear_fwd)(PxBackend *, PxTensor *y, const PxTensor *x, const PxTensor *w,
@@ -66,11 +72,51 @@ typedef struct {
 
 struct _PxBackend {
   const PxBackendOps *ops;
+  PxStream *compute;    /* the compute stream, made with the backend */
+  gint64 t0;            /* the backend's clock origin (monotonic us) */
   int device;           /* device index; also named in error messages */
   GMutex lock;          /* guards mem */
   PxMemStats mem;
   void *impl;           /* the backend's own state */
 };
+
+/* The stream / event table: a stream or event is this header plus the
+ * implementation's state. */
+struct _PxStream {
+  const struct PxStreamOps *ops;
+  PxBackend *be;
+  char *name;
+  gboolean is_inline;
+  void *impl;
+};
+
+struct _PxDevEvent {
+  const struct PxStreamOps *ops;
+  PxBackend *be;
+  void *impl;
+};
+
+typedef struct PxStreamOps {
+  gboolean (*stream_init)(PxStream *s, gboolean compute, GError **error);
+  void (*stream_free)(PxStream *s);
+  gboolean (*launch_host)(PxStream *s, PxHostFn fn, gpointer data, GDestroyNotify free_data,
+                          GError **error);
+  gboolean (*synchronize)(PxStream *s, GError **error);
+  gboolean (*event_init)(PxDevEvent *e, GError **error);
+  void (*event_free)(PxDevEvent *e);
+  gboolean (*record)(PxDevEvent *e, PxStream *s, GError **error);
+  gboolean (*wait)(PxStream *s, PxDevEvent *e, GError **error);
+  gboolean (*event_synchronize)(PxDevEvent *e, GError **error);
+  gboolean (*event_query)(PxDevEvent *e);
+  /* seconds on the backend's clock at which e completed */
+  gboolean (*event_time)(PxDevEvent *e, double *seconds, GError **error);
+} PxStreamOps;
+
+/* The host implementation (exec/stream.c). */
+extern const PxStreamOps px_host_stream_ops;
+
+/* The compute stream of a new backend (px_backend_alloc_base calls it). */
+PxStream *px_backend_make_compute_stream(PxBackend *be, GError **error);
 
 /* Called by a backend's constructor. */
 PxBackend *px_backend_alloc_base(const PxBackendOps *ops, int device, void *impl);

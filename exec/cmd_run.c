@@ -2,14 +2,21 @@
  * printing per step loss, step time and tokens/s, then each rank's memory by
  * category next to the planner's prediction (text or --json), and optionally
  * the measured timeline of the last step (--trace, --csv, as parallax-sim
- * writes them) and checkpoints (--save DIR --save-every K, --resume DIR).
+ * writes them) and checkpoints (--save DIR --save-every K --keep N, --resume
+ * DIR; docs/checkpoint.md). The --save directory is checked (created,
+ * writable) before step 1; after each commit all but the newest N checkpoints
+ * are deleted (never the one DIR/latest names). A NaN or Inf loss or gradient
+ * norm stops the run with an error, before the step is counted or saved.
  *
  * --steps N is the step number to reach: with --resume, the run continues
  * from the checkpoint's step up to N. */
 #include <json-glib/json-glib.h>
 #include <math.h>
 #include <stdio.h>
+#include <omp.h>
+#include <stdlib.h>
 #include <string.h>
+#include "checkpoint.h"
 #include "exec_commands.h"
 #include "options.h"
 #include "plot.h"
@@ -20,10 +27,10 @@
 
 typedef struct {
   PxRunOptions opt;
-  int steps, save_every;
+  int steps, save_every, keep;
   gboolean json, gantt;
   char *plot,
-       *trace, *csv, *save, *resume, *dtype, *backend, *data;
+       *trace, *csv, *save, *resume, *dtype, *backend, *data, *comm;
   gint64 seed;
 } RunArgs;
 
@@ -57,9 +64,13 @@ int px_exec_cmd_run(int argc, char **argv) {
   RunArgs a = {0};
   px_run_options_init(&a.opt);
   a.steps = 10;
+  a.keep = 3;
   a.seed = (gint64)a.opt.seed;
   GOptionEntry entries[] = {
     {"backend", 0, 0, G_OPTION_ARG_STRING, &a.backend, "Device backend: cpu (default), cuda", "B"},
+    {"comm", 0, 0, G_OPTION_ARG_STRING, &a.comm,
+     "Communicator: local (every rank a thread of this process; the default), mpi (one process per rank, "
+     "under mpirun or srun; the default when launched by mpirun)", "C"},
     {"steps", 'n', 0, G_OPTION_ARG_INT, &a.steps, "Train up to this step (default 10)", "N"},
     {"seed", 0, 0, G_OPTION_ARG_INT64, &a.seed, "Seed of weights and synthetic data (default 1337)", "S"},
     {"data", 0, 0, G_OPTION_ARG_FILENAME, &a.data, "llm.c token file (default: synthetic corpus)", "FILE"},
@@ -78,6 +89,7 @@ int px_exec_cmd_run(int argc, char **argv) {
     {"plot", 0, 0, G_OPTION_ARG_FILENAME, &a.plot, "Draw the last step's timeline and memory into DIR (gnuplot)", "DIR"},
     {"save", 0, 0, G_OPTION_ARG_FILENAME, &a.save, "Checkpoint directory", "DIR"},
     {"save-every", 0, 0, G_OPTION_ARG_INT, &a.save_every, "Checkpoint every K steps (default: at the end)", "K"},
+    {"keep", 0, 0, G_OPTION_ARG_INT, &a.keep, "Keep the newest N checkpoints, 0 for all (default 3)", "N"},
     {"resume", 0, 0, G_OPTION_ARG_FILENAME, &a.resume, "Resume from the latest checkpoint in DIR", "DIR"},
     {NULL, 0, 0, 0, NULL, NULL, NULL},
   };
@@ -90,7 +102,10 @@ int px_exec_cmd_run(int argc, char **argv) {
   g_autoptr(GError) error = NULL;
   g_autoptr(PxModel) model = NULL;
   g_autoptr(PxCluster) cluster = NULL;
-  g_autoptr(PxRuntime) rt = NULL;
+  PxRuntime *rt = NULL;
+  PxComm *world = NULL; /* --comm mpi */
+  int rank = 0;
+  PxRankMemory *all_mem = NULL;
   g_autoptr(JsonBuilder) jb = NULL;
   PxPlan plan;
   memset(&plan, 0, sizeof plan); /* px_plan_options_resolve initialises it */
@@ -107,14 +122,14 @@ int px_exec_cmd_run(int argc, char **argv) {
     fprintf(stderr, CMD ": --units '%s' is not GB or GiB\n", o.units);
     goto out;
   }
-  if (a.steps < 1 || a.save_every < 0) {
-    fprintf(stderr, CMD ": --steps must be at least 1 and --save-every at least 0\n");
+  if (a.steps < 1 || a.save_every < 0 || a.keep < 0) {
+    fprintf(stderr, CMD ": --steps must be at least 1, --save-every and --keep at least 0\n");
     goto out;
   }
   {
     /* optimiser hyperparameters: finite and in range, named when not */
     const PxRunOptions *r = &a.opt;
-    const char *bad = !isfinite(r->lr) || r->lr <= 0 || r->lr > 1 ? "--lr must be in (0, 1]"
+    const char *bad = !isfinite(r->lr) || r->lr <= 0 ? "--lr must be a finite number > 0"
                       : !isfinite(r->min_lr) || r->min_lr < 0 || r->min_lr > r->lr ? "--min-lr must be in [0, --lr]"
                       : r->warmup < 0 || r->warmup > r->decay_steps ? "--warmup must be 0..the decay steps"
                       : r->decay_steps < 1 ? "--decay-steps must be at least 1"
@@ -127,9 +142,37 @@ int px_exec_cmd_run(int argc, char **argv) {
       goto out;
     }
   }
-  if (!px_plan_options_resolve(&o, FALSE, &model, &cluster, &plan, &error) ||
-      !(rt = px_runtime_new(model, &plan, &a.opt, &error)) || (a.resume && !px_runtime_resume(rt, a.resume, &error))) {
+  if (!a.comm) a.comm = g_strdup(g_getenv("OMPI_COMM_WORLD_SIZE") ? "mpi" : "local");
+  if (g_strcmp0(a.comm, "local") && g_strcmp0(a.comm, "mpi")) {
+    fprintf(stderr, CMD ": --comm '%s' is not local or mpi\n", a.comm);
+    goto out;
+  }
+  if (!px_plan_options_resolve(&o, FALSE, &model, &cluster, &plan, &error)) {
     rc = px_cli_fail(CMD, error);
+    goto out;
+  }
+  if (!g_strcmp0(a.comm, "mpi")) {
+    /* one rank per process: rank 0 prints; the device is the local rank */
+    if (!(world = px_comm_mpi_new(a.opt.timeout_s, &error))) {
+      rc = px_cli_fail(CMD, error);
+      goto out;
+    }
+    rank = px_comm_world_rank(world);
+    const char *lr = g_getenv("OMPI_COMM_WORLD_LOCAL_RANK") ? g_getenv("OMPI_COMM_WORLD_LOCAL_RANK") : g_getenv("SLURM_LOCALID");
+    a.opt.device = lr ? atoi(lr) : 0;
+    /* the cores of the node shared among its ranks (OMP_NUM_THREADS, when set, wins) */
+    const char *ls = g_getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    if (!g_getenv("OMP_NUM_THREADS") && ls && atoi(ls) > 0) omp_set_num_threads(MAX(1, (int)g_get_num_processors() / atoi(ls)));
+    if (rank != 0 && !freopen("/dev/null", "w", stdout)) {
+      fprintf(stderr, CMD ": rank %d: cannot silence standard output\n", rank);
+      goto out;
+    }
+  }
+  rt = world ? px_runtime_new_rank(model, &plan, &a.opt, world, &error) : px_runtime_new(model, &plan, &a.opt, &error);
+  if (!rt || (a.resume && !px_runtime_resume(rt, a.resume, &error)) ||
+      (a.save && rank == 0 && !px_checkpoint_check_dir(a.save, &error))) {
+    /* the same sentence on every rank: rank 0 says it */
+    rc = rank == 0 ? px_cli_fail(CMD, error) : 1;
     goto out;
   }
   const PxPlan *p = px_runtime_plan(rt);
@@ -137,9 +180,10 @@ int px_exec_cmd_run(int argc, char **argv) {
   jb = json_builder_new();
   json_builder_begin_object(jb);
   if (!a.json) {
-    printf("# %s: model %s, dp %d x tp %d x pp %d (%d ranks), %s, vpp %d, m %d micro-batches of %d x %d tokens, "
+    printf("# %s: model %s, dp %d x tp %d x pp %d (%d ranks, %s), %s, vpp %d, m %d micro-batches of %d x %d tokens, "
            "ZeRO-%d, checkpoint %s%s, backend %s, %s\n",
-           CMD, model->desc.name, p->dp, p->tp, p->pp, px_runtime_world(rt), px_schedule_name(p->schedule), p->vpp,
+           CMD, model->desc.name, p->dp, p->tp, p->pp, px_runtime_world(rt),
+           world ? "one process each, mpi" : "threads of this process, local", px_schedule_name(p->schedule), p->vpp,
            p->m, p->mbs, p->seq, p->zero, px_ckpt_name(p->ckpt), p->seq_parallel ? ", sequence parallel" : "", a.opt.backend,
            a.opt.dtype == PX_DTYPE_F64 ? "f64" : "f32");
     if (model->desc.dropout) printf("# dropout: off (the executor does not implement it; memory predicted without masks)\n");
@@ -172,7 +216,8 @@ int px_exec_cmd_run(int argc, char **argv) {
       fflush(stdout);
     }
     gboolean last = px_runtime_steps_done(rt) == a.steps;
-    if (a.save && ((a.save_every > 0 && sr.step % a.save_every == 0) || last) && !px_runtime_save(rt, a.save, &error)) {
+    if (a.save && ((a.save_every > 0 && sr.step % a.save_every == 0) || last) &&
+        (!px_runtime_save(rt, a.save, &error) || (rank == 0 && !px_checkpoint_prune(a.save, a.keep, NULL, &error)))) {
       rc = px_cli_fail(CMD, error);
       goto out;
     }
@@ -187,10 +232,14 @@ int px_exec_cmd_run(int argc, char **argv) {
   }
   json_builder_set_member_name(jb, "memory");
   json_builder_begin_array(jb);
+  all_mem = g_new0(PxRankMemory, px_runtime_world(rt));
+  if (!px_runtime_gather_memory(rt, all_mem, &error)) {
+    rc = px_cli_fail(CMD, error);
+    goto out;
+  }
   for (int r = 0; r < px_runtime_world(rt); r++) {
-    PxRankMemory m;
+    PxRankMemory m = all_mem[r];
     double meas[5], pred[5];
-    px_runtime_memory(rt, r, &m);
     memory_rows(&m, meas, pred);
     if (a.json) {
       json_builder_begin_object(jb);
@@ -223,7 +272,15 @@ int px_exec_cmd_run(int argc, char **argv) {
     json_builder_end_object(jb);
     px_report_print_json(jb);
   }
+  if ((a.trace || a.csv || a.gantt || a.plot) && !px_runtime_gather_timeline(rt, &error)) {
+    rc = px_cli_fail(CMD, error);
+    goto out;
+  }
   const PxTimeline *tl = px_runtime_timeline(rt);
+  if (rank != 0) { /* the files are rank 0's to write */
+    rc = 0;
+    goto out;
+  }
   if ((a.trace || a.csv || a.gantt || a.plot) && !tl) {
     fprintf(stderr, CMD ": no step ran, so there is no timeline to write\n");
     goto out;
@@ -246,6 +303,11 @@ int px_exec_cmd_run(int argc, char **argv) {
   }
   rc = 0;
 out:
+  px_runtime_free(rt);
+  px_comm_free(world);
+  if (world) px_comm_mpi_finalize();
+  g_free(all_mem);
+  g_free(a.comm);
   px_plan_clear(&plan);
   px_plan_options_clear(&o);
   g_free(a.plot);

@@ -1,9 +1,13 @@
-/* comm.c — groups, and the argument checks of every communicator call before
- * it is dispatched through the implementation's table. */
+/* comm.c — groups; the argument checks of every communicator call before it is
+ * dispatched through the implementation's table; splits; calls queued on
+ * streams; grouped point-to-point (see comm.h, comm_impl.h). */
 #include "comm_impl.h"
+#include "check.h"
 #include <string.h>
 
 G_DEFINE_QUARK(px-comm-error-quark, px_comm_error)
+
+#define fail(error, code, ...) px_fail((error), PX_COMM_ERROR, (code), __VA_ARGS__)
 
 PxGroup *px_group_new(const char *name, int n, const int *ranks) {
   PxGroup *g = g_new0(PxGroup, 1);
@@ -43,101 +47,334 @@ char *px_group_describe(const PxGroup *g) {
   return g_string_free(s, FALSE);
 }
 
-int px_comm_rank(const PxComm *c) { return c->rank; }
-int px_comm_world(const PxComm *c) { return c->world; }
-const char *px_comm_name(const PxComm *c) { return c->ops->name; }
+/* ---- the communicator header ---- */
+
+static PxComm *comm_alloc(const PxCommOps *ops, int world_rank, int world_size, PxGroup *group) {
+  PxComm *c = g_new0(PxComm, 1);
+  c->ops = ops;
+  c->world_rank = world_rank;
+  c->world_size = world_size;
+  c->group = group;
+  c->pos = px_group_index(group, world_rank);
+  c->label = px_group_describe(group);
+  c->pending = g_array_new(FALSE, FALSE, sizeof(PxP2p));
+  return c;
+}
+
+PxComm *px_comm_alloc_world(const PxCommOps *ops, int rank, int world, void *impl) {
+  PxComm *c = comm_alloc(ops, rank, world, px_group_new_world(world));
+  c->impl = impl;
+  return c;
+}
+
+int px_comm_rank(const PxComm *c) { return c->pos; }
+int px_comm_size(const PxComm *c) { return c->group->n; }
+int px_comm_global_rank(const PxComm *c, int pos) { return pos >= 0 && pos < c->group->n ? c->group->ranks[pos] : -1; }
+int px_comm_world_rank(const PxComm *c) { return c->world_rank; }
+int px_comm_world_size(const PxComm *c) { return c->world_size; }
+const char *px_comm_backend(const PxComm *c) { return c->ops->name; }
+const char *px_comm_label(const PxComm *c) { return c->label; }
+const PxGroup *px_comm_group(const PxComm *c) { return c->group; }
+double px_comm_timeout(const PxComm *c) { return c->ops->timeout(c); }
 
 void px_comm_free(PxComm *c) {
   if (!c) return;
   if (c->ops->free) c->ops->free(c);
+  px_group_free(c->group);
+  g_free(c->label);
+  g_array_unref(c->pending);
   g_free(c);
 }
 
-/* The caller's position in g, after checking that g is a valid group of this world. */
-static int group_pos(PxComm *c, const char *op, const PxGroup *g, GError **error) {
-  g_autofree char *desc = g ? px_group_describe(g) : g_strdup("(none)");
-  if (!g || g->n < 1) {
-    g_set_error(error, PX_COMM_ERROR, PX_COMM_ERROR_INVALID, "%s on group %s: empty group", op, desc);
-    return -1;
+void px_comm_abort(PxComm *c, const char *reason) { c->ops->abort(c, reason); }
+
+gboolean px_comm_check_async(PxComm *c, GError **error) { return c->ops->check_async(c, error); }
+
+void px_comm_reduce_into(void *acc, const void *x, gsize count, PxDType dt, PxRedOp op) {
+#define RED(T)                                                                                     \
+  do {                                                                                             \
+    T *a = acc;                                                                                    \
+    const T *b = x;                                                                                \
+    if (op == PX_RED_SUM)                                                                          \
+      for (gsize i = 0; i < count; i++) a[i] += b[i];                                              \
+    else                                                                                           \
+      for (gsize i = 0; i < count; i++) a[i] = b[i] > a[i] ? b[i] : a[i];                          \
+  } while (0)
+  switch (dt) {
+  case PX_DTYPE_F32: RED(float); break;
+  case PX_DTYPE_F64: RED(double); break;
+  case PX_DTYPE_I32: RED(gint32); break;
   }
-  for (int i = 0; i < g->n; i++) {
-    if (g->ranks[i] < 0 || g->ranks[i] >= c->world) {
-      g_set_error(error, PX_COMM_ERROR, PX_COMM_ERROR_INVALID,
-                  "%s on group %s: rank %d outside the world of %d", op, desc, g->ranks[i], c->world);
-      return -1;
-    }
-    for (int j = 0; j < i; j++)
-      if (g->ranks[j] == g->ranks[i]) {
-        g_set_error(error, PX_COMM_ERROR, PX_COMM_ERROR_INVALID,
-                    "%s on group %s: rank %d appears twice", op, desc, g->ranks[i]);
-        return -1;
+#undef RED
+}
+
+/* ---- splits ---- */
+
+typedef struct {
+  gint32 color, key, rank;
+} Member;
+
+static gint member_cmp(gconstpointer a, gconstpointer b) {
+  const Member *x = a, *y = b;
+  if (x->key != y->key) return x->key < y->key ? -1 : 1;
+  return (x->rank > y->rank) - (x->rank < y->rank);
+}
+
+PxComm *px_comm_split(PxComm *parent, int color, int key, const char *name, GError **error) {
+  int n = parent->group->n;
+  if (color < PX_COMM_NO_COLOR) {
+    fail(error, PX_COMM_ERROR_INVALID, "split of %s: color %d (≥ 0, or no color)", parent->label, color);
+    return NULL;
+  }
+  gint32 mine[2] = {color, key};
+  g_autofree gint32 *all = g_new(gint32, 2 * (gsize)n);
+  if (!parent->ops->all_gather(parent, mine, all, 2, PX_DTYPE_I32, error)) {
+    g_prefix_error(error, "split of %s: ", parent->label);
+    return NULL;
+  }
+  parent->n_splits++;
+  PxComm *child = NULL;
+  if (color != PX_COMM_NO_COLOR) {
+    g_autoptr(GArray) m = g_array_new(FALSE, FALSE, sizeof(Member));
+    for (int i = 0; i < n; i++)
+      if (all[2 * i] == color) {
+        Member x = {all[2 * i], all[2 * i + 1], parent->group->ranks[i]};
+        g_array_append_val(m, x);
       }
+    g_array_sort(m, member_cmp);
+    g_autofree int *ranks = g_new(int, m->len);
+    for (guint i = 0; i < m->len; i++) ranks[i] = g_array_index(m, Member, i).rank;
+    child = comm_alloc(parent->ops, parent->world_rank, parent->world_size, px_group_new(name, (int)m->len, ranks));
   }
-  int pos = px_group_index(g, c->rank);
-  if (pos < 0)
-    g_set_error(error, PX_COMM_ERROR, PX_COMM_ERROR_INVALID, "%s on group %s: rank %d is not in it",
-                op, desc, c->rank);
-  return pos;
+  if (!parent->ops->split(parent, color, key, child, error)) {
+    g_prefix_error(error, "split of %s: ", parent->label);
+    if (child) child->ops = parent->ops, px_comm_free(child);
+    return NULL;
+  }
+  return child;
 }
 
-static gboolean reducible(const char *op, PxDType dt, GError **error) {
+/* ---- argument checks ---- */
+
+static gboolean check_dtype(PxComm *c, const char *op, PxDType dt, gboolean reduce, GError **error) {
   if (dt == PX_DTYPE_F32 || dt == PX_DTYPE_F64 || dt == PX_DTYPE_I32) return TRUE;
-  g_set_error(error, PX_COMM_ERROR, PX_COMM_ERROR_INVALID, "%s: dtype %d cannot be summed", op, dt);
-  return FALSE;
+  return fail(error, PX_COMM_ERROR_INVALID, "%s on %s: dtype %d cannot be %s", op, c->label, dt,
+              reduce ? "reduced" : "moved");
 }
 
-gboolean px_comm_all_reduce(PxComm *c, const PxGroup *g, void *buf, gsize count, PxDType dtype,
-                            GError **error) {
-  int pos = group_pos(c, "all_reduce", g, error);
-  return pos >= 0 && reducible("all_reduce", dtype, error) &&
-         c->ops->all_reduce(c, g, pos, buf, count, dtype, error);
+static gboolean check_pos(PxComm *c, const char *op, const char *what, int pos, gboolean self_ok, GError **error) {
+  if (pos >= 0 && pos < c->group->n && (self_ok || pos != c->pos)) return TRUE;
+  return fail(error, PX_COMM_ERROR_INVALID, "%s on %s (rank %d of %d): bad %s %d", op, c->label, c->pos, c->group->n,
+              what, pos);
 }
 
-gboolean px_comm_reduce_scatter(PxComm *c, const PxGroup *g, const void *send, void *recv,
-                                gsize count, PxDType dtype, GError **error) {
-  int pos = group_pos(c, "reduce_scatter", g, error);
-  return pos >= 0 && reducible("reduce_scatter", dtype, error) &&
-         c->ops->reduce_scatter(c, g, pos, send, recv, count, dtype, error);
+static gboolean not_grouping(PxComm *c, const char *op, GError **error) {
+  if (!c->grouping) return TRUE;
+  return fail(error, PX_COMM_ERROR_INVALID, "%s on %s: only send and recv may be called inside a group", op, c->label);
 }
 
-gboolean px_comm_all_gather(PxComm *c, const PxGroup *g, const void *send, void *recv, gsize count,
-                            PxDType dtype, GError **error) {
-  int pos = group_pos(c, "all_gather", g, error);
-  return pos >= 0 && c->ops->all_gather(c, g, pos, send, recv, count, dtype, error);
-}
+/* ---- calls on streams ---- */
 
-gboolean px_comm_broadcast(PxComm *c, const PxGroup *g, void *buf, gsize count, PxDType dtype,
-                           int root, GError **error) {
-  int pos = group_pos(c, "broadcast", g, error);
-  if (pos < 0) return FALSE;
-  int root_pos = px_group_index(g, root);
-  if (root_pos < 0) {
-    g_autofree char *desc = px_group_describe(g);
-    g_set_error(error, PX_COMM_ERROR, PX_COMM_ERROR_INVALID,
-                "broadcast on group %s: root %d is not in it", desc, root);
-    return FALSE;
+typedef enum { OP_ALL_REDUCE, OP_REDUCE_SCATTER, OP_ALL_GATHER, OP_BROADCAST, OP_BARRIER, OP_SEND, OP_RECV, OP_GROUP } OpKind;
+
+typedef struct {
+  PxComm *c;
+  OpKind kind;
+  const void *send;
+  void *buf;
+  gsize count;
+  PxDType dt;
+  PxRedOp red;
+  int arg;           /* root or peer */
+  PxP2p *group;      /* OP_GROUP: owned */
+  int n_group;
+} Call;
+
+static gboolean run_group(PxComm *c, const PxP2p *ops, int n, GError **error);
+
+static gboolean call_run(gpointer data, GError **error) {
+  Call *k = data;
+  PxComm *c = k->c;
+  gboolean ok = FALSE;
+  switch (k->kind) {
+  case OP_ALL_REDUCE: ok = c->ops->all_reduce(c, k->buf, k->count, k->dt, k->red, error); break;
+  case OP_REDUCE_SCATTER: ok = c->ops->reduce_scatter(c, k->send, k->buf, k->count, k->dt, error); break;
+  case OP_ALL_GATHER: ok = c->ops->all_gather(c, k->send, k->buf, k->count, k->dt, error); break;
+  case OP_BROADCAST: ok = c->ops->broadcast(c, k->buf, k->count, k->dt, k->arg, error); break;
+  case OP_BARRIER: ok = c->ops->barrier(c, error); break;
+  case OP_SEND: ok = c->ops->send(c, k->send, k->count, k->dt, k->arg, error); break;
+  case OP_RECV: ok = c->ops->recv(c, k->buf, k->count, k->dt, k->arg, error); break;
+  case OP_GROUP: ok = run_group(c, k->group, k->n_group, error); break;
   }
-  return c->ops->broadcast(c, g, pos, buf, count, dtype, root_pos, error);
+  return ok;
 }
 
-static gboolean peer_ok(PxComm *c, const char *op, int peer, GError **error) {
-  if (peer >= 0 && peer < c->world && peer != c->rank) return TRUE;
-  g_set_error(error, PX_COMM_ERROR, PX_COMM_ERROR_INVALID, "%s on rank %d: bad peer %d (world %d)",
-              op, c->rank, peer, c->world);
+/* A queued call that fails aborts the world, so that no peer waits for it. */
+static gboolean call_run_queued(gpointer data, GError **error) {
+  Call *k = data;
+  if (call_run(data, error)) return TRUE;
+  if (error && *error && !g_error_matches(*error, PX_COMM_ERROR, PX_COMM_ERROR_ABORTED))
+    k->c->ops->abort(k->c, (*error)->message);
   return FALSE;
 }
 
-gboolean px_comm_send(PxComm *c, const void *buf, gsize count, PxDType dtype, int peer, int tag,
-                      GError **error) {
-  return peer_ok(c, "send", peer, error) && c->ops->send(c, buf, count, dtype, peer, tag, error);
+static void call_free(gpointer data) {
+  Call *k = data;
+  g_free(k->group);
+  g_free(k);
 }
 
-gboolean px_comm_recv(PxComm *c, void *buf, gsize count, PxDType dtype, int peer, int tag,
-                      GError **error) {
-  return peer_ok(c, "recv", peer, error) && c->ops->recv(c, buf, count, dtype, peer, tag, error);
+static gboolean dispatch(Call *k, PxStream *stream, GError **error) {
+  if (!stream || px_stream_is_inline(stream)) {
+    gboolean ok = call_run(k, error);
+    call_free(k);
+    return ok;
+  }
+  return px_stream_launch_host(stream, call_run_queued, k, call_free, error);
 }
 
-gboolean px_comm_barrier(PxComm *c, const PxGroup *g, GError **error) {
-  int pos = group_pos(c, "barrier", g, error);
-  return pos >= 0 && c->ops->barrier(c, g, pos, error);
+static Call *call_new(PxComm *c, OpKind kind) {
+  Call *k = g_new0(Call, 1);
+  k->c = c;
+  k->kind = kind;
+  return k;
 }
+
+gboolean px_comm_all_reduce(PxComm *c, void *buf, gsize count, PxDType dtype, PxRedOp op, PxStream *stream,
+                            GError **error) {
+  if (!not_grouping(c, "all_reduce", error) || !check_dtype(c, "all_reduce", dtype, TRUE, error)) return FALSE;
+  if (op != PX_RED_SUM && op != PX_RED_MAX) return fail(error, PX_COMM_ERROR_INVALID, "all_reduce on %s: unknown op %d", c->label, op);
+  Call *k = call_new(c, OP_ALL_REDUCE);
+  k->buf = buf, k->count = count, k->dt = dtype, k->red = op;
+  return dispatch(k, stream, error);
+}
+
+gboolean px_comm_reduce_scatter(PxComm *c, const void *send, void *recv, gsize count, PxDType dtype,
+                                PxStream *stream, GError **error) {
+  if (!not_grouping(c, "reduce_scatter", error) || !check_dtype(c, "reduce_scatter", dtype, TRUE, error)) return FALSE;
+  Call *k = call_new(c, OP_REDUCE_SCATTER);
+  k->send = send, k->buf = recv, k->count = count, k->dt = dtype;
+  return dispatch(k, stream, error);
+}
+
+gboolean px_comm_all_gather(PxComm *c, const void *send, void *recv, gsize count, PxDType dtype, PxStream *stream,
+                            GError **error) {
+  if (!not_grouping(c, "all_gather", error) || !check_dtype(c, "all_gather", dtype, FALSE, error)) return FALSE;
+  Call *k = call_new(c, OP_ALL_GATHER);
+  k->send = send, k->buf = recv, k->count = count, k->dt = dtype;
+  return dispatch(k, stream, error);
+}
+
+gboolean px_comm_broadcast(PxComm *c, void *buf, gsize count, PxDType dtype, int root, PxStream *stream,
+                           GError **error) {
+  if (!not_grouping(c, "broadcast", error) || !check_dtype(c, "broadcast", dtype, FALSE, error) ||
+      !check_pos(c, "broadcast", "root", root, TRUE, error))
+    return FALSE;
+  Call *k = call_new(c, OP_BROADCAST);
+  k->buf = buf, k->count = count, k->dt = dtype, k->arg = root;
+  return dispatch(k, stream, error);
+}
+
+gboolean px_comm_barrier(PxComm *c, PxStream *stream, GError **error) {
+  if (!not_grouping(c, "barrier", error)) return FALSE;
+  return dispatch(call_new(c, OP_BARRIER), stream, error);
+}
+
+static gboolean p2p(PxComm *c, gboolean send, const void *sbuf, void *rbuf, gsize count, PxDType dtype, int peer,
+                    PxStream *stream, GError **error) {
+  const char *op = send ? "send" : "recv";
+  if (!check_dtype(c, op, dtype, FALSE, error) || !check_pos(c, op, "peer", peer, FALSE, error)) return FALSE;
+  if (c->grouping) {
+    PxP2p x = {send, send ? (void *)sbuf : rbuf, count, dtype, peer};
+    g_array_append_val(c->pending, x);
+    return TRUE;
+  }
+  Call *k = call_new(c, send ? OP_SEND : OP_RECV);
+  k->send = sbuf, k->buf = rbuf, k->count = count, k->dt = dtype, k->arg = peer;
+  return dispatch(k, stream, error);
+}
+
+gboolean px_comm_send(PxComm *c, const void *buf, gsize count, PxDType dtype, int peer, PxStream *stream,
+                      GError **error) {
+  return p2p(c, TRUE, buf, NULL, count, dtype, peer, stream, error);
+}
+
+gboolean px_comm_recv(PxComm *c, void *buf, gsize count, PxDType dtype, int peer, PxStream *stream,
+                      GError **error) {
+  return p2p(c, FALSE, NULL, buf, count, dtype, peer, stream, error);
+}
+
+void px_comm_group_start(PxComm *c) {
+  c->grouping = TRUE;
+  g_array_set_size(c->pending, 0);
+}
+
+/* ---- grouped point-to-point without native support: a thread per call ---- */
+
+typedef struct {
+  PxComm *c;
+  const PxP2p *op;
+  GError *error;
+} GroupArg;
+
+static gpointer group_thread(gpointer data) {
+  GroupArg *a = data;
+  const PxP2p *o = a->op;
+  if (o->send) a->c->ops->send(a->c, o->buf, o->count, o->dtype, o->peer, &a->error);
+  else a->c->ops->recv(a->c, o->buf, o->count, o->dtype, o->peer, &a->error);
+  return NULL;
+}
+
+static gboolean run_group(PxComm *c, const PxP2p *ops, int n, GError **error) {
+  if (c->ops->group) return c->ops->group(c, ops, n, error);
+  if (n == 1) {
+    const PxP2p *o = &ops[0];
+    return o->send ? c->ops->send(c, o->buf, o->count, o->dtype, o->peer, error)
+                   : c->ops->recv(c, o->buf, o->count, o->dtype, o->peer, error);
+  }
+  g_autofree GroupArg *args = g_new0(GroupArg, n);
+  g_autofree GThread **th = g_new0(GThread *, n);
+  for (int i = 0; i < n; i++) {
+    args[i] = (GroupArg){c, &ops[i], NULL};
+    th[i] = g_thread_new("p2p", group_thread, &args[i]);
+  }
+  gboolean ok = TRUE;
+  for (int i = 0; i < n; i++) {
+    g_thread_join(th[i]);
+    if (args[i].error) {
+      if (ok) g_propagate_error(error, args[i].error);
+      else g_error_free(args[i].error);
+      ok = FALSE;
+    }
+  }
+  return ok;
+}
+
+gboolean px_comm_group_end(PxComm *c, PxStream *stream, GError **error) {
+  if (!c->grouping) return fail(error, PX_COMM_ERROR_INVALID, "group_end on %s without group_start", c->label);
+  c->grouping = FALSE;
+  if (c->pending->len == 0) return TRUE;
+  Call *k = call_new(c, OP_GROUP);
+  k->n_group = (int)c->pending->len;
+  k->group = g_memdup2(c->pending->data, sizeof(PxP2p) * c->pending->len);
+  g_array_set_size(c->pending, 0);
+  return dispatch(k, stream, error);
+}
+
+gboolean px_comm_available(const char *name) {
+  if (!g_strcmp0(name, "local")) return TRUE;
+#ifdef PX_HAVE_MPI
+  if (!g_strcmp0(name, "mpi")) return TRUE;
+#endif
+  return FALSE;
+}
+
+#ifndef PX_HAVE_MPI
+PxComm *px_comm_mpi_new(double timeout_s, GError **error) {
+  (void)timeout_s;
+  fail(error, PX_COMM_ERROR_UNSUPPORTED, "communicator 'mpi' is not built in (install libopenmpi-dev and reconfigure)");
+  return NULL;
+}
+
+void px_comm_mpi_finalize(void) {}
+#endif

@@ -1,33 +1,65 @@
-/* comm_impl.h — internal: the table of function pointers a communicator fills
- * (local now, nccl later). comm.c checks the arguments (rank in group, root in
- * group, peer in world, dtype) before dispatching, so an implementation only
- * moves data. `pos` is the caller's position in the group. */
+/* comm_impl.h — internal: the table of function pointers a communicator
+ * implementation fills (local, mpi; nccl later). comm.c checks the arguments
+ * (peer and root inside the communicator, dtype, count), runs the calls that
+ * come with a queued stream as host functions on that stream, makes the
+ * membership of a split, and runs grouped point-to-point; an implementation
+ * only moves data, blocking, with its deadline. */
 #pragma once
 #include "comm.h"
 
 G_BEGIN_DECLS
 
+/* One point-to-point call of a group (px_comm_group_start/end). */
+typedef struct {
+  gboolean send;
+  void *buf;
+  gsize count;
+  PxDType dtype;
+  int peer; /* position in the communicator */
+} PxP2p;
+
 typedef struct {
   const char *name;
+  /* free c->impl (the world's shared state goes with the last communicator) */
   void (*free)(PxComm *c);
-  gboolean (*all_reduce)(PxComm *c, const PxGroup *g, int pos, void *buf, gsize count, PxDType dt,
+  /* Collective over parent: make child->impl for the communicator of color
+   * (child NULL: this rank is in none, color PX_COMM_NO_COLOR). child->group,
+   * pos and label are already set by comm.c. */
+  gboolean (*split)(PxComm *parent, int color, int key, PxComm *child, GError **error);
+  void (*abort)(PxComm *c, const char *reason);
+  gboolean (*check_async)(PxComm *c, GError **error);
+  double (*timeout)(const PxComm *c);
+  /* Blocking calls on c (this rank is c->pos in c->group). */
+  gboolean (*all_reduce)(PxComm *c, void *buf, gsize count, PxDType dt, PxRedOp op, GError **error);
+  gboolean (*reduce_scatter)(PxComm *c, const void *send, void *recv, gsize count, PxDType dt,
+                             GError **error);
+  gboolean (*all_gather)(PxComm *c, const void *send, void *recv, gsize count, PxDType dt,
                          GError **error);
-  gboolean (*reduce_scatter)(PxComm *c, const PxGroup *g, int pos, const void *send, void *recv,
-                             gsize count, PxDType dt, GError **error);
-  gboolean (*all_gather)(PxComm *c, const PxGroup *g, int pos, const void *send, void *recv,
-                         gsize count, PxDType dt, GError **error);
-  gboolean (*broadcast)(PxComm *c, const PxGroup *g, int pos, void *buf, gsize count, PxDType dt,
-                        int root_pos, GError **error);
-  gboolean (*send)(PxComm *c, const void *buf, gsize count, PxDType dt, int peer, int tag,
-                   GError **error);
-  gboolean (*recv)(PxComm *c, void *buf, gsize count, PxDType dt, int peer, int tag, GError **error);
-  gboolean (*barrier)(PxComm *c, const PxGroup *g, int pos, GError **error);
+  gboolean (*broadcast)(PxComm *c, void *buf, gsize count, PxDType dt, int root, GError **error);
+  gboolean (*barrier)(PxComm *c, GError **error);
+  gboolean (*send)(PxComm *c, const void *buf, gsize count, PxDType dt, int peer, GError **error);
+  gboolean (*recv)(PxComm *c, void *buf, gsize count, PxDType dt, int peer, GError **error);
+  /* Grouped point-to-point, all issued before any is waited for; NULL: comm.c
+   * runs each call on a thread of its own and joins them. */
+  gboolean (*group)(PxComm *c, const PxP2p *ops, int n, GError **error);
 } PxCommOps;
 
 struct _PxComm {
   const PxCommOps *ops;
-  int rank, world;
+  int world_rank, world_size;
+  PxGroup *group;   /* members as world ranks, in rank order */
+  int pos;          /* this rank's position in group */
+  char *label;      /* "dp[0,2]" */
+  int n_splits;     /* splits made from this communicator so far (same on every member) */
   void *impl;
+  gboolean grouping;
+  GArray *pending;  /* PxP2p between group_start and group_end */
 };
+
+/* A communicator header for an implementation's world communicator. */
+PxComm *px_comm_alloc_world(const PxCommOps *ops, int rank, int world, void *impl);
+
+/* Sum or max of count elements of x into acc (dt: f32, f64, i32). */
+void px_comm_reduce_into(void *acc, const void *x, gsize count, PxDType dt, PxRedOp op);
 
 G_END_DECLS

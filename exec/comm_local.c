@@ -1,13 +1,17 @@
 /* comm_local.c — the `local` communicator: ranks are threads of one process.
  *
- * Every call is a rendezvous on a slot keyed by (group, op sequence number):
- * each rank posts its buffers and waits; the last to arrive checks that all
- * called the same op with the same count, dtype and root, then performs the
- * whole collective, reading every rank's send buffer and writing every rank's
- * receive buffer (all others are blocked inside the call, so the buffers are
- * stable). Sums run in group order 0..n-1 whatever the arrival order, so every
- * rank gets bit-identical results. Point-to-point is a two-party rendezvous
- * keyed by (sender, receiver, tag, sequence).
+ * Every collective is a rendezvous on a slot keyed by (communicator, sequence
+ * number of its collectives): each rank posts its buffers and waits; the last
+ * to arrive checks that all called the same op with the same count, dtype,
+ * reduction and root, then performs the whole collective, reading every
+ * rank's send buffer and writing every rank's receive buffer (all others are
+ * blocked inside the call, so the buffers are stable). Reductions run in rank
+ * order 0..n-1 whatever the arrival order, so every rank gets bit-identical
+ * results.
+ *
+ * Point-to-point is eager: a send copies its payload into the queue of its
+ * (communicator, sender, receiver) pair and returns; a receive takes the head
+ * of that queue, so messages arrive in the order they were sent.
  *
  * Every wait has a deadline. A rank whose deadline passes names the missing
  * ranks and aborts the world: every waiting and later call then fails. */
@@ -20,6 +24,7 @@ struct _PxLocalWorld {
   GMutex lock;
   GCond cond;
   GHashTable *slots;   /* key -> Slot */
+  GHashTable *queues;  /* "key src>dst" -> GQueue of Message */
   char *abort_msg;     /* non-NULL once aborted */
 };
 
@@ -30,6 +35,7 @@ typedef struct {
   void *recv;
   gsize count;
   PxDType dtype;
+  PxRedOp red;
   int root;
 } Part;
 
@@ -39,16 +45,24 @@ typedef void (*PerformFn)(Slot *s);
 struct Slot {
   int n, arrived, left;
   gboolean done;
-  int *ranks;     /* (n) global rank of each position */
-  Part *parts;    /* (n) */
+  int *ranks;       /* (n) world rank of each position */
+  Part *parts;      /* (n) */
   PerformFn perform;
-  char *mismatch; /* set by the performer when the parts disagree */
+  char *mismatch;   /* set by the performer when the parts disagree */
 };
 
 typedef struct {
+  void *data;
+  gsize count;
+  PxDType dtype;
+} Message;
+
+/* One rank's handle on one communicator. */
+typedef struct {
   PxLocalWorld *w;
-  GMutex seq_lock; /* the rank's threads may call at once */
-  GHashTable *seq; /* base key -> next sequence number (GINT_TO_POINTER) */
+  char *key;       /* the communicator's identity, the same on every member */
+  GMutex lock;     /* the rank's threads may call at once */
+  int seq;         /* collectives issued so far */
 } Local;
 
 static void slot_free(gpointer p) {
@@ -59,6 +73,14 @@ static void slot_free(gpointer p) {
   g_free(s);
 }
 
+static void message_free(gpointer p) {
+  Message *m = p;
+  g_free(m->data);
+  g_free(m);
+}
+
+static void queue_free(gpointer p) { g_queue_free_full(p, message_free); }
+
 PxLocalWorld *px_local_world_new(int world, double timeout_s) {
   PxLocalWorld *w = g_new0(PxLocalWorld, 1);
   w->world = world;
@@ -66,6 +88,7 @@ PxLocalWorld *px_local_world_new(int world, double timeout_s) {
   g_mutex_init(&w->lock);
   g_cond_init(&w->cond);
   w->slots = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, slot_free);
+  w->queues = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, queue_free);
   return w;
 }
 
@@ -79,6 +102,7 @@ void px_local_world_abort(PxLocalWorld *w, const char *reason) {
 void px_local_world_free(PxLocalWorld *w) {
   if (!w) return;
   g_hash_table_destroy(w->slots);
+  g_hash_table_destroy(w->queues);
   g_mutex_clear(&w->lock);
   g_cond_clear(&w->cond);
   g_free(w->abort_msg);
@@ -87,20 +111,12 @@ void px_local_world_free(PxLocalWorld *w) {
 
 /* ---- performers: run by the last rank to arrive, under the world lock ---- */
 
-static void sum_into(void *acc, const void *x, gsize count, PxDType dt) {
-  switch (dt) {
-  case PX_DTYPE_F32: for (gsize i = 0; i < count; i++) ((float *)acc)[i] += ((const float *)x)[i]; break;
-  case PX_DTYPE_F64: for (gsize i = 0; i < count; i++) ((double *)acc)[i] += ((const double *)x)[i]; break;
-  case PX_DTYPE_I32: for (gsize i = 0; i < count; i++) ((gint32 *)acc)[i] += ((const gint32 *)x)[i]; break;
-  }
-}
-
-/* acc = sum over positions 0..n-1 of their send buffers from element offset, in that order. */
+/* acc = the reduction over positions 0..n-1 of their send buffers from element offset, in that order. */
 static void sum_parts(const Slot *s, void *acc, gsize offset, gsize count) {
   gsize es = px_dtype_size(s->parts[0].dtype);
   memcpy(acc, (const char *)s->parts[0].send + offset * es, count * es);
   for (int k = 1; k < s->n; k++)
-    sum_into(acc, (const char *)s->parts[k].send + offset * es, count, s->parts[0].dtype);
+    px_comm_reduce_into(acc, (const char *)s->parts[k].send + offset * es, count, s->parts[0].dtype, s->parts[0].red);
 }
 
 static void perform_all_reduce(Slot *s) {
@@ -135,11 +151,6 @@ static void perform_broadcast(Slot *s) {
 
 static void perform_nothing(Slot *s) { (void)s; }
 
-/* p2p: position 0 sends, position 1 receives */
-static void perform_p2p(Slot *s) {
-  memcpy(s->parts[1].recv, s->parts[0].send, s->parts[0].count * px_dtype_size(s->parts[0].dtype));
-}
-
 /* The disagreement between the parts, or NULL. */
 static char *check_parts(const Slot *s) {
   const Part *a = &s->parts[0];
@@ -152,6 +163,9 @@ static char *check_parts(const Slot *s) {
       return g_strdup_printf("rank %d passed %" G_GSIZE_FORMAT " %s while rank %d passed %"
                              G_GSIZE_FORMAT " %s", s->ranks[0], a->count, px_dtype_name(a->dtype),
                              s->ranks[k], b->count, px_dtype_name(b->dtype));
+    if (a->red != b->red)
+      return g_strdup_printf("rank %d reduced with %s while rank %d reduced with %s", s->ranks[0],
+                             a->red == PX_RED_SUM ? "sum" : "max", s->ranks[k], b->red == PX_RED_SUM ? "sum" : "max");
     if (a->root != b->root)
       return g_strdup_printf("rank %d named root %d while rank %d named root %d", s->ranks[0],
                              s->ranks[a->root], s->ranks[k], s->ranks[b->root]);
@@ -171,24 +185,22 @@ static char *missing_ranks(const Slot *s) {
   return g_string_free(str, FALSE);
 }
 
-/* Post part at position pos of the slot (base_key, next sequence number), wait
- * for the others, and have the last arrival perform. desc names the call in
- * messages ("all_reduce on group dp[0,2]"). */
-static gboolean rendezvous(PxComm *c, const char *base_key, const char *desc, int n,
-                           const int *ranks, int pos, const Part *part, PerformFn perform,
-                           GError **error) {
+/* Post part at the caller's position of the slot (communicator, next sequence
+ * number), wait for the others, and have the last arrival perform. desc names
+ * the call in messages ("all_reduce on dp[0,2]"). */
+static gboolean rendezvous(PxComm *c, const char *desc, const Part *part, PerformFn perform, GError **error) {
   Local *L = c->impl;
   PxLocalWorld *w = L->w;
-  g_mutex_lock(&L->seq_lock);
-  int seq = GPOINTER_TO_INT(g_hash_table_lookup(L->seq, base_key));
-  g_hash_table_insert(L->seq, g_strdup(base_key), GINT_TO_POINTER(seq + 1));
-  g_mutex_unlock(&L->seq_lock);
-  g_autofree char *key = g_strdup_printf("%s#%d", base_key, seq);
+  int n = c->group->n, pos = c->pos;
+  g_mutex_lock(&L->lock);
+  int seq = L->seq++;
+  g_mutex_unlock(&L->lock);
+  g_autofree char *key = g_strdup_printf("%s#%d", L->key, seq);
 
   g_mutex_lock(&w->lock);
   if (w->abort_msg) {
     g_set_error(error, PX_COMM_ERROR, PX_COMM_ERROR_ABORTED, "%s on rank %d: communicator aborted: %s",
-                desc, c->rank, w->abort_msg);
+                desc, c->world_rank, w->abort_msg);
     g_mutex_unlock(&w->lock);
     return FALSE;
   }
@@ -196,7 +208,7 @@ static gboolean rendezvous(PxComm *c, const char *base_key, const char *desc, in
   if (!s) {
     s = g_new0(Slot, 1);
     s->n = n;
-    s->ranks = g_memdup2(ranks, sizeof(int) * (gsize)n);
+    s->ranks = g_memdup2(c->group->ranks, sizeof(int) * (gsize)n);
     s->parts = g_new0(Part, n);
     s->perform = perform;
     g_hash_table_insert(w->slots, g_strdup(key), s);
@@ -222,7 +234,7 @@ static gboolean rendezvous(PxComm *c, const char *base_key, const char *desc, in
   }
   if (!s->done) {
     g_set_error(error, PX_COMM_ERROR, PX_COMM_ERROR_ABORTED, "%s on rank %d: communicator aborted: %s",
-                desc, c->rank, w->abort_msg);
+                desc, c->world_rank, w->abort_msg);
     g_mutex_unlock(&w->lock);
     return FALSE;
   }
@@ -236,90 +248,166 @@ static gboolean rendezvous(PxComm *c, const char *base_key, const char *desc, in
   return ok;
 }
 
-static gboolean collective(PxComm *c, const char *op, const PxGroup *g, int pos, const void *send,
-                           void *recv, gsize count, PxDType dt, int root, PerformFn perform,
-                           GError **error) {
-  g_autofree char *group = px_group_describe(g);
-  g_autofree char *desc = g_strdup_printf("%s on group %s", op, group);
-  Part part = {.op = op, .send = send, .recv = recv, .count = count, .dtype = dt, .root = root};
-  return rendezvous(c, group, desc, g->n, g->ranks, pos, &part, perform, error);
+static gboolean collective(PxComm *c, const char *op, const void *send, void *recv, gsize count, PxDType dt,
+                           PxRedOp red, int root, PerformFn perform, GError **error) {
+  g_autofree char *desc = g_strdup_printf("%s on %s", op, c->label);
+  Part part = {.op = op, .send = send, .recv = recv, .count = count, .dtype = dt, .red = red, .root = root};
+  return rendezvous(c, desc, &part, perform, error);
 }
 
-static gboolean local_all_reduce(PxComm *c, const PxGroup *g, int pos, void *buf, gsize count,
-                                 PxDType dt, GError **error) {
-  return collective(c, "all_reduce", g, pos, buf, buf, count, dt, 0, perform_all_reduce, error);
+static gboolean local_all_reduce(PxComm *c, void *buf, gsize count, PxDType dt, PxRedOp op, GError **error) {
+  return collective(c, "all_reduce", buf, buf, count, dt, op, 0, perform_all_reduce, error);
 }
 
-static gboolean local_reduce_scatter(PxComm *c, const PxGroup *g, int pos, const void *send,
-                                     void *recv, gsize count, PxDType dt, GError **error) {
-  return collective(c, "reduce_scatter", g, pos, send, recv, count, dt, 0, perform_reduce_scatter,
-                    error);
+static gboolean local_reduce_scatter(PxComm *c, const void *send, void *recv, gsize count, PxDType dt,
+                                     GError **error) {
+  return collective(c, "reduce_scatter", send, recv, count, dt, PX_RED_SUM, 0, perform_reduce_scatter, error);
 }
 
-static gboolean local_all_gather(PxComm *c, const PxGroup *g, int pos, const void *send, void *recv,
-                                 gsize count, PxDType dt, GError **error) {
-  return collective(c, "all_gather", g, pos, send, recv, count, dt, 0, perform_all_gather, error);
+static gboolean local_all_gather(PxComm *c, const void *send, void *recv, gsize count, PxDType dt, GError **error) {
+  return collective(c, "all_gather", send, recv, count, dt, PX_RED_SUM, 0, perform_all_gather, error);
 }
 
-static gboolean local_broadcast(PxComm *c, const PxGroup *g, int pos, void *buf, gsize count,
-                                PxDType dt, int root_pos, GError **error) {
-  return collective(c, "broadcast", g, pos, buf, buf, count, dt, root_pos, perform_broadcast, error);
+static gboolean local_broadcast(PxComm *c, void *buf, gsize count, PxDType dt, int root, GError **error) {
+  return collective(c, "broadcast", buf, buf, count, dt, PX_RED_SUM, root, perform_broadcast, error);
 }
 
-static gboolean local_barrier(PxComm *c, const PxGroup *g, int pos, GError **error) {
-  return collective(c, "barrier", g, pos, NULL, NULL, 0, PX_DTYPE_F32, 0, perform_nothing, error);
+static gboolean local_barrier(PxComm *c, GError **error) {
+  return collective(c, "barrier", NULL, NULL, 0, PX_DTYPE_F32, PX_RED_SUM, 0, perform_nothing, error);
 }
 
-static gboolean p2p(PxComm *c, gboolean sending, const void *send, void *recv, gsize count,
-                    PxDType dt, int peer, int tag, GError **error) {
-  int ranks[2] = {sending ? c->rank : peer, sending ? peer : c->rank};
-  g_autofree char *key = g_strdup_printf("p2p %d>%d tag %d", ranks[0], ranks[1], tag);
-  g_autofree char *desc = sending
-      ? g_strdup_printf("send from rank %d to rank %d (tag %d)", c->rank, peer, tag)
-      : g_strdup_printf("recv on rank %d from rank %d (tag %d)", c->rank, peer, tag);
-  Part part = {.op = "p2p", .send = send, .recv = recv, .count = count, .dtype = dt};
-  return rendezvous(c, key, desc, 2, ranks, sending ? 0 : 1, &part, perform_p2p, error);
+/* ---- point-to-point ---- */
+
+static char *queue_key(PxComm *c, int src_pos, int dst_pos) {
+  Local *L = c->impl;
+  return g_strdup_printf("%s %d>%d", L->key, src_pos, dst_pos);
 }
 
-static gboolean local_send(PxComm *c, const void *buf, gsize count, PxDType dt, int peer, int tag,
-                           GError **error) {
-  return p2p(c, TRUE, buf, NULL, count, dt, peer, tag, error);
+static gboolean aborted(PxLocalWorld *w, const char *desc, GError **error) {
+  g_set_error(error, PX_COMM_ERROR, PX_COMM_ERROR_ABORTED, "%s: communicator aborted: %s", desc, w->abort_msg);
+  return FALSE;
 }
 
-static gboolean local_recv(PxComm *c, void *buf, gsize count, PxDType dt, int peer, int tag,
-                           GError **error) {
-  return p2p(c, FALSE, NULL, buf, count, dt, peer, tag, error);
+static gboolean local_send(PxComm *c, const void *buf, gsize count, PxDType dt, int peer, GError **error) {
+  Local *L = c->impl;
+  PxLocalWorld *w = L->w;
+  char *key = queue_key(c, c->pos, peer);
+  Message *m = g_new(Message, 1);
+  m->data = g_memdup2(buf, count * px_dtype_size(dt));
+  m->count = count;
+  m->dtype = dt;
+  g_mutex_lock(&w->lock);
+  if (w->abort_msg) {
+    g_autofree char *desc = g_strdup_printf("send from rank %d to rank %d on %s", c->world_rank, c->group->ranks[peer], c->label);
+    aborted(w, desc, error);
+    g_mutex_unlock(&w->lock);
+    g_free(key);
+    message_free(m);
+    return FALSE;
+  }
+  GQueue *q = g_hash_table_lookup(w->queues, key);
+  if (!q) g_hash_table_insert(w->queues, key, q = g_queue_new());
+  else g_free(key);
+  g_queue_push_tail(q, m);
+  g_cond_broadcast(&w->cond);
+  g_mutex_unlock(&w->lock);
+  return TRUE;
+}
+
+static gboolean local_recv(PxComm *c, void *buf, gsize count, PxDType dt, int peer, GError **error) {
+  Local *L = c->impl;
+  PxLocalWorld *w = L->w;
+  g_autofree char *key = queue_key(c, peer, c->pos);
+  g_autofree char *desc = g_strdup_printf("recv on rank %d from rank %d on %s", c->world_rank, c->group->ranks[peer], c->label);
+  gint64 deadline = g_get_monotonic_time() + w->timeout_us;
+  g_mutex_lock(&w->lock);
+  GQueue *q;
+  while (!w->abort_msg && !((q = g_hash_table_lookup(w->queues, key)) && !g_queue_is_empty(q))) {
+    if (!g_cond_wait_until(&w->cond, &w->lock, deadline) && !w->abort_msg &&
+        !((q = g_hash_table_lookup(w->queues, key)) && !g_queue_is_empty(q))) {
+      w->abort_msg = g_strdup_printf("%s: rank %d never sent after %g s", desc, c->group->ranks[peer], w->timeout_us / 1e6);
+      g_set_error_literal(error, PX_COMM_ERROR, PX_COMM_ERROR_TIMEOUT, w->abort_msg);
+      g_cond_broadcast(&w->cond);
+      g_mutex_unlock(&w->lock);
+      return FALSE;
+    }
+  }
+  if (w->abort_msg) {
+    aborted(w, desc, error);
+    g_mutex_unlock(&w->lock);
+    return FALSE;
+  }
+  Message *m = g_queue_pop_head(q);
+  g_mutex_unlock(&w->lock);
+  gboolean ok = m->count == count && m->dtype == dt;
+  if (ok) memcpy(buf, m->data, count * px_dtype_size(dt));
+  else
+    g_set_error(error, PX_COMM_ERROR, PX_COMM_ERROR_MISMATCH,
+                "%s: rank %d sent %" G_GSIZE_FORMAT " %s, the receive expects %" G_GSIZE_FORMAT " %s", desc,
+                c->group->ranks[peer], m->count, px_dtype_name(m->dtype), count, px_dtype_name(dt));
+  message_free(m);
+  return ok;
+}
+
+/* ---- communicators ---- */
+
+static Local *local_new(PxLocalWorld *w, const char *key) {
+  Local *L = g_new0(Local, 1);
+  L->w = w;
+  L->key = g_strdup(key);
+  g_mutex_init(&L->lock);
+  return L;
 }
 
 static void local_free(PxComm *c) {
   Local *L = c->impl;
-  g_hash_table_destroy(L->seq);
-  g_mutex_clear(&L->seq_lock);
+  if (!L) return;
+  g_mutex_clear(&L->lock);
+  g_free(L->key);
   g_free(L);
 }
+
+static gboolean local_split(PxComm *parent, int color, int key, PxComm *child, GError **error) {
+  (void)key;
+  (void)error;
+  Local *P = parent->impl;
+  if (!child) return TRUE;
+  /* n_splits was advanced by comm.c: the same on every member of parent */
+  g_autofree char *k = g_strdup_printf("%s/%d:%d", P->key, parent->n_splits, color);
+  child->impl = local_new(P->w, k);
+  return TRUE;
+}
+
+static void local_abort(PxComm *c, const char *reason) { px_local_world_abort(((Local *)c->impl)->w, reason); }
+
+static gboolean local_check_async(PxComm *c, GError **error) {
+  PxLocalWorld *w = ((Local *)c->impl)->w;
+  g_mutex_lock(&w->lock);
+  gboolean ok = w->abort_msg == NULL;
+  if (!ok) g_set_error(error, PX_COMM_ERROR, PX_COMM_ERROR_ABORTED, "communicator aborted: %s", w->abort_msg);
+  g_mutex_unlock(&w->lock);
+  return ok;
+}
+
+static double local_timeout(const PxComm *c) { return ((Local *)c->impl)->w->timeout_us / 1e6; }
 
 static const PxCommOps local_ops = {
   .name = "local",
   .free = local_free,
+  .split = local_split,
+  .abort = local_abort,
+  .check_async = local_check_async,
+  .timeout = local_timeout,
   .all_reduce = local_all_reduce,
   .reduce_scatter = local_reduce_scatter,
   .all_gather = local_all_gather,
   .broadcast = local_broadcast,
+  .barrier = local_barrier,
   .send = local_send,
   .recv = local_recv,
-  .barrier = local_barrier,
 };
 
 PxComm *px_comm_local_new(PxLocalWorld *w, int rank) {
   g_return_val_if_fail(rank >= 0 && rank < w->world, NULL);
-  Local *L = g_new0(Local, 1);
-  L->w = w;
-  g_mutex_init(&L->seq_lock);
-  L->seq = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-  PxComm *c = g_new0(PxComm, 1);
-  c->ops = &local_ops;
-  c->rank = rank;
-  c->world = w->world;
-  c->impl = L;
-  return c;
+  return px_comm_alloc_world(&local_ops, rank, w->world, local_new(w, "world"));
 }

@@ -281,6 +281,9 @@ void px_gpt_chunk_init_values(const PxGpt *g, int chunk, guint64 seed, double *f
 
 /* ---- small helpers ----------------------------------------------------------- */
 
+/* TP collectives run on the compute stream, in order with the ops around them. */
+#define CS(g) px_backend_compute_stream((g)->r.be)
+
 static PxTensor *new_act(PxGpt *g, const char *name, gint64 rows, gint64 cols, GError **error) {
   gint64 shape[2] = {rows, cols};
   return px_tensor_new(g->r.be, name, g->r.dtype, PX_MEM_ACTIVATIONS, cols > 0 ? 2 : 1, shape, error);
@@ -297,7 +300,7 @@ static PxTensor *new_tmp(PxGpt *g, const char *name, gint64 rows, gint64 cols, G
 
 static gboolean tp_all_reduce(PxGpt *g, PxTensor *t, GError **error) {
   if (g->tp == 1) return TRUE;
-  return px_comm_all_reduce(g->r.comm, g->r.tp_group, t->data, (gsize)t->numel, t->dtype, error);
+  return px_comm_all_reduce(g->r.tp, t->data, (gsize)t->numel, t->dtype, PX_RED_SUM, CS(g), error);
 }
 
 /* Sequence parallelism (Korthikanti et al. 2022, §4.2.2): the residual stream,
@@ -313,7 +316,7 @@ static const PxTensor *full_rows(PxGpt *g, const PxTensor *x, PxTensor **hold, G
   gint64 shape[2] = {g->N, x->shape[x->ndim - 1]};
   *hold = px_tensor_new(g->r.be, "gathered", x->dtype, PX_MEM_BUFFERS, 2, shape, error);
   if (!*hold) return NULL;
-  if (!px_comm_all_gather(g->r.comm, g->r.tp_group, x->data, (*hold)->data, (gsize)x->numel, x->dtype, error)) {
+  if (!px_comm_all_gather(g->r.tp, x->data, (*hold)->data, (gsize)x->numel, x->dtype, CS(g), error)) {
     g_clear_pointer(hold, px_tensor_free);
     return NULL;
   }
@@ -340,8 +343,8 @@ static PxTensor *reduce_rows(PxGpt *g, PxTensor *partial, PxMemCategory cat, GEr
   g_autoptr(PxTensor) full = partial;
   gint64 shape[2] = {g->Nl, full->shape[1]};
   g_autoptr(PxTensor) out = px_tensor_new(g->r.be, full->name, full->dtype, cat, 2, shape, error);
-  if (!out || !px_comm_reduce_scatter(g->r.comm, g->r.tp_group, full->data, out->data, (gsize)out->numel,
-                                      full->dtype, error))
+  if (!out || !px_comm_reduce_scatter(g->r.tp, full->data, out->data, (gsize)out->numel, full->dtype,
+                                      CS(g), error))
     return NULL;
   return g_steal_pointer(&out);
 }
@@ -541,7 +544,7 @@ static gboolean vocab_parallel_ce(PxGpt *g, PxGptActs *a, const PxTensor *logits
     mx[i] = -INFINITY;
     for (int v = 0; v < R; v++) mx[i] = MAX(mx[i], x[(gsize)i * V + v]);
   }
-  TRY(px_comm_all_gather(g->r.comm, g->r.tp_group, mx, all, N, PX_DTYPE_F64, error));
+  TRY(px_comm_all_gather(g->r.tp, mx, all, N, PX_DTYPE_F64, CS(g), error));
   a->ce_max = g_new(double, N);
   for (int i = 0; i < N; i++) {
     double m = -INFINITY;
@@ -551,7 +554,7 @@ static gboolean vocab_parallel_ce(PxGpt *g, PxGptActs *a, const PxTensor *logits
     gint64 tv = a->targets[i] - v0;
     if (tv >= 0 && tv < R) red[N + i] = x[(gsize)i * V + tv];
   }
-  TRY(px_comm_all_reduce(g->r.comm, g->r.tp_group, red, 2 * (gsize)N, PX_DTYPE_F64, error));
+  TRY(px_comm_all_reduce(g->r.tp, red, 2 * (gsize)N, PX_DTYPE_F64, PX_RED_SUM, CS(g), error));
   a->ce_sum = g_new(double, N);
   double sum = 0;
   for (int i = 0; i < N; i++) {

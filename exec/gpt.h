@@ -69,8 +69,7 @@ typedef struct {
 /* How a rank runs: its coordinates and the TP group for collectives. */
 typedef struct {
   PxBackend *be;
-  PxComm *comm;              /* may be NULL when tp == 1 */
-  const PxGroup *tp_group;   /* may be NULL when tp == 1 */
+  PxComm *tp;                /* the TP communicator (exec/grid.h); may be NULL when tp == 1 */
   int stage, tp_rank;
   PxDType dtype;             /* F32 or F64 */
 } PxGptRank;

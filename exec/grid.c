@@ -140,3 +140,19 @@ static int stage_neighbour(const PxGrid *grid, int rank, int delta) {
 
 int px_grid_prev_stage(const PxGrid *grid, int rank) { return stage_neighbour(grid, rank, -1); }
 int px_grid_next_stage(const PxGrid *grid, int rank) { return stage_neighbour(grid, rank, +1); }
+
+PxComm *px_grid_comm(const PxGrid *grid, PxGroupKind kind, PxComm *world, GError **error) {
+  int rank = px_comm_world_rank(world);
+  if (px_comm_size(world) != grid->world) {
+    g_set_error(error, PX_GRID_ERROR, PX_GRID_ERROR_INVALID, "grid of %d ranks on a world of %d", grid->world,
+                px_comm_size(world));
+    return NULL;
+  }
+  int color = grid->member[kind][rank];
+  const PxGroup *g = px_grid_group(grid, kind, rank);
+  int key = g ? px_group_index(g, rank) : 0;
+  g_autoptr(GError) err = NULL;
+  PxComm *c = px_comm_split(world, color < 0 ? PX_COMM_NO_COLOR : color, key, px_group_kind_name(kind), &err);
+  if (err) g_propagate_error(error, g_steal_pointer(&err));
+  return c;
+}

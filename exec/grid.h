@@ -49,6 +49,12 @@ const PxGroup *px_grid_group(const PxGrid *grid, PxGroupKind kind, int rank);
 const PxGroup *const *px_grid_groups(const PxGrid *grid, PxGroupKind kind, int *n);
 const char *px_group_kind_name(PxGroupKind kind);
 
+/* This rank's communicator of a kind, split once from the world communicator
+ * (collective over the world: every rank calls it for each kind, in the same
+ * order). NULL without error for the embed kind on a middle stage. Its ranks
+ * are the group's positions (px_grid_group). */
+PxComm *px_grid_comm(const PxGrid *grid, PxGroupKind kind, PxComm *world, GError **error);
+
 gboolean px_grid_is_first_stage(const PxGrid *grid, int rank);
 gboolean px_grid_is_last_stage(const PxGrid *grid, int rank);
 /* Global rank of the previous / next pipeline stage with the same dp, tp; -1 at the ends. */

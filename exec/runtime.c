@@ -1,8 +1,10 @@
-/* runtime.c — the interpreter of a plan's program over thread-ranks (see
- * runtime.h). */
+/* runtime.c — the interpreter of a plan's program for the ranks of this
+ * process (see runtime.h): every rank of the world as threads on the `local`
+ * communicator, or the one rank of a process on any communicator. */
 #include "runtime.h"
 #include "check.h"
 #include <math.h>
+#include <omp.h>
 #include <glib/gstdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -21,14 +23,18 @@ G_DEFINE_QUARK(px-runtime-error-quark, px_runtime_error)
     if (!(x)) return FALSE;                                                                        \
   } while (0)
 
-/* ---- point-to-point ------------------------------------------------------------
- * SEND_* posts and returns (schedule.h): the send itself, a blocking
- * px_comm_send that completes when the peer receives, runs on a helper thread
- * of the sending rank; RECV_* is a px_comm_recv on the rank's thread. A message
- * is named by (kind, micro-batch, part it leaves from), its tag. */
-
-static int msg_tag(const PxRuntime *rt, gboolean act, int mb, int from_part);
-
+/* ---- streams ---------------------------------------------------------------------
+ * A rank queues compute on its backend's compute stream and communication on
+ * three streams of its own: pipeline sends, pipeline receives (apart, so that
+ * a send waiting for its peer never holds up a receive, as Megatron batches
+ * them) and collectives (DP reduction, ZeRO-3 gathers, the tied embedding).
+ * Events order them: a forward waits for its received input and its chunk's
+ * gathered weights, a send and a reduction wait for the compute before them,
+ * and the optimizer waits for the collective stream. Each instruction is
+ * timed by two events on the stream it runs on, so the measured timeline is
+ * the streams' time, not the host's enqueue time. Messages carry no tags: the
+ * pipeline communicators deliver in order per sender and receiver, and the
+ * program sends in the order its peer receives (checked at construction). */
 /* ---- per-rank state ------------------------------------------------------------------ */
 
 typedef struct {
@@ -43,15 +49,26 @@ typedef struct {
   gboolean has_tied;  /* holds wte or its tied copy (REDUCE_TIED) */
   int tied_param;
   gboolean pending;   /* DP reduction held for REDUCE_TIED */
+  PxDevEvent *gathered; /* ZeRO-3: the chunk's weights have arrived */
+  gboolean gathering;   /* a gather was queued since the last wait */
 } ChunkState;
 
 typedef struct _PxRuntime PxRuntime;
 
 typedef struct {
+  PxTensor *t;        /* a payload in flight */
+  PxDevEvent *sent;   /* complete once the send stream is past it */
+} InFlight;
+
+typedef struct {
   PxRuntime *rt;
   int rank, stage, dp_rank, tp_rank;
   PxBackend *be;
-  PxComm *comm;
+  PxComm *world, *tp, *dp, *pp_act, *pp_grad, *embed; /* pp_*: the pipeline, one per direction of traffic */
+  PxStream *compute, *send_s, *recv_s, *coll_s;
+  PxDevEvent *ev_compute; /* scratch: "compute up to here" */
+  PxDevEvent *ev_coll;    /* the collective stream's last queued work */
+  PxDevEvent **ev_start, **ev_end; /* (program length) per-instruction timing */
   PxGpt *gpt;
   ChunkState *chunks;   /* (vpp) */
   gboolean sharded;     /* ZeRO >= 1 with dp > 1 */
@@ -60,18 +77,13 @@ typedef struct {
   PxGptActs **acts;     /* (vpp * m) */
   PxTensor **recv;      /* (vpp * m) received input activations */
   PxTensor **rgrad;     /* (vpp * m) received output gradients */
+  PxDevEvent **recv_ev; /* (vpp * m) the receive into recv / rgrad has completed */
   PxTensor **dgrad;     /* (vpp * m) input gradients to send */
   gint32 **inputs, **targets; /* (m) loaded micro-batches */
+  GArray *in_flight;    /* InFlight */
   double loss_sum;
-  double grad_sq;       /* this rank's share of the squared gradient norm */
   PxTimeline *tl;
   GError *error;
-  /* sends in flight on helper threads */
-  GThreadPool *senders;
-  GMutex send_lock;
-  GCond send_cond;
-  int sends_pending;
-  GError *send_error;
 } Rank;
 
 struct _PxRuntime {
@@ -83,15 +95,16 @@ struct _PxRuntime {
   PxProgram *prog;
   PxMemory *mem;
   PxGrid *grid;
-  PxGroup *world_group;
-  PxLocalWorld *world;
+  PxLocalWorld *world;  /* local mode: every rank is a thread of this process */
+  PxComm *given_world;  /* one-rank mode: the world communicator the caller made */
   PxTokenFile *data;
-  int n;
-  Rank *ranks;
+  int n;                /* ranks in the world */
+  int n_local;          /* ranks in this process */
+  Rank *ranks;          /* (n_local) */
   int step;             /* steps done */
-  double lr_now, norm_now, scale_now;
+  double lr_now, norm_now, loss_now;
   gint64 t0;            /* step start (monotonic us) */
-  PxTimeline *timeline; /* last step */
+  PxTimeline *timeline; /* last step, this process's ranks */
   char *fingerprint;
 };
 
@@ -113,6 +126,7 @@ void px_run_options_init(PxRunOptions *o) {
   o->clip = 1.0;
   o->timeout_s = 60;
   o->fault_rank = o->fault_instr = -1;
+  o->device = -1;
 }
 
 static PxTensor *tensor1(PxBackend *be, const char *name, PxDType dt, PxMemCategory cat, gint64 n,
@@ -146,6 +160,7 @@ static gboolean chunk_alloc(Rank *r, int c, GError **error) {
   g_autofree char *ng = g_strdup_printf("chunk%d.grads", c);
   if (r->zero >= 3) {
     TRY(cs->w_shard = tensor1(r->be, nw, dt, PX_MEM_WEIGHTS, cs->shard, error));
+    TRY(cs->gathered = px_event_new(r->be, error));
   } else {
     TRY(cs->w = tensor1(r->be, nw, dt, PX_MEM_WEIGHTS, cs->padded, error));
   }
@@ -174,10 +189,32 @@ static gboolean chunk_alloc(Rank *r, int c, GError **error) {
   return TRUE;
 }
 
+/* Free the payloads whose sends have completed (all of them with wait). */
+static gboolean reap_sends(Rank *r, gboolean wait, GError **error) {
+  gboolean ok = TRUE;
+  for (guint i = 0; i < r->in_flight->len;) {
+    InFlight *f = &g_array_index(r->in_flight, InFlight, i);
+    if (!wait && !px_event_query(f->sent)) {
+      i++;
+      continue;
+    }
+    if (wait && ok) ok = px_event_synchronize(f->sent, error);
+    px_tensor_free(f->t);
+    px_event_free(f->sent);
+    g_array_remove_index(r->in_flight, i);
+  }
+  return ok;
+}
+
 static void rank_clear_step(Rank *r) {
   PxRuntime *rt = r->rt;
   int n = rt->prog->vpp * rt->plan.m;
   if (!r->acts) return; /* rank_init failed before allocating the step state */
+  /* nothing queued may still point at what is freed here */
+  if (r->send_s) px_stream_synchronize(r->send_s, NULL);
+  if (r->recv_s) px_stream_synchronize(r->recv_s, NULL);
+  if (r->coll_s) px_stream_synchronize(r->coll_s, NULL);
+  reap_sends(r, TRUE, NULL);
   for (int i = 0; i < n; i++) {
     g_clear_pointer(&r->acts[i], px_gpt_acts_free);
     g_clear_pointer(&r->recv[i], px_tensor_free);
@@ -192,16 +229,30 @@ static void rank_clear_step(Rank *r) {
 
 static void rank_free(Rank *r) {
   if (!r->rt) return;
-  if (r->senders) g_thread_pool_free(r->senders, FALSE, TRUE);
-  g_mutex_clear(&r->send_lock);
-  g_cond_clear(&r->send_cond);
-  g_clear_error(&r->send_error);
   rank_clear_step(r);
-  for (int c = 0; r->chunks && c < r->rt->prog->vpp; c++) {
+  PxRuntime *rt = r->rt;
+  int n = rt->prog->vpp * rt->plan.m;
+  for (int c = 0; r->chunks && c < rt->prog->vpp; c++) {
     ChunkState *cs = &r->chunks[c];
     PxTensor **ts[] = {&cs->w, &cs->w_shard, &cs->g, &cs->g_shard, &cs->m, &cs->v};
     for (gsize i = 0; i < G_N_ELEMENTS(ts); i++) g_clear_pointer(ts[i], px_tensor_free);
+    px_event_free(cs->gathered);
   }
+  for (int i = 0; r->recv_ev && i < n; i++) px_event_free(r->recv_ev[i]);
+  guint len = rt->prog->ranks[r->stage].n;
+  for (guint i = 0; r->ev_start && i < len; i++) {
+    px_event_free(r->ev_start[i]);
+    px_event_free(r->ev_end[i]);
+  }
+  g_free(r->ev_start);
+  g_free(r->ev_end);
+  g_free(r->recv_ev);
+  px_event_free(r->ev_compute);
+  px_event_free(r->ev_coll);
+  px_stream_free(r->send_s);
+  px_stream_free(r->recv_s);
+  px_stream_free(r->coll_s);
+  if (r->in_flight) g_array_unref(r->in_flight);
   px_gpt_free(r->gpt);
   g_free(r->chunks);
   g_free(r->acts);
@@ -210,49 +261,50 @@ static void rank_free(Rank *r) {
   g_free(r->dgrad);
   g_free(r->inputs);
   g_free(r->targets);
-  px_comm_free(r->comm);
+  PxComm **cs[] = {&r->tp, &r->dp, &r->pp_act, &r->pp_grad, &r->embed};
+  for (gsize i = 0; i < G_N_ELEMENTS(cs); i++) g_clear_pointer(cs[i], px_comm_free);
+  if (r->world != rt->given_world) px_comm_free(r->world);
   px_backend_free(r->be);
   px_timeline_free(r->tl);
   g_clear_error(&r->error);
 }
 
-typedef struct {
-  PxTensor *payload;
-  int peer, tag;
-} SendTask;
-
-/* A helper thread of the sending rank: the blocking send, then the payload is freed. */
-static void send_worker(gpointer data, gpointer user) {
-  SendTask *t = data;
-  Rank *r = user;
+/* The communicators of the grid, split from the world (collective). */
+static gboolean rank_comms(Rank *r, GError **error) {
+  PxGrid *grid = r->rt->grid;
+  TRY(r->tp = px_grid_comm(grid, PX_GROUP_TP, r->world, error));
+  TRY(r->dp = px_grid_comm(grid, PX_GROUP_DP, r->world, error));
+  TRY(r->pp_act = px_grid_comm(grid, PX_GROUP_PP, r->world, error));
+  TRY(r->pp_grad = px_grid_comm(grid, PX_GROUP_PP, r->world, error));
   GError *err = NULL;
-  if (!px_comm_send(r->comm, t->payload->data, (gsize)t->payload->numel, t->payload->dtype, t->peer, t->tag, &err))
-    px_local_world_abort(r->rt->world, err->message);
-  px_tensor_free(t->payload);
-  g_free(t);
-  g_mutex_lock(&r->send_lock);
-  if (err && !r->send_error) r->send_error = g_steal_pointer(&err);
-  g_clear_error(&err);
-  r->sends_pending--;
-  g_cond_broadcast(&r->send_cond);
-  g_mutex_unlock(&r->send_lock);
+  r->embed = px_grid_comm(grid, PX_GROUP_EMBED, r->world, &err);
+  if (err) {
+    g_propagate_error(error, err);
+    return FALSE;
+  }
+  return TRUE;
 }
 
-static gboolean rank_init(PxRuntime *rt, Rank *r, int rank, GError **error) {
+static gboolean rank_init(PxRuntime *rt, Rank *r, int rank, PxComm *world, GError **error) {
   r->rt = rt;
   r->rank = rank;
+  r->world = world;
   PxCoord co = px_grid_coord(rt->grid, rank);
   r->stage = co.pp;
   r->dp_rank = co.dp;
   r->tp_rank = co.tp;
   r->zero = rt->plan.dp > 1 ? rt->plan.zero : 0;
   r->sharded = r->zero >= 1;
-  g_mutex_init(&r->send_lock);
-  g_cond_init(&r->send_cond);
-  TRY(r->senders = g_thread_pool_new(send_worker, r, -1, FALSE, error));
-  TRY(r->be = px_backend_new(rt->backend_name, 0, error));
-  r->comm = px_comm_local_new(rt->world, rank);
-  PxGptRank gr = {r->be, r->comm, px_grid_group(rt->grid, PX_GROUP_TP, rank), r->stage, r->tp_rank, rt->opt.dtype};
+  r->in_flight = g_array_new(FALSE, FALSE, sizeof(InFlight));
+  TRY(rank_comms(r, error));
+  TRY(r->be = px_backend_new(rt->backend_name, rt->opt.device, error));
+  r->compute = px_backend_compute_stream(r->be);
+  TRY(r->send_s = px_stream_new(r->be, "p2p-send", error));
+  TRY(r->recv_s = px_stream_new(r->be, "p2p-recv", error));
+  TRY(r->coll_s = px_stream_new(r->be, "collectives", error));
+  TRY(r->ev_compute = px_event_new(r->be, error));
+  TRY(r->ev_coll = px_event_new(r->be, error));
+  PxGptRank gr = {r->be, r->tp, r->stage, r->tp_rank, rt->opt.dtype};
   TRY(r->gpt = px_gpt_new(rt->model, &rt->plan, rt->part, &gr, error));
   int v = rt->prog->vpp, m = rt->plan.m;
   r->chunks = g_new0(ChunkState, v);
@@ -260,6 +312,15 @@ static gboolean rank_init(PxRuntime *rt, Rank *r, int rank, GError **error) {
   r->recv = g_new0(PxTensor *, v * m);
   r->rgrad = g_new0(PxTensor *, v * m);
   r->dgrad = g_new0(PxTensor *, v * m);
+  r->recv_ev = g_new0(PxDevEvent *, v * m);
+  for (int i = 0; i < v * m; i++) TRY(r->recv_ev[i] = px_event_new(r->be, error));
+  guint len = rt->prog->ranks[r->stage].n;
+  r->ev_start = g_new0(PxDevEvent *, len);
+  r->ev_end = g_new0(PxDevEvent *, len);
+  for (guint i = 0; i < len; i++) {
+    TRY(r->ev_start[i] = px_event_new(r->be, error));
+    TRY(r->ev_end[i] = px_event_new(r->be, error));
+  }
   r->inputs = g_new0(gint32 *, m);
   r->targets = g_new0(gint32 *, m);
   for (int c = 0; c < v; c++) TRY(chunk_alloc(r, c, error));
@@ -268,25 +329,16 @@ static gboolean rank_init(PxRuntime *rt, Rank *r, int rank, GError **error) {
 
 /* ---- construction ------------------------------------------------------------------------- */
 
-/* What a checkpoint must match, as "key value" items joined by "; ": model,
- * dtype, the data stream (seed and source; the position in it is step · gbs
- * sequences, restored with the step) and every key of the plan. */
+/* What a checkpoint must match, as "key value" items joined by "; ": what
+ * fixes the math, not the layout: model, dtype, the data stream (seed and
+ * source; the position in it is step · gbs sequences, restored with the step)
+ * and the global batch (gbs sequences of seq tokens). */
 static char *make_fingerprint(const PxModel *model, const PxPlan *plan, const PxRunOptions *o) {
-  g_autofree char *ini = px_plan_to_ini(plan);
-  g_autoptr(GString) s = g_string_new(NULL);
   const PxModelDesc *d = &model->desc;
   g_autofree char *src = o->data ? g_path_get_basename(o->data) : g_strdup("synthetic");
-  g_string_append_printf(s, "model %s L%d h%d a%d kv%d f%d V%d; dtype %s; seed %" G_GUINT64_FORMAT "; data %s", d->name,
-                         d->layers, d->hidden, d->heads, d->kv_heads, d->ffn, d->vocab, px_dtype_name(o->dtype),
-                         o->seed, src);
-  g_auto(GStrv) lines = g_strsplit(ini, "\n", -1);
-  for (int i = 0; lines[i]; i++) {
-    char *eq = strchr(lines[i], '=');
-    if (!eq || lines[i][0] == '#') continue;
-    *eq = 0;
-    g_string_append_printf(s, "; %s %s", g_strstrip(lines[i]), g_strstrip(eq + 1));
-  }
-  return g_string_free(g_steal_pointer(&s), FALSE);
+  return g_strdup_printf("model %s L%d h%d a%d kv%d f%d V%d; dtype %s; seed %" G_GUINT64_FORMAT "; data %s; gbs %d; "
+                         "seq %d", d->name, d->layers, d->hidden, d->heads, d->kv_heads, d->ffn, d->vocab,
+                         px_dtype_name(o->dtype), o->seed, src, plan->gbs, plan->seq);
 }
 
 static gboolean open_data(PxRuntime *rt, GError **error) {
@@ -315,7 +367,43 @@ static gboolean open_data(PxRuntime *rt, GError **error) {
   return TRUE;
 }
 
-PxRuntime *px_runtime_new(const PxModel *model, const PxPlan *plan, const PxRunOptions *opt, GError **error) {
+static int part_of_stage(const PxRuntime *rt, int stage, int chunk) { return chunk * rt->plan.pp + stage; }
+
+/* Messages carry no tags, so every directed pair of stages must send its
+ * activations (and its gradients) in the order the receiver receives them:
+ * compare, per pair and kind, the (micro-batch, source part) sequences of the
+ * sender's SEND_* and the receiver's RECV_*. */
+static gboolean check_message_order(const PxRuntime *rt, GError **error) {
+  int pp = rt->plan.pp;
+  for (int kind = 0; kind < 2; kind++) {
+    PxOpKind send_k = kind ? PX_OP_SEND_GRAD : PX_OP_SEND_ACT, recv_k = kind ? PX_OP_RECV_GRAD : PX_OP_RECV_ACT;
+    for (int a = 0; a < pp; a++)
+      for (int b = 0; b < pp; b++) {
+        if (a == b) continue;
+        g_autoptr(GArray) sent = g_array_new(FALSE, FALSE, sizeof(int) * 2);
+        g_autoptr(GArray) recvd = g_array_new(FALSE, FALSE, sizeof(int) * 2);
+        const PxRankProgram *pa = &rt->prog->ranks[a], *pb = &rt->prog->ranks[b];
+        for (guint i = 0; i < pa->n; i++)
+          if (pa->instrs[i].kind == send_k && pa->instrs[i].peer == b) {
+            int key[2] = {pa->instrs[i].mb, part_of_stage(rt, a, pa->instrs[i].chunk)};
+            g_array_append_vals(sent, key, 1);
+          }
+        for (guint i = 0; i < pb->n; i++)
+          if (pb->instrs[i].kind == recv_k && pb->instrs[i].peer == a) {
+            int key[2] = {pb->instrs[i].mb, part_of_stage(rt, b, pb->instrs[i].chunk) + (kind ? 1 : -1)};
+            g_array_append_vals(recvd, key, 1);
+          }
+        if (sent->len != recvd->len || memcmp(sent->data, recvd->data, sizeof(int) * 2 * sent->len))
+          return rfail(error, PX_RUNTIME_ERROR_INVALID,
+                       "schedule %s: stage %d sends its %s to stage %d in an order that stage %d does not receive them in",
+                       px_schedule_name(rt->plan.schedule), a, kind ? "gradients" : "activations", b, b);
+      }
+  }
+  return TRUE;
+}
+
+/* Everything but the ranks. */
+static PxRuntime *runtime_setup(const PxModel *model, const PxPlan *plan, const PxRunOptions *opt, GError **error) {
   g_autoptr(PxRuntime) rt = g_new0(PxRuntime, 1);
   rt->model = model;
   px_plan_copy(&rt->plan, plan);
@@ -344,6 +432,7 @@ PxRuntime *px_runtime_new(const PxModel *model, const PxPlan *plan, const PxRunO
       return NULL;
     }
   if (!(rt->prog = px_program_new(&rt->plan, rt->part, error))) return NULL;
+  if (!check_message_order(rt, error)) return NULL;
   /* the executor runs without dropout: predict for the model as it runs */
   PxModelDesc nodrop = model->desc;
   nodrop.dropout = FALSE;
@@ -352,23 +441,120 @@ PxRuntime *px_runtime_new(const PxModel *model, const PxPlan *plan, const PxRunO
   rt->mem = px_memory_new(as_run, &rt->plan, rt->part, NULL);
   if (!(rt->grid = px_grid_new(&rt->plan, error))) return NULL;
   rt->n = px_plan_world(&rt->plan);
-  rt->world_group = px_group_new_world(rt->n);
-  rt->world = px_local_world_new(rt->n, opt->timeout_s);
   rt->fingerprint = make_fingerprint(model, &rt->plan, &rt->opt);
   if (!open_data(rt, error)) return NULL;
+  return g_steal_pointer(&rt);
+}
+
+/* ---- running a function on every rank of this process ---- */
+
+typedef gboolean (*RankFn)(Rank *r, gpointer data, GError **error);
+
+typedef struct {
+  Rank *r;
+  RankFn fn;
+  gpointer data;
+} RankJob;
+
+/* A failing rank aborts the world (its peers fail at once instead of after
+ * the timeout) with its own sentence. */
+static void rank_failed(Rank *r) {
+  if (r->world) px_comm_abort(r->world, r->error->message);
+  else if (r->rt->world) px_local_world_abort(r->rt->world, r->error->message);
+}
+
+static gpointer rank_job(gpointer data) {
+  RankJob *j = data;
+  /* the cores shared among the ranks of this process (OMP_NUM_THREADS, when set, wins) */
+  if (!g_getenv("OMP_NUM_THREADS")) omp_set_num_threads(MAX(1, (int)g_get_num_processors() / j->r->rt->n_local));
+  g_clear_error(&j->r->error);
+  if (!j->fn(j->r, j->data, &j->r->error)) {
+    if (!j->r->error) g_set_error_literal(&j->r->error, PX_RUNTIME_ERROR, PX_RUNTIME_ERROR_FAILED, "failed");
+    rank_failed(j->r);
+  }
+  return NULL;
+}
+
+/* The error to report: the first that is not the consequence of another
+ * rank's (an abort of the communicator). */
+static gboolean first_failure(PxRuntime *rt, gboolean as_step, GError **error) {
+  Rank *failed = NULL;
+  for (int i = 0; i < rt->n_local; i++) {
+    Rank *r = &rt->ranks[i];
+    if (!r->error) continue;
+    gboolean secondary = g_error_matches(r->error, PX_COMM_ERROR, PX_COMM_ERROR_ABORTED);
+    if (!failed || (!secondary && g_error_matches(failed->error, PX_COMM_ERROR, PX_COMM_ERROR_ABORTED))) failed = r;
+  }
+  if (!failed) return TRUE;
+  if (as_step && failed->error->domain != PX_RUNTIME_ERROR)
+    g_set_error_literal(error, PX_RUNTIME_ERROR, PX_RUNTIME_ERROR_FAILED, failed->error->message);
+  else g_propagate_error(error, g_error_copy(failed->error));
+  return FALSE;
+}
+
+static gboolean step_job(Rank *r, gpointer data, GError **error);
+static const RankFn step_job_fn = step_job;
+
+/* fn on every local rank at once (a thread each; the caller's thread for one). */
+static gboolean run_ranks(PxRuntime *rt, RankFn fn, gpointer data, GError **error) {
+  g_autofree RankJob *jobs = g_new(RankJob, rt->n_local);
+  for (int i = 0; i < rt->n_local; i++) jobs[i] = (RankJob){&rt->ranks[i], fn, data};
+  if (rt->n_local == 1) {
+    rank_job(&jobs[0]);
+  } else {
+    g_autofree GThread **th = g_new0(GThread *, rt->n_local);
+    for (int i = 0; i < rt->n_local; i++) {
+      g_autofree char *name = g_strdup_printf("rank%d", rt->ranks[i].rank);
+      th[i] = g_thread_new(name, rank_job, &jobs[i]);
+    }
+    for (int i = 0; i < rt->n_local; i++) g_thread_join(th[i]);
+  }
+  return first_failure(rt, fn == step_job_fn, error);
+}
+
+static gboolean init_job(Rank *r, gpointer data, GError **error) {
+  (void)data;
+  PxRuntime *rt = r->rt;
+  if (rt->world) r->world = px_comm_local_new(rt->world, r->rank);
+  return rank_init(rt, r, r->rank, r->world, error);
+}
+
+PxRuntime *px_runtime_new(const PxModel *model, const PxPlan *plan, const PxRunOptions *opt, GError **error) {
+  g_autoptr(PxRuntime) rt = runtime_setup(model, plan, opt, error);
+  if (!rt) return NULL;
+  rt->world = px_local_world_new(rt->n, opt->timeout_s);
+  rt->n_local = rt->n;
   rt->ranks = g_new0(Rank, rt->n);
-  for (int i = 0; i < rt->n; i++)
-    if (!rank_init(rt, &rt->ranks[i], i, error)) return NULL;
+  for (int i = 0; i < rt->n; i++) rt->ranks[i].rt = rt, rt->ranks[i].rank = i;
+  if (!run_ranks(rt, init_job, NULL, error)) return NULL;
+  return g_steal_pointer(&rt);
+}
+
+PxRuntime *px_runtime_new_rank(const PxModel *model, const PxPlan *plan, const PxRunOptions *opt, PxComm *world,
+                               GError **error) {
+  g_autoptr(PxRuntime) rt = runtime_setup(model, plan, opt, error);
+  if (!rt) return NULL;
+  if (px_comm_size(world) != rt->n) {
+    rfail(error, PX_RUNTIME_ERROR_INVALID, "the plan needs %d ranks (dp %d x tp %d x pp %d), the world has %d", rt->n,
+          rt->plan.dp, rt->plan.tp, rt->plan.pp, px_comm_size(world));
+    return NULL;
+  }
+  rt->given_world = world;
+  rt->n_local = 1;
+  rt->ranks = g_new0(Rank, 1);
+  rt->ranks[0].rt = rt;
+  rt->ranks[0].rank = px_comm_world_rank(world);
+  rt->ranks[0].world = world;
+  if (!run_ranks(rt, init_job, NULL, error)) return NULL;
   return g_steal_pointer(&rt);
 }
 
 void px_runtime_free(PxRuntime *rt) {
   if (!rt) return;
-  for (int i = 0; rt->ranks && i < rt->n; i++) rank_free(&rt->ranks[i]);
+  for (int i = 0; rt->ranks && i < rt->n_local; i++) rank_free(&rt->ranks[i]);
   g_free(rt->ranks);
   px_token_file_free(rt->data);
   px_local_world_free(rt->world);
-  px_group_free(rt->world_group);
   px_grid_free(rt->grid);
   px_memory_free(rt->mem);
   px_program_free(rt->prog);
@@ -382,15 +568,29 @@ void px_runtime_free(PxRuntime *rt) {
 }
 
 int px_runtime_world(const PxRuntime *rt) { return rt->n; }
+int px_runtime_rank(const PxRuntime *rt) { return rt->n_local == 1 ? rt->ranks[0].rank : 0; }
 int px_runtime_steps_done(const PxRuntime *rt) { return rt->step; }
 const PxPlan *px_runtime_plan(const PxRuntime *rt) { return &rt->plan; }
 const PxTimeline *px_runtime_timeline(const PxRuntime *rt) { return rt->timeline; }
 
 /* ---- the instructions ----------------------------------------------------------------------- */
 
-static int part_of(Rank *r, int chunk) { return chunk * r->rt->plan.pp + r->stage; }
+static int part_of(Rank *r, int chunk) { return part_of_stage(r->rt, r->stage, chunk); }
 static int slot(Rank *r, int mb, int chunk) { return chunk * r->rt->plan.m + mb; }
-static int peer_rank(Rank *r, int stage) { return px_grid_rank(r->rt->grid, r->dp_rank, r->tp_rank, stage); }
+static PxDType dtype_of(Rank *r) { return r->rt->opt.dtype; }
+
+/* Work queued on s from now on waits for the compute queued so far. */
+static gboolean after_compute(Rank *r, PxStream *s, GError **error) {
+  return px_event_record(r->ev_compute, r->compute, error) && px_stream_wait_event(s, r->ev_compute, error);
+}
+
+/* Compute from now on waits for the chunk's ZeRO-3 gather, if one is queued. */
+static gboolean wait_gather(Rank *r, int c, GError **error) {
+  ChunkState *cs = &r->chunks[c];
+  if (!cs->gathering) return TRUE;
+  cs->gathering = FALSE;
+  return px_stream_wait_event(r->compute, cs->gathered, error);
+}
 
 static gboolean op_load(Rank *r, int mb, GError **error) {
   PxRuntime *rt = r->rt;
@@ -411,6 +611,8 @@ static gboolean op_forward(Rank *r, int mb, int c, GError **error) {
   int part = part_of(r, c), s = slot(r, mb, c);
   double loss = 0;
   gboolean first = part == 0, last = part == rt->part->parts - 1;
+  TRY(wait_gather(r, c, error));
+  if (r->recv[s]) TRY(px_stream_wait_event(r->compute, r->recv_ev[s], error));
   PxGptActs *a = px_gpt_forward(r->gpt, c, g_steal_pointer(&r->recv[s]), first ? r->inputs[mb] : NULL,
                                 last ? r->targets[mb] : NULL, &loss, error);
   TRY(a);
@@ -424,6 +626,8 @@ static gboolean op_backward(Rank *r, const PxInstr *ins, GError **error) {
   int s = slot(r, ins->mb, ins->chunk);
   PxGptActs *a = r->acts[s];
   if (!a) return rfail(error, PX_RUNTIME_ERROR_FAILED, "backward of mb %d chunk %d before its forward", ins->mb, ins->chunk);
+  TRY(wait_gather(r, ins->chunk, error));
+  if (r->rgrad[s]) TRY(px_stream_wait_event(r->compute, r->recv_ev[s], error));
   double dloss = 1.0 / ((double)rt->plan.m * rt->plan.dp);
   gboolean defer = ins->kind == PX_OP_BACKWARD_INPUT;
   TRY(px_gpt_backward(r->gpt, a, g_steal_pointer(&r->rgrad[s]), dloss, defer, &r->dgrad[s], error));
@@ -434,70 +638,67 @@ static gboolean op_backward(Rank *r, const PxInstr *ins, GError **error) {
 static gboolean op_backward_weight(Rank *r, const PxInstr *ins, GError **error) {
   int s = slot(r, ins->mb, ins->chunk);
   if (!r->acts[s]) return rfail(error, PX_RUNTIME_ERROR_FAILED, "weight pass of mb %d before its backward", ins->mb);
+  TRY(wait_gather(r, ins->chunk, error));
   TRY(px_gpt_backward_weight(r->gpt, r->acts[s], error));
   g_clear_pointer(&r->acts[s], px_gpt_acts_free);
   return TRUE;
 }
 
-static int msg_tag(const PxRuntime *rt, gboolean act, int mb, int from_part) {
-  return (mb * rt->part->parts + from_part) * 2 + (act ? 1 : 0);
-}
-
+/* SEND_*: the payload is queued on the send stream behind the compute that
+ * made it, and freed once the stream is past it. */
 static gboolean op_send(Rank *r, const PxInstr *ins, double *bytes, GError **error) {
   int s = slot(r, ins->mb, ins->chunk);
   gboolean act = ins->kind == PX_OP_SEND_ACT;
-  PxTensor *payload;
+  g_autoptr(PxTensor) payload = NULL;
   if (act) {
     PxTensor *out = r->acts[s] ? px_gpt_acts_output(r->acts[s]) : NULL;
     if (!out) return rfail(error, PX_RUNTIME_ERROR_FAILED, "send of mb %d chunk %d before its forward", ins->mb, ins->chunk);
     TRY(payload = px_tensor_new(r->be, "p2p", out->dtype, PX_MEM_BUFFERS, out->ndim, out->shape, error));
-    g_autofree void *host = g_malloc(out->bytes); /* device to device through the host: any backend */
-    if (!px_tensor_download(out, host, error) || !px_tensor_upload(payload, host, error)) {
-      px_tensor_free(payload);
-      return FALSE;
-    }
+    TRY(px_tensor_copy_async(payload, out, r->compute, error));
     px_gpt_acts_drop_output(r->acts[s]);
   } else {
     payload = g_steal_pointer(&r->dgrad[s]);
     if (!payload) return rfail(error, PX_RUNTIME_ERROR_FAILED, "gradient of mb %d chunk %d sent before backward", ins->mb, ins->chunk);
   }
   *bytes = (double)payload->bytes;
-  SendTask *t = g_new(SendTask, 1);
-  t->payload = payload;
-  t->peer = peer_rank(r, ins->peer);
-  t->tag = msg_tag(r->rt, act, ins->mb, part_of(r, ins->chunk));
-  g_mutex_lock(&r->send_lock);
-  r->sends_pending++;
-  g_mutex_unlock(&r->send_lock);
-  return g_thread_pool_push(r->senders, t, error);
+  TRY(reap_sends(r, FALSE, error));
+  TRY(after_compute(r, r->send_s, error));
+  TRY(px_comm_send(act ? r->pp_act : r->pp_grad, payload->data, (gsize)payload->numel, payload->dtype, ins->peer,
+                   r->send_s, error));
+  InFlight f = {g_steal_pointer(&payload), px_event_new(r->be, error)};
+  if (!f.sent) {
+    px_tensor_free(f.t);
+    return FALSE;
+  }
+  g_array_append_val(r->in_flight, f);
+  return px_event_record(f.sent, r->send_s, error);
 }
 
+/* RECV_*: queued on the receive stream; the instruction that consumes it waits for its event. */
 static gboolean op_recv(Rank *r, const PxInstr *ins, double *bytes, GError **error) {
   gboolean act = ins->kind == PX_OP_RECV_ACT;
-  int from = part_of(r, ins->chunk) + (act ? -1 : 1);
+  int s = slot(r, ins->mb, ins->chunk);
   gint64 shape[2];
   px_gpt_io_shape(r->gpt, shape);
-  g_autoptr(PxTensor) t = px_tensor_new(r->be, act ? "recv_act" : "recv_grad", r->rt->opt.dtype,
-                                        act ? PX_MEM_ACTIVATIONS : PX_MEM_BUFFERS, 2, shape, error);
-  TRY(t);
-  TRY(px_comm_recv(r->comm, t->data, (gsize)t->numel, t->dtype, peer_rank(r, ins->peer),
-                   msg_tag(r->rt, act, ins->mb, from), error));
-  *bytes = (double)t->bytes;
-  PxTensor **dst = act ? &r->recv[slot(r, ins->mb, ins->chunk)] : &r->rgrad[slot(r, ins->mb, ins->chunk)];
+  PxTensor **dst = act ? &r->recv[s] : &r->rgrad[s];
   px_tensor_free(*dst);
-  *dst = g_steal_pointer(&t);
-  return TRUE;
+  TRY(*dst = px_tensor_new(r->be, act ? "recv_act" : "recv_grad", r->rt->opt.dtype,
+                           act ? PX_MEM_ACTIVATIONS : PX_MEM_BUFFERS, 2, shape, error));
+  *bytes = (double)(*dst)->bytes;
+  TRY(px_comm_recv(act ? r->pp_act : r->pp_grad, (*dst)->data, (gsize)(*dst)->numel, (*dst)->dtype, ins->peer,
+                   r->recv_s, error));
+  return px_event_record(r->recv_ev[s], r->recv_s, error);
 }
 
-static PxDType dtype_of(Rank *r) { return r->rt->opt.dtype; }
-
-/* DP reduction of a chunk's gradients: all-reduce, or reduce-scatter into the shard. */
+/* DP reduction of a chunk's gradients, on the collective stream: all-reduce,
+ * or reduce-scatter into the shard. */
 static gboolean dp_reduce(Rank *r, int c, double *bytes, GError **error) {
   ChunkState *cs = &r->chunks[c];
-  const PxGroup *dp = px_grid_group(r->rt->grid, PX_GROUP_DP, r->rank);
   *bytes += (double)cs->g->bytes;
-  if (!r->sharded) return px_comm_all_reduce(r->comm, dp, cs->g->data, (gsize)cs->padded, dtype_of(r), error);
-  return px_comm_reduce_scatter(r->comm, dp, cs->g->data, cs->g_shard->data, (gsize)cs->shard, dtype_of(r), error);
+  TRY(after_compute(r, r->coll_s, error));
+  if (!r->sharded)
+    return px_comm_all_reduce(r->dp, cs->g->data, (gsize)cs->padded, dtype_of(r), PX_RED_SUM, r->coll_s, error);
+  return px_comm_reduce_scatter(r->dp, cs->g->data, cs->g_shard->data, (gsize)cs->shard, dtype_of(r), r->coll_s, error);
 }
 
 static gboolean op_reduce_grads(Rank *r, int c, double *bytes, GError **error) {
@@ -515,21 +716,23 @@ static gboolean op_reduce_grads(Rank *r, int c, double *bytes, GError **error) {
 
 static gboolean op_gather(Rank *r, int c, double *bytes, GError **error) {
   ChunkState *cs = &r->chunks[c];
-  const PxGroup *dp = px_grid_group(r->rt->grid, PX_GROUP_DP, r->rank);
   g_autofree char *name = g_strdup_printf("chunk%d.gathered", c);
   if (!cs->w) TRY(cs->w = tensor1(r->be, name, dtype_of(r), PX_MEM_BUFFERS, cs->padded, error));
-  TRY(px_comm_all_gather(r->comm, dp, cs->w_shard->data, cs->w->data, (gsize)cs->shard, dtype_of(r), error));
+  TRY(after_compute(r, r->coll_s, error));
+  TRY(px_comm_all_gather(r->dp, cs->w_shard->data, cs->w->data, (gsize)cs->shard, dtype_of(r), r->coll_s, error));
+  TRY(px_event_record(cs->gathered, r->coll_s, error));
+  cs->gathering = TRUE;
   *bytes = (double)cs->w->bytes;
   return px_gpt_chunk_bind(r->gpt, c, cs->w, cs->g, error);
 }
 
 static gboolean op_reduce_tied(Rank *r, double *bytes, GError **error) {
-  const PxGroup *emb = px_grid_group(r->rt->grid, PX_GROUP_EMBED, r->rank);
   for (int c = 0; c < r->rt->prog->vpp; c++) {
     ChunkState *cs = &r->chunks[c];
     if (!cs->has_tied) continue;
     const PxGptParam *p = &px_gpt_chunk(r->gpt, c)->params[cs->tied_param];
-    TRY(px_comm_all_reduce(r->comm, emb, p->g->data, (gsize)p->numel, dtype_of(r), error));
+    TRY(after_compute(r, r->coll_s, error));
+    TRY(px_comm_all_reduce(r->embed, p->g->data, (gsize)p->numel, dtype_of(r), PX_RED_SUM, r->coll_s, error));
     *bytes += (double)p->g->bytes;
     if (cs->pending) {
       cs->pending = FALSE;
@@ -566,9 +769,9 @@ typedef struct {
 static gboolean tp_segment(Rank *r, const PxGptParam *p, gint64 at, gint64 count, void *data, GError **error) {
   TpAcc *acc = data;
   if (!px_gpt_param_tp_partial(r->gpt, p)) return TRUE;
-  const PxGroup *tp = px_grid_group(r->rt->grid, PX_GROUP_TP, r->rank);
   gsize es = px_dtype_size(acc->grad->dtype);
-  return px_comm_all_reduce(r->comm, tp, (char *)acc->grad->data + at * es, (gsize)count, acc->grad->dtype, error);
+  return px_comm_all_reduce(r->tp, (char *)acc->grad->data + at * es, (gsize)count, acc->grad->dtype, PX_RED_SUM,
+                            r->compute, error);
 }
 
 typedef struct {
@@ -611,6 +814,9 @@ static gboolean op_optimizer(Rank *r, double *bytes, GError **error) {
       r->chunks[c].pending = FALSE;
       TRY(dp_reduce(r, c, bytes, error));
     }
+  /* the reductions of the step have arrived */
+  TRY(px_event_record(r->ev_coll, r->coll_s, error));
+  TRY(px_stream_wait_event(r->compute, r->ev_coll, error));
   /* sequence-parallel norm gradients, on the range this rank updates */
   for (int c = 0; rt->plan.seq_parallel && rt->plan.tp > 1 && c < v; c++) {
     ChunkState *cs = &r->chunks[c];
@@ -633,15 +839,17 @@ static gboolean op_optimizer(Rank *r, double *bytes, GError **error) {
     }
     sq += acc.sum;
   }
-  TRY(px_comm_all_reduce(r->comm, rt->world_group, &sq, 1, PX_DTYPE_F64, error));
+  TRY(px_comm_all_reduce(r->world, &sq, 1, PX_DTYPE_F64, PX_RED_SUM, NULL, error));
   double norm = sqrt(sq);
+  if (!isfinite(norm))
+    return rfail(error, PX_RUNTIME_ERROR_NONFINITE, "step %d: gradient norm %g: not finite, stopping before the update "
+                 "(the last checkpoint stays valid; lower the learning rate?)", rt->step + 1, norm);
   double scale = rt->opt.clip > 0 ? MIN(1.0, rt->opt.clip / (norm + 1e-6)) : 1.0;
   int t = rt->step + 1;
-  if (r->rank == 0) {
+  if (r == &rt->ranks[0]) {
     rt->norm_now = norm;
     rt->lr_now = lr_at(&rt->opt, t);
   }
-  const PxGroup *dp = px_grid_group(rt->grid, PX_GROUP_DP, r->rank);
   for (int c = 0; c < v; c++) {
     ChunkState *cs = &r->chunks[c];
     AdamAcc acc = {.m = cs->m, .v = cs->v, .wd = rt->opt.weight_decay};
@@ -660,7 +868,7 @@ static gboolean op_optimizer(Rank *r, double *bytes, GError **error) {
     }
     TRY(for_segments(r, c, lo, lo + n, adam_segment, &acc, error));
     if (r->sharded && r->zero < 3) {
-      TRY(px_comm_all_gather(r->comm, dp, wview->data, cs->w->data, (gsize)cs->shard, dtype_of(r), error));
+      TRY(px_comm_all_gather(r->dp, wview->data, cs->w->data, (gsize)cs->shard, dtype_of(r), r->compute, error));
       *bytes += (double)cs->w->bytes;
     }
     TRY(px_tensor_zero(cs->g, error));
@@ -683,6 +891,16 @@ static PxStreamKind stream_of(PxOpKind k) {
   }
 }
 
+/* The rank's stream an instruction is queued on. */
+static PxStream *queue_of(Rank *r, PxOpKind k) {
+  switch (stream_of(k)) {
+  case PX_STREAM_SEND: return r->send_s;
+  case PX_STREAM_RECV: return r->recv_s;
+  case PX_STREAM_COLLECTIVE: return r->coll_s;
+  default: return r->compute;
+  }
+}
+
 static gboolean run_instr(Rank *r, const PxInstr *ins, double *bytes, GError **error) {
   switch (ins->kind) {
   case PX_OP_LOAD: return op_load(r, ins->mb, error);
@@ -702,76 +920,80 @@ static gboolean run_instr(Rank *r, const PxInstr *ins, double *bytes, GError **e
   }
 }
 
-static gpointer rank_thread(gpointer data) {
-  Rank *r = data;
+/* Wait for every stream of the rank; the first error among them. */
+static gboolean rank_drain(Rank *r, GError **error) {
+  gboolean ok = px_stream_synchronize(r->send_s, error);
+  ok = px_stream_synchronize(r->recv_s, ok ? error : NULL) && ok;
+  ok = px_stream_synchronize(r->coll_s, ok ? error : NULL) && ok;
+  return reap_sends(r, TRUE, ok ? error : NULL) && ok;
+}
+
+static gboolean step_job(Rank *r, gpointer data, GError **error) {
+  (void)data;
   PxRuntime *rt = r->rt;
   const PxRankProgram *rp = &rt->prog->ranks[r->stage];
   r->loss_sum = 0;
   px_timeline_free(r->tl);
   r->tl = px_timeline_new();
+  g_autofree double *bytes = g_new0(double, rp->n);
+  double t0 = px_backend_clock(r->be);
   PxMemStats ms;
-  for (guint i = 0; i < rp->n; i++) {
+  gboolean ok = TRUE;
+  for (guint i = 0; ok && i < rp->n; i++) {
     const PxInstr *ins = &rp->instrs[i];
-    double bytes = 0;
-    double t_start = (g_get_monotonic_time() - rt->t0) / 1e6;
+    PxStream *q = queue_of(r, ins->kind);
     gboolean fault = rt->step == 0 && r->rank == rt->opt.fault_rank && (int)i == rt->opt.fault_instr;
-    if (fault) rfail(&r->error, PX_RUNTIME_ERROR_FAILED, "injected fault");
-    if (fault || !run_instr(r, ins, &bytes, &r->error)) {
+    if (fault) ok = rfail(error, PX_RUNTIME_ERROR_FAILED, "injected fault");
+    ok = ok && px_event_record(r->ev_start[i], q, error) && run_instr(r, ins, &bytes[i], error) &&
+         px_event_record(r->ev_end[i], q, error);
+    if (ok) ok = px_comm_check_async(r->world, error);
+    if (!ok) {
       g_autoptr(GString) s = g_string_new(NULL);
       px_instr_format(ins, s);
-      g_prefix_error(&r->error, "rank %d (stage %d) %s: ", r->rank, r->stage, s->str);
-      px_local_world_abort(rt->world, r->error->message); /* the others fail promptly */
+      g_prefix_error(error, "rank %d (stage %d) %s: ", r->rank, r->stage, s->str);
       break;
     }
-    double t_end = (g_get_monotonic_time() - rt->t0) / 1e6;
-    PxEvent ev = {r->rank, r->stage, stream_of(ins->kind), ins->kind, ins->mb, ins->chunk, t_start, t_end, bytes};
-    px_timeline_add(r->tl, &ev);
     px_backend_mem_stats(r->be, &ms);
-    px_timeline_add_memory(r->tl, r->rank, t_end, (double)ms.total_current);
+    px_timeline_add_memory(r->tl, r->rank, px_backend_clock(r->be) - t0, (double)ms.total_current);
   }
-  /* every send of the step has been received */
-  g_mutex_lock(&r->send_lock);
-  while (r->sends_pending > 0) g_cond_wait(&r->send_cond, &r->send_lock);
-  if (r->send_error && !r->error) r->error = g_steal_pointer(&r->send_error);
-  g_clear_error(&r->send_error);
-  g_mutex_unlock(&r->send_lock);
+  /* every queued send, receive and reduction of the step has completed */
+  GError *drain_err = NULL;
+  gboolean drained = rank_drain(r, ok ? error : &drain_err);
+  g_clear_error(&drain_err);
+  if (ok && !drained) {
+    g_prefix_error(error, "rank %d (stage %d) at the end of the step: ", r->rank, r->stage);
+    ok = FALSE;
+  }
+  if (ok)
+    for (guint i = 0; i < rp->n; i++) {
+      const PxInstr *ins = &rp->instrs[i];
+      double a, b;
+      TRY(px_event_time(r->ev_start[i], &a, error) && px_event_time(r->ev_end[i], &b, error));
+      PxEvent ev = {r->rank, r->stage, stream_of(ins->kind), ins->kind, ins->mb, ins->chunk, a - t0, b - t0, bytes[i]};
+      px_timeline_add(r->tl, &ev);
+    }
+  /* the global loss: the last stage's TP rank 0 of every DP rank holds one share */
+  double loss = ok && r->stage == rt->plan.pp - 1 && r->tp_rank == 0 ? r->loss_sum : 0;
+  ok = ok && px_comm_all_reduce(r->world, &loss, 1, PX_DTYPE_F64, PX_RED_SUM, NULL, error);
   rank_clear_step(r);
-  return NULL;
+  TRY(ok);
+  loss /= (double)rt->plan.m * rt->plan.dp;
+  if (r == &rt->ranks[0]) rt->loss_now = loss;
+  /* never train on: the step is not counted (nor saved), the run stops */
+  if (!isfinite(loss))
+    return rfail(error, PX_RUNTIME_ERROR_NONFINITE, "step %d: loss %g: not finite, stopping "
+                 "(the last checkpoint stays valid; lower the learning rate?)", rt->step + 1, loss);
+  return TRUE;
 }
 
 gboolean px_runtime_step(PxRuntime *rt, PxStepResult *out, GError **error) {
   rt->t0 = g_get_monotonic_time();
-  g_autofree GThread **th = g_new0(GThread *, rt->n);
-  for (int i = 0; i < rt->n; i++) {
-    g_autofree char *name = g_strdup_printf("rank%d", i);
-    th[i] = g_thread_new(name, rank_thread, &rt->ranks[i]);
-  }
-  for (int i = 0; i < rt->n; i++) g_thread_join(th[i]);
+  TRY(run_ranks(rt, step_job, NULL, error));
   double wall = (g_get_monotonic_time() - rt->t0) / 1e6;
-  /* the first failure that is not a consequence of another's */
-  Rank *failed = NULL;
-  for (int i = 0; i < rt->n; i++) {
-    Rank *r = &rt->ranks[i];
-    if (!r->error) continue;
-    gboolean secondary = g_error_matches(r->error, PX_COMM_ERROR, PX_COMM_ERROR_ABORTED) ||
-                         strstr(r->error->message, "aborted") != NULL;
-    if (!failed || (!secondary && strstr(failed->error->message, "aborted"))) failed = r;
-  }
-  if (failed) {
-    g_set_error_literal(error, PX_RUNTIME_ERROR, PX_RUNTIME_ERROR_FAILED, failed->error->message);
-    return FALSE;
-  }
-  /* the loss: last-stage ranks of TP rank 0, one per DP rank, in rank order */
-  double loss = 0;
-  for (int i = 0; i < rt->n; i++) {
-    Rank *r = &rt->ranks[i];
-    if (r->stage == rt->plan.pp - 1 && r->tp_rank == 0) loss += r->loss_sum;
-  }
-  loss /= (double)rt->plan.m * rt->plan.dp;
   rt->step++;
   px_timeline_free(rt->timeline);
   rt->timeline = px_timeline_new();
-  for (int i = 0; i < rt->n; i++) {
+  for (int i = 0; i < rt->n_local; i++) {
     PxTimeline *tl = rt->ranks[i].tl;
     for (guint k = 0; k < tl->events->len; k++) px_timeline_add(rt->timeline, &g_array_index(tl->events, PxEvent, k));
     for (guint k = 0; k < tl->memory->len; k++) {
@@ -782,7 +1004,7 @@ gboolean px_runtime_step(PxRuntime *rt, PxStepResult *out, GError **error) {
   px_timeline_sort(rt->timeline);
   if (out) {
     out->step = rt->step;
-    out->loss = loss;
+    out->loss = rt->loss_now;
     out->grad_norm = rt->norm_now;
     out->lr = rt->lr_now;
     out->time_s = wall;
@@ -790,10 +1012,16 @@ gboolean px_runtime_step(PxRuntime *rt, PxStepResult *out, GError **error) {
   return TRUE;
 }
 
-void px_runtime_memory(PxRuntime *rt, int rank, PxRankMemory *out) {
-  Rank *r = &rt->ranks[rank];
+static Rank *local_rank(PxRuntime *rt, int rank) {
+  for (int i = 0; i < rt->n_local; i++)
+    if (rt->ranks[i].rank == rank) return &rt->ranks[i];
+  return NULL;
+}
+
+static void rank_memory(Rank *r, PxRankMemory *out) {
+  PxRuntime *rt = r->rt;
   memset(out, 0, sizeof *out);
-  out->rank = rank;
+  out->rank = r->rank;
   out->stage = r->stage;
   out->dp = r->dp_rank;
   out->tp = r->tp_rank;
@@ -811,6 +1039,89 @@ void px_runtime_memory(PxRuntime *rt, int rank, PxRankMemory *out) {
   p->total = p->weights + p->gradients + p->optimizer + p->activations + p->buffers + p->workspace;
 }
 
+gboolean px_runtime_memory(PxRuntime *rt, int rank, PxRankMemory *out) {
+  Rank *r = local_rank(rt, rank);
+  if (!r) return FALSE;
+  rank_memory(r, out);
+  return TRUE;
+}
+
+/* ---- gathering across processes ------------------------------------------------------------- */
+
+/* Every rank's PxRankMemory (all: world entries), collective over the world. */
+typedef struct {
+  PxRankMemory *all;
+} MemGather;
+
+static gboolean memory_job(Rank *r, gpointer data, GError **error) {
+  MemGather *g = data;
+  PxRankMemory mine;
+  rank_memory(r, &mine);
+  if (r->rt->n_local > 1) { /* local mode: the ranks write their own entries */
+    g->all[r->rank] = mine;
+    return TRUE;
+  }
+  G_STATIC_ASSERT(sizeof(PxRankMemory) % 4 == 0);
+  return px_comm_all_gather(r->world, &mine, g->all, sizeof mine / 4, PX_DTYPE_I32, NULL, error);
+}
+
+gboolean px_runtime_gather_memory(PxRuntime *rt, PxRankMemory *all, GError **error) {
+  MemGather g = {all};
+  return run_ranks(rt, memory_job, &g, error);
+}
+
+/* The last step's timeline of every rank, collective over the world (for a
+ * process holding one rank; local mode already holds them all). */
+#define EV_FIELDS 9
+static gboolean timeline_job(Rank *r, gpointer data, GError **error) {
+  PxTimeline *out = data;
+  PxTimeline *tl = r->tl;
+  int n = px_comm_size(r->world);
+  gint32 counts[2] = {tl ? (gint32)tl->events->len : 0, tl ? (gint32)tl->memory->len : 0};
+  g_autofree gint32 *all = g_new(gint32, 2 * (gsize)n);
+  TRY(px_comm_all_gather(r->world, counts, all, 2, PX_DTYPE_I32, NULL, error));
+  gint32 max_e = 0, max_m = 0;
+  for (int i = 0; i < n; i++) max_e = MAX(max_e, all[2 * i]), max_m = MAX(max_m, all[2 * i + 1]);
+  gsize per = (gsize)max_e * EV_FIELDS + (gsize)max_m * 3;
+  g_autofree double *mine = g_new0(double, MAX(per, 1));
+  g_autofree double *every = g_new0(double, MAX(per, 1) * n);
+  for (gint32 k = 0; k < counts[0]; k++) {
+    PxEvent *e = &g_array_index(tl->events, PxEvent, k);
+    double *d = mine + (gsize)k * EV_FIELDS;
+    d[0] = e->rank, d[1] = e->stage, d[2] = e->stream, d[3] = e->kind, d[4] = e->mb, d[5] = e->chunk;
+    d[6] = e->start, d[7] = e->end, d[8] = e->bytes;
+  }
+  for (gint32 k = 0; k < counts[1]; k++) {
+    PxMemSample *s = &g_array_index(tl->memory, PxMemSample, k);
+    double *d = mine + (gsize)max_e * EV_FIELDS + (gsize)k * 3;
+    d[0] = s->rank, d[1] = s->t, d[2] = s->bytes;
+  }
+  TRY(px_comm_all_gather(r->world, mine, every, MAX(per, 1), PX_DTYPE_F64, NULL, error));
+  for (int i = 0; i < n; i++) {
+    const double *base = every + (gsize)i * MAX(per, 1);
+    for (gint32 k = 0; k < all[2 * i]; k++) {
+      const double *d = base + (gsize)k * EV_FIELDS;
+      PxEvent e = {(int)d[0], (int)d[1], (PxStreamKind)d[2], (PxOpKind)d[3], (int)d[4], (int)d[5], d[6], d[7], d[8]};
+      px_timeline_add(out, &e);
+    }
+    for (gint32 k = 0; k < all[2 * i + 1]; k++) {
+      const double *d = base + (gsize)max_e * EV_FIELDS + (gsize)k * 3;
+      px_timeline_add_memory(out, (int)d[0], d[1], d[2]);
+    }
+  }
+  return TRUE;
+}
+
+gboolean px_runtime_gather_timeline(PxRuntime *rt, GError **error) {
+  if (rt->n_local == rt->n || !rt->timeline) return TRUE;
+  g_autoptr(PxTimeline) all = px_timeline_new();
+  TRY(run_ranks(rt, timeline_job, all, error));
+  px_timeline_sort(all);
+  px_timeline_free(rt->timeline);
+  rt->timeline = g_steal_pointer(&all);
+  return TRUE;
+}
+
 /* ---- parameters by name ----------------------------------------------------------------------- */
 
 static const PxTensorSpec *find_spec(const PxModel *m, const char *name) {
@@ -820,14 +1131,52 @@ static const PxTensorSpec *find_spec(const PxModel *m, const char *name) {
   return NULL;
 }
 
-/* This rank's current flat weights of chunk c (host doubles, padded length). */
-static gboolean chunk_weights(Rank *r, int c, double *flat, GError **error) {
-  ChunkState *cs = &r->chunks[c];
-  if (cs->w && r->zero < 3) return px_tensor_download_f64(cs->w, flat, error);
-  /* ZeRO-3: gather the shards from the DP peers' memory (all ranks are in this process) */
-  const PxGroup *dp = px_grid_group(r->rt->grid, PX_GROUP_DP, r->rank);
-  for (int k = 0; k < dp->n; k++)
-    TRY(px_tensor_download_f64(r->rt->ranks[dp->ranks[k]].chunks[c].w_shard, flat + (gint64)k * cs->shard, error));
+typedef struct {
+  const char *name;
+  gint64 numel;
+  double **full; /* (world) each rank's result */
+} ParamJob;
+
+/* Collective over the world: every TP rank of DP rank 0 holding the tensor
+ * scatters its shard into a zero full tensor (ZeRO-3: the chunk's shards
+ * gathered over DP first), and a sum over the world joins them. */
+static gboolean param_job(Rank *r, gpointer data, GError **error) {
+  ParamJob *j = data;
+  g_autofree double *full = g_new0(double, j->numel + 1);
+  int c, pi;
+  gboolean holds = px_gpt_find_param(r->gpt, j->name, FALSE, &c, &pi);
+  /* ZeRO-3: every chunk's weights gathered over DP (collective over the DP group, so every rank joins) */
+  g_autofree double **flat = g_new0(double *, r->rt->prog->vpp);
+  for (int k = 0; k < r->rt->prog->vpp; k++) {
+    ChunkState *cs = &r->chunks[k];
+    flat[k] = g_new0(double, cs->padded);
+    if (cs->w && r->zero < 3) {
+      TRY(px_tensor_download_f64(cs->w, flat[k], error));
+    } else {
+      g_autofree double *mine = g_new(double, cs->shard);
+      TRY(px_tensor_download_f64(cs->w_shard, mine, error));
+      TRY(px_comm_all_gather(r->dp, mine, flat[k], (gsize)cs->shard, PX_DTYPE_F64, NULL, error));
+    }
+  }
+  if (holds && r->dp_rank == 0) {
+    const PxGptParam *p = &px_gpt_chunk(r->gpt, c)->params[pi];
+    /* scatter the shard back: the inverse of px_gpt_param_shard, via index maps */
+    g_autofree double *idx = g_new(double, j->numel);
+    g_autofree double *map = g_new(double, p->numel);
+    for (gint64 e = 0; e < j->numel; e++) idx[e] = (double)(e + 1); /* 0: vocabulary padding */
+    px_gpt_param_shard(r->gpt, p, idx, map);
+    for (gint64 e = 0; e < p->numel; e++)
+      if (map[e] > 0) full[(gint64)map[e] - 1] = flat[c][p->offset + e];
+  }
+  /* replicated tensors are held by every TP rank: count TP rank 0's only */
+  const PxGptParam *p = holds ? &px_gpt_chunk(r->gpt, c)->params[pi] : NULL;
+  if (p && p->replicated && r->tp_rank != 0) memset(full, 0, sizeof(double) * j->numel);
+  full[j->numel] = holds && r->dp_rank == 0 ? 1 : 0; /* who holds it */
+  for (int k = 0; k < r->rt->prog->vpp; k++) g_free(flat[k]);
+  TRY(px_comm_all_reduce(r->world, full, (gsize)j->numel + 1, PX_DTYPE_F64, PX_RED_SUM, NULL, error));
+  if (full[j->numel] < 1)
+    return rfail(error, PX_RUNTIME_ERROR_INVALID, "parameter '%s' is held by no rank", j->name);
+  j->full[r->rank] = g_steal_pointer(&full);
   return TRUE;
 }
 
@@ -837,92 +1186,234 @@ double *px_runtime_get_param(PxRuntime *rt, const char *name, GError **error) {
     rfail(error, PX_RUNTIME_ERROR_INVALID, "no parameter named '%s' in model %s", name, rt->model->desc.name);
     return NULL;
   }
-  gint64 rows = spec->shape[0], cols = spec->shape[1];
-  g_autofree double *full = g_new0(double, rows * cols);
-  gboolean found = FALSE;
-  /* every TP rank of DP rank 0 contributes its shard */
-  for (int i = 0; i < rt->n; i++) {
-    Rank *r = &rt->ranks[i];
-    int c, pi;
-    if (r->dp_rank != 0 || !px_gpt_find_param(r->gpt, name, FALSE, &c, &pi)) continue;
-    found = TRUE;
-    const PxGptParam *p = &px_gpt_chunk(r->gpt, c)->params[pi];
-    g_autofree double *flat = g_new0(double, r->chunks[c].padded);
-    if (!chunk_weights(r, c, flat, error)) return NULL;
-    /* scatter the shard back: the inverse of px_gpt_param_shard, via index maps */
-    g_autofree double *idx = g_new(double, rows * cols);
-    g_autofree double *map = g_new(double, p->numel);
-    for (gint64 e = 0; e < rows * cols; e++) idx[e] = (double)(e + 1); /* 0: vocabulary padding */
-    px_gpt_param_shard(r->gpt, p, idx, map);
-    for (gint64 e = 0; e < p->numel; e++)
-      if (map[e] > 0) full[(gint64)map[e] - 1] = flat[p->offset + e];
-  }
-  if (!found) {
-    rfail(error, PX_RUNTIME_ERROR_INVALID, "parameter '%s' is held by no rank", name);
-    return NULL;
-  }
-  return g_steal_pointer(&full);
+  g_autofree double **full = g_new0(double *, rt->n);
+  ParamJob j = {name, spec->shape[0] * (spec->ndim > 1 ? spec->shape[1] : 1), full};
+  gboolean ok = run_ranks(rt, param_job, &j, error);
+  double *mine = ok ? g_steal_pointer(&full[rt->ranks[0].rank]) : NULL;
+  for (int i = 0; i < rt->n; i++) g_free(full[i]);
+  return mine;
 }
 
-/* ---- checkpoints -------------------------------------------------------------------------------- */
+/* ---- checkpoints ----------------------------------------------------------------------------
+ * (exec/checkpoint.h) Each rank writes its own shard file by global tensor
+ * name (rank_save); rank 0 then writes the manifest listing every file
+ * (ckpt_manifest), and the directory is committed. A resume reads the
+ * manifest, verifies and indexes every shard file once (PxCkptReader), and
+ * each rank takes the elements it holds by global name and index (rank_load),
+ * whatever the layout that saved them. rank_save and rank_load touch one Rank
+ * only; the loops over ranks are the single-process stand-ins for "every
+ * process does its own, then a barrier". */
 
-/* Blobs of a rank: per chunk its weights (full local or ZeRO-3 shard) and the two moments. */
-static int rank_blobs(Rank *r, PxCkptBlob *blobs, double **host) {
-  int n = 0;
+static const char *const ckpt_states[3] = {"weight", "adam.m", "adam.v"};
+
+/* Global flat index + 1 of each local element of p (0: vocabulary padding):
+ * px_gpt_param_shard applied to an index tensor, as px_runtime_get_param does. */
+static double *param_global_map(Rank *r, const PxGptParam *p) {
+  gint64 n = p->spec->shape[0] * p->spec->shape[1];
+  g_autofree double *idx = g_new(double, n);
+  for (gint64 e = 0; e < n; e++) idx[e] = (double)(e + 1);
+  double *map = g_new(double, p->numel);
+  px_gpt_param_shard(r->gpt, p, idx, map);
+  return map;
+}
+
+/* Chunk c's state tensors (weights, m, v) as this rank holds them, and the
+ * flat element each one starts at: ZeRO-3 weights and sharded moments hold
+ * [dp_rank * shard, +shard), the others the whole (padded) buffer. */
+static void chunk_states(Rank *r, int c, PxTensor *ts[3], gint64 base[3]) {
+  ChunkState *cs = &r->chunks[c];
+  gint64 lo = r->sharded ? (gint64)r->dp_rank * cs->shard : 0;
+  ts[0] = r->zero >= 3 ? cs->w_shard : cs->w;
+  ts[1] = cs->m;
+  ts[2] = cs->v;
+  base[0] = r->zero >= 3 ? lo : 0;
+  base[1] = base[2] = lo;
+}
+
+/* Write this rank's shard file into tmpdir. Every element is written once over
+ * the world: a rank writes the flat range it updates in the optimizer (its
+ * ZeRO shard, or the whole chunk on DP rank 0 when unsharded), without the tied
+ * LM head copy (saved as wte by the embedding's rank) and TP-replicated tensors
+ * on TP rank 0 only, the rule of the gradient norm (norm_segment). */
+static gboolean rank_save(Rank *r, const char *tmpdir, PxCkptFile *out, GError **error) {
+  PxRuntime *rt = r->rt;
+  g_autoptr(PxCkptShard) sh = px_ckpt_shard_new(r->rank, rt->step, rt->opt.dtype);
+  for (int c = 0; c < rt->prog->vpp; c++) {
+    ChunkState *cs = &r->chunks[c];
+    const PxGptChunk *ch = px_gpt_chunk(r->gpt, c);
+    gint64 lo = r->sharded ? (gint64)r->dp_rank * cs->shard : 0;
+    gint64 hi = r->sharded ? MIN(lo + cs->shard, cs->numel) : (r->dp_rank == 0 ? cs->numel : 0);
+    if (lo >= hi) continue;
+    PxTensor *ts[3];
+    gint64 base[3];
+    chunk_states(r, c, ts, base);
+    double *host[3] = {NULL, NULL, NULL};
+    gboolean ok = TRUE;
+    for (int s = 0; s < 3; s++) {
+      host[s] = g_new(double, ts[s]->numel);
+      ok = ok && px_tensor_download_f64(ts[s], host[s], error);
+    }
+    for (guint i = 0; ok && i < ch->n_params; i++) {
+      const PxGptParam *p = &ch->params[i];
+      gint64 a = MAX(lo, p->offset), b = MIN(hi, p->offset + p->numel);
+      if (p->tied_copy || (p->replicated && r->tp_rank != 0) || a >= b) continue;
+      g_autofree double *map = param_global_map(r, p);
+      g_autofree gint64 *gidx = g_new(gint64, b - a);
+      g_autofree double *vals = g_new(double, 3 * (b - a));
+      gint64 k = 0;
+      for (gint64 e = a; e < b; e++) {
+        gint64 g = (gint64)map[e - p->offset] - 1;
+        if (g < 0) continue; /* vocabulary padding */
+        gidx[k] = g;
+        for (int s = 0; s < 3; s++) vals[s * (b - a) + k] = host[s][e - base[s]];
+        k++;
+      }
+      for (int s = 0; s < 3; s++)
+        px_ckpt_shard_add(sh, ckpt_states[s], p->spec->name, p->spec->ndim, p->spec->shape, gidx, vals + s * (b - a), k);
+    }
+    for (int s = 0; s < 3; s++) g_free(host[s]);
+    TRY(ok);
+  }
+  return px_ckpt_shard_write(sh, tmpdir, out, error);
+}
+
+/* Fill this rank's weights and moments from the checkpoint: for each element
+ * it holds, the value at its global index (vocabulary padding stays zero). */
+static gboolean rank_load(Rank *r, PxCkptReader *rd, GError **error) {
   for (int c = 0; c < r->rt->prog->vpp; c++) {
     ChunkState *cs = &r->chunks[c];
-    PxTensor *ts[3] = {cs->w_shard ? cs->w_shard : cs->w, cs->m, cs->v};
-    for (int k = 0; k < 3; k++, n++) {
-      host[n] = g_new(double, ts[k]->numel);
-      blobs[n].data = host[n];
-      blobs[n].bytes = sizeof(double) * (gsize)ts[k]->numel;
+    const PxGptChunk *ch = px_gpt_chunk(r->gpt, c);
+    PxTensor *ts[3];
+    gint64 base[3];
+    chunk_states(r, c, ts, base);
+    double *host[3] = {NULL, NULL, NULL};
+    for (int s = 0; s < 3; s++) host[s] = g_new0(double, ts[s]->numel);
+    gboolean ok = TRUE;
+    for (guint i = 0; ok && i < ch->n_params; i++) {
+      const PxGptParam *p = &ch->params[i];
+      g_autofree double *map = param_global_map(r, p);
+      for (int s = 0; ok && s < 3; s++) {
+        gint64 a = MAX(base[s], p->offset), b = MIN(MIN(base[s] + ts[s]->numel, cs->numel), p->offset + p->numel);
+        if (a >= b) continue;
+        g_autofree gint64 *gidx = g_new(gint64, b - a);
+        g_autofree gint64 *at = g_new(gint64, b - a);
+        g_autofree double *vals = g_new(double, b - a);
+        gint64 k = 0;
+        for (gint64 e = a; e < b; e++) {
+          gint64 g = (gint64)map[e - p->offset] - 1;
+          if (g < 0) continue;
+          gidx[k] = g;
+          at[k++] = e - base[s];
+        }
+        ok = px_ckpt_reader_get(rd, ckpt_states[s], p->spec->name, p->spec->ndim, p->spec->shape, gidx, k, vals, error);
+        for (gint64 j = 0; ok && j < k; j++) host[s][at[j]] = vals[j];
+      }
     }
+    for (int s = 0; s < 3; s++) {
+      ok = ok && px_tensor_upload_f64(ts[s], host[s], error);
+      g_free(host[s]);
+    }
+    TRY(ok);
   }
-  return n;
+  return TRUE;
 }
 
-static PxTensor *blob_tensor(Rank *r, int i) {
-  ChunkState *cs = &r->chunks[i / 3];
-  PxTensor *ts[3] = {cs->w_shard ? cs->w_shard : cs->w, cs->m, cs->v};
-  return ts[i % 3];
+/* Rank 0's part, once every rank file exists: the manifest listing them. */
+static gboolean ckpt_manifest(PxRuntime *rt, const char *tmpdir, const PxCkptFile *files, int n, GError **error) {
+  return px_ckpt_manifest_write(tmpdir, rt->step, rt->fingerprint, &rt->plan, files, n, error);
+}
+
+/* Did every rank of the world succeed? (collective; a failure on one is a failure on all) */
+static gboolean all_ok(Rank *r, gboolean ok, const char *what, GError **error) {
+  gint32 bad = ok ? 0 : 1;
+  GError *err = NULL;
+  if (!px_comm_all_reduce(r->world, &bad, 1, PX_DTYPE_I32, PX_RED_SUM, NULL, &err)) {
+    if (ok) g_propagate_error(error, err);
+    else g_clear_error(&err);
+    return FALSE;
+  }
+  /* a consequence of another rank's failure: reported as such, so that rank's own error is the one shown */
+  if (ok && bad) return px_fail(error, PX_COMM_ERROR, PX_COMM_ERROR_ABORTED, "%s failed on %d other rank(s)", what, bad);
+  return ok;
+}
+
+/* A PxCkptFile as it travels to rank 0: (rank, bytes, sha256 hex). */
+#define FILE_WORDS (3 + (65 + 3) / 4) /* rank, bytes (2 words), sha256 */
+typedef struct {
+  const char *dir;
+  PxCkptFile *files; /* (world) on rank 0 */
+} Save;
+
+/* Rank 0 makes the temporary directory, every rank writes its shard file into
+ * it, rank 0 gathers their sizes and checksums, writes the manifest and
+ * renames the directory into place. */
+static gboolean save_job(Rank *r, gpointer data, GError **error) {
+  Save *sv = data;
+  PxRuntime *rt = r->rt;
+  g_autofree char *tmp = NULL;
+  gboolean ok = TRUE;
+  if (r->rank == 0) ok = (tmp = px_checkpoint_begin(sv->dir, rt->step, error)) != NULL;
+  TRY(all_ok(r, ok, "making the checkpoint directory", error));
+  if (!tmp) {
+    g_autofree char *name = g_strdup_printf(".tmp-step-%08d", rt->step);
+    tmp = g_build_filename(sv->dir, name, NULL);
+  }
+  PxCkptFile mine = {0};
+  ok = rank_save(r, tmp, &mine, error);
+  gint32 packed[FILE_WORDS] = {0};
+  packed[0] = r->rank;
+  memcpy(&packed[1], &mine.bytes, sizeof mine.bytes);
+  memcpy(&packed[3], mine.sha256, sizeof mine.sha256);
+  px_ckpt_file_clear(&mine);
+  TRY(all_ok(r, ok, "writing a rank's checkpoint", error));
+  int n = rt->n;
+  g_autofree gint32 *all = g_new0(gint32, (gsize)FILE_WORDS * n);
+  TRY(px_comm_all_gather(r->world, packed, all, FILE_WORDS, PX_DTYPE_I32, NULL, error));
+  if (r->rank == 0) {
+    g_autofree PxCkptFile *files = g_new0(PxCkptFile, n);
+    for (int i = 0; i < n; i++) {
+      gint32 *p = all + (gsize)FILE_WORDS * i;
+      files[i].rank = p[0];
+      files[i].file = g_strdup_printf("rank-%05d.ckpt", p[0]);
+      memcpy(&files[i].bytes, &p[1], sizeof files[i].bytes);
+      memcpy(files[i].sha256, &p[3], sizeof files[i].sha256);
+    }
+    ok = ckpt_manifest(rt, tmp, files, n, error) && px_checkpoint_commit(sv->dir, tmp, rt->step, error);
+    for (int i = 0; i < n; i++) px_ckpt_file_clear(&files[i]);
+  }
+  return all_ok(r, ok, "committing the checkpoint", error);
 }
 
 gboolean px_runtime_save(PxRuntime *rt, const char *dir, GError **error) {
-  g_autofree char *tmp = px_checkpoint_begin(dir, rt->step, error);
-  TRY(tmp);
-  for (int i = 0; i < rt->n; i++) {
-    Rank *r = &rt->ranks[i];
-    int cap = 3 * rt->prog->vpp;
-    g_autofree PxCkptBlob *blobs = g_new0(PxCkptBlob, cap);
-    g_autofree double **host = g_new0(double *, cap);
-    int n = rank_blobs(r, blobs, host);
-    gboolean ok = TRUE;
-    for (int k = 0; ok && k < n; k++) ok = px_tensor_download_f64(blob_tensor(r, k), host[k], error);
-    ok = ok && px_checkpoint_write_rank(tmp, i, rt->fingerprint, rt->step, blobs, n, error);
-    for (int k = 0; k < n; k++) g_free(host[k]);
-    TRY(ok);
-  }
-  return px_checkpoint_commit(dir, tmp, rt->step, error);
+  Save sv = {dir, NULL};
+  return run_ranks(rt, save_job, &sv, error);
+}
+
+typedef struct {
+  const char *dir;
+  int step;
+} Resume;
+
+static gboolean resume_job(Rank *r, gpointer data, GError **error) {
+  Resume *res = data;
+  PxRuntime *rt = r->rt;
+  int step = 0;
+  g_autofree char *stepdir = px_checkpoint_latest(res->dir, &step, error);
+  g_autoptr(PxCkptManifest) man = stepdir ? px_ckpt_manifest_read(stepdir, rt->fingerprint, error) : NULL;
+  gboolean ok = man != NULL;
+  if (ok && man->step != step)
+    ok = rfail(error, PX_RUNTIME_ERROR_CHECKPOINT, "checkpoint %s/%s holds step %d, 'latest' says %d", stepdir,
+               PX_CKPT_MANIFEST, man->step, step);
+  g_autoptr(PxCkptReader) rd = ok ? px_ckpt_reader_open(stepdir, man, error) : NULL;
+  ok = rd && rank_load(r, rd, error);
+  TRY(all_ok(r, ok, "resuming", error));
+  if (r == &rt->ranks[0]) res->step = step;
+  return TRUE;
 }
 
 gboolean px_runtime_resume(PxRuntime *rt, const char *dir, GError **error) {
-  int step = 0;
-  g_autofree char *stepdir = px_checkpoint_latest(dir, &step, error);
-  TRY(stepdir);
-  for (int i = 0; i < rt->n; i++) {
-    Rank *r = &rt->ranks[i];
-    int cap = 3 * rt->prog->vpp;
-    g_autofree PxCkptBlob *blobs = g_new0(PxCkptBlob, cap);
-    g_autofree double **host = g_new0(double *, cap);
-    int n = rank_blobs(r, blobs, host), s = -1;
-    gboolean ok = px_checkpoint_read_rank(stepdir, i, rt->fingerprint, &s, blobs, n, error);
-    if (ok && s != step)
-      ok = rfail(error, PX_RUNTIME_ERROR_CHECKPOINT, "checkpoint %s: rank %d holds step %d, 'latest' says %d",
-                 stepdir, i, s, step);
-    for (int k = 0; ok && k < n; k++) ok = px_tensor_upload_f64(blob_tensor(r, k), host[k], error);
-    for (int k = 0; k < n; k++) g_free(host[k]);
-    TRY(ok);
-  }
-  rt->step = step;
+  Resume res = {dir, 0};
+  TRY(run_ranks(rt, resume_job, &res, error));
+  rt->step = res.step;
   return TRUE;
 }

@@ -29,6 +29,7 @@
 #pragma once
 #include <glib.h>
 #include "backend.h"
+#include "comm.h"
 #include "memory.h"
 #include "model.h"
 #include "plan.h"
@@ -42,6 +43,7 @@ typedef enum {
   PX_RUNTIME_ERROR_INVALID,    /* a plan or option the executor cannot run */
   PX_RUNTIME_ERROR_FAILED,     /* a rank failed during a step (message names rank and op) */
   PX_RUNTIME_ERROR_CHECKPOINT, /* a checkpoint that does not belong to this run */
+  PX_RUNTIME_ERROR_NONFINITE,  /* a NaN or Inf loss or gradient norm: the step is not counted */
 } PxRuntimeError;
 
 typedef struct {
@@ -57,6 +59,7 @@ typedef struct {
   double timeout_s;      /* communicator timeout */
   int fault_rank, fault_instr; /* tests: rank fault_rank fails at its instruction
                                   fault_instr of the first step (-1: never) */
+  int device;            /* the backend's device index (-1: 0, or the local rank in one-rank mode) */
 } PxRunOptions;
 
 void px_run_options_init(PxRunOptions *o);
@@ -77,25 +80,47 @@ typedef struct {
 
 typedef struct _PxRuntime PxRuntime;
 
-/* The plan is validated here; precision is taken as the run's dtype. */
+/* Every rank of the plan as a thread of this process, on the `local`
+ * communicator. The plan is validated here; precision is taken as the run's
+ * dtype. */
 PxRuntime *px_runtime_new(const PxModel *model, const PxPlan *plan, const PxRunOptions *opt,
                           GError **error);
+/* The one rank px_comm_world_rank(world) of the plan, in a process of its own
+ * (mpirun, srun, parallax-exec launch): collective over world, whose size
+ * must be the plan's. Every call below that names the world (step, save,
+ * resume, get_param, the gathers) is collective too: all processes make it.
+ * world must outlive the runtime. */
+PxRuntime *px_runtime_new_rank(const PxModel *model, const PxPlan *plan, const PxRunOptions *opt,
+                               PxComm *world, GError **error);
 void px_runtime_free(PxRuntime *rt);
 int px_runtime_world(const PxRuntime *rt);
 /* Steps done so far (also after a resume). */
 int px_runtime_steps_done(const PxRuntime *rt);
 const PxPlan *px_runtime_plan(const PxRuntime *rt);
 gboolean px_runtime_step(PxRuntime *rt, PxStepResult *out, GError **error);
-void px_runtime_memory(PxRuntime *rt, int rank, PxRankMemory *out);
-/* The last step's measured timeline (owned by the runtime). */
+/* The world rank of a one-rank runtime (0 in local mode). */
+int px_runtime_rank(const PxRuntime *rt);
+/* The memory of a rank of this process; FALSE if it lives in another. */
+gboolean px_runtime_memory(PxRuntime *rt, int rank, PxRankMemory *out);
+/* Every rank's memory (all: px_runtime_world entries), from every process (collective). */
+gboolean px_runtime_gather_memory(PxRuntime *rt, PxRankMemory *all, GError **error);
+/* The last step's measured timeline of this process's ranks (owned by the
+ * runtime); px_runtime_gather_timeline first makes it every rank's (collective). */
 const PxTimeline *px_runtime_timeline(const PxRuntime *rt);
+gboolean px_runtime_gather_timeline(PxRuntime *rt, GError **error);
 /* The full value of a parameter as this run holds it now (TP shards joined,
  * ZeRO-3 shards gathered): a newly allocated array of the spec's numel, or NULL
  * with an error for an unknown name. */
 double *px_runtime_get_param(PxRuntime *rt, const char *name, GError **error);
 
-/* Checkpoints (exec/checkpoint.h): DIR/step-NNNNNNNN/rank-NNNNN.ckpt written
- * into a temporary directory renamed into place, then DIR/latest. */
+/* Checkpoints (exec/checkpoint.h, docs/checkpoint.md): DIR/step-NNNNNNNN/
+ * holds one shard file per rank, by global tensor name, and manifest.json
+ * (the run's fingerprint, the layout, the files' SHA-256), committed by an
+ * atomic rename, then DIR/latest. Resume verifies every file and takes each
+ * rank's elements by global name and index, so it works under any dp, tp, pp,
+ * vpp and ZeRO stage (bit-exact under the same one); a checkpoint of another
+ * model, dtype, seed, data source or global batch is refused. After a failed
+ * resume the runtime's state is undefined: free it. */
 gboolean px_runtime_save(PxRuntime *rt, const char *dir, GError **error);
 gboolean px_runtime_resume(PxRuntime *rt, const char *dir, GError **error);
 

@@ -3,7 +3,9 @@
 # keys, the measured timeline files, checkpoint save / resume giving the same
 # losses as a straight run, and one clear error line with a non-zero exit for
 # bad input (a plan that does not divide the model, corrupt or truncated token
-# files, a checkpoint of another plan, an unknown backend).
+# files, a checkpoint of another run, a corrupt or missing shard, a --save
+# directory that cannot be created, a non-finite loss, an unknown backend).
+# Checkpoints also resume under another layout, and --keep prunes.
 set -u
 exe=$2
 fail=0; n=0
@@ -44,6 +46,21 @@ check "resume continues at step 4" "[ \"\$(head -1 <<<\"\$resumed\" | awk '{prin
 check "resumed losses equal the straight run" "[ \"\$straight\" = \"\$resumed\" ]"
 check "latest names step 3" "[ \"\$(cat \"$tmp/ck/latest\")\" = step-00000003 ]"
 
+# another layout resumes the same checkpoint (re-sliced by tensor name) and
+# continues with the straight run's losses to 1e-5 relative
+cross=$("$exe" "${base[@]}" --dp 2 --tp 2 --zero 3 --steps 6 --resume "$tmp/ck" | losses)
+check "resume under dp2 tp2 ZeRO-3 continues at step 4" "[ \"\$(head -1 <<<\"\$cross\" | awk '{print \$1}')\" = 4 ]"
+check "resume under another layout: the straight run's losses to 1e-5" \
+  "paste <(echo \"\$straight\") <(echo \"\$cross\") | awk '{d = \$2 - \$4; if (d < 0) d = -d; if (NF != 4 || d > 1e-5 * \$2) bad = 1} END {exit bad}'"
+check "the step directory holds a manifest and one shard per rank" \
+  "[ -f \"$tmp/ck/step-00000003/manifest.json\" ] && [ \$(ls \"$tmp/ck/step-00000003\" | grep -c '^rank-.*\\.ckpt\$') -eq 2 ]"
+
+# --keep: older checkpoints deleted after each commit, 'latest' kept
+"$exe" "${base[@]}" --steps 7 --save "$tmp/keep" --save-every 1 --keep 3 >/dev/null
+check "--keep 3 leaves steps 5-7" "[ \"\$(ls \"$tmp/keep\" | grep '^step-' | tr '\\n' ' ')\" = 'step-00000005 step-00000006 step-00000007 ' ]"
+"$exe" "${base[@]}" --steps 3 --save "$tmp/keep0" --save-every 1 --keep 0 >/dev/null
+check "--keep 0 keeps every checkpoint" "[ \$(ls \"$tmp/keep0\" | grep -c '^step-') -eq 3 ]"
+
 # a kill at any moment leaves one of the states the save protocol allows
 # (write into a temporary directory, rename it, then rename a new 'latest'
 # over the old): built here deterministically instead of racing a kill.
@@ -52,7 +69,7 @@ check "latest names step 3" "[ \"\$(cat \"$tmp/ck/latest\")\" = step-00000003 ]"
 cp -r "$tmp/ck" "$tmp/kill"
 mkdir -p "$tmp/kill/.tmp-step-00000004"
 printf 'partial' > "$tmp/kill/.tmp-step-00000004/rank-0.bin"
-printf 'step-000' > "$tmp/kill/.latest.tmp"
+printf 'step-000' > "$tmp/kill/latest.tmp"
 killed=$("$exe" "${base[@]}" --pp 2 --steps 6 --resume "$tmp/kill" 2>"$tmp/err" | losses); rc=$?
 check "killed inside a save: resumes from the committed step 3" "[ $rc -eq 0 ] && [ \"\$(head -1 <<<\"\$killed\" | awk '{print \$1}')\" = 4 ]"
 check "killed inside a save: the same losses as the straight run" "[ \"\$straight\" = \"\$killed\" ]"
@@ -75,13 +92,24 @@ bad "corrupt token file" "token file" "${base[@]}" --data "$tmp/junk.bin"
 "$exe" data --synthetic --tokens 5000 --vocab 64 --out "$tmp/good.bin" >/dev/null
 head -c 3000 "$tmp/good.bin" > "$tmp/trunc.bin"
 bad "truncated token file" "token file" "${base[@]}" --data "$tmp/trunc.bin"
-bad "checkpoint of another plan" "another run" "${base[@]}" --pp 2 --zero 0 --tp 2 --steps 4 --resume "$tmp/ck"
+bad "checkpoint of another run" "'seed 1337' there, 'seed 5' here" "${base[@]}" --seed 5 --steps 4 --resume "$tmp/ck"
+bad "checkpoint of another data source" "'data synthetic' there, 'data good.bin' here" "${base[@]}" --data "$tmp/good.bin" --steps 4 --resume "$tmp/ck"
+cp -r "$tmp/ck" "$tmp/flip"
+printf '\x55' | dd of="$tmp/flip/step-00000003/rank-00001.ckpt" bs=1 seek=3000 conv=notrunc 2>/dev/null
+bad "a flipped byte in a shard" "rank-00001.ckpt: SHA-256" "${base[@]}" --steps 4 --resume "$tmp/flip"
+rm "$tmp/flip/step-00000003/rank-00001.ckpt"
+bad "a missing shard" "rank-00001.ckpt: missing" "${base[@]}" --steps 4 --resume "$tmp/flip"
+touch "$tmp/afile"
+bad "--save under a file, before step 1" "checkpoint directory $tmp/afile/ck cannot be created" "${base[@]}" --steps 2 --save "$tmp/afile/ck"
+check "--save checked before step 1" "! grep -Eq '^ +1 ' \"$tmp/out\""
+bad "a non-finite loss stops the run" "not finite" "${base[@]}" --steps 5 --lr 1e30
+check "no step after the non-finite one" "[ \$(grep -Ec '^ +[0-9]+ ' \"$tmp/out\") -lt 5 ]"
 bad "no checkpoint" "no checkpoint" "${base[@]}" --steps 4 --resume "$tmp/none"
 bad "unknown backend" "unknown backend" "${base[@]}" --backend tpu
 bad "sequence parallelism over odd tokens" "sequence parallelism" "${base[@]}" --tp 2 --sp --seq 15 --mbs 1
 # optimiser hyperparameters and data sizes are checked, naming the flag
-bad "lr nan" "--lr must be in (0, 1]" "${base[@]}" --lr nan
-bad "lr negative" "--lr must be in (0, 1]" "${base[@]}" --lr -0.1
+bad "lr nan" "--lr must be a finite number > 0" "${base[@]}" --lr nan
+bad "lr negative" "--lr must be a finite number > 0" "${base[@]}" --lr -0.1
 bad "min-lr above lr" "--min-lr must be in [0, --lr]" "${base[@]}" --min-lr 0.5
 bad "warmup past decay" "--warmup must be 0..the decay steps" "${base[@]}" --steps 4 --warmup 10
 bad "clip inf" "--clip must be a finite number" "${base[@]}" --clip inf

@@ -8,7 +8,7 @@
  *    planner's px_memory_new prediction exactly, peak activations within 5%;
  *  - the measured timeline holds one event per program instruction;
  *  - checkpoints: 6 steps straight equal 3 + resume + 3 bit for bit; a
- *    checkpoint of another plan is refused;
+ *    checkpoint of another run is refused (more in test_checkpoint.c);
  *  - bad input: a plan whose parts do not divide the model, tokens outside the
  *    vocabulary. */
 #include <glib.h>
@@ -21,58 +21,7 @@
 #include "runtime.h"
 #include "schedule.h"
 
-#define STEPS 5
-
-typedef struct {
-  const char *model;
-  int dp, tp, pp, vpp;
-  const char *schedule;
-  int zero;
-  PxCheckpoint ckpt;
-  int mbs, gbs;
-  gboolean sp;
-  int interval;  /* full recompute: blocks per checkpoint segment (0: 1) */
-} Layout;
-
-static PxModel *load_model(const char *name) {
-  g_autoptr(GError) error = NULL;
-  PxModel *m = px_model_load(name, &error);
-  g_assert_no_error(error);
-  return m;
-}
-
-static void layout_plan(const Layout *l, PxPlan *p) {
-  px_plan_init(p);
-  p->dp = l->dp;
-  p->tp = l->tp;
-  p->pp = l->pp;
-  p->vpp = l->vpp ? l->vpp : 1;
-  g_assert_true(px_schedule_parse(l->schedule, &p->schedule));
-  p->zero = l->zero;
-  p->ckpt = l->ckpt;
-  p->mbs = l->mbs;
-  p->gbs = l->gbs;
-  p->seq = 16;
-  p->seq_parallel = l->sp;
-  p->ckpt_interval = l->interval ? l->interval : 1;
-  p->precision = PX_PREC_FP32;
-}
-
-static PxRuntime *layout_runtime(const PxModel *model, const Layout *l, PxDType dt, GError **error) {
-  PxPlan plan;
-  layout_plan(l, &plan);
-  PxRunOptions o;
-  px_run_options_init(&o);
-  o.dtype = dt;
-  o.seed = 7;
-  o.lr = 3e-3;
-  o.warmup = 2;
-  o.decay_steps = STEPS;
-  o.timeout_s = 30;
-  PxRuntime *rt = px_runtime_new(model, &plan, &o, error);
-  px_plan_clear(&plan);
-  return rt;
-}
+#include "parity.h"
 
 /* A runtime for the layout that has run `steps` steps (their losses into loss
  * when non-NULL). */
@@ -93,31 +42,6 @@ static PxRuntime *stepped(const PxModel *model, const Layout *l, PxDType dt, int
 static void run_losses(const PxModel *model, const Layout *l, PxDType dt, double *loss) {
   px_runtime_free(stepped(model, l, dt, STEPS, loss));
 }
-
-/* The parity subset: every value of every axis appears, and the pairs that
- * interact (ZeRO x dp, tied x pp, TP x vocab-parallel loss, zb-h1 x ckpt,
- * interleaved x tp) are covered. */
-static const Layout parity_layouts[] = {
-  {"tiny-gpt", 1, 1, 2, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8, FALSE, 1},
-  {"tiny-gpt", 1, 1, 4, 1, "gpipe", 0, PX_CKPT_NONE, 2, 8, FALSE, 1},
-  {"tiny-gpt", 1, 1, 2, 1, "zb-h1", 0, PX_CKPT_FULL, 2, 8, FALSE, 1},
-  {"tiny-gpt", 1, 1, 2, 2, "interleaved", 0, PX_CKPT_NONE, 2, 8, FALSE, 1},
-  {"tiny-gpt", 1, 2, 1, 1, "1f1b", 0, PX_CKPT_SELECTIVE, 2, 8, FALSE, 1},
-  {"tiny-gpt", 2, 1, 1, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8, FALSE, 1},
-  {"tiny-gpt", 2, 1, 2, 1, "1f1b", 1, PX_CKPT_NONE, 2, 8, FALSE, 1},
-  {"tiny-gpt", 2, 2, 1, 1, "gpipe", 2, PX_CKPT_FULL, 2, 8, FALSE, 1},
-  {"tiny-gpt", 2, 2, 2, 1, "1f1b", 3, PX_CKPT_FULL, 2, 8, FALSE, 1},
-  {"tiny-gpt", 2, 1, 4, 1, "zb-h1", 3, PX_CKPT_NONE, 1, 8, FALSE, 1},
-  {"tiny-llama", 1, 2, 2, 2, "interleaved", 0, PX_CKPT_NONE, 2, 8, FALSE, 1},
-  {"tiny-llama", 2, 1, 2, 1, "zb-h1", 2, PX_CKPT_SELECTIVE, 2, 8, FALSE, 1},
-  {"tiny-llama", 2, 2, 4, 1, "gpipe", 1, PX_CKPT_FULL, 1, 8, FALSE, 1},
-  {"tiny-gpt", 2, 2, 2, 1, "zb-h1", 1, PX_CKPT_NONE, 2, 8, TRUE, 1},
-  {"tiny-llama", 2, 2, 2, 1, "1f1b", 3, PX_CKPT_FULL, 2, 8, TRUE, 1},
-  {"tiny-gpt", 1, 2, 2, 2, "interleaved", 0, PX_CKPT_SELECTIVE, 2, 8, TRUE, 1},
-  /* checkpoint segments of several blocks (DeepSpeed's interval), one uneven */
-  {"tiny-gpt", 1, 1, 2, 1, "1f1b", 0, PX_CKPT_FULL, 2, 8, FALSE, 2},
-  {"tiny-llama", 2, 1, 1, 1, "1f1b", 0, PX_CKPT_FULL, 2, 8, FALSE, 3},
-};
 
 static void check_parity(const char *model_name, PxDType dt, double tol, gboolean fp64_subset) {
   g_autoptr(PxModel) model = load_model(model_name);
@@ -335,9 +259,10 @@ static void test_checkpoint_resume(void) {
   g_assert_true(g_file_get_contents(latest, &text, NULL, NULL));
   g_assert_cmpstr(text, ==, "step-00000003\n");
 
-  /* another plan (ZeRO-2 instead of 1) refuses the checkpoint with one error */
+  /* another run (a global batch of 16 sequences instead of 8) refuses the
+   * checkpoint with one error; another layout resumes (tests/test_checkpoint.c) */
   Layout other = l;
-  other.zero = 2;
+  other.gbs = 16;
   g_autoptr(PxRuntime) rt2 = layout_runtime(model, &other, PX_DTYPE_F32, &error);
   g_assert_false(px_runtime_resume(rt2, dir, &error));
   g_assert_error(error, PX_CHECKPOINT_ERROR, PX_CHECKPOINT_ERROR_MISMATCH);
@@ -350,7 +275,7 @@ static void test_checkpoint_resume(void) {
   g_assert_true(g_file_get_contents(latest, &text2, NULL, NULL));
   g_assert_cmpstr(text2, ==, "step-00000003\n");
 
-  /* a truncated rank file is a format error */
+  /* a truncated rank file is refused as corrupt (its size and SHA-256 are in the manifest) */
   g_autofree char *rank0 = g_build_filename(dir, "step-00000003", "rank-00000.ckpt", NULL);
   g_autofree char *bytes = NULL;
   gsize len = 0;
@@ -358,7 +283,7 @@ static void test_checkpoint_resume(void) {
   g_assert_true(g_file_set_contents(rank0, bytes, (gssize)len / 2, NULL));
   g_autoptr(PxRuntime) rt3 = layout_runtime(model, &l, PX_DTYPE_F32, &error);
   g_assert_false(px_runtime_resume(rt3, dir, &error));
-  g_assert_error(error, PX_CHECKPOINT_ERROR, PX_CHECKPOINT_ERROR_FORMAT);
+  g_assert_error(error, PX_CHECKPOINT_ERROR, PX_CHECKPOINT_ERROR_CORRUPT);
 }
 
 /* ---- bad input ----------------------------------------------------------------------- */

@@ -1,0 +1,288 @@
+/* comm_mpi.c — the `mpi` communicator: one process per rank, on any number of
+ * hosts, over Open MPI (built when CMake finds MPI; see comm.h).
+ *
+ * MPI is initialised with MPI_THREAD_MULTIPLE, since a rank's streams call it
+ * from their own threads. Every communicator is an MPI communicator of its
+ * own (MPI_Comm_dup of the world, MPI_Comm_split for px_comm_split), with
+ * MPI_ERRORS_RETURN. Every call is the non-blocking MPI call followed by a
+ * polling wait (MPI_Test with a short back-off) that gives up at the deadline
+ * or when the process has aborted: MPI has no timeouts of its own, and a
+ * blocking MPI call could not be interrupted. Point-to-point uses one tag, so
+ * MPI's non-overtaking rule makes it FIFO per communicator and pair.
+ *
+ * Failure: a timeout names the communicator and the op (for point-to-point
+ * the peer; MPI cannot tell which member of a collective is missing). An
+ * abort prints its reason on standard error ("parallax-exec: rank R: ...")
+ * and ends the job with MPI_Abort, which makes mpirun / srun stop every
+ * process; a rank that dies is reported by the launcher itself. */
+#include "comm_impl.h"
+#include "check.h"
+#include <limits.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <string.h>
+
+#define fail(error, code, ...) px_fail((error), PX_COMM_ERROR, (code), __VA_ARGS__)
+
+static gboolean we_initialised;
+static gint n_live;       /* communicators alive */
+static gint aborted;      /* this process has aborted */
+
+typedef struct {
+  MPI_Comm comm;
+  double timeout_s;
+} Mpi;
+
+static MPI_Datatype mpi_type(PxDType dt) {
+  switch (dt) {
+  case PX_DTYPE_F32: return MPI_FLOAT;
+  case PX_DTYPE_F64: return MPI_DOUBLE;
+  case PX_DTYPE_I32: return MPI_INT32_T;
+  }
+  return MPI_DATATYPE_NULL;
+}
+
+static gboolean mpi_failed(PxComm *c, const char *what, int rc, GError **error) {
+  char msg[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(rc, msg, &len);
+  return fail(error, PX_COMM_ERROR_DEVICE, "%s on %s: %s", what, c->label, msg);
+}
+
+static gboolean count_ok(PxComm *c, const char *what, gsize count, GError **error) {
+  if (count <= INT_MAX) return TRUE;
+  return fail(error, PX_COMM_ERROR_INVALID, "%s on %s: %" G_GSIZE_FORMAT " elements (MPI counts are ints)", what,
+              c->label, count);
+}
+
+/* Wait for req until done, the deadline, or an abort. */
+static gboolean wait_req(PxComm *c, MPI_Request *req, const char *what, MPI_Status *status, GError **error) {
+  Mpi *m = c->impl;
+  gint64 deadline = g_get_monotonic_time() + (gint64)(m->timeout_s * G_USEC_PER_SEC);
+  gulong pause = 1;
+  for (;;) {
+    int done = 0;
+    int rc = MPI_Test(req, &done, status ? status : MPI_STATUS_IGNORE);
+    if (rc != MPI_SUCCESS) return mpi_failed(c, what, rc, error);
+    if (done) return TRUE;
+    if (g_atomic_int_get(&aborted))
+      return fail(error, PX_COMM_ERROR_ABORTED, "%s on %s: communicator aborted", what, c->label);
+    if (g_get_monotonic_time() > deadline)
+      return fail(error, PX_COMM_ERROR_TIMEOUT, "%s on %s: not complete after %g s (a peer never arrived)", what,
+                  c->label, m->timeout_s);
+    g_usleep(pause);
+    pause = MIN(pause * 2, 200);
+  }
+}
+
+static gboolean mpi_all_reduce(PxComm *c, void *buf, gsize count, PxDType dt, PxRedOp op, GError **error) {
+  Mpi *m = c->impl;
+  MPI_Request req;
+  if (!count_ok(c, "all_reduce", count, error)) return FALSE;
+  int rc = MPI_Iallreduce(MPI_IN_PLACE, buf, (int)count, mpi_type(dt), op == PX_RED_MAX ? MPI_MAX : MPI_SUM, m->comm, &req);
+  if (rc != MPI_SUCCESS) return mpi_failed(c, "all_reduce", rc, error);
+  return wait_req(c, &req, "all_reduce", NULL, error);
+}
+
+static gboolean mpi_reduce_scatter(PxComm *c, const void *send, void *recv, gsize count, PxDType dt, GError **error) {
+  Mpi *m = c->impl;
+  MPI_Request req;
+  if (!count_ok(c, "reduce_scatter", count * (gsize)c->group->n, error)) return FALSE;
+  int rc = MPI_Ireduce_scatter_block(send, recv, (int)count, mpi_type(dt), MPI_SUM, m->comm, &req);
+  if (rc != MPI_SUCCESS) return mpi_failed(c, "reduce_scatter", rc, error);
+  return wait_req(c, &req, "reduce_scatter", NULL, error);
+}
+
+static gboolean mpi_all_gather(PxComm *c, const void *send, void *recv, gsize count, PxDType dt, GError **error) {
+  Mpi *m = c->impl;
+  MPI_Request req;
+  if (!count_ok(c, "all_gather", count * (gsize)c->group->n, error)) return FALSE;
+  gsize bytes = count * px_dtype_size(dt);
+  const char *mine = (const char *)recv + (gsize)c->pos * bytes;
+  g_autofree void *copy = NULL;
+  const void *from = send;
+  if (send == mine) {
+    from = MPI_IN_PLACE; /* the caller's shard already sits in its place */
+  } else if ((const char *)send < (const char *)recv + bytes * (gsize)c->group->n &&
+             (const char *)send + bytes > (const char *)recv) {
+    from = copy = g_memdup2(send, bytes); /* overlapping elsewhere: MPI forbids aliasing */
+  }
+  int rc = MPI_Iallgather(from, (int)count, mpi_type(dt), recv, (int)count, mpi_type(dt), m->comm, &req);
+  if (rc != MPI_SUCCESS) return mpi_failed(c, "all_gather", rc, error);
+  return wait_req(c, &req, "all_gather", NULL, error);
+}
+
+static gboolean mpi_broadcast(PxComm *c, void *buf, gsize count, PxDType dt, int root, GError **error) {
+  Mpi *m = c->impl;
+  MPI_Request req;
+  if (!count_ok(c, "broadcast", count, error)) return FALSE;
+  int rc = MPI_Ibcast(buf, (int)count, mpi_type(dt), root, m->comm, &req);
+  if (rc != MPI_SUCCESS) return mpi_failed(c, "broadcast", rc, error);
+  return wait_req(c, &req, "broadcast", NULL, error);
+}
+
+static gboolean mpi_barrier(PxComm *c, GError **error) {
+  Mpi *m = c->impl;
+  MPI_Request req;
+  int rc = MPI_Ibarrier(m->comm, &req);
+  if (rc != MPI_SUCCESS) return mpi_failed(c, "barrier", rc, error);
+  return wait_req(c, &req, "barrier", NULL, error);
+}
+
+/* Post one send or receive. */
+static gboolean post(PxComm *c, const PxP2p *o, MPI_Request *req, GError **error) {
+  Mpi *m = c->impl;
+  const char *what = o->send ? "send" : "recv";
+  if (!count_ok(c, what, o->count, error)) return FALSE;
+  int rc = o->send ? MPI_Isend(o->buf, (int)o->count, mpi_type(o->dtype), o->peer, 0, m->comm, req)
+                   : MPI_Irecv(o->buf, (int)o->count, mpi_type(o->dtype), o->peer, 0, m->comm, req);
+  if (rc != MPI_SUCCESS) return mpi_failed(c, what, rc, error);
+  return TRUE;
+}
+
+/* Wait for a posted send or receive; a receive checks the size that came. */
+static gboolean finish(PxComm *c, const PxP2p *o, MPI_Request *req, GError **error) {
+  int peer = c->group->ranks[o->peer];
+  g_autofree char *what = o->send ? g_strdup_printf("send from rank %d to rank %d", c->world_rank, peer)
+                                  : g_strdup_printf("recv on rank %d from rank %d", c->world_rank, peer);
+  MPI_Status st;
+  GError *err = NULL;
+  if (!wait_req(c, req, what, &st, &err)) {
+    if (g_error_matches(err, PX_COMM_ERROR, PX_COMM_ERROR_TIMEOUT)) {
+      g_clear_error(&err);
+      return fail(error, PX_COMM_ERROR_TIMEOUT, "%s on %s: rank %d never %s after %g s", what, c->label, peer,
+                  o->send ? "received" : "sent", ((Mpi *)c->impl)->timeout_s);
+    }
+    g_propagate_error(error, err);
+    return FALSE;
+  }
+  if (!o->send) {
+    int got = 0;
+    MPI_Get_count(&st, mpi_type(o->dtype), &got);
+    if (got != (int)o->count)
+      return fail(error, PX_COMM_ERROR_MISMATCH, "%s on %s: rank %d sent %d %s, the receive expects %" G_GSIZE_FORMAT,
+                  what, c->label, peer, got, px_dtype_name(o->dtype), o->count);
+  }
+  return TRUE;
+}
+
+static gboolean mpi_p2p(PxComm *c, const PxP2p *o, GError **error) {
+  MPI_Request req;
+  return post(c, o, &req, error) && finish(c, o, &req, error);
+}
+
+static gboolean mpi_send(PxComm *c, const void *buf, gsize count, PxDType dt, int peer, GError **error) {
+  PxP2p o = {TRUE, (void *)buf, count, dt, peer};
+  return mpi_p2p(c, &o, error);
+}
+
+static gboolean mpi_recv(PxComm *c, void *buf, gsize count, PxDType dt, int peer, GError **error) {
+  PxP2p o = {FALSE, buf, count, dt, peer};
+  return mpi_p2p(c, &o, error);
+}
+
+static gboolean mpi_group(PxComm *c, const PxP2p *ops, int n, GError **error) {
+  g_autofree MPI_Request *req = g_new(MPI_Request, n);
+  int posted = 0;
+  gboolean ok = TRUE;
+  for (; ok && posted < n; posted++) ok = post(c, &ops[posted], &req[posted], error);
+  if (!ok) posted--;
+  for (int i = 0; i < posted; i++) {
+    if (ok) ok = finish(c, &ops[i], &req[i], error);
+    else MPI_Cancel(&req[i]);
+  }
+  return ok;
+}
+
+static Mpi *mpi_new(MPI_Comm comm, double timeout_s) {
+  Mpi *m = g_new0(Mpi, 1);
+  m->comm = comm;
+  m->timeout_s = timeout_s;
+  MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
+  g_atomic_int_inc(&n_live);
+  return m;
+}
+
+static void mpi_free(PxComm *c) {
+  Mpi *m = c->impl;
+  if (!m) return;
+  if (!g_atomic_int_get(&aborted)) MPI_Comm_free(&m->comm);
+  g_atomic_int_add(&n_live, -1);
+  g_free(m);
+}
+
+static gboolean mpi_split(PxComm *parent, int color, int key, PxComm *child, GError **error) {
+  Mpi *p = parent->impl;
+  MPI_Comm out = MPI_COMM_NULL;
+  int rc = MPI_Comm_split(p->comm, color < 0 ? MPI_UNDEFINED : color, key, &out);
+  if (rc != MPI_SUCCESS) return mpi_failed(parent, "split", rc, error);
+  if (child) child->impl = mpi_new(out, p->timeout_s);
+  else if (out != MPI_COMM_NULL) MPI_Comm_free(&out);
+  return TRUE;
+}
+
+static void mpi_abort(PxComm *c, const char *reason) {
+  if (!g_atomic_int_compare_and_exchange(&aborted, 0, 1)) return;
+  fprintf(stderr, "parallax-exec: rank %d: %s\n", c->world_rank, reason ? reason : "aborted");
+  fflush(stderr);
+  MPI_Abort(MPI_COMM_WORLD, 1);
+}
+
+static gboolean mpi_check_async(PxComm *c, GError **error) {
+  if (!g_atomic_int_get(&aborted)) return TRUE;
+  return fail(error, PX_COMM_ERROR_ABORTED, "communicator %s aborted", c->label);
+}
+
+static double mpi_timeout(const PxComm *c) { return ((Mpi *)c->impl)->timeout_s; }
+
+static const PxCommOps mpi_ops = {
+  .name = "mpi",
+  .free = mpi_free,
+  .split = mpi_split,
+  .abort = mpi_abort,
+  .check_async = mpi_check_async,
+  .timeout = mpi_timeout,
+  .all_reduce = mpi_all_reduce,
+  .reduce_scatter = mpi_reduce_scatter,
+  .all_gather = mpi_all_gather,
+  .broadcast = mpi_broadcast,
+  .barrier = mpi_barrier,
+  .send = mpi_send,
+  .recv = mpi_recv,
+  .group = mpi_group,
+};
+
+PxComm *px_comm_mpi_new(double timeout_s, GError **error) {
+  int init = 0, provided = 0;
+  MPI_Initialized(&init);
+  if (!init) {
+    if (MPI_Init_thread(NULL, NULL, MPI_THREAD_MULTIPLE, &provided) != MPI_SUCCESS) {
+      fail(error, PX_COMM_ERROR_DEVICE, "MPI_Init_thread failed");
+      return NULL;
+    }
+    we_initialised = TRUE;
+  } else {
+    MPI_Query_thread(&provided);
+  }
+  if (provided < MPI_THREAD_MULTIPLE) {
+    fail(error, PX_COMM_ERROR_UNSUPPORTED,
+         "this MPI library gives thread level %d, the executor needs MPI_THREAD_MULTIPLE (%d)", provided,
+         MPI_THREAD_MULTIPLE);
+    return NULL;
+  }
+  int rank = 0, world = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  MPI_Comm dup;
+  if (MPI_Comm_dup(MPI_COMM_WORLD, &dup) != MPI_SUCCESS) {
+    fail(error, PX_COMM_ERROR_DEVICE, "MPI_Comm_dup of the world failed");
+    return NULL;
+  }
+  return px_comm_alloc_world(&mpi_ops, rank, world, mpi_new(dup, timeout_s > 0 ? timeout_s : 60.0));
+}
+
+void px_comm_mpi_finalize(void) {
+  int fin = 0;
+  MPI_Finalized(&fin);
+  if (we_initialised && !fin && g_atomic_int_get(&n_live) == 0) MPI_Finalize();
+}

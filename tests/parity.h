@@ -1,0 +1,92 @@
+/* parity.h — the layouts of the CI parity subset and how a test makes a
+ * runtime for one, shared by test_runtime.c (every rank a thread) and
+ * test_parity_mpi.c (every rank a process under mpirun). */
+#pragma once
+#include <glib.h>
+#include "model.h"
+#include "runtime.h"
+#include "schedule.h"
+
+#define STEPS 5
+
+typedef struct {
+  const char *model;
+  int dp, tp, pp, vpp;
+  const char *schedule;
+  int zero;
+  PxCheckpoint ckpt;
+  int mbs, gbs;
+  gboolean sp;
+  int interval;  /* full recompute: blocks per checkpoint segment (0: 1) */
+} Layout;
+
+static G_GNUC_UNUSED PxModel *load_model(const char *name) {
+  g_autoptr(GError) error = NULL;
+  PxModel *m = px_model_load(name, &error);
+  g_assert_no_error(error);
+  return m;
+}
+
+static G_GNUC_UNUSED void layout_plan(const Layout *l, PxPlan *p) {
+  px_plan_init(p);
+  p->dp = l->dp;
+  p->tp = l->tp;
+  p->pp = l->pp;
+  p->vpp = l->vpp ? l->vpp : 1;
+  g_assert_true(px_schedule_parse(l->schedule, &p->schedule));
+  p->zero = l->zero;
+  p->ckpt = l->ckpt;
+  p->mbs = l->mbs;
+  p->gbs = l->gbs;
+  p->seq = 16;
+  p->seq_parallel = l->sp;
+  p->ckpt_interval = l->interval ? l->interval : 1;
+  p->precision = PX_PREC_FP32;
+}
+
+/* The options every parity run uses. */
+static inline void layout_options(PxRunOptions *o, PxDType dt) {
+  px_run_options_init(o);
+  o->dtype = dt;
+  o->seed = 7;
+  o->lr = 3e-3;
+  o->warmup = 2;
+  o->decay_steps = STEPS;
+  o->timeout_s = 30;
+}
+
+static G_GNUC_UNUSED PxRuntime *layout_runtime(const PxModel *model, const Layout *l, PxDType dt, GError **error) {
+  PxPlan plan;
+  layout_plan(l, &plan);
+  PxRunOptions o;
+  layout_options(&o, dt);
+  PxRuntime *rt = px_runtime_new(model, &plan, &o, error);
+  px_plan_clear(&plan);
+  return rt;
+}
+
+/* The parity subset: every value of every axis appears, and the pairs that
+ * interact (ZeRO x dp, tied x pp, TP x vocab-parallel loss, zb-h1 x ckpt,
+ * interleaved x tp) are covered. */
+static const G_GNUC_UNUSED Layout parity_layouts[] = {
+  {"tiny-gpt", 1, 1, 2, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8, FALSE, 1},
+  {"tiny-gpt", 1, 1, 4, 1, "gpipe", 0, PX_CKPT_NONE, 2, 8, FALSE, 1},
+  {"tiny-gpt", 1, 1, 2, 1, "zb-h1", 0, PX_CKPT_FULL, 2, 8, FALSE, 1},
+  {"tiny-gpt", 1, 1, 2, 2, "interleaved", 0, PX_CKPT_NONE, 2, 8, FALSE, 1},
+  {"tiny-gpt", 1, 2, 1, 1, "1f1b", 0, PX_CKPT_SELECTIVE, 2, 8, FALSE, 1},
+  {"tiny-gpt", 2, 1, 1, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8, FALSE, 1},
+  {"tiny-gpt", 2, 1, 2, 1, "1f1b", 1, PX_CKPT_NONE, 2, 8, FALSE, 1},
+  {"tiny-gpt", 2, 2, 1, 1, "gpipe", 2, PX_CKPT_FULL, 2, 8, FALSE, 1},
+  {"tiny-gpt", 2, 2, 2, 1, "1f1b", 3, PX_CKPT_FULL, 2, 8, FALSE, 1},
+  {"tiny-gpt", 2, 1, 4, 1, "zb-h1", 3, PX_CKPT_NONE, 1, 8, FALSE, 1},
+  {"tiny-llama", 1, 2, 2, 2, "interleaved", 0, PX_CKPT_NONE, 2, 8, FALSE, 1},
+  {"tiny-llama", 2, 1, 2, 1, "zb-h1", 2, PX_CKPT_SELECTIVE, 2, 8, FALSE, 1},
+  {"tiny-llama", 2, 2, 4, 1, "gpipe", 1, PX_CKPT_FULL, 1, 8, FALSE, 1},
+  {"tiny-gpt", 2, 2, 2, 1, "zb-h1", 1, PX_CKPT_NONE, 2, 8, TRUE, 1},
+  {"tiny-llama", 2, 2, 2, 1, "1f1b", 3, PX_CKPT_FULL, 2, 8, TRUE, 1},
+  {"tiny-gpt", 1, 2, 2, 2, "interleaved", 0, PX_CKPT_SELECTIVE, 2, 8, TRUE, 1},
+  /* checkpoint segments of several blocks (DeepSpeed's interval), one uneven */
+  {"tiny-gpt", 1, 1, 2, 1, "1f1b", 0, PX_CKPT_FULL, 2, 8, FALSE, 2},
+  {"tiny-llama", 2, 1, 1, 1, "1f1b", 0, PX_CKPT_FULL, 2, 8, FALSE, 3},
+};
+
