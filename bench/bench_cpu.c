@@ -56,7 +56,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   int blas_threads = openblas_get_num_threads(); /* before the backend sets it to one */
-  g_autoptr(PxBackend) be = px_backend_cpu_new();
+  g_autoptr(PxBackend) be = px_backend_new("cpu", 0, NULL);
   g_autoptr(GRand) rng = g_rand_new_with_seed(42);
   printf("# cpu backend linear (fp32) vs cblas_sgemm on %d OpenBLAS threads, M = B*T = %d rows, best of %d\n",
          blas_threads, M, reps);
@@ -71,8 +71,8 @@ int main(int argc, char **argv) {
     g_autoptr(PxTensor) w = px_tensor_new(be, "w", PX_DTYPE_F32, PX_MEM_WEIGHTS, 2, sw, &error);
     g_autoptr(PxTensor) y = px_tensor_new(be, "y", PX_DTYPE_F32, PX_MEM_ACTIVATIONS, 2, sy, &error);
     g_autoptr(PxTensor) dy = px_tensor_new(be, "dy", PX_DTYPE_F32, PX_MEM_ACTIVATIONS, 2, sy, &error);
-    g_autoptr(PxTensor) dx = px_tensor_new(be, "dx", PX_DTYPE_F32, PX_MEM_ACTIVATIONS, 2, sx, &error);
-    g_autoptr(PxTensor) dw = px_tensor_new(be, "dw", PX_DTYPE_F32, PX_MEM_GRADS, 2, sw, &error);
+    g_autoptr(PxTensor) dx = px_tensor_new_zeroed(be, "dx", PX_DTYPE_F32, PX_MEM_ACTIVATIONS, 2, sx, &error);
+    g_autoptr(PxTensor) dw = px_tensor_new_zeroed(be, "dw", PX_DTYPE_F32, PX_MEM_GRADS, 2, sw, &error);
     if (!x || !w || !y || !dy || !dx || !dw) {
       fprintf(stderr, "bench_cpu: %s\n", error->message);
       return 1;

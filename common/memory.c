@@ -20,6 +20,7 @@
  * kv_heads), a head_dim apart from h/a, sliding windows, parallel attention
  * + MLP blocks, gated MLPs (three FFN tensors), models without dropout and fp32. */
 #include "memory.h"
+#include "schedule.h"
 #include <math.h>
 #include <string.h>
 
@@ -108,6 +109,18 @@ double px_memory_in_flight(const PxPlan *plan, int stage) {
   case PX_SCHED_GPIPE: return m;
   case PX_SCHED_1F1B:
   case PX_SCHED_ZB_H1: return MIN(p - stage, m);
+  case PX_SCHED_ZB_H2:
+  case PX_SCHED_ZB_V:
+  case PX_SCHED_DUALPIPEV: {
+    /* from the program's own compute order: (micro-batch, chunk)s held, over
+     * the chunks per rank (ZB-H2 2p - 1 on rank 0; ZB-V 2p chunks = p; DualPipeV
+     * 2p + 1 chunks on rank 0, the DualPipe README's "PP + 1") */
+    int v = MAX(plan->vpp, 1), n = 0;
+    g_autofree double *ones = g_new(double, v);
+    for (int c = 0; c < v; c++) ones[c] = 1;
+    px_schedule_peak_activations(plan, stage, ones, &n);
+    return (double)n / v;
+  }
   case PX_SCHED_INTERLEAVED: {
     /* Megatron-LM: rank r runs (p - r - 1)·2 + (v - 1)·p warm-up chunk forwards,
      * then holds one more before its first backward; each chunk is 1/v of the
@@ -132,6 +145,8 @@ double px_memory_peak_activations(const PxPlan *plan, int stage, const double *c
   int v = MAX(plan->vpp, 1);
   double sum = 0;
   for (int c = 0; c < v; c++) sum += chunk_act[c];
+  if (plan->schedule == PX_SCHED_ZB_H2 || px_schedule_is_v(plan->schedule))
+    return px_schedule_peak_activations(plan, stage, chunk_act, NULL);
   if (plan->schedule != PX_SCHED_INTERLEAVED) return px_memory_in_flight(plan, stage) * sum;
   int p = plan->pp, total = MAX(plan->m, 1) * v;
   int warmup = MIN((p - stage - 1) * 2 + (v - 1) * p, total);

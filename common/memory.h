@@ -44,7 +44,9 @@ typedef struct {
 } PxMemory;
 
 /* Peak micro-batches in flight on pipeline rank `stage` for the schedule:
- * GPipe m; 1F1B / ZB-H1 min(p - stage, m); interleaved per Megatron. */
+ * GPipe m; 1F1B / ZB-H1 min(p - stage, m); interleaved per Megatron; ZB-H2,
+ * ZB-V and DualPipeV from the program's compute order (px_schedule_peak_activations
+ * over the chunks per rank: 2p - 1; p; (2p + 1)/2 when m is large enough). */
 double px_memory_in_flight(const PxPlan *plan, int stage);
 
 /* Peak activation bytes on pipeline rank `stage` over a step, given one

@@ -296,6 +296,7 @@ PxPartition *px_partition_new(const PxModel *model, const PxPlan *plan,
   p->parts = parts;
   p->bounds = bounds;
   p->method = g_strdup(method);
+  p->schedule = plan->schedule;
 
   for (int k = 0; k < parts; k++) {
     if (bounds[k] == bounds[k + 1]) {

@@ -27,12 +27,25 @@ typedef struct {
    * their gradients are all-reduced between the first and last stage. */
   gboolean tied;
   int tied_first_part, tied_last_part;
+  PxScheduleKind schedule;  /* whose part map places the parts (the plan's; 0 = Megatron's) */
 } PxPartition;
 
-/* Part k runs on pipeline rank k % pp as its chunk k / pp (Megatron interleaving). */
-static inline int px_partition_part_rank(const PxPartition *p, int part) { return part % p->pp; }
-static inline int px_partition_part_chunk(const PxPartition *p, int part) { return part / p->pp; }
-static inline int px_partition_part_of(const PxPartition *p, int rank, int chunk) { return chunk * p->pp + rank; }
+/* Where part k runs: px_schedule_part_of / px_schedule_part_place of the
+ * plan's schedule (Megatron interleaving k % pp, k / pp; a V for zb-v and
+ * dualpipev). */
+static inline int px_partition_part_rank(const PxPartition *p, int part) {
+  int s, c;
+  px_schedule_part_place(p->schedule, p->pp, part, &s, &c);
+  return s;
+}
+static inline int px_partition_part_chunk(const PxPartition *p, int part) {
+  int s, c;
+  px_schedule_part_place(p->schedule, p->pp, part, &s, &c);
+  return c;
+}
+static inline int px_partition_part_of(const PxPartition *p, int rank, int chunk) {
+  return px_schedule_part_of(p->schedule, p->pp, rank, chunk);
+}
 
 /* DeepSpeed deepspeed/runtime/utils.py, reproduced exactly (same boundaries):
  * returns a newly allocated array of num_parts+1 boundaries. */

@@ -8,7 +8,8 @@ G_DEFINE_QUARK(px-plan-error-quark, px_plan_error)
 
 /* ---- names --------------------------------------------------------------- */
 
-static const char *const sched_names[] = {"naive", "gpipe", "1f1b", "interleaved", "zb-h1", NULL};
+static const char *const sched_names[] = {"naive", "gpipe", "1f1b", "interleaved", "zb-h1",
+                                          "zb-h2", "zb-v", "dualpipev", NULL};
 static const char *const ckpt_names[] = {"none", "selective", "full", NULL};
 static const char *const offload_names[] = {"none", "optimizer", "optimizer+params", NULL};
 static const char *const prec_names[] = {"fp32", "fp16", "bf16", NULL};
@@ -32,6 +33,9 @@ gboolean px_schedule_parse(const char *s, PxScheduleKind *out) {
   if (s && (!g_ascii_strcasecmp(s, "zb") || !g_ascii_strcasecmp(s, "zbh1") ||
             !g_ascii_strcasecmp(s, "zero-bubble"))) { *out = PX_SCHED_ZB_H1; return TRUE; }
   if (s && !g_ascii_strcasecmp(s, "interleaved-1f1b")) { *out = PX_SCHED_INTERLEAVED; return TRUE; }
+  if (s && !g_ascii_strcasecmp(s, "zbh2")) { *out = PX_SCHED_ZB_H2; return TRUE; }
+  if (s && !g_ascii_strcasecmp(s, "zbv")) { *out = PX_SCHED_ZB_V; return TRUE; }
+  if (s && !g_ascii_strcasecmp(s, "dualpipe-v")) { *out = PX_SCHED_DUALPIPEV; return TRUE; }
   if (!parse_name(s, sched_names, &v)) return FALSE;
   *out = v;
   return TRUE;
@@ -131,6 +135,21 @@ int px_plan_rank_of(const PxPlan *p, int dp, int tp, int pp) {
   return rank;
 }
 
+/* ---- chunks and parts ---------------------------------------------------- */
+
+gboolean px_schedule_is_v(PxScheduleKind k) { return k == PX_SCHED_ZB_V || k == PX_SCHED_DUALPIPEV; }
+
+int px_schedule_part_of(PxScheduleKind k, int pp, int stage, int chunk) {
+  if (px_schedule_is_v(k)) return chunk % 2 == 0 ? chunk * pp + stage : chunk * pp + pp - 1 - stage;
+  return chunk * pp + stage;
+}
+
+void px_schedule_part_place(PxScheduleKind k, int pp, int part, int *stage, int *chunk) {
+  int c = part / pp, s = part % pp;
+  *chunk = c;
+  *stage = px_schedule_is_v(k) && c % 2 == 1 ? pp - 1 - s : s;
+}
+
 /* ---- bubble -------------------------------------------------------------- */
 
 double px_plan_bubble_fraction(const PxPlan *p) {
@@ -141,8 +160,26 @@ double px_plan_bubble_fraction(const PxPlan *p) {
   case PX_SCHED_1F1B: return (pp - 1) / (m + pp - 1);
   case PX_SCHED_INTERLEAVED: return (pp - 1) / (v * m + pp - 1);
   case PX_SCHED_ZB_H1: return (pp - 1) / (3 * m + pp - 1);
+  /* every rank waits (p-1) T_F for its first input; with optimizer
+   * post-validation (Qi et al. §4) that wait overlaps the previous step and
+   * ZB-H2 / ZB-V have no bubble left: (p-1)(T_F+T_B-2T_W) = 0 */
+  case PX_SCHED_ZB_H2: return (pp - 1) / (3 * m + pp - 1);
+  case PX_SCHED_ZB_V: return (pp - 1) / (6 * m + pp - 1);
+  /* DualPipe README: (PP/2-1)(F&B+B-3W) over PP/2 = p ranks; F&B = T_F + T_B + T_W = 3,
+   * full B = 2, W = 1: 2(p-1) idle in a step of 6m + 2(p-1) chunk times */
+  case PX_SCHED_DUALPIPEV: return (pp - 1) / (3 * m + pp - 1);
   }
   return 0;
+}
+
+int px_plan_bubble_exact_from(const PxPlan *p) {
+  switch (p->schedule) {
+  case PX_SCHED_ZB_H1: return MAX(p->pp, 1);
+  case PX_SCHED_ZB_H2:
+  case PX_SCHED_ZB_V: return MAX(2 * p->pp - 1, 1);
+  case PX_SCHED_DUALPIPEV: return MAX(2 * p->pp, 1);
+  default: return 1;
+  }
 }
 
 /* ---- the global batch from a token count --------------------------------- */
@@ -206,6 +243,11 @@ gboolean px_plan_validate(PxPlan *p, const PxModel *model, const PxCluster *clus
   if (p->seq_parallel && p->tp == 1) REFUSE("sequence parallelism needs tp > 1");
   if (p->seq_parallel && p->seq % p->tp)
     REFUSE("sequence parallelism needs tp=%d to divide the sequence %d", p->tp, p->seq);
+  if (px_schedule_is_v(p->schedule)) {
+    /* the V schedules are defined on two chunks per rank */
+    if (p->vpp == 1) p->vpp = 2;
+    if (p->vpp != 2) REFUSE("%s runs two model chunks per rank in a V, not vpp=%d", px_schedule_name(p->schedule), p->vpp);
+  }
   if ((gint64)p->pp * p->vpp > d->layers) {
     if (p->vpp == 1) REFUSE("pp=%d exceeds %d layers", p->pp, d->layers);
     REFUSE("pp·vpp=%d·%d=%d model chunks exceed %d layers", p->pp, p->vpp, p->pp * p->vpp, d->layers);
@@ -222,7 +264,11 @@ gboolean px_plan_validate(PxPlan *p, const PxModel *model, const PxCluster *clus
   if (p->schedule == PX_SCHED_INTERLEAVED) {
     if (p->vpp < 2) REFUSE("interleaved schedule needs vpp ≥ 2 model chunks per rank");
     if (p->m % p->pp) REFUSE("interleaved schedule needs micro-batches divisible by pp (m=%d, pp=%d)", p->m, p->pp);
-  } else if (p->vpp != 1) {
+  } else if (p->schedule == PX_SCHED_DUALPIPEV) {
+    /* deepseek-ai/DualPipe dualpipev.py: assert num_chunks >= num_ranks * 2 */
+    if (p->m < 2 * p->pp)
+      REFUSE("dualpipev needs at least 2·pp = %d micro-batches (m=%d)", 2 * p->pp, p->m);
+  } else if (p->vpp != 1 && !px_schedule_is_v(p->schedule)) {
     REFUSE("vpp=%d needs the interleaved schedule (schedule is %s)", p->vpp, px_schedule_name(p->schedule));
   }
   if (p->zero < 0 || p->zero > 3) REFUSE("ZeRO stage %d is not 0, 1, 2 or 3", p->zero);

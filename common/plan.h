@@ -21,6 +21,9 @@ typedef enum {
   PX_SCHED_1F1B,
   PX_SCHED_INTERLEAVED,
   PX_SCHED_ZB_H1,
+  PX_SCHED_ZB_H2,        /* zero bubble at (2p-1) micro-batches in flight (Qi et al. 2024) */
+  PX_SCHED_ZB_V,         /* zero bubble, V-shaped two chunks per rank, 1F1B's memory */
+  PX_SCHED_DUALPIPEV,    /* DeepSeek's DualPipe cut in half: V shape, overlapped F&B pairs */
 } PxScheduleKind;
 
 typedef enum { PX_CKPT_NONE, PX_CKPT_SELECTIVE, PX_CKPT_FULL } PxCheckpoint;
@@ -30,7 +33,8 @@ typedef enum { PX_AXIS_TP, PX_AXIS_DP, PX_AXIS_PP } PxAxis;
 
 typedef struct {
   int dp, tp, pp;
-  int vpp;                 /* virtual stages (model chunks) per pipeline rank; 1 unless interleaved */
+  int vpp;                 /* virtual stages (model chunks) per pipeline rank; 1 unless interleaved,
+                              2 for the V schedules (zb-v, dualpipev; set by px_plan_validate) */
   int mbs;                 /* micro-batch size (sequences) */
   int gbs;                 /* global batch (sequences) */
   int m;                   /* micro-batches per step per pipeline = gbs / (mbs * dp) (derived) */
@@ -109,9 +113,31 @@ const char *px_axis_name(PxAxis a);
 /* "tp,dp,pp" (innermost first) */
 gboolean px_order_parse(const char *s, PxAxis order[3]);
 
-/* Analytic bubble fraction, idle / step time, for the plan's schedule:
- * gpipe/1f1b (p-1)/(m+p-1); interleaved (p-1)/(v*m+p-1);
- * zb-h1 (p-1)/(3m+p-1) with T_F=T_B=T_W; naive (p-1)/p. */
+/* The V schedules (zb-v, dualpipev) run two chunks per rank in a V: the
+ * forward goes down the ranks on chunk 0 and back up on chunk 1. */
+gboolean px_schedule_is_v(PxScheduleKind k);
+
+/* THE map between parts (model chunks in layer order, 0 = the embedding) and
+ * (pipeline rank, chunk on that rank), used by the partition, the program, the
+ * simulator, the memory model and the executor alike:
+ *  - V schedules: chunk 0 of rank s is part s, chunk 1 is part 2pp-1-s (the
+ *    last rank holds the two middle parts; rank 0 the first and the last);
+ *  - otherwise (Megatron interleaving; vpp = 1 is the plain pipeline): chunk c
+ *    of rank s is part c·pp + s. */
+int px_schedule_part_of(PxScheduleKind k, int pp, int stage, int chunk);
+/* Its inverse: the rank and the chunk that run `part`. */
+void px_schedule_part_place(PxScheduleKind k, int pp, int part, int *stage, int *chunk);
+
+/* Analytic bubble fraction, idle / step time (every rank starts the step at
+ * 0), for the plan's schedule with T_F = T_B = T_W per chunk and no
+ * communication: gpipe/1f1b (p-1)/(m+p-1); interleaved (p-1)/(v*m+p-1);
+ * zb-h1 (p-1)/(3m+p-1); zb-h2 (p-1)/(3m+p-1) for m >= 2p-1 (0 with optimizer
+ * post-validation, see px_sim_result span); zb-v (p-1)/(6m+p-1) for
+ * m >= 2p-1 (0 likewise); dualpipev (p-1)/(3m+p-1) for m >= 2p (DualPipe's
+ * (p-1)(F&B+B-3W) idle with F&B = 3 T_F); naive (p-1)/p. See docs/schedules.md. */
 double px_plan_bubble_fraction(const PxPlan *plan);
+/* The fewest micro-batches from which that formula is exact: zb-h1 p, zb-h2
+ * and zb-v 2p-1, dualpipev 2p, the others 1 (interleaved: m divisible by p). */
+int px_plan_bubble_exact_from(const PxPlan *plan);
 
 G_END_DECLS

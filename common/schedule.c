@@ -25,6 +25,7 @@ static const struct {
   [PX_OP_REDUCE_GRADS] = {"REDUCE_GRADS", "DP"},
   [PX_OP_GATHER_PARAMS] = {"GATHER_PARAMS", "AG"},
   [PX_OP_OPTIMIZER_STEP] = {"OPTIMIZER_STEP", "OPT"},
+  [PX_OP_OVERLAP] = {"OVERLAP", "FB"},
 };
 
 const char *px_op_name(PxOpKind kind) {
@@ -86,6 +87,10 @@ void px_program_free(PxProgram *prog) {
   g_free(prog->ranks);
   px_plan_clear(&prog->plan);
   g_free(prog);
+}
+
+int px_program_part_of(const PxProgram *prog, int stage, int chunk) {
+  return px_schedule_part_of(prog->schedule, prog->pp, stage, chunk);
 }
 
 const PxRankProgram *px_program_for_rank(const PxProgram *prog, int rank) {
@@ -195,15 +200,186 @@ static void order_zb_h1(GArray *ops, int p, int s, int m) {
   while (w < m) push(ops, PX_OP_BACKWARD_WEIGHT, w++, 0);
 }
 
+/* ZB-H2 (Qi et al., ICLR 2024, Fig. 3 bottom), the handcrafted schedule of
+ * sail-sg/zero-bubble-pipeline-parallelism, megatron/core/pipeline_parallel/
+ * efficiency.py get_hand_schedule(warmup_c=2) (the program behind the paper's
+ * Table 5): stage s runs 2(p - s - 1) warm-up forwards, then m rounds of
+ * [F while forwards remain] B [W once the round index reaches 2s], then the
+ * 2s held-back W's. Rank 0 holds 2p - 1 micro-batches (1F1B: p). For
+ * m < 2(p - 1) the warm-up is cut at m. */
+static void order_zb_h2(GArray *ops, int p, int s, int m) {
+  int warm = MIN(2 * (p - s - 1), m), f = 0, w = 0;
+  for (int i = 0; i < warm; i++) push(ops, PX_OP_FORWARD, f++, 0);
+  for (int i = 0; i < m; i++) {
+    if (f < m) push(ops, PX_OP_FORWARD, f++, 0);
+    push(ops, PX_OP_BACKWARD_INPUT, i, 0);
+    if (warm + i >= 2 * (p - 1)) push(ops, PX_OP_BACKWARD_WEIGHT, w++, 0);
+  }
+  while (w < m) push(ops, PX_OP_BACKWARD_WEIGHT, w++, 0);
+}
+
+/* ZB-V (Qi et al., arXiv 2401.10241v2 §6), the handcrafted schedule of
+ * sail-sg/zero-bubble-pipeline-parallelism, megatron/core/pipeline_parallel/
+ * handcrafted_zb_v get_zb_v_schedule (also PyTorch's ScheduleZBVZeroBubble):
+ * built for n = max(2p - 1, m) micro-batches, then every op of a micro-batch
+ * >= m is dropped. Chunk 0 runs down the ranks, chunk 1 back up (the V of
+ * px_schedule_part_of). */
+static void order_zb_v(GArray *ops, int p, int r, int m) {
+  int n = MAX(2 * p - 1, m);
+  g_autoptr(GArray) all = g_array_new(FALSE, FALSE, sizeof(ComputeOp));
+  int f0 = 0, f1 = 0, b0 = 0, b1 = 0;
+  for (int i = 0; i < 2 * (p - r) - 1; i++) push(all, PX_OP_FORWARD, f0++, 0);
+  for (int i = 0; i < r; i++) {
+    push(all, PX_OP_FORWARD, f1++, 1);
+    push(all, PX_OP_FORWARD, f0++, 0);
+  }
+  for (int i = 0; i < p - r; i++) {
+    push(all, PX_OP_FORWARD, f1++, 1);
+    push(all, PX_OP_BACKWARD_INPUT, b1, 1);
+    push(all, PX_OP_BACKWARD_WEIGHT, b1++, 1);
+  }
+  while (f1 < f0 || f0 < n) {
+    if (f0 < n) push(all, PX_OP_FORWARD, f0++, 0);
+    push(all, PX_OP_BACKWARD_INPUT, b0, 0);
+    push(all, PX_OP_BACKWARD_WEIGHT, b0++, 0);
+    push(all, PX_OP_FORWARD, f1++, 1);
+    push(all, PX_OP_BACKWARD_INPUT, b1, 1);
+    push(all, PX_OP_BACKWARD_WEIGHT, b1++, 1);
+  }
+  int w0 = b0, w1 = b1;
+  for (int i = 0; i < r; i++) {
+    push(all, PX_OP_BACKWARD_INPUT, b0++, 0);
+    push(all, PX_OP_BACKWARD_INPUT, b1++, 1);
+  }
+  for (int i = 0; i < p - r; i++) {
+    push(all, PX_OP_BACKWARD_INPUT, b0++, 0);
+    push(all, PX_OP_BACKWARD_WEIGHT, w0++, 0);
+  }
+  while (w1 < b1) push(all, PX_OP_BACKWARD_WEIGHT, w1++, 1);
+  while (w0 < b0) push(all, PX_OP_BACKWARD_WEIGHT, w0++, 0);
+  for (guint i = 0; i < all->len; i++) {
+    const ComputeOp *op = &g_array_index(all, ComputeOp, i);
+    if (op->mb < m) g_array_append_val(ops, *op);
+  }
+}
+
+/* DualPipeV (DeepSeek-V3's DualPipe cut in half), step by step as
+ * deepseek-ai/DualPipe dualpipe/dualpipev.py DualPipeV.step: phase 0 is
+ * chunk 0, phase 1 chunk 1; a backward "with zero bubble" is B (input) with
+ * its W queued FIFO (WeightGradStore) and popped by the later W's; the
+ * others are full backwards. OVERLAP marks _forward_backward_chunk pairs. */
+typedef struct {
+  GArray *ops;
+  int f[2], b[2];
+  GQueue wq;  /* deferred W's: (mb << 1 | chunk) + 1 */
+} DualPipeV;
+
+static void dpv_f(DualPipeV *d, int c) { push(d->ops, PX_OP_FORWARD, d->f[c]++, c); }
+
+static void dpv_b(DualPipeV *d, int c, gboolean zb) {
+  int mb = d->b[c]++;
+  push(d->ops, zb ? PX_OP_BACKWARD_INPUT : PX_OP_BACKWARD, mb, c);
+  if (zb) g_queue_push_tail(&d->wq, GINT_TO_POINTER((mb << 1 | c) + 1));
+}
+
+static void dpv_w(DualPipeV *d) {
+  int v = GPOINTER_TO_INT(g_queue_pop_head(&d->wq)) - 1;
+  push(d->ops, PX_OP_BACKWARD_WEIGHT, v >> 1, v & 1);
+}
+
+static void dpv_fb(DualPipeV *d, int c0, int c1) {
+  push(d->ops, PX_OP_OVERLAP, -1, -1);
+  dpv_f(d, c0);
+  dpv_b(d, c1, FALSE);
+}
+
+static void order_dualpipev(GArray *ops, int p, int r, int m) {
+  DualPipeV d = {.ops = ops};
+  g_queue_init(&d.wq);
+  for (int i = 0; i < (p - r - 1) * 2; i++) dpv_f(&d, 0);          /* step 1: nF0 */
+  for (int i = 0; i < r + 1; i++) {                                /* step 2: nF0F1 */
+    dpv_f(&d, 0);
+    dpv_f(&d, 1);
+  }
+  for (int i = 0; i < p - r - 1; i++) {                            /* step 3: nB1W1F1 */
+    dpv_b(&d, 1, TRUE);
+    dpv_w(&d);
+    dpv_f(&d, 1);
+  }
+  for (int i = 0; i < m - 2 * p + r + 1; i++) {                    /* step 4: nF0B1F1B0 */
+    if (i == 0 && r == p - 1) {  /* not overlapped, "to further reduce bubble size" */
+      dpv_f(&d, 0);
+      dpv_b(&d, 1, FALSE);
+    } else {
+      dpv_fb(&d, 0, 1);
+    }
+    dpv_fb(&d, 1, 0);
+  }
+  for (int i = 0; i < p - r - 1; i++) {                            /* step 5: nB1F1B0 */
+    dpv_b(&d, 1, FALSE);
+    dpv_fb(&d, 1, 0);
+  }
+  gboolean zb = FALSE;                                             /* step 6: nB1B0 */
+  for (int i = 0; i < r + 1; i++) {
+    if (i == (r + 1) / 2 && r % 2 == 1) zb = TRUE;
+    dpv_b(&d, 1, zb);
+    if (i == (r + 1) / 2 && r % 2 == 0) zb = TRUE;
+    dpv_b(&d, 0, zb);
+  }
+  for (int i = 0; i < p - r - 1; i++) {                            /* step 7: nWB0 */
+    dpv_w(&d);
+    dpv_b(&d, 0, TRUE);
+  }
+  while (!g_queue_is_empty(&d.wq)) dpv_w(&d);                      /* step 8: nW (the r + 1 left) */
+}
+
 /* ---- communication around the compute order ---------------------------- */
 
+typedef struct {
+  PxProgram *prog;
+  int s;
+  gboolean dp_reduce, gather;
+  int *first_fwd, *last_grad;  /* (v) index of each chunk's first forward and last gradient-producing op */
+} Emit;
+
+/* The stage holding part k (its neighbour of a send or receive). */
+static int stage_of_part(const PxProgram *prog, int k) {
+  int st, c;
+  px_schedule_part_place(prog->schedule, prog->pp, k, &st, &c);
+  return st;
+}
+
+/* What precedes a compute op: the gather, its receive, the micro-batch load. */
+static void emit_pre(Emit *e, const ComputeOp *op, guint i) {
+  PxProgram *prog = e->prog;
+  int part = px_program_part_of(prog, e->s, op->chunk), parts = prog->parts;
+  if (op->kind == PX_OP_FORWARD) {
+    if (e->gather && e->first_fwd[op->chunk] == (int)i)
+      px_program_append(prog, e->s, PX_OP_GATHER_PARAMS, -1, op->chunk, -1);
+    if (part > 0) px_program_append(prog, e->s, PX_OP_RECV_ACT, op->mb, op->chunk, stage_of_part(prog, part - 1));
+    if (part == 0 || part == parts - 1) px_program_append(prog, e->s, PX_OP_LOAD, op->mb, -1, -1);
+  } else if ((op->kind == PX_OP_BACKWARD || op->kind == PX_OP_BACKWARD_INPUT) && part < parts - 1) {
+    px_program_append(prog, e->s, PX_OP_RECV_GRAD, op->mb, op->chunk, stage_of_part(prog, part + 1));
+  }
+}
+
+/* What follows it: the send of its output, the chunk's DP reduction. */
+static void emit_post(Emit *e, const ComputeOp *op, guint i) {
+  PxProgram *prog = e->prog;
+  int part = px_program_part_of(prog, e->s, op->chunk), parts = prog->parts;
+  if (op->kind == PX_OP_FORWARD && part < parts - 1)
+    px_program_append(prog, e->s, PX_OP_SEND_ACT, op->mb, op->chunk, stage_of_part(prog, part + 1));
+  if ((op->kind == PX_OP_BACKWARD || op->kind == PX_OP_BACKWARD_INPUT) && part > 0)
+    px_program_append(prog, e->s, PX_OP_SEND_GRAD, op->mb, op->chunk, stage_of_part(prog, part - 1));
+  if (e->dp_reduce && e->last_grad[op->chunk] == (int)i)
+    px_program_append(prog, e->s, PX_OP_REDUCE_GRADS, -1, op->chunk, -1);
+}
+
 static void emit_stage(PxProgram *prog, int s, const GArray *ops) {
-  int p = prog->pp, parts = prog->parts, v = prog->vpp;
-  gboolean dp_reduce = prog->plan.dp > 1;
-  gboolean gather = prog->plan.zero >= 3 && prog->plan.dp > 1;
-  /* index of each chunk's first forward and last gradient-producing op */
+  int v = prog->vpp;
   g_autofree int *first_fwd = g_new(int, v);
   g_autofree int *last_grad = g_new(int, v);
+  Emit e = {prog, s, prog->plan.dp > 1, prog->plan.zero >= 3 && prog->plan.dp > 1, first_fwd, last_grad};
   for (int c = 0; c < v; c++) first_fwd[c] = last_grad[c] = -1;
   for (guint i = 0; i < ops->len; i++) {
     const ComputeOp *op = &g_array_index(ops, ComputeOp, i);
@@ -213,32 +389,65 @@ static void emit_stage(PxProgram *prog, int s, const GArray *ops) {
 
   for (guint i = 0; i < ops->len; i++) {
     const ComputeOp *op = &g_array_index(ops, ComputeOp, i);
-    int part = op->chunk * p + s;
-    switch (op->kind) {
-    case PX_OP_FORWARD:
-      if (gather && first_fwd[op->chunk] == (int)i)
-        px_program_append(prog, s, PX_OP_GATHER_PARAMS, -1, op->chunk, -1);
-      if (part > 0) px_program_append(prog, s, PX_OP_RECV_ACT, op->mb, op->chunk, (part - 1) % p);
-      if (part == 0 || part == parts - 1) px_program_append(prog, s, PX_OP_LOAD, op->mb, -1, -1);
-      px_program_append(prog, s, PX_OP_FORWARD, op->mb, op->chunk, -1);
-      if (part < parts - 1) px_program_append(prog, s, PX_OP_SEND_ACT, op->mb, op->chunk, (part + 1) % p);
-      break;
-    case PX_OP_BACKWARD:
-    case PX_OP_BACKWARD_INPUT:
-      if (part < parts - 1) px_program_append(prog, s, PX_OP_RECV_GRAD, op->mb, op->chunk, (part + 1) % p);
-      px_program_append(prog, s, op->kind, op->mb, op->chunk, -1);
-      if (part > 0) px_program_append(prog, s, PX_OP_SEND_GRAD, op->mb, op->chunk, (part - 1) % p);
-      break;
-    default:
-      px_program_append(prog, s, op->kind, op->mb, op->chunk, -1);
-      break;
+    if (op->kind == PX_OP_OVERLAP && i + 2 < ops->len) {
+      /* an overlapped pair: both receives, both computations, both sends */
+      const ComputeOp *a = op + 1, *b = op + 2;
+      px_program_append(prog, s, PX_OP_OVERLAP, -1, -1, -1);
+      emit_pre(&e, a, i + 1);
+      emit_pre(&e, b, i + 2);
+      px_program_append(prog, s, a->kind, a->mb, a->chunk, -1);
+      px_program_append(prog, s, b->kind, b->mb, b->chunk, -1);
+      emit_post(&e, a, i + 1);
+      emit_post(&e, b, i + 2);
+      i += 2;
+      continue;
     }
-    if (dp_reduce && last_grad[op->chunk] == (int)i)
-      px_program_append(prog, s, PX_OP_REDUCE_GRADS, -1, op->chunk, -1);
+    emit_pre(&e, op, i);
+    px_program_append(prog, s, op->kind, op->mb, op->chunk, -1);
+    emit_post(&e, op, i);
   }
   if (prog->tied_first_stage >= 0 && (s == prog->tied_first_stage || s == prog->tied_last_stage))
     px_program_append(prog, s, PX_OP_REDUCE_TIED, -1, -1, -1);
   px_program_append(prog, s, PX_OP_OPTIMIZER_STEP, -1, -1, -1);
+}
+
+/* The compute order of stage s; FALSE for an unknown schedule. */
+static gboolean compute_order(GArray *ops, PxScheduleKind k, int p, int v, int s, int m) {
+  switch (k) {
+  case PX_SCHED_NAIVE: order_naive(ops, m); break;
+  case PX_SCHED_GPIPE: order_gpipe(ops, m); break;
+  case PX_SCHED_1F1B: order_1f1b(ops, p, s, m); break;
+  case PX_SCHED_INTERLEAVED: order_interleaved(ops, p, v, s, m); break;
+  case PX_SCHED_ZB_H1: order_zb_h1(ops, p, s, m); break;
+  case PX_SCHED_ZB_H2: order_zb_h2(ops, p, s, m); break;
+  case PX_SCHED_ZB_V: order_zb_v(ops, p, s, m); break;
+  case PX_SCHED_DUALPIPEV: order_dualpipev(ops, p, s, m); break;
+  default: return FALSE;
+  }
+  return TRUE;
+}
+
+double px_schedule_peak_activations(const PxPlan *plan, int stage, const double *chunk_act, int *peak_count) {
+  int v = plan->vpp > 0 ? plan->vpp : 1, m = MAX(plan->m, 1);
+  g_autoptr(GArray) ops = g_array_new(FALSE, FALSE, sizeof(ComputeOp));
+  if (!compute_order(ops, plan->schedule, plan->pp, v, stage, m)) return 0;
+  double bytes = 0, peak = 0;
+  int n = 0, peak_n = 0;
+  for (guint i = 0; i < ops->len; i++) {
+    const ComputeOp *op = &g_array_index(ops, ComputeOp, i);
+    double a = op->chunk >= 0 && op->chunk < v ? chunk_act[op->chunk] : 0;
+    if (op->kind == PX_OP_FORWARD) {
+      bytes += a;
+      n++;
+    } else if (op->kind == PX_OP_BACKWARD || op->kind == PX_OP_BACKWARD_WEIGHT) {
+      bytes -= a;
+      n--;
+    }
+    peak = MAX(peak, bytes);
+    peak_n = MAX(peak_n, n);
+  }
+  if (peak_count) *peak_count = peak_n;
+  return peak;
 }
 
 #define INVALID(...) \
@@ -249,9 +458,13 @@ static gboolean check_plan(const PxPlan *plan, const PxPartition *part, GError *
   if (plan->pp < 1 || plan->m < 1)
     return INVALID("cannot schedule pp=%d with m=%d micro-batches (validate the plan first)",
                 plan->pp, plan->m);
-  if (v > 1 && plan->schedule != PX_SCHED_INTERLEAVED)
+  if (px_schedule_is_v(plan->schedule) && v != 2)
+    return INVALID("%s schedule runs two chunks per rank in a V, but vpp=%d", px_schedule_name(plan->schedule), v);
+  if (v > 1 && plan->schedule != PX_SCHED_INTERLEAVED && !px_schedule_is_v(plan->schedule))
     return INVALID("%s schedule runs one chunk per rank, but vpp=%d (use interleaved)",
                 px_schedule_name(plan->schedule), v);
+  if (plan->schedule == PX_SCHED_DUALPIPEV && plan->m < 2 * plan->pp)
+    return INVALID("dualpipev needs at least 2·pp=%d micro-batches, m=%d", 2 * plan->pp, plan->m);
   if (plan->schedule == PX_SCHED_INTERLEAVED && plan->m % plan->pp != 0)
     return INVALID("interleaved schedule needs m=%d micro-batches divisible by pp=%d", plan->m,
                 plan->pp);
@@ -264,8 +477,8 @@ PxProgram *px_program_new(const PxPlan *plan, const PxPartition *part, GError **
   if (!check_plan(plan, part, error)) return NULL;
   g_autoptr(PxProgram) prog = px_program_new_empty(plan);
   if (part && part->tied) {
-    int a = px_partition_part_rank(part, part->tied_first_part);
-    int b = px_partition_part_rank(part, part->tied_last_part);
+    int a = stage_of_part(prog, part->tied_first_part);
+    int b = stage_of_part(prog, part->tied_last_part);
     if (a != b) {
       prog->tied_first_stage = MIN(a, b);
       prog->tied_last_stage = MAX(a, b);
@@ -274,13 +487,7 @@ PxProgram *px_program_new(const PxPlan *plan, const PxPartition *part, GError **
   g_autoptr(GArray) ops = g_array_new(FALSE, FALSE, sizeof(ComputeOp));
   for (int s = 0; s < prog->pp; s++) {
     g_array_set_size(ops, 0);
-    switch (plan->schedule) {
-    case PX_SCHED_NAIVE: order_naive(ops, prog->m); break;
-    case PX_SCHED_GPIPE: order_gpipe(ops, prog->m); break;
-    case PX_SCHED_1F1B: order_1f1b(ops, prog->pp, s, prog->m); break;
-    case PX_SCHED_INTERLEAVED: order_interleaved(ops, prog->pp, prog->vpp, s, prog->m); break;
-    case PX_SCHED_ZB_H1: order_zb_h1(ops, prog->pp, s, prog->m); break;
-    default:
+    if (!compute_order(ops, plan->schedule, prog->pp, prog->vpp, s, prog->m)) {
       g_set_error(error, PX_SCHEDULE_ERROR, PX_SCHEDULE_ERROR_INVALID, "unknown schedule %d", (int)plan->schedule);
       return NULL;
     }

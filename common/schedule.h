@@ -6,9 +6,10 @@
  * Semantics every interpreter follows:
  *  - SEND_ACT / SEND_GRAD post a message and return (asynchronous, ordered
  *    per rank); RECV_ACT / RECV_GRAD block until the matching message is there.
- *    A message is named by (kind, micro-batch, part it leaves from): part
- *    k = chunk * pp + stage sends its output activation to part k+1 and its
- *    input gradient to part k-1.
+ *    A message is named by (kind, micro-batch, part it leaves from): part k
+ *    (px_schedule_part_of: chunk * pp + stage, or the V of zb-v / dualpipev)
+ *    sends its output activation to part k+1 and its input gradient to part
+ *    k-1. In a V, the last rank holds parts pp-1 and pp: it sends to itself.
  *  - FORWARD(mb, chunk) keeps the chunk's activations until BACKWARD(mb, chunk)
  *    (zb-h1: BACKWARD_INPUT frees most of them, BACKWARD_WEIGHT the rest).
  *  - REDUCE_GRADS(chunk) stands right after the chunk's last backward: from
@@ -16,6 +17,10 @@
  *    (overlapped), or it is held until OPTIMIZER_STEP (not overlapped).
  *  - GATHER_PARAMS(chunk) (ZeRO-3) precedes the chunk's first use; the gathered
  *    parameters are held until the chunk's last backward.
+ *  - OVERLAP (dualpipev) announces that the next FORWARD and BACKWARD of the
+ *    stream form one overlapped F&B pair (DualPipe's overlapped_forward_backward):
+ *    both inputs are received before the pair, both outputs sent after it. It
+ *    takes no time itself; an interpreter may run the pair one after the other.
  *  - REDUCE_TIED all-reduces tied-embedding gradients between the stages that
  *    hold the tied parts; OPTIMIZER_STEP waits for every reduction. */
 #pragma once
@@ -45,6 +50,7 @@ typedef enum {
   PX_OP_REDUCE_GRADS,     /* DP all-reduce / ZeRO reduce-scatter of chunk's gradients */
   PX_OP_GATHER_PARAMS,    /* ZeRO-3 all-gather of chunk's parameters */
   PX_OP_OPTIMIZER_STEP,
+  PX_OP_OVERLAP,          /* the next FORWARD and BACKWARD form an overlapped F&B pair (dualpipev) */
   PX_OP_N_KINDS
 } PxOpKind;
 
@@ -78,6 +84,20 @@ PxProgram *px_program_new(const PxPlan *plan, const PxPartition *part, GError **
 PxProgram *px_program_new_empty(const PxPlan *plan);
 void px_program_append(PxProgram *prog, int stage, PxOpKind kind, int mb, int chunk, int peer);
 void px_program_free(PxProgram *prog);
+
+/* The part (model chunk in layer order) that `stage` runs as its `chunk`:
+ * px_schedule_part_of of the program's schedule. */
+int px_program_part_of(const PxProgram *prog, int stage, int chunk);
+
+/* Peak activation bytes that pipeline rank `stage` holds under the plan's
+ * schedule, from its compute order (the one px_program_new emits): a
+ * (micro-batch, chunk) holds chunk_act[chunk] from its FORWARD to its
+ * BACKWARD, or to its BACKWARD_WEIGHT when the backward is split (the weight
+ * pass needs the layers' inputs: Qi et al. 2024 Table 1 keep 32h of the
+ * 34h + 5as/h per token and layer until W; the executor keeps them all).
+ * peak_count (may be NULL): the most (micro-batch, chunk)s held at once.
+ * The plan needs pp, vpp, m, schedule. */
+double px_schedule_peak_activations(const PxPlan *plan, int stage, const double *chunk_act, int *peak_count);
 
 /* The stream a global rank runs (its pipeline coordinate, via px_plan_rank_coords). */
 const PxRankProgram *px_program_for_rank(const PxProgram *prog, int rank);

@@ -32,11 +32,15 @@ const char *px_mem_category_name(PxMemCategory c) {
   return (unsigned)c < PX_MEM_N_CATEGORIES ? names[c] : "?";
 }
 
+static void pool_list_free(gpointer list) { g_slist_free(list); }
+
 PxBackend *px_backend_alloc_base(const PxBackendOps *ops, int device, void *impl) {
   PxBackend *be = g_new0(PxBackend, 1);
   be->ops = ops;
   be->device = device;
   be->impl = impl;
+  be->pool = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, pool_list_free);
+  be->poison = !g_strcmp0(g_getenv("PX_POISON"), "1");
   be->t0 = g_get_monotonic_time();
   g_mutex_init(&be->lock);
   be->compute = px_backend_make_compute_stream(be, NULL);
@@ -44,20 +48,55 @@ PxBackend *px_backend_alloc_base(const PxBackendOps *ops, int device, void *impl
   return be;
 }
 
+const char *const *px_backend_list(void) {
+  static const char **names;
+  if (g_once_init_enter(&names)) {
+    gsize n;
+    const PxBackendReg *reg = px_backend_registry(&n);
+    const char **v = g_new0(const char *, n + 1);
+    for (gsize i = 0; i < n; i++) v[i] = reg[i].name;
+    g_once_init_leave(&names, v);
+  }
+  return names;
+}
+
 PxBackend *px_backend_new(const char *name, int device, GError **error) {
-  if (!g_strcmp0(name, "cpu")) return px_backend_cpu_new();
+  gsize n;
+  const PxBackendReg *reg = px_backend_registry(&n);
+  for (gsize i = 0; i < n; i++)
+    if (!g_strcmp0(name, reg[i].name)) return reg[i].create(device, error);
   if (!g_strcmp0(name, "cuda")) {
     fail(error, PX_BACKEND_ERROR_UNSUPPORTED,
-         "backend 'cuda' (device %d) is not built in (configure with -DPX_CUDA=ON)", device);
+         "backend 'cuda' (device %d) is not built in (it needs the CUDA toolkit, -DPX_CUDA=ON and the sources of exec/cuda/)", device);
     return NULL;
   }
-  fail(error, PX_BACKEND_ERROR_UNSUPPORTED, "unknown backend '%s' (cpu, cuda)", name ? name : "");
+  g_autofree char *known = g_strjoinv(", ", (char **)px_backend_list());
+  fail(error, PX_BACKEND_ERROR_UNSUPPORTED, "unknown backend '%s' (%s)", name ? name : "", known);
   return NULL;
+}
+
+gsize px_backend_trim(PxBackend *be) {
+  g_mutex_lock(&be->lock);
+  GHashTable *old = be->pool;
+  be->pool = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, pool_list_free);
+  gsize freed = (gsize)be->mem.cached;
+  be->mem.reserved -= be->mem.cached;
+  be->mem.cached = 0;
+  g_mutex_unlock(&be->lock);
+  GHashTableIter it;
+  gpointer key, list;
+  g_hash_table_iter_init(&it, old);
+  while (g_hash_table_iter_next(&it, &key, &list))
+    for (GSList *l = list; l; l = l->next) be->ops->raw_free(be, l->data);
+  g_hash_table_destroy(old);
+  return freed;
 }
 
 void px_backend_free(PxBackend *be) {
   if (!be) return;
   px_stream_free(be->compute);
+  px_backend_trim(be);
+  g_hash_table_destroy(be->pool);
   if (be->ops->free) be->ops->free(be);
   g_mutex_clear(&be->lock);
   g_free(be);
@@ -81,16 +120,89 @@ void px_backend_mem_reset_peak(PxBackend *be) {
   g_mutex_lock(&be->lock);
   for (int c = 0; c < PX_MEM_N_CATEGORIES; c++) be->mem.peak[c] = be->mem.current[c];
   be->mem.total_peak = be->mem.total_current;
+  be->mem.reserved_peak = be->mem.reserved;
   g_mutex_unlock(&be->lock);
 }
 
 static void mem_count(PxBackend *be, PxMemCategory c, gint64 delta) {
-  g_mutex_lock(&be->lock);
   be->mem.current[c] += delta;
   be->mem.total_current += delta;
   if (be->mem.current[c] > be->mem.peak[c]) be->mem.peak[c] = be->mem.current[c];
   if (be->mem.total_current > be->mem.total_peak) be->mem.total_peak = be->mem.total_current;
+}
+
+/* ---- the caching pool ----
+ * Blocks are rounded up to a size class: multiples of 512 bytes up to
+ * 64 KiB, then eight classes per doubling (at most 12.5% over the request).
+ * Each class keeps a free list; a freed block goes back to its list, a new
+ * tensor takes one from its class's list before asking the device. The pool
+ * keeps at most as many cached bytes as the peak of live blocks (a step's
+ * pattern repeats, so that is enough to serve the next one), and on a failed
+ * device allocation gives its cache back and tries once more. */
+
+#define POOL_MIN 512
+#define POOL_FINE 65536
+
+static gsize pool_class(gsize bytes) {
+  if (bytes <= POOL_FINE) return (MAX(bytes, 1) + POOL_MIN - 1) / POOL_MIN * POOL_MIN;
+  guint k = g_bit_storage(bytes - 1) - 1; /* 2^k <= bytes - 1 < 2^(k+1) */
+  gsize step = (gsize)1 << (k - 3);
+  return (bytes + step - 1) / step * step;
+}
+
+static gboolean pool_alloc(PxBackend *be, gsize bytes, void **out, GError **error) {
+  if (bytes > G_MAXSIZE / 2)
+    return fail(error, PX_BACKEND_ERROR_ALLOC, "%" G_GSIZE_FORMAT " bytes is more than any device holds",
+                bytes);
+  gsize size = pool_class(bytes);
+  *out = NULL;
+  g_mutex_lock(&be->lock);
+  GSList *list = g_hash_table_lookup(be->pool, GSIZE_TO_POINTER(size));
+  if (list) {
+    *out = list->data;
+    g_hash_table_steal(be->pool, GSIZE_TO_POINTER(size));
+    GSList *rest = g_slist_delete_link(list, list);
+    if (rest) g_hash_table_insert(be->pool, GSIZE_TO_POINTER(size), rest);
+    be->mem.cached -= (gint64)size;
+  }
   g_mutex_unlock(&be->lock);
+  if (!*out) {
+    GError *err = NULL;
+    if (!be->ops->raw_alloc(be, size, out, &err)) {
+      if (!px_backend_trim(be)) {
+        g_propagate_error(error, err);
+        return FALSE;
+      }
+      g_clear_error(&err);
+      if (!be->ops->raw_alloc(be, size, out, error)) return FALSE;
+    }
+    g_mutex_lock(&be->lock);
+    be->mem.reserved += (gint64)size;
+    be->mem.reserved_peak = MAX(be->mem.reserved_peak, be->mem.reserved);
+    g_mutex_unlock(&be->lock);
+  }
+  g_mutex_lock(&be->lock);
+  be->live_blocks += (gint64)size;
+  be->live_blocks_peak = MAX(be->live_blocks_peak, be->live_blocks);
+  g_mutex_unlock(&be->lock);
+  return TRUE;
+}
+
+static void pool_free(PxBackend *be, void *p, gsize bytes) {
+  gsize size = pool_class(bytes);
+  g_mutex_lock(&be->lock);
+  be->live_blocks -= (gint64)size;
+  gboolean keep = !be->pool_off && be->mem.cached + (gint64)size <= be->live_blocks_peak;
+  if (keep) {
+    GSList *list = g_hash_table_lookup(be->pool, GSIZE_TO_POINTER(size));
+    g_hash_table_steal(be->pool, GSIZE_TO_POINTER(size));
+    g_hash_table_insert(be->pool, GSIZE_TO_POINTER(size), g_slist_prepend(list, p));
+    be->mem.cached += (gint64)size;
+  } else {
+    be->mem.reserved -= (gint64)size;
+  }
+  g_mutex_unlock(&be->lock);
+  if (!keep) be->ops->raw_free(be, p);
 }
 
 /* Fill name, dtype, shape, numel, bytes of a tensor header. */
@@ -114,8 +226,8 @@ static gboolean tensor_header(PxTensor *t, const char *name, PxDType dtype, int 
   return TRUE;
 }
 
-PxTensor *px_tensor_new(PxBackend *be, const char *name, PxDType dtype, PxMemCategory category,
-                        int ndim, const gint64 *shape, GError **error) {
+static PxTensor *tensor_new(PxBackend *be, const char *name, PxDType dtype, PxMemCategory category,
+                            int ndim, const gint64 *shape, gboolean zeroed, GError **error) {
   g_autofree PxTensor *t = g_new0(PxTensor, 1);
   if ((unsigned)category >= PX_MEM_N_CATEGORIES) {
     fail(error, PX_BACKEND_ERROR_SHAPE, "tensor %s: bad memory category %d", name, category);
@@ -125,7 +237,7 @@ PxTensor *px_tensor_new(PxBackend *be, const char *name, PxDType dtype, PxMemCat
     g_free(t->name);
     return NULL;
   }
-  if (!be->ops->alloc(be, t->bytes, &t->data, error)) {
+  if (!pool_alloc(be, t->bytes, &t->data, error)) {
     g_prefix_error(error, "tensor %s (%s, %s): ", t->name, px_dtype_name(dtype),
                    px_mem_category_name(category));
     g_free(t->name);
@@ -134,8 +246,26 @@ PxTensor *px_tensor_new(PxBackend *be, const char *name, PxDType dtype, PxMemCat
   t->backend = be;
   t->category = category;
   t->owns_data = TRUE;
+  g_mutex_lock(&be->lock);
   mem_count(be, category, (gint64)t->bytes);
+  g_mutex_unlock(&be->lock);
+  if ((zeroed || be->poison) &&
+      !be->ops->memset(be, t->data, zeroed ? 0 : 0xFF, t->bytes, error)) {
+    px_tensor_free(g_steal_pointer(&t));
+    return NULL;
+  }
   return g_steal_pointer(&t);
+}
+
+PxTensor *px_tensor_new(PxBackend *be, const char *name, PxDType dtype, PxMemCategory category,
+                        int ndim, const gint64 *shape, GError **error) {
+  return tensor_new(be, name, dtype, category, ndim, shape, FALSE, error);
+}
+
+PxTensor *px_tensor_new_zeroed(PxBackend *be, const char *name, PxDType dtype,
+                               PxMemCategory category, int ndim, const gint64 *shape,
+                               GError **error) {
+  return tensor_new(be, name, dtype, category, ndim, shape, TRUE, error);
 }
 
 PxTensor *px_tensor_view(PxTensor *t, const char *name, gint64 offset, int ndim,
@@ -163,8 +293,10 @@ PxTensor *px_tensor_view(PxTensor *t, const char *name, gint64 offset, int ndim,
 void px_tensor_free(PxTensor *t) {
   if (!t) return;
   if (t->owns_data) {
-    t->backend->ops->dealloc(t->backend, t->data);
+    pool_free(t->backend, t->data, t->bytes);
+    g_mutex_lock(&t->backend->lock);
     mem_count(t->backend, t->category, -(gint64)t->bytes);
+    g_mutex_unlock(&t->backend->lock);
   }
   g_free(t->name);
   g_free(t);
@@ -179,7 +311,7 @@ gboolean px_tensor_download(const PxTensor *t, void *host, GError **error) {
 }
 
 gboolean px_tensor_zero(PxTensor *t, GError **error) {
-  return t->backend->ops->zero(t->backend, t->data, t->bytes, error);
+  return t->backend->ops->memset(t->backend, t->data, 0, t->bytes, error);
 }
 
 gboolean px_tensor_upload_f64(PxTensor *t, const double *host, GError **error) {
@@ -488,10 +620,26 @@ static gboolean ce_check(PxBackend *be, const char *op, const PxTensor *logits,
               other_cols ? other_cols : V, error);
 }
 
-gboolean px_op_cross_entropy_fwd(PxBackend *be, PxTensor *losses, double *mean_loss,
+/* A one-element f32 or f64 tensor on be (also i32 when ints is set), or NULL when optional. */
+static gboolean scalar_check(PxBackend *be, const char *op, const char *what, const PxTensor *t,
+                             gboolean optional, gboolean ints, GError **error) {
+  if (!t) return optional || fail(error, PX_BACKEND_ERROR_SHAPE, "%s: %s is missing", op, what);
+  if (t->backend != be)
+    return fail(error, PX_BACKEND_ERROR_SHAPE, "%s: %s (%s) lives on another backend", op, what,
+                t->name);
+  gboolean dt_ok = t->dtype == PX_DTYPE_F32 || t->dtype == PX_DTYPE_F64 || (ints && t->dtype == PX_DTYPE_I32);
+  if (!dt_ok || t->numel != 1)
+    return fail(error, PX_BACKEND_ERROR_SHAPE,
+                "%s: %s (%s) is %s with %" G_GINT64_FORMAT " elements, expected one %s element", op,
+                what, t->name, px_dtype_name(t->dtype), t->numel, ints ? "f32, f64 or i32" : "f32 or f64");
+  return TRUE;
+}
+
+gboolean px_op_cross_entropy_fwd(PxBackend *be, PxTensor *losses, PxTensor *loss_acc,
                                  const PxTensor *logits, const PxTensor *targets, GError **error) {
   return ce_check(be, "cross_entropy_fwd", logits, targets, losses, 1, error) &&
-         be->ops->cross_entropy_fwd(be, losses, mean_loss, logits, targets, error);
+         scalar_check(be, "cross_entropy_fwd", "loss_acc", loss_acc, TRUE, FALSE, error) &&
+         be->ops->cross_entropy_fwd(be, losses, loss_acc, logits, targets, error);
 }
 
 gboolean px_op_cross_entropy_bwd(PxBackend *be, PxTensor *dlogits, const PxTensor *logits,
@@ -500,22 +648,139 @@ gboolean px_op_cross_entropy_bwd(PxBackend *be, PxTensor *dlogits, const PxTenso
          be->ops->cross_entropy_bwd(be, dlogits, logits, targets, dloss, error);
 }
 
-gboolean px_op_adamw(PxBackend *be, PxTensor *param, const PxTensor *grad, PxTensor *m, PxTensor *v,
-                     const PxAdamW *opt, GError **error) {
+/* ---- vocabulary-parallel ---- */
+
+static gboolean vp_range(const char *op, const PxTensor *w, gint64 v0, gint64 n_real, GError **error) {
+  gint64 rows = w->numel / w->shape[w->ndim - 1];
+  if (v0 < 0 || n_real < 0 || n_real > rows)
+    return fail(error, PX_BACKEND_ERROR_SHAPE,
+                "%s: vocabulary rows [%" G_GINT64_FORMAT ", +%" G_GINT64_FORMAT ") do not fit %s (%" G_GINT64_FORMAT " rows)",
+                op, v0, n_real, w->name, rows);
+  return TRUE;
+}
+
+gboolean px_op_embedding_vp_fwd(PxBackend *be, PxTensor *out, const PxTensor *tokens,
+                                const PxTensor *wte, const PxTensor *wpe, gint64 v0,
+                                gint64 n_real, int B, int T, GError **error) {
+  const char *op = "embedding_vp_fwd";
+  return embedding_check(be, op, out, tokens, wte, wpe, B, T, error) &&
+         vp_range(op, wte, v0, n_real, error) &&
+         be->ops->embedding_vp_fwd(be, out, tokens, wte, wpe, v0, n_real, B, T, error);
+}
+
+gboolean px_op_embedding_vp_bwd(PxBackend *be, PxTensor *dwte, PxTensor *dwpe,
+                                const PxTensor *dout, const PxTensor *tokens, gint64 v0,
+                                gint64 n_real, int B, int T, GError **error) {
+  const char *op = "embedding_vp_bwd";
+  return embedding_check(be, op, dout, tokens, dwte, dwpe, B, T, error) &&
+         vp_range(op, dwte, v0, n_real, error) &&
+         be->ops->embedding_vp_bwd(be, dwte, dwpe, dout, tokens, v0, n_real, B, T, error);
+}
+
+/* logits (N,Vl) float; each other tensor given: (rows, N) of the logits' dtype. */
+static gboolean ce_vp_check(PxBackend *be, const char *op, const PxTensor *logits, const PxTensor *targets,
+                            const PxTensor *gmax, const PxTensor *stats, gint64 n_real, GError **error) {
+  gint64 N, V;
+  if (!float_matrix(op, "logits", logits, &N, &V, error)) return FALSE;
+  if (n_real < 0 || n_real > V)
+    return fail(error, PX_BACKEND_ERROR_SHAPE, "%s: %" G_GINT64_FORMAT " real columns of %" G_GINT64_FORMAT, op,
+                n_real, V);
+  PxDType dt = logits->dtype;
+  return need(be, op, "logits", logits, dt, N, V, error) &&
+         maybe(be, op, "targets", targets, PX_DTYPE_I32, N, 1, error) &&
+         maybe(be, op, "gmax", gmax, dt, 1, N, error) && maybe(be, op, "stats", stats, dt, 2, N, error);
+}
+
+gboolean px_op_ce_vp_max(PxBackend *be, PxTensor *rowmax, const PxTensor *logits, gint64 n_real,
+                         GError **error) {
+  const char *op = "ce_vp_max";
+  if (!rowmax) return fail(error, PX_BACKEND_ERROR_SHAPE, "%s: rowmax is missing", op);
+  return ce_vp_check(be, op, logits, NULL, rowmax, NULL, n_real, error) &&
+         be->ops->ce_vp_max(be, rowmax, logits, n_real, error);
+}
+
+gboolean px_op_ce_vp_stats(PxBackend *be, PxTensor *stats, const PxTensor *logits,
+                           const PxTensor *targets, const PxTensor *gmax, gint64 v0,
+                           gint64 n_real, GError **error) {
+  const char *op = "ce_vp_stats";
+  if (!stats || !targets || !gmax) return fail(error, PX_BACKEND_ERROR_SHAPE, "%s: a tensor is missing", op);
+  if (v0 < 0) return fail(error, PX_BACKEND_ERROR_SHAPE, "%s: v0 = %" G_GINT64_FORMAT, op, v0);
+  return ce_vp_check(be, op, logits, targets, gmax, stats, n_real, error) &&
+         be->ops->ce_vp_stats(be, stats, logits, targets, gmax, v0, n_real, error);
+}
+
+gboolean px_op_ce_vp_loss(PxBackend *be, PxTensor *losses, PxTensor *loss_acc,
+                          const PxTensor *gmax, const PxTensor *stats, GError **error) {
+  const char *op = "ce_vp_loss";
+  gint64 r, N;
+  if (!float_matrix(op, "gmax", gmax, &r, &N, error)) return FALSE;
+  N = gmax->numel;
+  PxDType dt = gmax->dtype;
+  return need(be, op, "gmax", gmax, dt, 1, N, error) && need(be, op, "stats", stats, dt, 2, N, error) &&
+         need(be, op, "losses", losses, dt, 1, N, error) &&
+         scalar_check(be, op, "loss_acc", loss_acc, TRUE, FALSE, error) &&
+         be->ops->ce_vp_loss(be, losses, loss_acc, gmax, stats, error);
+}
+
+gboolean px_op_ce_vp_bwd(PxBackend *be, PxTensor *dlogits, const PxTensor *logits,
+                         const PxTensor *targets, const PxTensor *gmax, const PxTensor *stats,
+                         gint64 v0, gint64 n_real, double dloss, GError **error) {
+  const char *op = "ce_vp_bwd";
+  if (!dlogits || !targets || !gmax || !stats)
+    return fail(error, PX_BACKEND_ERROR_SHAPE, "%s: a tensor is missing", op);
+  if (v0 < 0) return fail(error, PX_BACKEND_ERROR_SHAPE, "%s: v0 = %" G_GINT64_FORMAT, op, v0);
+  if (!ce_vp_check(be, op, logits, targets, gmax, stats, n_real, error)) return FALSE;
+  gint64 N = logits->numel / logits->shape[logits->ndim - 1];
+  return need(be, op, "dlogits", dlogits, logits->dtype, N, logits->shape[logits->ndim - 1], error) &&
+         be->ops->ce_vp_bwd(be, dlogits, logits, targets, gmax, stats, v0, n_real, dloss, error);
+}
+
+gboolean px_op_adamw_dev(PxBackend *be, PxTensor *param, const PxTensor *grad, PxTensor *m,
+                         PxTensor *v, const PxAdamW *opt, const PxTensor *scale_t,
+                         const PxTensor *skip_if, GError **error) {
   const PxTensor *ts[] = {param, grad, m, v};
   const char *names[] = {"param", "grad", "m", "v"};
   if (!grad || !m || !v || !opt)
     return fail(error, PX_BACKEND_ERROR_SHAPE, "adamw: a tensor is missing");
   if (opt->t < 1) return fail(error, PX_BACKEND_ERROR_SHAPE, "adamw: step t=%d, must be >= 1", opt->t);
   return same_check(be, "adamw", names, ts, 4, error) &&
-         be->ops->adamw(be, param, grad, m, v, opt, error);
+         scalar_check(be, "adamw", "scale_t", scale_t, TRUE, FALSE, error) &&
+         scalar_check(be, "adamw", "skip_if", skip_if, TRUE, TRUE, error) &&
+         be->ops->adamw(be, param, grad, m, v, opt, scale_t, skip_if, error);
 }
 
-gboolean px_op_sum_squares(PxBackend *be, const PxTensor *t, double *out, GError **error) {
+gboolean px_op_adamw(PxBackend *be, PxTensor *param, const PxTensor *grad, PxTensor *m, PxTensor *v,
+                     const PxAdamW *opt, GError **error) {
+  return px_op_adamw_dev(be, param, grad, m, v, opt, NULL, NULL, error);
+}
+
+gboolean px_op_sum_squares_acc(PxBackend *be, PxTensor *acc, const PxTensor *t, GError **error) {
   const PxTensor *ts[] = {t};
   const char *names[] = {"t"};
   return same_check(be, "sum_squares", names, ts, 1, error) &&
-         be->ops->sum_squares(be, t, out, error);
+         scalar_check(be, "sum_squares", "acc", acc, FALSE, FALSE, error) &&
+         be->ops->sum_squares_acc(be, acc, t, error);
+}
+
+gboolean px_op_sum_squares(PxBackend *be, const PxTensor *t, double *out, GError **error) {
+  g_autoptr(PxTensor) acc = px_tensor_new_zeroed(be, "sum_squares", PX_DTYPE_F64, PX_MEM_BUFFERS, 1,
+                                                 (gint64[]){1}, error);
+  return acc && px_op_sum_squares_acc(be, acc, t, error) && px_tensor_download(acc, out, error);
+}
+
+gboolean px_op_clip_coef(PxBackend *be, PxTensor *coef, const PxTensor *sumsq, double max_norm,
+                         GError **error) {
+  return scalar_check(be, "clip_coef", "coef", coef, FALSE, FALSE, error) &&
+         scalar_check(be, "clip_coef", "sumsq", sumsq, FALSE, FALSE, error) &&
+         be->ops->clip_coef(be, coef, sumsq, max_norm, error);
+}
+
+gboolean px_op_check_finite(PxBackend *be, PxTensor *flag, const PxTensor *t, GError **error) {
+  const PxTensor *ts[] = {t};
+  const char *names[] = {"t"};
+  return same_check(be, "check_finite", names, ts, 1, error) &&
+         scalar_check(be, "check_finite", "flag", flag, FALSE, TRUE, error) &&
+         be->ops->check_finite(be, flag, t, error);
 }
 
 gboolean px_op_scale(PxBackend *be, PxTensor *t, double alpha, GError **error) {

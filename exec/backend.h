@@ -1,18 +1,34 @@
 /* backend.h — device backends (cpu now, cuda later) behind one interface.
  *
- * A PxBackend owns device memory: every PxTensor is allocated through it and
+ * A backend is made by name through a registry (px_backend_new("cpu", 0)):
+ * concrete constructors are not public, so nothing outside the backend files
+ * names one (ggml's backend registry). docs/backend.md says how a new backend
+ * plugs in.
+ *
+ * A PxBackend owns device memory: every PxTensor is allocated through it,
  * counted in one of five categories (weights, gradients, optimizer states,
- * activations, buffers) with its peak, so that the measured memory can be laid
- * beside the planner's prediction (common/memory).
+ * activations, buffers) with its peak, so that the measured memory can be
+ * laid beside the planner's prediction (common/memory). Blocks come from a
+ * caching pool kept per backend (backend.c): a freed tensor's block goes back
+ * to the pool by size class and serves the next tensor of that class, so a
+ * training step reuses the previous step's memory; px_backend_trim() gives
+ * the cached blocks back to the device. Memory is NOT zeroed: px_tensor_new()
+ * gives uninitialised memory, px_tensor_new_zeroed() zeroes it (for buffers
+ * that ops accumulate into). With PX_POISON=1 in the environment every
+ * non-zeroed tensor starts filled with 0xFF bytes (NaN in f32 / f64, -1 in
+ * i32), so a test proves that nothing reads memory it did not write.
  *
  * Ops come in forward/backward pairs, each for fp32 and fp64 (the tensors'
  * dtype picks). Conventions, shared with the model that is built on them:
  *  - activations are row-major (N, C) with N = B*T rows;
  *  - linear weights are stored (out, in), as in common/model.h: y = x W^T + b;
+ *  - every forward op overwrites its outputs (they need no zeroing);
  *  - every backward op ADDS into its gradient outputs (beta = 1), for weights
  *    and activations alike (llm.c's convention): callers zero gradient
  *    buffers once, and micro-batches accumulate. A NULL gradient output is
  *    skipped;
+ *  - scalars (loss, sum of squares, non-finite flag) stay on the device: the
+ *    ops accumulate into one-element tensors that the caller downloads once;
  *  - shapes and dtypes are checked here, before any kernel runs; a mismatch is
  *    a PX_BACKEND_ERROR_SHAPE naming the op and the tensor.
  * Ops are synchronous on the cpu backend; on an asynchronous backend they are
@@ -64,19 +80,27 @@ typedef struct {
   gboolean owns_data;    /* FALSE for views */
 } PxTensor;
 
-/* Bytes in memory per category; peak is the high-water mark since creation or
- * the last px_backend_mem_reset_peak(). total_peak is the peak of the sum (not
- * the sum of peaks). */
+/* Bytes in memory per category (tensor bytes as asked for); peak is the
+ * high-water mark since creation or the last px_backend_mem_reset_peak().
+ * total_peak is the peak of the sum (not the sum of peaks). The pool:
+ * reserved is what the backend holds from the device (live blocks, rounded
+ * up to their size class, plus cached ones), cached the free blocks in it. */
 typedef struct {
   gint64 current[PX_MEM_N_CATEGORIES];
   gint64 peak[PX_MEM_N_CATEGORIES];
   gint64 total_current;
   gint64 total_peak;
+  gint64 reserved;
+  gint64 reserved_peak;
+  gint64 cached;
 } PxMemStats;
 
-/* "cpu" (always) or "cuda" (when built with PX_CUDA). device: the GPU index. */
+/* A backend from the registry by name: "cpu" (always), "cuda" (when built
+ * with PX_CUDA). device: the device index (ignored by cpu). */
 PxBackend *px_backend_new(const char *name, int device, GError **error);
-PxBackend *px_backend_cpu_new(void);
+/* The registered backends' names, NULL-terminated, in registration order
+ * (static; for --help). */
+const char *const *px_backend_list(void);
 void px_backend_free(PxBackend *be);
 const char *px_backend_name(const PxBackend *be);
 gboolean px_backend_synchronize(PxBackend *be, GError **error);
@@ -84,14 +108,22 @@ gboolean px_backend_synchronize(PxBackend *be, GError **error);
 double px_backend_clock(PxBackend *be);
 void px_backend_mem_stats(PxBackend *be, PxMemStats *out);
 void px_backend_mem_reset_peak(PxBackend *be);
+/* Give the pool's cached blocks back to the device; returns the bytes freed. */
+gsize px_backend_trim(PxBackend *be);
 
 gsize px_dtype_size(PxDType dtype);
 const char *px_dtype_name(PxDType dtype);
 const char *px_mem_category_name(PxMemCategory c);
 
-/* Zero-filled tensor. shape has ndim entries, each ≥ 1. */
+/* A tensor of uninitialised memory (0xFF bytes under PX_POISON=1). shape has
+ * ndim entries, each ≥ 1. */
 PxTensor *px_tensor_new(PxBackend *be, const char *name, PxDType dtype, PxMemCategory category,
                         int ndim, const gint64 *shape, GError **error);
+/* The same, zero-filled: for what an op accumulates into (gradients, Adam's
+ * moments, the outputs of backward ops). */
+PxTensor *px_tensor_new_zeroed(PxBackend *be, const char *name, PxDType dtype,
+                               PxMemCategory category, int ndim, const gint64 *shape,
+                               GError **error);
 /* A view of numel elements of t from element offset, reshaped (not counted as memory). */
 PxTensor *px_tensor_view(PxTensor *t, const char *name, gint64 offset, int ndim,
                          const gint64 *shape, GError **error);
@@ -245,15 +277,59 @@ gboolean px_op_residual_bwd(PxBackend *be, PxTensor *da, PxTensor *db, const PxT
                             GError **error);
 
 /* Fused softmax + cross-entropy over the vocab. logits (N,V), targets (N) i32 in [0,V).
- * losses (N) per token; *mean_loss (may be NULL) gets their mean (a device→host copy).
+ * losses (N) gets the per-token losses; loss_acc (one element, f32 or f64, may be NULL)
+ * accumulates their mean on the device (loss_acc += mean), so that a step's
+ * micro-batches sum there and the loss is read once per step.
  * Backward recomputes the softmax from logits:
  *   dlogits += dloss / N * (softmax(logits) - onehot(target)),
  * dloss = d(objective)/d(mean loss), e.g. 1/M over M accumulated micro-batches. */
-gboolean px_op_cross_entropy_fwd(PxBackend *be, PxTensor *losses, double *mean_loss,
+gboolean px_op_cross_entropy_fwd(PxBackend *be, PxTensor *losses, PxTensor *loss_acc,
                                  const PxTensor *logits, const PxTensor *targets, GError **error);
 gboolean px_op_cross_entropy_bwd(PxBackend *be, PxTensor *dlogits, const PxTensor *logits,
                                  const PxTensor *targets, double dloss, GError **error);
 
+/* ---- Vocabulary-parallel embedding and cross-entropy (Megatron). This rank
+ * holds rows [v0, v0 + rows(wte)) of the vocabulary (columns of the logits),
+ * of which the first n_real are real; the rest pad the vocabulary to a
+ * multiple of tp and take no part. The caller reduces the partial results
+ * over the TP group between the ops, on the device:
+ *   embedding:     vp_fwd -> all-reduce SUM (or reduce-scatter)
+ *   cross-entropy: vp_max -> all-reduce MAX
+ *                  -> vp_stats -> all-reduce SUM -> vp_loss; backward vp_bwd
+ *                  from the same global max and sums. ---- */
+
+/* out[i] = wte[tok[i] - v0] when v0 <= tok[i] < v0 + n_real, else 0, plus
+ * wpe[i % T] when wpe is given (give it on one TP rank only). out (B*T,C),
+ * tokens (B*T) i32, wte (Vl,C), wpe (maxT,C) or NULL. A token elsewhere is no
+ * error: another rank holds it. */
+gboolean px_op_embedding_vp_fwd(PxBackend *be, PxTensor *out, const PxTensor *tokens,
+                                const PxTensor *wte, const PxTensor *wpe, gint64 v0,
+                                gint64 n_real, int B, int T, GError **error);
+/* dwte[tok[i] - v0] += dout[i] for the local tokens; dwpe[i % T] += dout[i]
+ * (dwpe may be NULL). */
+gboolean px_op_embedding_vp_bwd(PxBackend *be, PxTensor *dwte, PxTensor *dwpe,
+                                const PxTensor *dout, const PxTensor *tokens, gint64 v0,
+                                gint64 n_real, int B, int T, GError **error);
+/* rowmax (N) = max of logits (N,Vl) over its real columns [0, n_real) (-inf
+ * when n_real = 0). */
+gboolean px_op_ce_vp_max(PxBackend *be, PxTensor *rowmax, const PxTensor *logits,
+                         gint64 n_real, GError **error);
+/* Given the global row max gmax (N): stats (2,N), row 0 the sum over the
+ * real local columns of exp(logit - gmax), row 1 the target's logit where
+ * the target is local, else 0. Summed over the TP group they are the global
+ * sum of exponentials and the target logit. targets (N) i32. */
+gboolean px_op_ce_vp_stats(PxBackend *be, PxTensor *stats, const PxTensor *logits,
+                           const PxTensor *targets, const PxTensor *gmax, gint64 v0,
+                           gint64 n_real, GError **error);
+/* From the global gmax and the summed stats: losses[i] = log(sum_i) + gmax_i -
+ * target_logit_i; loss_acc (one element, may be NULL) += their mean. */
+gboolean px_op_ce_vp_loss(PxBackend *be, PxTensor *losses, PxTensor *loss_acc,
+                          const PxTensor *gmax, const PxTensor *stats, GError **error);
+/* dlogits (N,Vl) += dloss / N * (p - onehot(target)) on the local columns,
+ * p = exp(logit - gmax) / sum on the real ones and 0 on the padding. */
+gboolean px_op_ce_vp_bwd(PxBackend *be, PxTensor *dlogits, const PxTensor *logits,
+                         const PxTensor *targets, const PxTensor *gmax, const PxTensor *stats,
+                         gint64 v0, gint64 n_real, double dloss, GError **error);
 /* AdamW (Loshchilov & Hutter), one step numbered t ≥ 1, with bias correction and
  * decoupled weight decay: g = grad_scale * grad; m = b1 m + (1-b1) g;
  * v = b2 v + (1-b2) g^2; p -= lr (m/(1-b1^t) / (sqrt(v/(1-b2^t)) + eps) + wd p).
@@ -265,9 +341,30 @@ typedef struct {
 } PxAdamW;
 gboolean px_op_adamw(PxBackend *be, PxTensor *param, const PxTensor *grad, PxTensor *m, PxTensor *v,
                      const PxAdamW *opt, GError **error);
-/* *out = sum of squares of t's elements (in double), for the global gradient norm:
- * the norm over many tensors (and ranks) is sqrt of the sum of these. */
+/* The same with two device scalars, so that the step needs no host read
+ * (PyTorch's clip_grad_norm_ and fused Adam's found_inf): scale_t (may be
+ * NULL) multiplies grad_scale, e.g. the clip coefficient of px_op_clip_coef;
+ * when skip_if (may be NULL) holds a nonzero value, e.g. px_op_check_finite's
+ * flag, param, m and v are left as they are. */
+gboolean px_op_adamw_dev(PxBackend *be, PxTensor *param, const PxTensor *grad, PxTensor *m,
+                         PxTensor *v, const PxAdamW *opt, const PxTensor *scale_t,
+                         const PxTensor *skip_if, GError **error);
+/* acc (one element, f32 or f64) += the sum of squares of t's elements (summed
+ * in double), on the device: for the global gradient norm, one accumulator
+ * over many tensors, all-reduced over the ranks, read once. */
+gboolean px_op_sum_squares_acc(PxBackend *be, PxTensor *acc, const PxTensor *t, GError **error);
+/* The same returned to the host (one device→host copy per call: prefer
+ * px_op_sum_squares_acc). */
 gboolean px_op_sum_squares(PxBackend *be, const PxTensor *t, double *out, GError **error);
+/* coef (one element) = min(1, max_norm / (sqrt(sumsq) + 1e-6)), or 1 when
+ * max_norm ≤ 0: global-norm clipping from the all-reduced sum of squares,
+ * on the device (torch.nn.utils.clip_grad_norm_). */
+gboolean px_op_clip_coef(PxBackend *be, PxTensor *coef, const PxTensor *sumsq, double max_norm,
+                         GError **error);
+/* flag (one element, f32, f64 or i32) is set to 1 when any element of t is
+ * NaN or ±Inf and left as it is otherwise, so one flag collects many
+ * tensors (a step's overflow check, downloaded once). */
+gboolean px_op_check_finite(PxBackend *be, PxTensor *flag, const PxTensor *t, GError **error);
 /* t *= alpha. */
 gboolean px_op_scale(PxBackend *be, PxTensor *t, double alpha, GError **error);
 

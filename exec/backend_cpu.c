@@ -11,11 +11,10 @@
  * the element-wise loops, and no OpenBLAS worker spins on a core the next
  * loop needs.
  *
- * Memory: freed blocks are kept by size and handed out again (zeroed), so a
- * training step reuses last step's buffers instead of mapping fresh pages
- * from the kernel each time; the cache never holds more than the backend's
- * peak live bytes, and is off under AddressSanitizer so that it still sees
- * use-after-free. The byte counters (backend.c) count tensors, not the cache. */
+ * Memory: raw blocks from posix_memalign, served through backend.c's caching
+ * pool (so a training step reuses last step's blocks instead of mapping fresh
+ * pages from the kernel); the pool is off under AddressSanitizer so that it
+ * still sees use-after-free. */
 #include "backend_impl.h"
 #include <cblas.h>
 #include <math.h>
@@ -26,14 +25,14 @@
 #endif
 
 #if defined(__SANITIZE_ADDRESS__)
-#define PX_CPU_CACHE 0
+#define PX_CPU_POOL 0
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer)
-#define PX_CPU_CACHE 0
+#define PX_CPU_POOL 0
 #endif
 #endif
-#ifndef PX_CPU_CACHE
-#define PX_CPU_CACHE 1
+#ifndef PX_CPU_POOL
+#define PX_CPU_POOL 1
 #endif
 
 /* ---- threads ---- */
@@ -150,82 +149,37 @@ static gint64 rows(const PxTensor *t) { return t->numel / cols(t); }
 
 /* ---- memory ---- */
 
-/* Each block carries its size in a 64-byte header, so the data stay 64-byte
- * aligned for vector loads. */
-#define HDR 64
-
-typedef struct {
-  GMutex lock;
-  GHashTable *cache; /* block size (as a pointer) -> GSList of free blocks (headers) */
-  gsize cached;      /* bytes held in the cache */
-} CpuImpl;
-
-static void block_release(gpointer list) { g_slist_free_full(list, free); }
+#define ALIGN 64 /* vector loads */
 
 /* memset split over the threads: zeroing a gradient buffer is a step's largest memset. */
-static void zero_bytes(void *p, gsize bytes) {
+static gboolean cpu_memset(PxBackend *be, void *p, int value, gsize bytes, GError **error) {
+  (void)be;
+  (void)error;
   gsize chunk = 1 << 20, n = (bytes + chunk - 1) / chunk;
   int nt = px_cpu_threads((double)bytes / (1 << 18));
 #pragma omp parallel for num_threads(nt) schedule(dynamic)
-  for (gsize k = 0; k < n; k++) memset((char *)p + k * chunk, 0, MIN(chunk, bytes - k * chunk));
+  for (gsize k = 0; k < n; k++) memset((char *)p + k * chunk, value, MIN(chunk, bytes - k * chunk));
+  return TRUE;
 }
 
-static gboolean cpu_alloc(PxBackend *be, gsize bytes, void **out, GError **error) {
-  CpuImpl *impl = be->impl;
-  gsize size = bytes <= G_MAXSIZE - 2 * HDR ? (MAX(bytes, 1) + HDR - 1) / HDR * HDR + HDR : 0;
-  void *block = NULL;
-  if (PX_CPU_CACHE && size) {
-    g_mutex_lock(&impl->lock);
-    GSList *list = g_hash_table_lookup(impl->cache, GSIZE_TO_POINTER(size));
-    if (list) {
-      block = list->data;
-      g_hash_table_steal(impl->cache, GSIZE_TO_POINTER(size));
-      GSList *rest = g_slist_delete_link(list, list);
-      if (rest) g_hash_table_insert(impl->cache, GSIZE_TO_POINTER(size), rest);
-      impl->cached -= size;
-    }
-    g_mutex_unlock(&impl->lock);
-  }
-  if (!block && (!size || posix_memalign(&block, HDR, size))) {
+static gboolean cpu_raw_alloc(PxBackend *be, gsize bytes, void **out, GError **error) {
+  (void)be;
+  gsize size = (bytes + ALIGN - 1) / ALIGN * ALIGN;
+  if (size < bytes || posix_memalign(out, ALIGN, size)) {
     g_set_error(error, PX_BACKEND_ERROR, PX_BACKEND_ERROR_ALLOC,
                 "out of host memory allocating %" G_GSIZE_FORMAT " bytes", bytes);
     return FALSE;
   }
-  *(gsize *)block = size;
-  *out = (char *)block + HDR;
-  zero_bytes(*out, size - HDR);
   return TRUE;
 }
 
-static void cpu_dealloc(PxBackend *be, void *p) {
-  if (!p) return;
-  CpuImpl *impl = be->impl;
-  void *block = (char *)p - HDR;
-  gsize size = *(gsize *)block;
-  if (PX_CPU_CACHE) {
-    g_mutex_lock(&be->lock);
-    gsize peak = (gsize)be->mem.total_peak;
-    g_mutex_unlock(&be->lock);
-    g_mutex_lock(&impl->lock);
-    /* keep at most the peak of what was live: enough for a step's pattern */
-    gboolean keep = impl->cached + size <= peak;
-    if (keep) {
-      GSList *list = g_hash_table_lookup(impl->cache, GSIZE_TO_POINTER(size));
-      g_hash_table_steal(impl->cache, GSIZE_TO_POINTER(size));
-      g_hash_table_insert(impl->cache, GSIZE_TO_POINTER(size), g_slist_prepend(list, block));
-      impl->cached += size;
-    }
-    g_mutex_unlock(&impl->lock);
-    if (keep) return;
-  }
-  free(block);
+static void cpu_raw_free(PxBackend *be, void *p) {
+  (void)be;
+  free(p);
 }
 
 static void cpu_free(PxBackend *be) {
-  CpuImpl *impl = be->impl;
-  g_hash_table_destroy(impl->cache);
-  g_mutex_clear(&impl->lock);
-  g_free(impl);
+  (void)be;
   g_atomic_int_add(&cpu_live, -1);
 }
 
@@ -233,13 +187,6 @@ static gboolean cpu_copy(PxBackend *be, void *dst, const void *src, gsize bytes,
   (void)be;
   (void)error;
   memcpy(dst, src, bytes);
-  return TRUE;
-}
-
-static gboolean cpu_zero(PxBackend *be, void *p, gsize bytes, GError **error) {
-  (void)be;
-  (void)error;
-  zero_bytes(p, bytes);
   return TRUE;
 }
 
@@ -274,22 +221,38 @@ static gboolean ids_in_range(const char *op, const PxTensor *ids, gint64 limit, 
   return TRUE;
 }
 
+static gboolean cpu_embedding_vp_fwd(PxBackend *be, PxTensor *out, const PxTensor *tokens,
+                                     const PxTensor *wte, const PxTensor *wpe, gint64 v0, gint64 n_real,
+                                     int B, int T, GError **error) {
+  (void)be;
+  (void)error;
+  CALL(wte->dtype, embedding_fwd, out->data, tokens->data, wte->data, D(wpe), v0, n_real, B, T, cols(wte));
+  return TRUE;
+}
+
+static gboolean cpu_embedding_vp_bwd(PxBackend *be, PxTensor *dwte, PxTensor *dwpe,
+                                     const PxTensor *dout, const PxTensor *tokens, gint64 v0,
+                                     gint64 n_real, int B, int T, GError **error) {
+  (void)be;
+  (void)error;
+  CALL(dout->dtype, embedding_bwd, D(dwte), D(dwpe), dout->data, tokens->data, v0, n_real, B, T,
+       cols(dout));
+  return TRUE;
+}
+
+/* The whole vocabulary on this rank: every token must be in it. */
 static gboolean cpu_embedding_fwd(PxBackend *be, PxTensor *out, const PxTensor *tokens,
                                   const PxTensor *wte, const PxTensor *wpe, int B, int T,
                                   GError **error) {
-  (void)be;
-  if (!ids_in_range("embedding_fwd", tokens, rows(wte), error)) return FALSE;
-  CALL(wte->dtype, embedding_fwd, out->data, tokens->data, wte->data, D(wpe), B, T, cols(wte));
-  return TRUE;
+  return ids_in_range("embedding_fwd", tokens, rows(wte), error) &&
+         cpu_embedding_vp_fwd(be, out, tokens, wte, wpe, 0, rows(wte), B, T, error);
 }
 
 static gboolean cpu_embedding_bwd(PxBackend *be, PxTensor *dwte, PxTensor *dwpe,
                                   const PxTensor *dout, const PxTensor *tokens, int B, int T,
                                   GError **error) {
-  (void)be;
-  if (!ids_in_range("embedding_bwd", tokens, rows(dwte), error)) return FALSE;
-  CALL(dwte->dtype, embedding_bwd, dwte->data, D(dwpe), dout->data, tokens->data, B, T, cols(dwte));
-  return TRUE;
+  return ids_in_range("embedding_bwd", tokens, rows(dwte), error) &&
+         cpu_embedding_vp_bwd(be, dwte, dwpe, dout, tokens, 0, rows(dwte), B, T, error);
 }
 
 static gboolean cpu_layernorm_fwd(PxBackend *be, PxTensor *out, PxTensor *mean, PxTensor *rstd,
@@ -411,14 +374,20 @@ static gboolean cpu_residual_bwd(PxBackend *be, PxTensor *da, PxTensor *db, cons
   return TRUE;
 }
 
-static gboolean cpu_cross_entropy_fwd(PxBackend *be, PxTensor *losses, double *mean_loss,
+/* acc[0] += x, in the accumulator's dtype. */
+static void scalar_add(PxTensor *acc, double x) {
+  if (acc->dtype == PX_DTYPE_F64) *(double *)acc->data += x;
+  else *(float *)acc->data = (float)(*(float *)acc->data + x);
+}
+
+static gboolean cpu_cross_entropy_fwd(PxBackend *be, PxTensor *losses, PxTensor *loss_acc,
                                       const PxTensor *logits, const PxTensor *targets,
                                       GError **error) {
   (void)be;
   if (!ids_in_range("cross_entropy_fwd", targets, cols(logits), error)) return FALSE;
   double m = CALL(logits->dtype, cross_entropy_fwd, losses->data, logits->data, targets->data,
                   rows(logits), cols(logits));
-  if (mean_loss) *mean_loss = m;
+  if (loss_acc) scalar_add(loss_acc, m);
   return TRUE;
 }
 
@@ -431,18 +400,89 @@ static gboolean cpu_cross_entropy_bwd(PxBackend *be, PxTensor *dlogits, const Px
   return TRUE;
 }
 
+/* The value of a one-element f32, f64 or i32 tensor. */
+static double scalar_get(const PxTensor *t) {
+  switch (t->dtype) {
+  case PX_DTYPE_F32: return *(const float *)t->data;
+  case PX_DTYPE_F64: return *(const double *)t->data;
+  case PX_DTYPE_I32: return *(const gint32 *)t->data;
+  }
+  return 0;
+}
+
 static gboolean cpu_adamw(PxBackend *be, PxTensor *param, const PxTensor *grad, PxTensor *m,
-                          PxTensor *v, const PxAdamW *opt, GError **error) {
+                          PxTensor *v, const PxAdamW *opt, const PxTensor *scale_t,
+                          const PxTensor *skip_if, GError **error) {
   (void)be;
   (void)error;
-  CALL(param->dtype, adamw, param->data, grad->data, m->data, v->data, opt, param->numel);
+  if (skip_if && scalar_get(skip_if) != 0) return TRUE;
+  PxAdamW o = *opt;
+  if (scale_t) o.grad_scale *= scalar_get(scale_t);
+  CALL(param->dtype, adamw, param->data, grad->data, m->data, v->data, &o, param->numel);
   return TRUE;
 }
 
-static gboolean cpu_sum_squares(PxBackend *be, const PxTensor *t, double *out, GError **error) {
+static gboolean cpu_clip_coef(PxBackend *be, PxTensor *coef, const PxTensor *sumsq, double max_norm,
+                              GError **error) {
   (void)be;
   (void)error;
-  *out = CALL(t->dtype, sum_squares, t->data, t->numel);
+  double c = max_norm > 0 ? MIN(1.0, max_norm / (sqrt(scalar_get(sumsq)) + 1e-6)) : 1.0;
+  if (coef->dtype == PX_DTYPE_F64) *(double *)coef->data = c;
+  else *(float *)coef->data = (float)c;
+  return TRUE;
+}
+
+static gboolean cpu_ce_vp_max(PxBackend *be, PxTensor *rowmax, const PxTensor *logits, gint64 n_real,
+                              GError **error) {
+  (void)be;
+  (void)error;
+  CALL(logits->dtype, ce_vp_max, rowmax->data, logits->data, rows(logits), cols(logits), n_real);
+  return TRUE;
+}
+
+static gboolean cpu_ce_vp_stats(PxBackend *be, PxTensor *stats, const PxTensor *logits,
+                                const PxTensor *targets, const PxTensor *gmax, gint64 v0, gint64 n_real,
+                                GError **error) {
+  (void)be;
+  (void)error;
+  CALL(logits->dtype, ce_vp_stats, stats->data, logits->data, targets->data, gmax->data, v0,
+       rows(logits), cols(logits), n_real);
+  return TRUE;
+}
+
+static gboolean cpu_ce_vp_loss(PxBackend *be, PxTensor *losses, PxTensor *loss_acc, const PxTensor *gmax,
+                               const PxTensor *stats, GError **error) {
+  (void)be;
+  (void)error;
+  double m = CALL(gmax->dtype, ce_vp_loss, losses->data, gmax->data, stats->data, gmax->numel);
+  if (loss_acc) scalar_add(loss_acc, m);
+  return TRUE;
+}
+
+static gboolean cpu_ce_vp_bwd(PxBackend *be, PxTensor *dlogits, const PxTensor *logits,
+                              const PxTensor *targets, const PxTensor *gmax, const PxTensor *stats,
+                              gint64 v0, gint64 n_real, double dloss, GError **error) {
+  (void)be;
+  (void)error;
+  CALL(logits->dtype, ce_vp_bwd, dlogits->data, logits->data, targets->data, gmax->data, stats->data,
+       v0, n_real, dloss, rows(logits), cols(logits));
+  return TRUE;
+}
+
+static gboolean cpu_sum_squares_acc(PxBackend *be, PxTensor *acc, const PxTensor *t, GError **error) {
+  (void)be;
+  (void)error;
+  scalar_add(acc, CALL(t->dtype, sum_squares, t->data, t->numel));
+  return TRUE;
+}
+
+static gboolean cpu_check_finite(PxBackend *be, PxTensor *flag, const PxTensor *t, GError **error) {
+  (void)be;
+  (void)error;
+  if (CALL(t->dtype, all_finite, t->data, t->numel)) return TRUE;
+  if (flag->dtype == PX_DTYPE_I32) *(gint32 *)flag->data = 1;
+  else if (flag->dtype == PX_DTYPE_F32) *(float *)flag->data = 1;
+  else *(double *)flag->data = 1;
   return TRUE;
 }
 
@@ -456,11 +496,12 @@ static gboolean cpu_scale(PxBackend *be, PxTensor *t, double alpha, GError **err
 static const PxBackendOps cpu_ops = {
   .name = "cpu",
   .free = cpu_free,
-  .alloc = cpu_alloc,
-  .dealloc = cpu_dealloc,
+  .raw_alloc = cpu_raw_alloc,
+  .raw_free = cpu_raw_free,
   .upload = cpu_copy,
   .download = cpu_copy,
-  .zero = cpu_zero,
+  .copy = cpu_copy,
+  .memset = cpu_memset,
   .linear_fwd = cpu_linear_fwd,
   .linear_bwd = cpu_linear_bwd,
   .embedding_fwd = cpu_embedding_fwd,
@@ -482,7 +523,15 @@ static const PxBackendOps cpu_ops = {
   .cross_entropy_fwd = cpu_cross_entropy_fwd,
   .cross_entropy_bwd = cpu_cross_entropy_bwd,
   .adamw = cpu_adamw,
-  .sum_squares = cpu_sum_squares,
+  .embedding_vp_fwd = cpu_embedding_vp_fwd,
+  .embedding_vp_bwd = cpu_embedding_vp_bwd,
+  .ce_vp_max = cpu_ce_vp_max,
+  .ce_vp_stats = cpu_ce_vp_stats,
+  .ce_vp_loss = cpu_ce_vp_loss,
+  .ce_vp_bwd = cpu_ce_vp_bwd,
+  .sum_squares_acc = cpu_sum_squares_acc,
+  .check_finite = cpu_check_finite,
+  .clip_coef = cpu_clip_coef,
   .scale = cpu_scale,
 };
 
@@ -497,12 +546,14 @@ static gpointer cpu_init_once(gpointer data) {
   return NULL;
 }
 
-PxBackend *px_backend_cpu_new(void) {
+/* The registry's constructor (backend_reg.c). device: ignored (one host). */
+PxBackend *px_backend_cpu_create(int device, GError **error) {
+  (void)device;
+  (void)error;
   static GOnce once = G_ONCE_INIT;
   g_once(&once, cpu_init_once, NULL);
-  CpuImpl *impl = g_new0(CpuImpl, 1);
-  g_mutex_init(&impl->lock);
-  impl->cache = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, block_release);
   g_atomic_int_add(&cpu_live, 1);
-  return px_backend_alloc_base(&cpu_ops, 0, impl);
+  PxBackend *be = px_backend_alloc_base(&cpu_ops, 0, NULL);
+  be->pool_off = !PX_CPU_POOL;
+  return be;
 }

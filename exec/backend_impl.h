@@ -1,7 +1,9 @@
 /* backend_impl.h — internal: the table of function pointers a backend fills
- * (ggml style). The public px_op_*() functions in backend.c check shapes and
- * dtypes once, then call these with tensors known to fit, so a backend only
- * writes kernels. Only backend files include this header. */
+ * (ggml style) and the registry entry that makes it. The public px_op_*()
+ * functions in backend.c check shapes and dtypes once, then call these with
+ * tensors known to fit, so a backend only writes kernels; the caching pool,
+ * the memory counters and poisoning are backend.c's, so a backend only gives
+ * raw device memory. Only backend files include this header. */
 #pragma once
 #include "backend.h"
 
@@ -10,12 +12,14 @@ G_BEGIN_DECLS
 typedef struct {
   const char *name;
   void (*free)(PxBackend *be);
-  /* memory: a zero-filled block of bytes; dealloc of NULL is a no-op */
-  gboolean (*alloc)(PxBackend *be, gsize bytes, void **out, GError **error);
-  void (*dealloc)(PxBackend *be, void *p);
+  /* memory: raw device blocks (uninitialised, aligned to at least 64
+   * bytes) for the pool of backend.c; raw_free of NULL is a no-op */
+  gboolean (*raw_alloc)(PxBackend *be, gsize bytes, void **out, GError **error);
+  void (*raw_free)(PxBackend *be, void *p);
   gboolean (*upload)(PxBackend *be, void *dst, const void *src, gsize bytes, GError **error);
   gboolean (*download)(PxBackend *be, void *dst, const void *src, gsize bytes, GError **error);
-  gboolean (*zero)(PxBackend *be, void *p, gsize bytes, GError **error);
+  /* bytes of p set to value (0 zeroes, 0xFF poisons) */
+  gboolean (*memset)(PxBackend *be, void *p, int value, gsize bytes, GError **error);
   gboolean (*synchronize)(PxBackend *be, GError **error);
   /* device -> device copy of bytes (NULL: the backend's memory is host memory, memmove) */
   gboolean (*copy)(PxBackend *be, void *dst, const void *src, gsize bytes, GError **error);
@@ -60,13 +64,31 @@ typedef struct {
   gboolean (*residual_fwd)(PxBackend *, PxTensor *out, const PxTensor *a, const PxTensor *b,
                            GError **);
   gboolean (*residual_bwd)(PxBackend *, PxTensor *da, PxTensor *db, const PxTensor *dout, GError **);
-  gboolean (*cross_entropy_fwd)(PxBackend *, PxTensor *losses, double *mean_loss,
+  gboolean (*cross_entropy_fwd)(PxBackend *, PxTensor *losses, PxTensor *loss_acc,
                                 const PxTensor *logits, const PxTensor *targets, GError **);
   gboolean (*cross_entropy_bwd)(PxBackend *, PxTensor *dlogits, const PxTensor *logits,
                                 const PxTensor *targets, double dloss, GError **);
   gboolean (*adamw)(PxBackend *, PxTensor *param, const PxTensor *grad, PxTensor *m, PxTensor *v,
-                    const PxAdamW *opt, GError **);
-  gboolean (*sum_squares)(PxBackend *, const PxTensor *t, double *out, GError **);
+                    const PxAdamW *opt, const PxTensor *scale_t, const PxTensor *skip_if, GError **);
+  gboolean (*embedding_vp_fwd)(PxBackend *, PxTensor *out, const PxTensor *tokens,
+                               const PxTensor *wte, const PxTensor *wpe, gint64 v0, gint64 n_real,
+                               int B, int T, GError **);
+  gboolean (*embedding_vp_bwd)(PxBackend *, PxTensor *dwte, PxTensor *dwpe, const PxTensor *dout,
+                               const PxTensor *tokens, gint64 v0, gint64 n_real, int B, int T,
+                               GError **);
+  gboolean (*ce_vp_max)(PxBackend *, PxTensor *rowmax, const PxTensor *logits, gint64 n_real,
+                        GError **);
+  gboolean (*ce_vp_stats)(PxBackend *, PxTensor *stats, const PxTensor *logits,
+                          const PxTensor *targets, const PxTensor *gmax, gint64 v0, gint64 n_real,
+                          GError **);
+  gboolean (*ce_vp_loss)(PxBackend *, PxTensor *losses, PxTensor *loss_acc, const PxTensor *gmax,
+                         const PxTensor *stats, GError **);
+  gboolean (*ce_vp_bwd)(PxBackend *, PxTensor *dlogits, const PxTensor *logits,
+                        const PxTensor *targets, const PxTensor *gmax, const PxTensor *stats,
+                        gint64 v0, gint64 n_real, double dloss, GError **);
+  gboolean (*sum_squares_acc)(PxBackend *, PxTensor *acc, const PxTensor *t, GError **);
+  gboolean (*check_finite)(PxBackend *, PxTensor *flag, const PxTensor *t, GError **);
+  gboolean (*clip_coef)(PxBackend *, PxTensor *coef, const PxTensor *sumsq, double max_norm, GError **);
   gboolean (*scale)(PxBackend *, PxTensor *t, double alpha, GError **);
 } PxBackendOps;
 
@@ -75,8 +97,13 @@ struct _PxBackend {
   PxStream *compute;    /* the compute stream, made with the backend */
   gint64 t0;            /* the backend's clock origin (monotonic us) */
   int device;           /* device index; also named in error messages */
-  GMutex lock;          /* guards mem */
+  GMutex lock;          /* guards mem and the pool */
   PxMemStats mem;
+  /* the caching pool (backend.c): size class -> GSList of free blocks */
+  GHashTable *pool;
+  gboolean pool_off;    /* every free goes straight back (set under AddressSanitizer) */
+  gint64 live_blocks, live_blocks_peak; /* bytes of blocks held by tensors */
+  gboolean poison;      /* PX_POISON=1: fill non-zeroed tensors with 0xFF */
   void *impl;           /* the backend's own state */
 };
 
@@ -120,5 +147,20 @@ PxStream *px_backend_make_compute_stream(PxBackend *be, GError **error);
 
 /* Called by a backend's constructor. */
 PxBackend *px_backend_alloc_base(const PxBackendOps *ops, int device, void *impl);
+
+/* ---- the registry (backend_reg.c, as ggml-backend-reg.cpp): one line per
+ * backend compiled in. A backend's files export only its constructor. ---- */
+typedef struct {
+  const char *name;
+  PxBackend *(*create)(int device, GError **error);
+} PxBackendReg;
+
+/* The registered backends, *n of them. */
+const PxBackendReg *px_backend_registry(gsize *n);
+
+PxBackend *px_backend_cpu_create(int device, GError **error);
+#ifdef PX_HAVE_CUDA
+PxBackend *px_backend_cuda_create(int device, GError **error);
+#endif
 
 G_END_DECLS

@@ -66,8 +66,10 @@ int px_exec_cmd_run(int argc, char **argv) {
   a.steps = 10;
   a.keep = 3;
   a.seed = (gint64)a.opt.seed;
+  g_autofree char *backends = g_strjoinv(", ", (char **)px_backend_list());
+  g_autofree char *backend_help = g_strdup_printf("Device backend: %s (default cpu)", backends);
   GOptionEntry entries[] = {
-    {"backend", 0, 0, G_OPTION_ARG_STRING, &a.backend, "Device backend: cpu (default), cuda", "B"},
+    {"backend", 0, 0, G_OPTION_ARG_STRING, &a.backend, backend_help, "B"},
     {"comm", 0, 0, G_OPTION_ARG_STRING, &a.comm,
      "Communicator: local (every rank a thread of this process; the default), mpi (one process per rank, "
      "under mpirun or srun; the default when launched by mpirun)", "C"},

@@ -175,20 +175,11 @@ static gboolean not_grouping(PxComm *c, const char *op, GError **error) {
 
 /* ---- calls on streams ---- */
 
-typedef enum { OP_ALL_REDUCE, OP_REDUCE_SCATTER, OP_ALL_GATHER, OP_BROADCAST, OP_BARRIER, OP_SEND, OP_RECV, OP_GROUP } OpKind;
+typedef PxCommCall Call;
 
-typedef struct {
-  PxComm *c;
-  OpKind kind;
-  const void *send;
-  void *buf;
-  gsize count;
-  PxDType dt;
-  PxRedOp red;
-  int arg;           /* root or peer */
-  PxP2p *group;      /* OP_GROUP: owned */
-  int n_group;
-} Call;
+static GPrivate current_label = G_PRIVATE_INIT(g_free);
+
+void px_comm_set_label(const char *label) { g_private_replace(&current_label, g_strdup(label)); }
 
 static gboolean run_group(PxComm *c, const PxP2p *ops, int n, GError **error);
 
@@ -197,14 +188,14 @@ static gboolean call_run(gpointer data, GError **error) {
   PxComm *c = k->c;
   gboolean ok = FALSE;
   switch (k->kind) {
-  case OP_ALL_REDUCE: ok = c->ops->all_reduce(c, k->buf, k->count, k->dt, k->red, error); break;
-  case OP_REDUCE_SCATTER: ok = c->ops->reduce_scatter(c, k->send, k->buf, k->count, k->dt, error); break;
-  case OP_ALL_GATHER: ok = c->ops->all_gather(c, k->send, k->buf, k->count, k->dt, error); break;
-  case OP_BROADCAST: ok = c->ops->broadcast(c, k->buf, k->count, k->dt, k->arg, error); break;
-  case OP_BARRIER: ok = c->ops->barrier(c, error); break;
-  case OP_SEND: ok = c->ops->send(c, k->send, k->count, k->dt, k->arg, error); break;
-  case OP_RECV: ok = c->ops->recv(c, k->buf, k->count, k->dt, k->arg, error); break;
-  case OP_GROUP: ok = run_group(c, k->group, k->n_group, error); break;
+  case PX_CALL_ALL_REDUCE: ok = c->ops->all_reduce(c, k->buf, k->count, k->dt, k->red, error); break;
+  case PX_CALL_REDUCE_SCATTER: ok = c->ops->reduce_scatter(c, k->send, k->buf, k->count, k->dt, error); break;
+  case PX_CALL_ALL_GATHER: ok = c->ops->all_gather(c, k->send, k->buf, k->count, k->dt, error); break;
+  case PX_CALL_BROADCAST: ok = c->ops->broadcast(c, k->buf, k->count, k->dt, k->arg, error); break;
+  case PX_CALL_BARRIER: ok = c->ops->barrier(c, error); break;
+  case PX_CALL_SEND: ok = c->ops->send(c, k->send, k->count, k->dt, k->arg, error); break;
+  case PX_CALL_RECV: ok = c->ops->recv(c, k->buf, k->count, k->dt, k->arg, error); break;
+  case PX_CALL_GROUP: ok = run_group(c, k->group, k->n_group, error); break;
   }
   return ok;
 }
@@ -213,6 +204,7 @@ static gboolean call_run(gpointer data, GError **error) {
 static gboolean call_run_queued(gpointer data, GError **error) {
   Call *k = data;
   if (call_run(data, error)) return TRUE;
+  if (error && *error && k->label) g_prefix_error(error, "%s: ", k->label);
   if (error && *error && !g_error_matches(*error, PX_COMM_ERROR, PX_COMM_ERROR_ABORTED))
     k->c->ops->abort(k->c, (*error)->message);
   return FALSE;
@@ -221,6 +213,7 @@ static gboolean call_run_queued(gpointer data, GError **error) {
 static void call_free(gpointer data) {
   Call *k = data;
   g_free(k->group);
+  g_free(k->label);
   g_free(k);
 }
 
@@ -230,10 +223,17 @@ static gboolean dispatch(Call *k, PxStream *stream, GError **error) {
     call_free(k);
     return ok;
   }
+  const char *label = g_private_get(&current_label);
+  k->label = g_strdup(label);
+  if (k->c->ops->enqueue) {
+    gboolean ok = k->c->ops->enqueue(k->c, k, stream, error);
+    call_free(k);
+    return ok;
+  }
   return px_stream_launch_host(stream, call_run_queued, k, call_free, error);
 }
 
-static Call *call_new(PxComm *c, OpKind kind) {
+static Call *call_new(PxComm *c, PxCallKind kind) {
   Call *k = g_new0(Call, 1);
   k->c = c;
   k->kind = kind;
@@ -244,7 +244,7 @@ gboolean px_comm_all_reduce(PxComm *c, void *buf, gsize count, PxDType dtype, Px
                             GError **error) {
   if (!not_grouping(c, "all_reduce", error) || !check_dtype(c, "all_reduce", dtype, TRUE, error)) return FALSE;
   if (op != PX_RED_SUM && op != PX_RED_MAX) return fail(error, PX_COMM_ERROR_INVALID, "all_reduce on %s: unknown op %d", c->label, op);
-  Call *k = call_new(c, OP_ALL_REDUCE);
+  Call *k = call_new(c, PX_CALL_ALL_REDUCE);
   k->buf = buf, k->count = count, k->dt = dtype, k->red = op;
   return dispatch(k, stream, error);
 }
@@ -252,7 +252,7 @@ gboolean px_comm_all_reduce(PxComm *c, void *buf, gsize count, PxDType dtype, Px
 gboolean px_comm_reduce_scatter(PxComm *c, const void *send, void *recv, gsize count, PxDType dtype,
                                 PxStream *stream, GError **error) {
   if (!not_grouping(c, "reduce_scatter", error) || !check_dtype(c, "reduce_scatter", dtype, TRUE, error)) return FALSE;
-  Call *k = call_new(c, OP_REDUCE_SCATTER);
+  Call *k = call_new(c, PX_CALL_REDUCE_SCATTER);
   k->send = send, k->buf = recv, k->count = count, k->dt = dtype;
   return dispatch(k, stream, error);
 }
@@ -260,7 +260,7 @@ gboolean px_comm_reduce_scatter(PxComm *c, const void *send, void *recv, gsize c
 gboolean px_comm_all_gather(PxComm *c, const void *send, void *recv, gsize count, PxDType dtype, PxStream *stream,
                             GError **error) {
   if (!not_grouping(c, "all_gather", error) || !check_dtype(c, "all_gather", dtype, FALSE, error)) return FALSE;
-  Call *k = call_new(c, OP_ALL_GATHER);
+  Call *k = call_new(c, PX_CALL_ALL_GATHER);
   k->send = send, k->buf = recv, k->count = count, k->dt = dtype;
   return dispatch(k, stream, error);
 }
@@ -270,14 +270,14 @@ gboolean px_comm_broadcast(PxComm *c, void *buf, gsize count, PxDType dtype, int
   if (!not_grouping(c, "broadcast", error) || !check_dtype(c, "broadcast", dtype, FALSE, error) ||
       !check_pos(c, "broadcast", "root", root, TRUE, error))
     return FALSE;
-  Call *k = call_new(c, OP_BROADCAST);
+  Call *k = call_new(c, PX_CALL_BROADCAST);
   k->buf = buf, k->count = count, k->dt = dtype, k->arg = root;
   return dispatch(k, stream, error);
 }
 
 gboolean px_comm_barrier(PxComm *c, PxStream *stream, GError **error) {
   if (!not_grouping(c, "barrier", error)) return FALSE;
-  return dispatch(call_new(c, OP_BARRIER), stream, error);
+  return dispatch(call_new(c, PX_CALL_BARRIER), stream, error);
 }
 
 static gboolean p2p(PxComm *c, gboolean send, const void *sbuf, void *rbuf, gsize count, PxDType dtype, int peer,
@@ -289,7 +289,7 @@ static gboolean p2p(PxComm *c, gboolean send, const void *sbuf, void *rbuf, gsiz
     g_array_append_val(c->pending, x);
     return TRUE;
   }
-  Call *k = call_new(c, send ? OP_SEND : OP_RECV);
+  Call *k = call_new(c, send ? PX_CALL_SEND : PX_CALL_RECV);
   k->send = sbuf, k->buf = rbuf, k->count = count, k->dt = dtype, k->arg = peer;
   return dispatch(k, stream, error);
 }
@@ -354,7 +354,7 @@ gboolean px_comm_group_end(PxComm *c, PxStream *stream, GError **error) {
   if (!c->grouping) return fail(error, PX_COMM_ERROR_INVALID, "group_end on %s without group_start", c->label);
   c->grouping = FALSE;
   if (c->pending->len == 0) return TRUE;
-  Call *k = call_new(c, OP_GROUP);
+  Call *k = call_new(c, PX_CALL_GROUP);
   k->n_group = (int)c->pending->len;
   k->group = g_memdup2(c->pending->data, sizeof(PxP2p) * c->pending->len);
   g_array_set_size(c->pending, 0);

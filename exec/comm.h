@@ -107,6 +107,12 @@ void px_comm_abort(PxComm *c, const char *reason);
  * of a queued call). */
 gboolean px_comm_check_async(PxComm *c, GError **error);
 
+/* The calling thread's label for the calls it queues from now on (NULL:
+ * none): an error of a queued call then starts with it, so that a failure on a
+ * communication stream names what the rank was doing when it queued it
+ * ("rank 3 (stage 1) REDUCE_GRADS chunk 0: all_reduce on dp[1,3]: ..."). */
+void px_comm_set_label(const char *label);
+
 /* In place: buf = op over the group of every rank's buf. Every rank gets the
  * bit-identical result. */
 gboolean px_comm_all_reduce(PxComm *c, void *buf, gsize count, PxDType dtype, PxRedOp op,

@@ -18,6 +18,26 @@ typedef struct {
   int peer; /* position in the communicator */
 } PxP2p;
 
+/* One call as comm.c hands it to an implementation that queues natively. */
+typedef enum {
+  PX_CALL_ALL_REDUCE, PX_CALL_REDUCE_SCATTER, PX_CALL_ALL_GATHER, PX_CALL_BROADCAST, PX_CALL_BARRIER,
+  PX_CALL_SEND, PX_CALL_RECV, PX_CALL_GROUP
+} PxCallKind;
+
+typedef struct {
+  PxComm *c;
+  PxCallKind kind;
+  const void *send;
+  void *buf;
+  gsize count;
+  PxDType dt;
+  PxRedOp red;
+  int arg;           /* root or peer */
+  PxP2p *group;      /* PX_CALL_GROUP: owned */
+  int n_group;
+  char *label;       /* the queuing thread's label (px_comm_set_label), or NULL */
+} PxCommCall;
+
 typedef struct {
   const char *name;
   /* free c->impl (the world's shared state goes with the last communicator) */
@@ -42,6 +62,10 @@ typedef struct {
   /* Grouped point-to-point, all issued before any is waited for; NULL: comm.c
    * runs each call on a thread of its own and joins them. */
   gboolean (*group)(PxComm *c, const PxP2p *ops, int n, GError **error);
+  /* Optional: queue a call on a stream that is not inline, natively (nccl on
+   * the stream's cudaStream_t), returning at once. NULL: comm.c queues the
+   * blocking call above as a host function on the stream. */
+  gboolean (*enqueue)(PxComm *c, const PxCommCall *call, PxStream *stream, GError **error);
 } PxCommOps;
 
 struct _PxComm {

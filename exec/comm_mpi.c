@@ -223,7 +223,8 @@ static gboolean mpi_split(PxComm *parent, int color, int key, PxComm *child, GEr
 
 static void mpi_abort(PxComm *c, const char *reason) {
   if (!g_atomic_int_compare_and_exchange(&aborted, 0, 1)) return;
-  fprintf(stderr, "parallax-exec: rank %d: %s\n", c->world_rank, reason ? reason : "aborted");
+  if (reason && g_str_has_prefix(reason, "rank ")) fprintf(stderr, "parallax-exec: %s\n", reason);
+  else fprintf(stderr, "parallax-exec: rank %d: %s\n", c->world_rank, reason ? reason : "aborted");
   fflush(stderr);
   MPI_Abort(MPI_COMM_WORLD, 1);
 }

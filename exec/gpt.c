@@ -53,10 +53,10 @@ struct _PxGptActs {
   PxGpt *gpt;
   int chunk;
   PxTensor *input;         /* received input (owned), NULL on the first part */
-  gint32 *tokens, *targets;/* host copies (N) */
   PxTensor *tok_t, *tgt_t; /* device copies */
   LayerActs *layers;       /* (end - first) */
-  double *ce_max, *ce_sum; /* vocab-parallel cross-entropy statistics (N) */
+  PxTensor *ce_max;        /* vocab-parallel cross-entropy: global row max (N) */
+  PxTensor *ce_stats;      /* and the summed (sum of exp, target logit) (2, N) */
   GArray *deferred;        /* Deferred, zb-h1 */
 };
 
@@ -292,10 +292,16 @@ static PxTensor *new_act(PxGpt *g, const char *name, gint64 rows, gint64 cols, G
 /* Working memory that lives within one op (gradients in backward, the
  * projection before its residual): counted as buffers, so that the measured
  * activations are what a micro-batch keeps between forward and backward —
- * the quantity the planner predicts. */
+ * the quantity the planner predicts. new_tmp for what an op overwrites,
+ * new_grad (zeroed) for what backward ops add into. */
 static PxTensor *new_tmp(PxGpt *g, const char *name, gint64 rows, gint64 cols, GError **error) {
   gint64 shape[2] = {rows, cols};
   return px_tensor_new(g->r.be, name, g->r.dtype, PX_MEM_BUFFERS, cols > 0 ? 2 : 1, shape, error);
+}
+
+static PxTensor *new_grad(PxGpt *g, const char *name, gint64 rows, gint64 cols, GError **error) {
+  gint64 shape[2] = {rows, cols};
+  return px_tensor_new_zeroed(g->r.be, name, g->r.dtype, PX_MEM_BUFFERS, cols > 0 ? 2 : 1, shape, error);
 }
 
 static gboolean tp_all_reduce(PxGpt *g, PxTensor *t, GError **error) {
@@ -324,10 +330,13 @@ static const PxTensor *full_rows(PxGpt *g, const PxTensor *x, PxTensor **hold, G
 }
 
 /* An (N, c) tensor for partial sums over TP ranks: of category cat without SP
- * (it becomes the result), a temporary with SP. */
-static PxTensor *new_partial(PxGpt *g, const char *name, gint64 cols, PxMemCategory cat, GError **error) {
+ * (it becomes the result), a temporary with SP. zeroed for backward ops,
+ * which add into it. */
+static PxTensor *new_partial(PxGpt *g, const char *name, gint64 cols, PxMemCategory cat, gboolean zeroed,
+                             GError **error) {
   gint64 shape[2] = {g->N, cols};
-  return px_tensor_new(g->r.be, name, g->r.dtype, g->sp ? PX_MEM_BUFFERS : cat, 2, shape, error);
+  return (zeroed ? px_tensor_new_zeroed : px_tensor_new)(g->r.be, name, g->r.dtype, g->sp ? PX_MEM_BUFFERS : cat,
+                                                         2, shape, error);
 }
 
 /* Sum partial (N, c) over the TP group: in place without SP (returned), else
@@ -398,7 +407,7 @@ static gboolean norm_stats(PxGpt *g, LayerActs *la, int mean_slot, int rstd_slot
 /* y = x W^T (+ b on TP rank 0 only: the bias is added once, before the TP
  * sum) for a row-parallel linear; returns the summed (N/t or N, out) rows. */
 static PxTensor *row_parallel_fwd(PxGpt *g, const PxTensor *x, PxGptParam *w, PxGptParam *b, GError **error) {
-  PxTensor *y = new_partial(g, "row_parallel", w->shape[0], PX_MEM_BUFFERS, error);
+  PxTensor *y = new_partial(g, "row_parallel", w->shape[0], PX_MEM_BUFFERS, FALSE, error);
   if (!y) return NULL;
   if (!px_op_linear_fwd(g->r.be, y, x, w->w, g->r.tp_rank == 0 ? W(b) : NULL, error)) {
     px_tensor_free(y);
@@ -472,33 +481,20 @@ static gboolean block_fwd(PxGpt *g, int chunk, int li, LayerActs *la, const PxTe
   return px_op_residual_fwd(be, la->s[A_OUT], la->s[A_X2], y2, error);
 }
 
-/* Vocab-parallel pieces run on the host (download / upload), in double. */
+/* Vocabulary-parallel embedding (Megatron): each TP rank looks up the tokens
+ * of its vocabulary rows (others give zero rows) and the partial rows are
+ * summed over the TP group; positions are added on TP rank 0 only. */
 static gboolean embedding_fwd(PxGpt *g, int chunk, PxGptActs *a, LayerActs *la, GError **error) {
   PxGptParam *wte = param(g, chunk, 0, "wte.weight"), *wpe = param(g, chunk, 0, "wpe.weight");
   if (g->tp == 1) {
     TRY(la->s[A_OUT] = new_act(g, "embed_out", g->N, g->h, error));
     return px_op_embedding_fwd(g->r.be, la->s[A_OUT], a->tok_t, wte->w, W(wpe), g->B, g->T, error);
   }
-  gint64 h = g->h, v0 = (gint64)g->r.tp_rank * g->vocab_l;
-  g_autofree double *e = g_new(double, wte->numel);
-  g_autofree double *out = g_new0(double, (gsize)g->N * h);
-  TRY(px_tensor_download_f64(wte->w, e, error));
-  for (int i = 0; i < g->N; i++) {
-    gint64 t = a->tokens[i] - v0;
-    if (a->tokens[i] < 0 || a->tokens[i] >= g->model->desc.vocab)
-      return fail(error, PX_GPT_ERROR_INVALID, "token %d outside the vocabulary %d", a->tokens[i],
-                  g->model->desc.vocab);
-    if (t >= 0 && t < g->vocab_real) memcpy(out + i * h, e + t * h, sizeof(double) * h);
-  }
-  if (wpe && g->r.tp_rank == 0) {
-    g_autofree double *pe = g_new(double, wpe->numel);
-    TRY(px_tensor_download_f64(wpe->w, pe, error));
-    for (int i = 0; i < g->N; i++)
-      for (gint64 c = 0; c < h; c++) out[i * h + c] += pe[(i % g->T) * h + c];
-  }
-  PxTensor *partial = new_partial(g, "embed_out", h, PX_MEM_ACTIVATIONS, error);
+  gint64 v0 = (gint64)g->r.tp_rank * g->vocab_l;
+  PxTensor *partial = new_partial(g, "embed_out", g->h, PX_MEM_ACTIVATIONS, FALSE, error);
   TRY(partial);
-  if (!px_tensor_upload_f64(partial, out, error)) {
+  if (!px_op_embedding_vp_fwd(g->r.be, partial, a->tok_t, wte->w, g->r.tp_rank == 0 ? W(wpe) : NULL, v0,
+                              g->vocab_real, g->B, g->T, error)) {
     px_tensor_free(partial);
     return FALSE;
   }
@@ -511,83 +507,38 @@ static gboolean embedding_bwd(PxGpt *g, int chunk, PxGptActs *a, const PxTensor 
   g_autoptr(PxTensor) hold = NULL;
   dout = full_rows(g, dout, &hold, error);
   TRY(dout);
-  gint64 h = g->h, v0 = (gint64)g->r.tp_rank * g->vocab_l;
-  g_autofree double *dg = g_new(double, wte->numel);
-  g_autofree double *dp = wpe ? g_new(double, wpe->numel) : NULL;
-  g_autofree double *dy = g_new(double, (gsize)g->N * h);
-  TRY(px_tensor_download_f64(wte->g, dg, error));
-  if (wpe) TRY(px_tensor_download_f64(wpe->g, dp, error));
-  TRY(px_tensor_download_f64(dout, dy, error));
-  for (int i = 0; i < g->N; i++) {
-    gint64 t = a->tokens[i] - v0;
-    if (t >= 0 && t < g->vocab_real)
-      for (gint64 c = 0; c < h; c++) dg[t * h + c] += dy[i * h + c];
-    if (dp)
-      for (gint64 c = 0; c < h; c++) dp[(i % g->T) * h + c] += dy[i * h + c];
-  }
-  if (wpe) TRY(px_tensor_upload_f64(wpe->g, dp, error));
-  return px_tensor_upload_f64(wte->g, dg, error);
+  gint64 v0 = (gint64)g->r.tp_rank * g->vocab_l;
+  return px_op_embedding_vp_bwd(g->r.be, wte->g, G(wpe), dout, a->tok_t, v0, g->vocab_real, g->B, g->T, error);
 }
 
-/* Vocab-parallel cross-entropy (Megatron): global row max by all-gather of the
- * local maxima, sum of exponentials and target logit by all-reduce. Columns
- * past vocab_real (padding) take no part. */
-static gboolean vocab_parallel_ce(PxGpt *g, PxGptActs *a, const PxTensor *logits, double *loss, GError **error) {
-  int N = g->N, V = g->vocab_l, t = g->tp, R = g->vocab_real;
-  gint64 v0 = (gint64)g->r.tp_rank * V;
-  g_autofree double *x = g_new(double, (gsize)N * V);
-  g_autofree double *mx = g_new(double, N);
-  g_autofree double *all = g_new(double, (gsize)N * t);
-  g_autofree double *red = g_new0(double, 2 * (gsize)N); /* sum exp, target logit */
-  TRY(px_tensor_download_f64(logits, x, error));
-  for (int i = 0; i < N; i++) {
-    mx[i] = -INFINITY;
-    for (int v = 0; v < R; v++) mx[i] = MAX(mx[i], x[(gsize)i * V + v]);
-  }
-  TRY(px_comm_all_gather(g->r.tp, mx, all, N, PX_DTYPE_F64, CS(g), error));
-  a->ce_max = g_new(double, N);
-  for (int i = 0; i < N; i++) {
-    double m = -INFINITY;
-    for (int k = 0; k < t; k++) m = MAX(m, all[(gsize)k * N + i]);
-    a->ce_max[i] = m;
-    for (int v = 0; v < R; v++) red[i] += exp(x[(gsize)i * V + v] - m);
-    gint64 tv = a->targets[i] - v0;
-    if (tv >= 0 && tv < R) red[N + i] = x[(gsize)i * V + tv];
-  }
-  TRY(px_comm_all_reduce(g->r.tp, red, 2 * (gsize)N, PX_DTYPE_F64, PX_RED_SUM, CS(g), error));
-  a->ce_sum = g_new(double, N);
-  double sum = 0;
-  for (int i = 0; i < N; i++) {
-    a->ce_sum[i] = red[i];
-    sum += log(red[i]) + a->ce_max[i] - red[N + i];
-  }
-  *loss = sum / N;
-  return TRUE;
-}
-
-static gboolean vocab_parallel_ce_bwd(PxGpt *g, PxGptActs *a, PxTensor *dlogits, const PxTensor *logits,
-                                      double dloss, GError **error) {
-  int N = g->N, V = g->vocab_l, R = g->vocab_real;
-  gint64 v0 = (gint64)g->r.tp_rank * V;
-  g_autofree double *x = g_new(double, (gsize)N * V);
-  TRY(px_tensor_download_f64(logits, x, error));
-  for (int i = 0; i < N; i++)
-    for (int v = 0; v < V; v++) {
-      double p = v < R ? exp(x[(gsize)i * V + v] - a->ce_max[i]) / a->ce_sum[i] : 0.0;
-      x[(gsize)i * V + v] = dloss / N * (p - (a->targets[i] - v0 == v ? 1.0 : 0.0));
-    }
-  return px_tensor_upload_f64(dlogits, x, error);
+/* Vocab-parallel cross-entropy (Megatron), on the device: the global row max
+ * by all-reduce MAX of the local maxima, the sum of exponentials and the
+ * target logit by all-reduce SUM. Columns past vocab_real (padding) take no
+ * part. The max and sums stay in the stash for backward. */
+static gboolean vocab_parallel_ce(PxGpt *g, PxGptActs *a, const PxTensor *logits, PxTensor *loss_acc,
+                                  GError **error) {
+  PxBackend *be = g->r.be;
+  gint64 v0 = (gint64)g->r.tp_rank * g->vocab_l;
+  g_autoptr(PxTensor) losses = new_tmp(g, "losses", g->N, 0, error);
+  TRY(losses);
+  TRY(a->ce_max = new_act(g, "ce_max", g->N, 0, error));
+  TRY(px_op_ce_vp_max(be, a->ce_max, logits, g->vocab_real, error));
+  TRY(px_comm_all_reduce(g->r.tp, a->ce_max->data, (gsize)g->N, g->r.dtype, PX_RED_MAX, CS(g), error));
+  TRY(a->ce_stats = new_act(g, "ce_stats", 2, g->N, error));
+  TRY(px_op_ce_vp_stats(be, a->ce_stats, logits, a->tgt_t, a->ce_max, v0, g->vocab_real, error));
+  TRY(tp_all_reduce(g, a->ce_stats, error));
+  return px_op_ce_vp_loss(be, losses, loss_acc, a->ce_max, a->ce_stats, error);
 }
 
 static gboolean head_fwd(PxGpt *g, int chunk, int li, PxGptActs *a, LayerActs *la, const PxTensor *x,
-                         double *loss, GError **error) {
+                         PxTensor *loss_acc, GError **error) {
   PxGptParam *w = lm_head_weight(g, chunk, li);
   TRY(la->s[A_LOGITS] = new_act(g, "logits", g->N, g->vocab_l, error));
   TRY(column_parallel_fwd(g, la->s[A_LOGITS], x, w, NULL, error));
-  if (g->tp > 1) return vocab_parallel_ce(g, a, la->s[A_LOGITS], loss, error);
+  if (g->tp > 1) return vocab_parallel_ce(g, a, la->s[A_LOGITS], loss_acc, error);
   g_autoptr(PxTensor) losses = new_tmp(g, "losses", g->N, 0, error);
   TRY(losses);
-  return px_op_cross_entropy_fwd(g->r.be, losses, loss, la->s[A_LOGITS], a->tgt_t, error);
+  return px_op_cross_entropy_fwd(g->r.be, losses, loss_acc, la->s[A_LOGITS], a->tgt_t, error);
 }
 
 /* ---- forward of a chunk ---------------------------------------------------------- */
@@ -612,6 +563,28 @@ static const PxTensor *layer_input(PxGptActs *a, int li) {
 PxGptActs *px_gpt_forward(PxGpt *g, int chunk, PxTensor *input, const gint32 *tokens, const gint32 *targets,
                           double *loss, GError **error) {
   PxGptChunk *ch = &g->chunks[chunk];
+  if (ch->end != (int)g->model->n_layers || !loss) return px_gpt_forward_acc(g, chunk, input, tokens, targets, NULL, error);
+  g_autoptr(PxTensor) acc = px_tensor_new_zeroed(g->r.be, "loss", PX_DTYPE_F64, PX_MEM_BUFFERS, 1, (gint64[]){1}, error);
+  if (!acc) {
+    px_tensor_free(input);
+    return NULL;
+  }
+  PxGptActs *a = px_gpt_forward_acc(g, chunk, input, tokens, targets, acc, error);
+  if (a && !px_tensor_download(acc, loss, error)) g_clear_pointer(&a, px_gpt_acts_free);
+  return a;
+}
+
+/* Every id of the micro-batch in [0, vocab), else an error naming the first bad one. */
+static gboolean ids_in_vocab(const PxGpt *g, const char *what, const gint32 *ids, GError **error) {
+  for (int i = 0; i < g->N; i++)
+    if (ids[i] < 0 || ids[i] >= g->model->desc.vocab)
+      return fail(error, PX_GPT_ERROR_INVALID, "%s %d outside the vocabulary %d", what, ids[i], g->model->desc.vocab);
+  return TRUE;
+}
+
+PxGptActs *px_gpt_forward_acc(PxGpt *g, int chunk, PxTensor *input, const gint32 *tokens, const gint32 *targets,
+                              PxTensor *loss_acc, GError **error) {
+  PxGptChunk *ch = &g->chunks[chunk];
   PxGptActs *a = g_new0(PxGptActs, 1);
   a->gpt = g;
   a->chunk = chunk;
@@ -620,16 +593,16 @@ PxGptActs *px_gpt_forward(PxGpt *g, int chunk, PxTensor *input, const gint32 *to
   a->deferred = g_array_new(FALSE, TRUE, sizeof(Deferred));
   gint64 n = g->N;
   gboolean ok = TRUE;
-  if (ch->first == 0) {
-    a->tokens = g_memdup2(tokens, sizeof(gint32) * n);
-    ok = (a->tok_t = px_tensor_new(g->r.be, "tokens", PX_DTYPE_I32, PX_MEM_ACTIVATIONS, 1, &n, error)) &&
+  /* ids are checked here, on the host copy the caller gives: with a
+   * vocabulary split over TP no single rank's op could tell */
+  if (ch->first == 0)
+    ok = ids_in_vocab(g, "token", tokens, error) &&
+         (a->tok_t = px_tensor_new(g->r.be, "tokens", PX_DTYPE_I32, PX_MEM_ACTIVATIONS, 1, &n, error)) &&
          px_tensor_upload(a->tok_t, tokens, error);
-  }
-  if (ok && ch->end == (int)g->model->n_layers) {
-    a->targets = g_memdup2(targets, sizeof(gint32) * n);
-    ok = (a->tgt_t = px_tensor_new(g->r.be, "targets", PX_DTYPE_I32, PX_MEM_ACTIVATIONS, 1, &n, error)) &&
+  if (ok && ch->end == (int)g->model->n_layers)
+    ok = ids_in_vocab(g, "target", targets, error) &&
+         (a->tgt_t = px_tensor_new(g->r.be, "targets", PX_DTYPE_I32, PX_MEM_ACTIVATIONS, 1, &n, error)) &&
          px_tensor_upload(a->tgt_t, targets, error);
-  }
   for (int li = ch->first; ok && li < ch->end; li++) {
     LayerActs *la = &a->layers[li - ch->first];
     const PxTensor *x = layer_input(a, li);
@@ -651,7 +624,7 @@ PxGptActs *px_gpt_forward(PxGpt *g, int chunk, PxTensor *input, const gint32 *to
            norm_fwd(g, la->s[A_OUT], la->s[A_MEAN1], la->s[A_RSTD1], x, param(g, chunk, li, "ln_f.weight"),
                     param(g, chunk, li, "ln_f.bias"), error);
       break;
-    case PX_LAYER_LM_HEAD: ok = head_fwd(g, chunk, li, a, la, x, loss, error); break;
+    case PX_LAYER_LM_HEAD: ok = head_fwd(g, chunk, li, a, la, x, loss_acc, error); break;
     }
   }
   if (!ok) {
@@ -692,10 +665,8 @@ void px_gpt_acts_free(PxGptActs *a) {
   px_tensor_free(a->input);
   px_tensor_free(a->tok_t);
   px_tensor_free(a->tgt_t);
-  g_free(a->tokens);
-  g_free(a->targets);
-  g_free(a->ce_max);
-  g_free(a->ce_sum);
+  px_tensor_free(a->ce_max);
+  px_tensor_free(a->ce_stats);
   g_free(a);
 }
 
@@ -726,11 +697,11 @@ static gboolean block_bwd(PxGpt *g, int chunk, int li, PxGptActs *a, LayerActs *
   gboolean swiglu = d->ffn_kind == PX_FFN_SWIGLU;
   /* the residual of the MLP: dx2 = dout + ln_2 backward */
   g_autoptr(PxTensor) dx2 = new_tmp(g, "dx2", g->Nl, g->h, error);
-  g_autoptr(PxTensor) dact = new_tmp(g, "dact", g->N, g->ffn_l, error);
-  g_autoptr(PxTensor) dfc = new_tmp(g, "dfc", g->N, g->ffn_l, error);
-  g_autoptr(PxTensor) dln2 = new_partial(g, "dln2", g->h, PX_MEM_BUFFERS, error);
+  g_autoptr(PxTensor) dact = new_grad(g, "dact", g->N, g->ffn_l, error);
+  g_autoptr(PxTensor) dfc = new_grad(g, "dfc", g->N, g->ffn_l, error);
+  g_autoptr(PxTensor) dln2 = new_partial(g, "dln2", g->h, PX_MEM_BUFFERS, TRUE, error);
   TRY(dx2 && dact && dfc && dln2);
-  TRY(px_op_residual_bwd(be, dx2, NULL, *dout, error));
+  TRY(px_tensor_copy_async(dx2, *dout, CS(g), error));
   g_autoptr(PxTensor) dout_h = NULL;
   TRY(full_rows(g, *dout, &dout_h, error));
   TRY(linear_bwd(g, a, dact, g->sp ? &dout_h : dout, la->s[A_ACT], NULL,
@@ -740,7 +711,7 @@ static gboolean block_bwd(PxGpt *g, int chunk, int li, PxGptActs *a, LayerActs *
   const PxTensor *ln2 = full_rows(g, la->s[A_LN2], &ln2_h, error);
   TRY(ln2);
   if (swiglu) {
-    g_autoptr(PxTensor) dup = new_tmp(g, "dup", g->N, g->ffn_l, error);
+    g_autoptr(PxTensor) dup = new_grad(g, "dup", g->N, g->ffn_l, error);
     TRY(dup);
     TRY(px_op_swiglu_bwd(be, dfc, dup, dact, la->s[A_FC], la->s[A_UP], error));
     TRY(linear_bwd(g, a, dln2, &dup, ln2, &ln2_h, param(g, chunk, li, "mlp.up.weight"),
@@ -758,7 +729,7 @@ static gboolean block_bwd(PxGpt *g, int chunk, int li, PxGptActs *a, LayerActs *
                la->s[A_MEAN2], la->s[A_RSTD2], error));
   /* the residual of the attention: dx = dx2 + ln_1 backward */
   TRY(px_op_residual_bwd(be, dx, NULL, dx2, error));
-  g_autoptr(PxTensor) dao = new_tmp(g, "dao", g->N, (gint64)g->heads_l * g->hd, error);
+  g_autoptr(PxTensor) dao = new_grad(g, "dao", g->N, (gint64)g->heads_l * g->hd, error);
   TRY(dao);
   g_autoptr(PxTensor) dx2_h = NULL;
   TRY(full_rows(g, dx2, &dx2_h, error));
@@ -774,15 +745,15 @@ static gboolean block_bwd(PxGpt *g, int chunk, int li, PxGptActs *a, LayerActs *
     TRY(px_op_attention_fwd(be, tmp, att_re, la->s[A_QKV], &as, error));
     att = att_re;
   }
-  g_autoptr(PxTensor) dqkv = new_tmp(g, "dqkv", g->N, g->qkv_l, error);
+  g_autoptr(PxTensor) dqkv = new_grad(g, "dqkv", g->N, g->qkv_l, error);
   TRY(dqkv);
   TRY(px_op_attention_bwd(be, dqkv, dao, la->s[A_QKV], att, &as, error));
   if (d->pos == PX_POS_ROPE) {
     g_autoptr(PxTensor) rot = g_steal_pointer(&dqkv);
-    TRY(dqkv = new_tmp(g, "dqkv_pre", g->N, g->qkv_l, error));
+    TRY(dqkv = new_grad(g, "dqkv_pre", g->N, g->qkv_l, error));
     TRY(px_op_rope_bwd(be, dqkv, rot, &as, ROPE_THETA, error));
   }
-  g_autoptr(PxTensor) dln1 = new_partial(g, "dln1", g->h, PX_MEM_BUFFERS, error);
+  g_autoptr(PxTensor) dln1 = new_partial(g, "dln1", g->h, PX_MEM_BUFFERS, TRUE, error);
   g_autoptr(PxTensor) ln1_h = NULL;
   const PxTensor *ln1 = full_rows(g, la->s[A_LN1], &ln1_h, error);
   TRY(dln1 && ln1);
@@ -797,15 +768,17 @@ static gboolean block_bwd(PxGpt *g, int chunk, int li, PxGptActs *a, LayerActs *
 static gboolean head_bwd(PxGpt *g, int chunk, int li, PxGptActs *a, LayerActs *la, const PxTensor *x,
                          double dloss, PxTensor *dx, gboolean defer, GError **error) {
   PxGptParam *w = lm_head_weight(g, chunk, li);
-  g_autoptr(PxTensor) dlogits = new_tmp(g, "dlogits", g->N, g->vocab_l, error);
+  g_autoptr(PxTensor) dlogits = new_grad(g, "dlogits", g->N, g->vocab_l, error);
   TRY(dlogits);
-  if (g->tp > 1) TRY(vocab_parallel_ce_bwd(g, a, dlogits, la->s[A_LOGITS], dloss, error));
+  if (g->tp > 1)
+    TRY(px_op_ce_vp_bwd(g->r.be, dlogits, la->s[A_LOGITS], a->tgt_t, a->ce_max, a->ce_stats,
+                        (gint64)g->r.tp_rank * g->vocab_l, g->vocab_real, dloss, error));
   else TRY(px_op_cross_entropy_bwd(g->r.be, dlogits, la->s[A_LOGITS], a->tgt_t, dloss, error));
   /* the head's weight may live in another chunk (tied, pp = 1): never deferred */
   gboolean own_chunk = w >= g->chunks[chunk].params && w < g->chunks[chunk].params + g->chunks[chunk].n_params;
   g_autoptr(PxTensor) x_h = NULL;
   const PxTensor *xf = full_rows(g, x, &x_h, error);
-  g_autoptr(PxTensor) dxp = new_partial(g, "dx_head", g->h, PX_MEM_BUFFERS, error);
+  g_autoptr(PxTensor) dxp = new_partial(g, "dx_head", g->h, PX_MEM_BUFFERS, TRUE, error);
   TRY(xf && dxp);
   TRY(linear_bwd(g, a, dxp, &dlogits, xf, &x_h, w, NULL, defer && own_chunk, error));
   g_autoptr(PxTensor) dxr = reduce_rows(g, g_steal_pointer(&dxp), PX_MEM_BUFFERS, error);
@@ -836,7 +809,7 @@ gboolean px_gpt_backward(PxGpt *g, PxGptActs *a, PxTensor *dout, double dloss, g
       TRY(embedding_bwd(g, a->chunk, a, dcur, error));
       break;
     }
-    g_autoptr(PxTensor) dx = new_tmp(g, "dx", g->Nl, g->h, error);
+    g_autoptr(PxTensor) dx = new_grad(g, "dx", g->Nl, g->h, error);
     TRY(dx);
     switch (kind) {
     case PX_LAYER_LM_HEAD: TRY(head_bwd(g, a->chunk, li, a, la, x, dloss, dx, defer_weight, error)); break;

@@ -110,6 +110,13 @@ void px_gpt_param_shard(const PxGpt *gpt, const PxGptParam *p, const double *ful
  * policy). */
 PxGptActs *px_gpt_forward(PxGpt *gpt, int chunk, PxTensor *input, const gint32 *tokens,
                           const gint32 *targets, double *loss, GError **error);
+/* The same with the loss left on the device: on the last part the
+ * micro-batch's mean loss is ADDED to loss_acc (one element, f32 or f64, on
+ * the rank's backend; may be NULL), so a step's micro-batches sum there and
+ * the runtime reads it once per step. px_gpt_forward is this with a scratch
+ * accumulator read back at once (one device→host copy per micro-batch). */
+PxGptActs *px_gpt_forward_acc(PxGpt *gpt, int chunk, PxTensor *input, const gint32 *tokens,
+                              const gint32 *targets, PxTensor *loss_acc, GError **error);
 /* The chunk's output activation (B*T, h) to send on (NULL on the last part). */
 PxTensor *px_gpt_acts_output(PxGptActs *acts);
 /* The LM head's logits (B*T, vocab/tp) on the last part, else NULL. */

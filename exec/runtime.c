@@ -81,7 +81,8 @@ typedef struct {
   PxTensor **dgrad;     /* (vpp * m) input gradients to send */
   gint32 **inputs, **targets; /* (m) loaded micro-batches */
   GArray *in_flight;    /* InFlight */
-  double loss_sum;
+  PxTensor *loss_acc;   /* (1) f64: the step's summed micro-batch losses, on the device */
+  PxTensor *sq_acc;     /* (1) f64: this rank's share of the squared gradient norm */
   PxTimeline *tl;
   GError *error;
 } Rank;
@@ -164,11 +165,12 @@ static gboolean chunk_alloc(Rank *r, int c, GError **error) {
   } else {
     TRY(cs->w = tensor1(r->be, nw, dt, PX_MEM_WEIGHTS, cs->padded, error));
   }
-  TRY(cs->g = tensor1(r->be, ng, dt, r->zero >= 2 ? PX_MEM_BUFFERS : PX_MEM_GRADS, cs->padded, error));
+  /* accumulated into (backward adds, Adam's moments start at zero): zeroed */
+  TRY(cs->g = px_tensor_new_zeroed(r->be, ng, dt, r->zero >= 2 ? PX_MEM_BUFFERS : PX_MEM_GRADS, 1, &cs->padded, error));
   if (r->sharded)
     TRY(cs->g_shard = tensor1(r->be, "grad_shard", dt, r->zero >= 2 ? PX_MEM_GRADS : PX_MEM_BUFFERS, cs->shard, error));
-  TRY(cs->m = tensor1(r->be, "adam.m", dt, PX_MEM_OPTIMIZER, cs->shard, error));
-  TRY(cs->v = tensor1(r->be, "adam.v", dt, PX_MEM_OPTIMIZER, cs->shard, error));
+  TRY(cs->m = px_tensor_new_zeroed(r->be, "adam.m", dt, PX_MEM_OPTIMIZER, 1, &cs->shard, error));
+  TRY(cs->v = px_tensor_new_zeroed(r->be, "adam.v", dt, PX_MEM_OPTIMIZER, 1, &cs->shard, error));
   /* initial values */
   g_autofree double *init = g_new0(double, cs->padded);
   px_gpt_chunk_init_values(r->gpt, c, rt->opt.seed, init);
@@ -248,6 +250,8 @@ static void rank_free(Rank *r) {
   g_free(r->ev_end);
   g_free(r->recv_ev);
   px_event_free(r->ev_compute);
+  px_tensor_free(r->loss_acc);
+  px_tensor_free(r->sq_acc);
   px_event_free(r->ev_coll);
   px_stream_free(r->send_s);
   px_stream_free(r->recv_s);
@@ -303,6 +307,8 @@ static gboolean rank_init(PxRuntime *rt, Rank *r, int rank, PxComm *world, GErro
   TRY(r->recv_s = px_stream_new(r->be, "p2p-recv", error));
   TRY(r->coll_s = px_stream_new(r->be, "collectives", error));
   TRY(r->ev_compute = px_event_new(r->be, error));
+  TRY(r->loss_acc = tensor1(r->be, "loss", PX_DTYPE_F64, PX_MEM_BUFFERS, 1, error));
+  TRY(r->sq_acc = tensor1(r->be, "grad_norm_sq", PX_DTYPE_F64, PX_MEM_BUFFERS, 1, error));
   TRY(r->ev_coll = px_event_new(r->be, error));
   PxGptRank gr = {r->be, r->tp, r->stage, r->tp_rank, rt->opt.dtype};
   TRY(r->gpt = px_gpt_new(rt->model, &rt->plan, rt->part, &gr, error));
@@ -367,7 +373,7 @@ static gboolean open_data(PxRuntime *rt, GError **error) {
   return TRUE;
 }
 
-static int part_of_stage(const PxRuntime *rt, int stage, int chunk) { return chunk * rt->plan.pp + stage; }
+static int part_of_stage(const PxRuntime *rt, int stage, int chunk) { return px_program_part_of(rt->prog, stage, chunk); }
 
 /* Messages carry no tags, so every directed pair of stages must send its
  * activations (and its gradients) in the order the receiver receives them:
@@ -393,7 +399,7 @@ static gboolean check_message_order(const PxRuntime *rt, GError **error) {
             int key[2] = {pb->instrs[i].mb, part_of_stage(rt, b, pb->instrs[i].chunk) + (kind ? 1 : -1)};
             g_array_append_vals(recvd, key, 1);
           }
-        if (sent->len != recvd->len || memcmp(sent->data, recvd->data, sizeof(int) * 2 * sent->len))
+        if (sent->len != recvd->len || (sent->len && memcmp(sent->data, recvd->data, sizeof(int) * 2 * sent->len)))
           return rfail(error, PX_RUNTIME_ERROR_INVALID,
                        "schedule %s: stage %d sends its %s to stage %d in an order that stage %d does not receive them in",
                        px_schedule_name(rt->plan.schedule), a, kind ? "gradients" : "activations", b, b);
@@ -609,15 +615,13 @@ static gboolean op_load(Rank *r, int mb, GError **error) {
 static gboolean op_forward(Rank *r, int mb, int c, GError **error) {
   PxRuntime *rt = r->rt;
   int part = part_of(r, c), s = slot(r, mb, c);
-  double loss = 0;
   gboolean first = part == 0, last = part == rt->part->parts - 1;
   TRY(wait_gather(r, c, error));
   if (r->recv[s]) TRY(px_stream_wait_event(r->compute, r->recv_ev[s], error));
-  PxGptActs *a = px_gpt_forward(r->gpt, c, g_steal_pointer(&r->recv[s]), first ? r->inputs[mb] : NULL,
-                                last ? r->targets[mb] : NULL, &loss, error);
+  PxGptActs *a = px_gpt_forward_acc(r->gpt, c, g_steal_pointer(&r->recv[s]), first ? r->inputs[mb] : NULL,
+                                    last ? r->targets[mb] : NULL, r->loss_acc, error);
   TRY(a);
   r->acts[s] = a;
-  if (last) r->loss_sum += loss;
   return TRUE;
 }
 
@@ -660,6 +664,14 @@ static gboolean op_send(Rank *r, const PxInstr *ins, double *bytes, GError **err
     payload = g_steal_pointer(&r->dgrad[s]);
     if (!payload) return rfail(error, PX_RUNTIME_ERROR_FAILED, "gradient of mb %d chunk %d sent before backward", ins->mb, ins->chunk);
   }
+  if (ins->peer == r->stage) { /* the bottom of a V: left for this rank's other chunk, whose RECV takes it */
+    int st, c;
+    px_schedule_part_place(r->rt->prog->schedule, r->rt->plan.pp, part_of(r, ins->chunk) + (act ? 1 : -1), &st, &c);
+    PxTensor **dst = act ? &r->recv[slot(r, ins->mb, c)] : &r->rgrad[slot(r, ins->mb, c)];
+    px_tensor_free(*dst);
+    *dst = g_steal_pointer(&payload);
+    return TRUE;
+  }
   *bytes = (double)payload->bytes;
   TRY(reap_sends(r, FALSE, error));
   TRY(after_compute(r, r->send_s, error));
@@ -681,9 +693,21 @@ static gboolean op_recv(Rank *r, const PxInstr *ins, double *bytes, GError **err
   gint64 shape[2];
   px_gpt_io_shape(r->gpt, shape);
   PxTensor **dst = act ? &r->recv[s] : &r->rgrad[s];
+  /* the bottom of a V: op_send left it here; copied as a receive would, on the compute stream */
+  PxTensor *own = ins->peer == r->stage ? g_steal_pointer(dst) : NULL;
+  if (ins->peer == r->stage && !own)
+    return rfail(error, PX_RUNTIME_ERROR_FAILED, "mb %d chunk %d received from this rank before it was sent", ins->mb, ins->chunk);
   px_tensor_free(*dst);
-  TRY(*dst = px_tensor_new(r->be, act ? "recv_act" : "recv_grad", r->rt->opt.dtype,
-                           act ? PX_MEM_ACTIVATIONS : PX_MEM_BUFFERS, 2, shape, error));
+  *dst = px_tensor_new(r->be, act ? "recv_act" : "recv_grad", r->rt->opt.dtype,
+                       act ? PX_MEM_ACTIVATIONS : PX_MEM_BUFFERS, 2, shape, error);
+  if (own) {
+    InFlight f = {own, *dst ? px_event_new(r->be, error) : NULL};
+    gboolean ok = f.sent && px_tensor_copy_async(*dst, own, r->compute, error) && px_event_record(f.sent, r->compute, error);
+    if (f.sent) g_array_append_val(r->in_flight, f); /* freed by reap_sends once the copy is done */
+    else px_tensor_free(own);
+    return ok && px_event_record(r->recv_ev[s], r->compute, error);
+  }
+  TRY(*dst);
   *bytes = (double)(*dst)->bytes;
   TRY(px_comm_recv(act ? r->pp_act : r->pp_grad, (*dst)->data, (gsize)(*dst)->numel, (*dst)->dtype, ins->peer,
                    r->recv_s, error));
@@ -747,7 +771,6 @@ static gboolean op_reduce_tied(Rank *r, double *bytes, GError **error) {
  * DP-replicated gradients on DP rank 0 only. */
 typedef struct {
   PxTensor *grad;  /* the range's gradient (full or shard) */
-  double sum;
 } NormAcc;
 
 static gboolean norm_segment(Rank *r, const PxGptParam *p, gint64 at, gint64 count, void *data, GError **error) {
@@ -755,10 +778,7 @@ static gboolean norm_segment(Rank *r, const PxGptParam *p, gint64 at, gint64 cou
   if (p->tied_copy || (p->replicated && r->tp_rank != 0)) return TRUE;
   g_autoptr(PxTensor) v = px_tensor_view(acc->grad, "norm", at, 1, &count, error);
   TRY(v);
-  double s;
-  TRY(px_op_sum_squares(r->be, v, &s, error));
-  acc->sum += s;
-  return TRUE;
+  return px_op_sum_squares_acc(r->be, r->sq_acc, v, error);
 }
 
 /* Sequence parallelism: norm gradients summed over the TP group. */
@@ -824,8 +844,8 @@ static gboolean op_optimizer(Rank *r, double *bytes, GError **error) {
     TpAcc acc = {r->sharded ? cs->g_shard : cs->g};
     TRY(for_segments(r, c, lo, lo + (r->sharded ? cs->shard : cs->numel), tp_segment, &acc, error));
   }
-  /* global norm */
-  double sq = 0;
+  /* global norm: summed on the device, all-reduced there, read once */
+  TRY(px_tensor_zero(r->sq_acc, error));
   for (int c = 0; c < v; c++) {
     ChunkState *cs = &r->chunks[c];
     NormAcc acc = {0};
@@ -837,9 +857,10 @@ static gboolean op_optimizer(Rank *r, double *bytes, GError **error) {
       acc.grad = cs->g;
       TRY(for_segments(r, c, 0, cs->numel, norm_segment, &acc, error));
     }
-    sq += acc.sum;
   }
-  TRY(px_comm_all_reduce(r->world, &sq, 1, PX_DTYPE_F64, PX_RED_SUM, NULL, error));
+  double sq;
+  TRY(px_comm_all_reduce(r->world, r->sq_acc->data, 1, PX_DTYPE_F64, PX_RED_SUM, r->compute, error));
+  TRY(px_tensor_download(r->sq_acc, &sq, error));
   double norm = sqrt(sq);
   if (!isfinite(norm))
     return rfail(error, PX_RUNTIME_ERROR_NONFINITE, "step %d: gradient norm %g: not finite, stopping before the update "
@@ -916,6 +937,7 @@ static gboolean run_instr(Rank *r, const PxInstr *ins, double *bytes, GError **e
   case PX_OP_REDUCE_GRADS: return op_reduce_grads(r, ins->chunk, bytes, error);
   case PX_OP_GATHER_PARAMS: return op_gather(r, ins->chunk, bytes, error);
   case PX_OP_OPTIMIZER_STEP: return op_optimizer(r, bytes, error);
+  case PX_OP_OVERLAP: return TRUE; /* the F&B pair that follows runs one after the other here */
   default: return rfail(error, PX_RUNTIME_ERROR_FAILED, "unknown instruction %d", ins->kind);
   }
 }
@@ -932,18 +954,23 @@ static gboolean step_job(Rank *r, gpointer data, GError **error) {
   (void)data;
   PxRuntime *rt = r->rt;
   const PxRankProgram *rp = &rt->prog->ranks[r->stage];
-  r->loss_sum = 0;
   px_timeline_free(r->tl);
   r->tl = px_timeline_new();
   g_autofree double *bytes = g_new0(double, rp->n);
   double t0 = px_backend_clock(r->be);
   PxMemStats ms;
-  gboolean ok = TRUE;
+  gboolean ok = px_tensor_zero(r->loss_acc, error);
   for (guint i = 0; ok && i < rp->n; i++) {
     const PxInstr *ins = &rp->instrs[i];
     PxStream *q = queue_of(r, ins->kind);
     gboolean fault = rt->step == 0 && r->rank == rt->opt.fault_rank && (int)i == rt->opt.fault_instr;
     if (fault) ok = rfail(error, PX_RUNTIME_ERROR_FAILED, "injected fault");
+    if (ok) { /* what a failure of the communication it queues will be called */
+      g_autoptr(GString) s = g_string_new(NULL);
+      px_instr_format(ins, s);
+      g_autofree char *label = g_strdup_printf("rank %d (stage %d) %s", r->rank, r->stage, s->str);
+      px_comm_set_label(label);
+    }
     ok = ok && px_event_record(r->ev_start[i], q, error) && run_instr(r, ins, &bytes[i], error) &&
          px_event_record(r->ev_end[i], q, error);
     if (ok) ok = px_comm_check_async(r->world, error);
@@ -956,6 +983,7 @@ static gboolean step_job(Rank *r, gpointer data, GError **error) {
     px_backend_mem_stats(r->be, &ms);
     px_timeline_add_memory(r->tl, r->rank, px_backend_clock(r->be) - t0, (double)ms.total_current);
   }
+  px_comm_set_label(NULL);
   /* every queued send, receive and reduction of the step has completed */
   GError *drain_err = NULL;
   gboolean drained = rank_drain(r, ok ? error : &drain_err);
@@ -972,9 +1000,15 @@ static gboolean step_job(Rank *r, gpointer data, GError **error) {
       PxEvent ev = {r->rank, r->stage, stream_of(ins->kind), ins->kind, ins->mb, ins->chunk, a - t0, b - t0, bytes[i]};
       px_timeline_add(r->tl, &ev);
     }
-  /* the global loss: the last stage's TP rank 0 of every DP rank holds one share */
-  double loss = ok && r->stage == rt->plan.pp - 1 && r->tp_rank == 0 ? r->loss_sum : 0;
-  ok = ok && px_comm_all_reduce(r->world, &loss, 1, PX_DTYPE_F64, PX_RED_SUM, NULL, error);
+  /* the global loss: TP rank 0 of the stage holding the last part (rank 0 in
+   * a V) holds one share per DP rank; summed over the world on the device,
+   * then one read */
+  int last_stage, last_chunk;
+  px_schedule_part_place(rt->prog->schedule, rt->plan.pp, rt->part->parts - 1, &last_stage, &last_chunk);
+  double loss = 0;
+  if (ok && !(r->stage == last_stage && r->tp_rank == 0)) ok = px_tensor_zero(r->loss_acc, error);
+  ok = ok && px_comm_all_reduce(r->world, r->loss_acc->data, 1, PX_DTYPE_F64, PX_RED_SUM, r->compute, error) &&
+       px_tensor_download(r->loss_acc, &loss, error);
   rank_clear_step(r);
   TRY(ok);
   loss /= (double)rt->plan.m * rt->plan.dp;

@@ -2,7 +2,8 @@
 # nightly_parity.sh — the full parity product of the executor: for tiny-gpt
 # and tiny-llama, every layout in
 #   {pp 1,2,4} x {tp 1,2} x {dp 1,2} x {ZeRO 0,1,2,3} x {ckpt none, full}
-#   x {gpipe, 1f1b, interleaved (vpp 2 where the model has the chunks), zb-h1}
+#   x {gpipe, 1f1b, interleaved (vpp 2 where the model has the chunks), zb-h1,
+#      zb-h2, zb-v and dualpipev (two chunks per rank in a V: pp 2 here)}
 #   x {sequence parallel or not (tp 2)}
 # runs 5 steps, and each step's loss must equal the single-rank run's on the
 # same global batch to 1e-5 relative (fp32; --dtype f64: 1e-10). ZeRO > 0 with
@@ -24,10 +25,11 @@ for model in tiny-gpt tiny-llama; do
   [ -n "$ref" ] || { echo "FAIL $model single rank did not run"; exit 1; }
   for pp in 1 2 4; do for tp in 1 2; do for dp in 1 2; do for zero in 0 1 2 3; do
     [ "$dp" = 1 ] && [ "$zero" != 0 ] && continue
-    for ckpt in none full; do for sched in gpipe 1f1b interleaved zb-h1; do for sp in no yes; do
+    for ckpt in none full; do for sched in gpipe 1f1b interleaved zb-h1 zb-h2 zb-v dualpipev; do for sp in no yes; do
       [ "$sp" = yes ] && [ "$tp" = 1 ] && continue
       vpp=1
-      if [ "$sched" = interleaved ]; then [ "$pp" = 2 ] || continue; vpp=2; fi
+      # two chunks per rank: pp 2 (tiny models have 4 blocks); dualpipev's m = 8 / dp >= 2 pp holds there
+      case $sched in interleaved|zb-v|dualpipev) [ "$pp" = 2 ] || continue; vpp=2 ;; esac
       args=(--model "$model" --pp "$pp" --tp "$tp" --dp "$dp" --zero "$zero" --ckpt "$ckpt" --schedule "$sched" --vpp "$vpp")
       [ "$sp" = yes ] && args+=(--sp)
       got=$("$exe" "${common[@]}" "${args[@]}" 2>&1 | losses)

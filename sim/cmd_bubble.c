@@ -17,7 +17,8 @@
 
 #define CMD "parallax-sim bubble"
 
-static const PxScheduleKind schedules[] = {PX_SCHED_GPIPE, PX_SCHED_1F1B, PX_SCHED_INTERLEAVED, PX_SCHED_ZB_H1};
+static const PxScheduleKind schedules[] = {PX_SCHED_GPIPE, PX_SCHED_1F1B, PX_SCHED_INTERLEAVED, PX_SCHED_ZB_H1,
+                                           PX_SCHED_ZB_H2, PX_SCHED_ZB_V, PX_SCHED_DUALPIPEV};
 #define N_SCHED G_N_ELEMENTS(schedules)
 
 /* "1,2,4,8" -> positive ints. */
@@ -46,7 +47,7 @@ static gboolean parse_m_list(const char *s, GArray *out, GError **error) {
 static void bubble_plan(PxPlan *p, PxScheduleKind k, int pp, int vpp, int m) {
   px_plan_init(p);
   p->pp = pp;
-  p->vpp = k == PX_SCHED_INTERLEAVED ? vpp : 1;
+  p->vpp = k == PX_SCHED_INTERLEAVED ? vpp : px_schedule_is_v(k) ? 2 : 1;
   p->schedule = k;
   p->mbs = 1;
   p->gbs = m;
@@ -57,6 +58,7 @@ typedef struct {
   double simulated;   /* NAN when the schedule refuses this m */
   double analytic;
   double step_time;   /* in units of T_F */
+  double span;        /* the longest rank's first-op-to-last-op span, units of T_F */
   char *why;          /* the refusal */
 } Point;
 typedef Point Row[N_SCHED];  /* one m, every schedule */
@@ -65,7 +67,7 @@ static void simulate_point(PxScheduleKind k, int pp, int vpp, int m, Point *pt) 
   PxPlan plan;
   bubble_plan(&plan, k, pp, vpp, m);
   pt->analytic = px_plan_bubble_fraction(&plan);
-  pt->simulated = pt->step_time = NAN;
+  pt->simulated = pt->step_time = pt->span = NAN;
   g_autoptr(GError) err = NULL;
   g_autoptr(PxProgram) prog = px_program_new(&plan, NULL, &err);
   g_autoptr(PxCostTable) table = px_cost_table_ideal(pp, plan.vpp);
@@ -74,6 +76,7 @@ static void simulate_point(PxScheduleKind k, int pp, int vpp, int m, Point *pt) 
   if (res) {
     pt->simulated = res->bubble_fraction;
     pt->step_time = res->step_time;
+    pt->span = res->span;
   } else {
     pt->why = g_strdup(err ? err->message : "failed");
   }
@@ -84,9 +87,13 @@ static void print_table(int pp, int vpp, const GArray *ms, const Row *pts) {
   printf("# pipeline bubble, pp=%d, vpp=%d (interleaved only)\n", pp, vpp);
   printf("# bubble fraction = idle / step time, mean over stages; simulated by the event engine\n");
   printf("# with ideal costs (T_F = T_B = T_W = 1 per chunk, no communication, no optimizer)\n");
-  printf("# analytic: gpipe, 1f1b %s; interleaved %s; zb-h1 %s\n", px_report_bubble_formula(PX_SCHED_1F1B),
-         px_report_bubble_formula(PX_SCHED_INTERLEAVED), px_report_bubble_formula(PX_SCHED_ZB_H1));
-  printf("# zb-h1's formula assumes m >= p; below that the schedule cannot fill its warm-up with W passes\n");
+  printf("# analytic:\n");
+  for (gsize s = 0; s < N_SCHED; s++)
+    printf("#   %-12s %s\n", px_schedule_name(schedules[s]), px_report_bubble_formula(schedules[s]));
+  printf("# zb-h1's formula assumes m >= p, zb-h2's and zb-v's m >= 2p-1; below that the warm-up cannot be filled\n");
+  printf("# zb-v and dualpipev: 2 chunks per rank in a V (T_F is one chunk's forward: half a stage's)\n");
+  printf("# span: idle within each rank's own first-op-to-last-op span (each rank may begin as soon as its\n");
+  printf("# input is there: optimizer post-validation, Qi et al. 2024 §4; their Table 5 convention for zb-h2)\n");
   printf("# %5s", "");
   for (gsize s = 0; s < N_SCHED; s++) printf("  %-16s", px_schedule_name(schedules[s]));
   printf("\n# %5s", "m");
@@ -99,6 +106,21 @@ static void print_table(int pp, int vpp, const GArray *ms, const Row *pts) {
       if (isnan(pt->simulated)) printf("  %-7s", "-");
       else printf("  %-7.4f", pt->simulated);
       printf(" %-8.4f", pt->analytic);
+    }
+    printf("\n");
+  }
+  printf("# span bubble (idle / span within each rank's span; every rank is equally busy here):\n# %5s", "m");
+  for (gsize s = 0; s < N_SCHED; s++) printf("  %-11s", px_schedule_name(schedules[s]));
+  printf("\n");
+  for (guint i = 0; i < ms->len; i++) {
+    printf("# %5d", g_array_index(ms, int, i));
+    for (gsize s = 0; s < N_SCHED; s++) {
+      const Point *pt = &pts[i][s];
+      if (isnan(pt->span) || pt->span <= 0) printf("  %-11s", "-");
+      else {
+        double b = 1 - pt->step_time * (1 - pt->simulated) / pt->span;
+        printf("  %-11.4f", fabs(b) < 1e-12 ? 0.0 : b);
+      }
     }
     printf("\n");
   }
@@ -135,6 +157,9 @@ static void print_json(int pp, int vpp, const GArray *ms, const Row *pts) {
       json_builder_set_member_name(b, "step_time");
       if (isnan(pt->step_time)) json_builder_add_null_value(b);
       else json_builder_add_double_value(b, pt->step_time);
+      json_builder_set_member_name(b, "span");
+      if (isnan(pt->span)) json_builder_add_null_value(b);
+      else json_builder_add_double_value(b, pt->span);
       if (pt->why) {
         px_json_member_string(b, "error", pt->why);
       }
@@ -174,15 +199,19 @@ static gboolean plot_bubble(int pp, int vpp, const GArray *ms, const Row *pts, c
         sv[s * ms->len + b->n] = pts[i][s].simulated;
         b->n++;
       }
-    for (gsize j = 0; j < nc; j++) {
-      PxPlan plan;
+    /* the curve where the formula is exact (zb-h2 and zb-v from 2p-1, ...) */
+    PxPlan plan;
+    bubble_plan(&plan, schedules[s], pp, vpp, lo);
+    gsize first = (gsize)CLAMP(px_plan_bubble_exact_from(&plan) - lo, 0, (int)nc);
+    px_plan_clear(&plan);
+    for (gsize j = first; j < nc; j++) {
       bubble_plan(&plan, schedules[s], pp, vpp, lo + (int)j);
       cv[s * nc + j] = px_plan_bubble_fraction(&plan);
       px_plan_clear(&plan);
     }
-    b->n_curve = (int)nc;
-    b->curve_m = cm;
-    b->curve = cv + s * nc;
+    b->n_curve = (int)(nc - first);
+    b->curve_m = cm + first;
+    b->curve = cv + s * nc + first;
   }
   g_autofree char *title = g_strdup_printf("Pipeline bubble, pp = %d, interleaved vpp = %d (ideal costs)", pp, vpp);
   return px_plot_bubble(series, N_SCHED, dir, title, error);

@@ -261,6 +261,7 @@ static int run_search(const SearchFlags *f, const PxPlanOptions *o, const PxMode
       break;
     }
   g_autofree char *why = ru ? px_search_explain(w, ru, r->capacity, u->scale, u->name) : NULL;
+  g_autoptr(GArray) scheds = w ? px_search_schedules(model, cluster, plan, w, r->capacity) : NULL;
   if (f->json) {
     g_autoptr(JsonBuilder) b = json_builder_new();
     json_builder_begin_object(b);
@@ -283,6 +284,21 @@ static int run_search(const SearchFlags *f, const PxPlanOptions *o, const PxMode
     json_builder_set_member_name(b, "why");
     if (why) json_builder_add_string_value(b, why);
     else json_builder_add_null_value(b);
+    json_builder_set_member_name(b, "schedules");
+    json_builder_begin_array(b);
+    for (guint i = 0; scheds && i < scheds->len; i++) {
+      const PxSearchCandidate *c = &g_array_index(scheds, PxSearchCandidate, i);
+      json_builder_begin_object(b);
+      px_json_member_string(b, "schedule", px_schedule_name(c->layout.schedule));
+      px_json_member_int(b, "vpp", c->layout.vpp);
+      px_json_member_double(b, "step_time_s", c->step_time);
+      px_json_member_double(b, "bubble_fraction", c->bubble);
+      px_json_member_double(b, "memory_bytes", c->memory);
+      px_json_member_bool(b, "fits", c->fits);
+      px_json_member_double(b, "p2p_bytes_per_gpu", c->p2p_bytes);
+      json_builder_end_object(b);
+    }
+    json_builder_end_array(b);
     json_builder_end_object(b);
     px_report_print_json(b);
   } else if (w) {
@@ -296,6 +312,17 @@ static int run_search(const SearchFlags *f, const PxPlanOptions *o, const PxMode
            r->evaluated, r->valid, r->feasible, r->elapsed);
     print_table(r, u);
     if (why) printf("\nwhy #1: %s\n", why);
+    if (scheds && scheds->len > 1) {
+      printf("\n#1's layout under each schedule (simulated): the bubble against memory against p2p volume\n");
+      printf("%-12s %4s %10s %8s %10s %4s %14s\n", "schedule", "vpp", "step ms", "bubble %", u->scale == 1e9 ? "mem GB" : "mem GiB",
+             "fits", "p2p MB/GPU/step");
+      for (guint i = 0; i < scheds->len; i++) {
+        const PxSearchCandidate *c = &g_array_index(scheds, PxSearchCandidate, i);
+        printf("%-12s %4d %10.1f %8.1f %10.2f %4s %14.1f%s\n", px_schedule_name(c->layout.schedule), c->layout.vpp,
+               1e3 * c->step_time, 100 * c->bubble, c->memory / u->scale, c->fits ? "yes" : "no", c->p2p_bytes / 1e6,
+               c->layout.schedule == w->layout.schedule && c->layout.vpp == w->layout.vpp ? "  <- #1" : "");
+      }
+    }
   }
   if (w && f->emit && !emit_plan(f->emit, plan, &w->layout, o, cluster, &error)) return px_cli_fail(CMD, error);
   if (f->pareto && !pareto_plot(f->pareto, r, model, &error)) return px_cli_fail(CMD, error);

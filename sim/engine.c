@@ -54,6 +54,9 @@ typedef struct {
   double busy, exposed[PX_N_COMM];
   double act, gathered, mem, peak_mem;
   int in_flight, peak_in_flight;
+  double start;       /* its first compute op starts (-1: none yet) */
+  int paired;         /* compute ops left in the current overlapped F&B pair */
+  double pair_start;
 } Rank;
 
 typedef struct {
@@ -98,7 +101,12 @@ static double part_value(const double *a, int part) {
 
 /* compute-stream op of duration d */
 static void compute(Sim *sim, Rank *r, const PxInstr *in, double d) {
+  if (r->start < 0 && px_op_is_compute(in->kind)) r->start = r->t;
   record(sim, r, PX_STREAM_COMPUTE, in->kind, in->mb, in->chunk, r->t, r->t + d, 0);
+  if (r->paired > 0 && px_op_is_compute(in->kind)) {
+    if (r->paired == 2) r->pair_start = r->t;
+    if (--r->paired == 0 && sim->tl) px_timeline_add_pair(sim->tl, r->rank, r->pair_start, r->t + d);
+  }
   r->t += d;
   r->busy += d;
 }
@@ -124,19 +132,23 @@ static gboolean invalid(Sim *sim, const Rank *r, const PxInstr *in, const char *
 /* The message a receive waits for, or NULL (error set) */
 static Message *find_message(Sim *sim, Rank *r, const PxInstr *in) {
   gboolean act = in->kind == PX_OP_RECV_ACT;
-  int part = in->chunk * sim->pp + r->stage;
-  int from = act ? part - 1 : part + 1;
-  if (in->mb < 0 || in->mb >= sim->m || in->chunk < 0 || in->chunk >= sim->vpp || from < 0 ||
-      from >= sim->pp * sim->vpp) {
+  if (in->mb < 0 || in->mb >= sim->m || in->chunk < 0 || in->chunk >= sim->vpp) {
     invalid(sim, r, in, "no such micro-batch, chunk or neighbouring part");
     return NULL;
   }
-  if (in->peer != from % sim->pp) {
+  int part = px_program_part_of(sim->prog, r->stage, in->chunk);
+  int from = act ? part - 1 : part + 1, from_stage, from_chunk;
+  if (from < 0 || from >= sim->pp * sim->vpp) {
+    invalid(sim, r, in, "no such micro-batch, chunk or neighbouring part");
+    return NULL;
+  }
+  px_schedule_part_place(sim->prog->schedule, sim->pp, from, &from_stage, &from_chunk);
+  if (in->peer != from_stage) {
     invalid(sim, r, in, "peer is not the stage holding the neighbouring part");
     return NULL;
   }
   Rank *sender = &sim->ranks[sim->sim_of[r->replica * sim->pp + in->peer]];
-  return &sender->msgs[((act ? 0 : 1) * sim->m + in->mb) * sim->vpp + from / sim->pp];
+  return &sender->msgs[((act ? 0 : 1) * sim->m + in->mb) * sim->vpp + from_chunk];
 }
 
 static void resolve(Sim *sim, Coll *c) {
@@ -225,8 +237,8 @@ static gboolean step(Sim *sim, Rank *r) {
   const PxInstr *in = &r->prog->instrs[r->pc];
   const PxCostTable *tab = sim->tab;
   int pp = sim->pp;
-  int part = in->chunk * pp + r->stage;
   gboolean has_part = in->chunk >= 0 && in->chunk < sim->vpp;
+  int part = has_part ? px_program_part_of(sim->prog, r->stage, in->chunk) : -1;
   const PxSimOptions *opt = sim->opt;
   r->wait = WAIT_NONE;
   switch (in->kind) {
@@ -262,8 +274,11 @@ static gboolean step(Sim *sim, Rank *r) {
     if (!has_part || in->mb < 0 || in->mb >= sim->m || (act ? part + 1 >= pp * sim->vpp : part < 1))
       return invalid(sim, r, in, "no such micro-batch, chunk or neighbouring part");
     Message *msg = &r->msgs[((act ? 0 : 1) * sim->m + in->mb) * sim->vpp + in->chunk];
+    int to_stage, to_chunk;
+    px_schedule_part_place(sim->prog->schedule, pp, act ? part + 1 : part - 1, &to_stage, &to_chunk);
     msg->start = MAX(r->t, r->send_free);
-    msg->end = msg->start + (act ? tab->p2p_act[part] : tab->p2p_grad[part]);
+    /* the bottom of a V passes between two chunks of one rank: no transfer */
+    msg->end = msg->start + (to_stage == r->stage ? 0 : act ? tab->p2p_act[part] : tab->p2p_grad[part]);
     r->send_free = msg->end;
     record(sim, r, PX_STREAM_SEND, in->kind, in->mb, in->chunk, msg->start, msg->end, tab->p2p_bytes[part]);
     if (msg->waiter >= 0) enqueue(sim, msg->waiter);
@@ -283,6 +298,9 @@ static gboolean step(Sim *sim, Rank *r) {
     wait_for(r, msg->end, msg->start, PX_COMM_P2P);
     break;
   }
+  case PX_OP_OVERLAP:
+    r->paired = 2;
+    break;
   case PX_OP_GATHER_PARAMS:
     if (!collective(sim, r, in, in->kind, in->chunk, TRUE)) return FALSE;
     r->gathered += part_value(opt->gather_bytes, part);
@@ -416,6 +434,7 @@ static void sim_init(Sim *sim, const PxProgram *prog, const PxCostTable *tab, co
     sim->sim_of[r->replica * sim->pp + r->stage] = i;
     r->prog = &prog->ranks[r->stage];
     r->deferred = g_array_new(FALSE, FALSE, sizeof(int));
+    r->start = -1;
     r->msgs = g_new(Message, n_msgs);
     for (gsize k = 0; k < n_msgs; k++) r->msgs[k] = (Message){0, -1, -1};
     r->last_bwd = g_new(int, sim->vpp);
@@ -441,7 +460,7 @@ static PxSimResult *collect(Sim *sim) {
     Rank *r = &sim->ranks[i];
     double end = MAX(r->t, MAX(r->send_free, r->coll_free));
     res->step_time = MAX(res->step_time, end);
-    res->ranks[i] = (PxRankResult){.rank = r->rank, .stage = r->stage, .end = end, .busy = r->busy,
+    res->ranks[i] = (PxRankResult){.rank = r->rank, .stage = r->stage, .start = MAX(r->start, 0), .end = end, .busy = r->busy,
                                    .peak_memory = r->peak_mem, .peak_in_flight = r->peak_in_flight};
     memcpy(res->ranks[i].exposed, r->exposed, sizeof r->exposed);
     res->stage_peak_memory[r->stage] = MAX(res->stage_peak_memory[r->stage], r->peak_mem);
@@ -464,6 +483,7 @@ static PxSimResult *collect(Sim *sim) {
   }
   res->bubble_fraction /= sim->n;
   res->bubble_overhead = busy > 0 ? idle / busy : 0;
+  for (int i = 0; i < sim->n; i++) res->span = MAX(res->span, res->ranks[i].end - res->ranks[i].start);
   res->n_instructions = sim->n_instr;
   if (sim->tl) {
     px_timeline_sort(sim->tl);

@@ -9,6 +9,11 @@
  * optimizer step otherwise. A program that cannot finish is reported as a
  * PX_ENGINE_ERROR_DEADLOCK naming the stuck ranks and instructions.
  *
+ * Parts are placed by the program's px_program_part_of (a V for zb-v and
+ * dualpipev: the last rank's hand-over between its two chunks costs nothing).
+ * An OVERLAP instruction marks the next two compute ops as one F&B pair: they
+ * run back to back (F + B) and are flagged `paired` in the timeline.
+ *
  * By default one rank per stage is simulated (dp = tp = 0; the others run the
  * same stream at the same times); options->full simulates every rank. */
 #pragma once
@@ -49,6 +54,7 @@ typedef struct {
 
 typedef struct {
   int rank, stage;             /* global rank, pipeline rank */
+  double start;                /* its first compute op (F, B, W) starts */
   double end;                  /* its last op ends */
   double busy;                 /* compute stream busy (F, B, W, load, optimizer) */
   double idle;                 /* step_time - busy */
@@ -72,6 +78,10 @@ typedef struct {
   int *stage_peak_in_flight;   /* (pp) */
   double bubble_fraction;      /* mean over ranks of idle / step_time */
   double bubble_overhead;      /* mean idle / mean busy */
+  double span;                 /* max over ranks of end - start: the step when each rank may
+                                  begin as soon as its first input is there (Qi et al. 2024 §4,
+                                  optimizer post-validation; the convention of their Table 5 for
+                                  ZB-H2) */
   PxBreakdown breakdown;       /* mean per rank, seconds; sums to step_time */
   guint64 n_instructions;      /* instructions executed */
   PxTimeline *timeline;        /* NULL with no_timeline */

@@ -238,6 +238,16 @@ gboolean px_plot_timeline(const PxTimeline *tl, const char *dir, const char *tit
   gboolean used[G_N_ELEMENTS(styles)] = {0}, chunks = FALSE;
   g_autoptr(GString) boxes = g_string_new("# x_center row half_width half_height rgb\n");
   g_autoptr(GString) labels = g_string_new("# x row label\n");
+  g_autoptr(GString) pairs = g_string_new("# overlapped F&B pairs: x_center row half_width half_height\n");
+  int n_pairs = 0;
+  for (guint i = 0; i < tl->pairs->len; i++) {
+    const PxPair *pr = &g_array_index(tl->pairs, PxPair, i);
+    gpointer row1 = g_hash_table_lookup(f.rows.row, GINT_TO_POINTER(pr->rank));
+    if (!row1) continue;
+    double x0 = pr->start * f.scale, x1 = pr->end * f.scale;
+    g_string_append_printf(pairs, "%.9g %d %.9g 0.38\n", (x0 + x1) / 2, GPOINTER_TO_INT(row1) - 1, (x1 - x0) / 2);
+    n_pairs++;
+  }
   for (guint i = 0; i < tl->events->len; i++) {
     const PxEvent *ev = &g_array_index(tl->events, PxEvent, i);
     int cls = kind_class(ev);
@@ -260,6 +270,9 @@ gboolean px_plot_timeline(const PxTimeline *tl, const char *dir, const char *tit
   }
   g_string_append(boxes, "\n\n");
   g_string_append(boxes, labels->str);
+  if (!n_pairs) g_string_append(pairs, "NaN NaN NaN NaN\n");
+  g_string_append(boxes, "\n\n");
+  g_string_append(boxes, pairs->str);
   g_autofree char *datafile = NULL;
   gboolean ok = write_data(dir, "timeline.dat", boxes, &datafile, error);
   if (ok) {
@@ -282,6 +295,7 @@ gboolean px_plot_timeline(const PxTimeline *tl, const char *dir, const char *tit
     append_gp_string(vars, "colors", colors->str);
     append_gp_string(vars, "xunit", f.xunit);
     append_gp_string(vars, "ptitle", full_title);
+    g_string_append_printf(vars, "npairs=%d; ", n_pairs);
     g_string_append_printf(vars, "nrows=%u; tmax=%.9g; width=%d; height=%u; ", f.rows.ranks->len,
                            f.tend * f.scale, TIMELINE_WIDTH, 170 + 55 * f.rows.ranks->len);
     ok = px_plot_run("timeline", dir, "timeline", datafile, vars->str, error);

@@ -200,12 +200,18 @@ typedef struct {
   const PxSearchOptions *opt;
 } Space;
 
+/* The schedule the blocks are built with: one whose part map is the task's
+ * (a V for the V tasks) and that takes m = pp. */
+static gint8 block_schedule(const PxLayout *l) {
+  return px_schedule_is_v(l->schedule) ? PX_SCHED_ZB_V : l->vpp > 1 ? PX_SCHED_INTERLEAVED : PX_SCHED_1F1B;
+}
+
 static void state_block(const Space *sp, const PxPartition *part, PxLayout l, StateBlock *b) {
   PxPlan p, p0;
   l.mbs = 1;
   l.ckpt = PX_CKPT_NONE;
   l.sp = 0;
-  l.schedule = l.vpp > 1 ? PX_SCHED_INTERLEAVED : PX_SCHED_1F1B;
+  l.schedule = block_schedule(&l);
   plan_from(&p, sp->base, &l);
   p.gbs = p.mbs * p.dp * p.pp; /* m = pp: batch divisibility is each layout's own check */
   b->ok = px_plan_validate(&p, sp->model, sp->cluster, NULL);
@@ -235,7 +241,7 @@ static void compute_block(const Space *sp, const PxPartition *part, PxLayout l, 
   PxPlan p;
   l.zero = 0;
   l.offload = PX_OFFLOAD_NONE;
-  l.schedule = l.vpp > 1 ? PX_SCHED_INTERLEAVED : PX_SCHED_1F1B;
+  l.schedule = block_schedule(&l);
   plan_from(&p, sp->base, &l);
   p.gbs = p.mbs * p.dp * p.pp;
   b->ok = px_plan_validate(&p, sp->model, sp->cluster, NULL);
@@ -292,6 +298,13 @@ static void evaluate(const PxPlan *p, const StateBlock *s, const ComputeBlock *c
   switch (p->schedule) {
   case PX_SCHED_INTERLEAVED: u = tc / p->vpp; break;
   case PX_SCHED_ZB_H1: u = MAX(c->f[crit] + c->bi[crit] - c->w[crit], 0); break;
+  /* ZB-H2: every rank waits a forward for its first input, then (p-1)(F+B-2W)
+   * (Qi et al.); the engine's step follows the larger of the two */
+  case PX_SCHED_ZB_H2: u = MAX(c->f[crit], c->f[crit] + c->bi[crit] - 2 * c->w[crit]); break;
+  /* the V schedules per chunk (half the rank's work): ZB-V as ZB-H2, DualPipeV
+   * (F&B + B - 3W) = F + 2Bi - W (DualPipe README) */
+  case PX_SCHED_ZB_V: u = MAX(c->f[crit], c->f[crit] + c->bi[crit] - 2 * c->w[crit]) / 2; break;
+  case PX_SCHED_DUALPIPEV: u = MAX(c->f[crit] + 2 * c->bi[crit] - c->w[crit], 0) / 2; break;
   default: u = tc; break;
   }
   *memory = peak;
@@ -358,13 +371,22 @@ typedef struct {
   PxSearchCandidate best;
 } Run;
 
-static int n_schedules(const PxLayout *k, PxScheduleKind out[3]) {
+/* A task's schedules: its key's schedule is ZB-V for the V tasks (two chunks
+ * per rank placed in a V), else a placeholder. */
+#define MAX_TASK_SCHED 4
+static int n_schedules(const PxLayout *k, PxScheduleKind out[MAX_TASK_SCHED]) {
+  if (px_schedule_is_v(k->schedule)) {
+    out[0] = PX_SCHED_ZB_V;
+    out[1] = PX_SCHED_DUALPIPEV;
+    return 2;
+  }
   if (k->vpp > 1) { out[0] = PX_SCHED_INTERLEAVED; return 1; }
   if (k->pp == 1) { out[0] = PX_SCHED_1F1B; return 1; }
   out[0] = PX_SCHED_1F1B;
   out[1] = PX_SCHED_GPIPE;
   out[2] = PX_SCHED_ZB_H1;
-  return 3;
+  out[3] = PX_SCHED_ZB_H2;
+  return 4;
 }
 
 /* The (mbs, ckpt, sp), (zero, offload) and schedule choices of a task under the fix. */
@@ -373,7 +395,7 @@ typedef struct {
   int ckpt[3], n_ckpt;
   int sp[2], n_sp;
   int zo[N_ZO], n_zo;
-  PxScheduleKind sched[3];
+  PxScheduleKind sched[MAX_TASK_SCHED];
   int n_sched;
 } Choices;
 
@@ -390,7 +412,7 @@ static void task_choices(const PxSearchOptions *o, const PxLayout *k, Choices *c
     if (fixed_ok(o->fix.zero, zero_offload[z].zero) && fixed_ok(o->fix.offload, zero_offload[z].offload) &&
         (k->dp > 1 || zero_offload[z].zero == 0 || o->fix.zero >= 0))
       ch->zo[ch->n_zo++] = z;
-  PxScheduleKind all[3];
+  PxScheduleKind all[MAX_TASK_SCHED];
   int n = n_schedules(k, all);
   for (int i = 0; i < n; i++)
     if (fixed_ok(o->fix.schedule, all[i])) ch->sched[ch->n_sched++] = all[i];
@@ -512,16 +534,18 @@ static GArray *enumerate_tasks(const PxModel *model, const PxCluster *cluster, c
       for (int vpp = 1; vpp <= MAX(o->max_vpp, 1); vpp++) {
         if (vpp > 1 && (pp == 1 || pp * vpp > d->layers)) continue;
         if (!fixed_ok(o->fix.vpp, vpp)) continue;
-        if (o->fix.schedule >= 0 && (vpp > 1) != (o->fix.schedule == PX_SCHED_INTERLEAVED)) continue;
-        for (int oi = 0; oi < 6; oi++) {
-          Task t = {0};
-          t.key = (PxLayout){.tp = tp, .pp = pp, .dp = dp, .vpp = vpp, .mbs = 1, .order = (gint8)oi};
-          if (!fixed_ok(o->fix.order, oi) || (o->fix.order < 0 && order_redundant(oi, &t.key))) continue;
-          Choices ch;
-          task_choices(o, &t.key, &ch);
-          t.count = (guint64)ch.n_mbs * ch.n_ckpt * ch.n_sp * ch.n_zo * ch.n_sched;
-          if (t.count) g_array_append_val(tasks, t);
-        }
+        /* vpp 2 is tried twice: Megatron's interleaving and the V (zb-v, dualpipev) */
+        for (int v_shape = 0; v_shape <= (vpp == 2 && pp > 1); v_shape++)
+          for (int oi = 0; oi < 6; oi++) {
+            Task t = {0};
+            t.key = (PxLayout){.tp = tp, .pp = pp, .dp = dp, .vpp = vpp, .mbs = 1, .order = (gint8)oi,
+                               .schedule = v_shape ? PX_SCHED_ZB_V : PX_SCHED_NAIVE};
+            if (!fixed_ok(o->fix.order, oi) || (o->fix.order < 0 && order_redundant(oi, &t.key))) continue;
+            Choices ch;
+            task_choices(o, &t.key, &ch);
+            t.count = (guint64)ch.n_mbs * ch.n_ckpt * ch.n_sp * ch.n_zo * ch.n_sched;
+            if (t.count) g_array_append_val(tasks, t);
+          }
       }
     }
   }
@@ -555,10 +579,12 @@ char *px_search_why_empty(const PxModel *model, const PxCluster *cluster, const 
     if (f->pp > 0 && (gint64)f->pp * f->vpp > d->layers)
       return g_strdup_printf("--fix pp=%d × vpp=%d = %d model chunks exceed %d layers", f->pp, f->vpp, f->pp * f->vpp,
                              d->layers);
-    if (f->schedule >= 0 && f->schedule != PX_SCHED_INTERLEAVED)
-      return g_strdup_printf("--fix vpp=%d needs the interleaved schedule", f->vpp);
+    if (f->schedule >= 0 && f->schedule != PX_SCHED_INTERLEAVED && !(f->vpp == 2 && px_schedule_is_v(f->schedule)))
+      return g_strdup_printf("--fix vpp=%d needs the interleaved schedule (or vpp=2 with zb-v, dualpipev)", f->vpp);
   }
   if (f->vpp == 1 && f->schedule == PX_SCHED_INTERLEAVED) return g_strdup("--fix schedule=interleaved needs vpp ≥ 2");
+  if (f->vpp == 1 && f->schedule >= 0 && px_schedule_is_v(f->schedule))
+    return g_strdup_printf("--fix schedule=%s needs vpp = 2 (two chunks per rank)", px_schedule_name(f->schedule));
   return NULL;
 }
 
@@ -590,6 +616,17 @@ gboolean px_search_confirm(const PxModel *model, const PxCluster *cluster, const
     c->gbs = p.gbs;
     c->seq = p.seq;
     c->tokens_per_s = (double)p.gbs * p.seq / res->step_time;
+    c->p2p_bytes = 0;
+    for (int st = 0; st < prog->pp; st++) {
+      double bytes = 0;
+      const PxRankProgram *rp = &prog->ranks[st];
+      for (guint i = 0; i < rp->n; i++) {
+        const PxInstr *in = &rp->instrs[i];
+        if ((in->kind == PX_OP_SEND_ACT || in->kind == PX_OP_SEND_GRAD) && in->peer != st)
+          bytes += table->p2p_bytes[px_program_part_of(prog, st, in->chunk)];
+      }
+      c->p2p_bytes = MAX(c->p2p_bytes, bytes);
+    }
     c->mfu = table->model_flops_per_step / (res->step_time * px_plan_world(&p) * table->peak_flops);
   }
   px_plan_clear(&p);
@@ -735,6 +772,28 @@ PxSearchResult *px_search_run(const PxModel *model, const PxCluster *cluster, co
   return g_steal_pointer(&res);
 }
 
+GArray *px_search_schedules(const PxModel *model, const PxCluster *cluster, const PxPlan *base,
+                            const PxSearchCandidate *winner, double capacity) {
+  static const PxScheduleKind kinds[] = {PX_SCHED_GPIPE, PX_SCHED_1F1B, PX_SCHED_INTERLEAVED, PX_SCHED_ZB_H1,
+                                         PX_SCHED_ZB_H2, PX_SCHED_ZB_V, PX_SCHED_DUALPIPEV};
+  if (winner->layout.pp < 2) return NULL;
+  GArray *out = g_array_new(FALSE, TRUE, sizeof(PxSearchCandidate));
+  for (gsize k = 0; k < G_N_ELEMENTS(kinds); k++) {
+    PxSearchCandidate c = {.layout = winner->layout};
+    c.layout.schedule = kinds[k];
+    c.layout.vpp = kinds[k] == PX_SCHED_INTERLEAVED ? MAX(winner->layout.vpp, 2) : px_schedule_is_v(kinds[k]) ? 2 : 1;
+    if (c.layout.schedule == winner->layout.schedule && c.layout.vpp == winner->layout.vpp) {
+      g_array_append_val(out, *winner);
+      continue;
+    }
+    if (!px_search_confirm(model, cluster, base, &c, NULL)) continue;
+    c.analytic_time = c.step_time;
+    c.fits = c.memory <= capacity;
+    g_array_append_val(out, c);
+  }
+  return out;
+}
+
 /* ---- explanation ---------------------------------------------------------- */
 
 static void add_diff(GPtrArray *d, char *s) { g_ptr_array_add(d, s); }
@@ -809,6 +868,11 @@ char *px_search_explain(const PxSearchCandidate *w, const PxSearchCandidate *r, 
   if (effects->len > 0 && ta < tb) g_string_append_printf(s, ": %s", why);
   if (capacity > 0) g_string_append_printf(s, "; it fits with %.1f %s to spare", (capacity - w->memory) / scale, unit);
   g_string_append_c(s, '.');
+  if (a->schedule != b->schedule && w->simulated && r->simulated)
+    g_string_append_printf(s, " %s against %s: bubble %.1f %% vs %.1f %% of the step, peak memory %.2f vs %.2f %s, "
+                           "p2p %.1f vs %.1f MB per GPU per step.",
+                           px_schedule_name(a->schedule), px_schedule_name(b->schedule), 100 * ba / ta, 100 * bb / tb,
+                           w->memory / scale, r->memory / scale, unit, w->p2p_bytes / 1e6, r->p2p_bytes / 1e6);
   for (int i = 0; i < 3; i++) g_free(eff[i].text);
   return g_string_free(s, FALSE);
 }

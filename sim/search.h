@@ -16,7 +16,10 @@
  *          + max_r O_r                                 (optimizer step)
  * with u the bubble one stage adds: t_c for 1f1b and gpipe, t_c / v for
  * interleaved, max(F_c + Bi_c - W_c, 0) for zb-h1 (Qi et al. 2023: ZB-H1's
- * bubble is (p-1)(T_F + T_B - T_W)); a and g the mean activation and gradient
+ * bubble is (p-1)(T_F + T_B - T_W)), max(F_c, F_c + Bi_c - 2W_c) for zb-h2
+ * (the last rank's first input waits a forward; the span's (p-1)(F+B-2W)),
+ * the same halved (one chunk) for zb-v, (F_c + 2Bi_c - W_c)/2 for dualpipev
+ * (the DualPipe README's F&B + B - 3W per chunk); a and g the mean activation and gradient
  * p2p times; G_r the rank's ZeRO-3 parameter gathers; D_r its DP reduction,
  * Y_r the tied-embedding reduction; exposed(x) = x when the reduction waits for
  * the optimizer step (the default, no bucket overlap), else
@@ -120,6 +123,8 @@ typedef struct {
   double mfu;             /* model FLOPs / (step · GPUs · peak) */
   double tokens_per_s;
   PxBreakdown breakdown;  /* mean per rank, s */
+  double p2p_bytes;       /* bytes the busiest pipeline rank sends to other ranks per step (its program's
+                             SEND_ACT / SEND_GRAD; a V's hand-over between a rank's own chunks is free) */
   int gbs, seq;
 } PxSearchCandidate;
 
@@ -162,9 +167,22 @@ gboolean px_search_confirm(const PxModel *model, const PxCluster *cluster, const
 /* One sentence on why the winner beats the runner-up, from their differences:
  * "pp 4 instead of 8 and selective instead of full recompute: the bubble falls
  *  from 11.0 % to 5.8 % and compute from 410 to 371 ms; it fits with 6.1 GB to spare."
+ * When the schedules differ, a second sentence sets the three things a
+ * schedule trades against each other side by side: "zb-v against 1f1b:
+ * bubble 3.0 % vs 9.1 %, peak memory 20.1 vs 19.8 GB, p2p 402.7 vs 201.3 MB
+ * per GPU per step."
  * units_scale / units_name for memory (1e9, "GB"). */
 char *px_search_explain(const PxSearchCandidate *winner, const PxSearchCandidate *runner_up,
                         double capacity, double units_scale, const char *units_name);
+
+/* The winner's layout under each pipeline schedule (gpipe, 1f1b,
+ * interleaved, zb-h1, zb-h2, zb-v, dualpipev; two chunks for interleaving
+ * and the V schedules, unless the winner interleaves more), each simulated:
+ * why the schedule won, in bubble, memory and p2p volume. Schedules the layout
+ * cannot run (m, vpp, layers) are left out. pp = 1: NULL. A new array of
+ * PxSearchCandidate (fits against capacity). */
+GArray *px_search_schedules(const PxModel *model, const PxCluster *cluster, const PxPlan *base,
+                            const PxSearchCandidate *winner, double capacity);
 
 /* Analytic evaluation of one layout (memory and time; no simulation), as the
  * search does it — for tests and benchmarks. FALSE when the layout is invalid. */

@@ -26,6 +26,7 @@ PxTimeline *px_timeline_new(void) {
   PxTimeline *tl = g_new0(PxTimeline, 1);
   tl->events = g_array_new(FALSE, FALSE, sizeof(PxEvent));
   tl->memory = g_array_new(FALSE, FALSE, sizeof(PxMemSample));
+  tl->pairs = g_array_new(FALSE, FALSE, sizeof(PxPair));
   return tl;
 }
 
@@ -33,11 +34,17 @@ void px_timeline_free(PxTimeline *tl) {
   if (!tl) return;
   g_array_unref(tl->events);
   g_array_unref(tl->memory);
+  g_array_unref(tl->pairs);
   g_free(tl);
 }
 
 void px_timeline_add(PxTimeline *tl, const PxEvent *ev) {
   g_array_append_vals(tl->events, ev, 1);
+}
+
+void px_timeline_add_pair(PxTimeline *tl, int rank, double start, double end) {
+  PxPair p = {rank, start, end};
+  g_array_append_val(tl->pairs, p);
 }
 
 void px_timeline_add_memory(PxTimeline *tl, int rank, double t, double bytes) {

@@ -38,15 +38,24 @@ typedef struct {
   double bytes;        /* allocated bytes from t on */
 } PxMemSample;
 
+/* An overlapped F&B pair (dualpipev's OVERLAP): its two compute events on
+ * the rank's compute stream, from the first's start to the second's end. */
+typedef struct {
+  int rank;
+  double start, end;   /* seconds */
+} PxPair;
+
 typedef struct {
   GArray *events;      /* PxEvent */
   GArray *memory;      /* PxMemSample, per rank in time order */
+  GArray *pairs;       /* PxPair */
 } PxTimeline;
 
 PxTimeline *px_timeline_new(void);
 void px_timeline_free(PxTimeline *tl);
 void px_timeline_add(PxTimeline *tl, const PxEvent *ev);
 void px_timeline_add_memory(PxTimeline *tl, int rank, double t, double bytes);
+void px_timeline_add_pair(PxTimeline *tl, int rank, double start, double end);
 /* Sort events by (rank, stream, start). */
 void px_timeline_sort(PxTimeline *tl);
 double px_timeline_end(const PxTimeline *tl);

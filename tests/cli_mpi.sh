@@ -15,7 +15,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_
 fail=0; n=0
 check() { n=$((n+1)); if eval "$2"; then echo "ok $n - $1"; else echo "not ok $n - $1"; fail=$((fail+1)); fi; }
 tmp=$(mktemp -d); trap 'kill -CONT $(jobs -p) 2> /dev/null; kill $(jobs -p) 2> /dev/null; rm -rf "$tmp"' EXIT
-base=(run --model tiny-gpt --seq 16 --mbs 2 --gbs 8 --pp 2 --dp 2 --zero 1)
+base=(run --model tiny-gpt --seq 16 --mbs 2 --gbs 8 --pp 2 --dp 2 --zero 1 --decay-steps 1000)
 losses() { awk '!/^#/ && NF == 6 {print $1, $2}'; }
 same() { # same LOSSES_A LOSSES_B: equal steps, losses within 1e-5 relative
   join <(echo "$1") <(echo "$2") | awk 'BEGIN {k = 0} {k++; d = $2 - $3; if (d < 0) d = -d; if (d > 1e-5 * $3) bad = 1}
@@ -58,12 +58,12 @@ straight=$("$exe" "${base[@]}" --steps "$to" | losses | awk -v s="$step" '$1 > s
 resumed=$("$exe" "${base[@]}" --steps "$to" --resume "$ck" | losses)
 check "resuming reproduces the uninterrupted losses" "same \"\$straight\" \"\$resumed\""
 
-# a rank that hangs: SIGSTOP rank 3 (stage 1); its peers time out after 5 s
-( mpirun -n 4 "$exe" "${base[@]}" --comm mpi --steps 100000 --timeout 5 < /dev/null > "$tmp/hang.out" 2> "$tmp/hang.err"
+# a rank that hangs: SIGSTOP rank 3 (stage 1); its peers time out after 10 s
+( mpirun -n 4 "$exe" "${base[@]}" --comm mpi --steps 100000 --timeout 10 < /dev/null > "$tmp/hang.out" 2> "$tmp/hang.err"
   echo $? > "$tmp/hang.rc" ) &
 for _ in $(seq 600); do grep -Eq '^ +2 ' "$tmp/hang.out" 2> /dev/null && break; sleep 0.1; done
 victim=""
-for p in $(pgrep -f "parallax-exec run.*--timeout 5"); do
+for p in $(pgrep -f "parallax-exec run.*--timeout 10"); do
   if tr '\0' '\n' < /proc/$p/environ 2> /dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=3'; then victim=$p; fi
 done
 t0=$(date +%s)
@@ -71,9 +71,9 @@ kill -STOP "$victim" 2> /dev/null
 for _ in $(seq 600); do [ -f "$tmp/hang.rc" ] && break; sleep 0.1; done
 t1=$(date +%s)
 kill -KILL "$victim" 2> /dev/null
-check "a hung rank: the job ends within twice the deadline" "[ -f \"$tmp/hang.rc\" ] && [ \$((t1 - t0)) -le 12 ]"
+check "a hung rank: the job ends within twice the deadline" "[ -f \"$tmp/hang.rc\" ] && [ \$((t1 - t0)) -le 25 ]"
 check "non-zero" "[ \"\$(cat $tmp/hang.rc 2> /dev/null)\" != 0 ]"
-check "one line naming the operation that timed out" "grep -Eq 'parallax-exec: rank [0-9]+: rank [0-9]+ \(stage [01]\) .*(not complete|never (sent|received)) after 5 s' \"$tmp/hang.err\""
+check "one line naming the operation that timed out" "grep -Eq 'parallax-exec: rank [0-9]+ \(stage [01]\) .*(not complete|never (sent|received)) after 10 s' \"$tmp/hang.err\""
 cat "$tmp/hang.err" | head -3 | sed 's/^/# /'
 
 echo "# $((n - fail)) passed, $fail failed"

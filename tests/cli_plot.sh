@@ -66,6 +66,45 @@ err=$(PATH=/nonexistent "$SIM" "${sim[@]}" --plot "$tmp/nogp" --trace "$tmp/nogp
   || fail "simulate without gnuplot: message '$err'"
 [ -s "$tmp/nogp/t.json" ] && [ -s "$tmp/nogp/t.csv" ] || fail "simulate without gnuplot: trace/CSV not written"
 
+# the new schedules, pp 4, m 8, ideal (T_F = T_B = T_W = 1 per chunk): zb-h2
+# 3/(3·8+3) = 0.1111 and a span of 3m = 24 (no bubble within a rank's span);
+# zb-v 3/(6·8+3) = 0.0588, span 6m = 48; dualpipev 2(p-1) = 6 idle on 6m = 48:
+# 6/54 = 0.1111 (the DualPipe README's (p-1)(F&B+B-3W))
+json=$("$SIM" bubble --pp 4 --m 8 --json) || fail "json exit $?"
+python3 - "$json" <<'PY' || fail "zb-h2 / zb-v / dualpipev at pp 4, m 8 differ from the closed forms"
+import json, sys
+d = json.loads(sys.argv[1])
+s = {x["schedule"]: x["points"][0] for x in d["schedules"]}
+for k, want, span in (("zb-h2", 3/27, 24), ("zb-v", 3/51, 48), ("dualpipev", 6/54, 54)):
+    assert abs(s[k]["simulated"] - want) < 1e-12 and abs(s[k]["analytic"] - want) < 1e-12, (k, s[k])
+    assert abs(s[k]["span"] - span) < 1e-12, (k, s[k])
+PY
+
+# zb-v draws a V: micro-batch 0's forward goes down the ranks on chunk 0 and
+# back up on chunk 1 (the last rank first), then its backward the other way
+vsim=(simulate -M gpt2-124m --gpus 4 --pp 4 --gbs 8 --mbs 1 --schedule zb-v --ideal)
+"$SIM" "${vsim[@]}" --gantt --csv "$tmp/v.csv" >/dev/null || fail "zb-v simulate exit $?"
+python3 - "$tmp/v.csv" <<'PY' || fail "zb-v timeline is not a V"
+import csv, sys
+rows = [r for r in csv.DictReader(open(sys.argv[1])) if r["stream"] == "compute" and r["mb"] == "0"]
+def starts(kind, chunk):
+    return [float(next(r["start_s"] for r in rows if r["kind"] == kind and r["chunk"] == str(chunk) and r["stage"] == str(s)))
+            for s in range(4)]
+f0, f1 = starts("FORWARD", 0), starts("FORWARD", 1)
+assert f0 == sorted(f0) and f1 == sorted(f1, reverse=True) and f1[3] > f0[3], (f0, f1)
+assert f0 == [0, 1, 2, 3] and f1 == [7, 6, 5, 4], (f0, f1)
+PY
+if command -v gnuplot >/dev/null; then
+  "$SIM" "${vsim[@]}" --gantt --plot "$tmp/v" >/dev/null || fail "zb-v --plot exit $?"
+  [ -s "$tmp/v/timeline.png" ] || fail "zb-v timeline.png missing"
+  # dualpipev: the overlapped F&B pairs get a border each (block 2 of timeline.dat):
+  # pp 4, m 8: pairs 2(m - 2p + r + 1) + (p - r - 1), one fewer on the last rank = 5 + 6 + 7 + 7
+  "$SIM" simulate -M gpt2-124m --gpus 4 --pp 4 --gbs 8 --mbs 1 --schedule dualpipev --ideal --plot "$tmp/dpv" >/dev/null \
+    || fail "dualpipev --plot exit $?"
+  n=$(awk '/^# overlapped/ { on = 1; next } on && NF == 4' "$tmp/dpv/timeline.dat" | wc -l)
+  [ "$n" -eq 25 ] || fail "dualpipev: $n overlapped pairs drawn, want 25"
+fi
+
 # bad input: one line, exit 2
 err=$("$SIM" bubble --m 4,x 2>&1 >/dev/null); rc=$?
 [ $rc -eq 2 ] || fail "--m 4,x exited $rc, want 2"

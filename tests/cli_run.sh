@@ -52,6 +52,12 @@ cross=$("$exe" "${base[@]}" --dp 2 --tp 2 --zero 3 --steps 6 --resume "$tmp/ck" 
 check "resume under dp2 tp2 ZeRO-3 continues at step 4" "[ \"\$(head -1 <<<\"\$cross\" | awk '{print \$1}')\" = 4 ]"
 check "resume under another layout: the straight run's losses to 1e-5" \
   "paste <(echo \"\$straight\") <(echo \"\$cross\") | awk '{d = \$2 - \$4; if (d < 0) d = -d; if (NF != 4 || d > 1e-5 * \$2) bad = 1} END {exit bad}'"
+# and under the V schedules, whose ranks hold parts s and 2p-1-s (dualpipev needs m = 4 >= 2 pp: it has it)
+for sched in zb-v dualpipev; do
+  v=$("$exe" "${base[@]}" --pp 2 --schedule "$sched" --steps 6 --resume "$tmp/ck" | losses)
+  check "resume under pp2 $sched: the straight run's losses to 1e-5" \
+    "paste <(echo \"\$straight\") <(echo \"\$v\") | awk '{d = \$2 - \$4; if (d < 0) d = -d; if (NF != 4 || d > 1e-5 * \$2) bad = 1} END {exit bad}'"
+done
 check "the step directory holds a manifest and one shard per rank" \
   "[ -f \"$tmp/ck/step-00000003/manifest.json\" ] && [ \$(ls \"$tmp/ck/step-00000003\" | grep -c '^rank-.*\\.ckpt\$') -eq 2 ]"
 

@@ -85,6 +85,15 @@ static const G_GNUC_UNUSED Layout parity_layouts[] = {
   {"tiny-gpt", 2, 2, 2, 1, "zb-h1", 1, PX_CKPT_NONE, 2, 8, TRUE, 1},
   {"tiny-llama", 2, 2, 2, 1, "1f1b", 3, PX_CKPT_FULL, 2, 8, TRUE, 1},
   {"tiny-gpt", 1, 2, 2, 2, "interleaved", 0, PX_CKPT_SELECTIVE, 2, 8, TRUE, 1},
+  /* the V schedules (two chunks per rank, parts by px_schedule_part_of; the
+   * last rank passes between its chunks to itself), ZB-H2, DualPipeV's
+   * overlapped F&B pairs run one after the other */
+  {"tiny-gpt", 1, 1, 2, 1, "zb-h2", 0, PX_CKPT_NONE, 2, 8, FALSE, 1},
+  {"tiny-gpt", 2, 1, 4, 1, "zb-h2", 2, PX_CKPT_FULL, 1, 8, FALSE, 1},
+  {"tiny-gpt", 1, 1, 2, 2, "zb-v", 0, PX_CKPT_NONE, 2, 8, FALSE, 1},
+  {"tiny-gpt", 1, 2, 2, 2, "dualpipev", 0, PX_CKPT_SELECTIVE, 2, 8, TRUE, 1},
+  {"tiny-llama", 2, 2, 2, 2, "zb-v", 1, PX_CKPT_FULL, 1, 8, FALSE, 1},
+  {"tiny-llama", 2, 1, 2, 2, "dualpipev", 3, PX_CKPT_NONE, 1, 8, FALSE, 1},
   /* checkpoint segments of several blocks (DeepSpeed's interval), one uneven */
   {"tiny-gpt", 1, 1, 2, 1, "1f1b", 0, PX_CKPT_FULL, 2, 8, FALSE, 2},
   {"tiny-llama", 2, 1, 1, 1, "1f1b", 0, PX_CKPT_FULL, 2, 8, FALSE, 3},

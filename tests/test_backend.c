@@ -25,12 +25,21 @@ static PxBackend *be;
     g_assert_true(ok_);                                                                            \
   } while (0)
 
-/* A (rows, cols) tensor of dtype holding host (NULL: zeros). */
+/* A (rows, cols) tensor of dtype holding host (NULL: uninitialised, i.e.
+ * NaN under PX_POISON=1, for what an op must overwrite). */
 static PxTensor *mk(PxDType dt, const char *name, gint64 rows, gint64 cols, const double *host) {
   GError *E = NULL;
   PxTensor *t = px_tensor_new(be, name, dt, PX_MEM_ACTIVATIONS, 2, (gint64[]){rows, cols}, &E);
   g_assert_no_error(E);
   if (host) OK(px_tensor_upload_f64(t, host, &E));
+  return t;
+}
+
+/* A zeroed (rows, cols) tensor: for what an op adds into. */
+static PxTensor *mk0(PxDType dt, const char *name, gint64 rows, gint64 cols) {
+  GError *E = NULL;
+  PxTensor *t = px_tensor_new_zeroed(be, name, dt, PX_MEM_BUFFERS, 2, (gint64[]){rows, cols}, &E);
+  g_assert_no_error(E);
   return t;
 }
 
@@ -43,6 +52,15 @@ static PxTensor *mk_ids(const char *name, gint64 n, const gint32 *ids) {
 }
 
 static void get(const PxTensor *t, double *out) { OK(px_tensor_download_f64(t, out, &E)); }
+
+/* A one-element device scalar of dtype holding v. */
+static PxTensor *scalar(PxDType dt, double v) { return mk(dt, "scalar", 1, 1, &v); }
+
+static double get1(const PxTensor *t) {
+  double v;
+  get(t, &v);
+  return v;
+}
 
 static double norm_err(const double *a, const double *b, gint64 n) {
   double num = 0, den = 0;
@@ -316,9 +334,9 @@ RUNNER(ce_run) {
   g_autoptr(PxTensor) lg = mk(dt, "logits", c->d.N, c->d.V, in[0]);
   g_autoptr(PxTensor) tg = mk_ids("targets", c->d.N, c->d.ids);
   g_autoptr(PxTensor) losses = mk(dt, "losses", c->d.N, 1, NULL);
-  double mean;
-  OK(px_op_cross_entropy_fwd(be, losses, &mean, lg, tg, &E));
-  if (out) out[0] = mean;
+  g_autoptr(PxTensor) mean = scalar(PX_DTYPE_F64, 0);
+  OK(px_op_cross_entropy_fwd(be, losses, mean, lg, tg, &E));
+  if (out) out[0] = get1(mean);
   if (!dout) return;
   g_autoptr(PxTensor) dl = gradt(dt, gr, 0, c->d.N, c->d.V);
   OK(px_op_cross_entropy_bwd(be, dl, lg, tg, dout[0], &E));
@@ -464,15 +482,20 @@ static void test_fwd_cross_entropy(void) {
   g_autoptr(PxTensor) tl = mk(PX_DTYPE_F64, "logits", 2, 4, lg);
   g_autoptr(PxTensor) tt = mk_ids("targets", 2, tg);
   g_autoptr(PxTensor) losses = mk(PX_DTYPE_F64, "losses", 2, 1, NULL);
-  double mean, l[2];
-  OK(px_op_cross_entropy_fwd(be, losses, &mean, tl, tt, &E));
+  /* the accumulator starts at 0.5 (an earlier micro-batch): the mean adds to it */
+  g_autoptr(PxTensor) acc = scalar(PX_DTYPE_F64, 0.5);
+  g_autoptr(PxTensor) acc32 = scalar(PX_DTYPE_F32, 0.5);
+  double l[2];
+  OK(px_op_cross_entropy_fwd(be, losses, acc, tl, tt, &E));
+  OK(px_op_cross_entropy_fwd(be, losses, acc32, tl, tt, &E));
   get(losses, l);
   /* the -50 logit adds e^-50 to the first sum: below double resolution of 0.4076 */
   g_assert_cmpfloat_with_epsilon(l[0], 0.40760596444438013, 1e-15);
   g_assert_cmpfloat_with_epsilon(l[1], log(4.0), 1e-15);
-  g_assert_cmpfloat_with_epsilon(mean, (0.40760596444438013 + log(4.0)) / 2, 1e-15);
+  g_assert_cmpfloat_with_epsilon(get1(acc), 0.5 + (0.40760596444438013 + log(4.0)) / 2, 1e-15);
+  g_assert_cmpfloat_with_epsilon(get1(acc32), 0.5 + (0.40760596444438013 + log(4.0)) / 2, 1e-7);
   /* dlogits = (softmax - onehot) / N for dloss = 1 */
-  g_autoptr(PxTensor) dl = mk(PX_DTYPE_F64, "dlogits", 2, 4, NULL);
+  g_autoptr(PxTensor) dl = mk0(PX_DTYPE_F64, "dlogits", 2, 4);
   OK(px_op_cross_entropy_bwd(be, dl, tl, tt, 1.0, &E));
   double d[8];
   get(dl, d);
@@ -536,8 +559,8 @@ static void test_adamw(void) {
     const double one = 1, g1 = 0.5, g2 = -0.25;
     g_autoptr(PxTensor) p = mk(dt, "p", 1, 1, &one);
     g_autoptr(PxTensor) g = mk(dt, "g", 1, 1, &g1);
-    g_autoptr(PxTensor) m = mk(dt, "m", 1, 1, NULL);
-    g_autoptr(PxTensor) v = mk(dt, "v", 1, 1, NULL);
+    g_autoptr(PxTensor) m = mk0(dt, "m", 1, 1);
+    g_autoptr(PxTensor) v = mk0(dt, "v", 1, 1);
     PxAdamW opt = {.lr = 0.1, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.01,
                    .t = 1, .grad_scale = 1};
     OK(px_op_adamw(be, p, g, m, v, &opt, &E));
@@ -557,6 +580,40 @@ static void test_adamw(void) {
     g_assert_cmpfloat_with_epsilon(x, 0.02, tol);
     get(v, &x);
     g_assert_cmpfloat_with_epsilon(x, 0.00031225, tol * 1e-3);
+  }
+  /* the same two steps with the scale on the device (0.5 = the clip
+   * coefficient of a gradient of norm 2 clipped to 1), and a third step
+   * skipped by a set flag */
+  for (PxDType dt = PX_DTYPE_F32; dt <= PX_DTYPE_F64; dt++) {
+    const double one = 1, g1 = 0.5, g2x2 = -0.5;
+    g_autoptr(PxTensor) p = mk(dt, "p", 1, 1, &one);
+    g_autoptr(PxTensor) g = mk(dt, "g", 1, 1, &g1);
+    g_autoptr(PxTensor) m = mk0(dt, "m", 1, 1);
+    g_autoptr(PxTensor) v = mk0(dt, "v", 1, 1);
+    g_autoptr(PxTensor) sumsq = scalar(PX_DTYPE_F64, 4.0);
+    g_autoptr(PxTensor) coef = scalar(dt, 0);
+    g_autoptr(PxTensor) clear = mk_ids("found_inf", 1, (gint32[]){0});
+    g_autoptr(PxTensor) set = mk_ids("found_inf", 1, (gint32[]){1});
+    PxAdamW opt = {.lr = 0.1, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.01,
+                   .t = 1, .grad_scale = 1};
+    OK(px_op_adamw_dev(be, p, g, m, v, &opt, NULL, clear, &E));
+    OK(px_tensor_upload_f64(g, &g2x2, &E));
+    OK(px_op_clip_coef(be, coef, sumsq, 1.0, &E));
+    double tol = dt == PX_DTYPE_F64 ? 1e-15 : 1e-7;
+    g_assert_cmpfloat_with_epsilon(get1(coef), 1 / (2 + 1e-6), tol);
+    OK(px_op_clip_coef(be, coef, sumsq, 0, &E)); /* no clipping */
+    g_assert_cmpfloat(get1(coef), ==, 1);
+    OK(px_op_clip_coef(be, coef, sumsq, 3.0, &E)); /* norm 2 under 3: 1 */
+    g_assert_cmpfloat(get1(coef), ==, 1);
+    const double half = 0.5;
+    OK(px_tensor_upload_f64(coef, &half, &E));
+    opt.t = 2;
+    OK(px_op_adamw_dev(be, p, g, m, v, &opt, coef, clear, &E));
+    g_assert_cmpfloat_with_epsilon(get1(p), 0.8714672987058463, tol);
+    opt.t = 3;
+    OK(px_op_adamw_dev(be, p, g, m, v, &opt, coef, set, &E));
+    g_assert_cmpfloat_with_epsilon(get1(p), 0.8714672987058463, tol);
+    g_assert_cmpfloat_with_epsilon(get1(m), 0.02, tol);
   }
 }
 
@@ -601,7 +658,7 @@ static void test_shape_error(void) {
 }
 
 static void test_memory(void) {
-  g_autoptr(PxBackend) b = px_backend_cpu_new();
+  g_autoptr(PxBackend) b = px_backend_new("cpu", 0, NULL);
   g_autoptr(GError) error = NULL;
   PxMemStats st;
   PxTensor *w = px_tensor_new(b, "w", PX_DTYPE_F32, PX_MEM_WEIGHTS, 2, (gint64[]){768, 2304}, &error);
@@ -630,6 +687,272 @@ static void test_memory(void) {
   g_assert_cmpint(st.peak[PX_MEM_GRADS], ==, 0);
   px_tensor_free(w);
   g_clear_pointer(&view, px_tensor_free);
+}
+
+/* The pool: size classes by hand (512-byte steps to 64 KiB, then eight per
+ * doubling), a freed block serving the next tensor of its class, trim. */
+static void test_pool(void) {
+  g_autoptr(PxBackend) b = px_backend_new("cpu", 0, NULL);
+  g_autoptr(GError) error = NULL;
+  PxMemStats st;
+  /* 250 f32 = 1000 B -> class 1024; 25,000 f32 = 100,000 B: 2^16 < 100,000 <= 2^17,
+   * step 2^13 = 8192 -> 13 * 8192 = 106,496 */
+  PxTensor *a = px_tensor_new(b, "a", PX_DTYPE_F32, PX_MEM_BUFFERS, 1, (gint64[]){250}, &error);
+  PxTensor *c = px_tensor_new(b, "c", PX_DTYPE_F32, PX_MEM_ACTIVATIONS, 1, (gint64[]){25000}, &error);
+  g_assert_no_error(error);
+  px_backend_mem_stats(b, &st);
+  g_assert_cmpint(st.total_current, ==, 1000 + 100000);
+  g_assert_cmpint(st.reserved, ==, 1024 + 106496);
+  g_assert_cmpint(st.cached, ==, 0);
+  void *cdata = c->data;
+  px_tensor_free(c);
+  px_backend_mem_stats(b, &st);
+  if (st.cached == 0 && st.reserved == 1024) { /* AddressSanitizer builds free at once */
+    px_tensor_free(a);
+    g_test_skip("the pool is off in this build");
+    return;
+  }
+  g_assert_cmpint(st.cached, ==, 106496);
+  g_assert_cmpint(st.reserved, ==, 1024 + 106496);
+  /* 26,000 f32 = 104,000 B is in the same class: it gets the cached block, zeroed */
+  float *junk = cdata;
+  for (int i = 0; i < 25000; i++) junk[i] = 7.0f;
+  PxTensor *d = px_tensor_new_zeroed(b, "d", PX_DTYPE_F32, PX_MEM_GRADS, 1, (gint64[]){26000}, &error);
+  g_assert_no_error(error);
+  g_assert_true(d->data == cdata);
+  g_autofree double *dv = g_new(double, 26000);
+  get(d, dv);
+  for (int i = 0; i < 26000; i++) g_assert_cmpfloat(dv[i], ==, 0);
+  px_backend_mem_stats(b, &st);
+  g_assert_cmpint(st.cached, ==, 0);
+  g_assert_cmpint(st.reserved, ==, 1024 + 106496);
+  g_assert_cmpint(st.current[PX_MEM_GRADS], ==, 104000);
+  px_tensor_free(d);
+  px_tensor_free(a);
+  px_backend_mem_stats(b, &st);
+  g_assert_cmpint(st.cached, ==, 1024 + 106496);
+  g_assert_cmpint(st.reserved_peak, ==, 1024 + 106496);
+  g_assert_cmpint(px_backend_trim(b), ==, 1024 + 106496);
+  px_backend_mem_stats(b, &st);
+  g_assert_cmpint(st.cached, ==, 0);
+  g_assert_cmpint(st.reserved, ==, 0);
+  g_assert_cmpint(st.total_current, ==, 0);
+}
+
+/* PX_POISON=1: a fresh tensor reads as NaN (floats) or -1 (ids); zeroed ones as 0. */
+static void test_poison(void) {
+  g_autofree char *old = g_strdup(g_getenv("PX_POISON"));
+  g_setenv("PX_POISON", "1", TRUE);
+  g_autoptr(PxBackend) b = px_backend_new("cpu", 0, NULL);
+  if (old) g_setenv("PX_POISON", old, TRUE);
+  else g_unsetenv("PX_POISON");
+  g_autoptr(GError) error = NULL;
+  for (PxDType dt = PX_DTYPE_F32; dt <= PX_DTYPE_F64; dt++) {
+    g_autoptr(PxTensor) t = px_tensor_new(b, "t", dt, PX_MEM_BUFFERS, 1, (gint64[]){3}, &error);
+    g_autoptr(PxTensor) z = px_tensor_new_zeroed(b, "z", dt, PX_MEM_BUFFERS, 1, (gint64[]){3}, &error);
+    double v[3], w[3];
+    g_assert_true(px_tensor_download_f64(t, v, &error));
+    g_assert_true(px_tensor_download_f64(z, w, &error));
+    for (int i = 0; i < 3; i++) {
+      g_assert_true(isnan(v[i]));
+      g_assert_cmpfloat(w[i], ==, 0);
+    }
+  }
+  g_autoptr(PxTensor) ids = px_tensor_new(b, "ids", PX_DTYPE_I32, PX_MEM_BUFFERS, 1, (gint64[]){2}, &error);
+  gint32 iv[2];
+  g_assert_true(px_tensor_download(ids, iv, &error));
+  g_assert_cmpint(iv[0], ==, -1);
+  g_assert_cmpint(iv[1], ==, -1);
+}
+
+static void test_registry(void) {
+  const char *const *names = px_backend_list();
+  g_assert_cmpstr(names[0], ==, "cpu");
+  g_autoptr(GError) error = NULL;
+  g_autoptr(PxBackend) b = px_backend_new("cpu", 0, &error);
+  g_assert_no_error(error);
+  g_assert_cmpstr(px_backend_name(b), ==, "cpu");
+  g_assert_null(px_backend_new("tpu", 0, &error));
+  g_assert_error(error, PX_BACKEND_ERROR, PX_BACKEND_ERROR_UNSUPPORTED);
+  g_assert_true(g_str_has_prefix(error->message, "unknown backend 'tpu' (cpu"));
+#ifndef PX_HAVE_CUDA
+  g_clear_error(&error);
+  g_assert_null(px_backend_new("cuda", 1, &error));
+  g_assert_error(error, PX_BACKEND_ERROR, PX_BACKEND_ERROR_UNSUPPORTED);
+  g_assert_true(g_str_has_prefix(error->message, "backend 'cuda' (device 1) is not built in"));
+#endif
+}
+
+static void test_copy(void) {
+  const double x[6] = {1, -2, 3.5, 4, 5, 6e-300};
+  g_autoptr(PxTensor) src = mk(PX_DTYPE_F64, "src", 2, 3, x);
+  g_autoptr(PxTensor) dst = mk(PX_DTYPE_F64, "dst", 3, 2, NULL);
+  OK(px_tensor_copy(dst, src, &E));
+  double y[6];
+  get(dst, y);
+  for (int i = 0; i < 6; i++) g_assert_cmpfloat(y[i], ==, x[i]);
+  g_autoptr(PxTensor) f = mk(PX_DTYPE_F32, "f", 2, 3, NULL);
+  g_autoptr(GError) error = NULL;
+  g_assert_false(px_tensor_copy(f, src, &error));
+  g_assert_error(error, PX_BACKEND_ERROR, PX_BACKEND_ERROR_SHAPE);
+  g_assert_cmpstr(error->message, ==, "copy src -> f: f64[6] into f32[6]");
+}
+
+/* Device scalars: sums of squares accumulate (f32 and f64 accumulators), the
+ * non-finite flag is set by NaN and by Inf and left alone otherwise. */
+static void test_device_scalars(void) {
+  const double x[3] = {1, -2, 3}, y[2] = {0.5, 4};
+  for (PxDType dt = PX_DTYPE_F32; dt <= PX_DTYPE_F64; dt++) {
+    g_autoptr(PxTensor) tx = mk(dt, "x", 1, 3, x);
+    g_autoptr(PxTensor) ty = mk(dt, "y", 1, 2, y);
+    for (PxDType at = PX_DTYPE_F32; at <= PX_DTYPE_F64; at++) {
+      g_autoptr(PxTensor) acc = scalar(at, 0);
+      OK(px_op_sum_squares_acc(be, acc, tx, &E));
+      OK(px_op_sum_squares_acc(be, acc, ty, &E));
+      g_assert_cmpfloat(get1(acc), ==, 14 + 16.25);
+    }
+    g_autoptr(PxTensor) flag = scalar(PX_DTYPE_F32, 0);
+    OK(px_op_check_finite(be, flag, tx, &E));
+    g_assert_cmpfloat(get1(flag), ==, 0);
+    const double bad[3][2] = {{1, NAN}, {INFINITY, 0}, {-INFINITY, 2}};
+    for (int k = 0; k < 3; k++) {
+      g_autoptr(PxTensor) tb = mk(dt, "bad", 1, 2, bad[k]);
+      g_autoptr(PxTensor) fi = mk_ids("flag", 1, (gint32[]){0});
+      OK(px_op_check_finite(be, fi, tb, &E));
+      gint32 v;
+      OK(px_tensor_download(fi, &v, &E));
+      g_assert_cmpint(v, ==, 1);
+      OK(px_op_check_finite(be, fi, tx, &E)); /* a finite tensor does not clear it */
+      OK(px_tensor_download(fi, &v, &E));
+      g_assert_cmpint(v, ==, 1);
+    }
+  }
+  /* the old host-returning form agrees */
+  g_autoptr(PxTensor) tx = mk(PX_DTYPE_F64, "x", 1, 3, x);
+  double ss;
+  OK(px_op_sum_squares(be, tx, &ss, &E));
+  g_assert_cmpfloat(ss, ==, 14);
+}
+
+/* Vocabulary-parallel embedding: a vocabulary of 7 over tp = 3 ranks of 3
+ * rows each (the last holds 1 real row and 2 of padding); the partial rows
+ * summed over the ranks and the gradient shards laid end to end equal the
+ * whole-vocabulary lookup and scatter-add computed here in double. */
+static void test_embedding_vp(void) {
+  enum { V = 7, TP = 3, VL = 3, C = 4, B = 2, T = 3, N = B * T };
+  const gint32 tok[N] = {6, 0, 3, 3, 5, 1};
+  double wte[V * C], wpe[T * C], dout[N * C];
+  for (int i = 0; i < V * C; i++) wte[i] = sin(1.3 * i + 0.2);
+  for (int i = 0; i < T * C; i++) wpe[i] = cos(0.7 * i);
+  for (int i = 0; i < N * C; i++) dout[i] = sin(0.37 * i - 1);
+  double want[N * C], want_dwte[V * C] = {0}, want_dwpe[T * C] = {0};
+  for (int i = 0; i < N; i++)
+    for (int c = 0; c < C; c++) {
+      want[i * C + c] = wte[tok[i] * C + c] + wpe[(i % T) * C + c];
+      want_dwte[tok[i] * C + c] += dout[i * C + c];
+      want_dwpe[(i % T) * C + c] += dout[i * C + c];
+    }
+  for (PxDType dt = PX_DTYPE_F32; dt <= PX_DTYPE_F64; dt++) {
+    double tol = dt == PX_DTYPE_F64 ? 1e-15 : 1e-6;
+    double sum[N * C] = {0}, dwte[TP * VL * C], dwpe[T * C];
+    g_autoptr(PxTensor) ttok = mk_ids("tokens", N, tok);
+    g_autoptr(PxTensor) tpe = mk(dt, "wpe", T, C, wpe);
+    g_autoptr(PxTensor) tdout = mk(dt, "dout", N, C, dout);
+    g_autoptr(PxTensor) tdwpe = mk0(dt, "dwpe", T, C);
+    for (int r = 0; r < TP; r++) {
+      int v0 = r * VL, real = MIN(VL, V - v0);
+      double shard[VL * C];
+      for (int i = 0; i < VL * C; i++) shard[i] = i < real * C ? wte[v0 * C + i] : 1e30; /* padding */
+      g_autoptr(PxTensor) tw = mk(dt, "wte", VL, C, shard);
+      g_autoptr(PxTensor) out = mk(dt, "out", N, C, NULL);
+      OK(px_op_embedding_vp_fwd(be, out, ttok, tw, r == 0 ? tpe : NULL, v0, real, B, T, &E));
+      double o[N * C];
+      get(out, o);
+      for (int i = 0; i < N * C; i++) sum[i] += o[i];
+      g_autoptr(PxTensor) tdw = mk0(dt, "dwte", VL, C);
+      OK(px_op_embedding_vp_bwd(be, tdw, r == 0 ? tdwpe : NULL, tdout, ttok, v0, real, B, T, &E));
+      get(tdw, dwte + r * VL * C);
+      for (int i = real * C; i < VL * C; i++) g_assert_cmpfloat(dwte[r * VL * C + i], ==, 0);
+    }
+    get(tdwpe, dwpe);
+    assert_close(sum, want, N * C, tol);
+    assert_close(dwte, want_dwte, V * C, tol);
+    assert_close(dwpe, want_dwpe, T * C, tol);
+  }
+}
+
+/* Vocabulary-parallel cross-entropy: V = 7 over tp = 3 (padding columns hold
+ * huge logits that must take no part). The ranks' pieces, with the TP
+ * reductions done here (max, then sums), against the whole-row log-softmax
+ * and its gradient in double. */
+static void test_cross_entropy_vp(void) {
+  enum { V = 7, TP = 3, VL = 3, N = 4 };
+  const gint32 tgt[N] = {6, 0, 4, 2};
+  double lg[N * V];
+  for (int i = 0; i < N * V; i++) lg[i] = 3 * sin(0.9 * i + 0.4);
+  const double dloss = 0.75;
+  double want_loss[N], want_d[N * V], want_mean = 0;
+  for (int i = 0; i < N; i++) {
+    double mx = -INFINITY, s = 0;
+    for (int v = 0; v < V; v++) mx = MAX(mx, lg[i * V + v]);
+    for (int v = 0; v < V; v++) s += exp(lg[i * V + v] - mx);
+    want_loss[i] = log(s) + mx - lg[i * V + tgt[i]];
+    want_mean += want_loss[i] / N;
+    for (int v = 0; v < V; v++) want_d[i * V + v] = dloss / N * (exp(lg[i * V + v] - mx) / s - (v == tgt[i]));
+  }
+  for (PxDType dt = PX_DTYPE_F32; dt <= PX_DTYPE_F64; dt++) {
+    double tol = dt == PX_DTYPE_F64 ? 1e-14 : 1e-6;
+    g_autoptr(PxTensor) ttgt = mk_ids("targets", N, tgt);
+    PxTensor *shard[TP];
+    double maxima[TP * N], stats[2 * N] = {0};
+    for (int r = 0; r < TP; r++) {
+      int v0 = r * VL, real = MIN(VL, V - v0);
+      double x[N * VL];
+      for (int i = 0; i < N; i++)
+        for (int v = 0; v < VL; v++) x[i * VL + v] = v < real ? lg[i * V + v0 + v] : 1e3;
+      shard[r] = mk(dt, "logits", N, VL, x);
+      g_autoptr(PxTensor) lm = mk(dt, "local_max", 1, N, NULL);
+      OK(px_op_ce_vp_max(be, lm, shard[r], real, &E));
+      get(lm, maxima + r * N);
+    }
+    /* the all-reduce MAX of the maxima */
+    double gm[N];
+    for (int i = 0; i < N; i++) {
+      gm[i] = maxima[i];
+      for (int r = 1; r < TP; r++) gm[i] = MAX(gm[i], maxima[r * N + i]);
+      double m = -INFINITY;
+      for (int v = 0; v < V; v++) m = MAX(m, lg[i * V + v]);
+      g_assert_cmpfloat_with_epsilon(gm[i], m, tol);
+    }
+    g_autoptr(PxTensor) gmax = mk(dt, "gmax", 1, N, gm);
+    for (int r = 0; r < TP; r++) { /* then the all-reduce SUM of the stats */
+      int v0 = r * VL, real = MIN(VL, V - v0);
+      g_autoptr(PxTensor) st = mk(dt, "stats", 2, N, NULL);
+      OK(px_op_ce_vp_stats(be, st, shard[r], ttgt, gmax, v0, real, &E));
+      double s[2 * N];
+      get(st, s);
+      for (int i = 0; i < 2 * N; i++) stats[i] += s[i];
+    }
+    g_autoptr(PxTensor) tstats = mk(dt, "stats", 2, N, stats);
+    g_autoptr(PxTensor) losses = mk(dt, "losses", 1, N, NULL);
+    g_autoptr(PxTensor) acc = scalar(PX_DTYPE_F64, 1.0);
+    OK(px_op_ce_vp_loss(be, losses, acc, gmax, tstats, &E));
+    double l[N];
+    get(losses, l);
+    assert_close(l, want_loss, N, tol);
+    g_assert_cmpfloat_with_epsilon(get1(acc), 1.0 + want_mean, tol);
+    for (int r = 0; r < TP; r++) {
+      int v0 = r * VL, real = MIN(VL, V - v0);
+      g_autoptr(PxTensor) dl = mk0(dt, "dlogits", N, VL);
+      OK(px_op_ce_vp_bwd(be, dl, shard[r], ttgt, gmax, tstats, v0, real, dloss, &E));
+      double d[N * VL];
+      get(dl, d);
+      for (int i = 0; i < N; i++)
+        for (int v = 0; v < VL; v++)
+          g_assert_cmpfloat_with_epsilon(d[i * VL + v], v < real ? want_d[i * V + v0 + v] : 0, tol);
+      px_tensor_free(shard[r]);
+    }
+  }
 }
 
 static const char *fake_status_str(int s) { return s == 2 ? "out of memory" : "other"; }
@@ -704,7 +1027,7 @@ static void block_check(Ref *ref, PxDType dt, double tol) {
   PxTensor *P[NPARAMS], *G[NPARAMS];
   for (int i = 0; i < NPARAMS; i++) {
     P[i] = mk(dt, pnames[i], rows[i], cols[i], (double *)ref_get(ref, pnames[i])->data);
-    G[i] = mk(dt, "grad", rows[i], cols[i], NULL);
+    G[i] = mk0(dt, "grad", rows[i], cols[i]);
   }
   enum { WTE, WPE, LN1W, LN1B, QKVW, QKVB, PROJW, PROJB, LN2W, LN2B, FCW, FCB, FPW, FPB, LNFW, LNFB };
   gint32 tok[64], tgt[64];
@@ -721,11 +1044,14 @@ static void block_check(Ref *ref, PxDType dt, double tol) {
   ACT(att, B * H * T, T); ACT(y, N, C); ACT(a, N, C); ACT(x1, N, C); ACT(h2, N, C);
   ACT(m2, N, 1); ACT(r2, N, 1); ACT(f, N, F); ACT(g, N, F); ACT(mo, N, C); ACT(x2, N, C);
   ACT(h3, N, C); ACT(m3, N, 1); ACT(r3, N, 1); ACT(logits, N, V); ACT(losses, N, 1);
-  /* gradients of activations */
-  ACT(dlogits, N, V); ACT(dh3, N, C); ACT(dx2, N, C); ACT(dg, N, F); ACT(df, N, F);
-  ACT(dh2, N, C); ACT(dx1, N, C); ACT(dy, N, C); ACT(dqkv, N, 3 * C); ACT(dh1, N, C);
-  ACT(dx0, N, C);
+  /* gradients of activations: backward adds into them */
+#define GRAD(name, r, c) g_autoptr(PxTensor) name = mk0(dt, #name, r, c)
+  GRAD(dlogits, N, V); GRAD(dh3, N, C); GRAD(dx2, N, C); GRAD(dg, N, F); GRAD(df, N, F);
+  GRAD(dh2, N, C); GRAD(dx1, N, C); GRAD(dy, N, C); GRAD(dqkv, N, 3 * C); GRAD(dh1, N, C);
+  GRAD(dx0, N, C);
 #undef ACT
+#undef GRAD
+  g_autoptr(PxTensor) tloss = px_tensor_new_zeroed(be, "loss", PX_DTYPE_F64, PX_MEM_BUFFERS, 1, (gint64[]){1}, NULL);
   double loss;
   OK(px_op_embedding_fwd(be, x0, ttok, P[WTE], P[WPE], B, T, &E));
   OK(px_op_layernorm_fwd(be, h1, m1, r1, x0, P[LN1W], P[LN1B], 1e-5, &E));
@@ -740,7 +1066,8 @@ static void block_check(Ref *ref, PxDType dt, double tol) {
   OK(px_op_residual_fwd(be, x2, x1, mo, &E));
   OK(px_op_layernorm_fwd(be, h3, m3, r3, x2, P[LNFW], P[LNFB], 1e-5, &E));
   OK(px_op_linear_fwd(be, logits, h3, P[WTE], NULL, &E)); /* tied head */
-  OK(px_op_cross_entropy_fwd(be, losses, &loss, logits, ttgt, &E));
+  OK(px_op_cross_entropy_fwd(be, losses, tloss, logits, ttgt, &E));
+  OK(px_tensor_download(tloss, &loss, &E));
 
   OK(px_op_cross_entropy_bwd(be, dlogits, logits, ttgt, 1.0, &E));
   OK(px_op_linear_bwd(be, dh3, G[WTE], NULL, dlogits, h3, P[WTE], &E));
@@ -789,7 +1116,7 @@ static void test_gpt_block(void) {
 
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
-  be = px_backend_cpu_new();
+  be = px_backend_new("cpu", 0, NULL);
   g_test_add_func("/backend/cpu/fwd/linear", test_fwd_linear);
   g_test_add_func("/backend/cpu/fwd/embedding", test_fwd_embedding);
   g_test_add_func("/backend/cpu/fwd/layernorm", test_fwd_layernorm);
@@ -815,6 +1142,13 @@ int main(int argc, char **argv) {
   g_test_add_func("/backend/cpu/gpt-block", test_gpt_block);
   g_test_add_func("/backend/errors/shape", test_shape_error);
   g_test_add_func("/backend/memory", test_memory);
+  g_test_add_func("/backend/pool", test_pool);
+  g_test_add_func("/backend/poison", test_poison);
+  g_test_add_func("/backend/registry", test_registry);
+  g_test_add_func("/backend/cpu/copy", test_copy);
+  g_test_add_func("/backend/cpu/device-scalars", test_device_scalars);
+  g_test_add_func("/backend/cpu/vocab-parallel/embedding", test_embedding_vp);
+  g_test_add_func("/backend/cpu/vocab-parallel/cross-entropy", test_cross_entropy_vp);
   g_test_add_func("/backend/check-macro", test_check_macro);
   int rc = g_test_run();
   px_backend_free(be);

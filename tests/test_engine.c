@@ -86,6 +86,168 @@ static void test_ideal_zb_h1(void) {
     }
 }
 
+/* ZB-H2 and ZB-V (Qi et al. 2024): with T_F = T_B = T_W and m >= 2p - 1 each
+ * rank is busy from its first op to its last, (p-1)(T_F + T_B - 2T_W) = 0
+ * bubble within the rank's span; the last rank's first input arrives after
+ * p - 1 forwards, so with every rank starting the step at 0 the step is
+ * busy + (p - 1) T_F. ZB-V's T_F is one chunk's (half a stage). */
+static void test_ideal_zb_h2_zb_v(void) {
+  for (int p = 1; p <= 8; p++)
+    for (int m = MAX(2 * p - 1, 1); m <= 4 * p + 3; m++) {
+      Case c;
+      case_init(&c, PX_SCHED_ZB_H2, p, 1, m);
+      g_autoptr(PxSimResult) h2 = run(&c, NULL);
+      g_assert_cmpfloat_with_epsilon(h2->step_time, 3.0 * m + p - 1, EPS);
+      g_assert_cmpfloat_with_epsilon(h2->span, 3.0 * m, EPS);
+      g_assert_cmpfloat_with_epsilon(h2->bubble_fraction, px_plan_bubble_fraction(&c.plan), EPS);
+      g_assert_cmpfloat_with_epsilon(h2->bubble_fraction, (p - 1.0) / (3.0 * m + p - 1), EPS);
+      case_clear(&c);
+      case_init(&c, PX_SCHED_ZB_V, p, 2, m);
+      g_autoptr(PxSimResult) v = run(&c, NULL);
+      for (int s = 0; s < p; s++) g_assert_cmpfloat_with_epsilon(v->ranks[s].busy, 6.0 * m, EPS);
+      g_assert_cmpfloat_with_epsilon(v->step_time, 6.0 * m + p - 1, EPS);
+      g_assert_cmpfloat_with_epsilon(v->span, 6.0 * m, EPS);
+      g_assert_cmpfloat_with_epsilon(v->bubble_fraction, px_plan_bubble_fraction(&c.plan), EPS);
+      g_assert_cmpfloat_with_epsilon(v->bubble_fraction, (p - 1.0) / (6.0 * m + p - 1), EPS);
+      case_clear(&c);
+    }
+}
+
+/* DualPipeV on p ranks (the DualPipe README's PP = 2p stages on PP/2
+ * devices): idle (PP/2 - 1)(F&B + B - 3W) per rank, F&B the overlapped pair,
+ * here F + B (no compute is saved, the overlap hides communication), B the
+ * full backward. Ideal: F = 1, B = 2, W = 1 → 2(p - 1) on 6m busy. */
+static void test_ideal_dualpipev(void) {
+  for (int p = 1; p <= 8; p++)
+    for (int m = 2 * p; m <= 4 * p + 3; m++) {
+      Case c;
+      case_init(&c, PX_SCHED_DUALPIPEV, p, 2, m);
+      g_autoptr(PxSimResult) res = run(&c, NULL);
+      for (int s = 0; s < p; s++) g_assert_cmpfloat_with_epsilon(res->ranks[s].busy, 6.0 * m, EPS);
+      g_assert_cmpfloat_with_epsilon(res->step_time, 6.0 * m + 2.0 * (p - 1), EPS);
+      g_assert_cmpfloat_with_epsilon(res->bubble_fraction, px_plan_bubble_fraction(&c.plan), EPS);
+      case_clear(&c);
+    }
+}
+
+/* A cost table with every part taking f, b (input), w (weight) and every
+ * message c. */
+static PxCostTable *table_fbw(int pp, int vpp, double f, double b, double w, double c) {
+  PxCostTable *t = px_cost_table_ideal(pp, vpp);
+  for (int k = 0; k < t->parts; k++) {
+    t->fwd[k] = f;
+    t->bwd_input[k] = b;
+    t->bwd_weight[k] = w;
+    t->p2p_act[k] = t->p2p_grad[k] = c;
+  }
+  return t;
+}
+
+static PxSimResult *simulate_fbw(PxScheduleKind k, int pp, int vpp, int m, double f, double b, double w, double c) {
+  Case cs;
+  case_init(&cs, k, pp, vpp, m);
+  px_cost_table_free(cs.tab);
+  cs.tab = table_fbw(pp, vpp, f, b, w, c);
+  PxSimOptions opt = {.no_timeline = TRUE};
+  PxSimResult *res = run(&cs, &opt);
+  case_clear(&cs);
+  return res;
+}
+
+/* Qi et al., "Zero Bubble Pipeline Parallelism", ICLR 2024, Table 5: bubble
+ * rates (cost - m(F+B+W)) / cost at the profiled F, B, W, comm (µs) of their
+ * 1.5B/6.2B/14.6B/28.3B models. cost: the step (all ranks start at 0) for
+ * 1F1B, 1F1B-I (the model's l layers in l/p chunks per rank) and ZB-H1; for
+ * ZB-H2 the longest rank span (their optimizer post-validation). The same
+ * numbers are printed by sail-sg/zero-bubble-pipeline-parallelism
+ * megatron/core/pipeline_parallel/efficiency.py iclr_bubble_rates. */
+static void test_zero_bubble_table5(void) {
+  static const struct {
+    int p, m;
+    double f, b, w, c;
+    int layers;
+    double r1f1b, r1f1bi, rh1, rh2;
+  } rows[] = {
+    {8, 24, 18522, 18086, 9337, 601, 24, 0.2431, 0.1055, 0.1585, 0.1083},
+    {8, 32, 18513, 18086, 9331, 626, 24, 0.1985, 0.0818, 0.1242, 0.0837},
+    {8, 64, 18546, 18097, 9321, 762, 24, 0.1240, 0.0443, 0.0674, 0.0444},
+    {8, 24, 29718, 29444, 19927, 527, 32, 0.2347, 0.0808, 0.1323, 0.0698},
+    {8, 32, 29802, 29428, 19530, 577, 32, 0.1898, 0.0628, 0.1045, 0.0559},
+    {8, 64, 29935, 29621, 19388, 535, 32, 0.1091, 0.0320, 0.0554, 0.0294},
+    {16, 48, 11347, 11248, 8132, 377, 48, 0.2552, 0.1104, 0.1397, 0.0672},
+    {16, 64, 11307, 11254, 8101, 379, 48, 0.2082, 0.0852, 0.1088, 0.0516},
+    {16, 128, 11325, 11308, 8109, 378, 48, 0.1251, 0.0445, 0.0576, 0.0266},
+    {32, 96, 10419, 10207, 7715, 408, 64, 0.2646, 0.1493, 0.1421, 0.0641},
+    {32, 128, 10408, 10204, 7703, 408, 64, 0.2168, 0.1164, 0.1106, 0.0490},
+    {32, 256, 10402, 10248, 7698, 460, 64, 0.1352, 0.0624, 0.0594, 0.0257},
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS(rows); i++) {
+    const __typeof__(rows[0]) *r = &rows[i];
+    double busy = r->m * (r->f + r->b + r->w);
+    int v = r->layers / r->p;
+    g_autoptr(PxSimResult) o = simulate_fbw(PX_SCHED_1F1B, r->p, 1, r->m, r->f, r->b, r->w, r->c);
+    g_autoptr(PxSimResult) il = simulate_fbw(PX_SCHED_INTERLEAVED, r->p, v, r->m, r->f / v, r->b / v, r->w / v, r->c);
+    g_autoptr(PxSimResult) h1 = simulate_fbw(PX_SCHED_ZB_H1, r->p, 1, r->m, r->f, r->b, r->w, r->c);
+    g_autoptr(PxSimResult) h2 = simulate_fbw(PX_SCHED_ZB_H2, r->p, 1, r->m, r->f, r->b, r->w, r->c);
+    double got[4] = {1 - busy / o->step_time, 1 - busy / il->step_time, 1 - busy / h1->step_time, 1 - busy / h2->span};
+    double want[4] = {r->r1f1b, r->r1f1bi, r->rh1, r->rh2};
+    g_test_message("p=%d m=%d: 1F1B %.4f (%.4f) 1F1B-I %.4f (%.4f) ZB-H1 %.4f (%.4f) ZB-H2 %.4f (%.4f)", r->p, r->m,
+                   got[0], want[0], got[1], want[1], got[2], want[2], got[3], want[3]);
+    for (int k = 0; k < 4; k++)
+      if (fabs(got[k] - want[k]) > 0.005)
+        g_error("Table 5 row %zu (p=%d m=%d) column %d: bubble rate %.4f, paper %.4f", i, r->p, r->m, k, got[k], want[k]);
+    /* and ZB-H2's span is their closed form m(F+B+W) + (p-1)(F+B+2c-2W) */
+    g_assert_cmpfloat_with_epsilon(h2->span, busy + (r->p - 1) * (r->f + r->b + 2 * r->c - 2 * r->w), 1e-6);
+  }
+}
+
+/* The DualPipe README (deepseek-ai/DualPipe), "based on the same number of
+ * PP stages": DualPipeV bubble (PP/2-1)(F&B+B-3W), 2x parameters and PP+1
+ * activations per device on PP/2 devices; 1F1B (PP-1)(F+B), 1x, PP. Here
+ * PP = 2p chunks on p ranks; F&B = F + B. The formula holds in the engine when
+ * the forward and the input backward take equally long and W no longer. */
+static void test_dualpipe_readme(void) {
+  static const double fbw[][3] = {{1, 1, 1}, {1, 1, 0.5}, {2, 2, 0.3}, {1.5, 1.5, 1.5}, {1, 1, 0}};
+  for (int p = 2; p <= 8; p++)
+    for (gsize i = 0; i < G_N_ELEMENTS(fbw); i++) {
+      double f = fbw[i][0], b = fbw[i][1], w = fbw[i][2], B = b + w, FB = f + B;
+      int m = 2 * p + 5;
+      g_autoptr(PxSimResult) res = simulate_fbw(PX_SCHED_DUALPIPEV, p, 2, m, f, b, w, 0);
+      double busy = 2 * m * (f + b + w);
+      for (int s = 0; s < p; s++) g_assert_cmpfloat_with_epsilon(res->step_time - res->ranks[s].busy, (p - 1) * (FB + B - 3 * w), 1e-9);
+      g_assert_cmpfloat_with_epsilon(res->ranks[0].busy, busy, 1e-9);
+      /* 1F1B on PP = 2p devices, one chunk each: (PP-1)(F+B) idle */
+      g_autoptr(PxSimResult) o = simulate_fbw(PX_SCHED_1F1B, 2 * p, 1, m, f, b, w, 0);
+      g_assert_cmpfloat_with_epsilon(o->step_time - o->ranks[0].busy, (2 * p - 1) * (f + B), 1e-9);
+    }
+  /* activations: PP + 1 chunk-micro-batches on every DualPipeV rank, PP on
+   * 1F1B's first device; ZB-V 2p chunks (= 1F1B's p micro-batches of a
+   * rank's two chunks), ZB-H2 2p - 1 micro-batches (Qi et al. Table 1:
+   * (2p-1) M_B against 1F1B's p M_B). Held from F to B, or to W when split. */
+  for (int p = 1; p <= 8; p++) {
+    int m = 4 * p;
+    struct { PxScheduleKind k; int v, want; } cases[] = {
+      {PX_SCHED_DUALPIPEV, 2, 2 * p + 1}, {PX_SCHED_ZB_V, 2, 2 * p}, {PX_SCHED_ZB_H2, 1, 2 * p - 1},
+      {PX_SCHED_ZB_H1, 1, p}, {PX_SCHED_1F1B, 1, p}};
+    for (gsize k = 0; k < G_N_ELEMENTS(cases); k++) {
+      Case c;
+      case_init(&c, cases[k].k, p, cases[k].v, m);
+      g_autofree double *act = g_new(double, p * cases[k].v);
+      for (int i = 0; i < p * cases[k].v; i++) act[i] = 1;
+      PxSimOptions opt = {.act_bytes = act, .act_w_bytes = act, .no_timeline = TRUE};
+      g_autoptr(PxSimResult) res = run(&c, &opt);
+      double ones[2] = {1, 1};
+      int n;
+      g_assert_cmpfloat_with_epsilon(res->stage_peak_memory[0], cases[k].want, EPS);
+      g_assert_cmpfloat_with_epsilon(px_schedule_peak_activations(&c.plan, 0, ones, &n), cases[k].want, EPS);
+      g_assert_cmpint(n, ==, cases[k].want);
+      for (int s = 0; s < p; s++)
+        g_assert_cmpfloat_with_epsilon(res->stage_peak_memory[s], px_schedule_peak_activations(&c.plan, s, ones, NULL), EPS);
+      case_clear(&c);
+    }
+  }
+}
+
 static void test_ideal_naive_and_gpipe_picture(void) {
   Case c;
   case_init(&c, PX_SCHED_NAIVE, 4, 1, 1);
@@ -358,6 +520,10 @@ int main(int argc, char **argv) {
   g_test_add_func("/engine/ideal/gpipe-1f1b", test_ideal_gpipe_1f1b);
   g_test_add_func("/engine/ideal/interleaved", test_ideal_interleaved);
   g_test_add_func("/engine/ideal/zb-h1", test_ideal_zb_h1);
+  g_test_add_func("/engine/ideal/zb-h2-zb-v", test_ideal_zb_h2_zb_v);
+  g_test_add_func("/engine/ideal/dualpipev", test_ideal_dualpipev);
+  g_test_add_func("/engine/reference/zero-bubble-table5", test_zero_bubble_table5);
+  g_test_add_func("/engine/reference/dualpipe-readme", test_dualpipe_readme);
   g_test_add_func("/engine/ideal/naive-gpipe-picture", test_ideal_naive_and_gpipe_picture);
   g_test_add_func("/engine/timeline/order", test_timeline_order);
   g_test_add_func("/engine/memory/in-flight", test_in_flight);

@@ -4,7 +4,8 @@
  *  - activation checkpointing (full, selective) and the zero-bubble split of
  *    backward (B then W) give the same gradients as the plain backward;
  *  - the numpy float64 reference dump (tests/ref/gpt_tiny_ref.py): logits,
- *    loss, every gradient and three AdamW steps, in fp64 and fp32;
+ *    loss (also accumulated on the device over two micro-batches), every
+ *    gradient and three AdamW steps, in fp64 and fp32;
  *  - tensor-parallel shards cut from the full tensor as Megatron splits them
  *    (query / key / value heads, row-parallel columns, a padded vocabulary),
  *    checked by hand. */
@@ -61,13 +62,13 @@ static void harness_init(Harness *h, const PxModelDesc *d, PxCheckpoint ckpt, Px
   g_assert_true(px_plan_validate(&h->plan, h->model, NULL, &error));
   h->part = px_partition_new(h->model, &h->plan, NULL, &error);
   g_assert_no_error(error);
-  h->be = px_backend_cpu_new();
+  h->be = px_backend_new("cpu", 0, NULL);
   PxGptRank r = {h->be, NULL, 0, tp_rank, dt};
   h->gpt = px_gpt_new(h->model, &h->plan, h->part, &r, &error);
   g_assert_no_error(error);
   h->n = px_gpt_chunk(h->gpt, 0)->numel;
   h->w = px_tensor_new(h->be, "w", dt, PX_MEM_WEIGHTS, 1, &h->n, &error);
-  h->g = px_tensor_new(h->be, "g", dt, PX_MEM_GRADS, 1, &h->n, &error);
+  h->g = px_tensor_new_zeroed(h->be, "g", dt, PX_MEM_GRADS, 1, &h->n, &error);
   g_assert_true(px_gpt_chunk_bind(h->gpt, 0, h->w, h->g, &error));
   int N = h->plan.mbs * h->plan.seq;
   h->tokens = g_new(gint32, N);
@@ -264,6 +265,18 @@ static void check_reference(PxDType dt, double tol_logits, double tol_grad, doub
   double loss = harness_loss(&h, g, FALSE, logits);
   g_assert_cmpfloat(rel_err(logits, ref_get(ref, "logits", (gint64)N * d.vocab), (gint64)N * d.vocab), <, tol_logits);
   g_assert_cmpfloat(fabs(loss - ref_get(ref, "loss", 1)[0]), <, tol_logits * 10);
+  { /* the loss left on the device: two micro-batches add into one f64 scalar, read once */
+    g_autoptr(GError) err = NULL;
+    g_autoptr(PxTensor) acc = px_tensor_new_zeroed(h.be, "loss", PX_DTYPE_F64, PX_MEM_BUFFERS, 1, (gint64[]){1}, &err);
+    for (int k = 0; k < 2; k++) {
+      PxGptActs *a = px_gpt_forward_acc(h.gpt, 0, NULL, h.tokens, h.targets, acc, &err);
+      g_assert_no_error(err);
+      px_gpt_acts_free(a);
+    }
+    double two;
+    g_assert_true(px_tensor_download(acc, &two, &err));
+    g_assert_cmpfloat(fabs(two - 2 * ref_get(ref, "loss", 1)[0]), <, tol_logits * 20);
+  }
   for (guint p = 0; p < ch->n_params; p++) {
     const PxGptParam *pr = &ch->params[p];
     g_autofree char *key = g_strconcat("grad:", pr->spec->name, NULL);
@@ -273,8 +286,8 @@ static void check_reference(PxDType dt, double tol_logits, double tol_grad, doub
   /* three AdamW steps on the same batch (lr 1e-2, no clipping) */
   g_autoptr(GError) error = NULL;
   gint64 n = h.n;
-  g_autoptr(PxTensor) m = px_tensor_new(h.be, "m", dt, PX_MEM_OPTIMIZER, 1, &n, &error);
-  g_autoptr(PxTensor) v = px_tensor_new(h.be, "v", dt, PX_MEM_OPTIMIZER, 1, &n, &error);
+  g_autoptr(PxTensor) m = px_tensor_new_zeroed(h.be, "m", dt, PX_MEM_OPTIMIZER, 1, &n, &error);
+  g_autoptr(PxTensor) v = px_tensor_new_zeroed(h.be, "v", dt, PX_MEM_OPTIMIZER, 1, &n, &error);
   const double *want_losses = ref_get(ref, "adamw:losses", 3);
   for (int t = 1; t <= 3; t++) {
     double l = harness_loss(&h, g, FALSE, NULL);
@@ -390,6 +403,24 @@ static void test_init_layout_independent(void) {
   harness_clear(&two);
 }
 
+/* A token or target outside the vocabulary is refused before any op runs
+ * (with a vocabulary split over TP no rank's op could tell). */
+static void test_bad_ids(void) {
+  PxModelDesc d = tiny_desc(FALSE);
+  Harness h;
+  harness_init(&h, &d, PX_CKPT_NONE, PX_DTYPE_F64, 1, 0);
+  for (int k = 0; k < 2; k++) {
+    g_autoptr(GError) error = NULL;
+    gint32 *ids = k ? h.targets : h.tokens, keep = ids[3];
+    ids[3] = k ? -1 : d.vocab;
+    g_assert_null(px_gpt_forward(h.gpt, 0, NULL, h.tokens, h.targets, NULL, &error));
+    g_assert_error(error, PX_GPT_ERROR, PX_GPT_ERROR_INVALID);
+    g_assert_cmpstr(error->message, ==, k ? "target -1 outside the vocabulary 11" : "token 11 outside the vocabulary 11");
+    ids[3] = keep;
+  }
+  harness_clear(&h);
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/gpt/gradient/finite-differences/gpt2", test_fd_gpt);
@@ -400,5 +431,6 @@ int main(int argc, char **argv) {
   g_test_add_func("/gpt/reference/numpy/f32", test_reference_f32);
   g_test_add_func("/gpt/tp/shards", test_tp_shards);
   g_test_add_func("/gpt/init/layout-independent", test_init_layout_independent);
+  g_test_add_func("/gpt/errors/ids", test_bad_ids);
   return g_test_run();
 }

@@ -37,6 +37,9 @@ static const Rule rules[] = {
   {"gpt2-124m", 1, 1, 1, 1, 1, 0, 0, PX_SCHED_1F1B, 0, 0, TRUE, 0, "sequence parallelism needs tp > 1"},
   {"gpt2-124m", 1, 1, 2, 2, 1, 0, 0, PX_SCHED_1F1B, 0, 0, FALSE, 0, "vpp=2 needs the interleaved schedule (schedule is 1f1b)"},
   {"gpt2-124m", 1, 1, 1, 1, 1, 0, 0, PX_SCHED_1F1B, 4, 0, FALSE, 0, "ZeRO stage 4 is not 0, 1, 2 or 3"},
+  {"gpt2-124m", 1, 1, 2, 3, 1, 0, 0, PX_SCHED_ZB_V, 0, 0, FALSE, 0, "zb-v runs two model chunks per rank in a V, not vpp=3"},
+  {"gpt2-124m", 1, 1, 4, 1, 1, 6, 0, PX_SCHED_DUALPIPEV, 0, 0, FALSE, 0, "dualpipev needs at least 2·pp = 8 micro-batches (m=6)"},
+  {"gpt2-124m", 1, 1, 8, 1, 1, 0, 0, PX_SCHED_ZB_V, 0, 0, FALSE, 0, "pp·vpp=8·2=16 model chunks exceed 12 layers"},
 };
 
 static void test_rule(gconstpointer data) {
@@ -88,6 +91,44 @@ static void test_bubble(void) {
   g_assert_cmpfloat_with_epsilon(px_plan_bubble_fraction(&p), 3.0 / 15.0, 1e-15);
   p.schedule = PX_SCHED_NAIVE;
   g_assert_cmpfloat_with_epsilon(px_plan_bubble_fraction(&p), 0.75, 1e-15);
+  /* p = 4, m = 8: ZB-H2 3/27, ZB-V 3/51 (half-stage chunks), DualPipeV 6/54 */
+  p.m = 8;
+  p.schedule = PX_SCHED_ZB_H2;
+  g_assert_cmpfloat_with_epsilon(px_plan_bubble_fraction(&p), 3.0 / 27.0, 1e-15);
+  p.schedule = PX_SCHED_ZB_V;
+  g_assert_cmpfloat_with_epsilon(px_plan_bubble_fraction(&p), 3.0 / 51.0, 1e-15);
+  p.schedule = PX_SCHED_DUALPIPEV;
+  g_assert_cmpfloat_with_epsilon(px_plan_bubble_fraction(&p), 6.0 / 54.0, 1e-15);
+  /* where the formulas start to hold (p = 4) */
+  g_assert_cmpint(px_plan_bubble_exact_from(&p), ==, 8);
+  p.schedule = PX_SCHED_ZB_V;
+  g_assert_cmpint(px_plan_bubble_exact_from(&p), ==, 7);
+  p.schedule = PX_SCHED_ZB_H1;
+  g_assert_cmpint(px_plan_bubble_exact_from(&p), ==, 4);
+  p.schedule = PX_SCHED_1F1B;
+  g_assert_cmpint(px_plan_bubble_exact_from(&p), ==, 1);
+  px_plan_clear(&p);
+}
+
+/* The V schedules' names and their two chunks per rank. */
+static void test_v_schedules(void) {
+  PxScheduleKind k;
+  g_assert_true(px_schedule_parse("zb-v", &k) && k == PX_SCHED_ZB_V);
+  g_assert_true(px_schedule_parse("ZBV", &k) && k == PX_SCHED_ZB_V);
+  g_assert_true(px_schedule_parse("dualpipev", &k) && k == PX_SCHED_DUALPIPEV);
+  g_assert_true(px_schedule_parse("zb-h2", &k) && k == PX_SCHED_ZB_H2);
+  g_assert_cmpstr(px_schedule_name(PX_SCHED_DUALPIPEV), ==, "dualpipev");
+  g_autoptr(PxModel) m = load("gpt2-124m");
+  PxPlan p;
+  px_plan_init(&p);
+  p.pp = 4;
+  p.gbs = 8;
+  p.schedule = PX_SCHED_DUALPIPEV;
+  g_autoptr(GError) err = NULL;
+  g_assert_true(px_plan_validate(&p, m, NULL, &err));
+  g_assert_no_error(err);
+  g_assert_cmpint(p.vpp, ==, 2);
+  g_assert_cmpint(p.m, ==, 8);
   px_plan_clear(&p);
 }
 
@@ -272,6 +313,7 @@ int main(int argc, char **argv) {
   }
   g_test_add_func("/plan/valid/gpt3-seed", test_valid);
   g_test_add_func("/plan/bubble", test_bubble);
+  g_test_add_func("/plan/v-schedules", test_v_schedules);
   g_test_add_func("/plan/rank-order", test_rank_order);
   g_test_add_func("/plan/ini/roundtrip", test_ini_roundtrip);
   g_test_add_func("/plan/deepspeed", test_deepspeed);

@@ -182,6 +182,12 @@ static void test_memory(void) {
     {"tiny-gpt", 1, 1, 2, 1, "1f1b", 0, PX_CKPT_FULL, 2, 8, FALSE, 1},
     {"tiny-gpt", 1, 1, 2, 1, "1f1b", 0, PX_CKPT_FULL, 2, 8, FALSE, 2},
     {"tiny-llama", 1, 1, 1, 1, "1f1b", 0, PX_CKPT_FULL, 2, 8, FALSE, 3},
+    /* ZB-H2 holds up to 2p-1 micro-batches on rank 0; the V schedules two
+     * chunks per rank, DualPipeV 2p+1 (micro-batch, chunk)s */
+    {"tiny-gpt", 1, 1, 2, 1, "zb-h2", 0, PX_CKPT_NONE, 1, 8, FALSE, 1},
+    {"tiny-gpt", 1, 1, 2, 2, "zb-v", 0, PX_CKPT_NONE, 1, 8, FALSE, 1},
+    {"tiny-llama", 1, 1, 2, 2, "dualpipev", 0, PX_CKPT_SELECTIVE, 1, 8, FALSE, 1},
+    {"tiny-gpt", 2, 2, 2, 2, "zb-v", 3, PX_CKPT_NONE, 1, 8, FALSE, 1},
   };
   for (gsize i = 0; i < G_N_ELEMENTS(layouts); i++) check_memory(&layouts[i], PX_DTYPE_F32);
   check_memory(&layouts[1], PX_DTYPE_F64);

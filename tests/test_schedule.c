@@ -80,12 +80,81 @@ static void test_zb_h1_order(void) {
               "F0 B0 F1 B1 F2 B2 F3 B3 W0 F4 B4 W1 F5 B5 W2 F6 B6 W3 F7 B7 W4 W5 W6 W7");
 }
 
+/* ZB-H2: sail-sg/zero-bubble-pipeline-parallelism efficiency.py
+ * get_hand_schedule(4, 8, warmup_c=2), the orders it runs (printed from it):
+ * 2(p - s - 1) warm-up forwards, 2s W's held back to the end. */
+static void test_zb_h2_order(void) {
+  check_order(PX_SCHED_ZB_H2, 4, 1, 8, 0,
+              "F0 F1 F2 F3 F4 F5 F6 B0 W0 F7 B1 W1 B2 W2 B3 W3 B4 W4 B5 W5 B6 W6 B7 W7");
+  check_order(PX_SCHED_ZB_H2, 4, 1, 8, 1,
+              "F0 F1 F2 F3 F4 B0 F5 B1 F6 B2 W0 F7 B3 W1 B4 W2 B5 W3 B6 W4 B7 W5 W6 W7");
+  check_order(PX_SCHED_ZB_H2, 4, 1, 8, 3,
+              "F0 B0 F1 B1 F2 B2 F3 B3 F4 B4 F5 B5 F6 B6 W0 F7 B7 W1 W2 W3 W4 W5 W6 W7");
+}
+
+/* ZB-V: sail-sg/zero-bubble-pipeline-parallelism handcrafted_zb_v
+ * get_zb_v_schedule(4, 8) and (2, 2) (printed from it; c1 is the way back up
+ * the V). With m < 2p - 1 the micro-batches >= m are dropped from the
+ * 2p - 1 schedule. */
+static void test_zb_v_order(void) {
+  check_order(PX_SCHED_ZB_V, 4, 2, 8, 0,
+              "F0c0 F1c0 F2c0 F3c0 F4c0 F5c0 F6c0 F0c1 B0c1 W0c1 F1c1 B1c1 W1c1 F2c1 B2c1 W2c1 F3c1 B3c1 "
+              "W3c1 F7c0 B0c0 W0c0 F4c1 B4c1 W4c1 B1c0 W1c0 F5c1 B5c1 W5c1 B2c0 W2c0 F6c1 B6c1 W6c1 B3c0 "
+              "W3c0 F7c1 B7c1 W7c1 B4c0 W4c0 B5c0 W5c0 B6c0 W6c0 B7c0 W7c0");
+  check_order(PX_SCHED_ZB_V, 4, 2, 8, 2,
+              "F0c0 F1c0 F2c0 F0c1 F3c0 F1c1 F4c0 F2c1 B0c1 W0c1 F3c1 B1c1 W1c1 F5c0 B0c0 W0c0 F4c1 B2c1 "
+              "W2c1 F6c0 B1c0 W1c0 F5c1 B3c1 W3c1 F7c0 B2c0 W2c0 F6c1 B4c1 W4c1 B3c0 W3c0 F7c1 B5c1 W5c1 "
+              "B4c0 B6c1 B5c0 B7c1 B6c0 W4c0 B7c0 W5c0 W6c1 W7c1 W6c0 W7c0");
+  check_order(PX_SCHED_ZB_V, 4, 2, 8, 3,
+              "F0c0 F0c1 F1c0 F1c1 F2c0 F2c1 F3c0 F3c1 B0c1 W0c1 F4c0 B0c0 W0c0 F4c1 B1c1 W1c1 F5c0 B1c0 "
+              "W1c0 F5c1 B2c1 W2c1 F6c0 B2c0 W2c0 F6c1 B3c1 W3c1 F7c0 B3c0 W3c0 F7c1 B4c1 W4c1 B4c0 B5c1 "
+              "B5c0 B6c1 B6c0 B7c1 B7c0 W4c0 W5c1 W6c1 W7c1 W5c0 W6c0 W7c0");
+  check_order(PX_SCHED_ZB_V, 2, 2, 2, 0, "F0c0 F1c0 F0c1 B0c1 W0c1 F1c1 B1c1 W1c1 B0c0 W0c0 B1c0 W1c0");
+  check_order(PX_SCHED_ZB_V, 2, 2, 2, 1, "F0c0 F0c1 F1c0 F1c1 B0c1 W0c1 B0c0 W0c0 B1c1 W1c1 B1c0 W1c0");
+}
+
+/* DualPipeV: deepseek-ai/DualPipe dualpipe/dualpipev.py DualPipeV.step worked
+ * through by hand for the last rank of p = 4, m = 8: step 2 (4 × F0 F1), step
+ * 4 (4 × F0&B1 F1&B0, the first F0 B1 not overlapped on the last rank), step
+ * 6 (4 × B1 B0, from i = 2 on with zero bubble: B then W), step 8 (4 W). */
+static void test_dualpipev_order(void) {
+  check_order(PX_SCHED_DUALPIPEV, 4, 2, 8, 3,
+              "F0c0 F0c1 F1c0 F1c1 F2c0 F2c1 F3c0 F3c1 F4c0 B0c1 F4c1 B0c0 F5c0 B1c1 F5c1 B1c0 F6c0 B2c1 "
+              "F6c1 B2c0 F7c0 B3c1 F7c1 B3c0 B4c1 B4c0 B5c1 B5c0 B6c1 B6c0 B7c1 B7c0 W6c1 W6c0 W7c1 W7c0");
+  /* rank 0: step 1 (6 × F0), step 2 (F0 F1), step 3 (3 × B1 W1 F1), ... */
+  g_autoptr(PxProgram) prog = make(PX_SCHED_DUALPIPEV, 4, 2, 10);
+  g_autofree char *r0 = compute_order(prog, 0);
+  g_assert_true(g_str_has_prefix(r0, "F0c0 F1c0 F2c0 F3c0 F4c0 F5c0 F6c0 F0c1 B0c1 W0c1 F1c1 B1c1 W1c1 F2c1 B2c1 W2c1 F3c1 "
+                                     "F7c0 B3c1 F4c1 B0c0"));
+  /* overlapped pairs: 2(m - 2p + r + 1) in step 4 (one fewer on the last
+   * rank) and p - r - 1 in step 5 */
+  int want[] = {2 * 3 + 3, 2 * 4 + 2, 2 * 5 + 1, 2 * 6 - 1};
+  for (int r = 0; r < 4; r++) {
+    const PxRankProgram *rp = &prog->ranks[r];
+    int pairs = 0;
+    for (guint i = 0; i < rp->n; i++) {
+      if (rp->instrs[i].kind != PX_OP_OVERLAP) continue;
+      pairs++;
+      /* both receives, F, B, then both sends */
+      int seen_f = -1, seen_b = -1;
+      for (guint j = i + 1; j < rp->n && (seen_f < 0 || seen_b < 0); j++) {
+        PxOpKind k = rp->instrs[j].kind;
+        g_assert_true(k == PX_OP_RECV_ACT || k == PX_OP_RECV_GRAD || k == PX_OP_LOAD || k == PX_OP_FORWARD || k == PX_OP_BACKWARD);
+        if (k == PX_OP_FORWARD) seen_f = (int)j;
+        if (k == PX_OP_BACKWARD) seen_b = (int)j;
+      }
+      g_assert_cmpint(seen_b, ==, seen_f + 1);
+    }
+    g_assert_cmpint(pairs, ==, want[r]);
+  }
+}
+
 /* Each (mb, chunk) on each stage: one forward, then one backward (or one B
  * then one W), in that order. */
 static void check_forward_backward(const PxProgram *prog) {
   for (int s = 0; s < prog->pp; s++) {
     int n = prog->m * prog->vpp;
-    g_autofree int *fwd = g_new(int, n), *bwd = g_new(int, n), *wgt = g_new(int, n);
+    g_autofree int *fwd = g_new(int, n), *bwd = g_new(int, n), *wgt = g_new(int, n), *split = g_new(int, n);
     for (int i = 0; i < n; i++) fwd[i] = bwd[i] = wgt[i] = -1;
     const PxRankProgram *rp = &prog->ranks[s];
     for (guint i = 0; i < rp->n; i++) {
@@ -97,12 +166,18 @@ static void check_forward_backward(const PxProgram *prog) {
       int *slot = in->kind == PX_OP_FORWARD ? &fwd[key] : in->kind == PX_OP_BACKWARD_WEIGHT ? &wgt[key] : &bwd[key];
       g_assert_cmpint(*slot, ==, -1);
       *slot = (int)i;
+      if (in->kind == PX_OP_BACKWARD || in->kind == PX_OP_BACKWARD_INPUT) split[key] = in->kind == PX_OP_BACKWARD_INPUT;
     }
     for (int i = 0; i < n; i++) {
       g_assert_cmpint(fwd[i], >=, 0);
       g_assert_cmpint(bwd[i], >, fwd[i]);
-      if (prog->schedule == PX_SCHED_ZB_H1) g_assert_cmpint(wgt[i], >, bwd[i]);
+      /* a split backward (B, then W) or a full one */
+      if (split[i]) g_assert_cmpint(wgt[i], >, bwd[i]);
       else g_assert_cmpint(wgt[i], ==, -1);
+      if (prog->schedule == PX_SCHED_ZB_H1 || prog->schedule == PX_SCHED_ZB_H2 || prog->schedule == PX_SCHED_ZB_V)
+        g_assert_true(split[i]);
+      else if (prog->schedule != PX_SCHED_DUALPIPEV)
+        g_assert_false(split[i]);
     }
   }
 }
@@ -117,14 +192,17 @@ static void check_send_recv(const PxProgram *prog) {
       const PxInstr *in = &rp->instrs[i];
       if (in->kind != PX_OP_SEND_ACT && in->kind != PX_OP_SEND_GRAD) continue;
       gboolean act = in->kind == PX_OP_SEND_ACT;
-      int part = in->chunk * p + s, to = act ? part + 1 : part - 1;
-      g_assert_cmpint(in->peer, ==, to % p);
+      int part = px_program_part_of(prog, s, in->chunk), to = act ? part + 1 : part - 1;
+      int to_stage, to_chunk;
+      px_schedule_part_place(prog->schedule, p, to, &to_stage, &to_chunk);
+      g_assert_cmpint(in->peer, ==, to_stage);
+      g_assert_cmpint(px_program_part_of(prog, to_stage, to_chunk), ==, to);
       int found = 0;
       const PxRankProgram *q = &prog->ranks[in->peer];
       for (guint j = 0; j < q->n; j++) {
         const PxInstr *r = &q->instrs[j];
         if (r->kind == (act ? PX_OP_RECV_ACT : PX_OP_RECV_GRAD) && r->mb == in->mb && r->peer == s &&
-            r->chunk * p + in->peer == to)
+            px_program_part_of(prog, in->peer, r->chunk) == to)
           found++;
       }
       g_assert_cmpint(found, ==, 1);
@@ -147,12 +225,14 @@ static void test_invariants(void) {
     PxScheduleKind k;
     int vmax;
   } kinds[] = {{PX_SCHED_NAIVE, 1}, {PX_SCHED_GPIPE, 1}, {PX_SCHED_1F1B, 1}, {PX_SCHED_ZB_H1, 1},
-               {PX_SCHED_INTERLEAVED, 4}};
+               {PX_SCHED_INTERLEAVED, 4}, {PX_SCHED_ZB_H2, 1}, {PX_SCHED_ZB_V, 2}, {PX_SCHED_DUALPIPEV, 2}};
   for (gsize k = 0; k < G_N_ELEMENTS(kinds); k++)
     for (int p = 1; p <= 6; p++)
       for (int v = 1; v <= kinds[k].vmax; v++)
         for (int m = 1; m <= 13; m++) {
           if (kinds[k].k == PX_SCHED_INTERLEAVED && m % p) continue;
+          if (px_schedule_is_v(kinds[k].k) && v != 2) continue;
+          if (kinds[k].k == PX_SCHED_DUALPIPEV && m < 2 * p) continue;
           g_autoptr(PxProgram) prog = make(kinds[k].k, p, v, m);
           check_forward_backward(prog);
           check_send_recv(prog);
@@ -243,9 +323,57 @@ static void test_format_and_lookup(void) {
   g_assert_false(px_op_parse("JUMP", &k));
 }
 
+/* The V: rank s runs parts s and 2p-1-s; rank 0 holds both ends (inputs and
+ * labels, the tied embedding on one rank: no REDUCE_TIED), the last rank the
+ * two middle parts and passes between them to itself. */
+static void test_v_map(void) {
+  for (int p = 1; p <= 6; p++)
+    for (int k = 0; k < 2 * p; k++) {
+      int s, c;
+      px_schedule_part_place(PX_SCHED_ZB_V, p, k, &s, &c);
+      g_assert_cmpint(s, ==, k < p ? k : 2 * p - 1 - k);
+      g_assert_cmpint(c, ==, k < p ? 0 : 1);
+      g_assert_cmpint(px_schedule_part_of(PX_SCHED_DUALPIPEV, p, s, c), ==, k);
+      /* Megatron's interleaving stays k = c·p + s */
+      px_schedule_part_place(PX_SCHED_INTERLEAVED, p, k, &s, &c);
+      g_assert_cmpint(s, ==, k % p);
+      g_assert_cmpint(c, ==, k / p);
+    }
+  PxPlan plan;
+  plan_set(&plan, PX_SCHED_ZB_V, 4, 2, 8);
+  int bounds[] = {0, 2, 4, 6, 8, 10, 12, 14, 16};
+  PxPartition part = {.pp = 4, .vpp = 2, .parts = 8, .bounds = bounds, .tied = TRUE,
+                      .tied_first_part = 0, .tied_last_part = 7, .schedule = PX_SCHED_ZB_V};
+  g_assert_cmpint(px_partition_part_rank(&part, 7), ==, 0);
+  g_assert_cmpint(px_partition_part_of(&part, 3, 1), ==, 4);
+  g_autoptr(PxProgram) prog = px_program_new(&plan, &part, NULL);
+  g_assert_nonnull(prog);
+  g_assert_cmpint(count(prog, 0, PX_OP_REDUCE_TIED), ==, 0);
+  g_assert_cmpint(count(prog, 0, PX_OP_LOAD), ==, 16);
+  g_assert_cmpint(count(prog, 3, PX_OP_LOAD), ==, 0);
+  gboolean self = FALSE;
+  for (guint i = 0; i < prog->ranks[3].n; i++) {
+    const PxInstr *in = &prog->ranks[3].instrs[i];
+    if (in->kind == PX_OP_SEND_ACT && in->chunk == 0) self = in->peer == 3;
+  }
+  g_assert_true(self);
+  px_plan_clear(&plan);
+}
+
 static void test_invalid(void) {
   PxPlan plan;
   GError *err = NULL;
+  plan_set(&plan, PX_SCHED_DUALPIPEV, 4, 2, 7);
+  g_assert_null(px_program_new(&plan, NULL, &err));
+  g_assert_error(err, PX_SCHEDULE_ERROR, PX_SCHEDULE_ERROR_INVALID);
+  g_assert_nonnull(strstr(err->message, "2·pp"));
+  g_clear_error(&err);
+  plan.schedule = PX_SCHED_ZB_V;
+  plan.vpp = 3;
+  g_assert_null(px_program_new(&plan, NULL, &err));
+  g_assert_error(err, PX_SCHEDULE_ERROR, PX_SCHEDULE_ERROR_INVALID);
+  g_clear_error(&err);
+  px_plan_clear(&plan);
   plan_set(&plan, PX_SCHED_INTERLEAVED, 4, 2, 6);
   g_assert_null(px_program_new(&plan, NULL, &err));
   g_assert_error(err, PX_SCHEDULE_ERROR, PX_SCHEDULE_ERROR_INVALID);
@@ -268,6 +396,10 @@ int main(int argc, char **argv) {
   g_test_add_func("/schedule/gpipe/order", test_gpipe_naive_order);
   g_test_add_func("/schedule/interleaved/order", test_interleaved_order);
   g_test_add_func("/schedule/zb-h1/order", test_zb_h1_order);
+  g_test_add_func("/schedule/zb-h2/order", test_zb_h2_order);
+  g_test_add_func("/schedule/zb-v/order", test_zb_v_order);
+  g_test_add_func("/schedule/dualpipev/order", test_dualpipev_order);
+  g_test_add_func("/schedule/v-map", test_v_map);
   g_test_add_func("/schedule/invariants", test_invariants);
   g_test_add_func("/schedule/collectives", test_collectives);
   g_test_add_func("/schedule/format", test_format_and_lookup);

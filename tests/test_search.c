@@ -53,7 +53,8 @@ typedef void (*LayoutFn)(const Setup *s, const PxPlan *plan, void *data);
 static void for_each_layout(const Setup *s, LayoutFn fn, void *data) {
   const PxAxis (*orders)[3] = px_search_orders();
   int gpus = px_cluster_gpus(s->cluster), L = s->model->desc.layers;
-  PxScheduleKind scheds[] = {PX_SCHED_GPIPE, PX_SCHED_1F1B, PX_SCHED_INTERLEAVED, PX_SCHED_ZB_H1};
+  PxScheduleKind scheds[] = {PX_SCHED_GPIPE, PX_SCHED_1F1B, PX_SCHED_INTERLEAVED, PX_SCHED_ZB_H1,
+                             PX_SCHED_ZB_H2, PX_SCHED_ZB_V, PX_SCHED_DUALPIPEV};
   for (int tp = 1; tp <= s->cluster->gpus_per_node; tp++)
     for (int pp = 1; pp <= gpus; pp++) {
       if (gpus % (tp * pp)) continue;
@@ -66,6 +67,8 @@ static void for_each_layout(const Setup *s, LayoutFn fn, void *data) {
                 for (int sp = 0; sp <= 1; sp++)
                   for (gsize k = 0; k < G_N_ELEMENTS(scheds); k++)
                     for (int o = 0; o < 6; o++) {
+                      /* the V schedules run exactly two chunks per rank */
+                      if (px_schedule_is_v(scheds[k]) && vpp != 2) continue;
                       PxPlan p;
                       px_plan_copy(&p, &s->plan);
                       p.tp = tp;
@@ -188,7 +191,8 @@ static void test_analytic_close_to_simulation(void) {
   Setup s;
   setup_load(&s, "llama2-7b", "dgx-h100", 32, 256, 4096);
   struct { int tp, pp, dp, vpp, sched; } cases[] = {
-    {8, 4, 1, 1, PX_SCHED_1F1B}, {4, 2, 4, 1, PX_SCHED_GPIPE}, {2, 4, 4, 2, PX_SCHED_INTERLEAVED}, {8, 2, 2, 1, PX_SCHED_ZB_H1}};
+    {8, 4, 1, 1, PX_SCHED_1F1B}, {4, 2, 4, 1, PX_SCHED_GPIPE}, {2, 4, 4, 2, PX_SCHED_INTERLEAVED}, {8, 2, 2, 1, PX_SCHED_ZB_H1},
+    {8, 4, 1, 1, PX_SCHED_ZB_H2}, {2, 4, 4, 2, PX_SCHED_ZB_V}, {2, 4, 4, 2, PX_SCHED_DUALPIPEV}};
   for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
     PxSearchCandidate c = {.layout = {.tp = cases[i].tp, .pp = cases[i].pp, .dp = cases[i].dp, .vpp = cases[i].vpp,
                                       .mbs = 1, .zero = 1, .ckpt = PX_CKPT_SELECTIVE, .schedule = cases[i].sched}};
@@ -506,8 +510,36 @@ static void test_explain(void) {
   g_assert_null(strstr(s, "tp 8 instead"));
 }
 
+/* The schedule axis: ZB-V against 1F1B on the same layout (llama2-7b, 32
+ * H100s, tp 2 pp 4 dp 4). The V's middle ranks send both chunks' activations
+ * and gradients (4m messages), a 1F1B middle rank one chunk's (2m): twice the
+ * p2p volume; the explanation names bubble, memory and p2p side by side. */
+static void test_schedule_tradeoff(void) {
+  Setup s;
+  setup_load(&s, "llama2-7b", "dgx-h100", 32, 256, 4096);
+  PxSearchCandidate v = {.layout = {.tp = 2, .pp = 4, .dp = 4, .vpp = 2, .mbs = 1, .zero = 1,
+                                    .ckpt = PX_CKPT_SELECTIVE, .schedule = PX_SCHED_ZB_V}};
+  PxSearchCandidate o = v;
+  o.layout.vpp = 1;
+  o.layout.schedule = PX_SCHED_1F1B;
+  g_autoptr(GError) err = NULL;
+  g_assert_true(px_search_confirm(s.model, s.cluster, &s.plan, &v, &err));
+  g_assert_true(px_search_confirm(s.model, s.cluster, &s.plan, &o, &err));
+  g_assert_no_error(err);
+  g_assert_cmpfloat(REL(v.p2p_bytes, 2 * o.p2p_bytes), <, 1e-12);
+  /* m = 256 / 4 = 64 micro-batches: the V idles (p-1) chunk forwards against 1F1B's (p-1)(F+B) */
+  g_assert_cmpfloat(v.bubble, <, o.bubble);
+  g_autofree char *why = px_search_explain(&v, &o, 80e9, 1e9, "GB");
+  g_test_message("%s", why);
+  g_assert_nonnull(strstr(why, "zb-v against 1f1b: bubble"));
+  g_assert_nonnull(strstr(why, "p2p"));
+  g_assert_nonnull(strstr(why, "peak memory"));
+  setup_clear(&s);
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
+  g_test_add_func("/search/schedule/tradeoff", test_schedule_tradeoff);
   g_test_add_func("/search/fix/parse", test_fix_parse);
   g_test_add_func("/search/fix/holds", test_fix_holds);
   g_test_add_func("/search/uneven-chunks", test_uneven_chunks);
