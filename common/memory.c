@@ -163,6 +163,8 @@ double px_memory_peak_activations(const PxPlan *plan, int stage, const double *c
   return peak;
 }
 
+gint64 px_zero_shard(gint64 numel, int dp) { return dp > 1 ? (numel + dp - 1) / dp : numel; }
+
 PxMemory *px_memory_new(const PxModel *model, const PxPlan *plan, const PxPartition *part,
                         const PxCluster *cluster) {
   PxMemory *mem = g_new0(PxMemory, 1);
@@ -180,7 +182,7 @@ PxMemory *px_memory_new(const PxModel *model, const PxPlan *plan, const PxPartit
   for (int r = 0; r < plan->pp; r++) {
     PxStageMemory *st = &mem->stages[r];
     st->stage = r;
-    gint64 params = 0, max_layer = 0;
+    gint64 params = 0, max_layer = 0, shard = 0;
     double act_mb = 0, act_block = 0, head_acts = 0;
     g_autofree double *chunk_act = g_new0(double, MAX(plan->vpp, 1));
     int max_blocks = 0;
@@ -189,18 +191,21 @@ PxMemory *px_memory_new(const PxModel *model, const PxPlan *plan, const PxPartit
       first |= part->bounds[px_partition_part_of(part, r, c)] == 0;
     for (int c = 0; c < plan->vpp; c++) {
       int k = px_partition_part_of(part, r, c);
+      gint64 chunk_params = 0;
       for (int li = part->bounds[k]; li < part->bounds[k + 1]; li++) {
         const PxLayer *L = &model->layers[li];
         /* a rank holding both ends keeps one copy of a tied embedding */
         gint64 lp = L->tied_tensor && first ? px_layer_params_tp(L, plan->tp)
                                             : px_layer_stored_params_tp(L, plan->tp);
         params += lp;
+        chunk_params += lp;
         max_layer = MAX(max_layer, lp);
         if (L->kind == PX_LAYER_BLOCK) act_block = px_layer_activation_bytes(model, L, plan);
         if (L->kind == PX_LAYER_FINAL_NORM || L->kind == PX_LAYER_LM_HEAD)
           head_acts += px_layer_activation_bytes(model, L, plan);
         if (li == (int)model->n_layers - 1) last = TRUE;
       }
+      shard += px_zero_shard(chunk_params, plan->dp);
       chunk_act[c] = px_part_activation_bytes(model, plan, part->bounds[k], part->bounds[k + 1]);
       act_mb += chunk_act[c];
       int blocks = 0;
@@ -209,9 +214,17 @@ PxMemory *px_memory_new(const PxModel *model, const PxPlan *plan, const PxPartit
     }
     st->params = params;
     double P = (double)params;
-    st->weights = wb * P / (plan->zero >= 3 ? dp : 1);
-    st->gradients = gb * P / (plan->zero >= 2 ? dp : 1);
-    st->optimizer = ob * P / (plan->zero >= 1 ? dp : 1);
+    if (plan->zero >= 1 && plan->dp > 1) {
+      /* each chunk's flat buffers partitioned (px_zero_shard), the others padded to dp shards */
+      double S = (double)shard, full = S * dp;
+      st->weights = wb * (plan->zero >= 3 ? S : full);
+      st->gradients = gb * (plan->zero >= 2 ? S : full);
+      st->optimizer = ob * S;
+    } else {
+      st->weights = wb * P;
+      st->gradients = gb * P;
+      st->optimizer = ob * P;
+    }
     if (plan->offload != PX_OFFLOAD_NONE) st->optimizer = 0;
     if (plan->offload == PX_OFFLOAD_OPTIMIZER_PARAMS) st->weights = 0;
     st->activation_per_layer = act_block;

@@ -56,6 +56,12 @@ double px_memory_in_flight(const PxPlan *plan, int stage);
  * each weighted by its own chunk (the chunk with the LM head keeps the logits). */
 double px_memory_peak_activations(const PxPlan *plan, int stage, const double *chunk_act);
 
+/* ZeRO's partition of a chunk's flat buffer of numel elements over dp ranks:
+ * each rank holds ceil(numel / dp) elements, and the flat buffers that are
+ * not partitioned are padded to dp of those (DeepSpeed pads its flat groups
+ * likewise). The executor allocates, and the planner counts, these sizes. */
+gint64 px_zero_shard(gint64 numel, int dp);
+
 PxMemory *px_memory_new(const PxModel *model, const PxPlan *plan, const PxPartition *part,
                         const PxCluster *cluster);
 void px_memory_free(PxMemory *mem);

@@ -22,6 +22,8 @@
 #include "plot.h"
 #include "report.h"
 #include "runtime.h"
+#include "comm_tcp.h"
+#include "launch_env.h"
 
 #define CMD "parallax-exec run"
 
@@ -72,7 +74,8 @@ int px_exec_cmd_run(int argc, char **argv) {
     {"backend", 0, 0, G_OPTION_ARG_STRING, &a.backend, backend_help, "B"},
     {"comm", 0, 0, G_OPTION_ARG_STRING, &a.comm,
      "Communicator: local (every rank a thread of this process; the default), mpi (one process per rank, "
-     "under mpirun or srun; the default when launched by mpirun)", "C"},
+     "under mpirun or srun; the default when launched by mpirun), tcp (one process per rank from RANK, "
+     "WORLD_SIZE, MASTER_ADDR, MASTER_PORT: parallax-exec launch, torchrun-style launchers)", "C"},
     {"steps", 'n', 0, G_OPTION_ARG_INT, &a.steps, "Train up to this step (default 10)", "N"},
     {"seed", 0, 0, G_OPTION_ARG_INT64, &a.seed, "Seed of weights and synthetic data (default 1337)", "S"},
     {"data", 0, 0, G_OPTION_ARG_FILENAME, &a.data, "llm.c token file (default: synthetic corpus)", "FILE"},
@@ -144,26 +147,34 @@ int px_exec_cmd_run(int argc, char **argv) {
       goto out;
     }
   }
-  if (!a.comm) a.comm = g_strdup(g_getenv("OMPI_COMM_WORLD_SIZE") ? "mpi" : "local");
-  if (g_strcmp0(a.comm, "local") && g_strcmp0(a.comm, "mpi")) {
-    fprintf(stderr, CMD ": --comm '%s' is not local or mpi\n", a.comm);
+  if (!a.comm)
+    a.comm = g_strdup(g_getenv("OMPI_COMM_WORLD_SIZE")                        ? "mpi"
+                      : g_getenv("WORLD_SIZE") && g_getenv("MASTER_ADDR") ? "tcp"
+                                                                              : "local");
+  if (g_strcmp0(a.comm, "local") && g_strcmp0(a.comm, "mpi") && g_strcmp0(a.comm, "tcp")) {
+    fprintf(stderr, CMD ": --comm '%s' is not local, mpi or tcp\n", a.comm);
     goto out;
   }
   if (!px_plan_options_resolve(&o, FALSE, &model, &cluster, &plan, &error)) {
     rc = px_cli_fail(CMD, error);
     goto out;
   }
-  if (!g_strcmp0(a.comm, "mpi")) {
+  if (g_strcmp0(a.comm, "local")) {
     /* one rank per process: rank 0 prints; the device is the local rank */
-    if (!(world = px_comm_mpi_new(a.opt.timeout_s, &error))) {
+    PxLaunchEnv env;
+    px_launch_env_init(&env);
+    gboolean ok = px_launch_env(&env, &error);
+    if (ok && !g_strcmp0(a.comm, "mpi")) world = px_comm_mpi_new(a.opt.timeout_s, &error);
+    else if (ok) world = px_comm_tcp_new_from_env(&env, a.opt.timeout_s, &error);
+    a.opt.device = env.local_rank;
+    px_launch_env_clear(&env);
+    if (!world) {
       rc = px_cli_fail(CMD, error);
       goto out;
     }
     rank = px_comm_world_rank(world);
-    const char *lr = g_getenv("OMPI_COMM_WORLD_LOCAL_RANK") ? g_getenv("OMPI_COMM_WORLD_LOCAL_RANK") : g_getenv("SLURM_LOCALID");
-    a.opt.device = lr ? atoi(lr) : 0;
     /* the cores of the node shared among its ranks (OMP_NUM_THREADS, when set, wins) */
-    const char *ls = g_getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    const char *ls = g_getenv("OMPI_COMM_WORLD_LOCAL_SIZE") ? g_getenv("OMPI_COMM_WORLD_LOCAL_SIZE") : g_getenv("LOCAL_WORLD_SIZE");
     if (!g_getenv("OMP_NUM_THREADS") && ls && atoi(ls) > 0) omp_set_num_threads(MAX(1, (int)g_get_num_processors() / atoi(ls)));
     if (rank != 0 && !freopen("/dev/null", "w", stdout)) {
       fprintf(stderr, CMD ": rank %d: cannot silence standard output\n", rank);
@@ -185,7 +196,7 @@ int px_exec_cmd_run(int argc, char **argv) {
     printf("# %s: model %s, dp %d x tp %d x pp %d (%d ranks, %s), %s, vpp %d, m %d micro-batches of %d x %d tokens, "
            "ZeRO-%d, checkpoint %s%s, backend %s, %s\n",
            CMD, model->desc.name, p->dp, p->tp, p->pp, px_runtime_world(rt),
-           world ? "one process each, mpi" : "threads of this process, local", px_schedule_name(p->schedule), p->vpp,
+           !world ? "threads of this process, local" : !g_strcmp0(a.comm, "mpi") ? "one process each, mpi" : "one process each, tcp", px_schedule_name(p->schedule), p->vpp,
            p->m, p->mbs, p->seq, p->zero, px_ckpt_name(p->ckpt), p->seq_parallel ? ", sequence parallel" : "", a.opt.backend,
            a.opt.dtype == PX_DTYPE_F64 ? "f64" : "f32");
     if (model->desc.dropout) printf("# dropout: off (the executor does not implement it; memory predicted without masks)\n");
@@ -307,7 +318,7 @@ int px_exec_cmd_run(int argc, char **argv) {
 out:
   px_runtime_free(rt);
   px_comm_free(world);
-  if (world) px_comm_mpi_finalize();
+  if (world && !g_strcmp0(a.comm, "mpi")) px_comm_mpi_finalize();
   g_free(all_mem);
   g_free(a.comm);
   px_plan_clear(&plan);

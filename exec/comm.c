@@ -362,7 +362,7 @@ gboolean px_comm_group_end(PxComm *c, PxStream *stream, GError **error) {
 }
 
 gboolean px_comm_available(const char *name) {
-  if (!g_strcmp0(name, "local")) return TRUE;
+  if (!g_strcmp0(name, "local") || !g_strcmp0(name, "tcp")) return TRUE;
 #ifdef PX_HAVE_MPI
   if (!g_strcmp0(name, "mpi")) return TRUE;
 #endif

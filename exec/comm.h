@@ -24,11 +24,13 @@
  *
  * Point-to-point has no tags: messages from one rank to another on one
  * communicator are received in the order they were sent (NCCL, and MPI's
- * non-overtaking rule). Sends are eager on `local` and may be so elsewhere: a
- * send that has no matching receive yet may or may not return, so a rank that
- * both sends to and receives from a peer issues the pair inside
- * px_comm_group_start / px_comm_group_end (ncclGroupStart / ncclGroupEnd), or
- * puts sends and receives on different streams.
+ * non-overtaking rule). Sends are eager on `local`, `mpi` and `tcp`: a send
+ * returns once its payload is copied or on its way, whether or not the
+ * receive has been posted, so sends queued one after another on a stream
+ * never wait for each other's receivers (the runtime relies on it). An
+ * implementation whose sends wait for the receiver (NCCL) must issue the
+ * runtime's sends and receives of one step in groups
+ * (px_comm_group_start / px_comm_group_end, ncclGroupStart / ncclGroupEnd).
  *
  * Failure. Every wait has a deadline (the world's timeout): instead of hanging,
  * a collective whose peers do not all arrive fails with PX_COMM_ERROR_TIMEOUT
@@ -140,7 +142,8 @@ gboolean px_comm_group_end(PxComm *c, PxStream *stream, GError **error);
 
 /* ---- implementations ---- */
 
-/* Is the implementation built in? ("local" always; "mpi" with Open MPI) */
+/* Is the implementation built in? ("local" and "tcp" (exec/comm_tcp.h) always;
+ * "mpi" with Open MPI) */
 gboolean px_comm_available(const char *name);
 
 /* local: ranks are threads of this process. The shared state of `world`

@@ -8,7 +8,13 @@
  * polling wait (MPI_Test with a short back-off) that gives up at the deadline
  * or when the process has aborted: MPI has no timeouts of its own, and a
  * blocking MPI call could not be interrupted. Point-to-point uses one tag, so
- * MPI's non-overtaking rule makes it FIFO per communicator and pair.
+ * MPI's non-overtaking rule makes it FIFO per communicator and pair. Sends are
+ * eager whatever the message size (comm.h): the payload is copied, posted
+ * with MPI_Isend and the call returns; the request completes in the
+ * background (reaped at later calls, waited for when the communicator is
+ * freed), and an error of it is reported by px_comm_check_async. Without
+ * that, a large send waiting in MPI's rendezvous protocol would hold up the
+ * sends queued behind it on the same stream.
  *
  * Failure: a timeout names the communicator and the op (for point-to-point
  * the peer; MPI cannot tell which member of a collective is missing). An
@@ -29,8 +35,17 @@ static gint n_live;       /* communicators alive */
 static gint aborted;      /* this process has aborted */
 
 typedef struct {
+  MPI_Request req;
+  void *copy;
+  int peer;
+} Pending;
+
+typedef struct {
   MPI_Comm comm;
   double timeout_s;
+  GMutex lock;       /* guards pending and error */
+  GArray *pending;   /* Pending: eager sends in flight */
+  char *error;       /* the first failed eager send */
 } Mpi;
 
 static MPI_Datatype mpi_type(PxDType dt) {
@@ -171,9 +186,48 @@ static gboolean mpi_p2p(PxComm *c, const PxP2p *o, GError **error) {
   return post(c, o, &req, error) && finish(c, o, &req, error);
 }
 
+/* Free the eager sends that have completed (all of them with wait, until
+ * the deadline). Called with m->lock held. */
+static void reap(PxComm *c, gboolean wait) {
+  Mpi *m = c->impl;
+  gint64 deadline = g_get_monotonic_time() + (gint64)(m->timeout_s * G_USEC_PER_SEC);
+  for (guint i = 0; i < m->pending->len;) {
+    Pending *p = &g_array_index(m->pending, Pending, i);
+    int done = 0;
+    int rc = MPI_Test(&p->req, &done, MPI_STATUS_IGNORE);
+    if (rc == MPI_SUCCESS && !done && !wait) { /* still on its way */
+      i++;
+      continue;
+    }
+    if (rc == MPI_SUCCESS && !done && g_get_monotonic_time() < deadline && !g_atomic_int_get(&aborted)) {
+      g_usleep(100);
+      continue;
+    }
+    if (rc != MPI_SUCCESS || !done) {
+      if (!m->error)
+        m->error = g_strdup_printf("send from rank %d to rank %d on %s: %s", c->world_rank, c->group->ranks[p->peer],
+                                   c->label, rc != MPI_SUCCESS ? "failed" : "never received");
+      if (!done) MPI_Cancel(&p->req);
+    }
+    g_free(p->copy);
+    g_array_remove_index_fast(m->pending, i);
+  }
+}
+
 static gboolean mpi_send(PxComm *c, const void *buf, gsize count, PxDType dt, int peer, GError **error) {
-  PxP2p o = {TRUE, (void *)buf, count, dt, peer};
-  return mpi_p2p(c, &o, error);
+  Mpi *m = c->impl;
+  if (!count_ok(c, "send", count, error)) return FALSE;
+  Pending p = {MPI_REQUEST_NULL, g_memdup2(buf, count * px_dtype_size(dt)), peer};
+  int rc = MPI_Isend(p.copy, (int)count, mpi_type(dt), peer, 0, m->comm, &p.req);
+  if (rc != MPI_SUCCESS) {
+    g_free(p.copy);
+    return mpi_failed(c, "send", rc, error);
+  }
+  g_mutex_lock(&m->lock);
+  g_array_append_val(m->pending, p);
+  reap(c, FALSE);
+  g_mutex_unlock(&m->lock);
+  return TRUE;
 }
 
 static gboolean mpi_recv(PxComm *c, void *buf, gsize count, PxDType dt, int peer, GError **error) {
@@ -198,6 +252,8 @@ static Mpi *mpi_new(MPI_Comm comm, double timeout_s) {
   Mpi *m = g_new0(Mpi, 1);
   m->comm = comm;
   m->timeout_s = timeout_s;
+  g_mutex_init(&m->lock);
+  m->pending = g_array_new(FALSE, FALSE, sizeof(Pending));
   MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
   g_atomic_int_inc(&n_live);
   return m;
@@ -206,6 +262,12 @@ static Mpi *mpi_new(MPI_Comm comm, double timeout_s) {
 static void mpi_free(PxComm *c) {
   Mpi *m = c->impl;
   if (!m) return;
+  g_mutex_lock(&m->lock);
+  reap(c, TRUE); /* the eager sends still in flight are received, or time out */
+  g_mutex_unlock(&m->lock);
+  g_array_unref(m->pending);
+  g_free(m->error);
+  g_mutex_clear(&m->lock);
   if (!g_atomic_int_get(&aborted)) MPI_Comm_free(&m->comm);
   g_atomic_int_add(&n_live, -1);
   g_free(m);
@@ -230,8 +292,14 @@ static void mpi_abort(PxComm *c, const char *reason) {
 }
 
 static gboolean mpi_check_async(PxComm *c, GError **error) {
-  if (!g_atomic_int_get(&aborted)) return TRUE;
-  return fail(error, PX_COMM_ERROR_ABORTED, "communicator %s aborted", c->label);
+  if (g_atomic_int_get(&aborted)) return fail(error, PX_COMM_ERROR_ABORTED, "communicator %s aborted", c->label);
+  Mpi *m = c->impl;
+  g_mutex_lock(&m->lock);
+  reap(c, FALSE);
+  gboolean ok = m->error == NULL;
+  if (!ok) fail(error, PX_COMM_ERROR_DEVICE, "%s", m->error);
+  g_mutex_unlock(&m->lock);
+  return ok;
 }
 
 static double mpi_timeout(const PxComm *c) { return ((Mpi *)c->impl)->timeout_s; }

@@ -7,3 +7,4 @@
 
 int px_exec_cmd_data(int argc, char **argv);
 int px_exec_cmd_run(int argc, char **argv);
+int px_exec_cmd_launch(int argc, char **argv);

@@ -155,7 +155,7 @@ static gboolean chunk_alloc(Rank *r, int c, GError **error) {
   PxDType dt = rt->opt.dtype;
   int dp = rt->plan.dp;
   cs->numel = ch->numel;
-  cs->shard = r->sharded ? (ch->numel + dp - 1) / dp : ch->numel;
+  cs->shard = r->sharded ? px_zero_shard(ch->numel, dp) : ch->numel;
   cs->padded = r->sharded ? cs->shard * dp : ch->numel;
   g_autofree char *nw = g_strdup_printf("chunk%d.weights", c);
   g_autofree char *ng = g_strdup_printf("chunk%d.grads", c);

@@ -8,12 +8,16 @@
 # runs 5 steps, and each step's loss must equal the single-rank run's on the
 # same global batch to 1e-5 relative (fp32; --dtype f64: 1e-10). ZeRO > 0 with
 # dp = 1 is the same program as ZeRO 0 and is skipped. (CI runs a covering
-# subset: tests/test_runtime.c.)
+# subset: tests/test_runtime.c with thread-ranks, tests/mpi_parity.sh with
+# processes.)
 #
-# Usage: scripts/nightly_parity.sh [BUILD_DIR] [f32|f64]
+# Usage: scripts/nightly_parity.sh [BUILD_DIR] [f32|f64] [threads|processes]
+# processes: every rank a process of its own under mpirun (--comm mpi).
 set -u
 build=${1:-build}
 dtype=${2:-f32}
+mode=${3:-threads}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 exe="$build/exec/parallax-exec"
 tol=1e-5; [ "$dtype" = f64 ] && tol=1e-10
 [ -x "$exe" ] || { echo "nightly_parity: no $exe (build first)" >&2; exit 2; }
@@ -32,7 +36,11 @@ for model in tiny-gpt tiny-llama; do
       case $sched in interleaved|zb-v|dualpipev) [ "$pp" = 2 ] || continue; vpp=2 ;; esac
       args=(--model "$model" --pp "$pp" --tp "$tp" --dp "$dp" --zero "$zero" --ckpt "$ckpt" --schedule "$sched" --vpp "$vpp")
       [ "$sp" = yes ] && args+=(--sp)
-      got=$("$exe" "${common[@]}" "${args[@]}" 2>&1 | losses)
+      if [ "$mode" = processes ]; then
+        got=$(mpirun -n $((pp * tp * dp)) "$exe" "${common[@]}" "${args[@]}" --comm mpi < /dev/null 2>&1 | losses)
+      else
+        got=$("$exe" "${common[@]}" "${args[@]}" --comm local 2>&1 | losses)
+      fi
       runs=$((runs+1))
       if ! awk -v a="$ref" -v b="$got" -v tol="$tol" 'BEGIN {
              n = split(a, x, " "); m = split(b, y, " "); if (n != m || n == 0) exit 1;
@@ -44,5 +52,5 @@ for model in tiny-gpt tiny-llama; do
     done; done; done
   done; done; done; done
 done
-echo "nightly_parity ($dtype): $runs layouts, $failed failed"
+echo "nightly_parity ($dtype, $mode): $runs layouts, $failed failed"
 [ "$failed" = 0 ]

@@ -15,6 +15,12 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_
 fail=0; n=0
 check() { n=$((n+1)); if eval "$2"; then echo "ok $n - $1"; else echo "not ok $n - $1"; fail=$((fail+1)); fi; }
 tmp=$(mktemp -d); trap 'kill -CONT $(jobs -p) 2> /dev/null; kill $(jobs -p) 2> /dev/null; rm -rf "$tmp"' EXIT
+# rank R's process among the children of this script's mpirun (pid $1)
+rank_pid() {
+  for p in $(pgrep -P "$1"); do
+    if tr '\0' '\n' < /proc/$p/environ 2> /dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2"; then echo "$p"; return; fi
+  done
+}
 base=(run --model tiny-gpt --seq 16 --mbs 2 --gbs 8 --pp 2 --dp 2 --zero 1 --decay-steps 1000)
 losses() { awk '!/^#/ && NF == 6 {print $1, $2}'; }
 same() { # same LOSSES_A LOSSES_B: equal steps, losses within 1e-5 relative
@@ -36,17 +42,15 @@ check "every rank's memory row, from rank 0" "[ \$(grep -Ec '^ +[0-3] +[01] +[01
 
 # kill -9 of rank 1 after the checkpoint of step 2
 ck="$tmp/ck"
-( mpirun -n 4 "$exe" "${base[@]}" --comm mpi --steps 100000 --save "$ck" --save-every 2 --keep 0 --timeout 20 \
-    < /dev/null > "$tmp/kill.out" 2> "$tmp/kill.err"; echo $? > "$tmp/kill.rc" ) &
+mpirun -n 4 "$exe" "${base[@]}" --comm mpi --steps 100000 --save "$ck" --save-every 2 --keep 0 --timeout 20 \
+    < /dev/null > "$tmp/kill.out" 2> "$tmp/kill.err" &
+mp=$!
 for _ in $(seq 600); do [ -f "$ck/latest" ] && break; sleep 0.1; done
-victim=""
-for p in $(pgrep -f "parallax-exec run.*--save $ck"); do
-  if tr '\0' '\n' < /proc/$p/environ 2> /dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=1'; then victim=$p; fi
-done
+victim=$(rank_pid $mp 1)
 check "found rank 1's process" "[ -n \"$victim\" ]"
 t0=$(date +%s)
 kill -9 "$victim" 2> /dev/null
-for _ in $(seq 600); do [ -f "$tmp/kill.rc" ] && break; sleep 0.1; done
+wait $mp; echo $? > "$tmp/kill.rc"
 t1=$(date +%s)
 check "the job ends within the 20 s deadline" "[ -f \"$tmp/kill.rc\" ] && [ \$((t1 - t0)) -le 20 ]"
 check "and exits non-zero" "[ \"\$(cat $tmp/kill.rc 2> /dev/null)\" != 0 ]"
@@ -59,16 +63,13 @@ resumed=$("$exe" "${base[@]}" --steps "$to" --resume "$ck" | losses)
 check "resuming reproduces the uninterrupted losses" "same \"\$straight\" \"\$resumed\""
 
 # a rank that hangs: SIGSTOP rank 3 (stage 1); its peers time out after 10 s
-( mpirun -n 4 "$exe" "${base[@]}" --comm mpi --steps 100000 --timeout 10 < /dev/null > "$tmp/hang.out" 2> "$tmp/hang.err"
-  echo $? > "$tmp/hang.rc" ) &
+mpirun -n 4 "$exe" "${base[@]}" --comm mpi --steps 100000 --timeout 10 < /dev/null > "$tmp/hang.out" 2> "$tmp/hang.err" &
+mp=$!
 for _ in $(seq 600); do grep -Eq '^ +2 ' "$tmp/hang.out" 2> /dev/null && break; sleep 0.1; done
-victim=""
-for p in $(pgrep -f "parallax-exec run.*--timeout 10"); do
-  if tr '\0' '\n' < /proc/$p/environ 2> /dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=3'; then victim=$p; fi
-done
+victim=$(rank_pid $mp 3)
 t0=$(date +%s)
 kill -STOP "$victim" 2> /dev/null
-for _ in $(seq 600); do [ -f "$tmp/hang.rc" ] && break; sleep 0.1; done
+wait $mp; echo $? > "$tmp/hang.rc"
 t1=$(date +%s)
 kill -KILL "$victim" 2> /dev/null
 check "a hung rank: the job ends within twice the deadline" "[ -f \"$tmp/hang.rc\" ] && [ \$((t1 - t0)) -le 25 ]"

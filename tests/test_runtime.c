@@ -206,6 +206,21 @@ static void test_memory_by_hand(void) {
   g_assert_cmpint(m.measured.current[PX_MEM_WEIGHTS], ==, 882176 / 2);
   g_assert_cmpint(m.measured.current[PX_MEM_GRADS], ==, 882176 / 2);
   g_assert_cmpint(m.measured.current[PX_MEM_OPTIMIZER], ==, 882176);
+  /* dp = 3 does not divide 220,544: ZeRO-1 shards of ceil(220,544 / 3) =
+   * 73,515 elements, the weight and gradient buffers padded to 3 of them
+   * (220,545 elements, 882,180 bytes), AdamW's two moments 2 · 4 · 73,515 =
+   * 588,120 bytes; the planner counts the same */
+  Layout l3 = {"tiny-gpt", 3, 1, 1, 1, "1f1b", 1, PX_CKPT_NONE, 2, 6, FALSE, 1};
+  g_autoptr(PxRuntime) rt3 = stepped(model, &l3, PX_DTYPE_F32, 1, NULL);
+  for (int r = 0; r < 3; r++) {
+    px_runtime_memory(rt3, r, &m);
+    g_assert_cmpint(m.measured.current[PX_MEM_WEIGHTS], ==, 882180);
+    g_assert_cmpint(m.measured.current[PX_MEM_GRADS], ==, 882180);
+    g_assert_cmpint(m.measured.current[PX_MEM_OPTIMIZER], ==, 588120);
+    g_assert_cmpfloat(m.predicted.weights, ==, 882180);
+    g_assert_cmpfloat(m.predicted.gradients, ==, 882180);
+    g_assert_cmpfloat(m.predicted.optimizer, ==, 588120);
+  }
 }
 
 /* ---- timeline ---------------------------------------------------------------------- */
