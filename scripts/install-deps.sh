@@ -2,7 +2,8 @@
 # Install the Debian packages Parallax builds and runs with (only the missing
 # ones; apt-get update first). Root or sudo.
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config libglib2.0-dev libjson-glib-dev gnuplot-nox libopenblas-dev libopenmpi-dev openmpi-bin)
+pkgs=(build-essential cmake pkg-config libglib2.0-dev libjson-glib-dev gnuplot-nox libopenblas-dev libopenmpi-dev openmpi-bin
+      python3 python3-venv)  # python3-venv: the Python package test (tests/python_api.sh)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "commands.h"
+#include "emit.h"
 #include "flops.h"
 #include "memory.h"
 #include "options.h"
@@ -183,10 +184,27 @@ static void print_json(const PlanReport *r) {
   px_report_print_json(b);
 }
 
+/* --emit: the plan's launch files, with the simulated prediction when a
+ * cluster is known. Paths written go to stderr (stdout may be JSON). */
+static gboolean emit_files(const PlanReport *r, const PxPlanOptions *o, const char *emit, const char *out,
+                           GError **error) {
+  PxEmitInfo info = {.command = CMD, .model_name = o->model, .cluster_name = o->cluster};
+  if (r->cluster && !px_emit_predict(r->model, r->cluster, &r->plan, &info, error)) return FALSE;
+  g_autoptr(GPtrArray) written = g_ptr_array_new_with_free_func(g_free);
+  if (!px_emit_to(emit, out, r->model, r->cluster, &r->plan, &info, written, error)) return FALSE;
+  for (guint i = 0; i < written->len; i++) fprintf(stderr, CMD ": wrote %s\n", (char *)written->pdata[i]);
+  return TRUE;
+}
+
 int px_cmd_plan(int argc, char **argv) {
   PxPlanOptions o;
   gboolean json = FALSE;
-  GOptionEntry entries[] = {{"json", 0, 0, G_OPTION_ARG_NONE, &json, "Print one JSON object", NULL}, {NULL}};
+  g_autofree char *emit = NULL, *out = NULL;
+  GOptionEntry entries[] = {
+    {"json", 0, 0, G_OPTION_ARG_NONE, &json, "Print one JSON object", NULL},
+    {"emit", 0, 0, G_OPTION_ARG_STRING, &emit, "Write launch files: megatron, deepspeed, torchtitan, ini", "FORMAT"},
+    {"out", 0, 0, G_OPTION_ARG_FILENAME, &out, "Directory for --emit (default .)", "DIR"},
+    {NULL}};
   if (!px_parse_command_line(CMD, "partition, bubble, memory and FLOPs of a plan", entries, &o, &argc, &argv))
     return 2;
   g_autoptr(GError) error = NULL;
@@ -196,8 +214,9 @@ int px_cmd_plan(int argc, char **argv) {
   if (!px_units_parse(o.units, &u)) {
     fprintf(stderr, CMD ": --units '%s' is not GB or GiB\n", o.units);
     rc = 2;
-  } else if (!px_plan_options_resolve(&o, FALSE, &r.model, &r.cluster, &r.plan, &error) ||
-             !plan_report_compute(&r, &error)) {
+  } else if ((emit && !px_emit_check(emit, out, &error)) ||
+             !px_plan_options_resolve(&o, FALSE, &r.model, &r.cluster, &r.plan, &error) ||
+             !plan_report_compute(&r, &error) || (emit && !emit_files(&r, &o, emit, out, &error))) {
     rc = px_cli_fail(CMD, error);
   } else if (json) {
     print_json(&r);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include "commands.h"
 #include "config.h"
+#include "emit.h"
 #include "options.h"
 #include "plot.h"
 #include "report.h"
@@ -23,7 +24,7 @@ static void on_sigint(int sig) {
 }
 
 typedef struct {
-  char *objective, *max_memory, *margin, *pareto, *emit, *tokens, *days, *nodes_range;
+  char *objective, *max_memory, *margin, *pareto, *emit, *out, *tokens, *days, *nodes_range;
   char **fix;
   int top, threads, confirm, max_mbs, max_vpp;
   gboolean json, tp_across, all_counts;
@@ -181,16 +182,21 @@ static void closest_miss(const PxSearchResult *r, const PxUnits *u) {
     fprintf(stderr, "the GPU has %.1f %s\n", r->gpu_memory / u->scale, u->name);
 }
 
-static gboolean emit_plan(const char *path, const PxPlan *base, const PxLayout *l, const PxPlanOptions *o,
-                          const PxCluster *cluster, GError **error) {
+static gboolean emit_plan(const SearchFlags *f, const PxModel *model, const PxPlan *base,
+                          const PxSearchCandidate *w, const PxPlanOptions *o, const PxCluster *cluster,
+                          GError **error) {
   PxPlan p;
   px_plan_copy(&p, base);
-  px_layout_apply(l, &p);
-  g_autofree char *ini = px_plan_to_ini(&p);
+  px_layout_apply(&w->layout, &p);
+  gboolean ok = px_plan_validate(&p, model, cluster, error);
+  PxEmitInfo info = {.command = CMD, .model_name = o->model, .cluster_name = o->cluster, .have_prediction = TRUE,
+                     .step_time_s = w->step_time, .tokens_per_s = w->tokens_per_s, .mfu = w->mfu,
+                     .peak_memory = w->memory, .capacity = (double)cluster->gpu_memory, .fits = w->fits};
+  g_autoptr(GPtrArray) written = g_ptr_array_new_with_free_func(g_free);
+  ok = ok && px_emit_to(f->emit, f->out, model, cluster, &p, &info, written, error);
+  for (guint i = 0; ok && i < written->len; i++) fprintf(stderr, CMD ": wrote %s\n", (char *)written->pdata[i]);
   px_plan_clear(&p);
-  g_autofree char *all = g_strdup_printf("%smodel = %s\ncluster = %s\nnodes = %d\n", ini, o->model,
-                                         o->cluster, cluster->nodes);
-  return g_file_set_contents(path, all, -1, error);
+  return ok;
 }
 
 static gboolean pareto_plot(const char *path, const PxSearchResult *r, const PxModel *model, GError **error) {
@@ -324,7 +330,7 @@ static int run_search(const SearchFlags *f, const PxPlanOptions *o, const PxMode
       }
     }
   }
-  if (w && f->emit && !emit_plan(f->emit, plan, &w->layout, o, cluster, &error)) return px_cli_fail(CMD, error);
+  if (w && f->emit && !emit_plan(f, model, plan, w, o, cluster, &error)) return px_cli_fail(CMD, error);
   if (f->pareto && !pareto_plot(f->pareto, r, model, &error)) return px_cli_fail(CMD, error);
   (void)tty;
   return r->cancelled ? 130 : 0;
@@ -450,7 +456,8 @@ int px_cmd_search(int argc, char **argv) {
     {"tp-across-nodes", 0, 0, G_OPTION_ARG_NONE, &f.tp_across, "Allow tp larger than a node", NULL},
     {"json", 0, 0, G_OPTION_ARG_NONE, &f.json, "Print one JSON object", NULL},
     {"pareto", 0, 0, G_OPTION_ARG_FILENAME, &f.pareto, "Plot memory vs step time of every fitting layout (gnuplot)", "FILE.png"},
-    {"emit", 0, 0, G_OPTION_ARG_FILENAME, &f.emit, "Write the winner as a plan INI", "FILE.ini"},
+    {"emit", 0, 0, G_OPTION_ARG_FILENAME, &f.emit, "Write the winner's launch files: megatron, deepspeed, torchtitan, ini (or FILE.ini)", "FORMAT"},
+    {"out", 0, 0, G_OPTION_ARG_FILENAME, &f.out, "Directory for --emit (default .)", "DIR"},
     {"tokens", 0, 0, G_OPTION_ARG_STRING, &f.tokens, "Sizing: training tokens (e.g. 2T)", "T"},
     {"days", 0, 0, G_OPTION_ARG_STRING, &f.days, "Sizing: days to finish in", "D"},
     {"nodes-range", 0, 0, G_OPTION_ARG_STRING, &f.nodes_range, "Sizing: node counts tried (default 1-1024)", "N-M"},
@@ -478,6 +485,8 @@ int px_cmd_search(int argc, char **argv) {
   } else if (f.max_memory && (!px_parse_bytes(f.max_memory, &v) || v <= 0)) {
     fprintf(stderr, CMD ": --max-memory '%s' is not a size (e.g. 70GB)\n", f.max_memory);
     rc = 2;
+  } else if (f.emit && !px_emit_check(f.emit, f.out, &error)) {
+    rc = px_cli_fail(CMD, error);
   } else if (f.top < 1 || f.threads < 0 || f.confirm < 0 || f.max_mbs < 0 || f.max_vpp < 0) {
     fprintf(stderr, CMD ": --top must be at least 1; --threads, --confirm, --max-mbs, --max-vpp not negative\n");
     rc = 2;
@@ -501,7 +510,10 @@ int px_cmd_search(int argc, char **argv) {
     so.cancel = &interrupted;
     gboolean tty = isatty(STDERR_FILENO);
     if (tty) so.progress = progress_bar;
-    if (sizing && so.objective == PX_OBJECTIVE_MEMORY) {
+    if (sizing && f.emit) {
+      fprintf(stderr, CMD ": --emit writes a search's winner; sizing (--tokens/--days) has none\n");
+      rc = 2;
+    } else if (sizing && so.objective == PX_OBJECTIVE_MEMORY) {
       fprintf(stderr, CMD ": sizing (--tokens/--days) minimises GPUs; --objective memory does not apply\n");
       rc = 2;
     }
@@ -522,7 +534,7 @@ int px_cmd_search(int argc, char **argv) {
   px_plan_clear(&plan);
   px_plan_options_clear(&o);
   g_strfreev(f.fix);
-  char **strs[] = {&f.objective, &f.max_memory, &f.margin, &f.pareto, &f.emit, &f.tokens, &f.days, &f.nodes_range};
+  char **strs[] = {&f.objective, &f.max_memory, &f.margin, &f.pareto, &f.emit, &f.out, &f.tokens, &f.days, &f.nodes_range};
   for (gsize i = 0; i < G_N_ELEMENTS(strs); i++) g_free(*strs[i]);
   return rc;
 }

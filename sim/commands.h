@@ -22,3 +22,9 @@ int px_cmd_bubble(int argc, char **argv);
 int px_cmd_program(int argc, char **argv);
 int px_cmd_simulate(int argc, char **argv);
 int px_cmd_search(int argc, char **argv);
+int px_cmd_models(int argc, char **argv);
+int px_cmd_compare(int argc, char **argv);
+int px_cmd_clusters(int argc, char **argv);
+
+/* parallax-sim's command table (sim/cmd_table.c). */
+const PxCommand *px_sim_commands(gsize *n);

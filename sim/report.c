@@ -133,11 +133,20 @@ void px_report_memory_json(JsonBuilder *b, const PxMemory *mem) {
   json_builder_end_object(b);
 }
 
+static _Thread_local GString *json_sink;
+
+GString *px_report_set_json_sink(GString *sink) {
+  GString *old = json_sink;
+  json_sink = sink;
+  return old;
+}
+
 void px_report_print_json(JsonBuilder *b) {
   g_autoptr(JsonGenerator) g = json_generator_new();
   g_autoptr(JsonNode) root = json_builder_get_root(b);
   json_generator_set_root(g, root);
   json_generator_set_pretty(g, TRUE);
   g_autofree char *s = json_generator_to_data(g, NULL);
-  printf("%s\n", s);
+  if (json_sink) g_string_append(json_sink, s);
+  else printf("%s\n", s);
 }

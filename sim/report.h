@@ -29,7 +29,10 @@ void px_json_member_bool(JsonBuilder *b, const char *key, gboolean v);
 void px_report_plan_json(JsonBuilder *b, const PxPlan *p);
 /* {"unit":"bytes","capacity":..,"fits":..,"stages":[...]} */
 void px_report_memory_json(JsonBuilder *b, const PxMemory *mem);
-/* Pretty-print the builder's root to stdout with a newline. */
+/* Pretty-print the builder's root to stdout with a newline — or, while this
+ * thread has a sink set (the Python API, sim/api.c), append it there. */
 void px_report_print_json(JsonBuilder *b);
+/* Set (or clear with NULL) this thread's JSON sink; returns the previous one. */
+GString *px_report_set_json_sink(GString *sink);
 
 G_END_DECLS

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The README's commands run as written (parallax-sim and parallax-exec on
-# PATH, as after `cmake --install`), from a scratch directory holding a link
-# to configs/: each exits 0.
+# PATH, as after `cmake --install`), from a scratch directory holding links
+# to configs/ and tests/: each exits 0.
 set -u
 sim=$(realpath "$1") exe=$(realpath "$2")
 fail=0; n=0
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 export PATH="$(dirname "$sim"):$(dirname "$exe"):$PATH"
 ln -s "$PARALLAX_DATA_DIR/configs" "$tmp/configs"
+ln -s "$PARALLAX_DATA_DIR/tests" "$tmp/tests"
 cd "$tmp" || exit 1
 while IFS= read -r line; do
   cmd=${line%%#*}
