@@ -46,6 +46,31 @@ PxCluster *px_cluster_load_ini(const char *path, GError **error) {
       !px_config_get_double(kf, path, "network", "bandwidth", FALSE, 0, 1, &c->inter_bw, D, E, error) ||
       !px_config_get_double(kf, path, "network", "latency", TRUE, 10e-6, 0, &c->inter_lat, D, E, error))
     return NULL;
+  gint64 sms, tile;
+  /* achieved rates: optional, 0 = ideal (see cluster.h) */
+  struct { const char *group, *key; double *out; double max; } effs[] = {
+    {"gpu", "gemm_efficiency", &c->gemm_eff, 1},       {"gpu", "hbm_efficiency", &c->hbm_eff, 1},
+    {"gpu", "flash_fwd_efficiency", &c->flash_fwd_eff, 1}, {"gpu", "flash_bwd_efficiency", &c->flash_bwd_eff, 1},
+    {"gpu", "kernel_overhead", &c->kernel_overhead, 1}, {"node", "busbw_efficiency", &c->intra_eff, 1},
+    {"network", "busbw_efficiency", &c->inter_eff, 1}};
+  for (gsize i = 0; i < G_N_ELEMENTS(effs); i++) {
+    if (!px_config_get_double(kf, path, effs[i].group, effs[i].key, TRUE, 0, 0, effs[i].out, D, E, error)) return NULL;
+    if (*effs[i].out > effs[i].max) {
+      g_set_error(error, D, E, "%s: [%s] %s = %g is above %g", path, effs[i].group, effs[i].key, *effs[i].out,
+                  effs[i].max);
+      return NULL;
+    }
+  }
+  if (!px_config_get_int(kf, path, "gpu", "sms", TRUE, 0, 0, &sms, D, E, error) ||
+      !px_config_get_int(kf, path, "gpu", "gemm_tile", TRUE, 128, 1, &tile, D, E, error))
+    return NULL;
+  if (sms > 100000 || tile > 4096) {
+    g_set_error(error, D, E, "%s: [gpu] sms = %" G_GINT64_FORMAT " or gemm_tile = %" G_GINT64_FORMAT " is too large",
+                path, sms, tile);
+    return NULL;
+  }
+  c->sms = (int)sms;
+  c->gemm_tile = (int)tile;
   if (nodes > G_MAXINT / 1024 || gpus > 1024) {
     g_set_error(error, D, E, "%s: %" G_GINT64_FORMAT " nodes of %" G_GINT64_FORMAT " GPUs is too many",
                 path, nodes, gpus);

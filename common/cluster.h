@@ -29,6 +29,17 @@ typedef struct {
   double inter_lat;          /* s */
   double pcie_bw;            /* bytes/s host<->device, for offload */
   gint64 host_memory;        /* bytes per node, for offload */
+  /* Achieved rates (cost.c, docs/cost.md). 0 = unset = ideal: efficiency 1,
+   * no wave quantisation, no launch overhead. INI keys in brackets. */
+  int sms;                   /* [gpu] sms: streaming multiprocessors (GEMM waves) */
+  int gemm_tile;             /* [gpu] gemm_tile: output tile edge of the GEMM kernels (default 128) */
+  double gemm_eff;           /* [gpu] gemm_efficiency: best large GEMM / dense peak (MAMF) */
+  double hbm_eff;            /* [gpu] hbm_efficiency: streaming kernels / hbm_bw */
+  double flash_fwd_eff;      /* [gpu] flash_fwd_efficiency: causal FlashAttention forward / peak */
+  double flash_bwd_eff;      /* [gpu] flash_bwd_efficiency: its backward / peak */
+  double kernel_overhead;    /* [gpu] kernel_overhead: s per kernel (launch + tail) */
+  double intra_eff;          /* [node] busbw_efficiency: large all-reduce bus bandwidth / bandwidth */
+  double inter_eff;          /* [network] busbw_efficiency: the same over the network */
 } PxCluster;
 
 /* Preset name under configs/clusters ("dgx-h100") or an INI path. */

@@ -1,56 +1,45 @@
-/* cost.c — predicted durations of a program's instructions.
+/* cost.c — predicted durations of a program's instructions. Every term and
+ * its source is in docs/cost.md; the cluster's achieved rates (cluster.h) come
+ * from the preset (each with its source) or from `parallax-exec calibrate`.
  *
- * Compute. A GEMM of F FLOPs runs at
- *     eff(F) = ETA_MAX * F / (F + F_half),   F_half = peak * TAU
- * of the dense peak for the plan's precision, and never faster than its
- * operands stream through HBM (roofline: t = max(F / (peak eff), bytes / hbm)).
- * Equivalently each GEMM costs F / (ETA_MAX peak) plus a fixed TAU / ETA_MAX of
- * launch, fill and drain, so a GEMM with F = F_half reaches half of ETA_MAX.
- *   ETA_MAX = 0.80: large fp16/bf16 cuBLAS GEMMs on A100/H100 reach roughly
- *     75-85 % of the dense tensor-core peak (NVIDIA Deep Learning Performance
- *     Guide, "Matrix Multiplication Background"); Megatron-LM's 52 % end-to-end
- *     MFU on A100 (Narayanan et al. 2021) is consistent once communication and
- *     memory-bound kernels are added.
- *   TAU = 2 us: a 1024^3 bf16 GEMM (2.1 GFLOP) then reaches ~62 % of an A100's
- *     312 TFLOP/s and a 256^3 one ~4 %, the order measured for cuBLAS.
- * These are datasheet-level guesses: a calibration profile measured by
- * `parallax-exec calibrate` is meant to replace them.
+ * GEMMs (forward y = x W^T: m = tokens, n = out, k = in; backward dgrad
+ * m = tokens, n = in, k = out, and wgrad m = out, n = in, k = tokens) run at
+ *     eff = gemm_eff * (m n) / (waves * sms * tile^2),  waves = ceil(tiles / sms)
+ * of the dense peak: the fraction of the launched tile slots doing useful work
+ * (tile and wave quantisation, NVIDIA "Matrix Multiplication Background User's
+ * Guide"), times the best large-GEMM efficiency of the GPU (gemm_eff, the
+ * maximum achievable matmul FLOPS of Bekman's ml-engineering table). A GEMM
+ * with fewer tiles than SMs and a long k is split along k as cuBLAS does.
+ * Roofline: never faster than its operands through HBM; plus one kernel_overhead.
  *
- * Memory-bound kernels (norms, softmax, activation function, residual adds,
- * dropout, embedding lookup, cross-entropy, optimizer) take bytes / hbm_bw.
- * Attention is the unfused Megatron path (the s x s scores are materialised,
- * as the activation-memory model of memory.c assumes): QK^T and PV are batched
- * GEMMs, softmax reads and writes the scores.
+ * Memory-bound kernels cost their own bytes, forward and backward separately
+ * (LayerNorm/RMSNorm 2 | 3 activations, residual add 3 | 3, GELU 2 | 3 and
+ * SwiGLU 3 | 5 FFN activations, dropout 2 + mask | 2 + mask, softmax 2 | 3
+ * scores), over hbm_bw * hbm_eff, each plus a kernel_overhead.
  *
- * Backward = 2 x forward, split equally: bwd_input = forward compute + TP
- * collectives of the backward + recompute, bwd_weight = forward compute. Full
- * recompute adds every transformer block's forward (its TP collectives
- * included) to bwd_input; selective adds the attention core (QK^T, softmax,
- * dropout, PV). The LM head is never recomputed (as in Megatron-LM).
+ * Attention: flash (one fused kernel, causal: half the s^2 FLOPs, at
+ * flash_fwd_eff of peak forward and flash_bwd_eff backward where the backward
+ * has 2.5 x the forward's FLOPs, as flash-attn's benchmarks count them) or
+ * unfused (Megatron's baddbmm + fused scale-mask-softmax: QK^T and PV batched
+ * GEMMs, the s x s scores through HBM).
  *
- * Communication, alpha-beta per algorithm, on the link the group spans:
+ * Backward-input = dgrad GEMMs + memory-bound backward kernels + attention
+ * backward + TP collectives + recompute; backward-weight = wgrad GEMMs.
+ *
+ * Collectives: alpha-beta on the group's link, bandwidth = achieved bus
+ * bandwidth (busbw_efficiency x nominal, from published nccl-tests runs);
  *   ring all-reduce   2(n-1) a + 2(n-1)/n B / bw
  *   tree all-reduce   2 ceil(log2 n) a + 2 B / bw   (NCCL double binary tree)
- *   all-reduce        min(ring, tree), as NCCL's tuner picks
+ *   all-reduce        min(ring, tree), as NCCL's tuner picks by size
  *   reduce-scatter, all-gather   (n-1) a + (n-1)/n B / bw
  *   p2p               a + B / bw
- * TP (Megatron f/g): per block 2 all-reduces of s b h elements forward and 2
- * backward; with sequence parallelism 2 all-gathers + 2 reduce-scatters each
- * way instead. The vocab-parallel embedding all-reduces its output forward;
- * the LM head all-reduces its input gradient backward and does 3 small fp32
- * all-reduces (max, sum-exp, target logit) in the vocab-parallel cross entropy.
+ * A group spanning nodes with k members per node runs hierarchical rings over
+ * k NICs: bw = min(NVLink busbw, k x NIC busbw). All replicas of the group
+ * communicate at once, so the node's NICs are shared: each group gets the NICs
+ * of its own k GPUs (inter_bw is per GPU).
  *
- * Gradients are reduced in the activation dtype (2 bytes for bf16/fp16, as
- * DeepSpeed does; Megatron's fp32 main_grad reduction would double dp_bytes).
- *
- * Optimizer (Adam, mixed precision): per parameter it reads and writes the fp32
- * master, m and v (24 B), reads the gradient and writes the 16-bit parameter.
- * ZeRO >= 1 shards it over dp; ZeRO 1/2 then all-gather the updated 16-bit
- * parameters (ZeRO-3 keeps them sharded and gathers per chunk, see `gather`).
- * Offload: gradients go down and parameters come up over PCIe, Adam runs on the
- * CPU at CPU_ADAM_RATE parameters/s per node shared by the node's GPUs
- * (ZeRO-Offload, Ren et al. 2021, reports a few tenths of a second per billion
- * parameters for its vectorised CPU-Adam on a two-socket server). */
+ * Stacks (px_stack_profile): gradient-reduction dtype, DP overlap in buckets,
+ * optimizer traffic, default attention. */
 #include "cost.h"
 #include "flops.h"
 #include <math.h>
@@ -58,11 +47,68 @@
 
 G_DEFINE_QUARK(px-cost-error-quark, px_cost_error)
 
-#define ETA_MAX 0.80
-#define TAU 2e-6
 #define CPU_ADAM_RATE 4e9        /* parameters / s / node */
-#define ADAM_STATE_BYTES 24.0    /* fp32 master, m, v: read + write */
 #define BATCH_ID_BYTES 8.0       /* int32 token id + int32 label per position */
+
+/* ---- stacks ---- */
+
+/* See docs/cost.md for each choice and the framework file it comes from. */
+static const PxStackProfile stacks[PX_N_STACKS] = {
+  /* this project's executor: reduces in the activation dtype, overlaps only
+   * with a bucket size (plan bucket_bytes), one fused Adam pass; its attention
+   * (exec/backend.h px_op_attention_fwd) keeps the s x s probabilities for the
+   * backward: unfused, as memory.c counts it */
+  {PX_STACK_PARALLAX, 0, PX_OVERLAP_BUCKET_SIZE, 0, 0, PX_ATTN_UNFUSED},
+  /* Megatron-LM v2 (2021): megatron/training.py train_step all-reduces after the
+   * whole backward (model/distributed.py, no overlap); main_grad accumulated and
+   * reduced in fp32 for bf16 (arguments.py forces accumulate_allreduce_grads_in_fp32);
+   * apex FusedAdam; CoreAttention baddbmm + FusedScaleMaskSoftmax (unfused) */
+  {PX_STACK_MEGATRON_2021, 0, PX_OVERLAP_NONE, 0, 0, PX_ATTN_UNFUSED},
+  /* Megatron-Core: core/distributed/distributed_data_parallel.py overlap_grad_reduce
+   * buckets of max(4e7, 1e6 dp) elements, fp32 grad reduce (grad_reduce_in_fp32 as
+   * the example recipes set it), distributed optimizer param gather overlapped;
+   * TE fused attention (flash) */
+  {PX_STACK_MEGATRON_CORE, 4, PX_OVERLAP_ALWAYS, 4e7, 0, PX_ATTN_FLASH},
+  /* DeepSpeed: runtime/zero/config.py reduce_bucket_size 5e8 elements,
+   * overlap_comm default off except ZeRO-3; gradients reduced in the
+   * fp16/bf16 dtype; FusedAdam; Megatron-DeepSpeed's unfused attention */
+  {PX_STACK_DEEPSPEED, 0, PX_OVERLAP_ZERO3, 5e8, 0, PX_ATTN_UNFUSED},
+  /* PyTorch FSDP under Composer/llm-foundry: reduce-scatter per wrapped block
+   * in backward hooks (torch/distributed/fsdp/_runtime_utils.py), Composer
+   * mixed precision DEFAULT reduces in fp32; Composer DecoupledAdamW steps
+   * tensor by tensor (composer/optim/decoupled_weight_decay.py: 9 element-wise
+   * kernels, ~92 B per fp32 parameter); MPT attn_impl flash */
+  {PX_STACK_FSDP, 4, PX_OVERLAP_ALWAYS, 0, 92, PX_ATTN_FLASH},
+};
+
+const PxStackProfile *px_stack_profile(PxStack s) {
+  return &stacks[(unsigned)s < PX_N_STACKS ? s : PX_STACK_PARALLAX];
+}
+
+PxAttention px_cost_attention(const PxPlan *plan) {
+  if (plan->attention != PX_ATTN_DEFAULT) return plan->attention;
+  /* flash needs 16-bit tensor-core inputs */
+  if (plan->precision == PX_PREC_FP32) return PX_ATTN_UNFUSED;
+  return px_stack_profile(plan->stack)->attention;
+}
+
+gboolean px_cost_overlap_dp(const PxPlan *plan) {
+  switch (px_stack_profile(plan->stack)->overlap) {
+  case PX_OVERLAP_NONE: return FALSE;
+  case PX_OVERLAP_ALWAYS: return TRUE;
+  case PX_OVERLAP_ZERO3: return plan->zero == 3 || plan->bucket_bytes > 0;
+  case PX_OVERLAP_BUCKET_SIZE: return plan->bucket_bytes > 0;
+  }
+  return FALSE;
+}
+
+int px_cost_grad_reduce_bytes(const PxPlan *plan) {
+  int E = px_plan_act_bytes(plan);
+  const PxStackProfile *sp = px_stack_profile(plan->stack);
+  if (plan->grad_reduce_bytes > 0) return plan->grad_reduce_bytes;
+  if (plan->stack == PX_STACK_MEGATRON_2021) return plan->precision == PX_PREC_BF16 ? 4 : E;
+  return sp->grad_bytes > 0 ? MAX(sp->grad_bytes, E) : E;
+}
 
 /* ---- collectives ---- */
 
@@ -96,28 +142,45 @@ double px_cost_p2p(double bytes, const PxLink *l) {
 
 /* ---- links ---- */
 
+static double eff_or_1(double e) { return e > 0 ? e : 1.0; }
+static double intra_busbw(const PxCluster *c) { return c->intra_bw * eff_or_1(c->intra_eff); }
+static double inter_busbw(const PxCluster *c) { return c->inter_bw * eff_or_1(c->inter_eff); }
+
+/* A group across nodes with k members on a node: hierarchical rings over the
+ * k NICs of those members, never faster than NVLink. */
+static PxLink inter_link(const PxCluster *c, int k) {
+  return (PxLink){MIN(intra_busbw(c), MAX(k, 1) * inter_busbw(c)), c->inter_lat, FALSE};
+}
+
 PxLink px_cost_group_link(const PxCluster *cluster, const int *ranks, int n) {
   int gpn = MAX(cluster->gpus_per_node, 1);
   gboolean intra = TRUE;
-  for (int i = 1; i < n; i++)
+  int k = 0;
+  for (int i = 0; i < n; i++) {
     if (ranks[i] / gpn != ranks[0] / gpn) intra = FALSE;
-  if (intra) return (PxLink){cluster->intra_bw, cluster->intra_lat, TRUE};
-  return (PxLink){cluster->inter_bw, cluster->inter_lat, FALSE};
+    else k++;
+  }
+  if (intra) return (PxLink){intra_busbw(cluster), cluster->intra_lat, TRUE};
+  return inter_link(cluster, k);
 }
 
 /* The slowest link over `replicas` groups of n ranks; rank_at(i, r) gives
  * member i of replica r. Members of a TP or DP group have ranks in increasing
  * order with a constant stride (their axis's stride in the rank order), so a
- * group stays inside a node exactly when its first and last member do: two
- * ranks per replica are enough, whatever n (this keeps 4096-GPU plans cheap). */
+ * group stays inside a node exactly when its first and last member do, and
+ * its members on the first member's node are a prefix: two ranks per replica,
+ * plus at most a node's worth, whatever n (this keeps 4096-GPU plans cheap). */
 typedef int (*RankAt)(const PxPlan *plan, int stage, int i, int r);
 static PxLink slowest_link(const PxCluster *cluster, const PxPlan *plan, int stage, int n,
                            int replicas, RankAt rank_at) {
-  PxLink worst = {cluster->intra_bw, cluster->intra_lat, TRUE};
+  PxLink worst = {intra_busbw(cluster), cluster->intra_lat, TRUE};
+  int gpn = MAX(cluster->gpus_per_node, 1);
   for (int r = 0; r < replicas && n > 1; r++) {
-    int ends[2] = {rank_at(plan, stage, 0, r), rank_at(plan, stage, n - 1, r)};
-    PxLink l = px_cost_group_link(cluster, ends, 2);
-    if (!l.intra) return l;
+    int first = rank_at(plan, stage, 0, r), last = rank_at(plan, stage, n - 1, r);
+    if (first / gpn == last / gpn) continue;
+    int k = 1;
+    while (k < n && rank_at(plan, stage, k, r) / gpn == first / gpn) k++;
+    return inter_link(cluster, k);
   }
   return worst;
 }
@@ -134,8 +197,8 @@ PxLink px_cost_dp_link(const PxCluster *cluster, const PxPlan *plan, int stage) 
 }
 
 PxLink px_cost_p2p_link(const PxCluster *cluster, const PxPlan *plan, int from, int to) {
-  PxLink worst = {cluster->intra_bw, cluster->intra_lat, TRUE};
-  PxLink inter = {cluster->inter_bw, cluster->inter_lat, FALSE};
+  PxLink worst = {intra_busbw(cluster), cluster->intra_lat, TRUE};
+  PxLink inter = inter_link(cluster, 1);
   /* Every pair is (r, r + (to - from) · stride_pp): at least a node apart
    * once that distance reaches a node's GPUs. */
   int distance = abs(px_plan_rank_of(plan, 0, 0, to) - px_plan_rank_of(plan, 0, 0, from));
@@ -143,8 +206,7 @@ PxLink px_cost_p2p_link(const PxCluster *cluster, const PxPlan *plan, int from, 
   for (int d = 0; d < plan->dp; d++)
     for (int t = 0; t < plan->tp; t++) {
       int pair[2] = {px_plan_rank_of(plan, d, t, from), px_plan_rank_of(plan, d, t, to)};
-      PxLink l = px_cost_group_link(cluster, pair, 2);
-      if (!l.intra) return l;
+      if (pair[0] / MAX(cluster->gpus_per_node, 1) != pair[1] / MAX(cluster->gpus_per_node, 1)) return inter;
     }
   return worst;
 }
@@ -160,32 +222,38 @@ double px_cost_peak_flops(const PxCluster *cluster, PxPrecision prec) {
   return cluster->peak_fp32;
 }
 
-double px_cost_gemm_efficiency(double flops, double peak) {
-  if (flops <= 0) return ETA_MAX;
-  return ETA_MAX * flops / (flops + peak * TAU);
+double px_cost_hbm_rate(const PxCluster *cluster) { return cluster->hbm_bw * eff_or_1(cluster->hbm_eff); }
+
+double px_cost_gemm_efficiency(const PxCluster *c, double batch, double m, double n, double k) {
+  double eff = eff_or_1(c->gemm_eff);
+  if (c->sms <= 0 || m <= 0 || n <= 0) return eff;
+  double tile = c->gemm_tile > 0 ? c->gemm_tile : 128;
+  double tiles = MAX(batch, 1) * ceil(m / tile) * ceil(n / tile);
+  /* split-k: too few tiles for the SMs and a long k -> cuBLAS splits k */
+  double split = 1;
+  if (tiles < c->sms) split = MAX(1.0, MIN(floor(c->sms / tiles), floor(k / (4 * tile))));
+  double slots = ceil(tiles * split / c->sms) * c->sms;
+  return eff * (MAX(batch, 1) * m * n * split / (tile * tile)) / slots;
 }
 
-static double gemm_flops_time(double flops, double bytes, double peak, double hbm_bw) {
-  if (flops <= 0) return 0;
-  double t_compute = flops / (peak * px_cost_gemm_efficiency(flops, peak));
-  return MAX(t_compute, bytes / hbm_bw);
-}
-
-double px_cost_gemm_time(double m, double n, double k, int elem_bytes, double peak, double hbm_bw) {
-  return gemm_flops_time(2.0 * m * n * k, elem_bytes * (m * k + k * n + m * n), peak, hbm_bw);
+double px_cost_gemm_time(const PxCluster *c, PxPrecision prec, double batch, double m, double n, double k,
+                         int elem_bytes) {
+  if (m <= 0 || n <= 0 || k <= 0) return 0;
+  batch = MAX(batch, 1);
+  double flops = 2.0 * batch * m * n * k;
+  double t_compute = flops / (px_cost_peak_flops(c, prec) * px_cost_gemm_efficiency(c, batch, m, n, k));
+  double t_memory = batch * elem_bytes * (m * k + k * n + m * n) / px_cost_hbm_rate(c);
+  return MAX(t_compute, t_memory) + c->kernel_overhead;
 }
 
 static int plan_seq(const PxPlan *plan, const PxModel *model) {
   return plan->seq > 0 ? plan->seq : model->desc.max_seq;
 }
 
-/* Everything one layer costs, one micro-batch, one GPU of the TP group. */
-typedef struct {
-  double compute;        /* forward GEMMs + memory-bound kernels */
-  double tp_fwd, tp_bwd; /* TP collectives */
-  double recompute;      /* added to bwd_input by the checkpoint policy */
-  double flops;          /* forward FLOPs of this GPU */
-} LayerCost;
+/* Memory-bound kernels: bytes through HBM plus one overhead per kernel. */
+static double membound(const PxCluster *c, double bytes, int kernels) {
+  return bytes / px_cost_hbm_rate(c) + kernels * c->kernel_overhead;
+}
 
 /* TP collective of one s·b·h activation: all-reduce, or with sequence
  * parallelism the all-gather + reduce-scatter pair that replaces it. */
@@ -195,87 +263,118 @@ static double tp_collective(const PxPlan *plan, double act_bytes, const PxLink *
   return px_cost_allreduce(act_bytes, plan->tp, l);
 }
 
-static LayerCost layer_cost(const PxModel *model, const PxLayer *layer, const PxCluster *cluster,
-                            const PxPlan *plan, const PxLink *tp_link) {
-  LayerCost c = {0};
+/* Forward, dgrad and wgrad GEMMs of the weight (out, in) over T tokens. */
+static void weight_gemms(const PxCluster *c, PxPrecision prec, int E, double T, double out, double in,
+                         double *fwd, double *dgrad, double *wgrad) {
+  *fwd += px_cost_gemm_time(c, prec, 1, T, out, in, E);
+  *dgrad += px_cost_gemm_time(c, prec, 1, T, in, out, E);
+  *wgrad += px_cost_gemm_time(c, prec, 1, out, in, T, E);
+}
+
+void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxCluster *cluster,
+                         const PxPlan *plan, const PxLink *tp_link, PxLayerTimes *out) {
+  PxLayerTimes c = {0};
   const PxModelDesc *d = &model->desc;
   int tp = MAX(plan->tp, 1);
   int E = px_plan_act_bytes(plan);
+  PxPrecision prec = plan->precision;
   double seq = plan_seq(plan, model);
-  double T = (double)plan->mbs * seq;                   /* tokens of one micro-batch */
+  double b = plan->mbs;
+  double T = b * seq;                                    /* tokens of one micro-batch */
   double Tn = plan->seq_parallel ? T / tp : T;           /* tokens a norm/residual sees */
   double h = d->hidden;
-  double peak = px_cost_peak_flops(cluster, plan->precision);
-  double hbm = cluster->hbm_bw;
+  double peak = px_cost_peak_flops(cluster, prec);
   double act = T * h * E;                                /* one s·b·h activation */
-
-  c.flops = px_layer_forward_flops(model, layer, (int)seq) * plan->mbs / tp;
+  double dgrad = 0, wgrad = 0;
 
   /* Weight GEMMs from the layer's own 2-D tensors (weights are (out, in)). */
-  double gemm_flops = 0, gemm_time = 0;
   if (layer->kind == PX_LAYER_BLOCK || layer->kind == PX_LAYER_LM_HEAD) {
     for (guint i = 0; i <= layer->n_tensors; i++) {
       /* the own tensors, then the tied one a tied LM head multiplies by */
       const PxTensorSpec *t = i < layer->n_tensors ? &layer->tensors[i] : layer->tied_tensor;
       if (!t || t->ndim != 2) continue;
-      double out = t->shape[0], in = t->shape[1];
-      if (t->split == PX_SPLIT_ROWS) out /= tp;
+      double o = t->shape[0], in = t->shape[1];
+      if (t->split == PX_SPLIT_ROWS) o /= tp;
       else if (t->split == PX_SPLIT_COLS) in /= tp;
-      gemm_flops += 2.0 * T * out * in;
-      gemm_time += px_cost_gemm_time(T, out, in, E, peak, hbm);
+      weight_gemms(cluster, prec, E, T, o, in, &c.fwd, &dgrad, &wgrad);
     }
   }
-  double mem_bytes = 0;
   switch (layer->kind) {
-  case PX_LAYER_EMBEDDING:
-    /* gather rows of the table and write them; learned positions add a read and an add */
-    mem_bytes = 2 * act + (d->pos == PX_POS_LEARNED ? 2 * act : 0);
+  case PX_LAYER_EMBEDDING: {
+    /* gather rows of the table and write them (learned positions: + read and add);
+     * backward scatter-adds the gradient rows into the table's gradient */
+    gboolean learned = d->pos == PX_POS_LEARNED;
+    c.fwd += membound(cluster, 2 * act + (learned ? 2 * act : 0), learned ? 2 : 1);
+    dgrad += membound(cluster, 3 * act + (learned ? 3 * act : 0), learned ? 2 : 1);
     c.tp_fwd = tp_collective(plan, act, tp_link);
     break;
+  }
   case PX_LAYER_BLOCK: {
     double heads_local = (double)d->heads / tp;
+    double hd = h / d->heads;
     double ffn_local = (double)d->ffn / tp;
-    double scores = plan->mbs * heads_local * seq * seq * E;
-    /* the attention core: whatever the layer's FLOPs hold beyond its weight GEMMs */
-    double core_flops = MAX(c.flops - gemm_flops, 0);
-    double core_bytes = 2 * scores + (d->dropout ? 2 * scores + scores / E : 0); /* softmax (+ dropout and its mask) */
-    /* QK^T and PV: two batched GEMMs, each half the core's FLOPs */
-    double core_time = 2 * gemm_flops_time(core_flops / 2, 0, peak, hbm) + core_bytes / hbm;
-    double norm_bytes = 2 * (2 * Tn * h * E);                        /* two norms: read + write */
-    double resid_bytes = 2 * (3 * Tn * h * E);                       /* two residual adds: 2 reads + write */
-    double act_fn_bytes = (d->ffn_kind == PX_FFN_SWIGLU ? 3 : 2) * T * ffn_local * E;
-    double drop_bytes = d->dropout ? 2 * (2 * Tn * h * E + Tn * h) : 0; /* attn-out, mlp-out dropout + masks */
-    mem_bytes = norm_bytes + resid_bytes + act_fn_bytes + drop_bytes;
-    gemm_time += core_time;
+    double bh = b * heads_local;
+    /* the attention core, QK^T and PV: 4 b s^2 h / tp forward FLOPs (no causal halving) */
+    double att_fwd, att_bwd;
+    PxAttention kind = px_cost_attention(plan);
+    if (kind != PX_ATTN_UNFUSED) {
+      /* one kernel; causal: half the FLOPs; backward 2.5 x the forward's (flash-attn
+       * benchmarks); FlashAttention v1 at half FlashAttention-2's rate (Dao 2023) */
+      double f = 0.5 * 4.0 * b * seq * seq * h / tp, v1 = kind == PX_ATTN_FLASH1 ? 0.5 : 1.0;
+      att_fwd = f / (peak * v1 * eff_or_1(cluster->flash_fwd_eff)) + cluster->kernel_overhead;
+      att_bwd = 2.5 * f / (peak * v1 * eff_or_1(cluster->flash_bwd_eff)) + cluster->kernel_overhead;
+    } else {
+      double S = bh * seq * seq;                         /* score elements */
+      att_fwd = px_cost_gemm_time(cluster, prec, bh, seq, seq, hd, E) +      /* QK^T */
+                px_cost_gemm_time(cluster, prec, bh, seq, hd, seq, E) +      /* PV */
+                membound(cluster, 2 * S * E, 1) +                             /* scale-mask-softmax */
+                (d->dropout ? membound(cluster, 2 * S * E + S, 1) : 0);      /* dropout + mask */
+      att_bwd = px_cost_gemm_time(cluster, prec, bh, seq, seq, hd, E) +      /* dP = dO V^T */
+                px_cost_gemm_time(cluster, prec, bh, seq, hd, seq, E) +      /* dV = P^T dO */
+                px_cost_gemm_time(cluster, prec, bh, seq, hd, seq, E) +      /* dQ = dS K */
+                px_cost_gemm_time(cluster, prec, bh, seq, hd, seq, E) +      /* dK = dS^T Q */
+                membound(cluster, 3 * S * E, 1) +
+                (d->dropout ? membound(cluster, 2 * S * E + S, 1) : 0);
+    }
+    gboolean swiglu = d->ffn_kind == PX_FFN_SWIGLU;
+    double norm_f = 2 * (2 * Tn * h * E), norm_b = 2 * (3 * Tn * h * E);  /* two norms */
+    double resid = 2 * (3 * Tn * h * E);                                    /* two residual adds, both ways */
+    double actf_f = (swiglu ? 3 : 2) * T * ffn_local * E, actf_b = (swiglu ? 5 : 3) * T * ffn_local * E;
+    double drop = d->dropout ? 2 * (2 * Tn * h * E + Tn * h) : 0;         /* attn-out, mlp-out + masks */
+    int drop_k = d->dropout ? 2 : 0;
+    c.fwd += att_fwd + membound(cluster, norm_f + resid + actf_f + drop, 5 + drop_k);
+    dgrad += att_bwd + membound(cluster, norm_b + resid + actf_b + drop, 5 + drop_k);
     c.tp_fwd = 2 * tp_collective(plan, act, tp_link);
     c.tp_bwd = 2 * tp_collective(plan, act, tp_link);
-    if (plan->ckpt == PX_CKPT_SELECTIVE) {
-      c.recompute = core_time;
-    }
+    /* selective: the attention core again (flash keeps nothing to recompute) */
+    if (plan->ckpt == PX_CKPT_SELECTIVE && kind == PX_ATTN_UNFUSED) c.recompute = att_fwd;
     break;
   }
   case PX_LAYER_FINAL_NORM:
-    mem_bytes = 2 * Tn * h * E;
+    c.fwd += membound(cluster, 2 * Tn * h * E, 1);
+    dgrad += membound(cluster, 3 * Tn * h * E, 1);
     break;
   case PX_LAYER_LM_HEAD: {
+    /* vocab-parallel cross entropy in fp32 over the logits: read + write forward, backward */
     double vocab_local = (double)d->vocab / tp;
-    mem_bytes = 2 * T * vocab_local * 4;                  /* fp32 cross entropy over the logits */
+    c.fwd += membound(cluster, 2 * T * vocab_local * 4, 3);
+    dgrad += membound(cluster, 2 * T * vocab_local * 4, 2);
     c.tp_bwd = tp_collective(plan, act, tp_link);
     if (tp > 1) c.tp_fwd = 3 * px_cost_allreduce(T * 4, tp, tp_link);
     break;
   }
   }
-  c.compute = gemm_time + mem_bytes / hbm;
-  if (plan->ckpt == PX_CKPT_FULL && layer->kind == PX_LAYER_BLOCK) {
-    c.recompute = c.compute + c.tp_fwd;
-  }
-  return c;
+  c.bwd_input = dgrad;
+  c.bwd_weight = wgrad;
+  if (plan->ckpt == PX_CKPT_FULL && layer->kind == PX_LAYER_BLOCK) c.recompute = c.fwd + c.tp_fwd;
+  *out = c;
 }
 
 void px_cost_layer_forward(const PxModel *model, const PxLayer *layer, const PxCluster *cluster,
                            const PxPlan *plan, const PxLink *tp_link, double *compute, double *tp_comm) {
-  LayerCost c = layer_cost(model, layer, cluster, plan, tp_link);
-  if (compute) *compute = c.compute;
+  PxLayerTimes c;
+  px_cost_layer_times(model, layer, cluster, plan, tp_link, &c);
+  if (compute) *compute = c.fwd;
   if (tp_comm) *tp_comm = c.tp_fwd;
 }
 
@@ -287,7 +386,8 @@ static PxCostTable *table_alloc(int pp, int vpp) {
   t->vpp = vpp;
   t->parts = pp * vpp;
   double **per_part[] = {&t->fwd, &t->bwd_input, &t->bwd_weight, &t->tp_comm_fwd, &t->tp_comm_bwd,
-                         &t->p2p_act, &t->p2p_grad, &t->gather, &t->gather_pass, &t->p2p_bytes};
+                         &t->p2p_act, &t->p2p_grad, &t->gather, &t->gather_pass, &t->p2p_bytes,
+                         &t->dp_window, &t->reduce_pass};
   for (gsize i = 0; i < G_N_ELEMENTS(per_part); i++) *per_part[i] = g_new0(double, t->parts);
   double **per_rank[] = {&t->dp_reduce, &t->tied_reduce, &t->optimizer, &t->load, &t->dp_bytes};
   for (gsize i = 0; i < G_N_ELEMENTS(per_rank); i++) *per_rank[i] = g_new0(double, pp);
@@ -298,7 +398,7 @@ void px_cost_table_free(PxCostTable *t) {
   if (!t) return;
   double *arrays[] = {t->fwd, t->bwd_input, t->bwd_weight, t->tp_comm_fwd, t->tp_comm_bwd, t->p2p_act,
                       t->p2p_grad, t->gather, t->gather_pass, t->p2p_bytes, t->dp_reduce, t->tied_reduce, t->optimizer,
-                      t->load, t->dp_bytes};
+                      t->load, t->dp_bytes, t->dp_window, t->reduce_pass};
   for (gsize i = 0; i < G_N_ELEMENTS(arrays); i++) g_free(arrays[i]);
   g_free(t);
 }
@@ -329,59 +429,102 @@ static gboolean check_inputs(const PxCluster *cluster, const PxPlan *plan, const
   return TRUE;
 }
 
+/* DP buckets of a chunk's gradients (elements): the plan's bucket, else the
+ * stack's, else one per layer (FSDP's per-block flat parameters). */
+static double dp_buckets(const PxPlan *plan, double chunk_elems, int layers) {
+  const PxStackProfile *sp = px_stack_profile(plan->stack);
+  double elems = plan->bucket_bytes > 0 ? plan->bucket_bytes / px_plan_act_bytes(plan) : 0;
+  if (elems <= 0 && plan->stack == PX_STACK_MEGATRON_CORE) elems = MAX(sp->bucket_elems, 1e6 * plan->dp);
+  if (elems <= 0) elems = sp->bucket_elems;
+  if (elems <= 0) return MAX(layers, 1);
+  return MAX(1.0, ceil(chunk_elems / elems));
+}
+
 PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, const PxPlan *plan,
                                const PxPartition *part, GError **error) {
   if (!check_inputs(cluster, plan, part, error)) return NULL;
   int pp = plan->pp, parts = part->parts, tp = MAX(plan->tp, 1), dp = MAX(plan->dp, 1);
   g_autoptr(PxCostTable) t = table_alloc(pp, part->vpp);
-  int E = px_plan_act_bytes(plan);          /* activations, 16-bit weights, gradients */
+  int E = px_plan_act_bytes(plan);          /* activations, 16-bit weights */
+  int G = px_cost_grad_reduce_bytes(plan);  /* gradients as the stack reduces them */
+  gboolean overlap = px_cost_overlap_dp(plan);
   double seq = plan_seq(plan, model);
   double act_msg = plan->mbs * seq * model->desc.hidden * E / (plan->seq_parallel ? tp : 1);
   g_autofree double *rank_params = g_new0(double, pp);  /* per GPU, TP-sharded, before ZeRO */
+  g_autofree double *part_params = g_new0(double, parts);
+  gboolean megatron = plan->stack == PX_STACK_MEGATRON_2021 || plan->stack == PX_STACK_MEGATRON_CORE;
 
   for (int k = 0; k < parts; k++) {
     int r = px_partition_part_rank(part, k);
     PxLink tpl = px_cost_tp_link(cluster, plan, r);
-    double part_params = 0;
     for (int li = part->bounds[k]; li < part->bounds[k + 1]; li++) {
       const PxLayer *layer = &model->layers[li];
-      LayerCost c = layer_cost(model, layer, cluster, plan, &tpl);
-      t->fwd[k] += c.compute + c.tp_fwd;
+      PxLayerTimes c;
+      px_cost_layer_times(model, layer, cluster, plan, &tpl, &c);
+      t->fwd[k] += c.fwd + c.tp_fwd;
       t->tp_comm_fwd[k] += c.tp_fwd;
-      t->bwd_input[k] += c.compute + c.tp_bwd + c.recompute;
-      t->bwd_weight[k] += c.compute;
+      t->bwd_input[k] += c.bwd_input + c.tp_bwd + c.recompute;
+      t->bwd_weight[k] += c.bwd_weight;
       t->tp_comm_bwd[k] += c.tp_bwd + (plan->ckpt == PX_CKPT_FULL && layer->kind == PX_LAYER_BLOCK ? c.tp_fwd : 0);
       /* a tied LM head stores its own copy of the embedding only on another rank */
       gboolean own_copy = layer->tied_tensor && part->tied &&
                           px_partition_part_rank(part, part->tied_first_part) != r;
-      part_params += own_copy ? px_layer_stored_params_tp(layer, tp) : px_layer_params_tp(layer, tp);
+      part_params[k] += own_copy ? px_layer_stored_params_tp(layer, tp) : px_layer_params_tp(layer, tp);
     }
-    rank_params[r] += part_params;
+    rank_params[r] += part_params[k];
+    /* gradient accumulation outside the GEMMs, every micro-batch: read the
+     * fresh 16-bit gradient, read and write the accumulator (Megatron-LM 2021
+     * model/distributed.py: param.main_grad.add_(param.grad) in a backward
+     * hook; PyTorch's AccumulateGrad for DeepSpeed and this executor).
+     * Megatron-Core fuses it into the wgrad GEMM (gradient_accumulation_fusion);
+     * FSDP reduce-scatters every micro-batch and accumulates only its shard. */
+    if (plan->stack != PX_STACK_MEGATRON_CORE) {
+      double accum = part_params[k] * (E + 2.0 * G);
+      if (plan->stack == PX_STACK_FSDP) accum /= dp;
+      t->bwd_weight[k] += accum / px_cost_hbm_rate(cluster);
+    }
+    /* Megatron's scatter-gather (p2p_communication.py,
+     * scatter_gather_tensors_in_pipeline): with tp > 1 and no sequence
+     * parallelism each TP rank sends 1/tp of the replicated activation and the
+     * receivers all-gather it over the TP group */
+    gboolean sg = megatron && tp > 1 && !plan->seq_parallel;
+    double msg = sg ? act_msg / tp : act_msg;
+    double regather = sg ? px_cost_allgather(act_msg, tp, &tpl) : 0;
     if (k + 1 < parts) {
       PxLink l = px_cost_p2p_link(cluster, plan, r, px_partition_part_rank(part, k + 1));
-      t->p2p_act[k] = px_cost_p2p(act_msg, &l);
+      t->p2p_act[k] = px_cost_p2p(msg, &l) + regather;
     }
     if (k > 0) {
       PxLink l = px_cost_p2p_link(cluster, plan, r, px_partition_part_rank(part, k - 1));
-      t->p2p_grad[k] = px_cost_p2p(act_msg, &l);
+      t->p2p_grad[k] = px_cost_p2p(msg, &l) + regather;
     }
-    t->p2p_bytes[k] = parts > 1 ? act_msg : 0;
+    t->p2p_bytes[k] = parts > 1 ? msg : 0;
+    int layers = part->bounds[k + 1] - part->bounds[k];
+    double bwd = t->bwd_input[k] + t->bwd_weight[k];
+    if (overlap && dp > 1) {
+      /* buckets are reduced as the last micro-batch's backward fills them: the
+       * first can start once 1/n of that backward has run */
+      double nb = dp_buckets(plan, part_params[k], layers);
+      t->dp_window[k] = bwd * (1.0 - 1.0 / nb);
+    }
     if (plan->zero == 3 && (dp > 1 || plan->offload == PX_OFFLOAD_OPTIMIZER_PARAMS)) {
-      /* DeepSpeed ZeRO-3 gathers each layer's parameters before its forward
-       * and again before its backward, every micro-batch, prefetching the next
-       * layer while one computes, and frees them after use (so memory holds
+      /* ZeRO-3 / FSDP gather each layer's parameters before its forward and
+       * again before its backward, every micro-batch, prefetching the next
+       * layer while one computes, and free them after use (so memory holds
        * about two layers, as memory.c counts). Per pass the gather overlaps
        * the compute and only its excess is exposed; with parameters offloaded
        * the shard first crosses PCIe. GATHER_PARAMS in the program stands for
        * the first layer's fetch before the chunk's first use. */
       PxLink l = px_cost_dp_link(cluster, plan, r);
-      double g = dp > 1 ? px_cost_allgather(part_params * E, dp, &l) : 0;
-      if (plan->offload == PX_OFFLOAD_OPTIMIZER_PARAMS) g += part_params * E / dp / cluster->pcie_bw;
-      int layers = part->bounds[k + 1] - part->bounds[k];
+      double g = dp > 1 ? px_cost_allgather(part_params[k] * E, dp, &l) : 0;
+      if (plan->offload == PX_OFFLOAD_OPTIMIZER_PARAMS) g += part_params[k] * E / dp / cluster->pcie_bw;
       t->gather[k] = g / MAX(layers, 1);
       t->gather_pass[k] = g;
-      double bwd = t->bwd_input[k] + t->bwd_weight[k];
-      double fwd_exposed = MAX(0.0, g - t->fwd[k]), bwd_exposed = MAX(0.0, g - bwd);
+      /* with overlap, every micro-batch's backward also reduce-scatters its
+       * gradients on the same link (FSDP, DeepSpeed ZeRO-3 do not accumulate) */
+      double rs = overlap && dp > 1 ? px_cost_reduce_scatter(part_params[k] * G, dp, &l) : 0;
+      t->reduce_pass[k] = rs;
+      double fwd_exposed = MAX(0.0, g - t->fwd[k]), bwd_exposed = MAX(0.0, g + rs - bwd);
       t->fwd[k] += fwd_exposed;
       t->bwd_input[k] += bwd_exposed / 2;
       t->bwd_weight[k] += bwd_exposed / 2;
@@ -390,7 +533,7 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
 
   for (int r = 0; r < pp; r++) {
     PxLink dpl = px_cost_dp_link(cluster, plan, r);
-    double grad_bytes = rank_params[r] * E;
+    double grad_bytes = rank_params[r] * G;
     if (dp > 1) {
       if (plan->zero >= 2) {
         t->dp_reduce[r] = px_cost_reduce_scatter(grad_bytes, dp, &dpl);
@@ -399,16 +542,34 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
         t->dp_reduce[r] = px_cost_allreduce(grad_bytes, dp, &dpl);
         t->dp_bytes[r] = 2.0 * (dp - 1) / dp * grad_bytes;
       }
+      if (plan->zero == 3 && overlap) {
+        /* reduced in the backward passes (above): what is left after the last
+         * one is the last layer's reduce-scatter */
+        double layers = 0;
+        for (int k = 0; k < parts; k++)
+          if (px_partition_part_rank(part, k) == r) layers += part->bounds[k + 1] - part->bounds[k];
+        t->dp_reduce[r] /= MAX(layers, 1.0);
+        for (int k = 0; k < parts; k++)
+          if (px_partition_part_rank(part, k) == r) t->dp_window[k] = 0;
+      }
     }
     double shard = plan->zero >= 1 ? rank_params[r] / dp : rank_params[r];
+    const PxStackProfile *sp = px_stack_profile(plan->stack);
     double opt;
     if (plan->offload != PX_OFFLOAD_NONE) {
       double cpu_rate = CPU_ADAM_RATE / cluster->gpus_per_node;
       opt = shard * (E + E) / cluster->pcie_bw + shard / cpu_rate;
     } else {
-      opt = shard * (ADAM_STATE_BYTES + E + E) / cluster->hbm_bw;
+      /* fused Adam: fp32 master, m, v read + written (24 B), the gradient read,
+       * the 16-bit parameter written; or the stack's unfused traffic */
+      double bytes = sp->optimizer_bytes > 0 ? sp->optimizer_bytes : 24.0 + G + E;
+      opt = shard * bytes / px_cost_hbm_rate(cluster);
     }
-    if ((plan->zero == 1 || plan->zero == 2) && dp > 1) opt += px_cost_allgather(rank_params[r] * E, dp, &dpl);
+    /* ZeRO 1/2 all-gather the updated parameters; Megatron-Core's distributed
+     * optimizer overlaps that gather with the next forward (overlap_param_gather) */
+    gboolean gather_hidden = plan->stack == PX_STACK_MEGATRON_CORE;
+    if ((plan->zero == 1 || plan->zero == 2) && dp > 1 && !gather_hidden)
+      opt += px_cost_allgather(rank_params[r] * E, dp, &dpl);
     t->optimizer[r] = opt;
     if (r == 0 || r == pp - 1) t->load[r] = plan->mbs * seq * BATCH_ID_BYTES / MAX(cluster->pcie_bw, 1.0);
   }
@@ -416,7 +577,7 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
     int first = px_partition_part_rank(part, part->tied_first_part);
     int last = px_partition_part_rank(part, part->tied_last_part);
     const PxLayer *head = &model->layers[model->n_layers - 1];
-    double tied_bytes = (double)(px_layer_stored_params_tp(head, tp) - px_layer_params_tp(head, tp)) * E;
+    double tied_bytes = (double)(px_layer_stored_params_tp(head, tp) - px_layer_params_tp(head, tp)) * G;
     if (first != last) {
       PxLink l = px_cost_p2p_link(cluster, plan, first, last);
       t->tied_reduce[first] = t->tied_reduce[last] = px_cost_allreduce(tied_bytes, 2, &l);
@@ -428,6 +589,11 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
   t->model_flops_per_step = flops.model_per_step;
   t->hardware_flops_per_step = flops.hardware_per_step;
   t->peak_flops = px_cost_peak_flops(cluster, plan->precision);
-  t->overlap_dp = plan->bucket_bytes > 0;
+  t->overlap_dp = overlap;
+  /* Megatron-LM 2021 waits for its sends: p2p_communication.py _communicate
+   * calls torch.cuda.synchronize() after batch_isend_irecv */
+  t->p2p_blocking = plan->stack == PX_STACK_MEGATRON_2021;
+  t->attention = px_cost_attention(plan);
+  t->grad_reduce_bytes = G;
   return g_steal_pointer(&t);
 }

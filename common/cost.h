@@ -26,18 +26,50 @@ typedef struct {
                            backward pass (all-gather, + PCIe with offloaded parameters); overlapped
                            with the pass, its excess is already in fwd / bwd_input + bwd_weight */
   double *p2p_bytes;    /* (parts) bytes of one activation / gradient message out of part k */
+  double *reduce_pass;  /* (parts) ZeRO-3 with overlap: the chunk's gradient reduce-scatter each
+                           backward pass runs beside its gathers (its excess is in bwd_*) */
   /* per pipeline rank */
   double *dp_reduce;    /* (pp) DP gradient all-reduce / reduce-scatter of the whole rank */
   double *tied_reduce;  /* (pp) tied-embedding gradient all-reduce (first and last stage) */
   double *optimizer;    /* (pp) optimizer step (+ ZeRO all-gather of updated params, offload copies) */
   double *load;         /* (pp) loading a micro-batch (first and last stage) */
   double *dp_bytes;     /* (pp) bytes each GPU sends in the DP reduction */
+  double *dp_window;    /* (parts) with overlap_dp: how long before the end of the chunk's last
+                           backward its DP reduction may start (buckets fill as the backward runs) */
   /* FLOPs for MFU/HFU */
   double model_flops_per_step;     /* whole cluster, one step, no recompute */
   double hardware_flops_per_step;  /* with recompute */
   double peak_flops;               /* per GPU, for the plan's precision */
   gboolean overlap_dp;             /* DP reduction may overlap backward */
+  gboolean p2p_blocking;           /* the compute stream waits for its own sends */
+  PxAttention attention;           /* the attention kernel costed */
+  int grad_reduce_bytes;           /* bytes per gradient element in the DP reduction */
 } PxCostTable;
+
+/* When a stack overlaps the DP gradient reduction with the backward. */
+typedef enum {
+  PX_OVERLAP_NONE,         /* after the whole backward */
+  PX_OVERLAP_ALWAYS,       /* in buckets during the backward */
+  PX_OVERLAP_ZERO3,        /* ZeRO-3 always, otherwise only with a bucket size */
+  PX_OVERLAP_BUCKET_SIZE,  /* only when the plan gives bucket_bytes */
+} PxOverlap;
+
+/* What a software stack fixes (docs/cost.md names the framework files). */
+typedef struct {
+  PxStack stack;
+  int grad_bytes;          /* gradient reduction dtype bytes (0: the activation dtype) */
+  PxOverlap overlap;       /* DP reduction overlap */
+  double bucket_elems;     /* default bucket (elements; 0: one per layer, as FSDP) */
+  double optimizer_bytes;  /* HBM bytes per parameter of the optimizer step (0: fused Adam) */
+  PxAttention attention;   /* default attention kernel (16-bit precisions) */
+} PxStackProfile;
+const PxStackProfile *px_stack_profile(PxStack s);
+/* The plan's attention kernel (its own, else the stack's; unfused for fp32). */
+PxAttention px_cost_attention(const PxPlan *plan);
+/* Whether the DP reduction overlaps the backward under the plan's stack. */
+gboolean px_cost_overlap_dp(const PxPlan *plan);
+/* Bytes per gradient element the DP reduction moves under the plan's stack. */
+int px_cost_grad_reduce_bytes(const PxPlan *plan);
 
 #define PX_COST_ERROR (px_cost_error_quark())
 GQuark px_cost_error_quark(void);
@@ -74,14 +106,30 @@ PxLink px_cost_p2p_link(const PxCluster *cluster, const PxPlan *plan, int from, 
 
 /* Dense peak FLOP/s of one GPU for the precision (bf16/fp16 tensor core, fp32). */
 double px_cost_peak_flops(const PxCluster *cluster, PxPrecision prec);
-/* GEMM efficiency curve (fraction of peak) for a GEMM of `flops`, see cost.c. */
-double px_cost_gemm_efficiency(double flops, double peak);
-/* Time of an (m x k) @ (k x n) GEMM with elements of elem_bytes: roofline
- * max(compute at the curve's efficiency, bytes of A, B, C over HBM). */
-double px_cost_gemm_time(double m, double n, double k, int elem_bytes, double peak, double hbm_bw);
+/* Fraction of peak of `batch` (m x k) @ (k x n) GEMMs: gemm_eff times the
+ * useful share of the tile slots launched (tile and wave quantisation over the
+ * cluster's SMs; split-k when the tiles do not fill the SMs). */
+double px_cost_gemm_efficiency(const PxCluster *cluster, double batch, double m, double n, double k);
+/* Time of `batch` (m x k) @ (k x n) GEMMs with elements of elem_bytes at the
+ * precision's peak: roofline max(compute at that efficiency, bytes of A, B, C
+ * over the achieved HBM bandwidth), plus one kernel overhead. */
+double px_cost_gemm_time(const PxCluster *cluster, PxPrecision prec, double batch, double m, double n,
+                         double k, int elem_bytes);
+/* Achieved HBM bandwidth (hbm_bw x hbm_eff), bytes/s. */
+double px_cost_hbm_rate(const PxCluster *cluster);
 
-/* Forward time of one layer for one micro-batch on one GPU of its TP group:
- * compute (GEMMs + memory-bound ops) and, separately, its TP collectives. */
+/* One layer, one micro-batch, one GPU of its TP group: compute of the
+ * forward, backward-input and backward-weight (GEMMs + memory-bound kernels +
+ * attention, no recompute) and, separately, the forward and backward TP
+ * collectives. Any pointer may be NULL. */
+typedef struct {
+  double fwd, bwd_input, bwd_weight;  /* compute, s */
+  double tp_fwd, tp_bwd;              /* TP collectives, s */
+  double recompute;                   /* what the checkpoint policy adds to bwd_input, s */
+} PxLayerTimes;
+void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxCluster *cluster,
+                         const PxPlan *plan, const PxLink *tp_link, PxLayerTimes *out);
+/* Forward only (compute, TP collectives). */
 void px_cost_layer_forward(const PxModel *model, const PxLayer *layer, const PxCluster *cluster,
                            const PxPlan *plan, const PxLink *tp_link,
                            double *compute, double *tp_comm);

@@ -14,12 +14,14 @@
  *   no parallelism     sbh(34 + 5as/h)
  *   tensor parallel    sbh(10 + 24/t + 5as/(ht))
  *   TP + sequence par. sbh(34/t + 5as/(ht))
- *   selective recompute drops the 5as/h term; full recompute keeps the block
- *   input, 2sbh (÷t with SP).
+ *   selective recompute drops the 5as/h term, and so does flash attention
+ *   (--attention flash, or a stack that defaults to it: no s x s scores are
+ *   kept); full recompute keeps the block input, 2sbh (÷t with SP).
  * The terms are derived one by one below, which also covers GQA (K and V of
  * kv_heads), a head_dim apart from h/a, sliding windows, parallel attention
  * + MLP blocks, gated MLPs (three FFN tensors), models without dropout and fp32. */
 #include "memory.h"
+#include "cost.h"
 #include "schedule.h"
 #include <math.h>
 #include <string.h>
@@ -74,7 +76,8 @@ double px_layer_activation_bytes(const PxModel *model, const PxLayer *layer, con
     if (plan->ckpt == PX_CKPT_FULL) return e * s * b * h / rep_div;
     ActTerms a = block_terms(d, s, b, e);
     double bytes = a.rep / rep_div + a.split / t;
-    if (plan->ckpt != PX_CKPT_SELECTIVE) bytes += a.attn / t;
+    /* flash attention keeps no s x s scores (cost.h px_cost_attention) */
+    if (plan->ckpt != PX_CKPT_SELECTIVE && px_cost_attention(plan) == PX_ATTN_UNFUSED) bytes += a.attn / t;
     return bytes;
   }
   }

@@ -14,6 +14,8 @@ static const char *const ckpt_names[] = {"none", "selective", "full", NULL};
 static const char *const offload_names[] = {"none", "optimizer", "optimizer+params", NULL};
 static const char *const prec_names[] = {"fp32", "fp16", "bf16", NULL};
 static const char *const axis_names[] = {"tp", "dp", "pp", NULL};
+static const char *const stack_names[] = {"parallax", "megatron-2021", "megatron-core", "deepspeed", "fsdp", NULL};
+static const char *const attn_names[] = {"default", "flash", "unfused", "flash1", NULL};
 
 static gboolean parse_name(const char *s, const char *const *names, int *out) {
   if (!s) return FALSE;
@@ -27,6 +29,20 @@ const char *px_ckpt_name(PxCheckpoint c) { return ckpt_names[c]; }
 const char *px_offload_name(PxOffload o) { return offload_names[o]; }
 const char *px_precision_name(PxPrecision p) { return prec_names[p]; }
 const char *px_axis_name(PxAxis a) { return axis_names[a]; }
+const char *px_stack_name(PxStack s) { return stack_names[s]; }
+const char *px_attention_name(PxAttention a) { return attn_names[a]; }
+gboolean px_stack_parse(const char *s, PxStack *out) {
+  int v;
+  if (!parse_name(s, stack_names, &v)) return FALSE;
+  *out = v;
+  return TRUE;
+}
+gboolean px_attention_parse(const char *s, PxAttention *out) {
+  int v;
+  if (!parse_name(s, attn_names, &v)) return FALSE;
+  *out = v;
+  return TRUE;
+}
 
 gboolean px_schedule_parse(const char *s, PxScheduleKind *out) {
   int v;
@@ -325,6 +341,7 @@ gboolean px_plan_load_ini(PxPlan *p, const char *path, GError **error) {
       !ini_int(kf, path, "mbs", 1, &p->mbs, error) || !ini_int(kf, path, "gbs", 1, &p->gbs, error) ||
       !ini_int(kf, path, "seq", 1, &p->seq, error) || !ini_int(kf, path, "zero", 0, &p->zero, error) ||
       !ini_int(kf, path, "ckpt_interval", 1, &p->ckpt_interval, error) ||
+      !ini_int(kf, path, "grad_reduce_bytes", 0, &p->grad_reduce_bytes, error) ||
       !ini_choice(kf, path, "schedule", (ChoiceParser)px_schedule_parse, &p->schedule,
                   "naive, gpipe, 1f1b, interleaved, zb-h1", error) ||
       !ini_choice(kf, path, "ckpt", (ChoiceParser)px_ckpt_parse, &p->ckpt, "none, selective, full", error) ||
@@ -332,6 +349,10 @@ gboolean px_plan_load_ini(PxPlan *p, const char *path, GError **error) {
                   "none, optimizer, optimizer+params", error) ||
       !ini_choice(kf, path, "precision", (ChoiceParser)px_precision_parse, &p->precision,
                   "fp32, fp16, bf16", error) ||
+      !ini_choice(kf, path, "stack", (ChoiceParser)px_stack_parse, &p->stack,
+                  "parallax, megatron-2021, megatron-core, deepspeed, fsdp", error) ||
+      !ini_choice(kf, path, "attention", (ChoiceParser)px_attention_parse, &p->attention,
+                  "default, flash, unfused, flash1", error) ||
       !ini_choice(kf, path, "order", (ChoiceParser)px_order_parse, p->order,
                   "a permutation of tp,dp,pp (innermost first)", error) ||
       !px_config_get_bool(kf, path, "plan", "seq_parallel", p->seq_parallel, &p->seq_parallel,
@@ -361,6 +382,8 @@ char *px_plan_to_ini(const PxPlan *p) {
   g_string_append_printf(s, "ckpt = %s\nckpt_interval = %d\nseq_parallel = %s\nprecision = %s\n",
                          px_ckpt_name(p->ckpt), p->ckpt_interval, p->seq_parallel ? "true" : "false",
                          px_precision_name(p->precision));
+  g_string_append_printf(s, "stack = %s\nattention = %s\ngrad_reduce_bytes = %d\n", px_stack_name(p->stack),
+                         px_attention_name(p->attention), p->grad_reduce_bytes);
   g_string_append_printf(s, "order = %s,%s,%s\n", px_axis_name(p->order[0]), px_axis_name(p->order[1]),
                          px_axis_name(p->order[2]));
   char ws[G_ASCII_DTOSTR_BUF_SIZE], bk[G_ASCII_DTOSTR_BUF_SIZE];

@@ -30,6 +30,20 @@ typedef enum { PX_CKPT_NONE, PX_CKPT_SELECTIVE, PX_CKPT_FULL } PxCheckpoint;
 typedef enum { PX_OFFLOAD_NONE, PX_OFFLOAD_OPTIMIZER, PX_OFFLOAD_OPTIMIZER_PARAMS } PxOffload;
 typedef enum { PX_PREC_FP32, PX_PREC_FP16, PX_PREC_BF16 } PxPrecision;
 typedef enum { PX_AXIS_TP, PX_AXIS_DP, PX_AXIS_PP } PxAxis;
+/* The software the plan runs under (what overlaps, gradient dtype, optimizer,
+ * attention kernel): see cost.h px_stack_profile and docs/cost.md. */
+typedef enum {
+  PX_STACK_PARALLAX,       /* this project's executor (default) */
+  PX_STACK_MEGATRON_2021,  /* Megatron-LM as in Narayanan et al. 2021 */
+  PX_STACK_MEGATRON_CORE,  /* Megatron-Core (2024) with TE */
+  PX_STACK_DEEPSPEED,
+  PX_STACK_FSDP,           /* PyTorch FSDP as llm-foundry/Composer drive it */
+  PX_N_STACKS
+} PxStack;
+/* Attention kernel: DEFAULT is the stack's choice. */
+/* flash: FlashAttention-2 (the cluster's flash efficiencies); flash1: FlashAttention
+ * v1, half as fast (Dao 2023: FlashAttention-2 is about 2x FlashAttention). */
+typedef enum { PX_ATTN_DEFAULT, PX_ATTN_FLASH, PX_ATTN_UNFUSED, PX_ATTN_FLASH1 } PxAttention;
 
 typedef struct {
   int dp, tp, pp;
@@ -50,6 +64,9 @@ typedef struct {
   PxAxis order[3];         /* rank order, innermost first; default tp, dp, pp */
   double workspace_bytes;  /* per-GPU allowance for CUDA context, cuBLAS workspace, fragmentation */
   double bucket_bytes;     /* DP gradient-reduction bucket size (DeepSpeed reduce_bucket_size) */
+  PxStack stack;           /* software stack (default parallax) */
+  PxAttention attention;   /* attention kernel (default: the stack's) */
+  int grad_reduce_bytes;   /* bytes per gradient element in the DP reduction (0: the stack's) */
 } PxPlan;
 
 /* Defaults: everything 1, 1f1b, parameters, ZeRO 0, bf16, no checkpointing,
@@ -110,6 +127,10 @@ gboolean px_offload_parse(const char *s, PxOffload *out);
 const char *px_precision_name(PxPrecision p);
 gboolean px_precision_parse(const char *s, PxPrecision *out);
 const char *px_axis_name(PxAxis a);
+const char *px_stack_name(PxStack s);
+gboolean px_stack_parse(const char *s, PxStack *out);
+const char *px_attention_name(PxAttention a);
+gboolean px_attention_parse(const char *s, PxAttention *out);
 /* "tp,dp,pp" (innermost first) */
 gboolean px_order_parse(const char *s, PxAxis order[3]);
 

@@ -8,3 +8,4 @@
 int px_exec_cmd_data(int argc, char **argv);
 int px_exec_cmd_run(int argc, char **argv);
 int px_exec_cmd_launch(int argc, char **argv);
+int px_exec_cmd_calibrate(int argc, char **argv);

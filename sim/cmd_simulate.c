@@ -124,10 +124,14 @@ static void print_text(const SimReport *r) {
     printf("FLOP/s     %.1f TFLOP/s per GPU (model FLOPs); MFU %.1f %%, HFU %.1f %% of %.0f TFLOP/s %s peak\n",
            t.tflops_per_gpu, 100 * t.mfu, 100 * t.hfu, r->tab->peak_flops / 1e12, px_precision_name(p->precision));
   }
-  printf("idle       %.2f %% of step time (pipeline bubble + exposed communication, mean over ranks; analytic "
-         "bubble %.2f %%, %s); overhead %.2f %% of busy time\n",
+  if (!r->ideal)
+    printf("stack      %s, %s attention, gradients reduced in %d-byte elements%s\n", px_stack_name(p->stack),
+           px_attention_name(r->tab->attention), r->tab->grad_reduce_bytes,
+           r->tab->overlap_dp ? ", DP reduction overlapped with the backward" : ", DP reduction after the backward");
+  printf("bubble     %.2f %% of step time (pipeline idle incl. p2p waits, mean over ranks; analytic "
+         "%.2f %%, %s); exposed DP reduction %.2f %% (not bubble); all idle %.2f %% of busy time\n",
          100 * res->bubble_fraction, 100 * px_plan_bubble_fraction(p), px_report_bubble_formula(p->schedule),
-         100 * res->bubble_overhead);
+         100 * res->dp_exposed_fraction, 100 * res->bubble_overhead);
   const PxBreakdown *b = &res->breakdown;
   printf("breakdown  (mean per rank) compute %.3f %s (%.1f %%)", b->compute * scale, unit, 100 * b->compute / step);
   for (int k = 0; k < PX_N_COMM; k++)
@@ -180,7 +184,32 @@ static void print_json(const SimReport *r) {
   member_double(b, "mfu", t.mfu, !r->ideal);
   member_double(b, "hfu", t.hfu, !r->ideal);
   member_double(b, "bubble_fraction", res->bubble_fraction, TRUE);
+  member_double(b, "dp_exposed_fraction", res->dp_exposed_fraction, TRUE);
   member_double(b, "bubble_overhead", res->bubble_overhead, TRUE);
+  if (!r->ideal) {
+    px_json_member_string(b, "stack", px_stack_name(r->plan.stack));
+    px_json_member_string(b, "attention", px_attention_name(r->tab->attention));
+    px_json_member_int(b, "grad_reduce_bytes", r->tab->grad_reduce_bytes);
+  }
+  /* predicted seconds per instruction kind, per simulated rank (what a
+   * measured run is compared against) */
+  json_builder_set_member_name(b, "per_rank");
+  json_builder_begin_array(b);
+  for (int i = 0; i < res->n_ranks; i++) {
+    const PxRankResult *rr = &res->ranks[i];
+    json_builder_begin_object(b);
+    px_json_member_int(b, "rank", rr->rank);
+    px_json_member_int(b, "stage", rr->stage);
+    member_double(b, "busy_s", rr->busy, TRUE);
+    member_double(b, "idle_s", rr->idle, TRUE);
+    json_builder_set_member_name(b, "op_time_s");
+    json_builder_begin_object(b);
+    for (int k = 0; k < PX_OP_N_KINDS; k++)
+      if (rr->op_time[k] > 0) member_double(b, px_op_name(k), rr->op_time[k], TRUE);
+    json_builder_end_object(b);
+    json_builder_end_object(b);
+  }
+  json_builder_end_array(b);
   member_double(b, "bubble_analytic", px_plan_bubble_fraction(&r->plan), TRUE);
   json_builder_set_member_name(b, "peak_memory");
   json_builder_begin_array(b);

@@ -51,7 +51,7 @@ typedef struct {
   Message *msgs;      /* (2 * m * vpp) messages this rank sends: [type][mb][chunk] */
   int *last_bwd;      /* (vpp) index of each chunk's last backward, -1 */
   /* accounting */
-  double busy, exposed[PX_N_COMM];
+  double busy, exposed[PX_N_COMM], op_time[PX_OP_N_KINDS];
   double act, gathered, mem, peak_mem;
   int in_flight, peak_in_flight;
   double start;       /* its first compute op starts (-1: none yet) */
@@ -109,6 +109,7 @@ static void compute(Sim *sim, Rank *r, const PxInstr *in, double d) {
   }
   r->t += d;
   r->busy += d;
+  r->op_time[in->kind] += d;
 }
 
 /* the compute stream waits until `until` for communication that ran from
@@ -158,6 +159,7 @@ static void resolve(Sim *sim, Coll *c) {
   for (int i = 0; i < c->need; i++) {
     Rank *m = &sim->ranks[c->members[i]];
     m->coll_free = MAX(m->coll_free, c->end);
+    m->op_time[c->kind] += c->end - c->start;
     record(sim, m, PX_STREAM_COLLECTIVE, c->kind, -1, c->chunk, c->start, c->end, c->bytes);
     if (m->wait == WAIT_PREV_COLL || m->wait == WAIT_COLL) enqueue(sim, c->members[i]);
   }
@@ -210,7 +212,11 @@ static gboolean collective(Sim *sim, Rank *r, const PxInstr *in, PxOpKind kind, 
       g_hash_table_insert(sim->colls, k, c);
     }
     c->members[c->arrived++] = (int)(r - sim->ranks);
-    c->ready = MAX(c->ready, MAX(r->t, r->coll_free));
+    /* an overlapped DP reduction starts as soon as its first bucket is full,
+     * dp_window before the end of the chunk's last backward */
+    double from = r->t;
+    if (kind == PX_OP_REDUCE_GRADS && !blocking && tab->dp_window) from -= tab->dp_window[chunk * sim->pp + r->stage];
+    c->ready = MAX(c->ready, MAX(from, r->coll_free));
     r->cur = c;
     if (c->arrived == c->need) {
       g_hash_table_remove(sim->colls, &key);
@@ -280,8 +286,10 @@ static gboolean step(Sim *sim, Rank *r) {
     /* the bottom of a V passes between two chunks of one rank: no transfer */
     msg->end = msg->start + (to_stage == r->stage ? 0 : act ? tab->p2p_act[part] : tab->p2p_grad[part]);
     r->send_free = msg->end;
+    r->op_time[in->kind] += msg->end - msg->start;
     record(sim, r, PX_STREAM_SEND, in->kind, in->mb, in->chunk, msg->start, msg->end, tab->p2p_bytes[part]);
     if (msg->waiter >= 0) enqueue(sim, msg->waiter);
+    if (tab->p2p_blocking) wait_for(r, msg->end, msg->start, PX_COMM_P2P);
     break;
   }
   case PX_OP_RECV_ACT:
@@ -463,6 +471,7 @@ static PxSimResult *collect(Sim *sim) {
     res->ranks[i] = (PxRankResult){.rank = r->rank, .stage = r->stage, .start = MAX(r->start, 0), .end = end, .busy = r->busy,
                                    .peak_memory = r->peak_mem, .peak_in_flight = r->peak_in_flight};
     memcpy(res->ranks[i].exposed, r->exposed, sizeof r->exposed);
+    memcpy(res->ranks[i].op_time, r->op_time, sizeof r->op_time);
     res->stage_peak_memory[r->stage] = MAX(res->stage_peak_memory[r->stage], r->peak_mem);
     res->stage_peak_in_flight[r->stage] = MAX(res->stage_peak_in_flight[r->stage], r->peak_in_flight);
   }
@@ -472,16 +481,24 @@ static PxSimResult *collect(Sim *sim) {
     rr->idle = res->step_time - rr->busy;
     idle += rr->idle;
     busy += rr->busy;
-    if (res->step_time > 0) res->bubble_fraction += rr->idle / res->step_time;
     double bubble = rr->idle;
     for (int k = 0; k < PX_N_COMM; k++) {
       res->breakdown.exposed[k] += rr->exposed[k] / sim->n;
       bubble -= rr->exposed[k];
     }
+    /* the bubble is the pipeline's idle time: waiting for the DP and tied
+     * reductions or the ZeRO-3 gathers is exposed communication, not bubble
+     * (reported as dp_exposed_fraction ...); waiting for a p2p message is the
+     * pipeline's own */
+    if (res->step_time > 0) {
+      res->bubble_fraction += MAX(0.0, bubble + rr->exposed[PX_COMM_P2P]) / res->step_time; /* no -0 from rounding */
+      res->dp_exposed_fraction += rr->exposed[PX_COMM_DP] / res->step_time;
+    }
     res->breakdown.compute += rr->busy / sim->n;
     res->breakdown.bubble += bubble / sim->n;
   }
   res->bubble_fraction /= sim->n;
+  res->dp_exposed_fraction /= sim->n;
   res->bubble_overhead = busy > 0 ? idle / busy : 0;
   for (int i = 0; i < sim->n; i++) res->span = MAX(res->span, res->ranks[i].end - res->ranks[i].start);
   res->n_instructions = sim->n_instr;

@@ -61,6 +61,8 @@ typedef struct {
   double exposed[PX_N_COMM];   /* compute stream waiting on communication in flight */
   double peak_memory;          /* bytes */
   int peak_in_flight;          /* (micro-batch, chunk)s between FORWARD and BACKWARD(_INPUT) */
+  double op_time[PX_OP_N_KINDS]; /* seconds per instruction kind: compute ops on the compute stream,
+                                  sends on the send stream, collectives on the collective stream */
 } PxRankResult;
 
 typedef struct {
@@ -76,7 +78,9 @@ typedef struct {
   PxRankResult *ranks;         /* (n_ranks) */
   double *stage_peak_memory;   /* (pp) bytes, max over the stage's simulated ranks */
   int *stage_peak_in_flight;   /* (pp) */
-  double bubble_fraction;      /* mean over ranks of idle / step_time */
+  double bubble_fraction;      /* mean over ranks of pipeline idle / step_time: idle less the waits
+                                  for DP / tied reductions and ZeRO-3 gathers (p2p waits count) */
+  double dp_exposed_fraction;  /* mean over ranks of the exposed DP reduction / step_time */
   double bubble_overhead;      /* mean idle / mean busy */
   double span;                 /* max over ranks of end - start: the step when each rank may
                                   begin as soon as its first input is there (Qi et al. 2024 §4,

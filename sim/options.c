@@ -70,6 +70,8 @@ GOptionGroup *px_plan_options_group(PxPlanOptions *o) {
     {"precision", 0, 0, G_OPTION_ARG_STRING, &o->precision, "fp32, fp16, bf16 (mixed, fp32 master)", "P"},
     {"order", 0, 0, G_OPTION_ARG_STRING, &o->order, "Rank order, innermost first (default tp,dp,pp)", "A,B,C"},
     {"workspace", 0, 0, G_OPTION_ARG_STRING, &o->workspace, "Per-GPU allowance for context/workspace (default 1GiB)", "BYTES"},
+    {"stack", 0, 0, G_OPTION_ARG_STRING, &o->stack, "Software stack: parallax (default), megatron-2021, megatron-core, deepspeed, fsdp", "S"},
+    {"attention", 0, 0, G_OPTION_ARG_STRING, &o->attention, "Attention kernel: flash (FlashAttention-2), flash1 (v1) or unfused (default: the stack's)", "A"},
     {"units", 0, 0, G_OPTION_ARG_STRING, &o->units, "Memory units: GB (1e9 B, default) or GiB (2^30 B)", "U"},
     {NULL}};
 #undef INT_FLAG
@@ -82,7 +84,7 @@ GOptionGroup *px_plan_options_group(PxPlanOptions *o) {
 void px_plan_options_clear(PxPlanOptions *o) {
   char **strs[] = {&o->model, &o->cluster, &o->plan_file, &o->deepspeed, &o->gbs_tokens, &o->schedule,
                    &o->partition, &o->offload, &o->ckpt, &o->precision, &o->order, &o->workspace,
-                   &o->units, &o->batch_note};
+                   &o->units, &o->stack, &o->attention, &o->batch_note};
   for (gsize i = 0; i < G_N_ELEMENTS(strs); i++) g_clear_pointer(strs[i], g_free);
 }
 
@@ -203,6 +205,10 @@ gboolean px_plan_options_resolve(PxPlanOptions *o, gboolean need_cluster, PxMode
     BAD("--ckpt '%s' is not one of none, selective, full", o->ckpt);
   if (o->precision && !px_precision_parse(o->precision, &plan->precision))
     BAD("--precision '%s' is not one of fp32, fp16, bf16", o->precision);
+  if (o->stack && !px_stack_parse(o->stack, &plan->stack))
+    BAD("--stack '%s' is not one of parallax, megatron-2021, megatron-core, deepspeed, fsdp", o->stack);
+  if (o->attention && (!px_attention_parse(o->attention, &plan->attention) || plan->attention == PX_ATTN_DEFAULT))
+    BAD("--attention '%s' is not one of flash, flash1, unfused", o->attention);
   if (o->order && !px_order_parse(o->order, plan->order))
     BAD("--order '%s' is not a permutation of tp,dp,pp", o->order);
   if (o->partition) {

@@ -13,7 +13,7 @@ typedef struct {
   int nodes, gpus;
   int dp, tp, pp, vpp, mbs, gbs, seq, zero, ckpt_interval;
   char *gbs_tokens;  /* global batch in tokens ("4M"), converted with seq */
-  char *schedule, *partition, *offload, *ckpt, *precision, *order, *workspace;
+  char *schedule, *partition, *offload, *ckpt, *precision, *order, *workspace, *stack, *attention;
   gboolean sp;
   char *units;       /* "GB" (1e9, default) or "GiB" (2^30) */
   /* set by px_plan_options_resolve: */

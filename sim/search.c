@@ -165,8 +165,11 @@ static gboolean fixed_ok(int fix, int v) { return fix < 0 || fix == v; }
 typedef struct {
   gboolean ok;
   double *states, *buf_extra, *gather, *gather_pass, *dp_reduce, *optimizer;  /* (pp) */
+  double *reduce_pass;  /* (pp) ZeRO-3 overlapped reduce-scatter per backward pass */
+  double *window;       /* (pp) share of a chunk's backward its overlapped DP reduction may use */
+  gboolean overlap_dp;  /* the stack overlaps the DP reduction (cost.h px_cost_overlap_dp) */
 } StateBlock;
-#define STATE_ARRAYS 6
+#define STATE_ARRAYS 8
 
 typedef struct {
   gboolean ok;
@@ -179,7 +182,7 @@ typedef struct {
 
 /* Blocks whose (pp) arrays are carved, in field order, from one allocation. */
 static StateBlock state_block_at(double *m, int pp) {
-  return (StateBlock){FALSE, m, m + pp, m + 2 * pp, m + 3 * pp, m + 4 * pp, m + 5 * pp};
+  return (StateBlock){FALSE, m, m + pp, m + 2 * pp, m + 3 * pp, m + 4 * pp, m + 5 * pp, m + 6 * pp, m + 7 * pp, FALSE};
 }
 static ComputeBlock compute_block_at(double *m, int pp) {
   return (ComputeBlock){FALSE, m, m + pp, m + 2 * pp, m + 3 * pp, m + 4 * pp, m + 5 * pp, m + 6 * pp, m + 7 * pp,
@@ -227,14 +230,20 @@ static void state_block(const Space *sp, const PxPartition *part, PxLayout l, St
     const PxStageMemory *s = &m->stages[r];
     b->states[r] = s->weights + s->gradients + s->optimizer;
     b->buf_extra[r] = s->buffers - m0->stages[r].buffers;
-    b->gather[r] = b->gather_pass[r] = 0;
+    b->gather[r] = b->gather_pass[r] = b->reduce_pass[r] = 0;
     for (int c = 0; c < l.vpp; c++) {
-      b->gather[r] += t->gather[px_partition_part_of(part, r, c)];
-      b->gather_pass[r] += t->gather_pass[px_partition_part_of(part, r, c)];
+      int k = px_partition_part_of(part, r, c);
+      b->gather[r] += t->gather[k];
+      b->gather_pass[r] += t->gather_pass[k];
+      b->reduce_pass[r] += t->reduce_pass[k];
     }
+    int k0 = px_partition_part_of(part, r, 0);
+    double bwd0 = t->bwd_input[k0] + t->bwd_weight[k0];
+    b->window[r] = bwd0 > 0 ? t->dp_window[k0] / bwd0 : 0;
     b->dp_reduce[r] = t->dp_reduce[r];
     b->optimizer[r] = t->optimizer[r];
   }
+  b->overlap_dp = t->overlap_dp;
 }
 
 static void compute_block(const Space *sp, const PxPartition *part, PxLayout l, ComputeBlock *b) {
@@ -275,8 +284,17 @@ static void compute_block(const Space *sp, const PxPartition *part, PxLayout l, 
 }
 
 /* Memory and analytic time of a validated plan from its two blocks. */
-static void evaluate(const PxPlan *p, const StateBlock *s, const ComputeBlock *c, gboolean overlap_dp,
-                     double *memory, double *time) {
+/* Rank r's forward, backward-input and backward-weight per micro-batch with
+ * the ZeRO-3 gathers' excess over the compute folded in as the cost table
+ * folds it (forward excess into F, backward excess half into each of B, W). */
+static void rank_fbw(const StateBlock *s, const ComputeBlock *c, int r, double *f, double *bi, double *w) {
+  double gb = MAX(0.0, s->gather_pass[r] + s->reduce_pass[r] - c->bi[r] - c->w[r]);
+  *f = c->f[r] + MAX(0.0, s->gather_pass[r] - c->f[r]);
+  *bi = c->bi[r] + gb / 2;
+  *w = c->w[r] + gb / 2;
+}
+
+static void evaluate(const PxPlan *p, const StateBlock *s, const ComputeBlock *c, double *memory, double *time) {
   int pp = p->pp;
   double peak = 0, tc = -1, gather = 0, reduce = 0, opt = 0;
   int crit = 0;
@@ -286,29 +304,55 @@ static void evaluate(const PxPlan *p, const StateBlock *s, const ComputeBlock *c
     peak = MAX(peak, mem);
     /* ZeRO-3: what the per-pass gathers add beyond the compute they overlap
      * (the cost table's rule, on the rank's chunks together) */
-    double tr = c->t[r] + MAX(0.0, s->gather_pass[r] - c->f[r]) + MAX(0.0, s->gather_pass[r] - c->bi[r] - c->w[r]);
+    double tr = c->t[r] + MAX(0.0, s->gather_pass[r] - c->f[r]) +
+                MAX(0.0, s->gather_pass[r] + s->reduce_pass[r] - c->bi[r] - c->w[r]);
     if (tr > tc) { tc = tr; crit = r; }
     gather = MAX(gather, s->gather[r]);
     double red = s->dp_reduce[r] + c->tied[r];
-    if (overlap_dp) red = MAX(0, red - r * (c->bi[r] + c->w[r]));
+    /* overlapped: the last chunk's reduction starts window x its backward
+     * early, and rank r finishes its backwards about r chunk backwards before
+     * rank 0 does */
+    if (s->overlap_dp) {
+      /* chunk by chunk, one after the other on the collective stream: chunk
+       * c's last backward ends about c·p chunk backwards before chunk 0's
+       * (the drain runs p micro-batches per chunk), each starts its window
+       * early; what is left after the last backward is exposed */
+      double bc = (c->bi[r] + c->w[r]) / p->vpp, gap = pp * bc;
+      red = MAX(0, MAX(red / p->vpp, red - (p->vpp - 1) * gap) - s->window[r] * bc - r * bc);
+    }
     reduce = MAX(reduce, red);
     opt = MAX(opt, s->optimizer[r]);
   }
-  double u;
-  switch (p->schedule) {
-  case PX_SCHED_INTERLEAVED: u = tc / p->vpp; break;
-  case PX_SCHED_ZB_H1: u = MAX(c->f[crit] + c->bi[crit] - c->w[crit], 0); break;
-  /* ZB-H2: every rank waits a forward for its first input, then (p-1)(F+B-2W)
-   * (Qi et al.); the engine's step follows the larger of the two */
-  case PX_SCHED_ZB_H2: u = MAX(c->f[crit], c->f[crit] + c->bi[crit] - 2 * c->w[crit]); break;
-  /* the V schedules per chunk (half the rank's work): ZB-V as ZB-H2, DualPipeV
-   * (F&B + B - 3W) = F + 2Bi - W (DualPipe README) */
-  case PX_SCHED_ZB_V: u = MAX(c->f[crit], c->f[crit] + c->bi[crit] - 2 * c->w[crit]) / 2; break;
-  case PX_SCHED_DUALPIPEV: u = MAX(c->f[crit] + 2 * c->bi[crit] - c->w[crit], 0) / 2; break;
-  default: u = tc; break;
+  /* fill and drain: every other rank's share once (a chunk's worth for
+   * interleaved), and the p2p hops of the first micro-batch through all v·p
+   * parts */
+  double fill = 0, fc, bic, wc;
+  rank_fbw(s, c, crit, &fc, &bic, &wc);
+  for (int r = 0; r < pp; r++) {
+    if (r == crit) continue;
+    double f, bi, w;
+    rank_fbw(s, c, r, &f, &bi, &w);
+    double tr = c->t[r] - c->f[r] - c->bi[r] - c->w[r] + f + bi + w;
+    switch (p->schedule) {
+    case PX_SCHED_INTERLEAVED: fill += tr / p->vpp; break;
+    /* the drain's W are the critical rank's (the engine: u_r = F_r + B_r - W_c) */
+    case PX_SCHED_ZB_H1: fill += MAX(f + bi - wc, 0); break;
+    /* ZB-H2: every rank waits a forward for its first input, then (p-1)(F+B-2W)
+     * (Qi et al.); the engine's step follows the larger of the two */
+    case PX_SCHED_ZB_H2: fill += MAX(f, f + bi - 2 * w); break;
+    /* the V schedules per chunk (half the rank's work): ZB-V as ZB-H2, DualPipeV
+     * (F&B + B - 3W) = F + 2Bi - W (DualPipe README) */
+    case PX_SCHED_ZB_V: fill += MAX(f, f + bi - 2 * w) / 2; break;
+    case PX_SCHED_DUALPIPEV: fill += MAX(f + 2 * bi - w, 0) / 2; break;
+    default: fill += tr; break;
+    }
   }
+  /* interleaved: the first micro-batch crosses all v·p parts one after the
+   * other; the V schedules turn on the last rank (no hop) and overlap the
+   * way back: one hop per stage, as 1F1B */
+  int hops_per_stage = p->schedule == PX_SCHED_INTERLEAVED ? p->vpp : 1;
   *memory = peak;
-  *time = p->m * tc + (pp - 1) * (u + c->p2p) + gather + reduce + opt;
+  *time = p->m * tc + fill + (pp - 1) * hops_per_stage * c->p2p + gather + reduce + opt;
 }
 
 /* ---- ranking -------------------------------------------------------------- */
@@ -446,7 +490,6 @@ static void run_task(gpointer data, gpointer user) {
       state_block(sp, part, lz, &sb[z]);
     }
     ComputeBlock cb = compute_block_at(mem + (gsize)pp * STATE_ARRAYS * N_ZO, pp);
-    gboolean overlap = sp->base->bucket_bytes > 0;
     for (int im = 0; im < ch.n_mbs; im++)
       for (int ic = 0; ic < ch.n_ckpt; ic++)
         for (int is = 0; is < ch.n_sp; is++) {
@@ -469,7 +512,7 @@ static void run_task(gpointer data, gpointer user) {
                 continue;
               task->valid++;
               PxSearchCandidate c = {.layout = l, .gbs = p.gbs, .seq = p.seq};
-              evaluate(&p, &sb[z], &cb, overlap, &c.memory, &c.analytic_time);
+              evaluate(&p, &sb[z], &cb, &c.memory, &c.analytic_time);
               c.fits = c.memory <= sp->capacity;
               if (!task->have_closest || c.memory < task->closest.memory ||
                   (c.memory == task->closest.memory && px_layout_compare(&l, &task->closest.layout) < 0)) {
@@ -648,7 +691,7 @@ gboolean px_search_evaluate(const PxModel *model, const PxCluster *cluster, cons
   state_block(&sp, part, *l, &sb);
   compute_block(&sp, part, *l, &cb);
   if (!sb.ok || !cb.ok) return FALSE;
-  evaluate(&p, &sb, &cb, base->bucket_bytes > 0, memory, time);
+  evaluate(&p, &sb, &cb, memory, time);
   return TRUE;
 }
 

@@ -8,23 +8,33 @@
  * The analytic step time of a layout (seconds), from its cost table (per
  * micro-batch, per pipeline rank r: F_r forward, Bi_r backward-input, W_r
  * backward-weight, L_r micro-batch load, summed over the rank's chunks):
- *     t_r  = F_r + Bi_r + W_r + L_r,   c = the rank with the largest t_r
+ *     t_r  = F_r + Bi_r + W_r + L_r (+ ZeRO-3 gathers beyond the compute),
+ *     c    = the rank with the largest t_r
  *     T    = m · t_c                                   (steady state)
- *          + (p - 1) · (u + a + g)                     (fill and drain)
- *          + max_r G_r                                 (ZeRO-3 gathers)
+ *          + sum_{r != c} u_r                          (fill and drain)
+ *          + (p - 1) · h · (a + g)                     (p2p of the first micro-batch)
+ *          + max_r G_r                                 (ZeRO-3 first gathers)
  *          + max_r exposed(D_r + Y_r)                  (DP + tied reductions)
  *          + max_r O_r                                 (optimizer step)
- * with u the bubble one stage adds: t_c for 1f1b and gpipe, t_c / v for
- * interleaved, max(F_c + Bi_c - W_c, 0) for zb-h1 (Qi et al. 2023: ZB-H1's
- * bubble is (p-1)(T_F + T_B - T_W)), max(F_c, F_c + Bi_c - 2W_c) for zb-h2
- * (the last rank's first input waits a forward; the span's (p-1)(F+B-2W)),
- * the same halved (one chunk) for zb-v, (F_c + 2Bi_c - W_c)/2 for dualpipev
- * (the DualPipe README's F&B + B - 3W per chunk); a and g the mean activation and gradient
- * p2p times; G_r the rank's ZeRO-3 parameter gathers; D_r its DP reduction,
- * Y_r the tied-embedding reduction; exposed(x) = x when the reduction waits for
- * the optimizer step (the default, no bucket overlap), else
- * max(0, x - r · (Bi_r + W_r)) (rank r finishes its backwards about r
- * backward times before rank 0 does); O_r its optimizer step.
+ * with u_r what rank r adds to the fill and drain: t_r for 1f1b and gpipe,
+ * t_r / v for interleaved, max(F_r + Bi_r - W_c, 0) for zb-h1 (Qi et al.
+ * 2023: ZB-H1's bubble is (p-1)(T_F + T_B - T_W); the drain's W are the
+ * critical rank's), max(F_r, F_r + Bi_r - 2W_r)
+ * for zb-h2 (the last rank's first input waits a forward; the span's
+ * (p-1)(F+B-2W)), the same halved (one chunk) for zb-v, (F_r + 2Bi_r - W_r)/2
+ * for dualpipev (the DualPipe README's F&B + B - 3W per chunk); h = v hops per
+ * stage (the first micro-batch crosses all v·p parts); a and g the mean
+ * activation and gradient p2p times; G_r the rank's ZeRO-3 first gathers; D_r
+ * its DP reduction, Y_r the tied-embedding reduction; exposed(x) = x when the
+ * stack reduces after the whole backward (cost.h px_cost_overlap_dp), else,
+ * with b_r = (Bi_r + W_r) / v one chunk's backward,
+ *     max(0, max(x / v, x - (v - 1) p b_r) - w_r b_r - r b_r):
+ * the chunks' reductions run one after the other, chunk c's last backward
+ * ending about c·p chunk backwards before chunk 0's; each starts w_r of its
+ * backward early (the cost table's dp_window); rank r ends r chunk backwards
+ * before rank 0. With ZeRO-3 and overlap each backward also carries its
+ * reduce-scatter beside the gathers. O_r its optimizer step. bench_rank
+ * prints Kendall's tau between this order and the engine's.
  *
  * Memory per GPU is exactly the core's px_memory_new (checked against it by
  * tests): it is evaluated from per-(tp, pp, vpp, order) pieces — model states

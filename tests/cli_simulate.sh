@@ -44,6 +44,16 @@ bad "interleaved m" "interleaved schedule needs micro-batches divisible by pp" s
 bad "unwritable trace" "$tmp/nodir/t.json" simulate --model gpt2-124m --pp 2 --gbs 2 --ideal --trace "$tmp/nodir/t.json"
 bad "no cluster without --ideal" "cluster" simulate --model gpt2-124m --pp 2 --gbs 2
 bad "program bad rank" "rank" program --model gpt2-124m --pp 2 --gbs 2 --rank 9
+bad "unknown stack" "--stack 'tensorflow' is not one of" simulate --model gpt2-124m --cluster dgx-h100 --gpus 2 --pp 2 --gbs 2 --stack tensorflow
+bad "unknown attention" "--attention 'sparse' is not one of" simulate --model gpt2-124m --cluster dgx-h100 --gpus 2 --pp 2 --gbs 2 --attention sparse
+
+# the stack and attention are reported; dp 8 at pp 1 (1F1B, one micro-batch):
+# exposed DP reduction is reported apart, the bubble stays 0
+j=$("$sim" simulate --model gpt2-124m --cluster dgx-a100-80g --gpus 8 --dp 8 --gbs 8 --stack megatron-2021 --json)
+check "stack in json" "grep -q '\"stack\" : \"megatron-2021\"' <<<\"\$j\" && grep -q '\"attention\" : \"unfused\"' <<<\"\$j\""
+check "pp 1: bubble 0, exposed DP apart" "close '$(num bubble_fraction "$j")' 0 && awk -v x='$(num dp_exposed_fraction "$j")' 'BEGIN{exit !(x > 0)}'"
+check "per-rank op times" "grep -q '\"FORWARD\" :' <<<\"\$j\""
+
 
 echo "1..$n"
 exit $fail

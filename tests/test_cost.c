@@ -77,27 +77,50 @@ static void test_tree_for_small(void) {
   g_assert_cmpfloat(px_cost_allreduce(1024, 1, &l), ==, 0.0);
 }
 
+/* Tile and wave quantisation (NVIDIA, "Matrix Multiplication Background User's
+ * Guide"): an A100 (108 SMs), 128 x 128 output tiles, best GEMM 85.9 % of peak. */
 static void test_gemm_efficiency(void) {
-  /* eff = 0.8 F / (F + peak * 2us). 1024^3 on 312 TFLOP/s: F = 2147483648,
-   * F_half = 624e6 -> 0.8 * 2147483648 / 2771483648 = 0.619877... */
-  double eff = px_cost_gemm_efficiency(2.0 * 1024 * 1024 * 1024, 312e12);
-  g_assert_cmpfloat(fabs(eff - 0.8 * 2147483648.0 / 2771483648.0), <, 1e-12);
-  g_assert_cmpfloat(eff, >, 0.6198);
-  g_assert_cmpfloat(eff, <, 0.6199);
-  /* a tiny GEMM (64^3) on the same GPU is memory- and latency-bound: under 1 % */
-  g_assert_cmpfloat(px_cost_gemm_efficiency(2.0 * 64 * 64 * 64, 312e12), <, 0.01);
+  PxCluster c = make_cluster(8, 1);
+  c.sms = 108;
+  c.gemm_tile = 128;
+  c.gemm_eff = 0.859;
+  /* 8192^3: 64 x 64 = 4096 tiles, ceil(4096 / 108) = 38 waves = 4104 slots */
+  g_assert_cmpfloat(REL(px_cost_gemm_efficiency(&c, 1, 8192, 8192, 8192), 0.859 * 4096 / 4104), <, 1e-12);
+  /* GPT-3's QKV at tp 8 (2048 tokens x 4608): 16 x 36 = 576 tiles, 6 waves of 108 = 648 slots */
+  g_assert_cmpfloat(REL(px_cost_gemm_efficiency(&c, 1, 2048, 4608, 12288), 0.859 * 576 / 648), <, 1e-12);
+  /* 1024 x 1024: 64 tiles, too few to split (108 / 64 = 1): one wave, 64 of 108 SMs */
+  g_assert_cmpfloat(REL(px_cost_gemm_efficiency(&c, 1, 1024, 1024, 8192), 0.859 * 64 / 108), <, 1e-12);
+  /* 512 x 512, k 8192: 16 tiles split 6 ways along k (108 / 16 = 6, k / 512 = 16): 96 of 108 */
+  g_assert_cmpfloat(REL(px_cost_gemm_efficiency(&c, 1, 512, 512, 8192), 0.859 * 96 / 108), <, 1e-12);
+  /* 100 x 128, k 128: one padded tile (100 / 128 of it useful), no split (k < 4 tiles) */
+  g_assert_cmpfloat(REL(px_cost_gemm_efficiency(&c, 1, 100, 128, 128), 0.859 * (100.0 / 128) / 108), <, 1e-12);
+  /* a batch of 96 (128 x 128) GEMMs fills 96 of 108 SMs */
+  g_assert_cmpfloat(REL(px_cost_gemm_efficiency(&c, 96, 128, 128, 64), 0.859 * 96 / 108), <, 1e-12);
+  /* no SM count: no quantisation, the ceiling only; no ceiling either: 1 */
+  c.sms = 0;
+  g_assert_cmpfloat(px_cost_gemm_efficiency(&c, 1, 100, 100, 100), ==, 0.859);
+  c.gemm_eff = 0;
+  g_assert_cmpfloat(px_cost_gemm_efficiency(&c, 1, 100, 100, 100), ==, 1.0);
   /* a skinny GEMM: 1 x 8192 x 8192 bf16 moves 2 * (8192 + 8192^2 + 8192) bytes,
-   * = 134250496 B; at 2 TB/s that is 67.125248 us, more than its compute. */
-  double t = px_cost_gemm_time(1, 8192, 8192, 2, 1e15, 2e12);
-  g_assert_cmpfloat(REL(t, 134250496.0 / 2e12), <, 1e-12);
+   * = 134250496 B; at 2 TB/s x 0.9 that is 74.58 us, more than its compute; plus
+   * one 4 us kernel overhead */
+  c.peak_bf16 = 1e15;
+  c.hbm_bw = 2e12;
+  c.hbm_eff = 0.9;
+  c.kernel_overhead = 4e-6;
+  double t = px_cost_gemm_time(&c, PX_PREC_BF16, 1, 1, 8192, 8192, 2);
+  g_assert_cmpfloat(REL(t, 134250496.0 / 1.8e12 + 4e-6), <, 1e-12);
 }
 
 /* One GPT block, h = 4096, s = 2048, 32 heads, ffn 16384, no biases, tp 1,
- * HBM so fast that memory-bound kernels vanish: the block is its GEMMs.
- * FLOPs F = 24 s h^2 + 4 s^2 h = 824633720832 + 68719476736 = 893353197568.
- * Four weight GEMMs (qkv, proj, fc, fc2) and two attention GEMMs (QK^T, PV),
- * each costing (F_i + peak tau) / (peak eta_max):
- * t = (F + 6 * 1e15 * 2e-6) / (1e15 * 0.8) = 905353197568 / 8e14 = 1.13169149696e-3 s. */
+ * HBM so fast that memory-bound kernels vanish, no quantisation, efficiency 1:
+ * the block is its GEMMs at peak (1e15). Weight GEMMs 24 s h^2 = 824633720832
+ * FLOPs; the attention core 4 s^2 h = 68719476736, of which causal flash
+ * computes half forward and 2.5 x that backward.
+ *   flash forward   (824633720832 + 34359738368) / 1e15 = 8.589934592e-4 s
+ *   unfused         (824633720832 + 68719476736) / 1e15 = 8.93353197568e-4 s
+ *   backward-input  dgrad 8.24633720832e-4 + 2.5 x 3.4359738368e-5 = 9.10533066752e-4 s
+ *   backward-weight wgrad 8.24633720832e-4 s */
 static void test_block_gemm_bound(void) {
   PxModelDesc d = {.name = (char *)"block", .layers = 1, .hidden = 4096, .heads = 32, .kv_heads = 32,
                    .ffn = 16384, .vocab = 32000, .max_seq = 2048, .ffn_kind = PX_FFN_GELU,
@@ -112,20 +135,45 @@ static void test_block_gemm_bound(void) {
   p.seq = 2048;
   const PxLayer *block = &m->layers[1];
   g_assert_cmpint(block->kind, ==, PX_LAYER_BLOCK);
+  g_assert_cmpint(px_cost_attention(&p), ==, PX_ATTN_UNFUSED); /* parallax: the executor's kernel */
+  p.attention = PX_ATTN_FLASH;
   PxLink l = px_cost_tp_link(&c, &p, 0);
   double compute = -1, comm = -1;
   px_cost_layer_forward(m, block, &c, &p, &l, &compute, &comm);
-  g_assert_cmpfloat(REL(compute, 1.13169149696e-3), <, 1e-9);
+  g_assert_cmpfloat(REL(compute, 8.589934592e-4), <, 1e-9);
   g_assert_cmpfloat(comm, ==, 0.0);
-  /* tp 2 halves every GEMM's FLOPs and keeps 6 GEMMs:
-   * (446676598784 + 12e9) / 8e14 = 5.7334574848e-4 s; plus 2 all-reduces of
+  PxLayerTimes lt;
+  px_cost_layer_times(m, block, &c, &p, &l, &lt);
+  g_assert_cmpfloat(REL(lt.bwd_input, 9.10533066752e-4), <, 1e-9);
+  g_assert_cmpfloat(REL(lt.bwd_weight, 8.24633720832e-4), <, 1e-9);
+  p.attention = PX_ATTN_UNFUSED;
+  px_cost_layer_forward(m, block, &c, &p, &l, &compute, &comm);
+  g_assert_cmpfloat(REL(compute, 8.93353197568e-4), <, 1e-9);
+  p.attention = PX_ATTN_FLASH;
+  /* megatron-2021 defaults to unfused; fp32 never runs flash */
+  p.attention = PX_ATTN_DEFAULT;
+  p.stack = PX_STACK_MEGATRON_2021;
+  g_assert_cmpint(px_cost_attention(&p), ==, PX_ATTN_UNFUSED);
+  p.stack = PX_STACK_FSDP;
+  g_assert_cmpint(px_cost_attention(&p), ==, PX_ATTN_FLASH);
+  p.precision = PX_PREC_FP32;
+  g_assert_cmpint(px_cost_attention(&p), ==, PX_ATTN_UNFUSED);
+  p.precision = PX_PREC_BF16;
+  p.stack = PX_STACK_PARALLAX;
+  p.attention = PX_ATTN_FLASH;
+  /* tp 2 halves every GEMM's FLOPs: 4.294967296e-4 s; plus 2 all-reduces of
    * s h 2 B = 16 MiB over NVLink, each a ring of 2: 2 * 2us + 2 * 1/2 * 16777216 / 4e11
    * = 4.594304e-5 s (the tree would pay 2 * 16 MiB / bw) -> 9.188608e-5 s */
   p.tp = 2;
   l = px_cost_tp_link(&c, &p, 0);
   px_cost_layer_forward(m, block, &c, &p, &l, &compute, &comm);
-  g_assert_cmpfloat(REL(compute, 5.7334574848e-4), <, 1e-9);
+  g_assert_cmpfloat(REL(compute, 4.294967296e-4), <, 1e-9);
   g_assert_cmpfloat(REL(comm, 9.188608e-5), <, 1e-9);
+  /* at 70 % of the nominal NVLink bandwidth: 2 * (2 * 2us + 16777216 / 2.8e11) */
+  c.intra_eff = 0.7;
+  l = px_cost_tp_link(&c, &p, 0);
+  px_cost_layer_forward(m, block, &c, &p, &l, &compute, &comm);
+  g_assert_cmpfloat(REL(comm, 2 * (4e-6 + 16777216 / 2.8e11)), <, 1e-9);
   px_plan_clear(&p);
 }
 
@@ -147,7 +195,16 @@ static void test_tp_links(void) {
   p.dp = 2;
   l = px_cost_tp_link(&c, &p, 0);
   g_assert_false(l.intra);
-  g_assert_cmpfloat(l.bw, ==, 25e9);
+  /* 8 members per node: hierarchical rings over the node's 8 NICs, 8 x 25 GB/s
+   * (under NVLink's 400) */
+  g_assert_cmpfloat(l.bw, ==, 200e9);
+  /* its DP group (ranks 0 and 16: one per node) has one NIC: 25 GB/s, and at
+   * a 90 % bus-bandwidth efficiency 22.5 GB/s */
+  c.inter_eff = 0.9;
+  l = px_cost_dp_link(&c, &p, 0);
+  g_assert_false(l.intra);
+  g_assert_cmpfloat(fabs(l.bw - 22.5e9), <, 1.0);
+  c.inter_eff = 0;
   /* order dp,tp,pp with tp 8, dp 4: TP ranks 0, 4, ..., 28 cross nodes */
   p.tp = 8;
   p.dp = 4;
@@ -226,6 +283,74 @@ static void test_dp_reduction(void) {
   px_plan_clear(&p);
 }
 
+/* What the stacks change, on the tiny model (108544 parameters, one stage, dp 4). */
+static void test_stacks(void) {
+  PxCluster c = make_cluster(4, 1);
+  PxPlan p;
+  set_plan(&p, 4, 1, 1, 1, 4);
+  PxModel *m = NULL;
+  /* Megatron-LM 2021 reduces bf16 gradients in fp32 main_grad: the ring sends
+   * 2 * 3/4 * 108544 * 4 = 651264 B, after the backward; fp16 in 2 bytes */
+  p.stack = PX_STACK_MEGATRON_2021;
+  g_autoptr(PxCostTable) t = tiny_table(&p, &c, &m);
+  g_assert_cmpint(t->grad_reduce_bytes, ==, 4);
+  g_assert_cmpfloat(REL(t->dp_bytes[0], 651264.0), <, 1e-12);
+  g_assert_false(t->overlap_dp);
+  g_assert_cmpint(t->attention, ==, PX_ATTN_UNFUSED);
+  /* its main_grad.add_ hook: every micro-batch reads the 2-byte gradient and
+   * reads + writes the 4-byte main_grad, 10 B per parameter at 3 TB/s, on top
+   * of what Megatron-Core (fused into the wgrad GEMM) spends */
+  px_model_free(m);
+  p.stack = PX_STACK_MEGATRON_CORE;
+  p.attention = PX_ATTN_UNFUSED; /* as the 2021 stack, so that only the accumulation differs */
+  g_autoptr(PxCostTable) tc = tiny_table(&p, &c, &m);
+  p.attention = PX_ATTN_DEFAULT;
+  g_assert_cmpfloat(REL(t->bwd_weight[0] - tc->bwd_weight[0], 108544.0 * 10 / 3e12), <, 1e-9);
+  g_assert_cmpfloat(REL(t->bwd_input[0], tc->bwd_input[0]), <, 1e-12);
+  px_model_free(m);
+  p.stack = PX_STACK_MEGATRON_2021;
+  p.precision = PX_PREC_FP16;
+  g_autoptr(PxCostTable) t16 = tiny_table(&p, &c, &m);
+  g_assert_cmpint(t16->grad_reduce_bytes, ==, 2);
+  px_model_free(m);
+  p.precision = PX_PREC_BF16;
+  /* an explicit grad_reduce_bytes wins */
+  p.grad_reduce_bytes = 2;
+  g_autoptr(PxCostTable) t2 = tiny_table(&p, &c, &m);
+  g_assert_cmpfloat(REL(t2->dp_bytes[0], 325632.0), <, 1e-12);
+  px_model_free(m);
+  p.grad_reduce_bytes = 0;
+  /* DeepSpeed ZeRO-2: no overlap unless a bucket size is given; with 5e4-byte
+   * buckets (25000 bf16 elements) the 108544 gradients fill ceil(4.34) = 5,
+   * so the reduction may start 4/5 of the backward early */
+  p.stack = PX_STACK_DEEPSPEED;
+  p.zero = 2;
+  g_autoptr(PxCostTable) td = tiny_table(&p, &c, &m);
+  g_assert_false(td->overlap_dp);
+  g_assert_cmpfloat(td->dp_window[0], ==, 0.0);
+  px_model_free(m);
+  p.bucket_bytes = 5e4;
+  g_autoptr(PxCostTable) tb = tiny_table(&p, &c, &m);
+  g_assert_true(tb->overlap_dp);
+  g_assert_cmpfloat(REL(tb->dp_window[0], 0.8 * (tb->bwd_input[0] + tb->bwd_weight[0])), <, 1e-12);
+  px_model_free(m);
+  p.bucket_bytes = 0;
+  /* FSDP (ZeRO-3): every backward reduce-scatters its fp32 gradients beside
+   * the gathers, 3 * 2us + 3/4 * 434176 / 4e11; after the last backward only
+   * the last of the 5 layers' share is left; Composer's AdamW moves 92 B per
+   * parameter of the 27136-parameter shard at 3 TB/s */
+  p.stack = PX_STACK_FSDP;
+  p.zero = 3;
+  g_autoptr(PxCostTable) tf = tiny_table(&p, &c, &m);
+  double rs = 6e-6 + 0.75 * 434176.0 / 4e11;
+  g_assert_cmpfloat(REL(tf->reduce_pass[0], rs), <, 1e-12);
+  g_assert_cmpfloat(REL(tf->dp_reduce[0], rs / 5), <, 1e-12);
+  g_assert_cmpfloat(REL(tf->optimizer[0], 27136.0 * 92 / 3e12), <, 1e-12);
+  g_assert_cmpint(tf->attention, ==, PX_ATTN_FLASH);
+  px_model_free(m);
+  px_plan_clear(&p);
+}
+
 static void test_tied_and_p2p(void) {
   PxCluster c = make_cluster(2, 1);
   PxPlan p;
@@ -244,9 +369,6 @@ static void test_tied_and_p2p(void) {
   g_assert_cmpfloat(REL(t->p2p_grad[1], 2.02048e-6), <, 1e-12);
   g_assert_cmpfloat(t->p2p_act[1], ==, 0.0);
   g_assert_cmpfloat(t->p2p_grad[0], ==, 0.0);
-  /* equal split of the backward, no recompute: input half == weight half == forward */
-  g_assert_cmpfloat(REL(t->bwd_input[0], t->fwd[0]), <, 1e-12);
-  g_assert_cmpfloat(REL(t->bwd_weight[1], t->fwd[1]), <, 1e-12);
   px_model_free(m);
   px_plan_clear(&p);
 }
@@ -290,14 +412,23 @@ static void test_gpt3_flops(void) {
   g_autoptr(PxCostTable) t2 = px_cost_table_new(m, &c, &p, part, &err);
   g_assert_no_error(err);
   g_assert_cmpfloat(REL(t2->hardware_flops_per_step, model), <, 1e-9);
-  /* selective recompute adds only the attention core 4 B s^2 l h */
+  /* selective recompute adds only the attention core 4 B s^2 l h (unfused
+   * attention: flash has nothing to recompute) */
+  p.ckpt = PX_CKPT_SELECTIVE;
+  p.attention = PX_ATTN_UNFUSED;
+  g_autoptr(PxCostTable) t2u = px_cost_table_new(m, &c, &p, part, &err);
+  g_assert_no_error(err);
+  p.ckpt = PX_CKPT_NONE;
+  g_autoptr(PxCostTable) t2n = px_cost_table_new(m, &c, &p, part, &err);
+  g_assert_no_error(err);
   p.ckpt = PX_CKPT_SELECTIVE;
   g_autoptr(PxCostTable) t3 = px_cost_table_new(m, &c, &p, part, &err);
   g_assert_no_error(err);
   g_assert_cmpfloat(REL(t3->hardware_flops_per_step, model + 4 * B * s * s * l * h), <, 1e-9);
   /* recompute lengthens only the input half of the backward */
-  g_assert_cmpfloat(t3->bwd_input[3], >, t2->bwd_input[3]);
-  g_assert_cmpfloat(REL(t3->bwd_weight[3], t2->bwd_weight[3]), <, 1e-12);
+  g_assert_cmpfloat(t3->bwd_input[3], >, t2n->bwd_input[3]);
+  g_assert_cmpfloat(REL(t3->bwd_weight[3], t2n->bwd_weight[3]), <, 1e-12);
+  g_assert_cmpfloat(REL(t2u->bwd_input[3], t3->bwd_input[3]), <, 1e-12);
   px_plan_clear(&p);
 }
 
@@ -338,6 +469,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cost/links/tp-nvlink-vs-network", test_tp_links);
   g_test_add_func("/cost/table/dp-reduction-zero", test_dp_reduction);
   g_test_add_func("/cost/table/tied-and-p2p", test_tied_and_p2p);
+  g_test_add_func("/cost/table/stacks", test_stacks);
   g_test_add_func("/cost/flops/gpt3-megatron", test_gpt3_flops);
   g_test_add_func("/cost/table/ideal", test_ideal);
   g_test_add_func("/cost/table/refuses-missing-peak", test_refuses);

@@ -384,23 +384,53 @@ static void test_p2p_hand(void) {
  * dp reduction 4 in all, 2 per chunk. Overlapped: chunk 1's reduction 4-6,
  * chunk 0's 6-8, optimizer (1) 8-9. Not overlapped: both after the last
  * backward, 6-10, optimizer 10-11. */
+/* One stage, dp 2, ideal compute, a DP reduction of 4 and an optimizer step of 1. */
+static void dp_case_init(Case *c, PxScheduleKind k, int vpp, int m, gboolean overlap) {
+  px_plan_init(&c->plan);
+  c->plan.schedule = k;
+  c->plan.vpp = vpp;
+  c->plan.m = m;
+  c->plan.dp = 2;
+  c->prog = px_program_new(&c->plan, NULL, NULL);
+  c->tab = px_cost_table_ideal(1, vpp);
+  c->tab->dp_reduce[0] = 4;
+  c->tab->optimizer[0] = 1;
+  c->tab->overlap_dp = overlap;
+}
+
 static void test_dp_overlap_hand(void) {
   for (int overlap = 0; overlap <= 1; overlap++) {
     Case c;
-    px_plan_init(&c.plan);
-    c.plan.schedule = PX_SCHED_INTERLEAVED;
-    c.plan.vpp = 2;
-    c.plan.m = 1;
-    c.plan.dp = 2;
-    c.prog = px_program_new(&c.plan, NULL, NULL);
-    c.tab = px_cost_table_ideal(1, 2);
-    c.tab->dp_reduce[0] = 4;
-    c.tab->optimizer[0] = 1;
-    c.tab->overlap_dp = overlap;
+    dp_case_init(&c, PX_SCHED_INTERLEAVED, 2, 1, overlap);
     g_autoptr(PxSimResult) res = run(&c, NULL);
     g_assert_cmpfloat_with_epsilon(res->step_time, overlap ? 9 : 11, EPS);
     g_assert_cmpfloat_with_epsilon(res->ranks[0].exposed[PX_COMM_DP], overlap ? 2 : 4, EPS);
     g_assert_cmpfloat_with_epsilon(res->ranks[0].busy, 7, EPS);
+    case_clear(&c);
+  }
+}
+
+/* Bucketed overlap at pp = 1, one chunk, m = 2: F 0-1, B 1-3, F 3-4, B 4-6.
+ * The reduction (4) may start dp_window = 1.5 before the end of the last
+ * backward: 4.5-8.5, optimizer (1) 8.5-9.5; exposed 2.5. Without a window it
+ * starts at 6: 6-10, optimizer 10-11, exposed 4. Exposed DP reduction is not
+ * bubble: the bubble is 0, dp_exposed_fraction = exposed / step. */
+static void test_dp_window_hand(void) {
+  for (int window = 0; window <= 1; window++) {
+    Case c;
+    dp_case_init(&c, PX_SCHED_1F1B, 1, 2, TRUE);
+    c.tab->dp_window[0] = window ? 1.5 : 0;
+    g_autoptr(PxSimResult) res = run(&c, NULL);
+    double step = window ? 9.5 : 11, exposed = window ? 2.5 : 4;
+    g_assert_cmpfloat_with_epsilon(res->step_time, step, EPS);
+    g_assert_cmpfloat_with_epsilon(res->ranks[0].exposed[PX_COMM_DP], exposed, EPS);
+    g_assert_cmpfloat_with_epsilon(res->bubble_fraction, 0, EPS);
+    g_assert_cmpfloat_with_epsilon(res->dp_exposed_fraction, exposed / step, EPS);
+    /* per instruction kind: 2 forwards, 2 backwards (2 each), the reduction, the step */
+    g_assert_cmpfloat_with_epsilon(res->ranks[0].op_time[PX_OP_FORWARD], 2, EPS);
+    g_assert_cmpfloat_with_epsilon(res->ranks[0].op_time[PX_OP_BACKWARD], 4, EPS);
+    g_assert_cmpfloat_with_epsilon(res->ranks[0].op_time[PX_OP_REDUCE_GRADS], 4, EPS);
+    g_assert_cmpfloat_with_epsilon(res->ranks[0].op_time[PX_OP_OPTIMIZER_STEP], 1, EPS);
     case_clear(&c);
   }
 }
@@ -530,6 +560,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/engine/memory/zb-h1", test_zb_h1_memory);
   g_test_add_func("/engine/comm/p2p", test_p2p_hand);
   g_test_add_func("/engine/comm/dp-overlap", test_dp_overlap_hand);
+  g_test_add_func("/engine/comm/dp-window-not-bubble", test_dp_window_hand);
   g_test_add_func("/engine/symmetry", test_symmetry);
   g_test_add_func("/engine/deadlock", test_deadlock);
   return g_test_run();

@@ -100,6 +100,28 @@ static void test_korthikanti(gconstpointer data) {
   px_plan_clear(&p);
 }
 
+/* Flash attention keeps no s x s scores: Korthikanti's counts without the
+ * 5as/h term, whatever the checkpointing (GPT-3 175B, tp 8 with and without
+ * SP: sbh(10 + 24/t), sbh·34/t); a stack that defaults to flash does the same. */
+static void test_flash_drops_scores(void) {
+  g_autoptr(PxModel) m = load("gpt3-175b");
+  for (int sp = 0; sp <= 1; sp++) {
+    PxPlan p;
+    px_plan_init(&p);
+    p.tp = 8;
+    p.seq_parallel = sp;
+    p.attention = PX_ATTN_FLASH;
+    g_assert_true(px_plan_validate(&p, m, NULL, NULL));
+    ActCase selective = {8, sp, PX_CKPT_SELECTIVE, ""};
+    double want = korthikanti(&selective);
+    g_assert_cmpfloat_with_epsilon(px_layer_activation_bytes(m, &m->layers[10], &p) / want, 1.0, 1e-12);
+    p.attention = PX_ATTN_DEFAULT;
+    p.stack = PX_STACK_MEGATRON_CORE;
+    g_assert_cmpfloat_with_epsilon(px_layer_activation_bytes(m, &m->layers[10], &p) / want, 1.0, 1e-12);
+    px_plan_clear(&p);
+  }
+}
+
 /* In flight: GPipe m; 1F1B p - stage; interleaved rank 0 p·(1 + (p-1)/(p·v)). */
 static void test_in_flight(void) {
   PxPlan p;
@@ -227,6 +249,7 @@ int main(int argc, char **argv) {
     g_autofree char *path = g_strdup_printf("/memory/korthikanti/%s", act_cases[i].what);
     g_test_add_data_func(path, &act_cases[i], test_korthikanti);
   }
+  g_test_add_func("/memory/flash-drops-scores", test_flash_drops_scores);
   g_test_add_func("/memory/in-flight", test_in_flight);
   g_test_add_func("/memory/interleaved-weighted", test_interleaved_weighted);
   g_test_add_func("/memory/1f1b-first-stage", test_first_stage_whatever_p);

@@ -169,6 +169,9 @@ static void test_ini_roundtrip(void) {
   a.partition = g_strdup("type:transformer");
   a.workspace_bytes = 3e9;
   a.bucket_bytes = 2e8;
+  a.stack = PX_STACK_MEGATRON_CORE;
+  a.attention = PX_ATTN_FLASH1;
+  a.grad_reduce_bytes = 4;
   g_autofree char *ini = px_plan_to_ini(&a);
   g_autofree char *path = write_tmp("px-test-plan.ini", ini);
   px_plan_init(&b);
@@ -183,6 +186,9 @@ static void test_ini_roundtrip(void) {
   g_assert_true(b.seq_parallel); g_assert_cmpint(b.precision, ==, PX_PREC_FP16);
   g_assert_cmpint(b.order[0], ==, PX_AXIS_DP); g_assert_cmpint(b.order[1], ==, PX_AXIS_TP);
   g_assert_cmpstr(b.partition, ==, "type:transformer");
+  g_assert_cmpint(b.stack, ==, PX_STACK_MEGATRON_CORE);
+  g_assert_cmpint(b.attention, ==, PX_ATTN_FLASH1);
+  g_assert_cmpint(b.grad_reduce_bytes, ==, 4);
   g_assert_cmpfloat(b.workspace_bytes, ==, 3e9);
   g_assert_cmpfloat(b.bucket_bytes, ==, 2e8);
   g_unlink(path);

@@ -1,0 +1,335 @@
+/* validate.c — the simulator against published training runs (not a test:
+ * it prints predicted beside published, the error of each row, and the mean
+ * and maximum error per suite). Nothing here is fitted: every run uses the
+ * cluster preset of its GPU (configs/clusters, constants with their sources)
+ * and the stack profile of the software that produced the number.
+ *
+ * Suites:
+ *   1. Narayanan et al. 2021 (SC'21, "Efficient Large-Scale Language Model
+ *      Training on GPU Clusters Using Megatron-LM"), Table 1, all 10 rows:
+ *      GPT, V = 51200, s = 2048, DGX A100 80 GB (Selene), fp16, full
+ *      recompute, Megatron-LM of 2021. Published: achieved TFLOP/s per GPU,
+ *      counted with F = 96 B s l h^2 (1 + s/(6h) + V/(16 l h)).
+ *      Not in the table, so stated here as assumptions (the same for every
+ *      row): micro-batch 1 and the 1F1B schedule.
+ *   2. llm-foundry MPT throughput tables (bench/validate/llm-foundry.csv, every
+ *      row of the H100 80GB BF16 and the A100 80GB tables): FSDP FULL_SHARD
+ *      (ZeRO-3) over all GPUs, FlashAttention v1 (the flash-attn pin of
+ *      llm-foundry's setup.py when the tables were made), the published micro-batch,
+ *      gradient accumulation, activation checkpointing and mixed-precision
+ *      mode (DEFAULT reduces gradients in fp32, PURE in bf16). Published:
+ *      tokens/s per GPU.
+ *   3. The zero-bubble paper's Table 5 bubble rates of 1F1B, 1F1B-I and ZB-H1,
+ *      from its Table 9 profiled T_F, T_B, T_W, T_comm, played by the engine
+ *      (ZB-H2, ZB-1p, ZB-2p are not schedules this project has).
+ *
+ * Usage: validate [--csv DIR] [--quiet]   (DIR holds llm-foundry.csv; default:
+ * the source directory this program was built from). */
+#include <glib.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "flops.h"
+#include "schedule.h"
+#include "search.h"
+
+#ifndef PX_VALIDATE_DIR
+#define PX_VALIDATE_DIR "bench/validate"
+#endif
+
+typedef struct {
+  double sum, max;
+  int n;
+  char worst[128];
+} Errors;
+
+static void add_error(Errors *e, double predicted, double published, const char *row) {
+  double err = fabs(predicted - published) / published;
+  e->sum += err;
+  e->n++;
+  if (err >= e->max) {
+    e->max = err;
+    g_strlcpy(e->worst, row, sizeof e->worst);
+  }
+}
+
+static void print_errors(const char *suite, const Errors *e) {
+  printf("%-28s rows %3d   mean |error| %5.1f %%   max %5.1f %% (%s)\n", suite, e->n,
+         e->n ? 100 * e->sum / e->n : 0.0, 100 * e->max, e->worst);
+}
+
+static G_NORETURN void die(const GError *err) {
+  fprintf(stderr, "validate: %s\n", err->message);
+  exit(1);
+}
+
+static PxModel *gpt(const char *name, int layers, int hidden, int heads, int vocab, int seq, gboolean mpt) {
+  PxModelDesc d = {.name = (char *)name, .layers = layers, .hidden = hidden, .heads = heads, .kv_heads = heads,
+                   .ffn = 4 * hidden, .vocab = vocab, .max_seq = seq, .ffn_kind = PX_FFN_GELU,
+                   .norm = PX_NORM_LAYERNORM,
+                   /* MPT: ALiBi (no position parameters), no biases, no dropout */
+                   .pos = mpt ? PX_POS_ROPE : PX_POS_LEARNED, .bias = !mpt, .tied = TRUE, .dropout = !mpt};
+  g_autoptr(GError) err = NULL;
+  PxModel *m = px_model_new(&d, &err);
+  if (!m) die(err);
+  return m;
+}
+
+static PxCluster *cluster(const char *preset, int gpus) {
+  g_autoptr(GError) err = NULL;
+  PxCluster *c = px_cluster_load(preset, &err);
+  if (!c) die(err);
+  c->nodes = MAX(1, gpus / c->gpus_per_node);
+  if (gpus < c->gpus_per_node) c->gpus_per_node = gpus;
+  return c;
+}
+
+/* Simulate a plan (event engine, the search's confirmation path). */
+static gboolean simulate(const PxModel *m, const PxCluster *c, const PxPlan *base, const PxLayout *l,
+                         PxSearchCandidate *out) {
+  memset(out, 0, sizeof *out);
+  out->layout = *l;
+  g_autoptr(GError) err = NULL;
+  if (!px_search_confirm(m, c, base, out, &err)) {
+    printf("  %s: %s\n", m->desc.name, err->message);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* ---- 1. Narayanan et al. 2021, Table 1 ----------------------------------- */
+
+static const struct {
+  const char *params;
+  int heads, hidden, layers, tp, pp, gpus, batch;
+  double tflops; /* achieved teraFLOP/s per GPU */
+} narayanan[] = {
+  {"1.7B", 24, 2304, 24, 1, 1, 32, 512, 137},     {"3.6B", 32, 3072, 30, 2, 1, 64, 512, 138},
+  {"7.5B", 32, 4096, 36, 4, 1, 128, 512, 142},    {"18.4B", 48, 6144, 40, 8, 1, 256, 1024, 135},
+  {"39.1B", 64, 8192, 48, 8, 2, 512, 1536, 138},  {"76.1B", 80, 10240, 60, 8, 4, 1024, 1792, 140},
+  {"145.6B", 96, 12288, 80, 8, 8, 1536, 2304, 148}, {"310.1B", 128, 16384, 96, 8, 16, 1920, 2160, 155},
+  {"529.6B", 128, 20480, 105, 8, 35, 2520, 2520, 163}, {"1008.0B", 160, 25600, 128, 8, 64, 3072, 3072, 163},
+};
+
+static void suite_narayanan(Errors *all, gboolean quiet) {
+  Errors e = {0};
+  printf("\n1. Narayanan et al. 2021 (SC'21) Table 1 — DGX A100 80 GB, Megatron-LM 2021, fp16, full recompute\n");
+  printf("   assumed for every row (not in the table): micro-batch 1, 1F1B\n");
+  printf("%-8s %4s %4s %5s %6s %10s %10s %8s %8s\n", "model", "tp", "pp", "dp", "batch", "predicted", "published",
+         "error", "step");
+  printf("%-8s %4s %4s %5s %6s %10s %10s %8s %8s\n", "", "", "", "", "", "TFLOP/s", "TFLOP/s", "%", "s");
+  for (gsize i = 0; i < G_N_ELEMENTS(narayanan); i++) {
+    g_autoptr(PxModel) m = gpt(narayanan[i].params, narayanan[i].layers, narayanan[i].hidden, narayanan[i].heads,
+                               51200, 2048, FALSE);
+    g_autoptr(PxCluster) c = cluster("dgx-a100-80g", narayanan[i].gpus);
+    PxPlan base;
+    px_plan_init(&base);
+    base.seq = 2048;
+    base.gbs = narayanan[i].batch;
+    base.precision = PX_PREC_FP16;
+    base.stack = PX_STACK_MEGATRON_2021;
+    int dp = narayanan[i].gpus / (narayanan[i].tp * narayanan[i].pp);
+    PxLayout l = {.tp = narayanan[i].tp, .pp = narayanan[i].pp, .dp = dp, .vpp = 1, .mbs = 1, .zero = 0,
+                  .offload = PX_OFFLOAD_NONE, .ckpt = PX_CKPT_FULL, .sp = 0, .schedule = PX_SCHED_1F1B, .order = 0};
+    PxSearchCandidate r;
+    if (simulate(m, c, &base, &l, &r)) {
+      PxPlan p;
+      px_plan_copy(&p, &base);
+      px_layout_apply(&l, &p);
+      PxFlops f;
+      px_flops_compute(m, &p, &f);
+      double tflops = f.hardware_per_step / (r.step_time * narayanan[i].gpus) / 1e12;
+      add_error(&e, tflops, narayanan[i].tflops, narayanan[i].params);
+      if (!quiet)
+        printf("%-8s %4d %4d %5d %6d %10.1f %10.1f %+8.1f %8.2f\n", narayanan[i].params, l.tp, l.pp, dp,
+               narayanan[i].batch, tflops, narayanan[i].tflops, 100 * (tflops / narayanan[i].tflops - 1),
+               r.step_time);
+      px_plan_clear(&p);
+    }
+    px_plan_clear(&base);
+  }
+  print_errors("Narayanan 2021 Table 1", &e);
+  all->sum += e.sum;
+  all->n += e.n;
+  if (e.max >= all->max) { all->max = e.max; g_snprintf(all->worst, sizeof all->worst, "Narayanan %s", e.worst); }
+}
+
+/* ---- 2. llm-foundry MPT --------------------------------------------------- */
+
+static const struct {
+  const char *name;
+  int d_model, heads, layers;
+} mpt[] = {
+  /* scripts/train/yamls/pretrain/mpt-*.yaml: d_model, n_heads, n_layers; expansion 4, vocab 50368 */
+  {"125m", 768, 12, 12}, {"350m", 1024, 16, 24}, {"760m", 1536, 12, 24}, {"1b", 2048, 16, 24},
+  {"3b", 2560, 20, 32},  {"7b", 4096, 32, 32},   {"13b", 5120, 40, 40}, {"30b", 7168, 56, 48},
+  {"70b", 8192, 64, 80},
+};
+
+static void suite_foundry(const char *dir, Errors *all, gboolean quiet) {
+  g_autofree char *path = g_build_filename(dir, "llm-foundry.csv", NULL);
+  g_autofree char *text = NULL;
+  g_autoptr(GError) err = NULL;
+  if (!g_file_get_contents(path, &text, NULL, &err)) die(err);
+  Errors per_gpu[2];
+  memset(per_gpu, 0, sizeof per_gpu);
+  const char *gpu_names[2] = {"a100_80gb", "h100_80gb"};
+  printf("\n2. llm-foundry MPT throughput tables — FSDP FULL_SHARD, FlashAttention v1, published micro-batch,\n"
+         "   accumulation, checkpointing and mixed-precision mode (mosaicml/llm-foundry benchmarking README)\n");
+  printf("%-5s %6s %4s %-9s %4s %4s %5s %-7s %-5s %10s %10s %8s\n", "model", "seq", "gpus", "gpu", "mbs", "acc",
+         "gbs", "mp", "ckpt", "predicted", "published", "error");
+  printf("%-5s %6s %4s %-9s %4s %4s %5s %-7s %-5s %10s %10s %8s\n", "", "", "", "", "", "", "", "", "",
+         "tok/s/GPU", "tok/s/GPU", "%");
+  g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
+  for (int li = 0; lines[li]; li++) {
+    if (lines[li][0] == '#' || !lines[li][0]) continue;
+    g_auto(GStrv) f = g_strsplit(lines[li], ",", -1);
+    if (g_strv_length(f) < 13) continue;
+    int seq = atoi(f[1]), gpus = atoi(f[2]), mbs = atoi(f[4]), accum = atoi(f[5]), gbs = atoi(f[6]);
+    double published = g_ascii_strtod(f[7], NULL);
+    int g = !strcmp(f[3], "h100_80gb") ? 1 : 0;
+    int mi = -1;
+    for (gsize k = 0; k < G_N_ELEMENTS(mpt); k++)
+      if (!strcmp(mpt[k].name, f[0])) mi = (int)k;
+    if (mi < 0 || seq <= 0 || gpus <= 0 || mbs <= 0 || published <= 0) continue;
+    g_autofree char *name = g_strdup_printf("mpt-%s", f[0]);
+    g_autoptr(PxModel) m = gpt(name, mpt[mi].layers, mpt[mi].d_model, mpt[mi].heads, 50368, seq, TRUE);
+    g_autoptr(PxCluster) c = cluster(g ? "dgx-h100" : "dgx-a100-80g", gpus);
+    PxPlan base;
+    px_plan_init(&base);
+    base.seq = seq;
+    base.gbs = mbs * accum * gpus; /* the published GBS, whole micro-batches per GPU */
+    base.precision = PX_PREC_BF16;
+    base.stack = PX_STACK_FSDP;
+    base.grad_reduce_bytes = !strcmp(f[9], "PURE") ? 2 : 0; /* DEFAULT: the stack's fp32 */
+    /* the tables were made with llm-foundry's default 'gpu' extra, flash-attn
+     * 1.0.3 (May 2023, A100) and 1.0.9 (Oct 2023, H100): FlashAttention v1 (setup.py) */
+    base.attention = PX_ATTN_FLASH1;
+    gboolean ckpt = !g_ascii_strcasecmp(f[11], "True");
+    PxLayout l = {.tp = 1, .pp = 1, .dp = gpus, .vpp = 1, .mbs = mbs, .zero = 3, .offload = PX_OFFLOAD_NONE,
+                  .ckpt = ckpt ? PX_CKPT_FULL : PX_CKPT_NONE, .sp = 0, .schedule = PX_SCHED_1F1B, .order = 0};
+    PxSearchCandidate r;
+    if (simulate(m, c, &base, &l, &r)) {
+      double predicted = (double)base.gbs * seq / (r.step_time * gpus);
+      g_autofree char *row = g_strdup_printf("%s %s s%d %d GPUs", f[0], f[3], seq, gpus);
+      add_error(&per_gpu[g], predicted, published, row);
+      if (!quiet)
+        printf("%-5s %6d %4d %-9s %4d %4d %5d %-7s %-5s %10.0f %10.0f %+8.1f\n", f[0], seq, gpus, f[3], mbs, accum,
+               gbs, f[9], ckpt ? "full" : "none", predicted, published, 100 * (predicted / published - 1));
+    }
+    px_plan_clear(&base);
+  }
+  for (int g = 0; g < 2; g++) {
+    g_autofree char *suite = g_strdup_printf("llm-foundry %s", gpu_names[g]);
+    print_errors(suite, &per_gpu[g]);
+    all->sum += per_gpu[g].sum;
+    all->n += per_gpu[g].n;
+    if (per_gpu[g].max >= all->max) {
+      all->max = per_gpu[g].max;
+      g_snprintf(all->worst, sizeof all->worst, "llm-foundry %s", per_gpu[g].worst);
+    }
+  }
+}
+
+/* ---- 3. zero-bubble Table 5 ---------------------------------------------- */
+
+/* Qi et al. 2024 ("Zero Bubble Pipeline Parallelism", ICLR; paper.pdf of
+ * sail-sg/zero-bubble-pipeline-parallelism): Table 9, the profiled T_F, T_B,
+ * T_W, T_comm (ms) of each setting, and Table 5, the bubble rates they give,
+ * (cost - m (T_F + T_B + T_W)) / cost with cost the longest stage's time.
+ * Uniform stages (their first and last stages hold one layer less to balance
+ * the embedding and loss). 1F1B-I is Megatron's interleaving with one layer per
+ * chunk (v = the stage's layers, (L + 2) / p from their Table 3: each chunk
+ * 1/v of the stage's times, a p2p per chunk hop) — the paper does not state
+ * v, this is the assumption. */
+static const struct {
+  const char *model;
+  int p, m, v;                      /* v: layers per stage, (L + 2) / p (Table 3) */
+  double tf, tb, tw, comm;          /* Table 9, ms */
+  double b_1f1b, b_1f1bi, b_zbh1;   /* Table 5 */
+} zb[] = {
+  {"1.5B", 8, 24, 3, 18.522, 18.086, 9.337, 0.601, 0.2431, 0.1055, 0.1585},
+  {"1.5B", 8, 32, 3, 18.513, 18.086, 9.331, 0.626, 0.1985, 0.0818, 0.1242},
+  {"1.5B", 8, 64, 3, 18.546, 18.097, 9.321, 0.762, 0.1240, 0.0443, 0.0674},
+  {"6.2B", 8, 24, 4, 29.718, 29.444, 19.927, 0.527, 0.2347, 0.0808, 0.1323},
+  {"6.2B", 8, 32, 4, 29.802, 29.428, 19.530, 0.577, 0.1898, 0.0628, 0.1045},
+  {"6.2B", 8, 64, 4, 29.935, 29.621, 19.388, 0.535, 0.1091, 0.0320, 0.0554},
+  {"14.6B", 16, 48, 3, 11.347, 11.248, 8.132, 0.377, 0.2552, 0.1104, 0.1397},
+  {"14.6B", 16, 64, 3, 11.307, 11.254, 8.101, 0.379, 0.2082, 0.0852, 0.1088},
+  {"14.6B", 16, 128, 3, 11.325, 11.308, 8.109, 0.378, 0.1251, 0.0445, 0.0576},
+  {"28.3B", 32, 96, 2, 10.419, 10.207, 7.715, 0.408, 0.2646, 0.1493, 0.1421},
+  {"28.3B", 32, 128, 2, 10.408, 10.204, 7.703, 0.408, 0.2168, 0.1164, 0.1106},
+  {"28.3B", 32, 256, 2, 10.402, 10.248, 7.698, 0.460, 0.1352, 0.0624, 0.0594},
+};
+
+/* The engine's bubble rate for one schedule with the profiled times. */
+static double zb_bubble(int i, PxScheduleKind kind) {
+  PxPlan plan;
+  px_plan_init(&plan);
+  plan.pp = zb[i].p;
+  plan.m = zb[i].m;
+  plan.schedule = kind;
+  plan.vpp = kind == PX_SCHED_INTERLEAVED ? zb[i].v : 1;
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PxProgram) prog = px_program_new(&plan, NULL, &err);
+  if (!prog) die(err);
+  g_autoptr(PxCostTable) t = px_cost_table_ideal(plan.pp, plan.vpp);
+  for (int k = 0; k < t->parts; k++) {
+    t->fwd[k] = 1e-3 * zb[i].tf / plan.vpp;
+    t->bwd_input[k] = 1e-3 * zb[i].tb / plan.vpp;
+    t->bwd_weight[k] = 1e-3 * zb[i].tw / plan.vpp;
+    t->p2p_act[k] = k + 1 < t->parts ? 1e-3 * zb[i].comm : 0;
+    t->p2p_grad[k] = k > 0 ? 1e-3 * zb[i].comm : 0;
+  }
+  PxSimOptions so = {.no_timeline = TRUE};
+  g_autoptr(PxSimResult) res = px_simulate(prog, t, &so, &err);
+  if (!res) die(err);
+  px_plan_clear(&plan);
+  double ideal = 1e-3 * zb[i].m * (zb[i].tf + zb[i].tb + zb[i].tw);
+  return (res->step_time - ideal) / res->step_time;
+}
+
+static void suite_zero_bubble(Errors *all, gboolean quiet) {
+  Errors e = {0};
+  printf("\n3. zero-bubble (Qi et al. 2024) Table 5 bubble rates from its Table 9 profiled times (engine)\n");
+  printf("%-6s %3s %4s   %-22s %-22s %-22s\n", "model", "p", "m", "1F1B pred / pub", "1F1B-I (v = layers)", "ZB-H1");
+  static const PxScheduleKind kinds[3] = {PX_SCHED_1F1B, PX_SCHED_INTERLEAVED, PX_SCHED_ZB_H1};
+  static const char *names[3] = {"1F1B", "1F1B-I", "ZB-H1"};
+  for (gsize i = 0; i < G_N_ELEMENTS(zb); i++) {
+    double pub[3] = {zb[i].b_1f1b, zb[i].b_1f1bi, zb[i].b_zbh1};
+    if (!quiet) printf("%-6s %3d %4d", zb[i].model, zb[i].p, zb[i].m);
+    for (int k = 0; k < 3; k++) {
+      double b = zb_bubble((int)i, kinds[k]);
+      g_autofree char *row = g_strdup_printf("%s %s m%d", names[k], zb[i].model, zb[i].m);
+      add_error(&e, b, pub[k], row);
+      if (!quiet) printf("   %.4f / %.4f %+6.1f%%", b, pub[k], 100 * (b / pub[k] - 1));
+    }
+    if (!quiet) printf("\n");
+  }
+  print_errors("zero-bubble Table 5", &e);
+  all->sum += e.sum;
+  all->n += e.n;
+  if (e.max >= all->max) { all->max = e.max; g_snprintf(all->worst, sizeof all->worst, "zero-bubble %s", e.worst); }
+}
+
+int main(int argc, char **argv) {
+  const char *dir = PX_VALIDATE_DIR;
+  gboolean quiet = FALSE;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--csv") && i + 1 < argc) dir = argv[++i];
+    else if (!strcmp(argv[i], "--quiet")) quiet = TRUE;
+    else {
+      fprintf(stderr, "usage: validate [--csv DIR] [--quiet]\n");
+      return 2;
+    }
+  }
+  Errors all = {0};
+  suite_narayanan(&all, quiet);
+  suite_foundry(dir, &all, quiet);
+  suite_zero_bubble(&all, quiet);
+  printf("\n");
+  print_errors("all rows", &all);
+  printf("goal: mean <= 5 %%, every row <= 10 %%\n");
+  return 0;
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# CLI checks of `parallax-exec calibrate`: it writes a cluster profile that
+# `parallax-sim simulate --cluster FILE` accepts, with every rate the cost
+# model reads present and positive (values are measurements: not asserted),
+# and bad input gets one line and a non-zero exit.
+set -u
+sim=$1 exe=$2
+fail=0; n=0
+check() { n=$((n+1)); if eval "$2"; then echo "ok $n - $1"; else echo "not ok $n - $1"; fail=1; fi; }
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+
+"$exe" calibrate --model tiny-gpt --seq 32 --ranks 2 --reps 1 --max-bytes 65536 --out "$tmp/c.ini" > "$tmp/out" 2>&1
+check "calibrate exit 0" "[ $? -eq 0 ]"
+for key in peak_fp32 peak_bf16 hbm_bw kernel_overhead bandwidth latency; do
+  check "profile has $key" "grep -Eq '^$key = [0-9.e+-]+$' '$tmp/c.ini'"
+done
+check "peak positive" "awk -F' = ' '/^peak_fp32/ { exit !(\$2 > 0) }' '$tmp/c.ini'"
+check "all-reduce sizes 4, 16, 64 KiB listed" "[ \$(grep -c ' B .* us .* GB/s' '$tmp/c.ini') -eq 3 ]"
+"$sim" simulate --model tiny-gpt --cluster "$tmp/c.ini" --gpus 2 --pp 2 --gbs 4 --precision fp32 > "$tmp/sim" 2>&1
+check "simulate reads the profile" "[ $? -eq 0 ] && grep -q 'step time' '$tmp/sim'"
+"$exe" calibrate --model tiny-gpt --ranks 1 --reps 1 --out "$tmp/one.ini" > /dev/null 2>&1
+check "one rank: no collectives, still a profile" "[ $? -eq 0 ] && grep -q 'not measured (1 rank)' '$tmp/one.ini'"
+
+# under mpirun: one process per rank, rank 0 writes the profile (skipped without mpirun)
+if command -v mpirun > /dev/null; then
+  OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 \
+    mpirun -n 2 "$exe" calibrate --model tiny-gpt --seq 32 --reps 1 --max-bytes 16384 --out "$tmp/mpi.ini" \
+    < /dev/null > "$tmp/mpi.out" 2>&1
+  rc=$?
+  if [ $rc -eq 0 ] || ! grep -q "mpi" "$tmp/mpi.out"; then
+    check "mpi: 2 processes, one profile" "[ $rc -eq 0 ] && grep -q 'over 2 ranks (mpi communicator)' '$tmp/mpi.ini' && [ \$(grep -c '^wrote' '$tmp/mpi.out') -eq 1 ]"
+  else
+    echo "# mpi: skipped (built without the mpi communicator)"
+  fi
+fi
+
+bad() {
+  local name=$1 want=$2; shift 2
+  "$exe" "$@" >"$tmp/o" 2>"$tmp/e"; local rc=$?
+  check "$name: exit non-zero, one line" "[ $rc -ne 0 ] && [ \$(wc -l <'$tmp/e') -eq 1 ] && grep -qF -- \"$want\" '$tmp/e'"
+}
+bad "no --out" "--out FILE" calibrate --model tiny-gpt
+bad "bad ranks" "--ranks 1..64" calibrate --ranks 0 --out "$tmp/x.ini"
+bad "unknown backend" "tpu" calibrate --backend tpu --out "$tmp/x.ini"
+bad "unknown model" "nosuchmodel" calibrate --model nosuchmodel --out "$tmp/x.ini"
+bad "unknown communicator" "--comm 'nccl2' is not one of" calibrate --comm nccl2 --out "$tmp/x.ini"
+echo "1..$n"
+exit $fail
