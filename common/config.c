@@ -2,12 +2,26 @@
 #include "config.h"
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 const char *px_data_dir(void) {
   const char *env = g_getenv("PARALLAX_DATA_DIR");
-  return (env && *env) ? env : PX_DATA_DIR;
+  if (env && *env) return env;
+#ifdef PX_INSTALL_DATA_DIR
+  /* an installed binary whose source tree is gone: the installed copy */
+  static gsize once;
+  static const char *dir;
+  if (g_once_init_enter(&once)) {
+    g_autofree char *probe = g_build_filename(PX_DATA_DIR, "configs", NULL);
+    dir = g_file_test(probe, G_FILE_TEST_IS_DIR) ? PX_DATA_DIR : PX_INSTALL_DATA_DIR;
+    g_once_init_leave(&once, 1);
+  }
+  return dir;
+#else
+  return PX_DATA_DIR;
+#endif
 }
 
 char *px_config_resolve(const char *kind, const char *name) {
@@ -42,16 +56,80 @@ char *px_config_find(const char *kind, const char *label, const char *name, GQua
   char *path = px_config_resolve(kind, name);
   if (!path) {
     g_autofree char *presets = px_config_list_presets(kind);
-    g_set_error(error, domain, code, "%s '%s' is neither a file nor a preset (presets: %s)", label, name,
+    /* a name of any length stays one readable line */
+    g_autofree char *shown = strlen(name) > 200 ? g_strdup_printf("%.200s…", name) : g_strdup(name);
+    g_set_error(error, domain, code, "%s '%s' is neither a file nor a preset (presets: %s)", label, shown,
                 presets);
   }
   return path;
 }
 
+char *px_config_read(const char *path, gsize *length, GQuark domain, int code, GError **error) {
+  if (g_file_test(path, G_FILE_TEST_IS_DIR)) {
+    g_set_error(error, domain, code, "%s: is a directory, not a file", path);
+    return NULL;
+  }
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    g_set_error(error, domain, code, "%s: %s", path, g_strerror(errno));
+    return NULL;
+  }
+  gsize cap = 4096, n = 0;
+  char *buf = g_malloc(cap + 1);
+  for (;;) {
+    if (n == cap) {
+      if (cap > PX_CONFIG_MAX_BYTES) break;
+      cap = MIN(cap * 2, (gsize)PX_CONFIG_MAX_BYTES + 1);
+      buf = g_realloc(buf, cap + 1);
+    }
+    gsize got = fread(buf + n, 1, cap - n, f);
+    n += got;
+    if (got == 0) break;
+  }
+  gboolean failed = ferror(f);
+  fclose(f);
+  if (failed) {
+    g_set_error(error, domain, code, "%s: read error", path);
+    g_free(buf);
+    return NULL;
+  }
+  if (n > PX_CONFIG_MAX_BYTES) {
+    g_set_error(error, domain, code, "%s: larger than %d bytes, too large for a configuration file", path,
+                PX_CONFIG_MAX_BYTES);
+    g_free(buf);
+    return NULL;
+  }
+  buf[n] = '\0';
+  *length = n;
+  return buf;
+}
+
+int px_json_depth(const char *text, gsize length) {
+  int depth = 0, deepest = 0;
+  gboolean in_string = FALSE;
+  for (gsize i = 0; i < length; i++) {
+    char c = text[i];
+    if (in_string) {
+      if (c == '\\') i++;
+      else if (c == '"') in_string = FALSE;
+    } else if (c == '"') {
+      in_string = TRUE;
+    } else if (c == '{' || c == '[') {
+      deepest = MAX(deepest, ++depth);
+    } else if ((c == '}' || c == ']') && depth > 0) {
+      depth--;
+    }
+  }
+  return deepest;
+}
+
 GKeyFile *px_config_load_keyfile(const char *path, GQuark domain, int parse_code, GError **error) {
+  gsize len;
+  g_autofree char *text = px_config_read(path, &len, domain, parse_code, error);
+  if (!text) return NULL;
   g_autoptr(GKeyFile) kf = g_key_file_new();
   g_autoptr(GError) e = NULL;
-  if (!g_key_file_load_from_file(kf, path, G_KEY_FILE_NONE, &e)) {
+  if (!g_key_file_load_from_data(kf, text, len, G_KEY_FILE_NONE, &e)) {
     g_set_error(error, domain, parse_code, "%s: %s", path, e->message);
     return NULL;
   }
@@ -87,6 +165,9 @@ gboolean px_config_get_int(GKeyFile *kf, const char *path, const char *group, co
     v = (double)iv;
   } else if (!px_parse_count(raw, &v) || v != floor(v)) {
     g_set_error(error, domain, code, "%s: [%s] %s = '%s' is not an integer", path, group, key, raw);
+    return FALSE;
+  } else if (fabs(v) >= 9e18) { /* beyond gint64 (found by scripts/fuzz.sh) */
+    g_set_error(error, domain, code, "%s: [%s] %s = '%s' is too large", path, group, key, raw);
     return FALSE;
   } else {
     iv = (gint64)v;
@@ -161,9 +242,16 @@ gboolean px_config_get_string(GKeyFile *kf, const char *path, const char *group,
 
 JsonParser *px_json_load_object(const char *path, JsonObject **root, GQuark domain, int parse_code,
                                 GError **error) {
+  gsize len;
+  g_autofree char *text = px_config_read(path, &len, domain, parse_code, error);
+  if (!text) return NULL;
+  if (px_json_depth(text, len) > PX_CONFIG_MAX_JSON_DEPTH) {
+    g_set_error(error, domain, parse_code, "%s: JSON nested deeper than %d levels", path, PX_CONFIG_MAX_JSON_DEPTH);
+    return NULL;
+  }
   g_autoptr(JsonParser) parser = json_parser_new();
   g_autoptr(GError) e = NULL;
-  if (!json_parser_load_from_file(parser, path, &e)) {
+  if (!json_parser_load_from_data(parser, text, (gssize)len, &e)) {
     g_set_error(error, domain, parse_code, "%s: %s", path, e->message);
     return NULL;
   }
@@ -220,13 +308,13 @@ static gboolean parse_scaled(const char *s, const char *const *suffixes, const d
   char *end = NULL;
   errno = 0;
   double v = g_ascii_strtod(s, &end);
-  if (end == s || errno == ERANGE) return FALSE;
+  if (end == s || errno == ERANGE || !isfinite(v)) return FALSE;
   while (g_ascii_isspace(*end)) end++;
   if (*end == '\0') { *out = v; return TRUE; }
   for (gsize i = 0; i < n; i++)
     if (!g_ascii_strcasecmp(end, suffixes[i])) {
       *out = v * factors[i];
-      return TRUE;
+      return isfinite(*out);
     }
   return FALSE;
 }

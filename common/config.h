@@ -6,7 +6,8 @@
 
 G_BEGIN_DECLS
 
-/* Directory holding configs/ and plots/: $PARALLAX_DATA_DIR, else the source tree. */
+/* Directory holding configs/ and plots/: $PARALLAX_DATA_DIR, else the source
+ * tree, else (installed, the tree gone) <prefix>/share/parallax. */
 const char *px_data_dir(void);
 
 /* Resolve NAME as a path if it names an existing file, else as
@@ -18,6 +19,16 @@ char *px_config_list_presets(const char *kind);
  * (presets: ...)" in domain/code. */
 char *px_config_find(const char *kind, const char *label, const char *name, GQuark domain, int code,
                      GError **error);
+
+/* Bounds on what a configuration file may hold. */
+#define PX_CONFIG_MAX_BYTES (1 << 20)  /* 1 MiB: the largest real config.json is ~10 kB */
+#define PX_CONFIG_MAX_JSON_DEPTH 32    /* nesting of JSON objects and arrays */
+
+/* Read a whole configuration file of at most PX_CONFIG_MAX_BYTES (reading
+ * stops there: /dev/zero is refused, not read forever); NUL-terminated. */
+char *px_config_read(const char *path, gsize *length, GQuark domain, int code, GError **error);
+/* Deepest nesting of objects/arrays in JSON text (strings skipped). */
+int px_json_depth(const char *text, gsize length);
 
 /* Load a key file, mapping errors into (domain, parse_code) with the path named. */
 GKeyFile *px_config_load_keyfile(const char *path, GQuark domain, int parse_code, GError **error);

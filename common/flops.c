@@ -5,13 +5,14 @@ double px_flops_block_recompute(const PxModel *model, const PxLayer *block, int 
   if (block->kind != PX_LAYER_BLOCK) return 0;
   switch (ckpt) {
   case PX_CKPT_FULL: return px_layer_forward_flops(model, block, seq);
-  case PX_CKPT_SELECTIVE: return 4.0 * seq * (double)seq * model->desc.hidden; /* attention core */
+  case PX_CKPT_SELECTIVE: /* the attention core: QK^T and PV */
+    return 4.0 * seq * px_model_attn_span(&model->desc, seq) * (double)px_model_q_dim(&model->desc);
   default: return 0;
   }
 }
 
 void px_flops_compute(const PxModel *model, const PxPlan *plan, PxFlops *out) {
-  int s = plan->seq > 0 ? plan->seq : model->desc.max_seq;
+  int s = plan->seq > 0 ? plan->seq : model->desc.default_seq;
   double fwd = 0, re = 0;
   for (guint i = 0; i < model->n_layers; i++) {
     fwd += px_layer_forward_flops(model, &model->layers[i], s);

@@ -18,7 +18,8 @@
  *   (--attention flash, or a stack that defaults to it: no s x s scores are
  *   kept); full recompute keeps the block input, 2sbh (÷t with SP).
  * The terms are derived one by one below, which also covers GQA (K and V of
- * kv_heads), SwiGLU (three FFN tensors), models without dropout and fp32. */
+ * kv_heads), a head_dim apart from h/a, sliding windows, parallel attention
+ * + MLP blocks, gated MLPs (three FFN tensors), models without dropout and fp32. */
 #include "memory.h"
 #include "cost.h"
 #include "schedule.h"
@@ -31,20 +32,25 @@ typedef struct {
   double attn;  /* the s² attention-core bytes (split over TP); dropped by selective */
 } ActTerms;
 
-/* One block, one micro-batch, 16- or 32-bit activations (e bytes). */
+/* One block, one micro-batch, 16- or 32-bit activations (e bytes). q is the
+ * width of Q and of the attention output (heads · head_dim, h unless
+ * head_dim is set apart), kv that of K or V; the softmax spans min(s, window)
+ * keys per query. */
 static ActTerms block_terms(const PxModelDesc *d, double s, double b, double e) {
-  double h = d->hidden, kv = (double)d->hidden / d->heads * d->kv_heads, f = d->ffn, a = d->heads;
+  double h = d->hidden, q = (double)px_model_q_dim(d), kv = (double)px_model_kv_dim(d), f = d->ffn, a = d->heads;
+  double span = px_model_attn_span(d, (int)s);
   double mask = d->dropout ? 1.0 : 0.0;
   ActTerms t = {0};
   /* attention: LayerNorm input, QKV input, Q and K (for QK^T), V (for the
    * attention over V), output-projection input, output dropout mask */
   t.rep += e * s * b * h * 2 + mask * s * b * h;
-  t.split += e * s * b * (h + kv) + e * s * b * kv + e * s * b * h;
+  t.split += e * s * b * (q + kv) + e * s * b * kv + e * s * b * q;
   /* softmax output; with dropout also its mask and the dropped-out copy */
-  t.attn += e * a * s * s * b + (d->dropout ? (1.0 + e) * a * s * s * b : 0);
-  /* MLP: LayerNorm input, first-linear input, dropout mask */
-  t.rep += e * s * b * h * 2 + mask * s * b * h;
-  if (d->ffn_kind == PX_FFN_SWIGLU)
+  t.attn += e * a * s * span * b + (d->dropout ? (1.0 + e) * a * s * span * b : 0);
+  /* MLP: LayerNorm input (in a parallel block the block input, already
+   * held for the attention's norm), first-linear input, dropout mask */
+  t.rep += e * s * b * h * (d->parallel_attn ? 1 : 2) + mask * s * b * h;
+  if (px_ffn_gated(d->ffn_kind))
     t.split += 3 * e * s * b * f; /* gate and up outputs, their product (down-projection input) */
   else
     t.split += 2 * e * s * b * f; /* GELU input and output (second-linear input) */
@@ -53,7 +59,7 @@ static ActTerms block_terms(const PxModelDesc *d, double s, double b, double e) 
 
 double px_layer_activation_bytes(const PxModel *model, const PxLayer *layer, const PxPlan *plan) {
   const PxModelDesc *d = &model->desc;
-  double s = plan->seq > 0 ? plan->seq : d->max_seq, b = plan->mbs, h = d->hidden;
+  double s = plan->seq > 0 ? plan->seq : d->default_seq, b = plan->mbs, h = d->hidden;
   double e = px_plan_act_bytes(plan), t = plan->tp;
   double rep_div = plan->seq_parallel ? t : 1.0;
   switch (layer->kind) {

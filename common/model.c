@@ -1,10 +1,18 @@
 /* model.c — the layer list of a transformer and its parameter tensors. */
 #include "model.h"
+#include <math.h>
 #include <string.h>
 
 G_DEFINE_QUARK(px-model-error-quark, px_model_error)
 
-const char *px_ffn_kind_name(PxFfnKind k) { return k == PX_FFN_SWIGLU ? "swiglu" : "gelu"; }
+static const char *const ffn_names[] = {"gelu", "swiglu", "geglu", NULL};
+const char *px_ffn_kind_name(PxFfnKind k) { return ffn_names[k]; }
+gboolean px_ffn_gated(PxFfnKind k) { return k == PX_FFN_SWIGLU || k == PX_FFN_GEGLU; }
+gint64 px_model_q_dim(const PxModelDesc *d) { return (gint64)d->heads * d->head_dim; }
+gint64 px_model_kv_dim(const PxModelDesc *d) { return (gint64)d->kv_heads * d->head_dim; }
+double px_model_attn_span(const PxModelDesc *d, int seq) {
+  return d->sliding_window > 0 && d->sliding_window < seq ? d->sliding_window : seq;
+}
 const char *px_norm_kind_name(PxNormKind k) { return k == PX_NORM_RMSNORM ? "rmsnorm" : "layernorm"; }
 const char *px_layer_kind_name(PxLayerKind k) {
   static const char *names[] = {"embedding", "block", "final_norm", "lm_head"};
@@ -54,37 +62,77 @@ static void finish_layer(PxLayer *layer, TensorList *tl) {
     layer->params += layer->tensors[i].shape[0] * layer->tensors[i].shape[1];
 }
 
-static gboolean validate_desc(const PxModelDesc *d, GError **error) {
-  struct { const char *name; int v; } pos[] = {
-    {"layers", d->layers}, {"hidden", d->hidden}, {"heads", d->heads}, {"kv_heads", d->kv_heads},
-    {"ffn", d->ffn}, {"vocab", d->vocab}, {"max_seq", d->max_seq}};
-  for (gsize i = 0; i < G_N_ELEMENTS(pos); i++)
-    if (pos[i].v <= 0) {
-      g_set_error(error, PX_MODEL_ERROR, PX_MODEL_ERROR_INVALID, "model %s: %s = %d must be positive",
-                  d->name ? d->name : "?", pos[i].name, pos[i].v);
-      return FALSE;
-    }
-  if (d->hidden % d->heads) {
-    g_set_error(error, PX_MODEL_ERROR, PX_MODEL_ERROR_INVALID,
-                "model %s: %d attention heads do not divide hidden size %d", d->name, d->heads, d->hidden);
-    return FALSE;
+#define INVALID(...)                                                                       \
+  do {                                                                                     \
+    g_set_error(error, PX_MODEL_ERROR, PX_MODEL_ERROR_INVALID, __VA_ARGS__);               \
+    return FALSE;                                                                          \
+  } while (0)
+
+/* Fill the defaults of zero fields (see PxModelDesc), then check every rule. */
+static gboolean validate_desc(PxModelDesc *d, GError **error) {
+  const char *name = d->name ? d->name : "?";
+  struct { const char *name; int v, max; } pos[] = {
+    {"layers", d->layers, PX_MODEL_MAX_LAYERS}, {"hidden", d->hidden, PX_MODEL_MAX_HIDDEN},
+    {"heads", d->heads, PX_MODEL_MAX_HIDDEN},   {"kv_heads", d->kv_heads, PX_MODEL_MAX_HIDDEN},
+    {"ffn", d->ffn, PX_MODEL_MAX_FFN},          {"vocab", d->vocab, PX_MODEL_MAX_VOCAB},
+    {"max_seq", d->max_seq, PX_MODEL_MAX_SEQ}};
+  for (gsize i = 0; i < G_N_ELEMENTS(pos); i++) {
+    if (pos[i].v <= 0) INVALID("model %s: %s = %d must be positive", name, pos[i].name, pos[i].v);
+    if (pos[i].v > pos[i].max) INVALID("model %s: %s = %d exceeds the limit %d", name, pos[i].name, pos[i].v, pos[i].max);
   }
-  if (d->heads % d->kv_heads) {
-    g_set_error(error, PX_MODEL_ERROR, PX_MODEL_ERROR_INVALID,
-                "model %s: %d key-value heads do not divide %d attention heads", d->name, d->kv_heads,
-                d->heads);
-    return FALSE;
+  if (d->head_dim < 0 || d->head_dim > PX_MODEL_MAX_HEAD_DIM)
+    INVALID("model %s: head_dim = %d must be 1..%d", name, d->head_dim, PX_MODEL_MAX_HEAD_DIM);
+  if (d->head_dim == 0) {
+    if (d->hidden % d->heads)
+      INVALID("model %s: %d attention heads do not divide hidden size %d (give head_dim)", name, d->heads, d->hidden);
+    d->head_dim = d->hidden / d->heads;
   }
+  if ((gint64)d->heads * d->head_dim > PX_MODEL_MAX_HIDDEN)
+    INVALID("model %s: heads × head_dim = %d × %d exceeds the limit %d", name, d->heads, d->head_dim, PX_MODEL_MAX_HIDDEN);
+  if (d->heads % d->kv_heads)
+    INVALID("model %s: %d key-value heads do not divide %d attention heads", name, d->kv_heads, d->heads);
+  if (d->rope_theta == 0) d->rope_theta = 10000.0;
+  if (d->norm_eps == 0) d->norm_eps = 1e-5;
+  if (d->rotary_pct == 0) d->rotary_pct = 1.0;
+  if (d->default_seq == 0) d->default_seq = d->max_seq;
+  if (!isfinite(d->rope_theta) || d->rope_theta <= 0)
+    INVALID("model %s: rope_theta = %g must be a positive number", name, d->rope_theta);
+  if (!isfinite(d->norm_eps) || d->norm_eps <= 0 || d->norm_eps >= 1)
+    INVALID("model %s: norm_eps = %g must be in (0, 1)", name, d->norm_eps);
+  if (!isfinite(d->rotary_pct) || d->rotary_pct <= 0 || d->rotary_pct > 1)
+    INVALID("model %s: rotary_pct = %g must be in (0, 1]", name, d->rotary_pct);
+  if (d->default_seq < 1 || d->default_seq > d->max_seq)
+    INVALID("model %s: seq = %d must be 1..max_seq (%d)", name, d->default_seq, d->max_seq);
+  if (d->sliding_window < 0) INVALID("model %s: sliding_window = %d must be positive (0: none)", name, d->sliding_window);
+  if ((guint)d->ffn_kind > PX_FFN_GEGLU || (guint)d->norm > PX_NORM_RMSNORM || (guint)d->pos > PX_POS_ROPE)
+    INVALID("model %s: unknown MLP, norm or position kind", name);
+  return TRUE;
+}
+
+gboolean px_model_executable(const PxModel *model, GError **error) {
+  const PxModelDesc *d = &model->desc;
+  const char *name = d->name;
+  if (d->ffn_kind == PX_FFN_GEGLU) INVALID("model %s: the executor has no GeGLU MLP (it runs GELU and SwiGLU)", name);
+  if (d->parallel_attn) INVALID("model %s: the executor has no parallel attention + MLP block", name);
+  if (d->pos == PX_POS_ROPE && d->rotary_pct != 1.0)
+    INVALID("model %s: the executor rotates the whole head, not rotary_pct = %g of it", name, d->rotary_pct);
+  if (d->sliding_window > 0 && d->sliding_window < d->max_seq)
+    INVALID("model %s: the executor has no sliding-window attention (window %d)", name, d->sliding_window);
+  if (d->rope_scaled) INVALID("model %s: the executor has no rescaled rotary positions (rope_scaling)", name);
+  if (d->embed_scale) INVALID("model %s: the executor does not scale embeddings by sqrt(hidden)", name);
+  if (d->norm_offset) INVALID("model %s: the executor has no (1 + weight) RMSNorm", name);
+  if (d->pos == PX_POS_ROPE && d->head_dim % 2) INVALID("model %s: rotary embedding needs an even head_dim (%d)", name, d->head_dim);
   return TRUE;
 }
 
 PxModel *px_model_new(const PxModelDesc *desc, GError **error) {
-  if (!validate_desc(desc, error)) return NULL;
+  PxModelDesc checked = *desc;
+  if (!validate_desc(&checked, error)) return NULL;
   PxModel *m = g_new0(PxModel, 1);
-  m->desc = *desc;
+  m->desc = checked;
   m->desc.name = g_strdup(desc->name ? desc->name : "model");
   const PxModelDesc *d = &m->desc;
-  gint64 h = d->hidden, kv = (gint64)d->hidden / d->heads * d->kv_heads;
+  gint64 h = d->hidden, q = px_model_q_dim(d), kv = px_model_kv_dim(d);
   m->n_layers = d->layers + 3;
   m->layers = g_new0(PxLayer, m->n_layers);
   guint li = 0;
@@ -106,10 +154,10 @@ PxModel *px_model_new(const PxModelDesc *desc, GError **error) {
     g_autofree char *prefix = g_strdup_printf("h.%d.", b);
     TensorList tl = {g_array_new(FALSE, TRUE, sizeof(PxTensorSpec)), prefix};
     add_norm(&tl, d, "ln_1");
-    add_linear(&tl, "attn.qkv", h + 2 * kv, h, d->bias, TRUE);
-    add_linear(&tl, "attn.proj", h, h, d->bias, FALSE);
+    add_linear(&tl, "attn.qkv", q + 2 * kv, h, d->bias || d->qkv_bias, TRUE);
+    add_linear(&tl, "attn.proj", h, q, d->bias, FALSE);
     add_norm(&tl, d, "ln_2");
-    if (d->ffn_kind == PX_FFN_SWIGLU) {
+    if (px_ffn_gated(d->ffn_kind)) {
       add_linear(&tl, "mlp.gate", d->ffn, h, d->bias, TRUE);
       add_linear(&tl, "mlp.up", d->ffn, h, d->bias, TRUE);
       add_linear(&tl, "mlp.down", h, d->ffn, d->bias, FALSE);
@@ -200,7 +248,8 @@ double px_layer_forward_flops(const PxModel *model, const PxLayer *layer, int se
     double gemm = 0;
     for (guint i = 0; i < layer->n_tensors; i++)
       if (layer->tensors[i].ndim == 2) gemm += (double)layer->tensors[i].shape[0] * layer->tensors[i].shape[1];
-    return 2.0 * s * gemm + 4.0 * s * s * h;
+    /* QK^T and PV: 2 · 2 · s · span · (heads · head_dim) */
+    return 2.0 * s * gemm + 4.0 * s * px_model_attn_span(d, seq) * (double)px_model_q_dim(d);
   }
   case PX_LAYER_LM_HEAD:
     return 2.0 * s * h * d->vocab;
@@ -216,11 +265,19 @@ gint64 px_model_block_params(const PxModel *model) {
   return n;
 }
 
-/* ---- loading ------------------------------------------------------------- */
+/* ---- loading: model INI ---------------------------------------------------- */
 
 #define MODEL_INT(key, opt, def, min, field)                                                     \
   if (!px_config_get_int32(kf, path, "model", key, opt, def, min, &field, PX_MODEL_ERROR,            \
                            PX_MODEL_ERROR_INVALID, error))                                           \
+    return NULL
+#define MODEL_DOUBLE(key, field)                                                                     \
+  if (!px_config_get_double(kf, path, "model", key, TRUE, 0, 0, &field, PX_MODEL_ERROR,              \
+                            PX_MODEL_ERROR_INVALID, error))                                          \
+    return NULL
+#define MODEL_BOOL(key, field)                                                                       \
+  if (!px_config_get_bool(kf, path, "model", key, FALSE, &field, PX_MODEL_ERROR,                     \
+                          PX_MODEL_ERROR_INVALID, error))                                            \
     return NULL
 
 /* Parse one of a fixed set of names; NULL string keeps *out. */
@@ -235,6 +292,11 @@ static gboolean parse_choice(const char *path, const char *key, const char *valu
   return FALSE;
 }
 
+static const char *const ini_keys[] = {
+  "name", "layers", "hidden", "heads", "kv_heads", "ffn", "vocab", "max_seq", "seq", "ffn_kind", "norm",
+  "position", "bias", "qkv_bias", "tied", "dropout", "head_dim", "rope_theta", "norm_eps", "rotary_pct",
+  "sliding_window", "parallel_attn", "rope_scaled", "embed_scale", "norm_offset", NULL};
+
 PxModel *px_model_load_ini(const char *path, GError **error) {
   g_autoptr(GKeyFile) kf = px_config_load_keyfile(path, PX_MODEL_ERROR, PX_MODEL_ERROR_PARSE, error);
   if (!kf) return NULL;
@@ -242,6 +304,13 @@ PxModel *px_model_load_ini(const char *path, GError **error) {
     g_set_error(error, PX_MODEL_ERROR, PX_MODEL_ERROR_PARSE, "%s: no [model] group", path);
     return NULL;
   }
+  /* a misspelt key would silently keep a default */
+  g_auto(GStrv) keys = g_key_file_get_keys(kf, "model", NULL, NULL);
+  for (int i = 0; keys && keys[i]; i++)
+    if (!g_strv_contains(ini_keys, keys[i])) {
+      g_set_error(error, PX_MODEL_ERROR, PX_MODEL_ERROR_PARSE, "%s: [model] %s is not a model key", path, keys[i]);
+      return NULL;
+    }
   PxModelDesc d = {0};
   g_autofree char *name = NULL, *ffn_kind = NULL, *norm = NULL, *pos = NULL;
   if (!px_config_get_string(kf, path, "model", "name", TRUE, &name, PX_MODEL_ERROR,
@@ -251,10 +320,15 @@ PxModel *px_model_load_ini(const char *path, GError **error) {
   MODEL_INT("hidden", FALSE, 0, 1, d.hidden);
   MODEL_INT("heads", FALSE, 0, 1, d.heads);
   MODEL_INT("kv_heads", TRUE, d.heads, 1, d.kv_heads);
-  MODEL_INT("ffn", TRUE, 4 * (gint64)d.hidden, 1, d.ffn);
+  MODEL_INT("ffn", TRUE, MIN(4 * (gint64)d.hidden, G_MAXINT), 1, d.ffn);
   MODEL_INT("vocab", FALSE, 0, 1, d.vocab);
   MODEL_INT("max_seq", FALSE, 0, 1, d.max_seq);
-  static const char *const ffn_names[] = {"gelu", "swiglu", NULL};
+  MODEL_INT("seq", TRUE, 0, 1, d.default_seq);
+  MODEL_INT("head_dim", TRUE, 0, 1, d.head_dim);
+  MODEL_INT("sliding_window", TRUE, 0, 1, d.sliding_window);
+  MODEL_DOUBLE("rope_theta", d.rope_theta);
+  MODEL_DOUBLE("norm_eps", d.norm_eps);
+  MODEL_DOUBLE("rotary_pct", d.rotary_pct);
   static const char *const norm_names[] = {"layernorm", "rmsnorm", NULL};
   static const char *const pos_names[] = {"learned", "rope", NULL};
   int fk = PX_FFN_GELU, nk = PX_NORM_LAYERNORM, pk = PX_POS_LEARNED;
@@ -264,70 +338,346 @@ PxModel *px_model_load_ini(const char *path, GError **error) {
                             PX_MODEL_ERROR_INVALID, error) ||
       !px_config_get_string(kf, path, "model", "position", TRUE, &pos, PX_MODEL_ERROR,
                             PX_MODEL_ERROR_INVALID, error) ||
-      !parse_choice(path, "ffn_kind", ffn_kind, ffn_names, 2, &fk, error) ||
+      !parse_choice(path, "ffn_kind", ffn_kind, ffn_names, 3, &fk, error) ||
       !parse_choice(path, "norm", norm, norm_names, 2, &nk, error) ||
       !parse_choice(path, "position", pos, pos_names, 2, &pk, error))
     return NULL;
   d.ffn_kind = fk;
   d.norm = nk;
   d.pos = pk;
-  if (!px_config_get_bool(kf, path, "model", "bias", TRUE, &d.bias, PX_MODEL_ERROR,
-                          PX_MODEL_ERROR_INVALID, error) ||
-      !px_config_get_bool(kf, path, "model", "tied", TRUE, &d.tied, PX_MODEL_ERROR,
-                          PX_MODEL_ERROR_INVALID, error) ||
-      !px_config_get_bool(kf, path, "model", "dropout", TRUE, &d.dropout, PX_MODEL_ERROR,
-                          PX_MODEL_ERROR_INVALID, error))
-    return NULL;
+  MODEL_BOOL("bias", d.bias);
+  MODEL_BOOL("qkv_bias", d.qkv_bias);
+  MODEL_BOOL("tied", d.tied);
+  MODEL_BOOL("dropout", d.dropout);
+  MODEL_BOOL("parallel_attn", d.parallel_attn);
+  MODEL_BOOL("rope_scaled", d.rope_scaled);
+  MODEL_BOOL("embed_scale", d.embed_scale);
+  MODEL_BOOL("norm_offset", d.norm_offset);
+  /* 0 in the description means "default"; a key given as 0 is not a default */
+  struct { const char *key; double v; } nonzero[] = {
+    {"rope_theta", d.rope_theta}, {"norm_eps", d.norm_eps}, {"rotary_pct", d.rotary_pct}};
+  for (gsize i = 0; i < G_N_ELEMENTS(nonzero); i++)
+    if (g_key_file_has_key(kf, "model", nonzero[i].key, NULL) && nonzero[i].v <= 0) {
+      g_set_error(error, PX_MODEL_ERROR, PX_MODEL_ERROR_INVALID, "%s: [model] %s must be positive", path,
+                  nonzero[i].key);
+      return NULL;
+    }
   g_autofree char *base = g_path_get_basename(path);
   if (g_str_has_suffix(base, ".ini")) base[strlen(base) - 4] = '\0';
   d.name = name ? name : base;
   return px_model_new(&d, error);
 }
 
-/* Hugging Face config.json: GPT-2 keys (n_layer, n_embd, n_head, n_positions,
- * vocab_size) or Llama keys (num_hidden_layers, hidden_size, num_attention_heads,
- * num_key_value_heads, intermediate_size, vocab_size, max_position_embeddings,
- * tie_word_embeddings). */
+/* ---- loading: Hugging Face config.json -------------------------------------- */
+
+/* Reading context: every key read is marked; a key neither read nor known
+ * to leave the model unchanged is refused (never guessed). */
+typedef struct {
+  JsonObject *o;
+  const char *path, *type;
+  GHashTable *read; /* keys read (borrowed strings) */
+  GError **error;
+} Hf;
+
+static gboolean hf_fail(Hf *c, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+static gboolean hf_fail(Hf *c, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  g_autofree char *msg = g_strdup_vprintf(fmt, ap);
+  va_end(ap);
+  g_set_error(c->error, PX_MODEL_ERROR, PX_MODEL_ERROR_INVALID, "%s: %s", c->path, msg);
+  return FALSE;
+}
+
+/* The member, or NULL when absent or null; marks it read. */
+static JsonNode *hf_member(Hf *c, const char *key) {
+  g_hash_table_add(c->read, (gpointer)key);
+  JsonNode *n = json_object_get_member(c->o, key);
+  return n && !JSON_NODE_HOLDS_NULL(n) ? n : NULL;
+}
+
+static gboolean hf_int(Hf *c, const char *key, gboolean optional, int def, int *out) {
+  hf_member(c, key);
+  return px_json_get_int32(c->o, c->path, key, optional, def, 1, out, PX_MODEL_ERROR, PX_MODEL_ERROR_INVALID, c->error);
+}
+
+/* A number member ≥ 0 (int or float); absent keeps def. */
+static gboolean hf_double(Hf *c, const char *key, double def, double *out) {
+  JsonNode *n = hf_member(c, key);
+  if (!n) { *out = def; return TRUE; }
+  GType t = JSON_NODE_HOLDS_VALUE(n) ? json_node_get_value_type(n) : G_TYPE_INVALID;
+  if (t != G_TYPE_INT64 && t != G_TYPE_DOUBLE) return hf_fail(c, "\"%s\" must be a number", key);
+  double v = json_node_get_double(n);
+  if (!isfinite(v) || v < 0) return hf_fail(c, "\"%s\" = %g must be a non-negative number", key, v);
+  *out = v;
+  return TRUE;
+}
+
+static gboolean hf_bool(Hf *c, const char *key, gboolean def, gboolean *out) {
+  JsonNode *n = hf_member(c, key);
+  if (!n) { *out = def; return TRUE; }
+  if (!JSON_NODE_HOLDS_VALUE(n) || json_node_get_value_type(n) != G_TYPE_BOOLEAN)
+    return hf_fail(c, "\"%s\" must be true or false", key);
+  *out = json_node_get_boolean(n);
+  return TRUE;
+}
+
+/* A string member (NULL when absent). */
+static gboolean hf_string(Hf *c, const char *key, const char **out) {
+  JsonNode *n = hf_member(c, key);
+  *out = NULL;
+  if (!n) return TRUE;
+  if (!JSON_NODE_HOLDS_VALUE(n) || json_node_get_value_type(n) != G_TYPE_STRING)
+    return hf_fail(c, "\"%s\" must be a string", key);
+  *out = json_node_get_string(n);
+  return TRUE;
+}
+
+/* The key, if present and not null/false/0, changes the model in a way the
+ * description cannot hold: refuse naming it. */
+static gboolean hf_refuse_if_set(Hf *c, const char *key, const char *why) {
+  JsonNode *n = hf_member(c, key);
+  if (!n) return TRUE;
+  if (JSON_NODE_HOLDS_VALUE(n)) {
+    GType t = json_node_get_value_type(n);
+    if ((t == G_TYPE_BOOLEAN && !json_node_get_boolean(n)) || (t == G_TYPE_INT64 && json_node_get_int(n) == 0) ||
+        (t == G_TYPE_DOUBLE && json_node_get_double(n) == 0))
+      return TRUE;
+  }
+  return hf_fail(c, "model_type %s: \"%s\" is set: %s, which this tool does not represent", c->type, key, why);
+}
+
+/* The activation must be one of names (NULL-terminated). */
+static gboolean hf_activation(Hf *c, const char *key, const char *def, const char *const *names) {
+  const char *act;
+  if (!hf_string(c, key, &act)) return FALSE;
+  if (!act) act = def;
+  if (!g_strv_contains(names, act)) {
+    g_autofree char *list = g_strjoinv(", ", (char **)names);
+    return hf_fail(c, "model_type %s: %s \"%s\" is not represented (known: %s)", c->type, key, act, list);
+  }
+  return TRUE;
+}
+
+/* Dropout probabilities (absent: the config class's default def): any
+ * non-zero one turns the description's dropout on. */
+static gboolean hf_dropout(Hf *c, const char *const *keys, double def, gboolean *dropout) {
+  for (int i = 0; keys[i]; i++) {
+    double p;
+    if (!hf_double(c, keys[i], def, &p)) return FALSE;
+    if (p >= 1) return hf_fail(c, "\"%s\" = %g must be below 1", keys[i], p);
+    if (p > 0) *dropout = TRUE;
+  }
+  return TRUE;
+}
+
+/* Keys of every Hugging Face PretrainedConfig (and of the files around it)
+ * that name tokens, generation defaults or bookkeeping, never the network. */
+static const char *const hf_harmless[] = {
+  "_name_or_path", "architectures", "auto_map", "bos_token_id", "eos_token_id", "pad_token_id",
+  "sep_token_id", "decoder_start_token_id", "torch_dtype", "transformers_version", "use_cache",
+  "initializer_range", "output_attentions", "output_hidden_states", "return_dict", "torchscript",
+  "pruned_heads", "chunk_size_feed_forward", "tokenizer_class", "prefix", "task_specific_params",
+  "problem_type", "id2label", "label2id", "finetuning_task", "max_length", "min_length", "do_sample",
+  "early_stopping", "num_beams", "num_beam_groups", "diversity_penalty", "temperature", "top_k", "top_p",
+  "typical_p", "repetition_penalty", "length_penalty", "no_repeat_ngram_size",
+  "encoder_no_repeat_ngram_size", "bad_words_ids", "num_return_sequences", "output_scores",
+  "return_dict_in_generate", "forced_bos_token_id", "forced_eos_token_id", "remove_invalid_values",
+  "exponential_decay_length_penalty", "suppress_tokens", "begin_suppress_tokens", "tf_legacy_loss",
+  "use_bfloat16", "pretraining_tp", "model_type", "summary_type", "summary_use_proj", "summary_activation",
+  "summary_proj_to_labels", "summary_first_dropout", "classifier_dropout", "reorder_and_upcast_attn",
+  "original_max_position_embeddings", "max_window_layers", "rope_parameters_comment", "quantization_comment",
+  NULL};
+
+/* Keys that change the network beyond what a dense decoder-only description
+ * holds, whatever the model_type. */
+static gboolean hf_refuse_common(Hf *c) {
+  static const struct { const char *key, *why; } refuse[] = {
+    {"num_local_experts", "a mixture of experts"}, {"num_experts", "a mixture of experts"},
+    {"n_routed_experts", "a mixture of experts"}, {"moe_intermediate_size", "a mixture of experts"},
+    {"num_experts_per_tok", "a mixture of experts"}, {"is_encoder_decoder", "an encoder-decoder"},
+    {"add_cross_attention", "cross-attention"}, {"quantization_config", "quantized weights"},
+    {"tie_encoder_decoder", "an encoder-decoder"}, {"scale_attn_by_inverse_layer_idx", "per-layer attention scaling"},
+    {"attn_logit_softcapping", "soft-capped attention logits"}, {"final_logit_softcapping", "soft-capped logits"}};
+  for (gsize i = 0; i < G_N_ELEMENTS(refuse); i++)
+    if (!hf_refuse_if_set(c, refuse[i].key, refuse[i].why)) return FALSE;
+  return TRUE;
+}
+
+/* gpt2: n_layer, n_embd, n_head, n_inner (null: 4h), n_positions,
+ * vocab_size; GELU MLP, LayerNorm with biases, learned positions, tied. */
+static gboolean hf_gpt2(Hf *c, PxModelDesc *d) {
+  static const char *const acts[] = {"gelu_new", "gelu", "gelu_fast", "gelu_pytorch_tanh", NULL};
+  static const char *const drops[] = {"resid_pdrop", "embd_pdrop", "attn_pdrop", NULL};
+  int n_ctx;
+  gboolean scale = TRUE;
+  if (!hf_int(c, "n_layer", FALSE, 0, &d->layers) || !hf_int(c, "n_embd", FALSE, 0, &d->hidden) ||
+      !hf_int(c, "n_head", FALSE, 0, &d->heads) || !hf_int(c, "vocab_size", FALSE, 0, &d->vocab) ||
+      !hf_int(c, "n_positions", FALSE, 0, &d->max_seq) || !hf_int(c, "n_ctx", TRUE, d->max_seq, &n_ctx) ||
+      !hf_int(c, "n_inner", TRUE, (int)MIN(4 * (gint64)d->hidden, G_MAXINT), &d->ffn) ||
+      !hf_double(c, "layer_norm_epsilon", 1e-5, &d->norm_eps) ||
+      !hf_activation(c, "activation_function", "gelu_new", acts) || !hf_dropout(c, drops, 0.1, &d->dropout) ||
+      !hf_bool(c, "tie_word_embeddings", TRUE, &d->tied) || !hf_bool(c, "scale_attn_weights", TRUE, &scale))
+    return FALSE;
+  if (!scale) return hf_fail(c, "\"scale_attn_weights\" = false (unscaled attention) is not represented");
+  d->kv_heads = d->heads;
+  d->ffn_kind = PX_FFN_GELU;
+  d->norm = PX_NORM_LAYERNORM;
+  d->pos = PX_POS_LEARNED;
+  d->bias = TRUE;
+  return TRUE;
+}
+
+/* The Llama family's keys (llama, mistral, qwen2, gemma, phi3): RMSNorm,
+ * rotary positions, gated MLP, no biases. */
+static gboolean hf_llama_like(Hf *c, PxModelDesc *d, gboolean tied_default) {
+  static const char *const drops[] = {"attention_dropout", NULL};
+  JsonNode *scaling = hf_member(c, "rope_scaling");
+  if (scaling && !JSON_NODE_HOLDS_OBJECT(scaling)) return hf_fail(c, "\"rope_scaling\" must be an object or null");
+  d->rope_scaled = scaling != NULL;
+  if (!hf_refuse_if_set(c, "attention_bias", "biases on all attention projections") ||
+      !hf_refuse_if_set(c, "mlp_bias", "biases in the MLP"))
+    return FALSE;
+  int hd = 0;
+  if (!hf_int(c, "num_hidden_layers", FALSE, 0, &d->layers) || !hf_int(c, "hidden_size", FALSE, 0, &d->hidden) ||
+      !hf_int(c, "num_attention_heads", FALSE, 0, &d->heads) ||
+      !hf_int(c, "num_key_value_heads", TRUE, d->heads, &d->kv_heads) ||
+      !hf_int(c, "intermediate_size", FALSE, 0, &d->ffn) || !hf_int(c, "vocab_size", FALSE, 0, &d->vocab) ||
+      !hf_int(c, "max_position_embeddings", FALSE, 0, &d->max_seq) || !hf_int(c, "head_dim", TRUE, 0, &hd) ||
+      !hf_double(c, "rms_norm_eps", 1e-6, &d->norm_eps) || !hf_double(c, "rope_theta", 10000, &d->rope_theta) ||
+      !hf_double(c, "partial_rotary_factor", 1.0, &d->rotary_pct) || !hf_dropout(c, drops, 0.0, &d->dropout) ||
+      !hf_bool(c, "tie_word_embeddings", tied_default, &d->tied))
+    return FALSE;
+  d->head_dim = hd;
+  d->ffn_kind = PX_FFN_SWIGLU;
+  d->norm = PX_NORM_RMSNORM;
+  d->pos = PX_POS_ROPE;
+  return TRUE;
+}
+
+static const char *const silu_acts[] = {"silu", "swish", NULL};
+
+static gboolean hf_llama(Hf *c, PxModelDesc *d) {
+  return hf_llama_like(c, d, FALSE) && hf_activation(c, "hidden_act", "silu", silu_acts);
+}
+
+static gboolean hf_sliding_window(Hf *c, PxModelDesc *d) {
+  int w = 0;
+  if (!hf_int(c, "sliding_window", TRUE, 0, &w)) return FALSE;
+  d->sliding_window = w;
+  return TRUE;
+}
+
+static gboolean hf_mistral(Hf *c, PxModelDesc *d) {
+  return hf_llama(c, d) && hf_sliding_window(c, d);
+}
+
+/* qwen2: Llama with biases on Q, K and V; a sliding window only when
+ * use_sliding_window, and then only on some layers (not represented). */
+static gboolean hf_qwen2(Hf *c, PxModelDesc *d) {
+  int w;
+  if (!hf_refuse_if_set(c, "use_sliding_window", "sliding-window attention on some layers") || !hf_llama(c, d) ||
+      !hf_int(c, "sliding_window", TRUE, 0, &w))
+    return FALSE;
+  d->qkv_bias = TRUE;
+  return TRUE;
+}
+
+/* gemma: GeGLU, head_dim, tied by default, embeddings scaled by sqrt(h),
+ * RMSNorm by (1 + w). */
+static gboolean hf_gemma(Hf *c, PxModelDesc *d) {
+  static const char *const acts[] = {"gelu", "gelu_pytorch_tanh", "gelu_new", NULL};
+  if (!hf_llama_like(c, d, TRUE) || !hf_activation(c, "hidden_act", "gelu_pytorch_tanh", acts) ||
+      !hf_activation(c, "hidden_activation", "gelu_pytorch_tanh", acts))
+    return FALSE;
+  d->ffn_kind = PX_FFN_GEGLU;
+  d->embed_scale = d->norm_offset = TRUE;
+  return TRUE;
+}
+
+/* phi3: Llama's tensors (QKV and gate/up stored fused: same counts), untied,
+ * an optional sliding window. */
+static gboolean hf_phi3(Hf *c, PxModelDesc *d) {
+  static const char *const drops[] = {"resid_pdrop", "embd_pdrop", NULL};
+  return hf_llama(c, d) && hf_sliding_window(c, d) && hf_dropout(c, drops, 0.0, &d->dropout);
+}
+
+/* gpt_neox: LayerNorm and linear biases, GELU MLP, untied, rotary on
+ * rotary_pct of each head (base rotary_emb_base), parallel attention + MLP. */
+static gboolean hf_gpt_neox(Hf *c, PxModelDesc *d) {
+  static const char *const acts[] = {"gelu", "gelu_fast", "gelu_new", "gelu_pytorch_tanh", NULL};
+  static const char *const drops[] = {"hidden_dropout", "attention_dropout", NULL};
+  JsonNode *scaling = hf_member(c, "rope_scaling");
+  d->rope_scaled = scaling != NULL;
+  gboolean bias = TRUE;
+  if (!hf_int(c, "num_hidden_layers", FALSE, 0, &d->layers) || !hf_int(c, "hidden_size", FALSE, 0, &d->hidden) ||
+      !hf_int(c, "num_attention_heads", FALSE, 0, &d->heads) || !hf_int(c, "intermediate_size", FALSE, 0, &d->ffn) ||
+      !hf_int(c, "vocab_size", FALSE, 0, &d->vocab) || !hf_int(c, "max_position_embeddings", FALSE, 0, &d->max_seq) ||
+      !hf_double(c, "layer_norm_eps", 1e-5, &d->norm_eps) || !hf_double(c, "rotary_pct", 0.25, &d->rotary_pct) ||
+      !hf_double(c, "rotary_emb_base", 10000, &d->rope_theta) || !hf_dropout(c, drops, 0.0, &d->dropout) ||
+      !hf_activation(c, "hidden_act", "gelu", acts) || !hf_bool(c, "tie_word_embeddings", FALSE, &d->tied) ||
+      !hf_bool(c, "use_parallel_residual", TRUE, &d->parallel_attn) || !hf_bool(c, "attention_bias", TRUE, &bias))
+    return FALSE;
+  if (!bias) return hf_fail(c, "model_type gpt_neox: \"attention_bias\" = false (a biased MLP with unbiased attention) is not represented");
+  d->kv_heads = d->heads;
+  d->ffn_kind = PX_FFN_GELU;
+  d->norm = PX_NORM_LAYERNORM;
+  d->pos = PX_POS_ROPE;
+  d->bias = TRUE;
+  return TRUE;
+}
+
+static const struct {
+  const char *type;
+  gboolean (*read)(Hf *c, PxModelDesc *d);
+} hf_types[] = {{"gpt2", hf_gpt2},   {"llama", hf_llama}, {"mistral", hf_mistral}, {"qwen2", hf_qwen2},
+                {"gemma", hf_gemma}, {"phi3", hf_phi3},   {"gpt_neox", hf_gpt_neox}};
+
+/* model_types known to be something this tool does not represent. */
+static const struct { const char *type, *why; } hf_refused_types[] = {
+  {"mixtral", "a mixture of experts"}, {"qwen2_moe", "a mixture of experts"}, {"deepseek_v2", "a mixture of experts"},
+  {"deepseek_v3", "a mixture of experts"}, {"dbrx", "a mixture of experts"}, {"jamba", "a hybrid Mamba mixture of experts"},
+  {"t5", "an encoder-decoder"}, {"bart", "an encoder-decoder"}, {"bert", "an encoder"},
+  {"gemma2", "a model with soft-capped logits and alternating sliding windows"}, {"mamba", "a state-space model"}};
+
 PxModel *px_model_load_hf_json(const char *path, GError **error) {
   JsonObject *o = NULL;
   g_autoptr(JsonParser) parser = px_json_load_object(path, &o, PX_MODEL_ERROR, PX_MODEL_ERROR_PARSE, error);
   if (!parser) return NULL;
-  PxModelDesc d = {0};
-#define HF_INT(key, opt, def, field)                                                                 \
-  if (!px_json_get_int32(o, path, key, opt, def, 1, &field, PX_MODEL_ERROR, PX_MODEL_ERROR_INVALID, error)) \
-    return NULL
-  const char *mt = json_object_has_member(o, "model_type") && JSON_NODE_HOLDS_VALUE(json_object_get_member(o, "model_type"))
-                       ? json_object_get_string_member(o, "model_type") : NULL;
-  gboolean gpt2 = json_object_has_member(o, "n_layer") || (mt && !strcmp(mt, "gpt2"));
-  /* the two families' keys for: layers, hidden, heads, kv heads, FFN, vocab, positions */
-  static const char *const gpt2_keys[] = {"n_layer", "n_embd", "n_head", NULL, "n_inner", "vocab_size", "n_positions"};
-  static const char *const llama_keys[] = {"num_hidden_layers", "hidden_size", "num_attention_heads",
-                                           "num_key_value_heads", "intermediate_size", "vocab_size",
-                                           "max_position_embeddings"};
-  const char *const *keys = gpt2 ? gpt2_keys : llama_keys;
-  int *fields[] = {&d.layers, &d.hidden, &d.heads, &d.kv_heads, &d.ffn, &d.vocab, &d.max_seq};
-  for (gsize i = 0; i < G_N_ELEMENTS(fields); i++) {
-    gboolean optional = fields[i] == &d.kv_heads || (gpt2 && fields[i] == &d.ffn);
-    if (keys[i]) HF_INT(keys[i], optional, 0, *fields[i]);
+  g_autoptr(GHashTable) read = g_hash_table_new(g_str_hash, g_str_equal);
+  Hf c = {o, path, NULL, read, error};
+  const char *mt;
+  if (!hf_string(&c, "model_type", &mt)) return NULL;
+  if (!mt) {
+    hf_fail(&c, "no \"model_type\": the architecture cannot be told from the sizes alone");
+    return NULL;
   }
-  if (d.kv_heads == 0) d.kv_heads = d.heads;             /* MHA */
-  if (d.ffn == 0) d.ffn = 4 * d.hidden;                  /* GPT-2: n_inner null means 4h */
-  /* GPT-2: GELU MLP, LayerNorm, learned positions, biases, dropout, tied head;
-   * Llama: SwiGLU, RMSNorm, rotary, no biases or dropout, untied unless told */
-  d.ffn_kind = gpt2 ? PX_FFN_GELU : PX_FFN_SWIGLU;
-  d.norm = gpt2 ? PX_NORM_LAYERNORM : PX_NORM_RMSNORM;
-  d.pos = gpt2 ? PX_POS_LEARNED : PX_POS_ROPE;
-  d.bias = d.dropout = d.tied = gpt2;
-#undef HF_INT
-  if (json_object_has_member(o, "tie_word_embeddings")) {
-    JsonNode *n = json_object_get_member(o, "tie_word_embeddings");
-    if (!JSON_NODE_HOLDS_VALUE(n) || json_node_get_value_type(n) != G_TYPE_BOOLEAN) {
-      g_set_error(error, PX_MODEL_ERROR, PX_MODEL_ERROR_INVALID,
-                  "%s: \"tie_word_embeddings\" must be true or false", path);
+  c.type = mt;
+  for (gsize i = 0; i < G_N_ELEMENTS(hf_refused_types); i++)
+    if (!strcmp(mt, hf_refused_types[i].type)) {
+      hf_fail(&c, "model_type %s is %s, which this tool does not represent", mt, hf_refused_types[i].why);
       return NULL;
     }
-    d.tied = json_node_get_boolean(n);
+  PxModelDesc d = {0};
+  gsize t = 0;
+  while (t < G_N_ELEMENTS(hf_types) && strcmp(hf_types[t].type, mt)) t++;
+  if (t == G_N_ELEMENTS(hf_types)) {
+    hf_fail(&c, "model_type \"%s\" is not one this tool reads (gpt2, llama, mistral, qwen2, gemma, phi3, gpt_neox)", mt);
+    return NULL;
   }
+  if (!hf_refuse_common(&c) || !hf_types[t].read(&c, &d)) return NULL;
+  /* every other key: bookkeeping (known harmless) or refused */
+  JsonObjectIter it;
+  const char *key;
+  JsonNode *node;
+  json_object_iter_init(&it, o);
+  while (json_object_iter_next(&it, &key, &node))
+    if (!g_hash_table_contains(read, key) && !g_strv_contains(hf_harmless, key)) {
+      hf_fail(&c, "model_type %s: key \"%s\" is not one this tool knows; refusing rather than guessing whether it changes the model",
+              mt, key);
+      return NULL;
+    }
+  d.default_seq = MIN(d.max_seq, PX_MODEL_HF_DEFAULT_SEQ);
   g_autofree char *base = g_path_get_basename(path);
   g_autofree char *dir = g_path_get_dirname(path);
   g_autofree char *dirbase = g_path_get_basename(dir);

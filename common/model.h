@@ -15,7 +15,9 @@ typedef enum {
   PX_MODEL_ERROR_INVALID,    /* a value out of range or inconsistent */
 } PxModelError;
 
-typedef enum { PX_FFN_GELU, PX_FFN_SWIGLU } PxFfnKind;
+/* GELU: fc → GELU → proj. SWIGLU: down(SiLU(gate) · up). GEGLU: the same
+ * gated MLP with GELU (Gemma); SWIGLU and GEGLU have the same tensors. */
+typedef enum { PX_FFN_GELU, PX_FFN_SWIGLU, PX_FFN_GEGLU } PxFfnKind;
 typedef enum { PX_NORM_LAYERNORM, PX_NORM_RMSNORM } PxNormKind;
 typedef enum { PX_POS_LEARNED, PX_POS_ROPE } PxPosKind;
 
@@ -35,7 +37,31 @@ typedef struct {
   gboolean bias;     /* linear and norm biases (GPT-2 yes, Llama no) */
   gboolean tied;     /* LM head shares the token embedding */
   gboolean dropout;  /* dropout after attention/MLP (stores masks; Korthikanti's counts assume it) */
+  /* Zero in a description given to px_model_new means the default noted;
+   * the model's own copy (PxModel.desc) holds the value used. */
+  int head_dim;         /* per-head size (default hidden / heads; Gemma-7B: 256 with h = 3072, a = 16) */
+  double rope_theta;    /* rotary base (default 10000) */
+  double norm_eps;      /* epsilon of LayerNorm / RMSNorm (default 1e-5) */
+  double rotary_pct;    /* share of head_dim that is rotated (default 1; GPT-NeoX 0.25) */
+  int default_seq;      /* sequence length of a plan that states none (default max_seq) */
+  int sliding_window;   /* attention window in tokens (0: full causal attention) */
+  gboolean qkv_bias;    /* biases on the Q, K, V projection only (Qwen2); `bias` implies them */
+  gboolean parallel_attn; /* attention and MLP both read the block input (GPT-NeoX, GPT-J) */
+  gboolean rope_scaled; /* positions rescaled (HF rope_scaling: Llama-3.1 "llama3", longrope, ...) */
+  gboolean embed_scale; /* embeddings multiplied by sqrt(hidden) (Gemma) */
+  gboolean norm_offset; /* RMSNorm scales by (1 + weight) (Gemma) */
 } PxModelDesc;
+
+/* Limits on a description (px_model_new refuses larger values). */
+#define PX_MODEL_MAX_LAYERS 4096
+#define PX_MODEL_MAX_HIDDEN (1 << 20)
+#define PX_MODEL_MAX_FFN (1 << 22)
+#define PX_MODEL_MAX_VOCAB (1 << 24)
+#define PX_MODEL_MAX_SEQ (1 << 24)
+#define PX_MODEL_MAX_HEAD_DIM 16384
+/* Sequence length a Hugging Face import uses when the plan states none:
+ * max_position_embeddings is the longest context, not a training length. */
+#define PX_MODEL_HF_DEFAULT_SEQ 4096
 
 typedef enum {
   PX_LAYER_EMBEDDING,
@@ -80,8 +106,9 @@ typedef struct {
   gint64 params;          /* unique parameters (tied weights counted once) */
 } PxModel;
 
-/* Build from a description; validates it (positive sizes, heads divide hidden,
- * kv_heads divide heads). */
+/* Build from a description; validates it (positive sizes within the limits
+ * above, heads divide hidden unless head_dim is given, kv_heads divide heads,
+ * finite positive rope_theta and norm_eps, rotary_pct in (0, 1]). */
 PxModel *px_model_new(const PxModelDesc *desc, GError **error);
 /* Load: a preset name under configs/models (e.g. "gpt2-124m"), a model INI
  * file, or a Hugging Face config.json (by extension .json). */
@@ -106,6 +133,20 @@ double px_layer_forward_flops(const PxModel *model, const PxLayer *layer, int se
 /* Transformer-block parameter count: the "N" of 6N excludes nothing; the
  * embedding-free count is useful for Kaplan-style 6N. */
 gint64 px_model_block_params(const PxModel *model);
+
+/* Whether the executor (exec/gpt.c) runs this model; FALSE with one sentence
+ * naming the first feature it does not implement (GeGLU, parallel attention,
+ * partial rotary, sliding window, rescaled rotary, Gemma's embedding scale and
+ * norm offset). The planner and simulator handle every valid description. */
+gboolean px_model_executable(const PxModel *model, GError **error);
+
+/* Q (and attention output) width: heads · head_dim; K or V: kv_heads · head_dim. */
+gint64 px_model_q_dim(const PxModelDesc *d);
+gint64 px_model_kv_dim(const PxModelDesc *d);
+/* Keys one query attends to for a sequence of seq: min(seq, sliding_window). */
+double px_model_attn_span(const PxModelDesc *d, int seq);
+/* The MLP has three tensors (gate, up, down). */
+gboolean px_ffn_gated(PxFfnKind k);
 
 const char *px_ffn_kind_name(PxFfnKind k);
 const char *px_norm_kind_name(PxNormKind k);

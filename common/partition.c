@@ -249,7 +249,7 @@ static int *method_bounds(const PxModel *model, const PxPlan *plan, const char *
     return px_partition_balanced(w, n, parts);
   }
   if (!strcmp(lower, "optimal")) {
-    int seq = plan->seq > 0 ? plan->seq : model->desc.max_seq;
+    int seq = plan->seq > 0 ? plan->seq : model->desc.default_seq;
     for (int i = 0; i < n; i++) w[i] = px_layer_forward_flops(model, &model->layers[i], seq);
     return px_partition_optimal(w, n, parts);
   }

@@ -198,6 +198,40 @@ int px_plan_bubble_exact_from(const PxPlan *p) {
   }
 }
 
+/* ---- the global batch from a token count --------------------------------- */
+
+gboolean px_plan_gbs_from_tokens(double tokens, int seq, int *gbs, double *deviation, GError **error) {
+  if (!isfinite(tokens) || seq < 1 || tokens < seq) {
+    g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE,
+                "--gbs-tokens %g is not a token count of at least one sequence (%d)", tokens, seq);
+    return FALSE;
+  }
+  double n = tokens / seq;
+  if (n > G_MAXINT) {
+    g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, "--gbs-tokens %g is %.4g sequences of %d, above %d",
+                tokens, n, seq, G_MAXINT);
+    return FALSE;
+  }
+  gint64 q = 1;
+  while (q * 2 <= n) q *= 2;
+  gint64 best = MAX(1, llround(n));
+  for (; q >= 1; q /= 2) {
+    gint64 k = MAX(1, llround(n / q)) * q;
+    if (fabs(k - n) <= PX_PLAN_GBS_TOKENS_TOLERANCE * n || q == 1) {
+      best = k;
+      break;
+    }
+  }
+  if (best > G_MAXINT) {
+    g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, "--gbs-tokens %g gives %" G_GINT64_FORMAT " sequences, above %d",
+                tokens, best, G_MAXINT);
+    return FALSE;
+  }
+  *gbs = (int)best;
+  if (deviation) *deviation = ((double)best * seq - tokens) / tokens;
+  return TRUE;
+}
+
 /* ---- validation ---------------------------------------------------------- */
 
 #define REFUSE(...)                                                              \
@@ -215,7 +249,7 @@ gboolean px_plan_validate(PxPlan *p, const PxModel *model, const PxCluster *clus
     if (pos[i].v < 1) REFUSE("%s=%d must be at least 1", pos[i].name, pos[i].v);
   if (p->gbs < 0) REFUSE("global batch %d must be positive", p->gbs);
   if ((gint64)p->dp * p->tp * p->pp > (1 << 24)) REFUSE("dp·tp·pp=%" G_GINT64_FORMAT " is too many GPUs", (gint64)p->dp * p->tp * p->pp);
-  if (p->seq == 0) p->seq = d->max_seq;
+  if (p->seq == 0) p->seq = d->default_seq;
   if (p->seq < 1) REFUSE("sequence length %d must be positive", p->seq);
   if (p->seq > d->max_seq)
     REFUSE("sequence %d exceeds the model's %d positions", p->seq, d->max_seq);
@@ -234,8 +268,11 @@ gboolean px_plan_validate(PxPlan *p, const PxModel *model, const PxCluster *clus
     if (p->vpp == 1) REFUSE("pp=%d exceeds %d layers", p->pp, d->layers);
     REFUSE("pp·vpp=%d·%d=%d model chunks exceed %d layers", p->pp, p->vpp, p->pp * p->vpp, d->layers);
   }
-  if (p->gbs == 0) p->gbs = p->mbs * p->dp;
+  if ((gint64)p->mbs * p->seq > G_MAXINT)
+    REFUSE("micro-batch %d × sequence %d tokens is too large", p->mbs, p->seq);
   gint64 per = (gint64)p->mbs * p->dp;
+  if (per > G_MAXINT) REFUSE("micro-batch %d × dp %d = %" G_GINT64_FORMAT " sequences is too large", p->mbs, p->dp, per);
+  if (p->gbs == 0) p->gbs = (int)per;
   if (p->gbs % per)
     REFUSE("global batch %d is not divisible by micro-batch %d × dp %d = %" G_GINT64_FORMAT, p->gbs,
            p->mbs, p->dp, per);
@@ -363,13 +400,56 @@ static JsonObject *member_object(JsonObject *o, const char *key) {
   return n && JSON_NODE_HOLDS_OBJECT(n) ? json_node_get_object(n) : NULL;
 }
 
-/* "enabled": true|false, or "auto" (treated as false). */
-static gboolean section_enabled(JsonObject *o, const char *key) {
+/* Whether the member is the string "auto". */
+static gboolean is_auto(JsonObject *o, const char *key) {
+  JsonNode *n = o ? json_object_get_member(o, key) : NULL;
+  return n && JSON_NODE_HOLDS_VALUE(n) && json_node_get_value_type(n) == G_TYPE_STRING &&
+         !strcmp(json_node_get_string(n), "auto");
+}
+
+/* "enabled": true|false; "auto" only when the command line gives the
+ * precision (*is_auto_out set), else refused. */
+static gboolean section_enabled(JsonObject *o, const char *key, const char *path, gboolean *enabled,
+                                gboolean *auto_out, GError **error) {
+  *enabled = *auto_out = FALSE;
   JsonObject *s = member_object(o, key);
-  if (!s) return FALSE;
+  if (!s) return TRUE;
   JsonNode *n = json_object_get_member(s, "enabled");
-  return n && JSON_NODE_HOLDS_VALUE(n) && json_node_get_value_type(n) == G_TYPE_BOOLEAN &&
-         json_node_get_boolean(n);
+  if (!n || JSON_NODE_HOLDS_NULL(n)) return TRUE;
+  if (is_auto(s, "enabled")) {
+    *auto_out = TRUE;
+    return TRUE;
+  }
+  if (!JSON_NODE_HOLDS_VALUE(n) || json_node_get_value_type(n) != G_TYPE_BOOLEAN) {
+    g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, "%s: %s.enabled must be true, false or \"auto\"", path, key);
+    return FALSE;
+  }
+  *enabled = json_node_get_boolean(n);
+  return TRUE;
+}
+
+/* A batch member: its value, the command line's (replacing it), 0 when
+ * absent, or an "auto" the command line must resolve. */
+static gboolean ds_batch(JsonObject *o, const char *path, const char *key, int cli, const char *flag, gint64 *out,
+                         GError **error) {
+  if (cli > 0) {
+    *out = cli;
+    return TRUE;
+  }
+  if (is_auto(o, key)) {
+    if (!flag) {
+      *out = 0; /* derived from the others */
+      return TRUE;
+    }
+    g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, "%s: \"%s\" is \"auto\": give %s", path, key, flag);
+    return FALSE;
+  }
+  if (!px_json_get_int(o, path, key, TRUE, 0, 1, out, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, error)) return FALSE;
+  if (*out > G_MAXINT) {
+    g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, "%s: \"%s\" = %" G_GINT64_FORMAT " is too large", path, key, *out);
+    return FALSE;
+  }
+  return TRUE;
 }
 
 static const char *offload_device(JsonObject *zero, const char *key) {
@@ -379,43 +459,44 @@ static const char *offload_device(JsonObject *zero, const char *key) {
              ? json_node_get_string(n) : NULL;
 }
 
-gboolean px_plan_load_deepspeed(PxPlan *p, const char *path, GError **error) {
+gboolean px_plan_load_deepspeed(PxPlan *p, const char *path, const PxDsOverrides *cli, GError **error) {
+  static const PxDsOverrides none = {0};
+  if (!cli) cli = &none;
   JsonObject *o = NULL;
   g_autoptr(JsonParser) parser = px_json_load_object(path, &o, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, error);
   if (!parser) return FALSE;
   gint64 tbs, mbs, gas;
   const GQuark D = PX_PLAN_ERROR;
   const int E = PX_PLAN_ERROR_PARSE;
-  if (!px_json_get_int(o, path, "train_batch_size", TRUE, 0, 1, &tbs, D, E, error) ||
-      !px_json_get_int(o, path, "train_micro_batch_size_per_gpu", TRUE, 0, 1, &mbs, D, E, error) ||
-      !px_json_get_int(o, path, "gradient_accumulation_steps", TRUE, 0, 1, &gas, D, E, error))
+  /* the command line replaces the file's values first; "auto" accumulation
+   * is derived from the other two */
+  if (!ds_batch(o, path, "train_batch_size", cli->gbs, "--gbs or --gbs-tokens", &tbs, error) ||
+      !ds_batch(o, path, "train_micro_batch_size_per_gpu", cli->mbs, "--mbs", &mbs, error) ||
+      !ds_batch(o, path, "gradient_accumulation_steps", 0, NULL, &gas, error))
     return FALSE;
-  if (tbs > G_MAXINT || mbs > G_MAXINT || gas > G_MAXINT) {
-    g_set_error(error, D, E, "%s: batch sizes are too large", path);
-    return FALSE;
-  }
   /* DeepSpeed's rule: train_batch_size = micro × accumulation × dp; any two give the third. */
-  int dp = p->dp;
+  gint64 dp = p->dp;
+  const char *from = cli->gbs > 0 || cli->mbs > 0 ? " (after the command line's values)" : "";
   if (tbs && mbs && gas) {
     if (tbs != mbs * gas * dp) {
       g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_INVALID,
                   "%s: train_batch_size %" G_GINT64_FORMAT " != micro %" G_GINT64_FORMAT
-                  " × accumulation %" G_GINT64_FORMAT " × dp %d = %" G_GINT64_FORMAT,
-                  path, tbs, mbs, gas, dp, mbs * gas * dp);
+                  " × accumulation %" G_GINT64_FORMAT " × dp %" G_GINT64_FORMAT " = %" G_GINT64_FORMAT "%s",
+                  path, tbs, mbs, gas, dp, mbs * gas * dp, from);
       return FALSE;
     }
   } else if (tbs && mbs) {
     if (tbs % (mbs * dp)) {
       g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_INVALID,
                   "%s: train_batch_size %" G_GINT64_FORMAT " is not divisible by micro %" G_GINT64_FORMAT
-                  " × dp %d", path, tbs, mbs, dp);
+                  " × dp %" G_GINT64_FORMAT "%s", path, tbs, mbs, dp, from);
       return FALSE;
     }
   } else if (tbs && gas) {
     if (tbs % (gas * dp)) {
       g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_INVALID,
                   "%s: train_batch_size %" G_GINT64_FORMAT " is not divisible by accumulation %" G_GINT64_FORMAT
-                  " × dp %d", path, tbs, gas, dp);
+                  " × dp %" G_GINT64_FORMAT "%s", path, tbs, gas, dp, from);
       return FALSE;
     }
     mbs = tbs / (gas * dp);
@@ -425,18 +506,37 @@ gboolean px_plan_load_deepspeed(PxPlan *p, const char *path, GError **error) {
     tbs = mbs * dp;
   } else if (!tbs) {
     g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_INVALID,
-                "%s: needs train_batch_size or train_micro_batch_size_per_gpu", path);
+                "%s: needs train_batch_size or train_micro_batch_size_per_gpu (or --gbs / --mbs)", path);
     return FALSE;
   } else {
     mbs = tbs / dp;
     if (tbs % dp) {
       g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_INVALID,
-                  "%s: train_batch_size %" G_GINT64_FORMAT " is not divisible by dp %d", path, tbs, dp);
+                  "%s: train_batch_size %" G_GINT64_FORMAT " is not divisible by dp %" G_GINT64_FORMAT, path, tbs, dp);
       return FALSE;
     }
   }
+  if (tbs > G_MAXINT) {
+    g_set_error(error, D, E, "%s: the global batch %" G_GINT64_FORMAT " is too large", path, tbs);
+    return FALSE;
+  }
   p->gbs = (int)tbs;
   p->mbs = (int)mbs;
+
+  gboolean bf16, fp16, bf16_auto, fp16_auto;
+  if (!section_enabled(o, "bf16", path, &bf16, &bf16_auto, error) ||
+      !section_enabled(o, "fp16", path, &fp16, &fp16_auto, error))
+    return FALSE;
+  if ((bf16_auto || fp16_auto) && !cli->precision_given) {
+    g_set_error(error, D, E, "%s: %s.enabled is \"auto\": give --precision (bf16, fp16 or fp32)", path,
+                bf16_auto ? "bf16" : "fp16");
+    return FALSE;
+  }
+  if (bf16 && fp16) {
+    g_set_error(error, D, E, "%s: bf16 and fp16 are both enabled", path);
+    return FALSE;
+  }
+  if (!cli->precision_given) p->precision = bf16 ? PX_PREC_BF16 : fp16 ? PX_PREC_FP16 : PX_PREC_FP32;
 
   JsonObject *zero = member_object(o, "zero_optimization");
   if (zero) {
@@ -448,7 +548,15 @@ gboolean px_plan_load_deepspeed(PxPlan *p, const char *path, GError **error) {
     }
     p->zero = (int)stage;
     gint64 bucket;
-    if (!px_json_get_int(zero, path, "reduce_bucket_size", TRUE, 0, 0, &bucket, D, E, error)) return FALSE;
+    if (is_auto(zero, "reduce_bucket_size")) {
+      if (cli->hidden <= 0) {
+        g_set_error(error, D, E, "%s: zero_optimization.reduce_bucket_size is \"auto\" and the model is unknown", path);
+        return FALSE;
+      }
+      bucket = (gint64)cli->hidden * cli->hidden; /* the HF Trainer's resolution */
+    } else if (!px_json_get_int(zero, path, "reduce_bucket_size", TRUE, 0, 0, &bucket, D, E, error)) {
+      return FALSE;
+    }
     if (bucket) p->bucket_bytes = (double)bucket * (p->precision == PX_PREC_FP32 ? 4 : 2);
   }
   const char *opt_dev = offload_device(zero, "offload_optimizer");
@@ -456,9 +564,6 @@ gboolean px_plan_load_deepspeed(PxPlan *p, const char *path, GError **error) {
   gboolean opt_off = opt_dev && (!strcmp(opt_dev, "cpu") || !strcmp(opt_dev, "nvme"));
   gboolean par_off = par_dev && (!strcmp(par_dev, "cpu") || !strcmp(par_dev, "nvme"));
   p->offload = par_off ? PX_OFFLOAD_OPTIMIZER_PARAMS : opt_off ? PX_OFFLOAD_OPTIMIZER : PX_OFFLOAD_NONE;
-  if (section_enabled(o, "bf16")) p->precision = PX_PREC_BF16;
-  else if (section_enabled(o, "fp16")) p->precision = PX_PREC_FP16;
-  else p->precision = PX_PREC_FP32;
 
   JsonObject *ac = member_object(o, "activation_checkpointing");
   if (ac) {

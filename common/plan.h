@@ -76,9 +76,32 @@ void px_plan_clear(PxPlan *plan);
 void px_plan_copy(PxPlan *dst, const PxPlan *src);
 /* Load keys from a [plan] group of a GKeyFile INI (missing keys keep their value). */
 gboolean px_plan_load_ini(PxPlan *plan, const char *path, GError **error);
+/* What the command line says about the values a ds_config may leave "auto"
+ * (the Hugging Face Trainer style); 0 / FALSE: not given. */
+typedef struct {
+  int mbs;                   /* --mbs: train_micro_batch_size_per_gpu */
+  int gbs;                   /* --gbs or --gbs-tokens: train_batch_size */
+  gboolean precision_given;  /* --precision: bf16 / fp16 "enabled" */
+  int hidden;                /* the model's hidden size: "auto" reduce_bucket_size = h² (the Trainer's rule) */
+} PxDsOverrides;
+
 /* DeepSpeed ds_config.json: batch sizes, ZeRO, offload, precision,
- * activation checkpointing. dp must already be set (from the command line). */
-gboolean px_plan_load_deepspeed(PxPlan *plan, const char *path, GError **error);
+ * activation checkpointing. dp must already be set (from the command line).
+ * Command-line values replace the file's before DeepSpeed's batch rule
+ * (train_batch_size = micro × accumulation × dp) is checked; an "auto" the
+ * command line does not resolve is refused, naming the key. cli may be NULL. */
+gboolean px_plan_load_deepspeed(PxPlan *plan, const char *path, const PxDsOverrides *cli, GError **error);
+/* The one rule turning --gbs-tokens into a global batch, the same in plan,
+ * simulate and search: n = tokens / seq sequences, rounded to the nearest
+ * multiple of the largest power of two q ≤ n whose multiple lands within
+ * PX_PLAN_GBS_TOKENS_TOLERANCE of n (q = 1, whole sequences, always does
+ * for n ≥ 10), so that power-of-two dp·mbs divide it. 1M tokens at 8192 →
+ * 128 (+4.9 %); 3.1M at 4096 → 768; 4M at 4096 → 1024. *deviation is the
+ * relative change in tokens ((gbs·seq − tokens) / tokens). Refuses fewer
+ * tokens than one sequence and batches above G_MAXINT. */
+#define PX_PLAN_GBS_TOKENS_TOLERANCE 0.05
+gboolean px_plan_gbs_from_tokens(double tokens, int seq, int *gbs, double *deviation, GError **error);
+
 /* Write as INI that px_plan_load_ini reads back to the same plan. */
 char *px_plan_to_ini(const PxPlan *plan);
 

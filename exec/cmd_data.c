@@ -1,6 +1,8 @@
 /* cmd_data.c — `parallax-exec data`: write the synthetic corpus, or describe a
  * token file (tokens, smallest vocabulary, windows of a given T). */
+#include <errno.h>
 #include <glib.h>
+#include <glib/gstdio.h>
 #include <stdio.h>
 #include "data.h"
 #include "exec_commands.h"
@@ -13,7 +15,7 @@ int px_exec_cmd_data(int argc, char **argv) {
   g_autofree char *out = NULL, *info = NULL;
   GOptionEntry entries[] = {
     {"synthetic", 0, 0, G_OPTION_ARG_NONE, &synthetic, "write the synthetic corpus (see exec/data.h)", NULL},
-    {"tokens", 'n', 0, G_OPTION_ARG_INT64, &tokens, "number of tokens (default 1000000)", "N"},
+    {"tokens", 'n', 0, G_OPTION_ARG_INT64, &tokens, "number of tokens, 1..2^30 (default 1000000)", "N"},
     {"vocab", 'V', 0, G_OPTION_ARG_INT, &vocab, "vocabulary size, 8..65536 (default 64)", "V"},
     {"seed", 0, 0, G_OPTION_ARG_INT64, &seed, "RNG seed (default 1337)", "S"},
     {"out", 'o', 0, G_OPTION_ARG_FILENAME, &out, "output token file", "FILE"},
@@ -32,10 +34,24 @@ int px_exec_cmd_data(int argc, char **argv) {
     fprintf(stderr, "parallax-exec data: give either --synthetic --out FILE or --info FILE\n");
     return 2;
   }
+  if (tokens < 1 || tokens > PX_DATA_MAX_SYNTHETIC) {
+    fprintf(stderr, "parallax-exec data: --tokens %" G_GINT64_FORMAT " must be 1..%" G_GINT64_FORMAT "\n", tokens,
+            PX_DATA_MAX_SYNTHETIC);
+    return 2;
+  }
+  if (seq < 1) {
+    fprintf(stderr, "parallax-exec data: --seq %d must be at least 1\n", seq);
+    return 2;
+  }
   if (synthetic) {
     if (!out) {
       fprintf(stderr, "parallax-exec data: --synthetic needs --out FILE\n");
       return 2;
+    }
+    g_autofree char *dir = g_path_get_dirname(out);
+    if (g_mkdir_with_parents(dir, 0755) != 0) {
+      fprintf(stderr, "parallax-exec data: cannot create %s: %s\n", dir, g_strerror(errno));
+      return 1;
     }
     g_autofree guint16 *tok = px_data_synthetic(tokens, vocab, (guint32)seed, &error);
     if (!tok || !px_token_file_write(out, tok, tokens, &error)) {

@@ -11,6 +11,7 @@
  * --steps N is the step number to reach: with --resume, the run continues
  * from the checkpoint's step up to N. */
 #include <json-glib/json-glib.h>
+#include <math.h>
 #include <stdio.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -129,6 +130,22 @@ int px_exec_cmd_run(int argc, char **argv) {
   if (a.steps < 1 || a.save_every < 0 || a.keep < 0) {
     fprintf(stderr, CMD ": --steps must be at least 1, --save-every and --keep at least 0\n");
     goto out;
+  }
+  {
+    /* optimiser hyperparameters: finite and in range, named when not */
+    const PxRunOptions *r = &a.opt;
+    const char *bad = !isfinite(r->lr) || r->lr <= 0 ? "--lr must be a finite number > 0"
+                      : !isfinite(r->min_lr) || r->min_lr < 0 || r->min_lr > r->lr ? "--min-lr must be in [0, --lr]"
+                      : r->warmup < 0 || r->warmup > r->decay_steps ? "--warmup must be 0..the decay steps"
+                      : r->decay_steps < 1 ? "--decay-steps must be at least 1"
+                      : !isfinite(r->weight_decay) || r->weight_decay < 0 || r->weight_decay > 1 ? "--weight-decay must be in [0, 1]"
+                      : !isfinite(r->clip) || r->clip < 0 ? "--clip must be a finite number ≥ 0 (0: no clipping)"
+                      : !isfinite(r->timeout_s) || r->timeout_s <= 0 || r->timeout_s > 86400 ? "--timeout must be in (0, 86400] seconds"
+                      : NULL;
+    if (bad) {
+      fprintf(stderr, CMD ": %s\n", bad);
+      goto out;
+    }
   }
   if (!a.comm)
     a.comm = g_strdup(g_getenv("OMPI_COMM_WORLD_SIZE")                        ? "mpi"

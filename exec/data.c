@@ -15,7 +15,42 @@ struct _PxTokenFile {
 
 #define fail(error, code, ...) px_fail(error, PX_DATA_ERROR, code, __VA_ARGS__)
 
+gboolean px_token_file_check(const char *bytes, gsize size, const char *path, gint64 *n_tokens, GError **error) {
+  const gsize header = PX_DATA_HEADER_INTS * sizeof(gint32);
+  if (size < header) {
+    fail(error, PX_DATA_ERROR_FORMAT, "token file %s: %" G_GSIZE_FORMAT " bytes, shorter than the %"
+         G_GSIZE_FORMAT "-byte header", path, size, header);
+    return FALSE;
+  }
+  gint32 h[3];
+  memcpy(h, bytes, sizeof h);
+  for (int i = 0; i < 3; i++) h[i] = GINT32_FROM_LE(h[i]);
+  if (h[0] != PX_DATA_MAGIC) {
+    fail(error, PX_DATA_ERROR_FORMAT, "token file %s: bad magic %d (expected %d, llm.c format)",
+         path, h[0], PX_DATA_MAGIC);
+    return FALSE;
+  }
+  if (h[1] != PX_DATA_VERSION) {
+    fail(error, PX_DATA_ERROR_FORMAT, "token file %s: version %d, only version %d is read", path,
+         h[1], PX_DATA_VERSION);
+    return FALSE;
+  }
+  gsize expect = header + (gsize)MAX(h[2], 0) * sizeof(guint16);
+  if (h[2] < 0 || size != expect) {
+    fail(error, PX_DATA_ERROR_FORMAT,
+         "token file %s: header says %d tokens (%" G_GSIZE_FORMAT " bytes) but the file has %"
+         G_GSIZE_FORMAT " bytes%s", path, h[2], expect, size, size < expect ? " (truncated)" : "");
+    return FALSE;
+  }
+  *n_tokens = h[2];
+  return TRUE;
+}
+
 PxTokenFile *px_token_file_open(const char *path, GError **error) {
+  if (!g_file_test(path, G_FILE_TEST_IS_REGULAR)) {
+    fail(error, PX_DATA_ERROR_IO, "token file %s: not a regular file", path);
+    return NULL;
+  }
   g_autoptr(GError) err = NULL;
   g_autoptr(GMappedFile) map = g_mapped_file_new(path, FALSE, &err);
   if (!map) {
@@ -25,34 +60,11 @@ PxTokenFile *px_token_file_open(const char *path, GError **error) {
   gsize size = g_mapped_file_get_length(map);
   const char *bytes = g_mapped_file_get_contents(map);
   const gsize header = PX_DATA_HEADER_INTS * sizeof(gint32);
-  if (size < header) {
-    fail(error, PX_DATA_ERROR_FORMAT, "token file %s: %" G_GSIZE_FORMAT " bytes, shorter than the %"
-         G_GSIZE_FORMAT "-byte header", path, size, header);
-    return NULL;
-  }
-  gint32 h[3];
-  memcpy(h, bytes, sizeof h);
-  for (int i = 0; i < 3; i++) h[i] = GINT32_FROM_LE(h[i]);
-  if (h[0] != PX_DATA_MAGIC) {
-    fail(error, PX_DATA_ERROR_FORMAT, "token file %s: bad magic %d (expected %d, llm.c format)",
-         path, h[0], PX_DATA_MAGIC);
-    return NULL;
-  }
-  if (h[1] != PX_DATA_VERSION) {
-    fail(error, PX_DATA_ERROR_FORMAT, "token file %s: version %d, only version %d is read", path,
-         h[1], PX_DATA_VERSION);
-    return NULL;
-  }
-  gsize expect = header + (gsize)MAX(h[2], 0) * sizeof(guint16);
-  if (h[2] < 0 || size != expect) {
-    fail(error, PX_DATA_ERROR_FORMAT,
-         "token file %s: header says %d tokens (%" G_GSIZE_FORMAT " bytes) but the file has %"
-         G_GSIZE_FORMAT " bytes%s", path, h[2], expect, size, size < expect ? " (truncated)" : "");
-    return NULL;
-  }
+  gint64 n;
+  if (!px_token_file_check(bytes, size, path, &n, error)) return NULL;
   PxTokenFile *tf = g_new0(PxTokenFile, 1);
   tf->path = g_strdup(path);
-  tf->n = h[2];
+  tf->n = n;
   tf->tokens = (const guint16 *)(bytes + header);
   for (gint64 i = 0; i < tf->n; i++) tf->vocab_min = MAX(tf->vocab_min, GUINT16_FROM_LE(tf->tokens[i]) + 1);
   tf->map = g_steal_pointer(&map);
@@ -123,8 +135,9 @@ guint16 *px_data_synthetic(gint64 n, int vocab, guint32 seed, GError **error) {
     fail(error, PX_DATA_ERROR_RANGE, "synthetic corpus: vocab %d outside [8, 65536]", vocab);
     return NULL;
   }
-  if (n < 1) {
-    fail(error, PX_DATA_ERROR_RANGE, "synthetic corpus: %" G_GINT64_FORMAT " tokens", n);
+  if (n < 1 || n > PX_DATA_MAX_SYNTHETIC) {
+    fail(error, PX_DATA_ERROR_RANGE, "synthetic corpus: %" G_GINT64_FORMAT " tokens outside [1, %" G_GINT64_FORMAT "]", n,
+         PX_DATA_MAX_SYNTHETIC);
     return NULL;
   }
   g_autoptr(GRand) rng = g_rand_new_with_seed(seed);

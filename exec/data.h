@@ -29,6 +29,10 @@ typedef enum {
 typedef struct _PxTokenFile PxTokenFile;
 
 PxTokenFile *px_token_file_open(const char *path, GError **error);
+/* Check the header of a token file's bytes (size bytes in all): magic,
+ * version, and a token count that matches the size. *n_tokens on success.
+ * path only names the file in the error. */
+gboolean px_token_file_check(const char *bytes, gsize size, const char *path, gint64 *n_tokens, GError **error);
 void px_token_file_free(PxTokenFile *tf);
 gint64 px_token_file_n_tokens(const PxTokenFile *tf);
 const guint16 *px_token_file_tokens(const PxTokenFile *tf);
@@ -52,6 +56,8 @@ gboolean px_token_file_write(const char *path, const guint16 *tokens, gint64 n, 
  * RNG, d from {1, 2, 3}. After two terms every next token is determined,
  * so a model that learns the rule reaches a loss well below log(vocab). */
 guint16 *px_data_synthetic(gint64 n, int vocab, guint32 seed, GError **error);
+/* Most tokens px_data_synthetic makes (2 GiB of uint16). */
+#define PX_DATA_MAX_SYNTHETIC ((gint64)1 << 30)
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(PxTokenFile, px_token_file_free)
 

@@ -18,4 +18,4 @@ set output outfile
 set encoding utf8
 set grid back lc rgb "#dddddd" lw 1
 set border lc rgb "#444444"
-set key tmargin horizontal center noautotitle
+set key tmargin horizontal center noautotitle font ",12" samplen 3

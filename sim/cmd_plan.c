@@ -61,7 +61,7 @@ static gboolean plan_report_compute(PlanReport *r, GError **error) {
 
 /* ---- text --------------------------------------------------------------- */
 
-static void print_text(const PlanReport *r, const PxUnits *u) {
+static void print_text(const PlanReport *r, const PxUnits *u, gboolean batch_given) {
   const PxModelDesc *d = &r->model->desc;
   const PxPlan *p = &r->plan;
   const PxCluster *c = r->cluster;
@@ -72,16 +72,20 @@ static void print_text(const PlanReport *r, const PxUnits *u) {
            c->nodes == 1 ? "" : "s", c->gpus_per_node, c->gpu, px_cluster_gpus(c),
            c->gpu_memory / 1073741824.0, c->gpu_memory / 1e9);
   printf("\n\n");
-  printf("model      %s parameters (%" G_GINT64_FORMAT "), %d layers, hidden %d, %d heads (%d kv), "
-         "FFN %d %s, vocab %d, %s%s\n",
-         nparams, r->model->params, d->layers, d->hidden, d->heads, d->kv_heads, d->ffn,
-         px_ffn_kind_name(d->ffn_kind), d->vocab, px_norm_kind_name(d->norm), d->tied ? ", tied embeddings" : "");
+  printf("model      %s parameters (%" G_GINT64_FORMAT "), %d layers, hidden %d, %d heads (%d kv) of %d, "
+         "FFN %d %s, vocab %d, %s%s%s%s",
+         nparams, r->model->params, d->layers, d->hidden, d->heads, d->kv_heads, d->head_dim, d->ffn,
+         px_ffn_kind_name(d->ffn_kind), d->vocab, px_norm_kind_name(d->norm), d->tied ? ", tied embeddings" : "",
+         d->qkv_bias && !d->bias ? ", QKV biases" : "", d->parallel_attn ? ", parallel attention" : "");
+  if (d->sliding_window > 0) printf(", window %d", d->sliding_window);
+  printf("\n");
   printf("layout     dp %d × pp %d × tp %d = %d GPUs, rank order %s,%s,%s (innermost first)\n", p->dp,
          p->pp, p->tp, px_plan_world(p), px_axis_name(p->order[0]), px_axis_name(p->order[1]),
          px_axis_name(p->order[2]));
   g_autofree char *tok = px_format_count((double)p->gbs * p->seq);
-  printf("batch      global %d sequences × %d tokens = %s tokens; micro-batch %d; m = %d micro-batches per pipeline\n",
-         p->gbs, p->seq, tok, p->mbs, p->m);
+  printf("batch      global %d sequences × %d tokens = %s tokens; micro-batch %d; m = %d micro-batches per pipeline%s\n",
+         p->gbs, p->seq, tok, p->mbs, p->m,
+         batch_given ? "" : " (no batch given: one micro-batch per data-parallel rank; --gbs or --gbs-tokens sets it)");
   g_autofree char *chunks = p->vpp > 1 ? g_strdup_printf(" (v = %d chunks)", p->vpp) : g_strdup("");
   printf("schedule   %s%s; partition %s; ZeRO-%d; offload %s; checkpoint %s", px_schedule_name(p->schedule),
          chunks, p->partition, p->zero,
@@ -217,7 +221,7 @@ int px_cmd_plan(int argc, char **argv) {
   } else if (json) {
     print_json(&r);
   } else {
-    print_text(&r, &u);
+    print_text(&r, &u, o.batch_given);
   }
   plan_report_clear(&r);
   px_plan_options_clear(&o);

@@ -20,14 +20,21 @@ static void print_stage(const PxProgram *prog, int stage) {
 
 int px_cmd_program(int argc, char **argv) {
   PxPlanOptions o;
-  int rank = -1, stage = -1;
+  int rank = -1, stage = -1; /* -1: not given (the flags accept 0 and up only) */
+  g_autofree char *rank_s = NULL, *stage_s = NULL;
   GOptionEntry entries[] = {
-    {"rank", 0, 0, G_OPTION_ARG_INT, &rank, "Print only the stream of this global rank", "R"},
-    {"stage", 0, 0, G_OPTION_ARG_INT, &stage, "Print only the stream of this pipeline stage", "S"},
+    {"rank", 0, 0, G_OPTION_ARG_STRING, &rank_s, "Print only the stream of this global rank", "R"},
+    {"stage", 0, 0, G_OPTION_ARG_STRING, &stage_s, "Print only the stream of this pipeline stage", "S"},
     {NULL}};
   if (!px_parse_command_line(CMD, "the instruction stream of each pipeline rank", entries, &o, &argc, &argv))
     return 2;
   g_autoptr(GError) error = NULL;
+  if ((rank_s && !px_parse_int_flag("--rank", rank_s, 0, &rank, &error)) ||
+      (stage_s && !px_parse_int_flag("--stage", stage_s, 0, &stage, &error))) {
+    px_plan_options_clear(&o);
+    fprintf(stderr, CMD ": %s\n", error->message);
+    return 2;
+  }
   g_autoptr(PxModel) model = NULL;
   g_autoptr(PxCluster) cluster = NULL;
   g_autoptr(PxPartition) part = NULL;

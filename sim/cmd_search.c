@@ -80,24 +80,29 @@ static gboolean take_fixes(const SearchFlags *f, PxPlanOptions *o, PxSearchFix *
   return TRUE;
 }
 
-/* The global batch of every layout: --gbs, or --gbs-tokens rounded to whole
- * sequences and then to the nearest multiple of the largest power of two not
- * above that count (so that dp·mbs of any power-of-two size up to it divides
- * it: 4M tokens of 4096 = 976.6 sequences → 1024), or the plan file's. */
-static gboolean search_batch(int gbs, const char *gbs_tokens, PxPlan *plan, GError **error) {
+/* The global batch of every layout: --gbs, or --gbs-tokens by the rule that
+ * plan and simulate use (px_plan_gbs_from_tokens), or the plan file's or
+ * ds_config's. Without any the search refuses: every layout's step time
+ * depends on it. */
+static gboolean search_batch(int gbs, const char *gbs_tokens, gboolean given, PxPlan *plan, GError **error) {
+  if (gbs > 0 && gbs_tokens) {
+    g_set_error(error, PX_SEARCH_ERROR, PX_SEARCH_ERROR_INVALID,
+                "--gbs %d and --gbs-tokens %s both give the global batch: give one", gbs, gbs_tokens);
+    return FALSE;
+  }
   if (gbs > 0) {
     plan->gbs = gbs;
   } else if (gbs_tokens) {
-    double tokens;
-    if (!px_parse_count(gbs_tokens, &tokens) || tokens < plan->seq) {
-      g_set_error(error, PX_SEARCH_ERROR, PX_SEARCH_ERROR_INVALID,
-                  "--gbs-tokens '%s' is not a token count of at least one sequence (%d)", gbs_tokens, plan->seq);
+    double tokens, dev;
+    if (!px_parse_count(gbs_tokens, &tokens)) {
+      g_set_error(error, PX_SEARCH_ERROR, PX_SEARCH_ERROR_INVALID, "--gbs-tokens '%s' is not a token count (e.g. 4M)",
+                  gbs_tokens);
       return FALSE;
     }
-    gint64 seqs = MAX(1, llround(tokens / plan->seq)), p2 = 1;
-    while (p2 * 2 <= seqs) p2 *= 2;
-    plan->gbs = (int)MIN(G_MAXINT, (seqs + p2 / 2) / p2 * p2);
-  } else if (plan->gbs <= 0) {
+    if (!px_plan_gbs_from_tokens(tokens, plan->seq, &plan->gbs, &dev, error)) return FALSE;
+    fprintf(stderr, CMD ": --gbs-tokens %s at seq %d: global batch %d sequences = %.0f tokens (%+.1f %%)\n", gbs_tokens,
+            plan->seq, plan->gbs, (double)plan->gbs * plan->seq, 100 * dev);
+  } else if (!given) {
     g_set_error(error, PX_SEARCH_ERROR, PX_SEARCH_ERROR_INVALID,
                 "the search needs the global batch: --gbs N (sequences) or --gbs-tokens T");
     return FALSE;
@@ -161,7 +166,8 @@ static void print_table(const PxSearchResult *r, const PxUnits *u) {
 
 static void closest_miss(const PxSearchResult *r, const PxUnits *u) {
   if (!r->have_closest) {
-    fprintf(stderr, CMD ": no valid layout of %d GPUs (check --fix and the batch: dp·mbs must divide it)\n", r->gpus);
+    fprintf(stderr, CMD ": no valid layout of %d GPUs: %s\n", r->gpus,
+            r->why_invalid ? r->why_invalid : "the fixed knobs leave none");
     return;
   }
   const PxLayout *l = &r->closest.layout;
@@ -200,17 +206,26 @@ static gboolean pareto_plot(const char *path, const PxSearchResult *r, const PxM
     const PxSearchPoint *sp = &g_array_index(r->points, PxSearchPoint, i);
     pts[i] = (PxParetoPoint){sp->time, sp->memory, TRUE, NULL};
   }
-  /* label a few points of the front only, spread along it (the cloud may hold
-   * hundreds of thousands of points, the front dozens: more labels overlap) */
+  /* label a few points of the front only (the cloud may hold hundreds of
+   * thousands of points, the front dozens), at least a sixth of the front's
+   * memory range apart so that no two labels overlap */
   g_autofree int *front = g_new(int, MAX(n, 1));
   int nf = px_pareto_front(pts, (int)n, front);
   g_autoptr(GPtrArray) labels = g_ptr_array_new_with_free_func(g_free);
   const int max_labels = 6;
-  for (int j = 0; j < MIN(nf, max_labels); j++) {
-    int i = nf <= max_labels ? j : (int)lround((double)j * (nf - 1) / (max_labels - 1));
+  double lo = G_MAXDOUBLE, hi = 0, last = G_MAXDOUBLE;
+  for (int i = 0; i < nf; i++) {
+    lo = MIN(lo, pts[front[i]].memory);
+    hi = MAX(hi, pts[front[i]].memory);
+  }
+  double gap = (hi - lo) / max_labels;
+  for (int i = 0; i < nf && (int)labels->len < max_labels; i++) {
+    double m = pts[front[i]].memory;
+    if (labels->len > 0 && fabs(last - m) < gap) continue;
     char *label = px_layout_format(&g_array_index(r->points, PxSearchPoint, front[i]).layout);
     g_ptr_array_add(labels, label);
     pts[front[i]].label = label;
+    last = m;
   }
   g_autofree char *dir = g_path_get_dirname(path);
   g_autofree char *title = g_strdup_printf("%s on %d GPUs: memory vs analytic step time", model->desc.name, r->gpus);
@@ -477,7 +492,7 @@ int px_cmd_search(int argc, char **argv) {
     rc = 2;
   } else if (!take_fixes(&f, &o, &so.fix, &error) || !(gbs = o.gbs, gbs_tokens = g_steal_pointer(&o.gbs_tokens), o.gbs = -1, TRUE) ||
              !px_plan_options_resolve(&o, TRUE, &model, &cluster, &plan, &error) ||
-             !search_batch(gbs, gbs_tokens, &plan, &error)) {
+             !search_batch(gbs, gbs_tokens, o.batch_given, &plan, &error)) {
     rc = px_cli_fail(CMD, error);
   } else {
     if (f.max_memory) px_parse_bytes(f.max_memory, &so.max_memory);

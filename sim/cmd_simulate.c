@@ -32,7 +32,7 @@ typedef struct {
   PxCostTable *tab;
   PxMemory *mem;
   PxSimResult *res;
-  gboolean ideal, full;
+  gboolean ideal, full, batch_given;
 } SimReport;
 
 static void sim_report_clear(SimReport *r) {
@@ -107,7 +107,8 @@ static void print_text(const SimReport *r) {
   if (r->cluster) printf(" on %s", r->cluster->name);
   printf(", dp %d × pp %d × tp %d = %d GPUs, %s", p->dp, p->pp, p->tp, px_plan_world(p), px_schedule_name(p->schedule));
   if (p->vpp > 1) printf(" (v = %d)", p->vpp);
-  printf(", m = %d micro-batches of %d × %d tokens\n", p->m, p->mbs, p->seq);
+  printf(", m = %d micro-batches of %d × %d tokens%s\n", p->m, p->mbs, p->seq,
+         r->batch_given ? "" : " (no batch given: one micro-batch per data-parallel rank; --gbs sets it)");
   if (r->full)
     printf("simulated  all %d ranks\n", res->n_ranks);
   else
@@ -266,6 +267,7 @@ int px_cmd_simulate(int argc, char **argv) {
       (csv && !px_timeline_write_csv(r.res->timeline, csv, &error))) {
     rc = px_cli_fail(CMD, error);
   } else {
+    r.batch_given = o.batch_given;
     if (json)
       print_json(&r);
     else

@@ -2,35 +2,70 @@
 #include "options.h"
 #include "commands.h"
 #include "config.h"
+#include <errno.h>
+#include <locale.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+
+gboolean px_parse_int_flag(const char *flag, const char *value, int min, int *out, GError **error) {
+  char *end = NULL;
+  errno = 0;
+  gint64 v = value && *value ? g_ascii_strtoll(value, &end, 10) : 0;
+  if (!value || !*value || *end || errno || v < min || v > G_MAXINT) {
+    g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "%s %s must be a whole number from %d to %d", flag,
+                value ? value : "", min, G_MAXINT);
+    return FALSE;
+  }
+  *out = (int)v;
+  return TRUE;
+}
+
+/* Integer flags of the group: name, lowest value, field. */
+typedef struct { const char *name; int min; gsize offset; } IntFlag;
+static const IntFlag int_flags[] = {
+  {"--nodes", 1, G_STRUCT_OFFSET(PxPlanOptions, nodes)}, {"--gpus", 1, G_STRUCT_OFFSET(PxPlanOptions, gpus)},
+  {"--dp", 1, G_STRUCT_OFFSET(PxPlanOptions, dp)},       {"--tp", 1, G_STRUCT_OFFSET(PxPlanOptions, tp)},
+  {"--pp", 1, G_STRUCT_OFFSET(PxPlanOptions, pp)},       {"--vpp", 1, G_STRUCT_OFFSET(PxPlanOptions, vpp)},
+  {"--mbs", 1, G_STRUCT_OFFSET(PxPlanOptions, mbs)},     {"--gbs", 1, G_STRUCT_OFFSET(PxPlanOptions, gbs)},
+  {"--seq", 1, G_STRUCT_OFFSET(PxPlanOptions, seq)},     {"--zero", 0, G_STRUCT_OFFSET(PxPlanOptions, zero)},
+  {"--ckpt-interval", 1, G_STRUCT_OFFSET(PxPlanOptions, ckpt_interval)}};
+
+static gboolean on_int_flag(const char *name, const char *value, gpointer data, GError **error) {
+  for (gsize i = 0; i < G_N_ELEMENTS(int_flags); i++)
+    if (!strcmp(name, int_flags[i].name))
+      return px_parse_int_flag(name, value, int_flags[i].min, G_STRUCT_MEMBER_P(data, int_flags[i].offset), error);
+  g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_FAILED, "%s: not an integer flag", name);
+  return FALSE;
+}
 
 GOptionGroup *px_plan_options_group(PxPlanOptions *o) {
   memset(o, 0, sizeof *o);
   o->nodes = o->gpus = o->dp = o->tp = o->pp = o->vpp = o->mbs = o->gbs = o->seq = o->zero =
       o->ckpt_interval = -1;
+#define INT_FLAG G_OPTION_ARG_CALLBACK, (gpointer)on_int_flag
   GOptionEntry entries[] = {
     {"model", 'M', 0, G_OPTION_ARG_STRING, &o->model, "Model preset or file (INI, HF config.json)", "NAME|FILE"},
     {"cluster", 'C', 0, G_OPTION_ARG_STRING, &o->cluster, "Cluster preset or INI file", "NAME|FILE"},
-    {"nodes", 0, 0, G_OPTION_ARG_INT, &o->nodes, "Number of nodes", "N"},
-    {"gpus", 0, 0, G_OPTION_ARG_INT, &o->gpus, "Number of GPUs (instead of --nodes)", "N"},
+    {"nodes", 0, 0, INT_FLAG, "Number of nodes", "N"},
+    {"gpus", 0, 0, INT_FLAG, "Number of GPUs (instead of --nodes)", "N"},
     {"plan", 'p', 0, G_OPTION_ARG_FILENAME, &o->plan_file, "Plan INI file ([plan] group)", "FILE"},
     {"deepspeed", 0, 0, G_OPTION_ARG_FILENAME, &o->deepspeed, "DeepSpeed ds_config.json", "FILE"},
-    {"dp", 0, 0, G_OPTION_ARG_INT, &o->dp, "Data-parallel degree (default: GPUs / (tp·pp))", "N"},
-    {"tp", 0, 0, G_OPTION_ARG_INT, &o->tp, "Tensor-parallel degree", "N"},
-    {"pp", 0, 0, G_OPTION_ARG_INT, &o->pp, "Pipeline-parallel degree", "N"},
-    {"vpp", 0, 0, G_OPTION_ARG_INT, &o->vpp, "Model chunks per pipeline rank (interleaved)", "V"},
-    {"mbs", 0, 0, G_OPTION_ARG_INT, &o->mbs, "Micro-batch size (sequences)", "N"},
-    {"gbs", 0, 0, G_OPTION_ARG_INT, &o->gbs, "Global batch (sequences)", "N"},
-    {"gbs-tokens", 0, 0, G_OPTION_ARG_STRING, &o->gbs_tokens, "Global batch in tokens (e.g. 4M)", "T"},
-    {"seq", 0, 0, G_OPTION_ARG_INT, &o->seq, "Sequence length (default: the model's)", "N"},
+    {"dp", 0, 0, INT_FLAG, "Data-parallel degree (default: GPUs / (tp·pp))", "N"},
+    {"tp", 0, 0, INT_FLAG, "Tensor-parallel degree", "N"},
+    {"pp", 0, 0, INT_FLAG, "Pipeline-parallel degree", "N"},
+    {"vpp", 0, 0, INT_FLAG, "Model chunks per pipeline rank (interleaved)", "V"},
+    {"mbs", 0, 0, INT_FLAG, "Micro-batch size (sequences)", "N"},
+    {"gbs", 0, 0, INT_FLAG, "Global batch (sequences; default: one micro-batch per DP rank)", "N"},
+    {"gbs-tokens", 0, 0, G_OPTION_ARG_STRING, &o->gbs_tokens,
+     "Global batch in tokens (e.g. 4M): the nearest multiple of a power of two within 5 %", "T"},
+    {"seq", 0, 0, INT_FLAG, "Sequence length (default: the model's seq; imported HF models 4096)", "N"},
     {"schedule", 0, 0, G_OPTION_ARG_STRING, &o->schedule, "naive, gpipe, 1f1b, interleaved, zb-h1", "S"},
     {"partition", 0, 0, G_OPTION_ARG_STRING, &o->partition, "uniform, parameters, type:REGEX, optimal", "M"},
-    {"zero", 0, 0, G_OPTION_ARG_INT, &o->zero, "ZeRO stage 0-3", "N"},
+    {"zero", 0, 0, INT_FLAG, "ZeRO stage 0-3", "N"},
     {"offload", 0, 0, G_OPTION_ARG_STRING, &o->offload, "none, optimizer, optimizer+params", "O"},
     {"ckpt", 0, 0, G_OPTION_ARG_STRING, &o->ckpt, "Activation checkpointing: none, selective, full", "C"},
-    {"ckpt-interval", 0, 0, G_OPTION_ARG_INT, &o->ckpt_interval, "Layers per checkpoint (full)", "N"},
+    {"ckpt-interval", 0, 0, INT_FLAG, "Layers per checkpoint (full)", "N"},
     {"sp", 0, 0, G_OPTION_ARG_NONE, &o->sp, "Sequence parallelism (with tp > 1)", NULL},
     {"precision", 0, 0, G_OPTION_ARG_STRING, &o->precision, "fp32, fp16, bf16 (mixed, fp32 master)", "P"},
     {"order", 0, 0, G_OPTION_ARG_STRING, &o->order, "Rank order, innermost first (default tp,dp,pp)", "A,B,C"},
@@ -39,8 +74,9 @@ GOptionGroup *px_plan_options_group(PxPlanOptions *o) {
     {"attention", 0, 0, G_OPTION_ARG_STRING, &o->attention, "Attention kernel: flash (FlashAttention-2), flash1 (v1) or unfused (default: the stack's)", "A"},
     {"units", 0, 0, G_OPTION_ARG_STRING, &o->units, "Memory units: GB (1e9 B, default) or GiB (2^30 B)", "U"},
     {NULL}};
+#undef INT_FLAG
   GOptionGroup *g = g_option_group_new("plan", "Model, cluster and plan options:",
-                                       "Show model, cluster and plan options", NULL, NULL);
+                                       "Show model, cluster and plan options", o, NULL);
   g_option_group_add_entries(g, entries);
   return g;
 }
@@ -48,7 +84,7 @@ GOptionGroup *px_plan_options_group(PxPlanOptions *o) {
 void px_plan_options_clear(PxPlanOptions *o) {
   char **strs[] = {&o->model, &o->cluster, &o->plan_file, &o->deepspeed, &o->gbs_tokens, &o->schedule,
                    &o->partition, &o->offload, &o->ckpt, &o->precision, &o->order, &o->workspace,
-                   &o->units, &o->stack, &o->attention};
+                   &o->units, &o->stack, &o->attention, &o->batch_note};
   for (gsize i = 0; i < G_N_ELEMENTS(strs); i++) g_clear_pointer(strs[i], g_free);
 }
 
@@ -99,8 +135,11 @@ gboolean px_plan_options_resolve(PxPlanOptions *o, gboolean need_cluster, PxMode
     cluster = px_cluster_load(cluster_name, error);
     if (!cluster) return FALSE;
     int nodes = o->nodes > 0 ? o->nodes : file_nodes;
-    if (o->nodes == 0 || o->nodes < -1) BAD("--nodes %d must be at least 1", o->nodes);
-    if (o->gpus == 0 || o->gpus < -1) BAD("--gpus %d must be at least 1", o->gpus);
+    if (o->gpus > 0 && o->nodes > 0)
+      BAD("--gpus %d and --nodes %d both give the size: give one", o->gpus, o->nodes);
+    if (o->gpus > (1 << 24)) BAD("--gpus %d is more than %d GPUs", o->gpus, 1 << 24);
+    if (nodes > 0 && (gint64)nodes * cluster->gpus_per_node > (1 << 24))
+      BAD("--nodes %d × %d GPUs is more than %d GPUs", nodes, cluster->gpus_per_node, 1 << 24);
     if (o->gpus > 0) {
       if (o->gpus < cluster->gpus_per_node) {
         cluster->gpus_per_node = o->gpus;
@@ -124,13 +163,34 @@ gboolean px_plan_options_resolve(PxPlanOptions *o, gboolean need_cluster, PxMode
   gboolean dp_given = o->dp > 0 || file_dp;
   if (!dp_given && cluster && plan->tp > 0 && plan->pp > 0) {
     int gpus = px_cluster_gpus(cluster);
-    if (gpus % (plan->tp * plan->pp) == 0) plan->dp = gpus / (plan->tp * plan->pp);
+    gint64 tp_pp = (gint64)plan->tp * plan->pp;
+    if (gpus % tp_pp == 0) plan->dp = (int)(gpus / tp_pp);
   }
-  if (o->deepspeed && !px_plan_load_deepspeed(plan, o->deepspeed, error)) return FALSE;
+  /* the values ds_config's batch rule and "auto" entries need, before it */
+  if (o->gbs > 0 && o->gbs_tokens) BAD("--gbs %d and --gbs-tokens %s both give the global batch: give one", o->gbs, o->gbs_tokens);
+  if (o->seq > 0) plan->seq = o->seq;
+  if (o->precision && !px_precision_parse(o->precision, &plan->precision))
+    BAD("--precision '%s' is not one of fp32, fp16, bf16", o->precision);
+  int tokens_gbs = 0;
+  if (o->gbs_tokens) {
+    double tokens, dev;
+    int seq = plan->seq > 0 ? plan->seq : model->desc.default_seq;
+    if (!px_parse_count(o->gbs_tokens, &tokens)) BAD("--gbs-tokens '%s' is not a token count (e.g. 4M)", o->gbs_tokens);
+    if (!px_plan_gbs_from_tokens(tokens, seq, &tokens_gbs, &dev, error)) return FALSE;
+    g_free(o->batch_note);
+    o->batch_note = g_strdup_printf("--gbs-tokens %s at seq %d: global batch %d sequences = %.0f tokens (%+.1f %%)",
+                                    o->gbs_tokens, seq, tokens_gbs, (double)tokens_gbs * seq, 100 * dev);
+  }
+  if (o->deepspeed) {
+    PxDsOverrides cli = {MAX(o->mbs, 0), o->gbs > 0 ? o->gbs : tokens_gbs, o->precision != NULL, model->desc.hidden};
+    if (!px_plan_load_deepspeed(plan, o->deepspeed, &cli, error)) return FALSE;
+  }
+  gboolean gbs_from_files = plan->gbs > 0;
   struct { int v; int *field; const char *name; } ints[] = {
     {o->vpp, &plan->vpp, "vpp"}, {o->mbs, &plan->mbs, "mbs"}, {o->gbs, &plan->gbs, "gbs"},
     {o->seq, &plan->seq, "seq"}, {o->zero, &plan->zero, "zero"}, {o->ckpt_interval, &plan->ckpt_interval, "ckpt-interval"},
     {o->dp, &plan->dp, "dp"}, {o->tp, &plan->tp, "tp"}, {o->pp, &plan->pp, "pp"}};
+  if (o->zero > 3) BAD("--zero %d must be 0, 1, 2 or 3", o->zero);
   for (gsize i = 0; i < G_N_ELEMENTS(ints); i++) {
     if (ints[i].v == -1) continue;
     if (ints[i].v < 0 || (ints[i].v == 0 && strcmp(ints[i].name, "zero")))
@@ -159,18 +219,9 @@ gboolean px_plan_options_resolve(PxPlanOptions *o, gboolean need_cluster, PxMode
   if (o->workspace && !px_parse_bytes(o->workspace, &plan->workspace_bytes))
     BAD("--workspace '%s' is not a size (e.g. 2GiB)", o->workspace);
   if (o->vpp > 1 && !o->schedule && plan->schedule != PX_SCHED_INTERLEAVED) plan->schedule = PX_SCHED_INTERLEAVED;
-  if (o->gbs_tokens) {
-    double tokens;
-    int seq = plan->seq > 0 ? plan->seq : model->desc.max_seq;
-    if (!px_parse_count(o->gbs_tokens, &tokens) || tokens < seq)
-      BAD("--gbs-tokens '%s' is not a token count of at least one sequence (%d)", o->gbs_tokens, seq);
-    /* round to whole sequences, then to a multiple of mbs·dp */
-    gint64 seqs = (gint64)llround(tokens / seq);
-    gint64 per = (gint64)plan->mbs * plan->dp;
-    seqs = MAX(per, (seqs + per / 2) / per * per);
-    if (seqs > G_MAXINT) BAD("--gbs-tokens '%s' is too large", o->gbs_tokens);
-    plan->gbs = (int)seqs;
-  }
+  if (tokens_gbs) plan->gbs = tokens_gbs;
+  o->batch_given = gbs_from_files || o->gbs > 0 || o->gbs_tokens;
+  if (o->batch_note) fprintf(stderr, "%s: %s\n", g_get_prgname(), o->batch_note);
   if (!px_plan_validate(plan, model, cluster, error)) return FALSE;
   *model_out = g_steal_pointer(&model);
   if (cluster_out) *cluster_out = g_steal_pointer(&cluster);
@@ -181,8 +232,14 @@ gboolean px_parse_command_line(const char *cmd, const char *summary, GOptionEntr
                                PxPlanOptions *o, int *argc, char ***argv) {
   g_autofree char *param = g_strdup_printf("— %s", summary);
   g_autoptr(GOptionContext) ctx = g_option_context_new(param);
-  if (entries) g_option_context_add_main_entries(ctx, entries, NULL);
-  if (o) g_option_context_add_group(ctx, px_plan_options_group(o));
+  if (o) {
+    /* one main group: --help lists the command's and the plan's options */
+    GOptionGroup *g = px_plan_options_group(o);
+    if (entries) g_option_group_add_entries(g, entries);
+    g_option_context_set_main_group(ctx, g);
+  } else if (entries) {
+    g_option_context_add_main_entries(ctx, entries, NULL);
+  }
   g_set_prgname(cmd);
   g_autoptr(GError) error = NULL;
   if (!g_option_context_parse(ctx, argc, argv, &error)) {
@@ -208,6 +265,12 @@ static void command_usage(const char *prog, const PxCommand *commands, gsize n, 
 }
 
 int px_command_main(const char *prog, const PxCommand *commands, gsize n, int argc, char **argv) {
+  /* the user's locale for text (so that --help prints —, × and … rather
+   * than '?'), a UTF-8 one when theirs is plain C; numbers stay "C" (1.5,
+   * never 1,5) in every output */
+  setlocale(LC_ALL, "");
+  if (!g_get_charset(NULL)) setlocale(LC_CTYPE, "C.UTF-8");
+  setlocale(LC_NUMERIC, "C");
   if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
     command_usage(prog, commands, n, argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;

@@ -16,10 +16,18 @@ typedef struct {
   char *schedule, *partition, *offload, *ckpt, *precision, *order, *workspace, *stack, *attention;
   gboolean sp;
   char *units;       /* "GB" (1e9, default) or "GiB" (2^30) */
+  /* set by px_plan_options_resolve: */
+  gboolean batch_given;  /* the global batch came from a flag, the plan file or ds_config */
+  char *batch_note;      /* how --gbs-tokens became sequences (NULL without it) */
 } PxPlanOptions;
 
-/* Fills o with "unset" sentinels and returns a group of its entries (owned by
- * the caller's GOptionContext once added). */
+/* A whole-number flag value: the full string an integer in [min, G_MAXINT],
+ * else an error naming the flag ("--gbs -1 must be a whole number ≥ 1"). */
+gboolean px_parse_int_flag(const char *flag, const char *value, int min, int *out, GError **error);
+
+/* Fills o with "unset" (-1: never a value a flag accepts, since every integer
+ * flag is parsed by px_parse_int_flag) and returns a group of its entries
+ * (owned by the caller's GOptionContext once added). */
 GOptionGroup *px_plan_options_group(PxPlanOptions *o);
 /* Apply defaults, then --plan FILE, then --deepspeed FILE, then flags; load the
  * model and cluster (cluster optional: NULL when neither --cluster nor the plan

@@ -311,12 +311,19 @@ gboolean px_plot_memory(const PxTimeline *tl, const char *dir, const char *title
   Frame f = {0};
   if (!frame_init(&f, tl, TRUE, ideal, error)) return FALSE;
   g_autoptr(GString) data = g_string_new(NULL);
+  /* decimal byte unit by the peak: 0.0018 GB reads as 1.8 MB */
+  double peak = capacity;
+  for (guint i = 0; i < tl->memory->len; i++) peak = MAX(peak, g_array_index(tl->memory, PxMemSample, i).bytes);
+  static const struct { double scale; const char *name; } units[] = {{1e9, "GB"}, {1e6, "MB"}, {1e3, "kB"}, {1, "B"}};
+  gsize u = 0;
+  while (u + 1 < G_N_ELEMENTS(units) && peak < units[u].scale) u++;
+  const double unit = units[u].scale;
   g_autoptr(GString) names = g_string_new(NULL);
   for (guint r = 0; r < f.rows.ranks->len; r++) {
     int rank = g_array_index(f.rows.ranks, int, r);
     g_autofree char *name = row_name(&f.rows, r, '-');
     g_string_append_printf(names, "%s%s", r ? " " : "", name);
-    g_string_append_printf(data, "# %s: t GB\n", name);
+    g_string_append_printf(data, "# %s: t %s\n", name, units[u].name);
     double last = 0;
     gboolean any = FALSE;
     for (guint i = 0; i < tl->memory->len; i++) {
@@ -332,11 +339,11 @@ gboolean px_plot_memory(const PxTimeline *tl, const char *dir, const char *title
         break;
       }
       if (superseded) continue;
-      g_string_append_printf(data, "%.9g %.9g\n", m->t * f.scale, m->bytes / GB);
+      g_string_append_printf(data, "%.9g %.9g\n", m->t * f.scale, m->bytes / unit);
       last = m->bytes;
       any = TRUE;
     }
-    if (any) g_string_append_printf(data, "%.9g %.9g\n", f.tend * f.scale, last / GB);
+    if (any) g_string_append_printf(data, "%.9g %.9g\n", f.tend * f.scale, last / unit);
     else g_string_append(data, "0 NaN\n");
     g_string_append(data, "\n\n");
   }
@@ -347,7 +354,8 @@ gboolean px_plot_memory(const PxTimeline *tl, const char *dir, const char *title
     append_gp_string(vars, "names", names->str);
     append_gp_string(vars, "xunit", f.xunit);
     append_gp_string(vars, "ptitle", title ? title : "Memory over the step");
-    g_string_append_printf(vars, "capacity=%.9g; tmax=%.9g; ", capacity / GB, f.tend * f.scale);
+    append_gp_string(vars, "yunit", units[u].name);
+    g_string_append_printf(vars, "capacity=%.9g; tmax=%.9g; ", capacity / unit, f.tend * f.scale);
     ok = px_plot_run("memory", dir, "memory", datafile, vars->str, error);
   }
   rows_clear(&f.rows);

@@ -399,6 +399,7 @@ typedef struct {
   PxSearchCandidate closest;
   GArray *points;
   gboolean done;
+  GError *why;               /* the first rule a layout of the task broke */
 } Task;
 
 typedef struct {
@@ -474,7 +475,7 @@ static void run_task(gpointer data, gpointer user) {
 
   PxPlan pp_plan;
   plan_from(&pp_plan, sp->base, &l);
-  g_autoptr(PxPartition) part = px_partition_new(sp->model, &pp_plan, NULL, NULL);
+  g_autoptr(PxPartition) part = px_partition_new(sp->model, &pp_plan, NULL, &task->why);
   guint64 feasible_local = 0;
   if (part) {
     int pp = l.pp;
@@ -506,7 +507,9 @@ static void run_task(gpointer data, gpointer user) {
               task->evaluated++;
               PxPlan p;
               plan_from(&p, sp->base, &l);
-              if (!cb.ok || !sb[z].ok || !px_plan_validate(&p, sp->model, sp->cluster, NULL)) continue;
+              /* (p shares the base's strings: nothing to clear) */
+              if (!px_plan_validate(&p, sp->model, sp->cluster, task->why ? NULL : &task->why) || !cb.ok || !sb[z].ok)
+                continue;
               task->valid++;
               PxSearchCandidate c = {.layout = l, .gbs = p.gbs, .seq = p.seq};
               evaluate(&p, &sb[z], &cb, &c.memory, &c.analytic_time);
@@ -572,7 +575,7 @@ static GArray *enumerate_tasks(const PxModel *model, const PxCluster *cluster, c
       int dp = gpus / (tp * pp);
       if (!fixed_ok(o->fix.dp, dp)) continue;
       for (int vpp = 1; vpp <= MAX(o->max_vpp, 1); vpp++) {
-        if (vpp > 1 && (pp == 1 || d->layers % (pp * vpp) || pp * vpp > d->layers)) continue;
+        if (vpp > 1 && (pp == 1 || pp * vpp > d->layers)) continue;
         if (!fixed_ok(o->fix.vpp, vpp)) continue;
         /* vpp 2 is tried twice: Megatron's interleaving and the V (zb-v, dualpipev) */
         for (int v_shape = 0; v_shape <= (vpp == 2 && pp > 1); v_shape++)
@@ -590,6 +593,42 @@ static GArray *enumerate_tasks(const PxModel *model, const PxCluster *cluster, c
     }
   }
   return tasks;
+}
+
+char *px_search_why_empty(const PxModel *model, const PxCluster *cluster, const PxSearchOptions *o) {
+  const PxModelDesc *d = &model->desc;
+  int gpus = px_cluster_gpus(cluster);
+  int tp_max = o->tp_across_nodes ? gpus : MIN(gpus, cluster->gpus_per_node);
+  const PxSearchFix *f = &o->fix;
+  if (f->tp > 0) {
+    if (f->tp > tp_max)
+      return g_strdup_printf("--fix tp=%d: tp stays within a node of %d GPUs (--tp-across-nodes lifts it)", f->tp, tp_max);
+    if (gpus % f->tp) return g_strdup_printf("--fix tp=%d does not divide %d GPUs", f->tp, gpus);
+    if (d->heads % f->tp) return g_strdup_printf("--fix tp=%d does not divide %d attention heads", f->tp, d->heads);
+    if (d->kv_heads % f->tp) return g_strdup_printf("--fix tp=%d does not divide %d key-value heads", f->tp, d->kv_heads);
+    if (d->ffn % f->tp) return g_strdup_printf("--fix tp=%d does not divide the FFN size %d", f->tp, d->ffn);
+  }
+  if (f->pp > 0) {
+    if (f->pp > d->layers) return g_strdup_printf("--fix pp=%d exceeds %d layers", f->pp, d->layers);
+    if (gpus % f->pp) return g_strdup_printf("--fix pp=%d does not divide %d GPUs", f->pp, gpus);
+    if (f->tp > 0 && gpus % ((gint64)f->tp * f->pp))
+      return g_strdup_printf("--fix tp=%d × pp=%d does not divide %d GPUs", f->tp, f->pp, gpus);
+  }
+  if (f->dp > 0 && gpus % f->dp) return g_strdup_printf("--fix dp=%d does not divide %d GPUs", f->dp, gpus);
+  if (f->vpp > 1) {
+    if (f->vpp > MAX(o->max_vpp, 1))
+      return g_strdup_printf("--fix vpp=%d is above --max-vpp %d", f->vpp, MAX(o->max_vpp, 1));
+    if (f->pp == 1) return g_strdup_printf("--fix vpp=%d needs pp > 1", f->vpp);
+    if (f->pp > 0 && (gint64)f->pp * f->vpp > d->layers)
+      return g_strdup_printf("--fix pp=%d × vpp=%d = %d model chunks exceed %d layers", f->pp, f->vpp, f->pp * f->vpp,
+                             d->layers);
+    if (f->schedule >= 0 && f->schedule != PX_SCHED_INTERLEAVED && !(f->vpp == 2 && px_schedule_is_v(f->schedule)))
+      return g_strdup_printf("--fix vpp=%d needs the interleaved schedule (or vpp=2 with zb-v, dualpipev)", f->vpp);
+  }
+  if (f->vpp == 1 && f->schedule == PX_SCHED_INTERLEAVED) return g_strdup("--fix schedule=interleaved needs vpp ≥ 2");
+  if (f->vpp == 1 && f->schedule >= 0 && px_schedule_is_v(f->schedule))
+    return g_strdup_printf("--fix schedule=%s needs vpp = 2 (two chunks per rank)", px_schedule_name(f->schedule));
+  return NULL;
 }
 
 /* ---- confirmation --------------------------------------------------------- */
@@ -662,6 +701,7 @@ void px_search_result_free(PxSearchResult *r) {
   if (!r) return;
   if (r->top) g_array_unref(r->top);
   if (r->points) g_array_unref(r->points);
+  g_free(r->why_invalid);
   g_free(r);
 }
 
@@ -700,6 +740,7 @@ PxSearchResult *px_search_run(const PxModel *model, const PxCluster *cluster, co
 
   Run run = {.space = {model, cluster, base, res->capacity, opt}, .cap = cap};
   g_autoptr(GArray) tasks = enumerate_tasks(model, cluster, opt);
+  if (tasks->len == 0) res->why_invalid = px_search_why_empty(model, cluster, opt);
   run.tasks = (Task *)tasks->data;
   run.n_tasks = tasks->len;
   for (guint i = 0; i < tasks->len; i++) res->total += run.tasks[i].count;
@@ -725,6 +766,11 @@ PxSearchResult *px_search_run(const PxModel *model, const PxCluster *cluster, co
   if (opt->keep_points) res->points = g_array_new(FALSE, FALSE, sizeof(PxSearchPoint));
   for (guint i = 0; i < tasks->len; i++) {
     Task *t = &run.tasks[i];
+    if (t->why && !res->why_invalid) {
+      res->why_invalid = g_strdup_printf("%s (tp %d pp %d dp %d vpp %d)", t->why->message, t->key.tp, t->key.pp,
+                                         t->key.dp, t->key.vpp);
+    }
+    g_clear_error(&t->why);
     res->evaluated += t->evaluated;
     res->valid += t->valid;
     res->feasible += t->feasible;

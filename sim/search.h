@@ -157,7 +157,12 @@ typedef struct {
   gboolean have_closest;     /* when nothing fits: the valid layout needing least memory */
   PxSearchCandidate closest;
   GArray *points;            /* PxSearchPoint of every feasible layout (keep_points), else NULL */
+  char *why_invalid;         /* the rule the first invalid layout broke (NULL if none did) */
 } PxSearchResult;
+
+/* When the fixed knobs leave no layout to enumerate: the rule a fixed value
+ * breaks ("--fix vpp=4: pp·vpp = 64 exceeds 32 layers"), or NULL. */
+char *px_search_why_empty(const PxModel *model, const PxCluster *cluster, const PxSearchOptions *opt);
 
 /* Search the layouts of `base` (its batch, sequence, precision, partition
  * method and workspace are kept) on every GPU of `cluster`. */

@@ -26,6 +26,11 @@ for key in '"parameters" : 174604259328' '"first_layer"' '"last_layer"' '"bubble
   check "json has $key" "grep -qF -- '$key' <<<\"\$json\""
 done
 
+# --help lists the plan options, in UTF-8 even under LC_ALL=C
+help=$(LC_ALL=C "$sim" plan --help)
+check "plan --help lists --gbs-tokens and --json" "grep -q -- '--gbs-tokens' <<<\"\$help\" && grep -q -- '--json' <<<\"\$help\""
+check "plan --help prints — and … (not ?)" "grep -q 'plan \[OPTION…\] — partition' <<<\"\$help\""
+
 # bad input: one line on stderr, non-zero exit
 bad() {  # name expected-substring args...
   local name=$1 want=$2; shift 2
@@ -42,7 +47,51 @@ printf '{"n_layer": 12, "n_embd":' > "$tmp/bad.json"
 bad "truncated config.json" "bad.json" plan --model "$tmp/bad.json"
 bad "missing plan file" "nowhere.ini" plan --model gpt2-124m --plan "$tmp/nowhere.ini"
 bad "bad flag" "--zero" plan --model gpt2-124m --zero=x
-bad "negative flag" "--mbs -3 must be at least 1" plan --model gpt2-124m --mbs -3
+bad "negative flag" "--mbs -3 must be a whole number from 1" plan --model gpt2-124m --mbs -3
+# -1 is not "default", 0 and out-of-range values name the flag
+bad "gbs -1" "--gbs -1 must be a whole number from 1" plan --model gpt2-124m --gbs -1
+bad "gbs 0" "--gbs 0 must be a whole number from 1" plan --model gpt2-124m --gbs 0
+bad "zero -1" "--zero -1 must be a whole number from 0" plan --model gpt2-124m --zero -1
+bad "zero 5" "--zero 5 must be 0, 1, 2 or 3" plan --model gpt2-124m --zero 5
+bad "vpp -1" "--vpp -1 must be a whole number from 1" plan --model gpt2-124m --vpp -1
+bad "gpus -1" "--gpus -1 must be a whole number from 1" plan --model gpt2-124m --cluster dgx-h100 --gpus -1
+bad "nodes -1" "--nodes -1 must be a whole number from 1" plan --model gpt2-124m --cluster dgx-h100 --nodes -1
+bad "huge gbs" "--gbs 99999999999 must be a whole number" plan --model gpt2-124m --gbs 99999999999
+bad "gpus and nodes" "--gpus 8 and --nodes 2 both give the size" plan --model gpt2-124m --cluster dgx-h100 --gpus 8 --nodes 2
+bad "gbs and gbs-tokens" "--gbs 8 and --gbs-tokens 1M both give" plan --model gpt2-124m --gbs 8 --gbs-tokens 1M
+bad "gbs-tokens nan" "--gbs-tokens 'nan' is not a token count" plan --model gpt2-124m --gbs-tokens nan
+bad "gbs-tokens inf" "--gbs-tokens 'inf' is not a token count" plan --model gpt2-124m --gbs-tokens inf
+
+# --gbs-tokens: one rule (nearest multiple of a power of two within 5 %), said on stderr:
+# 1M tokens at 8192 = 122.07 sequences → 128 (+4.9 %), the same as search
+"$sim" plan --model llama3-8b --gbs-tokens 1M >"$tmp/out" 2>"$tmp/err"
+check "1M tokens at 8192 is 128 sequences" "grep -q 'global batch 128 sequences = 1048576 tokens (+4.9 %)' \"$tmp/err\" && grep -q 'global 128 sequences' \"$tmp/out\""
+# 3.1M at 4096 = 756.8 → 768 (not 512); 1.6M at 4096 = 390.6 → 384 (not 512)
+"$sim" plan --model llama2-7b --gbs-tokens 3.1M 2>"$tmp/err" >/dev/null
+check "3.1M tokens at 4096 is 768 sequences" "grep -q 'global batch 768 sequences' \"$tmp/err\""
+"$sim" plan --model llama2-7b --gbs-tokens 1.6M 2>"$tmp/err" >/dev/null
+check "1.6M tokens at 4096 is 384 sequences" "grep -q 'global batch 384 sequences' \"$tmp/err\""
+# no batch: the stated default, said
+out=$("$sim" plan --model gpt2-124m)
+check "no batch: the default is said" "grep -q 'no batch given: one micro-batch per data-parallel rank' <<<\"\$out\""
+# an imported HF model defaults to seq 4096, not max_position_embeddings (131072)
+out=$("$sim" plan --model "$PARALLAX_DATA_DIR/configs/hf/llama-3.1-8b.json")
+check "HF import: default sequence 4096" "grep -q '× 4096 tokens' <<<\"\$out\""
+check "HF import: published count" "grep -q '(8030261248)' <<<\"\$out\""
+# sizes never overflow: checked products, one line naming what is too large
+bad "nodes overflow" "--nodes 2000000000 × 8 GPUs is more than" plan --model gpt2-124m --cluster dgx-h100 --nodes 2000000000
+bad "mbs × dp overflow" "is too large" plan --model gpt2-124m --mbs 2000000000 --dp 2
+bad "tp × pp overflow" "is too many GPUs" plan --model gpt2-124m --cluster dgx-h100 --tp 65536 --pp 65536
+# bounded input: an endless file, deep nesting, a directory
+bad "endless ds_config" "larger than 1048576 bytes" plan --model gpt2-124m --deepspeed /dev/zero
+bad "endless plan file" "larger than 1048576 bytes" plan --model gpt2-124m --plan /dev/zero
+python3 -c "print('{\"a\":' * 100000 + '1' + '}' * 100000)" > "$tmp/deep.json"
+bad "deep JSON" "JSON nested deeper than 32 levels" plan --model "$tmp/deep.json"
+bad "deep ds_config" "JSON nested deeper than 32 levels" plan --model gpt2-124m --deepspeed "$tmp/deep.json"
+bad "directory as ds_config" "is a directory" plan --model gpt2-124m --deepspeed "$tmp"
+printf '[model]\nlayers = 50000000\nhidden = 8\nheads = 2\nvocab = 10\nmax_seq = 8\n' > "$tmp/big.ini"
+bad "layers beyond the limit" "layers = 50000000 exceeds the limit 4096" plan --model "$tmp/big.ini"
+bad "mixtral refused" "mixture of experts" plan --model "$PARALLAX_DATA_DIR/tests/data/hf/mixtral-8x7b.json"
 bad "unknown command" "unknown command" frobnicate
 
 echo "1..$n"

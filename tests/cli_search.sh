@@ -83,6 +83,11 @@ bad "bad --fix value" "ckpt is none, selective or full" "${base[@]}" --fix ckpt=
 bad "bad objective" "--objective 'fast'" "${base[@]}" --objective fast
 bad "bad max-memory" "--max-memory 'lots'" "${base[@]}" --max-memory lots
 bad "no cluster" "no cluster" --model llama2-7b
-bad "bad node range" "--nodes-range '8-2'" --model llama2-7b --cluster dgx-h100 --tokens 1T --days 3 --nodes-range 8-2
+bad "bad node range" "--nodes-range '8-2'" --model llama2-7b --cluster dgx-h100 --gbs 512 --tokens 1T --days 3 --nodes-range 8-2
+# the same --gbs-tokens rule as plan: 1M tokens at 8192 → 128 sequences, said
+"$sim" search --model llama3-8b --cluster dgx-h100 --gpus 8 --gbs-tokens 1M --top 1 --threads 2 >"$tmp/out" 2>"$tmp/err"
+check "search: 1M tokens at 8192 is 128 sequences" "grep -q 'global batch 128 sequences = 1048576 tokens (+4.9 %)' \"$tmp/err\" && grep -q 'global batch 128 × 8192' \"$tmp/out\""
+bad "sizing without a batch" "needs the global batch" --model llama2-7b --cluster dgx-h100 --tokens 1T --days 3
+bad "search without a batch" "needs the global batch" --model llama2-7b --cluster dgx-h100 --gpus 8
 
 exit $fail

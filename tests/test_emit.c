@@ -234,7 +234,7 @@ static void assert_deepspeed(const Case *c, const Member *expect) {
   px_plan_init(&q);
   q.dp = c->plan.dp;
   g_autoptr(GError) err = NULL;
-  g_assert_true(px_plan_load_deepspeed(&q, path, &err));
+  g_assert_true(px_plan_load_deepspeed(&q, path, NULL, &err));
   g_assert_no_error(err);
   g_assert_cmpint(q.gbs, ==, c->plan.gbs);
   g_assert_cmpint(q.mbs, ==, c->plan.mbs);

@@ -3,6 +3,7 @@
 #include <glib.h>
 #include <math.h>
 #include "memory.h"
+#include "config.h"
 
 static PxModel *load(const char *name) {
   g_autoptr(GError) e = NULL;
@@ -154,16 +155,20 @@ static void test_interleaved_weighted(void) {
   const double act[2] = {1, 10};
   g_assert_cmpfloat(px_memory_peak_activations(&p, 1, act), ==, 12);
   g_assert_cmpfloat(px_memory_peak_activations(&p, 0, act), ==, 23);
-  /* equal chunks: the micro-batch count times the sum, as px_memory_in_flight says */
+  /* equal chunks of 5: rank 0's peak holds the 5 chunk-forwards {0,0,1,1,0}
+   * = 25, rank 1's the 3 of {0,0,1} = 15 (Korthikanti §4.2.3: rank 0 holds
+   * p·(1 + (p-1)/(p·v)) = 2.5 micro-batches of its 10) */
   const double eq[2] = {5, 5};
-  g_assert_cmpfloat(px_memory_peak_activations(&p, 0, eq), ==, px_memory_in_flight(&p, 0) * 10);
-  g_assert_cmpfloat(px_memory_peak_activations(&p, 1, eq), ==, px_memory_in_flight(&p, 1) * 10);
+  g_assert_cmpfloat(px_memory_peak_activations(&p, 0, eq), ==, 25);
+  g_assert_cmpfloat(px_memory_peak_activations(&p, 1, eq), ==, 15);
+  g_assert_cmpfloat(px_memory_in_flight(&p, 0), ==, 2.5);
   px_plan_clear(&p);
 }
 
 /* 1F1B's first stage holds p micro-batches of L/p layers: L layers' worth,
- * whatever p. With blocks split evenly (type:TransformerLayer), stage 0's block
- * activations = 96 × one block for pp 4 and pp 8 alike. */
+ * whatever p. GPT-3 175B, s 2048, b 1, tp 8 with SP, bf16: one block is
+ * Korthikanti's sbh(34/t + 5as/(ht)) = 2048·12288·(4.25 + 10) = 358,612,992 B;
+ * stage 0 holds 96 of them plus p embedding dropout masks of sbh/t = 3,145,728 B. */
 static void test_first_stage_whatever_p(void) {
   g_autoptr(PxModel) m = load("gpt3-175b");
   for (int pp = 4; pp <= 8; pp += 4) {
@@ -174,11 +179,44 @@ static void test_first_stage_whatever_p(void) {
     p.partition = g_strdup("type:TransformerLayer");
     g_autoptr(PxMemory) mem = memory_of(m, &p, NULL);
     const PxStageMemory *s = &mem->stages[0];
-    double embed = px_layer_activation_bytes(m, &m->layers[0], &p);
-    g_assert_cmpfloat_with_epsilon((s->activations - s->in_flight * embed) / (96 * s->activation_per_layer), 1.0,
-                                   1e-12);
+    g_assert_cmpfloat(s->activation_per_layer, ==, 358612992.0);
+    g_assert_cmpfloat(s->activations, ==, 96 * 358612992.0 + pp * 3145728.0);
     px_plan_clear(&p);
   }
+}
+
+/* head_dim apart from h/a, a sliding window and a parallel block change the
+ * block's activations by hand-counted terms (bf16, s 4096, b 1, no TP, no
+ * dropout). Gemma-7B: q = 4096 (16 × 256), kv = 4096, h = 3072, f = 24576:
+ * rep 2·2sbh·2 = 8sbh; split 2s(q+kv) + 2s·kv + 2s·q = 2s·16384; gated MLP
+ * 3·2·s·f; softmax 2·a·s² — for s = 4096. */
+static void test_block_variants(void) {
+  g_autofree char *gemma_path = g_build_filename(px_data_dir(), "configs", "hf", "gemma-7b.json", NULL);
+  g_autoptr(PxModel) g = px_model_load(gemma_path, NULL);
+  g_assert_nonnull(g);
+  PxPlan p;
+  px_plan_init(&p);
+  p.seq = 4096;
+  double s = 4096, h = 3072, f = 24576, a = 16;
+  double expect = 8 * s * h + 2 * s * 16384 + 6 * s * f + 2 * a * s * s;
+  g_assert_cmpfloat(px_layer_activation_bytes(g, &g->layers[1], &p), ==, expect);
+  /* Mistral-7B at s 8192 with its 4096 window: the softmax is a·s·4096 */
+  g_autofree char *mistral_path = g_build_filename(px_data_dir(), "configs", "hf", "mistral-7b.json", NULL);
+  g_autoptr(PxModel) mi = px_model_load(mistral_path, NULL);
+  p.seq = 8192;
+  s = 8192, h = 4096;
+  double kv = 1024, mf = 14336;
+  expect = 8 * s * h + 2 * s * (h + kv) + 2 * s * kv + 2 * s * h + 6 * s * mf + 2 * 32 * s * 4096;
+  g_assert_cmpfloat(px_layer_activation_bytes(mi, &mi->layers[1], &p), ==, expect);
+  /* GPT-NeoX-20B's parallel block: the MLP's norm reads the block input the
+   * attention's norm holds: one 2sbh less than sequential (s 2048, dropout 0) */
+  g_autofree char *neox_path = g_build_filename(px_data_dir(), "configs", "hf", "gpt-neox-20b.json", NULL);
+  g_autoptr(PxModel) nx = px_model_load(neox_path, NULL);
+  p.seq = 2048;
+  s = 2048, h = 6144;
+  expect = 6 * s * h + 2 * s * 2 * h + 2 * s * h + 2 * s * h + 4 * s * 4 * h + 2 * 64 * s * s;
+  g_assert_cmpfloat(px_layer_activation_bytes(nx, &nx->layers[1], &p), ==, expect);
+  px_plan_clear(&p);
 }
 
 /* The seed's GPT-3 layout does not fit on A100-80GB: stage 0 holds a quarter
@@ -215,6 +253,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/memory/in-flight", test_in_flight);
   g_test_add_func("/memory/interleaved-weighted", test_interleaved_weighted);
   g_test_add_func("/memory/1f1b-first-stage", test_first_stage_whatever_p);
+  g_test_add_func("/memory/block-variants", test_block_variants);
   g_test_add_func("/memory/seed-gpt3-does-not-fit", test_seed_gpt3_does_not_fit);
   return g_test_run();
 }

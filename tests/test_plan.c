@@ -231,7 +231,7 @@ static void test_deepspeed(void) {
   px_plan_init(&p);
   p.dp = 8;
   g_autoptr(GError) e = NULL;
-  g_assert_true(px_plan_load_deepspeed(&p, path, &e));
+  g_assert_true(px_plan_load_deepspeed(&p, path, NULL, &e));
   g_assert_no_error(e);
   g_assert_cmpint(p.gbs, ==, 256); /* 4 × 8 × 8 */
   g_assert_cmpint(p.mbs, ==, 4);
@@ -241,19 +241,69 @@ static void test_deepspeed(void) {
   g_assert_cmpint(p.ckpt, ==, PX_CKPT_FULL);
   /* the same file with dp 4 breaks the batch rule */
   p.dp = 4;
-  g_assert_false(px_plan_load_deepspeed(&p, path, &e));
+  g_assert_false(px_plan_load_deepspeed(&p, path, NULL, &e));
   g_assert_error(e, PX_PLAN_ERROR, PX_PLAN_ERROR_INVALID);
   g_assert_nonnull(strstr(e->message, "train_batch_size 256 != micro 4 × accumulation 8 × dp 4 = 128"));
   g_clear_error(&e);
   g_autofree char *bad = write_tmp("ds-bad.json", "{\"train_batch_size\": \"many\"}");
-  g_assert_false(px_plan_load_deepspeed(&p, bad, &e));
+  g_assert_false(px_plan_load_deepspeed(&p, bad, NULL, &e));
   g_assert_error(e, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE);
   g_clear_error(&e);
   g_autofree char *trunc = write_tmp("ds-trunc.json", "{\"train_batch_size\": 8, \"zero_optim");
-  g_assert_false(px_plan_load_deepspeed(&p, trunc, &e));
+  g_assert_false(px_plan_load_deepspeed(&p, trunc, NULL, &e));
   g_assert_error(e, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE);
   g_unlink(bad);
   g_unlink(trunc);
+  px_plan_clear(&p);
+}
+
+/* The Hugging Face Trainer's ds_config: "auto" batch sizes, precision and
+ * bucket come from the command line or are refused, naming the key; the
+ * batch rule is checked after the command line's values. */
+static void test_deepspeed_auto(void) {
+  g_autofree char *path = g_build_filename(PX_DATA_DIR, "configs", "deepspeed", "hf-trainer-zero3-auto.json", NULL);
+  PxPlan p;
+  px_plan_init(&p);
+  p.dp = 8;
+  g_autoptr(GError) e = NULL;
+  /* nothing given: the first "auto" met is named */
+  g_assert_false(px_plan_load_deepspeed(&p, path, NULL, &e));
+  g_assert_nonnull(strstr(e->message, "\"train_batch_size\" is \"auto\": give --gbs or --gbs-tokens"));
+  g_clear_error(&e);
+  PxDsOverrides cli = {.gbs = 64, .hidden = 4096};
+  g_assert_false(px_plan_load_deepspeed(&p, path, &cli, &e));
+  g_assert_nonnull(strstr(e->message, "\"train_micro_batch_size_per_gpu\" is \"auto\": give --mbs"));
+  g_clear_error(&e);
+  /* bf16 "auto" is not fp32: it needs --precision */
+  cli.mbs = 2;
+  g_assert_false(px_plan_load_deepspeed(&p, path, &cli, &e));
+  g_assert_nonnull(strstr(e->message, "bf16.enabled is \"auto\": give --precision"));
+  g_clear_error(&e);
+  cli.precision_given = TRUE;
+  p.precision = PX_PREC_BF16;
+  g_assert_true(px_plan_load_deepspeed(&p, path, &cli, &e));
+  g_assert_no_error(e);
+  g_assert_cmpint(p.gbs, ==, 64);
+  g_assert_cmpint(p.mbs, ==, 2);      /* accumulation "auto" = 64 / (2 × 8) = 4 */
+  g_assert_cmpint(p.zero, ==, 3);
+  g_assert_cmpint(p.precision, ==, PX_PREC_BF16);
+  g_assert_cmpfloat(p.bucket_bytes, ==, 4096.0 * 4096 * 2); /* h² elements of bf16 */
+  /* after the command line: --mbs 3 with gbs 64 and dp 8 breaks the rule */
+  cli.mbs = 3;
+  g_assert_false(px_plan_load_deepspeed(&p, path, &cli, &e));
+  g_assert_nonnull(strstr(e->message, "train_batch_size 64 is not divisible by micro 3 × dp 8 (after the command line"));
+  g_clear_error(&e);
+  /* the seed file: --mbs 2 with its train_batch_size 256 and accumulation 8
+   * at dp 8 gives 2 × 8 × 8 = 128 ≠ 256: refused, not silently m = 16 */
+  g_autofree char *seed = g_build_filename(PX_DATA_DIR, "configs", "deepspeed", "zero2-offload.json", NULL);
+  PxDsOverrides mbs_only = {.mbs = 2};
+  g_assert_false(px_plan_load_deepspeed(&p, seed, &mbs_only, &e));
+  g_assert_nonnull(strstr(e->message, "train_batch_size 256 != micro 2 × accumulation 8 × dp 8 = 128 (after the command line"));
+  g_clear_error(&e);
+  /* --mbs 2 --gbs 128 agrees with the file's accumulation 8 */
+  PxDsOverrides both = {.mbs = 2, .gbs = 128};
+  g_assert_true(px_plan_load_deepspeed(&p, seed, &both, &e));
+  g_assert_cmpint(p.gbs, ==, 128);
   px_plan_clear(&p);
 }
 
@@ -273,5 +323,6 @@ int main(int argc, char **argv) {
   g_test_add_func("/plan/rank-order", test_rank_order);
   g_test_add_func("/plan/ini/roundtrip", test_ini_roundtrip);
   g_test_add_func("/plan/deepspeed", test_deepspeed);
+  g_test_add_func("/plan/deepspeed-auto", test_deepspeed_auto);
   return g_test_run();
 }

@@ -45,7 +45,7 @@ static void setup_clear(Setup *s) {
 
 /* ---- an independent enumeration of the space the search defines ---------- *
  * tp within a node dividing heads, pp ≤ layers, dp = GPUs / (tp pp), vpp with
- * Megatron's rule (pp·vpp divides the blocks), mbs 1, 2, 4, 8, every ZeRO /
+ * pp·vpp ≤ blocks (chunks may be uneven), mbs 1, 2, 4, 8, every ZeRO /
  * offload, checkpoint, sp, schedule (no naive) and rank order; the plan rules
  * are px_plan_validate's. */
 typedef void (*LayoutFn)(const Setup *s, const PxPlan *plan, void *data);
@@ -59,7 +59,7 @@ static void for_each_layout(const Setup *s, LayoutFn fn, void *data) {
     for (int pp = 1; pp <= gpus; pp++) {
       if (gpus % (tp * pp)) continue;
       for (int vpp = 1; vpp <= 8; vpp++) {
-        if (vpp > 1 && L % (pp * vpp)) continue;
+        if (vpp > 1 && pp * vpp > L) continue; /* uneven chunks allowed (Megatron's first/last stage) */
         for (int mbs = 1; mbs <= 8; mbs *= 2)
           for (int zero = 0; zero <= 3; zero++)
             for (int off = 0; off <= 2; off++)
@@ -422,6 +422,67 @@ static void test_fix_holds(void) {
   setup_clear(&s);
 }
 
+/* Layer counts that pp·vpp does not divide are searched: Llama-3 405B's 126
+ * layers on 16,384 H100s with Meta's tp 8 pp 16 vpp 4 (64 chunks: the first
+ * holds the embedding and 1 block, the last 1 block and the head, the others 2)
+ * is a valid layout the search reports. */
+static void test_uneven_chunks(void) {
+  Setup s;
+  setup_load(&s, "llama3-405b", "dgx-h100", 16384, 2048, 8192);
+  PxSearchOptions o;
+  px_search_options_init(&o);
+  px_search_fix_parse(&o.fix, "tp=8", NULL);
+  px_search_fix_parse(&o.fix, "pp=16", NULL);
+  px_search_fix_parse(&o.fix, "vpp=4", NULL);
+  px_search_fix_parse(&o.fix, "mbs=1", NULL);
+  o.top = 1;
+  o.threads = 2;
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PxSearchResult) r = px_search_run(s.model, s.cluster, &s.plan, &o, &err);
+  g_assert_no_error(err);
+  g_assert_cmpuint(r->valid, >, 0);
+  g_assert_cmpuint(r->top->len, ==, 1);
+  const PxSearchCandidate *w = &g_array_index(r->top, PxSearchCandidate, 0);
+  g_assert_cmpint(w->layout.vpp, ==, 4);
+  /* its partition: 64 chunks of 126 blocks, ends lighter */
+  PxPlan p;
+  px_plan_copy(&p, &s.plan);
+  px_layout_apply(&w->layout, &p);
+  g_assert_true(px_plan_validate(&p, s.model, s.cluster, NULL));
+  g_autoptr(PxPartition) part = px_partition_new(s.model, &p, NULL, &err);
+  g_assert_no_error(err);
+  g_assert_cmpint(part->parts, ==, 64);
+  int blocks_first = 0, blocks_last = 0;
+  for (int li = part->bounds[0]; li < part->bounds[1]; li++) blocks_first += s.model->layers[li].kind == PX_LAYER_BLOCK;
+  for (int li = part->bounds[63]; li < part->bounds[64]; li++) blocks_last += s.model->layers[li].kind == PX_LAYER_BLOCK;
+  g_assert_cmpint(blocks_first, ==, 1);
+  g_assert_cmpint(blocks_last, ==, 1);
+  px_plan_clear(&p);
+  setup_clear(&s);
+}
+
+/* With nothing valid, the reason is the rule that failed, not a guess. */
+static void test_why_invalid(void) {
+  Setup s;
+  setup_load(&s, "llama2-13b", "dgx-h100", 64, 500, 4096);
+  PxSearchOptions o;
+  px_search_options_init(&o);
+  px_search_fix_parse(&o.fix, "dp=8", NULL);
+  o.threads = 2;
+  g_autoptr(PxSearchResult) r = px_search_run(s.model, s.cluster, &s.plan, &o, NULL);
+  g_assert_nonnull(r);
+  g_assert_cmpuint(r->valid, ==, 0);
+  g_assert_nonnull(r->why_invalid);
+  g_assert_nonnull(strstr(r->why_invalid, "global batch 500 is not divisible by micro-batch"));
+  px_search_options_init(&o);
+  px_search_fix_parse(&o.fix, "pp=32", NULL);
+  px_search_fix_parse(&o.fix, "vpp=4", NULL);
+  g_autoptr(PxSearchResult) r2 = px_search_run(s.model, s.cluster, &s.plan, &o, NULL);
+  g_assert_cmpuint(r2->total, ==, 0);
+  g_assert_cmpstr(r2->why_invalid, ==, "--fix pp=32 × vpp=4 = 128 model chunks exceed 40 layers");
+  setup_clear(&s);
+}
+
 /* The sentence names the knobs that differ and the effect, with hand values. */
 static void test_explain(void) {
   PxSearchCandidate w = {.layout = {.tp = 8, .pp = 4, .dp = 8, .vpp = 1, .mbs = 1, .zero = 1,
@@ -481,6 +542,8 @@ int main(int argc, char **argv) {
   g_test_add_func("/search/schedule/tradeoff", test_schedule_tradeoff);
   g_test_add_func("/search/fix/parse", test_fix_parse);
   g_test_add_func("/search/fix/holds", test_fix_holds);
+  g_test_add_func("/search/uneven-chunks", test_uneven_chunks);
+  g_test_add_func("/search/fix/why-invalid", test_why_invalid);
   g_test_add_func("/search/explain/hand", test_explain);
   g_test_add_func("/search/memory/matches-core", test_memory_matches_core);
   g_test_add_func("/search/analytic/close-to-simulation", test_analytic_close_to_simulation);
