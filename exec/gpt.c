@@ -9,8 +9,6 @@
 
 G_DEFINE_QUARK(px-gpt-error-quark, px_gpt_error)
 
-#define EPS_NORM 1e-5
-#define ROPE_THETA 10000.0
 #define TRY(x)                                                                                     \
   do {                                                                                             \
     if (!(x)) return FALSE;                                                                        \
@@ -119,7 +117,7 @@ PxGpt *px_gpt_new(const PxModel *model, const PxPlan *plan, const PxPartition *p
   g->sp = plan->seq_parallel && plan->tp > 1;
   g->Nl = g->sp ? g->N / plan->tp : g->N;
   g->h = d->hidden;
-  g->hd = d->hidden / d->heads;
+  g->hd = d->head_dim; /* the model's (px_model_new fills hidden / heads when not given) */
   g->heads_l = d->heads / g->tp;
   g->kv_l = d->kv_heads / g->tp;
   g->ffn_l = d->ffn / g->tp;
@@ -386,8 +384,8 @@ static void free_slots(LayerActs *la, gboolean keep_out) {
 static gboolean norm_fwd(PxGpt *g, PxTensor *out, PxTensor *mean, PxTensor *rstd, const PxTensor *x,
                          PxGptParam *w, PxGptParam *b, GError **error) {
   if (g->model->desc.norm == PX_NORM_RMSNORM)
-    return px_op_rmsnorm_fwd(g->r.be, out, rstd, x, w->w, EPS_NORM, error);
-  return px_op_layernorm_fwd(g->r.be, out, mean, rstd, x, w->w, W(b), EPS_NORM, error);
+    return px_op_rmsnorm_fwd(g->r.be, out, rstd, x, w->w, g->model->desc.norm_eps, error);
+  return px_op_layernorm_fwd(g->r.be, out, mean, rstd, x, w->w, W(b), g->model->desc.norm_eps, error);
 }
 
 static gboolean norm_bwd(PxGpt *g, PxTensor *dx, const PxTensor *dout, const PxTensor *x,
@@ -442,7 +440,7 @@ static gboolean block_fwd(PxGpt *g, int chunk, int li, LayerActs *la, const PxTe
   TRY(la->s[A_QKV] = new_act(g, "qkv", g->N, g->qkv_l, error));
   TRY(column_parallel_fwd(g, la->s[A_QKV], la->s[A_LN1], param(g, chunk, li, "attn.qkv.weight"),
                           param(g, chunk, li, "attn.qkv.bias"), error));
-  if (d->pos == PX_POS_ROPE) TRY(px_op_rope_fwd(be, la->s[A_QKV], la->s[A_QKV], &as, ROPE_THETA, error));
+  if (d->pos == PX_POS_ROPE) TRY(px_op_rope_fwd(be, la->s[A_QKV], la->s[A_QKV], &as, g->model->desc.rope_theta, error));
   gint64 att_shape[4] = {g->B, g->heads_l, g->T, g->T};
   TRY(la->s[A_ATT] = px_tensor_new(be, "att", g->r.dtype, PX_MEM_ACTIVATIONS, 4, att_shape, error));
   TRY(la->s[A_AO] = new_act(g, "attn_out", g->N, (gint64)g->heads_l * g->hd, error));
@@ -751,7 +749,7 @@ static gboolean block_bwd(PxGpt *g, int chunk, int li, PxGptActs *a, LayerActs *
   if (d->pos == PX_POS_ROPE) {
     g_autoptr(PxTensor) rot = g_steal_pointer(&dqkv);
     TRY(dqkv = new_grad(g, "dqkv_pre", g->N, g->qkv_l, error));
-    TRY(px_op_rope_bwd(be, dqkv, rot, &as, ROPE_THETA, error));
+    TRY(px_op_rope_bwd(be, dqkv, rot, &as, g->model->desc.rope_theta, error));
   }
   g_autoptr(PxTensor) dln1 = new_partial(g, "dln1", g->h, PX_MEM_BUFFERS, TRUE, error);
   g_autoptr(PxTensor) ln1_h = NULL;

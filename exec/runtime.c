@@ -342,9 +342,10 @@ static gboolean rank_init(PxRuntime *rt, Rank *r, int rank, PxComm *world, GErro
 static char *make_fingerprint(const PxModel *model, const PxPlan *plan, const PxRunOptions *o) {
   const PxModelDesc *d = &model->desc;
   g_autofree char *src = o->data ? g_path_get_basename(o->data) : g_strdup("synthetic");
-  return g_strdup_printf("model %s L%d h%d a%d kv%d f%d V%d; dtype %s; seed %" G_GUINT64_FORMAT "; data %s; gbs %d; "
-                         "seq %d", d->name, d->layers, d->hidden, d->heads, d->kv_heads, d->ffn, d->vocab,
-                         px_dtype_name(o->dtype), o->seed, src, plan->gbs, plan->seq);
+  return g_strdup_printf("model %s L%d h%d a%d kv%d f%d V%d hd%d theta%g eps%g; dtype %s; seed %" G_GUINT64_FORMAT
+                         "; data %s; gbs %d; seq %d", d->name, d->layers, d->hidden, d->heads, d->kv_heads, d->ffn,
+                         d->vocab, d->head_dim, d->rope_theta, d->norm_eps, px_dtype_name(o->dtype), o->seed, src,
+                         plan->gbs, plan->seq);
 }
 
 static gboolean open_data(PxRuntime *rt, GError **error) {
@@ -423,7 +424,7 @@ static PxRuntime *runtime_setup(const PxModel *model, const PxPlan *plan, const 
     rfail(error, PX_RUNTIME_ERROR_INVALID, "the executor runs in f32 or f64");
     return NULL;
   }
-  if (!px_plan_validate(&rt->plan, model, NULL, error)) return NULL;
+  if (!px_plan_validate(&rt->plan, model, NULL, error) || !px_model_executable(model, error)) return NULL;
   if (rt->plan.offload != PX_OFFLOAD_NONE) {
     rfail(error, PX_RUNTIME_ERROR_INVALID, "offload (%s) is not implemented by the executor",
           px_offload_name(rt->plan.offload));

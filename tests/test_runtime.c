@@ -102,6 +102,50 @@ static void test_parity_padded_vocab(void) {
   g_assert_cmpfloat((double)m.measured.current[PX_MEM_OPTIMIZER], ==, m.predicted.optimizer);
 }
 
+/* The model's own hyperparameters reach the executor. A Llama with head_dim
+ * 16 over hidden 32 and 4 heads (q and o projections 64 wide, as Gemma's
+ * 256 over 3072 / 16): the executor holds exactly the parameters the core
+ * lists (hand count below) and tp 2 equals the single rank. rope_theta and
+ * norm_eps change the loss when, and only when, they change the model
+ * (the RoPE op itself is checked against Hugging Face in test_rope_ref). */
+static double first_loss(const PxModelDesc *d, int tp) {
+  g_autoptr(GError) error = NULL;
+  g_autoptr(PxModel) model = px_model_new(d, &error);
+  g_assert_no_error(error);
+  Layout l = {d->name, 1, tp, 1, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8, FALSE, 1};
+  double loss[STEPS];
+  run_losses(model, &l, PX_DTYPE_F64, loss);
+  return loss[STEPS - 1];
+}
+
+static void test_model_hyperparameters(void) {
+  PxModelDesc d = {.name = "wide-heads", .layers = 2, .hidden = 32, .heads = 4, .kv_heads = 2, .ffn = 64,
+                   .vocab = 64, .max_seq = 16, .ffn_kind = PX_FFN_SWIGLU, .norm = PX_NORM_RMSNORM,
+                   .pos = PX_POS_ROPE, .bias = FALSE, .tied = FALSE, .head_dim = 16};
+  g_autoptr(GError) error = NULL;
+  g_autoptr(PxModel) model = px_model_new(&d, &error);
+  g_assert_no_error(error);
+  /* per block: 2 norms 2·32, qkv (4 + 2·2)·16 x 32 = 4096, o 32 x 64 = 2048, MLP 3 · 64·32 = 6144;
+   * wte and lm_head 64·32 each, final norm 32 */
+  gint64 block = 2 * 32 + 4096 + 2048 + 6144, total = 2 * block + 2 * 64 * 32 + 32;
+  g_autoptr(PxRuntime) rt = stepped(model, &(Layout){"wide-heads", 1, 1, 1, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8, FALSE, 1},
+                                    PX_DTYPE_F32, 1, NULL);
+  PxRankMemory m;
+  g_assert_true(px_runtime_memory(rt, 0, &m));
+  g_assert_cmpint(m.measured.current[PX_MEM_WEIGHTS], ==, 4 * total);
+  double one = first_loss(&d, 1), two = first_loss(&d, 2);
+  g_assert_cmpfloat(fabs(one - two), <, 1e-12 * one);
+  PxModelDesc base = d;
+  base.rope_theta = 10000; /* the default, stated: the same model */
+  g_assert_cmpfloat(first_loss(&base, 1), ==, one);
+  PxModelDesc theta = d;
+  theta.rope_theta = 500000; /* Llama-3's base */
+  g_assert_cmpfloat(fabs(first_loss(&theta, 1) - one), >, 1e-9);
+  PxModelDesc eps = d;
+  eps.norm_eps = 0.5; /* large enough to move the normalised activations */
+  g_assert_cmpfloat(fabs(first_loss(&eps, 1) - one), >, 1e-9);
+}
+
 /* The first step's loss is about log(V) for a freshly initialised model (tiny
  * logits): a wrong loss scale or a missing micro-batch would move it. */
 static void test_initial_loss(void) {
@@ -391,6 +435,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/runtime/parity/llama/f64", test_parity_llama_f64);
   g_test_add_func("/runtime/parity/padded-vocab", test_parity_padded_vocab);
   g_test_add_func("/runtime/loss/initial", test_initial_loss);
+  g_test_add_func("/runtime/model/hyperparameters", test_model_hyperparameters);
   g_test_add_func("/runtime/weights/agree", test_weights_agree);
   g_test_add_func("/runtime/memory/prediction", test_memory);
   g_test_add_func("/runtime/memory/by-hand", test_memory_by_hand);
