@@ -26,8 +26,16 @@ typedef struct {
   const char *prefix;
 } TensorList;
 
-static void add_tensor(TensorList *tl, const char *name, gint64 d0, gint64 d1, PxSplit split) {
+gboolean px_role_is_norm(PxTensorRole r) {
+  return r == PX_ROLE_NORM1 || r == PX_ROLE_NORM1_BIAS || r == PX_ROLE_NORM2 || r == PX_ROLE_NORM2_BIAS ||
+         r == PX_ROLE_FINAL_NORM || r == PX_ROLE_FINAL_NORM_BIAS;
+}
+
+gboolean px_role_is_residual_out(PxTensorRole r) { return r == PX_ROLE_ATTN_OUT || r == PX_ROLE_FFN_OUT; }
+
+static void add_tensor(TensorList *tl, const char *name, PxTensorRole role, gint64 d0, gint64 d1, PxSplit split) {
   PxTensorSpec t = {0};
+  t.role = role;
   t.name = g_strdup_printf("%s%s", tl->prefix, name);
   t.ndim = d1 > 0 ? 2 : 1;
   t.shape[0] = d0;
@@ -39,19 +47,19 @@ static void add_tensor(TensorList *tl, const char *name, gint64 d0, gint64 d1, P
 /* A linear layer: weight (out, in) and optional bias (out). Column-parallel
  * splits the output dim (and the bias); row-parallel splits the input dim and
  * keeps the bias whole (added after the all-reduce). */
-static void add_linear(TensorList *tl, const char *name, gint64 out, gint64 in, gboolean bias,
+static void add_linear(TensorList *tl, const char *name, PxTensorRole role, gint64 out, gint64 in, gboolean bias,
                        gboolean column_parallel) {
   g_autofree char *w = g_strconcat(name, ".weight", NULL);
   g_autofree char *b = g_strconcat(name, ".bias", NULL);
-  add_tensor(tl, w, out, in, column_parallel ? PX_SPLIT_ROWS : PX_SPLIT_COLS);
-  if (bias) add_tensor(tl, b, out, 0, column_parallel ? PX_SPLIT_ROWS : PX_SPLIT_NONE);
+  add_tensor(tl, w, role, out, in, column_parallel ? PX_SPLIT_ROWS : PX_SPLIT_COLS);
+  if (bias) add_tensor(tl, b, role + 1, out, 0, column_parallel ? PX_SPLIT_ROWS : PX_SPLIT_NONE);
 }
 
-static void add_norm(TensorList *tl, const PxModelDesc *d, const char *name) {
+static void add_norm(TensorList *tl, const PxModelDesc *d, const char *name, PxTensorRole role) {
   g_autofree char *w = g_strconcat(name, ".weight", NULL);
   g_autofree char *b = g_strconcat(name, ".bias", NULL);
-  add_tensor(tl, w, d->hidden, 0, PX_SPLIT_NONE);
-  if (d->norm == PX_NORM_LAYERNORM && d->bias) add_tensor(tl, b, d->hidden, 0, PX_SPLIT_NONE);
+  add_tensor(tl, w, role, d->hidden, 0, PX_SPLIT_NONE);
+  if (d->norm == PX_NORM_LAYERNORM && d->bias) add_tensor(tl, b, role + 1, d->hidden, 0, PX_SPLIT_NONE);
 }
 
 static void finish_layer(PxLayer *layer, TensorList *tl) {
@@ -141,8 +149,8 @@ PxModel *px_model_new(const PxModelDesc *desc, GError **error) {
   {
     PxLayer *l = &m->layers[li];
     TensorList tl = {g_array_new(FALSE, TRUE, sizeof(PxTensorSpec)), ""};
-    add_tensor(&tl, "wte.weight", d->vocab, h, PX_SPLIT_ROWS);
-    if (d->pos == PX_POS_LEARNED) add_tensor(&tl, "wpe.weight", d->max_seq, h, PX_SPLIT_NONE);
+    add_tensor(&tl, "wte.weight", PX_ROLE_TOKEN_EMBED, d->vocab, h, PX_SPLIT_ROWS);
+    if (d->pos == PX_POS_LEARNED) add_tensor(&tl, "wpe.weight", PX_ROLE_POS_EMBED, d->max_seq, h, PX_SPLIT_NONE);
     l->kind = PX_LAYER_EMBEDDING;
     l->type_name = "Embedding";
     l->index = li++;
@@ -153,17 +161,17 @@ PxModel *px_model_new(const PxModelDesc *desc, GError **error) {
     PxLayer *l = &m->layers[li];
     g_autofree char *prefix = g_strdup_printf("h.%d.", b);
     TensorList tl = {g_array_new(FALSE, TRUE, sizeof(PxTensorSpec)), prefix};
-    add_norm(&tl, d, "ln_1");
-    add_linear(&tl, "attn.qkv", q + 2 * kv, h, d->bias || d->qkv_bias, TRUE);
-    add_linear(&tl, "attn.proj", h, q, d->bias, FALSE);
-    add_norm(&tl, d, "ln_2");
+    add_norm(&tl, d, "ln_1", PX_ROLE_NORM1);
+    add_linear(&tl, "attn.qkv", PX_ROLE_QKV, q + 2 * kv, h, d->bias || d->qkv_bias, TRUE);
+    add_linear(&tl, "attn.proj", PX_ROLE_ATTN_OUT, h, q, d->bias, FALSE);
+    add_norm(&tl, d, "ln_2", PX_ROLE_NORM2);
     if (px_ffn_gated(d->ffn_kind)) {
-      add_linear(&tl, "mlp.gate", d->ffn, h, d->bias, TRUE);
-      add_linear(&tl, "mlp.up", d->ffn, h, d->bias, TRUE);
-      add_linear(&tl, "mlp.down", h, d->ffn, d->bias, FALSE);
+      add_linear(&tl, "mlp.gate", PX_ROLE_FFN_GATE, d->ffn, h, d->bias, TRUE);
+      add_linear(&tl, "mlp.up", PX_ROLE_FFN_UP, d->ffn, h, d->bias, TRUE);
+      add_linear(&tl, "mlp.down", PX_ROLE_FFN_OUT, h, d->ffn, d->bias, FALSE);
     } else {
-      add_linear(&tl, "mlp.fc", d->ffn, h, d->bias, TRUE);
-      add_linear(&tl, "mlp.proj", h, d->ffn, d->bias, FALSE);
+      add_linear(&tl, "mlp.fc", PX_ROLE_FFN_IN, d->ffn, h, d->bias, TRUE);
+      add_linear(&tl, "mlp.proj", PX_ROLE_FFN_OUT, h, d->ffn, d->bias, FALSE);
     }
     l->kind = PX_LAYER_BLOCK;
     l->type_name = "TransformerLayer";
@@ -174,7 +182,7 @@ PxModel *px_model_new(const PxModelDesc *desc, GError **error) {
   {
     PxLayer *l = &m->layers[li];
     TensorList tl = {g_array_new(FALSE, TRUE, sizeof(PxTensorSpec)), ""};
-    add_norm(&tl, d, "ln_f");
+    add_norm(&tl, d, "ln_f", PX_ROLE_FINAL_NORM);
     l->kind = PX_LAYER_FINAL_NORM;
     l->type_name = d->norm == PX_NORM_RMSNORM ? "RMSNorm" : "LayerNorm";
     l->index = li++;
@@ -184,7 +192,7 @@ PxModel *px_model_new(const PxModelDesc *desc, GError **error) {
   {
     PxLayer *l = &m->layers[li];
     TensorList tl = {g_array_new(FALSE, TRUE, sizeof(PxTensorSpec)), ""};
-    if (!d->tied) add_tensor(&tl, "lm_head.weight", d->vocab, h, PX_SPLIT_ROWS);
+    if (!d->tied) add_tensor(&tl, "lm_head.weight", PX_ROLE_LM_HEAD, d->vocab, h, PX_SPLIT_ROWS);
     l->kind = PX_LAYER_LM_HEAD;
     l->type_name = "LMHead";
     l->index = li++;

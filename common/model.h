@@ -78,12 +78,37 @@ typedef enum {
   PX_SPLIT_COLS,   /* dim 1 split: row-parallel weight (out, in) */
 } PxSplit;
 
+/* What a tensor is in the network, whatever its name: the executor finds its
+ * parameters by role. A bias is its weight's role + 1. */
+typedef enum {
+  PX_ROLE_TOKEN_EMBED,     /* wte (also the tied LM head) */
+  PX_ROLE_POS_EMBED,       /* wpe (learned positions) */
+  PX_ROLE_NORM1, PX_ROLE_NORM1_BIAS,           /* before attention */
+  PX_ROLE_QKV, PX_ROLE_QKV_BIAS,               /* fused query / key / value projection */
+  PX_ROLE_ATTN_OUT, PX_ROLE_ATTN_OUT_BIAS,     /* attention output projection (row-parallel) */
+  PX_ROLE_NORM2, PX_ROLE_NORM2_BIAS,           /* before the MLP */
+  PX_ROLE_FFN_IN, PX_ROLE_FFN_IN_BIAS,         /* non-gated MLP input (GPT-2 c_fc) */
+  PX_ROLE_FFN_GATE, PX_ROLE_FFN_GATE_BIAS,     /* gated MLP: gate */
+  PX_ROLE_FFN_UP, PX_ROLE_FFN_UP_BIAS,         /* gated MLP: up */
+  PX_ROLE_FFN_OUT, PX_ROLE_FFN_OUT_BIAS,       /* MLP output projection (row-parallel) */
+  PX_ROLE_FINAL_NORM, PX_ROLE_FINAL_NORM_BIAS,
+  PX_ROLE_LM_HEAD,         /* an untied LM head */
+  PX_ROLE_N,
+} PxTensorRole;
+
 typedef struct {
   char *name;         /* e.g. "h.3.attn.qkv.weight" */
   int ndim;           /* 1 or 2 */
   gint64 shape[2];    /* full (unsplit) shape; weights are (out, in) */
   PxSplit split;
+  PxTensorRole role;
 } PxTensorSpec;
+
+/* A norm's weight or bias (replicated over TP; with sequence parallelism its
+ * gradient is a partial sum over the TP ranks). */
+gboolean px_role_is_norm(PxTensorRole role);
+/* A projection into the residual stream (GPT-2's scaled initialisation). */
+gboolean px_role_is_residual_out(PxTensorRole role);
 
 typedef struct {
   PxLayerKind kind;

@@ -62,7 +62,7 @@ struct _PxGptActs {
 
 #define fail(error, code, ...) px_fail((error), PX_GPT_ERROR, (code), __VA_ARGS__)
 
-static gboolean is_qkv(const PxTensorSpec *s) { return strstr(s->name, "attn.qkv.") != NULL; }
+static gboolean is_qkv(const PxTensorSpec *s) { return s->role == PX_ROLE_QKV || s->role == PX_ROLE_QKV_BIAS; }
 
 static void add_param(GArray *arr, const PxTensorSpec *spec, int layer, gboolean tied_copy, int tp,
                       gint64 *offset) {
@@ -194,8 +194,7 @@ gboolean px_gpt_find_param(const PxGpt *g, const char *name, gboolean tied_copy,
 }
 
 gboolean px_gpt_param_tp_partial(const PxGpt *g, const PxGptParam *p) {
-  const char *n = p->spec->name;
-  return g->sp && (g_str_has_prefix(n, "ln_") || strstr(n, ".ln_") != NULL);
+  return g->sp && px_role_is_norm(p->spec->role);
 }
 
 gboolean px_gpt_chunk_bind(PxGpt *g, int chunk, PxTensor *flat_w, PxTensor *flat_g, GError **error) {
@@ -215,20 +214,19 @@ gboolean px_gpt_chunk_bind(PxGpt *g, int chunk, PxTensor *flat_w, PxTensor *flat
 
 /* ---- deterministic initial values ------------------------------------------ */
 
-static gboolean name_ends(const char *s, const char *suffix) { return g_str_has_suffix(s, suffix); }
-
 /* The full tensor of spec, seeded by (seed, name). */
 static double *full_init(const PxGpt *g, const PxTensorSpec *spec, guint64 seed) {
   gint64 n = spec->shape[0] * spec->shape[1];
   double *v = g_new0(double, n);
   const char *nm = spec->name;
   if (spec->ndim == 1) {
-    gboolean norm_weight = (strstr(nm, "ln_") != NULL) && name_ends(nm, ".weight");
+    /* norm weights start at 1, their biases and every other bias at 0 */
+    gboolean norm_weight = spec->role == PX_ROLE_NORM1 || spec->role == PX_ROLE_NORM2 || spec->role == PX_ROLE_FINAL_NORM;
     for (gint64 i = 0; i < n; i++) v[i] = norm_weight ? 1.0 : 0.0;
     return v;
   }
   double std = 0.02;
-  if (name_ends(nm, "attn.proj.weight") || name_ends(nm, "mlp.proj.weight") || name_ends(nm, "mlp.down.weight"))
+  if (px_role_is_residual_out(spec->role))
     std = 0.02 / sqrt(2.0 * g->model->desc.layers);
   guint32 seeds[3] = {(guint32)seed, (guint32)(seed >> 32), g_str_hash(nm)};
   GRand *rng = g_rand_new_with_seed_array(seeds, 3);
@@ -356,10 +354,11 @@ static PxTensor *reduce_rows(PxGpt *g, PxTensor *partial, PxMemCategory cat, GEr
   return g_steal_pointer(&out);
 }
 
-static PxGptParam *param(PxGpt *g, int chunk, int li, const char *suffix) {
+/* The parameter of layer li with a role (the core's PxTensorSpec.role), or NULL. */
+static PxGptParam *param(PxGpt *g, int chunk, int li, PxTensorRole role) {
   PxGptChunk *ch = &g->chunks[chunk];
   for (int i = ch->layer_param[li - ch->first]; i < ch->layer_param[li - ch->first + 1]; i++)
-    if (name_ends(ch->params[i].spec->name, suffix)) return &ch->params[i];
+    if (ch->params[i].spec->role == role) return &ch->params[i];
   return NULL;
 }
 
@@ -371,8 +370,9 @@ static PxTensor *W(PxGptParam *p) { return p ? p->w : NULL; }
 static PxTensor *G(PxGptParam *p) { return p ? p->g : NULL; }
 
 static PxGptParam *lm_head_weight(PxGpt *g, int chunk, int li) {
-  PxGptParam *p = param(g, chunk, li, ".weight");
-  if (p) return p; /* lm_head.weight, or the tied copy of wte */
+  PxGptParam *p = param(g, chunk, li, PX_ROLE_LM_HEAD);
+  if (!p) p = param(g, chunk, li, PX_ROLE_TOKEN_EMBED); /* the LM head layer's tied copy of wte */
+  if (p) return p;
   return &g->chunks[g->emb_chunk].params[g->emb_param];
 }
 
@@ -435,25 +435,25 @@ static gboolean block_fwd(PxGpt *g, int chunk, int li, LayerActs *la, const PxTe
   free_slots(la, FALSE);
   TRY(la->s[A_LN1] = new_act(g, "ln1", g->Nl, g->h, error));
   TRY(norm_stats(g, la, A_MEAN1, A_RSTD1, error));
-  TRY(norm_fwd(g, la->s[A_LN1], la->s[A_MEAN1], la->s[A_RSTD1], x, param(g, chunk, li, "ln_1.weight"),
-               param(g, chunk, li, "ln_1.bias"), error));
+  TRY(norm_fwd(g, la->s[A_LN1], la->s[A_MEAN1], la->s[A_RSTD1], x, param(g, chunk, li, PX_ROLE_NORM1),
+               param(g, chunk, li, PX_ROLE_NORM1_BIAS), error));
   TRY(la->s[A_QKV] = new_act(g, "qkv", g->N, g->qkv_l, error));
-  TRY(column_parallel_fwd(g, la->s[A_QKV], la->s[A_LN1], param(g, chunk, li, "attn.qkv.weight"),
-                          param(g, chunk, li, "attn.qkv.bias"), error));
+  TRY(column_parallel_fwd(g, la->s[A_QKV], la->s[A_LN1], param(g, chunk, li, PX_ROLE_QKV),
+                          param(g, chunk, li, PX_ROLE_QKV_BIAS), error));
   if (d->pos == PX_POS_ROPE) TRY(px_op_rope_fwd(be, la->s[A_QKV], la->s[A_QKV], &as, g->model->desc.rope_theta, error));
   gint64 att_shape[4] = {g->B, g->heads_l, g->T, g->T};
   TRY(la->s[A_ATT] = px_tensor_new(be, "att", g->r.dtype, PX_MEM_ACTIVATIONS, 4, att_shape, error));
   TRY(la->s[A_AO] = new_act(g, "attn_out", g->N, (gint64)g->heads_l * g->hd, error));
   TRY(px_op_attention_fwd(be, la->s[A_AO], la->s[A_ATT], la->s[A_QKV], &as, error));
-  g_autoptr(PxTensor) y1 = row_parallel_fwd(g, la->s[A_AO], param(g, chunk, li, "attn.proj.weight"),
-                                            param(g, chunk, li, "attn.proj.bias"), error);
+  g_autoptr(PxTensor) y1 = row_parallel_fwd(g, la->s[A_AO], param(g, chunk, li, PX_ROLE_ATTN_OUT),
+                                            param(g, chunk, li, PX_ROLE_ATTN_OUT_BIAS), error);
   TRY(y1);
   TRY(la->s[A_X2] = new_act(g, "x2", g->Nl, g->h, error));
   TRY(px_op_residual_fwd(be, la->s[A_X2], x, y1, error));
   TRY(la->s[A_LN2] = new_act(g, "ln2", g->Nl, g->h, error));
   TRY(norm_stats(g, la, A_MEAN2, A_RSTD2, error));
   TRY(norm_fwd(g, la->s[A_LN2], la->s[A_MEAN2], la->s[A_RSTD2], la->s[A_X2],
-               param(g, chunk, li, "ln_2.weight"), param(g, chunk, li, "ln_2.bias"), error));
+               param(g, chunk, li, PX_ROLE_NORM2), param(g, chunk, li, PX_ROLE_NORM2_BIAS), error));
   TRY(la->s[A_FC] = new_act(g, "fc", g->N, g->ffn_l, error));
   TRY(la->s[A_ACT] = new_act(g, "act", g->N, g->ffn_l, error));
   gboolean swiglu = d->ffn_kind == PX_FFN_SWIGLU;
@@ -462,18 +462,18 @@ static gboolean block_fwd(PxGpt *g, int chunk, int li, LayerActs *la, const PxTe
     g_autoptr(PxTensor) hold = NULL;
     const PxTensor *xf = full_rows(g, la->s[A_LN2], &hold, error);
     TRY(xf);
-    TRY(px_op_linear_fwd(be, la->s[A_FC], xf, param(g, chunk, li, "mlp.gate.weight")->w,
-                         W(param(g, chunk, li, "mlp.gate.bias")), error));
-    TRY(px_op_linear_fwd(be, la->s[A_UP], xf, param(g, chunk, li, "mlp.up.weight")->w,
-                         W(param(g, chunk, li, "mlp.up.bias")), error));
+    TRY(px_op_linear_fwd(be, la->s[A_FC], xf, param(g, chunk, li, PX_ROLE_FFN_GATE)->w,
+                         W(param(g, chunk, li, PX_ROLE_FFN_GATE_BIAS)), error));
+    TRY(px_op_linear_fwd(be, la->s[A_UP], xf, param(g, chunk, li, PX_ROLE_FFN_UP)->w,
+                         W(param(g, chunk, li, PX_ROLE_FFN_UP_BIAS)), error));
     TRY(px_op_swiglu_fwd(be, la->s[A_ACT], la->s[A_FC], la->s[A_UP], error));
   } else {
-    TRY(column_parallel_fwd(g, la->s[A_FC], la->s[A_LN2], param(g, chunk, li, "mlp.fc.weight"),
-                            param(g, chunk, li, "mlp.fc.bias"), error));
+    TRY(column_parallel_fwd(g, la->s[A_FC], la->s[A_LN2], param(g, chunk, li, PX_ROLE_FFN_IN),
+                            param(g, chunk, li, PX_ROLE_FFN_IN_BIAS), error));
     TRY(px_op_gelu_fwd(be, la->s[A_ACT], la->s[A_FC], error));
   }
-  g_autoptr(PxTensor) y2 = row_parallel_fwd(g, la->s[A_ACT], param(g, chunk, li, swiglu ? "mlp.down.weight" : "mlp.proj.weight"),
-                                            param(g, chunk, li, swiglu ? "mlp.down.bias" : "mlp.proj.bias"), error);
+  g_autoptr(PxTensor) y2 = row_parallel_fwd(g, la->s[A_ACT], param(g, chunk, li, PX_ROLE_FFN_OUT),
+                                            param(g, chunk, li, PX_ROLE_FFN_OUT_BIAS), error);
   TRY(y2);
   TRY(la->s[A_OUT] = new_act(g, "block_out", g->Nl, g->h, error));
   return px_op_residual_fwd(be, la->s[A_OUT], la->s[A_X2], y2, error);
@@ -483,7 +483,7 @@ static gboolean block_fwd(PxGpt *g, int chunk, int li, LayerActs *la, const PxTe
  * of its vocabulary rows (others give zero rows) and the partial rows are
  * summed over the TP group; positions are added on TP rank 0 only. */
 static gboolean embedding_fwd(PxGpt *g, int chunk, PxGptActs *a, LayerActs *la, GError **error) {
-  PxGptParam *wte = param(g, chunk, 0, "wte.weight"), *wpe = param(g, chunk, 0, "wpe.weight");
+  PxGptParam *wte = param(g, chunk, 0, PX_ROLE_TOKEN_EMBED), *wpe = param(g, chunk, 0, PX_ROLE_POS_EMBED);
   if (g->tp == 1) {
     TRY(la->s[A_OUT] = new_act(g, "embed_out", g->N, g->h, error));
     return px_op_embedding_fwd(g->r.be, la->s[A_OUT], a->tok_t, wte->w, W(wpe), g->B, g->T, error);
@@ -500,7 +500,7 @@ static gboolean embedding_fwd(PxGpt *g, int chunk, PxGptActs *a, LayerActs *la, 
 }
 
 static gboolean embedding_bwd(PxGpt *g, int chunk, PxGptActs *a, const PxTensor *dout, GError **error) {
-  PxGptParam *wte = param(g, chunk, 0, "wte.weight"), *wpe = param(g, chunk, 0, "wpe.weight");
+  PxGptParam *wte = param(g, chunk, 0, PX_ROLE_TOKEN_EMBED), *wpe = param(g, chunk, 0, PX_ROLE_POS_EMBED);
   if (g->tp == 1) return px_op_embedding_bwd(g->r.be, wte->g, G(wpe), dout, a->tok_t, g->B, g->T, error);
   g_autoptr(PxTensor) hold = NULL;
   dout = full_rows(g, dout, &hold, error);
@@ -619,8 +619,8 @@ PxGptActs *px_gpt_forward_acc(PxGpt *g, int chunk, PxTensor *input, const gint32
       break;
     case PX_LAYER_FINAL_NORM:
       ok = (la->s[A_OUT] = new_act(g, "ln_f", g->Nl, g->h, error)) && norm_stats(g, la, A_MEAN1, A_RSTD1, error) &&
-           norm_fwd(g, la->s[A_OUT], la->s[A_MEAN1], la->s[A_RSTD1], x, param(g, chunk, li, "ln_f.weight"),
-                    param(g, chunk, li, "ln_f.bias"), error);
+           norm_fwd(g, la->s[A_OUT], la->s[A_MEAN1], la->s[A_RSTD1], x, param(g, chunk, li, PX_ROLE_FINAL_NORM),
+                    param(g, chunk, li, PX_ROLE_FINAL_NORM_BIAS), error);
       break;
     case PX_LAYER_LM_HEAD: ok = head_fwd(g, chunk, li, a, la, x, loss_acc, error); break;
     }
@@ -703,8 +703,8 @@ static gboolean block_bwd(PxGpt *g, int chunk, int li, PxGptActs *a, LayerActs *
   g_autoptr(PxTensor) dout_h = NULL;
   TRY(full_rows(g, *dout, &dout_h, error));
   TRY(linear_bwd(g, a, dact, g->sp ? &dout_h : dout, la->s[A_ACT], NULL,
-                 param(g, chunk, li, swiglu ? "mlp.down.weight" : "mlp.proj.weight"),
-                 param(g, chunk, li, swiglu ? "mlp.down.bias" : "mlp.proj.bias"), defer, error));
+                 param(g, chunk, li, PX_ROLE_FFN_OUT),
+                 param(g, chunk, li, PX_ROLE_FFN_OUT_BIAS), defer, error));
   g_autoptr(PxTensor) ln2_h = NULL;
   const PxTensor *ln2 = full_rows(g, la->s[A_LN2], &ln2_h, error);
   TRY(ln2);
@@ -712,18 +712,18 @@ static gboolean block_bwd(PxGpt *g, int chunk, int li, PxGptActs *a, LayerActs *
     g_autoptr(PxTensor) dup = new_grad(g, "dup", g->N, g->ffn_l, error);
     TRY(dup);
     TRY(px_op_swiglu_bwd(be, dfc, dup, dact, la->s[A_FC], la->s[A_UP], error));
-    TRY(linear_bwd(g, a, dln2, &dup, ln2, &ln2_h, param(g, chunk, li, "mlp.up.weight"),
-                   param(g, chunk, li, "mlp.up.bias"), defer, error));
-    TRY(linear_bwd(g, a, dln2, &dfc, ln2, &ln2_h, param(g, chunk, li, "mlp.gate.weight"),
-                   param(g, chunk, li, "mlp.gate.bias"), defer, error));
+    TRY(linear_bwd(g, a, dln2, &dup, ln2, &ln2_h, param(g, chunk, li, PX_ROLE_FFN_UP),
+                   param(g, chunk, li, PX_ROLE_FFN_UP_BIAS), defer, error));
+    TRY(linear_bwd(g, a, dln2, &dfc, ln2, &ln2_h, param(g, chunk, li, PX_ROLE_FFN_GATE),
+                   param(g, chunk, li, PX_ROLE_FFN_GATE_BIAS), defer, error));
   } else {
     TRY(px_op_gelu_bwd(be, dfc, dact, la->s[A_FC], error));
-    TRY(linear_bwd(g, a, dln2, &dfc, ln2, &ln2_h, param(g, chunk, li, "mlp.fc.weight"),
-                   param(g, chunk, li, "mlp.fc.bias"), defer, error));
+    TRY(linear_bwd(g, a, dln2, &dfc, ln2, &ln2_h, param(g, chunk, li, PX_ROLE_FFN_IN),
+                   param(g, chunk, li, PX_ROLE_FFN_IN_BIAS), defer, error));
   }
   g_autoptr(PxTensor) dln2_r = reduce_rows(g, g_steal_pointer(&dln2), PX_MEM_BUFFERS, error);
   TRY(dln2_r);
-  TRY(norm_bwd(g, dx2, dln2_r, la->s[A_X2], param(g, chunk, li, "ln_2.weight"), param(g, chunk, li, "ln_2.bias"),
+  TRY(norm_bwd(g, dx2, dln2_r, la->s[A_X2], param(g, chunk, li, PX_ROLE_NORM2), param(g, chunk, li, PX_ROLE_NORM2_BIAS),
                la->s[A_MEAN2], la->s[A_RSTD2], error));
   /* the residual of the attention: dx = dx2 + ln_1 backward */
   TRY(px_op_residual_bwd(be, dx, NULL, dx2, error));
@@ -731,8 +731,8 @@ static gboolean block_bwd(PxGpt *g, int chunk, int li, PxGptActs *a, LayerActs *
   TRY(dao);
   g_autoptr(PxTensor) dx2_h = NULL;
   TRY(full_rows(g, dx2, &dx2_h, error));
-  TRY(linear_bwd(g, a, dao, g->sp ? &dx2_h : &dx2, la->s[A_AO], NULL, param(g, chunk, li, "attn.proj.weight"),
-                 param(g, chunk, li, "attn.proj.bias"), defer, error));
+  TRY(linear_bwd(g, a, dao, g->sp ? &dx2_h : &dx2, la->s[A_AO], NULL, param(g, chunk, li, PX_ROLE_ATTN_OUT),
+                 param(g, chunk, li, PX_ROLE_ATTN_OUT_BIAS), defer, error));
   g_autoptr(PxTensor) att_re = NULL;
   const PxTensor *att = la->s[A_ATT];
   if (!att) { /* selective recompute of the attention core */
@@ -755,11 +755,11 @@ static gboolean block_bwd(PxGpt *g, int chunk, int li, PxGptActs *a, LayerActs *
   g_autoptr(PxTensor) ln1_h = NULL;
   const PxTensor *ln1 = full_rows(g, la->s[A_LN1], &ln1_h, error);
   TRY(dln1 && ln1);
-  TRY(linear_bwd(g, a, dln1, &dqkv, ln1, &ln1_h, param(g, chunk, li, "attn.qkv.weight"),
-                 param(g, chunk, li, "attn.qkv.bias"), defer, error));
+  TRY(linear_bwd(g, a, dln1, &dqkv, ln1, &ln1_h, param(g, chunk, li, PX_ROLE_QKV),
+                 param(g, chunk, li, PX_ROLE_QKV_BIAS), defer, error));
   g_autoptr(PxTensor) dln1_r = reduce_rows(g, g_steal_pointer(&dln1), PX_MEM_BUFFERS, error);
   TRY(dln1_r);
-  return norm_bwd(g, dx, dln1_r, x, param(g, chunk, li, "ln_1.weight"), param(g, chunk, li, "ln_1.bias"),
+  return norm_bwd(g, dx, dln1_r, x, param(g, chunk, li, PX_ROLE_NORM1), param(g, chunk, li, PX_ROLE_NORM1_BIAS),
                   la->s[A_MEAN1], la->s[A_RSTD1], error);
 }
 
@@ -812,7 +812,7 @@ gboolean px_gpt_backward(PxGpt *g, PxGptActs *a, PxTensor *dout, double dloss, g
     switch (kind) {
     case PX_LAYER_LM_HEAD: TRY(head_bwd(g, a->chunk, li, a, la, x, dloss, dx, defer_weight, error)); break;
     case PX_LAYER_FINAL_NORM:
-      TRY(norm_bwd(g, dx, dcur, x, param(g, a->chunk, li, "ln_f.weight"), param(g, a->chunk, li, "ln_f.bias"),
+      TRY(norm_bwd(g, dx, dcur, x, param(g, a->chunk, li, PX_ROLE_FINAL_NORM), param(g, a->chunk, li, PX_ROLE_FINAL_NORM_BIAS),
                    la->s[A_MEAN1], la->s[A_RSTD1], error));
       break;
     case PX_LAYER_BLOCK:

@@ -184,7 +184,7 @@ static gboolean chunk_alloc(Rank *r, int c, GError **error) {
   cs->tied_param = -1;
   if (rt->prog->tied_first_stage >= 0)
     for (guint i = 0; i < ch->n_params; i++)
-      if (ch->params[i].tied_copy || (ch->first == 0 && i == 0)) {
+      if (ch->params[i].tied_copy || ch->params[i].spec->role == PX_ROLE_TOKEN_EMBED) {
         cs->has_tied = TRUE;
         cs->tied_param = (int)i;
       }
