@@ -27,6 +27,18 @@ static G_GNUC_UNUSED PxModel *load_model(const char *name) {
   return m;
 }
 
+/* A GPT-2-style model whose vocabulary (251, prime) no tp divides: the
+ * vocabulary-parallel shards are padded. */
+static G_GNUC_UNUSED PxModel *prime_vocab_model(void) {
+  g_autoptr(GError) error = NULL;
+  PxModelDesc d = {.name = "prime-vocab", .layers = 2, .hidden = 32, .heads = 4, .kv_heads = 4, .ffn = 64,
+                   .vocab = 251, .max_seq = 16, .ffn_kind = PX_FFN_GELU, .norm = PX_NORM_LAYERNORM,
+                   .pos = PX_POS_LEARNED, .bias = TRUE, .tied = TRUE};
+  PxModel *model = px_model_new(&d, &error);
+  g_assert_no_error(error);
+  return model;
+}
+
 static G_GNUC_UNUSED void layout_plan(const Layout *l, PxPlan *p) {
   px_plan_init(p);
   p->dp = l->dp;

@@ -21,6 +21,7 @@
 #include "checkpoint.h"
 #include "runtime.h"
 #include "schedule.h"
+#include "parity.h"
 
 typedef struct {
   int dp, tp, pp, vpp;
@@ -215,12 +216,7 @@ static void test_cross_f64(void) {
  * last one padding, which is never written and comes back as zeros; with ZeRO
  * the flat shards are padded too. */
 static void test_cross_padded_vocab(void) {
-  g_autoptr(GError) error = NULL;
-  PxModelDesc d = {.name = "prime-vocab", .layers = 2, .hidden = 32, .heads = 4, .kv_heads = 4, .ffn = 64,
-                   .vocab = 251, .max_seq = 16, .ffn_kind = PX_FFN_GELU, .norm = PX_NORM_LAYERNORM,
-                   .pos = PX_POS_LEARNED, .bias = TRUE, .tied = TRUE};
-  g_autoptr(PxModel) model = px_model_new(&d, &error);
-  g_assert_no_error(error);
+  g_autoptr(PxModel) model = prime_vocab_model();
   const Lay tp4 = {2, 4, 1, 1, "gpipe", 2, 2, TRUE}, tp2pp2 = {1, 2, 2, 1, "1f1b", 0, 2, FALSE};
   cross_model(model, &tp4, &tp2pp2, PX_DTYPE_F64, 1e-12);
   cross_model(model, &tp2pp2, &tp4, PX_DTYPE_F32, 1e-5);

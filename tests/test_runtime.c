@@ -78,12 +78,7 @@ static void test_parity_llama_f64(void) { check_parity("tiny-llama", PX_DTYPE_F6
 /* A vocabulary that tp does not divide (251, prime) is padded to 252 rows
  * over tp=2, 256 over tp=4: the padding takes no part in the loss. */
 static void test_parity_padded_vocab(void) {
-  g_autoptr(GError) error = NULL;
-  PxModelDesc d = {.name = "prime-vocab", .layers = 2, .hidden = 32, .heads = 4, .kv_heads = 4, .ffn = 64,
-                   .vocab = 251, .max_seq = 16, .ffn_kind = PX_FFN_GELU, .norm = PX_NORM_LAYERNORM,
-                   .pos = PX_POS_LEARNED, .bias = TRUE, .tied = TRUE};
-  g_autoptr(PxModel) model = px_model_new(&d, &error);
-  g_assert_no_error(error);
+  g_autoptr(PxModel) model = prime_vocab_model();
   Layout single = {"prime-vocab", 1, 1, 1, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8, FALSE, 1};
   Layout layouts[] = {{"prime-vocab", 1, 2, 2, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8, FALSE, 1},
                       {"prime-vocab", 2, 4, 1, 1, "gpipe", 2, PX_CKPT_NONE, 2, 8, TRUE, 1}};
