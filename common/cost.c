@@ -336,7 +336,7 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
                 membound(cluster, 3 * S * E, 1) +
                 (d->dropout ? membound(cluster, 2 * S * E + S, 1) : 0);
     }
-    gboolean swiglu = d->ffn_kind == PX_FFN_SWIGLU;
+    gboolean swiglu = px_ffn_gated(d->ffn_kind); /* SwiGLU and GeGLU: gate · up, both element-wise passes */
     double norm_f = 2 * (2 * Tn * h * E), norm_b = 2 * (3 * Tn * h * E);  /* two norms */
     double resid = 2 * (3 * Tn * h * E);                                    /* two residual adds, both ways */
     double actf_f = (swiglu ? 3 : 2) * T * ffn_local * E, actf_b = (swiglu ? 5 : 3) * T * ffn_local * E;
