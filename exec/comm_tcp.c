@@ -435,7 +435,7 @@ static gboolean tcp_recv(PxComm *c, void *buf, gsize count, PxDType dt, int peer
     return FALSE;
   gsize es = px_dtype_size((PxDType)m->aux);
   gboolean ok = m->aux == (guint32)dt && m->len == count * es;
-  if (ok) memcpy(buf, m->data, m->len);
+  if (ok && m->len) memcpy(buf, m->data, m->len);
   else
     g_set_error(error, PX_COMM_ERROR, PX_COMM_ERROR_MISMATCH,
                 "%s: rank %d sent %" G_GSIZE_FORMAT " %s, the receive expects %" G_GSIZE_FORMAT " %s", desc,
@@ -546,7 +546,7 @@ static gboolean coll_root(PxComm *c, const Meta *m, const void *send, void *recv
   case OP_REDUCE_SCATTER:
     result_bytes = m->op == OP_ALL_REDUCE ? bytes : (gsize)n * bytes;
     result = g_malloc(MAX(result_bytes, 1));
-    memcpy(result, send, result_bytes);
+    if (result_bytes) memcpy(result, send, result_bytes);
     for (int k = 1; k < n; k++)
       px_comm_reduce_into(result, DATA(k), result_bytes / px_dtype_size((PxDType)m->dtype), (PxDType)m->dtype,
                           (PxRedOp)m->red);
@@ -554,8 +554,8 @@ static gboolean coll_root(PxComm *c, const Meta *m, const void *send, void *recv
   case OP_ALL_GATHER:
     result_bytes = (gsize)n * bytes;
     result = g_malloc(MAX(result_bytes, 1));
-    memcpy(result, send, bytes);
-    for (int k = 1; k < n; k++) memcpy(result + (gsize)k * bytes, DATA(k), bytes);
+    if (bytes) memcpy(result, send, bytes);
+    for (int k = 1; bytes && k < n; k++) memcpy(result + (gsize)k * bytes, DATA(k), bytes);
     break;
   case OP_BROADCAST:
     result_bytes = bytes;
@@ -571,7 +571,8 @@ static gboolean coll_root(PxComm *c, const Meta *m, const void *send, void *recv
     if (m->op == OP_BROADCAST && k == m->root) len = 0;
     ok = send_to(c, k, K_COLL, 0, part, len, NULL, 0, deadline, desc, error);
   }
-  if (ok && m->op != OP_BARRIER) memcpy(recv, result, m->op == OP_REDUCE_SCATTER ? bytes : result_bytes);
+  gsize out_bytes = m->op == OP_REDUCE_SCATTER ? bytes : result_bytes;
+  if (ok && m->op != OP_BARRIER && out_bytes) memcpy(recv, result, out_bytes);
 out:
   for (int k = 1; k < n; k++) msg_free(msgs[k]);
   return ok;
@@ -613,7 +614,7 @@ static gboolean collective(PxComm *c, int op, const void *send, void *recv, gsiz
   int n = c->group->n;
   gsize bytes = count * px_dtype_size(dt);
   if (n == 1) {
-    if (op == OP_REDUCE_SCATTER || op == OP_ALL_GATHER) memmove(recv, send, bytes);
+    if ((op == OP_REDUCE_SCATTER || op == OP_ALL_GATHER) && bytes) memmove(recv, send, bytes);
     return TRUE;
   }
   g_autofree char *desc = g_strdup_printf("%s on %s", op_names[op], c->label);
