@@ -77,7 +77,8 @@ static gboolean count_ok(PxComm *c, const char *what, gsize count, GError **erro
 static gboolean wait_req(PxComm *c, MPI_Request *req, const char *what, MPI_Status *status, GError **error) {
   Mpi *m = c->impl;
   gint64 deadline = g_get_monotonic_time() + (gint64)(m->timeout_s * G_USEC_PER_SEC);
-  gulong pause = 1;
+  gint64 spin_until = g_get_monotonic_time() + 50; /* short waits: yield, don't sleep (a sleep costs ~60 µs) */
+  gulong pause = 10;
   for (;;) {
     int done = 0;
     int rc = MPI_Test(req, &done, status ? status : MPI_STATUS_IGNORE);
@@ -88,7 +89,11 @@ static gboolean wait_req(PxComm *c, MPI_Request *req, const char *what, MPI_Stat
     if (g_get_monotonic_time() > deadline)
       return fail(error, PX_COMM_ERROR_TIMEOUT, "%s on %s: not complete after %g s (a peer never arrived)", what,
                   c->label, m->timeout_s);
-    g_usleep(pause);
+    if (g_get_monotonic_time() < spin_until) {
+      g_thread_yield();
+      continue;
+    }
+    g_usleep(pause); /* long waits: sleep, so that ranks sharing a core leave it to the one that works */
     pause = MIN(pause * 2, 200);
   }
 }

@@ -472,8 +472,10 @@ static void rank_failed(Rank *r) {
 
 static gpointer rank_job(gpointer data) {
   RankJob *j = data;
-  /* the cores shared among the ranks of this process (OMP_NUM_THREADS, when set, wins) */
-  if (!g_getenv("OMP_NUM_THREADS")) omp_set_num_threads(MAX(1, (int)g_get_num_processors() / j->r->rt->n_local));
+  /* thread-ranks share the cores of this process (OMP_NUM_THREADS, when set, wins); a process
+   * holding one rank keeps what its launcher's share gave it (cmd_run) */
+  if (j->r->rt->n_local > 1 && !g_getenv("OMP_NUM_THREADS"))
+    omp_set_num_threads(MAX(1, (int)g_get_num_processors() / j->r->rt->n_local));
   g_clear_error(&j->r->error);
   if (!j->fn(j->r, j->data, &j->r->error)) {
     if (!j->r->error) g_set_error_literal(&j->r->error, PX_RUNTIME_ERROR, PX_RUNTIME_ERROR_FAILED, "failed");
