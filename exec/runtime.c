@@ -69,6 +69,7 @@ typedef struct {
   PxDevEvent *ev_compute; /* scratch: "compute up to here" */
   PxDevEvent *ev_coll;    /* the collective stream's last queued work */
   PxDevEvent **ev_start, **ev_end; /* (program length) per-instruction timing */
+  GStrv labels;           /* (program length) "rank R (stage S) INSTR", for errors */
   PxGpt *gpt;
   ChunkState *chunks;   /* (vpp) */
   gboolean sharded;     /* ZeRO >= 1 with dp > 1 */
@@ -248,6 +249,7 @@ static void rank_free(Rank *r) {
   }
   g_free(r->ev_start);
   g_free(r->ev_end);
+  g_strfreev(r->labels);
   g_free(r->recv_ev);
   px_event_free(r->ev_compute);
   px_tensor_free(r->loss_acc);
@@ -323,6 +325,12 @@ static gboolean rank_init(PxRuntime *rt, Rank *r, int rank, PxComm *world, GErro
   guint len = rt->prog->ranks[r->stage].n;
   r->ev_start = g_new0(PxDevEvent *, len);
   r->ev_end = g_new0(PxDevEvent *, len);
+  r->labels = g_new0(char *, len + 1);
+  for (guint i = 0; i < len; i++) {
+    g_autoptr(GString) s = g_string_new(NULL);
+    px_instr_format(&rt->prog->ranks[r->stage].instrs[i], s);
+    r->labels[i] = g_strdup_printf("rank %d (stage %d) %s", rank, r->stage, s->str);
+  }
   for (guint i = 0; i < len; i++) {
     TRY(r->ev_start[i] = px_event_new(r->be, error));
     TRY(r->ev_end[i] = px_event_new(r->be, error));
@@ -486,7 +494,7 @@ static gpointer rank_job(gpointer data) {
 
 /* The error to report: the first that is not the consequence of another
  * rank's (an abort of the communicator). */
-static gboolean first_failure(PxRuntime *rt, gboolean as_step, GError **error) {
+static gboolean first_failure(PxRuntime *rt, GError **error) {
   Rank *failed = NULL;
   for (int i = 0; i < rt->n_local; i++) {
     Rank *r = &rt->ranks[i];
@@ -495,14 +503,9 @@ static gboolean first_failure(PxRuntime *rt, gboolean as_step, GError **error) {
     if (!failed || (!secondary && g_error_matches(failed->error, PX_COMM_ERROR, PX_COMM_ERROR_ABORTED))) failed = r;
   }
   if (!failed) return TRUE;
-  if (as_step && failed->error->domain != PX_RUNTIME_ERROR)
-    g_set_error_literal(error, PX_RUNTIME_ERROR, PX_RUNTIME_ERROR_FAILED, failed->error->message);
-  else g_propagate_error(error, g_error_copy(failed->error));
+  g_propagate_error(error, g_error_copy(failed->error));
   return FALSE;
 }
-
-static gboolean step_job(Rank *r, gpointer data, GError **error);
-static const RankFn step_job_fn = step_job;
 
 /* fn on every local rank at once (a thread each; the caller's thread for one). */
 static gboolean run_ranks(PxRuntime *rt, RankFn fn, gpointer data, GError **error) {
@@ -518,7 +521,7 @@ static gboolean run_ranks(PxRuntime *rt, RankFn fn, gpointer data, GError **erro
     }
     for (int i = 0; i < rt->n_local; i++) g_thread_join(th[i]);
   }
-  return first_failure(rt, fn == step_job_fn, error);
+  return first_failure(rt, error);
 }
 
 static gboolean init_job(Rank *r, gpointer data, GError **error) {
@@ -968,19 +971,12 @@ static gboolean step_job(Rank *r, gpointer data, GError **error) {
     PxStream *q = queue_of(r, ins->kind);
     gboolean fault = rt->step == 0 && r->rank == rt->opt.fault_rank && (int)i == rt->opt.fault_instr;
     if (fault) ok = rfail(error, PX_RUNTIME_ERROR_FAILED, "injected fault");
-    if (ok) { /* what a failure of the communication it queues will be called */
-      g_autoptr(GString) s = g_string_new(NULL);
-      px_instr_format(ins, s);
-      g_autofree char *label = g_strdup_printf("rank %d (stage %d) %s", r->rank, r->stage, s->str);
-      px_comm_set_label(label);
-    }
+    if (ok) px_comm_set_label(r->labels[i]); /* what a failure of the communication it queues is called */
     ok = ok && px_event_record(r->ev_start[i], q, error) && run_instr(r, ins, &bytes[i], error) &&
          px_event_record(r->ev_end[i], q, error);
     if (ok) ok = px_comm_check_async(r->world, error);
     if (!ok) {
-      g_autoptr(GString) s = g_string_new(NULL);
-      px_instr_format(ins, s);
-      g_prefix_error(error, "rank %d (stage %d) %s: ", r->rank, r->stage, s->str);
+      g_prefix_error(error, "%s: ", r->labels[i]);
       break;
     }
     px_backend_mem_stats(r->be, &ms);
@@ -1025,7 +1021,13 @@ static gboolean step_job(Rank *r, gpointer data, GError **error) {
 
 gboolean px_runtime_step(PxRuntime *rt, PxStepResult *out, GError **error) {
   rt->t0 = g_get_monotonic_time();
-  TRY(run_ranks(rt, step_job, NULL, error));
+  GError *err = NULL;
+  if (!run_ranks(rt, step_job, NULL, &err)) {
+    /* a step fails as the runtime's (the sentence names the rank and its instruction) */
+    if (err->domain != PX_RUNTIME_ERROR) err->domain = PX_RUNTIME_ERROR, err->code = PX_RUNTIME_ERROR_FAILED;
+    g_propagate_error(error, err);
+    return FALSE;
+  }
   double wall = (g_get_monotonic_time() - rt->t0) / 1e6;
   rt->step++;
   px_timeline_free(rt->timeline);

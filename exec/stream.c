@@ -199,45 +199,39 @@ static void host_event_free(PxDevEvent *e) {
   g_free(he);
 }
 
-static gboolean host_record(PxDevEvent *e, PxStream *s, GError **error) {
-  (void)error;
+/* The event's latest record number, after adding `arm` new ones. */
+static guint64 event_armed(PxDevEvent *e, guint64 arm) {
   HostEvent *he = e->impl;
   g_mutex_lock(&he->lock);
-  guint64 seq = ++he->armed;
+  guint64 seq = he->armed += arm;
   g_mutex_unlock(&he->lock);
-  if (s->is_inline) {
-    event_complete(e, seq, NULL);
-    return TRUE;
-  }
+  return seq;
+}
+
+static void enqueue_event(PxStream *s, ItemKind kind, PxDevEvent *e, guint64 seq) {
   Item *it = g_new0(Item, 1);
-  it->kind = ITEM_RECORD;
+  it->kind = kind;
   it->event = e;
   it->seq = seq;
   enqueue(s, it);
+}
+
+static gboolean host_record(PxDevEvent *e, PxStream *s, GError **error) {
+  (void)error;
+  guint64 seq = event_armed(e, 1);
+  if (s->is_inline) event_complete(e, seq, NULL);
+  else enqueue_event(s, ITEM_RECORD, e, seq);
   return TRUE;
 }
 
 static gboolean host_wait(PxStream *s, PxDevEvent *e, GError **error) {
-  HostEvent *he = e->impl;
-  g_mutex_lock(&he->lock);
-  guint64 seq = he->armed;
-  g_mutex_unlock(&he->lock);
+  guint64 seq = event_armed(e, 0);
   if (s->is_inline) return event_wait_seq(e, seq, error);
-  Item *it = g_new0(Item, 1);
-  it->kind = ITEM_WAIT;
-  it->event = e;
-  it->seq = seq;
-  enqueue(s, it);
+  enqueue_event(s, ITEM_WAIT, e, seq);
   return TRUE;
 }
 
-static gboolean host_event_synchronize(PxDevEvent *e, GError **error) {
-  HostEvent *he = e->impl;
-  g_mutex_lock(&he->lock);
-  guint64 seq = he->armed;
-  g_mutex_unlock(&he->lock);
-  return event_wait_seq(e, seq, error);
-}
+static gboolean host_event_synchronize(PxDevEvent *e, GError **error) { return event_wait_seq(e, event_armed(e, 0), error); }
 
 static gboolean host_event_query(PxDevEvent *e) {
   HostEvent *he = e->impl;
