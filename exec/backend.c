@@ -3,6 +3,7 @@
  * before it is dispatched through the backend's table. */
 #include "backend_impl.h"
 #include "check.h"
+#include "half.h"
 #include <string.h>
 
 G_DEFINE_QUARK(px-backend-error-quark, px_backend_error)
@@ -14,6 +15,8 @@ gsize px_dtype_size(PxDType dtype) {
   case PX_DTYPE_F32: return 4;
   case PX_DTYPE_F64: return 8;
   case PX_DTYPE_I32: return 4;
+  case PX_DTYPE_BF16: return 2;
+  case PX_DTYPE_F16: return 2;
   }
   return 0;
 }
@@ -23,6 +26,8 @@ const char *px_dtype_name(PxDType dtype) {
   case PX_DTYPE_F32: return "f32";
   case PX_DTYPE_F64: return "f64";
   case PX_DTYPE_I32: return "i32";
+  case PX_DTYPE_BF16: return "bf16";
+  case PX_DTYPE_F16: return "f16";
   }
   return "?";
 }
@@ -316,22 +321,32 @@ gboolean px_tensor_zero(PxTensor *t, GError **error) {
 
 gboolean px_tensor_upload_f64(PxTensor *t, const double *host, GError **error) {
   if (t->dtype == PX_DTYPE_F64) return px_tensor_upload(t, host, error);
-  if (t->dtype != PX_DTYPE_F32)
+  if (t->dtype != PX_DTYPE_F32 && t->dtype != PX_DTYPE_BF16 && t->dtype != PX_DTYPE_F16)
     return fail(error, PX_BACKEND_ERROR_SHAPE, "upload_f64: %s is %s, not a float tensor", t->name,
                 px_dtype_name(t->dtype));
-  g_autofree float *tmp = g_new(float, t->numel);
-  for (gint64 i = 0; i < t->numel; i++) tmp[i] = (float)host[i];
+  g_autofree void *tmp = g_malloc(t->bytes);
+  for (gint64 i = 0; i < t->numel; i++) {
+    float f = (float)host[i];
+    if (t->dtype == PX_DTYPE_F32) ((float *)tmp)[i] = f;
+    else ((guint16 *)tmp)[i] = t->dtype == PX_DTYPE_BF16 ? px_f32_to_bf16(f) : px_f32_to_f16(f);
+  }
   return px_tensor_upload(t, tmp, error);
 }
 
 gboolean px_tensor_download_f64(const PxTensor *t, double *host, GError **error) {
   if (t->dtype == PX_DTYPE_F64) return px_tensor_download(t, host, error);
-  if (t->dtype != PX_DTYPE_F32)
+  if (t->dtype != PX_DTYPE_F32 && t->dtype != PX_DTYPE_BF16 && t->dtype != PX_DTYPE_F16)
     return fail(error, PX_BACKEND_ERROR_SHAPE, "download_f64: %s is %s, not a float tensor",
                 t->name, px_dtype_name(t->dtype));
-  g_autofree float *tmp = g_new(float, t->numel);
+  g_autofree void *tmp = g_malloc(t->bytes);
   if (!px_tensor_download(t, tmp, error)) return FALSE;
-  for (gint64 i = 0; i < t->numel; i++) host[i] = tmp[i];
+  for (gint64 i = 0; i < t->numel; i++) {
+    if (t->dtype == PX_DTYPE_F32) host[i] = ((float *)tmp)[i];
+    else {
+      guint16 h = ((guint16 *)tmp)[i];
+      host[i] = t->dtype == PX_DTYPE_BF16 ? px_bf16_to_f32(h) : px_f16_to_f32(h);
+    }
+  }
   return TRUE;
 }
 

@@ -51,7 +51,9 @@ typedef enum {
 typedef enum {
   PX_DTYPE_F32,
   PX_DTYPE_F64,
-  PX_DTYPE_I32, /* token ids and targets */
+  PX_DTYPE_I32,  /* token ids and targets */
+  PX_DTYPE_BF16, /* bfloat16 (exec/half.h): parameters and activations of mixed precision */
+  PX_DTYPE_F16,  /* IEEE binary16 (exec/half.h), with loss scaling */
 } PxDType;
 
 typedef enum {
@@ -132,7 +134,8 @@ void px_tensor_free(PxTensor *t);
 gboolean px_tensor_upload(PxTensor *t, const void *host, GError **error);
 gboolean px_tensor_download(const PxTensor *t, void *host, GError **error);
 gboolean px_tensor_zero(PxTensor *t, GError **error);
-/* Upload / download converting from / to double, whatever the tensor's float dtype. */
+/* Upload / download converting from / to double, whatever the tensor's float
+ * dtype (f32, f64, bf16, f16; rounding to nearest even on upload). */
 gboolean px_tensor_upload_f64(PxTensor *t, const double *host, GError **error);
 gboolean px_tensor_download_f64(const PxTensor *t, double *host, GError **error);
 

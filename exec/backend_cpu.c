@@ -16,6 +16,7 @@
  * pages from the kernel); the pool is off under AddressSanitizer so that it
  * still sees use-after-free. */
 #include "backend_impl.h"
+#include "half.h"
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
@@ -406,6 +407,8 @@ static double scalar_get(const PxTensor *t) {
   case PX_DTYPE_F32: return *(const float *)t->data;
   case PX_DTYPE_F64: return *(const double *)t->data;
   case PX_DTYPE_I32: return *(const gint32 *)t->data;
+  case PX_DTYPE_BF16: return px_bf16_to_f32(*(const guint16 *)t->data);
+  case PX_DTYPE_F16: return px_f16_to_f32(*(const guint16 *)t->data);
   }
   return 0;
 }

@@ -104,6 +104,8 @@ void px_comm_reduce_into(void *acc, const void *x, gsize count, PxDType dt, PxRe
   case PX_DTYPE_F32: RED(float); break;
   case PX_DTYPE_F64: RED(double); break;
   case PX_DTYPE_I32: RED(gint32); break;
+  case PX_DTYPE_BF16:
+  case PX_DTYPE_F16: break; /* not reduced: check_dtype refuses it */
   }
 #undef RED
 }
@@ -157,8 +159,11 @@ PxComm *px_comm_split(PxComm *parent, int color, int key, const char *name, GErr
 /* ---- argument checks ---- */
 
 static gboolean check_dtype(PxComm *c, const char *op, PxDType dt, gboolean reduce, GError **error) {
+  /* bf16 / fp16 are moved (gathers, broadcasts, p2p) but not reduced: mixed
+   * precision reduces its gradients in fp32 (Megatron's main_grad). */
   if (dt == PX_DTYPE_F32 || dt == PX_DTYPE_F64 || dt == PX_DTYPE_I32) return TRUE;
-  return fail(error, PX_COMM_ERROR_INVALID, "%s on %s: dtype %d cannot be %s", op, c->label, dt,
+  if (!reduce && (dt == PX_DTYPE_BF16 || dt == PX_DTYPE_F16)) return TRUE;
+  return fail(error, PX_COMM_ERROR_INVALID, "%s on %s: dtype %s cannot be %s", op, c->label, px_dtype_name(dt),
               reduce ? "reduced" : "moved");
 }
 

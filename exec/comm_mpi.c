@@ -53,6 +53,8 @@ static MPI_Datatype mpi_type(PxDType dt) {
   case PX_DTYPE_F32: return MPI_FLOAT;
   case PX_DTYPE_F64: return MPI_DOUBLE;
   case PX_DTYPE_I32: return MPI_INT32_T;
+  case PX_DTYPE_BF16:
+  case PX_DTYPE_F16: return MPI_UINT16_T; /* moved, never reduced */
   }
   return MPI_DATATYPE_NULL;
 }

@@ -493,7 +493,7 @@ static const char *red_name(guint32 r) { return r == PX_RED_SUM ? "sum" : "max";
  * wording of comm_local.c's). */
 static char *meta_mismatch(PxComm *c, const Meta *a, const Meta *b, int k) {
   int r0 = c->group->ranks[0], rk = c->group->ranks[k];
-  if (b->op > OP_BARRIER || b->dtype > PX_DTYPE_I32 || b->root < 0 || b->root >= c->group->n)
+  if (b->op > OP_BARRIER || b->dtype > PX_DTYPE_F16 || b->root < 0 || b->root >= c->group->n)
     return g_strdup_printf("rank %d sent a call rank %d cannot read", rk, r0);
   if (a->op != b->op)
     return g_strdup_printf("rank %d called %s while rank %d called %s", r0, op_names[a->op], rk, op_names[b->op]);

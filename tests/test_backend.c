@@ -13,6 +13,7 @@
 #include <string.h>
 #include "backend.h"
 #include "check.h"
+#include "half.h"
 #include "model.h" /* px_data_dir */
 
 static PxBackend *be;
@@ -1114,9 +1115,40 @@ static void test_gpt_block(void) {
   ref_free(ref);
 }
 
+/* bf16 / fp16 bit patterns by hand (IEEE 754-2008 binary16; bf16 = the top half
+ * of binary32), ties to even, overflow, subnormals, NaN. */
+static void test_half_bits(void) {
+  g_assert_cmphex(px_f32_to_bf16(1.0f), ==, 0x3f80);
+  g_assert_cmphex(px_f32_to_bf16(-2.0f), ==, 0xc000);
+  g_assert_cmphex(px_f32_to_bf16(3.14159265f), ==, 0x4049);           /* 3.140625 */
+  g_assert_cmphex(px_f32_to_bf16(1.0f + 1.0f / 256), ==, 0x3f80);    /* tie -> even */
+  g_assert_cmphex(px_f32_to_bf16(1.0f + 3.0f / 256), ==, 0x3f82);    /* tie -> even (up) */
+  g_assert_true(isnan(px_bf16_to_f32(px_f32_to_bf16(NAN))));
+  g_assert_cmpfloat(px_bf16_to_f32(0x4049), ==, 3.140625f);
+  g_assert_cmphex(px_f32_to_f16(1.0f), ==, 0x3c00);
+  g_assert_cmphex(px_f32_to_f16(0.1f), ==, 0x2e66);
+  g_assert_cmphex(px_f32_to_f16(65504.0f), ==, 0x7bff);              /* largest finite */
+  g_assert_cmphex(px_f32_to_f16(65520.0f), ==, 0x7c00);              /* rounds to Inf */
+  g_assert_cmphex(px_f32_to_f16(-1e6f), ==, 0xfc00);
+  g_assert_cmphex(px_f32_to_f16(1.0f + 1.0f / 2048), ==, 0x3c00);    /* tie -> even */
+  g_assert_cmphex(px_f32_to_f16(1.0f + 3.0f / 2048), ==, 0x3c02);
+  g_assert_cmphex(px_f32_to_f16(5.9604644775390625e-08f), ==, 0x0001); /* 2^-24, least subnormal */
+  g_assert_cmphex(px_f32_to_f16(6.103515625e-05f), ==, 0x0400);      /* 2^-14, least normal */
+  g_assert_cmphex(px_f32_to_f16(2.0e-08f), ==, 0x0000);              /* below half of 2^-24 */
+  g_assert_cmphex(px_f32_to_f16(3.0e-08f), ==, 0x0001);              /* above half of 2^-24 */
+  g_assert_cmpfloat(px_f16_to_f32(0x0001), ==, 5.9604644775390625e-08f);
+  g_assert_cmpfloat(px_f16_to_f32(0x3555), ==, 0.333251953125f);
+  g_assert_true(isinf(px_f16_to_f32(0x7c00)));
+  g_assert_true(isnan(px_f16_to_f32(px_f32_to_f16(NAN))));
+  /* every finite fp16 survives the round trip */
+  for (guint32 h = 0; h < 0x10000; h++)
+    if ((h & 0x7c00) != 0x7c00) g_assert_cmphex(px_f32_to_f16(px_f16_to_f32((guint16)h)), ==, h);
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   be = px_backend_new("cpu", 0, NULL);
+  g_test_add_func("/backend/half/bits", test_half_bits);
   g_test_add_func("/backend/cpu/fwd/linear", test_fwd_linear);
   g_test_add_func("/backend/cpu/fwd/embedding", test_fwd_embedding);
   g_test_add_func("/backend/cpu/fwd/layernorm", test_fwd_layernorm);

@@ -38,6 +38,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "comm.h"
+#include "half.h"
 #include "comm_tcp.h"
 #include "launch_env.h"
 
@@ -139,6 +140,8 @@ static void put(void *b, gsize i, PxDType dt, double v) {
   case PX_DTYPE_F32: ((float *)b)[i] = (float)v; break;
   case PX_DTYPE_F64: ((double *)b)[i] = v; break;
   case PX_DTYPE_I32: ((gint32 *)b)[i] = (gint32)v; break;
+  case PX_DTYPE_BF16: ((guint16 *)b)[i] = px_f32_to_bf16((float)v); break;
+  case PX_DTYPE_F16: ((guint16 *)b)[i] = px_f32_to_f16((float)v); break;
   }
 }
 
@@ -147,6 +150,8 @@ static double get(const void *b, gsize i, PxDType dt) {
   case PX_DTYPE_F32: return ((const float *)b)[i];
   case PX_DTYPE_F64: return ((const double *)b)[i];
   case PX_DTYPE_I32: return ((const gint32 *)b)[i];
+  case PX_DTYPE_BF16: return px_bf16_to_f32(((const guint16 *)b)[i]);
+  case PX_DTYPE_F16: return px_f16_to_f32(((const guint16 *)b)[i]);
   }
   return 0;
 }
