@@ -31,7 +31,7 @@ gboolean px_emit_predict(const PxModel *model, const PxCluster *cluster, const P
   PxLayout *l = &c.layout;
   *l = (PxLayout){.tp = plan->tp, .pp = plan->pp, .dp = plan->dp, .vpp = plan->vpp, .mbs = plan->mbs,
                   .zero = (gint8)plan->zero, .offload = (gint8)plan->offload, .ckpt = (gint8)plan->ckpt,
-                  .sp = (gint8)plan->seq_parallel, .schedule = (gint8)plan->schedule};
+                  .sp = (gint8)plan->seq_parallel, .schedule = (gint8)plan->schedule, .cp = plan->cp};
   for (int i = 0; i < 6; i++)
     if (!memcmp(px_search_orders()[i], plan->order, sizeof plan->order)) l->order = (gint8)i;
   if (!px_search_confirm(model, cluster, plan, &c, error)) return FALSE;
