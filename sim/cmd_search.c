@@ -172,8 +172,9 @@ static void closest_miss(const PxSearchResult *r, const PxUnits *u) {
     return;
   }
   const PxLayout *l = &r->closest.layout;
-  fprintf(stderr, CMD ": no layout fits: smallest memory need %.1f %s per GPU at tp %d cp %d pp %d dp %d ZeRO-%d%s%s %s recompute; ",
-          r->closest.memory / u->scale, u->name, l->tp, MAX(l->cp, 1), l->pp, l->dp, l->zero,
+  g_autofree char *cp = l->cp > 1 ? g_strdup_printf(" cp %d", l->cp) : g_strdup("");
+  fprintf(stderr, CMD ": no layout fits: smallest memory need %.1f %s per GPU at tp %d%s pp %d dp %d ZeRO-%d%s%s %s recompute; ",
+          r->closest.memory / u->scale, u->name, l->tp, cp, l->pp, l->dp, l->zero,
           l->offload != PX_OFFLOAD_NONE ? " offload " : "", l->offload != PX_OFFLOAD_NONE ? px_offload_name(l->offload) : "",
           px_ckpt_name(l->ckpt));
   if (r->capacity < r->gpu_memory)
