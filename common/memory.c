@@ -189,7 +189,8 @@ double px_memory_cp_kv_block(const PxModel *model, const PxPlan *plan) {
   return 2.0 * px_plan_act_bytes(plan) * s * plan->mbs * kv;
 }
 
-/* Transformer Engine's AttnFuncWithCPAndKVP2P (attention.py): the forward
+/* Transformer Engine's AttnFuncWithCPAndKVP2P (pytorch/attention.py, later
+ * dot_product_attention/context_parallel.py): the forward
  * keeps every K/V block of the ring in p2p_comm_buffers until it returns (its
  * own copy and the cp - 1 received), the backward double-buffers (K/V,
  * dK/dV) pairs: 4 blocks. Transient, one layer at a time: max(cp, 4) blocks. */

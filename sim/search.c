@@ -458,7 +458,7 @@ static void task_choices(const PxSearchOptions *o, const PxLayout *k, Choices *c
     if (fixed_ok(o->fix.sp, s)) ch->sp[ch->n_sp++] = s;
   for (int z = 0; z < N_ZO; z++)
     if (fixed_ok(o->fix.zero, zero_offload[z].zero) && fixed_ok(o->fix.offload, zero_offload[z].offload) &&
-        (k->dp > 1 || zero_offload[z].zero == 0 || o->fix.zero >= 0))
+        (k->dp * MAX(k->cp, 1) > 1 || zero_offload[z].zero == 0 || o->fix.zero >= 0))
       ch->zo[ch->n_zo++] = z;
   PxScheduleKind all[MAX_TASK_SCHED];
   int n = n_schedules(k, all);

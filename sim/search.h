@@ -94,8 +94,9 @@ typedef struct {
 } PxSearchFix;
 /* The context-parallel degrees the search tries: powers of two whose 2·cp
  * chunks divide the sequence, leaving at least this many tokens per CP rank
- * (NVIDIA NeMo's Llama 3 recipes at 8192 tokens run cp 2: 4096 per rank, the
- * smallest share among their published configurations); --fix cp=N tries N. */
+ * (the NeMo Framework 24.12 performance summary pre-trains Llama 3 8B and 70B
+ * at 8192 tokens with cp 2: 4096 per rank, the smallest share among its
+ * published configurations); --fix cp=N tries N. */
 #define PX_SEARCH_MIN_CP_TOKENS 4096
 void px_search_fix_init(PxSearchFix *f);
 /* "tp=8", "ckpt=selective", "schedule=zb-h1", "sp=on", "order=tp,pp,dp" ... */
