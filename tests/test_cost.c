@@ -112,6 +112,17 @@ static void test_gemm_efficiency(void) {
   g_assert_cmpfloat(REL(t, 134250496.0 / 1.8e12 + 4e-6), <, 1e-12);
 }
 
+/* One GPT block, h = 4096, 32 heads, ffn 16384, GELU, no biases, 2048 positions. */
+static PxModel *gemm_block_model(void) {
+  PxModelDesc d = {.name = (char *)"block", .layers = 1, .hidden = 4096, .heads = 32, .kv_heads = 32,
+                   .ffn = 16384, .vocab = 32000, .max_seq = 2048, .ffn_kind = PX_FFN_GELU,
+                   .norm = PX_NORM_LAYERNORM, .pos = PX_POS_ROPE, .bias = FALSE, .tied = FALSE};
+  g_autoptr(GError) err = NULL;
+  PxModel *m = px_model_new(&d, &err);
+  g_assert_no_error(err);
+  return m;
+}
+
 /* One GPT block, h = 4096, s = 2048, 32 heads, ffn 16384, no biases, tp 1,
  * HBM so fast that memory-bound kernels vanish, no quantisation, efficiency 1:
  * the block is its GEMMs at peak (1e15). Weight GEMMs 24 s h^2 = 824633720832
@@ -122,12 +133,7 @@ static void test_gemm_efficiency(void) {
  *   backward-input  dgrad 8.24633720832e-4 + 2.5 x 3.4359738368e-5 = 9.10533066752e-4 s
  *   backward-weight wgrad 8.24633720832e-4 s */
 static void test_block_gemm_bound(void) {
-  PxModelDesc d = {.name = (char *)"block", .layers = 1, .hidden = 4096, .heads = 32, .kv_heads = 32,
-                   .ffn = 16384, .vocab = 32000, .max_seq = 2048, .ffn_kind = PX_FFN_GELU,
-                   .norm = PX_NORM_LAYERNORM, .pos = PX_POS_ROPE, .bias = FALSE, .tied = FALSE};
-  g_autoptr(GError) err = NULL;
-  g_autoptr(PxModel) m = px_model_new(&d, &err);
-  g_assert_no_error(err);
+  g_autoptr(PxModel) m = gemm_block_model();
   PxCluster c = make_cluster(8, 1);
   c.hbm_bw = 1e30;
   PxPlan p;
@@ -473,12 +479,7 @@ static void test_refuses(void) {
  *    8.24633720832e-4 + 3.4359738368e-5 = 8.589934592e-4 s;
  *  - MFU is taken against bf16's peak for fp8 plans. */
 static void test_cp_fp8_block(void) {
-  PxModelDesc d = {.name = (char *)"block", .layers = 1, .hidden = 4096, .heads = 32, .kv_heads = 32,
-                   .ffn = 16384, .vocab = 32000, .max_seq = 2048, .ffn_kind = PX_FFN_GELU,
-                   .norm = PX_NORM_LAYERNORM, .pos = PX_POS_ROPE, .bias = FALSE, .tied = FALSE};
-  g_autoptr(GError) err = NULL;
-  g_autoptr(PxModel) m = px_model_new(&d, &err);
-  g_assert_no_error(err);
+  g_autoptr(PxModel) m = gemm_block_model();
   PxCluster c = make_cluster(8, 1);
   c.hbm_bw = 1e30;
   c.peak_fp8 = 2e15;
@@ -517,10 +518,7 @@ static void test_cp_fp8_block(void) {
  * 2 nodes of 8, tp 8 × cp 2 spans them (one NIC per hop: 25 GB/s, 10 us); tp 2
  * × cp 4 stays on NVLink. */
 static void test_cp_ring(void) {
-  PxModelDesc d = {.name = (char *)"block", .layers = 1, .hidden = 4096, .heads = 32, .kv_heads = 32,
-                   .ffn = 16384, .vocab = 32000, .max_seq = 2048, .ffn_kind = PX_FFN_GELU,
-                   .norm = PX_NORM_LAYERNORM, .pos = PX_POS_ROPE, .bias = FALSE, .tied = FALSE};
-  g_autoptr(PxModel) m = px_model_new(&d, NULL);
+  g_autoptr(PxModel) m = gemm_block_model();
   PxPlan p;
   set_plan(&p, 1, 1, 1, 1, 1);
   p.seq = 2048;

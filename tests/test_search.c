@@ -160,6 +160,20 @@ static void test_brute_force_winner(void) {
   setup_clear(&s);
 }
 
+/* The core's memory of a search point's layout, checked equal to the
+ * search's analytic figure. */
+static PxMemory *point_memory(const Setup *s, const PxSearchPoint *pt) {
+  PxPlan p;
+  px_plan_copy(&p, &s->plan);
+  px_layout_apply(&pt->layout, &p);
+  g_assert_true(px_plan_validate(&p, s->model, s->cluster, NULL));
+  g_autoptr(PxPartition) part = px_partition_new(s->model, &p, NULL, NULL);
+  PxMemory *mem = px_memory_new(s->model, &p, part, s->cluster);
+  g_assert_cmpfloat(REL(pt->memory, mem->peak), <, 1e-12);
+  px_plan_clear(&p);
+  return mem;
+}
+
 /* Every feasible layout's analytic memory equals px_memory_new's peak. */
 static void test_memory_matches_core(void) {
   Setup s;
@@ -172,15 +186,7 @@ static void test_memory_matches_core(void) {
   g_assert_no_error(err);
   g_assert_cmpuint(r->points->len, >, 1000);
   for (guint i = 0; i < r->points->len; i++) {
-    const PxSearchPoint *pt = &g_array_index(r->points, PxSearchPoint, i);
-    PxPlan p;
-    px_plan_copy(&p, &s.plan);
-    px_layout_apply(&pt->layout, &p);
-    g_assert_true(px_plan_validate(&p, s.model, s.cluster, NULL));
-    g_autoptr(PxPartition) part = px_partition_new(s.model, &p, NULL, NULL);
-    g_autoptr(PxMemory) mem = px_memory_new(s.model, &p, part, s.cluster);
-    g_assert_cmpfloat(REL(pt->memory, mem->peak), <, 1e-12);
-    px_plan_clear(&p);
+    g_autoptr(PxMemory) mem = point_memory(&s, &g_array_index(r->points, PxSearchPoint, i));
   }
   setup_clear(&s);
 }
@@ -561,16 +567,9 @@ static void test_cp_fp8_search(void) {
     g_assert_cmpint(pt->layout.tp, ==, 8);
     g_assert_true(pt->layout.cp == 1 || pt->layout.cp == 2);
     with_cp += pt->layout.cp == 2;
-    PxPlan p;
-    px_plan_copy(&p, &s.plan);
-    px_layout_apply(&pt->layout, &p);
-    g_assert_true(px_plan_validate(&p, s.model, s.cluster, NULL));
-    g_autoptr(PxPartition) part = px_partition_new(s.model, &p, NULL, NULL);
-    g_autoptr(PxMemory) mem = px_memory_new(s.model, &p, part, s.cluster);
-    g_assert_cmpfloat(REL(pt->memory, mem->peak), <, 1e-12);
+    g_autoptr(PxMemory) mem = point_memory(&s, pt);
     g_assert_cmpfloat(mem->stages[0].fp8_weights, >, 0);
     if (pt->layout.cp == 2) g_assert_cmpfloat(mem->stages[0].cp_kv_buffers, >, 0);
-    px_plan_clear(&p);
   }
   g_assert_cmpint(with_cp, >, 0);
   PxSearchCandidate c = {.layout = {.tp = 8, .cp = 2, .pp = 1, .dp = 1, .vpp = 1, .mbs = 1, .zero = 1,
