@@ -7,6 +7,7 @@
 #include <string.h>
 #include "nccl/store.h"
 #include "comm_tcp.h"
+#include "nccl/comm_nccl.h"
 
 static PxStoreServer *server_any_port(void) {
   g_autoptr(GError) e = NULL;
@@ -265,6 +266,29 @@ static void test_rank_list(void) {
   g_assert_cmpstr(many, ==, "ranks 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17 and 2 more");
 }
 
+/* How the unique id travels (docs/launch.md): one rank needs none; mpirun
+ * (with the mpi communicator built) MPI; srun MPI unless MASTER_ADDR is set;
+ * otherwise the store at MASTER_ADDR, and without one the rank is refused. */
+static void test_bootstrap_rule(void) {
+  PxLaunchEnv e = {.rank = 1, .world = 4, .local_rank = 1, .master_addr = NULL, .master_port = -1};
+  e.source = PX_LAUNCH_OMPI;
+  g_assert_cmpint(px_nccl_bootstrap(&e, TRUE), ==, PX_NCCL_BOOT_MPI);
+  g_assert_cmpint(px_nccl_bootstrap(&e, FALSE), ==, PX_NCCL_BOOT_INVALID);
+  e.source = PX_LAUNCH_SLURM;
+  g_assert_cmpint(px_nccl_bootstrap(&e, TRUE), ==, PX_NCCL_BOOT_MPI);
+  e.master_addr = "10.0.0.1";
+  g_assert_cmpint(px_nccl_bootstrap(&e, TRUE), ==, PX_NCCL_BOOT_STORE);
+  e.source = PX_LAUNCH_OMPI; /* mpirun wins over MASTER_ADDR when MPI is there */
+  g_assert_cmpint(px_nccl_bootstrap(&e, TRUE), ==, PX_NCCL_BOOT_MPI);
+  g_assert_cmpint(px_nccl_bootstrap(&e, FALSE), ==, PX_NCCL_BOOT_STORE);
+  e.source = PX_LAUNCH_TORCHRUN;
+  g_assert_cmpint(px_nccl_bootstrap(&e, TRUE), ==, PX_NCCL_BOOT_STORE);
+  e.master_addr = NULL;
+  g_assert_cmpint(px_nccl_bootstrap(&e, TRUE), ==, PX_NCCL_BOOT_INVALID);
+  e.world = 1, e.rank = 0, e.source = PX_LAUNCH_DEFAULT;
+  g_assert_cmpint(px_nccl_bootstrap(&e, FALSE), ==, PX_NCCL_BOOT_NONE);
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/store/set-get", test_set_get);
@@ -277,5 +301,6 @@ int main(int argc, char **argv) {
   g_test_add_func("/store/rendezvous", test_rendezvous);
   g_test_add_func("/store/rendezvous-missing", test_rendezvous_missing);
   g_test_add_func("/store/rank-list", test_rank_list);
+  g_test_add_func("/nccl/bootstrap-rule", test_bootstrap_rule);
   return g_test_run();
 }
