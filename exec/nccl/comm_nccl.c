@@ -219,7 +219,7 @@ static void world_unref(World *w) {
 
 /* An NCCL error of a call: DEVICE, and the world is aborted with the sentence. */
 static gboolean nccl_failed(World *w, const char *what, ncclResult_t r, ncclComm_t comm, GError **error) {
-  g_autofree char *msg = g_strdup_printf("rank %d: %s: %s%s%s%s", w->rank, what, ncclGetErrorString(r),
+  g_autofree char *msg = g_strdup_printf("%s: %s%s%s%s", what, ncclGetErrorString(r),
                                          comm ? " (" : "", comm ? ncclGetLastError(comm) : "", comm ? ")" : "");
   world_abort(w, msg);
   return fail(error, PX_COMM_ERROR_DEVICE, "%s", msg);
@@ -241,8 +241,7 @@ static gboolean settle(World *w, Nccl *n, ncclComm_t fresh, const char *what, gi
     if (st == ncclSuccess) return TRUE;
     if (st != ncclInProgress) return nccl_failed(w, what, st, comm, error);
     if (g_get_monotonic_time() > deadline) {
-      g_autofree char *msg = g_strdup_printf("rank %d: %s: not complete after %g s (a peer never arrived)", w->rank, what,
-                                             w->timeout_s);
+      g_autofree char *msg = g_strdup_printf("%s: not complete after %g s (a peer never arrived)", what, w->timeout_s);
       world_abort(w, msg);
       return fail(error, PX_COMM_ERROR_TIMEOUT, "%s", msg);
     }
@@ -307,7 +306,7 @@ static gboolean issue(Nccl *n, PxComm *c, const PxCommCall *k, const void *send,
   }
   g_rw_lock_reader_unlock(&w->rw);
   if (ce != cudaSuccess) {
-    g_autofree char *msg = g_strdup_printf("rank %d: %s: %s", w->rank, what, cudaGetErrorString(ce));
+    g_autofree char *msg = g_strdup_printf("%s: %s", what, cudaGetErrorString(ce));
     world_abort(w, msg);
     return fail(error, PX_COMM_ERROR_DEVICE, "%s", msg);
   }
@@ -376,7 +375,7 @@ static gboolean wait_internal(Nccl *n, const char *what, GError **error) {
     cudaError_t q = cudaStreamQuery(n->internal);
     if (q == cudaSuccess) return TRUE;
     if (q != cudaErrorNotReady) {
-      g_autofree char *msg = g_strdup_printf("rank %d: %s: %s", w->rank, what, cudaGetErrorString(q));
+      g_autofree char *msg = g_strdup_printf("%s: %s", what, cudaGetErrorString(q));
       world_abort(w, msg);
       return fail(error, PX_COMM_ERROR_DEVICE, "%s", msg);
     }
