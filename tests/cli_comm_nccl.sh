@@ -15,12 +15,16 @@ base=(run --model tiny-gpt --seq 16 --mbs 2 --gbs 2 --steps 1)
 gpu=0
 nvidia-smi -L 2> /dev/null | grep -q '^GPU ' && gpu=1
 
-"$exe" "${base[@]}" --comm nccl --backend cpu > /dev/null 2> "$tmp/err"; rc=$?
-check "cpu backend refused" "[ $rc -ne 0 ] && [ \$(wc -l < '$tmp/err') -eq 1 ] && grep -q 'comm nccl moves GPU memory: it needs --backend cuda (not cpu)' '$tmp/err'"
-
-"$exe" "${base[@]}" --comm nccl --backend cuda > /dev/null 2> "$tmp/err"; rc=$?
+"$exe" "${base[@]}" --comm nccl --backend cuda > /dev/null 2> "$tmp/err.cuda"; rc_cuda=$?
 have_nccl=1
-grep -q 'this build has no NCCL' "$tmp/err" && have_nccl=0
+grep -q 'this build has no NCCL' "$tmp/err.cuda" && have_nccl=0
+
+"$exe" "${base[@]}" --comm nccl --backend cpu > /dev/null 2> "$tmp/err"; rc=$?
+want="comm nccl moves GPU memory: it needs --backend cuda (not cpu)"
+[ $have_nccl -eq 0 ] && want="comm nccl: this build has no NCCL"
+check "cpu backend refused" "[ $rc -ne 0 ] && [ \$(wc -l < '$tmp/err') -eq 1 ] && grep -q '$want' '$tmp/err'"
+
+rc=$rc_cuda; cp "$tmp/err.cuda" "$tmp/err"
 if [ $gpu -eq 0 ]; then
   check "no NCCL in the build, or no device: one line" \
     "[ $rc -ne 0 ] && [ \$(wc -l < '$tmp/err') -eq 1 ] && grep -Eq 'comm nccl: (this build has no NCCL|no CUDA device)' '$tmp/err'"
