@@ -177,12 +177,12 @@ check_bench() {
   tail -n 1 "$logs/bench/summary.txt"
 }
 
-step ops 120 check_ops
+step ops 180 check_ops
 step train 300 check_train
 step layout 180 check_layout
 step nccl 180 check_nccl
 step memory 30 check_memory
-step bench 420 check_bench
+step bench 480 check_bench
 
 {
   echo "# gpu-check on $(head -n 1 "$logs/gpus.txt"), $(date -u '+%Y-%m-%d %H:%M UTC')"
