@@ -25,7 +25,14 @@
  * PxTimeline (the simulator's format), and the backends count memory by
  * category, to be laid beside px_memory_new's prediction. Dropout is not
  * implemented (the model runs as with p = 0, deterministically): the
- * prediction is made for the model without dropout masks. */
+ * prediction is made for the model without dropout masks.
+ *
+ * Mixed precision (dtype bf16 / f16, docs/executor.md): parameters and
+ * gradients are half (WEIGHTS, GRADS), the fp32 master and AdamW moments are
+ * OPTIMIZER (2 + 2 + 12 B per parameter, the planner's count); the model
+ * computes in fp32; gradients are reduced through an fp32 buffer; the
+ * optimizer rounds the master into the parameters; fp16 adds dynamic loss
+ * scaling (a step with an overflow is skipped and the scale halved). */
 #pragma once
 #include <glib.h>
 #include "backend.h"
