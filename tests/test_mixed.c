@@ -401,6 +401,12 @@ static void test_checkpoint_master(void) {
     if (k) g_assert_cmpfloat(px_runtime_loss_scale(rt), ==, 2048);
     steps(rt, 3, resumed + 3, NULL);
     for (int s = 0; s < 6; s++) g_assert_cmpmem(&straight[s], sizeof(double), &resumed[s], sizeof(double));
+    /* another layout (one rank) takes the same master, re-sliced by global name */
+    g_autoptr(PxRuntime) one = runtime_with(model, &single, &o);
+    g_assert_true(px_runtime_resume(one, dir, &error));
+    g_assert_no_error(error);
+    g_autofree double *m1 = px_runtime_get_master(one, name, &error);
+    g_assert_cmpmem(m3, n * sizeof(double), m1, n * sizeof(double));
     rm_rf(dir);
   }
 }
