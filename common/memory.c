@@ -22,6 +22,7 @@
  * + MLP blocks, gated MLPs (three FFN tensors), models without dropout and fp32. */
 #include "memory.h"
 #include "cost.h"
+#include "moe.h"
 #include "schedule.h"
 #include <math.h>
 #include <string.h>
@@ -36,7 +37,7 @@ typedef struct {
  * width of Q and of the attention output (heads · head_dim, h unless
  * head_dim is set apart), kv that of K or V; the softmax spans min(s, window)
  * keys per query. */
-static ActTerms block_terms(const PxModelDesc *d, double s, double b, double e) {
+static ActTerms block_terms(const PxModelDesc *d, double s, double b, double e, gboolean moe) {
   double h = d->hidden, q = (double)px_model_q_dim(d), kv = (double)px_model_kv_dim(d), f = d->ffn, a = d->heads;
   double span = px_model_attn_span(d, (int)s);
   double mask = d->dropout ? 1.0 : 0.0;
@@ -50,6 +51,9 @@ static ActTerms block_terms(const PxModelDesc *d, double s, double b, double e) 
   /* MLP: LayerNorm input (in a parallel block the block input, already
    * held for the attention's norm), first-linear input, dropout mask */
   t.rep += e * s * b * h * (d->parallel_attn ? 1 : 2) + mask * s * b * h;
+  /* an MoE block: the routed experts are counted by moe.c; the shared
+   * experts are a dense MLP of shared_experts · shared_ffn */
+  if (moe) f = (double)d->shared_experts * d->shared_ffn;
   if (px_ffn_gated(d->ffn_kind))
     t.split += 3 * e * s * b * f; /* gate and up outputs, their product (down-projection input) */
   else
@@ -74,8 +78,9 @@ double px_layer_activation_bytes(const PxModel *model, const PxLayer *layer, con
     return e * s * b * h / rep_div + 4.0 * s * b * ceil((double)d->vocab / t);
   case PX_LAYER_BLOCK: {
     if (plan->ckpt == PX_CKPT_FULL) return e * s * b * h / rep_div;
-    ActTerms a = block_terms(d, s, b, e);
-    double bytes = a.rep / rep_div + a.split / t;
+    gboolean moe = px_model_block_is_moe(d, layer->block);
+    ActTerms a = block_terms(d, s, b, e, moe);
+    double bytes = a.rep / rep_div + a.split / t + (moe ? px_moe_activation_bytes(model, plan) : 0);
     /* flash attention keeps no s x s scores (cost.h px_cost_attention) */
     if (plan->ckpt != PX_CKPT_SELECTIVE && px_cost_attention(plan) == PX_ATTN_UNFUSED) bytes += a.attn / t;
     return bytes;
@@ -179,13 +184,15 @@ PxMemory *px_memory_new(const PxModel *model, const PxPlan *plan, const PxPartit
   double wb = mixed ? 2 : 4, gb = mixed ? 2 : 4, ob = mixed ? 12 : 8;
   double e = px_plan_act_bytes(plan);
   double s = plan->seq, b = plan->mbs, h = d->hidden;
-  double dp = plan->dp;
+  double dp = plan->dp, edp = px_plan_edp(plan);
+  int ep = MAX(plan->ep, 1), etp = px_plan_etp(plan);
   double bucket_elems = plan->bucket_bytes > 0 ? plan->bucket_bytes / gb : 5e8;
 
   for (int r = 0; r < plan->pp; r++) {
     PxStageMemory *st = &mem->stages[r];
     st->stage = r;
-    gint64 params = 0, max_layer = 0, shard = 0;
+    gint64 params = 0, max_layer = 0, shard = 0, eshard = 0, eparams = 0;
+    gboolean moe_held = FALSE;
     double act_mb = 0, act_block = 0, head_acts = 0;
     g_autofree double *chunk_act = g_new0(double, MAX(plan->vpp, 1));
     int max_blocks = 0;
@@ -194,14 +201,25 @@ PxMemory *px_memory_new(const PxModel *model, const PxPlan *plan, const PxPartit
       first |= part->bounds[px_partition_part_of(part, r, c)] == 0;
     for (int c = 0; c < plan->vpp; c++) {
       int k = px_partition_part_of(part, r, c);
-      gint64 chunk_params = 0;
+      gint64 chunk_params = 0, chunk_expert = 0;
       for (int li = part->bounds[k]; li < part->bounds[k + 1]; li++) {
         const PxLayer *L = &model->layers[li];
         /* a rank holding both ends keeps one copy of a tied embedding */
         gint64 lp = L->tied_tensor && first ? px_layer_params_tp(L, plan->tp)
                                             : px_layer_stored_params_tp(L, plan->tp);
-        params += lp;
+        /* routed experts: E/ep experts, each's FFN over etp; sharded over edp under ZeRO */
+        gint64 le = 0;
+        if (L->kind == PX_LAYER_BLOCK && px_model_block_is_moe(d, L->block)) {
+          gint64 dense_tp, exp_tp;
+          px_layer_params_split(L, plan->tp, 1, plan->tp, &dense_tp, &exp_tp);
+          px_layer_params_split(L, plan->tp, ep, etp, NULL, &le);
+          lp -= exp_tp;
+          moe_held = TRUE;
+        }
+        params += lp + le;
         chunk_params += lp;
+        chunk_expert += le;
+        lp += le;
         max_layer = MAX(max_layer, lp);
         if (L->kind == PX_LAYER_BLOCK) act_block = px_layer_activation_bytes(model, L, plan);
         if (L->kind == PX_LAYER_FINAL_NORM || L->kind == PX_LAYER_LM_HEAD)
@@ -209,6 +227,8 @@ PxMemory *px_memory_new(const PxModel *model, const PxPlan *plan, const PxPartit
         if (li == (int)model->n_layers - 1) last = TRUE;
       }
       shard += px_zero_shard(chunk_params, plan->dp);
+      eshard += px_zero_shard(chunk_expert, (int)edp);
+      eparams += chunk_expert;
       chunk_act[c] = px_part_activation_bytes(model, plan, part->bounds[k], part->bounds[k + 1]);
       act_mb += chunk_act[c];
       int blocks = 0;
@@ -217,17 +237,16 @@ PxMemory *px_memory_new(const PxModel *model, const PxPlan *plan, const PxPartit
     }
     st->params = params;
     double P = (double)params;
-    if (plan->zero >= 1 && plan->dp > 1) {
-      /* each chunk's flat buffers partitioned (px_zero_shard), the others padded to dp shards */
-      double S = (double)shard, full = S * dp;
-      st->weights = wb * (plan->zero >= 3 ? S : full);
-      st->gradients = gb * (plan->zero >= 2 ? S : full);
-      st->optimizer = ob * S;
-    } else {
-      st->weights = wb * P;
-      st->gradients = gb * P;
-      st->optimizer = ob * P;
-    }
+    /* dense parameters shard over dp, routed experts over edp (their own
+     * data-parallel group: Megatron-Core's expert distributed optimizer) */
+    double Pd = (double)(params - eparams), Pe = (double)eparams;
+    gboolean zd = plan->zero >= 1 && plan->dp > 1, ze = plan->zero >= 1 && edp > 1;
+    /* each chunk's flat buffers partitioned (px_zero_shard), the others padded to dp shards */
+    double S = zd ? (double)shard : Pd, full = zd ? S * dp : Pd;
+    double Se = ze ? (double)eshard : Pe, fulle = ze ? Se * edp : Pe;
+    st->weights = wb * (plan->zero >= 3 ? S + Se : full + fulle);
+    st->gradients = gb * (plan->zero >= 2 ? S + Se : full + fulle);
+    st->optimizer = ob * (S + Se);
     if (plan->offload != PX_OFFLOAD_NONE) st->optimizer = 0;
     if (plan->offload == PX_OFFLOAD_OPTIMIZER_PARAMS) st->weights = 0;
     st->activation_per_layer = act_block;
@@ -257,6 +276,8 @@ PxMemory *px_memory_new(const PxModel *model, const PxPlan *plan, const PxPartit
     st->buffers = 2.0 * msg * neighbours;
     if (plan->dp > 1 && plan->zero >= 1) st->buffers += gb * MIN(bucket_elems, P);
     if (plan->zero >= 3 && plan->dp > 1) st->buffers += 2.0 * wb * (double)max_layer;
+    /* MoE: one layer's dispatch / combine all-to-all send and receive buffers */
+    if (moe_held) st->buffers += px_moe_buffer_bytes(model, plan);
     st->workspace = plan->workspace_bytes;
     st->total = st->weights + st->gradients + st->optimizer + st->activations + st->buffers + st->workspace;
     if (st->total > mem->peak) {
