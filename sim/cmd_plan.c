@@ -82,6 +82,7 @@ static void print_text(const PlanReport *r, const PxUnits *u, gboolean batch_giv
   printf("layout     dp %d × pp %d × tp %d = %d GPUs, rank order %s,%s,%s (innermost first)\n", p->dp,
          p->pp, p->tp, px_plan_world(p), px_axis_name(p->order[0]), px_axis_name(p->order[1]),
          px_axis_name(p->order[2]));
+  px_report_moe_text(r->model, p, stdout);
   g_autofree char *tok = px_format_count((double)p->gbs * p->seq);
   printf("batch      global %d sequences × %d tokens = %s tokens; micro-batch %d; m = %d micro-batches per pipeline%s\n",
          p->gbs, p->seq, tok, p->mbs, p->m,
@@ -132,8 +133,8 @@ static void print_text(const PlanReport *r, const PxUnits *u, gboolean batch_giv
   g_autofree char *fh = px_format_flops(r->flops.hardware_per_step);
   g_autofree char *ft = px_format_flops(r->flops.model_per_token);
   g_autofree char *f6 = px_format_flops(r->flops.approx_6n_per_token);
-  printf("\nFLOPs      per step: model %s, hardware %s (with recompute); per token: %s (6N + 12·L·h·s ≈ %s)\n",
-         fm, fh, ft, f6);
+  printf("\nFLOPs      per step: model %s, hardware %s (with recompute); per token: %s (6N + 12·L·h·s ≈ %s)%s\n",
+         fm, fh, ft, f6, r->model->desc.experts ? "; model FLOPs and N from active parameters (each token through its top-k experts)" : "");
 }
 
 /* ---- JSON --------------------------------------------------------------- */
@@ -146,6 +147,7 @@ static void print_json(const PlanReport *r) {
   json_builder_begin_object(b);
   px_json_member_string(b, "name", r->model->desc.name);
   px_json_member_int(b, "parameters", r->model->params);
+  px_json_member_int(b, "active_parameters", r->model->active_params);
   px_json_member_int(b, "layers", r->model->desc.layers);
   json_builder_end_object(b);
   json_builder_set_member_name(b, "plan");

@@ -1,5 +1,6 @@
 /* report.c — shared report pieces (see report.h). */
 #include "report.h"
+#include "moe.h"
 #include <math.h>
 #include <string.h>
 
@@ -100,7 +101,33 @@ void px_report_plan_json(JsonBuilder *b, const PxPlan *p) {
   g_autofree char *order = g_strdup_printf("%s,%s,%s", px_axis_name(p->order[0]), px_axis_name(p->order[1]),
                                            px_axis_name(p->order[2]));
   px_json_member_string(b, "order", order);
+  px_json_member_int(b, "ep", MAX(p->ep, 1));
+  px_json_member_int(b, "etp", px_plan_etp(p));
+  px_json_member_int(b, "edp", px_plan_edp(p));
+  px_json_member_double(b, "imbalance", p->imbalance);
   json_builder_end_object(b);
+}
+
+void px_report_moe_text(const PxModel *model, const PxPlan *p, FILE *out) {
+  const PxModelDesc *d = &model->desc;
+  if (d->experts == 0) return;
+  g_autofree char *act = px_format_count((double)model->active_params);
+  g_autofree char *tot = px_format_count((double)model->params);
+  fprintf(out, "experts    %d routed per MoE block (%d of %d blocks), top-%d, expert FFN %d", d->experts,
+          px_model_moe_blocks(d), d->layers, d->top_k, d->expert_ffn);
+  if (d->shared_experts) fprintf(out, ", %d shared of %d%s", d->shared_experts, d->shared_ffn, d->shared_gate ? " (gated)" : "");
+  fprintf(out, "; %s active of %s parameters (%" G_GINT64_FORMAT ")\n", act, tot, model->active_params);
+  fprintf(out, "           experts on etp %d × ep %d × edp %d per stage (MoE parallel folding; attention dp %d × tp %d), "
+          "%d expert%s per GPU; ", px_plan_etp(p), MAX(p->ep, 1), px_plan_edp(p), p->dp, p->tp, d->experts / MAX(p->ep, 1),
+          d->experts / MAX(p->ep, 1) == 1 ? "" : "s");
+  if (d->capacity_factor > 0) fprintf(out, "capacity factor %.2f", d->capacity_factor);
+  else fprintf(out, "dropless");
+  fprintf(out, ", busiest expert %.2f × the balanced tokens\n", p->imbalance);
+}
+
+const char *px_report_mfu_convention(const PxModel *model) {
+  return model->desc.experts > 0 ? "model FLOPs from active parameters: each token through its top-k experts"
+                                  : "model FLOPs";
 }
 
 void px_report_memory_json(JsonBuilder *b, const PxMemory *mem) {

@@ -27,6 +27,12 @@ void px_json_member_bool(JsonBuilder *b, const char *key, gboolean v);
 
 /* {"dp":..,"tp":..,...} */
 void px_report_plan_json(JsonBuilder *b, const PxPlan *p);
+/* The mixture-of-experts lines of the plan and simulate reports (nothing
+ * for a dense model): experts, routing, active parameters and the experts'
+ * grid, etp × ep × edp (docs/moe.md). */
+void px_report_moe_text(const PxModel *model, const PxPlan *p, FILE *out);
+/* The MFU convention for a model (MoE: model FLOPs from active parameters). */
+const char *px_report_mfu_convention(const PxModel *model);
 /* {"unit":"bytes","capacity":..,"fits":..,"stages":[...]} */
 void px_report_memory_json(JsonBuilder *b, const PxMemory *mem);
 /* Pretty-print the builder's root to stdout with a newline — or, while this

@@ -15,6 +15,7 @@
  * depend on the thread count. The best `confirm` layouts are then simulated by
  * the event engine and ranked by simulated step time. */
 #include "search.h"
+#include "moe.h"
 #include "cost.h"
 #include "memory.h"
 #include "partition.h"
@@ -51,8 +52,8 @@ gboolean px_search_objective_parse(const char *s, PxSearchObjective *out) {
 }
 
 int px_layout_compare(const PxLayout *a, const PxLayout *b) {
-  int ka[] = {a->tp, a->pp, a->dp, a->vpp, a->mbs, a->zero, a->offload, a->ckpt, a->sp, a->schedule, a->order};
-  int kb[] = {b->tp, b->pp, b->dp, b->vpp, b->mbs, b->zero, b->offload, b->ckpt, b->sp, b->schedule, b->order};
+  int ka[] = {a->tp, a->pp, a->dp, a->vpp, a->mbs, a->zero, a->offload, a->ckpt, a->sp, a->schedule, a->order, a->ep, a->etp};
+  int kb[] = {b->tp, b->pp, b->dp, b->vpp, b->mbs, b->zero, b->offload, b->ckpt, b->sp, b->schedule, b->order, b->ep, b->etp};
   for (gsize i = 0; i < G_N_ELEMENTS(ka); i++)
     if (ka[i] != kb[i]) return ka[i] < kb[i] ? -1 : 1;
   return 0;
@@ -70,6 +71,10 @@ void px_layout_apply(const PxLayout *l, PxPlan *p) {
   p->seq_parallel = l->sp != 0;
   p->schedule = (PxScheduleKind)l->schedule;
   memcpy(p->order, orders[l->order], sizeof p->order);
+  if (l->ep > 0) {
+    p->ep = l->ep;
+    p->etp = l->etp;
+  }
 }
 
 char *px_search_order_string(int i) {
@@ -85,6 +90,7 @@ char *px_layout_format(const PxLayout *l) {
   if (l->offload != PX_OFFLOAD_NONE) g_string_append_printf(s, " offload %s", px_offload_name(l->offload));
   g_string_append_printf(s, " · ckpt %s", px_ckpt_name(l->ckpt));
   if (l->sp) g_string_append(s, " · sp");
+  if (l->ep > 1 || (l->ep > 0 && l->etp != l->tp)) g_string_append_printf(s, " · ep %d etp %d", l->ep, l->etp);
   if (l->order != 0) {
     g_autofree char *o = px_search_order_string(l->order);
     g_string_append_printf(s, " · order %s", o);
@@ -94,6 +100,7 @@ char *px_layout_format(const PxLayout *l) {
 
 void px_search_fix_init(PxSearchFix *f) {
   f->tp = f->pp = f->dp = f->vpp = f->mbs = f->zero = f->offload = f->ckpt = f->sp = f->schedule = f->order = -1;
+  f->ep = f->etp = -1;
 }
 
 static gboolean fix_fail(GError **error, const char *kv, const char *why) {
@@ -107,7 +114,8 @@ gboolean px_search_fix_parse(PxSearchFix *f, const char *kv, GError **error) {
   g_autofree char *key = g_strndup(kv, eq - kv);
   const char *val = eq + 1;
   struct { const char *name; int *field; int min; } ints[] = {
-    {"tp", &f->tp, 1}, {"pp", &f->pp, 1}, {"dp", &f->dp, 1}, {"vpp", &f->vpp, 1}, {"mbs", &f->mbs, 1}, {"zero", &f->zero, 0}};
+    {"tp", &f->tp, 1}, {"pp", &f->pp, 1}, {"dp", &f->dp, 1}, {"vpp", &f->vpp, 1}, {"mbs", &f->mbs, 1}, {"zero", &f->zero, 0},
+    {"ep", &f->ep, 1}, {"etp", &f->etp, 1}};
   for (gsize i = 0; i < G_N_ELEMENTS(ints); i++) {
     if (strcmp(key, ints[i].name)) continue;
     char *end;
@@ -144,7 +152,7 @@ gboolean px_search_fix_parse(PxSearchFix *f, const char *kv, GError **error) {
     for (int i = 0; i < 6; i++)
       if (!memcmp(o, orders[i], sizeof o)) f->order = i;
   } else {
-    return fix_fail(error, kv, "knob is one of tp, pp, dp, zero, mbs, vpp, ckpt, schedule, sp, offload, order");
+    return fix_fail(error, kv, "knob is one of tp, pp, dp, zero, mbs, vpp, ckpt, schedule, sp, offload, order, ep, etp");
   }
   return TRUE;
 }
@@ -454,7 +462,8 @@ static void task_choices(const PxSearchOptions *o, const PxLayout *k, Choices *c
     if (fixed_ok(o->fix.sp, s)) ch->sp[ch->n_sp++] = s;
   for (int z = 0; z < N_ZO; z++)
     if (fixed_ok(o->fix.zero, zero_offload[z].zero) && fixed_ok(o->fix.offload, zero_offload[z].offload) &&
-        (k->dp > 1 || zero_offload[z].zero == 0 || o->fix.zero >= 0))
+        (k->dp > 1 || zero_offload[z].zero == 0 || o->fix.zero >= 0 ||
+         (k->ep > 0 && (gint64)k->dp * k->tp > (gint64)k->etp * k->ep))) /* the experts' edp > 1 */
       ch->zo[ch->n_zo++] = z;
   PxScheduleKind all[MAX_TASK_SCHED];
   int n = n_schedules(k, all);
@@ -579,16 +588,24 @@ static GArray *enumerate_tasks(const PxModel *model, const PxCluster *cluster, c
         if (!fixed_ok(o->fix.vpp, vpp)) continue;
         /* vpp 2 is tried twice: Megatron's interleaving and the V (zb-v, dualpipev) */
         for (int v_shape = 0; v_shape <= (vpp == 2 && pp > 1); v_shape++)
-          for (int oi = 0; oi < 6; oi++) {
-            Task t = {0};
-            t.key = (PxLayout){.tp = tp, .pp = pp, .dp = dp, .vpp = vpp, .mbs = 1, .order = (gint8)oi,
-                               .schedule = v_shape ? PX_SCHED_ZB_V : PX_SCHED_NAIVE};
-            if (!fixed_ok(o->fix.order, oi) || (o->fix.order < 0 && order_redundant(oi, &t.key))) continue;
-            Choices ch;
-            task_choices(o, &t.key, &ch);
-            t.count = (guint64)ch.n_mbs * ch.n_ckpt * ch.n_sp * ch.n_zo * ch.n_sched;
-            if (t.count) g_array_append_val(tasks, t);
-          }
+          for (int oi = 0; oi < 6; oi++)
+            for (int ep = 1; ep <= MAX(d->experts, 1); ep++)
+              for (int ei = 0; ei < 2; ei++) {
+                /* the experts' grid: ep a divisor of the experts with etp·ep·pp
+                 * dividing the GPUs, etp 1 or tp (dense models: 1 and tp) */
+                int etp = ei ? 1 : tp;
+                if ((ei && tp == 1) || (d->experts == 0 && (ep > 1 || ei))) continue;
+                if (d->experts > 0 && (d->experts % ep || gpus % ((gint64)etp * ep * pp) || d->expert_ffn % etp)) continue;
+                if (!fixed_ok(o->fix.ep, ep) || !fixed_ok(o->fix.etp, etp)) continue;
+                Task t = {0};
+                t.key = (PxLayout){.tp = tp, .pp = pp, .dp = dp, .vpp = vpp, .mbs = 1, .order = (gint8)oi,
+                                   .schedule = v_shape ? PX_SCHED_ZB_V : PX_SCHED_NAIVE, .ep = ep, .etp = etp};
+                if (!fixed_ok(o->fix.order, oi) || (o->fix.order < 0 && order_redundant(oi, &t.key))) continue;
+                Choices ch;
+                task_choices(o, &t.key, &ch);
+                t.count = (guint64)ch.n_mbs * ch.n_ckpt * ch.n_sp * ch.n_zo * ch.n_sched;
+                if (t.count) g_array_append_val(tasks, t);
+              }
       }
     }
   }
