@@ -19,7 +19,7 @@ out=$("$sim" plan --model mixtral-8x7b --cluster dgx-h100 --gpus 64 --ep 8 --zer
 check "plan names the experts' grid" "grep -q 'experts on etp 1 × ep 8 × edp 8 per stage' <<<\"\$out\""
 check "plan gives active parameters" "grep -q '12.88 B active of 46.70 B parameters' <<<\"\$out\""
 check "plan states the FLOPs convention" "grep -q 'from active parameters' <<<\"\$out\""
-json=$("$sim" plan --model configs/hf/qwen1.5-moe-a2.7b.json --json)
+json=$("$sim" plan --model "$PARALLAX_DATA_DIR/configs/hf/qwen1.5-moe-a2.7b.json" --json)
 check "json active parameters (Qwen1.5-MoE-A2.7B)" "grep -qF '\"active_parameters\" : 2689173504' <<<\"\$json\""
 json=$("$sim" plan --model mixtral-8x7b --gpus 16 --cluster dgx-h100 --tp 2 --sp --ep 4 --etp 1 --json)
 check "json plan has ep, etp, edp" "grep -qF '\"edp\" : 4' <<<\"\$json\" && grep -qF '\"etp\" : 1' <<<\"\$json\""
