@@ -42,5 +42,11 @@ bad "imbalance below 1" "--imbalance '0.5' must be a number ≥ 1" plan --model 
 printf '{"model_type": "deepseek_v3", "n_routed_experts": 256}' > "$tmp/ds3.json"
 bad "deepseek_v3 refused in a sentence" "multi-head latent attention" plan --model "$tmp/ds3.json"
 
+# launch files: Megatron gets the experts and their grid; formats without experts refuse
+"$sim" plan --model deepseek-moe-16b --cluster dgx-h100 --gpus 8 --ep 8 --emit megatron --out "$tmp/launch" >/dev/null 2>&1
+check "megatron launch has the experts' grid" "grep -q -- '--expert-model-parallel-size 8' \"$tmp/launch/pretrain_gpt.sh\" && grep -q -- '--num-experts 64' \"$tmp/launch/pretrain_gpt.sh\""
+check "megatron launch has the dense first layer" "grep -qF -- '--moe-layer-freq \"[0,1,1,' \"$tmp/launch/pretrain_gpt.sh\""
+bad "deepspeed launch refuses experts" "carry no experts" plan --model mixtral-8x7b --emit deepspeed --out "$tmp/ds"
+
 echo "1..$n"
 exit $fail
