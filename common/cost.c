@@ -492,6 +492,15 @@ static gboolean check_inputs(const PxCluster *cluster, const PxPlan *plan, const
   return TRUE;
 }
 
+/* A gradient reduction over n ranks: reduce-scatter under ZeRO-2/3, else
+ * all-reduce; adds its time and the bytes each GPU sends. */
+static void reduce_grads(const PxPlan *plan, double bytes, int n, const PxLink *l, double *time, double *sent) {
+  if (n <= 1) return;
+  gboolean rs = plan->zero >= 2;
+  *time += rs ? px_cost_reduce_scatter(bytes, n, l) : px_cost_allreduce(bytes, n, l);
+  *sent += (rs ? 1.0 : 2.0) * (n - 1) / n * bytes;
+}
+
 /* The experts' data-parallel group of pipeline rank `stage` (replica etp 0, ep 0). */
 static PxLink edp_link(const PxCluster *cluster, const PxPlan *plan, int stage) {
   int edp = px_plan_edp(plan);
@@ -624,24 +633,10 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
     PxLink dpl = px_cost_dp_link(cluster, plan, r);
     double grad_bytes = rank_params[r] * G, egrad_bytes = rank_eparams[r] * G;
     PxLink edpl = rank_eparams[r] > 0 ? edp_link(cluster, plan, r) : dpl;
-    if (edp > 1 && egrad_bytes > 0) {
-      /* the experts' gradients over their own data-parallel group */
-      if (plan->zero >= 2) {
-        t->dp_reduce[r] += px_cost_reduce_scatter(egrad_bytes, edp, &edpl);
-        t->dp_bytes[r] += (double)(edp - 1) / edp * egrad_bytes;
-      } else {
-        t->dp_reduce[r] += px_cost_allreduce(egrad_bytes, edp, &edpl);
-        t->dp_bytes[r] += 2.0 * (edp - 1) / edp * egrad_bytes;
-      }
-    }
+    /* the experts' gradients over their own data-parallel group */
+    if (egrad_bytes > 0) reduce_grads(plan, egrad_bytes, edp, &edpl, &t->dp_reduce[r], &t->dp_bytes[r]);
     if (dp > 1) {
-      if (plan->zero >= 2) {
-        t->dp_reduce[r] += px_cost_reduce_scatter(grad_bytes, dp, &dpl);
-        t->dp_bytes[r] += (double)(dp - 1) / dp * grad_bytes;
-      } else {
-        t->dp_reduce[r] += px_cost_allreduce(grad_bytes, dp, &dpl);
-        t->dp_bytes[r] += 2.0 * (dp - 1) / dp * grad_bytes;
-      }
+      reduce_grads(plan, grad_bytes, dp, &dpl, &t->dp_reduce[r], &t->dp_bytes[r]);
       if (plan->zero == 3 && overlap) {
         /* reduced in the backward passes (above): what is left after the last
          * one is the last layer's reduce-scatter */

@@ -200,6 +200,19 @@ static void test_grid(void) {
   px_plan_clear(&p);
 }
 
+/* Mixtral on 16 GPUs: attention tp 2 (SP) × dp 8, experts etp 1 × ep 4 × edp 4. */
+static void mixtral16(PxPlan *p, const PxModel *mx, int zero) {
+  px_plan_init(p);
+  p->tp = 2;
+  p->dp = 8;
+  p->seq_parallel = TRUE;
+  p->ep = 4;
+  p->etp = 1;
+  p->zero = zero;
+  p->seq = 4096;
+  validate(p, mx, 16, NULL);
+}
+
 /* Megatron-Bridge#3744: when etp·ep ≠ tp the experts per GPU and their ZeRO
  * divisor differ from the attention's. Mixtral on 16 GPUs: tp 2 (SP), dp 8;
  * experts etp 1 × ep 4 × edp 4; ZeRO-1, bf16 + Adam. By hand:
@@ -213,15 +226,7 @@ static void test_grid(void) {
 static void test_memory_etp_ep_not_tp(void) {
   g_autoptr(PxModel) mx = load("mixtral-8x7b");
   PxPlan p;
-  px_plan_init(&p);
-  p.tp = 2;
-  p.dp = 8;
-  p.seq_parallel = TRUE;
-  p.ep = 4;
-  p.etp = 1;
-  p.zero = 1;
-  p.seq = 4096;
-  validate(&p, mx, 16, NULL);
+  mixtral16(&p, mx, 1);
   g_autoptr(GError) e = NULL;
   g_autoptr(PxPartition) part = px_partition_new(mx, &p, NULL, &e);
   g_assert_no_error(e);
@@ -234,14 +239,7 @@ static void test_memory_etp_ep_not_tp(void) {
   g_assert_cmpfloat(mem->stages[0].optimizer, ==, 35028080640.0);
   /* ZeRO-3: everything sharded, dense over 8, experts over 4 */
   px_plan_clear(&p);
-  px_plan_init(&p);
-  p.tp = 2;
-  p.dp = 8;
-  p.seq_parallel = TRUE;
-  p.ep = 4;
-  p.etp = 1;
-  p.zero = 3;
-  validate(&p, mx, 16, NULL);
+  mixtral16(&p, mx, 3);
   g_autoptr(PxPartition) part3 = px_partition_new(mx, &p, NULL, &e);
   g_autoptr(PxMemory) mem3 = px_memory_new(mx, &p, part3, NULL);
   g_assert_cmpfloat(mem3->stages[0].weights, ==, 2 * (Pd / 8 + Pe / 4));
@@ -260,14 +258,7 @@ static void test_memory_etp_ep_not_tp(void) {
 static void test_activations(void) {
   g_autoptr(PxModel) mx = load("mixtral-8x7b");
   PxPlan p;
-  px_plan_init(&p);
-  p.tp = 2;
-  p.dp = 8;
-  p.seq_parallel = TRUE;
-  p.ep = 4;
-  p.etp = 1;
-  p.seq = 4096;
-  validate(&p, mx, 16, NULL);
+  mixtral16(&p, mx, 0);
   PxMoeTokens t;
   px_moe_tokens(mx, &p, &t);
   g_assert_cmpfloat(t.in, ==, 2048);
