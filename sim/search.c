@@ -221,7 +221,8 @@ static void state_block(const Space *sp, const PxPartition *part, PxLayout l, St
   PxPlan p, p0;
   l.mbs = 1;
   l.ckpt = PX_CKPT_NONE;
-  l.sp = 0;
+  /* model states do not depend on sp; the experts' grid under TP needs it (moe.h) */
+  l.sp = l.tp > 1 && l.ep > 0 && (l.ep > 1 || l.etp != l.tp);
   l.schedule = block_schedule(&l);
   plan_from(&p, sp->base, &l);
   p.gbs = p.mbs * p.dp * p.pp; /* m = pp: batch divisibility is each layout's own check */
@@ -642,6 +643,12 @@ char *px_search_why_empty(const PxModel *model, const PxCluster *cluster, const 
     if (f->schedule >= 0 && f->schedule != PX_SCHED_INTERLEAVED && !(f->vpp == 2 && px_schedule_is_v(f->schedule)))
       return g_strdup_printf("--fix vpp=%d needs the interleaved schedule (or vpp=2 with zb-v, dualpipev)", f->vpp);
   }
+  if (d->experts == 0 && f->ep > 1) return g_strdup_printf("--fix ep=%d needs a mixture-of-experts model (%s has no experts)", f->ep, d->name);
+  if (d->experts > 0 && f->ep > 0 && d->experts % f->ep)
+    return g_strdup_printf("--fix ep=%d does not divide the %d experts", f->ep, d->experts);
+  if (d->experts > 0 && f->ep > 0 && gpus % f->ep) return g_strdup_printf("--fix ep=%d does not divide %d GPUs", f->ep, gpus);
+  if (f->etp > 0 && f->etp != 1 && f->tp > 0 && f->etp != f->tp)
+    return g_strdup_printf("--fix etp=%d: the search tries etp 1 or tp (tp=%d)", f->etp, f->tp);
   if (f->vpp == 1 && f->schedule == PX_SCHED_INTERLEAVED) return g_strdup("--fix schedule=interleaved needs vpp ≥ 2");
   if (f->vpp == 1 && f->schedule >= 0 && px_schedule_is_v(f->schedule))
     return g_strdup_printf("--fix schedule=%s needs vpp = 2 (two chunks per rank)", px_schedule_name(f->schedule));

@@ -39,6 +39,8 @@ bad "folding divides the GPUs" "etp·ep·pp = 2·8·1 = 16 does not divide the 2
 bad "ep under tp needs sp" "needs sequence parallelism" plan --model mixtral-8x7b --dp 8 --tp 2 --ep 4
 bad "dense model takes no ep" "needs a mixture-of-experts model" plan --model llama3-8b --dp 8 --ep 2
 bad "imbalance below 1" "--imbalance '0.5' must be a number ≥ 1" plan --model mixtral-8x7b --imbalance 0.5
+bad "search: ep on a dense model" "--fix ep=2 needs a mixture-of-experts model" search --model llama3-8b --cluster dgx-h100 --gpus 8 --gbs 64 --fix ep=2
+bad "search: ep divides the experts" "--fix ep=3 does not divide the 8 experts" search --model mixtral-8x7b --cluster dgx-h100 --gpus 8 --gbs 64 --fix ep=3
 printf '{"model_type": "deepseek_v3", "n_routed_experts": 256}' > "$tmp/ds3.json"
 bad "deepseek_v3 refused in a sentence" "multi-head latent attention" plan --model "$tmp/ds3.json"
 

@@ -11,6 +11,7 @@
 #include "flops.h"
 #include "memory.h"
 #include "moe.h"
+#include "search.h"
 
 static PxModel *load(const char *name_or_file) {
   g_autoptr(GError) e = NULL;
@@ -336,6 +337,37 @@ static void test_flops_active(void) {
   px_plan_clear(&p);
 }
 
+/* The search evaluates an MoE layout with the core's memory model (exactly)
+ * and its analytic time near the engine's (search.h). */
+static void test_search_consistent(void) {
+  g_autoptr(PxModel) mx = load("mixtral-8x7b");
+  g_autoptr(PxCluster) c = px_cluster_load("dgx-h100", NULL);
+  c->nodes = 4;
+  PxPlan base;
+  px_plan_init(&base);
+  base.seq = 2048;
+  base.gbs = 64;
+  PxLayout l = {.tp = 2, .pp = 2, .dp = 8, .vpp = 1, .mbs = 1, .zero = 1, .ckpt = PX_CKPT_SELECTIVE, .sp = 1,
+                .schedule = PX_SCHED_1F1B, .ep = 4, .etp = 1};
+  PxSearchCandidate cand = {.layout = l};
+  g_assert_true(px_search_evaluate(mx, c, &base, &l, &cand.memory, &cand.analytic_time));
+  PxPlan p;
+  px_plan_copy(&p, &base);
+  px_layout_apply(&l, &p);
+  g_autoptr(GError) e = NULL;
+  g_assert_true(px_plan_validate(&p, mx, c, &e));
+  g_assert_cmpint(px_plan_edp(&p), ==, 4);
+  g_autoptr(PxPartition) part = px_partition_new(mx, &p, NULL, &e);
+  g_autoptr(PxMemory) mem = px_memory_new(mx, &p, part, c);
+  g_assert_cmpfloat(fabs(cand.memory - mem->peak), <=, 1e-6 * mem->peak);
+  g_assert_true(px_search_confirm(mx, c, &base, &cand, &e));
+  g_assert_no_error(e);
+  g_test_message("analytic %.4f s, simulated %.4f s", cand.analytic_time, cand.step_time);
+  g_assert_cmpfloat(fabs(cand.analytic_time - cand.step_time) / cand.step_time, <, 0.05);
+  px_plan_clear(&p);
+  px_plan_clear(&base);
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/moe/published-counts", test_published_counts);
@@ -348,5 +380,6 @@ int main(int argc, char **argv) {
   g_test_add_func("/moe/alltoall", test_alltoall);
   g_test_add_func("/moe/layer-alltoall", test_layer_alltoall);
   g_test_add_func("/moe/flops-active", test_flops_active);
+  g_test_add_func("/moe/search-consistent", test_search_consistent);
   return g_test_run();
 }
