@@ -406,8 +406,13 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
     int drop_k = d->dropout ? 2 : 0;
     c.fwd += att_fwd + membound(cluster, norm_f + resid + actf_f + drop, 5 + drop_k);
     dgrad += att_bwd + membound(cluster, norm_b + resid + actf_b + drop, 5 + drop_k);
-    c.tp_fwd = 2 * tp_collective(plan, act, tp_link);
-    c.tp_bwd = 2 * tp_collective(plan, act, tp_link);
+    /* with sequence parallelism the routed experts' input and output go
+     * through the dispatcher (the ETP all-gather / reduce-scatter, moe_times),
+     * not the MLP's TP all-gather / reduce-scatter, unless shared experts
+     * (TP-split) read the block's gathered input too */
+    int tp_colls = moe && plan->seq_parallel && d->shared_experts == 0 ? 1 : 2;
+    c.tp_fwd = tp_colls * tp_collective(plan, act, tp_link);
+    c.tp_bwd = tp_colls * tp_collective(plan, act, tp_link);
     if (moe) moe_times(model, cluster, plan, &c, &dgrad, &wgrad);
     /* selective: the attention core again (flash keeps nothing to recompute) */
     if (plan->ckpt == PX_CKPT_SELECTIVE && kind == PX_ATTN_UNFUSED) c.recompute = att_fwd;
@@ -557,10 +562,8 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
       gint64 lp = own_copy ? px_layer_stored_params_tp(layer, tp) : px_layer_params_tp(layer, tp);
       if (layer->kind == PX_LAYER_BLOCK && px_model_block_is_moe(&model->desc, layer->block)) {
         /* routed experts: E/ep experts over etp, reduced over edp (moe.h) */
-        gint64 exp_tp, exp_grid;
-        px_layer_params_split(layer, tp, 1, tp, NULL, &exp_tp);
-        px_layer_params_split(layer, tp, ep, etp, NULL, &exp_grid);
-        lp -= exp_tp;
+        gint64 exp_grid;
+        px_layer_params_split(layer, tp, ep, etp, &lp, &exp_grid); /* a block holds no tied copy */
         part_eparams[k] += exp_grid;
       }
       part_params[k] += lp;

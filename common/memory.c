@@ -210,10 +210,7 @@ PxMemory *px_memory_new(const PxModel *model, const PxPlan *plan, const PxPartit
         /* routed experts: E/ep experts, each's FFN over etp; sharded over edp under ZeRO */
         gint64 le = 0;
         if (L->kind == PX_LAYER_BLOCK && px_model_block_is_moe(d, L->block)) {
-          gint64 dense_tp, exp_tp;
-          px_layer_params_split(L, plan->tp, 1, plan->tp, &dense_tp, &exp_tp);
-          px_layer_params_split(L, plan->tp, ep, etp, NULL, &le);
-          lp -= exp_tp;
+          px_layer_params_split(L, plan->tp, ep, etp, &lp, &le); /* a block holds no tied copy */
           moe_held = TRUE;
         }
         params += lp + le;

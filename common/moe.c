@@ -18,23 +18,24 @@ int px_plan_edp(const PxPlan *p) {
 gboolean px_moe_validate(const PxPlan *p, const PxModel *model, GError **error) {
   const PxModelDesc *d = &model->desc;
   int etp = px_plan_etp(p), world = px_plan_world(p);
-  if (p->ep < 1) REFUSE("ep=%d must be at least 1", p->ep);
+  /* 0 in ep, etp or imbalance: unset (a plan not made by px_plan_init) */
+  if (p->ep < 0) REFUSE("ep=%d must be at least 1", p->ep);
   if (p->etp < 0) REFUSE("etp=%d must be at least 1", p->etp);
-  if (!isfinite(p->imbalance) || p->imbalance < 1)
+  if (p->imbalance != 0 && (!isfinite(p->imbalance) || p->imbalance < 1))
     REFUSE("imbalance %g must be at least 1 (the busiest expert's tokens over the balanced share)", p->imbalance);
   if (d->experts == 0) {
     if (p->ep > 1) REFUSE("ep=%d needs a mixture-of-experts model (%s has no experts)", p->ep, d->name);
     if (etp != p->tp) REFUSE("etp=%d needs a mixture-of-experts model (%s has no experts)", etp, d->name);
     return TRUE;
   }
-  if (d->experts % p->ep)
+  if (d->experts % MAX(p->ep, 1))
     REFUSE("ep=%d does not divide the %d experts (Megatron-Core: num_moe_experts %% expert_model_parallel_size == 0)",
            p->ep, d->experts);
   if (d->expert_ffn % etp) REFUSE("etp=%d does not divide the expert FFN size %d", etp, d->expert_ffn);
   if (d->shared_experts > 0 && ((gint64)d->shared_experts * d->shared_ffn) % p->tp)
     REFUSE("tp=%d does not divide the shared experts' FFN size %" G_GINT64_FORMAT, p->tp,
            (gint64)d->shared_experts * d->shared_ffn);
-  gint64 emp = (gint64)etp * p->ep * p->pp;
+  gint64 emp = (gint64)etp * MAX(p->ep, 1) * p->pp;
   if (world % emp)
     REFUSE("MoE parallel folding: etp·ep·pp = %d·%d·%d = %" G_GINT64_FORMAT " does not divide the %d GPUs "
            "(experts use etp × ep × edp over each pipeline stage's ranks; Megatron-Core parallel_state.py)",
