@@ -368,6 +368,35 @@ static void test_search_consistent(void) {
   px_plan_clear(&base);
 }
 
+/* ep, etp and imbalance travel through a plan INI and back. */
+static void test_plan_ini(void) {
+  PxPlan p, q;
+  px_plan_init(&p);
+  px_plan_init(&q);
+  p.ep = 8;
+  p.etp = 1;
+  p.imbalance = 1.5;
+  p.gbs = 8; /* a validated plan's batch and sequence */
+  p.seq = 4096;
+  g_autofree char *ini = px_plan_to_ini(&p);
+  g_autofree char *path = g_build_filename(g_get_tmp_dir(), "px-moe-plan.ini", NULL);
+  g_assert_true(g_file_set_contents(path, ini, -1, NULL));
+  g_autoptr(GError) e = NULL;
+  g_assert_true(px_plan_load_ini(&q, path, &e));
+  g_assert_no_error(e);
+  g_assert_cmpint(q.ep, ==, 8);
+  g_assert_cmpint(q.etp, ==, 1);
+  g_assert_cmpfloat(q.imbalance, ==, 1.5);
+  g_remove(path);
+  /* an expert cannot take more than every token: imbalance ≤ E/k = 4 for Mixtral */
+  g_autoptr(PxModel) mx = load("mixtral-8x7b");
+  q.imbalance = 5;
+  q.dp = 8;
+  validate(&q, mx, 8, "imbalance 5 exceeds E/k = 8/2");
+  px_plan_clear(&p);
+  px_plan_clear(&q);
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/moe/published-counts", test_published_counts);
@@ -381,5 +410,6 @@ int main(int argc, char **argv) {
   g_test_add_func("/moe/layer-alltoall", test_layer_alltoall);
   g_test_add_func("/moe/flops-active", test_flops_active);
   g_test_add_func("/moe/search-consistent", test_search_consistent);
+  g_test_add_func("/moe/plan-ini", test_plan_ini);
   return g_test_run();
 }
