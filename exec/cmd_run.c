@@ -23,6 +23,7 @@
 #include "report.h"
 #include "runtime.h"
 #include "comm_tcp.h"
+#include "nccl/comm_nccl.h"
 #include "launch_env.h"
 
 #define CMD "parallax-exec run"
@@ -75,7 +76,8 @@ int px_exec_cmd_run(int argc, char **argv) {
     {"comm", 0, 0, G_OPTION_ARG_STRING, &a.comm,
      "Communicator: local (every rank a thread of this process; the default), mpi (one process per rank, "
      "under mpirun or srun; the default when launched by mpirun), tcp (one process per rank from RANK, "
-     "WORLD_SIZE, MASTER_ADDR, MASTER_PORT: parallax-exec launch, torchrun-style launchers)", "C"},
+     "WORLD_SIZE, MASTER_ADDR, MASTER_PORT: parallax-exec launch, torchrun-style launchers), nccl (one process "
+     "per rank and GPU, with --backend cuda; the default for --backend cuda under a launcher when built with NCCL)", "C"},
     {"steps", 'n', 0, G_OPTION_ARG_INT, &a.steps, "Train up to this step (default 10)", "N"},
     {"seed", 0, 0, G_OPTION_ARG_INT64, &a.seed, "Seed of weights and synthetic data (default 1337)", "S"},
     {"data", 0, 0, G_OPTION_ARG_FILENAME, &a.data, "llm.c token file (default: synthetic corpus)", "FILE"},
@@ -147,12 +149,28 @@ int px_exec_cmd_run(int argc, char **argv) {
       goto out;
     }
   }
-  if (!a.comm)
-    a.comm = g_strdup(g_getenv("OMPI_COMM_WORLD_SIZE")                        ? "mpi"
-                      : g_getenv("WORLD_SIZE") && g_getenv("MASTER_ADDR") ? "tcp"
-                                                                              : "local");
-  if (g_strcmp0(a.comm, "local") && g_strcmp0(a.comm, "mpi") && g_strcmp0(a.comm, "tcp")) {
-    fprintf(stderr, CMD ": --comm '%s' is not local, mpi or tcp\n", a.comm);
+  if (!a.comm) {
+    /* ranks as processes: nccl for GPU ranks when built in, else mpi / tcp by launcher (docs/launch.md) */
+    gboolean procs = g_getenv("OMPI_COMM_WORLD_SIZE") || (g_getenv("WORLD_SIZE") && g_getenv("MASTER_ADDR"));
+    a.comm = g_strdup(procs && !g_strcmp0(a.opt.backend, "cuda") && px_comm_available("nccl") ? "nccl"
+                      : g_getenv("OMPI_COMM_WORLD_SIZE")                                       ? "mpi"
+                      : procs                                                                  ? "tcp"
+                                                                                               : "local");
+  }
+  if (g_strcmp0(a.comm, "local") && g_strcmp0(a.comm, "mpi") && g_strcmp0(a.comm, "tcp") && g_strcmp0(a.comm, "nccl")) {
+    fprintf(stderr, CMD ": --comm '%s' is not local, mpi, tcp or nccl\n", a.comm);
+    goto out;
+  }
+  if (!g_strcmp0(a.comm, "nccl") && !px_comm_available("nccl")) {
+    fprintf(stderr, CMD ": --comm nccl: this build has no NCCL (configure with the CUDA toolkit and NCCL found: README)\n");
+    goto out;
+  }
+  if (!g_strcmp0(a.comm, "nccl") && g_strcmp0(a.opt.backend, "cuda")) {
+    fprintf(stderr, CMD ": --comm nccl moves GPU memory: it needs --backend cuda (not %s)\n", a.opt.backend);
+    goto out;
+  }
+  if (!g_strcmp0(a.comm, "nccl") && px_nccl_device_count() == 0) {
+    fprintf(stderr, CMD ": --comm nccl: no CUDA device\n");
     goto out;
   }
   if (!px_plan_options_resolve(&o, FALSE, &model, &cluster, &plan, &error)) {
@@ -165,6 +183,7 @@ int px_exec_cmd_run(int argc, char **argv) {
     px_launch_env_init(&env);
     gboolean ok = px_launch_env(&env, &error);
     if (ok && !g_strcmp0(a.comm, "mpi")) world = px_comm_mpi_new(a.opt.timeout_s, &error);
+    else if (ok && !g_strcmp0(a.comm, "nccl")) world = px_comm_nccl_new(&env, a.opt.timeout_s, &error);
     else if (ok) world = px_comm_tcp_new_from_env(&env, a.opt.timeout_s, &error);
     a.opt.device = env.local_rank;
     px_launch_env_clear(&env);
@@ -196,7 +215,8 @@ int px_exec_cmd_run(int argc, char **argv) {
     printf("# %s: model %s, dp %d x tp %d x pp %d (%d ranks, %s), %s, vpp %d, m %d micro-batches of %d x %d tokens, "
            "ZeRO-%d, checkpoint %s%s, backend %s, %s\n",
            CMD, model->desc.name, p->dp, p->tp, p->pp, px_runtime_world(rt),
-           !world ? "threads of this process, local" : !g_strcmp0(a.comm, "mpi") ? "one process each, mpi" : "one process each, tcp", px_schedule_name(p->schedule), p->vpp,
+           !world ? "threads of this process, local" : !g_strcmp0(a.comm, "mpi") ? "one process each, mpi"
+           : !g_strcmp0(a.comm, "nccl") ? "one process and GPU each, nccl" : "one process each, tcp", px_schedule_name(p->schedule), p->vpp,
            p->m, p->mbs, p->seq, p->zero, px_ckpt_name(p->ckpt), p->seq_parallel ? ", sequence parallel" : "", a.opt.backend,
            a.opt.dtype == PX_DTYPE_F64 ? "f64" : "f32");
     if (model->desc.dropout) printf("# dropout: off (the executor does not implement it; memory predicted without masks)\n");
@@ -318,7 +338,7 @@ int px_exec_cmd_run(int argc, char **argv) {
 out:
   px_runtime_free(rt);
   px_comm_free(world);
-  if (world && !g_strcmp0(a.comm, "mpi")) px_comm_mpi_finalize();
+  if (world && (!g_strcmp0(a.comm, "mpi") || !g_strcmp0(a.comm, "nccl"))) px_comm_mpi_finalize();
   g_free(all_mem);
   g_free(a.comm);
   px_plan_clear(&plan);
