@@ -43,6 +43,7 @@
 #include "cost.h"
 #include "flops.h"
 #include "memory.h"
+#include "moe.h"
 #include <math.h>
 #include <stdlib.h>
 
@@ -149,6 +150,14 @@ double px_cost_p2p(double bytes, const PxLink *l) {
 static double eff_or_1(double e) { return e > 0 ? e : 1.0; }
 static double intra_busbw(const PxCluster *c) { return c->intra_bw * eff_or_1(c->intra_eff); }
 static double inter_busbw(const PxCluster *c) { return c->inter_bw * eff_or_1(c->inter_eff); }
+
+double px_cost_alltoall(const PxCluster *c, double bytes, int n, int k) {
+  if (n <= 1 || bytes <= 0) return 0;
+  k = CLAMP(k, 1, n);
+  if (k == n) return (n - 1) * c->intra_lat + (double)(n - 1) / n * bytes / intra_busbw(c);
+  return (n - 1) * c->inter_lat +
+         MAX((double)(k - 1) / n * bytes / intra_busbw(c), (double)(n - k) / n * bytes / inter_busbw(c));
+}
 
 /* A group across nodes with k members on a node: hierarchical rings over the
  * k NICs of those members, never faster than NVLink. */
@@ -313,6 +322,57 @@ static void weight_gemms(const PxCluster *c, PxPrecision prec, int E, double T, 
   }
 }
 
+/* The routed experts of E/ep experts on a rank, `other` tokens each but one
+ * with `busiest` (grouped GEMM: a batch and one more), weight (out, in). */
+static void expert_gemms(const PxCluster *c, PxPrecision prec, int E, const PxMoeTokens *t, double out, double in,
+                         double *fwd, double *dgrad, double *wgrad) {
+  double n = t->local - 1;
+  if (n > 0 && t->other > 0) {
+    *fwd += px_cost_gemm_time(c, prec, n, t->other, out, in, E);
+    *dgrad += px_cost_gemm_time(c, prec, n, t->other, in, out, E);
+    *wgrad += px_cost_gemm_time(c, prec, n, out, in, t->other, E);
+  }
+  weight_gemms(c, prec, E, t->busiest, out, in, fwd, dgrad, wgrad);
+}
+
+/* An MoE block's routed part on the busiest rank (docs/moe.md): the router's
+ * softmax, permuting the tokens into expert order and back (Megatron-Core's
+ * token permutation: each copy read and written), the experts' GEMMs and
+ * activation function, and the collectives: the dispatch and combine
+ * all-to-all over ep (forward 2, backward 2) and, when the ETP group holds
+ * different tokens, an all-gather after dispatch and a reduce-scatter before
+ * combine over etp. The router GEMM is a plain (E, h) weight (the block's
+ * loop). The EP and ETP groups are pipeline rank 0's (every stage's are alike
+ * when pp is the outermost axis). */
+static void moe_times(const PxModel *model, const PxCluster *cl, const PxPlan *plan, PxLayerTimes *c, double *dgrad,
+                      double *wgrad) {
+  const PxModelDesc *d = &model->desc;
+  PxMoeTokens t;
+  px_moe_tokens(model, plan, &t);
+  int E = px_plan_act_bytes(plan), etp = px_plan_etp(plan), ep = MAX(plan->ep, 1);
+  double h = d->hidden, f = (double)d->expert_ffn / etp;
+  gboolean gated = px_ffn_gated(d->ffn_kind);
+  for (int i = 0; i < (gated ? 2 : 1); i++) expert_gemms(cl, plan->precision, E, &t, f, h, &c->fwd, dgrad, wgrad);
+  expert_gemms(cl, plan->precision, E, &t, h, f, &c->fwd, dgrad, wgrad);
+  double act_f = (gated ? 3 : 2) * t.total * f * E, act_b = (gated ? 5 : 3) * t.total * f * E;
+  double perm = 2 * (t.sent + t.received) * h * E; /* permute + unpermute, read and write each copy */
+  double router = 2 * t.in * d->experts * 4.0;     /* fp32 softmax */
+  c->fwd += membound(cl, act_f + perm + router, 4);
+  *dgrad += membound(cl, act_b + perm + 1.5 * router, 4);
+  int gpn = MAX(cl->gpus_per_node, 1);
+  double a2a = px_cost_alltoall(cl, MAX(t.sent, t.received) * h * E, ep, px_moe_ep_per_node(plan, 0, gpn));
+  double etp_comm = 0;
+  if (t.gather > 1) {
+    g_autofree int *ranks = g_new(int, etp);
+    for (int i = 0; i < etp; i++) ranks[i] = px_moe_rank_of(plan, 0, i, 0, 0);
+    PxLink l = px_cost_group_link(cl, ranks, etp);
+    etp_comm = px_cost_allgather(t.total * h * E, etp, &l) + px_cost_reduce_scatter(t.total * h * E, etp, &l);
+  }
+  c->ep_fwd = c->ep_bwd = 2 * a2a + etp_comm;
+  c->tp_fwd += c->ep_fwd;
+  c->tp_bwd += c->ep_bwd;
+}
+
 void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxCluster *cluster,
                          const PxPlan *plan, const PxLink *tp_link, PxLayerTimes *out) {
   PxLayerTimes c = {0};
@@ -337,7 +397,7 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
     for (guint i = 0; i <= layer->n_tensors; i++) {
       /* the own tensors, then the tied one a tied LM head multiplies by */
       const PxTensorSpec *t = i < layer->n_tensors ? &layer->tensors[i] : layer->tied_tensor;
-      if (!t || t->ndim != 2) continue;
+      if (!t || t->ndim != 2 || t->experts > 0) continue; /* routed experts: moe_times */
       double o = t->shape[0], in = t->shape[1];
       if (t->split == PX_SPLIT_ROWS) o /= tp;
       else if (t->split == PX_SPLIT_COLS) in /= tp;
@@ -357,7 +417,9 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
   case PX_LAYER_BLOCK: {
     double heads_local = (double)d->heads / tp;
     double hd = h / d->heads;
-    double ffn_local = (double)d->ffn / tp;
+    gboolean moe = px_model_block_is_moe(d, layer->block);
+    /* an MoE block's dense MLP is its shared experts' (the routed ones: moe_times) */
+    double ffn_local = (moe ? (double)d->shared_experts * d->shared_ffn : (double)d->ffn) / tp;
     double bh = b * heads_local;
     /* the attention core, QK^T and PV: 4 b s^2 h / tp forward FLOPs (no causal halving) */
     double att_fwd, att_bwd;
@@ -393,8 +455,14 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
     c.attn_bwd = att_bwd;
     c.fwd += att_fwd + membound(cluster, norm_f + resid + actf_f + drop, 5 + drop_k);
     dgrad += att_bwd + membound(cluster, norm_b + resid + actf_b + drop, 5 + drop_k);
-    c.tp_fwd = 2 * tp_collective(plan, act, tp_link);
-    c.tp_bwd = 2 * tp_collective(plan, act, tp_link);
+    /* with sequence parallelism the routed experts' input and output go
+     * through the dispatcher (the ETP all-gather / reduce-scatter, moe_times),
+     * not the MLP's TP all-gather / reduce-scatter, unless shared experts
+     * (TP-split) read the block's gathered input too */
+    int tp_colls = moe && plan->seq_parallel && d->shared_experts == 0 ? 1 : 2;
+    c.tp_fwd = tp_colls * tp_collective(plan, act, tp_link);
+    c.tp_bwd = tp_colls * tp_collective(plan, act, tp_link);
+    if (moe) moe_times(model, cluster, plan, &c, &dgrad, &wgrad);
     /* selective: the attention core again (flash keeps nothing to recompute) */
     if (plan->ckpt == PX_CKPT_SELECTIVE && kind == PX_ATTN_UNFUSED) c.recompute = att_fwd;
     break;
@@ -478,6 +546,23 @@ static gboolean check_inputs(const PxCluster *cluster, const PxPlan *plan, const
   return TRUE;
 }
 
+/* A gradient reduction over n ranks: reduce-scatter under ZeRO-2/3, else
+ * all-reduce; adds its time and the bytes each GPU sends. */
+static void reduce_grads(const PxPlan *plan, double bytes, int n, const PxLink *l, double *time, double *sent) {
+  if (n <= 1) return;
+  gboolean rs = plan->zero >= 2;
+  *time += rs ? px_cost_reduce_scatter(bytes, n, l) : px_cost_allreduce(bytes, n, l);
+  *sent += (rs ? 1.0 : 2.0) * (n - 1) / n * bytes;
+}
+
+/* The experts' data-parallel group of pipeline rank `stage` (replica etp 0, ep 0). */
+static PxLink edp_link(const PxCluster *cluster, const PxPlan *plan, int stage) {
+  int edp = px_plan_edp(plan);
+  g_autofree int *ranks = g_new(int, MAX(edp, 1));
+  for (int i = 0; i < edp; i++) ranks[i] = px_moe_rank_of(plan, stage, 0, 0, i);
+  return px_cost_group_link(cluster, ranks, MAX(edp, 1));
+}
+
 /* DP buckets of a chunk's gradients (elements): the plan's bucket, else the
  * stack's, else one per layer (FSDP's per-block flat parameters). */
 static double dp_buckets(const PxPlan *plan, double chunk_elems, int layers) {
@@ -502,6 +587,11 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
   double act_msg = plan->mbs * (seq / MAX(plan->cp, 1)) * model->desc.hidden * E / (plan->seq_parallel ? tp : 1);
   g_autofree double *rank_params = g_new0(double, pp);  /* per GPU, TP-sharded, before ZeRO */
   g_autofree double *part_params = g_new0(double, parts);
+  /* routed-expert parameters per GPU (E/ep experts over etp), kept apart:
+   * their gradients reduce and their ZeRO shards split over edp, not dp */
+  g_autofree double *rank_eparams = g_new0(double, pp);
+  g_autofree double *part_eparams = g_new0(double, parts);
+  int ep = MAX(plan->ep, 1), etp = px_plan_etp(plan), edp = px_plan_edp(plan);
   gboolean megatron = plan->stack == PX_STACK_MEGATRON_2021 || plan->stack == PX_STACK_MEGATRON_CORE;
 
   for (int k = 0; k < parts; k++) {
@@ -527,9 +617,17 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
       /* a tied LM head stores its own copy of the embedding only on another rank */
       gboolean own_copy = layer->tied_tensor && part->tied &&
                           px_partition_part_rank(part, part->tied_first_part) != r;
-      part_params[k] += own_copy ? px_layer_stored_params_tp(layer, tp) : px_layer_params_tp(layer, tp);
+      gint64 lp = own_copy ? px_layer_stored_params_tp(layer, tp) : px_layer_params_tp(layer, tp);
+      if (layer->kind == PX_LAYER_BLOCK && px_model_block_is_moe(&model->desc, layer->block)) {
+        /* routed experts: E/ep experts over etp, reduced over edp (moe.h) */
+        gint64 exp_grid;
+        px_layer_params_split(layer, tp, ep, etp, &lp, &exp_grid); /* a block holds no tied copy */
+        part_eparams[k] += exp_grid;
+      }
+      part_params[k] += lp;
     }
     rank_params[r] += part_params[k];
+    rank_eparams[r] += part_eparams[k];
     /* gradient accumulation outside the GEMMs, every micro-batch: read the
      * fresh 16-bit gradient, read and write the accumulator (Megatron-LM 2021
      * model/distributed.py: param.main_grad.add_(param.grad) in a backward
@@ -537,7 +635,7 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
      * Megatron-Core fuses it into the wgrad GEMM (gradient_accumulation_fusion);
      * FSDP reduce-scatters every micro-batch and accumulates only its shard. */
     if (plan->stack != PX_STACK_MEGATRON_CORE) {
-      double accum = part_params[k] * (E + 2.0 * G);
+      double accum = (part_params[k] + part_eparams[k]) * (E + 2.0 * G);
       if (plan->stack == PX_STACK_FSDP) accum /= dp;
       t->bwd_weight[k] += accum / px_cost_hbm_rate(cluster);
     }
@@ -574,13 +672,16 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
        * the shard first crosses PCIe. GATHER_PARAMS in the program stands for
        * the first layer's fetch before the chunk's first use. */
       PxLink l = px_cost_dp_link(cluster, plan, r);
-      double g = dp > 1 ? px_cost_allgather(part_params[k] * E, dp, &l) : 0;
+      PxLink el = part_eparams[k] > 0 ? edp_link(cluster, plan, r) : l;
+      double g = (dp > 1 ? px_cost_allgather(part_params[k] * E, dp, &l) : 0) +
+                 (edp > 1 ? px_cost_allgather(part_eparams[k] * E, edp, &el) : 0);
       if (plan->offload == PX_OFFLOAD_OPTIMIZER_PARAMS) g += part_params[k] * E / dp / cluster->pcie_bw;
       t->gather[k] = g / MAX(layers, 1);
       t->gather_pass[k] = g;
       /* with overlap, every micro-batch's backward also reduce-scatters its
        * gradients on the same link (FSDP, DeepSpeed ZeRO-3 do not accumulate) */
       double rs = overlap && dp > 1 ? px_cost_reduce_scatter(part_params[k] * G, dp, &l) : 0;
+      if (overlap && edp > 1) rs += px_cost_reduce_scatter(part_eparams[k] * G, edp, &el);
       t->reduce_pass[k] = rs;
       double fwd_exposed = MAX(0.0, g - t->fwd[k]), bwd_exposed = MAX(0.0, g + rs - bwd);
       t->fwd[k] += fwd_exposed;
@@ -591,15 +692,12 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
 
   for (int r = 0; r < pp; r++) {
     PxLink dpl = px_cost_dp_link(cluster, plan, r);
-    double grad_bytes = rank_params[r] * G;
+    double grad_bytes = rank_params[r] * G, egrad_bytes = rank_eparams[r] * G;
+    PxLink edpl = rank_eparams[r] > 0 ? edp_link(cluster, plan, r) : dpl;
+    /* the experts' gradients over their own data-parallel group */
+    if (egrad_bytes > 0) reduce_grads(plan, egrad_bytes, edp, &edpl, &t->dp_reduce[r], &t->dp_bytes[r]);
     if (dp > 1) {
-      if (plan->zero >= 2) {
-        t->dp_reduce[r] = px_cost_reduce_scatter(grad_bytes, dp, &dpl);
-        t->dp_bytes[r] = (double)(dp - 1) / dp * grad_bytes;
-      } else {
-        t->dp_reduce[r] = px_cost_allreduce(grad_bytes, dp, &dpl);
-        t->dp_bytes[r] = 2.0 * (dp - 1) / dp * grad_bytes;
-      }
+      reduce_grads(plan, grad_bytes, dp, &dpl, &t->dp_reduce[r], &t->dp_bytes[r]);
       if (plan->zero == 3 && overlap) {
         /* reduced in the backward passes (above): what is left after the last
          * one is the last layer's reduce-scatter */
@@ -611,7 +709,8 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
           if (px_partition_part_rank(part, k) == r) t->dp_window[k] = 0;
       }
     }
-    double shard = plan->zero >= 1 ? rank_params[r] / dp : rank_params[r];
+    double shard = (plan->zero >= 1 ? rank_params[r] / dp : rank_params[r]) +
+                   (plan->zero >= 1 ? rank_eparams[r] / edp : rank_eparams[r]);
     const PxStackProfile *sp = px_stack_profile(plan->stack);
     double opt;
     if (plan->offload != PX_OFFLOAD_NONE) {
@@ -628,6 +727,8 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
     gboolean gather_hidden = plan->stack == PX_STACK_MEGATRON_CORE;
     if ((plan->zero == 1 || plan->zero == 2) && dp > 1 && !gather_hidden)
       opt += px_cost_allgather(rank_params[r] * E, dp, &dpl);
+    if ((plan->zero == 1 || plan->zero == 2) && edp > 1 && !gather_hidden)
+      opt += px_cost_allgather(rank_eparams[r] * E, edp, &edpl);
     t->optimizer[r] = opt;
     if (r == 0 || r == pp - 1) t->load[r] = plan->mbs * seq / MAX(plan->cp, 1) * BATCH_ID_BYTES / MAX(cluster->pcie_bw, 1.0);
   }

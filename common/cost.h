@@ -97,6 +97,14 @@ double px_cost_reduce_scatter(double bytes, int n, const PxLink *l);  /* (n-1)a 
 double px_cost_allgather(double bytes, int n, const PxLink *l);       /* (n-1)a + (n-1)/n B/bw */
 double px_cost_p2p(double bytes, const PxLink *l);                    /* a + B/bw */
 
+/* All-to-all (NCCL's send/recv pairs, nccl-tests alltoall) where every rank
+ * sends `bytes` in all (1/n to each member, its own share staying): n ranks,
+ * k of them on each node. Inside a node (k = n): (n-1) a + (n-1)/n B / NVLink
+ * busbw. Across nodes the (n-k)/n that leaves the node crosses the GPU's own
+ * NIC while (k-1)/n goes over NVLink, at once: (n-1) a_net + max((k-1)/n B /
+ * NVLink, (n-k)/n B / NIC busbw). */
+double px_cost_alltoall(const PxCluster *cluster, double bytes, int n, int k);
+
 /* Link of the group of n global ranks. */
 PxLink px_cost_group_link(const PxCluster *cluster, const int *ranks, int n);
 /* The groups of a plan, the slowest over the replicas (e.g. all dp copies of a
@@ -147,6 +155,7 @@ typedef struct {
   double tp_fwd, tp_bwd;              /* TP collectives, s */
   double recompute;                   /* what the checkpoint policy adds to bwd_input, s */
   double attn_fwd, attn_bwd;          /* the attention core's share of fwd / bwd_input (the CP ring overlaps them) */
+  double ep_fwd, ep_bwd;              /* of tp_fwd / tp_bwd: an MoE block's all-to-all and expert-TP collectives, s */
 } PxLayerTimes;
 void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxCluster *cluster,
                          const PxPlan *plan, const PxLink *tp_link, PxLayerTimes *out);

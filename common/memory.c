@@ -29,6 +29,7 @@
  * the casted input for the wgrad GEMM); everything else stays bf16. */
 #include "memory.h"
 #include "cost.h"
+#include "moe.h"
 #include "schedule.h"
 #include <math.h>
 #include <string.h>
@@ -43,7 +44,7 @@ typedef struct {
  * width of Q and of the attention output (heads · head_dim, h unless
  * head_dim is set apart), kv that of K or V; the softmax spans min(s, window)
  * keys per query. */
-static ActTerms block_terms(const PxModelDesc *d, double s, double b, double e, double eg) {
+static ActTerms block_terms(const PxModelDesc *d, double s, double b, double e, double eg, gboolean moe) {
   double h = d->hidden, q = (double)px_model_q_dim(d), kv = (double)px_model_kv_dim(d), f = d->ffn, a = d->heads;
   double span = px_model_attn_span(d, (int)s);
   double mask = d->dropout ? 1.0 : 0.0;
@@ -58,6 +59,9 @@ static ActTerms block_terms(const PxModelDesc *d, double s, double b, double e, 
   /* MLP: LayerNorm input (in a parallel block the block input, already
    * held for the attention's norm), first-linear input, dropout mask */
   t.rep += e * s * b * h * (d->parallel_attn ? 0 : 1) + eg * s * b * h + mask * s * b * h;
+  /* an MoE block: the routed experts are counted by moe.c; the shared
+   * experts are a dense MLP of shared_experts · shared_ffn */
+  if (moe) f = (double)d->shared_experts * d->shared_ffn;
   if (px_ffn_gated(d->ffn_kind))
     t.split += 2 * e * s * b * f + eg * s * b * f; /* gate and up outputs, their product (down-projection input) */
   else
@@ -84,8 +88,9 @@ double px_layer_activation_bytes(const PxModel *model, const PxLayer *layer, con
     return e * s * b * h / rep_div + 4.0 * s * b * ceil((double)d->vocab / t);
   case PX_LAYER_BLOCK: {
     if (plan->ckpt == PX_CKPT_FULL) return e * s * b * h / rep_div;
-    ActTerms a = block_terms(d, s, b, e, eg);
-    double bytes = a.rep / rep_div + a.split / t;
+    gboolean moe = px_model_block_is_moe(d, layer->block);
+    ActTerms a = block_terms(d, s, b, e, eg, moe);
+    double bytes = a.rep / rep_div + a.split / t + (moe ? px_moe_activation_bytes(model, plan) : 0);
     /* flash attention keeps no s x s scores (cost.h px_cost_attention) */
     if (plan->ckpt != PX_CKPT_SELECTIVE && px_cost_attention(plan) == PX_ATTN_UNFUSED) bytes += a.attn / t;
     return bytes;
@@ -225,16 +230,18 @@ PxMemory *px_memory_new(const PxModel *model, const PxPlan *plan, const PxPartit
   double e = px_plan_act_bytes(plan);
   double s = px_plan_local_seq(plan), b = plan->mbs, h = d->hidden;
   /* ZeRO shards and the gradients are reduced over dp·cp (the ranks that hold
-   * the same parameters) */
+   * the same parameters); routed experts over edp, which folds cp in */
   int data = px_plan_data_ranks(plan);
-  double dp = data;
+  double dp = data, edp = px_plan_edp(plan);
+  int ep = MAX(plan->ep, 1), etp = px_plan_etp(plan);
   double cp_kv = px_memory_cp_kv_buffers(model, plan);
   double bucket_elems = plan->bucket_bytes > 0 ? plan->bucket_bytes / gb : 5e8;
 
   for (int r = 0; r < plan->pp; r++) {
     PxStageMemory *st = &mem->stages[r];
     st->stage = r;
-    gint64 params = 0, max_layer = 0, shard = 0;
+    gint64 params = 0, max_layer = 0, shard = 0, eshard = 0, eparams = 0;
+    gboolean moe_held = FALSE;
     double act_mb = 0, act_block = 0, head_acts = 0;
     g_autofree double *chunk_act = g_new0(double, MAX(plan->vpp, 1));
     int max_blocks = 0, gemms = 0;
@@ -244,14 +251,22 @@ PxMemory *px_memory_new(const PxModel *model, const PxPlan *plan, const PxPartit
       first |= part->bounds[px_partition_part_of(part, r, c)] == 0;
     for (int c = 0; c < plan->vpp; c++) {
       int k = px_partition_part_of(part, r, c);
-      gint64 chunk_params = 0;
+      gint64 chunk_params = 0, chunk_expert = 0;
       for (int li = part->bounds[k]; li < part->bounds[k + 1]; li++) {
         const PxLayer *L = &model->layers[li];
         /* a rank holding both ends keeps one copy of a tied embedding */
         gint64 lp = L->tied_tensor && first ? px_layer_params_tp(L, plan->tp)
                                             : px_layer_stored_params_tp(L, plan->tp);
-        params += lp;
+        /* routed experts: E/ep experts, each's FFN over etp; sharded over edp under ZeRO */
+        gint64 le = 0;
+        if (L->kind == PX_LAYER_BLOCK && px_model_block_is_moe(d, L->block)) {
+          px_layer_params_split(L, plan->tp, ep, etp, &lp, &le); /* a block holds no tied copy */
+          moe_held = TRUE;
+        }
+        params += lp + le;
         chunk_params += lp;
+        chunk_expert += le;
+        lp += le;
         max_layer = MAX(max_layer, lp);
         if (plan->precision == PX_PREC_FP8) {
           double g = fp8_gemm_params(L, plan->tp, &gemms);
@@ -264,6 +279,8 @@ PxMemory *px_memory_new(const PxModel *model, const PxPlan *plan, const PxPartit
         if (li == (int)model->n_layers - 1) last = TRUE;
       }
       shard += px_zero_shard(chunk_params, data);
+      eshard += px_zero_shard(chunk_expert, (int)edp);
+      eparams += chunk_expert;
       chunk_act[c] = px_part_activation_bytes(model, plan, part->bounds[k], part->bounds[k + 1]);
       act_mb += chunk_act[c];
       int blocks = 0;
@@ -272,17 +289,16 @@ PxMemory *px_memory_new(const PxModel *model, const PxPlan *plan, const PxPartit
     }
     st->params = params;
     double P = (double)params;
-    if (plan->zero >= 1 && data > 1) {
-      /* each chunk's flat buffers partitioned (px_zero_shard), the others padded to dp shards */
-      double S = (double)shard, full = S * dp;
-      st->weights = wb * (plan->zero >= 3 ? S : full);
-      st->gradients = gb * (plan->zero >= 2 ? S : full);
-      st->optimizer = ob * S;
-    } else {
-      st->weights = wb * P;
-      st->gradients = gb * P;
-      st->optimizer = ob * P;
-    }
+    /* dense parameters shard over dp·cp, routed experts over edp (their own
+     * data-parallel group: Megatron-Core's expert distributed optimizer) */
+    double Pd = (double)(params - eparams), Pe = (double)eparams;
+    gboolean zd = plan->zero >= 1 && data > 1, ze = plan->zero >= 1 && edp > 1;
+    /* each chunk's flat buffers partitioned (px_zero_shard), the others padded to dp shards */
+    double S = zd ? (double)shard : Pd, full = zd ? S * dp : Pd;
+    double Se = ze ? (double)eshard : Pe, fulle = ze ? Se * edp : Pe;
+    st->weights = wb * (plan->zero >= 3 ? S + Se : full + fulle);
+    st->gradients = gb * (plan->zero >= 2 ? S + Se : full + fulle);
+    st->optimizer = ob * (S + Se);
     if (plan->offload != PX_OFFLOAD_NONE) st->optimizer = 0;
     if (plan->offload == PX_OFFLOAD_OPTIMIZER_PARAMS) st->weights = 0;
     st->activation_per_layer = act_block;
@@ -326,6 +342,8 @@ PxMemory *px_memory_new(const PxModel *model, const PxPlan *plan, const PxPartit
       st->fp8_weights = 2.0 * (plan->zero >= 3 && data > 1 ? 2.0 * fp8_max_layer : fp8_params);
       st->fp8_meta = gemms * px_memory_fp8_meta_per_gemm();
     }
+    /* MoE: one layer's dispatch / combine all-to-all send and receive buffers */
+    if (moe_held) st->buffers += px_moe_buffer_bytes(model, plan);
     st->workspace = plan->workspace_bytes;
     st->total = st->weights + st->gradients + st->optimizer + st->fp8_weights + st->fp8_meta + st->activations +
                 st->buffers + st->workspace;

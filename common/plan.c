@@ -1,6 +1,7 @@
 /* plan.c — a parallel layout, its files and its rules. */
 #include "plan.h"
 #include "config.h"
+#include "moe.h"
 #include <math.h>
 #include <string.h>
 
@@ -109,6 +110,9 @@ void px_plan_init(PxPlan *p) {
   p->workspace_bytes = 1024.0 * 1024 * 1024; /* CUDA context + cuBLAS workspace + fragmentation */
   p->bucket_bytes = 0;                       /* 0: DeepSpeed's default 5e8 elements */
   p->cp = 1;
+  p->ep = 1;
+  p->etp = 0;                                /* 0: the attention's tp */
+  p->imbalance = 1.0;
 }
 
 void px_plan_clear(PxPlan *p) {
@@ -325,7 +329,7 @@ gboolean px_plan_validate(PxPlan *p, const PxModel *model, const PxCluster *clus
              "Hopper, e.g. H100 or H200, or later)", cluster->gpu, cluster->name);
   }
   if (!p->partition || !*p->partition) REFUSE("no partition method");
-  return TRUE;
+  return px_moe_validate(p, model, error);
 }
 
 /* ---- INI ----------------------------------------------------------------- */
@@ -368,6 +372,9 @@ gboolean px_plan_load_ini(PxPlan *p, const char *path, GError **error) {
       !ini_int(kf, path, "ckpt_interval", 1, &p->ckpt_interval, error) ||
       !ini_int(kf, path, "grad_reduce_bytes", 0, &p->grad_reduce_bytes, error) ||
       !ini_int(kf, path, "cp", 1, &p->cp, error) ||
+      !ini_int(kf, path, "ep", 1, &p->ep, error) || !ini_int(kf, path, "etp", 0, &p->etp, error) ||
+      !px_config_get_double(kf, path, "plan", "imbalance", TRUE, p->imbalance, 1, &p->imbalance, PX_PLAN_ERROR,
+                            PX_PLAN_ERROR_PARSE, error) ||
       !ini_choice(kf, path, "schedule", (ChoiceParser)px_schedule_parse, &p->schedule,
                   "naive, gpipe, 1f1b, interleaved, zb-h1", error) ||
       !ini_choice(kf, path, "ckpt", (ChoiceParser)px_ckpt_parse, &p->ckpt, "none, selective, full", error) ||
@@ -413,7 +420,9 @@ char *px_plan_to_ini(const PxPlan *p) {
   g_string_append_printf(s, "order = %s,%s,%s\n", px_axis_name(p->order[0]), px_axis_name(p->order[1]),
                          px_axis_name(p->order[2]));
   if (p->cp > 1) g_string_append_printf(s, "cp = %d\n", p->cp);
-  char ws[G_ASCII_DTOSTR_BUF_SIZE], bk[G_ASCII_DTOSTR_BUF_SIZE];
+  char ws[G_ASCII_DTOSTR_BUF_SIZE], bk[G_ASCII_DTOSTR_BUF_SIZE], im[G_ASCII_DTOSTR_BUF_SIZE];
+  g_string_append_printf(s, "ep = %d\netp = %d\nimbalance = %s\n", p->ep, p->etp,
+                         g_ascii_dtostr(im, sizeof im, p->imbalance));
   g_string_append_printf(s, "workspace_gb = %s\nbucket_bytes = %s\n",
                          g_ascii_dtostr(ws, sizeof ws, p->workspace_bytes / 1e9),
                          g_ascii_dtostr(bk, sizeof bk, p->bucket_bytes));

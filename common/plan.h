@@ -75,6 +75,12 @@ typedef struct {
                               dp·cp members, cp innermost. Each CP rank holds seq/cp tokens of every
                               sequence (chunks i and 2cp-1-i); gradients are reduced (and ZeRO
                               shards) over dp·cp. docs/design.md "Grid". */
+  /* Mixture of experts (common/moe.h, docs/moe.md): the experts' own grid over
+   * the ranks of each pipeline stage, etp × ep × edp (Megatron-Core's MoE
+   * parallel folding); edp = world / (etp · ep · pp) is derived. */
+  int ep;                  /* expert parallelism: experts split over ep ranks (default 1) */
+  int etp;                 /* expert tensor parallelism: each expert's FFN over etp ranks (0: = tp) */
+  double imbalance;        /* the busiest expert's tokens / the balanced share (default 1) */
 } PxPlan;
 
 /* Defaults: everything 1, 1f1b, parameters, ZeRO 0, bf16, no checkpointing,

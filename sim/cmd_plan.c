@@ -84,6 +84,7 @@ static void print_text(const PlanReport *r, const PxUnits *u, gboolean batch_giv
   if (p->cp > 1)
     printf("context    cp %d: %d tokens per CP rank (chunks i and %d-i of %d), ring attention; gradients reduced over "
            "dp·cp = %d\n", p->cp, px_plan_local_seq(p), 2 * p->cp - 1, 2 * p->cp, px_plan_data_ranks(p));
+  px_report_moe_text(r->model, p, stdout);
   g_autofree char *tok = px_format_count((double)p->gbs * p->seq);
   printf("batch      global %d sequences × %d tokens = %s tokens; micro-batch %d; m = %d micro-batches per pipeline%s\n",
          p->gbs, p->seq, tok, p->mbs, p->m,
@@ -136,8 +137,8 @@ static void print_text(const PlanReport *r, const PxUnits *u, gboolean batch_giv
   g_autofree char *fh = px_format_flops(r->flops.hardware_per_step);
   g_autofree char *ft = px_format_flops(r->flops.model_per_token);
   g_autofree char *f6 = px_format_flops(r->flops.approx_6n_per_token);
-  printf("\nFLOPs      per step: model %s, hardware %s (with recompute); per token: %s (6N + 12·L·h·s ≈ %s)\n",
-         fm, fh, ft, f6);
+  printf("\nFLOPs      per step: model %s, hardware %s (with recompute); per token: %s (6N + 12·L·h·s ≈ %s)%s\n",
+         fm, fh, ft, f6, r->model->desc.experts ? "; model FLOPs and N from active parameters (each token through its top-k experts)" : "");
 }
 
 /* ---- JSON --------------------------------------------------------------- */
@@ -150,6 +151,7 @@ static void print_json(const PlanReport *r) {
   json_builder_begin_object(b);
   px_json_member_string(b, "name", r->model->desc.name);
   px_json_member_int(b, "parameters", r->model->params);
+  px_json_member_int(b, "active_parameters", r->model->active_params);
   px_json_member_int(b, "layers", r->model->desc.layers);
   json_builder_end_object(b);
   json_builder_set_member_name(b, "plan");

@@ -319,6 +319,7 @@ static int run_search(const SearchFlags *f, const PxPlanOptions *o, const PxMode
            " fit; the best by the analytic model were simulated and ranked by simulated step time (%.2f s)\n\n",
            r->evaluated, r->valid, r->feasible, r->elapsed);
     print_table(r, u);
+    if (model->desc.experts > 0) printf("(MFU of a mixture of experts: %s)\n", px_report_mfu_convention(model));
     if (why) printf("\nwhy #1: %s\n", why);
     if (scheds && scheds->len > 1) {
       printf("\n#1's layout under each schedule (simulated): the bubble against memory against p2p volume\n");

@@ -110,6 +110,7 @@ static void print_text(const SimReport *r) {
   if (p->vpp > 1) printf(" (v = %d)", p->vpp);
   printf(", m = %d micro-batches of %d × %d tokens%s\n", p->m, p->mbs, p->seq,
          r->batch_given ? "" : " (no batch given: one micro-batch per data-parallel rank; --gbs sets it)");
+  px_report_moe_text(r->model, p, stdout);
   if (r->full)
     printf("simulated  all %d ranks\n", res->n_ranks);
   else
@@ -122,8 +123,8 @@ static void print_text(const SimReport *r) {
     throughput(r, &t);
     g_autofree char *tok = px_format_count(t.tokens_per_s);
     printf("throughput %s tokens/s, %.2f samples/s\n", tok, t.samples_per_s);
-    printf("FLOP/s     %.1f TFLOP/s per GPU (model FLOPs); MFU %.1f %%, HFU %.1f %% of %.0f TFLOP/s %s peak\n",
-           t.tflops_per_gpu, 100 * t.mfu, 100 * t.hfu, r->tab->peak_flops / 1e12,
+    printf("FLOP/s     %.1f TFLOP/s per GPU (%s); MFU %.1f %%, HFU %.1f %% of %.0f TFLOP/s %s peak\n",
+           t.tflops_per_gpu, px_report_mfu_convention(r->model), 100 * t.mfu, 100 * t.hfu, r->tab->peak_flops / 1e12,
            p->precision == PX_PREC_FP8 ? "bf16 (the convention for FP8 runs; FP8 GEMMs run at the FP8 rate)"
                                        : px_precision_name(p->precision));
   }

@@ -2,6 +2,7 @@
  * (see emit.h). */
 #include "emit.h"
 #include "memory.h"
+#include "moe.h"
 #include <errno.h>
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
@@ -141,6 +142,35 @@ static void flag_int(GString *s, const char *name, gint64 v) {
   flag(s, name, t);
 }
 
+/* Megatron-Core's MoE arguments (docs/moe.md): experts, router, the experts'
+ * grid (folding: --expert-model-parallel-size, --expert-tensor-parallel-size)
+ * and which layers are MoE as an explicit --moe-layer-freq list. */
+static void emit_megatron_moe(GString *s, const PxModel *model, const PxPlan *p) {
+  const PxModelDesc *d = &model->desc;
+  flag_int(s, "--num-experts", d->experts);
+  flag_int(s, "--moe-router-topk", d->top_k);
+  flag_int(s, "--moe-ffn-hidden-size", d->expert_ffn);
+  if (d->shared_experts > 0) flag_int(s, "--moe-shared-expert-intermediate-size", d->shared_experts * d->shared_ffn);
+  flag_int(s, "--expert-model-parallel-size", MAX(p->ep, 1));
+  flag_int(s, "--expert-tensor-parallel-size", px_plan_etp(p));
+  flag(s, "--moe-router-load-balancing-type", "aux_loss");
+  char coef[G_ASCII_DTOSTR_BUF_SIZE];
+  flag(s, "--moe-aux-loss-coeff", g_ascii_dtostr(coef, sizeof coef, d->aux_loss_coef));
+  flag(s, "--moe-token-dispatcher-type", "alltoall");
+  flag(s, "--moe-grouped-gemm", NULL);
+  if (d->capacity_factor > 0) {
+    char cf[G_ASCII_DTOSTR_BUF_SIZE];
+    flag(s, "--moe-expert-capacity-factor", g_ascii_dtostr(cf, sizeof cf, d->capacity_factor));
+  }
+  if (px_model_moe_blocks(d) != d->layers) {
+    GString *list = g_string_new("\"[");
+    for (int b = 0; b < d->layers; b++) g_string_append_printf(list, "%s%d", b ? "," : "", px_model_block_is_moe(d, b));
+    g_string_append(list, "]\"");
+    flag(s, "--moe-layer-freq", list->str);
+    g_string_free(list, TRUE);
+  }
+}
+
 char *px_emit_megatron(const PxModel *model, const PxCluster *cluster, const PxPlan *p, const PxEmitInfo *info,
                        GError **error) {
   const PxModelDesc *d = &model->desc;
@@ -247,6 +277,7 @@ char *px_emit_megatron(const PxModel *model, const PxCluster *cluster, const PxP
     flag(s, "--attention-dropout", "0.0");
     flag(s, "--hidden-dropout", "0.0");
   }
+  if (d->experts > 0) emit_megatron_moe(s, model, p);
   g_string_append(s, ")\n\ntorchrun --nproc-per-node \"$GPUS_PER_NODE\" --nnodes \"$NNODES\" \\\n"
                      "  --node-rank \"${NODE_RANK:-0}\" --master-addr \"${MASTER_ADDR:-localhost}\" "
                      "--master-port \"${MASTER_PORT:-6000}\" \\\n"
@@ -457,6 +488,12 @@ static gboolean write_file(const char *dir, const char *name, const char *text, 
 
 gboolean px_emit_write(PxEmitFormat fmt, const char *dir, const PxModel *model, const PxCluster *cluster,
                        const PxPlan *plan, const PxEmitInfo *info, GPtrArray *written, GError **error) {
+  if (model->desc.experts > 0 && (fmt == PX_EMIT_DEEPSPEED || fmt == PX_EMIT_TORCHTITAN)) {
+    g_set_error(error, PX_EMIT_ERROR, PX_EMIT_ERROR_FORMAT,
+                "--emit %s: these launch files would describe %s as a dense model (they carry no experts); "
+                "emit megatron or ini", fmt == PX_EMIT_DEEPSPEED ? "deepspeed" : "torchtitan", model->desc.name);
+    return FALSE;
+  }
   if (g_mkdir_with_parents(dir, 0755) != 0) {
     g_set_error(error, PX_EMIT_ERROR, PX_EMIT_ERROR_IO, "cannot create %s: %s", dir, g_strerror(errno));
     return FALSE;

@@ -1,5 +1,6 @@
 /* report.c — shared report pieces (see report.h). */
 #include "report.h"
+#include "moe.h"
 #include <math.h>
 #include <string.h>
 
@@ -105,6 +106,10 @@ void px_report_plan_json(JsonBuilder *b, const PxPlan *p) {
   px_json_member_int(b, "cp", MAX(p->cp, 1));
   g_autofree char *grid = px_report_order(p);
   px_json_member_string(b, "grid_order", grid);
+  px_json_member_int(b, "ep", MAX(p->ep, 1));
+  px_json_member_int(b, "etp", px_plan_etp(p));
+  px_json_member_int(b, "edp", px_plan_edp(p));
+  px_json_member_double(b, "imbalance", p->imbalance);
   json_builder_end_object(b);
 }
 
@@ -137,6 +142,29 @@ void px_report_memory_notes(const PxMemory *mem, const PxUnits *u, FILE *out) {
     fprintf(out, "  fp8: total includes the FP8 weight copies and transposes (up to %.2f %s) and the delayed-scaling "
             "state (amax history, scales: up to %.4f %s); the saved GEMM inputs are FP8 in act/mb\n",
             w8 / u->scale, u->name, meta / u->scale, u->name);
+}
+
+void px_report_moe_text(const PxModel *model, const PxPlan *p, FILE *out) {
+  const PxModelDesc *d = &model->desc;
+  if (d->experts == 0) return;
+  g_autofree char *act = px_format_count((double)model->active_params);
+  g_autofree char *tot = px_format_count((double)model->params);
+  fprintf(out, "experts    %d routed per MoE block (%d of %d blocks), top-%d, expert FFN %d", d->experts,
+          px_model_moe_blocks(d), d->layers, d->top_k, d->expert_ffn);
+  if (d->shared_experts) fprintf(out, ", %d shared of %d%s", d->shared_experts, d->shared_ffn, d->shared_gate ? " (gated)" : "");
+  fprintf(out, "; %s active of %s parameters (%" G_GINT64_FORMAT ")\n", act, tot, model->active_params);
+  g_autofree char *cp = p->cp > 1 ? g_strdup_printf(" × cp %d", p->cp) : g_strdup("");
+  fprintf(out, "           experts on etp %d × ep %d × edp %d per stage (MoE parallel folding; attention dp %d%s × tp %d), "
+          "%d expert%s per GPU; ", px_plan_etp(p), MAX(p->ep, 1), px_plan_edp(p), p->dp, cp, p->tp,
+          d->experts / MAX(p->ep, 1), d->experts / MAX(p->ep, 1) == 1 ? "" : "s");
+  if (d->capacity_factor > 0) fprintf(out, "capacity factor %.2f", d->capacity_factor);
+  else fprintf(out, "dropless");
+  fprintf(out, ", busiest expert %.2f × the balanced tokens\n", p->imbalance);
+}
+
+const char *px_report_mfu_convention(const PxModel *model) {
+  return model->desc.experts > 0 ? "model FLOPs from active parameters: each token through its top-k experts"
+                                  : "model FLOPs";
 }
 
 void px_report_memory_json(JsonBuilder *b, const PxMemory *mem) {

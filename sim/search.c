@@ -15,6 +15,7 @@
  * depend on the thread count. The best `confirm` layouts are then simulated by
  * the event engine and ranked by simulated step time. */
 #include "search.h"
+#include "moe.h"
 #include "cost.h"
 #include "memory.h"
 #include "partition.h"
@@ -51,8 +52,8 @@ gboolean px_search_objective_parse(const char *s, PxSearchObjective *out) {
 }
 
 int px_layout_compare(const PxLayout *a, const PxLayout *b) {
-  int ka[] = {a->tp, a->pp, a->dp, a->vpp, a->mbs, a->zero, a->offload, a->ckpt, a->sp, a->schedule, a->order, MAX(a->cp, 1)};
-  int kb[] = {b->tp, b->pp, b->dp, b->vpp, b->mbs, b->zero, b->offload, b->ckpt, b->sp, b->schedule, b->order, MAX(b->cp, 1)};
+  int ka[] = {a->tp, a->pp, a->dp, a->vpp, a->mbs, a->zero, a->offload, a->ckpt, a->sp, a->schedule, a->order, MAX(a->cp, 1), a->ep, a->etp};
+  int kb[] = {b->tp, b->pp, b->dp, b->vpp, b->mbs, b->zero, b->offload, b->ckpt, b->sp, b->schedule, b->order, MAX(b->cp, 1), b->ep, b->etp};
   for (gsize i = 0; i < G_N_ELEMENTS(ka); i++)
     if (ka[i] != kb[i]) return ka[i] < kb[i] ? -1 : 1;
   return 0;
@@ -71,6 +72,10 @@ void px_layout_apply(const PxLayout *l, PxPlan *p) {
   p->schedule = (PxScheduleKind)l->schedule;
   memcpy(p->order, orders[l->order], sizeof p->order);
   p->cp = MAX(l->cp, 1);
+  if (l->ep > 0) {
+    p->ep = l->ep;
+    p->etp = l->etp;
+  }
 }
 
 char *px_search_order_string(int i) {
@@ -87,6 +92,7 @@ char *px_layout_format(const PxLayout *l) {
   if (l->offload != PX_OFFLOAD_NONE) g_string_append_printf(s, " offload %s", px_offload_name(l->offload));
   g_string_append_printf(s, " · ckpt %s", px_ckpt_name(l->ckpt));
   if (l->sp) g_string_append(s, " · sp");
+  if (l->ep > 1 || (l->ep > 0 && l->etp != l->tp)) g_string_append_printf(s, " · ep %d etp %d", l->ep, l->etp);
   if (l->order != 0) {
     g_autofree char *o = px_search_order_string(l->order);
     g_string_append_printf(s, " · order %s", o);
@@ -97,6 +103,7 @@ char *px_layout_format(const PxLayout *l) {
 void px_search_fix_init(PxSearchFix *f) {
   f->tp = f->pp = f->dp = f->vpp = f->mbs = f->zero = f->offload = f->ckpt = f->sp = f->schedule = f->order = -1;
   f->cp = -1;
+  f->ep = f->etp = -1;
 }
 
 static gboolean fix_fail(GError **error, const char *kv, const char *why) {
@@ -111,7 +118,7 @@ gboolean px_search_fix_parse(PxSearchFix *f, const char *kv, GError **error) {
   const char *val = eq + 1;
   struct { const char *name; int *field; int min; } ints[] = {
     {"tp", &f->tp, 1}, {"pp", &f->pp, 1}, {"dp", &f->dp, 1}, {"vpp", &f->vpp, 1}, {"mbs", &f->mbs, 1}, {"zero", &f->zero, 0},
-    {"cp", &f->cp, 1}};
+    {"cp", &f->cp, 1}, {"ep", &f->ep, 1}, {"etp", &f->etp, 1}};
   for (gsize i = 0; i < G_N_ELEMENTS(ints); i++) {
     if (strcmp(key, ints[i].name)) continue;
     char *end;
@@ -148,7 +155,7 @@ gboolean px_search_fix_parse(PxSearchFix *f, const char *kv, GError **error) {
     for (int i = 0; i < 6; i++)
       if (!memcmp(o, orders[i], sizeof o)) f->order = i;
   } else {
-    return fix_fail(error, kv, "knob is one of tp, cp, pp, dp, zero, mbs, vpp, ckpt, schedule, sp, offload, order");
+    return fix_fail(error, kv, "knob is one of tp, cp, pp, dp, zero, mbs, vpp, ckpt, schedule, sp, offload, order, ep, etp");
   }
   return TRUE;
 }
@@ -217,7 +224,8 @@ static void state_block(const Space *sp, const PxPartition *part, PxLayout l, St
   PxPlan p, p0;
   l.mbs = 1;
   l.ckpt = PX_CKPT_NONE;
-  l.sp = 0;
+  /* model states do not depend on sp; the experts' grid under TP needs it (moe.h) */
+  l.sp = l.tp > 1 && l.ep > 0 && (l.ep > 1 || l.etp != l.tp);
   l.schedule = block_schedule(&l);
   plan_from(&p, sp->base, &l);
   p.gbs = p.mbs * p.dp * p.pp; /* m = pp: batch divisibility is each layout's own check */
@@ -458,7 +466,8 @@ static void task_choices(const PxSearchOptions *o, const PxLayout *k, Choices *c
     if (fixed_ok(o->fix.sp, s)) ch->sp[ch->n_sp++] = s;
   for (int z = 0; z < N_ZO; z++)
     if (fixed_ok(o->fix.zero, zero_offload[z].zero) && fixed_ok(o->fix.offload, zero_offload[z].offload) &&
-        (k->dp * MAX(k->cp, 1) > 1 || zero_offload[z].zero == 0 || o->fix.zero >= 0))
+        (k->dp * MAX(k->cp, 1) > 1 || zero_offload[z].zero == 0 || o->fix.zero >= 0 ||
+         (k->ep > 0 && (gint64)k->dp * MAX(k->cp, 1) * k->tp > (gint64)k->etp * k->ep))) /* the experts' edp > 1 */
       ch->zo[ch->n_zo++] = z;
   PxScheduleKind all[MAX_TASK_SCHED];
   int n = n_schedules(k, all);
@@ -593,16 +602,24 @@ static GArray *enumerate_tasks(const PxModel *model, const PxCluster *cluster, c
         if (!fixed_ok(o->fix.vpp, vpp)) continue;
         /* vpp 2 is tried twice: Megatron's interleaving and the V (zb-v, dualpipev) */
         for (int v_shape = 0; v_shape <= (vpp == 2 && pp > 1); v_shape++)
-          for (int oi = 0; oi < 6; oi++) {
-            Task t = {0};
-            t.key = (PxLayout){.tp = tp, .pp = pp, .dp = dp, .vpp = vpp, .mbs = 1, .order = (gint8)oi,
-                               .schedule = v_shape ? PX_SCHED_ZB_V : PX_SCHED_NAIVE, .cp = cp};
-            if (!fixed_ok(o->fix.order, oi) || (o->fix.order < 0 && order_redundant(oi, &t.key))) continue;
-            Choices ch;
-            task_choices(o, &t.key, &ch);
-            t.count = (guint64)ch.n_mbs * ch.n_ckpt * ch.n_sp * ch.n_zo * ch.n_sched;
-            if (t.count) g_array_append_val(tasks, t);
-          }
+          for (int oi = 0; oi < 6; oi++)
+            for (int ep = 1; ep <= MAX(d->experts, 1); ep++)
+              for (int ei = 0; ei < 2; ei++) {
+                /* the experts' grid: ep a divisor of the experts with etp·ep·pp
+                 * dividing the GPUs, etp 1 or tp (dense models: 1 and tp) */
+                int etp = ei ? 1 : tp;
+                if ((ei && tp == 1) || (d->experts == 0 && (ep > 1 || ei))) continue;
+                if (d->experts > 0 && (d->experts % ep || gpus % ((gint64)etp * ep * pp) || d->expert_ffn % etp)) continue;
+                if (!fixed_ok(o->fix.ep, ep) || !fixed_ok(o->fix.etp, etp)) continue;
+                Task t = {0};
+                t.key = (PxLayout){.tp = tp, .pp = pp, .dp = dp, .vpp = vpp, .mbs = 1, .order = (gint8)oi,
+                                   .schedule = v_shape ? PX_SCHED_ZB_V : PX_SCHED_NAIVE, .cp = cp, .ep = ep, .etp = etp};
+                if (!fixed_ok(o->fix.order, oi) || (o->fix.order < 0 && order_redundant(oi, &t.key))) continue;
+                Choices ch;
+                task_choices(o, &t.key, &ch);
+                t.count = (guint64)ch.n_mbs * ch.n_ckpt * ch.n_sp * ch.n_zo * ch.n_sched;
+                if (t.count) g_array_append_val(tasks, t);
+              }
       }
     }
     }
@@ -641,6 +658,12 @@ char *px_search_why_empty(const PxModel *model, const PxCluster *cluster, const 
     if (f->schedule >= 0 && f->schedule != PX_SCHED_INTERLEAVED && !(f->vpp == 2 && px_schedule_is_v(f->schedule)))
       return g_strdup_printf("--fix vpp=%d needs the interleaved schedule (or vpp=2 with zb-v, dualpipev)", f->vpp);
   }
+  if (d->experts == 0 && f->ep > 1) return g_strdup_printf("--fix ep=%d needs a mixture-of-experts model (%s has no experts)", f->ep, d->name);
+  if (d->experts > 0 && f->ep > 0 && d->experts % f->ep)
+    return g_strdup_printf("--fix ep=%d does not divide the %d experts", f->ep, d->experts);
+  if (d->experts > 0 && f->ep > 0 && gpus % f->ep) return g_strdup_printf("--fix ep=%d does not divide %d GPUs", f->ep, gpus);
+  if (f->etp > 0 && f->etp != 1 && f->tp > 0 && f->etp != f->tp)
+    return g_strdup_printf("--fix etp=%d: the search tries etp 1 or tp (tp=%d)", f->etp, f->tp);
   if (f->vpp == 1 && f->schedule == PX_SCHED_INTERLEAVED) return g_strdup("--fix schedule=interleaved needs vpp ≥ 2");
   if (f->vpp == 1 && f->schedule >= 0 && px_schedule_is_v(f->schedule))
     return g_strdup_printf("--fix schedule=%s needs vpp = 2 (two chunks per rank)", px_schedule_name(f->schedule));

@@ -91,7 +91,8 @@ bad "deep ds_config" "JSON nested deeper than 32 levels" plan --model gpt2-124m 
 bad "directory as ds_config" "is a directory" plan --model gpt2-124m --deepspeed "$tmp"
 printf '[model]\nlayers = 50000000\nhidden = 8\nheads = 2\nvocab = 10\nmax_seq = 8\n' > "$tmp/big.ini"
 bad "layers beyond the limit" "layers = 50000000 exceeds the limit 4096" plan --model "$tmp/big.ini"
-bad "mixtral refused" "mixture of experts" plan --model "$PARALLAX_DATA_DIR/tests/data/hf/mixtral-8x7b.json"
+printf '{"model_type": "deepseek_v3", "n_routed_experts": 256}' > "$tmp/ds3.json"
+bad "deepseek_v3 refused" "multi-head latent attention" plan --model "$tmp/ds3.json"
 bad "unknown command" "unknown command" frobnicate
 
 # context parallelism: Llama 3 405B at 131,072 tokens as the Llama 3 paper ran it
