@@ -481,6 +481,18 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
     if (plan->stack != PX_STACK_MEGATRON_CORE) {
       double accum = part_params[k] * (E + 2.0 * G);
       if (plan->stack == PX_STACK_FSDP) accum /= dp;
+      /* FSDP's post-backward on the whole (unsharded) flat gradient of each
+       * wrapped block, every micro-batch (torch/distributed/fsdp/_runtime_utils.py,
+       * torch 2.1: _post_backward_hook, _reduce_grad): autograd writes the
+       * views' gradients into the flat gradient (the split's backward: read
+       * and write E), casts it to the reduce dtype when that differs
+       * (flat_param.grad.to(_reduce_dtype): read E, write G), and divides it
+       * by the pre-divide factor before the reduce-scatter
+       * (_div_if_needed(padded_unsharded_grad, ...): read and write G; the
+       * factor is > 1 for every world size > 1). These kernels share the GPU
+       * with the backward (the post-backward stream), counted on it. */
+      if (plan->stack == PX_STACK_FSDP && dp > 1)
+        accum += part_params[k] * (2.0 * E + (G != E ? E + G : 0) + 2.0 * G);
       t->bwd_weight[k] += accum / px_cost_hbm_rate(cluster);
     }
     /* Megatron's scatter-gather (p2p_communication.py,
