@@ -275,7 +275,11 @@ int px_exec_cmd_run(int argc, char **argv) {
            "# and DP buffers and leaves temporaries to its per-GPU workspace allowance (%.2f %s)\n",
            p->workspace_bytes / units.scale, units.name);
   json_builder_end_array(jb);
-  if (a.compare && done > 0) {
+  if (a.compare && done == 0) {
+    if (rank == 0) fprintf(stderr, CMD ": --compare: no step ran (the checkpoint is already at --steps), nothing to compare\n");
+    goto out;
+  }
+  if (a.compare) {
     /* the measured step: the mean after the first (warm-up), or the only one */
     double measured = done > 1 ? after_first / (done - 1) : total_time;
     if (!px_runtime_gather_timeline(rt, &error) ||
@@ -294,7 +298,7 @@ int px_exec_cmd_run(int argc, char **argv) {
     json_builder_end_object(jb);
     px_report_print_json(jb);
   }
-  if ((a.trace || a.csv || a.gantt || a.plot) && !(a.compare && done > 0) && !px_runtime_gather_timeline(rt, &error)) {
+  if ((a.trace || a.csv || a.gantt || a.plot) && !a.compare && !px_runtime_gather_timeline(rt, &error)) {
     rc = px_cli_fail(CMD, error);
     goto out;
   }

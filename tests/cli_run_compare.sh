@@ -76,5 +76,9 @@ check "text: a FORWARD row per rank" "[ \$(grep -Ec '^ +[01] +[01] FORWARD ' <<<
 "$exe" run --model tiny-gpt --seq 16 --mbs 2 --gbs 8 --steps 1 --compare > /dev/null 2> "$tmp/e"
 rc=$?
 check "no cluster: exit non-zero, one line naming --cluster" "[ $rc -ne 0 ] && [ \$(wc -l < '$tmp/e') -eq 1 ] && grep -q -- '--cluster' '$tmp/e'"
+"$exe" run "${flags[@]}" --gpus 1 --steps 1 --save "$tmp/ck" > /dev/null 2>&1
+"$exe" run "${flags[@]}" --gpus 1 --steps 1 --resume "$tmp/ck" --compare > /dev/null 2> "$tmp/e"
+rc=$?
+check "nothing ran (resumed at --steps): exit non-zero, one line" "[ $rc -ne 0 ] && [ \$(wc -l < '$tmp/e') -eq 1 ] && grep -q 'no step ran' '$tmp/e'"
 echo "1..$n"
 exit $fail
