@@ -13,7 +13,8 @@
  *
  * --compare (with --cluster) sets the engine's prediction for the same plan
  * beside the measurement (exec/run_compare.c): step time (mean of the steps
- * after the first), time per instruction kind per rank, idle share, memory. */
+ * after the first), time per instruction kind per rank, idle share, memory;
+ * --trace then holds both timelines. */
 #include <json-glib/json-glib.h>
 #include <math.h>
 #include <stdio.h>
@@ -84,7 +85,7 @@ int px_exec_cmd_run(int argc, char **argv) {
     {"clip", 0, 0, G_OPTION_ARG_DOUBLE, &a.opt.clip, "Global gradient-norm clip, 0 for none (default 1.0)", "C"},
     {"timeout", 0, 0, G_OPTION_ARG_DOUBLE, &a.opt.timeout_s, "Communicator timeout in seconds (default 60)", "S"},
     {"json", 0, 0, G_OPTION_ARG_NONE, &a.json, "Print one JSON object", NULL},
-    {"trace", 0, 0, G_OPTION_ARG_FILENAME, &a.trace, "Write the last step's timeline as Chrome trace JSON", "FILE"},
+    {"trace", 0, 0, G_OPTION_ARG_FILENAME, &a.trace, "Write the last step's timeline as Chrome trace JSON (with --compare: predicted and measured)", "FILE"},
     {"csv", 0, 0, G_OPTION_ARG_FILENAME, &a.csv, "Write the last step's timeline as CSV", "FILE"},
     {"gantt", 0, 0, G_OPTION_ARG_NONE, &a.gantt, "Draw the last step as an ASCII Gantt chart", NULL},
     {"plot", 0, 0, G_OPTION_ARG_FILENAME, &a.plot, "Draw the last step's timeline and memory into DIR (gnuplot)", "DIR"},
@@ -284,7 +285,7 @@ int px_exec_cmd_run(int argc, char **argv) {
     double measured = done > 1 ? after_first / (done - 1) : total_time;
     if (!px_runtime_gather_timeline(rt, &error) ||
         (rank == 0 && !px_run_compare(model, cluster, p, px_runtime_timeline(rt), measured, all_mem,
-                                      px_runtime_world(rt), a.json ? jb : NULL, &error))) {
+                                      px_runtime_world(rt), a.json ? jb : NULL, a.trace, &error))) {
       rc = px_cli_fail(CMD, error);
       goto out;
     }
@@ -311,7 +312,7 @@ int px_exec_cmd_run(int argc, char **argv) {
     fprintf(stderr, CMD ": no step ran, so there is no timeline to write\n");
     goto out;
   }
-  if ((a.trace && !px_timeline_write_trace(tl, a.trace, &error)) || (a.csv && !px_timeline_write_csv(tl, a.csv, &error))) {
+  if ((a.trace && !a.compare && !px_timeline_write_trace(tl, a.trace, &error)) || (a.csv && !px_timeline_write_csv(tl, a.csv, &error))) {
     rc = px_cli_fail(CMD, error);
     goto out;
   }

@@ -50,11 +50,20 @@ static void pair_json(JsonBuilder *b, const char *key, double predicted, double 
 }
 
 gboolean px_run_compare(const PxModel *model, const PxCluster *cluster, const PxPlan *plan, const PxTimeline *tl,
-                        double measured_step_s, const PxRankMemory *mem, int world, JsonBuilder *jb, GError **error) {
+                        double measured_step_s, const PxRankMemory *mem, int world, JsonBuilder *jb,
+                        const char *trace, GError **error) {
   PxPrediction pr = {0};
-  if (!px_predict(&pr, model, cluster, plan, FALSE, TRUE, FALSE, error)) {
+  if (!px_predict(&pr, model, cluster, plan, FALSE, TRUE, trace != NULL, error)) {
     px_prediction_clear(&pr);
     return FALSE;
+  }
+  if (trace) {
+    const PxTimeline *both[2] = {pr.res->timeline, tl};
+    const char *labels[2] = {"predicted", "measured"};
+    if (!px_timelines_write_trace(both, labels, 2, trace, error)) {
+      px_prediction_clear(&pr);
+      return FALSE;
+    }
   }
   const PxSimResult *res = pr.res;
   double span = px_timeline_end(tl);

@@ -17,8 +17,10 @@ void px_rank_memory_rows(const PxRankMemory *m, double measured[5], double predi
 /* Simulate plan on cluster and compare it with the measured last step (tl,
  * every rank's), the measured step time (s) and each rank's memory (mem,
  * world entries); tl must not be NULL. With jb, adds a "compare" member to the
- * open object; otherwise prints a table (ms). */
+ * open object; otherwise prints a table (ms). With trace, writes both
+ * timelines (predicted and measured rows per rank) as one Chrome trace. */
 gboolean px_run_compare(const PxModel *model, const PxCluster *cluster, const PxPlan *plan, const PxTimeline *tl,
-                        double measured_step_s, const PxRankMemory *mem, int world, JsonBuilder *jb, GError **error);
+                        double measured_step_s, const PxRankMemory *mem, int world, JsonBuilder *jb,
+                        const char *trace, GError **error);
 
 G_END_DECLS

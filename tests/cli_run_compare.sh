@@ -68,7 +68,17 @@ for m in run['memory']:
 PY"
 done
 
-out=$("$exe" run "${flags[@]}" --pp 2 --gpus 2 --steps 2 --compare)
+out=$("$exe" run "${flags[@]}" --pp 2 --gpus 2 --steps 2 --compare --trace "$tmp/both.json")
+check "--trace with --compare: predicted and measured rows of both ranks in one trace" "python3 - '$tmp/both.json' <<'PY'
+import json, sys
+e = json.load(open(sys.argv[1]))['traceEvents']
+names = {x['pid']: x['args']['name'] for x in e if x.get('name') == 'process_name'}
+assert sorted(names.values()) == ['measured rank 0 (stage 0)', 'measured rank 1 (stage 1)',
+                                  'predicted rank 0 (stage 0)', 'predicted rank 1 (stage 1)'], names
+for who in ('predicted', 'measured'):
+    pids = {p for p, n in names.items() if n.startswith(who)}
+    assert sum(1 for x in e if x.get('ph') == 'X' and x['pid'] in pids and x['cat'] == 'FORWARD') == 8, who
+PY"
 check "text: step time with units" "grep -Eq '^# step time +predicted +[0-9.]+ ms +measured +[0-9.]+ ms' <<<\"\$out\""
 check "text: idle share" "grep -q '^# idle compute share' <<<\"\$out\""
 check "text: a FORWARD row per rank" "[ \$(grep -Ec '^ +[01] +[01] FORWARD ' <<<\"\$out\") -eq 2 ]"
