@@ -323,6 +323,18 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
       double f = 0.5 * 4.0 * b * seq * seq * h / tp, v1 = kind == PX_ATTN_FLASH1 ? 0.5 : 1.0;
       att_fwd = f / (peak * v1 * eff_or_1(cluster->flash_fwd_eff)) + cluster->kernel_overhead;
       att_bwd = 2.5 * f / (peak * v1 * eff_or_1(cluster->flash_bwd_eff)) + cluster->kernel_overhead;
+      if (kind == PX_ATTN_FLASH1) {
+        /* FlashAttention v1 through its varlen interface, as llm-foundry's
+         * flash_attn_fn calls it (llmfoundry/models/layers/attention.py,
+         * flash-attn 1.0.x bert_padding): q, k, v gathered to the unpadded
+         * layout and the output scattered back into a zeroed padded tensor.
+         * Forward: 3 gathers (read + write) + zero-fill, read, write = 9 T h E
+         * over 5 kernels; backward: 3 zero-fill + scatter-back (3 each) + one
+         * gather (2) = 11 T h E over 7 kernels (h / tp per rank) */
+        double th = T * h / tp * E;
+        att_fwd += membound(cluster, 9 * th, 5);
+        att_bwd += membound(cluster, 11 * th, 7);
+      }
     } else {
       double S = bh * seq * seq;                         /* score elements */
       att_fwd = px_cost_gemm_time(cluster, prec, bh, seq, seq, hd, E) +      /* QK^T */

@@ -160,6 +160,21 @@ static void test_block_gemm_bound(void) {
   g_assert_cmpint(px_cost_attention(&p), ==, PX_ATTN_UNFUSED);
   p.precision = PX_PREC_BF16;
   p.stack = PX_STACK_PARALLAX;
+  /* FlashAttention v1 as llm-foundry calls it: half FlashAttention-2's rate
+   * (f / peak more: f = 0.5 * 4 * 2048^2 * 4096 = 3.4359738368e10 FLOPs) and
+   * the unpad / pad copies of q, k, v and the output, 9 T h E forward and
+   * 11 T h E backward (T h E = 2048 * 4096 * 2 B) at 1 TB/s; everything else
+   * is the same kernel for kernel, so the differences are those alone:
+   * forward 3.4359738368e-5 + 1.50994944e-4, backward 8.589934592e-5 + 1.84549376e-4 s */
+  c.hbm_bw = 1e12;
+  p.attention = PX_ATTN_FLASH;
+  PxLayerTimes l2, l1;
+  px_cost_layer_times(m, block, &c, &p, &l, &l2);
+  p.attention = PX_ATTN_FLASH1;
+  px_cost_layer_times(m, block, &c, &p, &l, &l1);
+  g_assert_cmpfloat(REL(l1.fwd - l2.fwd, 3.4359738368e-5 + 1.50994944e-4), <, 1e-9);
+  g_assert_cmpfloat(REL(l1.bwd_input - l2.bwd_input, 8.589934592e-5 + 1.84549376e-4), <, 1e-9);
+  c.hbm_bw = 1e30;
   p.attention = PX_ATTN_FLASH;
   /* tp 2 halves every GEMM's FLOPs: 4.294967296e-4 s; plus 2 all-reduces of
    * s h 2 B = 16 MiB over NVLink, each a ring of 2: 2 * 2us + 2 * 1/2 * 16777216 / 4e11
