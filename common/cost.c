@@ -432,6 +432,18 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
       double f = 0.5 * 4.0 * b * seq * seq * h / tp / cp, v1 = kind == PX_ATTN_FLASH1 ? 0.5 : 1.0;
       att_fwd = f / (peak * v1 * eff_or_1(cluster->flash_fwd_eff)) + cluster->kernel_overhead;
       att_bwd = 2.5 * f / (peak * v1 * eff_or_1(cluster->flash_bwd_eff)) + cluster->kernel_overhead;
+      if (kind == PX_ATTN_FLASH1) {
+        /* FlashAttention v1 through its varlen interface, as llm-foundry's
+         * flash_attn_fn calls it (llmfoundry/models/layers/attention.py,
+         * flash-attn 1.0.x bert_padding): q, k, v gathered to the unpadded
+         * layout and the output scattered back into a zeroed padded tensor.
+         * Forward: 3 gathers (read + write) + zero-fill, read, write = 9 T h E
+         * over 5 kernels; backward: 3 zero-fill + scatter-back (3 each) + one
+         * gather (2) = 11 T h E over 7 kernels (h / tp per rank) */
+        double th = T * h / tp * E;
+        att_fwd += membound(cluster, 9 * th, 5);
+        att_bwd += membound(cluster, 11 * th, 7);
+      }
     } else {
       double S = bh * seq * seq;                         /* score elements */
       att_fwd = px_cost_gemm_time(cluster, aprec, bh, seq, seq, hd, E) +     /* QK^T */
@@ -637,6 +649,18 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
     if (plan->stack != PX_STACK_MEGATRON_CORE) {
       double accum = (part_params[k] + part_eparams[k]) * (E + 2.0 * G);
       if (plan->stack == PX_STACK_FSDP) accum /= dp;
+      /* FSDP's post-backward on the whole (unsharded) flat gradient of each
+       * wrapped block, every micro-batch (torch/distributed/fsdp/_runtime_utils.py,
+       * torch 2.1: _post_backward_hook, _reduce_grad): autograd writes the
+       * views' gradients into the flat gradient (the split's backward: read
+       * and write E), casts it to the reduce dtype when that differs
+       * (flat_param.grad.to(_reduce_dtype): read E, write G), and divides it
+       * by the pre-divide factor before the reduce-scatter
+       * (_div_if_needed(padded_unsharded_grad, ...): read and write G; the
+       * factor is > 1 for every world size > 1). These kernels share the GPU
+       * with the backward (the post-backward stream), counted on it. */
+      if (plan->stack == PX_STACK_FSDP && dp > 1)
+        accum += part_params[k] * (2.0 * E + (G != E ? E + G : 0) + 2.0 * G);
       t->bwd_weight[k] += accum / px_cost_hbm_rate(cluster);
     }
     /* Megatron's scatter-gather (p2p_communication.py,

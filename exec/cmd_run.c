@@ -9,7 +9,12 @@
  * norm stops the run with an error, before the step is counted or saved.
  *
  * --steps N is the step number to reach: with --resume, the run continues
- * from the checkpoint's step up to N. */
+ * from the checkpoint's step up to N.
+ *
+ * --compare (with --cluster) sets the engine's prediction for the same plan
+ * beside the measurement (exec/run_compare.c): step time (mean of the steps
+ * after the first), time per instruction kind per rank, idle share, memory;
+ * --trace then holds both timelines. */
 #include <json-glib/json-glib.h>
 #include <math.h>
 #include <stdio.h>
@@ -25,13 +30,14 @@
 #include "comm_tcp.h"
 #include "nccl/comm_nccl.h"
 #include "launch_env.h"
+#include "run_compare.h"
 
 #define CMD "parallax-exec run"
 
 typedef struct {
   PxRunOptions opt;
   int steps, save_every, keep;
-  gboolean json, gantt;
+  gboolean json, gantt, compare;
   char *plot,
        *trace, *csv, *save, *resume, *dtype, *backend, *data, *comm;
   gint64 seed;
@@ -46,15 +52,6 @@ static void add_memory_json(JsonBuilder *b, const char *key, const double v[5]) 
     px_json_member_double(b, names[i], v[i]);
   }
   json_builder_end_object(b);
-}
-
-static void memory_rows(const PxRankMemory *m, double meas[5], double pred[5]) {
-  for (int i = 0; i < 5; i++) meas[i] = (double)(i == PX_MEM_ACTIVATIONS || i == PX_MEM_BUFFERS ? m->measured.peak[i] : m->measured.current[i]);
-  pred[0] = m->predicted.weights;
-  pred[1] = m->predicted.gradients;
-  pred[2] = m->predicted.optimizer;
-  pred[3] = m->predicted.activations;
-  pred[4] = m->predicted.buffers;
 }
 
 static gboolean parse_dtype(const char *s, PxDType *out) {
@@ -98,7 +95,7 @@ int px_exec_cmd_run(int argc, char **argv) {
     {"clip", 0, 0, G_OPTION_ARG_DOUBLE, &a.opt.clip, "Global gradient-norm clip, 0 for none (default 1.0)", "C"},
     {"timeout", 0, 0, G_OPTION_ARG_DOUBLE, &a.opt.timeout_s, "Communicator timeout in seconds (default 60)", "S"},
     {"json", 0, 0, G_OPTION_ARG_NONE, &a.json, "Print one JSON object", NULL},
-    {"trace", 0, 0, G_OPTION_ARG_FILENAME, &a.trace, "Write the last step's timeline as Chrome trace JSON", "FILE"},
+    {"trace", 0, 0, G_OPTION_ARG_FILENAME, &a.trace, "Write the last step's timeline as Chrome trace JSON (with --compare: predicted and measured)", "FILE"},
     {"csv", 0, 0, G_OPTION_ARG_FILENAME, &a.csv, "Write the last step's timeline as CSV", "FILE"},
     {"gantt", 0, 0, G_OPTION_ARG_NONE, &a.gantt, "Draw the last step as an ASCII Gantt chart", NULL},
     {"plot", 0, 0, G_OPTION_ARG_FILENAME, &a.plot, "Draw the last step's timeline and memory into DIR (gnuplot)", "DIR"},
@@ -106,6 +103,8 @@ int px_exec_cmd_run(int argc, char **argv) {
     {"save-every", 0, 0, G_OPTION_ARG_INT, &a.save_every, "Checkpoint every K steps (default: at the end)", "K"},
     {"keep", 0, 0, G_OPTION_ARG_INT, &a.keep, "Keep the newest N checkpoints, 0 for all (default 3)", "N"},
     {"resume", 0, 0, G_OPTION_ARG_FILENAME, &a.resume, "Resume from the latest checkpoint in DIR", "DIR"},
+    {"compare", 0, 0, G_OPTION_ARG_NONE, &a.compare,
+     "Print the engine's prediction for this plan (--cluster: a preset or a calibrate profile) beside the measurement", NULL},
     {NULL, 0, 0, 0, NULL, NULL, NULL},
   };
   PxPlanOptions o;
@@ -183,7 +182,7 @@ int px_exec_cmd_run(int argc, char **argv) {
     fprintf(stderr, CMD ": --comm nccl: no CUDA device\n");
     goto out;
   }
-  if (!px_plan_options_resolve(&o, FALSE, &model, &cluster, &plan, &error)) {
+  if (!px_plan_options_resolve(&o, a.compare, &model, &cluster, &plan, &error)) {
     rc = px_cli_fail(CMD, error);
     goto out;
   }
@@ -236,7 +235,7 @@ int px_exec_cmd_run(int argc, char **argv) {
   }
   json_builder_set_member_name(jb, "steps");
   json_builder_begin_array(jb);
-  double total_time = 0;
+  double total_time = 0, after_first = 0;
   int done = 0;
   while (px_runtime_steps_done(rt) < a.steps) {
     PxStepResult sr;
@@ -245,6 +244,7 @@ int px_exec_cmd_run(int argc, char **argv) {
       goto out;
     }
     total_time += sr.time_s;
+    if (done > 0) after_first += sr.time_s;
     done++;
     if (a.json) {
       json_builder_begin_object(jb);
@@ -293,7 +293,7 @@ int px_exec_cmd_run(int argc, char **argv) {
   for (int r = 0; r < px_runtime_world(rt); r++) {
     PxRankMemory m = all_mem[r];
     double meas[5], pred[5];
-    memory_rows(&m, meas, pred);
+    px_rank_memory_rows(&m, meas, pred);
     if (a.json) {
       json_builder_begin_object(jb);
       px_json_member_int(jb, "rank", r);
@@ -316,6 +316,20 @@ int px_exec_cmd_run(int argc, char **argv) {
            "# and DP buffers and leaves temporaries to its per-GPU workspace allowance (%.2f %s)\n",
            p->workspace_bytes / units.scale, units.name);
   json_builder_end_array(jb);
+  if (a.compare && done == 0) {
+    if (rank == 0) fprintf(stderr, CMD ": --compare: no step ran (the checkpoint is already at --steps), nothing to compare\n");
+    goto out;
+  }
+  if (a.compare) {
+    /* the measured step: the mean after the first (warm-up), or the only one */
+    double measured = done > 1 ? after_first / (done - 1) : total_time;
+    if (!px_runtime_gather_timeline(rt, &error) ||
+        (rank == 0 && !px_run_compare(model, cluster, p, px_runtime_timeline(rt), measured, all_mem,
+                                      px_runtime_world(rt), a.json ? jb : NULL, a.trace, &error))) {
+      rc = px_cli_fail(CMD, error);
+      goto out;
+    }
+  }
   if (a.json) {
     json_builder_set_member_name(jb, "plan");
     px_report_plan_json(jb, p);
@@ -325,7 +339,7 @@ int px_exec_cmd_run(int argc, char **argv) {
     json_builder_end_object(jb);
     px_report_print_json(jb);
   }
-  if ((a.trace || a.csv || a.gantt || a.plot) && !px_runtime_gather_timeline(rt, &error)) {
+  if ((a.trace || a.csv || a.gantt || a.plot) && !a.compare && !px_runtime_gather_timeline(rt, &error)) {
     rc = px_cli_fail(CMD, error);
     goto out;
   }
@@ -338,7 +352,7 @@ int px_exec_cmd_run(int argc, char **argv) {
     fprintf(stderr, CMD ": no step ran, so there is no timeline to write\n");
     goto out;
   }
-  if ((a.trace && !px_timeline_write_trace(tl, a.trace, &error)) || (a.csv && !px_timeline_write_csv(tl, a.csv, &error))) {
+  if ((a.trace && !a.compare && !px_timeline_write_trace(tl, a.trace, &error)) || (a.csv && !px_timeline_write_csv(tl, a.csv, &error))) {
     rc = px_cli_fail(CMD, error);
     goto out;
   }

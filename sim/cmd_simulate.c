@@ -14,14 +14,10 @@
 #include "options.h"
 #include "partition.h"
 #include "plot.h"
+#include "predict.h"
 #include "report.h"
 
 #define CMD "parallax-sim simulate"
-
-/* ZB-H1: what a backward-input pass keeps for the weight pass — the inputs of
- * the block's four weight GEMMs (QKV, attention output, FFN up, FFN down):
- * 2 + 2 + 2 + 8 = 14 sbh of Korthikanti et al.'s 34 sbh per block. */
-#define PX_ZB_W_SHARE (14.0 / 34.0)
 
 typedef struct {
   PxModel *model;
@@ -46,30 +42,16 @@ static void sim_report_clear(SimReport *r) {
   px_model_free(r->model);
 }
 
-/* Memory the engine tracks: each part's activations per micro-batch (the
- * lead's per-layer counts), and everything else px_memory puts on the stage. */
+/* The engine's prediction (sim/predict.c, shared with `parallax-exec run --compare`). */
 static gboolean sim_report_run(SimReport *r, gboolean timeline, GError **error) {
-  const PxPlan *p = &r->plan;
-  if (!(r->part = px_partition_new(r->model, p, NULL, error))) return FALSE;
-  if (!(r->prog = px_program_new(p, r->part, error))) return FALSE;
-  r->tab = r->ideal ? px_cost_table_ideal(p->pp, p->vpp) : px_cost_table_new(r->model, r->cluster, p, r->part, error);
-  if (!r->tab) return FALSE;
-  r->mem = px_memory_new(r->model, p, r->part, r->cluster);
-  int parts = r->part->parts;
-  g_autofree double *act = g_new0(double, parts), *kept = g_new0(double, parts);
-  g_autofree double *stat = g_new0(double, p->pp);
-  for (int k = 0; k < parts; k++) {
-    act[k] = px_part_activation_bytes(r->model, p, r->part->bounds[k], r->part->bounds[k + 1]);
-    kept[k] = act[k] * PX_ZB_W_SHARE;
-  }
-  for (int s = 0; s < p->pp; s++) {
-    const PxStageMemory *st = &r->mem->stages[s];
-    stat[s] = st->total - st->in_flight * st->activation_per_mb;
-  }
-  PxSimOptions opt = {.act_bytes = act, .act_w_bytes = kept, .static_bytes = stat, .full = r->full,
-                      .no_timeline = !timeline};
-  r->res = px_simulate(r->prog, r->tab, &opt, error);
-  return r->res != NULL;
+  PxPrediction pr = {0};
+  gboolean ok = px_predict(&pr, r->model, r->cluster, &r->plan, r->ideal, r->full, timeline, error);
+  r->part = pr.part;
+  r->prog = pr.prog;
+  r->tab = pr.tab;
+  r->mem = pr.mem;
+  r->res = pr.res;
+  return ok;
 }
 
 typedef struct {

@@ -186,10 +186,12 @@ typedef struct {
   gboolean ok;
   double *t, *f, *bi, *w, *tied;               /* (pp) per micro-batch: total, forward, bwd-input, bwd-weight */
   double *act_mb, *act_extra, *buf0;           /* (pp) */
+  double *chunk_max;                           /* (pp) F + Bi + W of the rank's largest chunk */
   double *chunk_act;                           /* (pp·vpp) one micro-batch on each chunk, rank r's at [r·vpp] */
   double p2p;                                  /* mean activation + gradient p2p of one hop */
+  double lockstep;                             /* sum over chunks c of max over ranks of chunk c's F + Bi + W */
 } ComputeBlock;
-#define COMPUTE_ARRAYS 8 /* (pp) arrays, then chunk_act's pp·vpp */
+#define COMPUTE_ARRAYS 9 /* (pp) arrays, then chunk_act's pp·vpp */
 
 /* Blocks whose (pp) arrays are carved, in field order, from one allocation. */
 static StateBlock state_block_at(double *m, int pp) {
@@ -197,7 +199,7 @@ static StateBlock state_block_at(double *m, int pp) {
 }
 static ComputeBlock compute_block_at(double *m, int pp) {
   return (ComputeBlock){FALSE, m, m + pp, m + 2 * pp, m + 3 * pp, m + 4 * pp, m + 5 * pp, m + 6 * pp, m + 7 * pp,
-                        m + 8 * pp, 0};
+                        m + 8 * pp, m + 9 * pp, 0, 0};
 }
 
 /* A shallow plan: shares base's partition string (never cleared). */
@@ -273,13 +275,24 @@ static void compute_block(const Space *sp, const PxPartition *part, PxLayout l, 
   double p2p = 0;
   for (int k = 0; k < part->parts; k++) p2p += t->p2p_act[k] + t->p2p_grad[k];
   b->p2p = part->parts > 1 ? p2p / (part->parts - 1) : 0;
+  b->lockstep = 0;
+  for (int c = 0; c < l.vpp; c++) {
+    double mx = 0;
+    for (int r = 0; r < l.pp; r++) {
+      int k = px_partition_part_of(part, r, c);
+      mx = MAX(mx, t->fwd[k] + t->bwd_input[k] + t->bwd_weight[k]);
+    }
+    b->lockstep += mx;
+  }
   for (int r = 0; r < l.pp; r++) {
-    b->f[r] = b->bi[r] = b->w[r] = 0;
+    b->f[r] = b->bi[r] = b->w[r] = b->chunk_max[r] = 0;
     for (int c = 0; c < l.vpp; c++) {
       int k = px_partition_part_of(part, r, c);
       b->f[r] += t->fwd[k];
       b->bi[r] += t->bwd_input[k];
       b->w[r] += t->bwd_weight[k];
+      double tk = t->fwd[k] + t->bwd_input[k] + t->bwd_weight[k];
+      b->chunk_max[r] = MAX(b->chunk_max[r], tk);
     }
     b->t[r] = b->f[r] + b->bi[r] + b->w[r] + t->load[r];
     b->tied[r] = t->tied_reduce[r];
@@ -346,7 +359,10 @@ static void evaluate(const PxPlan *p, const StateBlock *s, const ComputeBlock *c
     rank_fbw(s, c, r, &f, &bi, &w);
     double tr = c->t[r] - c->f[r] - c->bi[r] - c->w[r] + f + bi + w;
     switch (p->schedule) {
-    case PX_SCHED_INTERLEAVED: fill += tr / p->vpp; break;
+    /* interleaved: a chunk's worth per rank, its largest chunk when the
+     * stage's layers do not divide into v equal chunks (the warm-up and
+     * cool-down run chunk by chunk, each waiting for its slowest) */
+    case PX_SCHED_INTERLEAVED: fill += c->chunk_max[r] + (tr - c->f[r] - c->bi[r] - c->w[r]) / p->vpp; break;
     /* the drain's W are the critical rank's (the engine: u_r = F_r + B_r - W_c) */
     case PX_SCHED_ZB_H1: fill += MAX(f + bi - wc, 0); break;
     /* ZB-H2: every rank waits a forward for its first input, then (p-1)(F+B-2W)
@@ -364,6 +380,12 @@ static void evaluate(const PxPlan *p, const StateBlock *s, const ComputeBlock *c
    * way back: one hop per stage, as 1F1B */
   int hops_per_stage = p->schedule == PX_SCHED_INTERLEAVED ? p->vpp : 1;
   *memory = peak;
+  /* interleaved: the ranks run chunk c of a micro-batch in the same slot of
+   * the steady state, so a slot lasts the slowest rank's chunk c: with
+   * unequal chunks (layers per stage not a multiple of v, the embedding on
+   * rank 0's first chunk, the head on the last rank's last) a micro-batch
+   * costs the sum over chunks of the slowest, not the critical rank's sum */
+  if (p->schedule == PX_SCHED_INTERLEAVED) tc = MAX(tc, c->lockstep);
   *time = p->m * tc + fill + (pp - 1) * hops_per_stage * c->p2p + gather + reduce + opt;
 }
 

@@ -11,14 +11,16 @@
  * backward-weight, L_r micro-batch load, summed over the rank's chunks):
  *     t_r  = F_r + Bi_r + W_r + L_r (+ ZeRO-3 gathers beyond the compute),
  *     c    = the rank with the largest t_r
- *     T    = m · t_c                                   (steady state)
+ *     T    = m · t_c                                   (steady state; interleaved:
+ *                                                       m · max(t_c, sum_k max_r t_{r,k}),
+ *                                                       every rank runs chunk k in one slot)
  *          + sum_{r != c} u_r                          (fill and drain)
  *          + (p - 1) · h · (a + g)                     (p2p of the first micro-batch)
  *          + max_r G_r                                 (ZeRO-3 first gathers)
  *          + max_r exposed(D_r + Y_r)                  (DP + tied reductions)
  *          + max_r O_r                                 (optimizer step)
  * with u_r what rank r adds to the fill and drain: t_r for 1f1b and gpipe,
- * t_r / v for interleaved, max(F_r + Bi_r - W_c, 0) for zb-h1 (Qi et al.
+ * its largest chunk's F + Bi + W (t_r / v when the chunks are equal) for interleaved, max(F_r + Bi_r - W_c, 0) for zb-h1 (Qi et al.
  * 2023: ZB-H1's bubble is (p-1)(T_F + T_B - T_W); the drain's W are the
  * critical rank's), max(F_r, F_r + Bi_r - 2W_r)
  * for zb-h2 (the last rank's first input waits a forward; the span's

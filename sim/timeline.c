@@ -88,56 +88,76 @@ char *px_event_label(const PxEvent *ev, gboolean show_chunk) {
 
 /* ---- Chrome trace ------------------------------------------------------ */
 
-char *px_timeline_to_trace_json(const PxTimeline *tl) {
-  gboolean chunks = has_chunks(tl);
-  GString *s = g_string_sized_new(128 + tl->events->len * 160);
+/* Several timelines on one time axis: timeline i's rank r is process
+ * i · pid_stride + r, named "LABEL rank r (stage s)" (or "rank r (stage s)"
+ * without labels: one timeline gives pid = rank, as before). */
+static char *timelines_to_trace_json(const PxTimeline *const *tls, const char *const *labels, int n) {
+  guint total = 0;
+  int max_rank = 0;
+  for (int i = 0; i < n; i++) {
+    total += tls[i]->events->len;
+    for (guint k = 0; k < tls[i]->events->len; k++) max_rank = MAX(max_rank, g_array_index(tls[i]->events, PxEvent, k).rank);
+  }
+  int stride = n > 1 ? max_rank + 1 : 0;
+  GString *s = g_string_sized_new(128 + total * 160);
   g_string_append(s, "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[");
   gboolean first = TRUE;
-  /* track names: one process per rank, one thread per stream */
-  g_autoptr(GHashTable) seen = g_hash_table_new(g_direct_hash, g_direct_equal);
-  for (guint i = 0; i < tl->events->len; i++) {
-    const PxEvent *ev = &g_array_index(tl->events, PxEvent, i);
-    gpointer key = GINT_TO_POINTER(ev->rank * PX_N_STREAMS + (int)ev->stream + 1);
-    if (g_hash_table_contains(seen, key)) continue;
-    g_hash_table_add(seen, key);
-    gpointer pkey = GINT_TO_POINTER(-(ev->rank + 1));
-    if (!g_hash_table_contains(seen, pkey)) {
-      g_hash_table_add(seen, pkey);
+  for (int i = 0; i < n; i++) {
+    const PxTimeline *tl = tls[i];
+    const char *label = labels ? labels[i] : NULL;
+    gboolean chunks = has_chunks(tl);
+    /* track names: one process per rank, one thread per stream */
+    g_autoptr(GHashTable) seen = g_hash_table_new(g_direct_hash, g_direct_equal);
+    for (guint k = 0; k < tl->events->len; k++) {
+      const PxEvent *ev = &g_array_index(tl->events, PxEvent, k);
+      int pid = i * stride + ev->rank;
+      gpointer key = GINT_TO_POINTER(ev->rank * PX_N_STREAMS + (int)ev->stream + 1);
+      if (g_hash_table_contains(seen, key)) continue;
+      g_hash_table_add(seen, key);
+      gpointer pkey = GINT_TO_POINTER(-(ev->rank + 1));
+      if (!g_hash_table_contains(seen, pkey)) {
+        g_hash_table_add(seen, pkey);
+        g_string_append_printf(s,
+                               "%s\n{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":%d,\"tid\":0,"
+                               "\"args\":{\"name\":\"%s%srank %d (stage %d)\"}}"
+                               ",\n{\"name\":\"process_sort_index\",\"ph\":\"M\",\"pid\":%d,\"tid\":0,"
+                               "\"args\":{\"sort_index\":%d}}",
+                               first ? "" : ",", pid, label ? label : "", label ? " " : "", ev->rank, ev->stage, pid,
+                               n > 1 ? ev->rank * n + i : ev->rank);
+        first = FALSE;
+      }
       g_string_append_printf(s,
-                             "%s\n{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":%d,\"tid\":0,"
-                             "\"args\":{\"name\":\"rank %d (stage %d)\"}}"
-                             ",\n{\"name\":\"process_sort_index\",\"ph\":\"M\",\"pid\":%d,\"tid\":0,"
-                             "\"args\":{\"sort_index\":%d}}",
-                             first ? "" : ",", ev->rank, ev->rank, ev->stage, ev->rank, ev->rank);
+                             ",\n{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":%d,\"tid\":%d,"
+                             "\"args\":{\"name\":\"%s\"}}",
+                             pid, (int)ev->stream, px_stream_name(ev->stream));
+    }
+    for (guint k = 0; k < tl->events->len; k++) {
+      const PxEvent *ev = &g_array_index(tl->events, PxEvent, k);
+      g_autofree char *name = px_event_label(ev, chunks);
+      g_string_append_printf(s,
+                             "%s\n{\"name\":\"%s\",\"cat\":\"%s\",\"ph\":\"X\",\"ts\":%.6f,\"dur\":%.6f,"
+                             "\"pid\":%d,\"tid\":%d,\"args\":{\"stage\":%d,\"mb\":%d,\"chunk\":%d,"
+                             "\"bytes\":%.0f}}",
+                             first ? "" : ",", name, px_op_name(ev->kind), ev->start * 1e6,
+                             (ev->end - ev->start) * 1e6, i * stride + ev->rank, (int)ev->stream, ev->stage, ev->mb,
+                             ev->chunk, ev->bytes);
       first = FALSE;
     }
-    g_string_append_printf(s,
-                           ",\n{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":%d,\"tid\":%d,"
-                           "\"args\":{\"name\":\"%s\"}}",
-                           ev->rank, (int)ev->stream, px_stream_name(ev->stream));
-  }
-  for (guint i = 0; i < tl->events->len; i++) {
-    const PxEvent *ev = &g_array_index(tl->events, PxEvent, i);
-    g_autofree char *name = px_event_label(ev, chunks);
-    g_string_append_printf(s,
-                           "%s\n{\"name\":\"%s\",\"cat\":\"%s\",\"ph\":\"X\",\"ts\":%.6f,\"dur\":%.6f,"
-                           "\"pid\":%d,\"tid\":%d,\"args\":{\"stage\":%d,\"mb\":%d,\"chunk\":%d,"
-                           "\"bytes\":%.0f}}",
-                           first ? "" : ",", name, px_op_name(ev->kind), ev->start * 1e6,
-                           (ev->end - ev->start) * 1e6, ev->rank, (int)ev->stream, ev->stage, ev->mb,
-                           ev->chunk, ev->bytes);
-    first = FALSE;
-  }
-  for (guint i = 0; i < tl->memory->len; i++) {
-    const PxMemSample *m = &g_array_index(tl->memory, PxMemSample, i);
-    g_string_append_printf(s,
-                           "%s\n{\"name\":\"memory\",\"ph\":\"C\",\"ts\":%.6f,\"pid\":%d,"
-                           "\"args\":{\"GiB\":%.6f}}",
-                           first ? "" : ",", m->t * 1e6, m->rank, m->bytes / (1024.0 * 1024 * 1024));
-    first = FALSE;
+    for (guint k = 0; k < tl->memory->len; k++) {
+      const PxMemSample *m = &g_array_index(tl->memory, PxMemSample, k);
+      g_string_append_printf(s,
+                             "%s\n{\"name\":\"memory\",\"ph\":\"C\",\"ts\":%.6f,\"pid\":%d,"
+                             "\"args\":{\"GiB\":%.6f}}",
+                             first ? "" : ",", m->t * 1e6, i * stride + m->rank, m->bytes / (1024.0 * 1024 * 1024));
+      first = FALSE;
+    }
   }
   g_string_append(s, "\n]}\n");
   return g_string_free(s, FALSE);
+}
+
+char *px_timeline_to_trace_json(const PxTimeline *tl) {
+  return timelines_to_trace_json(&tl, NULL, 1);
 }
 
 static gboolean write_file(const char *path, const char *text, GError **error) {
@@ -152,6 +172,12 @@ static gboolean write_file(const char *path, const char *text, GError **error) {
 
 gboolean px_timeline_write_trace(const PxTimeline *tl, const char *path, GError **error) {
   g_autofree char *text = px_timeline_to_trace_json(tl);
+  return write_file(path, text, error);
+}
+
+gboolean px_timelines_write_trace(const PxTimeline *const *tls, const char *const *labels, int n, const char *path,
+                                  GError **error) {
+  g_autofree char *text = timelines_to_trace_json(tls, labels, n);
   return write_file(path, text, error);
 }
 

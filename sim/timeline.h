@@ -70,6 +70,11 @@ char *px_event_label(const PxEvent *ev, gboolean show_chunk);
  * stream, "X" complete events in microseconds, memory as "C" counter events. */
 char *px_timeline_to_trace_json(const PxTimeline *tl);
 gboolean px_timeline_write_trace(const PxTimeline *tl, const char *path, GError **error);
+/* n timelines on one time axis (e.g. predicted and measured): timeline i's
+ * rank r is process i·(max rank + 1) + r, named "labels[i] rank r (stage s)",
+ * the tracks of one rank next to each other. */
+gboolean px_timelines_write_trace(const PxTimeline *const *tls, const char *const *labels, int n, const char *path,
+                                  GError **error);
 /* rank,stage,stream,kind,mb,chunk,start_s,end_s,bytes — with a header line. */
 char *px_timeline_to_csv(const PxTimeline *tl);
 gboolean px_timeline_write_csv(const PxTimeline *tl, const char *path, GError **error);

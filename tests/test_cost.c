@@ -166,6 +166,21 @@ static void test_block_gemm_bound(void) {
   g_assert_cmpint(px_cost_attention(&p), ==, PX_ATTN_UNFUSED);
   p.precision = PX_PREC_BF16;
   p.stack = PX_STACK_PARALLAX;
+  /* FlashAttention v1 as llm-foundry calls it: half FlashAttention-2's rate
+   * (f / peak more: f = 0.5 * 4 * 2048^2 * 4096 = 3.4359738368e10 FLOPs) and
+   * the unpad / pad copies of q, k, v and the output, 9 T h E forward and
+   * 11 T h E backward (T h E = 2048 * 4096 * 2 B) at 1 TB/s; everything else
+   * is the same kernel for kernel, so the differences are those alone:
+   * forward 3.4359738368e-5 + 1.50994944e-4, backward 8.589934592e-5 + 1.84549376e-4 s */
+  c.hbm_bw = 1e12;
+  p.attention = PX_ATTN_FLASH;
+  PxLayerTimes l2, l1;
+  px_cost_layer_times(m, block, &c, &p, &l, &l2);
+  p.attention = PX_ATTN_FLASH1;
+  px_cost_layer_times(m, block, &c, &p, &l, &l1);
+  g_assert_cmpfloat(REL(l1.fwd - l2.fwd, 3.4359738368e-5 + 1.50994944e-4), <, 1e-9);
+  g_assert_cmpfloat(REL(l1.bwd_input - l2.bwd_input, 8.589934592e-5 + 1.84549376e-4), <, 1e-9);
+  c.hbm_bw = 1e30;
   p.attention = PX_ATTN_FLASH;
   /* tp 2 halves every GEMM's FLOPs: 4.294967296e-4 s; plus 2 all-reduces of
    * s h 2 B = 16 MiB over NVLink, each a ring of 2: 2 * 2us + 2 * 1/2 * 16777216 / 4e11
@@ -353,6 +368,21 @@ static void test_stacks(void) {
   g_assert_cmpfloat(REL(tf->dp_reduce[0], rs / 5), <, 1e-12);
   g_assert_cmpfloat(REL(tf->optimizer[0], 27136.0 * 92 / 3e12), <, 1e-12);
   g_assert_cmpint(tf->attention, ==, PX_ATTN_FLASH);
+  px_model_free(m);
+  /* FSDP's post-backward passes over the unsharded flat gradient of the
+   * part's 108544 parameters every micro-batch (torch FSDP _runtime_utils.py):
+   * DEFAULT (bf16 compute, fp32 reduce): view grads into the flat grad 2 + 2 B,
+   * cast 2 + 4 B, pre-divide 4 + 4 B = 18 B, and the shard's accumulation
+   * (2 + 2·4) / 4 B; PURE (bf16 reduce): 2 + 2 + 2 + 2 = 8 B and (2 + 2·2) / 4 B.
+   * The difference, 108544 (18 + 2.5 − 8 − 1.5) B at 3 TB/s, is the bf16
+   * backward-weight's saving (ZeRO-2 here: no gathers folded into the passes) */
+  p.zero = 2;
+  g_autoptr(PxCostTable) tdef = tiny_table(&p, &c, &m);
+  px_model_free(m);
+  p.grad_reduce_bytes = 2;
+  g_autoptr(PxCostTable) tpure = tiny_table(&p, &c, &m);
+  g_assert_cmpfloat(REL(tdef->bwd_weight[0] - tpure->bwd_weight[0], 108544.0 * 11 / 3e12), <, 1e-9);
+  p.grad_reduce_bytes = 0;
   px_model_free(m);
   px_plan_clear(&p);
 }

@@ -1,0 +1,26 @@
+/* run_compare.h — `parallax-exec run --compare`: the engine's prediction for
+ * the plan that ran (sim/predict.c, the path `parallax-sim simulate` takes,
+ * every rank simulated) set beside what was measured: step time, time per
+ * instruction kind per rank, the compute stream's idle share (bubble and
+ * exposed communication), and memory per category. */
+#pragma once
+#include <json-glib/json-glib.h>
+#include "options.h"
+#include "runtime.h"
+
+G_BEGIN_DECLS
+
+/* A rank's memory by category (weights, gradients, optimizer, activations,
+ * buffers), measured (peaks for activations and buffers) and predicted. */
+void px_rank_memory_rows(const PxRankMemory *m, double measured[5], double predicted[5]);
+
+/* Simulate plan on cluster and compare it with the measured last step (tl,
+ * every rank's), the measured step time (s) and each rank's memory (mem,
+ * world entries); tl must not be NULL. With jb, adds a "compare" member to the
+ * open object; otherwise prints a table (ms). With trace, writes both
+ * timelines (predicted and measured rows per rank) as one Chrome trace. */
+gboolean px_run_compare(const PxModel *model, const PxCluster *cluster, const PxPlan *plan, const PxTimeline *tl,
+                        double measured_step_s, const PxRankMemory *mem, int world, JsonBuilder *jb,
+                        const char *trace, GError **error);
+
+G_END_DECLS
