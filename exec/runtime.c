@@ -453,7 +453,9 @@ static PxRuntime *runtime_setup(const PxModel *model, const PxPlan *plan, const 
   nodrop.dropout = FALSE;
   g_autoptr(PxModel) as_run = px_model_new(&nodrop, error);
   if (!as_run) return NULL;
-  rt->mem = px_memory_new(as_run, &rt->plan, rt->part, NULL);
+  /* activations: the executor's own tensors, from the core's list (activations.h) */
+  PxActOptions act = {PX_ACT_STACK_EXEC, (int)px_dtype_size(opt->dtype)};
+  rt->mem = px_memory_new_act(as_run, &rt->plan, rt->part, NULL, &act);
   if (!(rt->grid = px_grid_new(&rt->plan, error))) return NULL;
   rt->n = px_plan_world(&rt->plan);
   rt->fingerprint = make_fingerprint(model, &rt->plan, &rt->opt);
@@ -1071,9 +1073,7 @@ static void rank_memory(Rank *r, PxRankMemory *out) {
   p->weights *= k;
   p->gradients *= k;
   p->optimizer *= k;
-  p->activation_per_layer *= k;
-  p->activation_per_mb *= k;
-  p->activations *= k;
+  /* activations are predicted in the run's dtype already (px_memory_new_act) */
   p->buffers *= k;
   p->total = p->weights + p->gradients + p->optimizer + p->activations + p->buffers + p->workspace;
 }
