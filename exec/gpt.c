@@ -436,9 +436,8 @@ static PxGptParam *lm_head_weight(PxGpt *g, int chunk, int li) {
   return &g->chunks[g->emb_chunk].params[g->emb_param];
 }
 
-static void free_slots(LayerActs *la, gboolean keep_out) {
-  for (int k = 0; k < A_N; k++)
-    if (k != A_OUT || !keep_out) g_clear_pointer(&la->s[k], px_tensor_free);
+static void free_slots(LayerActs *la) {
+  for (int k = 0; k < A_N; k++) g_clear_pointer(&la->s[k], px_tensor_free);
 }
 
 static gboolean norm_fwd(PxGpt *g, PxTensor *out, PxTensor *mean, PxTensor *rstd, const PxTensor *x,
@@ -493,7 +492,7 @@ static gboolean block_fwd(PxGpt *g, int chunk, int li, LayerActs *la, const PxTe
   const PxModelDesc *d = &g->model->desc;
   PxBackend *be = g->r.be;
   PxAttnShape as = attn_shape(g);
-  free_slots(la, FALSE);
+  free_slots(la);
   TRY(la->s[A_LN1] = new_act(g, chunk, li, PX_ACT_NORM1_OUT, error));
   TRY(norm_stats(g, chunk, li, la, PX_ACT_NORM1_MEAN, PX_ACT_NORM1_RSTD, error));
   TRY(norm_fwd(g, la->s[A_LN1], la->s[PX_ACT_NORM1_MEAN], la->s[PX_ACT_NORM1_RSTD], x, param(g, chunk, li, PX_ROLE_NORM1),
@@ -731,7 +730,7 @@ void px_gpt_acts_drop_output(PxGptActs *a) {
 void px_gpt_acts_free(PxGptActs *a) {
   if (!a) return;
   PxGptChunk *ch = &a->gpt->chunks[a->chunk];
-  for (int i = 0; i < ch->end - ch->first; i++) free_slots(&a->layers[i], FALSE);
+  for (int i = 0; i < ch->end - ch->first; i++) free_slots(&a->layers[i]);
   for (guint i = 0; i < a->deferred->len; i++) {
     px_tensor_free(g_array_index(a->deferred, Deferred, i).dy);
     px_tensor_free(g_array_index(a->deferred, Deferred, i).x_owned);
@@ -910,7 +909,7 @@ gboolean px_gpt_backward(PxGpt *g, PxGptActs *a, PxTensor *dout, double dloss, g
     g_clear_pointer(&dcur, px_tensor_free);
     dcur = g_steal_pointer(&dx);
     /* what this layer kept is no longer needed, unless its weight half waits */
-    if (!defer_weight) free_slots(la, FALSE);
+    if (!defer_weight) free_slots(la);
   }
   if (ch->first > 0 && dinput) *dinput = g_steal_pointer(&dcur);
   return TRUE;

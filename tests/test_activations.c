@@ -16,6 +16,21 @@ static PxModel *load(const char *name) {
   return m;
 }
 
+/* A validated fp32 plan of one micro-batch of 2 × 16 tokens. */
+static void small_plan(PxPlan *p, const PxModel *m, int tp, int pp, PxCheckpoint ckpt, int interval) {
+  px_plan_init(p);
+  p->tp = tp;
+  p->seq_parallel = tp > 1;
+  p->pp = pp;
+  p->mbs = 2;
+  p->seq = 16;
+  p->gbs = 2;
+  p->ckpt = ckpt;
+  p->ckpt_interval = interval;
+  p->precision = PX_PREC_FP32;
+  g_assert_true(px_plan_validate(p, m, NULL, NULL));
+}
+
 static double sum_all(const PxActList *l) {
   double s = 0;
   for (int i = 0; i < l->n; i++) s += l->e[i].bytes;
@@ -146,14 +161,7 @@ static void test_full_recompute_segments(void) {
 static void test_exec_stack(void) {
   g_autoptr(PxModel) m = load("tiny-llama");
   PxPlan p;
-  px_plan_init(&p);
-  p.tp = 2;
-  p.seq_parallel = TRUE;
-  p.mbs = 2;
-  p.seq = 16;
-  p.gbs = 2;
-  p.precision = PX_PREC_FP32;
-  g_assert_true(px_plan_validate(&p, m, NULL, NULL));
+  small_plan(&p, m, 2, 1, PX_CKPT_NONE, 1);
   PxActOptions ex = {PX_ACT_STACK_EXEC, 4};
   PxActList paper, exec;
   px_activations_layer(m, &p, NULL, 1, 2, 1, &paper);
@@ -185,15 +193,7 @@ static void test_exec_stack(void) {
 static void test_profile_by_hand(void) {
   g_autoptr(PxModel) m = load("tiny-gpt");
   PxPlan p;
-  px_plan_init(&p);
-  p.mbs = 2;
-  p.seq = 16;
-  p.gbs = 2;
-  p.pp = 2;
-  p.ckpt = PX_CKPT_FULL;
-  p.ckpt_interval = 2;
-  p.precision = PX_PREC_FP32;
-  g_assert_true(px_plan_validate(&p, m, NULL, NULL));
+  small_plan(&p, m, 1, 2, PX_CKPT_FULL, 2);
   PxActOptions ex = {PX_ACT_STACK_EXEC, 4};
   PxActProfile prof;
   px_activations_profile(m, &p, &ex, 1, 3, &prof);
