@@ -77,6 +77,10 @@ PxCluster *px_cluster_load_ini(const char *path, GError **error) {
                 path, nodes, gpus);
     return NULL;
   }
+  if (mem > 0x1p62 || host > 0x1p62) { /* beyond gint64 (a fuzzed input: 5.8e45 B) */
+    g_set_error(error, D, E, "%s: [gpu] memory = %g B or [node] host_memory = %g B is too large", path, mem, host);
+    return NULL;
+  }
   c->nodes = (int)nodes;
   c->gpus_per_node = (int)gpus;
   c->gpu_memory = (gint64)mem;

@@ -17,105 +17,46 @@
  *   selective recompute drops the 5as/h term, and so does flash attention
  *   (--attention flash, or a stack that defaults to it: no s x s scores are
  *   kept); full recompute keeps the block input, 2sbh (÷t with SP).
- * The terms are derived one by one below, which also covers GQA (K and V of
+ * The tensors are listed one by one in activations.c (px_activations_layer,
+ * the list the executor allocates too), which also covers GQA (K and V of
  * kv_heads), a head_dim apart from h/a, sliding windows, parallel attention
- * + MLP blocks, gated MLPs (three FFN tensors), models without dropout and fp32.
- *
- * Context parallelism (cp > 1): every per-token term holds s/cp tokens
- * (Megatron's context-parallel doc: activation memory divided by cp at equal
- * tokens per rank), plus the ring's K/V buffers (px_memory_cp_kv_buffers).
- * FP8 (Transformer Engine): the inputs of the FP8 GEMMs are saved for the
- * backward in FP8, 1 byte (TE's Linear / LayerNormLinear / LayerNormMLP save
- * the casted input for the wgrad GEMM); everything else stays bf16. */
+ * + MLP blocks, gated MLPs (three FFN tensors), models without dropout and fp32;
+ * the sums here are sums over that list (common/activations.c), which also
+ * holds context parallelism (every per-token term at s/cp tokens, Megatron's
+ * context-parallel doc, plus the ring's K/V buffers, px_memory_cp_kv_buffers)
+ * and FP8 (the FP8 GEMMs' inputs saved in 1 byte, Transformer Engine). */
 #include "memory.h"
+#include "activations.h"
 #include "cost.h"
 #include "moe.h"
 #include "schedule.h"
 #include <math.h>
 #include <string.h>
 
-typedef struct {
-  double rep;   /* bytes kept whole on every TP rank (split by t only with SP) */
-  double split; /* bytes split over TP ranks */
-  double attn;  /* the s² attention-core bytes (split over TP); dropped by selective */
-} ActTerms;
-
-/* One block, one micro-batch, 16- or 32-bit activations (e bytes). q is the
- * width of Q and of the attention output (heads · head_dim, h unless
- * head_dim is set apart), kv that of K or V; the softmax spans min(s, window)
- * keys per query. */
-static ActTerms block_terms(const PxModelDesc *d, double s, double b, double e, double eg, gboolean moe) {
-  double h = d->hidden, q = (double)px_model_q_dim(d), kv = (double)px_model_kv_dim(d), f = d->ffn, a = d->heads;
-  double span = px_model_attn_span(d, (int)s);
-  double mask = d->dropout ? 1.0 : 0.0;
-  ActTerms t = {0};
-  /* attention: LayerNorm input, QKV input, Q and K (for QK^T), V (for the
-   * attention over V), output-projection input, output dropout mask; eg is
-   * the bytes of a saved GEMM input (1 under FP8, else e) */
-  t.rep += e * s * b * h + eg * s * b * h + mask * s * b * h;
-  t.split += e * s * b * (q + kv) + e * s * b * kv + eg * s * b * q;
-  /* softmax output; with dropout also its mask and the dropped-out copy */
-  t.attn += e * a * s * span * b + (d->dropout ? (1.0 + e) * a * s * span * b : 0);
-  /* MLP: LayerNorm input (in a parallel block the block input, already
-   * held for the attention's norm), first-linear input, dropout mask */
-  t.rep += e * s * b * h * (d->parallel_attn ? 0 : 1) + eg * s * b * h + mask * s * b * h;
-  /* an MoE block: the routed experts are counted by moe.c; the shared
-   * experts are a dense MLP of shared_experts · shared_ffn */
-  if (moe) f = (double)d->shared_experts * d->shared_ffn;
-  if (px_ffn_gated(d->ffn_kind))
-    t.split += 2 * e * s * b * f + eg * s * b * f; /* gate and up outputs, their product (down-projection input) */
-  else
-    t.split += e * s * b * f + eg * s * b * f; /* GELU input and output (second-linear input) */
-  return t;
-}
-
+/* One layer's bytes kept for backward: the sum of its saved entries in the
+ * core's activation list (common/activations.h, Megatron's accounting), the
+ * layer taken alone (under full recompute a block then keeps its input). */
 double px_layer_activation_bytes(const PxModel *model, const PxLayer *layer, const PxPlan *plan) {
-  const PxModelDesc *d = &model->desc;
-  /* one CP rank's tokens */
-  double s = (plan->seq > 0 ? plan->seq : d->default_seq) / MAX(plan->cp, 1), b = plan->mbs, h = d->hidden;
-  double e = px_plan_act_bytes(plan), t = plan->tp;
-  double eg = plan->precision == PX_PREC_FP8 ? 1.0 : e; /* a saved FP8 GEMM input */
-  double rep_div = plan->seq_parallel ? t : 1.0;
-  switch (layer->kind) {
-  case PX_LAYER_EMBEDDING:
-    /* embedding dropout mask */
-    return d->dropout ? s * b * h / rep_div : 0.0;
-  case PX_LAYER_FINAL_NORM:
-    return e * s * b * h / rep_div;
-  case PX_LAYER_LM_HEAD:
-    /* input of the projection, and the fp32 logits (softmax) kept by the
-     * vocab-parallel cross-entropy for its backward: 4sbV/t */
-    return e * s * b * h / rep_div + 4.0 * s * b * ceil((double)d->vocab / t);
-  case PX_LAYER_BLOCK: {
-    if (plan->ckpt == PX_CKPT_FULL) return e * s * b * h / rep_div;
-    gboolean moe = px_model_block_is_moe(d, layer->block);
-    ActTerms a = block_terms(d, s, b, e, eg, moe);
-    double bytes = a.rep / rep_div + a.split / t + (moe ? px_moe_activation_bytes(model, plan) : 0);
-    /* flash attention keeps no s x s scores (cost.h px_cost_attention) */
-    if (plan->ckpt != PX_CKPT_SELECTIVE && px_cost_attention(plan) == PX_ATTN_UNFUSED) bytes += a.attn / t;
-    return bytes;
-  }
-  }
-  return 0.0;
+  int li = (int)(layer - model->layers);
+  PxActList list;
+  px_activations_layer(model, plan, NULL, li, li + 1, li, &list);
+  return px_act_kept_bytes(&list);
 }
 
-double px_part_activation_bytes(const PxModel *model, const PxPlan *plan, int first, int end) {
+static double part_kept(const PxModel *model, const PxPlan *plan, const PxActOptions *opt, int first, int end) {
   double sum = 0;
-  int blocks = 0;
-  const PxLayer *block = NULL;
+  PxActList list;
   for (int li = first; li < end; li++) {
-    const PxLayer *l = &model->layers[li];
-    if (plan->ckpt == PX_CKPT_FULL && l->kind == PX_LAYER_BLOCK) {
-      blocks++;
-      block = l;
-    } else {
-      sum += px_layer_activation_bytes(model, l, plan);
-    }
+    px_activations_layer(model, plan, opt, first, end, li, &list);
+    sum += px_act_kept_bytes(&list);
   }
-  /* full recompute keeps one input per segment of `interval` blocks */
-  int k = MAX(plan->ckpt_interval, 1);
-  if (blocks) sum += (blocks + k - 1) / k * px_layer_activation_bytes(model, block, plan);
   return sum;
+}
+
+/* full recompute keeps one input per segment of `interval` blocks: the list
+ * marks the other blocks' inputs PX_ACT_SEGMENT */
+double px_part_activation_bytes(const PxModel *model, const PxPlan *plan, int first, int end) {
+  return part_kept(model, plan, NULL, first, end);
 }
 
 /* Peak micro-batches in flight on a pipeline rank, in units of "all of the
@@ -220,6 +161,12 @@ static double fp8_gemm_params(const PxLayer *L, int tp, int *gemms) {
 
 PxMemory *px_memory_new(const PxModel *model, const PxPlan *plan, const PxPartition *part,
                         const PxCluster *cluster) {
+  return px_memory_new_act(model, plan, part, cluster, NULL);
+}
+
+PxMemory *px_memory_new_act(const PxModel *model, const PxPlan *plan, const PxPartition *part,
+                            const PxCluster *cluster, const PxActOptions *act) {
+  gboolean exec = act && act->stack == PX_ACT_STACK_EXEC;
   PxMemory *mem = g_new0(PxMemory, 1);
   mem->n_stages = plan->pp;
   mem->stages = g_new0(PxStageMemory, plan->pp);
@@ -242,7 +189,7 @@ PxMemory *px_memory_new(const PxModel *model, const PxPlan *plan, const PxPartit
     st->stage = r;
     gint64 params = 0, max_layer = 0, shard = 0, eshard = 0, eparams = 0;
     gboolean moe_held = FALSE;
-    double act_mb = 0, act_block = 0, head_acts = 0;
+    double act_mb = 0, act_block = 0, head_acts = 0, excess = 0;
     g_autofree double *chunk_act = g_new0(double, MAX(plan->vpp, 1));
     int max_blocks = 0, gemms = 0;
     double fp8_params = 0, fp8_max_layer = 0;
@@ -273,7 +220,11 @@ PxMemory *px_memory_new(const PxModel *model, const PxPlan *plan, const PxPartit
           fp8_params += g;
           fp8_max_layer = MAX(fp8_max_layer, g);
         }
-        if (L->kind == PX_LAYER_BLOCK) act_block = px_layer_activation_bytes(model, L, plan);
+        if (L->kind == PX_LAYER_BLOCK) {
+          PxActList one;
+          px_activations_layer(model, plan, act, li, li + 1, li, &one);
+          act_block = px_act_kept_bytes(&one);
+        }
         if (L->kind == PX_LAYER_FINAL_NORM || L->kind == PX_LAYER_LM_HEAD)
           head_acts += px_layer_activation_bytes(model, L, plan);
         if (li == (int)model->n_layers - 1) last = TRUE;
@@ -281,7 +232,16 @@ PxMemory *px_memory_new(const PxModel *model, const PxPlan *plan, const PxPartit
       shard += px_zero_shard(chunk_params, data);
       eshard += px_zero_shard(chunk_expert, (int)edp);
       eparams += chunk_expert;
-      chunk_act[c] = px_part_activation_bytes(model, plan, part->bounds[k], part->bounds[k + 1]);
+      if (exec) {
+        /* the executor's own walk of the list: what a micro-batch keeps, and
+         * how far its forward and backward go above that */
+        PxActProfile prof;
+        px_activations_profile(model, plan, act, part->bounds[k], part->bounds[k + 1], &prof);
+        chunk_act[c] = prof.kept;
+        excess = MAX(excess, prof.peak - prof.kept);
+      } else {
+        chunk_act[c] = part_kept(model, plan, act, part->bounds[k], part->bounds[k + 1]);
+      }
       act_mb += chunk_act[c];
       int blocks = 0;
       for (int li = part->bounds[k]; li < part->bounds[k + 1]; li++) blocks += model->layers[li].kind == PX_LAYER_BLOCK;
@@ -305,7 +265,10 @@ PxMemory *px_memory_new(const PxModel *model, const PxPlan *plan, const PxPartit
     st->activation_per_mb = act_mb;
     st->in_flight = px_memory_in_flight(plan, r);
     st->activations = px_memory_peak_activations(plan, r, chunk_act);
-    if (plan->ckpt == PX_CKPT_FULL && max_blocks > 0) {
+    if (exec) {
+      /* one micro-batch's transients on top of the steady-state peak */
+      st->activations += excess;
+    } else if (plan->ckpt == PX_CKPT_FULL && max_blocks > 0) {
       /* backward recomputes one checkpoint segment of `interval` blocks at a
        * time, holding their full activations transiently (one micro-batch);
        * by then that micro-batch's final norm and logits are freed */

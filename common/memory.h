@@ -6,6 +6,7 @@
 #include "plan.h"
 #include "cluster.h"
 #include "partition.h"
+#include "activations.h"
 
 G_BEGIN_DECLS
 
@@ -81,6 +82,13 @@ double px_memory_cp_kv_buffers(const PxModel *model, const PxPlan *plan);
 
 PxMemory *px_memory_new(const PxModel *model, const PxPlan *plan, const PxPartition *part,
                         const PxCluster *cluster);
+/* The same with the activations of a given stack (activations.h; NULL: the
+ * planner's, Megatron's kernels as Korthikanti count them). For
+ * PX_ACT_STACK_EXEC the activations are the executor's exactly: each chunk's
+ * micro-batch keeps px_activations_profile's `kept`, in flight as the schedule
+ * holds them, plus the largest excess (peak - kept) of one micro-batch's walk. */
+PxMemory *px_memory_new_act(const PxModel *model, const PxPlan *plan, const PxPartition *part,
+                            const PxCluster *cluster, const PxActOptions *act);
 void px_memory_free(PxMemory *mem);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(PxMemory, px_memory_free)

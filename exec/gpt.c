@@ -4,6 +4,7 @@
  * zero-bubble split of backward into input and weight halves. See gpt.h. */
 #include "gpt.h"
 #include "check.h"
+#include "activations.h"
 #include <math.h>
 #include <string.h>
 
@@ -28,12 +29,19 @@ struct _PxGpt {
   PxGptChunk *chunks;
   gboolean holds_embedding;
   int emb_chunk, emb_param;   /* wte of the embedding, if held */
+  /* the activation tensors each layer of each chunk keeps: the core's list
+   * (common/activations.h), allocated entry by entry, never re-derived here */
+  PxActList **acts;           /* (n_chunks) x (end - first) */
+  PxActEntry io;              /* a block's input entry: the shape of what chunks send and receive */
 };
 
-/* Slots of one layer's stash. X is the layer's input (not owned). */
+/* Slots of one layer's stash: one per role of the core's activation list,
+ * and the layer's output (the next layer's PX_ACT_IN entry; a chunk's last
+ * output is the p2p message, a buffer). The layer's input is not owned. */
 enum {
-  A_LN1, A_MEAN1, A_RSTD1, A_QKV, A_ATT, A_AO, A_X2, A_LN2, A_MEAN2, A_RSTD2, A_FC, A_UP, A_ACT,
-  A_LOGITS, A_OUT, A_N
+  A_LN1 = PX_ACT_NORM1_OUT, A_QKV = PX_ACT_QKV, A_ATT = PX_ACT_PROBS, A_AO = PX_ACT_ATTN_OUT, A_X2 = PX_ACT_MID,
+  A_LN2 = PX_ACT_NORM2_OUT, A_FC = PX_ACT_FFN_PRE, A_UP = PX_ACT_FFN_UP, A_ACT = PX_ACT_FFN_ACT,
+  A_LOGITS = PX_ACT_LOGITS, A_OUT = PX_ACT_N_ROLES, A_N
 };
 
 typedef struct {
@@ -153,6 +161,17 @@ PxGpt *px_gpt_new(const PxModel *model, const PxPlan *plan, const PxPartition *p
       g->emb_param = 0; /* wte is the embedding's first tensor */
     }
   }
+  PxActOptions ao = {PX_ACT_STACK_EXEC, (int)px_dtype_size(rank->dtype)};
+  g->acts = g_new0(PxActList *, g->n_chunks);
+  for (int c = 0; c < g->n_chunks; c++) {
+    PxGptChunk *ch = &g->chunks[c];
+    g->acts[c] = g_new0(PxActList, ch->end - ch->first);
+    for (int li = ch->first; li < ch->end; li++)
+      px_activations_layer(model, &g->plan, &ao, ch->first, ch->end, li, &g->acts[c][li - ch->first]);
+  }
+  PxActList io;
+  px_activations_layer(model, &g->plan, &ao, 1, 2, 1, &io); /* layer 1: the first block */
+  g->io = *px_act_find(&io, PX_ACT_IN);
   return g;
 }
 
@@ -166,7 +185,9 @@ void px_gpt_free(PxGpt *g) {
     }
     g_free(ch->params);
     g_free(ch->layer_param);
+    if (g->acts) g_free(g->acts[c]);
   }
+  g_free(g->acts);
   g_free(g->chunks);
   px_plan_clear(&g->plan);
   g_free(g);
@@ -176,8 +197,8 @@ int px_gpt_n_chunks(const PxGpt *g) { return g->n_chunks; }
 const PxGptChunk *px_gpt_chunk(const PxGpt *g, int c) { return &g->chunks[c]; }
 
 void px_gpt_io_shape(const PxGpt *g, gint64 shape[2]) {
-  shape[0] = g->Nl;
-  shape[1] = g->h;
+  shape[0] = g->io.shape[0];
+  shape[1] = g->io.shape[1];
 }
 
 gboolean px_gpt_find_param(const PxGpt *g, const char *name, gboolean tied_copy, int *chunk, int *param) {
@@ -280,9 +301,44 @@ void px_gpt_chunk_init_values(const PxGpt *g, int chunk, guint64 seed, double *f
 /* TP collectives run on the compute stream, in order with the ops around them. */
 #define CS(g) px_backend_compute_stream((g)->r.be)
 
-static PxTensor *new_act(PxGpt *g, const char *name, gint64 rows, gint64 cols, GError **error) {
-  gint64 shape[2] = {rows, cols};
-  return px_tensor_new(g->r.be, name, g->r.dtype, PX_MEM_ACTIVATIONS, cols > 0 ? 2 : 1, shape, error);
+/* An entry of the core's activation list, allocated as it says (ids int32). */
+static PxTensor *alloc_entry(PxGpt *g, const PxActEntry *e, PxMemCategory cat, GError **error) {
+  PxDType dt = e->role == PX_ACT_TOKENS || e->role == PX_ACT_TARGETS ? PX_DTYPE_I32 : g->r.dtype;
+  return px_tensor_new(g->r.be, e->name, dt, cat, e->ndim, e->shape, error);
+}
+
+static const PxActList *layer_acts(const PxGpt *g, int chunk, int li) {
+  return &g->acts[chunk][li - g->chunks[chunk].first];
+}
+
+static const PxActEntry *act_entry(const PxGpt *g, int chunk, int li, PxActRole role, GError **error) {
+  const PxActEntry *e = px_act_find(layer_acts(g, chunk, li), role);
+  if (!e) px_fail(error, PX_GPT_ERROR, PX_GPT_ERROR_INVALID, "layer %d keeps no activation of role %d", li, role);
+  return e;
+}
+
+/* The activation of role saved by layer li (the core's list entry). */
+static PxTensor *new_act(PxGpt *g, int chunk, int li, PxActRole role, GError **error) {
+  const PxActEntry *e = act_entry(g, chunk, li, role, error);
+  return e ? alloc_entry(g, e, PX_MEM_ACTIVATIONS, error) : NULL;
+}
+
+/* Layer li's output: the next layer's input entry, or past the chunk's end the
+ * message to the next stage (a p2p buffer, as the planner counts it). */
+static const PxActEntry *output_entry(const PxGpt *g, int chunk, int li, PxMemCategory *cat) {
+  gboolean inside = li + 1 < g->chunks[chunk].end;
+  *cat = inside ? PX_MEM_ACTIVATIONS : PX_MEM_BUFFERS;
+  return inside ? px_act_find(layer_acts(g, chunk, li + 1), PX_ACT_IN) : &g->io;
+}
+
+static PxTensor *new_output(PxGpt *g, int chunk, int li, GError **error) {
+  PxMemCategory cat;
+  const PxActEntry *e = output_entry(g, chunk, li, &cat);
+  if (!e) {
+    px_fail(error, PX_GPT_ERROR, PX_GPT_ERROR_INVALID, "layer %d: the next layer keeps no input", li);
+    return NULL;
+  }
+  return alloc_entry(g, e, cat, error);
 }
 
 /* Working memory that lives within one op (gradients in backward, the
@@ -335,6 +391,15 @@ static PxTensor *new_partial(PxGpt *g, const char *name, gint64 cols, PxMemCateg
                                                          2, shape, error);
 }
 
+/* Reduce-scatter partial (N, c) into out (N/t, c); takes both, returns out. */
+static PxTensor *scatter_rows(PxGpt *g, PxTensor *partial, PxTensor *out_, GError **error) {
+  g_autoptr(PxTensor) full = partial;
+  g_autoptr(PxTensor) out = out_;
+  if (!out || !px_comm_reduce_scatter(g->r.tp, full->data, out->data, (gsize)out->numel, full->dtype, CS(g), error))
+    return NULL;
+  return g_steal_pointer(&out);
+}
+
 /* Sum partial (N, c) over the TP group: in place without SP (returned), else
  * reduce-scattered into a new (N/t, c) tensor of category cat (partial freed). */
 static PxTensor *reduce_rows(PxGpt *g, PxTensor *partial, PxMemCategory cat, GError **error) {
@@ -345,13 +410,8 @@ static PxTensor *reduce_rows(PxGpt *g, PxTensor *partial, PxMemCategory cat, GEr
     }
     return partial;
   }
-  g_autoptr(PxTensor) full = partial;
-  gint64 shape[2] = {g->Nl, full->shape[1]};
-  g_autoptr(PxTensor) out = px_tensor_new(g->r.be, full->name, full->dtype, cat, 2, shape, error);
-  if (!out || !px_comm_reduce_scatter(g->r.tp, full->data, out->data, (gsize)out->numel, full->dtype,
-                                      CS(g), error))
-    return NULL;
-  return g_steal_pointer(&out);
+  gint64 shape[2] = {g->Nl, partial->shape[1]};
+  return scatter_rows(g, partial, px_tensor_new(g->r.be, partial->name, partial->dtype, cat, 2, shape, error), error);
 }
 
 /* The parameter of layer li with a role (the core's PxTensorSpec.role), or NULL. */
@@ -376,9 +436,8 @@ static PxGptParam *lm_head_weight(PxGpt *g, int chunk, int li) {
   return &g->chunks[g->emb_chunk].params[g->emb_param];
 }
 
-static void free_slots(LayerActs *la, gboolean keep_out) {
-  for (int k = 0; k < A_N; k++)
-    if (k != A_OUT || !keep_out) g_clear_pointer(&la->s[k], px_tensor_free);
+static void free_slots(LayerActs *la) {
+  for (int k = 0; k < A_N; k++) g_clear_pointer(&la->s[k], px_tensor_free);
 }
 
 static gboolean norm_fwd(PxGpt *g, PxTensor *out, PxTensor *mean, PxTensor *rstd, const PxTensor *x,
@@ -396,10 +455,11 @@ static gboolean norm_bwd(PxGpt *g, PxTensor *dx, const PxTensor *dout, const PxT
   return px_op_layernorm_bwd(g->r.be, dx, w->g, G(b), dout, x, w->w, mean, rstd, error);
 }
 
-static gboolean norm_stats(PxGpt *g, LayerActs *la, int mean_slot, int rstd_slot, GError **error) {
-  if (g->model->desc.norm == PX_NORM_LAYERNORM && !(la->s[mean_slot] = new_act(g, "mean", g->Nl, 0, error)))
-    return FALSE;
-  return (la->s[rstd_slot] = new_act(g, "rstd", g->Nl, 0, error)) != NULL;
+/* The norm's per-row statistics the list has (RMSNorm keeps no mean). */
+static gboolean norm_stats(PxGpt *g, int chunk, int li, LayerActs *la, PxActRole mean, PxActRole rstd, GError **error) {
+  const PxActList *l = layer_acts(g, chunk, li);
+  if (px_act_find(l, mean) && !(la->s[mean] = new_act(g, chunk, li, mean, error))) return FALSE;
+  return (la->s[rstd] = new_act(g, chunk, li, rstd, error)) != NULL;
 }
 
 /* y = x W^T (+ b on TP rank 0 only: the bias is added once, before the TP
@@ -432,33 +492,32 @@ static gboolean block_fwd(PxGpt *g, int chunk, int li, LayerActs *la, const PxTe
   const PxModelDesc *d = &g->model->desc;
   PxBackend *be = g->r.be;
   PxAttnShape as = attn_shape(g);
-  free_slots(la, FALSE);
-  TRY(la->s[A_LN1] = new_act(g, "ln1", g->Nl, g->h, error));
-  TRY(norm_stats(g, la, A_MEAN1, A_RSTD1, error));
-  TRY(norm_fwd(g, la->s[A_LN1], la->s[A_MEAN1], la->s[A_RSTD1], x, param(g, chunk, li, PX_ROLE_NORM1),
+  free_slots(la);
+  TRY(la->s[A_LN1] = new_act(g, chunk, li, PX_ACT_NORM1_OUT, error));
+  TRY(norm_stats(g, chunk, li, la, PX_ACT_NORM1_MEAN, PX_ACT_NORM1_RSTD, error));
+  TRY(norm_fwd(g, la->s[A_LN1], la->s[PX_ACT_NORM1_MEAN], la->s[PX_ACT_NORM1_RSTD], x, param(g, chunk, li, PX_ROLE_NORM1),
                param(g, chunk, li, PX_ROLE_NORM1_BIAS), error));
-  TRY(la->s[A_QKV] = new_act(g, "qkv", g->N, g->qkv_l, error));
+  TRY(la->s[A_QKV] = new_act(g, chunk, li, PX_ACT_QKV, error));
   TRY(column_parallel_fwd(g, la->s[A_QKV], la->s[A_LN1], param(g, chunk, li, PX_ROLE_QKV),
                           param(g, chunk, li, PX_ROLE_QKV_BIAS), error));
   if (d->pos == PX_POS_ROPE) TRY(px_op_rope_fwd(be, la->s[A_QKV], la->s[A_QKV], &as, g->model->desc.rope_theta, error));
-  gint64 att_shape[4] = {g->B, g->heads_l, g->T, g->T};
-  TRY(la->s[A_ATT] = px_tensor_new(be, "att", g->r.dtype, PX_MEM_ACTIVATIONS, 4, att_shape, error));
-  TRY(la->s[A_AO] = new_act(g, "attn_out", g->N, (gint64)g->heads_l * g->hd, error));
+  TRY(la->s[A_ATT] = new_act(g, chunk, li, PX_ACT_PROBS, error));
+  TRY(la->s[A_AO] = new_act(g, chunk, li, PX_ACT_ATTN_OUT, error));
   TRY(px_op_attention_fwd(be, la->s[A_AO], la->s[A_ATT], la->s[A_QKV], &as, error));
   g_autoptr(PxTensor) y1 = row_parallel_fwd(g, la->s[A_AO], param(g, chunk, li, PX_ROLE_ATTN_OUT),
                                             param(g, chunk, li, PX_ROLE_ATTN_OUT_BIAS), error);
   TRY(y1);
-  TRY(la->s[A_X2] = new_act(g, "x2", g->Nl, g->h, error));
+  TRY(la->s[A_X2] = new_act(g, chunk, li, PX_ACT_MID, error));
   TRY(px_op_residual_fwd(be, la->s[A_X2], x, y1, error));
-  TRY(la->s[A_LN2] = new_act(g, "ln2", g->Nl, g->h, error));
-  TRY(norm_stats(g, la, A_MEAN2, A_RSTD2, error));
-  TRY(norm_fwd(g, la->s[A_LN2], la->s[A_MEAN2], la->s[A_RSTD2], la->s[A_X2],
+  TRY(la->s[A_LN2] = new_act(g, chunk, li, PX_ACT_NORM2_OUT, error));
+  TRY(norm_stats(g, chunk, li, la, PX_ACT_NORM2_MEAN, PX_ACT_NORM2_RSTD, error));
+  TRY(norm_fwd(g, la->s[A_LN2], la->s[PX_ACT_NORM2_MEAN], la->s[PX_ACT_NORM2_RSTD], la->s[A_X2],
                param(g, chunk, li, PX_ROLE_NORM2), param(g, chunk, li, PX_ROLE_NORM2_BIAS), error));
-  TRY(la->s[A_FC] = new_act(g, "fc", g->N, g->ffn_l, error));
-  TRY(la->s[A_ACT] = new_act(g, "act", g->N, g->ffn_l, error));
+  TRY(la->s[A_FC] = new_act(g, chunk, li, PX_ACT_FFN_PRE, error));
+  TRY(la->s[A_ACT] = new_act(g, chunk, li, PX_ACT_FFN_ACT, error));
   gboolean swiglu = d->ffn_kind == PX_FFN_SWIGLU;
   if (swiglu) {
-    TRY(la->s[A_UP] = new_act(g, "up", g->N, g->ffn_l, error));
+    TRY(la->s[A_UP] = new_act(g, chunk, li, PX_ACT_FFN_UP, error));
     g_autoptr(PxTensor) hold = NULL;
     const PxTensor *xf = full_rows(g, la->s[A_LN2], &hold, error);
     TRY(xf);
@@ -475,7 +534,7 @@ static gboolean block_fwd(PxGpt *g, int chunk, int li, LayerActs *la, const PxTe
   g_autoptr(PxTensor) y2 = row_parallel_fwd(g, la->s[A_ACT], param(g, chunk, li, PX_ROLE_FFN_OUT),
                                             param(g, chunk, li, PX_ROLE_FFN_OUT_BIAS), error);
   TRY(y2);
-  TRY(la->s[A_OUT] = new_act(g, "block_out", g->Nl, g->h, error));
+  TRY(la->s[A_OUT] = new_output(g, chunk, li, error));
   return px_op_residual_fwd(be, la->s[A_OUT], la->s[A_X2], y2, error);
 }
 
@@ -484,19 +543,32 @@ static gboolean block_fwd(PxGpt *g, int chunk, int li, LayerActs *la, const PxTe
  * summed over the TP group; positions are added on TP rank 0 only. */
 static gboolean embedding_fwd(PxGpt *g, int chunk, PxGptActs *a, LayerActs *la, GError **error) {
   PxGptParam *wte = param(g, chunk, 0, PX_ROLE_TOKEN_EMBED), *wpe = param(g, chunk, 0, PX_ROLE_POS_EMBED);
+  PxMemCategory cat;
+  const PxActEntry *oe = output_entry(g, chunk, 0, &cat); /* block 0's input */
+  TRY(oe);
   if (g->tp == 1) {
-    TRY(la->s[A_OUT] = new_act(g, "embed_out", g->N, g->h, error));
+    TRY(la->s[A_OUT] = alloc_entry(g, oe, cat, error));
     return px_op_embedding_fwd(g->r.be, la->s[A_OUT], a->tok_t, wte->w, W(wpe), g->B, g->T, error);
   }
   gint64 v0 = (gint64)g->r.tp_rank * g->vocab_l;
-  PxTensor *partial = new_partial(g, "embed_out", g->h, PX_MEM_ACTIVATIONS, FALSE, error);
+  /* the partial rows: the output itself without SP, else all N rows to scatter */
+  PxTensor *partial = g->sp ? new_partial(g, "embed_partial", g->h, PX_MEM_BUFFERS, FALSE, error)
+                            : alloc_entry(g, oe, cat, error);
   TRY(partial);
   if (!px_op_embedding_vp_fwd(g->r.be, partial, a->tok_t, wte->w, g->r.tp_rank == 0 ? W(wpe) : NULL, v0,
                               g->vocab_real, g->B, g->T, error)) {
     px_tensor_free(partial);
     return FALSE;
   }
-  return (la->s[A_OUT] = reduce_rows(g, partial, PX_MEM_ACTIVATIONS, error)) != NULL;
+  if (!g->sp) {
+    if (!tp_all_reduce(g, partial, error)) {
+      px_tensor_free(partial);
+      return FALSE;
+    }
+    la->s[A_OUT] = partial;
+    return TRUE;
+  }
+  return (la->s[A_OUT] = scatter_rows(g, partial, alloc_entry(g, oe, cat, error), error)) != NULL;
 }
 
 static gboolean embedding_bwd(PxGpt *g, int chunk, PxGptActs *a, const PxTensor *dout, GError **error) {
@@ -513,16 +585,16 @@ static gboolean embedding_bwd(PxGpt *g, int chunk, PxGptActs *a, const PxTensor 
  * by all-reduce MAX of the local maxima, the sum of exponentials and the
  * target logit by all-reduce SUM. Columns past vocab_real (padding) take no
  * part. The max and sums stay in the stash for backward. */
-static gboolean vocab_parallel_ce(PxGpt *g, PxGptActs *a, const PxTensor *logits, PxTensor *loss_acc,
-                                  GError **error) {
+static gboolean vocab_parallel_ce(PxGpt *g, int chunk, int li, PxGptActs *a, const PxTensor *logits,
+                                  PxTensor *loss_acc, GError **error) {
   PxBackend *be = g->r.be;
   gint64 v0 = (gint64)g->r.tp_rank * g->vocab_l;
   g_autoptr(PxTensor) losses = new_tmp(g, "losses", g->N, 0, error);
   TRY(losses);
-  TRY(a->ce_max = new_act(g, "ce_max", g->N, 0, error));
+  TRY(a->ce_max = new_act(g, chunk, li, PX_ACT_CE_MAX, error));
   TRY(px_op_ce_vp_max(be, a->ce_max, logits, g->vocab_real, error));
   TRY(px_comm_all_reduce(g->r.tp, a->ce_max->data, (gsize)g->N, g->r.dtype, PX_RED_MAX, CS(g), error));
-  TRY(a->ce_stats = new_act(g, "ce_stats", 2, g->N, error));
+  TRY(a->ce_stats = new_act(g, chunk, li, PX_ACT_CE_STATS, error));
   TRY(px_op_ce_vp_stats(be, a->ce_stats, logits, a->tgt_t, a->ce_max, v0, g->vocab_real, error));
   TRY(tp_all_reduce(g, a->ce_stats, error));
   return px_op_ce_vp_loss(be, losses, loss_acc, a->ce_max, a->ce_stats, error);
@@ -531,9 +603,9 @@ static gboolean vocab_parallel_ce(PxGpt *g, PxGptActs *a, const PxTensor *logits
 static gboolean head_fwd(PxGpt *g, int chunk, int li, PxGptActs *a, LayerActs *la, const PxTensor *x,
                          PxTensor *loss_acc, GError **error) {
   PxGptParam *w = lm_head_weight(g, chunk, li);
-  TRY(la->s[A_LOGITS] = new_act(g, "logits", g->N, g->vocab_l, error));
+  TRY(la->s[A_LOGITS] = new_act(g, chunk, li, PX_ACT_LOGITS, error));
   TRY(column_parallel_fwd(g, la->s[A_LOGITS], x, w, NULL, error));
-  if (g->tp > 1) return vocab_parallel_ce(g, a, la->s[A_LOGITS], loss_acc, error);
+  if (g->tp > 1) return vocab_parallel_ce(g, chunk, li, a, la->s[A_LOGITS], loss_acc, error);
   g_autoptr(PxTensor) losses = new_tmp(g, "losses", g->N, 0, error);
   TRY(losses);
   return px_op_cross_entropy_fwd(g->r.be, losses, loss_acc, la->s[A_LOGITS], a->tgt_t, error);
@@ -543,14 +615,28 @@ static gboolean head_fwd(PxGpt *g, int chunk, int li, PxGptActs *a, LayerActs *l
 
 static gboolean is_block(const PxGpt *g, int li) { return g->model->layers[li].kind == PX_LAYER_BLOCK; }
 
-/* Full checkpointing: blocks [seg_first, seg_end) form the segment of li. */
+/* Full checkpointing: blocks [s0, s1) form the segment of li (the core's). */
 static void segment_of(const PxGpt *g, const PxGptChunk *ch, int li, int *s0, int *s1) {
-  int first_block = ch->first;
-  while (first_block < ch->end && !is_block(g, first_block)) first_block++;
-  int k = MAX(g->plan.ckpt_interval, 1);
-  *s0 = first_block + (li - first_block) / k * k;
-  *s1 = *s0;
-  while (*s1 < ch->end && *s1 < *s0 + k && is_block(g, *s1)) (*s1)++;
+  px_activations_segment(g->model, &g->plan, ch->first, ch->end, li, s0, s1);
+}
+
+/* After layer li's forward: free what the list says is dropped once the
+ * layer's forward ends (selective: the probabilities; full recompute: all
+ * but the output), and once a checkpoint segment ends the inputs inside it. */
+static void drop_after_forward(PxGpt *g, PxGptActs *a, int li) {
+  PxGptChunk *ch = &g->chunks[a->chunk];
+  const PxActList *l = layer_acts(g, a->chunk, li);
+  LayerActs *la = &a->layers[li - ch->first];
+  for (int i = 0; i < l->n; i++)
+    if (l->e[i].life == PX_ACT_RECOMPUTED) g_clear_pointer(&la->s[l->e[i].role], px_tensor_free);
+  if (!is_block(g, li) || g->plan.ckpt != PX_CKPT_FULL) return;
+  int s0, s1;
+  segment_of(g, ch, li, &s0, &s1);
+  if (li != s1 - 1) return;
+  for (int k = s0 + 1; k < s1; k++) {
+    const PxActEntry *in = px_act_find(layer_acts(g, a->chunk, k), PX_ACT_IN);
+    if (in && in->life == PX_ACT_SEGMENT) g_clear_pointer(&a->layers[k - 1 - ch->first].s[A_OUT], px_tensor_free);
+  }
 }
 
 static const PxTensor *layer_input(PxGptActs *a, int li) {
@@ -589,18 +675,15 @@ PxGptActs *px_gpt_forward_acc(PxGpt *g, int chunk, PxTensor *input, const gint32
   a->input = input;
   a->layers = g_new0(LayerActs, ch->end - ch->first);
   a->deferred = g_array_new(FALSE, TRUE, sizeof(Deferred));
-  gint64 n = g->N;
   gboolean ok = TRUE;
   /* ids are checked here, on the host copy the caller gives: with a
    * vocabulary split over TP no single rank's op could tell */
   if (ch->first == 0)
-    ok = ids_in_vocab(g, "token", tokens, error) &&
-         (a->tok_t = px_tensor_new(g->r.be, "tokens", PX_DTYPE_I32, PX_MEM_ACTIVATIONS, 1, &n, error)) &&
+    ok = ids_in_vocab(g, "token", tokens, error) && (a->tok_t = new_act(g, chunk, 0, PX_ACT_TOKENS, error)) &&
          px_tensor_upload(a->tok_t, tokens, error);
   if (ok && ch->end == (int)g->model->n_layers)
     ok = ids_in_vocab(g, "target", targets, error) &&
-         (a->tgt_t = px_tensor_new(g->r.be, "targets", PX_DTYPE_I32, PX_MEM_ACTIVATIONS, 1, &n, error)) &&
-         px_tensor_upload(a->tgt_t, targets, error);
+         (a->tgt_t = new_act(g, chunk, ch->end - 1, PX_ACT_TARGETS, error)) && px_tensor_upload(a->tgt_t, targets, error);
   for (int li = ch->first; ok && li < ch->end; li++) {
     LayerActs *la = &a->layers[li - ch->first];
     const PxTensor *x = layer_input(a, li);
@@ -608,19 +691,13 @@ PxGptActs *px_gpt_forward_acc(PxGpt *g, int chunk, PxTensor *input, const gint32
     case PX_LAYER_EMBEDDING: ok = embedding_fwd(g, chunk, a, la, error); break;
     case PX_LAYER_BLOCK:
       ok = block_fwd(g, chunk, li, la, x, error);
-      if (ok && g->plan.ckpt == PX_CKPT_SELECTIVE) g_clear_pointer(&la->s[A_ATT], px_tensor_free);
-      if (ok && g->plan.ckpt == PX_CKPT_FULL) {
-        free_slots(la, TRUE);
-        int s0, s1;
-        segment_of(g, ch, li, &s0, &s1);
-        if (li == s1 - 1) /* the segment is done: keep only its output */
-          for (int k = s0; k < s1 - 1; k++) free_slots(&a->layers[k - ch->first], FALSE);
-      }
+      if (ok) drop_after_forward(g, a, li);
       break;
     case PX_LAYER_FINAL_NORM:
-      ok = (la->s[A_OUT] = new_act(g, "ln_f", g->Nl, g->h, error)) && norm_stats(g, la, A_MEAN1, A_RSTD1, error) &&
-           norm_fwd(g, la->s[A_OUT], la->s[A_MEAN1], la->s[A_RSTD1], x, param(g, chunk, li, PX_ROLE_FINAL_NORM),
-                    param(g, chunk, li, PX_ROLE_FINAL_NORM_BIAS), error);
+      ok = (la->s[A_OUT] = new_output(g, chunk, li, error)) &&
+           norm_stats(g, chunk, li, la, PX_ACT_NORMF_MEAN, PX_ACT_NORMF_RSTD, error) &&
+           norm_fwd(g, la->s[A_OUT], la->s[PX_ACT_NORMF_MEAN], la->s[PX_ACT_NORMF_RSTD], x,
+                    param(g, chunk, li, PX_ROLE_FINAL_NORM), param(g, chunk, li, PX_ROLE_FINAL_NORM_BIAS), error);
       break;
     case PX_LAYER_LM_HEAD: ok = head_fwd(g, chunk, li, a, la, x, loss_acc, error); break;
     }
@@ -653,7 +730,7 @@ void px_gpt_acts_drop_output(PxGptActs *a) {
 void px_gpt_acts_free(PxGptActs *a) {
   if (!a) return;
   PxGptChunk *ch = &a->gpt->chunks[a->chunk];
-  for (int i = 0; i < ch->end - ch->first; i++) free_slots(&a->layers[i], FALSE);
+  for (int i = 0; i < ch->end - ch->first; i++) free_slots(&a->layers[i]);
   for (guint i = 0; i < a->deferred->len; i++) {
     px_tensor_free(g_array_index(a->deferred, Deferred, i).dy);
     px_tensor_free(g_array_index(a->deferred, Deferred, i).x_owned);
@@ -724,7 +801,7 @@ static gboolean block_bwd(PxGpt *g, int chunk, int li, PxGptActs *a, LayerActs *
   g_autoptr(PxTensor) dln2_r = reduce_rows(g, g_steal_pointer(&dln2), PX_MEM_BUFFERS, error);
   TRY(dln2_r);
   TRY(norm_bwd(g, dx2, dln2_r, la->s[A_X2], param(g, chunk, li, PX_ROLE_NORM2), param(g, chunk, li, PX_ROLE_NORM2_BIAS),
-               la->s[A_MEAN2], la->s[A_RSTD2], error));
+               la->s[PX_ACT_NORM2_MEAN], la->s[PX_ACT_NORM2_RSTD], error));
   /* the residual of the attention: dx = dx2 + ln_1 backward */
   TRY(px_op_residual_bwd(be, dx, NULL, dx2, error));
   g_autoptr(PxTensor) dao = new_grad(g, "dao", g->N, (gint64)g->heads_l * g->hd, error);
@@ -735,11 +812,12 @@ static gboolean block_bwd(PxGpt *g, int chunk, int li, PxGptActs *a, LayerActs *
                  param(g, chunk, li, PX_ROLE_ATTN_OUT_BIAS), defer, error));
   g_autoptr(PxTensor) att_re = NULL;
   const PxTensor *att = la->s[A_ATT];
-  if (!att) { /* selective recompute of the attention core */
-    gint64 att_shape[4] = {g->B, g->heads_l, g->T, g->T};
-    g_autoptr(PxTensor) tmp = new_tmp(g, "attn_out", g->N, (gint64)g->heads_l * g->hd, error);
+  if (!att) { /* selective recompute of the attention core: its entry made again, for this backward */
+    const PxActEntry *ao = act_entry(g, chunk, li, PX_ACT_ATTN_OUT, error);
+    TRY(ao);
+    g_autoptr(PxTensor) tmp = alloc_entry(g, ao, PX_MEM_BUFFERS, error);
     TRY(tmp);
-    TRY(att_re = px_tensor_new(be, "att", g->r.dtype, PX_MEM_BUFFERS, 4, att_shape, error));
+    TRY(att_re = new_act(g, chunk, li, PX_ACT_PROBS, error));
     TRY(px_op_attention_fwd(be, tmp, att_re, la->s[A_QKV], &as, error));
     att = att_re;
   }
@@ -760,7 +838,7 @@ static gboolean block_bwd(PxGpt *g, int chunk, int li, PxGptActs *a, LayerActs *
   g_autoptr(PxTensor) dln1_r = reduce_rows(g, g_steal_pointer(&dln1), PX_MEM_BUFFERS, error);
   TRY(dln1_r);
   return norm_bwd(g, dx, dln1_r, x, param(g, chunk, li, PX_ROLE_NORM1), param(g, chunk, li, PX_ROLE_NORM1_BIAS),
-                  la->s[A_MEAN1], la->s[A_RSTD1], error);
+                  la->s[PX_ACT_NORM1_MEAN], la->s[PX_ACT_NORM1_RSTD], error);
 }
 
 static gboolean head_bwd(PxGpt *g, int chunk, int li, PxGptActs *a, LayerActs *la, const PxTensor *x,
@@ -813,7 +891,7 @@ gboolean px_gpt_backward(PxGpt *g, PxGptActs *a, PxTensor *dout, double dloss, g
     case PX_LAYER_LM_HEAD: TRY(head_bwd(g, a->chunk, li, a, la, x, dloss, dx, defer_weight, error)); break;
     case PX_LAYER_FINAL_NORM:
       TRY(norm_bwd(g, dx, dcur, x, param(g, a->chunk, li, PX_ROLE_FINAL_NORM), param(g, a->chunk, li, PX_ROLE_FINAL_NORM_BIAS),
-                   la->s[A_MEAN1], la->s[A_RSTD1], error));
+                   la->s[PX_ACT_NORMF_MEAN], la->s[PX_ACT_NORMF_RSTD], error));
       break;
     case PX_LAYER_BLOCK:
       if (g->plan.ckpt == PX_CKPT_FULL) {
@@ -831,7 +909,7 @@ gboolean px_gpt_backward(PxGpt *g, PxGptActs *a, PxTensor *dout, double dloss, g
     g_clear_pointer(&dcur, px_tensor_free);
     dcur = g_steal_pointer(&dx);
     /* what this layer kept is no longer needed, unless its weight half waits */
-    if (!defer_weight) free_slots(la, FALSE);
+    if (!defer_weight) free_slots(la);
   }
   if (ch->first > 0 && dinput) *dinput = g_steal_pointer(&dcur);
   return TRUE;

@@ -18,6 +18,11 @@
  * row-parallel one (Korthikanti et al. 2022); chunk inputs and outputs, hence
  * pipeline messages, are those N/tp rows.
  *
+ * The activations a chunk keeps for backward are the core's list
+ * (common/activations.h, the executor's stack): each tensor is allocated from
+ * its entry and freed when the entry's lifetime says (docs/executor.md), so
+ * the runtime's memory prediction is the same list walked the same way.
+ *
  * A chunk's parameters (and gradients) live in one flat buffer each, in the
  * order of the model's layer list, so that DP reductions and ZeRO shards are
  * single contiguous ranges. The runtime owns those buffers and binds them

@@ -499,7 +499,10 @@ static PxRuntime *runtime_setup(const PxModel *model, const PxPlan *plan, const 
   nodrop.dropout = FALSE;
   g_autoptr(PxModel) as_run = px_model_new(&nodrop, error);
   if (!as_run) return NULL;
-  rt->mem = px_memory_new(as_run, &rt->plan, rt->part, NULL);
+  /* activations: the executor's own tensors, from the core's list (activations.h),
+   * in the compute dtype (fp32 under mixed precision) */
+  PxActOptions act = {PX_ACT_STACK_EXEC, (int)px_dtype_size(rt->cdt)};
+  rt->mem = px_memory_new_act(as_run, &rt->plan, rt->part, NULL, &act);
   if (rt->mixed) { /* the model states of mixed precision; activations stay those of the fp32 compute */
     PxPlan mp;
     px_plan_copy(&mp, &rt->plan);
@@ -1199,9 +1202,7 @@ static void rank_memory(Rank *r, PxRankMemory *out) {
   p->weights *= k;
   p->gradients *= k;
   p->optimizer *= k;
-  p->activation_per_layer *= k;
-  p->activation_per_mb *= k;
-  p->activations *= k;
+  /* activations are predicted in the run's dtype already (px_memory_new_act) */
   p->buffers *= k;
   p->total = p->weights + p->gradients + p->optimizer + p->activations + p->buffers + p->workspace;
 }

@@ -5,7 +5,9 @@
  *    (1e-5 relative in fp32, 1e-10 in fp64); the full product runs in
  *    scripts/nightly_parity.sh;
  *  - memory: measured weight / gradient / optimizer bytes per rank equal the
- *    planner's px_memory_new prediction exactly, peak activations within 5%;
+ *    planner's px_memory_new prediction exactly, and so do the peak
+ *    activations (px_memory_new_act over the executor's activation list);
+ *    one peak by hand;
  *  - the measured timeline holds one event per program instruction;
  *  - checkpoints: 6 steps straight equal 3 + resume + 3 bit for bit; a
  *    checkpoint of another run is refused (more in test_checkpoint.c);
@@ -195,10 +197,12 @@ static void check_memory(const Layout *l, PxDType dt) {
     g_assert_cmpfloat((double)m.measured.current[PX_MEM_GRADS], ==, m.predicted.gradients);
     g_assert_cmpfloat((double)m.measured.current[PX_MEM_OPTIMIZER], ==, m.predicted.optimizer);
     g_assert_cmpfloat(m.predicted.weights, >, 0);
-    /* peak activations within 5% (Korthikanti's counts, generalised; for
-     * interleaved each in-flight pair weighted by its own chunk) */
+    /* peak activations exact: the executor allocates the core's activation
+     * list (common/activations.h) and the prediction walks the same list
+     * through the schedule (each in-flight pair weighted by its own chunk,
+     * plus one micro-batch's transients: recompute, the next layer's input) */
     double act = (double)m.measured.peak[PX_MEM_ACTIVATIONS], want = m.predicted.activations;
-    if (fabs(act - want) > 0.05 * want)
+    if (act != want)
       g_error("%s dp%d tp%d pp%d %s ckpt %s rank %d: peak activations %.0f B, predicted %.0f B", l->model, l->dp,
               l->tp, l->pp, l->schedule, px_ckpt_name(l->ckpt), r, act, want);
     /* nothing is left over between steps */
@@ -236,6 +240,32 @@ static void test_memory(void) {
  * parameters: 2·64 + 192·64 + 192 + 64·64 + 64 + 2·64 + 256·64 + 256 + 64·256 + 64)
  * with wte 256·64 and wpe 64·64; pp=1, tp=1: 16,384 + 4,096 + 4·49,984 + 128 =
  * 220,544 parameters, 882,176 bytes in fp32; ZeRO-3 over dp=2 halves them. */
+/* Peak activations by hand: tiny-gpt (h 64, a 4, f 256, V 256, 4 blocks,
+ * LayerNorm), pp 1, mbs 2 × seq 16 = N 32 token rows, fp32, no recompute: one
+ * micro-batch at a time, its peak is all it keeps at the end of its forward.
+ * Per block, in elements: the input 32·64, ln1 32·64, its mean and 1/std 2·32,
+ * Q K V 32·192, the probabilities 2·4·16·16, the attention output 32·64, the
+ * residual x2 32·64, ln2 32·64, its statistics 2·32, GELU input and output
+ * 2·32·256 — 34,944 elements, 139,776 B. Korthikanti's count for the same
+ * block without dropout, in 4-byte elements, is sbh(16·4) + 4·as²b = 139,264 B:
+ * the executor adds the norms' row statistics (4·32·4 = 512 B).
+ * Plus token ids 32·4, the final norm's input 32·64·4 and statistics 2·32·4,
+ * the LM head's input 32·64·4, fp32 logits 32·256·4 and target ids 32·4. */
+static void test_activations_by_hand(void) {
+  g_autoptr(PxModel) model = load_model("tiny-gpt");
+  Layout l = {"tiny-gpt", 1, 1, 1, 1, "1f1b", 0, PX_CKPT_NONE, 2, 4, FALSE, 1};
+  g_autoptr(PxRuntime) rt = stepped(model, &l, PX_DTYPE_F32, 1, NULL);
+  PxRankMemory m;
+  px_runtime_memory(rt, 0, &m);
+  const double N = 32, h = 64, f = 256, a = 4, B = 2, T = 16;
+  double block = 4 * (N * h * 5 + N * 192 + B * a * T * T + 4 * N + 2 * N * f);
+  g_assert_cmpfloat(block, ==, 139776);
+  g_assert_cmpfloat(block - 4 * 4 * N, ==, 16 * 4 * N * h + 4 * a * T * T * B);
+  double head = 4 * N + 4 * (N * h + 2 * N) + 4 * N * h + 4 * N * 256 + 4 * N;
+  g_assert_cmpint(m.measured.peak[PX_MEM_ACTIVATIONS], ==, (gint64)(4 * block + head));
+  g_assert_cmpfloat(m.predicted.activations, ==, 4 * block + head);
+}
+
 static void test_memory_by_hand(void) {
   g_autoptr(PxModel) model = load_model("tiny-gpt");
   Layout l = {"tiny-gpt", 2, 1, 1, 1, "1f1b", 3, PX_CKPT_NONE, 2, 8, FALSE, 1};
@@ -434,6 +464,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/runtime/weights/agree", test_weights_agree);
   g_test_add_func("/runtime/memory/prediction", test_memory);
   g_test_add_func("/runtime/memory/by-hand", test_memory_by_hand);
+  g_test_add_func("/runtime/memory/activations-by-hand", test_activations_by_hand);
   g_test_add_func("/runtime/timeline/events", test_timeline);
   g_test_add_func("/runtime/checkpoint/resume", test_checkpoint_resume);
   g_test_add_func("/runtime/bad/plan", test_bad_plan);

@@ -1,0 +1,281 @@
+/* activations.c — the activation tensors of a layer (see activations.h).
+ *
+ * Korthikanti et al. 2022, §4, one block, s sequence, b micro-batch, h hidden,
+ * a heads, t TP, e bytes per element (2 for 16-bit), dropout masks 1 byte:
+ *   attention: norm input e·sbh, QKV input e·sbh, Q and K 2e·sbh, V e·sbh,
+ *     softmax output e·as²b, dropout mask as²b and dropped output e·as²b,
+ *     output-projection input e·sbh, dropout mask sbh            11sbh + 5as²b
+ *   MLP: norm input e·sbh, first linear input e·sbh, GELU input 4e·sbh,
+ *     GELU output 4e·sbh, dropout mask sbh                        23sbh... (e = 2)
+ * which sum to sbh(34 + 5as/h). With TP the QKV, softmax, projection inputs and
+ * MLP inner tensors split over t; with sequence parallelism the rest too. The
+ * entries below generalise the paper's to GQA (K and V of kv heads), a
+ * head_dim apart from h/a, sliding windows (a·s·min(s, window)), parallel
+ * attention + MLP blocks (the MLP's norm reads the block input) and gated MLPs
+ * (three s·b·f tensors). */
+#include "activations.h"
+#include "cost.h"
+#include "moe.h"
+#include <math.h>
+#include <string.h>
+
+typedef struct {
+  PxActList *out;
+  double e;          /* activation element bytes */
+  double s, b;       /* sequence, micro-batch */
+  double n, nl;      /* token rows of a micro-batch, and of the residual stream on this rank */
+  int t;
+} Ctx;
+
+static PxActEntry *add(Ctx *c, PxActRole role, const char *name, const char *op, PxActLife life, double rows,
+                       double cols, double elem) {
+  g_assert(c->out->n < PX_ACT_MAX_ENTRIES);
+  PxActEntry *x = &c->out->e[c->out->n++];
+  memset(x, 0, sizeof *x);
+  x->role = role;
+  x->name = name;
+  x->op = op;
+  x->life = life;
+  x->rows = rows;
+  x->cols = cols;
+  x->elem_bytes = (int)elem;
+  x->bytes = rows * cols * elem;
+  x->ndim = cols > 0 ? 2 : 1;
+  x->shape[0] = (gint64)llround(rows);
+  x->shape[1] = (gint64)llround(cols);
+  if (cols <= 0) { /* a vector of rows: one per token */
+    x->cols = 1;
+    x->bytes = rows * elem;
+    x->shape[1] = 0;
+  }
+  return x;
+}
+
+/* Residual-stream rows (split over TP with sequence parallelism), width w. */
+static PxActEntry *rep(Ctx *c, PxActRole role, const char *name, const char *op, PxActLife life, double w,
+                       double elem) {
+  return add(c, role, name, op, life, c->nl, w, elem);
+}
+
+static void norm_stats(Ctx *c, const PxModelDesc *d, PxActRole mean, PxActRole rstd, const char *op, PxActLife life) {
+  if (d->norm == PX_NORM_LAYERNORM) rep(c, mean, "mean", op, life, 0, c->e);
+  rep(c, rstd, "rstd", op, life, 0, c->e);
+}
+
+void px_activations_segment(const PxModel *model, const PxPlan *plan, int first, int end, int li, int *s0, int *s1) {
+  int fb = first;
+  while (fb < end && model->layers[fb].kind != PX_LAYER_BLOCK) fb++;
+  int k = MAX(plan->ckpt_interval, 1);
+  *s0 = fb + (li - fb) / k * k;
+  *s1 = *s0;
+  while (*s1 < end && *s1 < *s0 + k && model->layers[*s1].kind == PX_LAYER_BLOCK) (*s1)++;
+}
+
+static void block(Ctx *c, const PxModel *model, const PxPlan *plan, gboolean exec, int first, int end, int li) {
+  const PxModelDesc *d = &model->desc;
+  double t = c->t, e = c->e;
+  double q = (double)px_model_q_dim(d) / t, kv = (double)px_model_kv_dim(d) / t, f = d->ffn / t;
+  /* a GEMM input saved for the backward: 1 byte under FP8 (Transformer
+   * Engine's Linear / LayerNormLinear / LayerNormMLP save the casted input
+   * for the wgrad GEMM), else the activation dtype */
+  double eg = !exec && plan->precision == PX_PREC_FP8 ? 1.0 : e;
+  /* an MoE block: its MLP here is the shared experts' (shared_experts ·
+   * shared_ffn, maybe none); the routed experts' activations are moe.c's */
+  gboolean moe = px_model_block_is_moe(d, model->layers[li].block);
+  if (moe) f = (double)d->shared_experts * d->shared_ffn / t;
+  gboolean full = plan->ckpt == PX_CKPT_FULL;
+  gboolean paper_dropout = !exec && d->dropout;
+  /* full recompute keeps the input of each checkpoint segment's first block */
+  PxActLife in_life = PX_ACT_KEPT, inner = full ? PX_ACT_RECOMPUTED : PX_ACT_KEPT;
+  if (full) {
+    int s0, s1;
+    px_activations_segment(model, plan, first, end, li, &s0, &s1);
+    if (li != s0) in_life = PX_ACT_SEGMENT;
+  }
+  /* attention */
+  rep(c, PX_ACT_IN, "in", "norm1 (block input)", in_life, d->hidden, e);
+  rep(c, PX_ACT_NORM1_OUT, "ln1", "qkv linear (norm1 output)", inner, d->hidden, eg);
+  if (exec) norm_stats(c, d, PX_ACT_NORM1_MEAN, PX_ACT_NORM1_RSTD, "norm1", inner);
+  add(c, PX_ACT_QKV, "qkv", "attention (Q, K for QK^T; V)", inner, c->n, q + 2 * kv, e);
+  /* the s x s probabilities: unfused attention keeps them; selective recompute
+   * drops them (recomputed in backward), and flash attention never makes them */
+  double heads = d->heads / t, span = exec ? c->s : px_model_attn_span(d, (int)c->s);
+  gboolean flash = !exec && px_cost_attention(plan) != PX_ATTN_UNFUSED;
+  if (!flash) {
+    PxActLife pl = plan->ckpt == PX_CKPT_NONE ? PX_ACT_KEPT : PX_ACT_RECOMPUTED;
+    PxActEntry *p = add(c, PX_ACT_PROBS, "att", "attention over V (softmax output)", pl, c->b * heads * c->s, span, e);
+    p->ndim = 4;
+    p->shape[0] = (gint64)c->b;
+    p->shape[1] = (gint64)llround(heads);
+    p->shape[2] = (gint64)c->s;
+    p->shape[3] = (gint64)llround(span);
+    if (paper_dropout) {
+      add(c, PX_ACT_PROBS_MASK, "att_mask", "attention dropout (mask)", pl, c->b * heads * c->s, span, 1);
+      add(c, PX_ACT_PROBS_DROPPED, "att_drop", "attention over V (dropped-out probabilities)", pl,
+          c->b * heads * c->s, span, e);
+    }
+  }
+  add(c, PX_ACT_ATTN_OUT, "attn_out", "output projection (its input)", inner, c->n, d->heads * (double)d->head_dim / t, eg);
+  if (paper_dropout) rep(c, PX_ACT_ATTN_MASK, "attn_mask", "attention output dropout (mask)", inner, d->hidden, 1);
+  /* MLP: in a parallel block its norm reads the block input, held above */
+  if (!d->parallel_attn) rep(c, PX_ACT_MID, "x2", "norm2 (residual after attention)", inner, d->hidden, e);
+  rep(c, PX_ACT_NORM2_OUT, "ln2", "first MLP linear (norm2 output)", inner, d->hidden, eg);
+  if (exec) norm_stats(c, d, PX_ACT_NORM2_MEAN, PX_ACT_NORM2_RSTD, "norm2", inner);
+  gboolean gated = px_ffn_gated(d->ffn_kind);
+  if (f > 0) {
+    add(c, PX_ACT_FFN_PRE, "fc", gated ? "gated activation (gate output)" : "GELU (its input)", inner, c->n, f, e);
+    add(c, PX_ACT_FFN_ACT, "act", "down projection (its input)", inner, c->n, f, eg);
+    if (gated) add(c, PX_ACT_FFN_UP, "up", "gated activation (up output)", inner, c->n, f, e);
+  }
+  if (moe) add(c, PX_ACT_MOE, "moe", "routed experts (router, permuted tokens, expert activations)", inner,
+               px_moe_activation_bytes(model, plan), 0, 1);
+  if (paper_dropout) rep(c, PX_ACT_MLP_MASK, "mlp_mask", "MLP output dropout (mask)", inner, d->hidden, 1);
+}
+
+void px_activations_layer(const PxModel *model, const PxPlan *plan, const PxActOptions *opt, int first, int end,
+                          int li, PxActList *out) {
+  const PxModelDesc *d = &model->desc;
+  gboolean exec = opt && opt->stack == PX_ACT_STACK_EXEC;
+  Ctx c = {.out = out};
+  out->n = 0;
+  c.e = opt && opt->elem_bytes > 0 ? opt->elem_bytes : px_plan_act_bytes(plan);
+  c.s = plan->seq > 0 ? plan->seq : d->default_seq;
+  if (exec && plan->seq <= 0) c.s = d->max_seq; /* what the executor runs */
+  c.s /= MAX(plan->cp, 1);                      /* a CP rank's tokens (chunks i and 2cp-1-i) */
+  c.b = plan->mbs;
+  c.t = plan->tp;
+  c.n = c.s * c.b;
+  c.nl = plan->seq_parallel ? c.n / c.t : c.n;
+  switch (model->layers[li].kind) {
+  case PX_LAYER_EMBEDDING:
+    if (exec) add(&c, PX_ACT_TOKENS, "tokens", "embedding lookup (token ids)", PX_ACT_CHUNK, c.n, 0, 4);
+    else if (d->dropout) rep(&c, PX_ACT_EMBED_MASK, "embed_mask", "embedding dropout (mask)", PX_ACT_KEPT, d->hidden, 1);
+    break;
+  case PX_LAYER_FINAL_NORM:
+    rep(&c, PX_ACT_IN, "in", "final norm (its input)", PX_ACT_KEPT, d->hidden, c.e);
+    if (exec) norm_stats(&c, d, PX_ACT_NORMF_MEAN, PX_ACT_NORMF_RSTD, "final norm", PX_ACT_KEPT);
+    break;
+  case PX_LAYER_LM_HEAD: {
+    double vl = ceil((double)d->vocab / c.t); /* the vocabulary padded to a multiple of t */
+    rep(&c, PX_ACT_IN, "ln_f", "LM head projection (final norm output)", PX_ACT_KEPT, d->hidden, c.e);
+    /* the vocab-parallel cross-entropy keeps its logits (softmax) for backward:
+     * fp32 in Megatron (4sbV/t), the run's dtype in the executor */
+    add(&c, PX_ACT_LOGITS, "logits", "cross-entropy (logits)", PX_ACT_KEPT, c.n, vl, exec ? c.e : 4);
+    if (exec) {
+      add(&c, PX_ACT_TARGETS, "targets", "cross-entropy (target ids)", PX_ACT_CHUNK, c.n, 0, 4);
+      if (c.t > 1) {
+        add(&c, PX_ACT_CE_MAX, "ce_max", "vocab-parallel cross-entropy (row max)", PX_ACT_CHUNK, c.n, 0, c.e);
+        add(&c, PX_ACT_CE_STATS, "ce_stats", "vocab-parallel cross-entropy (sum of exp, target logit)",
+            PX_ACT_CHUNK, 2, c.n, c.e);
+      }
+    }
+    break;
+  }
+  case PX_LAYER_BLOCK: block(&c, model, plan, exec, first, end, li); break;
+  }
+}
+
+const PxActEntry *px_act_find(const PxActList *list, PxActRole role) {
+  for (int i = 0; i < list->n; i++)
+    if (list->e[i].role == role) return &list->e[i];
+  return NULL;
+}
+
+double px_act_kept_bytes(const PxActList *list) {
+  double sum = 0;
+  for (int i = 0; i < list->n; i++)
+    if (list->e[i].life == PX_ACT_KEPT || list->e[i].life == PX_ACT_CHUNK) sum += list->e[i].bytes;
+  return sum;
+}
+
+const char *px_act_life_name(PxActLife life) {
+  switch (life) {
+  case PX_ACT_KEPT: return "kept";
+  case PX_ACT_CHUNK: return "kept (chunk)";
+  case PX_ACT_RECOMPUTED: return "recomputed";
+  case PX_ACT_SEGMENT: return "segment";
+  }
+  return "?";
+}
+
+/* ---- one micro-batch of a part, walked as the executor runs it ---------------------------- */
+
+static double sum_life(const PxActList *l, int life_mask, gboolean with_in) {
+  double s = 0;
+  for (int i = 0; i < l->n; i++)
+    if ((life_mask & (1 << l->e[i].life)) && (with_in || l->e[i].role != PX_ACT_IN)) s += l->e[i].bytes;
+  return s;
+}
+
+static double in_bytes(const PxActList *l) {
+  const PxActEntry *x = px_act_find(l, PX_ACT_IN);
+  return x ? x->bytes : 0;
+}
+
+#define ALL ((1 << PX_ACT_KEPT) | (1 << PX_ACT_CHUNK) | (1 << PX_ACT_RECOMPUTED) | (1 << PX_ACT_SEGMENT))
+
+/* Forward then backward of one micro-batch; defer: the weight half comes later
+ * (nothing is freed by the input half). A layer's input is held by the layer
+ * before it (its output), freed with that layer's activations; the part's own
+ * input lives until the part's backward ends, like the CHUNK entries. */
+static double walk(const PxModel *model, const PxPlan *plan, const PxActOptions *opt, int first, int end,
+                   gboolean defer, double *kept_out) {
+  int n = end - first;
+  g_autofree PxActList *L = g_new0(PxActList, n);
+  for (int i = 0; i < n; i++) px_activations_layer(model, plan, opt, first, end, first + i, &L[i]);
+  gboolean full = plan->ckpt == PX_CKPT_FULL;
+  double cur = in_bytes(&L[0]), peak = cur;
+  g_autofree gboolean *present = g_new0(gboolean, n); /* a layer's RECOMPUTED entries exist */
+  for (int i = 0; i < n; i++) {
+    cur += sum_life(&L[i], ALL, FALSE);
+    if (i + 1 < n) cur += in_bytes(&L[i + 1]); /* its output: the next layer's input */
+    peak = MAX(peak, cur);
+    cur -= sum_life(&L[i], 1 << PX_ACT_RECOMPUTED, FALSE);
+    int li = first + i, s0, s1;
+    if (full && model->layers[li].kind == PX_LAYER_BLOCK) {
+      px_activations_segment(model, plan, first, end, li, &s0, &s1);
+      if (li == s1 - 1) /* the segment is done: its inner inputs go */
+        for (int j = s0 + 1; j < s1; j++) cur -= sum_life(&L[j - first], 1 << PX_ACT_SEGMENT, TRUE);
+    }
+  }
+  if (kept_out) *kept_out = cur;
+  for (int i = n - 1; i >= 0; i--) {
+    int li = first + i;
+    const PxLayer *layer = &model->layers[li];
+    if (layer->kind == PX_LAYER_EMBEDDING) break; /* the rest goes with the part */
+    double made = 0;
+    if (full && layer->kind == PX_LAYER_BLOCK) {
+      /* the segment up to li made again from its input, once */
+      int s0, s1;
+      px_activations_segment(model, plan, first, end, li, &s0, &s1);
+      for (int j = s0; j <= li; j++) {
+        if (present[j - first]) continue;
+        present[j - first] = TRUE;
+        made += sum_life(&L[j - first], 1 << PX_ACT_RECOMPUTED, FALSE);
+        if (j < li) made += sum_life(&L[j + 1 - first], 1 << PX_ACT_SEGMENT, TRUE);
+      }
+      cur += made;
+      peak = MAX(peak, cur);
+    } else {
+      /* selective: the dropped entries made again for this layer's backward */
+      made = sum_life(&L[i], 1 << PX_ACT_RECOMPUTED, FALSE);
+      peak = MAX(peak, cur + made);
+      if (!defer) cur += made;
+    }
+    if (!defer) {
+      /* this layer's activations and its output (the next layer's input) */
+      cur -= sum_life(&L[i], (1 << PX_ACT_KEPT) | (1 << PX_ACT_RECOMPUTED), FALSE);
+      if (i + 1 < n) cur -= in_bytes(&L[i + 1]);
+    }
+  }
+  return peak;
+}
+
+void px_activations_profile(const PxModel *model, const PxPlan *plan, const PxActOptions *opt, int first, int end,
+                            PxActProfile *out) {
+  out->kept = 0;
+  out->peak = walk(model, plan, opt, first, end, FALSE, &out->kept);
+  /* zero-bubble schedules split backward: the input half frees nothing */
+  if (plan->schedule == PX_SCHED_ZB_H1 || plan->schedule == PX_SCHED_ZB_H2 || px_schedule_is_v(plan->schedule))
+    out->peak = MAX(out->peak, walk(model, plan, opt, first, end, TRUE, NULL));
+}

@@ -1,0 +1,219 @@
+/* test_activations.c — the core's list of saved activation tensors
+ * (common/activations.h) against Korthikanti et al. 2022 (§4, table 2) entry
+ * by entry on GPT-3 175B, full recompute's segments, the executor's stack
+ * against the paper's (which entries it adds and why), and one micro-batch's
+ * walk by hand. The executor's measured peaks against the same list are in
+ * test_runtime.c (/runtime/memory/...). */
+#include <glib.h>
+#include <math.h>
+#include "activations.h"
+#include "memory.h"
+
+static PxModel *load(const char *name) {
+  g_autoptr(GError) e = NULL;
+  PxModel *m = px_model_load(name, &e);
+  g_assert_no_error(e);
+  return m;
+}
+
+/* A validated fp32 plan of one micro-batch of 2 × 16 tokens. */
+static void small_plan(PxPlan *p, const PxModel *m, int tp, int pp, PxCheckpoint ckpt, int interval) {
+  px_plan_init(p);
+  p->tp = tp;
+  p->seq_parallel = tp > 1;
+  p->pp = pp;
+  p->mbs = 2;
+  p->seq = 16;
+  p->gbs = 2;
+  p->ckpt = ckpt;
+  p->ckpt_interval = interval;
+  p->precision = PX_PREC_FP32;
+  g_assert_true(px_plan_validate(p, m, NULL, NULL));
+}
+
+static double sum_all(const PxActList *l) {
+  double s = 0;
+  for (int i = 0; i < l->n; i++) s += l->e[i].bytes;
+  return s;
+}
+
+static double bytes_of(const PxActList *l, PxActRole role) {
+  const PxActEntry *e = px_act_find(l, role);
+  return e ? e->bytes : 0;
+}
+
+/* GPT-3 175B (s 2048, h 12288, a 96, b 1, bf16, dropout): block 10 alone. */
+static void gpt3_block(const PxModel *m, int tp, gboolean sp, PxCheckpoint ckpt, PxActList *l) {
+  PxPlan p;
+  px_plan_init(&p);
+  p.tp = tp;
+  p.seq_parallel = sp;
+  p.ckpt = ckpt;
+  g_assert_true(px_plan_validate(&p, m, NULL, NULL));
+  g_assert_cmpint(px_plan_act_bytes(&p), ==, 2);
+  px_activations_layer(m, &p, NULL, 10, 11, 10, l);
+  px_plan_clear(&p);
+}
+
+/* sbh(34 + 5as/h) as the paper adds it up: 11sbh + 5as²b for attention,
+ * 19sbh for the MLP, 4sbh for the two norms' inputs. */
+static void test_korthikanti_entries(void) {
+  g_autoptr(PxModel) m = load("gpt3-175b");
+  const double s = 2048, b = 1, h = 12288, a = 96, sbh = s * b * h;
+  PxActList l;
+  gpt3_block(m, 1, FALSE, PX_CKPT_NONE, &l);
+  g_assert_cmpfloat(px_act_kept_bytes(&l), ==, sbh * (34 + 5 * a * s / h));
+  g_assert_cmpfloat(sum_all(&l), ==, px_act_kept_bytes(&l));
+  /* entry by entry (Korthikanti §4.1) */
+  g_assert_cmpfloat(bytes_of(&l, PX_ACT_IN), ==, 2 * sbh);          /* LayerNorm input */
+  g_assert_cmpfloat(bytes_of(&l, PX_ACT_NORM1_OUT), ==, 2 * sbh);   /* QKV input */
+  g_assert_cmpfloat(bytes_of(&l, PX_ACT_QKV), ==, 6 * sbh);         /* Q, K 4sbh; V 2sbh */
+  g_assert_cmpfloat(bytes_of(&l, PX_ACT_PROBS), ==, 2 * a * s * s * b);
+  g_assert_cmpfloat(bytes_of(&l, PX_ACT_PROBS_MASK), ==, a * s * s * b);
+  g_assert_cmpfloat(bytes_of(&l, PX_ACT_PROBS_DROPPED), ==, 2 * a * s * s * b);
+  g_assert_cmpfloat(bytes_of(&l, PX_ACT_ATTN_OUT), ==, 2 * sbh);
+  g_assert_cmpfloat(bytes_of(&l, PX_ACT_ATTN_MASK), ==, sbh);
+  g_assert_cmpfloat(bytes_of(&l, PX_ACT_MID) + bytes_of(&l, PX_ACT_NORM2_OUT), ==, 4 * sbh);
+  g_assert_cmpfloat(bytes_of(&l, PX_ACT_FFN_PRE) + bytes_of(&l, PX_ACT_FFN_ACT), ==, 16 * sbh);
+  g_assert_cmpfloat(bytes_of(&l, PX_ACT_MLP_MASK), ==, sbh);
+  g_assert_cmpint(px_act_find(&l, PX_ACT_PROBS_MASK)->elem_bytes, ==, 1);
+  /* the paper counts no norm statistics, ids or cross-entropy state */
+  g_assert_null(px_act_find(&l, PX_ACT_NORM1_RSTD));
+  g_assert_null(px_act_find(&l, PX_ACT_NORM1_MEAN));
+
+  /* tensor parallel without SP: sbh(10 + 24/t + 5as/(ht)) */
+  const double t = 8;
+  gpt3_block(m, 8, FALSE, PX_CKPT_NONE, &l);
+  g_assert_cmpfloat(px_act_kept_bytes(&l), ==, sbh * (10 + 24 / t + 5 * a * s / (h * t)));
+  /* TP + SP: sbh(34/t + 5as/(ht)); the residual tensors hold s·b/t rows */
+  gpt3_block(m, 8, TRUE, PX_CKPT_NONE, &l);
+  g_assert_cmpfloat(px_act_kept_bytes(&l), ==, sbh * (34 / t + 5 * a * s / (h * t)));
+  g_assert_cmpfloat(px_act_find(&l, PX_ACT_IN)->rows, ==, s * b / t);
+  g_assert_cmpfloat(px_act_find(&l, PX_ACT_QKV)->cols, ==, 3 * h / t);
+  g_assert_cmpint(px_act_find(&l, PX_ACT_PROBS)->shape[1], ==, 96 / 8);
+  /* selective recompute: exactly the 5as/(ht) entries are recomputed */
+  gpt3_block(m, 8, TRUE, PX_CKPT_SELECTIVE, &l);
+  g_assert_cmpfloat(px_act_kept_bytes(&l), ==, sbh * 34 / t);
+  double dropped = 0;
+  for (int i = 0; i < l.n; i++)
+    if (l.e[i].life == PX_ACT_RECOMPUTED) {
+      g_assert_true(l.e[i].role == PX_ACT_PROBS || l.e[i].role == PX_ACT_PROBS_MASK ||
+                    l.e[i].role == PX_ACT_PROBS_DROPPED);
+      dropped += l.e[i].bytes;
+    }
+  g_assert_cmpfloat(dropped, ==, sbh * 5 * a * s / (h * t));
+  /* full recompute keeps the block input: 2sbh/t with SP */
+  gpt3_block(m, 8, TRUE, PX_CKPT_FULL, &l);
+  g_assert_cmpfloat(px_act_kept_bytes(&l), ==, 2 * sbh / t);
+  g_assert_cmpint(px_act_find(&l, PX_ACT_IN)->life, ==, PX_ACT_KEPT);
+  g_assert_cmpint(px_act_find(&l, PX_ACT_QKV)->life, ==, PX_ACT_RECOMPUTED);
+}
+
+/* The LM head keeps its input and fp32 logits, 4sbV/t with the vocabulary
+ * padded to a multiple of t (50257 -> 50264 at t 8): 4·2048·6283 B. */
+static void test_head_entries(void) {
+  g_autoptr(PxModel) m = load("gpt3-175b");
+  PxPlan p;
+  px_plan_init(&p);
+  p.tp = 8;
+  p.seq_parallel = TRUE;
+  g_assert_true(px_plan_validate(&p, m, NULL, NULL));
+  int head = (int)m->n_layers - 1;
+  PxActList l;
+  px_activations_layer(m, &p, NULL, head, head + 1, head, &l);
+  g_assert_cmpfloat(bytes_of(&l, PX_ACT_LOGITS), ==, 4.0 * 2048 * 6283);
+  g_assert_cmpfloat(bytes_of(&l, PX_ACT_IN), ==, 2.0 * 2048 * 12288 / 8);
+  g_assert_cmpint(l.n, ==, 2);
+  /* the embedding keeps its dropout mask: sbh/t bytes with SP */
+  px_activations_layer(m, &p, NULL, 0, 1, 0, &l);
+  g_assert_cmpfloat(px_act_kept_bytes(&l), ==, 2048.0 * 12288 / 8);
+  px_plan_clear(&p);
+}
+
+/* DeepSpeed's activation_checkpoint_interval k: the first block of each
+ * segment of k keeps its input; a part of 6 blocks with k 4 keeps 2 inputs. */
+static void test_full_recompute_segments(void) {
+  g_autoptr(PxModel) m = load("gpt3-175b");
+  PxPlan p;
+  px_plan_init(&p);
+  p.ckpt = PX_CKPT_FULL;
+  p.ckpt_interval = 4;
+  g_assert_true(px_plan_validate(&p, m, NULL, NULL));
+  const double sbh2 = 2.0 * 2048 * 12288;
+  PxActList l;
+  for (int li = 5; li < 11; li++) {
+    px_activations_layer(m, &p, NULL, 5, 11, li, &l);
+    g_assert_cmpint(px_act_find(&l, PX_ACT_IN)->life, ==, li == 5 || li == 9 ? PX_ACT_KEPT : PX_ACT_SEGMENT);
+  }
+  g_assert_cmpfloat(px_part_activation_bytes(m, &p, 5, 11), ==, 2 * sbh2);
+  int s0, s1;
+  px_activations_segment(m, &p, 5, 11, 10, &s0, &s1);
+  g_assert_cmpint(s0, ==, 9);
+  g_assert_cmpint(s1, ==, 11);
+  px_plan_clear(&p);
+}
+
+/* The executor's stack on tiny-llama (RMSNorm, SwiGLU, GQA 4/2 heads, h 64,
+ * f 176), fp32, tp 2 with SP, mbs 2 × seq 16: the same tensors as the paper's
+ * (no dropout) plus what its kernels keep besides — each RMSNorm's 1/rms per
+ * row (N/t = 16 values), and at the head the target ids and the
+ * vocab-parallel cross-entropy's row max and (sum of exp, target logit). */
+static void test_exec_stack(void) {
+  g_autoptr(PxModel) m = load("tiny-llama");
+  PxPlan p;
+  small_plan(&p, m, 2, 1, PX_CKPT_NONE, 1);
+  PxActOptions ex = {PX_ACT_STACK_EXEC, 4};
+  PxActList paper, exec;
+  px_activations_layer(m, &p, NULL, 1, 2, 1, &paper);
+  px_activations_layer(m, &p, &ex, 1, 2, 1, &exec);
+  const double N = 32, t = 2;
+  g_assert_cmpfloat(px_act_kept_bytes(&exec) - px_act_kept_bytes(&paper), ==, 2 * 4 * N / t);
+  g_assert_cmpfloat(bytes_of(&exec, PX_ACT_NORM1_RSTD), ==, 4 * N / t);
+  g_assert_null(px_act_find(&exec, PX_ACT_NORM1_MEAN)); /* RMSNorm keeps no mean */
+  /* q 64/2, k and v 2 heads of 16 over 2 ranks: 32 + 16 + 16 columns */
+  g_assert_cmpint(px_act_find(&exec, PX_ACT_QKV)->shape[1], ==, 64);
+  g_assert_cmpint(px_act_find(&exec, PX_ACT_FFN_UP)->shape[1], ==, 88);
+  const PxActEntry *pr = px_act_find(&exec, PX_ACT_PROBS);
+  g_assert_cmpint(pr->ndim, ==, 4);
+  g_assert_cmpint(pr->shape[0] * pr->shape[1] * pr->shape[2] * pr->shape[3], ==, 2 * 2 * 16 * 16);
+  int head = (int)m->n_layers - 1;
+  px_activations_layer(m, &p, NULL, head, head + 1, head, &paper);
+  px_activations_layer(m, &p, &ex, head, head + 1, head, &exec);
+  g_assert_cmpfloat(px_act_kept_bytes(&exec) - px_act_kept_bytes(&paper), ==, 4 * N + 4 * N + 4 * 2 * N);
+  g_assert_cmpint(px_act_find(&exec, PX_ACT_CE_STATS)->life, ==, PX_ACT_CHUNK);
+  px_plan_clear(&p);
+}
+
+/* One micro-batch of a part of two tiny-gpt blocks (not the last part), full
+ * recompute with interval 2, the executor's stack in fp32 (N 32): X = 32·64·4
+ * B is a block input, R = 139,776 - X the rest of a block (its entries by
+ * hand in test_runtime.c). Forward: the input, block 1 whole and its output
+ * (block 2's input) 2X + R; block 2 whole (its output is the p2p buffer)
+ * 2X + R. Backward rebuilds the segment from its input: X + (R + X) + R. */
+static void test_profile_by_hand(void) {
+  g_autoptr(PxModel) m = load("tiny-gpt");
+  PxPlan p;
+  small_plan(&p, m, 1, 2, PX_CKPT_FULL, 2);
+  PxActOptions ex = {PX_ACT_STACK_EXEC, 4};
+  PxActProfile prof;
+  px_activations_profile(m, &p, &ex, 1, 3, &prof);
+  const double X = 32 * 64 * 4, R = 139776 - X;
+  g_assert_cmpfloat(prof.kept, ==, X);
+  g_assert_cmpfloat(prof.peak, ==, 2 * X + 2 * R);
+  /* no recompute: the peak is what it keeps (the backward only frees) */
+  p.ckpt = PX_CKPT_NONE;
+  px_activations_profile(m, &p, &ex, 1, 3, &prof);
+  g_assert_cmpfloat(prof.kept, ==, 2 * 139776);
+  g_assert_cmpfloat(prof.peak, ==, prof.kept);
+  px_plan_clear(&p);
+}
+
+int main(int argc, char **argv) {
+  g_test_init(&argc, &argv, NULL);
+  g_test_add_func("/activations/korthikanti-entries", test_korthikanti_entries);
+  g_test_add_func("/activations/head", test_head_entries);
+  g_test_add_func("/activations/full-recompute-segments", test_full_recompute_segments);
+  g_test_add_func("/activations/exec-stack", test_exec_stack);
+  g_test_add_func("/activations/profile-by-hand", test_profile_by_hand);
+  return g_test_run();
+}
