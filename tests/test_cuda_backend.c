@@ -72,6 +72,13 @@ static Twin twin_vals(const char *name, PxDType dt, int ndim, const gint64 *shap
   g_assert_no_error(E);
   g_autofree double *h = g_new(double, t.c->numel);
   for (gint64 i = 0; i < t.c->numel; i++) h[i] = round_to(dt, vals ? vals[i] : g_rand_double_range(rng, lo, hi));
+  if (dt == PX_DTYPE_I32) {
+    g_autofree gint32 *ih = g_new(gint32, t.c->numel);
+    for (gint64 i = 0; i < t.c->numel; i++) ih[i] = (gint32)h[i];
+    OK(px_tensor_upload(t.c, ih, &E));
+    OK(px_tensor_upload(t.g, ih, &E));
+    return t;
+  }
   OK(px_tensor_upload_f64(t.c, h, &E));
   OK(px_tensor_upload_f64(t.g, h, &E));
   return t;
@@ -105,8 +112,16 @@ static void twin_free(Twin t) {
 static double twin_err(Twin t) {
   g_autofree double *a = g_new(double, t.c->numel);
   g_autofree double *b = g_new(double, t.c->numel);
-  OK(px_tensor_download_f64(t.c, a, &E));
-  OK(px_tensor_download_f64(t.g, b, &E));
+  if (t.c->dtype == PX_DTYPE_I32) {
+    g_autofree gint32 *ia = g_new(gint32, t.c->numel);
+    g_autofree gint32 *ib = g_new(gint32, t.c->numel);
+    OK(px_tensor_download(t.c, ia, &E));
+    OK(px_tensor_download(t.g, ib, &E));
+    for (gint64 i = 0; i < t.c->numel; i++) a[i] = ia[i], b[i] = ib[i];
+  } else {
+    OK(px_tensor_download_f64(t.c, a, &E));
+    OK(px_tensor_download_f64(t.g, b, &E));
+  }
   double diff = 0, ref = 0;
   for (gint64 i = 0; i < t.c->numel; i++) {
     double d = fabs(a[i] - b[i]);

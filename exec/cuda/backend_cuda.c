@@ -42,13 +42,34 @@ typedef struct {
   void *workspace;
   int *bad;               /* host-mapped int[2]: {PXK_BAD_*, id} set by kernels */
   int *bad_dev;           /* its device address */
-  cudaEvent_t ref;        /* the clock origin of event times */
-  double ref_s;           /* ref's time on the backend clock (seconds) */
+  GMutex clock_lock;      /* guards the anchors */
+  GPtrArray *anchors;     /* of Anchor, oldest first; [0] is the clock origin */
   GMutex algo_lock;
   GHashTable *algos;      /* GEMM key (string) -> cublasLtMatmulAlgo_t, chosen once per shape */
 } Cuda;
 
 static Cuda *cx(PxBackend *be) { return be->impl; }
+
+/* Event times: cudaEventElapsedTime gives float milliseconds, which after an
+ * hour resolve only 0.25 ms. So an event's time is measured from an anchor
+ * event recorded just before it on the same stream; a new anchor is recorded
+ * when the latest is over a second old (host time), and an anchor's own time
+ * is that of the latest anchor already timed plus the time between them
+ * (short when times are read regularly, as the runtime does each step). The first anchor
+ * is recorded on the empty compute stream when the backend is made: its
+ * time is the backend clock then. */
+typedef struct Anchor {
+  cudaEvent_t ev;
+  gint64 host_us;  /* when it was recorded (monotonic clock) */
+  gboolean known;
+  double s;        /* its time on the backend clock, once known */
+} Anchor;
+
+static void anchor_free(gpointer p) {
+  Anchor *a = p;
+  if (a->ev && cudaEventDestroy(a->ev) != cudaSuccess) cudaGetLastError();
+  g_free(a);
+}
 
 /* ---- errors ---- */
 
@@ -230,6 +251,7 @@ typedef struct {
 typedef struct {
   cudaEvent_t ev;
   StreamState *state; /* of the stream of the latest record, or NULL */
+  guint anchor;       /* index of its anchor in Cuda.anchors */
 } CuEvent;
 
 static cudaStream_t stream_of(PxStream *s) { return ((CuStream *)s->impl)->st; }
@@ -255,9 +277,12 @@ static gboolean cs_init(PxStream *s, gboolean compute, GError **error) {
   if (compute) {
     cs->st = c->st;
     /* the clock origin: an event on the empty compute stream, now */
-    CU(c, op, cudaEventRecord(c->ref, c->st));
-    CU(c, op, cudaEventSynchronize(c->ref));
-    c->ref_s = (g_get_monotonic_time() - s->be->t0) / 1e6;
+    Anchor *a = g_ptr_array_index(c->anchors, 0);
+    CU(c, op, cudaEventRecord(a->ev, c->st));
+    CU(c, op, cudaEventSynchronize(a->ev));
+    a->host_us = g_get_monotonic_time();
+    a->s = (a->host_us - s->be->t0) / 1e6;
+    a->known = TRUE;
   } else {
     CU(c, op, cudaStreamCreateWithFlags(&cs->st, cudaStreamNonBlocking));
     cs->owned = TRUE;
@@ -362,6 +387,22 @@ static gboolean ce_record(PxDevEvent *e, PxStream *s, GError **error) {
   CuEvent *ce = e->impl;
   const char *op = "event record";
   if (!set_device(c, op, error)) return FALSE;
+  g_mutex_lock(&c->clock_lock);
+  guint last = c->anchors->len - 1;
+  Anchor *a = g_ptr_array_index(c->anchors, last);
+  gint64 now = g_get_monotonic_time();
+  cudaError_t r = cudaSuccess;
+  if (now - a->host_us > G_USEC_PER_SEC) {
+    Anchor *na = g_new0(Anchor, 1);
+    na->host_us = now;
+    r = cudaEventCreate(&na->ev);
+    if (r == cudaSuccess) r = cudaEventRecord(na->ev, stream_of(s));
+    if (r == cudaSuccess) g_ptr_array_add(c->anchors, na), last++;
+    else anchor_free(na);
+  }
+  ce->anchor = last;
+  g_mutex_unlock(&c->clock_lock);
+  if (r != cudaSuccess) return cu_fail(error, c->device, op, "cudaEventRecord (anchor)", r);
   CU(c, op, cudaEventRecord(ce->ev, stream_of(s)));
   StreamState *ss = ((CuStream *)s->impl)->state;
   if (ce->state != ss) {
@@ -395,16 +436,33 @@ static gboolean ce_query(PxDevEvent *e) {
   return TRUE;
 }
 
+static gboolean not_completed(GError **error, cudaError_t r) {
+  cudaGetLastError();
+  return px_fail(error, PX_BACKEND_ERROR, PX_BACKEND_ERROR_SHAPE,
+                 "event time: the event has not completed (cudaEventElapsedTime: %s)", cudaGetErrorString(r));
+}
+
 static gboolean ce_time(PxDevEvent *e, double *seconds, GError **error) {
   Cuda *c = cx(e->be);
+  CuEvent *ce = e->impl;
   float ms = 0;
-  cudaError_t r = cudaEventElapsedTime(&ms, c->ref, ((CuEvent *)e->impl)->ev);
-  if (r != cudaSuccess) {
-    cudaGetLastError();
-    return px_fail(error, PX_BACKEND_ERROR, PX_BACKEND_ERROR_SHAPE,
-                   "event time: the event has not completed (cudaEventElapsedTime: %s)", cudaGetErrorString(r));
+  cudaError_t r = cudaSuccess;
+  g_mutex_lock(&c->clock_lock);
+  /* this event's anchor, from the latest anchor whose time is known (it has
+   * completed; the anchor has, as it precedes the event on its stream) */
+  Anchor *a = g_ptr_array_index(c->anchors, ce->anchor);
+  if (!a->known) {
+    guint k = ce->anchor;
+    while (k > 0 && !((Anchor *)g_ptr_array_index(c->anchors, k))->known) k--;
+    Anchor *from = g_ptr_array_index(c->anchors, k);
+    r = cudaEventElapsedTime(&ms, from->ev, a->ev);
+    if (r == cudaSuccess) a->s = from->s + ms / 1e3, a->known = TRUE;
   }
-  *seconds = c->ref_s + ms / 1e3;
+  if (r == cudaSuccess) r = cudaEventElapsedTime(&ms, a->ev, ce->ev);
+  double base = a->s;
+  g_mutex_unlock(&c->clock_lock);
+  if (r != cudaSuccess) return not_completed(error, r);
+  *seconds = base + ms / 1e3;
   return TRUE;
 }
 
@@ -866,13 +924,14 @@ static void cuda_destroy(Cuda *c) {
     if (c->lt) cublasLtDestroy(c->lt);
     if (c->workspace) cudaFree(c->workspace);
     if (c->bad) cudaFreeHost(c->bad);
-    if (c->ref) cudaEventDestroy(c->ref);
     if (c->st) cudaStreamDestroy(c->st);
     if (c->pool) cudaMemPoolDestroy(c->pool);
   }
+  if (c->anchors) g_ptr_array_free(c->anchors, TRUE);
   cudaGetLastError();
   if (c->algos) g_hash_table_destroy(c->algos);
   g_mutex_clear(&c->algo_lock);
+  g_mutex_clear(&c->clock_lock);
   g_free(c);
 }
 
@@ -896,7 +955,9 @@ static gboolean cuda_init(Cuda *c, GError **error) {
   CU(c, op, cudaHostAlloc((void **)&c->bad, 2 * sizeof(int), cudaHostAllocMapped));
   c->bad[0] = c->bad[1] = 0;
   CU(c, op, cudaHostGetDevicePointer((void **)&c->bad_dev, c->bad, 0));
-  CU(c, op, cudaEventCreate(&c->ref));
+  Anchor *origin = g_new0(Anchor, 1);
+  g_ptr_array_add(c->anchors, origin);
+  CU(c, op, cudaEventCreate(&origin->ev));
   return TRUE;
 }
 
@@ -958,6 +1019,8 @@ PxBackend *px_backend_cuda_create(int device, GError **error) {
   Cuda *c = g_new0(Cuda, 1);
   c->device = ((device % n) + n) % n;
   g_mutex_init(&c->algo_lock);
+  g_mutex_init(&c->clock_lock);
+  c->anchors = g_ptr_array_new_with_free_func(anchor_free);
   c->algos = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
   if (!cuda_init(c, error)) {
     cuda_destroy(c);
