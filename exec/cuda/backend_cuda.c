@@ -173,22 +173,22 @@ static void cuda_raw_free(PxBackend *be, void *p) {
   }
 }
 
-static gboolean cuda_upload(PxBackend *be, void *dst, const void *src, gsize bytes, GError **error) {
+/* A host <-> device copy on the compute stream, returning once it is done. */
+static gboolean copy_sync(PxBackend *be, const char *op, void *dst, const void *src, gsize bytes,
+                          enum cudaMemcpyKind kind, GError **error) {
   Cuda *c = cx(be);
-  const char *op = "upload";
   if (!set_device(c, op, error)) return FALSE;
-  CU(c, op, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c->st));
+  CU(c, op, cudaMemcpyAsync(dst, src, bytes, kind, c->st));
   CU(c, op, cudaStreamSynchronize(c->st));
   return check_bad(c, error);
 }
 
+static gboolean cuda_upload(PxBackend *be, void *dst, const void *src, gsize bytes, GError **error) {
+  return copy_sync(be, "upload", dst, src, bytes, cudaMemcpyHostToDevice, error);
+}
+
 static gboolean cuda_download(PxBackend *be, void *dst, const void *src, gsize bytes, GError **error) {
-  Cuda *c = cx(be);
-  const char *op = "download";
-  if (!set_device(c, op, error)) return FALSE;
-  CU(c, op, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->st));
-  CU(c, op, cudaStreamSynchronize(c->st));
-  return check_bad(c, error);
+  return copy_sync(be, "download", dst, src, bytes, cudaMemcpyDeviceToHost, error);
 }
 
 static gboolean cuda_copy(PxBackend *be, void *dst, const void *src, gsize bytes, GError **error) {

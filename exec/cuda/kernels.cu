@@ -601,15 +601,22 @@ extern "C" cudaError_t pxk_attention_bwd(cudaStream_t st, int dt, void *dqkv, co
 
 /* ---- cross-entropy: one block per row ---- */
 
+/* The max of row o..o+V of logits and the sum of exp(logit - max), to every thread. */
+template <typename T> __device__ void row_softmax_stats(const T *logits, int64_t o, int64_t V, float *mx, float *sum) {
+  float m = -INFINITY;
+  for (int64_t v = threadIdx.x; v < V; v += blockDim.x) m = fmaxf(m, ld(logits, o + v));
+  m = block_max(m);
+  float s = 0;
+  for (int64_t v = threadIdx.x; v < V; v += blockDim.x) s += expf(ld(logits, o + v) - m);
+  *mx = m;
+  *sum = block_sum(s);
+}
+
 template <typename T>
 __global__ void k_ce_fwd(T *losses, double *loss64, const T *logits, const int32_t *tgt, int *bad, int64_t V) {
   const int64_t i = blockIdx.x, o = i * V;
-  float mx = -INFINITY;
-  for (int64_t v = threadIdx.x; v < V; v += blockDim.x) mx = fmaxf(mx, ld(logits, o + v));
-  mx = block_max(mx);
-  float s = 0;
-  for (int64_t v = threadIdx.x; v < V; v += blockDim.x) s += expf(ld(logits, o + v) - mx);
-  s = block_sum(s);
+  float mx, s;
+  row_softmax_stats(logits, o, V, &mx, &s);
   if (threadIdx.x == 0) {
     int64_t t = tgt[i];
     double l;
@@ -633,12 +640,9 @@ extern "C" cudaError_t pxk_ce_fwd(cudaStream_t st, int dt, void *losses, double 
 template <typename T>
 __global__ void k_ce_bwd(T *dlogits, const T *logits, const int32_t *tgt, float f, int *bad, int64_t V) {
   const int64_t i = blockIdx.x, o = i * V;
-  float mx = -INFINITY;
-  for (int64_t v = threadIdx.x; v < V; v += blockDim.x) mx = fmaxf(mx, ld(logits, o + v));
-  mx = block_max(mx);
-  float s = 0;
-  for (int64_t v = threadIdx.x; v < V; v += blockDim.x) s += expf(ld(logits, o + v) - mx);
-  const float inv = 1.f / block_sum(s);
+  float mx, s;
+  row_softmax_stats(logits, o, V, &mx, &s);
+  const float inv = 1.f / s;
   const int64_t t = tgt[i];
   if (threadIdx.x == 0 && (t < 0 || t >= V)) {
     bad[1] = (int)t;
