@@ -90,6 +90,14 @@ typedef struct {
   gboolean (*check_finite)(PxBackend *, PxTensor *flag, const PxTensor *t, GError **);
   gboolean (*clip_coef)(PxBackend *, PxTensor *coef, const PxTensor *sumsq, double max_norm, GError **);
   gboolean (*scale)(PxBackend *, PxTensor *t, double alpha, GError **);
+  /* mixed precision (backend.h px_op_cast): dst (=|+=) src across float
+   * dtypes; NULL: the backend cannot hold bf16/fp16 parameters */
+  gboolean (*cast)(PxBackend *, PxTensor *dst, const PxTensor *src, gboolean accumulate, GError **);
+  /* TRUE: the parameter ops above take bf16/fp16 weights and gradient
+   * outputs beside f32 activations (and adamw a half grad, sum_squares_acc
+   * and check_finite a half tensor) natively; FALSE: backend.c promotes them
+   * through f32 copies made with cast */
+  gboolean half_params;
 } PxBackendOps;
 
 struct _PxBackend {

@@ -361,6 +361,86 @@ static void test_optimizer(gconstpointer p) {
   for (guint i = 0; i < G_N_ELEMENTS(ts); i++) twin_free(ts[i]);
 }
 
+/* The mixed-precision cast against exec/half.h's conversions, bit for bit:
+ * f32 -> bf16 / f16 / f32 / f64 and back, assigning and accumulating (the sum
+ * in f32, or f64 when a side is f64, rounded once to nearest even; fp16
+ * overflow to Inf, its subnormals kept). */
+static guint64 bits_of(PxDType dt, double v) {
+  float f = (float)v;
+  switch (dt) {
+  case PX_DTYPE_BF16: return px_f32_to_bf16(f);
+  case PX_DTYPE_F16: return px_f32_to_f16(f);
+  case PX_DTYPE_F32: return px_f32_bits(f);
+  default: {
+    guint64 u;
+    memcpy(&u, &v, sizeof u);
+    return u;
+  }
+  }
+}
+
+static double value_of(PxDType dt, guint64 b) {
+  switch (dt) {
+  case PX_DTYPE_BF16: return px_bf16_to_f32((guint16)b);
+  case PX_DTYPE_F16: return px_f16_to_f32((guint16)b);
+  case PX_DTYPE_F32: return px_bits_f32((guint32)b);
+  default: {
+    double v;
+    memcpy(&v, &b, sizeof v);
+    return v;
+  }
+  }
+}
+
+static void test_cast(void) {
+  GError *E = NULL;
+  const gint64 n = 4099;
+  const PxDType dts[] = {PX_DTYPE_F32, PX_DTYPE_F64, PX_DTYPE_BF16, PX_DTYPE_F16};
+  g_autofree double *sv = g_new(double, n);
+  g_autofree double *dv = g_new(double, n);
+  for (gint64 i = 0; i < n; i++) {
+    sv[i] = g_rand_double_range(rng, -1, 1) * pow(10, g_rand_int_range(rng, -7, 6));
+    dv[i] = g_rand_double_range(rng, -1, 1) * pow(10, g_rand_int_range(rng, -3, 3));
+  }
+  sv[0] = 1 + 1.0 / 256;  /* a bf16 tie: to even, 1 */
+  sv[1] = 1 + 3.0 / 256;  /* a bf16 tie: to even, 1 + 2/128 */
+  sv[2] = 70000;          /* above fp16's largest: Inf */
+  sv[3] = 3e-6;           /* an fp16 subnormal */
+  int cases = 0;
+  for (guint a = 0; a < G_N_ELEMENTS(dts); a++)
+    for (guint b = 0; b < G_N_ELEMENTS(dts); b++)
+      for (int acc = 0; acc < 2; acc++) {
+        PxDType sd = dts[a], dd = dts[b];
+        gboolean wide = sd == PX_DTYPE_F64 || dd == PX_DTYPE_F64;
+        PxTensor *src = px_tensor_new(cu, "src", sd, PX_MEM_BUFFERS, 1, (gint64[]){n}, &E);
+        PxTensor *dst = px_tensor_new(cu, "dst", dd, PX_MEM_BUFFERS, 1, (gint64[]){n}, &E);
+        g_assert_no_error(E);
+        OK(px_tensor_upload_f64(src, sv, &E));
+        OK(px_tensor_upload_f64(dst, dv, &E));
+        OK(cu->ops->cast(cu, dst, src, acc, &E));
+        gsize es = px_dtype_size(dd);
+        g_autofree guint8 *got = g_malloc(dst->bytes);
+        OK(px_tensor_download(dst, got, &E));
+        int bad = 0;
+        for (gint64 i = 0; i < n; i++) {
+          double s0 = value_of(sd, bits_of(sd, sv[i])), d0 = value_of(dd, bits_of(dd, dv[i]));
+          guint64 want;
+          if (wide) want = bits_of(dd, acc ? s0 + d0 : s0);
+          else want = bits_of(dd, acc ? (double)((float)s0 + (float)d0) : s0);
+          guint64 g = 0;
+          memcpy(&g, got + i * es, es);
+          if (g != want) bad++;
+        }
+        if (bad) printf("# cast %s -> %s%s: %d of %" G_GINT64_FORMAT " differ\n", px_dtype_name(sd),
+                        px_dtype_name(dd), acc ? " (+=)" : "", bad, n);
+        g_assert_cmpint(bad, ==, 0);
+        cases++;
+        px_tensor_free(src);
+        px_tensor_free(dst);
+      }
+  printf("# cuda vs cpu: %-18s %d dtype pairs, = and +=, bit-exact with exec/half.h ok\n", "cast", cases / 2);
+}
+
 /* ---- streams, events, memory, errors ---- */
 
 typedef struct {
@@ -545,6 +625,7 @@ int main(int argc, char **argv) {
       g_autofree char *path = g_strdup_printf("/cuda/%s/%s", ops[i].name, px_dtype_name(dtypes[k]));
       g_test_add_data_func(path, GINT_TO_POINTER(dtypes[k]), ops[i].fn);
     }
+  g_test_add_func("/cuda/cast", test_cast);
   g_test_add_func("/cuda/streams", test_streams);
   g_test_add_func("/cuda/memory", test_memory);
   g_test_add_func("/cuda/zeroed", test_zeroed);

@@ -915,6 +915,15 @@ static gboolean cuda_scale(PxBackend *be, PxTensor *t, double alpha, GError **er
   return enter(be, op, t->dtype, error) && KERN(pxk_scale(c->st, t->dtype, t->data, alpha, t->numel));
 }
 
+/* dst (=|+=) src across f32 / f64 / bf16 / f16 (the mixed-precision cast:
+ * master weights to half parameters, half gradients to fp32). */
+static gboolean cuda_cast(PxBackend *be, PxTensor *dst, const PxTensor *src, gboolean accumulate, GError **error) {
+  const char *op = "cast";
+  Cuda *c = cx(be);
+  return set_device(c, op, error) &&
+         KERN(pxk_cast(c->st, dst->data, dst->dtype, src->data, src->dtype, dst->numel, accumulate));
+}
+
 /* ---- the backend ---- */
 
 static void cuda_destroy(Cuda *c) {
@@ -1003,6 +1012,8 @@ static const PxBackendOps cuda_ops = {
   .check_finite = cuda_check_finite,
   .clip_coef = cuda_clip_coef,
   .scale = cuda_scale,
+  .cast = cuda_cast,
+  .half_params = FALSE, /* backend.c promotes half parameters through f32 copies (cast) */
 };
 
 /* The registry's constructor (backend_reg.c): device index modulo the

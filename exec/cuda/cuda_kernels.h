@@ -118,6 +118,11 @@ typedef struct {
 cudaError_t pxk_adamw(cudaStream_t st, int dt, void *p, const void *g, void *m, void *v, int64_t n,
                       PxkAdamW o, const void *scale, int scale_dt, const void *skip, int skip_dt);
 
+/* dst (=|+=) src, n elements, any of f32 / f64 / bf16 / f16 on either side:
+ * in f32 (f64 when either side is f64), rounded once to dst's type */
+cudaError_t pxk_cast(cudaStream_t st, void *dst, int dst_dt, const void *src, int src_dt, int64_t n,
+                     int accumulate);
+
 #ifdef __cplusplus
 }
 #endif

@@ -795,3 +795,63 @@ extern "C" cudaError_t pxk_adamw(cudaStream_t st, int dt, void *p, const void *g
   DISPATCH(dt, k_adamw<T><<<ew_blocks(n), EW_THREADS, 0, st>>>((T *)p, (const T *)g, (T *)m, (T *)v, n, o, scale,
                                                                scale_dt, skip, skip_dt))
 }
+
+/* ---- cast: dst (=|+=) src across f32 / f64 / bf16 / f16, in f32, or in f64
+ * when either side is f64, rounded once to dst's type (to nearest even) as
+ * the cpu backend's cast ---- */
+
+__device__ __forceinline__ double ldd(const double *p, int64_t i) { return p[i]; }
+__device__ __forceinline__ double ldd(const float *p, int64_t i) { return p[i]; }
+__device__ __forceinline__ double ldd(const bf16 *p, int64_t i) { return __bfloat162float(p[i]); }
+__device__ __forceinline__ double ldd(const f16 *p, int64_t i) { return __half2float(p[i]); }
+__device__ __forceinline__ float ld(const double *p, int64_t i) { return (float)p[i]; }
+__device__ __forceinline__ void std_(double *p, int64_t i, double v) { p[i] = v; }
+template <typename T> __device__ __forceinline__ void std_(T *p, int64_t i, double v) { st_(p, i, (float)v); }
+
+template <typename Dt, typename St, bool wide> __global__ void k_cast(Dt *d, const St *s, int64_t n, int acc) {
+  GRID_STRIDE(i, n) {
+    if constexpr (wide) {
+      double x = ldd(s, i);
+      if (acc) x += ldd(d, i);
+      std_(d, i, x);
+    } else {
+      float x = ld(s, i);
+      if (acc) x += ld(d, i);
+      st_(d, i, x);
+    }
+  }
+}
+
+template <typename Dt>
+static cudaError_t cast_from(cudaStream_t st, Dt *d, const void *s, int sdt, int64_t n, int acc) {
+  constexpr bool dwide = sizeof(Dt) == sizeof(double);
+  switch (sdt) {
+  case PXK_F32:
+    if constexpr (dwide) k_cast<Dt, float, true><<<ew_blocks(n), EW_THREADS, 0, st>>>(d, (const float *)s, n, acc);
+    else k_cast<Dt, float, false><<<ew_blocks(n), EW_THREADS, 0, st>>>(d, (const float *)s, n, acc);
+    break;
+  case PXK_BF16:
+    if constexpr (dwide) k_cast<Dt, bf16, true><<<ew_blocks(n), EW_THREADS, 0, st>>>(d, (const bf16 *)s, n, acc);
+    else k_cast<Dt, bf16, false><<<ew_blocks(n), EW_THREADS, 0, st>>>(d, (const bf16 *)s, n, acc);
+    break;
+  case PXK_F16:
+    if constexpr (dwide) k_cast<Dt, f16, true><<<ew_blocks(n), EW_THREADS, 0, st>>>(d, (const f16 *)s, n, acc);
+    else k_cast<Dt, f16, false><<<ew_blocks(n), EW_THREADS, 0, st>>>(d, (const f16 *)s, n, acc);
+    break;
+  case PXK_F64: k_cast<Dt, double, true><<<ew_blocks(n), EW_THREADS, 0, st>>>(d, (const double *)s, n, acc); break;
+  default: return cudaErrorInvalidValue;
+  }
+  return cudaGetLastError();
+}
+
+extern "C" cudaError_t pxk_cast(cudaStream_t st, void *dst, int ddt, const void *src, int sdt, int64_t n,
+                                int accumulate) {
+  switch (ddt) {
+  case PXK_F32: return cast_from(st, (float *)dst, src, sdt, n, accumulate);
+  case PXK_F64: return cast_from(st, (double *)dst, src, sdt, n, accumulate);
+  case PXK_BF16: return cast_from(st, (bf16 *)dst, src, sdt, n, accumulate);
+  case PXK_F16: return cast_from(st, (f16 *)dst, src, sdt, n, accumulate);
+  default: return cudaErrorInvalidValue;
+  }
+}
+
