@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fuzz every configuration parser with libFuzzer under ASan + UBSan:
 # model INI, Hugging Face config.json, plan INI, DeepSpeed ds_config.json,
-# cluster INI and the token-file header (harnesses: tests/fuzz/fuzz_*.c).
+# cluster INI, the token-file header, and a checkpoint's manifest and shard
+# files as a resume reads them (harnesses: tests/fuzz/fuzz_*.c).
 #
 #   bash scripts/fuzz.sh [--runs N] [--out DIR] [--jobs J] [PARSER...]
 #
@@ -25,7 +26,7 @@ while (($#)); do
     *) parsers+=("$1"); shift ;;
   esac
 done
-((${#parsers[@]})) || parsers=(model_ini hf_json plan_ini ds_config cluster_ini token_header)
+((${#parsers[@]})) || parsers=(model_ini hf_json plan_ini ds_config cluster_ini token_header ckpt_manifest ckpt_shard)
 cc=${CC_FUZZ:-clang}
 mkdir -p "$out/obj" "$out/work"
 probe="$out/probe.c"
@@ -35,17 +36,24 @@ if ! command -v "$cc" >/dev/null || ! "$cc" -fsanitize=fuzzer "$probe" -o "$out/
   exit 77
 fi
 flags=(-g -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
-       -DPX_DATA_DIR="\"$root\"" -I"$root/common" -I"$root/exec" $(pkg-config --cflags glib-2.0 json-glib-1.0))
+       -DPX_DATA_DIR="\"$root\"" -I"$root/common" -I"$root/exec" -I"$root/sim" $(pkg-config --cflags glib-2.0 json-glib-1.0))
 libs=($(pkg-config --libs glib-2.0 json-glib-1.0) -lm)
-# the parsers' sources, compiled once (again only when newer)
+# the parsers' sources, compiled once (again only when newer); the checkpoint
+# reader needs the backend's dtype table and the report's plan JSON (no
+# backend is made: the harness stands in for the registry)
 objs=()
-for src in "$root"/common/*.c "$root/exec/data.c" "$root/exec/check.c"; do
+for src in "$root"/common/*.c "$root"/exec/{data,check,checkpoint,backend,stream}.c "$root/sim/report.c"; do
   obj="$out/obj/$(basename "$(dirname "$src")")_$(basename "$src" .c).o"
-  if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ -n "$(find "$root/common" "$root/exec" -name '*.h' -newer "$obj" -print -quit)" ]; then
+  if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ -n "$(find "$root/common" "$root/exec" "$root/sim" -name '*.h' -newer "$obj" -print -quit)" ]; then
     "$cc" "${flags[@]}" -c "$src" -o "$obj" || exit 1
   fi
   objs+=("$obj")
 done
+# an archive, so that each harness links only the objects it needs (the
+# checkpoint harnesses stand in for the backend registry; the others never
+# reach the backend)
+lib="$out/libpx_fuzz.a"
+rm -f "$lib" && ar rcs "$lib" "${objs[@]}" || exit 1
 seeds_of() {
   case $1 in
     model_ini) echo "$root/configs/models" ;;
@@ -70,7 +78,7 @@ fail=0
 printf '%-13s %10s %8s %10s %8s %8s  %s\n' parser inputs seconds inputs/s edges corpus result
 for p in "${parsers[@]}"; do
   bin="$out/fuzz_$p"
-  "$cc" "${flags[@]}" -fsanitize=fuzzer "$root/tests/fuzz/fuzz_$p.c" "${objs[@]}" "${libs[@]}" -o "$bin" || exit 1
+  "$cc" "${flags[@]}" -fsanitize=fuzzer "$root/tests/fuzz/fuzz_$p.c" "$lib" "${libs[@]}" -o "$bin" || exit 1
   corpus="$out/work/$p"
   mkdir -p "$corpus"
   log="$out/$p.log"

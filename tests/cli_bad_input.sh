@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# The bad-input probe (issue 12), as a new user would try it: every class of
+# wrong input — missing / directory / empty / binary / endless files,
+# malformed INI and JSON, impossible models, absurd numbers, unknown and
+# contradictory flags, unwritable outputs, long strings, executor values, a
+# corrupt checkpoint — must end with ONE clear line on stderr naming what is
+# wrong, a non-zero exit that is not a signal, and no hang (30 s each).
+#   cli_bad_input.sh SIM EXEC
+set -u
+sim=$1 exe=$2
+fail=0; n=0
+tmp=$(mktemp -d); trap 'chmod -R u+w "$tmp"; rm -rf "$tmp"' EXIT
+# bad NAME WANT CMD...: WANT is a fixed substring the one line must contain
+bad() {
+  local name=$1 want=$2; shift 2
+  n=$((n+1))
+  timeout 30 "$@" >"$tmp/out" 2>"$tmp/err" </dev/null; local rc=$?
+  local lines; lines=$(grep -c . "$tmp/err")
+  local why=""
+  if [ $rc -eq 0 ]; then why="exit 0"
+  elif [ $rc -eq 124 ]; then why="hung (30 s)"
+  elif [ $rc -ge 128 ]; then why="killed by signal $((rc-128))"
+  elif [ "$lines" -ne 1 ]; then why="$lines lines on stderr"
+  elif ! grep -qiF -- "$want" "$tmp/err"; then why="no '$want' in: $(head -c 300 "$tmp/err")"
+  fi
+  if [ -z "$why" ]; then echo "ok $n - $name"; else echo "not ok $n - $name: $why"; head -3 "$tmp/err" | sed 's/^/#   /'; fail=1; fi
+}
+
+# ---- files: missing, a directory, empty, binary, endless, unreadable ----
+printf '\x00\x01\xff\xfe garbage \x00' >"$tmp/binary"
+: >"$tmp/empty"
+mkdir "$tmp/dir"
+echo '[model]' >"$tmp/noread.ini"; chmod 000 "$tmp/noread.ini"
+for kind in model plan cluster deepspeed; do
+  base=(--model 7b --gpus 8)
+  [ $kind = model ] && base=()
+  bad "$kind: missing file" "nonexistent" "$sim" plan "${base[@]}" --$kind "$tmp/nonexistent.ini"
+  bad "$kind: a directory" "$tmp/dir" "$sim" plan "${base[@]}" --$kind "$tmp/dir"
+  bad "$kind: empty file" "$tmp/empty" "$sim" plan "${base[@]}" --$kind "$tmp/empty"
+  bad "$kind: binary file" "$tmp/binary" "$sim" plan "${base[@]}" --$kind "$tmp/binary"
+done
+bad "deepspeed: endless file" "/dev/zero" "$sim" plan --model 7b --gpus 8 --deepspeed /dev/zero
+bad "model: endless file" "/dev/zero" "$sim" plan --model /dev/zero
+[ "$(id -u)" -ne 0 ] && bad "model: unreadable" "noread" "$sim" plan --model "$tmp/noread.ini"
+
+# ---- malformed INI and JSON ----
+printf '[model]\nlayers = 12\nhidden = \n' >"$tmp/m1.ini"
+bad "model INI: empty value" "hidden" "$sim" plan --model "$tmp/m1.ini"
+printf '[model]\nlayers = twelve\nhidden = 768\nheads = 12\nvocab = 50257\nseq = 1024\n' >"$tmp/m2.ini"
+bad "model INI: word for a number" "layers" "$sim" plan --model "$tmp/m2.ini"
+printf '[model\nlayers = 12\n' >"$tmp/m3.ini"
+bad "model INI: unclosed group" "$tmp/m3.ini" "$sim" plan --model "$tmp/m3.ini"
+printf '{"model_type": "llama", "hidden_size": 4096,' >"$tmp/trunc.json"
+bad "HF json: truncated" "trunc.json" "$sim" plan --model "$tmp/trunc.json"
+python3 -c 'print("["*100000 + "]"*100000)' >"$tmp/deep.json"
+bad "HF json: nested 100000 deep" "deep.json" "$sim" plan --model "$tmp/deep.json"
+echo '{"model_type": "llama", "hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32, "vocab_size": 32000, "intermediate_size": "big"}' >"$tmp/str.json"
+bad "HF json: string for a number" "intermediate_size" "$sim" plan --model "$tmp/str.json"
+echo '{"model_type": "mamba", "hidden_size": 768}' >"$tmp/mamba.json"
+bad "HF json: unknown model_type" "mamba" "$sim" plan --model "$tmp/mamba.json"
+echo '{"train_batch_size": "lots"}' >"$tmp/ds1.json"
+bad "ds_config: string batch" "train_batch_size" "$sim" plan --model 7b --gpus 8 --deepspeed "$tmp/ds1.json"
+echo '{"train_batch_size": 64, "zero_optimization": {"stage": 7}}' >"$tmp/ds2.json"
+bad "ds_config: ZeRO stage 7" "stage" "$sim" plan --model 7b --gpus 8 --deepspeed "$tmp/ds2.json"
+echo '{"train_micro_batch_size_per_gpu": "auto"}' >"$tmp/ds3.json"
+bad "ds_config: auto without a value" "auto" "$sim" plan --model 7b --gpus 8 --deepspeed "$tmp/ds3.json"
+printf '[plan]\ndp = 2\ntp = 0\n' >"$tmp/p1.ini"
+bad "plan INI: tp 0" "tp" "$sim" plan --model 7b --plan "$tmp/p1.ini"
+printf '[plan]\nschedule = sideways\n' >"$tmp/p2.ini"
+bad "plan INI: unknown schedule" "sideways" "$sim" plan --model 7b --plan "$tmp/p2.ini"
+printf '[cluster]\ngpus_per_node = 8\nmemory = -80\n' >"$tmp/c1.ini"
+bad "cluster INI: negative memory" "memory" "$sim" plan --model 7b --cluster "$tmp/c1.ini"
+
+# ---- model semantics ----
+printf '[model]\nlayers = 12\nhidden = 770\nheads = 12\nvocab = 50257\nmax_seq = 1024\n' >"$tmp/m4.ini"
+bad "heads do not divide hidden" "heads" "$sim" plan --model "$tmp/m4.ini"
+printf '[model]\nlayers = 2147483647\nhidden = 768\nheads = 12\nvocab = 50257\nmax_seq = 1024\n' >"$tmp/m5.ini"
+bad "layers 2^31-1" "layers" "$sim" plan --model "$tmp/m5.ini"
+printf '[model]\nlayers = 12\nhidden = 768\nheads = 12\nvocab = 0\nmax_seq = 1024\n' >"$tmp/m6.ini"
+bad "vocab 0" "vocab" "$sim" plan --model "$tmp/m6.ini"
+bad "unknown preset" "no-such-model" "$sim" plan --model no-such-model
+bad "unknown cluster" "no-such-cluster" "$sim" plan --model 7b --cluster no-such-cluster
+
+# ---- numbers: zero, negative, NaN, Inf, overflow, sentinels ----
+for flag in --dp --tp --pp --mbs --gbs --gpus --nodes --vpp --seq; do
+  bad "$flag 0" "${flag#--}" "$sim" plan --model 7b $flag 0
+  bad "$flag -1" "${flag#--}" "$sim" plan --model 7b $flag -1
+done
+bad "--zero 4" "zero" "$sim" plan --model 7b --zero 4
+bad "--zero -1" "zero" "$sim" plan --model 7b --zero -1
+bad "--gbs 2^40" "gbs" "$sim" plan --model 7b --gbs 1099511627776
+bad "--gbs-tokens NaN" "gbs-tokens" "$sim" plan --model 7b --gbs-tokens nan
+bad "--gbs-tokens Inf" "gbs-tokens" "$sim" plan --model 7b --gbs-tokens inf
+bad "--gbs-tokens 1e400" "gbs-tokens" "$sim" plan --model 7b --gbs-tokens 1e400
+bad "--workspace -5" "workspace" "$sim" plan --model 7b --workspace -5
+bad "--dp 2^31 overflow" "dp" "$sim" plan --model 7b --dp 2147483648
+bad "dp·tp·pp overflows" "" "$sim" plan --model 7b --dp 65536 --tp 65536 --pp 65536
+bad "simulate --steps 0" "steps" "$exe" run --model tiny-gpt --steps 0
+
+# ---- unknown and contradictory flags ----
+bad "unknown flag" "--frobnicate" "$sim" plan --model 7b --frobnicate
+bad "unknown command" "frobnicate" "$sim" frobnicate
+bad "--gpus and --nodes disagree" "gpus" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --nodes 2
+bad "--gbs and --gbs-tokens both" "gbs" "$sim" plan --model 7b --gbs 8 --gbs-tokens 4M
+bad "--sp without tp" "sequence parallelism" "$sim" plan --model 7b --sp
+bad "gbs not a multiple of mbs·dp" "global batch" "$sim" plan --model 7b --gpus 8 --dp 8 --mbs 2 --gbs 12
+bad "unknown schedule" "sideways" "$sim" simulate --model 7b --cluster dgx-h100 --gpus 8 --schedule sideways
+bad "unknown --units" "units" "$sim" plan --model 7b --units furlongs
+bad "unknown --order" "order" "$sim" plan --model 7b --order tp,tp,pp
+bad "--emit unknown format" "emit" "$sim" plan --model 7b --gpus 8 --emit nonsense
+bad "extra positional argument" "stray" "$sim" plan --model 7b stray
+
+# ---- unwritable outputs and long strings ----
+mkdir "$tmp/ro"; chmod 555 "$tmp/ro"
+if [ "$(id -u)" -ne 0 ]; then
+  bad "--trace into a read-only dir" "ro" "$sim" simulate --model 7b --cluster dgx-h100 --gpus 8 --trace "$tmp/ro/t.json"
+fi
+bad "--trace into a missing dir" "missing" "$sim" simulate --model 7b --cluster dgx-h100 --gpus 8 --trace "$tmp/missing/t.json"
+bad "--csv is a directory" "dir" "$sim" simulate --model 7b --cluster dgx-h100 --gpus 8 --csv "$tmp/dir"
+long=$(head -c 100000 /dev/zero | tr '\0' x)
+bad "100 kB model name" "model" "$sim" plan --model "$long"
+bad "100 kB schedule" "schedule" "$sim" plan --model 7b --schedule "$long"
+
+# ---- the executor ----
+bad "run: --lr NaN" "lr" "$exe" run --model tiny-gpt --lr nan
+bad "run: --lr -1" "lr" "$exe" run --model tiny-gpt --lr -1
+bad "run: --clip Inf" "clip" "$exe" run --model tiny-gpt --clip inf
+bad "run: --weight-decay 2" "weight-decay" "$exe" run --model tiny-gpt --weight-decay 2
+bad "run: --warmup beyond decay" "warmup" "$exe" run --model tiny-gpt --steps 5 --warmup 50
+bad "run: --timeout 0" "timeout" "$exe" run --model tiny-gpt --timeout 0
+bad "run: --dtype f8" "dtype" "$exe" run --model tiny-gpt --dtype f8
+bad "run: --backend nosuch" "nosuch" "$exe" run --model tiny-gpt --backend nosuch
+bad "run: --comm nosuch" "nosuch" "$exe" run --model tiny-gpt --comm nosuch
+bad "run: data file missing" "nonexistent" "$exe" run --model tiny-gpt --data "$tmp/nonexistent.bin"
+bad "run: data file binary junk" "binary" "$exe" run --model tiny-gpt --data "$tmp/binary"
+bad "run: --resume from nothing" "nothing" "$exe" run --model tiny-gpt --resume "$tmp/nothing"
+bad "run: --save to a file" "binary" "$exe" run --model tiny-gpt --steps 1 --save "$tmp/binary"
+bad "data: --tokens 0" "tokens" "$exe" data --synthetic --tokens 0 --out "$tmp/d.bin"
+# a corrupt checkpoint: one flipped byte in a shard
+"$exe" run --model tiny-gpt --steps 1 --save "$tmp/ck" >/dev/null 2>&1
+shard=$(find "$tmp/ck" -name 'rank-*.ckpt' | head -1)
+if [ -n "$shard" ]; then
+  printf '\x5a' | dd of="$shard" bs=1 seek=200 conv=notrunc status=none
+  bad "run: a shard with a flipped byte" "corrupt" "$exe" run --model tiny-gpt --steps 2 --resume "$tmp/ck"
+  rm -f "$shard"
+  bad "run: a missing shard" "rank-" "$exe" run --model tiny-gpt --steps 2 --resume "$tmp/ck"
+fi
+
+echo "1..$n"
+exit $fail
