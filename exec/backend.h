@@ -170,6 +170,9 @@ void px_stream_free(PxStream *s);
 const char *px_stream_label(const PxStream *s);
 /* TRUE when the stream runs work on the calling thread (nothing is ever pending). */
 gboolean px_stream_is_inline(const PxStream *s);
+/* The device's handle of the stream (a cudaStream_t on cuda), or NULL where
+ * the backend has none (cpu): what NCCL queues its kernels on. */
+void *px_stream_native(PxStream *s);
 /* Block until everything queued so far has run; the first error of the stream. */
 gboolean px_stream_synchronize(PxStream *s, GError **error);
 

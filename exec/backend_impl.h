@@ -134,6 +134,10 @@ struct _PxDevEvent {
 typedef struct PxStreamOps {
   gboolean (*stream_init)(PxStream *s, gboolean compute, GError **error);
   void (*stream_free)(PxStream *s);
+  /* The device's own handle of s (cudaStream_t for cuda), for libraries that
+   * queue work on it themselves (NCCL: exec/nccl/comm_nccl.c). NULL: none
+   * (the host streams). */
+  void *(*native)(PxStream *s);
   gboolean (*launch_host)(PxStream *s, PxHostFn fn, gpointer data, GDestroyNotify free_data,
                           GError **error);
   gboolean (*synchronize)(PxStream *s, GError **error);

@@ -296,6 +296,7 @@ void px_stream_free(PxStream *s) {
 
 const char *px_stream_label(const PxStream *s) { return s->name; }
 gboolean px_stream_is_inline(const PxStream *s) { return s->is_inline; }
+void *px_stream_native(PxStream *s) { return s->ops->native ? s->ops->native(s) : NULL; }
 gboolean px_stream_synchronize(PxStream *s, GError **error) { return s->ops->synchronize(s, error); }
 
 gboolean px_stream_launch_host(PxStream *s, PxHostFn fn, gpointer data, GDestroyNotify free_data, GError **error) {

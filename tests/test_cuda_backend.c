@@ -475,6 +475,9 @@ static void test_streams(void) {
   PxStream *copy = px_stream_new(cu, "copy", &E), *comp = px_backend_compute_stream(cu);
   g_assert_no_error(E);
   g_assert_false(px_stream_is_inline(comp));
+  g_assert_nonnull(px_stream_native(comp)); /* cudaStream_t handles, for NCCL */
+  g_assert_nonnull(px_stream_native(copy));
+  g_assert_true(px_stream_native(comp) != px_stream_native(copy));
   PxDevEvent *up = px_event_new(cu, &E), *t0 = px_event_new(cu, &E), *t1 = px_event_new(cu, &E);
   g_assert_no_error(E);
   /* upload on "copy", compute waits for it, scales, downloads, then a host function reads the result */

@@ -256,6 +256,9 @@ typedef struct {
 
 static cudaStream_t stream_of(PxStream *s) { return ((CuStream *)s->impl)->st; }
 
+/* px_stream_native: the cudaStream_t, for NCCL to queue its kernels on */
+static void *cs_native(PxStream *s) { return stream_of(s); }
+
 static gboolean state_error(StreamState *ss, GError **error) {
   if (!ss) return TRUE;
   g_mutex_lock(&ss->lock);
@@ -479,6 +482,7 @@ static gboolean cs_memcpy_async(PxStream *s, void *dst, const void *src, gsize b
 static const PxStreamOps cuda_stream_ops = {
   .stream_init = cs_init,
   .stream_free = cs_free,
+  .native = cs_native,
   .launch_host = cs_launch_host,
   .synchronize = cs_synchronize,
   .event_init = ce_init,
