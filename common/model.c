@@ -471,7 +471,7 @@ static gboolean hf_activation(Hf *c, const char *key, const char *def, const cha
  * non-zero one turns the description's dropout on. */
 static gboolean hf_dropout(Hf *c, const char *const *keys, double def, gboolean *dropout) {
   for (int i = 0; keys[i]; i++) {
-    double p;
+    double p = def; /* set by hf_double; initialised for -O3's flow analysis */
     if (!hf_double(c, keys[i], def, &p)) return FALSE;
     if (p >= 1) return hf_fail(c, "\"%s\" = %g must be below 1", keys[i], p);
     if (p > 0) *dropout = TRUE;

@@ -32,6 +32,8 @@ const char *px_dtype_name(PxDType dtype) {
   return "?";
 }
 
+gboolean px_dtype_is_half(PxDType dtype) { return dtype == PX_DTYPE_BF16 || dtype == PX_DTYPE_F16; }
+
 const char *px_mem_category_name(PxMemCategory c) {
   static const char *names[] = {"weights", "gradients", "optimizer", "activations", "buffers"};
   return (unsigned)c < PX_MEM_N_CATEGORIES ? names[c] : "?";
@@ -374,6 +376,67 @@ static gboolean maybe(PxBackend *be, const char *op, const char *what, const PxT
   return !t || need(be, op, what, t, dtype, rows, cols, error);
 }
 
+/* The dtype a parameter tensor may have beside activations of dtype dt: dt,
+ * or bf16 / f16 beside f32 (mixed precision). */
+static PxDType param_dt(const PxTensor *p, PxDType dt) {
+  return p && px_dtype_is_half(p->dtype) && dt == PX_DTYPE_F32 ? p->dtype : dt;
+}
+
+/* ---- mixed precision on a backend without half kernels ----
+ * An op given a half parameter (or half parameter-gradient output) beside f32
+ * activations runs on f32 copies: each half input is cast into a new f32
+ * tensor, each half output gets a zeroed f32 buffer that the op accumulates
+ * into and that is then added (px_op_cast, rounding once) into the half
+ * tensor — the ops' outputs of parameter shape are all gradients, which ADD.
+ * The copies are transient PX_MEM_BUFFERS tensors. */
+#define PROMO_MAX 4
+typedef struct {
+  PxBackend *be;
+  PxDType to;
+  PxTensor *tmp[PROMO_MAX];
+  PxTensor *dst[PROMO_MAX]; /* the half output a buffer is added into; NULL for an input's copy */
+  int n;
+  gboolean ok;
+  GError **error;
+} Promo;
+
+static gboolean promote_needed(PxBackend *be, const PxTensor *t) {
+  return t && px_dtype_is_half(t->dtype) && !be->ops->half_params;
+}
+
+static Promo promo_begin(PxBackend *be, GError **error) {
+  Promo p = {be, PX_DTYPE_F32, {NULL}, {NULL}, 0, TRUE, error};
+  return p;
+}
+
+static PxTensor *promo_tensor(Promo *p, const PxTensor *t, gboolean out) {
+  if (!p->ok || !t || !px_dtype_is_half(t->dtype)) return (PxTensor *)t;
+  g_assert(p->n < PROMO_MAX);
+  g_autofree char *name = g_strdup_printf("%s.f32", t->name);
+  PxTensor *c = (out ? px_tensor_new_zeroed : px_tensor_new)(p->be, name, p->to, PX_MEM_BUFFERS, t->ndim,
+                                                              t->shape, p->error);
+  if (!c) {
+    p->ok = FALSE;
+    return NULL;
+  }
+  p->tmp[p->n] = c;
+  p->dst[p->n++] = out ? (PxTensor *)t : NULL;
+  if (!out && !px_op_cast(p->be, c, t, FALSE, p->error)) p->ok = FALSE;
+  return c;
+}
+
+static const PxTensor *promo_in(Promo *p, const PxTensor *t) { return promo_tensor(p, t, FALSE); }
+static PxTensor *promo_out(Promo *p, PxTensor *t) { return promo_tensor(p, t, TRUE); }
+
+/* After the op (ok: it succeeded): add the buffers into their half outputs, free the copies. */
+static gboolean promo_end(Promo *p, gboolean ok) {
+  for (int i = 0; i < p->n; i++) {
+    if (ok && p->dst[i]) ok = px_op_cast(p->be, p->dst[i], p->tmp[i], TRUE, p->error);
+    px_tensor_free(p->tmp[i]);
+  }
+  return ok;
+}
+
 /* The float dtype of an op, taken from its main tensor; rows = numel / last dim. */
 static gboolean float_matrix(const char *op, const char *what, const PxTensor *t, gint64 *rows,
                              gint64 *cols, GError **error) {
@@ -387,29 +450,52 @@ static gboolean float_matrix(const char *op, const char *what, const PxTensor *t
   return TRUE;
 }
 
+/* The same for a parameter, which may also be bf16 or f16. */
+static gboolean param_matrix(const char *op, const char *what, const PxTensor *t, gint64 *rows,
+                             gint64 *cols, GError **error) {
+  if (t && px_dtype_is_half(t->dtype)) {
+    *cols = t->shape[t->ndim - 1];
+    *rows = t->numel / *cols;
+    return TRUE;
+  }
+  return float_matrix(op, what, t, rows, cols, error);
+}
+
 gboolean px_op_linear_fwd(PxBackend *be, PxTensor *y, const PxTensor *x, const PxTensor *w,
                           const PxTensor *b, GError **error) {
+  if (promote_needed(be, w) || promote_needed(be, b)) {
+    Promo p = promo_begin(be, error);
+    const PxTensor *w2 = promo_in(&p, w), *b2 = promo_in(&p, b);
+    return promo_end(&p, p.ok && px_op_linear_fwd(be, y, x, w2, b2, error));
+  }
   const char *op = "linear_fwd";
   gint64 out, in, N, ycols;
-  if (!float_matrix(op, "w", w, &out, &in, error) || !float_matrix(op, "y", y, &N, &ycols, error))
+  if (!param_matrix(op, "w", w, &out, &in, error) || !float_matrix(op, "y", y, &N, &ycols, error))
     return FALSE;
-  PxDType dt = w->dtype;
-  if (!need(be, op, "w", w, dt, out, in, error) || !need(be, op, "y", y, dt, N, out, error) ||
-      !need(be, op, "x", x, dt, N, in, error) || !maybe(be, op, "b", b, dt, 1, out, error))
+  PxDType dt = y->dtype;
+  if (!need(be, op, "w", w, param_dt(w, dt), out, in, error) || !need(be, op, "y", y, dt, N, out, error) ||
+      !need(be, op, "x", x, dt, N, in, error) || !maybe(be, op, "b", b, param_dt(b, dt), 1, out, error))
     return FALSE;
   return be->ops->linear_fwd(be, y, x, w, b, error);
 }
 
 gboolean px_op_linear_bwd(PxBackend *be, PxTensor *dx, PxTensor *dw, PxTensor *db,
                           const PxTensor *dy, const PxTensor *x, const PxTensor *w, GError **error) {
+  if (promote_needed(be, w) || promote_needed(be, dw) || promote_needed(be, db)) {
+    Promo p = promo_begin(be, error);
+    const PxTensor *w2 = promo_in(&p, w);
+    PxTensor *dw2 = promo_out(&p, dw), *db2 = promo_out(&p, db);
+    return promo_end(&p, p.ok && px_op_linear_bwd(be, dx, dw2, db2, dy, x, w2, error));
+  }
   const char *op = "linear_bwd";
   gint64 out, in, N, dycols;
-  if (!float_matrix(op, "w", w, &out, &in, error) || !float_matrix(op, "dy", dy, &N, &dycols, error))
+  if (!param_matrix(op, "w", w, &out, &in, error) || !float_matrix(op, "dy", dy, &N, &dycols, error))
     return FALSE;
-  PxDType dt = w->dtype;
-  if (!need(be, op, "w", w, dt, out, in, error) || !need(be, op, "dy", dy, dt, N, out, error) ||
+  PxDType dt = dy->dtype;
+  if (!need(be, op, "w", w, param_dt(w, dt), out, in, error) || !need(be, op, "dy", dy, dt, N, out, error) ||
       !need(be, op, "x", x, dt, N, in, error) || !maybe(be, op, "dx", dx, dt, N, in, error) ||
-      !maybe(be, op, "dw", dw, dt, out, in, error) || !maybe(be, op, "db", db, dt, 1, out, error))
+      !maybe(be, op, "dw", dw, param_dt(dw, dt), out, in, error) ||
+      !maybe(be, op, "db", db, param_dt(db, dt), 1, out, error))
     return FALSE;
   return be->ops->linear_bwd(be, dx, dw, db, dy, x, w, error);
 }
@@ -417,17 +503,19 @@ gboolean px_op_linear_bwd(PxBackend *be, PxTensor *dx, PxTensor *dw, PxTensor *d
 static gboolean embedding_check(PxBackend *be, const char *op, const PxTensor *act,
                                 const PxTensor *tokens, const PxTensor *wte, const PxTensor *wpe,
                                 int B, int T, GError **error) {
-  gint64 V, C;
-  if (!float_matrix(op, "wte", wte, &V, &C, error)) return FALSE;
+  gint64 V, C, ar, ac;
+  if (!param_matrix(op, "wte", wte, &V, &C, error) || !float_matrix(op, "activations", act, &ar, &ac, error))
+    return FALSE;
   if (B < 1 || T < 1) return fail(error, PX_BACKEND_ERROR_SHAPE, "%s: B=%d T=%d", op, B, T);
-  PxDType dt = wte->dtype;
-  if (!need(be, op, "activations", act, dt, (gint64)B * T, C, error) ||
+  PxDType dt = act->dtype;
+  if (!need(be, op, "wte", wte, param_dt(wte, dt), V, C, error) ||
+      !need(be, op, "activations", act, dt, (gint64)B * T, C, error) ||
       !need(be, op, "tokens", tokens, PX_DTYPE_I32, (gint64)B * T, 1, error))
     return FALSE;
   if (wpe) {
     gint64 maxT, Cp;
-    if (!float_matrix(op, "wpe", wpe, &maxT, &Cp, error) ||
-        !need(be, op, "wpe", wpe, dt, maxT, C, error))
+    if (!param_matrix(op, "wpe", wpe, &maxT, &Cp, error) ||
+        !need(be, op, "wpe", wpe, param_dt(wpe, dt), maxT, C, error))
       return FALSE;
     if (maxT < T)
       return fail(error, PX_BACKEND_ERROR_SHAPE, "%s: wpe has %" G_GINT64_FORMAT " positions, T=%d",
@@ -438,12 +526,22 @@ static gboolean embedding_check(PxBackend *be, const char *op, const PxTensor *a
 
 gboolean px_op_embedding_fwd(PxBackend *be, PxTensor *out, const PxTensor *tokens,
                              const PxTensor *wte, const PxTensor *wpe, int B, int T, GError **error) {
+  if (promote_needed(be, wte) || promote_needed(be, wpe)) {
+    Promo p = promo_begin(be, error);
+    const PxTensor *a = promo_in(&p, wte), *b = promo_in(&p, wpe);
+    return promo_end(&p, p.ok && px_op_embedding_fwd(be, out, tokens, a, b, B, T, error));
+  }
   return embedding_check(be, "embedding_fwd", out, tokens, wte, wpe, B, T, error) &&
          be->ops->embedding_fwd(be, out, tokens, wte, wpe, B, T, error);
 }
 
 gboolean px_op_embedding_bwd(PxBackend *be, PxTensor *dwte, PxTensor *dwpe, const PxTensor *dout,
                              const PxTensor *tokens, int B, int T, GError **error) {
+  if (promote_needed(be, dwte) || promote_needed(be, dwpe)) {
+    Promo p = promo_begin(be, error);
+    PxTensor *a = promo_out(&p, dwte), *b = promo_out(&p, dwpe);
+    return promo_end(&p, p.ok && px_op_embedding_bwd(be, a, b, dout, tokens, B, T, error));
+  }
   return embedding_check(be, "embedding_bwd", dout, tokens, dwte, dwpe, B, T, error) &&
          be->ops->embedding_bwd(be, dwte, dwpe, dout, tokens, B, T, error);
 }
@@ -456,13 +554,19 @@ static gboolean norm_check(PxBackend *be, const char *op, const PxTensor *x, con
   if (!float_matrix(op, "x", x, &N, &C, error)) return FALSE;
   PxDType dt = x->dtype;
   return need(be, op, "x", x, dt, N, C, error) && need(be, op, "out", y, dt, N, C, error) &&
-         need(be, op, "weight", w, dt, 1, C, error) && maybe(be, op, "bias", b, dt, 1, C, error) &&
+         need(be, op, "weight", w, param_dt(w, dt), 1, C, error) &&
+         maybe(be, op, "bias", b, param_dt(b, dt), 1, C, error) &&
          maybe(be, op, "stats", s1, dt, N, 1, error) && need(be, op, "rstd", s2, dt, N, 1, error);
 }
 
 gboolean px_op_layernorm_fwd(PxBackend *be, PxTensor *out, PxTensor *mean, PxTensor *rstd,
                              const PxTensor *x, const PxTensor *w, const PxTensor *b, double eps,
                              GError **error) {
+  if (promote_needed(be, w) || promote_needed(be, b)) {
+    Promo p = promo_begin(be, error);
+    const PxTensor *w2 = promo_in(&p, w), *b2 = promo_in(&p, b);
+    return promo_end(&p, p.ok && px_op_layernorm_fwd(be, out, mean, rstd, x, w2, b2, eps, error));
+  }
   const char *op = "layernorm_fwd";
   if (!mean) return fail(error, PX_BACKEND_ERROR_SHAPE, "%s: mean is missing", op);
   return norm_check(be, op, x, out, w, b, mean, rstd, error) &&
@@ -472,18 +576,29 @@ gboolean px_op_layernorm_fwd(PxBackend *be, PxTensor *out, PxTensor *mean, PxTen
 gboolean px_op_layernorm_bwd(PxBackend *be, PxTensor *dx, PxTensor *dw, PxTensor *db,
                              const PxTensor *dout, const PxTensor *x, const PxTensor *w,
                              const PxTensor *mean, const PxTensor *rstd, GError **error) {
+  if (promote_needed(be, w) || promote_needed(be, dw) || promote_needed(be, db)) {
+    Promo p = promo_begin(be, error);
+    const PxTensor *w2 = promo_in(&p, w);
+    PxTensor *dw2 = promo_out(&p, dw), *db2 = promo_out(&p, db);
+    return promo_end(&p, p.ok && px_op_layernorm_bwd(be, dx, dw2, db2, dout, x, w2, mean, rstd, error));
+  }
   const char *op = "layernorm_bwd";
   if (!mean) return fail(error, PX_BACKEND_ERROR_SHAPE, "%s: mean is missing", op);
   if (!norm_check(be, op, x, dout, w, NULL, mean, rstd, error)) return FALSE;
   gint64 N = x->numel / x->shape[x->ndim - 1], C = x->shape[x->ndim - 1];
   return maybe(be, op, "dx", dx, x->dtype, N, C, error) &&
-         maybe(be, op, "dw", dw, x->dtype, 1, C, error) &&
-         maybe(be, op, "db", db, x->dtype, 1, C, error) &&
+         maybe(be, op, "dw", dw, param_dt(dw, x->dtype), 1, C, error) &&
+         maybe(be, op, "db", db, param_dt(db, x->dtype), 1, C, error) &&
          be->ops->layernorm_bwd(be, dx, dw, db, dout, x, w, mean, rstd, error);
 }
 
 gboolean px_op_rmsnorm_fwd(PxBackend *be, PxTensor *out, PxTensor *rstd, const PxTensor *x,
                            const PxTensor *w, double eps, GError **error) {
+  if (promote_needed(be, w)) {
+    Promo p = promo_begin(be, error);
+    const PxTensor *w2 = promo_in(&p, w);
+    return promo_end(&p, p.ok && px_op_rmsnorm_fwd(be, out, rstd, x, w2, eps, error));
+  }
   return norm_check(be, "rmsnorm_fwd", x, out, w, NULL, NULL, rstd, error) &&
          be->ops->rmsnorm_fwd(be, out, rstd, x, w, eps, error);
 }
@@ -491,11 +606,17 @@ gboolean px_op_rmsnorm_fwd(PxBackend *be, PxTensor *out, PxTensor *rstd, const P
 gboolean px_op_rmsnorm_bwd(PxBackend *be, PxTensor *dx, PxTensor *dw, const PxTensor *dout,
                            const PxTensor *x, const PxTensor *w, const PxTensor *rstd,
                            GError **error) {
+  if (promote_needed(be, w) || promote_needed(be, dw)) {
+    Promo p = promo_begin(be, error);
+    const PxTensor *w2 = promo_in(&p, w);
+    PxTensor *dw2 = promo_out(&p, dw);
+    return promo_end(&p, p.ok && px_op_rmsnorm_bwd(be, dx, dw2, dout, x, w2, rstd, error));
+  }
   const char *op = "rmsnorm_bwd";
   if (!norm_check(be, op, x, dout, w, NULL, NULL, rstd, error)) return FALSE;
   gint64 N = x->numel / x->shape[x->ndim - 1], C = x->shape[x->ndim - 1];
   return maybe(be, op, "dx", dx, x->dtype, N, C, error) &&
-         maybe(be, op, "dw", dw, x->dtype, 1, C, error) &&
+         maybe(be, op, "dw", dw, param_dt(dw, x->dtype), 1, C, error) &&
          be->ops->rmsnorm_bwd(be, dx, dw, dout, x, w, rstd, error);
 }
 
@@ -677,6 +798,11 @@ static gboolean vp_range(const char *op, const PxTensor *w, gint64 v0, gint64 n_
 gboolean px_op_embedding_vp_fwd(PxBackend *be, PxTensor *out, const PxTensor *tokens,
                                 const PxTensor *wte, const PxTensor *wpe, gint64 v0,
                                 gint64 n_real, int B, int T, GError **error) {
+  if (promote_needed(be, wte) || promote_needed(be, wpe)) {
+    Promo p = promo_begin(be, error);
+    const PxTensor *a = promo_in(&p, wte), *b = promo_in(&p, wpe);
+    return promo_end(&p, p.ok && px_op_embedding_vp_fwd(be, out, tokens, a, b, v0, n_real, B, T, error));
+  }
   const char *op = "embedding_vp_fwd";
   return embedding_check(be, op, out, tokens, wte, wpe, B, T, error) &&
          vp_range(op, wte, v0, n_real, error) &&
@@ -686,6 +812,11 @@ gboolean px_op_embedding_vp_fwd(PxBackend *be, PxTensor *out, const PxTensor *to
 gboolean px_op_embedding_vp_bwd(PxBackend *be, PxTensor *dwte, PxTensor *dwpe,
                                 const PxTensor *dout, const PxTensor *tokens, gint64 v0,
                                 gint64 n_real, int B, int T, GError **error) {
+  if (promote_needed(be, dwte) || promote_needed(be, dwpe)) {
+    Promo p = promo_begin(be, error);
+    PxTensor *a = promo_out(&p, dwte), *b = promo_out(&p, dwpe);
+    return promo_end(&p, p.ok && px_op_embedding_vp_bwd(be, a, b, dout, tokens, v0, n_real, B, T, error));
+  }
   const char *op = "embedding_vp_bwd";
   return embedding_check(be, op, dout, tokens, dwte, dwpe, B, T, error) &&
          vp_range(op, dwte, v0, n_real, error) &&
@@ -753,12 +884,18 @@ gboolean px_op_ce_vp_bwd(PxBackend *be, PxTensor *dlogits, const PxTensor *logit
 gboolean px_op_adamw_dev(PxBackend *be, PxTensor *param, const PxTensor *grad, PxTensor *m,
                          PxTensor *v, const PxAdamW *opt, const PxTensor *scale_t,
                          const PxTensor *skip_if, GError **error) {
-  const PxTensor *ts[] = {param, grad, m, v};
-  const char *names[] = {"param", "grad", "m", "v"};
+  const PxTensor *ts[] = {param, m, v};
+  const char *names[] = {"param", "m", "v"};
   if (!grad || !m || !v || !opt)
     return fail(error, PX_BACKEND_ERROR_SHAPE, "adamw: a tensor is missing");
+  if (promote_needed(be, grad) && param && !px_dtype_is_half(param->dtype)) { /* fp32 master, half gradient */
+    Promo p = promo_begin(be, error);
+    const PxTensor *g2 = promo_in(&p, grad);
+    return promo_end(&p, p.ok && px_op_adamw_dev(be, param, g2, m, v, opt, scale_t, skip_if, error));
+  }
   if (opt->t < 1) return fail(error, PX_BACKEND_ERROR_SHAPE, "adamw: step t=%d, must be >= 1", opt->t);
-  return same_check(be, "adamw", names, ts, 4, error) &&
+  return same_check(be, "adamw", names, ts, 3, error) &&
+         need(be, "adamw", "grad", grad, param_dt(grad, param->dtype), param->numel, 1, error) &&
          scalar_check(be, "adamw", "scale_t", scale_t, TRUE, FALSE, error) &&
          scalar_check(be, "adamw", "skip_if", skip_if, TRUE, TRUE, error) &&
          be->ops->adamw(be, param, grad, m, v, opt, scale_t, skip_if, error);
@@ -772,7 +909,12 @@ gboolean px_op_adamw(PxBackend *be, PxTensor *param, const PxTensor *grad, PxTen
 gboolean px_op_sum_squares_acc(PxBackend *be, PxTensor *acc, const PxTensor *t, GError **error) {
   const PxTensor *ts[] = {t};
   const char *names[] = {"t"};
-  return same_check(be, "sum_squares", names, ts, 1, error) &&
+  if (promote_needed(be, t)) {
+    Promo p = promo_begin(be, error);
+    const PxTensor *t2 = promo_in(&p, t);
+    return promo_end(&p, p.ok && px_op_sum_squares_acc(be, acc, t2, error));
+  }
+  return (px_dtype_is_half(t->dtype) || same_check(be, "sum_squares", names, ts, 1, error)) &&
          scalar_check(be, "sum_squares", "acc", acc, FALSE, FALSE, error) &&
          be->ops->sum_squares_acc(be, acc, t, error);
 }
@@ -793,7 +935,12 @@ gboolean px_op_clip_coef(PxBackend *be, PxTensor *coef, const PxTensor *sumsq, d
 gboolean px_op_check_finite(PxBackend *be, PxTensor *flag, const PxTensor *t, GError **error) {
   const PxTensor *ts[] = {t};
   const char *names[] = {"t"};
-  return same_check(be, "check_finite", names, ts, 1, error) &&
+  if (promote_needed(be, t)) {
+    Promo p = promo_begin(be, error);
+    const PxTensor *t2 = promo_in(&p, t);
+    return promo_end(&p, p.ok && px_op_check_finite(be, flag, t2, error));
+  }
+  return (px_dtype_is_half(t->dtype) || same_check(be, "check_finite", names, ts, 1, error)) &&
          scalar_check(be, "check_finite", "flag", flag, FALSE, TRUE, error) &&
          be->ops->check_finite(be, flag, t, error);
 }
@@ -802,4 +949,21 @@ gboolean px_op_scale(PxBackend *be, PxTensor *t, double alpha, GError **error) {
   const PxTensor *ts[] = {t};
   const char *names[] = {"t"};
   return same_check(be, "scale", names, ts, 1, error) && be->ops->scale(be, t, alpha, error);
+}
+
+gboolean px_op_cast(PxBackend *be, PxTensor *dst, const PxTensor *src, gboolean accumulate,
+                    GError **error) {
+  const char *op = "cast";
+  if (!dst || !src) return fail(error, PX_BACKEND_ERROR_SHAPE, "%s: a tensor is missing", op);
+  if (dst->backend != be || src->backend != be)
+    return fail(error, PX_BACKEND_ERROR_SHAPE, "%s: %s or %s lives on another backend", op, dst->name, src->name);
+  if (dst->dtype == PX_DTYPE_I32 || src->dtype == PX_DTYPE_I32 || dst->numel != src->numel)
+    return fail(error, PX_BACKEND_ERROR_SHAPE,
+                "%s: %s (%s, %" G_GINT64_FORMAT " elements) from %s (%s, %" G_GINT64_FORMAT
+                " elements): float tensors of one size", op, dst->name, px_dtype_name(dst->dtype), dst->numel,
+                src->name, px_dtype_name(src->dtype), src->numel);
+  if (!be->ops->cast)
+    return fail(error, PX_BACKEND_ERROR_UNSUPPORTED, "%s: backend '%s' has no cast (no bf16/fp16 parameters)", op,
+                be->ops->name);
+  return be->ops->cast(be, dst, src, accumulate, error);
 }

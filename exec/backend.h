@@ -134,6 +134,8 @@ void px_tensor_free(PxTensor *t);
 gboolean px_tensor_upload(PxTensor *t, const void *host, GError **error);
 gboolean px_tensor_download(const PxTensor *t, void *host, GError **error);
 gboolean px_tensor_zero(PxTensor *t, GError **error);
+/* bf16 or f16 */
+gboolean px_dtype_is_half(PxDType dtype);
 /* Upload / download converting from / to double, whatever the tensor's float
  * dtype (f32, f64, bf16, f16; rounding to nearest even on upload). */
 gboolean px_tensor_upload_f64(PxTensor *t, const double *host, GError **error);
@@ -373,6 +375,28 @@ gboolean px_op_clip_coef(PxBackend *be, PxTensor *coef, const PxTensor *sumsq, d
 gboolean px_op_check_finite(PxBackend *be, PxTensor *flag, const PxTensor *t, GError **error);
 /* t *= alpha. */
 gboolean px_op_scale(PxBackend *be, PxTensor *t, double alpha, GError **error);
+
+/* ---- mixed precision ----
+ * dst = src, or dst += src with accumulate, between float dtypes (f32, f64,
+ * bf16, f16) of the same numel: the sum is formed in f32 (f64 when either
+ * side is f64) and rounded once to dst's dtype, to nearest even (exec/half.h;
+ * __float2bfloat16_rn / __float2half_rn on a GPU; fp16 overflow gives ±Inf).
+ * It rounds the fp32 master weights to the bf16/fp16 parameters after the
+ * optimizer, stages half gradients into fp32 for their reduction, and is what
+ * backend.c promotes half tensors with (below). */
+gboolean px_op_cast(PxBackend *be, PxTensor *dst, const PxTensor *src, gboolean accumulate,
+                    GError **error);
+
+/* Half weights on an f32 model (mixed precision): the ops that take
+ * parameters — linear (w, b), embedding and embedding_vp (wte, wpe),
+ * layernorm / rmsnorm (w, b) — accept them in bf16 or f16 while their
+ * activations are f32, and their parameter-gradient outputs (dw, db, dwte,
+ * dwpe) likewise; adamw accepts a half grad, sum_squares and check_finite a
+ * half tensor. A backend whose table sets half_params runs these natively
+ * (e.g. cuBLAS GEMMs on bf16 with fp32 accumulation); for the others
+ * backend.c reads each half input through an f32 copy and accumulates each
+ * half gradient through a zeroed f32 buffer that px_op_cast then adds in
+ * (transient PX_MEM_BUFFERS tensors, the size of one parameter tensor). */
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(PxBackend, px_backend_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(PxTensor, px_tensor_free)

@@ -496,6 +496,54 @@ static gboolean cpu_scale(PxBackend *be, PxTensor *t, double alpha, GError **err
   return TRUE;
 }
 
+/* Element i of a float tensor's data, and a value stored as dtype (halves to nearest even). */
+static inline float load_f32(const void *p, PxDType dt, gint64 i) {
+  switch (dt) {
+  case PX_DTYPE_F32: return ((const float *)p)[i];
+  case PX_DTYPE_BF16: return px_bf16_to_f32(((const guint16 *)p)[i]);
+  case PX_DTYPE_F16: return px_f16_to_f32(((const guint16 *)p)[i]);
+  default: return (float)((const double *)p)[i];
+  }
+}
+
+static inline void store_f32(void *p, PxDType dt, gint64 i, float x) {
+  switch (dt) {
+  case PX_DTYPE_F32: ((float *)p)[i] = x; break;
+  case PX_DTYPE_BF16: ((guint16 *)p)[i] = px_f32_to_bf16(x); break;
+  case PX_DTYPE_F16: ((guint16 *)p)[i] = px_f32_to_f16(x); break;
+  default: ((double *)p)[i] = x; break;
+  }
+}
+
+/* dst (=|+=) src: in f32, rounded once to dst's dtype; in f64 when either side is f64. */
+static gboolean cpu_cast(PxBackend *be, PxTensor *dst, const PxTensor *src, gboolean accumulate,
+                         GError **error) {
+  (void)be;
+  (void)error;
+  gint64 n = dst->numel;
+  PxDType dd = dst->dtype, sd = src->dtype;
+  void *d = dst->data;
+  const void *s = src->data;
+  int nt = px_cpu_threads((double)n / 16384);
+  if (dd == PX_DTYPE_F64 || sd == PX_DTYPE_F64) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (gint64 i = 0; i < n; i++) {
+      double x = sd == PX_DTYPE_F64 ? ((const double *)s)[i] : load_f32(s, sd, i);
+      if (accumulate) x += dd == PX_DTYPE_F64 ? ((double *)d)[i] : load_f32(d, dd, i);
+      if (dd == PX_DTYPE_F64) ((double *)d)[i] = x;
+      else store_f32(d, dd, i, (float)x);
+    }
+    return TRUE;
+  }
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (gint64 i = 0; i < n; i++) {
+    float x = load_f32(s, sd, i);
+    if (accumulate) x += load_f32(d, dd, i);
+    store_f32(d, dd, i, x);
+  }
+  return TRUE;
+}
+
 static const PxBackendOps cpu_ops = {
   .name = "cpu",
   .free = cpu_free,
@@ -536,6 +584,8 @@ static const PxBackendOps cpu_ops = {
   .check_finite = cpu_check_finite,
   .clip_coef = cpu_clip_coef,
   .scale = cpu_scale,
+  .cast = cpu_cast,
+  .half_params = FALSE, /* backend.c promotes half parameters through f32 copies */
 };
 
 static gpointer cpu_init_once(gpointer data) {

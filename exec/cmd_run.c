@@ -23,6 +23,7 @@
 #include "report.h"
 #include "runtime.h"
 #include "comm_tcp.h"
+#include "nccl/comm_nccl.h"
 #include "launch_env.h"
 
 #define CMD "parallax-exec run"
@@ -59,6 +60,8 @@ static void memory_rows(const PxRankMemory *m, double meas[5], double pred[5]) {
 static gboolean parse_dtype(const char *s, PxDType *out) {
   if (!s || !g_ascii_strcasecmp(s, "f32") || !g_ascii_strcasecmp(s, "fp32")) { *out = PX_DTYPE_F32; return TRUE; }
   if (!g_ascii_strcasecmp(s, "f64") || !g_ascii_strcasecmp(s, "fp64")) { *out = PX_DTYPE_F64; return TRUE; }
+  if (!g_ascii_strcasecmp(s, "bf16")) { *out = PX_DTYPE_BF16; return TRUE; }
+  if (!g_ascii_strcasecmp(s, "f16") || !g_ascii_strcasecmp(s, "fp16")) { *out = PX_DTYPE_F16; return TRUE; }
   return FALSE;
 }
 
@@ -75,11 +78,18 @@ int px_exec_cmd_run(int argc, char **argv) {
     {"comm", 0, 0, G_OPTION_ARG_STRING, &a.comm,
      "Communicator: local (every rank a thread of this process; the default), mpi (one process per rank, "
      "under mpirun or srun; the default when launched by mpirun), tcp (one process per rank from RANK, "
-     "WORLD_SIZE, MASTER_ADDR, MASTER_PORT: parallax-exec launch, torchrun-style launchers)", "C"},
+     "WORLD_SIZE, MASTER_ADDR, MASTER_PORT: parallax-exec launch, torchrun-style launchers), nccl (one process "
+     "per rank and GPU, with --backend cuda; the default for --backend cuda under a launcher when built with NCCL)", "C"},
     {"steps", 'n', 0, G_OPTION_ARG_INT, &a.steps, "Train up to this step (default 10)", "N"},
     {"seed", 0, 0, G_OPTION_ARG_INT64, &a.seed, "Seed of weights and synthetic data (default 1337)", "S"},
     {"data", 0, 0, G_OPTION_ARG_FILENAME, &a.data, "llm.c token file (default: synthetic corpus)", "FILE"},
-    {"dtype", 0, 0, G_OPTION_ARG_STRING, &a.dtype, "Compute type: f32 (default) or f64", "T"},
+    {"dtype", 0, 0, G_OPTION_ARG_STRING, &a.dtype,
+     "f32 (default) or f64; bf16 or f16: mixed precision (half parameters and gradients, fp32 master weights "
+     "and AdamW moments, fp32 compute on the cpu backend)", "T"},
+    {"loss-scale", 0, 0, G_OPTION_ARG_DOUBLE, &a.opt.loss_scale,
+     "f16: initial dynamic loss scale (default 65536 = 2^16, DeepSpeed's initial_scale_power 16)", "S"},
+    {"loss-scale-window", 0, 0, G_OPTION_ARG_INT, &a.opt.loss_scale_window,
+     "f16: steps without overflow before the scale doubles (default 1000, DeepSpeed / Megatron)", "N"},
     {"lr", 0, 0, G_OPTION_ARG_DOUBLE, &a.opt.lr, "Peak learning rate (default 1e-3)", "LR"},
     {"min-lr", 0, 0, G_OPTION_ARG_DOUBLE, &a.opt.min_lr, "Final learning rate of the cosine (default 1e-4)", "LR"},
     {"warmup", 0, 0, G_OPTION_ARG_INT, &a.opt.warmup, "Linear warm-up steps (default 0)", "N"},
@@ -120,7 +130,7 @@ int px_exec_cmd_run(int argc, char **argv) {
   a.opt.data = a.data;
   if (a.opt.decay_steps == 0) a.opt.decay_steps = a.steps;
   if (!parse_dtype(a.dtype, &a.opt.dtype)) {
-    fprintf(stderr, CMD ": --dtype '%s' is not f32 or f64\n", a.dtype);
+    fprintf(stderr, CMD ": --dtype '%s' is not f32, f64, bf16 or f16\n", a.dtype);
     goto out;
   }
   if (!px_units_parse(o.units, &units)) {
@@ -141,18 +151,36 @@ int px_exec_cmd_run(int argc, char **argv) {
                       : !isfinite(r->weight_decay) || r->weight_decay < 0 || r->weight_decay > 1 ? "--weight-decay must be in [0, 1]"
                       : !isfinite(r->clip) || r->clip < 0 ? "--clip must be a finite number ≥ 0 (0: no clipping)"
                       : !isfinite(r->timeout_s) || r->timeout_s <= 0 || r->timeout_s > 86400 ? "--timeout must be in (0, 86400] seconds"
+                      : !isfinite(r->loss_scale) || r->loss_scale < 1 ? "--loss-scale must be a finite number >= 1"
+                      : r->loss_scale_window < 1 ? "--loss-scale-window must be at least 1"
                       : NULL;
     if (bad) {
       fprintf(stderr, CMD ": %s\n", bad);
       goto out;
     }
   }
-  if (!a.comm)
-    a.comm = g_strdup(g_getenv("OMPI_COMM_WORLD_SIZE")                        ? "mpi"
-                      : g_getenv("WORLD_SIZE") && g_getenv("MASTER_ADDR") ? "tcp"
-                                                                              : "local");
-  if (g_strcmp0(a.comm, "local") && g_strcmp0(a.comm, "mpi") && g_strcmp0(a.comm, "tcp")) {
-    fprintf(stderr, CMD ": --comm '%s' is not local, mpi or tcp\n", a.comm);
+  if (!a.comm) {
+    /* ranks as processes: nccl for GPU ranks when built in, else mpi / tcp by launcher (docs/launch.md) */
+    gboolean procs = g_getenv("OMPI_COMM_WORLD_SIZE") || (g_getenv("WORLD_SIZE") && g_getenv("MASTER_ADDR"));
+    a.comm = g_strdup(procs && !g_strcmp0(a.opt.backend, "cuda") && px_comm_available("nccl") ? "nccl"
+                      : g_getenv("OMPI_COMM_WORLD_SIZE")                                       ? "mpi"
+                      : procs                                                                  ? "tcp"
+                                                                                               : "local");
+  }
+  if (g_strcmp0(a.comm, "local") && g_strcmp0(a.comm, "mpi") && g_strcmp0(a.comm, "tcp") && g_strcmp0(a.comm, "nccl")) {
+    fprintf(stderr, CMD ": --comm '%s' is not local, mpi, tcp or nccl\n", a.comm);
+    goto out;
+  }
+  if (!g_strcmp0(a.comm, "nccl") && !px_comm_available("nccl")) {
+    fprintf(stderr, CMD ": --comm nccl: this build has no NCCL (configure with the CUDA toolkit and NCCL found: README)\n");
+    goto out;
+  }
+  if (!g_strcmp0(a.comm, "nccl") && g_strcmp0(a.opt.backend, "cuda")) {
+    fprintf(stderr, CMD ": --comm nccl moves GPU memory: it needs --backend cuda (not %s)\n", a.opt.backend);
+    goto out;
+  }
+  if (!g_strcmp0(a.comm, "nccl") && px_nccl_device_count() == 0) {
+    fprintf(stderr, CMD ": --comm nccl: no CUDA device\n");
     goto out;
   }
   if (!px_plan_options_resolve(&o, FALSE, &model, &cluster, &plan, &error)) {
@@ -165,6 +193,7 @@ int px_exec_cmd_run(int argc, char **argv) {
     px_launch_env_init(&env);
     gboolean ok = px_launch_env(&env, &error);
     if (ok && !g_strcmp0(a.comm, "mpi")) world = px_comm_mpi_new(a.opt.timeout_s, &error);
+    else if (ok && !g_strcmp0(a.comm, "nccl")) world = px_comm_nccl_new(&env, a.opt.timeout_s, &error);
     else if (ok) world = px_comm_tcp_new_from_env(&env, a.opt.timeout_s, &error);
     a.opt.device = env.local_rank;
     px_launch_env_clear(&env);
@@ -196,9 +225,12 @@ int px_exec_cmd_run(int argc, char **argv) {
     printf("# %s: model %s, dp %d x tp %d x pp %d (%d ranks, %s), %s, vpp %d, m %d micro-batches of %d x %d tokens, "
            "ZeRO-%d, checkpoint %s%s, backend %s, %s\n",
            CMD, model->desc.name, p->dp, p->tp, p->pp, px_runtime_world(rt),
-           !world ? "threads of this process, local" : !g_strcmp0(a.comm, "mpi") ? "one process each, mpi" : "one process each, tcp", px_schedule_name(p->schedule), p->vpp,
+           !world ? "threads of this process, local" : !g_strcmp0(a.comm, "mpi") ? "one process each, mpi"
+           : !g_strcmp0(a.comm, "nccl") ? "one process and GPU each, nccl" : "one process each, tcp", px_schedule_name(p->schedule), p->vpp,
            p->m, p->mbs, p->seq, p->zero, px_ckpt_name(p->ckpt), p->seq_parallel ? ", sequence parallel" : "", a.opt.backend,
-           a.opt.dtype == PX_DTYPE_F64 ? "f64" : "f32");
+           a.opt.dtype == PX_DTYPE_BF16 ? "bf16 mixed precision (fp32 master and compute)"
+           : a.opt.dtype == PX_DTYPE_F16 ? "f16 mixed precision (fp32 master and compute, dynamic loss scaling)"
+           : px_dtype_name(a.opt.dtype));
     if (model->desc.dropout) printf("# dropout: off (the executor does not implement it; memory predicted without masks)\n");
     printf("# %5s %12s %10s %12s %10s %10s\n", "step", "loss", "time_ms", "tokens/s", "lr", "grad_norm");
   }
@@ -222,10 +254,18 @@ int px_exec_cmd_run(int argc, char **argv) {
       px_json_member_double(jb, "tokens_per_s", tokens / sr.time_s);
       px_json_member_double(jb, "lr", sr.lr);
       px_json_member_double(jb, "grad_norm", sr.grad_norm);
+      if (a.opt.dtype == PX_DTYPE_F16) {
+        px_json_member_double(jb, "loss_scale", sr.loss_scale);
+        json_builder_set_member_name(jb, "skipped");
+        json_builder_add_boolean_value(jb, sr.skipped);
+      }
       json_builder_end_object(jb);
     } else {
-      printf("  %5d %12.6f %10.2f %12.0f %10.3g %10.4f\n", sr.step, sr.loss, sr.time_s * 1e3, tokens / sr.time_s,
+      printf("  %5d %12.6f %10.2f %12.0f %10.3g %10.4f", sr.step, sr.loss, sr.time_s * 1e3, tokens / sr.time_s,
              sr.lr, sr.grad_norm);
+      if (a.opt.dtype == PX_DTYPE_F16)
+        printf("  loss scale %g%s", sr.loss_scale, sr.skipped ? ": gradients overflowed, step skipped, scale halved" : "");
+      printf("\n");
       fflush(stdout);
     }
     gboolean last = px_runtime_steps_done(rt) == a.steps;
@@ -318,7 +358,7 @@ int px_exec_cmd_run(int argc, char **argv) {
 out:
   px_runtime_free(rt);
   px_comm_free(world);
-  if (world && !g_strcmp0(a.comm, "mpi")) px_comm_mpi_finalize();
+  if (world && (!g_strcmp0(a.comm, "mpi") || !g_strcmp0(a.comm, "nccl"))) px_comm_mpi_finalize();
   g_free(all_mem);
   g_free(a.comm);
   px_plan_clear(&plan);

@@ -370,6 +370,9 @@ gboolean px_comm_available(const char *name) {
 #ifdef PX_HAVE_MPI
   if (!g_strcmp0(name, "mpi")) return TRUE;
 #endif
+#ifdef PX_HAVE_NCCL
+  if (!g_strcmp0(name, "nccl")) return TRUE;
+#endif
   return FALSE;
 }
 

@@ -143,7 +143,7 @@ gboolean px_comm_group_end(PxComm *c, PxStream *stream, GError **error);
 /* ---- implementations ---- */
 
 /* Is the implementation built in? ("local" and "tcp" (exec/comm_tcp.h) always;
- * "mpi" with Open MPI) */
+ * "mpi" with Open MPI; "nccl" with CUDA and NCCL: exec/nccl/comm_nccl.h) */
 gboolean px_comm_available(const char *name);
 
 /* local: ranks are threads of this process. The shared state of `world`

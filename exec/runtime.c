@@ -45,7 +45,11 @@ typedef struct {
   PxTensor *w_shard;  /* ZeRO-3 shard: WEIGHTS */
   PxTensor *g;        /* full gradient accumulator: GRADS (ZeRO < 2) or BUFFERS */
   PxTensor *g_shard;  /* reduced shard: BUFFERS (ZeRO-1) or GRADS (ZeRO 2/3) */
-  PxTensor *m, *v;    /* AdamW moments: full or shard */
+  PxTensor *m, *v;    /* AdamW moments: full or shard (fp32 under mixed precision) */
+  PxTensor *master;   /* mixed precision: the fp32 master weights, full or shard: OPTIMIZER */
+  PxTensor *stage;    /* mixed precision: the half gradients staged in fp32 for their
+                         reduction (BUFFERS), from the chunk's first reduction to the optimizer */
+  PxTensor *stage_shard; /* its reduce-scattered shard (ZeRO >= 1) */
   gboolean has_tied;  /* holds wte or its tied copy (REDUCE_TIED) */
   int tied_param;
   gboolean pending;   /* DP reduction held for REDUCE_TIED */
@@ -84,6 +88,13 @@ typedef struct {
   GArray *in_flight;    /* InFlight */
   PxTensor *loss_acc;   /* (1) f64: the step's summed micro-batch losses, on the device */
   PxTensor *sq_acc;     /* (1) f64: this rank's share of the squared gradient norm */
+  /* the loss scaler (fp16; scale 1 otherwise), kept by every rank alike: each
+   * takes the same decision from the all-reduced gradient norm */
+  double scale;
+  int good;             /* steps since the last overflow or growth */
+  int updates;          /* optimizer updates made (steps less the skipped ones): AdamW's t and the lr schedule */
+  gboolean skipped;     /* the last step's update was skipped */
+  double step_scale;    /* the scale the last step ran with */
   PxTimeline *tl;
   GError *error;
 } Rank;
@@ -108,6 +119,11 @@ struct _PxRuntime {
   gint64 t0;            /* step start (monotonic us) */
   PxTimeline *timeline; /* last step, this process's ranks */
   char *fingerprint;
+  PxDType pdt;          /* parameters and gradients: the run's dtype */
+  PxDType cdt;          /* what the model computes in: f32 under mixed precision, else pdt */
+  gboolean mixed;       /* bf16 / f16 parameters with fp32 master weights and moments */
+  gboolean fp16;        /* dynamic loss scaling */
+  PxMemory *mem_states; /* mixed precision: the prediction for the model states (16 B/param) */
 };
 
 #define rfail(error, code, ...) px_fail((error), PX_RUNTIME_ERROR, (code), __VA_ARGS__)
@@ -129,6 +145,8 @@ void px_run_options_init(PxRunOptions *o) {
   o->timeout_s = 60;
   o->fault_rank = o->fault_instr = -1;
   o->device = -1;
+  o->loss_scale = 65536;
+  o->loss_scale_window = 1000;
 }
 
 static PxTensor *tensor1(PxBackend *be, const char *name, PxDType dt, PxMemCategory cat, gint64 n,
@@ -153,7 +171,7 @@ static gboolean chunk_alloc(Rank *r, int c, GError **error) {
   PxRuntime *rt = r->rt;
   ChunkState *cs = &r->chunks[c];
   const PxGptChunk *ch = px_gpt_chunk(r->gpt, c);
-  PxDType dt = rt->opt.dtype;
+  PxDType dt = rt->pdt, st = rt->mixed ? PX_DTYPE_F32 : rt->pdt; /* parameters, optimizer states */
   int dp = rt->plan.dp;
   cs->numel = ch->numel;
   cs->shard = r->sharded ? px_zero_shard(ch->numel, dp) : ch->numel;
@@ -170,8 +188,9 @@ static gboolean chunk_alloc(Rank *r, int c, GError **error) {
   TRY(cs->g = px_tensor_new_zeroed(r->be, ng, dt, r->zero >= 2 ? PX_MEM_BUFFERS : PX_MEM_GRADS, 1, &cs->padded, error));
   if (r->sharded)
     TRY(cs->g_shard = tensor1(r->be, "grad_shard", dt, r->zero >= 2 ? PX_MEM_GRADS : PX_MEM_BUFFERS, cs->shard, error));
-  TRY(cs->m = px_tensor_new_zeroed(r->be, "adam.m", dt, PX_MEM_OPTIMIZER, 1, &cs->shard, error));
-  TRY(cs->v = px_tensor_new_zeroed(r->be, "adam.v", dt, PX_MEM_OPTIMIZER, 1, &cs->shard, error));
+  TRY(cs->m = px_tensor_new_zeroed(r->be, "adam.m", st, PX_MEM_OPTIMIZER, 1, &cs->shard, error));
+  TRY(cs->v = px_tensor_new_zeroed(r->be, "adam.v", st, PX_MEM_OPTIMIZER, 1, &cs->shard, error));
+  if (rt->mixed) TRY(cs->master = tensor1(r->be, "master", PX_DTYPE_F32, PX_MEM_OPTIMIZER, cs->shard, error));
   /* initial values */
   g_autofree double *init = g_new0(double, cs->padded);
   px_gpt_chunk_init_values(r->gpt, c, rt->opt.seed, init);
@@ -181,6 +200,13 @@ static gboolean chunk_alloc(Rank *r, int c, GError **error) {
   } else {
     TRY(px_tensor_upload_f64(cs->w_shard, init + (gint64)r->dp_rank * cs->shard, error));
     TRY(px_gpt_chunk_bind(r->gpt, c, NULL, cs->g, error));
+  }
+  /* the master starts as the half parameters, upcast (Megatron's main params) */
+  if (cs->master) {
+    g_autoptr(PxTensor) mine = NULL;
+    if (cs->w_shard) mine = px_tensor_view(cs->w_shard, "w_shard", 0, 1, &cs->shard, error);
+    else mine = px_tensor_view(cs->w, "w_shard", r->sharded ? (gint64)r->dp_rank * cs->shard : 0, 1, &cs->shard, error);
+    TRY(mine && px_op_cast(r->be, cs->master, mine, FALSE, error));
   }
   cs->tied_param = -1;
   if (rt->prog->tied_first_stage >= 0)
@@ -237,7 +263,8 @@ static void rank_free(Rank *r) {
   int n = rt->prog->vpp * rt->plan.m;
   for (int c = 0; r->chunks && c < rt->prog->vpp; c++) {
     ChunkState *cs = &r->chunks[c];
-    PxTensor **ts[] = {&cs->w, &cs->w_shard, &cs->g, &cs->g_shard, &cs->m, &cs->v};
+    PxTensor **ts[] = {&cs->w, &cs->w_shard, &cs->g, &cs->g_shard, &cs->m, &cs->v, &cs->master, &cs->stage,
+                       &cs->stage_shard};
     for (gsize i = 0; i < G_N_ELEMENTS(ts); i++) g_clear_pointer(ts[i], px_tensor_free);
     px_event_free(cs->gathered);
   }
@@ -312,7 +339,8 @@ static gboolean rank_init(PxRuntime *rt, Rank *r, int rank, PxComm *world, GErro
   TRY(r->loss_acc = tensor1(r->be, "loss", PX_DTYPE_F64, PX_MEM_BUFFERS, 1, error));
   TRY(r->sq_acc = tensor1(r->be, "grad_norm_sq", PX_DTYPE_F64, PX_MEM_BUFFERS, 1, error));
   TRY(r->ev_coll = px_event_new(r->be, error));
-  PxGptRank gr = {r->be, r->tp, r->stage, r->tp_rank, rt->opt.dtype};
+  PxGptRank gr = {r->be, r->tp, r->stage, r->tp_rank, rt->cdt};
+  r->scale = rt->fp16 ? rt->opt.loss_scale : 1.0;
   TRY(r->gpt = px_gpt_new(rt->model, &rt->plan, rt->part, &gr, error));
   int v = rt->prog->vpp, m = rt->plan.m;
   r->chunks = g_new0(ChunkState, v);
@@ -428,8 +456,17 @@ static PxRuntime *runtime_setup(const PxModel *model, const PxPlan *plan, const 
   rt->opt.backend = rt->backend_name;
   rt->opt.data = rt->data_path;
   rt->plan.precision = PX_PREC_FP32; /* the executor computes in fp32 / fp64 */
-  if (opt->dtype != PX_DTYPE_F32 && opt->dtype != PX_DTYPE_F64) {
-    rfail(error, PX_RUNTIME_ERROR_INVALID, "the executor runs in f32 or f64");
+  if (opt->dtype == PX_DTYPE_I32) {
+    rfail(error, PX_RUNTIME_ERROR_INVALID, "the executor runs in f32, f64, bf16 or f16");
+    return NULL;
+  }
+  rt->pdt = opt->dtype;
+  rt->mixed = px_dtype_is_half(opt->dtype);
+  rt->fp16 = opt->dtype == PX_DTYPE_F16;
+  rt->cdt = rt->mixed ? PX_DTYPE_F32 : opt->dtype;
+  if (rt->fp16 && (!isfinite(opt->loss_scale) || opt->loss_scale < 1 || opt->loss_scale_window < 1)) {
+    rfail(error, PX_RUNTIME_ERROR_INVALID, "the fp16 loss scale must be a finite number >= 1 (%g) and its window >= 1 (%d)",
+          opt->loss_scale, opt->loss_scale_window);
     return NULL;
   }
   if (!px_plan_validate(&rt->plan, model, NULL, error) || !px_model_executable(model, error)) return NULL;
@@ -454,6 +491,13 @@ static PxRuntime *runtime_setup(const PxModel *model, const PxPlan *plan, const 
   g_autoptr(PxModel) as_run = px_model_new(&nodrop, error);
   if (!as_run) return NULL;
   rt->mem = px_memory_new(as_run, &rt->plan, rt->part, NULL);
+  if (rt->mixed) { /* the model states of mixed precision; activations stay those of the fp32 compute */
+    PxPlan mp;
+    px_plan_copy(&mp, &rt->plan);
+    mp.precision = rt->fp16 ? PX_PREC_FP16 : PX_PREC_BF16;
+    rt->mem_states = px_memory_new(as_run, &mp, rt->part, NULL);
+    px_plan_clear(&mp);
+  }
   if (!(rt->grid = px_grid_new(&rt->plan, error))) return NULL;
   rt->n = px_plan_world(&rt->plan);
   rt->fingerprint = make_fingerprint(model, &rt->plan, &rt->opt);
@@ -569,6 +613,7 @@ void px_runtime_free(PxRuntime *rt) {
   px_local_world_free(rt->world);
   px_grid_free(rt->grid);
   px_memory_free(rt->mem);
+  px_memory_free(rt->mem_states);
   px_program_free(rt->prog);
   px_partition_free(rt->part);
   px_timeline_free(rt->timeline);
@@ -589,7 +634,7 @@ const PxTimeline *px_runtime_timeline(const PxRuntime *rt) { return rt->timeline
 
 static int part_of(Rank *r, int chunk) { return part_of_stage(r->rt, r->stage, chunk); }
 static int slot(Rank *r, int mb, int chunk) { return chunk * r->rt->plan.m + mb; }
-static PxDType dtype_of(Rank *r) { return r->rt->opt.dtype; }
+static PxDType dtype_of(Rank *r) { return r->rt->pdt; }
 
 /* Work queued on s from now on waits for the compute queued so far. */
 static gboolean after_compute(Rank *r, PxStream *s, GError **error) {
@@ -638,7 +683,7 @@ static gboolean op_backward(Rank *r, const PxInstr *ins, GError **error) {
   if (!a) return rfail(error, PX_RUNTIME_ERROR_FAILED, "backward of mb %d chunk %d before its forward", ins->mb, ins->chunk);
   TRY(wait_gather(r, ins->chunk, error));
   if (r->rgrad[s]) TRY(px_stream_wait_event(r->compute, r->recv_ev[s], error));
-  double dloss = 1.0 / ((double)rt->plan.m * rt->plan.dp);
+  double dloss = r->scale / ((double)rt->plan.m * rt->plan.dp); /* fp16: the loss scaled */
   gboolean defer = ins->kind == PX_OP_BACKWARD_INPUT;
   TRY(px_gpt_backward(r->gpt, a, g_steal_pointer(&r->rgrad[s]), dloss, defer, &r->dgrad[s], error));
   if (!defer) g_clear_pointer(&r->acts[s], px_gpt_acts_free);
@@ -704,7 +749,7 @@ static gboolean op_recv(Rank *r, const PxInstr *ins, double *bytes, GError **err
   if (ins->peer == r->stage && !own)
     return rfail(error, PX_RUNTIME_ERROR_FAILED, "mb %d chunk %d received from this rank before it was sent", ins->mb, ins->chunk);
   px_tensor_free(*dst);
-  *dst = px_tensor_new(r->be, act ? "recv_act" : "recv_grad", r->rt->opt.dtype,
+  *dst = px_tensor_new(r->be, act ? "recv_act" : "recv_grad", r->rt->cdt,
                        act ? PX_MEM_ACTIVATIONS : PX_MEM_BUFFERS, 2, shape, error);
   if (own) {
     InFlight f = {own, *dst ? px_event_new(r->be, error) : NULL};
@@ -720,15 +765,47 @@ static gboolean op_recv(Rank *r, const PxInstr *ins, double *bytes, GError **err
   return px_event_record(r->recv_ev[s], r->recv_s, error);
 }
 
+/* Mixed precision: the chunk's half gradients, cast into an fp32 buffer on
+ * the compute stream, for the reductions (Megatron reduces its main_grad in
+ * fp32; the communicators do not reduce halves). The optimizer rounds the
+ * result back into the half gradients and frees the buffer. The gradient
+ * buffer itself, the GRADS category the planner counts, stays half. */
+static PxTensor *grads_to_reduce(Rank *r, int c, GError **error) {
+  ChunkState *cs = &r->chunks[c];
+  if (!r->rt->mixed) return cs->g;
+  if (!cs->stage) {
+    if (!(cs->stage = tensor1(r->be, "grad_stage.f32", PX_DTYPE_F32, PX_MEM_BUFFERS, cs->padded, error))) return NULL;
+    if (!px_op_cast(r->be, cs->stage, cs->g, FALSE, error)) return NULL;
+  }
+  return cs->stage;
+}
+
 /* DP reduction of a chunk's gradients, on the collective stream: all-reduce,
  * or reduce-scatter into the shard. */
 static gboolean dp_reduce(Rank *r, int c, double *bytes, GError **error) {
   ChunkState *cs = &r->chunks[c];
-  *bytes += (double)cs->g->bytes;
+  if (r->rt->plan.dp == 1) return TRUE; /* a reduction over one rank */
+  PxTensor *g = grads_to_reduce(r, c, error);
+  TRY(g);
+  *bytes += (double)g->bytes;
   TRY(after_compute(r, r->coll_s, error));
   if (!r->sharded)
-    return px_comm_all_reduce(r->dp, cs->g->data, (gsize)cs->padded, dtype_of(r), PX_RED_SUM, r->coll_s, error);
-  return px_comm_reduce_scatter(r->dp, cs->g->data, cs->g_shard->data, (gsize)cs->shard, dtype_of(r), r->coll_s, error);
+    return px_comm_all_reduce(r->dp, g->data, (gsize)cs->padded, g->dtype, PX_RED_SUM, r->coll_s, error);
+  PxTensor *out = cs->g_shard;
+  if (cs->stage) TRY(out = cs->stage_shard = tensor1(r->be, "grad_stage_shard.f32", PX_DTYPE_F32, PX_MEM_BUFFERS, cs->shard, error));
+  return px_comm_reduce_scatter(r->dp, g->data, out->data, (gsize)cs->shard, g->dtype, r->coll_s, error);
+}
+
+/* Mixed precision, in the optimizer once the reductions have arrived: the
+ * reduced fp32 gradients rounded into the half ones (the shard with ZeRO >= 1). */
+static gboolean grads_from_stage(Rank *r, int c, GError **error) {
+  ChunkState *cs = &r->chunks[c];
+  if (!cs->stage) return TRUE;
+  gboolean ok = cs->stage_shard ? px_op_cast(r->be, cs->g_shard, cs->stage_shard, FALSE, error)
+                                : px_op_cast(r->be, cs->g, cs->stage, FALSE, error);
+  g_clear_pointer(&cs->stage, px_tensor_free);
+  g_clear_pointer(&cs->stage_shard, px_tensor_free);
+  return ok;
 }
 
 static gboolean op_reduce_grads(Rank *r, int c, double *bytes, GError **error) {
@@ -761,9 +838,13 @@ static gboolean op_reduce_tied(Rank *r, double *bytes, GError **error) {
     ChunkState *cs = &r->chunks[c];
     if (!cs->has_tied) continue;
     const PxGptParam *p = &px_gpt_chunk(r->gpt, c)->params[cs->tied_param];
+    PxTensor *g = grads_to_reduce(r, c, error);
+    TRY(g);
+    gsize es = px_dtype_size(g->dtype);
     TRY(after_compute(r, r->coll_s, error));
-    TRY(px_comm_all_reduce(r->embed, p->g->data, (gsize)p->numel, dtype_of(r), PX_RED_SUM, r->coll_s, error));
-    *bytes += (double)p->g->bytes;
+    TRY(px_comm_all_reduce(r->embed, (char *)g->data + p->offset * es, (gsize)p->numel, g->dtype, PX_RED_SUM,
+                           r->coll_s, error));
+    *bytes += (double)(p->numel * es);
     if (cs->pending) {
       cs->pending = FALSE;
       TRY(dp_reduce(r, c, bytes, error));
@@ -796,8 +877,15 @@ static gboolean tp_segment(Rank *r, const PxGptParam *p, gint64 at, gint64 count
   TpAcc *acc = data;
   if (!px_gpt_param_tp_partial(r->gpt, p)) return TRUE;
   gsize es = px_dtype_size(acc->grad->dtype);
-  return px_comm_all_reduce(r->tp, (char *)acc->grad->data + at * es, (gsize)count, acc->grad->dtype, PX_RED_SUM,
-                            r->compute, error);
+  if (!px_dtype_is_half(acc->grad->dtype))
+    return px_comm_all_reduce(r->tp, (char *)acc->grad->data + at * es, (gsize)count, acc->grad->dtype, PX_RED_SUM,
+                              r->compute, error);
+  /* half gradients: summed in fp32, as the DP reduction */
+  g_autoptr(PxTensor) v = px_tensor_view(acc->grad, "sp_grad", at, 1, &count, error);
+  g_autoptr(PxTensor) f = v ? tensor1(r->be, "sp_grad.f32", PX_DTYPE_F32, PX_MEM_BUFFERS, count, error) : NULL;
+  return f && px_op_cast(r->be, f, v, FALSE, error) &&
+         px_comm_all_reduce(r->tp, f->data, (gsize)count, PX_DTYPE_F32, PX_RED_SUM, r->compute, error) &&
+         px_op_cast(r->be, v, f, FALSE, error);
 }
 
 typedef struct {
@@ -843,6 +931,7 @@ static gboolean op_optimizer(Rank *r, double *bytes, GError **error) {
   /* the reductions of the step have arrived */
   TRY(px_event_record(r->ev_coll, r->coll_s, error));
   TRY(px_stream_wait_event(r->compute, r->ev_coll, error));
+  for (int c = 0; c < v; c++) TRY(grads_from_stage(r, c, error));
   /* sequence-parallel norm gradients, on the range this rank updates */
   for (int c = 0; rt->plan.seq_parallel && rt->plan.tp > 1 && c < v; c++) {
     ChunkState *cs = &r->chunks[c];
@@ -867,19 +956,30 @@ static gboolean op_optimizer(Rank *r, double *bytes, GError **error) {
   double sq;
   TRY(px_comm_all_reduce(r->world, r->sq_acc->data, 1, PX_DTYPE_F64, PX_RED_SUM, r->compute, error));
   TRY(px_tensor_download(r->sq_acc, &sq, error));
-  double norm = sqrt(sq);
-  if (!isfinite(norm))
-    return rfail(error, PX_RUNTIME_ERROR_NONFINITE, "step %d: gradient norm %g: not finite, stopping before the update "
-                 "(the last checkpoint stays valid; lower the learning rate?)", rt->step + 1, norm);
-  double scale = rt->opt.clip > 0 ? MIN(1.0, rt->opt.clip / (norm + 1e-6)) : 1.0;
-  int t = rt->step + 1;
+  double norm = sqrt(sq) / r->scale; /* fp16: the gradients hold the loss scale */
+  int t = r->updates + 1;
   if (r == &rt->ranks[0]) {
     rt->norm_now = norm;
     rt->lr_now = lr_at(&rt->opt, t);
   }
+  r->skipped = FALSE;
+  if (!isfinite(norm) && rt->fp16 && r->scale > 1) {
+    /* an overflow under loss scaling: skip the update, halve the scale (every rank alike) */
+    r->skipped = TRUE;
+    r->scale = MAX(1.0, r->scale / 2);
+    r->good = 0;
+    for (int c = 0; c < v; c++) TRY(px_tensor_zero(r->chunks[c].g, error));
+    return TRUE;
+  }
+  if (!isfinite(norm))
+    return rfail(error, PX_RUNTIME_ERROR_NONFINITE, "step %d: gradient norm %g%s: not finite, stopping before the update "
+                 "(the last checkpoint stays valid; lower the learning rate?)", rt->step + 1, norm,
+                 rt->fp16 ? " at loss scale 1" : "");
+  double scale = (rt->opt.clip > 0 ? MIN(1.0, rt->opt.clip / (norm + 1e-6)) : 1.0) / r->scale;
   for (int c = 0; c < v; c++) {
     ChunkState *cs = &r->chunks[c];
     AdamAcc acc = {.m = cs->m, .v = cs->v, .wd = rt->opt.weight_decay};
+    PxTensor *half = NULL; /* mixed precision: the half parameters the master is rounded into */
     acc.opt = (PxAdamW){lr_at(&rt->opt, t), rt->opt.beta1, rt->opt.beta2, rt->opt.eps, 0, t, scale};
     gint64 lo = 0, n = cs->numel;
     g_autoptr(PxTensor) wview = NULL;
@@ -893,12 +993,22 @@ static gboolean op_optimizer(Rank *r, double *bytes, GError **error) {
       acc.w = cs->w;
       acc.g = cs->g;
     }
+    if (cs->master) {
+      half = acc.w;
+      acc.w = cs->master;
+    }
     TRY(for_segments(r, c, lo, lo + n, adam_segment, &acc, error));
+    if (half) TRY(px_op_cast(r->be, half, cs->master, FALSE, error)); /* round to nearest even */
     if (r->sharded && r->zero < 3) {
       TRY(px_comm_all_gather(r->dp, wview->data, cs->w->data, (gsize)cs->shard, dtype_of(r), r->compute, error));
       *bytes += (double)cs->w->bytes;
     }
     TRY(px_tensor_zero(cs->g, error));
+  }
+  r->updates++;
+  if (rt->fp16 && ++r->good >= rt->opt.loss_scale_window) { /* grow after a window of good steps */
+    r->scale *= 2;
+    r->good = 0;
   }
   return TRUE;
 }
@@ -966,6 +1076,7 @@ static gboolean step_job(Rank *r, gpointer data, GError **error) {
   double t0 = px_backend_clock(r->be);
   PxMemStats ms;
   gboolean ok = px_tensor_zero(r->loss_acc, error);
+  r->step_scale = r->scale;
   for (guint i = 0; ok && i < rp->n; i++) {
     const PxInstr *ins = &rp->instrs[i];
     PxStream *q = queue_of(r, ins->kind);
@@ -1047,6 +1158,8 @@ gboolean px_runtime_step(PxRuntime *rt, PxStepResult *out, GError **error) {
     out->grad_norm = rt->norm_now;
     out->lr = rt->lr_now;
     out->time_s = wall;
+    out->skipped = rt->ranks[0].skipped;
+    out->loss_scale = rt->ranks[0].step_scale;
   }
   return TRUE;
 }
@@ -1068,6 +1181,12 @@ static void rank_memory(Rank *r, PxRankMemory *out) {
   out->predicted = rt->mem->stages[r->stage];
   double k = rt->opt.dtype == PX_DTYPE_F64 ? 2.0 : 1.0; /* the prediction is for fp32 */
   PxStageMemory *p = &out->predicted;
+  if (rt->mem_states) { /* mixed precision: 2 + 2 + 12 B per parameter; activations in fp32 */
+    const PxStageMemory *ms = &rt->mem_states->stages[r->stage];
+    p->weights = ms->weights;
+    p->gradients = ms->gradients;
+    p->optimizer = ms->optimizer;
+  }
   p->weights *= k;
   p->gradients *= k;
   p->optimizer *= k;
@@ -1174,6 +1293,7 @@ typedef struct {
   const char *name;
   gint64 numel;
   double **full; /* (world) each rank's result */
+  gboolean master; /* the fp32 master copy instead of the (half) weights */
 } ParamJob;
 
 /* Collective over the world: every TP rank of DP rank 0 holding the tensor
@@ -1189,7 +1309,13 @@ static gboolean param_job(Rank *r, gpointer data, GError **error) {
   for (int k = 0; k < r->rt->prog->vpp; k++) {
     ChunkState *cs = &r->chunks[k];
     flat[k] = g_new0(double, cs->padded);
-    if (cs->w && r->zero < 3) {
+    if (j->master && cs->master && !r->sharded) {
+      TRY(px_tensor_download_f64(cs->master, flat[k], error));
+    } else if (j->master && cs->master) {
+      g_autofree double *mine = g_new(double, cs->shard);
+      TRY(px_tensor_download_f64(cs->master, mine, error));
+      TRY(px_comm_all_gather(r->dp, mine, flat[k], (gsize)cs->shard, PX_DTYPE_F64, NULL, error));
+    } else if (cs->w && r->zero < 3) {
       TRY(px_tensor_download_f64(cs->w, flat[k], error));
     } else {
       g_autofree double *mine = g_new(double, cs->shard);
@@ -1219,19 +1345,29 @@ static gboolean param_job(Rank *r, gpointer data, GError **error) {
   return TRUE;
 }
 
-double *px_runtime_get_param(PxRuntime *rt, const char *name, GError **error) {
+static double *get_param(PxRuntime *rt, const char *name, gboolean master, GError **error) {
   const PxTensorSpec *spec = find_spec(rt->model, name);
   if (!spec) {
     rfail(error, PX_RUNTIME_ERROR_INVALID, "no parameter named '%s' in model %s", name, rt->model->desc.name);
     return NULL;
   }
   g_autofree double **full = g_new0(double *, rt->n);
-  ParamJob j = {name, spec->shape[0] * (spec->ndim > 1 ? spec->shape[1] : 1), full};
+  ParamJob j = {name, spec->shape[0] * (spec->ndim > 1 ? spec->shape[1] : 1), full, master};
   gboolean ok = run_ranks(rt, param_job, &j, error);
   double *mine = ok ? g_steal_pointer(&full[rt->ranks[0].rank]) : NULL;
   for (int i = 0; i < rt->n; i++) g_free(full[i]);
   return mine;
 }
+
+double *px_runtime_get_param(PxRuntime *rt, const char *name, GError **error) {
+  return get_param(rt, name, FALSE, error);
+}
+
+double *px_runtime_get_master(PxRuntime *rt, const char *name, GError **error) {
+  return get_param(rt, name, TRUE, error);
+}
+
+double px_runtime_loss_scale(const PxRuntime *rt) { return rt->ranks[0].scale; }
 
 /* ---- checkpoints ----------------------------------------------------------------------------
  * (exec/checkpoint.h) Each rank writes its own shard file by global tensor
@@ -1243,7 +1379,13 @@ double *px_runtime_get_param(PxRuntime *rt, const char *name, GError **error) {
  * only; the loops over ranks are the single-process stand-ins for "every
  * process does its own, then a barrier". */
 
-static const char *const ckpt_states[3] = {"weight", "adam.m", "adam.v"};
+/* The states a rank saves: the weights (the fp32 master under mixed
+ * precision) and the moments; a resume also fills the half parameters from
+ * the saved master (rounded), so that they equal round(master) as after a step. */
+static const char *const ckpt_states[4] = {"weight", "adam.m", "adam.v", "weight"};
+/* fp16: the loss scaler [scale, good steps, updates], written by rank 0 */
+#define CKPT_SCALER "loss_scaler"
+#define CKPT_SCALER_STATE "scaler"
 
 /* Global flat index + 1 of each local element of p (0: vocabulary padding):
  * px_gpt_param_shard applied to an index tensor, as px_runtime_get_param does. */
@@ -1256,10 +1398,12 @@ static double *param_global_map(Rank *r, const PxGptParam *p) {
   return map;
 }
 
-/* Chunk c's state tensors (weights, m, v) as this rank holds them, and the
- * flat element each one starts at: ZeRO-3 weights and sharded moments hold
- * [dp_rank * shard, +shard), the others the whole (padded) buffer. */
-static void chunk_states(Rank *r, int c, PxTensor *ts[3], gint64 base[3]) {
+/* Chunk c's state tensors (weights, m, v; under mixed precision the master,
+ * m, v, then the half weights) as this rank holds them, and the flat element
+ * each one starts at: ZeRO-3 weights, sharded moments and masters hold
+ * [dp_rank * shard, +shard), the others the whole (padded) buffer. Returns
+ * how many (3 or 4); the first 3 are saved. */
+static int chunk_states(Rank *r, int c, PxTensor *ts[4], gint64 base[4]) {
   ChunkState *cs = &r->chunks[c];
   gint64 lo = r->sharded ? (gint64)r->dp_rank * cs->shard : 0;
   ts[0] = r->zero >= 3 ? cs->w_shard : cs->w;
@@ -1267,6 +1411,12 @@ static void chunk_states(Rank *r, int c, PxTensor *ts[3], gint64 base[3]) {
   ts[2] = cs->v;
   base[0] = r->zero >= 3 ? lo : 0;
   base[1] = base[2] = lo;
+  if (!cs->master) return 3;
+  ts[3] = ts[0];
+  base[3] = base[0];
+  ts[0] = cs->master;
+  base[0] = lo;
+  return 4;
 }
 
 /* Write this rank's shard file into tmpdir. Every element is written once over
@@ -1276,15 +1426,20 @@ static void chunk_states(Rank *r, int c, PxTensor *ts[3], gint64 base[3]) {
  * on TP rank 0 only, the rule of the gradient norm (norm_segment). */
 static gboolean rank_save(Rank *r, const char *tmpdir, PxCkptFile *out, GError **error) {
   PxRuntime *rt = r->rt;
-  g_autoptr(PxCkptShard) sh = px_ckpt_shard_new(r->rank, rt->step, rt->opt.dtype);
+  g_autoptr(PxCkptShard) sh = px_ckpt_shard_new(r->rank, rt->step, rt->mixed ? PX_DTYPE_F32 : rt->pdt);
+  if (rt->fp16 && r->rank == 0) {
+    gint64 three = 3, gidx[3] = {0, 1, 2};
+    double vals[3] = {r->scale, r->good, r->updates};
+    px_ckpt_shard_add(sh, CKPT_SCALER_STATE, CKPT_SCALER, 1, &three, gidx, vals, 3);
+  }
   for (int c = 0; c < rt->prog->vpp; c++) {
     ChunkState *cs = &r->chunks[c];
     const PxGptChunk *ch = px_gpt_chunk(r->gpt, c);
     gint64 lo = r->sharded ? (gint64)r->dp_rank * cs->shard : 0;
     gint64 hi = r->sharded ? MIN(lo + cs->shard, cs->numel) : (r->dp_rank == 0 ? cs->numel : 0);
     if (lo >= hi) continue;
-    PxTensor *ts[3];
-    gint64 base[3];
+    PxTensor *ts[4];
+    gint64 base[4];
     chunk_states(r, c, ts, base);
     double *host[3] = {NULL, NULL, NULL};
     gboolean ok = TRUE;
@@ -1322,16 +1477,16 @@ static gboolean rank_load(Rank *r, PxCkptReader *rd, GError **error) {
   for (int c = 0; c < r->rt->prog->vpp; c++) {
     ChunkState *cs = &r->chunks[c];
     const PxGptChunk *ch = px_gpt_chunk(r->gpt, c);
-    PxTensor *ts[3];
-    gint64 base[3];
-    chunk_states(r, c, ts, base);
-    double *host[3] = {NULL, NULL, NULL};
-    for (int s = 0; s < 3; s++) host[s] = g_new0(double, ts[s]->numel);
+    PxTensor *ts[4];
+    gint64 base[4];
+    int ns = chunk_states(r, c, ts, base);
+    double *host[4] = {NULL, NULL, NULL, NULL};
+    for (int s = 0; s < ns; s++) host[s] = g_new0(double, ts[s]->numel);
     gboolean ok = TRUE;
     for (guint i = 0; ok && i < ch->n_params; i++) {
       const PxGptParam *p = &ch->params[i];
       g_autofree double *map = param_global_map(r, p);
-      for (int s = 0; ok && s < 3; s++) {
+      for (int s = 0; ok && s < ns; s++) {
         gint64 a = MAX(base[s], p->offset), b = MIN(MIN(base[s] + ts[s]->numel, cs->numel), p->offset + p->numel);
         if (a >= b) continue;
         g_autofree gint64 *gidx = g_new(gint64, b - a);
@@ -1348,11 +1503,19 @@ static gboolean rank_load(Rank *r, PxCkptReader *rd, GError **error) {
         for (gint64 j = 0; ok && j < k; j++) host[s][at[j]] = vals[j];
       }
     }
-    for (int s = 0; s < 3; s++) {
+    for (int s = 0; s < ns; s++) {
       ok = ok && px_tensor_upload_f64(ts[s], host[s], error);
       g_free(host[s]);
     }
     TRY(ok);
+  }
+  if (r->rt->fp16) { /* the loss scaler */
+    gint64 three = 3, gidx[3] = {0, 1, 2};
+    double vals[3];
+    TRY(px_ckpt_reader_get(rd, CKPT_SCALER_STATE, CKPT_SCALER, 1, &three, gidx, 3, vals, error));
+    r->scale = vals[0];
+    r->good = (int)vals[1];
+    r->updates = (int)vals[2];
   }
   return TRUE;
 }
@@ -1446,6 +1609,7 @@ static gboolean resume_job(Rank *r, gpointer data, GError **error) {
   g_autoptr(PxCkptReader) rd = ok ? px_ckpt_reader_open(stepdir, man, error) : NULL;
   ok = rd && rank_load(r, rd, error);
   TRY(all_ok(r, ok, "resuming", error));
+  if (!rt->fp16) r->updates = step; /* every step made its update */
   if (r == &rt->ranks[0]) res->step = step;
   return TRUE;
 }

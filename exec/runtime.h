@@ -25,7 +25,14 @@
  * PxTimeline (the simulator's format), and the backends count memory by
  * category, to be laid beside px_memory_new's prediction. Dropout is not
  * implemented (the model runs as with p = 0, deterministically): the
- * prediction is made for the model without dropout masks. */
+ * prediction is made for the model without dropout masks.
+ *
+ * Mixed precision (dtype bf16 / f16, docs/executor.md): parameters and
+ * gradients are half (WEIGHTS, GRADS), the fp32 master and AdamW moments are
+ * OPTIMIZER (2 + 2 + 12 B per parameter, the planner's count); the model
+ * computes in fp32; gradients are reduced through an fp32 buffer; the
+ * optimizer rounds the master into the parameters; fp16 adds dynamic loss
+ * scaling (a step with an overflow is skipped and the scale halved). */
 #pragma once
 #include <glib.h>
 #include "backend.h"
@@ -48,7 +55,10 @@ typedef enum {
 
 typedef struct {
   const char *backend;   /* "cpu" */
-  PxDType dtype;         /* PX_DTYPE_F32 (default) or PX_DTYPE_F64 */
+  PxDType dtype;         /* PX_DTYPE_F32 (default) or PX_DTYPE_F64; PX_DTYPE_BF16 or
+                            PX_DTYPE_F16: mixed precision (docs/executor.md): half
+                            parameters and gradients, an fp32 master copy and fp32
+                            AdamW moments, the model computed in fp32 */
   guint64 seed;          /* weights (and synthetic data) */
   const char *data;      /* llm.c token file, NULL: the synthetic corpus of exec/data.h */
   double lr, min_lr;     /* peak and final learning rate */
@@ -60,6 +70,15 @@ typedef struct {
   int fault_rank, fault_instr; /* tests: rank fault_rank fails at its instruction
                                   fault_instr of the first step (-1: never) */
   int device;            /* the backend's device index (-1: 0, or the local rank in one-rank mode) */
+  /* fp16 dynamic loss scaling (DeepSpeed's DynamicLossScaler and Megatron's
+   * DynamicGradScaler; ignored for other dtypes): the loss is multiplied by
+   * the scale before backward and the gradients divided by it in the
+   * optimizer; a step whose gradients hold an Inf or NaN is skipped and the
+   * scale halved (not below 1; an overflow at scale 1 stops the run); after
+   * loss_scale_window steps in a row without one the scale doubles. */
+  double loss_scale;     /* initial scale (default 65536 = 2^16, DeepSpeed's initial_scale_power 16) */
+  int loss_scale_window; /* good steps before the scale doubles (default 1000, DeepSpeed's
+                            loss_scale_window and Megatron's --loss-scale-window) */
 } PxRunOptions;
 
 void px_run_options_init(PxRunOptions *o);
@@ -70,6 +89,8 @@ typedef struct {
   double grad_norm;      /* before clipping */
   double lr;
   double time_s;         /* wall time of the step */
+  double loss_scale;     /* fp16: the loss scale the step ran with (1 otherwise) */
+  gboolean skipped;      /* fp16: the gradients overflowed, no update was made (the scale is halved) */
 } PxStepResult;
 
 typedef struct {
@@ -112,6 +133,11 @@ gboolean px_runtime_gather_timeline(PxRuntime *rt, GError **error);
  * ZeRO-3 shards gathered): a newly allocated array of the spec's numel, or NULL
  * with an error for an unknown name. */
 double *px_runtime_get_param(PxRuntime *rt, const char *name, GError **error);
+/* The same for the fp32 master copy of a mixed-precision run (the weights
+ * themselves in an f32 / f64 run). */
+double *px_runtime_get_master(PxRuntime *rt, const char *name, GError **error);
+/* The current fp16 loss scale (1 for other dtypes). */
+double px_runtime_loss_scale(const PxRuntime *rt);
 
 /* Checkpoints (exec/checkpoint.h, docs/checkpoint.md): DIR/step-NNNNNNNN/
  * holds one shard file per rank, by global tensor name, and manifest.json

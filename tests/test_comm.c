@@ -14,6 +14,11 @@
  *   parallax-exec launch -n N -- test_comm --comm tcp
  *                                           one process per rank
  *                                           (tests/cli_comm_tcp.sh: N = 2, 3, 4)
+ *   test_comm --comm nccl                   1 .. min(GPUs, 4) thread-ranks, one
+ *                                           GPU each (ctest test_comm_nccl);
+ *                                           exit 77, "no CUDA device: skipped",
+ *                                           without a GPU or without NCCL
+ *   mpirun -n N test_comm --comm nccl       one process per rank and GPU
  *
  * Data. Element i of rank r holds a small integer function of (r, i), exact
  * in f32, f64 and i32, so every result is compared exactly with its closed
@@ -41,6 +46,7 @@
 #include "half.h"
 #include "comm_tcp.h"
 #include "launch_env.h"
+#include "nccl/comm_nccl.h"
 
 /* ---- implementations and what they can tell ---- */
 
@@ -65,6 +71,8 @@ enum {
    * (mpi) the caller gets TIMEOUT and aborts with its own context, as the
    * runtime does ("rank 1 (stage 0) ..."). */
   CAP_TIMEOUT_ABORTS = 1 << 6,
+  /* Buffers in GPU memory, calls queued on the cuda backend's streams. */
+  CAP_DEVICE_BUFFERS = 1 << 7,
 };
 
 typedef struct {
@@ -101,6 +109,17 @@ static const Impl impls[] = {
    CAP_SURVIVES_FAILURE | CAP_MISMATCH | CAP_P2P_MISMATCH | CAP_P2P_TRUNCATE | CAP_NAMES_MISSING | CAP_RANK_ORDER |
        CAP_TIMEOUT_ABORTS,
    NULL, 2},
+  /* One process (or thread-rank) per GPU over NCCL. NCCL checks no counts,
+   * ops or roots, reduces in an order of its own, and a timed-out collective
+   * cannot say who is missing. A rank's timeout or abort aborts its own
+   * communicators (ncclCommAbort) but reaches the other ranks only under
+   * mpirun (MPI_Abort): elsewhere they fail at their own deadline, so the
+   * failure checks, which expect the abort to reach every rank, do not run.
+   * Host buffers are staged through device memory; CAP_DEVICE_BUFFERS checks
+   * the native path on the cuda backend's streams. */
+  {"nccl", CAP_DEVICE_BUFFERS,
+   "an abort reaches the other ranks under nccl only through mpirun (MPI_Abort); elsewhere they fail at their deadline",
+   0},
 };
 
 static const Impl *impl_find(const char *name) {
@@ -928,6 +947,56 @@ static void check_abort_split(PxComm *world, const Ctx *ctx) {
   expect_aborted(&err, NULL);
 }
 
+/* ---- device buffers (nccl on the cuda backend) ---- */
+
+/* all_reduce (sum, max), broadcast from the last rank and all_gather of GPU
+ * tensors, queued on a stream of the cuda backend (NCCL on its cudaStream_t)
+ * and ordered by an event; results downloaded and compared with the closed
+ * forms above. Skipped, saying so, where the cuda backend is not built. */
+static void check_device_buffers(PxComm *world, const Ctx *ctx) {
+  int r = px_comm_rank(world), n = ctx->n;
+  enum { COUNT = 4099 };
+  GError *e = NULL;
+  g_autoptr(PxBackend) be = px_backend_new("cuda", r, &e);
+  if (!be) {
+    g_test_skip(e->message);
+    g_clear_error(&e);
+    return;
+  }
+  PxStream *s = NULL;
+  PxDevEvent *done = NULL;
+  g_autoptr(PxTensor) sum = NULL, max = NULL, bc = NULL, all = NULL;
+  gint64 one[1] = {COUNT}, many[1] = {(gint64)n * COUNT};
+  OK(world, (s = px_stream_new(be, "nccl", &err)) != NULL && (done = px_event_new(be, &err)) != NULL);
+  OK(world, (sum = px_tensor_new(be, "sum", PX_DTYPE_F32, PX_MEM_BUFFERS, 1, one, &err)) != NULL);
+  OK(world, (max = px_tensor_new(be, "max", PX_DTYPE_F64, PX_MEM_BUFFERS, 1, one, &err)) != NULL);
+  OK(world, (bc = px_tensor_new(be, "bc", PX_DTYPE_I32, PX_MEM_BUFFERS, 1, one, &err)) != NULL);
+  OK(world, (all = px_tensor_new(be, "all", PX_DTYPE_I32, PX_MEM_BUFFERS, 1, many, &err)) != NULL);
+  g_autofree float *fs = g_new(float, COUNT);
+  g_autofree double *fm = g_new(double, COUNT);
+  g_autofree gint32 *fb = g_new(gint32, COUNT), *fa = g_new(gint32, (gsize)n * COUNT);
+  for (gsize i = 0; i < COUNT; i++) fs[i] = (float)red_val(r, i), fm[i] = max_val(r, i, n), fb[i] = (gint32)mov_val(r, i);
+  OK(world, px_tensor_upload(sum, fs, &err) && px_tensor_upload(max, fm, &err) && px_tensor_upload(bc, fb, &err));
+  OK(world, px_comm_all_reduce(world, sum->data, COUNT, PX_DTYPE_F32, PX_RED_SUM, s, &err));
+  OK(world, px_comm_all_reduce(world, max->data, COUNT, PX_DTYPE_F64, PX_RED_MAX, s, &err));
+  OK(world, px_comm_broadcast(world, bc->data, COUNT, PX_DTYPE_I32, n - 1, s, &err));
+  OK(world, px_comm_all_gather(world, bc->data, all->data, COUNT, PX_DTYPE_I32, s, &err));
+  OK(world, px_event_record(done, s, &err));
+  OK(world, px_event_synchronize(done, &err));
+  OK(world, px_comm_check_async(world, &err));
+  OK(world, px_tensor_download(sum, fs, &err) && px_tensor_download(max, fm, &err) && px_tensor_download(all, fa, &err));
+  g_autofree float *ws = g_new(float, COUNT);
+  g_autofree double *wm = g_new(double, COUNT);
+  g_autofree gint32 *wa = g_new(gint32, (gsize)n * COUNT);
+  for (gsize i = 0; i < COUNT; i++) ws[i] = (float)red_sum(n, i), wm[i] = max_max(n, i);
+  for (gsize i = 0; i < (gsize)n * COUNT; i++) wa[i] = (gint32)mov_val(n - 1, i % COUNT);
+  expect_same(world, "device all_reduce sum", fs, ws, COUNT, PX_DTYPE_F32);
+  expect_same(world, "device all_reduce max", fm, wm, COUNT, PX_DTYPE_F64);
+  expect_same(world, "device all_gather of a broadcast", fa, wa, (gsize)n * COUNT, PX_DTYPE_I32);
+  px_event_free(done);
+  px_stream_free(s);
+}
+
 /* ---- the table ---- */
 
 typedef struct {
@@ -938,6 +1007,7 @@ typedef struct {
   /* A known bug outside the suite that makes the check fail on these
    * implementations (comma-separated): skipped there, saying so, until fixed. */
   const char *bug_impls, *bug;
+  int min_ranks;    /* the fewest ranks it makes sense on (0: 1); nccl runs from 1 rank */
 } Check;
 
 static const Check checks[] = {
@@ -949,22 +1019,23 @@ static const Check checks[] = {
   {.path = "broadcast/every-root", .fn = check_broadcast},
   {.path = "barrier", .fn = check_barrier},
   {.path = "send-recv/pipeline", .fn = check_pipeline},
-  {.path = "send-recv/ring", .fn = check_ring_ordered},
-  {.path = "send-recv/ring-grouped", .fn = check_ring_grouped},
+  {.path = "send-recv/ring", .fn = check_ring_ordered, .min_ranks = 2},
+  {.path = "send-recv/ring-grouped", .fn = check_ring_grouped, .min_ranks = 2},
   {.path = "send-recv/fifo", .fn = check_fifo},
   {.path = "send-recv/group-exchange", .fn = check_group_exchange},
   {.path = "send-recv/group-fifo", .fn = check_group_fifo},
   {.path = "split/dp-tp", .fn = check_split_dp_tp},
   {.path = "split/reverse-keys", .fn = check_split_reverse},
   {.path = "split/no-color", .fn = check_split_no_color},
-  {.path = "streams", .fn = check_streams},
+  {.path = "streams", .fn = check_streams, .min_ranks = 2},
   {.path = "invalid-arguments", .fn = check_invalid},
   {.path = "mismatch/collective", .fn = check_mismatch, .needs = CAP_MISMATCH},
   {.path = "mismatch/longer-receive", .fn = check_mismatch_longer_recv, .needs = CAP_P2P_MISMATCH},
   {.path = "mismatch/shorter-receive", .fn = check_mismatch_shorter_recv, .needs = CAP_P2P_TRUNCATE},
-  {.path = "failure/missing-rank", .fn = check_missing_rank, .needs = CAP_SURVIVES_FAILURE, .timeout_s = 0.5},
-  {.path = "failure/missing-sender", .fn = check_missing_sender, .needs = CAP_SURVIVES_FAILURE, .timeout_s = 0.5},
-  {.path = "failure/missing-rank-queued", .fn = check_missing_rank_queued, .needs = CAP_SURVIVES_FAILURE, .timeout_s = 0.5},
+  {.path = "failure/missing-rank", .fn = check_missing_rank, .min_ranks = 2, .needs = CAP_SURVIVES_FAILURE, .timeout_s = 0.5},
+  {.path = "failure/missing-sender", .fn = check_missing_sender, .min_ranks = 2, .needs = CAP_SURVIVES_FAILURE, .timeout_s = 0.5},
+  {.path = "failure/missing-rank-queued", .fn = check_missing_rank_queued, .min_ranks = 2, .needs = CAP_SURVIVES_FAILURE, .timeout_s = 0.5},
+  {.path = "device-buffers", .fn = check_device_buffers, .needs = CAP_DEVICE_BUFFERS},
   {.path = "failure/abort", .fn = check_abort, .needs = CAP_SURVIVES_FAILURE, .timeout_s = 60},
   {.path = "failure/abort-split", .fn = check_abort_split, .needs = CAP_SURVIVES_FAILURE, .timeout_s = 60},
 };
@@ -976,7 +1047,8 @@ static gboolean opt_failures = FALSE; /* run the failure checks even where they 
 /* Why the check cannot run on impl, or NULL. one_world: this process holds one
  * rank of one world for the whole run (under a launcher), which a failure
  * check leaves aborted: those run only with --failures, one per launch. */
-static const char *skip_reason(const Impl *impl, const Check *check, gboolean one_world) {
+static const char *skip_reason(const Impl *impl, const Check *check, gboolean one_world, int n) {
+  if (n < check->min_ranks) return "needs a peer other than the rank itself (2 ranks or more)";
   if (check->bug_impls) {
     g_auto(GStrv) names = g_strsplit(check->bug_impls, ",", -1);
     if (g_strv_contains((const char *const *)names, impl->name)) return check->bug;
@@ -992,6 +1064,7 @@ static const char *skip_reason(const Impl *impl, const Check *check, gboolean on
   if (lacks & CAP_MISMATCH) return "the implementation cannot tell mismatched collectives";
   if (lacks & CAP_P2P_MISMATCH) return "the implementation cannot tell a receive longer than its send";
   if (lacks & CAP_P2P_TRUNCATE) return "the implementation cannot tell a receive shorter than its send";
+  if (lacks & CAP_DEVICE_BUFFERS) return "the implementation moves host memory only";
   return "the implementation lacks a capability the check needs";
 }
 
@@ -1026,6 +1099,11 @@ static gpointer thread_rank_main(gpointer data) {
     c = px_comm_tcp_new("127.0.0.1", a->port, a->rank, tc->n, ctx.timeout_s, &err);
     g_assert_no_error(err);
   }
+  if (!strcmp(tc->impl->name, "nccl")) { /* thread-rank r on GPU r */
+    GError *err = NULL;
+    c = px_comm_nccl_new_store("127.0.0.1", a->port, a->rank, tc->n, a->rank, ctx.timeout_s, &err);
+    g_assert_no_error(err);
+  }
   g_assert_nonnull(c);
   tc->check->fn(c, &ctx);
   px_comm_free(c);
@@ -1034,7 +1112,7 @@ static gpointer thread_rank_main(gpointer data) {
 
 static void run_threads(gconstpointer data) {
   const ThreadCase *tc = data;
-  const char *why = skip_reason(tc->impl, tc->check, FALSE);
+  const char *why = skip_reason(tc->impl, tc->check, FALSE, tc->n);
   if (why) {
     g_test_skip(why);
     return;
@@ -1042,7 +1120,7 @@ static void run_threads(gconstpointer data) {
   PxLocalWorld *lw = NULL;
   int port = 0;
   if (!strcmp(tc->impl->name, "local")) lw = px_local_world_new(tc->n, check_timeout(tc->impl, tc->check));
-  if (!strcmp(tc->impl->name, "tcp")) g_assert_cmpint(port = px_tcp_free_port(), >, 0);
+  if (!strcmp(tc->impl->name, "tcp") || !strcmp(tc->impl->name, "nccl")) g_assert_cmpint(port = px_tcp_free_port(), >, 0);
   GThread *th[8];
   ThreadRank args[8];
   for (int r = 0; r < tc->n; r++) {
@@ -1065,7 +1143,7 @@ static ProcessHarness process;
 
 static void run_process(gconstpointer data) {
   const Check *check = data;
-  const char *why = skip_reason(process.impl, check, TRUE);
+  const char *why = skip_reason(process.impl, check, TRUE, px_comm_size(process.world));
   if (why) {
     g_test_skip(why);
     return;
@@ -1091,7 +1169,8 @@ int main(int argc, char **argv) {
   GOptionEntry entries[] = {
     {"comm", 0, 0, G_OPTION_ARG_STRING, &comm,
      "local or tcp (2, 3, 4 thread-ranks; tcp under a launcher: one rank per process), threads (local and tcp; "
-     "the default), mpi (one rank per process, under mpirun)", "NAME"},
+     "the default), mpi (one rank per process, under mpirun), nccl (a thread-rank per GPU, up to 4; one rank per "
+     "process under a launcher)", "NAME"},
     {"timeout", 0, 0, G_OPTION_ARG_DOUBLE, &timeout_s, "deadline of every wait, s (ranks as processes; default 60)", "S"},
     {"failures", 0, 0, G_OPTION_ARG_NONE, &opt_failures,
      "ranks as processes: also run the failure checks (they end the job under mpi, the world under tcp)", NULL},
@@ -1109,10 +1188,31 @@ int main(int argc, char **argv) {
   if (!comm) comm = g_strdup("threads");
   const Impl *impl = impl_find(comm);
   if (!impl && strcmp(comm, "threads")) {
-    fprintf(stderr, "test_comm: unknown communicator '%s' (local, tcp, mpi; threads: local and tcp)\n", comm);
+    fprintf(stderr, "test_comm: unknown communicator '%s' (local, tcp, mpi, nccl; threads: local and tcp)\n", comm);
     return 2;
   }
 
+  if (!strcmp(comm, "nccl") && !px_comm_available("nccl")) {
+    printf("communicator 'nccl' is not built in: skipped\n");
+    return 77;
+  }
+  if (!strcmp(comm, "nccl") && px_nccl_device_count() == 0) {
+    printf("no CUDA device: skipped\n");
+    return 77;
+  }
+  if (!strcmp(comm, "nccl") && (g_getenv("OMPI_COMM_WORLD_SIZE") || g_getenv("RANK") || g_getenv("WORLD_SIZE")))
+    return run_processes(impl, timeout_s);
+  if (!strcmp(comm, "nccl")) { /* thread-ranks, one GPU each: 1 .. min(GPUs, 4) (one GPU: NCCL at world size 1) */
+    int most = MIN(px_nccl_device_count(), 4);
+    for (int n = 1; n <= most; n++)
+      for (gsize i = 0; i < G_N_ELEMENTS(checks); i++) {
+        ThreadCase *tc = g_new(ThreadCase, 1);
+        *tc = (ThreadCase){impl, &checks[i], n};
+        g_autofree char *path = g_strdup_printf("/comm/nccl/n%d/%s", n, checks[i].path);
+        g_test_add_data_func_full(path, tc, run_threads, g_free);
+      }
+    return g_test_run();
+  }
   if (!strcmp(comm, "mpi")) return run_processes(impl, timeout_s);
   if (!strcmp(comm, "tcp") && (g_getenv("RANK") || g_getenv("WORLD_SIZE"))) return run_processes(impl, timeout_s);
   gboolean ran = FALSE;
@@ -1143,6 +1243,11 @@ static int run_processes(const Impl *impl, double timeout_s) {
   process.timeout_s = timeout_s;
   if (!strcmp(impl->name, "mpi")) {
     process.world = px_comm_mpi_new(timeout_s, &error);
+  } else if (!strcmp(impl->name, "nccl")) {
+    PxLaunchEnv env;
+    px_launch_env_init(&env);
+    if (px_launch_env(&env, &error)) process.world = px_comm_nccl_new(&env, timeout_s, &error);
+    px_launch_env_clear(&env);
   } else {
     PxLaunchEnv env;
     px_launch_env_init(&env);
@@ -1161,6 +1266,6 @@ static int run_processes(const Impl *impl, double timeout_s) {
   }
   int rc = g_test_run();
   px_comm_free(process.world);
-  if (!strcmp(impl->name, "mpi")) px_comm_mpi_finalize();
+  if (!strcmp(impl->name, "mpi") || !strcmp(impl->name, "nccl")) px_comm_mpi_finalize();
   return rc;
 }

@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# scripts/gpu-check.sh — the GPU check of the executor (issue 10), in one run
+# on one GPU (about 8 minutes on an H100/H200), from binaries built elsewhere
+# and carried (scripts/gpu-pack.sh; docs/gpu.md):
+#
+#   1 ops       every CUDA op against the cpu backend (test_cuda_backend: fp32
+#               tight, bf16 with its stated tolerance)
+#   2 train     3 steps of GPT-2 124M (B 4, T 64, fp32): --backend cuda against
+#               --backend cpu; per step |Δloss| / loss ≤ 1e-5 at step 1 (no
+#               update yet: kernels only), ≤ 1e-4 after (Adam amplifies ULPs)
+#   3 layout    pp 2 × tp 2 = 4 ranks on the one GPU (--comm local, CUDA
+#               buffers) against 1 rank, 3 steps, B 8 (mbs 2), T 128, fp32:
+#               ≤ 1e-5 relative per step (tests/mpi_parity.c's f32 bound)
+#   4 nccl      the conformance suite over nccl at world size 1 (test_comm
+#               --comm nccl, device buffers included), and a 1-rank run with
+#               --comm nccl against --comm local: ≤ 1e-6 relative
+#   5 memory    measured against predicted per category, from the 1-rank and
+#               4-rank runs of 3: weights, gradients, optimizer exactly;
+#               activation peak within 5 % (tests/test_runtime.c's bounds);
+#               buffers printed (temporaries: the planner's workspace)
+#   6 bench     bench/gpu_bench.sh: parallax-exec, PyTorch eager and
+#               torch.compile (and llm.c when a checkout is carried), GPT-2
+#               124M and a 1.3B GPT, tokens/s and MFU; GEMM TFLOP/s. Figures
+#               are printed, never asserted: the step fails only if a run fails
+#
+# Usage (repository root, on the GPU machine):
+#   scripts/gpu-check.sh [PACK=.gpu]
+# PACK holds parallax-exec, test_cuda_backend, test_comm and lib/ (what
+# scripts/gpu-pack.sh made). Logs and summary.txt go to $OUT/gpu-check when
+# OUT is set (else a temporary folder, named at the end). GPU_CHECK_SKIP=
+# "bench" (space-separated step names) leaves steps out. Prints one summary
+# table; exits 0 when every step passed, 1 when one failed, 77 without a GPU.
+set -uo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+pack=$(cd "${1:-$here/.gpu}" 2>/dev/null && pwd) || { echo "gpu-check: no pack at ${1:-$here/.gpu} (scripts/gpu-pack.sh makes it)" >&2; exit 2; }
+logs=${OUT:-$(mktemp -d)}/gpu-check
+mkdir -p "$logs"
+export LD_LIBRARY_PATH=$pack/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export PARALLAX_DATA_DIR=$here
+exe=$pack/parallax-exec
+skip=" ${GPU_CHECK_SKIP:-} "
+cd "$here"
+
+if ! nvidia-smi -L > "$logs/gpus.txt" 2>&1 || ! grep -q '^GPU ' "$logs/gpus.txt"; then
+  echo "no CUDA device: skipped (gpu-check needs a GPU)"
+  exit 77
+fi
+[ -x "$exe" ] || { echo "gpu-check: $exe is missing from the pack" >&2; exit 2; }
+
+declare -a rows=()
+failed=0
+row() { # row STEP RESULT SECONDS DETAIL
+  rows+=("$(printf '%-8s %-5s %6s  %s' "$1" "$2" "$3" "$4")")
+  [ "$2" = FAIL ] && failed=1
+  printf '%-8s %-5s %6s  %s\n' "$1" "$2" "$3" "$4" >> "$logs/progress.txt"
+}
+
+# step NAME SECONDS_LIMIT FUNCTION: runs FUNCTION (which prints one detail line
+# last and returns 0 pass / 1 fail / 77 skip) under a time limit, logged.
+step() {
+  local name=$1 limit=$2 fn=$3 t0=$SECONDS rc detail
+  if [[ $skip == *" $name "* ]]; then row "$name" SKIP 0 "GPU_CHECK_SKIP"; return; fi
+  echo "== $name" >&2
+  export -f "$fn"
+  timeout "$limit" bash -c "$fn" > "$logs/$name.out" 2> "$logs/$name.log"
+  rc=$?
+  detail=$(tail -n 1 "$logs/$name.out")
+  case $rc in
+    0) row "$name" PASS $((SECONDS - t0)) "$detail" ;;
+    77) row "$name" SKIP $((SECONDS - t0)) "$detail" ;;
+    124) row "$name" FAIL $((SECONDS - t0)) "ran past ${limit} s (log: $logs/$name.log)" ;;
+    *) row "$name" FAIL $((SECONDS - t0)) "${detail:-exit $rc} (log: $logs/$name.log)" ;;
+  esac
+}
+
+export exe pack logs here
+
+# Compare the step losses of two `run --json` outputs: compare A B LABEL TOL1 TOL
+# (TOL1 for step 1, TOL after); prints the worst relative difference.
+compare_losses() {
+  python3 - "$@" << 'EOF'
+import json, sys
+a, b, label, tol1, tol = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), float(sys.argv[5])
+la = [s["loss"] for s in json.load(open(a))["steps"]]
+lb = [s["loss"] for s in json.load(open(b))["steps"]]
+if len(la) != len(lb) or not la:
+    print(f"{label}: {len(la)} steps against {len(lb)}"); sys.exit(1)
+bad, worst = [], 0.0
+for i, (x, y) in enumerate(zip(la, lb)):
+    rel = abs(x - y) / abs(y)
+    worst = max(worst, rel)
+    if rel > (tol1 if i == 0 else tol):
+        bad.append(f"step {i + 1}: {x:.8g} vs {y:.8g} ({rel:.2e})")
+print(("; ".join(bad) + "; ") if bad else "", end="")
+print(f"{label}: {len(la)} steps, losses {' '.join(f'{x:.6f}' for x in la)}, worst |Δ|/loss {worst:.2e} "
+      f"(bound {tol1:g} at step 1, {tol:g} after)")
+sys.exit(1 if bad else 0)
+EOF
+}
+export -f compare_losses
+
+check_ops() {
+  [ -x "$pack/test_cuda_backend" ] || { echo "test_cuda_backend is not in the pack"; return 1; }
+  "$pack/test_cuda_backend" --tap > "$logs/ops.tap" 2>&1
+  local rc=$? ok notok
+  cat "$logs/ops.tap" >&2
+  ok=$(grep -c '^ok' "$logs/ops.tap"); notok=$(grep -c '^not ok' "$logs/ops.tap")
+  [ $rc -eq 77 ] && { echo "test_cuda_backend skipped: $(tail -n 1 "$logs/ops.tap")"; return 1; }
+  echo "every CUDA op against cpu: $ok ok, $notok not ok (test_cuda_backend exit $rc)"
+  [ $rc -eq 0 ] && [ "$notok" -eq 0 ]
+}
+
+RUN_FP32="--precision fp32 --dtype f32 --json"
+export RUN_FP32
+check_train() {
+  local args="--model gpt2-124m --mbs 4 --gbs 4 --seq 64 --steps 3 $RUN_FP32"
+  "$exe" run --backend cpu $args > "$logs/train-cpu.json" || { echo "the cpu run failed"; return 1; }
+  "$exe" run --backend cuda $args > "$logs/train-cuda.json" || { echo "the cuda run failed"; return 1; }
+  compare_losses "$logs/train-cuda.json" "$logs/train-cpu.json" "cuda vs cpu, GPT-2 124M B4 T64 fp32" 1e-5 1e-4
+}
+
+check_layout() {
+  local args="--backend cuda --comm local --model gpt2-124m --mbs 2 --gbs 8 --seq 128 --steps 3 $RUN_FP32"
+  "$exe" run $args > "$logs/layout-1.json" || { echo "the 1-rank cuda run failed"; return 1; }
+  "$exe" run $args --pp 2 --tp 2 > "$logs/layout-4.json" || { echo "the pp 2 x tp 2 cuda run failed"; return 1; }
+  compare_losses "$logs/layout-4.json" "$logs/layout-1.json" "pp2 x tp2 (4 ranks, local, one GPU) vs 1 rank" 1e-5 1e-5
+}
+
+check_nccl() {
+  "$pack/test_comm" --comm nccl --tap > "$logs/nccl.tap" 2>&1
+  local rc=$? ok skipped
+  cat "$logs/nccl.tap" >&2
+  ok=$(grep -c '^ok' "$logs/nccl.tap"); skipped=$(grep -c '# SKIP' "$logs/nccl.tap")
+  [ $rc -eq 77 ] && { echo "test_comm --comm nccl skipped: $(tail -n 1 "$logs/nccl.tap")"; return 1; }
+  if [ $rc -ne 0 ]; then echo "test_comm --comm nccl: exit $rc ($(grep -c '^not ok' "$logs/nccl.tap") not ok)"; return 1; fi
+  local args="--backend cuda --model gpt2-124m --mbs 4 --gbs 4 --seq 64 --steps 3 $RUN_FP32"
+  "$exe" run --comm nccl $args > "$logs/nccl-run.json" || { echo "run --comm nccl (world size 1) failed"; return 1; }
+  "$exe" run --comm local $args > "$logs/local-run.json" || { echo "run --comm local failed"; return 1; }
+  local cmp
+  cmp=$(compare_losses "$logs/nccl-run.json" "$logs/local-run.json" "run --comm nccl vs local" 1e-6 1e-6) ||
+    { echo "$cmp"; return 1; }
+  echo "conformance at world size 1: $((ok - skipped)) ran, $skipped skipped (need 2 ranks or a capability); $cmp"
+}
+
+check_memory() {
+  [ -s "$logs/layout-1.json" ] && [ -s "$logs/layout-4.json" ] || { echo "no run of step layout to read"; return 1; }
+  python3 - "$logs/layout-1.json" "$logs/layout-4.json" << 'EOF'
+import json, sys
+cats = ["weights", "gradients", "optimizer", "activations", "buffers"]
+bad, lines = [], []
+for path in sys.argv[1:]:
+    run = json.load(open(path))
+    for m in run["memory"]:
+        meas, pred = m["measured"], m["predicted"]
+        cells = []
+        for c in cats:
+            x, y = meas[c], pred[c]
+            cells.append(f"{c} {x / 2**20:.1f}/{y / 2**20:.1f}")
+            if c in ("weights", "gradients", "optimizer") and x != y:
+                bad.append(f"rank {m['rank']} of {path.split('/')[-1]}: {c} measured {x:.0f} B, predicted {y:.0f} B")
+            if c == "activations" and abs(x - y) > 0.05 * y:
+                bad.append(f"rank {m['rank']} of {path.split('/')[-1]}: activation peak {x:.0f} B, predicted {y:.0f} B ({100 * (x - y) / y:+.1f} %)")
+        lines.append(f"{path.split('/')[-1]} rank {m['rank']} (stage {m['stage']}, tp {m['tp']}): " + ", ".join(cells))
+print("# measured / predicted per category, MiB (2^20 B); activations: peak", file=sys.stderr)
+for l in lines:
+    print("  " + l, file=sys.stderr)
+for b in bad:
+    print("  " + b, file=sys.stderr)
+print(f"{len(lines)} ranks: weights, gradients, optimizer {'exact' if not any('weights' in b or 'gradients' in b or 'optimizer' in b for b in bad) else 'DIFFER'}; "
+      f"activation peaks {'within 5 %' if not any('activation' in b for b in bad) else 'OFF'} (table in memory.log)")
+sys.exit(1 if bad else 0)
+EOF
+}
+
+check_bench() {
+  bash "$here/bench/gpu_bench.sh" "$pack" "$logs/bench" >&2 || { echo "a benchmark run failed (bench.log)"; return 1; }
+  tail -n 1 "$logs/bench/summary.txt"
+}
+
+step ops 180 check_ops
+step train 300 check_train
+step layout 180 check_layout
+step nccl 180 check_nccl
+step memory 30 check_memory
+step bench 480 check_bench
+
+{
+  echo "# gpu-check on $(head -n 1 "$logs/gpus.txt"), $(date -u '+%Y-%m-%d %H:%M UTC')"
+  printf '%-8s %-5s %6s  %s\n' step result s detail
+  printf '%s\n' "${rows[@]}"
+  [ -s "$logs/bench/table.txt" ] && { echo "# benchmarks (bench/gpu_bench.sh)"; cat "$logs/bench/table.txt"; }
+  echo "# logs: $logs"
+} | tee "$logs/summary.txt"
+exit $failed
