@@ -37,13 +37,12 @@
 static PxBackend *cpu, *cu;
 static GRand *rng;
 
-#define OK(expr)                                                                                   \
-  do {                                                                                             \
-    GError *E = NULL;                                                                              \
-    gboolean ok_ = (expr);                                                                         \
-    g_assert_no_error(E);                                                                          \
-    g_assert_true(ok_);                                                                            \
-  } while (0)
+/* expr, which may set the GError *E this declares, must succeed */
+static void ok_or_fail(gboolean ok, GError *e) {
+  g_assert_no_error(e);
+  g_assert_true(ok);
+}
+#define OK(expr) do { GError *E = NULL; gboolean ok_ = (expr); ok_or_fail(ok_, E); } while (0)
 
 /* One logical tensor on both sides: c on cpu (f32 for a half dtype), g on cuda. */
 typedef struct {
