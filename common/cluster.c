@@ -38,6 +38,7 @@ PxCluster *px_cluster_load_ini(const char *path, GError **error) {
       !px_config_get_double(kf, path, "gpu", "peak_bf16", FALSE, 0, 1, &c->peak_bf16, D, E, error) ||
       !px_config_get_double(kf, path, "gpu", "peak_fp16", TRUE, c->peak_bf16, 1, &c->peak_fp16, D, E, error) ||
       !px_config_get_double(kf, path, "gpu", "hbm_bw", FALSE, 0, 1, &c->hbm_bw, D, E, error) ||
+      !px_config_get_double(kf, path, "gpu", "peak_fp8", TRUE, 0, 0, &c->peak_fp8, D, E, error) ||
       !px_config_get_int(kf, path, "node", "gpus", FALSE, 0, 1, &gpus, D, E, error) ||
       !px_config_get_double(kf, path, "node", "bandwidth", FALSE, 0, 1, &c->intra_bw, D, E, error) ||
       !px_config_get_double(kf, path, "node", "latency", TRUE, 3e-6, 0, &c->intra_lat, D, E, error) ||
@@ -52,7 +53,7 @@ PxCluster *px_cluster_load_ini(const char *path, GError **error) {
     {"gpu", "gemm_efficiency", &c->gemm_eff, 1},       {"gpu", "hbm_efficiency", &c->hbm_eff, 1},
     {"gpu", "flash_fwd_efficiency", &c->flash_fwd_eff, 1}, {"gpu", "flash_bwd_efficiency", &c->flash_bwd_eff, 1},
     {"gpu", "kernel_overhead", &c->kernel_overhead, 1}, {"node", "busbw_efficiency", &c->intra_eff, 1},
-    {"network", "busbw_efficiency", &c->inter_eff, 1}};
+    {"network", "busbw_efficiency", &c->inter_eff, 1}, {"gpu", "gemm_efficiency_fp8", &c->gemm_eff_fp8, 1}};
   for (gsize i = 0; i < G_N_ELEMENTS(effs); i++) {
     if (!px_config_get_double(kf, path, effs[i].group, effs[i].key, TRUE, 0, 0, effs[i].out, D, E, error)) return NULL;
     if (*effs[i].out > effs[i].max) {

@@ -40,6 +40,8 @@ typedef struct {
   double kernel_overhead;    /* [gpu] kernel_overhead: s per kernel (launch + tail) */
   double intra_eff;          /* [node] busbw_efficiency: large all-reduce bus bandwidth / bandwidth */
   double inter_eff;          /* [network] busbw_efficiency: the same over the network */
+  double peak_fp8;           /* [gpu] peak_fp8: dense FP8 tensor-core FLOP/s; 0 = the GPU has no FP8 */
+  double gemm_eff_fp8;       /* [gpu] gemm_efficiency_fp8: best large FP8 GEMM / peak_fp8 (0 = ideal) */
 } PxCluster;
 
 /* Preset name under configs/clusters ("dgx-h100") or an INI path. */

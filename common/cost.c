@@ -42,6 +42,8 @@
  * optimizer traffic, default attention. */
 #include "cost.h"
 #include "flops.h"
+#include "memory.h"
+#include "moe.h"
 #include <math.h>
 #include <stdlib.h>
 
@@ -87,6 +89,9 @@ const PxStackProfile *px_stack_profile(PxStack s) {
 
 PxAttention px_cost_attention(const PxPlan *plan) {
   if (plan->attention != PX_ATTN_DEFAULT) return plan->attention;
+  /* ring attention runs fused attention blocks (Transformer Engine; plan.c
+   * refuses cp > 1 with unfused attention or fp32) */
+  if (plan->cp > 1) return PX_ATTN_FLASH;
   /* flash needs 16-bit tensor-core inputs */
   if (plan->precision == PX_PREC_FP32) return PX_ATTN_UNFUSED;
   return px_stack_profile(plan->stack)->attention;
@@ -146,6 +151,14 @@ static double eff_or_1(double e) { return e > 0 ? e : 1.0; }
 static double intra_busbw(const PxCluster *c) { return c->intra_bw * eff_or_1(c->intra_eff); }
 static double inter_busbw(const PxCluster *c) { return c->inter_bw * eff_or_1(c->inter_eff); }
 
+double px_cost_alltoall(const PxCluster *c, double bytes, int n, int k) {
+  if (n <= 1 || bytes <= 0) return 0;
+  k = CLAMP(k, 1, n);
+  if (k == n) return (n - 1) * c->intra_lat + (double)(n - 1) / n * bytes / intra_busbw(c);
+  return (n - 1) * c->inter_lat +
+         MAX((double)(k - 1) / n * bytes / intra_busbw(c), (double)(n - k) / n * bytes / inter_busbw(c));
+}
+
 /* A group across nodes with k members on a node: hierarchical rings over the
  * k NICs of those members, never faster than NVLink. */
 static PxLink inter_link(const PxCluster *c, int k) {
@@ -187,13 +200,33 @@ static PxLink slowest_link(const PxCluster *cluster, const PxPlan *plan, int sta
 
 static int tp_member(const PxPlan *plan, int stage, int i, int r) { return px_plan_rank_of(plan, r, i, stage); }
 static int dp_member(const PxPlan *plan, int stage, int i, int r) { return px_plan_rank_of(plan, i, r, stage); }
-
-PxLink px_cost_tp_link(const PxCluster *cluster, const PxPlan *plan, int stage) {
-  return slowest_link(cluster, plan, stage, plan->tp, plan->dp, tp_member);
+/* member i of CP group r: data coordinate (r / tp)·cp + i, TP rank r mod tp */
+static int cp_member(const PxPlan *plan, int stage, int i, int r) {
+  return px_plan_rank_of(plan, r / plan->tp * plan->cp + i, r % plan->tp, stage);
 }
 
+PxLink px_cost_tp_link(const PxCluster *cluster, const PxPlan *plan, int stage) {
+  return slowest_link(cluster, plan, stage, plan->tp, px_plan_data_ranks(plan), tp_member);
+}
+
+/* The gradient reduction's group: dp·cp ranks (CP ranks hold the same parameters). */
 PxLink px_cost_dp_link(const PxCluster *cluster, const PxPlan *plan, int stage) {
-  return slowest_link(cluster, plan, stage, plan->dp, plan->tp, dp_member);
+  return slowest_link(cluster, plan, stage, px_plan_data_ranks(plan), plan->tp, dp_member);
+}
+
+PxLink px_cost_cp_link(const PxCluster *cluster, const PxPlan *plan, int stage) {
+  PxLink l = slowest_link(cluster, plan, stage, MAX(plan->cp, 1), plan->dp * plan->tp, cp_member);
+  return l.intra ? l : inter_link(cluster, 1);
+}
+
+void px_cost_cp_ring(const PxModel *model, const PxPlan *plan, const PxLink *cp_link, double attn_fwd,
+                     double attn_bwd, double *fwd_exposed, double *bwd_exposed) {
+  int cp = MAX(plan->cp, 1);
+  *fwd_exposed = *bwd_exposed = 0;
+  if (cp == 1) return;
+  double kv = px_memory_cp_kv_block(model, plan);
+  *fwd_exposed = (cp - 1) * MAX(0.0, px_cost_p2p(kv, cp_link) - attn_fwd / cp);
+  *bwd_exposed = (cp - 1) * MAX(0.0, px_cost_p2p(2 * kv, cp_link) - attn_bwd / cp) + px_cost_p2p(kv, cp_link);
 }
 
 PxLink px_cost_p2p_link(const PxCluster *cluster, const PxPlan *plan, int from, int to) {
@@ -203,7 +236,7 @@ PxLink px_cost_p2p_link(const PxCluster *cluster, const PxPlan *plan, int from, 
    * once that distance reaches a node's GPUs. */
   int distance = abs(px_plan_rank_of(plan, 0, 0, to) - px_plan_rank_of(plan, 0, 0, from));
   if (distance >= MAX(cluster->gpus_per_node, 1) && px_plan_world(plan) > cluster->gpus_per_node) return inter;
-  for (int d = 0; d < plan->dp; d++)
+  for (int d = 0; d < px_plan_data_ranks(plan); d++)
     for (int t = 0; t < plan->tp; t++) {
       int pair[2] = {px_plan_rank_of(plan, d, t, from), px_plan_rank_of(plan, d, t, to)};
       if (pair[0] / MAX(cluster->gpus_per_node, 1) != pair[1] / MAX(cluster->gpus_per_node, 1)) return inter;
@@ -218,8 +251,13 @@ double px_cost_peak_flops(const PxCluster *cluster, PxPrecision prec) {
   case PX_PREC_BF16: return cluster->peak_bf16;
   case PX_PREC_FP16: return cluster->peak_fp16;
   case PX_PREC_FP32: return cluster->peak_fp32;
+  case PX_PREC_FP8: return cluster->peak_fp8;
   }
   return cluster->peak_fp32;
+}
+
+double px_cost_mfu_peak(const PxCluster *cluster, PxPrecision prec) {
+  return px_cost_peak_flops(cluster, prec == PX_PREC_FP8 ? PX_PREC_BF16 : prec);
 }
 
 double px_cost_hbm_rate(const PxCluster *cluster) { return cluster->hbm_bw * eff_or_1(cluster->hbm_eff); }
@@ -241,7 +279,10 @@ double px_cost_gemm_time(const PxCluster *c, PxPrecision prec, double batch, dou
   if (m <= 0 || n <= 0 || k <= 0) return 0;
   batch = MAX(batch, 1);
   double flops = 2.0 * batch * m * n * k;
-  double t_compute = flops / (px_cost_peak_flops(c, prec) * px_cost_gemm_efficiency(c, batch, m, n, k));
+  double eff = px_cost_gemm_efficiency(c, batch, m, n, k);
+  /* FP8 GEMMs: the same quantisation, their own best large-GEMM efficiency */
+  if (prec == PX_PREC_FP8) eff = eff / eff_or_1(c->gemm_eff) * eff_or_1(c->gemm_eff_fp8);
+  double t_compute = flops / (px_cost_peak_flops(c, prec) * eff);
   double t_memory = batch * elem_bytes * (m * k + k * n + m * n) / px_cost_hbm_rate(c);
   return MAX(t_compute, t_memory) + c->kernel_overhead;
 }
@@ -263,12 +304,73 @@ static double tp_collective(const PxPlan *plan, double act_bytes, const PxLink *
   return px_cost_allreduce(act_bytes, plan->tp, l);
 }
 
-/* Forward, dgrad and wgrad GEMMs of the weight (out, in) over T tokens. */
+/* Forward, dgrad and wgrad GEMMs of the weight (out, in) over T tokens. FP8
+ * (Transformer Engine): FP8 operands (1 B), and a cast-transpose kernel for
+ * the GEMM's input forward and for its output gradient backward (reads the
+ * bf16 tensor, writes the FP8 copy and its transpose: E + 2 B per element;
+ * counted as its own kernel, where TE often fuses it into the norm or the
+ * activation before). */
 static void weight_gemms(const PxCluster *c, PxPrecision prec, int E, double T, double out, double in,
                          double *fwd, double *dgrad, double *wgrad) {
-  *fwd += px_cost_gemm_time(c, prec, 1, T, out, in, E);
-  *dgrad += px_cost_gemm_time(c, prec, 1, T, in, out, E);
-  *wgrad += px_cost_gemm_time(c, prec, 1, out, in, T, E);
+  int eb = prec == PX_PREC_FP8 ? 1 : E;
+  *fwd += px_cost_gemm_time(c, prec, 1, T, out, in, eb);
+  *dgrad += px_cost_gemm_time(c, prec, 1, T, in, out, eb);
+  *wgrad += px_cost_gemm_time(c, prec, 1, out, in, T, eb);
+  if (prec == PX_PREC_FP8) {
+    *fwd += membound(c, T * in * (E + 2.0), 1);
+    *dgrad += membound(c, T * out * (E + 2.0), 1);
+  }
+}
+
+/* The routed experts of E/ep experts on a rank, `other` tokens each but one
+ * with `busiest` (grouped GEMM: a batch and one more), weight (out, in). */
+static void expert_gemms(const PxCluster *c, PxPrecision prec, int E, const PxMoeTokens *t, double out, double in,
+                         double *fwd, double *dgrad, double *wgrad) {
+  double n = t->local - 1;
+  if (n > 0 && t->other > 0) {
+    *fwd += px_cost_gemm_time(c, prec, n, t->other, out, in, E);
+    *dgrad += px_cost_gemm_time(c, prec, n, t->other, in, out, E);
+    *wgrad += px_cost_gemm_time(c, prec, n, out, in, t->other, E);
+  }
+  weight_gemms(c, prec, E, t->busiest, out, in, fwd, dgrad, wgrad);
+}
+
+/* An MoE block's routed part on the busiest rank (docs/moe.md): the router's
+ * softmax, permuting the tokens into expert order and back (Megatron-Core's
+ * token permutation: each copy read and written), the experts' GEMMs and
+ * activation function, and the collectives: the dispatch and combine
+ * all-to-all over ep (forward 2, backward 2) and, when the ETP group holds
+ * different tokens, an all-gather after dispatch and a reduce-scatter before
+ * combine over etp. The router GEMM is a plain (E, h) weight (the block's
+ * loop). The EP and ETP groups are pipeline rank 0's (every stage's are alike
+ * when pp is the outermost axis). */
+static void moe_times(const PxModel *model, const PxCluster *cl, const PxPlan *plan, PxLayerTimes *c, double *dgrad,
+                      double *wgrad) {
+  const PxModelDesc *d = &model->desc;
+  PxMoeTokens t;
+  px_moe_tokens(model, plan, &t);
+  int E = px_plan_act_bytes(plan), etp = px_plan_etp(plan), ep = MAX(plan->ep, 1);
+  double h = d->hidden, f = (double)d->expert_ffn / etp;
+  gboolean gated = px_ffn_gated(d->ffn_kind);
+  for (int i = 0; i < (gated ? 2 : 1); i++) expert_gemms(cl, plan->precision, E, &t, f, h, &c->fwd, dgrad, wgrad);
+  expert_gemms(cl, plan->precision, E, &t, h, f, &c->fwd, dgrad, wgrad);
+  double act_f = (gated ? 3 : 2) * t.total * f * E, act_b = (gated ? 5 : 3) * t.total * f * E;
+  double perm = 2 * (t.sent + t.received) * h * E; /* permute + unpermute, read and write each copy */
+  double router = 2 * t.in * d->experts * 4.0;     /* fp32 softmax */
+  c->fwd += membound(cl, act_f + perm + router, 4);
+  *dgrad += membound(cl, act_b + perm + 1.5 * router, 4);
+  int gpn = MAX(cl->gpus_per_node, 1);
+  double a2a = px_cost_alltoall(cl, MAX(t.sent, t.received) * h * E, ep, px_moe_ep_per_node(plan, 0, gpn));
+  double etp_comm = 0;
+  if (t.gather > 1) {
+    g_autofree int *ranks = g_new(int, etp);
+    for (int i = 0; i < etp; i++) ranks[i] = px_moe_rank_of(plan, 0, i, 0, 0);
+    PxLink l = px_cost_group_link(cl, ranks, etp);
+    etp_comm = px_cost_allgather(t.total * h * E, etp, &l) + px_cost_reduce_scatter(t.total * h * E, etp, &l);
+  }
+  c->ep_fwd = c->ep_bwd = 2 * a2a + etp_comm;
+  c->tp_fwd += c->ep_fwd;
+  c->tp_bwd += c->ep_bwd;
 }
 
 void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxCluster *cluster,
@@ -278,12 +380,15 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
   int tp = MAX(plan->tp, 1);
   int E = px_plan_act_bytes(plan);
   PxPrecision prec = plan->precision;
+  /* what is not a weight GEMM (attention) runs in bf16 under FP8 */
+  PxPrecision aprec = prec == PX_PREC_FP8 ? PX_PREC_BF16 : prec;
+  int cp = MAX(plan->cp, 1);
   double seq = plan_seq(plan, model);
   double b = plan->mbs;
-  double T = b * seq;                                    /* tokens of one micro-batch */
+  double T = b * seq / cp;                               /* tokens of one micro-batch on this CP rank */
   double Tn = plan->seq_parallel ? T / tp : T;           /* tokens a norm/residual sees */
   double h = d->hidden;
-  double peak = px_cost_peak_flops(cluster, prec);
+  double peak = px_cost_peak_flops(cluster, aprec);
   double act = T * h * E;                                /* one s·b·h activation */
   double dgrad = 0, wgrad = 0;
 
@@ -292,7 +397,7 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
     for (guint i = 0; i <= layer->n_tensors; i++) {
       /* the own tensors, then the tied one a tied LM head multiplies by */
       const PxTensorSpec *t = i < layer->n_tensors ? &layer->tensors[i] : layer->tied_tensor;
-      if (!t || t->ndim != 2) continue;
+      if (!t || t->ndim != 2 || t->experts > 0) continue; /* routed experts: moe_times */
       double o = t->shape[0], in = t->shape[1];
       if (t->split == PX_SPLIT_ROWS) o /= tp;
       else if (t->split == PX_SPLIT_COLS) in /= tp;
@@ -312,27 +417,31 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
   case PX_LAYER_BLOCK: {
     double heads_local = (double)d->heads / tp;
     double hd = h / d->heads;
-    double ffn_local = (double)d->ffn / tp;
+    gboolean moe = px_model_block_is_moe(d, layer->block);
+    /* an MoE block's dense MLP is its shared experts' (the routed ones: moe_times) */
+    double ffn_local = (moe ? (double)d->shared_experts * d->shared_ffn : (double)d->ffn) / tp;
     double bh = b * heads_local;
     /* the attention core, QK^T and PV: 4 b s^2 h / tp forward FLOPs (no causal halving) */
     double att_fwd, att_bwd;
     PxAttention kind = px_cost_attention(plan);
     if (kind != PX_ATTN_UNFUSED) {
       /* one kernel; causal: half the FLOPs; backward 2.5 x the forward's (flash-attn
-       * benchmarks); FlashAttention v1 at half FlashAttention-2's rate (Dao 2023) */
-      double f = 0.5 * 4.0 * b * seq * seq * h / tp, v1 = kind == PX_ATTN_FLASH1 ? 0.5 : 1.0;
+       * benchmarks); FlashAttention v1 at half FlashAttention-2's rate (Dao 2023).
+       * Context parallelism: with load balancing (chunks i and 2cp-1-i) every CP
+       * rank computes 1/cp of the causal FLOPs, in cp blocks of the ring */
+      double f = 0.5 * 4.0 * b * seq * seq * h / tp / cp, v1 = kind == PX_ATTN_FLASH1 ? 0.5 : 1.0;
       att_fwd = f / (peak * v1 * eff_or_1(cluster->flash_fwd_eff)) + cluster->kernel_overhead;
       att_bwd = 2.5 * f / (peak * v1 * eff_or_1(cluster->flash_bwd_eff)) + cluster->kernel_overhead;
     } else {
       double S = bh * seq * seq;                         /* score elements */
-      att_fwd = px_cost_gemm_time(cluster, prec, bh, seq, seq, hd, E) +      /* QK^T */
-                px_cost_gemm_time(cluster, prec, bh, seq, hd, seq, E) +      /* PV */
+      att_fwd = px_cost_gemm_time(cluster, aprec, bh, seq, seq, hd, E) +     /* QK^T */
+                px_cost_gemm_time(cluster, aprec, bh, seq, hd, seq, E) +     /* PV */
                 membound(cluster, 2 * S * E, 1) +                             /* scale-mask-softmax */
                 (d->dropout ? membound(cluster, 2 * S * E + S, 1) : 0);      /* dropout + mask */
-      att_bwd = px_cost_gemm_time(cluster, prec, bh, seq, seq, hd, E) +      /* dP = dO V^T */
-                px_cost_gemm_time(cluster, prec, bh, seq, hd, seq, E) +      /* dV = P^T dO */
-                px_cost_gemm_time(cluster, prec, bh, seq, hd, seq, E) +      /* dQ = dS K */
-                px_cost_gemm_time(cluster, prec, bh, seq, hd, seq, E) +      /* dK = dS^T Q */
+      att_bwd = px_cost_gemm_time(cluster, aprec, bh, seq, seq, hd, E) +     /* dP = dO V^T */
+                px_cost_gemm_time(cluster, aprec, bh, seq, hd, seq, E) +     /* dV = P^T dO */
+                px_cost_gemm_time(cluster, aprec, bh, seq, hd, seq, E) +     /* dQ = dS K */
+                px_cost_gemm_time(cluster, aprec, bh, seq, hd, seq, E) +     /* dK = dS^T Q */
                 membound(cluster, 3 * S * E, 1) +
                 (d->dropout ? membound(cluster, 2 * S * E + S, 1) : 0);
     }
@@ -342,10 +451,18 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
     double actf_f = (swiglu ? 3 : 2) * T * ffn_local * E, actf_b = (swiglu ? 5 : 3) * T * ffn_local * E;
     double drop = d->dropout ? 2 * (2 * Tn * h * E + Tn * h) : 0;         /* attn-out, mlp-out + masks */
     int drop_k = d->dropout ? 2 : 0;
+    c.attn_fwd = att_fwd;
+    c.attn_bwd = att_bwd;
     c.fwd += att_fwd + membound(cluster, norm_f + resid + actf_f + drop, 5 + drop_k);
     dgrad += att_bwd + membound(cluster, norm_b + resid + actf_b + drop, 5 + drop_k);
-    c.tp_fwd = 2 * tp_collective(plan, act, tp_link);
-    c.tp_bwd = 2 * tp_collective(plan, act, tp_link);
+    /* with sequence parallelism the routed experts' input and output go
+     * through the dispatcher (the ETP all-gather / reduce-scatter, moe_times),
+     * not the MLP's TP all-gather / reduce-scatter, unless shared experts
+     * (TP-split) read the block's gathered input too */
+    int tp_colls = moe && plan->seq_parallel && d->shared_experts == 0 ? 1 : 2;
+    c.tp_fwd = tp_colls * tp_collective(plan, act, tp_link);
+    c.tp_bwd = tp_colls * tp_collective(plan, act, tp_link);
+    if (moe) moe_times(model, cluster, plan, &c, &dgrad, &wgrad);
     /* selective: the attention core again (flash keeps nothing to recompute) */
     if (plan->ckpt == PX_CKPT_SELECTIVE && kind == PX_ATTN_UNFUSED) c.recompute = att_fwd;
     break;
@@ -387,7 +504,7 @@ static PxCostTable *table_alloc(int pp, int vpp) {
   t->parts = pp * vpp;
   double **per_part[] = {&t->fwd, &t->bwd_input, &t->bwd_weight, &t->tp_comm_fwd, &t->tp_comm_bwd,
                          &t->p2p_act, &t->p2p_grad, &t->gather, &t->gather_pass, &t->p2p_bytes,
-                         &t->dp_window, &t->reduce_pass};
+                         &t->dp_window, &t->reduce_pass, &t->cp_comm_fwd, &t->cp_comm_bwd};
   for (gsize i = 0; i < G_N_ELEMENTS(per_part); i++) *per_part[i] = g_new0(double, t->parts);
   double **per_rank[] = {&t->dp_reduce, &t->tied_reduce, &t->optimizer, &t->load, &t->dp_bytes};
   for (gsize i = 0; i < G_N_ELEMENTS(per_rank); i++) *per_rank[i] = g_new0(double, pp);
@@ -398,7 +515,7 @@ void px_cost_table_free(PxCostTable *t) {
   if (!t) return;
   double *arrays[] = {t->fwd, t->bwd_input, t->bwd_weight, t->tp_comm_fwd, t->tp_comm_bwd, t->p2p_act,
                       t->p2p_grad, t->gather, t->gather_pass, t->p2p_bytes, t->dp_reduce, t->tied_reduce, t->optimizer,
-                      t->load, t->dp_bytes, t->dp_window, t->reduce_pass};
+                      t->load, t->dp_bytes, t->dp_window, t->reduce_pass, t->cp_comm_fwd, t->cp_comm_bwd};
   for (gsize i = 0; i < G_N_ELEMENTS(arrays); i++) g_free(arrays[i]);
   g_free(t);
 }
@@ -429,12 +546,29 @@ static gboolean check_inputs(const PxCluster *cluster, const PxPlan *plan, const
   return TRUE;
 }
 
+/* A gradient reduction over n ranks: reduce-scatter under ZeRO-2/3, else
+ * all-reduce; adds its time and the bytes each GPU sends. */
+static void reduce_grads(const PxPlan *plan, double bytes, int n, const PxLink *l, double *time, double *sent) {
+  if (n <= 1) return;
+  gboolean rs = plan->zero >= 2;
+  *time += rs ? px_cost_reduce_scatter(bytes, n, l) : px_cost_allreduce(bytes, n, l);
+  *sent += (rs ? 1.0 : 2.0) * (n - 1) / n * bytes;
+}
+
+/* The experts' data-parallel group of pipeline rank `stage` (replica etp 0, ep 0). */
+static PxLink edp_link(const PxCluster *cluster, const PxPlan *plan, int stage) {
+  int edp = px_plan_edp(plan);
+  g_autofree int *ranks = g_new(int, MAX(edp, 1));
+  for (int i = 0; i < edp; i++) ranks[i] = px_moe_rank_of(plan, stage, 0, 0, i);
+  return px_cost_group_link(cluster, ranks, MAX(edp, 1));
+}
+
 /* DP buckets of a chunk's gradients (elements): the plan's bucket, else the
  * stack's, else one per layer (FSDP's per-block flat parameters). */
 static double dp_buckets(const PxPlan *plan, double chunk_elems, int layers) {
   const PxStackProfile *sp = px_stack_profile(plan->stack);
   double elems = plan->bucket_bytes > 0 ? plan->bucket_bytes / px_plan_act_bytes(plan) : 0;
-  if (elems <= 0 && plan->stack == PX_STACK_MEGATRON_CORE) elems = MAX(sp->bucket_elems, 1e6 * plan->dp);
+  if (elems <= 0 && plan->stack == PX_STACK_MEGATRON_CORE) elems = MAX(sp->bucket_elems, 1e6 * px_plan_data_ranks(plan));
   if (elems <= 0) elems = sp->bucket_elems;
   if (elems <= 0) return MAX(layers, 1);
   return MAX(1.0, ceil(chunk_elems / elems));
@@ -443,35 +577,57 @@ static double dp_buckets(const PxPlan *plan, double chunk_elems, int layers) {
 PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, const PxPlan *plan,
                                const PxPartition *part, GError **error) {
   if (!check_inputs(cluster, plan, part, error)) return NULL;
-  int pp = plan->pp, parts = part->parts, tp = MAX(plan->tp, 1), dp = MAX(plan->dp, 1);
+  /* dp: the gradient reduction's (and ZeRO's) group, dp·cp ranks */
+  int pp = plan->pp, parts = part->parts, tp = MAX(plan->tp, 1), dp = MAX(px_plan_data_ranks(plan), 1);
   g_autoptr(PxCostTable) t = table_alloc(pp, part->vpp);
   int E = px_plan_act_bytes(plan);          /* activations, 16-bit weights */
   int G = px_cost_grad_reduce_bytes(plan);  /* gradients as the stack reduces them */
   gboolean overlap = px_cost_overlap_dp(plan);
   double seq = plan_seq(plan, model);
-  double act_msg = plan->mbs * seq * model->desc.hidden * E / (plan->seq_parallel ? tp : 1);
+  double act_msg = plan->mbs * (seq / MAX(plan->cp, 1)) * model->desc.hidden * E / (plan->seq_parallel ? tp : 1);
   g_autofree double *rank_params = g_new0(double, pp);  /* per GPU, TP-sharded, before ZeRO */
   g_autofree double *part_params = g_new0(double, parts);
+  /* routed-expert parameters per GPU (E/ep experts over etp), kept apart:
+   * their gradients reduce and their ZeRO shards split over edp, not dp */
+  g_autofree double *rank_eparams = g_new0(double, pp);
+  g_autofree double *part_eparams = g_new0(double, parts);
+  int ep = MAX(plan->ep, 1), etp = px_plan_etp(plan), edp = px_plan_edp(plan);
   gboolean megatron = plan->stack == PX_STACK_MEGATRON_2021 || plan->stack == PX_STACK_MEGATRON_CORE;
 
   for (int k = 0; k < parts; k++) {
     int r = px_partition_part_rank(part, k);
     PxLink tpl = px_cost_tp_link(cluster, plan, r);
+    PxLink cpl = px_cost_cp_link(cluster, plan, r);
     for (int li = part->bounds[k]; li < part->bounds[k + 1]; li++) {
       const PxLayer *layer = &model->layers[li];
       PxLayerTimes c;
       px_cost_layer_times(model, layer, cluster, plan, &tpl, &c);
-      t->fwd[k] += c.fwd + c.tp_fwd;
+      /* the CP ring beside the attention blocks; full recompute runs the
+       * forward's ring again */
+      double ring_f = 0, ring_b = 0;
+      if (layer->kind == PX_LAYER_BLOCK) px_cost_cp_ring(model, plan, &cpl, c.attn_fwd, c.attn_bwd, &ring_f, &ring_b);
+      if (plan->ckpt == PX_CKPT_FULL) ring_b += ring_f;
+      t->cp_comm_fwd[k] += ring_f;
+      t->cp_comm_bwd[k] += ring_b;
+      t->fwd[k] += c.fwd + c.tp_fwd + ring_f;
       t->tp_comm_fwd[k] += c.tp_fwd;
-      t->bwd_input[k] += c.bwd_input + c.tp_bwd + c.recompute;
+      t->bwd_input[k] += c.bwd_input + c.tp_bwd + c.recompute + ring_b;
       t->bwd_weight[k] += c.bwd_weight;
       t->tp_comm_bwd[k] += c.tp_bwd + (plan->ckpt == PX_CKPT_FULL && layer->kind == PX_LAYER_BLOCK ? c.tp_fwd : 0);
       /* a tied LM head stores its own copy of the embedding only on another rank */
       gboolean own_copy = layer->tied_tensor && part->tied &&
                           px_partition_part_rank(part, part->tied_first_part) != r;
-      part_params[k] += own_copy ? px_layer_stored_params_tp(layer, tp) : px_layer_params_tp(layer, tp);
+      gint64 lp = own_copy ? px_layer_stored_params_tp(layer, tp) : px_layer_params_tp(layer, tp);
+      if (layer->kind == PX_LAYER_BLOCK && px_model_block_is_moe(&model->desc, layer->block)) {
+        /* routed experts: E/ep experts over etp, reduced over edp (moe.h) */
+        gint64 exp_grid;
+        px_layer_params_split(layer, tp, ep, etp, &lp, &exp_grid); /* a block holds no tied copy */
+        part_eparams[k] += exp_grid;
+      }
+      part_params[k] += lp;
     }
     rank_params[r] += part_params[k];
+    rank_eparams[r] += part_eparams[k];
     /* gradient accumulation outside the GEMMs, every micro-batch: read the
      * fresh 16-bit gradient, read and write the accumulator (Megatron-LM 2021
      * model/distributed.py: param.main_grad.add_(param.grad) in a backward
@@ -479,7 +635,7 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
      * Megatron-Core fuses it into the wgrad GEMM (gradient_accumulation_fusion);
      * FSDP reduce-scatters every micro-batch and accumulates only its shard. */
     if (plan->stack != PX_STACK_MEGATRON_CORE) {
-      double accum = part_params[k] * (E + 2.0 * G);
+      double accum = (part_params[k] + part_eparams[k]) * (E + 2.0 * G);
       if (plan->stack == PX_STACK_FSDP) accum /= dp;
       t->bwd_weight[k] += accum / px_cost_hbm_rate(cluster);
     }
@@ -516,13 +672,16 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
        * the shard first crosses PCIe. GATHER_PARAMS in the program stands for
        * the first layer's fetch before the chunk's first use. */
       PxLink l = px_cost_dp_link(cluster, plan, r);
-      double g = dp > 1 ? px_cost_allgather(part_params[k] * E, dp, &l) : 0;
+      PxLink el = part_eparams[k] > 0 ? edp_link(cluster, plan, r) : l;
+      double g = (dp > 1 ? px_cost_allgather(part_params[k] * E, dp, &l) : 0) +
+                 (edp > 1 ? px_cost_allgather(part_eparams[k] * E, edp, &el) : 0);
       if (plan->offload == PX_OFFLOAD_OPTIMIZER_PARAMS) g += part_params[k] * E / dp / cluster->pcie_bw;
       t->gather[k] = g / MAX(layers, 1);
       t->gather_pass[k] = g;
       /* with overlap, every micro-batch's backward also reduce-scatters its
        * gradients on the same link (FSDP, DeepSpeed ZeRO-3 do not accumulate) */
       double rs = overlap && dp > 1 ? px_cost_reduce_scatter(part_params[k] * G, dp, &l) : 0;
+      if (overlap && edp > 1) rs += px_cost_reduce_scatter(part_eparams[k] * G, edp, &el);
       t->reduce_pass[k] = rs;
       double fwd_exposed = MAX(0.0, g - t->fwd[k]), bwd_exposed = MAX(0.0, g + rs - bwd);
       t->fwd[k] += fwd_exposed;
@@ -533,15 +692,12 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
 
   for (int r = 0; r < pp; r++) {
     PxLink dpl = px_cost_dp_link(cluster, plan, r);
-    double grad_bytes = rank_params[r] * G;
+    double grad_bytes = rank_params[r] * G, egrad_bytes = rank_eparams[r] * G;
+    PxLink edpl = rank_eparams[r] > 0 ? edp_link(cluster, plan, r) : dpl;
+    /* the experts' gradients over their own data-parallel group */
+    if (egrad_bytes > 0) reduce_grads(plan, egrad_bytes, edp, &edpl, &t->dp_reduce[r], &t->dp_bytes[r]);
     if (dp > 1) {
-      if (plan->zero >= 2) {
-        t->dp_reduce[r] = px_cost_reduce_scatter(grad_bytes, dp, &dpl);
-        t->dp_bytes[r] = (double)(dp - 1) / dp * grad_bytes;
-      } else {
-        t->dp_reduce[r] = px_cost_allreduce(grad_bytes, dp, &dpl);
-        t->dp_bytes[r] = 2.0 * (dp - 1) / dp * grad_bytes;
-      }
+      reduce_grads(plan, grad_bytes, dp, &dpl, &t->dp_reduce[r], &t->dp_bytes[r]);
       if (plan->zero == 3 && overlap) {
         /* reduced in the backward passes (above): what is left after the last
          * one is the last layer's reduce-scatter */
@@ -553,7 +709,8 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
           if (px_partition_part_rank(part, k) == r) t->dp_window[k] = 0;
       }
     }
-    double shard = plan->zero >= 1 ? rank_params[r] / dp : rank_params[r];
+    double shard = (plan->zero >= 1 ? rank_params[r] / dp : rank_params[r]) +
+                   (plan->zero >= 1 ? rank_eparams[r] / edp : rank_eparams[r]);
     const PxStackProfile *sp = px_stack_profile(plan->stack);
     double opt;
     if (plan->offload != PX_OFFLOAD_NONE) {
@@ -570,8 +727,10 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
     gboolean gather_hidden = plan->stack == PX_STACK_MEGATRON_CORE;
     if ((plan->zero == 1 || plan->zero == 2) && dp > 1 && !gather_hidden)
       opt += px_cost_allgather(rank_params[r] * E, dp, &dpl);
+    if ((plan->zero == 1 || plan->zero == 2) && edp > 1 && !gather_hidden)
+      opt += px_cost_allgather(rank_eparams[r] * E, edp, &edpl);
     t->optimizer[r] = opt;
-    if (r == 0 || r == pp - 1) t->load[r] = plan->mbs * seq * BATCH_ID_BYTES / MAX(cluster->pcie_bw, 1.0);
+    if (r == 0 || r == pp - 1) t->load[r] = plan->mbs * seq / MAX(plan->cp, 1) * BATCH_ID_BYTES / MAX(cluster->pcie_bw, 1.0);
   }
   if (part->tied && pp > 1) {
     int first = px_partition_part_rank(part, part->tied_first_part);
@@ -588,7 +747,7 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
   px_flops_compute(model, plan, &flops);
   t->model_flops_per_step = flops.model_per_step;
   t->hardware_flops_per_step = flops.hardware_per_step;
-  t->peak_flops = px_cost_peak_flops(cluster, plan->precision);
+  t->peak_flops = px_cost_mfu_peak(cluster, plan->precision);
   t->overlap_dp = overlap;
   /* Megatron-LM 2021 waits for its sends: p2p_communication.py _communicate
    * calls torch.cuda.synchronize() after batch_isend_irecv */

@@ -44,6 +44,8 @@ typedef struct {
   gboolean p2p_blocking;           /* the compute stream waits for its own sends */
   PxAttention attention;           /* the attention kernel costed */
   int grad_reduce_bytes;           /* bytes per gradient element in the DP reduction */
+  double *cp_comm_fwd;  /* (parts) context parallelism: ring K/V p2p exposed beyond the attention blocks, forward */
+  double *cp_comm_bwd;  /* (parts) the same in the backward (K/V with dK/dV, and dK/dV's last hop home) */
 } PxCostTable;
 
 /* When a stack overlaps the DP gradient reduction with the backward. */
@@ -95,6 +97,14 @@ double px_cost_reduce_scatter(double bytes, int n, const PxLink *l);  /* (n-1)a 
 double px_cost_allgather(double bytes, int n, const PxLink *l);       /* (n-1)a + (n-1)/n B/bw */
 double px_cost_p2p(double bytes, const PxLink *l);                    /* a + B/bw */
 
+/* All-to-all (NCCL's send/recv pairs, nccl-tests alltoall) where every rank
+ * sends `bytes` in all (1/n to each member, its own share staying): n ranks,
+ * k of them on each node. Inside a node (k = n): (n-1) a + (n-1)/n B / NVLink
+ * busbw. Across nodes the (n-k)/n that leaves the node crosses the GPU's own
+ * NIC while (k-1)/n goes over NVLink, at once: (n-1) a_net + max((k-1)/n B /
+ * NVLink, (n-k)/n B / NIC busbw). */
+double px_cost_alltoall(const PxCluster *cluster, double bytes, int n, int k);
+
 /* Link of the group of n global ranks. */
 PxLink px_cost_group_link(const PxCluster *cluster, const int *ranks, int n);
 /* The groups of a plan, the slowest over the replicas (e.g. all dp copies of a
@@ -103,8 +113,23 @@ PxLink px_cost_group_link(const PxCluster *cluster, const int *ranks, int n);
 PxLink px_cost_tp_link(const PxCluster *cluster, const PxPlan *plan, int stage);
 PxLink px_cost_dp_link(const PxCluster *cluster, const PxPlan *plan, int stage);
 PxLink px_cost_p2p_link(const PxCluster *cluster, const PxPlan *plan, int from, int to);
+/* The CP ring's link on pipeline rank `stage`: every hop of the ring sends
+ * at once, so a ring spanning nodes is as slow as its hop across them, one
+ * GPU's NIC (p2p, no hierarchical rings); NVLink when the group is on a node. */
+PxLink px_cost_cp_link(const PxCluster *cluster, const PxPlan *plan, int stage);
+/* Context parallelism's exposed ring time for one block, one micro-batch
+ * (seconds), given its attention core's forward and backward compute:
+ * forward cp - 1 steps each passing a K/V block (px_memory_cp_kv_block)
+ * while one attention block of attn_fwd / cp computes, exposed
+ * (cp - 1) max(0, p2p(K/V) - attn_fwd / cp); backward cp - 1 steps passing
+ * K/V and dK/dV, (cp - 1) max(0, p2p(2 K/V) - attn_bwd / cp), plus the last
+ * hop of dK/dV home, p2p(K/V), exposed. 0 with cp = 1. */
+void px_cost_cp_ring(const PxModel *model, const PxPlan *plan, const PxLink *cp_link, double attn_fwd,
+                     double attn_bwd, double *fwd_exposed, double *bwd_exposed);
 
-/* Dense peak FLOP/s of one GPU for the precision (bf16/fp16 tensor core, fp32). */
+/* Dense peak FLOP/s of one GPU for the precision (bf16/fp16 tensor core, fp32;
+ * fp8: the FP8 tensor-core rate, which only the GEMMs run at: attention,
+ * the other kernels and MFU use bf16's, see px_cost_mfu_peak). */
 double px_cost_peak_flops(const PxCluster *cluster, PxPrecision prec);
 /* Fraction of peak of `batch` (m x k) @ (k x n) GEMMs: gemm_eff times the
  * useful share of the tile slots launched (tile and wave quantisation over the
@@ -115,6 +140,9 @@ double px_cost_gemm_efficiency(const PxCluster *cluster, double batch, double m,
  * over the achieved HBM bandwidth), plus one kernel overhead. */
 double px_cost_gemm_time(const PxCluster *cluster, PxPrecision prec, double batch, double m, double n,
                          double k, int elem_bytes);
+/* The peak MFU is reported against: the precision's, bf16's for fp8 (the
+ * Llama 3 paper's "BF16 MFU"; FP8 runs report the same convention). */
+double px_cost_mfu_peak(const PxCluster *cluster, PxPrecision prec);
 /* Achieved HBM bandwidth (hbm_bw x hbm_eff), bytes/s. */
 double px_cost_hbm_rate(const PxCluster *cluster);
 
@@ -126,6 +154,8 @@ typedef struct {
   double fwd, bwd_input, bwd_weight;  /* compute, s */
   double tp_fwd, tp_bwd;              /* TP collectives, s */
   double recompute;                   /* what the checkpoint policy adds to bwd_input, s */
+  double attn_fwd, attn_bwd;          /* the attention core's share of fwd / bwd_input (the CP ring overlaps them) */
+  double ep_fwd, ep_bwd;              /* of tp_fwd / tp_bwd: an MoE block's all-to-all and expert-TP collectives, s */
 } PxLayerTimes;
 void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxCluster *cluster,
                          const PxPlan *plan, const PxLink *tp_link, PxLayerTimes *out);

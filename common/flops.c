@@ -24,5 +24,5 @@ void px_flops_compute(const PxModel *model, const PxPlan *plan, PxFlops *out) {
   out->hardware_per_step = (3.0 * fwd + re) * seqs;
   out->model_per_token = 3.0 * fwd / s;
   out->approx_6n_per_token =
-      6.0 * (double)model->params + 12.0 * model->desc.layers * (double)model->desc.hidden * s;
+      6.0 * (double)model->active_params + 12.0 * model->desc.layers * (double)model->desc.hidden * s;
 }

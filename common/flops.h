@@ -16,7 +16,7 @@ typedef struct {
   double model_per_step;     /* 3 × forward × sequences per step (gbs) */
   double hardware_per_step;  /* model + recomputed forward */
   double model_per_token;
-  double approx_6n_per_token;/* 6·N + 12·L·h·s (Kaplan et al. / PaLM appendix B) */
+  double approx_6n_per_token;/* 6·N + 12·L·h·s (Kaplan et al. / PaLM appendix B); N the active parameters of an MoE */
 } PxFlops;
 
 void px_flops_compute(const PxModel *model, const PxPlan *plan, PxFlops *out);

@@ -19,9 +19,17 @@
  *   kept); full recompute keeps the block input, 2sbh (÷t with SP).
  * The terms are derived one by one below, which also covers GQA (K and V of
  * kv_heads), a head_dim apart from h/a, sliding windows, parallel attention
- * + MLP blocks, gated MLPs (three FFN tensors), models without dropout and fp32. */
+ * + MLP blocks, gated MLPs (three FFN tensors), models without dropout and fp32.
+ *
+ * Context parallelism (cp > 1): every per-token term holds s/cp tokens
+ * (Megatron's context-parallel doc: activation memory divided by cp at equal
+ * tokens per rank), plus the ring's K/V buffers (px_memory_cp_kv_buffers).
+ * FP8 (Transformer Engine): the inputs of the FP8 GEMMs are saved for the
+ * backward in FP8, 1 byte (TE's Linear / LayerNormLinear / LayerNormMLP save
+ * the casted input for the wgrad GEMM); everything else stays bf16. */
 #include "memory.h"
 #include "cost.h"
+#include "moe.h"
 #include "schedule.h"
 #include <math.h>
 #include <string.h>
@@ -36,31 +44,37 @@ typedef struct {
  * width of Q and of the attention output (heads · head_dim, h unless
  * head_dim is set apart), kv that of K or V; the softmax spans min(s, window)
  * keys per query. */
-static ActTerms block_terms(const PxModelDesc *d, double s, double b, double e) {
+static ActTerms block_terms(const PxModelDesc *d, double s, double b, double e, double eg, gboolean moe) {
   double h = d->hidden, q = (double)px_model_q_dim(d), kv = (double)px_model_kv_dim(d), f = d->ffn, a = d->heads;
   double span = px_model_attn_span(d, (int)s);
   double mask = d->dropout ? 1.0 : 0.0;
   ActTerms t = {0};
   /* attention: LayerNorm input, QKV input, Q and K (for QK^T), V (for the
-   * attention over V), output-projection input, output dropout mask */
-  t.rep += e * s * b * h * 2 + mask * s * b * h;
-  t.split += e * s * b * (q + kv) + e * s * b * kv + e * s * b * q;
+   * attention over V), output-projection input, output dropout mask; eg is
+   * the bytes of a saved GEMM input (1 under FP8, else e) */
+  t.rep += e * s * b * h + eg * s * b * h + mask * s * b * h;
+  t.split += e * s * b * (q + kv) + e * s * b * kv + eg * s * b * q;
   /* softmax output; with dropout also its mask and the dropped-out copy */
   t.attn += e * a * s * span * b + (d->dropout ? (1.0 + e) * a * s * span * b : 0);
   /* MLP: LayerNorm input (in a parallel block the block input, already
    * held for the attention's norm), first-linear input, dropout mask */
-  t.rep += e * s * b * h * (d->parallel_attn ? 1 : 2) + mask * s * b * h;
+  t.rep += e * s * b * h * (d->parallel_attn ? 0 : 1) + eg * s * b * h + mask * s * b * h;
+  /* an MoE block: the routed experts are counted by moe.c; the shared
+   * experts are a dense MLP of shared_experts · shared_ffn */
+  if (moe) f = (double)d->shared_experts * d->shared_ffn;
   if (px_ffn_gated(d->ffn_kind))
-    t.split += 3 * e * s * b * f; /* gate and up outputs, their product (down-projection input) */
+    t.split += 2 * e * s * b * f + eg * s * b * f; /* gate and up outputs, their product (down-projection input) */
   else
-    t.split += 2 * e * s * b * f; /* GELU input and output (second-linear input) */
+    t.split += e * s * b * f + eg * s * b * f; /* GELU input and output (second-linear input) */
   return t;
 }
 
 double px_layer_activation_bytes(const PxModel *model, const PxLayer *layer, const PxPlan *plan) {
   const PxModelDesc *d = &model->desc;
-  double s = plan->seq > 0 ? plan->seq : d->default_seq, b = plan->mbs, h = d->hidden;
+  /* one CP rank's tokens */
+  double s = (plan->seq > 0 ? plan->seq : d->default_seq) / MAX(plan->cp, 1), b = plan->mbs, h = d->hidden;
   double e = px_plan_act_bytes(plan), t = plan->tp;
+  double eg = plan->precision == PX_PREC_FP8 ? 1.0 : e; /* a saved FP8 GEMM input */
   double rep_div = plan->seq_parallel ? t : 1.0;
   switch (layer->kind) {
   case PX_LAYER_EMBEDDING:
@@ -74,8 +88,9 @@ double px_layer_activation_bytes(const PxModel *model, const PxLayer *layer, con
     return e * s * b * h / rep_div + 4.0 * s * b * ceil((double)d->vocab / t);
   case PX_LAYER_BLOCK: {
     if (plan->ckpt == PX_CKPT_FULL) return e * s * b * h / rep_div;
-    ActTerms a = block_terms(d, s, b, e);
-    double bytes = a.rep / rep_div + a.split / t;
+    gboolean moe = px_model_block_is_moe(d, layer->block);
+    ActTerms a = block_terms(d, s, b, e, eg, moe);
+    double bytes = a.rep / rep_div + a.split / t + (moe ? px_moe_activation_bytes(model, plan) : 0);
     /* flash attention keeps no s x s scores (cost.h px_cost_attention) */
     if (plan->ckpt != PX_CKPT_SELECTIVE && px_cost_attention(plan) == PX_ATTN_UNFUSED) bytes += a.attn / t;
     return bytes;
@@ -168,6 +183,41 @@ double px_memory_peak_activations(const PxPlan *plan, int stage, const double *c
 
 gint64 px_zero_shard(gint64 numel, int dp) { return dp > 1 ? (numel + dp - 1) / dp : numel; }
 
+double px_memory_fp8_meta_per_gemm(void) {
+  /* fp32 amax history (len x tensors), scale and scale_inv (tensors) */
+  return 4.0 * PX_FP8_TENSORS_PER_GEMM * (PX_FP8_AMAX_HISTORY + 2);
+}
+
+double px_memory_cp_kv_block(const PxModel *model, const PxPlan *plan) {
+  if (MAX(plan->cp, 1) == 1) return 0;
+  double s = (double)px_plan_local_seq(plan), kv = (double)px_model_kv_dim(&model->desc) / MAX(plan->tp, 1);
+  return 2.0 * px_plan_act_bytes(plan) * s * plan->mbs * kv;
+}
+
+/* Transformer Engine's AttnFuncWithCPAndKVP2P (pytorch/attention.py, later
+ * dot_product_attention/context_parallel.py): the forward
+ * keeps every K/V block of the ring in p2p_comm_buffers until it returns (its
+ * own copy and the cp - 1 received), the backward double-buffers (K/V,
+ * dK/dV) pairs: 4 blocks. Transient, one layer at a time: max(cp, 4) blocks. */
+double px_memory_cp_kv_buffers(const PxModel *model, const PxPlan *plan) {
+  return MAX(plan->cp, 4) * px_memory_cp_kv_block(model, plan);
+}
+
+/* Parameters of the FP8 GEMMs of a layer (the 2-D weights of a block; the
+ * embedding and the LM head stay bf16, as Megatron-Core builds its output
+ * layer outside Transformer Engine), per TP rank; *gemms counts them. */
+static double fp8_gemm_params(const PxLayer *L, int tp, int *gemms) {
+  double n = 0;
+  if (L->kind != PX_LAYER_BLOCK) return 0;
+  for (guint i = 0; i < L->n_tensors; i++) {
+    const PxTensorSpec *t = &L->tensors[i];
+    if (t->ndim != 2) continue;
+    n += (double)t->shape[0] * t->shape[1] / (t->split == PX_SPLIT_NONE ? 1 : tp);
+    (*gemms)++;
+  }
+  return n;
+}
+
 PxMemory *px_memory_new(const PxModel *model, const PxPlan *plan, const PxPartition *part,
                         const PxCluster *cluster) {
   PxMemory *mem = g_new0(PxMemory, 1);
@@ -178,37 +228,59 @@ PxMemory *px_memory_new(const PxModel *model, const PxPlan *plan, const PxPartit
   gboolean mixed = plan->precision != PX_PREC_FP32;
   double wb = mixed ? 2 : 4, gb = mixed ? 2 : 4, ob = mixed ? 12 : 8;
   double e = px_plan_act_bytes(plan);
-  double s = plan->seq, b = plan->mbs, h = d->hidden;
-  double dp = plan->dp;
+  double s = px_plan_local_seq(plan), b = plan->mbs, h = d->hidden;
+  /* ZeRO shards and the gradients are reduced over dp·cp (the ranks that hold
+   * the same parameters); routed experts over edp, which folds cp in */
+  int data = px_plan_data_ranks(plan);
+  double dp = data, edp = px_plan_edp(plan);
+  int ep = MAX(plan->ep, 1), etp = px_plan_etp(plan);
+  double cp_kv = px_memory_cp_kv_buffers(model, plan);
   double bucket_elems = plan->bucket_bytes > 0 ? plan->bucket_bytes / gb : 5e8;
 
   for (int r = 0; r < plan->pp; r++) {
     PxStageMemory *st = &mem->stages[r];
     st->stage = r;
-    gint64 params = 0, max_layer = 0, shard = 0;
+    gint64 params = 0, max_layer = 0, shard = 0, eshard = 0, eparams = 0;
+    gboolean moe_held = FALSE;
     double act_mb = 0, act_block = 0, head_acts = 0;
     g_autofree double *chunk_act = g_new0(double, MAX(plan->vpp, 1));
-    int max_blocks = 0;
+    int max_blocks = 0, gemms = 0;
+    double fp8_params = 0, fp8_max_layer = 0;
     gboolean first = FALSE, last = FALSE;
     for (int c = 0; c < plan->vpp; c++)
       first |= part->bounds[px_partition_part_of(part, r, c)] == 0;
     for (int c = 0; c < plan->vpp; c++) {
       int k = px_partition_part_of(part, r, c);
-      gint64 chunk_params = 0;
+      gint64 chunk_params = 0, chunk_expert = 0;
       for (int li = part->bounds[k]; li < part->bounds[k + 1]; li++) {
         const PxLayer *L = &model->layers[li];
         /* a rank holding both ends keeps one copy of a tied embedding */
         gint64 lp = L->tied_tensor && first ? px_layer_params_tp(L, plan->tp)
                                             : px_layer_stored_params_tp(L, plan->tp);
-        params += lp;
+        /* routed experts: E/ep experts, each's FFN over etp; sharded over edp under ZeRO */
+        gint64 le = 0;
+        if (L->kind == PX_LAYER_BLOCK && px_model_block_is_moe(d, L->block)) {
+          px_layer_params_split(L, plan->tp, ep, etp, &lp, &le); /* a block holds no tied copy */
+          moe_held = TRUE;
+        }
+        params += lp + le;
         chunk_params += lp;
+        chunk_expert += le;
+        lp += le;
         max_layer = MAX(max_layer, lp);
+        if (plan->precision == PX_PREC_FP8) {
+          double g = fp8_gemm_params(L, plan->tp, &gemms);
+          fp8_params += g;
+          fp8_max_layer = MAX(fp8_max_layer, g);
+        }
         if (L->kind == PX_LAYER_BLOCK) act_block = px_layer_activation_bytes(model, L, plan);
         if (L->kind == PX_LAYER_FINAL_NORM || L->kind == PX_LAYER_LM_HEAD)
           head_acts += px_layer_activation_bytes(model, L, plan);
         if (li == (int)model->n_layers - 1) last = TRUE;
       }
-      shard += px_zero_shard(chunk_params, plan->dp);
+      shard += px_zero_shard(chunk_params, data);
+      eshard += px_zero_shard(chunk_expert, (int)edp);
+      eparams += chunk_expert;
       chunk_act[c] = px_part_activation_bytes(model, plan, part->bounds[k], part->bounds[k + 1]);
       act_mb += chunk_act[c];
       int blocks = 0;
@@ -217,17 +289,16 @@ PxMemory *px_memory_new(const PxModel *model, const PxPlan *plan, const PxPartit
     }
     st->params = params;
     double P = (double)params;
-    if (plan->zero >= 1 && plan->dp > 1) {
-      /* each chunk's flat buffers partitioned (px_zero_shard), the others padded to dp shards */
-      double S = (double)shard, full = S * dp;
-      st->weights = wb * (plan->zero >= 3 ? S : full);
-      st->gradients = gb * (plan->zero >= 2 ? S : full);
-      st->optimizer = ob * S;
-    } else {
-      st->weights = wb * P;
-      st->gradients = gb * P;
-      st->optimizer = ob * P;
-    }
+    /* dense parameters shard over dp·cp, routed experts over edp (their own
+     * data-parallel group: Megatron-Core's expert distributed optimizer) */
+    double Pd = (double)(params - eparams), Pe = (double)eparams;
+    gboolean zd = plan->zero >= 1 && data > 1, ze = plan->zero >= 1 && edp > 1;
+    /* each chunk's flat buffers partitioned (px_zero_shard), the others padded to dp shards */
+    double S = zd ? (double)shard : Pd, full = zd ? S * dp : Pd;
+    double Se = ze ? (double)eshard : Pe, fulle = ze ? Se * edp : Pe;
+    st->weights = wb * (plan->zero >= 3 ? S + Se : full + fulle);
+    st->gradients = gb * (plan->zero >= 2 ? S + Se : full + fulle);
+    st->optimizer = ob * (S + Se);
     if (plan->offload != PX_OFFLOAD_NONE) st->optimizer = 0;
     if (plan->offload == PX_OFFLOAD_OPTIMIZER_PARAMS) st->weights = 0;
     st->activation_per_layer = act_block;
@@ -255,10 +326,27 @@ PxMemory *px_memory_new(const PxModel *model, const PxPlan *plan, const PxPartit
     double msg = e * s * b * h / (plan->seq_parallel ? plan->tp : 1);
     int neighbours = (first ? 0 : 1) + (last ? 0 : 1);
     st->buffers = 2.0 * msg * neighbours;
-    if (plan->dp > 1 && plan->zero >= 1) st->buffers += gb * MIN(bucket_elems, P);
-    if (plan->zero >= 3 && plan->dp > 1) st->buffers += 2.0 * wb * (double)max_layer;
+    if (data > 1 && plan->zero >= 1) st->buffers += gb * MIN(bucket_elems, P);
+    if (plan->zero >= 3 && data > 1) st->buffers += 2.0 * wb * (double)max_layer;
+    /* the ring's K/V blocks, on every rank holding a transformer block */
+    if (max_blocks > 0) {
+      st->cp_kv_buffers = cp_kv;
+      st->buffers += cp_kv;
+    }
+    /* FP8 (Transformer Engine, is_first_microbatch caching): each GEMM weight
+     * cast once per step to FP8 and kept with its transpose (Hopper's FP8
+     * GEMMs take only the TN layout, so the dgrad needs W^T in FP8): 2 B per
+     * GEMM parameter; under ZeRO-3 only the two gathered layers have copies.
+     * Plus every GEMM's scaling state. */
+    if (plan->precision == PX_PREC_FP8) {
+      st->fp8_weights = 2.0 * (plan->zero >= 3 && data > 1 ? 2.0 * fp8_max_layer : fp8_params);
+      st->fp8_meta = gemms * px_memory_fp8_meta_per_gemm();
+    }
+    /* MoE: one layer's dispatch / combine all-to-all send and receive buffers */
+    if (moe_held) st->buffers += px_moe_buffer_bytes(model, plan);
     st->workspace = plan->workspace_bytes;
-    st->total = st->weights + st->gradients + st->optimizer + st->activations + st->buffers + st->workspace;
+    st->total = st->weights + st->gradients + st->optimizer + st->fp8_weights + st->fp8_meta + st->activations +
+                st->buffers + st->workspace;
     if (st->total > mem->peak) {
       mem->peak = st->total;
       mem->peak_stage = r;

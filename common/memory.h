@@ -32,6 +32,10 @@ typedef struct {
   double buffers;             /* p2p send/recv, logits, DP buckets, ZeRO-3 gather */
   double workspace;
   double total;
+  /* context parallelism and FP8 (docs/memory.md); 0 when not used */
+  double cp_kv_buffers;       /* ring attention's K/V receive buffers (in `buffers`): max(cp, 4) K/V blocks */
+  double fp8_weights;         /* FP8 copies of the GEMM weights, with their transposes (2 B / GEMM parameter) */
+  double fp8_meta;            /* delayed scaling state: amax history and scales of every FP8 GEMM (fp32) */
 } PxStageMemory;
 
 typedef struct {
@@ -61,6 +65,19 @@ double px_memory_peak_activations(const PxPlan *plan, int stage, const double *c
  * not partitioned are padded to dp of those (DeepSpeed pads its flat groups
  * likewise). The executor allocates, and the planner counts, these sizes. */
 gint64 px_zero_shard(gint64 numel, int dp);
+
+/* Transformer Engine's delayed-scaling recipe (DelayedScaling defaults):
+ * amax history of 1024 steps per FP8 tensor; a GEMM tracks 3 forward tensors
+ * (input, weight, output) and 2 backward (output gradient, input gradient),
+ * each with an fp32 amax history, scale and inverse scale. */
+#define PX_FP8_AMAX_HISTORY 1024
+#define PX_FP8_TENSORS_PER_GEMM 5
+double px_memory_fp8_meta_per_gemm(void);
+/* Bytes of one ring-attention K/V block (the K and V of one CP rank's
+ * seq/cp tokens, one micro-batch, one TP rank), and of the buffers the ring
+ * holds: max(cp, 4) blocks (see memory.c). 0 with cp = 1. */
+double px_memory_cp_kv_block(const PxModel *model, const PxPlan *plan);
+double px_memory_cp_kv_buffers(const PxModel *model, const PxPlan *plan);
 
 PxMemory *px_memory_new(const PxModel *model, const PxPlan *plan, const PxPartition *part,
                         const PxCluster *cluster);

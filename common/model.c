@@ -62,6 +62,41 @@ static void add_norm(TensorList *tl, const PxModelDesc *d, const char *name, PxT
   if (d->norm == PX_NORM_LAYERNORM && d->bias) add_tensor(tl, b, role + 1, d->hidden, 0, PX_SPLIT_NONE);
 }
 
+/* Routed experts stacked along dim 0: (E·out, in); split is the expert-TP
+ * split within each expert. */
+static void add_experts(TensorList *tl, const char *name, PxTensorRole role, int experts, gint64 out, gint64 in,
+                        PxSplit split) {
+  add_tensor(tl, name, role, experts * out, in, split);
+  g_array_index(tl->tensors, PxTensorSpec, tl->tensors->len - 1).experts = experts;
+}
+
+/* An MoE block's MLP: router, routed experts, shared experts (a dense MLP of
+ * shared_experts · shared_ffn, split over TP as Megatron's shared expert is)
+ * and their gate. */
+static void add_moe_mlp(TensorList *tl, const PxModelDesc *d) {
+  gint64 h = d->hidden, f = d->expert_ffn, e = d->experts;
+  add_tensor(tl, "mlp.router.weight", PX_ROLE_ROUTER, e, h, PX_SPLIT_NONE);
+  if (px_ffn_gated(d->ffn_kind)) {
+    add_experts(tl, "mlp.experts.gate.weight", PX_ROLE_EXPERT_GATE, d->experts, f, h, PX_SPLIT_ROWS);
+    add_experts(tl, "mlp.experts.up.weight", PX_ROLE_EXPERT_UP, d->experts, f, h, PX_SPLIT_ROWS);
+  } else {
+    add_experts(tl, "mlp.experts.fc.weight", PX_ROLE_EXPERT_IN, d->experts, f, h, PX_SPLIT_ROWS);
+  }
+  add_experts(tl, "mlp.experts.down.weight", PX_ROLE_EXPERT_OUT, d->experts, h, f, PX_SPLIT_COLS);
+  if (d->shared_experts > 0) {
+    gint64 fs = (gint64)d->shared_experts * d->shared_ffn;
+    if (px_ffn_gated(d->ffn_kind)) {
+      add_linear(tl, "mlp.shared.gate", PX_ROLE_FFN_GATE, fs, h, d->bias, TRUE);
+      add_linear(tl, "mlp.shared.up", PX_ROLE_FFN_UP, fs, h, d->bias, TRUE);
+      add_linear(tl, "mlp.shared.down", PX_ROLE_FFN_OUT, h, fs, d->bias, FALSE);
+    } else {
+      add_linear(tl, "mlp.shared.fc", PX_ROLE_FFN_IN, fs, h, d->bias, TRUE);
+      add_linear(tl, "mlp.shared.proj", PX_ROLE_FFN_OUT, h, fs, d->bias, FALSE);
+    }
+    if (d->shared_gate) add_tensor(tl, "mlp.shared_gate.weight", PX_ROLE_SHARED_GATE, 1, h, PX_SPLIT_NONE);
+  }
+}
+
 static void finish_layer(PxLayer *layer, TensorList *tl) {
   layer->n_tensors = tl->tensors->len;
   layer->tensors = (PxTensorSpec *)g_array_free(tl->tensors, FALSE);
@@ -75,6 +110,51 @@ static void finish_layer(PxLayer *layer, TensorList *tl) {
     g_set_error(error, PX_MODEL_ERROR, PX_MODEL_ERROR_INVALID, __VA_ARGS__);               \
     return FALSE;                                                                          \
   } while (0)
+
+/* The mixture-of-experts fields: all zero for a dense model; else defaults
+ * filled and each checked. */
+static gboolean validate_moe(PxModelDesc *d, const char *name, GError **error) {
+  if (d->experts < 0 || d->experts > PX_MODEL_MAX_EXPERTS)
+    INVALID("model %s: experts = %d must be 0..%d", name, d->experts, PX_MODEL_MAX_EXPERTS);
+  if (d->experts == 0) {
+    if (d->top_k || d->expert_ffn || d->shared_experts || d->shared_ffn || d->shared_gate || d->moe_every > 1 ||
+        d->moe_first_dense || d->capacity_factor > 0)
+      INVALID("model %s: top_k, expert_ffn, shared experts, moe_every, moe_first_dense and capacity_factor "
+              "describe a mixture of experts: give experts too", name);
+    return TRUE;
+  }
+  if (d->top_k < 1 || d->top_k > d->experts)
+    INVALID("model %s: top_k = %d must be 1..%d (the experts)", name, d->top_k, d->experts);
+  if (d->expert_ffn == 0) d->expert_ffn = d->ffn;
+  if (d->shared_ffn == 0) d->shared_ffn = d->expert_ffn;
+  if (d->moe_every == 0) d->moe_every = 1;
+  if (d->expert_ffn < 0 || d->expert_ffn > PX_MODEL_MAX_FFN || d->shared_ffn < 0 || d->shared_ffn > PX_MODEL_MAX_FFN)
+    INVALID("model %s: expert_ffn and shared_ffn must be 1..%d", name, PX_MODEL_MAX_FFN);
+  if (d->shared_experts < 0 || (gint64)d->shared_experts * d->shared_ffn > PX_MODEL_MAX_FFN)
+    INVALID("model %s: shared_experts = %d × %d exceeds the FFN limit %d", name, d->shared_experts, d->shared_ffn,
+            PX_MODEL_MAX_FFN);
+  if (d->shared_gate && d->shared_experts == 0) INVALID("model %s: shared_gate needs shared experts", name);
+  if (d->moe_every < 1 || d->moe_first_dense < 0)
+    INVALID("model %s: moe_every = %d must be ≥ 1 and moe_first_dense = %d ≥ 0", name, d->moe_every, d->moe_first_dense);
+  if (!isfinite(d->capacity_factor) || d->capacity_factor < 0)
+    INVALID("model %s: capacity_factor = %g must be ≥ 0 (0: dropless)", name, d->capacity_factor);
+  if (!isfinite(d->aux_loss_coef) || d->aux_loss_coef < 0)
+    INVALID("model %s: aux_loss_coef = %g must be ≥ 0", name, d->aux_loss_coef);
+  if (px_model_moe_blocks(d) == 0)
+    INVALID("model %s: %d experts but no block is MoE (moe_every %d, moe_first_dense %d, %d layers)", name,
+            d->experts, d->moe_every, d->moe_first_dense, d->layers);
+  return TRUE;
+}
+
+gboolean px_model_block_is_moe(const PxModelDesc *d, int b) {
+  return d->experts > 0 && b >= d->moe_first_dense && (b + 1) % MAX(d->moe_every, 1) == 0;
+}
+
+int px_model_moe_blocks(const PxModelDesc *d) {
+  int n = 0;
+  for (int b = 0; b < d->layers; b++) n += px_model_block_is_moe(d, b);
+  return n;
+}
 
 /* Fill the defaults of zero fields (see PxModelDesc), then check every rule. */
 static gboolean validate_desc(PxModelDesc *d, GError **error) {
@@ -114,7 +194,7 @@ static gboolean validate_desc(PxModelDesc *d, GError **error) {
   if (d->sliding_window < 0) INVALID("model %s: sliding_window = %d must be positive (0: none)", name, d->sliding_window);
   if ((guint)d->ffn_kind > PX_FFN_GEGLU || (guint)d->norm > PX_NORM_RMSNORM || (guint)d->pos > PX_POS_ROPE)
     INVALID("model %s: unknown MLP, norm or position kind", name);
-  return TRUE;
+  return validate_moe(d, name, error);
 }
 
 gboolean px_model_executable(const PxModel *model, GError **error) {
@@ -129,6 +209,8 @@ gboolean px_model_executable(const PxModel *model, GError **error) {
   if (d->rope_scaled) INVALID("model %s: the executor has no rescaled rotary positions (rope_scaling)", name);
   if (d->embed_scale) INVALID("model %s: the executor does not scale embeddings by sqrt(hidden)", name);
   if (d->norm_offset) INVALID("model %s: the executor has no (1 + weight) RMSNorm", name);
+  if (d->experts > 0) INVALID("model %s: the executor has no mixture-of-experts layer (%d experts)", name, d->experts);
+  if (d->qk_norm) INVALID("model %s: the executor has no query/key RMSNorm", name);
   if (d->pos == PX_POS_ROPE && d->head_dim % 2) INVALID("model %s: rotary embedding needs an even head_dim (%d)", name, d->head_dim);
   return TRUE;
 }
@@ -163,9 +245,15 @@ PxModel *px_model_new(const PxModelDesc *desc, GError **error) {
     TensorList tl = {g_array_new(FALSE, TRUE, sizeof(PxTensorSpec)), prefix};
     add_norm(&tl, d, "ln_1", PX_ROLE_NORM1);
     add_linear(&tl, "attn.qkv", PX_ROLE_QKV, q + 2 * kv, h, d->bias || d->qkv_bias, TRUE);
+    if (d->qk_norm) {
+      add_tensor(&tl, "attn.q_norm.weight", PX_ROLE_Q_NORM, d->head_dim, 0, PX_SPLIT_NONE);
+      add_tensor(&tl, "attn.k_norm.weight", PX_ROLE_K_NORM, d->head_dim, 0, PX_SPLIT_NONE);
+    }
     add_linear(&tl, "attn.proj", PX_ROLE_ATTN_OUT, h, q, d->bias, FALSE);
     add_norm(&tl, d, "ln_2", PX_ROLE_NORM2);
-    if (px_ffn_gated(d->ffn_kind)) {
+    if (px_model_block_is_moe(d, b)) {
+      add_moe_mlp(&tl, d);
+    } else if (px_ffn_gated(d->ffn_kind)) {
       add_linear(&tl, "mlp.gate", PX_ROLE_FFN_GATE, d->ffn, h, d->bias, TRUE);
       add_linear(&tl, "mlp.up", PX_ROLE_FFN_UP, d->ffn, h, d->bias, TRUE);
       add_linear(&tl, "mlp.down", PX_ROLE_FFN_OUT, h, d->ffn, d->bias, FALSE);
@@ -201,7 +289,14 @@ PxModel *px_model_new(const PxModelDesc *desc, GError **error) {
     l->tied_params = d->tied ? (gint64)d->vocab * h : 0;
     l->tied_tensor = d->tied ? &m->layers[0].tensors[0] : NULL; /* wte */
   }
-  for (guint i = 0; i < m->n_layers; i++) m->params += m->layers[i].params;
+  for (guint i = 0; i < m->n_layers; i++) {
+    const PxLayer *l = &m->layers[i];
+    m->params += l->params;
+    m->active_params += l->params;
+    for (guint t = 0; t < l->n_tensors; t++)
+      if (l->tensors[t].experts > 0) /* a token uses k of the E experts */
+        m->active_params -= l->tensors[t].shape[0] * l->tensors[t].shape[1] / d->experts * (d->experts - d->top_k);
+  }
   return m;
 }
 
@@ -234,6 +329,23 @@ gint64 px_layer_params_tp(const PxLayer *layer, int tp) {
   return n;
 }
 
+void px_layer_params_split(const PxLayer *layer, int tp, int ep, int etp, gint64 *dense, gint64 *expert) {
+  gint64 nd = 0, ne = 0;
+  for (guint i = 0; i < layer->n_tensors; i++) {
+    const PxTensorSpec *t = &layer->tensors[i];
+    if (t->experts > 0) {
+      /* E/ep experts of (out, in) each, out (rows) or in (cols) over etp */
+      PxTensorSpec one = *t;
+      one.shape[0] = t->shape[0] / t->experts;
+      ne += tensor_elems_tp(&one, MAX(etp, 1)) * (t->experts / MAX(ep, 1));
+    } else {
+      nd += tensor_elems_tp(t, tp);
+    }
+  }
+  if (dense) *dense = nd;
+  if (expert) *expert = ne;
+}
+
 gint64 px_layer_stored_params_tp(const PxLayer *layer, int tp) {
   return px_layer_params_tp(layer, tp) + (layer->tied_tensor ? tensor_elems_tp(layer->tied_tensor, tp) : 0);
 }
@@ -254,8 +366,12 @@ double px_layer_forward_flops(const PxModel *model, const PxLayer *layer, int se
   switch (layer->kind) {
   case PX_LAYER_BLOCK: {
     double gemm = 0;
-    for (guint i = 0; i < layer->n_tensors; i++)
-      if (layer->tensors[i].ndim == 2) gemm += (double)layer->tensors[i].shape[0] * layer->tensors[i].shape[1];
+    for (guint i = 0; i < layer->n_tensors; i++) {
+      const PxTensorSpec *t = &layer->tensors[i];
+      /* routed experts: each token multiplies by top_k of the E (active parameters) */
+      double share = t->experts > 0 ? (double)d->top_k / t->experts : 1.0;
+      if (t->ndim == 2) gemm += share * (double)t->shape[0] * t->shape[1];
+    }
     /* QK^T and PV: 2 · 2 · s · span · (heads · head_dim) */
     return 2.0 * s * gemm + 4.0 * s * px_model_attn_span(d, seq) * (double)px_model_q_dim(d);
   }
@@ -303,7 +419,9 @@ static gboolean parse_choice(const char *path, const char *key, const char *valu
 static const char *const ini_keys[] = {
   "name", "layers", "hidden", "heads", "kv_heads", "ffn", "vocab", "max_seq", "seq", "ffn_kind", "norm",
   "position", "bias", "qkv_bias", "tied", "dropout", "head_dim", "rope_theta", "norm_eps", "rotary_pct",
-  "sliding_window", "parallel_attn", "rope_scaled", "embed_scale", "norm_offset", NULL};
+  "sliding_window", "parallel_attn", "rope_scaled", "embed_scale", "norm_offset", "experts", "top_k", "expert_ffn",
+  "shared_experts", "shared_ffn", "shared_gate", "moe_every", "moe_first_dense", "capacity_factor", "aux_loss_coef",
+  "qk_norm", NULL};
 
 PxModel *px_model_load_ini(const char *path, GError **error) {
   g_autoptr(GKeyFile) kf = px_config_load_keyfile(path, PX_MODEL_ERROR, PX_MODEL_ERROR_PARSE, error);
@@ -334,6 +452,17 @@ PxModel *px_model_load_ini(const char *path, GError **error) {
   MODEL_INT("seq", TRUE, 0, 1, d.default_seq);
   MODEL_INT("head_dim", TRUE, 0, 1, d.head_dim);
   MODEL_INT("sliding_window", TRUE, 0, 1, d.sliding_window);
+  MODEL_INT("experts", TRUE, 0, 0, d.experts);
+  MODEL_INT("top_k", TRUE, 0, 1, d.top_k);
+  MODEL_INT("expert_ffn", TRUE, 0, 1, d.expert_ffn);
+  MODEL_INT("shared_experts", TRUE, 0, 0, d.shared_experts);
+  MODEL_INT("shared_ffn", TRUE, 0, 1, d.shared_ffn);
+  MODEL_INT("moe_every", TRUE, 0, 1, d.moe_every);
+  MODEL_INT("moe_first_dense", TRUE, 0, 0, d.moe_first_dense);
+  MODEL_DOUBLE("capacity_factor", d.capacity_factor);
+  MODEL_DOUBLE("aux_loss_coef", d.aux_loss_coef);
+  MODEL_BOOL("shared_gate", d.shared_gate);
+  MODEL_BOOL("qk_norm", d.qk_norm);
   MODEL_DOUBLE("rope_theta", d.rope_theta);
   MODEL_DOUBLE("norm_eps", d.norm_eps);
   MODEL_DOUBLE("rotary_pct", d.rotary_pct);
@@ -499,7 +628,7 @@ static const char *const hf_harmless[] = {
 
 /* Keys that change the network beyond what a dense decoder-only description
  * holds, whatever the model_type. */
-static gboolean hf_refuse_common(Hf *c) {
+static gboolean hf_refuse_common(Hf *c, gboolean moe) {
   static const struct { const char *key, *why; } refuse[] = {
     {"num_local_experts", "a mixture of experts"}, {"num_experts", "a mixture of experts"},
     {"n_routed_experts", "a mixture of experts"}, {"moe_intermediate_size", "a mixture of experts"},
@@ -507,8 +636,11 @@ static gboolean hf_refuse_common(Hf *c) {
     {"add_cross_attention", "cross-attention"}, {"quantization_config", "quantized weights"},
     {"tie_encoder_decoder", "an encoder-decoder"}, {"scale_attn_by_inverse_layer_idx", "per-layer attention scaling"},
     {"attn_logit_softcapping", "soft-capped attention logits"}, {"final_logit_softcapping", "soft-capped logits"}};
-  for (gsize i = 0; i < G_N_ELEMENTS(refuse); i++)
+  for (gsize i = 0; i < G_N_ELEMENTS(refuse); i++) {
+    /* an MoE model_type reads its own expert keys */
+    if (moe && !strcmp(refuse[i].why, "a mixture of experts")) continue;
     if (!hf_refuse_if_set(c, refuse[i].key, refuse[i].why)) return FALSE;
+  }
   return TRUE;
 }
 
@@ -635,16 +767,80 @@ static gboolean hf_gpt_neox(Hf *c, PxModelDesc *d) {
   return TRUE;
 }
 
+/* The router keys every MoE model_type shares: experts (under the type's
+ * key), top-k, the load-balancing loss weight, and what only changes
+ * outputs or noise. */
+static gboolean hf_router(Hf *c, PxModelDesc *d, const char *experts_key) {
+  gboolean out_logits, norm_topk;
+  double jitter;
+  if (!hf_int(c, experts_key, FALSE, 0, &d->experts) || !hf_int(c, "num_experts_per_tok", FALSE, 0, &d->top_k) ||
+      !hf_double(c, "router_aux_loss_coef", 0.001, &d->aux_loss_coef) ||
+      !hf_bool(c, "output_router_logits", FALSE, &out_logits) || !hf_bool(c, "norm_topk_prob", FALSE, &norm_topk) ||
+      !hf_double(c, "router_jitter_noise", 0.0, &jitter))
+    return FALSE;
+  return TRUE;
+}
+
+/* Qwen-MoE's layer rule: block b is sparse when (b + 1) % decoder_sparse_step
+ * == 0 and b is not in mlp_only_layers (only an empty list is represented). */
+static gboolean hf_qwen_moe_layers(Hf *c, PxModelDesc *d) {
+  JsonNode *only = hf_member(c, "mlp_only_layers");
+  if (only && (!JSON_NODE_HOLDS_ARRAY(only) || json_array_get_length(json_node_get_array(only)) > 0))
+    return hf_fail(c, "model_type %s: \"mlp_only_layers\" lists dense layers one by one, which this tool does not "
+                      "represent (it has every k-th and first-k dense)", c->type);
+  return hf_int(c, "decoder_sparse_step", TRUE, 1, &d->moe_every) && hf_int(c, "moe_intermediate_size", FALSE, 0, &d->expert_ffn);
+}
+
+/* mixtral: Mistral's attention, every block an MoE of num_local_experts
+ * SwiGLU experts of intermediate_size, top num_experts_per_tok. */
+static gboolean hf_mixtral(Hf *c, PxModelDesc *d) {
+  if (!hf_mistral(c, d) || !hf_router(c, d, "num_local_experts")) return FALSE;
+  d->expert_ffn = d->ffn;
+  return TRUE;
+}
+
+/* qwen2_moe: Qwen2's attention (QKV biases); num_experts routed experts of
+ * moe_intermediate_size, one shared expert of shared_expert_intermediate_size
+ * behind a sigmoid gate (h -> 1). intermediate_size is the dense MLP of
+ * non-sparse layers. */
+static gboolean hf_qwen2_moe(Hf *c, PxModelDesc *d) {
+  int shared = 0;
+  if (!hf_qwen2(c, d) || !hf_router(c, d, "num_experts") || !hf_qwen_moe_layers(c, d) ||
+      !hf_int(c, "shared_expert_intermediate_size", TRUE, 0, &shared))
+    return FALSE;
+  if (shared > 0) {
+    d->shared_experts = 1;
+    d->shared_ffn = shared;
+    d->shared_gate = TRUE;
+  }
+  return TRUE;
+}
+
+/* qwen3_moe: Llama's attention with head_dim and an RMSNorm on every query
+ * and key head, no shared expert. */
+static gboolean hf_qwen3_moe(Hf *c, PxModelDesc *d) {
+  int w;
+  if (!hf_refuse_if_set(c, "use_sliding_window", "sliding-window attention on some layers") || !hf_llama(c, d) ||
+      !hf_int(c, "sliding_window", TRUE, 0, &w) || !hf_router(c, d, "num_experts") || !hf_qwen_moe_layers(c, d))
+    return FALSE;
+  d->qk_norm = TRUE;
+  return TRUE;
+}
+
 static const struct {
   const char *type;
   gboolean (*read)(Hf *c, PxModelDesc *d);
-} hf_types[] = {{"gpt2", hf_gpt2},   {"llama", hf_llama}, {"mistral", hf_mistral}, {"qwen2", hf_qwen2},
-                {"gemma", hf_gemma}, {"phi3", hf_phi3},   {"gpt_neox", hf_gpt_neox}};
+  gboolean moe;
+} hf_types[] = {{"gpt2", hf_gpt2, FALSE},         {"llama", hf_llama, FALSE},         {"mistral", hf_mistral, FALSE},
+                {"qwen2", hf_qwen2, FALSE},       {"gemma", hf_gemma, FALSE},         {"phi3", hf_phi3, FALSE},
+                {"gpt_neox", hf_gpt_neox, FALSE}, {"mixtral", hf_mixtral, TRUE},      {"qwen2_moe", hf_qwen2_moe, TRUE},
+                {"qwen3_moe", hf_qwen3_moe, TRUE}};
 
 /* model_types known to be something this tool does not represent. */
 static const struct { const char *type, *why; } hf_refused_types[] = {
-  {"mixtral", "a mixture of experts"}, {"qwen2_moe", "a mixture of experts"}, {"deepseek_v2", "a mixture of experts"},
-  {"deepseek_v3", "a mixture of experts"}, {"dbrx", "a mixture of experts"}, {"jamba", "a hybrid Mamba mixture of experts"},
+  {"deepseek_v2", "a model with multi-head latent attention (compressed, low-rank keys and values)"},
+  {"deepseek_v3", "a model with multi-head latent attention (compressed, low-rank keys and values) and multi-token prediction"},
+  {"dbrx", "a mixture of experts whose nested attn_config / ffn_config this tool does not read"}, {"jamba", "a hybrid Mamba mixture of experts"},
   {"t5", "an encoder-decoder"}, {"bart", "an encoder-decoder"}, {"bert", "an encoder"},
   {"gemma2", "a model with soft-capped logits and alternating sliding windows"}, {"mamba", "a state-space model"}};
 
@@ -670,10 +866,11 @@ PxModel *px_model_load_hf_json(const char *path, GError **error) {
   gsize t = 0;
   while (t < G_N_ELEMENTS(hf_types) && strcmp(hf_types[t].type, mt)) t++;
   if (t == G_N_ELEMENTS(hf_types)) {
-    hf_fail(&c, "model_type \"%s\" is not one this tool reads (gpt2, llama, mistral, qwen2, gemma, phi3, gpt_neox)", mt);
+    hf_fail(&c, "model_type \"%s\" is not one this tool reads (gpt2, llama, mistral, qwen2, gemma, phi3, gpt_neox, "
+                "mixtral, qwen2_moe, qwen3_moe)", mt);
     return NULL;
   }
-  if (!hf_refuse_common(&c) || !hf_types[t].read(&c, &d)) return NULL;
+  if (!hf_refuse_common(&c, hf_types[t].moe) || !hf_types[t].read(&c, &d)) return NULL;
   /* every other key: bookkeeping (known harmless) or refused */
   JsonObjectIter it;
   const char *key;

@@ -50,6 +50,21 @@ typedef struct {
   gboolean rope_scaled; /* positions rescaled (HF rope_scaling: Llama-3.1 "llama3", longrope, ...) */
   gboolean embed_scale; /* embeddings multiplied by sqrt(hidden) (Gemma) */
   gboolean norm_offset; /* RMSNorm scales by (1 + weight) (Gemma) */
+  /* Mixture of experts (docs/moe.md); experts = 0: every block is dense. An MoE
+   * block's MLP is a router (E × h, softmax over the experts, top-k) feeding
+   * `experts` routed experts of expert_ffn each (the MLP kind of ffn_kind, no
+   * biases), plus shared_experts always-active experts of shared_ffn each. */
+  int experts;            /* routed experts E per MoE block */
+  int top_k;              /* experts each token is sent to (k ≤ E) */
+  int expert_ffn;         /* FFN size of one routed expert (default ffn) */
+  int shared_experts;     /* always-active experts per MoE block (0: none) */
+  int shared_ffn;         /* FFN size of one shared expert (default expert_ffn) */
+  gboolean shared_gate;   /* a sigmoid gate (1 × h) scales the shared experts' output (Qwen2-MoE) */
+  int moe_every;          /* block b is MoE when (b + 1) % moe_every == 0 (HF decoder_sparse_step; default 1) */
+  int moe_first_dense;    /* ... and b ≥ moe_first_dense (DeepSeek first_k_dense_replace; default 0) */
+  double capacity_factor; /* tokens per expert capped at this × the balanced share (0: dropless) */
+  double aux_loss_coef;   /* load-balancing loss weight of the router (Switch/Mixtral; no memory or time) */
+  gboolean qk_norm;       /* RMSNorm of head_dim on every query and key head (Qwen3) */
 } PxModelDesc;
 
 /* Limits on a description (px_model_new refuses larger values). */
@@ -59,6 +74,7 @@ typedef struct {
 #define PX_MODEL_MAX_VOCAB (1 << 24)
 #define PX_MODEL_MAX_SEQ (1 << 24)
 #define PX_MODEL_MAX_HEAD_DIM 16384
+#define PX_MODEL_MAX_EXPERTS 65536
 /* Sequence length a Hugging Face import uses when the plan states none:
  * max_position_embeddings is the longest context, not a training length. */
 #define PX_MODEL_HF_DEFAULT_SEQ 4096
@@ -93,6 +109,14 @@ typedef enum {
   PX_ROLE_FFN_OUT, PX_ROLE_FFN_OUT_BIAS,       /* MLP output projection (row-parallel) */
   PX_ROLE_FINAL_NORM, PX_ROLE_FINAL_NORM_BIAS,
   PX_ROLE_LM_HEAD,         /* an untied LM head */
+  /* mixture of experts (planner and simulator only; the executor refuses them) */
+  PX_ROLE_ROUTER,          /* (E, h), replicated over TP */
+  PX_ROLE_EXPERT_IN,       /* routed experts, non-gated MLP input, stacked (E·f, h) */
+  PX_ROLE_EXPERT_GATE,     /* routed experts, gate, stacked (E·f, h) */
+  PX_ROLE_EXPERT_UP,       /* routed experts, up, stacked (E·f, h) */
+  PX_ROLE_EXPERT_OUT,      /* routed experts, down, stacked (E·h, f) */
+  PX_ROLE_SHARED_GATE,     /* Qwen2-MoE shared-expert gate (1, h) */
+  PX_ROLE_Q_NORM, PX_ROLE_K_NORM,              /* per-head RMSNorm of q and k (head_dim) */
   PX_ROLE_N,
 } PxTensorRole;
 
@@ -102,6 +126,8 @@ typedef struct {
   gint64 shape[2];    /* full (unsplit) shape; weights are (out, in) */
   PxSplit split;
   PxTensorRole role;
+  int experts;        /* > 0: `experts` routed experts stacked along dim 0; split is then the
+                         expert-TP split of each expert, and EP divides the experts */
 } PxTensorSpec;
 
 /* A norm's weight or bias (replicated over TP; with sequence parallelism its
@@ -129,6 +155,8 @@ typedef struct {
   guint n_layers;
   PxLayer *layers;        /* (n_layers) */
   gint64 params;          /* unique parameters (tied weights counted once) */
+  gint64 active_params;   /* parameters one token uses: params less the routed experts it is
+                             not sent to ((E - k)/E of each MoE block's experts); = params when dense */
 } PxModel;
 
 /* Build from a description; validates it (positive sizes within the limits
@@ -172,6 +200,16 @@ gint64 px_model_kv_dim(const PxModelDesc *d);
 double px_model_attn_span(const PxModelDesc *d, int seq);
 /* The MLP has three tensors (gate, up, down). */
 gboolean px_ffn_gated(PxFfnKind k);
+
+/* Whether block b (0-based) has a mixture-of-experts MLP. */
+gboolean px_model_block_is_moe(const PxModelDesc *d, int b);
+/* MoE blocks of the model. */
+int px_model_moe_blocks(const PxModelDesc *d);
+/* Parameters one rank holds of a layer under tensor parallelism tp for the
+ * dense tensors and ep experts per group × etp expert-TP for the routed
+ * experts (experts split over ep, each expert's f over etp): *dense and
+ * *expert (either may be NULL). ep = 1, etp = tp gives px_layer_params_tp. */
+void px_layer_params_split(const PxLayer *layer, int tp, int ep, int etp, gint64 *dense, gint64 *expert);
 
 const char *px_ffn_kind_name(PxFfnKind k);
 const char *px_norm_kind_name(PxNormKind k);

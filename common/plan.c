@@ -1,6 +1,7 @@
 /* plan.c — a parallel layout, its files and its rules. */
 #include "plan.h"
 #include "config.h"
+#include "moe.h"
 #include <math.h>
 #include <string.h>
 
@@ -12,7 +13,7 @@ static const char *const sched_names[] = {"naive", "gpipe", "1f1b", "interleaved
                                           "zb-h2", "zb-v", "dualpipev", NULL};
 static const char *const ckpt_names[] = {"none", "selective", "full", NULL};
 static const char *const offload_names[] = {"none", "optimizer", "optimizer+params", NULL};
-static const char *const prec_names[] = {"fp32", "fp16", "bf16", NULL};
+static const char *const prec_names[] = {"fp32", "fp16", "bf16", "fp8", NULL};
 static const char *const axis_names[] = {"tp", "dp", "pp", NULL};
 static const char *const stack_names[] = {"parallax", "megatron-2021", "megatron-core", "deepspeed", "fsdp", NULL};
 static const char *const attn_names[] = {"default", "flash", "unfused", "flash1", NULL};
@@ -108,6 +109,10 @@ void px_plan_init(PxPlan *p) {
   p->order[2] = PX_AXIS_PP;
   p->workspace_bytes = 1024.0 * 1024 * 1024; /* CUDA context + cuBLAS workspace + fragmentation */
   p->bucket_bytes = 0;                       /* 0: DeepSpeed's default 5e8 elements */
+  p->cp = 1;
+  p->ep = 1;
+  p->etp = 0;                                /* 0: the attention's tp */
+  p->imbalance = 1.0;
 }
 
 void px_plan_clear(PxPlan *p) {
@@ -123,10 +128,13 @@ int px_plan_act_bytes(const PxPlan *p) { return p->precision == PX_PREC_FP32 ? 4
 
 /* ---- rank layout --------------------------------------------------------- */
 
-int px_plan_world(const PxPlan *p) { return p->dp * p->tp * p->pp; }
+int px_plan_world(const PxPlan *p) { return p->dp * MAX(p->cp, 1) * p->tp * p->pp; }
+int px_plan_data_ranks(const PxPlan *p) { return p->dp * MAX(p->cp, 1); }
+int px_plan_local_seq(const PxPlan *p) { return p->seq / MAX(p->cp, 1); }
 
+/* CP sits inside DP: the data axis has dp·cp members, the CP rank innermost. */
 static int axis_size(const PxPlan *p, PxAxis a) {
-  return a == PX_AXIS_TP ? p->tp : a == PX_AXIS_DP ? p->dp : p->pp;
+  return a == PX_AXIS_TP ? p->tp : a == PX_AXIS_DP ? px_plan_data_ranks(p) : p->pp;
 }
 
 void px_plan_rank_coords(const PxPlan *p, int rank, int *dp, int *tp, int *pp) {
@@ -242,13 +250,16 @@ gboolean px_plan_gbs_from_tokens(double tokens, int seq, int *gbs, double *devia
 
 gboolean px_plan_validate(PxPlan *p, const PxModel *model, const PxCluster *cluster, GError **error) {
   const PxModelDesc *d = &model->desc;
+  if (p->cp == 0) p->cp = 1; /* a plan built field by field without px_plan_init */
   struct { const char *name; int v; } pos[] = {{"dp", p->dp},   {"tp", p->tp},   {"pp", p->pp},
                                                {"vpp", p->vpp}, {"mbs", p->mbs},
-                                               {"ckpt_interval", p->ckpt_interval}};
+                                               {"ckpt_interval", p->ckpt_interval}, {"cp", p->cp}};
   for (gsize i = 0; i < G_N_ELEMENTS(pos); i++)
     if (pos[i].v < 1) REFUSE("%s=%d must be at least 1", pos[i].name, pos[i].v);
   if (p->gbs < 0) REFUSE("global batch %d must be positive", p->gbs);
   if ((gint64)p->dp * p->tp * p->pp > (1 << 24)) REFUSE("dp·tp·pp=%" G_GINT64_FORMAT " is too many GPUs", (gint64)p->dp * p->tp * p->pp);
+  if ((gint64)p->dp * p->cp * p->tp * p->pp > (1 << 24))
+    REFUSE("dp·cp·tp·pp=%" G_GINT64_FORMAT " is too many GPUs", (gint64)p->dp * p->cp * p->tp * p->pp);
   if (p->seq == 0) p->seq = d->default_seq;
   if (p->seq < 1) REFUSE("sequence length %d must be positive", p->seq);
   if (p->seq > d->max_seq)
@@ -257,8 +268,23 @@ gboolean px_plan_validate(PxPlan *p, const PxModel *model, const PxCluster *clus
   if (d->kv_heads % p->tp) REFUSE("tp=%d does not divide %d key-value heads", p->tp, d->kv_heads);
   if (d->ffn % p->tp) REFUSE("tp=%d does not divide the FFN size %d", p->tp, d->ffn);
   if (p->seq_parallel && p->tp == 1) REFUSE("sequence parallelism needs tp > 1");
-  if (p->seq_parallel && p->seq % p->tp)
+  if (p->cp > 1) {
+    /* load-balanced causal CP (Megatron / Transformer Engine): the sequence is
+     * cut into 2·cp chunks, rank i holding chunks i and 2cp-1-i */
+    if (p->seq % (2 * p->cp))
+      REFUSE("context parallelism cuts the sequence into 2·cp = %d chunks: %d tokens are not divisible by %d",
+             2 * p->cp, p->seq, 2 * p->cp);
+    if (p->precision == PX_PREC_FP32)
+      REFUSE("context parallelism runs Transformer Engine's fused ring attention, which needs bf16, fp16 or fp8, not fp32");
+    if (p->attention == PX_ATTN_UNFUSED)
+      REFUSE("context parallelism runs ring attention on fused (flash) attention blocks, not --attention unfused");
+  }
+  if (p->seq_parallel && px_plan_local_seq(p) % p->tp) {
+    if (p->cp > 1)
+      REFUSE("sequence parallelism needs tp=%d to divide the %d tokens per CP rank (seq %d / cp %d)", p->tp,
+             px_plan_local_seq(p), p->seq, p->cp);
     REFUSE("sequence parallelism needs tp=%d to divide the sequence %d", p->tp, p->seq);
+  }
   if (px_schedule_is_v(p->schedule)) {
     /* the V schedules are defined on two chunks per rank */
     if (p->vpp == 1) p->vpp = 2;
@@ -293,14 +319,17 @@ gboolean px_plan_validate(PxPlan *p, const PxModel *model, const PxCluster *clus
   if (p->offload != PX_OFFLOAD_NONE && p->zero == 0)
     REFUSE("offloading the optimizer needs ZeRO stage 1 or more");
   if (cluster) {
-    gint64 world = (gint64)p->dp * p->tp * p->pp;
+    gint64 world = (gint64)p->dp * p->cp * p->tp * p->pp;
     int gpus = px_cluster_gpus(cluster);
     if (world != gpus)
-      REFUSE("dp·tp·pp=%" G_GINT64_FORMAT " but the cluster has %d GPUs (%d nodes × %d)", world, gpus,
-             cluster->nodes, cluster->gpus_per_node);
+      REFUSE("%s=%" G_GINT64_FORMAT " but the cluster has %d GPUs (%d nodes × %d)", p->cp > 1 ? "dp·cp·tp·pp" : "dp·tp·pp",
+             world, gpus, cluster->nodes, cluster->gpus_per_node);
+    if (p->precision == PX_PREC_FP8 && cluster->peak_fp8 <= 0)
+      REFUSE("--precision fp8 needs FP8 tensor cores, which the %s of cluster %s does not have (no [gpu] peak_fp8: "
+             "Hopper, e.g. H100 or H200, or later)", cluster->gpu, cluster->name);
   }
   if (!p->partition || !*p->partition) REFUSE("no partition method");
-  return TRUE;
+  return px_moe_validate(p, model, error);
 }
 
 /* ---- INI ----------------------------------------------------------------- */
@@ -342,13 +371,17 @@ gboolean px_plan_load_ini(PxPlan *p, const char *path, GError **error) {
       !ini_int(kf, path, "seq", 1, &p->seq, error) || !ini_int(kf, path, "zero", 0, &p->zero, error) ||
       !ini_int(kf, path, "ckpt_interval", 1, &p->ckpt_interval, error) ||
       !ini_int(kf, path, "grad_reduce_bytes", 0, &p->grad_reduce_bytes, error) ||
+      !ini_int(kf, path, "cp", 1, &p->cp, error) ||
+      !ini_int(kf, path, "ep", 1, &p->ep, error) || !ini_int(kf, path, "etp", 0, &p->etp, error) ||
+      !px_config_get_double(kf, path, "plan", "imbalance", TRUE, p->imbalance, 1, &p->imbalance, PX_PLAN_ERROR,
+                            PX_PLAN_ERROR_PARSE, error) ||
       !ini_choice(kf, path, "schedule", (ChoiceParser)px_schedule_parse, &p->schedule,
                   "naive, gpipe, 1f1b, interleaved, zb-h1", error) ||
       !ini_choice(kf, path, "ckpt", (ChoiceParser)px_ckpt_parse, &p->ckpt, "none, selective, full", error) ||
       !ini_choice(kf, path, "offload", (ChoiceParser)px_offload_parse, &p->offload,
                   "none, optimizer, optimizer+params", error) ||
       !ini_choice(kf, path, "precision", (ChoiceParser)px_precision_parse, &p->precision,
-                  "fp32, fp16, bf16", error) ||
+                  "fp32, fp16, bf16, fp8", error) ||
       !ini_choice(kf, path, "stack", (ChoiceParser)px_stack_parse, &p->stack,
                   "parallax, megatron-2021, megatron-core, deepspeed, fsdp", error) ||
       !ini_choice(kf, path, "attention", (ChoiceParser)px_attention_parse, &p->attention,
@@ -386,7 +419,10 @@ char *px_plan_to_ini(const PxPlan *p) {
                          px_attention_name(p->attention), p->grad_reduce_bytes);
   g_string_append_printf(s, "order = %s,%s,%s\n", px_axis_name(p->order[0]), px_axis_name(p->order[1]),
                          px_axis_name(p->order[2]));
-  char ws[G_ASCII_DTOSTR_BUF_SIZE], bk[G_ASCII_DTOSTR_BUF_SIZE];
+  if (p->cp > 1) g_string_append_printf(s, "cp = %d\n", p->cp);
+  char ws[G_ASCII_DTOSTR_BUF_SIZE], bk[G_ASCII_DTOSTR_BUF_SIZE], im[G_ASCII_DTOSTR_BUF_SIZE];
+  g_string_append_printf(s, "ep = %d\netp = %d\nimbalance = %s\n", p->ep, p->etp,
+                         g_ascii_dtostr(im, sizeof im, p->imbalance));
   g_string_append_printf(s, "workspace_gb = %s\nbucket_bytes = %s\n",
                          g_ascii_dtostr(ws, sizeof ws, p->workspace_bytes / 1e9),
                          g_ascii_dtostr(bk, sizeof bk, p->bucket_bytes));

@@ -28,7 +28,10 @@ typedef enum {
 
 typedef enum { PX_CKPT_NONE, PX_CKPT_SELECTIVE, PX_CKPT_FULL } PxCheckpoint;
 typedef enum { PX_OFFLOAD_NONE, PX_OFFLOAD_OPTIMIZER, PX_OFFLOAD_OPTIMIZER_PARAMS } PxOffload;
-typedef enum { PX_PREC_FP32, PX_PREC_FP16, PX_PREC_BF16 } PxPrecision;
+/* FP8: Transformer Engine's recipe (delayed scaling): GEMMs in FP8 on FP8 tensor
+ * cores, everything else (activations between GEMMs, attention, weights,
+ * gradients) in bf16, fp32 master weights (docs/cost.md, docs/memory.md). */
+typedef enum { PX_PREC_FP32, PX_PREC_FP16, PX_PREC_BF16, PX_PREC_FP8 } PxPrecision;
 typedef enum { PX_AXIS_TP, PX_AXIS_DP, PX_AXIS_PP } PxAxis;
 /* The software the plan runs under (what overlaps, gradient dtype, optimizer,
  * attention kernel): see cost.h px_stack_profile and docs/cost.md. */
@@ -67,6 +70,17 @@ typedef struct {
   PxStack stack;           /* software stack (default parallax) */
   PxAttention attention;   /* attention kernel (default: the stack's) */
   int grad_reduce_bytes;   /* bytes per gradient element in the DP reduction (0: the stack's) */
+  int cp;                  /* context-parallel degree (1: none). A grid axis inside DP, as Megatron-Core's
+                              order tp-cp-(ep)-dp-pp places it: the data axis of the rank order has
+                              dp·cp members, cp innermost. Each CP rank holds seq/cp tokens of every
+                              sequence (chunks i and 2cp-1-i); gradients are reduced (and ZeRO
+                              shards) over dp·cp. docs/design.md "Grid". */
+  /* Mixture of experts (common/moe.h, docs/moe.md): the experts' own grid over
+   * the ranks of each pipeline stage, etp × ep × edp (Megatron-Core's MoE
+   * parallel folding); edp = world / (etp · ep · pp) is derived. */
+  int ep;                  /* expert parallelism: experts split over ep ranks (default 1) */
+  int etp;                 /* expert tensor parallelism: each expert's FFN over etp ranks (0: = tp) */
+  double imbalance;        /* the busiest expert's tokens / the balanced share (default 1) */
 } PxPlan;
 
 /* Defaults: everything 1, 1f1b, parameters, ZeRO 0, bf16, no checkpointing,
@@ -110,10 +124,17 @@ char *px_plan_to_ini(const PxPlan *plan);
 gboolean px_plan_validate(PxPlan *plan, const PxModel *model, const PxCluster *cluster,
                           GError **error);
 
-/* Rank coordinates in the plan's rank order. */
+/* Rank coordinates in the plan's rank order. world = dp·cp·tp·pp. With
+ * cp > 1 the dp coordinate is the data coordinate d·cp + c (DP rank d, CP
+ * rank c: CP sits inside DP), in [0, dp·cp); with cp = 1 it is the DP rank. */
 int px_plan_world(const PxPlan *plan);
 void px_plan_rank_coords(const PxPlan *plan, int rank, int *dp, int *tp, int *pp);
 int px_plan_rank_of(const PxPlan *plan, int dp, int tp, int pp);
+/* Ranks holding the same parameters: dp·cp (the gradient reduction's and
+ * ZeRO's group, Megatron's data-parallel group "with context parallel"). */
+int px_plan_data_ranks(const PxPlan *plan);
+/* Tokens of one sequence on one CP rank: seq / cp. */
+int px_plan_local_seq(const PxPlan *plan);
 
 /* Bytes per element of activations / weights for the precision (2 or 4). */
 int px_plan_act_bytes(const PxPlan *plan);

@@ -379,7 +379,9 @@ static void emit_stage(PxProgram *prog, int s, const GArray *ops) {
   int v = prog->vpp;
   g_autofree int *first_fwd = g_new(int, v);
   g_autofree int *last_grad = g_new(int, v);
-  Emit e = {prog, s, prog->plan.dp > 1, prog->plan.zero >= 3 && prog->plan.dp > 1, first_fwd, last_grad};
+  /* the gradients are reduced (and ZeRO-3 gathers) over dp·cp: CP ranks hold the same parameters */
+  int data = px_plan_data_ranks(&prog->plan);
+  Emit e = {prog, s, data > 1, prog->plan.zero >= 3 && data > 1, first_fwd, last_grad};
   for (int c = 0; c < v; c++) first_fwd[c] = last_grad[c] = -1;
   for (guint i = 0; i < ops->len; i++) {
     const ComputeOp *op = &g_array_index(ops, ComputeOp, i);

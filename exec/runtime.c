@@ -455,6 +455,15 @@ static PxRuntime *runtime_setup(const PxModel *model, const PxPlan *plan, const 
   rt->data_path = g_strdup(opt->data);
   rt->opt.backend = rt->backend_name;
   rt->opt.data = rt->data_path;
+  /* planned and simulated (parallax-sim), not run here */
+  if (plan->cp > 1) {
+    rfail(error, PX_RUNTIME_ERROR_INVALID, "context parallelism (cp=%d) is not run by the executor", plan->cp);
+    return NULL;
+  }
+  if (plan->precision == PX_PREC_FP8) {
+    rfail(error, PX_RUNTIME_ERROR_INVALID, "FP8 GEMMs (--precision fp8) are not run by the executor");
+    return NULL;
+  }
   rt->plan.precision = PX_PREC_FP32; /* the executor computes in fp32 / fp64 */
   if (opt->dtype == PX_DTYPE_I32) {
     rfail(error, PX_RUNTIME_ERROR_INVALID, "the executor runs in f32, f64, bf16 or f16");

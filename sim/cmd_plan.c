@@ -79,9 +79,12 @@ static void print_text(const PlanReport *r, const PxUnits *u, gboolean batch_giv
          d->qkv_bias && !d->bias ? ", QKV biases" : "", d->parallel_attn ? ", parallel attention" : "");
   if (d->sliding_window > 0) printf(", window %d", d->sliding_window);
   printf("\n");
-  printf("layout     dp %d × pp %d × tp %d = %d GPUs, rank order %s,%s,%s (innermost first)\n", p->dp,
-         p->pp, p->tp, px_plan_world(p), px_axis_name(p->order[0]), px_axis_name(p->order[1]),
-         px_axis_name(p->order[2]));
+  g_autofree char *grid = px_report_layout(p), *order = px_report_order(p);
+  printf("layout     %s, rank order %s (innermost first)\n", grid, order);
+  if (p->cp > 1)
+    printf("context    cp %d: %d tokens per CP rank (chunks i and %d-i of %d), ring attention; gradients reduced over "
+           "dp·cp = %d\n", p->cp, px_plan_local_seq(p), 2 * p->cp - 1, 2 * p->cp, px_plan_data_ranks(p));
+  px_report_moe_text(r->model, p, stdout);
   g_autofree char *tok = px_format_count((double)p->gbs * p->seq);
   printf("batch      global %d sequences × %d tokens = %s tokens; micro-batch %d; m = %d micro-batches per pipeline%s\n",
          p->gbs, p->seq, tok, p->mbs, p->m,
@@ -92,7 +95,9 @@ static void print_text(const PlanReport *r, const PxUnits *u, gboolean batch_giv
          px_offload_name(p->offload), px_ckpt_name(p->ckpt));
   if (p->ckpt == PX_CKPT_FULL) printf(" every %d layer%s", p->ckpt_interval, p->ckpt_interval > 1 ? "s" : "");
   printf("; sequence parallel %s; %s%s\n", p->seq_parallel ? "on" : "off", px_precision_name(p->precision),
-         p->precision == PX_PREC_FP32 ? "" : " mixed precision (fp32 master weights)");
+         p->precision == PX_PREC_FP32 ? ""
+         : p->precision == PX_PREC_FP8 ? " (Transformer Engine, delayed scaling: FP8 GEMMs, bf16 elsewhere, fp32 master weights)"
+                                       : " mixed precision (fp32 master weights)");
   printf("bubble     %.2f %% of step time (idle / step; %s)\n\n", 100 * px_plan_bubble_fraction(p),
          px_report_bubble_formula(p->schedule));
 
@@ -132,8 +137,8 @@ static void print_text(const PlanReport *r, const PxUnits *u, gboolean batch_giv
   g_autofree char *fh = px_format_flops(r->flops.hardware_per_step);
   g_autofree char *ft = px_format_flops(r->flops.model_per_token);
   g_autofree char *f6 = px_format_flops(r->flops.approx_6n_per_token);
-  printf("\nFLOPs      per step: model %s, hardware %s (with recompute); per token: %s (6N + 12·L·h·s ≈ %s)\n",
-         fm, fh, ft, f6);
+  printf("\nFLOPs      per step: model %s, hardware %s (with recompute); per token: %s (6N + 12·L·h·s ≈ %s)%s\n",
+         fm, fh, ft, f6, r->model->desc.experts ? "; model FLOPs and N from active parameters (each token through its top-k experts)" : "");
 }
 
 /* ---- JSON --------------------------------------------------------------- */
@@ -146,6 +151,7 @@ static void print_json(const PlanReport *r) {
   json_builder_begin_object(b);
   px_json_member_string(b, "name", r->model->desc.name);
   px_json_member_int(b, "parameters", r->model->params);
+  px_json_member_int(b, "active_parameters", r->model->active_params);
   px_json_member_int(b, "layers", r->model->desc.layers);
   json_builder_end_object(b);
   json_builder_set_member_name(b, "plan");

@@ -11,7 +11,7 @@
 static void print_stage(const PxProgram *prog, int stage) {
   const PxPlan *p = &prog->plan;
   printf("# stage %d: ranks", stage);
-  for (int d = 0; d < p->dp; d++)
+  for (int d = 0; d < px_plan_data_ranks(p); d++) /* dp·cp data coordinates */
     for (int t = 0; t < p->tp; t++) printf(" %d", px_plan_rank_of(p, d, t, stage));
   printf(" (%u instructions)\n", prog->ranks[stage].n);
   g_autofree char *text = px_program_format_stage(prog, stage);

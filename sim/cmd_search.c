@@ -60,7 +60,8 @@ static void progress_end(gboolean shown) {
 static gboolean take_fixes(const SearchFlags *f, PxPlanOptions *o, PxSearchFix *fix, GError **error) {
   px_search_fix_init(fix);
   struct { int *v; int *field; } ints[] = {{&o->tp, &fix->tp}, {&o->pp, &fix->pp}, {&o->dp, &fix->dp},
-                                           {&o->vpp, &fix->vpp}, {&o->mbs, &fix->mbs}, {&o->zero, &fix->zero}};
+                                           {&o->vpp, &fix->vpp}, {&o->mbs, &fix->mbs}, {&o->zero, &fix->zero},
+                                           {&o->cp, &fix->cp}};
   for (gsize i = 0; i < G_N_ELEMENTS(ints); i++) {
     if (*ints[i].v >= 0) *ints[i].field = *ints[i].v;
     *ints[i].v = -1;
@@ -115,7 +116,7 @@ static gboolean search_batch(int gbs, const char *gbs_tokens, gboolean given, Px
 static void layout_json(JsonBuilder *b, const PxLayout *l) {
   json_builder_begin_object(b);
   struct { const char *k; int v; } ints[] = {{"tp", l->tp}, {"pp", l->pp}, {"dp", l->dp}, {"vpp", l->vpp},
-                                             {"mbs", l->mbs}, {"zero", l->zero}};
+                                             {"mbs", l->mbs}, {"zero", l->zero}, {"cp", MAX(l->cp, 1)}};
   for (gsize i = 0; i < G_N_ELEMENTS(ints); i++) px_json_member_int(b, ints[i].k, ints[i].v);
   px_json_member_string(b, "offload", px_offload_name(l->offload));
   px_json_member_string(b, "ckpt", px_ckpt_name(l->ckpt));
@@ -171,8 +172,9 @@ static void closest_miss(const PxSearchResult *r, const PxUnits *u) {
     return;
   }
   const PxLayout *l = &r->closest.layout;
-  fprintf(stderr, CMD ": no layout fits: smallest memory need %.1f %s per GPU at tp %d pp %d dp %d ZeRO-%d%s%s %s recompute; ",
-          r->closest.memory / u->scale, u->name, l->tp, l->pp, l->dp, l->zero,
+  g_autofree char *cp = l->cp > 1 ? g_strdup_printf(" cp %d", l->cp) : g_strdup("");
+  fprintf(stderr, CMD ": no layout fits: smallest memory need %.1f %s per GPU at tp %d%s pp %d dp %d ZeRO-%d%s%s %s recompute; ",
+          r->closest.memory / u->scale, u->name, l->tp, cp, l->pp, l->dp, l->zero,
           l->offload != PX_OFFLOAD_NONE ? " offload " : "", l->offload != PX_OFFLOAD_NONE ? px_offload_name(l->offload) : "",
           px_ckpt_name(l->ckpt));
   if (r->capacity < r->gpu_memory)
@@ -317,6 +319,7 @@ static int run_search(const SearchFlags *f, const PxPlanOptions *o, const PxMode
            " fit; the best by the analytic model were simulated and ranked by simulated step time (%.2f s)\n\n",
            r->evaluated, r->valid, r->feasible, r->elapsed);
     print_table(r, u);
+    if (model->desc.experts > 0) printf("(MFU of a mixture of experts: %s)\n", px_report_mfu_convention(model));
     if (why) printf("\nwhy #1: %s\n", why);
     if (scheds && scheds->len > 1) {
       printf("\n#1's layout under each schedule (simulated): the bubble against memory against p2p volume\n");

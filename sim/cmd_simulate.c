@@ -105,10 +105,12 @@ static void print_text(const SimReport *r) {
   const char *unit = r->ideal ? "T_F" : "ms";
   printf("Parallax simulate: %s", r->model->desc.name);
   if (r->cluster) printf(" on %s", r->cluster->name);
-  printf(", dp %d × pp %d × tp %d = %d GPUs, %s", p->dp, p->pp, p->tp, px_plan_world(p), px_schedule_name(p->schedule));
+  g_autofree char *grid = px_report_layout(p);
+  printf(", %s, %s", grid, px_schedule_name(p->schedule));
   if (p->vpp > 1) printf(" (v = %d)", p->vpp);
   printf(", m = %d micro-batches of %d × %d tokens%s\n", p->m, p->mbs, p->seq,
          r->batch_given ? "" : " (no batch given: one micro-batch per data-parallel rank; --gbs sets it)");
+  px_report_moe_text(r->model, p, stdout);
   if (r->full)
     printf("simulated  all %d ranks\n", res->n_ranks);
   else
@@ -121,8 +123,10 @@ static void print_text(const SimReport *r) {
     throughput(r, &t);
     g_autofree char *tok = px_format_count(t.tokens_per_s);
     printf("throughput %s tokens/s, %.2f samples/s\n", tok, t.samples_per_s);
-    printf("FLOP/s     %.1f TFLOP/s per GPU (model FLOPs); MFU %.1f %%, HFU %.1f %% of %.0f TFLOP/s %s peak\n",
-           t.tflops_per_gpu, 100 * t.mfu, 100 * t.hfu, r->tab->peak_flops / 1e12, px_precision_name(p->precision));
+    printf("FLOP/s     %.1f TFLOP/s per GPU (%s); MFU %.1f %%, HFU %.1f %% of %.0f TFLOP/s %s peak\n",
+           t.tflops_per_gpu, px_report_mfu_convention(r->model), 100 * t.mfu, 100 * t.hfu, r->tab->peak_flops / 1e12,
+           p->precision == PX_PREC_FP8 ? "bf16 (the convention for FP8 runs; FP8 GEMMs run at the FP8 rate)"
+                                       : px_precision_name(p->precision));
   }
   if (!r->ideal)
     printf("stack      %s, %s attention, gradients reduced in %d-byte elements%s\n", px_stack_name(p->stack),

@@ -1,6 +1,8 @@
 /* emit.c — a plan as Megatron-LM, DeepSpeed, torchtitan and plan.ini files
  * (see emit.h). */
 #include "emit.h"
+#include "memory.h"
+#include "moe.h"
 #include <errno.h>
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
@@ -31,7 +33,7 @@ gboolean px_emit_predict(const PxModel *model, const PxCluster *cluster, const P
   PxLayout *l = &c.layout;
   *l = (PxLayout){.tp = plan->tp, .pp = plan->pp, .dp = plan->dp, .vpp = plan->vpp, .mbs = plan->mbs,
                   .zero = (gint8)plan->zero, .offload = (gint8)plan->offload, .ckpt = (gint8)plan->ckpt,
-                  .sp = (gint8)plan->seq_parallel, .schedule = (gint8)plan->schedule};
+                  .sp = (gint8)plan->seq_parallel, .schedule = (gint8)plan->schedule, .cp = plan->cp};
   for (int i = 0; i < 6; i++)
     if (!memcmp(px_search_orders()[i], plan->order, sizeof plan->order)) l->order = (gint8)i;
   if (!px_search_confirm(model, cluster, plan, &c, error)) return FALSE;
@@ -65,9 +67,10 @@ static GPtrArray *header_lines(const PxModel *model, const PxCluster *cluster, c
                                      info && info->command ? info->command : "parallax-sim", model->desc.name,
                                      cluster ? " on " : "", cluster ? cluster->name : "", px_plan_world(p)));
   g_autofree char *chunks = p->vpp > 1 ? g_strdup_printf(" (v = %d)", p->vpp) : g_strdup("");
-  g_ptr_array_add(a, g_strdup_printf("Plan: dp %d × pp %d × tp %d, %s%s, micro-batch %d, global batch %d × %d "
+  g_autofree char *cpx = p->cp > 1 ? g_strdup_printf(" × cp %d", p->cp) : g_strdup("");
+  g_ptr_array_add(a, g_strdup_printf("Plan: dp %d%s × pp %d × tp %d, %s%s, micro-batch %d, global batch %d × %d "
                                      "tokens (m = %d), ZeRO-%d, offload %s, recompute %s, sequence parallel %s, %s.",
-                                     p->dp, p->pp, p->tp, px_schedule_name(p->schedule), chunks, p->mbs, p->gbs,
+                                     p->dp, cpx, p->pp, p->tp, px_schedule_name(p->schedule), chunks, p->mbs, p->gbs,
                                      p->seq, p->m, p->zero, px_offload_name(p->offload), px_ckpt_name(p->ckpt),
                                      p->seq_parallel ? "on" : "off", px_precision_name(p->precision)));
   if (info && info->have_prediction) {
@@ -139,6 +142,35 @@ static void flag_int(GString *s, const char *name, gint64 v) {
   flag(s, name, t);
 }
 
+/* Megatron-Core's MoE arguments (docs/moe.md): experts, router, the experts'
+ * grid (folding: --expert-model-parallel-size, --expert-tensor-parallel-size)
+ * and which layers are MoE as an explicit --moe-layer-freq list. */
+static void emit_megatron_moe(GString *s, const PxModel *model, const PxPlan *p) {
+  const PxModelDesc *d = &model->desc;
+  flag_int(s, "--num-experts", d->experts);
+  flag_int(s, "--moe-router-topk", d->top_k);
+  flag_int(s, "--moe-ffn-hidden-size", d->expert_ffn);
+  if (d->shared_experts > 0) flag_int(s, "--moe-shared-expert-intermediate-size", d->shared_experts * d->shared_ffn);
+  flag_int(s, "--expert-model-parallel-size", MAX(p->ep, 1));
+  flag_int(s, "--expert-tensor-parallel-size", px_plan_etp(p));
+  flag(s, "--moe-router-load-balancing-type", "aux_loss");
+  char coef[G_ASCII_DTOSTR_BUF_SIZE];
+  flag(s, "--moe-aux-loss-coeff", g_ascii_dtostr(coef, sizeof coef, d->aux_loss_coef));
+  flag(s, "--moe-token-dispatcher-type", "alltoall");
+  flag(s, "--moe-grouped-gemm", NULL);
+  if (d->capacity_factor > 0) {
+    char cf[G_ASCII_DTOSTR_BUF_SIZE];
+    flag(s, "--moe-expert-capacity-factor", g_ascii_dtostr(cf, sizeof cf, d->capacity_factor));
+  }
+  if (px_model_moe_blocks(d) != d->layers) {
+    GString *list = g_string_new("\"[");
+    for (int b = 0; b < d->layers; b++) g_string_append_printf(list, "%s%d", b ? "," : "", px_model_block_is_moe(d, b));
+    g_string_append(list, "]\"");
+    flag(s, "--moe-layer-freq", list->str);
+    g_string_free(list, TRUE);
+  }
+}
+
 char *px_emit_megatron(const PxModel *model, const PxCluster *cluster, const PxPlan *p, const PxEmitInfo *info,
                        GError **error) {
   const PxModelDesc *d = &model->desc;
@@ -177,6 +209,11 @@ char *px_emit_megatron(const PxModel *model, const PxCluster *cluster, const PxP
     flag_int(s, "--num-layers-per-virtual-pipeline-stage", d->layers / (p->pp * p->vpp));
   }
   if (p->seq_parallel) flag(s, "--sequence-parallel", NULL);
+  /* context parallelism: ring attention by p2p (Transformer Engine), the cost model's */
+  if (p->cp > 1) {
+    flag_int(s, "--context-parallel-size", p->cp);
+    flag(s, "--cp-comm-type", "p2p");
+  }
   /* batch */
   flag_int(s, "--micro-batch-size", p->mbs);
   flag_int(s, "--global-batch-size", p->gbs);
@@ -211,6 +248,15 @@ char *px_emit_megatron(const PxModel *model, const PxCluster *cluster, const PxP
   /* precision */
   if (p->precision == PX_PREC_BF16) flag(s, "--bf16", NULL);
   else if (p->precision == PX_PREC_FP16) flag(s, "--fp16", NULL);
+  else if (p->precision == PX_PREC_FP8) {
+    /* Transformer Engine's delayed scaling with the history the memory model
+     * counts (TE's DelayedScaling default; Megatron's own default is 1) */
+    flag(s, "--bf16", NULL);
+    flag(s, "--fp8-format", "hybrid");
+    flag(s, "--fp8-recipe", "delayed");
+    flag_int(s, "--fp8-amax-history-len", PX_FP8_AMAX_HISTORY);
+    flag(s, "--fp8-amax-compute-algo", "max");
+  }
   /* model shape */
   flag_int(s, "--num-layers", d->layers);
   flag_int(s, "--hidden-size", d->hidden);
@@ -231,6 +277,7 @@ char *px_emit_megatron(const PxModel *model, const PxCluster *cluster, const PxP
     flag(s, "--attention-dropout", "0.0");
     flag(s, "--hidden-dropout", "0.0");
   }
+  if (d->experts > 0) emit_megatron_moe(s, model, p);
   g_string_append(s, ")\n\ntorchrun --nproc-per-node \"$GPUS_PER_NODE\" --nnodes \"$NNODES\" \\\n"
                      "  --node-rank \"${NODE_RANK:-0}\" --master-addr \"${MASTER_ADDR:-localhost}\" "
                      "--master-port \"${MASTER_PORT:-6000}\" \\\n"
@@ -252,7 +299,7 @@ char *px_emit_deepspeed_config(const PxModel *model, const PxPlan *p, const PxEm
   px_json_member_int(b, "gradient_accumulation_steps", p->m);
   json_builder_set_member_name(b, "bf16");
   json_builder_begin_object(b);
-  px_json_member_bool(b, "enabled", p->precision == PX_PREC_BF16);
+  px_json_member_bool(b, "enabled", p->precision == PX_PREC_BF16 || p->precision == PX_PREC_FP8);
   json_builder_end_object(b);
   json_builder_set_member_name(b, "fp16");
   json_builder_begin_object(b);
@@ -328,6 +375,12 @@ char *px_emit_deepspeed_launch(const PxModel *model, const PxCluster *cluster, c
     g_string_append(s, "# NOTE: DeepSpeed's pipeline engine supports ZeRO stages 0 and 1 only.\n");
   if (p->schedule != PX_SCHED_1F1B && p->pp > 1)
     g_string_append_printf(s, "# NOTE: DeepSpeed's pipeline engine runs 1F1B, not %s.\n", px_schedule_name(p->schedule));
+  if (p->cp > 1)
+    g_string_append_printf(s, "# NOTE: DeepSpeed's config has no ring context parallelism (its sequence parallelism is "
+                              "Ulysses all-to-all): the model must split each sequence over cp = %d ranks itself.\n", p->cp);
+  if (p->precision == PX_PREC_FP8)
+    g_string_append(s, "# NOTE: ds_config.json has no FP8 switch: bf16 below; the model's Linear layers must run "
+                       "under Transformer Engine's fp8_autocast (delayed scaling).\n");
   int gpn, nodes = nodes_of(cluster, p, &gpn);
   g_string_append_printf(s, "set -euo pipefail\nHERE=$(cd \"$(dirname \"$0\")\" && pwd)\n"
                             "TRAIN_SCRIPT=${TRAIN_SCRIPT:-train.py}\n\n"
@@ -372,6 +425,9 @@ char *px_emit_torchtitan(const PxModel *model, const PxCluster *cluster, const P
     g_string_append(s, "# NOTE: torchtitan has no naive schedule; 1F1B below.\n");
   if (p->schedule == PX_SCHED_ZB_H2 && p->pp > 1)
     g_string_append(s, "# NOTE: torch.distributed.pipelining has no ZB-H2; InterleavedZeroBubble (ZB-H1's) below.\n");
+  if (p->precision == PX_PREC_FP8)
+    g_string_append(s, "# NOTE: torchtitan's FP8 is torchao's float8 (converters = [\"float8\"] under [model]), "
+                       "with dynamic scaling, not Transformer Engine's delayed scaling the plan was costed with.\n");
   g_string_append_printf(s, "\n[job]\ndescription = \"Parallax plan: %s, dp %d x pp %d x tp %d\"\n", d->name, p->dp,
                          p->pp, p->tp);
   g_string_append(s, "\n[training]\n");
@@ -396,7 +452,7 @@ char *px_emit_torchtitan(const PxModel *model, const PxCluster *cluster, const P
     if (d->layers % (p->pp * p->vpp) == 0)
       g_string_append_printf(s, "pipeline_parallel_layers_per_stage = %d\n", d->layers / (p->pp * p->vpp));
   }
-  g_string_append(s, "context_parallel_degree = 1\n");
+  g_string_append_printf(s, "context_parallel_degree = %d\n", MAX(p->cp, 1));
   g_string_append(s, "\n[activation_checkpoint]\n");
   g_string_append_printf(s, "mode = \"%s\"\n", px_ckpt_name(p->ckpt));
   if (p->ckpt == PX_CKPT_SELECTIVE) g_string_append(s, "selective_ac_option = \"op\"\n");
@@ -432,6 +488,12 @@ static gboolean write_file(const char *dir, const char *name, const char *text, 
 
 gboolean px_emit_write(PxEmitFormat fmt, const char *dir, const PxModel *model, const PxCluster *cluster,
                        const PxPlan *plan, const PxEmitInfo *info, GPtrArray *written, GError **error) {
+  if (model->desc.experts > 0 && (fmt == PX_EMIT_DEEPSPEED || fmt == PX_EMIT_TORCHTITAN)) {
+    g_set_error(error, PX_EMIT_ERROR, PX_EMIT_ERROR_FORMAT,
+                "--emit %s: these launch files would describe %s as a dense model (they carry no experts); "
+                "emit megatron or ini", fmt == PX_EMIT_DEEPSPEED ? "deepspeed" : "torchtitan", model->desc.name);
+    return FALSE;
+  }
   if (g_mkdir_with_parents(dir, 0755) != 0) {
     g_set_error(error, PX_EMIT_ERROR, PX_EMIT_ERROR_IO, "cannot create %s: %s", dir, g_strerror(errno));
     return FALSE;

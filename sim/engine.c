@@ -186,7 +186,7 @@ static gboolean collective(Sim *sim, Rank *r, const PxInstr *in, PxOpKind kind, 
       gid = r->replica;
       cost = tab->tied_reduce[r->stage];
     } else {
-      need = sim->opt->full ? sim->prog->plan.dp : 1;
+      need = sim->opt->full ? px_plan_data_ranks(&sim->prog->plan) : 1; /* dp·cp */
       gid = r->stage * sim->prog->plan.tp + r->tp;
       if (chunk < 0 || chunk >= sim->vpp) return invalid(sim, r, in, "no such chunk");
       if (kind == PX_OP_GATHER_PARAMS) {
@@ -421,7 +421,7 @@ static void sim_init(Sim *sim, const PxProgram *prog, const PxCostTable *tab, co
   sim->m = MAX(prog->m, 1);
   sim->world = opt->full ? px_plan_world(plan) : prog->pp;
   sim->n = sim->world;
-  int replicas = opt->full ? plan->dp * plan->tp : 1;
+  int replicas = opt->full ? px_plan_data_ranks(plan) * plan->tp : 1;
   sim->ranks = g_new0(Rank, sim->n);
   sim->sim_of = g_new(int, replicas * sim->pp);
   sim->queue = g_new(int, sim->n);

@@ -29,7 +29,9 @@ static const IntFlag int_flags[] = {
   {"--pp", 1, G_STRUCT_OFFSET(PxPlanOptions, pp)},       {"--vpp", 1, G_STRUCT_OFFSET(PxPlanOptions, vpp)},
   {"--mbs", 1, G_STRUCT_OFFSET(PxPlanOptions, mbs)},     {"--gbs", 1, G_STRUCT_OFFSET(PxPlanOptions, gbs)},
   {"--seq", 1, G_STRUCT_OFFSET(PxPlanOptions, seq)},     {"--zero", 0, G_STRUCT_OFFSET(PxPlanOptions, zero)},
-  {"--ckpt-interval", 1, G_STRUCT_OFFSET(PxPlanOptions, ckpt_interval)}};
+  {"--ckpt-interval", 1, G_STRUCT_OFFSET(PxPlanOptions, ckpt_interval)},
+  {"--cp", 1, G_STRUCT_OFFSET(PxPlanOptions, cp)},
+  {"--ep", 1, G_STRUCT_OFFSET(PxPlanOptions, ep)},       {"--etp", 1, G_STRUCT_OFFSET(PxPlanOptions, etp)}};
 
 static gboolean on_int_flag(const char *name, const char *value, gpointer data, GError **error) {
   for (gsize i = 0; i < G_N_ELEMENTS(int_flags); i++)
@@ -42,7 +44,7 @@ static gboolean on_int_flag(const char *name, const char *value, gpointer data, 
 GOptionGroup *px_plan_options_group(PxPlanOptions *o) {
   memset(o, 0, sizeof *o);
   o->nodes = o->gpus = o->dp = o->tp = o->pp = o->vpp = o->mbs = o->gbs = o->seq = o->zero =
-      o->ckpt_interval = -1;
+      o->ckpt_interval = o->cp = o->ep = o->etp = -1;
 #define INT_FLAG G_OPTION_ARG_CALLBACK, (gpointer)on_int_flag
   GOptionEntry entries[] = {
     {"model", 'M', 0, G_OPTION_ARG_STRING, &o->model, "Model preset or file (INI, HF config.json)", "NAME|FILE"},
@@ -67,12 +69,16 @@ GOptionGroup *px_plan_options_group(PxPlanOptions *o) {
     {"ckpt", 0, 0, G_OPTION_ARG_STRING, &o->ckpt, "Activation checkpointing: none, selective, full", "C"},
     {"ckpt-interval", 0, 0, INT_FLAG, "Layers per checkpoint (full)", "N"},
     {"sp", 0, 0, G_OPTION_ARG_NONE, &o->sp, "Sequence parallelism (with tp > 1)", NULL},
-    {"precision", 0, 0, G_OPTION_ARG_STRING, &o->precision, "fp32, fp16, bf16 (mixed, fp32 master)", "P"},
+    {"precision", 0, 0, G_OPTION_ARG_STRING, &o->precision, "fp32, fp16, bf16 (mixed, fp32 master), fp8 (Transformer Engine GEMMs)", "P"},
     {"order", 0, 0, G_OPTION_ARG_STRING, &o->order, "Rank order, innermost first (default tp,dp,pp)", "A,B,C"},
     {"workspace", 0, 0, G_OPTION_ARG_STRING, &o->workspace, "Per-GPU allowance for context/workspace (default 1GiB)", "BYTES"},
     {"stack", 0, 0, G_OPTION_ARG_STRING, &o->stack, "Software stack: parallax (default), megatron-2021, megatron-core, deepspeed, fsdp", "S"},
     {"attention", 0, 0, G_OPTION_ARG_STRING, &o->attention, "Attention kernel: flash (FlashAttention-2), flash1 (v1) or unfused (default: the stack's)", "A"},
+    {"cp", 0, 0, INT_FLAG, "Context-parallel degree: ring attention over cp ranks, inside DP (seq divisible by 2·cp)", "N"},
     {"units", 0, 0, G_OPTION_ARG_STRING, &o->units, "Memory units: GB (1e9 B, default) or GiB (2^30 B)", "U"},
+    {"ep", 0, 0, INT_FLAG, "Expert parallelism: experts split over N ranks (MoE models; default 1)", "N"},
+    {"etp", 0, 0, INT_FLAG, "Expert tensor parallelism: each expert over N ranks (default: tp)", "N"},
+    {"imbalance", 0, 0, G_OPTION_ARG_STRING, &o->imbalance, "The busiest expert's tokens over the balanced share (default 1)", "F"},
     {NULL}};
 #undef INT_FLAG
   GOptionGroup *g = g_option_group_new("plan", "Model, cluster and plan options:",
@@ -84,7 +90,7 @@ GOptionGroup *px_plan_options_group(PxPlanOptions *o) {
 void px_plan_options_clear(PxPlanOptions *o) {
   char **strs[] = {&o->model, &o->cluster, &o->plan_file, &o->deepspeed, &o->gbs_tokens, &o->schedule,
                    &o->partition, &o->offload, &o->ckpt, &o->precision, &o->order, &o->workspace,
-                   &o->units, &o->stack, &o->attention, &o->batch_note};
+                   &o->units, &o->stack, &o->attention, &o->batch_note, &o->imbalance};
   for (gsize i = 0; i < G_N_ELEMENTS(strs); i++) g_clear_pointer(strs[i], g_free);
 }
 
@@ -159,18 +165,19 @@ gboolean px_plan_options_resolve(PxPlanOptions *o, gboolean need_cluster, PxMode
   if (o->tp > 0) plan->tp = o->tp;
   if (o->pp > 0) plan->pp = o->pp;
   if (o->dp > 0) plan->dp = o->dp;
+  if (o->cp > 0) plan->cp = o->cp;
   /* dp not stated anywhere: as many replicas as the cluster holds */
   gboolean dp_given = o->dp > 0 || file_dp;
-  if (!dp_given && cluster && plan->tp > 0 && plan->pp > 0) {
+  if (!dp_given && cluster && plan->tp > 0 && plan->pp > 0 && plan->cp > 0) {
     int gpus = px_cluster_gpus(cluster);
-    gint64 tp_pp = (gint64)plan->tp * plan->pp;
+    gint64 tp_pp = (gint64)plan->tp * plan->pp * plan->cp;
     if (gpus % tp_pp == 0) plan->dp = (int)(gpus / tp_pp);
   }
   /* the values ds_config's batch rule and "auto" entries need, before it */
   if (o->gbs > 0 && o->gbs_tokens) BAD("--gbs %d and --gbs-tokens %s both give the global batch: give one", o->gbs, o->gbs_tokens);
   if (o->seq > 0) plan->seq = o->seq;
   if (o->precision && !px_precision_parse(o->precision, &plan->precision))
-    BAD("--precision '%s' is not one of fp32, fp16, bf16", o->precision);
+    BAD("--precision '%s' is not one of fp32, fp16, bf16, fp8", o->precision);
   int tokens_gbs = 0;
   if (o->gbs_tokens) {
     double tokens, dev;
@@ -204,7 +211,7 @@ gboolean px_plan_options_resolve(PxPlanOptions *o, gboolean need_cluster, PxMode
   if (o->ckpt && !px_ckpt_parse(o->ckpt, &plan->ckpt))
     BAD("--ckpt '%s' is not one of none, selective, full", o->ckpt);
   if (o->precision && !px_precision_parse(o->precision, &plan->precision))
-    BAD("--precision '%s' is not one of fp32, fp16, bf16", o->precision);
+    BAD("--precision '%s' is not one of fp32, fp16, bf16, fp8", o->precision);
   if (o->stack && !px_stack_parse(o->stack, &plan->stack))
     BAD("--stack '%s' is not one of parallax, megatron-2021, megatron-core, deepspeed, fsdp", o->stack);
   if (o->attention && (!px_attention_parse(o->attention, &plan->attention) || plan->attention == PX_ATTN_DEFAULT))
@@ -216,6 +223,15 @@ gboolean px_plan_options_resolve(PxPlanOptions *o, gboolean need_cluster, PxMode
     plan->partition = g_strdup(o->partition);
   }
   if (o->sp) plan->seq_parallel = TRUE;
+  if (o->ep > 0) plan->ep = o->ep;
+  if (o->etp > 0) plan->etp = o->etp;
+  if (o->imbalance) {
+    char *end = NULL;
+    double f = g_ascii_strtod(o->imbalance, &end);
+    if (!*o->imbalance || *end || !isfinite(f) || f < 1)
+      BAD("--imbalance '%s' must be a number ≥ 1 (the busiest expert's tokens over the balanced share)", o->imbalance);
+    plan->imbalance = f;
+  }
   if (o->workspace && !px_parse_bytes(o->workspace, &plan->workspace_bytes))
     BAD("--workspace '%s' is not a size (e.g. 2GiB)", o->workspace);
   if (o->vpp > 1 && !o->schedule && plan->schedule != PX_SCHED_INTERLEAVED) plan->schedule = PX_SCHED_INTERLEAVED;

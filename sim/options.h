@@ -16,6 +16,9 @@ typedef struct {
   char *schedule, *partition, *offload, *ckpt, *precision, *order, *workspace, *stack, *attention;
   gboolean sp;
   char *units;       /* "GB" (1e9, default) or "GiB" (2^30) */
+  int cp;            /* --cp: context-parallel degree */
+  int ep, etp;       /* expert parallelism and expert tensor parallelism (-1: unset) */
+  char *imbalance;   /* the busiest expert's tokens over the balanced share */
   /* set by px_plan_options_resolve: */
   gboolean batch_given;  /* the global batch came from a flag, the plan file or ds_config */
   char *batch_note;      /* how --gbs-tokens became sequences (NULL without it) */

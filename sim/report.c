@@ -1,5 +1,6 @@
 /* report.c — shared report pieces (see report.h). */
 #include "report.h"
+#include "moe.h"
 #include <math.h>
 #include <string.h>
 
@@ -57,9 +58,11 @@ void px_report_memory_table(const PxMemory *mem, const PxUnits *u, FILE *out) {
             s->activation_per_mb / u->scale, s->in_flight, s->activations / u->scale,
             s->buffers / u->scale, s->total / u->scale, bar);
   }
-  fprintf(out, "  total includes a workspace allowance of %.2f %s per GPU; '|' marks the GPU's capacity%s\n\n",
+  fprintf(out, "  total includes a workspace allowance of %.2f %s per GPU; '|' marks the GPU's capacity%s\n",
           mem->stages[0].workspace / u->scale, u->name,
           mem->capacity > 0 ? "" : " (no cluster given: bars relative to the largest stage)");
+  px_report_memory_notes(mem, u, out);
+  fprintf(out, "\n");
 }
 
 void px_json_member_int(JsonBuilder *b, const char *key, gint64 v) {
@@ -100,7 +103,68 @@ void px_report_plan_json(JsonBuilder *b, const PxPlan *p) {
   g_autofree char *order = g_strdup_printf("%s,%s,%s", px_axis_name(p->order[0]), px_axis_name(p->order[1]),
                                            px_axis_name(p->order[2]));
   px_json_member_string(b, "order", order);
+  px_json_member_int(b, "cp", MAX(p->cp, 1));
+  g_autofree char *grid = px_report_order(p);
+  px_json_member_string(b, "grid_order", grid);
+  px_json_member_int(b, "ep", MAX(p->ep, 1));
+  px_json_member_int(b, "etp", px_plan_etp(p));
+  px_json_member_int(b, "edp", px_plan_edp(p));
+  px_json_member_double(b, "imbalance", p->imbalance);
   json_builder_end_object(b);
+}
+
+char *px_report_layout(const PxPlan *p) {
+  g_autofree char *cp = p->cp > 1 ? g_strdup_printf(" × cp %d", p->cp) : g_strdup("");
+  return g_strdup_printf("dp %d%s × pp %d × tp %d = %d GPUs", p->dp, cp, p->pp, p->tp, px_plan_world(p));
+}
+
+char *px_report_order(const PxPlan *p) {
+  GString *s = g_string_new(NULL);
+  for (int i = 0; i < 3; i++) {
+    if (i) g_string_append_c(s, ',');
+    if (p->order[i] == PX_AXIS_DP && p->cp > 1) g_string_append(s, "cp,");
+    g_string_append(s, px_axis_name(p->order[i]));
+  }
+  return g_string_free(s, FALSE);
+}
+
+void px_report_memory_notes(const PxMemory *mem, const PxUnits *u, FILE *out) {
+  double kv = 0, w8 = 0, meta = 0;
+  for (int i = 0; i < mem->n_stages; i++) {
+    kv = MAX(kv, mem->stages[i].cp_kv_buffers);
+    w8 = MAX(w8, mem->stages[i].fp8_weights);
+    meta = MAX(meta, mem->stages[i].fp8_meta);
+  }
+  if (kv > 0)
+    fprintf(out, "  context parallel: buffers include the ring attention's K/V blocks, %.3f %s per GPU\n", kv / u->scale,
+            u->name);
+  if (w8 > 0)
+    fprintf(out, "  fp8: total includes the FP8 weight copies and transposes (up to %.2f %s) and the delayed-scaling "
+            "state (amax history, scales: up to %.4f %s); the saved GEMM inputs are FP8 in act/mb\n",
+            w8 / u->scale, u->name, meta / u->scale, u->name);
+}
+
+void px_report_moe_text(const PxModel *model, const PxPlan *p, FILE *out) {
+  const PxModelDesc *d = &model->desc;
+  if (d->experts == 0) return;
+  g_autofree char *act = px_format_count((double)model->active_params);
+  g_autofree char *tot = px_format_count((double)model->params);
+  fprintf(out, "experts    %d routed per MoE block (%d of %d blocks), top-%d, expert FFN %d", d->experts,
+          px_model_moe_blocks(d), d->layers, d->top_k, d->expert_ffn);
+  if (d->shared_experts) fprintf(out, ", %d shared of %d%s", d->shared_experts, d->shared_ffn, d->shared_gate ? " (gated)" : "");
+  fprintf(out, "; %s active of %s parameters (%" G_GINT64_FORMAT ")\n", act, tot, model->active_params);
+  g_autofree char *cp = p->cp > 1 ? g_strdup_printf(" × cp %d", p->cp) : g_strdup("");
+  fprintf(out, "           experts on etp %d × ep %d × edp %d per stage (MoE parallel folding; attention dp %d%s × tp %d), "
+          "%d expert%s per GPU; ", px_plan_etp(p), MAX(p->ep, 1), px_plan_edp(p), p->dp, cp, p->tp,
+          d->experts / MAX(p->ep, 1), d->experts / MAX(p->ep, 1) == 1 ? "" : "s");
+  if (d->capacity_factor > 0) fprintf(out, "capacity factor %.2f", d->capacity_factor);
+  else fprintf(out, "dropless");
+  fprintf(out, ", busiest expert %.2f × the balanced tokens\n", p->imbalance);
+}
+
+const char *px_report_mfu_convention(const PxModel *model) {
+  return model->desc.experts > 0 ? "model FLOPs from active parameters: each token through its top-k experts"
+                                  : "model FLOPs";
 }
 
 void px_report_memory_json(JsonBuilder *b, const PxMemory *mem) {
@@ -127,6 +191,9 @@ void px_report_memory_json(JsonBuilder *b, const PxMemory *mem) {
     px_json_member_double(b, "buffers", s->buffers);
     px_json_member_double(b, "workspace", s->workspace);
     px_json_member_double(b, "total", s->total);
+    px_json_member_double(b, "cp_kv_buffers", s->cp_kv_buffers);
+    px_json_member_double(b, "fp8_weights", s->fp8_weights);
+    px_json_member_double(b, "fp8_meta", s->fp8_meta);
     json_builder_end_object(b);
   }
   json_builder_end_array(b);

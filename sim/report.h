@@ -27,6 +27,21 @@ void px_json_member_bool(JsonBuilder *b, const char *key, gboolean v);
 
 /* {"dp":..,"tp":..,...} */
 void px_report_plan_json(JsonBuilder *b, const PxPlan *p);
+/* "dp 8 × pp 16 × tp 8 = 1024 GPUs", with "cp N × " after dp when cp > 1. */
+char *px_report_layout(const PxPlan *p);
+/* The rank order, innermost first: "tp,dp,pp", with cp just inside dp
+ * ("tp,cp,dp,pp") when cp > 1. */
+char *px_report_order(const PxPlan *p);
+/* The notes under a memory table on what its columns hold beyond their
+ * names (the CP ring's K/V buffers, the FP8 weight copies and scaling state);
+ * nothing when neither is used. */
+void px_report_memory_notes(const PxMemory *mem, const PxUnits *u, FILE *out);
+/* The mixture-of-experts lines of the plan and simulate reports (nothing
+ * for a dense model): experts, routing, active parameters and the experts'
+ * grid, etp × ep × edp (docs/moe.md). */
+void px_report_moe_text(const PxModel *model, const PxPlan *p, FILE *out);
+/* The MFU convention for a model (MoE: model FLOPs from active parameters). */
+const char *px_report_mfu_convention(const PxModel *model);
 /* {"unit":"bytes","capacity":..,"fits":..,"stages":[...]} */
 void px_report_memory_json(JsonBuilder *b, const PxMemory *mem);
 /* Pretty-print the builder's root to stdout with a newline — or, while this

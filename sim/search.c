@@ -15,6 +15,7 @@
  * depend on the thread count. The best `confirm` layouts are then simulated by
  * the event engine and ranked by simulated step time. */
 #include "search.h"
+#include "moe.h"
 #include "cost.h"
 #include "memory.h"
 #include "partition.h"
@@ -51,8 +52,8 @@ gboolean px_search_objective_parse(const char *s, PxSearchObjective *out) {
 }
 
 int px_layout_compare(const PxLayout *a, const PxLayout *b) {
-  int ka[] = {a->tp, a->pp, a->dp, a->vpp, a->mbs, a->zero, a->offload, a->ckpt, a->sp, a->schedule, a->order};
-  int kb[] = {b->tp, b->pp, b->dp, b->vpp, b->mbs, b->zero, b->offload, b->ckpt, b->sp, b->schedule, b->order};
+  int ka[] = {a->tp, a->pp, a->dp, a->vpp, a->mbs, a->zero, a->offload, a->ckpt, a->sp, a->schedule, a->order, MAX(a->cp, 1), a->ep, a->etp};
+  int kb[] = {b->tp, b->pp, b->dp, b->vpp, b->mbs, b->zero, b->offload, b->ckpt, b->sp, b->schedule, b->order, MAX(b->cp, 1), b->ep, b->etp};
   for (gsize i = 0; i < G_N_ELEMENTS(ka); i++)
     if (ka[i] != kb[i]) return ka[i] < kb[i] ? -1 : 1;
   return 0;
@@ -70,6 +71,11 @@ void px_layout_apply(const PxLayout *l, PxPlan *p) {
   p->seq_parallel = l->sp != 0;
   p->schedule = (PxScheduleKind)l->schedule;
   memcpy(p->order, orders[l->order], sizeof p->order);
+  p->cp = MAX(l->cp, 1);
+  if (l->ep > 0) {
+    p->ep = l->ep;
+    p->etp = l->etp;
+  }
 }
 
 char *px_search_order_string(int i) {
@@ -79,12 +85,14 @@ char *px_search_order_string(int i) {
 
 char *px_layout_format(const PxLayout *l) {
   GString *s = g_string_new(NULL);
-  g_string_append_printf(s, "tp %d pp %d dp %d · %s", l->tp, l->pp, l->dp, px_schedule_name(l->schedule));
+  if (l->cp > 1) g_string_append_printf(s, "tp %d cp %d pp %d dp %d · %s", l->tp, l->cp, l->pp, l->dp, px_schedule_name(l->schedule));
+  else g_string_append_printf(s, "tp %d pp %d dp %d · %s", l->tp, l->pp, l->dp, px_schedule_name(l->schedule));
   if (l->vpp > 1) g_string_append_printf(s, " v%d", l->vpp);
   g_string_append_printf(s, " · mbs %d · ZeRO-%d", l->mbs, l->zero);
   if (l->offload != PX_OFFLOAD_NONE) g_string_append_printf(s, " offload %s", px_offload_name(l->offload));
   g_string_append_printf(s, " · ckpt %s", px_ckpt_name(l->ckpt));
   if (l->sp) g_string_append(s, " · sp");
+  if (l->ep > 1 || (l->ep > 0 && l->etp != l->tp)) g_string_append_printf(s, " · ep %d etp %d", l->ep, l->etp);
   if (l->order != 0) {
     g_autofree char *o = px_search_order_string(l->order);
     g_string_append_printf(s, " · order %s", o);
@@ -94,6 +102,8 @@ char *px_layout_format(const PxLayout *l) {
 
 void px_search_fix_init(PxSearchFix *f) {
   f->tp = f->pp = f->dp = f->vpp = f->mbs = f->zero = f->offload = f->ckpt = f->sp = f->schedule = f->order = -1;
+  f->cp = -1;
+  f->ep = f->etp = -1;
 }
 
 static gboolean fix_fail(GError **error, const char *kv, const char *why) {
@@ -107,7 +117,8 @@ gboolean px_search_fix_parse(PxSearchFix *f, const char *kv, GError **error) {
   g_autofree char *key = g_strndup(kv, eq - kv);
   const char *val = eq + 1;
   struct { const char *name; int *field; int min; } ints[] = {
-    {"tp", &f->tp, 1}, {"pp", &f->pp, 1}, {"dp", &f->dp, 1}, {"vpp", &f->vpp, 1}, {"mbs", &f->mbs, 1}, {"zero", &f->zero, 0}};
+    {"tp", &f->tp, 1}, {"pp", &f->pp, 1}, {"dp", &f->dp, 1}, {"vpp", &f->vpp, 1}, {"mbs", &f->mbs, 1}, {"zero", &f->zero, 0},
+    {"cp", &f->cp, 1}, {"ep", &f->ep, 1}, {"etp", &f->etp, 1}};
   for (gsize i = 0; i < G_N_ELEMENTS(ints); i++) {
     if (strcmp(key, ints[i].name)) continue;
     char *end;
@@ -144,7 +155,7 @@ gboolean px_search_fix_parse(PxSearchFix *f, const char *kv, GError **error) {
     for (int i = 0; i < 6; i++)
       if (!memcmp(o, orders[i], sizeof o)) f->order = i;
   } else {
-    return fix_fail(error, kv, "knob is one of tp, pp, dp, zero, mbs, vpp, ckpt, schedule, sp, offload, order");
+    return fix_fail(error, kv, "knob is one of tp, cp, pp, dp, zero, mbs, vpp, ckpt, schedule, sp, offload, order, ep, etp");
   }
   return TRUE;
 }
@@ -213,7 +224,8 @@ static void state_block(const Space *sp, const PxPartition *part, PxLayout l, St
   PxPlan p, p0;
   l.mbs = 1;
   l.ckpt = PX_CKPT_NONE;
-  l.sp = 0;
+  /* model states do not depend on sp; the experts' grid under TP needs it (moe.h) */
+  l.sp = l.tp > 1 && l.ep > 0 && (l.ep > 1 || l.etp != l.tp);
   l.schedule = block_schedule(&l);
   plan_from(&p, sp->base, &l);
   p.gbs = p.mbs * p.dp * p.pp; /* m = pp: batch divisibility is each layout's own check */
@@ -228,7 +240,7 @@ static void state_block(const Space *sp, const PxPartition *part, PxLayout l, St
   g_autoptr(PxMemory) m0 = px_memory_new(sp->model, &p0, part, sp->cluster);
   for (int r = 0; r < l.pp; r++) {
     const PxStageMemory *s = &m->stages[r];
-    b->states[r] = s->weights + s->gradients + s->optimizer;
+    b->states[r] = s->weights + s->gradients + s->optimizer + s->fp8_weights + s->fp8_meta;
     b->buf_extra[r] = s->buffers - m0->stages[r].buffers;
     b->gather[r] = b->gather_pass[r] = b->reduce_pass[r] = 0;
     for (int c = 0; c < l.vpp; c++) {
@@ -454,7 +466,8 @@ static void task_choices(const PxSearchOptions *o, const PxLayout *k, Choices *c
     if (fixed_ok(o->fix.sp, s)) ch->sp[ch->n_sp++] = s;
   for (int z = 0; z < N_ZO; z++)
     if (fixed_ok(o->fix.zero, zero_offload[z].zero) && fixed_ok(o->fix.offload, zero_offload[z].offload) &&
-        (k->dp > 1 || zero_offload[z].zero == 0 || o->fix.zero >= 0))
+        (k->dp * MAX(k->cp, 1) > 1 || zero_offload[z].zero == 0 || o->fix.zero >= 0 ||
+         (k->ep > 0 && (gint64)k->dp * MAX(k->cp, 1) * k->tp > (gint64)k->etp * k->ep))) /* the experts' edp > 1 */
       ch->zo[ch->n_zo++] = z;
   PxScheduleKind all[MAX_TASK_SCHED];
   int n = n_schedules(k, all);
@@ -550,7 +563,7 @@ out:
 static gboolean order_redundant(int i, const PxLayout *k) {
   int size[3];
   size[PX_AXIS_TP] = k->tp;
-  size[PX_AXIS_DP] = k->dp;
+  size[PX_AXIS_DP] = k->dp * MAX(k->cp, 1); /* cp sits inside dp */
   size[PX_AXIS_PP] = k->pp;
   for (int j = 0; j < i; j++) {
     int a[3], na = 0, b[3], nb = 0;
@@ -563,33 +576,52 @@ static gboolean order_redundant(int i, const PxLayout *k) {
   return FALSE;
 }
 
-static GArray *enumerate_tasks(const PxModel *model, const PxCluster *cluster, const PxSearchOptions *o) {
+/* Whether the search tries context parallelism cp for a sequence of seq
+ * tokens (search.h PX_SEARCH_MIN_CP_TOKENS; a fixed cp is always tried). */
+static gboolean cp_tried(const PxSearchOptions *o, int seq, int cp) {
+  if (!fixed_ok(o->fix.cp, cp)) return FALSE;
+  if (cp == 1 || o->fix.cp == cp) return TRUE;
+  return (cp & (cp - 1)) == 0 && seq % (2 * cp) == 0 && seq / cp >= PX_SEARCH_MIN_CP_TOKENS;
+}
+
+static GArray *enumerate_tasks(const PxModel *model, const PxCluster *cluster, const PxSearchOptions *o, int seq) {
   GArray *tasks = g_array_new(FALSE, TRUE, sizeof(Task));
   const PxModelDesc *d = &model->desc;
   int gpus = px_cluster_gpus(cluster);
   int tp_max = o->tp_across_nodes ? gpus : MIN(gpus, cluster->gpus_per_node);
   for (int tp = 1; tp <= tp_max; tp++) {
     if (gpus % tp || d->heads % tp || d->kv_heads % tp || d->ffn % tp || !fixed_ok(o->fix.tp, tp)) continue;
-    for (int pp = 1; pp <= d->layers && pp <= gpus / tp; pp++) {
-      if ((gpus / tp) % pp || !fixed_ok(o->fix.pp, pp)) continue;
-      int dp = gpus / (tp * pp);
+    for (int cp = 1; cp <= gpus / tp; cp++) {
+    if ((gpus / tp) % cp || !cp_tried(o, seq, cp)) continue;
+    for (int pp = 1; pp <= d->layers && pp <= gpus / (tp * cp); pp++) {
+      if ((gpus / (tp * cp)) % pp || !fixed_ok(o->fix.pp, pp)) continue;
+      int dp = gpus / (tp * cp * pp);
       if (!fixed_ok(o->fix.dp, dp)) continue;
       for (int vpp = 1; vpp <= MAX(o->max_vpp, 1); vpp++) {
         if (vpp > 1 && (pp == 1 || pp * vpp > d->layers)) continue;
         if (!fixed_ok(o->fix.vpp, vpp)) continue;
         /* vpp 2 is tried twice: Megatron's interleaving and the V (zb-v, dualpipev) */
         for (int v_shape = 0; v_shape <= (vpp == 2 && pp > 1); v_shape++)
-          for (int oi = 0; oi < 6; oi++) {
-            Task t = {0};
-            t.key = (PxLayout){.tp = tp, .pp = pp, .dp = dp, .vpp = vpp, .mbs = 1, .order = (gint8)oi,
-                               .schedule = v_shape ? PX_SCHED_ZB_V : PX_SCHED_NAIVE};
-            if (!fixed_ok(o->fix.order, oi) || (o->fix.order < 0 && order_redundant(oi, &t.key))) continue;
-            Choices ch;
-            task_choices(o, &t.key, &ch);
-            t.count = (guint64)ch.n_mbs * ch.n_ckpt * ch.n_sp * ch.n_zo * ch.n_sched;
-            if (t.count) g_array_append_val(tasks, t);
-          }
+          for (int oi = 0; oi < 6; oi++)
+            for (int ep = 1; ep <= MAX(d->experts, 1); ep++)
+              for (int ei = 0; ei < 2; ei++) {
+                /* the experts' grid: ep a divisor of the experts with etp·ep·pp
+                 * dividing the GPUs, etp 1 or tp (dense models: 1 and tp) */
+                int etp = ei ? 1 : tp;
+                if ((ei && tp == 1) || (d->experts == 0 && (ep > 1 || ei))) continue;
+                if (d->experts > 0 && (d->experts % ep || gpus % ((gint64)etp * ep * pp) || d->expert_ffn % etp)) continue;
+                if (!fixed_ok(o->fix.ep, ep) || !fixed_ok(o->fix.etp, etp)) continue;
+                Task t = {0};
+                t.key = (PxLayout){.tp = tp, .pp = pp, .dp = dp, .vpp = vpp, .mbs = 1, .order = (gint8)oi,
+                                   .schedule = v_shape ? PX_SCHED_ZB_V : PX_SCHED_NAIVE, .cp = cp, .ep = ep, .etp = etp};
+                if (!fixed_ok(o->fix.order, oi) || (o->fix.order < 0 && order_redundant(oi, &t.key))) continue;
+                Choices ch;
+                task_choices(o, &t.key, &ch);
+                t.count = (guint64)ch.n_mbs * ch.n_ckpt * ch.n_sp * ch.n_zo * ch.n_sched;
+                if (t.count) g_array_append_val(tasks, t);
+              }
       }
+    }
     }
   }
   return tasks;
@@ -615,6 +647,7 @@ char *px_search_why_empty(const PxModel *model, const PxCluster *cluster, const 
       return g_strdup_printf("--fix tp=%d × pp=%d does not divide %d GPUs", f->tp, f->pp, gpus);
   }
   if (f->dp > 0 && gpus % f->dp) return g_strdup_printf("--fix dp=%d does not divide %d GPUs", f->dp, gpus);
+  if (f->cp > 0 && gpus % f->cp) return g_strdup_printf("--fix cp=%d does not divide %d GPUs", f->cp, gpus);
   if (f->vpp > 1) {
     if (f->vpp > MAX(o->max_vpp, 1))
       return g_strdup_printf("--fix vpp=%d is above --max-vpp %d", f->vpp, MAX(o->max_vpp, 1));
@@ -625,6 +658,12 @@ char *px_search_why_empty(const PxModel *model, const PxCluster *cluster, const 
     if (f->schedule >= 0 && f->schedule != PX_SCHED_INTERLEAVED && !(f->vpp == 2 && px_schedule_is_v(f->schedule)))
       return g_strdup_printf("--fix vpp=%d needs the interleaved schedule (or vpp=2 with zb-v, dualpipev)", f->vpp);
   }
+  if (d->experts == 0 && f->ep > 1) return g_strdup_printf("--fix ep=%d needs a mixture-of-experts model (%s has no experts)", f->ep, d->name);
+  if (d->experts > 0 && f->ep > 0 && d->experts % f->ep)
+    return g_strdup_printf("--fix ep=%d does not divide the %d experts", f->ep, d->experts);
+  if (d->experts > 0 && f->ep > 0 && gpus % f->ep) return g_strdup_printf("--fix ep=%d does not divide %d GPUs", f->ep, gpus);
+  if (f->etp > 0 && f->etp != 1 && f->tp > 0 && f->etp != f->tp)
+    return g_strdup_printf("--fix etp=%d: the search tries etp 1 or tp (tp=%d)", f->etp, f->tp);
   if (f->vpp == 1 && f->schedule == PX_SCHED_INTERLEAVED) return g_strdup("--fix schedule=interleaved needs vpp ≥ 2");
   if (f->vpp == 1 && f->schedule >= 0 && px_schedule_is_v(f->schedule))
     return g_strdup_printf("--fix schedule=%s needs vpp = 2 (two chunks per rank)", px_schedule_name(f->schedule));
@@ -739,7 +778,7 @@ PxSearchResult *px_search_run(const PxModel *model, const PxCluster *cluster, co
   int cap = opt->confirm > 0 ? MAX(opt->confirm, top) : MAX(4 * top, 16);
 
   Run run = {.space = {model, cluster, base, res->capacity, opt}, .cap = cap};
-  g_autoptr(GArray) tasks = enumerate_tasks(model, cluster, opt);
+  g_autoptr(GArray) tasks = enumerate_tasks(model, cluster, opt, base->seq > 0 ? base->seq : model->desc.default_seq);
   if (tasks->len == 0) res->why_invalid = px_search_why_empty(model, cluster, opt);
   run.tasks = (Task *)tasks->data;
   run.n_tasks = tasks->len;
@@ -767,8 +806,8 @@ PxSearchResult *px_search_run(const PxModel *model, const PxCluster *cluster, co
   for (guint i = 0; i < tasks->len; i++) {
     Task *t = &run.tasks[i];
     if (t->why && !res->why_invalid) {
-      res->why_invalid = g_strdup_printf("%s (tp %d pp %d dp %d vpp %d)", t->why->message, t->key.tp, t->key.pp,
-                                         t->key.dp, t->key.vpp);
+      res->why_invalid = g_strdup_printf("%s (tp %d cp %d pp %d dp %d vpp %d)", t->why->message, t->key.tp,
+                                         MAX(t->key.cp, 1), t->key.pp, t->key.dp, t->key.vpp);
     }
     g_clear_error(&t->why);
     res->evaluated += t->evaluated;
@@ -855,6 +894,7 @@ char *px_search_explain(const PxSearchCandidate *w, const PxSearchCandidate *r, 
   const PxLayout *a = &w->layout, *b = &r->layout;
   g_autoptr(GPtrArray) diffs = g_ptr_array_new_with_free_func(g_free);
   if (a->tp != b->tp) add_diff(diffs, g_strdup_printf("tp %d instead of %d", a->tp, b->tp));
+  if (MAX(a->cp, 1) != MAX(b->cp, 1)) add_diff(diffs, g_strdup_printf("cp %d instead of %d", MAX(a->cp, 1), MAX(b->cp, 1)));
   if (a->pp != b->pp) add_diff(diffs, g_strdup_printf("pp %d instead of %d", a->pp, b->pp));
   if (a->dp != b->dp && a->tp == b->tp && a->pp == b->pp) add_diff(diffs, g_strdup_printf("dp %d instead of %d", a->dp, b->dp));
   if (a->schedule != b->schedule)

@@ -1,6 +1,7 @@
 /* search.h — the layout search: every valid layout of a model on a cluster
  * (tp, pp, dp, virtual stages, micro-batch, ZeRO, offload, checkpointing,
- * sequence parallelism, schedule, rank order), memory from the core's memory
+ * sequence parallelism, schedule, rank order; for a mixture of experts the
+ * experts' ep over the divisors of the experts and etp of 1 or tp), memory from the core's memory
  * model, an analytic step time from the core's cost table, the best candidates
  * confirmed with the event engine, ranked by simulated step time. And the
  * sizing question: the fewest GPUs whose best layout trains T tokens in D days.
@@ -70,6 +71,9 @@ typedef struct {
   gint8 sp;
   gint8 schedule;  /* PxScheduleKind */
   gint8 order;     /* index into px_search_orders() */
+  int cp;          /* context-parallel degree (0 or 1: none); dp·cp·tp·pp = the GPUs */
+  int ep, etp;     /* experts' grid (MoE models): ep experts-parallel, etp expert-TP;
+                      ep 0: the base plan's ep and etp (dense models: 1 and tp) */
 } PxLayout;
 
 /* The six rank orders, innermost first; index 0 is the default tp,dp,pp. */
@@ -82,15 +86,24 @@ int px_layout_compare(const PxLayout *a, const PxLayout *b);
 /* Set the layout's knobs on a plan (the rest — batch, sequence, precision,
  * partition method, workspace — is the plan's). */
 void px_layout_apply(const PxLayout *l, PxPlan *plan);
-/* "tp 8 pp 4 dp 8 · interleaved v2 · mbs 1 · ZeRO-1 · ckpt selective · sp" */
+/* "tp 8 pp 4 dp 8 · interleaved v2 · mbs 1 · ZeRO-1 · ckpt selective · sp"
+ * ("tp 8 cp 16 pp 16 dp 8 · ..." with context parallelism) */
 char *px_layout_format(const PxLayout *l);
 
 /* Knobs held fixed: -1 leaves a knob free. */
 typedef struct {
   int tp, pp, dp, vpp, mbs, zero, offload, ckpt, sp, schedule, order;
+  int cp;
+  int ep, etp;
 } PxSearchFix;
+/* The context-parallel degrees the search tries: powers of two whose 2·cp
+ * chunks divide the sequence, leaving at least this many tokens per CP rank
+ * (the NeMo Framework 24.12 performance summary pre-trains Llama 3 8B and 70B
+ * at 8192 tokens with cp 2: 4096 per rank, the smallest share among its
+ * published configurations); --fix cp=N tries N. */
+#define PX_SEARCH_MIN_CP_TOKENS 4096
 void px_search_fix_init(PxSearchFix *f);
-/* "tp=8", "ckpt=selective", "schedule=zb-h1", "sp=on", "order=tp,pp,dp" ... */
+/* "tp=8", "ckpt=selective", "schedule=zb-h1", "sp=on", "order=tp,pp,dp", "ep=8", "etp=1" ... */
 gboolean px_search_fix_parse(PxSearchFix *f, const char *kv, GError **error);
 
 /* What a long search reports while it runs (called on the caller's thread). */

@@ -91,8 +91,38 @@ bad "deep ds_config" "JSON nested deeper than 32 levels" plan --model gpt2-124m 
 bad "directory as ds_config" "is a directory" plan --model gpt2-124m --deepspeed "$tmp"
 printf '[model]\nlayers = 50000000\nhidden = 8\nheads = 2\nvocab = 10\nmax_seq = 8\n' > "$tmp/big.ini"
 bad "layers beyond the limit" "layers = 50000000 exceeds the limit 4096" plan --model "$tmp/big.ini"
-bad "mixtral refused" "mixture of experts" plan --model "$PARALLAX_DATA_DIR/tests/data/hf/mixtral-8x7b.json"
+printf '{"model_type": "deepseek_v3", "n_routed_experts": 256}' > "$tmp/ds3.json"
+bad "deepseek_v3 refused" "multi-head latent attention" plan --model "$tmp/ds3.json"
 bad "unknown command" "unknown command" frobnicate
+
+# context parallelism: Llama 3 405B at 131,072 tokens as the Llama 3 paper ran it
+# (Table 4: 16,384 H100s, TP 8, CP 16, PP 16, DP 8, 16M tokens per step) fits on
+# H100-80GB; the flags say the same as the plan file
+out=$("$sim" plan --plan "$PARALLAX_DATA_DIR/configs/plans/llama3-405b-128k.ini")
+check "llama3 405B 128k: fits on H100-80GB" "grep -q '^fits       yes' <<<\"\$out\""
+check "llama3 405B 128k: the grid, cp inside dp" "grep -q 'dp 8 × cp 16 × pp 16 × tp 8 = 16384 GPUs, rank order tp,cp,dp,pp' <<<\"\$out\""
+check "llama3 405B 128k: 8192 tokens per CP rank" "grep -q 'cp 16: 8192 tokens per CP rank' <<<\"\$out\""
+check "llama3 405B 128k: 16.78 M tokens per step" "grep -q 'global 128 sequences × 131072 tokens = 16.78 M tokens' <<<\"\$out\""
+check "llama3 405B 128k: the ring's K/V buffers named" "grep -q 'ring attention.s K/V blocks' <<<\"\$out\""
+flags=$("$sim" plan --model llama3-405b --cluster dgx-h100 --nodes 2048 --tp 8 --cp 16 --pp 16 --dp 8 --seq 131072 \
+        --gbs 128 --sp --zero 1 --stack megatron-core)
+check "llama3 405B 128k: flags = plan file" "[ \"\$(grep -v '^Parallax' <<<\"\$flags\")\" = \"\$(grep -v '^Parallax' <<<\"\$out\")\" ]"
+json=$("$sim" plan --plan "$PARALLAX_DATA_DIR/configs/plans/llama3-405b-128k.ini" --json)
+for key in '"cp" : 16' '"grid_order" : "tp,cp,dp,pp"' '"cp_kv_buffers"' '"fits" : true'; do
+  check "cp json has $key" "grep -qF -- '$key' <<<\"\$json\""
+done
+# FP8: the H100 has it (the FP8 terms are named), the A100 refuses it in one sentence
+out=$("$sim" plan --model llama3-8b --cluster dgx-h100 --gpus 8 --tp 8 --precision fp8)
+check "fp8 on H100: Transformer Engine recipe said" "grep -q 'fp8 (Transformer Engine, delayed scaling' <<<\"\$out\""
+check "fp8 on H100: FP8 weight copies named" "grep -q 'fp8: total includes the FP8 weight copies' <<<\"\$out\""
+bad "fp8 on A100" "--precision fp8 needs FP8 tensor cores, which the A100-SXM4-80GB of cluster dgx-a100-80g does not have" \
+    plan --model llama3-8b --cluster dgx-a100-80g --gpus 8 --precision fp8
+bad "cp chunks" "context parallelism cuts the sequence into 2·cp = 6 chunks: 8188 tokens are not divisible by 6" \
+    plan --model llama3-8b --cp 3 --seq 8188
+bad "cp counts GPUs" "dp·cp·tp·pp=16 but the cluster has 8 GPUs" plan --model llama3-8b --cluster dgx-h100 --gpus 8 --cp 2 --dp 8
+bad "cp 0" "--cp 0 must be a whole number from 1" plan --model llama3-8b --cp 0
+bad "cp with fp32" "needs bf16, fp16 or fp8, not fp32" plan --model llama3-8b --cp 2 --precision fp32
+bad "bad precision" "is not one of fp32, fp16, bf16, fp8" plan --model llama3-8b --precision fp4
 
 echo "1..$n"
 exit $fail

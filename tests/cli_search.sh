@@ -72,6 +72,13 @@ if command -v gnuplot >/dev/null; then
   check "pareto png and svg" "[ -s $tmp/front.png ] && [ -s $tmp/front.svg ] && [ -s $tmp/pareto.dat ]"
 fi
 
+# context parallelism is a knob of the search: Llama 3 8B at 8192 tokens, FP8, tp 8 on
+# 16 H100s: cp 2 (4096 tokens per CP rank) is tried and named in the table and JSON
+cpout=$("$sim" search --model llama3-8b --cluster dgx-h100 --gpus 16 --seq 8192 --gbs 16 --tp 8 --top 3 --threads 2 --precision fp8)
+check "search tries cp" "grep -Eq '^[123] +tp 8 cp 2 pp 1 dp 1 ' <<<\"\$cpout\""
+cpjson=$("$sim" search --model llama3-8b --cluster dgx-h100 --gpus 16 --seq 8192 --gbs 16 --tp 8 --top 1 --threads 2 --fix cp=1 --json)
+check "--fix cp=1 holds cp, JSON names it" "grep -q '\"cp\" : 1' <<<\"\$cpjson\" && ! grep -q '\"cp\" : 2' <<<\"\$cpjson\""
+
 # bad input: one line on stderr, non-zero exit
 bad() {  # name expected-substring args...
   local name=$1 want=$2; shift 2

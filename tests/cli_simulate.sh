@@ -54,6 +54,12 @@ check "stack in json" "grep -q '\"stack\" : \"megatron-2021\"' <<<\"\$j\" && gre
 check "pp 1: bubble 0, exposed DP apart" "close '$(num bubble_fraction "$j")' 0 && awk -v x='$(num dp_exposed_fraction "$j")' 'BEGIN{exit !(x > 0)}'"
 check "per-rank op times" "grep -q '\"FORWARD\" :' <<<\"\$j\""
 
+# context parallelism and FP8: the grid is printed, a cp-only layout (dp 1 × cp 2)
+# still reduces its gradients (over dp·cp), and fp8's MFU is against the bf16 peak
+cpsim=$("$sim" simulate --model llama3-8b --cluster dgx-h100 --gpus 16 --tp 8 --cp 2 --seq 8192 --gbs 16 --precision fp8)
+check "cp: the grid" "grep -q 'dp 1 × cp 2 × pp 1 × tp 8 = 16 GPUs' <<<\"\$cpsim\""
+check "cp: gradients reduced over dp·cp" "grep -q 'exposed dp [0-9.]* ms' <<<\"\$cpsim\""
+check "fp8: MFU against bf16's 989 TFLOP/s" "grep -q 'of 989 TFLOP/s bf16' <<<\"\$cpsim\""
 
 echo "1..$n"
 exit $fail

@@ -78,7 +78,7 @@ static const Bad bad_models[] = {
   {"m-huge.json", "{\"model_type\": \"gpt2\", \"n_layer\": 1e300, \"n_embd\": 768}", "\"n_layer\" must be an integer", PX_MODEL_ERROR_INVALID},
   {"m-notype.json", "{\"n_layer\": 12}", "no \"model_type\"", PX_MODEL_ERROR_INVALID},
   {"m-unknown.json", "{\"model_type\": \"falcon\"}", "model_type \"falcon\" is not one this tool reads", PX_MODEL_ERROR_INVALID},
-  {"m-mixtral.json", "{\"model_type\": \"mixtral\", \"num_local_experts\": 8}", "model_type mixtral is a mixture of experts",
+  {"m-deepseek.json", "{\"model_type\": \"deepseek_v3\", \"n_routed_experts\": 256}", "model_type deepseek_v3 is a model with multi-head latent attention",
    PX_MODEL_ERROR_INVALID},
   {"m-experts.json", "{\"model_type\": \"llama\", \"num_local_experts\": 8}", "\"num_local_experts\" is set: a mixture of experts",
    PX_MODEL_ERROR_INVALID},

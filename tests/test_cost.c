@@ -112,6 +112,17 @@ static void test_gemm_efficiency(void) {
   g_assert_cmpfloat(REL(t, 134250496.0 / 1.8e12 + 4e-6), <, 1e-12);
 }
 
+/* One GPT block, h = 4096, 32 heads, ffn 16384, GELU, no biases, 2048 positions. */
+static PxModel *gemm_block_model(void) {
+  PxModelDesc d = {.name = (char *)"block", .layers = 1, .hidden = 4096, .heads = 32, .kv_heads = 32,
+                   .ffn = 16384, .vocab = 32000, .max_seq = 2048, .ffn_kind = PX_FFN_GELU,
+                   .norm = PX_NORM_LAYERNORM, .pos = PX_POS_ROPE, .bias = FALSE, .tied = FALSE};
+  g_autoptr(GError) err = NULL;
+  PxModel *m = px_model_new(&d, &err);
+  g_assert_no_error(err);
+  return m;
+}
+
 /* One GPT block, h = 4096, s = 2048, 32 heads, ffn 16384, no biases, tp 1,
  * HBM so fast that memory-bound kernels vanish, no quantisation, efficiency 1:
  * the block is its GEMMs at peak (1e15). Weight GEMMs 24 s h^2 = 824633720832
@@ -122,12 +133,7 @@ static void test_gemm_efficiency(void) {
  *   backward-input  dgrad 8.24633720832e-4 + 2.5 x 3.4359738368e-5 = 9.10533066752e-4 s
  *   backward-weight wgrad 8.24633720832e-4 s */
 static void test_block_gemm_bound(void) {
-  PxModelDesc d = {.name = (char *)"block", .layers = 1, .hidden = 4096, .heads = 32, .kv_heads = 32,
-                   .ffn = 16384, .vocab = 32000, .max_seq = 2048, .ffn_kind = PX_FFN_GELU,
-                   .norm = PX_NORM_LAYERNORM, .pos = PX_POS_ROPE, .bias = FALSE, .tied = FALSE};
-  g_autoptr(GError) err = NULL;
-  g_autoptr(PxModel) m = px_model_new(&d, &err);
-  g_assert_no_error(err);
+  g_autoptr(PxModel) m = gemm_block_model();
   PxCluster c = make_cluster(8, 1);
   c.hbm_bw = 1e30;
   PxPlan p;
@@ -460,6 +466,92 @@ static void test_refuses(void) {
   px_plan_clear(&p);
 }
 
+/* The block of test_block_gemm_bound (h 4096, s 2048, 32 heads, ffn 16384,
+ * GELU, no biases) with context parallelism and FP8, on the same ideal GPU
+ * (peak 1e15, HBM so fast that memory-bound kernels vanish):
+ *  - cp 2, flash: each CP rank runs the weight GEMMs on half the tokens and,
+ *    load-balanced, half the causal attention: every time halves, forward
+ *    8.589934592e-4 / 2, backward-input 9.10533066752e-4 / 2 (the total FLOPs
+ *    are unchanged); its attention core is 3.4359738368e-5 / 2;
+ *  - fp8 at an FP8 peak of 2e15: the weight GEMMs (24 s h² = 824633720832
+ *    FLOPs) halve, the attention stays bf16: 4.12316860416e-4 +
+ *    3.4359738368e-5 = 4.46676598784e-4 s; at an FP8 GEMM efficiency of 0.5,
+ *    8.24633720832e-4 + 3.4359738368e-5 = 8.589934592e-4 s;
+ *  - MFU is taken against bf16's peak for fp8 plans. */
+static void test_cp_fp8_block(void) {
+  g_autoptr(PxModel) m = gemm_block_model();
+  PxCluster c = make_cluster(8, 1);
+  c.hbm_bw = 1e30;
+  c.peak_fp8 = 2e15;
+  PxPlan p;
+  set_plan(&p, 1, 1, 1, 1, 1);
+  p.seq = 2048;
+  p.cp = 2;
+  const PxLayer *block = &m->layers[1];
+  g_assert_cmpint(px_cost_attention(&p), ==, PX_ATTN_FLASH); /* ring attention runs flash blocks */
+  PxLink l = px_cost_tp_link(&c, &p, 0);
+  PxLayerTimes lt;
+  px_cost_layer_times(m, block, &c, &p, &l, &lt);
+  g_assert_cmpfloat(REL(lt.fwd, 8.589934592e-4 / 2), <, 1e-9);
+  g_assert_cmpfloat(REL(lt.bwd_input, 9.10533066752e-4 / 2), <, 1e-9);
+  g_assert_cmpfloat(REL(lt.attn_fwd, 3.4359738368e-5 / 2), <, 1e-9);
+  p.cp = 1;
+  p.attention = PX_ATTN_FLASH;
+  p.precision = PX_PREC_FP8;
+  px_cost_layer_times(m, block, &c, &p, &l, &lt);
+  g_assert_cmpfloat(REL(lt.fwd, 4.46676598784e-4), <, 1e-9);
+  c.gemm_eff_fp8 = 0.5;
+  px_cost_layer_times(m, block, &c, &p, &l, &lt);
+  g_assert_cmpfloat(REL(lt.fwd, 8.589934592e-4), <, 1e-9);
+  g_assert_cmpfloat(px_cost_mfu_peak(&c, PX_PREC_FP8), ==, 1e15);
+  g_assert_cmpfloat(px_cost_peak_flops(&c, PX_PREC_FP8), ==, 2e15);
+  px_plan_clear(&p);
+}
+
+/* The CP ring, by hand: the same block at cp 2 (tp 1, b 1, bf16): a K/V block
+ * is K and V of 1024 tokens × 4096, 2·2·1024·4096 = 16,777,216 B; over a link
+ * of 100 GB/s and 10 us one hop takes 1.7777216e-4 s.
+ *   forward: (cp-1)·max(0, 1.7777216e-4 - 2e-4/2) = 7.777216e-5 s
+ *   backward: (cp-1)·max(0, p2p(2 blocks) 3.4554432e-4 - 4e-4/2) + last hop
+ *     1.7777216e-4 = 1.4554432e-4 + 1.7777216e-4 = 3.2331648e-4 s
+ * and no exposure where the attention block outlasts the hop. The ring's link:
+ * 2 nodes of 8, tp 8 × cp 2 spans them (one NIC per hop: 25 GB/s, 10 us); tp 2
+ * × cp 4 stays on NVLink. */
+static void test_cp_ring(void) {
+  g_autoptr(PxModel) m = gemm_block_model();
+  PxPlan p;
+  set_plan(&p, 1, 1, 1, 1, 1);
+  p.seq = 2048;
+  p.cp = 2;
+  PxLink l = {100e9, 10e-6, FALSE};
+  double f, b;
+  px_cost_cp_ring(m, &p, &l, 2e-4, 4e-4, &f, &b);
+  g_assert_cmpfloat(REL(f, 7.777216e-5), <, 1e-9);
+  g_assert_cmpfloat(REL(b, 3.2331648e-4), <, 1e-9);
+  px_cost_cp_ring(m, &p, &l, 1e-3, 1e-3, &f, &b);
+  g_assert_cmpfloat(f, ==, 0.0);
+  g_assert_cmpfloat(REL(b, 1.7777216e-4), <, 1e-9);
+  p.cp = 1;
+  px_cost_cp_ring(m, &p, &l, 2e-4, 4e-4, &f, &b);
+  g_assert_cmpfloat(f + b, ==, 0.0);
+  PxCluster c = make_cluster(8, 2);
+  set_plan(&p, 1, 8, 1, 1, 1);
+  p.cp = 2;
+  PxLink cl = px_cost_cp_link(&c, &p, 0);
+  g_assert_false(cl.intra);
+  g_assert_cmpfloat(cl.bw, ==, 25e9);
+  g_assert_cmpfloat(cl.lat, ==, 10e-6);
+  set_plan(&p, 2, 2, 1, 1, 2);
+  p.cp = 4;
+  cl = px_cost_cp_link(&c, &p, 0);
+  g_assert_true(cl.intra);
+  g_assert_cmpfloat(cl.bw, ==, 400e9);
+  /* the gradients are reduced over dp·cp = 8 ranks of stride tp 2: both nodes */
+  PxLink dl = px_cost_dp_link(&c, &p, 0);
+  g_assert_false(dl.intra);
+  px_plan_clear(&p);
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/cost/collective/ring-allreduce", test_ring_allreduce);
@@ -472,6 +564,8 @@ int main(int argc, char **argv) {
   g_test_add_func("/cost/table/stacks", test_stacks);
   g_test_add_func("/cost/flops/gpt3-megatron", test_gpt3_flops);
   g_test_add_func("/cost/table/ideal", test_ideal);
+  g_test_add_func("/cost/cp-fp8/block", test_cp_fp8_block);
+  g_test_add_func("/cost/cp/ring", test_cp_ring);
   g_test_add_func("/cost/table/refuses-missing-peak", test_refuses);
   return g_test_run();
 }

@@ -28,17 +28,23 @@ static void test_megatron_recompute(void) {
  * 3·(24Bslh² + 4Bs²lh) + 6BshV = 72·B·s·l·h²·(1 + s/(6h) + V/(12·l·h)). */
 static void test_model_flops(void) {
   g_autoptr(PxModel) m = px_model_load("gpt3-175b", NULL);
-  PxPlan p;
-  gpt3_plan(&p, PX_CKPT_NONE);
-  PxFlops f;
-  px_flops_compute(m, &p, &f);
-  const double B = 1536, s = 2048, l = 96, h = 12288, V = 50257;
-  double F = 72 * B * s * l * h * h * (1 + s / (6 * h) + V / (12 * l * h));
-  g_assert_cmpfloat_with_epsilon(f.model_per_step / F, 1.0, 1e-9);
-  g_assert_cmpfloat(f.hardware_per_step, ==, f.model_per_step);
-  /* ≈ 6N + 12·L·h·s per token, within the bias/norm/position terms (< 0.5 %) */
-  g_assert_cmpfloat(fabs(f.model_per_token / f.approx_6n_per_token - 1), <, 5e-3);
-  px_plan_clear(&p);
+  /* context parallelism splits each sequence's tokens over cp ranks, not the
+   * work: the same count at cp 4 (and the MFU, FLOPs over step · GPUs · peak,
+   * compares layouts by their time alone) */
+  for (int cp = 1; cp <= 4; cp *= 4) {
+    PxPlan p;
+    gpt3_plan(&p, PX_CKPT_NONE);
+    p.cp = cp;
+    PxFlops f;
+    px_flops_compute(m, &p, &f);
+    const double B = 1536, s = 2048, l = 96, h = 12288, V = 50257;
+    double F = 72 * B * s * l * h * h * (1 + s / (6 * h) + V / (12 * l * h));
+    g_assert_cmpfloat_with_epsilon(f.model_per_step / F, 1.0, 1e-9);
+    g_assert_cmpfloat(f.hardware_per_step, ==, f.model_per_step);
+    /* ≈ 6N + 12·L·h·s per token, within the bias/norm/position terms (< 0.5 %) */
+    g_assert_cmpfloat(fabs(f.model_per_token / f.approx_6n_per_token - 1), <, 5e-3);
+    px_plan_clear(&p);
+  }
 }
 
 /* Selective recompute adds the attention core only: 4·s²·h per layer per

@@ -241,9 +241,100 @@ static void test_seed_gpt3_does_not_fit(void) {
   px_plan_clear(&p);
 }
 
+/* Context parallelism (Megatron's context-parallel doc: activation memory
+ * divided by cp at equal tokens per rank). GPT-3 175B, s 2048, b 1, tp 8 with
+ * SP: each CP rank holds s/cp tokens, and ring attention runs flash blocks,
+ * so a block keeps Korthikanti's sbh(34/t + 5as/(ht)) at s/cp without the
+ * 5as/(ht) scores: (s/cp)·b·h·34/8; the same as one rank holding a sequence
+ * of s/cp. The ring's K/V buffers: max(cp, 4) blocks of K and V of the
+ * rank's tokens, 2·2·(s/cp)·b·h/t bytes each (GPT-3 has kv = h): with pp 1
+ * and dp 1 they are the stage's only buffers. */
+static void test_cp_activations(void) {
+  g_autoptr(PxModel) m = load("gpt3-175b");
+  const double s = 2048, b = 1, h = 12288, t = 8;
+  const double kv_buffers[] = {0, 0, 4 * 2 * 2 * 1024 * h / t, 0, 4 * 2 * 2 * 512 * h / t};
+  g_assert_cmpfloat(kv_buffers[2], ==, 25165824.0);
+  for (int cp = 2; cp <= 4; cp *= 2) {
+    PxPlan p;
+    px_plan_init(&p);
+    p.tp = 8; p.seq_parallel = TRUE; p.cp = cp; p.seq = 2048;
+    g_autoptr(PxMemory) mem = memory_of(m, &p, NULL);
+    double want = s / cp * b * h * 34 / t;
+    g_assert_cmpfloat_with_epsilon(px_layer_activation_bytes(m, &m->layers[10], &p) / want, 1.0, 1e-12);
+    g_assert_cmpfloat(mem->stages[0].activation_per_layer, ==, want);
+    g_assert_cmpfloat(mem->stages[0].cp_kv_buffers, ==, kv_buffers[cp]);
+    g_assert_cmpfloat(mem->stages[0].buffers, ==, kv_buffers[cp]);
+    /* equal tokens per rank: one rank (flash) holding a sequence of s/cp */
+    PxPlan q;
+    px_plan_init(&q);
+    q.tp = 8; q.seq_parallel = TRUE; q.seq = 2048 / cp; q.attention = PX_ATTN_FLASH;
+    g_autoptr(PxMemory) mq = memory_of(m, &q, NULL);
+    g_assert_cmpfloat(mem->stages[0].activations, ==, mq->stages[0].activations);
+    px_plan_clear(&p);
+    px_plan_clear(&q);
+  }
+  /* cp 16: the forward keeps all 16 K/V blocks */
+  PxPlan p;
+  px_plan_init(&p);
+  p.tp = 8; p.seq_parallel = TRUE; p.cp = 16; p.seq = 2048;
+  g_assert_true(px_plan_validate(&p, m, NULL, NULL));
+  g_assert_cmpfloat(px_memory_cp_kv_buffers(m, &p), ==, 16 * 2 * 2 * 128 * h / t);
+  px_plan_clear(&p);
+}
+
+/* ZeRO shards over dp·cp, the ranks holding the same parameters (Megatron's
+ * distributed optimizer over the data-parallel group with context parallel):
+ * GPT-2 124M, dp 2 × cp 4, ZeRO-1: 12 B / 8 per parameter. */
+static void test_cp_zero(void) {
+  g_autoptr(PxModel) m = load("gpt2-124m");
+  PxPlan p;
+  px_plan_init(&p);
+  p.dp = 2; p.cp = 4; p.zero = 1; p.seq = 1024; p.stack = PX_STACK_MEGATRON_CORE;
+  g_autoptr(PxMemory) mem = memory_of(m, &p, NULL);
+  g_assert_cmpfloat_with_epsilon(mem->stages[0].optimizer, 12.0 * 124439808 / 8, 12.0);
+  px_plan_clear(&p);
+}
+
+/* FP8 (Transformer Engine) on tiny-gpt (L 4, h 64, a 4, f 256, s 64, b 1,
+ * GELU, no dropout, unfused attention), by hand:
+ *  - GEMM weights per block: QKV 192·64 + proj 64·64 + fc 256·64 + proj
+ *    64·256 = 49,152; FP8 copy + transpose 2 B each: 4 · 49,152 · 2 = 393,216 B;
+ *  - scaling state: 16 GEMMs × 5 tensors × (1024 amax history + scale +
+ *    scale_inv) × 4 B = 16 · 20,520 = 328,320 B;
+ *  - a block's activations: the four GEMM inputs (QKV input sbh, proj input
+ *    s·q, fc input sbh, fc2 input s·f) in 1 byte instead of 2:
+ *    bf16 8sbh + 2s(q+kv) + 2s·kv + 2s·q + 4sf + 2as² = 163,840 B,
+ *    fp8 the same less sbh + sbh + s·q + s·f = 28,672: 135,168 B. */
+static void test_fp8_terms(void) {
+  g_autoptr(PxModel) m = load("tiny-gpt");
+  g_assert_cmpint(m->desc.ffn, ==, 256);
+  PxPlan p;
+  px_plan_init(&p);
+  p.precision = PX_PREC_FP8;
+  g_autoptr(PxMemory) mem = memory_of(m, &p, NULL);
+  const PxStageMemory *st = &mem->stages[0];
+  g_assert_cmpfloat(st->fp8_weights, ==, 393216.0);
+  g_assert_cmpfloat(st->fp8_meta, ==, 328320.0);
+  g_assert_cmpfloat(px_memory_fp8_meta_per_gemm(), ==, 20520.0);
+  g_assert_cmpfloat(px_layer_activation_bytes(m, &m->layers[1], &p), ==, 135168.0);
+  /* bf16 weights, gradients and fp32 optimizer as in mixed precision: 2 + 2 + 12 */
+  g_assert_cmpfloat(st->weights, ==, 2.0 * st->params);
+  g_assert_cmpfloat(st->optimizer, ==, 12.0 * st->params);
+  g_assert_cmpfloat(st->total, ==, st->weights + st->gradients + st->optimizer + st->fp8_weights + st->fp8_meta +
+                                       st->activations + st->buffers + st->workspace);
+  p.precision = PX_PREC_BF16;
+  g_assert_cmpfloat(px_layer_activation_bytes(m, &m->layers[1], &p), ==, 163840.0);
+  g_autoptr(PxMemory) mb = memory_of(m, &p, NULL);
+  g_assert_cmpfloat(mb->stages[0].fp8_weights + mb->stages[0].fp8_meta, ==, 0.0);
+  px_plan_clear(&p);
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/memory/seed-7b-fp32", test_seed_7b_fp32);
+  g_test_add_func("/memory/cp/activations", test_cp_activations);
+  g_test_add_func("/memory/cp/zero", test_cp_zero);
+  g_test_add_func("/memory/fp8/by-hand", test_fp8_terms);
   g_test_add_func("/memory/zero", test_zero_stages);
   for (gsize i = 0; i < G_N_ELEMENTS(act_cases); i++) {
     g_autofree char *path = g_strdup_printf("/memory/korthikanti/%s", act_cases[i].what);

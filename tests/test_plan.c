@@ -307,6 +307,77 @@ static void test_deepspeed_auto(void) {
   px_plan_clear(&p);
 }
 
+/* Context parallelism sits inside DP as Megatron-Core's default order
+ * "tp-cp-ep-dp-pp" places it (parallel_state.py initialize_model_parallel):
+ * global rank = t + tp·c + tp·cp·d + tp·cp·dp·s for TP rank t, CP rank c,
+ * DP rank d, pipeline rank s. Here the data coordinate is d·cp + c. */
+static void test_cp_grid(void) {
+  PxPlan p;
+  px_plan_init(&p);
+  p.tp = 2; p.cp = 4; p.dp = 3; p.pp = 2;
+  g_assert_cmpint(px_plan_world(&p), ==, 48);
+  g_assert_cmpint(px_plan_data_ranks(&p), ==, 12);
+  for (int s = 0; s < 2; s++)
+    for (int d = 0; d < 3; d++)
+      for (int c = 0; c < 4; c++)
+        for (int t = 0; t < 2; t++) {
+          int megatron = t + 2 * c + 2 * 4 * d + 2 * 4 * 3 * s;
+          g_assert_cmpint(px_plan_rank_of(&p, d * 4 + c, t, s), ==, megatron);
+          int dd, tt, ss;
+          px_plan_rank_coords(&p, megatron, &dd, &tt, &ss);
+          g_assert_cmpint(dd, ==, d * 4 + c);
+          g_assert_cmpint(tt, ==, t);
+          g_assert_cmpint(ss, ==, s);
+        }
+  px_plan_clear(&p);
+}
+
+/* The rules context parallelism and FP8 add, each refused with its sentence. */
+static void test_cp_fp8_rules(void) {
+  g_autoptr(PxModel) m = load("llama3-8b");
+  g_autoptr(PxCluster) a100 = px_cluster_load("dgx-a100-80g", NULL);
+  g_autoptr(PxCluster) h100 = px_cluster_load("dgx-h100", NULL);
+  g_assert_nonnull(a100);
+  g_assert_nonnull(h100);
+  struct { int cp, seq, tp; gboolean sp; PxPrecision prec; PxAttention attn; const char *msg; } cases[] = {
+    {3, 8188, 1, FALSE, PX_PREC_BF16, PX_ATTN_DEFAULT,
+     "context parallelism cuts the sequence into 2·cp = 6 chunks: 8188 tokens are not divisible by 6"},
+    {2, 8192, 1, FALSE, PX_PREC_FP32, PX_ATTN_DEFAULT, "needs bf16, fp16 or fp8, not fp32"},
+    {2, 8192, 1, FALSE, PX_PREC_BF16, PX_ATTN_UNFUSED, "not --attention unfused"},
+    {4, 8184, 4, TRUE, PX_PREC_BF16, PX_ATTN_DEFAULT,
+     "sequence parallelism needs tp=4 to divide the 2046 tokens per CP rank (seq 8184 / cp 4)"},
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
+    PxPlan p;
+    px_plan_init(&p);
+    p.cp = cases[i].cp; p.seq = cases[i].seq; p.tp = cases[i].tp; p.seq_parallel = cases[i].sp;
+    p.precision = cases[i].prec; p.attention = cases[i].attn;
+    g_autoptr(GError) e = NULL;
+    g_assert_false(px_plan_validate(&p, m, NULL, &e));
+    g_assert_error(e, PX_PLAN_ERROR, PX_PLAN_ERROR_INVALID);
+    g_assert_nonnull(strstr(e->message, cases[i].msg));
+    px_plan_clear(&p);
+  }
+  /* cp counts in the GPUs: dp 2 × cp 4 = one 8-GPU node */
+  PxPlan p;
+  px_plan_init(&p);
+  p.dp = 2; p.cp = 4; p.seq = 8192;
+  g_assert_true(px_plan_validate(&p, m, h100, NULL));
+  /* FP8: H100 yes, A100 (no FP8 tensor cores) refused with a sentence */
+  p.precision = PX_PREC_FP8;
+  g_assert_true(px_plan_validate(&p, m, h100, NULL));
+  g_autoptr(GError) e = NULL;
+  g_assert_false(px_plan_validate(&p, m, a100, &e));
+  g_assert_error(e, PX_PLAN_ERROR, PX_PLAN_ERROR_INVALID);
+  g_assert_nonnull(strstr(e->message, "--precision fp8 needs FP8 tensor cores, which the A100-SXM4-80GB"));
+  g_assert_cmpfloat(h100->peak_fp8, ==, 1979e12);
+  g_assert_cmpfloat(a100->peak_fp8, ==, 0);
+  PxPrecision prec;
+  g_assert_true(px_precision_parse("fp8", &prec));
+  g_assert_cmpint(prec, ==, PX_PREC_FP8);
+  px_plan_clear(&p);
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   for (gsize i = 0; i < G_N_ELEMENTS(rules); i++) {
@@ -321,6 +392,8 @@ int main(int argc, char **argv) {
   g_test_add_func("/plan/bubble", test_bubble);
   g_test_add_func("/plan/v-schedules", test_v_schedules);
   g_test_add_func("/plan/rank-order", test_rank_order);
+  g_test_add_func("/plan/cp/grid-megatron-order", test_cp_grid);
+  g_test_add_func("/plan/cp-fp8/rules", test_cp_fp8_rules);
   g_test_add_func("/plan/ini/roundtrip", test_ini_roundtrip);
   g_test_add_func("/plan/deepspeed", test_deepspeed);
   g_test_add_func("/plan/deepspeed-auto", test_deepspeed_auto);

@@ -160,6 +160,20 @@ static void test_brute_force_winner(void) {
   setup_clear(&s);
 }
 
+/* The core's memory of a search point's layout, checked equal to the
+ * search's analytic figure. */
+static PxMemory *point_memory(const Setup *s, const PxSearchPoint *pt) {
+  PxPlan p;
+  px_plan_copy(&p, &s->plan);
+  px_layout_apply(&pt->layout, &p);
+  g_assert_true(px_plan_validate(&p, s->model, s->cluster, NULL));
+  g_autoptr(PxPartition) part = px_partition_new(s->model, &p, NULL, NULL);
+  PxMemory *mem = px_memory_new(s->model, &p, part, s->cluster);
+  g_assert_cmpfloat(REL(pt->memory, mem->peak), <, 1e-12);
+  px_plan_clear(&p);
+  return mem;
+}
+
 /* Every feasible layout's analytic memory equals px_memory_new's peak. */
 static void test_memory_matches_core(void) {
   Setup s;
@@ -172,15 +186,7 @@ static void test_memory_matches_core(void) {
   g_assert_no_error(err);
   g_assert_cmpuint(r->points->len, >, 1000);
   for (guint i = 0; i < r->points->len; i++) {
-    const PxSearchPoint *pt = &g_array_index(r->points, PxSearchPoint, i);
-    PxPlan p;
-    px_plan_copy(&p, &s.plan);
-    px_layout_apply(&pt->layout, &p);
-    g_assert_true(px_plan_validate(&p, s.model, s.cluster, NULL));
-    g_autoptr(PxPartition) part = px_partition_new(s.model, &p, NULL, NULL);
-    g_autoptr(PxMemory) mem = px_memory_new(s.model, &p, part, s.cluster);
-    g_assert_cmpfloat(REL(pt->memory, mem->peak), <, 1e-12);
-    px_plan_clear(&p);
+    g_autoptr(PxMemory) mem = point_memory(&s, &g_array_index(r->points, PxSearchPoint, i));
   }
   setup_clear(&s);
 }
@@ -537,6 +543,44 @@ static void test_schedule_tradeoff(void) {
   setup_clear(&s);
 }
 
+/* Context parallelism and FP8 in the search: Llama 3 8B at 8192 tokens on
+ * 16 H100s with tp fixed at 8, FP8 GEMMs: the search tries cp 1 and 2 (cp 4
+ * would leave 2048 tokens per CP rank, under PX_SEARCH_MIN_CP_TOKENS), every feasible layout's memory is the core's
+ * px_memory_new peak (FP8 copies and the ring's K/V buffers included), and
+ * a CP layout's analytic step time is within 5 % of the engine's. */
+static void test_cp_fp8_search(void) {
+  Setup s;
+  setup_load(&s, "llama3-8b", "dgx-h100", 16, 16, 8192);
+  s.plan.precision = PX_PREC_FP8;
+  PxSearchOptions o;
+  px_search_options_init(&o);
+  o.keep_points = TRUE;
+  o.fix.tp = 8;
+  o.fix.mbs = 1;
+  o.fix.ckpt = PX_CKPT_SELECTIVE;
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PxSearchResult) r = px_search_run(s.model, s.cluster, &s.plan, &o, &err);
+  g_assert_no_error(err);
+  int with_cp = 0;
+  for (guint i = 0; i < r->points->len; i++) {
+    const PxSearchPoint *pt = &g_array_index(r->points, PxSearchPoint, i);
+    g_assert_cmpint(pt->layout.tp, ==, 8);
+    g_assert_true(pt->layout.cp == 1 || pt->layout.cp == 2);
+    with_cp += pt->layout.cp == 2;
+    g_autoptr(PxMemory) mem = point_memory(&s, pt);
+    g_assert_cmpfloat(mem->stages[0].fp8_weights, >, 0);
+    if (pt->layout.cp == 2) g_assert_cmpfloat(mem->stages[0].cp_kv_buffers, >, 0);
+  }
+  g_assert_cmpint(with_cp, >, 0);
+  PxSearchCandidate c = {.layout = {.tp = 8, .cp = 2, .pp = 1, .dp = 1, .vpp = 1, .mbs = 1, .zero = 1,
+                                    .ckpt = PX_CKPT_SELECTIVE, .schedule = PX_SCHED_1F1B}};
+  g_assert_true(px_search_evaluate(s.model, s.cluster, &s.plan, &c.layout, &c.memory, &c.analytic_time));
+  g_assert_true(px_search_confirm(s.model, s.cluster, &s.plan, &c, &err));
+  g_assert_no_error(err);
+  g_assert_cmpfloat(REL(c.analytic_time, c.step_time), <, 0.05);
+  setup_clear(&s);
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/search/schedule/tradeoff", test_schedule_tradeoff);
@@ -546,6 +590,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/search/fix/why-invalid", test_why_invalid);
   g_test_add_func("/search/explain/hand", test_explain);
   g_test_add_func("/search/memory/matches-core", test_memory_matches_core);
+  g_test_add_func("/search/cp-fp8/matches-core", test_cp_fp8_search);
   g_test_add_func("/search/analytic/close-to-simulation", test_analytic_close_to_simulation);
   g_test_add_func("/search/winner/brute-force", test_brute_force_winner);
   g_test_add_func("/search/threads/deterministic", test_threads_deterministic);

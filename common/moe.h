@@ -1,0 +1,71 @@
+/* moe.h — mixture of experts with expert parallelism: the experts' grid
+ * (Megatron-Core's MoE parallel folding), its rules, and the token counts the
+ * memory and cost models size the expert layers by (docs/moe.md).
+ *
+ * Grid. Attention uses tp × dp × pp as the plan orders them; the experts of
+ * an MoE layer use etp × ep × edp over the same ranks of each pipeline stage,
+ * edp = world / (etp · ep · pp). Megatron-Core's parallel_state.py builds both
+ * grids with one RankGenerator order ("tp-cp-ep-dp-pp"): the expert grid puts
+ * etp where tp is and ep just inside edp where dp is. Here likewise: in the
+ * plan's order (innermost first) tp is replaced by etp and dp by (ep, edp).
+ *
+ * Tokens. A rank's MoE layer receives T_in tokens of a micro-batch (b·s, ÷ tp
+ * with sequence parallelism), routes each to top_k experts, sends them to the
+ * experts' ranks (all-to-all over ep), which all-gather them over etp: with
+ * balanced routing a rank's E/ep experts see k · T_in · g tokens, g = etp (1
+ * when tp > 1 without sequence parallelism: the TP ranks already hold the
+ * same tokens and etp = tp). --imbalance f gives the busiest expert f times
+ * its balanced share (capped by a capacity factor: tokens beyond it are
+ * dropped); the busiest rank is the one holding it. */
+#pragma once
+#include <glib.h>
+#include "model.h"
+#include "plan.h"
+
+G_BEGIN_DECLS
+
+/* The experts' tensor parallelism (plan etp, 0 meaning tp). */
+int px_plan_etp(const PxPlan *plan);
+/* The experts' data parallelism edp = world / (etp · ep · pp). */
+int px_plan_edp(const PxPlan *plan);
+
+/* The folding's rules, each refused naming it: the model has experts when ep
+ * > 1 or etp ≠ tp; ep divides the experts; etp divides the expert FFN;
+ * etp · ep · pp divides the world; pp not the outermost axis needs edp = dp;
+ * tp > 1 with ep > 1 or etp ≠ tp needs sequence parallelism; imbalance ≥ 1
+ * and at most the experts a rank holds... (see moe.c). Called by px_plan_validate. */
+gboolean px_moe_validate(const PxPlan *plan, const PxModel *model, GError **error);
+
+/* Global rank of expert coordinates (etp_i, ep_i, edp_i) on pipeline rank stage. */
+int px_moe_rank_of(const PxPlan *plan, int stage, int etp_i, int ep_i, int edp_i);
+/* Members of the EP group of replica 0 on `stage` that share the first
+ * member's node (gpus_per_node), and the same for the ETP group. */
+int px_moe_ep_per_node(const PxPlan *plan, int stage, int gpus_per_node);
+int px_moe_etp_per_node(const PxPlan *plan, int stage, int gpus_per_node);
+
+/* Token counts of one MoE layer, one micro-batch, on the busiest rank. */
+typedef struct {
+  double in;         /* tokens entering the layer on a rank (T_in) */
+  double gather;     /* g: the ETP all-gather's factor (etp, or 1) */
+  double local;      /* experts a rank holds, E / ep */
+  double balanced;   /* tokens of one expert under balanced routing: k · T_in · g / (E / ep) */
+  double busiest;    /* the busiest expert's: min(imbalance, capacity) × balanced */
+  double other;      /* each other expert's on that rank: min(1, capacity) × balanced */
+  double total;      /* tokens through the rank's experts: busiest + (local - 1) · other */
+  double sent;       /* token copies a rank sends in the dispatch all-to-all: k · T_in */
+  double received;   /* and the busiest rank receives (before the ETP gather): total / g */
+} PxMoeTokens;
+void px_moe_tokens(const PxModel *model, const PxPlan *plan, PxMoeTokens *out);
+
+/* Activation bytes the routed part of one MoE block keeps for backward, one
+ * micro-batch, on the busiest rank: router probabilities (fp32) and top-k
+ * choices, the permuted tokens (the experts' input), the experts' inner
+ * activations (3 or 2 × f/etp per token, as a dense MLP's) and their output
+ * before the weighted combine. The block's attention, norms and shared
+ * experts are counted as a dense block's (memory.c). */
+double px_moe_activation_bytes(const PxModel *model, const PxPlan *plan);
+/* Dispatch / combine buffers of one MoE layer (transient, one layer at a
+ * time): the all-to-all send and receive buffers. */
+double px_moe_buffer_bytes(const PxModel *model, const PxPlan *plan);
+
+G_END_DECLS
