@@ -149,6 +149,12 @@ typedef struct PxStreamOps {
   gboolean (*event_query)(PxDevEvent *e);
   /* seconds on the backend's clock at which e completed */
   gboolean (*event_time)(PxDevEvent *e, double *seconds, GError **error);
+  /* An asynchronous copy of bytes on s (dir: 0 upload, 1 download, 2 device
+   * to device). NULL: a host function calling the backend's upload /
+   * download / copy (the host streams). A device backend gives its own, as
+   * its host functions may not call the device API (cudaLaunchHostFunc). */
+  gboolean (*memcpy_async)(PxStream *s, void *dst, const void *src, gsize bytes, int dir,
+                           GError **error);
 } PxStreamOps;
 
 /* The host implementation (exec/stream.c). */

@@ -356,6 +356,7 @@ static gboolean run_copy(gpointer data, GError **error) {
 }
 
 static gboolean copy_on(PxStream *s, PxBackend *be, void *dst, const void *src, gsize bytes, int dir, GError **error) {
+  if (s->ops->memcpy_async) return s->ops->memcpy_async(s, dst, src, bytes, dir, error);
   Copy *c = g_new(Copy, 1);
   *c = (Copy){be, dst, src, bytes, dir};
   return px_stream_launch_host(s, run_copy, c, g_free, error);

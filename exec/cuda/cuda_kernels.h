@@ -1,0 +1,128 @@
+/* cuda_kernels.h — the launchers of the CUDA backend's kernels (kernels.cu),
+ * called by backend_cuda.c. Plain C types only (no GLib), so that nvcc and the
+ * C compiler read the same declarations.
+ *
+ * Every launcher queues its kernel(s) on the stream st and returns the launch
+ * status (cudaGetLastError); cudaErrorInvalidValue for a dtype it does not
+ * take. dt is a PxDType value (backend.h); the numbering is repeated here and
+ * checked against PxDType at compile time in backend_cuda.c. Element types of
+ * the compute ops: f32, bf16, f16, always computed in fp32 (reductions of
+ * scalars in double). Every backward adds into its gradient outputs; forward
+ * ops overwrite (backend.h).
+ *
+ * bad: a host-mapped int[2] (backend_cuda.c) that a kernel sets to
+ * {PXK_BAD_*, id} when it meets a token or target id outside its range; the
+ * backend reports it at its next synchronisation. */
+#pragma once
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum { PXK_F32 = 0, PXK_F64 = 1, PXK_I32 = 2, PXK_BF16 = 3, PXK_F16 = 4 };
+enum { PXK_BAD_NONE = 0, PXK_BAD_TOKEN = 1, PXK_BAD_TARGET = 2 };
+/* column reductions over rows (dw / db of linear and the norms) */
+enum { PXK_COLSUM_PLAIN = 0, PXK_COLSUM_LN = 1, PXK_COLSUM_RMS = 2 };
+/* the largest head_dim of the attention kernels (8 values per lane of a warp) */
+#define PXK_ATT_MAX_HEAD_DIM 256
+
+/* y (N,C) += b (C), broadcast over rows (linear's bias when the GEMM epilogue is not used) */
+cudaError_t pxk_bias_add(cudaStream_t st, int dt, void *y, const void *b, int64_t N, int64_t C);
+/* out[c] += sum_i f(i, c): PLAIN dout; LN dout*(x-mean)*rstd; RMS dout*x*rstd */
+cudaError_t pxk_colsum(cudaStream_t st, int dt, int mode, void *out, const void *dout, const void *x,
+                       const void *mean, const void *rstd, int64_t N, int64_t C);
+
+/* out[i] = wte[tok[i]-v0] (when in [0, n_real), else 0) + wpe[i % T] (when wpe);
+ * bad != NULL: a token outside [0, n_real) is reported (the whole-vocabulary op). */
+cudaError_t pxk_embedding_fwd(cudaStream_t st, int dt, void *out, const int32_t *tok, const void *wte,
+                              const void *wpe, int64_t v0, int64_t n_real, int *bad, int B, int T,
+                              int64_t C);
+cudaError_t pxk_embedding_bwd(cudaStream_t st, int dt, void *dwte, void *dwpe, const void *dout,
+                              const int32_t *tok, int64_t v0, int64_t n_real, int B, int T, int64_t C);
+
+cudaError_t pxk_layernorm_fwd(cudaStream_t st, int dt, void *out, void *mean, void *rstd, const void *x,
+                              const void *w, const void *b, double eps, int64_t N, int64_t C);
+cudaError_t pxk_layernorm_bwd_dx(cudaStream_t st, int dt, void *dx, const void *dout, const void *x,
+                                 const void *w, const void *mean, const void *rstd, int64_t N, int64_t C);
+cudaError_t pxk_rmsnorm_fwd(cudaStream_t st, int dt, void *out, void *rstd, const void *x, const void *w,
+                            double eps, int64_t N, int64_t C);
+cudaError_t pxk_rmsnorm_bwd_dx(cudaStream_t st, int dt, void *dx, const void *dout, const void *x,
+                               const void *w, const void *rstd, int64_t N, int64_t C);
+
+cudaError_t pxk_gelu_fwd(cudaStream_t st, int dt, void *out, const void *x, int64_t n);
+cudaError_t pxk_gelu_bwd(cudaStream_t st, int dt, void *dx, const void *dout, const void *x, int64_t n);
+cudaError_t pxk_swiglu_fwd(cudaStream_t st, int dt, void *out, const void *gate, const void *up, int64_t n);
+cudaError_t pxk_swiglu_bwd(cudaStream_t st, int dt, void *dgate, void *dup, const void *dout,
+                           const void *gate, const void *up, int64_t n);
+
+/* Rotary on the q and k heads of qkv rows, v copied: dir +1 forward (dst may be
+ * src), -1 the transpose; accumulate adds into dst. */
+cudaError_t pxk_rope(cudaStream_t st, int dt, void *dst, const void *src, int B, int T, int heads,
+                     int kv_heads, int head_dim, double theta, int dir, int accumulate);
+
+/* Causal attention, one warp per query row, online softmax (flash style).
+ * The saved state in att: f32, or T == 1: the probabilities (B,heads,T,T), as
+ * the cpu backend; bf16 / f16 with T >= 2: only each row's log-sum-exp, as
+ * fp32, in the first B*heads*T*4 bytes of att (no T x T scores are written).
+ * pxk_att_saves_probs says which. D: fp32 scratch of B*heads*T for backward. */
+int pxk_att_saves_probs(int dt, int T);
+cudaError_t pxk_attention_fwd(cudaStream_t st, int dt, void *out, void *att, const void *qkv, int B,
+                              int T, int heads, int kv_heads, int head_dim);
+cudaError_t pxk_attention_bwd(cudaStream_t st, int dt, void *dqkv, const void *dout, const void *qkv,
+                              const void *att, float *D, int B, int T, int heads, int kv_heads,
+                              int head_dim);
+
+/* out = a + b (out may be a or b) */
+cudaError_t pxk_add(cudaStream_t st, int dt, void *out, const void *a, const void *b, int64_t n);
+
+/* Cross-entropy over the whole vocabulary, one block per row: losses (N) and
+ * loss64 (N, double) get the per-token losses. */
+cudaError_t pxk_ce_fwd(cudaStream_t st, int dt, void *losses, double *loss64, const void *logits,
+                       const int32_t *tgt, int *bad, int64_t N, int64_t V);
+cudaError_t pxk_ce_bwd(cudaStream_t st, int dt, void *dlogits, const void *logits, const int32_t *tgt,
+                       double f, int *bad, int64_t N, int64_t V);
+cudaError_t pxk_ce_vp_max(cudaStream_t st, int dt, void *rowmax, const void *logits, int64_t N, int64_t V,
+                          int64_t n_real);
+cudaError_t pxk_ce_vp_stats(cudaStream_t st, int dt, void *stats, const void *logits, const int32_t *tgt,
+                            const void *gmax, int64_t v0, int64_t N, int64_t V, int64_t n_real);
+cudaError_t pxk_ce_vp_loss(cudaStream_t st, int dt, void *losses, double *loss64, const void *gmax,
+                           const void *stats, int64_t N);
+cudaError_t pxk_ce_vp_bwd(cudaStream_t st, int dt, void *dlogits, const void *logits, const int32_t *tgt,
+                          const void *gmax, const void *stats, int64_t v0, int64_t n_real, double f,
+                          int64_t N, int64_t V);
+
+/* acc (one f32 / f64 element, acc_dt) += sum(buf[0..n)) / divisor, summed in
+ * a fixed order by one block. */
+cudaError_t pxk_sum_into(cudaStream_t st, void *acc, int acc_dt, const double *buf, int64_t n,
+                         double divisor);
+/* part[0..nparts) = sums of squares of slices of x, in double; nparts from
+ * pxk_sumsq_parts(n). */
+int pxk_sumsq_parts(int64_t n);
+cudaError_t pxk_sumsq_partial(cudaStream_t st, int dt, const void *x, int64_t n, double *part, int nparts);
+/* flag (f32 / f64 / i32) = 1 when any element of x is NaN or +-Inf */
+cudaError_t pxk_check_finite(cudaStream_t st, int dt, void *flag, int flag_dt, const void *x, int64_t n);
+/* coef = min(1, max_norm / (sqrt(sumsq) + 1e-6)), or 1 when max_norm <= 0 */
+cudaError_t pxk_clip_coef(cudaStream_t st, void *coef, int coef_dt, const void *sumsq, int sumsq_dt,
+                          double max_norm);
+cudaError_t pxk_scale(cudaStream_t st, int dt, void *x, double alpha, int64_t n);
+
+/* AdamW, as the cpu backend's f32 kernel, in fp32 on p, g, m, v of type dt.
+ * scale (may be NULL, scale_dt f32/f64) multiplies grad_scale; when skip (may
+ * be NULL, skip_dt f32/f64/i32) is nonzero nothing changes. */
+typedef struct {
+  float lr, b1, b2, a1, a2, c1, c2, eps, wd;
+  double grad_scale;
+} PxkAdamW;
+cudaError_t pxk_adamw(cudaStream_t st, int dt, void *p, const void *g, void *m, void *v, int64_t n,
+                      PxkAdamW o, const void *scale, int scale_dt, const void *skip, int skip_dt);
+
+/* dst (=|+=) src, n elements, any of f32 / f64 / bf16 / f16 on either side:
+ * in f32 (f64 when either side is f64), rounded once to dst's type */
+cudaError_t pxk_cast(cudaStream_t st, void *dst, int dst_dt, const void *src, int src_dt, int64_t n,
+                     int accumulate);
+
+#ifdef __cplusplus
+}
+#endif

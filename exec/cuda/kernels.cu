@@ -1,0 +1,857 @@
+/* kernels.cu — the CUDA backend's kernels (launchers declared in
+ * cuda_kernels.h). Patterns kept deliberately plain: one thread per element
+ * (grid-stride loops), one block per row for row reductions, one warp per
+ * query row for attention, a 32x32 block per 32 columns for column sums.
+ * Every value is loaded as fp32 (ld), computed in fp32 (scalars summed in
+ * double) and stored back in the tensor's type (st_). The cpu backend's
+ * kernels (backend_cpu_kernels.inc) are the reference semantics. */
+#include "cuda_kernels.h"
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <math.h>
+
+typedef __nv_bfloat16 bf16;
+typedef __half f16;
+
+/* ---- loads and stores in fp32 ---- */
+__device__ __forceinline__ float ld(const float *p, int64_t i) { return p[i]; }
+__device__ __forceinline__ float ld(const bf16 *p, int64_t i) { return __bfloat162float(p[i]); }
+__device__ __forceinline__ float ld(const f16 *p, int64_t i) { return __half2float(p[i]); }
+__device__ __forceinline__ void st_(float *p, int64_t i, float v) { p[i] = v; }
+__device__ __forceinline__ void st_(bf16 *p, int64_t i, float v) { p[i] = __float2bfloat16_rn(v); }
+__device__ __forceinline__ void st_(f16 *p, int64_t i, float v) { p[i] = __float2half_rn(v); }
+
+/* A one-element scalar of dtype dt (f32, f64 or i32) read / written as double. */
+__device__ __forceinline__ double ld_scalar(const void *p, int dt) {
+  return dt == PXK_F64 ? *(const double *)p : dt == PXK_I32 ? (double)*(const int32_t *)p : (double)*(const float *)p;
+}
+__device__ __forceinline__ void st_scalar(void *p, int dt, double v) {
+  if (dt == PXK_F64) *(double *)p = v;
+  else if (dt == PXK_I32) *(int32_t *)p = (int32_t)v;
+  else *(float *)p = (float)v;
+}
+
+/* atomic p[i] += v */
+__device__ __forceinline__ void atomic_addf(float *p, float v) { atomicAdd(p, v); }
+__device__ __forceinline__ unsigned short bits16(bf16 x) { return __bfloat16_as_ushort(x); }
+__device__ __forceinline__ unsigned short bits16(f16 x) { return __half_as_ushort(x); }
+__device__ __forceinline__ void from16(unsigned short u, bf16 *x) { *x = __ushort_as_bfloat16(u); }
+__device__ __forceinline__ void from16(unsigned short u, f16 *x) { *x = __ushort_as_half(u); }
+/* 16-bit types: a compare-and-swap loop on the aligned 32-bit word (any architecture). */
+template <typename T> __device__ void atomic_addf(T *p, float v) {
+  unsigned int *word = (unsigned int *)((uintptr_t)p & ~(uintptr_t)3);
+  const bool high = ((uintptr_t)p & 2) != 0;
+  unsigned int old = *word, assumed;
+  do {
+    assumed = old;
+    T cur;
+    from16((unsigned short)(high ? assumed >> 16 : assumed & 0xffffu), &cur);
+    T sum;
+    st_(&sum, 0, ld(&cur, 0) + v);
+    unsigned int nb = bits16(sum);
+    unsigned int next = high ? (assumed & 0xffffu) | (nb << 16) : (assumed & 0xffff0000u) | nb;
+    old = atomicCAS(word, assumed, next);
+  } while (assumed != old);
+}
+
+/* ---- reductions ---- */
+template <typename R> __device__ __forceinline__ R warp_sum(R v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+/* The sum (or max) over the block, returned to every thread. blockDim.x is a
+ * multiple of 32; every thread of the block must call it. */
+template <typename R> __device__ R block_sum(R v) {
+  __shared__ R sh[32];
+  int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  v = warp_sum(v);
+  __syncthreads(); /* sh may still be read from the previous call */
+  if (lane == 0) sh[w] = v;
+  __syncthreads();
+  R r = lane < nw ? sh[lane] : (R)0;
+  return warp_sum(r);
+}
+__device__ float block_max(float v) {
+  __shared__ float sh[32];
+  int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  v = warp_max(v);
+  __syncthreads();
+  if (lane == 0) sh[w] = v;
+  __syncthreads();
+  float r = lane < nw ? sh[lane] : -INFINITY;
+  return warp_max(r);
+}
+
+/* ---- launch helpers ---- */
+#define ROW_THREADS 256
+#define EW_THREADS 256
+static unsigned ew_blocks(int64_t n) {
+  int64_t b = (n + EW_THREADS - 1) / EW_THREADS;
+  return (unsigned)(b < 1 ? 1 : b > (1 << 20) ? (1 << 20) : b);
+}
+#define GRID_STRIDE(i, n)                                                                          \
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);                       \
+       i += (int64_t)gridDim.x * blockDim.x)
+
+/* Run the statement with T the element type of dt (f32, bf16, f16). */
+#define DISPATCH(dt, ...)                                                                          \
+  switch (dt) {                                                                                    \
+  case PXK_F32: { typedef float T; __VA_ARGS__; } break;                                           \
+  case PXK_BF16: { typedef bf16 T; __VA_ARGS__; } break;                                           \
+  case PXK_F16: { typedef f16 T; __VA_ARGS__; } break;                                             \
+  default: return cudaErrorInvalidValue;                                                           \
+  }                                                                                                \
+  return cudaGetLastError();
+
+/* ---- linear helpers and column sums ---- */
+
+template <typename T> __global__ void k_bias_add(T *y, const T *b, int64_t N, int64_t C) {
+  GRID_STRIDE(i, N * C) st_(y, i, ld(y, i) + ld(b, i % C));
+}
+extern "C" cudaError_t pxk_bias_add(cudaStream_t st, int dt, void *y, const void *b, int64_t N, int64_t C) {
+  DISPATCH(dt, k_bias_add<T><<<ew_blocks(N * C), EW_THREADS, 0, st>>>((T *)y, (const T *)b, N, C))
+}
+
+/* Block (32, 32): threadIdx.x a column of the block's 32, threadIdx.y a stride of rows. */
+template <typename T>
+__global__ void k_colsum(int mode, T *out, const T *dout, const T *x, const T *mean, const T *rstd,
+                         int64_t N, int64_t C) {
+  __shared__ float sh[32][33];
+  int64_t c = (int64_t)blockIdx.x * 32 + threadIdx.x;
+  float s = 0;
+  if (c < C)
+    for (int64_t i = threadIdx.y; i < N; i += 32) {
+      float d = ld(dout, i * C + c);
+      if (mode == PXK_COLSUM_LN) d *= (ld(x, i * C + c) - ld(mean, i)) * ld(rstd, i);
+      else if (mode == PXK_COLSUM_RMS) d *= ld(x, i * C + c) * ld(rstd, i);
+      s += d;
+    }
+  sh[threadIdx.y][threadIdx.x] = s;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < C) {
+    float t = 0;
+    for (int k = 0; k < 32; k++) t += sh[k][threadIdx.x];
+    st_(out, c, ld(out, c) + t);
+  }
+}
+extern "C" cudaError_t pxk_colsum(cudaStream_t st, int dt, int mode, void *out, const void *dout,
+                                  const void *x, const void *mean, const void *rstd, int64_t N, int64_t C) {
+  dim3 block(32, 32);
+  unsigned grid = (unsigned)((C + 31) / 32);
+  DISPATCH(dt, k_colsum<T><<<grid, block, 0, st>>>(mode, (T *)out, (const T *)dout, (const T *)x,
+                                                    (const T *)mean, (const T *)rstd, N, C))
+}
+
+/* ---- embeddings ---- */
+
+template <typename T>
+__global__ void k_embedding_fwd(T *out, const int32_t *tok, const T *wte, const T *wpe, int64_t v0,
+                                int64_t n_real, int *bad, int T_, int64_t NC, int64_t C) {
+  GRID_STRIDE(idx, NC) {
+    int64_t i = idx / C, c = idx % C;
+    int64_t r = (int64_t)tok[i] - v0;
+    float v = r >= 0 && r < n_real ? ld(wte, r * C + c) : 0.f;
+    if (bad && c == 0 && !(r >= 0 && r < n_real)) {
+      bad[1] = tok[i];
+      bad[0] = PXK_BAD_TOKEN;
+    }
+    if (wpe) v += ld(wpe, (i % T_) * C + c);
+    st_(out, idx, v);
+  }
+}
+extern "C" cudaError_t pxk_embedding_fwd(cudaStream_t st, int dt, void *out, const int32_t *tok,
+                                         const void *wte, const void *wpe, int64_t v0, int64_t n_real,
+                                         int *bad, int B, int Tn, int64_t C) {
+  int64_t NC = (int64_t)B * Tn * C;
+  DISPATCH(dt, k_embedding_fwd<T><<<ew_blocks(NC), EW_THREADS, 0, st>>>(
+                   (T *)out, tok, (const T *)wte, (const T *)wpe, v0, n_real, bad, Tn, NC, C))
+}
+
+/* Rows of one token add into one row of dwte: atomic adds (the order of the
+ * additions is not fixed). */
+template <typename T>
+__global__ void k_embedding_bwd(T *dwte, T *dwpe, const T *dout, const int32_t *tok, int64_t v0,
+                                int64_t n_real, int T_, int64_t NC, int64_t C) {
+  GRID_STRIDE(idx, NC) {
+    int64_t i = idx / C, c = idx % C;
+    float d = ld(dout, idx);
+    int64_t r = (int64_t)tok[i] - v0;
+    if (dwte && r >= 0 && r < n_real) atomic_addf(dwte + r * C + c, d);
+    if (dwpe) atomic_addf(dwpe + (i % T_) * C + c, d);
+  }
+}
+extern "C" cudaError_t pxk_embedding_bwd(cudaStream_t st, int dt, void *dwte, void *dwpe, const void *dout,
+                                         const int32_t *tok, int64_t v0, int64_t n_real, int B, int Tn,
+                                         int64_t C) {
+  int64_t NC = (int64_t)B * Tn * C;
+  DISPATCH(dt, k_embedding_bwd<T><<<ew_blocks(NC), EW_THREADS, 0, st>>>(
+                   (T *)dwte, (T *)dwpe, (const T *)dout, tok, v0, n_real, Tn, NC, C))
+}
+
+/* ---- norms: one block per row ---- */
+
+template <typename T>
+__global__ void k_layernorm_fwd(T *out, T *mean, T *rstd, const T *x, const T *w, const T *b, float eps,
+                                int64_t C) {
+  const int64_t row = blockIdx.x, o = row * C;
+  float s = 0;
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) s += ld(x, o + c);
+  const float m = block_sum(s) / (float)C;
+  float v = 0;
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+    float d = ld(x, o + c) - m;
+    v += d * d;
+  }
+  const float r = 1.0f / sqrtf(block_sum(v) / (float)C + eps);
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
+    st_(out, o + c, (ld(x, o + c) - m) * r * ld(w, c) + (b ? ld(b, c) : 0.f));
+  if (threadIdx.x == 0) {
+    st_(mean, row, m);
+    st_(rstd, row, r);
+  }
+}
+extern "C" cudaError_t pxk_layernorm_fwd(cudaStream_t st, int dt, void *out, void *mean, void *rstd,
+                                         const void *x, const void *w, const void *b, double eps,
+                                         int64_t N, int64_t C) {
+  DISPATCH(dt, k_layernorm_fwd<T><<<(unsigned)N, ROW_THREADS, 0, st>>>(
+                   (T *)out, (T *)mean, (T *)rstd, (const T *)x, (const T *)w, (const T *)b, (float)eps, C))
+}
+
+template <typename T>
+__global__ void k_layernorm_bwd_dx(T *dx, const T *dout, const T *x, const T *w, const T *mean,
+                                   const T *rstd, int64_t C) {
+  const int64_t row = blockIdx.x, o = row * C;
+  const float m = ld(mean, row), r = ld(rstd, row);
+  float a = 0, bsum = 0;
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+    float n = (ld(x, o + c) - m) * r, dn = ld(dout, o + c) * ld(w, c);
+    a += dn;
+    bsum += dn * n;
+  }
+  const float dn_mean = block_sum(a) / (float)C, dn_n_mean = block_sum(bsum) / (float)C;
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+    float n = (ld(x, o + c) - m) * r, dn = ld(dout, o + c) * ld(w, c);
+    st_(dx, o + c, ld(dx, o + c) + (dn - dn_mean - n * dn_n_mean) * r);
+  }
+}
+extern "C" cudaError_t pxk_layernorm_bwd_dx(cudaStream_t st, int dt, void *dx, const void *dout,
+                                            const void *x, const void *w, const void *mean,
+                                            const void *rstd, int64_t N, int64_t C) {
+  DISPATCH(dt, k_layernorm_bwd_dx<T><<<(unsigned)N, ROW_THREADS, 0, st>>>(
+                   (T *)dx, (const T *)dout, (const T *)x, (const T *)w, (const T *)mean, (const T *)rstd, C))
+}
+
+template <typename T>
+__global__ void k_rmsnorm_fwd(T *out, T *rstd, const T *x, const T *w, float eps, int64_t C) {
+  const int64_t row = blockIdx.x, o = row * C;
+  float s = 0;
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+    float v = ld(x, o + c);
+    s += v * v;
+  }
+  const float r = 1.0f / sqrtf(block_sum(s) / (float)C + eps);
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) st_(out, o + c, ld(x, o + c) * r * ld(w, c));
+  if (threadIdx.x == 0) st_(rstd, row, r);
+}
+extern "C" cudaError_t pxk_rmsnorm_fwd(cudaStream_t st, int dt, void *out, void *rstd, const void *x,
+                                       const void *w, double eps, int64_t N, int64_t C) {
+  DISPATCH(dt, k_rmsnorm_fwd<T><<<(unsigned)N, ROW_THREADS, 0, st>>>((T *)out, (T *)rstd, (const T *)x,
+                                                                      (const T *)w, (float)eps, C))
+}
+
+template <typename T>
+__global__ void k_rmsnorm_bwd_dx(T *dx, const T *dout, const T *x, const T *w, const T *rstd, int64_t C) {
+  const int64_t row = blockIdx.x, o = row * C;
+  const float r = ld(rstd, row);
+  float s = 0;
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) s += ld(dout, o + c) * ld(w, c) * ld(x, o + c) * r;
+  const float dn_n_mean = block_sum(s) / (float)C;
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+    float n = ld(x, o + c) * r;
+    st_(dx, o + c, ld(dx, o + c) + (ld(dout, o + c) * ld(w, c) - n * dn_n_mean) * r);
+  }
+}
+extern "C" cudaError_t pxk_rmsnorm_bwd_dx(cudaStream_t st, int dt, void *dx, const void *dout, const void *x,
+                                          const void *w, const void *rstd, int64_t N, int64_t C) {
+  DISPATCH(dt, k_rmsnorm_bwd_dx<T><<<(unsigned)N, ROW_THREADS, 0, st>>>(
+                   (T *)dx, (const T *)dout, (const T *)x, (const T *)w, (const T *)rstd, C))
+}
+
+/* ---- element-wise ---- */
+
+#define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
+template <typename T> __global__ void k_gelu_fwd(T *out, const T *x, int64_t n) {
+  GRID_STRIDE(i, n) {
+    float v = ld(x, i);
+    st_(out, i, 0.5f * v * (1.f + tanhf(GELU_K * (v + 0.044715f * v * v * v))));
+  }
+}
+extern "C" cudaError_t pxk_gelu_fwd(cudaStream_t st, int dt, void *out, const void *x, int64_t n) {
+  DISPATCH(dt, k_gelu_fwd<T><<<ew_blocks(n), EW_THREADS, 0, st>>>((T *)out, (const T *)x, n))
+}
+
+template <typename T> __global__ void k_gelu_bwd(T *dx, const T *dout, const T *x, int64_t n) {
+  GRID_STRIDE(i, n) {
+    float v = ld(x, i), th = tanhf(GELU_K * (v + 0.044715f * v * v * v));
+    float du = GELU_K * (1.f + 3.f * 0.044715f * v * v);
+    st_(dx, i, ld(dx, i) + ld(dout, i) * (0.5f * (1.f + th) + 0.5f * v * (1.f - th * th) * du));
+  }
+}
+extern "C" cudaError_t pxk_gelu_bwd(cudaStream_t st, int dt, void *dx, const void *dout, const void *x, int64_t n) {
+  DISPATCH(dt, k_gelu_bwd<T><<<ew_blocks(n), EW_THREADS, 0, st>>>((T *)dx, (const T *)dout, (const T *)x, n))
+}
+
+template <typename T> __global__ void k_swiglu_fwd(T *out, const T *gate, const T *up, int64_t n) {
+  GRID_STRIDE(i, n) {
+    float g = ld(gate, i);
+    st_(out, i, g / (1.f + expf(-g)) * ld(up, i));
+  }
+}
+extern "C" cudaError_t pxk_swiglu_fwd(cudaStream_t st, int dt, void *out, const void *gate, const void *up,
+                                      int64_t n) {
+  DISPATCH(dt, k_swiglu_fwd<T><<<ew_blocks(n), EW_THREADS, 0, st>>>((T *)out, (const T *)gate, (const T *)up, n))
+}
+
+template <typename T>
+__global__ void k_swiglu_bwd(T *dgate, T *dup, const T *dout, const T *gate, const T *up, int64_t n) {
+  GRID_STRIDE(i, n) {
+    float g = ld(gate, i), s = 1.f / (1.f + expf(-g)), d = ld(dout, i);
+    if (dgate) st_(dgate, i, ld(dgate, i) + d * ld(up, i) * s * (1.f + g * (1.f - s)));
+    if (dup) st_(dup, i, ld(dup, i) + d * g * s);
+  }
+}
+extern "C" cudaError_t pxk_swiglu_bwd(cudaStream_t st, int dt, void *dgate, void *dup, const void *dout,
+                                      const void *gate, const void *up, int64_t n) {
+  DISPATCH(dt, k_swiglu_bwd<T><<<ew_blocks(n), EW_THREADS, 0, st>>>(
+                   (T *)dgate, (T *)dup, (const T *)dout, (const T *)gate, (const T *)up, n))
+}
+
+template <typename T> __global__ void k_add(T *out, const T *a, const T *b, int64_t n) {
+  GRID_STRIDE(i, n) st_(out, i, ld(a, i) + ld(b, i));
+}
+extern "C" cudaError_t pxk_add(cudaStream_t st, int dt, void *out, const void *a, const void *b, int64_t n) {
+  DISPATCH(dt, k_add<T><<<ew_blocks(n), EW_THREADS, 0, st>>>((T *)out, (const T *)a, (const T *)b, n))
+}
+
+template <typename T> __global__ void k_scale(T *x, double alpha, int64_t n) {
+  GRID_STRIDE(i, n) st_(x, i, (float)((double)ld(x, i) * alpha));
+}
+extern "C" cudaError_t pxk_scale(cudaStream_t st, int dt, void *x, double alpha, int64_t n) {
+  DISPATCH(dt, k_scale<T><<<ew_blocks(n), EW_THREADS, 0, st>>>((T *)x, alpha, n))
+}
+
+/* ---- rotary: one thread per rotated pair, or per copied v element; the
+ * angle in double, as the cpu backend ---- */
+
+template <typename T>
+__global__ void k_rope(T *dst, const T *src, int64_t rows, int T_, int rot_heads, int v_cols, int hd,
+                       double theta, int dir, int accumulate) {
+  const int half = hd / 2;
+  const int64_t per_row = (int64_t)rot_heads * half + v_cols, W = (int64_t)rot_heads * hd + v_cols;
+  GRID_STRIDE(idx, rows * per_row) {
+    int64_t r = idx / per_row, k = idx % per_row, base = r * W;
+    if (k < (int64_t)rot_heads * half) {
+      int h = (int)(k / half), i = (int)(k % half);
+      double ang = (double)(r % T_) * pow(theta, -2.0 * i / hd), sn, cs;
+      sincos(ang, &sn, &cs);
+      sn *= dir;
+      int64_t a = base + (int64_t)h * hd + i, b = a + half;
+      double x1 = ld(src, a), x2 = ld(src, b);
+      float y1 = (float)(x1 * cs - x2 * sn), y2 = (float)(x1 * sn + x2 * cs);
+      st_(dst, a, accumulate ? ld(dst, a) + y1 : y1);
+      st_(dst, b, accumulate ? ld(dst, b) + y2 : y2);
+    } else {
+      int64_t c = base + (int64_t)rot_heads * hd + (k - (int64_t)rot_heads * half);
+      float v = ld(src, c);
+      st_(dst, c, accumulate ? ld(dst, c) + v : v);
+    }
+  }
+}
+extern "C" cudaError_t pxk_rope(cudaStream_t st, int dt, void *dst, const void *src, int B, int Tn, int heads,
+                                int kv_heads, int head_dim, double theta, int dir, int accumulate) {
+  int64_t rows = (int64_t)B * Tn;
+  int rot = heads + kv_heads, v_cols = kv_heads * head_dim;
+  int64_t n = rows * ((int64_t)rot * (head_dim / 2) + v_cols);
+  DISPATCH(dt, k_rope<T><<<ew_blocks(n), EW_THREADS, 0, st>>>((T *)dst, (const T *)src, rows, Tn, rot, v_cols,
+                                                              head_dim, theta, dir, accumulate))
+}
+
+/* ---- attention ----
+ * qkv rows (B*T, W), W = (H + 2 KV) hd: query heads, key heads, value heads.
+ * One warp per row; lane l holds elements d = l + 32 k (k < 8) of a head. */
+
+#define ATT_K (PXK_ATT_MAX_HEAD_DIM / 32)
+#define ATT_WARPS 4
+
+struct AttGeo {
+  int B, T, H, KV, hd;
+  int64_t W;
+  float scale;
+};
+
+/* dot product of a register row (lane's part) with a row in memory, over the warp */
+template <typename T>
+__device__ __forceinline__ float warp_dot(const float *reg, const T *row, int hd) {
+  const int lane = threadIdx.x & 31;
+  float s = 0;
+#pragma unroll
+  for (int k = 0; k < ATT_K; k++) {
+    int d = lane + 32 * k;
+    if (d < hd) s += reg[k] * ld(row, d);
+  }
+  return warp_sum(s);
+}
+template <typename T> __device__ __forceinline__ void warp_load(float *reg, const T *row, int hd, float mul) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int k = 0; k < ATT_K; k++) {
+    int d = lane + 32 * k;
+    reg[k] = d < hd ? ld(row, d) * mul : 0.f;
+  }
+}
+template <typename T> __device__ __forceinline__ void warp_add_store(T *row, const float *reg, int hd, float mul) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int k = 0; k < ATT_K; k++) {
+    int d = lane + 32 * k;
+    if (d < hd) st_(row, d, ld(row, d) + reg[k] * mul);
+  }
+}
+
+/* q row (b, h, i) -> pointers */
+#define Q_ROW(base, b, t, h) ((base) + ((int64_t)(b) * g.T + (t)) * g.W + (int64_t)(h) * g.hd)
+#define K_ROW(base, b, t, kvh) ((base) + ((int64_t)(b) * g.T + (t)) * g.W + (int64_t)(g.H + (kvh)) * g.hd)
+#define V_ROW(base, b, t, kvh) ((base) + ((int64_t)(b) * g.T + (t)) * g.W + (int64_t)(g.H + g.KV + (kvh)) * g.hd)
+
+template <typename T>
+__global__ void k_attention_fwd(T *out, void *att, const T *qkv, AttGeo g, int save_probs) {
+  const int64_t r = (int64_t)blockIdx.x * ATT_WARPS + (threadIdx.x >> 5); /* (b, h, i) */
+  const int lane = threadIdx.x & 31;
+  if (r >= (int64_t)g.B * g.H * g.T) return; /* whole warps leave together */
+  const int i = (int)(r % g.T), h = (int)(r / g.T % g.H), b = (int)(r / ((int64_t)g.T * g.H));
+  const int kvh = h / (g.H / g.KV);
+  float q[ATT_K], o[ATT_K];
+  warp_load(q, Q_ROW(qkv, b, i, h), g.hd, g.scale);
+#pragma unroll
+  for (int k = 0; k < ATT_K; k++) o[k] = 0.f;
+  float mx = -INFINITY, l = 0.f;
+  for (int j = 0; j <= i; j++) {
+    float s = warp_dot(q, K_ROW(qkv, b, j, kvh), g.hd);
+    float mnew = fmaxf(mx, s), corr = expf(mx - mnew), p = expf(s - mnew);
+    l = l * corr + p;
+    const T *vr = V_ROW(qkv, b, j, kvh);
+#pragma unroll
+    for (int k = 0; k < ATT_K; k++) {
+      int d = lane + 32 * k;
+      o[k] = o[k] * corr + (d < g.hd ? p * ld(vr, d) : 0.f);
+    }
+    mx = mnew;
+  }
+  T *orow = out + ((int64_t)b * g.T + i) * ((int64_t)g.H * g.hd) + (int64_t)h * g.hd;
+#pragma unroll
+  for (int k = 0; k < ATT_K; k++) {
+    int d = lane + 32 * k;
+    if (d < g.hd) st_(orow, d, o[k] / l);
+  }
+  const float lse = mx + logf(l);
+  if (save_probs) { /* the probabilities, as the cpu backend saves them */
+    T *prow = (T *)att + r * g.T;
+    for (int j = 0; j <= i; j++) {
+      float s = warp_dot(q, K_ROW(qkv, b, j, kvh), g.hd);
+      if (lane == (j & 31)) st_(prow, j, expf(s - lse));
+    }
+    for (int j = i + 1 + lane; j < g.T; j += 32) st_(prow, j, 0.f);
+  } else if (lane == 0) {
+    ((float *)att)[r] = lse;
+  }
+}
+
+/* P[i][j] of row r: saved, or from the log-sum-exp and the recomputed score */
+template <typename T>
+__device__ __forceinline__ float att_prob(const void *att, int save_probs, int64_t r, int j, int T_,
+                                          const float *q_scaled, const T *krow, int hd) {
+  if (save_probs) return ld((const T *)att, r * T_ + j);
+  float s = warp_dot(q_scaled, krow, hd);
+  return expf(s - ((const float *)att)[r]);
+}
+
+/* dQ and D = rowsum(P * dP), one warp per query row. */
+template <typename T>
+__global__ void k_attention_bwd_q(T *dqkv, const T *dout, const T *qkv, const void *att, float *D, AttGeo g,
+                                  int save_probs) {
+  const int64_t r = (int64_t)blockIdx.x * ATT_WARPS + (threadIdx.x >> 5);
+  if (r >= (int64_t)g.B * g.H * g.T) return;
+  const int i = (int)(r % g.T), h = (int)(r / g.T % g.H), b = (int)(r / ((int64_t)g.T * g.H));
+  const int kvh = h / (g.H / g.KV);
+  float q[ATT_K], dO[ATT_K], dq[ATT_K];
+  warp_load(q, Q_ROW(qkv, b, i, h), g.hd, g.scale);
+  warp_load(dO, dout + ((int64_t)b * g.T + i) * ((int64_t)g.H * g.hd) + (int64_t)h * g.hd, g.hd, 1.f);
+  float dsum = 0.f;
+  for (int j = 0; j <= i; j++) {
+    float p = att_prob(att, save_probs, r, j, g.T, q, K_ROW(qkv, b, j, kvh), g.hd);
+    dsum += p * warp_dot(dO, V_ROW(qkv, b, j, kvh), g.hd);
+  }
+#pragma unroll
+  for (int k = 0; k < ATT_K; k++) dq[k] = 0.f;
+  const int lane = threadIdx.x & 31;
+  for (int j = 0; j <= i; j++) {
+    const T *kr = K_ROW(qkv, b, j, kvh);
+    float p = att_prob(att, save_probs, r, j, g.T, q, kr, g.hd);
+    float ds = p * (warp_dot(dO, V_ROW(qkv, b, j, kvh), g.hd) - dsum);
+#pragma unroll
+    for (int k = 0; k < ATT_K; k++) {
+      int d = lane + 32 * k;
+      dq[k] += d < g.hd ? ds * ld(kr, d) : 0.f;
+    }
+  }
+  warp_add_store(Q_ROW(dqkv, b, i, h), dq, g.hd, g.scale);
+  if (lane == 0) D[r] = dsum;
+}
+
+/* dK and dV, one warp per key row (b, kv head, j), over the query heads that
+ * share the kv head and the rows i >= j: no two warps write the same row. */
+template <typename T>
+__global__ void k_attention_bwd_kv(T *dqkv, const T *dout, const T *qkv, const void *att, const float *D,
+                                   AttGeo g, int save_probs) {
+  const int64_t r = (int64_t)blockIdx.x * ATT_WARPS + (threadIdx.x >> 5); /* (b, kvh, j) */
+  if (r >= (int64_t)g.B * g.KV * g.T) return;
+  const int j = (int)(r % g.T), kvh = (int)(r / g.T % g.KV), b = (int)(r / ((int64_t)g.T * g.KV));
+  const int per = g.H / g.KV, lane = threadIdx.x & 31;
+  const T *kr = K_ROW(qkv, b, j, kvh);
+  float vreg[ATT_K], dk[ATT_K], dv[ATT_K];
+  warp_load(vreg, V_ROW(qkv, b, j, kvh), g.hd, 1.f);
+#pragma unroll
+  for (int k = 0; k < ATT_K; k++) dk[k] = dv[k] = 0.f;
+  for (int h = kvh * per; h < (kvh + 1) * per; h++)
+    for (int i = j; i < g.T; i++) {
+      const int64_t rq = ((int64_t)b * g.H + h) * g.T + i;
+      const T *qr = Q_ROW(qkv, b, i, h);
+      const T *dor = dout + ((int64_t)b * g.T + i) * ((int64_t)g.H * g.hd) + (int64_t)h * g.hd;
+      float p;
+      if (save_probs) {
+        p = ld((const T *)att, rq * g.T + j);
+      } else {
+        float s = 0;
+#pragma unroll
+        for (int k = 0; k < ATT_K; k++) {
+          int d = lane + 32 * k;
+          if (d < g.hd) s += ld(qr, d) * g.scale * ld(kr, d);
+        }
+        p = expf(warp_sum(s) - ((const float *)att)[rq]);
+      }
+      float ds = p * (warp_dot(vreg, dor, g.hd) - D[rq]);
+#pragma unroll
+      for (int k = 0; k < ATT_K; k++) {
+        int d = lane + 32 * k;
+        if (d < g.hd) {
+          dv[k] += p * ld(dor, d);
+          dk[k] += ds * ld(qr, d);
+        }
+      }
+    }
+  warp_add_store(K_ROW(dqkv, b, j, kvh), dk, g.hd, g.scale);
+  warp_add_store(V_ROW(dqkv, b, j, kvh), dv, g.hd, 1.f);
+}
+
+extern "C" int pxk_att_saves_probs(int dt, int T) { return dt == PXK_F32 || T == 1; }
+
+static AttGeo att_geo(int B, int T, int heads, int kv_heads, int head_dim) {
+  AttGeo g;
+  g.B = B;
+  g.T = T;
+  g.H = heads;
+  g.KV = kv_heads;
+  g.hd = head_dim;
+  g.W = (int64_t)(heads + 2 * kv_heads) * head_dim;
+  g.scale = (float)(1.0 / sqrt((double)head_dim));
+  return g;
+}
+
+static unsigned att_blocks(int64_t rows) { return (unsigned)((rows + ATT_WARPS - 1) / ATT_WARPS); }
+
+extern "C" cudaError_t pxk_attention_fwd(cudaStream_t st, int dt, void *out, void *att, const void *qkv, int B,
+                                         int Tn, int heads, int kv_heads, int head_dim) {
+  if (head_dim > PXK_ATT_MAX_HEAD_DIM) return cudaErrorInvalidValue;
+  AttGeo g = att_geo(B, Tn, heads, kv_heads, head_dim);
+  int sp = pxk_att_saves_probs(dt, Tn);
+  DISPATCH(dt, k_attention_fwd<T><<<att_blocks((int64_t)B * heads * Tn), 32 * ATT_WARPS, 0, st>>>(
+                   (T *)out, att, (const T *)qkv, g, sp))
+}
+
+extern "C" cudaError_t pxk_attention_bwd(cudaStream_t st, int dt, void *dqkv, const void *dout, const void *qkv,
+                                         const void *att, float *D, int B, int Tn, int heads, int kv_heads,
+                                         int head_dim) {
+  if (head_dim > PXK_ATT_MAX_HEAD_DIM) return cudaErrorInvalidValue;
+  AttGeo g = att_geo(B, Tn, heads, kv_heads, head_dim);
+  int sp = pxk_att_saves_probs(dt, Tn);
+  DISPATCH(dt, {
+    k_attention_bwd_q<T><<<att_blocks((int64_t)B * heads * Tn), 32 * ATT_WARPS, 0, st>>>(
+        (T *)dqkv, (const T *)dout, (const T *)qkv, att, D, g, sp);
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) return e;
+    k_attention_bwd_kv<T><<<att_blocks((int64_t)B * kv_heads * Tn), 32 * ATT_WARPS, 0, st>>>(
+        (T *)dqkv, (const T *)dout, (const T *)qkv, att, D, g, sp);
+  })
+}
+
+/* ---- cross-entropy: one block per row ---- */
+
+/* The max of row o..o+V of logits and the sum of exp(logit - max), to every thread. */
+template <typename T> __device__ void row_softmax_stats(const T *logits, int64_t o, int64_t V, float *mx, float *sum) {
+  float m = -INFINITY;
+  for (int64_t v = threadIdx.x; v < V; v += blockDim.x) m = fmaxf(m, ld(logits, o + v));
+  m = block_max(m);
+  float s = 0;
+  for (int64_t v = threadIdx.x; v < V; v += blockDim.x) s += expf(ld(logits, o + v) - m);
+  *mx = m;
+  *sum = block_sum(s);
+}
+
+template <typename T>
+__global__ void k_ce_fwd(T *losses, double *loss64, const T *logits, const int32_t *tgt, int *bad, int64_t V) {
+  const int64_t i = blockIdx.x, o = i * V;
+  float mx, s;
+  row_softmax_stats(logits, o, V, &mx, &s);
+  if (threadIdx.x == 0) {
+    int64_t t = tgt[i];
+    double l;
+    if (t < 0 || t >= V) {
+      bad[1] = (int)t;
+      bad[0] = PXK_BAD_TARGET;
+      l = NAN;
+    } else {
+      l = (double)mx + log((double)s) - (double)ld(logits, o + t);
+    }
+    loss64[i] = l;
+    st_(losses, i, (float)l);
+  }
+}
+extern "C" cudaError_t pxk_ce_fwd(cudaStream_t st, int dt, void *losses, double *loss64, const void *logits,
+                                  const int32_t *tgt, int *bad, int64_t N, int64_t V) {
+  DISPATCH(dt, k_ce_fwd<T><<<(unsigned)N, ROW_THREADS, 0, st>>>((T *)losses, loss64, (const T *)logits, tgt,
+                                                                bad, V))
+}
+
+template <typename T>
+__global__ void k_ce_bwd(T *dlogits, const T *logits, const int32_t *tgt, float f, int *bad, int64_t V) {
+  const int64_t i = blockIdx.x, o = i * V;
+  float mx, s;
+  row_softmax_stats(logits, o, V, &mx, &s);
+  const float inv = 1.f / s;
+  const int64_t t = tgt[i];
+  if (threadIdx.x == 0 && (t < 0 || t >= V)) {
+    bad[1] = (int)t;
+    bad[0] = PXK_BAD_TARGET;
+  }
+  for (int64_t v = threadIdx.x; v < V; v += blockDim.x)
+    st_(dlogits, o + v, ld(dlogits, o + v) + f * (expf(ld(logits, o + v) - mx) * inv - (v == t ? 1.f : 0.f)));
+}
+extern "C" cudaError_t pxk_ce_bwd(cudaStream_t st, int dt, void *dlogits, const void *logits, const int32_t *tgt,
+                                  double f, int *bad, int64_t N, int64_t V) {
+  DISPATCH(dt, k_ce_bwd<T><<<(unsigned)N, ROW_THREADS, 0, st>>>((T *)dlogits, (const T *)logits, tgt, (float)f,
+                                                                bad, V))
+}
+
+template <typename T> __global__ void k_ce_vp_max(T *rowmax, const T *logits, int64_t V, int64_t n_real) {
+  const int64_t i = blockIdx.x;
+  float mx = -INFINITY;
+  for (int64_t v = threadIdx.x; v < n_real; v += blockDim.x) mx = fmaxf(mx, ld(logits, i * V + v));
+  mx = block_max(mx);
+  if (threadIdx.x == 0) st_(rowmax, i, mx);
+}
+extern "C" cudaError_t pxk_ce_vp_max(cudaStream_t st, int dt, void *rowmax, const void *logits, int64_t N,
+                                     int64_t V, int64_t n_real) {
+  DISPATCH(dt, k_ce_vp_max<T><<<(unsigned)N, ROW_THREADS, 0, st>>>((T *)rowmax, (const T *)logits, V, n_real))
+}
+
+template <typename T>
+__global__ void k_ce_vp_stats(T *stats, const T *logits, const int32_t *tgt, const T *gmax, int64_t v0,
+                              int64_t N, int64_t V, int64_t n_real) {
+  const int64_t i = blockIdx.x;
+  const float mx = ld(gmax, i);
+  float s = 0;
+  for (int64_t v = threadIdx.x; v < n_real; v += blockDim.x) s += expf(ld(logits, i * V + v) - mx);
+  s = block_sum(s);
+  if (threadIdx.x == 0) {
+    int64_t t = (int64_t)tgt[i] - v0;
+    st_(stats, i, s);
+    st_(stats, N + i, t >= 0 && t < n_real ? ld(logits, i * V + t) : 0.f);
+  }
+}
+extern "C" cudaError_t pxk_ce_vp_stats(cudaStream_t st, int dt, void *stats, const void *logits,
+                                       const int32_t *tgt, const void *gmax, int64_t v0, int64_t N, int64_t V,
+                                       int64_t n_real) {
+  DISPATCH(dt, k_ce_vp_stats<T><<<(unsigned)N, ROW_THREADS, 0, st>>>((T *)stats, (const T *)logits, tgt,
+                                                                      (const T *)gmax, v0, N, V, n_real))
+}
+
+template <typename T>
+__global__ void k_ce_vp_loss(T *losses, double *loss64, const T *gmax, const T *stats, int64_t N) {
+  GRID_STRIDE(i, N) {
+    double l = log((double)ld(stats, i)) + (double)ld(gmax, i) - (double)ld(stats, N + i);
+    loss64[i] = l;
+    st_(losses, i, (float)l);
+  }
+}
+extern "C" cudaError_t pxk_ce_vp_loss(cudaStream_t st, int dt, void *losses, double *loss64, const void *gmax,
+                                      const void *stats, int64_t N) {
+  DISPATCH(dt, k_ce_vp_loss<T><<<ew_blocks(N), EW_THREADS, 0, st>>>((T *)losses, loss64, (const T *)gmax,
+                                                                     (const T *)stats, N))
+}
+
+template <typename T>
+__global__ void k_ce_vp_bwd(T *dlogits, const T *logits, const int32_t *tgt, const T *gmax, const T *stats,
+                            int64_t v0, int64_t n_real, float f, int64_t N, int64_t V) {
+  GRID_STRIDE(idx, N * V) {
+    int64_t i = idx / V, v = idx % V;
+    if (v >= n_real) continue;
+    float d = f * expf(ld(logits, idx) - ld(gmax, i)) / ld(stats, i);
+    if ((int64_t)tgt[i] - v0 == v) d -= f;
+    st_(dlogits, idx, ld(dlogits, idx) + d);
+  }
+}
+extern "C" cudaError_t pxk_ce_vp_bwd(cudaStream_t st, int dt, void *dlogits, const void *logits,
+                                     const int32_t *tgt, const void *gmax, const void *stats, int64_t v0,
+                                     int64_t n_real, double f, int64_t N, int64_t V) {
+  DISPATCH(dt, k_ce_vp_bwd<T><<<ew_blocks(N * V), EW_THREADS, 0, st>>>(
+                   (T *)dlogits, (const T *)logits, tgt, (const T *)gmax, (const T *)stats, v0, n_real, (float)f,
+                   N, V))
+}
+
+/* ---- scalars ---- */
+
+__global__ void k_sum_into(void *acc, int acc_dt, const double *buf, int64_t n, double divisor) {
+  double s = 0;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) s += buf[i];
+  s = block_sum(s);
+  if (threadIdx.x == 0) st_scalar(acc, acc_dt, ld_scalar(acc, acc_dt) + s / divisor);
+}
+extern "C" cudaError_t pxk_sum_into(cudaStream_t st, void *acc, int acc_dt, const double *buf, int64_t n,
+                                    double divisor) {
+  k_sum_into<<<1, 1024, 0, st>>>(acc, acc_dt, buf, n, divisor);
+  return cudaGetLastError();
+}
+
+extern "C" int pxk_sumsq_parts(int64_t n) {
+  int64_t p = (n + 8 * ROW_THREADS - 1) / (8 * ROW_THREADS);
+  return (int)(p < 1 ? 1 : p > 1024 ? 1024 : p);
+}
+template <typename T> __global__ void k_sumsq(const T *x, int64_t n, double *part) {
+  double s = 0;
+  GRID_STRIDE(i, n) {
+    double v = ld(x, i);
+    s += v * v;
+  }
+  s = block_sum(s);
+  if (threadIdx.x == 0) part[blockIdx.x] = s;
+}
+extern "C" cudaError_t pxk_sumsq_partial(cudaStream_t st, int dt, const void *x, int64_t n, double *part,
+                                         int nparts) {
+  DISPATCH(dt, k_sumsq<T><<<nparts, ROW_THREADS, 0, st>>>((const T *)x, n, part))
+}
+
+template <typename T> __global__ void k_check_finite(void *flag, int flag_dt, const T *x, int64_t n) {
+  GRID_STRIDE(i, n) if (!isfinite(ld(x, i))) st_scalar(flag, flag_dt, 1.0);
+}
+extern "C" cudaError_t pxk_check_finite(cudaStream_t st, int dt, void *flag, int flag_dt, const void *x,
+                                        int64_t n) {
+  DISPATCH(dt, k_check_finite<T><<<ew_blocks(n), EW_THREADS, 0, st>>>(flag, flag_dt, (const T *)x, n))
+}
+
+__global__ void k_clip_coef(void *coef, int coef_dt, const void *sumsq, int sumsq_dt, double max_norm) {
+  double c = max_norm > 0 ? fmin(1.0, max_norm / (sqrt(ld_scalar(sumsq, sumsq_dt)) + 1e-6)) : 1.0;
+  st_scalar(coef, coef_dt, c);
+}
+extern "C" cudaError_t pxk_clip_coef(cudaStream_t st, void *coef, int coef_dt, const void *sumsq, int sumsq_dt,
+                                     double max_norm) {
+  k_clip_coef<<<1, 1, 0, st>>>(coef, coef_dt, sumsq, sumsq_dt, max_norm);
+  return cudaGetLastError();
+}
+
+/* ---- AdamW: the cpu backend's f32 arithmetic, element by element ---- */
+
+template <typename T>
+__global__ void k_adamw(T *p, const T *grad, T *m, T *v, int64_t n, PxkAdamW o, const void *scale, int scale_dt,
+                        const void *skip, int skip_dt) {
+  if (skip && ld_scalar(skip, skip_dt) != 0) return;
+  const float gs = (float)(scale ? o.grad_scale * ld_scalar(scale, scale_dt) : o.grad_scale);
+  GRID_STRIDE(i, n) {
+    float g = gs * ld(grad, i);
+    float mi = o.b1 * ld(m, i) + o.a1 * g;
+    float vi = o.b2 * ld(v, i) + o.a2 * g * g;
+    st_(m, i, mi);
+    st_(v, i, vi);
+    float pi = ld(p, i);
+    st_(p, i, pi - o.lr * ((mi / o.c1) / (sqrtf(vi / o.c2) + o.eps) + o.wd * pi));
+  }
+}
+extern "C" cudaError_t pxk_adamw(cudaStream_t st, int dt, void *p, const void *g, void *m, void *v, int64_t n,
+                                 PxkAdamW o, const void *scale, int scale_dt, const void *skip, int skip_dt) {
+  DISPATCH(dt, k_adamw<T><<<ew_blocks(n), EW_THREADS, 0, st>>>((T *)p, (const T *)g, (T *)m, (T *)v, n, o, scale,
+                                                               scale_dt, skip, skip_dt))
+}
+
+/* ---- cast: dst (=|+=) src across f32 / f64 / bf16 / f16, in f32, or in f64
+ * when either side is f64, rounded once to dst's type (to nearest even) as
+ * the cpu backend's cast ---- */
+
+__device__ __forceinline__ double ldd(const double *p, int64_t i) { return p[i]; }
+__device__ __forceinline__ double ldd(const float *p, int64_t i) { return p[i]; }
+__device__ __forceinline__ double ldd(const bf16 *p, int64_t i) { return __bfloat162float(p[i]); }
+__device__ __forceinline__ double ldd(const f16 *p, int64_t i) { return __half2float(p[i]); }
+__device__ __forceinline__ float ld(const double *p, int64_t i) { return (float)p[i]; }
+__device__ __forceinline__ void std_(double *p, int64_t i, double v) { p[i] = v; }
+template <typename T> __device__ __forceinline__ void std_(T *p, int64_t i, double v) { st_(p, i, (float)v); }
+
+template <typename Dt, typename St, bool wide> __global__ void k_cast(Dt *d, const St *s, int64_t n, int acc) {
+  GRID_STRIDE(i, n) {
+    if constexpr (wide) {
+      double x = ldd(s, i);
+      if (acc) x += ldd(d, i);
+      std_(d, i, x);
+    } else {
+      float x = ld(s, i);
+      if (acc) x += ld(d, i);
+      st_(d, i, x);
+    }
+  }
+}
+
+template <typename Dt>
+static cudaError_t cast_from(cudaStream_t st, Dt *d, const void *s, int sdt, int64_t n, int acc) {
+  constexpr bool dwide = sizeof(Dt) == sizeof(double);
+  switch (sdt) {
+  case PXK_F32:
+    if constexpr (dwide) k_cast<Dt, float, true><<<ew_blocks(n), EW_THREADS, 0, st>>>(d, (const float *)s, n, acc);
+    else k_cast<Dt, float, false><<<ew_blocks(n), EW_THREADS, 0, st>>>(d, (const float *)s, n, acc);
+    break;
+  case PXK_BF16:
+    if constexpr (dwide) k_cast<Dt, bf16, true><<<ew_blocks(n), EW_THREADS, 0, st>>>(d, (const bf16 *)s, n, acc);
+    else k_cast<Dt, bf16, false><<<ew_blocks(n), EW_THREADS, 0, st>>>(d, (const bf16 *)s, n, acc);
+    break;
+  case PXK_F16:
+    if constexpr (dwide) k_cast<Dt, f16, true><<<ew_blocks(n), EW_THREADS, 0, st>>>(d, (const f16 *)s, n, acc);
+    else k_cast<Dt, f16, false><<<ew_blocks(n), EW_THREADS, 0, st>>>(d, (const f16 *)s, n, acc);
+    break;
+  case PXK_F64: k_cast<Dt, double, true><<<ew_blocks(n), EW_THREADS, 0, st>>>(d, (const double *)s, n, acc); break;
+  default: return cudaErrorInvalidValue;
+  }
+  return cudaGetLastError();
+}
+
+extern "C" cudaError_t pxk_cast(cudaStream_t st, void *dst, int ddt, const void *src, int sdt, int64_t n,
+                                int accumulate) {
+  switch (ddt) {
+  case PXK_F32: return cast_from(st, (float *)dst, src, sdt, n, accumulate);
+  case PXK_F64: return cast_from(st, (double *)dst, src, sdt, n, accumulate);
+  case PXK_BF16: return cast_from(st, (bf16 *)dst, src, sdt, n, accumulate);
+  case PXK_F16: return cast_from(st, (f16 *)dst, src, sdt, n, accumulate);
+  default: return cudaErrorInvalidValue;
+  }
+}
+

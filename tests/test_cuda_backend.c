@@ -1,0 +1,643 @@
+/* test_cuda_backend.c — the cuda backend against the cpu backend (the
+ * reference, backend_cpu_kernels.inc), op by op, on the same random inputs.
+ *
+ * With no CUDA device (or a build without the CUDA backend) it prints one
+ * line, "no CUDA device: skipped", and returns 77, which ctest shows as a
+ * skipped test (SKIP_RETURN_CODE in tests/CMakeLists.txt).
+ *
+ * With a device, every op runs on both backends through the ops table: f32
+ * on the cuda side against f32 on the cpu side, and bf16 / f16 on the cuda
+ * side against f32 on the cpu side fed the same values (the inputs are
+ * rounded to the half type first, so only the cuda side's rounding of its
+ * outputs and saved statistics differs). Gradient outputs start from random
+ * values on both sides, so that "backward adds" is checked too. The error of
+ * a tensor is max |cuda - cpu| / max |cpu| (normalised max error); the
+ * tolerances: f32 1e-5 (the two sides differ by summation order and
+ * exp/tanh implementations only), f16 1e-2 and bf16 5e-2 (8 and 11 bits
+ * of mantissa: an output rounding alone is 2^-9 = 2e-3 and 2^-12 = 2.4e-4 of
+ * the value, and saved statistics and chained ops add a few of those).
+ * One line per op and dtype is printed ("# cuda vs cpu: ..."), which
+ * scripts/gpu-check.sh collects.
+ *
+ * Then: the streams (async copies ordered by events, host functions after
+ * the work before them, a failed host function failing its stream), event
+ * times, the memory counters, the device index modulo the device count, an
+ * out-of-range token reported at synchronisation, f64 refused. */
+#include <glib.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include "backend.h"
+#include "backend_impl.h" /* the ops table: bf16 / f16 reach the kernels directly */
+#include "half.h"
+#ifdef PX_HAVE_CUDA
+#include <cuda_runtime.h>
+#endif
+
+static PxBackend *cpu, *cu;
+static GRand *rng;
+
+/* expr, which may set the GError *E this declares, must succeed */
+static void ok_or_fail(gboolean ok, GError *e) {
+  g_assert_no_error(e);
+  g_assert_true(ok);
+}
+#define OK(expr) do { GError *E = NULL; gboolean ok_ = (expr); ok_or_fail(ok_, E); } while (0)
+
+/* One logical tensor on both sides: c on cpu (f32 for a half dtype), g on cuda. */
+typedef struct {
+  PxTensor *c, *g;
+} Twin;
+
+static PxDType cpu_dt(PxDType dt) { return dt == PX_DTYPE_BF16 || dt == PX_DTYPE_F16 ? PX_DTYPE_F32 : dt; }
+
+/* v rounded to what dt holds */
+static double round_to(PxDType dt, double v) {
+  if (dt == PX_DTYPE_BF16) return px_bf16_to_f32(px_f32_to_bf16((float)v));
+  if (dt == PX_DTYPE_F16) return px_f16_to_f32(px_f32_to_f16((float)v));
+  if (dt == PX_DTYPE_F32) return (float)v;
+  return v;
+}
+
+/* A twin of the given shape holding vals (rounded to dt), or uniform values in
+ * [lo, hi) when vals is NULL. */
+static Twin twin_vals(const char *name, PxDType dt, int ndim, const gint64 *shape, double lo, double hi,
+                      const double *vals) {
+  Twin t;
+  GError *E = NULL;
+  t.c = px_tensor_new(cpu, name, cpu_dt(dt), PX_MEM_BUFFERS, ndim, shape, &E);
+  g_assert_no_error(E);
+  t.g = px_tensor_new(cu, name, dt, PX_MEM_BUFFERS, ndim, shape, &E);
+  g_assert_no_error(E);
+  g_autofree double *h = g_new(double, t.c->numel);
+  for (gint64 i = 0; i < t.c->numel; i++) h[i] = round_to(dt, vals ? vals[i] : g_rand_double_range(rng, lo, hi));
+  if (dt == PX_DTYPE_I32) {
+    g_autofree gint32 *ih = g_new(gint32, t.c->numel);
+    for (gint64 i = 0; i < t.c->numel; i++) ih[i] = (gint32)h[i];
+    OK(px_tensor_upload(t.c, ih, &E));
+    OK(px_tensor_upload(t.g, ih, &E));
+    return t;
+  }
+  OK(px_tensor_upload_f64(t.c, h, &E));
+  OK(px_tensor_upload_f64(t.g, h, &E));
+  return t;
+}
+#define SHAPE(...) (int)(sizeof((gint64[]){__VA_ARGS__}) / sizeof(gint64)), (gint64[]){__VA_ARGS__}
+static Twin twin(const char *name, PxDType dt, int ndim, const gint64 *shape, double amp) {
+  return twin_vals(name, dt, ndim, shape, -amp, amp, NULL);
+}
+static Twin twin_scalar(PxDType dt, double v) { return twin_vals("scalar", dt, SHAPE(1), 0, 0, &v); }
+
+/* i32 ids in [lo, hi) */
+static Twin twin_ids(const char *name, gint64 n, int lo, int hi) {
+  Twin t;
+  GError *E = NULL;
+  t.c = px_tensor_new(cpu, name, PX_DTYPE_I32, PX_MEM_BUFFERS, 1, (gint64[]){n}, &E);
+  t.g = px_tensor_new(cu, name, PX_DTYPE_I32, PX_MEM_BUFFERS, 1, (gint64[]){n}, &E);
+  g_assert_no_error(E);
+  g_autofree gint32 *h = g_new(gint32, n);
+  for (gint64 i = 0; i < n; i++) h[i] = g_rand_int_range(rng, lo, hi);
+  OK(px_tensor_upload(t.c, h, &E));
+  OK(px_tensor_upload(t.g, h, &E));
+  return t;
+}
+
+static void twin_free(Twin t) {
+  px_tensor_free(t.c);
+  px_tensor_free(t.g);
+}
+
+/* max |g - c| / max |c| (absolute when c is all zeros) */
+static double twin_err(Twin t) {
+  g_autofree double *a = g_new(double, t.c->numel);
+  g_autofree double *b = g_new(double, t.c->numel);
+  if (t.c->dtype == PX_DTYPE_I32) {
+    g_autofree gint32 *ia = g_new(gint32, t.c->numel);
+    g_autofree gint32 *ib = g_new(gint32, t.c->numel);
+    OK(px_tensor_download(t.c, ia, &E));
+    OK(px_tensor_download(t.g, ib, &E));
+    for (gint64 i = 0; i < t.c->numel; i++) a[i] = ia[i], b[i] = ib[i];
+  } else {
+    OK(px_tensor_download_f64(t.c, a, &E));
+    OK(px_tensor_download_f64(t.g, b, &E));
+  }
+  double diff = 0, ref = 0;
+  for (gint64 i = 0; i < t.c->numel; i++) {
+    double d = fabs(a[i] - b[i]);
+    if (isnan(d) || isnan(b[i])) d = INFINITY;
+    diff = MAX(diff, d);
+    ref = MAX(ref, fabs(a[i]));
+  }
+  return ref > 0 ? diff / ref : diff;
+}
+
+static double tol(PxDType dt) { return dt == PX_DTYPE_BF16 ? 5e-2 : dt == PX_DTYPE_F16 ? 1e-2 : 1e-5; }
+
+static int failures;
+
+/* The summary line of one op: the worst error of its output tensors. */
+static void report(const char *op, PxDType dt, const char *what, const Twin *ts, int n) {
+  double worst = 0;
+  for (int i = 0; i < n; i++) worst = MAX(worst, twin_err(ts[i]));
+  gboolean ok = worst <= tol(dt);
+  printf("# cuda vs cpu: %-18s %-4s %-28s max err %.2e (tol %.0e) %s\n", op, px_dtype_name(dt), what, worst, tol(dt),
+         ok ? "ok" : "FAIL");
+  fflush(stdout);
+  if (!ok) failures++;
+  g_assert_cmpfloat(worst, <=, tol(dt));
+}
+#define REPORT(op, dt, what, ...) report(op, dt, what, (Twin[]){__VA_ARGS__}, (int)(sizeof((Twin[]){__VA_ARGS__}) / sizeof(Twin)))
+
+/* Run an op of the table on both backends; X(t) is the side's tensor of twin t. */
+#define X(t) (side ? (t).g : (t).c)
+#define XN(t) (side ? (t)->g : (t)->c) /* of a Twin pointer that may be NULL */
+#define BOTH(opname, ...)                                                                          \
+  for (int side = 0; side < 2; side++) {                                                           \
+    PxBackend *be_ = side ? cu : cpu;                                                              \
+    GError *E = NULL;                                                                              \
+    gboolean ok_ = be_->ops->opname(be_, __VA_ARGS__, &E);                                         \
+    g_assert_no_error(E);                                                                          \
+    g_assert_true(ok_);                                                                            \
+    if (side) OK(px_backend_synchronize(cu, &E));                                                  \
+  }
+
+static const PxDType dtypes[] = {PX_DTYPE_F32, PX_DTYPE_BF16, PX_DTYPE_F16};
+
+/* ---- ops ---- */
+
+static void test_linear(gconstpointer p) {
+  PxDType dt = GPOINTER_TO_INT(p);
+  const gint64 N = 37, in = 72, out = 296; /* rows of 16-byte multiples in every dtype */
+  Twin x = twin("x", dt, SHAPE(N, in), 1), w = twin("w", dt, SHAPE(out, in), 0.3), b = twin("b", dt, SHAPE(out), 1);
+  Twin y = twin("y", dt, SHAPE(N, out), 1), y2 = twin("y2", dt, SHAPE(N, out), 1);
+  BOTH(linear_fwd, X(y), X(x), X(w), X(b));
+  BOTH(linear_fwd, X(y2), X(x), X(w), NULL);
+  REPORT("linear_fwd", dt, "y (bias, no bias)", y, y2);
+  Twin dy = twin("dy", dt, SHAPE(N, out), 1);
+  Twin dx = twin("dx", dt, SHAPE(N, in), 1), dw = twin("dw", dt, SHAPE(out, in), 1), db = twin("db", dt, SHAPE(out), 1);
+  BOTH(linear_bwd, X(dx), X(dw), X(db), X(dy), X(x), X(w));
+  REPORT("linear_bwd", dt, "dx, dw, db (+=)", dx, dw, db);
+  Twin ts[] = {x, w, b, y, y2, dy, dx, dw, db};
+  for (guint i = 0; i < G_N_ELEMENTS(ts); i++) twin_free(ts[i]);
+}
+
+static void test_embedding(gconstpointer p) {
+  PxDType dt = GPOINTER_TO_INT(p);
+  const int B = 3, T = 11;
+  const gint64 V = 50, C = 40, N = (gint64)B * T;
+  Twin tok = twin_ids("tok", N, 0, (int)V), wte = twin("wte", dt, SHAPE(V, C), 1), wpe = twin("wpe", dt, SHAPE(16, C), 1);
+  Twin out = twin("out", dt, SHAPE(N, C), 1), out2 = twin("out2", dt, SHAPE(N, C), 1);
+  BOTH(embedding_fwd, X(out), X(tok), X(wte), X(wpe), B, T);
+  BOTH(embedding_fwd, X(out2), X(tok), X(wte), NULL, B, T);
+  REPORT("embedding_fwd", dt, "out (wpe, no wpe)", out, out2);
+  Twin dout = twin("dout", dt, SHAPE(N, C), 1), dwte = twin("dwte", dt, SHAPE(V, C), 1), dwpe = twin("dwpe", dt, SHAPE(16, C), 1);
+  BOTH(embedding_bwd, X(dwte), X(dwpe), X(dout), X(tok), B, T);
+  REPORT("embedding_bwd", dt, "dwte, dwpe (+=)", dwte, dwpe);
+  /* vocabulary-parallel: rows [20, 40) of which 15 real; tokens everywhere */
+  Twin wl = twin("wte_l", dt, SHAPE(20, C), 1), dwl = twin("dwte_l", dt, SHAPE(20, C), 1);
+  BOTH(embedding_vp_fwd, X(out), X(tok), X(wl), X(wpe), 20, 15, B, T);
+  BOTH(embedding_vp_fwd, X(out2), X(tok), X(wl), NULL, 20, 15, B, T);
+  REPORT("embedding_vp_fwd", dt, "out (wpe, no wpe)", out, out2);
+  BOTH(embedding_vp_bwd, X(dwl), NULL, X(dout), X(tok), 20, 15, B, T);
+  REPORT("embedding_vp_bwd", dt, "dwte (+=)", dwl);
+  Twin ts[] = {tok, wte, wpe, out, out2, dout, dwte, dwpe, wl, dwl};
+  for (guint i = 0; i < G_N_ELEMENTS(ts); i++) twin_free(ts[i]);
+}
+
+static void test_norms(gconstpointer p) {
+  PxDType dt = GPOINTER_TO_INT(p);
+  const gint64 N = 29, C = 333;
+  Twin x = twin_vals("x", dt, SHAPE(N, C), -1, 3, NULL), w = twin("w", dt, SHAPE(C), 1.5), b = twin("b", dt, SHAPE(C), 1);
+  Twin out = twin("out", dt, SHAPE(N, C), 1), mean = twin("mean", dt, SHAPE(N), 1), rstd = twin("rstd", dt, SHAPE(N), 1);
+  BOTH(layernorm_fwd, X(out), X(mean), X(rstd), X(x), X(w), X(b), 1e-5);
+  REPORT("layernorm_fwd", dt, "out, mean, rstd", out, mean, rstd);
+  Twin dout = twin("dout", dt, SHAPE(N, C), 1), dx = twin("dx", dt, SHAPE(N, C), 1), dw = twin("dw", dt, SHAPE(C), 1),
+       db = twin("db", dt, SHAPE(C), 1);
+  BOTH(layernorm_bwd, X(dx), X(dw), X(db), X(dout), X(x), X(w), X(mean), X(rstd));
+  REPORT("layernorm_bwd", dt, "dx, dw, db (+=)", dx, dw, db);
+  BOTH(rmsnorm_fwd, X(out), X(rstd), X(x), X(w), 1e-5);
+  REPORT("rmsnorm_fwd", dt, "out, rstd", out, rstd);
+  BOTH(rmsnorm_bwd, X(dx), X(dw), X(dout), X(x), X(w), X(rstd));
+  REPORT("rmsnorm_bwd", dt, "dx, dw (+=)", dx, dw);
+  Twin ts[] = {x, w, b, out, mean, rstd, dout, dx, dw, db};
+  for (guint i = 0; i < G_N_ELEMENTS(ts); i++) twin_free(ts[i]);
+}
+
+static void test_elementwise(gconstpointer p) {
+  PxDType dt = GPOINTER_TO_INT(p);
+  const gint64 N = 41, F = 257;
+  Twin x = twin("x", dt, SHAPE(N, F), 4), u = twin("up", dt, SHAPE(N, F), 2), out = twin("out", dt, SHAPE(N, F), 1);
+  BOTH(gelu_fwd, X(out), X(x));
+  REPORT("gelu_fwd", dt, "out", out);
+  Twin dout = twin("dout", dt, SHAPE(N, F), 1), dx = twin("dx", dt, SHAPE(N, F), 1), du = twin("dup", dt, SHAPE(N, F), 1);
+  BOTH(gelu_bwd, X(dx), X(dout), X(x));
+  REPORT("gelu_bwd", dt, "dx (+=)", dx);
+  BOTH(swiglu_fwd, X(out), X(x), X(u));
+  REPORT("swiglu_fwd", dt, "out", out);
+  BOTH(swiglu_bwd, X(dx), X(du), X(dout), X(x), X(u));
+  REPORT("swiglu_bwd", dt, "dgate, dup (+=)", dx, du);
+  BOTH(residual_fwd, X(out), X(x), X(u));
+  REPORT("residual_fwd", dt, "out", out);
+  BOTH(residual_fwd, X(u), X(x), X(u)); /* out aliasing b */
+  REPORT("residual_fwd", dt, "out = b (aliased)", u);
+  BOTH(residual_bwd, X(dx), X(du), X(dout));
+  REPORT("residual_bwd", dt, "da, db (+=)", dx, du);
+  BOTH(scale, X(x), 0.37);
+  REPORT("scale", dt, "t", x);
+  Twin ts[] = {x, u, out, dout, dx, du};
+  for (guint i = 0; i < G_N_ELEMENTS(ts); i++) twin_free(ts[i]);
+}
+
+static void test_rope(gconstpointer p) {
+  PxDType dt = GPOINTER_TO_INT(p);
+  PxAttnShape s = {.B = 2, .T = 19, .heads = 4, .kv_heads = 2, .head_dim = 24};
+  gint64 N = (gint64)s.B * s.T, W = (gint64)(s.heads + 2 * s.kv_heads) * s.head_dim;
+  Twin in = twin("in", dt, SHAPE(N, W), 1), out = twin("out", dt, SHAPE(N, W), 1), d = twin("din", dt, SHAPE(N, W), 1);
+  BOTH(rope_fwd, X(out), X(in), &s, 10000.0);
+  REPORT("rope_fwd", dt, "out", out);
+  BOTH(rope_bwd, X(d), X(out), &s, 10000.0);
+  REPORT("rope_bwd", dt, "din (+=)", d);
+  BOTH(rope_fwd, X(in), X(in), &s, 500000.0); /* in place */
+  REPORT("rope_fwd", dt, "in place", in);
+  twin_free(in);
+  twin_free(out);
+  twin_free(d);
+}
+
+static void test_attention(gconstpointer p) {
+  PxDType dt = GPOINTER_TO_INT(p);
+  const PxAttnShape shapes[] = {
+    {.B = 2, .T = 33, .heads = 4, .kv_heads = 2, .head_dim = 16}, /* grouped-query */
+    {.B = 1, .T = 70, .heads = 2, .kv_heads = 1, .head_dim = 80}, /* head_dim not a multiple of 32 */
+    {.B = 2, .T = 40, .heads = 3, .kv_heads = 3, .head_dim = 64}, /* GPT-2's head_dim */
+    {.B = 1, .T = 1, .heads = 2, .kv_heads = 2, .head_dim = 64},  /* one position */
+  };
+  for (guint k = 0; k < G_N_ELEMENTS(shapes); k++) {
+    const PxAttnShape *s = &shapes[k];
+    gint64 N = (gint64)s->B * s->T, W = (gint64)(s->heads + 2 * s->kv_heads) * s->head_dim;
+    gint64 O = (gint64)s->heads * s->head_dim;
+    Twin qkv = twin("qkv", dt, SHAPE(N, W), 1.5), out = twin("out", dt, SHAPE(N, O), 1);
+    Twin att = twin("att", dt, SHAPE(s->B, s->heads, s->T, s->T), 1);
+    BOTH(attention_fwd, X(out), X(att), X(qkv), s);
+    g_autofree char *what = g_strdup_printf("out (B%d T%d H%d KV%d hd%d)", s->B, s->T, s->heads, s->kv_heads, s->head_dim);
+    /* the probabilities are saved where the cuda backend keeps them (f32, T = 1) */
+    if (dt == PX_DTYPE_F32 || s->T == 1) REPORT("attention_fwd", dt, what, out, att);
+    else REPORT("attention_fwd", dt, what, out);
+    Twin dout = twin("dout", dt, SHAPE(N, O), 1), dqkv = twin("dqkv", dt, SHAPE(N, W), 1);
+    BOTH(attention_bwd, X(dqkv), X(dout), X(qkv), X(att), s);
+    REPORT("attention_bwd", dt, "dqkv (+=)", dqkv);
+    twin_free(qkv);
+    twin_free(out);
+    twin_free(att);
+    twin_free(dout);
+    twin_free(dqkv);
+  }
+}
+
+static void test_cross_entropy(gconstpointer p) {
+  PxDType dt = GPOINTER_TO_INT(p);
+  const gint64 N = 13, V = 1000;
+  Twin logits = twin("logits", dt, SHAPE(N, V), 6), tgt = twin_ids("targets", N, 0, (int)V);
+  Twin losses = twin("losses", dt, SHAPE(N), 1), acc = twin_scalar(PX_DTYPE_F64, 0.25);
+  BOTH(cross_entropy_fwd, X(losses), X(acc), X(logits), X(tgt));
+  REPORT("cross_entropy_fwd", dt, "losses, loss_acc (+=)", losses, acc);
+  Twin dl = twin("dlogits", dt, SHAPE(N, V), 1e-3);
+  BOTH(cross_entropy_bwd, X(dl), X(logits), X(tgt), 0.5);
+  REPORT("cross_entropy_bwd", dt, "dlogits (+=)", dl);
+  /* vocabulary-parallel: this rank's columns [400, 700) of a 1000-token
+   * vocabulary, padded to 320 columns (20 padding); one rank's pieces */
+  const gint64 Vl = 320, v0 = 400, n_real = 300;
+  Twin ll = twin("logits_l", dt, SHAPE(N, Vl), 6), tl = twin_ids("targets", N, 300, 800);
+  Twin mx = twin("gmax", dt, SHAPE(N), 1), stats = twin("stats", dt, SHAPE(2, N), 1);
+  BOTH(ce_vp_max, X(mx), X(ll), n_real);
+  REPORT("ce_vp_max", dt, "rowmax", mx);
+  BOTH(ce_vp_stats, X(stats), X(ll), X(tl), X(mx), v0, n_real);
+  REPORT("ce_vp_stats", dt, "stats", stats);
+  Twin acc32 = twin_scalar(PX_DTYPE_F32, 1.0);
+  BOTH(ce_vp_loss, X(losses), X(acc32), X(mx), X(stats));
+  REPORT("ce_vp_loss", dt, "losses, loss_acc (+=)", losses, acc32);
+  Twin dll = twin("dlogits_l", dt, SHAPE(N, Vl), 1e-3);
+  BOTH(ce_vp_bwd, X(dll), X(ll), X(tl), X(mx), X(stats), v0, n_real, 0.25);
+  REPORT("ce_vp_bwd", dt, "dlogits (+=)", dll);
+  Twin ts[] = {logits, tgt, losses, acc, dl, ll, tl, mx, stats, acc32, dll};
+  for (guint i = 0; i < G_N_ELEMENTS(ts); i++) twin_free(ts[i]);
+}
+
+static void test_optimizer(gconstpointer p) {
+  PxDType dt = GPOINTER_TO_INT(p);
+  const gint64 n = 5000;
+  Twin prm = twin("param", dt, SHAPE(n), 1), g = twin("grad", dt, SHAPE(n), 0.1), m = twin("m", dt, SHAPE(n), 0.01);
+  Twin v = twin_vals("v", dt, SHAPE(n), 0, 1e-3, NULL);
+  PxAdamW o = {.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1, .t = 3, .grad_scale = 0.5};
+  Twin coef = twin_scalar(PX_DTYPE_F32, 0.8), skip0 = twin_scalar(PX_DTYPE_I32, 0), skip1 = twin_scalar(PX_DTYPE_F64, 1);
+  BOTH(adamw, X(prm), X(g), X(m), X(v), &o, NULL, NULL);
+  BOTH(adamw, X(prm), X(g), X(m), X(v), &o, X(coef), X(skip0));
+  BOTH(adamw, X(prm), X(g), X(m), X(v), &o, X(coef), X(skip1)); /* skipped */
+  REPORT("adamw", dt, "param, m, v (2 steps, 1 skip)", prm, m, v);
+  Twin ss = twin_scalar(PX_DTYPE_F64, 2.0), ss32 = twin_scalar(PX_DTYPE_F32, 0);
+  BOTH(sum_squares_acc, X(ss), X(g));
+  BOTH(sum_squares_acc, X(ss32), X(prm));
+  REPORT("sum_squares_acc", dt, "acc f64, f32 (+=)", ss, ss32);
+  Twin cf = twin_scalar(PX_DTYPE_F32, 0), cf2 = twin_scalar(PX_DTYPE_F64, 0);
+  BOTH(clip_coef, X(cf), X(ss), 0.5);
+  BOTH(clip_coef, X(cf2), X(ss), 0);
+  REPORT("clip_coef", dt, "coef (clipped, off)", cf, cf2);
+  /* non-finite: none in g, then one Inf in a copy of it */
+  Twin flag = twin_scalar(PX_DTYPE_I32, 0), flag2 = twin_scalar(PX_DTYPE_F32, 0);
+  BOTH(check_finite, X(flag), X(g));
+  g_autofree double *h = g_new(double, n);
+  for (gint64 i = 0; i < n; i++) h[i] = i == n - 7 ? INFINITY : 1;
+  Twin bad = twin_vals("bad", dt, SHAPE(n), 0, 0, h);
+  BOTH(check_finite, X(flag2), X(bad));
+  REPORT("check_finite", dt, "flag (finite, Inf)", flag, flag2);
+  gint32 f = -1;
+  OK(px_tensor_download(flag.g, &f, &E));
+  g_assert_cmpint(f, ==, 0);
+  float f2 = 0;
+  OK(px_tensor_download(flag2.g, &f2, &E));
+  g_assert_cmpfloat(f2, ==, 1);
+  Twin ts[] = {prm, g, m, v, coef, skip0, skip1, ss, ss32, cf, cf2, flag, flag2, bad};
+  for (guint i = 0; i < G_N_ELEMENTS(ts); i++) twin_free(ts[i]);
+}
+
+/* The mixed-precision cast against exec/half.h's conversions, bit for bit:
+ * f32 -> bf16 / f16 / f32 / f64 and back, assigning and accumulating (the sum
+ * in f32, or f64 when a side is f64, rounded once to nearest even; fp16
+ * overflow to Inf, its subnormals kept). */
+static guint64 bits_of(PxDType dt, double v) {
+  float f = (float)v;
+  switch (dt) {
+  case PX_DTYPE_BF16: return px_f32_to_bf16(f);
+  case PX_DTYPE_F16: return px_f32_to_f16(f);
+  case PX_DTYPE_F32: return px_f32_bits(f);
+  default: {
+    guint64 u;
+    memcpy(&u, &v, sizeof u);
+    return u;
+  }
+  }
+}
+
+static double value_of(PxDType dt, guint64 b) {
+  switch (dt) {
+  case PX_DTYPE_BF16: return px_bf16_to_f32((guint16)b);
+  case PX_DTYPE_F16: return px_f16_to_f32((guint16)b);
+  case PX_DTYPE_F32: return px_bits_f32((guint32)b);
+  default: {
+    double v;
+    memcpy(&v, &b, sizeof v);
+    return v;
+  }
+  }
+}
+
+static void test_cast(void) {
+  GError *E = NULL;
+  const gint64 n = 4099;
+  const PxDType dts[] = {PX_DTYPE_F32, PX_DTYPE_F64, PX_DTYPE_BF16, PX_DTYPE_F16};
+  g_autofree double *sv = g_new(double, n);
+  g_autofree double *dv = g_new(double, n);
+  for (gint64 i = 0; i < n; i++) {
+    sv[i] = g_rand_double_range(rng, -1, 1) * pow(10, g_rand_int_range(rng, -7, 6));
+    dv[i] = g_rand_double_range(rng, -1, 1) * pow(10, g_rand_int_range(rng, -3, 3));
+  }
+  sv[0] = 1 + 1.0 / 256;  /* a bf16 tie: to even, 1 */
+  sv[1] = 1 + 3.0 / 256;  /* a bf16 tie: to even, 1 + 2/128 */
+  sv[2] = 70000;          /* above fp16's largest: Inf */
+  sv[3] = 3e-6;           /* an fp16 subnormal */
+  int cases = 0;
+  for (guint a = 0; a < G_N_ELEMENTS(dts); a++)
+    for (guint b = 0; b < G_N_ELEMENTS(dts); b++)
+      for (int acc = 0; acc < 2; acc++) {
+        PxDType sd = dts[a], dd = dts[b];
+        gboolean wide = sd == PX_DTYPE_F64 || dd == PX_DTYPE_F64;
+        PxTensor *src = px_tensor_new(cu, "src", sd, PX_MEM_BUFFERS, 1, (gint64[]){n}, &E);
+        PxTensor *dst = px_tensor_new(cu, "dst", dd, PX_MEM_BUFFERS, 1, (gint64[]){n}, &E);
+        g_assert_no_error(E);
+        OK(px_tensor_upload_f64(src, sv, &E));
+        OK(px_tensor_upload_f64(dst, dv, &E));
+        OK(cu->ops->cast(cu, dst, src, acc, &E));
+        gsize es = px_dtype_size(dd);
+        g_autofree guint8 *got = g_malloc(dst->bytes);
+        OK(px_tensor_download(dst, got, &E));
+        int bad = 0;
+        for (gint64 i = 0; i < n; i++) {
+          double s0 = value_of(sd, bits_of(sd, sv[i])), d0 = value_of(dd, bits_of(dd, dv[i]));
+          guint64 want;
+          if (wide) want = bits_of(dd, acc ? s0 + d0 : s0);
+          else want = bits_of(dd, acc ? (double)((float)s0 + (float)d0) : s0);
+          guint64 g = 0;
+          memcpy(&g, got + i * es, es);
+          if (g != want) bad++;
+        }
+        if (bad) printf("# cast %s -> %s%s: %d of %" G_GINT64_FORMAT " differ\n", px_dtype_name(sd),
+                        px_dtype_name(dd), acc ? " (+=)" : "", bad, n);
+        g_assert_cmpint(bad, ==, 0);
+        cases++;
+        px_tensor_free(src);
+        px_tensor_free(dst);
+      }
+  printf("# cuda vs cpu: %-18s %d dtype pairs, = and +=, bit-exact with exec/half.h ok\n", "cast", cases / 2);
+}
+
+/* ---- streams, events, memory, errors ---- */
+
+typedef struct {
+  float *host;
+  gint64 n;
+  double first;
+  int runs;
+} HostSeen;
+
+static gboolean see_host(gpointer data, GError **error) {
+  (void)error;
+  HostSeen *hs = data;
+  hs->first = hs->host[0];
+  hs->runs++;
+  return TRUE;
+}
+
+static gboolean fail_host(gpointer data, GError **error) {
+  (void)data;
+  g_set_error(error, PX_BACKEND_ERROR, PX_BACKEND_ERROR_DEVICE, "deliberate failure");
+  return FALSE;
+}
+
+static void test_streams(void) {
+  GError *E = NULL;
+  const gint64 n = 1 << 20;
+  g_autofree float *a = g_new(float, n);
+  g_autofree float *b = g_new0(float, n);
+  for (gint64 i = 0; i < n; i++) a[i] = (float)(i % 1000);
+  PxTensor *t = px_tensor_new(cu, "t", PX_DTYPE_F32, PX_MEM_BUFFERS, 1, (gint64[]){n}, &E);
+  g_assert_no_error(E);
+  PxStream *copy = px_stream_new(cu, "copy", &E), *comp = px_backend_compute_stream(cu);
+  g_assert_no_error(E);
+  g_assert_false(px_stream_is_inline(comp));
+  g_assert_nonnull(px_stream_native(comp)); /* cudaStream_t handles, for NCCL */
+  g_assert_nonnull(px_stream_native(copy));
+  g_assert_true(px_stream_native(comp) != px_stream_native(copy));
+  PxDevEvent *up = px_event_new(cu, &E), *t0 = px_event_new(cu, &E), *t1 = px_event_new(cu, &E);
+  g_assert_no_error(E);
+  /* upload on "copy", compute waits for it, scales, downloads, then a host function reads the result */
+  OK(px_tensor_upload_async(t, a, copy, &E));
+  OK(px_event_record(up, copy, &E));
+  OK(px_stream_wait_event(comp, up, &E));
+  OK(px_event_record(t0, comp, &E));
+  OK(px_op_scale(cu, t, 2.0, &E));
+  OK(px_event_record(t1, comp, &E));
+  OK(px_tensor_download_async(t, b, comp, &E));
+  HostSeen hs = {b + 999, n, -1, 0};
+  OK(px_stream_launch_host(comp, see_host, &hs, NULL, &E));
+  OK(px_stream_synchronize(comp, &E));
+  g_assert_cmpint(hs.runs, ==, 1);
+  g_assert_cmpfloat(hs.first, ==, 2 * 999.0); /* the host function ran after the download */
+  for (gint64 i = 0; i < n; i += 4097) g_assert_cmpfloat(b[i], ==, 2 * a[i]);
+  g_assert_true(px_event_query(t1));
+  double dt_s = -1, ta = -1, tb = -1;
+  OK(px_event_elapsed(t0, t1, &dt_s, &E));
+  OK(px_event_time(t0, &ta, &E));
+  OK(px_event_time(t1, &tb, &E));
+  g_assert_cmpfloat(dt_s, >=, 0);
+  g_assert_cmpfloat(ta, >=, 0);
+  g_assert_cmpfloat(ta, <=, px_backend_clock(cu) + 1e-3); /* on the backend clock, in the past */
+  printf("# cuda streams: scale of %" G_GINT64_FORMAT " floats took %.3f ms by events\n", n, dt_s * 1e3);
+  /* device-to-device copy on a stream */
+  PxTensor *t2 = px_tensor_new(cu, "t2", PX_DTYPE_F32, PX_MEM_BUFFERS, 1, (gint64[]){n}, &E);
+  g_assert_no_error(E);
+  OK(px_tensor_copy_async(t2, t, copy, &E));
+  OK(px_stream_synchronize(copy, &E));
+  memset(b, 0, n * sizeof(float));
+  OK(px_tensor_download(t2, b, &E));
+  g_assert_cmpfloat(b[n - 1], ==, 2 * a[n - 1]);
+  /* a failed host function fails its stream: later host functions are skipped */
+  HostSeen hs2 = {b, n, -1, 0};
+  OK(px_stream_launch_host(copy, fail_host, NULL, NULL, &E));
+  OK(px_event_record(up, copy, &E));
+  OK(px_stream_launch_host(copy, see_host, &hs2, NULL, &E));
+  g_assert_false(px_stream_synchronize(copy, &E));
+  g_assert_error(E, PX_BACKEND_ERROR, PX_BACKEND_ERROR_DEVICE);
+  g_assert_nonnull(strstr(E->message, "deliberate failure"));
+  g_clear_error(&E);
+  g_assert_false(px_event_synchronize(up, &E)); /* the event carries the stream's error */
+  g_clear_error(&E);
+  g_assert_cmpint(hs2.runs, ==, 0);
+  px_event_free(up);
+  px_event_free(t0);
+  px_event_free(t1);
+  px_stream_free(copy);
+  px_tensor_free(t);
+  px_tensor_free(t2);
+}
+
+static void test_memory(void) {
+  GError *E = NULL;
+  PxMemStats m0, m1, m2;
+  px_backend_mem_stats(cu, &m0);
+  PxTensor *w = px_tensor_new(cu, "w", PX_DTYPE_BF16, PX_MEM_WEIGHTS, 2, (gint64[]){1000, 3}, &E);
+  PxTensor *o = px_tensor_new_zeroed(cu, "m", PX_DTYPE_F32, PX_MEM_OPTIMIZER, 1, (gint64[]){12345}, &E);
+  g_assert_no_error(E);
+  px_backend_mem_stats(cu, &m1);
+  g_assert_cmpint(m1.current[PX_MEM_WEIGHTS] - m0.current[PX_MEM_WEIGHTS], ==, 6000);
+  g_assert_cmpint(m1.current[PX_MEM_OPTIMIZER] - m0.current[PX_MEM_OPTIMIZER], ==, 49380);
+  g_assert_cmpint(m1.reserved, >=, m1.total_current);
+  px_tensor_free(w);
+  px_tensor_free(o);
+  px_backend_mem_stats(cu, &m2);
+  g_assert_cmpint(m2.current[PX_MEM_WEIGHTS], ==, m0.current[PX_MEM_WEIGHTS]);
+  g_assert_cmpint(m2.peak[PX_MEM_OPTIMIZER], >=, 49380);
+  g_assert_cmpint(m2.cached, >, 0); /* the blocks went back to the pool */
+  g_assert_cmpuint(px_backend_trim(cu), >, 0);
+}
+
+static void test_zeroed(void) {
+  GError *E = NULL;
+  PxTensor *o = px_tensor_new_zeroed(cu, "z", PX_DTYPE_F32, PX_MEM_BUFFERS, 1, (gint64[]){777}, &E);
+  g_assert_no_error(E);
+  float h[777];
+  OK(px_tensor_download(o, h, &E));
+  for (int i = 0; i < 777; i++) g_assert_cmpfloat(h[i], ==, 0);
+  px_tensor_free(o);
+}
+
+#ifdef PX_HAVE_CUDA
+static void test_errors(void) {
+  GError *E = NULL;
+  /* a token outside the vocabulary: reported at the next synchronisation */
+  Twin dummy = twin("wte", PX_DTYPE_F32, SHAPE(10, 8), 1);
+  gint32 toks[4] = {1, 2, 10, 3};
+  PxTensor *tok = px_tensor_new(cu, "tok", PX_DTYPE_I32, PX_MEM_BUFFERS, 1, (gint64[]){4}, &E);
+  PxTensor *out = px_tensor_new(cu, "out", PX_DTYPE_F32, PX_MEM_BUFFERS, 2, (gint64[]){4, 8}, &E);
+  g_assert_no_error(E);
+  OK(px_tensor_upload(tok, toks, &E));
+  OK(px_op_embedding_fwd(cu, out, tok, dummy.g, NULL, 1, 4, &E));
+  g_assert_false(px_backend_synchronize(cu, &E));
+  g_assert_error(E, PX_BACKEND_ERROR, PX_BACKEND_ERROR_SHAPE);
+  g_assert_nonnull(strstr(E->message, "token id 10"));
+  g_clear_error(&E);
+  OK(px_backend_synchronize(cu, &E)); /* reported once */
+  /* f64 is refused in one line */
+  PxTensor *d = px_tensor_new(cu, "d", PX_DTYPE_F64, PX_MEM_BUFFERS, 1, (gint64[]){4}, &E);
+  g_assert_no_error(E);
+  g_assert_false(px_op_gelu_fwd(cu, d, d, &E));
+  g_assert_error(E, PX_BACKEND_ERROR, PX_BACKEND_ERROR_UNSUPPORTED);
+  g_assert_null(strchr(E->message, '\n'));
+  g_clear_error(&E);
+  px_tensor_free(d);
+  px_tensor_free(tok);
+  px_tensor_free(out);
+  twin_free(dummy);
+  /* the device index is taken modulo the device count */
+  int n = 0;
+  g_assert_cmpint(cudaGetDeviceCount(&n), ==, cudaSuccess);
+  PxBackend *b7 = px_backend_new("cuda", 7, &E);
+  g_assert_no_error(E);
+  g_assert_cmpint(b7->device, ==, 7 % n);
+  px_backend_free(b7);
+}
+#endif
+
+int main(int argc, char **argv) {
+  GError *E = NULL;
+  cu = px_backend_new("cuda", 0, &E);
+  if (!cu) {
+    /* built without the backend, or no device / driver: a visible skip */
+#ifdef PX_HAVE_CUDA
+    printf("no CUDA device: skipped\n");
+#else
+    printf("no CUDA device: skipped (built without the CUDA backend)\n");
+#endif
+    g_clear_error(&E);
+    return 77;
+  }
+  g_test_init(&argc, &argv, NULL);
+  cpu = px_backend_new("cpu", 0, &E);
+  g_assert_no_error(E);
+  rng = g_rand_new_with_seed(20261130);
+  static const struct {
+    const char *name;
+    GTestDataFunc fn;
+  } ops[] = {
+    {"linear", test_linear},       {"embedding", test_embedding}, {"norms", test_norms},
+    {"elementwise", test_elementwise}, {"rope", test_rope},    {"attention", test_attention},
+    {"cross-entropy", test_cross_entropy}, {"optimizer", test_optimizer},
+  };
+  for (guint i = 0; i < G_N_ELEMENTS(ops); i++)
+    for (guint k = 0; k < G_N_ELEMENTS(dtypes); k++) {
+      g_autofree char *path = g_strdup_printf("/cuda/%s/%s", ops[i].name, px_dtype_name(dtypes[k]));
+      g_test_add_data_func(path, GINT_TO_POINTER(dtypes[k]), ops[i].fn);
+    }
+  g_test_add_func("/cuda/cast", test_cast);
+  g_test_add_func("/cuda/streams", test_streams);
+  g_test_add_func("/cuda/memory", test_memory);
+  g_test_add_func("/cuda/zeroed", test_zeroed);
+#ifdef PX_HAVE_CUDA
+  g_test_add_func("/cuda/errors", test_errors);
+#endif
+  int rc = g_test_run();
+  printf("# cuda vs cpu: %d op comparison(s) out of tolerance\n", failures);
+  px_backend_free(cpu);
+  px_backend_free(cu);
+  g_rand_free(rng);
+  return rc;
+}
