@@ -260,13 +260,13 @@ gboolean px_parse_command_line(const char *cmd, const char *summary, GOptionEntr
   g_autoptr(GError) error = NULL;
   if (!g_option_context_parse(ctx, argc, argv, &error)) {
     fprintf(stderr, "%s: %s\n", cmd, error->message);
-    return FALSE;
-  }
-  if (*argc > 1) {
+  } else if (*argc > 1) {
     fprintf(stderr, "%s: unexpected argument '%s'\n", cmd, (*argv)[1]);
-    return FALSE;
+  } else {
+    return TRUE;
   }
-  return TRUE;
+  if (o) px_plan_options_clear(o); /* the caller returns at once: nothing else frees them */
+  return FALSE;
 }
 
 int px_cli_fail(const char *cmd, GError *error) {

@@ -565,12 +565,14 @@ static void test_cp_ring(void) {
   px_cost_cp_ring(m, &p, &l, 2e-4, 4e-4, &f, &b);
   g_assert_cmpfloat(f + b, ==, 0.0);
   PxCluster c = make_cluster(8, 2);
+  px_plan_clear(&p);
   set_plan(&p, 1, 8, 1, 1, 1);
   p.cp = 2;
   PxLink cl = px_cost_cp_link(&c, &p, 0);
   g_assert_false(cl.intra);
   g_assert_cmpfloat(cl.bw, ==, 25e9);
   g_assert_cmpfloat(cl.lat, ==, 10e-6);
+  px_plan_clear(&p);
   set_plan(&p, 2, 2, 1, 1, 2);
   p.cp = 4;
   cl = px_cost_cp_link(&c, &p, 0);
