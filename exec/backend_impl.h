@@ -70,6 +70,11 @@ typedef struct {
                                 const PxTensor *targets, double dloss, GError **);
   gboolean (*adamw)(PxBackend *, PxTensor *param, const PxTensor *grad, PxTensor *m, PxTensor *v,
                     const PxAdamW *opt, const PxTensor *scale_t, const PxTensor *skip_if, GError **);
+  /* optional (backend.h px_op_adamw_multi): n ≥ 1 checked items whose params
+   * share one dtype and whose grads share one dtype (a half grad beside f32
+   * params also without half_params); NULL: backend.c calls adamw per item */
+  gboolean (*adamw_multi)(PxBackend *, const PxAdamWItem *items, int n, const PxAdamW *opt,
+                          const PxTensor *scale_t, const PxTensor *skip_if, GError **);
   gboolean (*embedding_vp_fwd)(PxBackend *, PxTensor *out, const PxTensor *tokens,
                                const PxTensor *wte, const PxTensor *wpe, gint64 v0, gint64 n_real,
                                int B, int T, GError **);

@@ -464,10 +464,11 @@ static gboolean local_group(PxComm *c, const PxP2p *ops, int n, GError **error) 
   return TRUE;
 }
 
-/* ---- issue order (rendezvous mode; numbered always, waited for only then) ---- */
+/* ---- issue order (rendezvous mode) ---- */
 
 static guint64 local_issue(PxComm *c) {
   Local *L = c->impl;
+  if (!L->w->rendezvous) return 0; /* eager: unordered */
   g_mutex_lock(&L->w->lock);
   guint64 t = L->issued++;
   g_mutex_unlock(&L->w->lock);
@@ -500,6 +501,7 @@ static gboolean local_turn(PxComm *c, guint64 ticket, const char *desc, GError *
 
 static void local_finish(PxComm *c, guint64 ticket) {
   Local *L = c->impl;
+  if (!L->w->rendezvous) return;
   g_mutex_lock(&L->w->lock);
   if (L->retired == ticket) L->retired = ticket + 1;
   g_cond_broadcast(&L->w->cond);

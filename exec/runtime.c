@@ -981,21 +981,25 @@ static gboolean tp_segment(Rank *r, const PxGptParam *p, gint64 at, gint64 count
 
 typedef struct {
   PxTensor *w, *g, *m, *v;
-  PxAdamW opt;
   double wd;
+  GArray *items;  /* PxAdamWItem: every parameter range of the rank, updated in one px_op_adamw_multi */
+  GPtrArray *views; /* the items' tensors (views), freed after it */
 } AdamAcc;
 
 static gboolean adam_segment(Rank *r, const PxGptParam *p, gint64 at, gint64 count, void *data, GError **error) {
   (void)r;
   AdamAcc *acc = data;
-  g_autoptr(PxTensor) w = px_tensor_view(acc->w, "w", at, 1, &count, error);
-  g_autoptr(PxTensor) g = px_tensor_view(acc->g, "g", at, 1, &count, error);
-  g_autoptr(PxTensor) m = px_tensor_view(acc->m, "m", at, 1, &count, error);
-  g_autoptr(PxTensor) v = px_tensor_view(acc->v, "v", at, 1, &count, error);
-  TRY(w && g && m && v);
-  PxAdamW o = acc->opt;
-  o.weight_decay = p->spec->ndim == 2 ? acc->wd : 0.0;
-  return px_op_adamw(r->be, w, g, m, v, &o, error);
+  PxTensor *w = px_tensor_view(acc->w, "w", at, 1, &count, error);
+  PxTensor *g = w ? px_tensor_view(acc->g, "g", at, 1, &count, error) : NULL;
+  PxTensor *m = g ? px_tensor_view(acc->m, "m", at, 1, &count, error) : NULL;
+  PxTensor *v = m ? px_tensor_view(acc->v, "v", at, 1, &count, error) : NULL;
+  PxTensor *all[] = {w, g, m, v};
+  for (gsize i = 0; i < G_N_ELEMENTS(all); i++)
+    if (all[i]) g_ptr_array_add(acc->views, all[i]);
+  TRY(v);
+  PxAdamWItem it = {w, g, m, v, p->spec->ndim == 2 ? acc->wd : 0.0};
+  g_array_append_val(acc->items, it);
+  return TRUE;
 }
 
 /* Learning rate of step t (1-based), llm.c's schedule on s = t - 1: linear
@@ -1067,31 +1071,40 @@ static gboolean op_optimizer(Rank *r, double *bytes, GError **error) {
                  "(the last checkpoint stays valid; lower the learning rate?)", rt->step + 1, norm,
                  rt->fp16 ? " at loss scale 1" : "");
   double scale = (rt->opt.clip > 0 ? MIN(1.0, rt->opt.clip / (norm + 1e-6)) : 1.0) / r->scale;
+  /* AdamW over every parameter range of every chunk in one px_op_adamw_multi
+   * (one launch per dtype on a GPU), then per chunk the rounding into the
+   * half parameters and the ZeRO gather */
+  PxAdamW opt = {lr_at(&rt->opt, t), rt->opt.beta1, rt->opt.beta2, rt->opt.eps, 0, t, scale};
+  g_autoptr(GArray) items = g_array_new(FALSE, FALSE, sizeof(PxAdamWItem));
+  g_autoptr(GPtrArray) views = g_ptr_array_new_with_free_func((GDestroyNotify)px_tensor_free);
+  g_autofree PxTensor **updated = g_new0(PxTensor *, v); /* each chunk's parameters (full or shard) */
   for (int c = 0; c < v; c++) {
     ChunkState *cs = &r->chunks[c];
-    AdamAcc acc = {.m = cs->m, .v = cs->v, .wd = rt->opt.weight_decay};
-    PxTensor *half = NULL; /* mixed precision: the half parameters the master is rounded into */
-    acc.opt = (PxAdamW){lr_at(&rt->opt, t), rt->opt.beta1, rt->opt.beta2, rt->opt.eps, 0, t, scale};
+    AdamAcc acc = {.m = cs->m, .v = cs->v, .wd = rt->opt.weight_decay, .items = items, .views = views};
     gint64 lo = 0, n = cs->numel;
-    g_autoptr(PxTensor) wview = NULL;
     if (r->sharded) {
       lo = (gint64)r->dp_rank * cs->shard;
       n = MAX(0, MIN(cs->shard, cs->numel - lo));
       acc.g = cs->g_shard;
       if (r->zero >= 3) acc.w = cs->w_shard;
-      else TRY(acc.w = wview = px_tensor_view(cs->w, "w_shard", lo, 1, &cs->shard, error));
+      else {
+        TRY(acc.w = px_tensor_view(cs->w, "w_shard", lo, 1, &cs->shard, error));
+        g_ptr_array_add(views, acc.w);
+      }
     } else {
       acc.w = cs->w;
       acc.g = cs->g;
     }
-    if (cs->master) {
-      half = acc.w;
-      acc.w = cs->master;
-    }
+    updated[c] = acc.w;
+    if (cs->master) acc.w = cs->master; /* mixed precision: the fp32 master is updated */
     TRY(for_segments(r, c, lo, lo + n, adam_segment, &acc, error));
-    if (half) TRY(px_op_cast(r->be, half, cs->master, FALSE, error)); /* round to nearest even */
+  }
+  TRY(px_op_adamw_multi(r->be, (const PxAdamWItem *)items->data, (int)items->len, &opt, NULL, NULL, error));
+  for (int c = 0; c < v; c++) {
+    ChunkState *cs = &r->chunks[c];
+    if (cs->master) TRY(px_op_cast(r->be, updated[c], cs->master, FALSE, error)); /* round to nearest even */
     if (r->sharded && r->zero < 3) {
-      TRY(px_comm_all_gather(r->dp, wview->data, cs->w->data, (gsize)cs->shard, dtype_of(r), r->compute, error));
+      TRY(px_comm_all_gather(r->dp, updated[c]->data, cs->w->data, (gsize)cs->shard, dtype_of(r), r->compute, error));
       *bytes += (double)cs->w->bytes;
     }
     TRY(px_tensor_zero(cs->g, error));

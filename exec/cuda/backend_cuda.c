@@ -888,6 +888,53 @@ static gboolean cuda_adamw(PxBackend *be, PxTensor *param, const PxTensor *grad,
                         scale_t ? (int)scale_t->dtype : 0, D(skip_if), skip_if ? (int)skip_if->dtype : 0));
 }
 
+/* Every item in one launch: the tensors and their chunks copied to device
+ * memory (from pageable memory: staged before cudaMemcpyAsync returns) on
+ * the compute stream, freed behind the kernel. */
+static gboolean cuda_adamw_multi(PxBackend *be, const PxAdamWItem *items, int n, const PxAdamW *opt,
+                                 const PxTensor *scale_t, const PxTensor *skip_if, GError **error) {
+  const char *op = "adamw_multi";
+  Cuda *c = cx(be);
+  if (!enter(be, op, items[0].param->dtype, error) || !enter(be, op, items[0].grad->dtype, error)) return FALSE;
+  g_autoptr(GArray) chunks = g_array_new(FALSE, FALSE, sizeof(PxkAdamWChunk));
+  g_autofree PxkAdamWTensor *ts = g_new0(PxkAdamWTensor, n);
+  for (int i = 0; i < n; i++) {
+    ts[i] = (PxkAdamWTensor){items[i].param->data, items[i].grad->data, items[i].m->data, items[i].v->data,
+                             items[i].param->numel, (float)items[i].weight_decay};
+    for (gint64 s = 0; s < ts[i].n; s += PXK_ADAMW_CHUNK) {
+      PxkAdamWChunk ch = {i, s};
+      g_array_append_val(chunks, ch);
+    }
+  }
+  if (chunks->len == 0) return TRUE;
+  gsize tb = sizeof(PxkAdamWTensor) * (gsize)n, cb = sizeof(PxkAdamWChunk) * chunks->len;
+  tb = (tb + 15) / 16 * 16; /* the chunks after the tensors, aligned */
+  g_autofree char *host = g_malloc0(tb + cb);
+  memcpy(host, ts, sizeof(PxkAdamWTensor) * (gsize)n);
+  memcpy(host + tb, chunks->data, cb);
+  void *dev = NULL;
+  if (!scratch(c, op, tb + cb, &dev, error)) return FALSE;
+  PxkAdamW o = {
+    .lr = (float)opt->lr,
+    .b1 = (float)opt->beta1,
+    .b2 = (float)opt->beta2,
+    .a1 = (float)(1 - opt->beta1),
+    .a2 = (float)(1 - opt->beta2),
+    .c1 = (float)(1 - pow(opt->beta1, opt->t)),
+    .c2 = (float)(1 - pow(opt->beta2, opt->t)),
+    .eps = (float)opt->eps,
+    .wd = 0, /* each tensor's own */
+    .grad_scale = opt->grad_scale,
+  };
+  cudaError_t ce = cudaMemcpyAsync(dev, host, tb + cb, cudaMemcpyHostToDevice, c->st);
+  gboolean ok = ce == cudaSuccess ? KERN(pxk_adamw_multi(c->st, items[0].param->dtype, items[0].grad->dtype, dev,
+                                                         (const PxkAdamWChunk *)((char *)dev + tb), (int)chunks->len, o,
+                                                         D(scale_t), scale_t ? (int)scale_t->dtype : 0, D(skip_if),
+                                                         skip_if ? (int)skip_if->dtype : 0))
+                                  : cu_fail(error, c->device, op, "cudaMemcpyAsync", ce);
+  return scratch_free(c, op, dev, ok ? error : NULL) && ok;
+}
+
 static gboolean cuda_sum_squares_acc(PxBackend *be, PxTensor *acc, const PxTensor *t, GError **error) {
   const char *op = "sum_squares";
   Cuda *c = cx(be);
@@ -1006,6 +1053,7 @@ static const PxBackendOps cuda_ops = {
   .cross_entropy_fwd = cuda_cross_entropy_fwd,
   .cross_entropy_bwd = cuda_cross_entropy_bwd,
   .adamw = cuda_adamw,
+  .adamw_multi = cuda_adamw_multi,
   .embedding_vp_fwd = cuda_embedding_vp_fwd,
   .embedding_vp_bwd = cuda_embedding_vp_bwd,
   .ce_vp_max = cuda_ce_vp_max,

@@ -796,6 +796,51 @@ extern "C" cudaError_t pxk_adamw(cudaStream_t st, int dt, void *p, const void *g
                                                                scale_dt, skip, skip_dt))
 }
 
+/* Many tensors, one launch: block b updates chunk b, element by element as k_adamw */
+template <typename T, typename G>
+__global__ void k_adamw_multi(const PxkAdamWTensor *ts, const PxkAdamWChunk *chunks, PxkAdamW o, const void *scale,
+                              int scale_dt, const void *skip, int skip_dt) {
+  if (skip && ld_scalar(skip, skip_dt) != 0) return;
+  const float gs = (float)(scale ? o.grad_scale * ld_scalar(scale, scale_dt) : o.grad_scale);
+  const PxkAdamWChunk c = chunks[blockIdx.x];
+  const PxkAdamWTensor t = ts[c.tensor];
+  T *p = (T *)t.p, *m = (T *)t.m, *v = (T *)t.v;
+  const G *grad = (const G *)t.g;
+  const int64_t end = c.start + PXK_ADAMW_CHUNK < t.n ? c.start + PXK_ADAMW_CHUNK : t.n;
+  for (int64_t i = c.start + threadIdx.x; i < end; i += blockDim.x) {
+    float g = gs * ld(grad, i);
+    float mi = o.b1 * ld(m, i) + o.a1 * g;
+    float vi = o.b2 * ld(v, i) + o.a2 * g * g;
+    st_(m, i, mi);
+    st_(v, i, vi);
+    float pi = ld(p, i);
+    st_(p, i, pi - o.lr * ((mi / o.c1) / (sqrtf(vi / o.c2) + o.eps) + t.wd * pi));
+  }
+}
+template <typename T>
+static cudaError_t adamw_multi_g(cudaStream_t st, int gdt, const PxkAdamWTensor *ts, const PxkAdamWChunk *chunks,
+                                 int n_chunks, PxkAdamW o, const void *scale, int scale_dt, const void *skip,
+                                 int skip_dt) {
+  switch (gdt) {
+  case PXK_F32: k_adamw_multi<T, float><<<n_chunks, EW_THREADS, 0, st>>>(ts, chunks, o, scale, scale_dt, skip, skip_dt); break;
+  case PXK_BF16: k_adamw_multi<T, bf16><<<n_chunks, EW_THREADS, 0, st>>>(ts, chunks, o, scale, scale_dt, skip, skip_dt); break;
+  case PXK_F16: k_adamw_multi<T, f16><<<n_chunks, EW_THREADS, 0, st>>>(ts, chunks, o, scale, scale_dt, skip, skip_dt); break;
+  default: return cudaErrorInvalidValue;
+  }
+  return cudaGetLastError();
+}
+extern "C" cudaError_t pxk_adamw_multi(cudaStream_t st, int dt, int gdt, const PxkAdamWTensor *tensors,
+                                       const PxkAdamWChunk *chunks, int n_chunks, PxkAdamW o, const void *scale,
+                                       int scale_dt, const void *skip, int skip_dt) {
+  if (n_chunks <= 0) return cudaSuccess;
+  switch (dt) {
+  case PXK_F32: return adamw_multi_g<float>(st, gdt, tensors, chunks, n_chunks, o, scale, scale_dt, skip, skip_dt);
+  case PXK_BF16: return adamw_multi_g<bf16>(st, gdt, tensors, chunks, n_chunks, o, scale, scale_dt, skip, skip_dt);
+  case PXK_F16: return adamw_multi_g<f16>(st, gdt, tensors, chunks, n_chunks, o, scale, scale_dt, skip, skip_dt);
+  default: return cudaErrorInvalidValue;
+  }
+}
+
 /* ---- cast: dst (=|+=) src across f32 / f64 / bf16 / f16, in f32, or in f64
  * when either side is f64, rounded once to dst's type (to nearest even) as
  * the cpu backend's cast ---- */
