@@ -14,7 +14,9 @@
  *  - the runtime: every schedule the core offers, pp 2 and 4 (vpp 2 for the
  *    interleaved and V schedules), trains under rendezvous with the losses of
  *    the eager run, equal in fp32 bit for bit (the pipeline sends and receives
- *    are issued in the program's groups, docs/schedules.md). */
+ *    are issued in the program's groups, docs/schedules.md); so do layouts of
+ *    8 ranks with DP (ZeRO 0-3) and TP, whose collectives then run in issue
+ *    order per communicator too. */
 #include <glib.h>
 #include <math.h>
 #include <string.h>
@@ -231,10 +233,53 @@ static void test_runtime_all_schedules(void) {
   g_assert_cmpint(runs, ==, 16);
 }
 
+/* With the collectives too: DP (all-reduce, ZeRO reduce-scatter and
+ * gathers), TP, the tied embedding, under rendezvous mode every call of a
+ * communicator runs in issue order: layouts of 8 ranks. */
+static void test_runtime_layouts(void) {
+  g_autoptr(PxModel) model = model_layers(8);
+  const struct {
+    PxScheduleKind k;
+    int dp, tp, pp, vpp, zero;
+  } ls[] = {{PX_SCHED_1F1B, 2, 1, 4, 1, 1}, {PX_SCHED_INTERLEAVED, 2, 2, 2, 2, 3}, {PX_SCHED_ZB_V, 2, 1, 4, 2, 2},
+            {PX_SCHED_DUALPIPEV, 2, 2, 2, 2, 0}, {PX_SCHED_ZB_H2, 1, 2, 4, 1, 0}};
+  for (gsize i = 0; i < G_N_ELEMENTS(ls); i++) {
+    double got[2][STEPS];
+    for (int rdv = 0; rdv < 2; rdv++) {
+      PxPlan p;
+      px_plan_init(&p);
+      p.dp = ls[i].dp, p.tp = ls[i].tp, p.pp = ls[i].pp, p.vpp = ls[i].vpp, p.zero = ls[i].zero;
+      p.schedule = ls[i].k;
+      p.mbs = 1;
+      p.gbs = 2 * ls[i].pp * ls[i].dp;
+      p.seq = 16;
+      p.precision = PX_PREC_FP32;
+      PxRunOptions o;
+      px_run_options_init(&o);
+      o.seed = 5;
+      o.rendezvous = rdv;
+      g_autoptr(GError) error = NULL;
+      PxRuntime *rt = px_runtime_new(model, &p, &o, &error);
+      px_plan_clear(&p);
+      g_assert_no_error(error);
+      for (int s = 0; s < STEPS; s++) {
+        PxStepResult r;
+        if (!px_runtime_step(rt, &r, &error))
+          g_error("%s dp%d tp%d pp%d zero%d%s: %s", px_schedule_name(ls[i].k), ls[i].dp, ls[i].tp, ls[i].pp,
+                  ls[i].zero, rdv ? " under rendezvous" : "", error->message);
+        got[rdv][s] = r.loss;
+      }
+      px_runtime_free(rt);
+    }
+    for (int s = 0; s < STEPS; s++) g_assert_cmpfloat(got[1][s], ==, got[0][s]);
+  }
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/rendezvous/comm/exchange", test_exchange);
   g_test_add_func("/rendezvous/comm/issue-order", test_issue_order);
   g_test_add_func("/rendezvous/runtime/all-schedules", test_runtime_all_schedules);
+  g_test_add_func("/rendezvous/runtime/layouts", test_runtime_layouts);
   return g_test_run();
 }
