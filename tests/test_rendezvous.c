@@ -132,33 +132,32 @@ static void expect_caught(RankArg args[2], const char *why, gboolean one_timeout
   if (one_timeout) g_assert_cmpint(timeouts, ==, 1);
 }
 
-static void test_exchange(void) {
+/* mode completes eagerly with the right payloads, and under rendezvous is
+ * stopped at a 2 s deadline with why (one_timeout: see expect_caught). */
+static void check_stopped(int mode, const char *why, gboolean one_timeout) {
   RankArg args[2];
-  /* eager: both sends return at once */
-  g_assert_true(run_pair(0, FALSE, 30, args));
+  g_assert_true(run_pair(mode, FALSE, 30, args));
   expect_exchanged(args);
-  /* rendezvous: each send waits for a receive its peer posts only after its own send */
-  g_assert_false(run_pair(0, TRUE, 2, args));
-  expect_caught(args, "never posted the matching receive", TRUE);
+  g_assert_false(run_pair(mode, TRUE, 2, args));
+  expect_caught(args, why, one_timeout);
   clear(args);
-  /* grouped: completes */
+}
+
+static void test_exchange(void) {
+  /* rendezvous: each send waits for a receive its peer posts only after its own send */
+  check_stopped(0, "never posted the matching receive", TRUE);
+  /* grouped, also over two communicators: completes */
+  RankArg args[2];
   g_assert_true(run_pair(1, TRUE, 30, args));
   expect_exchanged(args);
   g_assert_true(run_pair(2, TRUE, 30, args));
   expect_exchanged(args);
 }
 
-static void test_issue_order(void) {
-  RankArg args[2];
-  /* eager: the receive on its own stream does not hold up the send */
-  g_assert_true(run_pair(3, FALSE, 30, args));
-  expect_exchanged(args);
-  /* rendezvous: the send runs after the receive issued before it, which waits
-   * for the peer's send, itself behind the peer's receive */
-  g_assert_false(run_pair(3, TRUE, 2, args));
-  expect_caught(args, "never", FALSE);
-  clear(args);
-}
+/* Eagerly the receive on its own stream does not hold up the send; under
+ * rendezvous the send runs after the receive issued before it, which waits
+ * for the peer's send, itself behind the peer's receive. */
+static void test_issue_order(void) { check_stopped(3, "never", FALSE); }
 
 /* ---- the runtime ---- */
 
@@ -174,23 +173,26 @@ static PxModel *model_layers(int layers) {
 
 enum { STEPS = 2 };
 
-/* The losses of STEPS steps; FALSE with the error when a step fails. */
-static gboolean losses(const PxModel *model, PxScheduleKind k, int pp, int vpp, int m, gboolean rendezvous,
-                       double timeout_s, double *out, GError **error) {
+typedef struct {
+  PxScheduleKind k;
+  int dp, tp, pp, vpp, zero;
+} Layout;
+
+/* The losses of STEPS steps of the layout with m micro-batches per DP rank;
+ * FALSE with the error when a step fails. */
+static gboolean losses(const PxModel *model, const Layout *l, int m, gboolean rendezvous, double *out, GError **error) {
   PxPlan p;
   px_plan_init(&p);
-  p.pp = pp;
-  p.vpp = vpp;
-  p.schedule = k;
+  p.dp = l->dp, p.tp = l->tp, p.pp = l->pp, p.vpp = l->vpp, p.zero = l->zero;
+  p.schedule = l->k;
   p.mbs = 1;
-  p.gbs = m;
+  p.gbs = m * l->dp;
   p.seq = 16;
   p.precision = PX_PREC_FP32;
   PxRunOptions o;
   px_run_options_init(&o);
   o.seed = 5;
   o.lr = 3e-3;
-  o.timeout_s = timeout_s;
   o.rendezvous = rendezvous;
   PxRuntime *rt = px_runtime_new(model, &p, &o, error);
   px_plan_clear(&p);
@@ -218,9 +220,10 @@ static void test_runtime_all_schedules(void) {
       int m = 2 * pp;
       double eager[STEPS], rdv[STEPS];
       g_autoptr(GError) error = NULL;
-      g_assert_true(losses(model, k, pp, vpp, m, FALSE, 60, eager, &error));
+      Layout l = {k, 1, 1, pp, vpp, 0};
+      g_assert_true(losses(model, &l, m, FALSE, eager, &error));
       g_assert_no_error(error);
-      if (!losses(model, k, pp, vpp, m, TRUE, 60, rdv, &error))
+      if (!losses(model, &l, m, TRUE, rdv, &error))
         g_error("%s pp=%d vpp=%d m=%d under rendezvous: %s", px_schedule_name(k), pp, vpp, m, error->message);
       for (int s = 0; s < STEPS; s++) {
         g_assert_true(isfinite(eager[s]));
@@ -238,38 +241,16 @@ static void test_runtime_all_schedules(void) {
  * communicator runs in issue order: layouts of 8 ranks. */
 static void test_runtime_layouts(void) {
   g_autoptr(PxModel) model = model_layers(8);
-  const struct {
-    PxScheduleKind k;
-    int dp, tp, pp, vpp, zero;
-  } ls[] = {{PX_SCHED_1F1B, 2, 1, 4, 1, 1}, {PX_SCHED_INTERLEAVED, 2, 2, 2, 2, 3}, {PX_SCHED_ZB_V, 2, 1, 4, 2, 2},
-            {PX_SCHED_DUALPIPEV, 2, 2, 2, 2, 0}, {PX_SCHED_ZB_H2, 1, 2, 4, 1, 0}};
+  const Layout ls[] = {{PX_SCHED_1F1B, 2, 1, 4, 1, 1}, {PX_SCHED_INTERLEAVED, 2, 2, 2, 2, 3},
+                       {PX_SCHED_ZB_V, 2, 1, 4, 2, 2}, {PX_SCHED_DUALPIPEV, 2, 2, 2, 2, 0},
+                       {PX_SCHED_ZB_H2, 1, 2, 4, 1, 0}};
   for (gsize i = 0; i < G_N_ELEMENTS(ls); i++) {
     double got[2][STEPS];
     for (int rdv = 0; rdv < 2; rdv++) {
-      PxPlan p;
-      px_plan_init(&p);
-      p.dp = ls[i].dp, p.tp = ls[i].tp, p.pp = ls[i].pp, p.vpp = ls[i].vpp, p.zero = ls[i].zero;
-      p.schedule = ls[i].k;
-      p.mbs = 1;
-      p.gbs = 2 * ls[i].pp * ls[i].dp;
-      p.seq = 16;
-      p.precision = PX_PREC_FP32;
-      PxRunOptions o;
-      px_run_options_init(&o);
-      o.seed = 5;
-      o.rendezvous = rdv;
       g_autoptr(GError) error = NULL;
-      PxRuntime *rt = px_runtime_new(model, &p, &o, &error);
-      px_plan_clear(&p);
-      g_assert_no_error(error);
-      for (int s = 0; s < STEPS; s++) {
-        PxStepResult r;
-        if (!px_runtime_step(rt, &r, &error))
-          g_error("%s dp%d tp%d pp%d zero%d%s: %s", px_schedule_name(ls[i].k), ls[i].dp, ls[i].tp, ls[i].pp,
-                  ls[i].zero, rdv ? " under rendezvous" : "", error->message);
-        got[rdv][s] = r.loss;
-      }
-      px_runtime_free(rt);
+      if (!losses(model, &ls[i], 2 * ls[i].pp, rdv, got[rdv], &error))
+        g_error("%s dp%d tp%d pp%d zero%d%s: %s", px_schedule_name(ls[i].k), ls[i].dp, ls[i].tp, ls[i].pp,
+                ls[i].zero, rdv ? " under rendezvous" : "", error->message);
     }
     for (int s = 0; s < STEPS; s++) g_assert_cmpfloat(got[1][s], ==, got[0][s]);
   }

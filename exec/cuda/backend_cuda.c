@@ -866,12 +866,9 @@ static gboolean cuda_ce_vp_bwd(PxBackend *be, PxTensor *dlogits, const PxTensor 
 
 /* ---- optimizer and scalars ---- */
 
-static gboolean cuda_adamw(PxBackend *be, PxTensor *param, const PxTensor *grad, PxTensor *m, PxTensor *v,
-                           const PxAdamW *opt, const PxTensor *scale_t, const PxTensor *skip_if, GError **error) {
-  const char *op = "adamw";
-  Cuda *c = cx(be);
-  /* the constants as the cpu backend's f32 kernel rounds them */
-  PxkAdamW o = {
+/* the constants as the cpu backend's f32 kernel rounds them */
+static PxkAdamW adamw_consts(const PxAdamW *opt) {
+  return (PxkAdamW){
     .lr = (float)opt->lr,
     .b1 = (float)opt->beta1,
     .b2 = (float)opt->beta2,
@@ -883,6 +880,13 @@ static gboolean cuda_adamw(PxBackend *be, PxTensor *param, const PxTensor *grad,
     .wd = (float)opt->weight_decay,
     .grad_scale = opt->grad_scale,
   };
+}
+
+static gboolean cuda_adamw(PxBackend *be, PxTensor *param, const PxTensor *grad, PxTensor *m, PxTensor *v,
+                           const PxAdamW *opt, const PxTensor *scale_t, const PxTensor *skip_if, GError **error) {
+  const char *op = "adamw";
+  Cuda *c = cx(be);
+  PxkAdamW o = adamw_consts(opt);
   return enter(be, op, param->dtype, error) &&
          KERN(pxk_adamw(c->st, param->dtype, param->data, grad->data, m->data, v->data, param->numel, o, D(scale_t),
                         scale_t ? (int)scale_t->dtype : 0, D(skip_if), skip_if ? (int)skip_if->dtype : 0));
@@ -914,18 +918,7 @@ static gboolean cuda_adamw_multi(PxBackend *be, const PxAdamWItem *items, int n,
   memcpy(host + tb, chunks->data, cb);
   void *dev = NULL;
   if (!scratch(c, op, tb + cb, &dev, error)) return FALSE;
-  PxkAdamW o = {
-    .lr = (float)opt->lr,
-    .b1 = (float)opt->beta1,
-    .b2 = (float)opt->beta2,
-    .a1 = (float)(1 - opt->beta1),
-    .a2 = (float)(1 - opt->beta2),
-    .c1 = (float)(1 - pow(opt->beta1, opt->t)),
-    .c2 = (float)(1 - pow(opt->beta2, opt->t)),
-    .eps = (float)opt->eps,
-    .wd = 0, /* each tensor's own */
-    .grad_scale = opt->grad_scale,
-  };
+  PxkAdamW o = adamw_consts(opt); /* o.wd unused: each tensor's own */
   cudaError_t ce = cudaMemcpyAsync(dev, host, tb + cb, cudaMemcpyHostToDevice, c->st);
   gboolean ok = ce == cudaSuccess ? KERN(pxk_adamw_multi(c->st, items[0].param->dtype, items[0].grad->dtype, dev,
                                                          (const PxkAdamWChunk *)((char *)dev + tb), (int)chunks->len, o,

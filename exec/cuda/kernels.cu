@@ -775,20 +775,25 @@ extern "C" cudaError_t pxk_clip_coef(cudaStream_t st, void *coef, int coef_dt, c
 
 /* ---- AdamW: the cpu backend's f32 arithmetic, element by element ---- */
 
+/* element i, with the gradient scale gs and the weight decay wd */
+template <typename T, typename G>
+__device__ __forceinline__ void adamw_elem(T *p, const G *grad, T *m, T *v, int64_t i, const PxkAdamW &o, float gs,
+                                           float wd) {
+  float g = gs * ld(grad, i);
+  float mi = o.b1 * ld(m, i) + o.a1 * g;
+  float vi = o.b2 * ld(v, i) + o.a2 * g * g;
+  st_(m, i, mi);
+  st_(v, i, vi);
+  float pi = ld(p, i);
+  st_(p, i, pi - o.lr * ((mi / o.c1) / (sqrtf(vi / o.c2) + o.eps) + wd * pi));
+}
+
 template <typename T>
 __global__ void k_adamw(T *p, const T *grad, T *m, T *v, int64_t n, PxkAdamW o, const void *scale, int scale_dt,
                         const void *skip, int skip_dt) {
   if (skip && ld_scalar(skip, skip_dt) != 0) return;
   const float gs = (float)(scale ? o.grad_scale * ld_scalar(scale, scale_dt) : o.grad_scale);
-  GRID_STRIDE(i, n) {
-    float g = gs * ld(grad, i);
-    float mi = o.b1 * ld(m, i) + o.a1 * g;
-    float vi = o.b2 * ld(v, i) + o.a2 * g * g;
-    st_(m, i, mi);
-    st_(v, i, vi);
-    float pi = ld(p, i);
-    st_(p, i, pi - o.lr * ((mi / o.c1) / (sqrtf(vi / o.c2) + o.eps) + o.wd * pi));
-  }
+  GRID_STRIDE(i, n) adamw_elem(p, grad, m, v, i, o, gs, o.wd);
 }
 extern "C" cudaError_t pxk_adamw(cudaStream_t st, int dt, void *p, const void *g, void *m, void *v, int64_t n,
                                  PxkAdamW o, const void *scale, int scale_dt, const void *skip, int skip_dt) {
@@ -807,15 +812,7 @@ __global__ void k_adamw_multi(const PxkAdamWTensor *ts, const PxkAdamWChunk *chu
   T *p = (T *)t.p, *m = (T *)t.m, *v = (T *)t.v;
   const G *grad = (const G *)t.g;
   const int64_t end = c.start + PXK_ADAMW_CHUNK < t.n ? c.start + PXK_ADAMW_CHUNK : t.n;
-  for (int64_t i = c.start + threadIdx.x; i < end; i += blockDim.x) {
-    float g = gs * ld(grad, i);
-    float mi = o.b1 * ld(m, i) + o.a1 * g;
-    float vi = o.b2 * ld(v, i) + o.a2 * g * g;
-    st_(m, i, mi);
-    st_(v, i, vi);
-    float pi = ld(p, i);
-    st_(p, i, pi - o.lr * ((mi / o.c1) / (sqrtf(vi / o.c2) + o.eps) + t.wd * pi));
-  }
+  for (int64_t i = c.start + threadIdx.x; i < end; i += blockDim.x) adamw_elem(p, grad, m, v, i, o, gs, t.wd);
 }
 template <typename T>
 static cudaError_t adamw_multi_g(cudaStream_t st, int gdt, const PxkAdamWTensor *ts, const PxkAdamWChunk *chunks,
