@@ -962,6 +962,37 @@ gboolean px_op_sum_squares_acc(PxBackend *be, PxTensor *acc, const PxTensor *t, 
          be->ops->sum_squares_acc(be, acc, t, error);
 }
 
+gboolean px_op_sum_squares_acc_multi(PxBackend *be, PxTensor *acc, const PxTensor *const *ts, int n,
+                                     GError **error) {
+  if (n < 0 || (n > 0 && !ts)) return fail(error, PX_BACKEND_ERROR_SHAPE, "sum_squares_multi: a tensor is missing");
+  if (!be->ops->sum_squares_multi) {
+    for (int i = 0; i < n; i++)
+      if (!px_op_sum_squares_acc(be, acc, ts[i], error)) return FALSE;
+    return TRUE;
+  }
+  if (!scalar_check(be, "sum_squares", "acc", acc, FALSE, FALSE, error)) return FALSE;
+  for (int i = 0; i < n; i++) {
+    const PxTensor *one[] = {ts[i]};
+    const char *names[] = {"t"};
+    if (!ts[i]) return fail(error, PX_BACKEND_ERROR_SHAPE, "sum_squares_multi: tensor %d is missing", i);
+    if (!px_dtype_is_half(ts[i]->dtype) && !same_check(be, "sum_squares", names, one, 1, error)) return FALSE;
+  }
+  /* one call per dtype, tensors in their order */
+  g_autofree const PxTensor **sub = g_new(const PxTensor *, MAX(n, 1));
+  g_autofree gboolean *done = g_new0(gboolean, MAX(n, 1));
+  for (int i = 0; i < n; i++) {
+    if (done[i]) continue;
+    int k = 0;
+    for (int j = i; j < n; j++)
+      if (!done[j] && ts[j]->dtype == ts[i]->dtype) {
+        sub[k++] = ts[j];
+        done[j] = TRUE;
+      }
+    if (!be->ops->sum_squares_multi(be, acc, sub, k, error)) return FALSE;
+  }
+  return TRUE;
+}
+
 gboolean px_op_sum_squares(PxBackend *be, const PxTensor *t, double *out, GError **error) {
   g_autoptr(PxTensor) acc = px_tensor_new_zeroed(be, "sum_squares", PX_DTYPE_F64, PX_MEM_BUFFERS, 1,
                                                  (gint64[]){1}, error);

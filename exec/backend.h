@@ -377,6 +377,12 @@ gboolean px_op_adamw_multi(PxBackend *be, const PxAdamWItem *items, int n, const
  * in double), on the device: for the global gradient norm, one accumulator
  * over many tensors, all-reduced over the ranks, read once. */
 gboolean px_op_sum_squares_acc(PxBackend *be, PxTensor *acc, const PxTensor *t, GError **error);
+/* acc += the sums of squares of the n tensors ts (px_op_sum_squares_acc of
+ * each, at once): on cuda one launch per dtype (a block per 65536 elements)
+ * and one to add the blocks' sums, so the sum may differ from one call per
+ * tensor in its last bits; elsewhere one call per tensor. */
+gboolean px_op_sum_squares_acc_multi(PxBackend *be, PxTensor *acc, const PxTensor *const *ts, int n,
+                                     GError **error);
 /* The same returned to the host (one device→host copy per call: prefer
  * px_op_sum_squares_acc). */
 gboolean px_op_sum_squares(PxBackend *be, const PxTensor *t, double *out, GError **error);

@@ -92,6 +92,9 @@ typedef struct {
                         const PxTensor *targets, const PxTensor *gmax, const PxTensor *stats,
                         gint64 v0, gint64 n_real, double dloss, GError **);
   gboolean (*sum_squares_acc)(PxBackend *, PxTensor *acc, const PxTensor *t, GError **);
+  /* optional (px_op_sum_squares_acc_multi): n ≥ 1 checked tensors of one dtype (a half one also without
+   * half_params); NULL: backend.c calls sum_squares_acc per tensor */
+  gboolean (*sum_squares_multi)(PxBackend *, PxTensor *acc, const PxTensor *const *ts, int n, GError **);
   gboolean (*check_finite)(PxBackend *, PxTensor *flag, const PxTensor *t, GError **);
   gboolean (*clip_coef)(PxBackend *, PxTensor *coef, const PxTensor *sumsq, double max_norm, GError **);
   gboolean (*scale)(PxBackend *, PxTensor *t, double alpha, GError **);

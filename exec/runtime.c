@@ -949,14 +949,16 @@ static gboolean op_reduce_tied(Rank *r, double *bytes, GError **error) {
  * DP-replicated gradients on DP rank 0 only. */
 typedef struct {
   PxTensor *grad;  /* the range's gradient (full or shard) */
+  GPtrArray *views; /* the ranges owned, summed in one px_op_sum_squares_acc_multi */
 } NormAcc;
 
 static gboolean norm_segment(Rank *r, const PxGptParam *p, gint64 at, gint64 count, void *data, GError **error) {
   NormAcc *acc = data;
   if (p->tied_copy || (p->replicated && r->tp_rank != 0)) return TRUE;
-  g_autoptr(PxTensor) v = px_tensor_view(acc->grad, "norm", at, 1, &count, error);
+  PxTensor *v = px_tensor_view(acc->grad, "norm", at, 1, &count, error);
   TRY(v);
-  return px_op_sum_squares_acc(r->be, r->sq_acc, v, error);
+  g_ptr_array_add(acc->views, v);
+  return TRUE;
 }
 
 /* Sequence parallelism: norm gradients summed over the TP group. */
@@ -1036,9 +1038,10 @@ static gboolean op_optimizer(Rank *r, double *bytes, GError **error) {
   }
   /* global norm: summed on the device, all-reduced there, read once */
   TRY(px_tensor_zero(r->sq_acc, error));
+  g_autoptr(GPtrArray) owned = g_ptr_array_new_with_free_func((GDestroyNotify)px_tensor_free);
   for (int c = 0; c < v; c++) {
     ChunkState *cs = &r->chunks[c];
-    NormAcc acc = {0};
+    NormAcc acc = {.views = owned};
     if (r->sharded) {
       acc.grad = cs->g_shard;
       gint64 lo = (gint64)r->dp_rank * cs->shard;
@@ -1048,6 +1051,7 @@ static gboolean op_optimizer(Rank *r, double *bytes, GError **error) {
       TRY(for_segments(r, c, 0, cs->numel, norm_segment, &acc, error));
     }
   }
+  TRY(px_op_sum_squares_acc_multi(r->be, r->sq_acc, (const PxTensor *const *)owned->pdata, (int)owned->len, error));
   double sq;
   TRY(px_comm_all_reduce(r->world, r->sq_acc->data, 1, PX_DTYPE_F64, PX_RED_SUM, r->compute, error));
   TRY(px_tensor_download(r->sq_acc, &sq, error));

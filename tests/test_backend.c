@@ -679,6 +679,22 @@ static void test_adamw_multi(void) {
   g_clear_error(&err);
 }
 
+/* The sums of squares of several tensors in one call: 1 + 4 + 9, 0.25 (f32),
+ * 2.25 + 6.25 (bf16: exact), 16 (f64) added to acc's 0.5: 39.25. */
+static void test_sum_squares_multi(void) {
+  const double a[3] = {1, -2, 3}, b[1] = {0.5}, c[2] = {1.5, -2.5}, d[1] = {4};
+  g_autoptr(PxTensor) ta = mk(PX_DTYPE_F32, "a", 1, 3, a);
+  g_autoptr(PxTensor) tb = mk(PX_DTYPE_F32, "b", 1, 1, b);
+  g_autoptr(PxTensor) tc = mk(PX_DTYPE_BF16, "c", 1, 2, c);
+  g_autoptr(PxTensor) td = mk(PX_DTYPE_F64, "d", 1, 1, d);
+  g_autoptr(PxTensor) acc = scalar(PX_DTYPE_F64, 0.5);
+  const PxTensor *ts[] = {ta, tb, tc, td};
+  OK(px_op_sum_squares_acc_multi(be, acc, ts, 4, &E));
+  g_assert_cmpfloat(get1(acc), ==, 39.25);
+  OK(px_op_sum_squares_acc_multi(be, acc, ts, 0, &E)); /* nothing */
+  g_assert_cmpfloat(get1(acc), ==, 39.25);
+}
+
 static void test_sum_squares_scale(void) {
   const double x[3] = {1, -2, 3};
   g_autoptr(PxTensor) t = mk(PX_DTYPE_F32, "x", 1, 3, x);
@@ -1221,6 +1237,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/backend/cpu/fwd/cross-entropy", test_fwd_cross_entropy);
   g_test_add_func("/backend/cpu/adamw", test_adamw);
   g_test_add_func("/backend/cpu/adamw-multi", test_adamw_multi);
+  g_test_add_func("/backend/cpu/sum-squares-multi", test_sum_squares_multi);
   g_test_add_func("/backend/cpu/sum-squares", test_sum_squares_scale);
   g_test_add_func("/backend/cpu/grad/linear", test_grad_linear);
   g_test_add_func("/backend/cpu/grad/embedding", test_grad_embedding);

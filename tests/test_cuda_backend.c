@@ -656,11 +656,30 @@ static void test_adamw_multi(void) {
       OK(px_tensor_download_f64(t[1][k][j], b, &E));
       for (gint64 i = 0; i < n; i++) differ += a[i] != b[i];
     }
-    for (int c = 0; c < 2; c++)
-      for (int j = 0; j < 4; j++) px_tensor_free(t[c][k][j]);
   }
   printf("# cuda adamw_multi vs adamw per tensor: %d element(s) differ\n", differ);
   g_assert_cmpint(differ, ==, 0);
+  /* the sums of squares of the updated parameters, one launch per dtype,
+   * against one px_op_sum_squares_acc per tensor (the blocks' sums add in
+   * another order: 1e-12 relative) */
+  PxTensor *sq[2];
+  for (int c = 0; c < 2; c++) {
+    sq[c] = px_tensor_new_zeroed(cu, "sumsq", PX_DTYPE_F64, PX_MEM_BUFFERS, 1, &one, &E);
+    g_assert_no_error(E);
+  }
+  const PxTensor *ps[K];
+  for (int k = 0; k < K; k++) ps[k] = t[0][k][0];
+  OK(px_op_sum_squares_acc_multi(cu, sq[0], ps, K, &E));
+  for (int k = 0; k < K; k++) OK(px_op_sum_squares_acc(cu, sq[1], ps[k], &E));
+  double s0, s1;
+  OK(px_tensor_download(sq[0], &s0, &E));
+  OK(px_tensor_download(sq[1], &s1, &E));
+  printf("# cuda sum_squares_multi %.17g, per tensor %.17g\n", s0, s1);
+  g_assert_cmpfloat(fabs(s0 - s1), <=, 1e-12 * s1);
+  for (int c = 0; c < 2; c++) px_tensor_free(sq[c]);
+  for (int k = 0; k < K; k++)
+    for (int c = 0; c < 2; c++)
+      for (int j = 0; j < 4; j++) px_tensor_free(t[c][k][j]);
   px_tensor_free(coef);
   px_tensor_free(flag);
 }

@@ -755,6 +755,24 @@ extern "C" cudaError_t pxk_sumsq_partial(cudaStream_t st, int dt, const void *x,
   DISPATCH(dt, k_sumsq<T><<<nparts, ROW_THREADS, 0, st>>>((const T *)x, n, part))
 }
 
+template <typename T> __global__ void k_sumsq_multi(const PxkSpan *spans, const PxkChunk *chunks, double *part) {
+  const PxkChunk c = chunks[blockIdx.x];
+  const T *x = (const T *)spans[c.tensor].x;
+  const int64_t n = spans[c.tensor].n, end = c.start + PXK_CHUNK < n ? c.start + PXK_CHUNK : n;
+  double s = 0;
+  for (int64_t i = c.start + threadIdx.x; i < end; i += blockDim.x) {
+    double v = ld(x, i);
+    s += v * v;
+  }
+  s = block_sum(s);
+  if (threadIdx.x == 0) part[blockIdx.x] = s;
+}
+extern "C" cudaError_t pxk_sumsq_multi(cudaStream_t st, int dt, const PxkSpan *spans, const PxkChunk *chunks,
+                                       int n_chunks, double *part) {
+  if (n_chunks <= 0) return cudaSuccess;
+  DISPATCH(dt, k_sumsq_multi<T><<<n_chunks, ROW_THREADS, 0, st>>>(spans, chunks, part))
+}
+
 template <typename T> __global__ void k_check_finite(void *flag, int flag_dt, const T *x, int64_t n) {
   GRID_STRIDE(i, n) if (!isfinite(ld(x, i))) st_scalar(flag, flag_dt, 1.0);
 }
@@ -803,19 +821,19 @@ extern "C" cudaError_t pxk_adamw(cudaStream_t st, int dt, void *p, const void *g
 
 /* Many tensors, one launch: block b updates chunk b, element by element as k_adamw */
 template <typename T, typename G>
-__global__ void k_adamw_multi(const PxkAdamWTensor *ts, const PxkAdamWChunk *chunks, PxkAdamW o, const void *scale,
+__global__ void k_adamw_multi(const PxkAdamWTensor *ts, const PxkChunk *chunks, PxkAdamW o, const void *scale,
                               int scale_dt, const void *skip, int skip_dt) {
   if (skip && ld_scalar(skip, skip_dt) != 0) return;
   const float gs = (float)(scale ? o.grad_scale * ld_scalar(scale, scale_dt) : o.grad_scale);
-  const PxkAdamWChunk c = chunks[blockIdx.x];
+  const PxkChunk c = chunks[blockIdx.x];
   const PxkAdamWTensor t = ts[c.tensor];
   T *p = (T *)t.p, *m = (T *)t.m, *v = (T *)t.v;
   const G *grad = (const G *)t.g;
-  const int64_t end = c.start + PXK_ADAMW_CHUNK < t.n ? c.start + PXK_ADAMW_CHUNK : t.n;
+  const int64_t end = c.start + PXK_CHUNK < t.n ? c.start + PXK_CHUNK : t.n;
   for (int64_t i = c.start + threadIdx.x; i < end; i += blockDim.x) adamw_elem(p, grad, m, v, i, o, gs, t.wd);
 }
 template <typename T>
-static cudaError_t adamw_multi_g(cudaStream_t st, int gdt, const PxkAdamWTensor *ts, const PxkAdamWChunk *chunks,
+static cudaError_t adamw_multi_g(cudaStream_t st, int gdt, const PxkAdamWTensor *ts, const PxkChunk *chunks,
                                  int n_chunks, PxkAdamW o, const void *scale, int scale_dt, const void *skip,
                                  int skip_dt) {
   switch (gdt) {
@@ -827,7 +845,7 @@ static cudaError_t adamw_multi_g(cudaStream_t st, int gdt, const PxkAdamWTensor 
   return cudaGetLastError();
 }
 extern "C" cudaError_t pxk_adamw_multi(cudaStream_t st, int dt, int gdt, const PxkAdamWTensor *tensors,
-                                       const PxkAdamWChunk *chunks, int n_chunks, PxkAdamW o, const void *scale,
+                                       const PxkChunk *chunks, int n_chunks, PxkAdamW o, const void *scale,
                                        int scale_dt, const void *skip, int skip_dt) {
   if (n_chunks <= 0) return cudaSuccess;
   switch (dt) {
