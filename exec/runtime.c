@@ -63,7 +63,7 @@ typedef struct _PxRuntime PxRuntime;
 
 typedef struct {
   PxTensor *t;        /* a payload in flight */
-  PxDevEvent *sent;   /* complete once the send stream is past it */
+  PxDevEvent *sent;   /* complete once the p2p stream is past it */
 } InFlight;
 
 /* A send or receive of a group not issued yet (its group's last member comes later). */
@@ -827,7 +827,7 @@ static gboolean op_send(Rank *r, const PxInstr *ins, double *bytes, GError **err
   return ins->group >= 0 && !r->group_last[r->at] ? TRUE : issue_group(r, ins->group, error);
 }
 
-/* RECV_*: queued on the receive stream; the instruction that consumes it waits for its event. */
+/* RECV_*: issued with its group on the p2p stream; the instruction that consumes it waits for its event. */
 static gboolean op_recv(Rank *r, const PxInstr *ins, double *bytes, GError **error) {
   gboolean act = ins->kind == PX_OP_RECV_ACT;
   int s = slot(r, ins->mb, ins->chunk);
