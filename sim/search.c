@@ -375,10 +375,11 @@ static double finish_time(const PxPlan *p, const StateBlock *s, const ComputeBlo
       }
       if (next < 0) break;
       after = pipe->grad[r * v + next];
-      /* the engine's window of chunk c on rank r: dp_window[c·pp + r], the
-       * bucket share of that part's backward (the state table's share, mbs 1,
-       * times this compute block's backward) */
-      int k = next * pp + r;
+      /* the engine's window of chunk c on rank r: dp_window of the part it
+       * holds (px_schedule_part_of: c·pp + r, or the V's), the bucket share
+       * of that part's backward (the state table's share, mbs 1, times this
+       * compute block's backward) */
+      int k = px_schedule_part_of(p->schedule, pp, r, next);
       double sb = st->bwd_input[k] + st->bwd_weight[k];
       double win = st->dp_window && sb > 0 ? st->dp_window[k] / sb * (ct->bwd_input[k] + ct->bwd_weight[k]) : 0;
       cf[r] = MAX(after - win, cf[r]) + s->dp_reduce[r] / v;

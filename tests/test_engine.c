@@ -478,6 +478,31 @@ static void test_dp_window_hand(void) {
   }
 }
 
+/* The cost tables are per part. Under ZB-V (p 2, the V: stage 0 holds parts 0
+ * and 3, stage 1 parts 1 and 2) the ZeRO-3 gather of a chunk costs its own
+ * part's entry, not the interleaved c·p + s one. Gathers 1, 10, 100, 1000
+ * for parts 0..3: stage 0 gathers 1 + 1000 per step, stage 1 10 + 100 (the
+ * interleaved lookup would give 1 + 100 and 10 + 1000). */
+static void test_v_tables_by_part(void) {
+  Case c;
+  px_plan_init(&c.plan);
+  c.plan.schedule = PX_SCHED_ZB_V;
+  c.plan.pp = 2;
+  c.plan.vpp = 2;
+  c.plan.m = 4;
+  c.plan.dp = 2;
+  c.plan.zero = 3;
+  GError *err = NULL;
+  c.prog = px_program_new(&c.plan, NULL, &err);
+  g_assert_no_error(err);
+  c.tab = px_cost_table_ideal(2, 2);
+  for (int k = 0; k < 4; k++) c.tab->gather[k] = pow(10, k);
+  g_autoptr(PxSimResult) res = run(&c, NULL);
+  g_assert_cmpfloat_with_epsilon(res->ranks[0].op_time[PX_OP_GATHER_PARAMS], 1001, EPS);
+  g_assert_cmpfloat_with_epsilon(res->ranks[1].op_time[PX_OP_GATHER_PARAMS], 110, EPS);
+  case_clear(&c);
+}
+
 /* dp 2 × tp 2 × pp 4 with every kind of communication: simulating all 16 ranks
  * gives what one rank per stage gives. */
 static void test_symmetry(void) {
@@ -605,6 +630,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/engine/comm/p2p", test_p2p_hand);
   g_test_add_func("/engine/comm/dp-overlap", test_dp_overlap_hand);
   g_test_add_func("/engine/comm/dp-window-not-bubble", test_dp_window_hand);
+  g_test_add_func("/engine/comm/v-tables-by-part", test_v_tables_by_part);
   g_test_add_func("/engine/symmetry", test_symmetry);
   g_test_add_func("/engine/deadlock", test_deadlock);
   return g_test_run();
