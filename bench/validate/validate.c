@@ -78,8 +78,13 @@ static PxModel *gpt(const char *name, int layers, int hidden, int heads, int voc
   PxModelDesc d = {.name = (char *)name, .layers = layers, .hidden = hidden, .heads = heads, .kv_heads = heads,
                    .ffn = 4 * hidden, .vocab = vocab, .max_seq = seq, .ffn_kind = PX_FFN_GELU,
                    .norm = PX_NORM_LAYERNORM,
-                   /* MPT: ALiBi (no position parameters), no biases, no dropout */
-                   .pos = mpt ? PX_POS_ROPE : PX_POS_LEARNED, .bias = !mpt, .tied = TRUE, .dropout = !mpt};
+                   /* MPT as the llm-foundry tables ran it: learned positions
+                    * (max_seq_len x d_model, MPTConfig's learned_pos_emb default)
+                    * and biases (no_bias default False), which the published
+                    * NumParams column shows: it grows by d_model per position and
+                    * matches these shapes exactly (suite_foundry checks every
+                    * row); no dropout (pdrop 0) */
+                   .pos = PX_POS_LEARNED, .bias = TRUE, .tied = TRUE, .dropout = !mpt};
   g_autoptr(GError) err = NULL;
   PxModel *m = px_model_new(&d, &err);
   if (!m) die(err);
@@ -205,6 +210,13 @@ static void suite_foundry(const char *dir, Errors *all, gboolean quiet, gboolean
     if (mi < 0 || seq <= 0 || gpus <= 0 || mbs <= 0 || published <= 0) continue;
     g_autofree char *name = g_strdup_printf("mpt-%s", f[0]);
     g_autoptr(PxModel) m = gpt(name, mpt[mi].layers, mpt[mi].d_model, mpt[mi].heads, 50368, seq, TRUE);
+    /* the model described must be the one that ran: its parameters against
+     * the published NumParams (learned positions make them grow with seq) */
+    gint64 params = px_model_range_stored_params_tp(m, 0, m->n_layers, 1);
+    gint64 published_params = g_ascii_strtoll(f[12], NULL, 10);
+    if (params != published_params)
+      printf("  %s s%d: %" G_GINT64_FORMAT " parameters described, %" G_GINT64_FORMAT " published\n", f[0], seq,
+             params, published_params);
     g_autoptr(PxCluster) c = cluster(g ? "dgx-h100" : "dgx-a100-80g", gpus);
     PxPlan base;
     px_plan_init(&base);
@@ -213,9 +225,11 @@ static void suite_foundry(const char *dir, Errors *all, gboolean quiet, gboolean
     base.precision = PX_PREC_BF16;
     base.stack = PX_STACK_FSDP;
     base.grad_reduce_bytes = !strcmp(f[9], "PURE") ? 2 : 0; /* DEFAULT: the stack's fp32 */
-    /* the tables were made with llm-foundry's default 'gpu' extra, flash-attn
-     * 1.0.3 (May 2023, A100) and 1.0.9 (Oct 2023, H100): FlashAttention v1 (setup.py) */
-    base.attention = PX_ATTN_FLASH1;
+    /* attn_impl: triton — the MPT pretrain yamls (scripts/train/yamls/pretrain/
+     * mpt-*.yaml, attn_config.attn_impl) and submit_benchmarks.py's --attn_impl
+     * default at the commit that published the tables (b2a43a147, Oct 2023,
+     * llm-foundry v0.3.0 with triton-pre-mlir): FlashAttention in Triton */
+    base.attention = PX_ATTN_TRITON;
     gboolean ckpt = !g_ascii_strcasecmp(f[11], "True");
     PxLayout l = {.tp = 1, .pp = 1, .dp = gpus, .vpp = 1, .mbs = mbs, .zero = 3, .offload = PX_OFFLOAD_NONE,
                   .ckpt = ckpt ? PX_CKPT_FULL : PX_CKPT_NONE, .sp = 0, .schedule = PX_SCHED_1F1B, .order = 0};
