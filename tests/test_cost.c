@@ -198,6 +198,68 @@ static void test_block_gemm_bound(void) {
   px_plan_clear(&p);
 }
 
+/* The memory-bound terms that depend on the software, each by hand on the
+ * gemm_block_model block (h = 4096, ffn 16384, s = 2048, micro-batch 1, tp 1,
+ * bf16: T h E = 2048 * 4096 * 2 = 16777216 B) at hbm_bw 1 TB/s (efficiency 1)
+ * and a 5 us kernel overhead, GEMMs at 1e15 (their time cancels in every
+ * difference below).
+ *  - Triton FlashAttention vs FlashAttention-2: v1's rate, so f / peak more
+ *    forward (f = 0.5 * 4 * 2048^2 * 4096 = 3.4359738368e10 FLOPs) and
+ *    2.5 f / peak more backward, plus the backward's preprocess (o, do: 2 T h E),
+ *    the fp32 dq copy ((4 + E) T h) and the chunk backward joining dq, dk, dv
+ *    (6 T h E): 9 T h E + 4 T h = 1.50994944e8 + 3.3554432e7 B over 3 kernels
+ *    = 1.84549376e-4 + 1.5e-5 s; nothing more forward.
+ *  - Biases: the same block with biases reduces each output gradient over
+ *    the tokens, qkv 3h + proj h + fc 4h + fc2 h = 9h columns: 9 T h E =
+ *    1.50994944e-4 s + 4 kernels (2e-5 s), backward only.
+ *  - LayerNorm vs RMSNorm (Transformer Engine's fused backward): LayerNorm's
+ *    dgamma / dbeta kernel reads dy and x again: 2 norms x 2 T h E =
+ *    6.7108864e-5 s + 2 kernels (1e-5 s), backward only. */
+static PxModel *block_model_with(gboolean bias, PxNormKind norm) {
+  PxModelDesc d = {.name = (char *)"block", .layers = 1, .hidden = 4096, .heads = 32, .kv_heads = 32,
+                   .ffn = 16384, .vocab = 32000, .max_seq = 2048, .ffn_kind = PX_FFN_GELU,
+                   .norm = norm, .pos = PX_POS_ROPE, .bias = bias, .tied = FALSE};
+  g_autoptr(GError) err = NULL;
+  PxModel *m = px_model_new(&d, &err);
+  g_assert_no_error(err);
+  return m;
+}
+
+static void test_software_terms(void) {
+  PxCluster c = make_cluster(8, 1);
+  c.hbm_bw = 1e12;
+  c.kernel_overhead = 5e-6;
+  PxPlan p;
+  set_plan(&p, 1, 1, 1, 1, 1);
+  p.seq = 2048;
+  PxLink l = px_cost_tp_link(&c, &p, 0);
+  PxLayerTimes a, b;
+  g_autoptr(PxModel) m = block_model_with(FALSE, PX_NORM_LAYERNORM);
+  p.attention = PX_ATTN_FLASH;
+  px_cost_layer_times(m, &m->layers[1], &c, &p, &l, &a);
+  p.attention = PX_ATTN_TRITON;
+  px_cost_layer_times(m, &m->layers[1], &c, &p, &l, &b);
+  g_assert_cmpfloat(REL(b.fwd - a.fwd, 3.4359738368e-5), <, 1e-9);
+  g_assert_cmpfloat(REL(b.bwd_input - a.bwd_input, 8.589934592e-5 + 1.84549376e-4 + 1.5e-5), <, 1e-9);
+  g_assert_cmpfloat(b.bwd_weight, ==, a.bwd_weight);
+  g_assert_cmpstr(px_attention_name(PX_ATTN_TRITON), ==, "triton");
+  PxAttention parsed = PX_ATTN_DEFAULT;
+  g_assert_true(px_attention_parse("triton", &parsed));
+  g_assert_cmpint(parsed, ==, PX_ATTN_TRITON);
+
+  p.attention = PX_ATTN_FLASH;
+  g_autoptr(PxModel) mb = block_model_with(TRUE, PX_NORM_LAYERNORM);
+  px_cost_layer_times(mb, &mb->layers[1], &c, &p, &l, &b);
+  g_assert_cmpfloat(b.fwd, ==, a.fwd);
+  g_assert_cmpfloat(REL(b.bwd_input - a.bwd_input, 1.50994944e-4 + 2e-5), <, 1e-9);
+
+  g_autoptr(PxModel) mr = block_model_with(FALSE, PX_NORM_RMSNORM);
+  px_cost_layer_times(mr, &mr->layers[1], &c, &p, &l, &b);
+  g_assert_cmpfloat(b.fwd, ==, a.fwd);
+  g_assert_cmpfloat(REL(a.bwd_input - b.bwd_input, 6.7108864e-5 + 1e-5), <, 1e-9);
+  px_plan_clear(&p);
+}
+
 static void test_tp_links(void) {
   PxCluster c = make_cluster(8, 4);
   PxPlan p;
@@ -590,6 +652,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cost/collective/tree-for-small", test_tree_for_small);
   g_test_add_func("/cost/compute/gemm-efficiency", test_gemm_efficiency);
   g_test_add_func("/cost/compute/block-gemm-bound", test_block_gemm_bound);
+  g_test_add_func("/cost/compute/software-terms", test_software_terms);
   g_test_add_func("/cost/links/tp-nvlink-vs-network", test_tp_links);
   g_test_add_func("/cost/table/dp-reduction-zero", test_dp_reduction);
   g_test_add_func("/cost/table/tied-and-p2p", test_tied_and_p2p);
