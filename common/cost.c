@@ -533,10 +533,30 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
     dgrad += membound(cluster, (1 + norm_bwd_reads(d)) * Tn * h * E, 1 + norm_bwd_extra_kernels(d));
     break;
   case PX_LAYER_LM_HEAD: {
-    /* vocab-parallel cross entropy in fp32 over the logits: read + write forward, backward */
+    /* vocab-parallel cross entropy in fp32 over the logits: read + write forward, backward.
+     * The fsdp stack (llm-foundry's MPT) uses flash-attn's fused cross entropy
+     * (modeling_mpt.py loss_fn: fused_crossentropy, the xentropy_cuda_lib
+     * kernels): forward reads the 16-bit logits twice (max, then the sum of
+     * exponentials) and writes one loss per token; backward reads them and
+     * writes their gradient: 2 E | 2 E bytes per logit, one kernel each */
     double vocab_local = (double)d->vocab / tp;
-    c.fwd += membound(cluster, 2 * T * vocab_local * 4, 3);
-    dgrad += membound(cluster, 2 * T * vocab_local * 4, 2);
+    if (plan->stack == PX_STACK_FSDP) {
+      c.fwd += membound(cluster, 2 * T * vocab_local * E, 1);
+      dgrad += membound(cluster, 2 * T * vocab_local * E, 1);
+      /* Composer's training metrics, every micro-batch after its backward
+       * (composer 0.16.4 trainer.py _train_microbatch -> _eval_train_metrics):
+       * MPT's get_metrics(is_train=True) is LanguageCrossEntropy and
+       * LanguagePerplexity (modeling_mpt.py), each a torch CrossEntropyLoss
+       * over the logits (composer/metrics/nlp.py) inside the bf16 autocast
+       * context, which runs cross_entropy in fp32: a cast (read E, write 4)
+       * and log_softmax's three passes over the fp32 row (cunn_SoftMaxForward:
+       * max, sum of exponentials, write: 3 reads + 1 write of 4 B), then the
+       * nll gather: (E + 20) bytes per logit and 3 kernels, twice */
+      dgrad += membound(cluster, 2 * T * vocab_local * (E + 20.0), 6);
+    } else {
+      c.fwd += membound(cluster, 2 * T * vocab_local * 4, 3);
+      dgrad += membound(cluster, 2 * T * vocab_local * 4, 2);
+    }
     c.tp_bwd = tp_collective(plan, act, tp_link);
     if (tp > 1) c.tp_fwd = 3 * px_cost_allreduce(T * 4, tp, tp_link);
     break;

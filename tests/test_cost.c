@@ -253,6 +253,24 @@ static void test_software_terms(void) {
   g_assert_cmpfloat(b.fwd, ==, a.fwd);
   g_assert_cmpfloat(REL(b.bwd_input - a.bwd_input, 1.50994944e-4 + 2e-5), <, 1e-9);
 
+  /* The LM head's cross entropy (V = 32000, T V = 65536000 logits): the
+   * default fp32 one reads + writes 4 B forward (3 kernels) and backward (2);
+   * the fsdp stack (llm-foundry's MPT under Composer) runs flash-attn's fused
+   * one, 2 E forward and 2 E backward (1 kernel each), plus Composer's two
+   * training metrics after the backward, each (E + 20) B per logit over 3
+   * kernels. Forward: (8 - 4) T V = 2.62144e-4 s and 2 kernels less;
+   * backward: 4 T V + 44 T V - 8 T V = 40 T V = 2.62144e-3 s and 5 kernels more. */
+  const PxLayer *head = &m->layers[m->n_layers - 1];
+  g_assert_cmpint(head->kind, ==, PX_LAYER_LM_HEAD);
+  PxLayerTimes ha, hb;
+  p.stack = PX_STACK_PARALLAX;
+  px_cost_layer_times(m, head, &c, &p, &l, &ha);
+  p.stack = PX_STACK_FSDP;
+  px_cost_layer_times(m, head, &c, &p, &l, &hb);
+  g_assert_cmpfloat(REL(ha.fwd - hb.fwd, 2.62144e-4 + 1e-5), <, 1e-9);
+  g_assert_cmpfloat(REL(hb.bwd_input - ha.bwd_input, 2.62144e-3 + 2.5e-5), <, 1e-9);
+  p.stack = PX_STACK_PARALLAX;
+
   g_autoptr(PxModel) mr = block_model_with(FALSE, PX_NORM_RMSNORM);
   px_cost_layer_times(mr, &mr->layers[1], &c, &p, &l, &b);
   g_assert_cmpfloat(b.fwd, ==, a.fwd);
