@@ -313,8 +313,6 @@ static double tp_collective(const PxPlan *plan, double act_bytes, const PxLink *
 static int norm_bwd_reads(const PxModelDesc *d) { return d->norm == PX_NORM_LAYERNORM ? 4 : 2; }
 static int norm_bwd_extra_kernels(const PxModelDesc *d) { return d->norm == PX_NORM_LAYERNORM ? 1 : 0; }
 
-static double Tn_of(const PxPlan *plan, double T) { return plan->seq_parallel ? T / MAX(plan->tp, 1) : T; }
-
 /* Bias gradients: a linear layer's bias gradient is its output gradient
  * summed over the tokens, a reduction kernel of its own reading T x out
  * elements (PyTorch autograd: addmm's broadcast bias reduced by sum_to;
@@ -436,7 +434,7 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
       else if (t->split == PX_SPLIT_COLS) in /= tp;
       weight_gemms(cluster, prec, E, T, o, in, &c.fwd, &dgrad, &wgrad);
     }
-    dgrad += bias_grads(cluster, layer, plan, T, Tn_of(plan, T), E);
+    dgrad += bias_grads(cluster, layer, plan, T, Tn, E);
   }
   switch (layer->kind) {
   case PX_LAYER_EMBEDDING: {

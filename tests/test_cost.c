@@ -112,16 +112,20 @@ static void test_gemm_efficiency(void) {
   g_assert_cmpfloat(REL(t, 134250496.0 / 1.8e12 + 4e-6), <, 1e-12);
 }
 
-/* One GPT block, h = 4096, 32 heads, ffn 16384, GELU, no biases, 2048 positions. */
-static PxModel *gemm_block_model(void) {
+/* One GPT block, h = 4096, 32 heads, ffn 16384, GELU, 2048 positions, with or
+ * without biases, LayerNorm or RMSNorm. */
+static PxModel *block_model_with(gboolean bias, PxNormKind norm) {
   PxModelDesc d = {.name = (char *)"block", .layers = 1, .hidden = 4096, .heads = 32, .kv_heads = 32,
                    .ffn = 16384, .vocab = 32000, .max_seq = 2048, .ffn_kind = PX_FFN_GELU,
-                   .norm = PX_NORM_LAYERNORM, .pos = PX_POS_ROPE, .bias = FALSE, .tied = FALSE};
+                   .norm = norm, .pos = PX_POS_ROPE, .bias = bias, .tied = FALSE};
   g_autoptr(GError) err = NULL;
   PxModel *m = px_model_new(&d, &err);
   g_assert_no_error(err);
   return m;
 }
+
+/* ... without biases, LayerNorm. */
+static PxModel *gemm_block_model(void) { return block_model_with(FALSE, PX_NORM_LAYERNORM); }
 
 /* One GPT block, h = 4096, s = 2048, 32 heads, ffn 16384, no biases, tp 1,
  * HBM so fast that memory-bound kernels vanish, no quantisation, efficiency 1:
@@ -215,16 +219,6 @@ static void test_block_gemm_bound(void) {
  *  - LayerNorm vs RMSNorm (Transformer Engine's fused backward): LayerNorm's
  *    dgamma / dbeta kernel reads dy and x again: 2 norms x 2 T h E =
  *    6.7108864e-5 s + 2 kernels (1e-5 s), backward only. */
-static PxModel *block_model_with(gboolean bias, PxNormKind norm) {
-  PxModelDesc d = {.name = (char *)"block", .layers = 1, .hidden = 4096, .heads = 32, .kv_heads = 32,
-                   .ffn = 16384, .vocab = 32000, .max_seq = 2048, .ffn_kind = PX_FFN_GELU,
-                   .norm = norm, .pos = PX_POS_ROPE, .bias = bias, .tied = FALSE};
-  g_autoptr(GError) err = NULL;
-  PxModel *m = px_model_new(&d, &err);
-  g_assert_no_error(err);
-  return m;
-}
-
 static void test_software_terms(void) {
   PxCluster c = make_cluster(8, 1);
   c.hbm_bw = 1e12;
