@@ -16,7 +16,7 @@ static const char *const offload_names[] = {"none", "optimizer", "optimizer+para
 static const char *const prec_names[] = {"fp32", "fp16", "bf16", "fp8", NULL};
 static const char *const axis_names[] = {"tp", "dp", "pp", NULL};
 static const char *const stack_names[] = {"parallax", "megatron-2021", "megatron-core", "deepspeed", "fsdp", NULL};
-static const char *const attn_names[] = {"default", "flash", "unfused", "flash1", NULL};
+static const char *const attn_names[] = {"default", "flash", "unfused", "flash1", "triton", NULL};
 
 static gboolean parse_name(const char *s, const char *const *names, int *out) {
   if (!s) return FALSE;
@@ -395,7 +395,7 @@ gboolean px_plan_load_ini(PxPlan *p, const char *path, GError **error) {
       !ini_choice(kf, path, "stack", (ChoiceParser)px_stack_parse, &p->stack,
                   "parallax, megatron-2021, megatron-core, deepspeed, fsdp", error) ||
       !ini_choice(kf, path, "attention", (ChoiceParser)px_attention_parse, &p->attention,
-                  "default, flash, unfused, flash1", error) ||
+                  "default, flash, unfused, flash1, triton", error) ||
       !ini_choice(kf, path, "order", (ChoiceParser)px_order_parse, p->order,
                   "a permutation of tp,dp,pp (innermost first)", error) ||
       !px_config_get_bool(kf, path, "plan", "seq_parallel", p->seq_parallel, &p->seq_parallel,

@@ -45,8 +45,11 @@ typedef enum {
 } PxStack;
 /* Attention kernel: DEFAULT is the stack's choice. */
 /* flash: FlashAttention-2 (the cluster's flash efficiencies); flash1: FlashAttention
- * v1, half as fast (Dao 2023: FlashAttention-2 is about 2x FlashAttention). */
-typedef enum { PX_ATTN_DEFAULT, PX_ATTN_FLASH, PX_ATTN_UNFUSED, PX_ATTN_FLASH1 } PxAttention;
+ * v1, half as fast (Dao 2023: FlashAttention-2 is about 2x FlashAttention), through
+ * its varlen interface; triton: FlashAttention in Triton (flash_attn_triton.py, the
+ * attn_impl of llm-foundry's MPT yamls in 2023), v1's rate on padded q, k, v views.
+ * docs/cost.md "Attention". */
+typedef enum { PX_ATTN_DEFAULT, PX_ATTN_FLASH, PX_ATTN_UNFUSED, PX_ATTN_FLASH1, PX_ATTN_TRITON } PxAttention;
 
 typedef struct {
   int dp, tp, pp;
