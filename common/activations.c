@@ -101,7 +101,12 @@ static void block(Ctx *c, const PxModel *model, const PxPlan *plan, gboolean exe
    * drops them (recomputed in backward), and flash attention never makes them */
   double heads = d->heads / t, span = exec ? c->s : px_model_attn_span(d, (int)c->s);
   gboolean flash = !exec && px_cost_attention(plan) != PX_ATTN_UNFUSED;
-  if (!flash) {
+  /* the executor's ring attention (context parallelism) is flash-style: each
+   * query row's log-sum-exp, no probabilities (exec/gpt.c) */
+  gboolean lse = exec && MAX(plan->cp, 1) > 1;
+  if (lse) {
+    add(c, PX_ACT_LSE, "lse", "attention (row log-sum-exp)", inner, c->b * heads, c->s, e);
+  } else if (!flash) {
     PxActLife pl = plan->ckpt == PX_CKPT_NONE ? PX_ACT_KEPT : PX_ACT_RECOMPUTED;
     PxActEntry *p = add(c, PX_ACT_PROBS, "att", "attention over V (softmax output)", pl, c->b * heads * c->s, span, e);
     p->ndim = 4;
