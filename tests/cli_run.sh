@@ -129,6 +129,10 @@ cp1=$("$exe" "${base[@]}" --steps 2 | losses)
 cp2out=$("$exe" "${base[@]}" --cp 2 --gpus 2 --steps 2)
 check "cp 2 runs ring attention" "grep -q 'x cp 2 (ring attention)' <<<\"\$cp2out\""
 check "cp 2 gives the single rank's losses" "[ \"\$cp1\" = \"\$(losses <<<\"\$cp2out\")\" ]"
+cp6=$("$exe" "${base[@]}" --steps 6 | losses | tail -3)
+"$exe" "${base[@]}" --cp 2 --gpus 4 --dp 2 --zero 1 --steps 3 --decay-steps 6 --save "$tmp/ckcp" >/dev/null
+cpres=$("$exe" "${base[@]}" --steps 6 --resume "$tmp/ckcp" | losses)
+check "a cp 2 · dp 2 ZeRO-1 checkpoint resumes on one rank" "[ \"\$cp6\" = \"\$cpres\" ]"
 bad "cp over an indivisible sequence" "not divisible by 6" "${base[@]}" --cp 3 --gpus 3 --seq 16
 "$exe" "${base[@]}" --data "$tmp/good.bin" --steps 1 >/dev/null 2>"$tmp/err"
 check "a good token file trains" "[ $? -eq 0 ]"
