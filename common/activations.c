@@ -100,11 +100,11 @@ static void block(Ctx *c, const PxModel *model, const PxPlan *plan, gboolean exe
   /* the s x s probabilities: unfused attention keeps them; selective recompute
    * drops them (recomputed in backward), and flash attention never makes them */
   double heads = d->heads / t, span = exec ? c->s : px_model_attn_span(d, (int)c->s);
-  gboolean flash = !exec && px_cost_attention(plan) != PX_ATTN_UNFUSED;
-  /* the executor's ring attention (context parallelism) is flash-style: each
-   * query row's log-sum-exp, no probabilities (exec/gpt.c) */
-  gboolean lse = exec && MAX(plan->cp, 1) > 1;
-  if (lse) {
+  gboolean fused = px_cost_attention(plan) != PX_ATTN_UNFUSED, flash = !exec && fused;
+  /* the executor's flash-style attention (its block op, over the CP ring
+   * under context parallelism) keeps each query row's log-sum-exp and
+   * recomputes the probabilities in backward (exec/gpt.c) */
+  if (exec && fused) {
     add(c, PX_ACT_LSE, "lse", "attention (row log-sum-exp)", inner, c->b * heads, c->s, e);
   } else if (!flash) {
     PxActLife pl = plan->ckpt == PX_CKPT_NONE ? PX_ACT_KEPT : PX_ACT_RECOMPUTED;

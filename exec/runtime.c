@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "checkpoint.h"
+#include "cost.h"
 #include "comm.h"
 #include "data.h"
 #include "gpt.h"
@@ -490,6 +491,10 @@ static PxRuntime *runtime_setup(const PxModel *model, const PxPlan *plan, const 
    * fused ring attention, are about the stack it models), then run in the
    * executor's own precision */
   if (!px_plan_validate(&rt->plan, model, NULL, error) || !px_model_executable(model, error)) return NULL;
+  /* the attention kernel of the plan as given (flash in 16 bits, and under
+   * context parallelism): a fused one runs the flash-style block op, keeping
+   * the row log-sum-exp, never the s x s probabilities (activations.h) */
+  rt->plan.attention = px_cost_attention(&rt->plan);
   rt->plan.precision = PX_PREC_FP32; /* the executor computes in fp32 / fp64 */
   if (rt->plan.offload != PX_OFFLOAD_NONE) {
     rfail(error, PX_RUNTIME_ERROR_INVALID, "offload (%s) is not implemented by the executor",

@@ -1,5 +1,5 @@
 /* mpi_parity.c — one layout of the CI parity subset (tests/parity.h, the
- * context-parallel layouts after the others) with every
+ * flash / context-parallel layouts after the others) with every
  * rank a process of its own on the `mpi` communicator: run by
  * tests/cli_parity_mpi.sh as `mpirun -n WORLD mpi_parity INDEX DTYPE`. Rank 0
  * also runs the single rank in-process and compares the losses of STEPS
@@ -13,16 +13,18 @@
 #include "comm.h"
 #include "parity.h"
 
-/* Layout index: the parity subset, then the context-parallel layouts. */
-static const Layout *layout_at(int index, int *cp) {
+/* Layout index: the parity subset, then the flash / context-parallel layouts. */
+static const Layout *layout_at(int index, int *cp, PxAttention *attn) {
   int n = (int)G_N_ELEMENTS(parity_layouts);
-  *cp = index < n ? 1 : cp_parity_layouts[index - n].cp;
-  return index < n ? &parity_layouts[index] : &cp_parity_layouts[index - n].l;
+  *cp = index < n ? 1 : flash_parity_layouts[index - n].cp;
+  *attn = index < n ? PX_ATTN_DEFAULT : flash_parity_layouts[index - n].attention;
+  return index < n ? &parity_layouts[index] : &flash_parity_layouts[index - n].l;
 }
 
 static int run(int index, PxDType dt) {
   int cp;
-  const Layout *l = layout_at(index, &cp);
+  PxAttention attn;
+  const Layout *l = layout_at(index, &cp, &attn);
   g_autoptr(GError) error = NULL;
   g_autoptr(PxModel) model = load_model(l->model);
   PxComm *world = px_comm_mpi_new(30, &error);
@@ -34,7 +36,8 @@ static int run(int index, PxDType dt) {
   PxPlan plan;
   layout_plan(l, &plan);
   plan.cp = cp;
-  if (cp > 1) plan.precision = PX_PREC_BF16; /* as layout_runtime_cp: the plan a CP stack runs */
+  plan.attention = attn;
+  if (cp > 1) plan.precision = PX_PREC_BF16; /* as layout_runtime_attn: the plan a CP stack runs */
   PxRunOptions o;
   layout_options(&o, dt);
   double got[STEPS], want[STEPS];
@@ -75,8 +78,8 @@ static int run(int index, PxDType dt) {
       rc = 1;
     }
     if (!rc)
-      printf("ok %d - %s cp%d dp%d tp%d pp%d vpp%d %s zero%d ckpt %s%s %s: %d processes, %d steps, worst rel %.1e\n",
-             index, l->model, cp, l->dp, l->tp, l->pp, l->vpp, l->schedule, l->zero, px_ckpt_name(l->ckpt),
+      printf("ok %d - %s cp%d %s attention dp%d tp%d pp%d vpp%d %s zero%d ckpt %s%s %s: %d processes, %d steps, worst rel %.1e\n",
+             index, l->model, cp, px_attention_name(attn), l->dp, l->tp, l->pp, l->vpp, l->schedule, l->zero, px_ckpt_name(l->ckpt),
              l->sp ? " sp" : "", px_dtype_name(dt), l->dp * l->tp * l->pp * cp, STEPS, worst);
   }
   px_comm_free(world);
@@ -85,11 +88,12 @@ static int run(int index, PxDType dt) {
 }
 
 int main(int argc, char **argv) {
-  int n = (int)(G_N_ELEMENTS(parity_layouts) + G_N_ELEMENTS(cp_parity_layouts));
+  int n = (int)(G_N_ELEMENTS(parity_layouts) + G_N_ELEMENTS(flash_parity_layouts));
   if (argc == 2 && !strcmp(argv[1], "--list")) {
     for (int i = 0; i < n; i++) {
       int cp;
-      const Layout *l = layout_at(i, &cp);
+      PxAttention attn;
+      const Layout *l = layout_at(i, &cp, &attn);
       printf("%d %d\n", i, l->dp * l->tp * l->pp * cp);
     }
     return 0;

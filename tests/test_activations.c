@@ -208,7 +208,7 @@ static void test_profile_by_hand(void) {
   px_plan_clear(&p);
 }
 
-/* Context parallelism in the executor's stack: tiny-gpt (h 64, a 4), fp32,
+/* Context parallelism (and flash attention) in the executor's stack: tiny-gpt (h 64, a 4), fp32,
  * mbs 2 × seq 16 over cp 2 = 8 tokens per sequence on a rank (N 16). A
  * block without CP is 139,776 B at N 32 (test_profile_by_hand), of which the
  * probabilities 2·4·16·16·4 = 8,192 B; with CP every per-token tensor halves,
@@ -236,6 +236,18 @@ static void test_exec_cp(void) {
   p.ckpt = PX_CKPT_FULL;
   px_activations_layer(m, &p, &ex, 1, 2, 1, &l);
   g_assert_cmpint(px_act_find(&l, PX_ACT_LSE)->life, ==, PX_ACT_RECOMPUTED);
+  /* flash attention without CP: one block of 16 tokens, 139,776 - 8,192 +
+   * 8·16·4 = 132,096 B; unfused (the fp32 default) keeps the probabilities */
+  p.cp = 1;
+  p.ckpt = PX_CKPT_NONE;
+  p.attention = PX_ATTN_FLASH;
+  px_activations_layer(m, &p, &ex, 1, 2, 1, &l);
+  g_assert_null(px_act_find(&l, PX_ACT_PROBS));
+  g_assert_cmpfloat(px_act_kept_bytes(&l), ==, 132096);
+  p.attention = PX_ATTN_DEFAULT;
+  px_activations_layer(m, &p, &ex, 1, 2, 1, &l);
+  g_assert_null(px_act_find(&l, PX_ACT_LSE));
+  g_assert_cmpfloat(px_act_kept_bytes(&l), ==, 139776);
   px_plan_clear(&p);
 }
 

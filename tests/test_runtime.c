@@ -1,5 +1,6 @@
 /* test_runtime.c — the executor runtime against the single-rank run:
- *  - loss parity (context parallelism too: cp 2 and 4, with tp, pp, dp, ZeRO): the first 5 steps of a covering subset of {pp 1,2,4} x {tp 1,2}
+ *  - loss parity (context parallelism too: cp 2 and 4, with tp, pp, dp, ZeRO;
+ *    and flash attention): the first 5 steps of a covering subset of {pp 1,2,4} x {tp 1,2}
  *    x {dp 1,2} x {ZeRO 0-3} x {ckpt none, selective, full} x {gpipe, 1f1b,
  *    interleaved, zb-h1} x {sequence parallel or not} equal the single-rank losses on the same global batch
  *    (1e-5 relative in fp32, 1e-10 in fp64); the full product runs in
@@ -25,11 +26,13 @@
 
 #include "parity.h"
 
-/* A runtime for the layout with context parallelism over cp ranks that has
- * run `steps` steps (their losses into loss when non-NULL). */
-static PxRuntime *stepped_cp(const PxModel *model, const Layout *l, int cp, PxDType dt, int steps, double *loss) {
+/* A runtime for the layout with context parallelism over cp ranks and an
+ * attention kernel that has run `steps` steps (their losses into loss when
+ * non-NULL). */
+static PxRuntime *stepped_attn(const PxModel *model, const Layout *l, int cp, PxAttention attn, PxDType dt, int steps,
+                               double *loss) {
   g_autoptr(GError) error = NULL;
-  PxRuntime *rt = layout_runtime_cp(model, l, cp, dt, &error);
+  PxRuntime *rt = layout_runtime_attn(model, l, cp, attn, dt, &error);
   g_assert_no_error(error);
   for (int s = 0; s < steps; s++) {
     PxStepResult r;
@@ -42,7 +45,7 @@ static PxRuntime *stepped_cp(const PxModel *model, const Layout *l, int cp, PxDT
 }
 
 static PxRuntime *stepped(const PxModel *model, const Layout *l, PxDType dt, int steps, double *loss) {
-  return stepped_cp(model, l, 1, dt, steps, loss);
+  return stepped_attn(model, l, 1, PX_ATTN_DEFAULT, dt, steps, loss);
 }
 
 static void run_losses(const PxModel *model, const Layout *l, PxDType dt, double *loss) {
@@ -81,25 +84,27 @@ static void test_parity_llama_f32(void) { check_parity("tiny-llama", PX_DTYPE_F3
 static void test_parity_gpt_f64(void) { check_parity("tiny-gpt", PX_DTYPE_F64, 1e-10, TRUE); }
 static void test_parity_llama_f64(void) { check_parity("tiny-llama", PX_DTYPE_F64, 1e-10, TRUE); }
 
-/* Context parallelism (tests/parity.h cp_parity_layouts): ring attention
- * over cp ranks, alone and with tp, pp, dp and ZeRO, equals the single rank
- * on the same global batch. */
+/* Flash-style attention (tests/parity.h flash_parity_layouts): ring
+ * attention over cp ranks, alone and with tp, pp, dp and ZeRO, and flash
+ * attention on one block, equal the single rank (unfused attention) on the
+ * same global batch. */
 static void check_parity_cp(PxDType dt, double tol) {
-  for (gsize i = 0; i < G_N_ELEMENTS(cp_parity_layouts); i++) {
-    const Layout *l = &cp_parity_layouts[i].l;
-    int cp = cp_parity_layouts[i].cp;
+  for (gsize i = 0; i < G_N_ELEMENTS(flash_parity_layouts); i++) {
+    const Layout *l = &flash_parity_layouts[i].l;
+    int cp = flash_parity_layouts[i].cp;
+    PxAttention attn = flash_parity_layouts[i].attention;
     if (dt == PX_DTYPE_F64 && l->dp * l->tp * l->pp * cp < 8) continue;
     g_autoptr(PxModel) model = load_model(l->model);
     Layout single = {l->model, 1, 1, 1, 1, "1f1b", 0, PX_CKPT_NONE, l->mbs, l->gbs, FALSE, 1};
     double want[STEPS], got[STEPS];
     run_losses(model, &single, dt, want);
-    px_runtime_free(stepped_cp(model, l, cp, dt, STEPS, got));
+    px_runtime_free(stepped_attn(model, l, cp, attn, dt, STEPS, got));
     for (int s = 0; s < STEPS; s++) {
       double rel = fabs(got[s] - want[s]) / fabs(want[s]);
       if (rel > tol)
-        g_error("%s cp%d dp%d tp%d pp%d %s zero%d ckpt %s: step %d loss %.12g, single rank %.12g (rel %.2e)",
-                l->model, cp, l->dp, l->tp, l->pp, l->schedule, l->zero, px_ckpt_name(l->ckpt), s + 1, got[s],
-                want[s], rel);
+        g_error("%s cp%d %s attention dp%d tp%d pp%d %s zero%d ckpt %s: step %d loss %.12g, single rank %.12g (rel %.2e)",
+                l->model, cp, px_attention_name(attn), l->dp, l->tp, l->pp, l->schedule, l->zero, px_ckpt_name(l->ckpt),
+                s + 1, got[s], want[s], rel);
     }
   }
 }
@@ -216,9 +221,9 @@ static void test_weights_agree(void) {
 
 /* ---- memory ------------------------------------------------------------------------ */
 
-static void check_memory_cp(const Layout *l, int cp, PxDType dt) {
+static void check_memory_attn(const Layout *l, int cp, PxAttention attn, PxDType dt) {
   g_autoptr(PxModel) model = load_model(l->model);
-  g_autoptr(PxRuntime) rt = stepped_cp(model, l, cp, dt, 2, NULL);
+  g_autoptr(PxRuntime) rt = stepped_attn(model, l, cp, attn, dt, 2, NULL);
   for (int r = 0; r < px_runtime_world(rt); r++) {
     PxRankMemory m;
     px_runtime_memory(rt, r, &m);
@@ -240,7 +245,7 @@ static void check_memory_cp(const Layout *l, int cp, PxDType dt) {
   }
 }
 
-static void check_memory(const Layout *l, PxDType dt) { check_memory_cp(l, 1, dt); }
+static void check_memory(const Layout *l, PxDType dt) { check_memory_attn(l, 1, PX_ATTN_DEFAULT, dt); }
 
 static void test_memory(void) {
   static const Layout layouts[] = {
@@ -266,12 +271,14 @@ static void test_memory(void) {
   };
   for (gsize i = 0; i < G_N_ELEMENTS(layouts); i++) check_memory(&layouts[i], PX_DTYPE_F32);
   check_memory(&layouts[1], PX_DTYPE_F64);
-  /* context parallelism: the attention keeps its log-sum-exp, ZeRO shards over dp·cp */
-  for (gsize i = 0; i < G_N_ELEMENTS(cp_parity_layouts); i++) {
+  /* flash-style attention (context parallelism, --attention flash): the
+   * attention keeps its log-sum-exp; ZeRO shards over dp·cp */
+  for (gsize i = 0; i < G_N_ELEMENTS(flash_parity_layouts); i++) {
+    const FlashLayout *f = &flash_parity_layouts[i];
     /* zb-h1 with tp > 1 measures twice the predicted peak on its last stage,
      * with or without CP (an open gap of the zb-h1 walk, not CP's) */
-    if (!strcmp(cp_parity_layouts[i].l.schedule, "zb-h1")) continue;
-    check_memory_cp(&cp_parity_layouts[i].l, cp_parity_layouts[i].cp, PX_DTYPE_F32);
+    if (!strcmp(f->l.schedule, "zb-h1")) continue;
+    check_memory_attn(&f->l, f->cp, f->attention, PX_DTYPE_F32);
   }
 }
 
@@ -505,8 +512,8 @@ int main(int argc, char **argv) {
   g_test_add_func("/runtime/parity/gpt/f64", test_parity_gpt_f64);
   g_test_add_func("/runtime/parity/llama/f64", test_parity_llama_f64);
   g_test_add_func("/runtime/parity/padded-vocab", test_parity_padded_vocab);
-  g_test_add_func("/runtime/parity/cp/f32", test_parity_cp_f32);
-  g_test_add_func("/runtime/parity/cp/f64", test_parity_cp_f64);
+  g_test_add_func("/runtime/parity/flash-cp/f32", test_parity_cp_f32);
+  g_test_add_func("/runtime/parity/flash-cp/f64", test_parity_cp_f64);
   g_test_add_func("/runtime/loss/initial", test_initial_loss);
   g_test_add_func("/runtime/model/hyperparameters", test_model_hyperparameters);
   g_test_add_func("/runtime/weights/agree", test_weights_agree);
