@@ -427,6 +427,30 @@ template <typename T> __device__ __forceinline__ void warp_add_store(T *row, con
   }
 }
 
+/* reg += a * row (the lane's part) */
+template <typename T> __device__ __forceinline__ void warp_axpy(float *reg, float a, const T *row, int hd) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int k = 0; k < ATT_K; k++) {
+    int d = lane + 32 * k;
+    if (d < hd) reg[k] += a * ld(row, d);
+  }
+}
+/* One key of the online softmax: score s, value row vr into the running
+ * output o, max mx and sum l (flash attention's rescale). */
+template <typename T>
+__device__ __forceinline__ void online_step(float *o, float &mx, float &l, float s, const T *vr, int hd) {
+  const int lane = threadIdx.x & 31;
+  float mnew = fmaxf(mx, s), corr = expf(mx - mnew), p = expf(s - mnew);
+  l = l * corr + p;
+#pragma unroll
+  for (int k = 0; k < ATT_K; k++) {
+    int d = lane + 32 * k;
+    o[k] = o[k] * corr + (d < hd ? p * ld(vr, d) : 0.f);
+  }
+  mx = mnew;
+}
+
 /* q row (b, h, i) -> pointers */
 #define Q_ROW(base, b, t, h) ((base) + ((int64_t)(b) * g.T + (t)) * g.W + (int64_t)(h) * g.hd)
 #define K_ROW(base, b, t, kvh) ((base) + ((int64_t)(b) * g.T + (t)) * g.W + (int64_t)(g.H + (kvh)) * g.hd)
@@ -444,18 +468,8 @@ __global__ void k_attention_fwd(T *out, void *att, const T *qkv, AttGeo g, int s
 #pragma unroll
   for (int k = 0; k < ATT_K; k++) o[k] = 0.f;
   float mx = -INFINITY, l = 0.f;
-  for (int j = 0; j <= i; j++) {
-    float s = warp_dot(q, K_ROW(qkv, b, j, kvh), g.hd);
-    float mnew = fmaxf(mx, s), corr = expf(mx - mnew), p = expf(s - mnew);
-    l = l * corr + p;
-    const T *vr = V_ROW(qkv, b, j, kvh);
-#pragma unroll
-    for (int k = 0; k < ATT_K; k++) {
-      int d = lane + 32 * k;
-      o[k] = o[k] * corr + (d < g.hd ? p * ld(vr, d) : 0.f);
-    }
-    mx = mnew;
-  }
+  for (int j = 0; j <= i; j++)
+    online_step(o, mx, l, warp_dot(q, K_ROW(qkv, b, j, kvh), g.hd), V_ROW(qkv, b, j, kvh), g.hd);
   T *orow = out + ((int64_t)b * g.T + i) * ((int64_t)g.H * g.hd) + (int64_t)h * g.hd;
 #pragma unroll
   for (int k = 0; k < ATT_K; k++) {
@@ -506,12 +520,7 @@ __global__ void k_attention_bwd_q(T *dqkv, const T *dout, const T *qkv, const vo
   for (int j = 0; j <= i; j++) {
     const T *kr = K_ROW(qkv, b, j, kvh);
     float p = att_prob(att, save_probs, r, j, g.T, q, kr, g.hd);
-    float ds = p * (warp_dot(dO, V_ROW(qkv, b, j, kvh), g.hd) - dsum);
-#pragma unroll
-    for (int k = 0; k < ATT_K; k++) {
-      int d = lane + 32 * k;
-      dq[k] += d < g.hd ? ds * ld(kr, d) : 0.f;
-    }
+    warp_axpy(dq, p * (warp_dot(dO, V_ROW(qkv, b, j, kvh), g.hd) - dsum), kr, g.hd);
   }
   warp_add_store(Q_ROW(dqkv, b, i, h), dq, g.hd, g.scale);
   if (lane == 0) D[r] = dsum;
@@ -548,15 +557,8 @@ __global__ void k_attention_bwd_kv(T *dqkv, const T *dout, const T *qkv, const v
         }
         p = expf(warp_sum(s) - ((const float *)att)[rq]);
       }
-      float ds = p * (warp_dot(vreg, dor, g.hd) - D[rq]);
-#pragma unroll
-      for (int k = 0; k < ATT_K; k++) {
-        int d = lane + 32 * k;
-        if (d < g.hd) {
-          dv[k] += p * ld(dor, d);
-          dk[k] += ds * ld(qr, d);
-        }
-      }
+      warp_axpy(dv, p, dor, g.hd);
+      warp_axpy(dk, p * (warp_dot(vreg, dor, g.hd) - D[rq]), qr, g.hd);
     }
   warp_add_store(K_ROW(dqkv, b, j, kvh), dk, g.hd, g.scale);
   warp_add_store(V_ROW(dqkv, b, j, kvh), dv, g.hd, 1.f);
@@ -631,19 +633,8 @@ __global__ void k_attn_block_fwd(T *out, T *lse, const T *q, const T *kv, BlkGeo
 #pragma unroll
   for (int k = 0; k < ATT_K; k++) o[k] = 0.f;
   float mx = -INFINITY, l = 0.f;
-  for (int j = 0; j < g.Tk; j++) {
-    if (pos_of(g.kp, j) > pi) continue;
-    float s = warp_dot(qr, BK_ROW(kv, b, j, kvh), g.hd);
-    float mnew = fmaxf(mx, s), corr = expf(mx - mnew), p = expf(s - mnew);
-    l = l * corr + p;
-    const T *vr = BV_ROW(kv, b, j, kvh);
-#pragma unroll
-    for (int k = 0; k < ATT_K; k++) {
-      int d = lane + 32 * k;
-      o[k] = o[k] * corr + (d < g.hd ? p * ld(vr, d) : 0.f);
-    }
-    mx = mnew;
-  }
+  for (int j = 0; j < g.Tk; j++)
+    if (pos_of(g.kp, j) <= pi) online_step(o, mx, l, warp_dot(qr, BK_ROW(kv, b, j, kvh), g.hd), BV_ROW(kv, b, j, kvh), g.hd);
   T *orow = BO_ROW(out, b, i, h);
 #pragma unroll
   for (int k = 0; k < ATT_K; k++) {
@@ -682,7 +673,7 @@ __global__ void k_attn_block_bwd_q(T *dq, const T *dout, const T *q, const T *kv
   const int64_t r = (int64_t)blockIdx.x * ATT_WARPS + (threadIdx.x >> 5);
   if (r >= (int64_t)g.B * g.H * g.Tq) return;
   const int i = (int)(r % g.Tq), h = (int)(r / g.Tq % g.H), b = (int)(r / ((int64_t)g.Tq * g.H));
-  const int kvh = h / (g.H / g.KV), pi = pos_of(g.qp, i), lane = threadIdx.x & 31;
+  const int kvh = h / (g.H / g.KV), pi = pos_of(g.qp, i);
   const float l = ld(lse, r);
   if (l == -INFINITY) return;
   float qr[ATT_K], dO[ATT_K], dqr[ATT_K];
@@ -695,12 +686,7 @@ __global__ void k_attn_block_bwd_q(T *dq, const T *dout, const T *q, const T *kv
     if (pos_of(g.kp, j) > pi) continue;
     const T *kr = BK_ROW(kv, b, j, kvh);
     float p = expf(warp_dot(qr, kr, g.hd) - l);
-    float ds = p * (warp_dot(dO, BV_ROW(kv, b, j, kvh), g.hd) - D);
-#pragma unroll
-    for (int k = 0; k < ATT_K; k++) {
-      int d = lane + 32 * k;
-      dqr[k] += d < g.hd ? ds * ld(kr, d) : 0.f;
-    }
+    warp_axpy(dqr, p * (warp_dot(dO, BV_ROW(kv, b, j, kvh), g.hd) - D), kr, g.hd);
   }
   warp_add_store(BQ_ROW(dq, b, i, h), dqr, g.hd, g.scale);
 }
@@ -713,7 +699,7 @@ __global__ void k_attn_block_bwd_kv(T *dkv, const T *dout, const T *q, const T *
   const int64_t r = (int64_t)blockIdx.x * ATT_WARPS + (threadIdx.x >> 5);
   if (r >= (int64_t)g.B * g.KV * g.Tk) return;
   const int j = (int)(r % g.Tk), kvh = (int)(r / g.Tk % g.KV), b = (int)(r / ((int64_t)g.Tk * g.KV));
-  const int per = g.H / g.KV, lane = threadIdx.x & 31, pj = pos_of(g.kp, j);
+  const int per = g.H / g.KV, pj = pos_of(g.kp, j);
   float kreg[ATT_K], vreg[ATT_K], dk[ATT_K], dv[ATT_K];
   warp_load(kreg, BK_ROW(kv, b, j, kvh), g.hd, g.scale);
   warp_load(vreg, BV_ROW(kv, b, j, kvh), g.hd, 1.f);
@@ -726,15 +712,8 @@ __global__ void k_attn_block_bwd_kv(T *dkv, const T *dout, const T *q, const T *
       if (l == -INFINITY) continue;
       const T *qr = BQ_ROW(q, b, i, h), *dor = BO_ROW(dout, b, i, h);
       float p = expf(warp_dot(kreg, qr, g.hd) - l);
-      float ds = p * (warp_dot(vreg, dor, g.hd) - blk_D(dout, out, g, b, i, h));
-#pragma unroll
-      for (int k = 0; k < ATT_K; k++) {
-        int d = lane + 32 * k;
-        if (d < g.hd) {
-          dv[k] += p * ld(dor, d);
-          dk[k] += ds * ld(qr, d);
-        }
-      }
+      warp_axpy(dv, p, dor, g.hd);
+      warp_axpy(dk, p * (warp_dot(vreg, dor, g.hd) - blk_D(dout, out, g, b, i, h)), qr, g.hd);
     }
   warp_add_store(BK_ROW(dkv, b, j, kvh), dk, g.hd, g.scale);
   warp_add_store(BV_ROW(dkv, b, j, kvh), dv, g.hd, 1.f);
