@@ -315,6 +315,7 @@ static gboolean step(Sim *sim, Rank *r) {
     set_memory(sim, r, r->t);
     break;
   case PX_OP_REDUCE_GRADS:
+    if (opt->grads_final && has_part) opt->grads_final[r->stage * sim->vpp + in->chunk] = r->t;
     if (!tab->overlap_dp) {
       g_array_append_val(r->deferred, in->chunk);
       break;
@@ -325,6 +326,7 @@ static gboolean step(Sim *sim, Rank *r) {
     if (!collective(sim, r, in, in->kind, -1, !tab->overlap_dp)) return FALSE;
     break;
   case PX_OP_OPTIMIZER_STEP:
+    if (opt->stage_ready && r->flushed == 0 && !r->cur) opt->stage_ready[r->stage] = r->t; /* first entry */
     while (r->flushed < r->deferred->len) {
       if (!collective(sim, r, in, PX_OP_REDUCE_GRADS, g_array_index(r->deferred, int, r->flushed), TRUE))
         return FALSE;
