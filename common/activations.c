@@ -100,8 +100,13 @@ static void block(Ctx *c, const PxModel *model, const PxPlan *plan, gboolean exe
   /* the s x s probabilities: unfused attention keeps them; selective recompute
    * drops them (recomputed in backward), and flash attention never makes them */
   double heads = d->heads / t, span = exec ? c->s : px_model_attn_span(d, (int)c->s);
-  gboolean flash = !exec && px_cost_attention(plan) != PX_ATTN_UNFUSED;
-  if (!flash) {
+  gboolean fused = px_cost_attention(plan) != PX_ATTN_UNFUSED, flash = !exec && fused;
+  /* the executor's flash-style attention (its block op, over the CP ring
+   * under context parallelism) keeps each query row's log-sum-exp and
+   * recomputes the probabilities in backward (exec/gpt.c) */
+  if (exec && fused) {
+    add(c, PX_ACT_LSE, "lse", "attention (row log-sum-exp)", inner, c->b * heads, c->s, e);
+  } else if (!flash) {
     PxActLife pl = plan->ckpt == PX_CKPT_NONE ? PX_ACT_KEPT : PX_ACT_RECOMPUTED;
     PxActEntry *p = add(c, PX_ACT_PROBS, "att", "attention over V (softmax output)", pl, c->b * heads * c->s, span, e);
     p->ndim = 4;

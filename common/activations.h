@@ -15,7 +15,12 @@
  *    (and flash attention) drop the 5as/h entries. The planner uses this.
  *  - PX_ACT_STACK_EXEC: parallax-exec's own kernels (exec/gpt.c on a backend),
  *    in the run's dtype. The same entries minus dropout (the executor has
- *    none), always an unfused attention (the s × s probabilities are kept), plus
+ *    none), an unfused attention (the s × s probabilities are kept) unless
+ *    the plan's attention is fused (px_cost_attention: --attention flash,
+ *    or context parallelism), where the executor's flash-style attention
+ *    (one block, or the CP ring's blocks) keeps each query row's
+ *    log-sum-exp (b·a/t × s/cp) instead and recomputes the probabilities in
+ *    backward (flash attention's rule), plus
  *    what its kernels need besides: the norms' per-row statistics (mean and
  *    1/rms for LayerNorm, 1/rms for RMSNorm), the token and target ids (int32),
  *    the logits in the run's dtype, and with TP the vocab-parallel
@@ -52,6 +57,8 @@ typedef enum {
   PX_ACT_PROBS,         /* softmax output, a·s·span per sequence */
   PX_ACT_PROBS_MASK,    /* PAPER, dropout: the attention dropout mask (1 B) */
   PX_ACT_PROBS_DROPPED, /* PAPER, dropout: the dropped-out probabilities */
+  PX_ACT_LSE,           /* EXEC, fused attention (flash, context parallelism): the row
+                         * log-sum-exp of the scores, (b·a/t) × s, in place of the probabilities */
   PX_ACT_ATTN_OUT,      /* attention output = the output projection's input */
   PX_ACT_ATTN_MASK,     /* PAPER, dropout: the attention block's dropout mask */
   PX_ACT_MID,           /* residual after attention = the second norm's input */

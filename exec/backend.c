@@ -728,6 +728,63 @@ gboolean px_op_attention_bwd(PxBackend *be, PxTensor *dqkv, const PxTensor *dout
          be->ops->attention_bwd(be, dqkv, dout, qkv, att, s, error);
 }
 
+/* A block's shapes: each valid, the same heads and batch, positions that
+ * stay non-negative. */
+static gboolean block_shapes_check(const char *op, const PxAttnShape *qs, const PxAttnShape *ks, GError **error) {
+  if (!attn_shape_check(op, qs, error) || !attn_shape_check(op, ks, error)) return FALSE;
+  if (qs->B != ks->B || qs->heads != ks->heads || qs->kv_heads != ks->kv_heads || qs->head_dim != ks->head_dim)
+    return fail(error, PX_BACKEND_ERROR_SHAPE, "%s: the query and key blocks differ in batch or heads", op);
+  const PxAttnShape *ss[2] = {qs, ks};
+  for (int i = 0; i < 2; i++)
+    if (ss[i]->pos_split < 0 || ss[i]->pos_split > ss[i]->T || (ss[i]->pos_split > 0 && (ss[i]->pos_start0 < 0 || ss[i]->pos_start1 < 0)))
+      return fail(error, PX_BACKEND_ERROR_SHAPE, "%s: bad positions (split %d of %d, starts %d, %d)", op,
+                  ss[i]->pos_split, ss[i]->T, ss[i]->pos_start0, ss[i]->pos_start1);
+  return TRUE;
+}
+
+gboolean px_op_attn_block_fwd(PxBackend *be, PxTensor *out, PxTensor *lse, const PxTensor *q,
+                              const PxTensor *kv, const PxAttnShape *qs, const PxAttnShape *ks,
+                              GError **error) {
+  const char *op = "attn_block_fwd";
+  gint64 r, c;
+  if (!block_shapes_check(op, qs, ks, error) || !float_matrix(op, "q", q, &r, &c, error)) return FALSE;
+  PxDType dt = q->dtype;
+  gint64 Nq = (gint64)qs->B * qs->T, Nk = (gint64)ks->B * ks->T;
+  return need(be, op, "q", q, dt, Nq, qkv_cols(qs), error) && need(be, op, "kv", kv, dt, Nk, qkv_cols(ks), error) &&
+         need(be, op, "out", out, dt, Nq, (gint64)qs->heads * qs->head_dim, error) &&
+         need(be, op, "lse", lse, dt, (gint64)qs->B * qs->heads, qs->T, error) &&
+         be->ops->attn_block_fwd(be, out, lse, q, kv, qs, ks, error);
+}
+
+gboolean px_op_attn_merge(PxBackend *be, PxTensor *out, PxTensor *lse, const PxTensor *out_b,
+                          const PxTensor *lse_b, const PxAttnShape *s, GError **error) {
+  const char *op = "attn_merge";
+  gint64 r, c;
+  if (!attn_shape_check(op, s, error) || !float_matrix(op, "out", out, &r, &c, error)) return FALSE;
+  PxDType dt = out->dtype;
+  gint64 N = (gint64)s->B * s->T, C = (gint64)s->heads * s->head_dim;
+  return need(be, op, "out", out, dt, N, C, error) && need(be, op, "out_b", out_b, dt, N, C, error) &&
+         need(be, op, "lse", lse, dt, (gint64)s->B * s->heads, s->T, error) &&
+         need(be, op, "lse_b", lse_b, dt, (gint64)s->B * s->heads, s->T, error) &&
+         be->ops->attn_merge(be, out, lse, out_b, lse_b, s, error);
+}
+
+gboolean px_op_attn_block_bwd(PxBackend *be, PxTensor *dq, PxTensor *dkv, const PxTensor *dout,
+                              const PxTensor *q, const PxTensor *kv, const PxTensor *out,
+                              const PxTensor *lse, const PxAttnShape *qs, const PxAttnShape *ks,
+                              GError **error) {
+  const char *op = "attn_block_bwd";
+  gint64 r, c;
+  if (!block_shapes_check(op, qs, ks, error) || !float_matrix(op, "q", q, &r, &c, error)) return FALSE;
+  PxDType dt = q->dtype;
+  gint64 Nq = (gint64)qs->B * qs->T, Nk = (gint64)ks->B * ks->T, C = (gint64)qs->heads * qs->head_dim;
+  return need(be, op, "q", q, dt, Nq, qkv_cols(qs), error) && need(be, op, "kv", kv, dt, Nk, qkv_cols(ks), error) &&
+         need(be, op, "dq", dq, dt, Nq, qkv_cols(qs), error) && need(be, op, "dkv", dkv, dt, Nk, qkv_cols(ks), error) &&
+         need(be, op, "dout", dout, dt, Nq, C, error) && need(be, op, "out", out, dt, Nq, C, error) &&
+         need(be, op, "lse", lse, dt, (gint64)qs->B * qs->heads, qs->T, error) &&
+         be->ops->attn_block_bwd(be, dq, dkv, dout, q, kv, out, lse, qs, ks, error);
+}
+
 gboolean px_op_residual_fwd(PxBackend *be, PxTensor *out, const PxTensor *a, const PxTensor *b,
                             GError **error) {
   const PxTensor *ts[] = {a, b, out};

@@ -259,7 +259,19 @@ gboolean px_op_swiglu_bwd(PxBackend *be, PxTensor *dgate, PxTensor *dup, const P
  * layout when kv_heads == heads). Query head h reads kv head h / (heads/kv_heads). */
 typedef struct {
   int B, T, heads, kv_heads, head_dim;
+  /* Global positions of the T tokens of each sequence (context parallelism:
+   * a rank holds two chunks of the sequence): token t sits at
+   * t < pos_split ? pos_start0 + t : pos_start1 + (t - pos_split).
+   * pos_split == 0 (the default): token t at position t. Rotary embedding
+   * and the block attention below use these positions. */
+  int pos_split, pos_start0, pos_start1;
 } PxAttnShape;
+
+/* The global position of token t of a sequence (see PxAttnShape). */
+static inline int px_attn_pos(const PxAttnShape *s, int t) {
+  if (s->pos_split <= 0) return t;
+  return t < s->pos_split ? s->pos_start0 + t : s->pos_start1 + (t - s->pos_split);
+}
 
 /* Rotary embedding (GPT-NeoX / Llama "rotate half" form) on the q and k parts
  * of qkv, in place allowed (out == in); v is copied. Position t of each
@@ -277,6 +289,34 @@ gboolean px_op_attention_fwd(PxBackend *be, PxTensor *out, PxTensor *att, const 
 gboolean px_op_attention_bwd(PxBackend *be, PxTensor *dqkv, const PxTensor *dout,
                              const PxTensor *qkv, const PxTensor *att, const PxAttnShape *s,
                              GError **error);
+
+/* Block attention (flash attention's tile; ring attention's step): the
+ * queries of q against the keys and values of kv, scale 1/sqrt(head_dim),
+ * causal by global position: query position p sees the keys at positions
+ * <= p. q and kv are in the qkv layout above (only q's query columns and
+ * kv's key / value columns are read); qs and ks give their shapes (B, heads,
+ * kv_heads, head_dim equal; T, the rows per sequence, and the positions may
+ * differ). out (B*qs.T, heads*head_dim) gets the block's softmax-weighted
+ * values, lse (B*heads, qs.T) the row log-sum-exp of the visible scaled
+ * scores; a row that sees no key gets out 0 and lse -inf. */
+gboolean px_op_attn_block_fwd(PxBackend *be, PxTensor *out, PxTensor *lse, const PxTensor *q,
+                              const PxTensor *kv, const PxAttnShape *qs, const PxAttnShape *ks,
+                              GError **error);
+/* The online-softmax combine of two partial results over disjoint key sets:
+ * lse' = log(e^lse + e^lse_b), out' = out e^(lse - lse') + out_b e^(lse_b - lse')
+ * (rows with both -inf stay). out, out_b (B*T, heads*head_dim), lse, lse_b
+ * (B*heads, T). */
+gboolean px_op_attn_merge(PxBackend *be, PxTensor *out, PxTensor *lse, const PxTensor *out_b,
+                          const PxTensor *lse_b, const PxAttnShape *s, GError **error);
+/* Backward of one block given the final (merged) out and lse of the query
+ * rows (flash attention's backward: P = exp(S - lse) recomputed,
+ * D = rowsum(dout * out)): dq's query columns += dQ, dkv's key and value
+ * columns += dK, dV (dq and dkv in the qkv layout of q and kv; they may be
+ * the same tensor when q and kv are). */
+gboolean px_op_attn_block_bwd(PxBackend *be, PxTensor *dq, PxTensor *dkv, const PxTensor *dout,
+                              const PxTensor *q, const PxTensor *kv, const PxTensor *out,
+                              const PxTensor *lse, const PxAttnShape *qs, const PxAttnShape *ks,
+                              GError **error);
 
 /* out = a + b (out may alias a or b).  da += dout, db += dout. */
 gboolean px_op_residual_fwd(PxBackend *be, PxTensor *out, const PxTensor *a, const PxTensor *b,

@@ -349,6 +349,31 @@ static gboolean cpu_attention_fwd(PxBackend *be, PxTensor *out, PxTensor *att, c
   return TRUE;
 }
 
+static gboolean cpu_attn_block_fwd(PxBackend *be, PxTensor *out, PxTensor *lse, const PxTensor *q,
+                                   const PxTensor *kv, const PxAttnShape *qs, const PxAttnShape *ks, GError **error) {
+  (void)be;
+  (void)error;
+  CALL(q->dtype, attn_block_fwd, out->data, lse->data, q->data, kv->data, qs, ks);
+  return TRUE;
+}
+
+static gboolean cpu_attn_merge(PxBackend *be, PxTensor *out, PxTensor *lse, const PxTensor *out_b,
+                               const PxTensor *lse_b, const PxAttnShape *s, GError **error) {
+  (void)be;
+  (void)error;
+  CALL(out->dtype, attn_merge, out->data, lse->data, out_b->data, lse_b->data, s);
+  return TRUE;
+}
+
+static gboolean cpu_attn_block_bwd(PxBackend *be, PxTensor *dq, PxTensor *dkv, const PxTensor *dout,
+                                   const PxTensor *q, const PxTensor *kv, const PxTensor *out, const PxTensor *lse,
+                                   const PxAttnShape *qs, const PxAttnShape *ks, GError **error) {
+  (void)be;
+  (void)error;
+  CALL(q->dtype, attn_block_bwd, dq->data, dkv->data, dout->data, q->data, kv->data, out->data, lse->data, qs, ks);
+  return TRUE;
+}
+
 static gboolean cpu_attention_bwd(PxBackend *be, PxTensor *dqkv, const PxTensor *dout,
                                   const PxTensor *qkv, const PxTensor *att, const PxAttnShape *s,
                                   GError **error) {
@@ -569,6 +594,9 @@ static const PxBackendOps cpu_ops = {
   .rope_bwd = cpu_rope_bwd,
   .attention_fwd = cpu_attention_fwd,
   .attention_bwd = cpu_attention_bwd,
+  .attn_block_fwd = cpu_attn_block_fwd,
+  .attn_merge = cpu_attn_merge,
+  .attn_block_bwd = cpu_attn_block_bwd,
   .residual_fwd = cpu_residual_fwd,
   .residual_bwd = cpu_residual_bwd,
   .cross_entropy_fwd = cpu_cross_entropy_fwd,

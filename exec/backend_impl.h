@@ -61,6 +61,13 @@ typedef struct {
                             const PxAttnShape *s, GError **);
   gboolean (*attention_bwd)(PxBackend *, PxTensor *dqkv, const PxTensor *dout, const PxTensor *qkv,
                             const PxTensor *att, const PxAttnShape *s, GError **);
+  gboolean (*attn_block_fwd)(PxBackend *, PxTensor *out, PxTensor *lse, const PxTensor *q,
+                             const PxTensor *kv, const PxAttnShape *qs, const PxAttnShape *ks, GError **);
+  gboolean (*attn_merge)(PxBackend *, PxTensor *out, PxTensor *lse, const PxTensor *out_b,
+                         const PxTensor *lse_b, const PxAttnShape *s, GError **);
+  gboolean (*attn_block_bwd)(PxBackend *, PxTensor *dq, PxTensor *dkv, const PxTensor *dout,
+                             const PxTensor *q, const PxTensor *kv, const PxTensor *out,
+                             const PxTensor *lse, const PxAttnShape *qs, const PxAttnShape *ks, GError **);
   gboolean (*residual_fwd)(PxBackend *, PxTensor *out, const PxTensor *a, const PxTensor *b,
                            GError **);
   gboolean (*residual_bwd)(PxBackend *, PxTensor *da, PxTensor *db, const PxTensor *dout, GError **);

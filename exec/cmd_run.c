@@ -223,9 +223,10 @@ int px_exec_cmd_run(int argc, char **argv) {
   jb = json_builder_new();
   json_builder_begin_object(jb);
   if (!a.json) {
-    printf("# %s: model %s, dp %d x tp %d x pp %d (%d ranks, %s), %s, vpp %d, m %d micro-batches of %d x %d tokens, "
+    g_autofree char *cp = p->cp > 1 ? g_strdup_printf(" x cp %d (ring attention)", p->cp) : g_strdup("");
+    printf("# %s: model %s, dp %d%s x tp %d x pp %d (%d ranks, %s), %s, vpp %d, m %d micro-batches of %d x %d tokens, "
            "ZeRO-%d, checkpoint %s%s, backend %s, %s\n",
-           CMD, model->desc.name, p->dp, p->tp, p->pp, px_runtime_world(rt),
+           CMD, model->desc.name, p->dp, cp, p->tp, p->pp, px_runtime_world(rt),
            !world ? "threads of this process, local" : !g_strcmp0(a.comm, "mpi") ? "one process each, mpi"
            : !g_strcmp0(a.comm, "nccl") ? "one process and GPU each, nccl" : "one process each, tcp", px_schedule_name(p->schedule), p->vpp,
            p->m, p->mbs, p->seq, p->zero, px_ckpt_name(p->ckpt), p->seq_parallel ? ", sequence parallel" : "", a.opt.backend,

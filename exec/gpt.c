@@ -19,7 +19,8 @@ struct _PxGpt {
   const PxModel *model;
   PxPlan plan;
   PxGptRank r;
-  int tp, B, T, N;
+  int tp, B, T, N;            /* T: tokens per sequence on this rank (seq / cp) */
+  int cp;                     /* context-parallel degree (1: none) */
   gboolean sp;                /* sequence parallel: norm / residual rows split over TP */
   int Nl;                     /* rows of the residual stream on this rank: N / tp with sp, else N */
   int h, hd, heads_l, kv_l, ffn_l, qkv_l;
@@ -90,7 +91,7 @@ static void add_param(GArray *arr, const PxTensorSpec *spec, int layer, gboolean
   g_array_append_val(arr, p);
 }
 
-static gboolean check_plan(const PxModel *model, const PxPlan *plan, GError **error) {
+static gboolean check_plan(const PxModel *model, const PxPlan *plan, const PxGptRank *rank, GError **error) {
   const PxModelDesc *d = &model->desc;
   int t = plan->tp;
   int T = plan->seq > 0 ? plan->seq : d->max_seq;
@@ -101,6 +102,13 @@ static gboolean check_plan(const PxModel *model, const PxPlan *plan, GError **er
     return fail(error, PX_GPT_ERROR_INVALID,
                 "tp=%d must divide heads %d, kv heads %d, ffn %d and hidden %d", t, d->heads,
                 d->kv_heads, d->ffn, d->hidden);
+  int cp = MAX(plan->cp, 1);
+  if (cp > 1 && T % (2 * cp))
+    return fail(error, PX_GPT_ERROR_INVALID,
+                "context parallelism cuts the sequence into 2·cp = %d chunks: %d tokens are not divisible by %d",
+                2 * cp, T, 2 * cp);
+  if (cp > 1 && !rank->cp)
+    return fail(error, PX_GPT_ERROR_INVALID, "context parallelism (cp=%d) needs a CP communicator", cp);
   if (d->pos == PX_POS_ROPE && (d->hidden / d->heads) % 2)
     return fail(error, PX_GPT_ERROR_INVALID, "rotary embedding needs an even head size");
   return TRUE;
@@ -108,7 +116,7 @@ static gboolean check_plan(const PxModel *model, const PxPlan *plan, GError **er
 
 PxGpt *px_gpt_new(const PxModel *model, const PxPlan *plan, const PxPartition *part,
                   const PxGptRank *rank, GError **error) {
-  if (!check_plan(model, plan, error)) return NULL;
+  if (!check_plan(model, plan, rank, error)) return NULL;
   if (rank->dtype != PX_DTYPE_F32 && rank->dtype != PX_DTYPE_F64) {
     fail(error, PX_GPT_ERROR_UNSUPPORTED, "the model runs in f32 or f64, not %s", px_dtype_name(rank->dtype));
     return NULL;
@@ -120,7 +128,8 @@ PxGpt *px_gpt_new(const PxModel *model, const PxPlan *plan, const PxPartition *p
   g->r = *rank;
   g->tp = plan->tp;
   g->B = plan->mbs;
-  g->T = plan->seq > 0 ? plan->seq : d->max_seq;
+  g->cp = MAX(plan->cp, 1);
+  g->T = (plan->seq > 0 ? plan->seq : d->max_seq) / g->cp;
   g->N = g->B * g->T;
   g->sp = plan->seq_parallel && plan->tp > 1;
   g->Nl = g->sp ? g->N / plan->tp : g->N;
@@ -484,8 +493,134 @@ static gboolean column_parallel_fwd(PxGpt *g, PxTensor *y, const PxTensor *x, Px
 
 /* ---- layers: forward --------------------------------------------------------- */
 
-static PxAttnShape attn_shape(const PxGpt *g) {
-  return (PxAttnShape){g->B, g->T, g->heads_l, g->kv_l, g->hd};
+/* The attention shape of CP rank c's tokens: chunks c and 2cp-1-c of T/2
+ * tokens each (Megatron's get_batch_on_this_cp_rank); plain positions without CP. */
+static PxAttnShape attn_shape_of(const PxGpt *g, int c) {
+  PxAttnShape s = {.B = g->B, .T = g->T, .heads = g->heads_l, .kv_heads = g->kv_l, .head_dim = g->hd};
+  if (g->cp > 1) {
+    int half = g->T / 2;
+    s.pos_split = half;
+    s.pos_start0 = c * half;
+    s.pos_start1 = (2 * g->cp - 1 - c) * half;
+  }
+  return s;
+}
+
+static PxAttnShape attn_shape(const PxGpt *g) { return attn_shape_of(g, g->r.cp_rank); }
+
+void px_gpt_local_tokens(const PxGpt *g, const gint32 *full, gint32 *local) {
+  PxAttnShape s = attn_shape(g);
+  int Tf = g->T * g->cp;
+  for (int b = 0; b < g->B; b++)
+    for (int t = 0; t < g->T; t++) local[(gint64)b * g->T + t] = full[(gint64)b * Tf + px_attn_pos(&s, t)];
+}
+
+/* ---- ring attention (context parallelism) -------------------------------------
+ * Megatron / TransformerEngine's ring: at step k a rank holds the K/V of CP
+ * rank (r - k) mod cp, sends them on to r + 1 while receiving the next from
+ * r - 1 (one grouped send / recv), and merges its block's partial output by
+ * the log-sum-exp. The whole qkv rows travel (the op reads the K and V
+ * columns). In backward the K/V go around again with their dK/dV, which
+ * start at the next rank, gather every other rank's contribution and take
+ * one last hop home; the rank's own block adds into its dqkv directly. */
+
+static gboolean ring_pass(PxGpt *g, PxTensor *const *send, int n_send, PxTensor *const *recv, int n_recv,
+                          GError **error) {
+  int next = (g->r.cp_rank + 1) % g->cp, prev = (g->r.cp_rank + g->cp - 1) % g->cp;
+  px_comm_group_start(g->r.cp);
+  gboolean ok = TRUE;
+  for (int i = 0; ok && i < n_send; i++)
+    ok = px_comm_send(g->r.cp, send[i]->data, (gsize)send[i]->numel, send[i]->dtype, next, CS(g), error);
+  for (int i = 0; ok && i < n_recv; i++)
+    ok = px_comm_recv(g->r.cp, recv[i]->data, (gsize)recv[i]->numel, recv[i]->dtype, prev, CS(g), error);
+  /* end the group even after a failure, so that the communicator stays usable */
+  gboolean ended = px_comm_group_end(g->r.cp, CS(g), ok ? error : NULL);
+  return ok && ended;
+}
+
+static gboolean ring_attention_fwd(PxGpt *g, PxTensor *out, PxTensor *lse, const PxTensor *qkv, GError **error) {
+  PxBackend *be = g->r.be;
+  PxAttnShape qs = attn_shape(g);
+  TRY(px_op_attn_block_fwd(be, out, lse, qkv, qkv, &qs, &qs, error));
+  if (g->cp == 1) return TRUE;
+  g_autoptr(PxTensor) buf0 = new_tmp(g, "kv_ring", g->N, g->qkv_l, error);
+  g_autoptr(PxTensor) buf1 = new_tmp(g, "kv_ring", g->N, g->qkv_l, error);
+  g_autoptr(PxTensor) out_b = new_tmp(g, "attn_block_out", g->N, (gint64)g->heads_l * g->hd, error);
+  g_autoptr(PxTensor) lse_b = new_tmp(g, "attn_block_lse", (gint64)g->B * g->heads_l, g->T, error);
+  TRY(buf0 && buf1 && out_b && lse_b);
+  const PxTensor *cur = qkv;
+  PxTensor *bufs[2] = {buf0, buf1};
+  for (int k = 1; k < g->cp; k++) {
+    PxTensor *nxt = bufs[k % 2];
+    TRY(ring_pass(g, (PxTensor *const[]){(PxTensor *)cur}, 1, &nxt, 1, error));
+    PxAttnShape ks = attn_shape_of(g, (g->r.cp_rank - k + g->cp) % g->cp);
+    TRY(px_op_attn_block_fwd(be, out_b, lse_b, qkv, nxt, &qs, &ks, error));
+    TRY(px_op_attn_merge(be, out, lse, out_b, lse_b, &qs, error));
+    cur = nxt;
+  }
+  return TRUE;
+}
+
+static gboolean ring_attention_bwd(PxGpt *g, PxTensor *dqkv, const PxTensor *dout, const PxTensor *qkv,
+                                   const PxTensor *out, const PxTensor *lse, GError **error) {
+  PxBackend *be = g->r.be;
+  PxAttnShape qs = attn_shape(g);
+  TRY(px_op_attn_block_bwd(be, dqkv, dqkv, dout, qkv, qkv, out, lse, &qs, &qs, error));
+  if (g->cp == 1) return TRUE;
+  PxTensor *kv[2] = {new_tmp(g, "kv_ring", g->N, g->qkv_l, error), new_tmp(g, "kv_ring", g->N, g->qkv_l, error)};
+  PxTensor *dkv[2] = {new_tmp(g, "dkv_ring", g->N, g->qkv_l, error), new_tmp(g, "dkv_ring", g->N, g->qkv_l, error)};
+  gboolean ok = kv[0] && kv[1] && dkv[0] && dkv[1];
+  const PxTensor *cur = qkv;
+  PxTensor *dcur = NULL;
+  for (int k = 1; ok && k < g->cp; k++) {
+    PxTensor *nxt = kv[k % 2], *dnxt = dkv[k % 2];
+    PxTensor *send[2] = {(PxTensor *)cur, dcur}, *recv[2] = {nxt, dnxt};
+    /* the dK/dV of a block start at the rank after its owner */
+    ok = ring_pass(g, send, dcur ? 2 : 1, recv, k > 1 ? 2 : 1, error) && (k > 1 || px_tensor_zero(dnxt, error));
+    PxAttnShape ks = attn_shape_of(g, (g->r.cp_rank - k + g->cp) % g->cp);
+    ok = ok && px_op_attn_block_bwd(be, dqkv, dnxt, dout, qkv, nxt, out, lse, &qs, &ks, error);
+    cur = nxt;
+    dcur = dnxt;
+  }
+  /* the last hop: every block's dK/dV to its owner */
+  PxTensor *mine = dkv[g->cp % 2];
+  ok = ok && ring_pass(g, &dcur, 1, &mine, 1, error) && px_op_residual_bwd(be, dqkv, NULL, mine, error);
+  for (int i = 0; i < 2; i++) {
+    px_tensor_free(kv[i]);
+    px_tensor_free(dkv[i]);
+  }
+  return ok;
+}
+
+/* Learned positions under context parallelism: the rows of wpe at the
+ * tokens' true positions (an embedding lookup of the position ids), added
+ * into x (N, h); backward adds dout's rows into dwpe. */
+static PxTensor *position_ids(PxGpt *g, GError **error) {
+  PxAttnShape s = attn_shape(g);
+  g_autofree gint32 *ids = g_new(gint32, g->N);
+  for (int i = 0; i < g->N; i++) ids[i] = px_attn_pos(&s, i % g->T);
+  gint64 n = g->N;
+  g_autoptr(PxTensor) t = px_tensor_new(g->r.be, "position_ids", PX_DTYPE_I32, PX_MEM_BUFFERS, 1, &n, error);
+  if (!t || !px_tensor_upload(t, ids, error)) return NULL;
+  return g_steal_pointer(&t);
+}
+
+static gboolean add_positions(PxGpt *g, PxTensor *x, PxGptParam *wpe, GError **error) {
+  g_autoptr(PxTensor) ids = position_ids(g, error);
+  g_autoptr(PxTensor) rows = new_tmp(g, "position_rows", g->N, g->h, error);
+  return ids && rows && px_op_embedding_fwd(g->r.be, rows, ids, wpe->w, NULL, g->B, g->T, error) &&
+         px_op_residual_fwd(g->r.be, x, x, rows, error);
+}
+
+static gboolean positions_bwd(PxGpt *g, const PxTensor *dout, PxGptParam *wpe, GError **error) {
+  g_autoptr(PxTensor) ids = position_ids(g, error);
+  return ids && px_op_embedding_bwd(g->r.be, wpe->g, NULL, dout, ids, g->B, g->T, error);
+}
+
+/* Does layer li keep the attention's log-sum-exp (ring / flash attention)
+ * rather than its probabilities? The core's list says. */
+static gboolean keeps_lse(const PxGpt *g, int chunk, int li) {
+  return px_act_find(layer_acts(g, chunk, li), PX_ACT_LSE) != NULL;
 }
 
 static gboolean block_fwd(PxGpt *g, int chunk, int li, LayerActs *la, const PxTensor *x, GError **error) {
@@ -501,9 +636,15 @@ static gboolean block_fwd(PxGpt *g, int chunk, int li, LayerActs *la, const PxTe
   TRY(column_parallel_fwd(g, la->s[A_QKV], la->s[A_LN1], param(g, chunk, li, PX_ROLE_QKV),
                           param(g, chunk, li, PX_ROLE_QKV_BIAS), error));
   if (d->pos == PX_POS_ROPE) TRY(px_op_rope_fwd(be, la->s[A_QKV], la->s[A_QKV], &as, g->model->desc.rope_theta, error));
-  TRY(la->s[A_ATT] = new_act(g, chunk, li, PX_ACT_PROBS, error));
-  TRY(la->s[A_AO] = new_act(g, chunk, li, PX_ACT_ATTN_OUT, error));
-  TRY(px_op_attention_fwd(be, la->s[A_AO], la->s[A_ATT], la->s[A_QKV], &as, error));
+  if (keeps_lse(g, chunk, li)) { /* flash-style: ring attention over the CP group */
+    TRY(la->s[PX_ACT_LSE] = new_act(g, chunk, li, PX_ACT_LSE, error));
+    TRY(la->s[A_AO] = new_act(g, chunk, li, PX_ACT_ATTN_OUT, error));
+    TRY(ring_attention_fwd(g, la->s[A_AO], la->s[PX_ACT_LSE], la->s[A_QKV], error));
+  } else {
+    TRY(la->s[A_ATT] = new_act(g, chunk, li, PX_ACT_PROBS, error));
+    TRY(la->s[A_AO] = new_act(g, chunk, li, PX_ACT_ATTN_OUT, error));
+    TRY(px_op_attention_fwd(be, la->s[A_AO], la->s[A_ATT], la->s[A_QKV], &as, error));
+  }
   g_autoptr(PxTensor) y1 = row_parallel_fwd(g, la->s[A_AO], param(g, chunk, li, PX_ROLE_ATTN_OUT),
                                             param(g, chunk, li, PX_ROLE_ATTN_OUT_BIAS), error);
   TRY(y1);
@@ -546,17 +687,21 @@ static gboolean embedding_fwd(PxGpt *g, int chunk, PxGptActs *a, LayerActs *la, 
   PxMemCategory cat;
   const PxActEntry *oe = output_entry(g, chunk, 0, &cat); /* block 0's input */
   TRY(oe);
+  /* context parallelism: positions added apart, at the tokens' true places */
+  PxGptParam *wpe_op = g->cp > 1 ? NULL : wpe, *wpe_cp = g->cp > 1 ? wpe : NULL;
   if (g->tp == 1) {
     TRY(la->s[A_OUT] = alloc_entry(g, oe, cat, error));
-    return px_op_embedding_fwd(g->r.be, la->s[A_OUT], a->tok_t, wte->w, W(wpe), g->B, g->T, error);
+    return px_op_embedding_fwd(g->r.be, la->s[A_OUT], a->tok_t, wte->w, W(wpe_op), g->B, g->T, error) &&
+           (!wpe_cp || add_positions(g, la->s[A_OUT], wpe_cp, error));
   }
   gint64 v0 = (gint64)g->r.tp_rank * g->vocab_l;
   /* the partial rows: the output itself without SP, else all N rows to scatter */
   PxTensor *partial = g->sp ? new_partial(g, "embed_partial", g->h, PX_MEM_BUFFERS, FALSE, error)
                             : alloc_entry(g, oe, cat, error);
   TRY(partial);
-  if (!px_op_embedding_vp_fwd(g->r.be, partial, a->tok_t, wte->w, g->r.tp_rank == 0 ? W(wpe) : NULL, v0,
-                              g->vocab_real, g->B, g->T, error)) {
+  if (!px_op_embedding_vp_fwd(g->r.be, partial, a->tok_t, wte->w, g->r.tp_rank == 0 ? W(wpe_op) : NULL, v0,
+                              g->vocab_real, g->B, g->T, error) ||
+      (wpe_cp && g->r.tp_rank == 0 && !add_positions(g, partial, wpe_cp, error))) {
     px_tensor_free(partial);
     return FALSE;
   }
@@ -573,12 +718,16 @@ static gboolean embedding_fwd(PxGpt *g, int chunk, PxGptActs *a, LayerActs *la, 
 
 static gboolean embedding_bwd(PxGpt *g, int chunk, PxGptActs *a, const PxTensor *dout, GError **error) {
   PxGptParam *wte = param(g, chunk, 0, PX_ROLE_TOKEN_EMBED), *wpe = param(g, chunk, 0, PX_ROLE_POS_EMBED);
-  if (g->tp == 1) return px_op_embedding_bwd(g->r.be, wte->g, G(wpe), dout, a->tok_t, g->B, g->T, error);
+  PxGptParam *wpe_op = g->cp > 1 ? NULL : wpe, *wpe_cp = g->cp > 1 ? wpe : NULL;
+  if (g->tp == 1)
+    return px_op_embedding_bwd(g->r.be, wte->g, G(wpe_op), dout, a->tok_t, g->B, g->T, error) &&
+           (!wpe_cp || positions_bwd(g, dout, wpe_cp, error));
   g_autoptr(PxTensor) hold = NULL;
   dout = full_rows(g, dout, &hold, error);
   TRY(dout);
   gint64 v0 = (gint64)g->r.tp_rank * g->vocab_l;
-  return px_op_embedding_vp_bwd(g->r.be, wte->g, G(wpe), dout, a->tok_t, v0, g->vocab_real, g->B, g->T, error);
+  return px_op_embedding_vp_bwd(g->r.be, wte->g, G(wpe_op), dout, a->tok_t, v0, g->vocab_real, g->B, g->T, error) &&
+         (!wpe_cp || positions_bwd(g, dout, wpe_cp, error));
 }
 
 /* Vocab-parallel cross-entropy (Megatron), on the device: the global row max
@@ -811,8 +960,12 @@ static gboolean block_bwd(PxGpt *g, int chunk, int li, PxGptActs *a, LayerActs *
   TRY(linear_bwd(g, a, dao, g->sp ? &dx2_h : &dx2, la->s[A_AO], NULL, param(g, chunk, li, PX_ROLE_ATTN_OUT),
                  param(g, chunk, li, PX_ROLE_ATTN_OUT_BIAS), defer, error));
   g_autoptr(PxTensor) att_re = NULL;
+  g_autoptr(PxTensor) dqkv = new_grad(g, "dqkv", g->N, g->qkv_l, error);
+  TRY(dqkv);
   const PxTensor *att = la->s[A_ATT];
-  if (!att) { /* selective recompute of the attention core: its entry made again, for this backward */
+  if (keeps_lse(g, chunk, li)) {
+    TRY(ring_attention_bwd(g, dqkv, dao, la->s[A_QKV], la->s[A_AO], la->s[PX_ACT_LSE], error));
+  } else if (!att) { /* selective recompute of the attention core: its entry made again, for this backward */
     const PxActEntry *ao = act_entry(g, chunk, li, PX_ACT_ATTN_OUT, error);
     TRY(ao);
     g_autoptr(PxTensor) tmp = alloc_entry(g, ao, PX_MEM_BUFFERS, error);
@@ -821,9 +974,7 @@ static gboolean block_bwd(PxGpt *g, int chunk, int li, PxGptActs *a, LayerActs *
     TRY(px_op_attention_fwd(be, tmp, att_re, la->s[A_QKV], &as, error));
     att = att_re;
   }
-  g_autoptr(PxTensor) dqkv = new_grad(g, "dqkv", g->N, g->qkv_l, error);
-  TRY(dqkv);
-  TRY(px_op_attention_bwd(be, dqkv, dao, la->s[A_QKV], att, &as, error));
+  if (att) TRY(px_op_attention_bwd(be, dqkv, dao, la->s[A_QKV], att, &as, error));
   if (d->pos == PX_POS_ROPE) {
     g_autoptr(PxTensor) rot = g_steal_pointer(&dqkv);
     TRY(dqkv = new_grad(g, "dqkv_pre", g->N, g->qkv_l, error));

@@ -77,6 +77,8 @@ typedef struct {
   PxComm *tp;                /* the TP communicator (exec/grid.h); may be NULL when tp == 1 */
   int stage, tp_rank;
   PxDType dtype;             /* F32 or F64 */
+  PxComm *cp;                /* the CP communicator (exec/grid.h); NULL when cp == 1 */
+  int cp_rank;
 } PxGptRank;
 
 typedef struct _PxGpt PxGpt;
@@ -106,6 +108,19 @@ gboolean px_gpt_chunk_bind(PxGpt *gpt, int chunk, PxTensor *flat_w, PxTensor *fl
 void px_gpt_chunk_init_values(const PxGpt *gpt, int chunk, guint64 seed, double *flat);
 /* Cut this rank's shard of param p out of the full tensor (row-major, spec shape). */
 void px_gpt_param_shard(const PxGpt *gpt, const PxGptParam *p, const double *full, double *shard);
+
+/* Context parallelism (plan cp > 1, Megatron's load balancing): the
+ * sequence is cut into 2·cp chunks and CP rank i holds chunks i and
+ * 2cp-1-i, T/cp tokens of each sequence. The model then runs on those tokens
+ * (B * T/cp rows), positions (learned or rotary) taken at their true places;
+ * attention is ring attention over the CP group: the K/V of every CP rank
+ * pass around the ring by p2p, each block's partial result is merged by its
+ * log-sum-exp, and in backward the dK/dV travel with them back to their
+ * owner. Each rank's loss is the mean over its own tokens (the runtime
+ * averages over dp·cp ranks, every rank holding as many tokens).
+ * px_gpt_local_tokens cuts this rank's (B, T/cp) tokens out of the (B, T)
+ * micro-batch (a copy when cp == 1). */
+void px_gpt_local_tokens(const PxGpt *gpt, const gint32 *full, gint32 *local);
 
 /* Forward of chunk for one micro-batch of B sequences of T tokens. input: the
  * received activation (B*T, h), whose ownership passes to the stash, or NULL on

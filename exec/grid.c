@@ -4,7 +4,7 @@
 G_DEFINE_QUARK(px-grid-error-quark, px_grid_error)
 
 struct _PxGrid {
-  PxPlan plan;      /* dp, tp, pp, order (copied) */
+  PxPlan plan;      /* dp, cp, tp, pp, order (copied) */
   int world;
   PxCoord *coords;  /* (world) */
   GPtrArray *groups[PX_GROUP_N_KINDS];  /* of PxGroup, DeepSpeed order */
@@ -12,7 +12,7 @@ struct _PxGrid {
 };
 
 const char *px_group_kind_name(PxGroupKind kind) {
-  static const char *names[] = {"tp", "dp", "pp", "embed"};
+  static const char *names[] = {"tp", "dp", "pp", "embed", "cp", "dpcp"};
   return (unsigned)kind < PX_GROUP_N_KINDS ? names[kind] : "?";
 }
 
@@ -20,47 +20,75 @@ int px_grid_size(const PxGrid *grid, PxAxis axis) {
   return axis == PX_AXIS_TP ? grid->plan.tp : axis == PX_AXIS_DP ? grid->plan.dp : grid->plan.pp;
 }
 
-static void coord_set(PxCoord *c, PxAxis a, int v) {
-  if (a == PX_AXIS_TP) c->tp = v;
-  else if (a == PX_AXIS_DP) c->dp = v;
-  else c->pp = v;
+int px_grid_cp(const PxGrid *grid) { return grid->plan.cp; }
+
+/* The four axes of the grid; the plan's data axis is (cp inner, dp outer). */
+enum { AX_TP, AX_CP, AX_DP, AX_PP, AX_N };
+
+static int ax_size(const PxGrid *grid, int a) {
+  return a == AX_TP ? grid->plan.tp : a == AX_CP ? grid->plan.cp : a == AX_DP ? grid->plan.dp : grid->plan.pp;
 }
 
-/* Groups along axis: for every combination of the other two axes (the slower
- * of them in rank order varying slowest, as in get_axis_comm_lists), the ranks
- * with coordinate 0..size-1 on axis — or only the first and last stage (embed). */
-static void build_axis(PxGrid *grid, PxGroupKind kind, PxAxis axis) {
-  PxAxis other[2];
+/* The axes in rank order, innermost first. */
+static void rank_order(const PxGrid *grid, int order[AX_N]) {
   int k = 0;
-  for (int i = 2; i >= 0; i--)
-    if (grid->plan.order[i] != axis) other[k++] = grid->plan.order[i];
-  int n0 = px_grid_size(grid, other[0]), n1 = px_grid_size(grid, other[1]);
-  int size = px_grid_size(grid, axis);
+  for (int i = 0; i < 3; i++) {
+    PxAxis a = grid->plan.order[i];
+    if (a == PX_AXIS_TP) order[k++] = AX_TP;
+    else if (a == PX_AXIS_PP) order[k++] = AX_PP;
+    else {
+      order[k++] = AX_CP;
+      order[k++] = AX_DP;
+    }
+  }
+}
+
+/* Groups over the axes of mask: for every combination of the other axes (the
+ * slowest in rank order varying slowest, as DeepSpeed's get_axis_comm_lists),
+ * the ranks whose coordinates on the mask's axes run through their range, the
+ * innermost fastest (dp·cp: position d·cp + c) — or, for embed, only the
+ * first and last stage. */
+static void build_groups(PxGrid *grid, PxGroupKind kind, unsigned mask) {
+  int order[AX_N], others[AX_N], var[AX_N], no = 0, nv = 0;
+  rank_order(grid, order);
+  for (int i = AX_N - 1; i >= 0; i--)
+    if (!(mask & (1u << order[i]))) others[no++] = order[i];
+  for (int i = 0; i < AX_N; i++)
+    if (mask & (1u << order[i])) var[nv++] = order[i];
   gboolean ends = kind == PX_GROUP_EMBED;
-  int len = ends ? MIN(size, 2) : size;
+  int len = 1, n_groups = 1;
+  for (int q = 0; q < nv; q++) len *= ax_size(grid, var[q]);
+  for (int o = 0; o < no; o++) n_groups *= ax_size(grid, others[o]);
+  if (ends) len = MIN(len, 2);
   grid->groups[kind] = g_ptr_array_new_with_free_func((GDestroyNotify)px_group_free);
   grid->member[kind] = g_new(int, grid->world);
-  for (int a = 0; a < n0; a++)
-    for (int b = 0; b < n1; b++) {
-      int ranks[len];
-      for (int j = 0; j < len; j++) {
-        PxCoord c = {0, 0, 0};
-        coord_set(&c, other[0], a);
-        coord_set(&c, other[1], b);
-        coord_set(&c, axis, ends && j == 1 ? size - 1 : j);
-        ranks[j] = px_grid_rank(grid, c.dp, c.tp, c.pp);
-      }
-      for (int j = 0; j < len; j++) grid->member[kind][ranks[j]] = (int)grid->groups[kind]->len;
-      g_ptr_array_add(grid->groups[kind], px_group_new(px_group_kind_name(kind), len, ranks));
+  for (int gi = 0; gi < n_groups; gi++) {
+    int v[AX_N] = {0, 0, 0, 0};
+    for (int o = no - 1, rem = gi; o >= 0; o--) {
+      v[others[o]] = rem % ax_size(grid, others[o]);
+      rem /= ax_size(grid, others[o]);
     }
+    int ranks[len];
+    for (int j = 0; j < len; j++) {
+      int pos = ends && j == 1 ? ax_size(grid, var[0]) - 1 : j;
+      for (int q = 0; q < nv; q++) {
+        v[var[q]] = pos % ax_size(grid, var[q]);
+        pos /= ax_size(grid, var[q]);
+      }
+      ranks[j] = px_grid_rank_cp(grid, v[AX_DP], v[AX_CP], v[AX_TP], v[AX_PP]);
+    }
+    for (int j = 0; j < len; j++) grid->member[kind][ranks[j]] = (int)grid->groups[kind]->len;
+    g_ptr_array_add(grid->groups[kind], px_group_new(px_group_kind_name(kind), len, ranks));
+  }
   if (ends) /* middle stages hold no embedding: no embed group */
     for (int r = 0; r < grid->world; r++) {
       int st = grid->coords[r].pp;
-      if (st != 0 && st != size - 1) grid->member[kind][r] = -1;
+      if (st != 0 && st != grid->plan.pp - 1) grid->member[kind][r] = -1;
     }
 }
 
 PxGrid *px_grid_new(const PxPlan *plan, GError **error) {
+  int cp = MAX(plan->cp, 1);
   if (plan->dp < 1 || plan->tp < 1 || plan->pp < 1) {
     g_set_error(error, PX_GRID_ERROR, PX_GRID_ERROR_INVALID, "grid: dp=%d tp=%d pp=%d must be >= 1",
                 plan->dp, plan->tp, plan->pp);
@@ -77,17 +105,24 @@ PxGrid *px_grid_new(const PxPlan *plan, GError **error) {
   }
   PxGrid *grid = g_new0(PxGrid, 1);
   grid->plan.dp = plan->dp;
+  grid->plan.cp = cp;
   grid->plan.tp = plan->tp;
   grid->plan.pp = plan->pp;
   for (int i = 0; i < 3; i++) grid->plan.order[i] = plan->order[i];
   grid->world = px_plan_world(&grid->plan);
   grid->coords = g_new(PxCoord, grid->world);
-  for (int r = 0; r < grid->world; r++)
-    px_plan_rank_coords(&grid->plan, r, &grid->coords[r].dp, &grid->coords[r].tp, &grid->coords[r].pp);
-  build_axis(grid, PX_GROUP_TP, PX_AXIS_TP);
-  build_axis(grid, PX_GROUP_DP, PX_AXIS_DP);
-  build_axis(grid, PX_GROUP_PP, PX_AXIS_PP);
-  build_axis(grid, PX_GROUP_EMBED, PX_AXIS_PP);
+  for (int r = 0; r < grid->world; r++) {
+    int data;
+    px_plan_rank_coords(&grid->plan, r, &data, &grid->coords[r].tp, &grid->coords[r].pp);
+    grid->coords[r].dp = data / cp;
+    grid->coords[r].cp = data % cp;
+  }
+  build_groups(grid, PX_GROUP_TP, 1u << AX_TP);
+  build_groups(grid, PX_GROUP_DP, 1u << AX_DP);
+  build_groups(grid, PX_GROUP_PP, 1u << AX_PP);
+  build_groups(grid, PX_GROUP_EMBED, 1u << AX_PP);
+  build_groups(grid, PX_GROUP_CP, 1u << AX_CP);
+  build_groups(grid, PX_GROUP_DPCP, (1u << AX_CP) | (1u << AX_DP));
   return grid;
 }
 
@@ -104,15 +139,18 @@ void px_grid_free(PxGrid *grid) {
 int px_grid_world(const PxGrid *grid) { return grid->world; }
 
 PxCoord px_grid_coord(const PxGrid *grid, int rank) {
-  PxCoord none = {-1, -1, -1};
+  PxCoord none = {-1, -1, -1, -1};
   return rank >= 0 && rank < grid->world ? grid->coords[rank] : none;
 }
 
-int px_grid_rank(const PxGrid *grid, int dp, int tp, int pp) {
-  if (dp < 0 || dp >= grid->plan.dp || tp < 0 || tp >= grid->plan.tp || pp < 0 || pp >= grid->plan.pp)
+int px_grid_rank_cp(const PxGrid *grid, int dp, int cp, int tp, int pp) {
+  if (dp < 0 || dp >= grid->plan.dp || cp < 0 || cp >= grid->plan.cp || tp < 0 || tp >= grid->plan.tp || pp < 0 ||
+      pp >= grid->plan.pp)
     return -1;
-  return px_plan_rank_of(&grid->plan, dp, tp, pp);
+  return px_plan_rank_of(&grid->plan, dp * grid->plan.cp + cp, tp, pp);
 }
+
+int px_grid_rank(const PxGrid *grid, int dp, int tp, int pp) { return px_grid_rank_cp(grid, dp, 0, tp, pp); }
 
 const PxGroup *px_grid_group(const PxGrid *grid, PxGroupKind kind, int rank) {
   if ((unsigned)kind >= PX_GROUP_N_KINDS || rank < 0 || rank >= grid->world) return NULL;
@@ -135,7 +173,7 @@ gboolean px_grid_is_last_stage(const PxGrid *grid, int rank) {
 
 static int stage_neighbour(const PxGrid *grid, int rank, int delta) {
   PxCoord c = px_grid_coord(grid, rank);
-  return c.pp < 0 ? -1 : px_grid_rank(grid, c.dp, c.tp, c.pp + delta);
+  return c.pp < 0 ? -1 : px_grid_rank_cp(grid, c.dp, c.cp, c.tp, c.pp + delta);
 }
 
 int px_grid_prev_stage(const PxGrid *grid, int rank) { return stage_neighbour(grid, rank, -1); }

@@ -1,15 +1,23 @@
-/* grid.h — the process grid of a plan: rank <-> (pp, dp, tp) coordinates and
+/* grid.h — the process grid of a plan: rank <-> (pp, dp, cp, tp) coordinates and
  * the communicator groups of each axis, with DeepSpeed's PipeModelDataParallel
  * topology / PipelineParallelGrid semantics. Coordinates come from
  * px_plan_rank_coords() (the plan's rank order, innermost first; default
  * tp, dp, pp = DeepSpeed's axes ['pipe', 'data', 'model']).
  *
+ * Context parallelism (plan cp > 1) sits inside the data axis, as in
+ * Megatron-Core's order tp-cp-dp-pp: the plan's data coordinate (from
+ * px_plan_rank_coords, in [0, dp·cp)) is d·cp + c, DP rank d, CP rank c.
+ *
  * Groups (each an ordered PxGroup, position = coordinate on the axis):
- *  - tp:    same (pp, dp), tp = 0..tp-1       (DeepSpeed "model" / slice group)
- *  - dp:    same (pp, tp), dp = 0..dp-1       (gradient all-reduce)
- *  - pp:    same (dp, tp), stage = 0..pp-1    (the pipeline; p2p neighbours)
- *  - embed: same (dp, tp), stages {0, pp-1}   (tied embedding / LM head gradient
- *           all-reduce; a single rank when pp == 1)
+ *  - tp:    same (pp, dp, cp), tp = 0..tp-1   (DeepSpeed "model" / slice group)
+ *  - dp:    same (pp, cp, tp), dp = 0..dp-1   (the pure data-parallel group)
+ *  - pp:    same (dp, cp, tp), stage = 0..pp-1 (the pipeline; p2p neighbours)
+ *  - embed: same (dp, cp, tp), stages {0, pp-1} (tied embedding / LM head
+ *           gradient all-reduce; a single rank when pp == 1)
+ *  - cp:    same (pp, dp, tp), cp = 0..cp-1   (the ring of ring attention)
+ *  - dpcp:  same (pp, tp), position d·cp + c  (Megatron's data-parallel group
+ *           with context parallelism: gradient reduction and ZeRO shards;
+ *           the dp group when cp == 1)
  * Groups of an axis are listed in the order DeepSpeed's get_axis_comm_lists
  * gives: the other coordinates in row-major order of the remaining axes, slowest
  * axis of the rank order first. */
@@ -26,10 +34,13 @@ typedef enum {
   PX_GRID_ERROR_INVALID, /* non-positive sizes, rank outside the world */
 } PxGridError;
 
-typedef enum { PX_GROUP_TP, PX_GROUP_DP, PX_GROUP_PP, PX_GROUP_EMBED, PX_GROUP_N_KINDS } PxGroupKind;
+typedef enum {
+  PX_GROUP_TP, PX_GROUP_DP, PX_GROUP_PP, PX_GROUP_EMBED, PX_GROUP_CP, PX_GROUP_DPCP, PX_GROUP_N_KINDS
+} PxGroupKind;
 
 typedef struct {
   int dp, tp, pp;
+  int cp;           /* CP rank (0 when cp == 1) */
 } PxCoord;
 
 typedef struct _PxGrid PxGrid;
@@ -39,8 +50,11 @@ void px_grid_free(PxGrid *grid);
 int px_grid_world(const PxGrid *grid);
 int px_grid_size(const PxGrid *grid, PxAxis axis);
 PxCoord px_grid_coord(const PxGrid *grid, int rank);
-/* -1 when a coordinate is out of range */
+/* -1 when a coordinate is out of range; px_grid_rank is CP rank 0 */
 int px_grid_rank(const PxGrid *grid, int dp, int tp, int pp);
+int px_grid_rank_cp(const PxGrid *grid, int dp, int cp, int tp, int pp);
+/* The context-parallel degree (1: none). */
+int px_grid_cp(const PxGrid *grid);
 
 /* The group of kind holding rank (owned by the grid); NULL for the embed kind
  * on a middle pipeline stage. */

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "checkpoint.h"
+#include "cost.h"
 #include "comm.h"
 #include "data.h"
 #include "gpt.h"
@@ -83,8 +84,12 @@ typedef struct {
 typedef struct {
   PxRuntime *rt;
   int rank, stage, dp_rank, tp_rank;
+  int cp_rank;          /* context parallelism: the CP rank; dp_rank is then the position
+                           d·cp + c in the dp·cp group (grid.h dpcp) */
   PxBackend *be;
-  PxComm *world, *tp, *dp, *pp_act, *pp_grad, *embed; /* pp_*: the pipeline, one per direction of traffic */
+  PxComm *world, *tp, *dp, *pp_act, *pp_grad, *embed; /* dp: the gradient group, dp·cp ranks; pp_*: the
+                                                        pipeline, one per direction of traffic */
+  PxComm *cp;           /* the ring of ring attention (cp > 1) */
   PxStream *compute, *p2p_s, *coll_s;
   PxDevEvent *ev_compute; /* scratch: "compute up to here" */
   PxDevEvent *ev_coll;    /* the collective stream's last queued work */
@@ -191,7 +196,7 @@ static gboolean chunk_alloc(Rank *r, int c, GError **error) {
   ChunkState *cs = &r->chunks[c];
   const PxGptChunk *ch = px_gpt_chunk(r->gpt, c);
   PxDType dt = rt->pdt, st = rt->mixed ? PX_DTYPE_F32 : rt->pdt; /* parameters, optimizer states */
-  int dp = rt->plan.dp;
+  int dp = px_plan_data_ranks(&rt->plan); /* ZeRO shards over dp·cp */
   cs->numel = ch->numel;
   cs->shard = r->sharded ? px_zero_shard(ch->numel, dp) : ch->numel;
   cs->padded = r->sharded ? cs->shard * dp : ch->numel;
@@ -316,7 +321,7 @@ static void rank_free(Rank *r) {
   g_free(r->dgrad);
   g_free(r->inputs);
   g_free(r->targets);
-  PxComm **cs[] = {&r->tp, &r->dp, &r->pp_act, &r->pp_grad, &r->embed};
+  PxComm **cs[] = {&r->tp, &r->dp, &r->pp_act, &r->pp_grad, &r->embed, &r->cp};
   for (gsize i = 0; i < G_N_ELEMENTS(cs); i++) g_clear_pointer(cs[i], px_comm_free);
   if (r->world != rt->given_world) px_comm_free(r->world);
   px_backend_free(r->be);
@@ -328,7 +333,10 @@ static void rank_free(Rank *r) {
 static gboolean rank_comms(Rank *r, GError **error) {
   PxGrid *grid = r->rt->grid;
   TRY(r->tp = px_grid_comm(grid, PX_GROUP_TP, r->world, error));
-  TRY(r->dp = px_grid_comm(grid, PX_GROUP_DP, r->world, error));
+  /* gradients are reduced (and ZeRO shards) over dp·cp: Megatron's
+   * data-parallel group with context parallelism */
+  TRY(r->dp = px_grid_comm(grid, PX_GROUP_DPCP, r->world, error));
+  if (px_grid_cp(grid) > 1) TRY(r->cp = px_grid_comm(grid, PX_GROUP_CP, r->world, error));
   TRY(r->pp_act = px_grid_comm(grid, PX_GROUP_PP, r->world, error));
   TRY(r->pp_grad = px_grid_comm(grid, PX_GROUP_PP, r->world, error));
   GError *err = NULL;
@@ -346,9 +354,10 @@ static gboolean rank_init(PxRuntime *rt, Rank *r, int rank, PxComm *world, GErro
   r->world = world;
   PxCoord co = px_grid_coord(rt->grid, rank);
   r->stage = co.pp;
-  r->dp_rank = co.dp;
+  r->dp_rank = co.dp * px_grid_cp(rt->grid) + co.cp;
+  r->cp_rank = co.cp;
   r->tp_rank = co.tp;
-  r->zero = rt->plan.dp > 1 ? rt->plan.zero : 0;
+  r->zero = px_plan_data_ranks(&rt->plan) > 1 ? rt->plan.zero : 0;
   r->sharded = r->zero >= 1;
   r->in_flight = g_array_new(FALSE, FALSE, sizeof(InFlight));
   TRY(rank_comms(r, error));
@@ -361,7 +370,7 @@ static gboolean rank_init(PxRuntime *rt, Rank *r, int rank, PxComm *world, GErro
   TRY(r->loss_acc = tensor1(r->be, "loss", PX_DTYPE_F64, PX_MEM_BUFFERS, 1, error));
   TRY(r->sq_acc = tensor1(r->be, "grad_norm_sq", PX_DTYPE_F64, PX_MEM_BUFFERS, 1, error));
   TRY(r->ev_coll = px_event_new(r->be, error));
-  PxGptRank gr = {r->be, r->tp, r->stage, r->tp_rank, rt->cdt};
+  PxGptRank gr = {r->be, r->tp, r->stage, r->tp_rank, rt->cdt, r->cp, r->cp_rank};
   r->scale = rt->fp16 ? rt->opt.loss_scale : 1.0;
   TRY(r->gpt = px_gpt_new(rt->model, &rt->plan, rt->part, &gr, error));
   int v = rt->prog->vpp, m = rt->plan.m;
@@ -485,16 +494,17 @@ static PxRuntime *runtime_setup(const PxModel *model, const PxPlan *plan, const 
   rt->data_path = g_strdup(opt->data);
   rt->opt.backend = rt->backend_name;
   rt->opt.data = rt->data_path;
-  /* planned and simulated (parallax-sim), not run here */
-  if (plan->cp > 1) {
-    rfail(error, PX_RUNTIME_ERROR_INVALID, "context parallelism (cp=%d) is not run by the executor", plan->cp);
+  int T = plan->seq > 0 ? plan->seq : model->desc.max_seq, cp = MAX(plan->cp, 1);
+  if (cp > 1 && T % (2 * cp)) {
+    rfail(error, PX_RUNTIME_ERROR_INVALID,
+          "context parallelism cuts the sequence into 2·cp = %d chunks: %d tokens are not divisible by %d", 2 * cp, T,
+          2 * cp);
     return NULL;
   }
   if (plan->precision == PX_PREC_FP8) {
     rfail(error, PX_RUNTIME_ERROR_INVALID, "FP8 GEMMs (--precision fp8) are not run by the executor");
     return NULL;
   }
-  rt->plan.precision = PX_PREC_FP32; /* the executor computes in fp32 / fp64 */
   if (opt->dtype == PX_DTYPE_I32) {
     rfail(error, PX_RUNTIME_ERROR_INVALID, "the executor runs in f32, f64, bf16 or f16");
     return NULL;
@@ -508,7 +518,15 @@ static PxRuntime *runtime_setup(const PxModel *model, const PxPlan *plan, const 
           opt->loss_scale, opt->loss_scale_window);
     return NULL;
   }
+  /* validated as given (the planner's rules, e.g. context parallelism's 16-bit
+   * fused ring attention, are about the stack it models), then run in the
+   * executor's own precision */
   if (!px_plan_validate(&rt->plan, model, NULL, error) || !px_model_executable(model, error)) return NULL;
+  /* the attention kernel of the plan as given (flash in 16 bits, and under
+   * context parallelism): a fused one runs the flash-style block op, keeping
+   * the row log-sum-exp, never the s x s probabilities (activations.h) */
+  rt->plan.attention = px_cost_attention(&rt->plan);
+  rt->plan.precision = PX_PREC_FP32; /* the executor computes in fp32 / fp64 */
   if (rt->plan.offload != PX_OFFLOAD_NONE) {
     rfail(error, PX_RUNTIME_ERROR_INVALID, "offload (%s) is not implemented by the executor",
           px_offload_name(rt->plan.offload));
@@ -638,8 +656,8 @@ PxRuntime *px_runtime_new_rank(const PxModel *model, const PxPlan *plan, const P
   g_autoptr(PxRuntime) rt = runtime_setup(model, plan, opt, error);
   if (!rt) return NULL;
   if (px_comm_size(world) != rt->n) {
-    rfail(error, PX_RUNTIME_ERROR_INVALID, "the plan needs %d ranks (dp %d x tp %d x pp %d), the world has %d", rt->n,
-          rt->plan.dp, rt->plan.tp, rt->plan.pp, px_comm_size(world));
+    rfail(error, PX_RUNTIME_ERROR_INVALID, "the plan needs %d ranks (dp %d x cp %d x tp %d x pp %d), the world has %d",
+          rt->n, rt->plan.dp, MAX(rt->plan.cp, 1), rt->plan.tp, rt->plan.pp, px_comm_size(world));
     return NULL;
   }
   rt->given_world = world;
@@ -698,8 +716,10 @@ static gboolean wait_gather(Rank *r, int c, GError **error) {
 
 static gboolean op_load(Rank *r, int mb, GError **error) {
   PxRuntime *rt = r->rt;
-  int B = rt->plan.mbs, T = rt->plan.seq;
-  gint64 first = (gint64)rt->step * rt->plan.gbs + ((gint64)r->dp_rank * rt->plan.m + mb) * B;
+  int B = rt->plan.mbs, T = rt->plan.seq, cp = MAX(rt->plan.cp, 1);
+  /* the CP ranks of a DP rank read the same sequences, each keeps its chunks */
+  int dp_rank = r->dp_rank / cp;
+  gint64 first = (gint64)rt->step * rt->plan.gbs + ((gint64)dp_rank * rt->plan.m + mb) * B;
   g_autofree gint32 *win = g_new(gint32, (gsize)B * (T + 1));
   TRY(px_token_file_windows(rt->data, first, B, T, win, error));
   g_free(r->inputs[mb]);
@@ -707,6 +727,13 @@ static gboolean op_load(Rank *r, int mb, GError **error) {
   r->inputs[mb] = g_new(gint32, (gsize)B * T);
   r->targets[mb] = g_new(gint32, (gsize)B * T);
   px_windows_split(win, B, T, r->inputs[mb], r->targets[mb]);
+  if (cp > 1) {
+    g_autofree gint32 *in = g_steal_pointer(&r->inputs[mb]), *tg = g_steal_pointer(&r->targets[mb]);
+    r->inputs[mb] = g_new(gint32, (gsize)B * T / cp);
+    r->targets[mb] = g_new(gint32, (gsize)B * T / cp);
+    px_gpt_local_tokens(r->gpt, in, r->inputs[mb]);
+    px_gpt_local_tokens(r->gpt, tg, r->targets[mb]);
+  }
   return TRUE;
 }
 
@@ -730,7 +757,9 @@ static gboolean op_backward(Rank *r, const PxInstr *ins, GError **error) {
   if (!a) return rfail(error, PX_RUNTIME_ERROR_FAILED, "backward of mb %d chunk %d before its forward", ins->mb, ins->chunk);
   TRY(wait_gather(r, ins->chunk, error));
   if (r->rgrad[s]) TRY(px_stream_wait_event(r->compute, r->recv_ev[s], error));
-  double dloss = r->scale / ((double)rt->plan.m * rt->plan.dp); /* fp16: the loss scaled */
+  /* each rank's loss is the mean over its tokens; the objective the mean over
+   * the dp·cp ranks' (CP ranks hold as many tokens each) */
+  double dloss = r->scale / ((double)rt->plan.m * px_plan_data_ranks(&rt->plan)); /* fp16: the loss scaled */
   gboolean defer = ins->kind == PX_OP_BACKWARD_INPUT;
   TRY(px_gpt_backward(r->gpt, a, g_steal_pointer(&r->rgrad[s]), dloss, defer, &r->dgrad[s], error));
   if (!defer) g_clear_pointer(&r->acts[s], px_gpt_acts_free);
@@ -875,7 +904,7 @@ static PxTensor *grads_to_reduce(Rank *r, int c, GError **error) {
  * or reduce-scatter into the shard. */
 static gboolean dp_reduce(Rank *r, int c, double *bytes, GError **error) {
   ChunkState *cs = &r->chunks[c];
-  if (r->rt->plan.dp == 1) return TRUE; /* a reduction over one rank */
+  if (px_plan_data_ranks(&r->rt->plan) == 1) return TRUE; /* a reduction over one rank */
   PxTensor *g = grads_to_reduce(r, c, error);
   TRY(g);
   *bytes += (double)g->bytes;
@@ -1232,7 +1261,7 @@ static gboolean step_job(Rank *r, gpointer data, GError **error) {
        px_tensor_download(r->loss_acc, &loss, error);
   rank_clear_step(r);
   TRY(ok);
-  loss /= (double)rt->plan.m * rt->plan.dp;
+  loss /= (double)rt->plan.m * px_plan_data_ranks(&rt->plan);
   if (r == &rt->ranks[0]) rt->loss_now = loss;
   /* never train on: the step is not counted (nor saved), the run stops */
   if (!isfinite(loss))

@@ -96,7 +96,7 @@ typedef struct {
 } PxStepResult;
 
 typedef struct {
-  int rank, stage, dp, tp;
+  int rank, stage, dp, tp; /* dp: the position in the gradient group (d·cp + c with context parallelism) */
   PxMemStats measured;   /* bytes; peak per category */
   PxStageMemory predicted; /* px_memory_new for this stage, scaled to the run's dtype */
 } PxRankMemory;

@@ -5,7 +5,8 @@
 # bad input (a plan that does not divide the model, corrupt or truncated token
 # files, a checkpoint of another run, a corrupt or missing shard, a --save
 # directory that cannot be created, a non-finite loss, an unknown backend).
-# Checkpoints also resume under another layout, and --keep prunes.
+# Checkpoints also resume under another layout, and --keep prunes. Context
+# parallelism (--cp 2) gives the single rank's losses.
 set -u
 exe=$2
 fail=0; n=0
@@ -123,6 +124,16 @@ bad "weight decay 2" "--weight-decay must be in [0, 1]" "${base[@]}" --weight-de
 bad "data tokens 0" "--tokens 0 must be 1..1073741824" data --synthetic --tokens 0 --out "$tmp/x.bin"
 bad "data tokens huge" "--tokens 99999999999 must be 1..1073741824" data --synthetic --tokens 99999999999 --out "$tmp/x.bin"
 bad "token file is a directory" "not a regular file" "${base[@]}" --data "$tmp"
+# context parallelism: the single rank's losses; a sequence 2·cp does not divide is refused
+cp1=$("$exe" "${base[@]}" --steps 2 | losses)
+cp2out=$("$exe" "${base[@]}" --cp 2 --gpus 2 --steps 2)
+check "cp 2 runs ring attention" "grep -q 'x cp 2 (ring attention)' <<<\"\$cp2out\""
+check "cp 2 gives the single rank's losses" "[ \"\$cp1\" = \"\$(losses <<<\"\$cp2out\")\" ]"
+cp6=$("$exe" "${base[@]}" --steps 6 | losses | tail -3)
+"$exe" "${base[@]}" --cp 2 --gpus 4 --dp 2 --zero 1 --steps 3 --decay-steps 6 --save "$tmp/ckcp" >/dev/null
+cpres=$("$exe" "${base[@]}" --steps 6 --resume "$tmp/ckcp" | losses)
+check "a cp 2 · dp 2 ZeRO-1 checkpoint resumes on one rank" "[ \"\$cp6\" = \"\$cpres\" ]"
+bad "cp over an indivisible sequence" "not divisible by 6" "${base[@]}" --cp 3 --gpus 3 --seq 16
 "$exe" "${base[@]}" --data "$tmp/good.bin" --steps 1 >/dev/null 2>"$tmp/err"
 check "a good token file trains" "[ $? -eq 0 ]"
 echo "1..$n"

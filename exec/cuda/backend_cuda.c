@@ -732,13 +732,18 @@ static gboolean cuda_swiglu_bwd(PxBackend *be, PxTensor *dgate, PxTensor *dup, c
          KERN(pxk_swiglu_bwd(c->st, gate->dtype, D(dgate), D(dup), dout->data, gate->data, up->data, gate->numel));
 }
 
+static PxkPos pxk_pos(const PxAttnShape *s) {
+  PxkPos p = {s->pos_split, s->pos_start0, s->pos_start1};
+  return p;
+}
+
 static gboolean cuda_rope_fwd(PxBackend *be, PxTensor *out, const PxTensor *in, const PxAttnShape *s, double theta,
                               GError **error) {
   const char *op = "rope_fwd";
   Cuda *c = cx(be);
   return enter(be, op, in->dtype, error) &&
-         KERN(pxk_rope(c->st, in->dtype, out->data, in->data, s->B, s->T, s->heads, s->kv_heads, s->head_dim, theta,
-                       +1, 0));
+         KERN(pxk_rope(c->st, in->dtype, out->data, in->data, s->B, s->T, s->heads, s->kv_heads, s->head_dim,
+                       pxk_pos(s), theta, +1, 0));
 }
 
 static gboolean cuda_rope_bwd(PxBackend *be, PxTensor *din, const PxTensor *dout, const PxAttnShape *s,
@@ -747,7 +752,7 @@ static gboolean cuda_rope_bwd(PxBackend *be, PxTensor *din, const PxTensor *dout
   Cuda *c = cx(be);
   return enter(be, op, dout->dtype, error) &&
          KERN(pxk_rope(c->st, dout->dtype, din->data, dout->data, s->B, s->T, s->heads, s->kv_heads, s->head_dim,
-                       theta, -1, 1));
+                       pxk_pos(s), theta, -1, 1));
 }
 
 /* ---- attention ---- */
@@ -779,6 +784,35 @@ static gboolean cuda_attention_bwd(PxBackend *be, PxTensor *dqkv, const PxTensor
   gboolean ok = KERN(pxk_attention_bwd(c->st, qkv->dtype, dqkv->data, dout->data, qkv->data, att->data, Dbuf, s->B,
                                        s->T, s->heads, s->kv_heads, s->head_dim));
   return scratch_free(c, op, Dbuf, ok ? error : NULL) && ok;
+}
+
+static gboolean cuda_attn_block_fwd(PxBackend *be, PxTensor *out, PxTensor *lse, const PxTensor *q,
+                                    const PxTensor *kv, const PxAttnShape *qs, const PxAttnShape *ks, GError **error) {
+  const char *op = "attn_block_fwd";
+  Cuda *c = cx(be);
+  return enter(be, op, q->dtype, error) && att_head_dim(c, op, qs, error) &&
+         KERN(pxk_attn_block_fwd(c->st, q->dtype, out->data, lse->data, q->data, kv->data, qs->B, qs->T, ks->T,
+                                 qs->heads, qs->kv_heads, qs->head_dim, pxk_pos(qs), pxk_pos(ks)));
+}
+
+static gboolean cuda_attn_merge(PxBackend *be, PxTensor *out, PxTensor *lse, const PxTensor *out_b,
+                                const PxTensor *lse_b, const PxAttnShape *s, GError **error) {
+  const char *op = "attn_merge";
+  Cuda *c = cx(be);
+  return enter(be, op, out->dtype, error) &&
+         KERN(pxk_attn_merge(c->st, out->dtype, out->data, lse->data, out_b->data, lse_b->data, s->B, s->T, s->heads,
+                             s->head_dim));
+}
+
+static gboolean cuda_attn_block_bwd(PxBackend *be, PxTensor *dq, PxTensor *dkv, const PxTensor *dout,
+                                    const PxTensor *q, const PxTensor *kv, const PxTensor *out, const PxTensor *lse,
+                                    const PxAttnShape *qs, const PxAttnShape *ks, GError **error) {
+  const char *op = "attn_block_bwd";
+  Cuda *c = cx(be);
+  return enter(be, op, q->dtype, error) && att_head_dim(c, op, qs, error) &&
+         KERN(pxk_attn_block_bwd(c->st, q->dtype, dq->data, dkv->data, dout->data, q->data, kv->data, out->data,
+                                 lse->data, qs->B, qs->T, ks->T, qs->heads, qs->kv_heads, qs->head_dim, pxk_pos(qs),
+                                 pxk_pos(ks)));
 }
 
 /* ---- residual ---- */
@@ -1075,6 +1109,9 @@ static const PxBackendOps cuda_ops = {
   .rope_bwd = cuda_rope_bwd,
   .attention_fwd = cuda_attention_fwd,
   .attention_bwd = cuda_attention_bwd,
+  .attn_block_fwd = cuda_attn_block_fwd,
+  .attn_merge = cuda_attn_merge,
+  .attn_block_bwd = cuda_attn_block_bwd,
   .residual_fwd = cuda_residual_fwd,
   .residual_bwd = cuda_residual_bwd,
   .cross_entropy_fwd = cuda_cross_entropy_fwd,

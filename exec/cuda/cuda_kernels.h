@@ -59,8 +59,25 @@ cudaError_t pxk_swiglu_bwd(cudaStream_t st, int dt, void *dgate, void *dup, cons
 
 /* Rotary on the q and k heads of qkv rows, v copied: dir +1 forward (dst may be
  * src), -1 the transpose; accumulate adds into dst. */
+/* Global positions of a sequence's T tokens (backend.h PxAttnShape): token t
+ * at t < split ? start0 + t : start1 + (t - split); split 0: at t. */
+typedef struct {
+  int split, start0, start1;
+} PxkPos;
+
 cudaError_t pxk_rope(cudaStream_t st, int dt, void *dst, const void *src, int B, int T, int heads,
-                     int kv_heads, int head_dim, double theta, int dir, int accumulate);
+                     int kv_heads, int head_dim, PxkPos pos, double theta, int dir, int accumulate);
+
+/* Block attention (backend.h px_op_attn_block_*), one warp per query row
+ * (forward, dQ) or key row (dK, dV), online softmax, causal by the global
+ * positions qp, kp; lse (B*heads, Tq) in the tensors' type. */
+cudaError_t pxk_attn_block_fwd(cudaStream_t st, int dt, void *out, void *lse, const void *q, const void *kv, int B,
+                               int Tq, int Tk, int heads, int kv_heads, int head_dim, PxkPos qp, PxkPos kp);
+cudaError_t pxk_attn_merge(cudaStream_t st, int dt, void *out, void *lse, const void *out_b, const void *lse_b, int B,
+                           int T, int heads, int head_dim);
+cudaError_t pxk_attn_block_bwd(cudaStream_t st, int dt, void *dq, void *dkv, const void *dout, const void *q,
+                               const void *kv, const void *out, const void *lse, int B, int Tq, int Tk, int heads,
+                               int kv_heads, int head_dim, PxkPos qp, PxkPos kp);
 
 /* Causal attention, one warp per query row, online softmax (flash style).
  * The saved state in att: f32, or T == 1: the probabilities (B,heads,T,T), as

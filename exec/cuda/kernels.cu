@@ -348,16 +348,20 @@ extern "C" cudaError_t pxk_scale(cudaStream_t st, int dt, void *x, double alpha,
 /* ---- rotary: one thread per rotated pair, or per copied v element; the
  * angle in double, as the cpu backend ---- */
 
+__device__ __forceinline__ int pos_of(PxkPos p, int t) {
+  return p.split <= 0 ? t : t < p.split ? p.start0 + t : p.start1 + (t - p.split);
+}
+
 template <typename T>
 __global__ void k_rope(T *dst, const T *src, int64_t rows, int T_, int rot_heads, int v_cols, int hd,
-                       double theta, int dir, int accumulate) {
+                       PxkPos pos, double theta, int dir, int accumulate) {
   const int half = hd / 2;
   const int64_t per_row = (int64_t)rot_heads * half + v_cols, W = (int64_t)rot_heads * hd + v_cols;
   GRID_STRIDE(idx, rows * per_row) {
     int64_t r = idx / per_row, k = idx % per_row, base = r * W;
     if (k < (int64_t)rot_heads * half) {
       int h = (int)(k / half), i = (int)(k % half);
-      double ang = (double)(r % T_) * pow(theta, -2.0 * i / hd), sn, cs;
+      double ang = (double)pos_of(pos, (int)(r % T_)) * pow(theta, -2.0 * i / hd), sn, cs;
       sincos(ang, &sn, &cs);
       sn *= dir;
       int64_t a = base + (int64_t)h * hd + i, b = a + half;
@@ -373,12 +377,12 @@ __global__ void k_rope(T *dst, const T *src, int64_t rows, int T_, int rot_heads
   }
 }
 extern "C" cudaError_t pxk_rope(cudaStream_t st, int dt, void *dst, const void *src, int B, int Tn, int heads,
-                                int kv_heads, int head_dim, double theta, int dir, int accumulate) {
+                                int kv_heads, int head_dim, PxkPos pos, double theta, int dir, int accumulate) {
   int64_t rows = (int64_t)B * Tn;
   int rot = heads + kv_heads, v_cols = kv_heads * head_dim;
   int64_t n = rows * ((int64_t)rot * (head_dim / 2) + v_cols);
   DISPATCH(dt, k_rope<T><<<ew_blocks(n), EW_THREADS, 0, st>>>((T *)dst, (const T *)src, rows, Tn, rot, v_cols,
-                                                              head_dim, theta, dir, accumulate))
+                                                              head_dim, pos, theta, dir, accumulate))
 }
 
 /* ---- attention ----
@@ -423,6 +427,30 @@ template <typename T> __device__ __forceinline__ void warp_add_store(T *row, con
   }
 }
 
+/* reg += a * row (the lane's part) */
+template <typename T> __device__ __forceinline__ void warp_axpy(float *reg, float a, const T *row, int hd) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int k = 0; k < ATT_K; k++) {
+    int d = lane + 32 * k;
+    if (d < hd) reg[k] += a * ld(row, d);
+  }
+}
+/* One key of the online softmax: score s, value row vr into the running
+ * output o, max mx and sum l (flash attention's rescale). */
+template <typename T>
+__device__ __forceinline__ void online_step(float *o, float &mx, float &l, float s, const T *vr, int hd) {
+  const int lane = threadIdx.x & 31;
+  float mnew = fmaxf(mx, s), corr = expf(mx - mnew), p = expf(s - mnew);
+  l = l * corr + p;
+#pragma unroll
+  for (int k = 0; k < ATT_K; k++) {
+    int d = lane + 32 * k;
+    o[k] = o[k] * corr + (d < hd ? p * ld(vr, d) : 0.f);
+  }
+  mx = mnew;
+}
+
 /* q row (b, h, i) -> pointers */
 #define Q_ROW(base, b, t, h) ((base) + ((int64_t)(b) * g.T + (t)) * g.W + (int64_t)(h) * g.hd)
 #define K_ROW(base, b, t, kvh) ((base) + ((int64_t)(b) * g.T + (t)) * g.W + (int64_t)(g.H + (kvh)) * g.hd)
@@ -440,18 +468,8 @@ __global__ void k_attention_fwd(T *out, void *att, const T *qkv, AttGeo g, int s
 #pragma unroll
   for (int k = 0; k < ATT_K; k++) o[k] = 0.f;
   float mx = -INFINITY, l = 0.f;
-  for (int j = 0; j <= i; j++) {
-    float s = warp_dot(q, K_ROW(qkv, b, j, kvh), g.hd);
-    float mnew = fmaxf(mx, s), corr = expf(mx - mnew), p = expf(s - mnew);
-    l = l * corr + p;
-    const T *vr = V_ROW(qkv, b, j, kvh);
-#pragma unroll
-    for (int k = 0; k < ATT_K; k++) {
-      int d = lane + 32 * k;
-      o[k] = o[k] * corr + (d < g.hd ? p * ld(vr, d) : 0.f);
-    }
-    mx = mnew;
-  }
+  for (int j = 0; j <= i; j++)
+    online_step(o, mx, l, warp_dot(q, K_ROW(qkv, b, j, kvh), g.hd), V_ROW(qkv, b, j, kvh), g.hd);
   T *orow = out + ((int64_t)b * g.T + i) * ((int64_t)g.H * g.hd) + (int64_t)h * g.hd;
 #pragma unroll
   for (int k = 0; k < ATT_K; k++) {
@@ -502,12 +520,7 @@ __global__ void k_attention_bwd_q(T *dqkv, const T *dout, const T *qkv, const vo
   for (int j = 0; j <= i; j++) {
     const T *kr = K_ROW(qkv, b, j, kvh);
     float p = att_prob(att, save_probs, r, j, g.T, q, kr, g.hd);
-    float ds = p * (warp_dot(dO, V_ROW(qkv, b, j, kvh), g.hd) - dsum);
-#pragma unroll
-    for (int k = 0; k < ATT_K; k++) {
-      int d = lane + 32 * k;
-      dq[k] += d < g.hd ? ds * ld(kr, d) : 0.f;
-    }
+    warp_axpy(dq, p * (warp_dot(dO, V_ROW(qkv, b, j, kvh), g.hd) - dsum), kr, g.hd);
   }
   warp_add_store(Q_ROW(dqkv, b, i, h), dq, g.hd, g.scale);
   if (lane == 0) D[r] = dsum;
@@ -544,15 +557,8 @@ __global__ void k_attention_bwd_kv(T *dqkv, const T *dout, const T *qkv, const v
         }
         p = expf(warp_sum(s) - ((const float *)att)[rq]);
       }
-      float ds = p * (warp_dot(vreg, dor, g.hd) - D[rq]);
-#pragma unroll
-      for (int k = 0; k < ATT_K; k++) {
-        int d = lane + 32 * k;
-        if (d < g.hd) {
-          dv[k] += p * ld(dor, d);
-          dk[k] += ds * ld(qr, d);
-        }
-      }
+      warp_axpy(dv, p, dor, g.hd);
+      warp_axpy(dk, p * (warp_dot(vreg, dor, g.hd) - D[rq]), qr, g.hd);
     }
   warp_add_store(K_ROW(dqkv, b, j, kvh), dk, g.hd, g.scale);
   warp_add_store(V_ROW(dqkv, b, j, kvh), dv, g.hd, 1.f);
@@ -596,6 +602,167 @@ extern "C" cudaError_t pxk_attention_bwd(cudaStream_t st, int dt, void *dqkv, co
     if (e != cudaSuccess) return e;
     k_attention_bwd_kv<T><<<att_blocks((int64_t)B * kv_heads * Tn), 32 * ATT_WARPS, 0, st>>>(
         (T *)dqkv, (const T *)dout, (const T *)qkv, att, D, g, sp);
+  })
+}
+
+/* ---- block attention: a Q block (Tq rows per sequence) against a K/V block
+ * (Tk rows), both in the qkv layout, causal by global positions. Plain
+ * loops, one warp per row; the same arithmetic as the attention above. ---- */
+
+struct BlkGeo {
+  int B, Tq, Tk, H, KV, hd;
+  int64_t W;
+  float scale;
+  PxkPos qp, kp;
+};
+
+#define BQ_ROW(base, b, t, h) ((base) + ((int64_t)(b) * g.Tq + (t)) * g.W + (int64_t)(h) * g.hd)
+#define BK_ROW(base, b, t, kvh) ((base) + ((int64_t)(b) * g.Tk + (t)) * g.W + (int64_t)(g.H + (kvh)) * g.hd)
+#define BV_ROW(base, b, t, kvh) ((base) + ((int64_t)(b) * g.Tk + (t)) * g.W + (int64_t)(g.H + g.KV + (kvh)) * g.hd)
+#define BO_ROW(base, b, t, h) ((base) + ((int64_t)(b) * g.Tq + (t)) * ((int64_t)g.H * g.hd) + (int64_t)(h) * g.hd)
+
+template <typename T>
+__global__ void k_attn_block_fwd(T *out, T *lse, const T *q, const T *kv, BlkGeo g) {
+  const int64_t r = (int64_t)blockIdx.x * ATT_WARPS + (threadIdx.x >> 5); /* (b, h, i) */
+  const int lane = threadIdx.x & 31;
+  if (r >= (int64_t)g.B * g.H * g.Tq) return;
+  const int i = (int)(r % g.Tq), h = (int)(r / g.Tq % g.H), b = (int)(r / ((int64_t)g.Tq * g.H));
+  const int kvh = h / (g.H / g.KV), pi = pos_of(g.qp, i);
+  float qr[ATT_K], o[ATT_K];
+  warp_load(qr, BQ_ROW(q, b, i, h), g.hd, g.scale);
+#pragma unroll
+  for (int k = 0; k < ATT_K; k++) o[k] = 0.f;
+  float mx = -INFINITY, l = 0.f;
+  for (int j = 0; j < g.Tk; j++)
+    if (pos_of(g.kp, j) <= pi) online_step(o, mx, l, warp_dot(qr, BK_ROW(kv, b, j, kvh), g.hd), BV_ROW(kv, b, j, kvh), g.hd);
+  T *orow = BO_ROW(out, b, i, h);
+#pragma unroll
+  for (int k = 0; k < ATT_K; k++) {
+    int d = lane + 32 * k;
+    if (d < g.hd) st_(orow, d, l > 0.f ? o[k] / l : 0.f);
+  }
+  if (lane == 0) st_(lse, r, l > 0.f ? mx + logf(l) : -INFINITY);
+}
+
+/* one thread per row (b, h, t) */
+template <typename T>
+__global__ void k_attn_merge(T *out, T *lse, const T *out_b, const T *lse_b, int B, int Tn, int H, int hd) {
+  GRID_STRIDE(r, (int64_t)B * H * Tn) {
+    const int64_t t = r % Tn, h = r / Tn % H, b = r / ((int64_t)Tn * H);
+    float la = ld(lse, r), lb = ld(lse_b, r), m = fmaxf(la, lb);
+    if (m == -INFINITY) continue;
+    float l = m + logf(expf(la - m) + expf(lb - m)), wa = expf(la - l), wb = expf(lb - l);
+    T *o = out + (b * Tn + t) * ((int64_t)H * hd) + h * hd;
+    const T *ob = out_b + (b * Tn + t) * ((int64_t)H * hd) + h * hd;
+    for (int d = 0; d < hd; d++) st_(o, d, wa * ld(o, d) + wb * ld(ob, d));
+    st_(lse, r, l);
+  }
+}
+
+/* D = rowsum(dO * O) of query row (b, h, i), over the warp */
+template <typename T>
+__device__ __forceinline__ float blk_D(const T *dout, const T *out, const BlkGeo &g, int b, int i, int h) {
+  float dO[ATT_K];
+  warp_load(dO, BO_ROW(dout, b, i, h), g.hd, 1.f);
+  return warp_dot(dO, BO_ROW(out, b, i, h), g.hd);
+}
+
+template <typename T>
+__global__ void k_attn_block_bwd_q(T *dq, const T *dout, const T *q, const T *kv, const T *out, const T *lse,
+                                   BlkGeo g) {
+  const int64_t r = (int64_t)blockIdx.x * ATT_WARPS + (threadIdx.x >> 5);
+  if (r >= (int64_t)g.B * g.H * g.Tq) return;
+  const int i = (int)(r % g.Tq), h = (int)(r / g.Tq % g.H), b = (int)(r / ((int64_t)g.Tq * g.H));
+  const int kvh = h / (g.H / g.KV), pi = pos_of(g.qp, i);
+  const float l = ld(lse, r);
+  if (l == -INFINITY) return;
+  float qr[ATT_K], dO[ATT_K], dqr[ATT_K];
+  warp_load(qr, BQ_ROW(q, b, i, h), g.hd, g.scale);
+  warp_load(dO, BO_ROW(dout, b, i, h), g.hd, 1.f);
+  const float D = blk_D(dout, out, g, b, i, h);
+#pragma unroll
+  for (int k = 0; k < ATT_K; k++) dqr[k] = 0.f;
+  for (int j = 0; j < g.Tk; j++) {
+    if (pos_of(g.kp, j) > pi) continue;
+    const T *kr = BK_ROW(kv, b, j, kvh);
+    float p = expf(warp_dot(qr, kr, g.hd) - l);
+    warp_axpy(dqr, p * (warp_dot(dO, BV_ROW(kv, b, j, kvh), g.hd) - D), kr, g.hd);
+  }
+  warp_add_store(BQ_ROW(dq, b, i, h), dqr, g.hd, g.scale);
+}
+
+/* one warp per key row (b, kvh, j) over the query heads of its group: no two
+ * warps write the same dK / dV row */
+template <typename T>
+__global__ void k_attn_block_bwd_kv(T *dkv, const T *dout, const T *q, const T *kv, const T *out, const T *lse,
+                                    BlkGeo g) {
+  const int64_t r = (int64_t)blockIdx.x * ATT_WARPS + (threadIdx.x >> 5);
+  if (r >= (int64_t)g.B * g.KV * g.Tk) return;
+  const int j = (int)(r % g.Tk), kvh = (int)(r / g.Tk % g.KV), b = (int)(r / ((int64_t)g.Tk * g.KV));
+  const int per = g.H / g.KV, pj = pos_of(g.kp, j);
+  float kreg[ATT_K], vreg[ATT_K], dk[ATT_K], dv[ATT_K];
+  warp_load(kreg, BK_ROW(kv, b, j, kvh), g.hd, g.scale);
+  warp_load(vreg, BV_ROW(kv, b, j, kvh), g.hd, 1.f);
+#pragma unroll
+  for (int k = 0; k < ATT_K; k++) dk[k] = dv[k] = 0.f;
+  for (int h = kvh * per; h < (kvh + 1) * per; h++)
+    for (int i = 0; i < g.Tq; i++) {
+      if (pos_of(g.qp, i) < pj) continue;
+      const float l = ld(lse, ((int64_t)b * g.H + h) * g.Tq + i);
+      if (l == -INFINITY) continue;
+      const T *qr = BQ_ROW(q, b, i, h), *dor = BO_ROW(dout, b, i, h);
+      float p = expf(warp_dot(kreg, qr, g.hd) - l);
+      warp_axpy(dv, p, dor, g.hd);
+      warp_axpy(dk, p * (warp_dot(vreg, dor, g.hd) - blk_D(dout, out, g, b, i, h)), qr, g.hd);
+    }
+  warp_add_store(BK_ROW(dkv, b, j, kvh), dk, g.hd, g.scale);
+  warp_add_store(BV_ROW(dkv, b, j, kvh), dv, g.hd, 1.f);
+}
+
+static BlkGeo blk_geo(int B, int Tq, int Tk, int heads, int kv_heads, int head_dim, PxkPos qp, PxkPos kp) {
+  BlkGeo g;
+  g.B = B;
+  g.Tq = Tq;
+  g.Tk = Tk;
+  g.H = heads;
+  g.KV = kv_heads;
+  g.hd = head_dim;
+  g.W = (int64_t)(heads + 2 * kv_heads) * head_dim;
+  g.scale = (float)(1.0 / sqrt((double)head_dim));
+  g.qp = qp;
+  g.kp = kp;
+  return g;
+}
+
+extern "C" cudaError_t pxk_attn_block_fwd(cudaStream_t st, int dt, void *out, void *lse, const void *q, const void *kv,
+                                          int B, int Tq, int Tk, int heads, int kv_heads, int head_dim, PxkPos qp,
+                                          PxkPos kp) {
+  if (head_dim > PXK_ATT_MAX_HEAD_DIM) return cudaErrorInvalidValue;
+  BlkGeo g = blk_geo(B, Tq, Tk, heads, kv_heads, head_dim, qp, kp);
+  DISPATCH(dt, k_attn_block_fwd<T><<<att_blocks((int64_t)B * heads * Tq), 32 * ATT_WARPS, 0, st>>>(
+                   (T *)out, (T *)lse, (const T *)q, (const T *)kv, g))
+}
+
+extern "C" cudaError_t pxk_attn_merge(cudaStream_t st, int dt, void *out, void *lse, const void *out_b,
+                                      const void *lse_b, int B, int Tn, int heads, int head_dim) {
+  int64_t n = (int64_t)B * heads * Tn;
+  DISPATCH(dt, k_attn_merge<T><<<ew_blocks(n), EW_THREADS, 0, st>>>((T *)out, (T *)lse, (const T *)out_b,
+                                                                     (const T *)lse_b, B, Tn, heads, head_dim))
+}
+
+extern "C" cudaError_t pxk_attn_block_bwd(cudaStream_t st, int dt, void *dq, void *dkv, const void *dout,
+                                          const void *q, const void *kv, const void *out, const void *lse, int B,
+                                          int Tq, int Tk, int heads, int kv_heads, int head_dim, PxkPos qp,
+                                          PxkPos kp) {
+  if (head_dim > PXK_ATT_MAX_HEAD_DIM) return cudaErrorInvalidValue;
+  BlkGeo g = blk_geo(B, Tq, Tk, heads, kv_heads, head_dim, qp, kp);
+  DISPATCH(dt, {
+    k_attn_block_bwd_q<T><<<att_blocks((int64_t)B * heads * Tq), 32 * ATT_WARPS, 0, st>>>(
+        (T *)dq, (const T *)dout, (const T *)q, (const T *)kv, (const T *)out, (const T *)lse, g);
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) return e;
+    k_attn_block_bwd_kv<T><<<att_blocks((int64_t)B * kv_heads * Tk), 32 * ATT_WARPS, 0, st>>>(
+        (T *)dkv, (const T *)dout, (const T *)q, (const T *)kv, (const T *)out, (const T *)lse, g);
   })
 }
 
