@@ -503,6 +503,36 @@ static void group_exchange(PxComm *world, int n, int per_peer) {
 static void check_group_exchange(PxComm *world, const Ctx *ctx) { group_exchange(world, ctx->n, 1); }
 static void check_group_fifo(PxComm *world, const Ctx *ctx) { group_exchange(world, ctx->n, 2); }
 
+/* ---- all-to-all ---- */
+
+/* Block j of rank r's send holds mov_val(r, j·count + x): rank r's recv
+ * block i must then hold mov_val(i, r·count + x). The v-variant: rank r sends
+ * a2a_count(r, j) elements to rank j (zero for some pairs, self included), at
+ * packed offsets, the same data rule with j·count + x. */
+static gsize a2a_count(int r, int j, gsize count) { return (gsize)((3 * r + 5 * j + 1) % 4) * (count + 1) / 2; }
+
+static void all_to_all_case(PxComm *world, const Ctx *ctx, PxDType dt, gsize count, int variant) {
+  int r = px_comm_rank(world), n = ctx->n;
+  g_autofree gsize *sc = g_new(gsize, n), *sd = g_new(gsize, n), *rc = g_new(gsize, n), *rd = g_new(gsize, n);
+  gsize st = 0, rt = 0;
+  for (int j = 0; j < n; j++) {
+    sc[j] = variant ? a2a_count(r, j, count) : count, sd[j] = st, st += sc[j];
+    rc[j] = variant ? a2a_count(j, r, count) : count, rd[j] = rt, rt += rc[j];
+  }
+  g_autofree void *send = buf_new(st, dt), *recv = buf_new(rt, dt), *want = buf_new(rt, dt);
+  for (int j = 0; j < n; j++)
+    for (gsize x = 0; x < sc[j]; x++) put(send, sd[j] + x, dt, mov_val(r, (gsize)j * count + x));
+  for (int i = 0; i < n; i++)
+    for (gsize x = 0; x < rc[i]; x++) put(want, rd[i] + x, dt, mov_val(i, (gsize)r * count + x));
+  if (variant) OK(world, px_comm_all_to_all_v(world, send, sc, sd, recv, rc, rd, dt, NULL, &err));
+  else OK(world, px_comm_all_to_all(world, send, recv, count, dt, NULL, &err));
+  g_autofree char *what = what_of(variant ? "all_to_all_v" : "all_to_all", count, dt);
+  expect_same(world, what, recv, want, rt, dt);
+}
+
+static void check_all_to_all(PxComm *world, const Ctx *ctx) { each_case(world, ctx, all_to_all_case, 0); }
+static void check_all_to_all_v(PxComm *world, const Ctx *ctx) { each_case(world, ctx, all_to_all_case, 1); }
+
 /* ---- splits ---- */
 
 static void expect_members(PxComm *c, const char *name, int n, const int *ranks, int pos) {
@@ -1024,6 +1054,8 @@ static const Check checks[] = {
   {.path = "send-recv/fifo", .fn = check_fifo},
   {.path = "send-recv/group-exchange", .fn = check_group_exchange},
   {.path = "send-recv/group-fifo", .fn = check_group_fifo},
+  {.path = "all-to-all", .fn = check_all_to_all},
+  {.path = "all-to-all-v", .fn = check_all_to_all_v},
   {.path = "split/dp-tp", .fn = check_split_dp_tp},
   {.path = "split/reverse-keys", .fn = check_split_reverse},
   {.path = "split/no-color", .fn = check_split_no_color},
