@@ -68,4 +68,25 @@ double px_moe_activation_bytes(const PxModel *model, const PxPlan *plan);
  * time): the all-to-all send and receive buffers. */
 double px_moe_buffer_bytes(const PxModel *model, const PxPlan *plan);
 
+/* What the executor's MoE layer (exec/moe_layer.c, dropless, etp = 1) keeps
+ * for backward, one micro-batch, as one tensor of `total` elements of the
+ * run's dtype (PX_ACT_MOE of the EXEC stack), at these element offsets. T
+ * tokens enter on the rank, E experts over ep ranks, k per token; S = k·T
+ * token copies are sent; a rank may receive up to R = ep·T·min(k, E/ep) rows
+ * (every token of its EP group choosing its experts: dropless routing sizes
+ * nothing by the data, so the worst case is kept, and the measured peak is the
+ * prediction whatever the router does):
+ *   probs   T·E  the router's softmax (its backward)
+ *   topk    T·k  the chosen experts' indices (the permutation, the combine)
+ *   counts  2·E  copies sent to each expert; received from each (source, local expert)
+ *   x       R·h  the experts' input (their weight gradients)
+ *   inner   n·R·f  gate output, up output, their SwiGLU (n = 3), or fc output, GELU (n = 2)
+ *   yret    S·h  the experts' outputs back in send order (the gate gradient) */
+typedef struct {
+  gint64 tokens, sent, rows_max;
+  gint64 probs, topk, counts, x, inner, yret, total;
+  int n_inner;
+} PxMoeExecLayout;
+void px_moe_exec_layout(const PxModelDesc *d, int ep, gint64 tokens, PxMoeExecLayout *out);
+
 G_END_DECLS
