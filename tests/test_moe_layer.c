@@ -1,0 +1,358 @@
+/* test_moe_layer.c — the executor's routed experts (exec/moe_layer.c) on the
+ * cpu backend in f64:
+ *  - forward against a dense reference computed here in double, token by
+ *    token and expert by expert (softmax, top-k, renormalised or not, each
+ *    chosen expert's SwiGLU or GELU MLP, the weighted sum) and the
+ *    load-balancing loss coef · E · Σ_i f_i P_i from its definition;
+ *  - every gradient (router, experts, input) against central finite
+ *    differences of J = Σ c·y + λ·aux;
+ *  - expert parallelism over 2 and 4 thread-ranks (the all-to-all-v
+ *    dispatch): each rank's output equals the reference on its own tokens,
+ *    and each rank's expert gradients equal the sum over every rank's tokens
+ *    of the one-rank gradients of those experts. */
+#include <glib.h>
+#include <math.h>
+#include <string.h>
+#include "moe.h"
+#include "moe_layer.h"
+
+typedef struct {
+  PxModelDesc d;
+  gint64 T;
+  double *x, *wr, *wg, *wu, *wd; /* full (all experts) */
+} Case;
+
+static double *rnd(GRand *r, gint64 n, double scale) {
+  double *v = g_new(double, n);
+  for (gint64 i = 0; i < n; i++) v[i] = scale * g_rand_double_range(r, -1, 1);
+  return v;
+}
+
+static void case_init(Case *c, PxFfnKind kind, gboolean norm_topk, guint32 seed, gint64 T) {
+  memset(c, 0, sizeof *c);
+  c->d.name = "moe-layer";
+  c->d.hidden = 4;
+  c->d.experts = 4;
+  c->d.top_k = 2;
+  c->d.expert_ffn = 3;
+  c->d.ffn_kind = kind;
+  c->d.norm_topk = norm_topk;
+  c->d.aux_loss_coef = 0.1;
+  c->T = T;
+  gint64 h = 4, E = 4, f = 3;
+  g_autoptr(GRand) r = g_rand_new_with_seed(seed);
+  c->x = rnd(r, T * h, 1.0);
+  c->wr = rnd(r, E * h, 1.0);
+  c->wg = rnd(r, E * f * h, 0.7);
+  c->wu = rnd(r, E * f * h, 0.7);
+  c->wd = rnd(r, E * h * f, 0.7);
+}
+
+static void case_clear(Case *c) {
+  g_free(c->x);
+  g_free(c->wr);
+  g_free(c->wg);
+  g_free(c->wu);
+  g_free(c->wd);
+}
+
+/* ---- the reference: a dense loop in double ---- */
+
+static double silu(double g) { return g / (1 + exp(-g)); }
+static double gelu(double x) { return 0.5 * x * (1 + tanh(sqrt(2 / G_PI) * (x + 0.044715 * x * x * x))); }
+
+/* y (T, h) and the aux loss of x (T rows from row t0 of c->x) */
+static double reference(const Case *c, const double *x, gint64 T, double *y) {
+  const PxModelDesc *d = &c->d;
+  int h = d->hidden, E = d->experts, k = d->top_k, f = d->expert_ffn;
+  g_autofree double *cnt = g_new0(double, E), *psum = g_new0(double, E);
+  for (gint64 t = 0; t < T; t++) {
+    const double *xt = x + t * h;
+    double p[16], z = 0, mx = -INFINITY;
+    for (int e = 0; e < E; e++) {
+      p[e] = 0;
+      for (int i = 0; i < h; i++) p[e] += c->wr[e * h + i] * xt[i];
+      mx = MAX(mx, p[e]);
+    }
+    for (int e = 0; e < E; e++) z += p[e] = exp(p[e] - mx);
+    for (int e = 0; e < E; e++) p[e] /= z, psum[e] += p[e];
+    int chosen[16];
+    gboolean used[16] = {FALSE};
+    for (int j = 0; j < k; j++) {
+      int b = -1;
+      for (int e = 0; e < E; e++)
+        if (!used[e] && (b < 0 || p[e] > p[b])) b = e;
+      used[b] = TRUE, chosen[j] = b, cnt[b]++;
+    }
+    double zk = 0;
+    for (int j = 0; j < k; j++) zk += p[chosen[j]];
+    for (int i = 0; i < h; i++) y[t * h + i] = 0;
+    for (int j = 0; j < k; j++) {
+      int e = chosen[j];
+      double w = d->norm_topk ? p[e] / zk : p[e], a[16];
+      for (int u = 0; u < f; u++) {
+        double g = 0, up = 0;
+        for (int i = 0; i < h; i++) {
+          g += c->wg[((gint64)e * f + u) * h + i] * xt[i];
+          up += c->wu[((gint64)e * f + u) * h + i] * xt[i];
+        }
+        a[u] = d->ffn_kind == PX_FFN_SWIGLU ? silu(g) * up : gelu(g);
+      }
+      for (int i = 0; i < h; i++) {
+        double o = 0;
+        for (int u = 0; u < f; u++) o += c->wd[((gint64)e * h + i) * f + u] * a[u];
+        y[t * h + i] += w * o;
+      }
+    }
+  }
+  double lb = 0;
+  for (int e = 0; e < E; e++) lb += cnt[e] / (double)(T * k) * psum[e] / (double)T;
+  return d->aux_loss_coef * E * lb;
+}
+
+/* ---- the layer on the cpu backend ---- */
+
+typedef struct {
+  PxBackend *be;
+  PxTensor *x, *y, *saved, *dx, *dy;
+  PxTensor *t[4], *g[4]; /* router, in (gate or fc), up, down: weights and gradients */
+  PxMoeWeights w;
+  PxMoeRun run;
+} Layer;
+
+static PxTensor *f64(PxBackend *be, const char *name, gint64 rows, gint64 cols, const double *v) {
+  g_autoptr(GError) error = NULL;
+  gint64 shape[2] = {rows, cols};
+  PxTensor *t = px_tensor_new_zeroed(be, name, PX_DTYPE_F64, PX_MEM_BUFFERS, 2, shape, &error);
+  g_assert_no_error(error);
+  if (v) g_assert_true(px_tensor_upload_f64(t, v, &error));
+  return t;
+}
+
+/* This rank's layer: experts [ep_rank · E/ep, ...) of the case, T tokens from x. */
+static void layer_init(Layer *L, const Case *c, const double *x, gint64 T, PxComm *ep, int ep_size, int ep_rank) {
+  const PxModelDesc *d = &c->d;
+  gint64 h = d->hidden, E = d->experts, f = d->expert_ffn, loc = E / ep_size;
+  memset(L, 0, sizeof *L);
+  L->be = px_backend_new("cpu", 0, NULL);
+  L->run = (PxMoeRun){L->be, ep, ep_size, ep_rank, PX_DTYPE_F64, d, T, NULL};
+  L->x = f64(L->be, "x", T, h, x);
+  L->y = f64(L->be, "y", T, h, NULL);
+  L->dx = f64(L->be, "dx", T, h, NULL);
+  PxMoeExecLayout ml;
+  px_moe_exec_layout(d, ep_size, T, &ml);
+  L->saved = f64(L->be, "saved", ml.total, 1, NULL);
+  gboolean gated = d->ffn_kind == PX_FFN_SWIGLU;
+  L->t[0] = f64(L->be, "router", E, h, c->wr);
+  L->t[1] = f64(L->be, "in", loc * f, h, c->wg + ep_rank * loc * f * h);
+  L->t[2] = f64(L->be, "up", loc * f, h, c->wu + ep_rank * loc * f * h);
+  L->t[3] = f64(L->be, "down", loc * h, f, c->wd + ep_rank * loc * h * f);
+  for (int i = 0; i < 4; i++) L->g[i] = f64(L->be, "grad", L->t[i]->shape[0], L->t[i]->shape[1], NULL);
+  L->w.router = (PxMoeWeight){L->t[0], L->g[0]};
+  if (gated) {
+    L->w.gate = (PxMoeWeight){L->t[1], L->g[1]};
+    L->w.up = (PxMoeWeight){L->t[2], L->g[2]};
+  } else {
+    L->w.fc = (PxMoeWeight){L->t[1], L->g[1]};
+  }
+  L->w.down = (PxMoeWeight){L->t[3], L->g[3]};
+}
+
+static void layer_clear(Layer *L) {
+  PxTensor *all[] = {L->x, L->y, L->saved, L->dx, L->dy, L->t[0], L->t[1], L->t[2], L->t[3],
+                     L->g[0], L->g[1], L->g[2], L->g[3]};
+  for (gsize i = 0; i < G_N_ELEMENTS(all); i++) px_tensor_free(all[i]);
+  px_backend_free(L->be);
+}
+
+static double layer_fwd(Layer *L, double *y) {
+  g_autoptr(GError) error = NULL;
+  double aux = 0;
+  g_assert_true(px_moe_layer_fwd(&L->run, &L->w, L->saved, L->x, L->y, &aux, &error));
+  g_assert_no_error(error);
+  if (y) g_assert_true(px_tensor_download_f64(L->y, y, &error));
+  return aux;
+}
+
+static void layer_bwd(Layer *L, const double *dy, double daux) {
+  g_autoptr(GError) error = NULL;
+  if (!L->dy) L->dy = f64(L->be, "dy", L->x->shape[0], L->x->shape[1], NULL);
+  g_assert_true(px_tensor_upload_f64(L->dy, dy, &error));
+  g_assert_true(px_moe_layer_bwd(&L->run, &L->w, L->saved, L->x, L->dy, L->dx, daux, &error));
+  g_assert_no_error(error);
+}
+
+static void assert_close(const char *what, const double *got, const double *want, gint64 n, double tol) {
+  for (gint64 i = 0; i < n; i++)
+    if (!(fabs(got[i] - want[i]) <= tol * MAX(1.0, fabs(want[i]))))
+      g_error("%s[%" G_GINT64_FORMAT "]: %.12g, expected %.12g", what, i, got[i], want[i]);
+}
+
+static void check_forward(PxFfnKind kind, gboolean norm_topk) {
+  Case c;
+  case_init(&c, kind, norm_topk, 7, 6);
+  Layer L;
+  layer_init(&L, &c, c.x, c.T, NULL, 1, 0);
+  g_autofree double *y = g_new(double, c.T * 4), *want = g_new(double, c.T * 4);
+  double aux = layer_fwd(&L, y), want_aux = reference(&c, c.x, c.T, want);
+  assert_close("y", y, want, c.T * 4, 1e-12);
+  g_assert_cmpfloat(fabs(aux - want_aux), <=, 1e-12);
+  layer_clear(&L);
+  case_clear(&c);
+}
+
+static void test_forward_swiglu_norm(void) { check_forward(PX_FFN_SWIGLU, TRUE); }
+static void test_forward_swiglu(void) { check_forward(PX_FFN_SWIGLU, FALSE); }
+static void test_forward_gelu(void) { check_forward(PX_FFN_GELU, FALSE); }
+
+/* J = Σ c·y + λ aux: the analytic gradients against central differences. */
+static void check_gradients(PxFfnKind kind, gboolean norm_topk) {
+  Case c;
+  case_init(&c, kind, norm_topk, 11, 6);
+  Layer L;
+  layer_init(&L, &c, c.x, c.T, NULL, 1, 0);
+  gint64 n = c.T * 4;
+  const double lambda = 0.7;
+  g_autoptr(GRand) r = g_rand_new_with_seed(3);
+  g_autofree double *cy = rnd(r, n, 1.0), *y = g_new(double, n);
+  layer_fwd(&L, NULL);
+  layer_bwd(&L, cy, lambda);
+  /* every tensor: x and the four weights */
+  PxTensor *ts[5] = {L.x, L.t[0], L.t[1], L.t[2], L.t[3]}, *gs[5] = {L.dx, L.g[0], L.g[1], L.g[2], L.g[3]};
+  const char *names[5] = {"dx", "router", "in", "up", "down"};
+  for (int k = 0; k < 5; k++) {
+    if (k == 3 && kind != PX_FFN_SWIGLU) continue;
+    gint64 m = ts[k]->numel;
+    g_autofree double *v = g_new(double, m), *an = g_new(double, m), *fd = g_new(double, m);
+    g_autoptr(GError) error = NULL;
+    g_assert_true(px_tensor_download_f64(ts[k], v, &error));
+    g_assert_true(px_tensor_download_f64(gs[k], an, &error));
+    for (gint64 i = 0; i < m; i++) {
+      const double eps = 1e-6;
+      double keep = v[i], J[2];
+      for (int s = 0; s < 2; s++) {
+        v[i] = keep + (s ? -eps : eps);
+        g_assert_true(px_tensor_upload_f64(ts[k], v, &error));
+        double aux = layer_fwd(&L, y), j = lambda * aux;
+        for (gint64 q = 0; q < n; q++) j += cy[q] * y[q];
+        J[s] = j;
+      }
+      v[i] = keep;
+      g_assert_true(px_tensor_upload_f64(ts[k], v, &error));
+      fd[i] = (J[0] - J[1]) / (2 * eps);
+    }
+    assert_close(names[k], an, fd, m, 1e-6);
+  }
+  layer_clear(&L);
+  case_clear(&c);
+}
+
+static void test_gradients_swiglu_norm(void) { check_gradients(PX_FFN_SWIGLU, TRUE); }
+static void test_gradients_gelu(void) { check_gradients(PX_FFN_GELU, FALSE); }
+
+/* ---- expert parallelism over thread-ranks ---- */
+
+typedef struct {
+  const Case *c;
+  PxLocalWorld *lw;
+  int rank, ep;
+  gint64 T; /* tokens per rank */
+  const double *cy; /* (ep·T, h) output gradients */
+  double *y, *dx, *grads[4];
+} EpRank;
+
+static gpointer ep_rank_run(gpointer data) {
+  EpRank *e = data;
+  g_autoptr(GError) error = NULL;
+  PxComm *world = px_comm_local_new(e->lw, e->rank);
+  Layer L;
+  layer_init(&L, e->c, e->c->x + e->rank * e->T * 4, e->T, world, e->ep, e->rank);
+  layer_fwd(&L, e->y);
+  layer_bwd(&L, e->cy + e->rank * e->T * 4, 0.0);
+  g_assert_true(px_tensor_download_f64(L.dx, e->dx, &error));
+  for (int i = 0; i < 4; i++) {
+    e->grads[i] = g_new(double, L.g[i]->numel);
+    g_assert_true(px_tensor_download_f64(L.g[i], e->grads[i], &error));
+  }
+  layer_clear(&L);
+  px_comm_free(world);
+  return NULL;
+}
+
+static void check_ep(int ep) {
+  const gint64 T = 5;
+  Case c;
+  case_init(&c, PX_FFN_SWIGLU, TRUE, 19, ep * T);
+  gint64 h = 4, E = 4, f = 3, loc = E / ep;
+  g_autoptr(GRand) r = g_rand_new_with_seed(5);
+  g_autofree double *cy = rnd(r, ep * T * h, 1.0);
+  PxLocalWorld *lw = px_local_world_new(ep, 30);
+  EpRank ranks[4];
+  GThread *th[4];
+  for (int i = 0; i < ep; i++) {
+    ranks[i] = (EpRank){&c, lw, i, ep, T, cy, g_new(double, T * h), g_new(double, T * h), {NULL}};
+    th[i] = g_thread_new("ep", ep_rank_run, &ranks[i]);
+  }
+  for (int i = 0; i < ep; i++) g_thread_join(th[i]);
+  /* one rank per token block, all experts: the expected values */
+  g_autofree double *sum_in = g_new0(double, E * f * h), *sum_up = g_new0(double, E * f * h),
+                    *sum_down = g_new0(double, E * h * f);
+  for (int i = 0; i < ep; i++) {
+    g_autofree double *want = g_new(double, T * h), *dx = g_new(double, T * h);
+    reference(&c, c.x + i * T * h, T, want);
+    assert_close("ep y", ranks[i].y, want, T * h, 1e-12);
+    Layer one;
+    layer_init(&one, &c, c.x + i * T * h, T, NULL, 1, 0);
+    layer_fwd(&one, NULL);
+    layer_bwd(&one, cy + i * T * h, 0.0);
+    g_autoptr(GError) error = NULL;
+    g_assert_true(px_tensor_download_f64(one.dx, dx, &error));
+    assert_close("ep dx", ranks[i].dx, dx, T * h, 1e-12);
+    g_autofree double *gr = g_new(double, E * h), *gi = g_new(double, E * f * h), *gu = g_new(double, E * f * h),
+                      *gd = g_new(double, E * h * f);
+    g_assert_true(px_tensor_download_f64(one.g[0], gr, &error) && px_tensor_download_f64(one.g[1], gi, &error) &&
+                  px_tensor_download_f64(one.g[2], gu, &error) && px_tensor_download_f64(one.g[3], gd, &error));
+    assert_close("ep router grad (the rank's own tokens)", ranks[i].grads[0], gr, E * h, 1e-12);
+    for (gint64 q = 0; q < E * f * h; q++) sum_in[q] += gi[q], sum_up[q] += gu[q];
+    for (gint64 q = 0; q < E * h * f; q++) sum_down[q] += gd[q];
+    layer_clear(&one);
+  }
+  for (int i = 0; i < ep; i++) {
+    assert_close("ep gate grad", ranks[i].grads[1], sum_in + i * loc * f * h, loc * f * h, 1e-12);
+    assert_close("ep up grad", ranks[i].grads[2], sum_up + i * loc * f * h, loc * f * h, 1e-12);
+    assert_close("ep down grad", ranks[i].grads[3], sum_down + i * loc * h * f, loc * h * f, 1e-12);
+    g_free(ranks[i].y);
+    g_free(ranks[i].dx);
+    for (int k = 0; k < 4; k++) g_free(ranks[i].grads[k]);
+  }
+  px_local_world_free(lw);
+  case_clear(&c);
+}
+
+static void test_ep2(void) { check_ep(2); }
+static void test_ep4(void) { check_ep(4); }
+
+/* The layout the activation list and the layer share: sizes by hand for
+ * T = 6, E = 4, k = 2, h = 4, f = 3, ep = 2 (R = 2·6·min(2, 2) = 24). */
+static void test_layout(void) {
+  Case c;
+  case_init(&c, PX_FFN_SWIGLU, TRUE, 1, 6);
+  PxMoeExecLayout l;
+  px_moe_exec_layout(&c.d, 2, 6, &l);
+  g_assert_cmpint(l.rows_max, ==, 24);
+  g_assert_cmpint(l.total, ==, 6 * 4 + 6 * 2 + 2 * 4 + 24 * 4 + 3 * 24 * 3 + 12 * 4);
+  case_clear(&c);
+}
+
+int main(int argc, char **argv) {
+  g_test_init(&argc, &argv, NULL);
+  g_test_add_func("/moe-layer/layout", test_layout);
+  g_test_add_func("/moe-layer/forward/swiglu-renormalised", test_forward_swiglu_norm);
+  g_test_add_func("/moe-layer/forward/swiglu", test_forward_swiglu);
+  g_test_add_func("/moe-layer/forward/gelu", test_forward_gelu);
+  g_test_add_func("/moe-layer/gradients/swiglu-renormalised", test_gradients_swiglu_norm);
+  g_test_add_func("/moe-layer/gradients/gelu", test_gradients_gelu);
+  g_test_add_func("/moe-layer/ep/2", test_ep2);
+  g_test_add_func("/moe-layer/ep/4", test_ep4);
+  return g_test_run();
+}
