@@ -3,6 +3,7 @@
  * test_parity_mpi.c (every rank a process under mpirun). */
 #pragma once
 #include <glib.h>
+#include <string.h>
 #include "model.h"
 #include "runtime.h"
 #include "schedule.h"
@@ -37,6 +38,15 @@ static G_GNUC_UNUSED PxModel *prime_vocab_model(void) {
   PxModel *model = px_model_new(&d, &error);
   g_assert_no_error(error);
   return model;
+}
+
+/* Elements of the model's tensor called name (0: none). */
+static G_GNUC_UNUSED gint64 tensor_numel(const PxModel *model, const char *name) {
+  for (guint i = 0; i < model->n_layers; i++)
+    for (guint t = 0; t < model->layers[i].n_tensors; t++)
+      if (!strcmp(model->layers[i].tensors[t].name, name))
+        return model->layers[i].tensors[t].shape[0] * model->layers[i].tensors[t].shape[1];
+  return 0;
 }
 
 static G_GNUC_UNUSED void layout_plan(const Layout *l, PxPlan *p) {

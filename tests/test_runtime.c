@@ -167,11 +167,7 @@ static void test_weights_agree(void) {
     g_autofree double *x = px_runtime_get_param(a, names[k], &error);
     g_autofree double *y = px_runtime_get_param(b, names[k], &error);
     g_assert_no_error(error);
-    gint64 n = 0;
-    for (guint i = 0; i < model->n_layers; i++)
-      for (guint t = 0; t < model->layers[i].n_tensors; t++)
-        if (!strcmp(model->layers[i].tensors[t].name, names[k]))
-          n = model->layers[i].tensors[t].shape[0] * model->layers[i].tensors[t].shape[1];
+    gint64 n = tensor_numel(model, names[k]);
     g_assert_cmpint(n, >, 0);
     double mag = 0;
     for (gint64 i = 0; i < n; i++) {
