@@ -129,7 +129,9 @@ static void block(Ctx *c, const PxModel *model, const PxPlan *plan, gboolean exe
   }
   if (moe && exec) { /* the executor's dropless layer: its worst case, one tensor (moe.h) */
     PxMoeExecLayout ml;
-    px_moe_exec_layout(d, plan->ep, (gint64)llround(c->nl), &ml);
+    PxMoeTokens mt;
+    px_moe_tokens(model, plan, &mt);
+    px_moe_exec_layout(d, plan->ep, px_plan_etp(plan), (int)mt.gather, (gint64)llround(c->nl), &ml);
     add(c, PX_ACT_MOE, "moe", "routed experts (router, top-k, expert inputs and activations, outputs)", inner,
         (double)ml.total, 0, e);
   } else if (moe) {

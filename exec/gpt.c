@@ -80,7 +80,7 @@ struct _PxGptActs {
 
 static gboolean is_qkv(const PxTensorSpec *s) { return s->role == PX_ROLE_QKV || s->role == PX_ROLE_QKV_BIAS; }
 
-static void add_param(GArray *arr, const PxTensorSpec *spec, int layer, gboolean tied_copy, int tp, int ep,
+static void add_param(GArray *arr, const PxTensorSpec *spec, int layer, gboolean tied_copy, int tp, int ep, int etp,
                       gint64 *offset) {
   PxGptParam p = {0};
   p.spec = spec;
@@ -92,10 +92,10 @@ static void add_param(GArray *arr, const PxTensorSpec *spec, int layer, gboolean
    * of tp (other split dims divide, the plan validator checks) */
   p.shape[0] = spec->split == PX_SPLIT_ROWS ? (spec->shape[0] + tp - 1) / tp : spec->shape[0];
   p.shape[1] = spec->ndim == 2 ? (spec->split == PX_SPLIT_COLS ? (spec->shape[1] + tp - 1) / tp : spec->shape[1]) : 1;
-  if (spec->experts > 0) { /* E/ep whole experts (etp = 1: check_plan) */
+  if (spec->experts > 0) { /* E/ep experts, each's f over etp (gate, up: rows; down: columns) */
     p.expert = TRUE;
-    p.shape[0] = spec->shape[0] / ep;
-    p.shape[1] = spec->shape[1];
+    p.shape[0] = spec->shape[0] / ep / (spec->split == PX_SPLIT_ROWS ? etp : 1);
+    p.shape[1] = spec->shape[1] / (spec->split == PX_SPLIT_COLS ? etp : 1);
   }
   p.numel = p.shape[0] * p.shape[1];
   p.offset = *offset;
@@ -117,13 +117,13 @@ static gboolean check_plan(const PxModel *model, const PxPlan *plan, GError **er
   if (d->pos == PX_POS_ROPE && (d->hidden / d->heads) % 2)
     return fail(error, PX_GPT_ERROR_INVALID, "rotary embedding needs an even head size");
   if (d->experts > 0) {
-    if (px_plan_etp(plan) != 1)
+    int etp = px_plan_etp(plan);
+    if (d->expert_ffn % etp)
+      return fail(error, PX_GPT_ERROR_INVALID, "etp=%d does not divide the expert FFN size %d", etp, d->expert_ffn);
+    if (t > 1 && !plan->seq_parallel && (etp != t || plan->ep > 1))
       return fail(error, PX_GPT_ERROR_UNSUPPORTED,
-                  "etp=%d: the executor runs each expert whole (expert tensor parallelism is the planner's only; "
-                  "give --etp 1)", px_plan_etp(plan));
-    if (t > 1 && !plan->seq_parallel)
-      return fail(error, PX_GPT_ERROR_UNSUPPORTED,
-                  "an MoE model with tp=%d needs sequence parallelism (--sp): each TP rank routes its own tokens", t);
+                  "an MoE model with tp=%d, ep=%d, etp=%d needs sequence parallelism (--sp): each TP rank routes its "
+                  "own tokens", t, plan->ep, etp);
     if (d->experts % MAX(plan->ep, 1))
       return fail(error, PX_GPT_ERROR_INVALID, "ep=%d does not divide the %d experts", plan->ep, d->experts);
   } else if (plan->ep > 1) {
@@ -175,8 +175,8 @@ PxGpt *px_gpt_new(const PxModel *model, const PxPlan *plan, const PxPartition *p
     for (int li = ch->first; li < ch->end; li++) {
       const PxLayer *L = &model->layers[li];
       ch->layer_param[li - ch->first] = (int)arr->len;
-      for (guint k = 0; k < L->n_tensors; k++) add_param(arr, &L->tensors[k], li, FALSE, g->tp, MAX(plan->ep, 1), &off);
-      if (L->tied_tensor && !g->holds_embedding) add_param(arr, L->tied_tensor, li, TRUE, g->tp, MAX(plan->ep, 1), &off);
+      for (guint k = 0; k < L->n_tensors; k++) add_param(arr, &L->tensors[k], li, FALSE, g->tp, MAX(plan->ep, 1), px_plan_etp(plan), &off);
+      if (L->tied_tensor && !g->holds_embedding) add_param(arr, L->tied_tensor, li, TRUE, g->tp, MAX(plan->ep, 1), px_plan_etp(plan), &off);
     }
     ch->layer_param[ch->end - ch->first] = (int)arr->len;
     ch->n_params = arr->len;
@@ -310,8 +310,20 @@ static gint64 global_row(const PxGpt *g, const PxGptParam *p, gint64 lr) {
 
 void px_gpt_param_shard(const PxGpt *g, const PxGptParam *p, const double *full, double *shard) {
   gint64 cols_full = p->spec->ndim == 2 ? p->spec->shape[1] : 1;
-  if (p->expert) { /* this EP rank's experts: a contiguous block of whole experts */
-    memcpy(shard, full + (gint64)g->r.ep_rank * p->numel, sizeof(double) * p->numel);
+  if (p->expert) { /* this EP rank's experts, each its ETP rank's slice (rows of gate / up, columns of down) */
+    int etp = px_plan_etp(&g->plan), er = g->r.etp_rank;
+    gint64 E = p->spec->experts, loc = E / MAX(g->plan.ep, 1), e0 = (gint64)g->r.ep_rank * loc;
+    gint64 out = p->spec->shape[0] / E, in = p->spec->shape[1]; /* one expert's (out, in) */
+    for (gint64 j = 0; j < loc; j++) {
+      const double *src = full + (e0 + j) * out * in;
+      if (p->spec->split == PX_SPLIT_ROWS) {
+        gint64 rl = out / etp;
+        memcpy(shard + j * rl * in, src + er * rl * in, sizeof(double) * rl * in);
+      } else {
+        gint64 cl = in / etp;
+        for (gint64 i = 0; i < out; i++) memcpy(shard + (j * out + i) * cl, src + i * in + er * cl, sizeof(double) * cl);
+      }
+    }
     return;
   }
   for (gint64 i = 0; i < p->shape[0]; i++) {
@@ -534,8 +546,11 @@ static gboolean is_moe(const PxGpt *g, int li) {
 }
 
 static PxMoeRun moe_run(PxGpt *g) {
+  int etp = px_plan_etp(&g->plan);
+  /* the ETP ranks hold different tokens unless tp > 1 without sequence parallelism (then etp = tp) */
+  gboolean gather = !(g->tp > 1 && !g->sp);
   return (PxMoeRun){g->r.be, g->r.ep, MAX(g->plan.ep, 1), g->r.ep_rank, g->r.dtype, &g->model->desc, g->Nl,
-                    g->sp ? g->r.tp : NULL};
+                    g->sp ? g->r.tp : NULL, g->r.etp, etp, g->r.etp_rank, gather};
 }
 
 static PxMoeWeight moe_weight(PxGpt *g, int chunk, int li, PxTensorRole role) {

@@ -55,8 +55,8 @@ typedef struct {
   int layer;                 /* index in the model's layer list that uses it */
   gboolean tied_copy;        /* the LM head's copy of wte on the last stage */
   gboolean replicated;       /* identical on every TP rank (split NONE) */
-  gboolean expert;           /* a routed expert tensor: this EP rank's E/ep experts, reduced over the
-                                EDP group instead of DP (exec/grid.h), ZeRO-sharded over EDP */
+  gboolean expert;           /* a routed expert tensor: this EP rank's E/ep experts, each its ETP rank's
+                                f/etp slice, reduced over the EDP group instead of DP (exec/grid.h) */
   int ndim;
   gint64 shape[2];           /* local (TP shard) shape */
   gint64 numel;
@@ -81,6 +81,8 @@ typedef struct {
   PxDType dtype;             /* F32 or F64 */
   PxComm *ep;                /* the EP communicator of MoE blocks; may be NULL when ep == 1 */
   int ep_rank;               /* position in the EP group (0 when ep == 1) */
+  PxComm *etp;               /* the ETP communicator (an expert's FFN split); may be NULL when etp == 1 */
+  int etp_rank;              /* position in the ETP group (0 when etp == 1) */
 } PxGptRank;
 
 typedef struct _PxGpt PxGpt;

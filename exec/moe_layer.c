@@ -53,6 +53,10 @@ typedef struct {
   gint64 *rc;        /* (ep, local) rows received from each source for each local expert */
   gsize *rcp, *rdp;  /* (ep) rows received from each source, their offsets */
   gint64 received;
+  int g;             /* ETP ranks whose received rows the experts see: etp when gathered, else 1 */
+  gint64 *rcg;       /* (g, ep, local) rc of each of them (rc is this rank's) */
+  gsize *rg, *rgd;   /* (g) rows of each, their offsets in the gathered rows */
+  gint64 gathered;
 } Route;
 
 static void route_free(Route *rt) {
@@ -65,6 +69,9 @@ static void route_free(Route *rt) {
   g_free(rt->rc);
   g_free(rt->rcp);
   g_free(rt->rdp);
+  g_free(rt->rcg);
+  g_free(rt->rg);
+  g_free(rt->rgd);
 }
 
 /* Gate weights from the probabilities and the choices (renormalised when the model says so). */
@@ -124,6 +131,24 @@ static void route_alloc(const PxMoeRun *r, Route *rt) {
   rt->rc = g_new0(gint64, rt->E);
   rt->rcp = g_new0(gsize, rt->ep);
   rt->rdp = g_new0(gsize, rt->ep);
+  rt->g = r->gather ? MAX(r->etp_size, 1) : 1;
+  rt->rcg = g_new0(gint64, (gsize)rt->g * rt->E);
+  rt->rg = g_new0(gsize, rt->g);
+  rt->rgd = g_new0(gsize, rt->g);
+}
+
+/* The gathered layout from rcg: this rank's counts, and each ETP rank's rows. */
+static void route_gathered(const PxMoeRun *r, Route *rt) {
+  memcpy(rt->rc, rt->rcg + (rt->g > 1 ? r->etp_rank : 0) * rt->E, sizeof(gint64) * rt->E);
+  route_received(rt);
+  gsize off = 0;
+  for (int i = 0; i < rt->g; i++) {
+    rt->rgd[i] = off;
+    rt->rg[i] = 0;
+    for (int e = 0; e < rt->E; e++) rt->rg[i] += (gsize)rt->rcg[i * rt->E + e];
+    off += rt->rg[i];
+  }
+  rt->gathered = (gint64)off;
 }
 
 /* rows × h scaled counts for the all-to-all-v, in elements */
@@ -151,11 +176,56 @@ static gboolean exchange(const PxMoeRun *r, const Route *rt, const PxTensor *sen
   return px_comm_all_to_all_v(r->ep, send->data, a, b, recv->data, c, e, r->dtype, CS(r), error);
 }
 
-/* One local expert's rows of a received segment: views of its input and
- * inner tensors and of its weights. */
+/* All-gather over ETP of each rank's received rows (mine: received × cols)
+ * into the gathered rows (gathered × cols): an all-to-all-v sending the same
+ * rows to every peer. */
+static gboolean etp_gather(const PxMoeRun *r, const Route *rt, const PxTensor *mine, PxTensor *all, gint64 cols,
+                           GError **error) {
+  int n = rt->g;
+  g_autofree gsize *a = g_new(gsize, n), *b = g_new0(gsize, n), *c = g_new(gsize, n), *e = g_new(gsize, n);
+  for (int i = 0; i < n; i++) a[i] = (gsize)rt->received * (gsize)cols;
+  scaled(rt->rg, c, n, cols);
+  scaled(rt->rgd, e, n, cols);
+  return px_comm_all_to_all_v(r->etp, mine->data, a, b, all->data, c, e, r->dtype, CS(r), error);
+}
+
+/* Reduce-scatter over ETP of the experts' partial rows (gathered × cols):
+ * each rank's received rows, summed in ETP rank order, into mine. */
+static gboolean etp_scatter(const PxMoeRun *r, const Route *rt, const PxTensor *all, PxTensor *mine, gint64 cols,
+                            GError **error) {
+  int n = rt->g;
+  gint64 R = rt->received;
+  g_autoptr(PxTensor) parts = tmp(r, "moe.etp_parts", (gint64)n * R, cols, FALSE, error);
+  TRY(parts);
+  g_autofree gsize *a = g_new(gsize, n), *b = g_new(gsize, n), *c = g_new(gsize, n), *e = g_new(gsize, n);
+  scaled(rt->rg, a, n, cols);
+  scaled(rt->rgd, b, n, cols);
+  for (int i = 0; i < n; i++) c[i] = (gsize)(R * cols), e[i] = (gsize)(i * R * cols);
+  TRY(px_comm_all_to_all_v(r->etp, all->data, a, b, parts->data, c, e, r->dtype, CS(r), error));
+  if (R == 0) return TRUE;
+  gint64 count = R * cols;
+  g_autoptr(PxTensor) out = px_tensor_view(mine, "moe.mine", 0, 1, &count, error);
+  g_autoptr(PxTensor) p0 = px_tensor_view(parts, "moe.part", 0, 1, &count, error);
+  TRY(out && p0 && px_tensor_copy_async(out, p0, CS(r), error));
+  for (int i = 1; i < n; i++) {
+    g_autoptr(PxTensor) pi = px_tensor_view(parts, "moe.part", i * count, 1, &count, error);
+    TRY(pi && px_op_residual_fwd(r->be, out, out, pi, error));
+  }
+  return TRUE;
+}
+
+/* Without gathering (the same tokens on every ETP rank): the partial rows
+ * summed over ETP in place. */
+static gboolean etp_sum(const PxMoeRun *r, PxTensor *t, GError **error) {
+  if (!r->etp || r->etp_size == 1 || r->gather) return TRUE;
+  return px_comm_all_reduce(r->etp, t->data, (gsize)t->numel, r->dtype, PX_RED_SUM, CS(r), error);
+}
+
+/* One local expert's rows of a gathered segment: views of its input and
+ * inner tensors and of its weights (the rank's f/etp slice). */
 typedef struct {
-  PxTensor *x, *pre, *up, *act, *y;     /* (n, h), (n, f) ×3, (n, h) */
-  PxTensor *wg, *wu, *wd, *gg, *gu, *gd; /* weights (f, h), (f, h), (h, f) and gradients */
+  PxTensor *x, *pre, *up, *act, *y;     /* (n, h), (n, fl) ×3, (n, h) */
+  PxTensor *wg, *wu, *wd, *gg, *gu, *gd; /* weights (fl, h), (fl, h), (h, fl) and gradients */
 } Seg;
 
 static void seg_clear(Seg *s) {
@@ -163,11 +233,11 @@ static void seg_clear(Seg *s) {
   for (gsize i = 0; i < G_N_ELEMENTS(all); i++) g_clear_pointer(all[i], px_tensor_free);
 }
 
-/* Segment of local expert j at received rows [r0, r0 + n); y may be NULL. */
+/* Segment of local expert j at gathered rows [r0, r0 + n); y may be NULL. */
 static gboolean seg_views(const PxMoeRun *r, const PxMoeWeights *w, PxTensor *saved, const PxMoeExecLayout *L,
                           PxTensor *y, int j, gint64 r0, gint64 n, gboolean grads, Seg *s, GError **error) {
   const PxModelDesc *d = r->d;
-  gint64 h = d->hidden, f = d->expert_ffn, R = L->rows_max;
+  gint64 h = d->hidden, f = L->fl, R = L->rows_max;
   gboolean gated = px_ffn_gated(d->ffn_kind);
   *s = (Seg){0};
   TRY(s->x = rows_view(saved, "moe.x", L->x, r0, n, h, error));
@@ -187,23 +257,26 @@ static gboolean seg_views(const PxMoeRun *r, const PxMoeWeights *w, PxTensor *sa
   return TRUE;
 }
 
-/* For each received segment (source q, local expert j) with rows, fn. */
-typedef gboolean (*SegFn)(const PxMoeRun *r, Seg *s, GError **error);
+/* The segments of the gathered rows, in order: ETP rank i, source q, local
+ * expert j, with their rows. */
+typedef struct {
+  int j;
+  gint64 r0, n;
+} SegPos;
 
-static gboolean each_segment(const PxMoeRun *r, const PxMoeWeights *w, PxTensor *saved, const PxMoeExecLayout *L,
-                             const Route *rt, PxTensor *y, SegFn fn, GError **error) {
+static GArray *segments(const Route *rt) {
+  GArray *a = g_array_new(FALSE, FALSE, sizeof(SegPos));
   gint64 r0 = 0;
-  for (int q = 0; q < rt->ep; q++)
-    for (int j = 0; j < rt->local; j++) {
-      gint64 n = rt->rc[q * rt->local + j];
-      if (n == 0) continue;
-      Seg s;
-      gboolean ok = seg_views(r, w, saved, L, y, j, r0, n, FALSE, &s, error) && fn(r, &s, error);
-      seg_clear(&s);
-      TRY(ok);
-      r0 += n;
-    }
-  return TRUE;
+  for (int i = 0; i < rt->g; i++)
+    for (int q = 0; q < rt->ep; q++)
+      for (int j = 0; j < rt->local; j++) {
+        gint64 n = rt->rcg[i * rt->E + q * rt->local + j];
+        if (n == 0) continue;
+        SegPos sp = {j, r0, n};
+        g_array_append_val(a, sp);
+        r0 += n;
+      }
+  return a;
 }
 
 static gboolean expert_fwd(const PxMoeRun *r, Seg *s, GError **error) {
@@ -220,11 +293,15 @@ static gboolean expert_fwd(const PxMoeRun *r, Seg *s, GError **error) {
 
 /* ---- forward ---- */
 
+static void layout_of(const PxMoeRun *r, PxMoeExecLayout *L) {
+  px_moe_exec_layout(r->d, r->ep_size, MAX(r->etp_size, 1), r->gather ? MAX(r->etp_size, 1) : 1, r->tokens, L);
+}
+
 gboolean px_moe_layer_fwd(const PxMoeRun *r, const PxMoeWeights *w, PxTensor *saved, const PxTensor *x, PxTensor *y,
                           double *aux, GError **error) {
   const PxModelDesc *d = r->d;
   PxMoeExecLayout L;
-  px_moe_exec_layout(d, r->ep_size, r->tokens, &L);
+  layout_of(r, &L);
   gint64 T = r->tokens, E = d->experts, k = d->top_k, h = d->hidden;
   /* router logits, then softmax and top-k on the host */
   g_autoptr(PxTensor) logits = tmp(r, "moe.logits", T, E, FALSE, error);
@@ -266,50 +343,67 @@ gboolean px_moe_layer_fwd(const PxMoeRun *r, const PxMoeWeights *w, PxTensor *sa
   double lb = 0, Tg = st[2 * E];
   for (gint64 e = 0; e < E; e++) lb += st[e] / (Tg * (double)k) * (st[E + e] / Tg);
   *aux = d->aux_loss_coef * (double)E * lb;
-  /* saved: probabilities, choices, counts sent */
-  g_autofree double *buf = g_new(double, MAX(T * k, 2 * E));
+  /* saved: probabilities, choices; counts[0, E): the copies sent (for the
+   * exchange), then d aux / d p; counts[E + i·E, ...): ETP rank i's received */
+  g_autofree double *buf = g_new(double, MAX(T * k, (1 + rt.g) * E));
   for (gint64 i = 0; i < T * k; i++) buf[i] = rt.idx[i];
   ok = ok && put(saved, L.probs, T * E, p, error) && put(saved, L.topk, T * k, buf, error);
   for (gint64 e = 0; e < E; e++) buf[e] = (double)rt.cnt[e];
   ok = ok && put(saved, L.counts, E, buf, error);
-  /* the counts each rank receives: an all-to-all of E/ep counts per peer */
-  if (ok && r->ep && rt.ep > 1) {
-    g_autoptr(PxTensor) cv = px_tensor_view(saved, "moe.counts", L.counts, 1, (gint64[]){2 * E}, error);
-    ok = cv && px_comm_all_to_all(r->ep, cv->data, (char *)cv->data + E * px_dtype_size(r->dtype), (gsize)rt.local,
-                                  r->dtype, CS(r), error) &&
-         get(saved, L.counts + E, E, buf, error);
+  gint64 mine = L.counts + E + (rt.g > 1 ? r->etp_rank : 0) * E; /* this rank's received counts */
+  if (ok && r->ep && rt.ep > 1) { /* an all-to-all of E/ep counts per peer */
+    gsize es = px_dtype_size(r->dtype);
+    ok = px_comm_all_to_all(r->ep, (char *)saved->data + L.counts * es, (char *)saved->data + mine * es,
+                            (gsize)rt.local, r->dtype, CS(r), error);
   } else if (ok) {
-    ok = put(saved, L.counts + E, E, buf, error);
+    ok = put(saved, mine, E, buf, error);
   }
+  if (ok && rt.g > 1) { /* every ETP rank's, in place */
+    gsize es = px_dtype_size(r->dtype);
+    ok = px_comm_all_gather(r->etp, (char *)saved->data + mine * es, (char *)saved->data + (L.counts + E) * es,
+                            (gsize)E, r->dtype, CS(r), error);
+  }
+  ok = ok && get(saved, L.counts + E, rt.g * E, buf, error);
   if (ok) {
-    for (gint64 e = 0; e < E; e++) rt.rc[e] = (gint64)llround(buf[e]);
-    route_received(&rt);
+    for (gint64 i = 0; i < rt.g * E; i++) rt.rcg[i] = (gint64)llround(buf[i]);
+    route_gathered(r, &rt);
     /* the counts sent are done with: keep there d aux / d p_ti = coef · E · f_i / T_group for the backward */
     for (gint64 e = 0; e < E; e++) buf[e] = d->aux_loss_coef * (double)E * st[e] / (Tg * (double)k) / Tg;
     ok = put(saved, L.counts, E, buf, error);
   }
-  if (ok) {
-    if (rt.received > L.rows_max)
-      ok = px_fail(error, PX_BACKEND_ERROR, PX_BACKEND_ERROR_SHAPE, "MoE: %" G_GINT64_FORMAT " rows received, more than the %" G_GINT64_FORMAT " the layout holds",
-                   rt.received, L.rows_max);
-  }
+  if (ok && rt.gathered > L.rows_max)
+    ok = px_fail(error, PX_BACKEND_ERROR, PX_BACKEND_ERROR_SHAPE,
+                 "MoE: %" G_GINT64_FORMAT " rows for the experts, more than the %" G_GINT64_FORMAT " the layout holds",
+                 rt.gathered, L.rows_max);
   /* dispatch: the token copies in send order */
   g_autofree double *xh = ok ? g_new(double, T * h) : NULL;
-  g_autofree double *xs = ok ? g_new(double, MAX(rt.T * k, 1) * h) : NULL;
+  g_autofree double *xs = ok ? g_new(double, MAX(T * k, 1) * h) : NULL;
   g_autoptr(PxTensor) send = ok ? tmp(r, "moe.send", T * k, h, FALSE, error) : NULL;
   ok = ok && send && px_tensor_download_f64(x, xh, error);
   if (ok) {
     for (gint64 i = 0; i < T * k; i++) memcpy(xs + rt.slot[i] * h, xh + (i / k) * h, sizeof(double) * h);
     ok = px_tensor_upload_f64(send, xs, error);
   }
-  g_autoptr(PxTensor) xr = ok ? px_tensor_view(saved, "moe.x", L.x, 2, (gint64[]){L.rows_max, h}, error) : NULL;
-  ok = ok && xr && exchange(r, &rt, send, xr, h, FALSE, error);
+  g_autoptr(PxTensor) xg = ok ? px_tensor_view(saved, "moe.x", L.x, 2, (gint64[]){L.rows_max, h}, error) : NULL;
+  g_autoptr(PxTensor) xr = ok && rt.g > 1 ? tmp(r, "moe.x_mine", rt.received, h, FALSE, error) : NULL;
+  ok = ok && xg && (rt.g == 1 || xr) && exchange(r, &rt, send, rt.g > 1 ? xr : xg, h, FALSE, error);
+  if (ok && rt.g > 1) ok = etp_gather(r, &rt, xr, xg, h, error);
   /* the experts */
-  g_autoptr(PxTensor) yr = ok ? tmp(r, "moe.y", L.rows_max, h, FALSE, error) : NULL;
-  ok = ok && yr && each_segment(r, w, saved, &L, &rt, yr, expert_fwd, error);
+  g_autoptr(PxTensor) yg = ok ? tmp(r, "moe.y", L.rows_max, h, FALSE, error) : NULL;
+  g_autoptr(GArray) segs = segments(&rt);
+  for (guint i = 0; ok && yg && i < segs->len; i++) {
+    SegPos *sp = &g_array_index(segs, SegPos, i);
+    Seg sg;
+    ok = seg_views(r, w, saved, &L, yg, sp->j, sp->r0, sp->n, FALSE, &sg, error) && expert_fwd(r, &sg, error);
+    seg_clear(&sg);
+  }
+  ok = ok && yg;
+  g_autoptr(PxTensor) yr = ok && rt.g > 1 ? tmp(r, "moe.y_mine", rt.received, h, FALSE, error) : NULL;
+  if (ok && rt.g > 1) ok = yr && etp_scatter(r, &rt, yg, yr, h, error);
   /* combine: back to the senders, weighted by the gates */
   g_autoptr(PxTensor) yret = ok ? px_tensor_view(saved, "moe.yret", L.yret, 2, (gint64[]){MAX(T * k, 1), h}, error) : NULL;
-  ok = ok && yret && exchange(r, &rt, yr, yret, h, TRUE, error) && get(saved, L.yret, T * k * h, xs, error);
+  ok = ok && yret && exchange(r, &rt, rt.g > 1 ? yr : yg, yret, h, TRUE, error) && etp_sum(r, yret, error) &&
+       get(saved, L.yret, T * k * h, xs, error);
   if (ok) {
     memset(xh, 0, sizeof(double) * T * h);
     for (gint64 i = 0; i < T * k; i++)
@@ -326,23 +420,23 @@ gboolean px_moe_layer_bwd(const PxMoeRun *r, const PxMoeWeights *w, PxTensor *sa
                           const PxTensor *dy, PxTensor *dx, double daux, GError **error) {
   const PxModelDesc *d = r->d;
   PxMoeExecLayout L;
-  px_moe_exec_layout(d, r->ep_size, r->tokens, &L);
-  gint64 T = r->tokens, E = d->experts, k = d->top_k, h = d->hidden, f = d->expert_ffn;
+  layout_of(r, &L);
+  gint64 T = r->tokens, E = d->experts, k = d->top_k, h = d->hidden, f = L.fl;
   gboolean gated = px_ffn_gated(d->ffn_kind);
   Route rt = {0};
   route_alloc(r, &rt);
-  g_autofree double *p = g_new(double, T * E), *buf = g_new(double, MAX(T * k, 2 * E));
-  gboolean ok = get(saved, L.probs, T * E, p, error) && get(saved, L.topk, T * k, buf, error);
+  g_autofree double *p = g_new(double, T * E), *buf = g_new(double, MAX(T * k, rt.g * E));
   g_autofree double *fcnt = g_new(double, E); /* d aux / d p_ti (forward) */
+  gboolean ok = get(saved, L.probs, T * E, p, error) && get(saved, L.topk, T * k, buf, error);
   if (ok) {
     for (gint64 i = 0; i < T * k; i++) rt.idx[i] = (int)llround(buf[i]);
     route_weights(d, &rt, p);
     route_order(&rt);
-    ok = get(saved, L.counts, E, fcnt, error) && get(saved, L.counts + E, E, buf, error);
+    ok = get(saved, L.counts, E, fcnt, error) && get(saved, L.counts + E, rt.g * E, buf, error);
   }
   if (ok) {
-    for (gint64 e = 0; e < E; e++) rt.rc[e] = (gint64)llround(buf[e]);
-    route_received(&rt);
+    for (gint64 i = 0; i < rt.g * E; i++) rt.rcg[i] = (gint64)llround(buf[i]);
+    route_gathered(r, &rt);
   }
   /* the gates' gradients and the copies' output gradients */
   g_autofree double *dyh = g_new(double, T * h), *yr = g_new(double, MAX(T * k, 1) * h);
@@ -356,40 +450,44 @@ gboolean px_moe_layer_bwd(const PxMoeRun *r, const PxMoeWeights *w, PxTensor *sa
       dg[i] = s;
     }
   g_autoptr(PxTensor) dsend = ok ? tmp(r, "moe.dy_send", T * k, h, FALSE, error) : NULL;
-  g_autoptr(PxTensor) dyr = ok ? tmp(r, "moe.dy", L.rows_max, h, TRUE, error) : NULL;
-  ok = ok && dsend && dyr && px_tensor_upload_f64(dsend, dys, error) && exchange(r, &rt, dsend, dyr, h, FALSE, error);
+  g_autoptr(PxTensor) dyg = ok ? tmp(r, "moe.dy", L.rows_max, h, TRUE, error) : NULL;
+  g_autoptr(PxTensor) dym = ok && rt.g > 1 ? tmp(r, "moe.dy_mine", rt.received, h, FALSE, error) : NULL;
+  ok = ok && dsend && dyg && (rt.g == 1 || dym) && px_tensor_upload_f64(dsend, dys, error) &&
+       exchange(r, &rt, dsend, rt.g > 1 ? dym : dyg, h, FALSE, error);
+  if (ok && rt.g > 1) ok = etp_gather(r, &rt, dym, dyg, h, error);
   /* the experts' backward, segment by segment */
-  g_autoptr(PxTensor) dxr = ok ? tmp(r, "moe.dx", L.rows_max, h, TRUE, error) : NULL;
+  g_autoptr(PxTensor) dxg = ok ? tmp(r, "moe.dx", L.rows_max, h, TRUE, error) : NULL;
   g_autoptr(PxTensor) dpre = ok ? tmp(r, "moe.dpre", L.rows_max, f, TRUE, error) : NULL;
   g_autoptr(PxTensor) dup = ok && gated ? tmp(r, "moe.dup", L.rows_max, f, TRUE, error) : NULL;
   g_autoptr(PxTensor) dact = ok ? tmp(r, "moe.dact", L.rows_max, f, TRUE, error) : NULL;
-  ok = ok && dxr && dpre && dact && (!gated || dup);
-  gint64 r0 = 0;
-  for (int q = 0; ok && q < rt.ep; q++)
-    for (int j = 0; ok && j < rt.local; j++) {
-      gint64 n = rt.rc[q * rt.local + j];
-      if (n == 0) continue;
-      Seg s;
-      g_autoptr(PxTensor) vdy = rows_view(dyr, "moe.dy", 0, r0, n, h, error);
-      g_autoptr(PxTensor) vdx = rows_view(dxr, "moe.dx", 0, r0, n, h, error);
-      g_autoptr(PxTensor) vdpre = rows_view(dpre, "moe.dpre", 0, r0, n, f, error);
-      g_autoptr(PxTensor) vdup = gated ? rows_view(dup, "moe.dup", 0, r0, n, f, error) : NULL;
-      g_autoptr(PxTensor) vdact = rows_view(dact, "moe.dact", 0, r0, n, f, error);
-      ok = vdy && vdx && vdpre && vdact && (!gated || vdup) && seg_views(r, w, saved, &L, NULL, j, r0, n, TRUE, &s, error);
-      if (!ok) break;
-      ok = px_op_linear_bwd(r->be, vdact, s.gd, NULL, vdy, s.act, s.wd, error);
-      if (ok && gated)
-        ok = px_op_swiglu_bwd(r->be, vdpre, vdup, vdact, s.pre, s.up, error) &&
-             px_op_linear_bwd(r->be, vdx, s.gu, NULL, vdup, s.x, s.wu, error);
-      else if (ok)
-        ok = px_op_gelu_bwd(r->be, vdpre, vdact, s.pre, error);
-      ok = ok && px_op_linear_bwd(r->be, vdx, s.gg, NULL, vdpre, s.x, s.wg, error);
-      seg_clear(&s);
-      r0 += n;
-    }
-  /* the input gradients back to the senders, summed over each token's copies */
+  ok = ok && dxg && dpre && dact && (!gated || dup);
+  g_autoptr(GArray) segs = segments(&rt);
+  for (guint i = 0; ok && i < segs->len; i++) {
+    SegPos *sp = &g_array_index(segs, SegPos, i);
+    gint64 r0 = sp->r0, n = sp->n;
+    Seg s;
+    g_autoptr(PxTensor) vdy = rows_view(dyg, "moe.dy", 0, r0, n, h, error);
+    g_autoptr(PxTensor) vdx = rows_view(dxg, "moe.dx", 0, r0, n, h, error);
+    g_autoptr(PxTensor) vdpre = rows_view(dpre, "moe.dpre", 0, r0, n, f, error);
+    g_autoptr(PxTensor) vdup = gated ? rows_view(dup, "moe.dup", 0, r0, n, f, error) : NULL;
+    g_autoptr(PxTensor) vdact = rows_view(dact, "moe.dact", 0, r0, n, f, error);
+    ok = vdy && vdx && vdpre && vdact && (!gated || vdup) && seg_views(r, w, saved, &L, NULL, sp->j, r0, n, TRUE, &s, error);
+    if (!ok) break;
+    ok = px_op_linear_bwd(r->be, vdact, s.gd, NULL, vdy, s.act, s.wd, error);
+    if (ok && gated)
+      ok = px_op_swiglu_bwd(r->be, vdpre, vdup, vdact, s.pre, s.up, error) &&
+           px_op_linear_bwd(r->be, vdx, s.gu, NULL, vdup, s.x, s.wu, error);
+    else if (ok)
+      ok = px_op_gelu_bwd(r->be, vdpre, vdact, s.pre, error);
+    ok = ok && px_op_linear_bwd(r->be, vdx, s.gg, NULL, vdpre, s.x, s.wg, error);
+    seg_clear(&s);
+  }
+  /* the input gradients back to the senders (summed over ETP), summed over each token's copies */
+  g_autoptr(PxTensor) dxm = ok && rt.g > 1 ? tmp(r, "moe.dx_mine", rt.received, h, FALSE, error) : NULL;
+  if (ok && rt.g > 1) ok = dxm && etp_scatter(r, &rt, dxg, dxm, h, error);
   g_autoptr(PxTensor) dxs = ok ? tmp(r, "moe.dx_send", T * k, h, FALSE, error) : NULL;
-  ok = ok && dxs && exchange(r, &rt, dxr, dxs, h, TRUE, error) && px_tensor_download_f64(dxs, dys, error);
+  ok = ok && dxs && exchange(r, &rt, rt.g > 1 ? dxm : dxg, dxs, h, TRUE, error) && etp_sum(r, dxs, error) &&
+       px_tensor_download_f64(dxs, dys, error);
   g_autofree double *dxh = g_new0(double, T * h);
   if (ok)
     for (gint64 i = 0; i < T * k; i++)

@@ -12,7 +12,9 @@
  * The routing (softmax, top-k, permutation, combine) runs on the host in
  * double from downloaded tensors; the GEMMs and activations run as the
  * backend's existing ops on views, so every backend runs it unchanged.
- * Expert tensor parallelism (etp > 1) is not run here: gpt.c refuses it.
+ * Expert tensor parallelism (etp > 1): each rank holds an f/etp slice of
+ * every local expert (gate and up rows, down columns, Megatron's column- and
+ * row-parallel split) and adds its partial outputs over the ETP group.
  *
  * What forward keeps for backward is one tensor laid out by
  * px_moe_exec_layout (common/moe.h), the core's PX_ACT_MOE entry. */
@@ -32,6 +34,12 @@ typedef struct {
   gint64 tokens;     /* rows entering the layer on this rank */
   PxComm *stats;     /* the group whose tokens the load-balancing loss covers together (the TP
                         group under sequence parallelism: one micro-batch's N tokens); NULL: this rank's */
+  PxComm *etp;       /* the ETP communicator (each expert's FFN split over it); NULL when etp == 1 */
+  int etp_size, etp_rank;
+  gboolean gather;   /* the ETP ranks hold different tokens: what each receives is all-gathered over
+                        ETP and the experts' partial outputs reduce-scattered back (Megatron-Core's
+                        sequence-parallel MoE); FALSE: the same tokens (tp > 1 without sequence
+                        parallelism, etp = tp), the partial outputs all-reduced */
 } PxMoeRun;
 
 typedef struct {
@@ -39,7 +47,7 @@ typedef struct {
 } PxMoeWeight;
 
 /* This rank's shards: the router (E, h); the E/ep local experts stacked,
- * gate and up (or fc) (E/ep · f, h), down (E/ep · h, f). */
+ * gate and up (or fc) (E/ep · f/etp, h), down (E/ep · h, f/etp). */
 typedef struct {
   PxMoeWeight router, gate, up, fc, down;
 } PxMoeWeights;

@@ -68,11 +68,11 @@ typedef struct {
 typedef struct {
   PxRuntime *rt;
   int rank, stage, dp_rank, tp_rank;
-  int ep_rank, edp_rank; /* MoE: position in the EP and EDP groups (exec/grid.h) */
+  int ep_rank, edp_rank, etp_rank; /* MoE: position in the EP, EDP and ETP groups (exec/grid.h) */
   gboolean split_experts; /* expert gradients reduced over EDP, which is not the DP group */
   PxBackend *be;
   PxComm *world, *tp, *dp, *pp_act, *pp_grad, *embed; /* pp_*: the pipeline, one per direction of traffic */
-  PxComm *ep, *edp;      /* MoE models only */
+  PxComm *ep, *edp, *etp; /* MoE models only */
   PxStream *compute, *send_s, *recv_s, *coll_s;
   PxDevEvent *ev_compute; /* scratch: "compute up to here" */
   PxDevEvent *ev_coll;    /* the collective stream's last queued work */
@@ -309,7 +309,7 @@ static void rank_free(Rank *r) {
   g_free(r->dgrad);
   g_free(r->inputs);
   g_free(r->targets);
-  PxComm **cs[] = {&r->tp, &r->dp, &r->pp_act, &r->pp_grad, &r->embed, &r->ep, &r->edp};
+  PxComm **cs[] = {&r->tp, &r->dp, &r->pp_act, &r->pp_grad, &r->embed, &r->ep, &r->edp, &r->etp};
   for (gsize i = 0; i < G_N_ELEMENTS(cs); i++) g_clear_pointer(cs[i], px_comm_free);
   if (r->world != rt->given_world) px_comm_free(r->world);
   px_backend_free(r->be);
@@ -333,6 +333,7 @@ static gboolean rank_comms(Rank *r, GError **error) {
   if (r->rt->model->desc.experts > 0) { /* the MoE blocks' expert groups */
     TRY(r->ep = px_grid_comm(grid, PX_GROUP_EP, r->world, error));
     TRY(r->edp = px_grid_comm(grid, PX_GROUP_EDP, r->world, error));
+    TRY(r->etp = px_grid_comm(grid, PX_GROUP_ETP, r->world, error));
   }
   return TRUE;
 }
@@ -348,6 +349,7 @@ static gboolean rank_init(PxRuntime *rt, Rank *r, int rank, PxComm *world, GErro
   PxExpertCoord ec = px_grid_expert_coord(rt->grid, rank);
   r->ep_rank = ec.ep;
   r->edp_rank = ec.edp;
+  r->etp_rank = ec.etp;
   r->split_experts = rt->model->desc.experts > 0 && !experts_follow_dp(&rt->plan);
   r->zero = rt->plan.dp > 1 ? rt->plan.zero : 0;
   r->sharded = r->zero >= 1;
@@ -362,7 +364,7 @@ static gboolean rank_init(PxRuntime *rt, Rank *r, int rank, PxComm *world, GErro
   TRY(r->loss_acc = tensor1(r->be, "loss", PX_DTYPE_F64, PX_MEM_BUFFERS, 1, error));
   TRY(r->sq_acc = tensor1(r->be, "grad_norm_sq", PX_DTYPE_F64, PX_MEM_BUFFERS, 1, error));
   TRY(r->ev_coll = px_event_new(r->be, error));
-  PxGptRank gr = {r->be, r->tp, r->stage, r->tp_rank, rt->cdt, r->ep, r->ep_rank};
+  PxGptRank gr = {r->be, r->tp, r->stage, r->tp_rank, rt->cdt, r->ep, r->ep_rank, r->etp, r->etp_rank};
   r->scale = rt->fp16 ? rt->opt.loss_scale : 1.0;
   TRY(r->gpt = px_gpt_new(rt->model, &rt->plan, rt->part, &gr, error));
   int v = rt->prog->vpp, m = rt->plan.m;

@@ -4,8 +4,10 @@
 # `parallax-exec launch` (tcp), and ep 4 under mpirun (mpi, when built and
 # found), give the losses of the single rank (to the 6 printed digits; the
 # load-balancing loss in the gradients, the experts' all-to-all between
-# processes); a Hugging Face mixtral config.json runs with --ep; what the
-# executor does not run is refused in one line with a non-zero exit.
+# processes), and so do ep 2 · etp 2 threads; a checkpoint of ep 2 · pp 2
+# resumes under ep 4 and under one rank with the losses of the straight run;
+# a Hugging Face mixtral config.json runs with --ep; what the executor does
+# not run is refused in one line with a non-zero exit.
 set -u
 exe=$2
 fail=0; n=0
@@ -37,7 +39,17 @@ check "a Hugging Face mixtral config runs with --ep 2 as on one rank" "[ \$(wc -
 err=$("$exe" run "${common[@]}" --dp 2 --ep 2 --zero 1 2>&1); rc=$?
 check "ZeRO with expert groups of their own is refused in one line" \
   "[ $rc -ne 0 ] && [ \$(wc -l <<<\"\$err\") -eq 1 ] && grep -q 'ZeRO-1 with expert groups of their own' <<<\"\$err\""
-err=$("$exe" run "${common[@]}" --tp 2 --sp 2>&1); rc=$?
-check "expert tensor parallelism (etp = tp = 2) is refused in one line" \
-  "[ $rc -ne 0 ] && [ \$(wc -l <<<\"\$err\") -eq 1 ] && grep -q 'etp=2' <<<\"\$err\""
+err=$("$exe" run --model "$data/configs/hf/qwen1.5-moe-a2.7b.json" --gbs 1 --mbs 1 --seq 16 --steps 1 2>&1); rc=$?
+check "Qwen2-MoE's shared-expert gate is refused in one line" \
+  "[ $rc -ne 0 ] && [ \$(wc -l <<<\"\$err\") -eq 1 ] && grep -q 'shared-expert gate' <<<\"\$err\""
+got=$("$exe" run "${common[@]}" --dp 2 --tp 2 --sp --ep 2 --etp 2 | losses)
+check "ep 2 · etp 2 (tp 2, sp): the single rank's losses" "[ \"\$got\" = \"\$want\" ]"
+four=(run --model tiny-moe --gbs 8 --mbs 1 --steps 4)
+straight=$("$exe" "${four[@]}" --dp 2 --pp 2 --ep 2 --save "$tmp/ck" --save-every 2 | grep -E '^ +[34] +[0-9]+\.[0-9]+ ')
+rm -rf "$tmp/ck/step-00000004"; echo step-00000002 > "$tmp/ck/latest"
+r4=$("$exe" "${four[@]}" --dp 4 --ep 4 --resume "$tmp/ck" | grep -E '^ +[34] +[0-9]+\.[0-9]+ ' | awk '{print $1, $2, $6}')
+r1=$("$exe" "${four[@]}" --resume "$tmp/ck" | grep -E '^ +[34] +[0-9]+\.[0-9]+ ' | awk '{print $1, $2, $6}')
+want4=$(awk '{print $1, $2, $6}' <<<"$straight")
+check "an ep 2 · pp 2 checkpoint resumes under ep 4 and one rank as the straight run" \
+  "[ \$(wc -l <<<\"\$want4\") -eq 2 ] && [ \"\$r4\" = \"\$want4\" ] && [ \"\$r1\" = \"\$want4\" ]"
 exit $fail

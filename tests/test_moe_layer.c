@@ -129,24 +129,43 @@ static PxTensor *f64(PxBackend *be, const char *name, gint64 rows, gint64 cols, 
   return t;
 }
 
-/* This rank's layer: experts [ep_rank · E/ep, ...) of the case, T tokens from x. */
-static void layer_init(Layer *L, const Case *c, const double *x, gint64 T, PxComm *ep, int ep_size, int ep_rank) {
+/* Expert e0.. e0+loc-1 of a stacked (E·out, in) tensor, each expert's rows
+ * [er·out/etp, ...) (rows) or columns [er·in/etp, ...) (cols). */
+static double *expert_slice(const double *full, gint64 e0, gint64 loc, gint64 out, gint64 in, int etp, int er,
+                            gboolean rows) {
+  gint64 ro = rows ? out / etp : out, ci = rows ? in : in / etp;
+  double *v = g_new(double, loc * ro * ci);
+  for (gint64 j = 0; j < loc; j++)
+    for (gint64 i = 0; i < ro; i++)
+      for (gint64 q = 0; q < ci; q++)
+        v[(j * ro + i) * ci + q] = full[((e0 + j) * out + (rows ? er * ro : 0) + i) * in + (rows ? 0 : er * ci) + q];
+  return v;
+}
+
+/* This rank's layer: experts [ep_rank · E/ep, ...) of the case, each's
+ * etp_rank slice, T tokens from x. */
+static void layer_init_etp(Layer *L, const Case *c, const double *x, gint64 T, PxComm *ep, int ep_size, int ep_rank,
+                           PxComm *etp, int etp_size, int etp_rank, gboolean gather) {
   const PxModelDesc *d = &c->d;
-  gint64 h = d->hidden, E = d->experts, f = d->expert_ffn, loc = E / ep_size;
+  gint64 h = d->hidden, E = d->experts, f = d->expert_ffn, loc = E / ep_size, fl = f / etp_size;
   memset(L, 0, sizeof *L);
   L->be = px_backend_new("cpu", 0, NULL);
-  L->run = (PxMoeRun){L->be, ep, ep_size, ep_rank, PX_DTYPE_F64, d, T, NULL};
+  L->run = (PxMoeRun){L->be, ep, ep_size, ep_rank, PX_DTYPE_F64, d, T, NULL, etp, etp_size, etp_rank, gather};
   L->x = f64(L->be, "x", T, h, x);
   L->y = f64(L->be, "y", T, h, NULL);
   L->dx = f64(L->be, "dx", T, h, NULL);
   PxMoeExecLayout ml;
-  px_moe_exec_layout(d, ep_size, T, &ml);
+  px_moe_exec_layout(d, ep_size, etp_size, gather ? etp_size : 1, T, &ml);
   L->saved = f64(L->be, "saved", ml.total, 1, NULL);
   gboolean gated = d->ffn_kind == PX_FFN_SWIGLU;
+  gint64 e0 = ep_rank * loc;
+  g_autofree double *wg = expert_slice(c->wg, e0, loc, f, h, etp_size, etp_rank, TRUE);
+  g_autofree double *wu = expert_slice(c->wu, e0, loc, f, h, etp_size, etp_rank, TRUE);
+  g_autofree double *wd = expert_slice(c->wd, e0, loc, h, f, etp_size, etp_rank, FALSE);
   L->t[0] = f64(L->be, "router", E, h, c->wr);
-  L->t[1] = f64(L->be, "in", loc * f, h, c->wg + ep_rank * loc * f * h);
-  L->t[2] = f64(L->be, "up", loc * f, h, c->wu + ep_rank * loc * f * h);
-  L->t[3] = f64(L->be, "down", loc * h, f, c->wd + ep_rank * loc * h * f);
+  L->t[1] = f64(L->be, "in", loc * fl, h, wg);
+  L->t[2] = f64(L->be, "up", loc * fl, h, wu);
+  L->t[3] = f64(L->be, "down", loc * h, fl, wd);
   for (int i = 0; i < 4; i++) L->g[i] = f64(L->be, "grad", L->t[i]->shape[0], L->t[i]->shape[1], NULL);
   L->w.router = (PxMoeWeight){L->t[0], L->g[0]};
   if (gated) {
@@ -156,6 +175,10 @@ static void layer_init(Layer *L, const Case *c, const double *x, gint64 T, PxCom
     L->w.fc = (PxMoeWeight){L->t[1], L->g[1]};
   }
   L->w.down = (PxMoeWeight){L->t[3], L->g[3]};
+}
+
+static void layer_init(Layer *L, const Case *c, const double *x, gint64 T, PxComm *ep, int ep_size, int ep_rank) {
+  layer_init_etp(L, c, x, T, ep, ep_size, ep_rank, NULL, 1, 0, TRUE);
 }
 
 static void layer_clear(Layer *L) {
@@ -332,15 +355,123 @@ static void check_ep(int ep) {
 static void test_ep2(void) { check_ep(2); }
 static void test_ep4(void) { check_ep(4); }
 
+/* ---- expert tensor parallelism: ep × etp thread-ranks, rank = etp_i + etp·ep_i ---- */
+
+typedef struct {
+  const Case *c;
+  PxLocalWorld *lw;
+  int rank, ep, etp;
+  gboolean gather;
+  gint64 T;
+  const double *cy;
+  double *y, *dx, *grads[4];
+} EtpRank;
+
+static gpointer etp_rank_run(gpointer data) {
+  EtpRank *e = data;
+  g_autoptr(GError) error = NULL;
+  PxComm *world = px_comm_local_new(e->lw, e->rank);
+  int ei = e->rank % e->etp, pi = e->rank / e->etp;
+  PxComm *ep = px_comm_split(world, ei, pi, "ep", &error);
+  PxComm *etp = px_comm_split(world, pi, ei, "etp", &error);
+  g_assert_no_error(error);
+  gint64 blk = e->gather ? e->rank : pi; /* without gathering the ETP ranks hold the same tokens */
+  Layer L;
+  layer_init_etp(&L, e->c, e->c->x + blk * e->T * 4, e->T, ep, e->ep, pi, etp, e->etp, ei, e->gather);
+  layer_fwd(&L, e->y);
+  layer_bwd(&L, e->cy + blk * e->T * 4, 0.0);
+  g_assert_true(px_tensor_download_f64(L.dx, e->dx, &error));
+  for (int i = 0; i < 4; i++) {
+    e->grads[i] = g_new(double, L.g[i]->numel);
+    g_assert_true(px_tensor_download_f64(L.g[i], e->grads[i], &error));
+  }
+  layer_clear(&L);
+  px_comm_free(ep);
+  px_comm_free(etp);
+  px_comm_free(world);
+  return NULL;
+}
+
+static void check_etp(int ep, int etp, gboolean gather) {
+  const gint64 T = 5, h = 4, E = 4, f = 3 * etp;
+  int n = ep * etp, blocks = gather ? n : ep;
+  Case c;
+  case_init(&c, PX_FFN_SWIGLU, TRUE, 23, blocks * T);
+  /* an FFN etp divides: f = 3·etp */
+  g_autoptr(GRand) rr = g_rand_new_with_seed(29);
+  g_free(c.wg), g_free(c.wu), g_free(c.wd);
+  c.d.expert_ffn = (int)f;
+  c.wg = rnd(rr, E * f * h, 0.7), c.wu = rnd(rr, E * f * h, 0.7), c.wd = rnd(rr, E * h * f, 0.7);
+  g_autoptr(GRand) r = g_rand_new_with_seed(31);
+  g_autofree double *cy = rnd(r, blocks * T * h, 1.0);
+  PxLocalWorld *lw = px_local_world_new(n, 30);
+  EtpRank ranks[8];
+  GThread *th[8];
+  for (int i = 0; i < n; i++) {
+    ranks[i] = (EtpRank){&c, lw, i, ep, etp, gather, T, cy, g_new(double, T * h), g_new(double, T * h), {NULL}};
+    th[i] = g_thread_new("etp", etp_rank_run, &ranks[i]);
+  }
+  for (int i = 0; i < n; i++) g_thread_join(th[i]);
+  /* one rank, all experts whole, per token block: the expected values */
+  g_autofree double *sum_in = g_new0(double, E * f * h), *sum_up = g_new0(double, E * f * h),
+                    *sum_down = g_new0(double, E * h * f);
+  g_autofree double **dxs = g_new0(double *, blocks), **gr = g_new0(double *, blocks);
+  for (int b = 0; b < blocks; b++) {
+    Layer one;
+    layer_init(&one, &c, c.x + b * T * h, T, NULL, 1, 0);
+    layer_fwd(&one, NULL);
+    layer_bwd(&one, cy + b * T * h, 0.0);
+    g_autoptr(GError) error = NULL;
+    dxs[b] = g_new(double, T * h), gr[b] = g_new(double, E * h);
+    g_autofree double *gi = g_new(double, E * f * h), *gu = g_new(double, E * f * h), *gd = g_new(double, E * h * f);
+    g_assert_true(px_tensor_download_f64(one.dx, dxs[b], &error) && px_tensor_download_f64(one.g[0], gr[b], &error) &&
+                  px_tensor_download_f64(one.g[1], gi, &error) && px_tensor_download_f64(one.g[2], gu, &error) &&
+                  px_tensor_download_f64(one.g[3], gd, &error));
+    for (gint64 q = 0; q < E * f * h; q++) sum_in[q] += gi[q], sum_up[q] += gu[q];
+    for (gint64 q = 0; q < E * h * f; q++) sum_down[q] += gd[q];
+    layer_clear(&one);
+  }
+  for (int i = 0; i < n; i++) {
+    int ei = i % etp, pi = i / etp, b = gather ? i : pi;
+    gint64 loc = E / ep;
+    g_autofree double *want = g_new(double, T * h);
+    reference(&c, c.x + b * T * h, T, want);
+    assert_close("etp y", ranks[i].y, want, T * h, 1e-12);
+    assert_close("etp dx", ranks[i].dx, dxs[b], T * h, 1e-12);
+    assert_close("etp router grad", ranks[i].grads[0], gr[b], E * h, 1e-12);
+    /* the expert gradients: this rank's slice of the sum over the tokens its experts saw */
+    g_autofree double *si = expert_slice(sum_in, pi * loc, loc, f, h, etp, ei, TRUE);
+    g_autofree double *su = expert_slice(sum_up, pi * loc, loc, f, h, etp, ei, TRUE);
+    g_autofree double *sd = expert_slice(sum_down, pi * loc, loc, h, f, etp, ei, FALSE);
+    assert_close("etp gate grad", ranks[i].grads[1], si, loc * f / etp * h, 1e-12);
+    assert_close("etp up grad", ranks[i].grads[2], su, loc * f / etp * h, 1e-12);
+    assert_close("etp down grad", ranks[i].grads[3], sd, loc * h * f / etp, 1e-12);
+    g_free(ranks[i].y);
+    g_free(ranks[i].dx);
+    for (int k = 0; k < 4; k++) g_free(ranks[i].grads[k]);
+  }
+  for (int b = 0; b < blocks; b++) g_free(dxs[b]), g_free(gr[b]);
+  px_local_world_free(lw);
+  case_clear(&c);
+}
+
+static void test_etp2(void) { check_etp(1, 2, TRUE); }
+static void test_ep2_etp2(void) { check_etp(2, 2, TRUE); }
+static void test_etp2_same_tokens(void) { check_etp(1, 2, FALSE); }
+
 /* The layout the activation list and the layer share: sizes by hand for
  * T = 6, E = 4, k = 2, h = 4, f = 3, ep = 2 (R = 2·6·min(2, 2) = 24). */
 static void test_layout(void) {
   Case c;
   case_init(&c, PX_FFN_SWIGLU, TRUE, 1, 6);
   PxMoeExecLayout l;
-  px_moe_exec_layout(&c.d, 2, 6, &l);
+  px_moe_exec_layout(&c.d, 2, 1, 1, 6, &l);
   g_assert_cmpint(l.rows_max, ==, 24);
   g_assert_cmpint(l.total, ==, 6 * 4 + 6 * 2 + 2 * 4 + 24 * 4 + 3 * 24 * 3 + 12 * 4);
+  /* etp 3 gathering (f = 3: fl = 1): R = 3·2·6·2 = 72, counts (1 + 3)·E */
+  px_moe_exec_layout(&c.d, 2, 3, 3, 6, &l);
+  g_assert_cmpint(l.rows_max, ==, 72);
+  g_assert_cmpint(l.total, ==, 6 * 4 + 6 * 2 + 4 * 4 + 72 * 4 + 3 * 72 * 1 + 12 * 4);
   case_clear(&c);
 }
 
@@ -354,5 +485,8 @@ int main(int argc, char **argv) {
   g_test_add_func("/moe-layer/gradients/gelu", test_gradients_gelu);
   g_test_add_func("/moe-layer/ep/2", test_ep2);
   g_test_add_func("/moe-layer/ep/4", test_ep4);
+  g_test_add_func("/moe-layer/etp/2", test_etp2);
+  g_test_add_func("/moe-layer/etp/2-ep-2", test_ep2_etp2);
+  g_test_add_func("/moe-layer/etp/2-same-tokens", test_etp2_same_tokens);
   return g_test_run();
 }

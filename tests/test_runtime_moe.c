@@ -2,16 +2,17 @@
  * (configs/models/tiny-moe.ini: 4 experts of 32, top 2 renormalised, every
  * second block MoE, load-balancing loss 0.01), every rank a thread:
  *  - loss parity, fp32 and dropless: the first 5 steps of ep 2 and ep 4,
- *    alone and with tp (sequence parallel, etp 1), pp, dp beyond ep (edp > 1),
- *    recompute and zero-bubble schedules, and ZeRO where the experts follow DP,
+ *    alone and with tp (sequence parallel, etp 1 or 2; etp = tp without it),
+ *    pp, dp beyond ep (edp > 1), recompute and zero-bubble schedules, and ZeRO
+ *    where the experts follow DP,
  *    equal the single rank's on the same global batch to 1e-5 relative; the
  *    gradient norm too (expert gradients reduced over EDP, counted once);
- *  - the weights after two steps, experts joined over EP ranks, equal the
- *    single rank's (fp64);
+ *  - the weights after two steps, experts joined over EP and ETP ranks, equal
+ *    the single rank's (fp64);
  *  - memory: weights, gradients and optimizer states per rank equal the
  *    planner's, and the peak activations equal the executor-stack prediction
  *    byte for byte (the MoE layer's saved tensor is px_moe_exec_layout's);
- *  - refused with a sentence: ZeRO with expert groups of their own, etp > 1. */
+ *  - refused with a sentence: ZeRO with expert groups of their own. */
 #include <glib.h>
 #include <math.h>
 #include <string.h>
@@ -69,6 +70,12 @@ static const MoeLayout moe_layouts[] = {
   {2, 2, 2, 1, 4, 1, "1f1b", 0, PX_CKPT_NONE, TRUE},       /* ep 4 over dp 2 · tp 2 */
   {2, 1, 1, 1, 1, 1, "1f1b", 1, PX_CKPT_NONE, FALSE},      /* ZeRO-1: ep 1, the experts follow DP */
   {4, 1, 1, 1, 1, 1, "1f1b", 3, PX_CKPT_NONE, FALSE},      /* ZeRO-3 likewise */
+  /* expert tensor parallelism: each expert's f over etp */
+  {2, 2, 1, 1, 2, 2, "1f1b", 0, PX_CKPT_NONE, TRUE},       /* ep 2 · etp 2 = tp 2, sp: all-gather / reduce-scatter over ETP */
+  {1, 2, 1, 1, 1, 0, "1f1b", 0, PX_CKPT_NONE, FALSE},      /* etp = tp = 2 without sp: the same tokens, all-reduce */
+  {2, 2, 1, 1, 1, 0, "gpipe", 2, PX_CKPT_SELECTIVE, FALSE}, /* ... with ZeRO-2 (the experts follow DP) */
+  {4, 1, 1, 1, 2, 2, "1f1b", 0, PX_CKPT_NONE, FALSE},      /* etp 2 under tp 1: the ETP ranks are DP ranks */
+  {2, 2, 2, 1, 2, 2, "1f1b", 0, PX_CKPT_FULL, TRUE},       /* ep 2 · etp 2 · pp 2, full recompute */
 };
 
 static void test_parity(void) {
@@ -95,8 +102,10 @@ static void test_weights(void) {
   g_autoptr(PxModel) model = load_model("tiny-moe");
   g_autoptr(GError) error = NULL;
   MoeLayout split = {2, 2, 2, 1, 4, 1, "1f1b", 0, PX_CKPT_NONE, TRUE};
+  MoeLayout sliced = {2, 2, 1, 1, 2, 2, "1f1b", 0, PX_CKPT_NONE, TRUE}; /* experts over ep 2 and etp 2 */
   g_autoptr(PxRuntime) a = moe_stepped(model, &single, PX_DTYPE_F64, 2, NULL, NULL);
   g_autoptr(PxRuntime) b = moe_stepped(model, &split, PX_DTYPE_F64, 2, NULL, NULL);
+  g_autoptr(PxRuntime) c = moe_stepped(model, &sliced, PX_DTYPE_F64, 2, NULL, NULL);
   const char *names[] = {"h.1.mlp.router.weight", "h.1.mlp.experts.gate.weight", "h.3.mlp.experts.down.weight",
                          "h.2.mlp.up.weight"};
   for (gsize k = 0; k < G_N_ELEMENTS(names); k++) {
@@ -104,10 +113,14 @@ static void test_weights(void) {
     g_assert_no_error(error);
     g_autofree double *y = px_runtime_get_param(b, names[k], &error);
     g_assert_no_error(error);
+    g_autofree double *z = px_runtime_get_param(c, names[k], &error);
+    g_assert_no_error(error);
     gint64 n = tensor_numel(model, names[k]);
     g_assert_cmpint(n, >, 0);
     for (gint64 i = 0; i < n; i++)
-      if (fabs(x[i] - y[i]) > 1e-12) g_error("%s[%" G_GINT64_FORMAT "]: %.15g, single rank %.15g", names[k], i, y[i], x[i]);
+      if (fabs(x[i] - y[i]) > 1e-12 || fabs(x[i] - z[i]) > 1e-12)
+        g_error("%s[%" G_GINT64_FORMAT "]: %.15g (ep 4) and %.15g (ep 2 · etp 2), single rank %.15g", names[k], i, y[i],
+                z[i], x[i]);
   }
 }
 
@@ -120,6 +133,8 @@ static void test_memory(void) {
     {2, 1, 2, 1, 2, 1, "gpipe", 0, PX_CKPT_NONE, FALSE},
     {2, 1, 2, 1, 2, 1, "1f1b", 0, PX_CKPT_FULL, FALSE},
     {2, 1, 1, 1, 1, 1, "1f1b", 1, PX_CKPT_NONE, FALSE},
+    {2, 2, 1, 1, 2, 2, "1f1b", 0, PX_CKPT_NONE, TRUE},
+    {1, 2, 2, 1, 1, 0, "1f1b", 0, PX_CKPT_SELECTIVE, FALSE},
   };
   for (gsize i = 0; i < G_N_ELEMENTS(layouts); i++) {
     const MoeLayout *l = &layouts[i];
@@ -153,8 +168,8 @@ static void test_refused(void) {
   expect_refused(&(MoeLayout){2, 1, 1, 1, 2, 1, "1f1b", 1, PX_CKPT_NONE, FALSE}, "ZeRO-1 with expert groups");
   /* ZeRO-3 over dp 4 with ep 4 */
   expect_refused(&(MoeLayout){4, 1, 1, 1, 4, 1, "1f1b", 3, PX_CKPT_NONE, FALSE}, "ZeRO-3 with expert groups");
-  /* expert tensor parallelism: etp = tp = 2 */
-  expect_refused(&(MoeLayout){1, 2, 1, 1, 1, 2, "1f1b", 0, PX_CKPT_NONE, TRUE}, "etp=2");
+  /* ZeRO-2 with etp 2 under tp 1: expert states would shard over edp 2, dense ones over dp 4 */
+  expect_refused(&(MoeLayout){4, 1, 1, 1, 1, 2, "1f1b", 2, PX_CKPT_NONE, FALSE}, "ZeRO-2 with expert groups");
 }
 
 int main(int argc, char **argv) {
