@@ -1111,7 +1111,7 @@ static const Check checks[] = {
   {.path = "send-recv/group-fifo", .fn = check_group_fifo},
   {.path = "all-to-all", .fn = check_all_to_all},
   {.path = "all-to-all-v", .fn = check_all_to_all_v},
-  {.path = "all-to-all-v/queued", .fn = check_all_to_all_queued},
+  {.path = "all-to-all-queued", .fn = check_all_to_all_queued},
   {.path = "split/dp-tp", .fn = check_split_dp_tp},
   {.path = "split/reverse-keys", .fn = check_split_reverse},
   {.path = "split/no-color", .fn = check_split_no_color},
