@@ -503,6 +503,16 @@ static void group_exchange(PxComm *world, int n, int per_peer) {
 static void check_group_exchange(PxComm *world, const Ctx *ctx) { group_exchange(world, ctx->n, 1); }
 static void check_group_fifo(PxComm *world, const Ctx *ctx) { group_exchange(world, ctx->n, 2); }
 
+/* A cpu backend with two queued streams (comm, work) and two events. */
+static void two_streams(PxComm *world, PxBackend **be, PxStream **comm, PxStream **work, PxDevEvent **filled,
+                        PxDevEvent **done) {
+  OK(world, (*be = px_backend_new("cpu", 0, &err)) != NULL);
+  OK(world, (*comm = px_stream_new(*be, "comm", &err)) != NULL);
+  OK(world, (*work = px_stream_new(*be, "work", &err)) != NULL);
+  OK(world, (*filled = px_event_new(*be, &err)) != NULL);
+  OK(world, (*done = px_event_new(*be, &err)) != NULL);
+}
+
 /* ---- all-to-all ---- */
 
 /* Block j of rank r's send holds mov_val(r, j·count + x): rank r's recv
@@ -555,13 +565,9 @@ static void check_all_to_all_queued(PxComm *world, const Ctx *ctx) {
   int r = px_comm_rank(world), n = ctx->n;
   const gsize count = 1000;
   g_autoptr(PxBackend) be = NULL;
-  OK(world, (be = px_backend_new("cpu", 0, &err)) != NULL);
   PxStream *comm = NULL, *work = NULL;
   PxDevEvent *filled = NULL, *done = NULL;
-  OK(world, (comm = px_stream_new(be, "comm", &err)) != NULL);
-  OK(world, (work = px_stream_new(be, "work", &err)) != NULL);
-  OK(world, (filled = px_event_new(be, &err)) != NULL);
-  OK(world, (done = px_event_new(be, &err)) != NULL);
+  two_streams(world, &be, &comm, &work, &filled, &done);
   g_autofree gsize *sc = g_new(gsize, n), *sd = g_new(gsize, n), *rc = g_new(gsize, n), *rd = g_new(gsize, n);
   gsize st = 0, rt = 0;
   for (int j = 0; j < n; j++) {
@@ -723,13 +729,9 @@ static void check_streams(PxComm *world, const Ctx *ctx) {
   int r = px_comm_rank(world), n = ctx->n;
   enum { COUNT = 1000 };
   g_autoptr(PxBackend) be = NULL;
-  OK(world, (be = px_backend_new("cpu", 0, &err)) != NULL);
   PxStream *comm = NULL, *work = NULL;
   PxDevEvent *filled = NULL, *done = NULL;
-  OK(world, (comm = px_stream_new(be, "comm", &err)) != NULL);
-  OK(world, (work = px_stream_new(be, "work", &err)) != NULL);
-  OK(world, (filled = px_event_new(be, &err)) != NULL);
-  OK(world, (done = px_event_new(be, &err)) != NULL);
+  two_streams(world, &be, &comm, &work, &filled, &done);
 
   g_autofree double *buf = g_new0(double, COUNT), *bc = g_new0(double, COUNT), *all = g_new0(double, (gsize)n * COUNT);
   g_autofree double *want = g_new(double, COUNT);

@@ -31,13 +31,7 @@ static PxRuntime *stepped(const PxModel *model, const Layout *l, PxDType dt, int
   g_autoptr(GError) error = NULL;
   PxRuntime *rt = layout_runtime(model, l, dt, &error);
   g_assert_no_error(error);
-  for (int s = 0; s < steps; s++) {
-    PxStepResult r;
-    g_assert_true(px_runtime_step(rt, &r, &error));
-    g_assert_no_error(error);
-    g_assert_cmpint(r.step, ==, px_runtime_steps_done(rt));
-    if (loss) loss[s] = r.loss;
-  }
+  run_steps(rt, steps, loss, NULL);
   return rt;
 }
 
@@ -185,25 +179,9 @@ static void test_weights_agree(void) {
 static void check_memory(const Layout *l, PxDType dt) {
   g_autoptr(PxModel) model = load_model(l->model);
   g_autoptr(PxRuntime) rt = stepped(model, l, dt, 2, NULL);
-  for (int r = 0; r < px_runtime_world(rt); r++) {
-    PxRankMemory m;
-    px_runtime_memory(rt, r, &m);
-    /* exact: the executor allocates what the planner counts */
-    g_assert_cmpfloat((double)m.measured.current[PX_MEM_WEIGHTS], ==, m.predicted.weights);
-    g_assert_cmpfloat((double)m.measured.current[PX_MEM_GRADS], ==, m.predicted.gradients);
-    g_assert_cmpfloat((double)m.measured.current[PX_MEM_OPTIMIZER], ==, m.predicted.optimizer);
-    g_assert_cmpfloat(m.predicted.weights, >, 0);
-    /* peak activations exact: the executor allocates the core's activation
-     * list (common/activations.h) and the prediction walks the same list
-     * through the schedule (each in-flight pair weighted by its own chunk,
-     * plus one micro-batch's transients: recompute, the next layer's input) */
-    double act = (double)m.measured.peak[PX_MEM_ACTIVATIONS], want = m.predicted.activations;
-    if (act != want)
-      g_error("%s dp%d tp%d pp%d %s ckpt %s rank %d: peak activations %.0f B, predicted %.0f B", l->model, l->dp,
-              l->tp, l->pp, l->schedule, px_ckpt_name(l->ckpt), r, act, want);
-    /* nothing is left over between steps */
-    g_assert_cmpint(m.measured.current[PX_MEM_ACTIVATIONS], ==, 0);
-  }
+  g_autofree char *what = g_strdup_printf("%s dp%d tp%d pp%d %s ckpt %s", l->model, l->dp, l->tp, l->pp, l->schedule,
+                                          px_ckpt_name(l->ckpt));
+  expect_memory(rt, what);
 }
 
 static void test_memory(void) {

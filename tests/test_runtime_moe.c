@@ -46,13 +46,7 @@ static PxRuntime *moe_stepped(const PxModel *model, const MoeLayout *m, PxDType 
   g_autoptr(GError) error = NULL;
   PxRuntime *rt = moe_runtime(model, m, dt, &error);
   g_assert_no_error(error);
-  for (int s = 0; s < steps; s++) {
-    PxStepResult r;
-    g_assert_true(px_runtime_step(rt, &r, &error));
-    g_assert_no_error(error);
-    if (loss) loss[s] = r.loss;
-    if (norm) norm[s] = r.grad_norm;
-  }
+  run_steps(rt, steps, loss, norm);
   return rt;
 }
 
@@ -139,18 +133,9 @@ static void test_memory(void) {
   for (gsize i = 0; i < G_N_ELEMENTS(layouts); i++) {
     const MoeLayout *l = &layouts[i];
     g_autoptr(PxRuntime) rt = moe_stepped(model, l, PX_DTYPE_F32, 2, NULL, NULL);
-    for (int r = 0; r < px_runtime_world(rt); r++) {
-      PxRankMemory m;
-      px_runtime_memory(rt, r, &m);
-      g_assert_cmpfloat((double)m.measured.current[PX_MEM_WEIGHTS], ==, m.predicted.weights);
-      g_assert_cmpfloat((double)m.measured.current[PX_MEM_GRADS], ==, m.predicted.gradients);
-      g_assert_cmpfloat((double)m.measured.current[PX_MEM_OPTIMIZER], ==, m.predicted.optimizer);
-      double act = (double)m.measured.peak[PX_MEM_ACTIVATIONS], want = m.predicted.activations;
-      if (act != want)
-        g_error("tiny-moe dp%d tp%d pp%d ep%d %s ckpt %s rank %d: peak activations %.0f B, predicted %.0f B", l->dp,
-                l->tp, l->pp, l->ep, l->schedule, px_ckpt_name(l->ckpt), r, act, want);
-      g_assert_cmpint(m.measured.current[PX_MEM_ACTIVATIONS], ==, 0);
-    }
+    g_autofree char *what = g_strdup_printf("tiny-moe dp%d tp%d pp%d ep%d etp%d %s ckpt %s", l->dp, l->tp, l->pp, l->ep,
+                                            l->etp, l->schedule, px_ckpt_name(l->ckpt));
+    expect_memory(rt, what);
   }
 }
 
