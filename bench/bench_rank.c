@@ -4,30 +4,16 @@
  * simulates each; this prints both times per layout and Kendall's tau-b
  * between the two orders (1: the same order; the target is >= 0.9).
  * Both times come from the same cost table (common/cost.c); the analytic one
- * is the closed form of search.h, the simulated one the engine's timeline.
+ * is search.h's (the pipeline of each compute block and schedule once, the
+ * reductions and optimizer step in closed form per ZeRO stage), the
+ * simulated one the engine's run of the whole layout. Printed, never asserted
+ * (tests/test_search.c asserts the agreement on smaller searches).
  * Usage: bench_rank [--stack NAME] [--fix KNOB=VALUE]... [GPUS]. */
 #include <glib.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "search.h"
-
-/* Kendall's tau-b of two samples (ties in either count against neither). */
-static double kendall_tau_b(const double *x, const double *y, int n) {
-  double concordant = 0, discordant = 0, ties_x = 0, ties_y = 0;
-  for (int i = 0; i < n; i++)
-    for (int j = i + 1; j < n; j++) {
-      double dx = x[i] - x[j], dy = y[i] - y[j];
-      if (dx == 0 && dy == 0) continue;
-      if (dx == 0) ties_x++;
-      else if (dy == 0) ties_y++;
-      else if ((dx > 0) == (dy > 0)) concordant++;
-      else discordant++;
-    }
-  double denom = sqrt((concordant + discordant + ties_x) * (concordant + discordant + ties_y));
-  return denom > 0 ? (concordant - discordant) / denom : 1.0;
-}
 
 int main(int argc, char **argv) {
   int gpus = 1024;
@@ -89,7 +75,7 @@ int main(int argc, char **argv) {
            100 * (analytic[i] / simulated[i] - 1), ls);
   }
   printf("Kendall tau-b (analytic vs engine order, %d layouts): %.3f   (search %.1f s)\n", n,
-         kendall_tau_b(analytic, simulated, n), g_timer_elapsed(t, NULL));
+         px_search_kendall_tau(r), g_timer_elapsed(t, NULL));
   px_plan_clear(&p);
   return 0;
 }

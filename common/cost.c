@@ -304,6 +304,37 @@ static double tp_collective(const PxPlan *plan, double act_bytes, const PxLink *
   return px_cost_allreduce(act_bytes, plan->tp, l);
 }
 
+/* Element passes a norm's backward makes over (Tn, h) besides writing dx.
+ * LayerNorm: dx reads dy and x, and dgamma / dbeta read them again in a
+ * second kernel — PyTorch's layer_norm_kernel.cu (layer_norm_grad_input_kernel,
+ * then GammaBetaBackward(Simple)CUDAKernel) and apex's FusedLayerNorm that
+ * Megatron-LM uses (cuComputePartGradGammaBeta, then cuComputeGradInput):
+ * 4 reads. RMSNorm as Transformer Engine runs it: one fused kernel, 2 reads. */
+static int norm_bwd_reads(const PxModelDesc *d) { return d->norm == PX_NORM_LAYERNORM ? 4 : 2; }
+static int norm_bwd_extra_kernels(const PxModelDesc *d) { return d->norm == PX_NORM_LAYERNORM ? 1 : 0; }
+
+/* Bias gradients: a linear layer's bias gradient is its output gradient
+ * summed over the tokens, a reduction kernel of its own reading T x out
+ * elements (PyTorch autograd: addmm's broadcast bias reduced by sum_to;
+ * Megatron-LM's LinearWithGradAccumulationAndAsyncCommunication.backward:
+ * grad_output.sum(dim=0)). A column-parallel bias is split with its weight's
+ * rows; a row-parallel one is whole and sees the norm's tokens (Tn, sequence
+ * parallelism). Norm biases are in the norm's own backward. */
+static double bias_grads(const PxCluster *c, const PxLayer *layer, const PxPlan *plan, double T, double Tn, int E) {
+  double bytes = 0;
+  int kernels = 0, tp = MAX(plan->tp, 1);
+  for (guint i = 0; i < layer->n_tensors; i++) {
+    const PxTensorSpec *t = &layer->tensors[i];
+    gboolean bias = t->role == PX_ROLE_QKV_BIAS || t->role == PX_ROLE_ATTN_OUT_BIAS || t->role == PX_ROLE_FFN_IN_BIAS ||
+                    t->role == PX_ROLE_FFN_GATE_BIAS || t->role == PX_ROLE_FFN_UP_BIAS || t->role == PX_ROLE_FFN_OUT_BIAS;
+    if (!bias || t->experts > 0) continue;
+    gboolean split = t->split == PX_SPLIT_ROWS;
+    bytes += (split ? T : Tn) * ((double)t->shape[0] / (split ? tp : 1)) * E;
+    kernels++;
+  }
+  return bytes > 0 ? membound(c, bytes, kernels) : 0;
+}
+
 /* Forward, dgrad and wgrad GEMMs of the weight (out, in) over T tokens. FP8
  * (Transformer Engine): FP8 operands (1 B), and a cast-transpose kernel for
  * the GEMM's input forward and for its output gradient backward (reads the
@@ -403,6 +434,7 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
       else if (t->split == PX_SPLIT_COLS) in /= tp;
       weight_gemms(cluster, prec, E, T, o, in, &c.fwd, &dgrad, &wgrad);
     }
+    dgrad += bias_grads(cluster, layer, plan, T, Tn, E);
   }
   switch (layer->kind) {
   case PX_LAYER_EMBEDDING: {
@@ -429,7 +461,8 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
        * benchmarks); FlashAttention v1 at half FlashAttention-2's rate (Dao 2023).
        * Context parallelism: with load balancing (chunks i and 2cp-1-i) every CP
        * rank computes 1/cp of the causal FLOPs, in cp blocks of the ring */
-      double f = 0.5 * 4.0 * b * seq * seq * h / tp / cp, v1 = kind == PX_ATTN_FLASH1 ? 0.5 : 1.0;
+      double f = 0.5 * 4.0 * b * seq * seq * h / tp / cp;
+      double v1 = kind == PX_ATTN_FLASH1 || kind == PX_ATTN_TRITON ? 0.5 : 1.0;
       att_fwd = f / (peak * v1 * eff_or_1(cluster->flash_fwd_eff)) + cluster->kernel_overhead;
       att_bwd = 2.5 * f / (peak * v1 * eff_or_1(cluster->flash_bwd_eff)) + cluster->kernel_overhead;
       if (kind == PX_ATTN_FLASH1) {
@@ -443,6 +476,19 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
         double th = T * h / tp * E;
         att_fwd += membound(cluster, 9 * th, 5);
         att_bwd += membound(cluster, 11 * th, 7);
+      } else if (kind == PX_ATTN_TRITON) {
+        /* FlashAttention in Triton (flash_attn_triton.py, llm-foundry v0.3.0's
+         * copy; its header: forward faster than the CUDA v1, backward slower,
+         * "overall slightly slower than CUDA forward + backward": v1's rate).
+         * llm-foundry's triton_flash_attn_fn passes q, k, v as views of the
+         * qkv GEMM's output (qkv.chunk(3), rearrange): nothing copied forward.
+         * Backward (_flash_attn_backward): _bwd_preprocess_do_o_dot reads o
+         * and do (2 T h E); dq accumulates in fp32 and is copied out
+         * (dq.copy_(dq_accum): 4 + E bytes per element); autograd joins dq,
+         * dk, dv into the gradient of qkv (chunk's backward: read and write
+         * 3 T h E) — 3 kernels */
+        double th = T * h / tp;
+        att_bwd += membound(cluster, th * (2 * E + 4 + E + 6 * E), 3);
       }
     } else {
       double S = bh * seq * seq;                         /* score elements */
@@ -458,7 +504,8 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
                 (d->dropout ? membound(cluster, 2 * S * E + S, 1) : 0);
     }
     gboolean swiglu = px_ffn_gated(d->ffn_kind); /* SwiGLU and GeGLU: gate · up, both element-wise passes */
-    double norm_f = 2 * (2 * Tn * h * E), norm_b = 2 * (3 * Tn * h * E);  /* two norms */
+    /* two norms; LayerNorm's backward reads dy and x twice (norm_bwd_reads) */
+    double norm_f = 2 * (2 * Tn * h * E), norm_b = 2 * ((1 + norm_bwd_reads(d)) * Tn * h * E);
     double resid = 2 * (3 * Tn * h * E);                                    /* two residual adds, both ways */
     double actf_f = (swiglu ? 3 : 2) * T * ffn_local * E, actf_b = (swiglu ? 5 : 3) * T * ffn_local * E;
     double drop = d->dropout ? 2 * (2 * Tn * h * E + Tn * h) : 0;         /* attn-out, mlp-out + masks */
@@ -466,7 +513,7 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
     c.attn_fwd = att_fwd;
     c.attn_bwd = att_bwd;
     c.fwd += att_fwd + membound(cluster, norm_f + resid + actf_f + drop, 5 + drop_k);
-    dgrad += att_bwd + membound(cluster, norm_b + resid + actf_b + drop, 5 + drop_k);
+    dgrad += att_bwd + membound(cluster, norm_b + resid + actf_b + drop, 5 + drop_k + 2 * norm_bwd_extra_kernels(d));
     /* with sequence parallelism the routed experts' input and output go
      * through the dispatcher (the ETP all-gather / reduce-scatter, moe_times),
      * not the MLP's TP all-gather / reduce-scatter, unless shared experts
@@ -481,13 +528,33 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
   }
   case PX_LAYER_FINAL_NORM:
     c.fwd += membound(cluster, 2 * Tn * h * E, 1);
-    dgrad += membound(cluster, 3 * Tn * h * E, 1);
+    dgrad += membound(cluster, (1 + norm_bwd_reads(d)) * Tn * h * E, 1 + norm_bwd_extra_kernels(d));
     break;
   case PX_LAYER_LM_HEAD: {
-    /* vocab-parallel cross entropy in fp32 over the logits: read + write forward, backward */
+    /* vocab-parallel cross entropy in fp32 over the logits: read + write forward, backward.
+     * The fsdp stack (llm-foundry's MPT) uses flash-attn's fused cross entropy
+     * (modeling_mpt.py loss_fn: fused_crossentropy, the xentropy_cuda_lib
+     * kernels): forward reads the 16-bit logits twice (max, then the sum of
+     * exponentials) and writes one loss per token; backward reads them and
+     * writes their gradient: 2 E | 2 E bytes per logit, one kernel each */
     double vocab_local = (double)d->vocab / tp;
-    c.fwd += membound(cluster, 2 * T * vocab_local * 4, 3);
-    dgrad += membound(cluster, 2 * T * vocab_local * 4, 2);
+    if (plan->stack == PX_STACK_FSDP) {
+      c.fwd += membound(cluster, 2 * T * vocab_local * E, 1);
+      dgrad += membound(cluster, 2 * T * vocab_local * E, 1);
+      /* Composer's training metrics, every micro-batch after its backward
+       * (composer 0.16.4 trainer.py _train_microbatch -> _eval_train_metrics):
+       * MPT's get_metrics(is_train=True) is LanguageCrossEntropy and
+       * LanguagePerplexity (modeling_mpt.py), each a torch CrossEntropyLoss
+       * over the logits (composer/metrics/nlp.py) inside the bf16 autocast
+       * context, which runs cross_entropy in fp32: a cast (read E, write 4)
+       * and log_softmax's three passes over the fp32 row (cunn_SoftMaxForward:
+       * max, sum of exponentials, write: 3 reads + 1 write of 4 B), then the
+       * nll gather: (E + 20) bytes per logit and 3 kernels, twice */
+      dgrad += membound(cluster, 2 * T * vocab_local * (E + 20.0), 6);
+    } else {
+      c.fwd += membound(cluster, 2 * T * vocab_local * 4, 3);
+      dgrad += membound(cluster, 2 * T * vocab_local * 4, 2);
+    }
     c.tp_bwd = tp_collective(plan, act, tp_link);
     if (tp > 1) c.tp_fwd = 3 * px_cost_allreduce(T * 4, tp, tp_link);
     break;

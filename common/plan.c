@@ -16,7 +16,7 @@ static const char *const offload_names[] = {"none", "optimizer", "optimizer+para
 static const char *const prec_names[] = {"fp32", "fp16", "bf16", "fp8", NULL};
 static const char *const axis_names[] = {"tp", "dp", "pp", NULL};
 static const char *const stack_names[] = {"parallax", "megatron-2021", "megatron-core", "deepspeed", "fsdp", NULL};
-static const char *const attn_names[] = {"default", "flash", "unfused", "flash1", NULL};
+static const char *const attn_names[] = {"default", "flash", "unfused", "flash1", "triton", NULL};
 
 static gboolean parse_name(const char *s, const char *const *names, int *out) {
   if (!s) return FALSE;
@@ -188,12 +188,22 @@ double px_plan_bubble_fraction(const PxPlan *p) {
    * post-validation (Qi et al. §4) that wait overlaps the previous step and
    * ZB-H2 / ZB-V have no bubble left: (p-1)(T_F+T_B-2T_W) = 0 */
   case PX_SCHED_ZB_H2: return (pp - 1) / (3 * m + pp - 1);
-  case PX_SCHED_ZB_V: return (pp - 1) / (6 * m + pp - 1);
+  case PX_SCHED_ZB_V: {
+    double idle = px_plan_zbv_idle(p->pp, 1, 1, 1); /* = pp - 1 */
+    return idle / (6 * m + idle);
+  }
   /* DualPipe README: (PP/2-1)(F&B+B-3W) over PP/2 = p ranks; F&B = T_F + T_B + T_W = 3,
    * full B = 2, W = 1: 2(p-1) idle in a step of 6m + 2(p-1) chunk times */
   case PX_SCHED_DUALPIPEV: return (pp - 1) / (3 * m + pp - 1);
   }
   return 0;
+}
+
+double px_plan_zbv_idle(int p, double tf, double tb, double tw) {
+  if (p < 1 || tb < tf) return NAN;
+  if (p == 1) return 0;
+  double x = MAX(tb, 2 * (tb - tw));
+  return x + (p - 2) * MAX(x, tw);
 }
 
 int px_plan_bubble_exact_from(const PxPlan *p) {
@@ -385,7 +395,7 @@ gboolean px_plan_load_ini(PxPlan *p, const char *path, GError **error) {
       !ini_choice(kf, path, "stack", (ChoiceParser)px_stack_parse, &p->stack,
                   "parallax, megatron-2021, megatron-core, deepspeed, fsdp", error) ||
       !ini_choice(kf, path, "attention", (ChoiceParser)px_attention_parse, &p->attention,
-                  "default, flash, unfused, flash1", error) ||
+                  "default, flash, unfused, flash1, triton", error) ||
       !ini_choice(kf, path, "order", (ChoiceParser)px_order_parse, p->order,
                   "a permutation of tp,dp,pp (innermost first)", error) ||
       !px_config_get_bool(kf, path, "plan", "seq_parallel", p->seq_parallel, &p->seq_parallel,

@@ -45,8 +45,11 @@ typedef enum {
 } PxStack;
 /* Attention kernel: DEFAULT is the stack's choice. */
 /* flash: FlashAttention-2 (the cluster's flash efficiencies); flash1: FlashAttention
- * v1, half as fast (Dao 2023: FlashAttention-2 is about 2x FlashAttention). */
-typedef enum { PX_ATTN_DEFAULT, PX_ATTN_FLASH, PX_ATTN_UNFUSED, PX_ATTN_FLASH1 } PxAttention;
+ * v1, half as fast (Dao 2023: FlashAttention-2 is about 2x FlashAttention), through
+ * its varlen interface; triton: FlashAttention in Triton (flash_attn_triton.py, the
+ * attn_impl of llm-foundry's MPT yamls in 2023), v1's rate on padded q, k, v views.
+ * docs/cost.md "Attention". */
+typedef enum { PX_ATTN_DEFAULT, PX_ATTN_FLASH, PX_ATTN_UNFUSED, PX_ATTN_FLASH1, PX_ATTN_TRITON } PxAttention;
 
 typedef struct {
   int dp, tp, pp;
@@ -178,6 +181,18 @@ void px_schedule_part_place(PxScheduleKind k, int pp, int part, int *stage, int 
  * m >= 2p-1 (0 likewise); dualpipev (p-1)/(3m+p-1) for m >= 2p (DualPipe's
  * (p-1)(F&B+B-3W) idle with F&B = 3 T_F); naive (p-1)/p. See docs/schedules.md. */
 double px_plan_bubble_fraction(const PxPlan *plan);
+/* ZB-V's idle time per rank in a step (step − busy, every rank starting at
+ * 0; no communication, equal ranks, m >= 2p-1) for one chunk's forward tf,
+ * backward-input tb and backward-weight tw, with tb >= tf (the backward-input
+ * pass is at least a forward: the same GEMMs on the output gradient):
+ *     X + (p-2) max(X, tw),  X = max(tb, 2 (tb - tw)),
+ * that is (p-1) max(tb, 2(tb - tw)) when tw <= tb and tb + (p-2) tw when tw
+ * > tb; (p-1) tf when tf = tb = tw (the step 6m tf + (p-1) tf of
+ * px_plan_bubble_fraction). Qi et al. 2024 give ZB-V's bubble only for equal
+ * passes (zero, §6) and as profiled rates (Table 8); this is the handcrafted
+ * schedule's (common/schedule.c order_zb_v), checked against the engine's
+ * timeline (tests/test_engine.c). NAN when tb < tf or p < 1. */
+double px_plan_zbv_idle(int p, double tf, double tb, double tw);
 /* The fewest micro-batches from which that formula is exact: zb-h1 p, zb-h2
  * and zb-v 2p-1, dualpipev 2p, the others 1 (interleaved: m divisible by p). */
 int px_plan_bubble_exact_from(const PxPlan *plan);

@@ -78,7 +78,7 @@ void px_program_append(PxProgram *prog, int stage, PxOpKind kind, int mb, int ch
     rp->alloc = rp->alloc ? 2 * rp->alloc : 64;
     rp->instrs = g_renew(PxInstr, rp->instrs, rp->alloc);
   }
-  rp->instrs[rp->n++] = (PxInstr){kind, mb, chunk, peer};
+  rp->instrs[rp->n++] = (PxInstr){kind, mb, chunk, peer, -1};
 }
 
 void px_program_free(PxProgram *prog) {
@@ -496,4 +496,291 @@ PxProgram *px_program_new(const PxPlan *plan, const PxPartition *part, GError **
     emit_stage(prog, s, ops);
   }
   return g_steal_pointer(&prog);
+}
+
+/* ---- groups of sends and receives; rendezvous semantics -----------------
+ *
+ * A group is issued at its last member (the interpreter holds the earlier
+ * ones until then). Under rendezvous semantics a stream stops at each group
+ * until the matching call of every member is posted (its stage stopped at
+ * that call's group) or done. The groups start as the runs of sends and
+ * receives between two compute ops; where the streams would stop for good, a
+ * send that waits is moved into its stream's next group (Megatron's
+ * interleaved steady state sends a forward's output together with the next
+ * backward's gradient: send_forward_backward_recv_forward_backward). Only
+ * sends move, and only later: a receive stays before the op that consumes it. */
+
+static gboolean is_p2p(PxOpKind k) {
+  return k == PX_OP_SEND_ACT || k == PX_OP_RECV_ACT || k == PX_OP_SEND_GRAD || k == PX_OP_RECV_GRAD;
+}
+
+static gboolean is_send(PxOpKind k) { return k == PX_OP_SEND_ACT || k == PX_OP_SEND_GRAD; }
+
+/* Ends a run of sends and receives: the ops that make or consume their payloads, and the step's end. */
+static gboolean ends_group(PxOpKind k) {
+  return px_op_is_compute(k) || k == PX_OP_REDUCE_TIED || k == PX_OP_OPTIMIZER_STEP;
+}
+
+/* A send or receive to another rank. */
+static gboolean is_remote(const PxRankProgram *rp, guint i) {
+  return is_p2p(rp->instrs[i].kind) && rp->instrs[i].peer != rp->stage;
+}
+
+typedef struct {
+  PxProgram *prog;
+  guint **last;       /* [stage][i] remote p2p: the index of its group's last member (i when alone) */
+  guint **first;      /* [stage][i] remote p2p: the index of its group's first member */
+  int **peer_instr;   /* [stage][i] remote p2p: the index of the matching call on the peer's stream */
+  guint *pos;         /* [stage] the next instruction */
+} Rdv;
+
+/* last[s] from the group numbers of stage s. */
+static void rdv_index_groups(Rdv *r, int s) {
+  const PxRankProgram *rp = &r->prog->ranks[s];
+  g_autoptr(GHashTable) last = g_hash_table_new(g_direct_hash, g_direct_equal);
+  g_autoptr(GHashTable) first = g_hash_table_new(g_direct_hash, g_direct_equal);
+  for (guint i = 0; i < rp->n; i++)
+    if (is_remote(rp, i) && rp->instrs[i].group >= 0) {
+      gpointer g = GINT_TO_POINTER(rp->instrs[i].group);
+      g_hash_table_insert(last, g, GUINT_TO_POINTER(i));
+      if (!g_hash_table_contains(first, g)) g_hash_table_insert(first, g, GUINT_TO_POINTER(i));
+    }
+  for (guint i = 0; i < rp->n; i++) {
+    gboolean grouped = is_remote(rp, i) && rp->instrs[i].group >= 0;
+    gpointer g = GINT_TO_POINTER(rp->instrs[i].group);
+    r->last[s][i] = grouped ? GPOINTER_TO_UINT(g_hash_table_lookup(last, g)) : i;
+    r->first[s][i] = grouped ? GPOINTER_TO_UINT(g_hash_table_lookup(first, g)) : i;
+  }
+}
+
+/* first and last of stage s after members of group g moved into group to,
+ * both groups lying inside [lo, hi] */
+static void rdv_reindex(Rdv *r, int s, guint lo, guint hi, int g, int to) {
+  const PxRankProgram *rp = &r->prog->ranks[s];
+  guint f[2] = {G_MAXUINT, G_MAXUINT}, l[2] = {0, 0};
+  for (guint i = lo; i <= hi; i++) {
+    if (!is_remote(rp, i)) continue;
+    int k = rp->instrs[i].group == g ? 0 : rp->instrs[i].group == to ? 1 : -1;
+    if (k < 0) continue;
+    f[k] = MIN(f[k], i);
+    l[k] = MAX(l[k], i);
+  }
+  for (guint i = lo; i <= hi; i++) {
+    if (!is_remote(rp, i)) continue;
+    int k = rp->instrs[i].group == g ? 0 : rp->instrs[i].group == to ? 1 : -1;
+    if (k < 0) continue;
+    r->first[s][i] = f[k];
+    r->last[s][i] = l[k];
+  }
+}
+
+static void rdv_free(Rdv *r) {
+  for (int s = 0; s < r->prog->pp; s++) {
+    g_free(r->last[s]);
+    g_free(r->first[s]);
+    g_free(r->peer_instr[s]);
+  }
+  g_free(r->last);
+  g_free(r->first);
+  g_free(r->peer_instr);
+  g_free(r->pos);
+}
+
+/* Index the program; FALSE when the sends and receives of a kind between two stages do not pair up. */
+static gboolean rdv_init(Rdv *r, PxProgram *prog, GError **error) {
+  int pp = prog->pp;
+  r->prog = prog;
+  r->last = g_new0(guint *, pp);
+  r->first = g_new0(guint *, pp);
+  r->peer_instr = g_new0(int *, pp);
+  r->pos = g_new0(guint, pp);
+  for (int s = 0; s < pp; s++) {
+    r->last[s] = g_new(guint, prog->ranks[s].n + 1);
+    r->first[s] = g_new(guint, prog->ranks[s].n + 1);
+    r->peer_instr[s] = g_new(int, prog->ranks[s].n + 1);
+    for (guint i = 0; i < prog->ranks[s].n; i++) r->peer_instr[s][i] = -1;
+    rdv_index_groups(r, s);
+  }
+  /* a group is issued at its last member: the sends and receives of a kind
+   * between two stages must be issued in the order they stand */
+  for (int s = 0; s < pp; s++) {
+    const PxRankProgram *rp = &prog->ranks[s];
+    g_autoptr(GHashTable) prev = g_hash_table_new(g_direct_hash, g_direct_equal); /* (kind, peer) -> latest instr + 1 */
+    for (guint i = 0; i < rp->n; i++) {
+      if (!is_remote(rp, i)) continue;
+      gpointer key = GINT_TO_POINTER(rp->instrs[i].kind * 65536 + rp->instrs[i].peer + 1);
+      guint h = GPOINTER_TO_UINT(g_hash_table_lookup(prev, key));
+      if (h && r->last[s][h - 1] > r->last[s][i]) {
+        g_autoptr(GString) a = g_string_new(NULL), b = g_string_new(NULL);
+        px_instr_format(&rp->instrs[h - 1], a);
+        px_instr_format(&rp->instrs[i], b);
+        return INVALID("schedule %s: stage %d issues %s (group %d) after %s (group %d), which stands later",
+                       px_schedule_name(prog->schedule), s, a->str, rp->instrs[h - 1].group, b->str, rp->instrs[i].group);
+      }
+      if (!h || r->last[s][i] >= r->last[s][h - 1]) g_hash_table_insert(prev, key, GUINT_TO_POINTER(i + 1));
+    }
+  }
+  /* messages match in order per (kind, sender, receiver) */
+  for (int kind = 0; kind < 2; kind++) {
+    PxOpKind send_k = kind ? PX_OP_SEND_GRAD : PX_OP_SEND_ACT, recv_k = kind ? PX_OP_RECV_GRAD : PX_OP_RECV_ACT;
+    const char *what = kind ? "gradients" : "activations";
+    for (int a = 0; a < pp; a++)
+      for (int b = 0; b < pp; b++) {
+        if (a == b) continue;
+        const PxRankProgram *pa = &prog->ranks[a], *pb = &prog->ranks[b];
+        guint j = 0;
+        for (guint i = 0; i < pa->n; i++) {
+          if (pa->instrs[i].kind != send_k || pa->instrs[i].peer != b) continue;
+          while (j < pb->n && !(pb->instrs[j].kind == recv_k && pb->instrs[j].peer == a)) j++;
+          if (j == pb->n)
+            return INVALID("schedule %s: stage %d sends more %s to stage %d than stage %d receives",
+                           px_schedule_name(prog->schedule), a, what, b, b);
+          r->peer_instr[a][i] = (int)j;
+          r->peer_instr[b][j] = (int)i;
+          j++;
+        }
+        while (j < pb->n && !(pb->instrs[j].kind == recv_k && pb->instrs[j].peer == a)) j++;
+        if (j < pb->n)
+          return INVALID("schedule %s: stage %d receives more %s from stage %d than stage %d sends",
+                         px_schedule_name(prog->schedule), b, what, a, a);
+      }
+  }
+  return TRUE;
+}
+
+/* Is the matching call of stage s's instruction j posted or done? */
+static gboolean rdv_matched(const Rdv *r, int s, guint j) {
+  int t = r->prog->ranks[s].instrs[j].peer, k = r->peer_instr[s][j];
+  return r->pos[t] >= r->last[t][k];
+}
+
+/* Is stage s, at the last member of a group, free to move past it? */
+static gboolean rdv_ready(const Rdv *r, int s) {
+  const PxRankProgram *rp = &r->prog->ranks[s];
+  guint i = r->pos[s];
+  if (!is_remote(rp, i) || r->last[s][i] != i) return TRUE;
+  int g = rp->instrs[i].group;
+  if (g < 0) return rdv_matched(r, s, i);
+  for (guint j = r->first[s][i]; j <= i; j++)
+    if (is_remote(rp, j) && rp->instrs[j].group == g && !rdv_matched(r, s, j)) return FALSE;
+  return TRUE;
+}
+
+/* Run every stream as far as it goes; TRUE when all finish. */
+static gboolean rdv_run(Rdv *r) {
+  for (gboolean moved = TRUE; moved;) {
+    moved = FALSE;
+    for (int s = 0; s < r->prog->pp; s++)
+      while (r->pos[s] < r->prog->ranks[s].n && rdv_ready(r, s)) {
+        r->pos[s]++;
+        moved = TRUE;
+      }
+  }
+  for (int s = 0; s < r->prog->pp; s++)
+    if (r->pos[s] < r->prog->ranks[s].n) return FALSE;
+  return TRUE;
+}
+
+/* The first group issued after position from on stage s that holds the
+ * matching call of a member of the group stage t waits at (-1: none). */
+static int rdv_group_waited_for(const Rdv *r, int s, guint from, int t) {
+  const PxRankProgram *rp = &r->prog->ranks[s], *rt = &r->prog->ranks[t];
+  guint at = r->pos[t], best = G_MAXUINT;
+  if (at >= rt->n || !is_remote(rt, at)) return -1;
+  for (guint j = r->first[t][at]; j <= at; j++)
+    if (is_remote(rt, j) && r->last[t][j] == at && rt->instrs[j].peer == s) {
+      guint k = (guint)r->peer_instr[t][j];
+      if (r->last[s][k] > from && r->last[s][k] < best) best = r->last[s][k];
+    }
+  return best == G_MAXUINT ? -1 : rp->instrs[best].group;
+}
+
+/* The streams stopped: move a send that waits into a later group of its
+ * stream: the one its receiver's stage waits for (the two stages then meet
+ * in one group each), else the next. FALSE when no stream can. */
+static gboolean rdv_defer(Rdv *r) {
+  for (int pass = 0; pass < 2; pass++)
+    for (int s = 0; s < r->prog->pp; s++) {
+      PxRankProgram *rp = &r->prog->ranks[s];
+      guint i = r->pos[s];
+      if (i >= rp->n || !is_remote(rp, i) || rp->instrs[i].group < 0) continue;
+      int g = rp->instrs[i].group, next = -1;
+      for (guint j = i + 1; j < rp->n && next < 0; j++)
+        if (is_remote(rp, j) && rp->instrs[j].group >= 0 && r->last[s][j] == j) next = rp->instrs[j].group;
+      for (guint j = r->first[s][i]; j <= i; j++) {
+        if (!is_remote(rp, j) || rp->instrs[j].group != g || !is_send(rp->instrs[j].kind) || rdv_matched(r, s, j)) continue;
+        int to = pass == 0 ? rdv_group_waited_for(r, s, i, rp->instrs[j].peer) : next;
+        if (to < 0) continue;
+        /* later sends of its kind to that peer issued before `to` go with it: messages keep their order */
+        guint to_last = 0;
+        for (guint k = j; k < rp->n; k++)
+          if (is_remote(rp, k) && rp->instrs[k].group == to) to_last = k;
+        for (guint k = j + 1; k < to_last; k++)
+          if (rp->instrs[k].kind == rp->instrs[j].kind && rp->instrs[k].peer == rp->instrs[j].peer &&
+              r->last[s][k] < to_last)
+            rp->instrs[k].group = to;
+        rp->instrs[j].group = to;
+        rdv_reindex(r, s, MIN(r->first[s][j], r->first[s][to_last]), to_last, g, to);
+        return TRUE;
+      }
+    }
+  return FALSE;
+}
+
+void px_program_group_p2p(PxProgram *prog) {
+  for (int s = 0; s < prog->pp; s++) {
+    PxRankProgram *rp = &prog->ranks[s];
+    int next = 0, cur = -1;
+    for (guint i = 0; i < rp->n; i++) {
+      PxInstr *ins = &rp->instrs[i];
+      ins->group = -1;
+      if (ends_group(ins->kind)) cur = -1;
+      else if (is_remote(rp, i)) {
+        if (cur < 0) cur = next++;
+        ins->group = cur;
+      }
+    }
+  }
+  Rdv r;
+  if (rdv_init(&r, prog, NULL))
+    while (!rdv_run(&r) && rdv_defer(&r)) {}
+  rdv_free(&r);
+  /* number the groups in the order they are issued */
+  for (int s = 0; s < prog->pp; s++) {
+    PxRankProgram *rp = &prog->ranks[s];
+    g_autoptr(GHashTable) renum = g_hash_table_new(g_direct_hash, g_direct_equal);
+    for (guint i = rp->n; i-- > 0;) /* the last member's position orders the groups */
+      if (rp->instrs[i].group >= 0 && !g_hash_table_contains(renum, GINT_TO_POINTER(rp->instrs[i].group)))
+        g_hash_table_insert(renum, GINT_TO_POINTER(rp->instrs[i].group), NULL);
+    int n_groups = (int)g_hash_table_size(renum), k = n_groups;
+    g_hash_table_remove_all(renum);
+    for (guint i = rp->n; i-- > 0;)
+      if (rp->instrs[i].group >= 0 && !g_hash_table_contains(renum, GINT_TO_POINTER(rp->instrs[i].group)))
+        g_hash_table_insert(renum, GINT_TO_POINTER(rp->instrs[i].group), GINT_TO_POINTER(--k));
+    for (guint i = 0; i < rp->n; i++)
+      if (rp->instrs[i].group >= 0)
+        rp->instrs[i].group = GPOINTER_TO_INT(g_hash_table_lookup(renum, GINT_TO_POINTER(rp->instrs[i].group)));
+  }
+}
+
+gboolean px_program_check_rendezvous(const PxProgram *prog, GError **error) {
+  Rdv r;
+  gboolean ok = rdv_init(&r, (PxProgram *)prog, error); /* only read */
+  if (ok && !rdv_run(&r)) {
+    GString *msg = g_string_new(NULL);
+    g_string_append_printf(msg, "schedule %s (pp=%d, vpp=%d, m=%d) cannot finish when sends wait for their receives (NCCL):",
+                           px_schedule_name(prog->schedule), prog->pp, prog->vpp, prog->m);
+    for (int s = 0; s < prog->pp; s++) {
+      if (r.pos[s] == prog->ranks[s].n) continue;
+      g_string_append_printf(msg, " stage %d waits at ", s);
+      px_instr_format(&prog->ranks[s].instrs[r.pos[s]], msg);
+      g_string_append_c(msg, ';');
+    }
+    g_string_truncate(msg, msg->len - 1);
+    g_set_error_literal(error, PX_SCHEDULE_ERROR, PX_SCHEDULE_ERROR_INVALID, msg->str);
+    g_string_free(msg, TRUE);
+    ok = FALSE;
+  }
+  rdv_free(&r);
+  return ok;
 }

@@ -22,7 +22,19 @@
  *    both inputs are received before the pair, both outputs sent after it. It
  *    takes no time itself; an interpreter may run the pair one after the other.
  *  - REDUCE_TIED all-reduces tied-embedding gradients between the stages that
- *    hold the tied parts; OPTIMIZER_STEP waits for every reduction. */
+ *    hold the tied parts; OPTIMIZER_STEP waits for every reduction.
+ *  - Groups (px_program_group_p2p). Sends and receives with the same `group`
+ *    (≥ 0) are issued as one group by an interpreter whose sends wait for
+ *    their receivers (NCCL's ncclGroupStart/End, Megatron's
+ *    batch_isend_irecv), at the group's last member: the sends and receives
+ *    that stand between two compute ops, as Megatron pairs
+ *    send_forward_recv_backward, with some sends moved to a later group
+ *    (Megatron's interleaved send_forward_backward_recv_forward_backward). A
+ *    send may stand before compute ops of its stream that precede its
+ *    group's last member (it is issued after them); a receive never does. A
+ *    send or receive to the rank itself (the bottom of a V) has group -1.
+ *    With these groups every schedule runs under rendezvous semantics
+ *    without a deadlock (px_program_check_rendezvous). */
 #pragma once
 #include <glib.h>
 #include "plan.h"
@@ -59,6 +71,7 @@ typedef struct {
   int mb;     /* micro-batch, -1 when none */
   int chunk;  /* model chunk on this rank (virtual stage), -1 when none */
   int peer;   /* pipeline rank at the other end of a send/recv, -1 otherwise */
+  int group;  /* send/recv: the group it is issued in (numbered per stream from 0), -1 otherwise */
 } PxInstr;
 
 typedef struct {
@@ -83,6 +96,21 @@ PxProgram *px_program_new(const PxPlan *plan, const PxPartition *part, GError **
 /* An empty program (for hand-made programs and tests): pp streams, no instructions. */
 PxProgram *px_program_new_empty(const PxPlan *plan);
 void px_program_append(PxProgram *prog, int stage, PxOpKind kind, int mb, int chunk, int peer);
+/* Number the groups of every stream (px_program_new leaves them -1: the
+ * simulator's sends are eager; the executor calls this): each run of sends
+ * and receives to other ranks between two compute ops (F, B, BI, W) or
+ * REDUCE_TIED / OPTIMIZER_STEP starts as one group; where the streams would
+ * then stop under rendezvous semantics, a waiting send moves into a later
+ * group of its stream (schedule.c, docs/schedules.md). */
+void px_program_group_p2p(PxProgram *prog);
+/* Does the program finish when sends complete only once their receive is
+ * posted (NCCL)? Every stream runs its instructions one after the other, a
+ * group waiting until the matching call of each of its sends and receives
+ * is posted (its peer's group reached) or done; messages match in order per
+ * (kind, sender, receiver). FALSE, naming each stage and the instruction it
+ * waits at, when the streams can never finish, or when a stage sends more
+ * messages of a kind to a peer than the peer receives. */
+gboolean px_program_check_rendezvous(const PxProgram *prog, GError **error);
 void px_program_free(PxProgram *prog);
 
 /* The part (model chunk in layer order) that `stage` runs as its `chunk`:

@@ -906,6 +906,49 @@ gboolean px_op_adamw(PxBackend *be, PxTensor *param, const PxTensor *grad, PxTen
   return px_op_adamw_dev(be, param, grad, m, v, opt, NULL, NULL, error);
 }
 
+gboolean px_op_adamw_multi(PxBackend *be, const PxAdamWItem *items, int n, const PxAdamW *opt,
+                           const PxTensor *scale_t, const PxTensor *skip_if, GError **error) {
+  if (n < 0 || (n > 0 && !items) || !opt) return fail(error, PX_BACKEND_ERROR_SHAPE, "adamw_multi: a tensor is missing");
+  if (!be->ops->adamw_multi) { /* one call per item */
+    for (int i = 0; i < n; i++) {
+      PxAdamW o = *opt;
+      o.weight_decay = items[i].weight_decay;
+      if (!px_op_adamw_dev(be, items[i].param, items[i].grad, items[i].m, items[i].v, &o, scale_t, skip_if, error))
+        return FALSE;
+    }
+    return TRUE;
+  }
+  if (opt->t < 1) return fail(error, PX_BACKEND_ERROR_SHAPE, "adamw: step t=%d, must be >= 1", opt->t);
+  if (!scalar_check(be, "adamw", "scale_t", scale_t, TRUE, FALSE, error) ||
+      !scalar_check(be, "adamw", "skip_if", skip_if, TRUE, TRUE, error))
+    return FALSE;
+  for (int i = 0; i < n; i++) {
+    const PxAdamWItem *it = &items[i];
+    const PxTensor *ts[] = {it->param, it->m, it->v};
+    const char *names[] = {"param", "m", "v"};
+    if (!it->grad || !it->m || !it->v) return fail(error, PX_BACKEND_ERROR_SHAPE, "adamw_multi: item %d: a tensor is missing", i);
+    if (!same_check(be, "adamw", names, ts, 3, error) ||
+        !need(be, "adamw", "grad", it->grad, param_dt(it->grad, it->param->dtype), it->param->numel, 1, error)) {
+      g_prefix_error(error, "item %d: ", i);
+      return FALSE;
+    }
+  }
+  /* one launch per (param, grad) dtype pair, items in their order */
+  g_autofree PxAdamWItem *sub = g_new(PxAdamWItem, MAX(n, 1));
+  g_autofree gboolean *done = g_new0(gboolean, MAX(n, 1));
+  for (int i = 0; i < n; i++) {
+    if (done[i]) continue;
+    int k = 0;
+    for (int j = i; j < n; j++)
+      if (!done[j] && items[j].param->dtype == items[i].param->dtype && items[j].grad->dtype == items[i].grad->dtype) {
+        sub[k++] = items[j];
+        done[j] = TRUE;
+      }
+    if (!be->ops->adamw_multi(be, sub, k, opt, scale_t, skip_if, error)) return FALSE;
+  }
+  return TRUE;
+}
+
 gboolean px_op_sum_squares_acc(PxBackend *be, PxTensor *acc, const PxTensor *t, GError **error) {
   const PxTensor *ts[] = {t};
   const char *names[] = {"t"};
@@ -917,6 +960,37 @@ gboolean px_op_sum_squares_acc(PxBackend *be, PxTensor *acc, const PxTensor *t, 
   return (px_dtype_is_half(t->dtype) || same_check(be, "sum_squares", names, ts, 1, error)) &&
          scalar_check(be, "sum_squares", "acc", acc, FALSE, FALSE, error) &&
          be->ops->sum_squares_acc(be, acc, t, error);
+}
+
+gboolean px_op_sum_squares_acc_multi(PxBackend *be, PxTensor *acc, const PxTensor *const *ts, int n,
+                                     GError **error) {
+  if (n < 0 || (n > 0 && !ts)) return fail(error, PX_BACKEND_ERROR_SHAPE, "sum_squares_multi: a tensor is missing");
+  if (!be->ops->sum_squares_multi) {
+    for (int i = 0; i < n; i++)
+      if (!px_op_sum_squares_acc(be, acc, ts[i], error)) return FALSE;
+    return TRUE;
+  }
+  if (!scalar_check(be, "sum_squares", "acc", acc, FALSE, FALSE, error)) return FALSE;
+  for (int i = 0; i < n; i++) {
+    const PxTensor *one[] = {ts[i]};
+    const char *names[] = {"t"};
+    if (!ts[i]) return fail(error, PX_BACKEND_ERROR_SHAPE, "sum_squares_multi: tensor %d is missing", i);
+    if (!px_dtype_is_half(ts[i]->dtype) && !same_check(be, "sum_squares", names, one, 1, error)) return FALSE;
+  }
+  /* one call per dtype, tensors in their order */
+  g_autofree const PxTensor **sub = g_new(const PxTensor *, MAX(n, 1));
+  g_autofree gboolean *done = g_new0(gboolean, MAX(n, 1));
+  for (int i = 0; i < n; i++) {
+    if (done[i]) continue;
+    int k = 0;
+    for (int j = i; j < n; j++)
+      if (!done[j] && ts[j]->dtype == ts[i]->dtype) {
+        sub[k++] = ts[j];
+        done[j] = TRUE;
+      }
+    if (!be->ops->sum_squares_multi(be, acc, sub, k, error)) return FALSE;
+  }
+  return TRUE;
 }
 
 gboolean px_op_sum_squares(PxBackend *be, const PxTensor *t, double *out, GError **error) {

@@ -357,10 +357,32 @@ gboolean px_op_adamw(PxBackend *be, PxTensor *param, const PxTensor *grad, PxTen
 gboolean px_op_adamw_dev(PxBackend *be, PxTensor *param, const PxTensor *grad, PxTensor *m,
                          PxTensor *v, const PxAdamW *opt, const PxTensor *scale_t,
                          const PxTensor *skip_if, GError **error);
+/* AdamW over many tensors at once (apex's multi_tensor_apply, PyTorch's
+ * fused / foreach Adam): item i is updated as px_op_adamw_dev(param, grad,
+ * m, v) with opt whose weight_decay is the item's, all with the same scale_t
+ * and skip_if. A backend with a multi-tensor kernel (cuda) updates every
+ * item of one (param, grad) dtype pair in one launch, from a list of the
+ * tensors' addresses and sizes in device memory; the others (cpu) loop over
+ * the items. Either way each item's result equals px_op_adamw_dev's bit for
+ * bit. */
+typedef struct {
+  PxTensor *param;
+  const PxTensor *grad;
+  PxTensor *m, *v;
+  double weight_decay;
+} PxAdamWItem;
+gboolean px_op_adamw_multi(PxBackend *be, const PxAdamWItem *items, int n, const PxAdamW *opt,
+                           const PxTensor *scale_t, const PxTensor *skip_if, GError **error);
 /* acc (one element, f32 or f64) += the sum of squares of t's elements (summed
  * in double), on the device: for the global gradient norm, one accumulator
  * over many tensors, all-reduced over the ranks, read once. */
 gboolean px_op_sum_squares_acc(PxBackend *be, PxTensor *acc, const PxTensor *t, GError **error);
+/* acc += the sums of squares of the n tensors ts (px_op_sum_squares_acc of
+ * each, at once): on cuda one launch per dtype (a block per 65536 elements)
+ * and one to add the blocks' sums, so the sum may differ from one call per
+ * tensor in its last bits; elsewhere one call per tensor. */
+gboolean px_op_sum_squares_acc_multi(PxBackend *be, PxTensor *acc, const PxTensor *const *ts, int n,
+                                     GError **error);
 /* The same returned to the host (one device→host copy per call: prefer
  * px_op_sum_squares_acc). */
 gboolean px_op_sum_squares(PxBackend *be, const PxTensor *t, double *out, GError **error);

@@ -70,6 +70,11 @@ typedef struct {
                                 const PxTensor *targets, double dloss, GError **);
   gboolean (*adamw)(PxBackend *, PxTensor *param, const PxTensor *grad, PxTensor *m, PxTensor *v,
                     const PxAdamW *opt, const PxTensor *scale_t, const PxTensor *skip_if, GError **);
+  /* optional (backend.h px_op_adamw_multi): n ≥ 1 checked items whose params
+   * share one dtype and whose grads share one dtype (a half grad beside f32
+   * params also without half_params); NULL: backend.c calls adamw per item */
+  gboolean (*adamw_multi)(PxBackend *, const PxAdamWItem *items, int n, const PxAdamW *opt,
+                          const PxTensor *scale_t, const PxTensor *skip_if, GError **);
   gboolean (*embedding_vp_fwd)(PxBackend *, PxTensor *out, const PxTensor *tokens,
                                const PxTensor *wte, const PxTensor *wpe, gint64 v0, gint64 n_real,
                                int B, int T, GError **);
@@ -87,6 +92,9 @@ typedef struct {
                         const PxTensor *targets, const PxTensor *gmax, const PxTensor *stats,
                         gint64 v0, gint64 n_real, double dloss, GError **);
   gboolean (*sum_squares_acc)(PxBackend *, PxTensor *acc, const PxTensor *t, GError **);
+  /* optional (px_op_sum_squares_acc_multi): n ≥ 1 checked tensors of one dtype (a half one also without
+   * half_params); NULL: backend.c calls sum_squares_acc per tensor */
+  gboolean (*sum_squares_multi)(PxBackend *, PxTensor *acc, const PxTensor *const *ts, int n, GError **);
   gboolean (*check_finite)(PxBackend *, PxTensor *flag, const PxTensor *t, GError **);
   gboolean (*clip_coef)(PxBackend *, PxTensor *coef, const PxTensor *sumsq, double max_norm, GError **);
   gboolean (*scale)(PxBackend *, PxTensor *t, double alpha, GError **);

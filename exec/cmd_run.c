@@ -14,7 +14,9 @@
  * --compare (with --cluster) sets the engine's prediction for the same plan
  * beside the measurement (exec/run_compare.c): step time (mean of the steps
  * after the first), time per instruction kind per rank, idle share, memory;
- * --trace then holds both timelines. */
+ * --trace then holds both timelines, and --plot DIR draws them as one figure
+ * (DIR/compare.png, .svg: a predicted and a measured row per rank) beside
+ * the measured timeline and memory. */
 #include <json-glib/json-glib.h>
 #include <math.h>
 #include <stdio.h>
@@ -99,7 +101,7 @@ int px_exec_cmd_run(int argc, char **argv) {
     {"trace", 0, 0, G_OPTION_ARG_FILENAME, &a.trace, "Write the last step's timeline as Chrome trace JSON (with --compare: predicted and measured)", "FILE"},
     {"csv", 0, 0, G_OPTION_ARG_FILENAME, &a.csv, "Write the last step's timeline as CSV", "FILE"},
     {"gantt", 0, 0, G_OPTION_ARG_NONE, &a.gantt, "Draw the last step as an ASCII Gantt chart", NULL},
-    {"plot", 0, 0, G_OPTION_ARG_FILENAME, &a.plot, "Draw the last step's timeline and memory into DIR (gnuplot)", "DIR"},
+    {"plot", 0, 0, G_OPTION_ARG_FILENAME, &a.plot, "Draw the last step's timeline and memory into DIR (gnuplot; with --compare also compare.png: predicted and measured)", "DIR"},
     {"save", 0, 0, G_OPTION_ARG_FILENAME, &a.save, "Checkpoint directory", "DIR"},
     {"save-every", 0, 0, G_OPTION_ARG_INT, &a.save_every, "Checkpoint every K steps (default: at the end)", "K"},
     {"keep", 0, 0, G_OPTION_ARG_INT, &a.keep, "Keep the newest N checkpoints, 0 for all (default 3)", "N"},
@@ -331,7 +333,7 @@ int px_exec_cmd_run(int argc, char **argv) {
     double measured = done > 1 ? after_first / (done - 1) : total_time;
     if (!px_runtime_gather_timeline(rt, &error) ||
         (rank == 0 && !px_run_compare(model, cluster, p, px_runtime_timeline(rt), measured, all_mem,
-                                      px_runtime_world(rt), a.json ? jb : NULL, a.trace, &error))) {
+                                      px_runtime_world(rt), a.json ? jb : NULL, a.trace, a.plot, &error))) {
       rc = px_cli_fail(CMD, error);
       goto out;
     }

@@ -188,10 +188,46 @@ void px_comm_set_label(const char *label) { g_private_replace(&current_label, g_
 
 static gboolean run_group(PxComm *c, const PxP2p *ops, int n, GError **error);
 
+static const char *const call_names[] = {"all_reduce", "reduce_scatter", "all_gather", "broadcast", "barrier",
+                                         "send", "recv", "group of sends and receives"};
+
+/* Number the call on every communicator it involves, in the order this rank
+ * issues it (implementations that run calls in issue order). */
+static void call_issue(Call *k) {
+  if (!k->c->ops->issue) return;
+  g_autoptr(GPtrArray) cs = g_ptr_array_new();
+  g_ptr_array_add(cs, k->c);
+  for (int i = 0; i < k->n_group; i++) {
+    PxComm *o = k->group[i].comm ? k->group[i].comm : k->c;
+    guint j;
+    if (!g_ptr_array_find(cs, o, &j)) g_ptr_array_add(cs, o);
+  }
+  k->n_order = (int)cs->len;
+  k->order_comm = g_new(PxComm *, cs->len);
+  k->order_ticket = g_new(guint64, cs->len);
+  for (guint i = 0; i < cs->len; i++) {
+    k->order_comm[i] = cs->pdata[i];
+    k->order_ticket[i] = k->c->ops->issue(cs->pdata[i]);
+  }
+}
+
 static gboolean call_run(gpointer data, GError **error) {
   Call *k = data;
   PxComm *c = k->c;
   gboolean ok = FALSE;
+  int held = 0; /* the communicators whose turn this call has */
+  if (k->n_order) {
+    g_autofree char *desc = k->kind == PX_CALL_SEND || k->kind == PX_CALL_RECV
+                                ? g_strdup_printf("%s %s rank %d on %s", call_names[k->kind],
+                                                  k->kind == PX_CALL_SEND ? "to" : "from", c->group->ranks[k->arg], c->label)
+                                : g_strdup_printf("%s on %s", call_names[k->kind], c->label);
+    for (; held < k->n_order; held++)
+      if (!c->ops->turn(k->order_comm[held], k->order_ticket[held], desc, error)) break;
+    if (held < k->n_order) {
+      for (int i = 0; i < held; i++) c->ops->finish(k->order_comm[i], k->order_ticket[i]);
+      return FALSE;
+    }
+  }
   switch (k->kind) {
   case PX_CALL_ALL_REDUCE: ok = c->ops->all_reduce(c, k->buf, k->count, k->dt, k->red, error); break;
   case PX_CALL_REDUCE_SCATTER: ok = c->ops->reduce_scatter(c, k->send, k->buf, k->count, k->dt, error); break;
@@ -202,6 +238,7 @@ static gboolean call_run(gpointer data, GError **error) {
   case PX_CALL_RECV: ok = c->ops->recv(c, k->buf, k->count, k->dt, k->arg, error); break;
   case PX_CALL_GROUP: ok = run_group(c, k->group, k->n_group, error); break;
   }
+  for (int i = 0; i < held; i++) c->ops->finish(k->order_comm[i], k->order_ticket[i]);
   return ok;
 }
 
@@ -219,10 +256,13 @@ static void call_free(gpointer data) {
   Call *k = data;
   g_free(k->group);
   g_free(k->label);
+  g_free(k->order_comm);
+  g_free(k->order_ticket);
   g_free(k);
 }
 
 static gboolean dispatch(Call *k, PxStream *stream, GError **error) {
+  call_issue(k);
   if (!stream || px_stream_is_inline(stream)) {
     gboolean ok = call_run(k, error);
     call_free(k);
@@ -290,7 +330,7 @@ static gboolean p2p(PxComm *c, gboolean send, const void *sbuf, void *rbuf, gsiz
   const char *op = send ? "send" : "recv";
   if (!check_dtype(c, op, dtype, FALSE, error) || !check_pos(c, op, "peer", peer, FALSE, error)) return FALSE;
   if (c->grouping) {
-    PxP2p x = {send, send ? (void *)sbuf : rbuf, count, dtype, peer};
+    PxP2p x = {send, send ? (void *)sbuf : rbuf, count, dtype, peer, NULL};
     g_array_append_val(c->pending, x);
     return TRUE;
   }
@@ -332,8 +372,9 @@ static gpointer group_thread(gpointer data) {
   for (int i = 0; i < a->n && !a->error; i++) {
     const PxP2p *o = &a->ops[i];
     if (o->send != a->sends) continue;
-    if (o->send) a->c->ops->send(a->c, o->buf, o->count, o->dtype, o->peer, &a->error);
-    else a->c->ops->recv(a->c, o->buf, o->count, o->dtype, o->peer, &a->error);
+    PxComm *c = o->comm ? o->comm : a->c;
+    if (o->send) c->ops->send(c, o->buf, o->count, o->dtype, o->peer, &a->error);
+    else c->ops->recv(c, o->buf, o->count, o->dtype, o->peer, &a->error);
   }
   return NULL;
 }
@@ -342,16 +383,18 @@ static gpointer group_thread(gpointer data) {
  * px_comm_all_to_all_v makes them) on a host-memory implementation: the i-th
  * send to self lands in the i-th receive from self. The others are copied to
  * rest; returns their number. */
+static gboolean to_self(const PxComm *c, const PxP2p *o) { return o->peer == (o->comm ? o->comm : c)->pos; }
+
 static int run_self(PxComm *c, const PxP2p *ops, int n, PxP2p *rest) {
   int k = 0, sends = 0;
   for (int i = 0; i < n; i++) {
-    if (ops[i].peer != c->pos) {
+    if (!to_self(c, &ops[i])) {
       rest[k++] = ops[i];
       continue;
     }
     if (!ops[i].send) continue;
     for (int j = 0, seen = 0; j < n; j++)
-      if (ops[j].peer == c->pos && !ops[j].send && seen++ == sends) {
+      if (to_self(c, &ops[j]) && ops[j].comm == ops[i].comm && !ops[j].send && seen++ == sends) {
         memcpy(ops[j].buf, ops[i].buf, ops[i].count * px_dtype_size(ops[i].dtype));
         break;
       }
@@ -370,7 +413,9 @@ static gboolean run_group(PxComm *c, const PxP2p *ops, int n, GError **error) {
     ops = rest;
     if (n == 0) return TRUE;
   }
-  if (c->ops->group) return c->ops->group(c, ops, n, error);
+  gboolean one_comm = TRUE;
+  for (int i = 0; i < n; i++) one_comm = one_comm && (!ops[i].comm || ops[i].comm == c);
+  if (c->ops->group && (one_comm || c->ops->multi_group)) return c->ops->group(c, ops, n, error);
   GroupArg args[2] = {{c, ops, n, TRUE, NULL}, {c, ops, n, FALSE, NULL}};
   GThread *sender = g_thread_new("p2p-send", group_thread, &args[0]);
   group_thread(&args[1]);
@@ -396,6 +441,34 @@ gboolean px_comm_group_end(PxComm *c, PxStream *stream, GError **error) {
   return dispatch(k, stream, error);
 }
 
+gboolean px_comm_group_end_multi(PxComm *const *cs, int n, PxStream *stream, GError **error) {
+  g_autoptr(GArray) all = g_array_new(FALSE, FALSE, sizeof(PxP2p));
+  gboolean ok = TRUE;
+  for (int i = 0; i < n; i++) {
+    if (!cs[i]->grouping) {
+      if (ok) ok = fail(error, PX_COMM_ERROR_INVALID, "group_end on %s without group_start", cs[i]->label);
+      continue;
+    }
+    if (cs[i]->ops != cs[0]->ops && ok)
+      ok = fail(error, PX_COMM_ERROR_INVALID, "one group over %s (%s) and %s (%s): communicators of different implementations",
+                cs[0]->label, cs[0]->ops->name, cs[i]->label, cs[i]->ops->name);
+    cs[i]->grouping = FALSE;
+    for (guint j = 0; j < cs[i]->pending->len; j++) {
+      PxP2p x = g_array_index(cs[i]->pending, PxP2p, j);
+      x.comm = cs[i];
+      g_array_append_val(all, x);
+    }
+    g_array_set_size(cs[i]->pending, 0);
+  }
+  if (!ok || all->len == 0) return ok;
+  PxComm *c = g_array_index(all, PxP2p, 0).comm;
+  Call *k = call_new(c, PX_CALL_GROUP);
+  k->n_group = (int)all->len;
+  k->group = g_memdup2(all->data, sizeof(PxP2p) * all->len);
+  return dispatch(k, stream, error);
+}
+
+
 /* ---- all-to-all: grouped point-to-point (what NCCL's all-to-all is) ---- */
 
 gboolean px_comm_all_to_all_v(PxComm *c, const void *send, const gsize *send_counts, const gsize *send_displs,
@@ -411,11 +484,11 @@ gboolean px_comm_all_to_all_v(PxComm *c, const void *send, const gsize *send_cou
   for (int k = 0; k < n; k++) {
     int p = (c->pos + k) % n, q = (c->pos - k + n) % n;
     if (send_counts[p]) {
-      PxP2p x = {TRUE, (char *)send + send_displs[p] * es, send_counts[p], dtype, p};
+      PxP2p x = {TRUE, (char *)send + send_displs[p] * es, send_counts[p], dtype, p, NULL};
       g_array_append_val(ops, x);
     }
     if (recv_counts[q]) {
-      PxP2p x = {FALSE, (char *)recv + recv_displs[q] * es, recv_counts[q], dtype, q};
+      PxP2p x = {FALSE, (char *)recv + recv_displs[q] * es, recv_counts[q], dtype, q, NULL};
       g_array_append_val(ops, x);
     }
   }

@@ -24,7 +24,7 @@
  *
  * Point-to-point has no tags: messages from one rank to another on one
  * communicator are received in the order they were sent (NCCL, and MPI's
- * non-overtaking rule). Sends are eager on `local`, `mpi` and `tcp`: a send
+ * non-overtaking rule). Sends are eager on `local` (unless in rendezvous mode), `mpi` and `tcp`: a send
  * returns once its payload is copied or on its way, whether or not the
  * receive has been posted, so sends queued one after another on a stream
  * never wait for each other's receivers (the runtime relies on it). An
@@ -152,6 +152,11 @@ gboolean px_comm_all_to_all_v(PxComm *c, const void *send, const gsize *send_cou
  * either waiting for the other. Only send and recv may be called in between. */
 void px_comm_group_start(PxComm *c);
 gboolean px_comm_group_end(PxComm *c, PxStream *stream, GError **error);
+/* One group over several communicators of this rank, of one implementation
+ * (NCCL groups may span communicators): px_comm_group_start on each of cs,
+ * send and recv on any of them, then this once instead of px_comm_group_end
+ * on each: every call of the group is issued together on stream. */
+gboolean px_comm_group_end_multi(PxComm *const *cs, int n, PxStream *stream, GError **error);
 
 /* ---- implementations ---- */
 
@@ -160,9 +165,22 @@ gboolean px_comm_group_end(PxComm *c, PxStream *stream, GError **error);
 gboolean px_comm_available(const char *name);
 
 /* local: ranks are threads of this process. The shared state of `world`
- * thread-ranks; timeout_s ≤ 0 means 60 s. */
+ * thread-ranks; timeout_s ≤ 0 means 60 s.
+ *
+ * Rendezvous mode (NCCL's semantics, for testing what runs on NCCL without a
+ * GPU): a send completes only once the peer has posted the matching receive,
+ * a group's calls are all posted before any is waited for, and the calls of
+ * one rank on one communicator run one at a time in the order the rank issued
+ * them, whatever streams they were queued on. An order that would hang on
+ * NCCL then stops at the world's deadline with one error naming the call
+ * that waited ("send to rank 1 on pp[0,1]: rank 1 never posted the matching
+ * receive after 5 s (rendezvous)") instead of hanging. On when the
+ * environment has PX_COMM_RENDEZVOUS=1 when the world is made, or by
+ * px_local_world_set_rendezvous before any call. */
 typedef struct _PxLocalWorld PxLocalWorld;
 PxLocalWorld *px_local_world_new(int world, double timeout_s);
+void px_local_world_set_rendezvous(PxLocalWorld *w, gboolean on);
+gboolean px_local_world_rendezvous(const PxLocalWorld *w);
 void px_local_world_free(PxLocalWorld *w);
 /* The world communicator of one rank; the world must outlive it. A rank may
  * call from several of its threads at once, on different communicators. */

@@ -16,6 +16,8 @@ typedef struct {
   gsize count;
   PxDType dtype;
   int peer; /* position in the communicator */
+  PxComm *comm; /* the communicator of the call: NULL is the group's own (px_comm_group_end_multi
+                 * groups calls of several communicators of one rank) */
 } PxP2p;
 
 /* One call as comm.c hands it to an implementation that queues natively. */
@@ -36,6 +38,11 @@ typedef struct {
   PxP2p *group;      /* PX_CALL_GROUP: owned */
   int n_group;
   char *label;       /* the queuing thread's label (px_comm_set_label), or NULL */
+  /* issue order (implementations with PxCommOps.issue): the call's number on
+   * each communicator it involves (several for a group over communicators) */
+  int n_order;
+  PxComm **order_comm;  /* (n_order) owned array */
+  guint64 *order_ticket; /* (n_order) owned */
 } PxCommCall;
 
 typedef struct {
@@ -66,6 +73,19 @@ typedef struct {
    * the stream's cudaStream_t), returning at once. NULL: comm.c queues the
    * blocking call above as a host function on the stream. */
   gboolean (*enqueue)(PxComm *c, const PxCommCall *call, PxStream *stream, GError **error);
+  /* Optional: calls on a communicator run one at a time in the order this
+   * rank issued them, whatever the streams they were queued on (NCCL runs a
+   * communicator's kernels in issue order). issue numbers a call when it is
+   * made (before it is queued); turn blocks, with the deadline, until every
+   * call issued before it on c has finished (FALSE: the deadline passed or the
+   * world was aborted); finish marks it finished. NULL: unordered. */
+  guint64 (*issue)(PxComm *c);
+  gboolean (*turn)(PxComm *c, guint64 ticket, const char *desc, GError **error);
+  void (*finish)(PxComm *c, guint64 ticket);
+  /* group (and enqueue) accept calls on other communicators of this rank of
+   * the same implementation (PxP2p.comm); FALSE: comm.c runs such a group on
+   * two threads, each call on its own communicator. */
+  gboolean multi_group;
 } PxCommOps;
 
 struct _PxComm {

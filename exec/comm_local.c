@@ -13,6 +13,12 @@
  * (communicator, sender, receiver) pair and returns; a receive takes the head
  * of that queue, so messages arrive in the order they were sent.
  *
+ * Rendezvous mode (comm.h) models NCCL: the queue also counts the receives
+ * posted on it, and a send waits until the receive of its message has been
+ * posted; a group posts all its sends and receives before it waits for any;
+ * and every call carries its issue number on its communicator (comm.c numbers
+ * it when the rank makes it), waiting for its turn before it runs.
+ *
  * Every wait has a deadline. A rank whose deadline passes names the missing
  * ranks and aborts the world: every waiting and later call then fails. */
 #include "comm_impl.h"
@@ -24,8 +30,9 @@ struct _PxLocalWorld {
   GMutex lock;
   GCond cond;
   GHashTable *slots;   /* key -> Slot */
-  GHashTable *queues;  /* "key src>dst" -> GQueue of Message */
+  GHashTable *queues;  /* "key src>dst" -> Queue */
   char *abort_msg;     /* non-NULL once aborted */
+  gboolean rendezvous; /* NCCL's semantics (comm.h) */
 };
 
 typedef struct {
@@ -57,12 +64,21 @@ typedef struct {
   PxDType dtype;
 } Message;
 
+/* The messages of one (communicator, sender, receiver) pair. */
+typedef struct {
+  GQueue msgs;     /* of Message, oldest first */
+  guint64 sent;    /* messages sent so far */
+  guint64 posted;  /* receives posted so far: message i is matched once posted > i */
+} Queue;
+
 /* One rank's handle on one communicator. */
 typedef struct {
   PxLocalWorld *w;
   char *key;       /* the communicator's identity, the same on every member */
   GMutex lock;     /* the rank's threads may call at once */
   int seq;         /* collectives issued so far */
+  guint64 issued;  /* rendezvous mode: calls issued on the communicator so far */
+  guint64 retired; /* the calls before this number have finished (under the world lock) */
 } Local;
 
 static void slot_free(gpointer p) {
@@ -79,18 +95,27 @@ static void message_free(gpointer p) {
   g_free(m);
 }
 
-static void queue_free(gpointer p) { g_queue_free_full(p, message_free); }
+static void queue_free(gpointer p) {
+  Queue *q = p;
+  g_queue_clear_full(&q->msgs, message_free);
+  g_free(q);
+}
 
 PxLocalWorld *px_local_world_new(int world, double timeout_s) {
   PxLocalWorld *w = g_new0(PxLocalWorld, 1);
   w->world = world;
   w->timeout_us = (gint64)((timeout_s > 0 ? timeout_s : 60.0) * G_USEC_PER_SEC);
+  w->rendezvous = !g_strcmp0(g_getenv("PX_COMM_RENDEZVOUS"), "1");
   g_mutex_init(&w->lock);
   g_cond_init(&w->cond);
   w->slots = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, slot_free);
   w->queues = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, queue_free);
   return w;
 }
+
+void px_local_world_set_rendezvous(PxLocalWorld *w, gboolean on) { w->rendezvous = on; }
+
+gboolean px_local_world_rendezvous(const PxLocalWorld *w) { return w->rendezvous; }
 
 void px_local_world_abort(PxLocalWorld *w, const char *reason) {
   g_mutex_lock(&w->lock);
@@ -288,46 +313,106 @@ static gboolean aborted(PxLocalWorld *w, const char *desc, GError **error) {
   return FALSE;
 }
 
-static gboolean local_send(PxComm *c, const void *buf, gsize count, PxDType dt, int peer, GError **error) {
+/* The queue of key, made on first use (under the world lock). */
+static Queue *queue_of(PxLocalWorld *w, const char *key) {
+  Queue *q = g_hash_table_lookup(w->queues, key);
+  if (!q) g_hash_table_insert(w->queues, g_strdup(key), q = g_new0(Queue, 1));
+  return q;
+}
+
+/* Deadline passed while waiting in desc: abort the world with what, set the error. */
+static gboolean timed_out(PxLocalWorld *w, const char *desc, const char *what, GError **error) {
+  w->abort_msg = g_strdup_printf("%s: %s after %g s%s", desc, what, w->timeout_us / 1e6,
+                                 w->rendezvous ? " (rendezvous mode: as on NCCL)" : "");
+  g_set_error_literal(error, PX_COMM_ERROR, PX_COMM_ERROR_TIMEOUT, w->abort_msg);
+  g_cond_broadcast(&w->cond);
+  return FALSE;
+}
+
+static char *send_desc(PxComm *c, int peer) {
+  return g_strdup_printf("send from rank %d to rank %d on %s", c->world_rank, c->group->ranks[peer], c->label);
+}
+
+static char *recv_desc(PxComm *c, int peer) {
+  return g_strdup_printf("recv on rank %d from rank %d on %s", c->world_rank, c->group->ranks[peer], c->label);
+}
+
+/* Post a send: its payload copied into the pair's queue; *index: its number there. */
+static gboolean post_send(PxComm *c, const void *buf, gsize count, PxDType dt, int peer, guint64 *index,
+                          GError **error) {
   Local *L = c->impl;
   PxLocalWorld *w = L->w;
-  char *key = queue_key(c, c->pos, peer);
+  g_autofree char *key = queue_key(c, c->pos, peer);
   Message *m = g_new(Message, 1);
   m->data = g_memdup2(buf, count * px_dtype_size(dt));
   m->count = count;
   m->dtype = dt;
   g_mutex_lock(&w->lock);
   if (w->abort_msg) {
-    g_autofree char *desc = g_strdup_printf("send from rank %d to rank %d on %s", c->world_rank, c->group->ranks[peer], c->label);
+    g_autofree char *desc = send_desc(c, peer);
     aborted(w, desc, error);
     g_mutex_unlock(&w->lock);
-    g_free(key);
     message_free(m);
     return FALSE;
   }
-  GQueue *q = g_hash_table_lookup(w->queues, key);
-  if (!q) g_hash_table_insert(w->queues, key, q = g_queue_new());
-  else g_free(key);
-  g_queue_push_tail(q, m);
+  Queue *q = queue_of(w, key);
+  *index = q->sent++;
+  g_queue_push_tail(&q->msgs, m);
   g_cond_broadcast(&w->cond);
   g_mutex_unlock(&w->lock);
   return TRUE;
 }
 
-static gboolean local_recv(PxComm *c, void *buf, gsize count, PxDType dt, int peer, GError **error) {
+/* Rendezvous mode: wait until the receive of message index has been posted. */
+static gboolean wait_matched(PxComm *c, int peer, guint64 index, GError **error) {
+  Local *L = c->impl;
+  PxLocalWorld *w = L->w;
+  if (!w->rendezvous) return TRUE;
+  g_autofree char *key = queue_key(c, c->pos, peer);
+  gint64 deadline = g_get_monotonic_time() + w->timeout_us;
+  g_mutex_lock(&w->lock);
+  Queue *q = queue_of(w, key);
+  while (!w->abort_msg && q->posted <= index)
+    if (!g_cond_wait_until(&w->cond, &w->lock, deadline) && !w->abort_msg && q->posted <= index) {
+      g_autofree char *desc = send_desc(c, peer);
+      g_autofree char *what = g_strdup_printf("rank %d never posted the matching receive", c->group->ranks[peer]);
+      timed_out(w, desc, what, error);
+      g_mutex_unlock(&w->lock);
+      return FALSE;
+    }
+  gboolean ok = !w->abort_msg || q->posted > index;
+  if (!ok) {
+    g_autofree char *desc = send_desc(c, peer);
+    aborted(w, desc, error);
+  }
+  g_mutex_unlock(&w->lock);
+  return ok;
+}
+
+/* Post a receive (what a rendezvous send waits for). */
+static void post_recv(PxComm *c, int peer) {
   Local *L = c->impl;
   PxLocalWorld *w = L->w;
   g_autofree char *key = queue_key(c, peer, c->pos);
-  g_autofree char *desc = g_strdup_printf("recv on rank %d from rank %d on %s", c->world_rank, c->group->ranks[peer], c->label);
+  g_mutex_lock(&w->lock);
+  queue_of(w, key)->posted++;
+  g_cond_broadcast(&w->cond);
+  g_mutex_unlock(&w->lock);
+}
+
+/* Complete a posted receive: wait for the head of the pair's queue and take it. */
+static gboolean wait_recv(PxComm *c, void *buf, gsize count, PxDType dt, int peer, GError **error) {
+  Local *L = c->impl;
+  PxLocalWorld *w = L->w;
+  g_autofree char *key = queue_key(c, peer, c->pos);
+  g_autofree char *desc = recv_desc(c, peer);
   gint64 deadline = g_get_monotonic_time() + w->timeout_us;
   g_mutex_lock(&w->lock);
-  GQueue *q;
-  while (!w->abort_msg && !((q = g_hash_table_lookup(w->queues, key)) && !g_queue_is_empty(q))) {
-    if (!g_cond_wait_until(&w->cond, &w->lock, deadline) && !w->abort_msg &&
-        !((q = g_hash_table_lookup(w->queues, key)) && !g_queue_is_empty(q))) {
-      w->abort_msg = g_strdup_printf("%s: rank %d never sent after %g s", desc, c->group->ranks[peer], w->timeout_us / 1e6);
-      g_set_error_literal(error, PX_COMM_ERROR, PX_COMM_ERROR_TIMEOUT, w->abort_msg);
-      g_cond_broadcast(&w->cond);
+  Queue *q = queue_of(w, key);
+  while (!w->abort_msg && g_queue_is_empty(&q->msgs)) {
+    if (!g_cond_wait_until(&w->cond, &w->lock, deadline) && !w->abort_msg && g_queue_is_empty(&q->msgs)) {
+      g_autofree char *what = g_strdup_printf("rank %d never sent", c->group->ranks[peer]);
+      timed_out(w, desc, what, error);
       g_mutex_unlock(&w->lock);
       return FALSE;
     }
@@ -337,7 +422,7 @@ static gboolean local_recv(PxComm *c, void *buf, gsize count, PxDType dt, int pe
     g_mutex_unlock(&w->lock);
     return FALSE;
   }
-  Message *m = g_queue_pop_head(q);
+  Message *m = g_queue_pop_head(&q->msgs);
   g_mutex_unlock(&w->lock);
   gboolean ok = m->count == count && m->dtype == dt;
   if (ok) memcpy(buf, m->data, count * px_dtype_size(dt));
@@ -349,15 +434,78 @@ static gboolean local_recv(PxComm *c, void *buf, gsize count, PxDType dt, int pe
   return ok;
 }
 
-/* Grouped point-to-point: every send first, in call order (eager, so none
- * waits), then every receive in call order, so that messages to one peer
- * keep the order they were given in (comm.h's FIFO promise). */
+static gboolean local_send(PxComm *c, const void *buf, gsize count, PxDType dt, int peer, GError **error) {
+  guint64 index;
+  return post_send(c, buf, count, dt, peer, &index, error) && wait_matched(c, peer, index, error);
+}
+
+static gboolean local_recv(PxComm *c, void *buf, gsize count, PxDType dt, int peer, GError **error) {
+  post_recv(c, peer);
+  return wait_recv(c, buf, count, dt, peer, error);
+}
+
+/* Grouped point-to-point, each call on its own communicator (a group may span
+ * several of this rank's): every send and receive posted first, in call order
+ * (eager sends wait for nothing), then every send waited for (rendezvous
+ * mode), then every receive completed in call order, so that messages to one
+ * peer keep the order they were given in (comm.h's FIFO promise). */
 static gboolean local_group(PxComm *c, const PxP2p *ops, int n, GError **error) {
+  g_autofree guint64 *index = g_new0(guint64, MAX(n, 1));
+  for (int i = 0; i < n; i++) {
+    PxComm *o = ops[i].comm ? ops[i].comm : c;
+    if (!ops[i].send) post_recv(o, ops[i].peer);
+    else if (!post_send(o, ops[i].buf, ops[i].count, ops[i].dtype, ops[i].peer, &index[i], error)) return FALSE;
+  }
   for (int i = 0; i < n; i++)
-    if (ops[i].send && !local_send(c, ops[i].buf, ops[i].count, ops[i].dtype, ops[i].peer, error)) return FALSE;
+    if (ops[i].send && !wait_matched(ops[i].comm ? ops[i].comm : c, ops[i].peer, index[i], error)) return FALSE;
   for (int i = 0; i < n; i++)
-    if (!ops[i].send && !local_recv(c, ops[i].buf, ops[i].count, ops[i].dtype, ops[i].peer, error)) return FALSE;
+    if (!ops[i].send && !wait_recv(ops[i].comm ? ops[i].comm : c, ops[i].buf, ops[i].count, ops[i].dtype, ops[i].peer, error))
+      return FALSE;
   return TRUE;
+}
+
+/* ---- issue order (rendezvous mode) ---- */
+
+static guint64 local_issue(PxComm *c) {
+  Local *L = c->impl;
+  if (!L->w->rendezvous) return 0; /* eager: unordered */
+  g_mutex_lock(&L->w->lock);
+  guint64 t = L->issued++;
+  g_mutex_unlock(&L->w->lock);
+  return t;
+}
+
+static gboolean local_turn(PxComm *c, guint64 ticket, const char *desc, GError **error) {
+  Local *L = c->impl;
+  PxLocalWorld *w = L->w;
+  if (!w->rendezvous) return TRUE; /* eager: calls on a communicator may run at once */
+  gint64 deadline = g_get_monotonic_time() + w->timeout_us;
+  g_mutex_lock(&w->lock);
+  while (!w->abort_msg && L->retired != ticket)
+    if (!g_cond_wait_until(&w->cond, &w->lock, deadline) && !w->abort_msg && L->retired != ticket) {
+      g_autofree char *d = g_strdup_printf("%s (rank %d)", desc, c->world_rank);
+      g_autofree char *what = g_strdup_printf("still queued behind the rank's earlier calls on %s, which never finished "
+                                              "(a communicator runs its calls in issue order)", c->label);
+      timed_out(w, d, what, error);
+      g_mutex_unlock(&w->lock);
+      return FALSE;
+    }
+  gboolean ok = !w->abort_msg;
+  if (!ok) {
+    g_autofree char *d = g_strdup_printf("%s (rank %d)", desc, c->world_rank);
+    aborted(w, d, error);
+  }
+  g_mutex_unlock(&w->lock);
+  return ok;
+}
+
+static void local_finish(PxComm *c, guint64 ticket) {
+  Local *L = c->impl;
+  if (!L->w->rendezvous) return;
+  g_mutex_lock(&L->w->lock);
+  if (L->retired == ticket) L->retired = ticket + 1;
+  g_cond_broadcast(&L->w->cond);
+  g_mutex_unlock(&L->w->lock);
 }
 
 /* ---- communicators ---- */
@@ -417,6 +565,10 @@ static const PxCommOps local_ops = {
   .send = local_send,
   .recv = local_recv,
   .group = local_group,
+  .multi_group = TRUE,
+  .issue = local_issue,
+  .turn = local_turn,
+  .finish = local_finish,
 };
 
 PxComm *px_comm_local_new(PxLocalWorld *w, int rank) {

@@ -241,7 +241,7 @@ static gboolean mpi_send(PxComm *c, const void *buf, gsize count, PxDType dt, in
 }
 
 static gboolean mpi_recv(PxComm *c, void *buf, gsize count, PxDType dt, int peer, GError **error) {
-  PxP2p o = {FALSE, buf, count, dt, peer};
+  PxP2p o = {FALSE, buf, count, dt, peer, NULL};
   return mpi_p2p(c, &o, error);
 }
 

@@ -10,6 +10,7 @@
 #include "run_compare.h"
 #include <math.h>
 #include <stdio.h>
+#include "plot.h"
 #include "predict.h"
 #include "report.h"
 
@@ -51,16 +52,23 @@ static void pair_json(JsonBuilder *b, const char *key, double predicted, double 
 
 gboolean px_run_compare(const PxModel *model, const PxCluster *cluster, const PxPlan *plan, const PxTimeline *tl,
                         double measured_step_s, const PxRankMemory *mem, int world, JsonBuilder *jb,
-                        const char *trace, GError **error) {
+                        const char *trace, const char *plot_dir, GError **error) {
   PxPrediction pr = {0};
-  if (!px_predict(&pr, model, cluster, plan, FALSE, TRUE, trace != NULL, error)) {
+  if (!px_predict(&pr, model, cluster, plan, FALSE, TRUE, trace != NULL || plot_dir != NULL, error)) {
     px_prediction_clear(&pr);
     return FALSE;
   }
-  if (trace) {
-    const PxTimeline *both[2] = {pr.res->timeline, tl};
-    const char *labels[2] = {"predicted", "measured"};
-    if (!px_timelines_write_trace(both, labels, 2, trace, error)) {
+  const PxTimeline *both[2] = {pr.res->timeline, tl};
+  const char *labels[2] = {"predicted", "measured"};
+  if (trace && !px_timelines_write_trace(both, labels, 2, trace, error)) {
+    px_prediction_clear(&pr);
+    return FALSE;
+  }
+  if (plot_dir) {
+    g_autofree char *title = g_strdup_printf("%s on %s: predicted and measured, dp %d, tp %d, pp %d, %s",
+                                             model->desc.name, cluster->name, plan->dp, plan->tp, plan->pp,
+                                             px_schedule_name(plan->schedule));
+    if (!px_plot_timelines(both, labels, 2, plot_dir, "compare", title, error)) {
       px_prediction_clear(&pr);
       return FALSE;
     }

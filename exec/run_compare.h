@@ -18,9 +18,12 @@ void px_rank_memory_rows(const PxRankMemory *m, double measured[5], double predi
  * every rank's), the measured step time (s) and each rank's memory (mem,
  * world entries); tl must not be NULL. With jb, adds a "compare" member to the
  * open object; otherwise prints a table (ms). With trace, writes both
- * timelines (predicted and measured rows per rank) as one Chrome trace. */
+ * timelines (predicted and measured rows per rank) as one Chrome trace; with
+ * plot_dir, draws them as one gnuplot figure, plot_dir/compare.{dat,png,svg}
+ * (sim/plot.h px_plot_timelines: per rank its predicted row, then its
+ * measured row). */
 gboolean px_run_compare(const PxModel *model, const PxCluster *cluster, const PxPlan *plan, const PxTimeline *tl,
                         double measured_step_s, const PxRankMemory *mem, int world, JsonBuilder *jb,
-                        const char *trace, GError **error);
+                        const char *trace, const char *plot_dir, GError **error);
 
 G_END_DECLS

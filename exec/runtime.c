@@ -26,9 +26,11 @@ G_DEFINE_QUARK(px-runtime-error-quark, px_runtime_error)
 
 /* ---- streams ---------------------------------------------------------------------
  * A rank queues compute on its backend's compute stream and communication on
- * three streams of its own: pipeline sends, pipeline receives (apart, so that
- * a send waiting for its peer never holds up a receive, as Megatron batches
- * them) and collectives (DP reduction, ZeRO-3 gathers, the tied embedding).
+ * two streams of its own: pipeline sends and receives, issued in the groups
+ * the program marks (schedule.h: each group one px_comm_group over the two
+ * pipeline communicators, issued at its last member, as Megatron batches
+ * them; safe where a send waits for its receiver, as on NCCL), and
+ * collectives (DP reduction, ZeRO-3 gathers, the tied embedding).
  * Events order them: a forward waits for its received input and its chunk's
  * gathered weights, a send and a reduction wait for the compute before them,
  * and the optimizer waits for the collective stream. Each instruction is
@@ -62,8 +64,22 @@ typedef struct _PxRuntime PxRuntime;
 
 typedef struct {
   PxTensor *t;        /* a payload in flight */
-  PxDevEvent *sent;   /* complete once the send stream is past it */
+  PxDevEvent *sent;   /* complete once the p2p stream is past it */
 } InFlight;
+
+/* A send or receive of a group not issued yet (its group's last member comes later). */
+typedef struct {
+  int group;
+  guint instr;        /* its instruction */
+  gboolean send;
+  PxComm *comm;
+  PxTensor *payload;  /* send: owned until issued, then in flight */
+  void *buf;          /* receive: the destination */
+  gsize count;
+  PxDType dtype;
+  int peer;
+  PxDevEvent *done;   /* receive: recorded once the group has run */
+} PendingP2p;
 
 typedef struct {
   PxRuntime *rt;
@@ -73,7 +89,7 @@ typedef struct {
   PxBackend *be;
   PxComm *world, *tp, *dp, *pp_act, *pp_grad, *embed; /* pp_*: the pipeline, one per direction of traffic */
   PxComm *ep, *edp, *etp; /* MoE models only */
-  PxStream *compute, *send_s, *recv_s, *coll_s;
+  PxStream *compute, *p2p_s, *coll_s;
   PxDevEvent *ev_compute; /* scratch: "compute up to here" */
   PxDevEvent *ev_coll;    /* the collective stream's last queued work */
   PxDevEvent **ev_start, **ev_end; /* (program length) per-instruction timing */
@@ -90,6 +106,9 @@ typedef struct {
   PxTensor **dgrad;     /* (vpp * m) input gradients to send */
   gint32 **inputs, **targets; /* (m) loaded micro-batches */
   GArray *in_flight;    /* InFlight */
+  GArray *p2p_pending;  /* PendingP2p, in program order */
+  gboolean *group_last; /* (program length) the instruction is the last member of its group */
+  guint at;             /* the instruction being run */
   PxTensor *loss_acc;   /* (1) f64: the step's summed micro-batch losses, on the device */
   PxTensor *sq_acc;     /* (1) f64: this rank's share of the squared gradient norm */
   /* the loss scaler (fp16; scale 1 otherwise), kept by every rank alike: each
@@ -255,8 +274,10 @@ static void rank_clear_step(Rank *r) {
   int n = rt->prog->vpp * rt->plan.m;
   if (!r->acts) return; /* rank_init failed before allocating the step state */
   /* nothing queued may still point at what is freed here */
-  if (r->send_s) px_stream_synchronize(r->send_s, NULL);
-  if (r->recv_s) px_stream_synchronize(r->recv_s, NULL);
+  if (r->p2p_s) px_stream_synchronize(r->p2p_s, NULL);
+  for (guint i = 0; r->p2p_pending && i < r->p2p_pending->len; i++) /* a step that failed mid-group */
+    px_tensor_free(g_array_index(r->p2p_pending, PendingP2p, i).payload);
+  if (r->p2p_pending) g_array_set_size(r->p2p_pending, 0);
   if (r->coll_s) px_stream_synchronize(r->coll_s, NULL);
   reap_sends(r, TRUE, NULL);
   for (int i = 0; i < n; i++) {
@@ -297,8 +318,9 @@ static void rank_free(Rank *r) {
   px_tensor_free(r->loss_acc);
   px_tensor_free(r->sq_acc);
   px_event_free(r->ev_coll);
-  px_stream_free(r->send_s);
-  px_stream_free(r->recv_s);
+  px_stream_free(r->p2p_s);
+  if (r->p2p_pending) g_array_unref(r->p2p_pending);
+  g_free(r->group_last);
   px_stream_free(r->coll_s);
   if (r->in_flight) g_array_unref(r->in_flight);
   px_gpt_free(r->gpt);
@@ -357,8 +379,8 @@ static gboolean rank_init(PxRuntime *rt, Rank *r, int rank, PxComm *world, GErro
   TRY(rank_comms(r, error));
   TRY(r->be = px_backend_new(rt->backend_name, rt->opt.device, error));
   r->compute = px_backend_compute_stream(r->be);
-  TRY(r->send_s = px_stream_new(r->be, "p2p-send", error));
-  TRY(r->recv_s = px_stream_new(r->be, "p2p-recv", error));
+  TRY(r->p2p_s = px_stream_new(r->be, "p2p", error));
+  r->p2p_pending = g_array_new(FALSE, FALSE, sizeof(PendingP2p));
   TRY(r->coll_s = px_stream_new(r->be, "collectives", error));
   TRY(r->ev_compute = px_event_new(r->be, error));
   TRY(r->loss_acc = tensor1(r->be, "loss", PX_DTYPE_F64, PX_MEM_BUFFERS, 1, error));
@@ -383,6 +405,14 @@ static gboolean rank_init(PxRuntime *rt, Rank *r, int rank, PxComm *world, GErro
     g_autoptr(GString) s = g_string_new(NULL);
     px_instr_format(&rt->prog->ranks[r->stage].instrs[i], s);
     r->labels[i] = g_strdup_printf("rank %d (stage %d) %s", rank, r->stage, s->str);
+  }
+  r->group_last = g_new0(gboolean, len + 1);
+  {
+    g_autoptr(GHashTable) seen = g_hash_table_new(g_direct_hash, g_direct_equal);
+    for (guint i = len; i-- > 0;) {
+      int g = rt->prog->ranks[r->stage].instrs[i].group;
+      if (g >= 0 && g_hash_table_add(seen, GINT_TO_POINTER(g + 1))) r->group_last[i] = TRUE;
+    }
   }
   for (guint i = 0; i < len; i++) {
     TRY(r->ev_start[i] = px_event_new(r->be, error));
@@ -526,6 +556,10 @@ static PxRuntime *runtime_setup(const PxModel *model, const PxPlan *plan, const 
     }
   if (!(rt->prog = px_program_new(&rt->plan, rt->part, error))) return NULL;
   if (!check_message_order(rt, error)) return NULL;
+  /* the pipeline's sends and receives go in the program's groups, which hold
+   * where a send waits for its receiver (NCCL; `local` in rendezvous mode) */
+  px_program_group_p2p(rt->prog);
+  if (!px_program_check_rendezvous(rt->prog, error)) return NULL;
   /* the executor runs without dropout: predict for the model as it runs */
   PxModelDesc nodrop = model->desc;
   nodrop.dropout = FALSE;
@@ -623,6 +657,7 @@ PxRuntime *px_runtime_new(const PxModel *model, const PxPlan *plan, const PxRunO
   g_autoptr(PxRuntime) rt = runtime_setup(model, plan, opt, error);
   if (!rt) return NULL;
   rt->world = px_local_world_new(rt->n, opt->timeout_s);
+  if (opt->rendezvous) px_local_world_set_rendezvous(rt->world, TRUE);
   rt->n_local = rt->n;
   rt->ranks = g_new0(Rank, rt->n);
   for (int i = 0; i < rt->n; i++) rt->ranks[i].rt = rt, rt->ranks[i].rank = i;
@@ -743,8 +778,55 @@ static gboolean op_backward_weight(Rank *r, const PxInstr *ins, GError **error) 
   return TRUE;
 }
 
-/* SEND_*: the payload is queued on the send stream behind the compute that
- * made it, and freed once the stream is past it. */
+/* Issue the sends and receives of the program's group g (-1: the one just
+ * made, alone) on the p2p stream as one group over the two pipeline
+ * communicators, in program order; then record the receives' events and put
+ * the payloads in flight. Members issued earlier in the program waited here. */
+static gboolean issue_group(Rank *r, int g, GError **error) {
+  g_autoptr(GArray) ops = g_array_new(FALSE, FALSE, sizeof(PendingP2p));
+  for (guint i = 0; i < r->p2p_pending->len;) {
+    PendingP2p *x = &g_array_index(r->p2p_pending, PendingP2p, i);
+    if ((g < 0 && i + 1 < r->p2p_pending->len) || (g >= 0 && x->group != g)) {
+      i++;
+      continue;
+    }
+    g_array_append_val(ops, *x);
+    g_array_remove_index(r->p2p_pending, i);
+  }
+  PxComm *comms[2] = {r->pp_act, r->pp_grad};
+  px_comm_group_start(comms[0]);
+  px_comm_group_start(comms[1]);
+  gboolean ok = TRUE;
+  for (guint i = 0; i < ops->len; i++) {
+    PendingP2p *x = &g_array_index(ops, PendingP2p, i);
+    ok = ok && (x->send ? px_comm_send(x->comm, x->buf, x->count, x->dtype, x->peer, r->p2p_s, error)
+                        : px_comm_recv(x->comm, x->buf, x->count, x->dtype, x->peer, r->p2p_s, error));
+  }
+  GError *end_err = NULL;
+  ok = px_comm_group_end_multi(comms, 2, r->p2p_s, ok ? error : &end_err) && ok;
+  g_clear_error(&end_err);
+  for (guint i = 0; i < ops->len; i++) {
+    PendingP2p *x = &g_array_index(ops, PendingP2p, i);
+    /* each member's timing ends with the group */
+    if (ok && x->instr != r->at) ok = px_event_record(r->ev_end[x->instr], r->p2p_s, error);
+    if (!x->send) {
+      ok = ok && px_event_record(x->done, r->p2p_s, error);
+      continue;
+    }
+    InFlight f = {x->payload, ok ? px_event_new(r->be, error) : NULL};
+    if (!f.sent || !px_event_record(f.sent, r->p2p_s, error)) {
+      px_event_free(f.sent);
+      px_tensor_free(f.t);
+      ok = FALSE;
+      continue;
+    }
+    g_array_append_val(r->in_flight, f);
+  }
+  return ok;
+}
+
+/* SEND_*: the payload is queued on the p2p stream behind the compute that
+ * made it, issued with its group, and freed once the stream is past it. */
 static gboolean op_send(Rank *r, const PxInstr *ins, double *bytes, GError **error) {
   int s = slot(r, ins->mb, ins->chunk);
   gboolean act = ins->kind == PX_OP_SEND_ACT;
@@ -769,19 +851,15 @@ static gboolean op_send(Rank *r, const PxInstr *ins, double *bytes, GError **err
   }
   *bytes = (double)payload->bytes;
   TRY(reap_sends(r, FALSE, error));
-  TRY(after_compute(r, r->send_s, error));
-  TRY(px_comm_send(act ? r->pp_act : r->pp_grad, payload->data, (gsize)payload->numel, payload->dtype, ins->peer,
-                   r->send_s, error));
-  InFlight f = {g_steal_pointer(&payload), px_event_new(r->be, error)};
-  if (!f.sent) {
-    px_tensor_free(f.t);
-    return FALSE;
-  }
-  g_array_append_val(r->in_flight, f);
-  return px_event_record(f.sent, r->send_s, error);
+  TRY(after_compute(r, r->p2p_s, error));
+  PendingP2p x = {ins->group, r->at, TRUE, act ? r->pp_act : r->pp_grad, g_steal_pointer(&payload), NULL, 0,
+                  PX_DTYPE_F32, ins->peer, NULL};
+  x.buf = x.payload->data, x.count = (gsize)x.payload->numel, x.dtype = x.payload->dtype;
+  g_array_append_val(r->p2p_pending, x);
+  return ins->group >= 0 && !r->group_last[r->at] ? TRUE : issue_group(r, ins->group, error);
 }
 
-/* RECV_*: queued on the receive stream; the instruction that consumes it waits for its event. */
+/* RECV_*: issued with its group on the p2p stream; the instruction that consumes it waits for its event. */
 static gboolean op_recv(Rank *r, const PxInstr *ins, double *bytes, GError **error) {
   gboolean act = ins->kind == PX_OP_RECV_ACT;
   int s = slot(r, ins->mb, ins->chunk);
@@ -804,9 +882,10 @@ static gboolean op_recv(Rank *r, const PxInstr *ins, double *bytes, GError **err
   }
   TRY(*dst);
   *bytes = (double)(*dst)->bytes;
-  TRY(px_comm_recv(act ? r->pp_act : r->pp_grad, (*dst)->data, (gsize)(*dst)->numel, (*dst)->dtype, ins->peer,
-                   r->recv_s, error));
-  return px_event_record(r->recv_ev[s], r->recv_s, error);
+  PendingP2p x = {ins->group, r->at, FALSE, act ? r->pp_act : r->pp_grad, NULL, (*dst)->data, (gsize)(*dst)->numel,
+                  (*dst)->dtype, ins->peer, r->recv_ev[s]};
+  g_array_append_val(r->p2p_pending, x);
+  return ins->group >= 0 && !r->group_last[r->at] ? TRUE : issue_group(r, ins->group, error);
 }
 
 /* Mixed precision: the chunk's half gradients, cast into an fp32 buffer on
@@ -930,14 +1009,16 @@ static gboolean op_reduce_tied(Rank *r, double *bytes, GError **error) {
 typedef struct {
   PxTensor *grad;  /* the range's gradient (full or shard) */
   gboolean owners; /* unsharded: count only the replica owner's (owns_replica) */
+  GPtrArray *views; /* the ranges owned, summed in one px_op_sum_squares_acc_multi */
 } NormAcc;
 
 static gboolean norm_segment(Rank *r, const PxGptParam *p, gint64 at, gint64 count, void *data, GError **error) {
   NormAcc *acc = data;
   if (p->tied_copy || (p->replicated && r->tp_rank != 0) || (acc->owners && !owns_replica(r, p))) return TRUE;
-  g_autoptr(PxTensor) v = px_tensor_view(acc->grad, "norm", at, 1, &count, error);
+  PxTensor *v = px_tensor_view(acc->grad, "norm", at, 1, &count, error);
   TRY(v);
-  return px_op_sum_squares_acc(r->be, r->sq_acc, v, error);
+  g_ptr_array_add(acc->views, v);
+  return TRUE;
 }
 
 /* Sequence parallelism: norm gradients summed over the TP group. */
@@ -962,21 +1043,25 @@ static gboolean tp_segment(Rank *r, const PxGptParam *p, gint64 at, gint64 count
 
 typedef struct {
   PxTensor *w, *g, *m, *v;
-  PxAdamW opt;
   double wd;
+  GArray *items;  /* PxAdamWItem: every parameter range of the rank, updated in one px_op_adamw_multi */
+  GPtrArray *views; /* the items' tensors (views), freed after it */
 } AdamAcc;
 
 static gboolean adam_segment(Rank *r, const PxGptParam *p, gint64 at, gint64 count, void *data, GError **error) {
   (void)r;
   AdamAcc *acc = data;
-  g_autoptr(PxTensor) w = px_tensor_view(acc->w, "w", at, 1, &count, error);
-  g_autoptr(PxTensor) g = px_tensor_view(acc->g, "g", at, 1, &count, error);
-  g_autoptr(PxTensor) m = px_tensor_view(acc->m, "m", at, 1, &count, error);
-  g_autoptr(PxTensor) v = px_tensor_view(acc->v, "v", at, 1, &count, error);
-  TRY(w && g && m && v);
-  PxAdamW o = acc->opt;
-  o.weight_decay = p->spec->ndim == 2 ? acc->wd : 0.0;
-  return px_op_adamw(r->be, w, g, m, v, &o, error);
+  PxTensor *w = px_tensor_view(acc->w, "w", at, 1, &count, error);
+  PxTensor *g = w ? px_tensor_view(acc->g, "g", at, 1, &count, error) : NULL;
+  PxTensor *m = g ? px_tensor_view(acc->m, "m", at, 1, &count, error) : NULL;
+  PxTensor *v = m ? px_tensor_view(acc->v, "v", at, 1, &count, error) : NULL;
+  PxTensor *all[] = {w, g, m, v};
+  for (gsize i = 0; i < G_N_ELEMENTS(all); i++)
+    if (all[i]) g_ptr_array_add(acc->views, all[i]);
+  TRY(v);
+  PxAdamWItem it = {w, g, m, v, p->spec->ndim == 2 ? acc->wd : 0.0};
+  g_array_append_val(acc->items, it);
+  return TRUE;
 }
 
 /* Learning rate of step t (1-based), llm.c's schedule on s = t - 1: linear
@@ -1016,9 +1101,10 @@ static gboolean op_optimizer(Rank *r, double *bytes, GError **error) {
   }
   /* global norm: summed on the device, all-reduced there, read once */
   TRY(px_tensor_zero(r->sq_acc, error));
+  g_autoptr(GPtrArray) owned = g_ptr_array_new_with_free_func((GDestroyNotify)px_tensor_free);
   for (int c = 0; c < v; c++) {
     ChunkState *cs = &r->chunks[c];
-    NormAcc acc = {0};
+    NormAcc acc = {.views = owned};
     if (r->sharded) {
       acc.grad = cs->g_shard;
       gint64 lo = (gint64)r->dp_rank * cs->shard;
@@ -1029,6 +1115,7 @@ static gboolean op_optimizer(Rank *r, double *bytes, GError **error) {
       TRY(for_segments(r, c, 0, cs->numel, norm_segment, &acc, error));
     }
   }
+  TRY(px_op_sum_squares_acc_multi(r->be, r->sq_acc, (const PxTensor *const *)owned->pdata, (int)owned->len, error));
   double sq;
   TRY(px_comm_all_reduce(r->world, r->sq_acc->data, 1, PX_DTYPE_F64, PX_RED_SUM, r->compute, error));
   TRY(px_tensor_download(r->sq_acc, &sq, error));
@@ -1052,31 +1139,40 @@ static gboolean op_optimizer(Rank *r, double *bytes, GError **error) {
                  "(the last checkpoint stays valid; lower the learning rate?)", rt->step + 1, norm,
                  rt->fp16 ? " at loss scale 1" : "");
   double scale = (rt->opt.clip > 0 ? MIN(1.0, rt->opt.clip / (norm + 1e-6)) : 1.0) / r->scale;
+  /* AdamW over every parameter range of every chunk in one px_op_adamw_multi
+   * (one launch per dtype on a GPU), then per chunk the rounding into the
+   * half parameters and the ZeRO gather */
+  PxAdamW opt = {lr_at(&rt->opt, t), rt->opt.beta1, rt->opt.beta2, rt->opt.eps, 0, t, scale};
+  g_autoptr(GArray) items = g_array_new(FALSE, FALSE, sizeof(PxAdamWItem));
+  g_autoptr(GPtrArray) views = g_ptr_array_new_with_free_func((GDestroyNotify)px_tensor_free);
+  g_autofree PxTensor **updated = g_new0(PxTensor *, v); /* each chunk's parameters (full or shard) */
   for (int c = 0; c < v; c++) {
     ChunkState *cs = &r->chunks[c];
-    AdamAcc acc = {.m = cs->m, .v = cs->v, .wd = rt->opt.weight_decay};
-    PxTensor *half = NULL; /* mixed precision: the half parameters the master is rounded into */
-    acc.opt = (PxAdamW){lr_at(&rt->opt, t), rt->opt.beta1, rt->opt.beta2, rt->opt.eps, 0, t, scale};
+    AdamAcc acc = {.m = cs->m, .v = cs->v, .wd = rt->opt.weight_decay, .items = items, .views = views};
     gint64 lo = 0, n = cs->numel;
-    g_autoptr(PxTensor) wview = NULL;
     if (r->sharded) {
       lo = (gint64)r->dp_rank * cs->shard;
       n = MAX(0, MIN(cs->shard, cs->numel - lo));
       acc.g = cs->g_shard;
       if (r->zero >= 3) acc.w = cs->w_shard;
-      else TRY(acc.w = wview = px_tensor_view(cs->w, "w_shard", lo, 1, &cs->shard, error));
+      else {
+        TRY(acc.w = px_tensor_view(cs->w, "w_shard", lo, 1, &cs->shard, error));
+        g_ptr_array_add(views, acc.w);
+      }
     } else {
       acc.w = cs->w;
       acc.g = cs->g;
     }
-    if (cs->master) {
-      half = acc.w;
-      acc.w = cs->master;
-    }
+    updated[c] = acc.w;
+    if (cs->master) acc.w = cs->master; /* mixed precision: the fp32 master is updated */
     TRY(for_segments(r, c, lo, lo + n, adam_segment, &acc, error));
-    if (half) TRY(px_op_cast(r->be, half, cs->master, FALSE, error)); /* round to nearest even */
+  }
+  TRY(px_op_adamw_multi(r->be, (const PxAdamWItem *)items->data, (int)items->len, &opt, NULL, NULL, error));
+  for (int c = 0; c < v; c++) {
+    ChunkState *cs = &r->chunks[c];
+    if (cs->master) TRY(px_op_cast(r->be, updated[c], cs->master, FALSE, error)); /* round to nearest even */
     if (r->sharded && r->zero < 3) {
-      TRY(px_comm_all_gather(r->dp, wview->data, cs->w->data, (gsize)cs->shard, dtype_of(r), r->compute, error));
+      TRY(px_comm_all_gather(r->dp, updated[c]->data, cs->w->data, (gsize)cs->shard, dtype_of(r), r->compute, error));
       *bytes += (double)cs->w->bytes;
     }
     TRY(px_tensor_zero(cs->g, error));
@@ -1107,8 +1203,8 @@ static PxStreamKind stream_of(PxOpKind k) {
 /* The rank's stream an instruction is queued on. */
 static PxStream *queue_of(Rank *r, PxOpKind k) {
   switch (stream_of(k)) {
-  case PX_STREAM_SEND: return r->send_s;
-  case PX_STREAM_RECV: return r->recv_s;
+  case PX_STREAM_SEND:
+  case PX_STREAM_RECV: return r->p2p_s;
   case PX_STREAM_COLLECTIVE: return r->coll_s;
   default: return r->compute;
   }
@@ -1136,8 +1232,7 @@ static gboolean run_instr(Rank *r, const PxInstr *ins, double *bytes, GError **e
 
 /* Wait for every stream of the rank; the first error among them. */
 static gboolean rank_drain(Rank *r, GError **error) {
-  gboolean ok = px_stream_synchronize(r->send_s, error);
-  ok = px_stream_synchronize(r->recv_s, ok ? error : NULL) && ok;
+  gboolean ok = px_stream_synchronize(r->p2p_s, error);
   ok = px_stream_synchronize(r->coll_s, ok ? error : NULL) && ok;
   return reap_sends(r, TRUE, ok ? error : NULL) && ok;
 }
@@ -1159,6 +1254,7 @@ static gboolean step_job(Rank *r, gpointer data, GError **error) {
     gboolean fault = rt->step == 0 && r->rank == rt->opt.fault_rank && (int)i == rt->opt.fault_instr;
     if (fault) ok = rfail(error, PX_RUNTIME_ERROR_FAILED, "injected fault");
     if (ok) px_comm_set_label(r->labels[i]); /* what a failure of the communication it queues is called */
+    r->at = i;
     ok = ok && px_event_record(r->ev_start[i], q, error) && run_instr(r, ins, &bytes[i], error) &&
          px_event_record(r->ev_end[i], q, error);
     if (ok) ok = px_comm_check_async(r->world, error);
@@ -1170,6 +1266,9 @@ static gboolean step_job(Rank *r, gpointer data, GError **error) {
     px_timeline_add_memory(r->tl, r->rank, px_backend_clock(r->be) - t0, (double)ms.total_current);
   }
   px_comm_set_label(NULL);
+  if (ok && r->p2p_pending->len) /* a group whose last member never came: the program is broken */
+    ok = rfail(error, PX_RUNTIME_ERROR_FAILED, "rank %d (stage %d): %u sends and receives of group %d never issued",
+               r->rank, r->stage, r->p2p_pending->len, g_array_index(r->p2p_pending, PendingP2p, 0).group);
   /* every queued send, receive and reduction of the step has completed */
   GError *drain_err = NULL;
   gboolean drained = rank_drain(r, ok ? error : &drain_err);

@@ -67,6 +67,8 @@ typedef struct {
   double beta1, beta2, eps, weight_decay;
   double clip;           /* global gradient-norm clip (0: none) */
   double timeout_s;      /* communicator timeout */
+  gboolean rendezvous;   /* every rank a thread: the local communicator in rendezvous mode
+                            (NCCL's semantics, comm.h; also PX_COMM_RENDEZVOUS=1) */
   int fault_rank, fault_instr; /* tests: rank fault_rank fails at its instruction
                                   fault_instr of the first step (-1: never) */
   int device;            /* the backend's device index (-1: 0, or the local rank in one-rank mode) */

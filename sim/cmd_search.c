@@ -285,6 +285,7 @@ static int run_search(const SearchFlags *f, const PxPlanOptions *o, const PxMode
       px_json_member_int(b, cs[i].k, (gint64)cs[i].v);
     }
     px_json_member_bool(b, "interrupted", r->cancelled);
+    px_json_member_double(b, "kendall_tau_analytic_vs_simulated", px_search_kendall_tau(r));
     json_builder_set_member_name(b, "top");
     json_builder_begin_array(b);
     for (guint i = 0; i < r->top->len; i++) candidate_json(b, &g_array_index(r->top, PxSearchCandidate, i));
@@ -316,8 +317,9 @@ static int run_search(const SearchFlags *f, const PxPlanOptions *o, const PxMode
            model->desc.name, cluster->name, r->gpus, cluster->gpu, r->gpu_memory / u->scale, u->name,
            r->capacity / u->scale, u->name, plan->gbs, plan->seq, tok);
     printf("searched %" G_GUINT64_FORMAT " layouts: %" G_GUINT64_FORMAT " valid, %" G_GUINT64_FORMAT
-           " fit; the best by the analytic model were simulated and ranked by simulated step time (%.2f s)\n\n",
+           " fit; the best by the analytic model were simulated and ranked by simulated step time (%.2f s)\n",
            r->evaluated, r->valid, r->feasible, r->elapsed);
+    printf("analytic vs simulated order of the %u shown: Kendall tau-b %.3f\n\n", r->top->len, px_search_kendall_tau(r));
     print_table(r, u);
     if (model->desc.experts > 0) printf("(MFU of a mixture of experts: %s)\n", px_report_mfu_convention(model));
     if (why) printf("\nwhy #1: %s\n", why);

@@ -190,7 +190,7 @@ static gboolean collective(Sim *sim, Rank *r, const PxInstr *in, PxOpKind kind, 
       gid = r->stage * sim->prog->plan.tp + r->tp;
       if (chunk < 0 || chunk >= sim->vpp) return invalid(sim, r, in, "no such chunk");
       if (kind == PX_OP_GATHER_PARAMS) {
-        cost = tab->gather[chunk * sim->pp + r->stage];
+        cost = tab->gather[px_program_part_of(sim->prog, r->stage, chunk)];
       } else {
         cost = tab->dp_reduce[r->stage] / sim->vpp;
         bytes = tab->dp_bytes[r->stage] / sim->vpp;
@@ -215,7 +215,8 @@ static gboolean collective(Sim *sim, Rank *r, const PxInstr *in, PxOpKind kind, 
     /* an overlapped DP reduction starts as soon as its first bucket is full,
      * dp_window before the end of the chunk's last backward */
     double from = r->t;
-    if (kind == PX_OP_REDUCE_GRADS && !blocking && tab->dp_window) from -= tab->dp_window[chunk * sim->pp + r->stage];
+    if (kind == PX_OP_REDUCE_GRADS && !blocking && tab->dp_window)
+      from -= tab->dp_window[px_program_part_of(sim->prog, r->stage, chunk)]; /* tables are per part (V: not c·pp + r) */
     c->ready = MAX(c->ready, MAX(from, r->coll_free));
     r->cur = c;
     if (c->arrived == c->need) {
@@ -315,6 +316,7 @@ static gboolean step(Sim *sim, Rank *r) {
     set_memory(sim, r, r->t);
     break;
   case PX_OP_REDUCE_GRADS:
+    if (opt->grads_final && has_part) opt->grads_final[r->stage * sim->vpp + in->chunk] = r->t;
     if (!tab->overlap_dp) {
       g_array_append_val(r->deferred, in->chunk);
       break;
@@ -325,6 +327,7 @@ static gboolean step(Sim *sim, Rank *r) {
     if (!collective(sim, r, in, in->kind, -1, !tab->overlap_dp)) return FALSE;
     break;
   case PX_OP_OPTIMIZER_STEP:
+    if (opt->stage_ready && r->flushed == 0 && !r->cur) opt->stage_ready[r->stage] = r->t; /* first entry */
     while (r->flushed < r->deferred->len) {
       if (!collective(sim, r, in, PX_OP_REDUCE_GRADS, g_array_index(r->deferred, int, r->flushed), TRUE))
         return FALSE;

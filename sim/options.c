@@ -73,7 +73,7 @@ GOptionGroup *px_plan_options_group(PxPlanOptions *o) {
     {"order", 0, 0, G_OPTION_ARG_STRING, &o->order, "Rank order, innermost first (default tp,dp,pp)", "A,B,C"},
     {"workspace", 0, 0, G_OPTION_ARG_STRING, &o->workspace, "Per-GPU allowance for context/workspace (default 1GiB)", "BYTES"},
     {"stack", 0, 0, G_OPTION_ARG_STRING, &o->stack, "Software stack: parallax (default), megatron-2021, megatron-core, deepspeed, fsdp", "S"},
-    {"attention", 0, 0, G_OPTION_ARG_STRING, &o->attention, "Attention kernel: flash (FlashAttention-2), flash1 (v1) or unfused (default: the stack's)", "A"},
+    {"attention", 0, 0, G_OPTION_ARG_STRING, &o->attention, "Attention kernel: flash (FlashAttention-2), flash1 (v1), triton (FlashAttention in Triton) or unfused (default: the stack's)", "A"},
     {"cp", 0, 0, INT_FLAG, "Context-parallel degree: ring attention over cp ranks, inside DP (seq divisible by 2·cp)", "N"},
     {"units", 0, 0, G_OPTION_ARG_STRING, &o->units, "Memory units: GB (1e9 B, default) or GiB (2^30 B)", "U"},
     {"ep", 0, 0, INT_FLAG, "Expert parallelism: experts split over N ranks (MoE models; default 1)", "N"},
@@ -215,7 +215,7 @@ gboolean px_plan_options_resolve(PxPlanOptions *o, gboolean need_cluster, PxMode
   if (o->stack && !px_stack_parse(o->stack, &plan->stack))
     BAD("--stack '%s' is not one of parallax, megatron-2021, megatron-core, deepspeed, fsdp", o->stack);
   if (o->attention && (!px_attention_parse(o->attention, &plan->attention) || plan->attention == PX_ATTN_DEFAULT))
-    BAD("--attention '%s' is not one of flash, flash1, unfused", o->attention);
+    BAD("--attention '%s' is not one of flash, flash1, triton, unfused", o->attention);
   if (o->order && !px_order_parse(o->order, plan->order))
     BAD("--order '%s' is not a permutation of tp,dp,pp", o->order);
   if (o->partition) {

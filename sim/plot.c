@@ -230,58 +230,97 @@ static guint32 lighten(guint32 rgb, int chunk) {
   return out;
 }
 
-gboolean px_plot_timeline(const PxTimeline *tl, const char *dir, const char *title, gboolean ideal,
-                          GError **error) {
-  Frame f = {0};
-  if (!frame_init(&f, tl, FALSE, ideal, error)) return FALSE;
-  double px_per_unit = (TIMELINE_WIDTH - PLOT_MARGIN) / (f.tend * f.scale);
+/* One Gantt chart of n timelines on one time axis: rank by rank, each
+ * timeline's row of that rank under the previous one's, named "<labels[i]>
+ * rank R (stage S)" when n > 1. The data file starts with the rows' names
+ * ("# row 0: predicted rank 0 (stage 0)"). */
+static gboolean plot_gantt(const PxTimeline *const *tls, const char *const *labels, int n, const char *dir,
+                           const char *base, const char *title, gboolean ideal, GError **error) {
+  for (int i = 0; i < n; i++)
+    if (!tls[i] || tls[i]->events->len == 0) {
+      g_set_error(error, PX_PLOT_ERROR, PX_PLOT_ERROR_EMPTY, "the timeline has no events to plot");
+      return FALSE;
+    }
+  g_autofree Rows *rows = g_new0(Rows, n);
+  g_autofree GHashTable **row_of = g_new0(GHashTable *, n); /* per timeline: rank -> row + 1 */
+  g_autoptr(GArray) ranks = g_array_new(FALSE, FALSE, sizeof(int));
+  g_autoptr(GHashTable) seen = g_hash_table_new(g_direct_hash, g_direct_equal);
+  double tend = 0;
+  for (int i = 0; i < n; i++) {
+    rows_init(&rows[i], tls[i]);
+    row_of[i] = g_hash_table_new(g_direct_hash, g_direct_equal);
+    tend = MAX(tend, px_timeline_end(tls[i]));
+    for (guint j = 0; j < rows[i].ranks->len; j++) {
+      int rank = g_array_index(rows[i].ranks, int, j);
+      if (g_hash_table_add(seen, GINT_TO_POINTER(rank + 1))) g_array_append_val(ranks, rank);
+    }
+  }
+  g_array_sort(ranks, cmp_int);
+  const char *xunit;
+  double scale = px_plot_time_unit(tend, ideal, &xunit);
+  double px_per_unit = (TIMELINE_WIDTH - PLOT_MARGIN) / (tend * scale);
+  g_autoptr(GString) header = g_string_new(NULL), tics = g_string_new(NULL);
+  int nrows = 0;
+  for (guint j = 0; j < ranks->len; j++) {
+    int rank = g_array_index(ranks, int, j);
+    for (int i = 0; i < n; i++) {
+      gpointer idx = g_hash_table_lookup(rows[i].row, GINT_TO_POINTER(rank));
+      if (!idx) continue;
+      int stage = GPOINTER_TO_INT(g_hash_table_lookup(rows[i].stage, GINT_TO_POINTER(rank))) - 1;
+      g_autofree char *name = n > 1 ? g_strdup_printf("%s rank %d (stage %d)", labels[i], rank, stage)
+                                    : row_name(&rows[i], GPOINTER_TO_UINT(idx) - 1, ' ');
+      g_hash_table_insert(row_of[i], GINT_TO_POINTER(rank), GINT_TO_POINTER(nrows + 1));
+      g_string_append_printf(header, "# row %d: %s\n", nrows, name);
+      g_string_append_printf(tics, "%s\"%s\" %d", nrows ? ", " : "", name, nrows);
+      nrows++;
+    }
+  }
   gboolean used[G_N_ELEMENTS(styles)] = {0}, chunks = FALSE;
-  g_autoptr(GString) boxes = g_string_new("# x_center row half_width half_height rgb\n");
-  g_autoptr(GString) labels = g_string_new("# x row label\n");
+  g_autoptr(GString) boxes = g_string_new(header->str);
+  g_string_append(boxes, "# x_center row half_width half_height rgb\n");
+  g_autoptr(GString) labels_s = g_string_new("# x row label\n");
   g_autoptr(GString) pairs = g_string_new("# overlapped F&B pairs: x_center row half_width half_height\n");
   int n_pairs = 0;
-  for (guint i = 0; i < tl->pairs->len; i++) {
-    const PxPair *pr = &g_array_index(tl->pairs, PxPair, i);
-    gpointer row1 = g_hash_table_lookup(f.rows.row, GINT_TO_POINTER(pr->rank));
-    if (!row1) continue;
-    double x0 = pr->start * f.scale, x1 = pr->end * f.scale;
-    g_string_append_printf(pairs, "%.9g %d %.9g 0.38\n", (x0 + x1) / 2, GPOINTER_TO_INT(row1) - 1, (x1 - x0) / 2);
-    n_pairs++;
-  }
-  for (guint i = 0; i < tl->events->len; i++) {
-    const PxEvent *ev = &g_array_index(tl->events, PxEvent, i);
-    int cls = kind_class(ev);
-    gpointer row1 = g_hash_table_lookup(f.rows.row, GINT_TO_POINTER(ev->rank));
-    if (cls < 0 || !row1 || ev->end <= ev->start) continue;
-    const KindStyle *st = &styles[cls];
-    used[cls] = TRUE;
-    chunks |= ev->chunk > 0;
-    double y = GPOINTER_TO_INT(row1) - 1;
-    double x0 = ev->start * f.scale, x1 = ev->end * f.scale;
-    gboolean compute = ev->stream == PX_STREAM_COMPUTE;
-    /* compute: the row's box; communication: a strip along its lower edge */
-    g_string_append_printf(boxes, "%.9g %.9g %.9g %.3f %u\n", (x0 + x1) / 2, compute ? y : y + 0.40,
-                           (x1 - x0) / 2, compute ? 0.32 : 0.06, lighten(st->rgb, ev->chunk));
-    if (compute && ev->mb >= 0) {
-      g_autofree char *text = g_strdup_printf("%d", ev->mb);
-      if ((x1 - x0) * px_per_unit >= LABEL_CHAR_PX * strlen(text) + 4)
-        g_string_append_printf(labels, "%.9g %.9g \"%s\"\n", (x0 + x1) / 2, y, text);
+  for (int t = 0; t < n; t++) {
+    const PxTimeline *tl = tls[t];
+    for (guint i = 0; i < tl->pairs->len; i++) {
+      const PxPair *pr = &g_array_index(tl->pairs, PxPair, i);
+      gpointer row1 = g_hash_table_lookup(row_of[t], GINT_TO_POINTER(pr->rank));
+      if (!row1) continue;
+      double x0 = pr->start * scale, x1 = pr->end * scale;
+      g_string_append_printf(pairs, "%.9g %d %.9g 0.38\n", (x0 + x1) / 2, GPOINTER_TO_INT(row1) - 1, (x1 - x0) / 2);
+      n_pairs++;
+    }
+    for (guint i = 0; i < tl->events->len; i++) {
+      const PxEvent *ev = &g_array_index(tl->events, PxEvent, i);
+      int cls = kind_class(ev);
+      gpointer row1 = g_hash_table_lookup(row_of[t], GINT_TO_POINTER(ev->rank));
+      if (cls < 0 || !row1 || ev->end <= ev->start) continue;
+      const KindStyle *st = &styles[cls];
+      used[cls] = TRUE;
+      chunks |= ev->chunk > 0;
+      double y = GPOINTER_TO_INT(row1) - 1;
+      double x0 = ev->start * scale, x1 = ev->end * scale;
+      gboolean compute = ev->stream == PX_STREAM_COMPUTE;
+      /* compute: the row's box; communication: a strip along its lower edge */
+      g_string_append_printf(boxes, "%.9g %.9g %.9g %.3f %u\n", (x0 + x1) / 2, compute ? y : y + 0.40,
+                             (x1 - x0) / 2, compute ? 0.32 : 0.06, lighten(st->rgb, ev->chunk));
+      if (compute && ev->mb >= 0) {
+        g_autofree char *text = g_strdup_printf("%d", ev->mb);
+        if ((x1 - x0) * px_per_unit >= LABEL_CHAR_PX * strlen(text) + 4)
+          g_string_append_printf(labels_s, "%.9g %.9g \"%s\"\n", (x0 + x1) / 2, y, text);
+      }
     }
   }
   g_string_append(boxes, "\n\n");
-  g_string_append(boxes, labels->str);
+  g_string_append(boxes, labels_s->str);
   if (!n_pairs) g_string_append(pairs, "NaN NaN NaN NaN\n");
   g_string_append(boxes, "\n\n");
   g_string_append(boxes, pairs->str);
-  g_autofree char *datafile = NULL;
-  gboolean ok = write_data(dir, "timeline.dat", boxes, &datafile, error);
+  g_autofree char *datafile = NULL, *dat = g_strdup_printf("%s.dat", base);
+  gboolean ok = write_data(dir, dat, boxes, &datafile, error);
   if (ok) {
     g_autoptr(GString) vars = g_string_new(NULL);
-    g_autoptr(GString) tics = g_string_new(NULL);
-    for (guint i = 0; i < f.rows.ranks->len; i++) {
-      g_autofree char *name = row_name(&f.rows, i, ' ');
-      g_string_append_printf(tics, "%s\"%s\" %u", i ? ", " : "", name, i);
-    }
     g_autoptr(GString) names = g_string_new(NULL), colors = g_string_new(NULL);
     for (gsize c = 0; c < G_N_ELEMENTS(styles); c++) {
       if (!used[c]) continue;
@@ -293,15 +332,29 @@ gboolean px_plot_timeline(const PxTimeline *tl, const char *dir, const char *tit
     append_gp_string(vars, "rowtics", tics->str);
     append_gp_string(vars, "names", names->str);
     append_gp_string(vars, "colors", colors->str);
-    append_gp_string(vars, "xunit", f.xunit);
+    append_gp_string(vars, "xunit", xunit);
     append_gp_string(vars, "ptitle", full_title);
     g_string_append_printf(vars, "npairs=%d; ", n_pairs);
-    g_string_append_printf(vars, "nrows=%u; tmax=%.9g; width=%d; height=%u; ", f.rows.ranks->len,
-                           f.tend * f.scale, TIMELINE_WIDTH, 170 + 55 * f.rows.ranks->len);
-    ok = px_plot_run("timeline", dir, "timeline", datafile, vars->str, error);
+    g_string_append_printf(vars, "nrows=%d; tmax=%.9g; width=%d; height=%d; ", nrows, tend * scale, TIMELINE_WIDTH,
+                           170 + 55 * nrows);
+    ok = px_plot_run("timeline", dir, base, datafile, vars->str, error);
   }
-  rows_clear(&f.rows);
+  for (int i = 0; i < n; i++) {
+    rows_clear(&rows[i]);
+    g_hash_table_unref(row_of[i]);
+  }
   return ok;
+}
+
+gboolean px_plot_timeline(const PxTimeline *tl, const char *dir, const char *title, gboolean ideal,
+                          GError **error) {
+  const PxTimeline *one[1] = {tl};
+  return plot_gantt(one, NULL, 1, dir, "timeline", title, ideal, error);
+}
+
+gboolean px_plot_timelines(const PxTimeline *const *tls, const char *const *labels, int n, const char *dir,
+                           const char *base, const char *title, GError **error) {
+  return plot_gantt(tls, labels, n, dir, base, title, FALSE, error);
 }
 
 /* ---- memory ---- */

@@ -39,6 +39,13 @@ gboolean px_plot_run(const char *script, const char *dir, const char *base, cons
 gboolean px_plot_timeline(const PxTimeline *tl, const char *dir, const char *title, gboolean ideal,
                           GError **error);
 
+/* Several timelines in one Gantt chart on one time axis (e.g. predicted and
+ * measured, run --compare): for each rank the row of each timeline, one under
+ * the other, named "<label> rank R (stage S)"; DIR/<base>.dat (its first
+ * lines name the rows: "# row 0: predicted rank 0 (stage 0)"), .png, .svg. */
+gboolean px_plot_timelines(const PxTimeline *const *tls, const char *const *labels, int n, const char *dir,
+                           const char *base, const char *title, GError **error);
+
 /* Allocated bytes over time, one step line per rank, GB (1e9 B); capacity in
  * bytes draws the GPU's memory (0: none). memory.dat/png/svg. */
 gboolean px_plot_memory(const PxTimeline *tl, const char *dir, const char *title, double capacity,

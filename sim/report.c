@@ -31,7 +31,9 @@ const char *px_report_bubble_formula(PxScheduleKind k) {
   case PX_SCHED_INTERLEAVED: return "(p-1)/(v·m+p-1), Narayanan et al. 2021";
   case PX_SCHED_ZB_H1: return "(p-1)/(3m+p-1) with T_F=T_B=T_W, Qi et al. 2023";
   case PX_SCHED_ZB_H2: return "(p-1)/(3m+p-1) for m>=2p-1 with T_F=T_B=T_W, 0 with post-validation, Qi et al. 2024";
-  case PX_SCHED_ZB_V: return "(p-1)/(6m+p-1) for m>=2p-1 with T_F=T_B=T_W per chunk, 0 with post-validation, Qi et al. 2024";
+  case PX_SCHED_ZB_V:
+    return "(p-1)/(6m+p-1) for m>=2p-1 with T_F=T_B=T_W per chunk, 0 with post-validation, Qi et al. 2024 "
+           "(unequal, T_B>=T_F: idle X+(p-2)max(X,T_W), X=max(T_B,2(T_B-T_W)))";
   case PX_SCHED_DUALPIPEV: return "(p-1)/(3m+p-1) for m>=2p: idle (p-1)(F&B+B-3W), DualPipe README";
   }
   return "";

@@ -9,7 +9,9 @@
  *   - one "compute" block per (micro-batch, checkpoint, sequence parallel): per
  *     rank forward / backward / load times, p2p, activations per micro-batch,
  *     the p2p buffers and the transient recompute activations;
- * and then evaluates every (state, compute, schedule) combination in O(pp).
+ * and then evaluates every (state, compute, schedule) combination: memory in
+ * O(pp); time from the pipeline of its (compute, schedule[, ZeRO-3 state]),
+ * simulated once, and the reductions in O(pp·vpp).
  * Tasks run on a GThreadPool; each keeps its own best list, and the lists are
  * merged in task order under a total order on layouts, so the answer does not
  * depend on the thread count. The best `confirm` layouts are then simulated by
@@ -175,31 +177,26 @@ static gboolean fixed_ok(int fix, int v) { return fix < 0 || fix == v; }
 
 typedef struct {
   gboolean ok;
-  double *states, *buf_extra, *gather, *gather_pass, *dp_reduce, *optimizer;  /* (pp) */
-  double *reduce_pass;  /* (pp) ZeRO-3 overlapped reduce-scatter per backward pass */
-  double *window;       /* (pp) share of a chunk's backward its overlapped DP reduction may use */
+  double *states, *buf_extra, *dp_reduce, *optimizer;  /* (pp) */
   gboolean overlap_dp;  /* the stack overlaps the DP reduction (cost.h px_cost_overlap_dp) */
+  PxCostTable *tab;     /* its cost table (mbs 1, no recompute): per-part ZeRO-3 gathers and DP windows */
 } StateBlock;
-#define STATE_ARRAYS 8
+#define STATE_ARRAYS 4
 
 typedef struct {
   gboolean ok;
-  double *t, *f, *bi, *w, *tied;               /* (pp) per micro-batch: total, forward, bwd-input, bwd-weight */
-  double *act_mb, *act_extra, *buf0;           /* (pp) */
-  double *chunk_max;                           /* (pp) F + Bi + W of the rank's largest chunk */
+  double *tied, *act_extra, *buf0;             /* (pp) */
   double *chunk_act;                           /* (pp·vpp) one micro-batch on each chunk, rank r's at [r·vpp] */
-  double p2p;                                  /* mean activation + gradient p2p of one hop */
-  double lockstep;                             /* sum over chunks c of max over ranks of chunk c's F + Bi + W */
+  PxCostTable *tab;                            /* its cost table (ZeRO 0): the per-part F, B, W, p2p the pipeline runs on */
 } ComputeBlock;
-#define COMPUTE_ARRAYS 9 /* (pp) arrays, then chunk_act's pp·vpp */
+#define COMPUTE_ARRAYS 3 /* (pp) arrays, then chunk_act's pp·vpp */
 
 /* Blocks whose (pp) arrays are carved, in field order, from one allocation. */
 static StateBlock state_block_at(double *m, int pp) {
-  return (StateBlock){FALSE, m, m + pp, m + 2 * pp, m + 3 * pp, m + 4 * pp, m + 5 * pp, m + 6 * pp, m + 7 * pp, FALSE};
+  return (StateBlock){FALSE, m, m + pp, m + 2 * pp, m + 3 * pp, FALSE, NULL};
 }
 static ComputeBlock compute_block_at(double *m, int pp) {
-  return (ComputeBlock){FALSE, m, m + pp, m + 2 * pp, m + 3 * pp, m + 4 * pp, m + 5 * pp, m + 6 * pp, m + 7 * pp,
-                        m + 8 * pp, m + 9 * pp, 0, 0};
+  return (ComputeBlock){FALSE, m, m + pp, m + 2 * pp, m + 3 * pp, NULL};
 }
 
 /* A shallow plan: shares base's partition string (never cleared). */
@@ -224,6 +221,7 @@ static gint8 block_schedule(const PxLayout *l) {
 
 static void state_block(const Space *sp, const PxPartition *part, PxLayout l, StateBlock *b) {
   PxPlan p, p0;
+  g_clear_pointer(&b->tab, px_cost_table_free);
   l.mbs = 1;
   l.ckpt = PX_CKPT_NONE;
   /* model states do not depend on sp; the experts' grid under TP needs it (moe.h) */
@@ -244,24 +242,16 @@ static void state_block(const Space *sp, const PxPartition *part, PxLayout l, St
     const PxStageMemory *s = &m->stages[r];
     b->states[r] = s->weights + s->gradients + s->optimizer + s->fp8_weights + s->fp8_meta;
     b->buf_extra[r] = s->buffers - m0->stages[r].buffers;
-    b->gather[r] = b->gather_pass[r] = b->reduce_pass[r] = 0;
-    for (int c = 0; c < l.vpp; c++) {
-      int k = px_partition_part_of(part, r, c);
-      b->gather[r] += t->gather[k];
-      b->gather_pass[r] += t->gather_pass[k];
-      b->reduce_pass[r] += t->reduce_pass[k];
-    }
-    int k0 = px_partition_part_of(part, r, 0);
-    double bwd0 = t->bwd_input[k0] + t->bwd_weight[k0];
-    b->window[r] = bwd0 > 0 ? t->dp_window[k0] / bwd0 : 0;
     b->dp_reduce[r] = t->dp_reduce[r];
     b->optimizer[r] = t->optimizer[r];
   }
   b->overlap_dp = t->overlap_dp;
+  b->tab = g_steal_pointer(&t);
 }
 
 static void compute_block(const Space *sp, const PxPartition *part, PxLayout l, ComputeBlock *b) {
   PxPlan p;
+  g_clear_pointer(&b->tab, px_cost_table_free);
   l.zero = 0;
   l.offload = PX_OFFLOAD_NONE;
   l.schedule = block_schedule(&l);
@@ -272,29 +262,7 @@ static void compute_block(const Space *sp, const PxPartition *part, PxLayout l, 
   g_autoptr(PxCostTable) t = px_cost_table_new(sp->model, sp->cluster, &p, part, NULL);
   if (!t) { b->ok = FALSE; return; }
   g_autoptr(PxMemory) m = px_memory_new(sp->model, &p, part, sp->cluster);
-  double p2p = 0;
-  for (int k = 0; k < part->parts; k++) p2p += t->p2p_act[k] + t->p2p_grad[k];
-  b->p2p = part->parts > 1 ? p2p / (part->parts - 1) : 0;
-  b->lockstep = 0;
-  for (int c = 0; c < l.vpp; c++) {
-    double mx = 0;
-    for (int r = 0; r < l.pp; r++) {
-      int k = px_partition_part_of(part, r, c);
-      mx = MAX(mx, t->fwd[k] + t->bwd_input[k] + t->bwd_weight[k]);
-    }
-    b->lockstep += mx;
-  }
   for (int r = 0; r < l.pp; r++) {
-    b->f[r] = b->bi[r] = b->w[r] = b->chunk_max[r] = 0;
-    for (int c = 0; c < l.vpp; c++) {
-      int k = px_partition_part_of(part, r, c);
-      b->f[r] += t->fwd[k];
-      b->bi[r] += t->bwd_input[k];
-      b->w[r] += t->bwd_weight[k];
-      double tk = t->fwd[k] + t->bwd_input[k] + t->bwd_weight[k];
-      b->chunk_max[r] = MAX(b->chunk_max[r], tk);
-    }
-    b->t[r] = b->f[r] + b->bi[r] + b->w[r] + t->load[r];
     b->tied[r] = t->tied_reduce[r];
     const PxStageMemory *s = &m->stages[r];
     double *chunk_act = &b->chunk_act[r * l.vpp];
@@ -302,91 +270,173 @@ static void compute_block(const Space *sp, const PxPartition *part, PxLayout l, 
       int k = px_partition_part_of(part, r, c);
       chunk_act[c] = px_part_activation_bytes(sp->model, &p, part->bounds[k], part->bounds[k + 1]);
     }
-    b->act_mb[r] = s->activation_per_mb;
     b->act_extra[r] = s->activations - px_memory_peak_activations(&p, r, chunk_act);
     b->buf0[r] = s->buffers;
   }
+  b->tab = g_steal_pointer(&t);
 }
 
-/* Memory and analytic time of a validated plan from its two blocks. */
-/* Rank r's forward, backward-input and backward-weight per micro-batch with
- * the ZeRO-3 gathers' excess over the compute folded in as the cost table
- * folds it (forward excess into F, backward excess half into each of B, W). */
-static void rank_fbw(const StateBlock *s, const ComputeBlock *c, int r, double *f, double *bi, double *w) {
-  double gb = MAX(0.0, s->gather_pass[r] + s->reduce_pass[r] - c->bi[r] - c->w[r]);
-  *f = c->f[r] + MAX(0.0, s->gather_pass[r] - c->f[r]);
-  *bi = c->bi[r] + gb / 2;
-  *w = c->w[r] + gb / 2;
-}
-
-static void evaluate(const PxPlan *p, const StateBlock *s, const ComputeBlock *c, double *memory, double *time) {
-  int pp = p->pp;
-  double peak = 0, tc = -1, gather = 0, reduce = 0, opt = 0;
-  int crit = 0;
-  for (int r = 0; r < pp; r++) {
+/* Peak memory per GPU of a validated plan from its two blocks. */
+static double evaluate_memory(const PxPlan *p, const StateBlock *s, const ComputeBlock *c) {
+  double peak = 0;
+  for (int r = 0; r < p->pp; r++) {
     double mem = s->states[r] + s->buf_extra[r] + c->buf0[r] + px_memory_peak_activations(p, r, &c->chunk_act[r * p->vpp]) +
                  c->act_extra[r] + p->workspace_bytes;
     peak = MAX(peak, mem);
-    /* ZeRO-3: what the per-pass gathers add beyond the compute they overlap
-     * (the cost table's rule, on the rank's chunks together) */
-    double tr = c->t[r] + MAX(0.0, s->gather_pass[r] - c->f[r]) +
-                MAX(0.0, s->gather_pass[r] + s->reduce_pass[r] - c->bi[r] - c->w[r]);
-    if (tr > tc) { tc = tr; crit = r; }
-    gather = MAX(gather, s->gather[r]);
-    double red = s->dp_reduce[r] + c->tied[r];
-    /* overlapped: the last chunk's reduction starts window x its backward
-     * early, and rank r finishes its backwards about r chunk backwards before
-     * rank 0 does */
-    if (s->overlap_dp) {
-      /* chunk by chunk, one after the other on the collective stream: chunk
-       * c's last backward ends about c·p chunk backwards before chunk 0's
-       * (the drain runs p micro-batches per chunk), each starts its window
-       * early; what is left after the last backward is exposed */
-      double bc = (c->bi[r] + c->w[r]) / p->vpp, gap = pp * bc;
-      red = MAX(0, MAX(red / p->vpp, red - (p->vpp - 1) * gap) - s->window[r] * bc - r * bc);
-    }
-    reduce = MAX(reduce, red);
-    opt = MAX(opt, s->optimizer[r]);
   }
-  /* fill and drain: every other rank's share once (a chunk's worth for
-   * interleaved), and the p2p hops of the first micro-batch through all v·p
-   * parts */
-  double fill = 0, fc, bic, wc;
-  rank_fbw(s, c, crit, &fc, &bic, &wc);
+  return peak;
+}
+
+/* ---- the pipeline: the schedule's own critical path ----------------------- */
+
+/* What the schedule's compute order, its sends and receives and the ZeRO-3
+ * first gathers give over the cost table, before any DP or tied reduction
+ * and the optimizer step: per rank the time its last compute op ends (end),
+ * and per (rank, chunk) the time the chunk's gradients are final, where its
+ * REDUCE_GRADS stands (grad[r·vpp + c], -1: the program reduces none). It
+ * depends on the compute block, the schedule and, with ZeRO-3, on the state
+ * block (its gathers); not on ZeRO 0-2, offload or the stack's DP overlap,
+ * so a task computes it once per (compute block, schedule, ZeRO-3 state). */
+typedef struct {
+  gboolean done, ok;
+  double *end;         /* (pp) */
+  double *grad;        /* (pp·vpp) */
+  int tied_a, tied_b;  /* the stages of the tied-embedding reduction, -1 */
+} Pipe;
+
+/* The pipeline of the validated layout plan p: its program run by the event
+ * engine (sim/engine.c) over the compute block's cost table with the
+ * reductions and the optimizer at zero cost, every one non-blocking; with
+ * ZeRO-3 the state block's per-pass gathers folded into F, B, W as the cost
+ * table folds them (cost.c: forward excess into F, backward excess half into
+ * each of B and W) and its first gathers before each chunk. */
+static void pipe_run(const PxPlan *p, const PxPartition *part, const ComputeBlock *cb, const StateBlock *z3, Pipe *out) {
+  const PxCostTable *ct = cb->tab;
+  int pp = p->pp, v = p->vpp, parts = ct->parts;
+  out->done = TRUE;
+  out->ok = FALSE;
+  g_autoptr(PxProgram) prog = px_program_new(p, part, NULL);
+  if (!prog) return;
+  g_autofree double *arr = g_new0(double, 4 * (gsize)parts + 3 * (gsize)pp);
+  PxCostTable t = *ct;
+  t.fwd = arr;
+  t.bwd_input = arr + parts;
+  t.bwd_weight = arr + 2 * parts;
+  t.gather = arr + 3 * parts;
+  t.dp_reduce = arr + 4 * parts;
+  t.tied_reduce = t.dp_reduce + pp;
+  t.optimizer = t.tied_reduce + pp;
+  t.dp_window = NULL;
+  t.overlap_dp = TRUE;
+  for (int k = 0; k < parts; k++) {
+    t.fwd[k] = ct->fwd[k];
+    t.bwd_input[k] = ct->bwd_input[k];
+    t.bwd_weight[k] = ct->bwd_weight[k];
+    if (z3) {
+      double g = z3->tab->gather_pass[k], rs = z3->tab->reduce_pass[k];
+      double bx = MAX(0.0, g + rs - ct->bwd_input[k] - ct->bwd_weight[k]);
+      t.fwd[k] += MAX(0.0, g - ct->fwd[k]);
+      t.bwd_input[k] += bx / 2;
+      t.bwd_weight[k] += bx / 2;
+      t.gather[k] = z3->tab->gather[k];
+    }
+  }
+  for (int i = 0; i < pp * v; i++) out->grad[i] = -1;
+  PxSimOptions so = {.no_timeline = TRUE, .stage_ready = out->end, .grads_final = out->grad};
+  g_autoptr(PxSimResult) res = px_simulate(prog, &t, &so, NULL);
+  if (!res) return;
+  out->tied_a = prog->tied_first_stage;
+  out->tied_b = prog->tied_last_stage;
+  out->ok = TRUE;
+}
+
+/* The step from the pipeline and the state block, by the engine's rules for
+ * the collective stream: with overlap each chunk's DP reduction starts when
+ * its gradients are final less its window (the buckets filled before the end
+ * of its last backward, cost table dp_window), the chunks one after the
+ * other; the tied reduction when both of its stages have reached it; the
+ * optimizer step when the rank's reductions are done. Without overlap the
+ * tied reduction, then the rank's DP reductions, block the rank after its
+ * last compute op. */
+static double finish_time(const PxPlan *p, const StateBlock *s, const ComputeBlock *c, const Pipe *pipe) {
+  int pp = p->pp, v = p->vpp;
+  double *t = g_newa(double, pp), *cf = g_newa(double, pp);
+  const PxCostTable *st = s->tab, *ct = c->tab;
   for (int r = 0; r < pp; r++) {
-    if (r == crit) continue;
-    double f, bi, w;
-    rank_fbw(s, c, r, &f, &bi, &w);
-    double tr = c->t[r] - c->f[r] - c->bi[r] - c->w[r] + f + bi + w;
-    switch (p->schedule) {
-    /* interleaved: a chunk's worth per rank, its largest chunk when the
-     * stage's layers do not divide into v equal chunks (the warm-up and
-     * cool-down run chunk by chunk, each waiting for its slowest) */
-    case PX_SCHED_INTERLEAVED: fill += c->chunk_max[r] + (tr - c->f[r] - c->bi[r] - c->w[r]) / p->vpp; break;
-    /* the drain's W are the critical rank's (the engine: u_r = F_r + B_r - W_c) */
-    case PX_SCHED_ZB_H1: fill += MAX(f + bi - wc, 0); break;
-    /* ZB-H2: every rank waits a forward for its first input, then (p-1)(F+B-2W)
-     * (Qi et al.); the engine's step follows the larger of the two */
-    case PX_SCHED_ZB_H2: fill += MAX(f, f + bi - 2 * w); break;
-    /* the V schedules per chunk (half the rank's work): ZB-V as ZB-H2, DualPipeV
-     * (F&B + B - 3W) = F + 2Bi - W (DualPipe README) */
-    case PX_SCHED_ZB_V: fill += MAX(f, f + bi - 2 * w) / 2; break;
-    case PX_SCHED_DUALPIPEV: fill += MAX(f + 2 * bi - w, 0) / 2; break;
-    default: fill += tr; break;
+    t[r] = pipe->end[r];
+    cf[r] = 0;
+    if (!s->overlap_dp) continue;
+    double after = -G_MAXDOUBLE;  /* the chunks in the order their gradients become final */
+    for (int n = 0; n < v; n++) {
+      int next = -1;
+      for (int ch = 0; ch < v; ch++) {
+        double g = pipe->grad[r * v + ch];
+        if (g >= 0 && g > after && (next < 0 || g < pipe->grad[r * v + next])) next = ch;
+      }
+      if (next < 0) break;
+      after = pipe->grad[r * v + next];
+      /* the engine's window of chunk c on rank r: dp_window of the part it
+       * holds (px_schedule_part_of: c·pp + r, or the V's), the bucket share
+       * of that part's backward (the state table's share, mbs 1, times this
+       * compute block's backward) */
+      int k = px_schedule_part_of(p->schedule, pp, r, next);
+      double sb = st->bwd_input[k] + st->bwd_weight[k];
+      double win = st->dp_window && sb > 0 ? st->dp_window[k] / sb * (ct->bwd_input[k] + ct->bwd_weight[k]) : 0;
+      cf[r] = MAX(after - win, cf[r]) + s->dp_reduce[r] / v;
     }
   }
-  /* interleaved: the first micro-batch crosses all v·p parts one after the
-   * other; the V schedules turn on the last rank (no hop) and overlap the
-   * way back: one hop per stage, as 1F1B */
-  int hops_per_stage = p->schedule == PX_SCHED_INTERLEAVED ? p->vpp : 1;
-  *memory = peak;
-  /* interleaved: the ranks run chunk c of a micro-batch in the same slot of
-   * the steady state, so a slot lasts the slowest rank's chunk c: with
-   * unequal chunks (layers per stage not a multiple of v, the embedding on
-   * rank 0's first chunk, the head on the last rank's last) a micro-batch
-   * costs the sum over chunks of the slowest, not the critical rank's sum */
-  if (p->schedule == PX_SCHED_INTERLEAVED) tc = MAX(tc, c->lockstep);
-  *time = p->m * tc + fill + (pp - 1) * hops_per_stage * c->p2p + gather + reduce + opt;
+  int a = pipe->tied_a, b = pipe->tied_b;
+  if (a >= 0 && b >= 0 && a < pp && b < pp) {
+    double end = MAX(MAX(t[a], cf[a]), MAX(t[b], cf[b])) + c->tied[a];
+    cf[a] = MAX(cf[a], end);
+    cf[b] = MAX(cf[b], end);
+    if (!s->overlap_dp) {
+      t[a] = MAX(t[a], end);
+      t[b] = MAX(t[b], end);
+    }
+  }
+  double step = 0;
+  for (int r = 0; r < pp; r++) {
+    if (!s->overlap_dp) {
+      for (int ch = 0; ch < v; ch++)
+        if (pipe->grad[r * v + ch] >= 0) {
+          t[r] = MAX(t[r], cf[r]) + s->dp_reduce[r] / v;
+          cf[r] = t[r];
+        }
+    }
+    t[r] = MAX(t[r], cf[r]) + s->optimizer[r];
+    step = MAX(step, t[r]);
+  }
+  return step;
+}
+
+/* A lower bound of finish_time without the pipeline: every rank is busy
+ * with its m micro-batches' F, B and W (ZeRO-3 folded as pipe_run folds
+ * them) after the forwards of the parts before its first one, and then runs
+ * its optimizer step. */
+static double time_lower_bound(const PxPlan *p, const StateBlock *s, const ComputeBlock *c, gboolean z3) {
+  const PxCostTable *ct = c->tab;
+  double bound = 0, before = 0;
+  for (int k = 0; k < ct->parts; k++) {
+    int r, ch;
+    px_schedule_part_place(p->schedule, p->pp, k, &r, &ch);
+    if (ch == 0) {
+      double busy = 0;
+      for (int cc = 0; cc < p->vpp; cc++) {
+        int kk = px_schedule_part_of(p->schedule, p->pp, r, cc);
+        double f = ct->fwd[kk], b = ct->bwd_input[kk] + ct->bwd_weight[kk];
+        if (z3) {
+          double g = s->tab->gather_pass[kk];
+          b += MAX(0.0, g + s->tab->reduce_pass[kk] - b);
+          f += MAX(0.0, g - f);
+        }
+        busy += f + b;
+      }
+      bound = MAX(bound, before + p->m * busy + s->optimizer[r]);
+    }
+    before += ct->fwd[k];
+  }
+  return bound;
 }
 
 /* ---- ranking -------------------------------------------------------------- */
@@ -447,7 +497,33 @@ typedef struct {
   guint64 evaluated, feasible;
   gboolean have_best;
   PxSearchCandidate best;
+  /* objective time without the Pareto points: the `cap` best analytic times
+   * so far over every task (ascending), under lock. A layout whose lower
+   * bound exceeds the last of them cannot be among the `cap` best, whatever
+   * the thread count, and its pipeline is not run. */
+  gboolean prune;
+  double *top_times;
+  int n_top;
 } Run;
+
+/* Offer a time to the run's best list (G_MAXDOUBLE: none); the bound a
+ * layout must beat to be worth evaluating (G_MAXDOUBLE until `cap` times are
+ * known). */
+static double run_offer(Run *run, double time) {
+  g_mutex_lock(&run->lock);
+  if (time < G_MAXDOUBLE && (run->n_top < run->cap || time < run->top_times[run->n_top - 1])) {
+    int i = MIN(run->n_top, run->cap - 1);
+    while (i > 0 && run->top_times[i - 1] > time) {
+      run->top_times[i] = run->top_times[i - 1];
+      i--;
+    }
+    run->top_times[i] = time;
+    run->n_top = MIN(run->n_top + 1, run->cap);
+  }
+  double bound = run->n_top < run->cap ? G_MAXDOUBLE : run->top_times[run->n_top - 1];
+  g_mutex_unlock(&run->lock);
+  return bound;
+}
 
 /* A task's schedules: its key's schedule is ZB-V for the V tasks (two chunks
  * per rank placed in a V), else a placeholder. */
@@ -512,10 +588,14 @@ static void run_task(gpointer data, gpointer user) {
   plan_from(&pp_plan, sp->base, &l);
   g_autoptr(PxPartition) part = px_partition_new(sp->model, &pp_plan, NULL, &task->why);
   guint64 feasible_local = 0;
+  double bound = run->prune ? run_offer(run, G_MAXDOUBLE) : G_MAXDOUBLE;
+  StateBlock sb[N_ZO];
+  ComputeBlock cb = {0};
+  g_autofree double *pipe_mem = NULL;
+  memset(sb, 0, sizeof sb);
   if (part) {
     int pp = l.pp;
     g_autofree double *mem = g_new0(double, (gsize)pp * (STATE_ARRAYS * N_ZO + COMPUTE_ARRAYS + l.vpp));
-    StateBlock sb[N_ZO];
     for (int i = 0; i < ch.n_zo; i++) {
       int z = ch.zo[i];
       sb[z] = state_block_at(mem + (gsize)pp * STATE_ARRAYS * z, pp);
@@ -524,7 +604,16 @@ static void run_task(gpointer data, gpointer user) {
       lz.offload = zero_offload[z].offload;
       state_block(sp, part, lz, &sb[z]);
     }
-    ComputeBlock cb = compute_block_at(mem + (gsize)pp * STATE_ARRAYS * N_ZO, pp);
+    cb = compute_block_at(mem + (gsize)pp * STATE_ARRAYS * N_ZO, pp);
+    /* the pipelines of one compute block: per schedule, one for ZeRO 0-2 (slot
+     * 0) and one per ZeRO-3 state (its slot) */
+    Pipe pipes[MAX_TASK_SCHED][N_ZO];
+    pipe_mem = g_new(double, (gsize)MAX_TASK_SCHED * N_ZO * (pp + pp * l.vpp));
+    for (int i = 0; i < MAX_TASK_SCHED; i++)
+      for (int z = 0; z < N_ZO; z++) {
+        double *pm = pipe_mem + ((gsize)i * N_ZO + z) * (pp + pp * l.vpp);
+        pipes[i][z] = (Pipe){FALSE, FALSE, pm, pm + pp, -1, -1};
+      }
     for (int im = 0; im < ch.n_mbs; im++)
       for (int ic = 0; ic < ch.n_ckpt; ic++)
         for (int is = 0; is < ch.n_sp; is++) {
@@ -533,6 +622,8 @@ static void run_task(gpointer data, gpointer user) {
           l.ckpt = ch.ckpt[ic];
           l.sp = ch.sp[is];
           compute_block(sp, part, l, &cb);
+          for (int i = 0; i < MAX_TASK_SCHED; i++)
+            for (int z = 0; z < N_ZO; z++) pipes[i][z].done = FALSE;
           for (int iz = 0; iz < ch.n_zo; iz++) {
             int z = ch.zo[iz];
             l.zero = zero_offload[z].zero;
@@ -547,8 +638,20 @@ static void run_task(gpointer data, gpointer user) {
                 continue;
               task->valid++;
               PxSearchCandidate c = {.layout = l, .gbs = p.gbs, .seq = p.seq};
-              evaluate(&p, &sb[z], &cb, &c.memory, &c.analytic_time);
+              c.memory = evaluate_memory(&p, &sb[z], &cb);
               c.fits = c.memory <= sp->capacity;
+              if (c.fits) {
+                gboolean z3 = zero_offload[z].zero == 3;
+                if (run->prune && time_lower_bound(&p, &sb[z], &cb, z3) > bound) {
+                  task->feasible++;
+                  feasible_local++;
+                  continue;
+                }
+                Pipe *pi = &pipes[ik][z3 ? z : 0];
+                if (!pi->done) pipe_run(&p, part, &cb, z3 ? &sb[z] : NULL, pi);
+                if (!pi->ok) continue;
+                c.analytic_time = finish_time(&p, &sb[z], &cb, pi);
+              }
               if (!task->have_closest || c.memory < task->closest.memory ||
                   (c.memory == task->closest.memory && px_layout_compare(&l, &task->closest.layout) < 0)) {
                 task->closest = c;
@@ -558,6 +661,7 @@ static void run_task(gpointer data, gpointer user) {
               task->feasible++;
               feasible_local++;
               best_insert(task->best, run->cap, &c, o->objective);
+              if (run->prune && c.analytic_time < bound) bound = run_offer(run, c.analytic_time);
               if (task->points) {
                 PxSearchPoint pt = {c.memory, c.analytic_time, l};
                 g_array_append_val(task->points, pt);
@@ -567,6 +671,8 @@ static void run_task(gpointer data, gpointer user) {
         }
   }
 out:
+  for (int z = 0; z < N_ZO; z++) g_clear_pointer(&sb[z].tab, px_cost_table_free);
+  g_clear_pointer(&cb.tab, px_cost_table_free);
   g_mutex_lock(&run->lock);
   run->evaluated += task->evaluated;
   run->feasible += feasible_local;
@@ -751,9 +857,38 @@ gboolean px_search_evaluate(const PxModel *model, const PxCluster *cluster, cons
   Space sp = {model, cluster, base, 0, NULL};
   state_block(&sp, part, *l, &sb);
   compute_block(&sp, part, *l, &cb);
-  if (!sb.ok || !cb.ok) return FALSE;
-  evaluate(&p, &sb, &cb, memory, time);
-  return TRUE;
+  gboolean ok = sb.ok && cb.ok;
+  if (ok) {
+    g_autofree double *pm = g_new(double, (gsize)pp * (1 + l->vpp));
+    Pipe pi = {FALSE, FALSE, pm, pm + pp, -1, -1};
+    pipe_run(&p, part, &cb, l->zero == 3 ? &sb : NULL, &pi);
+    ok = pi.ok;
+    if (ok) {
+      *memory = evaluate_memory(&p, &sb, &cb);
+      *time = finish_time(&p, &sb, &cb, &pi);
+    }
+  }
+  g_clear_pointer(&sb.tab, px_cost_table_free);
+  g_clear_pointer(&cb.tab, px_cost_table_free);
+  return ok;
+}
+
+double px_search_kendall_tau(const PxSearchResult *r) {
+  double concordant = 0, discordant = 0, ties_x = 0, ties_y = 0;
+  guint n = r && r->top ? r->top->len : 0;
+  for (guint i = 0; i < n; i++)
+    for (guint j = i + 1; j < n; j++) {
+      const PxSearchCandidate *a = &g_array_index(r->top, PxSearchCandidate, i);
+      const PxSearchCandidate *b = &g_array_index(r->top, PxSearchCandidate, j);
+      double dx = a->analytic_time - b->analytic_time, dy = a->step_time - b->step_time;
+      if (dx == 0 && dy == 0) continue;
+      if (dx == 0) ties_x++;
+      else if (dy == 0) ties_y++;
+      else if ((dx > 0) == (dy > 0)) concordant++;
+      else discordant++;
+    }
+  double denom = sqrt((concordant + discordant + ties_x) * (concordant + discordant + ties_y));
+  return denom > 0 ? (concordant - discordant) / denom : 1.0;
 }
 
 /* ---- the search ----------------------------------------------------------- */
@@ -800,6 +935,9 @@ PxSearchResult *px_search_run(const PxModel *model, const PxCluster *cluster, co
   int cap = opt->confirm > 0 ? MAX(opt->confirm, top) : MAX(4 * top, 16);
 
   Run run = {.space = {model, cluster, base, res->capacity, opt}, .cap = cap};
+  run.prune = opt->objective == PX_OBJECTIVE_TIME && !opt->keep_points;
+  g_autofree double *top_times = g_new(double, cap);
+  run.top_times = top_times;
   g_autoptr(GArray) tasks = enumerate_tasks(model, cluster, opt, base->seq > 0 ? base->seq : model->desc.default_seq);
   if (tasks->len == 0) res->why_invalid = px_search_why_empty(model, cluster, opt);
   run.tasks = (Task *)tasks->data;

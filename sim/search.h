@@ -6,38 +6,36 @@
  * confirmed with the event engine, ranked by simulated step time. And the
  * sizing question: the fewest GPUs whose best layout trains T tokens in D days.
  *
- * The analytic step time of a layout (seconds), from its cost table (per
- * micro-batch, per pipeline rank r: F_r forward, Bi_r backward-input, W_r
- * backward-weight, L_r micro-batch load, summed over the rank's chunks):
- *     t_r  = F_r + Bi_r + W_r + L_r (+ ZeRO-3 gathers beyond the compute),
- *     c    = the rank with the largest t_r
- *     T    = m · t_c                                   (steady state; interleaved:
- *                                                       m · max(t_c, sum_k max_r t_{r,k}),
- *                                                       every rank runs chunk k in one slot)
- *          + sum_{r != c} u_r                          (fill and drain)
- *          + (p - 1) · h · (a + g)                     (p2p of the first micro-batch)
- *          + max_r G_r                                 (ZeRO-3 first gathers)
- *          + max_r exposed(D_r + Y_r)                  (DP + tied reductions)
- *          + max_r O_r                                 (optimizer step)
- * with u_r what rank r adds to the fill and drain: t_r for 1f1b and gpipe,
- * its largest chunk's F + Bi + W (t_r / v when the chunks are equal) for interleaved, max(F_r + Bi_r - W_c, 0) for zb-h1 (Qi et al.
- * 2023: ZB-H1's bubble is (p-1)(T_F + T_B - T_W); the drain's W are the
- * critical rank's), max(F_r, F_r + Bi_r - 2W_r)
- * for zb-h2 (the last rank's first input waits a forward; the span's
- * (p-1)(F+B-2W)), the same halved (one chunk) for zb-v, (F_r + 2Bi_r - W_r)/2
- * for dualpipev (the DualPipe README's F&B + B - 3W per chunk); h = v hops per
- * stage (the first micro-batch crosses all v·p parts); a and g the mean
- * activation and gradient p2p times; G_r the rank's ZeRO-3 first gathers; D_r
- * its DP reduction, Y_r the tied-embedding reduction; exposed(x) = x when the
- * stack reduces after the whole backward (cost.h px_cost_overlap_dp), else,
- * with b_r = (Bi_r + W_r) / v one chunk's backward,
- *     max(0, max(x / v, x - (v - 1) p b_r) - w_r b_r - r b_r):
- * the chunks' reductions run one after the other, chunk c's last backward
- * ending about c·p chunk backwards before chunk 0's; each starts w_r of its
- * backward early (the cost table's dp_window); rank r ends r chunk backwards
- * before rank 0. With ZeRO-3 and overlap each backward also carries its
- * reduce-scatter beside the gathers. O_r its optimizer step. bench_rank
- * prints Kendall's tau between this order and the engine's.
+ * The analytic step time of a layout (seconds) is the engine's own timeline
+ * taken apart, so that the search ranks layouts as the engine does (one cost
+ * model, one schedule; issue 11 item 7):
+ *   - the pipeline: the schedule's program (common/schedule.c) run by the
+ *     event engine over the compute block's cost table with every reduction
+ *     and the optimizer at zero cost (ZeRO-3: the per-pass gathers folded into
+ *     F, B, W as the cost table folds them, and the first gathers). It gives
+ *     per rank the end of its pipeline work E_r and per (rank, chunk) the time
+ *     G_{r,c} the chunk's gradients are final. It depends on (micro-batch,
+ *     checkpoint, sp, schedule) and, with ZeRO-3, the state; not on ZeRO 0-2,
+ *     offload or the stack's overlap, so a task runs it once per compute
+ *     block, schedule and ZeRO-3 state, not once per layout;
+ *   - the reductions and the optimizer step in closed form, per ZeRO stage,
+ *     by the engine's rules for the collective stream: with overlap (cost.h
+ *     px_cost_overlap_dp) chunk c's DP reduction D_r / v starts at
+ *     max(G_{r,c} - window, the previous one's end); the tied reduction when
+ *     both its stages have reached it; the optimizer O_r after the rank's
+ *     reductions: T = max_r max(E_r, reductions_r) + O_r. Without overlap the
+ *     tied reduction and then the v reductions block the rank after E_r.
+ * The closed forms per schedule this replaces (fill and drain from each
+ * rank's share) were exact for 1F1B-like stages only: ZB-V's and DualPipeV's
+ * fill depends on unequal F, B, W and on the heavier ranks holding the
+ * embedding and the head (docs/cost.md §6). The fill of ZB-V with equal ranks
+ * is px_plan_zbv_idle (plan.h).
+ * With objective time (and no Pareto points) a layout whose lower bound —
+ * each rank's m micro-batches of F + B + W after the forwards before its
+ * first part, plus its optimizer step — exceeds the `confirm`-th best time
+ * found so far is not evaluated: it cannot be among the best, whatever the
+ * thread count. bench_rank prints Kendall's tau between this order and the
+ * engine's; the search prints it for the layouts it shows.
  *
  * Memory per GPU is exactly the core's px_memory_new (checked against it by
  * tests): it is evaluated from per-(tp, pp, vpp, order) pieces — model states
@@ -208,6 +206,12 @@ char *px_search_explain(const PxSearchCandidate *winner, const PxSearchCandidate
  * PxSearchCandidate (fits against capacity). */
 GArray *px_search_schedules(const PxModel *model, const PxCluster *cluster, const PxPlan *base,
                             const PxSearchCandidate *winner, double capacity);
+
+/* Kendall's tau-b between the analytic and the simulated step times of the
+ * result's simulated candidates (r->top): 1 when both order them alike, -1
+ * reversed; pairs tied in one of the two count against neither (tau-b). 1
+ * with fewer than two candidates. */
+double px_search_kendall_tau(const PxSearchResult *r);
 
 /* Analytic evaluation of one layout (memory and time; no simulation), as the
  * search does it — for tests and benchmarks. FALSE when the layout is invalid. */

@@ -83,6 +83,26 @@ check "text: step time with units" "grep -Eq '^# step time +predicted +[0-9.]+ m
 check "text: idle share" "grep -q '^# idle compute share' <<<\"\$out\""
 check "text: a FORWARD row per rank" "[ \$(grep -Ec '^ +[01] +[01] FORWARD ' <<<\"\$out\") -eq 2 ]"
 
+# one gnuplot figure of both timelines: its data names a predicted and a
+# measured row for each rank and every box sits on one of them; gnuplot drew it
+"$exe" run "${flags[@]}" --pp 2 --gpus 2 --steps 2 --compare --plot "$tmp/plot" > /dev/null 2> "$tmp/e"
+rc=$?
+check "--plot with --compare: exit 0, compare.png and compare.svg drawn" "[ $rc -eq 0 ] && [ -s '$tmp/plot/compare.png' ] && [ -s '$tmp/plot/compare.svg' ] && grep -q '<svg' '$tmp/plot/compare.svg'"
+check "--plot with --compare: predicted and measured rows of both ranks, boxes on each" "python3 - '$tmp/plot/compare.dat' <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+rows = dict((int(n), name) for n, name in re.findall(r'^# row (\\d+): (.+)$', text, re.M))
+assert sorted(rows.values()) == ['measured rank 0 (stage 0)', 'measured rank 1 (stage 1)',
+                                 'predicted rank 0 (stage 0)', 'predicted rank 1 (stage 1)'], rows
+boxes = text.split('\\n\\n\\n')[0]
+used = set()
+for line in boxes.splitlines():
+    if line.startswith('#') or not line.strip(): continue
+    x, y, hw, hh, rgb = line.split()
+    used.add(round(float(y)))
+assert used == set(rows), (used, rows)
+PY"
+
 "$exe" run --model tiny-gpt --seq 16 --mbs 2 --gbs 8 --steps 1 --compare > /dev/null 2> "$tmp/e"
 rc=$?
 check "no cluster: exit non-zero, one line naming --cluster" "[ $rc -ne 0 ] && [ \$(wc -l < '$tmp/e') -eq 1 ] && grep -q -- '--cluster' '$tmp/e'"

@@ -618,6 +618,83 @@ static void test_adamw(void) {
   }
 }
 
+/* AdamW over many tensors in one call (px_op_adamw_multi) against one
+ * px_op_adamw_dev per tensor, bit for bit: f32 with f32 or bf16 gradients
+ * (mixed precision's master), one tensor over the cuda kernel's 65536-element
+ * chunk, f64; each its own weight decay; a device scale, then a skipped
+ * step. The first tensor holds the hand case of test_adamw (p = 1, g = 0.5,
+ * lr 0.1, wd 0.01: 0.899000002 after one step). */
+static void test_adamw_multi(void) {
+  enum { K = 4 };
+  const struct {
+    PxDType p, g;
+    gint64 n;
+    double wd;
+  } spec[K] = {{PX_DTYPE_F32, PX_DTYPE_F32, 1, 0.01}, {PX_DTYPE_F32, PX_DTYPE_BF16, 1000, 0},
+               {PX_DTYPE_F32, PX_DTYPE_F32, 70001, 0.05}, {PX_DTYPE_F64, PX_DTYPE_F64, 300, 0.1}};
+  g_autoptr(GRand) rng = g_rand_new_with_seed(7);
+  PxTensor *t[2][K][4]; /* [multi, single][tensor][p, g, m, v] */
+  for (int k = 0; k < K; k++) {
+    gint64 n = spec[k].n;
+    g_autofree double *vals = g_new(double, 4 * n);
+    for (gint64 i = 0; i < 4 * n; i++) vals[i] = g_rand_double_range(rng, -1, 1);
+    for (gint64 i = 3 * n; i < 4 * n; i++) vals[i] = fabs(vals[i]) * 1e-3; /* v >= 0 */
+    if (k == 0) vals[0] = 1, vals[1] = 0.5, vals[2] = 0, vals[3] = 0;
+    for (int c = 0; c < 2; c++)
+      for (int j = 0; j < 4; j++) t[c][k][j] = mk(j == 1 ? spec[k].g : spec[k].p, "t", 1, n, vals + j * n);
+  }
+  g_autoptr(PxTensor) coef = scalar(PX_DTYPE_F32, 0.75);
+  g_autoptr(PxTensor) clear = mk_ids("found_inf", 1, (gint32[]){0});
+  g_autoptr(PxTensor) set = mk_ids("found_inf", 1, (gint32[]){1});
+  PxAdamW opt = {.lr = 0.1, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 99, .t = 1, .grad_scale = 1};
+  for (int step = 0; step < 3; step++) {
+    const PxTensor *sc = step ? coef : NULL, *skip = step == 2 ? set : clear;
+    PxAdamWItem items[K];
+    for (int k = 0; k < K; k++) items[k] = (PxAdamWItem){t[0][k][0], t[0][k][1], t[0][k][2], t[0][k][3], spec[k].wd};
+    OK(px_op_adamw_multi(be, items, K, &opt, sc, skip, &E));
+    for (int k = 0; k < K; k++) {
+      PxAdamW o = opt;
+      o.weight_decay = spec[k].wd;
+      OK(px_op_adamw_dev(be, t[1][k][0], t[1][k][1], t[1][k][2], t[1][k][3], &o, sc, skip, &E));
+    }
+    if (step == 0) g_assert_cmpfloat_with_epsilon(get1(t[0][0][0]), 0.8990000019999999, 1e-7);
+    opt.t++;
+  }
+  for (int k = 0; k < K; k++) {
+    gint64 n = spec[k].n;
+    g_autofree double *a = g_new(double, n), *b = g_new(double, n);
+    for (int j = 0; j < 4; j++) {
+      get(t[0][k][j], a);
+      get(t[1][k][j], b);
+      for (gint64 i = 0; i < n; i++) g_assert_cmpfloat(a[i], ==, b[i]);
+    }
+    for (int c = 0; c < 2; c++)
+      for (int j = 0; j < 4; j++) px_tensor_free(t[c][k][j]);
+  }
+  /* a missing tensor: one clear error */
+  PxAdamWItem bad = {NULL, NULL, NULL, NULL, 0};
+  GError *err = NULL;
+  g_assert_false(px_op_adamw_multi(be, &bad, 1, &opt, NULL, NULL, &err));
+  g_assert_error(err, PX_BACKEND_ERROR, PX_BACKEND_ERROR_SHAPE);
+  g_clear_error(&err);
+}
+
+/* The sums of squares of several tensors in one call: 1 + 4 + 9, 0.25 (f32),
+ * 2.25 + 6.25 (bf16: exact), 16 (f64) added to acc's 0.5: 39.25. */
+static void test_sum_squares_multi(void) {
+  const double a[3] = {1, -2, 3}, b[1] = {0.5}, c[2] = {1.5, -2.5}, d[1] = {4};
+  g_autoptr(PxTensor) ta = mk(PX_DTYPE_F32, "a", 1, 3, a);
+  g_autoptr(PxTensor) tb = mk(PX_DTYPE_F32, "b", 1, 1, b);
+  g_autoptr(PxTensor) tc = mk(PX_DTYPE_BF16, "c", 1, 2, c);
+  g_autoptr(PxTensor) td = mk(PX_DTYPE_F64, "d", 1, 1, d);
+  g_autoptr(PxTensor) acc = scalar(PX_DTYPE_F64, 0.5);
+  const PxTensor *ts[] = {ta, tb, tc, td};
+  OK(px_op_sum_squares_acc_multi(be, acc, ts, 4, &E));
+  g_assert_cmpfloat(get1(acc), ==, 39.25);
+  OK(px_op_sum_squares_acc_multi(be, acc, ts, 0, &E)); /* nothing */
+  g_assert_cmpfloat(get1(acc), ==, 39.25);
+}
+
 static void test_sum_squares_scale(void) {
   const double x[3] = {1, -2, 3};
   g_autoptr(PxTensor) t = mk(PX_DTYPE_F32, "x", 1, 3, x);
@@ -1159,6 +1236,8 @@ int main(int argc, char **argv) {
   g_test_add_func("/backend/cpu/fwd/attention", test_fwd_attention);
   g_test_add_func("/backend/cpu/fwd/cross-entropy", test_fwd_cross_entropy);
   g_test_add_func("/backend/cpu/adamw", test_adamw);
+  g_test_add_func("/backend/cpu/adamw-multi", test_adamw_multi);
+  g_test_add_func("/backend/cpu/sum-squares-multi", test_sum_squares_multi);
   g_test_add_func("/backend/cpu/sum-squares", test_sum_squares_scale);
   g_test_add_func("/backend/cpu/grad/linear", test_grad_linear);
   g_test_add_func("/backend/cpu/grad/embedding", test_grad_embedding);

@@ -112,16 +112,20 @@ static void test_gemm_efficiency(void) {
   g_assert_cmpfloat(REL(t, 134250496.0 / 1.8e12 + 4e-6), <, 1e-12);
 }
 
-/* One GPT block, h = 4096, 32 heads, ffn 16384, GELU, no biases, 2048 positions. */
-static PxModel *gemm_block_model(void) {
+/* One GPT block, h = 4096, 32 heads, ffn 16384, GELU, 2048 positions, with or
+ * without biases, LayerNorm or RMSNorm. */
+static PxModel *block_model_with(gboolean bias, PxNormKind norm) {
   PxModelDesc d = {.name = (char *)"block", .layers = 1, .hidden = 4096, .heads = 32, .kv_heads = 32,
                    .ffn = 16384, .vocab = 32000, .max_seq = 2048, .ffn_kind = PX_FFN_GELU,
-                   .norm = PX_NORM_LAYERNORM, .pos = PX_POS_ROPE, .bias = FALSE, .tied = FALSE};
+                   .norm = norm, .pos = PX_POS_ROPE, .bias = bias, .tied = FALSE};
   g_autoptr(GError) err = NULL;
   PxModel *m = px_model_new(&d, &err);
   g_assert_no_error(err);
   return m;
 }
+
+/* ... without biases, LayerNorm. */
+static PxModel *gemm_block_model(void) { return block_model_with(FALSE, PX_NORM_LAYERNORM); }
 
 /* One GPT block, h = 4096, s = 2048, 32 heads, ffn 16384, no biases, tp 1,
  * HBM so fast that memory-bound kernels vanish, no quantisation, efficiency 1:
@@ -195,6 +199,76 @@ static void test_block_gemm_bound(void) {
   l = px_cost_tp_link(&c, &p, 0);
   px_cost_layer_forward(m, block, &c, &p, &l, &compute, &comm);
   g_assert_cmpfloat(REL(comm, 2 * (4e-6 + 16777216 / 2.8e11)), <, 1e-9);
+  px_plan_clear(&p);
+}
+
+/* The memory-bound terms that depend on the software, each by hand on the
+ * gemm_block_model block (h = 4096, ffn 16384, s = 2048, micro-batch 1, tp 1,
+ * bf16: T h E = 2048 * 4096 * 2 = 16777216 B) at hbm_bw 1 TB/s (efficiency 1)
+ * and a 5 us kernel overhead, GEMMs at 1e15 (their time cancels in every
+ * difference below).
+ *  - Triton FlashAttention vs FlashAttention-2: v1's rate, so f / peak more
+ *    forward (f = 0.5 * 4 * 2048^2 * 4096 = 3.4359738368e10 FLOPs) and
+ *    2.5 f / peak more backward, plus the backward's preprocess (o, do: 2 T h E),
+ *    the fp32 dq copy ((4 + E) T h) and the chunk backward joining dq, dk, dv
+ *    (6 T h E): 9 T h E + 4 T h = 1.50994944e8 + 3.3554432e7 B over 3 kernels
+ *    = 1.84549376e-4 + 1.5e-5 s; nothing more forward.
+ *  - Biases: the same block with biases reduces each output gradient over
+ *    the tokens, qkv 3h + proj h + fc 4h + fc2 h = 9h columns: 9 T h E =
+ *    1.50994944e-4 s + 4 kernels (2e-5 s), backward only.
+ *  - LayerNorm vs RMSNorm (Transformer Engine's fused backward): LayerNorm's
+ *    dgamma / dbeta kernel reads dy and x again: 2 norms x 2 T h E =
+ *    6.7108864e-5 s + 2 kernels (1e-5 s), backward only. */
+static void test_software_terms(void) {
+  PxCluster c = make_cluster(8, 1);
+  c.hbm_bw = 1e12;
+  c.kernel_overhead = 5e-6;
+  PxPlan p;
+  set_plan(&p, 1, 1, 1, 1, 1);
+  p.seq = 2048;
+  PxLink l = px_cost_tp_link(&c, &p, 0);
+  PxLayerTimes a, b;
+  g_autoptr(PxModel) m = block_model_with(FALSE, PX_NORM_LAYERNORM);
+  p.attention = PX_ATTN_FLASH;
+  px_cost_layer_times(m, &m->layers[1], &c, &p, &l, &a);
+  p.attention = PX_ATTN_TRITON;
+  px_cost_layer_times(m, &m->layers[1], &c, &p, &l, &b);
+  g_assert_cmpfloat(REL(b.fwd - a.fwd, 3.4359738368e-5), <, 1e-9);
+  g_assert_cmpfloat(REL(b.bwd_input - a.bwd_input, 8.589934592e-5 + 1.84549376e-4 + 1.5e-5), <, 1e-9);
+  g_assert_cmpfloat(b.bwd_weight, ==, a.bwd_weight);
+  g_assert_cmpstr(px_attention_name(PX_ATTN_TRITON), ==, "triton");
+  PxAttention parsed = PX_ATTN_DEFAULT;
+  g_assert_true(px_attention_parse("triton", &parsed));
+  g_assert_cmpint(parsed, ==, PX_ATTN_TRITON);
+
+  p.attention = PX_ATTN_FLASH;
+  g_autoptr(PxModel) mb = block_model_with(TRUE, PX_NORM_LAYERNORM);
+  px_cost_layer_times(mb, &mb->layers[1], &c, &p, &l, &b);
+  g_assert_cmpfloat(b.fwd, ==, a.fwd);
+  g_assert_cmpfloat(REL(b.bwd_input - a.bwd_input, 1.50994944e-4 + 2e-5), <, 1e-9);
+
+  /* The LM head's cross entropy (V = 32000, T V = 65536000 logits): the
+   * default fp32 one reads + writes 4 B forward (3 kernels) and backward (2);
+   * the fsdp stack (llm-foundry's MPT under Composer) runs flash-attn's fused
+   * one, 2 E forward and 2 E backward (1 kernel each), plus Composer's two
+   * training metrics after the backward, each (E + 20) B per logit over 3
+   * kernels. Forward: (8 - 4) T V = 2.62144e-4 s and 2 kernels less;
+   * backward: 4 T V + 44 T V - 8 T V = 40 T V = 2.62144e-3 s and 5 kernels more. */
+  const PxLayer *head = &m->layers[m->n_layers - 1];
+  g_assert_cmpint(head->kind, ==, PX_LAYER_LM_HEAD);
+  PxLayerTimes ha, hb;
+  p.stack = PX_STACK_PARALLAX;
+  px_cost_layer_times(m, head, &c, &p, &l, &ha);
+  p.stack = PX_STACK_FSDP;
+  px_cost_layer_times(m, head, &c, &p, &l, &hb);
+  g_assert_cmpfloat(REL(ha.fwd - hb.fwd, 2.62144e-4 + 1e-5), <, 1e-9);
+  g_assert_cmpfloat(REL(hb.bwd_input - ha.bwd_input, 2.62144e-3 + 2.5e-5), <, 1e-9);
+  p.stack = PX_STACK_PARALLAX;
+
+  g_autoptr(PxModel) mr = block_model_with(FALSE, PX_NORM_RMSNORM);
+  px_cost_layer_times(mr, &mr->layers[1], &c, &p, &l, &b);
+  g_assert_cmpfloat(b.fwd, ==, a.fwd);
+  g_assert_cmpfloat(REL(a.bwd_input - b.bwd_input, 6.7108864e-5 + 1e-5), <, 1e-9);
   px_plan_clear(&p);
 }
 
@@ -590,6 +664,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cost/collective/tree-for-small", test_tree_for_small);
   g_test_add_func("/cost/compute/gemm-efficiency", test_gemm_efficiency);
   g_test_add_func("/cost/compute/block-gemm-bound", test_block_gemm_bound);
+  g_test_add_func("/cost/compute/software-terms", test_software_terms);
   g_test_add_func("/cost/links/tp-nvlink-vs-network", test_tp_links);
   g_test_add_func("/cost/table/dp-reduction-zero", test_dp_reduction);
   g_test_add_func("/cost/table/tied-and-p2p", test_tied_and_p2p);

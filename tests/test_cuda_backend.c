@@ -597,6 +597,93 @@ static void test_errors(void) {
 }
 #endif
 
+/* px_op_adamw_multi on the cuda backend (one launch per dtype pair, chunks
+ * of 65536 elements) against one px_op_adamw_dev per tensor there, bit for
+ * bit: f32 with f32 and with bf16 / f16 gradients (backend.c promotes those
+ * for the per-tensor path; the multi-tensor kernel reads them as they are),
+ * bf16 parameters, tensors over a chunk, each its own weight decay, a device
+ * scale, a skipped step. */
+static void test_adamw_multi(void) {
+  enum { K = 5 };
+  const struct {
+    PxDType p, g;
+    gint64 n;
+    double wd;
+  } spec[K] = {{PX_DTYPE_F32, PX_DTYPE_F32, 1, 0.01}, {PX_DTYPE_F32, PX_DTYPE_BF16, 1000, 0},
+               {PX_DTYPE_F32, PX_DTYPE_F32, 150001, 0.05}, {PX_DTYPE_F32, PX_DTYPE_F16, 65536, 0.1},
+               {PX_DTYPE_BF16, PX_DTYPE_BF16, 70000, 0.1}};
+  PxTensor *t[2][K][4];
+  for (int k = 0; k < K; k++) {
+    gint64 n = spec[k].n;
+    g_autofree double *vals = g_new(double, 4 * n);
+    for (gint64 i = 0; i < 4 * n; i++) vals[i] = g_rand_double_range(rng, -1, 1);
+    for (gint64 i = 3 * n; i < 4 * n; i++) vals[i] = fabs(vals[i]) * 1e-3;
+    for (int c = 0; c < 2; c++)
+      for (int j = 0; j < 4; j++) {
+        GError *E = NULL;
+        t[c][k][j] = px_tensor_new(cu, "t", j == 1 ? spec[k].g : spec[k].p, PX_MEM_BUFFERS, 1, &n, &E);
+        g_assert_no_error(E);
+        OK(px_tensor_upload_f64(t[c][k][j], vals + j * n, &E));
+      }
+  }
+  GError *E = NULL;
+  gint64 one = 1;
+  PxTensor *coef = px_tensor_new(cu, "coef", PX_DTYPE_F32, PX_MEM_BUFFERS, 1, &one, &E);
+  PxTensor *flag = px_tensor_new(cu, "found_inf", PX_DTYPE_I32, PX_MEM_BUFFERS, 1, &one, &E);
+  g_assert_no_error(E);
+  const double c75 = 0.75;
+  gint32 f0 = 0, f1 = 1;
+  OK(px_tensor_upload_f64(coef, &c75, &E));
+  PxAdamW opt = {.lr = 1e-2, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 99, .t = 1, .grad_scale = 0.5};
+  for (int step = 0; step < 3; step++) {
+    OK(px_tensor_upload(flag, step == 2 ? &f1 : &f0, &E));
+    PxAdamWItem items[K];
+    for (int k = 0; k < K; k++) items[k] = (PxAdamWItem){t[0][k][0], t[0][k][1], t[0][k][2], t[0][k][3], spec[k].wd};
+    OK(px_op_adamw_multi(cu, items, K, &opt, step ? coef : NULL, flag, &E));
+    for (int k = 0; k < K; k++) {
+      PxAdamW o = opt;
+      o.weight_decay = spec[k].wd;
+      OK(px_op_adamw_dev(cu, t[1][k][0], t[1][k][1], t[1][k][2], t[1][k][3], &o, step ? coef : NULL, flag, &E));
+    }
+    opt.t++;
+  }
+  int differ = 0;
+  for (int k = 0; k < K; k++) {
+    gint64 n = spec[k].n;
+    g_autofree double *a = g_new(double, n), *b = g_new(double, n);
+    for (int j = 0; j < 4; j++) {
+      OK(px_tensor_download_f64(t[0][k][j], a, &E));
+      OK(px_tensor_download_f64(t[1][k][j], b, &E));
+      for (gint64 i = 0; i < n; i++) differ += a[i] != b[i];
+    }
+  }
+  printf("# cuda adamw_multi vs adamw per tensor: %d element(s) differ\n", differ);
+  g_assert_cmpint(differ, ==, 0);
+  /* the sums of squares of the updated parameters, one launch per dtype,
+   * against one px_op_sum_squares_acc per tensor (the blocks' sums add in
+   * another order: 1e-12 relative) */
+  PxTensor *sq[2];
+  for (int c = 0; c < 2; c++) {
+    sq[c] = px_tensor_new_zeroed(cu, "sumsq", PX_DTYPE_F64, PX_MEM_BUFFERS, 1, &one, &E);
+    g_assert_no_error(E);
+  }
+  const PxTensor *ps[K];
+  for (int k = 0; k < K; k++) ps[k] = t[0][k][0];
+  OK(px_op_sum_squares_acc_multi(cu, sq[0], ps, K, &E));
+  for (int k = 0; k < K; k++) OK(px_op_sum_squares_acc(cu, sq[1], ps[k], &E));
+  double s0, s1;
+  OK(px_tensor_download(sq[0], &s0, &E));
+  OK(px_tensor_download(sq[1], &s1, &E));
+  printf("# cuda sum_squares_multi %.17g, per tensor %.17g\n", s0, s1);
+  g_assert_cmpfloat(fabs(s0 - s1), <=, 1e-12 * s1);
+  for (int c = 0; c < 2; c++) px_tensor_free(sq[c]);
+  for (int k = 0; k < K; k++)
+    for (int c = 0; c < 2; c++)
+      for (int j = 0; j < 4; j++) px_tensor_free(t[c][k][j]);
+  px_tensor_free(coef);
+  px_tensor_free(flag);
+}
+
 int main(int argc, char **argv) {
   GError *E = NULL;
   cu = px_backend_new("cuda", 0, &E);
@@ -628,6 +715,7 @@ int main(int argc, char **argv) {
       g_test_add_data_func(path, GINT_TO_POINTER(dtypes[k]), ops[i].fn);
     }
   g_test_add_func("/cuda/cast", test_cast);
+  g_test_add_func("/cuda/adamw-multi", test_adamw_multi);
   g_test_add_func("/cuda/streams", test_streams);
   g_test_add_func("/cuda/memory", test_memory);
   g_test_add_func("/cuda/zeroed", test_zeroed);

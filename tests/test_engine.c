@@ -154,6 +154,42 @@ static PxSimResult *simulate_fbw(PxScheduleKind k, int pp, int vpp, int m, doubl
   return res;
 }
 
+/* ZB-V with unequal passes (per chunk f, b input, w weight; no
+ * communication): the step is every rank's 2m(f + b + w) plus
+ * px_plan_zbv_idle. By hand, p = 2, m = 3, f = 1, b = 2, w = 1 (rank 0 holds
+ * parts 0 and 3, rank 1 parts 1 and 2; order_zb_v's orders):
+ *   rank 0: F0 0-3 (three), F1(0) 3-4, B1(0) 4-6, W1(0) 6-7, F1(1) 7-8,
+ *           B1(1) 8-10, W1(1) 10-11, B0(0) 12-14 (waits rank 1's B0(0)),
+ *           W0(0) 14-15, F1(2) 15-16, B1(2) 16-18, W1(2) 18-19, B0(1) 19-21,
+ *           W0(1) 21-22, B0(2) 23-25, W0(2) 25-26;
+ *   rank 1: ..., B0(2) 21-23, W0(1) 23-24, W1(2) 24-25, W0(2) 25-26:
+ * a step of 26 = 24 + 2, the formula's max(b, 2(b - w)) = 2. With f = b = w
+ * = 1 (Qi et al. §6: zero bubble within each rank's span) p = 4, m = 8 gives
+ * 6m + p - 1 = 51 and a span of 6m = 48. */
+static void test_zbv_unequal(void) {
+  g_autoptr(PxSimResult) hand = simulate_fbw(PX_SCHED_ZB_V, 2, 2, 3, 1, 2, 1, 0);
+  g_assert_cmpfloat_with_epsilon(hand->step_time, 26, EPS);
+  g_assert_cmpfloat_with_epsilon(px_plan_zbv_idle(2, 1, 2, 1), 2, EPS);
+  g_autoptr(PxSimResult) eq = simulate_fbw(PX_SCHED_ZB_V, 4, 2, 8, 1, 1, 1, 0);
+  g_assert_cmpfloat_with_epsilon(eq->step_time, 51, EPS);
+  g_assert_cmpfloat_with_epsilon(eq->span, 48, EPS);
+  g_assert_cmpfloat_with_epsilon(px_plan_zbv_idle(4, 1, 1, 1), 3, EPS);
+  /* the regimes: b the largest term, 2(b - w) (small w), w > b */
+  static const double fbw[][3] = {{1, 1, 1},    {1, 1.14, 0.88}, {1, 1.5, 0.6}, {1, 2, 1}, {1, 3, 1}, {1, 1, 0.1},
+                                  {0.5, 1, 2}, {1, 1.2, 2},     {0.7, 0.7, 3}, {1, 2, 2}, {0.3, 2.5, 0.05}};
+  for (gsize i = 0; i < G_N_ELEMENTS(fbw); i++)
+    for (int p = 1; p <= 8; p++)
+      for (int m = MAX(2 * p - 1, 1); m <= 3 * p + 1; m += MAX(p / 2, 1)) {
+        double f = fbw[i][0], b = fbw[i][1], w = fbw[i][2];
+        g_autoptr(PxSimResult) res = simulate_fbw(PX_SCHED_ZB_V, p, 2, m, f, b, w, 0);
+        double idle = res->step_time - 2 * m * (f + b + w);
+        if (fabs(idle - px_plan_zbv_idle(p, f, b, w)) > 1e-9)
+          g_error("zb-v p=%d m=%d f=%g b=%g w=%g: engine idle %.6f, formula %.6f", p, m, f, b, w, idle,
+                  px_plan_zbv_idle(p, f, b, w));
+      }
+  g_assert_true(isnan(px_plan_zbv_idle(4, 2, 1, 1)));  /* b < f: outside the formula's domain */
+}
+
 /* Qi et al., "Zero Bubble Pipeline Parallelism", ICLR 2024, Table 5: bubble
  * rates (cost - m(F+B+W)) / cost at the profiled F, B, W, comm (µs) of their
  * 1.5B/6.2B/14.6B/28.3B models. cost: the step (all ranks start at 0) for
@@ -402,7 +438,14 @@ static void test_dp_overlap_hand(void) {
   for (int overlap = 0; overlap <= 1; overlap++) {
     Case c;
     dp_case_init(&c, PX_SCHED_INTERLEAVED, 2, 1, overlap);
-    g_autoptr(PxSimResult) res = run(&c, NULL);
+    /* the search's outputs: chunk 1's gradients final at 4, chunk 0's at 6,
+     * the stage's pipeline work done at 6 (before it waits for reductions) */
+    double ready[1] = {-1}, grads[2] = {-1, -1};
+    PxSimOptions opt = {.stage_ready = ready, .grads_final = grads};
+    g_autoptr(PxSimResult) res = run(&c, &opt);
+    g_assert_cmpfloat_with_epsilon(ready[0], 6, EPS);
+    g_assert_cmpfloat_with_epsilon(grads[0], 6, EPS);
+    g_assert_cmpfloat_with_epsilon(grads[1], 4, EPS);
     g_assert_cmpfloat_with_epsilon(res->step_time, overlap ? 9 : 11, EPS);
     g_assert_cmpfloat_with_epsilon(res->ranks[0].exposed[PX_COMM_DP], overlap ? 2 : 4, EPS);
     g_assert_cmpfloat_with_epsilon(res->ranks[0].busy, 7, EPS);
@@ -433,6 +476,31 @@ static void test_dp_window_hand(void) {
     g_assert_cmpfloat_with_epsilon(res->ranks[0].op_time[PX_OP_OPTIMIZER_STEP], 1, EPS);
     case_clear(&c);
   }
+}
+
+/* The cost tables are per part. Under ZB-V (p 2, the V: stage 0 holds parts 0
+ * and 3, stage 1 parts 1 and 2) the ZeRO-3 gather of a chunk costs its own
+ * part's entry, not the interleaved c·p + s one. Gathers 1, 10, 100, 1000
+ * for parts 0..3: stage 0 gathers 1 + 1000 per step, stage 1 10 + 100 (the
+ * interleaved lookup would give 1 + 100 and 10 + 1000). */
+static void test_v_tables_by_part(void) {
+  Case c;
+  px_plan_init(&c.plan);
+  c.plan.schedule = PX_SCHED_ZB_V;
+  c.plan.pp = 2;
+  c.plan.vpp = 2;
+  c.plan.m = 4;
+  c.plan.dp = 2;
+  c.plan.zero = 3;
+  GError *err = NULL;
+  c.prog = px_program_new(&c.plan, NULL, &err);
+  g_assert_no_error(err);
+  c.tab = px_cost_table_ideal(2, 2);
+  for (int k = 0; k < 4; k++) c.tab->gather[k] = pow(10, k);
+  g_autoptr(PxSimResult) res = run(&c, NULL);
+  g_assert_cmpfloat_with_epsilon(res->ranks[0].op_time[PX_OP_GATHER_PARAMS], 1001, EPS);
+  g_assert_cmpfloat_with_epsilon(res->ranks[1].op_time[PX_OP_GATHER_PARAMS], 110, EPS);
+  case_clear(&c);
 }
 
 /* dp 2 × tp 2 × pp 4 with every kind of communication: simulating all 16 ranks
@@ -554,6 +622,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/engine/ideal/dualpipev", test_ideal_dualpipev);
   g_test_add_func("/engine/reference/zero-bubble-table5", test_zero_bubble_table5);
   g_test_add_func("/engine/reference/dualpipe-readme", test_dualpipe_readme);
+  g_test_add_func("/engine/ideal/zb-v-unequal", test_zbv_unequal);
   g_test_add_func("/engine/ideal/naive-gpipe-picture", test_ideal_naive_and_gpipe_picture);
   g_test_add_func("/engine/timeline/order", test_timeline_order);
   g_test_add_func("/engine/memory/in-flight", test_in_flight);
@@ -561,6 +630,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/engine/comm/p2p", test_p2p_hand);
   g_test_add_func("/engine/comm/dp-overlap", test_dp_overlap_hand);
   g_test_add_func("/engine/comm/dp-window-not-bubble", test_dp_window_hand);
+  g_test_add_func("/engine/comm/v-tables-by-part", test_v_tables_by_part);
   g_test_add_func("/engine/symmetry", test_symmetry);
   g_test_add_func("/engine/deadlock", test_deadlock);
   return g_test_run();

@@ -239,6 +239,86 @@ static void test_invariants(void) {
         }
 }
 
+/* Rendezvous semantics (NCCL: a send completes once its receive is posted).
+ * A hand-made exchange: each stage sends first, then receives. Ungrouped,
+ * each send waits for a receive that stands after its peer's own send: the
+ * checker names both stages at their sends. Grouped (px_program_group_p2p:
+ * one run between two compute ops), it finishes. */
+static void test_rendezvous_by_hand(void) {
+  PxPlan plan;
+  plan_set(&plan, PX_SCHED_1F1B, 2, 1, 1);
+  g_autoptr(PxProgram) prog = px_program_new_empty(&plan);
+  px_plan_clear(&plan);
+  px_program_append(prog, 0, PX_OP_FORWARD, 0, 0, -1);
+  px_program_append(prog, 0, PX_OP_SEND_ACT, 0, 0, 1);
+  px_program_append(prog, 0, PX_OP_RECV_GRAD, 0, 0, 1);
+  px_program_append(prog, 0, PX_OP_BACKWARD, 0, 0, -1);
+  px_program_append(prog, 1, PX_OP_FORWARD, 1, 0, -1);
+  px_program_append(prog, 1, PX_OP_BACKWARD, 1, 0, -1);
+  px_program_append(prog, 1, PX_OP_SEND_GRAD, 0, 0, 0);
+  px_program_append(prog, 1, PX_OP_RECV_ACT, 0, 0, 0);
+  px_program_append(prog, 1, PX_OP_FORWARD, 0, 0, -1);
+  GError *err = NULL;
+  g_assert_false(px_program_check_rendezvous(prog, &err));
+  g_assert_error(err, PX_SCHEDULE_ERROR, PX_SCHEDULE_ERROR_INVALID);
+  g_assert_nonnull(strstr(err->message, "stage 0 waits at SEND_ACT mb=0 chunk=0 peer=1; stage 1 waits at SEND_GRAD mb=0 chunk=0 peer=0"));
+  g_clear_error(&err);
+  px_program_group_p2p(prog);
+  g_assert_cmpint(prog->ranks[0].instrs[1].group, ==, 0);
+  g_assert_cmpint(prog->ranks[0].instrs[2].group, ==, 0);
+  g_assert_cmpint(prog->ranks[1].instrs[2].group, ==, 0);
+  g_assert_cmpint(prog->ranks[1].instrs[3].group, ==, 0);
+  g_assert_true(px_program_check_rendezvous(prog, &err));
+  g_assert_no_error(err);
+  /* a receive nobody sends */
+  px_program_append(prog, 1, PX_OP_RECV_ACT, 1, 0, 0);
+  g_assert_false(px_program_check_rendezvous(prog, &err));
+  g_assert_nonnull(strstr(err->message, "stage 1 receives more activations from stage 0 than stage 0 sends"));
+  g_clear_error(&err);
+}
+
+/* Every program the core makes finishes under rendezvous semantics with its
+ * groups (also with ZeRO-3 gathers and DP reductions between the members);
+ * without them (every send and receive alone), schedules whose neighbours
+ * both send first stop: 1F1B's steady state sends an activation and receives
+ * a gradient from the same peer (Megatron's send_forward_recv_backward). */
+static void test_rendezvous_all(void) {
+  const struct {
+    PxScheduleKind k;
+    int vmax;
+  } kinds[] = {{PX_SCHED_NAIVE, 1}, {PX_SCHED_GPIPE, 1}, {PX_SCHED_1F1B, 1}, {PX_SCHED_ZB_H1, 1},
+               {PX_SCHED_INTERLEAVED, 4}, {PX_SCHED_ZB_H2, 1}, {PX_SCHED_ZB_V, 2}, {PX_SCHED_DUALPIPEV, 2}};
+  int checked = 0;
+  for (gsize k = 0; k < G_N_ELEMENTS(kinds); k++)
+    for (int p = 1; p <= 8; p++)
+      for (int v = 1; v <= kinds[k].vmax; v++)
+        for (int m = 1; m <= 17; m++)
+          for (int zero3 = 0; zero3 <= 1; zero3++) {
+            if (kinds[k].k == PX_SCHED_INTERLEAVED && m % p) continue;
+            if (px_schedule_is_v(kinds[k].k) && v != 2) continue;
+            if (kinds[k].k == PX_SCHED_DUALPIPEV && m < 2 * p) continue;
+            PxPlan plan;
+            plan_set(&plan, kinds[k].k, p, v, m);
+            plan.dp = zero3 ? 2 : 1;
+            plan.zero = zero3 ? 3 : 0;
+            GError *err = NULL;
+            g_autoptr(PxProgram) prog = px_program_new(&plan, NULL, &err);
+            g_assert_no_error(err);
+            px_plan_clear(&plan);
+            px_program_group_p2p(prog);
+            if (!px_program_check_rendezvous(prog, &err)) g_error("%s", err->message);
+            checked++;
+          }
+  g_assert_cmpint(checked, >, 1000);
+  /* ungrouped (as px_program_new leaves it) 1F1B, pp 4, m 8: stuck */
+  g_autoptr(PxProgram) prog = make(PX_SCHED_1F1B, 4, 1, 8);
+  GError *err = NULL;
+  g_assert_false(px_program_check_rendezvous(prog, &err));
+  g_assert_nonnull(strstr(err->message, "schedule 1f1b (pp=4, vpp=1, m=8) cannot finish when sends wait for their receives"));
+  g_test_message("%s", err->message);
+  g_clear_error(&err);
+}
+
 static int count(const PxProgram *prog, int stage, PxOpKind kind) {
   int n = 0;
   for (guint i = 0; i < prog->ranks[stage].n; i++) n += prog->ranks[stage].instrs[i].kind == kind;
@@ -404,5 +484,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/schedule/collectives", test_collectives);
   g_test_add_func("/schedule/format", test_format_and_lookup);
   g_test_add_func("/schedule/invalid", test_invalid);
+  g_test_add_func("/schedule/rendezvous/by-hand", test_rendezvous_by_hand);
+  g_test_add_func("/schedule/rendezvous/all", test_rendezvous_all);
   return g_test_run();
 }

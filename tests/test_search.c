@@ -191,25 +191,85 @@ static void test_memory_matches_core(void) {
   setup_clear(&s);
 }
 
-/* The analytic step time of uniform 1F1B stages is the simulated one within a
- * few per cent (the formula of search.h against the engine). */
-static void test_analytic_close_to_simulation(void) {
-  Setup s;
-  setup_load(&s, "llama2-7b", "dgx-h100", 32, 256, 4096);
+/* The analytic step time is the engine's: the search runs each pipeline
+ * once and adds the reductions and the optimizer in closed form (search.h);
+ * the engine simulates the whole layout, reductions, tied embeddings and
+ * ZeRO-3 gathers included. Every schedule, ZeRO 1 and 3, every stack (with
+ * and without the DP overlap, p2p blocking for megatron-2021), a model with
+ * tied embeddings (GPT-3) and one without (Llama 2). */
+static void test_analytic_equals_simulation(void) {
+  static const char *models[] = {"llama2-7b", "gpt3-175b"};
+  static const PxStack stacks[] = {PX_STACK_PARALLAX, PX_STACK_MEGATRON_2021, PX_STACK_MEGATRON_CORE,
+                                   PX_STACK_DEEPSPEED, PX_STACK_FSDP};
   struct { int tp, pp, dp, vpp, sched; } cases[] = {
     {8, 4, 1, 1, PX_SCHED_1F1B}, {4, 2, 4, 1, PX_SCHED_GPIPE}, {2, 4, 4, 2, PX_SCHED_INTERLEAVED}, {8, 2, 2, 1, PX_SCHED_ZB_H1},
-    {8, 4, 1, 1, PX_SCHED_ZB_H2}, {2, 4, 4, 2, PX_SCHED_ZB_V}, {2, 4, 4, 2, PX_SCHED_DUALPIPEV}};
-  for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
-    PxSearchCandidate c = {.layout = {.tp = cases[i].tp, .pp = cases[i].pp, .dp = cases[i].dp, .vpp = cases[i].vpp,
-                                      .mbs = 1, .zero = 1, .ckpt = PX_CKPT_SELECTIVE, .schedule = cases[i].sched}};
-    g_assert_true(px_search_evaluate(s.model, s.cluster, &s.plan, &c.layout, &c.memory, &c.analytic_time));
-    g_autoptr(GError) err = NULL;
-    g_assert_true(px_search_confirm(s.model, s.cluster, &s.plan, &c, &err));
-    g_assert_no_error(err);
-    g_test_message("case %zu: analytic %.4f s, simulated %.4f s", i, c.analytic_time, c.step_time);
-    g_assert_cmpfloat(REL(c.analytic_time, c.step_time), <, 0.05);
+    {8, 4, 1, 1, PX_SCHED_ZB_H2}, {2, 4, 4, 2, PX_SCHED_ZB_V}, {2, 4, 4, 2, PX_SCHED_DUALPIPEV}, {4, 4, 2, 3, PX_SCHED_INTERLEAVED}};
+  int checked = 0;
+  for (gsize mi = 0; mi < G_N_ELEMENTS(models); mi++) {
+    Setup s;
+    setup_load(&s, models[mi], "dgx-h100", 32, 256, mi == 0 ? 4096 : 2048);
+    for (gsize si = 0; si < G_N_ELEMENTS(stacks); si++)
+      for (int zero = 1; zero <= 3; zero += 2)
+        for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
+          s.plan.stack = stacks[si];
+          PxSearchCandidate c = {.layout = {.tp = cases[i].tp, .pp = cases[i].pp, .dp = cases[i].dp, .vpp = cases[i].vpp,
+                                            .mbs = 1, .zero = zero, .ckpt = PX_CKPT_SELECTIVE, .schedule = cases[i].sched}};
+          if (!px_search_evaluate(s.model, s.cluster, &s.plan, &c.layout, &c.memory, &c.analytic_time)) continue;
+          g_autoptr(GError) err = NULL;
+          g_assert_true(px_search_confirm(s.model, s.cluster, &s.plan, &c, &err));
+          g_assert_no_error(err);
+          if (REL(c.analytic_time, c.step_time) > 1e-9)
+            g_error("%s, %s, ZeRO-%d, case %zu: analytic %.9f s, simulated %.9f s", models[mi],
+                    px_stack_name(stacks[si]), zero, i, c.analytic_time, c.step_time);
+          checked++;
+        }
+    setup_clear(&s);
   }
+  g_assert_cmpint(checked, >=, 100);
+}
+
+/* A search's analytic order is the engine's: Kendall's tau-b over its 20
+ * confirmed layouts (issue 11's target is >= 0.9; bench_rank prints it for
+ * GPT-3 on 1024 GPUs). Deterministic: no timing. */
+static void test_rank_agreement(void) {
+  Setup s;
+  setup_load(&s, "gpt3-175b", "dgx-a100-80g", 64, 128, 2048);
+  PxSearchOptions o;
+  px_search_options_init(&o);
+  o.top = 20;
+  o.confirm = 20;
+  o.max_mbs = 2;
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PxSearchResult) r = px_search_run(s.model, s.cluster, &s.plan, &o, &err);
+  g_assert_no_error(err);
+  g_assert_cmpuint(r->top->len, ==, 20);
+  gboolean schedules[PX_SCHED_DUALPIPEV + 1] = {FALSE};
+  for (guint i = 0; i < r->top->len; i++) {
+    const PxSearchCandidate *c = &g_array_index(r->top, PxSearchCandidate, i);
+    g_assert_cmpfloat(REL(c->analytic_time, c->step_time), <, 1e-9);
+    schedules[c->layout.schedule] = TRUE;
+  }
+  g_assert_cmpfloat(px_search_kendall_tau(r), >=, 0.9);
+  int kinds = 0;
+  for (int k = 0; k <= PX_SCHED_DUALPIPEV; k++) kinds += schedules[k];
+  g_test_message("tau %.3f over %u layouts of %d schedules", px_search_kendall_tau(r), r->top->len, kinds);
   setup_clear(&s);
+}
+
+/* Kendall's tau-b by hand: (1, 2, 3) against (1, 3, 2): 2 concordant pairs,
+ * 1 discordant: 1/3; reversed: -1. */
+static void test_kendall_hand(void) {
+  PxSearchResult r = {0};
+  r.top = g_array_new(FALSE, TRUE, sizeof(PxSearchCandidate));
+  double a[] = {1, 2, 3}, b[] = {1, 3, 2};
+  for (int i = 0; i < 3; i++) {
+    PxSearchCandidate c = {.analytic_time = a[i], .step_time = b[i]};
+    g_array_append_val(r.top, c);
+  }
+  g_assert_cmpfloat_with_epsilon(px_search_kendall_tau(&r), 1.0 / 3, 1e-12);
+  for (int i = 0; i < 3; i++) g_array_index(r.top, PxSearchCandidate, i).step_time = 4 - a[i];
+  g_assert_cmpfloat_with_epsilon(px_search_kendall_tau(&r), -1, 1e-12);
+  g_array_unref(r.top);
 }
 
 static gboolean same_top(const PxSearchResult *a, const PxSearchResult *b) {
@@ -591,7 +651,9 @@ int main(int argc, char **argv) {
   g_test_add_func("/search/explain/hand", test_explain);
   g_test_add_func("/search/memory/matches-core", test_memory_matches_core);
   g_test_add_func("/search/cp-fp8/matches-core", test_cp_fp8_search);
-  g_test_add_func("/search/analytic/close-to-simulation", test_analytic_close_to_simulation);
+  g_test_add_func("/search/analytic/equals-simulation", test_analytic_equals_simulation);
+  g_test_add_func("/search/analytic/rank-agreement", test_rank_agreement);
+  g_test_add_func("/search/analytic/kendall-hand", test_kendall_hand);
   g_test_add_func("/search/winner/brute-force", test_brute_force_winner);
   g_test_add_func("/search/threads/deterministic", test_threads_deterministic);
   g_test_add_func("/search/sizing/monotone-in-days", test_sizing_monotone);

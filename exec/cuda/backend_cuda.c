@@ -866,12 +866,9 @@ static gboolean cuda_ce_vp_bwd(PxBackend *be, PxTensor *dlogits, const PxTensor 
 
 /* ---- optimizer and scalars ---- */
 
-static gboolean cuda_adamw(PxBackend *be, PxTensor *param, const PxTensor *grad, PxTensor *m, PxTensor *v,
-                           const PxAdamW *opt, const PxTensor *scale_t, const PxTensor *skip_if, GError **error) {
-  const char *op = "adamw";
-  Cuda *c = cx(be);
-  /* the constants as the cpu backend's f32 kernel rounds them */
-  PxkAdamW o = {
+/* the constants as the cpu backend's f32 kernel rounds them */
+static PxkAdamW adamw_consts(const PxAdamW *opt) {
+  return (PxkAdamW){
     .lr = (float)opt->lr,
     .b1 = (float)opt->beta1,
     .b2 = (float)opt->beta2,
@@ -883,9 +880,52 @@ static gboolean cuda_adamw(PxBackend *be, PxTensor *param, const PxTensor *grad,
     .wd = (float)opt->weight_decay,
     .grad_scale = opt->grad_scale,
   };
+}
+
+static gboolean cuda_adamw(PxBackend *be, PxTensor *param, const PxTensor *grad, PxTensor *m, PxTensor *v,
+                           const PxAdamW *opt, const PxTensor *scale_t, const PxTensor *skip_if, GError **error) {
+  const char *op = "adamw";
+  Cuda *c = cx(be);
+  PxkAdamW o = adamw_consts(opt);
   return enter(be, op, param->dtype, error) &&
          KERN(pxk_adamw(c->st, param->dtype, param->data, grad->data, m->data, v->data, param->numel, o, D(scale_t),
                         scale_t ? (int)scale_t->dtype : 0, D(skip_if), skip_if ? (int)skip_if->dtype : 0));
+}
+
+/* Every item in one launch: the tensors and their chunks copied to device
+ * memory (from pageable memory: staged before cudaMemcpyAsync returns) on
+ * the compute stream, freed behind the kernel. */
+static gboolean cuda_adamw_multi(PxBackend *be, const PxAdamWItem *items, int n, const PxAdamW *opt,
+                                 const PxTensor *scale_t, const PxTensor *skip_if, GError **error) {
+  const char *op = "adamw_multi";
+  Cuda *c = cx(be);
+  if (!enter(be, op, items[0].param->dtype, error) || !enter(be, op, items[0].grad->dtype, error)) return FALSE;
+  g_autoptr(GArray) chunks = g_array_new(FALSE, FALSE, sizeof(PxkChunk));
+  g_autofree PxkAdamWTensor *ts = g_new0(PxkAdamWTensor, n);
+  for (int i = 0; i < n; i++) {
+    ts[i] = (PxkAdamWTensor){items[i].param->data, items[i].grad->data, items[i].m->data, items[i].v->data,
+                             items[i].param->numel, (float)items[i].weight_decay};
+    for (gint64 s = 0; s < ts[i].n; s += PXK_CHUNK) {
+      PxkChunk ch = {i, s};
+      g_array_append_val(chunks, ch);
+    }
+  }
+  if (chunks->len == 0) return TRUE;
+  gsize tb = sizeof(PxkAdamWTensor) * (gsize)n, cb = sizeof(PxkChunk) * chunks->len;
+  tb = (tb + 15) / 16 * 16; /* the chunks after the tensors, aligned */
+  g_autofree char *host = g_malloc0(tb + cb);
+  memcpy(host, ts, sizeof(PxkAdamWTensor) * (gsize)n);
+  memcpy(host + tb, chunks->data, cb);
+  void *dev = NULL;
+  if (!scratch(c, op, tb + cb, &dev, error)) return FALSE;
+  PxkAdamW o = adamw_consts(opt); /* o.wd unused: each tensor's own */
+  cudaError_t ce = cudaMemcpyAsync(dev, host, tb + cb, cudaMemcpyHostToDevice, c->st);
+  gboolean ok = ce == cudaSuccess ? KERN(pxk_adamw_multi(c->st, items[0].param->dtype, items[0].grad->dtype, dev,
+                                                         (const PxkChunk *)((char *)dev + tb), (int)chunks->len, o,
+                                                         D(scale_t), scale_t ? (int)scale_t->dtype : 0, D(skip_if),
+                                                         skip_if ? (int)skip_if->dtype : 0))
+                                  : cu_fail(error, c->device, op, "cudaMemcpyAsync", ce);
+  return scratch_free(c, op, dev, ok ? error : NULL) && ok;
 }
 
 static gboolean cuda_sum_squares_acc(PxBackend *be, PxTensor *acc, const PxTensor *t, GError **error) {
@@ -897,6 +937,40 @@ static gboolean cuda_sum_squares_acc(PxBackend *be, PxTensor *acc, const PxTenso
   gboolean ok = KERN(pxk_sumsq_partial(c->st, t->dtype, t->data, t->numel, part, parts)) &&
                 KERN(pxk_sum_into(c->st, acc->data, acc->dtype, part, parts, 1.0));
   return scratch_free(c, op, part, ok ? error : NULL) && ok;
+}
+
+/* Every tensor of one dtype in one launch: the tensors and their chunks
+ * copied to device memory behind the partial sums, added into acc by one more. */
+static gboolean cuda_sum_squares_multi(PxBackend *be, PxTensor *acc, const PxTensor *const *ts, int n,
+                                       GError **error) {
+  const char *op = "sum_squares_multi";
+  Cuda *c = cx(be);
+  if (!enter(be, op, ts[0]->dtype, error)) return FALSE;
+  g_autoptr(GArray) chunks = g_array_new(FALSE, FALSE, sizeof(PxkChunk));
+  g_autofree PxkSpan *spans = g_new0(PxkSpan, n);
+  for (int i = 0; i < n; i++) {
+    spans[i] = (PxkSpan){ts[i]->data, ts[i]->numel};
+    for (gint64 s = 0; s < spans[i].n; s += PXK_CHUNK) {
+      PxkChunk ch = {i, s};
+      g_array_append_val(chunks, ch);
+    }
+  }
+  if (chunks->len == 0) return TRUE;
+  gsize pb = sizeof(double) * chunks->len, sb = (sizeof(PxkSpan) * (gsize)n + 15) / 16 * 16;
+  gsize cb = sizeof(PxkChunk) * chunks->len;
+  g_autofree char *host = g_malloc0(sb + cb);
+  memcpy(host, spans, sizeof(PxkSpan) * (gsize)n);
+  memcpy(host + sb, chunks->data, cb);
+  void *dev = NULL;
+  if (!scratch(c, op, pb + sb + cb, &dev, error)) return FALSE; /* partial sums, spans, chunks */
+  char *d = dev;
+  cudaError_t ce = cudaMemcpyAsync(d + pb, host, sb + cb, cudaMemcpyHostToDevice, c->st);
+  gboolean ok = ce == cudaSuccess
+                    ? KERN(pxk_sumsq_multi(c->st, ts[0]->dtype, (const PxkSpan *)(d + pb), (const PxkChunk *)(d + pb + sb),
+                                           (int)chunks->len, (double *)d)) &&
+                          KERN(pxk_sum_into(c->st, acc->data, acc->dtype, (const double *)d, chunks->len, 1.0))
+                    : cu_fail(error, c->device, op, "cudaMemcpyAsync", ce);
+  return scratch_free(c, op, dev, ok ? error : NULL) && ok;
 }
 
 static gboolean cuda_check_finite(PxBackend *be, PxTensor *flag, const PxTensor *t, GError **error) {
@@ -1006,6 +1080,8 @@ static const PxBackendOps cuda_ops = {
   .cross_entropy_fwd = cuda_cross_entropy_fwd,
   .cross_entropy_bwd = cuda_cross_entropy_bwd,
   .adamw = cuda_adamw,
+  .adamw_multi = cuda_adamw_multi,
+  .sum_squares_multi = cuda_sum_squares_multi,
   .embedding_vp_fwd = cuda_embedding_vp_fwd,
   .embedding_vp_bwd = cuda_embedding_vp_bwd,
   .ce_vp_max = cuda_ce_vp_max,

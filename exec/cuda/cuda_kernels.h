@@ -118,6 +118,33 @@ typedef struct {
 cudaError_t pxk_adamw(cudaStream_t st, int dt, void *p, const void *g, void *m, void *v, int64_t n,
                       PxkAdamW o, const void *scale, int scale_dt, const void *skip, int skip_dt);
 
+/* The same over many tensors in one launch (apex's multi_tensor_apply): the
+ * tensors' addresses and sizes, and the chunks of PXK_CHUNK elements
+ * one block each updates, in device memory. p, m, v of type dt, g of type
+ * gdt (dt, or bf16 / f16 beside f32); each tensor its own weight decay. */
+#define PXK_CHUNK 65536 /* elements per block of the multi-tensor kernels */
+typedef struct {
+  void *p;
+  const void *g;
+  void *m, *v;
+  int64_t n;
+  float wd;
+} PxkAdamWTensor;
+typedef struct {
+  int32_t tensor;
+  int64_t start;
+} PxkChunk;
+/* part[b] = the sum of squares (in double) of chunk b of spans (one dtype). */
+typedef struct {
+  const void *x;
+  int64_t n;
+} PxkSpan;
+cudaError_t pxk_sumsq_multi(cudaStream_t st, int dt, const PxkSpan *spans, const PxkChunk *chunks, int n_chunks,
+                            double *part);
+cudaError_t pxk_adamw_multi(cudaStream_t st, int dt, int gdt, const PxkAdamWTensor *tensors,
+                            const PxkChunk *chunks, int n_chunks, PxkAdamW o, const void *scale,
+                            int scale_dt, const void *skip, int skip_dt);
+
 /* dst (=|+=) src, n elements, any of f32 / f64 / bf16 / f16 on either side:
  * in f32 (f64 when either side is f64), rounded once to dst's type */
 cudaError_t pxk_cast(cudaStream_t st, void *dst, int dst_dt, const void *src, int src_dt, int64_t n,

@@ -755,6 +755,24 @@ extern "C" cudaError_t pxk_sumsq_partial(cudaStream_t st, int dt, const void *x,
   DISPATCH(dt, k_sumsq<T><<<nparts, ROW_THREADS, 0, st>>>((const T *)x, n, part))
 }
 
+template <typename T> __global__ void k_sumsq_multi(const PxkSpan *spans, const PxkChunk *chunks, double *part) {
+  const PxkChunk c = chunks[blockIdx.x];
+  const T *x = (const T *)spans[c.tensor].x;
+  const int64_t n = spans[c.tensor].n, end = c.start + PXK_CHUNK < n ? c.start + PXK_CHUNK : n;
+  double s = 0;
+  for (int64_t i = c.start + threadIdx.x; i < end; i += blockDim.x) {
+    double v = ld(x, i);
+    s += v * v;
+  }
+  s = block_sum(s);
+  if (threadIdx.x == 0) part[blockIdx.x] = s;
+}
+extern "C" cudaError_t pxk_sumsq_multi(cudaStream_t st, int dt, const PxkSpan *spans, const PxkChunk *chunks,
+                                       int n_chunks, double *part) {
+  if (n_chunks <= 0) return cudaSuccess;
+  DISPATCH(dt, k_sumsq_multi<T><<<n_chunks, ROW_THREADS, 0, st>>>(spans, chunks, part))
+}
+
 template <typename T> __global__ void k_check_finite(void *flag, int flag_dt, const T *x, int64_t n) {
   GRID_STRIDE(i, n) if (!isfinite(ld(x, i))) st_scalar(flag, flag_dt, 1.0);
 }
@@ -775,25 +793,67 @@ extern "C" cudaError_t pxk_clip_coef(cudaStream_t st, void *coef, int coef_dt, c
 
 /* ---- AdamW: the cpu backend's f32 arithmetic, element by element ---- */
 
+/* element i, with the gradient scale gs and the weight decay wd */
+template <typename T, typename G>
+__device__ __forceinline__ void adamw_elem(T *p, const G *grad, T *m, T *v, int64_t i, const PxkAdamW &o, float gs,
+                                           float wd) {
+  float g = gs * ld(grad, i);
+  float mi = o.b1 * ld(m, i) + o.a1 * g;
+  float vi = o.b2 * ld(v, i) + o.a2 * g * g;
+  st_(m, i, mi);
+  st_(v, i, vi);
+  float pi = ld(p, i);
+  st_(p, i, pi - o.lr * ((mi / o.c1) / (sqrtf(vi / o.c2) + o.eps) + wd * pi));
+}
+
 template <typename T>
 __global__ void k_adamw(T *p, const T *grad, T *m, T *v, int64_t n, PxkAdamW o, const void *scale, int scale_dt,
                         const void *skip, int skip_dt) {
   if (skip && ld_scalar(skip, skip_dt) != 0) return;
   const float gs = (float)(scale ? o.grad_scale * ld_scalar(scale, scale_dt) : o.grad_scale);
-  GRID_STRIDE(i, n) {
-    float g = gs * ld(grad, i);
-    float mi = o.b1 * ld(m, i) + o.a1 * g;
-    float vi = o.b2 * ld(v, i) + o.a2 * g * g;
-    st_(m, i, mi);
-    st_(v, i, vi);
-    float pi = ld(p, i);
-    st_(p, i, pi - o.lr * ((mi / o.c1) / (sqrtf(vi / o.c2) + o.eps) + o.wd * pi));
-  }
+  GRID_STRIDE(i, n) adamw_elem(p, grad, m, v, i, o, gs, o.wd);
 }
 extern "C" cudaError_t pxk_adamw(cudaStream_t st, int dt, void *p, const void *g, void *m, void *v, int64_t n,
                                  PxkAdamW o, const void *scale, int scale_dt, const void *skip, int skip_dt) {
   DISPATCH(dt, k_adamw<T><<<ew_blocks(n), EW_THREADS, 0, st>>>((T *)p, (const T *)g, (T *)m, (T *)v, n, o, scale,
                                                                scale_dt, skip, skip_dt))
+}
+
+/* Many tensors, one launch: block b updates chunk b, element by element as k_adamw */
+template <typename T, typename G>
+__global__ void k_adamw_multi(const PxkAdamWTensor *ts, const PxkChunk *chunks, PxkAdamW o, const void *scale,
+                              int scale_dt, const void *skip, int skip_dt) {
+  if (skip && ld_scalar(skip, skip_dt) != 0) return;
+  const float gs = (float)(scale ? o.grad_scale * ld_scalar(scale, scale_dt) : o.grad_scale);
+  const PxkChunk c = chunks[blockIdx.x];
+  const PxkAdamWTensor t = ts[c.tensor];
+  T *p = (T *)t.p, *m = (T *)t.m, *v = (T *)t.v;
+  const G *grad = (const G *)t.g;
+  const int64_t end = c.start + PXK_CHUNK < t.n ? c.start + PXK_CHUNK : t.n;
+  for (int64_t i = c.start + threadIdx.x; i < end; i += blockDim.x) adamw_elem(p, grad, m, v, i, o, gs, t.wd);
+}
+template <typename T>
+static cudaError_t adamw_multi_g(cudaStream_t st, int gdt, const PxkAdamWTensor *ts, const PxkChunk *chunks,
+                                 int n_chunks, PxkAdamW o, const void *scale, int scale_dt, const void *skip,
+                                 int skip_dt) {
+  switch (gdt) {
+  case PXK_F32: k_adamw_multi<T, float><<<n_chunks, EW_THREADS, 0, st>>>(ts, chunks, o, scale, scale_dt, skip, skip_dt); break;
+  case PXK_BF16: k_adamw_multi<T, bf16><<<n_chunks, EW_THREADS, 0, st>>>(ts, chunks, o, scale, scale_dt, skip, skip_dt); break;
+  case PXK_F16: k_adamw_multi<T, f16><<<n_chunks, EW_THREADS, 0, st>>>(ts, chunks, o, scale, scale_dt, skip, skip_dt); break;
+  default: return cudaErrorInvalidValue;
+  }
+  return cudaGetLastError();
+}
+extern "C" cudaError_t pxk_adamw_multi(cudaStream_t st, int dt, int gdt, const PxkAdamWTensor *tensors,
+                                       const PxkChunk *chunks, int n_chunks, PxkAdamW o, const void *scale,
+                                       int scale_dt, const void *skip, int skip_dt) {
+  if (n_chunks <= 0) return cudaSuccess;
+  switch (dt) {
+  case PXK_F32: return adamw_multi_g<float>(st, gdt, tensors, chunks, n_chunks, o, scale, scale_dt, skip, skip_dt);
+  case PXK_BF16: return adamw_multi_g<bf16>(st, gdt, tensors, chunks, n_chunks, o, scale, scale_dt, skip, skip_dt);
+  case PXK_F16: return adamw_multi_g<f16>(st, gdt, tensors, chunks, n_chunks, o, scale, scale_dt, skip, skip_dt);
+  default: return cudaErrorInvalidValue;
+  }
 }
 
 /* ---- cast: dst (=|+=) src across f32 / f64 / bf16 / f16, in f32, or in f64

@@ -291,12 +291,19 @@ static gboolean issue(Nccl *n, PxComm *c, const PxCommCall *k, const void *send,
   case PX_CALL_SEND: r = ncclSend(send, k->count, t, k->arg, comm, s); break;
   case PX_CALL_RECV: r = ncclRecv(buf, k->count, t, k->arg, comm, s); break;
   case PX_CALL_GROUP:
+    /* one group, also over several communicators of this rank (px_comm_group_end_multi):
+     * NCCL launches it at ncclGroupEnd, every call progressing together */
     r = ncclGroupStart();
     for (int i = 0; i < k->n_group && r == ncclSuccess; i++) {
       const PxP2p *o = &k->group[i];
       void *b = gbufs ? gbufs[i] : o->buf;
-      r = o->send ? ncclSend(b, o->count, nccl_type(o->dtype), o->peer, comm, s)
-                  : ncclRecv(b, o->count, nccl_type(o->dtype), o->peer, comm, s);
+      ncclComm_t oc = o->comm ? ((Nccl *)o->comm->impl)->comm : comm;
+      if (!oc) {
+        r = ncclInvalidUsage;
+        break;
+      }
+      r = o->send ? ncclSend(b, o->count, nccl_type(o->dtype), o->peer, oc, s)
+                  : ncclRecv(b, o->count, nccl_type(o->dtype), o->peer, oc, s);
     }
     {
       ncclResult_t e = ncclGroupEnd(); /* always closed, also after a failed call inside */
@@ -665,6 +672,7 @@ static const PxCommOps nccl_ops = {
   .recv = nccl_recv,
   .group = nccl_group,
   .enqueue = nccl_enqueue,
+  .multi_group = TRUE,
 };
 
 /* ---- initialisation ---- */
