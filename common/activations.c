@@ -132,8 +132,17 @@ static void block(Ctx *c, const PxModel *model, const PxPlan *plan, gboolean exe
     add(c, PX_ACT_FFN_ACT, "act", "down projection (its input)", inner, c->n, f, eg);
     if (gated) add(c, PX_ACT_FFN_UP, "up", "gated activation (up output)", inner, c->n, f, e);
   }
-  if (moe) add(c, PX_ACT_MOE, "moe", "routed experts (router, permuted tokens, expert activations)", inner,
-               px_moe_activation_bytes(model, plan), 0, 1);
+  if (moe && exec) { /* the executor's dropless layer: its worst case, one tensor (moe.h) */
+    PxMoeExecLayout ml;
+    PxMoeTokens mt;
+    px_moe_tokens(model, plan, &mt);
+    px_moe_exec_layout(d, plan->ep, px_plan_etp(plan), (int)mt.gather, (gint64)llround(c->nl), &ml);
+    add(c, PX_ACT_MOE, "moe", "routed experts (router, top-k, expert inputs and activations, outputs)", inner,
+        (double)ml.total, 0, e);
+  } else if (moe) {
+    add(c, PX_ACT_MOE, "moe", "routed experts (router, permuted tokens, expert activations)", inner,
+        px_moe_activation_bytes(model, plan), 0, 1);
+  }
   if (paper_dropout) rep(c, PX_ACT_MLP_MASK, "mlp_mask", "MLP output dropout (mask)", inner, d->hidden, 1);
 }
 

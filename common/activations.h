@@ -69,7 +69,10 @@ typedef enum {
   PX_ACT_FFN_ACT,       /* GELU output, or gate·up (the down projection's input) */
   PX_ACT_FFN_UP,        /* gated MLPs: the up projection's output */
   PX_ACT_MLP_MASK,      /* PAPER, dropout: the MLP's dropout mask */
-  PX_ACT_MOE,           /* PAPER, MoE blocks: the routed experts' activations on the busiest rank (moe.c) */
+  PX_ACT_MOE,           /* MoE blocks, the routed experts: PAPER, their activations on the busiest rank
+                           (px_moe_activation_bytes); EXEC, the executor layer's one saved tensor, in
+                           elements of the run's dtype, sized for dropless routing's worst case
+                           (px_moe_exec_layout) */
   PX_ACT_EMBED_MASK,    /* PAPER, dropout: the embedding's dropout mask */
   PX_ACT_TOKENS,        /* EXEC: token ids (int32) */
   PX_ACT_NORMF_MEAN,    /* EXEC: the final norm's statistics (its output is the LM head's input) */

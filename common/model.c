@@ -209,7 +209,9 @@ gboolean px_model_executable(const PxModel *model, GError **error) {
   if (d->rope_scaled) INVALID("model %s: the executor has no rescaled rotary positions (rope_scaling)", name);
   if (d->embed_scale) INVALID("model %s: the executor does not scale embeddings by sqrt(hidden)", name);
   if (d->norm_offset) INVALID("model %s: the executor has no (1 + weight) RMSNorm", name);
-  if (d->experts > 0) INVALID("model %s: the executor has no mixture-of-experts layer (%d experts)", name, d->experts);
+  if (d->shared_gate) INVALID("model %s: the executor has no shared-expert gate (Qwen2-MoE's sigmoid gate)", name);
+  if (d->experts > 0 && d->capacity_factor > 0)
+    INVALID("model %s: the executor's MoE layer is dropless (capacity_factor %g: give 0)", name, d->capacity_factor);
   if (d->qk_norm) INVALID("model %s: the executor has no query/key RMSNorm", name);
   if (d->pos == PX_POS_ROPE && d->head_dim % 2) INVALID("model %s: rotary embedding needs an even head_dim (%d)", name, d->head_dim);
   return TRUE;
@@ -421,7 +423,7 @@ static const char *const ini_keys[] = {
   "position", "bias", "qkv_bias", "tied", "dropout", "head_dim", "rope_theta", "norm_eps", "rotary_pct",
   "sliding_window", "parallel_attn", "rope_scaled", "embed_scale", "norm_offset", "experts", "top_k", "expert_ffn",
   "shared_experts", "shared_ffn", "shared_gate", "moe_every", "moe_first_dense", "capacity_factor", "aux_loss_coef",
-  "qk_norm", NULL};
+  "qk_norm", "norm_topk", NULL};
 
 PxModel *px_model_load_ini(const char *path, GError **error) {
   g_autoptr(GKeyFile) kf = px_config_load_keyfile(path, PX_MODEL_ERROR, PX_MODEL_ERROR_PARSE, error);
@@ -463,6 +465,7 @@ PxModel *px_model_load_ini(const char *path, GError **error) {
   MODEL_DOUBLE("aux_loss_coef", d.aux_loss_coef);
   MODEL_BOOL("shared_gate", d.shared_gate);
   MODEL_BOOL("qk_norm", d.qk_norm);
+  MODEL_BOOL("norm_topk", d.norm_topk);
   MODEL_DOUBLE("rope_theta", d.rope_theta);
   MODEL_DOUBLE("norm_eps", d.norm_eps);
   MODEL_DOUBLE("rotary_pct", d.rotary_pct);
@@ -778,6 +781,7 @@ static gboolean hf_router(Hf *c, PxModelDesc *d, const char *experts_key) {
       !hf_bool(c, "output_router_logits", FALSE, &out_logits) || !hf_bool(c, "norm_topk_prob", FALSE, &norm_topk) ||
       !hf_double(c, "router_jitter_noise", 0.0, &jitter))
     return FALSE;
+  d->norm_topk = norm_topk;
   return TRUE;
 }
 
@@ -796,6 +800,7 @@ static gboolean hf_qwen_moe_layers(Hf *c, PxModelDesc *d) {
 static gboolean hf_mixtral(Hf *c, PxModelDesc *d) {
   if (!hf_mistral(c, d) || !hf_router(c, d, "num_local_experts")) return FALSE;
   d->expert_ffn = d->ffn;
+  d->norm_topk = TRUE; /* MixtralSparseMoeBlock always renormalises its top-k weights */
   return TRUE;
 }
 

@@ -64,6 +64,7 @@ typedef struct {
   int moe_first_dense;    /* ... and b ≥ moe_first_dense (DeepSeek first_k_dense_replace; default 0) */
   double capacity_factor; /* tokens per expert capped at this × the balanced share (0: dropless) */
   double aux_loss_coef;   /* load-balancing loss weight of the router (Switch/Mixtral; no memory or time) */
+  gboolean norm_topk;     /* the top-k probabilities renormalised to sum 1 (Mixtral always; HF norm_topk_prob) */
   gboolean qk_norm;       /* RMSNorm of head_dim on every query and key head (Qwen3) */
 } PxModelDesc;
 

@@ -136,3 +136,25 @@ double px_moe_buffer_bytes(const PxModel *model, const PxPlan *p) {
   px_moe_tokens(model, p, &t);
   return px_plan_act_bytes(p) * (double)d->hidden * (t.sent + t.received);
 }
+
+void px_moe_exec_layout(const PxModelDesc *d, int ep, int etp, int gather, gint64 tokens, PxMoeExecLayout *o) {
+  *o = (PxMoeExecLayout){0};
+  if (d->experts == 0) return;
+  gint64 E = d->experts, k = d->top_k, h = d->hidden;
+  ep = MAX(ep, 1);
+  etp = MAX(etp, 1);
+  gather = MAX(gather, 1);
+  o->tokens = tokens;
+  o->sent = k * tokens;
+  o->gather = gather;
+  o->rows_max = gather * ep * tokens * MIN(k, E / ep);
+  o->fl = d->expert_ffn / etp;
+  o->n_inner = px_ffn_gated(d->ffn_kind) ? 3 : 2;
+  o->probs = 0;
+  o->topk = o->probs + tokens * E;
+  o->counts = o->topk + tokens * k;
+  o->x = o->counts + (1 + gather) * E;
+  o->inner = o->x + o->rows_max * h;
+  o->yret = o->inner + o->n_inner * o->rows_max * o->fl;
+  o->total = o->yret + o->sent * h;
+}

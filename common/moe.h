@@ -68,4 +68,30 @@ double px_moe_activation_bytes(const PxModel *model, const PxPlan *plan);
  * time): the all-to-all send and receive buffers. */
 double px_moe_buffer_bytes(const PxModel *model, const PxPlan *plan);
 
+/* What the executor's MoE layer (exec/moe_layer.c, dropless) keeps for
+ * backward, one micro-batch, as one tensor of `total` elements of the run's
+ * dtype (PX_ACT_MOE of the EXEC stack), at these element offsets. T tokens
+ * enter on the rank, E experts over ep ranks, each expert's FFN f over etp
+ * ranks (fl = f/etp), k experts per token; S = k·T token copies are sent; g
+ * is px_moe_tokens' gather factor (etp when the ETP ranks hold different
+ * tokens and all-gather what they receive, 1 when tp > 1 without sequence
+ * parallelism: the same tokens). A rank's experts may see up to
+ * R = g·ep·T·min(k, E/ep) rows (every token of its EP and ETP groups choosing
+ * its experts: dropless routing sizes nothing by the data, so the worst case
+ * is kept, and the measured peak is the prediction whatever the router does):
+ *   probs   T·E      the router's softmax (its backward)
+ *   topk    T·k      the chosen experts' indices (the permutation, the combine)
+ *   counts  (1+g)·E  d aux / d p per expert; rows received from each (source, local
+ *                    expert), for each ETP rank
+ *   x       R·h      the experts' input (their weight gradients)
+ *   inner   n·R·fl   gate output, up output, their SwiGLU (n = 3), or fc output, GELU (n = 2)
+ *   yret    S·h      the experts' outputs back in send order (the gate gradient) */
+typedef struct {
+  gint64 tokens, sent, rows_max, fl;
+  int gather;
+  gint64 probs, topk, counts, x, inner, yret, total;
+  int n_inner;
+} PxMoeExecLayout;
+void px_moe_exec_layout(const PxModelDesc *d, int ep, int etp, int gather, gint64 tokens, PxMoeExecLayout *out);
+
 G_END_DECLS

@@ -29,6 +29,7 @@
 #include "plot.h"
 #include "report.h"
 #include "runtime.h"
+#include "moe.h"
 #include "comm_tcp.h"
 #include "nccl/comm_nccl.h"
 #include "launch_env.h"
@@ -234,6 +235,11 @@ int px_exec_cmd_run(int argc, char **argv) {
            : a.opt.dtype == PX_DTYPE_F16 ? "f16 mixed precision (fp32 master and compute, dynamic loss scaling)"
            : px_dtype_name(a.opt.dtype));
     if (model->desc.dropout) printf("# dropout: off (the executor does not implement it; memory predicted without masks)\n");
+    if (model->desc.experts > 0)
+      printf("# mixture of experts: %d experts, top %d%s, dropless; experts over etp %d x ep %d x edp %d; the loss "
+             "column is the language-model loss, the load-balancing loss (coefficient %g) is in the gradients\n",
+             model->desc.experts, model->desc.top_k, model->desc.norm_topk ? " renormalised" : "", px_plan_etp(p),
+             MAX(p->ep, 1), px_plan_edp(p), model->desc.aux_loss_coef);
     printf("# %5s %12s %10s %12s %10s %10s\n", "step", "loss", "time_ms", "tokens/s", "lr", "grad_norm");
   }
   json_builder_set_member_name(jb, "steps");

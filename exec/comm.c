@@ -379,7 +379,40 @@ static gpointer group_thread(gpointer data) {
   return NULL;
 }
 
+/* A group's messages from a rank to itself (all-to-all's own block; only
+ * px_comm_all_to_all_v makes them) on a host-memory implementation: the i-th
+ * send to self lands in the i-th receive from self. The others are copied to
+ * rest; returns their number. */
+static gboolean to_self(const PxComm *c, const PxP2p *o) { return o->peer == (o->comm ? o->comm : c)->pos; }
+
+static int run_self(PxComm *c, const PxP2p *ops, int n, PxP2p *rest) {
+  int k = 0, sends = 0;
+  for (int i = 0; i < n; i++) {
+    if (!to_self(c, &ops[i])) {
+      rest[k++] = ops[i];
+      continue;
+    }
+    if (!ops[i].send) continue;
+    for (int j = 0, seen = 0; j < n; j++)
+      if (to_self(c, &ops[j]) && ops[j].comm == ops[i].comm && !ops[j].send && seen++ == sends) {
+        memcpy(ops[j].buf, ops[i].buf, ops[i].count * px_dtype_size(ops[i].dtype));
+        break;
+      }
+    sends++;
+  }
+  return k;
+}
+
 static gboolean run_group(PxComm *c, const PxP2p *ops, int n, GError **error) {
+  /* NCCL moves a group's messages to self natively (device memory); the
+   * host-memory implementations get them done here */
+  g_autofree PxP2p *rest = NULL;
+  if (strcmp(c->ops->name, "nccl")) {
+    rest = g_new(PxP2p, MAX(n, 1));
+    n = run_self(c, ops, n, rest);
+    ops = rest;
+    if (n == 0) return TRUE;
+  }
   gboolean one_comm = TRUE;
   for (int i = 0; i < n; i++) one_comm = one_comm && (!ops[i].comm || ops[i].comm == c);
   if (c->ops->group && (one_comm || c->ops->multi_group)) return c->ops->group(c, ops, n, error);
@@ -433,6 +466,45 @@ gboolean px_comm_group_end_multi(PxComm *const *cs, int n, PxStream *stream, GEr
   k->n_group = (int)all->len;
   k->group = g_memdup2(all->data, sizeof(PxP2p) * all->len);
   return dispatch(k, stream, error);
+}
+
+
+/* ---- all-to-all: grouped point-to-point (what NCCL's all-to-all is) ---- */
+
+gboolean px_comm_all_to_all_v(PxComm *c, const void *send, const gsize *send_counts, const gsize *send_displs,
+                              void *recv, const gsize *recv_counts, const gsize *recv_displs, PxDType dtype,
+                              PxStream *stream, GError **error) {
+  if (!not_grouping(c, "all_to_all", error) || !check_dtype(c, "all_to_all", dtype, FALSE, error)) return FALSE;
+  gsize es = px_dtype_size(dtype);
+  int n = c->group->n;
+  /* one group of every peer's send and receive, self included (run_group
+   * moves that block itself on host-memory implementations; NCCL natively):
+   * self first, then sends around the ring one way, receives the other */
+  g_autoptr(GArray) ops = g_array_new(FALSE, FALSE, sizeof(PxP2p));
+  for (int k = 0; k < n; k++) {
+    int p = (c->pos + k) % n, q = (c->pos - k + n) % n;
+    if (send_counts[p]) {
+      PxP2p x = {TRUE, (char *)send + send_displs[p] * es, send_counts[p], dtype, p, NULL};
+      g_array_append_val(ops, x);
+    }
+    if (recv_counts[q]) {
+      PxP2p x = {FALSE, (char *)recv + recv_displs[q] * es, recv_counts[q], dtype, q, NULL};
+      g_array_append_val(ops, x);
+    }
+  }
+  if (ops->len == 0) return TRUE;
+  Call *k = call_new(c, PX_CALL_GROUP);
+  k->n_group = (int)ops->len;
+  k->group = g_memdup2(ops->data, sizeof(PxP2p) * ops->len);
+  return dispatch(k, stream, error);
+}
+
+gboolean px_comm_all_to_all(PxComm *c, const void *send, void *recv, gsize count, PxDType dtype, PxStream *stream,
+                            GError **error) {
+  int n = c->group->n;
+  g_autofree gsize *counts = g_new(gsize, n), *displs = g_new(gsize, n);
+  for (int i = 0; i < n; i++) counts[i] = count, displs[i] = (gsize)i * count;
+  return px_comm_all_to_all_v(c, send, counts, displs, recv, counts, displs, dtype, stream, error);
 }
 
 gboolean px_comm_available(const char *name) {

@@ -134,6 +134,19 @@ gboolean px_comm_send(PxComm *c, const void *buf, gsize count, PxDType dtype, in
                       PxStream *stream, GError **error);
 gboolean px_comm_recv(PxComm *c, void *buf, gsize count, PxDType dtype, int peer,
                       PxStream *stream, GError **error);
+/* All-to-all (NCCL's, as nccl-tests runs it: grouped point-to-point): send
+ * holds size blocks of count elements, block j for rank j; recv gets size
+ * blocks, block i from rank i. send and recv must not overlap. */
+gboolean px_comm_all_to_all(PxComm *c, const void *send, void *recv, gsize count, PxDType dtype,
+                            PxStream *stream, GError **error);
+/* The same with per-peer counts and offsets (elements): rank j gets
+ * send_counts[j] elements from send + send_displs[j]; recv_counts[i] come from
+ * rank i into recv + recv_displs[i] (MPI_Alltoallv). Each rank's recv_counts[i]
+ * must equal rank i's send_counts[j] for it (exchange the counts first with
+ * px_comm_all_to_all when they are not known). Zero counts move nothing. */
+gboolean px_comm_all_to_all_v(PxComm *c, const void *send, const gsize *send_counts, const gsize *send_displs,
+                              void *recv, const gsize *recv_counts, const gsize *recv_displs, PxDType dtype,
+                              PxStream *stream, GError **error);
 /* Sends and receives between start and end are issued together at end (on
  * end's stream), so that a rank can send to and receive from a peer without
  * either waiting for the other. Only send and recv may be called in between. */

@@ -5,6 +5,8 @@
 #include "gpt.h"
 #include "check.h"
 #include "activations.h"
+#include "moe.h"
+#include "moe_layer.h"
 #include <math.h>
 #include <string.h>
 
@@ -13,6 +15,10 @@ G_DEFINE_QUARK(px-gpt-error-quark, px_gpt_error)
 #define TRY(x)                                                                                     \
   do {                                                                                             \
     if (!(x)) return FALSE;                                                                        \
+  } while (0)
+#define TRYN(x)                                                                                    \
+  do {                                                                                             \
+    if (!(x)) return NULL;                                                                         \
   } while (0)
 
 struct _PxGpt {
@@ -34,6 +40,8 @@ struct _PxGpt {
    * (common/activations.h), allocated entry by entry, never re-derived here */
   PxActList **acts;           /* (n_chunks) x (end - first) */
   PxActEntry io;              /* a block's input entry: the shape of what chunks send and receive */
+  double aux_sum;             /* MoE load-balancing losses since px_gpt_take_aux_loss */
+  double dloss;               /* the backward in progress: its seed (the MoE aux loss's gradient) */
 };
 
 /* Slots of one layer's stash: one per role of the core's activation list,
@@ -73,7 +81,7 @@ struct _PxGptActs {
 
 static gboolean is_qkv(const PxTensorSpec *s) { return s->role == PX_ROLE_QKV || s->role == PX_ROLE_QKV_BIAS; }
 
-static void add_param(GArray *arr, const PxTensorSpec *spec, int layer, gboolean tied_copy, int tp,
+static void add_param(GArray *arr, const PxTensorSpec *spec, int layer, gboolean tied_copy, int tp, int ep, int etp,
                       gint64 *offset) {
   PxGptParam p = {0};
   p.spec = spec;
@@ -85,6 +93,11 @@ static void add_param(GArray *arr, const PxTensorSpec *spec, int layer, gboolean
    * of tp (other split dims divide, the plan validator checks) */
   p.shape[0] = spec->split == PX_SPLIT_ROWS ? (spec->shape[0] + tp - 1) / tp : spec->shape[0];
   p.shape[1] = spec->ndim == 2 ? (spec->split == PX_SPLIT_COLS ? (spec->shape[1] + tp - 1) / tp : spec->shape[1]) : 1;
+  if (spec->experts > 0) { /* E/ep experts, each's f over etp (gate, up: rows; down: columns) */
+    p.expert = TRUE;
+    p.shape[0] = spec->shape[0] / ep / (spec->split == PX_SPLIT_ROWS ? etp : 1);
+    p.shape[1] = spec->shape[1] / (spec->split == PX_SPLIT_COLS ? etp : 1);
+  }
   p.numel = p.shape[0] * p.shape[1];
   p.offset = *offset;
   *offset += p.numel;
@@ -111,6 +124,19 @@ static gboolean check_plan(const PxModel *model, const PxPlan *plan, const PxGpt
     return fail(error, PX_GPT_ERROR_INVALID, "context parallelism (cp=%d) needs a CP communicator", cp);
   if (d->pos == PX_POS_ROPE && (d->hidden / d->heads) % 2)
     return fail(error, PX_GPT_ERROR_INVALID, "rotary embedding needs an even head size");
+  if (d->experts > 0) {
+    int etp = px_plan_etp(plan);
+    if (d->expert_ffn % etp)
+      return fail(error, PX_GPT_ERROR_INVALID, "etp=%d does not divide the expert FFN size %d", etp, d->expert_ffn);
+    if (t > 1 && !plan->seq_parallel && (etp != t || plan->ep > 1))
+      return fail(error, PX_GPT_ERROR_UNSUPPORTED,
+                  "an MoE model with tp=%d, ep=%d, etp=%d needs sequence parallelism (--sp): each TP rank routes its "
+                  "own tokens", t, plan->ep, etp);
+    if (d->experts % MAX(plan->ep, 1))
+      return fail(error, PX_GPT_ERROR_INVALID, "ep=%d does not divide the %d experts", plan->ep, d->experts);
+  } else if (plan->ep > 1) {
+    return fail(error, PX_GPT_ERROR_INVALID, "ep=%d needs a mixture-of-experts model", plan->ep);
+  }
   return TRUE;
 }
 
@@ -158,8 +184,8 @@ PxGpt *px_gpt_new(const PxModel *model, const PxPlan *plan, const PxPartition *p
     for (int li = ch->first; li < ch->end; li++) {
       const PxLayer *L = &model->layers[li];
       ch->layer_param[li - ch->first] = (int)arr->len;
-      for (guint k = 0; k < L->n_tensors; k++) add_param(arr, &L->tensors[k], li, FALSE, g->tp, &off);
-      if (L->tied_tensor && !g->holds_embedding) add_param(arr, L->tied_tensor, li, TRUE, g->tp, &off);
+      for (guint k = 0; k < L->n_tensors; k++) add_param(arr, &L->tensors[k], li, FALSE, g->tp, MAX(plan->ep, 1), px_plan_etp(plan), &off);
+      if (L->tied_tensor && !g->holds_embedding) add_param(arr, L->tied_tensor, li, TRUE, g->tp, MAX(plan->ep, 1), px_plan_etp(plan), &off);
     }
     ch->layer_param[ch->end - ch->first] = (int)arr->len;
     ch->n_params = arr->len;
@@ -224,7 +250,14 @@ gboolean px_gpt_find_param(const PxGpt *g, const char *name, gboolean tied_copy,
 }
 
 gboolean px_gpt_param_tp_partial(const PxGpt *g, const PxGptParam *p) {
-  return g->sp && px_role_is_norm(p->spec->role);
+  /* the norms and the MoE router see only the rank's N/t rows */
+  return g->sp && (px_role_is_norm(p->spec->role) || p->spec->role == PX_ROLE_ROUTER);
+}
+
+double px_gpt_take_aux_loss(PxGpt *g) {
+  double a = g->aux_sum;
+  g->aux_sum = 0;
+  return a;
 }
 
 gboolean px_gpt_chunk_bind(PxGpt *g, int chunk, PxTensor *flat_w, PxTensor *flat_g, GError **error) {
@@ -286,6 +319,22 @@ static gint64 global_row(const PxGpt *g, const PxGptParam *p, gint64 lr) {
 
 void px_gpt_param_shard(const PxGpt *g, const PxGptParam *p, const double *full, double *shard) {
   gint64 cols_full = p->spec->ndim == 2 ? p->spec->shape[1] : 1;
+  if (p->expert) { /* this EP rank's experts, each its ETP rank's slice (rows of gate / up, columns of down) */
+    int etp = px_plan_etp(&g->plan), er = g->r.etp_rank;
+    gint64 E = p->spec->experts, loc = E / MAX(g->plan.ep, 1), e0 = (gint64)g->r.ep_rank * loc;
+    gint64 out = p->spec->shape[0] / E, in = p->spec->shape[1]; /* one expert's (out, in) */
+    for (gint64 j = 0; j < loc; j++) {
+      const double *src = full + (e0 + j) * out * in;
+      if (p->spec->split == PX_SPLIT_ROWS) {
+        gint64 rl = out / etp;
+        memcpy(shard + j * rl * in, src + er * rl * in, sizeof(double) * rl * in);
+      } else {
+        gint64 cl = in / etp;
+        for (gint64 i = 0; i < out; i++) memcpy(shard + (j * out + i) * cl, src + i * in + er * cl, sizeof(double) * cl);
+      }
+    }
+    return;
+  }
   for (gint64 i = 0; i < p->shape[0]; i++) {
     gint64 gr = p->spec->split == PX_SPLIT_ROWS ? global_row(g, p, i) : i;
     gint64 c0 = p->spec->split == PX_SPLIT_COLS ? (gint64)g->r.tp_rank * p->shape[1] : 0;
@@ -623,6 +672,51 @@ static gboolean keeps_lse(const PxGpt *g, int chunk, int li) {
   return px_act_find(layer_acts(g, chunk, li), PX_ACT_LSE) != NULL;
 }
 
+static PxTensor *mlp_fwd(PxGpt *g, int chunk, int li, LayerActs *la, GError **error);
+
+/* ---- MoE blocks: the routed experts (exec/moe_layer.c) ---- */
+
+static gboolean is_moe(const PxGpt *g, int li) {
+  return px_model_block_is_moe(&g->model->desc, g->model->layers[li].block);
+}
+
+static PxMoeRun moe_run(PxGpt *g) {
+  int etp = px_plan_etp(&g->plan);
+  /* the ETP ranks hold different tokens unless tp > 1 without sequence parallelism (then etp = tp) */
+  gboolean gather = !(g->tp > 1 && !g->sp);
+  return (PxMoeRun){g->r.be, g->r.ep, MAX(g->plan.ep, 1), g->r.ep_rank, g->r.dtype, &g->model->desc, g->Nl,
+                    g->sp ? g->r.tp : NULL, g->r.etp, etp, g->r.etp_rank, gather};
+}
+
+static PxMoeWeight moe_weight(PxGpt *g, int chunk, int li, PxTensorRole role) {
+  PxGptParam *p = param(g, chunk, li, role);
+  return (PxMoeWeight){W(p), G(p)};
+}
+
+static PxMoeWeights moe_weights(PxGpt *g, int chunk, int li) {
+  return (PxMoeWeights){moe_weight(g, chunk, li, PX_ROLE_ROUTER), moe_weight(g, chunk, li, PX_ROLE_EXPERT_GATE),
+                        moe_weight(g, chunk, li, PX_ROLE_EXPERT_UP), moe_weight(g, chunk, li, PX_ROLE_EXPERT_IN),
+                        moe_weight(g, chunk, li, PX_ROLE_EXPERT_OUT)};
+}
+
+/* y2 += the routed experts' output for the block's ln2 rows (y2 made when
+ * the block has no shared experts). */
+static gboolean moe_fwd(PxGpt *g, int chunk, int li, LayerActs *la, PxTensor **y2, GError **error) {
+  TRY(la->s[PX_ACT_MOE] = new_act(g, chunk, li, PX_ACT_MOE, error));
+  g_autoptr(PxTensor) yr = new_tmp(g, "moe_out", g->Nl, g->h, error);
+  TRY(yr);
+  PxMoeRun run = moe_run(g);
+  PxMoeWeights w = moe_weights(g, chunk, li);
+  double aux = 0;
+  TRY(px_moe_layer_fwd(&run, &w, la->s[PX_ACT_MOE], la->s[A_LN2], yr, &aux, error));
+  if (!g->sp || g->r.tp_rank == 0) g->aux_sum += aux;
+  if (!*y2) {
+    *y2 = g_steal_pointer(&yr);
+    return TRUE;
+  }
+  return px_op_residual_fwd(g->r.be, *y2, *y2, yr, error);
+}
+
 static gboolean block_fwd(PxGpt *g, int chunk, int li, LayerActs *la, const PxTensor *x, GError **error) {
   const PxModelDesc *d = &g->model->desc;
   PxBackend *be = g->r.be;
@@ -654,29 +748,38 @@ static gboolean block_fwd(PxGpt *g, int chunk, int li, LayerActs *la, const PxTe
   TRY(norm_stats(g, chunk, li, la, PX_ACT_NORM2_MEAN, PX_ACT_NORM2_RSTD, error));
   TRY(norm_fwd(g, la->s[A_LN2], la->s[PX_ACT_NORM2_MEAN], la->s[PX_ACT_NORM2_RSTD], la->s[A_X2],
                param(g, chunk, li, PX_ROLE_NORM2), param(g, chunk, li, PX_ROLE_NORM2_BIAS), error));
-  TRY(la->s[A_FC] = new_act(g, chunk, li, PX_ACT_FFN_PRE, error));
-  TRY(la->s[A_ACT] = new_act(g, chunk, li, PX_ACT_FFN_ACT, error));
-  gboolean swiglu = d->ffn_kind == PX_FFN_SWIGLU;
-  if (swiglu) {
-    TRY(la->s[A_UP] = new_act(g, chunk, li, PX_ACT_FFN_UP, error));
-    g_autoptr(PxTensor) hold = NULL;
-    const PxTensor *xf = full_rows(g, la->s[A_LN2], &hold, error);
-    TRY(xf);
-    TRY(px_op_linear_fwd(be, la->s[A_FC], xf, param(g, chunk, li, PX_ROLE_FFN_GATE)->w,
-                         W(param(g, chunk, li, PX_ROLE_FFN_GATE_BIAS)), error));
-    TRY(px_op_linear_fwd(be, la->s[A_UP], xf, param(g, chunk, li, PX_ROLE_FFN_UP)->w,
-                         W(param(g, chunk, li, PX_ROLE_FFN_UP_BIAS)), error));
-    TRY(px_op_swiglu_fwd(be, la->s[A_ACT], la->s[A_FC], la->s[A_UP], error));
-  } else {
-    TRY(column_parallel_fwd(g, la->s[A_FC], la->s[A_LN2], param(g, chunk, li, PX_ROLE_FFN_IN),
-                            param(g, chunk, li, PX_ROLE_FFN_IN_BIAS), error));
-    TRY(px_op_gelu_fwd(be, la->s[A_ACT], la->s[A_FC], error));
-  }
-  g_autoptr(PxTensor) y2 = row_parallel_fwd(g, la->s[A_ACT], param(g, chunk, li, PX_ROLE_FFN_OUT),
-                                            param(g, chunk, li, PX_ROLE_FFN_OUT_BIAS), error);
-  TRY(y2);
+  g_autoptr(PxTensor) y2 = NULL;
+  if (!is_moe(g, li) || d->shared_experts > 0) TRY(y2 = mlp_fwd(g, chunk, li, la, error));
+  if (is_moe(g, li)) TRY(moe_fwd(g, chunk, li, la, &y2, error));
   TRY(la->s[A_OUT] = new_output(g, chunk, li, error));
   return px_op_residual_fwd(be, la->s[A_OUT], la->s[A_X2], y2, error);
+}
+
+/* The block's MLP (an MoE block's shared experts): the row-parallel output,
+ * before the residual. */
+static PxTensor *mlp_fwd(PxGpt *g, int chunk, int li, LayerActs *la, GError **error) {
+  const PxModelDesc *d = &g->model->desc;
+  PxBackend *be = g->r.be;
+  TRYN(la->s[A_FC] = new_act(g, chunk, li, PX_ACT_FFN_PRE, error));
+  TRYN(la->s[A_ACT] = new_act(g, chunk, li, PX_ACT_FFN_ACT, error));
+  gboolean swiglu = d->ffn_kind == PX_FFN_SWIGLU;
+  if (swiglu) {
+    TRYN(la->s[A_UP] = new_act(g, chunk, li, PX_ACT_FFN_UP, error));
+    g_autoptr(PxTensor) hold = NULL;
+    const PxTensor *xf = full_rows(g, la->s[A_LN2], &hold, error);
+    TRYN(xf);
+    TRYN(px_op_linear_fwd(be, la->s[A_FC], xf, param(g, chunk, li, PX_ROLE_FFN_GATE)->w,
+                         W(param(g, chunk, li, PX_ROLE_FFN_GATE_BIAS)), error));
+    TRYN(px_op_linear_fwd(be, la->s[A_UP], xf, param(g, chunk, li, PX_ROLE_FFN_UP)->w,
+                         W(param(g, chunk, li, PX_ROLE_FFN_UP_BIAS)), error));
+    TRYN(px_op_swiglu_fwd(be, la->s[A_ACT], la->s[A_FC], la->s[A_UP], error));
+  } else {
+    TRYN(column_parallel_fwd(g, la->s[A_FC], la->s[A_LN2], param(g, chunk, li, PX_ROLE_FFN_IN),
+                            param(g, chunk, li, PX_ROLE_FFN_IN_BIAS), error));
+    TRYN(px_op_gelu_fwd(be, la->s[A_ACT], la->s[A_FC], error));
+  }
+  return row_parallel_fwd(g, la->s[A_ACT], param(g, chunk, li, PX_ROLE_FFN_OUT),
+                          param(g, chunk, li, PX_ROLE_FFN_OUT_BIAS), error);
 }
 
 /* Vocabulary-parallel embedding (Megatron): each TP rank looks up the tokens
@@ -911,6 +1014,39 @@ static gboolean linear_bwd(PxGpt *g, PxGptActs *a, PxTensor *dx, PxTensor **dy, 
   return TRUE;
 }
 
+/* The MLP's backward (an MoE block's shared experts): the ln2 rows'
+ * gradient (N/t rows with SP, else N), reduced over TP; may take *dout. */
+static PxTensor *mlp_bwd(PxGpt *g, int chunk, int li, PxGptActs *a, LayerActs *la, PxTensor **dout, gboolean swiglu,
+                         gboolean defer, GError **error) {
+  PxBackend *be = g->r.be;
+  gint64 fl = la->s[A_FC]->shape[1]; /* ffn / t, or the shared experts' */
+  g_autoptr(PxTensor) dact = new_grad(g, "dact", g->N, fl, error);
+  g_autoptr(PxTensor) dfc = new_grad(g, "dfc", g->N, fl, error);
+  g_autoptr(PxTensor) dln2 = new_partial(g, "dln2", g->h, PX_MEM_BUFFERS, TRUE, error);
+  TRYN(dact && dfc && dln2);
+  g_autoptr(PxTensor) dout_h = NULL;
+  TRYN(full_rows(g, *dout, &dout_h, error));
+  TRYN(linear_bwd(g, a, dact, g->sp ? &dout_h : dout, la->s[A_ACT], NULL, param(g, chunk, li, PX_ROLE_FFN_OUT),
+                  param(g, chunk, li, PX_ROLE_FFN_OUT_BIAS), defer, error));
+  g_autoptr(PxTensor) ln2_h = NULL;
+  const PxTensor *ln2 = full_rows(g, la->s[A_LN2], &ln2_h, error);
+  TRYN(ln2);
+  if (swiglu) {
+    g_autoptr(PxTensor) dup = new_grad(g, "dup", g->N, fl, error);
+    TRYN(dup);
+    TRYN(px_op_swiglu_bwd(be, dfc, dup, dact, la->s[A_FC], la->s[A_UP], error));
+    TRYN(linear_bwd(g, a, dln2, &dup, ln2, &ln2_h, param(g, chunk, li, PX_ROLE_FFN_UP),
+                    param(g, chunk, li, PX_ROLE_FFN_UP_BIAS), defer, error));
+    TRYN(linear_bwd(g, a, dln2, &dfc, ln2, &ln2_h, param(g, chunk, li, PX_ROLE_FFN_GATE),
+                    param(g, chunk, li, PX_ROLE_FFN_GATE_BIAS), defer, error));
+  } else {
+    TRYN(px_op_gelu_bwd(be, dfc, dact, la->s[A_FC], error));
+    TRYN(linear_bwd(g, a, dln2, &dfc, ln2, &ln2_h, param(g, chunk, li, PX_ROLE_FFN_IN),
+                    param(g, chunk, li, PX_ROLE_FFN_IN_BIAS), defer, error));
+  }
+  return reduce_rows(g, g_steal_pointer(&dln2), PX_MEM_BUFFERS, error);
+}
+
 /* Backward of one block: dx += d(block)/dx · dout; takes *dout. Rows of x, dx,
  * dout: N/t with sequence parallelism, else N. */
 static gboolean block_bwd(PxGpt *g, int chunk, int li, PxGptActs *a, LayerActs *la, const PxTensor *x,
@@ -919,36 +1055,26 @@ static gboolean block_bwd(PxGpt *g, int chunk, int li, PxGptActs *a, LayerActs *
   PxBackend *be = g->r.be;
   PxAttnShape as = attn_shape(g);
   gboolean swiglu = d->ffn_kind == PX_FFN_SWIGLU;
+  gboolean moe = is_moe(g, li), mlp = !moe || d->shared_experts > 0;
   /* the residual of the MLP: dx2 = dout + ln_2 backward */
   g_autoptr(PxTensor) dx2 = new_tmp(g, "dx2", g->Nl, g->h, error);
-  g_autoptr(PxTensor) dact = new_grad(g, "dact", g->N, g->ffn_l, error);
-  g_autoptr(PxTensor) dfc = new_grad(g, "dfc", g->N, g->ffn_l, error);
-  g_autoptr(PxTensor) dln2 = new_partial(g, "dln2", g->h, PX_MEM_BUFFERS, TRUE, error);
-  TRY(dx2 && dact && dfc && dln2);
+  TRY(dx2);
   TRY(px_tensor_copy_async(dx2, *dout, CS(g), error));
-  g_autoptr(PxTensor) dout_h = NULL;
-  TRY(full_rows(g, *dout, &dout_h, error));
-  TRY(linear_bwd(g, a, dact, g->sp ? &dout_h : dout, la->s[A_ACT], NULL,
-                 param(g, chunk, li, PX_ROLE_FFN_OUT),
-                 param(g, chunk, li, PX_ROLE_FFN_OUT_BIAS), defer, error));
-  g_autoptr(PxTensor) ln2_h = NULL;
-  const PxTensor *ln2 = full_rows(g, la->s[A_LN2], &ln2_h, error);
-  TRY(ln2);
-  if (swiglu) {
-    g_autoptr(PxTensor) dup = new_grad(g, "dup", g->N, g->ffn_l, error);
-    TRY(dup);
-    TRY(px_op_swiglu_bwd(be, dfc, dup, dact, la->s[A_FC], la->s[A_UP], error));
-    TRY(linear_bwd(g, a, dln2, &dup, ln2, &ln2_h, param(g, chunk, li, PX_ROLE_FFN_UP),
-                   param(g, chunk, li, PX_ROLE_FFN_UP_BIAS), defer, error));
-    TRY(linear_bwd(g, a, dln2, &dfc, ln2, &ln2_h, param(g, chunk, li, PX_ROLE_FFN_GATE),
-                   param(g, chunk, li, PX_ROLE_FFN_GATE_BIAS), defer, error));
-  } else {
-    TRY(px_op_gelu_bwd(be, dfc, dact, la->s[A_FC], error));
-    TRY(linear_bwd(g, a, dln2, &dfc, ln2, &ln2_h, param(g, chunk, li, PX_ROLE_FFN_IN),
-                   param(g, chunk, li, PX_ROLE_FFN_IN_BIAS), defer, error));
+  /* the routed experts (before the MLP's backward, which may take dout) */
+  g_autoptr(PxTensor) dmoe = NULL;
+  if (moe) {
+    TRY(dmoe = new_grad(g, "dmoe", g->Nl, g->h, error));
+    PxMoeRun run = moe_run(g);
+    PxMoeWeights w = moe_weights(g, chunk, li);
+    TRY(px_moe_layer_bwd(&run, &w, la->s[PX_ACT_MOE], la->s[A_LN2], *dout, dmoe, g->dloss, error));
   }
-  g_autoptr(PxTensor) dln2_r = reduce_rows(g, g_steal_pointer(&dln2), PX_MEM_BUFFERS, error);
-  TRY(dln2_r);
+  g_autoptr(PxTensor) dln2_r = NULL;
+  if (mlp) {
+    TRY(dln2_r = mlp_bwd(g, chunk, li, a, la, dout, swiglu, defer, error));
+    if (dmoe) TRY(px_op_residual_bwd(be, dln2_r, NULL, dmoe, error));
+  } else {
+    dln2_r = g_steal_pointer(&dmoe);
+  }
   TRY(norm_bwd(g, dx2, dln2_r, la->s[A_X2], param(g, chunk, li, PX_ROLE_NORM2), param(g, chunk, li, PX_ROLE_NORM2_BIAS),
                la->s[PX_ACT_NORM2_MEAN], la->s[PX_ACT_NORM2_RSTD], error));
   /* the residual of the attention: dx = dx2 + ln_1 backward */
@@ -1027,6 +1153,7 @@ gboolean px_gpt_backward(PxGpt *g, PxGptActs *a, PxTensor *dout, double dloss, g
                          PxTensor **dinput, GError **error) {
   PxGptChunk *ch = &g->chunks[a->chunk];
   if (dinput) *dinput = NULL;
+  g->dloss = dloss; /* every micro-batch's load-balancing loss weighs as its mean loss */
   g_autoptr(PxTensor) dcur = dout; /* gradient w.r.t. the current layer's output */
   for (int li = ch->end - 1; li >= ch->first; li--) {
     LayerActs *la = &a->layers[li - ch->first];

@@ -55,6 +55,8 @@ typedef struct {
   int layer;                 /* index in the model's layer list that uses it */
   gboolean tied_copy;        /* the LM head's copy of wte on the last stage */
   gboolean replicated;       /* identical on every TP rank (split NONE) */
+  gboolean expert;           /* a routed expert tensor: this EP rank's E/ep experts, each its ETP rank's
+                                f/etp slice, reduced over the EDP group instead of DP (exec/grid.h) */
   int ndim;
   gint64 shape[2];           /* local (TP shard) shape */
   gint64 numel;
@@ -79,6 +81,10 @@ typedef struct {
   PxDType dtype;             /* F32 or F64 */
   PxComm *cp;                /* the CP communicator (exec/grid.h); NULL when cp == 1 */
   int cp_rank;
+  PxComm *ep;                /* the EP communicator of MoE blocks; may be NULL when ep == 1 */
+  int ep_rank;               /* position in the EP group (0 when ep == 1) */
+  PxComm *etp;               /* the ETP communicator (an expert's FFN split); may be NULL when etp == 1 */
+  int etp_rank;              /* position in the ETP group (0 when etp == 1) */
 } PxGptRank;
 
 typedef struct _PxGpt PxGpt;
@@ -153,6 +159,11 @@ gboolean px_gpt_backward(PxGpt *gpt, PxGptActs *acts, PxTensor *dout, double dlo
                          gboolean defer_weight, PxTensor **dinput, GError **error);
 gboolean px_gpt_backward_weight(PxGpt *gpt, PxGptActs *acts, GError **error);
 void px_gpt_acts_free(PxGptActs *acts);
+/* The load-balancing losses of the MoE blocks this rank ran forward, summed
+ * since the last call (each micro-batch's, coefficient included; under
+ * sequence parallelism the TP group's tokens together, counted on TP rank 0),
+ * then reset. Their gradient is in backward, seeded with its dloss. */
+double px_gpt_take_aux_loss(PxGpt *gpt);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(PxGpt, px_gpt_free)
 

@@ -1,5 +1,6 @@
 /* grid.c — rank coordinates and the groups of each parallel axis. */
 #include "grid.h"
+#include "moe.h"
 
 G_DEFINE_QUARK(px-grid-error-quark, px_grid_error)
 
@@ -7,12 +8,13 @@ struct _PxGrid {
   PxPlan plan;      /* dp, cp, tp, pp, order (copied) */
   int world;
   PxCoord *coords;  /* (world) */
+  PxExpertCoord *ecoords; /* (world) */
   GPtrArray *groups[PX_GROUP_N_KINDS];  /* of PxGroup, DeepSpeed order */
   int *member[PX_GROUP_N_KINDS];        /* (world) index into groups[kind] */
 };
 
 const char *px_group_kind_name(PxGroupKind kind) {
-  static const char *names[] = {"tp", "dp", "pp", "embed", "cp", "dpcp"};
+  static const char *names[] = {"tp", "dp", "pp", "embed", "cp", "dpcp", "ep", "etp", "edp"};
   return (unsigned)kind < PX_GROUP_N_KINDS ? names[kind] : "?";
 }
 
@@ -87,6 +89,30 @@ static void build_groups(PxGrid *grid, PxGroupKind kind, unsigned mask) {
     }
 }
 
+/* The expert groups (grid.h): for each stage and each pair of the other two
+ * expert coordinates (outer slowest), the ranks along one expert axis. */
+static void build_expert(PxGrid *grid, PxGroupKind kind) {
+  const PxPlan *p = &grid->plan;
+  int n[3] = {px_plan_etp(p), MAX(p->ep, 1), px_plan_edp(p)}; /* etp, ep, edp */
+  int axis = kind == PX_GROUP_ETP ? 0 : kind == PX_GROUP_EP ? 1 : 2;
+  int o1 = axis == 2 ? 1 : 2, o0 = axis == 0 ? 1 : 0; /* o1 outer, o0 inner of the other two */
+  grid->groups[kind] = g_ptr_array_new_with_free_func((GDestroyNotify)px_group_free);
+  grid->member[kind] = g_new(int, grid->world);
+  for (int st = 0; st < p->pp; st++)
+    for (int a = 0; a < n[o1]; a++)
+      for (int b = 0; b < n[o0]; b++) {
+        int ranks[n[axis]];
+        for (int j = 0; j < n[axis]; j++) {
+          int c[3];
+          c[o1] = a, c[o0] = b, c[axis] = j;
+          ranks[j] = px_moe_rank_of(p, st, c[0], c[1], c[2]);
+          grid->member[kind][ranks[j]] = (int)grid->groups[kind]->len;
+          if (kind == PX_GROUP_EP) grid->ecoords[ranks[j]] = (PxExpertCoord){c[1], c[0], c[2]};
+        }
+        g_ptr_array_add(grid->groups[kind], px_group_new(px_group_kind_name(kind), n[axis], ranks));
+      }
+}
+
 PxGrid *px_grid_new(const PxPlan *plan, GError **error) {
   int cp = MAX(plan->cp, 1);
   if (plan->dp < 1 || plan->tp < 1 || plan->pp < 1) {
@@ -103,12 +129,21 @@ PxGrid *px_grid_new(const PxPlan *plan, GError **error) {
     }
     seen[plan->order[i]] = TRUE;
   }
+  int etp = plan->etp > 0 ? plan->etp : plan->tp, ep = MAX(plan->ep, 1);
+  if ((gint64)px_plan_world(plan) % ((gint64)etp * ep * plan->pp)) {
+    g_set_error(error, PX_GRID_ERROR, PX_GRID_ERROR_INVALID,
+                "grid: etp·ep·pp = %d·%d·%d does not divide the %d ranks (MoE parallel folding)", etp, ep, plan->pp,
+                px_plan_world(plan));
+    return NULL;
+  }
   PxGrid *grid = g_new0(PxGrid, 1);
   grid->plan.dp = plan->dp;
   grid->plan.cp = cp;
   grid->plan.tp = plan->tp;
   grid->plan.pp = plan->pp;
   for (int i = 0; i < 3; i++) grid->plan.order[i] = plan->order[i];
+  grid->plan.ep = ep;
+  grid->plan.etp = etp;
   grid->world = px_plan_world(&grid->plan);
   grid->coords = g_new(PxCoord, grid->world);
   for (int r = 0; r < grid->world; r++) {
@@ -123,6 +158,10 @@ PxGrid *px_grid_new(const PxPlan *plan, GError **error) {
   build_groups(grid, PX_GROUP_EMBED, 1u << AX_PP);
   build_groups(grid, PX_GROUP_CP, 1u << AX_CP);
   build_groups(grid, PX_GROUP_DPCP, (1u << AX_CP) | (1u << AX_DP));
+  grid->ecoords = g_new(PxExpertCoord, grid->world);
+  build_expert(grid, PX_GROUP_EP);
+  build_expert(grid, PX_GROUP_ETP);
+  build_expert(grid, PX_GROUP_EDP);
   return grid;
 }
 
@@ -133,6 +172,7 @@ void px_grid_free(PxGrid *grid) {
     g_free(grid->member[k]);
   }
   g_free(grid->coords);
+  g_free(grid->ecoords);
   g_free(grid);
 }
 
@@ -151,6 +191,10 @@ int px_grid_rank_cp(const PxGrid *grid, int dp, int cp, int tp, int pp) {
 }
 
 int px_grid_rank(const PxGrid *grid, int dp, int tp, int pp) { return px_grid_rank_cp(grid, dp, 0, tp, pp); }
+PxExpertCoord px_grid_expert_coord(const PxGrid *grid, int rank) {
+  PxExpertCoord none = {-1, -1, -1};
+  return rank >= 0 && rank < grid->world ? grid->ecoords[rank] : none;
+}
 
 const PxGroup *px_grid_group(const PxGrid *grid, PxGroupKind kind, int rank) {
   if ((unsigned)kind >= PX_GROUP_N_KINDS || rank < 0 || rank >= grid->world) return NULL;

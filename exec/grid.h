@@ -34,8 +34,18 @@ typedef enum {
   PX_GRID_ERROR_INVALID, /* non-positive sizes, rank outside the world */
 } PxGridError;
 
+/* Expert groups (mixture of experts, common/moe.h: Megatron-Core's MoE
+ * parallel folding, the experts' RankGenerator with order tp-cp-ep-dp-pp,
+ * tp -> etp, dp -> edp): over each pipeline stage's ranks, expert coordinates
+ * (etp_i, ep_i, edp_i) sit at px_moe_rank_of. Listed by stage, then the other
+ * two expert coordinates (the outer varying slowest):
+ *  - ep:  same (stage, etp_i, edp_i), ep_i = 0..ep-1   (the all-to-all)
+ *  - etp: same (stage, ep_i, edp_i), etp_i = 0..etp-1  (an expert's TP)
+ *  - edp: same (stage, etp_i, ep_i), edp_i = 0..edp-1  (expert gradients, ZeRO)
+ * For a dense plan (ep = 1, etp = tp) they are the tp and dp groups again. */
 typedef enum {
-  PX_GROUP_TP, PX_GROUP_DP, PX_GROUP_PP, PX_GROUP_EMBED, PX_GROUP_CP, PX_GROUP_DPCP, PX_GROUP_N_KINDS
+  PX_GROUP_TP, PX_GROUP_DP, PX_GROUP_PP, PX_GROUP_EMBED, PX_GROUP_CP, PX_GROUP_DPCP, PX_GROUP_EP, PX_GROUP_ETP,
+  PX_GROUP_EDP, PX_GROUP_N_KINDS
 } PxGroupKind;
 
 typedef struct {
@@ -55,6 +65,12 @@ int px_grid_rank(const PxGrid *grid, int dp, int tp, int pp);
 int px_grid_rank_cp(const PxGrid *grid, int dp, int cp, int tp, int pp);
 /* The context-parallel degree (1: none). */
 int px_grid_cp(const PxGrid *grid);
+/* Expert coordinates of a rank (-1s outside the world): position in its ep,
+ * etp and edp groups. */
+typedef struct {
+  int ep, etp, edp;
+} PxExpertCoord;
+PxExpertCoord px_grid_expert_coord(const PxGrid *grid, int rank);
 
 /* The group of kind holding rank (owned by the grid); NULL for the embed kind
  * on a middle pipeline stage. */

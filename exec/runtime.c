@@ -14,6 +14,7 @@
 #include "data.h"
 #include "gpt.h"
 #include "grid.h"
+#include "moe.h"
 #include "partition.h"
 #include "schedule.h"
 
@@ -86,10 +87,13 @@ typedef struct {
   int rank, stage, dp_rank, tp_rank;
   int cp_rank;          /* context parallelism: the CP rank; dp_rank is then the position
                            d·cp + c in the dp·cp group (grid.h dpcp) */
+  int ep_rank, edp_rank, etp_rank; /* MoE: position in the EP, EDP and ETP groups (exec/grid.h) */
+  gboolean split_experts; /* expert gradients reduced over EDP, which is not the DP group */
   PxBackend *be;
   PxComm *world, *tp, *dp, *pp_act, *pp_grad, *embed; /* dp: the gradient group, dp·cp ranks; pp_*: the
                                                         pipeline, one per direction of traffic */
   PxComm *cp;           /* the ring of ring attention (cp > 1) */
+  PxComm *ep, *edp, *etp; /* MoE models only */
   PxStream *compute, *p2p_s, *coll_s;
   PxDevEvent *ev_compute; /* scratch: "compute up to here" */
   PxDevEvent *ev_coll;    /* the collective stream's last queued work */
@@ -171,6 +175,17 @@ void px_run_options_init(PxRunOptions *o) {
   o->device = -1;
   o->loss_scale = 65536;
   o->loss_scale_window = 1000;
+}
+
+/* MoE: do the experts' EDP groups coincide with the DP groups (ep 1, etp =
+ * tp: every rank of a stage holds every expert, as its dense tensors)? */
+static gboolean experts_follow_dp(const PxPlan *p) { return MAX(p->ep, 1) == 1 && px_plan_etp(p) == p->tp; }
+
+/* Does this rank hold the copy of param p that counts once (gradient norm,
+ * checkpoint, get_param): DP rank 0 for dense tensors, EDP rank 0 for the
+ * experts when they have groups of their own. */
+static gboolean owns_replica(const Rank *r, const PxGptParam *p) {
+  return r->split_experts && p->expert ? r->edp_rank == 0 : r->dp_rank == 0;
 }
 
 static PxTensor *tensor1(PxBackend *be, const char *name, PxDType dt, PxMemCategory cat, gint64 n,
@@ -321,7 +336,7 @@ static void rank_free(Rank *r) {
   g_free(r->dgrad);
   g_free(r->inputs);
   g_free(r->targets);
-  PxComm **cs[] = {&r->tp, &r->dp, &r->pp_act, &r->pp_grad, &r->embed, &r->cp};
+  PxComm **cs[] = {&r->tp, &r->dp, &r->pp_act, &r->pp_grad, &r->embed, &r->cp, &r->ep, &r->edp, &r->etp};
   for (gsize i = 0; i < G_N_ELEMENTS(cs); i++) g_clear_pointer(cs[i], px_comm_free);
   if (r->world != rt->given_world) px_comm_free(r->world);
   px_backend_free(r->be);
@@ -345,6 +360,11 @@ static gboolean rank_comms(Rank *r, GError **error) {
     g_propagate_error(error, err);
     return FALSE;
   }
+  if (r->rt->model->desc.experts > 0) { /* the MoE blocks' expert groups */
+    TRY(r->ep = px_grid_comm(grid, PX_GROUP_EP, r->world, error));
+    TRY(r->edp = px_grid_comm(grid, PX_GROUP_EDP, r->world, error));
+    TRY(r->etp = px_grid_comm(grid, PX_GROUP_ETP, r->world, error));
+  }
   return TRUE;
 }
 
@@ -357,6 +377,11 @@ static gboolean rank_init(PxRuntime *rt, Rank *r, int rank, PxComm *world, GErro
   r->dp_rank = co.dp * px_grid_cp(rt->grid) + co.cp;
   r->cp_rank = co.cp;
   r->tp_rank = co.tp;
+  PxExpertCoord ec = px_grid_expert_coord(rt->grid, rank);
+  r->ep_rank = ec.ep;
+  r->edp_rank = ec.edp;
+  r->etp_rank = ec.etp;
+  r->split_experts = rt->model->desc.experts > 0 && !experts_follow_dp(&rt->plan);
   r->zero = px_plan_data_ranks(&rt->plan) > 1 ? rt->plan.zero : 0;
   r->sharded = r->zero >= 1;
   r->in_flight = g_array_new(FALSE, FALSE, sizeof(InFlight));
@@ -370,7 +395,7 @@ static gboolean rank_init(PxRuntime *rt, Rank *r, int rank, PxComm *world, GErro
   TRY(r->loss_acc = tensor1(r->be, "loss", PX_DTYPE_F64, PX_MEM_BUFFERS, 1, error));
   TRY(r->sq_acc = tensor1(r->be, "grad_norm_sq", PX_DTYPE_F64, PX_MEM_BUFFERS, 1, error));
   TRY(r->ev_coll = px_event_new(r->be, error));
-  PxGptRank gr = {r->be, r->tp, r->stage, r->tp_rank, rt->cdt, r->cp, r->cp_rank};
+  PxGptRank gr = {r->be, r->tp, r->stage, r->tp_rank, rt->cdt, r->cp, r->cp_rank, r->ep, r->ep_rank, r->etp, r->etp_rank};
   r->scale = rt->fp16 ? rt->opt.loss_scale : 1.0;
   TRY(r->gpt = px_gpt_new(rt->model, &rt->plan, rt->part, &gr, error));
   int v = rt->prog->vpp, m = rt->plan.m;
@@ -527,6 +552,19 @@ static PxRuntime *runtime_setup(const PxModel *model, const PxPlan *plan, const 
    * the row log-sum-exp, never the s x s probabilities (activations.h) */
   rt->plan.attention = px_cost_attention(&rt->plan);
   rt->plan.precision = PX_PREC_FP32; /* the executor computes in fp32 / fp64 */
+  if (model->desc.experts > 0 && rt->plan.cp > 1) {
+    rfail(error, PX_RUNTIME_ERROR_INVALID,
+          "context parallelism (cp=%d) with a mixture-of-experts model is not run by the executor (the planner "
+          "and simulator take it)", rt->plan.cp);
+    return NULL;
+  }
+  if (model->desc.experts > 0 && rt->plan.zero >= 1 && rt->plan.dp > 1 && !experts_follow_dp(&rt->plan)) {
+    rfail(error, PX_RUNTIME_ERROR_INVALID,
+          "ZeRO-%d with expert groups of their own (ep=%d, etp=%d, tp=%d) is not run by the executor: expert states "
+          "would shard over edp=%d, dense ones over dp=%d (give --zero 0, or ep 1 with etp = tp)",
+          rt->plan.zero, MAX(rt->plan.ep, 1), px_plan_etp(&rt->plan), rt->plan.tp, px_plan_edp(&rt->plan), rt->plan.dp);
+    return NULL;
+  }
   if (rt->plan.offload != PX_OFFLOAD_NONE) {
     rfail(error, PX_RUNTIME_ERROR_INVALID, "offload (%s) is not implemented by the executor",
           px_offload_name(rt->plan.offload));
@@ -900,10 +938,37 @@ static PxTensor *grads_to_reduce(Rank *r, int c, GError **error) {
   return cs->stage;
 }
 
+/* MoE with expert groups of their own (unsharded): the chunk's dense runs
+ * of parameters all-reduced over DP, its expert runs over EDP (Megatron-Core's
+ * expert data-parallel group), in flat-buffer order. */
+static gboolean dp_reduce_split(Rank *r, int c, double *bytes, GError **error) {
+  ChunkState *cs = &r->chunks[c];
+  const PxGptChunk *ch = px_gpt_chunk(r->gpt, c);
+  PxTensor *g = grads_to_reduce(r, c, error);
+  TRY(g);
+  TRY(after_compute(r, r->coll_s, error));
+  gsize es = px_dtype_size(g->dtype);
+  for (guint i = 0; i < ch->n_params;) {
+    gboolean ex = ch->params[i].expert;
+    guint j = i;
+    while (j < ch->n_params && ch->params[j].expert == ex) j++;
+    gint64 lo = ch->params[i].offset, n = ch->params[j - 1].offset + ch->params[j - 1].numel - lo;
+    if (j == ch->n_params) n = cs->padded - lo;
+    PxComm *comm = ex ? r->edp : r->dp;
+    if (px_comm_size(comm) > 1) {
+      TRY(px_comm_all_reduce(comm, (char *)g->data + lo * es, (gsize)n, g->dtype, PX_RED_SUM, r->coll_s, error));
+      *bytes += (double)n * es;
+    }
+    i = j;
+  }
+  return TRUE;
+}
+
 /* DP reduction of a chunk's gradients, on the collective stream: all-reduce,
  * or reduce-scatter into the shard. */
 static gboolean dp_reduce(Rank *r, int c, double *bytes, GError **error) {
   ChunkState *cs = &r->chunks[c];
+  if (r->split_experts) return dp_reduce_split(r, c, bytes, error);
   if (px_plan_data_ranks(&r->rt->plan) == 1) return TRUE; /* a reduction over one rank */
   PxTensor *g = grads_to_reduce(r, c, error);
   TRY(g);
@@ -978,12 +1043,13 @@ static gboolean op_reduce_tied(Rank *r, double *bytes, GError **error) {
  * DP-replicated gradients on DP rank 0 only. */
 typedef struct {
   PxTensor *grad;  /* the range's gradient (full or shard) */
+  gboolean owners; /* unsharded: count only the replica owner's (owns_replica) */
   GPtrArray *views; /* the ranges owned, summed in one px_op_sum_squares_acc_multi */
 } NormAcc;
 
 static gboolean norm_segment(Rank *r, const PxGptParam *p, gint64 at, gint64 count, void *data, GError **error) {
   NormAcc *acc = data;
-  if (p->tied_copy || (p->replicated && r->tp_rank != 0)) return TRUE;
+  if (p->tied_copy || (p->replicated && r->tp_rank != 0) || (acc->owners && !owns_replica(r, p))) return TRUE;
   PxTensor *v = px_tensor_view(acc->grad, "norm", at, 1, &count, error);
   TRY(v);
   g_ptr_array_add(acc->views, v);
@@ -1054,6 +1120,9 @@ static gboolean op_optimizer(Rank *r, double *bytes, GError **error) {
       r->chunks[c].pending = FALSE;
       TRY(dp_reduce(r, c, bytes, error));
     }
+  /* MoE with dp 1 but edp > 1 (TP ranks holding the experts, each with its
+   * own tokens): the program has no DP reduction; the experts' happens here */
+  for (int c = 0; r->split_experts && rt->plan.dp == 1 && c < v; c++) TRY(dp_reduce(r, c, bytes, error));
   /* the reductions of the step have arrived */
   TRY(px_event_record(r->ev_coll, r->coll_s, error));
   TRY(px_stream_wait_event(r->compute, r->ev_coll, error));
@@ -1075,8 +1144,9 @@ static gboolean op_optimizer(Rank *r, double *bytes, GError **error) {
       acc.grad = cs->g_shard;
       gint64 lo = (gint64)r->dp_rank * cs->shard;
       TRY(for_segments(r, c, lo, lo + cs->shard, norm_segment, &acc, error));
-    } else if (r->dp_rank == 0) {
+    } else {
       acc.grad = cs->g;
+      acc.owners = TRUE;
       TRY(for_segments(r, c, 0, cs->numel, norm_segment, &acc, error));
     }
   }
@@ -1461,7 +1531,7 @@ static gboolean param_job(Rank *r, gpointer data, GError **error) {
       TRY(px_comm_all_gather(r->dp, mine, flat[k], (gsize)cs->shard, PX_DTYPE_F64, NULL, error));
     }
   }
-  if (holds && r->dp_rank == 0) {
+  if (holds && owns_replica(r, &px_gpt_chunk(r->gpt, c)->params[pi])) {
     const PxGptParam *p = &px_gpt_chunk(r->gpt, c)->params[pi];
     /* scatter the shard back: the inverse of px_gpt_param_shard, via index maps */
     g_autofree double *idx = g_new(double, j->numel);
@@ -1474,7 +1544,7 @@ static gboolean param_job(Rank *r, gpointer data, GError **error) {
   /* replicated tensors are held by every TP rank: count TP rank 0's only */
   const PxGptParam *p = holds ? &px_gpt_chunk(r->gpt, c)->params[pi] : NULL;
   if (p && p->replicated && r->tp_rank != 0) memset(full, 0, sizeof(double) * j->numel);
-  full[j->numel] = holds && r->dp_rank == 0 ? 1 : 0; /* who holds it */
+  full[j->numel] = holds && owns_replica(r, p) ? 1 : 0; /* who holds it */
   for (int k = 0; k < r->rt->prog->vpp; k++) g_free(flat[k]);
   TRY(px_comm_all_reduce(r->world, full, (gsize)j->numel + 1, PX_DTYPE_F64, PX_RED_SUM, NULL, error));
   if (full[j->numel] < 1)
@@ -1574,7 +1644,7 @@ static gboolean rank_save(Rank *r, const char *tmpdir, PxCkptFile *out, GError *
     ChunkState *cs = &r->chunks[c];
     const PxGptChunk *ch = px_gpt_chunk(r->gpt, c);
     gint64 lo = r->sharded ? (gint64)r->dp_rank * cs->shard : 0;
-    gint64 hi = r->sharded ? MIN(lo + cs->shard, cs->numel) : (r->dp_rank == 0 ? cs->numel : 0);
+    gint64 hi = r->sharded ? MIN(lo + cs->shard, cs->numel) : (r->dp_rank == 0 || r->split_experts ? cs->numel : 0);
     if (lo >= hi) continue;
     PxTensor *ts[4];
     gint64 base[4];
@@ -1589,6 +1659,7 @@ static gboolean rank_save(Rank *r, const char *tmpdir, PxCkptFile *out, GError *
       const PxGptParam *p = &ch->params[i];
       gint64 a = MAX(lo, p->offset), b = MIN(hi, p->offset + p->numel);
       if (p->tied_copy || (p->replicated && r->tp_rank != 0) || a >= b) continue;
+      if (!r->sharded && !owns_replica(r, p)) continue;
       g_autofree double *map = param_global_map(r, p);
       g_autofree gint64 *gidx = g_new(gint64, b - a);
       g_autofree double *vals = g_new(double, 3 * (b - a));

@@ -3,6 +3,7 @@
  * test_parity_mpi.c (every rank a process under mpirun). */
 #pragma once
 #include <glib.h>
+#include <string.h>
 #include "model.h"
 #include "runtime.h"
 #include "schedule.h"
@@ -37,6 +38,50 @@ static G_GNUC_UNUSED PxModel *prime_vocab_model(void) {
   PxModel *model = px_model_new(&d, &error);
   g_assert_no_error(error);
   return model;
+}
+
+/* Run steps steps of rt, their losses (and gradient norms) into loss (norm)
+ * when non-NULL; every step must succeed. */
+static G_GNUC_UNUSED void run_steps(PxRuntime *rt, int steps, double *loss, double *norm) {
+  g_autoptr(GError) error = NULL;
+  for (int s = 0; s < steps; s++) {
+    PxStepResult r;
+    g_assert_true(px_runtime_step(rt, &r, &error));
+    g_assert_no_error(error);
+    g_assert_cmpint(r.step, ==, px_runtime_steps_done(rt));
+    if (loss) loss[s] = r.loss;
+    if (norm) norm[s] = r.grad_norm;
+  }
+}
+
+/* Every rank's measured memory equals the planner's prediction exactly:
+ * weights, gradients and optimizer states (the executor allocates what the
+ * planner counts) and the peak activations (the executor allocates the core's
+ * activation list, common/activations.h, and the prediction walks the same
+ * list through the schedule: each in-flight pair weighted by its own chunk,
+ * plus one micro-batch's transients: recompute, the next layer's input);
+ * nothing left over between steps. what names the run in a failure. */
+static G_GNUC_UNUSED void expect_memory(PxRuntime *rt, const char *what) {
+  for (int r = 0; r < px_runtime_world(rt); r++) {
+    PxRankMemory m;
+    px_runtime_memory(rt, r, &m);
+    g_assert_cmpfloat((double)m.measured.current[PX_MEM_WEIGHTS], ==, m.predicted.weights);
+    g_assert_cmpfloat((double)m.measured.current[PX_MEM_GRADS], ==, m.predicted.gradients);
+    g_assert_cmpfloat((double)m.measured.current[PX_MEM_OPTIMIZER], ==, m.predicted.optimizer);
+    g_assert_cmpfloat(m.predicted.weights, >, 0);
+    double act = (double)m.measured.peak[PX_MEM_ACTIVATIONS], want = m.predicted.activations;
+    if (act != want) g_error("%s rank %d: peak activations %.0f B, predicted %.0f B", what, r, act, want);
+    g_assert_cmpint(m.measured.current[PX_MEM_ACTIVATIONS], ==, 0);
+  }
+}
+
+/* Elements of the model's tensor called name (0: none). */
+static G_GNUC_UNUSED gint64 tensor_numel(const PxModel *model, const char *name) {
+  for (guint i = 0; i < model->n_layers; i++)
+    for (guint t = 0; t < model->layers[i].n_tensors; t++)
+      if (!strcmp(model->layers[i].tensors[t].name, name))
+        return model->layers[i].tensors[t].shape[0] * model->layers[i].tensors[t].shape[1];
+  return 0;
 }
 
 static G_GNUC_UNUSED void layout_plan(const Layout *l, PxPlan *p) {

@@ -503,6 +503,97 @@ static void group_exchange(PxComm *world, int n, int per_peer) {
 static void check_group_exchange(PxComm *world, const Ctx *ctx) { group_exchange(world, ctx->n, 1); }
 static void check_group_fifo(PxComm *world, const Ctx *ctx) { group_exchange(world, ctx->n, 2); }
 
+/* A cpu backend with two queued streams (comm, work) and two events. */
+static void two_streams(PxComm *world, PxBackend **be, PxStream **comm, PxStream **work, PxDevEvent **filled,
+                        PxDevEvent **done) {
+  OK(world, (*be = px_backend_new("cpu", 0, &err)) != NULL);
+  OK(world, (*comm = px_stream_new(*be, "comm", &err)) != NULL);
+  OK(world, (*work = px_stream_new(*be, "work", &err)) != NULL);
+  OK(world, (*filled = px_event_new(*be, &err)) != NULL);
+  OK(world, (*done = px_event_new(*be, &err)) != NULL);
+}
+
+/* ---- all-to-all ---- */
+
+/* Block j of rank r's send holds mov_val(r, j·count + x): rank r's recv
+ * block i must then hold mov_val(i, r·count + x). The v-variant: rank r sends
+ * a2a_count(r, j) elements to rank j (zero for some pairs, self included), at
+ * packed offsets, the same data rule with j·count + x. */
+static gsize a2a_count(int r, int j, gsize count) { return (gsize)((3 * r + 5 * j + 1) % 4) * (count + 1) / 2; }
+
+static void all_to_all_case(PxComm *world, const Ctx *ctx, PxDType dt, gsize count, int variant) {
+  int r = px_comm_rank(world), n = ctx->n;
+  g_autofree gsize *sc = g_new(gsize, n), *sd = g_new(gsize, n), *rc = g_new(gsize, n), *rd = g_new(gsize, n);
+  gsize st = 0, rt = 0;
+  for (int j = 0; j < n; j++) {
+    sc[j] = variant ? a2a_count(r, j, count) : count, sd[j] = st, st += sc[j];
+    rc[j] = variant ? a2a_count(j, r, count) : count, rd[j] = rt, rt += rc[j];
+  }
+  g_autofree void *send = buf_new(st, dt), *recv = buf_new(rt, dt), *want = buf_new(rt, dt);
+  for (int j = 0; j < n; j++)
+    for (gsize x = 0; x < sc[j]; x++) put(send, sd[j] + x, dt, mov_val(r, (gsize)j * count + x));
+  for (int i = 0; i < n; i++)
+    for (gsize x = 0; x < rc[i]; x++) put(want, rd[i] + x, dt, mov_val(i, (gsize)r * count + x));
+  if (variant) OK(world, px_comm_all_to_all_v(world, send, sc, sd, recv, rc, rd, dt, NULL, &err));
+  else OK(world, px_comm_all_to_all(world, send, recv, count, dt, NULL, &err));
+  g_autofree char *what = what_of(variant ? "all_to_all_v" : "all_to_all", count, dt);
+  expect_same(world, what, recv, want, rt, dt);
+}
+
+static void check_all_to_all(PxComm *world, const Ctx *ctx) { each_case(world, ctx, all_to_all_case, 0); }
+static void check_all_to_all_v(PxComm *world, const Ctx *ctx) { each_case(world, ctx, all_to_all_case, 1); }
+
+typedef struct {
+  double *dst;
+  const double *src;
+  gsize count;
+} CopyArg;
+
+/* A host function that fills late (30 ms): a call queued behind it that did
+ * not wait would read the zeros. */
+static gboolean copy_late(gpointer data, GError **error) {
+  (void)error;
+  CopyArg *a = data;
+  g_usleep(30000);
+  memcpy(a->dst, a->src, a->count * sizeof(double));
+  return TRUE;
+}
+
+/* Queued on a stream behind a late fill of its send buffer on another
+ * stream (ordered by an event): the v-variant's data as above, 1000 f64. */
+static void check_all_to_all_queued(PxComm *world, const Ctx *ctx) {
+  int r = px_comm_rank(world), n = ctx->n;
+  const gsize count = 1000;
+  g_autoptr(PxBackend) be = NULL;
+  PxStream *comm = NULL, *work = NULL;
+  PxDevEvent *filled = NULL, *done = NULL;
+  two_streams(world, &be, &comm, &work, &filled, &done);
+  g_autofree gsize *sc = g_new(gsize, n), *sd = g_new(gsize, n), *rc = g_new(gsize, n), *rd = g_new(gsize, n);
+  gsize st = 0, rt = 0;
+  for (int j = 0; j < n; j++) {
+    sc[j] = a2a_count(r, j, count), sd[j] = st, st += sc[j];
+    rc[j] = a2a_count(j, r, count), rd[j] = rt, rt += rc[j];
+  }
+  g_autofree double *send = g_new0(double, MAX(st, 1)), *recv = g_new0(double, MAX(rt, 1)), *want = g_new(double, MAX(rt, 1));
+  g_autofree double *vals = g_new(double, MAX(st, 1));
+  for (int j = 0; j < n; j++)
+    for (gsize x = 0; x < sc[j]; x++) vals[sd[j] + x] = mov_val(r, (gsize)j * count + x);
+  for (int i = 0; i < n; i++)
+    for (gsize x = 0; x < rc[i]; x++) want[rd[i] + x] = mov_val(i, (gsize)r * count + x);
+  CopyArg fill = {send, vals, st};
+  OK(world, px_stream_launch_host(work, copy_late, &fill, NULL, &err));
+  OK(world, px_event_record(filled, work, &err));
+  OK(world, px_stream_wait_event(comm, filled, &err));
+  OK(world, px_comm_all_to_all_v(world, send, sc, sd, recv, rc, rd, PX_DTYPE_F64, comm, &err));
+  OK(world, px_event_record(done, comm, &err));
+  OK(world, px_event_synchronize(done, &err));
+  expect_same(world, "all_to_all_v queued after a fill on another stream", recv, want, rt, PX_DTYPE_F64);
+  px_event_free(filled);
+  px_event_free(done);
+  px_stream_free(comm);
+  px_stream_free(work);
+}
+
 /* ---- splits ---- */
 
 static void expect_members(PxComm *c, const char *name, int n, const int *ranks, int pos) {
@@ -638,13 +729,9 @@ static void check_streams(PxComm *world, const Ctx *ctx) {
   int r = px_comm_rank(world), n = ctx->n;
   enum { COUNT = 1000 };
   g_autoptr(PxBackend) be = NULL;
-  OK(world, (be = px_backend_new("cpu", 0, &err)) != NULL);
   PxStream *comm = NULL, *work = NULL;
   PxDevEvent *filled = NULL, *done = NULL;
-  OK(world, (comm = px_stream_new(be, "comm", &err)) != NULL);
-  OK(world, (work = px_stream_new(be, "work", &err)) != NULL);
-  OK(world, (filled = px_event_new(be, &err)) != NULL);
-  OK(world, (done = px_event_new(be, &err)) != NULL);
+  two_streams(world, &be, &comm, &work, &filled, &done);
 
   g_autofree double *buf = g_new0(double, COUNT), *bc = g_new0(double, COUNT), *all = g_new0(double, (gsize)n * COUNT);
   g_autofree double *want = g_new(double, COUNT);
@@ -1024,6 +1111,9 @@ static const Check checks[] = {
   {.path = "send-recv/fifo", .fn = check_fifo},
   {.path = "send-recv/group-exchange", .fn = check_group_exchange},
   {.path = "send-recv/group-fifo", .fn = check_group_fifo},
+  {.path = "all-to-all", .fn = check_all_to_all},
+  {.path = "all-to-all-v", .fn = check_all_to_all_v},
+  {.path = "all-to-all-queued", .fn = check_all_to_all_queued},
   {.path = "split/dp-tp", .fn = check_split_dp_tp},
   {.path = "split/reverse-keys", .fn = check_split_reverse},
   {.path = "split/no-color", .fn = check_split_no_color},

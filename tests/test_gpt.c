@@ -63,7 +63,7 @@ static void harness_init(Harness *h, const PxModelDesc *d, PxCheckpoint ckpt, Px
   h->part = px_partition_new(h->model, &h->plan, NULL, &error);
   g_assert_no_error(error);
   h->be = px_backend_new("cpu", 0, NULL);
-  PxGptRank r = {h->be, NULL, 0, tp_rank, dt, NULL, 0};
+  PxGptRank r = {h->be, NULL, 0, tp_rank, dt, NULL, 0, NULL, 0, NULL, 0};
   h->gpt = px_gpt_new(h->model, &h->plan, h->part, &r, &error);
   g_assert_no_error(error);
   h->n = px_gpt_chunk(h->gpt, 0)->numel;

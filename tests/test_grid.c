@@ -171,6 +171,59 @@ static void test_cp_hand(void) {
   px_plan_clear(&plan);
 }
 
+static PxGrid *grid_moe(int dp, int tp, int pp, int ep, int etp) {
+  PxPlan plan;
+  px_plan_init(&plan);
+  plan.dp = dp, plan.tp = tp, plan.pp = pp, plan.ep = ep, plan.etp = etp;
+  g_autoptr(GError) error = NULL;
+  PxGrid *g = px_grid_new(&plan, &error);
+  g_assert_no_error(error);
+  px_plan_clear(&plan);
+  return g;
+}
+
+/* Megatron-Core parallel_state.py, expert RankGenerator(tp=etp, ep, dp=edp,
+ * pp, order "tp-cp-ep-dp-pp"): rank = etp_i + etp·(ep_i + ep·edp_i) +
+ * etp·ep·edp·stage, worked by hand. 8 ranks, tp 2 × dp 4, ep 2, etp 1 (edp
+ * 4): ep groups are consecutive pairs, edp groups the ranks of one parity,
+ * while attention's tp groups are {0,1},... and dp groups {0,2,4,6},{1,3,5,7}. */
+static void test_expert_groups_ep2_etp1(void) {
+  g_autoptr(PxGrid) g = grid_moe(4, 2, 1, 2, 1);
+  assert_lists(g, PX_GROUP_EP, 4, 2, (int[]){0, 1, 2, 3, 4, 5, 6, 7});
+  assert_lists(g, PX_GROUP_EDP, 2, 4, (int[]){0, 2, 4, 6, 1, 3, 5, 7});
+  assert_lists(g, PX_GROUP_ETP, 8, 1, (int[]){0, 1, 2, 3, 4, 5, 6, 7});
+  PxExpertCoord c = px_grid_expert_coord(g, 5); /* 5 = 1 + 2·2: ep 1, edp 2 */
+  g_assert_cmpint(c.ep, ==, 1);
+  g_assert_cmpint(c.etp, ==, 0);
+  g_assert_cmpint(c.edp, ==, 2);
+}
+
+/* 8 ranks, tp 2 × dp 2 × pp 2, ep 2, etp 2 (edp 1): on stage 0 (ranks
+ * 0..3) etp groups {0,1},{2,3}, ep groups {0,2},{1,3}; stage 1 the same + 4. */
+static void test_expert_groups_ep2_etp2_pp2(void) {
+  g_autoptr(PxGrid) g = grid_moe(2, 2, 2, 2, 2);
+  assert_lists(g, PX_GROUP_ETP, 4, 2, (int[]){0, 1, 2, 3, 4, 5, 6, 7});
+  assert_lists(g, PX_GROUP_EP, 4, 2, (int[]){0, 2, 1, 3, 4, 6, 5, 7});
+  assert_lists(g, PX_GROUP_EDP, 8, 1, (int[]){0, 1, 2, 3, 4, 5, 6, 7});
+  PxExpertCoord c = px_grid_expert_coord(g, 7);
+  g_assert_cmpint(c.etp, ==, 1);
+  g_assert_cmpint(c.ep, ==, 1);
+  g_assert_cmpint(c.edp, ==, 0);
+}
+
+/* 16 ranks, tp 2 × dp 8, ep 4, etp 1 (edp 4: etp·ep ≠ tp, the
+ * Megatron-Bridge#3744 case of docs/moe.md): ep groups of 4 consecutive
+ * ranks, edp groups stride 4; a dense plan's expert groups are its tp and dp. */
+static void test_expert_groups_ep4_etp1(void) {
+  g_autoptr(PxGrid) g = grid_moe(8, 2, 1, 4, 1);
+  assert_group(px_grid_group(g, PX_GROUP_EP, 6), 4, (int[]){4, 5, 6, 7});
+  assert_group(px_grid_group(g, PX_GROUP_EDP, 6), 4, (int[]){2, 6, 10, 14});
+  g_autoptr(PxGrid) d = grid_moe(2, 2, 2, 1, 0);
+  assert_lists(d, PX_GROUP_ETP, 4, 2, (int[]){0, 1, 2, 3, 4, 5, 6, 7});
+  assert_lists(d, PX_GROUP_EDP, 4, 2, (int[]){0, 2, 1, 3, 4, 6, 5, 7});
+  assert_lists(d, PX_GROUP_EP, 8, 1, (int[]){0, 1, 2, 3, 4, 5, 6, 7});
+}
+
 static void test_invalid(void) {
   PxPlan plan;
   px_plan_init(&plan);
@@ -191,5 +244,8 @@ int main(int argc, char **argv) {
   g_test_add_func("/grid/embed", test_embed_groups);
   g_test_add_func("/grid/cp/hand", test_cp_hand);
   g_test_add_func("/grid/invalid", test_invalid);
+  g_test_add_func("/grid/expert/ep2-etp1", test_expert_groups_ep2_etp1);
+  g_test_add_func("/grid/expert/ep2-etp2-pp2", test_expert_groups_ep2_etp2_pp2);
+  g_test_add_func("/grid/expert/ep4-etp1", test_expert_groups_ep4_etp1);
   return g_test_run();
 }

@@ -109,11 +109,20 @@ static void test_hf_refusals(void) {
     g_remove(path);
   }
   g_rmdir(dir);
-  /* the executor says it has no MoE layer */
+  /* the executor runs Mixtral's MoE (top-k renormalised, as the HF import
+   * says too) but not Qwen2-MoE's shared-expert gate */
   g_autoptr(PxModel) m = load("mixtral-8x7b");
   g_autoptr(GError) e = NULL;
-  g_assert_false(px_model_executable(m, &e));
-  g_assert_nonnull(strstr(e->message, "mixture-of-experts"));
+  g_assert_true(m->desc.norm_topk);
+  g_assert_true(px_model_executable(m, &e));
+  g_autoptr(PxModel) hm = load("configs/hf/mixtral-8x7b.json");
+  g_assert_true(hm->desc.norm_topk);
+  g_autoptr(PxModel) q = load("configs/hf/qwen1.5-moe-a2.7b.json");
+  g_assert_false(q->desc.norm_topk); /* norm_topk_prob false */
+  g_autoptr(PxModel) q3 = load("configs/hf/qwen3-30b-a3b.json");
+  g_assert_true(q3->desc.norm_topk); /* norm_topk_prob true */
+  g_assert_false(px_model_executable(q, &e));
+  g_assert_nonnull(strstr(e->message, "shared-expert gate"));
 }
 
 static gboolean validate(PxPlan *p, const PxModel *m, int gpus, const char *says) {

@@ -34,13 +34,7 @@ static PxRuntime *stepped_attn(const PxModel *model, const Layout *l, int cp, Px
   g_autoptr(GError) error = NULL;
   PxRuntime *rt = layout_runtime_attn(model, l, cp, attn, dt, &error);
   g_assert_no_error(error);
-  for (int s = 0; s < steps; s++) {
-    PxStepResult r;
-    g_assert_true(px_runtime_step(rt, &r, &error));
-    g_assert_no_error(error);
-    g_assert_cmpint(r.step, ==, px_runtime_steps_done(rt));
-    if (loss) loss[s] = r.loss;
-  }
+  run_steps(rt, steps, loss, NULL);
   return rt;
 }
 
@@ -216,11 +210,7 @@ static void test_weights_agree(void) {
     g_autofree double *x = px_runtime_get_param(a, names[k], &error);
     g_autofree double *y = px_runtime_get_param(b, names[k], &error);
     g_assert_no_error(error);
-    gint64 n = 0;
-    for (guint i = 0; i < model->n_layers; i++)
-      for (guint t = 0; t < model->layers[i].n_tensors; t++)
-        if (!strcmp(model->layers[i].tensors[t].name, names[k]))
-          n = model->layers[i].tensors[t].shape[0] * model->layers[i].tensors[t].shape[1];
+    gint64 n = tensor_numel(model, names[k]);
     g_assert_cmpint(n, >, 0);
     double mag = 0;
     for (gint64 i = 0; i < n; i++) {
@@ -238,25 +228,11 @@ static void test_weights_agree(void) {
 static void check_memory_attn(const Layout *l, int cp, PxAttention attn, PxDType dt) {
   g_autoptr(PxModel) model = load_model(l->model);
   g_autoptr(PxRuntime) rt = stepped_attn(model, l, cp, attn, dt, 2, NULL);
-  for (int r = 0; r < px_runtime_world(rt); r++) {
-    PxRankMemory m;
-    px_runtime_memory(rt, r, &m);
-    /* exact: the executor allocates what the planner counts */
-    g_assert_cmpfloat((double)m.measured.current[PX_MEM_WEIGHTS], ==, m.predicted.weights);
-    g_assert_cmpfloat((double)m.measured.current[PX_MEM_GRADS], ==, m.predicted.gradients);
-    g_assert_cmpfloat((double)m.measured.current[PX_MEM_OPTIMIZER], ==, m.predicted.optimizer);
-    g_assert_cmpfloat(m.predicted.weights, >, 0);
-    /* peak activations exact: the executor allocates the core's activation
-     * list (common/activations.h) and the prediction walks the same list
-     * through the schedule (each in-flight pair weighted by its own chunk,
-     * plus one micro-batch's transients: recompute, the next layer's input) */
-    double act = (double)m.measured.peak[PX_MEM_ACTIVATIONS], want = m.predicted.activations;
-    if (act != want)
-      g_error("%s cp%d dp%d tp%d pp%d %s ckpt %s rank %d: peak activations %.0f B, predicted %.0f B", l->model, cp,
-              l->dp, l->tp, l->pp, l->schedule, px_ckpt_name(l->ckpt), r, act, want);
-    /* nothing is left over between steps */
-    g_assert_cmpint(m.measured.current[PX_MEM_ACTIVATIONS], ==, 0);
-  }
+  /* exact: the executor allocates what the planner counts, and the peak
+   * activations are the core's activation list walked through the schedule */
+  g_autofree char *what = g_strdup_printf("%s cp%d dp%d tp%d pp%d %s ckpt %s", l->model, cp, l->dp, l->tp, l->pp,
+                                          l->schedule, px_ckpt_name(l->ckpt));
+  expect_memory(rt, what);
 }
 
 static void check_memory(const Layout *l, PxDType dt) { check_memory_attn(l, 1, PX_ATTN_DEFAULT, dt); }
