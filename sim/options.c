@@ -160,6 +160,10 @@ gboolean px_plan_options_resolve(PxPlanOptions *o, gboolean need_cluster, PxMode
     }
   } else if (need_cluster) {
     BAD("no cluster: give --cluster NAME|FILE (e.g. --cluster dgx-h100)");
+  } else if (o->nodes > 0) {
+    BAD("--nodes %d needs --cluster NAME|FILE (it says how many GPUs a node holds); or give --gpus", o->nodes);
+  } else if (o->gpus > (1 << 24)) {
+    BAD("--gpus %d is more than %d GPUs", o->gpus, 1 << 24);
   }
   /* flags override the file */
   if (o->tp > 0) plan->tp = o->tp;
@@ -172,6 +176,17 @@ gboolean px_plan_options_resolve(PxPlanOptions *o, gboolean need_cluster, PxMode
     int gpus = px_cluster_gpus(cluster);
     gint64 tp_pp = (gint64)plan->tp * plan->pp * plan->cp;
     if (gpus % tp_pp == 0) plan->dp = (int)(gpus / tp_pp);
+  }
+  /* without a cluster, --gpus is the world: dp from it, or checked against it */
+  if (!cluster && o->gpus > 0 && plan->tp > 0 && plan->pp > 0 && plan->cp > 0) {
+    gint64 tp_pp = (gint64)plan->tp * plan->pp * plan->cp;
+    if (!dp_given) {
+      if (o->gpus % tp_pp) BAD("--gpus %d is not a multiple of tp·cp·pp = %" G_GINT64_FORMAT, o->gpus, tp_pp);
+      plan->dp = (int)(o->gpus / tp_pp);
+    } else if ((gint64)plan->dp * tp_pp != o->gpus) {
+      BAD("--gpus %d but dp·cp·tp·pp = %" G_GINT64_FORMAT " ranks: give one or make them agree", o->gpus,
+          (gint64)plan->dp * tp_pp);
+    }
   }
   /* the values ds_config's batch rule and "auto" entries need, before it */
   if (o->gbs > 0 && o->gbs_tokens) BAD("--gbs %d and --gbs-tokens %s both give the global batch: give one", o->gbs, o->gbs_tokens);

@@ -122,6 +122,9 @@ bad "100 kB model name" "model" "$sim" plan --model "$long"
 bad "100 kB schedule" "schedule" "$sim" plan --model 7b --schedule "$long"
 
 # ---- the executor ----
+bad "run: --gpus not a multiple of tp·cp·pp" "multiple" "$exe" run --model tiny-gpt --gpus 3 --tp 2
+bad "run: --gpus against dp·tp·pp" "--gpus" "$exe" run --model tiny-gpt --gpus 4 --dp 1 --tp 2
+bad "run: --nodes without a cluster" "--nodes" "$exe" run --model tiny-gpt --nodes 2
 bad "run: --lr NaN" "lr" "$exe" run --model tiny-gpt --lr nan
 bad "run: --lr -1" "lr" "$exe" run --model tiny-gpt --lr -1
 bad "run: --clip Inf" "clip" "$exe" run --model tiny-gpt --clip inf

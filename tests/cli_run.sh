@@ -37,6 +37,9 @@ printf '[plan]\npp = 2\ndp = 2\nzero = 1\nmbs = 2\ngbs = 8\nseq = 16\n' > "$tmp/
 out2=$("$exe" run --model tiny-gpt --plan "$tmp/plan.ini" --steps 2)
 check "--plan FILE gives the flags' losses" "[ \"\$(grep -E '^ +[12] ' <<<\"\$out\" | awk '{print \$2}')\" = \"\$(grep -E '^ +[12] ' <<<\"\$out2\" | awk '{print \$2}')\" ]"
 
+# --gpus without a cluster is the world: dp = gpus / (tp·pp)
+gout2=$("$exe" run --model tiny-gpt --gpus 4 --tp 2 --steps 1 2>&1)
+check "--gpus 4 --tp 2 runs dp 2" "grep -q 'dp 2 x tp 2 x pp 1' <<<\"\$gout2\""
 # checkpoints: 6 straight = 3 + resume 3
 losses() { awk '!/^#/ && NF == 6 {print $1, $2}'; }
 # (one learning-rate schedule for both: its cosine ends at step 6)
