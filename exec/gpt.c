@@ -261,15 +261,21 @@ double px_gpt_take_aux_loss(PxGpt *g) {
 }
 
 gboolean px_gpt_chunk_bind(PxGpt *g, int chunk, PxTensor *flat_w, PxTensor *flat_g, GError **error) {
+  return px_gpt_chunk_bind_at(g, chunk, flat_w, flat_g, NULL, error);
+}
+
+gboolean px_gpt_chunk_bind_at(PxGpt *g, int chunk, PxTensor *flat_w, PxTensor *flat_g, const gint64 *offsets,
+                              GError **error) {
   PxGptChunk *ch = &g->chunks[chunk];
   for (guint i = 0; i < ch->n_params; i++) {
     PxGptParam *p = &ch->params[i];
+    gint64 at = offsets ? offsets[i] : p->offset;
     g_clear_pointer(&p->w, px_tensor_free);
     g_clear_pointer(&p->g, px_tensor_free);
     g_autofree char *gname = g_strconcat(p->spec->name, ".grad", NULL);
-    if (flat_w && !(p->w = px_tensor_view(flat_w, p->spec->name, p->offset, p->ndim, p->shape, error)))
+    if (flat_w && !(p->w = px_tensor_view(flat_w, p->spec->name, at, p->ndim, p->shape, error)))
       return FALSE;
-    if (flat_g && !(p->g = px_tensor_view(flat_g, gname, p->offset, p->ndim, p->shape, error)))
+    if (flat_g && !(p->g = px_tensor_view(flat_g, gname, at, p->ndim, p->shape, error)))
       return FALSE;
   }
   return TRUE;

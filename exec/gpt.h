@@ -110,6 +110,11 @@ gboolean px_gpt_param_tp_partial(const PxGpt *gpt, const PxGptParam *p);
  * chunk->numel elements (the gradient buffer may be NULL). */
 gboolean px_gpt_chunk_bind(PxGpt *gpt, int chunk, PxTensor *flat_w, PxTensor *flat_g,
                            GError **error);
+/* The same with param i at element offsets[i] of the buffers instead of its
+ * offset (the runtime's own layout, e.g. expert tensors in a region of their
+ * own); offsets NULL: px_gpt_chunk_bind. */
+gboolean px_gpt_chunk_bind_at(PxGpt *gpt, int chunk, PxTensor *flat_w, PxTensor *flat_g, const gint64 *offsets,
+                              GError **error);
 /* The deterministic initial values of the chunk's flat buffer (host, double). */
 void px_gpt_chunk_init_values(const PxGpt *gpt, int chunk, guint64 seed, double *flat);
 /* Cut this rank's shard of param p out of the full tensor (row-major, spec shape). */

@@ -45,6 +45,13 @@ typedef struct {
   gint64 numel;       /* the chunk's flat parameter count */
   gint64 shard;       /* elements per DP shard (ceil), when sharded */
   gint64 padded;      /* numel rounded up to dp shards (sharded) or numel */
+  /* MoE under ZeRO with expert groups of their own (split): the flat buffers
+   * hold the dense tensors first, padded to dp shards of sd, then the routed
+   * experts, padded to edp shards of se (Megatron-Core's expert distributed
+   * optimizer); shard = sd + se, the dense part of the shard first */
+  gboolean split;
+  gint64 *off;        /* split: param i's element offset in the buffers (else its own offset) */
+  gint64 sd, se, pad_d;
   PxTensor *w;        /* full local weights: WEIGHTS (ZeRO < 3) or gathered BUFFERS (ZeRO-3) */
   PxTensor *w_shard;  /* ZeRO-3 shard: WEIGHTS */
   PxTensor *g;        /* full gradient accumulator: GRADS (ZeRO < 2) or BUFFERS */
@@ -193,6 +200,12 @@ static PxTensor *tensor1(PxBackend *be, const char *name, PxDType dt, PxMemCateg
   return px_tensor_new(be, name, dt, cat, 1, &n, error);
 }
 
+/* Param i of chunk c's element offset in the rank's flat buffers. */
+static gint64 param_offset(const Rank *r, int c, guint i) {
+  const ChunkState *cs = &r->chunks[c];
+  return cs->off ? cs->off[i] : px_gpt_chunk(r->gpt, c)->params[i].offset;
+}
+
 /* Visit the parts of the chunk's parameters inside flat range [lo, hi):
  * fn(param, first element, count) with element offsets relative to lo. */
 typedef gboolean (*SegmentFn)(Rank *r, const PxGptParam *p, gint64 at, gint64 count, void *data, GError **error);
@@ -200,10 +213,67 @@ static gboolean for_segments(Rank *r, int chunk, gint64 lo, gint64 hi, SegmentFn
   const PxGptChunk *ch = px_gpt_chunk(r->gpt, chunk);
   for (guint i = 0; i < ch->n_params; i++) {
     const PxGptParam *p = &ch->params[i];
-    gint64 a = MAX(lo, p->offset), b = MIN(hi, p->offset + p->numel);
+    gint64 o = param_offset(r, chunk, i);
+    gint64 a = MAX(lo, o), b = MIN(hi, o + p->numel);
     if (a < b) TRY(fn(r, p, a - lo, b - a, data, error));
   }
   return TRUE;
+}
+
+/* A flat range of the rank's ZeRO shard: buffer elements [lo, lo + n) are
+ * shard elements [at, at + n); the range is the comm rank's part of the
+ * region starting at base (reduce-scattered and all-gathered over comm). */
+typedef struct {
+  gint64 lo, n, at, base;
+  PxComm *comm;
+} ShardPart;
+
+/* The parts of the rank's shard of chunk c (sharded runs only): one over DP,
+ * or (split) the dense part over DP and the experts' over EDP. */
+static int shard_parts(Rank *r, int c, ShardPart parts[2]) {
+  ChunkState *cs = &r->chunks[c];
+  if (!cs->split) {
+    parts[0] = (ShardPart){(gint64)r->dp_rank * cs->shard, cs->shard, 0, 0, r->dp};
+    return 1;
+  }
+  parts[0] = (ShardPart){(gint64)r->dp_rank * cs->sd, cs->sd, 0, 0, r->dp};
+  parts[1] = (ShardPart){cs->pad_d + (gint64)r->edp_rank * cs->se, cs->se, cs->sd, cs->pad_d, r->edp};
+  return 2;
+}
+
+/* A view of shard tensor t over part q, kept in keep. */
+static PxTensor *part_view(GPtrArray *keep, PxTensor *t, const ShardPart *q, GError **error) {
+  PxTensor *v = px_tensor_view(t, "shard_part", q->at, 1, &q->n, error);
+  if (v) g_ptr_array_add(keep, v);
+  return v;
+}
+
+/* Bind chunk c's parameters to the flat buffers in the rank's layout. */
+static gboolean chunk_bind(Rank *r, int c, PxTensor *w, PxTensor *g, GError **error) {
+  return px_gpt_chunk_bind_at(r->gpt, c, w, g, r->chunks[c].off, error);
+}
+
+/* Split layout (ChunkState.split): each param's offset, dense tensors packed
+ * first, the experts after the dense region padded to dp shards. */
+static void chunk_split_layout(Rank *r, int c) {
+  ChunkState *cs = &r->chunks[c];
+  const PxGptChunk *ch = px_gpt_chunk(r->gpt, c);
+  gint64 nd = 0, ne = 0;
+  for (guint i = 0; i < ch->n_params; i++) *(ch->params[i].expert ? &ne : &nd) += ch->params[i].numel;
+  int dp = px_plan_data_ranks(&r->rt->plan), edp = px_comm_size(r->edp);
+  cs->split = TRUE;
+  cs->sd = px_zero_shard(nd, dp);
+  cs->se = px_zero_shard(ne, edp);
+  cs->pad_d = cs->sd * dp;
+  cs->shard = cs->sd + cs->se;
+  cs->padded = cs->pad_d + cs->se * edp;
+  cs->off = g_new(gint64, ch->n_params);
+  gint64 d = 0, e = cs->pad_d;
+  for (guint i = 0; i < ch->n_params; i++) {
+    gint64 *at = ch->params[i].expert ? &e : &d;
+    cs->off[i] = *at;
+    *at += ch->params[i].numel;
+  }
 }
 
 static gboolean chunk_alloc(Rank *r, int c, GError **error) {
@@ -215,6 +285,7 @@ static gboolean chunk_alloc(Rank *r, int c, GError **error) {
   cs->numel = ch->numel;
   cs->shard = r->sharded ? px_zero_shard(ch->numel, dp) : ch->numel;
   cs->padded = r->sharded ? cs->shard * dp : ch->numel;
+  if (r->sharded && r->split_experts) chunk_split_layout(r, c);
   g_autofree char *nw = g_strdup_printf("chunk%d.weights", c);
   g_autofree char *ng = g_strdup_printf("chunk%d.grads", c);
   if (r->zero >= 3) {
@@ -233,15 +304,32 @@ static gboolean chunk_alloc(Rank *r, int c, GError **error) {
   /* initial values */
   g_autofree double *init = g_new0(double, cs->padded);
   px_gpt_chunk_init_values(r->gpt, c, rt->opt.seed, init);
+  if (cs->split) { /* into the split layout */
+    g_autofree double *own = g_steal_pointer(&init);
+    init = g_new0(double, cs->padded);
+    for (guint i = 0; i < ch->n_params; i++)
+      memcpy(init + cs->off[i], own + ch->params[i].offset, sizeof(double) * ch->params[i].numel);
+  }
   if (cs->w) {
     TRY(px_tensor_upload_f64(cs->w, init, error));
-    TRY(px_gpt_chunk_bind(r->gpt, c, cs->w, cs->g, error));
+    TRY(chunk_bind(r, c, cs->w, cs->g, error));
   } else {
-    TRY(px_tensor_upload_f64(cs->w_shard, init + (gint64)r->dp_rank * cs->shard, error));
-    TRY(px_gpt_chunk_bind(r->gpt, c, NULL, cs->g, error));
+    g_autofree double *mine = g_new0(double, cs->shard);
+    ShardPart parts[2];
+    for (int k = 0, n = shard_parts(r, c, parts); k < n; k++)
+      memcpy(mine + parts[k].at, init + parts[k].lo, sizeof(double) * parts[k].n);
+    TRY(px_tensor_upload_f64(cs->w_shard, mine, error));
+    TRY(chunk_bind(r, c, NULL, cs->g, error));
   }
   /* the master starts as the half parameters, upcast (Megatron's main params) */
-  if (cs->master) {
+  if (cs->master && cs->split && cs->w) { /* the shard's parts of the full weights */
+    ShardPart parts[2];
+    for (int k = 0, n = shard_parts(r, c, parts); k < n; k++) {
+      g_autoptr(PxTensor) to = px_tensor_view(cs->master, "master", parts[k].at, 1, &parts[k].n, error);
+      g_autoptr(PxTensor) from = to ? px_tensor_view(cs->w, "w_shard", parts[k].lo, 1, &parts[k].n, error) : NULL;
+      TRY(from && px_op_cast(r->be, to, from, FALSE, error));
+    }
+  } else if (cs->master) {
     g_autoptr(PxTensor) mine = NULL;
     if (cs->w_shard) mine = px_tensor_view(cs->w_shard, "w_shard", 0, 1, &cs->shard, error);
     else mine = px_tensor_view(cs->w, "w_shard", r->sharded ? (gint64)r->dp_rank * cs->shard : 0, 1, &cs->shard, error);
@@ -308,6 +396,7 @@ static void rank_free(Rank *r) {
                        &cs->stage_shard};
     for (gsize i = 0; i < G_N_ELEMENTS(ts); i++) g_clear_pointer(ts[i], px_tensor_free);
     px_event_free(cs->gathered);
+    g_free(cs->off);
   }
   for (int i = 0; r->recv_ev && i < n; i++) px_event_free(r->recv_ev[i]);
   guint len = rt->prog->ranks[r->stage].n;
@@ -556,13 +645,6 @@ static PxRuntime *runtime_setup(const PxModel *model, const PxPlan *plan, const 
     rfail(error, PX_RUNTIME_ERROR_INVALID,
           "context parallelism (cp=%d) with a mixture-of-experts model is not run by the executor (the planner "
           "and simulator take it)", rt->plan.cp);
-    return NULL;
-  }
-  if (model->desc.experts > 0 && rt->plan.zero >= 1 && rt->plan.dp > 1 && !experts_follow_dp(&rt->plan)) {
-    rfail(error, PX_RUNTIME_ERROR_INVALID,
-          "ZeRO-%d with expert groups of their own (ep=%d, etp=%d, tp=%d) is not run by the executor: expert states "
-          "would shard over edp=%d, dense ones over dp=%d (give --zero 0, or ep 1 with etp = tp)",
-          rt->plan.zero, MAX(rt->plan.ep, 1), px_plan_etp(&rt->plan), rt->plan.tp, px_plan_edp(&rt->plan), rt->plan.dp);
     return NULL;
   }
   if (rt->plan.offload != PX_OFFLOAD_NONE) {
@@ -964,10 +1046,31 @@ static gboolean dp_reduce_split(Rank *r, int c, double *bytes, GError **error) {
   return TRUE;
 }
 
+/* ZeRO with expert groups of their own (split layout): the dense region
+ * reduce-scattered over DP, the experts' over EDP, into the shard's parts. */
+static gboolean dp_reduce_scatter_split(Rank *r, int c, double *bytes, GError **error) {
+  ChunkState *cs = &r->chunks[c];
+  PxTensor *g = grads_to_reduce(r, c, error);
+  TRY(g);
+  TRY(after_compute(r, r->coll_s, error));
+  PxTensor *out = cs->g_shard;
+  if (cs->stage) TRY(out = cs->stage_shard = tensor1(r->be, "grad_stage_shard.f32", PX_DTYPE_F32, PX_MEM_BUFFERS, cs->shard, error));
+  gsize es = px_dtype_size(g->dtype);
+  ShardPart parts[2];
+  for (int k = 0, n = shard_parts(r, c, parts); k < n; k++) {
+    const ShardPart *q = &parts[k];
+    TRY(px_comm_reduce_scatter(q->comm, (char *)g->data + q->base * es, (char *)out->data + q->at * es, (gsize)q->n,
+                               g->dtype, r->coll_s, error));
+    *bytes += (double)(q->n * px_comm_size(q->comm)) * es;
+  }
+  return TRUE;
+}
+
 /* DP reduction of a chunk's gradients, on the collective stream: all-reduce,
  * or reduce-scatter into the shard. */
 static gboolean dp_reduce(Rank *r, int c, double *bytes, GError **error) {
   ChunkState *cs = &r->chunks[c];
+  if (cs->split) return dp_reduce_scatter_split(r, c, bytes, error);
   if (r->split_experts) return dp_reduce_split(r, c, bytes, error);
   if (px_plan_data_ranks(&r->rt->plan) == 1) return TRUE; /* a reduction over one rank */
   PxTensor *g = grads_to_reduce(r, c, error);
@@ -997,7 +1100,7 @@ static gboolean op_reduce_grads(Rank *r, int c, double *bytes, GError **error) {
   ChunkState *cs = &r->chunks[c];
   if (r->zero >= 3) { /* the gathered weights were held until the chunk's last backward */
     g_clear_pointer(&cs->w, px_tensor_free);
-    TRY(px_gpt_chunk_bind(r->gpt, c, NULL, cs->g, error));
+    TRY(chunk_bind(r, c, NULL, cs->g, error));
   }
   if (cs->has_tied) {
     cs->pending = TRUE;
@@ -1011,11 +1114,15 @@ static gboolean op_gather(Rank *r, int c, double *bytes, GError **error) {
   g_autofree char *name = g_strdup_printf("chunk%d.gathered", c);
   if (!cs->w) TRY(cs->w = tensor1(r->be, name, dtype_of(r), PX_MEM_BUFFERS, cs->padded, error));
   TRY(after_compute(r, r->coll_s, error));
-  TRY(px_comm_all_gather(r->dp, cs->w_shard->data, cs->w->data, (gsize)cs->shard, dtype_of(r), r->coll_s, error));
+  gsize es = px_dtype_size(dtype_of(r));
+  ShardPart parts[2];
+  for (int k = 0, n = shard_parts(r, c, parts); k < n; k++) /* over DP (split: the experts over EDP) */
+    TRY(px_comm_all_gather(parts[k].comm, (char *)cs->w_shard->data + parts[k].at * es,
+                           (char *)cs->w->data + parts[k].base * es, (gsize)parts[k].n, dtype_of(r), r->coll_s, error));
   TRY(px_event_record(cs->gathered, r->coll_s, error));
   cs->gathering = TRUE;
   *bytes = (double)cs->w->bytes;
-  return px_gpt_chunk_bind(r->gpt, c, cs->w, cs->g, error);
+  return chunk_bind(r, c, cs->w, cs->g, error);
 }
 
 static gboolean op_reduce_tied(Rank *r, double *bytes, GError **error) {
@@ -1027,7 +1134,7 @@ static gboolean op_reduce_tied(Rank *r, double *bytes, GError **error) {
     TRY(g);
     gsize es = px_dtype_size(g->dtype);
     TRY(after_compute(r, r->coll_s, error));
-    TRY(px_comm_all_reduce(r->embed, (char *)g->data + p->offset * es, (gsize)p->numel, g->dtype, PX_RED_SUM,
+    TRY(px_comm_all_reduce(r->embed, (char *)g->data + param_offset(r, c, (guint)cs->tied_param) * es, (gsize)p->numel, g->dtype, PX_RED_SUM,
                            r->coll_s, error));
     *bytes += (double)(p->numel * es);
     if (cs->pending) {
@@ -1111,6 +1218,52 @@ static double lr_at(const PxRunOptions *o, int t) {
   return o->min_lr + 0.5 * (o->lr - o->min_lr) * (1 + cos(G_PI * p));
 }
 
+/* Split layout: the AdamW items of chunk c's shard, part by part (views of
+ * the shard's tensors and of the full weights under ZeRO < 3). */
+static gboolean adam_split(Rank *r, int c, AdamAcc *acc, GError **error) {
+  ChunkState *cs = &r->chunks[c];
+  ShardPart parts[2];
+  for (int k = 0, n = shard_parts(r, c, parts); k < n; k++) {
+    const ShardPart *q = &parts[k];
+    AdamAcc a = *acc;
+    TRY(a.g = part_view(acc->views, cs->g_shard, q, error));
+    TRY(a.m = part_view(acc->views, cs->m, q, error));
+    TRY(a.v = part_view(acc->views, cs->v, q, error));
+    if (cs->master) TRY(a.w = part_view(acc->views, cs->master, q, error));
+    else if (cs->w_shard) TRY(a.w = part_view(acc->views, cs->w_shard, q, error));
+    else {
+      TRY(a.w = px_tensor_view(cs->w, "w_shard", q->lo, 1, &q->n, error));
+      g_ptr_array_add(acc->views, a.w);
+    }
+    TRY(for_segments(r, c, q->lo, q->lo + q->n, adam_segment, &a, error));
+  }
+  return TRUE;
+}
+
+/* Split layout, after AdamW: the master rounded into the parameters, and
+ * under ZeRO < 3 each part all-gathered over its group (DP, EDP). */
+static gboolean adam_split_after(Rank *r, int c, double *bytes, GError **error) {
+  ChunkState *cs = &r->chunks[c];
+  gsize es = px_dtype_size(dtype_of(r));
+  ShardPart parts[2];
+  for (int k = 0, n = shard_parts(r, c, parts); k < n; k++) {
+    const ShardPart *q = &parts[k];
+    g_autoptr(PxTensor) w = cs->w_shard ? px_tensor_view(cs->w_shard, "w_shard", q->at, 1, &q->n, error)
+                                        : px_tensor_view(cs->w, "w_shard", q->lo, 1, &q->n, error);
+    TRY(w);
+    if (cs->master) {
+      g_autoptr(PxTensor) mst = px_tensor_view(cs->master, "master", q->at, 1, &q->n, error);
+      TRY(mst && px_op_cast(r->be, w, mst, FALSE, error));
+    }
+    if (r->zero < 3) {
+      TRY(px_comm_all_gather(q->comm, w->data, (char *)cs->w->data + q->base * es, (gsize)q->n, dtype_of(r), r->compute,
+                             error));
+      *bytes += (double)(q->n * px_comm_size(q->comm)) * es;
+    }
+  }
+  return TRUE;
+}
+
 static gboolean op_optimizer(Rank *r, double *bytes, GError **error) {
   PxRuntime *rt = r->rt;
   int v = rt->prog->vpp;
@@ -1128,8 +1281,17 @@ static gboolean op_optimizer(Rank *r, double *bytes, GError **error) {
   TRY(px_stream_wait_event(r->compute, r->ev_coll, error));
   for (int c = 0; c < v; c++) TRY(grads_from_stage(r, c, error));
   /* sequence-parallel norm gradients, on the range this rank updates */
+  g_autoptr(GPtrArray) part_views = g_ptr_array_new_with_free_func((GDestroyNotify)px_tensor_free);
   for (int c = 0; rt->plan.seq_parallel && rt->plan.tp > 1 && c < v; c++) {
     ChunkState *cs = &r->chunks[c];
+    if (cs->split) {
+      ShardPart parts[2];
+      for (int k = 0, n = shard_parts(r, c, parts); k < n; k++) {
+        TpAcc acc = {part_view(part_views, cs->g_shard, &parts[k], error)};
+        TRY(acc.grad && for_segments(r, c, parts[k].lo, parts[k].lo + parts[k].n, tp_segment, &acc, error));
+      }
+      continue;
+    }
     gint64 lo = r->sharded ? (gint64)r->dp_rank * cs->shard : 0;
     TpAcc acc = {r->sharded ? cs->g_shard : cs->g};
     TRY(for_segments(r, c, lo, lo + (r->sharded ? cs->shard : cs->numel), tp_segment, &acc, error));
@@ -1140,7 +1302,13 @@ static gboolean op_optimizer(Rank *r, double *bytes, GError **error) {
   for (int c = 0; c < v; c++) {
     ChunkState *cs = &r->chunks[c];
     NormAcc acc = {.views = owned};
-    if (r->sharded) {
+    if (cs->split) { /* each part of the shard once: EDP shards of distinct EP ranks' experts */
+      ShardPart parts[2];
+      for (int k = 0, n = shard_parts(r, c, parts); k < n; k++) {
+        TRY(acc.grad = part_view(part_views, cs->g_shard, &parts[k], error));
+        TRY(for_segments(r, c, parts[k].lo, parts[k].lo + parts[k].n, norm_segment, &acc, error));
+      }
+    } else if (r->sharded) {
       acc.grad = cs->g_shard;
       gint64 lo = (gint64)r->dp_rank * cs->shard;
       TRY(for_segments(r, c, lo, lo + cs->shard, norm_segment, &acc, error));
@@ -1185,6 +1353,10 @@ static gboolean op_optimizer(Rank *r, double *bytes, GError **error) {
     ChunkState *cs = &r->chunks[c];
     AdamAcc acc = {.m = cs->m, .v = cs->v, .wd = rt->opt.weight_decay, .items = items, .views = views};
     gint64 lo = 0, n = cs->numel;
+    if (cs->split) {
+      TRY(adam_split(r, c, &acc, error));
+      continue;
+    }
     if (r->sharded) {
       lo = (gint64)r->dp_rank * cs->shard;
       n = MAX(0, MIN(cs->shard, cs->numel - lo));
@@ -1205,6 +1377,11 @@ static gboolean op_optimizer(Rank *r, double *bytes, GError **error) {
   TRY(px_op_adamw_multi(r->be, (const PxAdamWItem *)items->data, (int)items->len, &opt, NULL, NULL, error));
   for (int c = 0; c < v; c++) {
     ChunkState *cs = &r->chunks[c];
+    if (cs->split) {
+      TRY(adam_split_after(r, c, bytes, error));
+      TRY(px_tensor_zero(cs->g, error));
+      continue;
+    }
     if (cs->master) TRY(px_op_cast(r->be, updated[c], cs->master, FALSE, error)); /* round to nearest even */
     if (r->sharded && r->zero < 3) {
       TRY(px_comm_all_gather(r->dp, updated[c]->data, cs->w->data, (gsize)cs->shard, dtype_of(r), r->compute, error));
@@ -1497,6 +1674,18 @@ static const PxTensorSpec *find_spec(const PxModel *m, const char *name) {
   return NULL;
 }
 
+/* Chunk c's shard tensor t gathered into the host's full flat buffer, part by
+ * part over its group (collective over DP, and EDP when split). */
+static gboolean gather_host(Rank *r, int c, PxTensor *t, double *flat, GError **error) {
+  g_autofree double *mine = g_new(double, r->chunks[c].shard);
+  TRY(px_tensor_download_f64(t, mine, error));
+  ShardPart parts[2];
+  for (int k = 0, n = shard_parts(r, c, parts); k < n; k++)
+    TRY(px_comm_all_gather(parts[k].comm, mine + parts[k].at, flat + parts[k].base, (gsize)parts[k].n, PX_DTYPE_F64,
+                           NULL, error));
+  return TRUE;
+}
+
 typedef struct {
   const char *name;
   gint64 numel;
@@ -1520,15 +1709,11 @@ static gboolean param_job(Rank *r, gpointer data, GError **error) {
     if (j->master && cs->master && !r->sharded) {
       TRY(px_tensor_download_f64(cs->master, flat[k], error));
     } else if (j->master && cs->master) {
-      g_autofree double *mine = g_new(double, cs->shard);
-      TRY(px_tensor_download_f64(cs->master, mine, error));
-      TRY(px_comm_all_gather(r->dp, mine, flat[k], (gsize)cs->shard, PX_DTYPE_F64, NULL, error));
+      TRY(gather_host(r, k, cs->master, flat[k], error));
     } else if (cs->w && r->zero < 3) {
       TRY(px_tensor_download_f64(cs->w, flat[k], error));
     } else {
-      g_autofree double *mine = g_new(double, cs->shard);
-      TRY(px_tensor_download_f64(cs->w_shard, mine, error));
-      TRY(px_comm_all_gather(r->dp, mine, flat[k], (gsize)cs->shard, PX_DTYPE_F64, NULL, error));
+      TRY(gather_host(r, k, cs->w_shard, flat[k], error));
     }
   }
   if (holds && owns_replica(r, &px_gpt_chunk(r->gpt, c)->params[pi])) {
@@ -1539,7 +1724,7 @@ static gboolean param_job(Rank *r, gpointer data, GError **error) {
     for (gint64 e = 0; e < j->numel; e++) idx[e] = (double)(e + 1); /* 0: vocabulary padding */
     px_gpt_param_shard(r->gpt, p, idx, map);
     for (gint64 e = 0; e < p->numel; e++)
-      if (map[e] > 0) full[(gint64)map[e] - 1] = flat[c][p->offset + e];
+      if (map[e] > 0) full[(gint64)map[e] - 1] = flat[c][param_offset(r, c, (guint)pi) + e];
   }
   /* replicated tensors are held by every TP rank: count TP rank 0's only */
   const PxGptParam *p = holds ? &px_gpt_chunk(r->gpt, c)->params[pi] : NULL;
@@ -1609,11 +1794,12 @@ static double *param_global_map(Rank *r, const PxGptParam *p) {
 /* Chunk c's state tensors (weights, m, v; under mixed precision the master,
  * m, v, then the half weights) as this rank holds them, and the flat element
  * each one starts at: ZeRO-3 weights, sharded moments and masters hold
- * [dp_rank * shard, +shard), the others the whole (padded) buffer. Returns
+ * [dp_rank * shard, +shard) (split: q, a part of it), the others the whole
+ * (padded) buffer; q NULL when unsharded. Returns
  * how many (3 or 4); the first 3 are saved. */
-static int chunk_states(Rank *r, int c, PxTensor *ts[4], gint64 base[4]) {
+static int chunk_states(Rank *r, int c, const ShardPart *q, PxTensor *ts[4], gint64 base[4]) {
   ChunkState *cs = &r->chunks[c];
-  gint64 lo = r->sharded ? (gint64)r->dp_rank * cs->shard : 0;
+  gint64 lo = q ? q->lo - q->at : 0; /* the flat element a shard tensor's first would be, for the part q */
   ts[0] = r->zero >= 3 ? cs->w_shard : cs->w;
   ts[1] = cs->m;
   ts[2] = cs->v;
@@ -1625,6 +1811,59 @@ static int chunk_states(Rank *r, int c, PxTensor *ts[4], gint64 base[4]) {
   ts[0] = cs->master;
   base[0] = lo;
   return 4;
+}
+
+/* save_chunk's part q of the shard (NULL: the whole chunk, unsharded). */
+static gboolean save_part(Rank *r, int c, const ShardPart *q, PxCkptShard *sh, GError **error) {
+  {
+    ChunkState *cs = &r->chunks[c];
+    const PxGptChunk *ch = px_gpt_chunk(r->gpt, c);
+    gint64 lo = q ? q->lo : 0;
+    gint64 hi = q ? (cs->split ? lo + q->n : MIN(lo + cs->shard, cs->numel))
+                  : (r->dp_rank == 0 || r->split_experts ? cs->numel : 0);
+    if (lo >= hi) return TRUE;
+    PxTensor *ts[4];
+    gint64 base[4];
+    chunk_states(r, c, q, ts, base);
+    double *host[3] = {NULL, NULL, NULL};
+    gboolean ok = TRUE;
+    for (int s = 0; s < 3; s++) {
+      host[s] = g_new(double, ts[s]->numel);
+      ok = ok && px_tensor_download_f64(ts[s], host[s], error);
+    }
+    for (guint i = 0; ok && i < ch->n_params; i++) {
+      const PxGptParam *p = &ch->params[i];
+      gint64 o = param_offset(r, c, i), a = MAX(lo, o), b = MIN(hi, o + p->numel);
+      if (p->tied_copy || (p->replicated && r->tp_rank != 0) || a >= b) continue;
+      if (!r->sharded && !owns_replica(r, p)) continue;
+      g_autofree double *map = param_global_map(r, p);
+      g_autofree gint64 *gidx = g_new(gint64, b - a);
+      g_autofree double *vals = g_new(double, 3 * (b - a));
+      gint64 k = 0;
+      for (gint64 e = a; e < b; e++) {
+        gint64 g = (gint64)map[e - o] - 1;
+        if (g < 0) continue; /* vocabulary padding */
+        gidx[k] = g;
+        for (int s = 0; s < 3; s++) vals[s * (b - a) + k] = host[s][e - base[s]];
+        k++;
+      }
+      for (int s = 0; s < 3; s++)
+        px_ckpt_shard_add(sh, ckpt_states[s], p->spec->name, p->spec->ndim, p->spec->shape, gidx, vals + s * (b - a), k);
+    }
+    for (int s = 0; s < 3; s++) g_free(host[s]);
+    return ok;
+  }
+}
+
+/* rank_save's part for chunk c: each part of its shard (the whole chunk unsharded). */
+static gboolean save_chunk(Rank *r, int c, PxCkptShard *sh, GError **error) {
+  ChunkState *cs = &r->chunks[c];
+  ShardPart parts[2] = {{0, cs->numel, 0, 0, NULL}};
+  int np = r->sharded ? shard_parts(r, c, parts) : 1;
+  for (int q = 0; q < np; q++) {
+    TRY(save_part(r, c, r->sharded ? &parts[q] : NULL, sh, error));
+  }
+  return TRUE;
 }
 
 /* Write this rank's shard file into tmpdir. Every element is written once over
@@ -1641,41 +1880,7 @@ static gboolean rank_save(Rank *r, const char *tmpdir, PxCkptFile *out, GError *
     px_ckpt_shard_add(sh, CKPT_SCALER_STATE, CKPT_SCALER, 1, &three, gidx, vals, 3);
   }
   for (int c = 0; c < rt->prog->vpp; c++) {
-    ChunkState *cs = &r->chunks[c];
-    const PxGptChunk *ch = px_gpt_chunk(r->gpt, c);
-    gint64 lo = r->sharded ? (gint64)r->dp_rank * cs->shard : 0;
-    gint64 hi = r->sharded ? MIN(lo + cs->shard, cs->numel) : (r->dp_rank == 0 || r->split_experts ? cs->numel : 0);
-    if (lo >= hi) continue;
-    PxTensor *ts[4];
-    gint64 base[4];
-    chunk_states(r, c, ts, base);
-    double *host[3] = {NULL, NULL, NULL};
-    gboolean ok = TRUE;
-    for (int s = 0; s < 3; s++) {
-      host[s] = g_new(double, ts[s]->numel);
-      ok = ok && px_tensor_download_f64(ts[s], host[s], error);
-    }
-    for (guint i = 0; ok && i < ch->n_params; i++) {
-      const PxGptParam *p = &ch->params[i];
-      gint64 a = MAX(lo, p->offset), b = MIN(hi, p->offset + p->numel);
-      if (p->tied_copy || (p->replicated && r->tp_rank != 0) || a >= b) continue;
-      if (!r->sharded && !owns_replica(r, p)) continue;
-      g_autofree double *map = param_global_map(r, p);
-      g_autofree gint64 *gidx = g_new(gint64, b - a);
-      g_autofree double *vals = g_new(double, 3 * (b - a));
-      gint64 k = 0;
-      for (gint64 e = a; e < b; e++) {
-        gint64 g = (gint64)map[e - p->offset] - 1;
-        if (g < 0) continue; /* vocabulary padding */
-        gidx[k] = g;
-        for (int s = 0; s < 3; s++) vals[s * (b - a) + k] = host[s][e - base[s]];
-        k++;
-      }
-      for (int s = 0; s < 3; s++)
-        px_ckpt_shard_add(sh, ckpt_states[s], p->spec->name, p->spec->ndim, p->spec->shape, gidx, vals + s * (b - a), k);
-    }
-    for (int s = 0; s < 3; s++) g_free(host[s]);
-    TRY(ok);
+    TRY(save_chunk(r, c, sh, error));
   }
   return px_ckpt_shard_write(sh, tmpdir, out, error);
 }
@@ -1688,22 +1893,32 @@ static gboolean rank_load(Rank *r, PxCkptReader *rd, GError **error) {
     const PxGptChunk *ch = px_gpt_chunk(r->gpt, c);
     PxTensor *ts[4];
     gint64 base[4];
-    int ns = chunk_states(r, c, ts, base);
+    ShardPart parts[2];
+    if (r->sharded) shard_parts(r, c, parts);
+    int ns = chunk_states(r, c, r->sharded ? &parts[0] : NULL, ts, base);
     double *host[4] = {NULL, NULL, NULL, NULL};
     for (int s = 0; s < ns; s++) host[s] = g_new0(double, ts[s]->numel);
     gboolean ok = TRUE;
     for (guint i = 0; ok && i < ch->n_params; i++) {
       const PxGptParam *p = &ch->params[i];
+      const ShardPart *q = &parts[cs->split && p->expert ? 1 : 0]; /* split: the part holding p */
+      if (cs->split) chunk_states(r, c, q, ts, base);
       g_autofree double *map = param_global_map(r, p);
+      gint64 o = param_offset(r, c, i);
       for (int s = 0; ok && s < ns; s++) {
-        gint64 a = MAX(base[s], p->offset), b = MIN(MIN(base[s] + ts[s]->numel, cs->numel), p->offset + p->numel);
+        gint64 rlo = base[s], rhi = MIN(base[s] + ts[s]->numel, cs->numel);
+        if (cs->split) { /* the full weights, or the shard tensor's part q */
+          rlo = ts[s] == cs->w ? 0 : q->lo;
+          rhi = ts[s] == cs->w ? cs->padded : q->lo + q->n;
+        }
+        gint64 a = MAX(rlo, o), b = MIN(rhi, o + p->numel);
         if (a >= b) continue;
         g_autofree gint64 *gidx = g_new(gint64, b - a);
         g_autofree gint64 *at = g_new(gint64, b - a);
         g_autofree double *vals = g_new(double, b - a);
         gint64 k = 0;
         for (gint64 e = a; e < b; e++) {
-          gint64 g = (gint64)map[e - p->offset] - 1;
+          gint64 g = (gint64)map[e - o] - 1;
           if (g < 0) continue;
           gidx[k] = g;
           at[k++] = e - base[s];
