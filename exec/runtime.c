@@ -471,7 +471,8 @@ static gboolean rank_init(PxRuntime *rt, Rank *r, int rank, PxComm *world, GErro
   r->edp_rank = ec.edp;
   r->etp_rank = ec.etp;
   r->split_experts = rt->model->desc.experts > 0 && !experts_follow_dp(&rt->plan);
-  r->zero = px_plan_data_ranks(&rt->plan) > 1 ? rt->plan.zero : 0;
+  /* ZeRO shards over dp·cp, and the experts over edp: with dp·cp 1 only those (ZeRO-1/2) */
+  r->zero = px_plan_data_ranks(&rt->plan) > 1 || (r->split_experts && px_plan_edp(&rt->plan) > 1) ? rt->plan.zero : 0;
   r->sharded = r->zero >= 1;
   r->in_flight = g_array_new(FALSE, FALSE, sizeof(InFlight));
   TRY(rank_comms(r, error));
@@ -645,6 +646,13 @@ static PxRuntime *runtime_setup(const PxModel *model, const PxPlan *plan, const 
     rfail(error, PX_RUNTIME_ERROR_INVALID,
           "context parallelism (cp=%d) with a mixture-of-experts model is not run by the executor (the planner "
           "and simulator take it)", rt->plan.cp);
+    return NULL;
+  }
+  if (model->desc.experts > 0 && rt->plan.zero >= 3 && px_plan_data_ranks(&rt->plan) == 1 &&
+      !experts_follow_dp(&rt->plan) && px_plan_edp(&rt->plan) > 1) {
+    rfail(error, PX_RUNTIME_ERROR_INVALID,
+          "ZeRO-3 with dp=1 and the experts over edp=%d is not run by the executor: its program gathers no "
+          "parameters over one DP rank (give --zero 2, or dp > 1)", px_plan_edp(&rt->plan));
     return NULL;
   }
   if (rt->plan.offload != PX_OFFLOAD_NONE) {

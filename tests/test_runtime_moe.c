@@ -7,7 +7,8 @@
  *    1, 2 and 3, where the experts follow DP and where they have groups of
  *    their own (expert shards over EDP, dense ones over DP: ep 2 · dp 2,
  *    ep 4 · dp 4, ep 2 · dp 4, ep 2 · tp 2 · dp 2 with etp 1, ep 2 · pp 2,
- *    etp 2 under tp 1),
+ *    etp 2 under tp 1, and dp 1 with tp 2 · etp 1 where only the experts
+ *    shard, over edp 2),
  *    equal the single rank's on the same global batch to 1e-5 relative; the
  *    gradient norm too (expert gradients reduced over EDP, counted once);
  *  - the weights after two steps, experts joined over EP and ETP ranks, equal
@@ -18,7 +19,8 @@
  *    planner's, and the peak activations equal the executor-stack prediction
  *    byte for byte (the MoE layer's saved tensor is px_moe_exec_layout's),
  *    with ZeRO over expert groups of their own too (common/memory.c's split:
- *    dense shards of dp·cp, expert shards of edp). */
+ *    dense shards of dp·cp, expert shards of edp);
+ *  - refused with a sentence: ZeRO-3 with dp 1 and the experts over edp 2. */
 #include <glib.h>
 #include <math.h>
 #include <string.h>
@@ -85,6 +87,8 @@ static const MoeLayout moe_layouts[] = {
   {2, 2, 1, 1, 2, 1, "1f1b", 1, PX_CKPT_NONE, TRUE},       /* ep 2 · tp 2 · dp 2 ZeRO-1, etp 1 (edp 2) */
   {2, 1, 2, 1, 2, 1, "1f1b", 1, PX_CKPT_NONE, FALSE},      /* ep 2 · pp 2 · dp 2 ZeRO-1 */
   {4, 1, 1, 1, 1, 2, "1f1b", 2, PX_CKPT_NONE, FALSE},      /* etp 2 under tp 1 ZeRO-2: edp 2, dp 4 */
+  {1, 2, 1, 1, 1, 1, "gpipe", 1, PX_CKPT_NONE, TRUE},      /* dp 1, tp 2, etp 1 ZeRO-1: only the experts shard (edp 2) */
+  {1, 2, 2, 1, 1, 1, "1f1b", 2, PX_CKPT_NONE, TRUE},       /* ... ZeRO-2 with pp 2 */
 };
 
 static void test_parity(void) {
@@ -155,6 +159,8 @@ static void test_memory(void) {
     {2, 2, 1, 1, 2, 1, "1f1b", 1, PX_CKPT_NONE, TRUE},
     {2, 1, 2, 1, 2, 1, "1f1b", 1, PX_CKPT_NONE, FALSE},
     {4, 1, 1, 1, 1, 2, "gpipe", 2, PX_CKPT_SELECTIVE, FALSE},
+    {1, 2, 1, 1, 1, 1, "gpipe", 1, PX_CKPT_NONE, TRUE},  /* dp 1: the experts' shards over edp 2 only */
+    {1, 2, 2, 1, 1, 1, "1f1b", 2, PX_CKPT_NONE, TRUE},
   };
   for (gsize i = 0; i < G_N_ELEMENTS(layouts); i++) {
     const MoeLayout *l = &layouts[i];
@@ -218,11 +224,25 @@ static void test_checkpoint(void) {
   remove_tree(dir);
 }
 
+/* ZeRO-3 with dp 1 and the experts over edp 2: the program has no gathers
+ * over one DP rank; refused with a sentence. */
+static void test_refused(void) {
+  g_autoptr(PxModel) model = load_model("tiny-moe");
+  g_autoptr(GError) error = NULL;
+  MoeLayout m = {1, 2, 1, 1, 1, 1, "1f1b", 3, PX_CKPT_NONE, TRUE};
+  PxRuntime *rt = moe_runtime(model, &m, PX_DTYPE_F32, &error);
+  g_assert_null(rt);
+  g_assert_nonnull(error);
+  if (!strstr(error->message, "ZeRO-3 with dp=1 and the experts over edp=2"))
+    g_error("refusal '%s' does not name ZeRO-3 with dp 1 and edp 2", error->message);
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/runtime-moe/parity/f32", test_parity);
   g_test_add_func("/runtime-moe/weights/agree", test_weights);
   g_test_add_func("/runtime-moe/memory/prediction", test_memory);
   g_test_add_func("/runtime-moe/checkpoint/cross-layout", test_checkpoint);
+  g_test_add_func("/runtime-moe/refused", test_refused);
   return g_test_run();
 }
