@@ -62,7 +62,7 @@ GOptionGroup *px_plan_options_group(PxPlanOptions *o) {
     {"gbs-tokens", 0, 0, G_OPTION_ARG_STRING, &o->gbs_tokens,
      "Global batch in tokens (e.g. 4M): the nearest multiple of a power of two within 5 %", "T"},
     {"seq", 0, 0, INT_FLAG, "Sequence length (default: the model's seq; imported HF models 4096)", "N"},
-    {"schedule", 0, 0, G_OPTION_ARG_STRING, &o->schedule, "naive, gpipe, 1f1b, interleaved, zb-h1", "S"},
+    {"schedule", 0, 0, G_OPTION_ARG_STRING, &o->schedule, "naive, gpipe, 1f1b, interleaved, zb-h1, zb-h2, zb-v, dualpipev", "S"},
     {"partition", 0, 0, G_OPTION_ARG_STRING, &o->partition, "uniform, parameters, type:REGEX, optimal", "M"},
     {"zero", 0, 0, INT_FLAG, "ZeRO stage 0-3", "N"},
     {"offload", 0, 0, G_OPTION_ARG_STRING, &o->offload, "none, optimizer, optimizer+params", "O"},
@@ -220,7 +220,7 @@ gboolean px_plan_options_resolve(PxPlanOptions *o, gboolean need_cluster, PxMode
     *ints[i].field = ints[i].v;
   }
   if (o->schedule && !px_schedule_parse(o->schedule, &plan->schedule))
-    BAD("--schedule '%s' is not one of naive, gpipe, 1f1b, interleaved, zb-h1", o->schedule);
+    BAD("--schedule '%s' is not one of naive, gpipe, 1f1b, interleaved, zb-h1, zb-h2, zb-v, dualpipev", o->schedule);
   if (o->offload && !px_offload_parse(o->offload, &plan->offload))
     BAD("--offload '%s' is not one of none, optimizer, optimizer+params", o->offload);
   if (o->ckpt && !px_ckpt_parse(o->ckpt, &plan->ckpt))
