@@ -170,23 +170,19 @@ gboolean px_plan_options_resolve(PxPlanOptions *o, gboolean need_cluster, PxMode
   if (o->pp > 0) plan->pp = o->pp;
   if (o->dp > 0) plan->dp = o->dp;
   if (o->cp > 0) plan->cp = o->cp;
-  /* dp not stated anywhere: as many replicas as the cluster holds */
+  /* the world: the cluster's GPUs, or without a cluster --gpus. dp not
+   * stated anywhere: as many replicas as the world holds; without a cluster
+   * --gpus must also agree with the degrees (a cluster's plan is validated
+   * against its size later) */
   gboolean dp_given = o->dp > 0 || file_dp;
-  if (!dp_given && cluster && plan->tp > 0 && plan->pp > 0 && plan->cp > 0) {
-    int gpus = px_cluster_gpus(cluster);
+  gint64 gpus = cluster ? px_cluster_gpus(cluster) : o->gpus;
+  if (gpus > 0 && plan->tp > 0 && plan->pp > 0 && plan->cp > 0) {
     gint64 tp_pp = (gint64)plan->tp * plan->pp * plan->cp;
-    if (gpus % tp_pp == 0) plan->dp = (int)(gpus / tp_pp);
-  }
-  /* without a cluster, --gpus is the world: dp from it, or checked against it */
-  if (!cluster && o->gpus > 0 && plan->tp > 0 && plan->pp > 0 && plan->cp > 0) {
-    gint64 tp_pp = (gint64)plan->tp * plan->pp * plan->cp;
-    if (!dp_given) {
-      if (o->gpus % tp_pp) BAD("--gpus %d is not a multiple of tp·cp·pp = %" G_GINT64_FORMAT, o->gpus, tp_pp);
-      plan->dp = (int)(o->gpus / tp_pp);
-    } else if ((gint64)plan->dp * tp_pp != o->gpus) {
+    if (!dp_given && gpus % tp_pp == 0) plan->dp = (int)(gpus / tp_pp);
+    else if (!cluster && !dp_given) BAD("--gpus %d is not a multiple of tp·cp·pp = %" G_GINT64_FORMAT, o->gpus, tp_pp);
+    else if (!cluster && (gint64)plan->dp * tp_pp != gpus)
       BAD("--gpus %d but dp·cp·tp·pp = %" G_GINT64_FORMAT " ranks: give one or make them agree", o->gpus,
           (gint64)plan->dp * tp_pp);
-    }
   }
   /* the values ds_config's batch rule and "auto" entries need, before it */
   if (o->gbs > 0 && o->gbs_tokens) BAD("--gbs %d and --gbs-tokens %s both give the global batch: give one", o->gbs, o->gbs_tokens);
