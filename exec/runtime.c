@@ -1028,6 +1028,13 @@ static PxTensor *grads_to_reduce(Rank *r, int c, GError **error) {
   return cs->stage;
 }
 
+/* Where a reduce-scatter lands: the gradient shard, or under mixed precision
+ * an fp32 staging shard (rounded into it by grads_from_stage). */
+static PxTensor *reduced_shard(Rank *r, ChunkState *cs, GError **error) {
+  if (!cs->stage) return cs->g_shard;
+  return cs->stage_shard = tensor1(r->be, "grad_stage_shard.f32", PX_DTYPE_F32, PX_MEM_BUFFERS, cs->shard, error);
+}
+
 /* MoE with expert groups of their own (unsharded): the chunk's dense runs
  * of parameters all-reduced over DP, its expert runs over EDP (Megatron-Core's
  * expert data-parallel group), in flat-buffer order. */
@@ -1061,8 +1068,8 @@ static gboolean dp_reduce_scatter_split(Rank *r, int c, double *bytes, GError **
   PxTensor *g = grads_to_reduce(r, c, error);
   TRY(g);
   TRY(after_compute(r, r->coll_s, error));
-  PxTensor *out = cs->g_shard;
-  if (cs->stage) TRY(out = cs->stage_shard = tensor1(r->be, "grad_stage_shard.f32", PX_DTYPE_F32, PX_MEM_BUFFERS, cs->shard, error));
+  PxTensor *out = reduced_shard(r, cs, error);
+  TRY(out);
   gsize es = px_dtype_size(g->dtype);
   ShardPart parts[2];
   for (int k = 0, n = shard_parts(r, c, parts); k < n; k++) {
@@ -1087,8 +1094,8 @@ static gboolean dp_reduce(Rank *r, int c, double *bytes, GError **error) {
   TRY(after_compute(r, r->coll_s, error));
   if (!r->sharded)
     return px_comm_all_reduce(r->dp, g->data, (gsize)cs->padded, g->dtype, PX_RED_SUM, r->coll_s, error);
-  PxTensor *out = cs->g_shard;
-  if (cs->stage) TRY(out = cs->stage_shard = tensor1(r->be, "grad_stage_shard.f32", PX_DTYPE_F32, PX_MEM_BUFFERS, cs->shard, error));
+  PxTensor *out = reduced_shard(r, cs, error);
+  TRY(out);
   return px_comm_reduce_scatter(r->dp, g->data, out->data, (gsize)cs->shard, g->dtype, r->coll_s, error);
 }
 
