@@ -5,6 +5,11 @@
 
 G_DEFINE_QUARK(px-cluster-error-quark, px_cluster_error)
 
+const char *px_op_class_name(PxOpClass k) {
+  static const char *names[PX_N_OPC] = {"norm", "act", "residual", "ce", "embedding"};
+  return (unsigned)k < PX_N_OPC ? names[k] : "?";
+}
+
 /* A byte quantity with a unit ("81920MiB", "2TB") or plain bytes. */
 static gboolean get_bytes(GKeyFile *kf, const char *path, const char *group, const char *key,
                           gboolean optional, double def, double *out, GError **error) {
@@ -46,6 +51,16 @@ PxCluster *px_cluster_load_ini(const char *path, GError **error) {
       !get_bytes(kf, path, "node", "host_memory", TRUE, 1e12, &host, error) ||
       !px_config_get_double(kf, path, "network", "bandwidth", FALSE, 0, 1, &c->inter_bw, D, E, error) ||
       !px_config_get_double(kf, path, "network", "latency", TRUE, 10e-6, 0, &c->inter_lat, D, E, error))
+    return NULL;
+  /* per-class rates (calibrate): optional, 0 = unset */
+  for (int k = 0; k < PX_N_OPC; k++)
+    for (int dir = 0; dir < 2; dir++) {
+      g_autofree char *key = g_strdup_printf("membound_bw_%s_%s", px_op_class_name(k), dir ? "bwd" : "fwd");
+      if (!px_config_get_double(kf, path, "gpu", key, TRUE, 0, 0, &c->membound_bw[k][dir], D, E, error)) return NULL;
+    }
+  if (!px_config_get_double(kf, path, "gpu", "membound_bw_optimizer", TRUE, 0, 0, &c->optimizer_bw, D, E, error) ||
+      !px_config_get_double(kf, path, "gpu", "attention_fwd_flops", TRUE, 0, 0, &c->attn_fwd_flops, D, E, error) ||
+      !px_config_get_double(kf, path, "gpu", "attention_bwd_flops", TRUE, 0, 0, &c->attn_bwd_flops, D, E, error))
     return NULL;
   gint64 sms, tile;
   /* achieved rates: optional, 0 = ideal (see cluster.h) */

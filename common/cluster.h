@@ -12,6 +12,21 @@ typedef enum {
   PX_CLUSTER_ERROR_INVALID,
 } PxClusterError;
 
+/* Op classes whose memory-bound kernels the cost model can charge at their
+ * own measured bandwidth (cost.c membound_class; `parallax-exec calibrate`
+ * measures them at the model's shapes). INI keys: [gpu]
+ * membound_bw_NAME_fwd / membound_bw_NAME_bwd, bytes/s against the bytes
+ * docs/cost.md counts for the class; absent (0) = hbm_bw · hbm_efficiency. */
+typedef enum {
+  PX_OPC_NORM,       /* LayerNorm / RMSNorm (block and final) */
+  PX_OPC_ACT,        /* GELU / SwiGLU */
+  PX_OPC_RESIDUAL,   /* residual adds and their backward */
+  PX_OPC_CE,         /* cross entropy over the logits */
+  PX_OPC_EMBEDDING,  /* embedding gather / scatter-add */
+  PX_N_OPC
+} PxOpClass;
+const char *px_op_class_name(PxOpClass k); /* "norm", "act", ... (the INI key's NAME) */
+
 typedef struct {
   char *name;
   char *gpu;                 /* e.g. "A100-SXM4-80GB" */
@@ -42,6 +57,11 @@ typedef struct {
   double inter_eff;          /* [network] busbw_efficiency: the same over the network */
   double peak_fp8;           /* [gpu] peak_fp8: dense FP8 tensor-core FLOP/s; 0 = the GPU has no FP8 */
   double gemm_eff_fp8;       /* [gpu] gemm_efficiency_fp8: best large FP8 GEMM / peak_fp8 (0 = ideal) */
+  /* Per-class rates measured by calibrate; 0 = unset (the defaults above). */
+  double membound_bw[PX_N_OPC][2]; /* [gpu] membound_bw_NAME_fwd | _bwd: bytes/s, forward | backward */
+  double optimizer_bw;       /* [gpu] membound_bw_optimizer: bytes/s against the optimizer's bytes per parameter */
+  double attn_fwd_flops;     /* [gpu] attention_fwd_flops: unfused attention core, FLOP/s against its 4 b s^2 h */
+  double attn_bwd_flops;     /* [gpu] attention_bwd_flops: its backward, FLOP/s against 8 b s^2 h */
 } PxCluster;
 
 /* Preset name under configs/clusters ("dgx-h100") or an INI path. */

@@ -296,6 +296,28 @@ static double membound(const PxCluster *c, double bytes, int kernels) {
   return bytes / px_cost_hbm_rate(c) + kernels * c->kernel_overhead;
 }
 
+/* Whether the cluster gives any per-class rate (calibrate); without one every
+ * memory-bound term is charged as before, summed over one membound(). */
+static gboolean class_rates(const PxCluster *c) {
+  for (int k = 0; k < PX_N_OPC; k++)
+    if (c->membound_bw[k][0] > 0 || c->membound_bw[k][1] > 0) return TRUE;
+  return FALSE;
+}
+
+/* A memory-bound kernel of op class k, forward (dir 0) or backward (1), at the
+ * class's calibrated bandwidth when the cluster gives one (docs/cost.md 8). */
+double px_cost_membound_class(const PxCluster *c, PxOpClass k, int dir, double bytes, int kernels) {
+  double bw = c->membound_bw[k][dir ? 1 : 0];
+  return bw > 0 ? bytes / bw + kernels * c->kernel_overhead : membound(c, bytes, kernels);
+}
+
+/* One op of class k over T x width elements (px_cost_class_bytes) at its rate. */
+static double class_op(const PxCluster *c, const PxModelDesc *d, PxOpClass k, int dir, double T, double width, int E) {
+  int kernels;
+  double bytes = px_cost_class_bytes(d, k, dir, T, width, E, &kernels);
+  return px_cost_membound_class(c, k, dir, bytes, kernels);
+}
+
 /* TP collective of one s·b·h activation: all-reduce, or with sequence
  * parallelism the all-gather + reduce-scatter pair that replaces it. */
 static double tp_collective(const PxPlan *plan, double act_bytes, const PxLink *l) {
@@ -312,6 +334,39 @@ static double tp_collective(const PxPlan *plan, double act_bytes, const PxLink *
  * 4 reads. RMSNorm as Transformer Engine runs it: one fused kernel, 2 reads. */
 static int norm_bwd_reads(const PxModelDesc *d) { return d->norm == PX_NORM_LAYERNORM ? 4 : 2; }
 static int norm_bwd_extra_kernels(const PxModelDesc *d) { return d->norm == PX_NORM_LAYERNORM ? 1 : 0; }
+
+double px_cost_class_bytes(const PxModelDesc *d, PxOpClass k, int dir, double T, double width, int E, int *kernels) {
+  gboolean bwd = dir != 0, learned = d->pos == PX_POS_LEARNED, gated = px_ffn_gated(d->ffn_kind);
+  double tw = T * width;
+  int n = 1;
+  double bytes = 0;
+  switch (k) {
+  case PX_OPC_NORM: /* read x, write y | dy, x (twice for LayerNorm), write dx */
+    bytes = (bwd ? 1 + norm_bwd_reads(d) : 2) * tw * E;
+    n = bwd ? 1 + norm_bwd_extra_kernels(d) : 1;
+    break;
+  case PX_OPC_RESIDUAL: bytes = 3 * tw * E; break; /* 2 reads + write | the gradient sum at the fork */
+  case PX_OPC_ACT: bytes = (gated ? (bwd ? 5 : 3) : (bwd ? 3 : 2)) * tw * E; break;
+  case PX_OPC_EMBEDDING: /* gather (+ positions) | scatter-add (+ positions) */
+    bytes = (bwd ? 3 : 2) * (learned ? 2 : 1) * tw * E;
+    n = learned ? 2 : 1;
+    break;
+  case PX_OPC_CE: /* fp32 logits, read + write each way */
+    bytes = 2 * tw * 4;
+    n = bwd ? 2 : 3;
+    break;
+  case PX_N_OPC: break;
+  }
+  if (kernels) *kernels = n;
+  return bytes;
+}
+
+double px_cost_optimizer_bytes(PxStack stack, int E, int G) {
+  const PxStackProfile *sp = px_stack_profile(stack);
+  return sp->optimizer_bytes > 0 ? sp->optimizer_bytes : 24.0 + G + E;
+}
+
+double px_cost_unfused_attn_flops(double b, double seq, double h, int tp) { return 4.0 * b * seq * seq * h / MAX(tp, 1); }
 
 /* Bias gradients: a linear layer's bias gradient is its output gradient
  * summed over the tokens, a reduction kernel of its own reading T x out
@@ -440,9 +495,8 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
   case PX_LAYER_EMBEDDING: {
     /* gather rows of the table and write them (learned positions: + read and add);
      * backward scatter-adds the gradient rows into the table's gradient */
-    gboolean learned = d->pos == PX_POS_LEARNED;
-    c.fwd += membound(cluster, 2 * act + (learned ? 2 * act : 0), learned ? 2 : 1);
-    dgrad += membound(cluster, 3 * act + (learned ? 3 * act : 0), learned ? 2 : 1);
+    c.fwd += class_op(cluster, d, PX_OPC_EMBEDDING, 0, T, h, E);
+    dgrad += class_op(cluster, d, PX_OPC_EMBEDDING, 1, T, h, E);
     c.tp_fwd = tp_collective(plan, act, tp_link);
     break;
   }
@@ -490,6 +544,13 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
         double th = T * h / tp;
         att_bwd += membound(cluster, th * (2 * E + 4 + E + 6 * E), 3);
       }
+    } else if (cluster->attn_fwd_flops > 0 && cluster->attn_bwd_flops > 0) {
+      /* the attention core as calibrate measured it (px_op_attention_fwd/bwd
+       * at the model's shapes), against the FLOPs the model counts:
+       * QK^T and PV forward, 4 b s^2 h / tp; backward twice that */
+      double f = px_cost_unfused_attn_flops(b, seq, h, tp);
+      att_fwd = f / cluster->attn_fwd_flops + cluster->kernel_overhead;
+      att_bwd = 2 * f / cluster->attn_bwd_flops + cluster->kernel_overhead;
     } else {
       double S = bh * seq * seq;                         /* score elements */
       att_fwd = px_cost_gemm_time(cluster, aprec, bh, seq, seq, hd, E) +     /* QK^T */
@@ -503,17 +564,27 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
                 membound(cluster, 3 * S * E, 1) +
                 (d->dropout ? membound(cluster, 2 * S * E + S, 1) : 0);
     }
-    gboolean swiglu = px_ffn_gated(d->ffn_kind); /* SwiGLU and GeGLU: gate · up, both element-wise passes */
     /* two norms; LayerNorm's backward reads dy and x twice (norm_bwd_reads) */
-    double norm_f = 2 * (2 * Tn * h * E), norm_b = 2 * ((1 + norm_bwd_reads(d)) * Tn * h * E);
-    double resid = 2 * (3 * Tn * h * E);                                    /* two residual adds, both ways */
-    double actf_f = (swiglu ? 3 : 2) * T * ffn_local * E, actf_b = (swiglu ? 5 : 3) * T * ffn_local * E;
+    double norm_f = 2 * px_cost_class_bytes(d, PX_OPC_NORM, 0, Tn, h, E, NULL);
+    double norm_b = 2 * px_cost_class_bytes(d, PX_OPC_NORM, 1, Tn, h, E, NULL);
+    double resid = 2 * px_cost_class_bytes(d, PX_OPC_RESIDUAL, 0, Tn, h, E, NULL); /* two residual adds, both ways */
+    double actf_f = px_cost_class_bytes(d, PX_OPC_ACT, 0, T, ffn_local, E, NULL);
+    double actf_b = px_cost_class_bytes(d, PX_OPC_ACT, 1, T, ffn_local, E, NULL);
     double drop = d->dropout ? 2 * (2 * Tn * h * E + Tn * h) : 0;         /* attn-out, mlp-out + masks */
     int drop_k = d->dropout ? 2 : 0;
     c.attn_fwd = att_fwd;
     c.attn_bwd = att_bwd;
-    c.fwd += att_fwd + membound(cluster, norm_f + resid + actf_f + drop, 5 + drop_k);
-    dgrad += att_bwd + membound(cluster, norm_b + resid + actf_b + drop, 5 + drop_k + 2 * norm_bwd_extra_kernels(d));
+    if (!class_rates(cluster)) {
+      c.fwd += att_fwd + membound(cluster, norm_f + resid + actf_f + drop, 5 + drop_k);
+      dgrad += att_bwd + membound(cluster, norm_b + resid + actf_b + drop, 5 + drop_k + 2 * norm_bwd_extra_kernels(d));
+    } else { /* each class at its calibrated rate: 2 norms, 2 residual adds, 1 activation */
+      for (int dir = 0; dir < 2; dir++) {
+        double *to = dir ? &dgrad : &c.fwd;
+        *to += (dir ? att_bwd : att_fwd) + 2 * class_op(cluster, d, PX_OPC_NORM, dir, Tn, h, E) +
+               2 * class_op(cluster, d, PX_OPC_RESIDUAL, dir, Tn, h, E) +
+               class_op(cluster, d, PX_OPC_ACT, dir, T, ffn_local, E) + (drop > 0 ? membound(cluster, drop, drop_k) : 0);
+      }
+    }
     /* with sequence parallelism the routed experts' input and output go
      * through the dispatcher (the ETP all-gather / reduce-scatter, moe_times),
      * not the MLP's TP all-gather / reduce-scatter, unless shared experts
@@ -527,8 +598,8 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
     break;
   }
   case PX_LAYER_FINAL_NORM:
-    c.fwd += membound(cluster, 2 * Tn * h * E, 1);
-    dgrad += membound(cluster, (1 + norm_bwd_reads(d)) * Tn * h * E, 1 + norm_bwd_extra_kernels(d));
+    c.fwd += class_op(cluster, d, PX_OPC_NORM, 0, Tn, h, E);
+    dgrad += class_op(cluster, d, PX_OPC_NORM, 1, Tn, h, E);
     break;
   case PX_LAYER_LM_HEAD: {
     /* vocab-parallel cross entropy in fp32 over the logits: read + write forward, backward.
@@ -552,8 +623,8 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
        * nll gather: (E + 20) bytes per logit and 3 kernels, twice */
       dgrad += membound(cluster, 2 * T * vocab_local * (E + 20.0), 6);
     } else {
-      c.fwd += membound(cluster, 2 * T * vocab_local * 4, 3);
-      dgrad += membound(cluster, 2 * T * vocab_local * 4, 2);
+      c.fwd += class_op(cluster, d, PX_OPC_CE, 0, T, vocab_local, E);
+      dgrad += class_op(cluster, d, PX_OPC_CE, 1, T, vocab_local, E);
     }
     c.tp_bwd = tp_collective(plan, act, tp_link);
     if (tp > 1) c.tp_fwd = 3 * px_cost_allreduce(T * 4, tp, tp_link);
@@ -802,7 +873,6 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
     }
     double shard = (plan->zero >= 1 ? rank_params[r] / dp : rank_params[r]) +
                    (plan->zero >= 1 ? rank_eparams[r] / edp : rank_eparams[r]);
-    const PxStackProfile *sp = px_stack_profile(plan->stack);
     double opt;
     if (plan->offload != PX_OFFLOAD_NONE) {
       double cpu_rate = CPU_ADAM_RATE / cluster->gpus_per_node;
@@ -810,8 +880,8 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
     } else {
       /* fused Adam: fp32 master, m, v read + written (24 B), the gradient read,
        * the 16-bit parameter written; or the stack's unfused traffic */
-      double bytes = sp->optimizer_bytes > 0 ? sp->optimizer_bytes : 24.0 + G + E;
-      opt = shard * bytes / px_cost_hbm_rate(cluster);
+      double bytes = px_cost_optimizer_bytes(plan->stack, E, G);
+      opt = shard * bytes / (cluster->optimizer_bw > 0 ? cluster->optimizer_bw : px_cost_hbm_rate(cluster));
     }
     /* ZeRO 1/2 all-gather the updated parameters; Megatron-Core's distributed
      * optimizer overlaps that gather with the next forward (overlap_param_gather) */

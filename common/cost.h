@@ -145,6 +145,24 @@ double px_cost_gemm_time(const PxCluster *cluster, PxPrecision prec, double batc
 double px_cost_mfu_peak(const PxCluster *cluster, PxPrecision prec);
 /* Achieved HBM bandwidth (hbm_bw x hbm_eff), bytes/s. */
 double px_cost_hbm_rate(const PxCluster *cluster);
+/* A memory-bound kernel of op class k moving `bytes` in `kernels` kernels,
+ * forward (dir 0) or backward (1): bytes / the class's calibrated bandwidth
+ * ([gpu] membound_bw_NAME_fwd|bwd) + kernels x kernel_overhead, or over
+ * px_cost_hbm_rate when the cluster gives no rate for the class. */
+double px_cost_membound_class(const PxCluster *cluster, PxOpClass k, int dir, double bytes, int kernels);
+/* Bytes one memory-bound op of class k moves over T x width elements
+ * (width: hidden for norms, residual adds and the embedding, the local FFN
+ * width for the activation, the local vocabulary for the cross entropy),
+ * forward (dir 0) or backward (1), and in *kernels (may be NULL) how many
+ * kernels it is: the table of docs/cost.md section 2 (non-fsdp stacks). */
+double px_cost_class_bytes(const PxModelDesc *d, PxOpClass k, int dir, double T, double width, int E, int *kernels);
+/* FLOPs the cost model counts for the unfused attention core's forward (QK^T
+ * and PV, no causal halving): 4 b s^2 h / tp; its backward twice that. */
+double px_cost_unfused_attn_flops(double b, double seq, double h, int tp);
+/* Bytes per parameter of the stack's optimizer step (activations E, gradients
+ * G bytes): fused Adam's fp32 master, m, v read and written (24) + the
+ * gradient read + the parameter written, or the stack's own traffic. */
+double px_cost_optimizer_bytes(PxStack stack, int E, int G);
 
 /* One layer, one micro-batch, one GPU of its TP group: compute of the
  * forward, backward-input and backward-weight (GEMMs + memory-bound kernels +

@@ -20,6 +20,7 @@
 #include <unistd.h>
 #include "backend.h"
 #include "comm.h"
+#include "cost.h"
 #include "exec_commands.h"
 #include "model.h"
 
@@ -54,6 +55,15 @@ static gboolean time_median(PxBackend *be, TimedFn fn, void *data, int reps, int
   return TRUE;
 }
 
+/* Median seconds of one call, `inner` calls per timing chosen so that a
+ * timing takes about a millisecond (a microsecond op is not one clock read). */
+static gboolean time_op(PxBackend *be, TimedFn fn, void *data, int reps, double *out, GError **error) {
+  double one;
+  if (!time_median(be, fn, data, 1, 1, &one, error)) return FALSE;
+  int inner = (int)CLAMP(1e-3 / one, 1, 1000);
+  return time_median(be, fn, data, reps, inner, out, error);
+}
+
 typedef struct {
   PxBackend *be;
   PxTensor *y, *x, *w;
@@ -75,6 +85,229 @@ static gboolean add_once(void *d, GError **error) {
 static PxTensor *tensor2(PxBackend *be, const char *name, gint64 r, gint64 c, GError **error) {
   gint64 shape[2] = {r, c};
   return px_tensor_new(be, name, PX_DTYPE_F32, PX_MEM_BUFFERS, 2, shape, error);
+}
+
+/* ---- the op classes the cost model charges apart (PxOpClass), at the
+ * model's shapes: each op's median time, and the rate that makes the cost
+ * model's charge (bytes / rate + kernels x overhead, cost.c) equal it ---- */
+
+/* The tensors of one calibration, freed together; filled with values in
+ * [-1, 1) (no NaN or denormal slows an op; token ids in [0, vocab)). */
+typedef struct {
+  PxBackend *be;
+  GPtrArray *all;
+  guint32 seed;
+} Pool;
+
+static PxTensor *pool_tensor(Pool *p, const char *name, PxDType dt, gint64 r, gint64 c, GError **error) {
+  gint64 shape[2] = {r, c};
+  PxTensor *t = px_tensor_new(p->be, name, dt, PX_MEM_BUFFERS, c > 0 ? 2 : 1, shape, error);
+  if (!t) return NULL;
+  g_ptr_array_add(p->all, t);
+  gint64 n = r * MAX(c, 1);
+  gboolean ok;
+  if (dt == PX_DTYPE_I32) {
+    g_autofree gint32 *h = g_new(gint32, n);
+    for (gint64 i = 0; i < n; i++) h[i] = (gint32)((p->seed = p->seed * 1664525u + 1013904223u) >> 8) % 1024;
+    ok = px_tensor_upload(t, h, error);
+  } else {
+    g_autofree float *h = g_new(float, n);
+    for (gint64 i = 0; i < n; i++) h[i] = (float)((p->seed = p->seed * 1664525u + 1013904223u) >> 8) / (1 << 23) - 1.0f;
+    ok = px_tensor_upload(t, h, error);
+  }
+  return ok ? t : NULL;
+}
+
+typedef enum {
+  OP_NORM_F, OP_NORM_B, OP_ACT_F, OP_ACT_B, OP_RES_F, OP_RES_B, OP_CE_F, OP_CE_B, OP_EMB_F, OP_EMB_B,
+  OP_ATT_F, OP_ATT_B, OP_OPT, N_OPS
+} OpKind;
+
+typedef struct {
+  PxBackend *be;
+  OpKind kind;
+  const PxModelDesc *d;
+  int B, S;
+  PxAttnShape as;
+  PxTensor *x, *y, *dx, *dy, *w, *b, *dw, *db, *mean, *rstd;       /* (T, h) and (h) */
+  PxTensor *f1, *f2, *f3, *df1, *df2;                             /* (T, ffn) */
+  PxTensor *logits, *dlogits, *targets, *losses, *tokens, *wte, *wpe, *dwte, *dwpe; /* (T, V), (V, h) */
+  PxTensor *qkv, *dqkv, *att, *ao, *dao;                          /* attention */
+  PxTensor *sq;                                                   /* optimizer: its sum of squares */
+  GArray *items;                                                  /* PxAdamWItem */
+  GPtrArray *grads;
+} Ops;
+
+static gboolean op_once(void *data, GError **error) {
+  Ops *o = data;
+  PxBackend *be = o->be;
+  gboolean ln = o->d->norm == PX_NORM_LAYERNORM, gated = px_ffn_gated(o->d->ffn_kind);
+  switch (o->kind) {
+  case OP_NORM_F:
+    return ln ? px_op_layernorm_fwd(be, o->y, o->mean, o->rstd, o->x, o->w, o->b, 1e-5, error)
+              : px_op_rmsnorm_fwd(be, o->y, o->rstd, o->x, o->w, 1e-5, error);
+  case OP_NORM_B:
+    return ln ? px_op_layernorm_bwd(be, o->dx, o->dw, o->db, o->dy, o->x, o->w, o->mean, o->rstd, error)
+              : px_op_rmsnorm_bwd(be, o->dx, o->dw, o->dy, o->x, o->w, o->rstd, error);
+  case OP_ACT_F:
+    return gated ? px_op_swiglu_fwd(be, o->f3, o->f1, o->f2, error) : px_op_gelu_fwd(be, o->f3, o->f1, error);
+  case OP_ACT_B:
+    return gated ? px_op_swiglu_bwd(be, o->df1, o->df2, o->f3, o->f1, o->f2, error)
+                 : px_op_gelu_bwd(be, o->df1, o->f3, o->f1, error);
+  case OP_RES_F: return px_op_residual_fwd(be, o->y, o->x, o->dy, error);
+  case OP_RES_B: return px_op_residual_bwd(be, o->dx, o->y, o->dy, error);
+  case OP_CE_F: return px_op_cross_entropy_fwd(be, o->losses, NULL, o->logits, o->targets, error);
+  case OP_CE_B: return px_op_cross_entropy_bwd(be, o->dlogits, o->logits, o->targets, 1.0, error);
+  case OP_EMB_F: return px_op_embedding_fwd(be, o->y, o->tokens, o->wte, o->wpe, o->B, o->S, error);
+  case OP_EMB_B: return px_op_embedding_bwd(be, o->dwte, o->dwpe, o->dy, o->tokens, o->B, o->S, error);
+  case OP_ATT_F: return px_op_attention_fwd(be, o->ao, o->att, o->qkv, &o->as, error);
+  case OP_ATT_B: return px_op_attention_bwd(be, o->dqkv, o->dao, o->qkv, o->att, &o->as, error);
+  case OP_OPT: { /* as the runtime's OPTIMIZER_STEP: norm, AdamW over every tensor, gradients zeroed */
+    double sq;
+    PxAdamW opt = {1e-4, 0.9, 0.95, 1e-8, 0, 1, 1.0};
+    if (!px_tensor_zero(o->sq, error) ||
+        !px_op_sum_squares_acc_multi(be, o->sq, (const PxTensor *const *)o->grads->pdata, (int)o->grads->len, error) ||
+        !px_tensor_download(o->sq, &sq, error) ||
+        !px_op_adamw_multi(be, (const PxAdamWItem *)o->items->data, (int)o->items->len, &opt, NULL, NULL, error))
+      return FALSE;
+    for (guint i = 0; i < o->grads->len; i++)
+      if (!px_tensor_zero(o->grads->pdata[i], error)) return FALSE;
+    return TRUE;
+  }
+  case N_OPS: break;
+  }
+  return FALSE;
+}
+
+/* Rate that makes `amount / rate + kernels x overhead` the measured s (the
+ * overhead never takes more than half of it). */
+static double rate_of(double amount, double s, int kernels, double overhead) {
+  return amount / MAX(s - kernels * overhead, 0.5 * s);
+}
+
+typedef struct {
+  double bw[PX_N_OPC][2]; /* bytes/s per class and direction */
+  double opt_bw, attn_fwd, attn_bwd;
+} ClassRates;
+
+/* Every op class at B x S tokens of the model (fp32), written to ini as
+ * comments (time, what it moves, the rate), the rates into r. The optimizer
+ * runs over the first block's, the embedding's and the LM head's tensors
+ * (each up to 2^24 elements). */
+static gboolean measure_classes(PxBackend *be, const PxModel *model, int B, int S, int reps, double overhead,
+                                GString *ini, ClassRates *r, GError **error) {
+  const PxModelDesc *d = &model->desc;
+  gint64 T = (gint64)B * S, h = d->hidden, f = d->ffn, V = d->vocab, hd = d->head_dim > 0 ? d->head_dim : h / d->heads;
+  gint64 qkv_w = (gint64)(d->heads + 2 * d->kv_heads) * hd, att_w = (gint64)d->heads * hd;
+  const int E = 4; /* fp32 */
+  g_autoptr(GPtrArray) all = g_ptr_array_new_with_free_func((GDestroyNotify)px_tensor_free);
+  Pool p = {be, all, 12345};
+  Ops o = {.be = be, .d = d, .B = B, .S = S, .as = {B, S, d->heads, d->kv_heads, (int)hd, 0, 0, 0}};
+  const PxDType F = PX_DTYPE_F32;
+  gboolean ok = (o.x = pool_tensor(&p, "x", F, T, h, error)) && (o.y = pool_tensor(&p, "y", F, T, h, error)) &&
+                (o.dx = pool_tensor(&p, "dx", F, T, h, error)) && (o.dy = pool_tensor(&p, "dy", F, T, h, error)) &&
+                (o.w = pool_tensor(&p, "w", F, h, 0, error)) && (o.b = pool_tensor(&p, "b", F, h, 0, error)) &&
+                (o.dw = pool_tensor(&p, "dw", F, h, 0, error)) && (o.db = pool_tensor(&p, "db", F, h, 0, error)) &&
+                (o.mean = pool_tensor(&p, "mean", F, T, 0, error)) && (o.rstd = pool_tensor(&p, "rstd", F, T, 0, error)) &&
+                (o.f1 = pool_tensor(&p, "f1", F, T, f, error)) && (o.f2 = pool_tensor(&p, "f2", F, T, f, error)) &&
+                (o.f3 = pool_tensor(&p, "f3", F, T, f, error)) && (o.df1 = pool_tensor(&p, "df1", F, T, f, error)) &&
+                (o.df2 = pool_tensor(&p, "df2", F, T, f, error)) &&
+                (o.logits = pool_tensor(&p, "logits", F, T, V, error)) &&
+                (o.dlogits = pool_tensor(&p, "dlogits", F, T, V, error)) &&
+                (o.losses = pool_tensor(&p, "losses", F, T, 0, error)) &&
+                (o.wte = pool_tensor(&p, "wte", F, V, h, error)) && (o.dwte = pool_tensor(&p, "dwte", F, V, h, error)) &&
+                (o.qkv = pool_tensor(&p, "qkv", F, T, qkv_w, error)) && (o.dqkv = pool_tensor(&p, "dqkv", F, T, qkv_w, error)) &&
+                (o.ao = pool_tensor(&p, "ao", F, T, att_w, error)) && (o.dao = pool_tensor(&p, "dao", F, T, att_w, error));
+  if (ok && d->pos == PX_POS_LEARNED)
+    ok = (o.wpe = pool_tensor(&p, "wpe", F, S, h, error)) && (o.dwpe = pool_tensor(&p, "dwpe", F, S, h, error));
+  if (ok) {
+    gint64 shape[4] = {B, d->heads, S, S};
+    ok = (o.att = px_tensor_new(be, "att", F, PX_MEM_BUFFERS, 4, shape, error)) != NULL;
+    if (ok) g_ptr_array_add(all, o.att);
+  }
+  if (ok) {
+    Pool ids = {be, all, 777};
+    ok = (o.targets = pool_tensor(&ids, "targets", PX_DTYPE_I32, T, 0, error)) &&
+         (o.tokens = pool_tensor(&ids, "tokens", PX_DTYPE_I32, T, 0, error));
+  }
+  if (!ok) return FALSE;
+  if (V < 1024) { /* ids in [0, 1024): fold them into the vocabulary */
+    g_autofree gint32 *hbuf = g_new(gint32, T);
+    for (int k = 0; k < 2; k++) {
+      PxTensor *t = k ? o.tokens : o.targets;
+      if (!px_tensor_download(t, hbuf, error)) return FALSE;
+      for (gint64 i = 0; i < T; i++) hbuf[i] %= (gint32)V;
+      if (!px_tensor_upload(t, hbuf, error)) return FALSE;
+    }
+  }
+  /* the optimizer's tensors */
+  g_autoptr(GArray) items = g_array_new(FALSE, FALSE, sizeof(PxAdamWItem));
+  g_autoptr(GPtrArray) grads = g_ptr_array_new();
+  double n_params = 0;
+  for (guint li = 0; li < model->n_layers; li++) {
+    const PxLayer *layer = &model->layers[li];
+    if (layer->kind == PX_LAYER_BLOCK && layer->block != 0) continue;
+    if (layer->kind == PX_LAYER_FINAL_NORM) continue;
+    for (guint ti = 0; ti < layer->n_tensors; ti++) {
+      const PxTensorSpec *ts = &layer->tensors[ti];
+      gint64 n = ts->ndim == 2 ? ts->shape[0] * ts->shape[1] : ts->shape[0];
+      if (n > (1 << 24)) continue;
+      PxAdamWItem it = {0};
+      PxTensor *g;
+      if (!(it.param = pool_tensor(&p, "p", F, n, 0, error)) || !(g = pool_tensor(&p, "g", F, n, 0, error)) ||
+          !(it.m = pool_tensor(&p, "m", F, n, 0, error)) || !(it.v = pool_tensor(&p, "v", F, n, 0, error)) ||
+          !px_tensor_zero(it.m, error) || !px_tensor_zero(it.v, error))
+        return FALSE;
+      it.grad = g;
+      it.weight_decay = ts->ndim == 2 ? 0.1 : 0;
+      g_array_append_val(items, it);
+      g_ptr_array_add(grads, g);
+      n_params += n;
+    }
+  }
+  gint64 one = 1;
+  if (!(o.sq = px_tensor_new(be, "sq", PX_DTYPE_F64, PX_MEM_BUFFERS, 1, &one, error))) return FALSE;
+  g_ptr_array_add(all, o.sq);
+  o.items = items;
+  o.grads = grads;
+
+  static const struct { OpKind op; int cls, dir; const char *what; } plan[] = {
+    {OP_NORM_F, PX_OPC_NORM, 0, "norm forward"},         {OP_NORM_B, PX_OPC_NORM, 1, "norm backward"},
+    {OP_ACT_F, PX_OPC_ACT, 0, "activation forward"},    {OP_ACT_B, PX_OPC_ACT, 1, "activation backward"},
+    {OP_RES_F, PX_OPC_RESIDUAL, 0, "residual add"},     {OP_RES_B, PX_OPC_RESIDUAL, 1, "residual backward"},
+    {OP_CE_F, PX_OPC_CE, 0, "cross entropy forward"},   {OP_CE_B, PX_OPC_CE, 1, "cross entropy backward"},
+    {OP_EMB_F, PX_OPC_EMBEDDING, 0, "embedding forward"}, {OP_EMB_B, PX_OPC_EMBEDDING, 1, "embedding backward"},
+    {OP_ATT_F, -1, 0, "attention forward"},              {OP_ATT_B, -1, 1, "attention backward"},
+    {OP_OPT, -2, 0, "optimizer step"},
+  };
+  g_string_append_printf(ini, "# op classes at %d x %d tokens (the rate makes bytes / rate + kernels x "
+                              "kernel_overhead the measured time):\n", B, S);
+  for (gsize i = 0; i < G_N_ELEMENTS(plan); i++) {
+    o.kind = plan[i].op;
+    double s;
+    if (!time_op(be, op_once, &o, reps, &s, error)) return FALSE;
+    if (plan[i].cls >= 0) {
+      gint64 width = plan[i].cls == PX_OPC_ACT ? f : plan[i].cls == PX_OPC_CE ? V : h;
+      int kernels;
+      double bytes = px_cost_class_bytes(d, plan[i].cls, plan[i].dir, (double)T, (double)width, E, &kernels);
+      r->bw[plan[i].cls][plan[i].dir] = rate_of(bytes, s, kernels, overhead);
+      g_string_append_printf(ini, "#   %-24s %9.2f us  %10.0f B in %d kernel(s)  %8.3f GB/s\n", plan[i].what, s * 1e6,
+                             bytes, kernels, r->bw[plan[i].cls][plan[i].dir] / 1e9);
+    } else if (plan[i].cls == -1) {
+      double fl = px_cost_unfused_attn_flops(B, S, (double)h, 1) * (plan[i].dir ? 2 : 1);
+      double *to = plan[i].dir ? &r->attn_bwd : &r->attn_fwd;
+      *to = rate_of(fl, s, 1, overhead);
+      g_string_append_printf(ini, "#   %-24s %9.2f us  %10.0f FLOP            %8.3f GFLOP/s\n", plan[i].what, s * 1e6, fl,
+                             *to / 1e9);
+    } else {
+      /* the cost model's bytes per parameter for this executor's fused AdamW, fp32 */
+      double bytes = n_params * px_cost_optimizer_bytes(PX_STACK_PARALLAX, E, E);
+      r->opt_bw = bytes / s;
+      g_string_append_printf(ini, "#   %-24s %9.2f us  %10.0f B over %.0f parameters  %8.3f GB/s\n", plan[i].what,
+                             s * 1e6, bytes, n_params, r->opt_bw / 1e9);
+    }
+  }
+  return TRUE;
 }
 
 /* ---- collectives over thread-ranks ---- */
@@ -150,12 +383,12 @@ static int calibrate(const char *backend, const char *model_name, int seq, int m
 
 int px_exec_cmd_calibrate(int argc, char **argv) {
   g_autofree char *backend = NULL, *model_name = NULL, *out = NULL, *name = NULL, *comm_name = NULL;
-  int seq = 128, mbs = 1, ranks = 2, reps = 5;
+  int seq = -1, mbs = 1, ranks = 2, reps = 5;
   gint64 max_bytes = 16 << 20;
   GOptionEntry entries[] = {
     {"backend", 0, 0, G_OPTION_ARG_STRING, &backend, "cpu (default) or cuda", "B"},
     {"model", 'M', 0, G_OPTION_ARG_STRING, &model_name, "model whose GEMM shapes are measured (default tiny-gpt)", "NAME|FILE"},
-    {"seq", 0, 0, G_OPTION_ARG_INT, &seq, "sequence length of the measured shapes (default 128)", "N"},
+    {"seq", 0, 0, G_OPTION_ARG_INT, &seq, "sequence length of the measured shapes (default the model's)", "N"},
     {"mbs", 0, 0, G_OPTION_ARG_INT, &mbs, "micro-batch of the measured shapes (default 1)", "N"},
     {"ranks", 0, 0, G_OPTION_ARG_INT, &ranks, "thread-ranks of the measured collectives (local; default 2; 1 skips them)", "N"},
     {"comm", 0, 0, G_OPTION_ARG_STRING, &comm_name, "local (threads) or mpi (one process per rank; the default under mpirun)", "C"},
@@ -173,7 +406,7 @@ int px_exec_cmd_calibrate(int argc, char **argv) {
     fprintf(stderr, "parallax-exec calibrate: give --out FILE for the cluster profile\n");
     return 2;
   }
-  if (seq < 1 || mbs < 1 || ranks < 1 || ranks > 64 || reps < 1 || reps > 1000 || max_bytes < 1024 ||
+  if ((seq < 1 && seq != -1) || mbs < 1 || ranks < 1 || ranks > 64 || reps < 1 || reps > 1000 || max_bytes < 1024 ||
       max_bytes > ((gint64)1 << 31)) {
     fprintf(stderr, "parallax-exec calibrate: --seq, --mbs ≥ 1, --ranks 1..64, --reps 1..1000, "
                     "--max-bytes 1024..2^31\n");
@@ -201,6 +434,7 @@ static int calibrate(const char *backend, const char *model_name, int seq, int m
   g_autoptr(GError) error = NULL;
   g_autoptr(PxModel) model = px_model_load(model_name ? model_name : "tiny-gpt", &error);
   if (!model) return fail(error);
+  if (seq < 1) seq = model->desc.default_seq > 0 ? model->desc.default_seq : model->desc.max_seq;
   g_autoptr(PxBackend) be = px_backend_new(backend ? backend : "cpu", 0, &error);
   if (!be) return fail(error);
   GString *ini = g_string_new(NULL);
@@ -270,6 +504,11 @@ static int calibrate(const char *backend, const char *model_name, int seq, int m
   double mem_bw = 3.0 * 4 * big / s_big;
   g_string_append_printf(ini, "# residual add of 3 x %" G_GINT64_FORMAT " fp32: %.2f GB/s; of 16 elements: %.2f us\n",
                          big, mem_bw / 1e9, s_tiny * 1e6);
+  ClassRates cr = {0};
+  if (!measure_classes(be, model, mbs, seq, reps, MIN(s_tiny, 1.0), ini, &cr, &error)) {
+    g_string_free(ini, TRUE);
+    return fail(error);
+  }
 
   /* collectives */
   double busbw = ranks > 1 ? 0 : mem_bw, alpha = 0;
@@ -305,6 +544,14 @@ static int calibrate(const char *backend, const char *model_name, int seq, int m
   kv(ini, "hbm_bw", mem_bw);
   g_string_append(ini, "gemm_efficiency = 1\nhbm_efficiency = 1\n");
   kv(ini, "kernel_overhead", MIN(s_tiny, 1.0));
+  for (int k = 0; k < PX_N_OPC; k++)
+    for (int dir = 0; dir < 2; dir++) {
+      g_autofree char *key = g_strdup_printf("membound_bw_%s_%s", px_op_class_name(k), dir ? "bwd" : "fwd");
+      kv(ini, key, cr.bw[k][dir]);
+    }
+  kv(ini, "membound_bw_optimizer", cr.opt_bw);
+  kv(ini, "attention_fwd_flops", cr.attn_fwd);
+  kv(ini, "attention_bwd_flops", cr.attn_bwd);
   g_string_append_printf(ini, "\n[node]\ngpus = %d\n", ranks);
   kv(ini, "bandwidth", busbw);
   kv(ini, "latency", alpha);

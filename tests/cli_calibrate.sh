@@ -14,6 +14,14 @@ check "calibrate exit 0" "[ $? -eq 0 ]"
 for key in peak_fp32 peak_bf16 hbm_bw kernel_overhead bandwidth latency; do
   check "profile has $key" "grep -Eq '^$key = [0-9.e+-]+$' '$tmp/c.ini'"
 done
+# the per-op-class rates cost.c charges apart (docs/cost.md section 8), each with its measurement as a comment
+for key in membound_bw_norm_fwd membound_bw_norm_bwd membound_bw_act_fwd membound_bw_act_bwd \
+           membound_bw_residual_fwd membound_bw_residual_bwd membound_bw_ce_fwd membound_bw_ce_bwd \
+           membound_bw_embedding_fwd membound_bw_embedding_bwd membound_bw_optimizer \
+           attention_fwd_flops attention_bwd_flops; do
+  check "profile has $key > 0" "awk -F' = ' '/^$key = / { found = 1; ok = (\$2 > 0) } END { exit !(found && ok) }' '$tmp/c.ini'"
+done
+check "op classes listed with their times" "grep -q '^# op classes at 1 x 32 tokens' '$tmp/c.ini' && [ \$(grep -cE '^#   [a-z ]+ +[0-9.]+ us' '$tmp/c.ini') -eq 13 ]"
 check "peak positive" "awk -F' = ' '/^peak_fp32/ { exit !(\$2 > 0) }' '$tmp/c.ini'"
 check "all-reduce sizes 4, 16, 64 KiB listed" "[ \$(grep -c ' B .* us .* GB/s' '$tmp/c.ini') -eq 3 ]"
 "$sim" simulate --model tiny-gpt --cluster "$tmp/c.ini" --gpus 2 --pp 2 --gbs 4 --precision fp32 > "$tmp/sim" 2>&1

@@ -2,7 +2,10 @@
  * formulas of Megatron-LM (Narayanan et al. 2021, appendix; Korthikanti et al.
  * 2022). */
 #include <glib.h>
+#include <glib/gstdio.h>
 #include <math.h>
+#include <string.h>
+#include <unistd.h>
 #include "cost.h"
 
 #define REL(a, b) (fabs((a) - (b)) / fabs(b))
@@ -51,6 +54,84 @@ static PxModel *tiny_model(void) {
   return m;
 }
 #define TINY_PARAMS (8448.0 + 2 * 49984.0 + 128.0)
+
+/* A cluster INI with calibrate's per-class keys: read back as written, and
+ * each class charged at its own rate, bytes / rate + kernels x overhead
+ * (hand-computed on the tiny model at T = 1 x 32 tokens, h 64, V 100, fp32:
+ * E = 4). Without the keys the same terms run at hbm_bw. */
+static PxCostTable *tiny_table(PxPlan *p, const PxCluster *c, PxModel **model_out);
+static void test_calibrated_classes(void) {
+  static const char *ini =
+      "[cluster]\nname = cal\nnodes = 1\n[gpu]\nmemory = 16GiB\npeak_fp32 = 60e12\npeak_bf16 = 1e15\n"
+      "hbm_bw = 3e12\nkernel_overhead = 1e-6\n"
+      "membound_bw_norm_fwd = 2e9\nmembound_bw_norm_bwd = 4e9\nmembound_bw_act_fwd = 1e9\n"
+      "membound_bw_act_bwd = 3e9\nmembound_bw_residual_fwd = 8e9\nmembound_bw_residual_bwd = 16e9\n"
+      "membound_bw_ce_fwd = 1e9\nmembound_bw_ce_bwd = 2e9\nmembound_bw_embedding_fwd = 5e9\n"
+      "membound_bw_embedding_bwd = 6e9\nmembound_bw_optimizer = 10e9\n"
+      "attention_fwd_flops = 1e10\nattention_bwd_flops = 2e10\n"
+      "[node]\ngpus = 1\nbandwidth = 400e9\n[network]\nbandwidth = 25e9\n";
+  g_autoptr(GError) err = NULL;
+  g_autofree char *path = NULL;
+  int fd = g_file_open_tmp("px-cal-XXXXXX.ini", &path, &err);
+  g_assert_no_error(err);
+  close(fd);
+  g_assert_true(g_file_set_contents(path, ini, -1, &err));
+  g_autoptr(PxCluster) c = px_cluster_load_ini(path, &err);
+  g_remove(path);
+  g_assert_no_error(err);
+  g_assert_cmpfloat(c->membound_bw[PX_OPC_NORM][0], ==, 2e9);
+  g_assert_cmpfloat(c->membound_bw[PX_OPC_ACT][1], ==, 3e9);
+  g_assert_cmpfloat(c->membound_bw[PX_OPC_EMBEDDING][1], ==, 6e9);
+  g_assert_cmpfloat(c->optimizer_bw, ==, 10e9);
+  g_assert_cmpfloat(c->attn_bwd_flops, ==, 2e10);
+  g_assert_cmpstr(px_op_class_name(PX_OPC_RESIDUAL), ==, "residual");
+
+  g_autoptr(PxModel) m = tiny_model();
+  PxPlan p;
+  set_plan(&p, 1, 1, 1, 1, 1);
+  p.precision = PX_PREC_FP32;
+  p.seq = 32;
+  PxLink l = {400e9, 2e-6, TRUE};
+  PxLayerTimes e, b, fn;
+  px_cost_layer_times(m, &m->layers[0], c, &p, &l, &e);
+  px_cost_layer_times(m, &m->layers[1], c, &p, &l, &b);
+  px_cost_layer_times(m, &m->layers[3], c, &p, &l, &fn);
+  g_assert_cmpint(m->layers[3].kind, ==, PX_LAYER_FINAL_NORM);
+  /* final LayerNorm: read x, write y = 2 * 32 * 64 * 4 = 16384 B at 2 GB/s + 1 us;
+   * backward dy, x twice, dx = 40960 B at 4 GB/s in 2 kernels */
+  g_assert_cmpfloat(REL(fn.fwd, 16384 / 2e9 + 1e-6), <, 1e-12);
+  g_assert_cmpfloat(REL(fn.bwd_input, 40960 / 4e9 + 2e-6), <, 1e-12);
+  /* embedding with learned positions: gather + positions 4 * 8192 B at 5 GB/s,
+   * 2 kernels; scatter-add 6 * 8192 B at 6 GB/s */
+  g_assert_cmpfloat(REL(e.fwd, 32768 / 5e9 + 2e-6), <, 1e-12);
+  g_assert_cmpfloat(REL(e.bwd_input, 49152 / 6e9 + 2e-6), <, 1e-12);
+  /* the attention core: 4 * 32^2 * 64 = 262144 FLOP at 10 GFLOP/s + 1 us,
+   * backward 524288 at 20 GFLOP/s + 1 us */
+  g_assert_cmpfloat(REL(b.attn_fwd, 262144 / 1e10 + 1e-6), <, 1e-12);
+  g_assert_cmpfloat(REL(b.attn_bwd, 524288 / 2e10 + 1e-6), <, 1e-12);
+  /* the block's forward beyond its GEMMs and attention: two LayerNorms
+   * (2 x 16384 B at 2 GB/s), two residual adds (2 x 24576 B at 8 GB/s), GELU
+   * (2 x 32 x 256 x 4 = 65536 B at 1 GB/s), 5 kernels; backward: norms
+   * 2 x 40960 B at 4 GB/s in 4 kernels, residuals 2 x 24576 at 16 GB/s, GELU
+   * 98304 B at 3 GB/s. The GEMMs: the same cluster without the keys gives them */
+  double mb_f = 32768 / 2e9 + 49152 / 8e9 + 65536 / 1e9 + 5e-6;
+  double mb_b = 81920 / 4e9 + 49152 / 16e9 + 98304 / 3e9 + 7e-6;
+  g_autoptr(PxCluster) plain = px_cluster_copy(c);
+  memset(plain->membound_bw, 0, sizeof plain->membound_bw);
+  plain->attn_fwd_flops = plain->attn_bwd_flops = plain->optimizer_bw = 0;
+  PxLayerTimes pb;
+  px_cost_layer_times(m, &m->layers[1], plain, &p, &l, &pb);
+  /* plain: the same memory-bound bytes in one term at 3 TB/s (as before the keys) */
+  double plain_mb_f = (32768 + 49152 + 65536) / 3e12 + 5e-6, plain_mb_b = (81920 + 49152 + 98304) / 3e12 + 7e-6;
+  g_assert_cmpfloat(REL(b.fwd - b.attn_fwd - mb_f, pb.fwd - pb.attn_fwd - plain_mb_f), <, 1e-9);
+  g_assert_cmpfloat(REL(b.bwd_input - b.attn_bwd - mb_b, pb.bwd_input - pb.attn_bwd - plain_mb_b), <, 1e-9);
+  /* the optimizer: 108544 parameters x (24 + 4 + 4) B at 10 GB/s */
+  p.gbs = p.m = 1;
+  PxModel *tm = NULL;
+  g_autoptr(PxCostTable) t = tiny_table(&p, c, &tm);
+  g_assert_cmpfloat(REL(t->optimizer[0], TINY_PARAMS * 32 / 10e9), <, 1e-12);
+  px_model_free(tm);
+}
 
 static void test_ring_allreduce(void) {
   /* 1 GiB over 8 ranks at 100 GB/s, alpha 10 us:
@@ -661,6 +742,7 @@ static void test_cp_ring(void) {
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/cost/collective/ring-allreduce", test_ring_allreduce);
+  g_test_add_func("/cost/compute/calibrated-classes", test_calibrated_classes);
   g_test_add_func("/cost/collective/tree-for-small", test_tree_for_small);
   g_test_add_func("/cost/compute/gemm-efficiency", test_gemm_efficiency);
   g_test_add_func("/cost/compute/block-gemm-bound", test_block_gemm_bound);
