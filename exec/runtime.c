@@ -865,12 +865,21 @@ static gboolean op_load(Rank *r, int mb, GError **error) {
   return TRUE;
 }
 
+/* A compute instruction's start, recorded again once its inputs have arrived
+ * (a received activation or gradient, gathered weights, the step's
+ * reductions): the measured interval is the compute's own and the wait before
+ * it idle, as the engine counts it (run --compare sets the two side by side). */
+static gboolean inputs_arrived(Rank *r, GError **error) {
+  return !r->ev_start || px_event_record(r->ev_start[r->at], r->compute, error);
+}
+
 static gboolean op_forward(Rank *r, int mb, int c, GError **error) {
   PxRuntime *rt = r->rt;
   int part = part_of(r, c), s = slot(r, mb, c);
   gboolean first = part == 0, last = part == rt->part->parts - 1;
   TRY(wait_gather(r, c, error));
   if (r->recv[s]) TRY(px_stream_wait_event(r->compute, r->recv_ev[s], error));
+  TRY(inputs_arrived(r, error));
   PxGptActs *a = px_gpt_forward_acc(r->gpt, c, g_steal_pointer(&r->recv[s]), first ? r->inputs[mb] : NULL,
                                     last ? r->targets[mb] : NULL, r->loss_acc, error);
   TRY(a);
@@ -885,6 +894,7 @@ static gboolean op_backward(Rank *r, const PxInstr *ins, GError **error) {
   if (!a) return rfail(error, PX_RUNTIME_ERROR_FAILED, "backward of mb %d chunk %d before its forward", ins->mb, ins->chunk);
   TRY(wait_gather(r, ins->chunk, error));
   if (r->rgrad[s]) TRY(px_stream_wait_event(r->compute, r->recv_ev[s], error));
+  TRY(inputs_arrived(r, error));
   /* each rank's loss is the mean over its tokens; the objective the mean over
    * the dp·cp ranks' (CP ranks hold as many tokens each) */
   double dloss = r->scale / ((double)rt->plan.m * px_plan_data_ranks(&rt->plan)); /* fp16: the loss scaled */
@@ -898,6 +908,7 @@ static gboolean op_backward_weight(Rank *r, const PxInstr *ins, GError **error) 
   int s = slot(r, ins->mb, ins->chunk);
   if (!r->acts[s]) return rfail(error, PX_RUNTIME_ERROR_FAILED, "weight pass of mb %d before its backward", ins->mb);
   TRY(wait_gather(r, ins->chunk, error));
+  TRY(inputs_arrived(r, error));
   TRY(px_gpt_backward_weight(r->gpt, r->acts[s], error));
   g_clear_pointer(&r->acts[s], px_gpt_acts_free);
   return TRUE;
@@ -1294,6 +1305,7 @@ static gboolean op_optimizer(Rank *r, double *bytes, GError **error) {
   /* the reductions of the step have arrived */
   TRY(px_event_record(r->ev_coll, r->coll_s, error));
   TRY(px_stream_wait_event(r->compute, r->ev_coll, error));
+  TRY(inputs_arrived(r, error));
   for (int c = 0; c < v; c++) TRY(grads_from_stage(r, c, error));
   /* sequence-parallel norm gradients, on the range this rank updates */
   g_autoptr(GPtrArray) part_views = g_ptr_array_new_with_free_func((GDestroyNotify)px_tensor_free);
