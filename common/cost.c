@@ -781,10 +781,12 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
     /* gradient accumulation outside the GEMMs, every micro-batch: read the
      * fresh 16-bit gradient, read and write the accumulator (Megatron-LM 2021
      * model/distributed.py: param.main_grad.add_(param.grad) in a backward
-     * hook; PyTorch's AccumulateGrad for DeepSpeed and this executor).
-     * Megatron-Core fuses it into the wgrad GEMM (gradient_accumulation_fusion);
+     * hook; PyTorch's AccumulateGrad for DeepSpeed).
+     * Megatron-Core fuses it into the wgrad GEMM (gradient_accumulation_fusion),
+     * and so does this executor (the parallax stack: exec/backend.h, every
+     * backward op adds into its gradient outputs, the wgrad GEMM with beta = 1);
      * FSDP reduce-scatters every micro-batch and accumulates only its shard. */
-    if (plan->stack != PX_STACK_MEGATRON_CORE) {
+    if (plan->stack != PX_STACK_MEGATRON_CORE && plan->stack != PX_STACK_PARALLAX) {
       double accum = (part_params[k] + part_eparams[k]) * (E + 2.0 * G);
       if (plan->stack == PX_STACK_FSDP) accum /= dp;
       /* FSDP's post-backward on the whole (unsharded) flat gradient of each
