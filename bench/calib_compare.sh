@@ -51,7 +51,9 @@ for round in $(seq "$rounds"); do
   "$exe" run "${flags[@]}" --cluster "$tmp/one.ini" --gpus 1 > "$tmp/run.json" 2> /dev/null
   report "1 rank" "$tmp/run.json"
   for layout in "--pp 2" "--dp 2" "--tp 2"; do
-    mpirun -n 2 "$exe" calibrate --model "$model" --out "$tmp/two.ini" < /dev/null > /dev/null
+    tp=1
+    [ "$layout" = "--tp 2" ] && tp=2 # a TP rank's shapes
+    mpirun -n 2 "$exe" calibrate --model "$model" --tp $tp --out "$tmp/two.ini" < /dev/null > /dev/null
     # shellcheck disable=SC2086
     mpirun -n 2 "$exe" run --comm mpi "${flags[@]}" --cluster "$tmp/two.ini" $layout < /dev/null > "$tmp/run.json" 2> /dev/null
     report "${layout#--}" "$tmp/run.json"

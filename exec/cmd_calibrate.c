@@ -5,6 +5,11 @@
  *     the best becomes the peak, every shape's share of it is listed;
  *   - memory-bound bandwidth (a residual add over 3 large tensors);
  *   - the per-kernel overhead (the same op on 16 elements);
+ *   - every op class the cost model charges apart (norms, activation, residual
+ *     add, cross entropy, embedding, forward and backward; the unfused
+ *     attention; the optimizer step) through its px_op_* at the model's shapes
+ *     (a TP rank's with --tp), as the rate that makes cost.c's charge for it
+ *     (px_cost_class_bytes ...) equal the measured time;
  *   - all-reduce bus bandwidth by message size over a group of --ranks ranks
  *     (2 (n-1)/n · bytes / time, as nccl-tests), and the alpha-beta fit the
  *     cost model uses: the best busbw, the fastest message's time per ring step.
@@ -127,13 +132,15 @@ typedef struct {
   PxBackend *be;
   OpKind kind;
   const PxModelDesc *d;
-  int B, S;
+  int B, S, tp;
+  gint64 V;                 /* the rank's vocabulary (V / tp) */
   PxAttnShape as;
   PxTensor *x, *y, *dx, *dy, *w, *b, *dw, *db, *mean, *rstd;       /* (T, h) and (h) */
   PxTensor *f1, *f2, *f3, *df1, *df2;                             /* (T, ffn) */
   PxTensor *logits, *dlogits, *targets, *losses, *tokens, *wte, *wpe, *dwte, *dwpe; /* (T, V), (V, h) */
   PxTensor *qkv, *dqkv, *att, *ao, *dao;                          /* attention */
   PxTensor *sq;                                                   /* optimizer: its sum of squares */
+  PxTensor *gmax, *stats;                                         /* vocabulary-parallel cross entropy (tp > 1) */
   GArray *items;                                                  /* PxAdamWItem */
   GPtrArray *grads;
 } Ops;
@@ -156,10 +163,22 @@ static gboolean op_once(void *data, GError **error) {
                  : px_op_gelu_bwd(be, o->df1, o->f3, o->f1, error);
   case OP_RES_F: return px_op_residual_fwd(be, o->y, o->x, o->dy, error);
   case OP_RES_B: return px_op_residual_bwd(be, o->dx, o->y, o->dy, error);
-  case OP_CE_F: return px_op_cross_entropy_fwd(be, o->losses, NULL, o->logits, o->targets, error);
-  case OP_CE_B: return px_op_cross_entropy_bwd(be, o->dlogits, o->logits, o->targets, 1.0, error);
-  case OP_EMB_F: return px_op_embedding_fwd(be, o->y, o->tokens, o->wte, o->wpe, o->B, o->S, error);
-  case OP_EMB_B: return px_op_embedding_bwd(be, o->dwte, o->dwpe, o->dy, o->tokens, o->B, o->S, error);
+  /* tp > 1: the vocabulary-parallel ops of the rank's V / tp columns, as
+   * exec/gpt.c runs them (the all-reduces between them are the TP link's) */
+  case OP_CE_F:
+    if (o->tp == 1) return px_op_cross_entropy_fwd(be, o->losses, NULL, o->logits, o->targets, error);
+    return px_op_ce_vp_max(be, o->gmax, o->logits, o->V, error) &&
+           px_op_ce_vp_stats(be, o->stats, o->logits, o->targets, o->gmax, 0, o->V, error) &&
+           px_op_ce_vp_loss(be, o->losses, NULL, o->gmax, o->stats, error);
+  case OP_CE_B:
+    if (o->tp == 1) return px_op_cross_entropy_bwd(be, o->dlogits, o->logits, o->targets, 1.0, error);
+    return px_op_ce_vp_bwd(be, o->dlogits, o->logits, o->targets, o->gmax, o->stats, 0, o->V, 1.0, error);
+  case OP_EMB_F:
+    if (o->tp == 1) return px_op_embedding_fwd(be, o->y, o->tokens, o->wte, o->wpe, o->B, o->S, error);
+    return px_op_embedding_vp_fwd(be, o->y, o->tokens, o->wte, o->wpe, 0, o->V, o->B, o->S, error);
+  case OP_EMB_B:
+    if (o->tp == 1) return px_op_embedding_bwd(be, o->dwte, o->dwpe, o->dy, o->tokens, o->B, o->S, error);
+    return px_op_embedding_vp_bwd(be, o->dwte, o->dwpe, o->dy, o->tokens, 0, o->V, o->B, o->S, error);
   case OP_ATT_F: return px_op_attention_fwd(be, o->ao, o->att, o->qkv, &o->as, error);
   case OP_ATT_B: return px_op_attention_bwd(be, o->dqkv, o->dao, o->qkv, o->att, &o->as, error);
   case OP_OPT: { /* as the runtime's OPTIMIZER_STEP: norm, AdamW over every tensor, gradients zeroed */
@@ -194,15 +213,18 @@ typedef struct {
  * comments (time, what it moves, the rate), the rates into r. The optimizer
  * runs over the first block's, the embedding's and the LM head's tensors
  * (each up to 2^24 elements). */
-static gboolean measure_classes(PxBackend *be, const PxModel *model, int B, int S, int reps, double overhead,
+static gboolean measure_classes(PxBackend *be, const PxModel *model, int B, int S, int tp, int reps, double overhead,
                                 GString *ini, ClassRates *r, GError **error) {
   const PxModelDesc *d = &model->desc;
-  gint64 T = (gint64)B * S, h = d->hidden, f = d->ffn, V = d->vocab, hd = d->head_dim > 0 ? d->head_dim : h / d->heads;
-  gint64 qkv_w = (gint64)(d->heads + 2 * d->kv_heads) * hd, att_w = (gint64)d->heads * hd;
+  /* a TP rank's shapes: heads, FFN and vocabulary / tp (the norms, residual
+   * adds and the embedding's output see every token: no sequence parallelism) */
+  gint64 T = (gint64)B * S, h = d->hidden, f = d->ffn / tp, V = (d->vocab + tp - 1) / tp, hd = d->head_dim > 0 ? d->head_dim : h / d->heads;
+  int heads = d->heads / tp, kvh = d->kv_heads / tp;
+  gint64 qkv_w = (gint64)(heads + 2 * kvh) * hd, att_w = (gint64)heads * hd;
   const int E = 4; /* fp32 */
   g_autoptr(GPtrArray) all = g_ptr_array_new_with_free_func((GDestroyNotify)px_tensor_free);
   Pool p = {be, all, 12345};
-  Ops o = {.be = be, .d = d, .B = B, .S = S, .as = {B, S, d->heads, d->kv_heads, (int)hd, 0, 0, 0}};
+  Ops o = {.be = be, .d = d, .B = B, .S = S, .tp = tp, .V = V, .as = {B, S, heads, kvh, (int)hd, 0, 0, 0}};
   const PxDType F = PX_DTYPE_F32;
   gboolean ok = (o.x = pool_tensor(&p, "x", F, T, h, error)) && (o.y = pool_tensor(&p, "y", F, T, h, error)) &&
                 (o.dx = pool_tensor(&p, "dx", F, T, h, error)) && (o.dy = pool_tensor(&p, "dy", F, T, h, error)) &&
@@ -221,17 +243,19 @@ static gboolean measure_classes(PxBackend *be, const PxModel *model, int B, int 
   if (ok && d->pos == PX_POS_LEARNED)
     ok = (o.wpe = pool_tensor(&p, "wpe", F, S, h, error)) && (o.dwpe = pool_tensor(&p, "dwpe", F, S, h, error));
   if (ok) {
-    gint64 shape[4] = {B, d->heads, S, S};
+    gint64 shape[4] = {B, heads, S, S};
     ok = (o.att = px_tensor_new(be, "att", F, PX_MEM_BUFFERS, 4, shape, error)) != NULL;
     if (ok) g_ptr_array_add(all, o.att);
   }
+  if (ok && tp > 1)
+    ok = (o.gmax = pool_tensor(&p, "gmax", F, T, 0, error)) && (o.stats = pool_tensor(&p, "stats", F, 2, T, error));
   if (ok) {
     Pool ids = {be, all, 777};
     ok = (o.targets = pool_tensor(&ids, "targets", PX_DTYPE_I32, T, 0, error)) &&
          (o.tokens = pool_tensor(&ids, "tokens", PX_DTYPE_I32, T, 0, error));
   }
   if (!ok) return FALSE;
-  if (V < 1024) { /* ids in [0, 1024): fold them into the vocabulary */
+  if (V < 1024) { /* ids in [0, 1024): fold them into the rank's vocabulary */
     g_autofree gint32 *hbuf = g_new(gint32, T);
     for (int k = 0; k < 2; k++) {
       PxTensor *t = k ? o.tokens : o.targets;
@@ -280,8 +304,8 @@ static gboolean measure_classes(PxBackend *be, const PxModel *model, int B, int 
     {OP_ATT_F, -1, 0, "attention forward"},              {OP_ATT_B, -1, 1, "attention backward"},
     {OP_OPT, -2, 0, "optimizer step"},
   };
-  g_string_append_printf(ini, "# op classes at %d x %d tokens (the rate makes bytes / rate + kernels x "
-                              "kernel_overhead the measured time):\n", B, S);
+  g_string_append_printf(ini, "# op classes at %d x %d tokens, tp %d (the rate makes bytes / rate + kernels x "
+                              "kernel_overhead the measured time):\n", B, S, tp);
   for (gsize i = 0; i < G_N_ELEMENTS(plan); i++) {
     o.kind = plan[i].op;
     double s;
@@ -294,7 +318,7 @@ static gboolean measure_classes(PxBackend *be, const PxModel *model, int B, int 
       g_string_append_printf(ini, "#   %-24s %9.2f us  %10.0f B in %d kernel(s)  %8.3f GB/s\n", plan[i].what, s * 1e6,
                              bytes, kernels, r->bw[plan[i].cls][plan[i].dir] / 1e9);
     } else if (plan[i].cls == -1) {
-      double fl = px_cost_unfused_attn_flops(B, S, (double)h, 1) * (plan[i].dir ? 2 : 1);
+      double fl = px_cost_unfused_attn_flops(B, S, (double)h, tp) * (plan[i].dir ? 2 : 1);
       double *to = plan[i].dir ? &r->attn_bwd : &r->attn_fwd;
       *to = rate_of(fl, s, 1, overhead);
       g_string_append_printf(ini, "#   %-24s %9.2f us  %10.0f FLOP            %8.3f GFLOP/s\n", plan[i].what, s * 1e6, fl,
@@ -378,18 +402,19 @@ static int fail(GError *error) {
   return 1;
 }
 
-static int calibrate(const char *backend, const char *model_name, int seq, int mbs, int ranks, int reps,
+static int calibrate(const char *backend, const char *model_name, int seq, int mbs, int tp, int ranks, int reps,
                      gint64 max_bytes, const char *name, const char *out, PxComm *mpi);
 
 int px_exec_cmd_calibrate(int argc, char **argv) {
   g_autofree char *backend = NULL, *model_name = NULL, *out = NULL, *name = NULL, *comm_name = NULL;
-  int seq = -1, mbs = 1, ranks = 2, reps = 5;
+  int seq = -1, mbs = 1, tp = 1, ranks = 2, reps = 5;
   gint64 max_bytes = 16 << 20;
   GOptionEntry entries[] = {
     {"backend", 0, 0, G_OPTION_ARG_STRING, &backend, "cpu (default) or cuda", "B"},
     {"model", 'M', 0, G_OPTION_ARG_STRING, &model_name, "model whose GEMM shapes are measured (default tiny-gpt)", "NAME|FILE"},
     {"seq", 0, 0, G_OPTION_ARG_INT, &seq, "sequence length of the measured shapes (default the model's)", "N"},
     {"mbs", 0, 0, G_OPTION_ARG_INT, &mbs, "micro-batch of the measured shapes (default 1)", "N"},
+    {"tp", 0, 0, G_OPTION_ARG_INT, &tp, "measure a tensor-parallel rank's shapes: heads, FFN, vocabulary / N (default 1)", "N"},
     {"ranks", 0, 0, G_OPTION_ARG_INT, &ranks, "thread-ranks of the measured collectives (local; default 2; 1 skips them)", "N"},
     {"comm", 0, 0, G_OPTION_ARG_STRING, &comm_name, "local (threads) or mpi (one process per rank; the default under mpirun)", "C"},
     {"max-bytes", 0, 0, G_OPTION_ARG_INT64, &max_bytes, "largest all-reduce message (default 16 MiB)", "BYTES"},
@@ -406,9 +431,9 @@ int px_exec_cmd_calibrate(int argc, char **argv) {
     fprintf(stderr, "parallax-exec calibrate: give --out FILE for the cluster profile\n");
     return 2;
   }
-  if ((seq < 1 && seq != -1) || mbs < 1 || ranks < 1 || ranks > 64 || reps < 1 || reps > 1000 || max_bytes < 1024 ||
+  if ((seq < 1 && seq != -1) || mbs < 1 || tp < 1 || tp > 64 || ranks < 1 || ranks > 64 || reps < 1 || reps > 1000 || max_bytes < 1024 ||
       max_bytes > ((gint64)1 << 31)) {
-    fprintf(stderr, "parallax-exec calibrate: --seq, --mbs ≥ 1, --ranks 1..64, --reps 1..1000, "
+    fprintf(stderr, "parallax-exec calibrate: --seq, --mbs ≥ 1, --tp, --ranks 1..64, --reps 1..1000, "
                     "--max-bytes 1024..2^31\n");
     return 2;
   }
@@ -423,25 +448,31 @@ int px_exec_cmd_calibrate(int argc, char **argv) {
     if (!(mpi = px_comm_mpi_new(60, &error))) return fail(error);
     ranks = px_comm_size(mpi);
   }
-  int rc = calibrate(backend, model_name, seq, mbs, ranks, reps, max_bytes, name, out, mpi);
+  int rc = calibrate(backend, model_name, seq, mbs, tp, ranks, reps, max_bytes, name, out, mpi);
   g_clear_pointer(&mpi, px_comm_free);
   if (!strcmp(comm_name, "mpi")) px_comm_mpi_finalize();
   return rc;
 }
 
-static int calibrate(const char *backend, const char *model_name, int seq, int mbs, int ranks, int reps,
+static int calibrate(const char *backend, const char *model_name, int seq, int mbs, int tp, int ranks, int reps,
                      gint64 max_bytes, const char *name, const char *out, PxComm *mpi) {
   g_autoptr(GError) error = NULL;
   g_autoptr(PxModel) model = px_model_load(model_name ? model_name : "tiny-gpt", &error);
   if (!model) return fail(error);
+  const PxModelDesc *md = &model->desc;
+  if (md->heads % tp || md->kv_heads % tp || md->ffn % tp) {
+    fprintf(stderr, "parallax-exec calibrate: --tp %d does not divide %s's heads (%d), kv heads (%d) and FFN (%d)\n", tp,
+            md->name, md->heads, md->kv_heads, md->ffn);
+    return 2;
+  }
   if (seq < 1) seq = model->desc.default_seq > 0 ? model->desc.default_seq : model->desc.max_seq;
   g_autoptr(PxBackend) be = px_backend_new(backend ? backend : "cpu", 0, &error);
   if (!be) return fail(error);
   GString *ini = g_string_new(NULL);
   g_string_append_printf(ini, "# Cluster profile measured by `parallax-exec calibrate` on backend %s:\n",
                          px_backend_name(be));
-  g_string_append_printf(ini, "# %s's linear shapes at %d x %d tokens, fp32, medians of %d runs.\n",
-                         model->desc.name, mbs, seq, reps);
+  g_string_append_printf(ini, "# %s's shapes at %d x %d tokens (a TP rank's of tp %d), fp32, medians of %d runs.\n",
+                         model->desc.name, mbs, seq, tp, reps);
 
   /* GEMMs: the distinct (out, in) of the first block and the LM head */
   gint64 T = (gint64)mbs * seq;
@@ -455,26 +486,29 @@ static int calibrate(const char *backend, const char *model_name, int seq, int m
     for (guint ti = 0; ti <= layer->n_tensors; ti++) {
       const PxTensorSpec *t = ti < layer->n_tensors ? &layer->tensors[ti] : layer->tied_tensor;
       if (!t || t->ndim != 2 || n_seen >= 16) continue;
+      /* a TP rank's share, as cost.c splits it */
+      gint64 out_f = t->shape[0] / (t->split == PX_SPLIT_ROWS ? tp : 1);
+      gint64 in_f = t->shape[1] / (t->split == PX_SPLIT_COLS ? tp : 1);
       gboolean dup = FALSE;
-      for (int k = 0; k < n_seen; k++) dup |= seen[k][0] == t->shape[0] && seen[k][1] == t->shape[1];
+      for (int k = 0; k < n_seen; k++) dup |= seen[k][0] == out_f && seen[k][1] == in_f;
       if (dup) continue;
-      seen[n_seen][0] = t->shape[0];
-      seen[n_seen][1] = t->shape[1];
+      seen[n_seen][0] = out_f;
+      seen[n_seen][1] = in_f;
       n_seen++;
-      g_autoptr(PxTensor) x = tensor2(be, "x", T, t->shape[1], &error);
-      g_autoptr(PxTensor) w = x ? tensor2(be, "w", t->shape[0], t->shape[1], &error) : NULL;
-      g_autoptr(PxTensor) y = w ? tensor2(be, "y", T, t->shape[0], &error) : NULL;
+      g_autoptr(PxTensor) x = tensor2(be, "x", T, in_f, &error);
+      g_autoptr(PxTensor) w = x ? tensor2(be, "w", out_f, in_f, &error) : NULL;
+      g_autoptr(PxTensor) y = w ? tensor2(be, "y", T, out_f, &error) : NULL;
       Gemm g = {be, y, x, w};
       double s;
-      if (!y || !time_median(be, gemm_once, &g, reps, 1, &s, &error)) {
+      if (!y || !time_op(be, gemm_once, &g, reps, &s, &error)) {
         g_string_free(shapes, TRUE);
         g_string_free(ini, TRUE);
         return fail(error);
       }
-      double flops = 2.0 * T * t->shape[0] * t->shape[1] / s;
+      double flops = 2.0 * T * out_f * in_f / s;
       best = MAX(best, flops);
       g_string_append_printf(shapes, "#   %" G_GINT64_FORMAT " x %" G_GINT64_FORMAT " x %" G_GINT64_FORMAT
-                             " (%s): %.2f GFLOP/s\n", T, t->shape[0], t->shape[1], t->name, flops / 1e9);
+                             " (%s): %.2f GFLOP/s\n", T, out_f, in_f, t->name, flops / 1e9);
     }
   }
   g_string_append_printf(ini, "# GEMM FLOP/s per shape (tokens x out x in); the best is the peak:\n%s", shapes->str);
@@ -505,7 +539,7 @@ static int calibrate(const char *backend, const char *model_name, int seq, int m
   g_string_append_printf(ini, "# residual add of 3 x %" G_GINT64_FORMAT " fp32: %.2f GB/s; of 16 elements: %.2f us\n",
                          big, mem_bw / 1e9, s_tiny * 1e6);
   ClassRates cr = {0};
-  if (!measure_classes(be, model, mbs, seq, reps, MIN(s_tiny, 1.0), ini, &cr, &error)) {
+  if (!measure_classes(be, model, mbs, seq, tp, reps, MIN(s_tiny, 1.0), ini, &cr, &error)) {
     g_string_free(ini, TRUE);
     return fail(error);
   }

@@ -22,6 +22,9 @@ for key in membound_bw_norm_fwd membound_bw_norm_bwd membound_bw_act_fwd memboun
   check "profile has $key > 0" "awk -F' = ' '/^$key = / { found = 1; ok = (\$2 > 0) } END { exit !(found && ok) }' '$tmp/c.ini'"
 done
 check "op classes listed with their times" "grep -q '^# op classes at 1 x 32 tokens' '$tmp/c.ini' && [ \$(grep -cE '^#   [a-z ]+ +[0-9.]+ us' '$tmp/c.ini') -eq 13 ]"
+# a TP rank's shapes: the FFN and attention halve (the attention's FLOPs with them)
+"$exe" calibrate --model tiny-gpt --seq 32 --tp 2 --ranks 1 --reps 1 --out "$tmp/tp2.ini" > /dev/null 2>&1
+check "--tp 2: a TP rank's shapes" "[ $? -eq 0 ] && grep -q '32 x 128 x 64 (h.0.mlp.fc.weight)' '$tmp/tp2.ini' && grep -Eq '^#   activation forward .* 32768 B' '$tmp/tp2.ini' && grep -Eq '^#   attention forward .* 131072 FLOP' '$tmp/tp2.ini'"
 check "peak positive" "awk -F' = ' '/^peak_fp32/ { exit !(\$2 > 0) }' '$tmp/c.ini'"
 check "all-reduce sizes 4, 16, 64 KiB listed" "[ \$(grep -c ' B .* us .* GB/s' '$tmp/c.ini') -eq 3 ]"
 "$sim" simulate --model tiny-gpt --cluster "$tmp/c.ini" --gpus 2 --pp 2 --gbs 4 --precision fp32 > "$tmp/sim" 2>&1
@@ -51,6 +54,7 @@ bad "no --out" "--out FILE" calibrate --model tiny-gpt
 bad "bad ranks" "--ranks 1..64" calibrate --ranks 0 --out "$tmp/x.ini"
 bad "unknown backend" "tpu" calibrate --backend tpu --out "$tmp/x.ini"
 bad "unknown model" "nosuchmodel" calibrate --model nosuchmodel --out "$tmp/x.ini"
+bad "tp not dividing the heads" "--tp 3 does not divide" calibrate --model tiny-gpt --tp 3 --out "$tmp/x.ini"
 bad "unknown communicator" "--comm 'nccl2' is not one of" calibrate --comm nccl2 --out "$tmp/x.ini"
 echo "1..$n"
 exit $fail
