@@ -12,15 +12,10 @@
 # the ratio of each instruction kind (rank 0; the worst rank's with --all).
 #   bash bench/calib_compare.sh [BUILD_DIR=build] [STEPS=20] [ROUNDS=2] [MODEL=tiny-gpt] [GBS=8]
 set -euo pipefail
-here=$(cd "$(dirname "$0")/.." && pwd)
-build=${1:-build}
-[ -d "$build" ] || build=$here/$build
-exe=$(cd "$build" && pwd)/exec/parallax-exec
-steps=${2:-20}
-rounds=${3:-2}
-model=${4:-tiny-gpt}
-gbs=${5:-8}
-export PARALLAX_DATA_DIR=$here OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+root=$(cd "$(dirname "$0")/.." && pwd)
+read -r build steps rounds model gbs <<<"${1:-build} ${2:-20} ${3:-2} ${4:-tiny-gpt} ${5:-8}"
+exe=$(cd "$build" 2> /dev/null || cd "$root/$build" && pwd)/exec/parallax-exec
+export PARALLAX_DATA_DIR=$root OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
   OMPI_MCA_rmaps_base_oversubscribe=1
 command -v mpirun > /dev/null || { echo "calib_compare.sh: mpirun not found (scripts/install-deps.sh installs Open MPI)"; exit 1; }
 tmp=$(mktemp -d)
