@@ -207,6 +207,7 @@ static double rate_of(double amount, double s, int kernels, double overhead) {
 typedef struct {
   double bw[PX_N_OPC][2]; /* bytes/s per class and direction */
   double opt_bw, attn_fwd, attn_bwd;
+  double block_fwd_s;     /* one block's forward ops but its GEMMs (seconds) */
 } ClassRates;
 
 /* Every op class at B x S tokens of the model (fp32), written to ini as
@@ -315,11 +316,14 @@ static gboolean measure_classes(PxBackend *be, const PxModel *model, int B, int 
       int kernels;
       double bytes = px_cost_class_bytes(d, plan[i].cls, plan[i].dir, (double)T, (double)width, E, &kernels);
       r->bw[plan[i].cls][plan[i].dir] = rate_of(bytes, s, kernels, overhead);
+      if (!plan[i].dir && plan[i].cls != PX_OPC_CE && plan[i].cls != PX_OPC_EMBEDDING)
+        r->block_fwd_s += plan[i].cls == PX_OPC_ACT ? s : 2 * s; /* two norms, two residual adds, one activation */
       g_string_append_printf(ini, "#   %-24s %9.2f us  %10.0f B in %d kernel(s)  %8.3f GB/s\n", plan[i].what, s * 1e6,
                              bytes, kernels, r->bw[plan[i].cls][plan[i].dir] / 1e9);
     } else if (plan[i].cls == -1) {
       double fl = px_cost_unfused_attn_flops(B, S, (double)h, tp) * (plan[i].dir ? 2 : 1);
       double *to = plan[i].dir ? &r->attn_bwd : &r->attn_fwd;
+      if (!plan[i].dir) r->block_fwd_s += s;
       *to = rate_of(fl, s, 1, overhead);
       g_string_append_printf(ini, "#   %-24s %9.2f us  %10.0f FLOP            %8.3f GFLOP/s\n", plan[i].what, s * 1e6, fl,
                              *to / 1e9);
@@ -336,25 +340,47 @@ static gboolean measure_classes(PxBackend *be, const PxModel *model, int B, int 
 
 /* ---- collectives over thread-ranks ---- */
 
-/* Median seconds of an all-reduce of count floats on comm (every rank calls). */
-static gboolean allreduce_median(PxComm *comm, gsize count, int reps, double *out, GError **error) {
+/* Work between collectives: `units` passes of a fixed arithmetic loop, the
+ * same work on every rank (it stands for the ops a run computes between two
+ * collectives). */
+static double busy_work(int units) {
+  volatile double acc = 0;
+  for (int u = 0; u < units; u++) {
+    double a = acc;
+    for (int i = 0; i < 4096; i++) a = a * 0.999999 + 1e-6 * i;
+    acc = a;
+  }
+  return acc;
+}
+
+/* Seconds of an all-reduce of count floats on comm (every rank calls). With
+ * between = 0: the median of reps, each after a barrier (the transfer alone,
+ * every rank on a core). With between > 0: the mean of reps, each after
+ * busy_work(between) and no barrier, as a run meets its collectives between
+ * ops: a rank then also waits for its peer to reach the call, which on a
+ * machine whose cores are shared with other work includes waiting for the
+ * peer to be given a core. */
+static gboolean allreduce_median(PxComm *comm, gsize count, int reps, int between, double *out, GError **error) {
   g_autofree float *buf = g_new0(float, count);
   g_autofree double *t = g_new(double, reps);
   if (!px_comm_all_reduce(comm, buf, count, PX_DTYPE_F32, PX_RED_SUM, NULL, error)) return FALSE;
+  double sum = 0;
   for (int i = 0; i < reps; i++) {
-    if (!px_comm_barrier(comm, NULL, error)) return FALSE;
+    if (between > 0) busy_work(between);
+    else if (!px_comm_barrier(comm, NULL, error)) return FALSE;
     double t0 = now();
     if (!px_comm_all_reduce(comm, buf, count, PX_DTYPE_F32, PX_RED_SUM, NULL, error)) return FALSE;
     t[i] = now() - t0;
+    sum += t[i];
   }
   qsort(t, reps, sizeof *t, cmp_double);
-  *out = MAX(t[reps / 2], 1e-9);
+  *out = MAX(between > 0 ? sum / reps : t[reps / 2], 1e-9);
   return TRUE;
 }
 
 typedef struct {
   PxLocalWorld *world;
-  int rank, reps;
+  int rank, reps, between;
   gsize count;
   double seconds;
   GError *error;
@@ -363,20 +389,21 @@ typedef struct {
 static gpointer coll_rank(gpointer p) {
   CollRank *cr = p;
   g_autoptr(PxComm) comm = px_comm_local_new(cr->world, cr->rank);
-  if (!allreduce_median(comm, cr->count, cr->reps, &cr->seconds, &cr->error))
+  if (!allreduce_median(comm, cr->count, cr->reps, cr->between, &cr->seconds, &cr->error))
     px_local_world_abort(cr->world, cr->error->message);
   return NULL;
 }
 
 /* All-reduce time over `ranks` thread-ranks of the local communicator, or over
  * the processes of `mpi` when given (rank 0's median). */
-static gboolean allreduce_time(PxComm *mpi, int ranks, gsize bytes, int reps, double *out, GError **error) {
-  if (mpi) return allreduce_median(mpi, MAX(bytes / 4, 1), reps, out, error);
+static gboolean allreduce_time(PxComm *mpi, int ranks, gsize bytes, int reps, int between, double *out,
+                               GError **error) {
+  if (mpi) return allreduce_median(mpi, MAX(bytes / 4, 1), reps, between, out, error);
   g_autoptr(PxLocalWorld) w = px_local_world_new(ranks, 60);
   g_autofree CollRank *cr = g_new0(CollRank, ranks);
   g_autofree GThread **th = g_new(GThread *, ranks);
   for (int r = 0; r < ranks; r++) {
-    cr[r] = (CollRank){w, r, reps, MAX(bytes / 4, 1), 0, NULL};
+    cr[r] = (CollRank){w, r, reps, between, MAX(bytes / 4, 1), 0, NULL};
     th[r] = g_thread_new("calibrate", coll_rank, &cr[r]);
   }
   gboolean ok = TRUE;
@@ -480,6 +507,7 @@ static int calibrate(const char *backend, const char *model_name, int seq, int m
   GString *shapes = g_string_new(NULL);
   gint64 seen[16][2];
   int n_seen = 0;
+  double block_gemm_s = 0; /* the first block's forward GEMMs */
   for (guint li = 0; li < model->n_layers; li++) {
     const PxLayer *layer = &model->layers[li];
     if (!(layer->kind == PX_LAYER_BLOCK && layer->block == 0) && layer->kind != PX_LAYER_LM_HEAD) continue;
@@ -507,6 +535,7 @@ static int calibrate(const char *backend, const char *model_name, int seq, int m
       }
       double flops = 2.0 * T * out_f * in_f / s;
       best = MAX(best, flops);
+      if (layer->kind == PX_LAYER_BLOCK) block_gemm_s += s;
       g_string_append_printf(shapes, "#   %" G_GINT64_FORMAT " x %" G_GINT64_FORMAT " x %" G_GINT64_FORMAT
                              " (%s): %.2f GFLOP/s\n", T, out_f, in_f, t->name, flops / 1e9);
     }
@@ -552,7 +581,7 @@ static int calibrate(const char *backend, const char *model_name, int seq, int m
     double t_small = 0;
     for (gint64 bytes = 4096; bytes <= max_bytes; bytes *= 4) {
       double s;
-      if (!allreduce_time(mpi, ranks, (gsize)bytes, reps, &s, &error)) {
+      if (!allreduce_time(mpi, ranks, (gsize)bytes, reps, 0, &s, &error)) {
         g_string_free(ini, TRUE);
         return fail(error);
       }
@@ -562,6 +591,23 @@ static int calibrate(const char *backend, const char *model_name, int seq, int m
       g_string_append_printf(ini, "#   %10" G_GINT64_FORMAT " B  %10.1f us  %8.2f GB/s\n", bytes, s * 1e6, bw / 1e9);
     }
     alpha = t_small / (2.0 * (ranks - 1));
+    /* the latency as a run meets it: the smallest message between half a
+     * block's forward of work (a TP block all-reduces twice per forward),
+     * mean of 100; it replaces the transfer's own when larger */
+    double t_unit = now();
+    busy_work(20);
+    t_unit = (now() - t_unit) / 20;
+    int units = (int)CLAMP((block_gemm_s + cr.block_fwd_s) / 2 / MAX(t_unit, 1e-9), 1, 100000);
+    double t_met;
+    if (!allreduce_time(mpi, ranks, 4096, 100, units, &t_met, &error)) {
+      g_string_free(ini, TRUE);
+      return fail(error);
+    }
+    double alpha_met = (t_met - 2.0 * (ranks - 1) / ranks * 4096 / busbw) / (2.0 * (ranks - 1));
+    g_string_append_printf(ini, "# latency: %.1f us per ring step from the fastest message after a barrier; %.1f us from "
+                           "4096 B between %.1f us of work (half a block's forward ops), mean of 100\n",
+                           alpha * 1e6, alpha_met * 1e6, units * t_unit * 1e6);
+    alpha = MAX(alpha, alpha_met);
   } else {
     g_string_append(ini, "# collectives not measured (1 rank): link bandwidth = the memory bandwidth\n");
   }
