@@ -1509,7 +1509,8 @@ static gboolean step_job(Rank *r, gpointer data, GError **error) {
       const PxInstr *ins = &rp->instrs[i];
       double a, b;
       TRY(px_event_time(r->ev_start[i], &a, error) && px_event_time(r->ev_end[i], &b, error));
-      PxEvent ev = {r->rank, r->stage, stream_of(ins->kind), ins->kind, ins->mb, ins->chunk, a - t0, b - t0, bytes[i]};
+      PxEvent ev = {r->rank, r->stage, stream_of(ins->kind), ins->kind, ins->mb, ins->chunk, a - t0, b - t0, bytes[i],
+                    ins->bucket};
       px_timeline_add(r->tl, &ev);
     }
   /* the global loss: TP rank 0 of the stage holding the last part (rank 0 in
@@ -1630,7 +1631,7 @@ gboolean px_runtime_gather_memory(PxRuntime *rt, PxRankMemory *all, GError **err
 
 /* The last step's timeline of every rank, collective over the world (for a
  * process holding one rank; local mode already holds them all). */
-#define EV_FIELDS 9
+#define EV_FIELDS 10
 static gboolean timeline_job(Rank *r, gpointer data, GError **error) {
   PxTimeline *out = data;
   PxTimeline *tl = r->tl;
@@ -1647,7 +1648,7 @@ static gboolean timeline_job(Rank *r, gpointer data, GError **error) {
     PxEvent *e = &g_array_index(tl->events, PxEvent, k);
     double *d = mine + (gsize)k * EV_FIELDS;
     d[0] = e->rank, d[1] = e->stage, d[2] = e->stream, d[3] = e->kind, d[4] = e->mb, d[5] = e->chunk;
-    d[6] = e->start, d[7] = e->end, d[8] = e->bytes;
+    d[6] = e->start, d[7] = e->end, d[8] = e->bytes, d[9] = e->bucket;
   }
   for (gint32 k = 0; k < counts[1]; k++) {
     PxMemSample *s = &g_array_index(tl->memory, PxMemSample, k);
@@ -1659,7 +1660,8 @@ static gboolean timeline_job(Rank *r, gpointer data, GError **error) {
     const double *base = every + (gsize)i * MAX(per, 1);
     for (gint32 k = 0; k < all[2 * i]; k++) {
       const double *d = base + (gsize)k * EV_FIELDS;
-      PxEvent e = {(int)d[0], (int)d[1], (PxStreamKind)d[2], (PxOpKind)d[3], (int)d[4], (int)d[5], d[6], d[7], d[8]};
+      PxEvent e = {(int)d[0], (int)d[1], (PxStreamKind)d[2], (PxOpKind)d[3], (int)d[4], (int)d[5], d[6], d[7], d[8],
+                   (int)d[9]};
       px_timeline_add(out, &e);
     }
     for (gint32 k = 0; k < all[2 * i + 1]; k++) {

@@ -415,19 +415,16 @@ static void test_stacks(void) {
   g_assert_cmpfloat(REL(t2->dp_bytes[0], 325632.0), <, 1e-12);
   px_model_free(m);
   p.grad_reduce_bytes = 0;
-  /* DeepSpeed ZeRO-2: no overlap unless a bucket size is given; with 5e4-byte
-   * buckets (25000 bf16 elements) the 108544 gradients fill ceil(4.34) = 5,
-   * so the reduction may start 4/5 of the backward early */
+  /* DeepSpeed ZeRO-2: no overlap unless a bucket size is given (where the
+   * buckets run is the program's, from the partition's layout: test_buckets) */
   p.stack = PX_STACK_DEEPSPEED;
   p.zero = 2;
   g_autoptr(PxCostTable) td = tiny_table(&p, &c, &m);
   g_assert_false(td->overlap_dp);
-  g_assert_cmpfloat(td->dp_window[0], ==, 0.0);
   px_model_free(m);
   p.bucket_bytes = 5e4;
   g_autoptr(PxCostTable) tb = tiny_table(&p, &c, &m);
   g_assert_true(tb->overlap_dp);
-  g_assert_cmpfloat(REL(tb->dp_window[0], 0.8 * (tb->bwd_input[0] + tb->bwd_weight[0])), <, 1e-12);
   px_model_free(m);
   p.bucket_bytes = 0;
   /* FSDP (ZeRO-3): every backward reduce-scatters its fp32 gradients beside
