@@ -42,6 +42,8 @@ struct _PxGpt {
   PxActEntry io;              /* a block's input entry: the shape of what chunks send and receive */
   double aux_sum;             /* MoE load-balancing losses since px_gpt_take_aux_loss */
   double dloss;               /* the backward in progress: its seed (the MoE aux loss's gradient) */
+  PxGptLayerDone layer_done;  /* the per-layer hook of the backward (px_gpt_set_layer_hook), NULL */
+  void *layer_done_data;
 };
 
 /* Slots of one layer's stash: one per role of the core's activation list,
@@ -1155,6 +1157,15 @@ static gboolean recompute_segment(PxGpt *g, PxGptActs *a, int s0, int s1, GError
   return TRUE;
 }
 
+void px_gpt_set_layer_hook(PxGpt *g, PxGptLayerDone fn, void *data) {
+  g->layer_done = fn;
+  g->layer_done_data = data;
+}
+
+static gboolean layer_done(PxGpt *g, int chunk, int li, GError **error) {
+  return !g->layer_done || g->layer_done(chunk, li, g->layer_done_data, error);
+}
+
 gboolean px_gpt_backward(PxGpt *g, PxGptActs *a, PxTensor *dout, double dloss, gboolean defer_weight,
                          PxTensor **dinput, GError **error) {
   PxGptChunk *ch = &g->chunks[a->chunk];
@@ -1167,6 +1178,7 @@ gboolean px_gpt_backward(PxGpt *g, PxGptActs *a, PxTensor *dout, double dloss, g
     PxLayerKind kind = g->model->layers[li].kind;
     if (kind == PX_LAYER_EMBEDDING) {
       TRY(embedding_bwd(g, a->chunk, a, dcur, error));
+      if (!defer_weight) TRY(layer_done(g, a->chunk, li, error));
       break;
     }
     g_autoptr(PxTensor) dx = new_grad(g, "dx", g->Nl, g->h, error);
@@ -1193,18 +1205,27 @@ gboolean px_gpt_backward(PxGpt *g, PxGptActs *a, PxTensor *dout, double dloss, g
     g_clear_pointer(&dcur, px_tensor_free);
     dcur = g_steal_pointer(&dx);
     /* what this layer kept is no longer needed, unless its weight half waits */
-    if (!defer_weight) free_slots(la);
+    if (!defer_weight) {
+      free_slots(la);
+      TRY(layer_done(g, a->chunk, li, error));
+    }
   }
   if (ch->first > 0 && dinput) *dinput = g_steal_pointer(&dcur);
   return TRUE;
 }
 
 gboolean px_gpt_backward_weight(PxGpt *g, PxGptActs *a, GError **error) {
+  /* the deferred GEMMs stand in backward order (last layer first): a layer is
+   * complete once the next item belongs to a layer before it */
+  const PxGptChunk *own = &g->chunks[a->chunk];
+  int next = own->end - 1; /* the next layer to announce */
   for (guint i = 0; i < a->deferred->len; i++) {
     Deferred *df = &g_array_index(a->deferred, Deferred, i);
     PxGptChunk *ch = &g->chunks[df->chunk];
     PxGptParam *w = &ch->params[df->w], *b = df->b >= 0 ? &ch->params[df->b] : NULL;
+    for (; df->chunk == a->chunk && next > w->layer; next--) TRY(layer_done(g, a->chunk, next, error));
     TRY(px_op_linear_bwd(g->r.be, NULL, w->g, G(b), df->dy, df->x, w->w, error));
   }
+  for (; next >= own->first; next--) TRY(layer_done(g, a->chunk, next, error));
   return TRUE;
 }

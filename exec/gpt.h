@@ -163,6 +163,16 @@ void px_gpt_acts_drop_output(PxGptActs *acts);
 gboolean px_gpt_backward(PxGpt *gpt, PxGptActs *acts, PxTensor *dout, double dloss,
                          gboolean defer_weight, PxTensor **dinput, GError **error);
 gboolean px_gpt_backward_weight(PxGpt *gpt, PxGptActs *acts, GError **error);
+/* A per-layer hook of the backward: called on the calling thread, in the
+ * order of the compute stream, once a layer's weight gradients are complete
+ * (added into the bound gradient buffer): by px_gpt_backward without
+ * defer_weight after each layer, from the chunk's last to its first, and by
+ * px_gpt_backward_weight for every layer of the chunk, in the same order
+ * (with defer_weight, px_gpt_backward calls none: the weight half is still to
+ * come). The runtime queues a DP bucket's reduction there (docs/executor.md).
+ * A FALSE return stops the backward with its error. fn NULL: none. */
+typedef gboolean (*PxGptLayerDone)(int chunk, int layer, void *data, GError **error);
+void px_gpt_set_layer_hook(PxGpt *gpt, PxGptLayerDone fn, void *data);
 void px_gpt_acts_free(PxGptActs *acts);
 /* The load-balancing losses of the MoE blocks this rank ran forward, summed
  * since the last call (each micro-batch's, coefficient included; under
