@@ -926,7 +926,7 @@ static gboolean op_forward(Rank *r, int mb, int c, GError **error) {
   return TRUE;
 }
 
-static gboolean with_hook(Rank *r, const PxInstr *ins, gboolean ok_so_far);
+static gboolean with_hook(Rank *r, const PxInstr *ins, gboolean weights_final);
 static gboolean op_backward(Rank *r, const PxInstr *ins, GError **error) {
   PxRuntime *rt = r->rt;
   int s = slot(r, ins->mb, ins->chunk);
@@ -1221,11 +1221,13 @@ static gboolean buckets_rest(Rank *r, int c, double *bytes, GError **error) {
   return TRUE;
 }
 
-/* Run the backward of instruction ins, with the bucket hook armed when it is
- * the chunk's last backward and the chunk is reduced in buckets. */
-static gboolean with_hook(Rank *r, const PxInstr *ins, gboolean ok_so_far) {
+/* Arm the bucket hook for the backward of instruction ins (the caller
+ * disarms it after) when it is the chunk's last backward, it finishes the
+ * weight gradients (not a BACKWARD_INPUT) and the chunk is reduced in
+ * buckets; whether it did. */
+static gboolean with_hook(Rank *r, const PxInstr *ins, gboolean weights_final) {
   ChunkState *cs = &r->chunks[ins->chunk];
-  gboolean arm = ok_so_far && cs->n_buckets > 0 && (int)r->at == cs->last_bwd;
+  gboolean arm = weights_final && cs->n_buckets > 0 && (int)r->at == cs->last_bwd;
   px_gpt_set_layer_hook(r->gpt, arm ? bucket_hook : NULL, arm ? r : NULL);
   return arm;
 }
