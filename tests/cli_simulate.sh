@@ -44,6 +44,12 @@ bad "interleaved m" "interleaved schedule needs micro-batches divisible by pp" s
 bad "unwritable trace" "$tmp/nodir/t.json" simulate --model gpt2-124m --pp 2 --gbs 2 --ideal --trace "$tmp/nodir/t.json"
 bad "no cluster without --ideal" "cluster" simulate --model gpt2-124m --pp 2 --gbs 2
 bad "program bad rank" "rank" program --model gpt2-124m --pp 2 --gbs 2 --rank 9
+bad "bad bucket" "--bucket 'x' is not a size" program --model gpt2-124m --dp 2 --gbs 2 --bucket x
+# --bucket: tiny-gpt's 4 blocks (49984 fp32 elements each) one to a bucket of
+# 20000 elements (80000 B), the last with the head and final norm, the
+# embedding's last: 5 REDUCE_GRADS after the last backward, bucket 0 first
+p=$("$sim" program --model tiny-gpt --dp 2 --gbs 2 --precision fp32 --bucket 80000 --stage 0)
+check "program in buckets" "[ \"\$(grep '^REDUCE_GRADS' <<<\"\$p\" | tr '\n' ' ')\" = 'REDUCE_GRADS chunk=0 bucket=0 layer=4 REDUCE_GRADS chunk=0 bucket=1 layer=3 REDUCE_GRADS chunk=0 bucket=2 layer=2 REDUCE_GRADS chunk=0 bucket=3 layer=1 REDUCE_GRADS chunk=0 bucket=4 layer=0 ' ]"
 bad "unknown stack" "--stack 'tensorflow' is not one of" simulate --model gpt2-124m --cluster dgx-h100 --gpus 2 --pp 2 --gbs 2 --stack tensorflow
 bad "unknown attention" "--attention 'sparse' is not one of" simulate --model gpt2-124m --cluster dgx-h100 --gpus 2 --pp 2 --gbs 2 --attention sparse
 
