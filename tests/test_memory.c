@@ -122,7 +122,10 @@ static void test_flash_drops_scores(void) {
   }
 }
 
-/* In flight: GPipe m; 1F1B p - stage; interleaved rank 0 p·(1 + (p-1)/(p·v)). */
+/* In flight: GPipe m; 1F1B p - stage; interleaved rank 0 p·(1 + (p-1)/(p·v));
+ * ZB-H1 micro-batches holding something (to their weight pass): rank 1 of 4
+ * runs F0 F1 F2 B0 F3 B1 W0 (Qi et al.'s handcrafted order, W held back
+ * one slot per rank), so four hold activations or W's share at F3. */
 static void test_in_flight(void) {
   PxPlan p;
   px_plan_init(&p);
@@ -133,7 +136,9 @@ static void test_in_flight(void) {
   p.schedule = PX_SCHED_GPIPE; p.m = 8;
   g_assert_cmpfloat(px_memory_in_flight(&p, 3), ==, 8);
   p.schedule = PX_SCHED_ZB_H1;
-  g_assert_cmpfloat(px_memory_in_flight(&p, 1), ==, 3);
+  g_assert_cmpfloat(px_memory_in_flight(&p, 1), ==, 4);
+  g_assert_cmpfloat(px_memory_in_flight(&p, 0), ==, 4);
+  g_assert_cmpfloat(px_memory_in_flight(&p, 3), ==, 4);
   p.schedule = PX_SCHED_INTERLEAVED; p.vpp = 2;
   g_assert_cmpfloat_with_epsilon(px_memory_in_flight(&p, 0), 4 * (1 + 3.0 / 8), 1e-12);
   p.vpp = 4; p.pp = 8; p.m = 16;
@@ -153,14 +158,14 @@ static void test_interleaved_weighted(void) {
   px_plan_init(&p);
   p.pp = 2; p.vpp = 2; p.m = 4; p.schedule = PX_SCHED_INTERLEAVED;
   const double act[2] = {1, 10};
-  g_assert_cmpfloat(px_memory_peak_activations(&p, 1, act), ==, 12);
-  g_assert_cmpfloat(px_memory_peak_activations(&p, 0, act), ==, 23);
+  g_assert_cmpfloat(px_memory_peak_activations(&p, 1, act, NULL), ==, 12);
+  g_assert_cmpfloat(px_memory_peak_activations(&p, 0, act, NULL), ==, 23);
   /* equal chunks of 5: rank 0's peak holds the 5 chunk-forwards {0,0,1,1,0}
    * = 25, rank 1's the 3 of {0,0,1} = 15 (Korthikanti §4.2.3: rank 0 holds
    * p·(1 + (p-1)/(p·v)) = 2.5 micro-batches of its 10) */
   const double eq[2] = {5, 5};
-  g_assert_cmpfloat(px_memory_peak_activations(&p, 0, eq), ==, 25);
-  g_assert_cmpfloat(px_memory_peak_activations(&p, 1, eq), ==, 15);
+  g_assert_cmpfloat(px_memory_peak_activations(&p, 0, eq, NULL), ==, 25);
+  g_assert_cmpfloat(px_memory_peak_activations(&p, 1, eq, NULL), ==, 15);
   g_assert_cmpfloat(px_memory_in_flight(&p, 0), ==, 2.5);
   px_plan_clear(&p);
 }
