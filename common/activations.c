@@ -281,10 +281,12 @@ static double sum_life(const PxActList *l, int life_mask, gboolean with_in) {
   return s;
 }
 
-static double in_bytes(const PxActList *l) {
-  const PxActEntry *x = px_act_find(l, PX_ACT_IN);
+static double role_bytes(const PxActList *l, PxActRole role) {
+  const PxActEntry *x = px_act_find(l, role);
   return x ? x->bytes : 0;
 }
+
+static double in_bytes(const PxActList *l) { return role_bytes(l, PX_ACT_IN); }
 
 #define ALL ((1 << PX_ACT_KEPT) | (1 << PX_ACT_CHUNK) | (1 << PX_ACT_RECOMPUTED) | (1 << PX_ACT_SEGMENT))
 
@@ -299,10 +301,14 @@ static void walk(const PxModel *model, const PxPlan *plan, const PxActOptions *o
   g_autofree PxActList *L = g_new0(PxActList, n);
   for (int i = 0; i < n; i++) layer_list(model, plan, opt, first, end, first + i, split, &L[i]);
   gboolean full = plan->ckpt == PX_CKPT_FULL;
-  double cur = in_bytes(&L[0]), peak = cur;
+  /* the token and target ids are uploaded before the chunk's first layer runs */
+  double cur = in_bytes(&L[0]), ids = 0;
+  for (int i = 0; i < n; i++) ids += role_bytes(&L[i], PX_ACT_TOKENS) + role_bytes(&L[i], PX_ACT_TARGETS);
+  cur += ids;
+  double peak = cur;
   g_autofree gboolean *present = g_new0(gboolean, n); /* a layer's RECOMPUTED entries exist */
   for (int i = 0; i < n; i++) {
-    cur += sum_life(&L[i], ALL, FALSE);
+    cur += sum_life(&L[i], ALL, FALSE) - role_bytes(&L[i], PX_ACT_TOKENS) - role_bytes(&L[i], PX_ACT_TARGETS);
     if (i + 1 < n) cur += in_bytes(&L[i + 1]); /* its output: the next layer's input */
     peak = MAX(peak, cur);
     cur -= sum_life(&L[i], 1 << PX_ACT_RECOMPUTED, FALSE);

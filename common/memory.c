@@ -194,7 +194,7 @@ PxMemory *px_memory_new_act(const PxModel *model, const PxPlan *plan, const PxPa
     st->stage = r;
     gint64 params = 0, max_layer = 0, shard = 0, eshard = 0, eparams = 0;
     gboolean moe_held = FALSE;
-    double act_mb = 0, act_block = 0, head_acts = 0, excess = 0;
+    double act_mb = 0, act_block = 0, head_acts = 0;
     g_autofree double *chunk_act = g_new0(double, MAX(plan->vpp, 1));
     g_autofree double *chunk_w = g_new0(double, MAX(plan->vpp, 1));
     g_autofree PxChunkHeld *held = g_new0(PxChunkHeld, MAX(plan->vpp, 1));
@@ -247,7 +247,6 @@ PxMemory *px_memory_new_act(const PxModel *model, const PxPlan *plan, const PxPa
         chunk_act[c] = prof.kept;
         chunk_w[c] = prof.w;
         held[c] = (PxChunkHeld){.act = prof.kept, .w = prof.w, .fwd = prof.fwd, .bwd = prof.bwd, .bwd_input = prof.bwd_input};
-        excess = MAX(excess, prof.peak - prof.kept);
       } else {
         chunk_act[c] = part_kept(model, plan, act, part->bounds[k], part->bounds[k + 1]);
         chunk_w[c] = px_activations_w_bytes(model, plan, act, part->bounds[k], part->bounds[k + 1]);
@@ -275,12 +274,12 @@ PxMemory *px_memory_new_act(const PxModel *model, const PxPlan *plan, const PxPa
     st->activation_per_mb = act_mb;
     st->in_flight = px_memory_in_flight(plan, r);
     st->activations = px_memory_peak_activations(plan, r, chunk_act, chunk_w);
-    if (exec && px_act_splits_backward(plan)) {
-      /* the program's order walked with each op's own transient */
+    if (exec) {
+      /* the program's order walked with each op's own transient on the
+       * level before it (not the largest transient of any chunk on the
+       * steady-state peak: interleaved, that overcounts a rank whose
+       * chunks' transients and holdings differ) */
       st->activations = px_schedule_peak_held(plan, r, held, NULL);
-    } else if (exec) {
-      /* one micro-batch's transients on top of the steady-state peak */
-      st->activations += excess;
     } else if (plan->ckpt == PX_CKPT_FULL && max_blocks > 0) {
       /* backward recomputes one checkpoint segment of `interval` blocks at a
        * time, holding their full activations transiently (one micro-batch);

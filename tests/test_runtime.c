@@ -252,6 +252,13 @@ static void test_memory(void) {
     {"tiny-gpt", 1, 1, 2, 1, "1f1b", 0, PX_CKPT_FULL, 2, 8, FALSE, 1},
     {"tiny-gpt", 1, 1, 2, 1, "1f1b", 0, PX_CKPT_FULL, 2, 8, FALSE, 2},
     {"tiny-llama", 1, 1, 1, 1, "1f1b", 0, PX_CKPT_FULL, 2, 8, FALSE, 3},
+    /* interleaved: rank 1's chunk 0 rebuilds a whole block in its backward
+     * (its largest transient), but never while rank 1 holds chunk 1's LM
+     * head and logits (its steady-state peak): each op's transient on the
+     * level before it, not the largest on the peak */
+    {"tiny-gpt", 1, 1, 2, 2, "interleaved", 0, PX_CKPT_FULL, 2, 8, FALSE, 1},
+    {"tiny-gpt", 1, 1, 2, 2, "interleaved", 0, PX_CKPT_FULL, 1, 8, FALSE, 2},
+    {"tiny-llama", 1, 2, 2, 2, "interleaved", 0, PX_CKPT_FULL, 2, 8, TRUE, 1},
     /* ZB-H2 holds up to 2p-1 micro-batches on rank 0; the V schedules two
      * chunks per rank, DualPipeV 2p+1 (micro-batch, chunk)s */
     {"tiny-gpt", 1, 1, 2, 1, "zb-h2", 0, PX_CKPT_NONE, 1, 8, FALSE, 1},
