@@ -190,6 +190,47 @@ static void test_first_stage_whatever_p(void) {
   }
 }
 
+/* ZB-H1, p 4, m 8, by hand from Qi et al.'s handcrafted order (the program's,
+ * test_schedule.c): stage 0 runs F0 F1 F2 F3 B0 W0 F4 B1 W1 ..., stage 3
+ * F0 B0 F1 B1 F2 B2 F3 B3 W0 F4 B4 W1 ... (its W held back three slots). F
+ * holds a micro-batch's a bytes, B frees a - w, W frees w. Stage 0: after
+ * F3 4a, after B0 3a + w: peak max(4a, 3a + w). Stage 3: after F3 a + 3w,
+ * after B3 4w: peak max(a + 3w, 4w). a 10, w 4: 40 and 22; full recompute
+ * (W keeps more than F did) a 2, w 7: 13 and 28. */
+static void test_zb_h1_by_hand(void) {
+  PxPlan p;
+  px_plan_init(&p);
+  p.pp = 4; p.m = 8; p.schedule = PX_SCHED_ZB_H1;
+  double a = 10, w = 4;
+  g_assert_cmpfloat(px_memory_peak_activations(&p, 0, &a, &w), ==, 40);
+  g_assert_cmpfloat(px_memory_peak_activations(&p, 3, &a, &w), ==, 22);
+  a = 2, w = 7;
+  g_assert_cmpfloat(px_memory_peak_activations(&p, 0, &a, &w), ==, 13);
+  g_assert_cmpfloat(px_memory_peak_activations(&p, 3, &a, &w), ==, 28);
+  px_plan_clear(&p);
+  /* the planner on GPT-3 175B, pp 4, tp 8 + SP, m 8, 24 blocks a stage: a
+   * block keeps sbh(34/t + 5as/(ht)) = 358,612,992 B and W reads (8 +
+   * 24/t)·sbh = 11·sbh = 276,824,064 B of it (test_activations). Stage 0
+   * adds the embedding's dropout mask sbh/t; stage 3 the final norm's input
+   * and the head's (2sbh/t each), fp32 logits 4sb·6283 and, for W, the head's
+   * gathered input 2sbh and its logits' gradient 2sb·6283. */
+  g_autoptr(PxModel) m = load("gpt3-175b");
+  px_plan_init(&p);
+  p.pp = 4; p.gbs = 8; p.tp = 8; p.seq_parallel = TRUE; p.schedule = PX_SCHED_ZB_H1;
+  g_free(p.partition);
+  p.partition = g_strdup("type:TransformerLayer");
+  g_autoptr(PxMemory) mem = memory_of(m, &p, NULL);
+  const double sbh = 2048.0 * 12288, blk = 358612992.0, wblk = 11 * sbh;
+  g_assert_cmpfloat(mem->stages[0].activation_per_layer, ==, blk);
+  double a0 = 24 * blk + sbh / 8;
+  double a3 = 24 * blk + 2 * (2 * sbh / 8) + 4 * 2048.0 * 6283, w3 = 24 * wblk + 2 * sbh + 2 * 2048.0 * 6283;
+  g_assert_cmpfloat(mem->stages[0].activations, ==, 4 * a0);
+  g_assert_cmpfloat(mem->stages[3].activations, ==, a3 + 3 * w3);
+  /* no stage above 1F1B's peak, p micro-batches on stage 0 (Qi et al. §3.1) */
+  g_assert_cmpfloat(mem->stages[3].activations, <, 4 * a0);
+  px_plan_clear(&p);
+}
+
 /* head_dim apart from h/a, a sliding window and a parallel block change the
  * block's activations by hand-counted terms (bf16, s 4096, b 1, no TP, no
  * dropout). Gemma-7B: q = 4096 (16 × 256), kv = 4096, h = 3072, f = 24576:
@@ -349,6 +390,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/memory/in-flight", test_in_flight);
   g_test_add_func("/memory/interleaved-weighted", test_interleaved_weighted);
   g_test_add_func("/memory/1f1b-first-stage", test_first_stage_whatever_p);
+  g_test_add_func("/memory/zb-h1-by-hand", test_zb_h1_by_hand);
   g_test_add_func("/memory/block-variants", test_block_variants);
   g_test_add_func("/memory/seed-gpt3-does-not-fit", test_seed_gpt3_does_not_fit);
   return g_test_run();
