@@ -10,7 +10,7 @@
  * embedding's bucket held for REDUCE_TIED), ZeRO-1/2/3, cp 2, bf16 and fp16
  * (loss scaling), and tiny-moe ep 2 · dp 4 (the experts over EDP 2,
  * unsharded and ZeRO-1). Memory per category still equals the planner's
- * (the fp32 cases; zero-bubble activations are another issue's). Every
+ * (the fp32 cases: tp 2 · sp ZeRO-1, pp 2 ZeRO-3, zb-h1 ZeRO-1). Every
  * case again with the bucketed run under rendezvous mode (as NCCL). */
 #include <glib.h>
 #include <math.h>
@@ -115,6 +115,7 @@ static const Case cases[] = {
   {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 3, PX_CKPT_FULL, 2, 8, FALSE, 1}, 1, 1, PX_DTYPE_F64, GPT_B},
   {{"tiny-gpt", 2, 1, 2, 1, "1f1b", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, 1, 1, PX_DTYPE_F32, GPT_B},
   {{"tiny-gpt", 2, 1, 2, 1, "zb-h1", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, 1, 1, PX_DTYPE_F64, GPT_B},
+  {{"tiny-gpt", 2, 1, 2, 1, "zb-h1", 1, PX_CKPT_NONE, 1, 8, FALSE, 1}, 1, 1, PX_DTYPE_F32, GPT_B},
   {{"tiny-gpt", 1, 1, 1, 1, "1f1b", 0, PX_CKPT_NONE, 2, 8, FALSE, 1}, 2, 1, PX_DTYPE_F64, GPT_B},
   {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 1, PX_CKPT_NONE, 2, 8, FALSE, 1}, 1, 1, PX_DTYPE_BF16, GPT_B},
   {{"tiny-gpt", 2, 1, 2, 1, "1f1b", 0, PX_CKPT_NONE, 1, 8, FALSE, 1}, 1, 1, PX_DTYPE_BF16, GPT_B},
