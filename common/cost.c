@@ -634,9 +634,26 @@ static gboolean check_inputs(const PxCluster *cluster, const PxPlan *plan, const
 
 /* A gradient reduction over n ranks: reduce-scatter under ZeRO-2/3, else
  * all-reduce; adds its time and the bytes each GPU sends. */
-static void reduce_grads(const PxPlan *plan, double bytes, int n, const PxLink *l, double *time, double *sent) {
+/* Whether rank r's DP gradient reduction is a reduce-scatter (else an
+ * all-reduce). The stacks: reduce-scatter from ZeRO-2 (DeepSpeed, FSDP;
+ * Megatron-Core's distributed optimizer is counted as ZeRO-1 with its
+ * reduce-scatter in px_stack_profile's overlap rules). This executor
+ * (parallax, exec/runtime.c dp_reduce): a reduce-scatter into the shard from
+ * ZeRO-1 on — but a chunk reduced in buckets during the backward is
+ * all-reduced bucket by bucket, then the shard copied out (a per-bucket
+ * reduce-scatter would give each rank a 1/dp piece of every bucket, not its
+ * shard of the chunk); a rank with any bucketed chunk is counted so. */
+static gboolean dp_reduce_scatters(const PxPlan *plan, const PxPartition *part, int r) {
+  if (plan->stack != PX_STACK_PARALLAX) return plan->zero >= 2;
+  if (plan->zero < 1) return FALSE;
+  if (!part->buckets || !px_cost_overlap_dp(plan)) return TRUE;
+  for (int k = 0; k < part->parts; k++)
+    if (px_partition_part_rank(part, k) == r && part->buckets->n[k] > 1) return FALSE;
+  return TRUE;
+}
+
+static void reduce_grads(gboolean rs, double bytes, int n, const PxLink *l, double *time, double *sent) {
   if (n <= 1) return;
-  gboolean rs = plan->zero >= 2;
   *time += rs ? px_cost_reduce_scatter(bytes, n, l) : px_cost_allreduce(bytes, n, l);
   *sent += (rs ? 1.0 : 2.0) * (n - 1) / n * bytes;
 }
@@ -773,9 +790,10 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
     double grad_bytes = rank_params[r] * G, egrad_bytes = rank_eparams[r] * G;
     PxLink edpl = rank_eparams[r] > 0 ? edp_link(cluster, plan, r) : dpl;
     /* the experts' gradients over their own data-parallel group */
-    if (egrad_bytes > 0) reduce_grads(plan, egrad_bytes, edp, &edpl, &t->dp_reduce[r], &t->dp_bytes[r]);
+    gboolean rs = dp_reduce_scatters(plan, part, r);
+    if (egrad_bytes > 0) reduce_grads(rs, egrad_bytes, edp, &edpl, &t->dp_reduce[r], &t->dp_bytes[r]);
     if (dp > 1) {
-      reduce_grads(plan, grad_bytes, dp, &dpl, &t->dp_reduce[r], &t->dp_bytes[r]);
+      reduce_grads(rs, grad_bytes, dp, &dpl, &t->dp_reduce[r], &t->dp_bytes[r]);
       if (plan->zero == 3 && overlap) {
         /* reduced in the backward passes (above): what is left after the last
          * one is the last layer's reduce-scatter */
