@@ -41,6 +41,7 @@
  * Stacks (px_stack_profile): gradient-reduction dtype, DP overlap in buckets,
  * optimizer traffic, default attention. */
 #include "cost.h"
+#include "buckets.h"
 #include "flops.h"
 #include "memory.h"
 #include "moe.h"
@@ -654,7 +655,7 @@ static PxCostTable *table_alloc(int pp, int vpp) {
   t->parts = pp * vpp;
   double **per_part[] = {&t->fwd, &t->bwd_input, &t->bwd_weight, &t->tp_comm_fwd, &t->tp_comm_bwd,
                          &t->p2p_act, &t->p2p_grad, &t->gather, &t->gather_pass, &t->p2p_bytes,
-                         &t->dp_window, &t->reduce_pass, &t->cp_comm_fwd, &t->cp_comm_bwd};
+                         &t->reduce_pass, &t->cp_comm_fwd, &t->cp_comm_bwd};
   for (gsize i = 0; i < G_N_ELEMENTS(per_part); i++) *per_part[i] = g_new0(double, t->parts);
   double **per_rank[] = {&t->dp_reduce, &t->tied_reduce, &t->optimizer, &t->load, &t->dp_bytes};
   for (gsize i = 0; i < G_N_ELEMENTS(per_rank); i++) *per_rank[i] = g_new0(double, pp);
@@ -665,7 +666,7 @@ void px_cost_table_free(PxCostTable *t) {
   if (!t) return;
   double *arrays[] = {t->fwd, t->bwd_input, t->bwd_weight, t->tp_comm_fwd, t->tp_comm_bwd, t->p2p_act,
                       t->p2p_grad, t->gather, t->gather_pass, t->p2p_bytes, t->dp_reduce, t->tied_reduce, t->optimizer,
-                      t->load, t->dp_bytes, t->dp_window, t->reduce_pass, t->cp_comm_fwd, t->cp_comm_bwd};
+                      t->load, t->dp_bytes, t->reduce_pass, t->cp_comm_fwd, t->cp_comm_bwd};
   for (gsize i = 0; i < G_N_ELEMENTS(arrays); i++) g_free(arrays[i]);
   g_free(t);
 }
@@ -704,9 +705,26 @@ static gboolean check_inputs(const PxCluster *cluster, const PxPlan *plan, const
 
 /* A gradient reduction over n ranks: reduce-scatter under ZeRO-2/3, else
  * all-reduce; adds its time and the bytes each GPU sends. */
-static void reduce_grads(const PxPlan *plan, double bytes, int n, const PxLink *l, double *time, double *sent) {
+/* Whether rank r's DP gradient reduction is a reduce-scatter (else an
+ * all-reduce). The stacks: reduce-scatter from ZeRO-2 (DeepSpeed, FSDP;
+ * Megatron-Core's distributed optimizer is counted as ZeRO-1 with its
+ * reduce-scatter in px_stack_profile's overlap rules). This executor
+ * (parallax, exec/runtime.c dp_reduce): a reduce-scatter into the shard from
+ * ZeRO-1 on — but a chunk reduced in buckets during the backward is
+ * all-reduced bucket by bucket, then the shard copied out (a per-bucket
+ * reduce-scatter would give each rank a 1/dp piece of every bucket, not its
+ * shard of the chunk); a rank with any bucketed chunk is counted so. */
+static gboolean dp_reduce_scatters(const PxPlan *plan, const PxPartition *part, int r) {
+  if (plan->stack != PX_STACK_PARALLAX) return plan->zero >= 2;
+  if (plan->zero < 1) return FALSE;
+  if (!part->buckets || !px_cost_overlap_dp(plan)) return TRUE;
+  for (int k = 0; k < part->parts; k++)
+    if (px_partition_part_rank(part, k) == r && part->buckets->n[k] > 1) return FALSE;
+  return TRUE;
+}
+
+static void reduce_grads(gboolean rs, double bytes, int n, const PxLink *l, double *time, double *sent) {
   if (n <= 1) return;
-  gboolean rs = plan->zero >= 2;
   *time += rs ? px_cost_reduce_scatter(bytes, n, l) : px_cost_allreduce(bytes, n, l);
   *sent += (rs ? 1.0 : 2.0) * (n - 1) / n * bytes;
 }
@@ -717,17 +735,6 @@ static PxLink edp_link(const PxCluster *cluster, const PxPlan *plan, int stage) 
   g_autofree int *ranks = g_new(int, MAX(edp, 1));
   for (int i = 0; i < edp; i++) ranks[i] = px_moe_rank_of(plan, stage, 0, 0, i);
   return px_cost_group_link(cluster, ranks, MAX(edp, 1));
-}
-
-/* DP buckets of a chunk's gradients (elements): the plan's bucket, else the
- * stack's, else one per layer (FSDP's per-block flat parameters). */
-static double dp_buckets(const PxPlan *plan, double chunk_elems, int layers) {
-  const PxStackProfile *sp = px_stack_profile(plan->stack);
-  double elems = plan->bucket_bytes > 0 ? plan->bucket_bytes / px_plan_act_bytes(plan) : 0;
-  if (elems <= 0 && plan->stack == PX_STACK_MEGATRON_CORE) elems = MAX(sp->bucket_elems, 1e6 * px_plan_data_ranks(plan));
-  if (elems <= 0) elems = sp->bucket_elems;
-  if (elems <= 0) return MAX(layers, 1);
-  return MAX(1.0, ceil(chunk_elems / elems));
 }
 
 PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, const PxPlan *plan,
@@ -747,7 +754,7 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
    * their gradients reduce and their ZeRO shards split over edp, not dp */
   g_autofree double *rank_eparams = g_new0(double, pp);
   g_autofree double *part_eparams = g_new0(double, parts);
-  int ep = MAX(plan->ep, 1), etp = px_plan_etp(plan), edp = px_plan_edp(plan);
+  int edp = px_plan_edp(plan);
   gboolean megatron = plan->stack == PX_STACK_MEGATRON_2021 || plan->stack == PX_STACK_MEGATRON_CORE;
 
   for (int k = 0; k < parts; k++) {
@@ -770,17 +777,11 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
       t->bwd_input[k] += c.bwd_input + c.tp_bwd + c.recompute + ring_b;
       t->bwd_weight[k] += c.bwd_weight;
       t->tp_comm_bwd[k] += c.tp_bwd + (plan->ckpt == PX_CKPT_FULL && layer->kind == PX_LAYER_BLOCK ? c.tp_fwd : 0);
-      /* a tied LM head stores its own copy of the embedding only on another rank */
-      gboolean own_copy = layer->tied_tensor && part->tied &&
-                          px_partition_part_rank(part, part->tied_first_part) != r;
-      gint64 lp = own_copy ? px_layer_stored_params_tp(layer, tp) : px_layer_params_tp(layer, tp);
-      if (layer->kind == PX_LAYER_BLOCK && px_model_block_is_moe(&model->desc, layer->block)) {
-        /* routed experts: E/ep experts over etp, reduced over edp (moe.h) */
-        gint64 exp_grid;
-        px_layer_params_split(layer, tp, ep, etp, &lp, &exp_grid); /* a block holds no tied copy */
-        part_eparams[k] += exp_grid;
-      }
-      part_params[k] += lp;
+      /* its gradient elements as the bucket layout counts them (buckets.h): the
+       * tied head's own copy, routed experts (E/ep over etp) reduced over edp apart */
+      double exp_grid, lp = px_buckets_layer_elems(model, plan, part, k, li, &exp_grid);
+      part_eparams[k] += exp_grid;
+      part_params[k] += lp - exp_grid;
     }
     rank_params[r] += part_params[k];
     rank_eparams[r] += part_eparams[k];
@@ -827,12 +828,9 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
     t->p2p_bytes[k] = parts > 1 ? msg : 0;
     int layers = part->bounds[k + 1] - part->bounds[k];
     double bwd = t->bwd_input[k] + t->bwd_weight[k];
-    if (overlap && dp > 1) {
-      /* buckets are reduced as the last micro-batch's backward fills them: the
-       * first can start once 1/n of that backward has run */
-      double nb = dp_buckets(plan, part_params[k], layers);
-      t->dp_window[k] = bwd * (1.0 - 1.0 / nb);
-    }
+    /* with overlap the reduction runs in the buckets of the partition's layout
+     * (buckets.h), each as the last backward finishes its layers: the program
+     * says where (REDUCE_GRADS chunk=c bucket=b), the engine times it */
     if (plan->zero == 3 && (dp > 1 || plan->offload == PX_OFFLOAD_OPTIMIZER_PARAMS)) {
       /* ZeRO-3 / FSDP gather each layer's parameters before its forward and
        * again before its backward, every micro-batch, prefetching the next
@@ -865,9 +863,10 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
     double grad_bytes = rank_params[r] * G, egrad_bytes = rank_eparams[r] * G;
     PxLink edpl = rank_eparams[r] > 0 ? edp_link(cluster, plan, r) : dpl;
     /* the experts' gradients over their own data-parallel group */
-    if (egrad_bytes > 0) reduce_grads(plan, egrad_bytes, edp, &edpl, &t->dp_reduce[r], &t->dp_bytes[r]);
+    gboolean rs = dp_reduce_scatters(plan, part, r);
+    if (egrad_bytes > 0) reduce_grads(rs, egrad_bytes, edp, &edpl, &t->dp_reduce[r], &t->dp_bytes[r]);
     if (dp > 1) {
-      reduce_grads(plan, grad_bytes, dp, &dpl, &t->dp_reduce[r], &t->dp_bytes[r]);
+      reduce_grads(rs, grad_bytes, dp, &dpl, &t->dp_reduce[r], &t->dp_bytes[r]);
       if (plan->zero == 3 && overlap) {
         /* reduced in the backward passes (above): what is left after the last
          * one is the last layer's reduce-scatter */
@@ -875,8 +874,6 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
         for (int k = 0; k < parts; k++)
           if (px_partition_part_rank(part, k) == r) layers += part->bounds[k + 1] - part->bounds[k];
         t->dp_reduce[r] /= MAX(layers, 1.0);
-        for (int k = 0; k < parts; k++)
-          if (px_partition_part_rank(part, k) == r) t->dp_window[k] = 0;
       }
     }
     double shard = (plan->zero >= 1 ? rank_params[r] / dp : rank_params[r]) +

@@ -34,8 +34,6 @@ typedef struct {
   double *optimizer;    /* (pp) optimizer step (+ ZeRO all-gather of updated params, offload copies) */
   double *load;         /* (pp) loading a micro-batch (first and last stage) */
   double *dp_bytes;     /* (pp) bytes each GPU sends in the DP reduction */
-  double *dp_window;    /* (parts) with overlap_dp: how long before the end of the chunk's last
-                           backward its DP reduction may start (buckets fill as the backward runs) */
   /* FLOPs for MFU/HFU */
   double model_flops_per_step;     /* whole cluster, one step, no recompute */
   double hardware_flops_per_step;  /* with recompute */

@@ -70,6 +70,7 @@
  * that leaves a part empty (more parts than layers) is refused.
  */
 #include "partition.h"
+#include "buckets.h"
 
 #include <math.h>
 #include <string.h>
@@ -206,6 +207,7 @@ void px_partition_free(PxPartition *part) {
   g_free(part->bounds);
   g_free(part->params);
   g_free(part->method);
+  px_buckets_free(part->buckets);
   g_free(part);
 }
 
@@ -323,5 +325,6 @@ PxPartition *px_partition_new(const PxModel *model, const PxPlan *plan,
       p->tied_last_part = last;
     }
   }
+  p->buckets = px_buckets_new(model, plan, p);
   return g_steal_pointer(&p);
 }

@@ -16,6 +16,8 @@ typedef enum {
   PX_PARTITION_ERROR_PARSE,     /* a weight list that is not comma-separated numbers >= 0 */
 } PxPartitionError;
 
+typedef struct _PxBuckets PxBuckets; /* buckets.h */
+
 typedef struct {
   int pp;          /* pipeline ranks */
   int vpp;         /* chunks per rank */
@@ -28,6 +30,7 @@ typedef struct {
   gboolean tied;
   int tied_first_part, tied_last_part;
   PxScheduleKind schedule;  /* whose part map places the parts (the plan's; 0 = Megatron's) */
+  PxBuckets *buckets;       /* the DP reduction buckets of each part (buckets.h); NULL: one per part */
 } PxPartition;
 
 /* Where part k runs: px_schedule_part_of / px_schedule_part_place of the

@@ -5,6 +5,7 @@
  * every schedule gets the same send/receive discipline: a receive right
  * before the op that consumes it, a send right after the op that produces it. */
 #include "schedule.h"
+#include "cost.h"
 #include <string.h>
 
 G_DEFINE_QUARK(px-schedule-error-quark, px_schedule_error)
@@ -55,6 +56,7 @@ void px_instr_format(const PxInstr *ins, GString *out) {
   if (ins->mb >= 0) g_string_append_printf(out, " mb=%d", ins->mb);
   if (ins->chunk >= 0) g_string_append_printf(out, " chunk=%d", ins->chunk);
   if (ins->peer >= 0) g_string_append_printf(out, " peer=%d", ins->peer);
+  if (ins->bucket >= 0) g_string_append_printf(out, " bucket=%d layer=%d", ins->bucket, ins->layer);
 }
 
 PxProgram *px_program_new_empty(const PxPlan *plan) {
@@ -78,13 +80,14 @@ void px_program_append(PxProgram *prog, int stage, PxOpKind kind, int mb, int ch
     rp->alloc = rp->alloc ? 2 * rp->alloc : 64;
     rp->instrs = g_renew(PxInstr, rp->instrs, rp->alloc);
   }
-  rp->instrs[rp->n++] = (PxInstr){kind, mb, chunk, peer, -1};
+  rp->instrs[rp->n++] = (PxInstr){kind, mb, chunk, peer, -1, -1, -1};
 }
 
 void px_program_free(PxProgram *prog) {
   if (!prog) return;
   for (int s = 0; s < prog->pp; s++) g_free(prog->ranks[s].instrs);
   g_free(prog->ranks);
+  px_buckets_free(prog->buckets);
   px_plan_clear(&prog->plan);
   g_free(prog);
 }
@@ -98,6 +101,40 @@ const PxRankProgram *px_program_for_rank(const PxProgram *prog, int rank) {
   px_plan_rank_coords(&prog->plan, rank, &dp, &tp, &pp);
   g_return_val_if_fail(pp >= 0 && pp < prog->pp, NULL);
   return &prog->ranks[pp];
+}
+
+void px_program_split_reductions(PxProgram *prog, const PxBuckets *buckets) {
+  g_return_if_fail(buckets && buckets->parts == prog->parts);
+  px_buckets_free(prog->buckets);
+  prog->buckets = px_buckets_copy(buckets);
+  for (int s = 0; s < prog->pp; s++) {
+    PxRankProgram *rp = &prog->ranks[s];
+    GArray *out = g_array_sized_new(FALSE, FALSE, sizeof(PxInstr), rp->n);
+    for (guint i = 0; i < rp->n; i++) {
+      PxInstr in = rp->instrs[i];
+      int k = in.chunk >= 0 && in.chunk < prog->vpp ? px_program_part_of(prog, s, in.chunk) : -1;
+      if (in.kind != PX_OP_REDUCE_GRADS || in.bucket >= 0 || k < 0 || buckets->n[k] <= 1) {
+        g_array_append_val(out, in);
+        continue;
+      }
+      for (int b = 0; b < buckets->n[k]; b++) {
+        in.bucket = b;
+        in.layer = buckets->b[k][b].first;
+        g_array_append_val(out, in);
+      }
+    }
+    g_free(rp->instrs);
+    rp->n = out->len;
+    rp->alloc = out->len;
+    rp->instrs = (PxInstr *)g_array_free(out, FALSE);
+  }
+}
+
+const PxBucket *px_program_bucket(const PxProgram *prog, int stage, const PxInstr *ins) {
+  if (!prog->buckets || ins->kind != PX_OP_REDUCE_GRADS || ins->bucket < 0 || ins->chunk < 0 || ins->chunk >= prog->vpp)
+    return NULL;
+  int k = px_program_part_of(prog, stage, ins->chunk);
+  return ins->bucket < prog->buckets->n[k] ? &prog->buckets->b[k][ins->bucket] : NULL;
 }
 
 char *px_program_format_stage(const PxProgram *prog, int stage) {
@@ -429,7 +466,7 @@ static gboolean compute_order(GArray *ops, PxScheduleKind k, int p, int v, int s
   return TRUE;
 }
 
-double px_schedule_peak_activations(const PxPlan *plan, int stage, const double *chunk_act, int *peak_count) {
+double px_schedule_peak_held(const PxPlan *plan, int stage, const PxChunkHeld *chunks, int *peak_count) {
   int v = plan->vpp > 0 ? plan->vpp : 1, m = MAX(plan->m, 1);
   g_autoptr(GArray) ops = g_array_new(FALSE, FALSE, sizeof(ComputeOp));
   if (!compute_order(ops, plan->schedule, plan->pp, v, stage, m)) return 0;
@@ -437,19 +474,41 @@ double px_schedule_peak_activations(const PxPlan *plan, int stage, const double 
   int n = 0, peak_n = 0;
   for (guint i = 0; i < ops->len; i++) {
     const ComputeOp *op = &g_array_index(ops, ComputeOp, i);
-    double a = op->chunk >= 0 && op->chunk < v ? chunk_act[op->chunk] : 0;
-    if (op->kind == PX_OP_FORWARD) {
-      bytes += a;
+    if (op->chunk < 0 || op->chunk >= v) continue;
+    const PxChunkHeld *c = &chunks[op->chunk];
+    switch (op->kind) {
+    case PX_OP_FORWARD:
+      peak = MAX(peak, bytes + MAX(c->fwd, c->act));
+      bytes += c->act;
       n++;
-    } else if (op->kind == PX_OP_BACKWARD || op->kind == PX_OP_BACKWARD_WEIGHT) {
-      bytes -= a;
+      break;
+    case PX_OP_BACKWARD:
+      peak = MAX(peak, bytes + c->bwd);
+      bytes -= c->act;
       n--;
+      break;
+    case PX_OP_BACKWARD_INPUT:
+      peak = MAX(peak, bytes + c->bwd_input);
+      bytes += c->w - c->act;
+      break;
+    case PX_OP_BACKWARD_WEIGHT:
+      bytes -= c->w;
+      n--;
+      break;
+    default: break;
     }
     peak = MAX(peak, bytes);
     peak_n = MAX(peak_n, n);
   }
   if (peak_count) *peak_count = peak_n;
   return peak;
+}
+
+double px_schedule_peak_activations(const PxPlan *plan, int stage, const double *chunk_act, int *peak_count) {
+  int v = plan->vpp > 0 ? plan->vpp : 1;
+  g_autofree PxChunkHeld *held = g_new0(PxChunkHeld, v);
+  for (int c = 0; c < v; c++) held[c] = (PxChunkHeld){.act = chunk_act[c], .w = chunk_act[c]};
+  return px_schedule_peak_held(plan, stage, held, peak_count);
 }
 
 #define INVALID(...) \
@@ -495,6 +554,9 @@ PxProgram *px_program_new(const PxPlan *plan, const PxPartition *part, GError **
     }
     emit_stage(prog, s, ops);
   }
+  /* the DP reduction in buckets during the backward, where the stack overlaps it */
+  if (part && part->buckets && px_plan_data_ranks(plan) > 1 && px_cost_overlap_dp(plan))
+    px_program_split_reductions(prog, part->buckets);
   return g_steal_pointer(&prog);
 }
 

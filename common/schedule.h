@@ -14,7 +14,17 @@
  *    (zb-h1: BACKWARD_INPUT frees most of them, BACKWARD_WEIGHT the rest).
  *  - REDUCE_GRADS(chunk) stands right after the chunk's last backward: from
  *    there the chunk's gradients are final and their DP reduction may start
- *    (overlapped), or it is held until OPTIMIZER_STEP (not overlapped).
+ *    (overlapped), or it is held until OPTIMIZER_STEP (not overlapped). When
+ *    the plan's stack overlaps the reduction and the partition's bucket
+ *    layout (buckets.h) gives the chunk's part more than one bucket, the
+ *    chunk has one REDUCE_GRADS per bucket instead, in reduction order
+ *    (bucket 0 holds the chunk's last layers): `REDUCE_GRADS chunk=c bucket=b
+ *    layer=l`, each at the same place, where l is the model layer whose
+ *    backward completes the bucket (its first layer). Bucket b's reduction
+ *    may start as soon as the chunk's last backward (B, or W when the
+ *    backward is split) has run its layers; an interpreter that can act
+ *    inside that backward (the executor's per-layer hook) starts it there.
+ *    One bucket: bucket = layer = -1, the whole chunk, as without buckets.
  *  - GATHER_PARAMS(chunk) (ZeRO-3) precedes the chunk's first use; the gathered
  *    parameters are held until the chunk's last backward.
  *  - OVERLAP (dualpipev) announces that the next FORWARD and BACKWARD of the
@@ -39,6 +49,7 @@
 #include <glib.h>
 #include "plan.h"
 #include "partition.h"
+#include "buckets.h"
 
 G_BEGIN_DECLS
 
@@ -72,6 +83,8 @@ typedef struct {
   int chunk;  /* model chunk on this rank (virtual stage), -1 when none */
   int peer;   /* pipeline rank at the other end of a send/recv, -1 otherwise */
   int group;  /* send/recv: the group it is issued in (numbered per stream from 0), -1 otherwise */
+  int bucket; /* REDUCE_GRADS in buckets: the bucket of the chunk's part (buckets.h), -1 otherwise */
+  int layer;  /* REDUCE_GRADS in buckets: the model layer the bucket waits for, -1 otherwise */
 } PxInstr;
 
 typedef struct {
@@ -88,11 +101,20 @@ typedef struct {
   int tied_first_stage;   /* stages taking part in REDUCE_TIED (-1: none) */
   int tied_last_stage;
   PxRankProgram *ranks;   /* (pp) */
+  PxBuckets *buckets;     /* the layout its REDUCE_GRADS buckets come from (a copy), NULL: none */
 } PxProgram;
 
 /* The program of a plan's schedule. part may be NULL (no tied layers).
  * The plan must be validated (m derived). */
 PxProgram *px_program_new(const PxPlan *plan, const PxPartition *part, GError **error);
+/* Split every chunk's REDUCE_GRADS into one per bucket of the layout
+ * (the part's buckets, in reduction order; parts with one bucket keep theirs)
+ * and keep a copy of the layout in the program. px_program_new does it from
+ * the partition's layout when the plan's stack overlaps the DP reduction
+ * (px_cost_overlap_dp) and dp·cp > 1; for hand-made programs and tests. */
+void px_program_split_reductions(PxProgram *prog, const PxBuckets *buckets);
+/* The bucket a REDUCE_GRADS instruction of `stage` reduces, or NULL (the whole chunk). */
+const PxBucket *px_program_bucket(const PxProgram *prog, int stage, const PxInstr *ins);
 /* An empty program (for hand-made programs and tests): pp streams, no instructions. */
 PxProgram *px_program_new_empty(const PxPlan *plan);
 void px_program_append(PxProgram *prog, int stage, PxOpKind kind, int mb, int chunk, int peer);
@@ -117,14 +139,25 @@ void px_program_free(PxProgram *prog);
  * px_schedule_part_of of the program's schedule. */
 int px_program_part_of(const PxProgram *prog, int stage, int chunk);
 
+/* What one (micro-batch, chunk) holds on its rank, in bytes: act from its
+ * FORWARD to its BACKWARD, or to its BACKWARD_INPUT when the backward is
+ * split, and then w until its BACKWARD_WEIGHT (px_activations_w_bytes: the
+ * weight GEMMs' inputs and output gradients, Qi et al. 2024's M_W); fwd, bwd
+ * and bwd_input, the peak of a FORWARD, a BACKWARD and a BACKWARD_INPUT
+ * above the level before it (0: no transient; fwd at least act). */
+typedef struct {
+  double act, w, fwd, bwd, bwd_input;
+} PxChunkHeld;
+
 /* Peak activation bytes that pipeline rank `stage` holds under the plan's
- * schedule, from its compute order (the one px_program_new emits): a
- * (micro-batch, chunk) holds chunk_act[chunk] from its FORWARD to its
- * BACKWARD, or to its BACKWARD_WEIGHT when the backward is split (the weight
- * pass needs the layers' inputs: Qi et al. 2024 Table 1 keep 32h of the
- * 34h + 5as/h per token and layer until W; the executor keeps them all).
- * peak_count (may be NULL): the most (micro-batch, chunk)s held at once.
+ * schedule, walking its compute order (the one px_program_new emits): a
+ * FORWARD adds act, a BACKWARD frees act, a BACKWARD_INPUT frees act - w
+ * and a BACKWARD_WEIGHT w; each op's transient on top of the level before it.
+ * peak_count (may be NULL): the most (micro-batch, chunk)s holding something
+ * at once (from FORWARD to BACKWARD or BACKWARD_WEIGHT). chunks: (vpp).
  * The plan needs pp, vpp, m, schedule. */
+double px_schedule_peak_held(const PxPlan *plan, int stage, const PxChunkHeld *chunks, int *peak_count);
+/* The same with w = act (the weight pass frees all) and no transients. */
 double px_schedule_peak_activations(const PxPlan *plan, int stage, const double *chunk_act, int *peak_count);
 
 /* The stream a global rank runs (its pipeline coordinate, via px_plan_rank_coords). */
@@ -136,7 +169,8 @@ gboolean px_op_is_compute(PxOpKind kind);
 const char *px_op_name(PxOpKind kind);
 const char *px_op_short_name(PxOpKind kind);
 gboolean px_op_parse(const char *name, PxOpKind *out);
-/* One instruction: "FORWARD mb=3 chunk=0", "SEND_ACT mb=3 chunk=0 peer=2". */
+/* One instruction: "FORWARD mb=3 chunk=0", "SEND_ACT mb=3 chunk=0 peer=2",
+ * "REDUCE_GRADS chunk=0 bucket=1 layer=7". */
 void px_instr_format(const PxInstr *ins, GString *out);
 /* One instruction per line. */
 char *px_program_format_stage(const PxProgram *prog, int stage);

@@ -234,6 +234,9 @@ int px_exec_cmd_run(int argc, char **argv) {
            a.opt.dtype == PX_DTYPE_BF16 ? "bf16 mixed precision (fp32 master and compute)"
            : a.opt.dtype == PX_DTYPE_F16 ? "f16 mixed precision (fp32 master and compute, dynamic loss scaling)"
            : px_dtype_name(a.opt.dtype));
+    if (p->bucket_bytes > 0 && px_plan_data_ranks(p) > 1)
+      printf("# DP reduction in buckets of %.0f B, each queued as the last backward finishes its layers (docs/executor.md)\n",
+             p->bucket_bytes);
     if (model->desc.dropout) printf("# dropout: off (the executor does not implement it; memory predicted without masks)\n");
     if (model->desc.experts > 0)
       printf("# mixture of experts: %d experts, top %d%s, dropless; experts over etp %d x ep %d x edp %d; the loss "

@@ -157,12 +157,26 @@ void px_gpt_acts_drop_output(PxGptActs *acts);
 /* Backward: dout is the received output gradient, whose ownership passes
  * (NULL on the last part, where dloss = d(objective)/d(this micro-batch's mean loss) seeds it). *dinput gets
  * the input gradient to send back (NULL on the first part; caller frees).
- * With defer_weight (zb-h1 "B"), the weight-gradient GEMMs of linear layers
- * are held for px_gpt_backward_weight (zb-h1 "W"); norms and embeddings still
- * get theirs here. Gradients are added into the bound gradient buffers. */
+ * With defer_weight (zero bubble's "B"), the weight-gradient GEMMs of linear
+ * layers are held for px_gpt_backward_weight ("W"); norms and embeddings still
+ * get theirs here. When the plan's schedule splits the backward
+ * (px_act_splits_backward) B frees all but what W reads, as the core's lists
+ * mark it (their `w` and PX_ACT_W entries, the output gradients and SP's
+ * gathered inputs then counted as activations); otherwise it keeps
+ * everything until W. Gradients are added into the bound gradient buffers. */
 gboolean px_gpt_backward(PxGpt *gpt, PxGptActs *acts, PxTensor *dout, double dloss,
                          gboolean defer_weight, PxTensor **dinput, GError **error);
 gboolean px_gpt_backward_weight(PxGpt *gpt, PxGptActs *acts, GError **error);
+/* A per-layer hook of the backward: called on the calling thread, in the
+ * order of the compute stream, once a layer's weight gradients are complete
+ * (added into the bound gradient buffer): by px_gpt_backward without
+ * defer_weight after each layer, from the chunk's last to its first, and by
+ * px_gpt_backward_weight for every layer of the chunk, in the same order
+ * (with defer_weight, px_gpt_backward calls none: the weight half is still to
+ * come). The runtime queues a DP bucket's reduction there (docs/executor.md).
+ * A FALSE return stops the backward with its error. fn NULL: none. */
+typedef gboolean (*PxGptLayerDone)(int chunk, int layer, void *data, GError **error);
+void px_gpt_set_layer_hook(PxGpt *gpt, PxGptLayerDone fn, void *data);
 void px_gpt_acts_free(PxGptActs *acts);
 /* The load-balancing losses of the MoE blocks this rank ran forward, summed
  * since the last call (each micro-batch's, coefficient included; under

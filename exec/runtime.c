@@ -66,6 +66,16 @@ typedef struct {
   gboolean pending;   /* DP reduction held for REDUCE_TIED */
   PxDevEvent *gathered; /* ZeRO-3: the chunk's weights have arrived */
   gboolean gathering;   /* a gather was queued since the last wait */
+  /* the DP reduction in buckets (the program's REDUCE_GRADS chunk=c bucket=b):
+   * each bucket all-reduced over its group as soon as the chunk's last
+   * backward has finished its layers (the gpt's per-layer hook) */
+  int n_buckets;        /* 0: one reduction of the whole chunk at its REDUCE_GRADS */
+  const PxBucket *buckets; /* (n_buckets) the part's, from the program's layout */
+  guint *bucket_instr;  /* (n_buckets) each bucket's REDUCE_GRADS */
+  int last_bwd;         /* the chunk's last backward (B, or W when split): the hook runs in it */
+  int tied_bucket;      /* the bucket holding the tied parameter, held for REDUCE_TIED; -1 */
+  gboolean *cast, *done; /* (n_buckets) per step: staged in fp32 (mixed precision), reduction queued */
+  int n_done;
 } ChunkState;
 
 typedef struct _PxRuntime PxRuntime;
@@ -121,6 +131,8 @@ typedef struct {
   GArray *p2p_pending;  /* PendingP2p, in program order */
   gboolean *group_last; /* (program length) the instruction is the last member of its group */
   guint at;             /* the instruction being run */
+  double *bytes;        /* (program length) the step's bytes per instruction */
+  gboolean *pre;        /* (program length) queued ahead by the backward's hook (a DP bucket), timed there */
   PxTensor *loss_acc;   /* (1) f64: the step's summed micro-batch losses, on the device */
   PxTensor *sq_acc;     /* (1) f64: this rank's share of the squared gradient norm */
   /* the loss scaler (fp16; scale 1 otherwise), kept by every rank alike: each
@@ -345,6 +357,34 @@ static gboolean chunk_alloc(Rank *r, int c, GError **error) {
   return TRUE;
 }
 
+/* Chunk c's DP buckets, where the program reduces it in buckets: each
+ * bucket's REDUCE_GRADS, the chunk's last backward, the tied bucket. */
+static void chunk_buckets(Rank *r, int c) {
+  PxRuntime *rt = r->rt;
+  ChunkState *cs = &r->chunks[c];
+  const PxRankProgram *rp = &rt->prog->ranks[r->stage];
+  cs->last_bwd = cs->tied_bucket = -1;
+  for (guint i = 0; i < rp->n; i++) {
+    const PxInstr *in = &rp->instrs[i];
+    if (in->chunk != c) continue;
+    if (in->kind == PX_OP_BACKWARD || in->kind == PX_OP_BACKWARD_INPUT || in->kind == PX_OP_BACKWARD_WEIGHT)
+      cs->last_bwd = (int)i;
+    if (in->kind == PX_OP_REDUCE_GRADS && in->bucket >= 0) cs->n_buckets = MAX(cs->n_buckets, in->bucket + 1);
+  }
+  if (!cs->n_buckets) return;
+  int k = px_program_part_of(rt->prog, r->stage, c);
+  g_assert(rt->prog->buckets && rt->prog->buckets->n[k] == cs->n_buckets);
+  cs->buckets = rt->prog->buckets->b[k];
+  cs->bucket_instr = g_new0(guint, cs->n_buckets);
+  for (guint i = 0; i < rp->n; i++)
+    if (rp->instrs[i].kind == PX_OP_REDUCE_GRADS && rp->instrs[i].chunk == c && rp->instrs[i].bucket >= 0)
+      cs->bucket_instr[rp->instrs[i].bucket] = i;
+  cs->cast = g_new0(gboolean, cs->n_buckets);
+  cs->done = g_new0(gboolean, cs->n_buckets);
+  if (cs->has_tied)
+    cs->tied_bucket = px_buckets_of_layer(rt->prog->buckets, k, px_gpt_chunk(r->gpt, c)->params[cs->tied_param].layer);
+}
+
 /* Free the payloads whose sends have completed (all of them with wait). */
 static gboolean reap_sends(Rank *r, gboolean wait, GError **error) {
   gboolean ok = TRUE;
@@ -397,6 +437,9 @@ static void rank_free(Rank *r) {
     for (gsize i = 0; i < G_N_ELEMENTS(ts); i++) g_clear_pointer(ts[i], px_tensor_free);
     px_event_free(cs->gathered);
     g_free(cs->off);
+    g_free(cs->bucket_instr);
+    g_free(cs->cast);
+    g_free(cs->done);
   }
   for (int i = 0; r->recv_ev && i < n; i++) px_event_free(r->recv_ev[i]);
   guint len = rt->prog->ranks[r->stage].n;
@@ -406,6 +449,7 @@ static void rank_free(Rank *r) {
   }
   g_free(r->ev_start);
   g_free(r->ev_end);
+  g_free(r->pre);
   g_strfreev(r->labels);
   g_free(r->recv_ev);
   px_event_free(r->ev_compute);
@@ -506,6 +550,7 @@ static gboolean rank_init(PxRuntime *rt, Rank *r, int rank, PxComm *world, GErro
     r->labels[i] = g_strdup_printf("rank %d (stage %d) %s", rank, r->stage, s->str);
   }
   r->group_last = g_new0(gboolean, len + 1);
+  r->pre = g_new0(gboolean, len + 1);
   {
     g_autoptr(GHashTable) seen = g_hash_table_new(g_direct_hash, g_direct_equal);
     for (guint i = len; i-- > 0;) {
@@ -519,7 +564,10 @@ static gboolean rank_init(PxRuntime *rt, Rank *r, int rank, PxComm *world, GErro
   }
   r->inputs = g_new0(gint32 *, m);
   r->targets = g_new0(gint32 *, m);
-  for (int c = 0; c < v; c++) TRY(chunk_alloc(r, c, error));
+  for (int c = 0; c < v; c++) {
+    TRY(chunk_alloc(r, c, error));
+    chunk_buckets(r, c);
+  }
   return TRUE;
 }
 
@@ -887,6 +935,7 @@ static gboolean op_forward(Rank *r, int mb, int c, GError **error) {
   return TRUE;
 }
 
+static gboolean with_hook(Rank *r, const PxInstr *ins, gboolean weights_final);
 static gboolean op_backward(Rank *r, const PxInstr *ins, GError **error) {
   PxRuntime *rt = r->rt;
   int s = slot(r, ins->mb, ins->chunk);
@@ -899,7 +948,10 @@ static gboolean op_backward(Rank *r, const PxInstr *ins, GError **error) {
    * the dp·cp ranks' (CP ranks hold as many tokens each) */
   double dloss = r->scale / ((double)rt->plan.m * px_plan_data_ranks(&rt->plan)); /* fp16: the loss scaled */
   gboolean defer = ins->kind == PX_OP_BACKWARD_INPUT;
-  TRY(px_gpt_backward(r->gpt, a, g_steal_pointer(&r->rgrad[s]), dloss, defer, &r->dgrad[s], error));
+  gboolean armed = with_hook(r, ins, !defer);
+  gboolean ok = px_gpt_backward(r->gpt, a, g_steal_pointer(&r->rgrad[s]), dloss, defer, &r->dgrad[s], error);
+  if (armed) px_gpt_set_layer_hook(r->gpt, NULL, NULL);
+  TRY(ok);
   if (!defer) g_clear_pointer(&r->acts[s], px_gpt_acts_free);
   return TRUE;
 }
@@ -909,7 +961,10 @@ static gboolean op_backward_weight(Rank *r, const PxInstr *ins, GError **error) 
   if (!r->acts[s]) return rfail(error, PX_RUNTIME_ERROR_FAILED, "weight pass of mb %d before its backward", ins->mb);
   TRY(wait_gather(r, ins->chunk, error));
   TRY(inputs_arrived(r, error));
-  TRY(px_gpt_backward_weight(r->gpt, r->acts[s], error));
+  gboolean armed = with_hook(r, ins, TRUE);
+  gboolean ok = px_gpt_backward_weight(r->gpt, r->acts[s], error);
+  if (armed) px_gpt_set_layer_hook(r->gpt, NULL, NULL);
+  TRY(ok);
   g_clear_pointer(&r->acts[s], px_gpt_acts_free);
   return TRUE;
 }
@@ -1029,9 +1084,12 @@ static gboolean op_recv(Rank *r, const PxInstr *ins, double *bytes, GError **err
  * fp32; the communicators do not reduce halves). The optimizer rounds the
  * result back into the half gradients and frees the buffer. The gradient
  * buffer itself, the GRADS category the planner counts, stays half. */
+static gboolean bucket_cast(Rank *r, int c, int b, GError **error);
 static PxTensor *grads_to_reduce(Rank *r, int c, GError **error) {
   ChunkState *cs = &r->chunks[c];
   if (!r->rt->mixed) return cs->g;
+  for (int b = 0; b < cs->n_buckets; b++) /* in buckets: those not staged yet (the held one) */
+    if (!bucket_cast(r, c, b, error)) return NULL;
   if (!cs->stage) {
     if (!(cs->stage = tensor1(r->be, "grad_stage.f32", PX_DTYPE_F32, PX_MEM_BUFFERS, cs->padded, error))) return NULL;
     if (!px_op_cast(r->be, cs->stage, cs->g, FALSE, error)) return NULL;
@@ -1044,6 +1102,145 @@ static PxTensor *grads_to_reduce(Rank *r, int c, GError **error) {
 static PxTensor *reduced_shard(Rank *r, ChunkState *cs, GError **error) {
   if (!cs->stage) return cs->g_shard;
   return cs->stage_shard = tensor1(r->be, "grad_stage_shard.f32", PX_DTYPE_F32, PX_MEM_BUFFERS, cs->shard, error);
+}
+
+/* ---- the DP reduction in buckets ----
+ * Bucket b of a chunk (cs->buckets[b]: layers [first, end), buckets.h) is
+ * reduced once the chunk's last backward has finished its layers: the
+ * backward's per-layer hook (px_gpt_set_layer_hook) records an event on the
+ * compute stream and queues on the collective stream, behind it, an
+ * all-reduce of each run of the bucket's parameters that is contiguous in
+ * the flat gradient buffer (a view: no copy), over DP, or over EDP for the
+ * routed experts of a model whose experts have groups of their own. Under
+ * ZeRO the bucket is all-reduced in place too (a reduce-scatter would give
+ * each rank a 1/dp piece of every bucket, not its shard of the chunk), and
+ * once the last bucket is queued the rank's shard of the reduced buffer is
+ * copied into the shard (the same sums per element as the reduce-scatter).
+ * Under mixed precision each bucket is cast into the fp32 staging buffer on
+ * the compute stream first. The bucket that holds the tied embedding waits
+ * for REDUCE_TIED, as the whole chunk does without buckets. */
+
+/* Visit the runs of bucket b's parameters: [lo, lo + n) of the flat buffers,
+ * contiguous, one group. */
+typedef gboolean (*RunFn)(Rank *r, int c, gint64 lo, gint64 n, PxComm *comm, void *data, GError **error);
+static gboolean bucket_runs(Rank *r, int c, int b, RunFn fn, void *data, GError **error) {
+  const PxGptChunk *ch = px_gpt_chunk(r->gpt, c);
+  const PxBucket *bk = &r->chunks[c].buckets[b];
+  int p0 = ch->layer_param[bk->first - ch->first], p1 = ch->layer_param[bk->end - ch->first];
+  gint64 lo = 0, n = 0;
+  PxComm *comm = NULL;
+  for (int i = p0; i <= p1; i++) {
+    PxComm *pc = NULL;
+    gint64 o = 0;
+    if (i < p1) {
+      pc = r->split_experts && ch->params[i].expert ? r->edp : r->dp;
+      o = param_offset(r, c, (guint)i);
+    }
+    if (n > 0 && (i == p1 || pc != comm || o != lo + n)) {
+      TRY(fn(r, c, lo, n, comm, data, error));
+      n = 0;
+    }
+    if (i == p1) break;
+    if (n == 0) lo = o, comm = pc;
+    n += ch->params[i].numel;
+  }
+  return TRUE;
+}
+
+static gboolean cast_run(Rank *r, int c, gint64 lo, gint64 n, PxComm *comm, void *data, GError **error) {
+  (void)comm, (void)data;
+  ChunkState *cs = &r->chunks[c];
+  g_autoptr(PxTensor) to = px_tensor_view(cs->stage, "grad_stage.f32", lo, 1, &n, error);
+  g_autoptr(PxTensor) from = to ? px_tensor_view(cs->g, "grads", lo, 1, &n, error) : NULL;
+  return from && px_op_cast(r->be, to, from, FALSE, error);
+}
+
+/* Mixed precision: bucket b's half gradients into the fp32 staging buffer
+ * (zeroed where no bucket reaches: the ZeRO padding), on the compute stream. */
+static gboolean bucket_cast(Rank *r, int c, int b, GError **error) {
+  ChunkState *cs = &r->chunks[c];
+  if (!r->rt->mixed || cs->cast[b]) return TRUE;
+  if (!cs->stage)
+    TRY(cs->stage = px_tensor_new_zeroed(r->be, "grad_stage.f32", PX_DTYPE_F32, PX_MEM_BUFFERS, 1, &cs->padded, error));
+  cs->cast[b] = TRUE;
+  return bucket_runs(r, c, b, cast_run, NULL, error);
+}
+
+typedef struct {
+  PxTensor *g;
+  double *bytes;
+} ReduceRun;
+
+static gboolean reduce_run(Rank *r, int c, gint64 lo, gint64 n, PxComm *comm, void *data, GError **error) {
+  (void)c;
+  ReduceRun *x = data;
+  if (px_comm_size(comm) <= 1) return TRUE;
+  gsize es = px_dtype_size(x->g->dtype);
+  *x->bytes += (double)n * es;
+  return px_comm_all_reduce(comm, (char *)x->g->data + lo * es, (gsize)n, x->g->dtype, PX_RED_SUM, r->coll_s, error);
+}
+
+/* Queue bucket b's reduction on the collective stream behind the compute so
+ * far; timed: record its instruction's events around it (the hook). */
+static gboolean bucket_issue(Rank *r, int c, int b, double *bytes, gboolean timed, GError **error) {
+  ChunkState *cs = &r->chunks[c];
+  guint i = cs->bucket_instr[b];
+  TRY(bucket_cast(r, c, b, error));
+  ReduceRun x = {r->rt->mixed ? cs->stage : cs->g, bytes};
+  TRY(after_compute(r, r->coll_s, error));
+  if (timed) TRY(px_event_record(r->ev_start[i], r->coll_s, error));
+  TRY(bucket_runs(r, c, b, reduce_run, &x, error));
+  cs->done[b] = TRUE;
+  if (++cs->n_done == cs->n_buckets && r->sharded) { /* the rank's shard of the reduced chunk */
+    PxTensor *out = reduced_shard(r, cs, error);
+    TRY(out);
+    ShardPart parts[2];
+    for (int k = 0, n = shard_parts(r, c, parts); k < n; k++) {
+      g_autoptr(PxTensor) to = px_tensor_view(out, "grad_shard", parts[k].at, 1, &parts[k].n, error);
+      g_autoptr(PxTensor) from = to ? px_tensor_view(x.g, "grads", parts[k].lo, 1, &parts[k].n, error) : NULL;
+      TRY(from && px_tensor_copy_async(to, from, r->coll_s, error));
+    }
+  }
+  if (timed) {
+    TRY(px_event_record(r->ev_end[i], r->coll_s, error));
+    r->pre[i] = TRUE;
+  }
+  return TRUE;
+}
+
+/* The backward's per-layer hook, armed in the chunk's last backward: the
+ * buckets whose first layer is done (the held tied one waits). */
+static gboolean bucket_hook(int c, int layer, void *data, GError **error) {
+  Rank *r = data;
+  ChunkState *cs = &r->chunks[c];
+  for (int b = 0; b < cs->n_buckets; b++) {
+    if (cs->buckets[b].first != layer || b == cs->tied_bucket || cs->done[b]) continue;
+    guint i = cs->bucket_instr[b];
+    px_comm_set_label(r->labels[i]); /* a failure names the bucket's instruction */
+    gboolean ok = bucket_issue(r, c, b, &r->bytes[i], TRUE, error);
+    px_comm_set_label(r->labels[r->at]);
+    TRY(ok);
+  }
+  return TRUE;
+}
+
+/* The buckets not queued yet (held, or a hook that never ran), untimed. */
+static gboolean buckets_rest(Rank *r, int c, double *bytes, GError **error) {
+  ChunkState *cs = &r->chunks[c];
+  for (int b = 0; b < cs->n_buckets; b++)
+    if (!cs->done[b]) TRY(bucket_issue(r, c, b, bytes, FALSE, error));
+  return TRUE;
+}
+
+/* Arm the bucket hook for the backward of instruction ins (the caller
+ * disarms it after) when it is the chunk's last backward, it finishes the
+ * weight gradients (not a BACKWARD_INPUT) and the chunk is reduced in
+ * buckets; whether it did. */
+static gboolean with_hook(Rank *r, const PxInstr *ins, gboolean weights_final) {
+  ChunkState *cs = &r->chunks[ins->chunk];
+  gboolean arm = weights_final && cs->n_buckets > 0 && (int)r->at == cs->last_bwd;
+  px_gpt_set_layer_hook(r->gpt, arm ? bucket_hook : NULL, arm ? r : NULL);
+  return arm;
 }
 
 /* MoE with expert groups of their own (unsharded): the chunk's dense runs
@@ -1122,11 +1319,17 @@ static gboolean grads_from_stage(Rank *r, int c, GError **error) {
   return ok;
 }
 
-static gboolean op_reduce_grads(Rank *r, int c, double *bytes, GError **error) {
+static gboolean op_reduce_grads(Rank *r, const PxInstr *ins, double *bytes, GError **error) {
+  int c = ins->chunk;
   ChunkState *cs = &r->chunks[c];
-  if (r->zero >= 3) { /* the gathered weights were held until the chunk's last backward */
+  if (r->zero >= 3 && ins->bucket <= 0) { /* the gathered weights were held until the chunk's last backward */
     g_clear_pointer(&cs->w, px_tensor_free);
     TRY(chunk_bind(r, c, NULL, cs->g, error));
+  }
+  if (ins->bucket >= 0) { /* queued by the backward's hook, or held for REDUCE_TIED, or now */
+    int b = ins->bucket;
+    if (b >= cs->n_buckets) return rfail(error, PX_RUNTIME_ERROR_FAILED, "chunk %d has no bucket %d", c, b);
+    return cs->done[b] || b == cs->tied_bucket ? TRUE : bucket_issue(r, c, b, bytes, FALSE, error);
   }
   if (cs->has_tied) {
     cs->pending = TRUE;
@@ -1163,6 +1366,7 @@ static gboolean op_reduce_tied(Rank *r, double *bytes, GError **error) {
     TRY(px_comm_all_reduce(r->embed, (char *)g->data + param_offset(r, c, (guint)cs->tied_param) * es, (gsize)p->numel, g->dtype, PX_RED_SUM,
                            r->coll_s, error));
     *bytes += (double)(p->numel * es);
+    if (cs->n_buckets) TRY(buckets_rest(r, c, bytes, error)); /* the held tied bucket */
     if (cs->pending) {
       cs->pending = FALSE;
       TRY(dp_reduce(r, c, bytes, error));
@@ -1294,11 +1498,13 @@ static gboolean op_optimizer(Rank *r, double *bytes, GError **error) {
   PxRuntime *rt = r->rt;
   int v = rt->prog->vpp;
   /* held reductions (a tied chunk on a plan without REDUCE_TIED cannot happen; be safe) */
-  for (int c = 0; c < v; c++)
+  for (int c = 0; c < v; c++) {
     if (r->chunks[c].pending) {
       r->chunks[c].pending = FALSE;
       TRY(dp_reduce(r, c, bytes, error));
     }
+    TRY(buckets_rest(r, c, bytes, error));
+  }
   /* MoE with dp 1 but edp > 1 (TP ranks holding the experts, each with its
    * own tokens): the program has no DP reduction; the experts' happens here */
   for (int c = 0; r->split_experts && rt->plan.dp == 1 && c < v; c++) TRY(dp_reduce(r, c, bytes, error));
@@ -1461,7 +1667,7 @@ static gboolean run_instr(Rank *r, const PxInstr *ins, double *bytes, GError **e
   case PX_OP_RECV_ACT:
   case PX_OP_RECV_GRAD: return op_recv(r, ins, bytes, error);
   case PX_OP_REDUCE_TIED: return op_reduce_tied(r, bytes, error);
-  case PX_OP_REDUCE_GRADS: return op_reduce_grads(r, ins->chunk, bytes, error);
+  case PX_OP_REDUCE_GRADS: return op_reduce_grads(r, ins, bytes, error);
   case PX_OP_GATHER_PARAMS: return op_gather(r, ins->chunk, bytes, error);
   case PX_OP_OPTIMIZER_STEP: return op_optimizer(r, bytes, error);
   case PX_OP_OVERLAP: return TRUE; /* the F&B pair that follows runs one after the other here */
@@ -1487,6 +1693,13 @@ static gboolean step_job(Rank *r, gpointer data, GError **error) {
   PxMemStats ms;
   gboolean ok = px_tensor_zero(r->loss_acc, error);
   r->step_scale = r->scale;
+  r->bytes = bytes;
+  memset(r->pre, 0, sizeof(gboolean) * rp->n);
+  for (int c = 0; c < rt->prog->vpp; c++) { /* the buckets of a new step */
+    ChunkState *cs = &r->chunks[c];
+    cs->n_done = 0;
+    for (int b = 0; b < cs->n_buckets; b++) cs->cast[b] = cs->done[b] = FALSE;
+  }
   for (guint i = 0; ok && i < rp->n; i++) {
     const PxInstr *ins = &rp->instrs[i];
     PxStream *q = queue_of(r, ins->kind);
@@ -1494,8 +1707,11 @@ static gboolean step_job(Rank *r, gpointer data, GError **error) {
     if (fault) ok = rfail(error, PX_RUNTIME_ERROR_FAILED, "injected fault");
     if (ok) px_comm_set_label(r->labels[i]); /* what a failure of the communication it queues is called */
     r->at = i;
-    ok = ok && px_event_record(r->ev_start[i], q, error) && run_instr(r, ins, &bytes[i], error) &&
-         px_event_record(r->ev_end[i], q, error);
+    if (r->pre[i]) /* a DP bucket the backward's hook queued and timed */
+      ok = ok && run_instr(r, ins, &bytes[i], error);
+    else
+      ok = ok && px_event_record(r->ev_start[i], q, error) && run_instr(r, ins, &bytes[i], error) &&
+           px_event_record(r->ev_end[i], q, error);
     if (ok) ok = px_comm_check_async(r->world, error);
     if (!ok) {
       g_prefix_error(error, "%s: ", r->labels[i]);
@@ -1521,7 +1737,8 @@ static gboolean step_job(Rank *r, gpointer data, GError **error) {
       const PxInstr *ins = &rp->instrs[i];
       double a, b;
       TRY(px_event_time(r->ev_start[i], &a, error) && px_event_time(r->ev_end[i], &b, error));
-      PxEvent ev = {r->rank, r->stage, stream_of(ins->kind), ins->kind, ins->mb, ins->chunk, a - t0, b - t0, bytes[i]};
+      PxEvent ev = {r->rank, r->stage, stream_of(ins->kind), ins->kind, ins->mb, ins->chunk, a - t0, b - t0, bytes[i],
+                    ins->bucket};
       px_timeline_add(r->tl, &ev);
     }
   /* the global loss: TP rank 0 of the stage holding the last part (rank 0 in
@@ -1642,7 +1859,7 @@ gboolean px_runtime_gather_memory(PxRuntime *rt, PxRankMemory *all, GError **err
 
 /* The last step's timeline of every rank, collective over the world (for a
  * process holding one rank; local mode already holds them all). */
-#define EV_FIELDS 9
+#define EV_FIELDS 10
 static gboolean timeline_job(Rank *r, gpointer data, GError **error) {
   PxTimeline *out = data;
   PxTimeline *tl = r->tl;
@@ -1659,7 +1876,7 @@ static gboolean timeline_job(Rank *r, gpointer data, GError **error) {
     PxEvent *e = &g_array_index(tl->events, PxEvent, k);
     double *d = mine + (gsize)k * EV_FIELDS;
     d[0] = e->rank, d[1] = e->stage, d[2] = e->stream, d[3] = e->kind, d[4] = e->mb, d[5] = e->chunk;
-    d[6] = e->start, d[7] = e->end, d[8] = e->bytes;
+    d[6] = e->start, d[7] = e->end, d[8] = e->bytes, d[9] = e->bucket;
   }
   for (gint32 k = 0; k < counts[1]; k++) {
     PxMemSample *s = &g_array_index(tl->memory, PxMemSample, k);
@@ -1671,7 +1888,8 @@ static gboolean timeline_job(Rank *r, gpointer data, GError **error) {
     const double *base = every + (gsize)i * MAX(per, 1);
     for (gint32 k = 0; k < all[2 * i]; k++) {
       const double *d = base + (gsize)k * EV_FIELDS;
-      PxEvent e = {(int)d[0], (int)d[1], (PxStreamKind)d[2], (PxOpKind)d[3], (int)d[4], (int)d[5], d[6], d[7], d[8]};
+      PxEvent e = {(int)d[0], (int)d[1], (PxStreamKind)d[2], (PxOpKind)d[3], (int)d[4], (int)d[5], d[6], d[7], d[8],
+                   (int)d[9]};
       px_timeline_add(out, &e);
     }
     for (gint32 k = 0; k < all[2 * i + 1]; k++) {

@@ -11,7 +11,11 @@
  *  REDUCE_GRADS       DP all-reduce (ZeRO 0) or reduce-scatter (ZeRO 1-3) of the
  *                     chunk's flat gradient buffer; a chunk holding the tied
  *                     embedding waits for REDUCE_TIED (the reduction may be held
- *                     until the optimizer, schedule.h)
+ *                     until the optimizer, schedule.h). In buckets
+ *                     (REDUCE_GRADS chunk=c bucket=b): each bucket all-reduced
+ *                     from inside the chunk's last backward, once its layers are
+ *                     done (the gpt's per-layer hook; ZeRO: in place, then the
+ *                     shard copied; docs/executor.md)
  *  GATHER_PARAMS      ZeRO-3 all-gather of the chunk's weights, freed after its
  *                     last backward (at its REDUCE_GRADS)
  *  REDUCE_TIED        all-reduce of wte's gradient between first and last stage

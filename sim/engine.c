@@ -25,7 +25,7 @@ typedef struct {
 
 typedef struct Coll {
   PxOpKind kind;
-  int chunk;
+  int chunk, bucket;
   int need, arrived;
   int *members;       /* (need) simulated ranks */
   double ready, cost, bytes;
@@ -43,13 +43,15 @@ typedef struct {
   WaitKind wait;
   double t;           /* compute stream free */
   double send_free, coll_free;
+  double coll_run;    /* the start of the collective stream's busy run that ends at coll_free */
   Coll *cur;          /* collective registered by the current instruction */
   Coll *pending;      /* last asynchronous collective */
   int coll_seq[PX_OP_N_KINDS];
-  GArray *deferred;   /* chunks whose REDUCE_GRADS waits for the optimizer step (no overlap) */
+  GArray *deferred;   /* REDUCE_GRADS instructions (indices) held for the optimizer step (no overlap) */
   guint flushed;
   Message *msgs;      /* (2 * m * vpp) messages this rank sends: [type][mb][chunk] */
   int *last_bwd;      /* (vpp) index of each chunk's last backward, -1 */
+  double *last_bwd_dur; /* (vpp) the duration of that backward once run */
   /* accounting */
   double busy, exposed[PX_N_COMM], op_time[PX_OP_N_KINDS];
   double act, gathered, mem, peak_mem;
@@ -82,9 +84,9 @@ static void enqueue(Sim *sim, int i) {
 }
 
 static void record(Sim *sim, const Rank *r, PxStreamKind stream, PxOpKind kind, int mb, int chunk,
-                   double start, double end, double bytes) {
+                   double start, double end, double bytes, int bucket) {
   if (!sim->tl) return;
-  PxEvent ev = {r->rank, r->stage, stream, kind, mb, chunk, start, end, bytes};
+  PxEvent ev = {r->rank, r->stage, stream, kind, mb, chunk, start, end, bytes, bucket};
   px_timeline_add(sim->tl, &ev);
 }
 
@@ -102,7 +104,7 @@ static double part_value(const double *a, int part) {
 /* compute-stream op of duration d */
 static void compute(Sim *sim, Rank *r, const PxInstr *in, double d) {
   if (r->start < 0 && px_op_is_compute(in->kind)) r->start = r->t;
-  record(sim, r, PX_STREAM_COMPUTE, in->kind, in->mb, in->chunk, r->t, r->t + d, 0);
+  record(sim, r, PX_STREAM_COMPUTE, in->kind, in->mb, in->chunk, r->t, r->t + d, 0, -1);
   if (r->paired > 0 && px_op_is_compute(in->kind)) {
     if (r->paired == 2) r->pair_start = r->t;
     if (--r->paired == 0 && sim->tl) px_timeline_add_pair(sim->tl, r->rank, r->pair_start, r->t + d);
@@ -158,9 +160,10 @@ static void resolve(Sim *sim, Coll *c) {
   c->end = c->ready + c->cost;
   for (int i = 0; i < c->need; i++) {
     Rank *m = &sim->ranks[c->members[i]];
+    if (c->start > m->coll_free) m->coll_run = c->start; /* the stream was idle before it */
     m->coll_free = MAX(m->coll_free, c->end);
     m->op_time[c->kind] += c->end - c->start;
-    record(sim, m, PX_STREAM_COLLECTIVE, c->kind, -1, c->chunk, c->start, c->end, c->bytes);
+    record(sim, m, PX_STREAM_COLLECTIVE, c->kind, -1, c->chunk, c->start, c->end, c->bytes, c->bucket);
     if (m->wait == WAIT_PREV_COLL || m->wait == WAIT_COLL) enqueue(sim, c->members[i]);
   }
 }
@@ -170,6 +173,12 @@ static PxCommKind comm_of(PxOpKind k) {
 }
 
 /* Register the rank at a collective (once) and, when blocking, wait for it.
+ * A REDUCE_GRADS of one bucket (in->bucket >= 0) costs the bucket's share of
+ * the chunk's reduction; overlapped, it may start once the chunk's last
+ * backward has run the bucket's layers: `after` (the share of that backward
+ * left, buckets.h) times its duration before the instruction's time, unless
+ * the cost table reduced the part in every backward pass (ZeRO-3 with
+ * overlap, reduce_pass: what is left waits for the end).
  * Returns FALSE while the rank must wait. */
 static gboolean collective(Sim *sim, Rank *r, const PxInstr *in, PxOpKind kind, int chunk, gboolean blocking) {
   const PxCostTable *tab = sim->tab;
@@ -192,8 +201,10 @@ static gboolean collective(Sim *sim, Rank *r, const PxInstr *in, PxOpKind kind, 
       if (kind == PX_OP_GATHER_PARAMS) {
         cost = tab->gather[px_program_part_of(sim->prog, r->stage, chunk)];
       } else {
-        cost = tab->dp_reduce[r->stage] / sim->vpp;
-        bytes = tab->dp_bytes[r->stage] / sim->vpp;
+        const PxBucket *bk = px_program_bucket(sim->prog, r->stage, in);
+        double share = bk ? bk->share : 1.0;
+        cost = tab->dp_reduce[r->stage] / sim->vpp * share;
+        bytes = tab->dp_bytes[r->stage] / sim->vpp * share;
       }
     }
     guint64 key = ((guint64)kind << 56) | ((guint64)gid << 24) | (guint64)r->coll_seq[kind]++;
@@ -202,6 +213,7 @@ static gboolean collective(Sim *sim, Rank *r, const PxInstr *in, PxOpKind kind, 
       c = g_new0(Coll, 1);
       c->kind = kind;
       c->chunk = chunk;
+      c->bucket = kind == PX_OP_REDUCE_GRADS ? in->bucket : -1;
       c->need = need;
       c->members = g_new(int, need);
       c->cost = cost;
@@ -212,11 +224,11 @@ static gboolean collective(Sim *sim, Rank *r, const PxInstr *in, PxOpKind kind, 
       g_hash_table_insert(sim->colls, k, c);
     }
     c->members[c->arrived++] = (int)(r - sim->ranks);
-    /* an overlapped DP reduction starts as soon as its first bucket is full,
-     * dp_window before the end of the chunk's last backward */
+    /* an overlapped bucket starts as soon as the last backward has run its layers */
     double from = r->t;
-    if (kind == PX_OP_REDUCE_GRADS && !blocking && tab->dp_window)
-      from -= tab->dp_window[px_program_part_of(sim->prog, r->stage, chunk)]; /* tables are per part (V: not c·pp + r) */
+    const PxBucket *bk = kind == PX_OP_REDUCE_GRADS && !blocking ? px_program_bucket(sim->prog, r->stage, in) : NULL;
+    int part = bk ? px_program_part_of(sim->prog, r->stage, chunk) : -1; /* tables are per part (V: not c·pp + r) */
+    if (bk && !(tab->reduce_pass && tab->reduce_pass[part] > 0)) from -= bk->after * r->last_bwd_dur[chunk];
     c->ready = MAX(c->ready, MAX(from, r->coll_free));
     r->cur = c;
     if (c->arrived == c->need) {
@@ -268,6 +280,7 @@ static gboolean step(Sim *sim, Rank *r) {
              : in->kind == PX_OP_BACKWARD_INPUT ? tab->bwd_input[part]
                                                 : tab->bwd_weight[part];
     compute(sim, r, in, d);
+    if (r->last_bwd[in->chunk] == (int)r->pc) r->last_bwd_dur[in->chunk] = d;
     double all = part_value(opt->act_bytes, part), kept = part_value(opt->act_w_bytes, part);
     if (in->kind != PX_OP_BACKWARD_WEIGHT) r->in_flight--;
     r->act -= in->kind == PX_OP_BACKWARD ? all : in->kind == PX_OP_BACKWARD_INPUT ? all - kept : kept;
@@ -288,7 +301,7 @@ static gboolean step(Sim *sim, Rank *r) {
     msg->end = msg->start + (to_stage == r->stage ? 0 : act ? tab->p2p_act[part] : tab->p2p_grad[part]);
     r->send_free = msg->end;
     r->op_time[in->kind] += msg->end - msg->start;
-    record(sim, r, PX_STREAM_SEND, in->kind, in->mb, in->chunk, msg->start, msg->end, tab->p2p_bytes[part]);
+    record(sim, r, PX_STREAM_SEND, in->kind, in->mb, in->chunk, msg->start, msg->end, tab->p2p_bytes[part], -1);
     if (msg->waiter >= 0) enqueue(sim, msg->waiter);
     if (tab->p2p_blocking) wait_for(r, msg->end, msg->start, PX_COMM_P2P);
     break;
@@ -303,7 +316,7 @@ static gboolean step(Sim *sim, Rank *r) {
       return FALSE;
     }
     record(sim, r, PX_STREAM_RECV, in->kind, in->mb, in->chunk, msg->start, msg->end,
-           tab->p2p_bytes[in->kind == PX_OP_RECV_ACT ? part - 1 : part + 1]);
+           tab->p2p_bytes[in->kind == PX_OP_RECV_ACT ? part - 1 : part + 1], -1);
     wait_for(r, msg->end, msg->start, PX_COMM_P2P);
     break;
   }
@@ -318,7 +331,7 @@ static gboolean step(Sim *sim, Rank *r) {
   case PX_OP_REDUCE_GRADS:
     if (opt->grads_final && has_part) opt->grads_final[r->stage * sim->vpp + in->chunk] = r->t;
     if (!tab->overlap_dp) {
-      g_array_append_val(r->deferred, in->chunk);
+      g_array_append_val(r->deferred, r->pc);
       break;
     }
     if (!collective(sim, r, in, in->kind, in->chunk, FALSE)) return FALSE;
@@ -329,7 +342,8 @@ static gboolean step(Sim *sim, Rank *r) {
   case PX_OP_OPTIMIZER_STEP:
     if (opt->stage_ready && r->flushed == 0 && !r->cur) opt->stage_ready[r->stage] = r->t; /* first entry */
     while (r->flushed < r->deferred->len) {
-      if (!collective(sim, r, in, PX_OP_REDUCE_GRADS, g_array_index(r->deferred, int, r->flushed), TRUE))
+      const PxInstr *held = &r->prog->instrs[g_array_index(r->deferred, guint, r->flushed)];
+      if (!collective(sim, r, held, PX_OP_REDUCE_GRADS, held->chunk, TRUE))
         return FALSE;
       r->flushed++;
     }
@@ -338,7 +352,8 @@ static gboolean step(Sim *sim, Rank *r) {
         r->wait = WAIT_PREV_COLL;
         return FALSE;
       }
-      wait_for(r, r->coll_free, r->pending->start, comm_of(r->pending->kind));
+      /* exposed from when the stream's work in flight started (several buckets back to back) */
+      wait_for(r, r->coll_free, MIN(r->pending->start, r->coll_run), comm_of(r->pending->kind));
       r->pending = NULL;
     }
     r->t = MAX(r->t, r->coll_free);
@@ -397,6 +412,7 @@ static void sim_clear(Sim *sim) {
   for (int i = 0; i < sim->n; i++) {
     g_free(sim->ranks[i].msgs);
     g_free(sim->ranks[i].last_bwd);
+    g_free(sim->ranks[i].last_bwd_dur);
     if (sim->ranks[i].deferred) g_array_unref(sim->ranks[i].deferred);
   }
   g_free(sim->ranks);
@@ -444,11 +460,12 @@ static void sim_init(Sim *sim, const PxProgram *prog, const PxCostTable *tab, co
     }
     sim->sim_of[r->replica * sim->pp + r->stage] = i;
     r->prog = &prog->ranks[r->stage];
-    r->deferred = g_array_new(FALSE, FALSE, sizeof(int));
+    r->deferred = g_array_new(FALSE, FALSE, sizeof(guint));
     r->start = -1;
     r->msgs = g_new(Message, n_msgs);
     for (gsize k = 0; k < n_msgs; k++) r->msgs[k] = (Message){0, -1, -1};
     r->last_bwd = g_new(int, sim->vpp);
+    r->last_bwd_dur = g_new0(double, sim->vpp);
     for (int c = 0; c < sim->vpp; c++) r->last_bwd[c] = -1;
     for (guint k = 0; k < r->prog->n; k++) {
       const PxInstr *in = &r->prog->instrs[k];

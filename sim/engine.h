@@ -6,7 +6,11 @@
  * arrived; a collective starts when every member has arrived (and its
  * collective stream is free). DP gradient reductions run on the collective
  * stream while backward goes on when table->overlap_dp, and are held until the
- * optimizer step otherwise. A program that cannot finish is reported as a
+ * optimizer step otherwise; a REDUCE_GRADS of one bucket (the program's, from
+ * the partition's layout, buckets.h) costs its share of the chunk's reduction
+ * and may start once the chunk's last backward (B, or W) has run its layers,
+ * `after` of that backward before its end (the overlap is the program's, not
+ * the cost table's). A program that cannot finish is reported as a
  * PX_ENGINE_ERROR_DEADLOCK naming the stuck ranks and instructions.
  *
  * Parts are placed by the program's px_program_part_of (a V for zb-v and

@@ -72,6 +72,8 @@ GOptionGroup *px_plan_options_group(PxPlanOptions *o) {
     {"precision", 0, 0, G_OPTION_ARG_STRING, &o->precision, "fp32, fp16, bf16 (mixed, fp32 master), fp8 (Transformer Engine GEMMs)", "P"},
     {"order", 0, 0, G_OPTION_ARG_STRING, &o->order, "Rank order, innermost first (default tp,dp,pp)", "A,B,C"},
     {"workspace", 0, 0, G_OPTION_ARG_STRING, &o->workspace, "Per-GPU allowance for context/workspace (default 1GiB)", "BYTES"},
+    {"bucket", 0, 0, G_OPTION_ARG_STRING, &o->bucket,
+     "DP gradient-reduction bucket (bytes, e.g. 25MB): reduced in buckets during the backward (docs/executor.md)", "BYTES"},
     {"stack", 0, 0, G_OPTION_ARG_STRING, &o->stack, "Software stack: parallax (default), megatron-2021, megatron-core, deepspeed, fsdp", "S"},
     {"attention", 0, 0, G_OPTION_ARG_STRING, &o->attention, "Attention kernel: flash (FlashAttention-2), flash1 (v1), triton (FlashAttention in Triton) or unfused (default: the stack's)", "A"},
     {"cp", 0, 0, INT_FLAG, "Context-parallel degree: ring attention over cp ranks, inside DP (seq divisible by 2·cp)", "N"},
@@ -90,7 +92,7 @@ GOptionGroup *px_plan_options_group(PxPlanOptions *o) {
 void px_plan_options_clear(PxPlanOptions *o) {
   char **strs[] = {&o->model, &o->cluster, &o->plan_file, &o->deepspeed, &o->gbs_tokens, &o->schedule,
                    &o->partition, &o->offload, &o->ckpt, &o->precision, &o->order, &o->workspace,
-                   &o->units, &o->stack, &o->attention, &o->batch_note, &o->imbalance};
+                   &o->units, &o->stack, &o->attention, &o->batch_note, &o->imbalance, &o->bucket};
   for (gsize i = 0; i < G_N_ELEMENTS(strs); i++) g_clear_pointer(strs[i], g_free);
 }
 
@@ -245,6 +247,8 @@ gboolean px_plan_options_resolve(PxPlanOptions *o, gboolean need_cluster, PxMode
   }
   if (o->workspace && !px_parse_bytes(o->workspace, &plan->workspace_bytes))
     BAD("--workspace '%s' is not a size (e.g. 2GiB)", o->workspace);
+  if (o->bucket && (!px_parse_bytes(o->bucket, &plan->bucket_bytes) || plan->bucket_bytes <= 0))
+    BAD("--bucket '%s' is not a size above 0 (e.g. 25MB)", o->bucket);
   if (o->vpp > 1 && !o->schedule && plan->schedule != PX_SCHED_INTERLEAVED) plan->schedule = PX_SCHED_INTERLEAVED;
   if (tokens_gbs) plan->gbs = tokens_gbs;
   o->batch_given = gbs_from_files || o->gbs > 0 || o->gbs_tokens;

@@ -14,6 +14,7 @@ typedef struct {
   int dp, tp, pp, vpp, mbs, gbs, seq, zero, ckpt_interval;
   char *gbs_tokens;  /* global batch in tokens ("4M"), converted with seq */
   char *schedule, *partition, *offload, *ckpt, *precision, *order, *workspace, *stack, *attention;
+  char *bucket;  /* --bucket: the DP reduction bucket (plan bucket_bytes) */
   gboolean sp;
   char *units;       /* "GB" (1e9, default) or "GiB" (2^30) */
   int cp;            /* --cp: context-parallel degree */

@@ -187,16 +187,17 @@ typedef struct {
   gboolean ok;
   double *tied, *act_extra, *buf0;             /* (pp) */
   double *chunk_act;                           /* (pp·vpp) one micro-batch on each chunk, rank r's at [r·vpp] */
+  double *chunk_w;                             /* (pp·vpp) of which a split backward holds until W (activations.h) */
   PxCostTable *tab;                            /* its cost table (ZeRO 0): the per-part F, B, W, p2p the pipeline runs on */
 } ComputeBlock;
-#define COMPUTE_ARRAYS 3 /* (pp) arrays, then chunk_act's pp·vpp */
+#define COMPUTE_ARRAYS 3 /* (pp) arrays, then chunk_act's and chunk_w's pp·vpp */
 
 /* Blocks whose (pp) arrays are carved, in field order, from one allocation. */
 static StateBlock state_block_at(double *m, int pp) {
   return (StateBlock){FALSE, m, m + pp, m + 2 * pp, m + 3 * pp, FALSE, NULL};
 }
-static ComputeBlock compute_block_at(double *m, int pp) {
-  return (ComputeBlock){FALSE, m, m + pp, m + 2 * pp, m + 3 * pp, NULL};
+static ComputeBlock compute_block_at(double *m, int pp, int vpp) {
+  return (ComputeBlock){FALSE, m, m + pp, m + 2 * pp, m + 3 * pp, m + 3 * pp + pp * vpp, NULL};
 }
 
 /* A shallow plan: shares base's partition string (never cleared). */
@@ -265,12 +266,13 @@ static void compute_block(const Space *sp, const PxPartition *part, PxLayout l, 
   for (int r = 0; r < l.pp; r++) {
     b->tied[r] = t->tied_reduce[r];
     const PxStageMemory *s = &m->stages[r];
-    double *chunk_act = &b->chunk_act[r * l.vpp];
+    double *chunk_act = &b->chunk_act[r * l.vpp], *chunk_w = &b->chunk_w[r * l.vpp];
     for (int c = 0; c < l.vpp; c++) {
       int k = px_partition_part_of(part, r, c);
       chunk_act[c] = px_part_activation_bytes(sp->model, &p, part->bounds[k], part->bounds[k + 1]);
+      chunk_w[c] = px_activations_w_bytes(sp->model, &p, NULL, part->bounds[k], part->bounds[k + 1]);
     }
-    b->act_extra[r] = s->activations - px_memory_peak_activations(&p, r, chunk_act);
+    b->act_extra[r] = s->activations - px_memory_peak_activations(&p, r, chunk_act, chunk_w);
     b->buf0[r] = s->buffers;
   }
   b->tab = g_steal_pointer(&t);
@@ -280,7 +282,7 @@ static void compute_block(const Space *sp, const PxPartition *part, PxLayout l, 
 static double evaluate_memory(const PxPlan *p, const StateBlock *s, const ComputeBlock *c) {
   double peak = 0;
   for (int r = 0; r < p->pp; r++) {
-    double mem = s->states[r] + s->buf_extra[r] + c->buf0[r] + px_memory_peak_activations(p, r, &c->chunk_act[r * p->vpp]) +
+    double mem = s->states[r] + s->buf_extra[r] + c->buf0[r] + px_memory_peak_activations(p, r, &c->chunk_act[r * p->vpp], &c->chunk_w[r * p->vpp]) +
                  c->act_extra[r] + p->workspace_bytes;
     peak = MAX(peak, mem);
   }
@@ -301,6 +303,7 @@ typedef struct {
   gboolean done, ok;
   double *end;         /* (pp) */
   double *grad;        /* (pp·vpp) */
+  double *last_bwd;    /* (pp·vpp) the duration of each chunk's last backward (B, or W when split) */
   int tied_a, tied_b;  /* the stages of the tied-embedding reduction, -1 */
 } Pipe;
 
@@ -326,7 +329,6 @@ static void pipe_run(const PxPlan *p, const PxPartition *part, const ComputeBloc
   t.dp_reduce = arr + 4 * parts;
   t.tied_reduce = t.dp_reduce + pp;
   t.optimizer = t.tied_reduce + pp;
-  t.dp_window = NULL;
   t.overlap_dp = TRUE;
   for (int k = 0; k < parts; k++) {
     t.fwd[k] = ct->fwd[k];
@@ -342,6 +344,16 @@ static void pipe_run(const PxPlan *p, const PxPartition *part, const ComputeBloc
     }
   }
   for (int i = 0; i < pp * v; i++) out->grad[i] = -1;
+  /* the duration of each chunk's last backward, which its buckets' windows
+   * are fractions of (the engine's rule) */
+  for (int r = 0; r < pp; r++)
+    for (guint i = 0; i < prog->ranks[r].n; i++) {
+      const PxInstr *in = &prog->ranks[r].instrs[i];
+      if (in->chunk < 0 || in->chunk >= v || !px_op_is_compute(in->kind) || in->kind == PX_OP_FORWARD) continue;
+      int k = px_program_part_of(prog, r, in->chunk);
+      out->last_bwd[r * v + in->chunk] = in->kind == PX_OP_BACKWARD ? t.bwd_input[k] + t.bwd_weight[k]
+                                       : in->kind == PX_OP_BACKWARD_INPUT ? t.bwd_input[k] : t.bwd_weight[k];
+    }
   PxSimOptions so = {.no_timeline = TRUE, .stage_ready = out->end, .grads_final = out->grad};
   g_autoptr(PxSimResult) res = px_simulate(prog, &t, &so, NULL);
   if (!res) return;
@@ -351,17 +363,21 @@ static void pipe_run(const PxPlan *p, const PxPartition *part, const ComputeBloc
 }
 
 /* The step from the pipeline and the state block, by the engine's rules for
- * the collective stream: with overlap each chunk's DP reduction starts when
- * its gradients are final less its window (the buckets filled before the end
- * of its last backward, cost table dp_window), the chunks one after the
- * other; the tied reduction when both of its stages have reached it; the
- * optimizer step when the rank's reductions are done. Without overlap the
- * tied reduction, then the rank's DP reductions, block the rank after its
- * last compute op. */
-static double finish_time(const PxPlan *p, const StateBlock *s, const ComputeBlock *c, const Pipe *pipe) {
+ * the collective stream: with overlap each chunk's DP reduction runs in the
+ * buckets the program has (the partition's layout, buckets.h, when dp·cp >
+ * 1), bucket b costing its share of the chunk's reduction and starting when
+ * the gradients are final less `after` of the chunk's last backward (none
+ * when the state table reduced the part in every pass, ZeRO-3), the chunks
+ * one after the other; the tied reduction when both of its stages have
+ * reached it; the optimizer step when the rank's reductions are done.
+ * Without overlap the tied reduction, then the rank's DP reductions, block
+ * the rank after its last compute op. */
+static double finish_time(const PxPlan *p, const PxPartition *part, const StateBlock *s, const ComputeBlock *c,
+                          const Pipe *pipe) {
   int pp = p->pp, v = p->vpp;
   double *t = g_newa(double, pp), *cf = g_newa(double, pp);
-  const PxCostTable *st = s->tab, *ct = c->tab;
+  const PxCostTable *st = s->tab;
+  const PxBuckets *bk = part->buckets && px_plan_data_ranks(p) > 1 ? part->buckets : NULL; /* as px_program_new */
   for (int r = 0; r < pp; r++) {
     t[r] = pipe->end[r];
     cf[r] = 0;
@@ -375,14 +391,15 @@ static double finish_time(const PxPlan *p, const StateBlock *s, const ComputeBlo
       }
       if (next < 0) break;
       after = pipe->grad[r * v + next];
-      /* the engine's window of chunk c on rank r: dp_window of the part it
-       * holds (px_schedule_part_of: c·pp + r, or the V's), the bucket share
-       * of that part's backward (the state table's share, mbs 1, times this
-       * compute block's backward) */
-      int k = px_schedule_part_of(p->schedule, pp, r, next);
-      double sb = st->bwd_input[k] + st->bwd_weight[k];
-      double win = st->dp_window && sb > 0 ? st->dp_window[k] / sb * (ct->bwd_input[k] + ct->bwd_weight[k]) : 0;
-      cf[r] = MAX(after - win, cf[r]) + s->dp_reduce[r] / v;
+      /* the engine's buckets of chunk c on rank r: those of the part it holds
+       * (px_schedule_part_of: c·pp + r, or the V's) */
+      int k = px_schedule_part_of(p->schedule, pp, r, next), nb = bk ? bk->n[k] : 1;
+      gboolean passes = st->reduce_pass && st->reduce_pass[k] > 0;
+      for (int b = 0; b < nb; b++) {
+        double share = nb > 1 ? bk->b[k][b].share : 1.0;
+        double win = nb > 1 && !passes ? bk->b[k][b].after * pipe->last_bwd[r * v + next] : 0;
+        cf[r] = MAX(after - win, cf[r]) + s->dp_reduce[r] / v * share;
+      }
     }
   }
   int a = pipe->tied_a, b = pipe->tied_b;
@@ -595,7 +612,7 @@ static void run_task(gpointer data, gpointer user) {
   memset(sb, 0, sizeof sb);
   if (part) {
     int pp = l.pp;
-    g_autofree double *mem = g_new0(double, (gsize)pp * (STATE_ARRAYS * N_ZO + COMPUTE_ARRAYS + l.vpp));
+    g_autofree double *mem = g_new0(double, (gsize)pp * (STATE_ARRAYS * N_ZO + COMPUTE_ARRAYS + 2 * l.vpp));
     for (int i = 0; i < ch.n_zo; i++) {
       int z = ch.zo[i];
       sb[z] = state_block_at(mem + (gsize)pp * STATE_ARRAYS * z, pp);
@@ -604,15 +621,15 @@ static void run_task(gpointer data, gpointer user) {
       lz.offload = zero_offload[z].offload;
       state_block(sp, part, lz, &sb[z]);
     }
-    cb = compute_block_at(mem + (gsize)pp * STATE_ARRAYS * N_ZO, pp);
+    cb = compute_block_at(mem + (gsize)pp * STATE_ARRAYS * N_ZO, pp, l.vpp);
     /* the pipelines of one compute block: per schedule, one for ZeRO 0-2 (slot
      * 0) and one per ZeRO-3 state (its slot) */
     Pipe pipes[MAX_TASK_SCHED][N_ZO];
-    pipe_mem = g_new(double, (gsize)MAX_TASK_SCHED * N_ZO * (pp + pp * l.vpp));
+    pipe_mem = g_new(double, (gsize)MAX_TASK_SCHED * N_ZO * (pp + 2 * pp * l.vpp));
     for (int i = 0; i < MAX_TASK_SCHED; i++)
       for (int z = 0; z < N_ZO; z++) {
-        double *pm = pipe_mem + ((gsize)i * N_ZO + z) * (pp + pp * l.vpp);
-        pipes[i][z] = (Pipe){FALSE, FALSE, pm, pm + pp, -1, -1};
+        double *pm = pipe_mem + ((gsize)i * N_ZO + z) * (pp + 2 * pp * l.vpp);
+        pipes[i][z] = (Pipe){FALSE, FALSE, pm, pm + pp, pm + pp + pp * l.vpp, -1, -1};
       }
     for (int im = 0; im < ch.n_mbs; im++)
       for (int ic = 0; ic < ch.n_ckpt; ic++)
@@ -650,7 +667,7 @@ static void run_task(gpointer data, gpointer user) {
                 Pipe *pi = &pipes[ik][z3 ? z : 0];
                 if (!pi->done) pipe_run(&p, part, &cb, z3 ? &sb[z] : NULL, pi);
                 if (!pi->ok) continue;
-                c.analytic_time = finish_time(&p, &sb[z], &cb, pi);
+                c.analytic_time = finish_time(&p, part, &sb[z], &cb, pi);
               }
               if (!task->have_closest || c.memory < task->closest.memory ||
                   (c.memory == task->closest.memory && px_layout_compare(&l, &task->closest.layout) < 0)) {
@@ -851,21 +868,21 @@ gboolean px_search_evaluate(const PxModel *model, const PxCluster *cluster, cons
   g_autoptr(PxPartition) part = px_partition_new(model, &p, NULL, NULL);
   if (!part) return FALSE;
   int pp = l->pp;
-  g_autofree double *mem = g_new0(double, (gsize)pp * (STATE_ARRAYS + COMPUTE_ARRAYS + l->vpp));
+  g_autofree double *mem = g_new0(double, (gsize)pp * (STATE_ARRAYS + COMPUTE_ARRAYS + 2 * l->vpp));
   StateBlock sb = state_block_at(mem, pp);
-  ComputeBlock cb = compute_block_at(mem + (gsize)pp * STATE_ARRAYS, pp);
+  ComputeBlock cb = compute_block_at(mem + (gsize)pp * STATE_ARRAYS, pp, l->vpp);
   Space sp = {model, cluster, base, 0, NULL};
   state_block(&sp, part, *l, &sb);
   compute_block(&sp, part, *l, &cb);
   gboolean ok = sb.ok && cb.ok;
   if (ok) {
-    g_autofree double *pm = g_new(double, (gsize)pp * (1 + l->vpp));
-    Pipe pi = {FALSE, FALSE, pm, pm + pp, -1, -1};
+    g_autofree double *pm = g_new(double, (gsize)pp * (1 + 2 * l->vpp));
+    Pipe pi = {FALSE, FALSE, pm, pm + pp, pm + pp + pp * l->vpp, -1, -1};
     pipe_run(&p, part, &cb, l->zero == 3 ? &sb : NULL, &pi);
     ok = pi.ok;
     if (ok) {
       *memory = evaluate_memory(&p, &sb, &cb);
-      *time = finish_time(&p, &sb, &cb, &pi);
+      *time = finish_time(&p, part, &sb, &cb, &pi);
     }
   }
   g_clear_pointer(&sb.tab, px_cost_table_free);

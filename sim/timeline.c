@@ -83,6 +83,7 @@ char *px_event_label(const PxEvent *ev, gboolean show_chunk) {
   if (ev->mb >= 0) g_string_append_printf(s, "%d", ev->mb);
   if (ev->chunk >= 0 && (show_chunk || !px_op_is_compute(ev->kind)))
     g_string_append_printf(s, ".c%d", ev->chunk);
+  if (ev->kind == PX_OP_REDUCE_GRADS && ev->bucket >= 0) g_string_append_printf(s, ".b%d", ev->bucket);
   return g_string_free(s, FALSE);
 }
 
@@ -137,10 +138,12 @@ static char *timelines_to_trace_json(const PxTimeline *const *tls, const char *c
       g_string_append_printf(s,
                              "%s\n{\"name\":\"%s\",\"cat\":\"%s\",\"ph\":\"X\",\"ts\":%.6f,\"dur\":%.6f,"
                              "\"pid\":%d,\"tid\":%d,\"args\":{\"stage\":%d,\"mb\":%d,\"chunk\":%d,"
-                             "\"bytes\":%.0f}}",
+                             "\"bytes\":%.0f",
                              first ? "" : ",", name, px_op_name(ev->kind), ev->start * 1e6,
                              (ev->end - ev->start) * 1e6, i * stride + ev->rank, (int)ev->stream, ev->stage, ev->mb,
                              ev->chunk, ev->bytes);
+      if (ev->kind == PX_OP_REDUCE_GRADS && ev->bucket >= 0) g_string_append_printf(s, ",\"bucket\":%d", ev->bucket);
+      g_string_append(s, "}}");
       first = FALSE;
     }
     for (guint k = 0; k < tl->memory->len; k++) {
@@ -183,16 +186,16 @@ gboolean px_timelines_write_trace(const PxTimeline *const *tls, const char *cons
 
 /* ---- CSV ----------------------------------------------------------------- */
 
-#define CSV_HEADER "rank,stream,kind,mb,chunk,start_s,end_s,bytes,stage"
+#define CSV_HEADER "rank,stream,kind,mb,chunk,start_s,end_s,bytes,stage,bucket"
 
 char *px_timeline_to_csv(const PxTimeline *tl) {
   GString *s = g_string_sized_new(64 + tl->events->len * 72);
   g_string_append(s, CSV_HEADER "\n");
   for (guint i = 0; i < tl->events->len; i++) {
     const PxEvent *ev = &g_array_index(tl->events, PxEvent, i);
-    g_string_append_printf(s, "%d,%s,%s,%d,%d,%.9g,%.9g,%.0f,%d\n", ev->rank, px_stream_name(ev->stream),
+    g_string_append_printf(s, "%d,%s,%s,%d,%d,%.9g,%.9g,%.0f,%d,%d\n", ev->rank, px_stream_name(ev->stream),
                            px_op_name(ev->kind), ev->mb, ev->chunk, ev->start, ev->end, ev->bytes,
-                           ev->stage);
+                           ev->stage, ev->kind == PX_OP_REDUCE_GRADS ? ev->bucket : -1);
   }
   return g_string_free(s, FALSE);
 }
@@ -231,12 +234,13 @@ PxTimeline *px_timeline_load_csv(const char *path, GError **error) {
     g_strstrip(lines[ln]);
     if (!lines[ln][0] || (ln == 0 && g_str_has_prefix(lines[ln], "rank,"))) continue;
     g_auto(GStrv) f = g_strsplit(lines[ln], ",", -1);
-    PxEvent ev = {0};
+    PxEvent ev = {.bucket = -1};
     guint n = g_strv_length(f);
-    if ((n != 8 && n != 9) || !parse_int(f[0], &ev.rank) || !px_stream_parse(f[1], &ev.stream) ||
+    if ((n < 8 || n > 10) || !parse_int(f[0], &ev.rank) || !px_stream_parse(f[1], &ev.stream) ||
         !px_op_parse(f[2], &ev.kind) || !parse_int(f[3], &ev.mb) || !parse_int(f[4], &ev.chunk) ||
         !parse_double(f[5], &ev.start) || !parse_double(f[6], &ev.end) ||
-        !parse_double(f[7], &ev.bytes) || (n == 9 && !parse_int(f[8], &ev.stage))) {
+        !parse_double(f[7], &ev.bytes) || (n >= 9 && !parse_int(f[8], &ev.stage)) ||
+        (n == 10 && !parse_int(f[9], &ev.bucket))) {
       g_set_error(error, PX_TIMELINE_ERROR, PX_TIMELINE_ERROR_PARSE,
                   "%s:%u: expected " CSV_HEADER, path, ln + 1);
       return NULL;

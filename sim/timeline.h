@@ -30,6 +30,7 @@ typedef struct {
   int mb, chunk;       /* -1 when none */
   double start, end;   /* seconds from the start of the step */
   double bytes;        /* bytes moved (communication), 0 otherwise */
+  int bucket;          /* REDUCE_GRADS in buckets: the bucket (schedule.h), -1 otherwise */
 } PxEvent;
 
 typedef struct {

@@ -32,7 +32,7 @@ latency = 20e-6
 INI
 flags=(--model tiny-gpt --seq 16 --mbs 2 --gbs 8 --cluster "$tmp/c.ini" --precision fp32)
 
-for layout in "--pp 2" "--dp 2 --zero 1" "--tp 2" "--pp 2 --schedule zb-h1"; do
+for layout in "--pp 2" "--dp 2 --zero 1" "--tp 2" "--pp 2 --schedule zb-h1" "--dp 2 --bucket 80000"; do
   # shellcheck disable=SC2086
   "$exe" run "${flags[@]}" $layout --gpus 2 --steps 2 --compare --json > "$tmp/run.json" 2> "$tmp/err"
   rc=$?

@@ -404,9 +404,10 @@ static void test_timeline_order(void) {
   }
 }
 
-/* Peak in-flight micro-batches: GPipe m, 1F1B and ZB-H1 min(p - s, m); the
- * simulated activation peak with per-micro-batch bytes 1 (1/v per chunk)
- * equals px_memory_in_flight for every schedule. */
+/* Peak in-flight micro-batches: GPipe m, 1F1B and ZB-H1 min(p - s, m) (the
+ * engine counts a micro-batch to its backward-input pass); the simulated
+ * activation peak with per-micro-batch bytes 1 (1/v per chunk), all held to
+ * the weight pass under ZB-H1, equals px_memory_in_flight for every schedule. */
 static void test_in_flight(void) {
   PxScheduleKind kinds[] = {PX_SCHED_NAIVE, PX_SCHED_GPIPE, PX_SCHED_1F1B, PX_SCHED_INTERLEAVED, PX_SCHED_ZB_H1};
   for (gsize k = 0; k < G_N_ELEMENTS(kinds); k++)
@@ -418,7 +419,7 @@ static void test_in_flight(void) {
         case_init(&c, kinds[k], p, v, m);
         g_autofree double *act = g_new(double, p * v);
         for (int i = 0; i < p * v; i++) act[i] = 1.0 / v;
-        PxSimOptions opt = {.act_bytes = act};
+        PxSimOptions opt = {.act_bytes = act, .act_w_bytes = kinds[k] == PX_SCHED_ZB_H1 ? act : NULL};
         g_autoptr(PxSimResult) res = run(&c, &opt);
         for (int s = 0; s < p; s++) {
           int expect = kinds[k] == PX_SCHED_NAIVE ? 1 : kinds[k] == PX_SCHED_GPIPE ? m : MIN(p - s, m);
@@ -508,18 +509,31 @@ static void test_dp_overlap_hand(void) {
   }
 }
 
+/* A hand layout of one part of `layers` layers of equal elements and FLOPs,
+ * `per` layers to a bucket (size = per elements of 1 each). */
+static void split_equal(PxProgram *prog, int layers, int per) {
+  int bounds[2] = {0, layers};
+  g_autofree double *e = g_new(double, layers), *f = g_new(double, layers);
+  for (int i = 0; i < layers; i++) e[i] = f[i] = 1;
+  g_autoptr(PxBuckets) b = px_buckets_from_layers(1, bounds, e, f, per);
+  px_program_split_reductions(prog, b);
+}
+
 /* Bucketed overlap at pp = 1, one chunk, m = 2: F 0-1, B 1-3, F 3-4, B 4-6.
- * The reduction (4) may start dp_window = 1.5 before the end of the last
- * backward: 4.5-8.5, optimizer (1) 8.5-9.5; exposed 2.5. Without a window it
- * starts at 6: 6-10, optimizer 10-11, exposed 4. Exposed DP reduction is not
- * bubble: the bubble is 0, dp_exposed_fraction = exposed / step. */
-static void test_dp_window_hand(void) {
-  for (int window = 0; window <= 1; window++) {
+ * Four equal layers, two to a bucket: bucket 0 (layers 2-3, half the
+ * reduction: 2) may start once the last backward has run half its layers,
+ * 6 - 0.5 x 2 = 5: 5-7; bucket 1 (layers 0-1) when the backward ends, 6,
+ * but the collective stream is busy until 7: 7-9; optimizer (1) 9-10;
+ * exposed 9 - 6 = 3. Without buckets the reduction (4) starts at 6: 6-10,
+ * optimizer 10-11, exposed 4. Exposed DP reduction is not bubble: the
+ * bubble is 0, dp_exposed_fraction = exposed / step. */
+static void test_dp_buckets_hand(void) {
+  for (int buckets = 0; buckets <= 1; buckets++) {
     Case c;
     dp_case_init(&c, PX_SCHED_1F1B, 1, 2, TRUE);
-    c.tab->dp_window[0] = window ? 1.5 : 0;
+    if (buckets) split_equal(c.prog, 4, 2);
     g_autoptr(PxSimResult) res = run(&c, NULL);
-    double step = window ? 9.5 : 11, exposed = window ? 2.5 : 4;
+    double step = buckets ? 10 : 11, exposed = buckets ? 3 : 4;
     g_assert_cmpfloat_with_epsilon(res->step_time, step, EPS);
     g_assert_cmpfloat_with_epsilon(res->ranks[0].exposed[PX_COMM_DP], exposed, EPS);
     g_assert_cmpfloat_with_epsilon(res->bubble_fraction, 0, EPS);
@@ -529,6 +543,39 @@ static void test_dp_window_hand(void) {
     g_assert_cmpfloat_with_epsilon(res->ranks[0].op_time[PX_OP_BACKWARD], 4, EPS);
     g_assert_cmpfloat_with_epsilon(res->ranks[0].op_time[PX_OP_REDUCE_GRADS], 4, EPS);
     g_assert_cmpfloat_with_epsilon(res->ranks[0].op_time[PX_OP_OPTIMIZER_STEP], 1, EPS);
+    case_clear(&c);
+  }
+}
+
+/* n equal buckets whose reductions each take less than the backward's 1/n
+ * are all hidden but the last: pp = 1, m = 1, F 0-1, B 1-3, n = 4 layers,
+ * one to a bucket, the reduction 1 (0.25 per bucket). Bucket b may start at
+ * 3 - (3 - b)/4 x 2 = 1.5 + 0.5 b, runs 0.25; the last 3-3.25, so the
+ * exposed reduction after the backward is one bucket's, 0.25; the optimizer
+ * (1) 3.25-4.25. Under ZB-H1 (m = 1: F 0-1, BI 1-2, W 2-3) the buckets are
+ * fractions of W, the chunk's last backward: 3 - (3 - b)/4 = 2.25 + 0.25 b,
+ * back to back, the last 3-3.25 again. */
+static void test_dp_buckets_one_exposed(void) {
+  for (int zb = 0; zb <= 1; zb++) {
+    Case c;
+    dp_case_init(&c, zb ? PX_SCHED_ZB_H1 : PX_SCHED_1F1B, 1, 1, TRUE);
+    c.tab->dp_reduce[0] = 1;
+    split_equal(c.prog, 4, 1);
+    g_assert_cmpuint(c.prog->ranks[0].n, ==, zb ? 9 : 8); /* L F B DP x4 OPT; zb: L F BI W DP x4 OPT */
+    g_autoptr(PxSimResult) res = run(&c, NULL);
+    g_assert_cmpfloat_with_epsilon(res->ranks[0].exposed[PX_COMM_DP], 0.25, EPS);
+    g_assert_cmpfloat_with_epsilon(res->step_time, 4.25, EPS);
+    /* the timeline's reductions: bucket b from 1.5 + 0.5 b (zb: 2.25 + 0.25 b) */
+    int seen = 0;
+    for (guint i = 0; i < res->timeline->events->len; i++) {
+      const PxEvent *ev = &g_array_index(res->timeline->events, PxEvent, i);
+      if (ev->kind != PX_OP_REDUCE_GRADS) continue;
+      g_assert_cmpint(ev->bucket, >=, 0);
+      g_assert_cmpfloat_with_epsilon(ev->start, zb ? 2.25 + 0.25 * ev->bucket : 1.5 + 0.5 * ev->bucket, EPS);
+      g_assert_cmpfloat_with_epsilon(ev->end - ev->start, 0.25, EPS);
+      seen++;
+    }
+    g_assert_cmpint(seen, ==, 4);
     case_clear(&c);
   }
 }
@@ -685,7 +732,8 @@ int main(int argc, char **argv) {
   g_test_add_func("/engine/memory/zb-h1", test_zb_h1_memory);
   g_test_add_func("/engine/comm/p2p", test_p2p_hand);
   g_test_add_func("/engine/comm/dp-overlap", test_dp_overlap_hand);
-  g_test_add_func("/engine/comm/dp-window-not-bubble", test_dp_window_hand);
+  g_test_add_func("/engine/comm/dp-buckets-not-bubble", test_dp_buckets_hand);
+  g_test_add_func("/engine/comm/dp-buckets-one-exposed", test_dp_buckets_one_exposed);
   g_test_add_func("/engine/comm/v-tables-by-part", test_v_tables_by_part);
   g_test_add_func("/engine/symmetry", test_symmetry);
   g_test_add_func("/engine/deadlock", test_deadlock);

@@ -35,8 +35,8 @@ static void test_time_unit(void) {
  * data file is still there and the error names the package. */
 static void test_timeline_data_without_gnuplot(void) {
   g_autoptr(PxTimeline) tl = px_timeline_new();
-  PxEvent a = {0, 0, PX_STREAM_COMPUTE, PX_OP_FORWARD, 3, 0, 0.0, 1.0, 0};
-  PxEvent b = {1, 1, PX_STREAM_COMPUTE, PX_OP_FORWARD, 4, 0, 1.99, 2.0, 0};
+  PxEvent a = {0, 0, PX_STREAM_COMPUTE, PX_OP_FORWARD, 3, 0, 0.0, 1.0, 0, -1};
+  PxEvent b = {1, 1, PX_STREAM_COMPUTE, PX_OP_FORWARD, 4, 0, 1.99, 2.0, 0, -1};
   px_timeline_add(tl, &a);
   px_timeline_add(tl, &b);
   g_autofree char *dir = g_dir_make_tmp("px-plot-XXXXXX", NULL);

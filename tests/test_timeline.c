@@ -86,7 +86,7 @@ static void test_csv_roundtrip(void) {
   g_assert_true(g_file_get_contents(path, &text, NULL, NULL));
   g_assert_true(g_str_has_prefix(text, "rank,stream,kind,mb,chunk,start_s,end_s,bytes"));
   /* stage 1 receives F0c0's activation: the transfer runs 1 .. 1.125 s */
-  g_assert_nonnull(strstr(text, "\n1,recv,RECV_ACT,0,0,1,1.125,4096,1\n"));
+  g_assert_nonnull(strstr(text, "\n1,recv,RECV_ACT,0,0,1,1.125,4096,1,-1\n"));
   g_autoptr(PxTimeline) back = px_timeline_load_csv(path, &err);
   g_assert_no_error(err);
   g_assert_cmpuint(back->events->len, ==, res->timeline->events->len);

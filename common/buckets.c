@@ -1,0 +1,102 @@
+/* buckets.c — see buckets.h. */
+#include "buckets.h"
+#include "cost.h"
+#include "moe.h"
+#include <math.h>
+
+double px_buckets_size(const PxPlan *plan) {
+  const PxStackProfile *sp = px_stack_profile(plan->stack);
+  double elems = plan->bucket_bytes > 0 ? plan->bucket_bytes / px_plan_act_bytes(plan) : 0;
+  /* Megatron-Core distributed_data_parallel.py: bucket_size = max(40000000, 1000000 * dp_size) */
+  if (elems <= 0 && plan->stack == PX_STACK_MEGATRON_CORE) elems = MAX(sp->bucket_elems, 1e6 * px_plan_data_ranks(plan));
+  if (elems <= 0) elems = sp->bucket_elems;
+  return MAX(elems, 0.0);
+}
+
+double px_buckets_layer_elems(const PxModel *model, const PxPlan *plan, const PxPartition *part, int k, int li,
+                              double *expert) {
+  const PxLayer *layer = &model->layers[li];
+  int tp = MAX(plan->tp, 1);
+  /* a tied LM head stores its own copy of the embedding only on another rank */
+  gboolean own_copy = layer->tied_tensor && part->tied &&
+                      px_partition_part_rank(part, part->tied_first_part) != px_partition_part_rank(part, k);
+  gint64 lp = own_copy ? px_layer_stored_params_tp(layer, tp) : px_layer_params_tp(layer, tp), ex = 0;
+  if (layer->kind == PX_LAYER_BLOCK && px_model_block_is_moe(&model->desc, layer->block))
+    px_layer_params_split(layer, tp, MAX(plan->ep, 1), px_plan_etp(plan), &lp, &ex); /* a block holds no tied copy */
+  if (expert) *expert = (double)ex;
+  return (double)(lp + ex);
+}
+
+PxBuckets *px_buckets_from_layers(int parts, const int *bounds, const double *elems, const double *flops,
+                                  double size) {
+  PxBuckets *b = g_new0(PxBuckets, 1);
+  b->parts = parts;
+  b->bucket_elems = size;
+  b->n = g_new0(int, parts);
+  b->b = g_new0(PxBucket *, parts);
+  for (int k = 0; k < parts; k++) {
+    int lo = bounds[k], hi = bounds[k + 1];
+    double total = 0, total_flops = 0;
+    for (int li = lo; li < hi; li++) total += elems[li], total_flops += flops[li];
+    GArray *a = g_array_new(FALSE, FALSE, sizeof(PxBucket));
+    PxBucket cur = {hi, hi, 0, 0, 0};
+    double done_flops = 0; /* backward FLOPs of the layers done, last layer first */
+    for (int li = hi - 1; li >= lo; li--) {
+      cur.first = li;
+      cur.elems += elems[li];
+      done_flops += flops[li];
+      /* closed once it holds the bucket size (one layer per bucket with size 0);
+       * the chunk's first layer closes the last */
+      if (cur.elems >= size || li == lo) {
+        cur.share = total > 0 ? cur.elems / total : 1.0 / (hi - lo);
+        cur.after = total_flops > 0 ? MAX(0.0, 1.0 - done_flops / total_flops) : (double)(li - lo) / (hi - lo);
+        if (li == lo) cur.after = 0;
+        g_array_append_val(a, cur);
+        cur = (PxBucket){li, li, 0, 0, 0};
+      }
+    }
+    b->n[k] = (int)a->len;
+    b->b[k] = (PxBucket *)g_array_free(a, FALSE);
+  }
+  return b;
+}
+
+PxBuckets *px_buckets_new(const PxModel *model, const PxPlan *plan, const PxPartition *part) {
+  int n = (int)model->n_layers, seq = plan->seq > 0 ? plan->seq : model->desc.max_seq;
+  g_autofree double *elems = g_new0(double, MAX(n, 1)), *flops = g_new0(double, MAX(n, 1));
+  for (int k = 0; k < part->parts; k++)
+    for (int li = part->bounds[k]; li < part->bounds[k + 1]; li++) {
+      elems[li] = px_buckets_layer_elems(model, plan, part, k, li, NULL);
+      /* the backward's share of a layer: its forward FLOPs (backward = 2 x forward
+       * per layer, recomputation in proportion); the embedding's scatter-add has
+       * no GEMM FLOPs */
+      flops[li] = px_layer_forward_flops(model, &model->layers[li], seq);
+    }
+  return px_buckets_from_layers(part->parts, part->bounds, elems, flops, px_buckets_size(plan));
+}
+
+PxBuckets *px_buckets_copy(const PxBuckets *src) {
+  if (!src) return NULL;
+  PxBuckets *b = g_new0(PxBuckets, 1);
+  b->parts = src->parts;
+  b->bucket_elems = src->bucket_elems;
+  b->n = g_memdup2(src->n, sizeof(int) * src->parts);
+  b->b = g_new0(PxBucket *, src->parts);
+  for (int k = 0; k < src->parts; k++) b->b[k] = g_memdup2(src->b[k], sizeof(PxBucket) * src->n[k]);
+  return b;
+}
+
+void px_buckets_free(PxBuckets *b) {
+  if (!b) return;
+  for (int k = 0; k < b->parts; k++) g_free(b->b[k]);
+  g_free(b->b);
+  g_free(b->n);
+  g_free(b);
+}
+
+int px_buckets_of_layer(const PxBuckets *b, int k, int li) {
+  if (!b || k < 0 || k >= b->parts) return -1;
+  for (int i = 0; i < b->n[k]; i++)
+    if (li >= b->b[k][i].first && li < b->b[k][i].end) return i;
+  return -1;
+}

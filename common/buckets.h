@@ -1,0 +1,69 @@
+/* buckets.h — the DP gradient-reduction buckets of each model chunk: one
+ * layout, computed once here, that the program (REDUCE_GRADS chunk=c
+ * bucket=b, schedule.h), the cost model (cost.c), the event engine
+ * (sim/engine.c), the search and the executor's runtime all read.
+ *
+ * Buckets are filled in backward order, the chunk's last layer first, as
+ * PyTorch DDP (torch/csrc/distributed/c10d/reducer.cpp,
+ * compute_bucket_assignment_by_size over the parameters in reverse order)
+ * and Megatron-Core (core/distributed/param_and_grad_buffer.py: parameters
+ * taken params[::-1], a bucket closed once it holds bucket_size elements or
+ * more) do: walking the chunk's layers from its last to its first, a layer's
+ * gradient elements are added to the open bucket, and the bucket closes as
+ * soon as it holds at least the bucket size. A layer never straddles two
+ * buckets (Megatron closes buckets at parameter granularity, so one of its
+ * layers may; here the unit is the layer). The chunk's first layers end up
+ * in the last, possibly smaller, bucket.
+ *
+ * The bucket size (elements): the plan's bucket_bytes over the activation
+ * dtype's bytes, else the stack's default (Megatron-Core: max(4e7, 1e6·dp)
+ * as distributed_data_parallel.py; DeepSpeed 5e8), else one bucket per layer
+ * (FSDP's per-block flat parameters; also the executor's stack when it has no
+ * bucket size: its program then has one bucket per chunk, because the stack
+ * does not overlap, px_cost_overlap_dp). */
+#pragma once
+#include <glib.h>
+#include "model.h"
+#include "plan.h"
+#include "partition.h"
+
+G_BEGIN_DECLS
+
+typedef struct {
+  int first, end;   /* model layers [first, end) it holds */
+  double elems;     /* gradient elements per GPU (TP-sharded; dense and routed experts) */
+  double share;     /* elems / the chunk's: its share of the chunk's reduction time and bytes */
+  double after;     /* fraction of the chunk's backward left once its layers are done (by the
+                       layers' FLOPs: 0 for the last bucket, which waits for the whole backward) */
+} PxBucket;
+
+struct _PxBuckets {
+  int parts;
+  double bucket_elems;  /* the size used (elements); 0: one bucket per layer */
+  int *n;               /* (parts) buckets of each part (>= 1) */
+  PxBucket **b;         /* (parts) of n[k], in reduction order: b[k][0] holds the part's last layers */
+};
+
+/* The bucket size (elements) of the plan under its stack (above); 0 for
+ * one bucket per layer. */
+double px_buckets_size(const PxPlan *plan);
+/* Per-GPU gradient elements of layer li on part k: TP-sharded, the tied LM
+ * head's own copy counted where it lives apart from the embedding, routed
+ * experts E/ep over etp (*expert, may be NULL; included in the total). */
+double px_buckets_layer_elems(const PxModel *model, const PxPlan *plan, const PxPartition *part, int k, int li,
+                              double *expert);
+/* The layout of every part of the partition. */
+PxBuckets *px_buckets_new(const PxModel *model, const PxPlan *plan, const PxPartition *part);
+/* A layout from explicit per-layer elements and backward weights (tests,
+ * hand-made programs): part k holds layers [bounds[k], bounds[k+1]); elems
+ * and flops indexed by layer; size 0: one bucket per layer. */
+PxBuckets *px_buckets_from_layers(int parts, const int *bounds, const double *elems, const double *flops,
+                                  double size);
+PxBuckets *px_buckets_copy(const PxBuckets *b);
+void px_buckets_free(PxBuckets *b);
+/* The bucket of part k holding layer li, -1 if none. */
+int px_buckets_of_layer(const PxBuckets *b, int k, int li);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(PxBuckets, px_buckets_free)
+
+G_END_DECLS

@@ -1,0 +1,173 @@
+/* test_buckets.c — the DP reduction bucket layout (common/buckets.h) by hand
+ * on tiny-gpt, and where the program puts its REDUCE_GRADS bucket
+ * instructions. */
+#include <glib.h>
+#include <string.h>
+#include "buckets.h"
+#include "partition.h"
+#include "schedule.h"
+
+static PxModel *tiny(void) {
+  GError *e = NULL;
+  PxModel *m = px_model_load("tiny-gpt", &e);
+  g_assert_no_error(e);
+  return m;
+}
+
+/* pp = 1, dp = 2, fp32, tiny-gpt (h 64, vocab 256, seq 64, 4 blocks, tied). */
+static void plan_tiny(PxPlan *p, double bucket_bytes) {
+  px_plan_init(p);
+  p->pp = 1;
+  p->dp = 2;
+  p->gbs = 4;
+  p->mbs = 1;
+  p->seq = 64;
+  p->precision = PX_PREC_FP32;
+  p->bucket_bytes = bucket_bytes;
+}
+
+/* Gradient elements per layer, by hand (GPT-2 style, biases):
+ *   0 embedding: wte 256·64 + wpe 64·64 = 16384 + 4096 = 20480
+ *   1-4 blocks:  ln1 128 + qkv 64·192 + 192 + proj 64·64 + 64 + ln2 128
+ *                + fc 64·256 + 256 + fc2 256·64 + 64 = 12h² + 13h = 49984
+ *   5 final norm: 128
+ *   6 LM head: tied, no parameters of its own on the embedding's rank.
+ * Buckets of 60000 elements (240000 B of fp32), filled from the last layer:
+ * head 0 + norm 128 + block 4 49984 = 50112 < 60000, + block 3 = 100096:
+ * bucket 0 = layers [3, 7); block 2 49984, + block 1 = 99968: bucket 1 =
+ * [1, 3); the embedding closes bucket 2 = [0, 1), 20480. Total 220544.
+ * Backward left after bucket 0 (by forward FLOPs per sequence of 64: block
+ * 24 s h² + 4 s² h = 7340032, head 2 s h V = 2097152, norm and embedding
+ * none): 1 - (2097152 + 2·7340032) / (2097152 + 4·7340032) = 7/15; after
+ * bucket 1 nothing (only the embedding's scatter-add, no FLOPs). */
+static void test_layout_hand(void) {
+  g_autoptr(PxModel) m = tiny();
+  PxPlan p;
+  plan_tiny(&p, 240000);
+  g_assert_cmpuint(m->n_layers, ==, 7);
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PxPartition) part = px_partition_new(m, &p, NULL, &err);
+  g_assert_no_error(err);
+  const PxBuckets *b = part->buckets;
+  g_assert_nonnull(b);
+  g_assert_cmpfloat(b->bucket_elems, ==, 60000);
+  g_assert_cmpint(b->n[0], ==, 3);
+  const PxBucket *k = b->b[0];
+  int first[3] = {3, 1, 0}, end[3] = {7, 3, 1};
+  double elems[3] = {100096, 99968, 20480}, after[3] = {7.0 / 15, 0, 0};
+  for (int i = 0; i < 3; i++) {
+    g_assert_cmpint(k[i].first, ==, first[i]);
+    g_assert_cmpint(k[i].end, ==, end[i]);
+    g_assert_cmpfloat(k[i].elems, ==, elems[i]);
+    g_assert_cmpfloat_with_epsilon(k[i].share, elems[i] / 220544, 1e-15);
+    g_assert_cmpfloat_with_epsilon(k[i].after, after[i], 1e-15);
+  }
+  g_assert_cmpint(px_buckets_of_layer(b, 0, 4), ==, 0);
+  g_assert_cmpint(px_buckets_of_layer(b, 0, 2), ==, 1);
+  g_assert_cmpint(px_buckets_of_layer(b, 0, 0), ==, 2);
+  /* a bucket as large as the chunk (or larger): one */
+  px_plan_clear(&p);
+  plan_tiny(&p, 4.0 * 220544);
+  g_autoptr(PxPartition) one = px_partition_new(m, &p, NULL, &err);
+  g_assert_cmpint(one->buckets->n[0], ==, 1);
+  g_assert_cmpint(one->buckets->b[0][0].first, ==, 0);
+  g_assert_cmpint(one->buckets->b[0][0].end, ==, 7);
+  g_assert_cmpfloat(one->buckets->b[0][0].share, ==, 1.0);
+  /* FSDP's one per layer (its stack has no bucket size): 7 buckets, the LM head's empty */
+  px_plan_clear(&p);
+  plan_tiny(&p, 0);
+  p.stack = PX_STACK_FSDP;
+  g_autoptr(PxPartition) per = px_partition_new(m, &p, NULL, &err);
+  g_assert_cmpint(per->buckets->n[0], ==, 7);
+  g_assert_cmpfloat(per->buckets->b[0][0].elems, ==, 0);
+  g_assert_cmpfloat(per->buckets->b[0][1].elems, ==, 128);
+  /* Megatron-Core's default max(4e7, 1e6 dp) elements */
+  p.stack = PX_STACK_MEGATRON_CORE;
+  p.dp = 64;
+  g_assert_cmpfloat(px_buckets_size(&p), ==, 6.4e7);
+  px_plan_clear(&p);
+}
+
+/* pp = 2: the LM head on the last stage holds its own copy of wte (256·64),
+ * whose gradient is reduced there; on one stage it has none. */
+static void test_tied_copy(void) {
+  g_autoptr(PxModel) m = tiny();
+  PxPlan p;
+  plan_tiny(&p, 0);
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PxPartition) one = px_partition_new(m, &p, NULL, &err);
+  g_assert_cmpfloat(px_buckets_layer_elems(m, &p, one, 0, 6, NULL), ==, 0);
+  p.pp = 2;
+  g_autoptr(PxPartition) two = px_partition_new(m, &p, NULL, &err);
+  g_assert_no_error(err);
+  g_assert_true(two->tied);
+  g_assert_cmpfloat(px_buckets_layer_elems(m, &p, two, 1, 6, NULL), ==, 16384);
+  px_plan_clear(&p);
+}
+
+/* The program: REDUCE_GRADS per bucket right after the chunk's last
+ * backward, in reduction order, each naming the layer it waits for; without
+ * a bucket size (the executor's stack does not overlap then) or with one
+ * bucket, the program is the one without buckets. */
+static void test_program(void) {
+  g_autoptr(PxModel) m = tiny();
+  PxPlan p;
+  plan_tiny(&p, 240000);
+  p.m = 2;
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PxPartition) part = px_partition_new(m, &p, NULL, &err);
+  g_autoptr(PxProgram) prog = px_program_new(&p, part, &err);
+  g_assert_no_error(err);
+  g_autofree char *text = px_program_format_stage(prog, 0);
+  g_assert_cmpstr(text, ==,
+                  "LOAD mb=0\nFORWARD mb=0 chunk=0\nBACKWARD mb=0 chunk=0\n"
+                  "LOAD mb=1\nFORWARD mb=1 chunk=0\nBACKWARD mb=1 chunk=0\n"
+                  "REDUCE_GRADS chunk=0 bucket=0 layer=3\nREDUCE_GRADS chunk=0 bucket=1 layer=1\n"
+                  "REDUCE_GRADS chunk=0 bucket=2 layer=0\nOPTIMIZER_STEP\n");
+  const PxInstr *in = &prog->ranks[0].instrs[7];
+  g_assert_cmpint(px_program_bucket(prog, 0, in)->first, ==, 1);
+  const char *plain = "LOAD mb=0\nFORWARD mb=0 chunk=0\nBACKWARD mb=0 chunk=0\n"
+                      "LOAD mb=1\nFORWARD mb=1 chunk=0\nBACKWARD mb=1 chunk=0\n"
+                      "REDUCE_GRADS chunk=0\nOPTIMIZER_STEP\n";
+  for (int i = 0; i < 2; i++) {
+    px_plan_clear(&p);
+    plan_tiny(&p, i ? 1e9 : 0);
+    p.m = 2;
+    g_autoptr(PxPartition) q = px_partition_new(m, &p, NULL, &err);
+    g_autoptr(PxProgram) pr = px_program_new(&p, q, &err);
+    g_autofree char *t = px_program_format_stage(pr, 0);
+    g_assert_cmpstr(t, ==, plain);
+  }
+  /* ZB-H1 at pp 2: the buckets follow the chunk's last W */
+  px_plan_clear(&p);
+  plan_tiny(&p, 240000);
+  p.pp = 2;
+  p.m = 2;
+  p.schedule = PX_SCHED_ZB_H1;
+  g_autoptr(PxPartition) q = px_partition_new(m, &p, NULL, &err);
+  g_autoptr(PxProgram) zb = px_program_new(&p, q, &err);
+  g_assert_no_error(err);
+  for (int s = 0; s < 2; s++) {
+    const PxRankProgram *rp = &zb->ranks[s];
+    int last_w = -1, first_dp = -1, n_dp = 0;
+    for (guint i = 0; i < rp->n; i++) {
+      if (rp->instrs[i].kind == PX_OP_BACKWARD_WEIGHT) last_w = (int)i;
+      if (rp->instrs[i].kind == PX_OP_REDUCE_GRADS) {
+        if (first_dp < 0) first_dp = (int)i;
+        g_assert_cmpint(rp->instrs[i].bucket, ==, n_dp++);
+        g_assert_cmpint(rp->instrs[i].layer, ==, q->buckets->b[s][rp->instrs[i].bucket].first);
+      }
+    }
+    g_assert_cmpint(n_dp, ==, q->buckets->n[s]);
+    g_assert_cmpint(first_dp, >, last_w);
+  }
+  px_plan_clear(&p);
+}
+
+int main(int argc, char **argv) {
+  g_test_init(&argc, &argv, NULL);
+  g_test_add_func("/buckets/layout-hand", test_layout_hand);
+  g_test_add_func("/buckets/tied-copy", test_tied_copy);
+  g_test_add_func("/buckets/program", test_program);
+  return g_test_run();
+}
