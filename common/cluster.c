@@ -62,6 +62,15 @@ PxCluster *px_cluster_load_ini(const char *path, GError **error) {
       return NULL;
     }
   }
+  /* shape terms of the achieved rates (cost.c): lengths, 0 = none */
+  if (!px_config_get_double(kf, path, "gpu", "gemm_k_overhead", TRUE, 0, 0, &c->gemm_k_overhead, D, E, error) ||
+      !px_config_get_double(kf, path, "gpu", "flash_seq_half", TRUE, 0, 0, &c->flash_seq_half, D, E, error))
+    return NULL;
+  if (c->gemm_k_overhead > 1e9 || c->flash_seq_half > 1e9) {
+    g_set_error(error, D, E, "%s: [gpu] gemm_k_overhead = %g or flash_seq_half = %g is above 1e9", path,
+                c->gemm_k_overhead, c->flash_seq_half);
+    return NULL;
+  }
   if (!px_config_get_int(kf, path, "gpu", "sms", TRUE, 0, 0, &sms, D, E, error) ||
       !px_config_get_int(kf, path, "gpu", "gemm_tile", TRUE, 128, 1, &tile, D, E, error))
     return NULL;

@@ -262,16 +262,31 @@ double px_cost_mfu_peak(const PxCluster *cluster, PxPrecision prec) {
 
 double px_cost_hbm_rate(const PxCluster *cluster) { return cluster->hbm_bw * eff_or_1(cluster->hbm_eff); }
 
-double px_cost_gemm_efficiency(const PxCluster *c, double batch, double m, double n, double k) {
+/* The GEMM's efficiency with a tile's fixed cost (pipeline fill, epilogue)
+ * worth k_overhead elements of its k loop (docs/cost.md: OpenXLA's sm_90
+ * GEMM table); each split of a split-k GEMM pays it on its share of k. */
+static double gemm_efficiency(const PxCluster *c, double batch, double m, double n, double k, double k_overhead) {
   double eff = eff_or_1(c->gemm_eff);
-  if (c->sms <= 0 || m <= 0 || n <= 0) return eff;
-  double tile = c->gemm_tile > 0 ? c->gemm_tile : 128;
-  double tiles = MAX(batch, 1) * ceil(m / tile) * ceil(n / tile);
-  /* split-k: too few tiles for the SMs and a long k -> cuBLAS splits k */
-  double split = 1;
-  if (tiles < c->sms) split = MAX(1.0, MIN(floor(c->sms / tiles), floor(k / (4 * tile))));
-  double slots = ceil(tiles * split / c->sms) * c->sms;
-  return eff * (MAX(batch, 1) * m * n * split / (tile * tile)) / slots;
+  double split = 1, share = 1;
+  if (c->sms > 0 && m > 0 && n > 0) {
+    double tile = c->gemm_tile > 0 ? c->gemm_tile : 128;
+    double tiles = MAX(batch, 1) * ceil(m / tile) * ceil(n / tile);
+    /* split-k: too few tiles for the SMs and a long k -> cuBLAS splits k */
+    if (tiles < c->sms) split = MAX(1.0, MIN(floor(c->sms / tiles), floor(k / (4 * tile))));
+    double slots = ceil(tiles * split / c->sms) * c->sms;
+    share = (MAX(batch, 1) * m * n * split / (tile * tile)) / slots;
+  }
+  double kpart = k / split;
+  double kloop = k_overhead > 0 && kpart > 0 ? kpart / (kpart + k_overhead) : 1.0;
+  return eff * share * kloop;
+}
+
+double px_cost_gemm_efficiency(const PxCluster *c, double batch, double m, double n, double k) {
+  return gemm_efficiency(c, batch, m, n, k, c->gemm_k_overhead);
+}
+
+double px_cost_flash_seq_factor(const PxCluster *c, double seq) {
+  return c->flash_seq_half > 0 && seq > 0 ? seq / (seq + c->flash_seq_half) : 1.0;
 }
 
 double px_cost_gemm_time(const PxCluster *c, PxPrecision prec, double batch, double m, double n, double k,
@@ -280,8 +295,10 @@ double px_cost_gemm_time(const PxCluster *c, PxPrecision prec, double batch, dou
   batch = MAX(batch, 1);
   double flops = 2.0 * batch * m * n * k;
   double eff = px_cost_gemm_efficiency(c, batch, m, n, k);
-  /* FP8 GEMMs: the same quantisation, their own best large-GEMM efficiency */
-  if (prec == PX_PREC_FP8) eff = eff / eff_or_1(c->gemm_eff) * eff_or_1(c->gemm_eff_fp8);
+  /* FP8 GEMMs: the same quantisation, their own best large-GEMM efficiency;
+   * no tile fixed cost (gemm_k_overhead is measured on bf16 kernels) */
+  if (prec == PX_PREC_FP8)
+    eff = gemm_efficiency(c, batch, m, n, k, 0) / eff_or_1(c->gemm_eff) * eff_or_1(c->gemm_eff_fp8);
   double t_compute = flops / (px_cost_peak_flops(c, prec) * eff);
   double t_memory = batch * elem_bytes * (m * k + k * n + m * n) / px_cost_hbm_rate(c);
   return MAX(t_compute, t_memory) + c->kernel_overhead;
@@ -462,7 +479,11 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
        * Context parallelism: with load balancing (chunks i and 2cp-1-i) every CP
        * rank computes 1/cp of the causal FLOPs, in cp blocks of the ring */
       double f = 0.5 * 4.0 * b * seq * seq * h / tp / cp;
-      double v1 = kind == PX_ATTN_FLASH1 || kind == PX_ATTN_TRITON ? 0.5 : 1.0;
+      /* the kernel's rate rises with the sequence it runs on (s / cp tokens
+       * per ring block) towards the preset's asymptotic efficiencies
+       * (px_cost_flash_seq_factor; docs/cost.md section 2) */
+      double v1 = (kind == PX_ATTN_FLASH1 || kind == PX_ATTN_TRITON ? 0.5 : 1.0) *
+                  px_cost_flash_seq_factor(cluster, seq / cp);
       att_fwd = f / (peak * v1 * eff_or_1(cluster->flash_fwd_eff)) + cluster->kernel_overhead;
       att_bwd = 2.5 * f / (peak * v1 * eff_or_1(cluster->flash_bwd_eff)) + cluster->kernel_overhead;
       if (kind == PX_ATTN_FLASH1) {

@@ -133,8 +133,13 @@ void px_cost_cp_ring(const PxModel *model, const PxPlan *plan, const PxLink *cp_
 double px_cost_peak_flops(const PxCluster *cluster, PxPrecision prec);
 /* Fraction of peak of `batch` (m x k) @ (k x n) GEMMs: gemm_eff times the
  * useful share of the tile slots launched (tile and wave quantisation over the
- * cluster's SMs; split-k when the tiles do not fill the SMs). */
+ * cluster's SMs; split-k when the tiles do not fill the SMs), times
+ * k' / (k' + gemm_k_overhead) with k' the k of one split (each tile's fixed
+ * cost: pipeline fill and epilogue). */
 double px_cost_gemm_efficiency(const PxCluster *cluster, double batch, double m, double n, double k);
+/* Share of its asymptotic rate that fused (flash) attention reaches on
+ * sequences of `seq` tokens: seq / (seq + flash_seq_half); 1 when unset. */
+double px_cost_flash_seq_factor(const PxCluster *cluster, double seq);
 /* Time of `batch` (m x k) @ (k x n) GEMMs with elements of elem_bytes at the
  * precision's peak: roofline max(compute at that efficiency, bytes of A, B, C
  * over the achieved HBM bandwidth), plus one kernel overhead. */
