@@ -46,6 +46,8 @@ typedef struct {
                               * in elements of k: efficiency x k / (k + this); 0 = none */
   double flash_seq_half;     /* [gpu] flash_seq_half: sequence length at which fused attention runs at
                               * half its asymptotic rate: rate x s / (s + this); 0 = none */
+  int coll_sms;              /* [node] collective_sms: SMs an NCCL collective holds while it runs (one
+                              * CTA per channel, not shared with compute); 0 = none */
 } PxCluster;
 
 /* Preset name under configs/clusters ("dgx-h100") or an INI path. */

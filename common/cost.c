@@ -289,6 +289,10 @@ double px_cost_flash_seq_factor(const PxCluster *c, double seq) {
   return c->flash_seq_half > 0 && seq > 0 ? seq / (seq + c->flash_seq_half) : 1.0;
 }
 
+double px_cost_collective_sm_share(const PxCluster *c) {
+  return c->coll_sms > 0 && c->sms > 0 ? MIN(1.0, (double)c->coll_sms / c->sms) : 0.0;
+}
+
 double px_cost_gemm_time(const PxCluster *c, PxPrecision prec, double batch, double m, double n, double k,
                          int elem_bytes) {
   if (m <= 0 || n <= 0 || k <= 0) return 0;
@@ -787,6 +791,7 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
       PxLink el = part_eparams[k] > 0 ? edp_link(cluster, plan, r) : l;
       double g = (dp > 1 ? px_cost_allgather(part_params[k] * E, dp, &l) : 0) +
                  (edp > 1 ? px_cost_allgather(part_eparams[k] * E, edp, &el) : 0);
+      double g_nccl = g;
       if (plan->offload == PX_OFFLOAD_OPTIMIZER_PARAMS) g += part_params[k] * E / dp / cluster->pcie_bw;
       t->gather[k] = g / MAX(layers, 1);
       t->gather_pass[k] = g;
@@ -795,7 +800,13 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
       double rs = overlap && dp > 1 ? px_cost_reduce_scatter(part_params[k] * G, dp, &l) : 0;
       if (overlap && edp > 1) rs += px_cost_reduce_scatter(part_eparams[k] * G, edp, &el);
       t->reduce_pass[k] = rs;
-      double fwd_exposed = MAX(0.0, g - t->fwd[k]), bwd_exposed = MAX(0.0, g + rs - bwd);
+      /* The collectives hold collective_sms SMs while they run, so the pass
+       * they overlap computes on the rest meanwhile (NCCL issue #689): a pass
+       * of C beside collectives of c on NCCL takes max(their time, C + share c),
+       * i.e. it is exposed by max(time - C, share c) */
+      double share = px_cost_collective_sm_share(cluster);
+      double fwd_exposed = MAX(MAX(0.0, g - t->fwd[k]), share * g_nccl);
+      double bwd_exposed = MAX(MAX(0.0, g + rs - bwd), share * (g_nccl + rs));
       t->fwd[k] += fwd_exposed;
       t->bwd_input[k] += bwd_exposed / 2;
       t->bwd_weight[k] += bwd_exposed / 2;

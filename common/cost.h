@@ -140,6 +140,9 @@ double px_cost_gemm_efficiency(const PxCluster *cluster, double batch, double m,
 /* Share of its asymptotic rate that fused (flash) attention reaches on
  * sequences of `seq` tokens: seq / (seq + flash_seq_half); 1 when unset. */
 double px_cost_flash_seq_factor(const PxCluster *cluster, double seq);
+/* Share of the SMs an NCCL collective takes from the compute it overlaps:
+ * collective_sms / sms (at most 1); 0 when either is unset. */
+double px_cost_collective_sm_share(const PxCluster *cluster);
 /* Time of `batch` (m x k) @ (k x n) GEMMs with elements of elem_bytes at the
  * precision's peak: roofline max(compute at that efficiency, bytes of A, B, C
  * over the achieved HBM bandwidth), plus one kernel overhead. */

@@ -418,6 +418,29 @@ static void test_dp_reduction(void) {
   double b2 = t2->bwd_input[0] + t2->bwd_weight[0];
   g_assert_cmpfloat(REL(t3->bwd_input[0] + t3->bwd_weight[0], b2 + MAX(0.0, g - b2)), <, 1e-12);
   px_model_free(m);
+  /* The gathers hold collective_sms of the SMs while they run (NCCL issue
+   * #689): with 25 of 100 SMs the pass computes on 75 % of the GPU for the
+   * gather's g seconds, so a pass of C takes max(g, C + g / 4): it is exposed
+   * by max(g - C, g / 4) (C from the ZeRO-2 table on the same GPU, its
+   * compute and HBM 100 x slower than above so that C outlasts g) */
+  c.sms = 100;
+  c.coll_sms = 25;
+  c.peak_bf16 = c.peak_fp16 = c.peak_fp32 = 1e13;
+  c.hbm_bw = 3e10;
+  g_assert_cmpfloat(REL(px_cost_collective_sm_share(&c), 0.25), <, 1e-12);
+  p.zero = 2;
+  g_autoptr(PxCostTable) t2s = tiny_table(&p, &c, &m);
+  px_model_free(m);
+  p.zero = 3;
+  g_autoptr(PxCostTable) t3s = tiny_table(&p, &c, &m);
+  g_assert_cmpfloat(t2s->fwd[0], >, 0.75 * g); /* the compute outlasts the gather: the share is what shows */
+  g_assert_cmpfloat(REL(t3s->fwd[0], t2s->fwd[0] + MAX(g - t2s->fwd[0], g / 4)), <, 1e-12);
+  double b2s = t2s->bwd_input[0] + t2s->bwd_weight[0];
+  g_assert_cmpfloat(REL(t3s->bwd_input[0] + t3s->bwd_weight[0], b2s + MAX(g - b2s, g / 4)), <, 1e-12);
+  px_model_free(m);
+  c.sms = c.coll_sms = 0;
+  g_assert_cmpfloat(px_cost_collective_sm_share(&c), ==, 0.0);
+  c = make_cluster(4, 1);
   /* Offload: 27136 params, gradient down + parameter up (4 B) over 25 GB/s PCIe,
    * CPU Adam at 4e9 params/s per node shared by 4 GPUs, then the ZeRO-2 all-gather */
   p.zero = 2;
