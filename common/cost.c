@@ -293,6 +293,12 @@ double px_cost_collective_sm_share(const PxCluster *c) {
   return c->coll_sms > 0 && c->sms > 0 ? MIN(1.0, (double)c->coll_sms / c->sms) : 0.0;
 }
 
+/* A pass of compute C beside collectives on NCCL for c seconds: the pass runs
+ * on 1 - share of the SMs meanwhile, so it ends at max(c, C + share c). */
+double px_cost_pass_exposed(double compute, double coll, double coll_sms, double share) {
+  return MAX(MAX(0.0, coll - compute), share * coll_sms);
+}
+
 double px_cost_gemm_time(const PxCluster *c, PxPrecision prec, double batch, double m, double n, double k,
                          int elem_bytes) {
   if (m <= 0 || n <= 0 || k <= 0) return 0;
@@ -608,7 +614,7 @@ static PxCostTable *table_alloc(int pp, int vpp) {
   t->parts = pp * vpp;
   double **per_part[] = {&t->fwd, &t->bwd_input, &t->bwd_weight, &t->tp_comm_fwd, &t->tp_comm_bwd,
                          &t->p2p_act, &t->p2p_grad, &t->gather, &t->gather_pass, &t->p2p_bytes,
-                         &t->dp_window, &t->reduce_pass, &t->cp_comm_fwd, &t->cp_comm_bwd};
+                         &t->dp_window, &t->reduce_pass, &t->cp_comm_fwd, &t->cp_comm_bwd, &t->gather_pcie};
   for (gsize i = 0; i < G_N_ELEMENTS(per_part); i++) *per_part[i] = g_new0(double, t->parts);
   double **per_rank[] = {&t->dp_reduce, &t->tied_reduce, &t->optimizer, &t->load, &t->dp_bytes};
   for (gsize i = 0; i < G_N_ELEMENTS(per_rank); i++) *per_rank[i] = g_new0(double, pp);
@@ -619,7 +625,8 @@ void px_cost_table_free(PxCostTable *t) {
   if (!t) return;
   double *arrays[] = {t->fwd, t->bwd_input, t->bwd_weight, t->tp_comm_fwd, t->tp_comm_bwd, t->p2p_act,
                       t->p2p_grad, t->gather, t->gather_pass, t->p2p_bytes, t->dp_reduce, t->tied_reduce, t->optimizer,
-                      t->load, t->dp_bytes, t->dp_window, t->reduce_pass, t->cp_comm_fwd, t->cp_comm_bwd};
+                      t->load, t->dp_bytes, t->dp_window, t->reduce_pass, t->cp_comm_fwd, t->cp_comm_bwd,
+                      t->gather_pcie};
   for (gsize i = 0; i < G_N_ELEMENTS(arrays); i++) g_free(arrays[i]);
   g_free(t);
 }
@@ -791,8 +798,8 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
       PxLink el = part_eparams[k] > 0 ? edp_link(cluster, plan, r) : l;
       double g = (dp > 1 ? px_cost_allgather(part_params[k] * E, dp, &l) : 0) +
                  (edp > 1 ? px_cost_allgather(part_eparams[k] * E, edp, &el) : 0);
-      double g_nccl = g;
-      if (plan->offload == PX_OFFLOAD_OPTIMIZER_PARAMS) g += part_params[k] * E / dp / cluster->pcie_bw;
+      if (plan->offload == PX_OFFLOAD_OPTIMIZER_PARAMS) t->gather_pcie[k] = part_params[k] * E / dp / cluster->pcie_bw;
+      g += t->gather_pcie[k];
       t->gather[k] = g / MAX(layers, 1);
       t->gather_pass[k] = g;
       /* with overlap, every micro-batch's backward also reduce-scatters its
@@ -801,12 +808,10 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
       if (overlap && edp > 1) rs += px_cost_reduce_scatter(part_eparams[k] * G, edp, &el);
       t->reduce_pass[k] = rs;
       /* The collectives hold collective_sms SMs while they run, so the pass
-       * they overlap computes on the rest meanwhile (NCCL issue #689): a pass
-       * of C beside collectives of c on NCCL takes max(their time, C + share c),
-       * i.e. it is exposed by max(time - C, share c) */
-      double share = px_cost_collective_sm_share(cluster);
-      double fwd_exposed = MAX(MAX(0.0, g - t->fwd[k]), share * g_nccl);
-      double bwd_exposed = MAX(MAX(0.0, g + rs - bwd), share * (g_nccl + rs));
+       * they overlap computes on the rest meanwhile (NCCL issue #689) */
+      double share = px_cost_collective_sm_share(cluster), g_sms = g - t->gather_pcie[k];
+      double fwd_exposed = px_cost_pass_exposed(t->fwd[k], g, g_sms, share);
+      double bwd_exposed = px_cost_pass_exposed(bwd, g + rs, g_sms + rs, share);
       t->fwd[k] += fwd_exposed;
       t->bwd_input[k] += bwd_exposed / 2;
       t->bwd_weight[k] += bwd_exposed / 2;
@@ -877,5 +882,6 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
   t->p2p_blocking = plan->stack == PX_STACK_MEGATRON_2021;
   t->attention = px_cost_attention(plan);
   t->grad_reduce_bytes = G;
+  t->coll_sm_share = px_cost_collective_sm_share(cluster);
   return g_steal_pointer(&t);
 }

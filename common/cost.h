@@ -28,6 +28,8 @@ typedef struct {
   double *p2p_bytes;    /* (parts) bytes of one activation / gradient message out of part k */
   double *reduce_pass;  /* (parts) ZeRO-3 with overlap: the chunk's gradient reduce-scatter each
                            backward pass runs beside its gathers (its excess is in bwd_*) */
+  double *gather_pcie;  /* (parts) ZeRO-3: the PCIe share of gather_pass (offloaded parameters; no SMs) */
+  double coll_sm_share; /* share of the SMs a collective holds while it runs (px_cost_collective_sm_share) */
   /* per pipeline rank */
   double *dp_reduce;    /* (pp) DP gradient all-reduce / reduce-scatter of the whole rank */
   double *tied_reduce;  /* (pp) tied-embedding gradient all-reduce (first and last stage) */
@@ -143,6 +145,11 @@ double px_cost_flash_seq_factor(const PxCluster *cluster, double seq);
 /* Share of the SMs an NCCL collective takes from the compute it overlaps:
  * collective_sms / sms (at most 1); 0 when either is unset. */
 double px_cost_collective_sm_share(const PxCluster *cluster);
+/* How much longer a pass of `compute` seconds takes beside `coll` seconds of
+ * overlapped transfers, `coll_sms` of them NCCL collectives holding `share`
+ * of the SMs: max(coll - compute, share * coll_sms), never below 0. The
+ * cost table and the search fold ZeRO-3's per-pass gathers with it. */
+double px_cost_pass_exposed(double compute, double coll, double coll_sms, double share);
 /* Time of `batch` (m x k) @ (k x n) GEMMs with elements of elem_bytes at the
  * precision's peak: roofline max(compute at that efficiency, bytes of A, B, C
  * over the achieved HBM bandwidth), plus one kernel overhead. */

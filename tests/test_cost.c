@@ -440,6 +440,12 @@ static void test_dp_reduction(void) {
   px_model_free(m);
   c.sms = c.coll_sms = 0;
   g_assert_cmpfloat(px_cost_collective_sm_share(&c), ==, 0.0);
+  /* the rule itself: 4 s of NCCL beside 10 s of compute at a quarter of the
+   * SMs cost 1 s; beside 2 s of compute the transfer's own excess, 2 s; of 4 s
+   * of transfers only the 1 s on NCCL (3 s over PCIe) holds SMs: 0.25 s */
+  g_assert_cmpfloat(REL(px_cost_pass_exposed(10, 4, 4, 0.25), 1.0), <, 1e-12);
+  g_assert_cmpfloat(REL(px_cost_pass_exposed(2, 4, 4, 0.25), 2.0), <, 1e-12);
+  g_assert_cmpfloat(REL(px_cost_pass_exposed(10, 4, 1, 0.25), 0.25), <, 1e-12);
   c = make_cluster(4, 1);
   /* Offload: 27136 params, gradient down + parameter up (4 B) over 25 GB/s PCIe,
    * CPU Adam at 4e9 params/s per node shared by 4 GPUs, then the ZeRO-2 all-gather */
