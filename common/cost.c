@@ -631,9 +631,15 @@ void px_cost_table_free(PxCostTable *t) {
   g_free(t);
 }
 
-PxCostTable *px_cost_table_ideal(int pp, int vpp) {
+PxCostTable *px_cost_table_ideal(int pp, int vpp) { return px_cost_table_uniform(pp, vpp, 1, 1, 1); }
+
+PxCostTable *px_cost_table_uniform(int pp, int vpp, double tf, double tb, double tw) {
   PxCostTable *t = table_alloc(MAX(pp, 1), MAX(vpp, 1));
-  for (int k = 0; k < t->parts; k++) t->fwd[k] = t->bwd_input[k] = t->bwd_weight[k] = 1.0;
+  for (int k = 0; k < t->parts; k++) {
+    t->fwd[k] = tf;
+    t->bwd_input[k] = tb;
+    t->bwd_weight[k] = tw;
+  }
   return t;
 }
 

@@ -184,6 +184,9 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
 /* The ideal setting: T_F = 1, T_B = T_W = 1 (backward = 2 × forward), all
  * communication, load and optimizer 0. */
 PxCostTable *px_cost_table_ideal(int pp, int vpp);
+/* Every part with forward tf, backward-input tb, backward-weight tw; no
+ * communication, load or optimizer (`parallax-sim bubble --costs`). */
+PxCostTable *px_cost_table_uniform(int pp, int vpp, double tf, double tb, double tw);
 void px_cost_table_free(PxCostTable *t);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(PxCostTable, px_cost_table_free)

@@ -176,27 +176,48 @@ void px_schedule_part_place(PxScheduleKind k, int pp, int part, int *stage, int 
 
 /* ---- bubble -------------------------------------------------------------- */
 
-double px_plan_bubble_fraction(const PxPlan *p) {
-  double pp = p->pp, m = p->m > 0 ? p->m : 1, v = p->vpp;
+double px_plan_bubble_fraction(const PxPlan *p) { return px_plan_bubble_fraction_costs(p, 1, 1, 1); }
+
+double px_plan_bubble_fraction_costs(const PxPlan *p, double tf, double tb, double tw) {
+  if (!(tf > 0 && tb > 0 && tw >= 0) || !isfinite(tf) || !isfinite(tb) || !isfinite(tw)) return NAN;
+  double pp = p->pp, m = p->m > 0 ? p->m : 1, v = MAX(p->vpp, 1);
+  double c = tf + tb + tw; /* one chunk's passes for one micro-batch */
+  double idle;
   switch (p->schedule) {
   case PX_SCHED_NAIVE: return (pp - 1) / pp;
+  /* (p-1) whole passes of a stage (GPipe, 1F1B: Narayanan et al. 2021), of a
+   * chunk (interleaved: 1/v of them): the fraction does not depend on the costs */
   case PX_SCHED_GPIPE:
   case PX_SCHED_1F1B: return (pp - 1) / (m + pp - 1);
   case PX_SCHED_INTERLEAVED: return (pp - 1) / (v * m + pp - 1);
-  case PX_SCHED_ZB_H1: return (pp - 1) / (3 * m + pp - 1);
+  /* Qi et al. 2024 §3.1: ZB-H1 idles (p-1)(T_F + T_B - T_W) and ZB-H2
+   * (p-1)(T_F + T_B - 2 T_W), for a weight pass no longer than the forward
+   * and the backward-input pass (their setting); ZB-H2's cannot fall below
+   * the last rank's wait for its first input, (p-1) T_F, which the step-time
+   * convention counts (every rank starts at 0). Outside that setting the
+   * handcrafted orders are not what Qi et al. analyse: no closed form */
+  case PX_SCHED_ZB_H1:
+  case PX_SCHED_ZB_H2:
+    if (tw > tf || tw > tb) return NAN;
+    idle = p->schedule == PX_SCHED_ZB_H1 ? (pp - 1) * (tf + tb - tw) : (pp - 1) * MAX(tf, tf + tb - 2 * tw);
+    break;
   /* every rank waits (p-1) T_F for its first input; with optimizer
    * post-validation (Qi et al. §4) that wait overlaps the previous step and
-   * ZB-H2 / ZB-V have no bubble left: (p-1)(T_F+T_B-2T_W) = 0 */
-  case PX_SCHED_ZB_H2: return (pp - 1) / (3 * m + pp - 1);
-  case PX_SCHED_ZB_V: {
-    double idle = px_plan_zbv_idle(p->pp, 1, 1, 1); /* = pp - 1 */
-    return idle / (6 * m + idle);
+   * ZB-H2 / ZB-V have no bubble left */
+  case PX_SCHED_ZB_V: idle = px_plan_zbv_idle(p->pp, tf, tb, tw); v = 2; break;
+  /* DualPipe README: (PP/2-1)(F&B+B-3W) over PP/2 = p ranks, F&B the
+   * overlapped pair (here T_F + T_B + T_W: no compute saved), B the full
+   * backward T_B + T_W: (p-1)(T_F + 2 T_B - T_W); equal passes: 2(p-1) idle in
+   * a step of 6m + 2(p-1). It holds for the handcrafted order when T_F = T_B
+   * and T_W <= T_B (docs/schedules.md); otherwise no closed form */
+  case PX_SCHED_DUALPIPEV:
+    if (tf != tb || tw > tb) return NAN;
+    idle = (pp - 1) * (tf + 2 * tb - tw);
+    v = 2;
+    break;
+  default: return 0;
   }
-  /* DualPipe README: (PP/2-1)(F&B+B-3W) over PP/2 = p ranks; F&B = T_F + T_B + T_W = 3,
-   * full B = 2, W = 1: 2(p-1) idle in a step of 6m + 2(p-1) chunk times */
-  case PX_SCHED_DUALPIPEV: return (pp - 1) / (3 * m + pp - 1);
-  }
-  return 0;
+  return idle / (m * v * c + idle);
 }
 
 double px_plan_zbv_idle(int p, double tf, double tb, double tw) {

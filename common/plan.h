@@ -181,6 +181,17 @@ void px_schedule_part_place(PxScheduleKind k, int pp, int part, int *stage, int 
  * m >= 2p-1 (0 likewise); dualpipev (p-1)/(3m+p-1) for m >= 2p (DualPipe's
  * (p-1)(F&B+B-3W) idle with F&B = 3 T_F); naive (p-1)/p. See docs/schedules.md. */
 double px_plan_bubble_fraction(const PxPlan *plan);
+/* The same for one chunk's forward tf, backward-input tb and backward-weight
+ * tw (GPipe, 1F1B and interleaved run tb + tw as one backward; their fraction
+ * does not depend on the costs): zb-h1 idles (p-1)(tf + tb - tw), zb-h2
+ * (p-1) max(tf, tf + tb - 2 tw) (Qi et al. 2024 §3.1, floored at the last
+ * rank's wait (p-1) tf for its first input), both for tw <= min(tf, tb) (the
+ * paper's setting), zb-v px_plan_zbv_idle, in a step of m·v·(tf + tb + tw)
+ * busy + idle (v chunks per rank). NAN where there is no closed form:
+ * zb-h1/zb-h2 with tw > min(tf, tb), dualpipev unless tf = tb >= tw (then
+ * (p-1)(tf + 2 tb - tw), the DualPipe README's), zb-v with tb < tf, costs not
+ * positive and finite (tw may be 0). */
+double px_plan_bubble_fraction_costs(const PxPlan *plan, double tf, double tb, double tw);
 /* ZB-V's idle time per rank in a step (step − busy, every rank starting at
  * 0; no communication, equal ranks, m >= 2p-1) for one chunk's forward tf,
  * backward-input tb and backward-weight tw, with tb >= tf (the backward-input

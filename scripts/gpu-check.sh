@@ -28,8 +28,19 @@
 # PACK holds parallax-exec, test_cuda_backend, test_comm and lib/ (what
 # scripts/gpu-pack.sh made). Logs and summary.txt go to $OUT/gpu-check when
 # OUT is set (else a temporary folder, named at the end). GPU_CHECK_SKIP=
-# "bench" (space-separated step names) leaves steps out. Prints one summary
+# "bench" (space-separated step names) leaves steps out. GPU_CHECK_BUDGET
+# (seconds, default 570: the device tool stops a command at 600) caps the
+# whole run: each step's limit is cut to what is left, and a step that would
+# start with under 15 s left is skipped (and the run fails: a check that did
+# not run did not pass), so the summary is always written.
+# Prints one summary
 # table; exits 0 when every step passed, 1 when one failed, 77 without a GPU.
+#
+# Dry run without a GPU (tests/cli_gpu_check.sh, so that the script and the
+# JSON it reads cannot drift apart unseen): GPU_CHECK_BACKEND=cpu runs steps
+# train, layout and memory with the cpu backend in the place of cuda (ops,
+# nccl and bench are skipped: they need CUDA), GPU_CHECK_MODEL picks a smaller
+# model than gpt2-124m. The figures of a dry run say nothing about a GPU.
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 pack=$(cd "${1:-$here/.gpu}" 2>/dev/null && pwd) || { echo "gpu-check: no pack at ${1:-$here/.gpu} (scripts/gpu-pack.sh makes it)" >&2; exit 2; }
@@ -39,9 +50,15 @@ export LD_LIBRARY_PATH=$pack/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export PARALLAX_DATA_DIR=$here
 exe=$pack/parallax-exec
 skip=" ${GPU_CHECK_SKIP:-} "
+BACKEND=${GPU_CHECK_BACKEND:-cuda}
+MODEL=${GPU_CHECK_MODEL:-gpt2-124m}
+export BACKEND MODEL
 cd "$here"
 
-if ! nvidia-smi -L > "$logs/gpus.txt" 2>&1 || ! grep -q '^GPU ' "$logs/gpus.txt"; then
+if [ "$BACKEND" != cuda ]; then
+  echo "GPU check, dry run: backend $BACKEND in the place of cuda, model $MODEL" > "$logs/gpus.txt"
+  skip="$skip ops nccl bench "
+elif ! nvidia-smi -L > "$logs/gpus.txt" 2>&1 || ! grep -q '^GPU ' "$logs/gpus.txt"; then
   echo "no CUDA device: skipped (gpu-check needs a GPU)"
   exit 77
 fi
@@ -57,9 +74,20 @@ row() { # row STEP RESULT SECONDS DETAIL
 
 # step NAME SECONDS_LIMIT FUNCTION: runs FUNCTION (which prints one detail line
 # last and returns 0 pass / 1 fail / 77 skip) under a time limit, logged.
+budget=${GPU_CHECK_BUDGET:-570}
 step() {
-  local name=$1 limit=$2 fn=$3 t0=$SECONDS rc detail
-  if [[ $skip == *" $name "* ]]; then row "$name" SKIP 0 "GPU_CHECK_SKIP"; return; fi
+  local name=$1 limit=$2 fn=$3 t0=$SECONDS rc detail left
+  left=$((budget - SECONDS - 5))
+  if [[ $skip == *" $name "* ]]; then
+    row "$name" SKIP 0 "$([ "$BACKEND" = cuda ] && echo GPU_CHECK_SKIP || echo "dry run: needs CUDA")"
+    return
+  fi
+  if [ "$left" -lt 15 ]; then # not run is not passed
+    row "$name" SKIP 0 "out of the ${budget} s budget (GPU_CHECK_BUDGET)"
+    failed=1
+    return
+  fi
+  [ "$limit" -gt "$left" ] && limit=$left
   echo "== $name" >&2
   export -f "$fn"
   timeout "$limit" bash -c "$fn" > "$logs/$name.out" 2> "$logs/$name.log"
@@ -113,16 +141,16 @@ check_ops() {
 RUN_FP32="--precision fp32 --dtype f32 --json"
 export RUN_FP32
 check_train() {
-  local args="--model gpt2-124m --mbs 4 --gbs 4 --seq 64 --steps 3 $RUN_FP32"
+  local args="--model $MODEL --mbs 4 --gbs 4 --seq 64 --steps 3 $RUN_FP32"
   "$exe" run --backend cpu $args > "$logs/train-cpu.json" || { echo "the cpu run failed"; return 1; }
-  "$exe" run --backend cuda $args > "$logs/train-cuda.json" || { echo "the cuda run failed"; return 1; }
-  compare_losses "$logs/train-cuda.json" "$logs/train-cpu.json" "cuda vs cpu, GPT-2 124M B4 T64 fp32" 1e-5 1e-4
+  "$exe" run --backend "$BACKEND" $args > "$logs/train-cuda.json" || { echo "the $BACKEND run failed"; return 1; }
+  compare_losses "$logs/train-cuda.json" "$logs/train-cpu.json" "$BACKEND vs cpu, $MODEL B4 T64 fp32" 1e-5 1e-4
 }
 
 check_layout() {
-  local args="--backend cuda --comm local --model gpt2-124m --mbs 2 --gbs 8 --seq 128 --steps 3 $RUN_FP32"
-  "$exe" run $args > "$logs/layout-1.json" || { echo "the 1-rank cuda run failed"; return 1; }
-  "$exe" run $args --pp 2 --tp 2 > "$logs/layout-4.json" || { echo "the pp 2 x tp 2 cuda run failed"; return 1; }
+  local args="--backend $BACKEND --comm local --model $MODEL --mbs 2 --gbs 8 --seq 128 --steps 3 $RUN_FP32"
+  "$exe" run $args > "$logs/layout-1.json" || { echo "the 1-rank $BACKEND run failed"; return 1; }
+  "$exe" run $args --pp 2 --tp 2 > "$logs/layout-4.json" || { echo "the pp 2 x tp 2 $BACKEND run failed"; return 1; }
   compare_losses "$logs/layout-4.json" "$logs/layout-1.json" "pp2 x tp2 (4 ranks, local, one GPU) vs 1 rank" 1e-5 1e-5
 }
 

@@ -1,8 +1,8 @@
 /* cmd_bubble.c — `parallax-sim bubble`: the pipeline bubble of each schedule
- * versus the number of micro-batches, simulated by the event engine with the
- * ideal cost table (T_F = T_B = T_W = 1 per model chunk, no communication)
- * beside the analytic formula. Bubble fraction = idle / step time, averaged
- * over the pipeline stages. */
+ * versus the number of micro-batches, simulated by the event engine with a
+ * uniform cost table (T_F, T_B, T_W per model chunk from --costs, 1 each by
+ * default; no communication) beside the analytic formula. Bubble fraction =
+ * idle / step time, averaged over the pipeline stages. */
 #include <json-glib/json-glib.h>
 #include <math.h>
 #include <stdio.h>
@@ -54,6 +54,38 @@ static void bubble_plan(PxPlan *p, PxScheduleKind k, int pp, int vpp, int m) {
   p->m = m;
 }
 
+/* One chunk's forward, backward-input and backward-weight times. */
+typedef struct {
+  double f, b, w;
+} Costs;
+
+/* "F,B,W" -> three finite times, F and B > 0, W >= 0, none above 1e6. */
+static gboolean parse_costs(const char *s, Costs *c, GError **error) {
+  g_auto(GStrv) parts = g_strsplit(s, ",", -1);
+  double v[3];
+  int n = 0;
+  for (; parts[n]; n++) {
+    char *end = NULL;
+    g_strstrip(parts[n]);
+    if (n < 3) v[n] = g_ascii_strtod(parts[n], &end);
+    if (n >= 3 || !*parts[n] || *end || !isfinite(v[n]) || v[n] < 0 || v[n] > 1e6 || (n < 2 && v[n] == 0)) {
+      g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE,
+                  "--costs wants T_F,T_B,T_W: three times of one chunk's forward, backward-input and "
+                  "backward-weight passes, T_F and T_B > 0, T_W >= 0, none above 1e6 (got '%s')", s);
+      return FALSE;
+    }
+  }
+  if (n != 3) {
+    g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE,
+                "--costs wants three comma-separated times T_F,T_B,T_W, got %d in '%s'", n, s);
+    return FALSE;
+  }
+  *c = (Costs){v[0], v[1], v[2]};
+  return TRUE;
+}
+
+static gboolean costs_equal(const Costs *c) { return c->f == c->b && c->b == c->w; }
+
 typedef struct {
   double simulated;   /* NAN when the schedule refuses this m */
   double analytic;
@@ -63,14 +95,14 @@ typedef struct {
 } Point;
 typedef Point Row[N_SCHED];  /* one m, every schedule */
 
-static void simulate_point(PxScheduleKind k, int pp, int vpp, int m, Point *pt) {
+static void simulate_point(PxScheduleKind k, int pp, int vpp, int m, const Costs *c, Point *pt) {
   PxPlan plan;
   bubble_plan(&plan, k, pp, vpp, m);
-  pt->analytic = px_plan_bubble_fraction(&plan);
+  pt->analytic = px_plan_bubble_fraction_costs(&plan, c->f, c->b, c->w);
   pt->simulated = pt->step_time = pt->span = NAN;
   g_autoptr(GError) err = NULL;
   g_autoptr(PxProgram) prog = px_program_new(&plan, NULL, &err);
-  g_autoptr(PxCostTable) table = px_cost_table_ideal(pp, plan.vpp);
+  g_autoptr(PxCostTable) table = px_cost_table_uniform(pp, plan.vpp, c->f, c->b, c->w);
   PxSimOptions opt = {.no_timeline = TRUE};
   g_autoptr(PxSimResult) res = prog ? px_simulate(prog, table, &opt, &err) : NULL;
   if (res) {
@@ -83,13 +115,15 @@ static void simulate_point(PxScheduleKind k, int pp, int vpp, int m, Point *pt) 
   px_plan_clear(&plan);
 }
 
-static void print_table(int pp, int vpp, const GArray *ms, const Row *pts) {
+static void print_table(int pp, int vpp, const Costs *c, const GArray *ms, const Row *pts) {
   printf("# pipeline bubble, pp=%d, vpp=%d (interleaved only)\n", pp, vpp);
   printf("# bubble fraction = idle / step time, mean over stages; simulated by the event engine\n");
-  printf("# with ideal costs (T_F = T_B = T_W = 1 per chunk, no communication, no optimizer)\n");
-  printf("# analytic:\n");
+  printf("# with costs per chunk T_F = %g, T_B = %g, T_W = %g (no communication, no optimizer;\n", c->f, c->b, c->w);
+  printf("# gpipe, 1f1b and interleaved run T_B + T_W as one backward)\n");
+  printf("# analytic%s:\n", costs_equal(c) ? "" : " ('-' where a schedule has no closed form for these costs)");
   for (gsize s = 0; s < N_SCHED; s++)
-    printf("#   %-12s %s\n", px_schedule_name(schedules[s]), px_report_bubble_formula(schedules[s]));
+    printf("#   %-12s %s\n", px_schedule_name(schedules[s]),
+           costs_equal(c) ? px_report_bubble_formula(schedules[s]) : px_report_bubble_formula_costs(schedules[s]));
   printf("# zb-h1's formula assumes m >= p, zb-h2's and zb-v's m >= 2p-1; below that the warm-up cannot be filled\n");
   printf("# zb-v and dualpipev: 2 chunks per rank in a V (T_F is one chunk's forward: half a stage's)\n");
   printf("# span: idle within each rank's own first-op-to-last-op span (each rank may begin as soon as its\n");
@@ -105,7 +139,8 @@ static void print_table(int pp, int vpp, const GArray *ms, const Row *pts) {
       const Point *pt = &pts[i][s];
       if (isnan(pt->simulated)) printf("  %-7s", "-");
       else printf("  %-7.4f", pt->simulated);
-      printf(" %-8.4f", pt->analytic);
+      if (isnan(pt->analytic)) printf(" %-8s", "-");
+      else printf(" %-8.4f", pt->analytic);
     }
     printf("\n");
   }
@@ -131,19 +166,26 @@ static void print_table(int pp, int vpp, const GArray *ms, const Row *pts) {
                pts[i][s].why);
 }
 
-static void print_json(int pp, int vpp, const GArray *ms, const Row *pts) {
+static void print_json(int pp, int vpp, const Costs *c, const GArray *ms, const Row *pts) {
   g_autoptr(JsonBuilder) b = json_builder_new();
   json_builder_begin_object(b);
   px_json_member_int(b, "pp", pp);
   px_json_member_int(b, "vpp", vpp);
   px_json_member_string(b, "bubble", "idle / step time, mean over stages");
-  px_json_member_string(b, "costs", "ideal: T_F = T_B = T_W = 1 per chunk, no communication");
+  json_builder_set_member_name(b, "costs");
+  json_builder_begin_object(b);
+  px_json_member_double(b, "t_f", c->f);
+  px_json_member_double(b, "t_b", c->b);
+  px_json_member_double(b, "t_w", c->w);
+  px_json_member_string(b, "unit", "any, per chunk; no communication");
+  json_builder_end_object(b);
   json_builder_set_member_name(b, "schedules");
   json_builder_begin_array(b);
   for (gsize s = 0; s < N_SCHED; s++) {
     json_builder_begin_object(b);
     px_json_member_string(b, "schedule", px_schedule_name(schedules[s]));
-    px_json_member_string(b, "formula", px_report_bubble_formula(schedules[s]));
+    px_json_member_string(b, "formula", costs_equal(c) ? px_report_bubble_formula(schedules[s])
+                                                        : px_report_bubble_formula_costs(schedules[s]));
     json_builder_set_member_name(b, "points");
     json_builder_begin_array(b);
     for (guint i = 0; i < ms->len; i++) {
@@ -153,7 +195,9 @@ static void print_json(int pp, int vpp, const GArray *ms, const Row *pts) {
       json_builder_set_member_name(b, "simulated");
       if (isnan(pt->simulated)) json_builder_add_null_value(b);
       else json_builder_add_double_value(b, pt->simulated);
-      px_json_member_double(b, "analytic", pt->analytic);
+      json_builder_set_member_name(b, "analytic");
+      if (isnan(pt->analytic)) json_builder_add_null_value(b);
+      else json_builder_add_double_value(b, pt->analytic);
       json_builder_set_member_name(b, "step_time");
       if (isnan(pt->step_time)) json_builder_add_null_value(b);
       else json_builder_add_double_value(b, pt->step_time);
@@ -175,7 +219,7 @@ static void print_json(int pp, int vpp, const GArray *ms, const Row *pts) {
 
 /* Simulated points (where the schedule accepts m) and the analytic curve at
  * every integer m over the range. */
-static gboolean plot_bubble(int pp, int vpp, const GArray *ms, const Row *pts, const char *dir,
+static gboolean plot_bubble(int pp, int vpp, const Costs *c, const GArray *ms, const Row *pts, const char *dir,
                             GError **error) {
   int lo = G_MAXINT, hi = 0;
   for (guint i = 0; i < ms->len; i++) {
@@ -206,25 +250,31 @@ static gboolean plot_bubble(int pp, int vpp, const GArray *ms, const Row *pts, c
     px_plan_clear(&plan);
     for (gsize j = first; j < nc; j++) {
       bubble_plan(&plan, schedules[s], pp, vpp, lo + (int)j);
-      cv[s * nc + j] = px_plan_bubble_fraction(&plan);
+      cv[s * nc + j] = px_plan_bubble_fraction_costs(&plan, c->f, c->b, c->w);
       px_plan_clear(&plan);
     }
+    if (nc > first && isnan(cv[s * nc + first])) first = nc; /* no closed form: no curve */
     b->n_curve = (int)(nc - first);
     b->curve_m = cm + first;
     b->curve = cv + s * nc + first;
   }
-  g_autofree char *title = g_strdup_printf("Pipeline bubble, pp = %d, interleaved vpp = %d (ideal costs)", pp, vpp);
+  g_autofree char *title =
+      costs_equal(c) ? g_strdup_printf("Pipeline bubble, pp = %d, interleaved vpp = %d (T_F = T_B = T_W)", pp, vpp)
+                     : g_strdup_printf("Pipeline bubble, pp = %d, interleaved vpp = %d (T_F : T_B : T_W = %g : %g : %g)",
+                                       pp, vpp, c->f, c->b, c->w);
   return px_plot_bubble(series, N_SCHED, dir, title, error);
 }
 
 int px_cmd_bubble(int argc, char **argv) {
   int pp = 4, vpp = 2;
-  g_autofree char *m_list = NULL, *plot_dir = NULL;
+  g_autofree char *m_list = NULL, *plot_dir = NULL, *costs_arg = NULL;
   gboolean json = FALSE;
   GOptionEntry entries[] = {
     {"pp", 0, 0, G_OPTION_ARG_INT, &pp, "pipeline stages (default 4)", "P"},
     {"m", 0, 0, G_OPTION_ARG_STRING, &m_list, "micro-batches per step, comma-separated (default 1,2,4,8,16,32)", "LIST"},
     {"vpp", 0, 0, G_OPTION_ARG_INT, &vpp, "model chunks per stage for interleaved (default 2)", "V"},
+    {"costs", 0, 0, G_OPTION_ARG_STRING, &costs_arg,
+     "one chunk's forward, backward-input and backward-weight times, e.g. 1,1.2,0.8 (default 1,1,1)", "F,B,W"},
     {"plot", 0, 0, G_OPTION_ARG_FILENAME, &plot_dir, "write bubble.png / bubble.svg (and data) into DIR", "DIR"},
     {"json", 0, 0, G_OPTION_ARG_NONE, &json, "one JSON object instead of the table", NULL},
     {NULL, 0, 0, 0, NULL, NULL, NULL}};
@@ -243,14 +293,20 @@ int px_cmd_bubble(int argc, char **argv) {
     return 2;
   }
 
+  Costs costs = {1, 1, 1};
+  if (costs_arg && !parse_costs(costs_arg, &costs, &err)) {
+    px_cli_fail(CMD, err);
+    return 2;
+  }
+
   Row *pts = g_new0(Row, ms->len);
   for (guint i = 0; i < ms->len; i++)
-    for (gsize s = 0; s < N_SCHED; s++) simulate_point(schedules[s], pp, vpp, g_array_index(ms, int, i), &pts[i][s]);
+    for (gsize s = 0; s < N_SCHED; s++) simulate_point(schedules[s], pp, vpp, g_array_index(ms, int, i), &costs, &pts[i][s]);
 
-  if (json) print_json(pp, vpp, ms, pts);
-  else print_table(pp, vpp, ms, pts);
+  if (json) print_json(pp, vpp, &costs, ms, pts);
+  else print_table(pp, vpp, &costs, ms, pts);
   int rc = 0;
-  if (plot_dir && !plot_bubble(pp, vpp, ms, pts, plot_dir, &err)) rc = px_cli_fail(CMD, err);
+  if (plot_dir && !plot_bubble(pp, vpp, &costs, ms, pts, plot_dir, &err)) rc = px_cli_fail(CMD, err);
   for (guint i = 0; i < ms->len; i++)
     for (gsize s = 0; s < N_SCHED; s++) g_free(pts[i][s].why);
   g_free(pts);

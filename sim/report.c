@@ -39,6 +39,16 @@ const char *px_report_bubble_formula(PxScheduleKind k) {
   return "";
 }
 
+const char *px_report_bubble_formula_costs(PxScheduleKind k) {
+  switch (k) {
+  case PX_SCHED_ZB_H1: return "idle (p-1)(T_F+T_B-T_W) for m>=p, T_W<=min(T_F,T_B), Qi et al. 2024 §3.1";
+  case PX_SCHED_ZB_H2: return "idle (p-1)·max(T_F, T_F+T_B-2T_W) for m>=2p-1, T_W<=min(T_F,T_B), Qi et al. 2024 §3.1";
+  case PX_SCHED_ZB_V: return "idle X+(p-2)·max(X,T_W), X=max(T_B,2(T_B-T_W)), T_B>=T_F, m>=2p-1";
+  case PX_SCHED_DUALPIPEV: return "idle (p-1)(F&B+B-3W) = (p-1)(T_F+2T_B-T_W) for T_F=T_B>=T_W, m>=2p, DualPipe README";
+  default: return px_report_bubble_formula(k);
+  }
+}
+
 void px_report_memory_table(const PxMemory *mem, const PxUnits *u, FILE *out) {
   fprintf(out, "memory per GPU (%s = %s bytes)\n", u->name, u->scale == 1e9 ? "1e9" : "2^30");
   fprintf(out, "%-6s %9s %9s %9s %12s %9s %9s %9s %9s  %s\n", "stage", "weights", "grads", "optimizer",

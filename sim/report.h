@@ -17,6 +17,9 @@ char *px_format_count(double n);
 char *px_format_flops(double flops);
 /* "(p-1)/(m+p-1)" etc. for the schedule's analytic bubble. */
 const char *px_report_bubble_formula(PxScheduleKind k);
+/* The same for unequal T_F, T_B, T_W (px_plan_bubble_fraction_costs): idle per
+ * rank in a step of m·v·(T_F+T_B+T_W) busy + idle. */
+const char *px_report_bubble_formula_costs(PxScheduleKind k);
 /* The per-stage memory table with a bar per stage, in the given units. */
 void px_report_memory_table(const PxMemory *mem, const PxUnits *u, FILE *out);
 /* "key": value members of the object being built. */

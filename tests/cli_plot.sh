@@ -28,7 +28,29 @@ s = {x["schedule"]: x["points"][0] for x in d["schedules"]}
 assert abs(s["1f1b"]["simulated"] - 1/3) < 1e-12 and abs(s["1f1b"]["analytic"] - 1/3) < 1e-12, s
 PY
 
+# unequal passes, pp 4, m 8, T_F,T_B,T_W = 1,2,1: zb-h1 idles (p-1)(T_F+T_B-T_W)
+# = 6 on 8·4 busy: 6/38 (Qi et al. 2024 §3.1), simulated and formula alike;
+# 1f1b 3/11 whatever the costs; dualpipev has no closed form (null)
+json=$("$SIM" bubble --pp 4 --m 8 --costs 1,2,1 --json) || fail "--costs json exit $?"
+python3 - "$json" <<'PY' || fail "--costs 1,2,1: zb-h1 is not 6/38, 1f1b not 3/11 or dualpipev has a formula"
+import json, sys
+d = json.loads(sys.argv[1])
+assert d["costs"]["t_b"] == 2, d["costs"]
+s = {x["schedule"]: x["points"][0] for x in d["schedules"]}
+for k in ("simulated", "analytic"):
+    assert abs(s["zb-h1"][k] - 6 / 38) < 1e-12, s["zb-h1"]
+    assert abs(s["1f1b"][k] - 3 / 11) < 1e-12, s["1f1b"]
+assert s["dualpipev"]["analytic"] is None and s["dualpipev"]["simulated"] > 0, s["dualpipev"]
+PY
+for bad in 1,0,1 1,2 1,2,x 1,2,-1 1,2,1,1 1,2,1e9; do
+  err=$("$SIM" bubble --pp 4 --m 8 --costs "$bad" 2>&1 >/dev/null); rc=$?
+  [ $rc -eq 2 ] && [ "$(wc -l <<<"$err")" -eq 1 ] && grep -q -- "--costs" <<<"$err" \
+    || fail "--costs $bad: exit $rc, '$err'"
+done
+
 if command -v gnuplot >/dev/null; then
+  "$SIM" bubble --pp 4 --m 4,8 --costs 1,1.5,0.5 --plot "$tmp/plotc" >/dev/null || fail "--costs --plot exit $?"
+  [ -s "$tmp/plotc/bubble.png" ] || fail "--costs --plot: bubble.png missing"
   "$SIM" bubble --pp 4 --m 1,2,4,8 --plot "$tmp/plot" >/dev/null || fail "--plot exit $?"
   for f in bubble.png bubble.svg bubble.dat bubble_curve.dat; do
     [ -s "$tmp/plot/$f" ] || fail "$f missing"

@@ -130,6 +130,61 @@ static void test_ideal_dualpipev(void) {
     }
 }
 
+/* Unequal passes: the engine's bubble equals the closed forms of
+ * px_plan_bubble_fraction_costs wherever they exist (zb-h1 from m = p, zb-h2
+ * and zb-v from 2p - 1) over fixed and random T_F, T_B, T_W, including
+ * T_W = 0, T_W > T_B and T_B < T_F (where a closed form is missing it must
+ * be for the documented reason). DualPipeV's form needs T_F = T_B: the
+ * fixed cases give it. */
+static void test_unequal_costs(void) {
+  const PxScheduleKind ks[] = {PX_SCHED_1F1B, PX_SCHED_INTERLEAVED, PX_SCHED_ZB_H1, PX_SCHED_ZB_H2, PX_SCHED_ZB_V,
+                               PX_SCHED_DUALPIPEV};
+  GRand *rng = g_rand_new_with_seed(20261130);
+  int compared = 0;
+  for (int i = 0; i < 60; i++) {
+    const double fixed[][3] = {{1, 2, 1}, {1, 1, 2}, {2, 1, 1}, {1, 1.5, 0.5}, {1, 3, 1},
+                               {1, 1.2, 0}, {1, 1, 0.5}, {2, 2, 0}, {1.5, 1.5, 1.5}};
+    double f, b, w;
+    if (i < (int)G_N_ELEMENTS(fixed)) {
+      f = fixed[i][0], b = fixed[i][1], w = fixed[i][2];
+    } else {
+      f = g_rand_double_range(rng, 0.2, 3), b = g_rand_double_range(rng, 0.2, 3), w = g_rand_double_range(rng, 0, 3);
+    }
+    for (gsize k = 0; k < G_N_ELEMENTS(ks); k++)
+      for (int p = 2; p <= 5; p++) {
+        int vpp = ks[k] == PX_SCHED_INTERLEAVED || px_schedule_is_v(ks[k]) ? 2 : 1;
+        PxPlan shape;
+        px_plan_init(&shape);
+        shape.schedule = ks[k];
+        shape.pp = p;
+        int m0 = px_plan_bubble_exact_from(&shape);
+        px_plan_clear(&shape);
+        Case c;
+        for (int m = MAX(m0, p); m <= m0 + 2 * p; m += p) {
+          case_init(&c, ks[k], p, vpp, m);
+          double analytic = px_plan_bubble_fraction_costs(&c.plan, f, b, w);
+          if (isnan(analytic)) {
+            g_assert_true(ks[k] == PX_SCHED_ZB_V        ? b < f
+                          : ks[k] == PX_SCHED_DUALPIPEV ? f != b || w > b
+                                                        : w > MIN(f, b));
+            case_clear(&c);
+            continue;
+          }
+          px_cost_table_free(c.tab);
+          c.tab = px_cost_table_uniform(p, vpp, f, b, w);
+          g_autoptr(PxSimResult) res = run(&c, NULL);
+          if (fabs(res->bubble_fraction - analytic) > 1e-12)
+            g_error("%s p=%d m=%d costs %g,%g,%g: engine %.6f, closed form %.6f", px_schedule_name(ks[k]), p, m, f, b,
+                    w, res->bubble_fraction, analytic);
+          compared++;
+          case_clear(&c);
+        }
+      }
+  }
+  g_rand_free(rng);
+  g_assert_cmpint(compared, >, 400);
+}
+
 /* A cost table with every part taking f, b (input), w (weight) and every
  * message c. */
 static PxCostTable *table_fbw(int pp, int vpp, double f, double b, double w, double c) {
@@ -616,6 +671,7 @@ static void test_deadlock(void) {
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/engine/ideal/gpipe-1f1b", test_ideal_gpipe_1f1b);
+  g_test_add_func("/engine/ideal/unequal-costs", test_unequal_costs);
   g_test_add_func("/engine/ideal/interleaved", test_ideal_interleaved);
   g_test_add_func("/engine/ideal/zb-h1", test_ideal_zb_h1);
   g_test_add_func("/engine/ideal/zb-h2-zb-v", test_ideal_zb_h2_zb_v);

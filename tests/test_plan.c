@@ -1,5 +1,6 @@
 /* test_plan.c — the rules of a plan, its files, rank layout and bubble. */
 #include <glib.h>
+#include <math.h>
 #include <glib/gstdio.h>
 #include <string.h>
 #include "plan.h"
@@ -75,6 +76,37 @@ static void test_valid(void) {
   g_assert_cmpint(p.seq, ==, 2048);
   /* 1F1B bubble (p-1)/(m+p-1) = 3/195 */
   g_assert_cmpfloat_with_epsilon(px_plan_bubble_fraction(&p), 3.0 / 195.0, 1e-15);
+  px_plan_clear(&p);
+}
+
+/* Unequal passes, p = 4, m = 8, idle / step with busy m·v·(T_F+T_B+T_W):
+ * ZB-H1 with T_F,T_B,T_W = 1,2,1: Qi et al.'s (p-1)(T_F+T_B-T_W) = 6 idle on
+ * 8·4 = 32 busy: 6/38; with 1,1,2 (T_W > T_B, outside the paper's setting):
+ * no closed form. ZB-H2 with 1,1.5,0.5: (p-1)(T_F+T_B-2T_W) = 4.5 on 8·3 = 24:
+ * 4.5/28.5; with 1,1.2,0.7 the formula's 2.4 is below the last rank's wait
+ * 3·T_F = 3: 3/(8·2.9 + 3) = 3/26.2. ZB-V (2 chunks) with 1,3,1: X = max(3, 4)
+ * = 4, idle 4 + 2·4 = 12 on 8·2·5 = 80: 12/92. 1F1B's fraction is 3/11
+ * whatever the costs; DualPipeV's (the DualPipe README's) needs T_F = T_B. */
+static void test_bubble_costs(void) {
+  PxPlan p;
+  px_plan_init(&p);
+  p.pp = 4; p.m = 8; p.schedule = PX_SCHED_ZB_H1;
+  g_assert_cmpfloat_with_epsilon(px_plan_bubble_fraction_costs(&p, 1, 2, 1), 6.0 / 38.0, 1e-15);
+  g_assert_true(isnan(px_plan_bubble_fraction_costs(&p, 1, 1, 2)));
+  p.schedule = PX_SCHED_ZB_H2;
+  g_assert_cmpfloat_with_epsilon(px_plan_bubble_fraction_costs(&p, 1, 1.5, 0.5), 4.5 / 28.5, 1e-15);
+  g_assert_cmpfloat_with_epsilon(px_plan_bubble_fraction_costs(&p, 1, 1.2, 0.7), 3.0 / 26.2, 1e-15);
+  p.schedule = PX_SCHED_1F1B;
+  g_assert_cmpfloat_with_epsilon(px_plan_bubble_fraction_costs(&p, 2, 1, 3), 3.0 / 11.0, 1e-15);
+  p.schedule = PX_SCHED_ZB_V; p.vpp = 2;
+  g_assert_cmpfloat_with_epsilon(px_plan_bubble_fraction_costs(&p, 1, 3, 1), 12.0 / 92.0, 1e-15);
+  g_assert_true(isnan(px_plan_bubble_fraction_costs(&p, 2, 1, 1))); /* T_B < T_F */
+  p.schedule = PX_SCHED_DUALPIPEV;
+  g_assert_true(isnan(px_plan_bubble_fraction_costs(&p, 1, 2, 1)));
+  /* T_F = T_B = 1, T_W = 0.5: (p-1)(F&B + B - 3W) = 3·(2.5 + 1.5 - 1.5) = 7.5 on 8·2·2.5 = 40 */
+  g_assert_cmpfloat_with_epsilon(px_plan_bubble_fraction_costs(&p, 1, 1, 0.5), 7.5 / 47.5, 1e-15);
+  g_assert_cmpfloat_with_epsilon(px_plan_bubble_fraction_costs(&p, 1, 1, 1), 6.0 / 54.0, 1e-15);
+  g_assert_true(isnan(px_plan_bubble_fraction_costs(&p, 0, 1, 1)));
   px_plan_clear(&p);
 }
 
@@ -390,6 +422,7 @@ int main(int argc, char **argv) {
   }
   g_test_add_func("/plan/valid/gpt3-seed", test_valid);
   g_test_add_func("/plan/bubble", test_bubble);
+  g_test_add_func("/plan/bubble/unequal-costs", test_bubble_costs);
   g_test_add_func("/plan/v-schedules", test_v_schedules);
   g_test_add_func("/plan/rank-order", test_rank_order);
   g_test_add_func("/plan/cp/grid-megatron-order", test_cp_grid);
