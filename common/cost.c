@@ -8,8 +8,10 @@
  * of the dense peak: the fraction of the launched tile slots doing useful work
  * (tile and wave quantisation, NVIDIA "Matrix Multiplication Background User's
  * Guide"), times the best large-GEMM efficiency of the GPU (gemm_eff, the
- * maximum achievable matmul FLOPS of Bekman's ml-engineering table). A GEMM
- * with fewer tiles than SMs and a long k is split along k as cuBLAS does.
+ * maximum achievable matmul FLOPS of Bekman's ml-engineering table), times
+ * k / (k + gemm_k_overhead) for each tile's fixed cost (OpenXLA's sm_90 GEMM
+ * table). A GEMM with fewer tiles than SMs and a long k is split along k as
+ * cuBLAS does.
  * Roofline: never faster than its operands through HBM; plus one kernel_overhead.
  *
  * Memory-bound kernels cost their own bytes, forward and backward separately
@@ -19,7 +21,8 @@
  *
  * Attention: flash (one fused kernel, causal: half the s^2 FLOPs, at
  * flash_fwd_eff of peak forward and flash_bwd_eff backward where the backward
- * has 2.5 x the forward's FLOPs, as flash-attn's benchmarks count them) or
+ * has 2.5 x the forward's FLOPs, as flash-attn's benchmarks count them;
+ * both x s / (s + flash_seq_half), the FlashAttention-2 paper's curve) or
  * unfused (Megatron's baddbmm + fused scale-mask-softmax: QK^T and PV batched
  * GEMMs, the s x s scores through HBM).
  *
@@ -37,6 +40,9 @@
  * k NICs: bw = min(NVLink busbw, k x NIC busbw). All replicas of the group
  * communicate at once, so the node's NICs are shared: each group gets the NICs
  * of its own k GPUs (inter_bw is per GPU).
+ *
+ * ZeRO-3's per-pass collectives overlap the pass but hold collective_sms of
+ * its SMs while they run (px_cost_pass_exposed).
  *
  * Stacks (px_stack_profile): gradient-reduction dtype, DP overlap in buckets,
  * optimizer traffic, default attention. */
