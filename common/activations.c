@@ -25,6 +25,8 @@ typedef struct {
   double s, b;       /* sequence, micro-batch */
   double n, nl;      /* token rows of a micro-batch, and of the residual stream on this rank */
   int t;
+  gboolean split;    /* the backward is split (zero bubble): mark and add what W reads */
+  gboolean gather;   /* sequence parallelism over t > 1: W reads all-gathered GEMM inputs */
 } Ctx;
 
 static PxActEntry *add(Ctx *c, PxActRole role, const char *name, const char *op, PxActLife life, double rows,
@@ -94,7 +96,7 @@ static void block(Ctx *c, const PxModel *model, const PxPlan *plan, gboolean exe
   }
   /* attention */
   rep(c, PX_ACT_IN, "in", "norm1 (block input)", in_life, d->hidden, e);
-  rep(c, PX_ACT_NORM1_OUT, "ln1", "qkv linear (norm1 output)", inner, d->hidden, eg);
+  PxActEntry *ln1 = rep(c, PX_ACT_NORM1_OUT, "ln1", "qkv linear (norm1 output)", inner, d->hidden, eg);
   if (exec) norm_stats(c, d, PX_ACT_NORM1_MEAN, PX_ACT_NORM1_RSTD, "norm1", inner);
   add(c, PX_ACT_QKV, "qkv", "attention (Q, K for QK^T; V)", inner, c->n, q + 2 * kv, e);
   /* the s x s probabilities: unfused attention keeps them; selective recompute
@@ -120,16 +122,18 @@ static void block(Ctx *c, const PxModel *model, const PxPlan *plan, gboolean exe
           c->b * heads * c->s, span, e);
     }
   }
-  add(c, PX_ACT_ATTN_OUT, "attn_out", "output projection (its input)", inner, c->n, d->heads * (double)d->head_dim / t, eg);
+  PxActEntry *ao =
+      add(c, PX_ACT_ATTN_OUT, "attn_out", "output projection (its input)", inner, c->n, d->heads * (double)d->head_dim / t, eg);
   if (paper_dropout) rep(c, PX_ACT_ATTN_MASK, "attn_mask", "attention output dropout (mask)", inner, d->hidden, 1);
   /* MLP: in a parallel block its norm reads the block input, held above */
   if (!d->parallel_attn) rep(c, PX_ACT_MID, "x2", "norm2 (residual after attention)", inner, d->hidden, e);
-  rep(c, PX_ACT_NORM2_OUT, "ln2", "first MLP linear (norm2 output)", inner, d->hidden, eg);
+  PxActEntry *ln2 = rep(c, PX_ACT_NORM2_OUT, "ln2", "first MLP linear (norm2 output)", inner, d->hidden, eg);
   if (exec) norm_stats(c, d, PX_ACT_NORM2_MEAN, PX_ACT_NORM2_RSTD, "norm2", inner);
   gboolean gated = px_ffn_gated(d->ffn_kind);
+  PxActEntry *act = NULL;
   if (f > 0) {
     add(c, PX_ACT_FFN_PRE, "fc", gated ? "gated activation (gate output)" : "GELU (its input)", inner, c->n, f, e);
-    add(c, PX_ACT_FFN_ACT, "act", "down projection (its input)", inner, c->n, f, eg);
+    act = add(c, PX_ACT_FFN_ACT, "act", "down projection (its input)", inner, c->n, f, eg);
     if (gated) add(c, PX_ACT_FFN_UP, "up", "gated activation (up output)", inner, c->n, f, e);
   }
   if (moe && exec) { /* the executor's dropless layer: its worst case, one tensor (moe.h) */
@@ -144,13 +148,35 @@ static void block(Ctx *c, const PxModel *model, const PxPlan *plan, gboolean exe
         px_moe_activation_bytes(model, plan), 0, 1);
   }
   if (paper_dropout) rep(c, PX_ACT_MLP_MASK, "mlp_mask", "MLP output dropout (mask)", inner, d->hidden, 1);
+  if (!c->split) return;
+  /* a split backward: each weight GEMM's (input, output gradient) for W (Qi
+   * et al.'s WeightGradStore); under SP the input is the all-gathered copy
+   * (total_input), made in B, and the s·b/t-row entry goes with B */
+  if (f > 0) {
+    act->w = TRUE;
+    if (c->gather) add(c, PX_ACT_W_LN2, "ln2_gathered", "first MLP linear, weight pass (gathered input)", PX_ACT_W, c->n, d->hidden, eg);
+    else ln2->w = TRUE;
+    add(c, PX_ACT_D_DOWN, "d_down", "down projection, weight pass (output gradient)", PX_ACT_W, c->n, d->hidden, e);
+    if (gated) add(c, PX_ACT_D_UP, "d_up", "up projection, weight pass (output gradient)", PX_ACT_W, c->n, f, e);
+    add(c, PX_ACT_D_FC, "d_fc", gated ? "gate projection, weight pass (output gradient)" : "first MLP linear, weight pass (output gradient)",
+        PX_ACT_W, c->n, f, e);
+  }
+  ao->w = TRUE;
+  add(c, PX_ACT_D_PROJ, "d_proj", "output projection, weight pass (output gradient)", PX_ACT_W, c->n, d->hidden, e);
+  if (c->gather) add(c, PX_ACT_W_LN1, "ln1_gathered", "qkv linear, weight pass (gathered input)", PX_ACT_W, c->n, d->hidden, eg);
+  else ln1->w = TRUE;
+  add(c, PX_ACT_D_QKV, "d_qkv", "qkv linear, weight pass (output gradient)", PX_ACT_W, c->n, q + 2 * kv, e);
 }
 
-void px_activations_layer(const PxModel *model, const PxPlan *plan, const PxActOptions *opt, int first, int end,
-                          int li, PxActList *out) {
+gboolean px_act_splits_backward(const PxPlan *plan) {
+  return plan->schedule == PX_SCHED_ZB_H1 || plan->schedule == PX_SCHED_ZB_H2 || px_schedule_is_v(plan->schedule);
+}
+
+static void layer_list(const PxModel *model, const PxPlan *plan, const PxActOptions *opt, int first, int end, int li,
+                       gboolean split, PxActList *out) {
   const PxModelDesc *d = &model->desc;
   gboolean exec = opt && opt->stack == PX_ACT_STACK_EXEC;
-  Ctx c = {.out = out};
+  Ctx c = {.out = out, .split = split, .gather = plan->seq_parallel && plan->tp > 1};
   out->n = 0;
   c.e = opt && opt->elem_bytes > 0 ? opt->elem_bytes : px_plan_act_bytes(plan);
   c.s = plan->seq > 0 ? plan->seq : d->default_seq;
@@ -171,7 +197,7 @@ void px_activations_layer(const PxModel *model, const PxPlan *plan, const PxActO
     break;
   case PX_LAYER_LM_HEAD: {
     double vl = ceil((double)d->vocab / c.t); /* the vocabulary padded to a multiple of t */
-    rep(&c, PX_ACT_IN, "ln_f", "LM head projection (final norm output)", PX_ACT_KEPT, d->hidden, c.e);
+    PxActEntry *in = rep(&c, PX_ACT_IN, "ln_f", "LM head projection (final norm output)", PX_ACT_KEPT, d->hidden, c.e);
     /* the vocab-parallel cross-entropy keeps its logits (softmax) for backward:
      * fp32 in Megatron (4sbV/t), the run's dtype in the executor */
     add(&c, PX_ACT_LOGITS, "logits", "cross-entropy (logits)", PX_ACT_KEPT, c.n, vl, exec ? c.e : 4);
@@ -183,10 +209,43 @@ void px_activations_layer(const PxModel *model, const PxPlan *plan, const PxActO
             PX_ACT_CHUNK, 2, c.n, c.e);
       }
     }
+    /* the executor computes a tied head's gradient in B when its weight is
+     * the embedding's, in another chunk of the same rank (pp 1, or the V's
+     * rank 0, which holds the first and the last part) */
+    gboolean other_chunk = exec && d->tied && first > 0 && (plan->pp == 1 || px_schedule_is_v(plan->schedule));
+    if (split && !other_chunk) {
+      if (c.gather)
+        add(&c, PX_ACT_W_HEAD_IN, "ln_f_gathered", "LM head projection, weight pass (gathered input)", PX_ACT_W, c.n,
+            d->hidden, c.e);
+      else in->w = TRUE;
+      add(&c, PX_ACT_D_LOGITS, "d_logits", "LM head projection, weight pass (output gradient)", PX_ACT_W, c.n, vl, c.e);
+    }
     break;
   }
   case PX_LAYER_BLOCK: block(&c, model, plan, exec, first, end, li); break;
   }
+}
+
+void px_activations_layer(const PxModel *model, const PxPlan *plan, const PxActOptions *opt, int first, int end,
+                          int li, PxActList *out) {
+  layer_list(model, plan, opt, first, end, li, px_act_splits_backward(plan), out);
+}
+
+double px_act_w_bytes(const PxActList *list) {
+  double sum = 0;
+  for (int i = 0; i < list->n; i++)
+    if (list->e[i].w || list->e[i].life == PX_ACT_W) sum += list->e[i].bytes;
+  return sum;
+}
+
+double px_activations_w_bytes(const PxModel *model, const PxPlan *plan, const PxActOptions *opt, int first, int end) {
+  double sum = 0;
+  PxActList list;
+  for (int li = first; li < end; li++) {
+    layer_list(model, plan, opt, first, end, li, TRUE, &list);
+    sum += px_act_w_bytes(&list);
+  }
+  return sum;
 }
 
 const PxActEntry *px_act_find(const PxActList *list, PxActRole role) {
@@ -208,6 +267,7 @@ const char *px_act_life_name(PxActLife life) {
   case PX_ACT_CHUNK: return "kept (chunk)";
   case PX_ACT_RECOMPUTED: return "recomputed";
   case PX_ACT_SEGMENT: return "segment";
+  case PX_ACT_W: return "until W";
   }
   return "?";
 }
@@ -221,27 +281,34 @@ static double sum_life(const PxActList *l, int life_mask, gboolean with_in) {
   return s;
 }
 
-static double in_bytes(const PxActList *l) {
-  const PxActEntry *x = px_act_find(l, PX_ACT_IN);
+static double role_bytes(const PxActList *l, PxActRole role) {
+  const PxActEntry *x = px_act_find(l, role);
   return x ? x->bytes : 0;
 }
 
+static double in_bytes(const PxActList *l) { return role_bytes(l, PX_ACT_IN); }
+
 #define ALL ((1 << PX_ACT_KEPT) | (1 << PX_ACT_CHUNK) | (1 << PX_ACT_RECOMPUTED) | (1 << PX_ACT_SEGMENT))
 
-/* Forward then backward of one micro-batch; defer: the weight half comes later
- * (nothing is freed by the input half). A layer's input is held by the layer
- * before it (its output), freed with that layer's activations; the part's own
- * input lives until the part's backward ends, like the CHUNK entries. */
-static double walk(const PxModel *model, const PxPlan *plan, const PxActOptions *opt, int first, int end,
-                   gboolean defer, double *kept_out) {
+/* Forward then backward of one micro-batch (split: the backward-input pass
+ * of a split backward), as exec/gpt.c runs them. A layer's input is held by
+ * the layer before it (its output), freed with that layer's activations; the
+ * part's own input lives until the part's backward ends, like the CHUNK
+ * entries. Fills out's kept, fwd and, split, w and bwd_input, else bwd. */
+static void walk(const PxModel *model, const PxPlan *plan, const PxActOptions *opt, int first, int end,
+                 gboolean split, PxActProfile *out) {
   int n = end - first;
   g_autofree PxActList *L = g_new0(PxActList, n);
-  for (int i = 0; i < n; i++) px_activations_layer(model, plan, opt, first, end, first + i, &L[i]);
+  for (int i = 0; i < n; i++) layer_list(model, plan, opt, first, end, first + i, split, &L[i]);
   gboolean full = plan->ckpt == PX_CKPT_FULL;
-  double cur = in_bytes(&L[0]), peak = cur;
+  /* the token and target ids are uploaded before the chunk's first layer runs */
+  double cur = in_bytes(&L[0]), ids = 0;
+  for (int i = 0; i < n; i++) ids += role_bytes(&L[i], PX_ACT_TOKENS) + role_bytes(&L[i], PX_ACT_TARGETS);
+  cur += ids;
+  double peak = cur;
   g_autofree gboolean *present = g_new0(gboolean, n); /* a layer's RECOMPUTED entries exist */
   for (int i = 0; i < n; i++) {
-    cur += sum_life(&L[i], ALL, FALSE);
+    cur += sum_life(&L[i], ALL, FALSE) - role_bytes(&L[i], PX_ACT_TOKENS) - role_bytes(&L[i], PX_ACT_TARGETS);
     if (i + 1 < n) cur += in_bytes(&L[i + 1]); /* its output: the next layer's input */
     peak = MAX(peak, cur);
     cur -= sum_life(&L[i], 1 << PX_ACT_RECOMPUTED, FALSE);
@@ -252,7 +319,10 @@ static double walk(const PxModel *model, const PxPlan *plan, const PxActOptions 
         for (int j = s0 + 1; j < s1; j++) cur -= sum_life(&L[j - first], 1 << PX_ACT_SEGMENT, TRUE);
     }
   }
-  if (kept_out) *kept_out = cur;
+  out->kept = cur;
+  out->fwd = peak;
+  double start = cur;
+  peak = cur;
   for (int i = n - 1; i >= 0; i--) {
     int li = first + i;
     const PxLayer *layer = &model->layers[li];
@@ -268,28 +338,39 @@ static double walk(const PxModel *model, const PxPlan *plan, const PxActOptions 
         made += sum_life(&L[j - first], 1 << PX_ACT_RECOMPUTED, FALSE);
         if (j < li) made += sum_life(&L[j + 1 - first], 1 << PX_ACT_SEGMENT, TRUE);
       }
-      cur += made;
-      peak = MAX(peak, cur);
     } else {
       /* selective: the dropped entries made again for this layer's backward */
       made = sum_life(&L[i], 1 << PX_ACT_RECOMPUTED, FALSE);
-      peak = MAX(peak, cur + made);
-      if (!defer) cur += made;
     }
-    if (!defer) {
-      /* this layer's activations and its output (the next layer's input) */
-      cur -= sum_life(&L[i], (1 << PX_ACT_KEPT) | (1 << PX_ACT_RECOMPUTED), FALSE);
-      if (i + 1 < n) cur -= in_bytes(&L[i + 1]);
+    /* split: the weight GEMMs' gradients (and gathered inputs) are held as
+     * the layer's backward makes them, with what it made again */
+    cur += made + sum_life(&L[i], 1 << PX_ACT_W, FALSE);
+    peak = MAX(peak, cur);
+    /* this layer's activations and its output (the next layer's input),
+     * but for what the weight pass reads */
+    for (int k = 0; k < L[i].n; k++) {
+      const PxActEntry *x = &L[i].e[k];
+      if (x->role != PX_ACT_IN && !x->w && (x->life == PX_ACT_KEPT || x->life == PX_ACT_RECOMPUTED)) cur -= x->bytes;
     }
+    const PxActEntry *next = i + 1 < n ? px_act_find(&L[i + 1], PX_ACT_IN) : NULL;
+    if (next && !next->w) cur -= next->bytes;
   }
-  return peak;
+  if (!split) {
+    out->bwd = peak - start;
+    return;
+  }
+  out->bwd_input = peak - start;
+  out->w = 0;
+  for (int i = 0; i < n; i++) out->w += px_act_w_bytes(&L[i]);
 }
 
 void px_activations_profile(const PxModel *model, const PxPlan *plan, const PxActOptions *opt, int first, int end,
                             PxActProfile *out) {
-  out->kept = 0;
-  out->peak = walk(model, plan, opt, first, end, FALSE, &out->kept);
-  /* zero-bubble schedules split backward: the input half frees nothing */
-  if (plan->schedule == PX_SCHED_ZB_H1 || plan->schedule == PX_SCHED_ZB_H2 || px_schedule_is_v(plan->schedule))
-    out->peak = MAX(out->peak, walk(model, plan, opt, first, end, TRUE, NULL));
+  *out = (PxActProfile){0};
+  walk(model, plan, opt, first, end, FALSE, out); /* a full backward (DualPipeV runs both kinds) */
+  out->peak = MAX(out->fwd, out->kept + out->bwd);
+  if (px_act_splits_backward(plan)) {
+    walk(model, plan, opt, first, end, TRUE, out);
+    out->peak = MAX(out->peak, out->kept + out->bwd_input);
+  }
 }

@@ -81,6 +81,17 @@ typedef enum {
   PX_ACT_TARGETS,       /* EXEC: target ids (int32) */
   PX_ACT_CE_MAX,        /* EXEC, tp > 1: the vocab-parallel cross-entropy's row max */
   PX_ACT_CE_STATS,      /* EXEC, tp > 1: its (sum of exp, target logit) per row */
+  /* a split backward (zero bubble): what the backward-input pass makes for the
+   * weight pass, life PX_ACT_W (see px_act_splits_backward) */
+  PX_ACT_W_LN1,         /* sequence parallel: the all-gathered QKV input (s·b rows) */
+  PX_ACT_W_LN2,         /* sequence parallel: the all-gathered first MLP linear's input */
+  PX_ACT_W_HEAD_IN,     /* sequence parallel: the all-gathered LM head input */
+  PX_ACT_D_QKV,         /* the QKV projection's output gradient */
+  PX_ACT_D_PROJ,        /* the attention output projection's output gradient (s·b rows) */
+  PX_ACT_D_FC,          /* the first MLP linear's (gated: the gate projection's) output gradient */
+  PX_ACT_D_UP,          /* gated MLPs: the up projection's output gradient */
+  PX_ACT_D_DOWN,        /* the down projection's output gradient (s·b rows) */
+  PX_ACT_D_LOGITS,      /* the LM head projection's output gradient */
   PX_ACT_N_ROLES
 } PxActRole;
 
@@ -90,6 +101,9 @@ typedef enum {
   PX_ACT_RECOMPUTED, /* freed when the layer's forward ends, made again in its backward */
   PX_ACT_SEGMENT,    /* full recompute, a block input inside a checkpoint segment:
                       * freed when the segment's forward ends, made again in backward */
+  PX_ACT_W,          /* split backward only: made by the backward-input pass for the
+                      * weight pass (a weight GEMM's output gradient, or its all-gathered
+                      * input under SP), freed by the weight pass */
 } PxActLife;
 
 typedef struct {
@@ -102,9 +116,11 @@ typedef struct {
   double rows, cols;  /* rows × cols of the local shard (rows: all dims but the last) */
   int elem_bytes;     /* 1 (masks), 4 (ids, PAPER logits) or the activation size */
   double bytes;       /* rows · cols · elem_bytes */
+  gboolean w;         /* split backward only: read by the weight pass, so held (or, recomputed,
+                       * made again) until it, not freed by the backward-input pass */
 } PxActEntry;
 
-#define PX_ACT_MAX_ENTRIES 24
+#define PX_ACT_MAX_ENTRIES 32
 
 typedef struct {
   int n;
@@ -118,11 +134,37 @@ typedef struct {
 void px_activations_layer(const PxModel *model, const PxPlan *plan, const PxActOptions *opt, int first, int end,
                           int li, PxActList *out);
 
+/* Zero bubble (Qi et al. 2024): the schedule splits a layer's backward into
+ * a backward-input pass (B: the input gradients; the norms', embedding's and
+ * routed experts' weight gradients too) and a weight pass (W: the weight
+ * GEMMs' gradients, with their biases). What W reads is what the paper's
+ * WeightGradStore keeps per weight GEMM, (total_input, grad_output): the GEMM's
+ * input, all-gathered under sequence parallelism, and its output gradient.
+ * In a layer's list (built for such a schedule) the inputs are the entries
+ * flagged `w` (without SP: ln1, attention output, ln2, the FFN activation,
+ * the LM head's input; with SP the gathered copies, PX_ACT_W entries, stand
+ * for the s·b/t-row ones) and the gradients PX_ACT_W entries. A GPT-3 block,
+ * 16-bit, no TP: inputs 2 + 2 + 2 + 8 = 14 sbh, gradients 6 + 2 + 8 + 2 = 18
+ * sbh: 32 sbh, Qi et al.'s M_W. Not split: the MoE routed experts (their
+ * weight gradients are made in B), and in the executor's stack an LM head
+ * whose tied weight is the embedding's in another chunk of the rank. */
+gboolean px_act_splits_backward(const PxPlan *plan);
+
 /* The entry of a role, or NULL. */
 const PxActEntry *px_act_find(const PxActList *list, PxActRole role);
 
 /* Sum of the entries saved from forward to backward (KEPT and CHUNK). */
 double px_act_kept_bytes(const PxActList *list);
+
+/* Sum of what a split backward holds from the backward-input pass to the
+ * weight pass: the `w` entries and the PX_ACT_W ones (0 when not split). */
+double px_act_w_bytes(const PxActList *list);
+
+/* One micro-batch of part [first, end) under a split backward (whatever the
+ * plan's schedule): the bytes held from its backward-input pass to its
+ * weight pass, the sum of px_act_w_bytes over the part's layers. The planner,
+ * the engine (sim/predict.c) and the search read this one amount. */
+double px_activations_w_bytes(const PxModel *model, const PxPlan *plan, const PxActOptions *opt, int first, int end);
 
 /* Full recompute: the checkpoint segment [*s0, *s1) of block li in part
  * [first, end): ckpt_interval blocks from the part's first block. */
@@ -133,11 +175,17 @@ void px_activations_segment(const PxModel *model, const PxPlan *plan, int first,
  * activations over its forward and its backward walked entry by entry in the
  * order the executor runs them (allocation at the entry's op, frees at its
  * lifetime's end; full recompute rebuilds one segment in backward, from its
- * last block down). defer: the weight half of backward comes later (zero
- * bubble), so nothing is freed before it. */
+ * last block down). Under a split backward (px_act_splits_backward) the
+ * backward-input pass frees, layer by layer, all but what the weight pass
+ * reads, and holds each layer's PX_ACT_W gradients from the layer's own
+ * backward on; `w` is what it leaves for the weight pass, which frees it. */
 typedef struct {
-  double kept;
-  double peak;
+  double kept;     /* held from the forward to the backward (or backward-input pass) */
+  double peak;     /* the largest of fwd, kept + bwd, kept + bwd_input: over the forward and the backward */
+  double w;        /* split: held from the backward-input pass to the weight pass */
+  double fwd;      /* the forward's peak above the level before it (>= kept) */
+  double bwd;      /* a full backward's peak above the level before it */
+  double bwd_input;/* split: the backward-input pass's peak above the level before it */
 } PxActProfile;
 void px_activations_profile(const PxModel *model, const PxPlan *plan, const PxActOptions *opt, int first, int end,
                             PxActProfile *out);

@@ -66,14 +66,15 @@ double px_memory_in_flight(const PxPlan *plan, int stage) {
   switch (plan->schedule) {
   case PX_SCHED_NAIVE: return 1;
   case PX_SCHED_GPIPE: return m;
-  case PX_SCHED_1F1B:
-  case PX_SCHED_ZB_H1: return MIN(p - stage, m);
+  case PX_SCHED_1F1B: return MIN(p - stage, m);
+  case PX_SCHED_ZB_H1:
   case PX_SCHED_ZB_H2:
   case PX_SCHED_ZB_V:
   case PX_SCHED_DUALPIPEV: {
-    /* from the program's own compute order: (micro-batch, chunk)s held, over
-     * the chunks per rank (ZB-H2 2p - 1 on rank 0; ZB-V 2p chunks = p; DualPipeV
-     * 2p + 1 chunks on rank 0, the DualPipe README's "PP + 1") */
+    /* from the program's own compute order: (micro-batch, chunk)s holding
+     * something (to their weight pass), over the chunks per rank (ZB-H1 p - r
+     * on rank r but for W passes held back; ZB-H2 2p - 1 on rank 0; ZB-V 2p
+     * chunks = p; DualPipeV 2p + 1 chunks on rank 0, the DualPipe README's "PP + 1") */
     int v = MAX(plan->vpp, 1), n = 0;
     g_autofree double *ones = g_new(double, v);
     for (int c = 0; c < v; c++) ones[c] = 1;
@@ -100,12 +101,16 @@ static int interleaved_count(int n, int c, int p, int v) {
   return n / period * p + CLAMP(rest, 0, p);
 }
 
-double px_memory_peak_activations(const PxPlan *plan, int stage, const double *chunk_act) {
+double px_memory_peak_activations(const PxPlan *plan, int stage, const double *chunk_act, const double *chunk_w) {
   int v = MAX(plan->vpp, 1);
   double sum = 0;
   for (int c = 0; c < v; c++) sum += chunk_act[c];
-  if (plan->schedule == PX_SCHED_ZB_H2 || px_schedule_is_v(plan->schedule))
-    return px_schedule_peak_activations(plan, stage, chunk_act, NULL);
+  if (px_act_splits_backward(plan)) {
+    /* the program's order: F holds act, B-input frees act - w, W frees w */
+    g_autofree PxChunkHeld *held = g_new0(PxChunkHeld, v);
+    for (int c = 0; c < v; c++) held[c] = (PxChunkHeld){.act = chunk_act[c], .w = chunk_w ? chunk_w[c] : chunk_act[c]};
+    return px_schedule_peak_held(plan, stage, held, NULL);
+  }
   if (plan->schedule != PX_SCHED_INTERLEAVED) return px_memory_in_flight(plan, stage) * sum;
   int p = plan->pp, total = MAX(plan->m, 1) * v;
   int warmup = MIN((p - stage - 1) * 2 + (v - 1) * p, total);
@@ -189,8 +194,10 @@ PxMemory *px_memory_new_act(const PxModel *model, const PxPlan *plan, const PxPa
     st->stage = r;
     gint64 params = 0, max_layer = 0, shard = 0, eshard = 0, eparams = 0;
     gboolean moe_held = FALSE;
-    double act_mb = 0, act_block = 0, head_acts = 0, excess = 0;
+    double act_mb = 0, act_block = 0, head_acts = 0;
     g_autofree double *chunk_act = g_new0(double, MAX(plan->vpp, 1));
+    g_autofree double *chunk_w = g_new0(double, MAX(plan->vpp, 1));
+    g_autofree PxChunkHeld *held = g_new0(PxChunkHeld, MAX(plan->vpp, 1));
     int max_blocks = 0, gemms = 0;
     double fp8_params = 0, fp8_max_layer = 0;
     gboolean first = FALSE, last = FALSE;
@@ -238,9 +245,11 @@ PxMemory *px_memory_new_act(const PxModel *model, const PxPlan *plan, const PxPa
         PxActProfile prof;
         px_activations_profile(model, plan, act, part->bounds[k], part->bounds[k + 1], &prof);
         chunk_act[c] = prof.kept;
-        excess = MAX(excess, prof.peak - prof.kept);
+        chunk_w[c] = prof.w;
+        held[c] = (PxChunkHeld){.act = prof.kept, .w = prof.w, .fwd = prof.fwd, .bwd = prof.bwd, .bwd_input = prof.bwd_input};
       } else {
         chunk_act[c] = part_kept(model, plan, act, part->bounds[k], part->bounds[k + 1]);
+        chunk_w[c] = px_activations_w_bytes(model, plan, act, part->bounds[k], part->bounds[k + 1]);
       }
       act_mb += chunk_act[c];
       int blocks = 0;
@@ -264,10 +273,13 @@ PxMemory *px_memory_new_act(const PxModel *model, const PxPlan *plan, const PxPa
     st->activation_per_layer = act_block;
     st->activation_per_mb = act_mb;
     st->in_flight = px_memory_in_flight(plan, r);
-    st->activations = px_memory_peak_activations(plan, r, chunk_act);
+    st->activations = px_memory_peak_activations(plan, r, chunk_act, chunk_w);
     if (exec) {
-      /* one micro-batch's transients on top of the steady-state peak */
-      st->activations += excess;
+      /* the program's order walked with each op's own transient on the
+       * level before it (not the largest transient of any chunk on the
+       * steady-state peak: interleaved, that overcounts a rank whose
+       * chunks' transients and holdings differ) */
+      st->activations = px_schedule_peak_held(plan, r, held, NULL);
     } else if (plan->ckpt == PX_CKPT_FULL && max_blocks > 0) {
       /* backward recomputes one checkpoint segment of `interval` blocks at a
        * time, holding their full activations transiently (one micro-batch);

@@ -49,17 +49,24 @@ typedef struct {
 } PxMemory;
 
 /* Peak micro-batches in flight on pipeline rank `stage` for the schedule:
- * GPipe m; 1F1B / ZB-H1 min(p - stage, m); interleaved per Megatron; ZB-H2,
- * ZB-V and DualPipeV from the program's compute order (px_schedule_peak_activations
- * over the chunks per rank: 2p - 1; p; (2p + 1)/2 when m is large enough). */
+ * GPipe m; 1F1B min(p - stage, m); interleaved per Megatron; ZB-H1, ZB-H2,
+ * ZB-V and DualPipeV from the program's compute order, a micro-batch held
+ * from its forward to its weight pass (px_schedule_peak_activations over the
+ * chunks per rank: ZB-H2 2p - 1; ZB-V p; DualPipeV (2p + 1)/2 when m is large
+ * enough). */
 double px_memory_in_flight(const PxPlan *plan, int stage);
 
 /* Peak activation bytes on pipeline rank `stage` over a step, given one
- * micro-batch's activation bytes on each of its chunks (chunk_act[vpp]):
- * GPipe m × the sum, 1F1B / ZB-H1 min(p - stage, m) × the sum, interleaved the
- * largest set of (micro-batch, chunk) pairs in flight in Megatron-LM's order,
- * each weighted by its own chunk (the chunk with the LM head keeps the logits). */
-double px_memory_peak_activations(const PxPlan *plan, int stage, const double *chunk_act);
+ * micro-batch's activation bytes on each of its chunks (chunk_act[vpp]) and,
+ * for a split backward (px_act_splits_backward), what it holds from its
+ * backward-input pass to its weight pass (chunk_w[vpp],
+ * px_activations_w_bytes; NULL: all of chunk_act): GPipe m × the sum, 1F1B
+ * min(p - stage, m) × the sum, interleaved the largest set of (micro-batch,
+ * chunk) pairs in flight in Megatron-LM's order, each weighted by its own
+ * chunk (the chunk with the LM head keeps the logits); the zero-bubble
+ * schedules the program's order, F adding chunk_act, B-input freeing
+ * chunk_act - chunk_w, W freeing chunk_w (px_schedule_peak_held). */
+double px_memory_peak_activations(const PxPlan *plan, int stage, const double *chunk_act, const double *chunk_w);
 
 /* ZeRO's partition of a chunk's flat buffer of numel elements over dp ranks:
  * each rank holds ceil(numel / dp) elements, and the flat buffers that are
@@ -86,7 +93,9 @@ PxMemory *px_memory_new(const PxModel *model, const PxPlan *plan, const PxPartit
  * planner's, Megatron's kernels as Korthikanti count them). For
  * PX_ACT_STACK_EXEC the activations are the executor's exactly: each chunk's
  * micro-batch keeps px_activations_profile's `kept`, in flight as the schedule
- * holds them, plus the largest excess (peak - kept) of one micro-batch's walk. */
+ * holds them, plus the largest excess (peak - kept) of one micro-batch's walk;
+ * under a split backward the program's order walked with each op's own
+ * transient (px_schedule_peak_held with px_activations_profile's amounts). */
 PxMemory *px_memory_new_act(const PxModel *model, const PxPlan *plan, const PxPartition *part,
                             const PxCluster *cluster, const PxActOptions *act);
 void px_memory_free(PxMemory *mem);

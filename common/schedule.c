@@ -429,7 +429,7 @@ static gboolean compute_order(GArray *ops, PxScheduleKind k, int p, int v, int s
   return TRUE;
 }
 
-double px_schedule_peak_activations(const PxPlan *plan, int stage, const double *chunk_act, int *peak_count) {
+double px_schedule_peak_held(const PxPlan *plan, int stage, const PxChunkHeld *chunks, int *peak_count) {
   int v = plan->vpp > 0 ? plan->vpp : 1, m = MAX(plan->m, 1);
   g_autoptr(GArray) ops = g_array_new(FALSE, FALSE, sizeof(ComputeOp));
   if (!compute_order(ops, plan->schedule, plan->pp, v, stage, m)) return 0;
@@ -437,19 +437,41 @@ double px_schedule_peak_activations(const PxPlan *plan, int stage, const double 
   int n = 0, peak_n = 0;
   for (guint i = 0; i < ops->len; i++) {
     const ComputeOp *op = &g_array_index(ops, ComputeOp, i);
-    double a = op->chunk >= 0 && op->chunk < v ? chunk_act[op->chunk] : 0;
-    if (op->kind == PX_OP_FORWARD) {
-      bytes += a;
+    if (op->chunk < 0 || op->chunk >= v) continue;
+    const PxChunkHeld *c = &chunks[op->chunk];
+    switch (op->kind) {
+    case PX_OP_FORWARD:
+      peak = MAX(peak, bytes + MAX(c->fwd, c->act));
+      bytes += c->act;
       n++;
-    } else if (op->kind == PX_OP_BACKWARD || op->kind == PX_OP_BACKWARD_WEIGHT) {
-      bytes -= a;
+      break;
+    case PX_OP_BACKWARD:
+      peak = MAX(peak, bytes + c->bwd);
+      bytes -= c->act;
       n--;
+      break;
+    case PX_OP_BACKWARD_INPUT:
+      peak = MAX(peak, bytes + c->bwd_input);
+      bytes += c->w - c->act;
+      break;
+    case PX_OP_BACKWARD_WEIGHT:
+      bytes -= c->w;
+      n--;
+      break;
+    default: break;
     }
     peak = MAX(peak, bytes);
     peak_n = MAX(peak_n, n);
   }
   if (peak_count) *peak_count = peak_n;
   return peak;
+}
+
+double px_schedule_peak_activations(const PxPlan *plan, int stage, const double *chunk_act, int *peak_count) {
+  int v = plan->vpp > 0 ? plan->vpp : 1;
+  g_autofree PxChunkHeld *held = g_new0(PxChunkHeld, v);
+  for (int c = 0; c < v; c++) held[c] = (PxChunkHeld){.act = chunk_act[c], .w = chunk_act[c]};
+  return px_schedule_peak_held(plan, stage, held, peak_count);
 }
 
 #define INVALID(...) \

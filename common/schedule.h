@@ -117,14 +117,25 @@ void px_program_free(PxProgram *prog);
  * px_schedule_part_of of the program's schedule. */
 int px_program_part_of(const PxProgram *prog, int stage, int chunk);
 
+/* What one (micro-batch, chunk) holds on its rank, in bytes: act from its
+ * FORWARD to its BACKWARD, or to its BACKWARD_INPUT when the backward is
+ * split, and then w until its BACKWARD_WEIGHT (px_activations_w_bytes: the
+ * weight GEMMs' inputs and output gradients, Qi et al. 2024's M_W); fwd, bwd
+ * and bwd_input, the peak of a FORWARD, a BACKWARD and a BACKWARD_INPUT
+ * above the level before it (0: no transient; fwd at least act). */
+typedef struct {
+  double act, w, fwd, bwd, bwd_input;
+} PxChunkHeld;
+
 /* Peak activation bytes that pipeline rank `stage` holds under the plan's
- * schedule, from its compute order (the one px_program_new emits): a
- * (micro-batch, chunk) holds chunk_act[chunk] from its FORWARD to its
- * BACKWARD, or to its BACKWARD_WEIGHT when the backward is split (the weight
- * pass needs the layers' inputs: Qi et al. 2024 Table 1 keep 32h of the
- * 34h + 5as/h per token and layer until W; the executor keeps them all).
- * peak_count (may be NULL): the most (micro-batch, chunk)s held at once.
+ * schedule, walking its compute order (the one px_program_new emits): a
+ * FORWARD adds act, a BACKWARD frees act, a BACKWARD_INPUT frees act - w
+ * and a BACKWARD_WEIGHT w; each op's transient on top of the level before it.
+ * peak_count (may be NULL): the most (micro-batch, chunk)s holding something
+ * at once (from FORWARD to BACKWARD or BACKWARD_WEIGHT). chunks: (vpp).
  * The plan needs pp, vpp, m, schedule. */
+double px_schedule_peak_held(const PxPlan *plan, int stage, const PxChunkHeld *chunks, int *peak_count);
+/* The same with w = act (the weight pass frees all) and no transients. */
 double px_schedule_peak_activations(const PxPlan *plan, int stage, const double *chunk_act, int *peak_count);
 
 /* The stream a global rank runs (its pipeline coordinate, via px_plan_rank_coords). */

@@ -297,6 +297,17 @@ PxTensor *px_tensor_view(PxTensor *t, const char *name, gint64 offset, int ndim,
   return g_steal_pointer(&v);
 }
 
+void px_tensor_set_category(PxTensor *t, PxMemCategory category) {
+  if (!t || t->category == category) return;
+  if (t->owns_data) {
+    g_mutex_lock(&t->backend->lock);
+    mem_count(t->backend, t->category, -(gint64)t->bytes);
+    mem_count(t->backend, category, (gint64)t->bytes);
+    g_mutex_unlock(&t->backend->lock);
+  }
+  t->category = category;
+}
+
 void px_tensor_free(PxTensor *t) {
   if (!t) return;
   if (t->owns_data) {

@@ -130,6 +130,9 @@ PxTensor *px_tensor_new_zeroed(PxBackend *be, const char *name, PxDType dtype,
 PxTensor *px_tensor_view(PxTensor *t, const char *name, gint64 offset, int ndim,
                          const gint64 *shape, GError **error);
 void px_tensor_free(PxTensor *t);
+/* Count t's bytes under another category from now on (a backward's working
+ * tensor that a zero-bubble weight pass holds on as an activation). */
+void px_tensor_set_category(PxTensor *t, PxMemCategory category);
 /* Copy t->bytes between host memory (same dtype) and the tensor. */
 gboolean px_tensor_upload(PxTensor *t, const void *host, GError **error);
 gboolean px_tensor_download(const PxTensor *t, void *host, GError **error);

@@ -1012,6 +1012,9 @@ static gboolean linear_bwd(PxGpt *g, PxGptActs *a, PxTensor *dx, PxTensor **dy, 
                            PxTensor **x_hold, PxGptParam *w, PxGptParam *b, gboolean defer, GError **error) {
   if (!defer) return px_op_linear_bwd(g->r.be, dx, w->g, G(b), *dy, x, w->w, error);
   TRY(px_op_linear_bwd(g->r.be, dx, NULL, NULL, *dy, x, w->w, error));
+  /* held for the weight pass: the core's PX_ACT_W entries (activations.h) */
+  px_tensor_set_category(*dy, PX_MEM_ACTIVATIONS);
+  if (x_hold) px_tensor_set_category(*x_hold, PX_MEM_ACTIVATIONS);
   Deferred df = {a->chunk, param_index(g, a->chunk, w), param_index(g, a->chunk, b), *dy, (PxTensor *)x,
                  x_hold ? *x_hold : NULL};
   g_array_append_val(a->deferred, df);
@@ -1155,11 +1158,26 @@ static gboolean recompute_segment(PxGpt *g, PxGptActs *a, int s0, int s1, GError
   return TRUE;
 }
 
+/* A split backward: after layer li's backward-input pass, free what the
+ * core's list does not mark as read by the weight pass (its `w` entries; a
+ * layer's output stays when it is the next layer's `w` input). */
+static void free_unless_w(PxGpt *g, PxGptActs *a, int li) {
+  PxGptChunk *ch = &g->chunks[a->chunk];
+  const PxActList *l = layer_acts(g, a->chunk, li);
+  LayerActs *la = &a->layers[li - ch->first];
+  for (int k = 0; k < A_N; k++) {
+    const PxActEntry *e = k == A_OUT ? (li + 1 < ch->end ? px_act_find(layer_acts(g, a->chunk, li + 1), PX_ACT_IN) : NULL)
+                                     : px_act_find(l, (PxActRole)k);
+    if (!e || !e->w) g_clear_pointer(&la->s[k], px_tensor_free);
+  }
+}
+
 gboolean px_gpt_backward(PxGpt *g, PxGptActs *a, PxTensor *dout, double dloss, gboolean defer_weight,
                          PxTensor **dinput, GError **error) {
   PxGptChunk *ch = &g->chunks[a->chunk];
   if (dinput) *dinput = NULL;
   g->dloss = dloss; /* every micro-batch's load-balancing loss weighs as its mean loss */
+  gboolean split_listed = px_act_splits_backward(&g->plan);
   g_autoptr(PxTensor) dcur = dout; /* gradient w.r.t. the current layer's output */
   for (int li = ch->end - 1; li >= ch->first; li--) {
     LayerActs *la = &a->layers[li - ch->first];
@@ -1192,8 +1210,22 @@ gboolean px_gpt_backward(PxGpt *g, PxGptActs *a, PxTensor *dout, double dloss, g
     }
     g_clear_pointer(&dcur, px_tensor_free);
     dcur = g_steal_pointer(&dx);
-    /* what this layer kept is no longer needed, unless its weight half waits */
+    /* what this layer kept is no longer needed, but for what its weight pass
+     * reads (the lists mark it when the plan's schedule splits the backward;
+     * a split asked for under another schedule keeps everything to W) */
     if (!defer_weight) free_slots(la);
+    else if (split_listed) free_unless_w(g, a, li);
+  }
+  if (defer_weight && split_listed) {
+    /* the weight pass reads no ids, cross-entropy statistics, embedding
+     * output or (unless its first layer's input is a `w` entry) the input */
+    for (int li = ch->first; li < ch->end; li++) free_unless_w(g, a, li);
+    const PxActEntry *in = px_act_find(layer_acts(g, a->chunk, ch->first), PX_ACT_IN);
+    if (!in || !in->w) g_clear_pointer(&a->input, px_tensor_free);
+    g_clear_pointer(&a->tok_t, px_tensor_free);
+    g_clear_pointer(&a->tgt_t, px_tensor_free);
+    g_clear_pointer(&a->ce_max, px_tensor_free);
+    g_clear_pointer(&a->ce_stats, px_tensor_free);
   }
   if (ch->first > 0 && dinput) *dinput = g_steal_pointer(&dcur);
   return TRUE;

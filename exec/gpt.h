@@ -157,9 +157,13 @@ void px_gpt_acts_drop_output(PxGptActs *acts);
 /* Backward: dout is the received output gradient, whose ownership passes
  * (NULL on the last part, where dloss = d(objective)/d(this micro-batch's mean loss) seeds it). *dinput gets
  * the input gradient to send back (NULL on the first part; caller frees).
- * With defer_weight (zb-h1 "B"), the weight-gradient GEMMs of linear layers
- * are held for px_gpt_backward_weight (zb-h1 "W"); norms and embeddings still
- * get theirs here. Gradients are added into the bound gradient buffers. */
+ * With defer_weight (zero bubble's "B"), the weight-gradient GEMMs of linear
+ * layers are held for px_gpt_backward_weight ("W"); norms and embeddings still
+ * get theirs here. When the plan's schedule splits the backward
+ * (px_act_splits_backward) B frees all but what W reads, as the core's lists
+ * mark it (their `w` and PX_ACT_W entries, the output gradients and SP's
+ * gathered inputs then counted as activations); otherwise it keeps
+ * everything until W. Gradients are added into the bound gradient buffers. */
 gboolean px_gpt_backward(PxGpt *gpt, PxGptActs *acts, PxTensor *dout, double dloss,
                          gboolean defer_weight, PxTensor **dinput, GError **error);
 gboolean px_gpt_backward_weight(PxGpt *gpt, PxGptActs *acts, GError **error);

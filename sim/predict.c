@@ -1,13 +1,12 @@
 /* predict.c — see predict.h. */
 #include "predict.h"
 
-/* ZB-H1: what a backward-input pass keeps for the weight pass — the inputs of
- * the block's four weight GEMMs (QKV, attention output, FFN up, FFN down):
- * 2 + 2 + 2 + 8 = 14 sbh of Korthikanti et al.'s 34 sbh per block. */
-#define PX_ZB_W_SHARE (14.0 / 34.0)
-
 /* Memory the engine tracks: each part's activations per micro-batch (the
- * lead's per-layer counts), and everything else px_memory puts on the stage. */
+ * core's list, px_part_activation_bytes), of which a split backward holds
+ * px_activations_w_bytes from its backward-input pass to its weight pass (the
+ * weight GEMMs' inputs and output gradients, activations.h), and everything
+ * else px_memory puts on the stage: its total less the steady-state peak of
+ * those same amounts in the schedule's order. */
 gboolean px_predict(PxPrediction *r, const PxModel *model, const PxCluster *cluster, const PxPlan *p,
                     gboolean ideal, gboolean full, gboolean timeline, GError **error) {
   if (!(r->part = px_partition_new(model, p, NULL, error))) return FALSE;
@@ -20,11 +19,17 @@ gboolean px_predict(PxPrediction *r, const PxModel *model, const PxCluster *clus
   g_autofree double *stat = g_new0(double, p->pp);
   for (int k = 0; k < parts; k++) {
     act[k] = px_part_activation_bytes(model, p, r->part->bounds[k], r->part->bounds[k + 1]);
-    kept[k] = act[k] * PX_ZB_W_SHARE;
+    kept[k] = px_activations_w_bytes(model, p, NULL, r->part->bounds[k], r->part->bounds[k + 1]);
   }
+  int v = MAX(p->vpp, 1);
+  g_autofree double *cact = g_new0(double, v), *cw = g_new0(double, v);
   for (int s = 0; s < p->pp; s++) {
-    const PxStageMemory *st = &r->mem->stages[s];
-    stat[s] = st->total - st->in_flight * st->activation_per_mb;
+    for (int c = 0; c < v; c++) {
+      int k = px_partition_part_of(r->part, s, c);
+      cact[c] = act[k];
+      cw[c] = kept[k];
+    }
+    stat[s] = r->mem->stages[s].total - px_memory_peak_activations(p, s, cact, cw);
   }
   PxSimOptions opt = {.act_bytes = act, .act_w_bytes = kept, .static_bytes = stat, .full = full,
                       .no_timeline = !timeline};

@@ -187,16 +187,17 @@ typedef struct {
   gboolean ok;
   double *tied, *act_extra, *buf0;             /* (pp) */
   double *chunk_act;                           /* (pp·vpp) one micro-batch on each chunk, rank r's at [r·vpp] */
+  double *chunk_w;                             /* (pp·vpp) of which a split backward holds until W (activations.h) */
   PxCostTable *tab;                            /* its cost table (ZeRO 0): the per-part F, B, W, p2p the pipeline runs on */
 } ComputeBlock;
-#define COMPUTE_ARRAYS 3 /* (pp) arrays, then chunk_act's pp·vpp */
+#define COMPUTE_ARRAYS 3 /* (pp) arrays, then chunk_act's and chunk_w's pp·vpp */
 
 /* Blocks whose (pp) arrays are carved, in field order, from one allocation. */
 static StateBlock state_block_at(double *m, int pp) {
   return (StateBlock){FALSE, m, m + pp, m + 2 * pp, m + 3 * pp, FALSE, NULL};
 }
-static ComputeBlock compute_block_at(double *m, int pp) {
-  return (ComputeBlock){FALSE, m, m + pp, m + 2 * pp, m + 3 * pp, NULL};
+static ComputeBlock compute_block_at(double *m, int pp, int vpp) {
+  return (ComputeBlock){FALSE, m, m + pp, m + 2 * pp, m + 3 * pp, m + 3 * pp + pp * vpp, NULL};
 }
 
 /* A shallow plan: shares base's partition string (never cleared). */
@@ -265,12 +266,13 @@ static void compute_block(const Space *sp, const PxPartition *part, PxLayout l, 
   for (int r = 0; r < l.pp; r++) {
     b->tied[r] = t->tied_reduce[r];
     const PxStageMemory *s = &m->stages[r];
-    double *chunk_act = &b->chunk_act[r * l.vpp];
+    double *chunk_act = &b->chunk_act[r * l.vpp], *chunk_w = &b->chunk_w[r * l.vpp];
     for (int c = 0; c < l.vpp; c++) {
       int k = px_partition_part_of(part, r, c);
       chunk_act[c] = px_part_activation_bytes(sp->model, &p, part->bounds[k], part->bounds[k + 1]);
+      chunk_w[c] = px_activations_w_bytes(sp->model, &p, NULL, part->bounds[k], part->bounds[k + 1]);
     }
-    b->act_extra[r] = s->activations - px_memory_peak_activations(&p, r, chunk_act);
+    b->act_extra[r] = s->activations - px_memory_peak_activations(&p, r, chunk_act, chunk_w);
     b->buf0[r] = s->buffers;
   }
   b->tab = g_steal_pointer(&t);
@@ -280,7 +282,7 @@ static void compute_block(const Space *sp, const PxPartition *part, PxLayout l, 
 static double evaluate_memory(const PxPlan *p, const StateBlock *s, const ComputeBlock *c) {
   double peak = 0;
   for (int r = 0; r < p->pp; r++) {
-    double mem = s->states[r] + s->buf_extra[r] + c->buf0[r] + px_memory_peak_activations(p, r, &c->chunk_act[r * p->vpp]) +
+    double mem = s->states[r] + s->buf_extra[r] + c->buf0[r] + px_memory_peak_activations(p, r, &c->chunk_act[r * p->vpp], &c->chunk_w[r * p->vpp]) +
                  c->act_extra[r] + p->workspace_bytes;
     peak = MAX(peak, mem);
   }
@@ -597,7 +599,7 @@ static void run_task(gpointer data, gpointer user) {
   memset(sb, 0, sizeof sb);
   if (part) {
     int pp = l.pp;
-    g_autofree double *mem = g_new0(double, (gsize)pp * (STATE_ARRAYS * N_ZO + COMPUTE_ARRAYS + l.vpp));
+    g_autofree double *mem = g_new0(double, (gsize)pp * (STATE_ARRAYS * N_ZO + COMPUTE_ARRAYS + 2 * l.vpp));
     for (int i = 0; i < ch.n_zo; i++) {
       int z = ch.zo[i];
       sb[z] = state_block_at(mem + (gsize)pp * STATE_ARRAYS * z, pp);
@@ -606,7 +608,7 @@ static void run_task(gpointer data, gpointer user) {
       lz.offload = zero_offload[z].offload;
       state_block(sp, part, lz, &sb[z]);
     }
-    cb = compute_block_at(mem + (gsize)pp * STATE_ARRAYS * N_ZO, pp);
+    cb = compute_block_at(mem + (gsize)pp * STATE_ARRAYS * N_ZO, pp, l.vpp);
     /* the pipelines of one compute block: per schedule, one for ZeRO 0-2 (slot
      * 0) and one per ZeRO-3 state (its slot) */
     Pipe pipes[MAX_TASK_SCHED][N_ZO];
@@ -853,9 +855,9 @@ gboolean px_search_evaluate(const PxModel *model, const PxCluster *cluster, cons
   g_autoptr(PxPartition) part = px_partition_new(model, &p, NULL, NULL);
   if (!part) return FALSE;
   int pp = l->pp;
-  g_autofree double *mem = g_new0(double, (gsize)pp * (STATE_ARRAYS + COMPUTE_ARRAYS + l->vpp));
+  g_autofree double *mem = g_new0(double, (gsize)pp * (STATE_ARRAYS + COMPUTE_ARRAYS + 2 * l->vpp));
   StateBlock sb = state_block_at(mem, pp);
-  ComputeBlock cb = compute_block_at(mem + (gsize)pp * STATE_ARRAYS, pp);
+  ComputeBlock cb = compute_block_at(mem + (gsize)pp * STATE_ARRAYS, pp, l->vpp);
   Space sp = {model, cluster, base, 0, NULL};
   state_block(&sp, part, *l, &sb);
   compute_block(&sp, part, *l, &cb);

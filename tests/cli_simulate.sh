@@ -22,6 +22,19 @@ check "interleaved overhead 3/16" "close '$(num bubble_overhead "$j")' 0.1875"
 j=$("$sim" simulate --model gpt2-124m --pp 4 --gbs 8 --schedule zb-h1 --ideal --json 2>/dev/null)
 check "zb-h1 overhead 1/8" "close '$(num bubble_overhead "$j")' 0.125"
 
+# the engine's memory and the planner's agree on the zero-bubble schedules:
+# both hold what W reads (common/activations.h) from B to W, one amount
+for sch in "zb-h1 --vpp 1" "zb-h2 --vpp 1" "zb-v --vpp 2" "dualpipev --vpp 2"; do
+  args="--model gpt2-1.5b --cluster dgx-a100-80g --gpus 4 --pp 4 --gbs 32 --mbs 4 --ckpt selective --schedule $sch"
+  sj=$("$sim" simulate $args --json 2>/dev/null)
+  pj=$("$sim" plan $args --json 2>/dev/null)
+  check "${sch%% *} simulated peak memory = planner per stage" "python3 -c '
+import json, sys
+s = json.loads(sys.argv[1])[\"peak_memory\"]
+p = [x[\"total\"] for x in json.loads(sys.argv[2])[\"memory\"][\"stages\"]]
+sys.exit(0 if len(s) == 4 and all(abs(a - b) <= 1e-6 * b for a, b in zip(s, p)) else 1)' \"\$sj\" \"\$pj\""
+done
+
 # a real-cost run writes every output
 "$sim" simulate --model gpt2-124m --cluster dgx-h100 --gpus 8 --pp 4 --dp 2 --gbs 16 --gantt \
   --trace "$tmp/t.json" --csv "$tmp/t.csv" > "$tmp/out" 2>&1

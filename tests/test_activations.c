@@ -251,6 +251,74 @@ static void test_exec_cp(void) {
   px_plan_clear(&p);
 }
 
+/* Zero bubble: what W reads, Qi et al. 2024 (M_W, Table 1 / §3): per weight
+ * GEMM its input and output gradient. GPT-3 175B block 10, 16-bit, no TP:
+ * inputs ln1 2sbh + attention output 2sbh + ln2 2sbh + GELU output 8sbh =
+ * 14 sbh; gradients QKV 6sbh + projection 2sbh + fc1 8sbh + fc2 2sbh =
+ * 18 sbh: 32 sbh, against the 34 sbh + 5as²b the forward keeps. With TP 8 the
+ * row-parallel GEMMs' output gradients and the column-parallel GEMMs' inputs
+ * stay whole (s·b × h), the rest split: (2 + 2 + 2 + 2) + (2 + 8 + 6 + 8)/t =
+ * 8 + 24/t sbh; with SP the gathered copies of ln1 and ln2 are what W reads,
+ * the same bytes. A schedule that does not split the backward has none. */
+static void test_w_qi(void) {
+  g_autoptr(PxModel) m = load("gpt3-175b");
+  const double sbh = 2048.0 * 1 * 12288, t = 8;
+  int tps[] = {1, 8, 8};
+  gboolean sps[] = {FALSE, FALSE, TRUE};
+  double want[] = {32 * sbh, (8 + 24 / t) * sbh, (8 + 24 / t) * sbh};
+  for (int k = 0; k < 3; k++) {
+    PxPlan p;
+    px_plan_init(&p);
+    p.tp = tps[k];
+    p.seq_parallel = sps[k];
+    p.schedule = PX_SCHED_ZB_H1;
+    g_assert_true(px_plan_validate(&p, m, NULL, NULL));
+    PxActList l;
+    px_activations_layer(m, &p, NULL, 10, 11, 10, &l);
+    g_assert_cmpfloat(px_act_w_bytes(&l), ==, want[k]);
+    g_assert_cmpfloat(px_activations_w_bytes(m, &p, NULL, 10, 11), ==, want[k]);
+    /* what the forward keeps does not change */
+    g_assert_cmpfloat(px_act_kept_bytes(&l), ==, sbh * (sps[k] ? 34 / t + 5 * 96 * 2048 / (12288 * t)
+                                                              : 10 + 24 / tps[k] + 5 * 96 * 2048 / (12288.0 * tps[k])));
+    g_assert_cmpint(px_act_find(&l, PX_ACT_NORM1_OUT)->w, ==, !sps[k]);
+    g_assert_cmpint(px_act_find(&l, PX_ACT_QKV)->w, ==, FALSE); /* B's attention backward reads Q, K, V */
+    p.schedule = PX_SCHED_1F1B;
+    px_activations_layer(m, &p, NULL, 10, 11, 10, &l);
+    g_assert_cmpfloat(px_act_w_bytes(&l), ==, 0);
+    px_plan_clear(&p);
+  }
+}
+
+/* A tiny block by hand: tiny-gpt (h 64, f 256, a 4), s 16, b 2 (N = s·b = 32
+ * token rows), fp32, the executor's stack, no TP, ZB-H1. W reads, in
+ * elements: ln1 32·64 = 2048, attention output 32·64 = 2048, ln2 32·64 =
+ * 2048, GELU output 32·256 = 8192 (14,336); gradients d_qkv 32·192 = 6144,
+ * d_proj 32·64 = 2048, d_fc 32·256 = 8192, d_down 32·64 = 2048 (18,432):
+ * 32,768 elements, 131,072 B (16 sbh elements: 32 sbh at 2 B). The LM head
+ * (V 256): its input 32·64 and d_logits 32·256: 10,240 elements, 40,960 B. */
+static void test_w_by_hand(void) {
+  g_autoptr(PxModel) m = load("tiny-gpt");
+  PxPlan p;
+  small_plan(&p, m, 1, 1, PX_CKPT_NONE, 1);
+  p.schedule = PX_SCHED_ZB_H1;
+  PxActOptions ex = {PX_ACT_STACK_EXEC, 4};
+  PxActList l;
+  px_activations_layer(m, &p, &ex, 1, 2, 1, &l);
+  g_assert_cmpfloat(px_act_w_bytes(&l), ==, 4.0 * (2048 + 2048 + 2048 + 8192 + 6144 + 2048 + 8192 + 2048));
+  g_assert_cmpfloat(px_act_w_bytes(&l), ==, 131072);
+  int head = (int)m->n_layers - 1;
+  px_activations_layer(m, &p, &ex, 0, head + 1, head, &l); /* one chunk: the tied head's weight is its own */
+  g_assert_cmpfloat(px_act_w_bytes(&l), ==, 4.0 * (32 * 64 + 32 * 256));
+  /* full recompute: W reads what B made again, so a block holds more from
+   * B to W (131,072 B) than from F to B (its input, 32·64·4 = 8,192 B) */
+  small_plan(&p, m, 1, 1, PX_CKPT_FULL, 1);
+  p.schedule = PX_SCHED_ZB_H1;
+  px_activations_layer(m, &p, &ex, 1, 2, 1, &l);
+  g_assert_cmpfloat(px_act_kept_bytes(&l), ==, 8192);
+  g_assert_cmpfloat(px_act_w_bytes(&l), ==, 131072);
+  px_plan_clear(&p);
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/activations/korthikanti-entries", test_korthikanti_entries);
@@ -258,6 +326,8 @@ int main(int argc, char **argv) {
   g_test_add_func("/activations/full-recompute-segments", test_full_recompute_segments);
   g_test_add_func("/activations/exec-stack", test_exec_stack);
   g_test_add_func("/activations/profile-by-hand", test_profile_by_hand);
+  g_test_add_func("/activations/zero-bubble-w/qi-m-w", test_w_qi);
+  g_test_add_func("/activations/zero-bubble-w/by-hand", test_w_by_hand);
   g_test_add_func("/activations/exec-cp", test_exec_cp);
   return g_test_run();
 }

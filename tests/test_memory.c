@@ -122,7 +122,10 @@ static void test_flash_drops_scores(void) {
   }
 }
 
-/* In flight: GPipe m; 1F1B p - stage; interleaved rank 0 p·(1 + (p-1)/(p·v)). */
+/* In flight: GPipe m; 1F1B p - stage; interleaved rank 0 p·(1 + (p-1)/(p·v));
+ * ZB-H1 micro-batches holding something (to their weight pass): rank 1 of 4
+ * runs F0 F1 F2 B0 F3 B1 W0 (Qi et al.'s handcrafted order, W held back
+ * one slot per rank), so four hold activations or W's share at F3. */
 static void test_in_flight(void) {
   PxPlan p;
   px_plan_init(&p);
@@ -133,7 +136,9 @@ static void test_in_flight(void) {
   p.schedule = PX_SCHED_GPIPE; p.m = 8;
   g_assert_cmpfloat(px_memory_in_flight(&p, 3), ==, 8);
   p.schedule = PX_SCHED_ZB_H1;
-  g_assert_cmpfloat(px_memory_in_flight(&p, 1), ==, 3);
+  g_assert_cmpfloat(px_memory_in_flight(&p, 1), ==, 4);
+  g_assert_cmpfloat(px_memory_in_flight(&p, 0), ==, 4);
+  g_assert_cmpfloat(px_memory_in_flight(&p, 3), ==, 4);
   p.schedule = PX_SCHED_INTERLEAVED; p.vpp = 2;
   g_assert_cmpfloat_with_epsilon(px_memory_in_flight(&p, 0), 4 * (1 + 3.0 / 8), 1e-12);
   p.vpp = 4; p.pp = 8; p.m = 16;
@@ -153,14 +158,14 @@ static void test_interleaved_weighted(void) {
   px_plan_init(&p);
   p.pp = 2; p.vpp = 2; p.m = 4; p.schedule = PX_SCHED_INTERLEAVED;
   const double act[2] = {1, 10};
-  g_assert_cmpfloat(px_memory_peak_activations(&p, 1, act), ==, 12);
-  g_assert_cmpfloat(px_memory_peak_activations(&p, 0, act), ==, 23);
+  g_assert_cmpfloat(px_memory_peak_activations(&p, 1, act, NULL), ==, 12);
+  g_assert_cmpfloat(px_memory_peak_activations(&p, 0, act, NULL), ==, 23);
   /* equal chunks of 5: rank 0's peak holds the 5 chunk-forwards {0,0,1,1,0}
    * = 25, rank 1's the 3 of {0,0,1} = 15 (Korthikanti §4.2.3: rank 0 holds
    * p·(1 + (p-1)/(p·v)) = 2.5 micro-batches of its 10) */
   const double eq[2] = {5, 5};
-  g_assert_cmpfloat(px_memory_peak_activations(&p, 0, eq), ==, 25);
-  g_assert_cmpfloat(px_memory_peak_activations(&p, 1, eq), ==, 15);
+  g_assert_cmpfloat(px_memory_peak_activations(&p, 0, eq, NULL), ==, 25);
+  g_assert_cmpfloat(px_memory_peak_activations(&p, 1, eq, NULL), ==, 15);
   g_assert_cmpfloat(px_memory_in_flight(&p, 0), ==, 2.5);
   px_plan_clear(&p);
 }
@@ -183,6 +188,47 @@ static void test_first_stage_whatever_p(void) {
     g_assert_cmpfloat(s->activations, ==, 96 * 358612992.0 + pp * 3145728.0);
     px_plan_clear(&p);
   }
+}
+
+/* ZB-H1, p 4, m 8, by hand from Qi et al.'s handcrafted order (the program's,
+ * test_schedule.c): stage 0 runs F0 F1 F2 F3 B0 W0 F4 B1 W1 ..., stage 3
+ * F0 B0 F1 B1 F2 B2 F3 B3 W0 F4 B4 W1 ... (its W held back three slots). F
+ * holds a micro-batch's a bytes, B frees a - w, W frees w. Stage 0: after
+ * F3 4a, after B0 3a + w: peak max(4a, 3a + w). Stage 3: after F3 a + 3w,
+ * after B3 4w: peak max(a + 3w, 4w). a 10, w 4: 40 and 22; full recompute
+ * (W keeps more than F did) a 2, w 7: 13 and 28. */
+static void test_zb_h1_by_hand(void) {
+  PxPlan p;
+  px_plan_init(&p);
+  p.pp = 4; p.m = 8; p.schedule = PX_SCHED_ZB_H1;
+  double a = 10, w = 4;
+  g_assert_cmpfloat(px_memory_peak_activations(&p, 0, &a, &w), ==, 40);
+  g_assert_cmpfloat(px_memory_peak_activations(&p, 3, &a, &w), ==, 22);
+  a = 2, w = 7;
+  g_assert_cmpfloat(px_memory_peak_activations(&p, 0, &a, &w), ==, 13);
+  g_assert_cmpfloat(px_memory_peak_activations(&p, 3, &a, &w), ==, 28);
+  px_plan_clear(&p);
+  /* the planner on GPT-3 175B, pp 4, tp 8 + SP, m 8, 24 blocks a stage: a
+   * block keeps sbh(34/t + 5as/(ht)) = 358,612,992 B and W reads (8 +
+   * 24/t)·sbh = 11·sbh = 276,824,064 B of it (test_activations). Stage 0
+   * adds the embedding's dropout mask sbh/t; stage 3 the final norm's input
+   * and the head's (2sbh/t each), fp32 logits 4sb·6283 and, for W, the head's
+   * gathered input 2sbh and its logits' gradient 2sb·6283. */
+  g_autoptr(PxModel) m = load("gpt3-175b");
+  px_plan_init(&p);
+  p.pp = 4; p.gbs = 8; p.tp = 8; p.seq_parallel = TRUE; p.schedule = PX_SCHED_ZB_H1;
+  g_free(p.partition);
+  p.partition = g_strdup("type:TransformerLayer");
+  g_autoptr(PxMemory) mem = memory_of(m, &p, NULL);
+  const double sbh = 2048.0 * 12288, blk = 358612992.0, wblk = 11 * sbh;
+  g_assert_cmpfloat(mem->stages[0].activation_per_layer, ==, blk);
+  double a0 = 24 * blk + sbh / 8;
+  double a3 = 24 * blk + 2 * (2 * sbh / 8) + 4 * 2048.0 * 6283, w3 = 24 * wblk + 2 * sbh + 2 * 2048.0 * 6283;
+  g_assert_cmpfloat(mem->stages[0].activations, ==, 4 * a0);
+  g_assert_cmpfloat(mem->stages[3].activations, ==, a3 + 3 * w3);
+  /* no stage above 1F1B's peak, p micro-batches on stage 0 (Qi et al. §3.1) */
+  g_assert_cmpfloat(mem->stages[3].activations, <, 4 * a0);
+  px_plan_clear(&p);
 }
 
 /* head_dim apart from h/a, a sliding window and a parallel block change the
@@ -344,6 +390,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/memory/in-flight", test_in_flight);
   g_test_add_func("/memory/interleaved-weighted", test_interleaved_weighted);
   g_test_add_func("/memory/1f1b-first-stage", test_first_stage_whatever_p);
+  g_test_add_func("/memory/zb-h1-by-hand", test_zb_h1_by_hand);
   g_test_add_func("/memory/block-variants", test_block_variants);
   g_test_add_func("/memory/seed-gpt3-does-not-fit", test_seed_gpt3_does_not_fit);
   return g_test_run();
