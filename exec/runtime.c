@@ -32,8 +32,8 @@ G_DEFINE_QUARK(px-runtime-error-quark, px_runtime_error)
  * pipeline communicators, issued at its last member, as Megatron batches
  * them; safe where a send waits for its receiver, as on NCCL), and
  * collectives (DP reduction, ZeRO-3 gathers, the tied embedding).
- * Events order them: a forward waits for its received input and its chunk's
- * gathered weights, a send and a reduction wait for the compute before them,
+ * Events order them: a forward waits for its received input and its layers'
+ * gathered weights (ZeRO-3: zero3_before), a send and a reduction wait for the compute before them,
  * and the optimizer waits for the collective stream. Each instruction is
  * timed by two events on the stream it runs on, so the measured timeline is
  * the streams' time, not the host's enqueue time. Messages carry no tags: the
@@ -52,7 +52,7 @@ typedef struct {
   gboolean split;
   gint64 *off;        /* split: param i's element offset in the buffers (else its own offset) */
   gint64 sd, se, pad_d;
-  PxTensor *w;        /* full local weights: WEIGHTS (ZeRO < 3) or gathered BUFFERS (ZeRO-3) */
+  PxTensor *w;        /* full local weights: WEIGHTS (ZeRO < 3) or gathered BUFFERS (ZeRO-3, split layout only) */
   PxTensor *w_shard;  /* ZeRO-3 shard: WEIGHTS */
   PxTensor *g;        /* full gradient accumulator: GRADS (ZeRO < 2) or BUFFERS */
   PxTensor *g_shard;  /* reduced shard: BUFFERS (ZeRO-1) or GRADS (ZeRO 2/3) */
@@ -1034,7 +1034,8 @@ static gboolean after_compute(Rank *r, PxStream *s, GError **error) {
   return px_event_record(r->ev_compute, r->compute, error) && px_stream_wait_event(s, r->ev_compute, error);
 }
 
-/* Compute from now on waits for the chunk's ZeRO-3 gather, if one is queued. */
+/* Compute from now on waits for the chunk's whole ZeRO-3 gather, if one is
+ * queued (the split layout; by layer: zero3_before). */
 static gboolean wait_gather(Rank *r, int c, GError **error) {
   ChunkState *cs = &r->chunks[c];
   if (!cs->gathering) return TRUE;
