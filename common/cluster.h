@@ -42,6 +42,12 @@ typedef struct {
   double inter_eff;          /* [network] busbw_efficiency: the same over the network */
   double peak_fp8;           /* [gpu] peak_fp8: dense FP8 tensor-core FLOP/s; 0 = the GPU has no FP8 */
   double gemm_eff_fp8;       /* [gpu] gemm_efficiency_fp8: best large FP8 GEMM / peak_fp8 (0 = ideal) */
+  double gemm_k_overhead;    /* [gpu] gemm_k_overhead: a GEMM tile's fixed cost (pipeline fill, epilogue)
+                              * in elements of k: efficiency x k / (k + this); 0 = none */
+  double flash_seq_half;     /* [gpu] flash_seq_half: sequence length at which fused attention runs at
+                              * half its asymptotic rate: rate x s / (s + this); 0 = none */
+  int coll_sms;              /* [node] collective_sms: SMs an NCCL collective holds while it runs (one
+                              * CTA per channel, not shared with compute); 0 = none */
 } PxCluster;
 
 /* Preset name under configs/clusters ("dgx-h100") or an INI path. */

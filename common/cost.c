@@ -8,8 +8,10 @@
  * of the dense peak: the fraction of the launched tile slots doing useful work
  * (tile and wave quantisation, NVIDIA "Matrix Multiplication Background User's
  * Guide"), times the best large-GEMM efficiency of the GPU (gemm_eff, the
- * maximum achievable matmul FLOPS of Bekman's ml-engineering table). A GEMM
- * with fewer tiles than SMs and a long k is split along k as cuBLAS does.
+ * maximum achievable matmul FLOPS of Bekman's ml-engineering table), times
+ * k / (k + gemm_k_overhead) for each tile's fixed cost (OpenXLA's sm_90 GEMM
+ * table). A GEMM with fewer tiles than SMs and a long k is split along k as
+ * cuBLAS does.
  * Roofline: never faster than its operands through HBM; plus one kernel_overhead.
  *
  * Memory-bound kernels cost their own bytes, forward and backward separately
@@ -19,7 +21,8 @@
  *
  * Attention: flash (one fused kernel, causal: half the s^2 FLOPs, at
  * flash_fwd_eff of peak forward and flash_bwd_eff backward where the backward
- * has 2.5 x the forward's FLOPs, as flash-attn's benchmarks count them) or
+ * has 2.5 x the forward's FLOPs, as flash-attn's benchmarks count them;
+ * both x s / (s + flash_seq_half), the FlashAttention-2 paper's curve) or
  * unfused (Megatron's baddbmm + fused scale-mask-softmax: QK^T and PV batched
  * GEMMs, the s x s scores through HBM).
  *
@@ -37,6 +40,9 @@
  * k NICs: bw = min(NVLink busbw, k x NIC busbw). All replicas of the group
  * communicate at once, so the node's NICs are shared: each group gets the NICs
  * of its own k GPUs (inter_bw is per GPU).
+ *
+ * ZeRO-3's per-pass collectives overlap the pass but hold collective_sms of
+ * its SMs while they run (px_cost_pass_exposed).
  *
  * Stacks (px_stack_profile): gradient-reduction dtype, DP overlap in buckets,
  * optimizer traffic, default attention. */
@@ -263,16 +269,41 @@ double px_cost_mfu_peak(const PxCluster *cluster, PxPrecision prec) {
 
 double px_cost_hbm_rate(const PxCluster *cluster) { return cluster->hbm_bw * eff_or_1(cluster->hbm_eff); }
 
-double px_cost_gemm_efficiency(const PxCluster *c, double batch, double m, double n, double k) {
+/* The GEMM's efficiency with a tile's fixed cost (pipeline fill, epilogue)
+ * worth k_overhead elements of its k loop (docs/cost.md: OpenXLA's sm_90
+ * GEMM table); each split of a split-k GEMM pays it on its share of k. */
+static double gemm_efficiency(const PxCluster *c, double batch, double m, double n, double k, double k_overhead) {
   double eff = eff_or_1(c->gemm_eff);
-  if (c->sms <= 0 || m <= 0 || n <= 0) return eff;
-  double tile = c->gemm_tile > 0 ? c->gemm_tile : 128;
-  double tiles = MAX(batch, 1) * ceil(m / tile) * ceil(n / tile);
-  /* split-k: too few tiles for the SMs and a long k -> cuBLAS splits k */
-  double split = 1;
-  if (tiles < c->sms) split = MAX(1.0, MIN(floor(c->sms / tiles), floor(k / (4 * tile))));
-  double slots = ceil(tiles * split / c->sms) * c->sms;
-  return eff * (MAX(batch, 1) * m * n * split / (tile * tile)) / slots;
+  double split = 1, share = 1;
+  if (c->sms > 0 && m > 0 && n > 0) {
+    double tile = c->gemm_tile > 0 ? c->gemm_tile : 128;
+    double tiles = MAX(batch, 1) * ceil(m / tile) * ceil(n / tile);
+    /* split-k: too few tiles for the SMs and a long k -> cuBLAS splits k */
+    if (tiles < c->sms) split = MAX(1.0, MIN(floor(c->sms / tiles), floor(k / (4 * tile))));
+    double slots = ceil(tiles * split / c->sms) * c->sms;
+    share = (MAX(batch, 1) * m * n * split / (tile * tile)) / slots;
+  }
+  double kpart = k / split;
+  double kloop = k_overhead > 0 && kpart > 0 ? kpart / (kpart + k_overhead) : 1.0;
+  return eff * share * kloop;
+}
+
+double px_cost_gemm_efficiency(const PxCluster *c, double batch, double m, double n, double k) {
+  return gemm_efficiency(c, batch, m, n, k, c->gemm_k_overhead);
+}
+
+double px_cost_flash_seq_factor(const PxCluster *c, double seq) {
+  return c->flash_seq_half > 0 && seq > 0 ? seq / (seq + c->flash_seq_half) : 1.0;
+}
+
+double px_cost_collective_sm_share(const PxCluster *c) {
+  return c->coll_sms > 0 && c->sms > 0 ? MIN(1.0, (double)c->coll_sms / c->sms) : 0.0;
+}
+
+/* A pass of compute C beside collectives on NCCL for c seconds: the pass runs
+ * on 1 - share of the SMs meanwhile, so it ends at max(c, C + share c). */
+double px_cost_pass_exposed(double compute, double coll, double coll_sms, double share) {
+  return MAX(MAX(0.0, coll - compute), share * coll_sms);
 }
 
 double px_cost_gemm_time(const PxCluster *c, PxPrecision prec, double batch, double m, double n, double k,
@@ -281,8 +312,10 @@ double px_cost_gemm_time(const PxCluster *c, PxPrecision prec, double batch, dou
   batch = MAX(batch, 1);
   double flops = 2.0 * batch * m * n * k;
   double eff = px_cost_gemm_efficiency(c, batch, m, n, k);
-  /* FP8 GEMMs: the same quantisation, their own best large-GEMM efficiency */
-  if (prec == PX_PREC_FP8) eff = eff / eff_or_1(c->gemm_eff) * eff_or_1(c->gemm_eff_fp8);
+  /* FP8 GEMMs: the same quantisation, their own best large-GEMM efficiency;
+   * no tile fixed cost (gemm_k_overhead is measured on bf16 kernels) */
+  if (prec == PX_PREC_FP8)
+    eff = gemm_efficiency(c, batch, m, n, k, 0) / eff_or_1(c->gemm_eff) * eff_or_1(c->gemm_eff_fp8);
   double t_compute = flops / (px_cost_peak_flops(c, prec) * eff);
   double t_memory = batch * elem_bytes * (m * k + k * n + m * n) / px_cost_hbm_rate(c);
   return MAX(t_compute, t_memory) + c->kernel_overhead;
@@ -463,7 +496,11 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
        * Context parallelism: with load balancing (chunks i and 2cp-1-i) every CP
        * rank computes 1/cp of the causal FLOPs, in cp blocks of the ring */
       double f = 0.5 * 4.0 * b * seq * seq * h / tp / cp;
-      double v1 = kind == PX_ATTN_FLASH1 || kind == PX_ATTN_TRITON ? 0.5 : 1.0;
+      /* the kernel's rate rises with the sequence it runs on (s / cp tokens
+       * per ring block) towards the preset's asymptotic efficiencies
+       * (px_cost_flash_seq_factor; docs/cost.md section 2) */
+      double v1 = (kind == PX_ATTN_FLASH1 || kind == PX_ATTN_TRITON ? 0.5 : 1.0) *
+                  px_cost_flash_seq_factor(cluster, seq / cp);
       att_fwd = f / (peak * v1 * eff_or_1(cluster->flash_fwd_eff)) + cluster->kernel_overhead;
       att_bwd = 2.5 * f / (peak * v1 * eff_or_1(cluster->flash_bwd_eff)) + cluster->kernel_overhead;
       if (kind == PX_ATTN_FLASH1) {
@@ -584,7 +621,7 @@ static PxCostTable *table_alloc(int pp, int vpp) {
   t->parts = pp * vpp;
   double **per_part[] = {&t->fwd, &t->bwd_input, &t->bwd_weight, &t->tp_comm_fwd, &t->tp_comm_bwd,
                          &t->p2p_act, &t->p2p_grad, &t->gather, &t->gather_pass, &t->p2p_bytes,
-                         &t->reduce_pass, &t->cp_comm_fwd, &t->cp_comm_bwd};
+                         &t->reduce_pass, &t->cp_comm_fwd, &t->cp_comm_bwd, &t->gather_pcie};
   for (gsize i = 0; i < G_N_ELEMENTS(per_part); i++) *per_part[i] = g_new0(double, t->parts);
   double **per_rank[] = {&t->dp_reduce, &t->tied_reduce, &t->optimizer, &t->load, &t->dp_bytes};
   for (gsize i = 0; i < G_N_ELEMENTS(per_rank); i++) *per_rank[i] = g_new0(double, pp);
@@ -595,7 +632,7 @@ void px_cost_table_free(PxCostTable *t) {
   if (!t) return;
   double *arrays[] = {t->fwd, t->bwd_input, t->bwd_weight, t->tp_comm_fwd, t->tp_comm_bwd, t->p2p_act,
                       t->p2p_grad, t->gather, t->gather_pass, t->p2p_bytes, t->dp_reduce, t->tied_reduce, t->optimizer,
-                      t->load, t->dp_bytes, t->reduce_pass, t->cp_comm_fwd, t->cp_comm_bwd};
+                      t->load, t->dp_bytes, t->reduce_pass, t->cp_comm_fwd, t->cp_comm_bwd, t->gather_pcie};
   for (gsize i = 0; i < G_N_ELEMENTS(arrays); i++) g_free(arrays[i]);
   g_free(t);
 }
@@ -770,7 +807,8 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
       PxLink el = part_eparams[k] > 0 ? edp_link(cluster, plan, r) : l;
       double g = (dp > 1 ? px_cost_allgather(part_params[k] * E, dp, &l) : 0) +
                  (edp > 1 ? px_cost_allgather(part_eparams[k] * E, edp, &el) : 0);
-      if (plan->offload == PX_OFFLOAD_OPTIMIZER_PARAMS) g += part_params[k] * E / dp / cluster->pcie_bw;
+      if (plan->offload == PX_OFFLOAD_OPTIMIZER_PARAMS) t->gather_pcie[k] = part_params[k] * E / dp / cluster->pcie_bw;
+      g += t->gather_pcie[k];
       t->gather[k] = g / MAX(layers, 1);
       t->gather_pass[k] = g;
       /* with overlap, every micro-batch's backward also reduce-scatters its
@@ -778,7 +816,11 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
       double rs = overlap && dp > 1 ? px_cost_reduce_scatter(part_params[k] * G, dp, &l) : 0;
       if (overlap && edp > 1) rs += px_cost_reduce_scatter(part_eparams[k] * G, edp, &el);
       t->reduce_pass[k] = rs;
-      double fwd_exposed = MAX(0.0, g - t->fwd[k]), bwd_exposed = MAX(0.0, g + rs - bwd);
+      /* The collectives hold collective_sms SMs while they run, so the pass
+       * they overlap computes on the rest meanwhile (NCCL issue #689) */
+      double share = px_cost_collective_sm_share(cluster), g_sms = g - t->gather_pcie[k];
+      double fwd_exposed = px_cost_pass_exposed(t->fwd[k], g, g_sms, share);
+      double bwd_exposed = px_cost_pass_exposed(bwd, g + rs, g_sms + rs, share);
       t->fwd[k] += fwd_exposed;
       t->bwd_input[k] += bwd_exposed / 2;
       t->bwd_weight[k] += bwd_exposed / 2;
@@ -848,5 +890,6 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
   t->p2p_blocking = plan->stack == PX_STACK_MEGATRON_2021;
   t->attention = px_cost_attention(plan);
   t->grad_reduce_bytes = G;
+  t->coll_sm_share = px_cost_collective_sm_share(cluster);
   return g_steal_pointer(&t);
 }

@@ -28,6 +28,8 @@ typedef struct {
   double *p2p_bytes;    /* (parts) bytes of one activation / gradient message out of part k */
   double *reduce_pass;  /* (parts) ZeRO-3 with overlap: the chunk's gradient reduce-scatter each
                            backward pass runs beside its gathers (its excess is in bwd_*) */
+  double *gather_pcie;  /* (parts) ZeRO-3: the PCIe share of gather_pass (offloaded parameters; no SMs) */
+  double coll_sm_share; /* share of the SMs a collective holds while it runs (px_cost_collective_sm_share) */
   /* per pipeline rank */
   double *dp_reduce;    /* (pp) DP gradient all-reduce / reduce-scatter of the whole rank */
   double *tied_reduce;  /* (pp) tied-embedding gradient all-reduce (first and last stage) */
@@ -131,8 +133,21 @@ void px_cost_cp_ring(const PxModel *model, const PxPlan *plan, const PxLink *cp_
 double px_cost_peak_flops(const PxCluster *cluster, PxPrecision prec);
 /* Fraction of peak of `batch` (m x k) @ (k x n) GEMMs: gemm_eff times the
  * useful share of the tile slots launched (tile and wave quantisation over the
- * cluster's SMs; split-k when the tiles do not fill the SMs). */
+ * cluster's SMs; split-k when the tiles do not fill the SMs), times
+ * k' / (k' + gemm_k_overhead) with k' the k of one split (each tile's fixed
+ * cost: pipeline fill and epilogue). */
 double px_cost_gemm_efficiency(const PxCluster *cluster, double batch, double m, double n, double k);
+/* Share of its asymptotic rate that fused (flash) attention reaches on
+ * sequences of `seq` tokens: seq / (seq + flash_seq_half); 1 when unset. */
+double px_cost_flash_seq_factor(const PxCluster *cluster, double seq);
+/* Share of the SMs an NCCL collective takes from the compute it overlaps:
+ * collective_sms / sms (at most 1); 0 when either is unset. */
+double px_cost_collective_sm_share(const PxCluster *cluster);
+/* How much longer a pass of `compute` seconds takes beside `coll` seconds of
+ * overlapped transfers, `coll_sms` of them NCCL collectives holding `share`
+ * of the SMs: max(coll - compute, share * coll_sms), never below 0. The
+ * cost table and the search fold ZeRO-3's per-pass gathers with it. */
+double px_cost_pass_exposed(double compute, double coll, double coll_sms, double share);
 /* Time of `batch` (m x k) @ (k x n) GEMMs with elements of elem_bytes at the
  * precision's peak: roofline max(compute at that efficiency, bytes of A, B, C
  * over the achieved HBM bandwidth), plus one kernel overhead. */

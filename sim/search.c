@@ -335,9 +335,10 @@ static void pipe_run(const PxPlan *p, const PxPartition *part, const ComputeBloc
     t.bwd_input[k] = ct->bwd_input[k];
     t.bwd_weight[k] = ct->bwd_weight[k];
     if (z3) {
-      double g = z3->tab->gather_pass[k], rs = z3->tab->reduce_pass[k];
-      double bx = MAX(0.0, g + rs - ct->bwd_input[k] - ct->bwd_weight[k]);
-      t.fwd[k] += MAX(0.0, g - ct->fwd[k]);
+      double g = z3->tab->gather_pass[k], rs = z3->tab->reduce_pass[k], share = z3->tab->coll_sm_share;
+      double g_sms = g - z3->tab->gather_pcie[k];
+      double bx = px_cost_pass_exposed(ct->bwd_input[k] + ct->bwd_weight[k], g + rs, g_sms + rs, share);
+      t.fwd[k] += px_cost_pass_exposed(ct->fwd[k], g, g_sms, share);
       t.bwd_input[k] += bx / 2;
       t.bwd_weight[k] += bx / 2;
       t.gather[k] = z3->tab->gather[k];
@@ -443,9 +444,10 @@ static double time_lower_bound(const PxPlan *p, const StateBlock *s, const Compu
         int kk = px_schedule_part_of(p->schedule, p->pp, r, cc);
         double f = ct->fwd[kk], b = ct->bwd_input[kk] + ct->bwd_weight[kk];
         if (z3) {
-          double g = s->tab->gather_pass[kk];
-          b += MAX(0.0, g + s->tab->reduce_pass[kk] - b);
-          f += MAX(0.0, g - f);
+          double g = s->tab->gather_pass[kk], g_sms = g - s->tab->gather_pcie[kk];
+          double rs = s->tab->reduce_pass[kk], share = s->tab->coll_sm_share;
+          b += px_cost_pass_exposed(b, g + rs, g_sms + rs, share);
+          f += px_cost_pass_exposed(f, g, g_sms, share);
         }
         busy += f + b;
       }

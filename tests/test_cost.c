@@ -112,6 +112,39 @@ static void test_gemm_efficiency(void) {
   g_assert_cmpfloat(REL(t, 134250496.0 / 1.8e12 + 4e-6), <, 1e-12);
 }
 
+/* A tile's fixed cost worth K0 = gemm_k_overhead elements of its k loop:
+ * efficiency x k / (k + K0) (docs/cost.md section 2), on an H100-like GPU
+ * (132 SMs, 128 x 128 tiles, ceiling 0.8, K0 = 150). */
+static void test_gemm_k_overhead(void) {
+  PxCluster c = make_cluster(8, 1);
+  c.sms = 132;
+  c.gemm_tile = 128;
+  c.gemm_eff = 0.8;
+  c.gemm_k_overhead = 150;
+  /* 4096^3: 1024 tiles in ceil(1024 / 132) = 8 waves = 1056 slots; k 4096 */
+  g_assert_cmpfloat(REL(px_cost_gemm_efficiency(&c, 1, 4096, 4096, 4096), 0.8 * 1024 / 1056 * 4096 / 4246), <, 1e-12);
+  /* k = 256: the fixed cost is 150 / 406 of the tile's time */
+  g_assert_cmpfloat(REL(px_cost_gemm_efficiency(&c, 4, 4096, 4096, 256), 0.8 * 4096 / 4224 * 256 / 406), <, 1e-12);
+  /* one tile, k 8192, split 16 ways (132 / 1, 8192 / 512 = 16): each split
+   * runs k = 512 and pays the fixed cost on it: 16 of 132 SMs x 512 / 662 */
+  g_assert_cmpfloat(REL(px_cost_gemm_efficiency(&c, 1, 128, 128, 8192), 0.8 * 16 / 132 * 512.0 / 662), <, 1e-12);
+  /* without an SM count the fixed cost stays */
+  c.sms = 0;
+  g_assert_cmpfloat(REL(px_cost_gemm_efficiency(&c, 1, 100, 100, 300), 0.8 * 300 / 450), <, 1e-12);
+  /* FP8 GEMMs do not pay it (measured on bf16 kernels): 4096^3 at 2e15 x 0.7
+   * x 1024 / 1056 with 1-byte operands through a fast HBM, plus a 3 us overhead */
+  c.sms = 132;
+  c.peak_fp8 = 2e15;
+  c.gemm_eff_fp8 = 0.7;
+  c.hbm_bw = 1e30;
+  c.kernel_overhead = 3e-6;
+  double t = px_cost_gemm_time(&c, PX_PREC_FP8, 1, 4096, 4096, 4096, 1);
+  g_assert_cmpfloat(REL(t, 2.0 * 4096 * 4096 * 4096 / (2e15 * 0.7 * 1024 / 1056) + 3e-6), <, 1e-12);
+  /* unset: no fixed cost */
+  c.gemm_k_overhead = 0;
+  g_assert_cmpfloat(REL(px_cost_gemm_efficiency(&c, 1, 4096, 4096, 4096), 0.8 * 1024 / 1056), <, 1e-12);
+}
+
 /* One GPT block, h = 4096, 32 heads, ffn 16384, GELU, 2048 positions, with or
  * without biases, LayerNorm or RMSNorm. */
 static PxModel *block_model_with(gboolean bias, PxNormKind norm) {
@@ -185,6 +218,24 @@ static void test_block_gemm_bound(void) {
   g_assert_cmpfloat(REL(l1.fwd - l2.fwd, 3.4359738368e-5 + 1.50994944e-4), <, 1e-9);
   g_assert_cmpfloat(REL(l1.bwd_input - l2.bwd_input, 8.589934592e-5 + 1.84549376e-4), <, 1e-9);
   c.hbm_bw = 1e30;
+  p.attention = PX_ATTN_FLASH;
+  /* the fused kernel's rate on a sequence of s tokens: s / (s + s0) of its
+   * asymptotic rate (flash_seq_half = s0, docs/cost.md section 2). With
+   * s0 = s = 2048 attention runs at half its rate: the forward pays f / peak
+   * more (3.4359738368e-5 s), the backward 2.5 f / peak more */
+  g_assert_cmpfloat(REL(px_cost_flash_seq_factor(&c, 2048), 1.0), <, 1e-12); /* unset */
+  px_cost_layer_times(m, block, &c, &p, &l, &l2);
+  c.flash_seq_half = 2048;
+  g_assert_cmpfloat(REL(px_cost_flash_seq_factor(&c, 2048), 0.5), <, 1e-12);
+  g_assert_cmpfloat(REL(px_cost_flash_seq_factor(&c, 6144), 0.75), <, 1e-12);
+  px_cost_layer_times(m, block, &c, &p, &l, &l1);
+  g_assert_cmpfloat(REL(l1.fwd - l2.fwd, 3.4359738368e-5), <, 1e-9);
+  g_assert_cmpfloat(REL(l1.bwd_input - l2.bwd_input, 2.5 * 3.4359738368e-5), <, 1e-9);
+  /* Triton at half FlashAttention-2's rate, on top: 4 x the forward's 3.4359738368e-5 s */
+  p.attention = PX_ATTN_TRITON;
+  px_cost_layer_times(m, block, &c, &p, &l, &l1);
+  g_assert_cmpfloat(REL(l1.attn_fwd, 4 * 3.4359738368e-5), <, 1e-9);
+  c.flash_seq_half = 0;
   p.attention = PX_ATTN_FLASH;
   /* tp 2 halves every GEMM's FLOPs: 4.294967296e-4 s; plus 2 all-reduces of
    * s h 2 B = 16 MiB over NVLink, each a ring of 2: 2 * 2us + 2 * 1/2 * 16777216 / 4e11
@@ -386,6 +437,35 @@ static void test_dp_reduction(void) {
   g_assert_cmpfloat(REL(t1b->dp_bytes[0], 325632.0), <, 1e-12);
   px_model_free(m);
   p.bucket_bytes = 0;
+  /* The gathers hold collective_sms of the SMs while they run (NCCL issue
+   * #689): with 25 of 100 SMs the pass computes on 75 % of the GPU for the
+   * gather's g seconds, so a pass of C takes max(g, C + g / 4): it is exposed
+   * by max(g - C, g / 4) (C from the ZeRO-2 table on the same GPU, its
+   * compute and HBM 100 x slower than above so that C outlasts g) */
+  c.sms = 100;
+  c.coll_sms = 25;
+  c.peak_bf16 = c.peak_fp16 = c.peak_fp32 = 1e13;
+  c.hbm_bw = 3e10;
+  g_assert_cmpfloat(REL(px_cost_collective_sm_share(&c), 0.25), <, 1e-12);
+  p.zero = 2;
+  g_autoptr(PxCostTable) t2s = tiny_table(&p, &c, &m);
+  px_model_free(m);
+  p.zero = 3;
+  g_autoptr(PxCostTable) t3s = tiny_table(&p, &c, &m);
+  g_assert_cmpfloat(t2s->fwd[0], >, 0.75 * g); /* the compute outlasts the gather: the share is what shows */
+  g_assert_cmpfloat(REL(t3s->fwd[0], t2s->fwd[0] + MAX(g - t2s->fwd[0], g / 4)), <, 1e-12);
+  double b2s = t2s->bwd_input[0] + t2s->bwd_weight[0];
+  g_assert_cmpfloat(REL(t3s->bwd_input[0] + t3s->bwd_weight[0], b2s + MAX(g - b2s, g / 4)), <, 1e-12);
+  px_model_free(m);
+  c.sms = c.coll_sms = 0;
+  g_assert_cmpfloat(px_cost_collective_sm_share(&c), ==, 0.0);
+  /* the rule itself: 4 s of NCCL beside 10 s of compute at a quarter of the
+   * SMs cost 1 s; beside 2 s of compute the transfer's own excess, 2 s; of 4 s
+   * of transfers only the 1 s on NCCL (3 s over PCIe) holds SMs: 0.25 s */
+  g_assert_cmpfloat(REL(px_cost_pass_exposed(10, 4, 4, 0.25), 1.0), <, 1e-12);
+  g_assert_cmpfloat(REL(px_cost_pass_exposed(2, 4, 4, 0.25), 2.0), <, 1e-12);
+  g_assert_cmpfloat(REL(px_cost_pass_exposed(10, 4, 1, 0.25), 0.25), <, 1e-12);
+  c = make_cluster(4, 1);
   /* Offload: 27136 params, gradient down + parameter up (4 B) over 25 GB/s PCIe,
    * CPU Adam at 4e9 params/s per node shared by 4 GPUs, then the ZeRO-2 all-gather */
   p.zero = 2;
@@ -679,6 +759,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cost/collective/ring-allreduce", test_ring_allreduce);
   g_test_add_func("/cost/collective/tree-for-small", test_tree_for_small);
   g_test_add_func("/cost/compute/gemm-efficiency", test_gemm_efficiency);
+  g_test_add_func("/cost/compute/gemm-k-overhead", test_gemm_k_overhead);
   g_test_add_func("/cost/compute/block-gemm-bound", test_block_gemm_bound);
   g_test_add_func("/cost/compute/software-terms", test_software_terms);
   g_test_add_func("/cost/links/tp-nvlink-vs-network", test_tp_links);
