@@ -44,6 +44,8 @@ struct _PxGpt {
   double dloss;               /* the backward in progress: its seed (the MoE aux loss's gradient) */
   PxGptLayerDone layer_done;  /* the per-layer hook of the backward (px_gpt_set_layer_hook), NULL */
   void *layer_done_data;
+  PxGptLayerBefore layer_before; /* the per-layer hook before a layer runs (px_gpt_set_layer_before), NULL */
+  void *layer_before_data;
 };
 
 /* Slots of one layer's stash: one per role of the core's activation list,
@@ -876,6 +878,10 @@ static gboolean head_fwd(PxGpt *g, int chunk, int li, PxGptActs *a, LayerActs *l
 static gboolean is_block(const PxGpt *g, int li) { return g->model->layers[li].kind == PX_LAYER_BLOCK; }
 
 /* Full checkpointing: blocks [s0, s1) form the segment of li (the core's). */
+static gboolean layer_before(PxGpt *g, int chunk, int li, int next, GError **error) {
+  return !g->layer_before || g->layer_before(chunk, li, next, g->layer_before_data, error);
+}
+
 static void segment_of(const PxGpt *g, const PxGptChunk *ch, int li, int *s0, int *s1) {
   px_activations_segment(g->model, &g->plan, ch->first, ch->end, li, s0, s1);
 }
@@ -947,6 +953,7 @@ PxGptActs *px_gpt_forward_acc(PxGpt *g, int chunk, PxTensor *input, const gint32
   for (int li = ch->first; ok && li < ch->end; li++) {
     LayerActs *la = &a->layers[li - ch->first];
     const PxTensor *x = layer_input(a, li);
+    if (!(ok = layer_before(g, chunk, li, li + 1 < ch->end ? li + 1 : -1, error))) break;
     switch (g->model->layers[li].kind) {
     case PX_LAYER_EMBEDDING: ok = embedding_fwd(g, chunk, a, la, error); break;
     case PX_LAYER_BLOCK:
@@ -1155,6 +1162,7 @@ static gboolean recompute_segment(PxGpt *g, PxGptActs *a, int s0, int s1, GError
   for (int li = s0; li < s1; li++) {
     LayerActs *la = &a->layers[li - ch->first];
     if (la->s[A_LN1]) continue; /* already there */
+    TRY(layer_before(g, a->chunk, li, li + 1 < s1 ? li + 1 : -1, error));
     TRY(block_fwd(g, a->chunk, li, la, layer_input(a, li), error));
   }
   return TRUE;
@@ -1163,6 +1171,27 @@ static gboolean recompute_segment(PxGpt *g, PxGptActs *a, int s0, int s1, GError
 void px_gpt_set_layer_hook(PxGpt *g, PxGptLayerDone fn, void *data) {
   g->layer_done = fn;
   g->layer_done_data = data;
+}
+
+void px_gpt_set_layer_before(PxGpt *g, PxGptLayerBefore fn, void *data) {
+  g->layer_before = fn;
+  g->layer_before_data = data;
+}
+
+gboolean px_gpt_layer_borrows(const PxGpt *g, int chunk, int li, int *from_chunk, int *param) {
+  const PxGptChunk *ch = &g->chunks[chunk];
+  if (g->model->layers[li].kind != PX_LAYER_LM_HEAD || g->emb_chunk < 0) return FALSE;
+  for (int i = ch->layer_param[li - ch->first]; i < ch->layer_param[li - ch->first + 1]; i++)
+    if (ch->params[i].spec->role == PX_ROLE_LM_HEAD || ch->params[i].spec->role == PX_ROLE_TOKEN_EMBED) return FALSE;
+  *from_chunk = g->emb_chunk;
+  *param = g->emb_param;
+  return TRUE;
+}
+
+gboolean px_gpt_param_bind_w(PxGpt *g, int chunk, guint i, PxTensor *flat, gint64 at, GError **error) {
+  PxGptParam *p = &g->chunks[chunk].params[i];
+  g_clear_pointer(&p->w, px_tensor_free);
+  return (p->w = px_tensor_view(flat, p->spec->name, at, p->ndim, p->shape, error)) != NULL;
 }
 
 static gboolean layer_done(PxGpt *g, int chunk, int li, GError **error) {
@@ -1183,6 +1212,17 @@ static void free_unless_w(PxGpt *g, PxGptActs *a, int li) {
   }
 }
 
+/* The layer the backward uses after layer li's: li - 1, or under full
+ * recompute the first block of li - 1's segment when that is a new one (its
+ * recompute comes first). */
+static int backward_next(PxGpt *g, const PxGptChunk *ch, int li) {
+  if (li - 1 < ch->first) return -1;
+  if (g->model->layers[li - 1].kind != PX_LAYER_BLOCK || g->plan.ckpt != PX_CKPT_FULL) return li - 1;
+  int s0, s1;
+  segment_of(g, ch, li - 1, &s0, &s1);
+  return s1 > li ? li - 1 : MAX(s0, ch->first); /* li's segment was recomputed up to li already */
+}
+
 gboolean px_gpt_backward(PxGpt *g, PxGptActs *a, PxTensor *dout, double dloss, gboolean defer_weight,
                          PxTensor **dinput, GError **error) {
   PxGptChunk *ch = &g->chunks[a->chunk];
@@ -1194,6 +1234,8 @@ gboolean px_gpt_backward(PxGpt *g, PxGptActs *a, PxTensor *dout, double dloss, g
     LayerActs *la = &a->layers[li - ch->first];
     const PxTensor *x = layer_input(a, li);
     PxLayerKind kind = g->model->layers[li].kind;
+    gboolean full = kind == PX_LAYER_BLOCK && g->plan.ckpt == PX_CKPT_FULL;
+    if (!full) TRY(layer_before(g, a->chunk, li, backward_next(g, ch, li), error));
     if (kind == PX_LAYER_EMBEDDING) {
       TRY(embedding_bwd(g, a->chunk, a, dcur, error));
       if (!defer_weight) TRY(layer_done(g, a->chunk, li, error));
@@ -1215,6 +1257,7 @@ gboolean px_gpt_backward(PxGpt *g, PxGptActs *a, PxTensor *dout, double dloss, g
         /* blocks after li in the segment are done (and freed): recompute up to li only */
         TRY(recompute_segment(g, a, s0, li + 1, error));
         x = layer_input(a, li); /* inside a segment the input was recomputed just now */
+        TRY(layer_before(g, a->chunk, li, backward_next(g, ch, li), error));
       }
       TRY(block_bwd(g, a->chunk, li, a, la, x, &dcur, dx, defer_weight, error));
       break;

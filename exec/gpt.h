@@ -177,6 +177,22 @@ gboolean px_gpt_backward_weight(PxGpt *gpt, PxGptActs *acts, GError **error);
  * A FALSE return stops the backward with its error. fn NULL: none. */
 typedef gboolean (*PxGptLayerDone)(int chunk, int layer, void *data, GError **error);
 void px_gpt_set_layer_hook(PxGpt *gpt, PxGptLayerDone fn, void *data);
+/* A per-layer hook called before a layer uses its weights: by the forward
+ * before each layer, by a full recompute before each block it runs again,
+ * and by px_gpt_backward before each layer's backward (after the layer's
+ * recompute), on the calling thread, in the order of the compute stream.
+ * next: the layer the gpt will use next in this pass (-1: none known); the
+ * runtime binds the layer's gathered ZeRO-3 weights there and prefetches
+ * next's (docs/executor.md). A FALSE return stops the pass. fn NULL: none. */
+typedef gboolean (*PxGptLayerBefore)(int chunk, int layer, int next, void *data, GError **error);
+void px_gpt_set_layer_before(PxGpt *gpt, PxGptLayerBefore fn, void *data);
+/* The parameter outside layer li of chunk that the layer reads (the LM head's
+ * tied wte, held by the embedding's chunk when the rank holds both ends):
+ * TRUE with its chunk and index, or FALSE. */
+gboolean px_gpt_layer_borrows(const PxGpt *gpt, int chunk, int li, int *from_chunk, int *param);
+/* Bind parameter i of chunk's weights to a view of flat at element at (its
+ * gradient binding unchanged). */
+gboolean px_gpt_param_bind_w(PxGpt *gpt, int chunk, guint i, PxTensor *flat, gint64 at, GError **error);
 void px_gpt_acts_free(PxGptActs *acts);
 /* The load-balancing losses of the MoE blocks this rank ran forward, summed
  * since the last call (each micro-batch's, coefficient included; under

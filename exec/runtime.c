@@ -32,8 +32,8 @@ G_DEFINE_QUARK(px-runtime-error-quark, px_runtime_error)
  * pipeline communicators, issued at its last member, as Megatron batches
  * them; safe where a send waits for its receiver, as on NCCL), and
  * collectives (DP reduction, ZeRO-3 gathers, the tied embedding).
- * Events order them: a forward waits for its received input and its chunk's
- * gathered weights, a send and a reduction wait for the compute before them,
+ * Events order them: a forward waits for its received input and its layers'
+ * gathered weights (ZeRO-3: zero3_before), a send and a reduction wait for the compute before them,
  * and the optimizer waits for the collective stream. Each instruction is
  * timed by two events on the stream it runs on, so the measured timeline is
  * the streams' time, not the host's enqueue time. Messages carry no tags: the
@@ -52,7 +52,7 @@ typedef struct {
   gboolean split;
   gint64 *off;        /* split: param i's element offset in the buffers (else its own offset) */
   gint64 sd, se, pad_d;
-  PxTensor *w;        /* full local weights: WEIGHTS (ZeRO < 3) or gathered BUFFERS (ZeRO-3) */
+  PxTensor *w;        /* full local weights: WEIGHTS (ZeRO < 3) or gathered BUFFERS (ZeRO-3, split layout only) */
   PxTensor *w_shard;  /* ZeRO-3 shard: WEIGHTS */
   PxTensor *g;        /* full gradient accumulator: GRADS (ZeRO < 2) or BUFFERS */
   PxTensor *g_shard;  /* reduced shard: BUFFERS (ZeRO-1) or GRADS (ZeRO 2/3) */
@@ -65,6 +65,7 @@ typedef struct {
   int tied_param;
   gboolean pending;   /* DP reduction held for REDUCE_TIED */
   PxDevEvent *gathered; /* ZeRO-3: the chunk's weights have arrived */
+  gboolean by_layer;     /* ZeRO-3 gathered layer by layer into the rank's two slots (else whole, into w) */
   gboolean gathering;   /* a gather was queued since the last wait */
   /* the DP reduction in buckets (the program's REDUCE_GRADS chunk=c bucket=b):
    * each bucket all-reduced over its group as soon as the chunk's last
@@ -118,6 +119,12 @@ typedef struct {
   GStrv labels;           /* (program length) "rank R (stage S) INSTR", for errors */
   PxGpt *gpt;
   ChunkState *chunks;   /* (vpp) */
+  /* ZeRO-3 by layer (docs/executor.md): two slots of gathered weights, each
+   * the size of the rank's largest layer, shared by its chunks */
+  PxTensor *zslot[2];
+  PxDevEvent *zready[2]; /* the slot's last gather has arrived */
+  int zchunk[2], zlayer[2]; /* the layer each slot holds (zchunk -1: none) */
+  int zcur;              /* the slot bound last (-1: none) */
   gboolean sharded;     /* ZeRO >= 1 with dp > 1 */
   int zero;             /* effective: 0 when dp == 1 */
   /* per step */
@@ -265,6 +272,144 @@ static gboolean chunk_bind(Rank *r, int c, PxTensor *w, PxTensor *g, GError **er
   return px_gpt_chunk_bind_at(r->gpt, c, w, g, r->chunks[c].off, error);
 }
 
+/* ---- ZeRO-3 layer by layer ----
+ * A chunk gathered by layer (ChunkState.by_layer) keeps its flat shard
+ * layout; a layer's weights are a contiguous range [lo, hi) of the chunk's
+ * flat buffer (plus, for an LM head tied to the embedding this rank holds,
+ * wte's range: px_gpt_layer_borrows), gathered into one of the rank's two
+ * slots as a broadcast from each DP rank whose shard meets the range (its
+ * piece copied into the slot first), on the collective stream. The gpt's
+ * before-layer hook binds the layer's weights to its slot (waiting for its
+ * gather) and queues the gather of the layer it uses next into the other
+ * slot, behind the compute queued so far (the previous layer, the slot's
+ * last reader). Every DP rank runs the same layers in the same order, so
+ * the broadcasts come in the same order on every rank. */
+
+static gboolean after_compute(Rank *r, PxStream *s, GError **error);
+
+typedef struct {
+  int c;
+  guint p0, p1; /* the chunk's parameters [p0, p1) */
+} UnitPiece;
+
+/* Layer li of chunk c's pieces of parameters (1 or 2). */
+static int layer_unit(Rank *r, int c, int li, UnitPiece u[2]) {
+  const PxGptChunk *ch = px_gpt_chunk(r->gpt, c);
+  u[0] = (UnitPiece){c, (guint)ch->layer_param[li - ch->first], (guint)ch->layer_param[li - ch->first + 1]};
+  int fc, fp;
+  if (!px_gpt_layer_borrows(r->gpt, c, li, &fc, &fp)) return 1;
+  u[1] = (UnitPiece){fc, (guint)fp, (guint)fp + 1};
+  return 2;
+}
+
+/* The flat range [lo, hi) of piece u. */
+static void piece_range(Rank *r, const UnitPiece *u, gint64 *lo, gint64 *hi) {
+  const PxGptChunk *ch = px_gpt_chunk(r->gpt, u->c);
+  *lo = *hi = u->p0 < ch->n_params ? param_offset(r, u->c, u->p0) : 0;
+  if (u->p1 > u->p0) *hi = param_offset(r, u->c, u->p1 - 1) + ch->params[u->p1 - 1].numel;
+}
+
+static gint64 unit_numel(Rank *r, int c, int li) {
+  UnitPiece u[2];
+  gint64 n = 0, lo, hi;
+  for (int k = 0, np = layer_unit(r, c, li, u); k < np; k++) {
+    piece_range(r, &u[k], &lo, &hi);
+    n += hi - lo;
+  }
+  return n;
+}
+
+/* Nothing gathered is current (the weights have changed). */
+static void zero3_forget(Rank *r) {
+  for (int k = 0; k < 2; k++) r->zchunk[k] = r->zlayer[k] = -1;
+  r->zcur = -1;
+}
+
+static int zero3_slot_of(Rank *r, int c, int li) {
+  for (int k = 0; k < 2; k++)
+    if (r->zchunk[k] == c && r->zlayer[k] == li) return k;
+  return -1;
+}
+
+/* Queue the gather of layer li of chunk c into slot k; its bytes received. */
+static gboolean zero3_gather(Rank *r, int c, int li, int k, double *bytes, GError **error) {
+  UnitPiece u[2];
+  PxDType dt = r->rt->pdt;
+  gsize es = px_dtype_size(dt);
+  int n = px_comm_size(r->dp);
+  TRY(after_compute(r, r->coll_s, error)); /* the slot's last reader is queued before */
+  gint64 dst = 0, lo, hi;
+  for (int q = 0, np = layer_unit(r, c, li, u); q < np; q++) {
+    ChunkState *cs = &r->chunks[u[q].c];
+    gint64 S = cs->shard;
+    piece_range(r, &u[q], &lo, &hi);
+    for (int j = 0; j < n; j++) {
+      gint64 a = MAX(lo, (gint64)j * S), b = MIN(hi, (gint64)(j + 1) * S), len = b - a;
+      if (len <= 0) continue;
+      if (j == r->dp_rank) { /* the root's piece from its shard */
+        g_autoptr(PxTensor) to = px_tensor_view(r->zslot[k], "gathered", dst + a - lo, 1, &len, error);
+        g_autoptr(PxTensor) from = to ? px_tensor_view(cs->w_shard, "w_shard", a - (gint64)j * S, 1, &len, error) : NULL;
+        TRY(from && px_tensor_copy_async(to, from, r->coll_s, error));
+      }
+      TRY(px_comm_broadcast(r->dp, (char *)r->zslot[k]->data + (dst + a - lo) * es, (gsize)len, dt, j, r->coll_s,
+                            error));
+      if (j != r->dp_rank) *bytes += (double)len * es;
+    }
+    dst += hi - lo;
+  }
+  TRY(px_event_record(r->zready[k], r->coll_s, error));
+  r->zchunk[k] = c;
+  r->zlayer[k] = li;
+  return TRUE;
+}
+
+/* Bind layer li of chunk c's weights to slot k. */
+static gboolean zero3_bind(Rank *r, int c, int li, int k, GError **error) {
+  UnitPiece u[2];
+  gint64 dst = 0, lo, hi;
+  for (int q = 0, np = layer_unit(r, c, li, u); q < np; q++) {
+    piece_range(r, &u[q], &lo, &hi);
+    for (guint i = u[q].p0; i < u[q].p1; i++)
+      TRY(px_gpt_param_bind_w(r->gpt, u[q].c, i, r->zslot[k], dst + param_offset(r, u[q].c, i) - lo, error));
+    dst += hi - lo;
+  }
+  return TRUE;
+}
+
+/* The gpt's hook before layer li runs: its weights bound to its slot (gathered
+ * now if not prefetched), then layer next's gather queued into the other. */
+static gboolean zero3_before(int c, int li, int next, void *data, GError **error) {
+  Rank *r = data;
+  if (!r->chunks[c].by_layer) return TRUE;
+  double bytes = 0; /* the instruction's bytes are its compute's: the gathers are not counted there */
+  int k = zero3_slot_of(r, c, li);
+  if (k < 0) TRY(zero3_gather(r, c, li, k = r->zcur == 0 ? 1 : 0, &bytes, error));
+  TRY(px_stream_wait_event(r->compute, r->zready[k], error));
+  TRY(zero3_bind(r, c, li, k, error));
+  r->zcur = k;
+  if (next >= 0 && zero3_slot_of(r, c, next) < 0) TRY(zero3_gather(r, c, next, 1 - k, &bytes, error));
+  return TRUE;
+}
+
+/* The two slots (BUFFERS, each the largest layer of the rank's chunks
+ * gathered by layer), and the hook; none when no chunk is. */
+static gboolean zero3_slots(Rank *r, GError **error) {
+  gint64 most = 0;
+  for (int c = 0; c < r->rt->prog->vpp; c++) {
+    const PxGptChunk *ch = px_gpt_chunk(r->gpt, c);
+    if (r->chunks[c].by_layer)
+      for (int li = ch->first; li < ch->end; li++) most = MAX(most, unit_numel(r, c, li));
+  }
+  if (most == 0) return TRUE;
+  for (int k = 0; k < 2; k++) {
+    g_autofree char *name = g_strdup_printf("zero3.slot%d", k);
+    TRY(r->zslot[k] = tensor1(r->be, name, r->rt->pdt, PX_MEM_BUFFERS, most, error));
+    TRY(r->zready[k] = px_event_new(r->be, error));
+  }
+  px_gpt_set_layer_before(r->gpt, zero3_before, r);
+  return TRUE;
+}
+
 /* Split layout (ChunkState.split): each param's offset, dense tensors packed
  * first, the experts after the dense region padded to dp shards. */
 static void chunk_split_layout(Rank *r, int c) {
@@ -303,6 +448,7 @@ static gboolean chunk_alloc(Rank *r, int c, GError **error) {
   if (r->zero >= 3) {
     TRY(cs->w_shard = tensor1(r->be, nw, dt, PX_MEM_WEIGHTS, cs->shard, error));
     TRY(cs->gathered = px_event_new(r->be, error));
+    cs->by_layer = !cs->split; /* the experts' regions over EDP: the whole chunk */
   } else {
     TRY(cs->w = tensor1(r->be, nw, dt, PX_MEM_WEIGHTS, cs->padded, error));
   }
@@ -413,6 +559,7 @@ static void rank_clear_step(Rank *r) {
   if (r->p2p_pending) g_array_set_size(r->p2p_pending, 0);
   if (r->coll_s) px_stream_synchronize(r->coll_s, NULL);
   reap_sends(r, TRUE, NULL);
+  zero3_forget(r); /* the weights change in the step's update */
   for (int i = 0; i < n; i++) {
     g_clear_pointer(&r->acts[i], px_gpt_acts_free);
     g_clear_pointer(&r->recv[i], px_tensor_free);
@@ -440,6 +587,10 @@ static void rank_free(Rank *r) {
     g_free(cs->bucket_instr);
     g_free(cs->cast);
     g_free(cs->done);
+  }
+  for (int k = 0; k < 2; k++) {
+    g_clear_pointer(&r->zslot[k], px_tensor_free);
+    g_clear_pointer(&r->zready[k], px_event_free);
   }
   for (int i = 0; r->recv_ev && i < n; i++) px_event_free(r->recv_ev[i]);
   guint len = rt->prog->ranks[r->stage].n;
@@ -532,6 +683,7 @@ static gboolean rank_init(PxRuntime *rt, Rank *r, int rank, PxComm *world, GErro
   PxGptRank gr = {r->be, r->tp, r->stage, r->tp_rank, rt->cdt, r->cp, r->cp_rank, r->ep, r->ep_rank, r->etp, r->etp_rank};
   r->scale = rt->fp16 ? rt->opt.loss_scale : 1.0;
   TRY(r->gpt = px_gpt_new(rt->model, &rt->plan, rt->part, &gr, error));
+  zero3_forget(r);
   int v = rt->prog->vpp, m = rt->plan.m;
   r->chunks = g_new0(ChunkState, v);
   r->acts = g_new0(PxGptActs *, v * m);
@@ -568,7 +720,7 @@ static gboolean rank_init(PxRuntime *rt, Rank *r, int rank, PxComm *world, GErro
     TRY(chunk_alloc(r, c, error));
     chunk_buckets(r, c);
   }
-  return TRUE;
+  return zero3_slots(r, error);
 }
 
 /* ---- construction ------------------------------------------------------------------------- */
@@ -882,7 +1034,8 @@ static gboolean after_compute(Rank *r, PxStream *s, GError **error) {
   return px_event_record(r->ev_compute, r->compute, error) && px_stream_wait_event(s, r->ev_compute, error);
 }
 
-/* Compute from now on waits for the chunk's ZeRO-3 gather, if one is queued. */
+/* Compute from now on waits for the chunk's whole ZeRO-3 gather, if one is
+ * queued (the split layout; by layer: zero3_before). */
 static gboolean wait_gather(Rank *r, int c, GError **error) {
   ChunkState *cs = &r->chunks[c];
   if (!cs->gathering) return TRUE;
@@ -1322,7 +1475,7 @@ static gboolean grads_from_stage(Rank *r, int c, GError **error) {
 static gboolean op_reduce_grads(Rank *r, const PxInstr *ins, double *bytes, GError **error) {
   int c = ins->chunk;
   ChunkState *cs = &r->chunks[c];
-  if (r->zero >= 3 && ins->bucket <= 0) { /* the gathered weights were held until the chunk's last backward */
+  if (r->zero >= 3 && !cs->by_layer && ins->bucket <= 0) { /* the gathered weights were held until the chunk's last backward */
     g_clear_pointer(&cs->w, px_tensor_free);
     TRY(chunk_bind(r, c, NULL, cs->g, error));
   }
@@ -1340,6 +1493,11 @@ static gboolean op_reduce_grads(Rank *r, const PxInstr *ins, double *bytes, GErr
 
 static gboolean op_gather(Rank *r, int c, double *bytes, GError **error) {
   ChunkState *cs = &r->chunks[c];
+  if (cs->by_layer) { /* the chunk's first layer; the forward's hook binds it and gathers on */
+    int first = px_gpt_chunk(r->gpt, c)->first;
+    *bytes = 0;
+    return zero3_slot_of(r, c, first) >= 0 || zero3_gather(r, c, first, r->zcur == 0 ? 1 : 0, bytes, error);
+  }
   g_autofree char *name = g_strdup_printf("chunk%d.gathered", c);
   if (!cs->w) TRY(cs->w = tensor1(r->be, name, dtype_of(r), PX_MEM_BUFFERS, cs->padded, error));
   TRY(after_compute(r, r->coll_s, error));

@@ -3,6 +3,7 @@
  * test_parity_mpi.c (every rank a process under mpirun). */
 #pragma once
 #include <glib.h>
+#include <math.h>
 #include <string.h>
 #include "model.h"
 #include "runtime.h"
@@ -73,6 +74,25 @@ static G_GNUC_UNUSED void expect_memory(PxRuntime *rt, const char *what) {
     if (act != want) g_error("%s rank %d: peak activations %.0f B, predicted %.0f B", what, r, act, want);
     g_assert_cmpint(m.measured.current[PX_MEM_ACTIVATIONS], ==, 0);
   }
+}
+
+/* The largest relative difference between every parameter of two runs of
+ * model (0 where they are equal). */
+static G_GNUC_UNUSED double params_max_rel(PxRuntime *a, PxRuntime *b, const PxModel *model) {
+  double worst = 0;
+  for (guint li = 0; li < model->n_layers; li++)
+    for (guint t = 0; t < model->layers[li].n_tensors; t++) {
+      const PxTensorSpec *sp = &model->layers[li].tensors[t];
+      g_autoptr(GError) err = NULL;
+      g_autofree double *x = px_runtime_get_param(a, sp->name, &err);
+      g_assert_no_error(err);
+      g_autofree double *y = px_runtime_get_param(b, sp->name, &err);
+      g_assert_no_error(err);
+      gint64 n = sp->shape[0] * (sp->ndim > 1 ? sp->shape[1] : 1);
+      for (gint64 e = 0; e < n; e++)
+        if (x[e] != y[e]) worst = MAX(worst, fabs(x[e] - y[e]) / MAX(fabs(x[e]), fabs(y[e])));
+    }
+  return worst;
 }
 
 /* Elements of the model's tensor called name (0: none). */

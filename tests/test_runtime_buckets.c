@@ -82,17 +82,7 @@ static void check_case(const Case *c, gboolean rendezvous) {
                    (bwd_end - first_start) * 1e3);
   double worst = 0;
   for (int s = 0; s < STEPS; s++) worst = MAX(worst, rel(got[s], want[s]));
-  for (guint li = 0; li < model->n_layers; li++)
-    for (guint t = 0; t < model->layers[li].n_tensors; t++) {
-      const PxTensorSpec *sp = &model->layers[li].tensors[t];
-      g_autoptr(GError) err = NULL;
-      g_autofree double *x = px_runtime_get_param(a, sp->name, &err);
-      g_assert_no_error(err);
-      g_autofree double *y = px_runtime_get_param(b, sp->name, &err);
-      g_assert_no_error(err);
-      gint64 n = sp->shape[0] * (sp->ndim > 1 ? sp->shape[1] : 1);
-      for (gint64 e = 0; e < n; e++) worst = MAX(worst, rel(x[e], y[e]));
-    }
+  worst = MAX(worst, params_max_rel(a, b, model));
   g_test_message("%s: %d bucket reductions per step, largest relative difference %.3g", what, n_buckets, worst);
   if (worst > tol) g_error("%s: bucketed run differs by %.3g (relative) from the unbucketed one", what, worst);
   if (c->dt == PX_DTYPE_F32) expect_memory(a, what), expect_memory(b, what); /* the prediction is for fp32 */
