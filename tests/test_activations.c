@@ -311,6 +311,7 @@ static void test_w_by_hand(void) {
   g_assert_cmpfloat(px_act_w_bytes(&l), ==, 4.0 * (32 * 64 + 32 * 256));
   /* full recompute: W reads what B made again, so a block holds more from
    * B to W (131,072 B) than from F to B (its input, 32·64·4 = 8,192 B) */
+  px_plan_clear(&p);
   small_plan(&p, m, 1, 1, PX_CKPT_FULL, 1);
   p.schedule = PX_SCHED_ZB_H1;
   px_activations_layer(m, &p, &ex, 1, 2, 1, &l);

@@ -131,6 +131,7 @@ static void test_calibrated_classes(void) {
   g_autoptr(PxCostTable) t = tiny_table(&p, c, &tm);
   g_assert_cmpfloat(REL(t->optimizer[0], TINY_PARAMS * 32 / 10e9), <, 1e-12);
   px_model_free(tm);
+  px_plan_clear(&p);
 }
 
 static void test_ring_allreduce(void) {
