@@ -76,6 +76,9 @@ static G_GNUC_UNUSED void expect_memory(PxRuntime *rt, const char *what) {
   }
 }
 
+/* |a - b| relative to the larger (0 where they are equal). */
+static inline double rel_diff(double a, double b) { return a == b ? 0 : fabs(a - b) / MAX(fabs(a), fabs(b)); }
+
 /* The largest relative difference between every parameter of two runs of
  * model (0 where they are equal). */
 static G_GNUC_UNUSED double params_max_rel(PxRuntime *a, PxRuntime *b, const PxModel *model) {
@@ -90,7 +93,7 @@ static G_GNUC_UNUSED double params_max_rel(PxRuntime *a, PxRuntime *b, const PxM
       g_assert_no_error(err);
       gint64 n = sp->shape[0] * (sp->ndim > 1 ? sp->shape[1] : 1);
       for (gint64 e = 0; e < n; e++)
-        if (x[e] != y[e]) worst = MAX(worst, fabs(x[e] - y[e]) / MAX(fabs(x[e]), fabs(y[e])));
+        worst = MAX(worst, rel_diff(x[e], y[e]));
     }
   return worst;
 }
@@ -132,6 +135,18 @@ static inline void layout_options(PxRunOptions *o, PxDType dt) {
   o->timeout_s = 30;
 }
 
+/* The runtime of a plan (cleared here) with the parity options, under the
+ * local communicator's rendezvous mode or not. */
+static G_GNUC_UNUSED PxRuntime *plan_runtime(const PxModel *model, PxPlan *plan, PxDType dt, gboolean rendezvous,
+                                             GError **error) {
+  PxRunOptions o;
+  layout_options(&o, dt);
+  o.rendezvous = rendezvous;
+  PxRuntime *rt = px_runtime_new(model, plan, &o, error);
+  px_plan_clear(plan);
+  return rt;
+}
+
 /* The runtime of a layout with context parallelism over cp ranks (1: none)
  * and an attention kernel (PX_ATTN_DEFAULT: the plan's). */
 static G_GNUC_UNUSED PxRuntime *layout_runtime_attn(const PxModel *model, const Layout *l, int cp, PxAttention attn,
@@ -143,11 +158,7 @@ static G_GNUC_UNUSED PxRuntime *layout_runtime_attn(const PxModel *model, const 
   /* the plan a CP stack runs (the planner refuses CP in fp32: Transformer
    * Engine's ring attention is 16-bit); the executor computes in dt */
   if (cp > 1) plan.precision = PX_PREC_BF16;
-  PxRunOptions o;
-  layout_options(&o, dt);
-  PxRuntime *rt = px_runtime_new(model, &plan, &o, error);
-  px_plan_clear(&plan);
-  return rt;
+  return plan_runtime(model, &plan, dt, FALSE, error);
 }
 
 static G_GNUC_UNUSED PxRuntime *layout_runtime_cp(const PxModel *model, const Layout *l, int cp, PxDType dt,
@@ -158,11 +169,16 @@ static G_GNUC_UNUSED PxRuntime *layout_runtime_cp(const PxModel *model, const La
 static G_GNUC_UNUSED PxRuntime *layout_runtime(const PxModel *model, const Layout *l, PxDType dt, GError **error) {
   PxPlan plan;
   layout_plan(l, &plan);
-  PxRunOptions o;
-  layout_options(&o, dt);
-  PxRuntime *rt = px_runtime_new(model, &plan, &o, error);
-  px_plan_clear(&plan);
-  return rt;
+  return plan_runtime(model, &plan, dt, FALSE, error);
+}
+
+/* Registers data's check twice: at path, and at the path with "rendezvous/"
+ * after the first component's slash, run under the rendezvous mode. */
+static G_GNUC_UNUSED void add_with_rendezvous(const char *prefix, const char *rest, gconstpointer data,
+                                              GTestDataFunc plain, GTestDataFunc rendezvous) {
+  g_autofree char *a = g_strdup_printf("%s%s", prefix, rest), *b = g_strdup_printf("%srendezvous/%s", prefix, rest);
+  g_test_add_data_func(a, data, plain);
+  g_test_add_data_func(b, data, rendezvous);
 }
 
 /* The parity subset: every value of every axis appears, and the pairs that

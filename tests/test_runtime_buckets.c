@@ -34,18 +34,10 @@ static PxRuntime *case_runtime(const PxModel *model, const Case *c, double bucke
   plan.ep = MAX(c->ep, 1);
   if (c->cp > 1) plan.precision = PX_PREC_BF16; /* as layout_runtime_attn: CP plans are 16-bit */
   plan.bucket_bytes = bucket_bytes;
-  PxRunOptions o;
-  layout_options(&o, c->dt);
-  o.rendezvous = rendezvous;
   g_autoptr(GError) error = NULL;
-  PxRuntime *rt = px_runtime_new(model, &plan, &o, &error);
+  PxRuntime *rt = plan_runtime(model, &plan, c->dt, rendezvous, &error);
   g_assert_no_error(error);
-  px_plan_clear(&plan);
   return rt;
-}
-
-static double rel(double a, double b) {
-  return a == b ? 0 : fabs(a - b) / MAX(fabs(a), fabs(b));
 }
 
 static void check_case(const Case *c, gboolean rendezvous) {
@@ -81,7 +73,7 @@ static void check_case(const Case *c, gboolean rendezvous) {
     g_test_message("%s: rank 0's first bucket started %.3f ms before its last backward ended", what,
                    (bwd_end - first_start) * 1e3);
   double worst = 0;
-  for (int s = 0; s < STEPS; s++) worst = MAX(worst, rel(got[s], want[s]));
+  for (int s = 0; s < STEPS; s++) worst = MAX(worst, rel_diff(got[s], want[s]));
   worst = MAX(worst, params_max_rel(a, b, model));
   g_test_message("%s: %d bucket reductions per step, largest relative difference %.3g", what, n_buckets, worst);
   if (worst > tol) g_error("%s: bucketed run differs by %.3g (relative) from the unbucketed one", what, worst);
@@ -123,14 +115,12 @@ static void test_case_rendezvous(gconstpointer p) { check_case(p, TRUE); }
 
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
-  for (int rdv = 0; rdv <= 1; rdv++)
-    for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
-      const Case *c = &cases[i];
-      g_autofree char *path = g_strdup_printf("/runtime/buckets/%s%s/dp%d-cp%d-tp%d-pp%d-ep%d-%s-zero%d-%s%s",
-                                              rdv ? "rendezvous/" : "", c->l.model, c->l.dp, MAX(c->cp, 1), c->l.tp,
-                                              c->l.pp, MAX(c->ep, 1), c->l.schedule, c->l.zero, px_dtype_name(c->dt),
-                                              c->l.sp ? "-sp" : "");
-      g_test_add_data_func(path, c, rdv ? test_case_rendezvous : test_case);
-    }
+  for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
+    const Case *c = &cases[i];
+    g_autofree char *rest = g_strdup_printf("%s/dp%d-cp%d-tp%d-pp%d-ep%d-%s-zero%d-%s%s", c->l.model, c->l.dp,
+                                            MAX(c->cp, 1), c->l.tp, c->l.pp, MAX(c->ep, 1), c->l.schedule, c->l.zero,
+                                            px_dtype_name(c->dt), c->l.sp ? "-sp" : "");
+    add_with_rendezvous("/runtime/buckets/", rest, c, test_case, test_case_rendezvous);
+  }
   return g_test_run();
 }

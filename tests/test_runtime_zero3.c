@@ -39,13 +39,9 @@ static PxRuntime *case_runtime(const PxModel *model, const Case *c, int zero, gb
   Layout l = c->l;
   l.zero = zero;
   layout_plan(&l, &plan);
-  PxRunOptions o;
-  layout_options(&o, c->dt);
-  o.rendezvous = rendezvous;
   g_autoptr(GError) error = NULL;
-  PxRuntime *rt = px_runtime_new(model, &plan, &o, &error);
+  PxRuntime *rt = plan_runtime(model, &plan, c->dt, rendezvous, &error);
   g_assert_no_error(error);
-  px_plan_clear(&plan);
   return rt;
 }
 
@@ -106,14 +102,12 @@ static void test_case_rendezvous(gconstpointer p) { check_case(p, TRUE); }
 
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
-  for (int rdv = 0; rdv <= 1; rdv++)
-    for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
-      const Case *c = &cases[i];
-      g_autofree char *path = g_strdup_printf("/runtime/zero3/%s%s/dp%d-tp%d-pp%d-vpp%d-%s-%s-i%d-%s",
-                                              rdv ? "rendezvous/" : "", c->l.model, c->l.dp, c->l.tp, c->l.pp,
-                                              MAX(c->l.vpp, 1), c->l.schedule, px_ckpt_name(c->l.ckpt),
-                                              MAX(c->l.interval, 1), px_dtype_name(c->dt));
-      g_test_add_data_func(path, c, rdv ? test_case_rendezvous : test_case);
-    }
+  for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
+    const Case *c = &cases[i];
+    g_autofree char *rest = g_strdup_printf("%s/dp%d-tp%d-pp%d-vpp%d-%s-%s-i%d-%s", c->l.model, c->l.dp, c->l.tp,
+                                            c->l.pp, MAX(c->l.vpp, 1), c->l.schedule, px_ckpt_name(c->l.ckpt),
+                                            MAX(c->l.interval, 1), px_dtype_name(c->dt));
+    add_with_rendezvous("/runtime/zero3/", rest, c, test_case, test_case_rendezvous);
+  }
   return g_test_run();
 }
