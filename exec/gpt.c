@@ -1156,13 +1156,14 @@ static gboolean head_bwd(PxGpt *g, int chunk, int li, PxGptActs *a, LayerActs *l
   return dxr && px_op_residual_bwd(g->r.be, dx, NULL, dxr, error);
 }
 
-/* Recompute the forward of blocks [s0, s1) from the segment's input. */
+/* Recompute the forward of blocks [s0, s1) from the segment's input (within
+ * the backward of block s1 - 1, which uses its weights next). */
 static gboolean recompute_segment(PxGpt *g, PxGptActs *a, int s0, int s1, GError **error) {
   PxGptChunk *ch = &g->chunks[a->chunk];
   for (int li = s0; li < s1; li++) {
     LayerActs *la = &a->layers[li - ch->first];
     if (la->s[A_LN1]) continue; /* already there */
-    TRY(layer_before(g, a->chunk, li, li + 1 < s1 ? li + 1 : -1, error));
+    TRY(layer_before(g, a->chunk, li, li + 1 < s1 ? li + 1 : s1 - 1, error));
     TRY(block_fwd(g, a->chunk, li, la, layer_input(a, li), error));
   }
   return TRUE;
@@ -1221,6 +1222,16 @@ static int backward_next(PxGpt *g, const PxGptChunk *ch, int li) {
   int s0, s1;
   segment_of(g, ch, li - 1, &s0, &s1);
   return s1 > li ? li - 1 : MAX(s0, ch->first); /* li's segment was recomputed up to li already */
+}
+
+int px_gpt_pass_first(const PxGpt *g, int chunk, gboolean backward) {
+  const PxGptChunk *ch = &g->chunks[chunk];
+  int li = ch->end - 1;
+  if (!backward) return ch->first;
+  if (!is_block(g, li) || g->plan.ckpt != PX_CKPT_FULL) return li;
+  int s0, s1;
+  segment_of(g, ch, li, &s0, &s1); /* the backward recomputes li's segment first */
+  return MAX(s0, ch->first);
 }
 
 gboolean px_gpt_backward(PxGpt *g, PxGptActs *a, PxTensor *dout, double dloss, gboolean defer_weight,

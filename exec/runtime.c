@@ -125,6 +125,7 @@ typedef struct {
   PxDevEvent *zready[2]; /* the slot's last gather has arrived */
   int zchunk[2], zlayer[2]; /* the layer each slot holds (zchunk -1: none) */
   int zcur;              /* the slot bound last (-1: none) */
+  PxZero3Gathers zstats; /* this step's layer gathers */
   gboolean sharded;     /* ZeRO >= 1 with dp > 1 */
   int zero;             /* effective: 0 when dp == 1 */
   /* per step */
@@ -282,8 +283,11 @@ static gboolean chunk_bind(Rank *r, int c, PxTensor *w, PxTensor *g, GError **er
  * before-layer hook binds the layer's weights to its slot (waiting for its
  * gather) and queues the gather of the layer it uses next into the other
  * slot, behind the compute queued so far (the previous layer, the slot's
- * last reader). Every DP rank runs the same layers in the same order, so
- * the broadcasts come in the same order on every rank. */
+ * last reader); at a pass's last layer the one used next is the first layer
+ * of the rank's next forward or backward in the program (zero3_next_pass),
+ * so a step gathers on demand only its first layer (at GATHER_PARAMS).
+ * Every DP rank runs the same program, so the broadcasts come in the same
+ * order on every rank. */
 
 static gboolean after_compute(Rank *r, PxStream *s, GError **error);
 
@@ -331,7 +335,8 @@ static int zero3_slot_of(Rank *r, int c, int li) {
   return -1;
 }
 
-/* Queue the gather of layer li of chunk c into slot k; its bytes received. */
+/* Queue the gather of layer li of chunk c into slot k; its bytes received
+ * added to *bytes. */
 static gboolean zero3_gather(Rank *r, int c, int li, int k, double *bytes, GError **error) {
   UnitPiece u[2];
   PxDType dt = r->rt->pdt;
@@ -360,6 +365,7 @@ static gboolean zero3_gather(Rank *r, int c, int li, int k, double *bytes, GErro
   TRY(px_event_record(r->zready[k], r->coll_s, error));
   r->zchunk[k] = c;
   r->zlayer[k] = li;
+  r->zstats.gathers++;
   return TRUE;
 }
 
@@ -376,19 +382,40 @@ static gboolean zero3_bind(Rank *r, int c, int li, int k, GError **error) {
   return TRUE;
 }
 
+/* The rank's next pass that reads weights after the instruction running (a
+ * forward, backward or backward-input; the weight pass reads none): its
+ * chunk and the layer it starts with. FALSE: none left in the step, or its
+ * chunk is gathered whole. */
+static gboolean zero3_next_pass(Rank *r, int *c, int *li) {
+  const PxRankProgram *rp = &r->rt->prog->ranks[r->stage];
+  for (guint i = r->at + 1; i < rp->n; i++) {
+    const PxInstr *ins = &rp->instrs[i];
+    if (ins->kind != PX_OP_FORWARD && ins->kind != PX_OP_BACKWARD && ins->kind != PX_OP_BACKWARD_INPUT) continue;
+    if (!r->chunks[ins->chunk].by_layer) return FALSE;
+    *c = ins->chunk;
+    *li = px_gpt_pass_first(r->gpt, ins->chunk, ins->kind != PX_OP_FORWARD);
+    return TRUE;
+  }
+  return FALSE;
+}
+
 /* The gpt's hook before layer li runs: its weights bound to its slot (gathered
- * now if not prefetched), then layer next's gather queued into the other. */
+ * now if not prefetched), then the gather of the layer used next (next, or
+ * after the pass's last layer the next pass's first) queued into the other. */
 static gboolean zero3_before(int c, int li, int next, void *data, GError **error) {
   Rank *r = data;
   if (!r->chunks[c].by_layer) return TRUE;
   double bytes = 0; /* the instruction's bytes are its compute's: the gathers are not counted there */
-  int k = zero3_slot_of(r, c, li);
-  if (k < 0) TRY(zero3_gather(r, c, li, k = r->zcur == 0 ? 1 : 0, &bytes, error));
+  int k = zero3_slot_of(r, c, li), nc = c;
+  if (k < 0) {
+    TRY(zero3_gather(r, c, li, k = r->zcur == 0 ? 1 : 0, &bytes, error));
+    r->zstats.on_demand++;
+  }
   TRY(px_stream_wait_event(r->compute, r->zready[k], error));
   TRY(zero3_bind(r, c, li, k, error));
   r->zcur = k;
-  if (next >= 0 && zero3_slot_of(r, c, next) < 0) TRY(zero3_gather(r, c, next, 1 - k, &bytes, error));
-  return TRUE;
+  if (next < 0 && !zero3_next_pass(r, &nc, &next)) return TRUE;
+  return zero3_slot_of(r, nc, next) >= 0 || zero3_gather(r, nc, next, 1 - k, &bytes, error);
 }
 
 /* The two slots (BUFFERS, each the largest layer of the rank's chunks
@@ -1496,7 +1523,9 @@ static gboolean op_gather(Rank *r, int c, double *bytes, GError **error) {
   if (cs->by_layer) { /* the chunk's first layer; the forward's hook binds it and gathers on */
     int first = px_gpt_chunk(r->gpt, c)->first;
     *bytes = 0;
-    return zero3_slot_of(r, c, first) >= 0 || zero3_gather(r, c, first, r->zcur == 0 ? 1 : 0, bytes, error);
+    if (zero3_slot_of(r, c, first) >= 0) return TRUE; /* prefetched by the pass before */
+    r->zstats.on_demand++;
+    return zero3_gather(r, c, first, r->zcur == 0 ? 1 : 0, bytes, error);
   }
   g_autofree char *name = g_strdup_printf("chunk%d.gathered", c);
   if (!cs->w) TRY(cs->w = tensor1(r->be, name, dtype_of(r), PX_MEM_BUFFERS, cs->padded, error));
@@ -1853,6 +1882,7 @@ static gboolean step_job(Rank *r, gpointer data, GError **error) {
   r->step_scale = r->scale;
   r->bytes = bytes;
   memset(r->pre, 0, sizeof(gboolean) * rp->n);
+  memset(&r->zstats, 0, sizeof r->zstats);
   for (int c = 0; c < rt->prog->vpp; c++) { /* the buckets of a new step */
     ChunkState *cs = &r->chunks[c];
     cs->n_done = 0;
@@ -1982,6 +2012,13 @@ static void rank_memory(Rank *r, PxRankMemory *out) {
   /* activations are predicted in the run's dtype already (px_memory_new_act) */
   p->buffers *= k;
   p->total = p->weights + p->gradients + p->optimizer + p->activations + p->buffers + p->workspace;
+}
+
+gboolean px_runtime_zero3_gathers(PxRuntime *rt, int rank, PxZero3Gathers *out) {
+  Rank *r = local_rank(rt, rank);
+  if (!r) return FALSE;
+  *out = r->zstats;
+  return TRUE;
 }
 
 gboolean px_runtime_memory(PxRuntime *rt, int rank, PxRankMemory *out) {

@@ -129,6 +129,14 @@ gboolean px_runtime_step(PxRuntime *rt, PxStepResult *out, GError **error);
 int px_runtime_rank(const PxRuntime *rt);
 /* The memory of a rank of this process; FALSE if it lives in another. */
 gboolean px_runtime_memory(PxRuntime *rt, int rank, PxRankMemory *out);
+/* ZeRO-3 gathered layer by layer (docs/executor.md): the last step's layer
+ * gathers of a rank of this process (FALSE if it lives in another). */
+typedef struct {
+  int gathers;           /* layers gathered into a slot */
+  int on_demand;         /* of them, gathered for the layer about to run (its compute waits for the
+                            whole gather), not ahead of it; the rest were prefetched */
+} PxZero3Gathers;
+gboolean px_runtime_zero3_gathers(PxRuntime *rt, int rank, PxZero3Gathers *out);
 /* Every rank's memory (all: px_runtime_world entries), from every process (collective). */
 gboolean px_runtime_gather_memory(PxRuntime *rt, PxRankMemory *all, GError **error);
 /* The last step's measured timeline of this process's ranks (owned by the

@@ -97,6 +97,60 @@ static const Case cases[] = {
   {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 3, PX_CKPT_NONE, 2, 8, FALSE, 1}, PX_DTYPE_BF16, BLOCK},
 };
 
+/* Layer gathers per step (px_runtime_zero3_gathers), by hand. tiny-gpt has
+ * L = 7 layers (embedding, 4 blocks, final norm, head); pp 2 splits them
+ * [0, 3) and [3, 7) (n = 3 and 4 layers a stage). A pass uses its layers in
+ * order (forward first to last, backward last to first); a layer is gathered
+ * unless one of the two slots holds it, so where a pass turns round (F then
+ * B, B then F) its first two layers are the last two of the pass before
+ * (2 fewer gathers), while F after F or B after B gathers all n. With the
+ * next pass's first layer prefetched during the last layer of the pass
+ * before, only the step's very first layer (at GATHER_PARAMS) is gathered on
+ * demand: on_demand = 1 on every rank (gathering each pass's first layer on
+ * demand, as before, made it 7 for the gpipe case: F1..F3 and B1..B3).
+ * Full recompute with 2-block segments: a backward uses its layers in the
+ * order of the recompute (pp 2, stage 0: F 0 1 2, B 1 2 1 0; stage 1:
+ * F 3 4 5 6, B 6 5 3 4 3). */
+typedef struct {
+  Layout l;
+  int gathers[2]; /* per stage */
+} GatherCase;
+
+static const GatherCase gather_cases[] = {
+  /* gpipe, pp 1, m = 4: F0..F3 B0..B3, 2 m L uses, one turn (F3 B0): 2·4·7 − 2 */
+  {{"tiny-gpt", 2, 1, 1, 1, "gpipe", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, {54, 0}},
+  /* 1f1b, pp 2, m = 4: stage 0 F0 F1 B0 F2 B1 F3 B2 B3, 8·3 uses, 5 turns:
+   * 24 − 10; stage 1 F0 B0 F1 B1 ... F3 B3, 8·4 uses, 7 turns: 32 − 14 */
+  {{"tiny-gpt", 2, 1, 2, 1, "1f1b", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, {14, 18}},
+  /* the same with full recompute, 2-block segments: stage 0 F0 3, F1 3,
+   * B0 F2 B1 F3 B2 1 each (only layer 0 or 2 new), B3 2 (2 and 0): 13;
+   * stage 1 F0 4, B0 2 (3, 4), then F 2 (5, 6) and B 2 (3, 4) three
+   * times: 18 */
+  {{"tiny-gpt", 2, 1, 2, 1, "1f1b", 3, PX_CKPT_FULL, 1, 8, FALSE, 2}, {13, 18}},
+};
+
+static void test_gathers(gconstpointer p) {
+  const GatherCase *c = p;
+  g_autoptr(PxModel) model = load_model(c->l.model);
+  g_autoptr(GError) error = NULL;
+  PxRuntime *rt = layout_runtime(model, &c->l, PX_DTYPE_F32, &error);
+  g_assert_no_error(error);
+  for (int s = 0; s < 2; s++) { /* every step alike */
+    run_steps(rt, 1, NULL, NULL);
+    for (int r = 0; r < px_runtime_world(rt); r++) {
+      PxRankMemory m;
+      PxZero3Gathers z;
+      g_assert_true(px_runtime_memory(rt, r, &m));
+      g_assert_true(px_runtime_zero3_gathers(rt, r, &z));
+      g_test_message("%s pp%d %s rank %d stage %d: %d layer gathers, %d on demand", c->l.schedule, c->l.pp,
+                     px_ckpt_name(c->l.ckpt), r, m.stage, z.gathers, z.on_demand);
+      g_assert_cmpint(z.on_demand, ==, 1);
+      g_assert_cmpint(z.gathers, ==, c->gathers[m.stage]);
+    }
+  }
+  px_runtime_free(rt);
+}
+
 static void test_case(gconstpointer p) { check_case(p, FALSE); }
 static void test_case_rendezvous(gconstpointer p) { check_case(p, TRUE); }
 
@@ -108,6 +162,12 @@ int main(int argc, char **argv) {
                                             c->l.pp, MAX(c->l.vpp, 1), c->l.schedule, px_ckpt_name(c->l.ckpt),
                                             MAX(c->l.interval, 1), px_dtype_name(c->dt));
     add_with_rendezvous("/runtime/zero3/", rest, c, test_case, test_case_rendezvous);
+  }
+  for (gsize i = 0; i < G_N_ELEMENTS(gather_cases); i++) {
+    const Layout *l = &gather_cases[i].l;
+    g_autofree char *path = g_strdup_printf("/runtime/zero3/gathers/%s/pp%d-%s-%s-i%d", l->model, l->pp, l->schedule,
+                                            px_ckpt_name(l->ckpt), MAX(l->interval, 1));
+    g_test_add_data_func(path, &gather_cases[i], test_gathers);
   }
   return g_test_run();
 }
