@@ -1224,16 +1224,6 @@ static int backward_next(PxGpt *g, const PxGptChunk *ch, int li) {
   return s1 > li ? li - 1 : MAX(s0, ch->first); /* li's segment was recomputed up to li already */
 }
 
-int px_gpt_pass_first(const PxGpt *g, int chunk, gboolean backward) {
-  const PxGptChunk *ch = &g->chunks[chunk];
-  int li = ch->end - 1;
-  if (!backward) return ch->first;
-  if (!is_block(g, li) || g->plan.ckpt != PX_CKPT_FULL) return li;
-  int s0, s1;
-  segment_of(g, ch, li, &s0, &s1); /* the backward recomputes li's segment first */
-  return MAX(s0, ch->first);
-}
-
 gboolean px_gpt_backward(PxGpt *g, PxGptActs *a, PxTensor *dout, double dloss, gboolean defer_weight,
                          PxTensor **dinput, GError **error) {
   PxGptChunk *ch = &g->chunks[a->chunk];

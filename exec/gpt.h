@@ -188,11 +188,6 @@ void px_gpt_set_layer_hook(PxGpt *gpt, PxGptLayerDone fn, void *data);
  * (docs/executor.md). A FALSE return stops the pass. fn NULL: none. */
 typedef gboolean (*PxGptLayerBefore)(int chunk, int layer, int next, void *data, GError **error);
 void px_gpt_set_layer_before(PxGpt *gpt, PxGptLayerBefore fn, void *data);
-/* The layer a forward (backward FALSE) or a backward / backward-input pass
- * of chunk calls the before-layer hook for first: the chunk's first layer,
- * or its last (under full recompute the first block of the last layer's
- * checkpoint segment, recomputed first). The weight pass reads no weights. */
-int px_gpt_pass_first(const PxGpt *gpt, int chunk, gboolean backward);
 /* The parameter outside layer li of chunk that the layer reads (the LM head's
  * tied wte, held by the embedding's chunk when the rank holds both ends):
  * TRUE with its chunk and index, or FALSE. */

@@ -17,6 +17,7 @@
 #include "moe.h"
 #include "partition.h"
 #include "schedule.h"
+#include "zero3.h"
 
 G_DEFINE_QUARK(px-runtime-error-quark, px_runtime_error)
 
@@ -284,7 +285,7 @@ static gboolean chunk_bind(Rank *r, int c, PxTensor *w, PxTensor *g, GError **er
  * gather) and queues the gather of the layer it uses next into the other
  * slot, behind the compute queued so far (the previous layer, the slot's
  * last reader); at a pass's last layer the one used next is the first layer
- * of the rank's next forward or backward in the program (zero3_next_pass),
+ * of the rank's next forward or backward in the program (px_zero3_next_pass),
  * so a step gathers on demand only its first layer (at GATHER_PARAMS).
  * Every DP rank runs the same program, so the broadcasts come in the same
  * order on every rank. */
@@ -382,40 +383,25 @@ static gboolean zero3_bind(Rank *r, int c, int li, int k, GError **error) {
   return TRUE;
 }
 
-/* The rank's next pass that reads weights after the instruction running (a
- * forward, backward or backward-input; the weight pass reads none): its
- * chunk and the layer it starts with. FALSE: none left in the step, or its
- * chunk is gathered whole. */
-static gboolean zero3_next_pass(Rank *r, int *c, int *li) {
-  const PxRankProgram *rp = &r->rt->prog->ranks[r->stage];
-  for (guint i = r->at + 1; i < rp->n; i++) {
-    const PxInstr *ins = &rp->instrs[i];
-    if (ins->kind != PX_OP_FORWARD && ins->kind != PX_OP_BACKWARD && ins->kind != PX_OP_BACKWARD_INPUT) continue;
-    if (!r->chunks[ins->chunk].by_layer) return FALSE;
-    *c = ins->chunk;
-    *li = px_gpt_pass_first(r->gpt, ins->chunk, ins->kind != PX_OP_FORWARD);
-    return TRUE;
-  }
-  return FALSE;
-}
-
 /* The gpt's hook before layer li runs: its weights bound to its slot (gathered
  * now if not prefetched), then the gather of the layer used next (next, or
  * after the pass's last layer the next pass's first) queued into the other. */
 static gboolean zero3_before(int c, int li, int next, void *data, GError **error) {
   Rank *r = data;
   if (!r->chunks[c].by_layer) return TRUE;
-  double bytes = 0; /* the instruction's bytes are its compute's: the gathers are not counted there */
+  double *bytes = &r->bytes[r->at]; /* the instruction's: the bytes its gathers receive (common/zero3.h) */
   int k = zero3_slot_of(r, c, li), nc = c;
   if (k < 0) {
-    TRY(zero3_gather(r, c, li, k = r->zcur == 0 ? 1 : 0, &bytes, error));
+    TRY(zero3_gather(r, c, li, k = r->zcur == 0 ? 1 : 0, bytes, error));
     r->zstats.on_demand++;
   }
   TRY(px_stream_wait_event(r->compute, r->zready[k], error));
   TRY(zero3_bind(r, c, li, k, error));
   r->zcur = k;
-  if (next < 0 && !zero3_next_pass(r, &nc, &next)) return TRUE;
-  return zero3_slot_of(r, nc, next) >= 0 || zero3_gather(r, nc, next, 1 - k, &bytes, error);
+  /* the pass ends here: the next pass's first layer (common/zero3.h) */
+  if (next < 0 && !px_zero3_next_pass(r->rt->model, &r->rt->plan, r->rt->part, r->rt->prog, r->stage, r->at, &nc, &next))
+    return TRUE;
+  return zero3_slot_of(r, nc, next) >= 0 || zero3_gather(r, nc, next, 1 - k, bytes, error);
 }
 
 /* The two slots (BUFFERS, each the largest layer of the rank's chunks

@@ -27,6 +27,7 @@
 #include "runtime.h"
 #include "schedule.h"
 #include "parity.h"
+#include "predict.h"
 
 typedef struct {
   Layout l;
@@ -151,6 +152,91 @@ static void test_gathers(gconstpointer p) {
   px_runtime_free(rt);
 }
 
+/* The bytes of the ZeRO-3 layer gathers in the timelines: each forward's,
+ * backward's and GATHER_PARAMS's event in the executor's measured timeline
+ * (the bytes its broadcasts received) equals the simulated one's
+ * (px_predict, every rank: common/zero3.h's walk), per rank, micro-batch and
+ * chunk; and by hand for tiny-gpt, dp 2, pp 1, f32: the chunk's flat buffer
+ * holds 220,544 elements (embedding 20,480 = wte 256·64 + wpe 64·64; 4
+ * blocks of 49,984; final norm 128; the head reads wte, [0, 16,384)), DP
+ * shards of S = 110,272: rank 0 holds [0, S), rank 1 [S, 2S); the layers'
+ * ranges: embedding [0, 20,480), blocks from 20,480 by 49,984, the norm
+ * [220,416, 220,544). A gather receives the layer's range less the rank's
+ * own piece. GATHER_PARAMS gathers the embedding: 0 B on rank 0, 81,920 B
+ * on rank 1. The first forward gathers blocks 1..4, the norm, the head
+ * (each prefetched by the layer before) and, at the head, the next
+ * forward's embedding: rank 0 receives block 2's [110,272, 120,448) =
+ * 10,176, blocks 3 and 4 (99,968) and the norm (128): 110,272 elements =
+ * 441,088 B; rank 1 block 1 (49,984), block 2's [70,464, 110,272) = 39,808,
+ * the head's wte (16,384) and the embedding (20,480): 126,656 elements =
+ * 506,624 B. */
+typedef struct {
+  Layout l;
+  double f0[2], gather[2]; /* by hand: the first forward's and GATHER_PARAMS's bytes on DP ranks 0, 1 (-1: not) */
+} BytesCase;
+
+static const BytesCase bytes_cases[] = {
+  {{"tiny-gpt", 2, 1, 1, 1, "gpipe", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, {441088, 506624}, {0, 81920}},
+  {{"tiny-gpt", 2, 1, 2, 1, "1f1b", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, {-1, -1}, {-1, -1}},
+  {{"tiny-gpt", 2, 2, 2, 1, "1f1b", 3, PX_CKPT_FULL, 1, 8, FALSE, 2}, {-1, -1}, {-1, -1}},
+  {{"tiny-gpt", 2, 1, 2, 2, "interleaved", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, {-1, -1}, {-1, -1}},
+  {{"tiny-gpt", 2, 1, 2, 1, "zb-h1", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, {-1, -1}, {-1, -1}},
+};
+
+static gboolean gather_kind(PxOpKind k) {
+  return k == PX_OP_FORWARD || k == PX_OP_BACKWARD || k == PX_OP_BACKWARD_INPUT || k == PX_OP_BACKWARD_WEIGHT ||
+         k == PX_OP_GATHER_PARAMS;
+}
+
+/* The event of (rank, kind, mb, chunk) in tl (NULL: none). */
+static const PxEvent *find_event(const PxTimeline *tl, const PxEvent *like) {
+  for (guint i = 0; i < tl->events->len; i++) {
+    const PxEvent *e = &g_array_index(tl->events, PxEvent, i);
+    if (e->rank == like->rank && e->kind == like->kind && e->mb == like->mb && e->chunk == like->chunk) return e;
+  }
+  return NULL;
+}
+
+static void test_bytes(gconstpointer p) {
+  const BytesCase *c = p;
+  g_autoptr(PxModel) model = load_model(c->l.model);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(PxCluster) cluster = px_cluster_load("h200", &error);
+  g_assert_no_error(error);
+  PxPlan plan;
+  layout_plan(&c->l, &plan);
+  PxPrediction pr = {0};
+  g_assert_true(px_plan_validate(&plan, model, NULL, &error));
+  gboolean predicted = px_predict(&pr, model, cluster, &plan, FALSE, TRUE, TRUE, &error);
+  g_assert_no_error(error);
+  g_assert_true(predicted);
+  PxRuntime *rt = plan_runtime(model, &plan, PX_DTYPE_F32, FALSE, &error);
+  g_assert_no_error(error);
+  run_steps(rt, 1, NULL, NULL);
+  const PxTimeline *got = px_runtime_timeline(rt), *want = pr.res->timeline;
+  int n = 0;
+  double total = 0;
+  for (guint i = 0; i < got->events->len; i++) {
+    const PxEvent *e = &g_array_index(got->events, PxEvent, i);
+    if (!gather_kind(e->kind)) continue;
+    const PxEvent *s = find_event(want, e);
+    if (!s) g_error("rank %d: no simulated %s mb %d chunk %d", e->rank, px_op_name(e->kind), e->mb, e->chunk);
+    if (e->bytes != s->bytes)
+      g_error("%s pp%d rank %d %s mb %d chunk %d: measured %.0f B gathered, simulated %.0f B", c->l.schedule, c->l.pp,
+              e->rank, px_op_name(e->kind), e->mb, e->chunk, e->bytes, s->bytes);
+    n++;
+    total += e->bytes;
+    if (c->f0[0] >= 0 && e->kind == PX_OP_FORWARD && e->mb == 0) g_assert_cmpfloat(e->bytes, ==, c->f0[e->rank]);
+    if (c->gather[0] >= 0 && e->kind == PX_OP_GATHER_PARAMS) g_assert_cmpfloat(e->bytes, ==, c->gather[e->rank]);
+  }
+  g_test_message("%s pp%d vpp%d tp%d: %d events agree, %.0f B gathered in all", c->l.schedule, c->l.pp,
+                 MAX(c->l.vpp, 1), c->l.tp, n, total);
+  g_assert_cmpint(n, >, 0);
+  g_assert_cmpfloat(total, >, 0);
+  px_runtime_free(rt);
+  px_prediction_clear(&pr);
+}
+
 static void test_case(gconstpointer p) { check_case(p, FALSE); }
 static void test_case_rendezvous(gconstpointer p) { check_case(p, TRUE); }
 
@@ -168,6 +254,12 @@ int main(int argc, char **argv) {
     g_autofree char *path = g_strdup_printf("/runtime/zero3/gathers/%s/pp%d-%s-%s-i%d", l->model, l->pp, l->schedule,
                                             px_ckpt_name(l->ckpt), MAX(l->interval, 1));
     g_test_add_data_func(path, &gather_cases[i], test_gathers);
+  }
+  for (gsize i = 0; i < G_N_ELEMENTS(bytes_cases); i++) {
+    const Layout *l = &bytes_cases[i].l;
+    g_autofree char *path = g_strdup_printf("/runtime/zero3/bytes/%s/tp%d-pp%d-vpp%d-%s-%s-i%d", l->model, l->tp, l->pp,
+                                            MAX(l->vpp, 1), l->schedule, px_ckpt_name(l->ckpt), MAX(l->interval, 1));
+    g_test_add_data_func(path, &bytes_cases[i], test_bytes);
   }
   return g_test_run();
 }
