@@ -4,9 +4,14 @@
 #include "memory.h"
 #include "moe.h"
 
+/* The routed experts shard over EDP, not the DP group (the split layout). */
+static gboolean experts_own_group(const PxModel *model, const PxPlan *plan) {
+  return model->desc.experts > 0 && !(MAX(plan->ep, 1) == 1 && px_plan_etp(plan) == plan->tp);
+}
+
 gboolean px_zero3_by_layer(const PxModel *model, const PxPlan *plan) {
-  gboolean experts_own_group = model->desc.experts > 0 && !(MAX(plan->ep, 1) == 1 && px_plan_etp(plan) == plan->tp);
-  return plan->zero >= 3 && px_plan_data_ranks(plan) > 1 && !experts_own_group;
+  (void)model;
+  return plan->zero >= 3 && px_plan_data_ranks(plan) > 1;
 }
 
 static gboolean full_block(const PxModel *model, const PxPlan *plan, int li) {
@@ -44,16 +49,25 @@ int px_zero3_pass_first(const PxModel *model, const PxPlan *plan, int first, int
 
 /* ---- the walk ---------------------------------------------------------------------- */
 
+/* A chunk's flat buffer: a dense region of nd elements in dp shards of sd,
+ * then (split layout) the experts' region of ne in edp shards of se from
+ * pad_d = sd·dp; each layer's dense tensors at doff[layer - first] in the
+ * dense region, its experts at eoff[...] in the experts' (not split: all of
+ * a layer's tensors dense, ne 0). */
+typedef struct {
+  gint64 nd, ne, sd, se, pad_d;
+  gint64 *doff, *eoff;
+} ChunkLayout;
+
 typedef struct {
   const PxModel *model;
   const PxPlan *plan;
   const PxPartition *part;
   const PxProgram *prog;
-  int stage, dp_rank, data;
-  gboolean holds_emb;
+  int stage, dp_rank, edp_rank, data;
+  gboolean holds_emb, split;
   int emb_chunk;
-  gint64 *numel;      /* (vpp) the chunk's flat elements */
-  gint64 **offset;    /* (vpp) [layer - first]: the layer's first element in its chunk's buffer */
+  ChunkLayout *cl;    /* (vpp) */
   int zc[2], zl[2], zcur;
   PxZero3Walk *w;
 } Walk;
@@ -63,34 +77,43 @@ static int chunk_end(const Walk *k, int c) { return k->part->bounds[px_partition
 
 /* Elements of layer li in its chunk's buffer, as the executor lays them out
  * (exec/gpt.c, memory.c counts the same): a tied copy only where the rank
- * does not hold the embedding; routed experts E/ep each over etp. */
-static gint64 layer_elems(const Walk *k, int li) {
+ * does not hold the embedding; routed experts E/ep each over etp (*expert;
+ * in the dense count unless the layout is split). */
+static gint64 layer_elems(const Walk *k, int li, gint64 *expert) {
   const PxLayer *L = &k->model->layers[li];
   const PxPlan *p = k->plan;
+  *expert = 0;
   if (L->kind == PX_LAYER_BLOCK && px_model_block_is_moe(&k->model->desc, L->block)) {
     gint64 d, e;
     px_layer_params_split(L, p->tp, MAX(p->ep, 1), px_plan_etp(p), &d, &e);
-    return d + e;
+    if (!k->split) return d + e;
+    *expert = e;
+    return d;
   }
   return L->tied_tensor && k->holds_emb ? px_layer_params_tp(L, p->tp) : px_layer_stored_params_tp(L, p->tp);
 }
 
-/* Elements of its range [lo, hi) of chunk c's buffer DP rank d does not hold. */
-static gint64 not_held(const Walk *k, int c, gint64 lo, gint64 hi) {
-  gint64 S = px_zero_shard(k->numel[c], k->data), a = MAX(lo, (gint64)k->dp_rank * S),
-         b = MIN(hi, (gint64)(k->dp_rank + 1) * S);
+/* Elements of range [lo, hi) a rank does not hold whose own shard is the
+ * me-th of S elements from base. */
+static gint64 not_held(gint64 lo, gint64 hi, gint64 base, gint64 S, int me) {
+  gint64 a = MAX(lo, base + (gint64)me * S), b = MIN(hi, base + (gint64)(me + 1) * S);
   return (hi - lo) - MAX(b - a, 0);
 }
 
-/* Elements the rank receives gathering layer li of chunk c. */
+/* Elements the rank receives gathering layer li of chunk c: its dense range
+ * over DP, its experts' over EDP. */
 static gint64 layer_received(const Walk *k, int c, int li) {
   const PxLayer *L = &k->model->layers[li];
-  gint64 lo = k->offset[c][li - chunk_first(k, c)];
-  gint64 n = not_held(k, c, lo, lo + layer_elems(k, li));
+  const ChunkLayout *cl = &k->cl[c];
+  int i = li - chunk_first(k, c);
+  gint64 ne, nd = layer_elems(k, li, &ne);
+  gint64 n = not_held(cl->doff[i], cl->doff[i] + nd, 0, cl->sd, k->dp_rank);
+  if (ne > 0) n += not_held(cl->pad_d + cl->eoff[i], cl->pad_d + cl->eoff[i] + ne, cl->pad_d, cl->se, k->edp_rank);
   /* an LM head tied to the embedding this rank holds reads wte: the
-   * embedding's first tensor, at the start of its chunk */
+   * embedding's first tensor, at the start of its chunk's dense region */
   if (L->kind == PX_LAYER_LM_HEAD && L->tied_tensor && k->holds_emb)
-    n += not_held(k, k->emb_chunk, 0, px_layer_stored_params_tp(L, k->plan->tp) - px_layer_params_tp(L, k->plan->tp));
+    n += not_held(0, px_layer_stored_params_tp(L, k->plan->tp) - px_layer_params_tp(L, k->plan->tp), 0,
+                  k->cl[k->emb_chunk].sd, k->dp_rank);
   return n;
 }
 
@@ -142,12 +165,25 @@ static void walk_pass(Walk *k, guint i, int c, gboolean backward) {
   }
 }
 
+/* The rank's position in its EDP group (px_moe_rank_of's coordinates). */
+static int edp_rank_of(const PxPlan *plan, int stage, int rank) {
+  int n[3] = {px_plan_etp(plan), MAX(plan->ep, 1), px_plan_edp(plan)};
+  for (int a = 0; a < n[0]; a++)
+    for (int b = 0; b < n[1]; b++)
+      for (int e = 0; e < n[2]; e++)
+        if (px_moe_rank_of(plan, stage, a, b, e) == rank) return e;
+  return 0;
+}
+
 PxZero3Walk *px_zero3_walk_new(const PxModel *model, const PxPlan *plan, const PxPartition *part,
-                               const PxProgram *prog, int stage, int dp_rank) {
+                               const PxProgram *prog, int rank) {
+  int v = MAX(prog->vpp, 1), dp_rank, stage;
+  px_plan_rank_coords(plan, rank, &dp_rank, NULL, &stage);
   const PxRankProgram *rp = &prog->ranks[stage];
-  int v = MAX(prog->vpp, 1);
-  Walk k = {model, plan, part, prog, stage, dp_rank, px_plan_data_ranks(plan), FALSE, -1,
-            g_new0(gint64, v), g_new0(gint64 *, v), {-1, -1}, {-1, -1}, -1, g_new0(PxZero3Walk, 1)};
+  gboolean split = experts_own_group(model, plan);
+  Walk k = {model, plan, part, prog, stage, dp_rank, split ? edp_rank_of(plan, stage, rank) : 0,
+            px_plan_data_ranks(plan), FALSE, split, -1, g_new0(ChunkLayout, v), {-1, -1}, {-1, -1}, -1,
+            g_new0(PxZero3Walk, 1)};
   k.w->n = rp->n;
   k.w->gathers = g_new0(int, rp->n);
   k.w->on_demand = g_new0(int, rp->n);
@@ -159,11 +195,19 @@ PxZero3Walk *px_zero3_walk_new(const PxModel *model, const PxPlan *plan, const P
     }
   for (int c = 0; c < v; c++) {
     int first = chunk_first(&k, c), end = chunk_end(&k, c);
-    k.offset[c] = g_new0(gint64, end - first);
+    ChunkLayout *cl = &k.cl[c];
+    cl->doff = g_new0(gint64, end - first);
+    cl->eoff = g_new0(gint64, end - first);
     for (int li = first; li < end; li++) {
-      k.offset[c][li - first] = k.numel[c];
-      k.numel[c] += layer_elems(&k, li);
+      gint64 e;
+      cl->doff[li - first] = cl->nd;
+      cl->eoff[li - first] = cl->ne;
+      cl->nd += layer_elems(&k, li, &e);
+      cl->ne += e;
     }
+    cl->sd = px_zero_shard(cl->nd, k.data);
+    cl->se = split ? px_zero_shard(cl->ne, px_plan_edp(plan)) : 0;
+    cl->pad_d = cl->sd * k.data;
   }
   for (guint i = 0; i < rp->n; i++) {
     const PxInstr *in = &rp->instrs[i];
@@ -174,9 +218,11 @@ PxZero3Walk *px_zero3_walk_new(const PxModel *model, const PxPlan *plan, const P
       walk_pass(&k, i, in->chunk, in->kind != PX_OP_FORWARD);
     }
   }
-  for (int c = 0; c < v; c++) g_free(k.offset[c]);
-  g_free(k.offset);
-  g_free(k.numel);
+  for (int c = 0; c < v; c++) {
+    g_free(k.cl[c].doff);
+    g_free(k.cl[c].eoff);
+  }
+  g_free(k.cl);
   return k.w;
 }
 

@@ -3,7 +3,10 @@
  *
  * A rank keeps each chunk's weights as its DP shard of the chunk's flat
  * buffer (px_zero_shard over dp·cp; the layers in order, each layer's
- * tensors in order, a tied copy after its layer's own) and gathers a layer
+ * tensors in order, a tied copy after its layer's own; an MoE model whose
+ * experts shard over EDP splits it: the dense tensors over DP, then the
+ * routed experts' region over EDP, Megatron-Core's expert distributed
+ * optimizer) and gathers a layer
  * into one of two slots before the layer runs: for each DP rank j whose
  * shard [j·S, (j+1)·S) meets the layer's range [lo, hi), a broadcast from j
  * of the intersection. A rank receives the range less its own piece:
@@ -30,9 +33,10 @@
 
 G_BEGIN_DECLS
 
-/* Whether the plan's ZeRO-3 runs layer by layer: zero 3 with dp·cp > 1, and
- * not an MoE model whose experts shard over a group of their own (edp not the
- * DP group: the executor gathers those chunks whole). */
+/* Whether the plan's ZeRO-3 runs layer by layer: zero 3 with dp·cp > 1 (an
+ * MoE model whose experts shard over a group of their own, EDP, included:
+ * the split layout, a layer's dense range gathered over DP and its experts'
+ * over EDP). */
 gboolean px_zero3_by_layer(const PxModel *model, const PxPlan *plan);
 
 /* The layers a pass of part [first, end) uses, in order (a layer may repeat:
@@ -57,10 +61,11 @@ typedef struct {
   gint64 *received;  /* (n) elements the rank receives in them */
 } PxZero3Walk;
 
-/* The walk of stage's program for DP rank dp_rank (0 ≤ dp_rank < dp·cp) of a
- * plan gathered by layer (px_zero3_by_layer). */
+/* The walk of global rank `rank`'s program (its stage's; its DP coordinate
+ * d·cp + c and, split, its EDP position pick its own pieces) of a plan
+ * gathered by layer (px_zero3_by_layer). */
 PxZero3Walk *px_zero3_walk_new(const PxModel *model, const PxPlan *plan, const PxPartition *part,
-                               const PxProgram *prog, int stage, int dp_rank);
+                               const PxProgram *prog, int rank);
 void px_zero3_walk_free(PxZero3Walk *w);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(PxZero3Walk, px_zero3_walk_free)
 

@@ -16,8 +16,10 @@
  *                     from inside the chunk's last backward, once its layers are
  *                     done (the gpt's per-layer hook; ZeRO: in place, then the
  *                     shard copied; docs/executor.md)
- *  GATHER_PARAMS      ZeRO-3 all-gather of the chunk's weights, freed after its
- *                     last backward (at its REDUCE_GRADS)
+ *  GATHER_PARAMS      ZeRO-3: the chunk's first layer gathered into a slot
+ *                     (unless prefetched); the others are gathered layer by
+ *                     layer, one ahead, from the gpt's before-layer hook
+ *                     (docs/executor.md)
  *  REDUCE_TIED        all-reduce of wte's gradient between first and last stage
  *  OPTIMIZER_STEP     (sequence parallel: norm gradients summed over TP first)
  *                     global-norm clipping over all ranks, AdamW (warm-up + cosine

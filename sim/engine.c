@@ -103,10 +103,8 @@ static double part_value(const double *a, int part) {
 
 /* The bytes the rank's ZeRO-3 layer gathers receive during its current instruction. */
 static double zero3_bytes(const Sim *sim, const Rank *r) {
-  const PxSimOptions *o = sim->opt;
-  if (!o->zero3_bytes) return 0;
-  int d = r->dp < o->zero3_dp ? r->dp : 0;
-  return o->zero3_bytes[r->stage * o->zero3_dp + d][r->pc];
+  const double *b = sim->opt->zero3_bytes ? sim->opt->zero3_bytes[r->rank] : NULL;
+  return b ? b[r->pc] : 0;
 }
 
 /* compute-stream op of duration d */

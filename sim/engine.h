@@ -55,10 +55,9 @@ typedef struct {
   /* ZeRO-3 gathered by layer (common/zero3.h), optional (NULL: none): the
    * bytes a rank's layer gathers receive while each instruction of its
    * stage's program runs (a forward or backward, GATHER_PARAMS), its
-   * timeline event's bytes: [stage · zero3_dp + d][instruction] for DP rank
-   * d < zero3_dp (a rank beyond: d = 0's) */
+   * timeline event's bytes: (world) [global rank][instruction], NULL for a
+   * rank not simulated */
   const double *const *zero3_bytes;
-  int zero3_dp;
   gboolean full;               /* every rank, not one per stage */
   gboolean no_timeline;        /* do not record events (searches, benchmarks) */
   /* Optional outputs for the search's pipeline term (NULL: none), per stage

@@ -34,18 +34,21 @@ gboolean px_predict(PxPrediction *r, const PxModel *model, const PxCluster *clus
   }
   PxSimOptions opt = {.act_bytes = act, .act_w_bytes = kept, .static_bytes = stat, .full = full,
                       .no_timeline = !timeline};
-  /* ZeRO-3 by layer: the bytes each instruction's layer gathers receive (one
-   * DP rank per stage simulated, or every one) */
+  /* ZeRO-3 by layer: the bytes each instruction's layer gathers receive, for
+   * the ranks simulated (every one, or DP and TP rank 0 of each stage) */
+  int world = px_plan_world(p);
   g_autoptr(GPtrArray) z3 = g_ptr_array_new_with_free_func(g_free);
   if (!ideal && timeline && px_zero3_by_layer(model, p)) {
-    opt.zero3_dp = full ? px_plan_data_ranks(p) : 1;
-    for (int s = 0; s < p->pp; s++)
-      for (int d = 0; d < opt.zero3_dp; d++) {
-        g_autoptr(PxZero3Walk) w = px_zero3_walk_new(model, p, r->part, r->prog, s, d);
-        double *b = g_new(double, MAX(w->n, 1));
-        for (guint i = 0; i < w->n; i++) b[i] = (double)w->received[i] * px_plan_act_bytes(p);
-        g_ptr_array_add(z3, b);
-      }
+    g_ptr_array_set_size(z3, world);
+    for (int rank = 0; rank < world; rank++) {
+      int d, t, s;
+      px_plan_rank_coords(p, rank, &d, &t, &s);
+      if (!full && (d != 0 || t != 0)) continue;
+      g_autoptr(PxZero3Walk) w = px_zero3_walk_new(model, p, r->part, r->prog, rank);
+      double *b = g_new(double, MAX(w->n, 1));
+      for (guint i = 0; i < w->n; i++) b[i] = (double)w->received[i] * px_plan_act_bytes(p);
+      z3->pdata[rank] = b;
+    }
     opt.zero3_bytes = (const double *const *)z3->pdata;
   }
   r->res = px_simulate(r->prog, r->tab, &opt, error);

@@ -8,8 +8,10 @@
  * exactly). Layouts: dp 2, dp 2 · tp 2, dp 2 · pp 2 (1f1b, zb-h1: the W pass
  * reads no weights, interleaved: the two slots shared by the rank's chunks),
  * full recompute (checkpoint segments of 1 and 2 blocks: the recompute's
- * order of layers), bf16 (fp32 master weights). Every case again with the
- * ZeRO-3 run under rendezvous mode (as NCCL).
+ * order of layers), bf16 (fp32 master weights), and tiny-moe ep 2 · dp 4
+ * (the experts shard over edp 2: a layer's dense range broadcast over DP,
+ * its experts' over EDP). Every case again with the ZeRO-3 run under
+ * rendezvous mode (as NCCL).
  *
  * Memory: the only difference between the two runs' buffers is the two slots
  * (ZeRO-2 holds its full weights as WEIGHTS): the BUFFERS held after the
@@ -33,6 +35,7 @@ typedef struct {
   Layout l;
   PxDType dt;
   gint64 max_layer; /* by hand, elements (0: not computed by hand) */
+  int ep;           /* MoE: expert parallelism (0: 1) */
 } Case;
 
 static PxRuntime *case_runtime(const PxModel *model, const Case *c, int zero, gboolean rendezvous) {
@@ -40,6 +43,7 @@ static PxRuntime *case_runtime(const PxModel *model, const Case *c, int zero, gb
   Layout l = c->l;
   l.zero = zero;
   layout_plan(&l, &plan);
+  plan.ep = MAX(c->ep, 1);
   g_autoptr(GError) error = NULL;
   PxRuntime *rt = plan_runtime(model, &plan, c->dt, rendezvous, &error);
   g_assert_no_error(error);
@@ -52,8 +56,8 @@ static void check_case(const Case *c, gboolean rendezvous) {
   PxRuntime *a = case_runtime(model, c, 2, FALSE), *b = case_runtime(model, c, 3, rendezvous);
   run_steps(a, STEPS, want, NULL);
   run_steps(b, STEPS, got, NULL);
-  g_autofree char *what = g_strdup_printf("%s dp%d tp%d pp%d vpp%d %s %s interval %d %s", c->l.model, c->l.dp, c->l.tp,
-                                          c->l.pp, MAX(c->l.vpp, 1), c->l.schedule, px_ckpt_name(c->l.ckpt),
+  g_autofree char *what = g_strdup_printf("%s dp%d tp%d pp%d vpp%d ep%d %s %s interval %d %s", c->l.model, c->l.dp,
+                                          c->l.tp, c->l.pp, MAX(c->l.vpp, 1), MAX(c->ep, 1), c->l.schedule, px_ckpt_name(c->l.ckpt),
                                           MAX(c->l.interval, 1), px_dtype_name(c->dt));
   for (int s = 0; s < STEPS; s++)
     if (got[s] != want[s]) g_error("%s: step %d loss %.17g under ZeRO-3, %.17g under ZeRO-2", what, s + 1, got[s], want[s]);
@@ -86,16 +90,27 @@ static void check_case(const Case *c, gboolean rendezvous) {
 }
 
 #define BLOCK 49984 /* tiny-gpt: 12 h^2 + 13 h, h = 64 */
+/* tiny-moe (h 32, 4 heads of 8, 2 KV heads, RMSNorm, no biases), an MoE
+ * block with ep 2: qkv 32·64 + out 32·32 + 2 norms of 32 + router 4·32 + 2
+ * of the 4 SwiGLU experts of 3·32·32 = 2,048 + 1,024 + 64 + 128 + 6,144;
+ * larger than a dense block (2,048 + 1,024 + 64 + 3·32·64 = 9,280) and the
+ * embedding or head (128·32) */
+#define MOE_BLOCK 9408
 static const Case cases[] = {
-  {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 3, PX_CKPT_NONE, 2, 8, FALSE, 1}, PX_DTYPE_F64, BLOCK},
-  {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 3, PX_CKPT_NONE, 2, 8, FALSE, 1}, PX_DTYPE_F32, BLOCK},
-  {{"tiny-gpt", 2, 2, 1, 1, "1f1b", 3, PX_CKPT_NONE, 2, 8, FALSE, 1}, PX_DTYPE_F32, 0},
-  {{"tiny-gpt", 2, 1, 2, 1, "1f1b", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, PX_DTYPE_F32, BLOCK},
-  {{"tiny-gpt", 2, 1, 2, 1, "zb-h1", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, PX_DTYPE_F64, BLOCK},
-  {{"tiny-gpt", 2, 1, 2, 2, "interleaved", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, PX_DTYPE_F64, BLOCK},
-  {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 3, PX_CKPT_FULL, 2, 8, FALSE, 1}, PX_DTYPE_F64, BLOCK},
-  {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 3, PX_CKPT_FULL, 2, 8, FALSE, 2}, PX_DTYPE_F64, BLOCK},
-  {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 3, PX_CKPT_NONE, 2, 8, FALSE, 1}, PX_DTYPE_BF16, BLOCK},
+  {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 3, PX_CKPT_NONE, 2, 8, FALSE, 1}, PX_DTYPE_F64, BLOCK, 1},
+  {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 3, PX_CKPT_NONE, 2, 8, FALSE, 1}, PX_DTYPE_F32, BLOCK, 1},
+  {{"tiny-gpt", 2, 2, 1, 1, "1f1b", 3, PX_CKPT_NONE, 2, 8, FALSE, 1}, PX_DTYPE_F32, 0, 1},
+  {{"tiny-gpt", 2, 1, 2, 1, "1f1b", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, PX_DTYPE_F32, BLOCK, 1},
+  {{"tiny-gpt", 2, 1, 2, 1, "zb-h1", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, PX_DTYPE_F64, BLOCK, 1},
+  {{"tiny-gpt", 2, 1, 2, 2, "interleaved", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, PX_DTYPE_F64, BLOCK, 1},
+  {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 3, PX_CKPT_FULL, 2, 8, FALSE, 1}, PX_DTYPE_F64, BLOCK, 1},
+  {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 3, PX_CKPT_FULL, 2, 8, FALSE, 2}, PX_DTYPE_F64, BLOCK, 1},
+  {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 3, PX_CKPT_NONE, 2, 8, FALSE, 1}, PX_DTYPE_BF16, BLOCK, 1},
+  /* MoE, ep 2 · dp 4: the experts shard over edp 2, the dense tensors over
+   * dp 4 (the split layout): a layer's slot holds its dense range and its
+   * experts' range, each broadcast over its own group */
+  {{"tiny-moe", 4, 1, 1, 1, "1f1b", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, PX_DTYPE_F64, MOE_BLOCK, 2},
+  {{"tiny-moe", 4, 1, 1, 1, "1f1b", 3, PX_CKPT_FULL, 1, 8, FALSE, 1}, PX_DTYPE_F32, MOE_BLOCK, 2},
 };
 
 /* Layer gathers per step (px_runtime_zero3_gathers), by hand. tiny-gpt has
@@ -173,14 +188,19 @@ static void test_gathers(gconstpointer p) {
 typedef struct {
   Layout l;
   double f0[2], gather[2]; /* by hand: the first forward's and GATHER_PARAMS's bytes on DP ranks 0, 1 (-1: not) */
+  int ep;                  /* MoE: expert parallelism (0: 1) */
 } BytesCase;
 
 static const BytesCase bytes_cases[] = {
-  {{"tiny-gpt", 2, 1, 1, 1, "gpipe", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, {441088, 506624}, {0, 81920}},
-  {{"tiny-gpt", 2, 1, 2, 1, "1f1b", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, {-1, -1}, {-1, -1}},
-  {{"tiny-gpt", 2, 2, 2, 1, "1f1b", 3, PX_CKPT_FULL, 1, 8, FALSE, 2}, {-1, -1}, {-1, -1}},
-  {{"tiny-gpt", 2, 1, 2, 2, "interleaved", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, {-1, -1}, {-1, -1}},
-  {{"tiny-gpt", 2, 1, 2, 1, "zb-h1", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, {-1, -1}, {-1, -1}},
+  {{"tiny-gpt", 2, 1, 1, 1, "gpipe", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, {441088, 506624}, {0, 81920}, 1},
+  {{"tiny-gpt", 2, 1, 2, 1, "1f1b", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, {-1, -1}, {-1, -1}, 1},
+  {{"tiny-gpt", 2, 2, 2, 1, "1f1b", 3, PX_CKPT_FULL, 1, 8, FALSE, 2}, {-1, -1}, {-1, -1}, 1},
+  {{"tiny-gpt", 2, 1, 2, 2, "interleaved", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, {-1, -1}, {-1, -1}, 1},
+  {{"tiny-gpt", 2, 1, 2, 1, "zb-h1", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, {-1, -1}, {-1, -1}, 1},
+  /* MoE: the experts inline (ep 1), and split over edp 2 (ep 2 · dp 4) */
+  {{"tiny-moe", 2, 1, 1, 1, "1f1b", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, {-1, -1}, {-1, -1}, 1},
+  {{"tiny-moe", 4, 1, 1, 1, "1f1b", 3, PX_CKPT_FULL, 1, 8, FALSE, 1}, {-1, -1}, {-1, -1}, 2},
+  {{"tiny-moe", 4, 1, 2, 1, "1f1b", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, {-1, -1}, {-1, -1}, 2},
 };
 
 static gboolean gather_kind(PxOpKind k) {
@@ -205,6 +225,7 @@ static void test_bytes(gconstpointer p) {
   g_assert_no_error(error);
   PxPlan plan;
   layout_plan(&c->l, &plan);
+  plan.ep = MAX(c->ep, 1);
   PxPrediction pr = {0};
   g_assert_true(px_plan_validate(&plan, model, NULL, &error));
   gboolean predicted = px_predict(&pr, model, cluster, &plan, FALSE, TRUE, TRUE, &error);
@@ -229,8 +250,8 @@ static void test_bytes(gconstpointer p) {
     if (c->f0[0] >= 0 && e->kind == PX_OP_FORWARD && e->mb == 0) g_assert_cmpfloat(e->bytes, ==, c->f0[e->rank]);
     if (c->gather[0] >= 0 && e->kind == PX_OP_GATHER_PARAMS) g_assert_cmpfloat(e->bytes, ==, c->gather[e->rank]);
   }
-  g_test_message("%s pp%d vpp%d tp%d: %d events agree, %.0f B gathered in all", c->l.schedule, c->l.pp,
-                 MAX(c->l.vpp, 1), c->l.tp, n, total);
+  g_test_message("%s %s pp%d vpp%d tp%d ep%d: %d events agree, %.0f B gathered in all", c->l.model, c->l.schedule,
+                 c->l.pp, MAX(c->l.vpp, 1), c->l.tp, MAX(c->ep, 1), n, total);
   g_assert_cmpint(n, >, 0);
   g_assert_cmpfloat(total, >, 0);
   px_runtime_free(rt);
@@ -244,9 +265,9 @@ int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
     const Case *c = &cases[i];
-    g_autofree char *rest = g_strdup_printf("%s/dp%d-tp%d-pp%d-vpp%d-%s-%s-i%d-%s", c->l.model, c->l.dp, c->l.tp,
-                                            c->l.pp, MAX(c->l.vpp, 1), c->l.schedule, px_ckpt_name(c->l.ckpt),
-                                            MAX(c->l.interval, 1), px_dtype_name(c->dt));
+    g_autofree char *rest = g_strdup_printf("%s/dp%d-tp%d-pp%d-vpp%d%s-%s-%s-i%d-%s", c->l.model, c->l.dp, c->l.tp,
+                                            c->l.pp, MAX(c->l.vpp, 1), c->ep > 1 ? "-ep2" : "", c->l.schedule,
+                                            px_ckpt_name(c->l.ckpt), MAX(c->l.interval, 1), px_dtype_name(c->dt));
     add_with_rendezvous("/runtime/zero3/", rest, c, test_case, test_case_rendezvous);
   }
   for (gsize i = 0; i < G_N_ELEMENTS(gather_cases); i++) {
@@ -257,8 +278,9 @@ int main(int argc, char **argv) {
   }
   for (gsize i = 0; i < G_N_ELEMENTS(bytes_cases); i++) {
     const Layout *l = &bytes_cases[i].l;
-    g_autofree char *path = g_strdup_printf("/runtime/zero3/bytes/%s/tp%d-pp%d-vpp%d-%s-%s-i%d", l->model, l->tp, l->pp,
-                                            MAX(l->vpp, 1), l->schedule, px_ckpt_name(l->ckpt), MAX(l->interval, 1));
+    g_autofree char *path = g_strdup_printf("/runtime/zero3/bytes/%s/dp%d-tp%d-pp%d-vpp%d-ep%d-%s-%s-i%d", l->model,
+                                            l->dp, l->tp, l->pp, MAX(l->vpp, 1), MAX(bytes_cases[i].ep, 1),
+                                            l->schedule, px_ckpt_name(l->ckpt), MAX(l->interval, 1));
     g_test_add_data_func(path, &bytes_cases[i], test_bytes);
   }
   return g_test_run();

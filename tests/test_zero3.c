@@ -73,7 +73,7 @@ static void test_walk_gpipe(void) {
   g_assert_no_error(e);
   g_autoptr(PxProgram) prog = px_program_new(&p, part, &e);
   g_assert_no_error(e);
-  g_autoptr(PxZero3Walk) w = px_zero3_walk_new(m, &p, part, prog, 0, 0);
+  g_autoptr(PxZero3Walk) w = px_zero3_walk_new(m, &p, part, prog, 0); /* rank 0: DP rank 0 */
   int gathers = 0, on_demand = 0, forwards = 0;
   for (guint i = 0; i < w->n; i++) {
     const PxInstr *in = &prog->ranks[0].instrs[i];
