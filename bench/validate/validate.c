@@ -289,9 +289,10 @@ static void suite_foundry(const char *dir, Errors *all, Errors *all_disputed, gb
                earlier, 100 * (predicted / earlier - 1));
       if (breakdown)
         printf("      step %.3f s: compute %.3f, exposed p2p %.3f dp %.3f tied %.3f gather %.3f, bubble %.3f; "
-               "published step %.3f s\n",
+               "published step %.3f s; peak memory %.1f of %.1f GiB\n",
                r.step_time, r.breakdown.compute, r.breakdown.exposed[0], r.breakdown.exposed[1], r.breakdown.exposed[2],
-               r.breakdown.exposed[3], r.breakdown.bubble, (double)base.gbs * seq / (published * gpus));
+               r.breakdown.exposed[3], r.breakdown.bubble, (double)base.gbs * seq / (published * gpus),
+               r.memory / 1073741824.0, (double)c->gpu_memory / 1073741824.0);
     }
     px_plan_clear(&base);
   }
