@@ -87,8 +87,13 @@ static const PxStackProfile stacks[PX_N_STACKS] = {
    * in backward hooks (torch/distributed/fsdp/_runtime_utils.py), Composer
    * mixed precision DEFAULT reduces in fp32; Composer DecoupledAdamW steps
    * tensor by tensor (composer/optim/decoupled_weight_decay.py: 9 element-wise
-   * kernels, ~92 B per fp32 parameter); MPT attn_impl flash */
-  {PX_STACK_FSDP, 4, PX_OVERLAP_ALWAYS, 0, 92, PX_ATTN_FLASH},
+   * kernels, ~92 B per fp32 parameter), after the gradient clipping every MPT
+   * yaml sets (algorithms: gradient_clipping, clipping_type norm: Composer's
+   * apply_gradient_clipping calls the root FSDP's clip_grad_norm_, which in
+   * torch 2.1 reads each fp32 sharded gradient for its norm and then scales
+   * it in place, mul_ even when the coefficient is 1: 4 + 8 = 12 B), 104 B
+   * per parameter of the shard; MPT attn_impl flash */
+  {PX_STACK_FSDP, 4, PX_OVERLAP_ALWAYS, 0, 104, PX_ATTN_FLASH},
 };
 
 const PxStackProfile *px_stack_profile(PxStack s) {
