@@ -74,7 +74,19 @@ static void check_case(const Case *c, gboolean rendezvous) {
                    (bwd_end - first_start) * 1e3);
   double worst = 0;
   for (int s = 0; s < STEPS; s++) worst = MAX(worst, rel_diff(got[s], want[s]));
-  worst = MAX(worst, params_max_rel(a, b, model));
+  /* ZeRO-1/2 over buckets shards per bucket (buckets.h px_buckets_sharded):
+   * a rank's gradient-norm ranges are then its slices of the buckets, not the
+   * unbucketed run's flat 1/dp range, so the global norm's sum of squares is
+   * added in another order and may differ in its last bit, and with clipping
+   * on (norm > clip 1) so may the update's scale. The losses still agree to
+   * tol (equal in practice), and so does every parameter except where its
+   * gradient is zero by construction and it holds rounding noise only: the
+   * key bias (the middle third of qkv.bias; the softmax of a query's scores
+   * ignores a shift common to them all), a few 1e-15 whatever the order.
+   * Differences are taken relative to the larger value or the 0.02 init
+   * scale, whichever is larger (in f64: an absolute 2e-14 near zero). */
+  gboolean slices = (c->l.zero == 1 || c->l.zero == 2) && c->ep <= 1;
+  worst = MAX(worst, params_max_diff(a, b, model, slices ? 0.02 : 0));
   g_test_message("%s: %d bucket reductions per step, largest relative difference %.3g", what, n_buckets, worst);
   if (worst > tol) g_error("%s: bucketed run differs by %.3g (relative) from the unbucketed one", what, worst);
   if (c->dt == PX_DTYPE_F32) expect_memory(a, what), expect_memory(b, what); /* the prediction is for fp32 */
