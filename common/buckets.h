@@ -83,7 +83,8 @@ typedef struct {
   gint64 at;    /* where the slice starts in a rank's shard */
 } PxBucketShard;
 
-/* Does plan shard part k's buffers per bucket: ZeRO 1 or 2 over dp·cp > 1
+/* Does plan shard part k's buffers per bucket: the executor's stack
+ * (parallax; the other stacks keep their own layouts), ZeRO 1 or 2 over dp·cp > 1
  * ranks, the DP reduction in buckets during the backward (the program splits
  * it: px_cost_overlap_dp, px_program_new) into more than one bucket on part
  * k, and no routed experts (an MoE model keeps the whole-chunk shards: its
