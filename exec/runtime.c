@@ -2060,6 +2060,13 @@ gboolean px_runtime_memory(PxRuntime *rt, int rank, PxRankMemory *out) {
   return TRUE;
 }
 
+gboolean px_runtime_dp_traffic(PxRuntime *rt, int rank, PxCommTraffic *out) {
+  Rank *r = local_rank(rt, rank);
+  if (!r || !r->dp) return FALSE;
+  px_comm_traffic(r->dp, out);
+  return TRUE;
+}
+
 /* ---- gathering across processes ------------------------------------------------------------- */
 
 /* Every rank's PxRankMemory (all: world entries), collective over the world. */

@@ -114,10 +114,71 @@ static const Case cases[] = {
   {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 1, PX_CKPT_NONE, 2, 8, FALSE, 1}, 1, 1, PX_DTYPE_BF16, GPT_B},
   {{"tiny-gpt", 2, 1, 2, 1, "1f1b", 0, PX_CKPT_NONE, 1, 8, FALSE, 1}, 1, 1, PX_DTYPE_BF16, GPT_B},
   {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 2, PX_CKPT_NONE, 2, 8, FALSE, 1}, 1, 1, PX_DTYPE_F16, GPT_B},
+  /* bucket shards over dp 4, and over dp 3 with padding (ZeRO's shard the
+   * rank's slices of the padded buckets: the planner's memory counts them) */
+  {{"tiny-gpt", 4, 1, 1, 1, "1f1b", 2, PX_CKPT_NONE, 2, 8, FALSE, 1}, 1, 1, PX_DTYPE_F32, GPT_B},
+  {{"tiny-gpt", 3, 1, 1, 1, "1f1b", 1, PX_CKPT_NONE, 1, 6, FALSE, 1}, 1, 1, PX_DTYPE_F32, GPT_B},
   /* tiny-moe: 2000 elements to a bucket; ep 2 · dp 4: the experts over EDP 2 */
   {{"tiny-moe", 4, 1, 1, 1, "1f1b", 0, PX_CKPT_NONE, 1, 8, FALSE, 1}, 1, 2, PX_DTYPE_F64, 8e3},
   {{"tiny-moe", 4, 1, 1, 1, "1f1b", 1, PX_CKPT_NONE, 1, 8, FALSE, 1}, 1, 2, PX_DTYPE_F64, 8e3},
 };
+
+/* ZeRO-1/2 sharded per bucket (buckets.h px_buckets_shard_layout): what the
+ * DP communicator was asked to move per step, against the hand-computed
+ * layout. tiny-gpt (h 64, V 256, 64 positions, tied head): embedding
+ * 256·64 + 64·64 = 20480, each block 12h² + 13h = 49984, final norm 128.
+ * Buckets of 20000 elements filled from the last layer (GPT_B over 4 B, or
+ * 40000 over 2 B under bf16): head 0 + norm + block = 50112, then each block
+ * 49984, then the embedding 20480: 5 buckets, 220544 elements. Each bucket
+ * is padded to dp slices: dp 2 and 4 divide all five; dp 3 pads to
+ * 3·16704 = 50112, 3·16662 = 49986 (×3) and 3·6827 = 20481, 220551
+ * elements. Per step every rank reduce-scatters each padded bucket (input
+ * padded·4 B: fp32 gradients, or fp32 main gradients under bf16) and
+ * all-gathers each (output padded·es, the parameters' dtype), and
+ * all-reduces nothing over DP. A ring moves (dp-1)/dp of both per rank. */
+typedef struct {
+  Case c;
+  double rs, ag;    /* bytes per step: reduce-scatter inputs, all-gather outputs */
+  double ring;      /* (dp-1)/dp · (rs + ag) per rank */
+} BytesCase;
+
+static const BytesCase bytes_cases[] = {
+  /* dp 2: 220544·4 = 882176 B each; ring 1/2 · 1764352 */
+  {{{"tiny-gpt", 2, 1, 1, 1, "1f1b", 1, PX_CKPT_NONE, 2, 8, FALSE, 1}, 1, 1, PX_DTYPE_F32, GPT_B}, 882176, 882176, 882176},
+  {{{"tiny-gpt", 2, 1, 1, 1, "1f1b", 2, PX_CKPT_NONE, 2, 8, FALSE, 1}, 1, 1, PX_DTYPE_F32, GPT_B}, 882176, 882176, 882176},
+  /* dp 4: ring 3/4 · 1764352 */
+  {{{"tiny-gpt", 4, 1, 1, 1, "1f1b", 1, PX_CKPT_NONE, 2, 8, FALSE, 1}, 1, 1, PX_DTYPE_F32, GPT_B}, 882176, 882176, 1323264},
+  {{{"tiny-gpt", 4, 1, 1, 1, "1f1b", 2, PX_CKPT_NONE, 2, 8, FALSE, 1}, 1, 1, PX_DTYPE_F32, GPT_B}, 882176, 882176, 1323264},
+  /* dp 3, padded: 220551·4 = 882204 B each; ring 2/3 · 1764408 */
+  {{{"tiny-gpt", 3, 1, 1, 1, "1f1b", 1, PX_CKPT_NONE, 1, 6, FALSE, 1}, 1, 1, PX_DTYPE_F32, GPT_B}, 882204, 882204, 1176272},
+  /* bf16 dp 2 ZeRO-2: fp32 main gradients 882176 B, bf16 parameters 441088 B; ring 1/2 · 1323264 */
+  {{{"tiny-gpt", 2, 1, 1, 1, "1f1b", 2, PX_CKPT_NONE, 2, 8, FALSE, 1}, 1, 1, PX_DTYPE_BF16, GPT_B}, 882176, 441088, 661632},
+};
+
+static void check_bytes(const BytesCase *bc, gboolean rendezvous) {
+  const Case *c = &bc->c;
+  g_autoptr(PxModel) model = load_model(c->l.model);
+  PxRuntime *rt = case_runtime(model, c, c->bucket_bytes, rendezvous);
+  run_steps(rt, STEPS, NULL, NULL);
+  int dp = c->l.dp;
+  for (int r = 0; r < px_runtime_world(rt); r++) {
+    PxCommTraffic t;
+    g_assert_true(px_runtime_dp_traffic(rt, r, &t));
+    double ring = (dp - 1.0) / dp * (t.reduce_scatter + t.all_gather) / STEPS;
+    g_test_message("dp %d zero %d %s rank %d: per step reduce-scatter %.0f B, all-gather %.0f B, all-reduce %.0f B; "
+                   "a ring moves %.0f B per rank", dp, c->l.zero, px_dtype_name(c->dt), r, t.reduce_scatter / STEPS,
+                   t.all_gather / STEPS, t.all_reduce / STEPS, ring);
+    g_assert_cmpfloat(t.all_reduce, ==, 0);
+    g_assert_cmpfloat(t.broadcast, ==, 0);
+    g_assert_cmpfloat(t.reduce_scatter, ==, STEPS * bc->rs);
+    g_assert_cmpfloat(t.all_gather, ==, STEPS * bc->ag);
+    g_assert_cmpfloat(fabs(ring - bc->ring), <, 1e-6);
+  }
+  px_runtime_free(rt);
+}
+
+static void test_bytes(gconstpointer p) { check_bytes(p, FALSE); }
+static void test_bytes_rendezvous(gconstpointer p) { check_bytes(p, TRUE); }
 
 static void test_case(gconstpointer p) { check_case(p, FALSE); }
 /* the same under the local communicator's rendezvous mode (a send completes
@@ -133,6 +194,11 @@ int main(int argc, char **argv) {
                                             MAX(c->cp, 1), c->l.tp, c->l.pp, MAX(c->ep, 1), c->l.schedule, c->l.zero,
                                             px_dtype_name(c->dt), c->l.sp ? "-sp" : "");
     add_with_rendezvous("/runtime/buckets/", rest, c, test_case, test_case_rendezvous);
+  }
+  for (gsize i = 0; i < G_N_ELEMENTS(bytes_cases); i++) {
+    const Case *c = &bytes_cases[i].c;
+    g_autofree char *rest = g_strdup_printf("dp%d-zero%d-%s", c->l.dp, c->l.zero, px_dtype_name(c->dt));
+    add_with_rendezvous("/runtime/buckets-bytes/", rest, &bytes_cases[i], test_bytes, test_bytes_rendezvous);
   }
   return g_test_run();
 }
