@@ -1324,10 +1324,15 @@ static PxTensor *reduced_shard(Rank *r, ChunkState *cs, GError **error) {
  * all-reduce of each run of the bucket's parameters that is contiguous in
  * the flat gradient buffer (a view: no copy), over DP, or over EDP for the
  * routed experts of a model whose experts have groups of their own. Under
- * ZeRO the bucket is all-reduced in place too (a reduce-scatter would give
- * each rank a 1/dp piece of every bucket, not its shard of the chunk), and
- * once the last bucket is queued the rank's shard of the reduced buffer is
- * copied into the shard (the same sums per element as the reduce-scatter).
+ * ZeRO-1/2 (bucket_shards: buckets.h px_buckets_sharded) the buffers are laid
+ * out per bucket, each bucket's region padded to dp slices, and the bucket is
+ * reduce-scattered over its region into the rank's slice of it (Megatron-Core's
+ * distributed optimizer); AdamW updates the slices and the optimizer
+ * all-gathers each bucket (adam_split_after). Under ZeRO-3 and for MoE models
+ * the shard stays one flat range of the chunk, so the bucket is all-reduced in
+ * place and, once the last bucket is queued, the rank's shard of the reduced
+ * buffer is copied into the shard (the same sums per element as the
+ * reduce-scatter).
  * Under mixed precision each bucket is cast into the fp32 staging buffer on
  * the compute stream first. The bucket that holds the tied embedding waits
  * for REDUCE_TIED, as the whole chunk does without buckets. */

@@ -5,13 +5,16 @@
  * reduction per chunk after its last backward). The reductions are the same
  * sums per element, so the losses of 5 steps and every parameter afterwards
  * agree to 1e-12 (f64) / 1e-6 (f32, bf16, fp16) relative; in practice they
- * are equal. Layouts: dp 2, dp 2 · tp 2 (with sequence parallelism and
+ * are equal (ZeRO-1/2, sharded per bucket: see check_case for the
+ * parameters whose gradient is rounding noise). Layouts: dp 2, dp 2 · tp 2 (with sequence parallelism and
  * ZeRO-1), dp 2 · pp 2 (1f1b, zb-h1, interleaved with ZeRO-2; the tied
  * embedding's bucket held for REDUCE_TIED), ZeRO-1/2/3, cp 2, bf16 and fp16
  * (loss scaling), and tiny-moe ep 2 · dp 4 (the experts over EDP 2,
  * unsharded and ZeRO-1). Memory per category still equals the planner's
- * (the fp32 cases: tp 2 · sp ZeRO-1, pp 2 ZeRO-3, zb-h1 ZeRO-1). Every
- * case again with the bucketed run under rendezvous mode (as NCCL). */
+ * (the fp32 cases: tp 2 · sp ZeRO-1, pp 2 ZeRO-3, zb-h1 ZeRO-1, dp 4 ZeRO-2
+ * and dp 3 ZeRO-1, whose buckets are padded). Every case again with the
+ * bucketed run under rendezvous mode (as NCCL). The DP communicator's bytes
+ * under ZeRO-1/2 in buckets: bytes_cases. */
 #include <glib.h>
 #include <math.h>
 #include <string.h>
