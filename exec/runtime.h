@@ -139,6 +139,10 @@ typedef struct {
                             whole gather), not ahead of it; the rest were prefetched */
 } PxZero3Gathers;
 gboolean px_runtime_zero3_gathers(PxRuntime *rt, int rank, PxZero3Gathers *out);
+/* The collectives a rank of this process has called on its DP (dp·cp)
+ * communicator since the runtime was made (comm.h px_comm_traffic); FALSE if
+ * the rank lives in another process. */
+gboolean px_runtime_dp_traffic(PxRuntime *rt, int rank, PxCommTraffic *out);
 /* Every rank's memory (all: px_runtime_world entries), from every process (collective). */
 gboolean px_runtime_gather_memory(PxRuntime *rt, PxRankMemory *all, GError **error);
 /* The last step's measured timeline of this process's ranks (owned by the
