@@ -1582,10 +1582,6 @@ static gboolean grads_from_stage(Rank *r, int c, GError **error) {
 static gboolean op_reduce_grads(Rank *r, const PxInstr *ins, double *bytes, GError **error) {
   int c = ins->chunk;
   ChunkState *cs = &r->chunks[c];
-  if (r->zero >= 3 && !cs->by_layer && ins->bucket <= 0) { /* the gathered weights were held until the chunk's last backward */
-    g_clear_pointer(&cs->w, px_tensor_free);
-    TRY(chunk_bind(r, c, NULL, cs->g, error));
-  }
   if (ins->bucket >= 0) { /* queued by the backward's hook, or held for REDUCE_TIED, or now */
     int b = ins->bucket;
     if (b >= cs->n_buckets) return rfail(error, PX_RUNTIME_ERROR_FAILED, "chunk %d has no bucket %d", c, b);
