@@ -75,6 +75,13 @@ static gboolean count_ok(PxComm *c, const char *what, gsize count, GError **erro
               c->label, count);
 }
 
+/* The longest sleep between two polls of a request, µs. A pipeline stage's
+ * receive waits through its peer's compute, so it is polled at this period
+ * when the message lands: the period is added to every transfer a run
+ * waits for. 200 µs made a pp 2 step of tiny-gpt 3-5 % slower than 50 µs
+ * (docs/cost.md section 9); a poll costs a few µs of a core. */
+#define PAUSE_MAX_US 50
+
 /* Wait for req until done, the deadline, or an abort. */
 static gboolean wait_req(PxComm *c, MPI_Request *req, const char *what, MPI_Status *status, GError **error) {
   Mpi *m = c->impl;
@@ -96,7 +103,7 @@ static gboolean wait_req(PxComm *c, MPI_Request *req, const char *what, MPI_Stat
       continue;
     }
     g_usleep(pause); /* long waits: sleep, so that ranks sharing a core leave it to the one that works */
-    pause = MIN(pause * 2, 200);
+    pause = MIN(pause * 2, PAUSE_MAX_US);
   }
 }
 
