@@ -381,45 +381,65 @@ static gboolean allreduce_median(PxComm *comm, gsize count, int reps, int betwee
   return TRUE;
 }
 
+/* A measurement every rank of comm runs (rank 0's result is kept). */
+typedef gboolean (*Measure)(PxComm *comm, void *arg, double *out, GError **error);
+
 typedef struct {
   PxLocalWorld *world;
-  int rank, reps, between;
-  gsize count;
+  int rank;
+  Measure fn;
+  void *arg;
   double seconds;
   GError *error;
-} CollRank;
+} ThreadRank;
 
-static gpointer coll_rank(gpointer p) {
-  CollRank *cr = p;
-  g_autoptr(PxComm) comm = px_comm_local_new(cr->world, cr->rank);
-  if (!allreduce_median(comm, cr->count, cr->reps, cr->between, &cr->seconds, &cr->error))
-    px_local_world_abort(cr->world, cr->error->message);
+static gpointer thread_rank(gpointer p) {
+  ThreadRank *t = p;
+  g_autoptr(PxComm) comm = px_comm_local_new(t->world, t->rank);
+  if (!t->fn(comm, t->arg, &t->seconds, &t->error)) px_local_world_abort(t->world, t->error->message);
   return NULL;
+}
+
+/* fn over the processes of `mpi` when given, else over `ranks` thread-ranks
+ * of the local communicator; rank 0's result. */
+static gboolean on_ranks(PxComm *mpi, int ranks, Measure fn, void *arg, double *out, GError **error) {
+  if (mpi) return fn(mpi, arg, out, error);
+  g_autoptr(PxLocalWorld) w = px_local_world_new(ranks, 60);
+  g_autofree ThreadRank *tr = g_new0(ThreadRank, ranks);
+  g_autofree GThread **th = g_new(GThread *, ranks);
+  for (int r = 0; r < ranks; r++) {
+    tr[r] = (ThreadRank){w, r, fn, arg, 0, NULL};
+    th[r] = g_thread_new("calibrate", thread_rank, &tr[r]);
+  }
+  gboolean ok = TRUE;
+  for (int r = 0; r < ranks; r++) {
+    g_thread_join(th[r]);
+    if (tr[r].error) {
+      if (ok) g_propagate_error(error, tr[r].error);
+      else g_error_free(tr[r].error);
+      ok = FALSE;
+    }
+  }
+  *out = tr[0].seconds;
+  return ok;
+}
+
+typedef struct {
+  gsize count;
+  int reps, between;
+} AllReduceArg;
+
+static gboolean allreduce_measure(PxComm *comm, void *arg, double *out, GError **error) {
+  AllReduceArg *a = arg;
+  return allreduce_median(comm, a->count, a->reps, a->between, out, error);
 }
 
 /* All-reduce time over `ranks` thread-ranks of the local communicator, or over
  * the processes of `mpi` when given (rank 0's median). */
 static gboolean allreduce_time(PxComm *mpi, int ranks, gsize bytes, int reps, int between, double *out,
                                GError **error) {
-  if (mpi) return allreduce_median(mpi, MAX(bytes / 4, 1), reps, between, out, error);
-  g_autoptr(PxLocalWorld) w = px_local_world_new(ranks, 60);
-  g_autofree CollRank *cr = g_new0(CollRank, ranks);
-  g_autofree GThread **th = g_new(GThread *, ranks);
-  for (int r = 0; r < ranks; r++) {
-    cr[r] = (CollRank){w, r, reps, between, MAX(bytes / 4, 1), 0, NULL};
-    th[r] = g_thread_new("calibrate", coll_rank, &cr[r]);
-  }
-  gboolean ok = TRUE;
-  for (int r = 0; r < ranks; r++) {
-    g_thread_join(th[r]);
-    if (cr[r].error) {
-      if (ok) g_propagate_error(error, cr[r].error);
-      else g_error_free(cr[r].error);
-      ok = FALSE;
-    }
-  }
-  *out = cr[0].seconds;
-  return ok;
+  AllReduceArg a = {MAX(bytes / 4, 1), reps, between};
+  return on_ranks(mpi, ranks, allreduce_measure, &a, out, error);
 }
 
 /* ---- point-to-point as the pipeline meets it ---- */
@@ -477,45 +497,21 @@ static gboolean p2p_one_way(PxComm *comm, PxBackend *be, gsize count, int reps, 
 }
 
 typedef struct {
-  PxLocalWorld *world;
   PxBackend *be;
-  int rank, reps, units;
   gsize count;
-  double seconds;
-  GError *error;
-} P2pRank;
+  int reps, units;
+} P2pArg;
 
-static gpointer p2p_rank(gpointer p) {
-  P2pRank *pr = p;
-  g_autoptr(PxComm) comm = px_comm_local_new(pr->world, pr->rank);
-  if (!p2p_one_way(comm, pr->be, pr->count, pr->reps, pr->units, &pr->seconds, &pr->error))
-    px_local_world_abort(pr->world, pr->error->message);
-  return NULL;
+static gboolean p2p_measure(PxComm *comm, void *arg, double *out, GError **error) {
+  P2pArg *a = arg;
+  return p2p_one_way(comm, a->be, a->count, a->reps, a->units, out, error);
 }
 
 /* p2p_one_way over the processes of `mpi` when given, else two thread-ranks
  * of the local communicator (rank 0's mean). */
 static gboolean p2p_time(PxComm *mpi, PxBackend *be, gsize bytes, int reps, int units, double *out, GError **error) {
-  gsize count = MAX(bytes / 4, 2);
-  if (mpi) return p2p_one_way(mpi, be, count, reps, units, out, error);
-  g_autoptr(PxLocalWorld) w = px_local_world_new(2, 60);
-  P2pRank pr[2];
-  GThread *th[2];
-  for (int r = 0; r < 2; r++) {
-    pr[r] = (P2pRank){w, be, r, reps, units, count, 0, NULL};
-    th[r] = g_thread_new("calibrate-p2p", p2p_rank, &pr[r]);
-  }
-  gboolean ok = TRUE;
-  for (int r = 0; r < 2; r++) {
-    g_thread_join(th[r]);
-    if (pr[r].error) {
-      if (ok) g_propagate_error(error, pr[r].error);
-      else g_error_free(pr[r].error);
-      ok = FALSE;
-    }
-  }
-  *out = pr[0].seconds;
-  return ok;
+  P2pArg a = {be, MAX(bytes / 4, 2), reps, units};
+  return on_ranks(mpi, 2, p2p_measure, &a, out, error);
 }
 
 static void kv(GString *s, const char *key, double v) {
