@@ -80,8 +80,8 @@ static gboolean count_ok(PxComm *c, const char *what, gsize count, GError **erro
 /* The longest sleep between two polls of a request, µs. A pipeline stage's
  * receive waits through its peer's compute, so it is polled at this period
  * when the message lands: the period is added to every transfer a run
- * waits for. 200 µs made a pp 2 step of tiny-gpt 3-5 % slower than 50 µs
- * (docs/cost.md section 9); a poll costs a few µs of a core. */
+ * waits for. 200 µs made a pp 2 step of tiny-gpt about 3 % slower than
+ * 50 µs (docs/cost.md section 9); a poll costs a few µs of a core. */
 #define PAUSE_MAX_US 50
 
 /* Wait for req until done, the deadline, or an abort. */
