@@ -40,6 +40,8 @@ typedef struct {
   int nodes;
   double intra_bw;           /* bytes/s per GPU, one direction (NVLink) */
   double intra_lat;          /* s */
+  double intra_p2p_lat;      /* [node] p2p_latency: s of a pipeline send and receive inside a node when it
+                              * differs from a collective's step (calibrate measures it); 0 = intra_lat */
   double inter_bw;           /* bytes/s per GPU, one direction (network) */
   double inter_lat;          /* s */
   double pcie_bw;            /* bytes/s host<->device, for offload */

@@ -257,6 +257,16 @@ PxLink px_cost_p2p_link(const PxCluster *cluster, const PxPlan *plan, int from, 
   return worst;
 }
 
+/* The link a pipeline transfer takes: px_cost_p2p_link, with the latency a
+ * send and its receive meet inside a node when the cluster gives its own
+ * ([node] p2p_latency, measured by calibrate through the runtime's p2p
+ * streams); collectives between the same ranks keep the node latency. */
+static PxLink pipeline_link(const PxCluster *cluster, const PxPlan *plan, int from, int to) {
+  PxLink l = px_cost_p2p_link(cluster, plan, from, to);
+  if (l.intra && cluster->intra_p2p_lat > 0) l.lat = cluster->intra_p2p_lat;
+  return l;
+}
+
 /* ---- compute ---- */
 
 double px_cost_peak_flops(const PxCluster *cluster, PxPrecision prec) {
@@ -885,11 +895,11 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
     double msg = sg ? act_msg / tp : act_msg;
     double regather = sg ? px_cost_allgather(act_msg, tp, &tpl) : 0;
     if (k + 1 < parts) {
-      PxLink l = px_cost_p2p_link(cluster, plan, r, px_partition_part_rank(part, k + 1));
+      PxLink l = pipeline_link(cluster, plan, r, px_partition_part_rank(part, k + 1));
       t->p2p_act[k] = px_cost_p2p(msg, &l) + regather;
     }
     if (k > 0) {
-      PxLink l = px_cost_p2p_link(cluster, plan, r, px_partition_part_rank(part, k - 1));
+      PxLink l = pipeline_link(cluster, plan, r, px_partition_part_rank(part, k - 1));
       t->p2p_grad[k] = px_cost_p2p(msg, &l) + regather;
     }
     t->p2p_bytes[k] = parts > 1 ? msg : 0;

@@ -14,7 +14,10 @@
  *     (2 (n-1)/n · bytes / time, as nccl-tests), and the alpha-beta fit the
  *     cost model uses: the best busbw, the fastest message's time per ring step.
  *     --comm local runs --ranks thread-ranks; --comm mpi (the default under
- *     mpirun) one process per rank, rank 0 writing the profile.
+ *     mpirun) one process per rank, rank 0 writing the profile;
+ *   - the one-way time of a pipeline transfer (one micro-batch's activation)
+ *     issued as the runtime issues it, on p2p streams, its receiver waiting
+ *     through its peer's work: [node] p2p_latency.
  * Only the public APIs of backend.h and comm.h are used, so the same command
  * serves CUDA/NCCL once they exist (--backend cuda). Times are medians of
  * --reps runs after one warm-up. */
@@ -378,45 +381,137 @@ static gboolean allreduce_median(PxComm *comm, gsize count, int reps, int betwee
   return TRUE;
 }
 
+/* A measurement every rank of comm runs (rank 0's result is kept). */
+typedef gboolean (*Measure)(PxComm *comm, void *arg, double *out, GError **error);
+
 typedef struct {
   PxLocalWorld *world;
-  int rank, reps, between;
-  gsize count;
+  int rank;
+  Measure fn;
+  void *arg;
   double seconds;
   GError *error;
-} CollRank;
+} ThreadRank;
 
-static gpointer coll_rank(gpointer p) {
-  CollRank *cr = p;
-  g_autoptr(PxComm) comm = px_comm_local_new(cr->world, cr->rank);
-  if (!allreduce_median(comm, cr->count, cr->reps, cr->between, &cr->seconds, &cr->error))
-    px_local_world_abort(cr->world, cr->error->message);
+static gpointer thread_rank(gpointer p) {
+  ThreadRank *t = p;
+  g_autoptr(PxComm) comm = px_comm_local_new(t->world, t->rank);
+  if (!t->fn(comm, t->arg, &t->seconds, &t->error)) px_local_world_abort(t->world, t->error->message);
   return NULL;
+}
+
+/* fn over the processes of `mpi` when given, else over `ranks` thread-ranks
+ * of the local communicator; rank 0's result. */
+static gboolean on_ranks(PxComm *mpi, int ranks, Measure fn, void *arg, double *out, GError **error) {
+  if (mpi) return fn(mpi, arg, out, error);
+  g_autoptr(PxLocalWorld) w = px_local_world_new(ranks, 60);
+  g_autofree ThreadRank *tr = g_new0(ThreadRank, ranks);
+  g_autofree GThread **th = g_new(GThread *, ranks);
+  for (int r = 0; r < ranks; r++) {
+    tr[r] = (ThreadRank){w, r, fn, arg, 0, NULL};
+    th[r] = g_thread_new("calibrate", thread_rank, &tr[r]);
+  }
+  gboolean ok = TRUE;
+  for (int r = 0; r < ranks; r++) {
+    g_thread_join(th[r]);
+    if (tr[r].error) {
+      if (ok) g_propagate_error(error, tr[r].error);
+      else g_error_free(tr[r].error);
+      ok = FALSE;
+    }
+  }
+  *out = tr[0].seconds;
+  return ok;
+}
+
+typedef struct {
+  gsize count;
+  int reps, between;
+} AllReduceArg;
+
+static gboolean allreduce_measure(PxComm *comm, void *arg, double *out, GError **error) {
+  AllReduceArg *a = arg;
+  return allreduce_median(comm, a->count, a->reps, a->between, out, error);
 }
 
 /* All-reduce time over `ranks` thread-ranks of the local communicator, or over
  * the processes of `mpi` when given (rank 0's median). */
 static gboolean allreduce_time(PxComm *mpi, int ranks, gsize bytes, int reps, int between, double *out,
                                GError **error) {
-  if (mpi) return allreduce_median(mpi, MAX(bytes / 4, 1), reps, between, out, error);
-  g_autoptr(PxLocalWorld) w = px_local_world_new(ranks, 60);
-  g_autofree CollRank *cr = g_new0(CollRank, ranks);
-  g_autofree GThread **th = g_new(GThread *, ranks);
-  for (int r = 0; r < ranks; r++) {
-    cr[r] = (CollRank){w, r, reps, between, MAX(bytes / 4, 1), 0, NULL};
-    th[r] = g_thread_new("calibrate", coll_rank, &cr[r]);
-  }
+  AllReduceArg a = {MAX(bytes / 4, 1), reps, between};
+  return on_ranks(mpi, ranks, allreduce_measure, &a, out, error);
+}
+
+/* ---- point-to-point as the pipeline meets it ---- */
+
+/* One send or receive issued as the runtime issues a pipeline transfer: a
+ * group of one on the rank's p2p stream (exec/runtime.c issue_group). */
+static gboolean p2p_on(PxComm *c, gboolean send, void *buf, gsize count, int peer, PxStream *s, GError **error) {
+  px_comm_group_start(c);
+  gboolean ok = send ? px_comm_send(c, buf, count, PX_DTYPE_F32, peer, s, error)
+                     : px_comm_recv(c, buf, count, PX_DTYPE_F32, peer, s, error);
+  GError *end_err = NULL;
+  ok = px_comm_group_end(c, s, ok ? error : &end_err) && ok;
+  g_clear_error(&end_err);
+  return ok;
+}
+
+/* The one-way time of a message of count floats between positions 0 and 1
+ * of comm (other positions return at once), mean of reps: position 0 works
+ * busy_work(units), sends, and receives the reply; position 1, its receive
+ * queued since the previous round (its stream's thread waiting, as a
+ * pipeline stage waits for its peer's compute), takes the message, works
+ * as long, and replies with the seconds it worked. One way = (position 0's
+ * round trip − its peer's work) / 2: no clock is compared across ranks. */
+static gboolean p2p_one_way(PxComm *comm, PxBackend *be, gsize count, int reps, int units, double *out,
+                            GError **error) {
+  int pos = px_comm_rank(comm);
+  *out = 0;
+  if (pos > 1) return TRUE;
+  g_autofree float *buf = g_new0(float, MAX(count, 2));
+  PxStream *s = px_stream_new(be, "p2p", error);
+  if (!s) return FALSE;
+  double sum = 0;
   gboolean ok = TRUE;
-  for (int r = 0; r < ranks; r++) {
-    g_thread_join(th[r]);
-    if (cr[r].error) {
-      if (ok) g_propagate_error(error, cr[r].error);
-      else g_error_free(cr[r].error);
-      ok = FALSE;
+  for (int i = -1; ok && i < reps; i++) { /* i = -1: warm-up */
+    if (pos == 0) {
+      busy_work(units);
+      double t0 = now();
+      ok = p2p_on(comm, TRUE, buf, count, 1, s, error) && p2p_on(comm, FALSE, buf, count, 1, s, error) &&
+           px_stream_synchronize(s, error);
+      double rt = now() - t0, peer_work = 0;
+      memcpy(&peer_work, buf, sizeof peer_work);
+      if (i >= 0) sum += MAX(rt - peer_work, 0) / 2;
+    } else {
+      ok = p2p_on(comm, FALSE, buf, count, 0, s, error) && px_stream_synchronize(s, error);
+      double t0 = now();
+      busy_work(units);
+      double worked = now() - t0;
+      memcpy(buf, &worked, sizeof worked);
+      ok = ok && p2p_on(comm, TRUE, buf, count, 0, s, error) && px_stream_synchronize(s, error);
     }
   }
-  *out = cr[0].seconds;
+  px_stream_free(s);
+  *out = sum / reps;
   return ok;
+}
+
+typedef struct {
+  PxBackend *be;
+  gsize count;
+  int reps, units;
+} P2pArg;
+
+static gboolean p2p_measure(PxComm *comm, void *arg, double *out, GError **error) {
+  P2pArg *a = arg;
+  return p2p_one_way(comm, a->be, a->count, a->reps, a->units, out, error);
+}
+
+/* p2p_one_way over the processes of `mpi` when given, else two thread-ranks
+ * of the local communicator (rank 0's mean). */
+static gboolean p2p_time(PxComm *mpi, PxBackend *be, gsize bytes, int reps, int units, double *out, GError **error) {
+  P2pArg a = {be, MAX(bytes / 4, 2), reps, units};
+  return on_ranks(mpi, 2, p2p_measure, &a, out, error);
 }
 
 static void kv(GString *s, const char *key, double v) {
@@ -574,7 +669,7 @@ static int calibrate(const char *backend, const char *model_name, int seq, int m
   }
 
   /* collectives */
-  double busbw = ranks > 1 ? 0 : mem_bw, alpha = 0;
+  double busbw = ranks > 1 ? 0 : mem_bw, alpha = 0, p2p_alpha = 0;
   if (ranks > 1) {
     g_string_append_printf(ini, "# all-reduce over %d ranks (%s communicator): size, time, bus bandwidth\n", ranks,
                            mpi ? "mpi" : "local");
@@ -608,6 +703,18 @@ static int calibrate(const char *backend, const char *model_name, int seq, int m
                            "4096 B between %.1f us of work (half a block's forward ops), mean of 100\n",
                            alpha * 1e6, alpha_met * 1e6, units * t_unit * 1e6);
     alpha = MAX(alpha, alpha_met);
+    /* a pipeline transfer as a run meets it: the activation of one
+     * micro-batch (mbs · seq · hidden fp32) through the p2p streams, each
+     * receiver waiting through a block's forward ops of its peer's work */
+    double act_bytes = 4.0 * T * model->desc.hidden, t_p2p;
+    if (!p2p_time(mpi, be, (gsize)act_bytes, 100, 2 * units, &t_p2p, &error)) {
+      g_string_free(ini, TRUE);
+      return fail(error);
+    }
+    p2p_alpha = MAX(t_p2p - act_bytes / busbw, 1e-9);
+    g_string_append_printf(ini, "# p2p latency: %.1f us one way for %.0f B through the p2p streams, each receiver waiting "
+                           "through %.1f us of work (a block's forward ops), mean of 100, less the bytes at the busbw\n",
+                           p2p_alpha * 1e6, act_bytes, 2 * units * t_unit * 1e6);
   } else {
     g_string_append(ini, "# collectives not measured (1 rank): link bandwidth = the memory bandwidth\n");
   }
@@ -635,6 +742,7 @@ static int calibrate(const char *backend, const char *model_name, int seq, int m
   g_string_append_printf(ini, "\n[node]\ngpus = %d\n", ranks);
   kv(ini, "bandwidth", busbw);
   kv(ini, "latency", alpha);
+  if (p2p_alpha > 0) kv(ini, "p2p_latency", p2p_alpha);
   g_string_append(ini, "busbw_efficiency = 1\n\n[network]\n");
   kv(ini, "bandwidth", busbw);
   kv(ini, "latency", alpha);

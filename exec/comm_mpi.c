@@ -14,7 +14,9 @@
  * background (reaped at later calls, waited for when the communicator is
  * freed), and an error of it is reported by px_comm_check_async. Without
  * that, a large send waiting in MPI's rendezvous protocol would hold up the
- * sends queued behind it on the same stream.
+ * sends queued behind it on the same stream. A group (the runtime's pipeline
+ * transfers, over two communicators) runs on the calling thread: its sends,
+ * eager, then its receives, posted together; it completes with its receives.
  *
  * Failure: a timeout names the communicator and the op (for point-to-point
  * the peer; MPI cannot tell which member of a collective is missing). An
@@ -75,6 +77,13 @@ static gboolean count_ok(PxComm *c, const char *what, gsize count, GError **erro
               c->label, count);
 }
 
+/* The longest sleep between two polls of a request, µs. A pipeline stage's
+ * receive waits through its peer's compute, so it is polled at this period
+ * when the message lands: the period is added to every transfer a run
+ * waits for. 200 µs made a pp 2 step of tiny-gpt about 3 % slower than
+ * 50 µs (docs/cost.md section 9); a poll costs a few µs of a core. */
+#define PAUSE_MAX_US 50
+
 /* Wait for req until done, the deadline, or an abort. */
 static gboolean wait_req(PxComm *c, MPI_Request *req, const char *what, MPI_Status *status, GError **error) {
   Mpi *m = c->impl;
@@ -96,7 +105,7 @@ static gboolean wait_req(PxComm *c, MPI_Request *req, const char *what, MPI_Stat
       continue;
     }
     g_usleep(pause); /* long waits: sleep, so that ranks sharing a core leave it to the one that works */
-    pause = MIN(pause * 2, 200);
+    pause = MIN(pause * 2, PAUSE_MAX_US);
   }
 }
 
@@ -245,15 +254,28 @@ static gboolean mpi_recv(PxComm *c, void *buf, gsize count, PxDType dt, int peer
   return mpi_p2p(c, &o, error);
 }
 
+/* A group (of one communicator or several): its sends first, eager as
+ * mpi_send (a group never waits for its peers' receives, so a stage's
+ * receive is not held by its send's receiver), then every receive posted
+ * before any is waited for. Run on the calling thread: no thread per group. */
 static gboolean mpi_group(PxComm *c, const PxP2p *ops, int n, GError **error) {
-  g_autofree MPI_Request *req = g_new(MPI_Request, n);
+  for (int i = 0; i < n; i++) {
+    PxComm *o = ops[i].comm ? ops[i].comm : c;
+    if (ops[i].send && !mpi_send(o, ops[i].buf, ops[i].count, ops[i].dtype, ops[i].peer, error)) return FALSE;
+  }
+  g_autofree MPI_Request *req = g_new(MPI_Request, MAX(n, 1));
+  g_autofree int *at = g_new(int, MAX(n, 1)); /* the receives' indices in ops */
   int posted = 0;
   gboolean ok = TRUE;
-  for (; ok && posted < n; posted++) ok = post(c, &ops[posted], &req[posted], error);
-  if (!ok) posted--;
-  for (int i = 0; i < posted; i++) {
-    if (ok) ok = finish(c, &ops[i], &req[i], error);
-    else MPI_Cancel(&req[i]);
+  for (int i = 0; ok && i < n; i++) {
+    if (ops[i].send) continue;
+    ok = post(ops[i].comm ? ops[i].comm : c, &ops[i], &req[posted], error);
+    if (ok) at[posted++] = i;
+  }
+  for (int k = 0; k < posted; k++) {
+    const PxP2p *o = &ops[at[k]];
+    if (ok) ok = finish(o->comm ? o->comm : c, o, &req[k], error);
+    else MPI_Cancel(&req[k]);
   }
   return ok;
 }
@@ -329,6 +351,7 @@ static const PxCommOps mpi_ops = {
   .send = mpi_send,
   .recv = mpi_recv,
   .group = mpi_group,
+  .multi_group = TRUE,
 };
 
 PxComm *px_comm_mpi_new(double timeout_s, GError **error) {

@@ -1999,8 +1999,12 @@ static gboolean step_job(Rank *r, gpointer data, GError **error) {
   px_schedule_part_place(rt->prog->schedule, rt->plan.pp, rt->part->parts - 1, &last_stage, &last_chunk);
   double loss = 0;
   if (ok && !(r->stage == last_stage && r->tp_rank == 0)) ok = px_tensor_zero(r->loss_acc, error);
-  ok = ok && px_comm_all_reduce(r->world, r->loss_acc->data, 1, PX_DTYPE_F64, PX_RED_SUM, r->compute, error) &&
-       px_tensor_download(r->loss_acc, &loss, error);
+  if (ok && !(px_comm_all_reduce(r->world, r->loss_acc->data, 1, PX_DTYPE_F64, PX_RED_SUM, r->compute, error) &&
+              px_tensor_download(r->loss_acc, &loss, error))) {
+    /* named as the program's instructions are (the rank's abort prints it) */
+    g_prefix_error(error, "rank %d (stage %d) all-reduce of the loss: ", r->rank, r->stage);
+    ok = FALSE;
+  }
   rank_clear_step(r);
   TRY(ok);
   loss /= (double)rt->plan.m * px_plan_data_ranks(&rt->plan);

@@ -11,7 +11,7 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 
 "$exe" calibrate --model tiny-gpt --seq 32 --ranks 2 --reps 1 --max-bytes 65536 --out "$tmp/c.ini" > "$tmp/out" 2>&1
 check "calibrate exit 0" "[ $? -eq 0 ]"
-for key in peak_fp32 peak_bf16 hbm_bw kernel_overhead bandwidth latency; do
+for key in peak_fp32 peak_bf16 hbm_bw kernel_overhead bandwidth latency p2p_latency; do
   check "profile has $key" "grep -Eq '^$key = [0-9.e+-]+$' '$tmp/c.ini'"
 done
 # the per-op-class rates cost.c charges apart (docs/cost.md section 8), each with its measurement as a comment
@@ -30,7 +30,7 @@ check "all-reduce sizes 4, 16, 64 KiB listed" "[ \$(grep -c ' B .* us .* GB/s' '
 "$sim" simulate --model tiny-gpt --cluster "$tmp/c.ini" --gpus 2 --pp 2 --gbs 4 --precision fp32 > "$tmp/sim" 2>&1
 check "simulate reads the profile" "[ $? -eq 0 ] && grep -q 'step time' '$tmp/sim'"
 "$exe" calibrate --model tiny-gpt --ranks 1 --reps 1 --out "$tmp/one.ini" > /dev/null 2>&1
-check "one rank: no collectives, still a profile" "[ $? -eq 0 ] && grep -q 'not measured (1 rank)' '$tmp/one.ini'"
+check "one rank: no collectives, still a profile" "[ $? -eq 0 ] && grep -q 'not measured (1 rank)' '$tmp/one.ini' && ! grep -q '^p2p_latency' '$tmp/one.ini'"
 
 # under mpirun: one process per rank, rank 0 writes the profile (skipped without mpirun)
 if command -v mpirun > /dev/null; then

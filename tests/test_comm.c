@@ -500,6 +500,35 @@ static void group_exchange(PxComm *world, int n, int per_peer) {
   }
 }
 
+/* One group over two communicators of the same ranks, as the runtime issues
+ * a pipeline stage's transfers (activations on one, gradients on the
+ * other): each rank sends to the next rank on both and receives from the
+ * previous on both, sends and receives interleaved, all in one group
+ * (px_comm_group_end_multi); 4096 f32 on the first (above Open MPI's 4 KB
+ * shared-memory eager limit), 5 on the second. */
+static void check_group_two_comms(PxComm *world, const Ctx *ctx) {
+  int r = px_comm_rank(world), n = ctx->n;
+  int next = (r + 1) % n, prev = (r + n - 1) % n;
+  g_autoptr(PxComm) a = NULL, b = NULL;
+  OK(world, (a = px_comm_split(world, 0, r, "act", &err)) != NULL);
+  OK(world, (b = px_comm_split(world, 0, r, "grad", &err)) != NULL);
+  enum { NA = 4096, NB = 5 };
+  g_autofree float *sa = g_new(float, NA), *ra = g_new0(float, NA), *want_a = g_new(float, NA);
+  float sb[NB], rb[NB] = {0}, want_b[NB];
+  for (gsize i = 0; i < NA; i++) sa[i] = (float)mov_val(r, i), want_a[i] = (float)mov_val(prev, i);
+  for (gsize i = 0; i < NB; i++) sb[i] = (float)fifo_val(r, next, 1, i), want_b[i] = (float)fifo_val(prev, r, 1, i);
+  PxComm *both[2] = {a, b};
+  px_comm_group_start(a);
+  px_comm_group_start(b);
+  OK(world, px_comm_send(a, sa, NA, PX_DTYPE_F32, next, NULL, &err));
+  OK(world, px_comm_recv(b, rb, NB, PX_DTYPE_F32, prev, NULL, &err));
+  OK(world, px_comm_recv(a, ra, NA, PX_DTYPE_F32, prev, NULL, &err));
+  OK(world, px_comm_send(b, sb, NB, PX_DTYPE_F32, next, NULL, &err));
+  OK(world, px_comm_group_end_multi(both, 2, NULL, &err));
+  expect_same(world, "group over two communicators: the first's message", ra, want_a, NA, PX_DTYPE_F32);
+  expect_same(world, "group over two communicators: the second's message", rb, want_b, NB, PX_DTYPE_F32);
+}
+
 static void check_group_exchange(PxComm *world, const Ctx *ctx) { group_exchange(world, ctx->n, 1); }
 static void check_group_fifo(PxComm *world, const Ctx *ctx) { group_exchange(world, ctx->n, 2); }
 
@@ -1111,6 +1140,7 @@ static const Check checks[] = {
   {.path = "send-recv/fifo", .fn = check_fifo},
   {.path = "send-recv/group-exchange", .fn = check_group_exchange},
   {.path = "send-recv/group-fifo", .fn = check_group_fifo},
+  {.path = "send-recv/group-two-comms", .fn = check_group_two_comms, .min_ranks = 2},
   {.path = "all-to-all", .fn = check_all_to_all},
   {.path = "all-to-all-v", .fn = check_all_to_all_v},
   {.path = "all-to-all-queued", .fn = check_all_to_all_queued},

@@ -69,7 +69,7 @@ static void test_calibrated_classes(void) {
       "membound_bw_ce_fwd = 1e9\nmembound_bw_ce_bwd = 2e9\nmembound_bw_embedding_fwd = 5e9\n"
       "membound_bw_embedding_bwd = 6e9\nmembound_bw_optimizer = 10e9\n"
       "attention_fwd_flops = 1e10\nattention_bwd_flops = 2e10\n"
-      "[node]\ngpus = 1\nbandwidth = 400e9\n[network]\nbandwidth = 25e9\n";
+      "[node]\ngpus = 1\nbandwidth = 400e9\np2p_latency = 30e-6\n[network]\nbandwidth = 25e9\n";
   g_autoptr(GError) err = NULL;
   g_autofree char *path = NULL;
   int fd = g_file_open_tmp("px-cal-XXXXXX.ini", &path, &err);
@@ -84,6 +84,8 @@ static void test_calibrated_classes(void) {
   g_assert_cmpfloat(c->membound_bw[PX_OPC_EMBEDDING][1], ==, 6e9);
   g_assert_cmpfloat(c->optimizer_bw, ==, 10e9);
   g_assert_cmpfloat(c->attn_bwd_flops, ==, 2e10);
+  g_assert_cmpfloat(c->intra_p2p_lat, ==, 30e-6);
+  g_assert_cmpfloat(c->intra_lat, ==, 3e-6); /* the collectives' default, apart */
   g_assert_cmpstr(px_op_class_name(PX_OPC_RESIDUAL), ==, "residual");
 
   g_autoptr(PxModel) m = tiny_model();
@@ -709,6 +711,15 @@ static void test_tied_and_p2p(void) {
   g_assert_cmpfloat(REL(t->p2p_grad[1], 2.02048e-6), <, 1e-12);
   g_assert_cmpfloat(t->p2p_act[1], ==, 0.0);
   g_assert_cmpfloat(t->p2p_grad[0], ==, 0.0);
+  px_model_free(m);
+  /* A pipeline latency of its own ([node] p2p_latency, calibrate): the
+   * transfers take 30us + 8192 / 4e11 = 3.002048e-5 s; the tied all-reduce
+   * between the same stages keeps the node latency, 4.032e-6 s */
+  c.intra_p2p_lat = 30e-6;
+  g_autoptr(PxCostTable) tl = tiny_table(&p, &c, &m);
+  g_assert_cmpfloat(REL(tl->p2p_act[0], 3.002048e-5), <, 1e-12);
+  g_assert_cmpfloat(REL(tl->p2p_grad[1], 3.002048e-5), <, 1e-12);
+  g_assert_cmpfloat(REL(tl->tied_reduce[0], 4.032e-6), <, 1e-12);
   px_model_free(m);
   px_plan_clear(&p);
 }
