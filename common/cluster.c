@@ -81,13 +81,19 @@ PxCluster *px_cluster_load_ini(const char *path, GError **error) {
   if (!px_config_get_double(kf, path, "gpu", "gemm_k_overhead", TRUE, 0, 0, &c->gemm_k_overhead, D, E, error) ||
       !px_config_get_double(kf, path, "gpu", "flash_seq_half", TRUE, 0, 0, &c->flash_seq_half, D, E, error))
     return NULL;
-  gint64 coll_sms;
-  if (!px_config_get_int(kf, path, "node", "collective_sms", TRUE, 0, 0, &coll_sms, D, E, error)) return NULL;
-  if (coll_sms > 100000) {
-    g_set_error(error, D, E, "%s: [node] collective_sms = %" G_GINT64_FORMAT " is too large", path, coll_sms);
+  gint64 coll_sms, coll_sms_intra;
+  if (!px_config_get_int(kf, path, "node", "collective_sms", TRUE, 0, 0, &coll_sms, D, E, error) ||
+      !px_config_get_int(kf, path, "node", "collective_sms_intra", TRUE, 0, 0, &coll_sms_intra, D, E, error))
+    return NULL;
+  if (coll_sms > 100000 || coll_sms_intra > 100000) {
+    g_set_error(error, D, E,
+                "%s: [node] collective_sms = %" G_GINT64_FORMAT " or collective_sms_intra = %" G_GINT64_FORMAT
+                " is too large",
+                path, coll_sms, coll_sms_intra);
     return NULL;
   }
   c->coll_sms = (int)coll_sms;
+  c->coll_sms_intra = (int)coll_sms_intra;
   if (c->gemm_k_overhead > 1e9 || c->flash_seq_half > 1e9) {
     g_set_error(error, D, E, "%s: [gpu] gemm_k_overhead = %g or flash_seq_half = %g is above 1e9", path,
                 c->gemm_k_overhead, c->flash_seq_half);

@@ -63,6 +63,8 @@ typedef struct {
                               * half its asymptotic rate: rate x s / (s + this); 0 = none */
   int coll_sms;              /* [node] collective_sms: SMs an NCCL collective holds while it runs (one
                               * CTA per channel, not shared with compute); 0 = none */
+  int coll_sms_intra;        /* [node] collective_sms_intra: the same for a collective whose group is
+                              * inside one node (NCCL builds more rings over NVLink alone); 0 = collective_sms */
   /* Per-class rates measured by calibrate; 0 = unset (the defaults above). */
   double membound_bw[PX_N_OPC][2]; /* [gpu] membound_bw_NAME_fwd | _bwd: bytes/s, forward | backward */
   double optimizer_bw;       /* [gpu] membound_bw_optimizer: bytes/s against the optimizer's bytes per parameter */

@@ -42,7 +42,8 @@
  * of its own k GPUs (inter_bw is per GPU).
  *
  * ZeRO-3's per-pass collectives overlap the pass but hold collective_sms of
- * its SMs while they run (px_cost_pass_exposed).
+ * its SMs while they run (collective_sms_intra when the group is inside one
+ * node; px_cost_pass_exposed, px_cost_collective_sm_share_link).
  *
  * Stacks (px_stack_profile): gradient-reduction dtype, DP overlap in buckets,
  * optimizer traffic, default attention. */
@@ -86,8 +87,13 @@ static const PxStackProfile stacks[PX_N_STACKS] = {
    * in backward hooks (torch/distributed/fsdp/_runtime_utils.py), Composer
    * mixed precision DEFAULT reduces in fp32; Composer DecoupledAdamW steps
    * tensor by tensor (composer/optim/decoupled_weight_decay.py: 9 element-wise
-   * kernels, ~92 B per fp32 parameter); MPT attn_impl flash */
-  {PX_STACK_FSDP, 4, PX_OVERLAP_ALWAYS, 0, 92, PX_ATTN_FLASH},
+   * kernels, ~92 B per fp32 parameter), after the gradient clipping every MPT
+   * yaml sets (algorithms: gradient_clipping, clipping_type norm: Composer's
+   * apply_gradient_clipping calls the root FSDP's clip_grad_norm_, which in
+   * torch 2.1 reads each fp32 sharded gradient for its norm and then scales
+   * it in place, mul_ even when the coefficient is 1: 4 + 8 = 12 B), 104 B
+   * per parameter of the shard; MPT attn_impl flash */
+  {PX_STACK_FSDP, 4, PX_OVERLAP_ALWAYS, 0, 104, PX_ATTN_FLASH},
 };
 
 const PxStackProfile *px_stack_profile(PxStack s) {
@@ -298,6 +304,11 @@ double px_cost_flash_seq_factor(const PxCluster *c, double seq) {
 
 double px_cost_collective_sm_share(const PxCluster *c) {
   return c->coll_sms > 0 && c->sms > 0 ? MIN(1.0, (double)c->coll_sms / c->sms) : 0.0;
+}
+
+double px_cost_collective_sm_share_link(const PxCluster *c, const PxLink *l) {
+  if (!l || !l->intra || c->coll_sms_intra <= 0) return px_cost_collective_sm_share(c);
+  return c->sms > 0 ? MIN(1.0, (double)c->coll_sms_intra / c->sms) : 0.0;
 }
 
 /* A pass of compute C beside collectives on NCCL for c seconds: the pass runs
@@ -912,9 +923,10 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
       double rs = overlap && dp > 1 ? px_cost_reduce_scatter(part_params[k] * G, dp, &l) : 0;
       if (overlap && edp > 1) rs += px_cost_reduce_scatter(part_eparams[k] * G, edp, &el);
       t->reduce_pass[k] = rs;
-      /* The collectives hold collective_sms SMs while they run, so the pass
-       * they overlap computes on the rest meanwhile (NCCL issue #689) */
-      double share = px_cost_collective_sm_share(cluster), g_sms = g - t->gather_pcie[k];
+      /* The collectives hold collective_sms SMs while they run (NCCL issue
+       * #689; collective_sms_intra when the group is inside a node), so the
+       * pass they overlap computes on the rest meanwhile */
+      double share = px_cost_collective_sm_share_link(cluster, &l), g_sms = g - t->gather_pcie[k];
       double fwd_exposed = px_cost_pass_exposed(t->fwd[k], g, g_sms, share);
       double bwd_exposed = px_cost_pass_exposed(bwd, g + rs, g_sms + rs, share);
       t->fwd[k] += fwd_exposed;
@@ -985,6 +997,9 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
   t->p2p_blocking = plan->stack == PX_STACK_MEGATRON_2021;
   t->attention = px_cost_attention(plan);
   t->grad_reduce_bytes = G;
-  t->coll_sm_share = px_cost_collective_sm_share(cluster);
+  /* the search folds ZeRO-3's gathers with one share: the first stage's DP
+   * group's, as above (every stage's group has the same shape) */
+  PxLink dp0 = px_cost_dp_link(cluster, plan, 0);
+  t->coll_sm_share = px_cost_collective_sm_share_link(cluster, &dp0);
   return g_steal_pointer(&t);
 }

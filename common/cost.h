@@ -29,7 +29,8 @@ typedef struct {
   double *reduce_pass;  /* (parts) ZeRO-3 with overlap: the chunk's gradient reduce-scatter each
                            backward pass runs beside its gathers (its excess is in bwd_*) */
   double *gather_pcie;  /* (parts) ZeRO-3: the PCIe share of gather_pass (offloaded parameters; no SMs) */
-  double coll_sm_share; /* share of the SMs a collective holds while it runs (px_cost_collective_sm_share) */
+  double coll_sm_share; /* share of the SMs a collective on the ZeRO-3 DP group holds while it runs
+                           (px_cost_collective_sm_share_link) */
   /* per pipeline rank */
   double *dp_reduce;    /* (pp) DP gradient all-reduce / reduce-scatter of the whole rank */
   double *tied_reduce;  /* (pp) tied-embedding gradient all-reduce (first and last stage) */
@@ -143,6 +144,11 @@ double px_cost_flash_seq_factor(const PxCluster *cluster, double seq);
 /* Share of the SMs an NCCL collective takes from the compute it overlaps:
  * collective_sms / sms (at most 1); 0 when either is unset. */
 double px_cost_collective_sm_share(const PxCluster *cluster);
+/* The same for a collective on link l: a group inside one node (l->intra)
+ * holds collective_sms_intra SMs (NCCL's rings over NVLink alone: 24
+ * channels on 8 x A100 or 8 x H100, against 16 across nodes; the presets
+ * name the logs), where the cluster gives it; otherwise collective_sms. */
+double px_cost_collective_sm_share_link(const PxCluster *cluster, const PxLink *l);
 /* How much longer a pass of `compute` seconds takes beside `coll` seconds of
  * overlapped transfers, `coll_sms` of them NCCL collectives holding `share`
  * of the SMs: max(coll - compute, share * coll_sms), never below 0. The

@@ -539,6 +539,23 @@ static void test_dp_reduction(void) {
   double b2s = t2s->bwd_input[0] + t2s->bwd_weight[0];
   g_assert_cmpfloat(REL(t3s->bwd_input[0] + t3s->bwd_weight[0], b2s + MAX(g - b2s, g / 4)), <, 1e-12);
   px_model_free(m);
+  /* Inside one node NCCL builds more rings (24 channels on 8 x A100 or
+   * 8 x H100 against 16 across nodes; the presets name the logs): with
+   * collective_sms_intra = 40 a group on one node holds 40 of the 100 SMs,
+   * one across nodes still 25, and without it the node's group falls back
+   * to collective_sms. This DP group of 4 is on one node (4 GPUs per node):
+   * the pass is exposed by max(g - C, 0.4 g), and the search's share is 0.4 */
+  PxLink in_node = {4e11, 2e-6, TRUE}, across = {25e9, 10e-6, FALSE};
+  c.coll_sms_intra = 40;
+  g_assert_cmpfloat(REL(px_cost_collective_sm_share_link(&c, &in_node), 0.40), <, 1e-12);
+  g_assert_cmpfloat(REL(px_cost_collective_sm_share_link(&c, &across), 0.25), <, 1e-12);
+  g_autoptr(PxCostTable) t3i = tiny_table(&p, &c, &m);
+  g_assert_cmpfloat(REL(t3i->fwd[0], t2s->fwd[0] + MAX(g - t2s->fwd[0], 0.4 * g)), <, 1e-12);
+  g_assert_cmpfloat(REL(t3i->bwd_input[0] + t3i->bwd_weight[0], b2s + MAX(g - b2s, 0.4 * g)), <, 1e-12);
+  g_assert_cmpfloat(REL(t3i->coll_sm_share, 0.40), <, 1e-12);
+  px_model_free(m);
+  c.coll_sms_intra = 0;
+  g_assert_cmpfloat(REL(px_cost_collective_sm_share_link(&c, &in_node), 0.25), <, 1e-12);
   c.sms = c.coll_sms = 0;
   g_assert_cmpfloat(px_cost_collective_sm_share(&c), ==, 0.0);
   /* the rule itself: 4 s of NCCL beside 10 s of compute at a quarter of the
@@ -611,14 +628,16 @@ static void test_stacks(void) {
   /* FSDP (ZeRO-3): every backward reduce-scatters its fp32 gradients beside
    * the gathers, 3 * 2us + 3/4 * 434176 / 4e11; after the last backward only
    * the last of the 5 layers' share is left; Composer's AdamW moves 92 B per
-   * parameter of the 27136-parameter shard at 3 TB/s */
+   * parameter of the 27136-parameter shard at 3 TB/s, after FSDP's
+   * clip_grad_norm_ read the fp32 shard for its norm (4 B) and scaled it in
+   * place (4 + 4 B): 104 B */
   p.stack = PX_STACK_FSDP;
   p.zero = 3;
   g_autoptr(PxCostTable) tf = tiny_table(&p, &c, &m);
   double rs = 6e-6 + 0.75 * 434176.0 / 4e11;
   g_assert_cmpfloat(REL(tf->reduce_pass[0], rs), <, 1e-12);
   g_assert_cmpfloat(REL(tf->dp_reduce[0], rs / 5), <, 1e-12);
-  g_assert_cmpfloat(REL(tf->optimizer[0], 27136.0 * 92 / 3e12), <, 1e-12);
+  g_assert_cmpfloat(REL(tf->optimizer[0], 27136.0 * (92 + 4 + 4 + 4) / 3e12), <, 1e-12);
   g_assert_cmpint(tf->attention, ==, PX_ATTN_FLASH);
   px_model_free(m);
   /* FSDP's post-backward passes over the unsharded flat gradient of the
