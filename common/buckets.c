@@ -100,3 +100,24 @@ int px_buckets_of_layer(const PxBuckets *b, int k, int li) {
     if (li >= b->b[k][i].first && li < b->b[k][i].end) return i;
   return -1;
 }
+
+gboolean px_buckets_sharded(const PxBuckets *b, const PxModel *model, const PxPlan *plan, int k) {
+  if (!b || k < 0 || k >= b->parts || b->n[k] < 2) return FALSE;
+  /* the executor's stack; the other stacks' memory and bytes stay their own */
+  if (plan->stack != PX_STACK_PARALLAX) return FALSE;
+  if ((plan->zero != 1 && plan->zero != 2) || px_plan_data_ranks(plan) < 2) return FALSE;
+  return px_cost_overlap_dp(plan) && model->desc.experts == 0;
+}
+
+gint64 px_buckets_shard_layout(const PxBuckets *b, int k, int dp, PxBucketShard *out, gint64 *padded) {
+  dp = MAX(dp, 1);
+  gint64 base = 0, at = 0;
+  for (int i = b->n[k] - 1; i >= 0; i--) { /* buffer order: the part's first layers (its last bucket) first */
+    gint64 elems = llround(b->b[k][i].elems), slice = (elems + dp - 1) / dp;
+    if (out) out[i] = (PxBucketShard){elems, base, slice, at};
+    base += slice * dp;
+    at += slice;
+  }
+  if (padded) *padded = base;
+  return at;
+}

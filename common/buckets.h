@@ -64,6 +64,38 @@ void px_buckets_free(PxBuckets *b);
 /* The bucket of part k holding layer li, -1 if none. */
 int px_buckets_of_layer(const PxBuckets *b, int k, int li);
 
+/* ZeRO-1/2 shards per bucket (Megatron-Core's distributed optimizer,
+ * core/distributed/param_and_grad_buffer.py: each bucket padded so that it
+ * divides by the data-parallel size, and each DP rank owning one contiguous
+ * 1/dp slice of every bucket, distributed_optimizer.py
+ * _build_model_gbuf_range). The part's flat buffers hold its buckets in
+ * layer order (the part's first layers, its last bucket, first), each
+ * bucket's region zero-padded to dp slices; the bucket is reduce-scattered
+ * over its region into the rank's slice, AdamW updates the slices and the
+ * updated parameters are all-gathered per bucket. A rank's shard is its
+ * slices, in buffer order. The executor lays its buffers out from this, the
+ * planner's memory counts the padded shards from it and the cost model the
+ * padded bytes: one description. */
+typedef struct {
+  gint64 elems; /* the bucket's gradient elements (PxBucket.elems) */
+  gint64 base;  /* its region's first element in the part's flat buffers */
+  gint64 slice; /* each rank's slice, ceil(elems / dp): the region is dp · slice elements */
+  gint64 at;    /* where the slice starts in a rank's shard */
+} PxBucketShard;
+
+/* Does plan shard part k's buffers per bucket: the executor's stack
+ * (parallax; the other stacks keep their own layouts), ZeRO 1 or 2 over dp·cp > 1
+ * ranks, the DP reduction in buckets during the backward (the program splits
+ * it: px_cost_overlap_dp, px_program_new) into more than one bucket on part
+ * k, and no routed experts (an MoE model keeps the whole-chunk shards: its
+ * experts' regions shard over their own group)? b may be NULL (no). With one
+ * bucket the layout is the whole chunk's flat shard anyway. */
+gboolean px_buckets_sharded(const PxBuckets *b, const PxModel *model, const PxPlan *plan, int k);
+/* Part k's layout over dp ranks: out (n[k], may be NULL) indexed as the
+ * buckets (reduction order); *padded (may be NULL) the buffers' elements
+ * (Σ dp · slice). Returns the shard's elements per rank (Σ slice). */
+gint64 px_buckets_shard_layout(const PxBuckets *b, int k, int dp, PxBucketShard *out, gint64 *padded);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(PxBuckets, px_buckets_free)
 
 G_END_DECLS

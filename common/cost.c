@@ -785,13 +785,32 @@ static gboolean check_inputs(const PxCluster *cluster, const PxPlan *plan, const
  * all-reduced bucket by bucket, then the shard copied out (a per-bucket
  * reduce-scatter would give each rank a 1/dp piece of every bucket, not its
  * shard of the chunk); a rank with any bucketed chunk is counted so. */
-static gboolean dp_reduce_scatters(const PxPlan *plan, const PxPartition *part, int r) {
+static gboolean dp_reduce_scatters(const PxModel *model, const PxPlan *plan, const PxPartition *part, int r) {
   if (plan->stack != PX_STACK_PARALLAX) return plan->zero >= 2;
   if (plan->zero < 1) return FALSE;
   if (!part->buckets || !px_cost_overlap_dp(plan)) return TRUE;
+  /* in buckets: ZeRO-1/2 reduce-scatter each padded bucket into the rank's
+   * slice (buckets.h px_buckets_sharded); otherwise (ZeRO-3, MoE) each bucket
+   * is all-reduced and the shard copied out */
   for (int k = 0; k < part->parts; k++)
-    if (px_partition_part_rank(part, k) == r && part->buckets->n[k] > 1) return FALSE;
+    if (px_partition_part_rank(part, k) == r && part->buckets->n[k] > 1 &&
+        !px_buckets_sharded(part->buckets, model, plan, k))
+      return FALSE;
   return TRUE;
+}
+
+/* Elements rank r's buffers add to pad ZeRO-1/2 buckets to dp slices
+ * (buckets.h px_buckets_shard_layout; 0 when not sharded per bucket). */
+static double dp_bucket_padding(const PxModel *model, const PxPlan *plan, const PxPartition *part, int r) {
+  double pad = 0;
+  for (int k = 0; k < part->parts; k++) {
+    if (px_partition_part_rank(part, k) != r || !px_buckets_sharded(part->buckets, model, plan, k)) continue;
+    gint64 padded;
+    px_buckets_shard_layout(part->buckets, k, px_plan_data_ranks(plan), NULL, &padded);
+    for (int i = 0; i < part->buckets->n[k]; i++) pad -= part->buckets->b[k][i].elems;
+    pad += (double)padded;
+  }
+  return pad;
 }
 
 static void reduce_grads(gboolean rs, double bytes, int n, const PxLink *l, double *time, double *sent) {
@@ -937,10 +956,12 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
 
   for (int r = 0; r < pp; r++) {
     PxLink dpl = px_cost_dp_link(cluster, plan, r);
-    double grad_bytes = rank_params[r] * G, egrad_bytes = rank_eparams[r] * G;
+    /* ZeRO-1/2 in buckets: the padded buckets are reduce-scattered and gathered */
+    double padded_params = rank_params[r] + dp_bucket_padding(model, plan, part, r);
+    double grad_bytes = padded_params * G, egrad_bytes = rank_eparams[r] * G;
     PxLink edpl = rank_eparams[r] > 0 ? edp_link(cluster, plan, r) : dpl;
     /* the experts' gradients over their own data-parallel group */
-    gboolean rs = dp_reduce_scatters(plan, part, r);
+    gboolean rs = dp_reduce_scatters(model, plan, part, r);
     if (egrad_bytes > 0) reduce_grads(rs, egrad_bytes, edp, &edpl, &t->dp_reduce[r], &t->dp_bytes[r]);
     if (dp > 1) {
       reduce_grads(rs, grad_bytes, dp, &dpl, &t->dp_reduce[r], &t->dp_bytes[r]);
@@ -969,7 +990,7 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
      * optimizer overlaps that gather with the next forward (overlap_param_gather) */
     gboolean gather_hidden = plan->stack == PX_STACK_MEGATRON_CORE;
     if ((plan->zero == 1 || plan->zero == 2) && dp > 1 && !gather_hidden)
-      opt += px_cost_allgather(rank_params[r] * E, dp, &dpl);
+      opt += px_cost_allgather(padded_params * E, dp, &dpl);
     if ((plan->zero == 1 || plan->zero == 2) && edp > 1 && !gather_hidden)
       opt += px_cost_allgather(rank_eparams[r] * E, edp, &edpl);
     t->optimizer[r] = opt;

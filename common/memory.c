@@ -27,6 +27,7 @@
  * and FP8 (the FP8 GEMMs' inputs saved in 1 byte, Transformer Engine). */
 #include "memory.h"
 #include "activations.h"
+#include "buckets.h"
 #include "cost.h"
 #include "moe.h"
 #include "schedule.h"
@@ -236,7 +237,11 @@ PxMemory *px_memory_new_act(const PxModel *model, const PxPlan *plan, const PxPa
           head_acts += px_layer_activation_bytes(model, L, plan);
         if (li == (int)model->n_layers - 1) last = TRUE;
       }
-      shard += px_zero_shard(chunk_params, data);
+      /* ZeRO-1/2 in buckets: the rank's slice of each padded bucket (buckets.h) */
+      if (px_buckets_sharded(part->buckets, model, plan, k))
+        shard += px_buckets_shard_layout(part->buckets, k, data, NULL, NULL);
+      else
+        shard += px_zero_shard(chunk_params, data);
       eshard += px_zero_shard(chunk_expert, (int)edp);
       eparams += chunk_expert;
       if (exec) {
@@ -262,7 +267,8 @@ PxMemory *px_memory_new_act(const PxModel *model, const PxPlan *plan, const PxPa
      * data-parallel group: Megatron-Core's expert distributed optimizer) */
     double Pd = (double)(params - eparams), Pe = (double)eparams;
     gboolean zd = plan->zero >= 1 && data > 1, ze = plan->zero >= 1 && edp > 1;
-    /* each chunk's flat buffers partitioned (px_zero_shard), the others padded to dp shards */
+    /* each chunk's flat buffers partitioned (px_zero_shard, or per bucket:
+     * px_buckets_shard_layout), the others padded to dp shards */
     double S = zd ? (double)shard : Pd, full = zd ? S * dp : Pd;
     double Se = ze ? (double)eshard : Pe, fulle = ze ? Se * edp : Pe;
     st->weights = wb * (plan->zero >= 3 ? S + Se : full + fulle);

@@ -291,6 +291,7 @@ gboolean px_comm_all_reduce(PxComm *c, void *buf, gsize count, PxDType dtype, Px
   if (op != PX_RED_SUM && op != PX_RED_MAX) return fail(error, PX_COMM_ERROR_INVALID, "all_reduce on %s: unknown op %d", c->label, op);
   Call *k = call_new(c, PX_CALL_ALL_REDUCE);
   k->buf = buf, k->count = count, k->dt = dtype, k->red = op;
+  c->traffic.all_reduce += (double)count * px_dtype_size(dtype);
   return dispatch(k, stream, error);
 }
 
@@ -299,6 +300,7 @@ gboolean px_comm_reduce_scatter(PxComm *c, const void *send, void *recv, gsize c
   if (!not_grouping(c, "reduce_scatter", error) || !check_dtype(c, "reduce_scatter", dtype, TRUE, error)) return FALSE;
   Call *k = call_new(c, PX_CALL_REDUCE_SCATTER);
   k->send = send, k->buf = recv, k->count = count, k->dt = dtype;
+  c->traffic.reduce_scatter += (double)count * px_comm_size(c) * px_dtype_size(dtype);
   return dispatch(k, stream, error);
 }
 
@@ -307,6 +309,7 @@ gboolean px_comm_all_gather(PxComm *c, const void *send, void *recv, gsize count
   if (!not_grouping(c, "all_gather", error) || !check_dtype(c, "all_gather", dtype, FALSE, error)) return FALSE;
   Call *k = call_new(c, PX_CALL_ALL_GATHER);
   k->send = send, k->buf = recv, k->count = count, k->dt = dtype;
+  c->traffic.all_gather += (double)count * px_comm_size(c) * px_dtype_size(dtype);
   return dispatch(k, stream, error);
 }
 
@@ -317,8 +320,11 @@ gboolean px_comm_broadcast(PxComm *c, void *buf, gsize count, PxDType dtype, int
     return FALSE;
   Call *k = call_new(c, PX_CALL_BROADCAST);
   k->buf = buf, k->count = count, k->dt = dtype, k->arg = root;
+  c->traffic.broadcast += (double)count * px_dtype_size(dtype);
   return dispatch(k, stream, error);
 }
+
+void px_comm_traffic(const PxComm *c, PxCommTraffic *out) { *out = c->traffic; }
 
 gboolean px_comm_barrier(PxComm *c, PxStream *stream, GError **error) {
   if (!not_grouping(c, "barrier", error)) return FALSE;

@@ -129,6 +129,16 @@ gboolean px_comm_all_gather(PxComm *c, const void *send, void *recv, gsize count
 gboolean px_comm_broadcast(PxComm *c, void *buf, gsize count, PxDType dtype, int root,
                            PxStream *stream, GError **error);
 gboolean px_comm_barrier(PxComm *c, PxStream *stream, GError **error);
+
+/* The bytes of the collectives this rank has called on c since it was made,
+ * by op: an all-reduce or broadcast counts its buffer, a reduce-scatter its
+ * input (size · count elements), an all-gather its output (size · count).
+ * A ring moves 2(n-1)/n of an all-reduce's and (n-1)/n of a reduce-scatter's
+ * or an all-gather's per rank (NCCL's "algorithm bandwidth" sizes). */
+typedef struct {
+  double all_reduce, reduce_scatter, all_gather, broadcast;
+} PxCommTraffic;
+void px_comm_traffic(const PxComm *c, PxCommTraffic *out);
 /* Point-to-point with rank peer of the communicator (FIFO per sender/receiver pair). */
 gboolean px_comm_send(PxComm *c, const void *buf, gsize count, PxDType dtype, int peer,
                       PxStream *stream, GError **error);

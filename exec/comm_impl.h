@@ -98,6 +98,7 @@ struct _PxComm {
   void *impl;
   gboolean grouping;
   GArray *pending;  /* PxP2p between group_start and group_end */
+  PxCommTraffic traffic; /* px_comm_traffic */
 };
 
 /* A communicator header for an implementation's world communicator. */

@@ -41,6 +41,14 @@ G_DEFINE_QUARK(px-runtime-error-quark, px_runtime_error)
  * program sends in the order its peer receives (checked at construction). */
 /* ---- per-rank state ------------------------------------------------------------------ */
 
+/* A flat range of the rank's ZeRO shard: buffer elements [lo, lo + n) are
+ * shard elements [at, at + n); the range is the comm rank's part of the
+ * region starting at base (reduce-scattered and all-gathered over comm). */
+typedef struct {
+  gint64 lo, n, at, base;
+  PxComm *comm;
+} ShardPart;
+
 typedef struct {
   gint64 numel;       /* the chunk's flat parameter count */
   gint64 shard;       /* elements per DP shard (ceil), when sharded */
@@ -52,6 +60,14 @@ typedef struct {
   gboolean split;
   gint64 *off;        /* split: param i's element offset in the buffers (else its own offset) */
   gint64 sd, se, pad_d;
+  /* ZeRO-1/2 reduced in buckets (buckets.h px_buckets_sharded): the buffers
+   * laid out per bucket, each bucket's region padded to dp slices and the
+   * shard the rank's slice of every bucket (px_buckets_shard_layout); also
+   * split (the shard in parts, the params at off) */
+  gboolean bucket_shards;
+  ShardPart *parts;   /* (n_parts) the rank's shard, sharded runs: one part (the flat 1/dp range),
+                         two (split: dense over DP, experts over EDP) or one per bucket */
+  int n_parts;
   PxTensor *w;        /* full local weights: WEIGHTS (ZeRO < 3) or gathered BUFFERS (ZeRO-3, split layout only) */
   PxTensor *w_shard;  /* ZeRO-3 shard: WEIGHTS */
   PxTensor *g;        /* full gradient accumulator: GRADS (ZeRO < 2) or BUFFERS */
@@ -239,25 +255,12 @@ static gboolean for_segments(Rank *r, int chunk, gint64 lo, gint64 hi, SegmentFn
   return TRUE;
 }
 
-/* A flat range of the rank's ZeRO shard: buffer elements [lo, lo + n) are
- * shard elements [at, at + n); the range is the comm rank's part of the
- * region starting at base (reduce-scattered and all-gathered over comm). */
-typedef struct {
-  gint64 lo, n, at, base;
-  PxComm *comm;
-} ShardPart;
-
-/* The parts of the rank's shard of chunk c (sharded runs only): one over DP,
- * or (split) the dense part over DP and the experts' over EDP. */
-static int shard_parts(Rank *r, int c, ShardPart parts[2]) {
-  ChunkState *cs = &r->chunks[c];
-  if (!cs->split) {
-    parts[0] = (ShardPart){(gint64)r->dp_rank * cs->shard, cs->shard, 0, 0, r->dp};
-    return 1;
-  }
-  parts[0] = (ShardPart){(gint64)r->dp_rank * cs->sd, cs->sd, 0, 0, r->dp};
-  parts[1] = (ShardPart){cs->pad_d + (gint64)r->edp_rank * cs->se, cs->se, cs->sd, cs->pad_d, r->edp};
-  return 2;
+/* The parts of the rank's shard of chunk c (sharded runs only; chunk_parts):
+ * one over DP, (split) the dense part over DP and the experts' over EDP, or
+ * (bucket_shards) the rank's slice of each bucket. */
+static int shard_parts(Rank *r, int c, const ShardPart **parts) {
+  *parts = r->chunks[c].parts;
+  return r->chunks[c].n_parts;
 }
 
 /* A view of shard tensor t over part q, kept in keep. */
@@ -433,6 +436,55 @@ static void chunk_split_layout(Rank *r, int c) {
   }
 }
 
+/* Bucket shards (ChunkState.bucket_shards): the core's layout of the chunk's
+ * part (px_buckets_shard_layout), each param at its bucket's region plus its
+ * place among the bucket's layers; the runtime's own element counts must be
+ * the layout's. */
+static gboolean chunk_bucket_layout(Rank *r, int c, GError **error) {
+  PxRuntime *rt = r->rt;
+  ChunkState *cs = &r->chunks[c];
+  const PxGptChunk *ch = px_gpt_chunk(r->gpt, c);
+  const PxBuckets *bk = rt->prog->buckets;
+  int k = px_program_part_of(rt->prog, r->stage, c), n = bk->n[k], dp = px_comm_size(r->dp);
+  g_autofree PxBucketShard *bs = g_new(PxBucketShard, n);
+  cs->shard = px_buckets_shard_layout(bk, k, dp, bs, &cs->padded);
+  cs->split = cs->bucket_shards = TRUE;
+  cs->off = g_new(gint64, ch->n_params);
+  cs->n_parts = n;
+  cs->parts = g_new(ShardPart, n);
+  for (int b = 0; b < n; b++) {
+    int p0 = ch->layer_param[bk->b[k][b].first - ch->first], p1 = ch->layer_param[bk->b[k][b].end - ch->first];
+    gint64 held = 0;
+    for (int i = p0; i < p1; i++) {
+      cs->off[i] = bs[b].base + held;
+      held += ch->params[i].numel;
+    }
+    if (held != bs[b].elems)
+      return rfail(error, PX_RUNTIME_ERROR_INVALID,
+                   "rank %d chunk %d bucket %d: the runtime holds %" G_GINT64_FORMAT
+                   " gradient elements, the bucket layout (buckets.h) %" G_GINT64_FORMAT,
+                   r->rank, c, b, held, bs[b].elems);
+    cs->parts[b] = (ShardPart){bs[b].base + (gint64)r->dp_rank * bs[b].slice, bs[b].slice, bs[b].at, bs[b].base, r->dp};
+  }
+  return TRUE;
+}
+
+/* The parts of the rank's shard (sharded runs): the flat range, or split's two. */
+static void chunk_parts(Rank *r, int c) {
+  ChunkState *cs = &r->chunks[c];
+  if (cs->parts) return; /* bucket shards: chunk_bucket_layout */
+  if (!cs->split) {
+    cs->n_parts = 1;
+    cs->parts = g_new(ShardPart, 1);
+    cs->parts[0] = (ShardPart){(gint64)r->dp_rank * cs->shard, cs->shard, 0, 0, r->dp};
+    return;
+  }
+  cs->n_parts = 2;
+  cs->parts = g_new(ShardPart, 2);
+  cs->parts[0] = (ShardPart){(gint64)r->dp_rank * cs->sd, cs->sd, 0, 0, r->dp};
+  cs->parts[1] = (ShardPart){cs->pad_d + (gint64)r->edp_rank * cs->se, cs->se, cs->sd, cs->pad_d, r->edp};
+}
+
 static gboolean chunk_alloc(Rank *r, int c, GError **error) {
   PxRuntime *rt = r->rt;
   ChunkState *cs = &r->chunks[c];
@@ -443,6 +495,10 @@ static gboolean chunk_alloc(Rank *r, int c, GError **error) {
   cs->shard = r->sharded ? px_zero_shard(ch->numel, dp) : ch->numel;
   cs->padded = r->sharded ? cs->shard * dp : ch->numel;
   if (r->sharded && r->split_experts) chunk_split_layout(r, c);
+  if (r->sharded && r->zero < 3 && !cs->split &&
+      px_buckets_sharded(rt->prog->buckets, rt->model, &rt->plan, px_program_part_of(rt->prog, r->stage, c)))
+    TRY(chunk_bucket_layout(r, c, error));
+  if (r->sharded) chunk_parts(r, c);
   g_autofree char *nw = g_strdup_printf("chunk%d.weights", c);
   g_autofree char *ng = g_strdup_printf("chunk%d.grads", c);
   if (r->zero >= 3) {
@@ -473,16 +529,16 @@ static gboolean chunk_alloc(Rank *r, int c, GError **error) {
     TRY(chunk_bind(r, c, cs->w, cs->g, error));
   } else {
     g_autofree double *mine = g_new0(double, cs->shard);
-    ShardPart parts[2];
-    for (int k = 0, n = shard_parts(r, c, parts); k < n; k++)
+    const ShardPart *parts;
+    for (int k = 0, n = shard_parts(r, c, &parts); k < n; k++)
       memcpy(mine + parts[k].at, init + parts[k].lo, sizeof(double) * parts[k].n);
     TRY(px_tensor_upload_f64(cs->w_shard, mine, error));
     TRY(chunk_bind(r, c, NULL, cs->g, error));
   }
   /* the master starts as the half parameters, upcast (Megatron's main params) */
   if (cs->master && cs->split && cs->w) { /* the shard's parts of the full weights */
-    ShardPart parts[2];
-    for (int k = 0, n = shard_parts(r, c, parts); k < n; k++) {
+    const ShardPart *parts;
+    for (int k = 0, n = shard_parts(r, c, &parts); k < n; k++) {
       g_autoptr(PxTensor) to = px_tensor_view(cs->master, "master", parts[k].at, 1, &parts[k].n, error);
       g_autoptr(PxTensor) from = to ? px_tensor_view(cs->w, "w_shard", parts[k].lo, 1, &parts[k].n, error) : NULL;
       TRY(from && px_op_cast(r->be, to, from, FALSE, error));
@@ -584,6 +640,7 @@ static void rank_free(Rank *r) {
     for (gsize i = 0; i < G_N_ELEMENTS(ts); i++) g_clear_pointer(ts[i], px_tensor_free);
     px_event_free(cs->gathered);
     g_free(cs->off);
+    g_free(cs->parts);
     g_free(cs->bucket_instr);
     g_free(cs->cast);
     g_free(cs->done);
@@ -1254,7 +1311,9 @@ static PxTensor *grads_to_reduce(Rank *r, int c, GError **error) {
  * an fp32 staging shard (rounded into it by grads_from_stage). */
 static PxTensor *reduced_shard(Rank *r, ChunkState *cs, GError **error) {
   if (!cs->stage) return cs->g_shard;
-  return cs->stage_shard = tensor1(r->be, "grad_stage_shard.f32", PX_DTYPE_F32, PX_MEM_BUFFERS, cs->shard, error);
+  if (!cs->stage_shard) /* bucket shards: at the chunk's first bucket */
+    cs->stage_shard = tensor1(r->be, "grad_stage_shard.f32", PX_DTYPE_F32, PX_MEM_BUFFERS, cs->shard, error);
+  return cs->stage_shard;
 }
 
 /* ---- the DP reduction in buckets ----
@@ -1265,10 +1324,15 @@ static PxTensor *reduced_shard(Rank *r, ChunkState *cs, GError **error) {
  * all-reduce of each run of the bucket's parameters that is contiguous in
  * the flat gradient buffer (a view: no copy), over DP, or over EDP for the
  * routed experts of a model whose experts have groups of their own. Under
- * ZeRO the bucket is all-reduced in place too (a reduce-scatter would give
- * each rank a 1/dp piece of every bucket, not its shard of the chunk), and
- * once the last bucket is queued the rank's shard of the reduced buffer is
- * copied into the shard (the same sums per element as the reduce-scatter).
+ * ZeRO-1/2 (bucket_shards: buckets.h px_buckets_sharded) the buffers are laid
+ * out per bucket, each bucket's region padded to dp slices, and the bucket is
+ * reduce-scattered over its region into the rank's slice of it (Megatron-Core's
+ * distributed optimizer); AdamW updates the slices and the optimizer
+ * all-gathers each bucket (adam_split_after). Under ZeRO-3 and for MoE models
+ * the shard stays one flat range of the chunk, so the bucket is all-reduced in
+ * place and, once the last bucket is queued, the rank's shard of the reduced
+ * buffer is copied into the shard (the same sums per element as the
+ * reduce-scatter).
  * Under mixed precision each bucket is cast into the fp32 staging buffer on
  * the compute stream first. The bucket that holds the tied embedding waits
  * for REDUCE_TIED, as the whole chunk does without buckets. */
@@ -1342,13 +1406,23 @@ static gboolean bucket_issue(Rank *r, int c, int b, double *bytes, gboolean time
   ReduceRun x = {r->rt->mixed ? cs->stage : cs->g, bytes};
   TRY(after_compute(r, r->coll_s, error));
   if (timed) TRY(px_event_record(r->ev_start[i], r->coll_s, error));
-  TRY(bucket_runs(r, c, b, reduce_run, &x, error));
-  cs->done[b] = TRUE;
-  if (++cs->n_done == cs->n_buckets && r->sharded) { /* the rank's shard of the reduced chunk */
+  if (cs->bucket_shards) { /* the bucket's padded region reduce-scattered into the rank's slice */
     PxTensor *out = reduced_shard(r, cs, error);
     TRY(out);
-    ShardPart parts[2];
-    for (int k = 0, n = shard_parts(r, c, parts); k < n; k++) {
+    const ShardPart *q = &cs->parts[b];
+    gsize es = px_dtype_size(x.g->dtype);
+    TRY(px_comm_reduce_scatter(q->comm, (char *)x.g->data + q->base * es, (char *)out->data + q->at * es,
+                               (gsize)q->n, x.g->dtype, r->coll_s, error));
+    *bytes += (double)(q->n * px_comm_size(q->comm)) * es;
+  } else {
+    TRY(bucket_runs(r, c, b, reduce_run, &x, error));
+  }
+  cs->done[b] = TRUE;
+  if (++cs->n_done == cs->n_buckets && r->sharded && !cs->bucket_shards) { /* the rank's shard of the reduced chunk */
+    PxTensor *out = reduced_shard(r, cs, error);
+    TRY(out);
+    const ShardPart *parts;
+    for (int k = 0, n = shard_parts(r, c, &parts); k < n; k++) {
       g_autoptr(PxTensor) to = px_tensor_view(out, "grad_shard", parts[k].at, 1, &parts[k].n, error);
       g_autoptr(PxTensor) from = to ? px_tensor_view(x.g, "grads", parts[k].lo, 1, &parts[k].n, error) : NULL;
       TRY(from && px_tensor_copy_async(to, from, r->coll_s, error));
@@ -1432,8 +1506,8 @@ static gboolean dp_reduce_scatter_split(Rank *r, int c, double *bytes, GError **
   PxTensor *out = reduced_shard(r, cs, error);
   TRY(out);
   gsize es = px_dtype_size(g->dtype);
-  ShardPart parts[2];
-  for (int k = 0, n = shard_parts(r, c, parts); k < n; k++) {
+  const ShardPart *parts;
+  for (int k = 0, n = shard_parts(r, c, &parts); k < n; k++) {
     const ShardPart *q = &parts[k];
     TRY(px_comm_reduce_scatter(q->comm, (char *)g->data + q->base * es, (char *)out->data + q->at * es, (gsize)q->n,
                                g->dtype, r->coll_s, error));
@@ -1502,8 +1576,8 @@ static gboolean op_gather(Rank *r, int c, double *bytes, GError **error) {
   if (!cs->w) TRY(cs->w = tensor1(r->be, name, dtype_of(r), PX_MEM_BUFFERS, cs->padded, error));
   TRY(after_compute(r, r->coll_s, error));
   gsize es = px_dtype_size(dtype_of(r));
-  ShardPart parts[2];
-  for (int k = 0, n = shard_parts(r, c, parts); k < n; k++) /* over DP (split: the experts over EDP) */
+  const ShardPart *parts;
+  for (int k = 0, n = shard_parts(r, c, &parts); k < n; k++) /* over DP (split: the experts over EDP) */
     TRY(px_comm_all_gather(parts[k].comm, (char *)cs->w_shard->data + parts[k].at * es,
                            (char *)cs->w->data + parts[k].base * es, (gsize)parts[k].n, dtype_of(r), r->coll_s, error));
   TRY(px_event_record(cs->gathered, r->coll_s, error));
@@ -1610,8 +1684,8 @@ static double lr_at(const PxRunOptions *o, int t) {
  * the shard's tensors and of the full weights under ZeRO < 3). */
 static gboolean adam_split(Rank *r, int c, AdamAcc *acc, GError **error) {
   ChunkState *cs = &r->chunks[c];
-  ShardPart parts[2];
-  for (int k = 0, n = shard_parts(r, c, parts); k < n; k++) {
+  const ShardPart *parts;
+  for (int k = 0, n = shard_parts(r, c, &parts); k < n; k++) {
     const ShardPart *q = &parts[k];
     AdamAcc a = *acc;
     TRY(a.g = part_view(acc->views, cs->g_shard, q, error));
@@ -1633,8 +1707,8 @@ static gboolean adam_split(Rank *r, int c, AdamAcc *acc, GError **error) {
 static gboolean adam_split_after(Rank *r, int c, double *bytes, GError **error) {
   ChunkState *cs = &r->chunks[c];
   gsize es = px_dtype_size(dtype_of(r));
-  ShardPart parts[2];
-  for (int k = 0, n = shard_parts(r, c, parts); k < n; k++) {
+  const ShardPart *parts;
+  for (int k = 0, n = shard_parts(r, c, &parts); k < n; k++) {
     const ShardPart *q = &parts[k];
     g_autoptr(PxTensor) w = cs->w_shard ? px_tensor_view(cs->w_shard, "w_shard", q->at, 1, &q->n, error)
                                         : px_tensor_view(cs->w, "w_shard", q->lo, 1, &q->n, error);
@@ -1676,8 +1750,8 @@ static gboolean op_optimizer(Rank *r, double *bytes, GError **error) {
   for (int c = 0; rt->plan.seq_parallel && rt->plan.tp > 1 && c < v; c++) {
     ChunkState *cs = &r->chunks[c];
     if (cs->split) {
-      ShardPart parts[2];
-      for (int k = 0, n = shard_parts(r, c, parts); k < n; k++) {
+      const ShardPart *parts;
+      for (int k = 0, n = shard_parts(r, c, &parts); k < n; k++) {
         TpAcc acc = {part_view(part_views, cs->g_shard, &parts[k], error)};
         TRY(acc.grad && for_segments(r, c, parts[k].lo, parts[k].lo + parts[k].n, tp_segment, &acc, error));
       }
@@ -1694,8 +1768,8 @@ static gboolean op_optimizer(Rank *r, double *bytes, GError **error) {
     ChunkState *cs = &r->chunks[c];
     NormAcc acc = {.views = owned};
     if (cs->split) { /* each part of the shard once: EDP shards of distinct EP ranks' experts */
-      ShardPart parts[2];
-      for (int k = 0, n = shard_parts(r, c, parts); k < n; k++) {
+      const ShardPart *parts;
+      for (int k = 0, n = shard_parts(r, c, &parts); k < n; k++) {
         TRY(acc.grad = part_view(part_views, cs->g_shard, &parts[k], error));
         TRY(for_segments(r, c, parts[k].lo, parts[k].lo + parts[k].n, norm_segment, &acc, error));
       }
@@ -1991,6 +2065,13 @@ gboolean px_runtime_memory(PxRuntime *rt, int rank, PxRankMemory *out) {
   return TRUE;
 }
 
+gboolean px_runtime_dp_traffic(PxRuntime *rt, int rank, PxCommTraffic *out) {
+  Rank *r = local_rank(rt, rank);
+  if (!r || !r->dp) return FALSE;
+  px_comm_traffic(r->dp, out);
+  return TRUE;
+}
+
 /* ---- gathering across processes ------------------------------------------------------------- */
 
 /* Every rank's PxRankMemory (all: world entries), collective over the world. */
@@ -2082,8 +2163,8 @@ static const PxTensorSpec *find_spec(const PxModel *m, const char *name) {
 static gboolean gather_host(Rank *r, int c, PxTensor *t, double *flat, GError **error) {
   g_autofree double *mine = g_new(double, r->chunks[c].shard);
   TRY(px_tensor_download_f64(t, mine, error));
-  ShardPart parts[2];
-  for (int k = 0, n = shard_parts(r, c, parts); k < n; k++)
+  const ShardPart *parts;
+  for (int k = 0, n = shard_parts(r, c, &parts); k < n; k++)
     TRY(px_comm_all_gather(parts[k].comm, mine + parts[k].at, flat + parts[k].base, (gsize)parts[k].n, PX_DTYPE_F64,
                            NULL, error));
   return TRUE;
@@ -2260,12 +2341,9 @@ static gboolean save_part(Rank *r, int c, const ShardPart *q, PxCkptShard *sh, G
 
 /* rank_save's part for chunk c: each part of its shard (the whole chunk unsharded). */
 static gboolean save_chunk(Rank *r, int c, PxCkptShard *sh, GError **error) {
-  ChunkState *cs = &r->chunks[c];
-  ShardPart parts[2] = {{0, cs->numel, 0, 0, NULL}};
-  int np = r->sharded ? shard_parts(r, c, parts) : 1;
-  for (int q = 0; q < np; q++) {
-    TRY(save_part(r, c, r->sharded ? &parts[q] : NULL, sh, error));
-  }
+  if (!r->sharded) return save_part(r, c, NULL, sh, error);
+  const ShardPart *parts;
+  for (int q = 0, np = shard_parts(r, c, &parts); q < np; q++) TRY(save_part(r, c, &parts[q], sh, error));
   return TRUE;
 }
 
@@ -2296,18 +2374,20 @@ static gboolean rank_load(Rank *r, PxCkptReader *rd, GError **error) {
     const PxGptChunk *ch = px_gpt_chunk(r->gpt, c);
     PxTensor *ts[4];
     gint64 base[4];
-    ShardPart parts[2];
-    if (r->sharded) shard_parts(r, c, parts);
+    const ShardPart *parts = NULL;
+    int np = r->sharded ? shard_parts(r, c, &parts) : 0;
     int ns = chunk_states(r, c, r->sharded ? &parts[0] : NULL, ts, base);
     double *host[4] = {NULL, NULL, NULL, NULL};
     for (int s = 0; s < ns; s++) host[s] = g_new0(double, ts[s]->numel);
     gboolean ok = TRUE;
     for (guint i = 0; ok && i < ch->n_params; i++) {
       const PxGptParam *p = &ch->params[i];
-      const ShardPart *q = &parts[cs->split && p->expert ? 1 : 0]; /* split: the part holding p */
+      gint64 o = param_offset(r, c, i);
+      const ShardPart *q = NULL; /* split: the part whose region holds p */
+      for (int k = 0; cs->split && k < np; k++)
+        if (o >= parts[k].base && o < parts[k].base + parts[k].n * px_comm_size(parts[k].comm)) q = &parts[k];
       if (cs->split) chunk_states(r, c, q, ts, base);
       g_autofree double *map = param_global_map(r, p);
-      gint64 o = param_offset(r, c, i);
       for (int s = 0; ok && s < ns; s++) {
         gint64 rlo = base[s], rhi = MIN(base[s] + ts[s]->numel, cs->numel);
         if (cs->split) { /* the full weights, or the shard tensor's part q */

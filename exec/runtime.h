@@ -129,6 +129,10 @@ gboolean px_runtime_step(PxRuntime *rt, PxStepResult *out, GError **error);
 int px_runtime_rank(const PxRuntime *rt);
 /* The memory of a rank of this process; FALSE if it lives in another. */
 gboolean px_runtime_memory(PxRuntime *rt, int rank, PxRankMemory *out);
+/* The collectives a rank of this process has called on its DP (dp·cp)
+ * communicator since the runtime was made (comm.h px_comm_traffic); FALSE if
+ * the rank lives in another process. */
+gboolean px_runtime_dp_traffic(PxRuntime *rt, int rank, PxCommTraffic *out);
 /* Every rank's memory (all: px_runtime_world entries), from every process (collective). */
 gboolean px_runtime_gather_memory(PxRuntime *rt, PxRankMemory *all, GError **error);
 /* The last step's measured timeline of this process's ranks (owned by the

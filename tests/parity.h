@@ -79,9 +79,10 @@ static G_GNUC_UNUSED void expect_memory(PxRuntime *rt, const char *what) {
 /* |a - b| relative to the larger (0 where they are equal). */
 static inline double rel_diff(double a, double b) { return a == b ? 0 : fabs(a - b) / MAX(fabs(a), fabs(b)); }
 
-/* The largest relative difference between every parameter of two runs of
- * model (0 where they are equal). */
-static G_GNUC_UNUSED double params_max_rel(PxRuntime *a, PxRuntime *b, const PxModel *model) {
+/* The largest difference between every parameter of two runs of model,
+ * relative to the larger of the two values or floor, whichever is larger (0
+ * where they are equal). */
+static G_GNUC_UNUSED double params_max_diff(PxRuntime *a, PxRuntime *b, const PxModel *model, double floor) {
   double worst = 0;
   for (guint li = 0; li < model->n_layers; li++)
     for (guint t = 0; t < model->layers[li].n_tensors; t++) {
@@ -93,9 +94,15 @@ static G_GNUC_UNUSED double params_max_rel(PxRuntime *a, PxRuntime *b, const PxM
       g_assert_no_error(err);
       gint64 n = sp->shape[0] * (sp->ndim > 1 ? sp->shape[1] : 1);
       for (gint64 e = 0; e < n; e++)
-        worst = MAX(worst, rel_diff(x[e], y[e]));
+        if (x[e] != y[e]) worst = MAX(worst, fabs(x[e] - y[e]) / MAX(MAX(fabs(x[e]), fabs(y[e])), floor));
     }
   return worst;
+}
+
+/* The largest relative difference between every parameter of two runs of
+ * model (0 where they are equal). */
+static G_GNUC_UNUSED double params_max_rel(PxRuntime *a, PxRuntime *b, const PxModel *model) {
+  return params_max_diff(a, b, model, 0);
 }
 
 /* Elements of the model's tensor called name (0: none). */

@@ -4,7 +4,9 @@
  *    (steps 4-6) to 1e-5 relative in fp32 and 1e-12 in fp64, and every weight
  *    B holds after the resume equals A's at step 3 exactly (re-slicing moves
  *    values, it computes nothing): dp2 ZeRO-1 -> dp4 ZeRO-3, pp2 tp2 -> pp4,
- *    vpp2 -> vpp1, tp2 -> tp1 (GQA qkv head blocks), and back ones;
+ *    vpp2 -> vpp1, tp2 -> tp1 (GQA qkv head blocks), and back ones; ZeRO-1/2
+ *    sharded per bucket (each rank's slices of the padded buckets) to and
+ *    from flat shards and other dp;
  *  - under the same layout (ZeRO-3, tp, vpp) the continuation is bit-exact;
  *  - a flipped byte, a missing shard, a manifest of another run (model, seed)
  *    are each refused with one error naming the file;
@@ -29,6 +31,7 @@ typedef struct {
   int zero;
   int mbs;
   gboolean sp;
+  double bucket_bytes; /* the DP reduction in buckets (0: none) */
 } Lay;
 
 typedef struct {
@@ -58,6 +61,7 @@ static PxRuntime *make(const PxModel *model, const Lay *l, PxDType dt, const Opt
   p.gbs = 8;
   p.seq = 16;
   p.seq_parallel = l->sp;
+  p.bucket_bytes = l->bucket_bytes;
   p.precision = PX_PREC_FP32;
   PxRunOptions o;
   px_run_options_init(&o);
@@ -183,15 +187,15 @@ static void cross(const char *model_name, const Lay *a, const Lay *b, PxDType dt
   cross_model(model, a, b, dt, tol);
 }
 
-static const Lay L_dp2z1 = {2, 1, 1, 1, "1f1b", 1, 2, FALSE};
-static const Lay L_dp4z3 = {4, 1, 1, 1, "1f1b", 3, 2, FALSE};
-static const Lay L_pp2tp2 = {1, 2, 2, 1, "1f1b", 0, 2, FALSE};
-static const Lay L_pp4 = {1, 1, 4, 1, "1f1b", 0, 2, FALSE};
-static const Lay L_vpp2 = {1, 1, 2, 2, "interleaved", 0, 2, FALSE};
-static const Lay L_vpp1 = {1, 1, 2, 1, "1f1b", 0, 2, FALSE};
-static const Lay L_tp2 = {1, 2, 1, 1, "1f1b", 0, 2, FALSE};
-static const Lay L_tp1 = {1, 1, 1, 1, "1f1b", 0, 2, FALSE};
-static const Lay L_mix = {2, 2, 2, 1, "zb-h1", 2, 2, TRUE}; /* ZeRO-2, TP with sequence parallelism, pp */
+static const Lay L_dp2z1 = {2, 1, 1, 1, "1f1b", 1, 2, FALSE, 0};
+static const Lay L_dp4z3 = {4, 1, 1, 1, "1f1b", 3, 2, FALSE, 0};
+static const Lay L_pp2tp2 = {1, 2, 2, 1, "1f1b", 0, 2, FALSE, 0};
+static const Lay L_pp4 = {1, 1, 4, 1, "1f1b", 0, 2, FALSE, 0};
+static const Lay L_vpp2 = {1, 1, 2, 2, "interleaved", 0, 2, FALSE, 0};
+static const Lay L_vpp1 = {1, 1, 2, 1, "1f1b", 0, 2, FALSE, 0};
+static const Lay L_tp2 = {1, 2, 1, 1, "1f1b", 0, 2, FALSE, 0};
+static const Lay L_tp1 = {1, 1, 1, 1, "1f1b", 0, 2, FALSE, 0};
+static const Lay L_mix = {2, 2, 2, 1, "zb-h1", 2, 2, TRUE, 0}; /* ZeRO-2, TP with sequence parallelism, pp */
 
 static void test_cross_f32(void) {
   cross("tiny-gpt", &L_dp2z1, &L_dp4z3, PX_DTYPE_F32, 1e-5);
@@ -217,7 +221,7 @@ static void test_cross_f64(void) {
  * the flat shards are padded too. */
 static void test_cross_padded_vocab(void) {
   g_autoptr(PxModel) model = prime_vocab_model();
-  const Lay tp4 = {2, 4, 1, 1, "gpipe", 2, 2, TRUE}, tp2pp2 = {1, 2, 2, 1, "1f1b", 0, 2, FALSE};
+  const Lay tp4 = {2, 4, 1, 1, "gpipe", 2, 2, TRUE, 0}, tp2pp2 = {1, 2, 2, 1, "1f1b", 0, 2, FALSE, 0};
   cross_model(model, &tp4, &tp2pp2, PX_DTYPE_F64, 1e-12);
   cross_model(model, &tp2pp2, &tp4, PX_DTYPE_F32, 1e-5);
 }
@@ -252,13 +256,28 @@ static void test_same_layout(void) {
   same("tiny-llama", &L_vpp2);
 }
 
+/* ZeRO-1/2 in buckets: each rank holds its slice of every padded bucket
+ * (buckets.h px_buckets_shard_layout), saved by global name and element
+ * range like any shard: dp 2 ZeRO-2 in buckets of 20000 fp32 elements (5
+ * buckets) -> dp 4 ZeRO-1 flat shards, and pp 2 · tp 2 ZeRO-2 -> dp 4 ZeRO-1
+ * in buckets; under the same bucketed layout the resume is bit-exact. */
+static const Lay L_dp2z2b = {2, 1, 1, 1, "1f1b", 2, 2, FALSE, 8e4};
+static const Lay L_dp4z1 = {4, 1, 1, 1, "1f1b", 1, 2, FALSE, 0};
+static const Lay L_dp4z1b = {4, 1, 1, 1, "1f1b", 1, 2, FALSE, 8e4};
+static void test_cross_bucket_shards(void) {
+  cross("tiny-gpt", &L_dp2z2b, &L_dp4z1, PX_DTYPE_F64, 1e-12);
+  cross("tiny-gpt", &L_mix, &L_dp4z1b, PX_DTYPE_F64, 1e-12);
+  cross("tiny-gpt", &L_dp4z1b, &L_dp2z2b, PX_DTYPE_F32, 1e-5);
+  same("tiny-gpt", &L_dp2z2b);
+}
+
 /* ---- refusals ---------------------------------------------------------------------------- */
 
 /* A checkpoint of tiny-gpt under dp2 pp2 ZeRO-1 (4 ranks) at step 1. */
 static char *saved_dir(const PxModel *model) {
   g_autoptr(GError) error = NULL;
   char *dir = tmpdir();
-  Lay l = {2, 1, 2, 1, "1f1b", 1, 2, FALSE};
+  Lay l = {2, 1, 2, 1, "1f1b", 1, 2, FALSE, 0};
   g_autoptr(PxRuntime) rt = make_ok(model, &l, PX_DTYPE_F32);
   steps(rt, 1, NULL);
   g_assert_true(px_runtime_save(rt, dir, &error));
@@ -269,7 +288,7 @@ static char *saved_dir(const PxModel *model) {
 static void expect_refusal(const PxModel *model, const char *dir, const Opts *op, int code, const char *file,
                            const char *what) {
   g_autoptr(GError) error = NULL;
-  Lay l = {1, 2, 1, 1, "1f1b", 0, 2, FALSE}; /* another layout: the refusal is not about layouts */
+  Lay l = {1, 2, 1, 1, "1f1b", 0, 2, FALSE, 0}; /* another layout: the refusal is not about layouts */
   g_autoptr(PxRuntime) rt = make(model, &l, PX_DTYPE_F32, op, &error);
   g_assert_no_error(error);
   g_assert_false(px_runtime_resume(rt, dir, &error));
@@ -298,7 +317,7 @@ static void test_flipped_byte(void) {
   g_assert_true(g_file_set_contents(path, buf, (gssize)len, NULL));
   /* restored: resumes */
   g_autoptr(GError) error = NULL;
-  Lay l = {1, 2, 1, 1, "1f1b", 0, 2, FALSE};
+  Lay l = {1, 2, 1, 1, "1f1b", 0, 2, FALSE, 0};
   g_autoptr(PxRuntime) rt = make_ok(model, &l, PX_DTYPE_F32);
   g_assert_true(px_runtime_resume(rt, dir, &error));
   g_assert_no_error(error);
@@ -324,7 +343,7 @@ static void test_other_run(void) {
   /* the same run under another learning rate is not another run */
   g_autoptr(GError) error = NULL;
   Opts lr = {7, 1e-3};
-  Lay l = {1, 1, 1, 1, "1f1b", 0, 2, FALSE};
+  Lay l = {1, 1, 1, 1, "1f1b", 0, 2, FALSE, 0};
   g_autoptr(PxRuntime) rt = make(model, &l, PX_DTYPE_F32, &lr, &error);
   g_assert_true(px_runtime_resume(rt, dir, &error));
   g_assert_no_error(error);
@@ -446,7 +465,7 @@ static void test_nonfinite(void) {
   g_autoptr(PxModel) model = model_of("tiny-gpt");
   g_autoptr(GError) error = NULL;
   Opts huge = {7, 1e30};
-  Lay l = {2, 1, 2, 1, "1f1b", 1, 2, FALSE};
+  Lay l = {2, 1, 2, 1, "1f1b", 1, 2, FALSE, 0};
   g_autoptr(PxRuntime) rt = make(model, &l, PX_DTYPE_F32, &huge, &error);
   g_assert_no_error(error);
   int s = 0;
@@ -467,6 +486,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/checkpoint/cross-layout/f64", test_cross_f64);
   g_test_add_func("/checkpoint/cross-layout/padded-vocab", test_cross_padded_vocab);
   g_test_add_func("/checkpoint/same-layout", test_same_layout);
+  g_test_add_func("/checkpoint/cross-layout/bucket-shards", test_cross_bucket_shards);
   g_test_add_func("/checkpoint/refuse/flipped-byte", test_flipped_byte);
   g_test_add_func("/checkpoint/refuse/missing-shard", test_missing_shard);
   g_test_add_func("/checkpoint/refuse/other-run", test_other_run);

@@ -503,8 +503,13 @@ static void test_dp_reduction(void) {
   /* ZeRO 1 under this executor's stack (parallax: exec/runtime.c dp_reduce
    * reduce-scatters into the shard from ZeRO-1 on): 162816 B as ZeRO 2; under
    * DeepSpeed's ZeRO-1 an all-reduce, 325632 B. With buckets (dp reduction in
-   * the backward: 217088 B of gradients, buckets of 60000 B: several) this
-   * executor all-reduces each bucket, 325632 B again. */
+   * the backward, buckets of 60000 B = 30000 elements, filled from the last
+   * layer: head 0 + final norm 128 + block 49984 = 50112; block 49984;
+   * embedding 8448) this executor pads each bucket to dp slices and
+   * reduce-scatters it (buckets.h px_buckets_shard_layout, Megatron-Core's
+   * distributed optimizer): a ring reduce-scatter sends (dp-1)/dp of the
+   * padded bucket per rank. dp 4 divides every bucket (slices 12528, 12496,
+   * 2112): 3/4 * 2 * 108544 = 162816 B, as unbucketed. */
   p.zero = 1;
   g_autoptr(PxCostTable) t1 = tiny_table(&p, &c, &m);
   g_assert_cmpfloat(REL(t1->dp_bytes[0], 162816.0), <, 1e-12);
@@ -516,8 +521,36 @@ static void test_dp_reduction(void) {
   p.stack = PX_STACK_PARALLAX;
   p.bucket_bytes = 60000;
   g_autoptr(PxCostTable) t1b = tiny_table(&p, &c, &m);
-  g_assert_cmpfloat(REL(t1b->dp_bytes[0], 325632.0), <, 1e-12);
+  g_assert_cmpfloat(REL(t1b->dp_bytes[0], 162816.0), <, 1e-12);
   px_model_free(m);
+  {
+    /* dp 3 pads: slices ceil(50112/3) = 16704, ceil(49984/3) = 16662 (2
+     * elements of padding), ceil(8448/3) = 2816: 3 * 36182 = 108546 elements,
+     * 217092 B. ZeRO-1 and ZeRO-2: the reduce-scatter sends 2/3 * 217092 =
+     * 144728 B in 2 * 2us + 144728 / 4e11 s; the optimizer step is Adam on
+     * 108544 / 3 params (24 + 2 + 2 B each over 3 TB/s) then the all-gather
+     * of the padded buckets, again 2 * 2us + 144728 / 4e11 s. DeepSpeed's
+     * stack keeps its own figures (ZeRO-1 all-reduces, unpadded: 2 * 2/3 *
+     * 217088 B). */
+    PxCluster c3 = make_cluster(3, 1);
+    PxPlan p3;
+    set_plan(&p3, 3, 1, 1, 1, 3);
+    p3.bucket_bytes = 60000;
+    for (int z = 1; z <= 2; z++) {
+      p3.zero = z;
+      g_autoptr(PxCostTable) t = tiny_table(&p3, &c3, &m);
+      g_assert_cmpfloat(REL(t->dp_bytes[0], 144728.0), <, 1e-12);
+      g_assert_cmpfloat(REL(t->dp_reduce[0], 4e-6 + 144728.0 / 4e11), <, 1e-12);
+      g_assert_cmpfloat(REL(t->optimizer[0], 108544.0 / 3 * 28 / 3e12 + 4e-6 + 144728.0 / 4e11), <, 1e-12);
+      px_model_free(m);
+    }
+    p3.zero = 1;
+    p3.stack = PX_STACK_DEEPSPEED;
+    g_autoptr(PxCostTable) td = tiny_table(&p3, &c3, &m);
+    g_assert_cmpfloat(REL(td->dp_bytes[0], 2 * 2.0 / 3 * 217088.0), <, 1e-12);
+    px_model_free(m);
+    px_plan_clear(&p3);
+  }
   p.bucket_bytes = 0;
   /* The gathers hold collective_sms of the SMs while they run (NCCL issue
    * #689): with 25 of 100 SMs the pass computes on 75 % of the GPU for the
