@@ -1156,13 +1156,14 @@ static gboolean head_bwd(PxGpt *g, int chunk, int li, PxGptActs *a, LayerActs *l
   return dxr && px_op_residual_bwd(g->r.be, dx, NULL, dxr, error);
 }
 
-/* Recompute the forward of blocks [s0, s1) from the segment's input. */
+/* Recompute the forward of blocks [s0, s1) from the segment's input (within
+ * the backward of block s1 - 1, which uses its weights next). */
 static gboolean recompute_segment(PxGpt *g, PxGptActs *a, int s0, int s1, GError **error) {
   PxGptChunk *ch = &g->chunks[a->chunk];
   for (int li = s0; li < s1; li++) {
     LayerActs *la = &a->layers[li - ch->first];
     if (la->s[A_LN1]) continue; /* already there */
-    TRY(layer_before(g, a->chunk, li, li + 1 < s1 ? li + 1 : -1, error));
+    TRY(layer_before(g, a->chunk, li, li + 1 < s1 ? li + 1 : s1 - 1, error));
     TRY(block_fwd(g, a->chunk, li, la, layer_input(a, li), error));
   }
   return TRUE;

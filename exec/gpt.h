@@ -181,9 +181,11 @@ void px_gpt_set_layer_hook(PxGpt *gpt, PxGptLayerDone fn, void *data);
  * before each layer, by a full recompute before each block it runs again,
  * and by px_gpt_backward before each layer's backward (after the layer's
  * recompute), on the calling thread, in the order of the compute stream.
- * next: the layer the gpt will use next in this pass (-1: none known); the
- * runtime binds the layer's gathered ZeRO-3 weights there and prefetches
- * next's (docs/executor.md). A FALSE return stops the pass. fn NULL: none. */
+ * next: the layer the gpt will use next in this pass (layer itself after a
+ * recompute's last block: its backward follows; -1: the pass ends with this
+ * layer); the runtime binds the layer's gathered ZeRO-3 weights there and
+ * prefetches next's, or at a pass's last layer the next pass's first
+ * (docs/executor.md). A FALSE return stops the pass. fn NULL: none. */
 typedef gboolean (*PxGptLayerBefore)(int chunk, int layer, int next, void *data, GError **error);
 void px_gpt_set_layer_before(PxGpt *gpt, PxGptLayerBefore fn, void *data);
 /* The parameter outside layer li of chunk that the layer reads (the LM head's

@@ -17,6 +17,7 @@
 #include "moe.h"
 #include "partition.h"
 #include "schedule.h"
+#include "zero3.h"
 
 G_DEFINE_QUARK(px-runtime-error-quark, px_runtime_error)
 
@@ -68,7 +69,7 @@ typedef struct {
   ShardPart *parts;   /* (n_parts) the rank's shard, sharded runs: one part (the flat 1/dp range),
                          two (split: dense over DP, experts over EDP) or one per bucket */
   int n_parts;
-  PxTensor *w;        /* full local weights: WEIGHTS (ZeRO < 3) or gathered BUFFERS (ZeRO-3, split layout only) */
+  PxTensor *w;        /* full local weights: WEIGHTS (ZeRO < 3) */
   PxTensor *w_shard;  /* ZeRO-3 shard: WEIGHTS */
   PxTensor *g;        /* full gradient accumulator: GRADS (ZeRO < 2) or BUFFERS */
   PxTensor *g_shard;  /* reduced shard: BUFFERS (ZeRO-1) or GRADS (ZeRO 2/3) */
@@ -80,9 +81,7 @@ typedef struct {
   gboolean has_tied;  /* holds wte or its tied copy (REDUCE_TIED) */
   int tied_param;
   gboolean pending;   /* DP reduction held for REDUCE_TIED */
-  PxDevEvent *gathered; /* ZeRO-3: the chunk's weights have arrived */
-  gboolean by_layer;     /* ZeRO-3 gathered layer by layer into the rank's two slots (else whole, into w) */
-  gboolean gathering;   /* a gather was queued since the last wait */
+  gboolean by_layer;     /* ZeRO-3: gathered layer by layer into the rank's two slots */
   /* the DP reduction in buckets (the program's REDUCE_GRADS chunk=c bucket=b):
    * each bucket all-reduced over its group as soon as the chunk's last
    * backward has finished its layers (the gpt's per-layer hook) */
@@ -141,6 +140,7 @@ typedef struct {
   PxDevEvent *zready[2]; /* the slot's last gather has arrived */
   int zchunk[2], zlayer[2]; /* the layer each slot holds (zchunk -1: none) */
   int zcur;              /* the slot bound last (-1: none) */
+  PxZero3Gathers zstats; /* this step's layer gathers */
   gboolean sharded;     /* ZeRO >= 1 with dp > 1 */
   int zero;             /* effective: 0 when dp == 1 */
   /* per step */
@@ -278,42 +278,75 @@ static gboolean chunk_bind(Rank *r, int c, PxTensor *w, PxTensor *g, GError **er
 /* ---- ZeRO-3 layer by layer ----
  * A chunk gathered by layer (ChunkState.by_layer) keeps its flat shard
  * layout; a layer's weights are a contiguous range [lo, hi) of the chunk's
- * flat buffer (plus, for an LM head tied to the embedding this rank holds,
- * wte's range: px_gpt_layer_borrows), gathered into one of the rank's two
- * slots as a broadcast from each DP rank whose shard meets the range (its
- * piece copied into the slot first), on the collective stream. The gpt's
+ * flat buffer (the split layout of an MoE model whose experts shard over
+ * EDP: its dense tensors' range in the dense region and its experts' in the
+ * experts' region; plus, for an LM head tied to the embedding this rank
+ * holds, wte's range: px_gpt_layer_borrows), gathered into one of the rank's
+ * two slots as a broadcast from each rank of the range's group (DP; the
+ * experts' region: EDP) whose shard meets the range (its piece copied into
+ * the slot first), on the collective stream. The gpt's
  * before-layer hook binds the layer's weights to its slot (waiting for its
  * gather) and queues the gather of the layer it uses next into the other
  * slot, behind the compute queued so far (the previous layer, the slot's
- * last reader). Every DP rank runs the same layers in the same order, so
- * the broadcasts come in the same order on every rank. */
+ * last reader); at a pass's last layer the one used next is the first layer
+ * of the rank's next forward or backward in the program (px_zero3_next_pass),
+ * so a step gathers on demand only its first layer (at GATHER_PARAMS).
+ * Every DP rank runs the same program, so the broadcasts come in the same
+ * order on every rank. */
 
 static gboolean after_compute(Rank *r, PxStream *s, GError **error);
 
+#define MAX_PIECES 3
 typedef struct {
   int c;
   guint p0, p1; /* the chunk's parameters [p0, p1) */
+  int part;     /* -1: all of them; split layout: 0 the dense ones, 1 the experts (shard_parts' index) */
 } UnitPiece;
 
-/* Layer li of chunk c's pieces of parameters (1 or 2). */
-static int layer_unit(Rank *r, int c, int li, UnitPiece u[2]) {
-  const PxGptChunk *ch = px_gpt_chunk(r->gpt, c);
-  u[0] = (UnitPiece){c, (guint)ch->layer_param[li - ch->first], (guint)ch->layer_param[li - ch->first + 1]};
-  int fc, fp;
-  if (!px_gpt_layer_borrows(r->gpt, c, li, &fc, &fp)) return 1;
-  u[1] = (UnitPiece){fc, (guint)fp, (guint)fp + 1};
-  return 2;
+static gboolean in_piece(Rank *r, const UnitPiece *u, guint i) {
+  return u->part < 0 || px_gpt_chunk(r->gpt, u->c)->params[i].expert == (u->part == 1);
 }
 
-/* The flat range [lo, hi) of piece u. */
+/* Params [p0, p1) of chunk c as pieces (one, or split: the dense and the
+ * expert ones, each contiguous in their region), appended to u at n. */
+static int add_pieces(Rank *r, int c, guint p0, guint p1, UnitPiece *u, int n) {
+  if (!r->chunks[c].split) {
+    u[n++] = (UnitPiece){c, p0, p1, -1};
+    return n;
+  }
+  for (int part = 0; part < 2; part++) {
+    UnitPiece q = {c, p0, p1, part};
+    gboolean any = FALSE;
+    for (guint i = p0; i < p1 && !any; i++) any = in_piece(r, &q, i);
+    if (any) u[n++] = q;
+  }
+  return n;
+}
+
+/* Layer li of chunk c's pieces of parameters (1 to MAX_PIECES). */
+static int layer_unit(Rank *r, int c, int li, UnitPiece u[MAX_PIECES]) {
+  const PxGptChunk *ch = px_gpt_chunk(r->gpt, c);
+  int n = add_pieces(r, c, (guint)ch->layer_param[li - ch->first], (guint)ch->layer_param[li - ch->first + 1], u, 0);
+  int fc, fp;
+  if (px_gpt_layer_borrows(r->gpt, c, li, &fc, &fp)) n = add_pieces(r, fc, (guint)fp, (guint)fp + 1, u, n);
+  return n;
+}
+
+/* The flat range [lo, hi) of piece u (empty: its params hold nothing). */
 static void piece_range(Rank *r, const UnitPiece *u, gint64 *lo, gint64 *hi) {
   const PxGptChunk *ch = px_gpt_chunk(r->gpt, u->c);
-  *lo = *hi = u->p0 < ch->n_params ? param_offset(r, u->c, u->p0) : 0;
-  if (u->p1 > u->p0) *hi = param_offset(r, u->c, u->p1 - 1) + ch->params[u->p1 - 1].numel;
+  *lo = G_MAXINT64;
+  *hi = 0;
+  for (guint i = u->p0; i < u->p1; i++)
+    if (in_piece(r, u, i)) {
+      *lo = MIN(*lo, param_offset(r, u->c, i));
+      *hi = MAX(*hi, param_offset(r, u->c, i) + ch->params[i].numel);
+    }
+  if (*lo > *hi) *lo = *hi = 0;
 }
 
 static gint64 unit_numel(Rank *r, int c, int li) {
-  UnitPiece u[2];
+  UnitPiece u[MAX_PIECES];
   gint64 n = 0, lo, hi;
   for (int k = 0, np = layer_unit(r, c, li, u); k < np; k++) {
     piece_range(r, &u[k], &lo, &hi);
@@ -334,64 +367,78 @@ static int zero3_slot_of(Rank *r, int c, int li) {
   return -1;
 }
 
-/* Queue the gather of layer li of chunk c into slot k; its bytes received. */
+/* Queue the gather of layer li of chunk c into slot k; its bytes received
+ * added to *bytes. */
 static gboolean zero3_gather(Rank *r, int c, int li, int k, double *bytes, GError **error) {
-  UnitPiece u[2];
+  UnitPiece u[MAX_PIECES];
   PxDType dt = r->rt->pdt;
   gsize es = px_dtype_size(dt);
-  int n = px_comm_size(r->dp);
   TRY(after_compute(r, r->coll_s, error)); /* the slot's last reader is queued before */
   gint64 dst = 0, lo, hi;
   for (int q = 0, np = layer_unit(r, c, li, u); q < np; q++) {
     ChunkState *cs = &r->chunks[u[q].c];
-    gint64 S = cs->shard;
+    const ShardPart *parts; /* one, or split two: the dense over DP, the experts over EDP */
+    shard_parts(r, u[q].c, &parts);
+    /* the range's group: shards of S from base, this rank's the S at lo, at `at` in its shard tensor */
+    const ShardPart *g = &parts[MAX(u[q].part, 0)];
+    gint64 S = g->n;
+    int n = px_comm_size(g->comm), me = S > 0 ? (int)((g->lo - g->base) / S) : -1;
     piece_range(r, &u[q], &lo, &hi);
-    for (int j = 0; j < n; j++) {
-      gint64 a = MAX(lo, (gint64)j * S), b = MIN(hi, (gint64)(j + 1) * S), len = b - a;
+    for (int j = 0; j < n && S > 0; j++) {
+      gint64 a = MAX(lo, g->base + (gint64)j * S), b = MIN(hi, g->base + (gint64)(j + 1) * S), len = b - a;
       if (len <= 0) continue;
-      if (j == r->dp_rank) { /* the root's piece from its shard */
+      if (j == me) { /* the root's piece from its shard */
         g_autoptr(PxTensor) to = px_tensor_view(r->zslot[k], "gathered", dst + a - lo, 1, &len, error);
-        g_autoptr(PxTensor) from = to ? px_tensor_view(cs->w_shard, "w_shard", a - (gint64)j * S, 1, &len, error) : NULL;
+        g_autoptr(PxTensor) from =
+            to ? px_tensor_view(cs->w_shard, "w_shard", g->at + a - g->lo, 1, &len, error) : NULL;
         TRY(from && px_tensor_copy_async(to, from, r->coll_s, error));
       }
-      TRY(px_comm_broadcast(r->dp, (char *)r->zslot[k]->data + (dst + a - lo) * es, (gsize)len, dt, j, r->coll_s,
+      TRY(px_comm_broadcast(g->comm, (char *)r->zslot[k]->data + (dst + a - lo) * es, (gsize)len, dt, j, r->coll_s,
                             error));
-      if (j != r->dp_rank) *bytes += (double)len * es;
+      if (j != me) *bytes += (double)len * es;
     }
     dst += hi - lo;
   }
   TRY(px_event_record(r->zready[k], r->coll_s, error));
   r->zchunk[k] = c;
   r->zlayer[k] = li;
+  r->zstats.gathers++;
   return TRUE;
 }
 
 /* Bind layer li of chunk c's weights to slot k. */
 static gboolean zero3_bind(Rank *r, int c, int li, int k, GError **error) {
-  UnitPiece u[2];
+  UnitPiece u[MAX_PIECES];
   gint64 dst = 0, lo, hi;
   for (int q = 0, np = layer_unit(r, c, li, u); q < np; q++) {
     piece_range(r, &u[q], &lo, &hi);
     for (guint i = u[q].p0; i < u[q].p1; i++)
-      TRY(px_gpt_param_bind_w(r->gpt, u[q].c, i, r->zslot[k], dst + param_offset(r, u[q].c, i) - lo, error));
+      if (in_piece(r, &u[q], i))
+        TRY(px_gpt_param_bind_w(r->gpt, u[q].c, i, r->zslot[k], dst + param_offset(r, u[q].c, i) - lo, error));
     dst += hi - lo;
   }
   return TRUE;
 }
 
 /* The gpt's hook before layer li runs: its weights bound to its slot (gathered
- * now if not prefetched), then layer next's gather queued into the other. */
+ * now if not prefetched), then the gather of the layer used next (next, or
+ * after the pass's last layer the next pass's first) queued into the other. */
 static gboolean zero3_before(int c, int li, int next, void *data, GError **error) {
   Rank *r = data;
   if (!r->chunks[c].by_layer) return TRUE;
-  double bytes = 0; /* the instruction's bytes are its compute's: the gathers are not counted there */
-  int k = zero3_slot_of(r, c, li);
-  if (k < 0) TRY(zero3_gather(r, c, li, k = r->zcur == 0 ? 1 : 0, &bytes, error));
+  double *bytes = &r->bytes[r->at]; /* the instruction's: the bytes its gathers receive (common/zero3.h) */
+  int k = zero3_slot_of(r, c, li), nc = c;
+  if (k < 0) {
+    TRY(zero3_gather(r, c, li, k = r->zcur == 0 ? 1 : 0, bytes, error));
+    r->zstats.on_demand++;
+  }
   TRY(px_stream_wait_event(r->compute, r->zready[k], error));
   TRY(zero3_bind(r, c, li, k, error));
   r->zcur = k;
-  if (next >= 0 && zero3_slot_of(r, c, next) < 0) TRY(zero3_gather(r, c, next, 1 - k, &bytes, error));
-  return TRUE;
+  /* the pass ends here: the next pass's first layer (common/zero3.h) */
+  if (next < 0 && !px_zero3_next_pass(r->rt->model, &r->rt->plan, r->rt->part, r->rt->prog, r->stage, r->at, &nc, &next))
+    return TRUE;
+  return zero3_slot_of(r, nc, next) >= 0 || zero3_gather(r, nc, next, 1 - k, bytes, error);
 }
 
 /* The two slots (BUFFERS, each the largest layer of the rank's chunks
@@ -503,8 +550,7 @@ static gboolean chunk_alloc(Rank *r, int c, GError **error) {
   g_autofree char *ng = g_strdup_printf("chunk%d.grads", c);
   if (r->zero >= 3) {
     TRY(cs->w_shard = tensor1(r->be, nw, dt, PX_MEM_WEIGHTS, cs->shard, error));
-    TRY(cs->gathered = px_event_new(r->be, error));
-    cs->by_layer = !cs->split; /* the experts' regions over EDP: the whole chunk */
+    cs->by_layer = TRUE;
   } else {
     TRY(cs->w = tensor1(r->be, nw, dt, PX_MEM_WEIGHTS, cs->padded, error));
   }
@@ -638,7 +684,6 @@ static void rank_free(Rank *r) {
     PxTensor **ts[] = {&cs->w, &cs->w_shard, &cs->g, &cs->g_shard, &cs->m, &cs->v, &cs->master, &cs->stage,
                        &cs->stage_shard};
     for (gsize i = 0; i < G_N_ELEMENTS(ts); i++) g_clear_pointer(ts[i], px_tensor_free);
-    px_event_free(cs->gathered);
     g_free(cs->off);
     g_free(cs->parts);
     g_free(cs->bucket_instr);
@@ -1091,15 +1136,6 @@ static gboolean after_compute(Rank *r, PxStream *s, GError **error) {
   return px_event_record(r->ev_compute, r->compute, error) && px_stream_wait_event(s, r->ev_compute, error);
 }
 
-/* Compute from now on waits for the chunk's whole ZeRO-3 gather, if one is
- * queued (the split layout; by layer: zero3_before). */
-static gboolean wait_gather(Rank *r, int c, GError **error) {
-  ChunkState *cs = &r->chunks[c];
-  if (!cs->gathering) return TRUE;
-  cs->gathering = FALSE;
-  return px_stream_wait_event(r->compute, cs->gathered, error);
-}
-
 static gboolean op_load(Rank *r, int mb, GError **error) {
   PxRuntime *rt = r->rt;
   int B = rt->plan.mbs, T = rt->plan.seq, cp = MAX(rt->plan.cp, 1);
@@ -1135,7 +1171,6 @@ static gboolean op_forward(Rank *r, int mb, int c, GError **error) {
   PxRuntime *rt = r->rt;
   int part = part_of(r, c), s = slot(r, mb, c);
   gboolean first = part == 0, last = part == rt->part->parts - 1;
-  TRY(wait_gather(r, c, error));
   if (r->recv[s]) TRY(px_stream_wait_event(r->compute, r->recv_ev[s], error));
   TRY(inputs_arrived(r, error));
   PxGptActs *a = px_gpt_forward_acc(r->gpt, c, g_steal_pointer(&r->recv[s]), first ? r->inputs[mb] : NULL,
@@ -1151,7 +1186,6 @@ static gboolean op_backward(Rank *r, const PxInstr *ins, GError **error) {
   int s = slot(r, ins->mb, ins->chunk);
   PxGptActs *a = r->acts[s];
   if (!a) return rfail(error, PX_RUNTIME_ERROR_FAILED, "backward of mb %d chunk %d before its forward", ins->mb, ins->chunk);
-  TRY(wait_gather(r, ins->chunk, error));
   if (r->rgrad[s]) TRY(px_stream_wait_event(r->compute, r->recv_ev[s], error));
   TRY(inputs_arrived(r, error));
   /* each rank's loss is the mean over its tokens; the objective the mean over
@@ -1169,7 +1203,6 @@ static gboolean op_backward(Rank *r, const PxInstr *ins, GError **error) {
 static gboolean op_backward_weight(Rank *r, const PxInstr *ins, GError **error) {
   int s = slot(r, ins->mb, ins->chunk);
   if (!r->acts[s]) return rfail(error, PX_RUNTIME_ERROR_FAILED, "weight pass of mb %d before its backward", ins->mb);
-  TRY(wait_gather(r, ins->chunk, error));
   TRY(inputs_arrived(r, error));
   gboolean armed = with_hook(r, ins, TRUE);
   gboolean ok = px_gpt_backward_weight(r->gpt, r->acts[s], error);
@@ -1549,10 +1582,6 @@ static gboolean grads_from_stage(Rank *r, int c, GError **error) {
 static gboolean op_reduce_grads(Rank *r, const PxInstr *ins, double *bytes, GError **error) {
   int c = ins->chunk;
   ChunkState *cs = &r->chunks[c];
-  if (r->zero >= 3 && !cs->by_layer && ins->bucket <= 0) { /* the gathered weights were held until the chunk's last backward */
-    g_clear_pointer(&cs->w, px_tensor_free);
-    TRY(chunk_bind(r, c, NULL, cs->g, error));
-  }
   if (ins->bucket >= 0) { /* queued by the backward's hook, or held for REDUCE_TIED, or now */
     int b = ins->bucket;
     if (b >= cs->n_buckets) return rfail(error, PX_RUNTIME_ERROR_FAILED, "chunk %d has no bucket %d", c, b);
@@ -1565,25 +1594,14 @@ static gboolean op_reduce_grads(Rank *r, const PxInstr *ins, double *bytes, GErr
   return dp_reduce(r, c, bytes, error);
 }
 
+/* The chunk's first layer, unless the pass before prefetched it; the
+ * forward's hook binds it and gathers on (ZeRO-3 layer by layer). */
 static gboolean op_gather(Rank *r, int c, double *bytes, GError **error) {
-  ChunkState *cs = &r->chunks[c];
-  if (cs->by_layer) { /* the chunk's first layer; the forward's hook binds it and gathers on */
-    int first = px_gpt_chunk(r->gpt, c)->first;
-    *bytes = 0;
-    return zero3_slot_of(r, c, first) >= 0 || zero3_gather(r, c, first, r->zcur == 0 ? 1 : 0, bytes, error);
-  }
-  g_autofree char *name = g_strdup_printf("chunk%d.gathered", c);
-  if (!cs->w) TRY(cs->w = tensor1(r->be, name, dtype_of(r), PX_MEM_BUFFERS, cs->padded, error));
-  TRY(after_compute(r, r->coll_s, error));
-  gsize es = px_dtype_size(dtype_of(r));
-  const ShardPart *parts;
-  for (int k = 0, n = shard_parts(r, c, &parts); k < n; k++) /* over DP (split: the experts over EDP) */
-    TRY(px_comm_all_gather(parts[k].comm, (char *)cs->w_shard->data + parts[k].at * es,
-                           (char *)cs->w->data + parts[k].base * es, (gsize)parts[k].n, dtype_of(r), r->coll_s, error));
-  TRY(px_event_record(cs->gathered, r->coll_s, error));
-  cs->gathering = TRUE;
-  *bytes = (double)cs->w->bytes;
-  return chunk_bind(r, c, cs->w, cs->g, error);
+  int first = px_gpt_chunk(r->gpt, c)->first;
+  *bytes = 0;
+  if (zero3_slot_of(r, c, first) >= 0) return TRUE;
+  r->zstats.on_demand++;
+  return zero3_gather(r, c, first, r->zcur == 0 ? 1 : 0, bytes, error);
 }
 
 static gboolean op_reduce_tied(Rank *r, double *bytes, GError **error) {
@@ -1927,6 +1945,7 @@ static gboolean step_job(Rank *r, gpointer data, GError **error) {
   r->step_scale = r->scale;
   r->bytes = bytes;
   memset(r->pre, 0, sizeof(gboolean) * rp->n);
+  memset(&r->zstats, 0, sizeof r->zstats);
   for (int c = 0; c < rt->prog->vpp; c++) { /* the buckets of a new step */
     ChunkState *cs = &r->chunks[c];
     cs->n_done = 0;
@@ -2056,6 +2075,13 @@ static void rank_memory(Rank *r, PxRankMemory *out) {
   /* activations are predicted in the run's dtype already (px_memory_new_act) */
   p->buffers *= k;
   p->total = p->weights + p->gradients + p->optimizer + p->activations + p->buffers + p->workspace;
+}
+
+gboolean px_runtime_zero3_gathers(PxRuntime *rt, int rank, PxZero3Gathers *out) {
+  Rank *r = local_rank(rt, rank);
+  if (!r) return FALSE;
+  *out = r->zstats;
+  return TRUE;
 }
 
 gboolean px_runtime_memory(PxRuntime *rt, int rank, PxRankMemory *out) {

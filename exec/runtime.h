@@ -16,8 +16,10 @@
  *                     from inside the chunk's last backward, once its layers are
  *                     done (the gpt's per-layer hook; ZeRO: in place, then the
  *                     shard copied; docs/executor.md)
- *  GATHER_PARAMS      ZeRO-3 all-gather of the chunk's weights, freed after its
- *                     last backward (at its REDUCE_GRADS)
+ *  GATHER_PARAMS      ZeRO-3: the chunk's first layer gathered into a slot
+ *                     (unless prefetched); the others are gathered layer by
+ *                     layer, one ahead, from the gpt's before-layer hook
+ *                     (docs/executor.md)
  *  REDUCE_TIED        all-reduce of wte's gradient between first and last stage
  *  OPTIMIZER_STEP     (sequence parallel: norm gradients summed over TP first)
  *                     global-norm clipping over all ranks, AdamW (warm-up + cosine
@@ -129,6 +131,14 @@ gboolean px_runtime_step(PxRuntime *rt, PxStepResult *out, GError **error);
 int px_runtime_rank(const PxRuntime *rt);
 /* The memory of a rank of this process; FALSE if it lives in another. */
 gboolean px_runtime_memory(PxRuntime *rt, int rank, PxRankMemory *out);
+/* ZeRO-3 gathered layer by layer (docs/executor.md): the last step's layer
+ * gathers of a rank of this process (FALSE if it lives in another). */
+typedef struct {
+  int gathers;           /* layers gathered into a slot */
+  int on_demand;         /* of them, gathered for the layer about to run (its compute waits for the
+                            whole gather), not ahead of it; the rest were prefetched */
+} PxZero3Gathers;
+gboolean px_runtime_zero3_gathers(PxRuntime *rt, int rank, PxZero3Gathers *out);
 /* The collectives a rank of this process has called on its DP (dp·cp)
  * communicator since the runtime was made (comm.h px_comm_traffic); FALSE if
  * the rank lives in another process. */

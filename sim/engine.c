@@ -101,10 +101,16 @@ static double part_value(const double *a, int part) {
   return a ? a[part] : 0;
 }
 
+/* The bytes the rank's ZeRO-3 layer gathers receive during its current instruction. */
+static double zero3_bytes(const Sim *sim, const Rank *r) {
+  const double *b = sim->opt->zero3_bytes ? sim->opt->zero3_bytes[r->rank] : NULL;
+  return b ? b[r->pc] : 0;
+}
+
 /* compute-stream op of duration d */
 static void compute(Sim *sim, Rank *r, const PxInstr *in, double d) {
   if (r->start < 0 && px_op_is_compute(in->kind)) r->start = r->t;
-  record(sim, r, PX_STREAM_COMPUTE, in->kind, in->mb, in->chunk, r->t, r->t + d, 0, -1);
+  record(sim, r, PX_STREAM_COMPUTE, in->kind, in->mb, in->chunk, r->t, r->t + d, zero3_bytes(sim, r), -1);
   if (r->paired > 0 && px_op_is_compute(in->kind)) {
     if (r->paired == 2) r->pair_start = r->t;
     if (--r->paired == 0 && sim->tl) px_timeline_add_pair(sim->tl, r->rank, r->pair_start, r->t + d);
@@ -163,7 +169,9 @@ static void resolve(Sim *sim, Coll *c) {
     if (c->start > m->coll_free) m->coll_run = c->start; /* the stream was idle before it */
     m->coll_free = MAX(m->coll_free, c->end);
     m->op_time[c->kind] += c->end - c->start;
-    record(sim, m, PX_STREAM_COLLECTIVE, c->kind, -1, c->chunk, c->start, c->end, c->bytes, c->bucket);
+    /* a GATHER_PARAMS's bytes are each member's own (its part of the layer: common/zero3.h) */
+    double bytes = c->kind == PX_OP_GATHER_PARAMS ? zero3_bytes(sim, m) : c->bytes;
+    record(sim, m, PX_STREAM_COLLECTIVE, c->kind, -1, c->chunk, c->start, c->end, bytes, c->bucket);
     if (m->wait == WAIT_PREV_COLL || m->wait == WAIT_COLL) enqueue(sim, c->members[i]);
   }
 }

@@ -52,6 +52,12 @@ typedef struct {
   const double *static_bytes;  /* (pp) held all step: weights, gradients, optimizer, buffers, workspace */
   const double *gather_bytes;  /* (parts) ZeRO-3 gathered parameters, from GATHER_PARAMS to the
                                   chunk's last backward */
+  /* ZeRO-3 gathered by layer (common/zero3.h), optional (NULL: none): the
+   * bytes a rank's layer gathers receive while each instruction of its
+   * stage's program runs (a forward or backward, GATHER_PARAMS), its
+   * timeline event's bytes: (world) [global rank][instruction], NULL for a
+   * rank not simulated */
+  const double *const *zero3_bytes;
   gboolean full;               /* every rank, not one per stage */
   gboolean no_timeline;        /* do not record events (searches, benchmarks) */
 } PxSimOptions;

@@ -1,5 +1,6 @@
 /* predict.c — see predict.h. */
 #include "predict.h"
+#include "zero3.h"
 
 /* Memory the engine tracks: each part's activations per micro-batch (the
  * core's list, px_part_activation_bytes), of which a split backward holds
@@ -33,6 +34,23 @@ gboolean px_predict(PxPrediction *r, const PxModel *model, const PxCluster *clus
   }
   PxSimOptions opt = {.act_bytes = act, .act_w_bytes = kept, .static_bytes = stat, .full = full,
                       .no_timeline = !timeline};
+  /* ZeRO-3 by layer: the bytes each instruction's layer gathers receive, for
+   * the ranks simulated (every one, or DP and TP rank 0 of each stage) */
+  int world = px_plan_world(p);
+  g_autoptr(GPtrArray) z3 = g_ptr_array_new_with_free_func(g_free);
+  if (!ideal && timeline && px_zero3_by_layer(model, p)) {
+    g_ptr_array_set_size(z3, world);
+    for (int rank = 0; rank < world; rank++) {
+      int d, t, s;
+      px_plan_rank_coords(p, rank, &d, &t, &s);
+      if (!full && (d != 0 || t != 0)) continue;
+      g_autoptr(PxZero3Walk) w = px_zero3_walk_new(model, p, r->part, r->prog, rank);
+      double *b = g_new(double, MAX(w->n, 1));
+      for (guint i = 0; i < w->n; i++) b[i] = (double)w->received[i] * px_plan_act_bytes(p);
+      z3->pdata[rank] = b;
+    }
+    opt.zero3_bytes = (const double *const *)z3->pdata;
+  }
   r->res = px_simulate(r->prog, r->tab, &opt, error);
   return r->res != NULL;
 }

@@ -29,7 +29,8 @@ typedef struct {
   PxOpKind kind;
   int mb, chunk;       /* -1 when none */
   double start, end;   /* seconds from the start of the step */
-  double bytes;        /* bytes moved (communication), 0 otherwise */
+  double bytes;        /* bytes moved (communication; a forward's or backward's: its ZeRO-3
+                          layer gathers, common/zero3.h), 0 otherwise */
   int bucket;          /* REDUCE_GRADS in buckets: the bucket (schedule.h), -1 otherwise */
 } PxEvent;
 

@@ -8,8 +8,10 @@
  * exactly). Layouts: dp 2, dp 2 · tp 2, dp 2 · pp 2 (1f1b, zb-h1: the W pass
  * reads no weights, interleaved: the two slots shared by the rank's chunks),
  * full recompute (checkpoint segments of 1 and 2 blocks: the recompute's
- * order of layers), bf16 (fp32 master weights). Every case again with the
- * ZeRO-3 run under rendezvous mode (as NCCL).
+ * order of layers), bf16 (fp32 master weights), and tiny-moe ep 2 · dp 4
+ * (the experts shard over edp 2: a layer's dense range broadcast over DP,
+ * its experts' over EDP). Every case again with the ZeRO-3 run under
+ * rendezvous mode (as NCCL).
  *
  * Memory: the only difference between the two runs' buffers is the two slots
  * (ZeRO-2 holds its full weights as WEIGHTS): the BUFFERS held after the
@@ -27,11 +29,13 @@
 #include "runtime.h"
 #include "schedule.h"
 #include "parity.h"
+#include "predict.h"
 
 typedef struct {
   Layout l;
   PxDType dt;
   gint64 max_layer; /* by hand, elements (0: not computed by hand) */
+  int ep;           /* MoE: expert parallelism (0: 1) */
 } Case;
 
 static PxRuntime *case_runtime(const PxModel *model, const Case *c, int zero, gboolean rendezvous) {
@@ -39,6 +43,7 @@ static PxRuntime *case_runtime(const PxModel *model, const Case *c, int zero, gb
   Layout l = c->l;
   l.zero = zero;
   layout_plan(&l, &plan);
+  plan.ep = MAX(c->ep, 1);
   g_autoptr(GError) error = NULL;
   PxRuntime *rt = plan_runtime(model, &plan, c->dt, rendezvous, &error);
   g_assert_no_error(error);
@@ -51,8 +56,8 @@ static void check_case(const Case *c, gboolean rendezvous) {
   PxRuntime *a = case_runtime(model, c, 2, FALSE), *b = case_runtime(model, c, 3, rendezvous);
   run_steps(a, STEPS, want, NULL);
   run_steps(b, STEPS, got, NULL);
-  g_autofree char *what = g_strdup_printf("%s dp%d tp%d pp%d vpp%d %s %s interval %d %s", c->l.model, c->l.dp, c->l.tp,
-                                          c->l.pp, MAX(c->l.vpp, 1), c->l.schedule, px_ckpt_name(c->l.ckpt),
+  g_autofree char *what = g_strdup_printf("%s dp%d tp%d pp%d vpp%d ep%d %s %s interval %d %s", c->l.model, c->l.dp,
+                                          c->l.tp, c->l.pp, MAX(c->l.vpp, 1), MAX(c->ep, 1), c->l.schedule, px_ckpt_name(c->l.ckpt),
                                           MAX(c->l.interval, 1), px_dtype_name(c->dt));
   for (int s = 0; s < STEPS; s++)
     if (got[s] != want[s]) g_error("%s: step %d loss %.17g under ZeRO-3, %.17g under ZeRO-2", what, s + 1, got[s], want[s]);
@@ -85,17 +90,173 @@ static void check_case(const Case *c, gboolean rendezvous) {
 }
 
 #define BLOCK 49984 /* tiny-gpt: 12 h^2 + 13 h, h = 64 */
+/* tiny-moe (h 32, 4 heads of 8, 2 KV heads, RMSNorm, no biases), an MoE
+ * block with ep 2: qkv 32·64 + out 32·32 + 2 norms of 32 + router 4·32 + 2
+ * of the 4 SwiGLU experts of 3·32·32 = 2,048 + 1,024 + 64 + 128 + 6,144;
+ * larger than a dense block (2,048 + 1,024 + 64 + 3·32·64 = 9,280) and the
+ * embedding or head (128·32) */
+#define MOE_BLOCK 9408
 static const Case cases[] = {
-  {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 3, PX_CKPT_NONE, 2, 8, FALSE, 1}, PX_DTYPE_F64, BLOCK},
-  {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 3, PX_CKPT_NONE, 2, 8, FALSE, 1}, PX_DTYPE_F32, BLOCK},
-  {{"tiny-gpt", 2, 2, 1, 1, "1f1b", 3, PX_CKPT_NONE, 2, 8, FALSE, 1}, PX_DTYPE_F32, 0},
-  {{"tiny-gpt", 2, 1, 2, 1, "1f1b", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, PX_DTYPE_F32, BLOCK},
-  {{"tiny-gpt", 2, 1, 2, 1, "zb-h1", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, PX_DTYPE_F64, BLOCK},
-  {{"tiny-gpt", 2, 1, 2, 2, "interleaved", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, PX_DTYPE_F64, BLOCK},
-  {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 3, PX_CKPT_FULL, 2, 8, FALSE, 1}, PX_DTYPE_F64, BLOCK},
-  {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 3, PX_CKPT_FULL, 2, 8, FALSE, 2}, PX_DTYPE_F64, BLOCK},
-  {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 3, PX_CKPT_NONE, 2, 8, FALSE, 1}, PX_DTYPE_BF16, BLOCK},
+  {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 3, PX_CKPT_NONE, 2, 8, FALSE, 1}, PX_DTYPE_F64, BLOCK, 1},
+  {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 3, PX_CKPT_NONE, 2, 8, FALSE, 1}, PX_DTYPE_F32, BLOCK, 1},
+  {{"tiny-gpt", 2, 2, 1, 1, "1f1b", 3, PX_CKPT_NONE, 2, 8, FALSE, 1}, PX_DTYPE_F32, 0, 1},
+  {{"tiny-gpt", 2, 1, 2, 1, "1f1b", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, PX_DTYPE_F32, BLOCK, 1},
+  {{"tiny-gpt", 2, 1, 2, 1, "zb-h1", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, PX_DTYPE_F64, BLOCK, 1},
+  {{"tiny-gpt", 2, 1, 2, 2, "interleaved", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, PX_DTYPE_F64, BLOCK, 1},
+  {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 3, PX_CKPT_FULL, 2, 8, FALSE, 1}, PX_DTYPE_F64, BLOCK, 1},
+  {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 3, PX_CKPT_FULL, 2, 8, FALSE, 2}, PX_DTYPE_F64, BLOCK, 1},
+  {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 3, PX_CKPT_NONE, 2, 8, FALSE, 1}, PX_DTYPE_BF16, BLOCK, 1},
+  /* MoE, ep 2 · dp 4: the experts shard over edp 2, the dense tensors over
+   * dp 4 (the split layout): a layer's slot holds its dense range and its
+   * experts' range, each broadcast over its own group */
+  {{"tiny-moe", 4, 1, 1, 1, "1f1b", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, PX_DTYPE_F64, MOE_BLOCK, 2},
+  {{"tiny-moe", 4, 1, 1, 1, "1f1b", 3, PX_CKPT_FULL, 1, 8, FALSE, 1}, PX_DTYPE_F32, MOE_BLOCK, 2},
 };
+
+/* Layer gathers per step (px_runtime_zero3_gathers), by hand. tiny-gpt has
+ * L = 7 layers (embedding, 4 blocks, final norm, head); pp 2 splits them
+ * [0, 3) and [3, 7) (n = 3 and 4 layers a stage). A pass uses its layers in
+ * order (forward first to last, backward last to first); a layer is gathered
+ * unless one of the two slots holds it, so where a pass turns round (F then
+ * B, B then F) its first two layers are the last two of the pass before
+ * (2 fewer gathers), while F after F or B after B gathers all n. With the
+ * next pass's first layer prefetched during the last layer of the pass
+ * before, only the step's very first layer (at GATHER_PARAMS) is gathered on
+ * demand: on_demand = 1 on every rank (gathering each pass's first layer on
+ * demand, as before, made it 7 for the gpipe case: F1..F3 and B1..B3).
+ * Full recompute with 2-block segments: a backward uses its layers in the
+ * order of the recompute (pp 2, stage 0: F 0 1 2, B 1 2 1 0; stage 1:
+ * F 3 4 5 6, B 6 5 3 4 3). */
+typedef struct {
+  Layout l;
+  int gathers[2]; /* per stage */
+} GatherCase;
+
+static const GatherCase gather_cases[] = {
+  /* gpipe, pp 1, m = 4: F0..F3 B0..B3, 2 m L uses, one turn (F3 B0): 2·4·7 − 2 */
+  {{"tiny-gpt", 2, 1, 1, 1, "gpipe", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, {54, 0}},
+  /* 1f1b, pp 2, m = 4: stage 0 F0 F1 B0 F2 B1 F3 B2 B3, 8·3 uses, 5 turns:
+   * 24 − 10; stage 1 F0 B0 F1 B1 ... F3 B3, 8·4 uses, 7 turns: 32 − 14 */
+  {{"tiny-gpt", 2, 1, 2, 1, "1f1b", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, {14, 18}},
+  /* the same with full recompute, 2-block segments: stage 0 F0 3, F1 3,
+   * B0 F2 B1 F3 B2 1 each (only layer 0 or 2 new), B3 2 (2 and 0): 13;
+   * stage 1 F0 4, B0 2 (3, 4), then F 2 (5, 6) and B 2 (3, 4) three
+   * times: 18 */
+  {{"tiny-gpt", 2, 1, 2, 1, "1f1b", 3, PX_CKPT_FULL, 1, 8, FALSE, 2}, {13, 18}},
+};
+
+static void test_gathers(gconstpointer p) {
+  const GatherCase *c = p;
+  g_autoptr(PxModel) model = load_model(c->l.model);
+  g_autoptr(GError) error = NULL;
+  PxRuntime *rt = layout_runtime(model, &c->l, PX_DTYPE_F32, &error);
+  g_assert_no_error(error);
+  for (int s = 0; s < 2; s++) { /* every step alike */
+    run_steps(rt, 1, NULL, NULL);
+    for (int r = 0; r < px_runtime_world(rt); r++) {
+      PxRankMemory m;
+      PxZero3Gathers z;
+      g_assert_true(px_runtime_memory(rt, r, &m));
+      g_assert_true(px_runtime_zero3_gathers(rt, r, &z));
+      g_test_message("%s pp%d %s rank %d stage %d: %d layer gathers, %d on demand", c->l.schedule, c->l.pp,
+                     px_ckpt_name(c->l.ckpt), r, m.stage, z.gathers, z.on_demand);
+      g_assert_cmpint(z.on_demand, ==, 1);
+      g_assert_cmpint(z.gathers, ==, c->gathers[m.stage]);
+    }
+  }
+  px_runtime_free(rt);
+}
+
+/* The bytes of the ZeRO-3 layer gathers in the timelines: each forward's,
+ * backward's and GATHER_PARAMS's event in the executor's measured timeline
+ * (the bytes its broadcasts received) equals the simulated one's
+ * (px_predict, every rank: common/zero3.h's walk), per rank, micro-batch and
+ * chunk; and by hand for tiny-gpt, dp 2, pp 1, f32: the chunk's flat buffer
+ * holds 220,544 elements (embedding 20,480 = wte 256·64 + wpe 64·64; 4
+ * blocks of 49,984; final norm 128; the head reads wte, [0, 16,384)), DP
+ * shards of S = 110,272: rank 0 holds [0, S), rank 1 [S, 2S); the layers'
+ * ranges: embedding [0, 20,480), blocks from 20,480 by 49,984, the norm
+ * [220,416, 220,544). A gather receives the layer's range less the rank's
+ * own piece. GATHER_PARAMS gathers the embedding: 0 B on rank 0, 81,920 B
+ * on rank 1. The first forward gathers blocks 1..4, the norm, the head
+ * (each prefetched by the layer before) and, at the head, the next
+ * forward's embedding: rank 0 receives block 2's [110,272, 120,448) =
+ * 10,176, blocks 3 and 4 (99,968) and the norm (128): 110,272 elements =
+ * 441,088 B; rank 1 block 1 (49,984), block 2's [70,464, 110,272) = 39,808,
+ * the head's wte (16,384) and the embedding (20,480): 126,656 elements =
+ * 506,624 B. */
+typedef struct {
+  Layout l;
+  double f0[2], gather[2]; /* by hand: the first forward's and GATHER_PARAMS's bytes on DP ranks 0, 1 (-1: not) */
+  int ep;                  /* MoE: expert parallelism (0: 1) */
+} BytesCase;
+
+static const BytesCase bytes_cases[] = {
+  {{"tiny-gpt", 2, 1, 1, 1, "gpipe", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, {441088, 506624}, {0, 81920}, 1},
+  {{"tiny-gpt", 2, 1, 2, 1, "1f1b", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, {-1, -1}, {-1, -1}, 1},
+  {{"tiny-gpt", 2, 2, 2, 1, "1f1b", 3, PX_CKPT_FULL, 1, 8, FALSE, 2}, {-1, -1}, {-1, -1}, 1},
+  {{"tiny-gpt", 2, 1, 2, 2, "interleaved", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, {-1, -1}, {-1, -1}, 1},
+  {{"tiny-gpt", 2, 1, 2, 1, "zb-h1", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, {-1, -1}, {-1, -1}, 1},
+  /* MoE: the experts inline (ep 1), and split over edp 2 (ep 2 · dp 4) */
+  {{"tiny-moe", 2, 1, 1, 1, "1f1b", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, {-1, -1}, {-1, -1}, 1},
+  {{"tiny-moe", 4, 1, 1, 1, "1f1b", 3, PX_CKPT_FULL, 1, 8, FALSE, 1}, {-1, -1}, {-1, -1}, 2},
+  {{"tiny-moe", 4, 1, 2, 1, "1f1b", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, {-1, -1}, {-1, -1}, 2},
+};
+
+static gboolean gather_kind(PxOpKind k) {
+  return k == PX_OP_FORWARD || k == PX_OP_BACKWARD || k == PX_OP_BACKWARD_INPUT || k == PX_OP_BACKWARD_WEIGHT ||
+         k == PX_OP_GATHER_PARAMS;
+}
+
+/* The event of (rank, kind, mb, chunk) in tl (NULL: none). */
+static const PxEvent *find_event(const PxTimeline *tl, const PxEvent *like) {
+  for (guint i = 0; i < tl->events->len; i++) {
+    const PxEvent *e = &g_array_index(tl->events, PxEvent, i);
+    if (e->rank == like->rank && e->kind == like->kind && e->mb == like->mb && e->chunk == like->chunk) return e;
+  }
+  return NULL;
+}
+
+static void test_bytes(gconstpointer p) {
+  const BytesCase *c = p;
+  g_autoptr(PxModel) model = load_model(c->l.model);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(PxCluster) cluster = px_cluster_load("h200", &error);
+  g_assert_no_error(error);
+  PxPlan plan;
+  layout_plan(&c->l, &plan);
+  plan.ep = MAX(c->ep, 1);
+  PxPrediction pr = {0};
+  g_assert_true(px_plan_validate(&plan, model, NULL, &error));
+  gboolean predicted = px_predict(&pr, model, cluster, &plan, FALSE, TRUE, TRUE, &error);
+  g_assert_no_error(error);
+  g_assert_true(predicted);
+  PxRuntime *rt = plan_runtime(model, &plan, PX_DTYPE_F32, FALSE, &error);
+  g_assert_no_error(error);
+  run_steps(rt, 1, NULL, NULL);
+  const PxTimeline *got = px_runtime_timeline(rt), *want = pr.res->timeline;
+  int n = 0;
+  double total = 0;
+  for (guint i = 0; i < got->events->len; i++) {
+    const PxEvent *e = &g_array_index(got->events, PxEvent, i);
+    if (!gather_kind(e->kind)) continue;
+    const PxEvent *s = find_event(want, e);
+    if (!s) g_error("rank %d: no simulated %s mb %d chunk %d", e->rank, px_op_name(e->kind), e->mb, e->chunk);
+    if (e->bytes != s->bytes)
+      g_error("%s pp%d rank %d %s mb %d chunk %d: measured %.0f B gathered, simulated %.0f B", c->l.schedule, c->l.pp,
+              e->rank, px_op_name(e->kind), e->mb, e->chunk, e->bytes, s->bytes);
+    n++;
+    total += e->bytes;
+    if (c->f0[0] >= 0 && e->kind == PX_OP_FORWARD && e->mb == 0) g_assert_cmpfloat(e->bytes, ==, c->f0[e->rank]);
+    if (c->gather[0] >= 0 && e->kind == PX_OP_GATHER_PARAMS) g_assert_cmpfloat(e->bytes, ==, c->gather[e->rank]);
+  }
+  g_test_message("%s %s pp%d vpp%d tp%d ep%d: %d events agree, %.0f B gathered in all", c->l.model, c->l.schedule,
+                 c->l.pp, MAX(c->l.vpp, 1), c->l.tp, MAX(c->ep, 1), n, total);
+  g_assert_cmpint(n, >, 0);
+  g_assert_cmpfloat(total, >, 0);
+  px_runtime_free(rt);
+  px_prediction_clear(&pr);
+}
 
 static void test_case(gconstpointer p) { check_case(p, FALSE); }
 static void test_case_rendezvous(gconstpointer p) { check_case(p, TRUE); }
@@ -104,10 +265,23 @@ int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
     const Case *c = &cases[i];
-    g_autofree char *rest = g_strdup_printf("%s/dp%d-tp%d-pp%d-vpp%d-%s-%s-i%d-%s", c->l.model, c->l.dp, c->l.tp,
-                                            c->l.pp, MAX(c->l.vpp, 1), c->l.schedule, px_ckpt_name(c->l.ckpt),
-                                            MAX(c->l.interval, 1), px_dtype_name(c->dt));
+    g_autofree char *rest = g_strdup_printf("%s/dp%d-tp%d-pp%d-vpp%d%s-%s-%s-i%d-%s", c->l.model, c->l.dp, c->l.tp,
+                                            c->l.pp, MAX(c->l.vpp, 1), c->ep > 1 ? "-ep2" : "", c->l.schedule,
+                                            px_ckpt_name(c->l.ckpt), MAX(c->l.interval, 1), px_dtype_name(c->dt));
     add_with_rendezvous("/runtime/zero3/", rest, c, test_case, test_case_rendezvous);
+  }
+  for (gsize i = 0; i < G_N_ELEMENTS(gather_cases); i++) {
+    const Layout *l = &gather_cases[i].l;
+    g_autofree char *path = g_strdup_printf("/runtime/zero3/gathers/%s/pp%d-%s-%s-i%d", l->model, l->pp, l->schedule,
+                                            px_ckpt_name(l->ckpt), MAX(l->interval, 1));
+    g_test_add_data_func(path, &gather_cases[i], test_gathers);
+  }
+  for (gsize i = 0; i < G_N_ELEMENTS(bytes_cases); i++) {
+    const Layout *l = &bytes_cases[i].l;
+    g_autofree char *path = g_strdup_printf("/runtime/zero3/bytes/%s/dp%d-tp%d-pp%d-vpp%d-ep%d-%s-%s-i%d", l->model,
+                                            l->dp, l->tp, l->pp, MAX(l->vpp, 1), MAX(bytes_cases[i].ep, 1),
+                                            l->schedule, px_ckpt_name(l->ckpt), MAX(l->interval, 1));
+    g_test_add_data_func(path, &bytes_cases[i], test_bytes);
   }
   return g_test_run();
 }

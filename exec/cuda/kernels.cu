@@ -392,10 +392,15 @@ extern "C" cudaError_t pxk_rope(cudaStream_t st, int dt, void *dst, const void *
 #define ATT_K (PXK_ATT_MAX_HEAD_DIM / 32)
 #define ATT_WARPS 4
 
+/* The geometry of an attention call: B sequences of Tq query rows against Tk
+ * key rows (the whole attention: Tq = Tk = T, positions qp = kp = 0..T-1;
+ * a block of ring attention: each side's global positions), H query heads,
+ * KV key/value heads of hd, rows of W elements. */
 struct AttGeo {
-  int B, T, H, KV, hd;
+  int B, Tq, Tk, H, KV, hd;
   int64_t W;
   float scale;
+  PxkPos qp, kp;
 };
 
 /* dot product of a register row (lane's part) with a row in memory, over the warp */
@@ -452,16 +457,16 @@ __device__ __forceinline__ void online_step(float *o, float &mx, float &l, float
 }
 
 /* q row (b, h, i) -> pointers */
-#define Q_ROW(base, b, t, h) ((base) + ((int64_t)(b) * g.T + (t)) * g.W + (int64_t)(h) * g.hd)
-#define K_ROW(base, b, t, kvh) ((base) + ((int64_t)(b) * g.T + (t)) * g.W + (int64_t)(g.H + (kvh)) * g.hd)
-#define V_ROW(base, b, t, kvh) ((base) + ((int64_t)(b) * g.T + (t)) * g.W + (int64_t)(g.H + g.KV + (kvh)) * g.hd)
+#define Q_ROW(base, b, t, h) ((base) + ((int64_t)(b) * g.Tq + (t)) * g.W + (int64_t)(h) * g.hd)
+#define K_ROW(base, b, t, kvh) ((base) + ((int64_t)(b) * g.Tk + (t)) * g.W + (int64_t)(g.H + (kvh)) * g.hd)
+#define V_ROW(base, b, t, kvh) ((base) + ((int64_t)(b) * g.Tk + (t)) * g.W + (int64_t)(g.H + g.KV + (kvh)) * g.hd)
 
 template <typename T>
 __global__ void k_attention_fwd(T *out, void *att, const T *qkv, AttGeo g, int save_probs) {
   const int64_t r = (int64_t)blockIdx.x * ATT_WARPS + (threadIdx.x >> 5); /* (b, h, i) */
   const int lane = threadIdx.x & 31;
-  if (r >= (int64_t)g.B * g.H * g.T) return; /* whole warps leave together */
-  const int i = (int)(r % g.T), h = (int)(r / g.T % g.H), b = (int)(r / ((int64_t)g.T * g.H));
+  if (r >= (int64_t)g.B * g.H * g.Tq) return; /* whole warps leave together */
+  const int i = (int)(r % g.Tq), h = (int)(r / g.Tq % g.H), b = (int)(r / ((int64_t)g.Tq * g.H));
   const int kvh = h / (g.H / g.KV);
   float q[ATT_K], o[ATT_K];
   warp_load(q, Q_ROW(qkv, b, i, h), g.hd, g.scale);
@@ -470,7 +475,7 @@ __global__ void k_attention_fwd(T *out, void *att, const T *qkv, AttGeo g, int s
   float mx = -INFINITY, l = 0.f;
   for (int j = 0; j <= i; j++)
     online_step(o, mx, l, warp_dot(q, K_ROW(qkv, b, j, kvh), g.hd), V_ROW(qkv, b, j, kvh), g.hd);
-  T *orow = out + ((int64_t)b * g.T + i) * ((int64_t)g.H * g.hd) + (int64_t)h * g.hd;
+  T *orow = out + ((int64_t)b * g.Tq + i) * ((int64_t)g.H * g.hd) + (int64_t)h * g.hd;
 #pragma unroll
   for (int k = 0; k < ATT_K; k++) {
     int d = lane + 32 * k;
@@ -478,12 +483,12 @@ __global__ void k_attention_fwd(T *out, void *att, const T *qkv, AttGeo g, int s
   }
   const float lse = mx + logf(l);
   if (save_probs) { /* the probabilities, as the cpu backend saves them */
-    T *prow = (T *)att + r * g.T;
+    T *prow = (T *)att + r * g.Tq;
     for (int j = 0; j <= i; j++) {
       float s = warp_dot(q, K_ROW(qkv, b, j, kvh), g.hd);
       if (lane == (j & 31)) st_(prow, j, expf(s - lse));
     }
-    for (int j = i + 1 + lane; j < g.T; j += 32) st_(prow, j, 0.f);
+    for (int j = i + 1 + lane; j < g.Tq; j += 32) st_(prow, j, 0.f);
   } else if (lane == 0) {
     ((float *)att)[r] = lse;
   }
@@ -503,15 +508,15 @@ template <typename T>
 __global__ void k_attention_bwd_q(T *dqkv, const T *dout, const T *qkv, const void *att, float *D, AttGeo g,
                                   int save_probs) {
   const int64_t r = (int64_t)blockIdx.x * ATT_WARPS + (threadIdx.x >> 5);
-  if (r >= (int64_t)g.B * g.H * g.T) return;
-  const int i = (int)(r % g.T), h = (int)(r / g.T % g.H), b = (int)(r / ((int64_t)g.T * g.H));
+  if (r >= (int64_t)g.B * g.H * g.Tq) return;
+  const int i = (int)(r % g.Tq), h = (int)(r / g.Tq % g.H), b = (int)(r / ((int64_t)g.Tq * g.H));
   const int kvh = h / (g.H / g.KV);
   float q[ATT_K], dO[ATT_K], dq[ATT_K];
   warp_load(q, Q_ROW(qkv, b, i, h), g.hd, g.scale);
-  warp_load(dO, dout + ((int64_t)b * g.T + i) * ((int64_t)g.H * g.hd) + (int64_t)h * g.hd, g.hd, 1.f);
+  warp_load(dO, dout + ((int64_t)b * g.Tq + i) * ((int64_t)g.H * g.hd) + (int64_t)h * g.hd, g.hd, 1.f);
   float dsum = 0.f;
   for (int j = 0; j <= i; j++) {
-    float p = att_prob(att, save_probs, r, j, g.T, q, K_ROW(qkv, b, j, kvh), g.hd);
+    float p = att_prob(att, save_probs, r, j, g.Tq, q, K_ROW(qkv, b, j, kvh), g.hd);
     dsum += p * warp_dot(dO, V_ROW(qkv, b, j, kvh), g.hd);
   }
 #pragma unroll
@@ -519,7 +524,7 @@ __global__ void k_attention_bwd_q(T *dqkv, const T *dout, const T *qkv, const vo
   const int lane = threadIdx.x & 31;
   for (int j = 0; j <= i; j++) {
     const T *kr = K_ROW(qkv, b, j, kvh);
-    float p = att_prob(att, save_probs, r, j, g.T, q, kr, g.hd);
+    float p = att_prob(att, save_probs, r, j, g.Tq, q, kr, g.hd);
     warp_axpy(dq, p * (warp_dot(dO, V_ROW(qkv, b, j, kvh), g.hd) - dsum), kr, g.hd);
   }
   warp_add_store(Q_ROW(dqkv, b, i, h), dq, g.hd, g.scale);
@@ -532,8 +537,8 @@ template <typename T>
 __global__ void k_attention_bwd_kv(T *dqkv, const T *dout, const T *qkv, const void *att, const float *D,
                                    AttGeo g, int save_probs) {
   const int64_t r = (int64_t)blockIdx.x * ATT_WARPS + (threadIdx.x >> 5); /* (b, kvh, j) */
-  if (r >= (int64_t)g.B * g.KV * g.T) return;
-  const int j = (int)(r % g.T), kvh = (int)(r / g.T % g.KV), b = (int)(r / ((int64_t)g.T * g.KV));
+  if (r >= (int64_t)g.B * g.KV * g.Tq) return;
+  const int j = (int)(r % g.Tq), kvh = (int)(r / g.Tq % g.KV), b = (int)(r / ((int64_t)g.Tq * g.KV));
   const int per = g.H / g.KV, lane = threadIdx.x & 31;
   const T *kr = K_ROW(qkv, b, j, kvh);
   float vreg[ATT_K], dk[ATT_K], dv[ATT_K];
@@ -541,13 +546,13 @@ __global__ void k_attention_bwd_kv(T *dqkv, const T *dout, const T *qkv, const v
 #pragma unroll
   for (int k = 0; k < ATT_K; k++) dk[k] = dv[k] = 0.f;
   for (int h = kvh * per; h < (kvh + 1) * per; h++)
-    for (int i = j; i < g.T; i++) {
-      const int64_t rq = ((int64_t)b * g.H + h) * g.T + i;
+    for (int i = j; i < g.Tq; i++) {
+      const int64_t rq = ((int64_t)b * g.H + h) * g.Tq + i;
       const T *qr = Q_ROW(qkv, b, i, h);
-      const T *dor = dout + ((int64_t)b * g.T + i) * ((int64_t)g.H * g.hd) + (int64_t)h * g.hd;
+      const T *dor = dout + ((int64_t)b * g.Tq + i) * ((int64_t)g.H * g.hd) + (int64_t)h * g.hd;
       float p;
       if (save_probs) {
-        p = ld((const T *)att, rq * g.T + j);
+        p = ld((const T *)att, rq * g.Tq + j);
       } else {
         float s = 0;
 #pragma unroll
@@ -566,16 +571,25 @@ __global__ void k_attention_bwd_kv(T *dqkv, const T *dout, const T *qkv, const v
 
 extern "C" int pxk_att_saves_probs(int dt, int T) { return dt == PXK_F32 || T == 1; }
 
-static AttGeo att_geo(int B, int T, int heads, int kv_heads, int head_dim) {
+static AttGeo att_geo(int B, int Tq, int Tk, int heads, int kv_heads, int head_dim, PxkPos qp, PxkPos kp) {
   AttGeo g;
   g.B = B;
-  g.T = T;
+  g.Tq = Tq;
+  g.Tk = Tk;
   g.H = heads;
   g.KV = kv_heads;
   g.hd = head_dim;
   g.W = (int64_t)(heads + 2 * kv_heads) * head_dim;
   g.scale = (float)(1.0 / sqrt((double)head_dim));
+  g.qp = qp;
+  g.kp = kp;
   return g;
+}
+
+/* The whole causal attention over T tokens at positions 0..T-1. */
+static AttGeo att_geo_full(int B, int T, int heads, int kv_heads, int head_dim) {
+  const PxkPos at_t = {0, 0, 0}; /* split 0: token t at t */
+  return att_geo(B, T, T, heads, kv_heads, head_dim, at_t, at_t);
 }
 
 static unsigned att_blocks(int64_t rows) { return (unsigned)((rows + ATT_WARPS - 1) / ATT_WARPS); }
@@ -583,7 +597,7 @@ static unsigned att_blocks(int64_t rows) { return (unsigned)((rows + ATT_WARPS -
 extern "C" cudaError_t pxk_attention_fwd(cudaStream_t st, int dt, void *out, void *att, const void *qkv, int B,
                                          int Tn, int heads, int kv_heads, int head_dim) {
   if (head_dim > PXK_ATT_MAX_HEAD_DIM) return cudaErrorInvalidValue;
-  AttGeo g = att_geo(B, Tn, heads, kv_heads, head_dim);
+  AttGeo g = att_geo_full(B, Tn, heads, kv_heads, head_dim);
   int sp = pxk_att_saves_probs(dt, Tn);
   DISPATCH(dt, k_attention_fwd<T><<<att_blocks((int64_t)B * heads * Tn), 32 * ATT_WARPS, 0, st>>>(
                    (T *)out, att, (const T *)qkv, g, sp))
@@ -593,7 +607,7 @@ extern "C" cudaError_t pxk_attention_bwd(cudaStream_t st, int dt, void *dqkv, co
                                          const void *att, float *D, int B, int Tn, int heads, int kv_heads,
                                          int head_dim) {
   if (head_dim > PXK_ATT_MAX_HEAD_DIM) return cudaErrorInvalidValue;
-  AttGeo g = att_geo(B, Tn, heads, kv_heads, head_dim);
+  AttGeo g = att_geo_full(B, Tn, heads, kv_heads, head_dim);
   int sp = pxk_att_saves_probs(dt, Tn);
   DISPATCH(dt, {
     k_attention_bwd_q<T><<<att_blocks((int64_t)B * heads * Tn), 32 * ATT_WARPS, 0, st>>>(
@@ -609,32 +623,22 @@ extern "C" cudaError_t pxk_attention_bwd(cudaStream_t st, int dt, void *dqkv, co
  * (Tk rows), both in the qkv layout, causal by global positions. Plain
  * loops, one warp per row; the same arithmetic as the attention above. ---- */
 
-struct BlkGeo {
-  int B, Tq, Tk, H, KV, hd;
-  int64_t W;
-  float scale;
-  PxkPos qp, kp;
-};
-
-#define BQ_ROW(base, b, t, h) ((base) + ((int64_t)(b) * g.Tq + (t)) * g.W + (int64_t)(h) * g.hd)
-#define BK_ROW(base, b, t, kvh) ((base) + ((int64_t)(b) * g.Tk + (t)) * g.W + (int64_t)(g.H + (kvh)) * g.hd)
-#define BV_ROW(base, b, t, kvh) ((base) + ((int64_t)(b) * g.Tk + (t)) * g.W + (int64_t)(g.H + g.KV + (kvh)) * g.hd)
 #define BO_ROW(base, b, t, h) ((base) + ((int64_t)(b) * g.Tq + (t)) * ((int64_t)g.H * g.hd) + (int64_t)(h) * g.hd)
 
 template <typename T>
-__global__ void k_attn_block_fwd(T *out, T *lse, const T *q, const T *kv, BlkGeo g) {
+__global__ void k_attn_block_fwd(T *out, T *lse, const T *q, const T *kv, AttGeo g) {
   const int64_t r = (int64_t)blockIdx.x * ATT_WARPS + (threadIdx.x >> 5); /* (b, h, i) */
   const int lane = threadIdx.x & 31;
   if (r >= (int64_t)g.B * g.H * g.Tq) return;
   const int i = (int)(r % g.Tq), h = (int)(r / g.Tq % g.H), b = (int)(r / ((int64_t)g.Tq * g.H));
   const int kvh = h / (g.H / g.KV), pi = pos_of(g.qp, i);
   float qr[ATT_K], o[ATT_K];
-  warp_load(qr, BQ_ROW(q, b, i, h), g.hd, g.scale);
+  warp_load(qr, Q_ROW(q, b, i, h), g.hd, g.scale);
 #pragma unroll
   for (int k = 0; k < ATT_K; k++) o[k] = 0.f;
   float mx = -INFINITY, l = 0.f;
   for (int j = 0; j < g.Tk; j++)
-    if (pos_of(g.kp, j) <= pi) online_step(o, mx, l, warp_dot(qr, BK_ROW(kv, b, j, kvh), g.hd), BV_ROW(kv, b, j, kvh), g.hd);
+    if (pos_of(g.kp, j) <= pi) online_step(o, mx, l, warp_dot(qr, K_ROW(kv, b, j, kvh), g.hd), V_ROW(kv, b, j, kvh), g.hd);
   T *orow = BO_ROW(out, b, i, h);
 #pragma unroll
   for (int k = 0; k < ATT_K; k++) {
@@ -661,7 +665,7 @@ __global__ void k_attn_merge(T *out, T *lse, const T *out_b, const T *lse_b, int
 
 /* D = rowsum(dO * O) of query row (b, h, i), over the warp */
 template <typename T>
-__device__ __forceinline__ float blk_D(const T *dout, const T *out, const BlkGeo &g, int b, int i, int h) {
+__device__ __forceinline__ float blk_D(const T *dout, const T *out, const AttGeo &g, int b, int i, int h) {
   float dO[ATT_K];
   warp_load(dO, BO_ROW(dout, b, i, h), g.hd, 1.f);
   return warp_dot(dO, BO_ROW(out, b, i, h), g.hd);
@@ -669,7 +673,7 @@ __device__ __forceinline__ float blk_D(const T *dout, const T *out, const BlkGeo
 
 template <typename T>
 __global__ void k_attn_block_bwd_q(T *dq, const T *dout, const T *q, const T *kv, const T *out, const T *lse,
-                                   BlkGeo g) {
+                                   AttGeo g) {
   const int64_t r = (int64_t)blockIdx.x * ATT_WARPS + (threadIdx.x >> 5);
   if (r >= (int64_t)g.B * g.H * g.Tq) return;
   const int i = (int)(r % g.Tq), h = (int)(r / g.Tq % g.H), b = (int)(r / ((int64_t)g.Tq * g.H));
@@ -677,32 +681,32 @@ __global__ void k_attn_block_bwd_q(T *dq, const T *dout, const T *q, const T *kv
   const float l = ld(lse, r);
   if (l == -INFINITY) return;
   float qr[ATT_K], dO[ATT_K], dqr[ATT_K];
-  warp_load(qr, BQ_ROW(q, b, i, h), g.hd, g.scale);
+  warp_load(qr, Q_ROW(q, b, i, h), g.hd, g.scale);
   warp_load(dO, BO_ROW(dout, b, i, h), g.hd, 1.f);
   const float D = blk_D(dout, out, g, b, i, h);
 #pragma unroll
   for (int k = 0; k < ATT_K; k++) dqr[k] = 0.f;
   for (int j = 0; j < g.Tk; j++) {
     if (pos_of(g.kp, j) > pi) continue;
-    const T *kr = BK_ROW(kv, b, j, kvh);
+    const T *kr = K_ROW(kv, b, j, kvh);
     float p = expf(warp_dot(qr, kr, g.hd) - l);
-    warp_axpy(dqr, p * (warp_dot(dO, BV_ROW(kv, b, j, kvh), g.hd) - D), kr, g.hd);
+    warp_axpy(dqr, p * (warp_dot(dO, V_ROW(kv, b, j, kvh), g.hd) - D), kr, g.hd);
   }
-  warp_add_store(BQ_ROW(dq, b, i, h), dqr, g.hd, g.scale);
+  warp_add_store(Q_ROW(dq, b, i, h), dqr, g.hd, g.scale);
 }
 
 /* one warp per key row (b, kvh, j) over the query heads of its group: no two
  * warps write the same dK / dV row */
 template <typename T>
 __global__ void k_attn_block_bwd_kv(T *dkv, const T *dout, const T *q, const T *kv, const T *out, const T *lse,
-                                    BlkGeo g) {
+                                    AttGeo g) {
   const int64_t r = (int64_t)blockIdx.x * ATT_WARPS + (threadIdx.x >> 5);
   if (r >= (int64_t)g.B * g.KV * g.Tk) return;
   const int j = (int)(r % g.Tk), kvh = (int)(r / g.Tk % g.KV), b = (int)(r / ((int64_t)g.Tk * g.KV));
   const int per = g.H / g.KV, pj = pos_of(g.kp, j);
   float kreg[ATT_K], vreg[ATT_K], dk[ATT_K], dv[ATT_K];
-  warp_load(kreg, BK_ROW(kv, b, j, kvh), g.hd, g.scale);
-  warp_load(vreg, BV_ROW(kv, b, j, kvh), g.hd, 1.f);
+  warp_load(kreg, K_ROW(kv, b, j, kvh), g.hd, g.scale);
+  warp_load(vreg, V_ROW(kv, b, j, kvh), g.hd, 1.f);
 #pragma unroll
   for (int k = 0; k < ATT_K; k++) dk[k] = dv[k] = 0.f;
   for (int h = kvh * per; h < (kvh + 1) * per; h++)
@@ -710,35 +714,20 @@ __global__ void k_attn_block_bwd_kv(T *dkv, const T *dout, const T *q, const T *
       if (pos_of(g.qp, i) < pj) continue;
       const float l = ld(lse, ((int64_t)b * g.H + h) * g.Tq + i);
       if (l == -INFINITY) continue;
-      const T *qr = BQ_ROW(q, b, i, h), *dor = BO_ROW(dout, b, i, h);
+      const T *qr = Q_ROW(q, b, i, h), *dor = BO_ROW(dout, b, i, h);
       float p = expf(warp_dot(kreg, qr, g.hd) - l);
       warp_axpy(dv, p, dor, g.hd);
       warp_axpy(dk, p * (warp_dot(vreg, dor, g.hd) - blk_D(dout, out, g, b, i, h)), qr, g.hd);
     }
-  warp_add_store(BK_ROW(dkv, b, j, kvh), dk, g.hd, g.scale);
-  warp_add_store(BV_ROW(dkv, b, j, kvh), dv, g.hd, 1.f);
-}
-
-static BlkGeo blk_geo(int B, int Tq, int Tk, int heads, int kv_heads, int head_dim, PxkPos qp, PxkPos kp) {
-  BlkGeo g;
-  g.B = B;
-  g.Tq = Tq;
-  g.Tk = Tk;
-  g.H = heads;
-  g.KV = kv_heads;
-  g.hd = head_dim;
-  g.W = (int64_t)(heads + 2 * kv_heads) * head_dim;
-  g.scale = (float)(1.0 / sqrt((double)head_dim));
-  g.qp = qp;
-  g.kp = kp;
-  return g;
+  warp_add_store(K_ROW(dkv, b, j, kvh), dk, g.hd, g.scale);
+  warp_add_store(V_ROW(dkv, b, j, kvh), dv, g.hd, 1.f);
 }
 
 extern "C" cudaError_t pxk_attn_block_fwd(cudaStream_t st, int dt, void *out, void *lse, const void *q, const void *kv,
                                           int B, int Tq, int Tk, int heads, int kv_heads, int head_dim, PxkPos qp,
                                           PxkPos kp) {
   if (head_dim > PXK_ATT_MAX_HEAD_DIM) return cudaErrorInvalidValue;
-  BlkGeo g = blk_geo(B, Tq, Tk, heads, kv_heads, head_dim, qp, kp);
+  AttGeo g = att_geo(B, Tq, Tk, heads, kv_heads, head_dim, qp, kp);
   DISPATCH(dt, k_attn_block_fwd<T><<<att_blocks((int64_t)B * heads * Tq), 32 * ATT_WARPS, 0, st>>>(
                    (T *)out, (T *)lse, (const T *)q, (const T *)kv, g))
 }
@@ -755,7 +744,7 @@ extern "C" cudaError_t pxk_attn_block_bwd(cudaStream_t st, int dt, void *dq, voi
                                           int Tq, int Tk, int heads, int kv_heads, int head_dim, PxkPos qp,
                                           PxkPos kp) {
   if (head_dim > PXK_ATT_MAX_HEAD_DIM) return cudaErrorInvalidValue;
-  BlkGeo g = blk_geo(B, Tq, Tk, heads, kv_heads, head_dim, qp, kp);
+  AttGeo g = att_geo(B, Tq, Tk, heads, kv_heads, head_dim, qp, kp);
   DISPATCH(dt, {
     k_attn_block_bwd_q<T><<<att_blocks((int64_t)B * heads * Tq), 32 * ATT_WARPS, 0, st>>>(
         (T *)dq, (const T *)dout, (const T *)q, (const T *)kv, (const T *)out, (const T *)lse, g);
