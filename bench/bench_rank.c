@@ -3,10 +3,9 @@
  * batch 1536: the search keeps its 20 best layouts by analytic step time and
  * simulates each; this prints both times per layout and Kendall's tau-b
  * between the two orders (1: the same order; the target is >= 0.9).
- * Both times come from the same cost table (common/cost.c); the analytic one
- * is search.h's (the pipeline of each compute block and schedule once, the
- * reductions and optimizer step in closed form per ZeRO stage), the
- * simulated one the engine's run of the whole layout. Printed, never asserted
+ * Both are the event engine's: the analytic one over the table the search
+ * puts together from its blocks (search.h), the simulated one over the core's
+ * px_cost_table_new of the whole layout. Printed, never asserted
  * (tests/test_search.c asserts the agreement on smaller searches).
  * Usage: bench_rank [--stack NAME] [--fix KNOB=VALUE]... [GPUS]. */
 #include <glib.h>

@@ -351,19 +351,44 @@ static double membound(const PxCluster *c, double bytes, int kernels) {
   return bytes / px_cost_hbm_rate(c) + kernels * c->kernel_overhead;
 }
 
-/* Whether the cluster gives any per-class rate (calibrate); without one every
- * memory-bound term is charged as before, summed over one membound(). */
-static gboolean class_rates(const PxCluster *c) {
-  for (int k = 0; k < PX_N_OPC; k++)
-    if (c->membound_bw[k][0] > 0 || c->membound_bw[k][1] > 0) return TRUE;
-  return FALSE;
+/* The bandwidth of op class k (-1: a kernel of no class), forward (dir 0) or
+ * backward (1): the class's calibrated one when the cluster gives it
+ * (docs/cost.md 8), else the achieved HBM rate. */
+static double class_rate(const PxCluster *c, int k, int dir) {
+  double bw = k >= 0 && k < PX_N_OPC ? c->membound_bw[k][dir ? 1 : 0] : 0;
+  return bw > 0 ? bw : px_cost_hbm_rate(c);
 }
 
-/* A memory-bound kernel of op class k, forward (dir 0) or backward (1), at the
- * class's calibrated bandwidth when the cluster gives one (docs/cost.md 8). */
 double px_cost_membound_class(const PxCluster *c, PxOpClass k, int dir, double bytes, int kernels) {
-  double bw = c->membound_bw[k][dir ? 1 : 0];
-  return bw > 0 ? bytes / bw + kernels * c->kernel_overhead : membound(c, bytes, kernels);
+  return bytes / class_rate(c, k, dir) + kernels * c->kernel_overhead;
+}
+
+/* Memory-bound kernels of several classes, each class's bytes at its own rate
+ * (class_rate). Bytes at one rate are summed before the division, so where
+ * every class falls back to the HBM rate (no calibrated keys) the whole is
+ * exactly one membound() of the summed bytes and kernels. */
+typedef struct {
+  double bw[PX_N_OPC + 1], bytes[PX_N_OPC + 1];
+  int n, kernels;
+} MemBound;
+
+static void membound_add(MemBound *m, const PxCluster *c, int k, int dir, double bytes, int kernels) {
+  double bw = class_rate(c, k, dir);
+  int i = 0;
+  while (i < m->n && m->bw[i] != bw) i++;
+  if (i == m->n) {
+    m->bw[i] = bw;
+    m->bytes[i] = 0;
+    m->n++;
+  }
+  m->bytes[i] += bytes;
+  m->kernels += kernels;
+}
+
+static double membound_time(const PxCluster *c, const MemBound *m) {
+  double t = 0;
+  for (int i = 0; i < m->n; i++) t += m->bytes[i] / m->bw[i];
+  return t + m->kernels * c->kernel_overhead;
 }
 
 /* One op of class k over T x width elements (px_cost_class_bytes) at its rate. */
@@ -623,26 +648,24 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
                 membound(cluster, 3 * S * E, 1) +
                 (d->dropout ? membound(cluster, 2 * S * E + S, 1) : 0);
     }
-    /* two norms; LayerNorm's backward reads dy and x twice (norm_bwd_reads) */
-    double norm_f = 2 * px_cost_class_bytes(d, PX_OPC_NORM, 0, Tn, h, E, NULL);
-    double norm_b = 2 * px_cost_class_bytes(d, PX_OPC_NORM, 1, Tn, h, E, NULL);
-    double resid = 2 * px_cost_class_bytes(d, PX_OPC_RESIDUAL, 0, Tn, h, E, NULL); /* two residual adds, both ways */
-    double actf_f = px_cost_class_bytes(d, PX_OPC_ACT, 0, T, ffn_local, E, NULL);
-    double actf_b = px_cost_class_bytes(d, PX_OPC_ACT, 1, T, ffn_local, E, NULL);
     double drop = d->dropout ? 2 * (2 * Tn * h * E + Tn * h) : 0;         /* attn-out, mlp-out + masks */
     int drop_k = d->dropout ? 2 : 0;
     c.attn_fwd = att_fwd;
     c.attn_bwd = att_bwd;
-    if (!class_rates(cluster)) {
-      c.fwd += att_fwd + membound(cluster, norm_f + resid + actf_f + drop, 5 + drop_k);
-      dgrad += att_bwd + membound(cluster, norm_b + resid + actf_b + drop, 5 + drop_k + 2 * norm_bwd_extra_kernels(d));
-    } else { /* each class at its calibrated rate: 2 norms, 2 residual adds, 1 activation */
-      for (int dir = 0; dir < 2; dir++) {
-        double *to = dir ? &dgrad : &c.fwd;
-        *to += (dir ? att_bwd : att_fwd) + 2 * class_op(cluster, d, PX_OPC_NORM, dir, Tn, h, E) +
-               2 * class_op(cluster, d, PX_OPC_RESIDUAL, dir, Tn, h, E) +
-               class_op(cluster, d, PX_OPC_ACT, dir, T, ffn_local, E) + (drop > 0 ? membound(cluster, drop, drop_k) : 0);
-      }
+    for (int dir = 0; dir < 2; dir++) {
+      /* two norms (LayerNorm's backward reads dy and x twice, norm_bwd_reads),
+       * two residual adds, the activation, each at its class's rate; dropout
+       * (attn-out, mlp-out + masks) at the HBM rate */
+      MemBound mb = {0};
+      int nk, rk, ak;
+      double nb = px_cost_class_bytes(d, PX_OPC_NORM, dir, Tn, h, E, &nk);
+      double rb = px_cost_class_bytes(d, PX_OPC_RESIDUAL, dir, Tn, h, E, &rk);
+      double ab = px_cost_class_bytes(d, PX_OPC_ACT, dir, T, ffn_local, E, &ak);
+      membound_add(&mb, cluster, PX_OPC_NORM, dir, 2 * nb, 2 * nk);
+      membound_add(&mb, cluster, PX_OPC_RESIDUAL, dir, 2 * rb, 2 * rk);
+      membound_add(&mb, cluster, PX_OPC_ACT, dir, ab, ak);
+      if (drop > 0) membound_add(&mb, cluster, -1, dir, drop, drop_k);
+      *(dir ? &dgrad : &c.fwd) += (dir ? att_bwd : att_fwd) + membound_time(cluster, &mb);
     }
     /* with sequence parallelism the routed experts' input and output go
      * through the dispatcher (the ETP all-gather / reduce-scatter, moe_times),

@@ -337,7 +337,6 @@ static gboolean step(Sim *sim, Rank *r) {
     set_memory(sim, r, r->t);
     break;
   case PX_OP_REDUCE_GRADS:
-    if (opt->grads_final && has_part) opt->grads_final[r->stage * sim->vpp + in->chunk] = r->t;
     if (!tab->overlap_dp) {
       g_array_append_val(r->deferred, r->pc);
       break;
@@ -348,7 +347,6 @@ static gboolean step(Sim *sim, Rank *r) {
     if (!collective(sim, r, in, in->kind, -1, !tab->overlap_dp)) return FALSE;
     break;
   case PX_OP_OPTIMIZER_STEP:
-    if (opt->stage_ready && r->flushed == 0 && !r->cur) opt->stage_ready[r->stage] = r->t; /* first entry */
     while (r->flushed < r->deferred->len) {
       const PxInstr *held = &r->prog->instrs[g_array_index(r->deferred, guint, r->flushed)];
       if (!collective(sim, r, held, PX_OP_REDUCE_GRADS, held->chunk, TRUE))

@@ -60,12 +60,6 @@ typedef struct {
   const double *const *zero3_bytes;
   gboolean full;               /* every rank, not one per stage */
   gboolean no_timeline;        /* do not record events (searches, benchmarks) */
-  /* Optional outputs for the search's pipeline term (NULL: none), per stage
-   * (with full, of the stage's last simulated rank): */
-  double *stage_ready;         /* (pp) the stage's time when it reaches OPTIMIZER_STEP, before it waits for
-                                  any reduction: the end of its pipeline work */
-  double *grads_final;         /* (pp·vpp) [stage·vpp + chunk]: its time at the chunk's REDUCE_GRADS (the
-                                  chunk's gradients final); left untouched for chunks the program reduces not */
 } PxSimOptions;
 
 typedef struct {

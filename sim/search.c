@@ -10,8 +10,10 @@
  *     rank forward / backward / load times, p2p, activations per micro-batch,
  *     the p2p buffers and the transient recompute activations;
  * and then evaluates every (state, compute, schedule) combination: memory in
- * O(pp); time from the pipeline of its (compute, schedule[, ZeRO-3 state]),
- * simulated once, and the reductions in O(pp·vpp).
+ * O(pp); time by the event engine (sim/engine.c), which runs the layout's
+ * program (common/schedule.c, cached per compute block, schedule and ZeRO-3)
+ * over the table of its two blocks, for every layout that fits and whose
+ * lower bound does not rule it out.
  * Tasks run on a GThreadPool; each keeps its own best list, and the lists are
  * merged in task order under a total order on layouts, so the answer does not
  * depend on the thread count. The best `confirm` layouts are then simulated by
@@ -177,27 +179,26 @@ static gboolean fixed_ok(int fix, int v) { return fix < 0 || fix == v; }
 
 typedef struct {
   gboolean ok;
-  double *states, *buf_extra, *dp_reduce, *optimizer;  /* (pp) */
-  gboolean overlap_dp;  /* the stack overlaps the DP reduction (cost.h px_cost_overlap_dp) */
-  PxCostTable *tab;     /* its cost table (mbs 1, no recompute): per-part ZeRO-3 gathers and DP windows */
+  double *states, *buf_extra;  /* (pp) */
+  PxCostTable *tab;     /* its cost table (mbs 1, no recompute): DP reduction, optimizer step, overlap, ZeRO-3 gathers */
 } StateBlock;
-#define STATE_ARRAYS 4
+#define STATE_ARRAYS 2
 
 typedef struct {
   gboolean ok;
-  double *tied, *act_extra, *buf0;             /* (pp) */
+  double *act_extra, *buf0;                    /* (pp) */
   double *chunk_act;                           /* (pp·vpp) one micro-batch on each chunk, rank r's at [r·vpp] */
   double *chunk_w;                             /* (pp·vpp) of which a split backward holds until W (activations.h) */
-  PxCostTable *tab;                            /* its cost table (ZeRO 0): the per-part F, B, W, p2p the pipeline runs on */
+  PxCostTable *tab;                            /* its cost table (ZeRO 0): the per-part F, B, W, p2p, load, tied reduction */
 } ComputeBlock;
-#define COMPUTE_ARRAYS 3 /* (pp) arrays, then chunk_act's and chunk_w's pp·vpp */
+#define COMPUTE_ARRAYS 2 /* (pp) arrays, then chunk_act's and chunk_w's pp·vpp */
 
 /* Blocks whose (pp) arrays are carved, in field order, from one allocation. */
 static StateBlock state_block_at(double *m, int pp) {
-  return (StateBlock){FALSE, m, m + pp, m + 2 * pp, m + 3 * pp, FALSE, NULL};
+  return (StateBlock){FALSE, m, m + pp, NULL};
 }
 static ComputeBlock compute_block_at(double *m, int pp, int vpp) {
-  return (ComputeBlock){FALSE, m, m + pp, m + 2 * pp, m + 3 * pp, m + 3 * pp + pp * vpp, NULL};
+  return (ComputeBlock){FALSE, m, m + pp, m + 2 * pp, m + 2 * pp + pp * vpp, NULL};
 }
 
 /* A shallow plan: shares base's partition string (never cleared). */
@@ -243,10 +244,7 @@ static void state_block(const Space *sp, const PxPartition *part, PxLayout l, St
     const PxStageMemory *s = &m->stages[r];
     b->states[r] = s->weights + s->gradients + s->optimizer + s->fp8_weights + s->fp8_meta;
     b->buf_extra[r] = s->buffers - m0->stages[r].buffers;
-    b->dp_reduce[r] = t->dp_reduce[r];
-    b->optimizer[r] = t->optimizer[r];
   }
-  b->overlap_dp = t->overlap_dp;
   b->tab = g_steal_pointer(&t);
 }
 
@@ -264,7 +262,6 @@ static void compute_block(const Space *sp, const PxPartition *part, PxLayout l, 
   if (!t) { b->ok = FALSE; return; }
   g_autoptr(PxMemory) m = px_memory_new(sp->model, &p, part, sp->cluster);
   for (int r = 0; r < l.pp; r++) {
-    b->tied[r] = t->tied_reduce[r];
     const PxStageMemory *s = &m->stages[r];
     double *chunk_act = &b->chunk_act[r * l.vpp], *chunk_w = &b->chunk_w[r * l.vpp];
     for (int c = 0; c < l.vpp; c++) {
@@ -289,149 +286,65 @@ static double evaluate_memory(const PxPlan *p, const StateBlock *s, const Comput
   return peak;
 }
 
-/* ---- the pipeline: the schedule's own critical path ----------------------- */
+/* ---- the step time: the event engine over the blocks' table --------------- */
 
-/* What the schedule's compute order, its sends and receives and the ZeRO-3
- * first gathers give over the cost table, before any DP or tied reduction
- * and the optimizer step: per rank the time its last compute op ends (end),
- * and per (rank, chunk) the time the chunk's gradients are final, where its
- * REDUCE_GRADS stands (grad[r·vpp + c], -1: the program reduces none). It
- * depends on the compute block, the schedule and, with ZeRO-3, on the state
- * block (its gathers); not on ZeRO 0-2, offload or the stack's DP overlap,
- * so a task computes it once per (compute block, schedule, ZeRO-3 state). */
-typedef struct {
-  gboolean done, ok;
-  double *end;         /* (pp) */
-  double *grad;        /* (pp·vpp) */
-  double *last_bwd;    /* (pp·vpp) the duration of each chunk's last backward (B, or W when split) */
-  int tied_a, tied_b;  /* the stages of the tied-embedding reduction, -1 */
-} Pipe;
+/* Part k's forward and backward (input, weight) with ZeRO-3's per-pass
+ * gathers and reduce-scatters of the state table z3 folded in, with the
+ * core's px_cost_pass_exposed as px_cost_table_new folds them: the
+ * forward's excess into F, the backward's half into each of B and W. */
+static void zero3_fold(const PxCostTable *ct, const PxCostTable *z3, int k, double *f, double *bi, double *bw) {
+  double g = z3->gather_pass[k], rs = z3->reduce_pass[k], share = z3->coll_sm_share;
+  double g_sms = g - z3->gather_pcie[k];
+  double bx = px_cost_pass_exposed(ct->bwd_input[k] + ct->bwd_weight[k], g + rs, g_sms + rs, share);
+  *f = ct->fwd[k] + px_cost_pass_exposed(ct->fwd[k], g, g_sms, share);
+  *bi = ct->bwd_input[k] + bx / 2;
+  *bw = ct->bwd_weight[k] + bx / 2;
+}
 
-/* The pipeline of the validated layout plan p: its program run by the event
- * engine (sim/engine.c) over the compute block's cost table with the
- * reductions and the optimizer at zero cost, every one non-blocking; with
- * ZeRO-3 the state block's per-pass gathers folded into F, B, W as the cost
- * table folds them (cost.c: forward excess into F, backward excess half into
- * each of B and W) and its first gathers before each chunk. */
-static void pipe_run(const PxPlan *p, const PxPartition *part, const ComputeBlock *cb, const StateBlock *z3, Pipe *out) {
-  const PxCostTable *ct = cb->tab;
-  int pp = p->pp, v = p->vpp, parts = ct->parts;
-  out->done = TRUE;
-  out->ok = FALSE;
-  g_autoptr(PxProgram) prog = px_program_new(p, part, NULL);
-  if (!prog) return;
-  g_autofree double *arr = g_new0(double, 4 * (gsize)parts + 3 * (gsize)pp);
+/* The layout's cost table from its two blocks (a shallow struct over their
+ * arrays): the compute block's (ZeRO 0: F, B, W, p2p, load, the tied
+ * reduction) with the state block's DP reduction, optimizer step, DP
+ * overlap and per-pass reductions; with ZeRO-3 (z3) the state's gathers,
+ * folded into F, B, W (zero3_fold) in arr (3·parts). */
+static PxCostTable layout_table(const ComputeBlock *cb, const StateBlock *sb, gboolean z3, double *arr) {
+  const PxCostTable *ct = cb->tab, *st = sb->tab;
   PxCostTable t = *ct;
-  t.fwd = arr;
-  t.bwd_input = arr + parts;
-  t.bwd_weight = arr + 2 * parts;
-  t.gather = arr + 3 * parts;
-  t.dp_reduce = arr + 4 * parts;
-  t.tied_reduce = t.dp_reduce + pp;
-  t.optimizer = t.tied_reduce + pp;
-  t.overlap_dp = TRUE;
-  for (int k = 0; k < parts; k++) {
-    t.fwd[k] = ct->fwd[k];
-    t.bwd_input[k] = ct->bwd_input[k];
-    t.bwd_weight[k] = ct->bwd_weight[k];
-    if (z3) {
-      double g = z3->tab->gather_pass[k], rs = z3->tab->reduce_pass[k], share = z3->tab->coll_sm_share;
-      double g_sms = g - z3->tab->gather_pcie[k];
-      double bx = px_cost_pass_exposed(ct->bwd_input[k] + ct->bwd_weight[k], g + rs, g_sms + rs, share);
-      t.fwd[k] += px_cost_pass_exposed(ct->fwd[k], g, g_sms, share);
-      t.bwd_input[k] += bx / 2;
-      t.bwd_weight[k] += bx / 2;
-      t.gather[k] = z3->tab->gather[k];
-    }
+  t.dp_reduce = st->dp_reduce;
+  t.dp_bytes = st->dp_bytes;
+  t.optimizer = st->optimizer;
+  t.overlap_dp = st->overlap_dp;
+  t.reduce_pass = st->reduce_pass;
+  t.grad_reduce_bytes = st->grad_reduce_bytes;
+  if (z3) {
+    t.gather = st->gather;
+    t.gather_pass = st->gather_pass;
+    t.gather_pcie = st->gather_pcie;
+    t.fwd = arr;
+    t.bwd_input = arr + ct->parts;
+    t.bwd_weight = arr + 2 * ct->parts;
+    for (int k = 0; k < ct->parts; k++) zero3_fold(ct, st, k, &t.fwd[k], &t.bwd_input[k], &t.bwd_weight[k]);
   }
-  for (int i = 0; i < pp * v; i++) out->grad[i] = -1;
-  /* the duration of each chunk's last backward, which its buckets' windows
-   * are fractions of (the engine's rule) */
-  for (int r = 0; r < pp; r++)
-    for (guint i = 0; i < prog->ranks[r].n; i++) {
-      const PxInstr *in = &prog->ranks[r].instrs[i];
-      if (in->chunk < 0 || in->chunk >= v || !px_op_is_compute(in->kind) || in->kind == PX_OP_FORWARD) continue;
-      int k = px_program_part_of(prog, r, in->chunk);
-      out->last_bwd[r * v + in->chunk] = in->kind == PX_OP_BACKWARD ? t.bwd_input[k] + t.bwd_weight[k]
-                                       : in->kind == PX_OP_BACKWARD_INPUT ? t.bwd_input[k] : t.bwd_weight[k];
-    }
-  PxSimOptions so = {.no_timeline = TRUE, .stage_ready = out->end, .grads_final = out->grad};
+  return t;
+}
+
+/* The step time of a layout whose program is prog: the event engine's run of
+ * the program over the table of its blocks, as px_search_confirm runs the
+ * core's table of the whole layout. FALSE when the engine refuses it. */
+static gboolean engine_time(const PxProgram *prog, const ComputeBlock *cb, const StateBlock *sb, gboolean z3,
+                            double *time) {
+  g_autofree double *arr = z3 ? g_new(double, 3 * (gsize)cb->tab->parts) : NULL;
+  PxCostTable t = layout_table(cb, sb, z3, arr);
+  PxSimOptions so = {.no_timeline = TRUE};
   g_autoptr(PxSimResult) res = px_simulate(prog, &t, &so, NULL);
-  if (!res) return;
-  out->tied_a = prog->tied_first_stage;
-  out->tied_b = prog->tied_last_stage;
-  out->ok = TRUE;
+  if (!res) return FALSE;
+  *time = res->step_time;
+  return TRUE;
 }
 
-/* The step from the pipeline and the state block, by the engine's rules for
- * the collective stream: with overlap each chunk's DP reduction runs in the
- * buckets the program has (the partition's layout, buckets.h, when dp·cp >
- * 1), bucket b costing its share of the chunk's reduction and starting when
- * the gradients are final less `after` of the chunk's last backward (none
- * when the state table reduced the part in every pass, ZeRO-3), the chunks
- * one after the other; the tied reduction when both of its stages have
- * reached it; the optimizer step when the rank's reductions are done.
- * Without overlap the tied reduction, then the rank's DP reductions, block
- * the rank after its last compute op. */
-static double finish_time(const PxPlan *p, const PxPartition *part, const StateBlock *s, const ComputeBlock *c,
-                          const Pipe *pipe) {
-  int pp = p->pp, v = p->vpp;
-  double *t = g_newa(double, pp), *cf = g_newa(double, pp);
-  const PxCostTable *st = s->tab;
-  const PxBuckets *bk = part->buckets && px_plan_data_ranks(p) > 1 ? part->buckets : NULL; /* as px_program_new */
-  for (int r = 0; r < pp; r++) {
-    t[r] = pipe->end[r];
-    cf[r] = 0;
-    if (!s->overlap_dp) continue;
-    double after = -G_MAXDOUBLE;  /* the chunks in the order their gradients become final */
-    for (int n = 0; n < v; n++) {
-      int next = -1;
-      for (int ch = 0; ch < v; ch++) {
-        double g = pipe->grad[r * v + ch];
-        if (g >= 0 && g > after && (next < 0 || g < pipe->grad[r * v + next])) next = ch;
-      }
-      if (next < 0) break;
-      after = pipe->grad[r * v + next];
-      /* the engine's buckets of chunk c on rank r: those of the part it holds
-       * (px_schedule_part_of: c·pp + r, or the V's) */
-      int k = px_schedule_part_of(p->schedule, pp, r, next), nb = bk ? bk->n[k] : 1;
-      gboolean passes = st->reduce_pass && st->reduce_pass[k] > 0;
-      for (int b = 0; b < nb; b++) {
-        double share = nb > 1 ? bk->b[k][b].share : 1.0;
-        double win = nb > 1 && !passes ? bk->b[k][b].after * pipe->last_bwd[r * v + next] : 0;
-        cf[r] = MAX(after - win, cf[r]) + s->dp_reduce[r] / v * share;
-      }
-    }
-  }
-  int a = pipe->tied_a, b = pipe->tied_b;
-  if (a >= 0 && b >= 0 && a < pp && b < pp) {
-    double end = MAX(MAX(t[a], cf[a]), MAX(t[b], cf[b])) + c->tied[a];
-    cf[a] = MAX(cf[a], end);
-    cf[b] = MAX(cf[b], end);
-    if (!s->overlap_dp) {
-      t[a] = MAX(t[a], end);
-      t[b] = MAX(t[b], end);
-    }
-  }
-  double step = 0;
-  for (int r = 0; r < pp; r++) {
-    if (!s->overlap_dp) {
-      for (int ch = 0; ch < v; ch++)
-        if (pipe->grad[r * v + ch] >= 0) {
-          t[r] = MAX(t[r], cf[r]) + s->dp_reduce[r] / v;
-          cf[r] = t[r];
-        }
-    }
-    t[r] = MAX(t[r], cf[r]) + s->optimizer[r];
-    step = MAX(step, t[r]);
-  }
-  return step;
-}
-
-/* A lower bound of finish_time without the pipeline: every rank is busy
- * with its m micro-batches' F, B and W (ZeRO-3 folded as pipe_run folds
- * them) after the forwards of the parts before its first one, and then runs
- * its optimizer step. */
+/* A lower bound of the engine's step time without running it: every rank is
+ * busy with its m micro-batches' F, B and W (ZeRO-3 folded, zero3_fold)
+ * after the forwards of the parts before its first one, and then runs its
+ * optimizer step. */
 static double time_lower_bound(const PxPlan *p, const StateBlock *s, const ComputeBlock *c, gboolean z3) {
   const PxCostTable *ct = c->tab;
   double bound = 0, before = 0;
@@ -442,16 +355,11 @@ static double time_lower_bound(const PxPlan *p, const StateBlock *s, const Compu
       double busy = 0;
       for (int cc = 0; cc < p->vpp; cc++) {
         int kk = px_schedule_part_of(p->schedule, p->pp, r, cc);
-        double f = ct->fwd[kk], b = ct->bwd_input[kk] + ct->bwd_weight[kk];
-        if (z3) {
-          double g = s->tab->gather_pass[kk], g_sms = g - s->tab->gather_pcie[kk];
-          double rs = s->tab->reduce_pass[kk], share = s->tab->coll_sm_share;
-          b += px_cost_pass_exposed(b, g + rs, g_sms + rs, share);
-          f += px_cost_pass_exposed(f, g, g_sms, share);
-        }
-        busy += f + b;
+        double f = ct->fwd[kk], bi = ct->bwd_input[kk], bw = ct->bwd_weight[kk];
+        if (z3) zero3_fold(ct, s->tab, kk, &f, &bi, &bw);
+        busy += f + bi + bw;
       }
-      bound = MAX(bound, before + p->m * busy + s->optimizer[r]);
+      bound = MAX(bound, before + p->m * busy + s->tab->optimizer[r]);
     }
     before += ct->fwd[k];
   }
@@ -519,7 +427,7 @@ typedef struct {
   /* objective time without the Pareto points: the `cap` best analytic times
    * so far over every task (ascending), under lock. A layout whose lower
    * bound exceeds the last of them cannot be among the `cap` best, whatever
-   * the thread count, and its pipeline is not run. */
+   * the thread count, and the engine does not run it. */
   gboolean prune;
   double *top_times;
   int n_top;
@@ -610,7 +518,12 @@ static void run_task(gpointer data, gpointer user) {
   double bound = run->prune ? run_offer(run, G_MAXDOUBLE) : G_MAXDOUBLE;
   StateBlock sb[N_ZO];
   ComputeBlock cb = {0};
-  g_autofree double *pipe_mem = NULL;
+  /* the programs of one compute block, per schedule and (ZeRO-3, DP overlap):
+   * what px_program_new reads of a layout besides the task's key and the
+   * micro-batch count (GATHER_PARAMS, the buckets); NULL: not built yet */
+  PxProgram *progs[MAX_TASK_SCHED][4];
+  gboolean prog_tried[MAX_TASK_SCHED][4];
+  memset(progs, 0, sizeof progs);
   memset(sb, 0, sizeof sb);
   if (part) {
     int pp = l.pp;
@@ -624,15 +537,6 @@ static void run_task(gpointer data, gpointer user) {
       state_block(sp, part, lz, &sb[z]);
     }
     cb = compute_block_at(mem + (gsize)pp * STATE_ARRAYS * N_ZO, pp, l.vpp);
-    /* the pipelines of one compute block: per schedule, one for ZeRO 0-2 (slot
-     * 0) and one per ZeRO-3 state (its slot) */
-    Pipe pipes[MAX_TASK_SCHED][N_ZO];
-    pipe_mem = g_new(double, (gsize)MAX_TASK_SCHED * N_ZO * (pp + 2 * pp * l.vpp));
-    for (int i = 0; i < MAX_TASK_SCHED; i++)
-      for (int z = 0; z < N_ZO; z++) {
-        double *pm = pipe_mem + ((gsize)i * N_ZO + z) * (pp + 2 * pp * l.vpp);
-        pipes[i][z] = (Pipe){FALSE, FALSE, pm, pm + pp, pm + pp + pp * l.vpp, -1, -1};
-      }
     for (int im = 0; im < ch.n_mbs; im++)
       for (int ic = 0; ic < ch.n_ckpt; ic++)
         for (int is = 0; is < ch.n_sp; is++) {
@@ -642,7 +546,10 @@ static void run_task(gpointer data, gpointer user) {
           l.sp = ch.sp[is];
           compute_block(sp, part, l, &cb);
           for (int i = 0; i < MAX_TASK_SCHED; i++)
-            for (int z = 0; z < N_ZO; z++) pipes[i][z].done = FALSE;
+            for (int j = 0; j < 4; j++) {
+              g_clear_pointer(&progs[i][j], px_program_free);
+              prog_tried[i][j] = FALSE;
+            }
           for (int iz = 0; iz < ch.n_zo; iz++) {
             int z = ch.zo[iz];
             l.zero = zero_offload[z].zero;
@@ -666,10 +573,12 @@ static void run_task(gpointer data, gpointer user) {
                   feasible_local++;
                   continue;
                 }
-                Pipe *pi = &pipes[ik][z3 ? z : 0];
-                if (!pi->done) pipe_run(&p, part, &cb, z3 ? &sb[z] : NULL, pi);
-                if (!pi->ok) continue;
-                c.analytic_time = finish_time(&p, part, &sb[z], &cb, pi);
+                int slot = 2 * z3 + px_cost_overlap_dp(&p);
+                if (!prog_tried[ik][slot]) {
+                  progs[ik][slot] = px_program_new(&p, part, NULL);
+                  prog_tried[ik][slot] = TRUE;
+                }
+                if (!progs[ik][slot] || !engine_time(progs[ik][slot], &cb, &sb[z], z3, &c.analytic_time)) continue;
               }
               if (!task->have_closest || c.memory < task->closest.memory ||
                   (c.memory == task->closest.memory && px_layout_compare(&l, &task->closest.layout) < 0)) {
@@ -690,6 +599,8 @@ static void run_task(gpointer data, gpointer user) {
         }
   }
 out:
+  for (int i = 0; i < MAX_TASK_SCHED; i++)
+    for (int j = 0; j < 4; j++) g_clear_pointer(&progs[i][j], px_program_free);
   for (int z = 0; z < N_ZO; z++) g_clear_pointer(&sb[z].tab, px_cost_table_free);
   g_clear_pointer(&cb.tab, px_cost_table_free);
   g_mutex_lock(&run->lock);
@@ -876,17 +787,9 @@ gboolean px_search_evaluate(const PxModel *model, const PxCluster *cluster, cons
   Space sp = {model, cluster, base, 0, NULL};
   state_block(&sp, part, *l, &sb);
   compute_block(&sp, part, *l, &cb);
-  gboolean ok = sb.ok && cb.ok;
-  if (ok) {
-    g_autofree double *pm = g_new(double, (gsize)pp * (1 + 2 * l->vpp));
-    Pipe pi = {FALSE, FALSE, pm, pm + pp, pm + pp + pp * l->vpp, -1, -1};
-    pipe_run(&p, part, &cb, l->zero == 3 ? &sb : NULL, &pi);
-    ok = pi.ok;
-    if (ok) {
-      *memory = evaluate_memory(&p, &sb, &cb);
-      *time = finish_time(&p, part, &sb, &cb, &pi);
-    }
-  }
+  g_autoptr(PxProgram) prog = sb.ok && cb.ok ? px_program_new(&p, part, NULL) : NULL;
+  gboolean ok = prog && engine_time(prog, &cb, &sb, l->zero == 3, time);
+  if (ok) *memory = evaluate_memory(&p, &sb, &cb);
   g_clear_pointer(&sb.tab, px_cost_table_free);
   g_clear_pointer(&cb.tab, px_cost_table_free);
   return ok;

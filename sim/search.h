@@ -6,34 +6,21 @@
  * confirmed with the event engine, ranked by simulated step time. And the
  * sizing question: the fewest GPUs whose best layout trains T tokens in D days.
  *
- * The analytic step time of a layout (seconds) is the engine's own timeline
- * taken apart, so that the search ranks layouts as the engine does (one cost
- * model, one schedule; issue 11 item 7):
- *   - the pipeline: the schedule's program (common/schedule.c) run by the
- *     event engine over the compute block's cost table with every reduction
- *     and the optimizer at zero cost (ZeRO-3: the per-pass gathers folded into
- *     F, B, W as the cost table folds them, and the first gathers). It gives
- *     per rank the end of its pipeline work E_r and per (rank, chunk) the time
- *     G_{r,c} the chunk's gradients are final. It depends on (micro-batch,
- *     checkpoint, sp, schedule) and, with ZeRO-3, the state; not on ZeRO 0-2,
- *     offload or the stack's overlap, so a task runs it once per compute
- *     block, schedule and ZeRO-3 state, not once per layout;
- *   - the reductions and the optimizer step in closed form, per ZeRO stage,
- *     by the engine's rules for the collective stream: with overlap (cost.h
- *     px_cost_overlap_dp) chunk c's DP reduction D_r / v starts at
- *     max(G_{r,c} - window, the previous one's end); the tied reduction when
- *     both its stages have reached it; the optimizer O_r after the rank's
- *     reductions: T = max_r max(E_r, reductions_r) + O_r. Without overlap the
- *     tied reduction and then the v reductions block the rank after E_r.
- * The closed forms per schedule this replaces (fill and drain from each
- * rank's share) were exact for 1F1B-like stages only: ZB-V's and DualPipeV's
- * fill depends on unequal F, B, W and on the heavier ranks holding the
- * embedding and the head (docs/cost.md §6). The fill of ZB-V with equal ranks
- * is px_plan_zbv_idle (plan.h).
+ * The analytic step time of a layout (seconds) is the event engine's
+ * (sim/engine.c; one cost model, issue 11 item 7): the layout's program
+ * (common/schedule.c, built once per compute block, schedule and ZeRO-3 /
+ * DP-overlap variant) simulated over the layout's cost table put together
+ * from the task's blocks: the compute block's F, B, W, p2p, loads and tied
+ * reduction (ZeRO 0, with the micro-batch, recompute and sp), the state
+ * block's DP reduction, optimizer step and overlap (ZeRO stage and offload),
+ * with ZeRO-3 its per-pass gathers folded into F, B, W as the core's
+ * px_cost_table_new folds them. Pipeline, buckets, tied reduction and the
+ * optimizer step are the engine's own rules; nothing is restated here. The
+ * same table the core builds for the whole layout gives the same time (tests).
  * With objective time (and no Pareto points) a layout whose lower bound —
  * each rank's m micro-batches of F + B + W after the forwards before its
  * first part, plus its optimizer step — exceeds the `confirm`-th best time
- * found so far is not evaluated: it cannot be among the best, whatever the
+ * found so far is not simulated: it cannot be among the best, whatever the
  * thread count. bench_rank prints Kendall's tau between this order and the
  * engine's; the search prints it for the layouts it shows.
  *
@@ -137,7 +124,7 @@ void px_search_options_init(PxSearchOptions *o);
 typedef struct {
   PxLayout layout;
   double memory;          /* peak bytes per GPU (the core's memory model) */
-  double analytic_time;   /* s, the formula above */
+  double analytic_time;   /* s, the engine over the blocks' table (above) */
   gboolean fits;
   /* filled for the confirmed candidates */
   gboolean simulated;
@@ -213,8 +200,9 @@ GArray *px_search_schedules(const PxModel *model, const PxCluster *cluster, cons
  * with fewer than two candidates. */
 double px_search_kendall_tau(const PxSearchResult *r);
 
-/* Analytic evaluation of one layout (memory and time; no simulation), as the
- * search does it — for tests and benchmarks. FALSE when the layout is invalid. */
+/* One layout evaluated as the search does it (memory from its blocks, time by
+ * the engine over the blocks' table; not px_search_confirm's whole-layout
+ * table) — for tests and benchmarks. FALSE when the layout is invalid. */
 gboolean px_search_evaluate(const PxModel *model, const PxCluster *cluster, const PxPlan *base,
                             const PxLayout *l, double *memory, double *time);
 

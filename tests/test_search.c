@@ -191,12 +191,13 @@ static void test_memory_matches_core(void) {
   setup_clear(&s);
 }
 
-/* The analytic step time is the engine's: the search runs each pipeline
- * once and adds the reductions and the optimizer in closed form (search.h);
- * the engine simulates the whole layout, reductions, tied embeddings and
- * ZeRO-3 gathers included. Every schedule, ZeRO 1 and 3, every stack (with
- * and without the DP overlap, p2p blocking for megatron-2021), a model with
- * tied embeddings (GPT-3) and one without (Llama 2). */
+/* The search's table of a layout, put together from its blocks (ZeRO 0
+ * compute with the micro-batch and recompute, state with mbs 1 and no
+ * recompute, ZeRO-3's gathers folded), is the core's: the engine over it
+ * gives the step time the engine gives over px_cost_table_new of the whole
+ * layout. Every schedule, ZeRO 1 and 3, every stack (with and without the DP
+ * overlap, p2p blocking for megatron-2021), a model with tied embeddings
+ * (GPT-3) and one without (Llama 2). */
 static void test_analytic_equals_simulation(void) {
   static const char *models[] = {"llama2-7b", "gpt3-175b"};
   static const PxStack stacks[] = {PX_STACK_PARALLAX, PX_STACK_MEGATRON_2021, PX_STACK_MEGATRON_CORE,
@@ -226,6 +227,48 @@ static void test_analytic_equals_simulation(void) {
     setup_clear(&s);
   }
   g_assert_cmpint(checked, >=, 100);
+}
+
+/* A step time by hand through the search: pp = 1 on 2 GPUs (dp 2), 1F1B,
+ * m = 3 micro-batches, no DP overlap (the parallax stack without a bucket
+ * size, megatron-2021). The rank runs, per micro-batch, its load, F and
+ * B + W one after the other; then the DP reduction D, which without overlap
+ * blocks it, and the optimizer step O; with ZeRO-3 the first gather G comes
+ * before the first forward (its per-pass gathers are in F and B):
+ *   T = G + 3 (L + F + B + W) + D + O,
+ * the terms read from the core's cost table of the whole layout. */
+static void test_step_by_hand(void) {
+  static const PxStack stacks[] = {PX_STACK_PARALLAX, PX_STACK_MEGATRON_2021};
+  Setup s;
+  setup_load(&s, "gpt2-124m", "dgx-h100", 2, 6, 1024);
+  for (gsize si = 0; si < G_N_ELEMENTS(stacks); si++)
+    for (int zero = 1; zero <= 3; zero += 2) {
+      s.plan.stack = stacks[si];
+      PxLayout l = {.tp = 1, .pp = 1, .dp = 2, .vpp = 1, .mbs = 1, .zero = zero, .ckpt = PX_CKPT_NONE,
+                    .schedule = PX_SCHED_1F1B};
+      double memory, time;
+      g_assert_true(px_search_evaluate(s.model, s.cluster, &s.plan, &l, &memory, &time));
+      PxPlan p;
+      px_plan_copy(&p, &s.plan);
+      px_layout_apply(&l, &p);
+      g_assert_true(px_plan_validate(&p, s.model, s.cluster, NULL));
+      g_assert_cmpint(p.m, ==, 3);
+      g_assert_false(px_cost_overlap_dp(&p));
+      g_autoptr(PxPartition) part = px_partition_new(s.model, &p, NULL, NULL);
+      g_autoptr(PxCostTable) t = px_cost_table_new(s.model, s.cluster, &p, part, NULL);
+      g_assert_nonnull(t);
+      g_assert_cmpfloat(t->dp_reduce[0], >, 0);
+      g_assert_cmpfloat(t->optimizer[0], >, 0);
+      if (zero == 3) g_assert_cmpfloat(t->gather[0], >, 0);
+      else g_assert_cmpfloat(t->gather[0], ==, 0);
+      double hand = t->gather[0];
+      for (int mb = 0; mb < 3; mb++) hand += t->load[0] + t->fwd[0] + (t->bwd_input[0] + t->bwd_weight[0]);
+      hand += t->dp_reduce[0] + t->optimizer[0];
+      g_test_message("%s ZeRO-%d: search %.6f s, by hand %.6f s", px_stack_name(stacks[si]), zero, time, hand);
+      g_assert_cmpfloat(REL(time, hand), <, 1e-12);
+      px_plan_clear(&p);
+    }
+  setup_clear(&s);
 }
 
 /* A search's analytic order is the engine's: Kendall's tau-b over its 20
@@ -653,6 +696,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/search/cp-fp8/matches-core", test_cp_fp8_search);
   g_test_add_func("/search/analytic/equals-simulation", test_analytic_equals_simulation);
   g_test_add_func("/search/analytic/rank-agreement", test_rank_agreement);
+  g_test_add_func("/search/analytic/step-by-hand", test_step_by_hand);
   g_test_add_func("/search/analytic/kendall-hand", test_kendall_hand);
   g_test_add_func("/search/winner/brute-force", test_brute_force_winner);
   g_test_add_func("/search/threads/deterministic", test_threads_deterministic);
