@@ -81,7 +81,6 @@ typedef struct {
   gboolean has_tied;  /* holds wte or its tied copy (REDUCE_TIED) */
   int tied_param;
   gboolean pending;   /* DP reduction held for REDUCE_TIED */
-  gboolean by_layer;     /* ZeRO-3: gathered layer by layer into the rank's two slots */
   /* the DP reduction in buckets (the program's REDUCE_GRADS chunk=c bucket=b):
    * each bucket all-reduced over its group as soon as the chunk's last
    * backward has finished its layers (the gpt's per-layer hook) */
@@ -276,7 +275,7 @@ static gboolean chunk_bind(Rank *r, int c, PxTensor *w, PxTensor *g, GError **er
 }
 
 /* ---- ZeRO-3 layer by layer ----
- * A chunk gathered by layer (ChunkState.by_layer) keeps its flat shard
+ * Under ZeRO-3 every chunk is gathered by layer and keeps its flat shard
  * layout; a layer's weights are a contiguous range [lo, hi) of the chunk's
  * flat buffer (the split layout of an MoE model whose experts shard over
  * EDP: its dense tensors' range in the dense region and its experts' in the
@@ -425,7 +424,7 @@ static gboolean zero3_bind(Rank *r, int c, int li, int k, GError **error) {
  * after the pass's last layer the next pass's first) queued into the other. */
 static gboolean zero3_before(int c, int li, int next, void *data, GError **error) {
   Rank *r = data;
-  if (!r->chunks[c].by_layer) return TRUE;
+  if (r->zero < 3) return TRUE;
   double *bytes = &r->bytes[r->at]; /* the instruction's: the bytes its gathers receive (common/zero3.h) */
   int k = zero3_slot_of(r, c, li), nc = c;
   if (k < 0) {
@@ -441,14 +440,13 @@ static gboolean zero3_before(int c, int li, int next, void *data, GError **error
   return zero3_slot_of(r, nc, next) >= 0 || zero3_gather(r, nc, next, 1 - k, bytes, error);
 }
 
-/* The two slots (BUFFERS, each the largest layer of the rank's chunks
- * gathered by layer), and the hook; none when no chunk is. */
+/* The two slots (BUFFERS, each the largest layer of the rank's chunks), and
+ * the hook; none below ZeRO-3. */
 static gboolean zero3_slots(Rank *r, GError **error) {
   gint64 most = 0;
-  for (int c = 0; c < r->rt->prog->vpp; c++) {
+  for (int c = 0; c < r->rt->prog->vpp && r->zero >= 3; c++) {
     const PxGptChunk *ch = px_gpt_chunk(r->gpt, c);
-    if (r->chunks[c].by_layer)
-      for (int li = ch->first; li < ch->end; li++) most = MAX(most, unit_numel(r, c, li));
+    for (int li = ch->first; li < ch->end; li++) most = MAX(most, unit_numel(r, c, li));
   }
   if (most == 0) return TRUE;
   for (int k = 0; k < 2; k++) {
@@ -550,7 +548,6 @@ static gboolean chunk_alloc(Rank *r, int c, GError **error) {
   g_autofree char *ng = g_strdup_printf("chunk%d.grads", c);
   if (r->zero >= 3) {
     TRY(cs->w_shard = tensor1(r->be, nw, dt, PX_MEM_WEIGHTS, cs->shard, error));
-    cs->by_layer = TRUE;
   } else {
     TRY(cs->w = tensor1(r->be, nw, dt, PX_MEM_WEIGHTS, cs->padded, error));
   }
