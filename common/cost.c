@@ -327,6 +327,16 @@ double px_cost_pass_exposed(double compute, double coll, double coll_sms, double
   return MAX(MAX(0.0, coll - compute), share * coll_sms);
 }
 
+void px_cost_zero3_fold(double *fwd, double *bwd_input, double *bwd_weight, double gather, double gather_pcie,
+                        double reduce, double share) {
+  double g_sms = gather - gather_pcie;
+  double fwd_exposed = px_cost_pass_exposed(*fwd, gather, g_sms, share);
+  double bwd_exposed = px_cost_pass_exposed(*bwd_input + *bwd_weight, gather + reduce, g_sms + reduce, share);
+  *fwd += fwd_exposed;
+  *bwd_input += bwd_exposed / 2;
+  *bwd_weight += bwd_exposed / 2;
+}
+
 double px_cost_gemm_time(const PxCluster *c, PxPrecision prec, double batch, double m, double n, double k,
                          int elem_bytes) {
   if (m <= 0 || n <= 0 || k <= 0) return 0;
@@ -927,7 +937,6 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
     }
     t->p2p_bytes[k] = parts > 1 ? msg : 0;
     int layers = part->bounds[k + 1] - part->bounds[k];
-    double bwd = t->bwd_input[k] + t->bwd_weight[k];
     /* with overlap the reduction runs in the buckets of the partition's layout
      * (buckets.h), each as the last backward finishes its layers: the program
      * says where (REDUCE_GRADS chunk=c bucket=b), the engine times it */
@@ -955,12 +964,8 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
       /* The collectives hold collective_sms SMs while they run (NCCL issue
        * #689; collective_sms_intra when the group is inside a node), so the
        * pass they overlap computes on the rest meanwhile */
-      double share = px_cost_collective_sm_share_link(cluster, &l), g_sms = g - t->gather_pcie[k];
-      double fwd_exposed = px_cost_pass_exposed(t->fwd[k], g, g_sms, share);
-      double bwd_exposed = px_cost_pass_exposed(bwd, g + rs, g_sms + rs, share);
-      t->fwd[k] += fwd_exposed;
-      t->bwd_input[k] += bwd_exposed / 2;
-      t->bwd_weight[k] += bwd_exposed / 2;
+      px_cost_zero3_fold(&t->fwd[k], &t->bwd_input[k], &t->bwd_weight[k], g, t->gather_pcie[k], rs,
+                         px_cost_collective_sm_share_link(cluster, &l));
     }
   }
 

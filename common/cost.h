@@ -154,6 +154,14 @@ double px_cost_collective_sm_share_link(const PxCluster *cluster, const PxLink *
  * of the SMs: max(coll - compute, share * coll_sms), never below 0. The
  * cost table and the search fold ZeRO-3's per-pass gathers with it. */
 double px_cost_pass_exposed(double compute, double coll, double coll_sms, double share);
+/* ZeRO-3's per-pass collectives folded into one part's compute, in place:
+ * `gather` seconds of parameter gathers (`gather_pcie` of them the offloaded
+ * shard's PCIe crossing, not a collective) beside the forward, the gathers
+ * and `reduce` seconds of reduce-scatters beside the backward; the forward's
+ * exposed excess goes into *fwd, the backward's half into each of
+ * *bwd_input and *bwd_weight. The cost table and the search both fold with it. */
+void px_cost_zero3_fold(double *fwd, double *bwd_input, double *bwd_weight, double gather, double gather_pcie,
+                        double reduce, double share);
 /* Time of `batch` (m x k) @ (k x n) GEMMs with elements of elem_bytes at the
  * precision's peak: roofline max(compute at that efficiency, bytes of A, B, C
  * over the achieved HBM bandwidth), plus one kernel overhead. */

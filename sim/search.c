@@ -289,16 +289,13 @@ static double evaluate_memory(const PxPlan *p, const StateBlock *s, const Comput
 /* ---- the step time: the event engine over the blocks' table --------------- */
 
 /* Part k's forward and backward (input, weight) with ZeRO-3's per-pass
- * gathers and reduce-scatters of the state table z3 folded in, with the
- * core's px_cost_pass_exposed as px_cost_table_new folds them: the
- * forward's excess into F, the backward's half into each of B and W. */
+ * gathers and reduce-scatters of the state table z3 folded in, as
+ * px_cost_table_new folds them (px_cost_zero3_fold). */
 static void zero3_fold(const PxCostTable *ct, const PxCostTable *z3, int k, double *f, double *bi, double *bw) {
-  double g = z3->gather_pass[k], rs = z3->reduce_pass[k], share = z3->coll_sm_share;
-  double g_sms = g - z3->gather_pcie[k];
-  double bx = px_cost_pass_exposed(ct->bwd_input[k] + ct->bwd_weight[k], g + rs, g_sms + rs, share);
-  *f = ct->fwd[k] + px_cost_pass_exposed(ct->fwd[k], g, g_sms, share);
-  *bi = ct->bwd_input[k] + bx / 2;
-  *bw = ct->bwd_weight[k] + bx / 2;
+  *f = ct->fwd[k];
+  *bi = ct->bwd_input[k];
+  *bw = ct->bwd_weight[k];
+  px_cost_zero3_fold(f, bi, bw, z3->gather_pass[k], z3->gather_pcie[k], z3->reduce_pass[k], z3->coll_sm_share);
 }
 
 /* The layout's cost table from its two blocks (a shallow struct over their
