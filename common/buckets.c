@@ -29,6 +29,11 @@ double px_buckets_layer_elems(const PxModel *model, const PxPlan *plan, const Px
 
 PxBuckets *px_buckets_from_layers(int parts, const int *bounds, const double *elems, const double *flops,
                                   double size) {
+  return px_buckets_from_layers_moe(parts, bounds, elems, NULL, flops, size);
+}
+
+PxBuckets *px_buckets_from_layers_moe(int parts, const int *bounds, const double *elems, const double *expert,
+                                      const double *flops, double size) {
   PxBuckets *b = g_new0(PxBuckets, 1);
   b->parts = parts;
   b->bucket_elems = size;
@@ -39,11 +44,12 @@ PxBuckets *px_buckets_from_layers(int parts, const int *bounds, const double *el
     double total = 0, total_flops = 0;
     for (int li = lo; li < hi; li++) total += elems[li], total_flops += flops[li];
     GArray *a = g_array_new(FALSE, FALSE, sizeof(PxBucket));
-    PxBucket cur = {hi, hi, 0, 0, 0};
+    PxBucket cur = {hi, hi, 0, 0, 0, 0};
     double done_flops = 0; /* backward FLOPs of the layers done, last layer first */
     for (int li = hi - 1; li >= lo; li--) {
       cur.first = li;
       cur.elems += elems[li];
+      cur.expert += expert ? expert[li] : 0;
       done_flops += flops[li];
       /* closed once it holds the bucket size (one layer per bucket with size 0);
        * the chunk's first layer closes the last */
@@ -52,7 +58,7 @@ PxBuckets *px_buckets_from_layers(int parts, const int *bounds, const double *el
         cur.after = total_flops > 0 ? MAX(0.0, 1.0 - done_flops / total_flops) : (double)(li - lo) / (hi - lo);
         if (li == lo) cur.after = 0;
         g_array_append_val(a, cur);
-        cur = (PxBucket){li, li, 0, 0, 0};
+        cur = (PxBucket){li, li, 0, 0, 0, 0};
       }
     }
     b->n[k] = (int)a->len;
@@ -64,15 +70,16 @@ PxBuckets *px_buckets_from_layers(int parts, const int *bounds, const double *el
 PxBuckets *px_buckets_new(const PxModel *model, const PxPlan *plan, const PxPartition *part) {
   int n = (int)model->n_layers, seq = plan->seq > 0 ? plan->seq : model->desc.max_seq;
   g_autofree double *elems = g_new0(double, MAX(n, 1)), *flops = g_new0(double, MAX(n, 1));
+  g_autofree double *expert = g_new0(double, MAX(n, 1));
   for (int k = 0; k < part->parts; k++)
     for (int li = part->bounds[k]; li < part->bounds[k + 1]; li++) {
-      elems[li] = px_buckets_layer_elems(model, plan, part, k, li, NULL);
+      elems[li] = px_buckets_layer_elems(model, plan, part, k, li, &expert[li]);
       /* the backward's share of a layer: its forward FLOPs (backward = 2 x forward
        * per layer, recomputation in proportion); the embedding's scatter-add has
        * no GEMM FLOPs */
       flops[li] = px_layer_forward_flops(model, &model->layers[li], seq);
     }
-  return px_buckets_from_layers(part->parts, part->bounds, elems, flops, px_buckets_size(plan));
+  return px_buckets_from_layers_moe(part->parts, part->bounds, elems, expert, flops, px_buckets_size(plan));
 }
 
 PxBuckets *px_buckets_copy(const PxBuckets *src) {
@@ -102,22 +109,32 @@ int px_buckets_of_layer(const PxBuckets *b, int k, int li) {
 }
 
 gboolean px_buckets_sharded(const PxBuckets *b, const PxModel *model, const PxPlan *plan, int k) {
+  (void)model;
   if (!b || k < 0 || k >= b->parts || b->n[k] < 2) return FALSE;
   /* the executor's stack; the other stacks' memory and bytes stay their own */
   if (plan->stack != PX_STACK_PARALLAX) return FALSE;
   if ((plan->zero != 1 && plan->zero != 2) || px_plan_data_ranks(plan) < 2) return FALSE;
-  return px_cost_overlap_dp(plan) && model->desc.experts == 0;
+  return px_cost_overlap_dp(plan);
 }
 
-gint64 px_buckets_shard_layout(const PxBuckets *b, int k, int dp, PxBucketShard *out, gint64 *padded) {
-  dp = MAX(dp, 1);
-  gint64 base = 0, at = 0;
-  for (int i = b->n[k] - 1; i >= 0; i--) { /* buffer order: the part's first layers (its last bucket) first */
-    gint64 elems = llround(b->b[k][i].elems), slice = (elems + dp - 1) / dp;
-    if (out) out[i] = (PxBucketShard){elems, base, slice, at};
-    base += slice * dp;
-    at += slice;
+gint64 px_buckets_shard_layout(const PxBuckets *b, int k, int dp, int edp, PxBucketShard *out, gint64 *padded,
+                               gint64 *expert) {
+  int n = b->n[k];
+  gint64 base = 0, at = 0, at_dense = 0;
+  /* buffer order: the dense buffer, then the experts' (g = 1); in each the
+   * part's first layers (its last bucket) first */
+  for (int g = 0; g < 2; g++) {
+    int ranks = MAX(g ? edp : dp, 1);
+    for (int i = n - 1; i >= 0; i--) {
+      const PxBucket *bk = &b->b[k][i];
+      gint64 ex = llround(bk->expert), elems = g ? ex : llround(bk->elems) - ex, slice = (elems + ranks - 1) / ranks;
+      if (out) out[g * n + i] = (PxBucketShard){elems, base, slice, at};
+      base += slice * ranks;
+      at += slice;
+    }
+    if (!g) at_dense = at;
   }
   if (padded) *padded = base;
+  if (expert) *expert = at - at_dense;
   return at;
 }

@@ -35,6 +35,7 @@ typedef struct {
   double share;     /* elems / the chunk's: its share of the chunk's reduction time and bytes */
   double after;     /* fraction of the chunk's backward left once its layers are done (by the
                        layers' FLOPs: 0 for the last bucket, which waits for the whole backward) */
+  double expert;    /* of elems, the routed experts' (E/ep over etp): reduced over edp, not dp */
 } PxBucket;
 
 struct _PxBuckets {
@@ -59,6 +60,10 @@ PxBuckets *px_buckets_new(const PxModel *model, const PxPlan *plan, const PxPart
  * and flops indexed by layer; size 0: one bucket per layer. */
 PxBuckets *px_buckets_from_layers(int parts, const int *bounds, const double *elems, const double *flops,
                                   double size);
+/* The same with each layer's routed-expert elements (expert, indexed by
+ * layer, included in elems; NULL: none). */
+PxBuckets *px_buckets_from_layers_moe(int parts, const int *bounds, const double *elems, const double *expert,
+                                      const double *flops, double size);
 PxBuckets *px_buckets_copy(const PxBuckets *b);
 void px_buckets_free(PxBuckets *b);
 /* The bucket of part k holding layer li, -1 if none. */
@@ -73,28 +78,41 @@ int px_buckets_of_layer(const PxBuckets *b, int k, int li);
  * bucket's region zero-padded to dp slices; the bucket is reduce-scattered
  * over its region into the rank's slice, AdamW updates the slices and the
  * updated parameters are all-gathered per bucket. A rank's shard is its
- * slices, in buffer order. The executor lays its buffers out from this, the
- * planner's memory counts the padded shards from it and the cost model the
- * padded bytes: one description. */
+ * slices, in buffer order.
+ *
+ * An MoE model's routed experts have a buffer of their own after the dense
+ * one, as Megatron-Core's expert-parallel buffers (distributed_data_parallel.py:
+ * the parameters with allreduce False go to expert_parallel_buffers, whose
+ * group is the expert data-parallel one, edp ranks): bucket i has a dense
+ * region padded to dp slices and an experts' region padded to edp slices,
+ * reduce-scattered over DP and over EDP at the bucket's REDUCE_GRADS (the
+ * two buffers keep the same layer boundaries here: a bucket is a range of
+ * layers). The rank's shard: its dense slices in buffer order, then its
+ * expert slices. The executor lays its buffers out from this, the planner's
+ * memory counts the padded shards from it and the cost model the padded
+ * bytes: one description. */
 typedef struct {
-  gint64 elems; /* the bucket's gradient elements (PxBucket.elems) */
-  gint64 base;  /* its region's first element in the part's flat buffers */
-  gint64 slice; /* each rank's slice, ceil(elems / dp): the region is dp · slice elements */
+  gint64 elems; /* the region's gradient elements (PxBucket.elems less .expert, or .expert) */
+  gint64 base;  /* its first element in the part's flat buffers */
+  gint64 slice; /* each rank's slice, ceil(elems / ranks): the region is ranks · slice elements */
   gint64 at;    /* where the slice starts in a rank's shard */
 } PxBucketShard;
 
 /* Does plan shard part k's buffers per bucket: the executor's stack
  * (parallax; the other stacks keep their own layouts), ZeRO 1 or 2 over dp·cp > 1
- * ranks, the DP reduction in buckets during the backward (the program splits
+ * ranks, and the DP reduction in buckets during the backward (the program splits
  * it: px_cost_overlap_dp, px_program_new) into more than one bucket on part
- * k, and no routed experts (an MoE model keeps the whole-chunk shards: its
- * experts' regions shard over their own group)? b may be NULL (no). With one
- * bucket the layout is the whole chunk's flat shard anyway. */
+ * k? MoE models too (the experts' regions over edp). b may be NULL (no). With
+ * one bucket the layout is the whole chunk's flat shard anyway. */
 gboolean px_buckets_sharded(const PxBuckets *b, const PxModel *model, const PxPlan *plan, int k);
-/* Part k's layout over dp ranks: out (n[k], may be NULL) indexed as the
- * buckets (reduction order); *padded (may be NULL) the buffers' elements
- * (Σ dp · slice). Returns the shard's elements per rank (Σ slice). */
-gint64 px_buckets_shard_layout(const PxBuckets *b, int k, int dp, PxBucketShard *out, gint64 *padded);
+/* Part k's layout, the dense regions over dp ranks and the experts' over
+ * edp: out (2 · n[k], may be NULL) holds bucket i's dense region at i and
+ * its experts' at n[k] + i (elems 0, slice 0 without experts); *padded (may
+ * be NULL) the buffers' elements (Σ dp · slice + Σ edp · slice); *expert
+ * (may be NULL) the experts' slices per rank. Returns the shard's elements
+ * per rank (Σ slice, both kinds). */
+gint64 px_buckets_shard_layout(const PxBuckets *b, int k, int dp, int edp, PxBucketShard *out, gint64 *padded,
+                               gint64 *expert);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(PxBuckets, px_buckets_free)
 

@@ -810,8 +810,9 @@ static gboolean dp_reduce_scatters(const PxModel *model, const PxPlan *plan, con
   if (plan->zero < 1) return FALSE;
   if (!part->buckets || !px_cost_overlap_dp(plan)) return TRUE;
   /* in buckets: ZeRO-1/2 reduce-scatter each padded bucket into the rank's
-   * slice (buckets.h px_buckets_sharded); otherwise (ZeRO-3, MoE) each bucket
-   * is all-reduced and the shard copied out */
+   * slice, an MoE model's experts' regions over edp (buckets.h
+   * px_buckets_sharded); otherwise (ZeRO-3) each bucket is all-reduced and
+   * the shard copied out */
   for (int k = 0; k < part->parts; k++)
     if (px_partition_part_rank(part, k) == r && part->buckets->n[k] > 1 &&
         !px_buckets_sharded(part->buckets, model, plan, k))
@@ -819,16 +820,23 @@ static gboolean dp_reduce_scatters(const PxModel *model, const PxPlan *plan, con
   return TRUE;
 }
 
-/* Elements rank r's buffers add to pad ZeRO-1/2 buckets to dp slices
- * (buckets.h px_buckets_shard_layout; 0 when not sharded per bucket). */
-static double dp_bucket_padding(const PxModel *model, const PxPlan *plan, const PxPartition *part, int r) {
+/* Elements rank r's buffers add to pad ZeRO-1/2 buckets to slices
+ * (buckets.h px_buckets_shard_layout; 0 when not sharded per bucket): the
+ * dense regions' to dp slices, returned, and the experts' to edp slices,
+ * *epad. */
+static double dp_bucket_padding(const PxModel *model, const PxPlan *plan, const PxPartition *part, int r,
+                                double *epad) {
   double pad = 0;
+  *epad = 0;
   for (int k = 0; k < part->parts; k++) {
     if (px_partition_part_rank(part, k) != r || !px_buckets_sharded(part->buckets, model, plan, k)) continue;
-    gint64 padded;
-    px_buckets_shard_layout(part->buckets, k, px_plan_data_ranks(plan), NULL, &padded);
-    for (int i = 0; i < part->buckets->n[k]; i++) pad -= part->buckets->b[k][i].elems;
-    pad += (double)padded;
+    int n = part->buckets->n[k], dp = px_plan_data_ranks(plan), edp = px_plan_edp(plan);
+    g_autofree PxBucketShard *bs = g_new(PxBucketShard, 2 * n);
+    px_buckets_shard_layout(part->buckets, k, dp, edp, bs, NULL, NULL);
+    for (int i = 0; i < n; i++) {
+      pad += (double)(bs[i].slice * dp - bs[i].elems);
+      *epad += (double)(bs[n + i].slice * edp - bs[n + i].elems);
+    }
   }
   return pad;
 }
@@ -972,8 +980,9 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
   for (int r = 0; r < pp; r++) {
     PxLink dpl = px_cost_dp_link(cluster, plan, r);
     /* ZeRO-1/2 in buckets: the padded buckets are reduce-scattered and gathered */
-    double padded_params = rank_params[r] + dp_bucket_padding(model, plan, part, r);
-    double grad_bytes = padded_params * G, egrad_bytes = rank_eparams[r] * G;
+    double epad, padded_params = rank_params[r] + dp_bucket_padding(model, plan, part, r, &epad);
+    double padded_eparams = rank_eparams[r] + epad;
+    double grad_bytes = padded_params * G, egrad_bytes = padded_eparams * G;
     PxLink edpl = rank_eparams[r] > 0 ? edp_link(cluster, plan, r) : dpl;
     /* the experts' gradients over their own data-parallel group */
     gboolean rs = dp_reduce_scatters(model, plan, part, r);
@@ -1007,7 +1016,7 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
     if ((plan->zero == 1 || plan->zero == 2) && dp > 1 && !gather_hidden)
       opt += px_cost_allgather(padded_params * E, dp, &dpl);
     if ((plan->zero == 1 || plan->zero == 2) && edp > 1 && !gather_hidden)
-      opt += px_cost_allgather(rank_eparams[r] * E, edp, &edpl);
+      opt += px_cost_allgather(padded_eparams * E, edp, &edpl);
     t->optimizer[r] = opt;
     if (r == 0 || r == pp - 1) t->load[r] = plan->mbs * seq / MAX(plan->cp, 1) * BATCH_ID_BYTES / MAX(cluster->pcie_bw, 1.0);
   }

@@ -237,12 +237,16 @@ PxMemory *px_memory_new_act(const PxModel *model, const PxPlan *plan, const PxPa
           head_acts += px_layer_activation_bytes(model, L, plan);
         if (li == (int)model->n_layers - 1) last = TRUE;
       }
-      /* ZeRO-1/2 in buckets: the rank's slice of each padded bucket (buckets.h) */
-      if (px_buckets_sharded(part->buckets, model, plan, k))
-        shard += px_buckets_shard_layout(part->buckets, k, data, NULL, NULL);
-      else
+      /* ZeRO-1/2 in buckets: the rank's slice of each padded bucket, the
+       * dense ones over dp and the experts' over edp (buckets.h) */
+      if (px_buckets_sharded(part->buckets, model, plan, k)) {
+        gint64 ek, all = px_buckets_shard_layout(part->buckets, k, data, (int)edp, NULL, NULL, &ek);
+        shard += all - ek;
+        eshard += ek;
+      } else {
         shard += px_zero_shard(chunk_params, data);
-      eshard += px_zero_shard(chunk_expert, (int)edp);
+        eshard += px_zero_shard(chunk_expert, (int)edp);
+      }
       eparams += chunk_expert;
       if (exec) {
         /* the executor's own walk of the list: what a micro-batch keeps, and

@@ -48,6 +48,7 @@ G_DEFINE_QUARK(px-runtime-error-quark, px_runtime_error)
 typedef struct {
   gint64 lo, n, at, base;
   PxComm *comm;
+  int bucket;   /* bucket shards: the bucket whose region it is; else -1 */
 } ShardPart;
 
 typedef struct {
@@ -63,11 +64,13 @@ typedef struct {
   gint64 sd, se, pad_d;
   /* ZeRO-1/2 reduced in buckets (buckets.h px_buckets_sharded): the buffers
    * laid out per bucket, each bucket's region padded to dp slices and the
-   * shard the rank's slice of every bucket (px_buckets_shard_layout); also
-   * split (the shard in parts, the params at off) */
+   * shard the rank's slice of every bucket (px_buckets_shard_layout); an MoE
+   * model's experts in a buffer of their own after the dense one, each
+   * bucket's experts' region padded to edp slices; also split (the shard in
+   * parts, the params at off) */
   gboolean bucket_shards;
   ShardPart *parts;   /* (n_parts) the rank's shard, sharded runs: one part (the flat 1/dp range),
-                         two (split: dense over DP, experts over EDP) or one per bucket */
+                         two (split: dense over DP, experts over EDP) or one per bucket region */
   int n_parts;
   PxTensor *w;        /* full local weights: WEIGHTS (ZeRO < 3) */
   PxTensor *w_shard;  /* ZeRO-3 shard: WEIGHTS */
@@ -482,35 +485,43 @@ static void chunk_split_layout(Rank *r, int c) {
 }
 
 /* Bucket shards (ChunkState.bucket_shards): the core's layout of the chunk's
- * part (px_buckets_shard_layout), each param at its bucket's region plus its
+ * part (px_buckets_shard_layout), each param at its bucket's region (an
+ * MoE model's routed experts at the bucket's experts' region) plus its
  * place among the bucket's layers; the runtime's own element counts must be
- * the layout's. */
+ * the layout's. The shard's parts: the rank's slice of each non-empty
+ * region, over DP (the dense ones) or EDP (the experts'). */
 static gboolean chunk_bucket_layout(Rank *r, int c, GError **error) {
   PxRuntime *rt = r->rt;
   ChunkState *cs = &r->chunks[c];
   const PxGptChunk *ch = px_gpt_chunk(r->gpt, c);
   const PxBuckets *bk = rt->prog->buckets;
-  int k = px_program_part_of(rt->prog, r->stage, c), n = bk->n[k], dp = px_comm_size(r->dp);
-  g_autofree PxBucketShard *bs = g_new(PxBucketShard, n);
-  cs->shard = px_buckets_shard_layout(bk, k, dp, bs, &cs->padded);
+  int k = px_program_part_of(rt->prog, r->stage, c), n = bk->n[k];
+  PxComm *group[2] = {r->dp, r->edp ? r->edp : r->dp};
+  int rank_in[2] = {r->dp_rank, r->edp ? r->edp_rank : r->dp_rank};
+  g_autofree PxBucketShard *bs = g_new(PxBucketShard, 2 * n);
+  cs->shard = px_buckets_shard_layout(bk, k, px_comm_size(group[0]), px_comm_size(group[1]), bs, &cs->padded, NULL);
   cs->split = cs->bucket_shards = TRUE;
   cs->off = g_new(gint64, ch->n_params);
-  cs->n_parts = n;
-  cs->parts = g_new(ShardPart, n);
-  for (int b = 0; b < n; b++) {
-    int p0 = ch->layer_param[bk->b[k][b].first - ch->first], p1 = ch->layer_param[bk->b[k][b].end - ch->first];
-    gint64 held = 0;
-    for (int i = p0; i < p1; i++) {
-      cs->off[i] = bs[b].base + held;
-      held += ch->params[i].numel;
+  cs->parts = g_new(ShardPart, 2 * n);
+  for (int g = 0; g < 2; g++)
+    for (int b = n - 1; b >= 0; b--) { /* the shard's order */
+      const PxBucketShard *q = &bs[g * n + b];
+      int p0 = ch->layer_param[bk->b[k][b].first - ch->first], p1 = ch->layer_param[bk->b[k][b].end - ch->first];
+      gint64 held = 0;
+      for (int i = p0; i < p1; i++)
+        if (ch->params[i].expert == (g == 1)) {
+          cs->off[i] = q->base + held;
+          held += ch->params[i].numel;
+        }
+      if (held != q->elems)
+        return rfail(error, PX_RUNTIME_ERROR_INVALID,
+                     "rank %d chunk %d bucket %d: the runtime holds %" G_GINT64_FORMAT
+                     " %s gradient elements, the bucket layout (buckets.h) %" G_GINT64_FORMAT,
+                     r->rank, c, b, held, g ? "routed-expert" : "dense", q->elems);
+      if (q->slice > 0)
+        cs->parts[cs->n_parts++] =
+            (ShardPart){q->base + (gint64)rank_in[g] * q->slice, q->slice, q->at, q->base, group[g], b};
     }
-    if (held != bs[b].elems)
-      return rfail(error, PX_RUNTIME_ERROR_INVALID,
-                   "rank %d chunk %d bucket %d: the runtime holds %" G_GINT64_FORMAT
-                   " gradient elements, the bucket layout (buckets.h) %" G_GINT64_FORMAT,
-                   r->rank, c, b, held, bs[b].elems);
-    cs->parts[b] = (ShardPart){bs[b].base + (gint64)r->dp_rank * bs[b].slice, bs[b].slice, bs[b].at, bs[b].base, r->dp};
-  }
   return TRUE;
 }
 
@@ -521,13 +532,13 @@ static void chunk_parts(Rank *r, int c) {
   if (!cs->split) {
     cs->n_parts = 1;
     cs->parts = g_new(ShardPart, 1);
-    cs->parts[0] = (ShardPart){(gint64)r->dp_rank * cs->shard, cs->shard, 0, 0, r->dp};
+    cs->parts[0] = (ShardPart){(gint64)r->dp_rank * cs->shard, cs->shard, 0, 0, r->dp, -1};
     return;
   }
   cs->n_parts = 2;
   cs->parts = g_new(ShardPart, 2);
-  cs->parts[0] = (ShardPart){(gint64)r->dp_rank * cs->sd, cs->sd, 0, 0, r->dp};
-  cs->parts[1] = (ShardPart){cs->pad_d + (gint64)r->edp_rank * cs->se, cs->se, cs->sd, cs->pad_d, r->edp};
+  cs->parts[0] = (ShardPart){(gint64)r->dp_rank * cs->sd, cs->sd, 0, 0, r->dp, -1};
+  cs->parts[1] = (ShardPart){cs->pad_d + (gint64)r->edp_rank * cs->se, cs->se, cs->sd, cs->pad_d, r->edp, -1};
 }
 
 static gboolean chunk_alloc(Rank *r, int c, GError **error) {
@@ -539,10 +550,11 @@ static gboolean chunk_alloc(Rank *r, int c, GError **error) {
   cs->numel = ch->numel;
   cs->shard = r->sharded ? px_zero_shard(ch->numel, dp) : ch->numel;
   cs->padded = r->sharded ? cs->shard * dp : ch->numel;
-  if (r->sharded && r->split_experts) chunk_split_layout(r, c);
-  if (r->sharded && r->zero < 3 && !cs->split &&
+  if (r->sharded && r->zero < 3 &&
       px_buckets_sharded(rt->prog->buckets, rt->model, &rt->plan, px_program_part_of(rt->prog, r->stage, c)))
     TRY(chunk_bucket_layout(r, c, error));
+  else if (r->sharded && r->split_experts)
+    chunk_split_layout(r, c);
   if (r->sharded) chunk_parts(r, c);
   g_autofree char *nw = g_strdup_printf("chunk%d.weights", c);
   g_autofree char *ng = g_strdup_printf("chunk%d.grads", c);
@@ -1357,9 +1369,10 @@ static PxTensor *reduced_shard(Rank *r, ChunkState *cs, GError **error) {
  * ZeRO-1/2 (bucket_shards: buckets.h px_buckets_sharded) the buffers are laid
  * out per bucket, each bucket's region padded to dp slices, and the bucket is
  * reduce-scattered over its region into the rank's slice of it (Megatron-Core's
- * distributed optimizer); AdamW updates the slices and the optimizer
- * all-gathers each bucket (adam_split_after). Under ZeRO-3 and for MoE models
- * the shard stays one flat range of the chunk, so the bucket is all-reduced in
+ * distributed optimizer; an MoE model's experts' region of the bucket over
+ * EDP into the rank's expert slice); AdamW updates the slices and the
+ * optimizer all-gathers each bucket (adam_split_after). Under ZeRO-3 the
+ * shard stays one flat range of the chunk, so the bucket is all-reduced in
  * place and, once the last bucket is queued, the rank's shard of the reduced
  * buffer is copied into the shard (the same sums per element as the
  * reduce-scatter).
@@ -1436,14 +1449,17 @@ static gboolean bucket_issue(Rank *r, int c, int b, double *bytes, gboolean time
   ReduceRun x = {r->rt->mixed ? cs->stage : cs->g, bytes};
   TRY(after_compute(r, r->coll_s, error));
   if (timed) TRY(px_event_record(r->ev_start[i], r->coll_s, error));
-  if (cs->bucket_shards) { /* the bucket's padded region reduce-scattered into the rank's slice */
+  if (cs->bucket_shards) { /* the bucket's padded regions reduce-scattered into the rank's slices */
     PxTensor *out = reduced_shard(r, cs, error);
     TRY(out);
-    const ShardPart *q = &cs->parts[b];
     gsize es = px_dtype_size(x.g->dtype);
-    TRY(px_comm_reduce_scatter(q->comm, (char *)x.g->data + q->base * es, (char *)out->data + q->at * es,
-                               (gsize)q->n, x.g->dtype, r->coll_s, error));
-    *bytes += (double)(q->n * px_comm_size(q->comm)) * es;
+    for (int k = 0; k < cs->n_parts; k++) {
+      const ShardPart *q = &cs->parts[k];
+      if (q->bucket != b) continue;
+      TRY(px_comm_reduce_scatter(q->comm, (char *)x.g->data + q->base * es, (char *)out->data + q->at * es,
+                                 (gsize)q->n, x.g->dtype, r->coll_s, error));
+      *bytes += (double)(q->n * px_comm_size(q->comm)) * es;
+    }
   } else {
     TRY(bucket_runs(r, c, b, reduce_run, &x, error));
   }
@@ -2096,6 +2112,13 @@ gboolean px_runtime_dp_traffic(PxRuntime *rt, int rank, PxCommTraffic *out) {
   Rank *r = local_rank(rt, rank);
   if (!r || !r->dp) return FALSE;
   px_comm_traffic(r->dp, out);
+  return TRUE;
+}
+
+gboolean px_runtime_edp_traffic(PxRuntime *rt, int rank, PxCommTraffic *out) {
+  Rank *r = local_rank(rt, rank);
+  if (!r || !r->edp) return FALSE;
+  px_comm_traffic(r->edp, out);
   return TRUE;
 }
 

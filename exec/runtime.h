@@ -143,6 +143,9 @@ gboolean px_runtime_zero3_gathers(PxRuntime *rt, int rank, PxZero3Gathers *out);
  * communicator since the runtime was made (comm.h px_comm_traffic); FALSE if
  * the rank lives in another process. */
 gboolean px_runtime_dp_traffic(PxRuntime *rt, int rank, PxCommTraffic *out);
+/* The same for its experts' data-parallel (EDP) communicator (MoE models;
+ * FALSE without one). */
+gboolean px_runtime_edp_traffic(PxRuntime *rt, int rank, PxCommTraffic *out);
 /* Every rank's memory (all: px_runtime_world entries), from every process (collective). */
 gboolean px_runtime_gather_memory(PxRuntime *rt, PxRankMemory *all, GError **error);
 /* The last step's measured timeline of this process's ranks (owned by the

@@ -4,6 +4,7 @@
 #include <glib.h>
 #include <string.h>
 #include "buckets.h"
+#include "memory.h"
 #include "partition.h"
 #include "schedule.h"
 
@@ -164,10 +165,87 @@ static void test_program(void) {
   px_plan_clear(&p);
 }
 
+/* MoE ZeRO-1/2 shards per bucket, by hand on tiny-moe (h 32, 4 heads of 8,
+ * 2 KV heads, SwiGLU ffn 64, vocab 128, untied, no biases; blocks 1 and 3
+ * MoE of 4 experts of 32, ffn 32): embedding and head 128·32 = 4096 each,
+ * final norm 32; a dense block 2·32 + 32·64 (qkv) + 32·32 + 3·64·32 = 9280;
+ * an MoE block's dense tensors 64 + 2048 + 1024 + 4·32 (router) = 3264 and
+ * E/ep experts of 3·32·32 = 3072. Buckets of 2000 elements (8000 B of fp32)
+ * from the last layer, (dense, experts) under ep 2: head (4096, 0) | norm +
+ * block 3 (3296, 6144) | block 2 (9280, 0) | block 1 (3264, 6144) | block 0
+ * (9280, 0) | embedding (4096, 0). dp 4 · ep 2: the dense buffer in layer
+ * order, each region over dp 4 (all divide: slices 1024 2320 816 2320 824
+ * 1024 from the embedding's), 33312 elements, then the experts' buffer over
+ * edp 2: block 1's 6144 at 33312 (slice 3072, at 8328 in the shard), block
+ * 3's at 39456 (at 11400); 45600 in all, shard 8328 + 6144 = 14472. The
+ * planner's memory (fp32, ZeRO-1): weights and gradients 4 B · 45600,
+ * optimizer 8 B · 14472. dp 3 · ep 1 (the experts over edp 3 = the DP
+ * ranks, 4 experts: 12288 per MoE block): dense regions padded to 4098 9282
+ * 3264 9282 3297 4098 = 33321 (shard 11107), the experts' 3 · 4096 each
+ * (shard 8192): weights 4 B · (33321 + 24576), optimizer 8 B · 19299. */
+static void test_moe_shards(void) {
+  GError *e = NULL;
+  g_autoptr(PxModel) m = px_model_load("tiny-moe", &e);
+  g_assert_no_error(e);
+  PxPlan p;
+  px_plan_init(&p);
+  p.dp = 4;
+  p.ep = 2;
+  p.gbs = 8;
+  p.mbs = 1;
+  p.seq = 16;
+  p.zero = 1;
+  p.precision = PX_PREC_FP32;
+  p.bucket_bytes = 8000;
+  g_autoptr(PxPartition) part = px_partition_new(m, &p, NULL, &e);
+  g_assert_no_error(e);
+  const PxBuckets *b = part->buckets;
+  g_assert_cmpint(b->n[0], ==, 6);
+  g_assert_true(px_buckets_sharded(b, m, &p, 0));
+  double dense[6] = {4096, 3296, 9280, 3264, 9280, 4096}, expert[6] = {0, 6144, 0, 6144, 0, 0};
+  gint64 base[6] = {29216, 25920, 16640, 13376, 4096, 0}, at[6] = {7304, 6480, 4160, 3344, 1024, 0};
+  gint64 ebase[6] = {45600, 39456, 39456, 33312, 33312, 33312}, eat[6] = {14472, 11400, 11400, 8328, 8328, 8328};
+  PxBucketShard bs[12];
+  gint64 padded, ex;
+  g_assert_cmpint(px_buckets_shard_layout(b, 0, 4, 2, bs, &padded, &ex), ==, 14472);
+  g_assert_cmpint(padded, ==, 45600);
+  g_assert_cmpint(ex, ==, 6144);
+  for (int i = 0; i < 6; i++) {
+    g_assert_cmpfloat(b->b[0][i].elems, ==, dense[i] + expert[i]);
+    g_assert_cmpfloat(b->b[0][i].expert, ==, expert[i]);
+    g_assert_cmpint(bs[i].elems, ==, (gint64)dense[i]);
+    g_assert_cmpint(bs[i].slice, ==, (gint64)dense[i] / 4);
+    g_assert_cmpint(bs[i].base, ==, base[i]);
+    g_assert_cmpint(bs[i].at, ==, at[i]);
+    g_assert_cmpint(bs[6 + i].elems, ==, (gint64)expert[i]);
+    g_assert_cmpint(bs[6 + i].slice, ==, (gint64)expert[i] / 2);
+    g_assert_cmpint(bs[6 + i].base, ==, ebase[i]);
+    g_assert_cmpint(bs[6 + i].at, ==, eat[i]);
+  }
+  g_autoptr(PxMemory) mem = px_memory_new(m, &p, part, NULL);
+  g_assert_cmpfloat(mem->stages[0].weights, ==, 4.0 * 45600);
+  g_assert_cmpfloat(mem->stages[0].gradients, ==, 4.0 * 45600);
+  g_assert_cmpfloat(mem->stages[0].optimizer, ==, 8.0 * 14472);
+  /* dp 3, ep 1: padded dense regions */
+  p.dp = 3;
+  p.ep = 1;
+  p.gbs = 6;
+  g_autoptr(PxPartition) p3 = px_partition_new(m, &p, NULL, &e);
+  g_assert_no_error(e);
+  g_assert_cmpint(px_buckets_shard_layout(p3->buckets, 0, 3, 3, bs, &padded, &ex), ==, 19299);
+  g_assert_cmpint(padded, ==, 33321 + 24576);
+  g_assert_cmpint(ex, ==, 8192);
+  g_autoptr(PxMemory) m3 = px_memory_new(m, &p, p3, NULL);
+  g_assert_cmpfloat(m3->stages[0].weights, ==, 4.0 * (33321 + 24576));
+  g_assert_cmpfloat(m3->stages[0].optimizer, ==, 8.0 * 19299);
+  px_plan_clear(&p);
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/buckets/layout-hand", test_layout_hand);
   g_test_add_func("/buckets/tied-copy", test_tied_copy);
   g_test_add_func("/buckets/program", test_program);
+  g_test_add_func("/buckets/moe-shards", test_moe_shards);
   return g_test_run();
 }

@@ -32,6 +32,7 @@ typedef struct {
   int mbs;
   gboolean sp;
   double bucket_bytes; /* the DP reduction in buckets (0: none) */
+  int ep;              /* MoE: expert parallelism (0: 1) */
 } Lay;
 
 typedef struct {
@@ -62,6 +63,7 @@ static PxRuntime *make(const PxModel *model, const Lay *l, PxDType dt, const Opt
   p.seq = 16;
   p.seq_parallel = l->sp;
   p.bucket_bytes = l->bucket_bytes;
+  p.ep = MAX(l->ep, 1);
   p.precision = PX_PREC_FP32;
   PxRunOptions o;
   px_run_options_init(&o);
@@ -139,8 +141,8 @@ static void check_same_params(const PxModel *model, GPtrArray *a, GPtrArray *b) 
 }
 
 static void describe(const Lay *l, char *buf, gsize n) {
-  g_snprintf(buf, n, "dp%d tp%d pp%d vpp%d %s zero%d%s", l->dp, l->tp, l->pp, l->vpp ? l->vpp : 1, l->schedule,
-             l->zero, l->sp ? " sp" : "");
+  g_snprintf(buf, n, "dp%d tp%d pp%d vpp%d ep%d %s zero%d%s%s", l->dp, l->tp, l->pp, l->vpp ? l->vpp : 1,
+             MAX(l->ep, 1), l->schedule, l->zero, l->sp ? " sp" : "", l->bucket_bytes > 0 ? " buckets" : "");
 }
 
 /* Save A at step 3; A's own steps 4-6 are the reference; B resumed from the
@@ -187,15 +189,15 @@ static void cross(const char *model_name, const Lay *a, const Lay *b, PxDType dt
   cross_model(model, a, b, dt, tol);
 }
 
-static const Lay L_dp2z1 = {2, 1, 1, 1, "1f1b", 1, 2, FALSE, 0};
-static const Lay L_dp4z3 = {4, 1, 1, 1, "1f1b", 3, 2, FALSE, 0};
-static const Lay L_pp2tp2 = {1, 2, 2, 1, "1f1b", 0, 2, FALSE, 0};
-static const Lay L_pp4 = {1, 1, 4, 1, "1f1b", 0, 2, FALSE, 0};
-static const Lay L_vpp2 = {1, 1, 2, 2, "interleaved", 0, 2, FALSE, 0};
-static const Lay L_vpp1 = {1, 1, 2, 1, "1f1b", 0, 2, FALSE, 0};
-static const Lay L_tp2 = {1, 2, 1, 1, "1f1b", 0, 2, FALSE, 0};
-static const Lay L_tp1 = {1, 1, 1, 1, "1f1b", 0, 2, FALSE, 0};
-static const Lay L_mix = {2, 2, 2, 1, "zb-h1", 2, 2, TRUE, 0}; /* ZeRO-2, TP with sequence parallelism, pp */
+static const Lay L_dp2z1 = {2, 1, 1, 1, "1f1b", 1, 2, FALSE, 0, 1};
+static const Lay L_dp4z3 = {4, 1, 1, 1, "1f1b", 3, 2, FALSE, 0, 1};
+static const Lay L_pp2tp2 = {1, 2, 2, 1, "1f1b", 0, 2, FALSE, 0, 1};
+static const Lay L_pp4 = {1, 1, 4, 1, "1f1b", 0, 2, FALSE, 0, 1};
+static const Lay L_vpp2 = {1, 1, 2, 2, "interleaved", 0, 2, FALSE, 0, 1};
+static const Lay L_vpp1 = {1, 1, 2, 1, "1f1b", 0, 2, FALSE, 0, 1};
+static const Lay L_tp2 = {1, 2, 1, 1, "1f1b", 0, 2, FALSE, 0, 1};
+static const Lay L_tp1 = {1, 1, 1, 1, "1f1b", 0, 2, FALSE, 0, 1};
+static const Lay L_mix = {2, 2, 2, 1, "zb-h1", 2, 2, TRUE, 0, 1}; /* ZeRO-2, TP with sequence parallelism, pp */
 
 static void test_cross_f32(void) {
   cross("tiny-gpt", &L_dp2z1, &L_dp4z3, PX_DTYPE_F32, 1e-5);
@@ -221,7 +223,7 @@ static void test_cross_f64(void) {
  * the flat shards are padded too. */
 static void test_cross_padded_vocab(void) {
   g_autoptr(PxModel) model = prime_vocab_model();
-  const Lay tp4 = {2, 4, 1, 1, "gpipe", 2, 2, TRUE, 0}, tp2pp2 = {1, 2, 2, 1, "1f1b", 0, 2, FALSE, 0};
+  const Lay tp4 = {2, 4, 1, 1, "gpipe", 2, 2, TRUE, 0, 1}, tp2pp2 = {1, 2, 2, 1, "1f1b", 0, 2, FALSE, 0, 1};
   cross_model(model, &tp4, &tp2pp2, PX_DTYPE_F64, 1e-12);
   cross_model(model, &tp2pp2, &tp4, PX_DTYPE_F32, 1e-5);
 }
@@ -261,14 +263,37 @@ static void test_same_layout(void) {
  * range like any shard: dp 2 ZeRO-2 in buckets of 20000 fp32 elements (5
  * buckets) -> dp 4 ZeRO-1 flat shards, and pp 2 · tp 2 ZeRO-2 -> dp 4 ZeRO-1
  * in buckets; under the same bucketed layout the resume is bit-exact. */
-static const Lay L_dp2z2b = {2, 1, 1, 1, "1f1b", 2, 2, FALSE, 8e4};
-static const Lay L_dp4z1 = {4, 1, 1, 1, "1f1b", 1, 2, FALSE, 0};
-static const Lay L_dp4z1b = {4, 1, 1, 1, "1f1b", 1, 2, FALSE, 8e4};
+static const Lay L_dp2z2b = {2, 1, 1, 1, "1f1b", 2, 2, FALSE, 8e4, 1};
+static const Lay L_dp4z1 = {4, 1, 1, 1, "1f1b", 1, 2, FALSE, 0, 1};
+static const Lay L_dp4z1b = {4, 1, 1, 1, "1f1b", 1, 2, FALSE, 8e4, 1};
 static void test_cross_bucket_shards(void) {
   cross("tiny-gpt", &L_dp2z2b, &L_dp4z1, PX_DTYPE_F64, 1e-12);
   cross("tiny-gpt", &L_mix, &L_dp4z1b, PX_DTYPE_F64, 1e-12);
   cross("tiny-gpt", &L_dp4z1b, &L_dp2z2b, PX_DTYPE_F32, 1e-5);
   same("tiny-gpt", &L_dp2z2b);
+}
+
+/* MoE ZeRO-1/2 in buckets: the dense parameters' slices of each padded
+ * bucket over DP, the routed experts' over EDP (buckets.h
+ * px_buckets_shard_layout), saved by global name and element range like any
+ * shard. tiny-moe, buckets of 2000 fp32 elements (6 buckets): ep 2 · dp 4
+ * ZeRO-2 in buckets (EDP 2) -> ep 2 · dp 2 ZeRO-1 with the split flat
+ * shards (dense over DP 2, experts over EDP 1), ep 1 · dp 2 ZeRO-1 flat
+ * (the experts follow DP) -> ep 2 · dp 4 ZeRO-1 in buckets, ep 2 · dp 2
+ * ZeRO-2 in buckets -> ep 2 · dp 4 ZeRO-2 in buckets (EDP 1 -> 2), and under
+ * the same bucketed layout the resume is bit-exact. One sequence per
+ * micro-batch throughout: the load-balancing loss is taken per micro-batch,
+ * so the same data under another mbs is another loss. */
+static const Lay L_moe_dp4z2b = {4, 1, 1, 1, "1f1b", 2, 1, FALSE, 8e3, 2};
+static const Lay L_moe_dp2z1 = {2, 1, 1, 1, "1f1b", 1, 1, FALSE, 0, 2};
+static const Lay L_moe_dp2z1_ep1 = {2, 1, 1, 1, "1f1b", 1, 1, FALSE, 0, 1};
+static const Lay L_moe_dp4z1b = {4, 1, 1, 1, "1f1b", 1, 1, FALSE, 8e3, 2};
+static const Lay L_moe_dp2z2b = {2, 1, 1, 1, "1f1b", 2, 1, FALSE, 8e3, 2};
+static void test_cross_moe_bucket_shards(void) {
+  cross("tiny-moe", &L_moe_dp4z2b, &L_moe_dp2z1, PX_DTYPE_F64, 1e-12);
+  cross("tiny-moe", &L_moe_dp2z1_ep1, &L_moe_dp4z1b, PX_DTYPE_F64, 1e-12);
+  cross("tiny-moe", &L_moe_dp2z2b, &L_moe_dp4z2b, PX_DTYPE_F32, 1e-5);
+  same("tiny-moe", &L_moe_dp4z2b);
 }
 
 /* ---- refusals ---------------------------------------------------------------------------- */
@@ -277,7 +302,7 @@ static void test_cross_bucket_shards(void) {
 static char *saved_dir(const PxModel *model) {
   g_autoptr(GError) error = NULL;
   char *dir = tmpdir();
-  Lay l = {2, 1, 2, 1, "1f1b", 1, 2, FALSE, 0};
+  Lay l = {2, 1, 2, 1, "1f1b", 1, 2, FALSE, 0, 1};
   g_autoptr(PxRuntime) rt = make_ok(model, &l, PX_DTYPE_F32);
   steps(rt, 1, NULL);
   g_assert_true(px_runtime_save(rt, dir, &error));
@@ -288,7 +313,7 @@ static char *saved_dir(const PxModel *model) {
 static void expect_refusal(const PxModel *model, const char *dir, const Opts *op, int code, const char *file,
                            const char *what) {
   g_autoptr(GError) error = NULL;
-  Lay l = {1, 2, 1, 1, "1f1b", 0, 2, FALSE, 0}; /* another layout: the refusal is not about layouts */
+  Lay l = {1, 2, 1, 1, "1f1b", 0, 2, FALSE, 0, 1}; /* another layout: the refusal is not about layouts */
   g_autoptr(PxRuntime) rt = make(model, &l, PX_DTYPE_F32, op, &error);
   g_assert_no_error(error);
   g_assert_false(px_runtime_resume(rt, dir, &error));
@@ -317,7 +342,7 @@ static void test_flipped_byte(void) {
   g_assert_true(g_file_set_contents(path, buf, (gssize)len, NULL));
   /* restored: resumes */
   g_autoptr(GError) error = NULL;
-  Lay l = {1, 2, 1, 1, "1f1b", 0, 2, FALSE, 0};
+  Lay l = {1, 2, 1, 1, "1f1b", 0, 2, FALSE, 0, 1};
   g_autoptr(PxRuntime) rt = make_ok(model, &l, PX_DTYPE_F32);
   g_assert_true(px_runtime_resume(rt, dir, &error));
   g_assert_no_error(error);
@@ -343,7 +368,7 @@ static void test_other_run(void) {
   /* the same run under another learning rate is not another run */
   g_autoptr(GError) error = NULL;
   Opts lr = {7, 1e-3};
-  Lay l = {1, 1, 1, 1, "1f1b", 0, 2, FALSE, 0};
+  Lay l = {1, 1, 1, 1, "1f1b", 0, 2, FALSE, 0, 1};
   g_autoptr(PxRuntime) rt = make(model, &l, PX_DTYPE_F32, &lr, &error);
   g_assert_true(px_runtime_resume(rt, dir, &error));
   g_assert_no_error(error);
@@ -465,7 +490,7 @@ static void test_nonfinite(void) {
   g_autoptr(PxModel) model = model_of("tiny-gpt");
   g_autoptr(GError) error = NULL;
   Opts huge = {7, 1e30};
-  Lay l = {2, 1, 2, 1, "1f1b", 1, 2, FALSE, 0};
+  Lay l = {2, 1, 2, 1, "1f1b", 1, 2, FALSE, 0, 1};
   g_autoptr(PxRuntime) rt = make(model, &l, PX_DTYPE_F32, &huge, &error);
   g_assert_no_error(error);
   int s = 0;
@@ -487,6 +512,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/checkpoint/cross-layout/padded-vocab", test_cross_padded_vocab);
   g_test_add_func("/checkpoint/same-layout", test_same_layout);
   g_test_add_func("/checkpoint/cross-layout/bucket-shards", test_cross_bucket_shards);
+  g_test_add_func("/checkpoint/cross-layout/moe-bucket-shards", test_cross_moe_bucket_shards);
   g_test_add_func("/checkpoint/refuse/flipped-byte", test_flipped_byte);
   g_test_add_func("/checkpoint/refuse/missing-shard", test_missing_shard);
   g_test_add_func("/checkpoint/refuse/other-run", test_other_run);

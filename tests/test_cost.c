@@ -466,6 +466,42 @@ static PxCostTable *tiny_table(PxPlan *p, const PxCluster *c, PxModel **model_ou
   return t;
 }
 
+/* MoE ZeRO-1/2 in buckets under this executor's stack: the dense regions of
+ * the padded buckets reduce-scattered over dp, the experts' over edp
+ * (buckets.h px_buckets_shard_layout; the padded counts by hand in
+ * test_buckets.c /buckets/moe-shards). tiny-moe, buckets of 2000 fp32
+ * elements: dp 3 · ep 1 pads the dense 33312 elements to 33321 and the
+ * experts' 24576 need none over edp 3: a ring sends 2/3 · 4 B · (33321 +
+ * 24576) = 154392 B per rank (unbucketed: 2/3 · 4 · (33312 + 24576) =
+ * 154368 B); dp 4 · ep 2: 3/4 · 4 · 33312 + 1/2 · 4 · 12288 = 124512 B. */
+static void test_moe_bucket_shards(void) {
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PxModel) m = px_model_load("tiny-moe", &err);
+  g_assert_no_error(err);
+  struct { int dp, ep; double bucket_bytes, sent; } cases[] = {
+    {3, 1, 8000, 154392}, {3, 1, 0, 154368}, {4, 2, 8000, 124512}};
+  for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
+    PxCluster c = make_cluster(cases[i].dp, 1);
+    PxPlan p;
+    set_plan(&p, cases[i].dp, 1, 1, 1, 2 * cases[i].dp);
+    p.ep = cases[i].ep;
+    p.seq = 16;
+    p.zero = 1;
+    p.precision = PX_PREC_FP32;
+    p.bucket_bytes = cases[i].bucket_bytes;
+    g_assert_true(px_plan_validate(&p, m, &c, &err));
+    g_assert_no_error(err);
+    g_autoptr(PxPartition) part = px_partition_new(m, &p, NULL, &err);
+    g_assert_no_error(err);
+    g_autoptr(PxCostTable) t = px_cost_table_new(m, &c, &p, part, &err);
+    g_assert_no_error(err);
+    g_test_message("tiny-moe dp %d ep %d bucket %.0f B: %.0f B sent per rank", cases[i].dp, cases[i].ep,
+                   cases[i].bucket_bytes, t->dp_bytes[0]);
+    g_assert_cmpfloat(REL(t->dp_bytes[0], cases[i].sent), <, 1e-12);
+    px_plan_clear(&p);
+  }
+}
+
 static void test_dp_reduction(void) {
   PxCluster c = make_cluster(4, 1);
   PxPlan p;
@@ -910,6 +946,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cost/compute/software-terms", test_software_terms);
   g_test_add_func("/cost/links/tp-nvlink-vs-network", test_tp_links);
   g_test_add_func("/cost/table/dp-reduction-zero", test_dp_reduction);
+  g_test_add_func("/cost/table/moe-bucket-shards", test_moe_bucket_shards);
   g_test_add_func("/cost/table/tied-and-p2p", test_tied_and_p2p);
   g_test_add_func("/cost/table/stacks", test_stacks);
   g_test_add_func("/cost/flops/gpt3-megatron", test_gpt3_flops);

@@ -10,11 +10,16 @@
  * ZeRO-1), dp 2 · pp 2 (1f1b, zb-h1, interleaved with ZeRO-2; the tied
  * embedding's bucket held for REDUCE_TIED), ZeRO-1/2/3, cp 2, bf16 and fp16
  * (loss scaling), and tiny-moe ep 2 · dp 4 (the experts over EDP 2,
- * unsharded and ZeRO-1). Memory per category still equals the planner's
- * (the fp32 cases: tp 2 · sp ZeRO-1, pp 2 ZeRO-3, zb-h1 ZeRO-1, dp 4 ZeRO-2
- * and dp 3 ZeRO-1, whose buckets are padded). Every case again with the
- * bucketed run under rendezvous mode (as NCCL). The DP communicator's bytes
- * under ZeRO-1/2 in buckets: bytes_cases. */
+ * unsharded, ZeRO-1 and ZeRO-2: per bucket, the dense regions over DP and
+ * the experts' over EDP, against the unbucketed run's split flat shards),
+ * ep 1 · dp 3 ZeRO-1 (the experts over the DP ranks; dense regions padded;
+ * against the flat shard) and ep 2 · dp 2 · pp 2 ZeRO-2 in bf16. Memory per
+ * category still equals the planner's (the fp32 cases: tp 2 · sp ZeRO-1, pp 2
+ * ZeRO-3, zb-h1 ZeRO-1, dp 4 ZeRO-2, dp 3 ZeRO-1, whose buckets are padded,
+ * and the two fp32 tiny-moe ones). Every case again with the bucketed run
+ * under rendezvous mode (as NCCL). The DP communicator's bytes under
+ * ZeRO-1/2 in buckets: bytes_cases; MoE's DP and EDP communicators':
+ * moe_bytes_cases. */
 #include <glib.h>
 #include <math.h>
 #include <string.h>
@@ -88,7 +93,7 @@ static void check_case(const Case *c, gboolean rendezvous) {
    * ignores a shift common to them all), a few 1e-15 whatever the order.
    * Differences are taken relative to the larger value or the 0.02 init
    * scale, whichever is larger (in f64: an absolute 2e-14 near zero). */
-  gboolean slices = (c->l.zero == 1 || c->l.zero == 2) && c->ep <= 1;
+  gboolean slices = c->l.zero == 1 || c->l.zero == 2; /* MoE too: dense slices over DP, experts' over EDP */
   worst = MAX(worst, params_max_diff(a, b, model, slices ? 0.02 : 0));
   g_test_message("%s: %d bucket reductions per step, largest relative difference %.3g", what, n_buckets, worst);
   if (worst > tol) g_error("%s: bucketed run differs by %.3g (relative) from the unbucketed one", what, worst);
@@ -121,9 +126,16 @@ static const Case cases[] = {
    * rank's slices of the padded buckets: the planner's memory counts them) */
   {{"tiny-gpt", 4, 1, 1, 1, "1f1b", 2, PX_CKPT_NONE, 2, 8, FALSE, 1}, 1, 1, PX_DTYPE_F32, GPT_B},
   {{"tiny-gpt", 3, 1, 1, 1, "1f1b", 1, PX_CKPT_NONE, 1, 6, FALSE, 1}, 1, 1, PX_DTYPE_F32, GPT_B},
-  /* tiny-moe: 2000 elements to a bucket; ep 2 · dp 4: the experts over EDP 2 */
+  /* tiny-moe: 2000 elements to a bucket; ep 2 · dp 4: the experts over EDP 2
+   * (ZeRO-1/2: the dense regions sharded over DP, the experts' over EDP, per
+   * bucket); ep 1 · dp 3: the experts over EDP 3 (the DP ranks), the dense
+   * regions padded (memory checked in fp32) */
   {{"tiny-moe", 4, 1, 1, 1, "1f1b", 0, PX_CKPT_NONE, 1, 8, FALSE, 1}, 1, 2, PX_DTYPE_F64, 8e3},
   {{"tiny-moe", 4, 1, 1, 1, "1f1b", 1, PX_CKPT_NONE, 1, 8, FALSE, 1}, 1, 2, PX_DTYPE_F64, 8e3},
+  {{"tiny-moe", 4, 1, 1, 1, "1f1b", 2, PX_CKPT_NONE, 1, 8, FALSE, 1}, 1, 2, PX_DTYPE_F64, 8e3},
+  {{"tiny-moe", 4, 1, 1, 1, "1f1b", 2, PX_CKPT_NONE, 1, 8, FALSE, 1}, 1, 2, PX_DTYPE_F32, 8e3},
+  {{"tiny-moe", 3, 1, 1, 1, "1f1b", 1, PX_CKPT_NONE, 1, 6, FALSE, 1}, 1, 1, PX_DTYPE_F32, 8e3},
+  {{"tiny-moe", 2, 1, 2, 1, "1f1b", 2, PX_CKPT_NONE, 1, 8, FALSE, 1}, 1, 2, PX_DTYPE_BF16, 8e3},
 };
 
 /* ZeRO-1/2 sharded per bucket (buckets.h px_buckets_shard_layout): what the
@@ -180,6 +192,69 @@ static void check_bytes(const BytesCase *bc, gboolean rendezvous) {
   px_runtime_free(rt);
 }
 
+/* tiny-moe (h 32, 4 heads of 8, 2 KV heads, SwiGLU ffn 64, vocab 128, no
+ * biases, untied; blocks 1 and 3 MoE of 4 experts of 32): embedding and
+ * head 128·32 = 4096 each, final norm 32; a dense block 2·32 (norms) +
+ * 32·(32+16+16) (qkv) + 32·32 (proj) + 3·64·32 (SwiGLU) = 9280; an MoE
+ * block's dense tensors 2·32 + 2048 + 1024 + 4·32 (router) = 3264 and its
+ * experts 3·32·32 = 3072 each, E/ep of them on a rank. Buckets of 2000
+ * elements (8e3 B over the fp32 plan's 4 B; 4000 under bf16) from the last
+ * layer: head 4096 | norm + block 3 (3296 dense + experts) | block 2 9280 |
+ * block 1 (3264 + experts) | block 0 9280 | embedding 4096. Dense: 33312
+ * elements; padded to dp 3: 4098 + 3297 + 9282 + 3264 + 9282 + 4098 = 33321.
+ * Experts: blocks 1 and 3, 2·3072·E/ep = 12288 for ep 2 (EDP 2) and 24576
+ * for ep 1 (EDP 3: 3·4096 = 12288 per bucket, no padding). The DP
+ * communicator reduce-scatters (fp32: 4 B) and all-gathers (the parameters'
+ * dtype) the dense regions, the EDP communicator the experts', and nothing
+ * is all-reduced on either. */
+typedef struct {
+  Case c;
+  double rs, ag, ers, eag; /* bytes per step: DP reduce-scatter inputs, all-gather outputs; EDP the same */
+  int edp;
+} MoeBytesCase;
+
+static const MoeBytesCase moe_bytes_cases[] = {
+  /* dp 4 · ep 2, ZeRO-1 and 2, fp32: dense 33312·4 = 133248 B, experts 12288·4 = 49152 B */
+  {{{"tiny-moe", 4, 1, 1, 1, "1f1b", 1, PX_CKPT_NONE, 1, 8, FALSE, 1}, 1, 2, PX_DTYPE_F32, 8e3},
+   133248, 133248, 49152, 49152, 2},
+  {{{"tiny-moe", 4, 1, 1, 1, "1f1b", 2, PX_CKPT_NONE, 1, 8, FALSE, 1}, 1, 2, PX_DTYPE_F32, 8e3},
+   133248, 133248, 49152, 49152, 2},
+  /* dp 3 · ep 1, ZeRO-1: dense padded 33321·4 = 133284 B, experts 24576·4 = 98304 B */
+  {{{"tiny-moe", 3, 1, 1, 1, "1f1b", 1, PX_CKPT_NONE, 1, 6, FALSE, 1}, 1, 1, PX_DTYPE_F32, 8e3},
+   133284, 133284, 98304, 98304, 3},
+  /* bf16 dp 4 · ep 2 ZeRO-2: fp32 main gradients reduce-scattered, bf16 parameters gathered */
+  {{{"tiny-moe", 4, 1, 1, 1, "1f1b", 2, PX_CKPT_NONE, 1, 8, FALSE, 1}, 1, 2, PX_DTYPE_BF16, 8e3},
+   133248, 66624, 49152, 24576, 2},
+};
+
+static void check_moe_bytes(const MoeBytesCase *bc, gboolean rendezvous) {
+  const Case *c = &bc->c;
+  g_autoptr(PxModel) model = load_model(c->l.model);
+  PxRuntime *rt = case_runtime(model, c, c->bucket_bytes, rendezvous);
+  run_steps(rt, STEPS, NULL, NULL);
+  for (int r = 0; r < px_runtime_world(rt); r++) {
+    PxCommTraffic t, e;
+    g_assert_true(px_runtime_dp_traffic(rt, r, &t));
+    g_assert_true(px_runtime_edp_traffic(rt, r, &e));
+    double ring = (c->l.dp - 1.0) / c->l.dp * (t.reduce_scatter + t.all_gather) / STEPS;
+    double ering = (bc->edp - 1.0) / bc->edp * (e.reduce_scatter + e.all_gather) / STEPS;
+    g_test_message("tiny-moe dp %d ep %d zero %d %s rank %d: per step DP reduce-scatter %.0f B, all-gather %.0f B "
+                   "(a ring moves %.0f B per rank); EDP %d reduce-scatter %.0f B, all-gather %.0f B (ring %.0f B)",
+                   c->l.dp, c->ep, c->l.zero, px_dtype_name(c->dt), r, t.reduce_scatter / STEPS, t.all_gather / STEPS,
+                   ring, bc->edp, e.reduce_scatter / STEPS, e.all_gather / STEPS, ering);
+    g_assert_cmpfloat(t.all_reduce, ==, 0);
+    g_assert_cmpfloat(e.all_reduce, ==, 0);
+    g_assert_cmpfloat(t.reduce_scatter, ==, STEPS * bc->rs);
+    g_assert_cmpfloat(t.all_gather, ==, STEPS * bc->ag);
+    g_assert_cmpfloat(e.reduce_scatter, ==, STEPS * bc->ers);
+    g_assert_cmpfloat(e.all_gather, ==, STEPS * bc->eag);
+  }
+  px_runtime_free(rt);
+}
+
+static void test_moe_bytes(gconstpointer p) { check_moe_bytes(p, FALSE); }
+static void test_moe_bytes_rendezvous(gconstpointer p) { check_moe_bytes(p, TRUE); }
+
 static void test_bytes(gconstpointer p) { check_bytes(p, FALSE); }
 static void test_bytes_rendezvous(gconstpointer p) { check_bytes(p, TRUE); }
 
@@ -202,6 +277,11 @@ int main(int argc, char **argv) {
     const Case *c = &bytes_cases[i].c;
     g_autofree char *rest = g_strdup_printf("dp%d-zero%d-%s", c->l.dp, c->l.zero, px_dtype_name(c->dt));
     add_with_rendezvous("/runtime/buckets-bytes/", rest, &bytes_cases[i], test_bytes, test_bytes_rendezvous);
+  }
+  for (gsize i = 0; i < G_N_ELEMENTS(moe_bytes_cases); i++) {
+    const Case *c = &moe_bytes_cases[i].c;
+    g_autofree char *rest = g_strdup_printf("moe-dp%d-ep%d-zero%d-%s", c->l.dp, c->ep, c->l.zero, px_dtype_name(c->dt));
+    add_with_rendezvous("/runtime/buckets-bytes/", rest, &moe_bytes_cases[i], test_moe_bytes, test_moe_bytes_rendezvous);
   }
   return g_test_run();
 }
