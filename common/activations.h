@@ -71,7 +71,7 @@ typedef enum {
   PX_ACT_MLP_MASK,      /* PAPER, dropout: the MLP's dropout mask */
   PX_ACT_MOE,           /* MoE blocks, the routed experts: PAPER, their activations on the busiest rank
                            (px_moe_activation_bytes); EXEC, the executor layer's one saved tensor, in
-                           elements of the run's dtype, sized for dropless routing's worst case
+                           elements of the run's dtype, sized for the routing's worst case
                            (px_moe_exec_layout) */
   PX_ACT_EMBED_MASK,    /* PAPER, dropout: the embedding's dropout mask */
   PX_ACT_TOKENS,        /* EXEC: token ids (int32) */

@@ -210,8 +210,6 @@ gboolean px_model_executable(const PxModel *model, GError **error) {
   if (d->embed_scale) INVALID("model %s: the executor does not scale embeddings by sqrt(hidden)", name);
   if (d->norm_offset) INVALID("model %s: the executor has no (1 + weight) RMSNorm", name);
   if (d->shared_gate) INVALID("model %s: the executor has no shared-expert gate (Qwen2-MoE's sigmoid gate)", name);
-  if (d->experts > 0 && d->capacity_factor > 0)
-    INVALID("model %s: the executor's MoE layer is dropless (capacity_factor %g: give 0)", name, d->capacity_factor);
   if (d->qk_norm) INVALID("model %s: the executor has no query/key RMSNorm", name);
   if (d->pos == PX_POS_ROPE && d->head_dim % 2) INVALID("model %s: rotary embedding needs an even head_dim (%d)", name, d->head_dim);
   return TRUE;

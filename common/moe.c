@@ -96,6 +96,12 @@ int px_moe_etp_per_node(const PxPlan *p, int stage, int gpn) { return per_node(p
 
 /* ---- tokens ---- */
 
+gint64 px_moe_capacity(const PxModelDesc *d, gint64 tokens) {
+  if (d->experts == 0 || d->capacity_factor <= 0) return 0;
+  /* Megatron-Core: math.ceil((num_tokens / num_experts) * capacity_factor), num_tokens = tokens · topk */
+  return (gint64)ceil((double)(tokens * d->top_k) / d->experts * d->capacity_factor);
+}
+
 void px_moe_tokens(const PxModel *model, const PxPlan *p, PxMoeTokens *t) {
   const PxModelDesc *d = &model->desc;
   *t = (PxMoeTokens){0};
@@ -108,9 +114,12 @@ void px_moe_tokens(const PxModel *model, const PxPlan *p, PxMoeTokens *t) {
   t->gather = p->tp > 1 && !p->seq_parallel ? 1 : px_plan_etp(p);
   t->local = (double)d->experts / MAX(p->ep, 1);
   t->balanced = k * t->in * t->gather / t->local;
-  double cap = d->capacity_factor > 0 ? d->capacity_factor : INFINITY;
-  t->busiest = MIN(p->imbalance > 1 ? p->imbalance : 1.0, cap) * t->balanced;
-  t->other = MIN(1.0, cap) * t->balanced;
+  /* an expert takes at most the capacity from each of the ep ranks sending to
+   * it, g times over when gathered */
+  gint64 c = px_moe_capacity(d, (gint64)llround(t->in));
+  double cap = c > 0 ? (double)c * MAX(p->ep, 1) * t->gather : INFINITY;
+  t->busiest = MIN((p->imbalance > 1 ? p->imbalance : 1.0) * t->balanced, cap);
+  t->other = MIN(t->balanced, cap);
   t->total = t->busiest + (t->local - 1) * t->other;
   t->sent = k * t->in;
   t->received = t->total / t->gather;
@@ -148,6 +157,8 @@ void px_moe_exec_layout(const PxModelDesc *d, int ep, int etp, int gather, gint6
   o->sent = k * tokens;
   o->gather = gather;
   o->rows_max = gather * ep * tokens * MIN(k, E / ep);
+  gint64 c = px_moe_capacity(d, tokens); /* a capacity: at most c rows per expert from each source */
+  if (c > 0) o->rows_max = MIN(o->rows_max, gather * ep * c * (E / ep));
   o->fl = d->expert_ffn / etp;
   o->n_inner = px_ffn_gated(d->ffn_kind) ? 3 : 2;
   o->probs = 0;

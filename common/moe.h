@@ -43,14 +43,26 @@ int px_moe_rank_of(const PxPlan *plan, int stage, int etp_i, int ep_i, int edp_i
 int px_moe_ep_per_node(const PxPlan *plan, int stage, int gpus_per_node);
 int px_moe_etp_per_node(const PxPlan *plan, int stage, int gpus_per_node);
 
+/* The expert capacity of a capacity-factor model (Switch Transformer;
+ * Megatron-Core moe_utils.py get_capacity, called by
+ * topk_softmax_with_capacity with num_tokens · topk): the most token copies
+ * a rank's `tokens` may send to one expert, ceil(tokens · k / E ·
+ * capacity_factor); the rest are dropped at the source (the executor's MoE
+ * layer, exec/moe_layer.c). 0 when the model is dropless (capacity_factor 0).
+ * An expert then sees at most ep · g of them (g: px_moe_tokens' gather). The
+ * one figure the planner's token counts, the executor's layout and its
+ * routing read. */
+gint64 px_moe_capacity(const PxModelDesc *d, gint64 tokens);
+
 /* Token counts of one MoE layer, one micro-batch, on the busiest rank. */
 typedef struct {
   double in;         /* tokens entering the layer on a rank (T_in) */
   double gather;     /* g: the ETP all-gather's factor (etp, or 1) */
   double local;      /* experts a rank holds, E / ep */
   double balanced;   /* tokens of one expert under balanced routing: k · T_in · g / (E / ep) */
-  double busiest;    /* the busiest expert's: min(imbalance, capacity) × balanced */
-  double other;      /* each other expert's on that rank: min(1, capacity) × balanced */
+  double busiest;    /* the busiest expert's: min(imbalance × balanced, cap) */
+  double other;      /* each other expert's on that rank: min(balanced, cap); cap = ep · g ·
+                        px_moe_capacity(T_in) rows (none when dropless) */
   double total;      /* tokens through the rank's experts: busiest + (local - 1) · other */
   double sent;       /* token copies a rank sends in the dispatch all-to-all: k · T_in */
   double received;   /* and the busiest rank receives (before the ETP gather): total / g */
@@ -68,7 +80,7 @@ double px_moe_activation_bytes(const PxModel *model, const PxPlan *plan);
  * time): the all-to-all send and receive buffers. */
 double px_moe_buffer_bytes(const PxModel *model, const PxPlan *plan);
 
-/* What the executor's MoE layer (exec/moe_layer.c, dropless) keeps for
+/* What the executor's MoE layer (exec/moe_layer.c) keeps for
  * backward, one micro-batch, as one tensor of `total` elements of the run's
  * dtype (PX_ACT_MOE of the EXEC stack), at these element offsets. T tokens
  * enter on the rank, E experts over ep ranks, each expert's FFN f over etp
@@ -78,7 +90,9 @@ double px_moe_buffer_bytes(const PxModel *model, const PxPlan *plan);
  * parallelism: the same tokens). A rank's experts may see up to
  * R = g·ep·T·min(k, E/ep) rows (every token of its EP and ETP groups choosing
  * its experts: dropless routing sizes nothing by the data, so the worst case
- * is kept, and the measured peak is the prediction whatever the router does):
+ * is kept, and the measured peak is the prediction whatever the router does);
+ * with a capacity C = px_moe_capacity(d, T) per expert and source rank,
+ * R = g·ep·min(T·min(k, E/ep), C·E/ep):
  *   probs   T·E      the router's softmax (its backward)
  *   topk    T·k      the chosen experts' indices (the permutation, the combine)
  *   counts  (1+g)·E  d aux / d p per expert; rows received from each (source, local

@@ -238,11 +238,16 @@ int px_exec_cmd_run(int argc, char **argv) {
       printf("# DP reduction in buckets of %.0f B, each queued as the last backward finishes its layers (docs/executor.md)\n",
              p->bucket_bytes);
     if (model->desc.dropout) printf("# dropout: off (the executor does not implement it; memory predicted without masks)\n");
-    if (model->desc.experts > 0)
-      printf("# mixture of experts: %d experts, top %d%s, dropless; experts over etp %d x ep %d x edp %d; the loss "
+    if (model->desc.experts > 0) {
+      g_autofree char *cap = model->desc.capacity_factor > 0
+                                 ? g_strdup_printf("capacity factor %g (copies over an expert's capacity dropped, "
+                                                   "largest gate weights kept)", model->desc.capacity_factor)
+                                 : g_strdup("dropless");
+      printf("# mixture of experts: %d experts, top %d%s, %s; experts over etp %d x ep %d x edp %d; the loss "
              "column is the language-model loss, the load-balancing loss (coefficient %g) is in the gradients\n",
-             model->desc.experts, model->desc.top_k, model->desc.norm_topk ? " renormalised" : "", px_plan_etp(p),
+             model->desc.experts, model->desc.top_k, model->desc.norm_topk ? " renormalised" : "", cap, px_plan_etp(p),
              MAX(p->ep, 1), px_plan_edp(p), model->desc.aux_loss_coef);
+    }
     printf("# %5s %12s %10s %12s %10s %10s\n", "step", "loss", "time_ms", "tokens/s", "lr", "grad_norm");
   }
   json_builder_set_member_name(jb, "steps");

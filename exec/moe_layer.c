@@ -1,6 +1,6 @@
-/* moe_layer.c — routed experts: router, top-k, dropless all-to-all dispatch,
- * expert MLPs, combine, their backward and the load-balancing loss (see
- * moe_layer.h, docs/moe.md). */
+/* moe_layer.c — routed experts: router, top-k, the capacity's drops (if the
+ * model has a capacity factor), all-to-all dispatch, expert MLPs, combine,
+ * their backward and the load-balancing loss (see moe_layer.h, docs/moe.md). */
 #include "moe_layer.h"
 #include "moe.h"
 #include "check.h"
@@ -47,7 +47,8 @@ typedef struct {
   int E, k, local, ep;
   int *idx;          /* (T, k) chosen experts, probability descending */
   double *wt;        /* (T, k) gate weights */
-  gint64 *slot;      /* (T, k) position of the copy in the send order */
+  gboolean *keep;    /* (T, k) the copy is sent (FALSE: dropped over the expert's capacity) */
+  gint64 *slot;      /* (T, k) position of the copy in the send order (-1: dropped) */
   gint64 *cnt;       /* (E) copies sent to each expert */
   gsize *sc, *sd;    /* (ep) rows sent to each peer, their offsets */
   gint64 *rc;        /* (ep, local) rows received from each source for each local expert */
@@ -62,6 +63,7 @@ typedef struct {
 static void route_free(Route *rt) {
   g_free(rt->idx);
   g_free(rt->wt);
+  g_free(rt->keep);
   g_free(rt->slot);
   g_free(rt->cnt);
   g_free(rt->sc);
@@ -86,14 +88,56 @@ static void route_weights(const PxModelDesc *d, Route *rt, const double *p) {
   }
 }
 
-/* The send order and counts from the choices. */
+/* A token copy competing for an expert's capacity. */
+typedef struct {
+  double w;
+  gint64 i;
+} Copy;
+
+/* Gate weight descending, then token ascending. */
+static int copy_cmp(const void *a, const void *b) {
+  const Copy *x = a, *y = b;
+  if (x->w != y->w) return x->w > y->w ? -1 : 1;
+  return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/* The capacity's drops (px_moe_capacity: c copies per expert from this
+ * rank's tokens, 0 none). Megatron-Core's default drop policy, "probs"
+ * (transformer_config.py moe_token_drop_policy; moe_utils.py
+ * topk_softmax_with_capacity: torch.topk of each expert's column of the
+ * top-k gate weights, k = the capacity, along the tokens): an expert over
+ * capacity keeps the c copies of the largest gate weights (renormalised ones
+ * when the model renormalises) and drops the rest; ties go to the earlier
+ * token (torch.topk leaves them unspecified). Not "position" (the first c
+ * tokens in order). A dropped copy is not sent: its expert output is zero
+ * and the token's other copies (and the residual) carry it. */
+static void route_capacity(Route *rt, gint64 c) {
+  gint64 n = rt->T * rt->k;
+  for (gint64 i = 0; i < n; i++) rt->keep[i] = TRUE;
+  if (c <= 0) return;
+  g_autofree Copy *cp = g_new(Copy, MAX(n, 1));
+  for (int e = 0; e < rt->E; e++) {
+    gint64 m = 0;
+    for (gint64 i = 0; i < n; i++)
+      if (rt->idx[i] == e) cp[m++] = (Copy){rt->wt[i], i};
+    if (m <= c) continue;
+    qsort(cp, (size_t)m, sizeof(Copy), copy_cmp);
+    for (gint64 q = c; q < m; q++) rt->keep[cp[q].i] = FALSE;
+  }
+}
+
+/* The send order and counts from the choices (the kept copies). */
 static void route_order(Route *rt) {
   memset(rt->cnt, 0, sizeof(gint64) * rt->E);
-  for (gint64 i = 0; i < rt->T * rt->k; i++) rt->cnt[rt->idx[i]]++;
+  for (gint64 i = 0; i < rt->T * rt->k; i++)
+    if (rt->keep[i]) rt->cnt[rt->idx[i]]++;
   g_autofree gint64 *start = g_new0(gint64, rt->E + 1);
   for (int e = 0; e < rt->E; e++) start[e + 1] = start[e] + rt->cnt[e];
   for (gint64 t = 0; t < rt->T; t++) /* tokens ascending within each expert */
-    for (int j = 0; j < rt->k; j++) rt->slot[t * rt->k + j] = start[rt->idx[t * rt->k + j]]++;
+    for (int j = 0; j < rt->k; j++) {
+      gint64 i = t * rt->k + j;
+      rt->slot[i] = rt->keep[i] ? start[rt->idx[i]]++ : -1;
+    }
   gsize off = 0;
   for (int q = 0; q < rt->ep; q++) {
     rt->sd[q] = off;
@@ -124,6 +168,7 @@ static void route_alloc(const PxMoeRun *r, Route *rt) {
   rt->local = rt->E / rt->ep;
   rt->idx = g_new(int, rt->T * rt->k);
   rt->wt = g_new(double, rt->T * rt->k);
+  rt->keep = g_new(gboolean, rt->T * rt->k);
   rt->slot = g_new(gint64, rt->T * rt->k);
   rt->cnt = g_new0(gint64, rt->E);
   rt->sc = g_new0(gsize, rt->ep);
@@ -328,10 +373,14 @@ gboolean px_moe_layer_fwd(const PxMoeRun *r, const PxMoeWeights *w, PxTensor *sa
     }
   }
   route_weights(d, &rt, p);
+  /* load-balancing loss: coef · E · Σ f_i P_i over the statistics group's
+   * tokens, f_i from the routing before the capacity's drops (Megatron-Core:
+   * tokens_per_expert = topk_map.sum(dim=0), taken before the capacity mask) */
+  g_autofree double *st = g_new0(double, 2 * E + 1);
+  for (gint64 i = 0; i < T * k; i++) st[rt.idx[i]] += 1;
+  for (gint64 e = 0; e < E; e++) st[E + e] = probs_sum[e];
+  route_capacity(&rt, px_moe_capacity(d, T));
   route_order(&rt);
-  /* load-balancing loss: coef · E · Σ f_i P_i over the statistics group's tokens */
-  g_autofree double *st = g_new(double, 2 * E + 1);
-  for (gint64 e = 0; e < E; e++) st[e] = (double)rt.cnt[e], st[E + e] = probs_sum[e];
   st[2 * E] = (double)T;
   gboolean ok = TRUE;
   if (r->stats && px_comm_size(r->stats) > 1) {
@@ -343,10 +392,11 @@ gboolean px_moe_layer_fwd(const PxMoeRun *r, const PxMoeWeights *w, PxTensor *sa
   double lb = 0, Tg = st[2 * E];
   for (gint64 e = 0; e < E; e++) lb += st[e] / (Tg * (double)k) * (st[E + e] / Tg);
   *aux = d->aux_loss_coef * (double)E * lb;
-  /* saved: probabilities, choices; counts[0, E): the copies sent (for the
-   * exchange), then d aux / d p; counts[E + i·E, ...): ETP rank i's received */
+  /* saved: probabilities, choices (a dropped copy's expert e as -1 - e);
+   * counts[0, E): the copies sent (for the exchange), then d aux / d p;
+   * counts[E + i·E, ...): ETP rank i's received */
   g_autofree double *buf = g_new(double, MAX(T * k, (1 + rt.g) * E));
-  for (gint64 i = 0; i < T * k; i++) buf[i] = rt.idx[i];
+  for (gint64 i = 0; i < T * k; i++) buf[i] = rt.keep[i] ? rt.idx[i] : -1 - rt.idx[i];
   ok = ok && put(saved, L.probs, T * E, p, error) && put(saved, L.topk, T * k, buf, error);
   for (gint64 e = 0; e < E; e++) buf[e] = (double)rt.cnt[e];
   ok = ok && put(saved, L.counts, E, buf, error);
@@ -381,7 +431,8 @@ gboolean px_moe_layer_fwd(const PxMoeRun *r, const PxMoeWeights *w, PxTensor *sa
   g_autoptr(PxTensor) send = ok ? tmp(r, "moe.send", T * k, h, FALSE, error) : NULL;
   ok = ok && send && px_tensor_download_f64(x, xh, error);
   if (ok) {
-    for (gint64 i = 0; i < T * k; i++) memcpy(xs + rt.slot[i] * h, xh + (i / k) * h, sizeof(double) * h);
+    for (gint64 i = 0; i < T * k; i++)
+      if (rt.slot[i] >= 0) memcpy(xs + rt.slot[i] * h, xh + (i / k) * h, sizeof(double) * h);
     ok = px_tensor_upload_f64(send, xs, error);
   }
   g_autoptr(PxTensor) xg = ok ? px_tensor_view(saved, "moe.x", L.x, 2, (gint64[]){L.rows_max, h}, error) : NULL;
@@ -407,7 +458,7 @@ gboolean px_moe_layer_fwd(const PxMoeRun *r, const PxMoeWeights *w, PxTensor *sa
   if (ok) {
     memset(xh, 0, sizeof(double) * T * h);
     for (gint64 i = 0; i < T * k; i++)
-      for (gint64 c = 0; c < h; c++) xh[(i / k) * h + c] += rt.wt[i] * xs[rt.slot[i] * h + c];
+      for (gint64 c = 0; rt.slot[i] >= 0 && c < h; c++) xh[(i / k) * h + c] += rt.wt[i] * xs[rt.slot[i] * h + c];
     ok = px_tensor_upload_f64(y, xh, error);
   }
   route_free(&rt);
@@ -429,7 +480,11 @@ gboolean px_moe_layer_bwd(const PxMoeRun *r, const PxMoeWeights *w, PxTensor *sa
   g_autofree double *fcnt = g_new(double, E); /* d aux / d p_ti (forward) */
   gboolean ok = get(saved, L.probs, T * E, p, error) && get(saved, L.topk, T * k, buf, error);
   if (ok) {
-    for (gint64 i = 0; i < T * k; i++) rt.idx[i] = (int)llround(buf[i]);
+    for (gint64 i = 0; i < T * k; i++) {
+      int v = (int)llround(buf[i]);
+      rt.keep[i] = v >= 0;
+      rt.idx[i] = v >= 0 ? v : -1 - v;
+    }
     route_weights(d, &rt, p);
     route_order(&rt);
     ok = get(saved, L.counts, E, fcnt, error) && get(saved, L.counts + E, rt.g * E, buf, error);
@@ -444,6 +499,7 @@ gboolean px_moe_layer_bwd(const PxMoeRun *r, const PxMoeWeights *w, PxTensor *sa
   ok = ok && px_tensor_download_f64(dy, dyh, error) && get(saved, L.yret, T * k * h, yr, error);
   if (ok)
     for (gint64 i = 0; i < T * k; i++) {
+      if (rt.slot[i] < 0) continue; /* dropped: no output, no gradient to its gate (dg 0) */
       const double *g = dyh + (i / k) * h, *v = yr + rt.slot[i] * h;
       double *o = dys + rt.slot[i] * h, s = 0;
       for (gint64 c = 0; c < h; c++) s += g[c] * v[c], o[c] = rt.wt[i] * g[c];
@@ -491,7 +547,7 @@ gboolean px_moe_layer_bwd(const PxMoeRun *r, const PxMoeWeights *w, PxTensor *sa
   g_autofree double *dxh = g_new0(double, T * h);
   if (ok)
     for (gint64 i = 0; i < T * k; i++)
-      for (gint64 c = 0; c < h; c++) dxh[(i / k) * h + c] += dys[rt.slot[i] * h + c];
+      for (gint64 c = 0; rt.slot[i] >= 0 && c < h; c++) dxh[(i / k) * h + c] += dys[rt.slot[i] * h + c];
   /* the router: d(gate weight) -> d(probabilities) (+ the load-balancing
    * loss's through P_i) -> softmax backward -> d(logits) */
   g_autofree double *dl = g_new0(double, T * E);

@@ -1,7 +1,9 @@
 /* moe_layer.h — the routed experts of an MoE block on a backend (docs/moe.md,
  * "The executor"): router linear (replicated, no bias) → softmax → top-k
- * (renormalised when the model says norm_topk) → dropless dispatch (token
- * copies permuted by expert, all-to-all-v over the EP group) → each local
+ * (renormalised when the model says norm_topk) → with a capacity factor, the
+ * copies over an expert's capacity dropped (px_moe_capacity, Megatron-Core's
+ * "probs" policy: moe_layer.c route_capacity) → dispatch (token copies
+ * permuted by expert, all-to-all-v over the EP group) → each local
  * expert's MLP (the model's kind: SwiGLU or GELU, no biases) → all-to-all-v
  * back → the gate-weighted combine; and the backward of all of it, router
  * included, plus the load-balancing loss (Switch Transformer / Megatron-Core's

@@ -7,8 +7,9 @@
 # processes), and so do ep 2 · etp 2 threads; a checkpoint of ep 2 · pp 2
 # resumes under ep 4 and under one rank with the losses of the straight run;
 # a Hugging Face mixtral config.json runs with --ep; ZeRO-1 and ZeRO-3 with
-# expert groups of their own give the single rank's losses; what the executor
-# does not run is refused in one line with a non-zero exit.
+# expert groups of their own give the single rank's losses; a capacity factor
+# runs (ep 2 as one rank); what the executor does not run is refused in one
+# line with a non-zero exit.
 set -u
 exe=$2
 fail=0; n=0
@@ -54,4 +55,14 @@ r1=$("$exe" "${four[@]}" --resume "$tmp/ck" | grep -E '^ +[34] +[0-9]+\.[0-9]+ '
 want4=$(awk '{print $1, $2, $6}' <<<"$straight")
 check "an ep 2 · pp 2 checkpoint resumes under ep 4 and one rank as the straight run" \
   "[ \$(wc -l <<<\"\$want4\") -eq 2 ] && [ \"\$r4\" = \"\$want4\" ] && [ \"\$r1\" = \"\$want4\" ]"
+# a capacity factor (0.75 of tiny-moe's balanced 8 copies per expert and
+# sequence: capacity 6, some copies dropped): announced, and ep 2 gives the
+# single rank's losses (each rank caps its own micro-batch), which are not
+# the dropless ones
+sed 's/^name = tiny-moe/name = tiny-moe-capped/; $a capacity_factor = 0.75' "$data/configs/models/tiny-moe.ini" > "$tmp/capped.ini"
+capped=(--model "$tmp/capped.ini" --gbs 8 --mbs 1 --steps 3)
+c1=$("$exe" run "${capped[@]}" 2>&1)
+c2=$("$exe" run "${capped[@]}" --dp 2 --ep 2 | losses)
+check "a capacity factor is announced and ep 2 gives the single rank's losses, not the dropless ones" \
+  "grep -q 'capacity factor 0.75' <<<\"\$c1\" && [ \"\$(losses <<<\"\$c1\")\" = \"\$c2\" ] && [ \"\$c2\" != \"\$want\" ] && [ \$(wc -l <<<\"\$c2\") -eq 3 ]"
 exit $fail

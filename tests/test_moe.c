@@ -289,6 +289,18 @@ static void test_activations(void) {
   }
   px_moe_tokens(capped, &p, &t);
   g_assert_cmpfloat(t.busiest, ==, 2560);
+  /* the capacity is whole copies per source rank (px_moe_capacity, Megatron-Core's
+   * get_capacity): 1.3 gives ceil(2048·2/8 · 1.3) = ceil(665.6) = 666 from each
+   * of the ep 4 ranks, 2664 (not 1.3 × 2048 = 2662.4) */
+  g_autoptr(PxModel) capped13 = NULL;
+  {
+    PxModelDesc d = mx->desc;
+    d.capacity_factor = 1.3;
+    capped13 = px_model_new(&d, NULL);
+  }
+  g_assert_cmpint(px_moe_capacity(&capped13->desc, 2048), ==, 666);
+  px_moe_tokens(capped13, &p, &t);
+  g_assert_cmpfloat(t.busiest, ==, 2664);
   px_plan_clear(&p);
 }
 

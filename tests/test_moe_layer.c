@@ -11,7 +11,13 @@
  *    holding the same tokens): each rank's output, input gradient and router
  *    gradient equal the one-rank values on its own tokens, and its expert
  *    gradients its slice of the sum over every token its experts saw of the
- *    one-rank gradients. */
+ *    one-rank gradients;
+ *  - a capacity factor (px_moe_capacity, Megatron-Core's "probs" drop
+ *    policy): which copies a hand-made router drops, the output of the kept
+ *    ones and zero for the dropped, the load-balancing loss of the routing
+ *    before the drops; the gradients against central differences with drops;
+ *    ep 2 and ep 2 · etp 2 with drops equal one rank per token block (each
+ *    source rank caps its own tokens). */
 #include <glib.h>
 #include <math.h>
 #include <string.h>
@@ -63,8 +69,9 @@ static void case_clear(Case *c) {
 static double silu(double g) { return g / (1 + exp(-g)); }
 static double gelu(double x) { return 0.5 * x * (1 + tanh(sqrt(2 / G_PI) * (x + 0.044715 * x * x * x))); }
 
-/* y (T, h) and the aux loss of x (T rows from row t0 of c->x) */
-static double reference(const Case *c, const double *x, gint64 T, double *y) {
+/* y (T, h) and the aux loss of x (T rows from row t0 of c->x); keep (T, E),
+ * may be NULL: the copies sent (the others dropped: no output) */
+static double reference_kept(const Case *c, const double *x, gint64 T, double *y, const gboolean *keep) {
   const PxModelDesc *d = &c->d;
   int h = d->hidden, E = d->experts, k = d->top_k, f = d->expert_ffn;
   g_autofree double *cnt = g_new0(double, E), *psum = g_new0(double, E);
@@ -91,6 +98,7 @@ static double reference(const Case *c, const double *x, gint64 T, double *y) {
     for (int i = 0; i < h; i++) y[t * h + i] = 0;
     for (int j = 0; j < k; j++) {
       int e = chosen[j];
+      if (keep && !keep[t * E + e]) continue;
       double w = d->norm_topk ? p[e] / zk : p[e], a[16];
       for (int u = 0; u < f; u++) {
         double g = 0, up = 0;
@@ -111,6 +119,8 @@ static double reference(const Case *c, const double *x, gint64 T, double *y) {
   for (int e = 0; e < E; e++) lb += cnt[e] / (double)(T * k) * psum[e] / (double)T;
   return d->aux_loss_coef * E * lb;
 }
+
+static double reference(const Case *c, const double *x, gint64 T, double *y) { return reference_kept(c, x, T, y, NULL); }
 
 /* ---- the layer on the cpu backend ---- */
 
@@ -231,9 +241,10 @@ static void test_forward_swiglu(void) { check_forward(PX_FFN_SWIGLU, FALSE); }
 static void test_forward_gelu(void) { check_forward(PX_FFN_GELU, FALSE); }
 
 /* J = Σ c·y + λ aux: the analytic gradients against central differences. */
-static void check_gradients(PxFfnKind kind, gboolean norm_topk) {
+static void check_gradients_cf(PxFfnKind kind, gboolean norm_topk, double cf) {
   Case c;
   case_init(&c, kind, norm_topk, 11, 6);
+  c.d.capacity_factor = cf;
   Layer L;
   layer_init(&L, &c, c.x, c.T, NULL, 1, 0);
   gint64 n = c.T * 4;
@@ -241,6 +252,19 @@ static void check_gradients(PxFfnKind kind, gboolean norm_topk) {
   g_autoptr(GRand) r = g_rand_new_with_seed(3);
   g_autofree double *cy = rnd(r, n, 1.0), *y = g_new(double, n);
   layer_fwd(&L, NULL);
+  if (cf > 0) { /* the case drops copies (saved as -1 - expert) */
+    PxMoeExecLayout ml;
+    px_moe_exec_layout(&c.d, 1, 1, 1, c.T, &ml);
+    g_autofree double *topk = g_new(double, c.T * 2);
+    g_autoptr(GError) error = NULL;
+    g_autoptr(PxTensor) v = px_tensor_view(L.saved, "topk", ml.topk, 1, (gint64[]){c.T * 2}, &error);
+    g_assert_true(v && px_tensor_download_f64(v, topk, &error));
+    int dropped = 0;
+    for (gint64 i = 0; i < c.T * 2; i++) dropped += topk[i] < 0;
+    g_test_message("capacity factor %g: capacity %" G_GINT64_FORMAT ", %d of %" G_GINT64_FORMAT " copies dropped", cf,
+                   px_moe_capacity(&c.d, c.T), dropped, c.T * 2);
+    g_assert_cmpint(dropped, >, 0);
+  }
   layer_bwd(&L, cy, lambda);
   /* every tensor: x and the four weights */
   PxTensor *ts[5] = {L.x, L.t[0], L.t[1], L.t[2], L.t[3]}, *gs[5] = {L.dx, L.g[0], L.g[1], L.g[2], L.g[3]};
@@ -272,8 +296,56 @@ static void check_gradients(PxFfnKind kind, gboolean norm_topk) {
   case_clear(&c);
 }
 
+static void check_gradients(PxFfnKind kind, gboolean norm_topk) { check_gradients_cf(kind, norm_topk, 0); }
 static void test_gradients_swiglu_norm(void) { check_gradients(PX_FFN_SWIGLU, TRUE); }
 static void test_gradients_gelu(void) { check_gradients(PX_FFN_GELU, FALSE); }
+/* T 6, k 2, E 4, capacity factor 0.5: capacity ceil(6·2/4 · 0.5) = 2 */
+static void test_gradients_capacity_norm(void) { check_gradients_cf(PX_FFN_SWIGLU, TRUE, 0.5); }
+static void test_gradients_capacity(void) { check_gradients_cf(PX_FFN_GELU, FALSE, 0.5); }
+
+/* Which copies a capacity drops, by hand. Router = identity (h = E = 4), so
+ * token t's logits are its x row: (d_t, 0, -5, -5), d = 0.5, 2, -1, 1, -0.3,
+ * 0.1: every token chooses experts 0 and 1, renormalised gate weights
+ * w0 = σ(d_t), w1 = σ(-d_t). T 6, k 2, E 4, capacity factor 0.5: capacity
+ * ceil(6·2/4 · 0.5) = 2 copies per expert. Expert 0 has 6 copies and keeps
+ * the two of the largest w0 (policy "probs"): tokens 1 (d 2) and 3 (d 1);
+ * expert 1 those of the largest w1: tokens 2 (d -1) and 4 (d -0.3). Tokens 0
+ * and 5 lose both copies: their output is zero (the block's residual carries
+ * them). Under "position" expert 0 would have kept tokens 0 and 1 instead.
+ * The kept copies' outputs are the reference's with that mask, and the
+ * load-balancing loss is the dropless one (f_i counts the routing before the
+ * drops: 6 copies each to experts 0 and 1). */
+static void test_capacity_hand(void) {
+  Case c;
+  case_init(&c, PX_FFN_SWIGLU, TRUE, 5, 6);
+  c.d.capacity_factor = 0.5;
+  g_assert_cmpint(px_moe_capacity(&c.d, 6), ==, 2);
+  const double dt[6] = {0.5, 2, -1, 1, -0.3, 0.1};
+  for (int t = 0; t < 6; t++) {
+    double row[4] = {dt[t], 0, -5, -5};
+    memcpy(c.x + t * 4, row, sizeof row);
+  }
+  for (int e = 0; e < 4; e++)
+    for (int i = 0; i < 4; i++) c.wr[e * 4 + i] = e == i;
+  gboolean keep[6 * 4] = {FALSE};
+  keep[1 * 4 + 0] = keep[3 * 4 + 0] = keep[2 * 4 + 1] = keep[4 * 4 + 1] = TRUE;
+  Layer L;
+  layer_init(&L, &c, c.x, c.T, NULL, 1, 0);
+  g_autofree double *y = g_new(double, 24), *want = g_new(double, 24), *all = g_new(double, 24);
+  double aux = layer_fwd(&L, y);
+  reference_kept(&c, c.x, c.T, want, keep);
+  double aux_dropless = reference(&c, c.x, c.T, all);
+  assert_close("capacity y", y, want, 24, 1e-12);
+  for (int i = 0; i < 4; i++) {
+    g_assert_cmpfloat(y[0 * 4 + i], ==, 0);
+    g_assert_cmpfloat(y[5 * 4 + i], ==, 0);
+  }
+  /* a kept copy's row is not the dropless one (the other copy is gone) */
+  g_assert_cmpfloat(fabs(y[4 + 0] - all[4 + 0]), >, 1e-6);
+  g_assert_cmpfloat(fabs(aux - aux_dropless), <=, 1e-12);
+  layer_clear(&L);
+  case_clear(&c);
+}
 
 /* ---- expert (tensor) parallelism: ep × etp thread-ranks, rank = etp_i + etp·ep_i ---- */
 
@@ -312,11 +384,12 @@ static gpointer etp_rank_run(gpointer data) {
   return NULL;
 }
 
-static void check_etp(int ep, int etp, gboolean gather) {
+static void check_etp_cf(int ep, int etp, gboolean gather, double cf) {
   const gint64 T = 5, h = 4, E = 4, f = 3 * etp;
   int n = ep * etp, blocks = gather ? n : ep;
   Case c;
   case_init(&c, PX_FFN_SWIGLU, TRUE, 23, blocks * T);
+  c.d.capacity_factor = cf;
   /* an FFN etp divides: f = 3·etp */
   g_autoptr(GRand) rr = g_rand_new_with_seed(29);
   g_free(c.wg), g_free(c.wu), g_free(c.wd);
@@ -335,11 +408,12 @@ static void check_etp(int ep, int etp, gboolean gather) {
   /* one rank, all experts whole, per token block: the expected values */
   g_autofree double *sum_in = g_new0(double, E * f * h), *sum_up = g_new0(double, E * f * h),
                     *sum_down = g_new0(double, E * h * f);
-  g_autofree double **dxs = g_new0(double *, blocks), **gr = g_new0(double *, blocks);
+  g_autofree double **dxs = g_new0(double *, blocks), **gr = g_new0(double *, blocks), **ys = g_new0(double *, blocks);
   for (int b = 0; b < blocks; b++) {
     Layer one;
     layer_init(&one, &c, c.x + b * T * h, T, NULL, 1, 0);
-    layer_fwd(&one, NULL);
+    ys[b] = g_new(double, T * h);
+    layer_fwd(&one, ys[b]);
     layer_bwd(&one, cy + b * T * h, 0.0);
     g_autoptr(GError) error = NULL;
     dxs[b] = g_new(double, T * h), gr[b] = g_new(double, E * h);
@@ -355,7 +429,8 @@ static void check_etp(int ep, int etp, gboolean gather) {
     int ei = i % etp, pi = i / etp, b = gather ? i : pi;
     gint64 loc = E / ep;
     g_autofree double *want = g_new(double, T * h);
-    reference(&c, c.x + b * T * h, T, want);
+    if (cf == 0) reference(&c, c.x + b * T * h, T, want);
+    else memcpy(want, ys[b], sizeof(double) * T * h); /* the one rank's, with its drops */
     assert_close("etp y", ranks[i].y, want, T * h, 1e-12);
     assert_close("etp dx", ranks[i].dx, dxs[b], T * h, 1e-12);
     assert_close("etp router grad", ranks[i].grads[0], gr[b], E * h, 1e-12);
@@ -370,12 +445,25 @@ static void check_etp(int ep, int etp, gboolean gather) {
     g_free(ranks[i].dx);
     for (int k = 0; k < 4; k++) g_free(ranks[i].grads[k]);
   }
-  for (int b = 0; b < blocks; b++) g_free(dxs[b]), g_free(gr[b]);
+  if (cf > 0) { /* the capacity dropped something: some block's output is not the dropless one */
+    double most = 0;
+    for (int b = 0; b < blocks; b++) {
+      g_autofree double *dropless = g_new(double, T * h);
+      reference(&c, c.x + b * T * h, T, dropless);
+      for (gint64 q = 0; q < T * h; q++) most = MAX(most, fabs(ys[b][q] - dropless[q]));
+    }
+    g_assert_cmpfloat(most, >, 1e-6);
+  }
+  for (int b = 0; b < blocks; b++) g_free(dxs[b]), g_free(gr[b]), g_free(ys[b]);
   px_local_world_free(lw);
   case_clear(&c);
 }
 
+static void check_etp(int ep, int etp, gboolean gather) { check_etp_cf(ep, etp, gather, 0); }
 static void test_ep2(void) { check_etp(2, 1, TRUE); }
+/* T 5 per rank, capacity ceil(5·2/4 · 0.5) = 3 */
+static void test_ep2_capacity(void) { check_etp_cf(2, 1, TRUE, 0.5); }
+static void test_ep2_etp2_capacity(void) { check_etp_cf(2, 2, TRUE, 0.5); }
 static void test_ep4(void) { check_etp(4, 1, TRUE); }
 static void test_etp2(void) { check_etp(1, 2, TRUE); }
 static void test_ep2_etp2(void) { check_etp(2, 2, TRUE); }
@@ -394,6 +482,11 @@ static void test_layout(void) {
   px_moe_exec_layout(&c.d, 2, 3, 3, 6, &l);
   g_assert_cmpint(l.rows_max, ==, 72);
   g_assert_cmpint(l.total, ==, 6 * 4 + 6 * 2 + 4 * 4 + 72 * 4 + 3 * 72 * 1 + 12 * 4);
+  /* a capacity of ceil(6·2/4 · 0.5) = 2 per expert and source: ep 2 sends the
+   * rank's 2 experts at most 2 rows each from each of 2 sources, R = 8 */
+  c.d.capacity_factor = 0.5;
+  px_moe_exec_layout(&c.d, 2, 1, 1, 6, &l);
+  g_assert_cmpint(l.rows_max, ==, 8);
   case_clear(&c);
 }
 
@@ -410,5 +503,10 @@ int main(int argc, char **argv) {
   g_test_add_func("/moe-layer/etp/2", test_etp2);
   g_test_add_func("/moe-layer/etp/2-ep-2", test_ep2_etp2);
   g_test_add_func("/moe-layer/etp/2-same-tokens", test_etp2_same_tokens);
+  g_test_add_func("/moe-layer/capacity/hand", test_capacity_hand);
+  g_test_add_func("/moe-layer/capacity/gradients-swiglu-renormalised", test_gradients_capacity_norm);
+  g_test_add_func("/moe-layer/capacity/gradients-gelu", test_gradients_capacity);
+  g_test_add_func("/moe-layer/capacity/ep-2", test_ep2_capacity);
+  g_test_add_func("/moe-layer/capacity/ep-2-etp-2", test_ep2_etp2_capacity);
   return g_test_run();
 }

@@ -20,6 +20,13 @@
  *    byte for byte (the MoE layer's saved tensor is px_moe_exec_layout's),
  *    with ZeRO over expert groups of their own too (common/memory.c's split:
  *    dense shards of dp·cp, expert shards of edp);
+ *  - a capacity factor of 0.75 (capacity ceil(16·2/4 · 0.75) = 6 copies per
+ *    expert of a sequence's 32: at least 8 dropped): ep 2, ep 4, ep 2 · pp 2
+ *    under zb-h1 with full recompute (the recomputed forward drops the same
+ *    copies) and ep 2 · dp 2 ZeRO-1 equal the single rank's
+ *    capped run (each rank caps its own micro-batch, as the single rank
+ *    does), which differs from the dropless one; memory equals the planner's
+ *    (the layout's rows bounded by the capacity);
  *  - refused with a sentence: ZeRO-3 with dp 1 and the experts over edp 2. */
 #include <glib.h>
 #include <math.h>
@@ -168,6 +175,41 @@ static void test_memory(void) {
   }
 }
 
+/* tiny-moe with a capacity factor of 0.75 */
+static PxModel *capped_model(void) {
+  g_autoptr(PxModel) m = load_model("tiny-moe");
+  PxModelDesc d = m->desc;
+  d.capacity_factor = 0.75;
+  g_autoptr(GError) error = NULL;
+  PxModel *capped = px_model_new(&d, &error);
+  g_assert_no_error(error);
+  return capped;
+}
+
+static void test_capacity(void) {
+  g_autoptr(PxModel) dropless = load_model("tiny-moe");
+  g_autoptr(PxModel) model = capped_model();
+  double ref[STEPS], ref_norm[STEPS], free_loss[STEPS];
+  px_runtime_free(moe_stepped(model, &single, PX_DTYPE_F32, STEPS, ref, ref_norm));
+  px_runtime_free(moe_stepped(dropless, &single, PX_DTYPE_F32, STEPS, free_loss, NULL));
+  g_test_message("step 1 loss: capacity factor 0.75 %.9g, dropless %.9g", ref[0], free_loss[0]);
+  g_assert_cmpfloat(fabs(ref[0] - free_loss[0]), >, 1e-6 * free_loss[0]); /* the drops change the model's output */
+  g_assert_cmpfloat(ref[STEPS - 1], <, ref[0]);
+  static const MoeLayout layouts[] = {
+    {2, 1, 1, 1, 2, 1, "1f1b", 0, PX_CKPT_NONE, FALSE},
+    {4, 1, 1, 1, 4, 1, "1f1b", 0, PX_CKPT_NONE, FALSE},
+    {2, 1, 2, 1, 2, 1, "zb-h1", 0, PX_CKPT_FULL, FALSE},
+    {2, 1, 1, 1, 2, 1, "1f1b", 1, PX_CKPT_NONE, FALSE},
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS(layouts); i++) {
+    expect_parity(model, &layouts[i], ref, ref_norm);
+    g_autoptr(PxRuntime) rt = moe_stepped(model, &layouts[i], PX_DTYPE_F32, 1, NULL, NULL);
+    g_autofree char *what = g_strdup_printf("tiny-moe capacity 0.75 dp%d pp%d ep%d %s", layouts[i].dp, layouts[i].pp,
+                                            layouts[i].ep, layouts[i].schedule);
+    expect_memory(rt, what);
+  }
+}
+
 /* Steps 4..6 after resuming, in layout m, the checkpoint in dir. */
 static void resumed_losses(const PxModel *model, const MoeLayout *m, const char *dir, double *loss) {
   g_autoptr(GError) error = NULL;
@@ -235,6 +277,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/runtime-moe/weights/agree", test_weights);
   g_test_add_func("/runtime-moe/memory/prediction", test_memory);
   g_test_add_func("/runtime-moe/checkpoint/cross-layout", test_checkpoint);
+  g_test_add_func("/runtime-moe/capacity", test_capacity);
   g_test_add_func("/runtime-moe/refused", test_refused);
   return g_test_run();
 }
