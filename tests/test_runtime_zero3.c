@@ -30,6 +30,8 @@
 #include "schedule.h"
 #include "parity.h"
 #include "predict.h"
+#include "partition.h"
+#include "zero3.h"
 
 typedef struct {
   Layout l;
@@ -258,8 +260,100 @@ static void test_bytes(gconstpointer p) {
   px_prediction_clear(&pr);
 }
 
+/* The runtime issues the walk's gathers and no other: each rank's gathers
+ * of a step, as it queued them (px_runtime_zero3_log), equal the walk of
+ * its program (common/zero3.h, px_zero3_walk_new, made here from the
+ * runtime's plan) one for one: the instruction, the use it was queued at,
+ * the layer, the slot, on demand or not, and the elements its broadcasts
+ * brought (the runtime's count of its pieces against the walk's
+ * (hi − lo) − |[lo, hi) ∩ own shard|). And nothing else is broadcast over
+ * DP: a layer's range is held once over the DP group, so the group's
+ * received elements are (dp·cp − 1) × the range and each rank's broadcast
+ * bytes (every member counts a broadcast's buffer: px_comm_traffic) the
+ * range; over a step, the DP broadcast bytes of all ranks × (dp − 1) equal
+ * the walk's received bytes of all ranks × dp (layouts whose experts
+ * shard over EDP broadcast those over EDP: not counted there). Layouts:
+ * gpipe pp 1, 1f1b pp 2 with full recompute in 2-block segments,
+ * interleaved (the slots shared by two chunks), zb-h1 with tp 2, and
+ * tiny-moe ep 2 · dp 4 (experts over edp 2), pp 1 with full recompute and
+ * pp 2. */
+typedef struct {
+  Layout l;
+  int ep;
+} WalkCase;
+
+static const WalkCase walk_cases[] = {
+  {{"tiny-gpt", 2, 1, 1, 1, "gpipe", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, 1},
+  {{"tiny-gpt", 2, 1, 2, 1, "1f1b", 3, PX_CKPT_FULL, 1, 8, FALSE, 2}, 1},
+  {{"tiny-gpt", 2, 1, 2, 2, "interleaved", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, 1},
+  {{"tiny-gpt", 2, 2, 2, 1, "zb-h1", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, 1},
+  {{"tiny-moe", 4, 1, 1, 1, "1f1b", 3, PX_CKPT_FULL, 1, 8, FALSE, 1}, 2},
+  {{"tiny-moe", 4, 1, 2, 1, "1f1b", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, 2},
+};
+
+static void test_walk(gconstpointer p) {
+  const WalkCase *c = p;
+  g_autoptr(PxModel) model = load_model(c->l.model);
+  g_autoptr(GError) error = NULL;
+  PxPlan plan;
+  layout_plan(&c->l, &plan);
+  plan.ep = MAX(c->ep, 1);
+  PxRuntime *rt = plan_runtime(model, &plan, PX_DTYPE_F32, FALSE, &error);
+  g_assert_no_error(error);
+  const PxPlan *rp = px_runtime_plan(rt);
+  g_autoptr(PxPartition) part = px_partition_new(model, rp, NULL, &error);
+  g_assert_no_error(error);
+  g_autoptr(PxProgram) prog = px_program_new(rp, part, &error);
+  g_assert_no_error(error);
+  int world = px_runtime_world(rt), dp = px_plan_data_ranks(rp);
+  g_autofree double *before = g_new0(double, world);
+  run_steps(rt, 1, NULL, NULL);
+  for (int r = 0; r < world; r++) {
+    PxCommTraffic t;
+    g_assert_true(px_runtime_dp_traffic(rt, r, &t));
+    before[r] = t.broadcast;
+  }
+  run_steps(rt, 1, NULL, NULL); /* a step after an update: the walk from its start again */
+  double broadcast = 0, received = 0;
+  guint total = 0;
+  for (int r = 0; r < world; r++) {
+    g_autoptr(PxZero3Walk) w = px_zero3_walk_new(model, rp, part, prog, r);
+    guint n;
+    const PxZero3Gather *got = px_runtime_zero3_log(rt, r, &n);
+    if (n != w->n_seq) g_error("rank %d: the runtime gathered %u layers, the walk lists %u", r, n, w->n_seq);
+    for (guint q = 0; q < n; q++) {
+      const PxZero3Gather *a = &got[q], *b = &w->seq[q];
+      if (a->instr != b->instr || a->use != b->use || a->chunk != b->chunk || a->layer != b->layer ||
+          a->slot != b->slot || a->on_demand != b->on_demand || a->received != b->received)
+        g_error("rank %d gather %u: the runtime's instr %u use %d chunk %d layer %d slot %d%s %" G_GINT64_FORMAT
+                " elements, the walk's instr %u use %d chunk %d layer %d slot %d%s %" G_GINT64_FORMAT,
+                r, q, a->instr, a->use, a->chunk, a->layer, a->slot, a->on_demand ? " on demand" : "", a->received,
+                b->instr, b->use, b->chunk, b->layer, b->slot, b->on_demand ? " on demand" : "", b->received);
+      received += (double)b->received * sizeof(float);
+    }
+    PxCommTraffic t;
+    g_assert_true(px_runtime_dp_traffic(rt, r, &t));
+    broadcast += t.broadcast - before[r];
+    total += n;
+  }
+  g_test_message("%s %s pp%d vpp%d tp%d ep%d: %u gathers as the walk lists them; DP broadcasts %.0f B, received %.0f B",
+                 c->l.model, c->l.schedule, c->l.pp, MAX(c->l.vpp, 1), c->l.tp, MAX(c->ep, 1), total, broadcast,
+                 received);
+  g_assert_cmpuint(total, >, 0);
+  if (c->ep <= 1) g_assert_cmpfloat(broadcast * (dp - 1), ==, received * dp);
+  px_runtime_free(rt);
+}
+
 static void test_case(gconstpointer p) { check_case(p, FALSE); }
 static void test_case_rendezvous(gconstpointer p) { check_case(p, TRUE); }
+
+/* Registers fn at /runtime/zero3/KIND/ and the layout's name. */
+static void add_layout(const char *kind, const Layout *l, int ep, gconstpointer data, GTestDataFunc fn) {
+  g_autofree char *path = g_strdup_printf("/runtime/zero3/%s/%s/dp%d-tp%d-pp%d-vpp%d-ep%d-%s-%s-i%d", kind, l->model,
+                                          l->dp, l->tp, l->pp, MAX(l->vpp, 1), MAX(ep, 1), l->schedule,
+                                          px_ckpt_name(l->ckpt), MAX(l->interval, 1));
+  g_test_add_data_func(path, data, fn);
+}
 
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
@@ -276,12 +370,9 @@ int main(int argc, char **argv) {
                                             px_ckpt_name(l->ckpt), MAX(l->interval, 1));
     g_test_add_data_func(path, &gather_cases[i], test_gathers);
   }
-  for (gsize i = 0; i < G_N_ELEMENTS(bytes_cases); i++) {
-    const Layout *l = &bytes_cases[i].l;
-    g_autofree char *path = g_strdup_printf("/runtime/zero3/bytes/%s/dp%d-tp%d-pp%d-vpp%d-ep%d-%s-%s-i%d", l->model,
-                                            l->dp, l->tp, l->pp, MAX(l->vpp, 1), MAX(bytes_cases[i].ep, 1),
-                                            l->schedule, px_ckpt_name(l->ckpt), MAX(l->interval, 1));
-    g_test_add_data_func(path, &bytes_cases[i], test_bytes);
-  }
+  for (gsize i = 0; i < G_N_ELEMENTS(bytes_cases); i++)
+    add_layout("bytes", &bytes_cases[i].l, bytes_cases[i].ep, &bytes_cases[i], test_bytes);
+  for (gsize i = 0; i < G_N_ELEMENTS(walk_cases); i++)
+    add_layout("walk", &walk_cases[i].l, walk_cases[i].ep, &walk_cases[i], test_walk);
   return g_test_run();
 }
