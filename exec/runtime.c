@@ -974,13 +974,6 @@ static PxRuntime *runtime_setup(const PxModel *model, const PxPlan *plan, const 
           "and simulator take it)", rt->plan.cp);
     return NULL;
   }
-  if (model->desc.experts > 0 && rt->plan.zero >= 3 && px_plan_data_ranks(&rt->plan) == 1 &&
-      !experts_follow_dp(&rt->plan) && px_plan_edp(&rt->plan) > 1) {
-    rfail(error, PX_RUNTIME_ERROR_INVALID,
-          "ZeRO-3 with dp=1 and the experts over edp=%d is not run by the executor: its program gathers no "
-          "parameters over one DP rank (give --zero 2, or dp > 1)", px_plan_edp(&rt->plan));
-    return NULL;
-  }
   if (rt->plan.offload != PX_OFFLOAD_NONE) {
     rfail(error, PX_RUNTIME_ERROR_INVALID, "offload (%s) is not implemented by the executor",
           px_offload_name(rt->plan.offload));
