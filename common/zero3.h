@@ -43,7 +43,9 @@ G_BEGIN_DECLS
 /* Whether the plan's ZeRO-3 runs layer by layer: zero 3 with dp·cp > 1 (an
  * MoE model whose experts shard over a group of their own, EDP, included:
  * the split layout, a layer's dense range gathered over DP and its experts'
- * over EDP). */
+ * over EDP), or with dp·cp 1 and such experts over edp > 1 (only the
+ * experts' ranges to gather; the program has no GATHER_PARAMS, so the
+ * step's first layer is gathered on demand in its first forward). */
 gboolean px_zero3_by_layer(const PxModel *model, const PxPlan *plan);
 
 /* The layers a pass of part [first, end) uses, in order (a layer may repeat:

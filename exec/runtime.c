@@ -364,23 +364,23 @@ static void zero3_begin(Rank *r) {
   if (r->zlog) g_array_set_size(r->zlog, 0);
 }
 
-/* Queue the gather of layer li of chunk c into slot k at the walk's use u
- * (-1: GATHER_PARAMS's); its bytes received added to *bytes. */
-static gboolean zero3_gather(Rank *r, int c, int li, int k, int u, gboolean on_demand, double *bytes, GError **error) {
-  UnitPiece u_[MAX_PIECES];
+/* Queue the gather of layer li of chunk c into slot k at the walk's use
+ * `use` (-1: GATHER_PARAMS's); its bytes received added to *bytes. */
+static gboolean zero3_gather(Rank *r, int c, int li, int k, int use, gboolean on_demand, double *bytes, GError **error) {
+  UnitPiece u[MAX_PIECES];
   PxDType dt = r->rt->pdt;
   gsize es = px_dtype_size(dt);
   TRY(after_compute(r, r->coll_s, error)); /* the slot's last reader is queued before */
   gint64 dst = 0, lo, hi, received = 0;
-  for (int q = 0, np = layer_unit(r, c, li, u_); q < np; q++) {
-    ChunkState *cs = &r->chunks[u_[q].c];
+  for (int q = 0, np = layer_unit(r, c, li, u); q < np; q++) {
+    ChunkState *cs = &r->chunks[u[q].c];
     const ShardPart *parts; /* one, or split two: the dense over DP, the experts over EDP */
-    shard_parts(r, u_[q].c, &parts);
+    shard_parts(r, u[q].c, &parts);
     /* the range's group: shards of S from base, this rank's the S at lo, at `at` in its shard tensor */
-    const ShardPart *g = &parts[MAX(u_[q].part, 0)];
+    const ShardPart *g = &parts[MAX(u[q].part, 0)];
     gint64 S = g->n;
     int n = px_comm_size(g->comm), me = S > 0 ? (int)((g->lo - g->base) / S) : -1;
-    piece_range(r, &u_[q], &lo, &hi);
+    piece_range(r, &u[q], &lo, &hi);
     for (int j = 0; j < n && S > 0; j++) {
       gint64 a = MAX(lo, g->base + (gint64)j * S), b = MIN(hi, g->base + (gint64)(j + 1) * S), len = b - a;
       if (len <= 0) continue;
@@ -398,7 +398,7 @@ static gboolean zero3_gather(Rank *r, int c, int li, int k, int u, gboolean on_d
   }
   TRY(px_event_record(r->zready[k], r->coll_s, error));
   *bytes += (double)received * es;
-  PxZero3Gather logged = {r->at, u, c, li, k, on_demand, received};
+  PxZero3Gather logged = {r->at, use, c, li, k, on_demand, received};
   g_array_append_val(r->zlog, logged);
   r->zstats.gathers++;
   r->zstats.on_demand += on_demand;
