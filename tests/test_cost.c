@@ -60,6 +60,21 @@ static PxModel *tiny_model(void) {
  * (hand-computed on the tiny model at T = 1 x 32 tokens, h 64, V 100, fp32:
  * E = 4). Without the keys the same terms run at hbm_bw. */
 static PxCostTable *tiny_table(PxPlan *p, const PxCluster *c, PxModel **model_out);
+
+/* A cluster profile from INI text, through a temporary file (as --cluster FILE reads it). */
+static PxCluster *cluster_from_ini(const char *ini) {
+  g_autoptr(GError) err = NULL;
+  g_autofree char *path = NULL;
+  int fd = g_file_open_tmp("px-cluster-XXXXXX.ini", &path, &err);
+  g_assert_no_error(err);
+  close(fd);
+  g_assert_true(g_file_set_contents(path, ini, -1, &err));
+  PxCluster *c = px_cluster_load_ini(path, &err);
+  g_remove(path);
+  g_assert_no_error(err);
+  return c;
+}
+
 static void test_calibrated_classes(void) {
   static const char *ini =
       "[cluster]\nname = cal\nnodes = 1\n[gpu]\nmemory = 16GiB\npeak_fp32 = 60e12\npeak_bf16 = 1e15\n"
@@ -70,15 +85,7 @@ static void test_calibrated_classes(void) {
       "membound_bw_embedding_bwd = 6e9\nmembound_bw_optimizer = 10e9\n"
       "attention_fwd_flops = 1e10\nattention_bwd_flops = 2e10\n"
       "[node]\ngpus = 1\nbandwidth = 400e9\np2p_latency = 30e-6\n[network]\nbandwidth = 25e9\n";
-  g_autoptr(GError) err = NULL;
-  g_autofree char *path = NULL;
-  int fd = g_file_open_tmp("px-cal-XXXXXX.ini", &path, &err);
-  g_assert_no_error(err);
-  close(fd);
-  g_assert_true(g_file_set_contents(path, ini, -1, &err));
-  g_autoptr(PxCluster) c = px_cluster_load_ini(path, &err);
-  g_remove(path);
-  g_assert_no_error(err);
+  g_autoptr(PxCluster) c = cluster_from_ini(ini);
   g_assert_cmpfloat(c->membound_bw[PX_OPC_NORM][0], ==, 2e9);
   g_assert_cmpfloat(c->membound_bw[PX_OPC_ACT][1], ==, 3e9);
   g_assert_cmpfloat(c->membound_bw[PX_OPC_EMBEDDING][1], ==, 6e9);
@@ -166,15 +173,7 @@ static void test_busbw_curve(void) {
       "[cluster]\nname = curve\nnodes = 1\n[gpu]\nmemory = 16GiB\npeak_fp32 = 60e12\npeak_bf16 = 1e15\n"
       "hbm_bw = 3e12\n[node]\ngpus = 4\nbandwidth = 10e9\nlatency = 5e-6\n"
       "busbw_curve_bytes = 4096;65536\nbusbw_curve = 1e9;4e9\n[network]\nbandwidth = 25e9\n";
-  g_autoptr(GError) err = NULL;
-  g_autofree char *path = NULL;
-  int fd = g_file_open_tmp("px-curve-XXXXXX.ini", &path, &err);
-  g_assert_no_error(err);
-  close(fd);
-  g_assert_true(g_file_set_contents(path, ini, -1, &err));
-  g_autoptr(PxCluster) c = px_cluster_load_ini(path, &err);
-  g_remove(path);
-  g_assert_no_error(err);
+  g_autoptr(PxCluster) c = cluster_from_ini(ini);
   g_assert_cmpint(c->intra_curve.n, ==, 2);
   int ranks[4] = {0, 1, 2, 3};
   PxLink l = px_cost_group_link(c, ranks, 2);
