@@ -39,6 +39,52 @@ static gboolean get(PxTensor *t, gint64 offset, gint64 n, double *host, GError *
   return v && px_tensor_download_f64(v, host, error);
 }
 
+/* The routing as row picks on the device (backend.h px_op_rows_gather,
+ * px_op_rows_dot), so that the activations never leave it: tok_of_slot (the
+ * T·k rows of the send order) holds each sent copy's token, -1 past the kept
+ * copies, and w_of_slot its gate weight; slot_of_copy (token-major, T·k)
+ * each copy's row in the send order, -1 when dropped, and w_of_copy its gate
+ * weight. Only these (T·k indices and weights) cross from the host. */
+typedef struct {
+  PxTensor *tok_of_slot, *w_of_slot, *slot_of_copy, *w_of_copy;
+} Picks;
+
+static void picks_clear(Picks *pk) {
+  g_clear_pointer(&pk->tok_of_slot, px_tensor_free);
+  g_clear_pointer(&pk->w_of_slot, px_tensor_free);
+  g_clear_pointer(&pk->slot_of_copy, px_tensor_free);
+  g_clear_pointer(&pk->w_of_copy, px_tensor_free);
+}
+
+/* T·k picks of T tokens with k copies each: slot[i] of copy i = t·k + j
+ * (-1 dropped), wt[i] its gate weight. */
+static gboolean picks_new(const PxMoeRun *r, gint64 T, int k, const gint64 *slot, const double *wt, Picks *pk,
+                          GError **error) {
+  gint64 n = MAX(T * k, 1);
+  memset(pk, 0, sizeof *pk);
+  g_autofree gint32 *tok = g_new(gint32, n), *sl = g_new(gint32, n);
+  g_autofree double *ws = g_new0(double, n), *wc = g_new0(double, n);
+  for (gint64 q = 0; q < n; q++) tok[q] = sl[q] = -1;
+  for (gint64 i = 0; i < T * k; i++) {
+    sl[i] = (gint32)slot[i];
+    wc[i] = wt[i];
+    if (slot[i] >= 0) {
+      tok[slot[i]] = (gint32)(i / k);
+      ws[slot[i]] = wt[i];
+    }
+  }
+  pk->tok_of_slot = px_tensor_new(r->be, "moe.tok_of_slot", PX_DTYPE_I32, PX_MEM_BUFFERS, 1, &n, error);
+  pk->slot_of_copy = pk->tok_of_slot ? px_tensor_new(r->be, "moe.slot_of_copy", PX_DTYPE_I32, PX_MEM_BUFFERS, 1, &n,
+                                                     error) : NULL;
+  pk->w_of_slot = pk->slot_of_copy ? tmp(r, "moe.w_of_slot", n, 1, FALSE, error) : NULL;
+  pk->w_of_copy = pk->w_of_slot ? tmp(r, "moe.w_of_copy", n, 1, FALSE, error) : NULL;
+  if (pk->w_of_copy && px_tensor_upload(pk->tok_of_slot, tok, error) && px_tensor_upload(pk->slot_of_copy, sl, error) &&
+      px_tensor_upload_f64(pk->w_of_slot, ws, error) && px_tensor_upload_f64(pk->w_of_copy, wc, error))
+    return TRUE;
+  picks_clear(pk);
+  return FALSE;
+}
+
 /* The routing of a micro-batch, on the host: the top-k of each token, their
  * gate weights, the send order (copies grouped by expert, tokens ascending)
  * and the counts. */
@@ -425,16 +471,11 @@ gboolean px_moe_layer_fwd(const PxMoeRun *r, const PxMoeWeights *w, PxTensor *sa
     ok = px_fail(error, PX_BACKEND_ERROR, PX_BACKEND_ERROR_SHAPE,
                  "MoE: %" G_GINT64_FORMAT " rows for the experts, more than the %" G_GINT64_FORMAT " the layout holds",
                  rt.gathered, L.rows_max);
-  /* dispatch: the token copies in send order */
-  g_autofree double *xh = ok ? g_new(double, T * h) : NULL;
-  g_autofree double *xs = ok ? g_new(double, MAX(T * k, 1) * h) : NULL;
+  /* dispatch: the token copies in send order, picked on the device */
+  Picks pk = {0};
+  ok = ok && picks_new(r, T, (int)k, rt.slot, rt.wt, &pk, error);
   g_autoptr(PxTensor) send = ok ? tmp(r, "moe.send", T * k, h, FALSE, error) : NULL;
-  ok = ok && send && px_tensor_download_f64(x, xh, error);
-  if (ok) {
-    for (gint64 i = 0; i < T * k; i++)
-      if (rt.slot[i] >= 0) memcpy(xs + rt.slot[i] * h, xh + (i / k) * h, sizeof(double) * h);
-    ok = px_tensor_upload_f64(send, xs, error);
-  }
+  ok = ok && send && px_op_rows_gather(r->be, send, x, pk.tok_of_slot, NULL, 1, error);
   g_autoptr(PxTensor) xg = ok ? px_tensor_view(saved, "moe.x", L.x, 2, (gint64[]){L.rows_max, h}, error) : NULL;
   g_autoptr(PxTensor) xr = ok && rt.g > 1 ? tmp(r, "moe.x_mine", rt.received, h, FALSE, error) : NULL;
   ok = ok && xg && (rt.g == 1 || xr) && exchange(r, &rt, send, rt.g > 1 ? xr : xg, h, FALSE, error);
@@ -454,13 +495,8 @@ gboolean px_moe_layer_fwd(const PxMoeRun *r, const PxMoeWeights *w, PxTensor *sa
   /* combine: back to the senders, weighted by the gates */
   g_autoptr(PxTensor) yret = ok ? px_tensor_view(saved, "moe.yret", L.yret, 2, (gint64[]){MAX(T * k, 1), h}, error) : NULL;
   ok = ok && yret && exchange(r, &rt, rt.g > 1 ? yr : yg, yret, h, TRUE, error) && etp_sum(r, yret, error) &&
-       get(saved, L.yret, T * k * h, xs, error);
-  if (ok) {
-    memset(xh, 0, sizeof(double) * T * h);
-    for (gint64 i = 0; i < T * k; i++)
-      for (gint64 c = 0; rt.slot[i] >= 0 && c < h; c++) xh[(i / k) * h + c] += rt.wt[i] * xs[rt.slot[i] * h + c];
-    ok = px_tensor_upload_f64(y, xh, error);
-  }
+       px_op_rows_gather(r->be, y, yret, pk.slot_of_copy, pk.w_of_copy, (int)k, error);
+  picks_clear(&pk);
   route_free(&rt);
   return ok;
 }
@@ -493,22 +529,20 @@ gboolean px_moe_layer_bwd(const PxMoeRun *r, const PxMoeWeights *w, PxTensor *sa
     for (gint64 i = 0; i < rt.g * E; i++) rt.rcg[i] = (gint64)llround(buf[i]);
     route_gathered(r, &rt);
   }
-  /* the gates' gradients and the copies' output gradients */
-  g_autofree double *dyh = g_new(double, T * h), *yr = g_new(double, MAX(T * k, 1) * h);
-  g_autofree double *dys = g_new0(double, MAX(T * k, 1) * h), *dg = g_new0(double, MAX(T * k, 1));
-  ok = ok && px_tensor_download_f64(dy, dyh, error) && get(saved, L.yret, T * k * h, yr, error);
-  if (ok)
-    for (gint64 i = 0; i < T * k; i++) {
-      if (rt.slot[i] < 0) continue; /* dropped: no output, no gradient to its gate (dg 0) */
-      const double *g = dyh + (i / k) * h, *v = yr + rt.slot[i] * h;
-      double *o = dys + rt.slot[i] * h, s = 0;
-      for (gint64 c = 0; c < h; c++) s += g[c] * v[c], o[c] = rt.wt[i] * g[c];
-      dg[i] = s;
-    }
+  /* the gates' gradients (dy · a copy's output; 0 for a dropped copy) and
+   * the copies' output gradients (the gate weight · dy), on the device */
+  Picks pk = {0};
+  ok = ok && picks_new(r, T, (int)k, rt.slot, rt.wt, &pk, error);
+  g_autoptr(PxTensor) yret = ok ? px_tensor_view(saved, "moe.yret", L.yret, 2, (gint64[]){MAX(T * k, 1), h}, error) : NULL;
+  g_autoptr(PxTensor) dgt = ok ? tmp(r, "moe.dgate", T * k, 1, FALSE, error) : NULL;
+  g_autofree double *dg = g_new0(double, MAX(T * k, 1));
+  ok = ok && yret && dgt && px_op_rows_dot(r->be, dgt, dy, yret, pk.slot_of_copy, (int)k, error) &&
+       px_tensor_download_f64(dgt, dg, error);
   g_autoptr(PxTensor) dsend = ok ? tmp(r, "moe.dy_send", T * k, h, FALSE, error) : NULL;
   g_autoptr(PxTensor) dyg = ok ? tmp(r, "moe.dy", L.rows_max, h, TRUE, error) : NULL;
   g_autoptr(PxTensor) dym = ok && rt.g > 1 ? tmp(r, "moe.dy_mine", rt.received, h, FALSE, error) : NULL;
-  ok = ok && dsend && dyg && (rt.g == 1 || dym) && px_tensor_upload_f64(dsend, dys, error) &&
+  ok = ok && dsend && dyg && (rt.g == 1 || dym) && px_op_rows_gather(r->be, dsend, dy, pk.tok_of_slot, pk.w_of_slot, 1,
+                                                                      error) &&
        exchange(r, &rt, dsend, rt.g > 1 ? dym : dyg, h, FALSE, error);
   if (ok && rt.g > 1) ok = etp_gather(r, &rt, dym, dyg, h, error);
   /* the experts' backward, segment by segment */
@@ -542,12 +576,11 @@ gboolean px_moe_layer_bwd(const PxMoeRun *r, const PxMoeWeights *w, PxTensor *sa
   g_autoptr(PxTensor) dxm = ok && rt.g > 1 ? tmp(r, "moe.dx_mine", rt.received, h, FALSE, error) : NULL;
   if (ok && rt.g > 1) ok = dxm && etp_scatter(r, &rt, dxg, dxm, h, error);
   g_autoptr(PxTensor) dxs = ok ? tmp(r, "moe.dx_send", T * k, h, FALSE, error) : NULL;
-  ok = ok && dxs && exchange(r, &rt, rt.g > 1 ? dxm : dxg, dxs, h, TRUE, error) && etp_sum(r, dxs, error) &&
-       px_tensor_download_f64(dxs, dys, error);
-  g_autofree double *dxh = g_new0(double, T * h);
-  if (ok)
-    for (gint64 i = 0; i < T * k; i++)
-      for (gint64 c = 0; rt.slot[i] >= 0 && c < h; c++) dxh[(i / k) * h + c] += dys[rt.slot[i] * h + c];
+  /* summed over each token's copies on the device (into the router's dx, below) */
+  g_autoptr(PxTensor) dxt = ok ? tmp(r, "moe.dx_tokens", T, h, FALSE, error) : NULL;
+  ok = ok && dxs && dxt && exchange(r, &rt, rt.g > 1 ? dxm : dxg, dxs, h, TRUE, error) && etp_sum(r, dxs, error) &&
+       px_op_rows_gather(r->be, dxt, dxs, pk.slot_of_copy, NULL, (int)k, error);
+  picks_clear(&pk);
   /* the router: d(gate weight) -> d(probabilities) (+ the load-balancing
    * loss's through P_i) -> softmax backward -> d(logits) */
   g_autofree double *dl = g_new0(double, T * E);
@@ -569,8 +602,7 @@ gboolean px_moe_layer_bwd(const PxMoeRun *r, const PxMoeWeights *w, PxTensor *sa
     }
   }
   g_autoptr(PxTensor) dlog = ok ? tmp(r, "moe.dlogits", T, E, FALSE, error) : NULL;
-  g_autoptr(PxTensor) dxt = ok ? tmp(r, "moe.dx_tokens", T, h, FALSE, error) : NULL;
-  ok = ok && dlog && dxt && px_tensor_upload_f64(dlog, dl, error) && px_tensor_upload_f64(dxt, dxh, error) &&
+  ok = ok && dlog && px_tensor_upload_f64(dlog, dl, error) &&
        px_op_linear_bwd(r->be, dxt, w->router.g, NULL, dlog, x, w->router.w, error) &&
        px_op_residual_bwd(r->be, dx, NULL, dxt, error);
   route_free(&rt);
