@@ -680,7 +680,7 @@ static PxMoeRun moe_run(PxGpt *g) {
   /* the ETP ranks hold different tokens unless tp > 1 without sequence parallelism (then etp = tp) */
   gboolean gather = !(g->tp > 1 && !g->sp);
   return (PxMoeRun){g->r.be, g->r.ep, MAX(g->plan.ep, 1), g->r.ep_rank, g->r.dtype, &g->model->desc, g->Nl,
-                    g->sp ? g->r.tp : NULL, g->r.etp, etp, g->r.etp_rank, gather};
+                    g->sp ? g->r.tp : NULL, g->r.etp, etp, g->r.etp_rank, gather, g->cp > 1 ? g->r.cp : NULL};
 }
 
 static PxMoeWeight moe_weight(PxGpt *g, int chunk, int li, PxTensorRole role) {
@@ -1069,7 +1069,12 @@ static gboolean block_bwd(PxGpt *g, int chunk, int li, PxGptActs *a, LayerActs *
     TRY(dmoe = new_grad(g, "dmoe", g->Nl, g->h, error));
     PxMoeRun run = moe_run(g);
     PxMoeWeights w = moe_weights(g, chunk, li);
-    TRY(px_moe_layer_bwd(&run, &w, la->s[PX_ACT_MOE], la->s[A_LN2], *dout, dmoe, g->dloss, error));
+    /* the aux loss's seed: dloss weighs a micro-batch's share on each of the
+     * dp·cp data ranks, but the CP ranks share one aux loss (statistics over
+     * the CP group), whose gradient each takes for its own tokens only: cp
+     * times dloss (under sequence parallelism the TP ranks, outside the
+     * data ranks, already take dloss each) */
+    TRY(px_moe_layer_bwd(&run, &w, la->s[PX_ACT_MOE], la->s[A_LN2], *dout, dmoe, g->dloss * g->cp, error));
   }
   g_autoptr(PxTensor) dln2_r = NULL;
   if (mlp) {

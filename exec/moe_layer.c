@@ -429,10 +429,13 @@ gboolean px_moe_layer_fwd(const PxMoeRun *r, const PxMoeWeights *w, PxTensor *sa
   route_order(&rt);
   st[2 * E] = (double)T;
   gboolean ok = TRUE;
-  if (r->stats && px_comm_size(r->stats) > 1) {
+  /* summed over TP (sequence parallel), then over CP: the sums compose to the TP × CP group's */
+  PxComm *groups[] = {r->stats, r->stats_cp};
+  for (gsize gi = 0; ok && gi < G_N_ELEMENTS(groups); gi++) {
+    if (!groups[gi] || px_comm_size(groups[gi]) <= 1) continue;
     g_autoptr(PxTensor) sv = px_tensor_new(r->be, "moe.stats", PX_DTYPE_F64, PX_MEM_BUFFERS, 1, (gint64[]){2 * E + 1}, error);
     ok = sv && px_tensor_upload(sv, st, error) &&
-         px_comm_all_reduce(r->stats, sv->data, (gsize)(2 * E + 1), PX_DTYPE_F64, PX_RED_SUM, CS(r), error) &&
+         px_comm_all_reduce(groups[gi], sv->data, (gsize)(2 * E + 1), PX_DTYPE_F64, PX_RED_SUM, CS(r), error) &&
          px_tensor_download(sv, st, error);
   }
   double lb = 0, Tg = st[2 * E];

@@ -42,6 +42,9 @@ typedef struct {
                         ETP and the experts' partial outputs reduce-scattered back (Megatron-Core's
                         sequence-parallel MoE); FALSE: the same tokens (tp > 1 without sequence
                         parallelism, etp = tp), the partial outputs all-reduced */
+  PxComm *stats_cp;  /* the statistics then summed over this group too: the CP group (each CP rank routes
+                        its seq/cp tokens of the same sequences; Megatron-Core reduces tokens_per_expert
+                        over TP × CP); NULL without context parallelism */
 } PxMoeRun;
 
 typedef struct {

@@ -1012,12 +1012,6 @@ static PxRuntime *runtime_setup(const PxModel *model, const PxPlan *plan, const 
    * the row log-sum-exp, never the s x s probabilities (activations.h) */
   rt->plan.attention = px_cost_attention(&rt->plan);
   rt->plan.precision = PX_PREC_FP32; /* the executor computes in fp32 / fp64 */
-  if (model->desc.experts > 0 && rt->plan.cp > 1) {
-    rfail(error, PX_RUNTIME_ERROR_INVALID,
-          "context parallelism (cp=%d) with a mixture-of-experts model is not run by the executor (the planner "
-          "and simulator take it)", rt->plan.cp);
-    return NULL;
-  }
   if (rt->plan.offload == PX_OFFLOAD_OPTIMIZER_PARAMS) {
     rfail(error, PX_RUNTIME_ERROR_INVALID,
           "offloading the parameters (%s) is not run by the executor; it offloads the optimizer (give --offload "
@@ -1818,9 +1812,11 @@ static gboolean op_optimizer(Rank *r, double *bytes, GError **error) {
     }
     TRY(buckets_rest(r, c, bytes, error));
   }
-  /* MoE with dp 1 but edp > 1 (TP ranks holding the experts, each with its
-   * own tokens): the program has no DP reduction; the experts' happens here */
-  for (int c = 0; r->split_experts && rt->plan.dp == 1 && c < v; c++) TRY(dp_reduce(r, c, bytes, error));
+  /* MoE with dp·cp 1 but edp > 1 (TP ranks holding the experts, each with its
+   * own tokens): the program has no DP reduction (it has one over dp·cp > 1,
+   * also with dp 1 under CP); the experts' happens here */
+  for (int c = 0; r->split_experts && px_plan_data_ranks(&rt->plan) == 1 && c < v; c++)
+    TRY(dp_reduce(r, c, bytes, error));
   /* the reductions of the step have arrived */
   TRY(px_event_record(r->ev_coll, r->coll_s, error));
   TRY(px_stream_wait_event(r->compute, r->ev_coll, error));

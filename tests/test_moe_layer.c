@@ -162,7 +162,7 @@ static void layer_init_etp(Layer *L, const Case *c, const double *x, gint64 T, P
   gint64 h = d->hidden, E = d->experts, f = d->expert_ffn, loc = E / ep_size, fl = f / etp_size;
   memset(L, 0, sizeof *L);
   L->be = px_backend_new("cpu", 0, NULL);
-  L->run = (PxMoeRun){L->be, ep, ep_size, ep_rank, PX_DTYPE_F64, d, T, NULL, etp, etp_size, etp_rank, gather};
+  L->run = (PxMoeRun){L->be, ep, ep_size, ep_rank, PX_DTYPE_F64, d, T, NULL, etp, etp_size, etp_rank, gather, NULL};
   L->x = f64(L->be, "x", T, h, x);
   L->y = f64(L->be, "y", T, h, NULL);
   L->dx = f64(L->be, "dx", T, h, NULL);

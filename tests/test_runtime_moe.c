@@ -27,7 +27,11 @@
  *    copies) and ep 2 · dp 2 ZeRO-1 equal the single rank's
  *    capped run (each rank caps its own micro-batch, as the single rank
  *    does), which differs from the dropless one; memory equals the planner's
- *    (the layout's rows bounded by the capacity). */
+ *    (the layout's rows bounded by the capacity);
+ *  - context parallelism (cp 2 alone, with dp 2, ep 2, ep 2 · dp 2 ZeRO-1,
+ *    ep 4 · dp 2 ZeRO-3, tp 2 with sp (etp 2, and etp 1 · ep 2), pp 2 · ep 2
+ *    with full recompute), fp64: losses, gradient norms and every parameter
+ *    equal the single rank's to 1e-10; memory equals the planner's. */
 #include <glib.h>
 #include <math.h>
 #include <string.h>
@@ -42,6 +46,7 @@ typedef struct {
   int zero;
   PxCheckpoint ckpt;
   gboolean sp;
+  int cp; /* context parallelism (0, 1: none) */
 } MoeLayout;
 
 static PxRuntime *moe_runtime(const PxModel *model, const MoeLayout *m, PxDType dt, GError **error) {
@@ -50,6 +55,10 @@ static PxRuntime *moe_runtime(const PxModel *model, const MoeLayout *m, PxDType 
   layout_plan(&l, &plan);
   plan.ep = m->ep;
   plan.etp = m->etp;
+  if (m->cp > 1) { /* as tests/parity.h layout_runtime_attn: the CP stack's 16-bit plan, run in dt */
+    plan.cp = m->cp;
+    plan.precision = PX_PREC_BF16;
+  }
   PxRunOptions o;
   layout_options(&o, dt);
   PxRuntime *rt = px_runtime_new(model, &plan, &o, error);
@@ -66,40 +75,40 @@ static PxRuntime *moe_stepped(const PxModel *model, const MoeLayout *m, PxDType 
   return rt;
 }
 
-static const MoeLayout single = {1, 1, 1, 1, 1, 1, "1f1b", 0, PX_CKPT_NONE, FALSE};
+static const MoeLayout single = {1, 1, 1, 1, 1, 1, "1f1b", 0, PX_CKPT_NONE, FALSE, 1};
 
 static const MoeLayout moe_layouts[] = {
-  {2, 1, 1, 1, 2, 1, "1f1b", 0, PX_CKPT_NONE, FALSE},      /* ep 2 */
-  {4, 1, 1, 1, 4, 1, "1f1b", 0, PX_CKPT_NONE, FALSE},      /* ep 4 */
-  {4, 1, 1, 1, 2, 1, "1f1b", 0, PX_CKPT_NONE, FALSE},      /* ep 2, edp 2 */
-  {2, 2, 1, 1, 2, 1, "1f1b", 0, PX_CKPT_NONE, TRUE},       /* ep 2 · tp 2 (sp, etp 1: edp 2) */
-  {1, 2, 1, 1, 1, 1, "gpipe", 0, PX_CKPT_NONE, TRUE},      /* tp 2, etp 1: the experts' edp 2 under dp 1 */
-  {2, 1, 2, 1, 2, 1, "1f1b", 0, PX_CKPT_NONE, FALSE},      /* ep 2 · pp 2 */
-  {2, 1, 2, 2, 2, 1, "interleaved", 0, PX_CKPT_SELECTIVE, FALSE},
-  {2, 1, 2, 1, 2, 1, "zb-h1", 0, PX_CKPT_FULL, FALSE},     /* recompute through the all-to-all; B then W */
-  {2, 2, 2, 1, 4, 1, "1f1b", 0, PX_CKPT_NONE, TRUE},       /* ep 4 over dp 2 · tp 2 */
-  {2, 1, 1, 1, 1, 1, "1f1b", 1, PX_CKPT_NONE, FALSE},      /* ZeRO-1: ep 1, the experts follow DP */
-  {4, 1, 1, 1, 1, 1, "1f1b", 3, PX_CKPT_NONE, FALSE},      /* ZeRO-3 likewise */
+  {2, 1, 1, 1, 2, 1, "1f1b", 0, PX_CKPT_NONE, FALSE, 1},      /* ep 2 */
+  {4, 1, 1, 1, 4, 1, "1f1b", 0, PX_CKPT_NONE, FALSE, 1},      /* ep 4 */
+  {4, 1, 1, 1, 2, 1, "1f1b", 0, PX_CKPT_NONE, FALSE, 1},      /* ep 2, edp 2 */
+  {2, 2, 1, 1, 2, 1, "1f1b", 0, PX_CKPT_NONE, TRUE, 1},       /* ep 2 · tp 2 (sp, etp 1: edp 2) */
+  {1, 2, 1, 1, 1, 1, "gpipe", 0, PX_CKPT_NONE, TRUE, 1},      /* tp 2, etp 1: the experts' edp 2 under dp 1 */
+  {2, 1, 2, 1, 2, 1, "1f1b", 0, PX_CKPT_NONE, FALSE, 1},      /* ep 2 · pp 2 */
+  {2, 1, 2, 2, 2, 1, "interleaved", 0, PX_CKPT_SELECTIVE, FALSE, 1},
+  {2, 1, 2, 1, 2, 1, "zb-h1", 0, PX_CKPT_FULL, FALSE, 1},     /* recompute through the all-to-all; B then W */
+  {2, 2, 2, 1, 4, 1, "1f1b", 0, PX_CKPT_NONE, TRUE, 1},       /* ep 4 over dp 2 · tp 2 */
+  {2, 1, 1, 1, 1, 1, "1f1b", 1, PX_CKPT_NONE, FALSE, 1},      /* ZeRO-1: ep 1, the experts follow DP */
+  {4, 1, 1, 1, 1, 1, "1f1b", 3, PX_CKPT_NONE, FALSE, 1},      /* ZeRO-3 likewise */
   /* expert tensor parallelism: each expert's f over etp */
-  {2, 2, 1, 1, 2, 2, "1f1b", 0, PX_CKPT_NONE, TRUE},       /* ep 2 · etp 2 = tp 2, sp: all-gather / reduce-scatter over ETP */
-  {1, 2, 1, 1, 1, 0, "1f1b", 0, PX_CKPT_NONE, FALSE},      /* etp = tp = 2 without sp: the same tokens, all-reduce */
-  {2, 2, 1, 1, 1, 0, "gpipe", 2, PX_CKPT_SELECTIVE, FALSE}, /* ... with ZeRO-2 (the experts follow DP) */
-  {4, 1, 1, 1, 2, 2, "1f1b", 0, PX_CKPT_NONE, FALSE},      /* etp 2 under tp 1: the ETP ranks are DP ranks */
-  {2, 2, 2, 1, 2, 2, "1f1b", 0, PX_CKPT_FULL, TRUE},       /* ep 2 · etp 2 · pp 2, full recompute */
+  {2, 2, 1, 1, 2, 2, "1f1b", 0, PX_CKPT_NONE, TRUE, 1},       /* ep 2 · etp 2 = tp 2, sp: all-gather / reduce-scatter over ETP */
+  {1, 2, 1, 1, 1, 0, "1f1b", 0, PX_CKPT_NONE, FALSE, 1},      /* etp = tp = 2 without sp: the same tokens, all-reduce */
+  {2, 2, 1, 1, 1, 0, "gpipe", 2, PX_CKPT_SELECTIVE, FALSE, 1}, /* ... with ZeRO-2 (the experts follow DP) */
+  {4, 1, 1, 1, 2, 2, "1f1b", 0, PX_CKPT_NONE, FALSE, 1},      /* etp 2 under tp 1: the ETP ranks are DP ranks */
+  {2, 2, 2, 1, 2, 2, "1f1b", 0, PX_CKPT_FULL, TRUE, 1},       /* ep 2 · etp 2 · pp 2, full recompute */
 };
 
 /* ZeRO with expert groups of their own: expert shards over EDP, dense ones
  * over DP (parity and memory) */
 static const MoeLayout expert_zero[] = {
-  {2, 1, 1, 1, 2, 1, "1f1b", 1, PX_CKPT_NONE, FALSE},      /* ep 2 · dp 2 ZeRO-1 (edp 1) */
-  {2, 1, 1, 1, 2, 1, "1f1b", 2, PX_CKPT_NONE, FALSE},      /* ... ZeRO-2 */
-  {4, 1, 1, 1, 4, 1, "1f1b", 3, PX_CKPT_NONE, FALSE},      /* ep 4 · dp 4 ZeRO-3 */
-  {4, 1, 1, 1, 2, 1, "1f1b", 3, PX_CKPT_NONE, FALSE},      /* ep 2 · dp 4 ZeRO-3: experts over edp 2 */
-  {2, 2, 1, 1, 2, 1, "1f1b", 1, PX_CKPT_NONE, TRUE},       /* ep 2 · tp 2 · dp 2 ZeRO-1, etp 1 (edp 2) */
-  {2, 1, 2, 1, 2, 1, "1f1b", 1, PX_CKPT_NONE, FALSE},      /* ep 2 · pp 2 · dp 2 ZeRO-1 */
-  {4, 1, 1, 1, 1, 2, "1f1b", 2, PX_CKPT_NONE, FALSE},      /* etp 2 under tp 1 ZeRO-2: edp 2, dp 4 */
-  {1, 2, 1, 1, 1, 1, "gpipe", 1, PX_CKPT_NONE, TRUE},      /* dp 1, tp 2, etp 1 ZeRO-1: only the experts shard (edp 2) */
-  {1, 2, 2, 1, 1, 1, "1f1b", 2, PX_CKPT_NONE, TRUE},       /* ... ZeRO-2 with pp 2 */
+  {2, 1, 1, 1, 2, 1, "1f1b", 1, PX_CKPT_NONE, FALSE, 1},      /* ep 2 · dp 2 ZeRO-1 (edp 1) */
+  {2, 1, 1, 1, 2, 1, "1f1b", 2, PX_CKPT_NONE, FALSE, 1},      /* ... ZeRO-2 */
+  {4, 1, 1, 1, 4, 1, "1f1b", 3, PX_CKPT_NONE, FALSE, 1},      /* ep 4 · dp 4 ZeRO-3 */
+  {4, 1, 1, 1, 2, 1, "1f1b", 3, PX_CKPT_NONE, FALSE, 1},      /* ep 2 · dp 4 ZeRO-3: experts over edp 2 */
+  {2, 2, 1, 1, 2, 1, "1f1b", 1, PX_CKPT_NONE, TRUE, 1},       /* ep 2 · tp 2 · dp 2 ZeRO-1, etp 1 (edp 2) */
+  {2, 1, 2, 1, 2, 1, "1f1b", 1, PX_CKPT_NONE, FALSE, 1},      /* ep 2 · pp 2 · dp 2 ZeRO-1 */
+  {4, 1, 1, 1, 1, 2, "1f1b", 2, PX_CKPT_NONE, FALSE, 1},      /* etp 2 under tp 1 ZeRO-2: edp 2, dp 4 */
+  {1, 2, 1, 1, 1, 1, "gpipe", 1, PX_CKPT_NONE, TRUE, 1},      /* dp 1, tp 2, etp 1 ZeRO-1: only the experts shard (edp 2) */
+  {1, 2, 2, 1, 1, 1, "1f1b", 2, PX_CKPT_NONE, TRUE, 1},       /* ... ZeRO-2 with pp 2 */
 };
 
 static void expect_parity(const PxModel *model, const MoeLayout *m, const double *ref, const double *ref_norm) {
@@ -127,12 +136,12 @@ static void test_parity(void) {
 static void test_weights(void) {
   g_autoptr(PxModel) model = load_model("tiny-moe");
   g_autoptr(GError) error = NULL;
-  MoeLayout split = {2, 2, 2, 1, 4, 1, "1f1b", 0, PX_CKPT_NONE, TRUE};
-  MoeLayout sliced = {2, 2, 1, 1, 2, 2, "1f1b", 0, PX_CKPT_NONE, TRUE}; /* experts over ep 2 and etp 2 */
+  MoeLayout split = {2, 2, 2, 1, 4, 1, "1f1b", 0, PX_CKPT_NONE, TRUE, 1};
+  MoeLayout sliced = {2, 2, 1, 1, 2, 2, "1f1b", 0, PX_CKPT_NONE, TRUE, 1}; /* experts over ep 2 and etp 2 */
   g_autoptr(PxRuntime) a = moe_stepped(model, &single, PX_DTYPE_F64, 2, NULL, NULL);
   g_autoptr(PxRuntime) b = moe_stepped(model, &split, PX_DTYPE_F64, 2, NULL, NULL);
   g_autoptr(PxRuntime) c = moe_stepped(model, &sliced, PX_DTYPE_F64, 2, NULL, NULL);
-  MoeLayout zero3 = {4, 1, 1, 1, 2, 1, "1f1b", 3, PX_CKPT_NONE, FALSE}; /* shards over dp 4 and edp 2 */
+  MoeLayout zero3 = {4, 1, 1, 1, 2, 1, "1f1b", 3, PX_CKPT_NONE, FALSE, 1}; /* shards over dp 4 and edp 2 */
   g_autoptr(PxRuntime) d = moe_stepped(model, &zero3, PX_DTYPE_F64, 2, NULL, NULL);
   const char *names[] = {"h.1.mlp.router.weight", "h.1.mlp.experts.gate.weight", "h.3.mlp.experts.down.weight",
                          "h.2.mlp.up.weight"};
@@ -157,14 +166,14 @@ static void test_weights(void) {
 static void test_memory(void) {
   g_autoptr(PxModel) model = load_model("tiny-moe");
   static const MoeLayout layouts[] = {
-    {1, 1, 1, 1, 1, 1, "1f1b", 0, PX_CKPT_NONE, FALSE},
-    {2, 1, 2, 1, 2, 1, "1f1b", 0, PX_CKPT_NONE, FALSE},
-    {2, 2, 1, 1, 4, 1, "1f1b", 0, PX_CKPT_SELECTIVE, TRUE},
-    {2, 1, 2, 1, 2, 1, "gpipe", 0, PX_CKPT_NONE, FALSE},
-    {2, 1, 2, 1, 2, 1, "1f1b", 0, PX_CKPT_FULL, FALSE},
-    {2, 1, 1, 1, 1, 1, "1f1b", 1, PX_CKPT_NONE, FALSE},
-    {2, 2, 1, 1, 2, 2, "1f1b", 0, PX_CKPT_NONE, TRUE},
-    {1, 2, 2, 1, 1, 0, "1f1b", 0, PX_CKPT_SELECTIVE, FALSE},
+    {1, 1, 1, 1, 1, 1, "1f1b", 0, PX_CKPT_NONE, FALSE, 1},
+    {2, 1, 2, 1, 2, 1, "1f1b", 0, PX_CKPT_NONE, FALSE, 1},
+    {2, 2, 1, 1, 4, 1, "1f1b", 0, PX_CKPT_SELECTIVE, TRUE, 1},
+    {2, 1, 2, 1, 2, 1, "gpipe", 0, PX_CKPT_NONE, FALSE, 1},
+    {2, 1, 2, 1, 2, 1, "1f1b", 0, PX_CKPT_FULL, FALSE, 1},
+    {2, 1, 1, 1, 1, 1, "1f1b", 1, PX_CKPT_NONE, FALSE, 1},
+    {2, 2, 1, 1, 2, 2, "1f1b", 0, PX_CKPT_NONE, TRUE, 1},
+    {1, 2, 2, 1, 1, 0, "1f1b", 0, PX_CKPT_SELECTIVE, FALSE, 1},
   };
   for (gsize i = 0; i < G_N_ELEMENTS(layouts) + G_N_ELEMENTS(expert_zero); i++) {
     const MoeLayout *l = i < G_N_ELEMENTS(layouts) ? &layouts[i] : &expert_zero[i - G_N_ELEMENTS(layouts)];
@@ -172,6 +181,48 @@ static void test_memory(void) {
     g_autofree char *what = g_strdup_printf("tiny-moe dp%d tp%d pp%d ep%d etp%d %s ckpt %s zero%d", l->dp, l->tp, l->pp,
                                             l->ep, l->etp, l->schedule, px_ckpt_name(l->ckpt), l->zero);
     expect_memory(rt, what);
+  }
+}
+
+/* Context parallelism: each CP rank routes its seq/cp tokens of the same
+ * sequences, the load-balancing statistics summed over TP (sequence parallel)
+ * then CP, the aux loss's gradient seeded cp · dloss (one loss shared by the
+ * CP ranks), the gradients reduced over dp·cp (dense) and EDP (experts; with
+ * dp 1 the program's dp·cp reduction, never a second one) */
+static const MoeLayout cp_layouts[] = {
+  {1, 1, 1, 1, 1, 1, "1f1b", 0, PX_CKPT_NONE, FALSE, 2},  /* cp 2: the experts follow dp·cp */
+  {2, 1, 1, 1, 1, 1, "1f1b", 0, PX_CKPT_NONE, FALSE, 2},  /* cp 2 · dp 2 */
+  {1, 1, 1, 1, 2, 1, "1f1b", 0, PX_CKPT_NONE, FALSE, 2},  /* cp 2 · ep 2: EP over the CP ranks, edp 1 */
+  {2, 1, 1, 1, 2, 1, "1f1b", 1, PX_CKPT_NONE, FALSE, 2},  /* cp 2 · dp 2 · ep 2 ZeRO-1: edp 2 */
+  {2, 1, 1, 1, 4, 1, "1f1b", 3, PX_CKPT_NONE, FALSE, 2},  /* cp 2 · dp 2 · ep 4 ZeRO-3 */
+  {1, 2, 1, 1, 1, 0, "1f1b", 0, PX_CKPT_NONE, TRUE, 2},   /* cp 2 · tp 2 (sp, etp = tp): statistics over TP × CP */
+  {1, 2, 1, 1, 2, 1, "1f1b", 0, PX_CKPT_NONE, TRUE, 2},   /* cp 2 · tp 2 (sp) · ep 2, etp 1 */
+  {1, 1, 2, 1, 2, 1, "1f1b", 0, PX_CKPT_FULL, FALSE, 2},  /* cp 2 · pp 2 · ep 2, full recompute */
+};
+
+/* f64: losses and gradient norms equal the single rank's to 1e-10 relative
+ * (the CP parity tests' fp64 tolerance, test_runtime /runtime/parity/cp), and
+ * every parameter after STEPS steps too (relative to the larger value or the
+ * 0.02 init scale); fp32: memory per category equals the planner's. */
+static void test_cp(void) {
+  g_autoptr(PxModel) model = load_model("tiny-moe");
+  double ref[STEPS], ref_norm[STEPS];
+  g_autoptr(PxRuntime) a = moe_stepped(model, &single, PX_DTYPE_F64, STEPS, ref, ref_norm);
+  for (gsize i = 0; i < G_N_ELEMENTS(cp_layouts); i++) {
+    const MoeLayout *m = &cp_layouts[i];
+    g_autofree char *what = g_strdup_printf("tiny-moe cp%d dp%d tp%d pp%d ep%d etp%d %s zero%d ckpt %s", m->cp, m->dp,
+                                            m->tp, m->pp, m->ep, m->etp, m->schedule, m->zero, px_ckpt_name(m->ckpt));
+    double got[STEPS], norm[STEPS];
+    g_autoptr(PxRuntime) b = moe_stepped(model, m, PX_DTYPE_F64, STEPS, got, norm);
+    for (int s = 0; s < STEPS; s++)
+      if (rel_diff(got[s], ref[s]) > 1e-10 || rel_diff(norm[s], ref_norm[s]) > 1e-10)
+        g_error("%s: step %d loss %.12g (single %.12g), grad norm %.12g (single %.12g)", what, s + 1, got[s], ref[s],
+                norm[s], ref_norm[s]);
+    double worst = params_max_diff(a, b, model, 0.02);
+    g_test_message("%s: parameters within %.2g of the single rank's", what, worst);
+    if (worst > 1e-10) g_error("%s: the parameters differ by %.3g (relative) from the single rank's", what, worst);
+    g_autoptr(PxRuntime) c = moe_stepped(model, m, PX_DTYPE_F32, 2, NULL, NULL);
+    expect_memory(c, what);
   }
 }
 
@@ -196,10 +247,10 @@ static void test_capacity(void) {
   g_assert_cmpfloat(fabs(ref[0] - free_loss[0]), >, 1e-6 * free_loss[0]); /* the drops change the model's output */
   g_assert_cmpfloat(ref[STEPS - 1], <, ref[0]);
   static const MoeLayout layouts[] = {
-    {2, 1, 1, 1, 2, 1, "1f1b", 0, PX_CKPT_NONE, FALSE},
-    {4, 1, 1, 1, 4, 1, "1f1b", 0, PX_CKPT_NONE, FALSE},
-    {2, 1, 2, 1, 2, 1, "zb-h1", 0, PX_CKPT_FULL, FALSE},
-    {2, 1, 1, 1, 2, 1, "1f1b", 1, PX_CKPT_NONE, FALSE},
+    {2, 1, 1, 1, 2, 1, "1f1b", 0, PX_CKPT_NONE, FALSE, 1},
+    {4, 1, 1, 1, 4, 1, "1f1b", 0, PX_CKPT_NONE, FALSE, 1},
+    {2, 1, 2, 1, 2, 1, "zb-h1", 0, PX_CKPT_FULL, FALSE, 1},
+    {2, 1, 1, 1, 2, 1, "1f1b", 1, PX_CKPT_NONE, FALSE, 1},
   };
   for (gsize i = 0; i < G_N_ELEMENTS(layouts); i++) {
     expect_parity(model, &layouts[i], ref, ref_norm);
@@ -240,8 +291,8 @@ static void test_checkpoint(void) {
   g_autoptr(GError) error = NULL;
   g_autofree char *dir = g_dir_make_tmp("px-moeckpt-XXXXXX", &error);
   g_assert_no_error(error);
-  MoeLayout saved = {2, 1, 1, 1, 2, 1, "1f1b", 1, PX_CKPT_NONE, FALSE};
-  MoeLayout zero3 = {4, 1, 1, 1, 2, 1, "1f1b", 3, PX_CKPT_NONE, FALSE};
+  MoeLayout saved = {2, 1, 1, 1, 2, 1, "1f1b", 1, PX_CKPT_NONE, FALSE, 1};
+  MoeLayout zero3 = {4, 1, 1, 1, 2, 1, "1f1b", 3, PX_CKPT_NONE, FALSE, 1};
   double straight[6], one[6], three[6];
   px_runtime_free(moe_stepped(model, &saved, PX_DTYPE_F32, 6, straight, NULL));
   {
@@ -265,5 +316,6 @@ int main(int argc, char **argv) {
   g_test_add_func("/runtime-moe/memory/prediction", test_memory);
   g_test_add_func("/runtime-moe/checkpoint/cross-layout", test_checkpoint);
   g_test_add_func("/runtime-moe/capacity", test_capacity);
+  g_test_add_func("/runtime-moe/cp", test_cp);
   return g_test_run();
 }
