@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # parallax-exec run on mixture-of-experts models, ranks as processes: the
-# tiny MoE (configs/models/tiny-moe.ini) with ep 2 · pp 2 as 4 processes under
-# `parallax-exec launch` (tcp), and ep 4 under mpirun (mpi, when built and
+# tiny MoE (configs/models/tiny-moe.ini) with ep 2 · pp 2 and cp 2 · dp 2 · ep 2
+# as 4 processes under `parallax-exec launch` (tcp), and ep 4 under mpirun (mpi, when built and
 # found), give the losses of the single rank (to the 6 printed digits; the
 # load-balancing loss in the gradients, the experts' all-to-all between
 # processes), and so do ep 2 · etp 2 threads; a checkpoint of ep 2 · pp 2
@@ -23,6 +23,9 @@ check "the single rank trains 3 steps" "[ \$(wc -l <<<\"\$want\") -eq 3 ]"
 
 got=$("$exe" launch -n 4 -- run "${common[@]}" --dp 2 --pp 2 --ep 2 --comm tcp 2>"$tmp/err" | losses)
 check "ep 2 · pp 2, 4 processes (tcp): the single rank's losses and gradient norms" "[ \"\$got\" = \"\$want\" ]"
+
+got=$("$exe" launch -n 4 -- run "${common[@]}" --cp 2 --dp 2 --ep 2 --comm tcp 2>"$tmp/err" | losses)
+check "cp 2 · dp 2 · ep 2, 4 processes (tcp): the single rank's losses and gradient norms" "[ \"\$got\" = \"\$want\" ]"
 
 if command -v mpirun > /dev/null && "$exe" run --help 2>&1 | grep -q "mpi (one process"; then
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1

@@ -27,7 +27,8 @@
  *    copies) and ep 2 · dp 2 ZeRO-1 equal the single rank's
  *    capped run (each rank caps its own micro-batch, as the single rank
  *    does), which differs from the dropless one; memory equals the planner's
- *    (the layout's rows bounded by the capacity);
+ *    (the layout's rows bounded by the capacity), also under cp 2 · ep 2
+ *    (each CP rank caps its own T/cp tokens);
  *  - context parallelism (cp 2 alone, with dp 2, ep 2, ep 2 · dp 2 ZeRO-1,
  *    ep 4 · dp 2 ZeRO-3, tp 2 with sp (etp 2, and etp 1 · ep 2), pp 2 · ep 2
  *    with full recompute), fp64: losses, gradient norms and every parameter
@@ -259,6 +260,12 @@ static void test_capacity(void) {
                                             layouts[i].ep, layouts[i].schedule);
     expect_memory(rt, what);
   }
+  /* under CP each rank caps its own T/cp tokens (Megatron-Core's get_capacity
+   * of the local tokens): no single-rank run to equal, but the planner's
+   * capacity reads the same T/cp, so memory still equals the prediction */
+  const MoeLayout cp = {1, 1, 1, 1, 2, 1, "1f1b", 0, PX_CKPT_NONE, FALSE, 2};
+  g_autoptr(PxRuntime) rt = moe_stepped(model, &cp, PX_DTYPE_F32, 2, NULL, NULL);
+  expect_memory(rt, "tiny-moe capacity 0.75 cp2 ep2");
 }
 
 /* Steps 4..6 after resuming, in layout m, the checkpoint in dir. */
