@@ -840,6 +840,19 @@ static void reduce_grads(gboolean rs, double bytes, int n, const PxLink *l, doub
 }
 
 /* The experts' data-parallel group of pipeline rank `stage` (replica etp 0, ep 0). */
+/* PyTorch FSDP with a compute dtype below the parameters' keeps each sharded
+ * flat parameter in fp32 and casts it before every all-gather (torch 2.1
+ * flat_param.py, FlatParamHandle.pre_unshard -> _use_low_precision_shard:
+ * _mp_shard.copy_(_local_shard), "implicitly casts to the low precision"):
+ * the shard read at 4 B and written at E, one kernel per wrapped block and
+ * gather, on the pre-unshard stream beside the pass. llm-foundry builds the
+ * model in fp32, so Composer's DEFAULT and PURE both cast (their
+ * param_dtype is bf16). 0 for other stacks and for fp32 plans. */
+static double fsdp_shard_cast(const PxCluster *c, const PxPlan *plan, double params, int dp, int E, int layers) {
+  if (plan->stack != PX_STACK_FSDP || dp <= 1 || E >= 4) return 0;
+  return membound(c, params / dp * (4.0 + E), layers);
+}
+
 static PxLink edp_link(const PxCluster *cluster, const PxPlan *plan, int stage) {
   int edp = px_plan_edp(plan);
   g_autofree int *ranks = g_new(int, MAX(edp, 1));
@@ -954,6 +967,11 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
                  (edp > 1 ? px_cost_allgather(part_eparams[k] * E, edp, &el) : 0);
       if (plan->offload == PX_OFFLOAD_OPTIMIZER_PARAMS) t->gather_pcie[k] = part_params[k] * E / dp / cluster->pcie_bw;
       g += t->gather_pcie[k];
+      /* each gather's fp32 -> bf16 shard cast (FSDP): before the forward's
+       * and before the backward's, counted in the pass it overlaps */
+      double cast = fsdp_shard_cast(cluster, plan, part_params[k], dp, E, layers);
+      t->fwd[k] += cast;
+      t->bwd_input[k] += cast;
       t->gather[k] = g / MAX(layers, 1);
       t->gather_pass[k] = g;
       /* with overlap, every micro-batch's backward also reduce-scatters its
