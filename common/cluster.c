@@ -49,6 +49,7 @@ PxCluster *px_cluster_load_ini(const char *path, GError **error) {
       !px_config_get_double(kf, path, "node", "latency", TRUE, 3e-6, 0, &c->intra_lat, D, E, error) ||
       !px_config_get_double(kf, path, "node", "p2p_latency", TRUE, 0, 0, &c->intra_p2p_lat, D, E, error) ||
       !px_config_get_double(kf, path, "node", "pcie_bw", TRUE, 25e9, 1, &c->pcie_bw, D, E, error) ||
+      !px_config_get_double(kf, path, "node", "cpu_adam_rate", TRUE, 0, 0, &c->cpu_adam_rate, D, E, error) ||
       !get_bytes(kf, path, "node", "host_memory", TRUE, 1e12, &host, error) ||
       !px_config_get_double(kf, path, "network", "bandwidth", FALSE, 0, 1, &c->inter_bw, D, E, error) ||
       !px_config_get_double(kf, path, "network", "latency", TRUE, 10e-6, 0, &c->inter_lat, D, E, error))

@@ -45,6 +45,8 @@ typedef struct {
   double inter_bw;           /* bytes/s per GPU, one direction (network) */
   double inter_lat;          /* s */
   double pcie_bw;            /* bytes/s host<->device, for offload */
+  double cpu_adam_rate;      /* [node] cpu_adam_rate: parameters/s of one GPU's optimizer step on the host
+                              * (offload; calibrate measures it); 0 = CPU_ADAM_RATE per node over its GPUs */
   gint64 host_memory;        /* bytes per node, for offload */
   /* Achieved rates (cost.c, docs/cost.md). 0 = unset = ideal: efficiency 1,
    * no wave quantisation, no launch overhead. INI keys in brackets. */

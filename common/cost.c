@@ -1011,7 +1011,7 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
                    (plan->zero >= 1 ? rank_eparams[r] / edp : rank_eparams[r]);
     double opt;
     if (plan->offload != PX_OFFLOAD_NONE) {
-      double cpu_rate = CPU_ADAM_RATE / cluster->gpus_per_node;
+      double cpu_rate = cluster->cpu_adam_rate > 0 ? cluster->cpu_adam_rate : CPU_ADAM_RATE / cluster->gpus_per_node;
       opt = shard * (E + E) / cluster->pcie_bw + shard / cpu_rate;
     } else {
       /* fused Adam: fp32 master, m, v read + written (24 B), the gradient read,

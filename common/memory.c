@@ -274,8 +274,17 @@ PxMemory *px_memory_new_act(const PxModel *model, const PxPlan *plan, const PxPa
     st->weights = wb * (plan->zero >= 3 ? S + Se : full + fulle);
     st->gradients = gb * (plan->zero >= 2 ? S + Se : full + fulle);
     st->optimizer = ob * (S + Se);
-    if (plan->offload != PX_OFFLOAD_NONE) st->optimizer = 0;
-    if (plan->offload == PX_OFFLOAD_OPTIMIZER_PARAMS) st->weights = 0;
+    if (plan->offload != PX_OFFLOAD_NONE) {
+      /* ZeRO-Offload (DeepSpeed stage_1_and_2.py with cpu_offload): the fp32
+       * master (the parameters themselves in fp32), both moments and the
+       * gradient shard's copy live in host memory, AdamW runs there */
+      st->host = (12 + gb) * (S + Se);
+      st->optimizer = 0;
+    }
+    if (plan->offload == PX_OFFLOAD_OPTIMIZER_PARAMS) {
+      st->host += st->weights;
+      st->weights = 0;
+    }
     st->activation_per_layer = act_block;
     st->activation_per_mb = act_mb;
     st->in_flight = px_memory_in_flight(plan, r);

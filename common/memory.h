@@ -33,6 +33,9 @@ typedef struct {
   double buffers;             /* p2p send/recv, logits, DP buckets, ZeRO-3 gather */
   double workspace;
   double total;
+  double host;                /* offload: bytes in host memory per GPU, not in total: fp32 master, both
+                                 moments and the gradient shard's copy ((12 + gradient bytes) per shard
+                                 parameter), with parameter offload the parameter shard too */
   /* context parallelism and FP8 (docs/memory.md); 0 when not used */
   double cp_kv_buffers;       /* ring attention's K/V receive buffers (in `buffers`): max(cp, 4) K/V blocks */
   double fp8_weights;         /* FP8 copies of the GEMM weights, with their transposes (2 B / GEMM parameter) */

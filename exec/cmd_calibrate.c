@@ -341,6 +341,58 @@ static gboolean measure_classes(PxBackend *be, const PxModel *model, int B, int 
   return TRUE;
 }
 
+/* ---- offload: host <-> device copies, AdamW on the host ---- */
+
+typedef struct {
+  PxTensor *dev;
+  void *host;
+  gboolean up;
+  PxBackend *hbe;
+  PxAdamWItem it;
+} Offload;
+
+static gboolean copy_once(void *data, GError **error) {
+  Offload *o = data;
+  return o->up ? px_tensor_upload(o->dev, o->host, error) : px_tensor_download(o->dev, o->host, error);
+}
+
+static gboolean host_adam_once(void *data, GError **error) {
+  Offload *o = data;
+  PxAdamW opt = {1e-4, 0.9, 0.95, 1e-8, 0, 1, 1.0};
+  return px_op_adamw_multi(o->hbe, &o->it, 1, &opt, NULL, NULL, error);
+}
+
+/* What the executor's `--offload optimizer` step does besides the device's
+ * work: the gradients down and the parameters up (n fp32 each: the model's
+ * parameters, at most 2^24), and AdamW over them on the cpu backend. Writes
+ * the copy bandwidth (bytes/s, the mean of both directions' medians) and the
+ * host AdamW's parameters/s. */
+static gboolean measure_offload(PxBackend *be, gint64 n, int reps, GString *ini, double *pcie_bw, double *adam_rate,
+                                GError **error) {
+  g_autoptr(PxBackend) hbe = px_backend_new("cpu", 0, error);
+  if (!hbe) return FALSE;
+  g_autoptr(PxTensor) dev = px_tensor_new_zeroed(be, "offload.dev", PX_DTYPE_F32, PX_MEM_BUFFERS, 1, &n, error);
+  g_autoptr(PxTensor) p = dev ? px_tensor_new_zeroed(hbe, "p", PX_DTYPE_F32, PX_MEM_OPTIMIZER, 1, &n, error) : NULL;
+  g_autoptr(PxTensor) g = p ? px_tensor_new_zeroed(hbe, "g", PX_DTYPE_F32, PX_MEM_GRADS, 1, &n, error) : NULL;
+  g_autoptr(PxTensor) m = g ? px_tensor_new_zeroed(hbe, "m", PX_DTYPE_F32, PX_MEM_OPTIMIZER, 1, &n, error) : NULL;
+  g_autoptr(PxTensor) v = m ? px_tensor_new_zeroed(hbe, "v", PX_DTYPE_F32, PX_MEM_OPTIMIZER, 1, &n, error) : NULL;
+  if (!v) return FALSE;
+  Offload o = {dev, g->data, FALSE, hbe, {p, g, m, v, 0.1}};
+  double down, up, adam;
+  if (!time_op(be, copy_once, &o, reps, &down, error)) return FALSE;
+  o.up = TRUE;
+  o.host = p->data;
+  if (!time_op(be, copy_once, &o, reps, &up, error) || !time_op(hbe, host_adam_once, &o, reps, &adam, error))
+    return FALSE;
+  double bytes = 4.0 * (double)n;
+  *pcie_bw = 2 * bytes / (down + up);
+  *adam_rate = (double)n / adam;
+  g_string_append_printf(ini, "# offload: %.0f B down %.1f us, up %.1f us (%.2f GB/s); AdamW of %" G_GINT64_FORMAT
+                         " fp32 parameters on the cpu backend %.1f us (%.3g parameters/s)\n", bytes, down * 1e6,
+                         up * 1e6, *pcie_bw / 1e9, n, adam * 1e6, *adam_rate);
+  return TRUE;
+}
+
 /* ---- collectives over thread-ranks ---- */
 
 /* Work between collectives: `units` passes of a fixed arithmetic loop, the
@@ -663,7 +715,9 @@ static int calibrate(const char *backend, const char *model_name, int seq, int m
   g_string_append_printf(ini, "# residual add of 3 x %" G_GINT64_FORMAT " fp32: %.2f GB/s; of 16 elements: %.2f us\n",
                          big, mem_bw / 1e9, s_tiny * 1e6);
   ClassRates cr = {0};
-  if (!measure_classes(be, model, mbs, seq, tp, reps, MIN(s_tiny, 1.0), ini, &cr, &error)) {
+  double pcie_bw = 0, adam_rate = 0;
+  if (!measure_classes(be, model, mbs, seq, tp, reps, MIN(s_tiny, 1.0), ini, &cr, &error) ||
+      !measure_offload(be, MIN(model->params, (gint64)1 << 24), reps, ini, &pcie_bw, &adam_rate, &error)) {
     g_string_free(ini, TRUE);
     return fail(error);
   }
@@ -743,6 +797,8 @@ static int calibrate(const char *backend, const char *model_name, int seq, int m
   kv(ini, "bandwidth", busbw);
   kv(ini, "latency", alpha);
   if (p2p_alpha > 0) kv(ini, "p2p_latency", p2p_alpha);
+  kv(ini, "pcie_bw", pcie_bw);
+  kv(ini, "cpu_adam_rate", adam_rate);
   g_string_append(ini, "busbw_efficiency = 1\n\n[network]\n");
   kv(ini, "bandwidth", busbw);
   kv(ini, "latency", alpha);

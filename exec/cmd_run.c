@@ -314,6 +314,13 @@ int px_exec_cmd_run(int argc, char **argv) {
       px_json_member_int(jb, "tp", m.tp);
       add_memory_json(jb, "measured", meas);
       add_memory_json(jb, "predicted", pred);
+      if (plan.offload != PX_OFFLOAD_NONE) { /* the optimizer's side in host memory */
+        json_builder_set_member_name(jb, "host");
+        json_builder_begin_object(jb);
+        px_json_member_double(jb, "measured", (double)m.host.peak[PX_MEM_OPTIMIZER] + (double)m.host.peak[PX_MEM_GRADS]);
+        px_json_member_double(jb, "predicted", m.predicted.host);
+        json_builder_end_object(jb);
+      }
       json_builder_end_object(jb);
     } else {
       printf("  %4d %5d %3d %3d", r, m.stage, m.dp, m.tp);
@@ -321,6 +328,10 @@ int px_exec_cmd_run(int argc, char **argv) {
       printf(" |");
       for (int i = 0; i < 5; i++) printf(" %10.6f", pred[i] / units.scale);
       printf("\n");
+      if (plan.offload != PX_OFFLOAD_NONE)
+        printf("# %4d offload: host memory (fp32 master, moments, gradient copy) measured %.6f %s | predicted %.6f %s\n",
+               r, ((double)m.host.peak[PX_MEM_OPTIMIZER] + (double)m.host.peak[PX_MEM_GRADS]) / units.scale,
+               units.name, m.predicted.host / units.scale, units.name);
     }
   }
   if (!a.json)

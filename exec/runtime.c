@@ -74,7 +74,9 @@ typedef struct {
   PxTensor *g;        /* full gradient accumulator: GRADS (ZeRO < 2) or BUFFERS */
   PxTensor *g_shard;  /* reduced shard: BUFFERS (ZeRO-1) or GRADS (ZeRO 2/3) */
   PxTensor *m, *v;    /* AdamW moments: full or shard (fp32 under mixed precision) */
-  PxTensor *master;   /* mixed precision: the fp32 master weights, full or shard: OPTIMIZER */
+  PxTensor *master;   /* mixed precision or offload: the fp32 master weights, full or shard: OPTIMIZER */
+  PxTensor *g_host;   /* offload: the gradient shard (or the unsharded gradients) copied to host memory
+                         for the optimizer there: GRADS of the host backend */
   PxTensor *stage;    /* mixed precision: the half gradients staged in fp32 for their
                          reduction (BUFFERS), from the chunk's first reduction to the optimizer */
   PxTensor *stage_shard; /* its reduce-scattered shard (ZeRO >= 1) */
@@ -122,6 +124,8 @@ typedef struct {
   int ep_rank, edp_rank, etp_rank; /* MoE: position in the EP, EDP and ETP groups (exec/grid.h) */
   gboolean split_experts; /* expert gradients reduced over EDP, which is not the DP group */
   PxBackend *be;
+  PxBackend *host;      /* offload (ZeRO-Offload): the cpu backend holding the fp32 master, the moments and
+                           the gradients' copy, where AdamW runs; NULL without offload */
   PxComm *world, *tp, *dp, *pp_act, *pp_grad, *embed; /* dp: the gradient group, dp·cp ranks; pp_*: the
                                                         pipeline, one per direction of traffic */
   PxComm *cp;           /* the ring of ring attention (cp > 1) */
@@ -530,6 +534,25 @@ static void chunk_parts(Rank *r, int c) {
   cs->parts[1] = (ShardPart){cs->pad_d + (gint64)r->edp_rank * cs->se, cs->se, cs->sd, cs->pad_d, r->edp};
 }
 
+/* dst = src (rounded to dst's dtype) where the two may live on different
+ * backends: the device and, with offload, the host (r->host). Across them
+ * through host memory: a download into a host tensor, or an upload from
+ * one, with the cast on the host. */
+static gboolean cross_cast(Rank *r, PxTensor *dst, const PxTensor *src, GError **error) {
+  if (dst->backend == src->backend) return px_op_cast(dst->backend, dst, src, FALSE, error);
+  g_return_val_if_fail(r->host && (dst->backend == r->host || src->backend == r->host), FALSE);
+  if (dst->dtype == src->dtype)
+    return dst->backend == r->host ? px_tensor_download(src, dst->data, error) : px_tensor_upload(dst, src->data, error);
+  gint64 n = src->numel;
+  if (dst->backend == r->host) { /* device -> host: download as it is, cast on the host */
+    g_autoptr(PxTensor) raw = px_tensor_new(r->host, "offload.stage", src->dtype, PX_MEM_BUFFERS, 1, &n, error);
+    return raw && px_tensor_download(src, raw->data, error) && px_op_cast(r->host, dst, raw, FALSE, error);
+  }
+  /* host -> device: cast on the host into dst's dtype, upload */
+  g_autoptr(PxTensor) cast = px_tensor_new(r->host, "offload.stage", dst->dtype, PX_MEM_BUFFERS, 1, &n, error);
+  return cast && px_op_cast(r->host, cast, src, FALSE, error) && px_tensor_upload(dst, cast->data, error);
+}
+
 static gboolean chunk_alloc(Rank *r, int c, GError **error) {
   PxRuntime *rt = r->rt;
   ChunkState *cs = &r->chunks[c];
@@ -555,9 +578,16 @@ static gboolean chunk_alloc(Rank *r, int c, GError **error) {
   TRY(cs->g = px_tensor_new_zeroed(r->be, ng, dt, r->zero >= 2 ? PX_MEM_BUFFERS : PX_MEM_GRADS, 1, &cs->padded, error));
   if (r->sharded)
     TRY(cs->g_shard = tensor1(r->be, "grad_shard", dt, r->zero >= 2 ? PX_MEM_GRADS : PX_MEM_BUFFERS, cs->shard, error));
-  TRY(cs->m = px_tensor_new_zeroed(r->be, "adam.m", st, PX_MEM_OPTIMIZER, 1, &cs->shard, error));
-  TRY(cs->v = px_tensor_new_zeroed(r->be, "adam.v", st, PX_MEM_OPTIMIZER, 1, &cs->shard, error));
-  if (rt->mixed) TRY(cs->master = tensor1(r->be, "master", PX_DTYPE_F32, PX_MEM_OPTIMIZER, cs->shard, error));
+  /* the optimizer's states: on the device, or with offload in host memory
+   * (DeepSpeed's ZeRO-Offload: fp32 master, moments and a copy of the
+   * gradient shard on the CPU, AdamW there, the parameters copied back) */
+  PxBackend *obe = r->host ? r->host : r->be;
+  if (r->host) st = PX_DTYPE_F32;
+  TRY(cs->m = px_tensor_new_zeroed(obe, "adam.m", st, PX_MEM_OPTIMIZER, 1, &cs->shard, error));
+  TRY(cs->v = px_tensor_new_zeroed(obe, "adam.v", st, PX_MEM_OPTIMIZER, 1, &cs->shard, error));
+  if (rt->mixed || r->host)
+    TRY(cs->master = tensor1(obe, "master", PX_DTYPE_F32, PX_MEM_OPTIMIZER, cs->shard, error));
+  if (r->host) TRY(cs->g_host = tensor1(r->host, "grad_host", dt, PX_MEM_GRADS, cs->shard, error));
   /* initial values */
   g_autofree double *init = g_new0(double, cs->padded);
   px_gpt_chunk_init_values(r->gpt, c, rt->opt.seed, init);
@@ -584,13 +614,13 @@ static gboolean chunk_alloc(Rank *r, int c, GError **error) {
     for (int k = 0, n = shard_parts(r, c, &parts); k < n; k++) {
       g_autoptr(PxTensor) to = px_tensor_view(cs->master, "master", parts[k].at, 1, &parts[k].n, error);
       g_autoptr(PxTensor) from = to ? px_tensor_view(cs->w, "w_shard", parts[k].lo, 1, &parts[k].n, error) : NULL;
-      TRY(from && px_op_cast(r->be, to, from, FALSE, error));
+      TRY(from && cross_cast(r, to, from, error));
     }
   } else if (cs->master) {
     g_autoptr(PxTensor) mine = NULL;
     if (cs->w_shard) mine = px_tensor_view(cs->w_shard, "w_shard", 0, 1, &cs->shard, error);
     else mine = px_tensor_view(cs->w, "w_shard", r->sharded ? (gint64)r->dp_rank * cs->shard : 0, 1, &cs->shard, error);
-    TRY(mine && px_op_cast(r->be, cs->master, mine, FALSE, error));
+    TRY(mine && cross_cast(r, cs->master, mine, error));
   }
   cs->tied_param = -1;
   if (rt->prog->tied_first_stage >= 0)
@@ -679,7 +709,7 @@ static void rank_free(Rank *r) {
   for (int c = 0; r->chunks && c < rt->prog->vpp; c++) {
     ChunkState *cs = &r->chunks[c];
     PxTensor **ts[] = {&cs->w, &cs->w_shard, &cs->g, &cs->g_shard, &cs->m, &cs->v, &cs->master, &cs->stage,
-                       &cs->stage_shard};
+                       &cs->stage_shard, &cs->g_host};
     for (gsize i = 0; i < G_N_ELEMENTS(ts); i++) g_clear_pointer(ts[i], px_tensor_free);
     g_free(cs->off);
     g_free(cs->parts);
@@ -723,6 +753,7 @@ static void rank_free(Rank *r) {
   for (gsize i = 0; i < G_N_ELEMENTS(cs); i++) g_clear_pointer(cs[i], px_comm_free);
   if (r->world != rt->given_world) px_comm_free(r->world);
   px_backend_free(r->be);
+  if (r->host) px_backend_free(r->host);
   px_timeline_free(r->tl);
   g_clear_error(&r->error);
 }
@@ -771,6 +802,7 @@ static gboolean rank_init(PxRuntime *rt, Rank *r, int rank, PxComm *world, GErro
   r->in_flight = g_array_new(FALSE, FALSE, sizeof(InFlight));
   TRY(rank_comms(r, error));
   TRY(r->be = px_backend_new(rt->backend_name, rt->opt.device, error));
+  if (rt->plan.offload != PX_OFFLOAD_NONE) TRY(r->host = px_backend_new("cpu", 0, error));
   r->compute = px_backend_compute_stream(r->be);
   TRY(r->p2p_s = px_stream_new(r->be, "p2p", error));
   r->p2p_pending = g_array_new(FALSE, FALSE, sizeof(PendingP2p));
@@ -954,9 +986,10 @@ static PxRuntime *runtime_setup(const PxModel *model, const PxPlan *plan, const 
           "parameters over one DP rank (give --zero 2, or dp > 1)", px_plan_edp(&rt->plan));
     return NULL;
   }
-  if (rt->plan.offload != PX_OFFLOAD_NONE) {
-    rfail(error, PX_RUNTIME_ERROR_INVALID, "offload (%s) is not implemented by the executor",
-          px_offload_name(rt->plan.offload));
+  if (rt->plan.offload == PX_OFFLOAD_OPTIMIZER_PARAMS) {
+    rfail(error, PX_RUNTIME_ERROR_INVALID,
+          "offloading the parameters (%s) is not run by the executor; it offloads the optimizer (give --offload "
+          "optimizer)", px_offload_name(rt->plan.offload));
     return NULL;
   }
   if (!(rt->part = px_partition_new(model, &rt->plan, NULL, error))) return NULL;
@@ -1703,7 +1736,7 @@ static gboolean adam_split(Rank *r, int c, AdamAcc *acc, GError **error) {
   for (int k = 0, n = shard_parts(r, c, &parts); k < n; k++) {
     const ShardPart *q = &parts[k];
     AdamAcc a = *acc;
-    TRY(a.g = part_view(acc->views, cs->g_shard, q, error));
+    TRY(a.g = part_view(acc->views, cs->g_host ? cs->g_host : cs->g_shard, q, error));
     TRY(a.m = part_view(acc->views, cs->m, q, error));
     TRY(a.v = part_view(acc->views, cs->v, q, error));
     if (cs->master) TRY(a.w = part_view(acc->views, cs->master, q, error));
@@ -1730,7 +1763,7 @@ static gboolean adam_split_after(Rank *r, int c, double *bytes, GError **error) 
     TRY(w);
     if (cs->master) {
       g_autoptr(PxTensor) mst = px_tensor_view(cs->master, "master", q->at, 1, &q->n, error);
-      TRY(mst && px_op_cast(r->be, w, mst, FALSE, error));
+      TRY(mst && cross_cast(r, w, mst, error));
     }
     if (r->zero < 3) {
       TRY(px_comm_all_gather(q->comm, w->data, (char *)cs->w->data + q->base * es, (gsize)q->n, dtype_of(r), r->compute,
@@ -1826,6 +1859,11 @@ static gboolean op_optimizer(Rank *r, double *bytes, GError **error) {
    * (one launch per dtype on a GPU), then per chunk the rounding into the
    * half parameters and the ZeRO gather */
   PxAdamW opt = {lr_at(&rt->opt, t), rt->opt.beta1, rt->opt.beta2, rt->opt.eps, 0, t, scale};
+  /* offload: the gradients the rank updates from, copied to host memory as they are */
+  for (int c = 0; r->host && c < v; c++) {
+    ChunkState *cs = &r->chunks[c];
+    TRY(px_tensor_download(r->sharded ? cs->g_shard : cs->g, cs->g_host->data, error));
+  }
   g_autoptr(GArray) items = g_array_new(FALSE, FALSE, sizeof(PxAdamWItem));
   g_autoptr(GPtrArray) views = g_ptr_array_new_with_free_func((GDestroyNotify)px_tensor_free);
   g_autofree PxTensor **updated = g_new0(PxTensor *, v); /* each chunk's parameters (full or shard) */
@@ -1840,7 +1878,7 @@ static gboolean op_optimizer(Rank *r, double *bytes, GError **error) {
     if (r->sharded) {
       lo = (gint64)r->dp_rank * cs->shard;
       n = MAX(0, MIN(cs->shard, cs->numel - lo));
-      acc.g = cs->g_shard;
+      acc.g = cs->g_host ? cs->g_host : cs->g_shard;
       if (r->zero >= 3) acc.w = cs->w_shard;
       else {
         TRY(acc.w = px_tensor_view(cs->w, "w_shard", lo, 1, &cs->shard, error));
@@ -1848,13 +1886,14 @@ static gboolean op_optimizer(Rank *r, double *bytes, GError **error) {
       }
     } else {
       acc.w = cs->w;
-      acc.g = cs->g;
+      acc.g = cs->g_host ? cs->g_host : cs->g;
     }
     updated[c] = acc.w;
-    if (cs->master) acc.w = cs->master; /* mixed precision: the fp32 master is updated */
+    if (cs->master) acc.w = cs->master; /* mixed precision or offload: the fp32 master is updated */
     TRY(for_segments(r, c, lo, lo + n, adam_segment, &acc, error));
   }
-  TRY(px_op_adamw_multi(r->be, (const PxAdamWItem *)items->data, (int)items->len, &opt, NULL, NULL, error));
+  TRY(px_op_adamw_multi(r->host ? r->host : r->be, (const PxAdamWItem *)items->data, (int)items->len, &opt, NULL, NULL,
+                        error));
   for (int c = 0; c < v; c++) {
     ChunkState *cs = &r->chunks[c];
     if (cs->split) {
@@ -1862,7 +1901,7 @@ static gboolean op_optimizer(Rank *r, double *bytes, GError **error) {
       TRY(px_tensor_zero(cs->g, error));
       continue;
     }
-    if (cs->master) TRY(px_op_cast(r->be, updated[c], cs->master, FALSE, error)); /* round to nearest even */
+    if (cs->master) TRY(cross_cast(r, updated[c], cs->master, error)); /* round to nearest even */
     if (r->sharded && r->zero < 3) {
       TRY(px_comm_all_gather(r->dp, updated[c]->data, cs->w->data, (gsize)cs->shard, dtype_of(r), r->compute, error));
       *bytes += (double)cs->w->bytes;
@@ -2061,6 +2100,7 @@ static void rank_memory(Rank *r, PxRankMemory *out) {
   out->dp = r->dp_rank;
   out->tp = r->tp_rank;
   px_backend_mem_stats(r->be, &out->measured);
+  if (r->host) px_backend_mem_stats(r->host, &out->host);
   out->predicted = rt->mem->stages[r->stage];
   double k = rt->opt.dtype == PX_DTYPE_F64 ? 2.0 : 1.0; /* the prediction is for fp32 */
   PxStageMemory *p = &out->predicted;
@@ -2069,8 +2109,10 @@ static void rank_memory(Rank *r, PxRankMemory *out) {
     p->weights = ms->weights;
     p->gradients = ms->gradients;
     p->optimizer = ms->optimizer;
+    p->host = ms->host;
   }
   p->weights *= k;
+  p->host *= k;
   p->gradients *= k;
   p->optimizer *= k;
   /* activations are predicted in the run's dtype already (px_memory_new_act) */

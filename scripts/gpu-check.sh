@@ -10,7 +10,9 @@
 #               update yet: kernels only), ≤ 1e-4 after (Adam amplifies ULPs)
 #   3 layout    pp 2 × tp 2 = 4 ranks on the one GPU (--comm local, CUDA
 #               buffers) against 1 rank, 3 steps, B 8 (mbs 2), T 128, fp32:
-#               ≤ 1e-5 relative per step (tests/mpi_parity.c's f32 bound)
+#               ≤ 1e-5 relative per step (tests/mpi_parity.c's f32 bound);
+#               and dp 2 ZeRO-2 with --offload optimizer (AdamW on the host)
+#               against the same 1 rank, same bound
 #   4 nccl      the conformance suite over nccl at world size 1 (test_comm
 #               --comm nccl, device buffers included), and a 1-rank run with
 #               --comm nccl against --comm local: ≤ 1e-6 relative
@@ -151,7 +153,13 @@ check_layout() {
   local args="--backend $BACKEND --comm local --model $MODEL --mbs 2 --gbs 8 --seq 128 --steps 3 $RUN_FP32"
   "$exe" run $args > "$logs/layout-1.json" || { echo "the 1-rank $BACKEND run failed"; return 1; }
   "$exe" run $args --pp 2 --tp 2 > "$logs/layout-4.json" || { echo "the pp 2 x tp 2 $BACKEND run failed"; return 1; }
-  compare_losses "$logs/layout-4.json" "$logs/layout-1.json" "pp2 x tp2 (4 ranks, local, one GPU) vs 1 rank" 1e-5 1e-5
+  compare_losses "$logs/layout-4.json" "$logs/layout-1.json" "pp2 x tp2 (4 ranks, local, one GPU) vs 1 rank" 1e-5 1e-5 ||
+    return 1
+  # ZeRO-Offload: AdamW on the host (cpu backend), the gradients down and the parameters up
+  "$exe" run $args --dp 2 --zero 2 --offload optimizer > "$logs/layout-offload.json" ||
+    { echo "the dp 2 ZeRO-2 --offload optimizer $BACKEND run failed"; return 1; }
+  compare_losses "$logs/layout-offload.json" "$logs/layout-1.json" "dp2 ZeRO-2 offload (AdamW on the host) vs 1 rank" \
+    1e-5 1e-5
 }
 
 check_nccl() {

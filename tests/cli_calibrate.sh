@@ -18,7 +18,7 @@ done
 for key in membound_bw_norm_fwd membound_bw_norm_bwd membound_bw_act_fwd membound_bw_act_bwd \
            membound_bw_residual_fwd membound_bw_residual_bwd membound_bw_ce_fwd membound_bw_ce_bwd \
            membound_bw_embedding_fwd membound_bw_embedding_bwd membound_bw_optimizer \
-           attention_fwd_flops attention_bwd_flops; do
+           attention_fwd_flops attention_bwd_flops pcie_bw cpu_adam_rate; do
   check "profile has $key > 0" "awk -F' = ' '/^$key = / { found = 1; ok = (\$2 > 0) } END { exit !(found && ok) }' '$tmp/c.ini'"
 done
 check "op classes listed with their times" "grep -q '^# op classes at 1 x 32 tokens' '$tmp/c.ini' && [ \$(grep -cE '^#   [a-z ]+ +[0-9.]+ us' '$tmp/c.ini') -eq 13 ]"
@@ -26,7 +26,7 @@ check "op classes listed with their times" "grep -q '^# op classes at 1 x 32 tok
 "$exe" calibrate --model tiny-gpt --seq 32 --tp 2 --ranks 1 --reps 1 --out "$tmp/tp2.ini" > /dev/null 2>&1
 check "--tp 2: a TP rank's shapes" "[ $? -eq 0 ] && grep -q '32 x 128 x 64 (h.0.mlp.fc.weight)' '$tmp/tp2.ini' && grep -Eq '^#   activation forward .* 32768 B' '$tmp/tp2.ini' && grep -Eq '^#   attention forward .* 131072 FLOP' '$tmp/tp2.ini'"
 check "peak positive" "awk -F' = ' '/^peak_fp32/ { exit !(\$2 > 0) }' '$tmp/c.ini'"
-check "all-reduce sizes 4, 16, 64 KiB listed" "[ \$(grep -c ' B .* us .* GB/s' '$tmp/c.ini') -eq 3 ]"
+check "all-reduce sizes 4, 16, 64 KiB listed" "[ \$(grep -cE '^# +[0-9]+ B +[0-9.]+ us +[0-9.]+ GB/s' '$tmp/c.ini') -eq 3 ]"
 "$sim" simulate --model tiny-gpt --cluster "$tmp/c.ini" --gpus 2 --pp 2 --gbs 4 --precision fp32 > "$tmp/sim" 2>&1
 check "simulate reads the profile" "[ $? -eq 0 ] && grep -q 'step time' '$tmp/sim'"
 "$exe" calibrate --model tiny-gpt --ranks 1 --reps 1 --out "$tmp/one.ini" > /dev/null 2>&1

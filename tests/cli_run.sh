@@ -32,6 +32,16 @@ for key in '"steps"' '"step" : 1' '"loss"' '"time_s"' '"tokens_per_s"' '"memory"
   check "json has $key" "grep -qF -- '$key' <<<\"\$json\""
 done
 
+# --offload optimizer (ZeRO-Offload): the same losses, no optimizer bytes on the
+# device, the host's measured beside predicted; the JSON under memory[].host
+oout=$("$exe" "${base[@]}" --dp 2 --zero 2 --steps 2 --offload optimizer)
+check "offload: the losses of the run without it" "[ \"\$(grep -E '^ +[12] ' <<<\"\$oout\" | awk '{print \$2}')\" = \"\$(\"$exe\" \"\${base[@]}\" --dp 2 --zero 2 --steps 2 | grep -E '^ +[12] ' | awk '{print \$2}')\" ]"
+check "offload: host memory line per rank" "[ \$(grep -c 'offload: host memory .* measured .* GB | predicted .* GB' <<<\"\$oout\") -eq 2 ]"
+ojson=$("$exe" "${base[@]}" --dp 2 --zero 2 --steps 1 --offload optimizer --json)
+check "offload: json memory host" "grep -q '\"host\"' <<<\"\$ojson\""
+pout=$("$exe" "${base[@]}" --dp 2 --zero 3 --steps 1 --offload optimizer+params 2>&1); prc=$?
+check "parameter offload refused in one line" "[ $prc -ne 0 ] && grep -q 'offloading the parameters' <<<\"\$pout\""
+
 # the same plan from a plan file
 printf '[plan]\npp = 2\ndp = 2\nzero = 1\nmbs = 2\ngbs = 8\nseq = 16\n' > "$tmp/plan.ini"
 out2=$("$exe" run --model tiny-gpt --plan "$tmp/plan.ini" --steps 2)

@@ -608,6 +608,11 @@ static void test_dp_reduction(void) {
   opt = 27136.0 * 4 / 25e9 + 27136.0 / 1e9 + 6e-6 + 162816.0 / 4e11;
   g_assert_cmpfloat(REL(to->optimizer[0], opt), <, 1e-12);
   px_model_free(m);
+  /* a measured host AdamW ([node] cpu_adam_rate, per GPU) replaces 4e9 / 4 */
+  c.cpu_adam_rate = 5e8;
+  g_autoptr(PxCostTable) tr = tiny_table(&p, &c, &m);
+  g_assert_cmpfloat(REL(tr->optimizer[0], opt - 27136.0 / 1e9 + 27136.0 / 5e8), <, 1e-12);
+  px_model_free(m);
   px_plan_clear(&p);
 }
 

@@ -60,6 +60,30 @@ static void test_zero_stages(void) {
   }
 }
 
+/* ZeRO-Offload (Ren et al. 2021, section 4.1): the GPU keeps the fp16
+ * parameters (2M) and gradients, the CPU the fp16 gradients (2M) and the
+ * fp32 parameters, momentum and variance (12M): 14 B per parameter of the
+ * shard in host memory, none of the optimizer's on the GPU. GPT-2 124M,
+ * dp 8, ZeRO-2. With parameter offload (ZeRO-3) the 2 B parameter shard
+ * moves to the host too. */
+static void test_offload(void) {
+  g_autoptr(PxModel) m = load("gpt2-124m");
+  const double P = 124439808, dp = 8;
+  for (int k = 0; k < 2; k++) {
+    PxPlan p;
+    px_plan_init(&p);
+    p.dp = 8;
+    p.zero = k ? 3 : 2;
+    p.offload = k ? PX_OFFLOAD_OPTIMIZER_PARAMS : PX_OFFLOAD_OPTIMIZER;
+    g_autoptr(PxMemory) mem = memory_of(m, &p, NULL);
+    g_assert_cmpfloat_with_epsilon(mem->stages[0].optimizer, 0, 1e-9);
+    g_assert_cmpfloat_with_epsilon(mem->stages[0].weights, k ? 0 : 2 * P, 1e-3);
+    g_assert_cmpfloat_with_epsilon(mem->stages[0].gradients, 2 * P / dp, 1e-3);
+    g_assert_cmpfloat_with_epsilon(mem->stages[0].host, (k ? 16 : 14) * P / dp, 1e-3);
+    px_plan_clear(&p);
+  }
+}
+
 /* Korthikanti et al. 2022 on the GPT-3 175B configuration (s 2048, h 12288,
  * a 96, b 1, 16-bit): per-layer activation bytes. */
 typedef struct {
@@ -382,6 +406,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/memory/cp/zero", test_cp_zero);
   g_test_add_func("/memory/fp8/by-hand", test_fp8_terms);
   g_test_add_func("/memory/zero", test_zero_stages);
+  g_test_add_func("/memory/offload", test_offload);
   for (gsize i = 0; i < G_N_ELEMENTS(act_cases); i++) {
     g_autofree char *path = g_strdup_printf("/memory/korthikanti/%s", act_cases[i].what);
     g_test_add_data_func(path, &act_cases[i], test_korthikanti);

@@ -1,0 +1,182 @@
+/* test_runtime_offload.c — the optimizer offloaded to host memory (ZeRO-Offload,
+ * `--offload optimizer`; docs/executor.md): the fp32 master, both AdamW
+ * moments and a copy of the gradient shard live on a cpu backend of their
+ * own, AdamW runs there, and the updated parameters go back to the device.
+ *
+ * Reference: the same plan without offload. The update is the same
+ * arithmetic on the same values in the same order, so the losses of 5 steps,
+ * every parameter and every fp32 master after them are equal bit for bit
+ * (fp32 runs without offload keep no master; their parameters are the
+ * master). Layouts: dp 2 with ZeRO-1/2/3 (f32, bf16, fp16 with loss
+ * scaling), pp 2 · dp 2 with buckets (the per-bucket shard layout), tp 2 ·
+ * dp 2 with sequence parallelism, dp 1 (ZeRO-1 on one DP rank: unsharded) and
+ * tiny-moe ep 2 · dp 4 (the experts' shard over EDP: the split layout).
+ *
+ * Memory: the device holds no optimizer bytes (measured, and the planner's
+ * prediction with offload is 0), the host backend holds what the planner's
+ * `host` says; by hand for tiny-gpt dp 2 ZeRO-2: 220,544 padded parameters,
+ * a shard of 110,272, (12 + 4) B each in f32 = 1,764,352 B, (12 + 2) B in
+ * bf16 = 1,543,808 B. A checkpoint saved with offload resumes without it and
+ * the other way round, bit for bit. Parameter offload is refused in one line. */
+#include <glib.h>
+#include <math.h>
+#include <string.h>
+#include "runtime.h"
+#include "schedule.h"
+#include "parity.h"
+
+typedef struct {
+  Layout l;
+  int ep;
+  PxDType dt;
+  double bucket_bytes;
+} Case;
+
+static PxRuntime *case_runtime(const PxModel *model, const Case *c, PxOffload off) {
+  PxPlan plan;
+  layout_plan(&c->l, &plan);
+  plan.ep = MAX(c->ep, 1);
+  plan.bucket_bytes = c->bucket_bytes;
+  plan.offload = off;
+  PxRunOptions o;
+  layout_options(&o, c->dt);
+  if (c->dt == PX_DTYPE_F16) {
+    o.loss_scale = 1024;
+    o.loss_scale_window = 2;
+  }
+  g_autoptr(GError) error = NULL;
+  PxRuntime *rt = px_runtime_new(model, &plan, &o, &error);
+  px_plan_clear(&plan);
+  g_assert_no_error(error);
+  return rt;
+}
+
+/* every tensor's fp32 master of two runs, compared bit for bit */
+static void masters_equal(PxRuntime *a, PxRuntime *b, const PxModel *model, const char *what) {
+  for (guint li = 0; li < model->n_layers; li++)
+    for (guint t = 0; t < model->layers[li].n_tensors; t++) {
+      const PxTensorSpec *sp = &model->layers[li].tensors[t];
+      g_autoptr(GError) err = NULL;
+      g_autofree double *x = px_runtime_get_master(a, sp->name, &err);
+      g_assert_no_error(err);
+      g_autofree double *y = px_runtime_get_master(b, sp->name, &err);
+      g_assert_no_error(err);
+      gint64 n = sp->shape[0] * (sp->ndim > 1 ? sp->shape[1] : 1);
+      if (memcmp(x, y, sizeof(double) * n)) g_error("%s: the master of %s differs", what, sp->name);
+    }
+}
+
+static void check_case(gconstpointer data) {
+  const Case *c = data;
+  g_autoptr(PxModel) model = load_model(c->l.model);
+  g_autofree char *what = g_strdup_printf("%s dp%d tp%d pp%d ep%d %s zero%d %s bucket %.0f", c->l.model, c->l.dp,
+                                          c->l.tp, c->l.pp, MAX(c->ep, 1), c->l.schedule, c->l.zero,
+                                          px_dtype_name(c->dt), c->bucket_bytes);
+  g_autoptr(PxRuntime) a = case_runtime(model, c, PX_OFFLOAD_NONE);
+  g_autoptr(PxRuntime) b = case_runtime(model, c, PX_OFFLOAD_OPTIMIZER);
+  double want[STEPS], got[STEPS];
+  run_steps(a, STEPS, want, NULL);
+  run_steps(b, STEPS, got, NULL);
+  for (int s = 0; s < STEPS; s++)
+    if (memcmp(&want[s], &got[s], sizeof(double)))
+      g_error("%s: step %d loss %.17g with offload, %.17g without", what, s + 1, got[s], want[s]);
+  g_assert_cmpfloat(params_max_rel(a, b, model), ==, 0);
+  if (c->dt != PX_DTYPE_F32 && c->dt != PX_DTYPE_F64) masters_equal(a, b, model, what);
+  for (int r = 0; r < px_runtime_world(b); r++) {
+    PxRankMemory m;
+    g_assert_true(px_runtime_memory(b, r, &m));
+    g_assert_cmpint(m.measured.peak[PX_MEM_OPTIMIZER], ==, 0);
+    g_assert_cmpfloat(m.predicted.optimizer, ==, 0);
+    double host = (double)m.host.current[PX_MEM_OPTIMIZER] + (double)m.host.current[PX_MEM_GRADS];
+    if (host != m.predicted.host)
+      g_error("%s rank %d: %.0f B in host memory, the planner says %.0f B", what, r, host, m.predicted.host);
+  }
+  if (c->dt == PX_DTYPE_F32) expect_memory(b, what);
+}
+
+static const Case cases[] = {
+  {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 1, PX_CKPT_NONE, 2, 8, FALSE, 1}, 1, PX_DTYPE_F32, 0},
+  {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 2, PX_CKPT_NONE, 2, 8, FALSE, 1}, 1, PX_DTYPE_BF16, 0},
+  {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 3, PX_CKPT_NONE, 2, 8, FALSE, 1}, 1, PX_DTYPE_F32, 0},
+  {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 2, PX_CKPT_NONE, 2, 8, FALSE, 1}, 1, PX_DTYPE_F16, 0},
+  {{"tiny-gpt", 2, 1, 2, 1, "1f1b", 1, PX_CKPT_NONE, 2, 8, FALSE, 1}, 1, PX_DTYPE_BF16, 60000},
+  {{"tiny-gpt", 2, 2, 1, 1, "1f1b", 2, PX_CKPT_NONE, 2, 8, TRUE, 1}, 1, PX_DTYPE_F32, 0},
+  {{"tiny-gpt", 1, 1, 1, 1, "1f1b", 1, PX_CKPT_NONE, 2, 8, FALSE, 1}, 1, PX_DTYPE_F32, 0},
+  {{"tiny-moe", 4, 1, 1, 1, "1f1b", 1, PX_CKPT_NONE, 2, 8, FALSE, 1}, 2, PX_DTYPE_F32, 0},
+};
+
+/* tiny-gpt dp 2 ZeRO-2: the host bytes worked out by hand (header) */
+static void test_host_by_hand(void) {
+  g_autoptr(PxModel) model = load_model("tiny-gpt");
+  const double want[2] = {1764352, 1543808};
+  const PxDType dts[2] = {PX_DTYPE_F32, PX_DTYPE_BF16};
+  for (int k = 0; k < 2; k++) {
+    Case c = {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 2, PX_CKPT_NONE, 2, 8, FALSE, 1}, 1, dts[k], 0};
+    g_autoptr(PxRuntime) rt = case_runtime(model, &c, PX_OFFLOAD_OPTIMIZER);
+    run_steps(rt, 1, NULL, NULL);
+    for (int r = 0; r < 2; r++) {
+      PxRankMemory m;
+      g_assert_true(px_runtime_memory(rt, r, &m));
+      g_assert_cmpfloat((double)(m.host.current[PX_MEM_OPTIMIZER] + m.host.current[PX_MEM_GRADS]), ==, want[k]);
+      g_assert_cmpfloat(m.predicted.host, ==, want[k]);
+    }
+  }
+}
+
+/* saved with offload, resumed without (and the other way): the same run */
+static void test_checkpoint(void) {
+  g_autoptr(PxModel) model = load_model("tiny-gpt");
+  Case c = {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 2, PX_CKPT_NONE, 2, 8, FALSE, 1}, 1, PX_DTYPE_BF16, 0};
+  double straight[STEPS];
+  {
+    g_autoptr(PxRuntime) rt = case_runtime(model, &c, PX_OFFLOAD_NONE);
+    run_steps(rt, STEPS, straight, NULL);
+  }
+  for (int k = 0; k < 2; k++) {
+    g_autoptr(GError) error = NULL;
+    g_autofree char *dir = g_dir_make_tmp("px-offload-XXXXXX", &error);
+    g_assert_no_error(error);
+    double resumed[STEPS];
+    {
+      g_autoptr(PxRuntime) rt = case_runtime(model, &c, k ? PX_OFFLOAD_NONE : PX_OFFLOAD_OPTIMIZER);
+      run_steps(rt, 2, resumed, NULL);
+      g_assert_true(px_runtime_save(rt, dir, &error));
+      g_assert_no_error(error);
+    }
+    g_autoptr(PxRuntime) rt = case_runtime(model, &c, k ? PX_OFFLOAD_OPTIMIZER : PX_OFFLOAD_NONE);
+    g_assert_true(px_runtime_resume(rt, dir, &error));
+    g_assert_no_error(error);
+    run_steps(rt, STEPS - 2, resumed + 2, NULL);
+    g_assert_cmpmem(straight, sizeof straight, resumed, sizeof resumed);
+    g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", dir);
+    g_assert_cmpint(system(cmd), ==, 0);
+  }
+}
+
+static void test_params_refused(void) {
+  g_autoptr(PxModel) model = load_model("tiny-gpt");
+  PxPlan plan;
+  Layout l = {"tiny-gpt", 2, 1, 1, 1, "1f1b", 3, PX_CKPT_NONE, 2, 8, FALSE, 1};
+  layout_plan(&l, &plan);
+  plan.offload = PX_OFFLOAD_OPTIMIZER_PARAMS;
+  g_autoptr(GError) error = NULL;
+  PxRuntime *rt = plan_runtime(model, &plan, PX_DTYPE_F32, FALSE, &error);
+  g_assert_null(rt);
+  g_assert_nonnull(error);
+  g_assert_nonnull(strstr(error->message, "offloading the parameters"));
+}
+
+int main(int argc, char **argv) {
+  g_test_init(&argc, &argv, NULL);
+  for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
+    const Case *c = &cases[i];
+    g_autofree char *path = g_strdup_printf("/offload/parity/%s-dp%d-tp%d-pp%d-ep%d-zero%d-%s%s", c->l.model, c->l.dp,
+                                            c->l.tp, c->l.pp, MAX(c->ep, 1), c->l.zero, px_dtype_name(c->dt),
+                                            c->bucket_bytes > 0 ? "-buckets" : "");
+    g_test_add_data_func(path, c, check_case);
+  }
+  g_test_add_func("/offload/memory/host-by-hand", test_host_by_hand);
+  g_test_add_func("/offload/checkpoint/across", test_checkpoint);
+  g_test_add_func("/offload/refused/params", test_params_refused);
+  return g_test_run();
+}
