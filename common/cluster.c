@@ -1,6 +1,7 @@
 /* cluster.c — cluster presets and INI loading. */
 #include "cluster.h"
 #include "config.h"
+#include <math.h>
 #include <string.h>
 
 G_DEFINE_QUARK(px-cluster-error-quark, px_cluster_error)
@@ -23,6 +24,46 @@ static gboolean get_bytes(GKeyFile *kf, const char *path, const char *group, con
                 "%s: [%s] %s = '%s' is not a positive size (e.g. 80GB, 81920MiB)", path, group, key, raw);
     return FALSE;
   }
+  return TRUE;
+}
+
+/* [group] busbw_curve_bytes and busbw_curve: two lists of equal length (at
+ * most PX_BUSBW_POINTS), sizes ascending, every value finite and positive;
+ * both absent: no curve. */
+static gboolean load_curve(GKeyFile *kf, const char *path, const char *group, PxBusbwCurve *out, GError **error) {
+  const GQuark D = PX_CLUSTER_ERROR;
+  const int E = PX_CLUSTER_ERROR_INVALID;
+  memset(out, 0, sizeof *out);
+  gboolean has_b = g_key_file_has_key(kf, group, "busbw_curve_bytes", NULL);
+  gboolean has_v = g_key_file_has_key(kf, group, "busbw_curve", NULL);
+  if (!has_b && !has_v) return TRUE;
+  if (has_b != has_v) {
+    g_set_error(error, D, E, "%s: [%s] busbw_curve_bytes and busbw_curve go together (one is missing)", path, group);
+    return FALSE;
+  }
+  gsize nb = 0, nv = 0;
+  g_autoptr(GError) err = NULL;
+  g_autofree double *b = g_key_file_get_double_list(kf, group, "busbw_curve_bytes", &nb, &err);
+  g_autofree double *v = b ? g_key_file_get_double_list(kf, group, "busbw_curve", &nv, &err) : NULL;
+  if (!b || !v) {
+    g_set_error(error, D, E, "%s: [%s] busbw_curve: %s", path, group, err ? err->message : "not a list of numbers");
+    return FALSE;
+  }
+  if (nb != nv || nb < 1 || nb > PX_BUSBW_POINTS) {
+    g_set_error(error, D, E, "%s: [%s] busbw_curve_bytes has %" G_GSIZE_FORMAT " sizes and busbw_curve %" G_GSIZE_FORMAT
+                " values (1 to %d each, as many)", path, group, nb, nv, PX_BUSBW_POINTS);
+    return FALSE;
+  }
+  for (gsize i = 0; i < nb; i++) {
+    if (!isfinite(b[i]) || !isfinite(v[i]) || b[i] <= 0 || v[i] <= 0 || (i > 0 && b[i] <= b[i - 1])) {
+      g_set_error(error, D, E, "%s: [%s] busbw_curve point %" G_GSIZE_FORMAT " (%g B, %g B/s): sizes must ascend and "
+                  "every value be a positive number", path, group, i + 1, b[i], v[i]);
+      return FALSE;
+    }
+    out->bytes[i] = b[i];
+    out->busbw[i] = v[i];
+  }
+  out->n = (int)nb;
   return TRUE;
 }
 
@@ -120,6 +161,7 @@ PxCluster *px_cluster_load_ini(const char *path, GError **error) {
     g_set_error(error, D, E, "%s: [gpu] memory = %g B or [node] host_memory = %g B is too large", path, mem, host);
     return NULL;
   }
+  if (!load_curve(kf, path, "node", &c->intra_curve, error)) return NULL;
   c->nodes = (int)nodes;
   c->gpus_per_node = (int)gpus;
   c->gpu_memory = (gint64)mem;

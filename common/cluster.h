@@ -27,6 +27,16 @@ typedef enum {
 } PxOpClass;
 const char *px_op_class_name(PxOpClass k); /* "norm", "act", ... (the INI key's NAME) */
 
+/* Achieved bus bandwidth against message size, as nccl-tests print it
+ * (busbw column: the collective's bytes over its time, times 2(n-1)/n for an
+ * all-reduce): n points, sizes ascending. */
+#define PX_BUSBW_POINTS 24
+typedef struct {
+  int n;
+  double bytes[PX_BUSBW_POINTS]; /* message size (the whole buffer), bytes */
+  double busbw[PX_BUSBW_POINTS]; /* bytes/s */
+} PxBusbwCurve;
+
 typedef struct {
   char *name;
   char *gpu;                 /* e.g. "A100-SXM4-80GB" */
@@ -45,6 +55,9 @@ typedef struct {
   double inter_bw;           /* bytes/s per GPU, one direction (network) */
   double inter_lat;          /* s */
   double pcie_bw;            /* bytes/s host<->device, for offload */
+  PxBusbwCurve intra_curve;  /* [node] busbw_curve_bytes / busbw_curve: achieved all-reduce bus bandwidth
+                              * by message size inside a node (calibrate's table, or nccl-tests'); n 0: none,
+                              * the alpha-beta model of bandwidth and latency */
   double cpu_adam_rate;      /* [node] cpu_adam_rate: parameters/s of one GPU's optimizer step on the host
                               * (offload; calibrate measures it); 0 = CPU_ADAM_RATE per node over its GPUs */
   gint64 host_memory;        /* bytes per node, for offload */

@@ -130,13 +130,35 @@ int px_cost_grad_reduce_bytes(const PxPlan *plan) {
 
 /* ---- collectives ---- */
 
+double px_cost_curve_busbw(const PxLink *l, double bytes) {
+  const PxBusbwCurve *c = l->curve;
+  if (!c || c->n < 1 || bytes <= 0) return 0;
+  if (bytes <= c->bytes[0]) return c->busbw[0] * bytes / c->bytes[0];
+  if (bytes >= c->bytes[c->n - 1]) return c->busbw[c->n - 1];
+  int i = 0;
+  while (bytes > c->bytes[i + 1]) i++;
+  double f = log(bytes / c->bytes[i]) / log(c->bytes[i + 1] / c->bytes[i]);
+  return exp((1 - f) * log(c->busbw[i]) + f * log(c->busbw[i + 1]));
+}
+
+/* A measured curve gives the time of a collective moving `factor` x bytes
+ * over the bus (nccl-tests' busbw definition): the curve holds its latency. */
+static double curve_time(const PxLink *l, double bytes, double factor) {
+  double bw = px_cost_curve_busbw(l, bytes);
+  return bw > 0 ? factor * bytes / bw : -1;
+}
+
 double px_cost_allreduce_ring(double bytes, int n, const PxLink *l) {
   if (n <= 1 || bytes <= 0) return 0;
+  double t = curve_time(l, bytes, 2.0 * (n - 1) / n);
+  if (t >= 0) return t;
   return 2.0 * (n - 1) * l->lat + 2.0 * (n - 1) / n * bytes / l->bw;
 }
 
 double px_cost_allreduce_tree(double bytes, int n, const PxLink *l) {
   if (n <= 1 || bytes <= 0) return 0;
+  double t = curve_time(l, bytes, 2.0 * (n - 1) / n); /* the curve is what NCCL's tuner picked */
+  if (t >= 0) return t;
   return 2.0 * ceil(log2((double)n)) * l->lat + 2.0 * bytes / l->bw;
 }
 
@@ -146,6 +168,8 @@ double px_cost_allreduce(double bytes, int n, const PxLink *l) {
 
 double px_cost_reduce_scatter(double bytes, int n, const PxLink *l) {
   if (n <= 1 || bytes <= 0) return 0;
+  double t = curve_time(l, bytes, (double)(n - 1) / n);
+  if (t >= 0) return t;
   return (n - 1) * l->lat + (double)(n - 1) / n * bytes / l->bw;
 }
 
@@ -175,7 +199,7 @@ double px_cost_alltoall(const PxCluster *c, double bytes, int n, int k) {
 /* A group across nodes with k members on a node: hierarchical rings over the
  * k NICs of those members, never faster than NVLink. */
 static PxLink inter_link(const PxCluster *c, int k) {
-  return (PxLink){MIN(intra_busbw(c), MAX(k, 1) * inter_busbw(c)), c->inter_lat, FALSE};
+  return (PxLink){MIN(intra_busbw(c), MAX(k, 1) * inter_busbw(c)), c->inter_lat, FALSE, NULL};
 }
 
 PxLink px_cost_group_link(const PxCluster *cluster, const int *ranks, int n) {
@@ -186,7 +210,7 @@ PxLink px_cost_group_link(const PxCluster *cluster, const int *ranks, int n) {
     if (ranks[i] / gpn != ranks[0] / gpn) intra = FALSE;
     else k++;
   }
-  if (intra) return (PxLink){intra_busbw(cluster), cluster->intra_lat, TRUE};
+  if (intra) return (PxLink){intra_busbw(cluster), cluster->intra_lat, TRUE, &cluster->intra_curve};
   return inter_link(cluster, k);
 }
 
@@ -199,7 +223,7 @@ PxLink px_cost_group_link(const PxCluster *cluster, const int *ranks, int n) {
 typedef int (*RankAt)(const PxPlan *plan, int stage, int i, int r);
 static PxLink slowest_link(const PxCluster *cluster, const PxPlan *plan, int stage, int n,
                            int replicas, RankAt rank_at) {
-  PxLink worst = {intra_busbw(cluster), cluster->intra_lat, TRUE};
+  PxLink worst = {intra_busbw(cluster), cluster->intra_lat, TRUE, &cluster->intra_curve};
   int gpn = MAX(cluster->gpus_per_node, 1);
   for (int r = 0; r < replicas && n > 1; r++) {
     int first = rank_at(plan, stage, 0, r), last = rank_at(plan, stage, n - 1, r);
@@ -243,7 +267,7 @@ void px_cost_cp_ring(const PxModel *model, const PxPlan *plan, const PxLink *cp_
 }
 
 PxLink px_cost_p2p_link(const PxCluster *cluster, const PxPlan *plan, int from, int to) {
-  PxLink worst = {intra_busbw(cluster), cluster->intra_lat, TRUE};
+  PxLink worst = {intra_busbw(cluster), cluster->intra_lat, TRUE, &cluster->intra_curve};
   PxLink inter = inter_link(cluster, 1);
   /* Every pair is (r, r + (to - from) · stride_pp): at least a node apart
    * once that distance reaches a node's GPUs. */

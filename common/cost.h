@@ -89,7 +89,15 @@ typedef struct {
   double bw;        /* bytes/s per GPU, one direction */
   double lat;       /* s, the alpha of the alpha-beta model */
   gboolean intra;   /* TRUE: NVLink inside a node */
+  const PxBusbwCurve *curve; /* the link's measured bus bandwidth by size (cluster.h); NULL or empty: alpha-beta */
 } PxLink;
+
+/* The bus bandwidth a collective of `bytes` (the whole buffer) achieves on
+ * l: its curve's, interpolated linearly in log size and log busbw between
+ * points, below the first point busbw(first) x bytes / first (the first
+ * point's time: latency-bound) and above the last point the last; without a
+ * curve 0 (the caller uses alpha-beta). */
+double px_cost_curve_busbw(const PxLink *l, double bytes);
 
 /* Alpha-beta collective times, bytes = the whole buffer (the size each rank
  * holds before an all-reduce / reduce-scatter, after an all-gather). n ranks. */

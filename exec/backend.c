@@ -1093,6 +1093,31 @@ gboolean px_op_scale(PxBackend *be, PxTensor *t, double alpha, GError **error) {
   return same_check(be, "scale", names, ts, 1, error) && be->ops->scale(be, t, alpha, error);
 }
 
+/* rows_gather / rows_dot: x (T, C) and y (N, C) of one float dtype, idx i32
+ * and v (may be NULL) with T·k elements, v of their dtype. */
+static gboolean rows_check(PxBackend *be, const char *op, const PxTensor *x, const PxTensor *y, const PxTensor *idx,
+                           const PxTensor *v, const char *vname, int k, GError **error) {
+  gint64 T, C, N, Cy;
+  if (!float_matrix(op, "rows", x, &T, &C, error) || !float_matrix(op, "picked from", y, &N, &Cy, error))
+    return FALSE;
+  if (k < 1) return fail(error, PX_BACKEND_ERROR_SHAPE, "%s: k = %d, expected at least 1", op, k);
+  return need(be, op, "rows", x, x->dtype, T, C, error) && need(be, op, "picked from", y, x->dtype, N, C, error) &&
+         need(be, op, "idx", idx, PX_DTYPE_I32, T, k, error) && maybe(be, op, vname, v, x->dtype, T, k, error);
+}
+
+gboolean px_op_rows_gather(PxBackend *be, PxTensor *dst, const PxTensor *src, const PxTensor *idx,
+                           const PxTensor *wt, int k, GError **error) {
+  return rows_check(be, "rows_gather", dst, src, idx, wt, "wt", k, error) &&
+         be->ops->rows_gather(be, dst, src, idx, wt, k, error);
+}
+
+gboolean px_op_rows_dot(PxBackend *be, PxTensor *out, const PxTensor *a, const PxTensor *b, const PxTensor *idx,
+                        int k, GError **error) {
+  if (!out) return fail(error, PX_BACKEND_ERROR_SHAPE, "rows_dot: out is missing");
+  return rows_check(be, "rows_dot", a, b, idx, out, "out", k, error) &&
+         be->ops->rows_dot(be, out, a, b, idx, k, error);
+}
+
 gboolean px_op_cast(PxBackend *be, PxTensor *dst, const PxTensor *src, gboolean accumulate,
                     GError **error) {
   const char *op = "cast";

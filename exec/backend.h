@@ -441,6 +441,23 @@ gboolean px_op_check_finite(PxBackend *be, PxTensor *flag, const PxTensor *t, GE
 /* t *= alpha. */
 gboolean px_op_scale(PxBackend *be, PxTensor *t, double alpha, GError **error);
 
+/* ---- rows picked by index: the MoE layer's dispatch and combine ----
+ * dst (T, C) = for each row t, the sum over j < k of wt[t·k + j] ·
+ * src[idx[t·k + j]] (wt NULL: 1), j ascending, a term whose idx is -1 left
+ * out (a dropped copy), formed in double and rounded once; overwrites dst.
+ * src (N, C) of dst's dtype, idx i32 with T·k elements in [-1, N), wt T·k
+ * elements of dst's dtype. k 1 with wt: dispatch (a copy of its token's
+ * row) or the combine's backward (its token's gradient, weighted); k > 1:
+ * the combine (the weighted sum of a token's expert outputs) or the
+ * dispatch's backward (the sum of its copies' gradients). */
+gboolean px_op_rows_gather(PxBackend *be, PxTensor *dst, const PxTensor *src, const PxTensor *idx,
+                           const PxTensor *wt, int k, GError **error);
+/* out[t·k + j] = sum over c of a[t, c] · b[idx[t·k + j], c] (0 where idx is
+ * -1), c ascending, in double, rounded once: the gate weights' gradient.
+ * a (T, C), b (N, C), out T·k elements, all of one dtype; idx as above. */
+gboolean px_op_rows_dot(PxBackend *be, PxTensor *out, const PxTensor *a, const PxTensor *b, const PxTensor *idx,
+                        int k, GError **error);
+
 /* ---- mixed precision ----
  * dst = src, or dst += src with accumulate, between float dtypes (f32, f64,
  * bf16, f16) of the same numel: the sum is formed in f32 (f64 when either

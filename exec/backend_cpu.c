@@ -514,6 +514,34 @@ static gboolean cpu_check_finite(PxBackend *be, PxTensor *flag, const PxTensor *
   return TRUE;
 }
 
+/* every index in [-1, N) (-1: a dropped copy) */
+static gboolean rows_in_range(const char *op, const PxTensor *idx, gint64 N, GError **error) {
+  const gint32 *id = idx->data;
+  for (gint64 i = 0; i < idx->numel; i++)
+    if (id[i] < -1 || id[i] >= N) {
+      g_set_error(error, PX_BACKEND_ERROR, PX_BACKEND_ERROR_SHAPE,
+                  "%s: %s[%" G_GINT64_FORMAT "] = %d outside [-1, %" G_GINT64_FORMAT ")", op, idx->name, i, id[i], N);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean cpu_rows_gather(PxBackend *be, PxTensor *dst, const PxTensor *src, const PxTensor *idx,
+                                const PxTensor *wt, int k, GError **error) {
+  (void)be;
+  if (!rows_in_range("rows_gather", idx, rows(src), error)) return FALSE;
+  CALL(dst->dtype, rows_gather, dst->data, src->data, idx->data, D(wt), rows(dst), k, cols(dst));
+  return TRUE;
+}
+
+static gboolean cpu_rows_dot(PxBackend *be, PxTensor *out, const PxTensor *a, const PxTensor *b, const PxTensor *idx,
+                             int k, GError **error) {
+  (void)be;
+  if (!rows_in_range("rows_dot", idx, rows(b), error)) return FALSE;
+  CALL(a->dtype, rows_dot, out->data, a->data, b->data, idx->data, rows(a), k, cols(a));
+  return TRUE;
+}
+
 static gboolean cpu_scale(PxBackend *be, PxTensor *t, double alpha, GError **error) {
   (void)be;
   (void)error;
@@ -612,6 +640,8 @@ static const PxBackendOps cpu_ops = {
   .check_finite = cpu_check_finite,
   .clip_coef = cpu_clip_coef,
   .scale = cpu_scale,
+  .rows_gather = cpu_rows_gather,
+  .rows_dot = cpu_rows_dot,
   .cast = cpu_cast,
   .half_params = FALSE, /* backend.c promotes half parameters through f32 copies */
 };

@@ -105,6 +105,11 @@ typedef struct {
   gboolean (*check_finite)(PxBackend *, PxTensor *flag, const PxTensor *t, GError **);
   gboolean (*clip_coef)(PxBackend *, PxTensor *coef, const PxTensor *sumsq, double max_norm, GError **);
   gboolean (*scale)(PxBackend *, PxTensor *t, double alpha, GError **);
+  /* backend.h px_op_rows_gather / px_op_rows_dot; the index range is the backend's to check */
+  gboolean (*rows_gather)(PxBackend *, PxTensor *dst, const PxTensor *src, const PxTensor *idx,
+                          const PxTensor *wt, int k, GError **);
+  gboolean (*rows_dot)(PxBackend *, PxTensor *out, const PxTensor *a, const PxTensor *b, const PxTensor *idx,
+                       int k, GError **);
   /* mixed precision (backend.h px_op_cast): dst (=|+=) src across float
    * dtypes; NULL: the backend cannot hold bf16/fp16 parameters */
   gboolean (*cast)(PxBackend *, PxTensor *dst, const PxTensor *src, gboolean accumulate, GError **);

@@ -724,6 +724,8 @@ static int calibrate(const char *backend, const char *model_name, int seq, int m
 
   /* collectives */
   double busbw = ranks > 1 ? 0 : mem_bw, alpha = 0, p2p_alpha = 0;
+  g_autoptr(GString) curve_b = g_string_new(NULL); /* [node] busbw_curve_bytes and busbw_curve */
+  g_autoptr(GString) curve_v = g_string_new(NULL);
   if (ranks > 1) {
     g_string_append_printf(ini, "# all-reduce over %d ranks (%s communicator): size, time, bus bandwidth\n", ranks,
                            mpi ? "mpi" : "local");
@@ -738,6 +740,8 @@ static int calibrate(const char *backend, const char *model_name, int seq, int m
       t_small = bytes == 4096 ? s : MIN(t_small, s); /* the fastest: latency-bound, least noisy */
       busbw = MAX(busbw, bw); /* the achieved peak, as nccl-tests report it */
       g_string_append_printf(ini, "#   %10" G_GINT64_FORMAT " B  %10.1f us  %8.2f GB/s\n", bytes, s * 1e6, bw / 1e9);
+      g_string_append_printf(curve_b, "%s%" G_GINT64_FORMAT, curve_b->len ? ";" : "", bytes);
+      g_string_append_printf(curve_v, "%s%.6g", curve_v->len ? ";" : "", bw);
     }
     alpha = t_small / (2.0 * (ranks - 1));
     /* the latency as a run meets it: the smallest message between half a
@@ -797,6 +801,8 @@ static int calibrate(const char *backend, const char *model_name, int seq, int m
   kv(ini, "bandwidth", busbw);
   kv(ini, "latency", alpha);
   if (p2p_alpha > 0) kv(ini, "p2p_latency", p2p_alpha);
+  if (curve_b->len) /* the table above, which cost.c reads by message size (docs/cost.md section 2) */
+    g_string_append_printf(ini, "busbw_curve_bytes = %s\nbusbw_curve = %s\n", curve_b->str, curve_v->str);
   kv(ini, "pcie_bw", pcie_bw);
   kv(ini, "cpu_adam_rate", adam_rate);
   g_string_append(ini, "busbw_efficiency = 1\n\n[network]\n");

@@ -1020,6 +1020,58 @@ static void test_registry(void) {
 #endif
 }
 
+/* px_op_rows_gather / px_op_rows_dot (the MoE layer's dispatch and combine)
+ * by hand: src rows [1 2], [3 4], [5 6]; T 2 rows of k 2 picks, idx
+ * {2, 0 | -1, 1}, wt {0.5, 2 | 9, -1}:
+ *   dst[0] = 0.5·[5 6] + 2·[1 2] = [4.5 7], dst[1] = -1·[3 4] = [-3 -4]
+ *   (the -1 pick is dropped: its weight 9 never counts);
+ * without weights [6 8] and [3 4]; k 1 over the four picks: the rows
+ * themselves, a dropped pick a zero row. rows_dot with a = [1 1], [2 0]:
+ *   [1 1]·[5 6] = 11, [1 1]·[1 2] = 3, 0, [2 0]·[3 4] = 6.
+ * An index outside [-1, N) is refused with its position. */
+static void test_rows(void) {
+  const PxDType dts[2] = {PX_DTYPE_F32, PX_DTYPE_F64};
+  for (int d = 0; d < 2; d++) {
+    PxDType dt = dts[d];
+    const double s[6] = {1, 2, 3, 4, 5, 6}, w[4] = {0.5, 2, 9, -1}, a[4] = {1, 1, 2, 0};
+    const gint32 ids[4] = {2, 0, -1, 1};
+    g_autoptr(PxTensor) src = mk(dt, "src", 3, 2, s);
+    g_autoptr(PxTensor) wt = mk(dt, "wt", 4, 1, w);
+    g_autoptr(PxTensor) idx = mk_ids("idx", 4, ids);
+    g_autoptr(PxTensor) dst = mk(dt, "dst", 2, 2, NULL);
+    double y[8];
+    OK(px_op_rows_gather(be, dst, src, idx, wt, 2, &E));
+    get(dst, y);
+    const double want[4] = {4.5, 7, -3, -4};
+    for (int i = 0; i < 4; i++) g_assert_cmpfloat(y[i], ==, want[i]);
+    OK(px_op_rows_gather(be, dst, src, idx, NULL, 2, &E));
+    get(dst, y);
+    const double plain[4] = {6, 8, 3, 4};
+    for (int i = 0; i < 4; i++) g_assert_cmpfloat(y[i], ==, plain[i]);
+    g_autoptr(PxTensor) each = mk(dt, "each", 4, 2, NULL);
+    OK(px_op_rows_gather(be, each, src, idx, NULL, 1, &E));
+    get(each, y);
+    const double rows[8] = {5, 6, 1, 2, 0, 0, 3, 4};
+    for (int i = 0; i < 8; i++) g_assert_cmpfloat(y[i], ==, rows[i]);
+    g_autoptr(PxTensor) at = mk(dt, "a", 2, 2, a);
+    g_autoptr(PxTensor) out = mk(dt, "out", 4, 1, NULL);
+    OK(px_op_rows_dot(be, out, at, src, idx, 2, &E));
+    get(out, y);
+    const double dots[4] = {11, 3, 0, 6};
+    for (int i = 0; i < 4; i++) g_assert_cmpfloat(y[i], ==, dots[i]);
+    const gint32 bad[4] = {2, 0, 3, 1};
+    g_autoptr(PxTensor) bidx = mk_ids("bidx", 4, bad);
+    GError *E = NULL;
+    g_assert_false(px_op_rows_gather(be, dst, src, bidx, wt, 2, &E));
+    g_assert_error(E, PX_BACKEND_ERROR, PX_BACKEND_ERROR_SHAPE);
+    g_assert_nonnull(strstr(E->message, "bidx[2] = 3 outside [-1, 3)"));
+    g_clear_error(&E);
+    g_assert_false(px_op_rows_gather(be, dst, src, idx, wt, 3, &E)); /* 4 picks are not 2 rows of 3 */
+    g_assert_error(E, PX_BACKEND_ERROR, PX_BACKEND_ERROR_SHAPE);
+    g_clear_error(&E);
+  }
+}
+
 static void test_copy(void) {
   const double x[6] = {1, -2, 3.5, 4, 5, 6e-300};
   g_autoptr(PxTensor) src = mk(PX_DTYPE_F64, "src", 2, 3, x);
@@ -1417,6 +1469,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/backend/poison", test_poison);
   g_test_add_func("/backend/registry", test_registry);
   g_test_add_func("/backend/cpu/copy", test_copy);
+  g_test_add_func("/backend/cpu/rows", test_rows);
   g_test_add_func("/backend/cpu/device-scalars", test_device_scalars);
   g_test_add_func("/backend/cpu/vocab-parallel/embedding", test_embedding_vp);
   g_test_add_func("/backend/cpu/vocab-parallel/cross-entropy", test_cross_entropy_vp);

@@ -126,6 +126,20 @@ static const Bad bad_clusters[] = {
    "[cluster]\nnodes = 0\n[gpu]\nmemory = 80GB\npeak_fp32 = 1e12\npeak_bf16 = 1e12\nhbm_bw = 1e12\n"
    "[node]\ngpus = 8\nbandwidth = 1e11\n[network]\nbandwidth = 1e10\n",
    "nodes = 0 must be at least 1", PX_CLUSTER_ERROR_INVALID},
+  {"c-curve-half.ini",
+   "[cluster]\nnodes = 1\n[gpu]\nmemory = 80GB\npeak_fp32 = 1e12\npeak_bf16 = 1e12\nhbm_bw = 1e12\n"
+   "[node]\ngpus = 8\nbandwidth = 1e11\nbusbw_curve = 1e9;2e9\n[network]\nbandwidth = 1e10\n",
+   "busbw_curve_bytes and busbw_curve go together", PX_CLUSTER_ERROR_INVALID},
+  {"c-curve-order.ini",
+   "[cluster]\nnodes = 1\n[gpu]\nmemory = 80GB\npeak_fp32 = 1e12\npeak_bf16 = 1e12\nhbm_bw = 1e12\n"
+   "[node]\ngpus = 8\nbandwidth = 1e11\nbusbw_curve_bytes = 65536;4096\nbusbw_curve = 1e9;2e9\n"
+   "[network]\nbandwidth = 1e10\n",
+   "sizes must ascend", PX_CLUSTER_ERROR_INVALID},
+  {"c-curve-len.ini",
+   "[cluster]\nnodes = 1\n[gpu]\nmemory = 80GB\npeak_fp32 = 1e12\npeak_bf16 = 1e12\nhbm_bw = 1e12\n"
+   "[node]\ngpus = 8\nbandwidth = 1e11\nbusbw_curve_bytes = 4096;65536\nbusbw_curve = 1e9\n"
+   "[network]\nbandwidth = 1e10\n",
+   "has 2 sizes and busbw_curve 1 values", PX_CLUSTER_ERROR_INVALID},
 };
 
 static void test_bad_cluster(gconstpointer data) {

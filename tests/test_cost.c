@@ -60,6 +60,21 @@ static PxModel *tiny_model(void) {
  * (hand-computed on the tiny model at T = 1 x 32 tokens, h 64, V 100, fp32:
  * E = 4). Without the keys the same terms run at hbm_bw. */
 static PxCostTable *tiny_table(PxPlan *p, const PxCluster *c, PxModel **model_out);
+
+/* A cluster profile from INI text, through a temporary file (as --cluster FILE reads it). */
+static PxCluster *cluster_from_ini(const char *ini) {
+  g_autoptr(GError) err = NULL;
+  g_autofree char *path = NULL;
+  int fd = g_file_open_tmp("px-cluster-XXXXXX.ini", &path, &err);
+  g_assert_no_error(err);
+  close(fd);
+  g_assert_true(g_file_set_contents(path, ini, -1, &err));
+  PxCluster *c = px_cluster_load_ini(path, &err);
+  g_remove(path);
+  g_assert_no_error(err);
+  return c;
+}
+
 static void test_calibrated_classes(void) {
   static const char *ini =
       "[cluster]\nname = cal\nnodes = 1\n[gpu]\nmemory = 16GiB\npeak_fp32 = 60e12\npeak_bf16 = 1e15\n"
@@ -70,15 +85,7 @@ static void test_calibrated_classes(void) {
       "membound_bw_embedding_bwd = 6e9\nmembound_bw_optimizer = 10e9\n"
       "attention_fwd_flops = 1e10\nattention_bwd_flops = 2e10\n"
       "[node]\ngpus = 1\nbandwidth = 400e9\np2p_latency = 30e-6\n[network]\nbandwidth = 25e9\n";
-  g_autoptr(GError) err = NULL;
-  g_autofree char *path = NULL;
-  int fd = g_file_open_tmp("px-cal-XXXXXX.ini", &path, &err);
-  g_assert_no_error(err);
-  close(fd);
-  g_assert_true(g_file_set_contents(path, ini, -1, &err));
-  g_autoptr(PxCluster) c = px_cluster_load_ini(path, &err);
-  g_remove(path);
-  g_assert_no_error(err);
+  g_autoptr(PxCluster) c = cluster_from_ini(ini);
   g_assert_cmpfloat(c->membound_bw[PX_OPC_NORM][0], ==, 2e9);
   g_assert_cmpfloat(c->membound_bw[PX_OPC_ACT][1], ==, 3e9);
   g_assert_cmpfloat(c->membound_bw[PX_OPC_EMBEDDING][1], ==, 6e9);
@@ -93,7 +100,7 @@ static void test_calibrated_classes(void) {
   set_plan(&p, 1, 1, 1, 1, 1);
   p.precision = PX_PREC_FP32;
   p.seq = 32;
-  PxLink l = {400e9, 2e-6, TRUE};
+  PxLink l = {400e9, 2e-6, TRUE, NULL};
   PxLayerTimes e, b, fn;
   px_cost_layer_times(m, &m->layers[0], c, &p, &l, &e);
   px_cost_layer_times(m, &m->layers[1], c, &p, &l, &b);
@@ -140,7 +147,7 @@ static void test_ring_allreduce(void) {
   /* 1 GiB over 8 ranks at 100 GB/s, alpha 10 us:
    * ring 2*7*10us + 2*7/8 * 2^30 / 1e11 = 1.4e-4 + 0.01879048192 = 0.01893048192 s
    * tree 2*3*10us + 2 * 2^30 / 1e11     = 6e-5  + 0.02147483648 = 0.02153483648 s */
-  PxLink l = {100e9, 10e-6, TRUE};
+  PxLink l = {100e9, 10e-6, TRUE, NULL};
   double bytes = 1073741824.0;
   g_assert_cmpfloat(REL(px_cost_allreduce_ring(bytes, 8, &l), 0.01893048192), <, 1e-12);
   g_assert_cmpfloat(REL(px_cost_allreduce_tree(bytes, 8, &l), 0.02153483648), <, 1e-12);
@@ -152,10 +159,42 @@ static void test_ring_allreduce(void) {
   g_assert_cmpfloat(REL(px_cost_p2p(1e7, &l), 1.1e-4), <, 1e-12);
 }
 
+/* A measured bus bandwidth by size ([node] busbw_curve_bytes / busbw_curve,
+ * as calibrate writes it): points 4096 B at 1 GB/s and 65536 B at 4 GB/s.
+ * 16384 B sits halfway in log size: busbw sqrt(1e9 x 4e9) = 2e9, so an
+ * all-reduce over 2 ranks takes 2 x 1/2 x 16384 / 2e9 = 8.192 us (no alpha:
+ * the curve holds the latency); 1024 B below the first point takes that
+ * point's time, 4096 / 1e9 = 4.096 us; 1 MiB above the last runs at 4 GB/s:
+ * 1048576 / 4e9 = 262.144 us. A reduce-scatter of 16384 B over 4 ranks moves
+ * 3/4 of it: 6.144 us. The curve comes from the INI through the cluster's
+ * intra-node link; p2p keeps alpha-beta. */
+static void test_busbw_curve(void) {
+  static const char *ini =
+      "[cluster]\nname = curve\nnodes = 1\n[gpu]\nmemory = 16GiB\npeak_fp32 = 60e12\npeak_bf16 = 1e15\n"
+      "hbm_bw = 3e12\n[node]\ngpus = 4\nbandwidth = 10e9\nlatency = 5e-6\n"
+      "busbw_curve_bytes = 4096;65536\nbusbw_curve = 1e9;4e9\n[network]\nbandwidth = 25e9\n";
+  g_autoptr(PxCluster) c = cluster_from_ini(ini);
+  g_assert_cmpint(c->intra_curve.n, ==, 2);
+  int ranks[4] = {0, 1, 2, 3};
+  PxLink l = px_cost_group_link(c, ranks, 2);
+  g_assert_true(l.curve == &c->intra_curve);
+  g_assert_cmpfloat(REL(px_cost_curve_busbw(&l, 16384), 2e9), <, 1e-12);
+  g_assert_cmpfloat(REL(px_cost_allreduce(16384, 2, &l), 8.192e-6), <, 1e-12);
+  g_assert_cmpfloat(REL(px_cost_allreduce(1024, 2, &l), 4.096e-6), <, 1e-12);
+  g_assert_cmpfloat(REL(px_cost_allreduce(1048576, 2, &l), 262.144e-6), <, 1e-12);
+  PxLink l4 = px_cost_group_link(c, ranks, 4);
+  g_assert_cmpfloat(REL(px_cost_reduce_scatter(16384, 4, &l4), 6.144e-6), <, 1e-12);
+  g_assert_cmpfloat(REL(px_cost_allgather(16384, 4, &l4), 6.144e-6), <, 1e-12);
+  g_assert_cmpfloat(REL(px_cost_p2p(1e6, &l), 5e-6 + 1e6 / 10e9), <, 1e-12);
+  /* without the curve: alpha-beta, 2 x 5 us + 16384 / 10e9 */
+  c->intra_curve.n = 0;
+  g_assert_cmpfloat(REL(px_cost_allreduce(16384, 2, &l), 10e-6 + 16384 / 10e9), <, 1e-12);
+}
+
 static void test_tree_for_small(void) {
   /* 1 KiB over 64 ranks: ring 126 * 10us + 2*63/64*1024/1e11 = 1.26002016e-3,
    * tree 2*6*10us + 2048/1e11 = 1.2002048e-4: latency-bound, the tree wins. */
-  PxLink l = {100e9, 10e-6, FALSE};
+  PxLink l = {100e9, 10e-6, FALSE, NULL};
   g_assert_cmpfloat(REL(px_cost_allreduce_ring(1024, 64, &l), 1.26002016e-3), <, 1e-12);
   g_assert_cmpfloat(REL(px_cost_allreduce(1024, 64, &l), 1.2002048e-4), <, 1e-12);
   g_assert_cmpfloat(px_cost_allreduce(1024, 1, &l), ==, 0.0);
@@ -580,7 +619,7 @@ static void test_dp_reduction(void) {
    * one across nodes still 25, and without it the node's group falls back
    * to collective_sms. This DP group of 4 is on one node (4 GPUs per node):
    * the pass is exposed by max(g - C, 0.4 g), and the search's share is 0.4 */
-  PxLink in_node = {4e11, 2e-6, TRUE}, across = {25e9, 10e-6, FALSE};
+  PxLink in_node = {4e11, 2e-6, TRUE, NULL}, across = {25e9, 10e-6, FALSE, NULL};
   c.coll_sms_intra = 40;
   g_assert_cmpfloat(REL(px_cost_collective_sm_share_link(&c, &in_node), 0.40), <, 1e-12);
   g_assert_cmpfloat(REL(px_cost_collective_sm_share_link(&c, &across), 0.25), <, 1e-12);
@@ -911,7 +950,7 @@ static void test_cp_ring(void) {
   set_plan(&p, 1, 1, 1, 1, 1);
   p.seq = 2048;
   p.cp = 2;
-  PxLink l = {100e9, 10e-6, FALSE};
+  PxLink l = {100e9, 10e-6, FALSE, NULL};
   double f, b;
   px_cost_cp_ring(m, &p, &l, 2e-4, 4e-4, &f, &b);
   g_assert_cmpfloat(REL(f, 7.777216e-5), <, 1e-9);
@@ -947,6 +986,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cost/collective/ring-allreduce", test_ring_allreduce);
   g_test_add_func("/cost/compute/calibrated-classes", test_calibrated_classes);
   g_test_add_func("/cost/collective/tree-for-small", test_tree_for_small);
+  g_test_add_func("/cost/collective/busbw-curve", test_busbw_curve);
   g_test_add_func("/cost/compute/gemm-efficiency", test_gemm_efficiency);
   g_test_add_func("/cost/compute/gemm-k-overhead", test_gemm_k_overhead);
   g_test_add_func("/cost/compute/block-gemm-bound", test_block_gemm_bound);

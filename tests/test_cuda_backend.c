@@ -223,6 +223,28 @@ static void test_norms(gconstpointer p) {
   for (guint i = 0; i < G_N_ELEMENTS(ts); i++) twin_free(ts[i]);
 }
 
+/* the MoE layer's dispatch and combine: k 3 weighted picks with dropped
+ * (-1) ones, unweighted, k 1 over every pick, and the picks' dot products */
+static void test_rows(gconstpointer p) {
+  PxDType dt = GPOINTER_TO_INT(p);
+  const gint64 T = 37, N = 53, C = 129;
+  const int k = 3;
+  Twin src = twin("src", dt, SHAPE(N, C), 2), idx = twin_ids("idx", T * k, -1, (int)N);
+  Twin wt = twin("wt", dt, SHAPE(T * k, 1), 1), dst = twin("dst", dt, SHAPE(T, C), 1);
+  Twin each = twin("each", dt, SHAPE(T * k, C), 1), a = twin("a", dt, SHAPE(T, C), 1);
+  Twin out = twin("out", dt, SHAPE(T * k, 1), 1);
+  BOTH(rows_gather, X(dst), X(src), X(idx), X(wt), k);
+  REPORT("rows_gather", dt, "dst (k 3, weighted)", dst);
+  BOTH(rows_gather, X(dst), X(src), X(idx), NULL, k);
+  REPORT("rows_gather", dt, "dst (k 3)", dst);
+  BOTH(rows_gather, X(each), X(src), X(idx), X(wt), 1);
+  REPORT("rows_gather", dt, "each pick (k 1, weighted)", each);
+  BOTH(rows_dot, X(out), X(a), X(src), X(idx), k);
+  REPORT("rows_dot", dt, "out", out);
+  Twin ts[] = {src, idx, wt, dst, each, a, out};
+  for (guint i = 0; i < G_N_ELEMENTS(ts); i++) twin_free(ts[i]);
+}
+
 static void test_elementwise(gconstpointer p) {
   PxDType dt = GPOINTER_TO_INT(p);
   const gint64 N = 41, F = 257;
@@ -738,6 +760,7 @@ int main(int argc, char **argv) {
     {"elementwise", test_elementwise}, {"rope", test_rope},    {"attention", test_attention},
     {"attention-blocks", test_attn_blocks},
     {"cross-entropy", test_cross_entropy}, {"optimizer", test_optimizer},
+    {"rows", test_rows},
   };
   for (guint i = 0; i < G_N_ELEMENTS(ops); i++)
     for (guint k = 0; k < G_N_ELEMENTS(dtypes); k++) {

@@ -132,6 +132,9 @@ static gboolean check_bad(Cuda *c, GError **error) {
   int code = bad[0], id = bad[1];
   if (code == PXK_BAD_NONE) return TRUE;
   bad[0] = PXK_BAD_NONE;
+  if (code == PXK_BAD_ROW)
+    return px_fail(error, PX_BACKEND_ERROR, PX_BACKEND_ERROR_SHAPE,
+                   "cuda device %d: row index %d outside its tensor (rows_gather / rows_dot)", c->device, id);
   return px_fail(error, PX_BACKEND_ERROR, PX_BACKEND_ERROR_SHAPE,
                  "cuda device %d: %s id %d outside the vocabulary (%s)", c->device,
                  code == PXK_BAD_TOKEN ? "a token" : "a target", id,
@@ -1021,6 +1024,24 @@ static gboolean cuda_clip_coef(PxBackend *be, PxTensor *coef, const PxTensor *su
          KERN(pxk_clip_coef(c->st, coef->data, coef->dtype, sumsq->data, sumsq->dtype, max_norm));
 }
 
+static gboolean cuda_rows_gather(PxBackend *be, PxTensor *dst, const PxTensor *src, const PxTensor *idx,
+                                 const PxTensor *wt, int k, GError **error) {
+  const char *op = "rows_gather";
+  Cuda *c = cx(be);
+  return enter(be, op, dst->dtype, error) &&
+         KERN(pxk_rows_gather(c->st, dst->dtype, dst->data, src->data, idx->data, D(wt), rows(dst), k, cols(dst),
+                              rows(src), c->bad_dev));
+}
+
+static gboolean cuda_rows_dot(PxBackend *be, PxTensor *out, const PxTensor *a, const PxTensor *b, const PxTensor *idx,
+                              int k, GError **error) {
+  const char *op = "rows_dot";
+  Cuda *c = cx(be);
+  return enter(be, op, a->dtype, error) &&
+         KERN(pxk_rows_dot(c->st, a->dtype, out->data, a->data, b->data, idx->data, rows(a), k, cols(a), rows(b),
+                           c->bad_dev));
+}
+
 static gboolean cuda_scale(PxBackend *be, PxTensor *t, double alpha, GError **error) {
   const char *op = "scale";
   Cuda *c = cx(be);
@@ -1129,6 +1150,8 @@ static const PxBackendOps cuda_ops = {
   .check_finite = cuda_check_finite,
   .clip_coef = cuda_clip_coef,
   .scale = cuda_scale,
+  .rows_gather = cuda_rows_gather,
+  .rows_dot = cuda_rows_dot,
   .cast = cuda_cast,
   .half_params = FALSE, /* backend.c promotes half parameters through f32 copies (cast) */
 };

@@ -22,7 +22,7 @@ extern "C" {
 #endif
 
 enum { PXK_F32 = 0, PXK_F64 = 1, PXK_I32 = 2, PXK_BF16 = 3, PXK_F16 = 4 };
-enum { PXK_BAD_NONE = 0, PXK_BAD_TOKEN = 1, PXK_BAD_TARGET = 2 };
+enum { PXK_BAD_NONE = 0, PXK_BAD_TOKEN = 1, PXK_BAD_TARGET = 2, PXK_BAD_ROW = 3 };
 /* column reductions over rows (dw / db of linear and the norms) */
 enum { PXK_COLSUM_PLAIN = 0, PXK_COLSUM_LN = 1, PXK_COLSUM_RMS = 2 };
 /* the largest head_dim of the attention kernels (8 values per lane of a warp) */
@@ -124,6 +124,15 @@ cudaError_t pxk_check_finite(cudaStream_t st, int dt, void *flag, int flag_dt, c
 cudaError_t pxk_clip_coef(cudaStream_t st, void *coef, int coef_dt, const void *sumsq, int sumsq_dt,
                           double max_norm);
 cudaError_t pxk_scale(cudaStream_t st, int dt, void *x, double alpha, int64_t n);
+
+/* dst (T, C) = sum over j < k of (wt ? wt[t·k+j] : 1) · src[idx[t·k+j]]
+ * (idx -1 left out), in double with j ascending, rounded once (the cpu
+ * backend's order); an idx outside [-1, N) is reported in bad (PXK_BAD_ROW). */
+cudaError_t pxk_rows_gather(cudaStream_t st, int dt, void *dst, const void *src, const int32_t *idx, const void *wt,
+                            int64_t T, int k, int64_t C, int64_t N, int *bad);
+/* out[r] = sum over c of a[r / k, c] · b[idx[r], c] (0 for idx -1), in double, c ascending */
+cudaError_t pxk_rows_dot(cudaStream_t st, int dt, void *out, const void *a, const void *b, const int32_t *idx,
+                         int64_t T, int k, int64_t C, int64_t N, int *bad);
 
 /* AdamW, as the cpu backend's f32 kernel, in fp32 on p, g, m, v of type dt.
  * scale (may be NULL, scale_dt f32/f64) multiplies grad_scale; when skip (may

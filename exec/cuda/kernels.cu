@@ -345,6 +345,58 @@ extern "C" cudaError_t pxk_scale(cudaStream_t st, int dt, void *x, double alpha,
   DISPATCH(dt, k_scale<T><<<ew_blocks(n), EW_THREADS, 0, st>>>((T *)x, alpha, n))
 }
 
+/* ---- rows picked by index (MoE dispatch and combine): one thread per
+ * output element, its terms in the cpu backend's order, in double with
+ * explicit roundings (no contraction into FMAs), so the two backends agree ---- */
+
+template <typename T>
+__global__ void k_rows_gather(T *dst, const T *src, const int32_t *idx, const T *wt, int64_t Tn, int k, int64_t C,
+                              int64_t N, int *bad) {
+  GRID_STRIDE(e, Tn * C) {
+    int64_t t = e / C, c = e % C;
+    double s = 0;
+    for (int j = 0; j < k; j++) {
+      int32_t i = idx[t * k + j];
+      if (i < -1 || i >= N) {
+        bad[1] = i;
+        bad[0] = PXK_BAD_ROW;
+        continue;
+      }
+      if (i < 0) continue;
+      double w = wt ? (double)ld(wt, t * k + j) : 1.0;
+      s = __dadd_rn(s, __dmul_rn(w, (double)ld(src, (int64_t)i * C + c)));
+    }
+    st_(dst, e, (float)s);
+  }
+}
+extern "C" cudaError_t pxk_rows_gather(cudaStream_t st, int dt, void *dst, const void *src, const int32_t *idx,
+                                       const void *wt, int64_t Tn, int k, int64_t C, int64_t N, int *bad) {
+  DISPATCH(dt, k_rows_gather<T><<<ew_blocks(Tn * C), EW_THREADS, 0, st>>>((T *)dst, (const T *)src, idx,
+                                                                          (const T *)wt, Tn, k, C, N, bad))
+}
+
+template <typename T>
+__global__ void k_rows_dot(T *out, const T *a, const T *b, const int32_t *idx, int64_t Tn, int k, int64_t C,
+                           int64_t N, int *bad) {
+  GRID_STRIDE(r, Tn * k) {
+    int32_t i = idx[r];
+    double s = 0;
+    if (i < -1 || i >= N) {
+      bad[1] = i;
+      bad[0] = PXK_BAD_ROW;
+    } else if (i >= 0) {
+      for (int64_t c = 0; c < C; c++)
+        s = __dadd_rn(s, __dmul_rn((double)ld(a, (r / k) * C + c), (double)ld(b, (int64_t)i * C + c)));
+    }
+    st_(out, r, (float)s);
+  }
+}
+extern "C" cudaError_t pxk_rows_dot(cudaStream_t st, int dt, void *out, const void *a, const void *b,
+                                    const int32_t *idx, int64_t Tn, int k, int64_t C, int64_t N, int *bad) {
+  DISPATCH(dt, k_rows_dot<T><<<ew_blocks(Tn * k), EW_THREADS, 0, st>>>((T *)out, (const T *)a, (const T *)b, idx, Tn,
+                                                                       k, C, N, bad))
+}
+
 /* ---- rotary: one thread per rotated pair, or per copied v element; the
  * angle in double, as the cpu backend ---- */
 
