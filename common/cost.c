@@ -52,6 +52,7 @@
 #include "flops.h"
 #include "memory.h"
 #include "moe.h"
+#include "zero3.h"
 #include <math.h>
 #include <stdlib.h>
 
@@ -993,7 +994,7 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
     /* with overlap the reduction runs in the buckets of the partition's layout
      * (buckets.h), each as the last backward finishes its layers: the program
      * says where (REDUCE_GRADS chunk=c bucket=b), the engine times it */
-    if (plan->zero == 3 && (dp > 1 || plan->offload == PX_OFFLOAD_OPTIMIZER_PARAMS)) {
+    if (plan->zero == 3 && (px_zero3_by_layer(model, plan) || plan->offload == PX_OFFLOAD_OPTIMIZER_PARAMS)) {
       /* ZeRO-3 / FSDP gather each layer's parameters before its forward and
        * again before its backward, every micro-batch, prefetching the next
        * layer while one computes, and free them after use (so memory holds

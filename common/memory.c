@@ -26,6 +26,7 @@
  * context-parallel doc, plus the ring's K/V buffers, px_memory_cp_kv_buffers)
  * and FP8 (the FP8 GEMMs' inputs saved in 1 byte, Transformer Engine). */
 #include "memory.h"
+#include "zero3.h"
 #include "activations.h"
 #include "buckets.h"
 #include "cost.h"
@@ -317,7 +318,9 @@ PxMemory *px_memory_new_act(const PxModel *model, const PxPlan *plan, const PxPa
     int neighbours = (first ? 0 : 1) + (last ? 0 : 1);
     st->buffers = 2.0 * msg * neighbours;
     if (data > 1 && plan->zero >= 1) st->buffers += gb * MIN(bucket_elems, P);
-    if (plan->zero >= 3 && data > 1) st->buffers += 2.0 * wb * (double)max_layer;
+    /* ZeRO-3 by layer (common/zero3.h: dp·cp > 1, or the experts alone over edp > 1) */
+    gboolean by_layer = px_zero3_by_layer(model, plan);
+    if (by_layer) st->buffers += 2.0 * wb * (double)max_layer;
     /* the ring's K/V blocks, on every rank holding a transformer block */
     if (max_blocks > 0) {
       st->cp_kv_buffers = cp_kv;
@@ -329,7 +332,7 @@ PxMemory *px_memory_new_act(const PxModel *model, const PxPlan *plan, const PxPa
      * GEMM parameter; under ZeRO-3 only the two gathered layers have copies.
      * Plus every GEMM's scaling state. */
     if (plan->precision == PX_PREC_FP8) {
-      st->fp8_weights = 2.0 * (plan->zero >= 3 && data > 1 ? 2.0 * fp8_max_layer : fp8_params);
+      st->fp8_weights = 2.0 * (by_layer ? 2.0 * fp8_max_layer : fp8_params);
       st->fp8_meta = gemms * px_memory_fp8_meta_per_gemm();
     }
     /* MoE: one layer's dispatch / combine all-to-all send and receive buffers */

@@ -1,6 +1,7 @@
 /* zero3.c — see zero3.h. */
 #include "zero3.h"
 #include "activations.h"
+#include "flat.h"
 #include "memory.h"
 #include "moe.h"
 
@@ -10,8 +11,8 @@ static gboolean experts_own_group(const PxModel *model, const PxPlan *plan) {
 }
 
 gboolean px_zero3_by_layer(const PxModel *model, const PxPlan *plan) {
-  (void)model;
-  return plan->zero >= 3 && px_plan_data_ranks(plan) > 1;
+  return plan->zero >= 3 &&
+         (px_plan_data_ranks(plan) > 1 || (experts_own_group(model, plan) && px_plan_edp(plan) > 1));
 }
 
 static gboolean full_block(const PxModel *model, const PxPlan *plan, int li) {
@@ -49,12 +50,14 @@ int px_zero3_pass_first(const PxModel *model, const PxPlan *plan, int first, int
 
 /* ---- the walk ---------------------------------------------------------------------- */
 
-/* A chunk's flat buffer: a dense region of nd elements in dp shards of sd,
- * then (split layout) the experts' region of ne in edp shards of se from
- * pad_d = sd·dp; each layer's dense tensors at doff[layer - first] in the
- * dense region, its experts at eoff[...] in the experts' (not split: all of
- * a layer's tensors dense, ne 0). */
+/* A chunk's flat buffer (common/flat.h, the executor's layout): a dense
+ * region of nd elements in dp shards of sd, then (split layout) the
+ * experts' region of ne in edp shards of se from pad_d = sd·dp; each
+ * layer's dense tensors at doff[layer - first] in the dense region, its
+ * experts at eoff[...] in the experts' (not split: all of a layer's tensors
+ * dense, ne 0). */
 typedef struct {
+  PxFlatChunk *flat;
   gint64 nd, ne, sd, se, pad_d;
   gint64 *doff, *eoff;
 } ChunkLayout;
@@ -70,27 +73,19 @@ typedef struct {
   ChunkLayout *cl;    /* (vpp) */
   int zc[2], zl[2], zcur;
   PxZero3Walk *w;
+  GArray *uses, *seq; /* PxZero3Use, PxZero3Gather */
 } Walk;
 
 static int chunk_first(const Walk *k, int c) { return k->part->bounds[px_partition_part_of(k->part, k->stage, c)]; }
 static int chunk_end(const Walk *k, int c) { return k->part->bounds[px_partition_part_of(k->part, k->stage, c) + 1]; }
 
-/* Elements of layer li in its chunk's buffer, as the executor lays them out
- * (exec/gpt.c, memory.c counts the same): a tied copy only where the rank
- * does not hold the embedding; routed experts E/ep each over etp (*expert;
- * in the dense count unless the layout is split). */
-static gint64 layer_elems(const Walk *k, int li, gint64 *expert) {
-  const PxLayer *L = &k->model->layers[li];
-  const PxPlan *p = k->plan;
-  *expert = 0;
-  if (L->kind == PX_LAYER_BLOCK && px_model_block_is_moe(&k->model->desc, L->block)) {
-    gint64 d, e;
-    px_layer_params_split(L, p->tp, MAX(p->ep, 1), px_plan_etp(p), &d, &e);
-    if (!k->split) return d + e;
-    *expert = e;
-    return d;
-  }
-  return L->tied_tensor && k->holds_emb ? px_layer_params_tp(L, p->tp) : px_layer_stored_params_tp(L, p->tp);
+/* Elements of layer li of chunk c in its flat buffer: its routed experts'
+ * (*expert) apart only when the layout is split, else in the dense count. */
+static gint64 layer_elems(const Walk *k, int c, int li, gint64 *expert) {
+  gint64 d, e;
+  px_flat_layer_elems(k->cl[c].flat, li, &d, &e);
+  *expert = k->split ? e : 0;
+  return k->split ? d : d + e;
 }
 
 /* Elements of range [lo, hi) a rank does not hold whose own shard is the
@@ -106,14 +101,13 @@ static gint64 layer_received(const Walk *k, int c, int li) {
   const PxLayer *L = &k->model->layers[li];
   const ChunkLayout *cl = &k->cl[c];
   int i = li - chunk_first(k, c);
-  gint64 ne, nd = layer_elems(k, li, &ne);
+  gint64 ne, nd = layer_elems(k, c, li, &ne);
   gint64 n = not_held(cl->doff[i], cl->doff[i] + nd, 0, cl->sd, k->dp_rank);
   if (ne > 0) n += not_held(cl->pad_d + cl->eoff[i], cl->pad_d + cl->eoff[i] + ne, cl->pad_d, cl->se, k->edp_rank);
   /* an LM head tied to the embedding this rank holds reads wte: the
    * embedding's first tensor, at the start of its chunk's dense region */
   if (L->kind == PX_LAYER_LM_HEAD && L->tied_tensor && k->holds_emb)
-    n += not_held(0, px_layer_stored_params_tp(L, k->plan->tp) - px_layer_params_tp(L, k->plan->tp), 0,
-                  k->cl[k->emb_chunk].sd, k->dp_rank);
+    n += not_held(0, k->cl[k->emb_chunk].flat->t[0].numel, 0, k->cl[k->emb_chunk].sd, k->dp_rank);
   return n;
 }
 
@@ -123,12 +117,16 @@ static int slot_of(const Walk *k, int c, int li) {
   return -1;
 }
 
-static void gather(Walk *k, guint i, int c, int li, int s, gboolean on_demand) {
+/* Gather layer li of chunk c into slot s during instruction i, at use u (-1:
+ * GATHER_PARAMS's). */
+static void gather(Walk *k, guint i, int u, int c, int li, int s, gboolean on_demand) {
+  PxZero3Gather g = {i, u, c, li, s, on_demand, layer_received(k, c, li)};
   k->zc[s] = c;
   k->zl[s] = li;
   k->w->gathers[i]++;
   k->w->on_demand[i] += on_demand;
-  k->w->received[i] += layer_received(k, c, li);
+  k->w->received[i] += g.received;
+  g_array_append_val(k->seq, g);
 }
 
 static gboolean reads_weights(PxOpKind kind) {
@@ -155,13 +153,15 @@ static void walk_pass(Walk *k, guint i, int c, gboolean backward) {
   g_autofree int *l = NULL;
   int n = px_zero3_pass_layers(k->model, k->plan, chunk_first(k, c), chunk_end(k, c), backward, &l);
   for (int t = 0; t < n; t++) {
-    int s = slot_of(k, c, l[t]);
-    if (s < 0) gather(k, i, c, l[t], s = k->zcur == 0 ? 1 : 0, TRUE);
+    int u = (int)k->uses->len, s = slot_of(k, c, l[t]);
+    if (s < 0) gather(k, i, u, c, l[t], s = k->zcur == 0 ? 1 : 0, TRUE);
     k->zcur = s;
+    PxZero3Use use = {i, c, l[t], s};
+    g_array_append_val(k->uses, use);
     int nc = c, nl;
     if (t + 1 < n) nl = l[t + 1];
     else if (!px_zero3_next_pass(k->model, k->plan, k->part, k->prog, k->stage, i, &nc, &nl)) continue;
-    if (slot_of(k, nc, nl) < 0) gather(k, i, nc, nl, 1 - s, FALSE);
+    if (slot_of(k, nc, nl) < 0) gather(k, i, u, nc, nl, 1 - s, FALSE);
   }
 }
 
@@ -183,11 +183,14 @@ PxZero3Walk *px_zero3_walk_new(const PxModel *model, const PxPlan *plan, const P
   gboolean split = experts_own_group(model, plan);
   Walk k = {model, plan, part, prog, stage, dp_rank, split ? edp_rank_of(plan, stage, rank) : 0,
             px_plan_data_ranks(plan), FALSE, split, -1, g_new0(ChunkLayout, v), {-1, -1}, {-1, -1}, -1,
-            g_new0(PxZero3Walk, 1)};
+            g_new0(PxZero3Walk, 1), g_array_new(FALSE, FALSE, sizeof(PxZero3Use)),
+            g_array_new(FALSE, FALSE, sizeof(PxZero3Gather))};
   k.w->n = rp->n;
   k.w->gathers = g_new0(int, rp->n);
   k.w->on_demand = g_new0(int, rp->n);
   k.w->received = g_new0(gint64, rp->n);
+  k.w->use_at = g_new0(guint, rp->n + 1);
+  k.w->seq_at = g_new0(guint, rp->n + 1);
   for (int c = 0; c < v; c++)
     if (chunk_first(&k, c) == 0) {
       k.holds_emb = TRUE;
@@ -196,13 +199,14 @@ PxZero3Walk *px_zero3_walk_new(const PxModel *model, const PxPlan *plan, const P
   for (int c = 0; c < v; c++) {
     int first = chunk_first(&k, c), end = chunk_end(&k, c);
     ChunkLayout *cl = &k.cl[c];
+    cl->flat = px_flat_chunk_new(model, plan, first, end, k.holds_emb);
     cl->doff = g_new0(gint64, end - first);
     cl->eoff = g_new0(gint64, end - first);
     for (int li = first; li < end; li++) {
       gint64 e;
       cl->doff[li - first] = cl->nd;
       cl->eoff[li - first] = cl->ne;
-      cl->nd += layer_elems(&k, li, &e);
+      cl->nd += layer_elems(&k, c, li, &e);
       cl->ne += e;
     }
     cl->sd = px_zero_shard(cl->nd, k.data);
@@ -211,14 +215,21 @@ PxZero3Walk *px_zero3_walk_new(const PxModel *model, const PxPlan *plan, const P
   }
   for (guint i = 0; i < rp->n; i++) {
     const PxInstr *in = &rp->instrs[i];
+    k.w->use_at[i] = k.uses->len;
+    k.w->seq_at[i] = k.seq->len;
     if (in->kind == PX_OP_GATHER_PARAMS) {
       int first = chunk_first(&k, in->chunk);
-      if (slot_of(&k, in->chunk, first) < 0) gather(&k, i, in->chunk, first, k.zcur == 0 ? 1 : 0, TRUE);
+      if (slot_of(&k, in->chunk, first) < 0) gather(&k, i, -1, in->chunk, first, k.zcur == 0 ? 1 : 0, TRUE);
     } else if (reads_weights(in->kind)) {
       walk_pass(&k, i, in->chunk, in->kind != PX_OP_FORWARD);
     }
   }
+  k.w->use_at[rp->n] = k.w->n_uses = k.uses->len;
+  k.w->seq_at[rp->n] = k.w->n_seq = k.seq->len;
+  k.w->uses = (PxZero3Use *)g_array_free(k.uses, FALSE);
+  k.w->seq = (PxZero3Gather *)g_array_free(k.seq, FALSE);
   for (int c = 0; c < v; c++) {
+    px_flat_chunk_free(k.cl[c].flat);
     g_free(k.cl[c].doff);
     g_free(k.cl[c].eoff);
   }
@@ -231,5 +242,9 @@ void px_zero3_walk_free(PxZero3Walk *w) {
   g_free(w->gathers);
   g_free(w->on_demand);
   g_free(w->received);
+  g_free(w->uses);
+  g_free(w->use_at);
+  g_free(w->seq);
+  g_free(w->seq_at);
   g_free(w);
 }

@@ -23,7 +23,14 @@
  * or after the pass's last the first of the stage's next pass) is gathered
  * into the other slot unless a slot holds it (prefetched, behind the
  * current layer); GATHER_PARAMS gathers its chunk's first layer unless a
- * slot holds it. The weight pass of a split backward reads no weights. */
+ * slot holds it. The weight pass of a split backward reads no weights.
+ *
+ * The walk is the one description of the gathers: the simulator puts each
+ * instruction's bytes on its timeline event (sim/predict.c), and the
+ * executor issues exactly the walk's gathers, in its order, into its slots,
+ * and binds each use to its slot (exec/runtime.c, docs/executor.md). A
+ * layer's element counts come from the chunk's flat layout (common/flat.h,
+ * the executor's). */
 #pragma once
 #include <glib.h>
 #include "model.h"
@@ -36,7 +43,9 @@ G_BEGIN_DECLS
 /* Whether the plan's ZeRO-3 runs layer by layer: zero 3 with dp·cp > 1 (an
  * MoE model whose experts shard over a group of their own, EDP, included:
  * the split layout, a layer's dense range gathered over DP and its experts'
- * over EDP). */
+ * over EDP), or with dp·cp 1 and such experts over edp > 1 (only the
+ * experts' ranges to gather; the program has no GATHER_PARAMS, so the
+ * step's first layer is gathered on demand in its first forward). */
 gboolean px_zero3_by_layer(const PxModel *model, const PxPlan *plan);
 
 /* The layers a pass of part [first, end) uses, in order (a layer may repeat:
@@ -54,11 +63,37 @@ int px_zero3_pass_first(const PxModel *model, const PxPlan *plan, int first, int
 gboolean px_zero3_next_pass(const PxModel *model, const PxPlan *plan, const PxPartition *part, const PxProgram *prog,
                             int stage, guint i, int *chunk, int *layer);
 
+/* A layer a pass uses, in the order the gpt runs them: before the layer
+ * runs, its weights are bound to the slot that holds it. */
+typedef struct {
+  guint instr;       /* the instruction of the pass */
+  int chunk, layer;
+  int slot;          /* 0 or 1 */
+} PxZero3Use;
+
+/* A layer gather, in the order the rank issues them. */
+typedef struct {
+  guint instr;       /* the instruction during which it is queued */
+  int use;           /* the use (index in uses) it is queued at: an on-demand gather before the use
+                        binds its slot (the layer about to run), a prefetch after; -1: GATHER_PARAMS's */
+  int chunk, layer;  /* the layer gathered */
+  int slot;          /* into slot 0 or 1 */
+  gboolean on_demand;
+  gint64 received;   /* elements the rank receives in it */
+} PxZero3Gather;
+
 typedef struct {
   guint n;           /* the stage's program length */
   int *gathers;      /* (n) layer gathers queued while instruction i runs */
   int *on_demand;    /* (n) of them, for the layer about to run (not ahead of it) */
   gint64 *received;  /* (n) elements the rank receives in them */
+  /* the description the executor follows (exec/runtime.c): */
+  guint n_uses;
+  PxZero3Use *uses;  /* (n_uses) every pass's layers, in program order */
+  guint *use_at;     /* (n + 1) instruction i's uses: [use_at[i], use_at[i + 1]) */
+  guint n_seq;
+  PxZero3Gather *seq; /* (n_seq) every gather, in the order issued */
+  guint *seq_at;     /* (n + 1) instruction i's gathers: [seq_at[i], seq_at[i + 1]) */
 } PxZero3Walk;
 
 /* The walk of global rank `rank`'s program (its stage's; its DP coordinate

@@ -4,6 +4,7 @@
  * zero-bubble split of backward into input and weight halves. See gpt.h. */
 #include "gpt.h"
 #include "check.h"
+#include "flat.h"
 #include "activations.h"
 #include "moe.h"
 #include "moe_layer.h"
@@ -85,29 +86,6 @@ struct _PxGptActs {
 
 static gboolean is_qkv(const PxTensorSpec *s) { return s->role == PX_ROLE_QKV || s->role == PX_ROLE_QKV_BIAS; }
 
-static void add_param(GArray *arr, const PxTensorSpec *spec, int layer, gboolean tied_copy, int tp, int ep, int etp,
-                      gint64 *offset) {
-  PxGptParam p = {0};
-  p.spec = spec;
-  p.layer = layer;
-  p.tied_copy = tied_copy;
-  p.replicated = spec->split == PX_SPLIT_NONE;
-  p.ndim = spec->ndim;
-  /* rounded up like the core's counts: the vocabulary is padded to a multiple
-   * of tp (other split dims divide, the plan validator checks) */
-  p.shape[0] = spec->split == PX_SPLIT_ROWS ? (spec->shape[0] + tp - 1) / tp : spec->shape[0];
-  p.shape[1] = spec->ndim == 2 ? (spec->split == PX_SPLIT_COLS ? (spec->shape[1] + tp - 1) / tp : spec->shape[1]) : 1;
-  if (spec->experts > 0) { /* E/ep experts, each's f over etp (gate, up: rows; down: columns) */
-    p.expert = TRUE;
-    p.shape[0] = spec->shape[0] / ep / (spec->split == PX_SPLIT_ROWS ? etp : 1);
-    p.shape[1] = spec->shape[1] / (spec->split == PX_SPLIT_COLS ? etp : 1);
-  }
-  p.numel = p.shape[0] * p.shape[1];
-  p.offset = *offset;
-  *offset += p.numel;
-  g_array_append_val(arr, p);
-}
-
 static gboolean check_plan(const PxModel *model, const PxPlan *plan, const PxGptRank *rank, GError **error) {
   const PxModelDesc *d = &model->desc;
   int t = plan->tp;
@@ -182,19 +160,26 @@ PxGpt *px_gpt_new(const PxModel *model, const PxPlan *plan, const PxPartition *p
     ch->part = px_partition_part_of(part, rank->stage, c);
     ch->first = part->bounds[ch->part];
     ch->end = part->bounds[ch->part + 1];
-    ch->layer_param = g_new0(int, ch->end - ch->first + 1);
-    GArray *arr = g_array_new(FALSE, TRUE, sizeof(PxGptParam));
-    gint64 off = 0;
-    for (int li = ch->first; li < ch->end; li++) {
-      const PxLayer *L = &model->layers[li];
-      ch->layer_param[li - ch->first] = (int)arr->len;
-      for (guint k = 0; k < L->n_tensors; k++) add_param(arr, &L->tensors[k], li, FALSE, g->tp, MAX(plan->ep, 1), px_plan_etp(plan), &off);
-      if (L->tied_tensor && !g->holds_embedding) add_param(arr, L->tied_tensor, li, TRUE, g->tp, MAX(plan->ep, 1), px_plan_etp(plan), &off);
+    /* the core's flat layout (common/flat.h), the one the ZeRO-3 walk counts */
+    g_autoptr(PxFlatChunk) fl = px_flat_chunk_new(model, plan, ch->first, ch->end, g->holds_embedding);
+    ch->layer_param = g_memdup2(fl->layer_first, sizeof(int) * (gsize)(ch->end - ch->first + 1));
+    ch->n_params = fl->n;
+    ch->params = g_new0(PxGptParam, fl->n);
+    for (guint i = 0; i < fl->n; i++) {
+      const PxFlatTensor *t = &fl->t[i];
+      PxGptParam *p = &ch->params[i];
+      p->spec = t->spec;
+      p->layer = t->layer;
+      p->tied_copy = t->tied_copy;
+      p->replicated = t->spec->split == PX_SPLIT_NONE;
+      p->expert = t->expert;
+      p->ndim = t->ndim;
+      p->shape[0] = t->shape[0];
+      p->shape[1] = t->shape[1];
+      p->numel = t->numel;
+      p->offset = t->offset;
     }
-    ch->layer_param[ch->end - ch->first] = (int)arr->len;
-    ch->n_params = arr->len;
-    ch->params = (PxGptParam *)g_array_free(arr, FALSE);
-    ch->numel = off;
+    ch->numel = fl->numel;
     if (ch->first == 0) {
       g->emb_chunk = c;
       g->emb_param = 0; /* wte is the embedding's first tensor */
@@ -878,8 +863,8 @@ static gboolean head_fwd(PxGpt *g, int chunk, int li, PxGptActs *a, LayerActs *l
 static gboolean is_block(const PxGpt *g, int li) { return g->model->layers[li].kind == PX_LAYER_BLOCK; }
 
 /* Full checkpointing: blocks [s0, s1) form the segment of li (the core's). */
-static gboolean layer_before(PxGpt *g, int chunk, int li, int next, GError **error) {
-  return !g->layer_before || g->layer_before(chunk, li, next, g->layer_before_data, error);
+static gboolean layer_before(PxGpt *g, int chunk, int li, GError **error) {
+  return !g->layer_before || g->layer_before(chunk, li, g->layer_before_data, error);
 }
 
 static void segment_of(const PxGpt *g, const PxGptChunk *ch, int li, int *s0, int *s1) {
@@ -953,7 +938,7 @@ PxGptActs *px_gpt_forward_acc(PxGpt *g, int chunk, PxTensor *input, const gint32
   for (int li = ch->first; ok && li < ch->end; li++) {
     LayerActs *la = &a->layers[li - ch->first];
     const PxTensor *x = layer_input(a, li);
-    if (!(ok = layer_before(g, chunk, li, li + 1 < ch->end ? li + 1 : -1, error))) break;
+    if (!(ok = layer_before(g, chunk, li, error))) break;
     switch (g->model->layers[li].kind) {
     case PX_LAYER_EMBEDDING: ok = embedding_fwd(g, chunk, a, la, error); break;
     case PX_LAYER_BLOCK:
@@ -1163,7 +1148,7 @@ static gboolean recompute_segment(PxGpt *g, PxGptActs *a, int s0, int s1, GError
   for (int li = s0; li < s1; li++) {
     LayerActs *la = &a->layers[li - ch->first];
     if (la->s[A_LN1]) continue; /* already there */
-    TRY(layer_before(g, a->chunk, li, li + 1 < s1 ? li + 1 : s1 - 1, error));
+    TRY(layer_before(g, a->chunk, li, error));
     TRY(block_fwd(g, a->chunk, li, la, layer_input(a, li), error));
   }
   return TRUE;
@@ -1213,17 +1198,6 @@ static void free_unless_w(PxGpt *g, PxGptActs *a, int li) {
   }
 }
 
-/* The layer the backward uses after layer li's: li - 1, or under full
- * recompute the first block of li - 1's segment when that is a new one (its
- * recompute comes first). */
-static int backward_next(PxGpt *g, const PxGptChunk *ch, int li) {
-  if (li - 1 < ch->first) return -1;
-  if (g->model->layers[li - 1].kind != PX_LAYER_BLOCK || g->plan.ckpt != PX_CKPT_FULL) return li - 1;
-  int s0, s1;
-  segment_of(g, ch, li - 1, &s0, &s1);
-  return s1 > li ? li - 1 : MAX(s0, ch->first); /* li's segment was recomputed up to li already */
-}
-
 gboolean px_gpt_backward(PxGpt *g, PxGptActs *a, PxTensor *dout, double dloss, gboolean defer_weight,
                          PxTensor **dinput, GError **error) {
   PxGptChunk *ch = &g->chunks[a->chunk];
@@ -1236,7 +1210,7 @@ gboolean px_gpt_backward(PxGpt *g, PxGptActs *a, PxTensor *dout, double dloss, g
     const PxTensor *x = layer_input(a, li);
     PxLayerKind kind = g->model->layers[li].kind;
     gboolean full = kind == PX_LAYER_BLOCK && g->plan.ckpt == PX_CKPT_FULL;
-    if (!full) TRY(layer_before(g, a->chunk, li, backward_next(g, ch, li), error));
+    if (!full) TRY(layer_before(g, a->chunk, li, error));
     if (kind == PX_LAYER_EMBEDDING) {
       TRY(embedding_bwd(g, a->chunk, a, dcur, error));
       if (!defer_weight) TRY(layer_done(g, a->chunk, li, error));
@@ -1258,7 +1232,7 @@ gboolean px_gpt_backward(PxGpt *g, PxGptActs *a, PxTensor *dout, double dloss, g
         /* blocks after li in the segment are done (and freed): recompute up to li only */
         TRY(recompute_segment(g, a, s0, li + 1, error));
         x = layer_input(a, li); /* inside a segment the input was recomputed just now */
-        TRY(layer_before(g, a->chunk, li, backward_next(g, ch, li), error));
+        TRY(layer_before(g, a->chunk, li, error));
       }
       TRY(block_bwd(g, a->chunk, li, a, la, x, &dcur, dx, defer_weight, error));
       break;

@@ -180,13 +180,12 @@ void px_gpt_set_layer_hook(PxGpt *gpt, PxGptLayerDone fn, void *data);
 /* A per-layer hook called before a layer uses its weights: by the forward
  * before each layer, by a full recompute before each block it runs again,
  * and by px_gpt_backward before each layer's backward (after the layer's
- * recompute), on the calling thread, in the order of the compute stream.
- * next: the layer the gpt will use next in this pass (layer itself after a
- * recompute's last block: its backward follows; -1: the pass ends with this
- * layer); the runtime binds the layer's gathered ZeRO-3 weights there and
- * prefetches next's, or at a pass's last layer the next pass's first
- * (docs/executor.md). A FALSE return stops the pass. fn NULL: none. */
-typedef gboolean (*PxGptLayerBefore)(int chunk, int layer, int next, void *data, GError **error);
+ * recompute), on the calling thread, in the order of the compute stream:
+ * the order common/zero3.h's px_zero3_pass_layers describes. The runtime
+ * binds the layer's gathered ZeRO-3 weights there and queues the gathers
+ * the core's walk lists (docs/executor.md). A FALSE return stops the pass.
+ * fn NULL: none. */
+typedef gboolean (*PxGptLayerBefore)(int chunk, int layer, void *data, GError **error);
 void px_gpt_set_layer_before(PxGpt *gpt, PxGptLayerBefore fn, void *data);
 /* The parameter outside layer li of chunk that the layer reads (the LM head's
  * tied wte, held by the embedding's chunk when the rank holds both ends):

@@ -141,8 +141,9 @@ typedef struct {
    * the size of the rank's largest layer, shared by its chunks */
   PxTensor *zslot[2];
   PxDevEvent *zready[2]; /* the slot's last gather has arrived */
-  int zchunk[2], zlayer[2]; /* the layer each slot holds (zchunk -1: none) */
-  int zcur;              /* the slot bound last (-1: none) */
+  PxZero3Walk *zwalk;    /* the walk of this rank's program (common/zero3.h): the gathers it issues */
+  guint zuse;            /* the walk's use the gpt's hook comes to next */
+  GArray *zlog;          /* PxZero3Gather: this step's gathers as issued (received: what they brought) */
   PxZero3Gathers zstats; /* this step's layer gathers */
   gboolean sharded;     /* ZeRO >= 1 with dp > 1 */
   int zero;             /* effective: 0 when dp == 1 */
@@ -287,15 +288,16 @@ static gboolean chunk_bind(Rank *r, int c, PxTensor *w, PxTensor *g, GError **er
  * holds, wte's range: px_gpt_layer_borrows), gathered into one of the rank's
  * two slots as a broadcast from each rank of the range's group (DP; the
  * experts' region: EDP) whose shard meets the range (its piece copied into
- * the slot first), on the collective stream. The gpt's
- * before-layer hook binds the layer's weights to its slot (waiting for its
- * gather) and queues the gather of the layer it uses next into the other
- * slot, behind the compute queued so far (the previous layer, the slot's
- * last reader); at a pass's last layer the one used next is the first layer
- * of the rank's next forward or backward in the program (px_zero3_next_pass),
- * so a step gathers on demand only its first layer (at GATHER_PARAMS).
- * Every DP rank runs the same program, so the broadcasts come in the same
- * order on every rank. */
+ * the slot first), on the collective stream, behind the compute queued so
+ * far (the slot's last reader). Which layer is gathered into which slot,
+ * during which instruction, before or after which layer runs, is the core's
+ * walk of the rank's program (common/zero3.h, px_zero3_walk_new: the
+ * two-slot rule, decided there only): GATHER_PARAMS queues its
+ * instruction's gathers, and the gpt's before-layer hook checks that the
+ * layer about to run is the walk's next use, queues the use's on-demand
+ * gather, binds the layer's weights to the use's slot (waiting for its
+ * gather) and queues the use's prefetches. Every DP rank runs the same
+ * program, so the broadcasts come in the same order on every rank. */
 
 static gboolean after_compute(Rank *r, PxStream *s, GError **error);
 
@@ -358,26 +360,22 @@ static gint64 unit_numel(Rank *r, int c, int li) {
   return n;
 }
 
-/* Nothing gathered is current (the weights have changed). */
-static void zero3_forget(Rank *r) {
-  for (int k = 0; k < 2; k++) r->zchunk[k] = r->zlayer[k] = -1;
-  r->zcur = -1;
+/* A new step: the walk from its start (what the slots held is stale: the
+ * weights changed in the update). */
+static void zero3_begin(Rank *r) {
+  memset(&r->zstats, 0, sizeof r->zstats);
+  r->zuse = 0;
+  if (r->zlog) g_array_set_size(r->zlog, 0);
 }
 
-static int zero3_slot_of(Rank *r, int c, int li) {
-  for (int k = 0; k < 2; k++)
-    if (r->zchunk[k] == c && r->zlayer[k] == li) return k;
-  return -1;
-}
-
-/* Queue the gather of layer li of chunk c into slot k; its bytes received
- * added to *bytes. */
-static gboolean zero3_gather(Rank *r, int c, int li, int k, double *bytes, GError **error) {
+/* Queue the gather of layer li of chunk c into slot k at the walk's use
+ * `use` (-1: GATHER_PARAMS's); its bytes received added to *bytes. */
+static gboolean zero3_gather(Rank *r, int c, int li, int k, int use, gboolean on_demand, double *bytes, GError **error) {
   UnitPiece u[MAX_PIECES];
   PxDType dt = r->rt->pdt;
   gsize es = px_dtype_size(dt);
   TRY(after_compute(r, r->coll_s, error)); /* the slot's last reader is queued before */
-  gint64 dst = 0, lo, hi;
+  gint64 dst = 0, lo, hi, received = 0;
   for (int q = 0, np = layer_unit(r, c, li, u); q < np; q++) {
     ChunkState *cs = &r->chunks[u[q].c];
     const ShardPart *parts; /* one, or split two: the dense over DP, the experts over EDP */
@@ -398,14 +396,28 @@ static gboolean zero3_gather(Rank *r, int c, int li, int k, double *bytes, GErro
       }
       TRY(px_comm_broadcast(g->comm, (char *)r->zslot[k]->data + (dst + a - lo) * es, (gsize)len, dt, j, r->coll_s,
                             error));
-      if (j != me) *bytes += (double)len * es;
+      if (j != me) received += len;
     }
     dst += hi - lo;
   }
   TRY(px_event_record(r->zready[k], r->coll_s, error));
-  r->zchunk[k] = c;
-  r->zlayer[k] = li;
+  *bytes += (double)received * es;
+  PxZero3Gather logged = {r->at, use, c, li, k, on_demand, received};
+  g_array_append_val(r->zlog, logged);
   r->zstats.gathers++;
+  r->zstats.on_demand += on_demand;
+  return TRUE;
+}
+
+/* Queue the walk's gathers of the instruction running at its use u (-1:
+ * GATHER_PARAMS's), the on-demand ones or the prefetches. */
+static gboolean zero3_issue(Rank *r, int u, gboolean on_demand, GError **error) {
+  const PxZero3Walk *w = r->zwalk;
+  for (guint q = w->seq_at[r->at]; q < w->seq_at[r->at + 1]; q++) {
+    const PxZero3Gather *g = &w->seq[q];
+    if (g->use == u && g->on_demand == on_demand)
+      TRY(zero3_gather(r, g->chunk, g->layer, g->slot, u, on_demand, &r->bytes[r->at], error));
+  }
   return TRUE;
 }
 
@@ -423,25 +435,38 @@ static gboolean zero3_bind(Rank *r, int c, int li, int k, GError **error) {
   return TRUE;
 }
 
-/* The gpt's hook before layer li runs: its weights bound to its slot (gathered
- * now if not prefetched), then the gather of the layer used next (next, or
- * after the pass's last layer the next pass's first) queued into the other. */
-static gboolean zero3_before(int c, int li, int next, void *data, GError **error) {
+/* The gpt's hook before layer li of chunk c runs: the walk's next use (else
+ * an error: the model and the walk disagree), its on-demand gather, its
+ * weights bound to its slot, its prefetches. */
+static gboolean zero3_before(int c, int li, void *data, GError **error) {
   Rank *r = data;
-  if (r->zero < 3) return TRUE;
-  double *bytes = &r->bytes[r->at]; /* the instruction's: the bytes its gathers receive (common/zero3.h) */
-  int k = zero3_slot_of(r, c, li), nc = c;
-  if (k < 0) {
-    TRY(zero3_gather(r, c, li, k = r->zcur == 0 ? 1 : 0, bytes, error));
-    r->zstats.on_demand++;
-  }
+  const PxZero3Walk *w = r->zwalk;
+  guint u = MAX(r->zuse, w->use_at[r->at]);
+  if (u >= w->use_at[r->at + 1])
+    return rfail(error, PX_RUNTIME_ERROR_FAILED,
+                 "ZeRO-3: the model runs layer %d of chunk %d where the walk of the program (common/zero3.h) lists no "
+                 "more layers", li, c);
+  if (w->uses[u].chunk != c || w->uses[u].layer != li)
+    return rfail(error, PX_RUNTIME_ERROR_FAILED,
+                 "ZeRO-3: the model runs layer %d of chunk %d where the walk of the program (common/zero3.h) lists "
+                 "layer %d of chunk %d", li, c, w->uses[u].layer, w->uses[u].chunk);
+  int k = w->uses[u].slot;
+  TRY(zero3_issue(r, (int)u, TRUE, error));
   TRY(px_stream_wait_event(r->compute, r->zready[k], error));
   TRY(zero3_bind(r, c, li, k, error));
-  r->zcur = k;
-  /* the pass ends here: the next pass's first layer (common/zero3.h) */
-  if (next < 0 && !px_zero3_next_pass(r->rt->model, &r->rt->plan, r->rt->part, r->rt->prog, r->stage, r->at, &nc, &next))
-    return TRUE;
-  return zero3_slot_of(r, nc, next) >= 0 || zero3_gather(r, nc, next, 1 - k, bytes, error);
+  r->zuse = u + 1;
+  return zero3_issue(r, (int)u, FALSE, error);
+}
+
+/* After a forward or backward: the pass ran every layer the walk lists for it. */
+static gboolean zero3_pass_done(Rank *r, GError **error) {
+  const PxZero3Walk *w = r->zwalk;
+  if (!w) return TRUE;
+  guint ran = r->zuse > w->use_at[r->at] ? r->zuse - w->use_at[r->at] : 0, want = w->use_at[r->at + 1] - w->use_at[r->at];
+  if (ran == want) return TRUE;
+  return rfail(error, PX_RUNTIME_ERROR_FAILED,
+               "ZeRO-3: the pass ran %u of the %u layers the walk of the program (common/zero3.h) lists for it", ran,
+               want);
 }
 
 /* The two slots (BUFFERS, each the largest layer of the rank's chunks), and
@@ -458,6 +483,8 @@ static gboolean zero3_slots(Rank *r, GError **error) {
     TRY(r->zslot[k] = tensor1(r->be, name, r->rt->pdt, PX_MEM_BUFFERS, most, error));
     TRY(r->zready[k] = px_event_new(r->be, error));
   }
+  r->zwalk = px_zero3_walk_new(r->rt->model, &r->rt->plan, r->rt->part, r->rt->prog, r->rank);
+  r->zlog = g_array_new(FALSE, FALSE, sizeof(PxZero3Gather));
   px_gpt_set_layer_before(r->gpt, zero3_before, r);
   return TRUE;
 }
@@ -688,7 +715,6 @@ static void rank_clear_step(Rank *r) {
   if (r->p2p_pending) g_array_set_size(r->p2p_pending, 0);
   if (r->coll_s) px_stream_synchronize(r->coll_s, NULL);
   reap_sends(r, TRUE, NULL);
-  zero3_forget(r); /* the weights change in the step's update */
   for (int i = 0; i < n; i++) {
     g_clear_pointer(&r->acts[i], px_gpt_acts_free);
     g_clear_pointer(&r->recv[i], px_tensor_free);
@@ -721,6 +747,8 @@ static void rank_free(Rank *r) {
     g_clear_pointer(&r->zslot[k], px_tensor_free);
     g_clear_pointer(&r->zready[k], px_event_free);
   }
+  g_clear_pointer(&r->zwalk, px_zero3_walk_free);
+  if (r->zlog) g_clear_pointer(&r->zlog, g_array_unref);
   for (int i = 0; r->recv_ev && i < n; i++) px_event_free(r->recv_ev[i]);
   guint len = rt->prog->ranks[r->stage].n;
   for (guint i = 0; r->ev_start && i < len; i++) {
@@ -814,7 +842,6 @@ static gboolean rank_init(PxRuntime *rt, Rank *r, int rank, PxComm *world, GErro
   PxGptRank gr = {r->be, r->tp, r->stage, r->tp_rank, rt->cdt, r->cp, r->cp_rank, r->ep, r->ep_rank, r->etp, r->etp_rank};
   r->scale = rt->fp16 ? rt->opt.loss_scale : 1.0;
   TRY(r->gpt = px_gpt_new(rt->model, &rt->plan, rt->part, &gr, error));
-  zero3_forget(r);
   int v = rt->prog->vpp, m = rt->plan.m;
   r->chunks = g_new0(ChunkState, v);
   r->acts = g_new0(PxGptActs *, v * m);
@@ -977,13 +1004,6 @@ static PxRuntime *runtime_setup(const PxModel *model, const PxPlan *plan, const 
     rfail(error, PX_RUNTIME_ERROR_INVALID,
           "context parallelism (cp=%d) with a mixture-of-experts model is not run by the executor (the planner "
           "and simulator take it)", rt->plan.cp);
-    return NULL;
-  }
-  if (model->desc.experts > 0 && rt->plan.zero >= 3 && px_plan_data_ranks(&rt->plan) == 1 &&
-      !experts_follow_dp(&rt->plan) && px_plan_edp(&rt->plan) > 1) {
-    rfail(error, PX_RUNTIME_ERROR_INVALID,
-          "ZeRO-3 with dp=1 and the experts over edp=%d is not run by the executor: its program gathers no "
-          "parameters over one DP rank (give --zero 2, or dp > 1)", px_plan_edp(&rt->plan));
     return NULL;
   }
   if (rt->plan.offload == PX_OFFLOAD_OPTIMIZER_PARAMS) {
@@ -1207,7 +1227,7 @@ static gboolean op_forward(Rank *r, int mb, int c, GError **error) {
                                     last ? r->targets[mb] : NULL, r->loss_acc, error);
   TRY(a);
   r->acts[s] = a;
-  return TRUE;
+  return zero3_pass_done(r, error);
 }
 
 static gboolean with_hook(Rank *r, const PxInstr *ins, gboolean weights_final);
@@ -1227,7 +1247,7 @@ static gboolean op_backward(Rank *r, const PxInstr *ins, GError **error) {
   if (armed) px_gpt_set_layer_hook(r->gpt, NULL, NULL);
   TRY(ok);
   if (!defer) g_clear_pointer(&r->acts[s], px_gpt_acts_free);
-  return TRUE;
+  return zero3_pass_done(r, error);
 }
 
 static gboolean op_backward_weight(Rank *r, const PxInstr *ins, GError **error) {
@@ -1624,14 +1644,11 @@ static gboolean op_reduce_grads(Rank *r, const PxInstr *ins, double *bytes, GErr
   return dp_reduce(r, c, bytes, error);
 }
 
-/* The chunk's first layer, unless the pass before prefetched it; the
- * forward's hook binds it and gathers on (ZeRO-3 layer by layer). */
-static gboolean op_gather(Rank *r, int c, double *bytes, GError **error) {
-  int first = px_gpt_chunk(r->gpt, c)->first;
+/* The gathers the walk lists for GATHER_PARAMS (the step's first layer; none
+ * when the pass before prefetched it). */
+static gboolean op_gather(Rank *r, double *bytes, GError **error) {
   *bytes = 0;
-  if (zero3_slot_of(r, c, first) >= 0) return TRUE;
-  r->zstats.on_demand++;
-  return zero3_gather(r, c, first, r->zcur == 0 ? 1 : 0, bytes, error);
+  return !r->zwalk || zero3_issue(r, -1, TRUE, error);
 }
 
 static gboolean op_reduce_tied(Rank *r, double *bytes, GError **error) {
@@ -1954,7 +1971,7 @@ static gboolean run_instr(Rank *r, const PxInstr *ins, double *bytes, GError **e
   case PX_OP_RECV_GRAD: return op_recv(r, ins, bytes, error);
   case PX_OP_REDUCE_TIED: return op_reduce_tied(r, bytes, error);
   case PX_OP_REDUCE_GRADS: return op_reduce_grads(r, ins, bytes, error);
-  case PX_OP_GATHER_PARAMS: return op_gather(r, ins->chunk, bytes, error);
+  case PX_OP_GATHER_PARAMS: return op_gather(r, bytes, error);
   case PX_OP_OPTIMIZER_STEP: return op_optimizer(r, bytes, error);
   case PX_OP_OVERLAP: return TRUE; /* the F&B pair that follows runs one after the other here */
   default: return rfail(error, PX_RUNTIME_ERROR_FAILED, "unknown instruction %d", ins->kind);
@@ -1981,7 +1998,7 @@ static gboolean step_job(Rank *r, gpointer data, GError **error) {
   r->step_scale = r->scale;
   r->bytes = bytes;
   memset(r->pre, 0, sizeof(gboolean) * rp->n);
-  memset(&r->zstats, 0, sizeof r->zstats);
+  zero3_begin(r);
   for (int c = 0; c < rt->prog->vpp; c++) { /* the buckets of a new step */
     ChunkState *cs = &r->chunks[c];
     cs->n_done = 0;
@@ -2125,6 +2142,12 @@ gboolean px_runtime_zero3_gathers(PxRuntime *rt, int rank, PxZero3Gathers *out) 
   if (!r) return FALSE;
   *out = r->zstats;
   return TRUE;
+}
+
+const PxZero3Gather *px_runtime_zero3_log(PxRuntime *rt, int rank, guint *n) {
+  Rank *r = local_rank(rt, rank);
+  *n = r && r->zlog ? r->zlog->len : 0;
+  return r && r->zlog ? (const PxZero3Gather *)(void *)r->zlog->data : NULL;
 }
 
 gboolean px_runtime_memory(PxRuntime *rt, int rank, PxRankMemory *out) {

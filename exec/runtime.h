@@ -47,6 +47,7 @@
 #include "model.h"
 #include "plan.h"
 #include "timeline.h"
+#include "zero3.h"
 
 G_BEGIN_DECLS
 
@@ -140,6 +141,13 @@ typedef struct {
                             whole gather), not ahead of it; the rest were prefetched */
 } PxZero3Gathers;
 gboolean px_runtime_zero3_gathers(PxRuntime *rt, int rank, PxZero3Gathers *out);
+/* The last step's layer gathers of a rank of this process, in the order it
+ * queued them (*n of them): its instruction, the walk's use it was queued at,
+ * the layer, the slot, on demand or not (common/zero3.h's PxZero3Gather,
+ * the walk's description) and in received the elements its broadcasts
+ * brought the rank; NULL (*n 0) if the rank lives in another process or
+ * gathers by layer nothing. */
+const PxZero3Gather *px_runtime_zero3_log(PxRuntime *rt, int rank, guint *n);
 /* The collectives a rank of this process has called on its DP (dp·cp)
  * communicator since the runtime was made (comm.h px_comm_traffic); FALSE if
  * the rank lives in another process. */

@@ -19,8 +19,8 @@
  *    planner's, and the peak activations equal the executor-stack prediction
  *    byte for byte (the MoE layer's saved tensor is px_moe_exec_layout's),
  *    with ZeRO over expert groups of their own too (common/memory.c's split:
- *    dense shards of dp·cp, expert shards of edp);
- *  - refused with a sentence: ZeRO-3 with dp 1 and the experts over edp 2. */
+ *    dense shards of dp·cp, expert shards of edp). ZeRO-3 with dp 1 and the
+ *    experts over edp 2 (once refused) runs in test_runtime_zero3. */
 #include <glib.h>
 #include <math.h>
 #include <string.h>
@@ -216,25 +216,11 @@ static void test_checkpoint(void) {
   remove_tree(dir);
 }
 
-/* ZeRO-3 with dp 1 and the experts over edp 2: the program has no gathers
- * over one DP rank; refused with a sentence. */
-static void test_refused(void) {
-  g_autoptr(PxModel) model = load_model("tiny-moe");
-  g_autoptr(GError) error = NULL;
-  MoeLayout m = {1, 2, 1, 1, 1, 1, "1f1b", 3, PX_CKPT_NONE, TRUE};
-  PxRuntime *rt = moe_runtime(model, &m, PX_DTYPE_F32, &error);
-  g_assert_null(rt);
-  g_assert_nonnull(error);
-  if (!strstr(error->message, "ZeRO-3 with dp=1 and the experts over edp=2"))
-    g_error("refusal '%s' does not name ZeRO-3 with dp 1 and edp 2", error->message);
-}
-
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/runtime-moe/parity/f32", test_parity);
   g_test_add_func("/runtime-moe/weights/agree", test_weights);
   g_test_add_func("/runtime-moe/memory/prediction", test_memory);
   g_test_add_func("/runtime-moe/checkpoint/cross-layout", test_checkpoint);
-  g_test_add_func("/runtime-moe/refused", test_refused);
   return g_test_run();
 }

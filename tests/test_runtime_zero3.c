@@ -30,12 +30,16 @@
 #include "schedule.h"
 #include "parity.h"
 #include "predict.h"
+#include "partition.h"
+#include "moe.h"
+#include "zero3.h"
 
 typedef struct {
   Layout l;
   PxDType dt;
   gint64 max_layer; /* by hand, elements (0: not computed by hand) */
   int ep;           /* MoE: expert parallelism (0: 1) */
+  int etp;          /* MoE: expert tensor parallelism (0: tp) */
 } Case;
 
 static PxRuntime *case_runtime(const PxModel *model, const Case *c, int zero, gboolean rendezvous) {
@@ -44,6 +48,7 @@ static PxRuntime *case_runtime(const PxModel *model, const Case *c, int zero, gb
   l.zero = zero;
   layout_plan(&l, &plan);
   plan.ep = MAX(c->ep, 1);
+  plan.etp = c->etp;
   g_autoptr(GError) error = NULL;
   PxRuntime *rt = plan_runtime(model, &plan, c->dt, rendezvous, &error);
   g_assert_no_error(error);
@@ -96,21 +101,29 @@ static void check_case(const Case *c, gboolean rendezvous) {
  * larger than a dense block (2,048 + 1,024 + 64 + 3·32·64 = 9,280) and the
  * embedding or head (128·32) */
 #define MOE_BLOCK 9408
+/* the same block under tp 2 with etp 1, ep 1 (each TP rank holds all 4
+ * experts whole): qkv 1,024 + out 512 (halves) + norms 64 + router 128
+ * (replicated) + 4 × 3,072 */
+#define MOE_BLOCK_TP2 14016
 static const Case cases[] = {
-  {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 3, PX_CKPT_NONE, 2, 8, FALSE, 1}, PX_DTYPE_F64, BLOCK, 1},
-  {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 3, PX_CKPT_NONE, 2, 8, FALSE, 1}, PX_DTYPE_F32, BLOCK, 1},
-  {{"tiny-gpt", 2, 2, 1, 1, "1f1b", 3, PX_CKPT_NONE, 2, 8, FALSE, 1}, PX_DTYPE_F32, 0, 1},
-  {{"tiny-gpt", 2, 1, 2, 1, "1f1b", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, PX_DTYPE_F32, BLOCK, 1},
-  {{"tiny-gpt", 2, 1, 2, 1, "zb-h1", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, PX_DTYPE_F64, BLOCK, 1},
-  {{"tiny-gpt", 2, 1, 2, 2, "interleaved", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, PX_DTYPE_F64, BLOCK, 1},
-  {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 3, PX_CKPT_FULL, 2, 8, FALSE, 1}, PX_DTYPE_F64, BLOCK, 1},
-  {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 3, PX_CKPT_FULL, 2, 8, FALSE, 2}, PX_DTYPE_F64, BLOCK, 1},
-  {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 3, PX_CKPT_NONE, 2, 8, FALSE, 1}, PX_DTYPE_BF16, BLOCK, 1},
+  {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 3, PX_CKPT_NONE, 2, 8, FALSE, 1}, PX_DTYPE_F64, BLOCK, 1, 0},
+  {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 3, PX_CKPT_NONE, 2, 8, FALSE, 1}, PX_DTYPE_F32, BLOCK, 1, 0},
+  {{"tiny-gpt", 2, 2, 1, 1, "1f1b", 3, PX_CKPT_NONE, 2, 8, FALSE, 1}, PX_DTYPE_F32, 0, 1, 0},
+  {{"tiny-gpt", 2, 1, 2, 1, "1f1b", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, PX_DTYPE_F32, BLOCK, 1, 0},
+  {{"tiny-gpt", 2, 1, 2, 1, "zb-h1", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, PX_DTYPE_F64, BLOCK, 1, 0},
+  {{"tiny-gpt", 2, 1, 2, 2, "interleaved", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, PX_DTYPE_F64, BLOCK, 1, 0},
+  {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 3, PX_CKPT_FULL, 2, 8, FALSE, 1}, PX_DTYPE_F64, BLOCK, 1, 0},
+  {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 3, PX_CKPT_FULL, 2, 8, FALSE, 2}, PX_DTYPE_F64, BLOCK, 1, 0},
+  {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 3, PX_CKPT_NONE, 2, 8, FALSE, 1}, PX_DTYPE_BF16, BLOCK, 1, 0},
   /* MoE, ep 2 · dp 4: the experts shard over edp 2, the dense tensors over
    * dp 4 (the split layout): a layer's slot holds its dense range and its
    * experts' range, each broadcast over its own group */
-  {{"tiny-moe", 4, 1, 1, 1, "1f1b", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, PX_DTYPE_F64, MOE_BLOCK, 2},
-  {{"tiny-moe", 4, 1, 1, 1, "1f1b", 3, PX_CKPT_FULL, 1, 8, FALSE, 1}, PX_DTYPE_F32, MOE_BLOCK, 2},
+  {{"tiny-moe", 4, 1, 1, 1, "1f1b", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, PX_DTYPE_F64, MOE_BLOCK, 2, 0},
+  {{"tiny-moe", 4, 1, 1, 1, "1f1b", 3, PX_CKPT_FULL, 1, 8, FALSE, 1}, PX_DTYPE_F32, MOE_BLOCK, 2, 0},
+  /* MoE, dp 1 · tp 2 (sequence parallel) with etp 1: only the experts
+   * shard, over edp 2; a layer's dense range is the rank's own */
+  {{"tiny-moe", 1, 2, 1, 1, "1f1b", 3, PX_CKPT_NONE, 1, 8, TRUE, 1}, PX_DTYPE_F64, MOE_BLOCK_TP2, 1, 1},
+  {{"tiny-moe", 1, 2, 1, 1, "1f1b", 3, PX_CKPT_FULL, 1, 8, TRUE, 1}, PX_DTYPE_F32, MOE_BLOCK_TP2, 1, 1},
 };
 
 /* Layer gathers per step (px_runtime_zero3_gathers), by hand. tiny-gpt has
@@ -189,18 +202,21 @@ typedef struct {
   Layout l;
   double f0[2], gather[2]; /* by hand: the first forward's and GATHER_PARAMS's bytes on DP ranks 0, 1 (-1: not) */
   int ep;                  /* MoE: expert parallelism (0: 1) */
+  int etp;                 /* MoE: expert tensor parallelism (0: tp) */
 } BytesCase;
 
 static const BytesCase bytes_cases[] = {
-  {{"tiny-gpt", 2, 1, 1, 1, "gpipe", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, {441088, 506624}, {0, 81920}, 1},
-  {{"tiny-gpt", 2, 1, 2, 1, "1f1b", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, {-1, -1}, {-1, -1}, 1},
-  {{"tiny-gpt", 2, 2, 2, 1, "1f1b", 3, PX_CKPT_FULL, 1, 8, FALSE, 2}, {-1, -1}, {-1, -1}, 1},
-  {{"tiny-gpt", 2, 1, 2, 2, "interleaved", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, {-1, -1}, {-1, -1}, 1},
-  {{"tiny-gpt", 2, 1, 2, 1, "zb-h1", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, {-1, -1}, {-1, -1}, 1},
+  {{"tiny-gpt", 2, 1, 1, 1, "gpipe", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, {441088, 506624}, {0, 81920}, 1, 0},
+  {{"tiny-gpt", 2, 1, 2, 1, "1f1b", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, {-1, -1}, {-1, -1}, 1, 0},
+  {{"tiny-gpt", 2, 2, 2, 1, "1f1b", 3, PX_CKPT_FULL, 1, 8, FALSE, 2}, {-1, -1}, {-1, -1}, 1, 0},
+  {{"tiny-gpt", 2, 1, 2, 2, "interleaved", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, {-1, -1}, {-1, -1}, 1, 0},
+  {{"tiny-gpt", 2, 1, 2, 1, "zb-h1", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, {-1, -1}, {-1, -1}, 1, 0},
   /* MoE: the experts inline (ep 1), and split over edp 2 (ep 2 · dp 4) */
-  {{"tiny-moe", 2, 1, 1, 1, "1f1b", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, {-1, -1}, {-1, -1}, 1},
-  {{"tiny-moe", 4, 1, 1, 1, "1f1b", 3, PX_CKPT_FULL, 1, 8, FALSE, 1}, {-1, -1}, {-1, -1}, 2},
-  {{"tiny-moe", 4, 1, 2, 1, "1f1b", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, {-1, -1}, {-1, -1}, 2},
+  {{"tiny-moe", 2, 1, 1, 1, "1f1b", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, {-1, -1}, {-1, -1}, 1, 0},
+  {{"tiny-moe", 4, 1, 1, 1, "1f1b", 3, PX_CKPT_FULL, 1, 8, FALSE, 1}, {-1, -1}, {-1, -1}, 2, 0},
+  {{"tiny-moe", 4, 1, 2, 1, "1f1b", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, {-1, -1}, {-1, -1}, 2, 0},
+  /* dp 1 · tp 2 with etp 1: only the experts, over edp 2 (no GATHER_PARAMS) */
+  {{"tiny-moe", 1, 2, 1, 1, "1f1b", 3, PX_CKPT_NONE, 1, 8, TRUE, 1}, {-1, -1}, {-1, -1}, 1, 1},
 };
 
 static gboolean gather_kind(PxOpKind k) {
@@ -226,6 +242,7 @@ static void test_bytes(gconstpointer p) {
   PxPlan plan;
   layout_plan(&c->l, &plan);
   plan.ep = MAX(c->ep, 1);
+  plan.etp = c->etp;
   PxPrediction pr = {0};
   g_assert_true(px_plan_validate(&plan, model, NULL, &error));
   gboolean predicted = px_predict(&pr, model, cluster, &plan, FALSE, TRUE, TRUE, &error);
@@ -258,8 +275,103 @@ static void test_bytes(gconstpointer p) {
   px_prediction_clear(&pr);
 }
 
+/* The runtime issues the walk's gathers and no other: each rank's gathers
+ * of a step, as it queued them (px_runtime_zero3_log), equal the walk of
+ * its program (common/zero3.h, px_zero3_walk_new, made here from the
+ * runtime's plan) one for one: the instruction, the use it was queued at,
+ * the layer, the slot, on demand or not, and the elements its broadcasts
+ * brought (the runtime's count of its pieces against the walk's
+ * (hi − lo) − |[lo, hi) ∩ own shard|). And nothing else is broadcast over
+ * DP: a layer's range is held once over the DP group, so the group's
+ * received elements are (dp·cp − 1) × the range and each rank's broadcast
+ * bytes (every member counts a broadcast's buffer: px_comm_traffic) the
+ * range; over a step, the DP broadcast bytes of all ranks × (dp − 1) equal
+ * the walk's received bytes of all ranks × dp (layouts whose experts
+ * shard over EDP broadcast those over EDP: not counted there). Layouts:
+ * gpipe pp 1, 1f1b pp 2 with full recompute in 2-block segments,
+ * interleaved (the slots shared by two chunks), zb-h1 with tp 2, and
+ * tiny-moe ep 2 · dp 4 (experts over edp 2), pp 1 with full recompute and
+ * pp 2. */
+typedef struct {
+  Layout l;
+  int ep, etp; /* MoE: expert parallelism (0: 1), expert tensor parallelism (0: tp) */
+} WalkCase;
+
+static const WalkCase walk_cases[] = {
+  {{"tiny-gpt", 2, 1, 1, 1, "gpipe", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, 1, 0},
+  {{"tiny-gpt", 2, 1, 2, 1, "1f1b", 3, PX_CKPT_FULL, 1, 8, FALSE, 2}, 1, 0},
+  {{"tiny-gpt", 2, 1, 2, 2, "interleaved", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, 1, 0},
+  {{"tiny-gpt", 2, 2, 2, 1, "zb-h1", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, 1, 0},
+  {{"tiny-moe", 4, 1, 1, 1, "1f1b", 3, PX_CKPT_FULL, 1, 8, FALSE, 1}, 2, 0},
+  {{"tiny-moe", 4, 1, 2, 1, "1f1b", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, 2, 0},
+  {{"tiny-moe", 1, 2, 2, 1, "1f1b", 3, PX_CKPT_FULL, 1, 8, TRUE, 1}, 1, 1},
+};
+
+static void test_walk(gconstpointer p) {
+  const WalkCase *c = p;
+  g_autoptr(PxModel) model = load_model(c->l.model);
+  g_autoptr(GError) error = NULL;
+  PxPlan plan;
+  layout_plan(&c->l, &plan);
+  plan.ep = MAX(c->ep, 1);
+  plan.etp = c->etp;
+  PxRuntime *rt = plan_runtime(model, &plan, PX_DTYPE_F32, FALSE, &error);
+  g_assert_no_error(error);
+  const PxPlan *rp = px_runtime_plan(rt);
+  g_autoptr(PxPartition) part = px_partition_new(model, rp, NULL, &error);
+  g_assert_no_error(error);
+  g_autoptr(PxProgram) prog = px_program_new(rp, part, &error);
+  g_assert_no_error(error);
+  int world = px_runtime_world(rt), dp = px_plan_data_ranks(rp);
+  /* the experts broadcast over EDP: not counted by the DP traffic */
+  gboolean split = model->desc.experts > 0 && (MAX(rp->ep, 1) > 1 || px_plan_etp(rp) != rp->tp);
+  g_autofree double *before = g_new0(double, world);
+  run_steps(rt, 1, NULL, NULL);
+  for (int r = 0; r < world && !split; r++) {
+    PxCommTraffic t;
+    g_assert_true(px_runtime_dp_traffic(rt, r, &t));
+    before[r] = t.broadcast;
+  }
+  run_steps(rt, 1, NULL, NULL); /* a step after an update: the walk from its start again */
+  double broadcast = 0, received = 0;
+  guint total = 0;
+  for (int r = 0; r < world; r++) {
+    g_autoptr(PxZero3Walk) w = px_zero3_walk_new(model, rp, part, prog, r);
+    guint n;
+    const PxZero3Gather *got = px_runtime_zero3_log(rt, r, &n);
+    if (n != w->n_seq) g_error("rank %d: the runtime gathered %u layers, the walk lists %u", r, n, w->n_seq);
+    for (guint q = 0; q < n; q++) {
+      const PxZero3Gather *a = &got[q], *b = &w->seq[q];
+      if (a->instr != b->instr || a->use != b->use || a->chunk != b->chunk || a->layer != b->layer ||
+          a->slot != b->slot || a->on_demand != b->on_demand || a->received != b->received)
+        g_error("rank %d gather %u: the runtime's instr %u use %d chunk %d layer %d slot %d%s %" G_GINT64_FORMAT
+                " elements, the walk's instr %u use %d chunk %d layer %d slot %d%s %" G_GINT64_FORMAT,
+                r, q, a->instr, a->use, a->chunk, a->layer, a->slot, a->on_demand ? " on demand" : "", a->received,
+                b->instr, b->use, b->chunk, b->layer, b->slot, b->on_demand ? " on demand" : "", b->received);
+      received += (double)b->received * sizeof(float);
+    }
+    PxCommTraffic t;
+    if (!split && px_runtime_dp_traffic(rt, r, &t)) broadcast += t.broadcast - before[r];
+    total += n;
+  }
+  g_test_message("%s %s pp%d vpp%d tp%d ep%d: %u gathers as the walk lists them; DP broadcasts %.0f B, received %.0f B",
+                 c->l.model, c->l.schedule, c->l.pp, MAX(c->l.vpp, 1), c->l.tp, MAX(c->ep, 1), total, broadcast,
+                 received);
+  g_assert_cmpuint(total, >, 0);
+  if (!split) g_assert_cmpfloat(broadcast * (dp - 1), ==, received * dp);
+  px_runtime_free(rt);
+}
+
 static void test_case(gconstpointer p) { check_case(p, FALSE); }
 static void test_case_rendezvous(gconstpointer p) { check_case(p, TRUE); }
+
+/* Registers fn at /runtime/zero3/KIND/ and the layout's name. */
+static void add_layout(const char *kind, const Layout *l, int ep, gconstpointer data, GTestDataFunc fn) {
+  g_autofree char *path = g_strdup_printf("/runtime/zero3/%s/%s/dp%d-tp%d-pp%d-vpp%d-ep%d-%s-%s-i%d", kind, l->model,
+                                          l->dp, l->tp, l->pp, MAX(l->vpp, 1), MAX(ep, 1), l->schedule,
+                                          px_ckpt_name(l->ckpt), MAX(l->interval, 1));
+  g_test_add_data_func(path, data, fn);
+}
 
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
@@ -276,12 +388,9 @@ int main(int argc, char **argv) {
                                             px_ckpt_name(l->ckpt), MAX(l->interval, 1));
     g_test_add_data_func(path, &gather_cases[i], test_gathers);
   }
-  for (gsize i = 0; i < G_N_ELEMENTS(bytes_cases); i++) {
-    const Layout *l = &bytes_cases[i].l;
-    g_autofree char *path = g_strdup_printf("/runtime/zero3/bytes/%s/dp%d-tp%d-pp%d-vpp%d-ep%d-%s-%s-i%d", l->model,
-                                            l->dp, l->tp, l->pp, MAX(l->vpp, 1), MAX(bytes_cases[i].ep, 1),
-                                            l->schedule, px_ckpt_name(l->ckpt), MAX(l->interval, 1));
-    g_test_add_data_func(path, &bytes_cases[i], test_bytes);
-  }
+  for (gsize i = 0; i < G_N_ELEMENTS(bytes_cases); i++)
+    add_layout("bytes", &bytes_cases[i].l, bytes_cases[i].ep, &bytes_cases[i], test_bytes);
+  for (gsize i = 0; i < G_N_ELEMENTS(walk_cases); i++)
+    add_layout("walk", &walk_cases[i].l, walk_cases[i].ep, &walk_cases[i], test_walk);
   return g_test_run();
 }
