@@ -353,7 +353,9 @@ double px_cost_pass_exposed(double compute, double coll, double coll_sms, double
 }
 
 void px_cost_zero3_fold(double *fwd, double *bwd_input, double *bwd_weight, double gather, double gather_pcie,
-                        double reduce, double share) {
+                        double reduce, double cast, double share) {
+  *fwd += cast;
+  *bwd_input += cast;
   double g_sms = gather - gather_pcie;
   double fwd_exposed = px_cost_pass_exposed(*fwd, gather, g_sms, share);
   double bwd_exposed = px_cost_pass_exposed(*bwd_input + *bwd_weight, gather + reduce, g_sms + reduce, share);
@@ -739,6 +741,19 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
        * max, sum of exponentials, write: 3 reads + 1 write of 4 B), then the
        * nll gather: (E + 20) bytes per logit and 3 kernels, twice */
       dgrad += membound(cluster, 2 * T * vocab_local * (E + 20.0), 6);
+    } else if (plan->stack == PX_STACK_MEGATRON_2021) {
+      /* Megatron-LM 2021's vocab-parallel cross entropy on an fp32 copy of
+       * the logits (gpt_model.py: vocab_parallel_cross_entropy(output.float(),
+       * labels), fp16_lm_cross_entropy off by default; mpu/cross_entropy.py
+       * _VocabParallelCrossEntropy), one pass per op over 4-byte logits:
+       * forward the cast (E + 4, none in fp32), max (4), sub_ (4 + 4), exp
+       * into itself (4 + 4), sum (4) and div_ to the saved softmax (4 + 4);
+       * backward mul_ by the loss gradient (4 + 4) and the cast's backward
+       * (4 + E). */
+      double cast = E < 4 ? E + 4.0 : 0.0;
+      int ck = E < 4 ? 1 : 0;
+      c.fwd += membound(cluster, T * vocab_local * (32.0 + cast), 5 + ck);
+      dgrad += membound(cluster, T * vocab_local * (8.0 + cast), 1 + ck);
     } else {
       c.fwd += class_op(cluster, d, PX_OPC_CE, 0, T, vocab_local, E);
       dgrad += class_op(cluster, d, PX_OPC_CE, 1, T, vocab_local, E);
@@ -771,7 +786,7 @@ static PxCostTable *table_alloc(int pp, int vpp) {
   t->parts = pp * vpp;
   double **per_part[] = {&t->fwd, &t->bwd_input, &t->bwd_weight, &t->tp_comm_fwd, &t->tp_comm_bwd,
                          &t->p2p_act, &t->p2p_grad, &t->gather, &t->gather_pass, &t->p2p_bytes,
-                         &t->reduce_pass, &t->cp_comm_fwd, &t->cp_comm_bwd, &t->gather_pcie};
+                         &t->reduce_pass, &t->cp_comm_fwd, &t->cp_comm_bwd, &t->gather_pcie, &t->gather_cast};
   for (gsize i = 0; i < G_N_ELEMENTS(per_part); i++) *per_part[i] = g_new0(double, t->parts);
   double **per_rank[] = {&t->dp_reduce, &t->tied_reduce, &t->optimizer, &t->load, &t->dp_bytes};
   for (gsize i = 0; i < G_N_ELEMENTS(per_rank); i++) *per_rank[i] = g_new0(double, pp);
@@ -782,7 +797,8 @@ void px_cost_table_free(PxCostTable *t) {
   if (!t) return;
   double *arrays[] = {t->fwd, t->bwd_input, t->bwd_weight, t->tp_comm_fwd, t->tp_comm_bwd, t->p2p_act,
                       t->p2p_grad, t->gather, t->gather_pass, t->p2p_bytes, t->dp_reduce, t->tied_reduce, t->optimizer,
-                      t->load, t->dp_bytes, t->reduce_pass, t->cp_comm_fwd, t->cp_comm_bwd, t->gather_pcie};
+                      t->load, t->dp_bytes, t->reduce_pass, t->cp_comm_fwd, t->cp_comm_bwd, t->gather_pcie,
+                      t->gather_cast};
   for (gsize i = 0; i < G_N_ELEMENTS(arrays); i++) g_free(arrays[i]);
   g_free(t);
 }
@@ -873,6 +889,19 @@ static void reduce_grads(gboolean rs, double bytes, int n, const PxLink *l, doub
 }
 
 /* The experts' data-parallel group of pipeline rank `stage` (replica etp 0, ep 0). */
+/* PyTorch FSDP with a compute dtype below the parameters' keeps each sharded
+ * flat parameter in fp32 and casts it before every all-gather (torch 2.1
+ * flat_param.py, FlatParamHandle.pre_unshard -> _use_low_precision_shard:
+ * _mp_shard.copy_(_local_shard), "implicitly casts to the low precision"):
+ * the shard read at 4 B and written at E, one kernel per wrapped block and
+ * gather, on the pre-unshard stream beside the pass. llm-foundry builds the
+ * model in fp32, so Composer's DEFAULT and PURE both cast (their
+ * param_dtype is bf16). 0 for other stacks and for fp32 plans. */
+static double fsdp_shard_cast(const PxCluster *c, const PxPlan *plan, double params, int dp, int E, int layers) {
+  if (plan->stack != PX_STACK_FSDP || dp <= 1 || E >= 4) return 0;
+  return membound(c, params / dp * (4.0 + E), layers);
+}
+
 static PxLink edp_link(const PxCluster *cluster, const PxPlan *plan, int stage) {
   int edp = px_plan_edp(plan);
   g_autofree int *ranks = g_new(int, MAX(edp, 1));
@@ -987,6 +1016,9 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
                  (edp > 1 ? px_cost_allgather(part_eparams[k] * E, edp, &el) : 0);
       if (plan->offload == PX_OFFLOAD_OPTIMIZER_PARAMS) t->gather_pcie[k] = part_params[k] * E / dp / cluster->pcie_bw;
       g += t->gather_pcie[k];
+      /* each gather's fp32 -> bf16 shard cast (FSDP): before the forward's
+       * and before the backward's, counted in the pass it overlaps (the fold) */
+      t->gather_cast[k] = fsdp_shard_cast(cluster, plan, part_params[k], dp, E, layers);
       t->gather[k] = g / MAX(layers, 1);
       t->gather_pass[k] = g;
       /* with overlap, every micro-batch's backward also reduce-scatters its
@@ -997,7 +1029,7 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
       /* The collectives hold collective_sms SMs while they run (NCCL issue
        * #689; collective_sms_intra when the group is inside a node), so the
        * pass they overlap computes on the rest meanwhile */
-      px_cost_zero3_fold(&t->fwd[k], &t->bwd_input[k], &t->bwd_weight[k], g, t->gather_pcie[k], rs,
+      px_cost_zero3_fold(&t->fwd[k], &t->bwd_input[k], &t->bwd_weight[k], g, t->gather_pcie[k], rs, t->gather_cast[k],
                          px_cost_collective_sm_share_link(cluster, &l));
     }
   }

@@ -29,6 +29,8 @@ typedef struct {
   double *reduce_pass;  /* (parts) ZeRO-3 with overlap: the chunk's gradient reduce-scatter each
                            backward pass runs beside its gathers (its excess is in bwd_*) */
   double *gather_pcie;  /* (parts) ZeRO-3: the PCIe share of gather_pass (offloaded parameters; no SMs) */
+  double *gather_cast;  /* (parts) ZeRO-3: compute each gathered pass adds before its gathers (FSDP's
+                           fp32 -> 16-bit shard cast), in fwd and bwd_input once each */
   double coll_sm_share; /* share of the SMs a collective on the ZeRO-3 DP group holds while it runs
                            (px_cost_collective_sm_share_link) */
   /* per pipeline rank */
@@ -163,13 +165,15 @@ double px_cost_collective_sm_share_link(const PxCluster *cluster, const PxLink *
  * cost table and the search fold ZeRO-3's per-pass gathers with it. */
 double px_cost_pass_exposed(double compute, double coll, double coll_sms, double share);
 /* ZeRO-3's per-pass collectives folded into one part's compute, in place:
- * `gather` seconds of parameter gathers (`gather_pcie` of them the offloaded
- * shard's PCIe crossing, not a collective) beside the forward, the gathers
- * and `reduce` seconds of reduce-scatters beside the backward; the forward's
- * exposed excess goes into *fwd, the backward's half into each of
- * *bwd_input and *bwd_weight. The cost table and the search both fold with it. */
+ * `cast` seconds of compute each gathered pass adds (FSDP's shard cast) go
+ * into *fwd and *bwd_input; then `gather` seconds of parameter gathers
+ * (`gather_pcie` of them the offloaded shard's PCIe crossing, not a
+ * collective) beside the forward, the gathers and `reduce` seconds of
+ * reduce-scatters beside the backward; the forward's exposed excess goes
+ * into *fwd, the backward's half into each of *bwd_input and *bwd_weight.
+ * The cost table and the search both fold with it. */
 void px_cost_zero3_fold(double *fwd, double *bwd_input, double *bwd_weight, double gather, double gather_pcie,
-                        double reduce, double share);
+                        double reduce, double cast, double share);
 /* Time of `batch` (m x k) @ (k x n) GEMMs with elements of elem_bytes at the
  * precision's peak: roofline max(compute at that efficiency, bytes of A, B, C
  * over the achieved HBM bandwidth), plus one kernel overhead. */

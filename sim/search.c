@@ -295,7 +295,8 @@ static void zero3_fold(const PxCostTable *ct, const PxCostTable *z3, int k, doub
   *f = ct->fwd[k];
   *bi = ct->bwd_input[k];
   *bw = ct->bwd_weight[k];
-  px_cost_zero3_fold(f, bi, bw, z3->gather_pass[k], z3->gather_pcie[k], z3->reduce_pass[k], z3->coll_sm_share);
+  px_cost_zero3_fold(f, bi, bw, z3->gather_pass[k], z3->gather_pcie[k], z3->reduce_pass[k], z3->gather_cast[k],
+                     z3->coll_sm_share);
 }
 
 /* The layout's cost table from its two blocks (a shallow struct over their
@@ -316,6 +317,7 @@ static PxCostTable layout_table(const ComputeBlock *cb, const StateBlock *sb, gb
     t.gather = st->gather;
     t.gather_pass = st->gather_pass;
     t.gather_pcie = st->gather_pcie;
+    t.gather_cast = st->gather_cast;
     t.fwd = arr;
     t.bwd_input = arr + ct->parts;
     t.bwd_weight = arr + 2 * ct->parts;
