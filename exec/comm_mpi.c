@@ -29,6 +29,7 @@
 #include <mpi.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #define fail(error, code, ...) px_fail((error), PX_COMM_ERROR, (code), __VA_ARGS__)
 
@@ -84,11 +85,25 @@ static gboolean count_ok(PxComm *c, const char *what, gsize count, GError **erro
  * 50 µs (docs/cost.md section 9); a poll costs a few µs of a core. */
 #define PAUSE_MAX_US 50
 
+/* How long a wait polls (MPI_Test, yielding the core between polls) before
+ * it starts sleeping, µs. A sleep costs ~60 µs here and a message that lands
+ * meanwhile waits for it, and a non-blocking collective's schedule only
+ * advances inside MPI_Test: each round of it waited a sleep. Spinning 1 ms
+ * instead made the 2-process tiny-gpt steps 6 % (dp 2) and 20 % (tp 2)
+ * faster on this 2-core machine, down to what calibrate's back-to-back
+ * collectives predict (docs/cost.md section 9). With more processes on the
+ * node than cores (--oversubscribe) a spinning rank would hold a core
+ * another rank needs: SPIN_OVERSUBSCRIBED_US, as Open MPI's
+ * mpi_yield_when_idle does then. Set once per process by px_comm_mpi_new. */
+#define SPIN_US 1000
+#define SPIN_OVERSUBSCRIBED_US 50
+static gint64 spin_us = SPIN_OVERSUBSCRIBED_US;
+
 /* Wait for req until done, the deadline, or an abort. */
 static gboolean wait_req(PxComm *c, MPI_Request *req, const char *what, MPI_Status *status, GError **error) {
   Mpi *m = c->impl;
   gint64 deadline = g_get_monotonic_time() + (gint64)(m->timeout_s * G_USEC_PER_SEC);
-  gint64 spin_until = g_get_monotonic_time() + 50; /* short waits: yield, don't sleep (a sleep costs ~60 µs) */
+  gint64 spin_until = g_get_monotonic_time() + spin_us; /* short waits: yield, don't sleep */
   gulong pause = 10;
   for (;;) {
     int done = 0;
@@ -377,6 +392,15 @@ PxComm *px_comm_mpi_new(double timeout_s, GError **error) {
   int rank = 0, world = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &world);
+  /* the processes on this node against its cores: spin, or yield the cores early */
+  MPI_Comm node;
+  int local = world;
+  if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
+    MPI_Comm_size(node, &local);
+    MPI_Comm_free(&node);
+  }
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  spin_us = cores > 0 && local <= cores ? SPIN_US : SPIN_OVERSUBSCRIBED_US;
   MPI_Comm dup;
   if (MPI_Comm_dup(MPI_COMM_WORLD, &dup) != MPI_SUCCESS) {
     fail(error, PX_COMM_ERROR_DEVICE, "MPI_Comm_dup of the world failed");
