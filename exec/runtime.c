@@ -621,11 +621,11 @@ static gboolean chunk_alloc(Rank *r, int c, GError **error) {
    * (DeepSpeed's ZeRO-Offload: fp32 master, moments and a copy of the
    * gradient shard on the CPU, AdamW there, the parameters copied back) */
   PxBackend *obe = r->host ? r->host : r->be;
-  if (r->host) st = PX_DTYPE_F32;
   TRY(cs->m = px_tensor_new_zeroed(obe, "adam.m", st, PX_MEM_OPTIMIZER, 1, &cs->shard, error));
   TRY(cs->v = px_tensor_new_zeroed(obe, "adam.v", st, PX_MEM_OPTIMIZER, 1, &cs->shard, error));
-  if (rt->mixed || r->host)
-    TRY(cs->master = tensor1(obe, "master", PX_DTYPE_F32, PX_MEM_OPTIMIZER, cs->shard, error));
+  /* the master: fp32 under mixed precision; with offload and no mixed
+   * precision the parameters' own dtype (their copy the host updates) */
+  if (rt->mixed || r->host) TRY(cs->master = tensor1(obe, "master", st, PX_MEM_OPTIMIZER, cs->shard, error));
   if (r->host) TRY(cs->g_host = tensor1(r->host, "grad_host", dt, PX_MEM_GRADS, cs->shard, error));
   /* initial values */
   g_autofree double *init = g_new0(double, cs->padded);

@@ -8,7 +8,7 @@
  * every parameter and every fp32 master after them are equal bit for bit
  * (fp32 runs without offload keep no master; their parameters are the
  * master). Layouts: dp 2 with ZeRO-1/2/3 (f32, bf16, fp16 with loss
- * scaling), pp 2 · dp 2 with buckets (the per-bucket shard layout), tp 2 ·
+ * scaling; f64, whose host master and moments are f64), pp 2 · dp 2 with buckets (the per-bucket shard layout), tp 2 ·
  * dp 2 with sequence parallelism, dp 1 (ZeRO-1 on one DP rank: unsharded) and
  * tiny-moe ep 2 · dp 4 (the experts' shard over EDP: the split layout).
  *
@@ -98,6 +98,7 @@ static const Case cases[] = {
   {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 1, PX_CKPT_NONE, 2, 8, FALSE, 1}, 1, PX_DTYPE_F32, 0},
   {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 2, PX_CKPT_NONE, 2, 8, FALSE, 1}, 1, PX_DTYPE_BF16, 0},
   {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 3, PX_CKPT_NONE, 2, 8, FALSE, 1}, 1, PX_DTYPE_F32, 0},
+  {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 2, PX_CKPT_NONE, 2, 8, FALSE, 1}, 1, PX_DTYPE_F64, 0},
   {{"tiny-gpt", 2, 1, 1, 1, "1f1b", 2, PX_CKPT_NONE, 2, 8, FALSE, 1}, 1, PX_DTYPE_F16, 0},
   {{"tiny-gpt", 2, 1, 2, 1, "1f1b", 1, PX_CKPT_NONE, 2, 8, FALSE, 1}, 1, PX_DTYPE_BF16, 60000},
   {{"tiny-gpt", 2, 2, 1, 1, "1f1b", 2, PX_CKPT_NONE, 2, 8, TRUE, 1}, 1, PX_DTYPE_F32, 0},
