@@ -33,6 +33,14 @@
  *   3. The zero-bubble paper's Table 5 bubble rates of 1F1B, 1F1B-I and ZB-H1,
  *      from its Table 9 profiled T_F, T_B, T_W, T_comm, played by the engine
  *      (ZB-H2, ZB-1p, ZB-2p are not schedules this project has).
+ *   4. NVIDIA's DGX Cloud benchmarking recipes (NVIDIA/dgxc-benchmarking
+ *      release 25.04): Megatron-Core through NeMo 25.02.01 on H100 in BF16,
+ *      Llama 3.1 8B, 70B, 405B and Nemotron-4 15B, 340B, 26 rows with the
+ *      published layouts (suite_dgxc states the source and the recipe's
+ *      settings). In the "all rows" totals: NVIDIA's own figures for the
+ *      stack the megatron-core profile describes, each with its full layout.
+ *      Set apart (printed, outside the statistics): the "405b-Proxy" rows
+ *      (fewer layers) and the same tables' FP8 rows.
  *
  * Usage: validate [--csv DIR] [--quiet] [--breakdown]   (DIR holds
  * llm-foundry.csv; default: the source directory this program was built from;
@@ -472,42 +480,73 @@ static const struct {
   int layers;        /* 0: the model's; else a proxy with this many layers */
   int gpus, gbs, mbs, seq, tp, pp, cp, vp;
   double published;  /* tokens/s of the whole job */
+  gboolean fp8;      /* the same tables' FP8 rows (--precision fp8), printed apart */
 } dgxc[] = {
-  {"llama3-8b", 0, 8, 128, 1, 8192, 1, 1, 2, 1, 85459},
-  {"llama3-8b", 0, 16, 256, 1, 8192, 1, 1, 2, 1, 170500},
-  {"llama3-8b", 0, 32, 512, 1, 8192, 1, 1, 2, 1, 340447},
-  {"llama3-8b", 0, 64, 1024, 1, 8192, 1, 1, 2, 1, 680341},
-  {"llama3-8b", 0, 128, 2048, 1, 8192, 1, 1, 2, 1, 1360683},
-  {"llama3-70b", 0, 64, 128, 1, 8192, 4, 4, 2, 5, 71526},
-  {"llama3-70b", 0, 128, 256, 1, 8192, 4, 4, 2, 5, 142955},
-  {"llama3-70b", 0, 256, 512, 1, 8192, 4, 4, 2, 5, 285716},
-  {"llama3-70b", 0, 512, 1024, 1, 8192, 4, 4, 2, 5, 571821},
-  {"llama3-70b", 0, 1024, 2048, 1, 8192, 4, 4, 2, 5, 1145202},
-  {"llama3-70b", 0, 2048, 4096, 1, 8192, 4, 4, 2, 5, 2288843},
-  {"llama3-405b", 0, 512, 256, 1, 8192, 8, 8, 2, 8, 106024},
-  {"llama3-405b", 0, 1024, 512, 1, 8192, 8, 8, 2, 8, 211406},
-  {"llama3-405b", 0, 2048, 1024, 1, 8192, 8, 8, 2, 8, 422175},
-  {"nemotron4-15b", 0, 16, 64, 2, 4096, 2, 1, 1, 1, 98550},
-  {"nemotron4-15b", 0, 32, 128, 2, 4096, 2, 1, 1, 1, 197101},
-  {"nemotron4-15b", 0, 64, 256, 2, 4096, 2, 1, 1, 1, 392725},
-  {"nemotron4-15b", 0, 128, 512, 2, 4096, 2, 1, 1, 1, 785450},
-  {"nemotron4-15b", 0, 256, 1024, 2, 4096, 2, 1, 1, 1, 1565039},
-  {"nemotron4-15b", 0, 512, 2048, 2, 4096, 2, 1, 1, 1, 3095427},
-  {"nemotron4-15b", 0, 1024, 4096, 2, 4096, 2, 1, 1, 1, 6123072},
-  {"nemotron4-15b", 0, 2048, 8192, 2, 4096, 2, 1, 1, 1, 12069940},
+  {"llama3-8b", 0, 8, 128, 1, 8192, 1, 1, 2, 1, 85459, FALSE},
+  {"llama3-8b", 0, 16, 256, 1, 8192, 1, 1, 2, 1, 170500, FALSE},
+  {"llama3-8b", 0, 32, 512, 1, 8192, 1, 1, 2, 1, 340447, FALSE},
+  {"llama3-8b", 0, 64, 1024, 1, 8192, 1, 1, 2, 1, 680341, FALSE},
+  {"llama3-8b", 0, 128, 2048, 1, 8192, 1, 1, 2, 1, 1360683, FALSE},
+  {"llama3-70b", 0, 64, 128, 1, 8192, 4, 4, 2, 5, 71526, FALSE},
+  {"llama3-70b", 0, 128, 256, 1, 8192, 4, 4, 2, 5, 142955, FALSE},
+  {"llama3-70b", 0, 256, 512, 1, 8192, 4, 4, 2, 5, 285716, FALSE},
+  {"llama3-70b", 0, 512, 1024, 1, 8192, 4, 4, 2, 5, 571821, FALSE},
+  {"llama3-70b", 0, 1024, 2048, 1, 8192, 4, 4, 2, 5, 1145202, FALSE},
+  {"llama3-70b", 0, 2048, 4096, 1, 8192, 4, 4, 2, 5, 2288843, FALSE},
+  {"llama3-405b", 0, 512, 256, 1, 8192, 8, 8, 2, 8, 106024, FALSE},
+  {"llama3-405b", 0, 1024, 512, 1, 8192, 8, 8, 2, 8, 211406, FALSE},
+  {"llama3-405b", 0, 2048, 1024, 1, 8192, 8, 8, 2, 8, 422175, FALSE},
+  {"nemotron4-15b", 0, 16, 64, 2, 4096, 2, 1, 1, 1, 98550, FALSE},
+  {"nemotron4-15b", 0, 32, 128, 2, 4096, 2, 1, 1, 1, 197101, FALSE},
+  {"nemotron4-15b", 0, 64, 256, 2, 4096, 2, 1, 1, 1, 392725, FALSE},
+  {"nemotron4-15b", 0, 128, 512, 2, 4096, 2, 1, 1, 1, 785450, FALSE},
+  {"nemotron4-15b", 0, 256, 1024, 2, 4096, 2, 1, 1, 1, 1565039, FALSE},
+  {"nemotron4-15b", 0, 512, 2048, 2, 4096, 2, 1, 1, 1, 3095427, FALSE},
+  {"nemotron4-15b", 0, 1024, 4096, 2, 4096, 2, 1, 1, 1, 6123072, FALSE},
+  {"nemotron4-15b", 0, 2048, 8192, 2, 4096, 2, 1, 1, 1, 12069940, FALSE},
   /* the README's table says VP NA for 340B; the release's nemotron/launch.sh
    * passes -vp 12 (VP=12 for 340b), as NeMo's model_configs_h100.csv */
-  {"nemotron4-340b", 0, 256, 64, 1, 4096, 8, 8, 1, 12, 60125},
-  {"nemotron4-340b", 0, 512, 128, 1, 4096, 8, 8, 1, 12, 119428},
-  {"nemotron4-340b", 0, 1024, 256, 1, 4096, 8, 8, 1, 12, 237772},
-  {"nemotron4-340b", 0, 2048, 512, 1, 4096, 8, 8, 1, 12, 473398},
+  {"nemotron4-340b", 0, 256, 64, 1, 4096, 8, 8, 1, 12, 60125, FALSE},
+  {"nemotron4-340b", 0, 512, 128, 1, 4096, 8, 8, 1, 12, 119428, FALSE},
+  {"nemotron4-340b", 0, 1024, 256, 1, 4096, 8, 8, 1, 12, 237772, FALSE},
+  {"nemotron4-340b", 0, 2048, 512, 1, 4096, 8, 8, 1, 12, 473398, FALSE},
   /* "405b-Proxy": Llama 3.1 405B's shape with 8, 30 and 62 layers (the
    * table's Layers column); set apart: not the model of the name, and 30
    * and 62 layers do not divide into pp 4 x vp 8 chunks, so the published
    * split (embedding and loss as layers, or uneven stages) is not stated */
-  {"llama3-405b", 8, 32, 64, 1, 8192, 8, 1, 2, 1, 97090},
-  {"llama3-405b", 30, 64, 64, 1, 8192, 8, 4, 2, 8, 51910},
-  {"llama3-405b", 62, 128, 128, 1, 8192, 8, 4, 2, 8, 53444},
+  {"llama3-405b", 8, 32, 64, 1, 8192, 8, 1, 2, 1, 97090, FALSE},
+  {"llama3-405b", 30, 64, 64, 1, 8192, 8, 4, 2, 8, 51910, FALSE},
+  {"llama3-405b", 62, 128, 128, 1, 8192, 8, 4, 2, 8, 53444, FALSE},
+  /* FP8 (the same READMEs' FP8 tables; NeMo's bf16_with_fp8_mixed, the
+   * project's Transformer Engine delayed-scaling model, docs/cost.md
+   * section 2): printed apart, outside the statistics. 70B FP8 runs tp 4
+   * pp 8 cp 1 (the README's layout table) */
+  {"llama3-8b", 0, 8, 128, 1, 8192, 1, 1, 2, 1, 112388, TRUE},
+  {"llama3-8b", 0, 16, 256, 1, 8192, 1, 1, 2, 1, 224055, TRUE},
+  {"llama3-8b", 0, 32, 512, 1, 8192, 1, 1, 2, 1, 444783, TRUE},
+  {"llama3-8b", 0, 64, 1024, 1, 8192, 1, 1, 2, 1, 884874, TRUE},
+  {"llama3-8b", 0, 128, 2048, 1, 8192, 1, 1, 2, 1, 1758618, TRUE},
+  {"llama3-70b", 0, 64, 128, 1, 8192, 4, 8, 1, 5, 106346, TRUE},
+  {"llama3-70b", 0, 128, 256, 1, 8192, 4, 8, 1, 5, 210769, TRUE},
+  {"llama3-70b", 0, 256, 512, 1, 8192, 4, 8, 1, 5, 419430, TRUE},
+  {"llama3-70b", 0, 512, 1024, 1, 8192, 4, 8, 1, 5, 833030, TRUE},
+  {"llama3-70b", 0, 1024, 2048, 1, 8192, 4, 8, 1, 5, 1664406, TRUE},
+  {"llama3-70b", 0, 2048, 4096, 1, 8192, 4, 8, 1, 5, 3305855, TRUE},
+  {"llama3-405b", 0, 512, 256, 1, 8192, 8, 8, 2, 8, 169535, TRUE},
+  {"llama3-405b", 0, 1024, 512, 1, 8192, 8, 8, 2, 8, 337706, TRUE},
+  {"llama3-405b", 0, 2048, 1024, 1, 8192, 8, 8, 2, 8, 667883, TRUE},
+  {"nemotron4-15b", 0, 16, 64, 2, 4096, 2, 1, 1, 1, 132396, TRUE},
+  {"nemotron4-15b", 0, 32, 128, 2, 4096, 2, 1, 1, 1, 264792, TRUE},
+  {"nemotron4-15b", 0, 64, 256, 2, 4096, 2, 1, 1, 1, 529584, TRUE},
+  {"nemotron4-15b", 0, 128, 512, 2, 4096, 2, 1, 1, 1, 1053845, TRUE},
+  {"nemotron4-15b", 0, 256, 1024, 2, 4096, 2, 1, 1, 1, 2097152, TRUE},
+  {"nemotron4-15b", 0, 512, 2048, 2, 4096, 2, 1, 1, 1, 4152776, TRUE},
+  {"nemotron4-15b", 0, 1024, 4096, 2, 4096, 2, 1, 1, 1, 8264638, TRUE},
+  {"nemotron4-15b", 0, 2048, 8192, 2, 4096, 2, 1, 1, 1, 16054752, TRUE},
+  {"nemotron4-340b", 0, 256, 64, 1, 4096, 8, 8, 1, 12, 89469, TRUE},
+  {"nemotron4-340b", 0, 512, 128, 1, 4096, 8, 8, 1, 12, 176528, TRUE},
+  {"nemotron4-340b", 0, 1024, 256, 1, 4096, 8, 8, 1, 12, 349525, TRUE},
+  {"nemotron4-340b", 0, 2048, 512, 1, 4096, 8, 8, 1, 12, 687591, TRUE},
 };
 
 static PxModel *nemotron4(const char *name) {
@@ -581,7 +620,7 @@ static void dgxc_split(const PxModel *m, const PxCluster *c, const PxPlan *p, Dg
 }
 
 static void suite_dgxc(Errors *all, gboolean quiet, gboolean breakdown) {
-  Errors e = {0}, proxy = {0};
+  Errors e = {0}, proxy = {0}, fp8 = {0};
   printf("\n4. NVIDIA DGX Cloud benchmarking recipes 25.04 (NeMo 25.02.01, Megatron-Core) — DGX H100, BF16,\n"
          "   distributed optimizer, bf16 gradient reduction, no recompute, sp with tp > 1, TP overlap not modelled\n");
   for (gsize k = 0; k < G_N_ELEMENTS(dgxc_params); k++) {
@@ -604,7 +643,7 @@ static void suite_dgxc(Errors *all, gboolean quiet, gboolean breakdown) {
     px_plan_init(&base);
     base.seq = dgxc[i].seq;
     base.gbs = dgxc[i].gbs;
-    base.precision = PX_PREC_BF16;
+    base.precision = dgxc[i].fp8 ? PX_PREC_FP8 : PX_PREC_BF16;
     base.stack = PX_STACK_MEGATRON_CORE;
     base.grad_reduce_bytes = 2; /* the performance recipes' grad_reduce_in_fp32 = False */
     int dp = dgxc[i].gpus / (dgxc[i].tp * dgxc[i].pp * dgxc[i].cp);
@@ -616,7 +655,9 @@ static void suite_dgxc(Errors *all, gboolean quiet, gboolean breakdown) {
       double predicted = (double)base.gbs * dgxc[i].seq / (r.step_time * dgxc[i].gpus);
       double published = dgxc[i].published / dgxc[i].gpus;
       g_autofree char *row = g_strdup_printf("%s %d GPUs", m->desc.name, dgxc[i].gpus);
-      add_error(dgxc[i].layers ? &proxy : &e, predicted, published, row);
+      add_error(dgxc[i].fp8 ? &fp8 : dgxc[i].layers ? &proxy : &e, predicted, published, row);
+      if (!quiet && dgxc[i].fp8 && (i == 0 || !dgxc[i - 1].fp8))
+        printf("FP8 rows (set apart, outside the statistics):\n");
       if (!quiet)
         printf("%-15s %5d %5d %3d %5d %3d %3d %3d %3d %5d %10.0f %10.0f %+8.1f%s\n",
                dgxc[i].layers ? "405b-proxy" : dgxc[i].model, dgxc[i].gpus, dgxc[i].gbs, dgxc[i].mbs, dgxc[i].seq,
@@ -643,6 +684,7 @@ static void suite_dgxc(Errors *all, gboolean quiet, gboolean breakdown) {
   }
   print_errors("DGX Cloud H100 BF16", &e);
   print_errors("  405b-proxy rows (apart)", &proxy);
+  print_errors("  FP8 rows (apart)", &fp8);
   merge(all, &e, "dgxc");
 }
 
