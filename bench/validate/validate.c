@@ -468,8 +468,8 @@ static void suite_zero_bubble(Errors *all, gboolean quiet) {
  * this project does not model TP overlap (docs/cost.md section 4), so the
  * TP collectives are charged exposed. The 405B recipe sets
  * account_for_embedding_in_pipeline_split and account_for_loss_in_pipeline_
- * split (126 layers + 2 over pp 8 x vp 8 = 2 per chunk); the engine splits
- * the model's layers uniformly (docs/partition.md). The Nemotron-4 models are
+ * split (126 layers + 2 over pp 8 x vp 8 = 2 per chunk), as the plan's
+ * partition "type:" does here (docs/partition.md). The Nemotron-4 models are
  * NeMo's Nemotron4Config15B / 340B (nemo/collections/llm/gpt/model/
  * nemotron.py): LayerNorm, squared-ReLU MLP (not gated: the GELU MLP's
  * shapes and element-wise bytes), RoPE on half of each head, no linear
@@ -646,6 +646,14 @@ static void suite_dgxc(Errors *all, gboolean quiet, gboolean breakdown) {
     base.precision = dgxc[i].fp8 ? PX_PREC_FP8 : PX_PREC_BF16;
     base.stack = PX_STACK_MEGATRON_CORE;
     base.grad_reduce_bytes = 2; /* the performance recipes' grad_reduce_in_fp32 = False */
+    /* Megatron-Core's pipeline split: the transformer layers evenly over the
+     * pp x vp chunks, the embedding on the first, the final norm and the
+     * output layer on the last (get_num_layers_to_build); the 405B recipe's
+     * account_for_embedding_in_pipeline_split / account_for_loss_in_pipeline_
+     * split count the embedding and the loss as one layer each */
+    base.partition = g_strdup(!strcmp(dgxc[i].model, "llama3-405b") && dgxc[i].layers == 0
+                                  ? "type:^(Embedding|TransformerLayer|LMHead)$"
+                                  : "type:^TransformerLayer$");
     int dp = dgxc[i].gpus / (dgxc[i].tp * dgxc[i].pp * dgxc[i].cp);
     PxLayout l = {.tp = dgxc[i].tp, .pp = dgxc[i].pp, .dp = dp, .vpp = dgxc[i].vp, .mbs = dgxc[i].mbs, .zero = 1,
                   .offload = PX_OFFLOAD_NONE, .ckpt = PX_CKPT_NONE, .sp = dgxc[i].tp > 1,
