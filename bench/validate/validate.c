@@ -45,7 +45,8 @@
  * Usage: validate [--csv DIR] [--quiet] [--breakdown]   (DIR holds
  * llm-foundry.csv; default: the source directory this program was built from;
  * --breakdown adds the engine's step breakdown, in seconds, under each
- * llm-foundry row beside the published step time). */
+ * llm-foundry and suite-4 row beside the published step time; under suite 4
+ * also the layers' split into GEMM, attention, memory-bound and TP comm). */
 #include <glib.h>
 #include <math.h>
 #include <stdio.h>
