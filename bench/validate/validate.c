@@ -33,11 +33,20 @@
  *   3. The zero-bubble paper's Table 5 bubble rates of 1F1B, 1F1B-I and ZB-H1,
  *      from its Table 9 profiled T_F, T_B, T_W, T_comm, played by the engine
  *      (ZB-H2, ZB-1p, ZB-2p are not schedules this project has).
+ *   4. NVIDIA's DGX Cloud benchmarking recipes (NVIDIA/dgxc-benchmarking
+ *      release 25.04): Megatron-Core through NeMo 25.02.01 on H100 in BF16,
+ *      Llama 3.1 8B, 70B, 405B and Nemotron-4 15B, 340B, 26 rows with the
+ *      published layouts (suite_dgxc states the source and the recipe's
+ *      settings). In the "all rows" totals: NVIDIA's own figures for the
+ *      stack the megatron-core profile describes, each with its full layout.
+ *      Set apart (printed, outside the statistics): the "405b-Proxy" rows
+ *      (fewer layers) and the same tables' FP8 rows.
  *
  * Usage: validate [--csv DIR] [--quiet] [--breakdown]   (DIR holds
  * llm-foundry.csv; default: the source directory this program was built from;
  * --breakdown adds the engine's step breakdown, in seconds, under each
- * llm-foundry row beside the published step time). */
+ * llm-foundry and suite-4 row beside the published step time; under suite 4
+ * also the layers' split into GEMM, attention, memory-bound and TP comm). */
 #include <glib.h>
 #include <math.h>
 #include <stdio.h>
@@ -428,6 +437,266 @@ static void suite_zero_bubble(Errors *all, gboolean quiet) {
   merge(all, &e, "zero-bubble");
 }
 
+/* ---- 4. NVIDIA DGX Cloud benchmarking recipes: Megatron-Core (NeMo) on H100, BF16 ---- */
+
+/* The NeMo Framework / Megatron-Bridge "Performance Summary" pages publish no
+ * dense BF16 pre-training row on DGX-H100: every H100 table there is FP8
+ * (NeMo 24.07 to 25.07: "pre-training performance ... at FP8 precision";
+ * Megatron-Bridge 25.09 to 26.08, docs/performance-summary{,-archive}.md of
+ * NVIDIA-NeMo/Megatron-Bridge: the DGX-H100 dense rows are FP8-CS, the only
+ * BF16 H100 row is GPT-OSS 120B, an MoE). NVIDIA's BF16 H100 figures for the
+ * same software are in its DGX Cloud Benchmarking Recipes (NVIDIA/dgxc-
+ * benchmarking, release 25.04, commit 741c886, llama3.1/README.md and
+ * nemotron/README.md): NeMo 25.02.01 container, NeMo's performance scripts
+ * (scripts/performance/llm/pretrain_{llama31,nemotron4_*}.py at NeMo commit
+ * d2b21556 plus the release's gsw_nemo.patch), 8 x H100 80 GB SXM nodes.
+ * Published: the step time and the tokens per second of the whole job
+ * (seq x GBS / step time, the last of 50 steps); the tables give TP, PP, CP,
+ * VP, DP, MBS, GBS, GA and the layers. Every BF16 H100 pre-training row of
+ * that release is here: Llama 3.1 8B (5), 70B (6), 405B (3, and 3 "405b-
+ * Proxy" rows with fewer layers, set apart below), Nemotron-4 15B (8) and
+ * 340B (4).
+ *
+ * The recipe's settings, from NeMo d2b21556 (nemo/collections/llm/recipes/
+ * {llama3_8b,llama3_70b,llama31_405b,nemotron4_15b,nemotron4_340b}.py,
+ * pretrain_performance_optimizations): the distributed optimizer (ZeRO-1)
+ * with overlap_grad_reduce and overlap_param_gather, grad_reduce_in_fp32 set
+ * False (gradients reduced in bf16), no activation recompute (no recompute_*
+ * key in these recipes), sequence parallelism wherever tp > 1, TE's fused
+ * attention (flash), the interleaved 1F1B schedule where VP > 1, and TP
+ * communication overlap (tp_comm_overlap=True with the userbuffers configs
+ * for H100, MegatronCommOverlapCallback) for every model but 8B (tp 1):
+ * this project does not model TP overlap (docs/cost.md section 4), so the
+ * TP collectives are charged exposed. The 405B recipe sets
+ * account_for_embedding_in_pipeline_split and account_for_loss_in_pipeline_
+ * split (126 layers + 2 over pp 8 x vp 8 = 2 per chunk), as the plan's
+ * partition "type:" does here (docs/partition.md). The Nemotron-4 models are
+ * NeMo's Nemotron4Config15B / 340B (nemo/collections/llm/gpt/model/
+ * nemotron.py): LayerNorm, squared-ReLU MLP (not gated: the GELU MLP's
+ * shapes and element-wise bytes), RoPE on half of each head, no linear
+ * biases, untied embeddings, GQA with 8 query groups, and the 256000-token
+ * vocabulary of the recipe's NullTokenizer. */
+static const struct {
+  const char *model; /* preset, or "nemotron4-15b" / "nemotron4-340b" below */
+  int layers;        /* 0: the model's; else a proxy with this many layers */
+  int gpus, gbs, mbs, seq, tp, pp, cp, vp;
+  double published;  /* tokens/s of the whole job */
+  gboolean fp8;      /* the same tables' FP8 rows (--precision fp8), printed apart */
+} dgxc[] = {
+  {"llama3-8b", 0, 8, 128, 1, 8192, 1, 1, 2, 1, 85459, FALSE},
+  {"llama3-8b", 0, 16, 256, 1, 8192, 1, 1, 2, 1, 170500, FALSE},
+  {"llama3-8b", 0, 32, 512, 1, 8192, 1, 1, 2, 1, 340447, FALSE},
+  {"llama3-8b", 0, 64, 1024, 1, 8192, 1, 1, 2, 1, 680341, FALSE},
+  {"llama3-8b", 0, 128, 2048, 1, 8192, 1, 1, 2, 1, 1360683, FALSE},
+  {"llama3-70b", 0, 64, 128, 1, 8192, 4, 4, 2, 5, 71526, FALSE},
+  {"llama3-70b", 0, 128, 256, 1, 8192, 4, 4, 2, 5, 142955, FALSE},
+  {"llama3-70b", 0, 256, 512, 1, 8192, 4, 4, 2, 5, 285716, FALSE},
+  {"llama3-70b", 0, 512, 1024, 1, 8192, 4, 4, 2, 5, 571821, FALSE},
+  {"llama3-70b", 0, 1024, 2048, 1, 8192, 4, 4, 2, 5, 1145202, FALSE},
+  {"llama3-70b", 0, 2048, 4096, 1, 8192, 4, 4, 2, 5, 2288843, FALSE},
+  {"llama3-405b", 0, 512, 256, 1, 8192, 8, 8, 2, 8, 106024, FALSE},
+  {"llama3-405b", 0, 1024, 512, 1, 8192, 8, 8, 2, 8, 211406, FALSE},
+  {"llama3-405b", 0, 2048, 1024, 1, 8192, 8, 8, 2, 8, 422175, FALSE},
+  {"nemotron4-15b", 0, 16, 64, 2, 4096, 2, 1, 1, 1, 98550, FALSE},
+  {"nemotron4-15b", 0, 32, 128, 2, 4096, 2, 1, 1, 1, 197101, FALSE},
+  {"nemotron4-15b", 0, 64, 256, 2, 4096, 2, 1, 1, 1, 392725, FALSE},
+  {"nemotron4-15b", 0, 128, 512, 2, 4096, 2, 1, 1, 1, 785450, FALSE},
+  {"nemotron4-15b", 0, 256, 1024, 2, 4096, 2, 1, 1, 1, 1565039, FALSE},
+  {"nemotron4-15b", 0, 512, 2048, 2, 4096, 2, 1, 1, 1, 3095427, FALSE},
+  {"nemotron4-15b", 0, 1024, 4096, 2, 4096, 2, 1, 1, 1, 6123072, FALSE},
+  {"nemotron4-15b", 0, 2048, 8192, 2, 4096, 2, 1, 1, 1, 12069940, FALSE},
+  /* the README's table says VP NA for 340B; the release's nemotron/launch.sh
+   * passes -vp 12 (VP=12 for 340b), as NeMo's model_configs_h100.csv */
+  {"nemotron4-340b", 0, 256, 64, 1, 4096, 8, 8, 1, 12, 60125, FALSE},
+  {"nemotron4-340b", 0, 512, 128, 1, 4096, 8, 8, 1, 12, 119428, FALSE},
+  {"nemotron4-340b", 0, 1024, 256, 1, 4096, 8, 8, 1, 12, 237772, FALSE},
+  {"nemotron4-340b", 0, 2048, 512, 1, 4096, 8, 8, 1, 12, 473398, FALSE},
+  /* "405b-Proxy": Llama 3.1 405B's shape with 8, 30 and 62 layers (the
+   * table's Layers column); set apart: not the model of the name, and 30
+   * and 62 layers do not divide into pp 4 x vp 8 chunks, so the published
+   * split (embedding and loss as layers, or uneven stages) is not stated */
+  {"llama3-405b", 8, 32, 64, 1, 8192, 8, 1, 2, 1, 97090, FALSE},
+  {"llama3-405b", 30, 64, 64, 1, 8192, 8, 4, 2, 8, 51910, FALSE},
+  {"llama3-405b", 62, 128, 128, 1, 8192, 8, 4, 2, 8, 53444, FALSE},
+  /* FP8 (the same READMEs' FP8 tables; NeMo's bf16_with_fp8_mixed, the
+   * project's Transformer Engine delayed-scaling model, docs/cost.md
+   * section 2): printed apart, outside the statistics. 70B FP8 runs tp 4
+   * pp 8 cp 1 (the README's layout table) */
+  {"llama3-8b", 0, 8, 128, 1, 8192, 1, 1, 2, 1, 112388, TRUE},
+  {"llama3-8b", 0, 16, 256, 1, 8192, 1, 1, 2, 1, 224055, TRUE},
+  {"llama3-8b", 0, 32, 512, 1, 8192, 1, 1, 2, 1, 444783, TRUE},
+  {"llama3-8b", 0, 64, 1024, 1, 8192, 1, 1, 2, 1, 884874, TRUE},
+  {"llama3-8b", 0, 128, 2048, 1, 8192, 1, 1, 2, 1, 1758618, TRUE},
+  {"llama3-70b", 0, 64, 128, 1, 8192, 4, 8, 1, 5, 106346, TRUE},
+  {"llama3-70b", 0, 128, 256, 1, 8192, 4, 8, 1, 5, 210769, TRUE},
+  {"llama3-70b", 0, 256, 512, 1, 8192, 4, 8, 1, 5, 419430, TRUE},
+  {"llama3-70b", 0, 512, 1024, 1, 8192, 4, 8, 1, 5, 833030, TRUE},
+  {"llama3-70b", 0, 1024, 2048, 1, 8192, 4, 8, 1, 5, 1664406, TRUE},
+  {"llama3-70b", 0, 2048, 4096, 1, 8192, 4, 8, 1, 5, 3305855, TRUE},
+  {"llama3-405b", 0, 512, 256, 1, 8192, 8, 8, 2, 8, 169535, TRUE},
+  {"llama3-405b", 0, 1024, 512, 1, 8192, 8, 8, 2, 8, 337706, TRUE},
+  {"llama3-405b", 0, 2048, 1024, 1, 8192, 8, 8, 2, 8, 667883, TRUE},
+  {"nemotron4-15b", 0, 16, 64, 2, 4096, 2, 1, 1, 1, 132396, TRUE},
+  {"nemotron4-15b", 0, 32, 128, 2, 4096, 2, 1, 1, 1, 264792, TRUE},
+  {"nemotron4-15b", 0, 64, 256, 2, 4096, 2, 1, 1, 1, 529584, TRUE},
+  {"nemotron4-15b", 0, 128, 512, 2, 4096, 2, 1, 1, 1, 1053845, TRUE},
+  {"nemotron4-15b", 0, 256, 1024, 2, 4096, 2, 1, 1, 1, 2097152, TRUE},
+  {"nemotron4-15b", 0, 512, 2048, 2, 4096, 2, 1, 1, 1, 4152776, TRUE},
+  {"nemotron4-15b", 0, 1024, 4096, 2, 4096, 2, 1, 1, 1, 8264638, TRUE},
+  {"nemotron4-15b", 0, 2048, 8192, 2, 4096, 2, 1, 1, 1, 16054752, TRUE},
+  {"nemotron4-340b", 0, 256, 64, 1, 4096, 8, 8, 1, 12, 89469, TRUE},
+  {"nemotron4-340b", 0, 512, 128, 1, 4096, 8, 8, 1, 12, 176528, TRUE},
+  {"nemotron4-340b", 0, 1024, 256, 1, 4096, 8, 8, 1, 12, 349525, TRUE},
+  {"nemotron4-340b", 0, 2048, 512, 1, 4096, 8, 8, 1, 12, 687591, TRUE},
+};
+
+static PxModel *nemotron4(const char *name) {
+  gboolean big = !strcmp(name, "nemotron4-340b");
+  PxModelDesc d = {.name = (char *)name, .layers = big ? 96 : 32, .hidden = big ? 18432 : 6144,
+                   .heads = big ? 96 : 48, .kv_heads = 8, .ffn = big ? 73728 : 24576, .vocab = 256000,
+                   .max_seq = 4096, .ffn_kind = PX_FFN_GELU, .norm = PX_NORM_LAYERNORM, .pos = PX_POS_ROPE,
+                   .rotary_pct = 0.5, .bias = FALSE, .tied = FALSE, .dropout = FALSE};
+  g_autoptr(GError) err = NULL;
+  PxModel *m = px_model_new(&d, &err);
+  if (!m) die(err);
+  return m;
+}
+
+static PxModel *dgxc_model(int i) {
+  g_autoptr(GError) err = NULL;
+  if (g_str_has_prefix(dgxc[i].model, "nemotron4")) return nemotron4(dgxc[i].model);
+  PxModel *m = px_model_load(dgxc[i].model, &err);
+  if (!m) die(err);
+  if (dgxc[i].layers > 0) {
+    PxModelDesc d = m->desc;
+    g_autofree char *name = g_strdup_printf("%s-proxy-%dl", dgxc[i].model, dgxc[i].layers);
+    d.name = name;
+    d.layers = dgxc[i].layers;
+    PxModel *p = px_model_new(&d, &err);
+    px_model_free(m);
+    if (!p) die(err);
+    return p;
+  }
+  return m;
+}
+
+/* The published parameter counts of the models (Llama 3.1: the Hugging Face
+ * checkpoints meta-llama/Llama-3.1-{8B,70B,405B}; Nemotron-4: the technical
+ * reports, 15B arXiv 2402.16819 "3.2 billion embedding and 12.5 billion
+ * non-embedding parameters", 340B arXiv 2406.11704 "9.4 billion embedding
+ * parameters and 331.6 billion non-embedding parameters", given to 0.1 B). */
+static const struct {
+  const char *model;
+  double params, tolerance;
+} dgxc_params[] = {
+  {"llama3-8b", 8030261248.0, 0}, {"llama3-70b", 70553706496.0, 0}, {"llama3-405b", 405853388800.0, 0},
+  {"nemotron4-15b", 15.7e9, 0.1e9}, {"nemotron4-340b", 341.0e9, 0.1e9},
+};
+
+/* Sum over the model's layers of one micro-batch's GEMMs, attention core,
+ * memory-bound kernels and TP collectives (forward + backward), s: the split
+ * --breakdown prints. Memory-bound: the difference against the same layers
+ * with HBM 10^6 x faster (GEMMs that are memory-bound fall there too). */
+typedef struct {
+  double gemm, attn, membound, tp;
+} DgxcSplit;
+
+static void dgxc_split(const PxModel *m, const PxCluster *c, const PxPlan *p, DgxcSplit *out) {
+  memset(out, 0, sizeof *out);
+  PxCluster fast = *c;
+  fast.hbm_bw *= 1e6;
+  PxLink tp_link = px_cost_tp_link(c, p, 0);
+  for (guint i = 0; i < m->n_layers; i++) {
+    PxLayerTimes a, b;
+    px_cost_layer_times(m, &m->layers[i], c, p, &tp_link, &a);
+    px_cost_layer_times(m, &m->layers[i], &fast, p, &tp_link, &b);
+    double total = a.fwd + a.bwd_input + a.bwd_weight - a.recompute;
+    double mem = total - (b.fwd + b.bwd_input + b.bwd_weight - b.recompute);
+    double attn = a.attn_fwd + a.attn_bwd;
+    out->membound += mem;
+    out->attn += attn;
+    out->gemm += total - mem - attn;
+    out->tp += a.tp_fwd + a.tp_bwd;
+  }
+}
+
+static void suite_dgxc(Errors *all, gboolean quiet, gboolean breakdown) {
+  Errors e = {0}, proxy = {0}, fp8 = {0};
+  printf("\n4. NVIDIA DGX Cloud benchmarking recipes 25.04 (NeMo 25.02.01, Megatron-Core) — DGX H100, BF16,\n"
+         "   distributed optimizer, bf16 gradient reduction, no recompute, sp with tp > 1, TP overlap not modelled\n");
+  for (gsize k = 0; k < G_N_ELEMENTS(dgxc_params); k++) {
+    g_autoptr(PxModel) m = g_str_has_prefix(dgxc_params[k].model, "nemotron4") ? nemotron4(dgxc_params[k].model)
+                                                                              : px_model_load(dgxc_params[k].model, NULL);
+    if (!m) continue;
+    double params = (double)px_model_range_stored_params_tp(m, 0, m->n_layers, 1);
+    gboolean ok = fabs(params - dgxc_params[k].params) <= dgxc_params[k].tolerance;
+    printf("   %-15s %.6g parameters described, %.6g published%s\n", dgxc_params[k].model, params,
+           dgxc_params[k].params, ok ? "" : "  (differ)");
+  }
+  printf("%-15s %5s %5s %3s %5s %3s %3s %3s %3s %5s %10s %10s %8s\n", "model", "gpus", "gbs", "mbs", "seq", "tp",
+         "pp", "cp", "vp", "dp", "predicted", "published", "error");
+  printf("%-15s %5s %5s %3s %5s %3s %3s %3s %3s %5s %10s %10s %8s\n", "", "", "", "", "", "", "", "", "", "",
+         "tok/s/GPU", "tok/s/GPU", "%");
+  for (gsize i = 0; i < G_N_ELEMENTS(dgxc); i++) {
+    g_autoptr(PxModel) m = dgxc_model((int)i);
+    g_autoptr(PxCluster) c = cluster("dgx-h100", dgxc[i].gpus);
+    PxPlan base;
+    px_plan_init(&base);
+    base.seq = dgxc[i].seq;
+    base.gbs = dgxc[i].gbs;
+    base.precision = dgxc[i].fp8 ? PX_PREC_FP8 : PX_PREC_BF16;
+    base.stack = PX_STACK_MEGATRON_CORE;
+    base.grad_reduce_bytes = 2; /* the performance recipes' grad_reduce_in_fp32 = False */
+    /* Megatron-Core's pipeline split: the transformer layers evenly over the
+     * pp x vp chunks, the embedding on the first, the final norm and the
+     * output layer on the last (get_num_layers_to_build); the 405B recipe's
+     * account_for_embedding_in_pipeline_split / account_for_loss_in_pipeline_
+     * split count the embedding and the loss as one layer each */
+    base.partition = g_strdup(!strcmp(dgxc[i].model, "llama3-405b") && dgxc[i].layers == 0
+                                  ? "type:^(Embedding|TransformerLayer|LMHead)$"
+                                  : "type:^TransformerLayer$");
+    int dp = dgxc[i].gpus / (dgxc[i].tp * dgxc[i].pp * dgxc[i].cp);
+    PxLayout l = {.tp = dgxc[i].tp, .pp = dgxc[i].pp, .dp = dp, .vpp = dgxc[i].vp, .mbs = dgxc[i].mbs, .zero = 1,
+                  .offload = PX_OFFLOAD_NONE, .ckpt = PX_CKPT_NONE, .sp = dgxc[i].tp > 1,
+                  .schedule = dgxc[i].vp > 1 ? PX_SCHED_INTERLEAVED : PX_SCHED_1F1B, .order = 0, .cp = dgxc[i].cp};
+    PxSearchCandidate r;
+    if (simulate(m, c, &base, &l, &r)) {
+      double predicted = (double)base.gbs * dgxc[i].seq / (r.step_time * dgxc[i].gpus);
+      double published = dgxc[i].published / dgxc[i].gpus;
+      g_autofree char *row = g_strdup_printf("%s %d GPUs", m->desc.name, dgxc[i].gpus);
+      add_error(dgxc[i].fp8 ? &fp8 : dgxc[i].layers ? &proxy : &e, predicted, published, row);
+      if (!quiet && dgxc[i].fp8 && (i == 0 || !dgxc[i - 1].fp8))
+        printf("FP8 rows (set apart, outside the statistics):\n");
+      if (!quiet)
+        printf("%-15s %5d %5d %3d %5d %3d %3d %3d %3d %5d %10.0f %10.0f %+8.1f%s\n",
+               dgxc[i].layers ? "405b-proxy" : dgxc[i].model, dgxc[i].gpus, dgxc[i].gbs, dgxc[i].mbs, dgxc[i].seq,
+               dgxc[i].tp, dgxc[i].pp, dgxc[i].cp, dgxc[i].vp, dp, predicted, published,
+               100 * (predicted / published - 1), dgxc[i].layers ? "  (proxy, set apart)" : "");
+      if (breakdown) {
+        PxPlan p;
+        px_plan_copy(&p, &base);
+        px_layout_apply(&l, &p);
+        DgxcSplit s;
+        dgxc_split(m, c, &p, &s);
+        double sum = s.gemm + s.attn + s.membound + s.tp;
+        double pub_step = (double)base.gbs * dgxc[i].seq / dgxc[i].published;
+        printf("      step %.3f s (published %.3f s): compute %.3f, exposed p2p %.3f dp %.3f, bubble %.3f; "
+               "layers per micro-batch: GEMM %.0f %%, attention %.0f %%, memory-bound %.0f %%, TP comm %.0f %%; "
+               "peak memory %.1f of %.1f GiB\n",
+               r.step_time, pub_step, r.breakdown.compute, r.breakdown.exposed[0], r.breakdown.exposed[1],
+               r.breakdown.bubble, 100 * s.gemm / sum, 100 * s.attn / sum, 100 * s.membound / sum, 100 * s.tp / sum,
+               r.memory / 1073741824.0, (double)c->gpu_memory / 1073741824.0);
+        px_plan_clear(&p);
+      }
+    }
+    px_plan_clear(&base);
+  }
+  print_errors("DGX Cloud H100 BF16", &e);
+  print_errors("  405b-proxy rows (apart)", &proxy);
+  print_errors("  FP8 rows (apart)", &fp8);
+  merge(all, &e, "dgxc");
+}
+
 int main(int argc, char **argv) {
   const char *dir = PX_VALIDATE_DIR;
   gboolean quiet = FALSE, breakdown = FALSE;
@@ -449,6 +718,10 @@ int main(int argc, char **argv) {
   suite_zero_bubble(&zb, quiet);
   merge(&all, &zb, "");
   merge(&all_disputed, &zb, "");
+  Errors dgxc_e = {0};
+  suite_dgxc(&dgxc_e, quiet, breakdown);
+  merge(&all, &dgxc_e, "");
+  merge(&all_disputed, &dgxc_e, "");
   printf("\n");
   print_errors("all rows", &all);
   print_errors("  with the set apart", &all_disputed);
