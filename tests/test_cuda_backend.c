@@ -250,18 +250,18 @@ static void test_rows(gconstpointer p) {
  * from the cpu side's probabilities and choices */
 static void test_router(gconstpointer p) {
   PxDType dt = GPOINTER_TO_INT(p);
-  const gint64 T = 37, E = 13;
+  const gint64 T = 37, NE = 13; /* rows, experts */
   const int k = 3;
-  Twin logits = twin("logits", dt, SHAPE(T, E), 2), probs = twin("probs", dt, SHAPE(T, E), 1);
+  Twin logits = twin("logits", dt, SHAPE(T, NE), 2), probs = twin("probs", dt, SHAPE(T, NE), 1);
   Twin topi = twin_ids("topi", T * k, 0, 1), topv = twin("topv", PX_DTYPE_F64, SHAPE(T * k), 1);
-  Twin psum = twin("psum", PX_DTYPE_F64, SHAPE(E), 1);
+  Twin psum = twin("psum", PX_DTYPE_F64, SHAPE(NE), 1);
   BOTH(router_topk, X(probs), X(topi), X(topv), X(psum), X(logits), k);
   REPORT("router_topk", dt, "probs, topi, topv, psum", probs, topi, topv, psum);
-  g_autofree double *pv = g_new(double, T * E);
+  g_autofree double *pv = g_new(double, T * NE);
   OK(px_tensor_download_f64(probs.c, pv, &E));
-  Twin pr = twin_vals("p", dt, SHAPE(T, E), 0, 0, pv);
-  Twin dg = twin("dgate", dt, SHAPE(T * k, 1), 1), fc = twin("fcnt", dt, SHAPE(E), 1);
-  Twin dl = twin("dlogits", dt, SHAPE(T, E), 1);
+  Twin pr = twin_vals("p", dt, SHAPE(T, NE), 0, 0, pv);
+  Twin dg = twin("dgate", dt, SHAPE(T * k, 1), 1), fc = twin("fcnt", dt, SHAPE(NE), 1);
+  Twin dl = twin("dlogits", dt, SHAPE(T, NE), 1);
   for (int norm = 0; norm < 2; norm++) {
     BOTH(router_bwd, X(dl), X(pr), X(topi), X(dg), X(fc), 0.3, norm, k);
     REPORT("router_bwd", dt, norm ? "dlogits (norm_topk)" : "dlogits", dl);
