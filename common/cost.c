@@ -550,9 +550,14 @@ static void expert_gemms(const PxCluster *c, PxPrecision prec, int E, const PxMo
  * different tokens, an all-gather after dispatch and a reduce-scatter before
  * combine over etp. The router GEMM is a plain (E, h) weight (the block's
  * loop). The EP and ETP groups are pipeline rank 0's (every stage's are alike
- * when pp is the outermost axis). */
-static void moe_times(const PxModel *model, const PxCluster *cl, const PxPlan *plan, PxLayerTimes *c, double *dgrad,
-                      double *wgrad) {
+ * when pp is the outermost axis). Forward only, the load-balancing loss's
+ * statistics (exec/moe_layer.c: 2E + 1 doubles, the copies per expert, the
+ * probability sums and the token count) summed over the tokens that the
+ * loss covers together: an all-reduce over the TP group under sequence
+ * parallelism, then one over the CP group (px_cost_cp_link) under context
+ * parallelism; latency-bound. */
+static void moe_times(const PxModel *model, const PxCluster *cl, const PxPlan *plan, const PxLink *tp_link,
+                      PxLayerTimes *c, double *dgrad, double *wgrad) {
   const PxModelDesc *d = &model->desc;
   PxMoeTokens t;
   px_moe_tokens(model, plan, &t);
@@ -576,7 +581,13 @@ static void moe_times(const PxModel *model, const PxCluster *cl, const PxPlan *p
     etp_comm = px_cost_allgather(t.total * h * E, etp, &l) + px_cost_reduce_scatter(t.total * h * E, etp, &l);
   }
   c->ep_fwd = c->ep_bwd = 2 * a2a + etp_comm;
-  c->tp_fwd += c->ep_fwd;
+  double stats = (2.0 * d->experts + 1) * sizeof(double);
+  if (plan->seq_parallel && plan->tp > 1) c->moe_stats += px_cost_allreduce(stats, plan->tp, tp_link);
+  if (plan->cp > 1) {
+    PxLink cpl = px_cost_cp_link(cl, plan, 0);
+    c->moe_stats += px_cost_allreduce(stats, plan->cp, &cpl);
+  }
+  c->tp_fwd += c->ep_fwd + c->moe_stats;
   c->tp_bwd += c->ep_bwd;
 }
 
@@ -715,7 +726,7 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
     int tp_colls = moe && plan->seq_parallel && d->shared_experts == 0 ? 1 : 2;
     c.tp_fwd = tp_colls * tp_collective(plan, act, tp_link);
     c.tp_bwd = tp_colls * tp_collective(plan, act, tp_link);
-    if (moe) moe_times(model, cluster, plan, &c, &dgrad, &wgrad);
+    if (moe) moe_times(model, cluster, plan, tp_link, &c, &dgrad, &wgrad);
     /* selective: the attention core again (flash keeps nothing to recompute) */
     if (plan->ckpt == PX_CKPT_SELECTIVE && kind == PX_ATTN_UNFUSED) c.recompute = att_fwd;
     break;

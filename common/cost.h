@@ -213,6 +213,7 @@ typedef struct {
   double recompute;                   /* what the checkpoint policy adds to bwd_input, s */
   double attn_fwd, attn_bwd;          /* the attention core's share of fwd / bwd_input (the CP ring overlaps them) */
   double ep_fwd, ep_bwd;              /* of tp_fwd / tp_bwd: an MoE block's all-to-all and expert-TP collectives, s */
+  double moe_stats;                   /* of tp_fwd: an MoE block's load-balancing statistics all-reduces (TP, CP), s */
 } PxLayerTimes;
 void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxCluster *cluster,
                          const PxPlan *plan, const PxLink *tp_link, PxLayerTimes *out);

@@ -1118,6 +1118,38 @@ gboolean px_op_rows_dot(PxBackend *be, PxTensor *out, const PxTensor *a, const P
          be->ops->rows_dot(be, out, a, b, idx, k, error);
 }
 
+/* router_topk / router_bwd: logits or probs (T, E) of a float dtype, k in
+ * [1, E], the picks i32 with T·k elements. */
+static gboolean router_check(PxBackend *be, const char *op, const PxTensor *p, const char *pname,
+                             const PxTensor *topi, int k, gint64 *T, gint64 *E, GError **error) {
+  if (!float_matrix(op, pname, p, T, E, error)) return FALSE;
+  if (k < 1 || k > *E)
+    return fail(error, PX_BACKEND_ERROR_SHAPE, "%s: k = %d, expected 1 to %" G_GINT64_FORMAT " (the experts)", op, k,
+                *E);
+  return need(be, op, pname, p, p->dtype, *T, *E, error) && need(be, op, "topi", topi, PX_DTYPE_I32, *T, k, error);
+}
+
+gboolean px_op_router_topk(PxBackend *be, PxTensor *probs, PxTensor *topi, PxTensor *topv, PxTensor *psum,
+                           const PxTensor *logits, int k, GError **error) {
+  const char *op = "router_topk";
+  gint64 T, E;
+  return router_check(be, op, logits, "logits", topi, k, &T, &E, error) &&
+         need(be, op, "probs", probs, logits->dtype, T, E, error) &&
+         need(be, op, "topv", topv, PX_DTYPE_F64, T, k, error) && need(be, op, "psum", psum, PX_DTYPE_F64, 1, E, error) &&
+         be->ops->router_topk(be, probs, topi, topv, psum, logits, k, error);
+}
+
+gboolean px_op_router_bwd(PxBackend *be, PxTensor *dlogits, const PxTensor *probs, const PxTensor *topi,
+                          const PxTensor *dgate, const PxTensor *fcnt, double daux, gboolean norm_topk, int k,
+                          GError **error) {
+  const char *op = "router_bwd";
+  gint64 T, E;
+  return router_check(be, op, probs, "probs", topi, k, &T, &E, error) &&
+         need(be, op, "dlogits", dlogits, probs->dtype, T, E, error) &&
+         need(be, op, "dgate", dgate, probs->dtype, T, k, error) && maybe(be, op, "fcnt", fcnt, probs->dtype, 1, E, error) &&
+         be->ops->router_bwd(be, dlogits, probs, topi, dgate, fcnt, daux, norm_topk, k, error);
+}
+
 gboolean px_op_cast(PxBackend *be, PxTensor *dst, const PxTensor *src, gboolean accumulate,
                     GError **error) {
   const char *op = "cast";

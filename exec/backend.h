@@ -458,6 +458,29 @@ gboolean px_op_rows_gather(PxBackend *be, PxTensor *dst, const PxTensor *src, co
 gboolean px_op_rows_dot(PxBackend *be, PxTensor *out, const PxTensor *a, const PxTensor *b, const PxTensor *idx,
                         int k, GError **error);
 
+/* ---- the MoE router: softmax and top-k, and their backward ----
+ * Row t of logits (T, E): p[t, e] = exp(l[t, e] - max_e l[t, e]) / Z, Z the
+ * sum of the exponentials over e ascending, all in double; probs (T, E, the
+ * logits' dtype) gets p rounded once. topi (i32, T·k elements) the k
+ * experts of the largest p, probability descending, ties to the lower
+ * index; topv (f64, T·k) their p in double; psum (f64, E) the sum over the
+ * rows (t ascending) of each expert's p in double (the load-balancing
+ * statistics). 1 ≤ k ≤ E; every output is overwritten. */
+gboolean px_op_router_topk(PxBackend *be, PxTensor *probs, PxTensor *topi, PxTensor *topv, PxTensor *psum,
+                           const PxTensor *logits, int k, GError **error);
+/* dlogits (T, E) of the router's softmax, per row t in double: the
+ * probabilities' gradient dp[e] = daux · fcnt[e] (fcnt NULL: 0), plus at
+ * each chosen expert i_j = topi[t·k + j] its gate weight's gradient
+ * g_j = dgate[t·k + j]: g_j itself, or with norm_topk (gate weights
+ * w_j = p[i_j] / z, z = Σ_j p[i_j]) (g_j - Σ_l g_l · w_l) / z; then
+ * dlogits[t, e] = p[e] · (dp[e] - Σ_e' p[e'] · dp[e']), rounded once,
+ * overwriting. probs (T, E) as px_op_router_topk left them (p their
+ * values), dgate T·k and fcnt E elements of their dtype, topi i32 T·k in
+ * [0, E) (a dropped copy's expert too: its g_j is 0). */
+gboolean px_op_router_bwd(PxBackend *be, PxTensor *dlogits, const PxTensor *probs, const PxTensor *topi,
+                          const PxTensor *dgate, const PxTensor *fcnt, double daux, gboolean norm_topk, int k,
+                          GError **error);
+
 /* ---- mixed precision ----
  * dst = src, or dst += src with accumulate, between float dtypes (f32, f64,
  * bf16, f16) of the same numel: the sum is formed in f32 (f64 when either

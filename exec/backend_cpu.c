@@ -542,6 +542,33 @@ static gboolean cpu_rows_dot(PxBackend *be, PxTensor *out, const PxTensor *a, co
   return TRUE;
 }
 
+static gboolean cpu_router_topk(PxBackend *be, PxTensor *probs, PxTensor *topi, PxTensor *topv, PxTensor *psum,
+                                const PxTensor *logits, int k, GError **error) {
+  (void)be;
+  (void)error;
+  g_autofree double *p64 = g_new(double, MAX(logits->numel, 1));
+  CALL(logits->dtype, router_topk, probs->data, topi->data, topv->data, psum->data, logits->data, p64, rows(logits),
+       cols(logits), k);
+  return TRUE;
+}
+
+static gboolean cpu_router_bwd(PxBackend *be, PxTensor *dlogits, const PxTensor *probs, const PxTensor *topi,
+                               const PxTensor *dgate, const PxTensor *fcnt, double daux, gboolean norm_topk, int k,
+                               GError **error) {
+  (void)be;
+  const gint32 *id = topi->data;
+  for (gint64 i = 0; i < topi->numel; i++) /* every pick an expert (a dropped copy's too) */
+    if (id[i] < 0 || id[i] >= cols(probs)) {
+      g_set_error(error, PX_BACKEND_ERROR, PX_BACKEND_ERROR_SHAPE,
+                  "router_bwd: %s[%" G_GINT64_FORMAT "] = %d outside [0, %" G_GINT64_FORMAT ")", topi->name, i, id[i],
+                  cols(probs));
+      return FALSE;
+    }
+  CALL(probs->dtype, router_bwd, dlogits->data, probs->data, topi->data, dgate->data, D(fcnt), daux, norm_topk,
+       rows(probs), cols(probs), k);
+  return TRUE;
+}
+
 static gboolean cpu_scale(PxBackend *be, PxTensor *t, double alpha, GError **error) {
   (void)be;
   (void)error;
@@ -642,6 +669,8 @@ static const PxBackendOps cpu_ops = {
   .scale = cpu_scale,
   .rows_gather = cpu_rows_gather,
   .rows_dot = cpu_rows_dot,
+  .router_topk = cpu_router_topk,
+  .router_bwd = cpu_router_bwd,
   .cast = cpu_cast,
   .half_params = FALSE, /* backend.c promotes half parameters through f32 copies */
 };

@@ -110,6 +110,12 @@ typedef struct {
                           const PxTensor *wt, int k, GError **);
   gboolean (*rows_dot)(PxBackend *, PxTensor *out, const PxTensor *a, const PxTensor *b, const PxTensor *idx,
                        int k, GError **);
+  /* backend.h px_op_router_topk / px_op_router_bwd; topi's range is the backend's to check */
+  gboolean (*router_topk)(PxBackend *, PxTensor *probs, PxTensor *topi, PxTensor *topv, PxTensor *psum,
+                          const PxTensor *logits, int k, GError **);
+  gboolean (*router_bwd)(PxBackend *, PxTensor *dlogits, const PxTensor *probs, const PxTensor *topi,
+                         const PxTensor *dgate, const PxTensor *fcnt, double daux, gboolean norm_topk, int k,
+                         GError **);
   /* mixed precision (backend.h px_op_cast): dst (=|+=) src across float
    * dtypes; NULL: the backend cannot hold bf16/fp16 parameters */
   gboolean (*cast)(PxBackend *, PxTensor *dst, const PxTensor *src, gboolean accumulate, GError **);

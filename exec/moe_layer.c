@@ -85,8 +85,8 @@ static gboolean picks_new(const PxMoeRun *r, gint64 T, int k, const gint64 *slot
   return FALSE;
 }
 
-/* The routing of a micro-batch, on the host: the top-k of each token, their
- * gate weights, the send order (copies grouped by expert, tokens ascending)
+/* The routing of a micro-batch, on the host: the top-k of each token (from
+ * the device's px_op_router_topk), their gate weights, the send order (copies grouped by expert, tokens ascending)
  * and the counts. */
 typedef struct {
   gint64 T;
@@ -122,15 +122,14 @@ static void route_free(Route *rt) {
   g_free(rt->rgd);
 }
 
-/* Gate weights from the probabilities and the choices (renormalised when the model says so). */
-static void route_weights(const PxModelDesc *d, Route *rt, const double *p) {
+/* Gate weights from the chosen experts' probabilities pv (T·k, as idx)
+ * (renormalised when the model says so). */
+static void route_weights(const PxModelDesc *d, Route *rt, const double *pv) {
   for (gint64 t = 0; t < rt->T; t++) {
+    const double *pt = pv + t * rt->k;
     double z = 0;
-    for (int j = 0; j < rt->k; j++) z += p[t * rt->E + rt->idx[t * rt->k + j]];
-    for (int j = 0; j < rt->k; j++) {
-      double pj = p[t * rt->E + rt->idx[t * rt->k + j]];
-      rt->wt[t * rt->k + j] = d->norm_topk ? pj / z : pj;
-    }
+    for (int j = 0; j < rt->k; j++) z += pt[j];
+    for (int j = 0; j < rt->k; j++) rt->wt[t * rt->k + j] = d->norm_topk ? pt[j] / z : pt[j];
   }
 }
 
@@ -394,31 +393,30 @@ gboolean px_moe_layer_fwd(const PxMoeRun *r, const PxMoeWeights *w, PxTensor *sa
   PxMoeExecLayout L;
   layout_of(r, &L);
   gint64 T = r->tokens, E = d->experts, k = d->top_k, h = d->hidden;
-  /* router logits, then softmax and top-k on the host */
+  /* router logits, softmax and top-k on the device (backend.h
+   * px_op_router_topk): the T·E probabilities stay there, in saved for the
+   * backward; the choices (T·k), their probabilities in double (T·k) and
+   * each expert's sum of probabilities (E) come down */
   g_autoptr(PxTensor) logits = tmp(r, "moe.logits", T, E, FALSE, error);
-  TRY(logits && px_op_linear_fwd(r->be, logits, x, w->router.w, NULL, error));
-  g_autofree double *p = g_new(double, T * E);
-  TRY(px_tensor_download_f64(logits, p, error));
+  g_autoptr(PxTensor) probs = logits ? px_tensor_view(saved, "moe.probs", L.probs, 2, (gint64[]){T, E}, error) : NULL;
+  g_autoptr(PxTensor) topi = probs ? px_tensor_new(r->be, "moe.topi", PX_DTYPE_I32, PX_MEM_BUFFERS, 1,
+                                                   (gint64[]){T * k}, error) : NULL;
+  g_autoptr(PxTensor) topv = topi ? px_tensor_new(r->be, "moe.topv", PX_DTYPE_F64, PX_MEM_BUFFERS, 1,
+                                                  (gint64[]){T * k}, error) : NULL;
+  g_autoptr(PxTensor) psum = topv ? px_tensor_new(r->be, "moe.psum", PX_DTYPE_F64, PX_MEM_BUFFERS, 1, &E, error) : NULL;
+  TRY(psum && px_op_linear_fwd(r->be, logits, x, w->router.w, NULL, error) &&
+      px_op_router_topk(r->be, probs, topi, topv, psum, logits, (int)k, error));
   Route rt = {0};
   route_alloc(r, &rt);
-  g_autofree double *probs_sum = g_new0(double, E);
-  for (gint64 t = 0; t < T; t++) {
-    double *row = p + t * E, mx = row[0], z = 0;
-    for (gint64 e = 1; e < E; e++) mx = MAX(mx, row[e]);
-    for (gint64 e = 0; e < E; e++) z += row[e] = exp(row[e] - mx);
-    for (gint64 e = 0; e < E; e++) row[e] /= z, probs_sum[e] += row[e];
-    /* top-k: the k largest, ties to the lower index */
-    for (gint64 j = 0; j < k; j++) {
-      int best = -1;
-      for (int e = 0; e < E; e++) {
-        gboolean taken = FALSE;
-        for (gint64 i = 0; i < j; i++) taken |= rt.idx[t * k + i] == e;
-        if (!taken && (best < 0 || row[e] > row[best])) best = e;
-      }
-      rt.idx[t * k + j] = best;
-    }
+  g_autofree gint32 *ti = g_new(gint32, T * k);
+  g_autofree double *pv = g_new(double, T * k), *probs_sum = g_new(double, E);
+  if (!px_tensor_download(topi, ti, error) || !px_tensor_download(topv, pv, error) ||
+      !px_tensor_download(psum, probs_sum, error)) {
+    route_free(&rt);
+    return FALSE;
   }
-  route_weights(d, &rt, p);
+  for (gint64 i = 0; i < T * k; i++) rt.idx[i] = ti[i];
+  route_weights(d, &rt, pv);
   /* load-balancing loss: coef · E · Σ f_i P_i over the statistics group's
    * tokens, f_i from the routing before the capacity's drops (Megatron-Core:
    * tokens_per_expert = topk_map.sum(dim=0), taken before the capacity mask) */
@@ -441,12 +439,12 @@ gboolean px_moe_layer_fwd(const PxMoeRun *r, const PxMoeWeights *w, PxTensor *sa
   double lb = 0, Tg = st[2 * E];
   for (gint64 e = 0; e < E; e++) lb += st[e] / (Tg * (double)k) * (st[E + e] / Tg);
   *aux = d->aux_loss_coef * (double)E * lb;
-  /* saved: probabilities, choices (a dropped copy's expert e as -1 - e);
+  /* saved: probabilities (written above), choices (a dropped copy's expert e as -1 - e);
    * counts[0, E): the copies sent (for the exchange), then d aux / d p;
    * counts[E + i·E, ...): ETP rank i's received */
   g_autofree double *buf = g_new(double, MAX(T * k, (1 + rt.g) * E));
   for (gint64 i = 0; i < T * k; i++) buf[i] = rt.keep[i] ? rt.idx[i] : -1 - rt.idx[i];
-  ok = ok && put(saved, L.probs, T * E, p, error) && put(saved, L.topk, T * k, buf, error);
+  ok = ok && put(saved, L.topk, T * k, buf, error);
   for (gint64 e = 0; e < E; e++) buf[e] = (double)rt.cnt[e];
   ok = ok && put(saved, L.counts, E, buf, error);
   gint64 mine = L.counts + E + (rt.g > 1 ? r->etp_rank : 0) * E; /* this rank's received counts */
@@ -515,18 +513,30 @@ gboolean px_moe_layer_bwd(const PxMoeRun *r, const PxMoeWeights *w, PxTensor *sa
   gboolean gated = px_ffn_gated(d->ffn_kind);
   Route rt = {0};
   route_alloc(r, &rt);
-  g_autofree double *p = g_new(double, T * E), *buf = g_new(double, MAX(T * k, rt.g * E));
-  g_autofree double *fcnt = g_new(double, E); /* d aux / d p_ti (forward) */
-  gboolean ok = get(saved, L.probs, T * E, p, error) && get(saved, L.topk, T * k, buf, error);
+  gint64 nk = MAX(T * k, 1);
+  g_autofree double *buf = g_new(double, MAX(T * k, rt.g * E)), *pv = g_new(double, nk);
+  g_autofree gint32 *ti = g_new(gint32, nk), *gi = g_new(gint32, nk);
+  gboolean ok = get(saved, L.topk, T * k, buf, error);
+  for (gint64 i = 0; ok && i < T * k; i++) {
+    int v = (int)llround(buf[i]);
+    rt.keep[i] = v >= 0;
+    rt.idx[i] = v >= 0 ? v : -1 - v;
+    ti[i] = rt.idx[i];
+    gi[i] = (gint32)((i / k) * E + rt.idx[i]); /* its probability's element */
+  }
+  /* the chosen experts' probabilities (T·k) picked from the saved T·E on the
+   * device and brought down for the gate weights; the choices go up */
+  g_autoptr(PxTensor) probs = ok ? px_tensor_view(saved, "moe.probs", L.probs, 2, (gint64[]){T, E}, error) : NULL;
+  g_autoptr(PxTensor) pflat = probs ? px_tensor_view(saved, "moe.probs", L.probs, 2, (gint64[]){T * E, 1}, error) : NULL;
+  g_autoptr(PxTensor) topi = pflat ? px_tensor_new(r->be, "moe.topi", PX_DTYPE_I32, PX_MEM_BUFFERS, 1, &nk, error) : NULL;
+  g_autoptr(PxTensor) gidx = topi ? px_tensor_new(r->be, "moe.pick", PX_DTYPE_I32, PX_MEM_BUFFERS, 1, &nk, error) : NULL;
+  g_autoptr(PxTensor) pvt = gidx ? tmp(r, "moe.topv", nk, 1, FALSE, error) : NULL;
+  ok = ok && pvt && px_tensor_upload(topi, ti, error) && px_tensor_upload(gidx, gi, error) &&
+       px_op_rows_gather(r->be, pvt, pflat, gidx, NULL, 1, error) && px_tensor_download_f64(pvt, pv, error);
   if (ok) {
-    for (gint64 i = 0; i < T * k; i++) {
-      int v = (int)llround(buf[i]);
-      rt.keep[i] = v >= 0;
-      rt.idx[i] = v >= 0 ? v : -1 - v;
-    }
-    route_weights(d, &rt, p);
+    route_weights(d, &rt, pv);
     route_order(&rt);
-    ok = get(saved, L.counts, E, fcnt, error) && get(saved, L.counts + E, rt.g * E, buf, error);
+    ok = get(saved, L.counts + E, rt.g * E, buf, error);
   }
   if (ok) {
     for (gint64 i = 0; i < rt.g * E; i++) rt.rcg[i] = (gint64)llround(buf[i]);
@@ -538,9 +548,7 @@ gboolean px_moe_layer_bwd(const PxMoeRun *r, const PxMoeWeights *w, PxTensor *sa
   ok = ok && picks_new(r, T, (int)k, rt.slot, rt.wt, &pk, error);
   g_autoptr(PxTensor) yret = ok ? px_tensor_view(saved, "moe.yret", L.yret, 2, (gint64[]){MAX(T * k, 1), h}, error) : NULL;
   g_autoptr(PxTensor) dgt = ok ? tmp(r, "moe.dgate", T * k, 1, FALSE, error) : NULL;
-  g_autofree double *dg = g_new0(double, MAX(T * k, 1));
-  ok = ok && yret && dgt && px_op_rows_dot(r->be, dgt, dy, yret, pk.slot_of_copy, (int)k, error) &&
-       px_tensor_download_f64(dgt, dg, error);
+  ok = ok && yret && dgt && px_op_rows_dot(r->be, dgt, dy, yret, pk.slot_of_copy, (int)k, error);
   g_autoptr(PxTensor) dsend = ok ? tmp(r, "moe.dy_send", T * k, h, FALSE, error) : NULL;
   g_autoptr(PxTensor) dyg = ok ? tmp(r, "moe.dy", L.rows_max, h, TRUE, error) : NULL;
   g_autoptr(PxTensor) dym = ok && rt.g > 1 ? tmp(r, "moe.dy_mine", rt.received, h, FALSE, error) : NULL;
@@ -584,28 +592,13 @@ gboolean px_moe_layer_bwd(const PxMoeRun *r, const PxMoeWeights *w, PxTensor *sa
   ok = ok && dxs && dxt && exchange(r, &rt, rt.g > 1 ? dxm : dxg, dxs, h, TRUE, error) && etp_sum(r, dxs, error) &&
        px_op_rows_gather(r->be, dxt, dxs, pk.slot_of_copy, NULL, (int)k, error);
   picks_clear(&pk);
-  /* the router: d(gate weight) -> d(probabilities) (+ the load-balancing
-   * loss's through P_i) -> softmax backward -> d(logits) */
-  g_autofree double *dl = g_new0(double, T * E);
-  if (ok) {
-    for (gint64 t = 0; t < T; t++) {
-      const double *pr = p + t * E;
-      double *dp = dl + t * E; /* first d(probabilities), then d(logits) in place */
-      for (gint64 e = 0; e < E; e++) dp[e] = daux * fcnt[e];
-      if (d->norm_topk) { /* w_j = p_j / Z: dp_j = (g_j - Σ_l g_l w_l) / Z */
-        double z = 0, gw = 0;
-        for (gint64 j = 0; j < k; j++) z += pr[rt.idx[t * k + j]], gw += dg[t * k + j] * rt.wt[t * k + j];
-        for (gint64 j = 0; j < k; j++) dp[rt.idx[t * k + j]] += (dg[t * k + j] - gw) / z;
-      } else {
-        for (gint64 j = 0; j < k; j++) dp[rt.idx[t * k + j]] += dg[t * k + j];
-      }
-      double dot = 0;
-      for (gint64 e = 0; e < E; e++) dot += pr[e] * dp[e];
-      for (gint64 e = 0; e < E; e++) dp[e] = pr[e] * (dp[e] - dot);
-    }
-  }
+  /* the router on the device (backend.h px_op_router_bwd): d(gate weight)
+   * -> d(probabilities) (+ the load-balancing loss's through P_i: daux ·
+   * d aux / d p, kept in counts[0, E) by the forward) -> softmax backward ->
+   * d(logits) */
   g_autoptr(PxTensor) dlog = ok ? tmp(r, "moe.dlogits", T, E, FALSE, error) : NULL;
-  ok = ok && dlog && px_tensor_upload_f64(dlog, dl, error) &&
+  g_autoptr(PxTensor) fcnt = dlog ? px_tensor_view(saved, "moe.fcnt", L.counts, 1, &E, error) : NULL;
+  ok = ok && fcnt && px_op_router_bwd(r->be, dlog, probs, topi, dgt, fcnt, daux, d->norm_topk, (int)k, error) &&
        px_op_linear_bwd(r->be, dxt, w->router.g, NULL, dlog, x, w->router.w, error) &&
        px_op_residual_bwd(r->be, dx, NULL, dxt, error);
   route_free(&rt);

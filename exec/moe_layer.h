@@ -11,9 +11,12 @@
  * the T·k routed copies that go to expert i, P_i the mean router probability
  * of expert i over the T tokens; its gradient flows through P only).
  *
- * The routing (softmax, top-k, permutation, combine) runs on the host in
- * double from downloaded tensors; the GEMMs and activations run as the
- * backend's existing ops on views, so every backend runs it unchanged.
+ * Everything of size T·h or T·E stays on the device: the router's softmax
+ * and top-k and their backward (px_op_router_topk / px_op_router_bwd), the
+ * dispatch and combine (px_op_rows_gather / px_op_rows_dot), the GEMMs and
+ * activations, all backend ops. The host decides the routing (gate weights,
+ * capacity drops, send order, counts) from the T·k choices and their
+ * probabilities brought down, and sends T·k row indices and gate weights up.
  * Expert tensor parallelism (etp > 1): each rank holds an f/etp slice of
  * every local expert (gate and up rows, down columns, Megatron's column- and
  * row-parallel split) and adds its partial outputs over the ETP group.

@@ -1072,6 +1072,91 @@ static void test_rows(void) {
   }
 }
 
+/* px_op_router_topk / px_op_router_bwd (the MoE router) by hand, T 2 rows
+ * of E 4 experts, k 2. Logits ln[1 2 4 1] and ln[3 1 3 1] give
+ *   p = [1 2 4 1] / 8 = [0.125 0.25 0.5 0.125] and [0.375 0.125 0.375 0.125];
+ * top-2 {2, 1} (0.5, 0.25), and {0, 2} (0.375 twice: the tie to the lower
+ * index first); psum = [0.5 0.375 0.875 0.25] (to the logits' rounding).
+ * Backward from those p (exact in binary), topi {2 1 | 0 2}, dgate
+ * {1 -1 | 0.5 0} (row 1's second copy dropped: gradient 0), daux 0.5 and
+ * fcnt [1 0 0 2], so the load-balancing part of dp is [0.5 0 0 1]:
+ *  - without norm_topk, dp = base + dgate at the choices:
+ *    row 0 dp [0.5 -1 1 1], dot Σ p·dp = 0.0625 - 0.25 + 0.5 + 0.125 = 0.4375,
+ *      dl = p·(dp - dot) = [0.0078125 -0.359375 0.28125 0.0703125];
+ *    row 1 dp [1 0 0 1], dot 0.375 + 0.125 = 0.5,
+ *      dl = [0.1875 -0.0625 -0.1875 0.0625];
+ *  - with norm_topk (w_j = p_j / z), dp at choice j += (g_j - Σ_l g_l w_l) / z:
+ *    row 0 z 0.75, w {2/3, 1/3}, Σ g w = 2/3 - 1/3 = 1/3: expert 2
+ *      (1 - 1/3) / 0.75 = 8/9, expert 1 (-1 - 1/3) / 0.75 = -16/9;
+ *      dp [0.5 -16/9 8/9 1], dot 0.0625 - 4/9 + 4/9 + 0.125 = 0.1875,
+ *      dl = [0.125·0.3125, 0.25·(-16/9 - 3/16), 0.5·(8/9 - 3/16), 0.125·0.8125]
+ *         = [0.0390625 -283/576 101/288 0.1015625];
+ *    row 1 z 0.75, w {0.5, 0.5}, Σ g w = 0.25: expert 0 (0.5 - 0.25) / 0.75
+ *      = 1/3, expert 2 (0 - 0.25) / 0.75 = -1/3 (the dropped copy still
+ *      counts in z); dp [5/6 0 -1/3 1], dot 0.3125 - 0.125 + 0.125 = 0.3125,
+ *      dl = [0.375·25/48, -0.125·0.3125, -0.375·31/48, 0.125·0.6875]
+ *         = [0.1953125 -0.0390625 -0.2421875 0.0859375].
+ * Each row of dl sums to 0. Without fcnt the base is 0: row 1 without
+ * norm_topk dp [0.5 0 0 0], dot 0.1875, dl [0.1171875 -0.0234375 -0.0703125
+ * -0.0234375]. k above E, or a pick outside [0, E), is refused. */
+static void test_router(void) {
+  const PxDType dts[2] = {PX_DTYPE_F32, PX_DTYPE_F64};
+  for (int d = 0; d < 2; d++) {
+    PxDType dt = dts[d];
+    double tol = dt == PX_DTYPE_F32 ? 1e-6 : 1e-14;
+    const double l[8] = {log(1), log(2), log(4), log(1), log(3), log(1), log(3), log(1)};
+    g_autoptr(PxTensor) logits = mk(dt, "logits", 2, 4, l);
+    g_autoptr(PxTensor) probs = mk(dt, "probs", 2, 4, NULL);
+    g_autoptr(PxTensor) topi = mk_ids("topi", 4, (gint32[]){9, 9, 9, 9});
+    g_autoptr(PxTensor) topv = mk(PX_DTYPE_F64, "topv", 4, 1, NULL);
+    g_autoptr(PxTensor) psum = mk(PX_DTYPE_F64, "psum", 1, 4, NULL);
+    OK(px_op_router_topk(be, probs, topi, topv, psum, logits, 2, &E));
+    double y[8];
+    gint32 iv[4];
+    const double p[8] = {0.125, 0.25, 0.5, 0.125, 0.375, 0.125, 0.375, 0.125};
+    get(probs, y);
+    for (int i = 0; i < 8; i++) g_assert_cmpfloat_with_epsilon(y[i], p[i], tol);
+    OK(px_tensor_download(topi, iv, &E));
+    const gint32 want_i[4] = {2, 1, 0, 2};
+    for (int i = 0; i < 4; i++) g_assert_cmpint(iv[i], ==, want_i[i]);
+    get(topv, y);
+    const double want_v[4] = {0.5, 0.25, 0.375, 0.375};
+    for (int i = 0; i < 4; i++) g_assert_cmpfloat_with_epsilon(y[i], want_v[i], tol);
+    get(psum, y);
+    const double want_s[4] = {0.5, 0.375, 0.875, 0.25};
+    for (int i = 0; i < 4; i++) g_assert_cmpfloat_with_epsilon(y[i], want_s[i], tol);
+
+    g_autoptr(PxTensor) pe = mk(dt, "p", 2, 4, p);
+    g_autoptr(PxTensor) dg = mk(dt, "dgate", 4, 1, (double[]){1, -1, 0.5, 0});
+    g_autoptr(PxTensor) fc = mk(dt, "fcnt", 1, 4, (double[]){1, 0, 0, 2});
+    g_autoptr(PxTensor) dl = mk(dt, "dlogits", 2, 4, NULL);
+    const double plain[8] = {0.0078125, -0.359375, 0.28125, 0.0703125, 0.1875, -0.0625, -0.1875, 0.0625};
+    const double normed[8] = {0.0390625, -283.0 / 576, 101.0 / 288, 0.1015625,
+                              0.1953125, -0.0390625,   -0.2421875,  0.0859375};
+    const double nofc[4] = {0.1171875, -0.0234375, -0.0703125, -0.0234375};
+    for (int norm = 0; norm < 2; norm++) {
+      OK(px_op_router_bwd(be, dl, pe, topi, dg, fc, 0.5, norm, 2, &E));
+      get(dl, y);
+      for (int i = 0; i < 8; i++) g_assert_cmpfloat_with_epsilon(y[i], norm ? normed[i] : plain[i], tol);
+    }
+    OK(px_op_router_bwd(be, dl, pe, topi, dg, NULL, 0.5, FALSE, 2, &E));
+    get(dl, y);
+    for (int i = 0; i < 4; i++) g_assert_cmpfloat_with_epsilon(y[4 + i], nofc[i], tol);
+
+    GError *E = NULL;
+    g_autoptr(PxTensor) t5 = mk_ids("t5", 10, (gint32[]){0, 1, 2, 3, 0, 0, 1, 2, 3, 0});
+    g_assert_false(px_op_router_topk(be, probs, t5, topv, psum, logits, 5, &E));
+    g_assert_error(E, PX_BACKEND_ERROR, PX_BACKEND_ERROR_SHAPE);
+    g_assert_nonnull(strstr(E->message, "k = 5, expected 1 to 4"));
+    g_clear_error(&E);
+    g_autoptr(PxTensor) bad = mk_ids("bad", 4, (gint32[]){2, 1, 4, 2});
+    g_assert_false(px_op_router_bwd(be, dl, pe, bad, dg, fc, 0.5, FALSE, 2, &E));
+    g_assert_error(E, PX_BACKEND_ERROR, PX_BACKEND_ERROR_SHAPE);
+    g_assert_nonnull(strstr(E->message, "bad[2] = 4 outside [0, 4)"));
+    g_clear_error(&E);
+  }
+}
+
 static void test_copy(void) {
   const double x[6] = {1, -2, 3.5, 4, 5, 6e-300};
   g_autoptr(PxTensor) src = mk(PX_DTYPE_F64, "src", 2, 3, x);
@@ -1470,6 +1555,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/backend/registry", test_registry);
   g_test_add_func("/backend/cpu/copy", test_copy);
   g_test_add_func("/backend/cpu/rows", test_rows);
+  g_test_add_func("/backend/cpu/router", test_router);
   g_test_add_func("/backend/cpu/device-scalars", test_device_scalars);
   g_test_add_func("/backend/cpu/vocab-parallel/embedding", test_embedding_vp);
   g_test_add_func("/backend/cpu/vocab-parallel/cross-entropy", test_cross_entropy_vp);

@@ -245,6 +245,33 @@ static void test_rows(gconstpointer p) {
   for (guint i = 0; i < G_N_ELEMENTS(ts); i++) twin_free(ts[i]);
 }
 
+/* the MoE router: softmax and top-k (indices exactly, with the ties that
+ * half logits make), then the softmax's backward with and without norm_topk
+ * from the cpu side's probabilities and choices */
+static void test_router(gconstpointer p) {
+  PxDType dt = GPOINTER_TO_INT(p);
+  const gint64 T = 37, NE = 13; /* rows, experts */
+  const int k = 3;
+  Twin logits = twin("logits", dt, SHAPE(T, NE), 2), probs = twin("probs", dt, SHAPE(T, NE), 1);
+  Twin topi = twin_ids("topi", T * k, 0, 1), topv = twin("topv", PX_DTYPE_F64, SHAPE(T * k), 1);
+  Twin psum = twin("psum", PX_DTYPE_F64, SHAPE(NE), 1);
+  BOTH(router_topk, X(probs), X(topi), X(topv), X(psum), X(logits), k);
+  REPORT("router_topk", dt, "probs, topi, topv, psum", probs, topi, topv, psum);
+  g_autofree double *pv = g_new(double, T * NE);
+  OK(px_tensor_download_f64(probs.c, pv, &E));
+  Twin pr = twin_vals("p", dt, SHAPE(T, NE), 0, 0, pv);
+  Twin dg = twin("dgate", dt, SHAPE(T * k, 1), 1), fc = twin("fcnt", dt, SHAPE(NE), 1);
+  Twin dl = twin("dlogits", dt, SHAPE(T, NE), 1);
+  for (int norm = 0; norm < 2; norm++) {
+    BOTH(router_bwd, X(dl), X(pr), X(topi), X(dg), X(fc), 0.3, norm, k);
+    REPORT("router_bwd", dt, norm ? "dlogits (norm_topk)" : "dlogits", dl);
+  }
+  BOTH(router_bwd, X(dl), X(pr), X(topi), X(dg), NULL, 0.3, FALSE, k);
+  REPORT("router_bwd", dt, "dlogits (no fcnt)", dl);
+  Twin ts[] = {logits, probs, topi, topv, psum, pr, dg, fc, dl};
+  for (guint i = 0; i < G_N_ELEMENTS(ts); i++) twin_free(ts[i]);
+}
+
 static void test_elementwise(gconstpointer p) {
   PxDType dt = GPOINTER_TO_INT(p);
   const gint64 N = 41, F = 257;
@@ -760,7 +787,7 @@ int main(int argc, char **argv) {
     {"elementwise", test_elementwise}, {"rope", test_rope},    {"attention", test_attention},
     {"attention-blocks", test_attn_blocks},
     {"cross-entropy", test_cross_entropy}, {"optimizer", test_optimizer},
-    {"rows", test_rows},
+    {"rows", test_rows},         {"router", test_router},
   };
   for (guint i = 0; i < G_N_ELEMENTS(ops); i++)
     for (guint k = 0; k < G_N_ELEMENTS(dtypes); k++) {

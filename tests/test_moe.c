@@ -373,6 +373,53 @@ static void test_layer_alltoall(void) {
   px_plan_clear(&p);
 }
 
+/* The load-balancing statistics' all-reduces (exec/moe_layer.c: 2E + 1
+ * doubles, Mixtral's E 8: 136 bytes) in the layer's forward model-parallel
+ * communication, by hand from docs/cost.md section 3 on one node of 8 with
+ * NVLink α 5 µs and busbw 100 GB/s (no curve):
+ *   over 2 ranks: ring 2·1·α + 2·(1/2)·136/1e11 = 10.00136 µs, tree
+ *     2·ceil(log2 2)·α + 2·136/1e11 = 10.00272 µs: the ring, 10.00136 µs;
+ *   over 4 ranks: ring 2·3·α + 2·(3/4)·136/1e11 = 30.00204 µs, tree
+ *     2·2·α + 2·136/1e11 = 20.00272 µs: the tree, 20.00272 µs.
+ * tp 2 with sequence parallelism: the TP group's, 10.00136 µs; without it
+ * (every TP rank routes the same tokens): none; tp 2 sp · cp 2: TP then CP,
+ * 20.00272 µs; cp 4: 20.00272 µs. None in the backward. */
+static void test_layer_stats(void) {
+  g_autoptr(PxModel) mx = load("mixtral-8x7b");
+  g_autoptr(PxCluster) c = px_cluster_load("dgx-h100", NULL);
+  c->gpus_per_node = 8;
+  c->nodes = 1;
+  c->intra_lat = 5e-6;
+  c->intra_p2p_lat = 0;
+  c->intra_bw = 100e9;
+  c->intra_eff = 1;
+  c->intra_curve.n = 0;
+  const struct {
+    int tp, cp, dp;
+    gboolean sp;
+    double want;
+  } cases[] = {
+    {2, 1, 4, TRUE, 10.00136e-6}, {2, 1, 4, FALSE, 0}, {2, 2, 2, TRUE, 20.00272e-6}, {1, 4, 2, FALSE, 20.00272e-6},
+  };
+  for (guint i = 0; i < G_N_ELEMENTS(cases); i++) {
+    PxPlan p;
+    px_plan_init(&p);
+    p.tp = cases[i].tp;
+    p.cp = cases[i].cp;
+    p.dp = cases[i].dp;
+    p.seq_parallel = cases[i].sp;
+    p.seq = 4096;
+    validate(&p, mx, 8, NULL);
+    PxLayerTimes lt;
+    PxLink tpl = px_cost_tp_link(c, &p, 0);
+    px_cost_layer_times(mx, &mx->layers[1], c, &p, &tpl, &lt);
+    g_test_message("tp %d%s cp %d: statistics %.5f us", p.tp, p.seq_parallel ? " sp" : "", p.cp, lt.moe_stats * 1e6);
+    g_assert_cmpfloat(fabs(lt.moe_stats - cases[i].want), <, 1e-15);
+    g_assert_cmpfloat(lt.tp_fwd, >=, lt.ep_fwd + lt.moe_stats);
+    px_plan_clear(&p);
+  }
+}
+
 /* Forward FLOPs of a Mixtral block at seq 1: 2 per multiply-add of the
  * active GEMM weights (attention 41,943,040 + router 32,768 + 2 of 8 experts
  * 352,321,536) plus 4·1·1·4096 for the attention core. */
@@ -462,6 +509,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/moe/activations", test_activations);
   g_test_add_func("/moe/alltoall", test_alltoall);
   g_test_add_func("/moe/layer-alltoall", test_layer_alltoall);
+  g_test_add_func("/moe/layer-stats", test_layer_stats);
   g_test_add_func("/moe/flops-active", test_flops_active);
   g_test_add_func("/moe/search-consistent", test_search_consistent);
   g_test_add_func("/moe/plan-ini", test_plan_ini);

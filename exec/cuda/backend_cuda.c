@@ -134,7 +134,7 @@ static gboolean check_bad(Cuda *c, GError **error) {
   bad[0] = PXK_BAD_NONE;
   if (code == PXK_BAD_ROW)
     return px_fail(error, PX_BACKEND_ERROR, PX_BACKEND_ERROR_SHAPE,
-                   "cuda device %d: row index %d outside its tensor (rows_gather / rows_dot)", c->device, id);
+                   "cuda device %d: row index %d outside its tensor (rows_gather / rows_dot / router_bwd)", c->device, id);
   return px_fail(error, PX_BACKEND_ERROR, PX_BACKEND_ERROR_SHAPE,
                  "cuda device %d: %s id %d outside the vocabulary (%s)", c->device,
                  code == PXK_BAD_TOKEN ? "a token" : "a target", id,
@@ -1042,6 +1042,28 @@ static gboolean cuda_rows_dot(PxBackend *be, PxTensor *out, const PxTensor *a, c
                            c->bad_dev));
 }
 
+static gboolean cuda_router_topk(PxBackend *be, PxTensor *probs, PxTensor *topi, PxTensor *topv, PxTensor *psum,
+                                 const PxTensor *logits, int k, GError **error) {
+  const char *op = "router_topk";
+  Cuda *c = cx(be);
+  void *p64 = NULL;
+  if (!enter(be, op, logits->dtype, error) || !scratch(c, op, (gsize)logits->numel * sizeof(double), &p64, error))
+    return FALSE;
+  gboolean ok = KERN(pxk_router_topk(c->st, logits->dtype, probs->data, topi->data, topv->data, psum->data, p64,
+                                     logits->data, rows(logits), cols(logits), k));
+  return scratch_free(c, op, p64, ok ? error : NULL) && ok;
+}
+
+static gboolean cuda_router_bwd(PxBackend *be, PxTensor *dlogits, const PxTensor *probs, const PxTensor *topi,
+                                const PxTensor *dgate, const PxTensor *fcnt, double daux, gboolean norm_topk, int k,
+                                GError **error) {
+  const char *op = "router_bwd";
+  Cuda *c = cx(be);
+  return enter(be, op, probs->dtype, error) &&
+         KERN(pxk_router_bwd(c->st, probs->dtype, dlogits->data, probs->data, topi->data, dgate->data, D(fcnt), daux,
+                             norm_topk, rows(probs), cols(probs), k, c->bad_dev));
+}
+
 static gboolean cuda_scale(PxBackend *be, PxTensor *t, double alpha, GError **error) {
   const char *op = "scale";
   Cuda *c = cx(be);
@@ -1152,6 +1174,8 @@ static const PxBackendOps cuda_ops = {
   .scale = cuda_scale,
   .rows_gather = cuda_rows_gather,
   .rows_dot = cuda_rows_dot,
+  .router_topk = cuda_router_topk,
+  .router_bwd = cuda_router_bwd,
   .cast = cuda_cast,
   .half_params = FALSE, /* backend.c promotes half parameters through f32 copies (cast) */
 };

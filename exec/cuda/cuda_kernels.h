@@ -134,6 +134,16 @@ cudaError_t pxk_rows_gather(cudaStream_t st, int dt, void *dst, const void *src,
 cudaError_t pxk_rows_dot(cudaStream_t st, int dt, void *out, const void *a, const void *b, const int32_t *idx,
                          int64_t T, int k, int64_t C, int64_t N, int *bad);
 
+/* the MoE router's softmax and top-k (backend.h px_op_router_topk), one
+ * thread per row, then per expert for psum; p64 (T·E doubles) scratch */
+cudaError_t pxk_router_topk(cudaStream_t st, int dt, void *probs, int32_t *topi, double *topv, double *psum,
+                            double *p64, const void *logits, int64_t T, int64_t E, int k);
+/* its backward (px_op_router_bwd), one thread per row; fcnt may be NULL; a
+ * topi outside [0, E) is reported in bad (PXK_BAD_ROW) */
+cudaError_t pxk_router_bwd(cudaStream_t st, int dt, void *dlogits, const void *probs, const int32_t *topi,
+                           const void *dgate, const void *fcnt, double daux, int norm_topk, int64_t T, int64_t E,
+                           int k, int *bad);
+
 /* AdamW, as the cpu backend's f32 kernel, in fp32 on p, g, m, v of type dt.
  * scale (may be NULL, scale_dt f32/f64) multiplies grad_scale; when skip (may
  * be NULL, skip_dt f32/f64/i32) is nonzero nothing changes. */

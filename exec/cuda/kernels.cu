@@ -397,6 +397,104 @@ extern "C" cudaError_t pxk_rows_dot(cudaStream_t st, int dt, void *out, const vo
                                                                        k, C, N, bad))
 }
 
+/* ---- the MoE router: one thread per row (per expert for the column
+ * sums), in double with explicit roundings in the cpu backend's order ---- */
+
+template <typename T>
+__global__ void k_router_topk(T *probs, int32_t *topi, double *topv, double *p64, const T *logits, int64_t Tn,
+                              int64_t E, int k) {
+  GRID_STRIDE(t, Tn) {
+    double *row = p64 + t * E, mx = (double)ld(logits, t * E), z = 0;
+    for (int64_t e = 1; e < E; e++) { /* glib's MAX, as the cpu kernel */
+      double v = (double)ld(logits, t * E + e);
+      mx = mx > v ? mx : v;
+    }
+    for (int64_t e = 0; e < E; e++) {
+      row[e] = exp(__dsub_rn((double)ld(logits, t * E + e), mx));
+      z = __dadd_rn(z, row[e]);
+    }
+    for (int64_t e = 0; e < E; e++) {
+      row[e] = __ddiv_rn(row[e], z);
+      st_(probs, t * E + e, (float)row[e]);
+    }
+    int32_t *ti = topi + t * k;
+    for (int j = 0; j < k; j++) { /* the k largest, ties to the lower index */
+      int32_t best = -1;
+      for (int64_t e = 0; e < E; e++) {
+        bool taken = false;
+        for (int i = 0; i < j; i++) taken |= ti[i] == e;
+        if (!taken && (best < 0 || row[e] > row[best])) best = (int32_t)e;
+      }
+      ti[j] = best;
+      topv[t * k + j] = row[best];
+    }
+  }
+}
+__global__ void k_router_psum(double *psum, const double *p64, int64_t Tn, int64_t E) {
+  GRID_STRIDE(e, E) {
+    double s = 0;
+    for (int64_t t = 0; t < Tn; t++) s = __dadd_rn(s, p64[t * E + e]);
+    psum[e] = s;
+  }
+}
+extern "C" cudaError_t pxk_router_topk(cudaStream_t st, int dt, void *probs, int32_t *topi, double *topv,
+                                       double *psum, double *p64, const void *logits, int64_t Tn, int64_t E, int k) {
+  switch (dt) {
+  case PXK_F32: k_router_topk<float><<<ew_blocks(Tn), EW_THREADS, 0, st>>>((float *)probs, topi, topv, p64,
+                                                                           (const float *)logits, Tn, E, k); break;
+  case PXK_BF16: k_router_topk<bf16><<<ew_blocks(Tn), EW_THREADS, 0, st>>>((bf16 *)probs, topi, topv, p64,
+                                                                           (const bf16 *)logits, Tn, E, k); break;
+  case PXK_F16: k_router_topk<f16><<<ew_blocks(Tn), EW_THREADS, 0, st>>>((f16 *)probs, topi, topv, p64,
+                                                                         (const f16 *)logits, Tn, E, k); break;
+  default: return cudaErrorInvalidValue;
+  }
+  k_router_psum<<<ew_blocks(E), EW_THREADS, 0, st>>>(psum, p64, Tn, E);
+  return cudaGetLastError();
+}
+
+template <typename T>
+__device__ __forceinline__ double router_dp(const T *g, const int32_t *ti, const T *fcnt, double daux, bool norm_topk,
+                                            double gw, double z, int64_t e, int k) {
+  double dp = fcnt ? __dmul_rn(daux, (double)ld(fcnt, e)) : 0.0;
+  for (int j = 0; j < k; j++)
+    if (ti[j] == e)
+      dp = __dadd_rn(dp, norm_topk ? __ddiv_rn(__dsub_rn((double)ld(g, j), gw), z) : (double)ld(g, j));
+  return dp;
+}
+template <typename T>
+__global__ void k_router_bwd(T *dlogits, const T *probs, const int32_t *topi, const T *dgate, const T *fcnt,
+                             double daux, bool norm_topk, int64_t Tn, int64_t E, int k, int *bad) {
+  GRID_STRIDE(t, Tn) {
+    const T *p = probs + t * E, *g = dgate + t * k;
+    const int32_t *ti = topi + t * k;
+    bool ok = true;
+    for (int j = 0; j < k; j++)
+      if (ti[j] < 0 || ti[j] >= E) {
+        bad[1] = ti[j];
+        bad[0] = PXK_BAD_ROW;
+        ok = false;
+      }
+    if (!ok) continue;
+    double z = 0, gw = 0, dot = 0;
+    if (norm_topk) {
+      for (int j = 0; j < k; j++) z = __dadd_rn(z, (double)ld(p, ti[j]));
+      for (int j = 0; j < k; j++) gw = __dadd_rn(gw, __dmul_rn((double)ld(g, j), __ddiv_rn((double)ld(p, ti[j]), z)));
+    }
+    for (int64_t e = 0; e < E; e++)
+      dot = __dadd_rn(dot, __dmul_rn((double)ld(p, e), router_dp(g, ti, fcnt, daux, norm_topk, gw, z, e, k)));
+    for (int64_t e = 0; e < E; e++)
+      st_(dlogits, t * E + e,
+          (float)__dmul_rn((double)ld(p, e), __dsub_rn(router_dp(g, ti, fcnt, daux, norm_topk, gw, z, e, k), dot)));
+  }
+}
+extern "C" cudaError_t pxk_router_bwd(cudaStream_t st, int dt, void *dlogits, const void *probs, const int32_t *topi,
+                                      const void *dgate, const void *fcnt, double daux, int norm_topk, int64_t Tn,
+                                      int64_t E, int k, int *bad) {
+  DISPATCH(dt, k_router_bwd<T><<<ew_blocks(Tn), EW_THREADS, 0, st>>>((T *)dlogits, (const T *)probs, topi,
+                                                                     (const T *)dgate, (const T *)fcnt, daux,
+                                                                     norm_topk != 0, Tn, E, k, bad))
+}
+
 /* ---- rotary: one thread per rotated pair, or per copied v element; the
  * angle in double, as the cpu backend ---- */
 
