@@ -518,6 +518,11 @@ int px_cmd_search(int argc, char **argv) {
     if (sizing && f.emit) {
       fprintf(stderr, CMD ": --emit writes a search's winner; sizing (--tokens/--days) has none\n");
       rc = 2;
+    } else if (plan.tp_overlap != PX_TPO_NONE && plan.stack != PX_STACK_MEGATRON_CORE) {
+      /* the layouts' own rule (px_plan_validate), said once rather than refusing every tp > 1 layout */
+      fprintf(stderr, CMD ": --tp-overlap %s is Transformer Engine's userbuffers overlap under Megatron-Core: it needs "
+                      "--stack megatron-core (stack is %s)\n", px_tp_overlap_name(plan.tp_overlap), px_stack_name(plan.stack));
+      rc = 2;
     } else if (sizing && so.objective == PX_OBJECTIVE_MEMORY) {
       fprintf(stderr, CMD ": sizing (--tokens/--days) minimises GPUs; --objective memory does not apply\n");
       rc = 2;
