@@ -131,6 +131,7 @@ bad "run: --gpus not a multiple of tp·cp·pp" "multiple" "$exe" run --model tin
 bad "run: --gpus against dp·tp·pp" "--gpus" "$exe" run --model tiny-gpt --gpus 4 --dp 1 --tp 2
 bad "run: --nodes without a cluster" "--nodes" "$exe" run --model tiny-gpt --nodes 2
 bad "run: --lr NaN" "lr" "$exe" run --model tiny-gpt --lr nan
+bad "run: --tp-overlap" "not run by the executor" "$exe" run --model tiny-gpt --gpus 2 --tp 2 --sp --stack megatron-core --tp-overlap te --steps 1
 bad "run: --lr -1" "lr" "$exe" run --model tiny-gpt --lr -1
 bad "run: --clip Inf" "clip" "$exe" run --model tiny-gpt --clip inf
 bad "run: --weight-decay 2" "weight-decay" "$exe" run --model tiny-gpt --weight-decay 2
