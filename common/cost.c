@@ -341,13 +341,69 @@ double px_cost_flash_seq_factor(const PxCluster *c, double seq) {
   return c->flash_seq_half > 0 && seq > 0 ? seq / (seq + c->flash_seq_half) : 1.0;
 }
 
-double px_cost_collective_sm_share(const PxCluster *c) {
-  return c->coll_sms > 0 && c->sms > 0 ? MIN(1.0, (double)c->coll_sms / c->sms) : 0.0;
+double px_cost_sm_share(const PxCluster *c, int held) {
+  return held > 0 && c->sms > 0 ? MIN(1.0, (double)held / c->sms) : 0.0;
 }
+
+double px_cost_collective_sm_share(const PxCluster *c) { return px_cost_sm_share(c, c->coll_sms); }
 
 double px_cost_collective_sm_share_link(const PxCluster *c, const PxLink *l) {
   if (!l || !l->intra || c->coll_sms_intra <= 0) return px_cost_collective_sm_share(c);
-  return c->sms > 0 ? MIN(1.0, (double)c->coll_sms_intra / c->sms) : 0.0;
+  return px_cost_sm_share(c, c->coll_sms_intra);
+}
+
+/* ---- TP communication overlap (docs/cost.md "TP communication overlap") ----
+ * Transformer Engine 1.14 (commit 3b2a7b00, the one NeMo 25.02's
+ * requirements/manifest.json pins), transformer_engine/pytorch/module/base.py
+ * initialize_ub: with ub_cfgs None (Megatron-LM without --tp-comm-overlap-cfg,
+ * NeMo's recipes that give no tp_comm_overlap_cfg) get_default_config gives
+ * every GEMM its method's defaults — ring_exchange for qkv_fprop, fc1_fprop,
+ * proj_dgrad, fc2_dgrad (num_sm 1, cga_size 1, num_splits tp, use_ce True);
+ * pipeline for proj_fprop, fc2_fprop (num_sm 16, cga_size 2, num_splits 4);
+ * bulk for qkv_dgrad, qkv_wgrad, fc1_dgrad, fc1_wgrad (num_sm 16); all with
+ * set_sm_margin False, aggregate False, atomic_gemm False. A given ub_cfgs
+ * entry replaces the defaults of its GEMM (ub_cfg.update). NeMo's entries:
+ * nemo/collections/llm/recipes/tp_overlap_configs/userbuffers.py (commit
+ * d2b21556, the dgxc-benchmarking 25.04 recipes' NeMo); their dataclasses
+ * (RingExchangeOverlapCfg: num_sm 1, set_sm_margin False; no use_ce, so TE's
+ * True stays). cga_size does not enter the model. */
+#define UB_RING(agg) {PX_UB_RING_EXCHANGE, 1, 0, FALSE, agg, 1}
+#define UB_PIPE(sms, margin) {PX_UB_PIPELINE, sms, 4, margin, FALSE, 2}
+#define UB_BULK(sms) {PX_UB_BULK, sms, 1, FALSE, FALSE, 2}
+static const PxTpOverlapConfig tpo_configs[PX_N_TPO] = {
+  [PX_TPO_TE] = {.qkv_fprop = UB_RING(FALSE), .fc1_fprop = UB_RING(FALSE),
+                 .proj_fprop = UB_PIPE(16, FALSE), .fc2_fprop = UB_PIPE(16, FALSE),
+                 .proj_dgrad = UB_RING(FALSE), .fc2_dgrad = UB_RING(FALSE),
+                 .qkv_dgrad = UB_BULK(16), .fc1_dgrad = UB_BULK(16),
+                 .qkv_wgrad = UB_BULK(16), .fc1_wgrad = UB_BULK(16)},
+  /* userbuffers_bf16_h100_h8192_tp4_mbs1_seqlen8192 (Llama 3 70B, H100) */
+  [PX_TPO_NEMO_H8192_TP4] = {.qkv_fprop = UB_RING(FALSE), .fc1_fprop = UB_RING(FALSE),
+                             .proj_fprop = UB_PIPE(24, TRUE), .fc2_fprop = UB_PIPE(16, TRUE),
+                             .proj_dgrad = UB_RING(FALSE), .fc2_dgrad = UB_RING(FALSE),
+                             .qkv_dgrad = UB_BULK(4), .fc1_dgrad = UB_BULK(2),
+                             .qkv_wgrad = UB_BULK(24), .fc1_wgrad = UB_BULK(4)},
+  /* userbuffers_bf16_h100_h16384_tp8_cp2_mbs1_seqlen8192 (Llama 3.1 405B, H100) */
+  [PX_TPO_NEMO_H16384_TP8] = {.qkv_fprop = UB_RING(TRUE), .fc1_fprop = UB_RING(TRUE),
+                              .proj_fprop = UB_PIPE(24, TRUE), .fc2_fprop = UB_PIPE(8, TRUE),
+                              .proj_dgrad = UB_RING(TRUE), .fc2_dgrad = UB_RING(TRUE),
+                              .qkv_dgrad = UB_BULK(2), .fc1_dgrad = UB_BULK(2),
+                              .qkv_wgrad = UB_BULK(24), .fc1_wgrad = UB_BULK(2)},
+};
+#undef UB_RING
+#undef UB_PIPE
+#undef UB_BULK
+
+const PxTpOverlapConfig *px_tp_overlap_config(PxTpOverlap t) {
+  return t > PX_TPO_NONE && t < PX_N_TPO ? &tpo_configs[t] : NULL;
+}
+
+double px_cost_ub_ring_exposed(int steps, double gemm_step, double p2p_step, double p2p_first) {
+  return p2p_first + MAX(steps - 1, 0) * MAX(0.0, p2p_step - gemm_step);
+}
+
+double px_cost_ub_pipeline_exposed(int splits, double gemm_chunk, double rs_chunk, double share) {
+  double n1 = MAX(splits - 1, 0);
+  return rs_chunk + MAX(n1 * (rs_chunk - gemm_chunk), share * n1 * rs_chunk);
 }
 
 /* A pass of compute C beside collectives on NCCL for c seconds: the pass runs
@@ -591,6 +647,122 @@ static void moe_times(const PxModel *model, const PxCluster *cl, const PxPlan *p
   c->tp_bwd += c->ep_bwd;
 }
 
+/* ---- TP communication overlap inside a block (docs/cost.md "TP communication
+ * overlap"): Megatron-Core's TE layers name their userbuffers qkv
+ * (TELayerNormColumnParallelLinear of the attention), proj (TERowParallelLinear),
+ * fc1 (the MLP's TELayerNormColumnParallelLinear, gate and up fused) and fc2;
+ * this model keeps gate and up as two GEMMs on the same gathered chunk. */
+enum { UB_QKV, UB_PROJ, UB_FC1, UB_FC2, UB_N };
+typedef struct {
+  double fwd_step;   /* one forward chunk's GEMMs (ring step or pipeline split) */
+  double dgrad_step; /* one dgrad ring step's GEMMs (row-parallel) */
+  double dgrad;      /* whole dgrad GEMMs (column-parallel: beside the bulk all-gather) */
+  double wgrad;      /* whole wgrad GEMMs (column-parallel: beside the bulk reduce-scatter) */
+  gboolean any;
+} UbGroup;
+
+/* The group of a block weight, -1 when TE overlaps nothing around it (routed
+ * experts; an MoE block's MLP: its tokens go through the dispatcher). */
+static int ub_group(PxTensorRole r, gboolean moe) {
+  switch (r) {
+  case PX_ROLE_QKV: return UB_QKV;
+  case PX_ROLE_ATTN_OUT: return UB_PROJ;
+  case PX_ROLE_FFN_IN: case PX_ROLE_FFN_GATE: case PX_ROLE_FFN_UP: return moe ? -1 : UB_FC1;
+  case PX_ROLE_FFN_OUT: return moe ? -1 : UB_FC2;
+  default: return -1;
+  }
+}
+
+/* The SMs a GEMM beside userbuffers runs on: comm_gemm_overlap.cpp
+ * CommOverlapCore: _math_sms = set_sm_margin ? sm_count - num_comm_sm : sm_count. */
+static int ub_math_sms(const PxCluster *c, const PxUbGemm *u) {
+  return u->set_sm_margin && c->sms > u->num_sm ? c->sms - u->num_sm : c->sms;
+}
+/* The share of the SMs the communication kernels take from a GEMM launched on
+ * all of them (no margin): num_sm / sms; ring exchange none (use_ce: the copy
+ * engines move the data, userbuffers.cu userbuffers_send / _recv launch
+ * 1-thread flag kernels). */
+static double ub_share(const PxCluster *c, const PxUbGemm *u) {
+  return u->method == PX_UB_RING_EXCHANGE || u->set_sm_margin ? 0.0 : px_cost_sm_share(c, u->num_sm);
+}
+/* Ring-exchange steps: tp, or tp/2 of two chunks with aggregate. */
+static int ub_ring_steps(const PxUbGemm *u, int tp) { return u->aggregate && tp % 2 == 0 ? tp / 2 : tp; }
+
+/* A GEMM on `sms` SMs (the wave quantisation of px_cost_gemm_efficiency over
+ * that many): cuBLAS told to leave the margin to the communication kernels. */
+static double gemm_on_sms(const PxCluster *c, int sms, PxPrecision prec, double m, double n, double k, int eb) {
+  if (sms <= 0 || sms >= c->sms) return px_cost_gemm_time(c, prec, 1, m, n, k, eb);
+  PxCluster cc = *c;
+  cc.sms = sms;
+  return px_cost_gemm_time(&cc, prec, 1, m, n, k, eb);
+}
+
+/* One block weight (out, in) split over tp into its group's chunks. */
+static void ub_gemms(const PxCluster *c, const PxTpOverlapConfig *cfg, int g, PxPrecision prec, int E, int tp,
+                     double T, double out, double in, UbGroup *grp, double *fwd, double *dgrad, double *wgrad) {
+  int eb = prec == PX_PREC_FP8 ? 1 : E;
+  grp->any = TRUE;
+  if (g == UB_QKV || g == UB_FC1) {
+    /* column-parallel: the forward consumes the all-gathered norm output chunk by chunk */
+    const PxUbGemm *f = g == UB_QKV ? &cfg->qkv_fprop : &cfg->fc1_fprop;
+    const PxUbGemm *d = g == UB_QKV ? &cfg->qkv_dgrad : &cfg->fc1_dgrad;
+    const PxUbGemm *w = g == UB_QKV ? &cfg->qkv_wgrad : &cfg->fc1_wgrad;
+    int steps = ub_ring_steps(f, tp);
+    grp->fwd_step += gemm_on_sms(c, ub_math_sms(c, f), prec, T / steps, out, in, eb);
+    grp->dgrad += gemm_on_sms(c, ub_math_sms(c, d), prec, T, in, out, eb);
+    grp->wgrad += gemm_on_sms(c, ub_math_sms(c, w), prec, out, in, T, eb);
+  } else {
+    /* row-parallel: the forward GEMM split along its output columns (m / num_splits
+     * in split_overlap_rs), the dgrad consuming the all-gathered output gradient */
+    const PxUbGemm *f = g == UB_PROJ ? &cfg->proj_fprop : &cfg->fc2_fprop;
+    const PxUbGemm *d = g == UB_PROJ ? &cfg->proj_dgrad : &cfg->fc2_dgrad;
+    int splits = MAX(f->num_splits, 1), steps = ub_ring_steps(d, tp);
+    grp->fwd_step += gemm_on_sms(c, ub_math_sms(c, f), prec, T, out / splits, in, eb);
+    grp->dgrad_step += gemm_on_sms(c, ub_math_sms(c, d), prec, T / steps, in, out, eb);
+    *wgrad += px_cost_gemm_time(c, prec, 1, out, in, T, eb);
+  }
+  if (prec == PX_PREC_FP8) { /* the cast-transposes of weight_gemms */
+    *fwd += membound(c, T * in * (E + 2.0), 1);
+    *dgrad += membound(c, T * out * (E + 2.0), 1);
+  }
+}
+
+/* The groups' GEMMs and what their collectives leave exposed: into fwd, dgrad,
+ * wgrad and the forward / backward TP time. `act` = T h E, the gathered
+ * activation (or gradient) of one micro-batch. */
+static void ub_finish(const PxCluster *c, const PxTpOverlapConfig *cfg, const UbGroup *grp, int tp, double act,
+                      const PxLink *l, double *fwd, double *dgrad, double *wgrad, double *tp_fwd, double *tp_bwd) {
+  for (int g = 0; g < UB_N; g++) {
+    if (!grp[g].any) continue;
+    if (g == UB_QKV || g == UB_FC1) {
+      const PxUbGemm *f = g == UB_QKV ? &cfg->qkv_fprop : &cfg->fc1_fprop;
+      const PxUbGemm *d = g == UB_QKV ? &cfg->qkv_dgrad : &cfg->fc1_dgrad;
+      const PxUbGemm *w = g == UB_QKV ? &cfg->qkv_wgrad : &cfg->fc1_wgrad;
+      int steps = ub_ring_steps(f, tp);
+      double first = steps < tp ? px_cost_p2p(act / tp, l) : 0;
+      *fwd += steps * grp[g].fwd_step;
+      *tp_fwd += px_cost_ub_ring_exposed(steps, grp[g].fwd_step, px_cost_p2p(act / steps, l), first);
+      /* bulk: the norm output all-gathered again for the wgrad beside the dgrad
+       * GEMM, the dgrad output reduce-scattered beside the wgrad GEMM */
+      double ag = px_cost_allgather(act, tp, l), rs = px_cost_reduce_scatter(act, tp, l);
+      *dgrad += grp[g].dgrad;
+      *wgrad += grp[g].wgrad;
+      *tp_bwd += px_cost_pass_exposed(grp[g].dgrad, ag, ag, ub_share(c, d)) +
+                 px_cost_pass_exposed(grp[g].wgrad, rs, rs, ub_share(c, w));
+    } else {
+      const PxUbGemm *f = g == UB_PROJ ? &cfg->proj_fprop : &cfg->fc2_fprop;
+      const PxUbGemm *d = g == UB_PROJ ? &cfg->proj_dgrad : &cfg->fc2_dgrad;
+      int splits = MAX(f->num_splits, 1), steps = ub_ring_steps(d, tp);
+      double first = steps < tp ? px_cost_p2p(act / tp, l) : 0;
+      *fwd += splits * grp[g].fwd_step;
+      *tp_fwd += px_cost_ub_pipeline_exposed(splits, grp[g].fwd_step, px_cost_reduce_scatter(act / splits, tp, l),
+                                             ub_share(c, f));
+      *dgrad += steps * grp[g].dgrad_step;
+      *tp_bwd += px_cost_ub_ring_exposed(steps, grp[g].dgrad_step, px_cost_p2p(act / steps, l), first);
+    }
+  }
+}
+
 void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxCluster *cluster,
                          const PxPlan *plan, const PxLink *tp_link, PxLayerTimes *out) {
   PxLayerTimes c = {0};
@@ -609,6 +781,11 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
   double peak = px_cost_peak_flops(cluster, aprec);
   double act = T * h * E;                                /* one s·b·h activation */
   double dgrad = 0, wgrad = 0;
+  /* TP communication overlap (validated: tp > 1 with sequence parallelism) */
+  const PxTpOverlapConfig *ub =
+      layer->kind == PX_LAYER_BLOCK && tp > 1 && plan->seq_parallel ? px_tp_overlap_config(plan->tp_overlap) : NULL;
+  gboolean moe_block = layer->kind == PX_LAYER_BLOCK && px_model_block_is_moe(d, layer->block);
+  UbGroup ub_grp[UB_N] = {{0}};
 
   /* Weight GEMMs from the layer's own 2-D tensors (weights are (out, in)). */
   if (layer->kind == PX_LAYER_BLOCK || layer->kind == PX_LAYER_LM_HEAD) {
@@ -619,7 +796,9 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
       double o = t->shape[0], in = t->shape[1];
       if (t->split == PX_SPLIT_ROWS) o /= tp;
       else if (t->split == PX_SPLIT_COLS) in /= tp;
-      weight_gemms(cluster, prec, E, T, o, in, &c.fwd, &dgrad, &wgrad);
+      int g = ub && i < layer->n_tensors ? ub_group(t->role, moe_block) : -1;
+      if (g >= 0) ub_gemms(cluster, ub, g, prec, E, tp, T, o, in, &ub_grp[g], &c.fwd, &dgrad, &wgrad);
+      else weight_gemms(cluster, prec, E, T, o, in, &c.fwd, &dgrad, &wgrad);
     }
     dgrad += bias_grads(cluster, layer, plan, T, Tn, E);
   }
@@ -724,8 +903,17 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
      * not the MLP's TP all-gather / reduce-scatter, unless shared experts
      * (TP-split) read the block's gathered input too */
     int tp_colls = moe && plan->seq_parallel && d->shared_experts == 0 ? 1 : 2;
-    c.tp_fwd = tp_colls * tp_collective(plan, act, tp_link);
-    c.tp_bwd = tp_colls * tp_collective(plan, act, tp_link);
+    if (ub) {
+      /* the attention's pair (and a dense MLP's) pipelined with their GEMMs;
+       * an MoE block's shared-expert MLP keeps its pair exposed */
+      int plain = moe ? tp_colls - 1 : 0;
+      c.tp_fwd = plain * tp_collective(plan, act, tp_link);
+      c.tp_bwd = plain * tp_collective(plan, act, tp_link);
+      ub_finish(cluster, ub, ub_grp, tp, act, tp_link, &c.fwd, &dgrad, &wgrad, &c.tp_fwd, &c.tp_bwd);
+    } else {
+      c.tp_fwd = tp_colls * tp_collective(plan, act, tp_link);
+      c.tp_bwd = tp_colls * tp_collective(plan, act, tp_link);
+    }
     if (moe) moe_times(model, cluster, plan, tp_link, &c, &dgrad, &wgrad);
     /* selective: the attention core again (flash keeps nothing to recompute) */
     if (plan->ckpt == PX_CKPT_SELECTIVE && kind == PX_ATTN_UNFUSED) c.recompute = att_fwd;

@@ -159,6 +159,54 @@ double px_cost_collective_sm_share(const PxCluster *cluster);
  * channels on 8 x A100 or 8 x H100, against 16 across nodes; the presets
  * name the logs), where the cluster gives it; otherwise collective_sms. */
 double px_cost_collective_sm_share_link(const PxCluster *cluster, const PxLink *l);
+/* Share of the SMs `held` SMs are: held / sms (at most 1); 0 when either is
+ * unset. px_cost_collective_sm_share is this of collective_sms. */
+double px_cost_sm_share(const PxCluster *cluster, int held);
+
+/* ---- TP communication overlap (Transformer Engine userbuffers) ----
+ * docs/cost.md "TP communication overlap". TE 1.14 (the NeMo 25.02 manifest's
+ * commit 3b2a7b00), transformer_engine/pytorch/module/base.py initialize_ub,
+ * common/comm_gemm_overlap/comm_gemm_overlap.cpp. */
+typedef enum {
+  PX_UB_RING_EXCHANGE, /* CommOverlapP2PBase::split_overlap_ag: the GEMM in tp chunks of T/tp tokens, each
+                          chunk sent on to the next rank by the copy engines while the next one computes */
+  PX_UB_PIPELINE,      /* CommOverlapBase::split_overlap_rs: the GEMM in num_splits chunks of its output
+                          columns, chunk i reduce-scattered (num_sm SMs) while chunk i+1 computes */
+  PX_UB_BULK,          /* CommOverlapBase::bulk_overlap: one whole collective (num_sm SMs) beside one
+                          whole GEMM it does not feed */
+} PxUbMethod;
+typedef struct {
+  PxUbMethod method;
+  int num_sm;             /* SMs the communication kernels hold (ring exchange: 1-thread flag kernels, the
+                             copy engines move the data: none for the model) */
+  int num_splits;         /* pipeline: chunks of the GEMM (ring exchange: tp, bulk: 1) */
+  gboolean set_sm_margin; /* the GEMM runs on sms - num_sm SMs throughout (_math_sms) */
+  gboolean aggregate;     /* ring exchange: one neighbour exchange first, then tp/2 steps of two chunks */
+  int cga_size;           /* the communication kernels' cluster size (not in the cost; emitted configurations) */
+} PxUbGemm;
+typedef struct {
+  PxUbGemm qkv_fprop, fc1_fprop;   /* all-gather of the norm output into the column-parallel GEMM */
+  PxUbGemm proj_fprop, fc2_fprop;  /* the row-parallel GEMM into the reduce-scatter of its output */
+  PxUbGemm proj_dgrad, fc2_dgrad;  /* all-gather of the output gradient into the row-parallel dgrad GEMM */
+  PxUbGemm qkv_dgrad, fc1_dgrad;   /* bulk: all-gather of the norm output (for the wgrad) beside the dgrad GEMM */
+  PxUbGemm qkv_wgrad, fc1_wgrad;   /* bulk: reduce-scatter of the dgrad output beside the wgrad GEMM */
+} PxTpOverlapConfig;
+/* The per-GEMM configuration of a plan's tp_overlap (NULL for none): TE's
+ * defaults or NeMo's userbuffers configuration of that name. */
+const PxTpOverlapConfig *px_tp_overlap_config(PxTpOverlap t);
+/* Exposed time of a ring-exchange all-gather + GEMM: `steps` GEMM chunks of
+ * `gemm_step` s each, the chunk for step i+1 arriving over `p2p_step` s while
+ * step i computes (the copy engines: no SMs); `p2p_first` s before the first
+ * chunk (aggregate's neighbour exchange; 0 otherwise):
+ * p2p_first + (steps - 1) max(0, p2p_step - gemm_step). */
+double px_cost_ub_ring_exposed(int steps, double gemm_step, double p2p_step, double p2p_first);
+/* Exposed time of a pipelined GEMM + reduce-scatter: `splits` GEMM chunks of
+ * `gemm_chunk` s, chunk i's reduce-scatter (`rs_chunk` s) beside chunk i+1 on
+ * the communication kernels' `share` of the SMs (0 with set_sm_margin), the
+ * last one after the GEMM: rs_chunk + max((splits-1)(rs_chunk - gemm_chunk),
+ * share (splits-1) rs_chunk). */
+double px_cost_ub_pipeline_exposed(int splits, double gemm_chunk, double rs_chunk, double share);
+
 /* How much longer a pass of `compute` seconds takes beside `coll` seconds of
  * overlapped transfers, `coll_sms` of them NCCL collectives holding `share`
  * of the SMs: max(coll - compute, share * coll_sms), never below 0. The

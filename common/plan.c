@@ -17,6 +17,8 @@ static const char *const prec_names[] = {"fp32", "fp16", "bf16", "fp8", NULL};
 static const char *const axis_names[] = {"tp", "dp", "pp", NULL};
 static const char *const stack_names[] = {"parallax", "megatron-2021", "megatron-core", "deepspeed", "fsdp", NULL};
 static const char *const attn_names[] = {"default", "flash", "unfused", "flash1", "triton", NULL};
+static const char *const tpo_names[] = {"none", "te", "userbuffers_bf16_h100_h8192_tp4_mbs1_seqlen8192",
+                                        "userbuffers_bf16_h100_h16384_tp8_cp2_mbs1_seqlen8192", NULL};
 
 static gboolean parse_name(const char *s, const char *const *names, int *out) {
   if (!s) return FALSE;
@@ -41,6 +43,19 @@ gboolean px_stack_parse(const char *s, PxStack *out) {
 gboolean px_attention_parse(const char *s, PxAttention *out) {
   int v;
   if (!parse_name(s, attn_names, &v)) return FALSE;
+  *out = v;
+  return TRUE;
+}
+
+const char *px_tp_overlap_name(PxTpOverlap t) { return tpo_names[t]; }
+gboolean px_tp_overlap_parse(const char *s, PxTpOverlap *out) {
+  int v;
+  /* NeMo's fp8 twins (userbuffers_fp8_...) set the same methods, SMs and
+   * splits; only their buffers' dtype (fp8_buf) differs */
+  g_autofree char *bf16 = s && g_str_has_prefix(s, "userbuffers_fp8_")
+                              ? g_strconcat("userbuffers_bf16_", s + strlen("userbuffers_fp8_"), NULL)
+                              : g_strdup(s);
+  if (!parse_name(bf16, tpo_names, &v)) return FALSE;
   *out = v;
   return TRUE;
 }
@@ -316,6 +331,20 @@ gboolean px_plan_validate(PxPlan *p, const PxModel *model, const PxCluster *clus
              px_plan_local_seq(p), p->seq, p->cp);
     REFUSE("sequence parallelism needs tp=%d to divide the sequence %d", p->tp, p->seq);
   }
+  if (p->tp_overlap < PX_TPO_NONE || p->tp_overlap >= PX_N_TPO) REFUSE("unknown tp_overlap %d", (int)p->tp_overlap);
+  if (p->tp_overlap != PX_TPO_NONE) {
+    /* Megatron-LM arguments.py: "Tensor parallel communication/GEMM overlap
+     * can happen only when sequence parallelism is enabled"; NeMo's
+     * MegatronCommOverlapCallback turns it off below tp 2 */
+    if (p->tp < 2) REFUSE("--tp-overlap %s needs tp > 1: it overlaps the tensor-parallel collectives (tp=%d)",
+                          px_tp_overlap_name(p->tp_overlap), p->tp);
+    if (!p->seq_parallel)
+      REFUSE("--tp-overlap %s needs sequence parallelism (--sp): Megatron-LM asserts it, Transformer Engine overlaps "
+             "the sequence-parallel all-gather / reduce-scatter", px_tp_overlap_name(p->tp_overlap));
+    if (p->stack != PX_STACK_MEGATRON_CORE)
+      REFUSE("--tp-overlap %s is Transformer Engine's userbuffers overlap under Megatron-Core: it needs --stack "
+             "megatron-core (stack is %s)", px_tp_overlap_name(p->tp_overlap), px_stack_name(p->stack));
+  }
   if (px_schedule_is_v(p->schedule)) {
     /* the V schedules are defined on two chunks per rank */
     if (p->vpp == 1) p->vpp = 2;
@@ -355,6 +384,20 @@ gboolean px_plan_validate(PxPlan *p, const PxModel *model, const PxCluster *clus
     if (world != gpus)
       REFUSE("%s=%" G_GINT64_FORMAT " but the cluster has %d GPUs (%d nodes × %d)", p->cp > 1 ? "dp·cp·tp·pp" : "dp·tp·pp",
              world, gpus, cluster->nodes, cluster->gpus_per_node);
+    if (p->tp_overlap != PX_TPO_NONE && cluster->gpus_per_node > 0) {
+      /* userbuffers exchange over NVLink only (userbuffers.cu userbuffers_send /
+       * _recv: assert(INTRANODE(peer))): every TP group on one node */
+      for (int pr = 0; pr < p->pp; pr++)
+        for (int dr = 0; dr < px_plan_data_ranks(p); dr++) {
+          int first = px_plan_rank_of(p, dr, 0, pr) / cluster->gpus_per_node;
+          for (int t = 1; t < p->tp; t++)
+            if (px_plan_rank_of(p, dr, t, pr) / cluster->gpus_per_node != first)
+              REFUSE("--tp-overlap %s needs every TP group on one node (Transformer Engine's userbuffers run over "
+                     "NVLink): tp=%d with order %s,%s,%s spans nodes of %d GPUs", px_tp_overlap_name(p->tp_overlap),
+                     p->tp, px_axis_name(p->order[0]), px_axis_name(p->order[1]), px_axis_name(p->order[2]),
+                     cluster->gpus_per_node);
+        }
+    }
     if (p->precision == PX_PREC_FP8 && cluster->peak_fp8 <= 0)
       REFUSE("--precision fp8 needs FP8 tensor cores, which the %s of cluster %s does not have (no [gpu] peak_fp8: "
              "Hopper, e.g. H100 or H200, or later)", cluster->gpu, cluster->name);
@@ -417,6 +460,8 @@ gboolean px_plan_load_ini(PxPlan *p, const char *path, GError **error) {
                   "parallax, megatron-2021, megatron-core, deepspeed, fsdp", error) ||
       !ini_choice(kf, path, "attention", (ChoiceParser)px_attention_parse, &p->attention,
                   "default, flash, unfused, flash1, triton", error) ||
+      !ini_choice(kf, path, "tp_overlap", (ChoiceParser)px_tp_overlap_parse, &p->tp_overlap, PX_TP_OVERLAP_NAMES,
+                  error) ||
       !ini_choice(kf, path, "order", (ChoiceParser)px_order_parse, p->order,
                   "a permutation of tp,dp,pp (innermost first)", error) ||
       !px_config_get_bool(kf, path, "plan", "seq_parallel", p->seq_parallel, &p->seq_parallel,
@@ -451,6 +496,7 @@ char *px_plan_to_ini(const PxPlan *p) {
   g_string_append_printf(s, "order = %s,%s,%s\n", px_axis_name(p->order[0]), px_axis_name(p->order[1]),
                          px_axis_name(p->order[2]));
   if (p->cp > 1) g_string_append_printf(s, "cp = %d\n", p->cp);
+  if (p->tp_overlap != PX_TPO_NONE) g_string_append_printf(s, "tp_overlap = %s\n", px_tp_overlap_name(p->tp_overlap));
   char ws[G_ASCII_DTOSTR_BUF_SIZE], bk[G_ASCII_DTOSTR_BUF_SIZE], im[G_ASCII_DTOSTR_BUF_SIZE];
   g_string_append_printf(s, "ep = %d\netp = %d\nimbalance = %s\n", p->ep, p->etp,
                          g_ascii_dtostr(im, sizeof im, p->imbalance));

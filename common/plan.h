@@ -50,6 +50,19 @@ typedef enum {
  * attn_impl of llm-foundry's MPT yamls in 2023), v1's rate on padded q, k, v views.
  * docs/cost.md "Attention". */
 typedef enum { PX_ATTN_DEFAULT, PX_ATTN_FLASH, PX_ATTN_UNFUSED, PX_ATTN_FLASH1, PX_ATTN_TRITON } PxAttention;
+/* Tensor-parallel communication overlap (Megatron-Core --tp-comm-overlap:
+ * Transformer Engine's userbuffers pipelining the sequence-parallel
+ * all-gather / reduce-scatter with the GEMMs beside them). The value names
+ * the per-GEMM configuration handed to TE's initialize_ub: its defaults, or
+ * one of NeMo's userbuffers configurations (cost.h px_tp_overlap_config;
+ * docs/cost.md "TP communication overlap"). */
+typedef enum {
+  PX_TPO_NONE,              /* collectives exposed (Megatron-Core's default) */
+  PX_TPO_TE,                /* TE initialize_ub's default ub_cfgs (ub_cfgs None) */
+  PX_TPO_NEMO_H8192_TP4,    /* NeMo userbuffers_bf16_h100_h8192_tp4_mbs1_seqlen8192 (Llama 3 70B) */
+  PX_TPO_NEMO_H16384_TP8,   /* NeMo userbuffers_bf16_h100_h16384_tp8_cp2_mbs1_seqlen8192 (Llama 3.1 405B) */
+  PX_N_TPO
+} PxTpOverlap;
 
 typedef struct {
   int dp, tp, pp;
@@ -84,6 +97,8 @@ typedef struct {
   int ep;                  /* expert parallelism: experts split over ep ranks (default 1) */
   int etp;                 /* expert tensor parallelism: each expert's FFN over etp ranks (0: = tp) */
   double imbalance;        /* the busiest expert's tokens / the balanced share (default 1) */
+  PxTpOverlap tp_overlap;  /* TP communication overlap (needs tp > 1, sequence parallelism, megatron-core,
+                              the TP group on one node); none by default */
 } PxPlan;
 
 /* Defaults: everything 1, 1f1b, parameters, ZeRO 0, bf16, no checkpointing,
@@ -155,6 +170,11 @@ const char *px_stack_name(PxStack s);
 gboolean px_stack_parse(const char *s, PxStack *out);
 const char *px_attention_name(PxAttention a);
 gboolean px_attention_parse(const char *s, PxAttention *out);
+/* none, te, userbuffers_bf16_h100_h8192_tp4_mbs1_seqlen8192, userbuffers_bf16_h100_h16384_tp8_cp2_mbs1_seqlen8192
+ * (the fp8_ names of the same NeMo configurations are accepted: they differ only in fp8_buf) */
+const char *px_tp_overlap_name(PxTpOverlap t);
+gboolean px_tp_overlap_parse(const char *s, PxTpOverlap *out);
+#define PX_TP_OVERLAP_NAMES "none, te, userbuffers_bf16_h100_h8192_tp4_mbs1_seqlen8192, userbuffers_bf16_h100_h16384_tp8_cp2_mbs1_seqlen8192"
 /* "tp,dp,pp" (innermost first) */
 gboolean px_order_parse(const char *s, PxAxis order[3]);
 

@@ -990,6 +990,11 @@ static PxRuntime *runtime_setup(const PxModel *model, const PxPlan *plan, const 
     rfail(error, PX_RUNTIME_ERROR_INVALID, "FP8 GEMMs (--precision fp8) are not run by the executor");
     return NULL;
   }
+  if (plan->tp_overlap != PX_TPO_NONE) {
+    rfail(error, PX_RUNTIME_ERROR_INVALID,
+          "TP communication overlap (--tp-overlap, Transformer Engine's userbuffers) is not run by the executor");
+    return NULL;
+  }
   if (opt->dtype == PX_DTYPE_I32) {
     rfail(error, PX_RUNTIME_ERROR_INVALID, "the executor runs in f32, f64, bf16 or f16");
     return NULL;

@@ -57,8 +57,12 @@ static void progress_end(gboolean shown) {
  * fixed, like --fix. They are taken out of the options before the base plan is
  * resolved, so that the base (tp = pp = 1 on every GPU) need not be a valid
  * layout itself; so is the batch, which is set on the base afterwards. */
-static gboolean take_fixes(const SearchFlags *f, PxPlanOptions *o, PxSearchFix *fix, GError **error) {
+static gboolean take_fixes(const SearchFlags *f, PxPlanOptions *o, PxSearchFix *fix, char **tp_overlap,
+                           GError **error) {
   px_search_fix_init(fix);
+  /* --tp-overlap applies to the layouts that allow it (px_layout_apply), not
+   * to the base plan, whose tp and sp the search chooses */
+  *tp_overlap = g_steal_pointer(&o->tp_overlap);
   struct { int *v; int *field; } ints[] = {{&o->tp, &fix->tp}, {&o->pp, &fix->pp}, {&o->dp, &fix->dp},
                                            {&o->vpp, &fix->vpp}, {&o->mbs, &fix->mbs}, {&o->zero, &fix->zero},
                                            {&o->cp, &fix->cp}};
@@ -447,6 +451,7 @@ static int run_sizing(const SearchFlags *f, const PxModel *model, const PxCluste
 
 int px_cmd_search(int argc, char **argv) {
   PxPlanOptions o;
+  g_autofree char *tp_overlap = NULL; /* --tp-overlap, for the layouts (take_fixes) */
   SearchFlags f = {.top = 5};
   GOptionEntry entries[] = {
     {"objective", 0, 0, G_OPTION_ARG_STRING, &f.objective, "time (default), memory, or gpus (fewest GPUs over --nodes-range)", "O"},
@@ -495,7 +500,7 @@ int px_cmd_search(int argc, char **argv) {
   } else if (f.top < 1 || f.threads < 0 || f.confirm < 0 || f.max_mbs < 0 || f.max_vpp < 0) {
     fprintf(stderr, CMD ": --top must be at least 1; --threads, --confirm, --max-mbs, --max-vpp not negative\n");
     rc = 2;
-  } else if (!take_fixes(&f, &o, &so.fix, &error) || !(gbs = o.gbs, gbs_tokens = g_steal_pointer(&o.gbs_tokens), o.gbs = -1, TRUE) ||
+  } else if (!take_fixes(&f, &o, &so.fix, &tp_overlap, &error) || !(gbs = o.gbs, gbs_tokens = g_steal_pointer(&o.gbs_tokens), o.gbs = -1, TRUE) ||
              !px_plan_options_resolve(&o, TRUE, &model, &cluster, &plan, &error) ||
              !search_batch(gbs, gbs_tokens, o.batch_given, &plan, &error)) {
     rc = px_cli_fail(CMD, error);
@@ -517,6 +522,14 @@ int px_cmd_search(int argc, char **argv) {
     if (tty) so.progress = progress_bar;
     if (sizing && f.emit) {
       fprintf(stderr, CMD ": --emit writes a search's winner; sizing (--tokens/--days) has none\n");
+      rc = 2;
+    } else if (tp_overlap && !px_tp_overlap_parse(tp_overlap, &plan.tp_overlap)) {
+      fprintf(stderr, CMD ": --tp-overlap '%s' is not one of " PX_TP_OVERLAP_NAMES "\n", tp_overlap);
+      rc = 2;
+    } else if (plan.tp_overlap != PX_TPO_NONE && plan.stack != PX_STACK_MEGATRON_CORE) {
+      /* the layouts' own rule (px_plan_validate), said once rather than refusing every tp > 1 layout */
+      fprintf(stderr, CMD ": --tp-overlap %s is Transformer Engine's userbuffers overlap under Megatron-Core: it needs "
+                      "--stack megatron-core (stack is %s)\n", px_tp_overlap_name(plan.tp_overlap), px_stack_name(plan.stack));
       rc = 2;
     } else if (sizing && so.objective == PX_OBJECTIVE_MEMORY) {
       fprintf(stderr, CMD ": sizing (--tokens/--days) minimises GPUs; --objective memory does not apply\n");

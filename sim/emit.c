@@ -198,6 +198,34 @@ char *px_emit_megatron(const PxModel *model, const PxCluster *cluster, const PxP
   g_string_append_printf(s, "set -euo pipefail\n\nGPUS_PER_NODE=%d\nNNODES=%d\n", gpn, nodes);
   /* arguments.py asserts it with tensor parallelism (kernel order for the TP overlap) */
   if (p->tp > 1) g_string_append(s, "export CUDA_DEVICE_MAX_CONNECTIONS=1\n");
+  /* TP communication overlap with a NeMo configuration: its per-GEMM settings
+   * as the YAML Megatron-LM reads with --tp-comm-overlap-cfg (initialize.py
+   * _initialize_tp_communicators hands it to TE's initialize_ub); TE's own
+   * defaults need no file */
+  const PxTpOverlapConfig *ub = px_tp_overlap_config(p->tp_overlap);
+  if (ub && p->tp_overlap != PX_TPO_TE) {
+    g_string_append_printf(s, "\n# TP communication overlap: NeMo's %s\ncat > tp_comm_overlap_cfg.yaml <<'EOF'\n",
+                           px_tp_overlap_name(p->tp_overlap));
+    struct { const char *name; const PxUbGemm *u; } gemms[] = {
+      {"qkv_dgrad", &ub->qkv_dgrad}, {"qkv_wgrad", &ub->qkv_wgrad}, {"fc1_dgrad", &ub->fc1_dgrad},
+      {"fc1_wgrad", &ub->fc1_wgrad}, {"qkv_fprop", &ub->qkv_fprop}, {"proj_dgrad", &ub->proj_dgrad},
+      {"fc1_fprop", &ub->fc1_fprop}, {"fc2_dgrad", &ub->fc2_dgrad}, {"proj_fprop", &ub->proj_fprop},
+      {"fc2_fprop", &ub->fc2_fprop}};
+    for (gsize i = 0; i < G_N_ELEMENTS(gemms); i++) {
+      const PxUbGemm *u = gemms[i].u;
+      const char *tf[] = {"false", "true"};
+      if (u->method == PX_UB_RING_EXCHANGE)
+        g_string_append_printf(s, "%s: {method: ring_exchange, num_sm: %d, cga_size: %d, set_sm_margin: %s, aggregate: %s}\n",
+                               gemms[i].name, u->num_sm, u->cga_size, tf[!!u->set_sm_margin], tf[!!u->aggregate]);
+      else if (u->method == PX_UB_PIPELINE)
+        g_string_append_printf(s, "%s: {method: pipeline, num_sm: %d, cga_size: %d, num_splits: %d, set_sm_margin: %s}\n",
+                               gemms[i].name, u->num_sm, u->cga_size, u->num_splits, tf[!!u->set_sm_margin]);
+      else
+        g_string_append_printf(s, "%s: {method: bulk, num_sm: %d, cga_size: %d, set_sm_margin: %s}\n", gemms[i].name,
+                               u->num_sm, u->cga_size, tf[!!u->set_sm_margin]);
+    }
+    g_string_append(s, "EOF\n");
+  }
   g_string_append(s, "\nPARALLAX_ARGS=(\n");
   /* parallel sizes */
   flag_int(s, "--tensor-model-parallel-size", p->tp);
@@ -209,6 +237,11 @@ char *px_emit_megatron(const PxModel *model, const PxCluster *cluster, const PxP
     flag_int(s, "--num-layers-per-virtual-pipeline-stage", d->layers / (p->pp * p->vpp));
   }
   if (p->seq_parallel) flag(s, "--sequence-parallel", NULL);
+  /* TP communication overlap (Transformer Engine userbuffers), as costed */
+  if (ub) {
+    flag(s, "--tp-comm-overlap", NULL);
+    if (p->tp_overlap != PX_TPO_TE) flag(s, "--tp-comm-overlap-cfg", "tp_comm_overlap_cfg.yaml");
+  }
   /* context parallelism: ring attention by p2p (Transformer Engine), the cost model's */
   if (p->cp > 1) {
     flag_int(s, "--context-parallel-size", p->cp);
@@ -373,6 +406,8 @@ char *px_emit_deepspeed_launch(const PxModel *model, const PxCluster *cluster, c
                        "core itself.\n");
   if (p->zero >= 2 && p->pp > 1)
     g_string_append(s, "# NOTE: DeepSpeed's pipeline engine supports ZeRO stages 0 and 1 only.\n");
+  if (p->tp_overlap != PX_TPO_NONE)
+    g_string_append(s, "# NOTE: DeepSpeed has no TP communication overlap (the plan's --tp-overlap is Megatron-Core's).\n");
   if (p->schedule != PX_SCHED_1F1B && p->pp > 1)
     g_string_append_printf(s, "# NOTE: DeepSpeed's pipeline engine runs 1F1B, not %s.\n", px_schedule_name(p->schedule));
   if (p->cp > 1)
@@ -419,6 +454,9 @@ char *px_emit_torchtitan(const PxModel *model, const PxCluster *cluster, const P
                        "(never resharding parameters after forward, as ZeRO-2).\n");
   if (p->precision == PX_PREC_FP16)
     g_string_append(s, "# NOTE: torchtitan trains in bf16 or fp32, not fp16: bfloat16 below.\n");
+  if (p->tp_overlap != PX_TPO_NONE)
+    g_string_append(s, "# NOTE: the plan's --tp-overlap is Transformer Engine's userbuffers (Megatron-Core); torchtitan's "
+                       "async TP (enable_async_tensor_parallel) is another mechanism, not costed: left off.\n");
   if (p->offload == PX_OFFLOAD_OPTIMIZER)
     g_string_append(s, "# NOTE: torchtitan's CPU offload (FSDP2) moves parameters, gradients and optimizer states.\n");
   if (p->schedule == PX_SCHED_NAIVE && p->pp > 1)

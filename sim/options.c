@@ -76,6 +76,10 @@ GOptionGroup *px_plan_options_group(PxPlanOptions *o) {
      "DP gradient-reduction bucket (bytes, e.g. 25MB): reduced in buckets during the backward (docs/executor.md)", "BYTES"},
     {"stack", 0, 0, G_OPTION_ARG_STRING, &o->stack, "Software stack: parallax (default), megatron-2021, megatron-core, deepspeed, fsdp", "S"},
     {"attention", 0, 0, G_OPTION_ARG_STRING, &o->attention, "Attention kernel: flash (FlashAttention-2), flash1 (v1), triton (FlashAttention in Triton) or unfused (default: the stack's)", "A"},
+    {"tp-overlap", 0, 0, G_OPTION_ARG_STRING, &o->tp_overlap,
+     "TP communication overlap (Megatron-Core --tp-comm-overlap, Transformer Engine userbuffers; needs tp > 1, --sp, "
+     "--stack megatron-core): te (TE's default configuration) or a NeMo userbuffers_* configuration, none to turn off",
+     "CFG"},
     {"cp", 0, 0, INT_FLAG, "Context-parallel degree: ring attention over cp ranks, inside DP (seq divisible by 2·cp)", "N"},
     {"units", 0, 0, G_OPTION_ARG_STRING, &o->units, "Memory units: GB (1e9 B, default) or GiB (2^30 B)", "U"},
     {"ep", 0, 0, INT_FLAG, "Expert parallelism: experts split over N ranks (MoE models; default 1)", "N"},
@@ -92,7 +96,8 @@ GOptionGroup *px_plan_options_group(PxPlanOptions *o) {
 void px_plan_options_clear(PxPlanOptions *o) {
   char **strs[] = {&o->model, &o->cluster, &o->plan_file, &o->deepspeed, &o->gbs_tokens, &o->schedule,
                    &o->partition, &o->offload, &o->ckpt, &o->precision, &o->order, &o->workspace,
-                   &o->units, &o->stack, &o->attention, &o->batch_note, &o->imbalance, &o->bucket};
+                   &o->units, &o->stack, &o->attention, &o->batch_note, &o->imbalance, &o->bucket,
+                   &o->tp_overlap};
   for (gsize i = 0; i < G_N_ELEMENTS(strs); i++) g_clear_pointer(strs[i], g_free);
 }
 
@@ -229,6 +234,8 @@ gboolean px_plan_options_resolve(PxPlanOptions *o, gboolean need_cluster, PxMode
     BAD("--stack '%s' is not one of parallax, megatron-2021, megatron-core, deepspeed, fsdp", o->stack);
   if (o->attention && (!px_attention_parse(o->attention, &plan->attention) || plan->attention == PX_ATTN_DEFAULT))
     BAD("--attention '%s' is not one of flash, flash1, triton, unfused", o->attention);
+  if (o->tp_overlap && !px_tp_overlap_parse(o->tp_overlap, &plan->tp_overlap))
+    BAD("--tp-overlap '%s' is not one of " PX_TP_OVERLAP_NAMES, o->tp_overlap);
   if (o->order && !px_order_parse(o->order, plan->order))
     BAD("--order '%s' is not a permutation of tp,dp,pp", o->order);
   if (o->partition) {

@@ -15,6 +15,7 @@ typedef struct {
   char *gbs_tokens;  /* global batch in tokens ("4M"), converted with seq */
   char *schedule, *partition, *offload, *ckpt, *precision, *order, *workspace, *stack, *attention;
   char *bucket;  /* --bucket: the DP reduction bucket (plan bucket_bytes) */
+  char *tp_overlap;  /* --tp-overlap: TP communication overlap (plan tp_overlap) */
   gboolean sp;
   char *units;       /* "GB" (1e9, default) or "GiB" (2^30) */
   int cp;            /* --cp: context-parallel degree */

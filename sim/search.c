@@ -76,6 +76,10 @@ void px_layout_apply(const PxLayout *l, PxPlan *p) {
   p->schedule = (PxScheduleKind)l->schedule;
   memcpy(p->order, orders[l->order], sizeof p->order);
   p->cp = MAX(l->cp, 1);
+  /* TP communication overlap where the layout has what it needs (tp > 1 with
+   * sequence parallelism), as NeMo's MegatronCommOverlapCallback turns it off
+   * otherwise; the rest of its rules are px_plan_validate's */
+  if (p->tp_overlap != PX_TPO_NONE && !(l->tp > 1 && l->sp)) p->tp_overlap = PX_TPO_NONE;
   if (l->ep > 0) {
     p->ep = l->ep;
     p->etp = l->etp;

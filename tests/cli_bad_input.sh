@@ -103,6 +103,11 @@ bad "unknown command" "frobnicate" "$sim" frobnicate
 bad "--gpus and --nodes disagree" "gpus" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --nodes 2
 bad "--gbs and --gbs-tokens both" "gbs" "$sim" plan --model 7b --gbs 8 --gbs-tokens 4M
 bad "--sp without tp" "sequence parallelism" "$sim" plan --model 7b --sp
+bad "--tp-overlap unknown" "is not one of none, te" "$sim" plan --model 7b --gpus 8 --tp 8 --sp --stack megatron-core --tp-overlap fast
+bad "--tp-overlap without tp" "needs tp > 1" "$sim" simulate --model 7b --cluster dgx-h100 --stack megatron-core --tp-overlap te
+bad "--tp-overlap without sp" "needs sequence parallelism" "$sim" simulate --model 7b --cluster dgx-h100 --tp 8 --stack megatron-core --tp-overlap te
+bad "--tp-overlap off megatron-core" "needs --stack megatron-core" "$sim" simulate --model 7b --cluster dgx-h100 --tp 8 --sp --tp-overlap te
+bad "--tp-overlap search off megatron-core" "needs --stack megatron-core" "$sim" search --model 7b --cluster dgx-h100 --gbs 64 --tp-overlap te
 bad "gbs not a multiple of mbs·dp" "global batch" "$sim" plan --model 7b --gpus 8 --dp 8 --mbs 2 --gbs 12
 bad "unknown schedule" "sideways" "$sim" simulate --model 7b --cluster dgx-h100 --gpus 8 --schedule sideways
 bad "unknown --units" "units" "$sim" plan --model 7b --units furlongs
@@ -126,6 +131,7 @@ bad "run: --gpus not a multiple of tp·cp·pp" "multiple" "$exe" run --model tin
 bad "run: --gpus against dp·tp·pp" "--gpus" "$exe" run --model tiny-gpt --gpus 4 --dp 1 --tp 2
 bad "run: --nodes without a cluster" "--nodes" "$exe" run --model tiny-gpt --nodes 2
 bad "run: --lr NaN" "lr" "$exe" run --model tiny-gpt --lr nan
+bad "run: --tp-overlap" "not run by the executor" "$exe" run --model tiny-gpt --gpus 2 --tp 2 --sp --stack megatron-core --tp-overlap te --steps 1
 bad "run: --lr -1" "lr" "$exe" run --model tiny-gpt --lr -1
 bad "run: --clip Inf" "clip" "$exe" run --model tiny-gpt --clip inf
 bad "run: --weight-decay 2" "weight-decay" "$exe" run --model tiny-gpt --weight-decay 2

@@ -901,6 +901,111 @@ static void test_gpt3_flops(void) {
   px_plan_clear(&p);
 }
 
+/* Transformer Engine's TP communication overlap (docs/cost.md "TP
+ * communication overlap"), the exposure formulas by hand:
+ *  - ring exchange, 4 steps of 1 ms GEMM, 1.5 ms per chunk on the copy
+ *    engines: the 3 hops after the first chunk each wait 0.5 ms: 1.5 ms;
+ *    with 2 ms GEMMs nothing waits; aggregate (2 steps of two chunks, a
+ *    0.5 ms neighbour exchange first, 3 ms per hop): 0.5 + 2 ms.
+ *  - pipeline of 4 splits, 1 ms GEMM chunks, 0.5 ms reduce-scatter chunks
+ *    on 16 of 132 SMs: the last chunk's 0.5 ms, and the 3 overlapped ones
+ *    take 16/132 x 1.5 ms from their GEMMs: 0.5 + 0.181818... ms; with
+ *    1.5 ms chunks on a margin (share 0) and 0.5 ms GEMMs: 1.5 + 3 x 1 ms.
+ * And one block on the dgx-h100 preset (the gemm_block_model block: h 4096,
+ * 32 heads, ffn 16384, s 2048, micro-batch 1), tp 2 with sequence
+ * parallelism, bf16, megatron-core, T = 2048 tokens, act = T h E =
+ * 16777216 B; NVLink busbw 450e9 x 0.82 = 369e9 B/s, alpha 3 us. The rank's
+ * weights (out, in): qkv (6144, 4096), proj (4096, 2048), fc1 (8192, 4096),
+ * fc2 (4096, 8192). A GEMM is max(2mnk / (989.4e12 eff), 2(mk + kn + mn) /
+ * (3350e9 x 0.89)) + 3 us, eff = 0.808 x (useful tiles / slots over 132
+ * SMs) x k / (k + 150) (section 2); all below are compute-bound.
+ *  Without overlap: two all-gather + reduce-scatter pairs each way, each
+ *   collective 3 us + 1/2 x 16777216 / 369e9 = 25.733355 us:
+ *   tp_fwd = tp_bwd = 4 x 25.733355 = 102.93342 us.
+ *  te (TE initialize_ub's defaults):
+ *   qkv_fprop ring, 2 steps of (1024, 6144, 4096): 384 tiles in 3 waves
+ *     (396 slots), eff 0.808 x 384/396 x 4096/4246 = 0.755836, 71.919 us;
+ *     the hop p2p(act / 2) = 3 us + 8388608 / 369e9 = 25.733 us: hidden;
+ *   fc1_fprop ring, 2 steps of (1024, 8192, 4096): 512 tiles, 528 slots,
+ *     94.893 us: hidden;
+ *   proj_fprop pipeline, 4 chunks of (2048, 1024, 2048): 128 tiles on 132
+ *     SMs, eff 0.808 x 128/132 x 2048/2198 = 0.730045, 14.892 us; each
+ *     chunk's reduce-scatter 3 us + 1/2 x 4194304 / 369e9 = 8.683339 us:
+ *     exposed 8.683339 + max(3 x (8.683 - 14.892), 16/132 x 3 x 8.683339)
+ *     = 8.683339 + 3.157577 = 11.840916 us;
+ *   fc2_fprop pipeline, chunks of (2048, 1024, 8192): 48.135 us, the same
+ *     11.840916 us exposed;
+ *   tp_fwd = 2 x 11.840916 = 23.681833 us. The GEMMs: the chunks quantise as
+ *     the whole GEMMs here (384/396 = 768/792 ...), so the forward only
+ *     pays 1 + 1 + 3 + 3 more kernels: +24 us;
+ *   backward: proj_dgrad / fc2_dgrad ring steps (1024, 2048, 4096) 25.973 us
+ *     and (1024, 4096, 8192) 94.893 us, hops 25.733 us: hidden, 1 + 1 more
+ *     kernels: +6 us; qkv / fc1 bulk all-gather (25.733 us, 16 SMs) beside
+ *     their dgrad GEMMs (139.2 / 183.5 us) and bulk reduce-scatter beside
+ *     the wgrad GEMMs: each 16/132 x 25.733355 = 3.119195 us, four of them:
+ *   tp_bwd = 12.476778 us; the wgrad GEMMs unchanged.
+ *  NeMo's userbuffers_bf16_h100_h8192_tp4_mbs1_seqlen8192: proj_fprop on a
+ *   24-SM margin (108 SMs): the 128 tiles take 2 waves (216 slots), eff
+ *   0.808 x 128/216 x 2048/2198 = 0.446139, 22.460 us a chunk; fc2_fprop on
+ *   116 SMs, 232 slots, eff 0.437777, 82.328 us; their reduce-scatters on
+ *   the margin take nothing more: 8.683339 us each exposed. tp_fwd =
+ *   17.366678 us; forward GEMMs +191.043 us (4 x 22.460 - 50.569 +
+ *   4 x 82.328 - 183.539 + 2 x 3 us); bulk on 4 / 24 / 2 / 4 SMs:
+ *   25.733355 x (4 + 24 + 2 + 4) / 132 = 6.628288 us. */
+static void test_tp_overlap(void) {
+  g_assert_cmpfloat(REL(px_cost_ub_ring_exposed(4, 1e-3, 1.5e-3, 0), 1.5e-3), <, 1e-12);
+  g_assert_cmpfloat(px_cost_ub_ring_exposed(4, 2e-3, 1e-3, 0), ==, 0.0);
+  g_assert_cmpfloat(REL(px_cost_ub_ring_exposed(2, 1e-3, 3e-3, 0.5e-3), 2.5e-3), <, 1e-12);
+  g_assert_cmpfloat(REL(px_cost_ub_pipeline_exposed(4, 1e-3, 0.5e-3, 16.0 / 132), 0.5e-3 + 1.5e-3 * 16 / 132), <, 1e-12);
+  g_assert_cmpfloat(REL(px_cost_ub_pipeline_exposed(4, 0.5e-3, 1.5e-3, 0), 4.5e-3), <, 1e-12);
+  g_assert_null(px_tp_overlap_config(PX_TPO_NONE));
+  const PxTpOverlapConfig *te = px_tp_overlap_config(PX_TPO_TE);
+  g_assert_cmpint(te->proj_fprop.method, ==, PX_UB_PIPELINE);
+  g_assert_cmpint(te->proj_fprop.num_splits, ==, 4);
+  g_assert_cmpint(te->qkv_dgrad.num_sm, ==, 16);
+
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PxCluster) c = px_cluster_load("dgx-h100", &err);
+  g_assert_no_error(err);
+  g_autoptr(PxModel) m = gemm_block_model();
+  const PxLayer *block = &m->layers[1];
+  g_assert_cmpint(block->kind, ==, PX_LAYER_BLOCK);
+  PxPlan p;
+  set_plan(&p, 1, 2, 1, 1, 1);
+  p.seq = 2048;
+  p.seq_parallel = TRUE;
+  p.stack = PX_STACK_MEGATRON_CORE;
+  PxLink l = px_cost_tp_link(c, &p, 0);
+  g_assert_true(l.intra);
+  PxLayerTimes none, te_t, nemo;
+  px_cost_layer_times(m, block, c, &p, &l, &none);
+  g_assert_cmpfloat(REL(none.tp_fwd, 102.93342005420055e-6), <, 1e-9);
+  g_assert_cmpfloat(REL(none.tp_bwd, 102.93342005420055e-6), <, 1e-9);
+  p.tp_overlap = PX_TPO_TE;
+  px_cost_layer_times(m, block, c, &p, &l, &te_t);
+  g_assert_cmpfloat(REL(te_t.tp_fwd, 23.681832963784186e-6), <, 1e-9);
+  g_assert_cmpfloat(REL(te_t.tp_bwd, 12.476778188387946e-6), <, 1e-9);
+  g_assert_cmpfloat(REL(te_t.fwd - none.fwd, 24e-6), <, 1e-9);
+  g_assert_cmpfloat(REL(te_t.bwd_input - none.bwd_input, 6e-6), <, 1e-9);
+  g_assert_cmpfloat(REL(te_t.bwd_weight, none.bwd_weight), <, 1e-12);
+  p.tp_overlap = PX_TPO_NEMO_H8192_TP4;
+  px_cost_layer_times(m, block, c, &p, &l, &nemo);
+  g_assert_cmpfloat(REL(nemo.tp_fwd, 17.36667750677507e-6), <, 1e-9);
+  g_assert_cmpfloat(REL(nemo.tp_bwd, 6.628288412581096e-6), <, 1e-9);
+  g_assert_cmpfloat(REL(nemo.fwd - none.fwd, 191.04336749745327e-6), <, 1e-9);
+  g_assert_cmpfloat(REL(nemo.bwd_input - none.bwd_input, 6e-6), <, 1e-9);
+  /* without sequence parallelism (or at tp 1) nothing is overlapped: the
+   * plan refuses it (test_plan), the layer is costed as without */
+  p.seq_parallel = FALSE;
+  PxLayerTimes nosp_ov, nosp;
+  px_cost_layer_times(m, block, c, &p, &l, &nosp_ov);
+  p.tp_overlap = PX_TPO_NONE;
+  px_cost_layer_times(m, block, c, &p, &l, &nosp);
+  g_assert_cmpfloat(nosp_ov.tp_fwd, ==, nosp.tp_fwd);
+  g_assert_cmpfloat(nosp_ov.fwd, ==, nosp.fwd);
+  px_plan_clear(&p);
+}
+
 static void test_ideal(void) {
   g_autoptr(PxCostTable) t = px_cost_table_ideal(4, 2);
   g_assert_cmpint(t->parts, ==, 8);
@@ -1037,6 +1142,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cost/table/ideal", test_ideal);
   g_test_add_func("/cost/cp-fp8/block", test_cp_fp8_block);
   g_test_add_func("/cost/cp/ring", test_cp_ring);
+  g_test_add_func("/cost/tp-overlap/block", test_tp_overlap);
   g_test_add_func("/cost/table/refuses-missing-peak", test_refuses);
   return g_test_run();
 }

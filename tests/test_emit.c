@@ -168,6 +168,33 @@ static void test_megatron_llama3(void) {
   case_clear(&c);
 }
 
+/* The plan's TP communication overlap: --tp-comm-overlap (Megatron-LM
+ * arguments.py); TE's defaults need no configuration file, a NeMo
+ * configuration travels as the YAML --tp-comm-overlap-cfg reads, written by
+ * the script (its values: NeMo's userbuffers.py). */
+static void test_megatron_tp_overlap(void) {
+  Case c;
+  llama3_interleaved(&c);
+  g_autoptr(GError) err = NULL;
+  g_autofree char *none = px_emit_megatron(c.model, c.cluster, &c.plan, NULL, &err);
+  g_assert_null(strstr(none, "--tp-comm-overlap"));
+  c.plan.stack = PX_STACK_MEGATRON_CORE;
+  c.plan.tp_overlap = PX_TPO_TE;
+  case_validate(&c);
+  g_autofree char *te = px_emit_megatron(c.model, c.cluster, &c.plan, NULL, &err);
+  g_assert_nonnull(strstr(te, "\n  --tp-comm-overlap\n"));
+  g_assert_null(strstr(te, "--tp-comm-overlap-cfg"));
+  c.plan.tp_overlap = PX_TPO_NEMO_H8192_TP4;
+  g_autofree char *nemo = px_emit_megatron(c.model, c.cluster, &c.plan, NULL, &err);
+  g_assert_nonnull(strstr(nemo, "\n  --tp-comm-overlap\n"));
+  g_assert_nonnull(strstr(nemo, "\n  --tp-comm-overlap-cfg tp_comm_overlap_cfg.yaml\n"));
+  g_assert_nonnull(strstr(nemo, "cat > tp_comm_overlap_cfg.yaml <<'EOF'\n"));
+  g_assert_nonnull(strstr(nemo, "\nproj_fprop: {method: pipeline, num_sm: 24, cga_size: 2, num_splits: 4, set_sm_margin: true}\n"));
+  g_assert_nonnull(strstr(nemo, "\nqkv_wgrad: {method: bulk, num_sm: 24, cga_size: 2, set_sm_margin: false}\n"));
+  g_assert_nonnull(strstr(nemo, "\nqkv_fprop: {method: ring_exchange, num_sm: 1, cga_size: 1, set_sm_margin: false, aggregate: false}\n"));
+  case_clear(&c);
+}
+
 /* A partition Megatron would not make by itself travels as the layout flag,
  * chunk-major like Megatron's (virtual stage v·pp + rank). */
 static void test_megatron_layout(void) {
@@ -495,6 +522,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/emit/megatron/llama2-70b-zero3", test_megatron_llama2);
   g_test_add_func("/emit/megatron/llama3-8b-interleaved", test_megatron_llama3);
   g_test_add_func("/emit/megatron/layout", test_megatron_layout);
+  g_test_add_func("/emit/megatron/tp-overlap", test_megatron_tp_overlap);
   g_test_add_func("/emit/deepspeed/gpt3-175b-ptdp", test_deepspeed_gpt3);
   g_test_add_func("/emit/deepspeed/llama2-70b-zero3", test_deepspeed_llama2);
   g_test_add_func("/emit/deepspeed/llama3-8b-interleaved", test_deepspeed_llama3);

@@ -190,6 +190,48 @@ static char *write_tmp(const char *name, const char *text) {
   return path;
 }
 
+/* --tp-overlap (Transformer Engine's userbuffers under Megatron-Core): needs
+ * tp > 1, sequence parallelism (Megatron-LM's arguments.py asserts it), the
+ * megatron-core stack and every TP group on one node (userbuffers run over
+ * NVLink); the names: te, NeMo's configurations, their fp8 twins. */
+static void test_tp_overlap_rules(void) {
+  PxTpOverlap t;
+  g_assert_true(px_tp_overlap_parse("te", &t) && t == PX_TPO_TE);
+  g_assert_true(px_tp_overlap_parse("userbuffers_fp8_h100_h8192_tp4_mbs1_seqlen8192", &t) && t == PX_TPO_NEMO_H8192_TP4);
+  g_assert_true(px_tp_overlap_parse("none", &t) && t == PX_TPO_NONE);
+  g_assert_false(px_tp_overlap_parse("userbuffers_bf16_b200_h8192_tp2_mbs1_seqlen8192", &t));
+  g_autoptr(PxModel) m = load("llama3-70b");
+  g_autoptr(PxCluster) c = px_cluster_load("dgx-h100", NULL);
+  g_assert_nonnull(c);
+  c->nodes = 2;
+  struct { int tp, dp; gboolean sp; PxStack stack; const char *order, *msg; } cases[] = {
+    {1, 16, FALSE, PX_STACK_MEGATRON_CORE, "tp,dp,pp", "--tp-overlap te needs tp > 1"},
+    {4, 4, FALSE, PX_STACK_MEGATRON_CORE, "tp,dp,pp", "--tp-overlap te needs sequence parallelism (--sp)"},
+    {4, 4, TRUE, PX_STACK_PARALLAX, "tp,dp,pp", "it needs --stack megatron-core (stack is parallax)"},
+    {4, 4, TRUE, PX_STACK_MEGATRON_CORE, "dp,tp,pp", "needs every TP group on one node"},
+    {4, 4, TRUE, PX_STACK_MEGATRON_CORE, "tp,dp,pp", NULL},
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
+    PxPlan p;
+    px_plan_init(&p);
+    p.tp = cases[i].tp; p.dp = cases[i].dp; p.seq_parallel = cases[i].sp; p.stack = cases[i].stack;
+    p.seq = 8192;
+    p.tp_overlap = PX_TPO_TE;
+    g_assert_true(px_order_parse(cases[i].order, p.order));
+    g_autoptr(GError) e = NULL;
+    gboolean ok = px_plan_validate(&p, m, c, &e);
+    if (!cases[i].msg) {
+      g_assert_no_error(e);
+      g_assert_true(ok);
+    } else {
+      g_assert_false(ok);
+      g_assert_error(e, PX_PLAN_ERROR, PX_PLAN_ERROR_INVALID);
+      g_assert_nonnull(strstr(e->message, cases[i].msg));
+    }
+    px_plan_clear(&p);
+  }
+}
+
 static void test_ini_roundtrip(void) {
   PxPlan a, b;
   px_plan_init(&a);
@@ -204,6 +246,7 @@ static void test_ini_roundtrip(void) {
   a.stack = PX_STACK_MEGATRON_CORE;
   a.attention = PX_ATTN_FLASH1;
   a.grad_reduce_bytes = 4;
+  a.tp_overlap = PX_TPO_NEMO_H16384_TP8;
   g_autofree char *ini = px_plan_to_ini(&a);
   g_autofree char *path = write_tmp("px-test-plan.ini", ini);
   px_plan_init(&b);
@@ -221,6 +264,7 @@ static void test_ini_roundtrip(void) {
   g_assert_cmpint(b.stack, ==, PX_STACK_MEGATRON_CORE);
   g_assert_cmpint(b.attention, ==, PX_ATTN_FLASH1);
   g_assert_cmpint(b.grad_reduce_bytes, ==, 4);
+  g_assert_cmpint(b.tp_overlap, ==, PX_TPO_NEMO_H16384_TP8);
   g_assert_cmpfloat(b.workspace_bytes, ==, 3e9);
   g_assert_cmpfloat(b.bucket_bytes, ==, 2e8);
   g_unlink(path);
@@ -428,6 +472,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/plan/cp/grid-megatron-order", test_cp_grid);
   g_test_add_func("/plan/cp-fp8/rules", test_cp_fp8_rules);
   g_test_add_func("/plan/ini/roundtrip", test_ini_roundtrip);
+  g_test_add_func("/plan/tp-overlap/rules", test_tp_overlap_rules);
   g_test_add_func("/plan/deepspeed", test_deepspeed);
   g_test_add_func("/plan/deepspeed-auto", test_deepspeed_auto);
   return g_test_run();

@@ -464,10 +464,15 @@ static void suite_zero_bubble(Errors *all, gboolean quiet) {
  * False (gradients reduced in bf16), no activation recompute (no recompute_*
  * key in these recipes), sequence parallelism wherever tp > 1, TE's fused
  * attention (flash), the interleaved 1F1B schedule where VP > 1, and TP
- * communication overlap (tp_comm_overlap=True with the userbuffers configs
- * for H100, MegatronCommOverlapCallback) for every model but 8B (tp 1):
- * this project does not model TP overlap (docs/cost.md section 4), so the
- * TP collectives are charged exposed. The 405B recipe sets
+ * communication overlap for every model but 8B (tp 1, tp_comm_overlap=False):
+ * MegatronCommOverlapCallback(tp_comm_overlap=True) with, on H100, NeMo's
+ * userbuffers_{bf16,fp8}_h100_h8192_tp4_mbs1_seqlen8192 for 70B and
+ * _h16384_tp8_cp2_mbs1_seqlen8192 for 405B (the release's
+ * llama3.1/pretrain_llama31.py ub_cfg; nemo/collections/llm/recipes/
+ * tp_overlap_configs/userbuffers.py) and no configuration for Nemotron-4
+ * (pretrain_nemotron4_*.py give one for B200 only: TE initialize_ub's
+ * defaults), the plan's tp_overlap (docs/cost.md "TP communication
+ * overlap"; the fp8 configurations differ only in fp8_buf). The 405B recipe sets
  * account_for_embedding_in_pipeline_split and account_for_loss_in_pipeline_
  * split (126 layers + 2 over pp 8 x vp 8 = 2 per chunk), as the plan's
  * partition "type:" does here (docs/partition.md). The Nemotron-4 models are
@@ -623,7 +628,7 @@ static void dgxc_split(const PxModel *m, const PxCluster *c, const PxPlan *p, Dg
 static void suite_dgxc(Errors *all, gboolean quiet, gboolean breakdown) {
   Errors e = {0}, proxy = {0}, fp8 = {0};
   printf("\n4. NVIDIA DGX Cloud benchmarking recipes 25.04 (NeMo 25.02.01, Megatron-Core) — DGX H100, BF16,\n"
-         "   distributed optimizer, bf16 gradient reduction, no recompute, sp with tp > 1, TP overlap not modelled\n");
+         "   distributed optimizer, bf16 gradient reduction, no recompute, sp with tp > 1, TP overlap as the recipes\n");
   for (gsize k = 0; k < G_N_ELEMENTS(dgxc_params); k++) {
     g_autoptr(PxModel) m = g_str_has_prefix(dgxc_params[k].model, "nemotron4") ? nemotron4(dgxc_params[k].model)
                                                                               : px_model_load(dgxc_params[k].model, NULL);
@@ -647,6 +652,11 @@ static void suite_dgxc(Errors *all, gboolean quiet, gboolean breakdown) {
     base.precision = dgxc[i].fp8 ? PX_PREC_FP8 : PX_PREC_BF16;
     base.stack = PX_STACK_MEGATRON_CORE;
     base.grad_reduce_bytes = 2; /* the performance recipes' grad_reduce_in_fp32 = False */
+    /* the recipes' TP communication overlap (the comment above the table) */
+    if (dgxc[i].tp > 1)
+      base.tp_overlap = !strcmp(dgxc[i].model, "llama3-70b")    ? PX_TPO_NEMO_H8192_TP4
+                        : !strcmp(dgxc[i].model, "llama3-405b") ? PX_TPO_NEMO_H16384_TP8
+                                                                : PX_TPO_TE;
     /* Megatron-Core's pipeline split: the transformer layers evenly over the
      * pp x vp chunks, the embedding on the first, the final norm and the
      * output layer on the last (get_num_layers_to_build); the 405B recipe's
