@@ -849,8 +849,13 @@ static gboolean rank_init(PxRuntime *rt, Rank *r, int rank, PxComm *world, GErro
   r->edp_rank = ec.edp;
   r->etp_rank = ec.etp;
   r->split_experts = rt->model->desc.experts > 0 && !experts_follow_dp(&rt->plan);
-  /* ZeRO shards over dp·cp, and the experts over edp: with dp·cp 1 only those (ZeRO-1/2) */
-  r->zero = px_plan_data_ranks(&rt->plan) > 1 || (r->split_experts && px_plan_edp(&rt->plan) > 1) ? rt->plan.zero : 0;
+  /* ZeRO shards over dp·cp, and the experts over edp: with dp·cp 1 only those (ZeRO-1/2);
+   * parameter offload partitions whatever dp·cp (with 1, one partition of everything,
+   * in host memory, each layer uploaded before its use: px_zero3_by_layer) */
+  r->zero = px_plan_data_ranks(&rt->plan) > 1 || (r->split_experts && px_plan_edp(&rt->plan) > 1) ||
+                    rt->plan.offload == PX_OFFLOAD_OPTIMIZER_PARAMS
+                ? rt->plan.zero
+                : 0;
   r->sharded = r->zero >= 1;
   r->in_flight = g_array_new(FALSE, FALSE, sizeof(InFlight));
   TRY(rank_comms(r, error));
@@ -1025,15 +1030,6 @@ static PxRuntime *runtime_setup(const PxModel *model, const PxPlan *plan, const 
    * the row log-sum-exp, never the s x s probabilities (activations.h) */
   rt->plan.attention = px_cost_attention(&rt->plan);
   rt->plan.precision = PX_PREC_FP32; /* the executor computes in fp32 / fp64 */
-  /* parameter offload: ZeRO-3 only (px_plan_validate, as DeepSpeed's
-   * offload_param); the executor partitions and gathers layer by layer only
-   * with more than one data-parallel rank (px_zero3_by_layer) */
-  if (rt->plan.offload == PX_OFFLOAD_OPTIMIZER_PARAMS && !px_zero3_by_layer(model, &rt->plan)) {
-    rfail(error, PX_RUNTIME_ERROR_INVALID,
-          "offloading the parameters (%s) needs ZeRO-3 partitioning over dp·cp > 1 in the executor (dp %d, cp %d)",
-          px_offload_name(rt->plan.offload), rt->plan.dp, MAX(rt->plan.cp, 1));
-    return NULL;
-  }
   if (!(rt->part = px_partition_new(model, &rt->plan, NULL, error))) return NULL;
   for (int k = 0; k < rt->part->parts; k++)
     if (rt->part->bounds[k] == rt->part->bounds[k + 1]) {
@@ -1631,7 +1627,8 @@ static gboolean dp_reduce(Rank *r, int c, double *bytes, GError **error) {
   ChunkState *cs = &r->chunks[c];
   if (cs->split) return dp_reduce_scatter_split(r, c, bytes, error);
   if (r->split_experts) return dp_reduce_split(r, c, bytes, error);
-  if (px_plan_data_ranks(&r->rt->plan) == 1) return TRUE; /* a reduction over one rank */
+  /* a reduction over one rank; partitioned (parameter offload) a copy into the shard */
+  if (px_plan_data_ranks(&r->rt->plan) == 1 && !r->sharded) return TRUE;
   PxTensor *g = grads_to_reduce(r, c, error);
   TRY(g);
   *bytes += (double)g->bytes;
@@ -1830,8 +1827,10 @@ static gboolean op_optimizer(Rank *r, double *bytes, GError **error) {
   }
   /* MoE with dp·cp 1 but edp > 1 (TP ranks holding the experts, each with its
    * own tokens): the program has no DP reduction (it has one over dp·cp > 1,
-   * also with dp 1 under CP); the experts' happens here */
-  for (int c = 0; r->split_experts && px_plan_data_ranks(&rt->plan) == 1 && c < v; c++)
+   * also with dp 1 under CP); the experts' happens here. So does the
+   * reduce-scatter over one rank of a partitioned run with dp·cp 1
+   * (parameter offload): the gradients copied into their partition */
+  for (int c = 0; (r->split_experts || r->sharded) && px_plan_data_ranks(&rt->plan) == 1 && c < v; c++)
     TRY(dp_reduce(r, c, bytes, error));
   /* the reductions of the step have arrived */
   TRY(px_event_record(r->ev_coll, r->coll_s, error));
