@@ -287,6 +287,15 @@ PxMemory *px_memory_new_act(const PxModel *model, const PxPlan *plan, const PxPa
       st->optimizer = 0;
     }
     if (plan->offload == PX_OFFLOAD_OPTIMIZER_PARAMS) {
+      /* ZeRO-Infinity's offload_param (ZeRO-3 only, px_plan_validate): the
+       * partitioned parameters (DeepSpeed's ds_tensor) in host memory; the
+       * device keeps only the gathered layers, counted with the ZeRO-3
+       * gather buffers below (by layer whatever dp·cp: px_zero3_by_layer).
+       * The upload needs no device buffer of its own: DeepSpeed copies each
+       * parameter's shard to the device just before the all-gather and frees
+       * the copy once it is in the gather's flat buffer
+       * (partition_parameters.py, all_gather_coalesced), the executor uploads
+       * it straight into the gather slot (exec/runtime.c zero3_gather) */
       st->host += st->weights;
       st->weights = 0;
     }
@@ -321,9 +330,13 @@ PxMemory *px_memory_new_act(const PxModel *model, const PxPlan *plan, const PxPa
     double msg = e * s * b * h / (plan->seq_parallel ? plan->tp : 1);
     int neighbours = (first ? 0 : 1) + (last ? 0 : 1);
     st->buffers = 2.0 * msg * neighbours;
-    if (data > 1 && plan->zero >= 1) st->buffers += gb * MIN(bucket_elems, P);
-    /* ZeRO-3 by layer (common/zero3.h: dp·cp > 1, or the experts alone over edp > 1) */
+    /* ZeRO-3 by layer (common/zero3.h: dp·cp > 1, the experts alone over
+     * edp > 1, or the parameters offloaded) */
     gboolean by_layer = px_zero3_by_layer(model, plan);
+    /* (with dp·cp 1 and the parameters offloaded the gradients still pass
+     * through the bucket into their partition, a partition of everything) */
+    gboolean poff = plan->offload == PX_OFFLOAD_OPTIMIZER_PARAMS;
+    if ((data > 1 || (by_layer && poff)) && plan->zero >= 1) st->buffers += gb * MIN(bucket_elems, P);
     if (by_layer) st->buffers += 2.0 * wb * (double)max_layer;
     /* the ring's K/V blocks, on every rank holding a transformer block */
     if (max_blocks > 0) {

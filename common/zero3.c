@@ -11,8 +11,8 @@ static gboolean experts_own_group(const PxModel *model, const PxPlan *plan) {
 }
 
 gboolean px_zero3_by_layer(const PxModel *model, const PxPlan *plan) {
-  return plan->zero >= 3 &&
-         (px_plan_data_ranks(plan) > 1 || (experts_own_group(model, plan) && px_plan_edp(plan) > 1));
+  return plan->zero >= 3 && (px_plan_data_ranks(plan) > 1 || plan->offload == PX_OFFLOAD_OPTIMIZER_PARAMS ||
+                             (experts_own_group(model, plan) && px_plan_edp(plan) > 1));
 }
 
 static gboolean full_block(const PxModel *model, const PxPlan *plan, int li) {

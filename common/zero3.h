@@ -45,7 +45,10 @@ G_BEGIN_DECLS
  * the split layout, a layer's dense range gathered over DP and its experts'
  * over EDP), or with dp·cp 1 and such experts over edp > 1 (only the
  * experts' ranges to gather; the program has no GATHER_PARAMS, so the
- * step's first layer is gathered on demand in its first forward). */
+ * step's first layer is gathered on demand in its first forward), or with
+ * the parameters offloaded (ZeRO-Infinity's offload_param) whatever dp·cp:
+ * each layer is fetched from host memory into the device before its use
+ * (with dp·cp 1 an upload alone, again on demand). */
 gboolean px_zero3_by_layer(const PxModel *model, const PxPlan *plan);
 
 /* The layers a pass of part [first, end) uses, in order (a layer may repeat:

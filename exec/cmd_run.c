@@ -237,6 +237,11 @@ int px_exec_cmd_run(int argc, char **argv) {
     if (p->bucket_bytes > 0 && px_plan_data_ranks(p) > 1)
       printf("# DP reduction in buckets of %.0f B, each queued as the last backward finishes its layers (docs/executor.md)\n",
              p->bucket_bytes);
+    if (p->offload == PX_OFFLOAD_OPTIMIZER)
+      printf("# offload optimizer: fp32 master, moments and a gradient copy in host memory, AdamW on the host\n");
+    else if (p->offload == PX_OFFLOAD_OPTIMIZER_PARAMS)
+      printf("# offload optimizer+params: the optimizer and the ZeRO-3 parameter shard in host memory, each layer's "
+             "piece uploaded into its gather\n");
     if (model->desc.dropout) printf("# dropout: off (the executor does not implement it; memory predicted without masks)\n");
     if (model->desc.experts > 0) {
       g_autofree char *cap = model->desc.capacity_factor > 0
@@ -322,7 +327,7 @@ int px_exec_cmd_run(int argc, char **argv) {
       if (plan.offload != PX_OFFLOAD_NONE) { /* the optimizer's side in host memory */
         json_builder_set_member_name(jb, "host");
         json_builder_begin_object(jb);
-        px_json_member_double(jb, "measured", (double)m.host.peak[PX_MEM_OPTIMIZER] + (double)m.host.peak[PX_MEM_GRADS]);
+        px_json_member_double(jb, "measured", px_rank_memory_host(&m));
         px_json_member_double(jb, "predicted", m.predicted.host);
         json_builder_end_object(jb);
       }
@@ -334,9 +339,9 @@ int px_exec_cmd_run(int argc, char **argv) {
       for (int i = 0; i < 5; i++) printf(" %10.6f", pred[i] / units.scale);
       printf("\n");
       if (plan.offload != PX_OFFLOAD_NONE)
-        printf("# %4d offload: host memory (fp32 master, moments, gradient copy) measured %.6f %s | predicted %.6f %s\n",
-               r, ((double)m.host.peak[PX_MEM_OPTIMIZER] + (double)m.host.peak[PX_MEM_GRADS]) / units.scale,
-               units.name, m.predicted.host / units.scale, units.name);
+        printf("# %4d offload: host memory (fp32 master, moments, gradient copy%s) measured %.6f %s | predicted %.6f %s\n",
+               r, plan.offload == PX_OFFLOAD_OPTIMIZER_PARAMS ? ", parameter shard" : "",
+               px_rank_memory_host(&m) / units.scale, units.name, m.predicted.host / units.scale, units.name);
     }
   }
   if (!a.json)

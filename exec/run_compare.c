@@ -26,6 +26,11 @@ void px_rank_memory_rows(const PxRankMemory *m, double meas[5], double pred[5]) 
   pred[4] = m->predicted.buffers;
 }
 
+double px_rank_memory_host(const PxRankMemory *m) {
+  return (double)m->host.peak[PX_MEM_WEIGHTS] + (double)m->host.peak[PX_MEM_GRADS] +
+         (double)m->host.peak[PX_MEM_OPTIMIZER];
+}
+
 static gboolean compared_kind(PxOpKind k) {
   return k != PX_OP_RECV_ACT && k != PX_OP_RECV_GRAD && k != PX_OP_OVERLAP;
 }

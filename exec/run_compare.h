@@ -13,6 +13,11 @@ G_BEGIN_DECLS
 /* A rank's memory by category (weights, gradients, optimizer, activations,
  * buffers), measured (peaks for activations and buffers) and predicted. */
 void px_rank_memory_rows(const PxRankMemory *m, double measured[5], double predicted[5]);
+/* Offload: the model states a rank holds in host memory (its host backend's
+ * weights — the parameter shard under parameter offload —, gradients' copy
+ * and optimizer, at their peak; not the transient staging of the casts):
+ * what the planner's `host` predicts. */
+double px_rank_memory_host(const PxRankMemory *m);
 
 /* Simulate plan on cluster and compare it with the measured last step (tl,
  * every rank's), the measured step time (s) and each rank's memory (mem,

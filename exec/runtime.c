@@ -237,6 +237,12 @@ static gboolean owns_replica(const Rank *r, const PxGptParam *p) {
   return r->split_experts && p->expert ? r->edp_rank == 0 : r->dp_rank == 0;
 }
 
+/* Parameter offload (ZeRO-Infinity, `--offload optimizer+params`): the
+ * rank's ZeRO-3 parameter shard in host memory (r->host), not on the device. */
+static gboolean param_offload(const Rank *r) {
+  return r->host && r->zero >= 3 && r->rt->plan.offload == PX_OFFLOAD_OPTIMIZER_PARAMS;
+}
+
 static PxTensor *tensor1(PxBackend *be, const char *name, PxDType dt, PxMemCategory cat, gint64 n,
                          GError **error) {
   return px_tensor_new(be, name, dt, cat, 1, &n, error);
@@ -395,7 +401,12 @@ static gboolean zero3_gather(Rank *r, int c, int li, int k, int use, gboolean on
         g_autoptr(PxTensor) to = px_tensor_view(r->zslot[k], "gathered", dst + a - lo, 1, &len, error);
         g_autoptr(PxTensor) from =
             to ? px_tensor_view(cs->w_shard, "w_shard", g->at + a - g->lo, 1, &len, error) : NULL;
-        TRY(from && px_tensor_copy_async(to, from, r->coll_s, error));
+        TRY(from);
+        /* parameter offload: uploaded from host memory straight into the
+         * slot, at the rank's own place in the gathered layer (the host shard
+         * is rewritten only by the optimizer, after the step's gathers) */
+        if (from->backend != r->be) TRY(px_tensor_upload_async(to, from->data, r->coll_s, error));
+        else TRY(px_tensor_copy_async(to, from, r->coll_s, error));
       }
       TRY(px_comm_broadcast(g->comm, (char *)r->zslot[k]->data + (dst + a - lo) * es, (gsize)len, dt, j, r->coll_s,
                             error));
@@ -609,7 +620,9 @@ static gboolean chunk_alloc(Rank *r, int c, GError **error) {
   g_autofree char *nw = g_strdup_printf("chunk%d.weights", c);
   g_autofree char *ng = g_strdup_printf("chunk%d.grads", c);
   if (r->zero >= 3) {
-    TRY(cs->w_shard = tensor1(r->be, nw, dt, PX_MEM_WEIGHTS, cs->shard, error));
+    /* parameter offload (ZeRO-Infinity's offload_param): the shard lives in
+     * host memory, uploaded piece by piece into the gathers (zero3_gather) */
+    TRY(cs->w_shard = tensor1(param_offload(r) ? r->host : r->be, nw, dt, PX_MEM_WEIGHTS, cs->shard, error));
   } else {
     TRY(cs->w = tensor1(r->be, nw, dt, PX_MEM_WEIGHTS, cs->padded, error));
   }
@@ -836,8 +849,13 @@ static gboolean rank_init(PxRuntime *rt, Rank *r, int rank, PxComm *world, GErro
   r->edp_rank = ec.edp;
   r->etp_rank = ec.etp;
   r->split_experts = rt->model->desc.experts > 0 && !experts_follow_dp(&rt->plan);
-  /* ZeRO shards over dp·cp, and the experts over edp: with dp·cp 1 only those (ZeRO-1/2) */
-  r->zero = px_plan_data_ranks(&rt->plan) > 1 || (r->split_experts && px_plan_edp(&rt->plan) > 1) ? rt->plan.zero : 0;
+  /* ZeRO shards over dp·cp, and the experts over edp: with dp·cp 1 only those (ZeRO-1/2);
+   * parameter offload partitions whatever dp·cp (with 1, one partition of everything,
+   * in host memory, each layer uploaded before its use: px_zero3_by_layer) */
+  r->zero = px_plan_data_ranks(&rt->plan) > 1 || (r->split_experts && px_plan_edp(&rt->plan) > 1) ||
+                    rt->plan.offload == PX_OFFLOAD_OPTIMIZER_PARAMS
+                ? rt->plan.zero
+                : 0;
   r->sharded = r->zero >= 1;
   r->in_flight = g_array_new(FALSE, FALSE, sizeof(InFlight));
   TRY(rank_comms(r, error));
@@ -1017,12 +1035,6 @@ static PxRuntime *runtime_setup(const PxModel *model, const PxPlan *plan, const 
    * the row log-sum-exp, never the s x s probabilities (activations.h) */
   rt->plan.attention = px_cost_attention(&rt->plan);
   rt->plan.precision = PX_PREC_FP32; /* the executor computes in fp32 / fp64 */
-  if (rt->plan.offload == PX_OFFLOAD_OPTIMIZER_PARAMS) {
-    rfail(error, PX_RUNTIME_ERROR_INVALID,
-          "offloading the parameters (%s) is not run by the executor; it offloads the optimizer (give --offload "
-          "optimizer)", px_offload_name(rt->plan.offload));
-    return NULL;
-  }
   if (!(rt->part = px_partition_new(model, &rt->plan, NULL, error))) return NULL;
   for (int k = 0; k < rt->part->parts; k++)
     if (rt->part->bounds[k] == rt->part->bounds[k + 1]) {
@@ -1620,7 +1632,8 @@ static gboolean dp_reduce(Rank *r, int c, double *bytes, GError **error) {
   ChunkState *cs = &r->chunks[c];
   if (cs->split) return dp_reduce_scatter_split(r, c, bytes, error);
   if (r->split_experts) return dp_reduce_split(r, c, bytes, error);
-  if (px_plan_data_ranks(&r->rt->plan) == 1) return TRUE; /* a reduction over one rank */
+  /* a reduction over one rank; partitioned (parameter offload) a copy into the shard */
+  if (px_plan_data_ranks(&r->rt->plan) == 1 && !r->sharded) return TRUE;
   PxTensor *g = grads_to_reduce(r, c, error);
   TRY(g);
   *bytes += (double)g->bytes;
@@ -1819,8 +1832,10 @@ static gboolean op_optimizer(Rank *r, double *bytes, GError **error) {
   }
   /* MoE with dp·cp 1 but edp > 1 (TP ranks holding the experts, each with its
    * own tokens): the program has no DP reduction (it has one over dp·cp > 1,
-   * also with dp 1 under CP); the experts' happens here */
-  for (int c = 0; r->split_experts && px_plan_data_ranks(&rt->plan) == 1 && c < v; c++)
+   * also with dp 1 under CP); the experts' happens here. So does the
+   * reduce-scatter over one rank of a partitioned run with dp·cp 1
+   * (parameter offload): the gradients copied into their partition */
+  for (int c = 0; (r->split_experts || r->sharded) && px_plan_data_ranks(&rt->plan) == 1 && c < v; c++)
     TRY(dp_reduce(r, c, bytes, error));
   /* the reductions of the step have arrived */
   TRY(px_event_record(r->ev_coll, r->coll_s, error));
@@ -1928,6 +1943,9 @@ static gboolean op_optimizer(Rank *r, double *bytes, GError **error) {
   }
   TRY(px_op_adamw_multi(r->host ? r->host : r->be, (const PxAdamWItem *)items->data, (int)items->len, &opt, NULL, NULL,
                         error));
+  /* parameter offload: the step's gathers have read the host shard the
+   * rounding below rewrites */
+  if (param_offload(r)) TRY(px_stream_synchronize(r->coll_s, error));
   for (int c = 0; c < v; c++) {
     ChunkState *cs = &r->chunks[c];
     if (cs->split) {

@@ -106,7 +106,8 @@ typedef struct {
   int rank, stage, dp, tp; /* dp: the position in the gradient group (d·cp + c with context parallelism) */
   PxMemStats measured;   /* bytes; peak per category */
   PxStageMemory predicted; /* px_memory_new for this stage, scaled to the run's dtype */
-  PxMemStats host;       /* offload: bytes on the host backend (the optimizer's side); zero without */
+  PxMemStats host;       /* offload: bytes on the host backend (the optimizer's side, and the parameter
+                            shard as WEIGHTS under parameter offload); zero without */
 } PxRankMemory;
 
 typedef struct _PxRuntime PxRuntime;

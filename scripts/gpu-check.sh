@@ -12,7 +12,10 @@
 #               buffers) against 1 rank, 3 steps, B 8 (mbs 2), T 128, fp32:
 #               ≤ 1e-5 relative per step (tests/mpi_parity.c's f32 bound);
 #               and dp 2 ZeRO-2 with --offload optimizer (AdamW on the host)
-#               against the same 1 rank, same bound
+#               and dp 2 ZeRO-3 with --offload optimizer+params (the parameter
+#               shard on the host, each layer uploaded into its gather)
+#               against the same 1 rank, same bound; parameter offload also
+#               holds no device weights and its host bytes are the planner's
 #   4 nccl      the conformance suite over nccl at world size 1 (test_comm
 #               --comm nccl, device buffers included), and a 1-rank run with
 #               --comm nccl against --comm local: ≤ 1e-6 relative
@@ -159,7 +162,23 @@ check_layout() {
   "$exe" run $args --dp 2 --zero 2 --offload optimizer > "$logs/layout-offload.json" ||
     { echo "the dp 2 ZeRO-2 --offload optimizer $BACKEND run failed"; return 1; }
   compare_losses "$logs/layout-offload.json" "$logs/layout-1.json" "dp2 ZeRO-2 offload (AdamW on the host) vs 1 rank" \
-    1e-5 1e-5
+    1e-5 1e-5 || return 1
+  # ZeRO-Infinity's parameter offload: the ZeRO-3 shard on the host, uploaded layer by layer into the gathers
+  "$exe" run $args --dp 2 --zero 3 --offload optimizer+params > "$logs/layout-poffload.json" ||
+    { echo "the dp 2 ZeRO-3 --offload optimizer+params $BACKEND run failed"; return 1; }
+  compare_losses "$logs/layout-poffload.json" "$logs/layout-1.json" \
+    "dp2 ZeRO-3 parameter offload (shard on the host) vs 1 rank" 1e-5 1e-5 || return 1
+  python3 - "$logs/layout-poffload.json" << 'EOF'
+import json, sys
+bad = []
+for m in json.load(open(sys.argv[1]))["memory"]:
+    if m["measured"]["weights"] != 0:
+        bad.append(f"rank {m['rank']}: {m['measured']['weights']:.0f} B of weights on the device")
+    if m["host"]["measured"] != m["host"]["predicted"]:
+        bad.append(f"rank {m['rank']}: host {m['host']['measured']:.0f} B, predicted {m['host']['predicted']:.0f} B")
+print("; ".join(bad) if bad else "parameter offload: no device weights, host bytes = the planner's")
+sys.exit(1 if bad else 0)
+EOF
 }
 
 check_nccl() {

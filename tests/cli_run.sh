@@ -39,8 +39,16 @@ check "offload: the losses of the run without it" "[ \"\$(grep -E '^ +[12] ' <<<
 check "offload: host memory line per rank" "[ \$(grep -c 'offload: host memory .* measured .* GB | predicted .* GB' <<<\"\$oout\") -eq 2 ]"
 ojson=$("$exe" "${base[@]}" --dp 2 --zero 2 --steps 1 --offload optimizer --json)
 check "offload: json memory host" "grep -q '\"host\"' <<<\"\$ojson\""
-pout=$("$exe" "${base[@]}" --dp 2 --zero 3 --steps 1 --offload optimizer+params 2>&1); prc=$?
-check "parameter offload refused in one line" "[ $prc -ne 0 ] && grep -q 'offloading the parameters' <<<\"\$pout\""
+# --offload optimizer+params (ZeRO-3 only): the losses of the run without it,
+# the host line naming the parameter shard; ZeRO-2 refused in one line by both
+# the executor and the planner (the plan's validation, one rule)
+pout=$("$exe" "${base[@]}" --dp 2 --zero 3 --steps 2 --offload optimizer+params)
+check "parameter offload: the losses of the run without it" "[ \"\$(grep -E '^ +[12] ' <<<\"\$pout\" | awk '{print \$2}')\" = \"\$(\"$exe\" \"\${base[@]}\" --dp 2 --zero 3 --steps 2 | grep -E '^ +[12] ' | awk '{print \$2}')\" ]"
+check "parameter offload: host memory line per rank" "[ \$(grep -c 'offload: host memory (.*parameter shard) measured .* GB | predicted .* GB' <<<\"\$pout\") -eq 2 ]"
+pout=$("$exe" "${base[@]}" --dp 2 --zero 2 --steps 1 --offload optimizer+params 2>&1); prc=$?
+check "parameter offload under ZeRO-2 refused in one line (exec)" "[ $prc -ne 0 ] && [ \$(wc -l <<<\"\$pout\") -eq 1 ] && grep -q 'offloading parameters needs ZeRO stage 3 (stage is 2)' <<<\"\$pout\""
+sout=$("$1" plan --model tiny-gpt --seq 16 --mbs 2 --gbs 8 --dp 2 --zero 2 --offload optimizer+params 2>&1); src=$?
+check "parameter offload under ZeRO-2 refused in one line (sim)" "[ $src -ne 0 ] && [ \$(wc -l <<<\"\$sout\") -eq 1 ] && grep -q 'offloading parameters needs ZeRO stage 3 (stage is 2)' <<<\"\$sout\""
 
 # the same plan from a plan file
 printf '[plan]\npp = 2\ndp = 2\nzero = 1\nmbs = 2\ngbs = 8\nseq = 16\n' > "$tmp/plan.ini"

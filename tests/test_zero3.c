@@ -170,6 +170,8 @@ static void test_by_layer(void) {
   p.zero = 3;
   p.dp = 1;
   g_assert_false(px_zero3_by_layer(m, &p)); /* nothing to gather */
+  p.offload = PX_OFFLOAD_OPTIMIZER_PARAMS;
+  g_assert_true(px_zero3_by_layer(m, &p)); /* each layer uploaded from host memory */
   px_plan_clear(&p);
 }
 
