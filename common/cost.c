@@ -447,6 +447,24 @@ static double tp_collective(const PxPlan *plan, double act_bytes, const PxLink *
   return px_cost_allreduce(act_bytes, plan->tp, l);
 }
 
+/* Sequence parallelism's second all-gather: a column-parallel linear keeps
+ * only its sequence shard of the input (s/tp rows) for the backward and
+ * all-gathers the rows again there, for its weight-gradient GEMM — one more
+ * all-gather of the whole s b h input per column-parallel input (the
+ * attention's qkv, the MLP's fc), besides the forward's and the backward's
+ * reduce-scatter. Megatron-LM since sequence parallelism (mpu/layers.py
+ * LinearWithGradAccumulationAndAsyncCommunication.backward at d898a8991d,
+ * 2022-05-25: _all_gather_base(input, async_op=True) before the dgrad GEMM),
+ * Megatron-Core through Transformer Engine (module/layernorm_linear.py and
+ * layernorm_mlp.py backward: gather_along_first_dim(ln_out, async_op=True),
+ * or userbuffers' bulk overlap with the dgrad GEMM), this executor
+ * (exec/gpt.c: full_rows in the block's backward). Charged as the other TP
+ * collectives are (docs/cost.md section 3). */
+static double sp_regather(const PxPlan *plan, double act_bytes, const PxLink *l) {
+  if (plan->tp <= 1 || !plan->seq_parallel) return 0;
+  return px_cost_allgather(act_bytes, plan->tp, l);
+}
+
 /* Element passes a norm's backward makes over (Tn, h) besides writing dx.
  * LayerNorm: dx reads dy and x, and dgamma / dbeta read them again in a
  * second kernel — PyTorch's layer_norm_kernel.cu (layer_norm_grad_input_kernel,
@@ -714,7 +732,7 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
      * (TP-split) read the block's gathered input too */
     int tp_colls = moe && plan->seq_parallel && d->shared_experts == 0 ? 1 : 2;
     c.tp_fwd = tp_colls * tp_collective(plan, act, tp_link);
-    c.tp_bwd = tp_colls * tp_collective(plan, act, tp_link);
+    c.tp_bwd = tp_colls * tp_collective(plan, act, tp_link) + tp_colls * sp_regather(plan, act, tp_link);
     if (moe) moe_times(model, cluster, plan, &c, &dgrad, &wgrad);
     /* selective: the attention core again (flash keeps nothing to recompute) */
     if (plan->ckpt == PX_CKPT_SELECTIVE && kind == PX_ATTN_UNFUSED) c.recompute = att_fwd;

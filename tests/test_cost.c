@@ -446,6 +446,41 @@ static void test_software_terms(void) {
   px_plan_clear(&p);
 }
 
+/* Sequence parallelism's TP collectives per block (Korthikanti et al. 2022,
+ * section 4.2.2: g all-gathers before, g-bar reduce-scatters after each of
+ * the two TP regions) and the second all-gather of each column-parallel
+ * input in the backward, for the weight-gradient GEMM (Megatron-LM
+ * mpu/layers.py LinearWithGradAccumulationAndAsyncCommunication.backward,
+ * Transformer Engine layernorm_linear.py, exec/gpt.c full_rows). tiny's
+ * block on tp 4 inside a node (400 GB/s, 2 us), micro-batch 1, s 32, bf16:
+ * the s b h activation is 32 * 64 * 2 = 4096 B, an all-gather or a
+ * reduce-scatter 3 * 2e-6 + 3/4 * 4096 / 4e11 = 6.00768e-6 s. Forward 2 AG
+ * + 2 RS = 2.403072e-5 s; backward 2 RS + 2 AG + 2 AG again = 3.604608e-5 s.
+ * Without sequence parallelism: two all-reduces each way (the ring,
+ * 6 * 2e-6 + 1.5 * 4096 / 4e11, against the tree 4 * 2e-6 + 2 * 4096 / 4e11:
+ * the tree, 8.02048e-6 s), none again in the backward. */
+static void test_sp_regather(void) {
+  g_autoptr(PxModel) m = tiny_model();
+  PxCluster c = make_cluster(8, 1);
+  PxPlan p;
+  set_plan(&p, 1, 4, 1, 1, 1);
+  p.seq = 32;
+  p.precision = PX_PREC_BF16;
+  p.seq_parallel = TRUE;
+  const PxLayer *block = &m->layers[1];
+  g_assert_cmpint(block->kind, ==, PX_LAYER_BLOCK);
+  PxLink l = px_cost_tp_link(&c, &p, 0);
+  PxLayerTimes lt;
+  px_cost_layer_times(m, block, &c, &p, &l, &lt);
+  g_assert_cmpfloat(REL(lt.tp_fwd, 2.403072e-5), <, 1e-9);
+  g_assert_cmpfloat(REL(lt.tp_bwd, 3.604608e-5), <, 1e-9);
+  p.seq_parallel = FALSE;
+  px_cost_layer_times(m, block, &c, &p, &l, &lt);
+  g_assert_cmpfloat(REL(lt.tp_fwd, 2 * 8.02048e-6), <, 1e-9);
+  g_assert_cmpfloat(REL(lt.tp_bwd, 2 * 8.02048e-6), <, 1e-9);
+  px_plan_clear(&p);
+}
+
 static void test_tp_links(void) {
   PxCluster c = make_cluster(8, 4);
   PxPlan p;
@@ -1028,6 +1063,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cost/compute/block-gemm-bound", test_block_gemm_bound);
   g_test_add_func("/cost/compute/software-terms", test_software_terms);
   g_test_add_func("/cost/links/tp-nvlink-vs-network", test_tp_links);
+  g_test_add_func("/cost/tp/sp-regather", test_sp_regather);
   g_test_add_func("/cost/table/dp-reduction-zero", test_dp_reduction);
   g_test_add_func("/cost/table/moe-bucket-shards", test_moe_bucket_shards);
   g_test_add_func("/cost/table/fsdp-shard-cast", test_fsdp_shard_cast);
