@@ -505,6 +505,27 @@ double px_cost_optimizer_bytes(PxStack stack, int E, int G) {
   return sp->optimizer_bytes > 0 ? sp->optimizer_bytes : 24.0 + G + E;
 }
 
+/* Megatron-LM's mixed-precision optimizer step per parameter
+ * (megatron/optimizer/optimizer.py Float16OptimizerWithFloat16Params.step,
+ * the same in April 2021, 8cfef1bfe7, and May 2022, d898a8991d), each pass
+ * its own kernel over the rank's parameters: the 16-bit main_grad copied to
+ * the fp32 gradient (_copy_model_grads_to_main_grads: main_grad.float(), a
+ * copy only when the gradient is accumulated in 16 bits: G + 4); with fp16's
+ * loss scaler (optimizer/__init__.py: a DynamicGradScaler for fp16 only)
+ * torch._amp_foreach_non_finite_check_and_unscale_ (read and write 4 + 4);
+ * clip_grad_norm_fp32's multi_tensor_l2norm (read 4; --clip-grad 1.0 by
+ * default; the scaling that follows only when it clips, not charged); apex
+ * FusedAdam on the fp32 master (parameter, gradient, m, v read, parameter, m,
+ * v written: 28); _copy_main_params_to_model_params (read 4, write E). fp16
+ * 52 B, bf16 (fp32 main_grad, no scaler) 38 B; fp32 (FP32Optimizer: the norm
+ * and Adam) 32 B. */
+static double megatron_optimizer_bytes(const PxPlan *plan, int E, int G) {
+  if (E >= 4) return 4.0 + 28.0;
+  double copy_grads = G < 4 ? G + 4.0 : 0.0;
+  double unscale = plan->precision == PX_PREC_FP16 ? 8.0 : 0.0;
+  return copy_grads + unscale + 4.0 + 28.0 + (4.0 + E);
+}
+
 double px_cost_unfused_attn_flops(double b, double seq, double h, int tp) { return 4.0 * b * seq * seq * h / MAX(tp, 1); }
 
 /* Bias gradients: a linear layer's bias gradient is its output gradient
@@ -1086,7 +1107,8 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
     } else {
       /* fused Adam: fp32 master, m, v read + written (24 B), the gradient read,
        * the 16-bit parameter written; or the stack's unfused traffic */
-      double bytes = px_cost_optimizer_bytes(plan->stack, E, G);
+      double bytes = plan->stack == PX_STACK_MEGATRON_2021 ? megatron_optimizer_bytes(plan, E, G)
+                                                           : px_cost_optimizer_bytes(plan->stack, E, G);
       opt = shard * bytes / (cluster->optimizer_bw > 0 ? cluster->optimizer_bw : px_cost_hbm_rate(cluster));
     }
     /* ZeRO 1/2 all-gather the updated parameters; Megatron-Core's distributed

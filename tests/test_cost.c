@@ -814,6 +814,30 @@ static void test_stacks(void) {
   px_plan_clear(&p);
 }
 
+/* Megatron-LM's mixed-precision optimizer step (optimizer.py
+ * Float16OptimizerWithFloat16Params.step, clip_grads.py), tiny on dp 4 without
+ * ZeRO: all 108544 parameters on the rank, at 3 TB/s. fp16: the fp16
+ * main_grad copied to fp32 (2 + 4), unscaled with the inf check (4 + 4), its
+ * l2 norm (4), FusedAdam (16 read + 12 written), the fp32 master copied to
+ * the fp16 parameter (4 + 2): 52 B; bf16 (main_grad already fp32, no loss
+ * scaler): 4 + 28 + 6 = 38 B. */
+static void test_megatron_optimizer(void) {
+  PxCluster c = make_cluster(4, 1);
+  PxPlan p;
+  set_plan(&p, 4, 1, 1, 1, 4);
+  p.stack = PX_STACK_MEGATRON_2021;
+  p.precision = PX_PREC_FP16;
+  PxModel *m = NULL;
+  g_autoptr(PxCostTable) t16 = tiny_table(&p, &c, &m);
+  g_assert_cmpfloat(REL(t16->optimizer[0], 108544.0 * 52 / 3e12), <, 1e-12);
+  px_model_free(m);
+  p.precision = PX_PREC_BF16;
+  g_autoptr(PxCostTable) tb = tiny_table(&p, &c, &m);
+  g_assert_cmpfloat(REL(tb->optimizer[0], 108544.0 * 38 / 3e12), <, 1e-12);
+  px_model_free(m);
+  px_plan_clear(&p);
+}
+
 /* FSDP's shard cast before every all-gather (torch 2.1 flat_param.py,
  * _use_low_precision_shard): the fp32 shard read (4 B) and written in bf16
  * (2 B). tiny on dp 4, one part of 108544 parameters: 108544 / 4 * 6 =
@@ -1069,6 +1093,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cost/table/fsdp-shard-cast", test_fsdp_shard_cast);
   g_test_add_func("/cost/table/tied-and-p2p", test_tied_and_p2p);
   g_test_add_func("/cost/table/stacks", test_stacks);
+  g_test_add_func("/cost/table/megatron-optimizer", test_megatron_optimizer);
   g_test_add_func("/cost/flops/gpt3-megatron", test_gpt3_flops);
   g_test_add_func("/cost/table/ideal", test_ideal);
   g_test_add_func("/cost/cp-fp8/block", test_cp_fp8_block);
