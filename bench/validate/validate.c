@@ -41,12 +41,24 @@
  *      stack the megatron-core profile describes, each with its full layout.
  *      Set apart (printed, outside the statistics): the "405b-Proxy" rows
  *      (fewer layers) and the same tables' FP8 rows.
+ *   5. Korthikanti et al. 2022 (arXiv 2205.05198) Table 5: 22B, 175B, 530B,
+ *      1T on DGX A100 80 GB, full recompute and sequence parallelism +
+ *      selective recompute, 8 rows, iteration time; Megatron-LM of May 2022
+ *      as the megatron-2021 profile. Assumed for every row: fp16, micro-batch
+ *      4 (22B) / 1, interleaving 3 for 175B and 530B (Calculon's
+ *      reproduction), Megatron's even layer split (suite_korthikanti states
+ *      the sources and the check of the batches against the paper's MFU).
+ *      In the "all rows" totals: each row's full layout is stated and
+ *      checked. Set apart: the abstract's 530B on 2240 GPUs (MFU; batch
+ *      not stated, assumed 2240). Table 4's one-layer times printed as a
+ *      diagnostic, outside the statistics.
  *
  * Usage: validate [--csv DIR] [--quiet] [--breakdown]   (DIR holds
  * llm-foundry.csv; default: the source directory this program was built from;
  * --breakdown adds the engine's step breakdown, in seconds, under each
- * llm-foundry and suite-4 row beside the published step time; under suite 4
- * also the layers' split into GEMM, attention, memory-bound and TP comm). */
+ * llm-foundry, suite-4 and suite-5 row beside the published step time; under
+ * suites 4 and 5 also the layers' split into GEMM, attention, memory-bound
+ * and TP comm, and suite 5's recompute). */
 #include <glib.h>
 #include <math.h>
 #include <stdio.h>
