@@ -1140,7 +1140,11 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
   t->overlap_dp = overlap;
   /* Megatron-LM 2021 waits for its sends: p2p_communication.py _communicate
    * calls torch.cuda.synchronize() after batch_isend_irecv */
-  t->p2p_blocking = plan->stack == PX_STACK_MEGATRON_2021;
+  /* Megatron-LM 2021 synchronises after batch_isend_irecv; DeepSpeed's
+   * pipeline engine sends and receives synchronously (runtime/pipe/p2p.py:
+   * send / recv force async_op = False, dist.send or a broadcast in the
+   * stage pair's group) */
+  t->p2p_blocking = plan->stack == PX_STACK_MEGATRON_2021 || plan->stack == PX_STACK_DEEPSPEED;
   t->attention = px_cost_attention(plan);
   t->grad_reduce_bytes = G;
   /* the search folds ZeRO-3's gathers with one share: the first stage's DP

@@ -775,6 +775,11 @@ static void test_stacks(void) {
   p.zero = 2;
   g_autoptr(PxCostTable) td = tiny_table(&p, &c, &m);
   g_assert_false(td->overlap_dp);
+  /* its pipeline engine's p2p is synchronous (runtime/pipe/p2p.py), as
+   * Megatron-LM 2021's; Megatron-Core's is not */
+  g_assert_true(td->p2p_blocking);
+  g_assert_true(t->p2p_blocking);
+  g_assert_false(tc->p2p_blocking);
   px_model_free(m);
   p.bucket_bytes = 5e4;
   g_autoptr(PxCostTable) tb = tiny_table(&p, &c, &m);
