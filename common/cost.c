@@ -503,6 +503,24 @@ static double tp_collective(const PxPlan *plan, double act_bytes, const PxLink *
   return px_cost_allreduce(act_bytes, plan->tp, l);
 }
 
+/* Sequence parallelism's second all-gather: a column-parallel linear keeps
+ * only its sequence shard of the input (s/tp rows) for the backward and
+ * all-gathers the rows again there, for its weight-gradient GEMM — one more
+ * all-gather of the whole s b h input per column-parallel input (the
+ * attention's qkv, the MLP's fc), besides the forward's and the backward's
+ * reduce-scatter. Megatron-LM since sequence parallelism (mpu/layers.py
+ * LinearWithGradAccumulationAndAsyncCommunication.backward at d898a8991d,
+ * 2022-05-25: _all_gather_base(input, async_op=True) before the dgrad GEMM),
+ * Megatron-Core through Transformer Engine (module/layernorm_linear.py and
+ * layernorm_mlp.py backward: gather_along_first_dim(ln_out, async_op=True),
+ * or userbuffers' bulk overlap with the dgrad GEMM), this executor
+ * (exec/gpt.c: full_rows in the block's backward). Charged as the other TP
+ * collectives are (docs/cost.md section 3). */
+static double sp_regather(const PxPlan *plan, double act_bytes, const PxLink *l) {
+  if (plan->tp <= 1 || !plan->seq_parallel) return 0;
+  return px_cost_allgather(act_bytes, plan->tp, l);
+}
+
 /* Element passes a norm's backward makes over (Tn, h) besides writing dx.
  * LayerNorm: dx reads dy and x, and dgamma / dbeta read them again in a
  * second kernel — PyTorch's layer_norm_kernel.cu (layer_norm_grad_input_kernel,
@@ -541,6 +559,27 @@ double px_cost_class_bytes(const PxModelDesc *d, PxOpClass k, int dir, double T,
 double px_cost_optimizer_bytes(PxStack stack, int E, int G) {
   const PxStackProfile *sp = px_stack_profile(stack);
   return sp->optimizer_bytes > 0 ? sp->optimizer_bytes : 24.0 + G + E;
+}
+
+/* Megatron-LM's mixed-precision optimizer step per parameter
+ * (megatron/optimizer/optimizer.py Float16OptimizerWithFloat16Params.step,
+ * the same in April 2021, 8cfef1bfe7, and May 2022, d898a8991d), each pass
+ * its own kernel over the rank's parameters: the 16-bit main_grad copied to
+ * the fp32 gradient (_copy_model_grads_to_main_grads: main_grad.float(), a
+ * copy only when the gradient is accumulated in 16 bits: G + 4); with fp16's
+ * loss scaler (optimizer/__init__.py: a DynamicGradScaler for fp16 only)
+ * torch._amp_foreach_non_finite_check_and_unscale_ (read and write 4 + 4);
+ * clip_grad_norm_fp32's multi_tensor_l2norm (read 4; --clip-grad 1.0 by
+ * default; the scaling that follows only when it clips, not charged); apex
+ * FusedAdam on the fp32 master (parameter, gradient, m, v read, parameter, m,
+ * v written: 28); _copy_main_params_to_model_params (read 4, write E). fp16
+ * 52 B, bf16 (fp32 main_grad, no scaler) 38 B; fp32 (FP32Optimizer: the norm
+ * and Adam) 32 B. */
+static double megatron_optimizer_bytes(const PxPlan *plan, int E, int G) {
+  if (E >= 4) return 4.0 + 28.0;
+  double copy_grads = G < 4 ? G + 4.0 : 0.0;
+  double unscale = plan->precision == PX_PREC_FP16 ? 8.0 : 0.0;
+  return copy_grads + unscale + 4.0 + 28.0 + (4.0 + E);
 }
 
 double px_cost_unfused_attn_flops(double b, double seq, double h, int tp) { return 4.0 * b * seq * seq * h / MAX(tp, 1); }
@@ -905,14 +944,16 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
     int tp_colls = moe && plan->seq_parallel && d->shared_experts == 0 ? 1 : 2;
     if (ub) {
       /* the attention's pair (and a dense MLP's) pipelined with their GEMMs;
-       * an MoE block's shared-expert MLP keeps its pair exposed */
+       * an MoE block's shared-expert MLP keeps its pair exposed; the bulk
+       * overlaps (ub_finish) include sequence parallelism's second all-gather
+       * for the wgrad (TE ub_bulk_dgrad) */
       int plain = moe ? tp_colls - 1 : 0;
       c.tp_fwd = plain * tp_collective(plan, act, tp_link);
-      c.tp_bwd = plain * tp_collective(plan, act, tp_link);
+      c.tp_bwd = plain * (tp_collective(plan, act, tp_link) + sp_regather(plan, act, tp_link));
       ub_finish(cluster, ub, ub_grp, tp, act, tp_link, &c.fwd, &dgrad, &wgrad, &c.tp_fwd, &c.tp_bwd);
     } else {
       c.tp_fwd = tp_colls * tp_collective(plan, act, tp_link);
-      c.tp_bwd = tp_colls * tp_collective(plan, act, tp_link);
+      c.tp_bwd = tp_colls * tp_collective(plan, act, tp_link) + tp_colls * sp_regather(plan, act, tp_link);
     }
     if (moe) moe_times(model, cluster, plan, tp_link, &c, &dgrad, &wgrad);
     /* selective: the attention core again (flash keeps nothing to recompute) */
@@ -1267,7 +1308,8 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
     } else {
       /* fused Adam: fp32 master, m, v read + written (24 B), the gradient read,
        * the 16-bit parameter written; or the stack's unfused traffic */
-      double bytes = px_cost_optimizer_bytes(plan->stack, E, G);
+      double bytes = plan->stack == PX_STACK_MEGATRON_2021 ? megatron_optimizer_bytes(plan, E, G)
+                                                           : px_cost_optimizer_bytes(plan->stack, E, G);
       opt = shard * bytes / (cluster->optimizer_bw > 0 ? cluster->optimizer_bw : px_cost_hbm_rate(cluster));
     }
     /* ZeRO 1/2 all-gather the updated parameters; Megatron-Core's distributed
@@ -1299,7 +1341,11 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
   t->overlap_dp = overlap;
   /* Megatron-LM 2021 waits for its sends: p2p_communication.py _communicate
    * calls torch.cuda.synchronize() after batch_isend_irecv */
-  t->p2p_blocking = plan->stack == PX_STACK_MEGATRON_2021;
+  /* Megatron-LM 2021 synchronises after batch_isend_irecv; DeepSpeed's
+   * pipeline engine sends and receives synchronously (runtime/pipe/p2p.py:
+   * send / recv force async_op = False, dist.send or a broadcast in the
+   * stage pair's group) */
+  t->p2p_blocking = plan->stack == PX_STACK_MEGATRON_2021 || plan->stack == PX_STACK_DEEPSPEED;
   t->attention = px_cost_attention(plan);
   t->grad_reduce_bytes = G;
   /* the search folds ZeRO-3's gathers with one share: the first stage's DP

@@ -446,6 +446,41 @@ static void test_software_terms(void) {
   px_plan_clear(&p);
 }
 
+/* Sequence parallelism's TP collectives per block (Korthikanti et al. 2022,
+ * section 4.2.2: g all-gathers before, g-bar reduce-scatters after each of
+ * the two TP regions) and the second all-gather of each column-parallel
+ * input in the backward, for the weight-gradient GEMM (Megatron-LM
+ * mpu/layers.py LinearWithGradAccumulationAndAsyncCommunication.backward,
+ * Transformer Engine layernorm_linear.py, exec/gpt.c full_rows). tiny's
+ * block on tp 4 inside a node (400 GB/s, 2 us), micro-batch 1, s 32, bf16:
+ * the s b h activation is 32 * 64 * 2 = 4096 B, an all-gather or a
+ * reduce-scatter 3 * 2e-6 + 3/4 * 4096 / 4e11 = 6.00768e-6 s. Forward 2 AG
+ * + 2 RS = 2.403072e-5 s; backward 2 RS + 2 AG + 2 AG again = 3.604608e-5 s.
+ * Without sequence parallelism: two all-reduces each way (the ring,
+ * 6 * 2e-6 + 1.5 * 4096 / 4e11, against the tree 4 * 2e-6 + 2 * 4096 / 4e11:
+ * the tree, 8.02048e-6 s), none again in the backward. */
+static void test_sp_regather(void) {
+  g_autoptr(PxModel) m = tiny_model();
+  PxCluster c = make_cluster(8, 1);
+  PxPlan p;
+  set_plan(&p, 1, 4, 1, 1, 1);
+  p.seq = 32;
+  p.precision = PX_PREC_BF16;
+  p.seq_parallel = TRUE;
+  const PxLayer *block = &m->layers[1];
+  g_assert_cmpint(block->kind, ==, PX_LAYER_BLOCK);
+  PxLink l = px_cost_tp_link(&c, &p, 0);
+  PxLayerTimes lt;
+  px_cost_layer_times(m, block, &c, &p, &l, &lt);
+  g_assert_cmpfloat(REL(lt.tp_fwd, 2.403072e-5), <, 1e-9);
+  g_assert_cmpfloat(REL(lt.tp_bwd, 3.604608e-5), <, 1e-9);
+  p.seq_parallel = FALSE;
+  px_cost_layer_times(m, block, &c, &p, &l, &lt);
+  g_assert_cmpfloat(REL(lt.tp_fwd, 2 * 8.02048e-6), <, 1e-9);
+  g_assert_cmpfloat(REL(lt.tp_bwd, 2 * 8.02048e-6), <, 1e-9);
+  px_plan_clear(&p);
+}
+
 static void test_tp_links(void) {
   PxCluster c = make_cluster(8, 4);
   PxPlan p;
@@ -740,6 +775,11 @@ static void test_stacks(void) {
   p.zero = 2;
   g_autoptr(PxCostTable) td = tiny_table(&p, &c, &m);
   g_assert_false(td->overlap_dp);
+  /* its pipeline engine's p2p is synchronous (runtime/pipe/p2p.py), as
+   * Megatron-LM 2021's; Megatron-Core's is not */
+  g_assert_true(td->p2p_blocking);
+  g_assert_true(t->p2p_blocking);
+  g_assert_false(tc->p2p_blocking);
   px_model_free(m);
   p.bucket_bytes = 5e4;
   g_autoptr(PxCostTable) tb = tiny_table(&p, &c, &m);
@@ -775,6 +815,30 @@ static void test_stacks(void) {
   g_autoptr(PxCostTable) tpure = tiny_table(&p, &c, &m);
   g_assert_cmpfloat(REL(tdef->bwd_weight[0] - tpure->bwd_weight[0], 108544.0 * 11 / 3e12), <, 1e-9);
   p.grad_reduce_bytes = 0;
+  px_model_free(m);
+  px_plan_clear(&p);
+}
+
+/* Megatron-LM's mixed-precision optimizer step (optimizer.py
+ * Float16OptimizerWithFloat16Params.step, clip_grads.py), tiny on dp 4 without
+ * ZeRO: all 108544 parameters on the rank, at 3 TB/s. fp16: the fp16
+ * main_grad copied to fp32 (2 + 4), unscaled with the inf check (4 + 4), its
+ * l2 norm (4), FusedAdam (16 read + 12 written), the fp32 master copied to
+ * the fp16 parameter (4 + 2): 52 B; bf16 (main_grad already fp32, no loss
+ * scaler): 4 + 28 + 6 = 38 B. */
+static void test_megatron_optimizer(void) {
+  PxCluster c = make_cluster(4, 1);
+  PxPlan p;
+  set_plan(&p, 4, 1, 1, 1, 4);
+  p.stack = PX_STACK_MEGATRON_2021;
+  p.precision = PX_PREC_FP16;
+  PxModel *m = NULL;
+  g_autoptr(PxCostTable) t16 = tiny_table(&p, &c, &m);
+  g_assert_cmpfloat(REL(t16->optimizer[0], 108544.0 * 52 / 3e12), <, 1e-12);
+  px_model_free(m);
+  p.precision = PX_PREC_BF16;
+  g_autoptr(PxCostTable) tb = tiny_table(&p, &c, &m);
+  g_assert_cmpfloat(REL(tb->optimizer[0], 108544.0 * 38 / 3e12), <, 1e-12);
   px_model_free(m);
   px_plan_clear(&p);
 }
@@ -1133,11 +1197,13 @@ int main(int argc, char **argv) {
   g_test_add_func("/cost/compute/block-gemm-bound", test_block_gemm_bound);
   g_test_add_func("/cost/compute/software-terms", test_software_terms);
   g_test_add_func("/cost/links/tp-nvlink-vs-network", test_tp_links);
+  g_test_add_func("/cost/tp/sp-regather", test_sp_regather);
   g_test_add_func("/cost/table/dp-reduction-zero", test_dp_reduction);
   g_test_add_func("/cost/table/moe-bucket-shards", test_moe_bucket_shards);
   g_test_add_func("/cost/table/fsdp-shard-cast", test_fsdp_shard_cast);
   g_test_add_func("/cost/table/tied-and-p2p", test_tied_and_p2p);
   g_test_add_func("/cost/table/stacks", test_stacks);
+  g_test_add_func("/cost/table/megatron-optimizer", test_megatron_optimizer);
   g_test_add_func("/cost/flops/gpt3-megatron", test_gpt3_flops);
   g_test_add_func("/cost/table/ideal", test_ideal);
   g_test_add_func("/cost/cp-fp8/block", test_cp_fp8_block);
