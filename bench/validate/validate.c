@@ -50,7 +50,7 @@
  * Usage: validate [--csv DIR] [--quiet] [--breakdown]   (DIR holds
  * llm-foundry.csv; default: the source directory this program was built from;
  * --breakdown adds the engine's step breakdown, in seconds, under each
- * llm-foundry and suite-4 row beside the published step time; under suite 4
+ * llm-foundry, suite-4 and suite-6 row beside the published step time; under suite 4
  * also the layers' split into GEMM, attention, memory-bound and TP comm). */
 #include <glib.h>
 #include <math.h>
@@ -772,7 +772,7 @@ static const struct {
 };
 
 /* One torchtitan row's tokens/s per GPU on cluster c (0: not simulated). */
-static double titan_predict(gsize i, const PxModel *m, const PxCluster *c) {
+static double titan_predict(gsize i, const PxModel *m, const PxCluster *c, GString *breakdown) {
   int dp = titan[i].gpus / (titan[i].tp * titan[i].pp * titan[i].cp);
   PxPlan base;
   px_plan_init(&base);
@@ -788,11 +788,26 @@ static double titan_predict(gsize i, const PxModel *m, const PxCluster *c) {
                 .order = 0, .cp = titan[i].cp};
   PxSearchCandidate r;
   double tps = simulate(m, c, &base, &l, &r) ? (double)base.gbs * titan[i].seq / (r.step_time * titan[i].gpus) : 0;
+  if (breakdown && tps > 0) {
+    PxPlan p;
+    px_plan_copy(&p, &base);
+    px_layout_apply(&l, &p);
+    DgxcSplit sp;
+    p.ckpt = PX_CKPT_NONE; /* dgxc_split's sum has no recompute term: the split is without it */
+    dgxc_split(m, c, &p, &sp);
+    double sum = sp.gemm + sp.attn + sp.membound + sp.tp;
+    g_string_append_printf(breakdown, "      step %.3f s (published %.3f s): compute %.3f, exposed p2p %.3f dp %.3f, bubble %.3f; layers per "
+           "micro-batch without recompute: GEMM %.0f %%, attention %.0f %%, memory-bound %.0f %%, TP comm %.0f %%; MFU %.1f %%\n",
+           r.step_time, (double)base.gbs * titan[i].seq / (titan[i].published * titan[i].gpus), r.breakdown.compute,
+           r.breakdown.exposed[0], r.breakdown.exposed[1], r.breakdown.bubble, 100 * sp.gemm / sum,
+           100 * sp.attn / sum, 100 * sp.membound / sum, 100 * sp.tp / sum, 100 * r.mfu);
+    px_plan_clear(&p);
+  }
   px_plan_clear(&base);
   return tps;
 }
 
-static void suite_titan(Errors *all, gboolean quiet) {
+static void suite_titan(Errors *all, gboolean quiet, gboolean breakdown) {
   Errors e = {0}, fp8 = {0};
   printf("\n6. TorchTitan (Liang et al. 2024; benchmarks/llama3_h100_202412_torchtitan.md) — H100 96 GB HBM2e\n"
          "   (dgx-h100 preset, hbm_bw 2.4 TB/s), --stack torchtitan, FSDP2, fp32 gradient reduction;\n"
@@ -814,11 +829,12 @@ static void suite_titan(Errors *all, gboolean quiet) {
     g_autoptr(PxCluster) c = cluster("dgx-h100", titan[i].gpus);
     c->hbm_bw = 2.4e12;                   /* the benchmark file's HBM2e */
     c->gpu_memory = 96LL * 1000000000LL; /* "96GB HBM2e" */
-    double predicted = titan_predict(i, m, c);
+    g_autoptr(GString) note = g_string_new(NULL);
+    double predicted = titan_predict(i, m, c, breakdown && !quiet ? note : NULL);
     /* the H100 NVL datasheet's dense peaks: the low end of "between SXM and NVL" */
     c->peak_bf16 = c->peak_fp16 = 835.5e12;
     c->peak_fp8 = 1670.5e12;
-    double nvl = titan_predict(i, m, c);
+    double nvl = titan_predict(i, m, c, NULL);
     if (predicted <= 0) continue;
     gboolean apart = titan[i].fp8;
     add_error(apart ? &fp8 : &e, predicted, titan[i].published, titan[i].label);
@@ -830,6 +846,7 @@ static void suite_titan(Errors *all, gboolean quiet) {
              titan[i].pp > 1 ? titan[i].local / titan[i].pp : titan[i].local, titan[i].seq, predicted,
              titan[i].published, 100 * (predicted / titan[i].published - 1), nvl,
              titan[i].async_tp ? "  (async TP not modelled)" : titan[i].compile ? "  (compile not modelled)" : "");
+    if (!quiet) fputs(note->str, stdout);
   }
   print_errors("TorchTitan H100 BF16", &e);
   print_errors("  float8 rows (apart)", &fp8);
@@ -862,7 +879,7 @@ int main(int argc, char **argv) {
   merge(&all, &dgxc_e, "");
   merge(&all_disputed, &dgxc_e, "");
   Errors titan_e = {0};
-  suite_titan(&titan_e, quiet);
+  suite_titan(&titan_e, quiet, breakdown);
   merge(&all, &titan_e, "");
   merge(&all_disputed, &titan_e, "");
   printf("\n");
