@@ -914,6 +914,9 @@ static gboolean check_inputs(const PxCluster *cluster, const PxPlan *plan, const
  * reduce-scatter would give each rank a 1/dp piece of every bucket, not its
  * shard of the chunk); a rank with any bucketed chunk is counted so. */
 static gboolean dp_reduce_scatters(const PxModel *model, const PxPlan *plan, const PxPartition *part, int r) {
+  /* torchtitan's FSDP2 reduce-scatters from any sharding (its ZeRO-1 is
+   * ZeRO-2: the emitter's fsdp_reshard_after_forward "never") */
+  if (plan->stack == PX_STACK_TORCHTITAN) return plan->zero >= 1;
   if (plan->stack != PX_STACK_PARALLAX) return plan->zero >= 2;
   if (plan->zero < 1) return FALSE;
   if (!part->buckets || !px_cost_overlap_dp(plan)) return TRUE;

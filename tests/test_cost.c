@@ -1087,6 +1087,12 @@ static void test_torchtitan_stack(void) {
   g_autoptr(PxCostTable) tt2 = tiny_table(&p, &c, &m);
   px_model_free(m);
   g_assert_cmpfloat(REL(tt2->bwd_weight[0] - tc->bwd_weight[0], 108544.0 * 8.5 / 3e12), <, 1e-9);
+  /* ZeRO-1 is FSDP2 too (reshard "never"): still the reduce-scatter's
+   * 325632 B, not an all-reduce's twice that */
+  p.zero = 1;
+  g_autoptr(PxCostTable) t1 = tiny_table(&p, &c, &m);
+  px_model_free(m);
+  g_assert_cmpfloat(REL(t1->dp_bytes[0], 325632.0), <, 1e-12);
   px_plan_clear(&p);
 }
 
