@@ -95,7 +95,8 @@ static const PxStackProfile stacks[PX_N_STACKS] = {
    * it in place, mul_ even when the coefficient is 1: 4 + 8 = 12 B), 104 B
    * per parameter of the shard; MPT attn_impl flash */
   {PX_STACK_FSDP, 4, PX_OVERLAP_ALWAYS, 0, 104, PX_ATTN_FLASH},
-  /* torchtitan (v0.2.2; the December 2024 benchmarks' 9dec370 the same):
+  /* torchtitan v0.2.2 (the --emit torchtitan schema; docs/cost.md section 4
+   * says where the December 2024 benchmarks' 9dec370 differed):
    * models/llama3/infra/parallelize.py apply_fsdp fully_shard()s every
    * TransformerBlock with MixedPrecisionPolicy(param_dtype=bf16,
    * reduce_dtype=fp32) (config/job_config.py mixed_precision_reduce

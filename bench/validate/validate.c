@@ -725,7 +725,9 @@ static void suite_dgxc(Errors *all, gboolean quiet, gboolean breakdown) {
  * 405b}.toml: seq 8192 (the tomls; Tables 1, 3-5 do not state it), FSDP2
  * over all the data-parallel ranks (--zero 3: reshard_after_forward for every
  * block but the last without PP; with PP apply_fsdp keeps the parameters
- * gathered, --zero 2), fp32 gradient reduction, AdamW fused, SDPA flash,
+ * gathered, --zero 2), fp32 gradient reduction, AdamW (the profile's fused
+ * one; 9dec370's default was foreach, about 1 % of the 8B step more: not
+ * charged), SDPA flash,
  * sequence parallelism with TP (apply_tp always), "Local batch size" the
  * sequences per data-parallel rank (the global batch over dp); PP: the
  * default micro-batches (pipeline_parallel_microbatches or the pp degree: 8,
