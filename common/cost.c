@@ -95,6 +95,22 @@ static const PxStackProfile stacks[PX_N_STACKS] = {
    * it in place, mul_ even when the coefficient is 1: 4 + 8 = 12 B), 104 B
    * per parameter of the shard; MPT attn_impl flash */
   {PX_STACK_FSDP, 4, PX_OVERLAP_ALWAYS, 0, 104, PX_ATTN_FLASH},
+  /* torchtitan v0.2.2 (the --emit torchtitan schema; docs/cost.md section 4
+   * says where the December 2024 benchmarks' 9dec370 differed):
+   * models/llama3/infra/parallelize.py apply_fsdp fully_shard()s every
+   * TransformerBlock with MixedPrecisionPolicy(param_dtype=bf16,
+   * reduce_dtype=fp32) (config/job_config.py mixed_precision_reduce
+   * "float32", the only choice), FSDP2 reduce-scatters each block in its
+   * post-backward on its own stream and prefetches the next block's
+   * all-gather: overlapped, one bucket per block. components/optimizer.py:
+   * AdamW implementation "fused" (job_config.py default) over the fp32
+   * sharded parameters: p, g, m, v read, p, m, v written = 28 B; before it
+   * distributed/utils.py clip_grad_norm_ (max_norm 1.0 in every llama3
+   * toml): get_total_norm reads each fp32 gradient, clip_grads_with_norm_
+   * foreach-multiplies it in place (read + write) = 12 B: 40 B per
+   * parameter of the shard. models/attention.py ScaledDotProductAttention:
+   * SDPA with the cuDNN / flash backends: flash */
+  {PX_STACK_TORCHTITAN, 4, PX_OVERLAP_ALWAYS, 0, 40, PX_ATTN_FLASH},
 };
 
 const PxStackProfile *px_stack_profile(PxStack s) {
@@ -802,6 +818,38 @@ static void ub_finish(const PxCluster *c, const PxTpOverlapConfig *cfg, const Ub
   }
 }
 
+/* torchtitan's selective activation checkpointing, "op" (the default
+ * selective_ac_option; models/llama3/infra/parallelize.py _op_sac_save_list,
+ * distributed/activation_checkpoint.py _custom_policy): inside each block it
+ * saves the outputs of the attention kernel and of every mm except every
+ * second one in forward order, and recomputes everything else. The block's
+ * mms in its forward order are wq, wk, wv, wo, then w1, w3, w2 (gated FFN,
+ * FeedForward.forward: w2(silu(w1 x) * w3 x)) or w1, w2: the 2nd, 4th and
+ * 6th (wk, wo, w3 — or wk, wo, w2) run again before the backward, with the
+ * forward's memory-bound kernels (norms, residual adds, the activation: the
+ * caller adds them). The forward GEMM time of those weights. */
+static double titan_op_sac(const PxModel *model, const PxLayer *layer, const PxCluster *cluster,
+                           const PxPlan *plan, double T, int tp) {
+  const PxModelDesc *d = &model->desc;
+  int E = px_plan_act_bytes(plan);
+  double t = 0, sink = 0;
+  for (guint i = 0; i < layer->n_tensors; i++) {
+    const PxTensorSpec *s = &layer->tensors[i];
+    if (s->ndim != 2 || s->experts > 0) continue;
+    double o = s->shape[0], in = s->shape[1];
+    gboolean again = s->role == PX_ROLE_QKV || s->role == PX_ROLE_ATTN_OUT || s->role == PX_ROLE_FFN_UP ||
+                     (s->role == PX_ROLE_FFN_OUT && !px_ffn_gated(d->ffn_kind));
+    if (!again) continue;
+    if (s->role == PX_ROLE_QKV) o = (double)px_model_kv_dim(d); /* wk, of the fused qkv */
+    if (s->split == PX_SPLIT_ROWS) o /= tp;
+    else if (s->split == PX_SPLIT_COLS) in /= tp;
+    double f = 0;
+    weight_gemms(cluster, plan->precision, E, T, o, in, &f, &sink, &sink);
+    t += f;
+  }
+  return t;
+}
+
 void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxCluster *cluster,
                          const PxPlan *plan, const PxLink *tp_link, PxLayerTimes *out) {
   PxLayerTimes c = {0};
@@ -919,6 +967,7 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
                 (d->dropout ? membound(cluster, 2 * S * E + S, 1) : 0);
     }
     double drop = d->dropout ? 2 * (2 * Tn * h * E + Tn * h) : 0;         /* attn-out, mlp-out + masks */
+    double mb_fwd = 0;                                                    /* the forward's memory-bound kernels */
     int drop_k = d->dropout ? 2 : 0;
     c.attn_fwd = att_fwd;
     c.attn_bwd = att_bwd;
@@ -935,7 +984,9 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
       membound_add(&mb, cluster, PX_OPC_RESIDUAL, dir, 2 * rb, 2 * rk);
       membound_add(&mb, cluster, PX_OPC_ACT, dir, ab, ak);
       if (drop > 0) membound_add(&mb, cluster, -1, dir, drop, drop_k);
-      *(dir ? &dgrad : &c.fwd) += (dir ? att_bwd : att_fwd) + membound_time(cluster, &mb);
+      double mbt = membound_time(cluster, &mb);
+      if (!dir) mb_fwd = mbt;
+      *(dir ? &dgrad : &c.fwd) += (dir ? att_bwd : att_fwd) + mbt;
     }
     /* with sequence parallelism the routed experts' input and output go
      * through the dispatcher (the ETP all-gather / reduce-scatter, moe_times),
@@ -958,6 +1009,8 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
     if (moe) moe_times(model, cluster, plan, tp_link, &c, &dgrad, &wgrad);
     /* selective: the attention core again (flash keeps nothing to recompute) */
     if (plan->ckpt == PX_CKPT_SELECTIVE && kind == PX_ATTN_UNFUSED) c.recompute = att_fwd;
+    if (plan->ckpt == PX_CKPT_SELECTIVE && plan->stack == PX_STACK_TORCHTITAN && !moe)
+      c.recompute += titan_op_sac(model, layer, cluster, plan, T, tp) + mb_fwd;
     break;
   }
   case PX_LAYER_FINAL_NORM:
@@ -1091,6 +1144,9 @@ static gboolean check_inputs(const PxCluster *cluster, const PxPlan *plan, const
  * reduce-scatter would give each rank a 1/dp piece of every bucket, not its
  * shard of the chunk); a rank with any bucketed chunk is counted so. */
 static gboolean dp_reduce_scatters(const PxModel *model, const PxPlan *plan, const PxPartition *part, int r) {
+  /* torchtitan's FSDP2 reduce-scatters from any sharding (its ZeRO-1 is
+   * ZeRO-2: the emitter's fsdp_reshard_after_forward "never") */
+  if (plan->stack == PX_STACK_TORCHTITAN) return plan->zero >= 1;
   if (plan->stack != PX_STACK_PARALLAX) return plan->zero >= 2;
   if (plan->zero < 1) return FALSE;
   if (!part->buckets || !px_cost_overlap_dp(plan)) return TRUE;
@@ -1142,6 +1198,17 @@ static void reduce_grads(gboolean rs, double bytes, int n, const PxLink *l, doub
  * model in fp32, so Composer's DEFAULT and PURE both cast (their
  * param_dtype is bf16). 0 for other stacks and for fp32 plans. */
 static double fsdp_shard_cast(const PxCluster *c, const PxPlan *plan, double params, int dp, int E, int layers) {
+  if (plan->stack == PX_STACK_TORCHTITAN && dp > 1) {
+    /* FSDP2 (torch/distributed/fsdp/_fully_shard/_fsdp_collectives.py,
+     * foreach_all_gather): _get_param_all_gather_inputs casts the fp32 shard
+     * to param_dtype (_foreach_copy_: read 4, write E; none in fp32),
+     * all_gather_copy_in copies it into the gathered buffer's slot (read +
+     * write E), and foreach_all_gather_copy_out splits the gathered buffer
+     * into the unsharded parameters (split_with_sizes_copy: read + write E
+     * over every element): 3 kernels per block and gather */
+    double shard = params / dp;
+    return membound(c, shard * ((E < 4 ? 4.0 + E : 0) + 2.0 * E) + params * 2.0 * E, 3 * layers);
+  }
   if (plan->stack != PX_STACK_FSDP || dp <= 1 || E >= 4) return 0;
   return membound(c, params / dp * (4.0 + E), layers);
 }
@@ -1211,7 +1278,7 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
      * FSDP reduce-scatters every micro-batch and accumulates only its shard. */
     if (plan->stack != PX_STACK_MEGATRON_CORE && plan->stack != PX_STACK_PARALLAX) {
       double accum = (part_params[k] + part_eparams[k]) * (E + 2.0 * G);
-      if (plan->stack == PX_STACK_FSDP) accum /= dp;
+      if (plan->stack == PX_STACK_FSDP || plan->stack == PX_STACK_TORCHTITAN) accum /= dp;
       /* FSDP's post-backward on the whole (unsharded) flat gradient of each
        * wrapped block, every micro-batch (torch/distributed/fsdp/_runtime_utils.py,
        * torch 2.1: _post_backward_hook, _reduce_grad): autograd writes the
@@ -1224,6 +1291,13 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
        * with the backward (the post-backward stream), counted on it. */
       if (plan->stack == PX_STACK_FSDP && dp > 1)
         accum += part_params[k] * (2.0 * E + (G != E ? E + G : 0) + 2.0 * G);
+      /* torchtitan's FSDP2 (_fsdp_collectives.py foreach_reduce): autograd
+       * writes each parameter's own gradient (no flat parameter), _chunk_cat
+       * copies them into the reduce-scatter input widening to reduce_dtype
+       * (read E, write G) over every element; torchtitan sets the gradient
+       * divide factor to 1 (parallelize.py disable_fsdp_gradient_division):
+       * no divide kernel; the shard accumulates as above (/ dp) */
+      if (plan->stack == PX_STACK_TORCHTITAN && dp > 1) accum += part_params[k] * (E + G);
       t->bwd_weight[k] += accum / px_cost_hbm_rate(cluster);
     }
     /* Megatron's scatter-gather (p2p_communication.py,

@@ -15,7 +15,7 @@ static const char *const ckpt_names[] = {"none", "selective", "full", NULL};
 static const char *const offload_names[] = {"none", "optimizer", "optimizer+params", NULL};
 static const char *const prec_names[] = {"fp32", "fp16", "bf16", "fp8", NULL};
 static const char *const axis_names[] = {"tp", "dp", "pp", NULL};
-static const char *const stack_names[] = {"parallax", "megatron-2021", "megatron-core", "deepspeed", "fsdp", NULL};
+static const char *const stack_names[] = {"parallax", "megatron-2021", "megatron-core", "deepspeed", "fsdp", "torchtitan", NULL};
 static const char *const attn_names[] = {"default", "flash", "unfused", "flash1", "triton", NULL};
 static const char *const tpo_names[] = {"none", "te", "userbuffers_bf16_h100_h8192_tp4_mbs1_seqlen8192",
                                         "userbuffers_bf16_h100_h16384_tp8_cp2_mbs1_seqlen8192", NULL};
@@ -457,7 +457,7 @@ gboolean px_plan_load_ini(PxPlan *p, const char *path, GError **error) {
       !ini_choice(kf, path, "precision", (ChoiceParser)px_precision_parse, &p->precision,
                   "fp32, fp16, bf16, fp8", error) ||
       !ini_choice(kf, path, "stack", (ChoiceParser)px_stack_parse, &p->stack,
-                  "parallax, megatron-2021, megatron-core, deepspeed, fsdp", error) ||
+                  "parallax, megatron-2021, megatron-core, deepspeed, fsdp, torchtitan", error) ||
       !ini_choice(kf, path, "attention", (ChoiceParser)px_attention_parse, &p->attention,
                   "default, flash, unfused, flash1, triton", error) ||
       !ini_choice(kf, path, "tp_overlap", (ChoiceParser)px_tp_overlap_parse, &p->tp_overlap, PX_TP_OVERLAP_NAMES,

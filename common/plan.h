@@ -41,6 +41,7 @@ typedef enum {
   PX_STACK_MEGATRON_CORE,  /* Megatron-Core (2024) with TE */
   PX_STACK_DEEPSPEED,
   PX_STACK_FSDP,           /* PyTorch FSDP as llm-foundry/Composer drive it */
+  PX_STACK_TORCHTITAN,     /* torchtitan: FSDP2 fully_shard per block, fused AdamW */
   PX_N_STACKS
 } PxStack;
 /* Attention kernel: DEFAULT is the stack's choice. */

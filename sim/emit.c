@@ -449,6 +449,10 @@ char *px_emit_torchtitan(const PxModel *model, const PxCluster *cluster, const P
   g_string_append_printf(s, "# Model shape: %d layers, hidden %d, %d heads (%d kv), FFN %d, vocab %d: pick the "
                             "[model] flavor that matches it.\n", d->layers, d->hidden, d->heads, d->kv_heads,
                          d->ffn, d->vocab);
+  if (p->stack != PX_STACK_TORCHTITAN && info && info->have_prediction)
+    g_string_append_printf(s, "# NOTE: the prediction above is the %s stack's; plan with --stack torchtitan for "
+                              "torchtitan's own (fp32 reduce-scatters, fused AdamW, op-level selective AC: "
+                              "docs/cost.md section 4).\n", px_stack_name(p->stack));
   if (p->zero == 1)
     g_string_append(s, "# NOTE: torchtitan shards with FSDP2: ZeRO-1 becomes sharded optimizer states and gradients "
                        "(never resharding parameters after forward, as ZeRO-2).\n");

@@ -74,7 +74,7 @@ GOptionGroup *px_plan_options_group(PxPlanOptions *o) {
     {"workspace", 0, 0, G_OPTION_ARG_STRING, &o->workspace, "Per-GPU allowance for context/workspace (default 1GiB)", "BYTES"},
     {"bucket", 0, 0, G_OPTION_ARG_STRING, &o->bucket,
      "DP gradient-reduction bucket (bytes, e.g. 25MB): reduced in buckets during the backward (docs/executor.md)", "BYTES"},
-    {"stack", 0, 0, G_OPTION_ARG_STRING, &o->stack, "Software stack: parallax (default), megatron-2021, megatron-core, deepspeed, fsdp", "S"},
+    {"stack", 0, 0, G_OPTION_ARG_STRING, &o->stack, "Software stack: parallax (default), megatron-2021, megatron-core, deepspeed, fsdp, torchtitan", "S"},
     {"attention", 0, 0, G_OPTION_ARG_STRING, &o->attention, "Attention kernel: flash (FlashAttention-2), flash1 (v1), triton (FlashAttention in Triton) or unfused (default: the stack's)", "A"},
     {"tp-overlap", 0, 0, G_OPTION_ARG_STRING, &o->tp_overlap,
      "TP communication overlap (Megatron-Core --tp-comm-overlap, Transformer Engine userbuffers; needs tp > 1, --sp, "
@@ -231,7 +231,7 @@ gboolean px_plan_options_resolve(PxPlanOptions *o, gboolean need_cluster, PxMode
   if (o->precision && !px_precision_parse(o->precision, &plan->precision))
     BAD("--precision '%s' is not one of fp32, fp16, bf16, fp8", o->precision);
   if (o->stack && !px_stack_parse(o->stack, &plan->stack))
-    BAD("--stack '%s' is not one of parallax, megatron-2021, megatron-core, deepspeed, fsdp", o->stack);
+    BAD("--stack '%s' is not one of parallax, megatron-2021, megatron-core, deepspeed, fsdp, torchtitan", o->stack);
   if (o->attention && (!px_attention_parse(o->attention, &plan->attention) || plan->attention == PX_ATTN_DEFAULT))
     BAD("--attention '%s' is not one of flash, flash1, triton, unfused", o->attention);
   if (o->tp_overlap && !px_tp_overlap_parse(o->tp_overlap, &plan->tp_overlap))

@@ -1189,6 +1189,120 @@ static void test_cp_ring(void) {
   px_plan_clear(&p);
 }
 
+/* The torchtitan stack (docs/cost.md section 4) against parallax on tiny, dp 4
+ * on one node (NVLink 400 GB/s, 2 us), bf16, one micro-batch, ZeRO-3 (FSDP2
+ * fully_shard). The part holds all 108544 parameters, 27136 per shard.
+ * - Gradient reduction: torchtitan's MixedPrecisionPolicy reduces in fp32,
+ *   4 B per element: the ring reduce-scatter sends 3/4 * 108544 * 4 = 325632 B
+ *   per rank; parallax reduces in the activation dtype, 2 B: 162816 B. Per
+ *   backward pass torchtitan's reduce-scatter takes 3 * 2 us + 325632 / 4e11
+ *   = 6.81408e-6 s (overlapped: only the last of the 5 layers' share, 1/5, is
+ *   left after the backward); parallax (no bucket: after the backward)
+ *   3 * 2 us + 162816 / 4e11 = 6.40704e-6 s.
+ * - Optimizer: fused AdamW over the fp32 shard, 28 B (p, g, m, v read; p, m,
+ *   v written) + clip_grad_norm_ 12 B = 40 B * 27136 at 3 TB/s = 3.618133e-7 s.
+ * - FSDP2's copies around each all-gather (cast of the fp32 shard 4 + 2,
+ *   copy-in 2 + 2, per shard element; copy-out 2 + 2 per gathered element):
+ *   27136 * 10 + 108544 * 4 = 705536 B at 3 TB/s = 2.351787e-7 s more in the
+ *   forward and in the backward's input pass of ZeRO-3 than of ZeRO-2 (link
+ *   free, no collective SMs: nothing else of the gathers shows).
+ * - Post-backward, every micro-batch: _chunk_cat widens the bf16 gradients
+ *   into the fp32 reduce-scatter input (2 + 4 B per element) and the shard
+ *   accumulates (2 + 2 * 4) / 4 B: 108544 * 8.5 B at 3 TB/s more backward-
+ *   weight time than Megatron-Core (nothing charged) at ZeRO-2. */
+static void test_torchtitan_stack(void) {
+  PxCluster c = make_cluster(4, 1);
+  PxPlan p;
+  set_plan(&p, 4, 1, 1, 1, 4);
+  p.precision = PX_PREC_BF16;
+  p.zero = 3;
+  PxModel *m = NULL;
+  PxStack parsed;
+  g_assert_true(px_stack_parse("torchtitan", &parsed));
+  g_assert_cmpint(parsed, ==, PX_STACK_TORCHTITAN);
+  g_assert_cmpstr(px_stack_name(PX_STACK_TORCHTITAN), ==, "torchtitan");
+  p.stack = PX_STACK_TORCHTITAN;
+  g_autoptr(PxCostTable) tt = tiny_table(&p, &c, &m);
+  px_model_free(m);
+  g_assert_cmpint(tt->grad_reduce_bytes, ==, 4);
+  g_assert_true(tt->overlap_dp);
+  g_assert_cmpint(tt->attention, ==, PX_ATTN_FLASH);
+  g_assert_cmpfloat(REL(tt->dp_bytes[0], 325632.0), <, 1e-12);
+  g_assert_cmpfloat(REL(tt->reduce_pass[0], 6.81408e-6), <, 1e-12);
+  g_assert_cmpfloat(REL(tt->dp_reduce[0], 6.81408e-6 / 5), <, 1e-12);
+  g_assert_cmpfloat(REL(tt->optimizer[0], 3.6181333333333333e-7), <, 1e-9);
+  p.stack = PX_STACK_PARALLAX;
+  g_autoptr(PxCostTable) tp = tiny_table(&p, &c, &m);
+  px_model_free(m);
+  g_assert_cmpint(tp->grad_reduce_bytes, ==, 2);
+  g_assert_cmpfloat(REL(tp->dp_bytes[0], 162816.0), <, 1e-12);
+  g_assert_cmpfloat(REL(tp->dp_reduce[0], 6.40704e-6), <, 1e-12);
+
+  /* the gathers' copies: ZeRO-3 minus ZeRO-2 on a free link */
+  PxCluster free_link = c;
+  free_link.intra_lat = 0;
+  free_link.intra_bw = 1e18;
+  p.stack = PX_STACK_TORCHTITAN;
+  g_autoptr(PxCostTable) t3 = tiny_table(&p, &free_link, &m);
+  px_model_free(m);
+  p.zero = 2;
+  g_autoptr(PxCostTable) t2 = tiny_table(&p, &free_link, &m);
+  px_model_free(m);
+  g_assert_cmpfloat(REL(t3->fwd[0] - t2->fwd[0], 705536.0 / 3e12), <, 1e-9);
+  g_assert_cmpfloat(REL(t3->bwd_input[0] - t2->bwd_input[0], 705536.0 / 3e12), <, 1e-9);
+
+  /* the post-backward copy-in and the shard's accumulation */
+  p.stack = PX_STACK_MEGATRON_CORE;
+  g_autoptr(PxCostTable) tc = tiny_table(&p, &c, &m);
+  px_model_free(m);
+  p.stack = PX_STACK_TORCHTITAN;
+  g_autoptr(PxCostTable) tt2 = tiny_table(&p, &c, &m);
+  px_model_free(m);
+  g_assert_cmpfloat(REL(tt2->bwd_weight[0] - tc->bwd_weight[0], 108544.0 * 8.5 / 3e12), <, 1e-9);
+  /* ZeRO-1 is FSDP2 too (reshard "never"): still the reduce-scatter's
+   * 325632 B, not an all-reduce's twice that */
+  p.zero = 1;
+  g_autoptr(PxCostTable) t1 = tiny_table(&p, &c, &m);
+  px_model_free(m);
+  g_assert_cmpfloat(REL(t1->dp_bytes[0], 325632.0), <, 1e-12);
+  px_plan_clear(&p);
+}
+
+/* torchtitan's selective AC ("op": every mm's output saved but every second
+ * one's, in the block's forward order wq wk wv wo w1 w3 w2) recomputes wk, wo
+ * and w3 before the backward. A Llama-shaped block, h 64, 4 heads, 2 KV heads
+ * (wk 32 x 64), SwiGLU ffn 128 (w3 128 x 64), wo 64 x 64, no biases; T = 32
+ * tokens; GEMMs at the 1e15 FLOP/s peak (no efficiency, HBM made free):
+ * 2 * 32 * 64 * (32 + 64 + 128) = 917504 FLOPs = 9.17504e-10 s. Parallax
+ * with flash recomputes nothing under selective. */
+static void test_torchtitan_op_sac(void) {
+  PxModelDesc d = {.name = (char *)"tiny-llama", .layers = 2, .hidden = 64, .heads = 4, .kv_heads = 2,
+                   .ffn = 128, .vocab = 100, .max_seq = 32, .ffn_kind = PX_FFN_SWIGLU, .norm = PX_NORM_RMSNORM,
+                   .pos = PX_POS_ROPE, .bias = FALSE, .tied = FALSE, .dropout = FALSE};
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PxModel) m = px_model_new(&d, &err);
+  g_assert_no_error(err);
+  PxCluster c = make_cluster(1, 1);
+  c.hbm_bw = 1e30;
+  PxPlan p;
+  set_plan(&p, 1, 1, 1, 1, 1);
+  p.seq = 32;
+  p.precision = PX_PREC_BF16;
+  p.ckpt = PX_CKPT_SELECTIVE;
+  const PxLayer *block = &m->layers[1];
+  g_assert_cmpint(block->kind, ==, PX_LAYER_BLOCK);
+  PxLink l = px_cost_tp_link(&c, &p, 0);
+  PxLayerTimes lt;
+  p.stack = PX_STACK_TORCHTITAN;
+  px_cost_layer_times(m, block, &c, &p, &l, &lt);
+  g_assert_cmpfloat(REL(lt.recompute, 9.17504e-10), <, 1e-9);
+  p.stack = PX_STACK_PARALLAX;
+  p.attention = PX_ATTN_FLASH;
+  px_cost_layer_times(m, block, &c, &p, &l, &lt);
+  g_assert_cmpfloat(lt.recompute, ==, 0.0);
+  px_plan_clear(&p);
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/cost/collective/ring-allreduce", test_ring_allreduce);
@@ -1213,5 +1327,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cost/cp/ring", test_cp_ring);
   g_test_add_func("/cost/tp-overlap/block", test_tp_overlap);
   g_test_add_func("/cost/table/refuses-missing-peak", test_refuses);
+  g_test_add_func("/cost/stack/torchtitan", test_torchtitan_stack);
+  g_test_add_func("/cost/stack/torchtitan-op-sac", test_torchtitan_op_sac);
   return g_test_run();
 }

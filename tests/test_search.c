@@ -201,7 +201,7 @@ static void test_memory_matches_core(void) {
 static void test_analytic_equals_simulation(void) {
   static const char *models[] = {"llama2-7b", "gpt3-175b"};
   static const PxStack stacks[] = {PX_STACK_PARALLAX, PX_STACK_MEGATRON_2021, PX_STACK_MEGATRON_CORE,
-                                   PX_STACK_DEEPSPEED, PX_STACK_FSDP};
+                                   PX_STACK_DEEPSPEED, PX_STACK_FSDP, PX_STACK_TORCHTITAN};
   struct { int tp, pp, dp, vpp, sched; } cases[] = {
     {8, 4, 1, 1, PX_SCHED_1F1B}, {4, 2, 4, 1, PX_SCHED_GPIPE}, {2, 4, 4, 2, PX_SCHED_INTERLEAVED}, {8, 2, 2, 1, PX_SCHED_ZB_H1},
     {8, 4, 1, 1, PX_SCHED_ZB_H2}, {2, 4, 4, 2, PX_SCHED_ZB_V}, {2, 4, 4, 2, PX_SCHED_DUALPIPEV}, {4, 4, 2, 3, PX_SCHED_INTERLEAVED}};

@@ -54,11 +54,18 @@
  *      2800, 3360 GPUs, batch 1920, iteration time) on Megatron-DeepSpeed,
  *      whose pipeline engine no profile describes. Table 4's one-layer times
  *      printed as a diagnostic, outside the statistics.
+ *   6. TorchTitan (Liang et al. 2024, arXiv 2410.06511): the published
+ *      tokens/s per GPU of Llama 3.1 8B / 70B / 405B on H100 with FSDP2, 2D,
+ *      3D and CP layouts (suite_titan states the source and settings), under
+ *      --stack torchtitan. Printed apart, outside the statistics: their H100s
+ *      are 96 GB HBM2e parts capped at 500 W, for which no source gives a
+ *      peak or a sustained clock (the dgx-h100 preset's 700 W SXM rates are
+ *      an upper bound); the float8 rows apart too.
  *
  * Usage: validate [--csv DIR] [--quiet] [--breakdown]   (DIR holds
  * llm-foundry.csv; default: the source directory this program was built from;
  * --breakdown adds the engine's step breakdown, in seconds, under each
- * llm-foundry, suite-4 and suite-5 row beside the published step time; under
+ * llm-foundry, suite-4, suite-5 and suite-6 row beside the published step time; under
  * suites 4 and 5 also the layers' split into GEMM, attention, memory-bound
  * and TP comm, and suite 5's recompute). */
 #include <glib.h>
@@ -615,7 +622,7 @@ static const struct {
 /* Sum over the model's layers of one micro-batch's GEMMs, attention core,
  * memory-bound kernels and TP collectives (forward + backward, no
  * recompute) and the recompute, s: the split --breakdown prints under
- * suites 4 and 5. Memory-bound: the difference against the same layers with
+ * suites 4, 5 and 6. Memory-bound: the difference against the same layers with
  * HBM 10^6 x faster (GEMMs that are memory-bound fall there too). */
 typedef struct {
   double gemm, attn, membound, tp, recompute;
@@ -1012,6 +1019,159 @@ static void suite_korthikanti(Errors *all, gboolean quiet, gboolean breakdown) {
   merge(all, &e, "Korthikanti");
 }
 
+/* ---- 6. TorchTitan (Liang et al. 2024): Llama 3.1 on H100, FSDP2 / 2D / 3D ---- */
+
+/* TorchTitan: One-stop PyTorch native solution for production ready LLM
+ * pre-training (Liang et al., arXiv 2410.06511, ICLR 2025). Its tables of
+ * tokens/s per GPU are published in pytorch/torchtitan as
+ * benchmarks/llama3_h100_202412_torchtitan.md (torch 1963fc8, torchao
+ * eab345c, torchtitan 9dec370 of 2024-12-26): Tables 1-6, every row here.
+ * Hardware (that file): Grand Teton hosts, 8 H100 per host on NVLink, 96 GB
+ * HBM2e at 2.4 TB/s, 400 Gb/s RDMA per GPU, the 500 W power limit. The
+ * dgx-h100 preset is the closest one (the same NVLink and 400 Gb/s per GPU
+ * network), with its hbm_bw set to the 2.4 TB/s the file gives and its
+ * memory to 96 GB; its 989 TFLOP/s bf16 peak is the 700 W SXM's, and the
+ * file says the 500 W part's peak lies "between SXM and NVL" without giving
+ * it: the predictions use the SXM peak (an upper bound on throughput), and a
+ * second column, not in the statistics, shows them at the H100 NVL
+ * datasheet's dense peaks (835 TFLOP/s bf16, 1671 fp8; 1671 / 3341 with
+ * sparsity), the lower end of that range.
+ *
+ * The stack is the torchtitan profile (docs/cost.md section 4). Settings
+ * from the tables and torchtitan 9dec370's train_configs/llama3_{8b,70b,
+ * 405b}.toml: seq 8192 (the tomls; Tables 1, 3-5 do not state it), FSDP2
+ * over all the data-parallel ranks (--zero 3: reshard_after_forward for every
+ * block but the last without PP; with PP apply_fsdp keeps the parameters
+ * gathered, --zero 2), fp32 gradient reduction, AdamW (the profile's fused
+ * one; 9dec370's default was foreach, about 1 % of the 8B step more: not
+ * charged), SDPA flash,
+ * sequence parallelism with TP (apply_tp always), "Local batch size" the
+ * sequences per data-parallel rank (the global batch over dp); PP: the
+ * default micro-batches (pipeline_parallel_microbatches or the pp degree: 8,
+ * so mbs = local / 8), generate_split_points' split (1F1B 15-16 layers per
+ * stage, Interleaved1F1B two stages per rank of 7-8), here the balanced
+ * split of the 126 blocks (the same heaviest stage); CP: --cp inside the
+ * FSDP group as torchtitan's dp_shard_cp mesh. The 2D row runs 16
+ * sequences per rank as one micro-batch (no gradient accumulation).
+ * Selective AC is torchtitan's "op" policy (the profile recomputes wk, wo,
+ * w3 and the memory-bound kernels: docs/cost.md section 2).
+ *
+ * Printed apart (500 W HBM2e H100s, no preset): the four bf16 rows (Tables
+ * 1 and 3) and the float8 rows. Not modelled: torch.compile (its rows are
+ * printed with the eager prediction: the profile changes nothing for it,
+ * the error shows what compile gives),
+ * async TP (--tp-overlap models TE userbuffers only), float8 all-gather in FSDP,
+ * torchao's dynamic tensorwise scaling kernels (the fp8 rows are costed with
+ * --precision fp8, Transformer Engine's delayed-scaling model: set apart),
+ * and the lower clock of the 500 W limit. */
+static const struct {
+  const char *label, *model;
+  int gpus, tp, pp, cp, vp, local, seq;
+  PxCheckpoint ckpt;
+  gboolean compile, fp8, async_tp;
+  double published; /* tokens/s per GPU */
+} titan[] = {
+  {"T1 FSDP", "llama3-8b", 8, 1, 1, 1, 1, 2, 8192, PX_CKPT_SELECTIVE, FALSE, FALSE, FALSE, 5762},
+  {"T1 +compile", "llama3-8b", 8, 1, 1, 1, 1, 2, 8192, PX_CKPT_SELECTIVE, TRUE, FALSE, FALSE, 6667},
+  {"T3 FSDP", "llama3-8b", 128, 1, 1, 1, 1, 2, 8192, PX_CKPT_SELECTIVE, FALSE, FALSE, FALSE, 5605},
+  {"T3 +compile", "llama3-8b", 128, 1, 1, 1, 1, 2, 8192, PX_CKPT_SELECTIVE, TRUE, FALSE, FALSE, 6514},
+  {"T1 +compile+fp8", "llama3-8b", 8, 1, 1, 1, 1, 2, 8192, PX_CKPT_SELECTIVE, TRUE, TRUE, FALSE, 8532},
+  {"T3 +compile+fp8", "llama3-8b", 128, 1, 1, 1, 1, 2, 8192, PX_CKPT_SELECTIVE, TRUE, TRUE, FALSE, 8380},
+  {"T2 FSDP8 CP1", "llama3-8b", 8, 1, 1, 1, 1, 1, 32768, PX_CKPT_FULL, TRUE, TRUE, FALSE, 3890},
+  {"T2 FSDP4 CP2", "llama3-8b", 8, 1, 1, 2, 1, 1, 65536, PX_CKPT_FULL, TRUE, TRUE, FALSE, 2540},
+  {"T2 FSDP2 CP4", "llama3-8b", 8, 1, 1, 4, 1, 1, 131072, PX_CKPT_FULL, TRUE, TRUE, FALSE, 1071},
+  {"T2 FSDP1 CP8", "llama3-8b", 8, 1, 1, 8, 1, 1, 262144, PX_CKPT_FULL, TRUE, TRUE, FALSE, 548},
+  {"T4 2D", "llama3-70b", 256, 8, 1, 1, 1, 16, 8192, PX_CKPT_FULL, TRUE, TRUE, FALSE, 829},
+  {"T4 2D +AsyncTP", "llama3-70b", 256, 8, 1, 1, 1, 16, 8192, PX_CKPT_FULL, TRUE, TRUE, TRUE, 876},
+  {"T5 3D 1F1B", "llama3-405b", 512, 8, 8, 1, 1, 32, 8192, PX_CKPT_FULL, TRUE, TRUE, TRUE, 100},
+  {"T5 3D Interleaved", "llama3-405b", 512, 8, 8, 1, 2, 32, 8192, PX_CKPT_FULL, TRUE, TRUE, TRUE, 128},
+  {"T6 4D CP1", "llama3-405b", 512, 8, 8, 1, 1, 8, 32768, PX_CKPT_FULL, TRUE, TRUE, TRUE, 76},
+  {"T6 4D CP2", "llama3-405b", 512, 8, 8, 2, 1, 8, 65536, PX_CKPT_FULL, TRUE, TRUE, TRUE, 47},
+  {"T6 4D CP4", "llama3-405b", 512, 8, 8, 4, 1, 8, 131072, PX_CKPT_FULL, TRUE, TRUE, TRUE, 31},
+  {"T6 4D CP8", "llama3-405b", 512, 8, 8, 8, 1, 8, 262144, PX_CKPT_FULL, TRUE, TRUE, TRUE, 16},
+};
+
+/* One torchtitan row's tokens/s per GPU on cluster c (0: not simulated). */
+static double titan_predict(gsize i, const PxModel *m, const PxCluster *c, GString *breakdown) {
+  int dp = titan[i].gpus / (titan[i].tp * titan[i].pp * titan[i].cp);
+  PxPlan base;
+  px_plan_init(&base);
+  base.seq = titan[i].seq;
+  base.gbs = titan[i].local * dp;
+  base.precision = titan[i].fp8 ? PX_PREC_FP8 : PX_PREC_BF16;
+  base.stack = PX_STACK_TORCHTITAN;
+  if (titan[i].pp > 1) base.partition = g_strdup("type:^TransformerLayer$");
+  int mbs = titan[i].pp > 1 ? titan[i].local / titan[i].pp : titan[i].local;
+  PxLayout l = {.tp = titan[i].tp, .pp = titan[i].pp, .dp = dp, .vpp = titan[i].vp, .mbs = mbs,
+                .zero = titan[i].pp > 1 ? 2 : 3, .offload = PX_OFFLOAD_NONE, .ckpt = titan[i].ckpt,
+                .sp = titan[i].tp > 1, .schedule = titan[i].vp > 1 ? PX_SCHED_INTERLEAVED : PX_SCHED_1F1B,
+                .order = 0, .cp = titan[i].cp};
+  PxSearchCandidate r;
+  double tps = simulate(m, c, &base, &l, &r) ? (double)base.gbs * titan[i].seq / (r.step_time * titan[i].gpus) : 0;
+  if (breakdown && tps > 0) {
+    PxPlan p;
+    px_plan_copy(&p, &base);
+    px_layout_apply(&l, &p);
+    LayerSplit sp;
+    layer_split(m, c, &p, &sp); /* recompute apart (sp.recompute), as under suites 4 and 5 */
+    double sum = sp.gemm + sp.attn + sp.membound + sp.tp;
+    g_string_append_printf(breakdown, "      step %.3f s (published %.3f s): compute %.3f, exposed p2p %.3f dp %.3f, bubble %.3f; layers per "
+           "micro-batch without recompute: GEMM %.0f %%, attention %.0f %%, memory-bound %.0f %%, TP comm %.0f %%; MFU %.1f %%\n",
+           r.step_time, (double)base.gbs * titan[i].seq / (titan[i].published * titan[i].gpus), r.breakdown.compute,
+           r.breakdown.exposed[0], r.breakdown.exposed[1], r.breakdown.bubble, 100 * sp.gemm / sum,
+           100 * sp.attn / sum, 100 * sp.membound / sum, 100 * sp.tp / sum, 100 * r.mfu);
+    px_plan_clear(&p);
+  }
+  px_plan_clear(&base);
+  return tps;
+}
+
+static void suite_titan(Errors *all, gboolean quiet, gboolean breakdown) {
+  Errors e = {0}, fp8 = {0};
+  printf("\n6. TorchTitan (Liang et al. 2024; benchmarks/llama3_h100_202412_torchtitan.md) — H100 96 GB HBM2e\n"
+         "   (dgx-h100 preset, hbm_bw 2.4 TB/s), --stack torchtitan, FSDP2, fp32 gradient reduction;\n"
+         "   torch.compile, async TP, float8 all-gather and the 500 W clock not modelled\n");
+  printf("%-18s %-11s %4s %2s %2s %2s %2s %3s %3s %6s %10s %10s %8s %10s\n", "row", "model", "gpus", "tp", "pp", "cp",
+         "vp", "dp", "mbs", "seq", "predicted", "published", "error", "NVL peak");
+  printf("%-18s %-11s %4s %2s %2s %2s %2s %3s %3s %6s %10s %10s %8s %10s\n", "", "", "", "", "", "", "", "", "", "",
+         "tok/s/GPU", "tok/s/GPU", "%", "tok/s/GPU");
+  for (gsize i = 0; i < G_N_ELEMENTS(titan); i++) {
+    g_autoptr(GError) err = NULL;
+    g_autoptr(PxModel) preset = px_model_load(titan[i].model, &err);
+    if (!preset) die(err);
+    /* torchtitan sizes RoPE to the run (llama3 model args' max_seq_len =
+     * training.seq_len); no parameter depends on it */
+    PxModelDesc d = preset->desc;
+    d.max_seq = MAX(d.max_seq, titan[i].seq);
+    g_autoptr(PxModel) m = px_model_new(&d, &err);
+    if (!m) die(err);
+    g_autoptr(PxCluster) c = cluster("dgx-h100", titan[i].gpus);
+    c->hbm_bw = 2.4e12;                   /* the benchmark file's HBM2e */
+    c->gpu_memory = 96LL * 1000000000LL; /* "96GB HBM2e" */
+    g_autoptr(GString) note = g_string_new(NULL);
+    double predicted = titan_predict(i, m, c, breakdown && !quiet ? note : NULL);
+    /* the H100 NVL datasheet's dense peaks: the low end of "between SXM and NVL" */
+    c->peak_bf16 = c->peak_fp16 = 835.5e12;
+    c->peak_fp8 = 1670.5e12;
+    double nvl = titan_predict(i, m, c, NULL);
+    if (predicted <= 0) continue;
+    gboolean apart = titan[i].fp8;
+    add_error(apart ? &fp8 : &e, predicted, titan[i].published, titan[i].label);
+    if (!quiet && apart && (i == 0 || !titan[i - 1].fp8)) printf("float8 rows (--precision fp8; set apart, outside the statistics):\n");
+    int dp = titan[i].gpus / (titan[i].tp * titan[i].pp * titan[i].cp);
+    if (!quiet)
+      printf("%-18s %-11s %4d %2d %2d %2d %2d %3d %3d %6d %10.0f %10.0f %+8.1f %10.0f%s\n", titan[i].label,
+             titan[i].model, titan[i].gpus, titan[i].tp, titan[i].pp, titan[i].cp, titan[i].vp, dp,
+             titan[i].pp > 1 ? titan[i].local / titan[i].pp : titan[i].local, titan[i].seq, predicted,
+             titan[i].published, 100 * (predicted / titan[i].published - 1), nvl,
+             titan[i].async_tp ? "  (async TP not modelled)" : titan[i].compile ? "  (compile not modelled)" : "");
+    if (!quiet) fputs(note->str, stdout);
+  }
+  print_errors("TorchTitan H100 BF16 (apart: 500 W HBM2e parts)", &e);
+  print_errors("  float8 rows (apart)", &fp8);
+  merge(all, &e, "titan");
+}
+
 int main(int argc, char **argv) {
   const char *dir = PX_VALIDATE_DIR;
   gboolean quiet = FALSE, breakdown = FALSE;
@@ -1041,6 +1201,10 @@ int main(int argc, char **argv) {
   suite_korthikanti(&kor, quiet, breakdown);
   merge(&all, &kor, "");
   merge(&all_disputed, &kor, "");
+  /* TorchTitan's rows apart (500 W, HBM2e H100s: no preset describes them) */
+  Errors titan_e = {0};
+  suite_titan(&titan_e, quiet, breakdown);
+  merge(&all_disputed, &titan_e, "");
   printf("\n");
   print_errors("all rows", &all);
   print_errors("  with the set apart", &all_disputed);
