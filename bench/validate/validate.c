@@ -156,6 +156,13 @@ static gboolean simulate(const PxModel *m, const PxCluster *c, const PxPlan *bas
   return TRUE;
 }
 
+/* The plan a layout gives (the caller clears it) and its FLOPs per step. */
+static void plan_flops(const PxModel *m, const PxPlan *base, const PxLayout *l, PxPlan *p, PxFlops *f) {
+  px_plan_copy(p, base);
+  px_layout_apply(l, p);
+  px_flops_compute(m, p, f);
+}
+
 /* ---- 1. Narayanan et al. 2021, Table 1 ----------------------------------- */
 
 static const struct {
@@ -193,10 +200,8 @@ static void suite_narayanan(Errors *all, gboolean quiet) {
     PxSearchCandidate r;
     if (simulate(m, c, &base, &l, &r)) {
       PxPlan p;
-      px_plan_copy(&p, &base);
-      px_layout_apply(&l, &p);
       PxFlops f;
-      px_flops_compute(m, &p, &f);
+      plan_flops(m, &base, &l, &p, &f);
       double tflops = f.hardware_per_step / (r.step_time * narayanan[i].gpus) / 1e12;
       add_error(&e, tflops, narayanan[i].tflops, narayanan[i].params);
       if (!quiet)
@@ -648,6 +653,21 @@ static void layer_split(const PxModel *m, const PxCluster *c, const PxPlan *p, L
   }
 }
 
+/* --breakdown's line under a suite-5 row: the engine's step beside the
+ * published one and the layers' split (layer_split), with the recompute. */
+static void print_split(const PxModel *m, const PxCluster *c, const PxPlan *p, const PxSearchCandidate *r,
+                        double published) {
+  LayerSplit s;
+  layer_split(m, c, p, &s);
+  double sum = s.gemm + s.attn + s.membound + s.tp;
+  printf("      step %.3f s (published %.3f s): compute %.3f, exposed p2p %.3f dp %.3f, bubble %.3f; "
+         "layers per micro-batch: GEMM %.0f %%, attention %.0f %%, memory-bound %.0f %%, TP comm %.0f %%, "
+         "+ recompute %.0f %%; peak memory %.1f of %.1f GiB\n",
+         r->step_time, published, r->breakdown.compute, r->breakdown.exposed[0], r->breakdown.exposed[1],
+         r->breakdown.bubble, 100 * s.gemm / sum, 100 * s.attn / sum, 100 * s.membound / sum, 100 * s.tp / sum,
+         100 * s.recompute / sum, r->memory / 1073741824.0, (double)c->gpu_memory / 1073741824.0);
+}
+
 static void suite_dgxc(Errors *all, gboolean quiet, gboolean breakdown) {
   Errors e = {0}, proxy = {0}, fp8 = {0};
   printf("\n4. NVIDIA DGX Cloud benchmarking recipes 25.04 (NeMo 25.02.01, Megatron-Core) — DGX H100, BF16,\n"
@@ -896,28 +916,15 @@ static void suite_mtnlg(Errors *e, gboolean quiet, gboolean breakdown) {
     PxSearchCandidate r;
     if (simulate(m, c, &base, &l, &r)) {
       PxPlan p;
-      px_plan_copy(&p, &base);
-      px_layout_apply(&l, &p);
       PxFlops f;
-      px_flops_compute(m, &p, &f);
+      plan_flops(m, &base, &l, &p, &f);
       double tflops = f.hardware_per_step / (r.step_time * mtnlg[i].gpus) / 1e12;
       g_autofree char *row = g_strdup_printf("530B %d GPUs", mtnlg[i].gpus);
       add_error(e, mtnlg[i].time / r.step_time, 1.0, row);
       if (!quiet)
         printf("%-5d %5d %4d %10.2f %10.2f %+8.1f %9.1f %9.1f\n", mtnlg[i].gpus, dp, 1920 / dp, r.step_time, mtnlg[i].time,
                100 * (mtnlg[i].time / r.step_time - 1), tflops, mtnlg[i].tflops);
-      if (breakdown) {
-        LayerSplit s;
-        layer_split(m, c, &p, &s);
-        double sum = s.gemm + s.attn + s.membound + s.tp;
-        printf("      step %.3f s (published %.3f s): compute %.3f, exposed p2p %.3f dp %.3f, bubble %.3f; "
-               "layers per micro-batch: GEMM %.0f %%, attention %.0f %%, memory-bound %.0f %%, TP comm %.0f %%, "
-               "+ recompute %.0f %%; peak memory %.1f of %.1f GiB\n",
-               r.step_time, mtnlg[i].time, r.breakdown.compute, r.breakdown.exposed[0], r.breakdown.exposed[1],
-               r.breakdown.bubble, 100 * s.gemm / sum, 100 * s.attn / sum, 100 * s.membound / sum,
-               100 * s.tp / sum, 100 * s.recompute / sum, r.memory / 1073741824.0,
-               (double)c->gpu_memory / 1073741824.0);
-      }
+      if (breakdown) print_split(m, c, &p, &r, mtnlg[i].time);
       px_plan_clear(&p);
     }
     px_plan_clear(&base);
@@ -967,10 +974,8 @@ static void suite_korthikanti(Errors *all, gboolean quiet, gboolean breakdown) {
     PxSearchCandidate r;
     if (simulate(m, c, &base, &l, &r)) {
       PxPlan p;
-      px_plan_copy(&p, &base);
-      px_layout_apply(&l, &p);
       PxFlops f;
-      px_flops_compute(m, &p, &f);
+      plan_flops(m, &base, &l, &p, &f);
       double peak = 312e12 * korthikanti[i].gpus; /* the paper's MFU: A100's fp16 peak */
       double mfu = 100 * f.model_per_step / (r.step_time * peak);
       double published = korthikanti[i].time > 0 ? korthikanti[i].time : f.model_per_step / (korthikanti[i].mfu / 100 * peak);
@@ -994,18 +999,7 @@ static void suite_korthikanti(Errors *all, gboolean quiet, gboolean breakdown) {
           printf("   (from the published time: %.1f)", 100 * f.model_per_step / (korthikanti[i].time * peak));
         printf("\n");
       }
-      if (breakdown) {
-        LayerSplit s;
-        layer_split(m, c, &p, &s);
-        double sum = s.gemm + s.attn + s.membound + s.tp;
-        printf("      step %.3f s (published %.3f s): compute %.3f, exposed p2p %.3f dp %.3f, bubble %.3f; "
-               "layers per micro-batch: GEMM %.0f %%, attention %.0f %%, memory-bound %.0f %%, TP comm %.0f %%, "
-               "+ recompute %.0f %%; peak memory %.1f of %.1f GiB\n",
-               r.step_time, published, r.breakdown.compute, r.breakdown.exposed[0], r.breakdown.exposed[1],
-               r.breakdown.bubble, 100 * s.gemm / sum, 100 * s.attn / sum, 100 * s.membound / sum,
-               100 * s.tp / sum, 100 * s.recompute / sum, r.memory / 1073741824.0,
-               (double)c->gpu_memory / 1073741824.0);
-      }
+      if (breakdown) print_split(m, c, &p, &r, published);
       px_plan_clear(&p);
     }
     px_plan_clear(&base);
