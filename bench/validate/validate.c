@@ -705,6 +705,7 @@ static void suite_dgxc(Errors *all, gboolean quiet, gboolean breakdown) {
      * output layer on the last (get_num_layers_to_build); the 405B recipe's
      * account_for_embedding_in_pipeline_split / account_for_loss_in_pipeline_
      * split count the embedding and the loss as one layer each */
+    g_free(base.partition); /* px_plan_init's default */
     base.partition = g_strdup(!strcmp(dgxc[i].model, "llama3-405b") && dgxc[i].layers == 0
                                   ? "type:^(Embedding|TransformerLayer|LMHead)$"
                                   : "type:^TransformerLayer$");
@@ -909,6 +910,7 @@ static void suite_mtnlg(Errors *e, gboolean quiet, gboolean breakdown) {
     base.gbs = 1920;
     base.precision = PX_PREC_BF16;
     base.stack = PX_STACK_DEEPSPEED;
+    g_free(base.partition); /* px_plan_init's default */
     base.partition = g_strdup("type:^TransformerLayer$");
     int dp = mtnlg[i].gpus / (8 * 35);
     PxLayout l = {.tp = 8, .pp = 35, .dp = dp, .vpp = 1, .mbs = 1, .zero = 1, .offload = PX_OFFLOAD_NONE,
@@ -964,6 +966,7 @@ static void suite_korthikanti(Errors *all, gboolean quiet, gboolean breakdown) {
     base.stack = PX_STACK_MEGATRON_2021;
     /* Megatron-LM's split: num_layers // pp per stage (// vp per chunk), the
      * embedding on the first chunk, the final norm and the LM head on the last */
+    g_free(base.partition); /* px_plan_init's default */
     base.partition = g_strdup("type:^TransformerLayer$");
     int dp = korthikanti[i].gpus / (korthikanti[i].tp * korthikanti[i].pp);
     gboolean present = korthikanti[i].present;
@@ -1094,7 +1097,10 @@ static double titan_predict(gsize i, const PxModel *m, const PxCluster *c, GStri
   base.gbs = titan[i].local * dp;
   base.precision = titan[i].fp8 ? PX_PREC_FP8 : PX_PREC_BF16;
   base.stack = PX_STACK_TORCHTITAN;
-  if (titan[i].pp > 1) base.partition = g_strdup("type:^TransformerLayer$");
+  if (titan[i].pp > 1) {
+    g_free(base.partition); /* px_plan_init's default */
+    base.partition = g_strdup("type:^TransformerLayer$");
+  }
   int mbs = titan[i].pp > 1 ? titan[i].local / titan[i].pp : titan[i].local;
   PxLayout l = {.tp = titan[i].tp, .pp = titan[i].pp, .dp = dp, .vpp = titan[i].vp, .mbs = mbs,
                 .zero = titan[i].pp > 1 ? 2 : 3, .offload = PX_OFFLOAD_NONE, .ckpt = titan[i].ckpt,
