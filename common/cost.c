@@ -572,10 +572,6 @@ double px_cost_class_bytes(const PxModelDesc *d, PxOpClass k, int dir, double T,
   return bytes;
 }
 
-double px_cost_optimizer_bytes(PxStack stack, int E, int G) {
-  const PxStackProfile *sp = px_stack_profile(stack);
-  return sp->optimizer_bytes > 0 ? sp->optimizer_bytes : 24.0 + G + E;
-}
 
 /* Megatron-LM's mixed-precision optimizer step per parameter
  * (megatron/optimizer/optimizer.py Float16OptimizerWithFloat16Params.step,
@@ -591,11 +587,17 @@ double px_cost_optimizer_bytes(PxStack stack, int E, int G) {
  * v written: 28); _copy_main_params_to_model_params (read 4, write E). fp16
  * 52 B, bf16 (fp32 main_grad, no scaler) 38 B; fp32 (FP32Optimizer: the norm
  * and Adam) 32 B. */
-static double megatron_optimizer_bytes(const PxPlan *plan, int E, int G) {
+static double megatron_optimizer_bytes(PxPrecision prec, int E, int G) {
   if (E >= 4) return 4.0 + 28.0;
   double copy_grads = G < 4 ? G + 4.0 : 0.0;
-  double unscale = plan->precision == PX_PREC_FP16 ? 8.0 : 0.0;
+  double unscale = prec == PX_PREC_FP16 ? 8.0 : 0.0;
   return copy_grads + unscale + 4.0 + 28.0 + (4.0 + E);
+}
+
+double px_cost_optimizer_bytes(PxStack stack, PxPrecision prec, int E, int G) {
+  if (stack == PX_STACK_MEGATRON_2021) return megatron_optimizer_bytes(prec, E, G);
+  const PxStackProfile *sp = px_stack_profile(stack);
+  return sp->optimizer_bytes > 0 ? sp->optimizer_bytes : 24.0 + G + E;
 }
 
 double px_cost_unfused_attn_flops(double b, double seq, double h, int tp) { return 4.0 * b * seq * seq * h / MAX(tp, 1); }
@@ -752,16 +754,27 @@ static double gemm_on_sms(const PxCluster *c, int sms, PxPrecision prec, double 
   return px_cost_gemm_time(&cc, prec, 1, m, n, k, eb);
 }
 
+/* The group's userbuffers settings: its forward, dgrad and (column-parallel
+ * only: bulk) wgrad GEMMs' */
+static void ub_cfgs(const PxTpOverlapConfig *cfg, int g, const PxUbGemm **f, const PxUbGemm **d,
+                    const PxUbGemm **w) {
+  switch (g) {
+  case UB_QKV: *f = &cfg->qkv_fprop, *d = &cfg->qkv_dgrad, *w = &cfg->qkv_wgrad; break;
+  case UB_FC1: *f = &cfg->fc1_fprop, *d = &cfg->fc1_dgrad, *w = &cfg->fc1_wgrad; break;
+  case UB_PROJ: *f = &cfg->proj_fprop, *d = &cfg->proj_dgrad, *w = NULL; break;
+  default: *f = &cfg->fc2_fprop, *d = &cfg->fc2_dgrad, *w = NULL; break;
+  }
+}
+
 /* One block weight (out, in) split over tp into its group's chunks. */
 static void ub_gemms(const PxCluster *c, const PxTpOverlapConfig *cfg, int g, PxPrecision prec, int E, int tp,
                      double T, double out, double in, UbGroup *grp, double *fwd, double *dgrad, double *wgrad) {
   int eb = prec == PX_PREC_FP8 ? 1 : E;
   grp->any = TRUE;
-  if (g == UB_QKV || g == UB_FC1) {
+  const PxUbGemm *f, *d, *w;
+  ub_cfgs(cfg, g, &f, &d, &w);
+  if (w) {
     /* column-parallel: the forward consumes the all-gathered norm output chunk by chunk */
-    const PxUbGemm *f = g == UB_QKV ? &cfg->qkv_fprop : &cfg->fc1_fprop;
-    const PxUbGemm *d = g == UB_QKV ? &cfg->qkv_dgrad : &cfg->fc1_dgrad;
-    const PxUbGemm *w = g == UB_QKV ? &cfg->qkv_wgrad : &cfg->fc1_wgrad;
     int steps = ub_ring_steps(f, tp);
     grp->fwd_step += gemm_on_sms(c, ub_math_sms(c, f), prec, T / steps, out, in, eb);
     grp->dgrad += gemm_on_sms(c, ub_math_sms(c, d), prec, T, in, out, eb);
@@ -769,8 +782,6 @@ static void ub_gemms(const PxCluster *c, const PxTpOverlapConfig *cfg, int g, Px
   } else {
     /* row-parallel: the forward GEMM split along its output columns (m / num_splits
      * in split_overlap_rs), the dgrad consuming the all-gathered output gradient */
-    const PxUbGemm *f = g == UB_PROJ ? &cfg->proj_fprop : &cfg->fc2_fprop;
-    const PxUbGemm *d = g == UB_PROJ ? &cfg->proj_dgrad : &cfg->fc2_dgrad;
     int splits = MAX(f->num_splits, 1), steps = ub_ring_steps(d, tp);
     grp->fwd_step += gemm_on_sms(c, ub_math_sms(c, f), prec, T, out / splits, in, eb);
     grp->dgrad_step += gemm_on_sms(c, ub_math_sms(c, d), prec, T / steps, in, out, eb);
@@ -789,10 +800,9 @@ static void ub_finish(const PxCluster *c, const PxTpOverlapConfig *cfg, const Ub
                       const PxLink *l, double *fwd, double *dgrad, double *wgrad, double *tp_fwd, double *tp_bwd) {
   for (int g = 0; g < UB_N; g++) {
     if (!grp[g].any) continue;
-    if (g == UB_QKV || g == UB_FC1) {
-      const PxUbGemm *f = g == UB_QKV ? &cfg->qkv_fprop : &cfg->fc1_fprop;
-      const PxUbGemm *d = g == UB_QKV ? &cfg->qkv_dgrad : &cfg->fc1_dgrad;
-      const PxUbGemm *w = g == UB_QKV ? &cfg->qkv_wgrad : &cfg->fc1_wgrad;
+    const PxUbGemm *f, *d, *w;
+    ub_cfgs(cfg, g, &f, &d, &w);
+    if (w) {
       int steps = ub_ring_steps(f, tp);
       double first = steps < tp ? px_cost_p2p(act / tp, l) : 0;
       *fwd += steps * grp[g].fwd_step;
@@ -805,8 +815,6 @@ static void ub_finish(const PxCluster *c, const PxTpOverlapConfig *cfg, const Ub
       *tp_bwd += px_cost_pass_exposed(grp[g].dgrad, ag, ag, ub_share(c, d)) +
                  px_cost_pass_exposed(grp[g].wgrad, rs, rs, ub_share(c, w));
     } else {
-      const PxUbGemm *f = g == UB_PROJ ? &cfg->proj_fprop : &cfg->fc2_fprop;
-      const PxUbGemm *d = g == UB_PROJ ? &cfg->proj_dgrad : &cfg->fc2_dgrad;
       int splits = MAX(f->num_splits, 1), steps = ub_ring_steps(d, tp);
       double first = steps < tp ? px_cost_p2p(act / tp, l) : 0;
       *fwd += splits * grp[g].fwd_step;
@@ -816,6 +824,13 @@ static void ub_finish(const PxCluster *c, const PxTpOverlapConfig *cfg, const Ub
       *tp_bwd += px_cost_ub_ring_exposed(steps, grp[g].dgrad_step, px_cost_p2p(act / steps, l), first);
     }
   }
+}
+
+/* A block weight's (out, in) on one rank of its TP group: column-parallel
+ * weights split their rows, row-parallel ones their columns. */
+static void tp_local(const PxTensorSpec *t, int tp, double *out, double *in) {
+  if (t->split == PX_SPLIT_ROWS) *out /= tp;
+  else if (t->split == PX_SPLIT_COLS) *in /= tp;
 }
 
 /* torchtitan's selective activation checkpointing, "op" (the default
@@ -841,8 +856,7 @@ static double titan_op_sac(const PxModel *model, const PxLayer *layer, const PxC
                      (s->role == PX_ROLE_FFN_OUT && !px_ffn_gated(d->ffn_kind));
     if (!again) continue;
     if (s->role == PX_ROLE_QKV) o = (double)px_model_kv_dim(d); /* wk, of the fused qkv */
-    if (s->split == PX_SPLIT_ROWS) o /= tp;
-    else if (s->split == PX_SPLIT_COLS) in /= tp;
+    tp_local(s, tp, &o, &in);
     double f = 0;
     weight_gemms(cluster, plan->precision, E, T, o, in, &f, &sink, &sink);
     t += f;
@@ -881,8 +895,7 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
       const PxTensorSpec *t = i < layer->n_tensors ? &layer->tensors[i] : layer->tied_tensor;
       if (!t || t->ndim != 2 || t->experts > 0) continue; /* routed experts: moe_times */
       double o = t->shape[0], in = t->shape[1];
-      if (t->split == PX_SPLIT_ROWS) o /= tp;
-      else if (t->split == PX_SPLIT_COLS) in /= tp;
+      tp_local(t, tp, &o, &in);
       int g = ub && i < layer->n_tensors ? ub_group(t->role, moe_block) : -1;
       if (g >= 0) ub_gemms(cluster, ub, g, prec, E, tp, T, o, in, &ub_grp[g], &c.fwd, &dgrad, &wgrad);
       else weight_gemms(cluster, prec, E, T, o, in, &c.fwd, &dgrad, &wgrad);
@@ -1382,8 +1395,7 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
     } else {
       /* fused Adam: fp32 master, m, v read + written (24 B), the gradient read,
        * the 16-bit parameter written; or the stack's unfused traffic */
-      double bytes = plan->stack == PX_STACK_MEGATRON_2021 ? megatron_optimizer_bytes(plan, E, G)
-                                                           : px_cost_optimizer_bytes(plan->stack, E, G);
+      double bytes = px_cost_optimizer_bytes(plan->stack, plan->precision, E, G);
       opt = shard * bytes / (cluster->optimizer_bw > 0 ? cluster->optimizer_bw : px_cost_hbm_rate(cluster));
     }
     /* ZeRO 1/2 all-gather the updated parameters; Megatron-Core's distributed

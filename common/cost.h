@@ -247,9 +247,10 @@ double px_cost_class_bytes(const PxModelDesc *d, PxOpClass k, int dir, double T,
  * and PV, no causal halving): 4 b s^2 h / tp; its backward twice that. */
 double px_cost_unfused_attn_flops(double b, double seq, double h, int tp);
 /* Bytes per parameter of the stack's optimizer step (activations E, gradients
- * G bytes): fused Adam's fp32 master, m, v read and written (24) + the
- * gradient read + the parameter written, or the stack's own traffic. */
-double px_cost_optimizer_bytes(PxStack stack, int E, int G);
+ * G bytes, the plan's precision): fused Adam's fp32 master, m, v read and
+ * written (24) + the gradient read + the parameter written, or the stack's
+ * own traffic (Megatron-LM's mixed-precision passes: fp16 and bf16 differ). */
+double px_cost_optimizer_bytes(PxStack stack, PxPrecision prec, int E, int G);
 
 /* One layer, one micro-batch, one GPU of its TP group: compute of the
  * forward, backward-input and backward-weight (GEMMs + memory-bound kernels +

@@ -332,7 +332,7 @@ static gboolean measure_classes(PxBackend *be, const PxModel *model, int B, int 
                              *to / 1e9);
     } else {
       /* the cost model's bytes per parameter for this executor's fused AdamW, fp32 */
-      double bytes = n_params * px_cost_optimizer_bytes(PX_STACK_PARALLAX, E, E);
+      double bytes = n_params * px_cost_optimizer_bytes(PX_STACK_PARALLAX, PX_PREC_FP32, E, E);
       r->opt_bw = bytes / s;
       g_string_append_printf(ini, "#   %-24s %9.2f us  %10.0f B over %.0f parameters  %8.3f GB/s\n", plan[i].what,
                              s * 1e6, bytes, n_params, r->opt_bw / 1e9);
