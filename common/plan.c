@@ -60,6 +60,14 @@ gboolean px_tp_overlap_parse(const char *s, PxTpOverlap *out) {
   return TRUE;
 }
 
+gboolean px_plan_tp_overlap_stack_ok(const PxPlan *p, GError **error) {
+  if (p->tp_overlap == PX_TPO_NONE || p->stack == PX_STACK_MEGATRON_CORE) return TRUE;
+  g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_INVALID,
+              "--tp-overlap %s is Transformer Engine's userbuffers overlap under Megatron-Core: it needs --stack "
+              "megatron-core (stack is %s)", px_tp_overlap_name(p->tp_overlap), px_stack_name(p->stack));
+  return FALSE;
+}
+
 gboolean px_schedule_parse(const char *s, PxScheduleKind *out) {
   int v;
   if (s && (!g_ascii_strcasecmp(s, "zb") || !g_ascii_strcasecmp(s, "zbh1") ||
@@ -341,9 +349,7 @@ gboolean px_plan_validate(PxPlan *p, const PxModel *model, const PxCluster *clus
     if (!p->seq_parallel)
       REFUSE("--tp-overlap %s needs sequence parallelism (--sp): Megatron-LM asserts it, Transformer Engine overlaps "
              "the sequence-parallel all-gather / reduce-scatter", px_tp_overlap_name(p->tp_overlap));
-    if (p->stack != PX_STACK_MEGATRON_CORE)
-      REFUSE("--tp-overlap %s is Transformer Engine's userbuffers overlap under Megatron-Core: it needs --stack "
-             "megatron-core (stack is %s)", px_tp_overlap_name(p->tp_overlap), px_stack_name(p->stack));
+    if (!px_plan_tp_overlap_stack_ok(p, error)) return FALSE;
   }
   if (px_schedule_is_v(p->schedule)) {
     /* the V schedules are defined on two chunks per rank */

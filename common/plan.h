@@ -175,6 +175,9 @@ gboolean px_attention_parse(const char *s, PxAttention *out);
  * (the fp8_ names of the same NeMo configurations are accepted: they differ only in fp8_buf) */
 const char *px_tp_overlap_name(PxTpOverlap t);
 gboolean px_tp_overlap_parse(const char *s, PxTpOverlap *out);
+/* --tp-overlap's stack rule (px_plan_validate's, and the search's for its
+ * base plan): Transformer Engine's userbuffers under megatron-core only. */
+gboolean px_plan_tp_overlap_stack_ok(const PxPlan *plan, GError **error);
 #define PX_TP_OVERLAP_NAMES "none, te, userbuffers_bf16_h100_h8192_tp4_mbs1_seqlen8192, userbuffers_bf16_h100_h16384_tp8_cp2_mbs1_seqlen8192"
 /* "tp,dp,pp" (innermost first) */
 gboolean px_order_parse(const char *s, PxAxis order[3]);

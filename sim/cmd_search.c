@@ -526,10 +526,9 @@ int px_cmd_search(int argc, char **argv) {
     } else if (tp_overlap && !px_tp_overlap_parse(tp_overlap, &plan.tp_overlap)) {
       fprintf(stderr, CMD ": --tp-overlap '%s' is not one of " PX_TP_OVERLAP_NAMES "\n", tp_overlap);
       rc = 2;
-    } else if (plan.tp_overlap != PX_TPO_NONE && plan.stack != PX_STACK_MEGATRON_CORE) {
+    } else if (!px_plan_tp_overlap_stack_ok(&plan, &error)) {
       /* the layouts' own rule (px_plan_validate), said once rather than refusing every tp > 1 layout */
-      fprintf(stderr, CMD ": --tp-overlap %s is Transformer Engine's userbuffers overlap under Megatron-Core: it needs "
-                      "--stack megatron-core (stack is %s)\n", px_tp_overlap_name(plan.tp_overlap), px_stack_name(plan.stack));
+      fprintf(stderr, CMD ": %s\n", error->message);
       rc = 2;
     } else if (sizing && so.objective == PX_OBJECTIVE_MEMORY) {
       fprintf(stderr, CMD ": sizing (--tokens/--days) minimises GPUs; --objective memory does not apply\n");
