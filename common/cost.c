@@ -60,6 +60,7 @@ G_DEFINE_QUARK(px-cost-error-quark, px_cost_error)
 
 #define CPU_ADAM_RATE 4e9        /* parameters / s / node */
 #define BATCH_ID_BYTES 8.0       /* int32 token id + int32 label per position */
+#define NCCL_BUFFSIZE 4194304.0  /* bytes: NCCL_BUFFSIZE's default (NCCL environment variables) */
 
 /* ---- stacks ---- */
 
@@ -1432,6 +1433,15 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
    * send / recv force async_op = False, dist.send or a broadcast in the
    * stage pair's group) */
   t->p2p_blocking = plan->stack == PX_STACK_MEGATRON_2021 || plan->stack == PX_STACK_DEEPSPEED;
+  /* ... and each of DeepSpeed's calls is its own NCCL operation, waited for
+   * one at a time in TrainSchedule's order (runtime/pipe/schedule.py: "The
+   * communication is blocking and must be paired"): a send larger than the
+   * connection's buffer (NCCL_BUFFSIZE, 4 MiB by default, NCCL's environment
+   * variable documentation) cannot finish before its receive is posted.
+   * Megatron posts a step's sends and receives together (batch_isend_irecv),
+   * which this does not describe: its programs keep the eager model. */
+  t->p2p_rendezvous = plan->stack == PX_STACK_DEEPSPEED;
+  t->p2p_eager_bytes = NCCL_BUFFSIZE;
   t->attention = px_cost_attention(plan);
   t->grad_reduce_bytes = G;
   /* the search folds ZeRO-3's gathers with one share: the first stage's DP

@@ -45,6 +45,8 @@ typedef struct {
   double peak_flops;               /* per GPU, for the plan's precision */
   gboolean overlap_dp;             /* DP reduction may overlap backward */
   gboolean p2p_blocking;           /* the compute stream waits for its own sends */
+  gboolean p2p_rendezvous;         /* a send larger than p2p_eager_bytes starts only once its receive is posted */
+  double p2p_eager_bytes;          /* the most a send moves before its receive is posted (NCCL's buffer) */
   PxAttention attention;           /* the attention kernel costed */
   int grad_reduce_bytes;           /* bytes per gradient element in the DP reduction */
   double *cp_comm_fwd;  /* (parts) context parallelism: ring K/V p2p exposed beyond the attention blocks, forward */

@@ -450,6 +450,56 @@ static void emit_stage(PxProgram *prog, int s, const GArray *ops) {
   px_program_append(prog, s, PX_OP_OPTIMIZER_STEP, -1, -1, -1);
 }
 
+/* DeepSpeed's pipeline engine (runtime/pipe/schedule.py TrainSchedule.steps):
+ * 2 (m + p - 1) steps; in each, stage s runs the forward or the backward of
+ * one micro-batch (even stages forward on even steps, odd stages on odd
+ * steps; _step_to_micro_batch) or nothing when that micro-batch is out of
+ * range, after exchanging with one neighbour: a forward step receives its
+ * input, then sends the gradient of the previous step's backward; a backward
+ * step sends the previous step's forward output, then receives its
+ * gradient. The compute order is order_1f1b's; the sends come a step later.
+ * The last step reduces the tied weights, then the gradients, then steps the
+ * optimizer. */
+static int ds_micro_batch(int p, int s, int t, gboolean *forward) {
+  *forward = (t % 2) == (s % 2);
+  if (*forward) return (t % 2 == 0 ? t / 2 : (t - 1) / 2) - s / 2;
+  return t % 2 == 0 ? t / 2 - p + (s + 1) / 2 : (t - 1) / 2 - p + 1 + s / 2;
+}
+
+static void emit_deepspeed_stage(PxProgram *prog, int s) {
+  int p = prog->pp, m = prog->m, prev = -1;
+  gboolean dp_reduce = px_plan_data_ranks(&prog->plan) > 1, gathered = FALSE;
+  gboolean gather = prog->plan.zero >= 3 && dp_reduce;
+  for (int t = 0; t < 2 * (m + p - 1); t++) {
+    gboolean fwd;
+    int mb = ds_micro_batch(p, s, t, &fwd);
+    gboolean cur_ok = mb >= 0 && mb < m, prev_ok = prev >= 0 && prev < m;
+    if (fwd) {
+      if (s > 0 && cur_ok) px_program_append(prog, s, PX_OP_RECV_ACT, mb, 0, s - 1);
+      if (s > 0 && prev_ok) px_program_append(prog, s, PX_OP_SEND_GRAD, prev, 0, s - 1);
+    } else {
+      if (s < p - 1 && prev_ok) px_program_append(prog, s, PX_OP_SEND_ACT, prev, 0, s + 1);
+      if (s < p - 1 && cur_ok) px_program_append(prog, s, PX_OP_RECV_GRAD, mb, 0, s + 1);
+    }
+    if (cur_ok) {
+      if (fwd && gather && !gathered) px_program_append(prog, s, PX_OP_GATHER_PARAMS, -1, 0, -1), gathered = TRUE;
+      if (fwd && (s == 0 || s == p - 1)) px_program_append(prog, s, PX_OP_LOAD, mb, -1, -1);
+      px_program_append(prog, s, fwd ? PX_OP_FORWARD : PX_OP_BACKWARD, mb, 0, -1);
+    }
+    prev = mb;
+  }
+  if (prog->tied_first_stage >= 0 && (s == prog->tied_first_stage || s == prog->tied_last_stage))
+    px_program_append(prog, s, PX_OP_REDUCE_TIED, -1, -1, -1);
+  if (dp_reduce) px_program_append(prog, s, PX_OP_REDUCE_GRADS, -1, 0, -1);
+  px_program_append(prog, s, PX_OP_OPTIMIZER_STEP, -1, -1, -1);
+}
+
+/* The plan runs DeepSpeed's TrainSchedule: its stack's 1F1B over one chunk per stage. */
+gboolean px_schedule_is_deepspeed(const PxPlan *plan) {
+  return plan->stack == PX_STACK_DEEPSPEED && plan->schedule == PX_SCHED_1F1B && plan->pp > 1 &&
+         (plan->vpp <= 1);
+}
+
 /* The compute order of stage s; FALSE for an unknown schedule. */
 static gboolean compute_order(GArray *ops, PxScheduleKind k, int p, int v, int s, int m) {
   switch (k) {
@@ -552,7 +602,10 @@ PxProgram *px_program_new(const PxPlan *plan, const PxPartition *part, GError **
       g_set_error(error, PX_SCHEDULE_ERROR, PX_SCHEDULE_ERROR_INVALID, "unknown schedule %d", (int)plan->schedule);
       return NULL;
     }
-    emit_stage(prog, s, ops);
+    if (px_schedule_is_deepspeed(plan))
+      emit_deepspeed_stage(prog, s);
+    else
+      emit_stage(prog, s, ops);
   }
   /* the DP reduction in buckets during the backward, where the stack overlaps it */
   if (part && part->buckets && px_plan_data_ranks(plan) > 1 && px_cost_overlap_dp(plan))

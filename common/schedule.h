@@ -107,6 +107,10 @@ typedef struct {
 /* The program of a plan's schedule. part may be NULL (no tied layers).
  * The plan must be validated (m derived). */
 PxProgram *px_program_new(const PxPlan *plan, const PxPartition *part, GError **error);
+/* TRUE when px_program_new writes DeepSpeed's pipeline engine order
+ * (--stack deepspeed, 1F1B, pp > 1): TrainSchedule's steps, each send a step
+ * after its compute (docs/schedules.md). */
+gboolean px_schedule_is_deepspeed(const PxPlan *plan);
 /* Split every chunk's REDUCE_GRADS into one per bucket of the layout
  * (the part's buckets, in reduction order; parts with one bucket keep theirs)
  * and keep a copy of the layout in the program. px_program_new does it from

@@ -21,6 +21,8 @@ const char *px_comm_kind_name(PxCommKind k) {
 typedef struct {
   double start, end;  /* end < 0: not sent yet */
   int waiter;         /* simulated rank blocked on it, -1 */
+  double posted;      /* when its receive was posted, -1: not yet (rendezvous sends wait for it) */
+  int send_waiter;    /* the sending rank blocked until then, -1 */
 } Message;
 
 typedef struct Coll {
@@ -33,7 +35,7 @@ typedef struct Coll {
   double start, end;
 } Coll;
 
-typedef enum { WAIT_NONE, WAIT_MESSAGE, WAIT_PREV_COLL, WAIT_COLL } WaitKind;
+typedef enum { WAIT_NONE, WAIT_MESSAGE, WAIT_SEND, WAIT_PREV_COLL, WAIT_COLL } WaitKind;
 
 typedef struct {
   int rank, stage, replica, dp, tp;
@@ -304,7 +306,16 @@ static gboolean step(Sim *sim, Rank *r) {
     Message *msg = &r->msgs[((act ? 0 : 1) * sim->m + in->mb) * sim->vpp + in->chunk];
     int to_stage, to_chunk;
     px_schedule_part_place(sim->prog->schedule, pp, act ? part + 1 : part - 1, &to_stage, &to_chunk);
+    /* a rendezvous send (cost.h p2p_rendezvous) larger than the eager buffer
+     * starts once its receive is posted: the stage waits for its peer */
+    gboolean rdv = tab->p2p_rendezvous && to_stage != r->stage && tab->p2p_bytes[part] > tab->p2p_eager_bytes;
+    if (rdv && msg->posted < 0) {
+      msg->send_waiter = (int)(r - sim->ranks);
+      r->wait = WAIT_SEND;
+      return FALSE;
+    }
     msg->start = MAX(r->t, r->send_free);
+    if (rdv) msg->start = MAX(msg->start, msg->posted);
     /* the bottom of a V passes between two chunks of one rank: no transfer */
     msg->end = msg->start + (to_stage == r->stage ? 0 : act ? tab->p2p_act[part] : tab->p2p_grad[part]);
     r->send_free = msg->end;
@@ -319,6 +330,8 @@ static gboolean step(Sim *sim, Rank *r) {
     Message *msg = find_message(sim, r, in);
     if (!msg) return FALSE;
     if (msg->end < 0) {
+      if (msg->posted < 0) msg->posted = r->t;
+      if (msg->send_waiter >= 0) enqueue(sim, msg->send_waiter), msg->send_waiter = -1;
       msg->waiter = (int)(r - sim->ranks);
       r->wait = WAIT_MESSAGE;
       return FALSE;
@@ -393,6 +406,7 @@ static void deadlock_error(Sim *sim, GError **error) {
     g_string_append_printf(s, "rank %d (stage %d) at instruction %u '", r->rank, r->stage, r->pc);
     px_instr_format(&r->prog->instrs[r->pc], s);
     const char *why = r->wait == WAIT_MESSAGE ? "no matching send"
+                    : r->wait == WAIT_SEND    ? "its receive is never posted"
                     : r->wait == WAIT_COLL    ? "a collective member never arrives"
                                               : "an earlier collective never completes";
     if (r->wait == WAIT_COLL && r->cur)
@@ -469,7 +483,7 @@ static void sim_init(Sim *sim, const PxProgram *prog, const PxCostTable *tab, co
     r->deferred = g_array_new(FALSE, FALSE, sizeof(guint));
     r->start = -1;
     r->msgs = g_new(Message, n_msgs);
-    for (gsize k = 0; k < n_msgs; k++) r->msgs[k] = (Message){0, -1, -1};
+    for (gsize k = 0; k < n_msgs; k++) r->msgs[k] = (Message){0, -1, -1, -1, -1};
     r->last_bwd = g_new(int, sim->vpp);
     r->last_bwd_dur = g_new0(double, sim->vpp);
     for (int c = 0; c < sim->vpp; c++) r->last_bwd[c] = -1;

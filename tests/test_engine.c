@@ -472,6 +472,57 @@ static void test_p2p_hand(void) {
   case_clear(&c);
 }
 
+/* DeepSpeed's pipeline engine (--stack deepspeed): TrainSchedule's order
+ * with blocking sends, p = 2, m = 2, F = 1, B = 2, every message 0.5.
+ * Stage 0: F0 SA0 F1 SA1 RG0 B0 RG1 B1; stage 1: RA0 F0 B0 RA1 SG0 F1 B1
+ * SG1. By hand, with rendezvous (8 MiB messages over a 4 MiB buffer):
+ * SA0 1-1.5 (RA0 posted at 0); F1 1.5-2.5; stage 1 F0 1.5-2.5, B0
+ * 2.5-4.5, posts RA1 at 4.5, so SA1 runs 4.5-5; SG0 5-5.5 (RG0 posted at
+ * 5); stage 0 B0 5.5-7.5, posts RG1 at 7.5; stage 1 F1 5.5-6.5, B1
+ * 6.5-8.5, SG1 8.5-9; stage 0 B1 9-11: step 11. Eager (messages within the
+ * buffer): SA1 2.5-3, stage 1 takes it at 4.5, SG0 4.5-5, F1 5-6, B1 6-8,
+ * SG1 8-8.5; stage 0 B0 5-7, B1 8.5-10.5: step 10.5. */
+static void test_deepspeed_rendezvous(void) {
+  const double msg[] = {8 << 20, 4 << 20}, want[] = {11.0, 10.5};
+  for (int i = 0; i < 2; i++) {
+    Case c;
+    px_plan_init(&c.plan);
+    c.plan.schedule = PX_SCHED_1F1B;
+    c.plan.stack = PX_STACK_DEEPSPEED;
+    c.plan.pp = 2;
+    c.plan.m = 2;
+    GError *err = NULL;
+    c.prog = px_program_new(&c.plan, NULL, &err);
+    g_assert_no_error(err);
+    c.tab = table_fbw(2, 1, 1, 2, 0, 0.5);
+    c.tab->p2p_blocking = c.tab->p2p_rendezvous = TRUE;
+    c.tab->p2p_eager_bytes = 4 << 20;
+    for (int k = 0; k < 2; k++) c.tab->p2p_bytes[k] = msg[i];
+    g_autoptr(PxSimResult) res = run(&c, NULL);
+    g_assert_cmpfloat_with_epsilon(res->step_time, want[i], EPS);
+    case_clear(&c);
+  }
+  /* free messages: with DeepSpeed's step mapping the rendezvous holds no
+   * stage back, the step is 1F1B's 3(m + p - 1) (F = 1, B = 2) */
+  for (int p = 2; p <= 6; p++)
+    for (int m = 1; m <= 13; m++) {
+      Case c;
+      px_plan_init(&c.plan);
+      c.plan.schedule = PX_SCHED_1F1B;
+      c.plan.stack = PX_STACK_DEEPSPEED;
+      c.plan.pp = p;
+      c.plan.m = m;
+      c.prog = px_program_new(&c.plan, NULL, NULL);
+      c.tab = px_cost_table_ideal(p, 1);
+      c.tab->p2p_blocking = c.tab->p2p_rendezvous = TRUE;
+      for (int k = 0; k < p; k++) c.tab->p2p_bytes[k] = 8 << 20;
+      c.tab->p2p_eager_bytes = 4 << 20;
+      g_autoptr(PxSimResult) res = run(&c, NULL);
+      g_assert_cmpfloat_with_epsilon(res->step_time, 3.0 * (m + p - 1), EPS);
+      case_clear(&c);
+    }
+}
+
 /* pp = 1, interleaved v = 2, m = 1: F0c0 0-1, F0c1 1-2, B0c1 2-4, B0c0 4-6;
  * dp reduction 4 in all, 2 per chunk. Overlapped: chunk 1's reduction 4-6,
  * chunk 0's 6-8, optimizer (1) 8-9. Not overlapped: both after the last
@@ -724,6 +775,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/engine/memory/in-flight", test_in_flight);
   g_test_add_func("/engine/memory/zb-h1", test_zb_h1_memory);
   g_test_add_func("/engine/comm/p2p", test_p2p_hand);
+  g_test_add_func("/engine/comm/deepspeed-rendezvous", test_deepspeed_rendezvous);
   g_test_add_func("/engine/comm/dp-overlap", test_dp_overlap_hand);
   g_test_add_func("/engine/comm/dp-buckets-not-bubble", test_dp_buckets_hand);
   g_test_add_func("/engine/comm/dp-buckets-one-exposed", test_dp_buckets_one_exposed);

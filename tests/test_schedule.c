@@ -220,6 +220,65 @@ static void check_send_recv(const PxProgram *prog) {
   }
 }
 
+/* --stack deepspeed: DeepSpeed's TrainSchedule (runtime/pipe/schedule.py),
+ * p = 4, m = 3, stage 2 by hand from its steps: stage 2 forwards on even
+ * steps (micro-batch t/2 - 1) and runs backwards on odd ones (micro-batch
+ * (t-1)/2 - 3 + 1); a forward step receives, then sends the previous
+ * step's gradient; a backward step sends the previous step's output, then
+ * receives. Steps 0, 1 and 11 are empty. The compute order is 1F1B's, and
+ * the order needs no grouping to finish under rendezvous semantics
+ * (TrainSchedule's docstrings: each blocking call "must be paired"). */
+static PxProgram *make_deepspeed(int pp, int m) {
+  PxPlan plan;
+  plan_set(&plan, PX_SCHED_1F1B, pp, 1, m);
+  plan.stack = PX_STACK_DEEPSPEED;
+  GError *err = NULL;
+  PxProgram *prog = px_program_new(&plan, NULL, &err);
+  g_assert_no_error(err);
+  g_assert_cmpint(px_schedule_is_deepspeed(&plan), ==, pp > 1);
+  px_plan_clear(&plan);
+  return prog;
+}
+
+static void test_deepspeed_order(void) {
+  g_autoptr(PxProgram) prog = make_deepspeed(4, 3);
+  g_autofree char *text = px_program_format_stage(prog, 2);
+  g_assert_cmpstr(text, ==,
+                  "RECV_ACT mb=0 chunk=0 peer=1\n"  /* step 2 */
+                  "FORWARD mb=0 chunk=0\n"
+                  "SEND_ACT mb=0 chunk=0 peer=3\n"  /* step 3: micro-batch -1, nothing to run */
+                  "RECV_ACT mb=1 chunk=0 peer=1\n"  /* step 4 */
+                  "FORWARD mb=1 chunk=0\n"
+                  "SEND_ACT mb=1 chunk=0 peer=3\n"  /* step 5 */
+                  "RECV_GRAD mb=0 chunk=0 peer=3\n"
+                  "BACKWARD mb=0 chunk=0\n"
+                  "RECV_ACT mb=2 chunk=0 peer=1\n"  /* step 6: the receive before the send */
+                  "SEND_GRAD mb=0 chunk=0 peer=1\n"
+                  "FORWARD mb=2 chunk=0\n"
+                  "SEND_ACT mb=2 chunk=0 peer=3\n"  /* step 7 */
+                  "RECV_GRAD mb=1 chunk=0 peer=3\n"
+                  "BACKWARD mb=1 chunk=0\n"
+                  "SEND_GRAD mb=1 chunk=0 peer=1\n" /* step 8 */
+                  "RECV_GRAD mb=2 chunk=0 peer=3\n" /* step 9 */
+                  "BACKWARD mb=2 chunk=0\n"
+                  "SEND_GRAD mb=2 chunk=0 peer=1\n" /* step 10 */
+                  "OPTIMIZER_STEP\n");
+  for (int p = 1; p <= 6; p++)
+    for (int m = 1; m <= 13; m++) {
+      g_autoptr(PxProgram) ds = make_deepspeed(p, m);
+      g_autoptr(PxProgram) ref = make(PX_SCHED_1F1B, p, 1, m);
+      for (int s = 0; s < p; s++) {
+        g_autofree char *a = compute_order(ds, s), *b = compute_order(ref, s);
+        g_assert_cmpstr(a, ==, b);
+      }
+      check_forward_backward(ds);
+      check_send_recv(ds);
+      GError *err = NULL;
+      g_assert_true(px_program_check_rendezvous(ds, &err));
+      g_assert_no_error(err);
+    }
+}
+
 static void test_invariants(void) {
   const struct {
     PxScheduleKind k;
@@ -481,6 +540,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/schedule/dualpipev/order", test_dualpipev_order);
   g_test_add_func("/schedule/v-map", test_v_map);
   g_test_add_func("/schedule/invariants", test_invariants);
+  g_test_add_func("/schedule/deepspeed/order", test_deepspeed_order);
   g_test_add_func("/schedule/collectives", test_collectives);
   g_test_add_func("/schedule/format", test_format_and_lookup);
   g_test_add_func("/schedule/invalid", test_invalid);
