@@ -1,6 +1,7 @@
 /* backend_cuda.c — the CUDA backend: the ops table of backend_impl.h on one
  * GPU. Kernels are in kernels.cu (launchers in cuda_kernels.h); GEMMs go to
- * cuBLASLt. docs/backend.md ("The CUDA backend") describes the design:
+ * cuBLASLt, attention's batched GEMMs to cuBLAS (cublasGemmBatchedEx).
+ * docs/backend.md ("The CUDA backend") describes the design:
  *
  *  - device: device % cudaGetDeviceCount(), set on the calling thread by
  *    every entry point (ranks of the local communicator are threads);
