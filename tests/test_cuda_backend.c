@@ -19,6 +19,12 @@
  * One line per op and dtype is printed ("# cuda vs cpu: ..."), which
  * scripts/gpu-check.sh collects.
  *
+ * Attention runs on two cuda backends: the default one, where shapes with
+ * head_dim a multiple of 8 take the tensor-core path (batched cuBLAS GEMMs
+ * over blocks of 128 query rows), and one made under PX_CUDA_ATTN=warp
+ * (the warp-per-row kernels, /cuda/attention-warp and
+ * /cuda/attention-blocks-warp).
+ *
  * Then: the streams (async copies ordered by events, host functions after
  * the work before them, a failed host function failing its stream), event
  * times, the memory counters, the device index modulo the device count, an
