@@ -23,14 +23,17 @@
 #               4-rank runs of 3: weights, gradients, optimizer exactly;
 #               activation peak within 5 % (tests/test_runtime.c's bounds);
 #               buffers printed (temporaries: the planner's workspace)
-#   6 bench     bench/gpu_bench.sh: parallax-exec, PyTorch eager and
+#   6 bench     bench_attn (when packed): causal attention, bf16, the
+#               tensor-core path against the warp kernels, TFLOP/s forward
+#               and backward at the 124M and 1.3B shapes; then
+#               bench/gpu_bench.sh: parallax-exec, PyTorch eager and
 #               torch.compile (and llm.c when a checkout is carried), GPT-2
 #               124M and a 1.3B GPT, tokens/s and MFU; GEMM TFLOP/s. Figures
 #               are printed, never asserted: the step fails only if a run fails
 #
 # Usage (repository root, on the GPU machine):
 #   scripts/gpu-check.sh [PACK=.gpu]
-# PACK holds parallax-exec, test_cuda_backend, test_comm and lib/ (what
+# PACK holds parallax-exec, test_cuda_backend, test_comm, bench_attn and lib/ (what
 # scripts/gpu-pack.sh made). Logs and summary.txt go to $OUT/gpu-check when
 # OUT is set (else a temporary folder, named at the end). GPU_CHECK_SKIP=
 # "bench" (space-separated step names) leaves steps out. GPU_CHECK_BUDGET
@@ -228,6 +231,10 @@ EOF
 }
 
 check_bench() {
+  if [ -x "$pack/bench_attn" ]; then
+    "$pack/bench_attn" > "$logs/bench-attn.txt" || { echo "bench_attn failed (bench-attn.txt, bench.log)"; return 1; }
+    cat "$logs/bench-attn.txt" >&2
+  fi
   bash "$here/bench/gpu_bench.sh" "$pack" "$logs/bench" >&2 || { echo "a benchmark run failed (bench.log)"; return 1; }
   tail -n 1 "$logs/bench/summary.txt"
 }
@@ -243,6 +250,7 @@ step bench 480 check_bench
   echo "# gpu-check on $(head -n 1 "$logs/gpus.txt"), $(date -u '+%Y-%m-%d %H:%M UTC')"
   printf '%-8s %-5s %6s  %s\n' step result s detail
   printf '%s\n' "${rows[@]}"
+  [ -s "$logs/bench-attn.txt" ] && { echo "# attention (bench_attn)"; cat "$logs/bench-attn.txt"; }
   [ -s "$logs/bench/table.txt" ] && { echo "# benchmarks (bench/gpu_bench.sh)"; cat "$logs/bench/table.txt"; }
   echo "# logs: $logs"
 } | tee "$logs/summary.txt"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/gpu-pack.sh — build for the GPU machine on a machine without one,
 # and pack what scripts/gpu-check.sh runs (parallax-exec, parallax-sim,
-# test_cuda_backend, test_comm) with the shared libraries the GPU machine
+# test_cuda_backend, test_comm, bench_attn) with the shared libraries the GPU machine
 # lacks (GLib, json-glib, ...; not the CUDA runtime, cuBLAS or NCCL, which it
 # has) into PACK, to be carried there (docs/gpu.md):
 #
@@ -29,10 +29,12 @@ cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCH:-90}" -DPX_CUDA=ON -DPX_MPI=OFF > "$build/configure.log"
 targets=(parallax-exec parallax-sim test_comm)
 [ -f "$here/tests/test_cuda_backend.c" ] && targets+=(test_cuda_backend)
+[ -f "$here/bench/bench_attn.c" ] && targets+=(bench_attn)
 cmake --build "$build" -j2 --target "${targets[@]}"
 
 bins=("$build/exec/parallax-exec" "$build/sim/parallax-sim" "$build/tests/test_comm")
 [ -x "$build/tests/test_cuda_backend" ] && bins+=("$build/tests/test_cuda_backend")
+[ -x "$build/bench/bench_attn" ] && bins+=("$build/bench/bench_attn")
 rm -rf "$dest"
 bash "$packsh" "$dest" "${bins[@]}"
 exclude=$(git -C "$here" rev-parse --git-path info/exclude 2> /dev/null || true)

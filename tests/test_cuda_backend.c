@@ -19,6 +19,12 @@
  * One line per op and dtype is printed ("# cuda vs cpu: ..."), which
  * scripts/gpu-check.sh collects.
  *
+ * Attention runs on two cuda backends: the default one, where shapes with
+ * head_dim a multiple of 8 take the tensor-core path (batched cuBLAS GEMMs
+ * over blocks of 128 query rows), and one made under PX_CUDA_ATTN=warp
+ * (the warp-per-row kernels, /cuda/attention-warp and
+ * /cuda/attention-blocks-warp).
+ *
  * Then: the streams (async copies ordered by events, host functions after
  * the work before them, a failed host function failing its stream), event
  * times, the memory counters, the device index modulo the device count, an
@@ -35,6 +41,10 @@
 #endif
 
 static PxBackend *cpu, *cu;
+/* a second cuda backend made under PX_CUDA_ATTN=warp (the warp-per-row
+ * attention kernels only), and whether cu is it for the test running */
+static PxBackend *cu_warp;
+static gboolean on_warp;
 static GRand *rng;
 
 /* expr, which may set the GError *E this declares, must succeed */
@@ -313,6 +323,47 @@ static void test_rope(gconstpointer p) {
   twin_free(d);
 }
 
+/* The row log-sum-exp of the scaled causal scores, in double, from the
+ * cpu side's qkv (B*T, W): lse[(b*H + h)*T + t] = log sum_{j<=t} e^(q.k_j / sqrt(hd)). */
+static void ref_lse(const PxAttnShape *s, const PxTensor *qkv, double *lse) {
+  gint64 W = (gint64)(s->heads + 2 * s->kv_heads) * s->head_dim;
+  g_autofree double *x = g_new(double, qkv->numel);
+  OK(px_tensor_download_f64(qkv, x, &E));
+  int per = s->heads / s->kv_heads;
+  g_autofree double *sc = g_new(double, s->T);
+  for (int b = 0; b < s->B; b++)
+    for (int h = 0; h < s->heads; h++)
+      for (int t = 0; t < s->T; t++) {
+        const double *q = x + ((gint64)b * s->T + t) * W + (gint64)h * s->head_dim;
+        double mx = -INFINITY, sum = 0;
+        for (int j = 0; j <= t; j++) {
+          const double *k = x + ((gint64)b * s->T + j) * W + (gint64)(s->heads + h / per) * s->head_dim;
+          double d = 0;
+          for (int i = 0; i < s->head_dim; i++) d += q[i] * k[i];
+          sc[j] = d / sqrt((double)s->head_dim);
+          mx = MAX(mx, sc[j]);
+        }
+        for (int j = 0; j <= t; j++) sum += exp(sc[j] - mx);
+        lse[((gint64)b * s->heads + h) * s->T + t] = mx + log(sum);
+      }
+}
+
+/* The whole causal attention, forward and backward. On cu the tensor-core
+ * path (exec/cuda/backend_cuda.c: batched cuBLAS GEMMs over blocks of 128
+ * query rows) runs for head_dim a multiple of 8 and T >= 2; the shapes below
+ * give it several blocks (T 300 and 257: blocks of 128, 128 and 44 / 1, so
+ * T not a multiple of the block and keys past the block's causal prefix
+ * left out), GQA, and one shape it leaves to the warp kernels (head_dim 20).
+ * On cu_warp (/cuda/attention-warp) every shape runs the warp kernels.
+ * Tolerances are tol(): f32 1e-5; bf16 5e-2 and f16 1e-2, where the
+ * tensor-core path rounds P and dS to the half type before their GEMMs and
+ * adds dK, dV into the half dqkv once per block of 128 query rows (and once
+ * per query head of a GQA group): a few roundings of 2^-9 (bf16) each.
+ * The saved state is checked where it is specified: the f32 probabilities
+ * of the warp kernels (as the cpu backend), and otherwise each row's lse in
+ * the first B*H*T fp32 of att, against ref_lse (relative 1e-4 of the largest;
+ * in f32 this also proves that the tensor-core path ran: the warp kernels
+ * would have saved probabilities). */
 static void test_attention(gconstpointer p) {
   PxDType dt = GPOINTER_TO_INT(p);
   const PxAttnShape shapes[] = {
@@ -320,18 +371,41 @@ static void test_attention(gconstpointer p) {
     {.B = 1, .T = 70, .heads = 2, .kv_heads = 1, .head_dim = 80}, /* head_dim not a multiple of 32 */
     {.B = 2, .T = 40, .heads = 3, .kv_heads = 3, .head_dim = 64}, /* GPT-2's head_dim */
     {.B = 1, .T = 1, .heads = 2, .kv_heads = 2, .head_dim = 64},  /* one position */
+    {.B = 2, .T = 300, .heads = 4, .kv_heads = 2, .head_dim = 32}, /* 3 blocks (128, 128, 44), GQA */
+    {.B = 1, .T = 257, .heads = 2, .kv_heads = 2, .head_dim = 64}, /* a last block of one row */
+    {.B = 1, .T = 37, .heads = 6, .kv_heads = 2, .head_dim = 24},  /* 3 query heads per kv head */
+    {.B = 2, .T = 21, .heads = 2, .kv_heads = 1, .head_dim = 20},  /* head_dim % 8 != 0: warp kernels */
   };
   for (guint k = 0; k < G_N_ELEMENTS(shapes); k++) {
     const PxAttnShape *s = &shapes[k];
     gint64 N = (gint64)s->B * s->T, W = (gint64)(s->heads + 2 * s->kv_heads) * s->head_dim;
-    gint64 O = (gint64)s->heads * s->head_dim;
+    gint64 O = (gint64)s->heads * s->head_dim, R = (gint64)s->B * s->heads * s->T;
     Twin qkv = twin("qkv", dt, SHAPE(N, W), 1.5), out = twin("out", dt, SHAPE(N, O), 1);
     Twin att = twin("att", dt, SHAPE(s->B, s->heads, s->T, s->T), 1);
     BOTH(attention_fwd, X(out), X(att), X(qkv), s);
-    g_autofree char *what = g_strdup_printf("out (B%d T%d H%d KV%d hd%d)", s->B, s->T, s->heads, s->kv_heads, s->head_dim);
-    /* the probabilities are saved where the cuda backend keeps them (f32, T = 1) */
-    if (dt == PX_DTYPE_F32 || s->T == 1) REPORT("attention_fwd", dt, what, out, att);
+    g_autofree char *what = g_strdup_printf("out (B%d T%d H%d KV%d hd%d)%s", s->B, s->T, s->heads, s->kv_heads,
+                                            s->head_dim, on_warp ? " warp" : "");
+    gboolean tc = !on_warp && s->head_dim % 8 == 0 && s->T >= 2;
+    gboolean probs = !tc && (dt == PX_DTYPE_F32 || s->T == 1); /* the warp kernels' rule (cuda_kernels.h) */
+    if (probs) REPORT("attention_fwd", dt, what, out, att);
     else REPORT("attention_fwd", dt, what, out);
+    if (!probs) { /* the lse, fp32, at the front of att */
+      g_autofree double *want = g_new(double, R);
+      ref_lse(s, qkv.c, want);
+      g_autofree char *raw = g_malloc(att.g->bytes);
+      OK(px_tensor_download(att.g, raw, &E));
+      const float *got = (const float *)raw;
+      double diff = 0, ref = 0;
+      for (gint64 r = 0; r < R; r++) {
+        diff = MAX(diff, fabs(got[r] - want[r]));
+        ref = MAX(ref, fabs(want[r]));
+        if (isnan(got[r])) diff = INFINITY;
+      }
+      printf("# cuda lse: %-4s %-40s max err %.2e of max |lse| %.2f (tol 1e-4) %s\n", px_dtype_name(dt), what,
+             diff / ref, ref, diff <= 1e-4 * ref ? "ok" : "FAIL");
+      if (diff > 1e-4 * ref) failures++;
+      g_assert_cmpfloat(diff, <=, 1e-4 * ref);
+    }
     Twin dout = twin("dout", dt, SHAPE(N, O), 1), dqkv = twin("dqkv", dt, SHAPE(N, W), 1);
     BOTH(attention_bwd, X(dqkv), X(dout), X(qkv), X(att), s);
     REPORT("attention_bwd", dt, "dqkv (+=)", dqkv);
@@ -343,34 +417,66 @@ static void test_attention(gconstpointer p) {
   }
 }
 
-/* Ring attention's block ops: CP rank 1 of 2 on a 40-token sequence (chunks
- * of 10: the query block holds positions 10-19 and 20-29) against its own
- * block and rank 0's (positions 0-9 and 30-39: every query row sees some
- * key, none sees 30-39), merged, and both blocks' backward. */
+/* Ring attention's block ops: CP rank 1 of 2 on a sequence of 4c tokens
+ * (chunks of c: the query block holds positions c..2c-1 and 2c..3c-1)
+ * against its own block and rank 0's (positions 0..c-1 and 3c..4c-1: every
+ * query row sees some key, none sees 3c..4c-1), merged, and both blocks'
+ * backward; then rank 0's queries against rank 1's keys, where the rows at
+ * 0..c-1 see no key (out 0; the lse, -inf there, is not compared).
+ * c = 10: one block of query rows; c = 100: two (128 and 72) on the
+ * tensor-core path (head_dim 24). */
 static void test_attn_blocks(gconstpointer p) {
   PxDType dt = GPOINTER_TO_INT(p);
-  PxAttnShape qs = {.B = 2, .T = 20, .heads = 4, .kv_heads = 2, .head_dim = 24, .pos_split = 10, .pos_start0 = 10,
-                    .pos_start1 = 20};
-  PxAttnShape ks = qs;
-  ks.pos_start0 = 0;
-  ks.pos_start1 = 30;
-  gint64 N = (gint64)qs.B * qs.T, W = (gint64)(qs.heads + 2 * qs.kv_heads) * qs.head_dim;
-  gint64 O = (gint64)qs.heads * qs.head_dim, L = (gint64)qs.B * qs.heads;
-  Twin q = twin("q", dt, SHAPE(N, W), 1.5), kv = twin("kv", dt, SHAPE(N, W), 1.5);
-  Twin out = twin("out", dt, SHAPE(N, O), 1), lse = twin("lse", dt, SHAPE(L, qs.T), 1);
-  Twin ob = twin("out_b", dt, SHAPE(N, O), 1), lb = twin("lse_b", dt, SHAPE(L, qs.T), 1);
-  BOTH(attn_block_fwd, X(out), X(lse), X(q), X(q), &qs, &qs);
-  BOTH(attn_block_fwd, X(ob), X(lb), X(q), X(kv), &qs, &ks);
-  REPORT("attn_block_fwd", dt, "out, lse (own and another rank's block)", out, lse, ob, lb);
-  BOTH(attn_merge, X(out), X(lse), X(ob), X(lb), &qs);
-  REPORT("attn_merge", dt, "out, lse", out, lse);
-  Twin dout = twin("dout", dt, SHAPE(N, O), 1), dq = twin("dq", dt, SHAPE(N, W), 1), dkv = twin("dkv", dt, SHAPE(N, W), 1);
-  BOTH(attn_block_bwd, X(dq), X(dkv), X(dout), X(q), X(kv), X(out), X(lse), &qs, &ks);
-  BOTH(attn_block_bwd, X(dq), X(dq), X(dout), X(q), X(q), X(out), X(lse), &qs, &qs);
-  REPORT("attn_block_bwd", dt, "dq, dkv (+=)", dq, dkv);
-  Twin ts[] = {q, kv, out, lse, ob, lb, dout, dq, dkv};
-  for (guint i = 0; i < G_N_ELEMENTS(ts); i++) twin_free(ts[i]);
+  const int chunks[] = {10, 100};
+  for (guint k = 0; k < G_N_ELEMENTS(chunks); k++) {
+    const int c = chunks[k];
+    PxAttnShape qs = {.B = 2, .T = 2 * c, .heads = 4, .kv_heads = 2, .head_dim = 24, .pos_split = c,
+                      .pos_start0 = c, .pos_start1 = 2 * c};
+    PxAttnShape ks = qs;
+    ks.pos_start0 = 0;
+    ks.pos_start1 = 3 * c;
+    gint64 N = (gint64)qs.B * qs.T, W = (gint64)(qs.heads + 2 * qs.kv_heads) * qs.head_dim;
+    gint64 O = (gint64)qs.heads * qs.head_dim, L = (gint64)qs.B * qs.heads;
+    g_autofree char *what = g_strdup_printf("chunks of %d%s", c, on_warp ? " warp" : "");
+    Twin q = twin("q", dt, SHAPE(N, W), 1.5), kv = twin("kv", dt, SHAPE(N, W), 1.5);
+    Twin out = twin("out", dt, SHAPE(N, O), 1), lse = twin("lse", dt, SHAPE(L, qs.T), 1);
+    Twin ob = twin("out_b", dt, SHAPE(N, O), 1), lb = twin("lse_b", dt, SHAPE(L, qs.T), 1);
+    BOTH(attn_block_fwd, X(out), X(lse), X(q), X(q), &qs, &qs);
+    BOTH(attn_block_fwd, X(ob), X(lb), X(q), X(kv), &qs, &ks);
+    g_autofree char *w1 = g_strdup_printf("out, lse (own, other), %s", what);
+    REPORT("attn_block_fwd", dt, w1, out, lse, ob, lb);
+    BOTH(attn_merge, X(out), X(lse), X(ob), X(lb), &qs);
+    REPORT("attn_merge", dt, what, out, lse);
+    Twin dout = twin("dout", dt, SHAPE(N, O), 1), dq = twin("dq", dt, SHAPE(N, W), 1), dkv = twin("dkv", dt, SHAPE(N, W), 1);
+    BOTH(attn_block_bwd, X(dq), X(dkv), X(dout), X(q), X(kv), X(out), X(lse), &qs, &ks);
+    BOTH(attn_block_bwd, X(dq), X(dq), X(dout), X(q), X(q), X(out), X(lse), &qs, &qs);
+    g_autofree char *w2 = g_strdup_printf("dq, dkv (+=), %s", what);
+    REPORT("attn_block_bwd", dt, w2, dq, dkv);
+    /* rank 0's queries (kv, at ks's positions) against rank 1's keys (q, at qs's) */
+    Twin o0 = twin("out0", dt, SHAPE(N, O), 1), l0 = twin("lse0", dt, SHAPE(L, qs.T), 1);
+    BOTH(attn_block_fwd, X(o0), X(l0), X(kv), X(q), &ks, &qs);
+    g_autofree char *w3 = g_strdup_printf("out, rows seeing no key, %s", what);
+    REPORT("attn_block_fwd", dt, w3, o0);
+    Twin ts[] = {q, kv, out, lse, ob, lb, dout, dq, dkv, o0, l0};
+    for (guint i = 0; i < G_N_ELEMENTS(ts); i++) twin_free(ts[i]);
+  }
 }
+
+/* the same two on the warp kernels (cu_warp) */
+static void on_warp_backend(GTestDataFunc fn, gconstpointer p) {
+  if (!cu_warp) {
+    g_test_skip("no second cuda backend");
+    return;
+  }
+  PxBackend *keep = cu;
+  cu = cu_warp;
+  on_warp = TRUE;
+  fn(p);
+  on_warp = FALSE;
+  cu = keep;
+}
+static void test_attention_warp(gconstpointer p) { on_warp_backend(test_attention, p); }
+static void test_attn_blocks_warp(gconstpointer p) { on_warp_backend(test_attn_blocks, p); }
 
 static void test_cross_entropy(gconstpointer p) {
   PxDType dt = GPOINTER_TO_INT(p);
@@ -778,6 +884,13 @@ int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   cpu = px_backend_new("cpu", 0, &E);
   g_assert_no_error(E);
+  /* the warp-kernel attention, for /cuda/attention-warp (the variable is read when a backend is made) */
+  g_autofree char *att_env = g_strdup(g_getenv("PX_CUDA_ATTN"));
+  g_setenv("PX_CUDA_ATTN", "warp", TRUE);
+  cu_warp = px_backend_new("cuda", 0, &E);
+  g_assert_no_error(E);
+  if (att_env) g_setenv("PX_CUDA_ATTN", att_env, TRUE);
+  else g_unsetenv("PX_CUDA_ATTN");
   rng = g_rand_new_with_seed(20261130);
   static const struct {
     const char *name;
@@ -785,7 +898,8 @@ int main(int argc, char **argv) {
   } ops[] = {
     {"linear", test_linear},       {"embedding", test_embedding}, {"norms", test_norms},
     {"elementwise", test_elementwise}, {"rope", test_rope},    {"attention", test_attention},
-    {"attention-blocks", test_attn_blocks},
+    {"attention-blocks", test_attn_blocks}, {"attention-warp", test_attention_warp},
+    {"attention-blocks-warp", test_attn_blocks_warp},
     {"cross-entropy", test_cross_entropy}, {"optimizer", test_optimizer},
     {"rows", test_rows},         {"router", test_router},
   };
@@ -806,6 +920,7 @@ int main(int argc, char **argv) {
   printf("# cuda vs cpu: %d op comparison(s) out of tolerance\n", failures);
   px_backend_free(cpu);
   px_backend_free(cu);
+  px_backend_free(cu_warp);
   g_rand_free(rng);
   return rc;
 }

@@ -1,6 +1,7 @@
 /* backend_cuda.c — the CUDA backend: the ops table of backend_impl.h on one
  * GPU. Kernels are in kernels.cu (launchers in cuda_kernels.h); GEMMs go to
- * cuBLASLt. docs/backend.md ("The CUDA backend") describes the design:
+ * cuBLASLt, attention's batched GEMMs to cuBLAS (cublasGemmBatchedEx).
+ * docs/backend.md ("The CUDA backend") describes the design:
  *
  *  - device: device % cudaGetDeviceCount(), set on the calling thread by
  *    every entry point (ranks of the local communicator are threads);
@@ -23,6 +24,7 @@
 #include "check.h"
 #include "cuda_kernels.h"
 #include <cublasLt.h>
+#include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
@@ -39,6 +41,8 @@ typedef struct {
   cudaStream_t st;        /* the compute stream */
   cudaMemPool_t pool;
   cublasLtHandle_t lt;
+  cublasHandle_t blas;    /* the batched GEMMs of attention (cublasGemmBatchedEx), on st */
+  gboolean att_warp;      /* PX_CUDA_ATTN=warp: attention by the warp-per-row kernels only */
   void *workspace;
   int *bad;               /* host-mapped int[2]: {PXK_BAD_*, id} set by kernels */
   int *bad_dev;           /* its device address */
@@ -767,13 +771,183 @@ static gboolean att_head_dim(Cuda *c, const char *op, const PxAttnShape *s, GErr
                  PXK_ATT_MAX_HEAD_DIM);
 }
 
+/* ---- attention on tensor cores ----
+ * Flash-style blocking over query rows, the products by cuBLAS: for each
+ * block of up to ATT_TC_BQ query rows [q0, q0 + nq) and the nk key rows its
+ * queries can see (the causal prefix: nk = q0 + nq in the whole attention),
+ * batched over (sequence, head) entries with pointer arrays
+ * (cublasGemmBatchedEx, fp32 compute; bf16 / f16 inputs on tensor cores,
+ * fp32 inputs in fp32):
+ *   forward   S = Q K^T (fp32 tile), softmax kernel (scale, mask, row
+ *             log-sum-exp saved, P in the tensors' type), O = P V;
+ *   backward  S = Q K^T, dP = dO V^T, kernel (P = e^(scale S - lse),
+ *             D, dS = P (dP - D) scale), dV += P^T dO, dK += dS^T Q,
+ *             dQ += dS K (beta = 1).
+ * Pointer arrays rather than strided batches: an entry's Q, K, V sit at
+ * offsets b*T*W + h*hd in the interleaved rows (two strides, not one), and
+ * GQA maps query head h to kv head h / (H/KV). Entries are ordered so that a
+ * chunk of at most B*KV of them never writes one dK / dV row twice in one
+ * GEMM (cuda_kernels.h PxkAttTc); the forward's chunks may hold all B*H.
+ * Workspace: one block's tiles for a chunk of entries, at most
+ * ATT_TC_WS_BYTES (64 MiB), from the backend's caching pool under
+ * PX_MEM_BUFFERS (the planner's workspace allowance covers it); the pointer
+ * arrays sit in front. Only when one entry's tile of 16 query rows is already
+ * above the bound (T > 350 000 or so) is it that one tile.
+ * Taken when head_dim is a multiple of 8 and every base pointer is 16-byte
+ * aligned (rows and heads on 16-byte boundaries for the tensor cores), T >= 2
+ * for the whole attention (its att buffer must hold B*H*T fp32 lse), and
+ * PX_CUDA_ATTN is not "warp" (then, and otherwise, the warp-per-row kernels
+ * of kernels.cu run, as before). */
+#define ATT_TC_BQ 128
+#define ATT_TC_WS_BYTES ((gsize)64 << 20)
+
+static gboolean att_tc_aligned(const void *const *ps, int n) {
+  for (int i = 0; i < n; i++)
+    if (ps[i] && ptr_align(ps[i]) < 16) return FALSE;
+  return TRUE;
+}
+
+static gboolean att_tc_takes(Cuda *c, const PxAttnShape *s, const void *const *ps, int n) {
+  return !c->att_warp && s->head_dim % 8 == 0 && att_tc_aligned(ps, n);
+}
+
+/* the position of token t under p (host copy of px_attn_pos for PxkPos) */
+static int att_pos(PxkPos p, int t) {
+  return p.split <= 0 ? t : t < p.split ? p.start0 + t : p.start1 + (t - p.split);
+}
+
+/* The keys of a block of query rows [q0, q0 + nq): 1 + the last key row
+ * whose position is at or before the block's last query position (the rows
+ * before it that the kernel still masks), at least 1. */
+static int att_tc_nk(PxkPos qp, PxkPos kp, int Tk, int q0, int nq) {
+  int pmax = INT_MIN, nk = 0;
+  for (int t = q0; t < q0 + nq; t++) pmax = MAX(pmax, att_pos(qp, t));
+  for (int j = 0; j < Tk; j++)
+    if (att_pos(kp, j) <= pmax) nk = j + 1;
+  return MAX(nk, 1);
+}
+
+/* C[e] (m x n, column-major) = alpha op(A[e]) op(B[e]) + beta C[e], e < count */
+static gboolean att_gemm(Cuda *c, const char *op, gboolean ta, gboolean tb, int m, int n, int k, float alpha,
+                         void **A, cudaDataType_t at, int lda, void **B, cudaDataType_t bt, int ldb, float beta,
+                         void **C, cudaDataType_t ct, int ldc, int count, GError **error) {
+  LT(c, op, cublasGemmBatchedEx(c->blas, ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb ? CUBLAS_OP_T : CUBLAS_OP_N, m, n, k,
+                                &alpha, (const void *const *)A, at, lda, (const void *const *)B, bt, ldb, &beta,
+                                (void *const *)C, ct, ldc, count, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  return TRUE;
+}
+
+/* What one call does: q's queries (shape qs) against kv's keys and values
+ * (ks); o: out (forward, written) or dout (backward); lse fp32 (lse_f32) or
+ * of dt; D: the backward's row dots, or NULL to form them from the block;
+ * dq, dkv: NULL in forward. */
+typedef struct {
+  PxDType dt;
+  const PxAttnShape *qs, *ks;
+  const void *q, *kv;
+  void *o;
+  void *lse;
+  int lse_f32;
+  const float *D;
+  void *dq, *dkv;
+} AttTcCall;
+
+static gboolean att_tc_blocks(PxBackend *be, Cuda *c, const char *op, const AttTcCall *x, GError **error) {
+  const PxAttnShape *qs = x->qs, *ks = x->ks;
+  const gboolean bwd = x->dq != NULL;
+  const int B = qs->B, H = qs->heads, KV = qs->kv_heads, hd = qs->head_dim;
+  const int W = (H + 2 * KV) * hd, Cq = H * hd, es = (int)px_dtype_size(x->dt);
+  const int ldS = (ks->T + 7) / 8 * 8; /* tile rows on 16-byte boundaries */
+  const gsize per = bwd ? 8 + 2 * (gsize)es : 4 + (gsize)es; /* bytes per tile element: S (+ dP) fp32, P (+ dS) */
+  int bq = ATT_TC_BQ;
+  while (bq > 16 && (gsize)bq * ldS * per > ATT_TC_WS_BYTES) bq /= 2;
+  bq = MIN(bq, qs->T);
+  const gint64 tile = (gint64)bq * ldS;
+  const int n_all = B * H, n_max = bwd ? B * KV : n_all;
+  const int E = (int)CLAMP((gint64)(ATT_TC_WS_BYTES / ((gsize)tile * per)), 1, n_max);
+  const gsize ptr_bytes = ((gsize)PXK_ATP_N * E * sizeof(void *) + 255) / 256 * 256;
+  const gsize t4 = (gsize)E * tile * 4, th = (gsize)E * tile * es; /* one fp32 / one dt region */
+  const gsize bytes = ptr_bytes + (bwd ? 2 * t4 + 2 * th : t4 + th);
+  g_autoptr(PxTensor) ws = px_tensor_new(be, "attention.workspace", PX_DTYPE_F32, PX_MEM_BUFFERS, 1,
+                                         (gint64[]){(gint64)((bytes + 3) / 4)}, error);
+  if (!ws) return FALSE;
+  char *base = ws->data;
+  void **ptrs = (void **)base;
+  char *S = base + ptr_bytes, *P = S + t4, *dP = bwd ? P + th : NULL, *dS = bwd ? dP + t4 : NULL;
+#define ARR(k) (ptrs + (gsize)(k) * E)
+  const cudaDataType_t ty = lt_type(x->dt);
+  const PxkPos qp = pxk_pos(qs), kp = pxk_pos(ks);
+  for (int n0 = 0; n0 < n_all; n0 += E)
+    for (int q0 = 0; q0 < qs->T; q0 += bq) {
+      const int nq = MIN(bq, qs->T - q0), nk = att_tc_nk(qp, kp, ks->T, q0, nq), ne = MIN(E, n_all - n0);
+      PxkAttTc a = {.B = B, .Tq = qs->T, .Tk = ks->T, .H = H, .KV = KV, .hd = hd, .qp = qp, .kp = kp,
+                    .n0 = n0, .E = ne, .q0 = q0, .nq = nq, .nk = nk, .ldS = ldS, .tile = tile,
+                    .scale = (float)(1.0 / sqrt((double)hd)), .lse_f32 = x->lse_f32};
+      /* ARR uses the chunk's full E as the stride; the kernel writes with a.E = ne: give it E */
+      PxkAttTc pa = a;
+      pa.E = E;
+      if (!KERN(pxk_att_tc_ptrs(c->st, x->dt, ptrs, pa, x->q, x->kv, x->o, S, P, dP, dS, x->dq, x->dkv)))
+        return FALSE;
+      /* S (nq x nk, row-major, ld ldS) = Q (nq x hd, ld W) K^T: column-major S^T = K^T' Q' */
+      if (!att_gemm(c, op, TRUE, FALSE, nk, nq, hd, 1.f, ARR(PXK_ATP_K), ty, W, ARR(PXK_ATP_Q), ty, W, 0.f,
+                    ARR(PXK_ATP_S), CUDA_R_32F, ldS, ne, error))
+        return FALSE;
+      if (!bwd) {
+        if (!KERN(pxk_att_tc_softmax_fwd(c->st, x->dt, a, (const float *)S, P, x->lse))) return FALSE;
+        /* O (nq x hd, ld Cq) = P (nq x nk, ld ldS) V (nk x hd, ld W): column-major O^T = V^T P^T */
+        if (!att_gemm(c, op, FALSE, FALSE, hd, nq, nk, 1.f, ARR(PXK_ATP_V), ty, W, ARR(PXK_ATP_P), ty, ldS, 0.f,
+                      ARR(PXK_ATP_O), ty, Cq, ne, error))
+          return FALSE;
+        continue;
+      }
+      /* dP (nq x nk, ld ldS) = dO (nq x hd, ld Cq) V^T */
+      if (!att_gemm(c, op, TRUE, FALSE, nk, nq, hd, 1.f, ARR(PXK_ATP_V), ty, W, ARR(PXK_ATP_O), ty, Cq, 0.f,
+                    ARR(PXK_ATP_DP), CUDA_R_32F, ldS, ne, error) ||
+          !KERN(pxk_att_tc_softmax_bwd(c->st, x->dt, a, (const float *)S, (const float *)dP, P, dS, x->lse, x->D)))
+        return FALSE;
+      /* dV (nk x hd, ld W) += P^T dO: column-major dV^T += dO^T P */
+      if (!att_gemm(c, op, FALSE, TRUE, hd, nk, nq, 1.f, ARR(PXK_ATP_O), ty, Cq, ARR(PXK_ATP_P), ty, ldS, 1.f,
+                    ARR(PXK_ATP_DV), ty, W, ne, error))
+        return FALSE;
+      /* dK (nk x hd, ld W) += dS^T Q */
+      if (!att_gemm(c, op, FALSE, TRUE, hd, nk, nq, 1.f, ARR(PXK_ATP_Q), ty, W, ARR(PXK_ATP_DS), ty, ldS, 1.f,
+                    ARR(PXK_ATP_DK), ty, W, ne, error))
+        return FALSE;
+      /* dQ (nq x hd, ld W) += dS (nq x nk) K (nk x hd): column-major dQ^T += K^T dS^T */
+      if (!att_gemm(c, op, FALSE, FALSE, hd, nq, nk, 1.f, ARR(PXK_ATP_K), ty, W, ARR(PXK_ATP_DS), ty, ldS, 1.f,
+                    ARR(PXK_ATP_DQ), ty, W, ne, error))
+        return FALSE;
+    }
+#undef ARR
+  return TRUE;
+}
+
+/* The whole attention. Whether the forward saved the lse (fp32, the first
+ * B*H*T*4 bytes of att) or, as the cpu backend, the probabilities (the warp
+ * kernels for f32 and for T = 1, cuda_kernels.h) is decided from what the
+ * forward and the backward share: the shape, the dtype, qkv's address and
+ * PX_CUDA_ATTN. The tensor-core path runs when it is decided on and out /
+ * dout / dqkv are 16-byte aligned too; otherwise the warp kernels run, on
+ * the lse when it was decided on. */
+static gboolean att_full_tc(Cuda *c, const PxAttnShape *s, const PxTensor *qkv) {
+  const void *ps[] = {qkv->data};
+  return s->T >= 2 && att_tc_takes(c, s, ps, 1);
+}
+
 static gboolean cuda_attention_fwd(PxBackend *be, PxTensor *out, PxTensor *att, const PxTensor *qkv,
                                    const PxAttnShape *s, GError **error) {
   const char *op = "attention_fwd";
   Cuda *c = cx(be);
-  return enter(be, op, qkv->dtype, error) && att_head_dim(c, op, s, error) &&
+  if (!enter(be, op, qkv->dtype, error)) return FALSE;
+  const gboolean tc = att_full_tc(c, s, qkv);
+  if (tc && att_tc_aligned((const void *const[]){out->data}, 1)) {
+    AttTcCall x = {.dt = qkv->dtype, .qs = s, .ks = s, .q = qkv->data, .kv = qkv->data, .o = out->data,
+                   .lse = att->data, .lse_f32 = 1};
+    return att_tc_blocks(be, c, op, &x, error);
+  }
+  return att_head_dim(c, op, s, error) &&
          KERN(pxk_attention_fwd(c->st, qkv->dtype, out->data, att->data, qkv->data, s->B, s->T, s->heads,
-                                s->kv_heads, s->head_dim));
+                                s->kv_heads, s->head_dim, tc ? 0 : pxk_att_saves_probs(qkv->dtype, s->T)));
 }
 
 static gboolean cuda_attention_bwd(PxBackend *be, PxTensor *dqkv, const PxTensor *dout, const PxTensor *qkv,
@@ -781,19 +955,38 @@ static gboolean cuda_attention_bwd(PxBackend *be, PxTensor *dqkv, const PxTensor
   const char *op = "attention_bwd";
   Cuda *c = cx(be);
   void *Dbuf = NULL;
-  if (!enter(be, op, qkv->dtype, error) || !att_head_dim(c, op, s, error) ||
+  if (!enter(be, op, qkv->dtype, error)) return FALSE;
+  const gboolean tc = att_full_tc(c, s, qkv);
+  if (tc && att_tc_aligned((const void *const[]){dout->data, dqkv->data}, 2)) {
+    AttTcCall x = {.dt = qkv->dtype, .qs = s, .ks = s, .q = qkv->data, .kv = qkv->data, .o = (void *)dout->data,
+                   .lse = att->data, .lse_f32 = 1, .dq = dqkv->data, .dkv = dqkv->data};
+    return att_tc_blocks(be, c, op, &x, error);
+  }
+  if (!att_head_dim(c, op, s, error) ||
       !scratch(c, op, (gsize)s->B * s->heads * s->T * sizeof(float), &Dbuf, error))
     return FALSE;
   gboolean ok = KERN(pxk_attention_bwd(c->st, qkv->dtype, dqkv->data, dout->data, qkv->data, att->data, Dbuf, s->B,
-                                       s->T, s->heads, s->kv_heads, s->head_dim));
+                                       s->T, s->heads, s->kv_heads, s->head_dim,
+                                       tc ? 0 : pxk_att_saves_probs(qkv->dtype, s->T)));
   return scratch_free(c, op, Dbuf, ok ? error : NULL) && ok;
 }
 
+/* Block attention (ring / flash attention's block): the same tensor-core
+ * path over the keys up to the last one a query block can see, masked by
+ * global position, lse in the tensors' type; the backward's D = rowsum(dout
+ * * out) of the final output (the block holds only part of each row). Both
+ * save the same state whichever path runs, so each op picks on its own. */
 static gboolean cuda_attn_block_fwd(PxBackend *be, PxTensor *out, PxTensor *lse, const PxTensor *q,
                                     const PxTensor *kv, const PxAttnShape *qs, const PxAttnShape *ks, GError **error) {
   const char *op = "attn_block_fwd";
   Cuda *c = cx(be);
-  return enter(be, op, q->dtype, error) && att_head_dim(c, op, qs, error) &&
+  if (!enter(be, op, q->dtype, error)) return FALSE;
+  if (att_tc_takes(c, qs, (const void *const[]){out->data, q->data, kv->data}, 3)) {
+    AttTcCall x = {.dt = q->dtype, .qs = qs, .ks = ks, .q = q->data, .kv = kv->data, .o = out->data,
+                   .lse = lse->data, .lse_f32 = 0};
+    return att_tc_blocks(be, c, op, &x, error);
+  }
+  return att_head_dim(c, op, qs, error) &&
          KERN(pxk_attn_block_fwd(c->st, q->dtype, out->data, lse->data, q->data, kv->data, qs->B, qs->T, ks->T,
                                  qs->heads, qs->kv_heads, qs->head_dim, pxk_pos(qs), pxk_pos(ks)));
 }
@@ -812,7 +1005,18 @@ static gboolean cuda_attn_block_bwd(PxBackend *be, PxTensor *dq, PxTensor *dkv, 
                                     const PxAttnShape *qs, const PxAttnShape *ks, GError **error) {
   const char *op = "attn_block_bwd";
   Cuda *c = cx(be);
-  return enter(be, op, q->dtype, error) && att_head_dim(c, op, qs, error) &&
+  if (!enter(be, op, q->dtype, error)) return FALSE;
+  if (att_tc_takes(c, qs, (const void *const[]){dq->data, dkv->data, dout->data, q->data, kv->data}, 5)) {
+    void *D = NULL;
+    if (!scratch(c, op, (gsize)qs->B * qs->heads * qs->T * sizeof(float), &D, error)) return FALSE;
+    AttTcCall x = {.dt = q->dtype, .qs = qs, .ks = ks, .q = q->data, .kv = kv->data, .o = (void *)dout->data,
+                   .lse = lse->data, .lse_f32 = 0, .D = D, .dq = dq->data, .dkv = dkv->data};
+    gboolean ok = KERN(pxk_att_rowdot(c->st, q->dtype, D, dout->data, out->data, qs->B, qs->T, qs->heads,
+                                      qs->head_dim)) &&
+                  att_tc_blocks(be, c, op, &x, error);
+    return scratch_free(c, op, D, ok ? error : NULL) && ok;
+  }
+  return att_head_dim(c, op, qs, error) &&
          KERN(pxk_attn_block_bwd(c->st, q->dtype, dq->data, dkv->data, dout->data, q->data, kv->data, out->data,
                                  lse->data, qs->B, qs->T, ks->T, qs->heads, qs->kv_heads, qs->head_dim, pxk_pos(qs),
                                  pxk_pos(ks)));
@@ -1085,6 +1289,7 @@ static void cuda_destroy(Cuda *c) {
   if (!c) return;
   if (cudaSetDevice(c->device) == cudaSuccess) {
     if (c->st) cudaStreamSynchronize(c->st);
+    if (c->blas) cublasDestroy(c->blas);
     if (c->lt) cublasLtDestroy(c->lt);
     if (c->workspace) cudaFree(c->workspace);
     if (c->bad) cudaFreeHost(c->bad);
@@ -1116,6 +1321,12 @@ static gboolean cuda_init(Cuda *c, GError **error) {
   CU(c, op, cudaMemPoolSetAttribute(c->pool, cudaMemPoolAttrReleaseThreshold, &keep));
   LT(c, op, cublasLtCreate(&c->lt));
   CU(c, op, cudaMalloc(&c->workspace, WORKSPACE_BYTES));
+  LT(c, op, cublasCreate(&c->blas));
+  LT(c, op, cublasSetStream(c->blas, c->st));
+  /* the same workspace as cuBLASLt's: both queue only on st, one after the other */
+  LT(c, op, cublasSetWorkspace(c->blas, c->workspace, WORKSPACE_BYTES));
+  const char *att = g_getenv("PX_CUDA_ATTN");
+  c->att_warp = att && g_strcmp0(att, "warp") == 0;
   CU(c, op, cudaHostAlloc((void **)&c->bad, 2 * sizeof(int), cudaHostAllocMapped));
   c->bad[0] = c->bad[1] = 0;
   CU(c, op, cudaHostGetDevicePointer((void **)&c->bad_dev, c->bad, 0));

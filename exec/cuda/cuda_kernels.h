@@ -83,13 +83,62 @@ cudaError_t pxk_attn_block_bwd(cudaStream_t st, int dt, void *dq, void *dkv, con
  * The saved state in att: f32, or T == 1: the probabilities (B,heads,T,T), as
  * the cpu backend; bf16 / f16 with T >= 2: only each row's log-sum-exp, as
  * fp32, in the first B*heads*T*4 bytes of att (no T x T scores are written).
- * pxk_att_saves_probs says which. D: fp32 scratch of B*heads*T for backward. */
+ * pxk_att_saves_probs says which; sp passes it (0: the lse, whatever the
+ * dtype, after the tensor-core forward). D: fp32 scratch of B*heads*T for
+ * backward. */
 int pxk_att_saves_probs(int dt, int T);
 cudaError_t pxk_attention_fwd(cudaStream_t st, int dt, void *out, void *att, const void *qkv, int B,
-                              int T, int heads, int kv_heads, int head_dim);
+                              int T, int heads, int kv_heads, int head_dim, int sp);
 cudaError_t pxk_attention_bwd(cudaStream_t st, int dt, void *dqkv, const void *dout, const void *qkv,
                               const void *att, float *D, int B, int T, int heads, int kv_heads,
-                              int head_dim);
+                              int head_dim, int sp);
+
+/* ---- attention on tensor cores (backend_cuda.c): the scores of one block
+ * of query rows by batched cuBLAS GEMMs, these kernels in between ----
+ * One call covers a chunk of E (sequence, query head) entries and one block
+ * of nq query rows [q0, q0 + nq) against the first nk key rows. Entry e is
+ * n = n0 + e in the order n = (i*B + b)*KV + j: sequence b, kv head j, query
+ * head h = j*(H/KV) + i. So entries of one sequence and kv head lie B*KV
+ * apart, and a chunk of at most B*KV entries never has two that write the
+ * same dK / dV rows (the backward's GEMMs with beta = 1).
+ * Tiles (fp32 scores S, dP; probabilities P and dS in the tensors' type) are
+ * row-major nq x nk with row stride ldS, entry e's at element e * tile. */
+typedef struct {
+  int B, Tq, Tk, H, KV, hd; /* B sequences of Tq query and Tk key rows, in the qkv layout */
+  PxkPos qp, kp;            /* query row t sees key row j iff kpos(j) <= qpos(t) */
+  int n0, E;                /* the chunk's entries */
+  int q0, nq, nk;           /* the block */
+  int ldS;                  /* tile row stride (elements), >= nk */
+  int64_t tile;             /* elements from one entry's tile to the next, >= nq * ldS */
+  float scale;              /* 1/sqrt(hd) */
+  int lse_f32;              /* lse is fp32 (attention's att buffer) or of the tensors' type (block ops) */
+} PxkAttTc;
+
+/* the pointer arrays of the batched GEMMs: ptrs[PXK_ATP_x * E + e] */
+enum {
+  PXK_ATP_Q, PXK_ATP_K, PXK_ATP_V, /* rows q0.. of query head h; rows 0.. of kv head j (qkv layout) */
+  PXK_ATP_O,                       /* rows q0.. of head h in o (B*Tq, H*hd): out, or dout in backward */
+  PXK_ATP_S, PXK_ATP_P, PXK_ATP_DP, PXK_ATP_DS, /* the entry's tiles */
+  PXK_ATP_DQ, PXK_ATP_DK, PXK_ATP_DV,           /* as Q, K, V in dq / dkv */
+  PXK_ATP_N
+};
+cudaError_t pxk_att_tc_ptrs(cudaStream_t st, int dt, void **ptrs, PxkAttTc a, const void *q, const void *kv,
+                            const void *o, void *S, void *P, void *dP, void *dS, void *dq, void *dkv);
+/* One warp per row (e, i): s_j = scale * S[e][i][j], masked by position;
+ * lse = log sum_j e^s_j (-inf when no key is visible) written to
+ * lse[(b*H + h)*Tq + q0 + i]; P[e][i][j] = e^(s_j - lse), 0 where masked.
+ * S (E tiles) fp32, P (E tiles) of dt. */
+cudaError_t pxk_att_tc_softmax_fwd(cudaStream_t st, int dt, PxkAttTc a, const float *S, void *P, void *lse);
+/* Backward of one block: p_j = e^(scale S_j - lse) (0 where masked or when
+ * lse = -inf), D = the row's D[(b*H + h)*Tq + t] when D is given, else
+ * sum_j p_j dP_j (the whole row is in the block); P = p and
+ * dS = p (dP - D) scale, both of dt. S, dP fp32 tiles. */
+cudaError_t pxk_att_tc_softmax_bwd(cudaStream_t st, int dt, PxkAttTc a, const float *S, const float *dP, void *P,
+                                   void *dS, const void *lse, const float *D);
+/* D[(b*H + h)*T + t] = sum_d dout[b*T + t][h*hd + d] * out[..] (fp32), one warp per row;
+ * dout, out (B*T, H*hd). */
+cudaError_t pxk_att_rowdot(cudaStream_t st, int dt, float *D, const void *dout, const void *out, int B, int T,
+                           int H, int hd);
 
 /* out = a + b (out may be a or b) */
 cudaError_t pxk_add(cudaStream_t st, int dt, void *out, const void *a, const void *b, int64_t n);

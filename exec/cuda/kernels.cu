@@ -745,20 +745,18 @@ static AttGeo att_geo_full(int B, int T, int heads, int kv_heads, int head_dim) 
 static unsigned att_blocks(int64_t rows) { return (unsigned)((rows + ATT_WARPS - 1) / ATT_WARPS); }
 
 extern "C" cudaError_t pxk_attention_fwd(cudaStream_t st, int dt, void *out, void *att, const void *qkv, int B,
-                                         int Tn, int heads, int kv_heads, int head_dim) {
+                                         int Tn, int heads, int kv_heads, int head_dim, int sp) {
   if (head_dim > PXK_ATT_MAX_HEAD_DIM) return cudaErrorInvalidValue;
   AttGeo g = att_geo_full(B, Tn, heads, kv_heads, head_dim);
-  int sp = pxk_att_saves_probs(dt, Tn);
   DISPATCH(dt, k_attention_fwd<T><<<att_blocks((int64_t)B * heads * Tn), 32 * ATT_WARPS, 0, st>>>(
                    (T *)out, att, (const T *)qkv, g, sp))
 }
 
 extern "C" cudaError_t pxk_attention_bwd(cudaStream_t st, int dt, void *dqkv, const void *dout, const void *qkv,
                                          const void *att, float *D, int B, int Tn, int heads, int kv_heads,
-                                         int head_dim) {
+                                         int head_dim, int sp) {
   if (head_dim > PXK_ATT_MAX_HEAD_DIM) return cudaErrorInvalidValue;
   AttGeo g = att_geo_full(B, Tn, heads, kv_heads, head_dim);
-  int sp = pxk_att_saves_probs(dt, Tn);
   DISPATCH(dt, {
     k_attention_bwd_q<T><<<att_blocks((int64_t)B * heads * Tn), 32 * ATT_WARPS, 0, st>>>(
         (T *)dqkv, (const T *)dout, (const T *)qkv, att, D, g, sp);
@@ -903,6 +901,148 @@ extern "C" cudaError_t pxk_attn_block_bwd(cudaStream_t st, int dt, void *dq, voi
     k_attn_block_bwd_kv<T><<<att_blocks((int64_t)B * kv_heads * Tk), 32 * ATT_WARPS, 0, st>>>(
         (T *)dkv, (const T *)dout, (const T *)q, (const T *)kv, (const T *)out, (const T *)lse, g);
   })
+}
+
+/* ---- attention on tensor cores: the kernels between the batched GEMMs
+ * (cuda_kernels.h PxkAttTc; backend_cuda.c queues the GEMMs). ---- */
+
+/* entry n -> sequence b, query head h (the order n = (i*B + b)*KV + j) */
+__device__ __forceinline__ void tc_entry(const PxkAttTc &a, int n, int *b, int *h, int *j) {
+  const int per = a.H / a.KV, bk = a.B * a.KV;
+  const int i = n / bk, rem = n % bk;
+  *b = rem / a.KV;
+  *j = rem % a.KV;
+  *h = *j * per + i;
+}
+
+/* One thread per entry e < E: the GEMMs' pointers (byte offsets of the element size es). */
+__global__ void k_att_tc_ptrs(char **ptrs, PxkAttTc a, int es, const char *q, const char *kv, const char *o, char *S,
+                              char *P, char *dP, char *dS, char *dq, char *dkv) {
+  const int e = blockIdx.x * blockDim.x + threadIdx.x;
+  if (e >= a.E) return;
+  int b, h, j;
+  tc_entry(a, a.n0 + e, &b, &h, &j);
+  const int64_t W = (int64_t)(a.H + 2 * a.KV) * a.hd, C = (int64_t)a.H * a.hd;
+  const int64_t oq = (((int64_t)b * a.Tq + a.q0) * W + (int64_t)h * a.hd) * es;      /* Q rows q0.. (qkv layout) */
+  const int64_t ok = ((int64_t)b * a.Tk * W + (int64_t)(a.H + j) * a.hd) * es;        /* K rows 0.. */
+  const int64_t ov = ((int64_t)b * a.Tk * W + (int64_t)(a.H + a.KV + j) * a.hd) * es; /* V rows 0.. */
+  const int64_t oo = (((int64_t)b * a.Tq + a.q0) * C + (int64_t)h * a.hd) * es;      /* O rows q0.. (B*Tq, C) */
+  const int64_t t4 = (int64_t)e * a.tile * 4, th = (int64_t)e * a.tile * es;         /* fp32 and dt tiles */
+  char *const vals[PXK_ATP_N] = {
+    (char *)q + oq, (char *)kv + ok, (char *)kv + ov, (char *)o + oo, S + t4, P + th, dP + t4, dS + th,
+    dq + oq, dkv + ok, dkv + ov,
+  };
+  for (int k = 0; k < PXK_ATP_N; k++) ptrs[(int64_t)k * a.E + e] = vals[k];
+}
+
+extern "C" cudaError_t pxk_att_tc_ptrs(cudaStream_t st, int dt, void **ptrs, PxkAttTc a, const void *q, const void *kv,
+                                       const void *o, void *S, void *P, void *dP, void *dS, void *dq, void *dkv) {
+  const int es = dt == PXK_F32 ? 4 : 2;
+  /* NULL bases (tiles or gradients an op does not use) give pointers that are never read */
+  k_att_tc_ptrs<<<(a.E + 127) / 128, 128, 0, st>>>((char **)ptrs, a, es, (const char *)q, (const char *)kv,
+                                                   (const char *)o, (char *)S, (char *)P, (char *)dP, (char *)dS,
+                                                   (char *)dq, (char *)dkv);
+  return cudaGetLastError();
+}
+
+/* row r = (e, i) of a block -> its entry's lse index, the query's position
+ * and the offset of its tile row */
+struct TcRow {
+  int64_t lse_i, off;
+  int pq;
+};
+__device__ __forceinline__ TcRow tc_row(const PxkAttTc &a, int64_t r) {
+  const int e = (int)(r / a.nq), i = (int)(r % a.nq);
+  int b, h, j;
+  tc_entry(a, a.n0 + e, &b, &h, &j);
+  TcRow w;
+  w.lse_i = ((int64_t)b * a.H + h) * a.Tq + a.q0 + i;
+  w.off = (int64_t)e * a.tile + (int64_t)i * a.ldS;
+  w.pq = pos_of(a.qp, a.q0 + i);
+  return w;
+}
+
+/* S, P: tiles (E of nq x ldS); lse (B*H, Tq) fp32 or T */
+template <typename T> __global__ void k_att_tc_softmax_fwd(PxkAttTc a, const float *S, T *P, void *lse) {
+  const int64_t r = (int64_t)blockIdx.x * ATT_WARPS + (threadIdx.x >> 5); /* (e, i) */
+  const int lane = threadIdx.x & 31;
+  if (r >= (int64_t)a.E * a.nq) return; /* whole warps leave together */
+  const TcRow w = tc_row(a, r);
+  const float *s = S + w.off;
+  T *p = P + w.off;
+  float mx = -INFINITY;
+  for (int j = lane; j < a.nk; j += 32)
+    if (pos_of(a.kp, j) <= w.pq) mx = fmaxf(mx, s[j] * a.scale);
+  mx = warp_max(mx);
+  float l = 0.f;
+  if (mx > -INFINITY)
+    for (int j = lane; j < a.nk; j += 32)
+      if (pos_of(a.kp, j) <= w.pq) l += expf(s[j] * a.scale - mx);
+  l = warp_sum(l);
+  const float lse_v = l > 0.f ? mx + logf(l) : -INFINITY;
+  for (int j = lane; j < a.nk; j += 32)
+    st_(p, j, lse_v > -INFINITY && pos_of(a.kp, j) <= w.pq ? expf(s[j] * a.scale - lse_v) : 0.f);
+  if (lane == 0) {
+    if (a.lse_f32) ((float *)lse)[w.lse_i] = lse_v;
+    else st_((T *)lse, w.lse_i, lse_v);
+  }
+}
+
+extern "C" cudaError_t pxk_att_tc_softmax_fwd(cudaStream_t st, int dt, PxkAttTc a, const float *S, void *P, void *lse) {
+  DISPATCH(dt, k_att_tc_softmax_fwd<T><<<att_blocks((int64_t)a.E * a.nq), 32 * ATT_WARPS, 0, st>>>(a, S, (T *)P, lse))
+}
+
+/* S, dP: fp32 tiles; P, dS: tiles of T; lse as above; D (B*H, Tq) fp32 or NULL */
+template <typename T>
+__global__ void k_att_tc_softmax_bwd(PxkAttTc a, const float *S, const float *dP, T *P, T *dS, const void *lse,
+                                     const float *D) {
+  const int64_t r = (int64_t)blockIdx.x * ATT_WARPS + (threadIdx.x >> 5); /* (e, i) */
+  const int lane = threadIdx.x & 31;
+  if (r >= (int64_t)a.E * a.nq) return;
+  const TcRow w = tc_row(a, r);
+  const float *s = S + w.off, *dp = dP + w.off;
+  T *p = P + w.off, *ds = dS + w.off;
+  const float l = a.lse_f32 ? ((const float *)lse)[w.lse_i] : ld((const T *)lse, w.lse_i);
+  float d;
+  if (D) {
+    d = D[w.lse_i];
+  } else { /* the whole row is in the block: D = sum_j p_j dP_j = dO . O */
+    d = 0.f;
+    if (l > -INFINITY)
+      for (int j = lane; j < a.nk; j += 32)
+        if (pos_of(a.kp, j) <= w.pq) d += expf(s[j] * a.scale - l) * dp[j];
+    d = warp_sum(d);
+  }
+  for (int j = lane; j < a.nk; j += 32) {
+    const float pj = l > -INFINITY && pos_of(a.kp, j) <= w.pq ? expf(s[j] * a.scale - l) : 0.f;
+    st_(p, j, pj);
+    st_(ds, j, pj > 0.f ? pj * (dp[j] - d) * a.scale : 0.f);
+  }
+}
+
+extern "C" cudaError_t pxk_att_tc_softmax_bwd(cudaStream_t st, int dt, PxkAttTc a, const float *S, const float *dP,
+                                              void *P, void *dS, const void *lse, const float *D) {
+  DISPATCH(dt, k_att_tc_softmax_bwd<T><<<att_blocks((int64_t)a.E * a.nq), 32 * ATT_WARPS, 0, st>>>(
+                   a, S, dP, (T *)P, (T *)dS, lse, D))
+}
+
+/* one warp per row (b, h, t): D = dout . out over the head's hd values */
+template <typename T> __global__ void k_att_rowdot(float *D, const T *dout, const T *out, int B, int Tn, int H, int hd) {
+  const int64_t r = (int64_t)blockIdx.x * ATT_WARPS + (threadIdx.x >> 5); /* (b, h, t) */
+  const int lane = threadIdx.x & 31;
+  if (r >= (int64_t)B * H * Tn) return;
+  const int64_t t = r % Tn, h = r / Tn % H, b = r / ((int64_t)Tn * H);
+  const int64_t o = (b * Tn + t) * ((int64_t)H * hd) + h * hd;
+  float s = 0.f;
+  for (int d = lane; d < hd; d += 32) s += ld(dout, o + d) * ld(out, o + d);
+  s = warp_sum(s);
+  if (lane == 0) D[r] = s;
+}
+
+extern "C" cudaError_t pxk_att_rowdot(cudaStream_t st, int dt, float *D, const void *dout, const void *out, int B,
+                                      int Tn, int H, int hd) {
+  DISPATCH(dt, k_att_rowdot<T><<<att_blocks((int64_t)B * H * Tn), 32 * ATT_WARPS, 0, st>>>(
+                   D, (const T *)dout, (const T *)out, B, Tn, H, hd))
 }
 
 /* ---- cross-entropy: one block per row ---- */
