@@ -2187,6 +2187,7 @@ static void rank_memory(Rank *r, PxRankMemory *out) {
   out->tp = r->tp_rank;
   px_backend_mem_stats(r->be, &out->measured);
   if (r->host) px_backend_mem_stats(r->host, &out->host);
+  out->host_pinned = r->host && px_backend_host_pinned(r->host);
   out->predicted = rt->mem->stages[r->stage];
   double k = rt->opt.dtype == PX_DTYPE_F64 ? 2.0 : 1.0; /* the prediction is for fp32 */
   PxStageMemory *p = &out->predicted;
