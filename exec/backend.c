@@ -96,7 +96,8 @@ static gboolean block_alloc(PxBackend *be, gsize size, void **out, GError **erro
   }
   g_mutex_lock(&be->lock);
   g_hash_table_add(be->pageable, *out);
-  gboolean warn = !be->host_warned;
+  static gint warned_once; /* one line per process, whatever the ranks */
+  gboolean warn = !be->host_warned && g_atomic_int_compare_and_exchange(&warned_once, 0, 1);
   be->host_warned = TRUE;
   g_mutex_unlock(&be->lock);
   g_mutex_lock(&dev->lock);
