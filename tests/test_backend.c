@@ -15,6 +15,7 @@
 #include <math.h>
 #include <string.h>
 #include "backend.h"
+#include "backend_impl.h" /* a device table whose host buffers fail or are counted (host-buffers tests) */
 #include "check.h"
 #include "half.h"
 #include "model.h" /* px_data_dir */
@@ -1580,6 +1581,90 @@ static void test_host_buffers(void) {
   px_backend_free(host); /* before its device */
 }
 
+/* A device whose host buffers are "pinned" (host_pinned) and counted, or
+ * always fail: the cpu table with other host_alloc / host_free. */
+static gint fake_allocs, fake_frees;
+static gboolean fake_host_alloc(PxBackend *b, gsize bytes, void **out, GError **error) {
+  g_atomic_int_inc(&fake_allocs);
+  return b->ops->raw_alloc(b, bytes, out, error);
+}
+static void fake_host_free(PxBackend *b, void *p) {
+  g_atomic_int_inc(&fake_frees);
+  b->ops->raw_free(b, p);
+}
+static gboolean failing_host_alloc(PxBackend *b, gsize bytes, void **out, GError **error) {
+  (void)b, (void)out;
+  return px_fail(error, PX_BACKEND_ERROR, PX_BACKEND_ERROR_ALLOC, "fake device: cudaHostAlloc of %" G_GSIZE_FORMAT
+                 " bytes failed", bytes);
+}
+
+static PxBackend *fake_device(PxBackendOps *table, gboolean fail) {
+  PxBackend *dev = px_backend_new("cpu", 0, NULL);
+  *table = *dev->ops;
+  table->host_alloc = fail ? failing_host_alloc : fake_host_alloc;
+  table->host_free = fake_host_free;
+  table->host_pinned = TRUE;
+  dev->ops = table;
+  return dev;
+}
+
+/* Every block of the host backend comes from its device's host_alloc and
+ * goes back through its host_free, the pool's cached ones too. */
+static void test_host_buffers_blocks(void) {
+  static PxBackendOps table;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(PxBackend) dev = fake_device(&table, FALSE);
+  fake_allocs = fake_frees = 0;
+  PxBackend *host = px_backend_new_host(dev, &error);
+  g_assert_no_error(error);
+  for (int i = 0; i < 3; i++) { /* the second and third reuse the pool's blocks */
+    g_autoptr(PxTensor) a = px_tensor_new(host, "a", PX_DTYPE_F32, PX_MEM_OPTIMIZER, 1, (gint64[]){100000}, &error);
+    g_autoptr(PxTensor) b = px_tensor_new(host, "b", PX_DTYPE_F32, PX_MEM_GRADS, 1, (gint64[]){300}, &error);
+    g_assert_no_error(error);
+  }
+  g_assert_cmpint(fake_allocs, >=, 2);
+  g_assert_true(px_backend_host_pinned(host));
+  PxMemStats ds;
+  px_backend_mem_stats(dev, &ds);
+  g_assert_cmpint(ds.host_current, ==, 0);
+  g_assert_cmpint(ds.host_peak, ==, 401200);
+  g_assert_false(ds.host_pageable);
+  px_backend_free(host);
+  g_assert_cmpint(fake_frees, ==, fake_allocs);
+}
+
+/* A device whose host_alloc fails: pageable blocks instead, the run goes on,
+ * one warning line (in a subprocess, to read its stderr) */
+static void test_host_buffers_fallback(void) {
+  if (g_test_subprocess()) {
+    static PxBackendOps table;
+    g_autoptr(GError) error = NULL;
+    g_autoptr(PxBackend) dev = fake_device(&table, TRUE);
+    fake_frees = 0;
+    PxBackend *host = px_backend_new_host(dev, &error);
+    g_assert_no_error(error);
+    PxTensor *a = px_tensor_new_zeroed(host, "a", PX_DTYPE_F32, PX_MEM_OPTIMIZER, 1, (gint64[]){1000}, &error);
+    PxTensor *b = px_tensor_new(host, "b", PX_DTYPE_F32, PX_MEM_GRADS, 1, (gint64[]){200000}, &error);
+    g_assert_no_error(error);
+    g_assert_false(px_backend_host_pinned(host));
+    PxMemStats ds;
+    px_backend_mem_stats(dev, &ds);
+    g_assert_true(ds.host_pageable);
+    g_assert_cmpint(ds.host_current, ==, 804000); /* counted all the same */
+    g_assert_true(px_op_scale(host, a, 2.0, &error));
+    px_tensor_free(a);
+    px_tensor_free(b);
+    px_backend_free(host);
+    g_assert_cmpint(fake_frees, ==, 0); /* the pageable blocks went back to the host backend itself */
+    return;
+  }
+  g_test_trap_subprocess(NULL, 0, 0);
+  g_test_trap_assert_passed();
+  g_test_trap_assert_stderr("warning: fake device: cudaHostAlloc of * bytes failed; host buffers fall back to pageable "
+                            "memory*\n");
+  g_test_trap_assert_stderr_unmatched("*\n*warning*");
+}
+
 /* px_tensor_view_as: another dtype at a byte offset, inside and aligned */
 static void test_view_as(void) {
   g_autoptr(GError) error = NULL;
@@ -1632,6 +1717,8 @@ int main(int argc, char **argv) {
   g_test_add_func("/backend/memory", test_memory);
   g_test_add_func("/backend/pool", test_pool);
   g_test_add_func("/backend/host-buffers", test_host_buffers);
+  g_test_add_func("/backend/host-buffers/blocks", test_host_buffers_blocks);
+  g_test_add_func("/backend/host-buffers/fallback", test_host_buffers_fallback);
   g_test_add_func("/backend/view-as", test_view_as);
   g_test_add_func("/backend/poison", test_poison);
   g_test_add_func("/backend/registry", test_registry);
