@@ -82,6 +82,74 @@ PxBackend *px_backend_new(const char *name, int device, GError **error) {
   return NULL;
 }
 
+/* ---- raw blocks: the backend's own, or for a host backend its device's host buffers ---- */
+
+static gboolean block_alloc(PxBackend *be, gsize size, void **out, GError **error) {
+  PxBackend *dev = be->host_of;
+  if (!dev || !dev->ops->host_alloc) return be->ops->raw_alloc(be, size, out, error);
+  GError *err = NULL;
+  if (dev->ops->host_alloc(dev, size, out, &err)) return TRUE;
+  /* no pinned memory: this block pageable, from the host backend itself */
+  if (!be->ops->raw_alloc(be, size, out, error)) {
+    g_clear_error(&err);
+    return FALSE;
+  }
+  g_mutex_lock(&be->lock);
+  g_hash_table_add(be->pageable, *out);
+  static gint warned_once; /* one line per process, whatever the ranks */
+  gboolean warn = !be->host_warned && g_atomic_int_compare_and_exchange(&warned_once, 0, 1);
+  be->host_warned = TRUE;
+  g_mutex_unlock(&be->lock);
+  g_mutex_lock(&dev->lock);
+  dev->mem.host_pageable = TRUE;
+  g_mutex_unlock(&dev->lock);
+  if (warn)
+    g_printerr("warning: %s; host buffers fall back to pageable memory (their copies to and from the device "
+               "synchronous)\n", err->message);
+  g_error_free(err);
+  return TRUE;
+}
+
+static void block_free(PxBackend *be, void *p) {
+  PxBackend *dev = be->host_of;
+  gboolean own = !dev || !dev->ops->host_alloc;
+  if (!own) {
+    g_mutex_lock(&be->lock);
+    own = g_hash_table_remove(be->pageable, p);
+    g_mutex_unlock(&be->lock);
+  }
+  if (own) be->ops->raw_free(be, p);
+  else dev->ops->host_free(dev, p);
+}
+
+PxBackend *px_backend_new_host(PxBackend *device, GError **error) {
+  g_return_val_if_fail(device, NULL);
+  PxBackend *be = px_backend_new("cpu", 0, error);
+  if (!be) return NULL;
+  be->host_of = device;
+  be->pageable = g_hash_table_new(g_direct_hash, g_direct_equal);
+  return be;
+}
+
+gboolean px_backend_host_pinned(PxBackend *host) {
+  g_return_val_if_fail(host, FALSE);
+  if (!host->host_of || !host->host_of->ops->host_alloc || !host->host_of->ops->host_pinned) return FALSE;
+  g_mutex_lock(&host->lock);
+  gboolean fell_back = host->host_warned;
+  g_mutex_unlock(&host->lock);
+  return !fell_back;
+}
+
+/* A host backend's tensor bytes, counted in its device's host-buffer category. */
+static void host_count(PxBackend *be, gint64 delta) {
+  PxBackend *dev = be->host_of;
+  if (!dev) return;
+  g_mutex_lock(&dev->lock);
+  dev->mem.host_current += delta;
+  dev->mem.host_peak = MAX(dev->mem.host_peak, dev->mem.host_current);
+  g_mutex_unlock(&dev->lock);
+}
+
 gsize px_backend_trim(PxBackend *be) {
   g_mutex_lock(&be->lock);
   GHashTable *old = be->pool;
@@ -94,7 +162,7 @@ gsize px_backend_trim(PxBackend *be) {
   gpointer key, list;
   g_hash_table_iter_init(&it, old);
   while (g_hash_table_iter_next(&it, &key, &list))
-    for (GSList *l = list; l; l = l->next) be->ops->raw_free(be, l->data);
+    for (GSList *l = list; l; l = l->next) block_free(be, l->data);
   g_hash_table_destroy(old);
   return freed;
 }
@@ -104,6 +172,7 @@ void px_backend_free(PxBackend *be) {
   px_stream_free(be->compute);
   px_backend_trim(be);
   g_hash_table_destroy(be->pool);
+  if (be->pageable) g_hash_table_destroy(be->pageable);
   if (be->ops->free) be->ops->free(be);
   g_mutex_clear(&be->lock);
   g_free(be);
@@ -128,6 +197,7 @@ void px_backend_mem_reset_peak(PxBackend *be) {
   for (int c = 0; c < PX_MEM_N_CATEGORIES; c++) be->mem.peak[c] = be->mem.current[c];
   be->mem.total_peak = be->mem.total_current;
   be->mem.reserved_peak = be->mem.reserved;
+  be->mem.host_peak = be->mem.host_current;
   g_mutex_unlock(&be->lock);
 }
 
@@ -175,13 +245,13 @@ static gboolean pool_alloc(PxBackend *be, gsize bytes, void **out, GError **erro
   g_mutex_unlock(&be->lock);
   if (!*out) {
     GError *err = NULL;
-    if (!be->ops->raw_alloc(be, size, out, &err)) {
+    if (!block_alloc(be, size, out, &err)) {
       if (!px_backend_trim(be)) {
         g_propagate_error(error, err);
         return FALSE;
       }
       g_clear_error(&err);
-      if (!be->ops->raw_alloc(be, size, out, error)) return FALSE;
+      if (!block_alloc(be, size, out, error)) return FALSE;
     }
     g_mutex_lock(&be->lock);
     be->mem.reserved += (gint64)size;
@@ -209,7 +279,7 @@ static void pool_free(PxBackend *be, void *p, gsize bytes) {
     be->mem.reserved -= (gint64)size;
   }
   g_mutex_unlock(&be->lock);
-  if (!keep) be->ops->raw_free(be, p);
+  if (!keep) block_free(be, p);
 }
 
 /* Fill name, dtype, shape, numel, bytes of a tensor header. */
@@ -256,6 +326,7 @@ static PxTensor *tensor_new(PxBackend *be, const char *name, PxDType dtype, PxMe
   g_mutex_lock(&be->lock);
   mem_count(be, category, (gint64)t->bytes);
   g_mutex_unlock(&be->lock);
+  host_count(be, (gint64)t->bytes);
   if ((zeroed || be->poison) &&
       !be->ops->memset(be, t->data, zeroed ? 0 : 0xFF, t->bytes, error)) {
     px_tensor_free(g_steal_pointer(&t));
@@ -297,6 +368,28 @@ PxTensor *px_tensor_view(PxTensor *t, const char *name, gint64 offset, int ndim,
   return g_steal_pointer(&v);
 }
 
+PxTensor *px_tensor_view_as(PxTensor *t, const char *name, PxDType dtype, gsize byte_offset, int ndim,
+                            const gint64 *shape, GError **error) {
+  g_autofree PxTensor *v = g_new0(PxTensor, 1);
+  if (!tensor_header(v, name, dtype, ndim, shape, error)) {
+    g_free(v->name);
+    return NULL;
+  }
+  if (byte_offset % px_dtype_size(dtype) || byte_offset > t->bytes || v->bytes > t->bytes - byte_offset) {
+    fail(error, PX_BACKEND_ERROR_SHAPE,
+         "view %s: %" G_GSIZE_FORMAT " bytes of %s from byte %" G_GSIZE_FORMAT " do not fit %s (%" G_GSIZE_FORMAT
+         " bytes) or are misaligned",
+         v->name, v->bytes, px_dtype_name(dtype), byte_offset, t->name, t->bytes);
+    g_free(v->name);
+    return NULL;
+  }
+  v->data = (char *)t->data + byte_offset;
+  v->backend = t->backend;
+  v->category = t->category;
+  v->owns_data = FALSE;
+  return g_steal_pointer(&v);
+}
+
 void px_tensor_set_category(PxTensor *t, PxMemCategory category) {
   if (!t || t->category == category) return;
   if (t->owns_data) {
@@ -315,6 +408,7 @@ void px_tensor_free(PxTensor *t) {
     g_mutex_lock(&t->backend->lock);
     mem_count(t->backend, t->category, -(gint64)t->bytes);
     g_mutex_unlock(&t->backend->lock);
+    host_count(t->backend, -(gint64)t->bytes);
   }
   g_free(t->name);
   g_free(t);

@@ -95,6 +95,13 @@ typedef struct {
   gint64 reserved;
   gint64 reserved_peak;
   gint64 cached;
+  /* Host buffers, a category of their own: bytes of the tensors that the
+   * host backend made over this backend (px_backend_new_host) holds in its
+   * host memory, pinned on cuda. Not device memory, so not in total_*;
+   * host_pageable: some of them fell back to pageable memory. */
+  gint64 host_current;
+  gint64 host_peak;
+  gboolean host_pageable;
 } PxMemStats;
 
 /* A backend from the registry by name: "cpu" (always), "cuda" (when built
@@ -103,6 +110,16 @@ PxBackend *px_backend_new(const char *name, int device, GError **error);
 /* The registered backends' names, NULL-terminated, in registration order
  * (static; for --help). */
 const char *const *px_backend_list(void);
+/* The host backend of a device backend: a cpu backend (its ops run on the
+ * host) whose memory comes from the device's host buffers (backend_impl.h
+ * host_alloc: pinned on cuda, so px_tensor_upload_async / _download_async
+ * between its tensors and the device's are truly asynchronous; ordinary
+ * aligned memory on cpu), its tensors' bytes also counted in the device's
+ * mem.host_current. Where pinned memory cannot be had, pageable memory with
+ * one warning line on stderr. Free it before the device. */
+PxBackend *px_backend_new_host(PxBackend *device, GError **error);
+/* TRUE when every block of host (a host backend) so far is pinned memory. */
+gboolean px_backend_host_pinned(PxBackend *host);
 void px_backend_free(PxBackend *be);
 const char *px_backend_name(const PxBackend *be);
 gboolean px_backend_synchronize(PxBackend *be, GError **error);
@@ -129,6 +146,12 @@ PxTensor *px_tensor_new_zeroed(PxBackend *be, const char *name, PxDType dtype,
 /* A view of numel elements of t from element offset, reshaped (not counted as memory). */
 PxTensor *px_tensor_view(PxTensor *t, const char *name, gint64 offset, int ndim,
                          const gint64 *shape, GError **error);
+/* A view of t's memory as another dtype: numel(shape) elements of dtype from
+ * byte offset (a multiple of dtype's size) within t's bytes (not counted as
+ * memory). Several small outputs packed in one tensor come down in one
+ * download (the MoE router's). */
+PxTensor *px_tensor_view_as(PxTensor *t, const char *name, PxDType dtype, gsize byte_offset, int ndim,
+                            const gint64 *shape, GError **error);
 void px_tensor_free(PxTensor *t);
 /* Count t's bytes under another category from now on (a backward's working
  * tensor that a zero-bubble weight pass holds on as an activation). */

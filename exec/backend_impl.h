@@ -23,6 +23,15 @@ typedef struct {
   gboolean (*synchronize)(PxBackend *be, GError **error);
   /* device -> device copy of bytes (NULL: the backend's memory is host memory, memmove) */
   gboolean (*copy)(PxBackend *be, void *dst, const void *src, gsize bytes, GError **error);
+  /* Host buffers (ggml's get_host_buffer_type): host memory this device
+   * copies from and to asynchronously, for the host backend made over it
+   * (px_backend_new_host). cuda: cudaHostAlloc / cudaFreeHost, pinned
+   * (host_pinned TRUE); cpu: ordinary aligned host memory. NULL: the host
+   * backend keeps its own pageable memory. A failed host_alloc is not fatal:
+   * backend.c falls back to pageable memory with one warning line. */
+  gboolean (*host_alloc)(PxBackend *be, gsize bytes, void **out, GError **error);
+  void (*host_free)(PxBackend *be, void *p);
+  gboolean host_pinned;
   /* Streams and events (backend.h). NULL: the host implementation of
    * exec/stream.c (inline compute stream, worker-thread streams). A device
    * backend (CUDA) gives its own table. */
@@ -138,6 +147,12 @@ struct _PxBackend {
   gboolean pool_off;    /* every free goes straight back (set under AddressSanitizer) */
   gint64 live_blocks, live_blocks_peak; /* bytes of blocks held by tensors */
   gboolean poison;      /* PX_POISON=1: fill non-zeroed tensors with 0xFF */
+  /* A host backend (px_backend_new_host): its blocks are host buffers of
+   * host_of (counted there in mem.host_*), those in `pageable` its own after
+   * a failed host_alloc (warned once: host_warned) */
+  PxBackend *host_of;
+  GHashTable *pageable;
+  gboolean host_warned;
   void *impl;           /* the backend's own state */
 };
 

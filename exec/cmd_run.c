@@ -329,6 +329,8 @@ int px_exec_cmd_run(int argc, char **argv) {
         json_builder_begin_object(jb);
         px_json_member_double(jb, "measured", px_rank_memory_host(&m));
         px_json_member_double(jb, "predicted", m.predicted.host);
+        json_builder_set_member_name(jb, "pinned");
+        json_builder_add_boolean_value(jb, m.host_pinned);
         json_builder_end_object(jb);
       }
       json_builder_end_object(jb);
@@ -339,9 +341,10 @@ int px_exec_cmd_run(int argc, char **argv) {
       for (int i = 0; i < 5; i++) printf(" %10.6f", pred[i] / units.scale);
       printf("\n");
       if (plan.offload != PX_OFFLOAD_NONE)
-        printf("# %4d offload: host memory (fp32 master, moments, gradient copy%s) measured %.6f %s | predicted %.6f %s\n",
+        printf("# %4d offload: host memory (fp32 master, moments, gradient copy%s) measured %.6f %s | predicted %.6f %s, %s\n",
                r, plan.offload == PX_OFFLOAD_OPTIMIZER_PARAMS ? ", parameter shard" : "",
-               px_rank_memory_host(&m) / units.scale, units.name, m.predicted.host / units.scale, units.name);
+               px_rank_memory_host(&m) / units.scale, units.name, m.predicted.host / units.scale, units.name,
+               m.host_pinned ? "pinned" : "pageable");
     }
   }
   if (!a.json)

@@ -396,25 +396,28 @@ gboolean px_moe_layer_fwd(const PxMoeRun *r, const PxMoeWeights *w, PxTensor *sa
   /* router logits, softmax and top-k on the device (backend.h
    * px_op_router_topk): the T·E probabilities stay there, in saved for the
    * backward; the choices (T·k), their probabilities in double (T·k) and
-   * each expert's sum of probabilities (E) come down */
+   * each expert's sum of probabilities (E) come down in one download, packed
+   * in one buffer: topv (f64, T·k) | psum (f64, E) | topi (i32, T·k) */
+  gint64 nv = T * k + E, packed_n = nv + (T * k + 1) / 2; /* f64 elements */
   g_autoptr(PxTensor) logits = tmp(r, "moe.logits", T, E, FALSE, error);
   g_autoptr(PxTensor) probs = logits ? px_tensor_view(saved, "moe.probs", L.probs, 2, (gint64[]){T, E}, error) : NULL;
-  g_autoptr(PxTensor) topi = probs ? px_tensor_new(r->be, "moe.topi", PX_DTYPE_I32, PX_MEM_BUFFERS, 1,
-                                                   (gint64[]){T * k}, error) : NULL;
-  g_autoptr(PxTensor) topv = topi ? px_tensor_new(r->be, "moe.topv", PX_DTYPE_F64, PX_MEM_BUFFERS, 1,
-                                                  (gint64[]){T * k}, error) : NULL;
-  g_autoptr(PxTensor) psum = topv ? px_tensor_new(r->be, "moe.psum", PX_DTYPE_F64, PX_MEM_BUFFERS, 1, &E, error) : NULL;
-  TRY(psum && px_op_linear_fwd(r->be, logits, x, w->router.w, NULL, error) &&
+  g_autoptr(PxTensor) packed = probs ? px_tensor_new(r->be, "moe.route", PX_DTYPE_F64, PX_MEM_BUFFERS, 1, &packed_n,
+                                                     error) : NULL;
+  g_autoptr(PxTensor) topv = packed ? px_tensor_view(packed, "moe.topv", 0, 1, (gint64[]){T * k}, error) : NULL;
+  g_autoptr(PxTensor) psum = topv ? px_tensor_view(packed, "moe.psum", T * k, 1, &E, error) : NULL;
+  g_autoptr(PxTensor) topi = psum ? px_tensor_view_as(packed, "moe.topi", PX_DTYPE_I32, (gsize)nv * sizeof(double), 1,
+                                                      (gint64[]){T * k}, error) : NULL;
+  TRY(topi && px_op_linear_fwd(r->be, logits, x, w->router.w, NULL, error) &&
       px_op_router_topk(r->be, probs, topi, topv, psum, logits, (int)k, error));
   Route rt = {0};
   route_alloc(r, &rt);
-  g_autofree gint32 *ti = g_new(gint32, T * k);
-  g_autofree double *pv = g_new(double, T * k), *probs_sum = g_new(double, E);
-  if (!px_tensor_download(topi, ti, error) || !px_tensor_download(topv, pv, error) ||
-      !px_tensor_download(psum, probs_sum, error)) {
+  g_autofree double *down = g_new(double, packed_n);
+  if (!px_tensor_download(packed, down, error)) {
     route_free(&rt);
     return FALSE;
   }
+  const double *pv = down, *probs_sum = down + T * k;
+  const gint32 *ti = (const gint32 *)(down + nv);
   for (gint64 i = 0; i < T * k; i++) rt.idx[i] = ti[i];
   route_weights(d, &rt, pv);
   /* load-balancing loss: coef · E · Σ f_i P_i over the statistics group's

@@ -127,8 +127,12 @@ typedef struct {
   int ep_rank, edp_rank, etp_rank; /* MoE: position in the EP, EDP and ETP groups (exec/grid.h) */
   gboolean split_experts; /* expert gradients reduced over EDP, which is not the DP group */
   PxBackend *be;
-  PxBackend *host;      /* offload (ZeRO-Offload): the cpu backend holding the fp32 master, the moments and
-                           the gradients' copy, where AdamW runs; NULL without offload */
+  PxBackend *host;      /* offload (ZeRO-Offload): the host backend of be (px_backend_new_host: pinned host
+                           buffers on cuda) holding the fp32 master, the moments and the gradients' copy,
+                           where AdamW runs; NULL without offload */
+  PxDevEvent *ev_host;  /* offload: the gradients' downloads into host memory, queued on compute */
+  GPtrArray *held;      /* offload: host staging tensors that compute's queued uploads read, freed at the
+                           step's end (rank_clear_step), after the loss's download has drained compute */
   PxComm *world, *tp, *dp, *pp_act, *pp_grad, *embed; /* dp: the gradient group, dp·cp ranks; pp_*: the
                                                         pipeline, one per direction of traffic */
   PxComm *cp;           /* the ring of ring attention (cp > 1) */
@@ -586,20 +590,33 @@ static void chunk_parts(Rank *r, int c) {
 /* dst = src (rounded to dst's dtype) where the two may live on different
  * backends: the device and, with offload, the host (r->host). Across them
  * through host memory: a download into a host tensor, or an upload from
- * one, with the cast on the host. */
-static gboolean cross_cast(Rank *r, PxTensor *dst, const PxTensor *src, GError **error) {
+ * one, with the cast on the host. An upload goes on stream s when given
+ * (the optimizer's, on compute: asynchronous from pinned memory), its
+ * staging tensor kept in r->held until the step's end; without s (set-up)
+ * every copy is done on return. A download is always done on return. */
+static gboolean cross_cast(Rank *r, PxTensor *dst, const PxTensor *src, PxStream *s, GError **error) {
   if (dst->backend == src->backend) return px_op_cast(dst->backend, dst, src, FALSE, error);
   g_return_val_if_fail(r->host && (dst->backend == r->host || src->backend == r->host), FALSE);
-  if (dst->dtype == src->dtype)
-    return dst->backend == r->host ? px_tensor_download(src, dst->data, error) : px_tensor_upload(dst, src->data, error);
-  gint64 n = src->numel;
   if (dst->backend == r->host) { /* device -> host: download as it is, cast on the host */
+    if (dst->dtype == src->dtype) return px_tensor_download(src, dst->data, error);
+    gint64 n = src->numel;
     g_autoptr(PxTensor) raw = px_tensor_new(r->host, "offload.stage", src->dtype, PX_MEM_BUFFERS, 1, &n, error);
     return raw && px_tensor_download(src, raw->data, error) && px_op_cast(r->host, dst, raw, FALSE, error);
   }
-  /* host -> device: cast on the host into dst's dtype, upload */
-  g_autoptr(PxTensor) cast = px_tensor_new(r->host, "offload.stage", dst->dtype, PX_MEM_BUFFERS, 1, &n, error);
-  return cast && px_op_cast(r->host, cast, src, FALSE, error) && px_tensor_upload(dst, cast->data, error);
+  /* host -> device: cast on the host into dst's dtype (a staging tensor), upload */
+  const PxTensor *from = src;
+  g_autoptr(PxTensor) cast = NULL;
+  if (dst->dtype != src->dtype) {
+    TRY(cast = px_tensor_new(r->host, "offload.stage", dst->dtype, PX_MEM_BUFFERS, 1, &dst->numel, error));
+    TRY(px_op_cast(r->host, cast, src, FALSE, error));
+    from = cast;
+  }
+  if (!s) return px_tensor_upload(dst, from->data, error);
+  /* src (the master) is rewritten only by the next step's AdamW, after that
+   * step's downloads have drained compute (op_optimizer) */
+  TRY(px_tensor_upload_async(dst, from->data, s, error));
+  if (cast) g_ptr_array_add(r->held, g_steal_pointer(&cast));
+  return TRUE;
 }
 
 static gboolean chunk_alloc(Rank *r, int c, GError **error) {
@@ -666,13 +683,13 @@ static gboolean chunk_alloc(Rank *r, int c, GError **error) {
     for (int k = 0, n = shard_parts(r, c, &parts); k < n; k++) {
       g_autoptr(PxTensor) to = px_tensor_view(cs->master, "master", parts[k].at, 1, &parts[k].n, error);
       g_autoptr(PxTensor) from = to ? px_tensor_view(cs->w, "w_shard", parts[k].lo, 1, &parts[k].n, error) : NULL;
-      TRY(from && cross_cast(r, to, from, error));
+      TRY(from && cross_cast(r, to, from, NULL, error));
     }
   } else if (cs->master) {
     g_autoptr(PxTensor) mine = NULL;
     if (cs->w_shard) mine = px_tensor_view(cs->w_shard, "w_shard", 0, 1, &cs->shard, error);
     else mine = px_tensor_view(cs->w, "w_shard", r->sharded ? (gint64)r->dp_rank * cs->shard : 0, 1, &cs->shard, error);
-    TRY(mine && cross_cast(r, cs->master, mine, error));
+    TRY(mine && cross_cast(r, cs->master, mine, NULL, error));
   }
   cs->tied_param = -1;
   if (rt->prog->tied_first_stage >= 0)
@@ -732,6 +749,10 @@ static gboolean reap_sends(Rank *r, gboolean wait, GError **error) {
 static void rank_clear_step(Rank *r) {
   PxRuntime *rt = r->rt;
   int n = rt->prog->vpp * rt->plan.m;
+  if (r->held && r->held->len) { /* compute's uploads from them have run (an error too stops the stream) */
+    px_stream_synchronize(r->compute, NULL);
+    g_ptr_array_set_size(r->held, 0);
+  }
   if (!r->acts) return; /* rank_init failed before allocating the step state */
   /* nothing queued may still point at what is freed here */
   if (r->p2p_s) px_stream_synchronize(r->p2p_s, NULL);
@@ -805,8 +826,10 @@ static void rank_free(Rank *r) {
   PxComm **cs[] = {&r->tp, &r->dp, &r->pp_act, &r->pp_grad, &r->embed, &r->cp, &r->ep, &r->edp, &r->etp};
   for (gsize i = 0; i < G_N_ELEMENTS(cs); i++) g_clear_pointer(cs[i], px_comm_free);
   if (r->world != rt->given_world) px_comm_free(r->world);
+  if (r->held) g_ptr_array_unref(r->held);
+  px_event_free(r->ev_host);
+  if (r->host) px_backend_free(r->host); /* its memory is be's host buffers: first */
   px_backend_free(r->be);
-  if (r->host) px_backend_free(r->host);
   px_timeline_free(r->tl);
   g_clear_error(&r->error);
 }
@@ -860,7 +883,11 @@ static gboolean rank_init(PxRuntime *rt, Rank *r, int rank, PxComm *world, GErro
   r->in_flight = g_array_new(FALSE, FALSE, sizeof(InFlight));
   TRY(rank_comms(r, error));
   TRY(r->be = px_backend_new(rt->backend_name, rt->opt.device, error));
-  if (rt->plan.offload != PX_OFFLOAD_NONE) TRY(r->host = px_backend_new("cpu", 0, error));
+  if (rt->plan.offload != PX_OFFLOAD_NONE) {
+    TRY(r->host = px_backend_new_host(r->be, error));
+    TRY(r->ev_host = px_event_new(r->be, error));
+  }
+  r->held = g_ptr_array_new_with_free_func((GDestroyNotify)px_tensor_free);
   r->compute = px_backend_compute_stream(r->be);
   TRY(r->p2p_s = px_stream_new(r->be, "p2p", error));
   r->p2p_pending = g_array_new(FALSE, FALSE, sizeof(PendingP2p));
@@ -1808,7 +1835,7 @@ static gboolean adam_split_after(Rank *r, int c, double *bytes, GError **error) 
     TRY(w);
     if (cs->master) {
       g_autoptr(PxTensor) mst = px_tensor_view(cs->master, "master", q->at, 1, &q->n, error);
-      TRY(mst && cross_cast(r, w, mst, error));
+      TRY(mst && cross_cast(r, w, mst, r->compute, error));
     }
     if (r->zero < 3) {
       TRY(px_comm_all_gather(q->comm, w->data, (char *)cs->w->data + q->base * es, (gsize)q->n, dtype_of(r), r->compute,
@@ -1881,6 +1908,14 @@ static gboolean op_optimizer(Rank *r, double *bytes, GError **error) {
     }
   }
   TRY(px_op_sum_squares_acc_multi(r->be, r->sq_acc, (const PxTensor *const *)owned->pdata, (int)owned->len, error));
+  /* offload: the gradients the rank updates from, copied to host memory as
+   * they are, queued on compute behind their last writer; the norm's read
+   * below waits for them too, so they cost no host synchronisation of their own */
+  for (int c = 0; r->host && c < v; c++) {
+    ChunkState *cs = &r->chunks[c];
+    TRY(px_tensor_download_async(r->sharded ? cs->g_shard : cs->g, cs->g_host->data, r->compute, error));
+  }
+  if (r->host) TRY(px_event_record(r->ev_host, r->compute, error));
   double sq;
   TRY(px_comm_all_reduce(r->world, r->sq_acc->data, 1, PX_DTYPE_F64, PX_RED_SUM, r->compute, error));
   TRY(px_tensor_download(r->sq_acc, &sq, error));
@@ -1908,11 +1943,10 @@ static gboolean op_optimizer(Rank *r, double *bytes, GError **error) {
    * (one launch per dtype on a GPU), then per chunk the rounding into the
    * half parameters and the ZeRO gather */
   PxAdamW opt = {lr_at(&rt->opt, t), rt->opt.beta1, rt->opt.beta2, rt->opt.eps, 0, t, scale};
-  /* offload: the gradients the rank updates from, copied to host memory as they are */
-  for (int c = 0; r->host && c < v; c++) {
-    ChunkState *cs = &r->chunks[c];
-    TRY(px_tensor_download(r->sharded ? cs->g_shard : cs->g, cs->g_host->data, error));
-  }
+  /* offload: the gradients' downloads have landed in host memory (complete
+   * once the norm's read has returned; the event says so, and carries a
+   * failed copy's error) */
+  if (r->host) TRY(px_event_synchronize(r->ev_host, error));
   g_autoptr(GArray) items = g_array_new(FALSE, FALSE, sizeof(PxAdamWItem));
   g_autoptr(GPtrArray) views = g_ptr_array_new_with_free_func((GDestroyNotify)px_tensor_free);
   g_autofree PxTensor **updated = g_new0(PxTensor *, v); /* each chunk's parameters (full or shard) */
@@ -1953,7 +1987,7 @@ static gboolean op_optimizer(Rank *r, double *bytes, GError **error) {
       TRY(px_tensor_zero(cs->g, error));
       continue;
     }
-    if (cs->master) TRY(cross_cast(r, updated[c], cs->master, error)); /* round to nearest even */
+    if (cs->master) TRY(cross_cast(r, updated[c], cs->master, r->compute, error)); /* round to nearest even */
     if (r->sharded && r->zero < 3) {
       TRY(px_comm_all_gather(r->dp, updated[c]->data, cs->w->data, (gsize)cs->shard, dtype_of(r), r->compute, error));
       *bytes += (double)cs->w->bytes;
@@ -2153,6 +2187,7 @@ static void rank_memory(Rank *r, PxRankMemory *out) {
   out->tp = r->tp_rank;
   px_backend_mem_stats(r->be, &out->measured);
   if (r->host) px_backend_mem_stats(r->host, &out->host);
+  out->host_pinned = r->host && px_backend_host_pinned(r->host);
   out->predicted = rt->mem->stages[r->stage];
   double k = rt->opt.dtype == PX_DTYPE_F64 ? 2.0 : 1.0; /* the prediction is for fp32 */
   PxStageMemory *p = &out->predicted;

@@ -107,7 +107,9 @@ typedef struct {
   PxMemStats measured;   /* bytes; peak per category */
   PxStageMemory predicted; /* px_memory_new for this stage, scaled to the run's dtype */
   PxMemStats host;       /* offload: bytes on the host backend (the optimizer's side, and the parameter
-                            shard as WEIGHTS under parameter offload); zero without */
+                            shard as WEIGHTS under parameter offload); zero without; measured.host_*
+                            counts the same tensors as the device's host buffers */
+  gboolean host_pinned;  /* offload: the host backend's memory is pinned (cuda; px_backend_host_pinned) */
 } PxRankMemory;
 
 typedef struct _PxRuntime PxRuntime;

@@ -15,7 +15,8 @@
 #               and dp 2 ZeRO-3 with --offload optimizer+params (the parameter
 #               shard on the host, each layer uploaded into its gather)
 #               against the same 1 rank, same bound; parameter offload also
-#               holds no device weights and its host bytes are the planner's
+#               holds no device weights, its host bytes are the planner's and
+#               (cuda) its host memory is pinned
 #   4 nccl      the conformance suite over nccl at world size 1 (test_comm
 #               --comm nccl, device buffers included), and a 1-rank run with
 #               --comm nccl against --comm local: ≤ 1e-6 relative
@@ -161,7 +162,7 @@ check_layout() {
   "$exe" run $args --pp 2 --tp 2 > "$logs/layout-4.json" || { echo "the pp 2 x tp 2 $BACKEND run failed"; return 1; }
   compare_losses "$logs/layout-4.json" "$logs/layout-1.json" "pp2 x tp2 (4 ranks, local, one GPU) vs 1 rank" 1e-5 1e-5 ||
     return 1
-  # ZeRO-Offload: AdamW on the host (cpu backend), the gradients down and the parameters up
+  # ZeRO-Offload: AdamW on the host (the host backend, pinned buffers on cuda), the gradients down and the parameters up
   "$exe" run $args --dp 2 --zero 2 --offload optimizer > "$logs/layout-offload.json" ||
     { echo "the dp 2 ZeRO-2 --offload optimizer $BACKEND run failed"; return 1; }
   compare_losses "$logs/layout-offload.json" "$logs/layout-1.json" "dp2 ZeRO-2 offload (AdamW on the host) vs 1 rank" \
@@ -171,7 +172,7 @@ check_layout() {
     { echo "the dp 2 ZeRO-3 --offload optimizer+params $BACKEND run failed"; return 1; }
   compare_losses "$logs/layout-poffload.json" "$logs/layout-1.json" \
     "dp2 ZeRO-3 parameter offload (shard on the host) vs 1 rank" 1e-5 1e-5 || return 1
-  python3 - "$logs/layout-poffload.json" << 'EOF'
+  python3 - "$logs/layout-poffload.json" "$BACKEND" << 'EOF'
 import json, sys
 bad = []
 for m in json.load(open(sys.argv[1]))["memory"]:
@@ -179,7 +180,9 @@ for m in json.load(open(sys.argv[1]))["memory"]:
         bad.append(f"rank {m['rank']}: {m['measured']['weights']:.0f} B of weights on the device")
     if m["host"]["measured"] != m["host"]["predicted"]:
         bad.append(f"rank {m['rank']}: host {m['host']['measured']:.0f} B, predicted {m['host']['predicted']:.0f} B")
-print("; ".join(bad) if bad else "parameter offload: no device weights, host bytes = the planner's")
+    if sys.argv[2] == "cuda" and not m["host"].get("pinned"):
+        bad.append(f"rank {m['rank']}: host memory pageable (cudaHostAlloc failed?), expected pinned")
+print("; ".join(bad) if bad else "parameter offload: no device weights, host bytes = the planner's, host memory pinned on cuda")
 sys.exit(1 if bad else 0)
 EOF
 }

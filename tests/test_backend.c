@@ -15,6 +15,7 @@
 #include <math.h>
 #include <string.h>
 #include "backend.h"
+#include "backend_impl.h" /* a device table whose host buffers fail or are counted (host-buffers tests) */
 #include "check.h"
 #include "half.h"
 #include "model.h" /* px_data_dir */
@@ -1518,6 +1519,170 @@ static void test_half_bits(void) {
     if ((h & 0x7c00) != 0x7c00) g_assert_cmphex(px_f32_to_f16(px_f16_to_f32((guint16)h)), ==, h);
 }
 
+/* The host backend over a device (px_backend_new_host), here the cpu: its
+ * tensors run the cpu ops, their bytes counted in the device's host-buffer
+ * category (not in the device's own totals); ordinary memory, not pinned;
+ * asynchronous copies between it and the device land bit for bit. */
+static void test_host_buffers(void) {
+  g_autoptr(GError) error = NULL;
+  g_autoptr(PxBackend) dev = px_backend_new("cpu", 0, &error);
+  g_assert_no_error(error);
+  PxBackend *host = px_backend_new_host(dev, &error);
+  g_assert_no_error(error);
+  g_assert_false(px_backend_host_pinned(host)); /* cpu host buffers: aligned, pageable */
+  /* 1000 f32 (4,000 B) of optimizer state and 333 bf16 (666 B) of gradient copy */
+  PxTensor *m = px_tensor_new_zeroed(host, "m", PX_DTYPE_F32, PX_MEM_OPTIMIZER, 1, (gint64[]){1000}, &error);
+  PxTensor *g = px_tensor_new(host, "g", PX_DTYPE_BF16, PX_MEM_GRADS, 1, (gint64[]){333}, &error);
+  g_assert_no_error(error);
+  PxMemStats ds, hs;
+  px_backend_mem_stats(dev, &ds);
+  px_backend_mem_stats(host, &hs);
+  g_assert_cmpint(ds.host_current, ==, 4666);
+  g_assert_cmpint(ds.total_current, ==, 0); /* not device memory */
+  g_assert_false(ds.host_pageable);         /* no fallback: the device's own host buffers */
+  g_assert_cmpint(hs.current[PX_MEM_OPTIMIZER], ==, 4000);
+  g_assert_cmpint(hs.current[PX_MEM_GRADS], ==, 666);
+  g_assert_cmpint(hs.host_current, ==, 0); /* the host backend lends no host buffers itself */
+  /* a device tensor, uploaded from the host tensor on a stream and downloaded back behind an event */
+  float *src = m->data;
+  for (int i = 0; i < 1000; i++) src[i] = (float)i * 0.375f - 100.0f;
+  PxTensor *d = px_tensor_new(dev, "d", PX_DTYPE_F32, PX_MEM_BUFFERS, 1, (gint64[]){1000}, &error);
+  PxTensor *back = px_tensor_new(host, "back", PX_DTYPE_F32, PX_MEM_BUFFERS, 1, (gint64[]){1000}, &error);
+  PxStream *copy = px_stream_new(dev, "copy", &error);
+  PxDevEvent *up = px_event_new(dev, &error), *down = px_event_new(dev, &error);
+  g_assert_no_error(error);
+  g_assert_true(px_tensor_upload_async(d, m->data, copy, &error));
+  g_assert_true(px_event_record(up, copy, &error));
+  g_assert_true(px_stream_wait_event(px_backend_compute_stream(dev), up, &error));
+  g_assert_true(px_op_scale(dev, d, 2.0, &error));
+  g_assert_true(px_tensor_download_async(d, back->data, px_backend_compute_stream(dev), &error));
+  g_assert_true(px_event_record(down, px_backend_compute_stream(dev), &error));
+  g_assert_true(px_event_synchronize(down, &error));
+  g_assert_no_error(error);
+  /* the host backend's own op on its tensor: halving 2x is exact in f32 */
+  g_assert_true(px_op_scale(host, back, 0.5, &error));
+  g_assert_cmpmem(back->data, back->bytes, m->data, m->bytes);
+  px_backend_mem_stats(dev, &ds);
+  g_assert_cmpint(ds.host_current, ==, 8666);
+  g_assert_cmpint(ds.total_current, ==, 4000);
+  px_event_free(up);
+  px_event_free(down);
+  px_stream_free(copy);
+  px_tensor_free(d);
+  px_tensor_free(back);
+  px_tensor_free(g);
+  px_backend_mem_stats(dev, &ds);
+  g_assert_cmpint(ds.host_current, ==, 4000);
+  g_assert_cmpint(ds.host_peak, ==, 8666);
+  px_backend_mem_reset_peak(dev);
+  px_backend_mem_stats(dev, &ds);
+  g_assert_cmpint(ds.host_peak, ==, 4000);
+  px_tensor_free(m);
+  px_backend_free(host); /* before its device */
+}
+
+/* A device whose host buffers are "pinned" (host_pinned) and counted, or
+ * always fail: the cpu table with other host_alloc / host_free. */
+static gint fake_allocs, fake_frees;
+static gboolean fake_host_alloc(PxBackend *b, gsize bytes, void **out, GError **error) {
+  g_atomic_int_inc(&fake_allocs);
+  return b->ops->raw_alloc(b, bytes, out, error);
+}
+static void fake_host_free(PxBackend *b, void *p) {
+  g_atomic_int_inc(&fake_frees);
+  b->ops->raw_free(b, p);
+}
+static gboolean failing_host_alloc(PxBackend *b, gsize bytes, void **out, GError **error) {
+  (void)b, (void)out;
+  return px_fail(error, PX_BACKEND_ERROR, PX_BACKEND_ERROR_ALLOC, "fake device: cudaHostAlloc of %" G_GSIZE_FORMAT
+                 " bytes failed", bytes);
+}
+
+static PxBackend *fake_device(PxBackendOps *table, gboolean fail) {
+  PxBackend *dev = px_backend_new("cpu", 0, NULL);
+  *table = *dev->ops;
+  table->host_alloc = fail ? failing_host_alloc : fake_host_alloc;
+  table->host_free = fake_host_free;
+  table->host_pinned = TRUE;
+  dev->ops = table;
+  return dev;
+}
+
+/* Every block of the host backend comes from its device's host_alloc and
+ * goes back through its host_free, the pool's cached ones too. */
+static void test_host_buffers_blocks(void) {
+  static PxBackendOps table;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(PxBackend) dev = fake_device(&table, FALSE);
+  fake_allocs = fake_frees = 0;
+  PxBackend *host = px_backend_new_host(dev, &error);
+  g_assert_no_error(error);
+  for (int i = 0; i < 3; i++) { /* the second and third reuse the pool's blocks */
+    g_autoptr(PxTensor) a = px_tensor_new(host, "a", PX_DTYPE_F32, PX_MEM_OPTIMIZER, 1, (gint64[]){100000}, &error);
+    g_autoptr(PxTensor) b = px_tensor_new(host, "b", PX_DTYPE_F32, PX_MEM_GRADS, 1, (gint64[]){300}, &error);
+    g_assert_no_error(error);
+  }
+  g_assert_cmpint(fake_allocs, >=, 2);
+  g_assert_true(px_backend_host_pinned(host));
+  PxMemStats ds;
+  px_backend_mem_stats(dev, &ds);
+  g_assert_cmpint(ds.host_current, ==, 0);
+  g_assert_cmpint(ds.host_peak, ==, 401200);
+  g_assert_false(ds.host_pageable);
+  px_backend_free(host);
+  g_assert_cmpint(fake_frees, ==, fake_allocs);
+}
+
+/* A device whose host_alloc fails: pageable blocks instead, the run goes on,
+ * one warning line (in a subprocess, to read its stderr) */
+static void test_host_buffers_fallback(void) {
+  if (g_test_subprocess()) {
+    static PxBackendOps table;
+    g_autoptr(GError) error = NULL;
+    g_autoptr(PxBackend) dev = fake_device(&table, TRUE);
+    fake_frees = 0;
+    PxBackend *host = px_backend_new_host(dev, &error);
+    g_assert_no_error(error);
+    PxTensor *a = px_tensor_new_zeroed(host, "a", PX_DTYPE_F32, PX_MEM_OPTIMIZER, 1, (gint64[]){1000}, &error);
+    PxTensor *b = px_tensor_new(host, "b", PX_DTYPE_F32, PX_MEM_GRADS, 1, (gint64[]){200000}, &error);
+    g_assert_no_error(error);
+    g_assert_false(px_backend_host_pinned(host));
+    PxMemStats ds;
+    px_backend_mem_stats(dev, &ds);
+    g_assert_true(ds.host_pageable);
+    g_assert_cmpint(ds.host_current, ==, 804000); /* counted all the same */
+    g_assert_true(px_op_scale(host, a, 2.0, &error));
+    px_tensor_free(a);
+    px_tensor_free(b);
+    px_backend_free(host);
+    g_assert_cmpint(fake_frees, ==, 0); /* the pageable blocks went back to the host backend itself */
+    return;
+  }
+  g_test_trap_subprocess(NULL, 0, 0);
+  g_test_trap_assert_passed();
+  g_test_trap_assert_stderr("warning: fake device: cudaHostAlloc of * bytes failed; host buffers fall back to pageable "
+                            "memory*\n");
+  g_test_trap_assert_stderr_unmatched("*\n*warning*");
+}
+
+/* px_tensor_view_as: another dtype at a byte offset, inside and aligned */
+static void test_view_as(void) {
+  g_autoptr(GError) error = NULL;
+  g_autoptr(PxTensor) t = px_tensor_new(be, "packed", PX_DTYPE_F64, PX_MEM_BUFFERS, 1, (gint64[]){5}, &error);
+  g_assert_no_error(error);
+  /* 3 f64 then 3 i32 (12 of the last 16 bytes) */
+  g_autoptr(PxTensor) i = px_tensor_view_as(t, "i", PX_DTYPE_I32, 24, 1, (gint64[]){3}, &error);
+  g_assert_no_error(error);
+  g_assert_true((char *)i->data == (char *)t->data + 24);
+  g_assert_cmpint(i->bytes, ==, 12);
+  g_assert_true(i->dtype == PX_DTYPE_I32 && !i->owns_data);
+  g_assert_null(px_tensor_view_as(t, "over", PX_DTYPE_I32, 24, 1, (gint64[]){5}, &error)); /* 20 B from 24 of 40 */
+  g_assert_error(error, PX_BACKEND_ERROR, PX_BACKEND_ERROR_SHAPE);
+  g_clear_error(&error);
+  g_assert_null(px_tensor_view_as(t, "odd", PX_DTYPE_F64, 4, 1, (gint64[]){1}, &error)); /* misaligned */
+  g_assert_error(error, PX_BACKEND_ERROR, PX_BACKEND_ERROR_SHAPE);
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   be = px_backend_new("cpu", 0, NULL);
@@ -1551,6 +1716,10 @@ int main(int argc, char **argv) {
   g_test_add_func("/backend/errors/shape", test_shape_error);
   g_test_add_func("/backend/memory", test_memory);
   g_test_add_func("/backend/pool", test_pool);
+  g_test_add_func("/backend/host-buffers", test_host_buffers);
+  g_test_add_func("/backend/host-buffers/blocks", test_host_buffers_blocks);
+  g_test_add_func("/backend/host-buffers/fallback", test_host_buffers_fallback);
+  g_test_add_func("/backend/view-as", test_view_as);
   g_test_add_func("/backend/poison", test_poison);
   g_test_add_func("/backend/registry", test_registry);
   g_test_add_func("/backend/cpu/copy", test_copy);

@@ -27,7 +27,8 @@
  *
  * Then: the streams (async copies ordered by events, host functions after
  * the work before them, a failed host function failing its stream), event
- * times, the memory counters, the device index modulo the device count, an
+ * times, the memory counters, host buffers (pinned, counted in their own
+ * category, async copies to and from them), the device index modulo the device count, an
  * out-of-range token reported at synchronisation, f64 refused. */
 #include <glib.h>
 #include <math.h>
@@ -267,6 +268,30 @@ static void test_router(gconstpointer p) {
   Twin psum = twin("psum", PX_DTYPE_F64, SHAPE(NE), 1);
   BOTH(router_topk, X(probs), X(topi), X(topv), X(psum), X(logits), k);
   REPORT("router_topk", dt, "probs, topi, topv, psum", probs, topi, topv, psum);
+  { /* the MoE layer's packed layout (one download): topv | psum | topi in one buffer, as the separate tensors */
+    const gint64 nv = T * k + NE, np = nv + (T * k + 1) / 2;
+    GError *E = NULL;
+    PxTensor *pk = px_tensor_new(cu, "route", PX_DTYPE_F64, PX_MEM_BUFFERS, 1, &np, &E);
+    g_assert_no_error(E);
+    PxTensor *pv_ = px_tensor_view(pk, "topv", 0, SHAPE(T * k), &E);
+    PxTensor *ps_ = px_tensor_view(pk, "psum", T * k, SHAPE(NE), &E);
+    PxTensor *pi_ = px_tensor_view_as(pk, "topi", PX_DTYPE_I32, (gsize)nv * 8, SHAPE(T * k), &E);
+    g_assert_no_error(E);
+    OK(px_op_router_topk(cu, probs.g, pi_, pv_, ps_, logits.g, k, &E));
+    g_autofree double *down = g_new(double, np), *v1 = g_new(double, T * k), *s1 = g_new(double, NE);
+    g_autofree gint32 *i1 = g_new(gint32, T * k);
+    OK(px_tensor_download(pk, down, &E));
+    OK(px_tensor_download(topv.g, v1, &E));
+    OK(px_tensor_download(psum.g, s1, &E));
+    OK(px_tensor_download(topi.g, i1, &E));
+    g_assert_cmpmem(down, T * k * 8, v1, T * k * 8);
+    g_assert_cmpmem(down + T * k, NE * 8, s1, NE * 8);
+    g_assert_cmpmem(down + nv, T * k * 4, i1, T * k * 4);
+    px_tensor_free(pv_);
+    px_tensor_free(ps_);
+    px_tensor_free(pi_);
+    px_tensor_free(pk);
+  }
   g_autofree double *pv = g_new(double, T * NE);
   OK(px_tensor_download_f64(probs.c, pv, &E));
   Twin pr = twin_vals("p", dt, SHAPE(T, NE), 0, 0, pv);
@@ -734,6 +759,57 @@ static void test_memory(void) {
   g_assert_cmpuint(px_backend_trim(cu), >, 0);
 }
 
+/* Host buffers (px_backend_new_host): pinned memory of the device, counted
+ * in its host-buffer category and not in its totals; an upload from one on
+ * a side stream, ordered by an event before the compute stream's op, and a
+ * download into another on compute, land bit for bit (x2 then /2 is exact). */
+static void test_host_buffers(void) {
+  GError *E = NULL;
+  const gint64 n = (1 << 20) + 3; /* 4 MiB of f32 and an odd tail */
+  PxMemStats m0, m1, m2;
+  px_backend_mem_stats(cu, &m0);
+  PxBackend *host = px_backend_new_host(cu, &E);
+  g_assert_no_error(E);
+  PxTensor *a = px_tensor_new(host, "a", PX_DTYPE_F32, PX_MEM_OPTIMIZER, 1, &n, &E);
+  PxTensor *b = px_tensor_new_zeroed(host, "b", PX_DTYPE_F32, PX_MEM_GRADS, 1, &n, &E);
+  g_assert_no_error(E);
+  g_assert_true(px_backend_host_pinned(host));
+#ifdef PX_HAVE_CUDA
+  struct cudaPointerAttributes at;
+  g_assert_cmpint(cudaPointerGetAttributes(&at, a->data), ==, cudaSuccess);
+  g_assert_cmpint(at.type, ==, cudaMemoryTypeHost); /* page-locked, registered with CUDA */
+#endif
+  px_backend_mem_stats(cu, &m1);
+  g_assert_cmpint(m1.host_current - m0.host_current, ==, 2 * n * 4);
+  g_assert_cmpint(m1.total_current, ==, m0.total_current);
+  g_assert_false(m1.host_pageable);
+  float *ha = a->data;
+  for (gint64 i = 0; i < n; i++) ha[i] = (float)(i % 4099) * 0.25f - 500.0f;
+  PxTensor *d = px_tensor_new(cu, "d", PX_DTYPE_F32, PX_MEM_BUFFERS, 1, &n, &E);
+  PxStream *copy = px_stream_new(cu, "h2d", &E), *comp = px_backend_compute_stream(cu);
+  PxDevEvent *up = px_event_new(cu, &E), *down = px_event_new(cu, &E);
+  g_assert_no_error(E);
+  OK(px_tensor_upload_async(d, a->data, copy, &E));
+  OK(px_event_record(up, copy, &E));
+  OK(px_stream_wait_event(comp, up, &E));
+  OK(px_op_scale(cu, d, 2.0, &E));
+  OK(px_tensor_download_async(d, b->data, comp, &E));
+  OK(px_event_record(down, comp, &E));
+  OK(px_event_synchronize(down, &E));
+  OK(px_op_scale(host, b, 0.5, &E)); /* on the host backend, in the pinned buffer */
+  g_assert_cmpmem(b->data, b->bytes, a->data, a->bytes);
+  px_event_free(up);
+  px_event_free(down);
+  px_stream_free(copy);
+  px_tensor_free(d);
+  px_tensor_free(a);
+  px_tensor_free(b);
+  px_backend_mem_stats(cu, &m2);
+  g_assert_cmpint(m2.host_current, ==, m0.host_current);
+  g_assert_cmpint(m2.host_peak, >=, 2 * n * 4);
+  px_backend_free(host); /* before its device: cudaFreeHost of the cached blocks */
+}
+
 static void test_zeroed(void) {
   GError *E = NULL;
   PxTensor *o = px_tensor_new_zeroed(cu, "z", PX_DTYPE_F32, PX_MEM_BUFFERS, 1, (gint64[]){777}, &E);
@@ -913,6 +989,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cuda/streams", test_streams);
   g_test_add_func("/cuda/memory", test_memory);
   g_test_add_func("/cuda/zeroed", test_zeroed);
+  g_test_add_func("/cuda/host-buffers", test_host_buffers);
 #ifdef PX_HAVE_CUDA
   g_test_add_func("/cuda/errors", test_errors);
 #endif

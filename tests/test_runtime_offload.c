@@ -16,7 +16,10 @@
  * prediction with offload is 0), the host backend holds what the planner's
  * `host` says; by hand for tiny-gpt dp 2 ZeRO-2: 220,544 padded parameters,
  * a shard of 110,272, (12 + 4) B each in f32 = 1,764,352 B, (12 + 2) B in
- * bf16 = 1,543,808 B. A checkpoint saved with offload resumes without it and
+ * bf16 = 1,543,808 B. The same bytes are counted in the device backend's
+ * host-buffer category (PxMemStats.host_current: the host backend's memory
+ * is the device's host buffers, px_backend_new_host; pinned on cuda,
+ * ordinary memory on the cpu backend these tests run). A checkpoint saved with offload resumes without it and
  * the other way round, bit for bit.
  *
  * Parameter offload (`--offload optimizer+params`, ZeRO-Infinity's
@@ -114,6 +117,9 @@ static void check_case(gconstpointer data) {
     double host = (double)m.host.current[PX_MEM_OPTIMIZER] + (double)m.host.current[PX_MEM_GRADS];
     if (host != m.predicted.host)
       g_error("%s rank %d: %.0f B in host memory, the planner says %.0f B", what, r, host, m.predicted.host);
+    if ((double)m.measured.host_current != m.predicted.host)
+      g_error("%s rank %d: %" G_GINT64_FORMAT " B in the device's host buffers, the planner says %.0f B", what, r,
+              m.measured.host_current, m.predicted.host);
   }
   if (c->dt == PX_DTYPE_F32) expect_memory(b, what);
 }
@@ -205,6 +211,7 @@ static void check_params_case(gconstpointer data) {
     g_assert_cmpfloat(m.predicted.host, ==, mo.predicted.host + mo.predicted.weights);
     if (host != m.predicted.host)
       g_error("%s rank %d: %.0f B in host memory, the planner says %.0f B", what, r, host, m.predicted.host);
+    g_assert_cmpfloat((double)m.measured.host_current, ==, m.predicted.host); /* the device's host buffers */
   }
 }
 
@@ -226,6 +233,9 @@ static void test_params_host_by_hand(void) {
       g_assert_true(px_runtime_memory(rt, r, &m));
       g_assert_cmpfloat(host_bytes(&m), ==, k[i].want[m.stage]);
       g_assert_cmpfloat(m.predicted.host, ==, k[i].want[m.stage]);
+      /* the device's host-buffer category: the same bytes (the step's staging is gone) */
+      g_assert_cmpfloat((double)m.measured.host_current, ==, k[i].want[m.stage]);
+      g_assert_false(m.host_pinned); /* the cpu backend's host buffers are ordinary memory */
       g_assert_cmpint(m.measured.peak[PX_MEM_WEIGHTS], ==, 0);
       /* one rank, f32: two gathered blocks 2 · 4 · 49,984 + the gradient buffer 4 · 220,544 */
       if (k[i].dp == 1) g_assert_cmpfloat(m.predicted.buffers, ==, 1282048);
@@ -247,6 +257,8 @@ static void test_host_by_hand(void) {
       g_assert_true(px_runtime_memory(rt, r, &m));
       g_assert_cmpfloat((double)(m.host.current[PX_MEM_OPTIMIZER] + m.host.current[PX_MEM_GRADS]), ==, want[k]);
       g_assert_cmpfloat(m.predicted.host, ==, want[k]);
+      g_assert_cmpfloat((double)m.measured.host_current, ==, want[k]); /* the device's host-buffer category */
+      g_assert_cmpint(m.measured.host_peak, >=, m.measured.host_current);
     }
   }
 }

@@ -180,6 +180,36 @@ static void cuda_raw_free(PxBackend *be, void *p) {
   }
 }
 
+/* Host buffers (px_backend_new_host): pinned, so that cudaMemcpyAsync to and
+ * from them is a DMA that does not block the host; portable, as a rank's
+ * host backend may be used from any thread. Not stream-ordered:
+ * cudaFreeHost waits for the device, so backend.c's pool keeps them. */
+static gboolean cuda_host_alloc(PxBackend *be, gsize bytes, void **out, GError **error) {
+  Cuda *c = cx(be);
+  const char *op = "host_alloc";
+  if (!set_device(c, op, error)) return FALSE;
+  cudaError_t e = cudaHostAlloc(out, bytes, cudaHostAllocPortable);
+  if (e != cudaSuccess) {
+    cudaGetLastError(); /* not sticky: clear it */
+    *out = NULL;
+    g_set_error(error, PX_BACKEND_ERROR,
+                e == cudaErrorMemoryAllocation ? PX_BACKEND_ERROR_ALLOC : PX_BACKEND_ERROR_DEVICE,
+                "cuda device %d: cudaHostAlloc of %" G_GSIZE_FORMAT " bytes failed: %s", c->device, bytes,
+                cudaGetErrorString(e));
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static void cuda_host_free(PxBackend *be, void *p) {
+  Cuda *c = cx(be);
+  if (!p) return;
+  if (cudaSetDevice(c->device) != cudaSuccess || cudaFreeHost(p) != cudaSuccess) {
+    cudaGetLastError();
+    g_warning("cuda device %d: cudaFreeHost failed", c->device);
+  }
+}
+
 /* A host <-> device copy on the compute stream, returning once it is done. */
 static gboolean copy_sync(PxBackend *be, const char *op, void *dst, const void *src, gsize bytes,
                           enum cudaMemcpyKind kind, GError **error) {
@@ -1346,6 +1376,9 @@ static const PxBackendOps cuda_ops = {
   .memset = cuda_memset,
   .synchronize = cuda_synchronize,
   .copy = cuda_copy,
+  .host_alloc = cuda_host_alloc,
+  .host_free = cuda_host_free,
+  .host_pinned = TRUE,
   .streams = &cuda_stream_ops,
   .linear_fwd = cuda_linear_fwd,
   .linear_bwd = cuda_linear_bwd,
