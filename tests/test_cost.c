@@ -981,7 +981,7 @@ static void test_gpt3_flops(void) {
  * 16777216 B; NVLink busbw 450e9 x 0.82 = 369e9 B/s, alpha 3 us. The rank's
  * weights (out, in): qkv (6144, 4096), proj (4096, 2048), fc1 (8192, 4096),
  * fc2 (4096, 8192). A GEMM is max(2mnk / (989.4e12 eff), 2(mk + kn + mn) /
- * (3350e9 x 0.89)) + 3 us, eff = 0.808 x (useful tiles / slots over 132
+ * (3350e9 x 0.898)) + 3 us, eff = 0.808 x (useful tiles / slots over 132
  * SMs) x k / (k + 150) (section 2); all below are compute-bound.
  *  Without overlap: two all-gather + reduce-scatter pairs each way, each
  *   collective 3 us + 1/2 x 16777216 / 369e9 = 25.733355 us:
