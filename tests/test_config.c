@@ -55,6 +55,12 @@ static void test_cluster_presets(void) {
   g_autoptr(PxCluster) x = px_cluster_load("h200", &e);
   g_assert_no_error(e);
   g_assert_cmpint(x->gpu_memory, ==, 143771LL * 1048576);
+  /* Jean Zay's A100 nodes: 4 Omni-Path links of 100 Gb/s per node of 8 GPUs
+   * (BigScience tr11-176B-ml README, the BLOOM paper): 4 x 12.5 GB/s / 8 */
+  g_autoptr(PxCluster) j = px_cluster_load("jean-zay-a100", &e);
+  g_assert_no_error(e);
+  g_assert_cmpfloat(j->inter_bw, ==, 4 * 100e9 / 8 / 8);
+  g_assert_cmpfloat(j->peak_bf16, ==, 312e12);
   g_assert_null(px_cluster_load("dgx-z9000", &e));
   g_assert_error(e, PX_CLUSTER_ERROR, PX_CLUSTER_ERROR_NOT_FOUND);
   g_assert_nonnull(strstr(e->message, "dgx-h100"));

@@ -52,7 +52,13 @@
  *      checked. Set apart: the abstract's 530B on 2240 GPUs (MFU; batch
  *      not stated, assumed 2240); MT-NLG 530B (Smith et al. 2022: 2240,
  *      2800, 3360 GPUs, batch 1920, iteration time) on Megatron-DeepSpeed,
- *      whose pipeline engine no profile describes. Table 4's one-layer times
+ *      whose pipeline engine no profile describes; BLOOM-176B (BigScience's
+ *      tr11-176B-ml slurm script and chronicles: 384 A100 on Jean Zay, the
+ *      jean-zay-a100 preset, tp 4, pp 12, dp 8, 105.22 s per iteration) on
+ *      Megatron-DeepSpeed likewise; OPT-175B (Zhang et al. 2022: 992 A100,
+ *      up to 147 TFLOP/s per GPU, metaseq's FSDP + Megatron TP 8, the fsdp
+ *      profile the nearest) on a stack no profile describes (suite_public
+ *      states the sources and settings). Table 4's one-layer times
  *      printed as a diagnostic, outside the statistics.
  *   6. TorchTitan (Liang et al. 2024, arXiv 2410.06511): the published
  *      tokens/s per GPU of Llama 3.1 8B / 70B / 405B on H100 with FSDP2, 2D,
@@ -933,6 +939,231 @@ static void suite_mtnlg(Errors *e, gboolean quiet, gboolean breakdown) {
   }
 }
 
+/* ---- 5, continued: published runs of other stacks (set apart) ---- */
+
+/* Megatron's TFLOP/s as Megatron-LM and Megatron-DeepSpeed log it
+ * (training.py / utils.py throughput_calculator, Narayanan et al. 2021
+ * eq. 3): 24 c B s l h^2 (1 + s/6h + V/16lh) over time and GPUs, c = 4 with
+ * activation checkpointing (the recomputed forward counted: hardware FLOPs),
+ * 3 without; V the padded vocabulary. */
+static double megatron_tflops(double batch, double seq, double layers, double hidden, double vocab, int ckpt_factor,
+                              double time, int gpus) {
+  double f = 24.0 * ckpt_factor * batch * seq * layers * hidden * hidden *
+             (1 + seq / (6 * hidden) + vocab / (16 * layers * hidden));
+  return f / (time * gpus) / 1e12;
+}
+
+/* BLOOM-176B (BigScience, Le Scao et al. 2022, arXiv 2211.05100), the
+ * production run on Jean Zay as bigscience-workshop/bigscience publishes it:
+ * train/tr11-176B-ml/tr11-176B-ml.slurm (TP_SIZE=4, PP_SIZE=12, 48 nodes of 8
+ * GPUs: dp 8; MICRO_BATCH_SIZE=2, GLOBAL_BATCH_SIZE=2048, SEQ_LEN=2048,
+ * NHIDDEN=14336, NLAYERS=70, NHEADS=112, --pad-vocab-size-to 250880,
+ * --position-embedding-type alibi, --embed-layernorm, --bf16,
+ * --checkpoint-activations with --deepspeed-activation-checkpointing,
+ * ZERO_STAGE=0 "bf16 must use z0! it implements its own zero stage 1
+ * equivalent", --pp-partition-method 'type:transformer|embedding') and
+ * train/tr11-176B-ml/chronicles.md, 2022-03-18 ("now at full throttle of
+ * GBS=2048 and at 149-150 TFLOPs per GPU"; its log line: iteration 12695,
+ * "elapsed time per iteration (s): 105.22", "global batch size: 2048",
+ * "TFLOPs: 149.02"). The logged TFLOP/s are Megatron-DeepSpeed's
+ * 96 B s l h^2 (1 + s/6h + V/16lh) with V = 250880 over the logged time
+ * (149.0 from 105.22 s: checked below), so the row compares times.
+ * Stack: Megatron-DeepSpeed with DeepSpeed's pipeline engine, the deepspeed
+ * profile; from the DeepSpeed code the run used (the BF16_Optimizer the
+ * README describes): the pipeline engine's _exec_reduce_grads with bf16
+ * calls _bf16_reduce_grads, which all-reduces the optimizer's fp32
+ * gradients (get_grads_for_reduction): grad_reduce_bytes 4; the optimizer
+ * state sharded over dp (zero 1). Cluster: jean-zay-a100 (4 Omni-Path
+ * links of 100 Gb/s per node). Model: ALiBi as learned positions (the
+ * model has no ALiBi: 29.4 M parameters of positions and their add kernel
+ * more, the bias add in the scores not costed), the embedding LayerNorm
+ * not modelled (one LayerNorm of s x h per micro-batch on the first
+ * stage), dropout 0.1 (Megatron's defaults, the README). Split: the
+ * embedding and the LM head weigh one layer each, 6 units per stage
+ * (README: "pp rank 0: [embed | 5 transformer blocks]", "pp rank 11:
+ * [5 transformer blocks | embed]"). Not modelled: CUDA_LAUNCH_BLOCKING=1
+ * (the README: "makes a tiny impact or no impact at all to the
+ * throughput"), the BF16_Optimizer's fp32 accumulation of each
+ * micro-batch's bf16 gradients. Set apart, as MT-NLG: DeepSpeed's
+ * pipeline engine (runtime/pipe/engine.py, TrainSchedule) is not what the
+ * deepspeed profile describes at this base. */
+#define BLOOM_LAYERS 70
+#define BLOOM_HIDDEN 14336
+#define BLOOM_VOCAB 250880
+static const struct {
+  int gpus, tp, pp, mbs, gbs;
+  double time, tflops; /* s per iteration; the log's TFLOP/s per GPU */
+} bloom = {384, 4, 12, 2, 2048, 105.22, 149.02};
+
+/* OPT-175B (Zhang et al. 2022, arXiv 2205.01068, section 2.4): "We trained
+ * OPT-175B on 992 80GB A100 GPUs, by utilizing Fully Sharded Data Parallel
+ * [...] with Megatron-LM Tensor Parallelism [...]. We achieve utilization of
+ * up to 147 TFLOP/s per GPU. We keep Adam state in FP32, since we shard it
+ * across all hosts, while the model weights remained in FP16"; Table 1: 96
+ * layers, 96 heads, d_model 12288, batch 2M tokens; s 2048 (section 2.2).
+ * The layout is facebookresearch/metaseq's launcher (metaseq/launcher/
+ * opt_baselines.py and opt_job_constants.py, "175b": Size(96, 12288, 96,
+ * 128, int(2.0 * M), 3e-5, 8) since 4d9a863 "Fix 175b benchmark's batch
+ * size"): --model-parallel-size 8, --ddp-backend fully_sharded,
+ * --no-reshard-after-forward (ZeRO-2), --memory-efficient-fp16,
+ * --checkpoint-activations, --batch-size (2M // (992 / 8)) // 2048 = 8 per
+ * data-parallel rank, --update-freq 1: dp 124, 992 sequences per step;
+ * --arch transformer_lm_megatron, ReLU, learned positions, tied
+ * embeddings, dropout 0.1, the GPT-2 BPE (V = 50272 in the released
+ * checkpoints). The 147 TFLOP/s: metaseq issue #185, Stephen Roller: "We
+ * have a spreadsheet that converts WPS to TFLOPs. The chinchilla paper has
+ * a very simple formula for estimating the flops of a forward-backward
+ * pass": Hoffmann et al. 2022 appendix F, 3 x forward, no recompute; the
+ * published time below is that count of the described model over 147
+ * TFLOP/s x 992. Stack: metaseq's fairscale FSDP (ZeRO-2, parameters and
+ * gradients in fp16: mixed_precision off under --memory-efficient-fp16,
+ * fp32_reduce_scatter off) with Megatron TP 8; the nearest profile is fsdp
+ * (torch FSDP under Composer) with tp 8, fp16, grad_reduce_bytes 2 and
+ * unfused attention (ModelParallelMultiheadAttention of 2021). Not modelled:
+ * metaseq's optimizer (fairseq Adam on fp16 parameters with fp32 state; the
+ * profile charges Composer's DecoupledAdamW, 104 B per parameter of the
+ * shard) and Composer's metrics, which metaseq does not run; ReLU costed as
+ * GELU (one memory-bound kernel either way). Set apart: a stack no profile
+ * describes, and the published figure is a maximum ("up to") converted by
+ * an unpublished spreadsheet. */
+#define OPT_LAYERS 96
+#define OPT_HIDDEN 12288
+#define OPT_VOCAB 50272
+static const struct {
+  int gpus, tp, mbs, gbs;
+  double tflops; /* published TFLOP/s per GPU (Chinchilla's count) */
+} opt175 = {992, 8, 8, 992, 147};
+
+/* Hoffmann et al. 2022 (Chinchilla) appendix F: forward FLOPs of one
+ * sequence: embeddings 2 s V h, per layer QKV 6 s h^2, logits 2 s^2 h,
+ * softmax 3 a s^2, the value reduction 2 s^2 h, the projection 2 s h^2, the
+ * dense block 4 s h f, and the output logits 2 s h V; training 3 x forward. */
+static double chinchilla_step_flops(double batch, double seq, double layers, double hidden, double heads,
+                                    double ffn, double vocab) {
+  double layer = 6 * seq * hidden * hidden + 2 * seq * seq * hidden + 3 * heads * seq * seq +
+                 2 * seq * seq * hidden + 2 * seq * hidden * hidden + 4 * seq * hidden * ffn;
+  double fwd = 2 * seq * vocab * hidden + layers * layer + 2 * seq * hidden * vocab;
+  return 3 * fwd * batch;
+}
+
+static void print_public_header(void) {
+  printf("%-10s %-13s %4s %3s %3s %4s %4s %4s %10s %10s %8s %9s %9s %7s %7s\n", "run", "cluster", "gpus", "tp", "pp",
+         "dp", "mbs", "m", "predicted", "published", "error", "predicted", "published", "MFU", "MFU");
+  printf("%-10s %-13s %4s %3s %3s %4s %4s %4s %10s %10s %8s %9s %9s %7s %7s\n", "", "", "", "", "", "", "", "", "s/iter",
+         "s/iter", "%", "TFLOP/s", "TFLOP/s", "pred %", "pub %");
+}
+
+static void suite_public(Errors *bloom_e, Errors *opt_e, gboolean quiet, gboolean breakdown) {
+  if (!quiet)
+    printf("Published runs of stacks no profile describes at this base (set apart; time per iteration, + when the "
+           "model is fast;\n   TFLOP/s as each source counts them, applied to both times; MFU: the model FLOPs over "
+           "312 TFLOP/s per GPU)\n");
+  if (!quiet) print_public_header();
+  /* BLOOM-176B */
+  {
+    g_autoptr(PxModel) m = gpt("BLOOM-176B", BLOOM_LAYERS, BLOOM_HIDDEN, 112, BLOOM_VOCAB, 2048, FALSE);
+    g_autoptr(PxCluster) c = cluster("jean-zay-a100", bloom.gpus);
+    PxPlan base;
+    px_plan_init(&base);
+    base.seq = 2048;
+    base.gbs = bloom.gbs;
+    base.precision = PX_PREC_BF16;
+    base.stack = PX_STACK_DEEPSPEED;
+    base.grad_reduce_bytes = 4; /* _bf16_reduce_grads: the optimizer's fp32 gradients */
+    g_free(base.partition);     /* px_plan_init's default */
+    base.partition = g_strdup("type:^(Embedding|TransformerLayer|LMHead)$");
+    int dp = bloom.gpus / (bloom.tp * bloom.pp);
+    PxLayout l = {.tp = bloom.tp, .pp = bloom.pp, .dp = dp, .vpp = 1, .mbs = bloom.mbs, .zero = 1,
+                  .offload = PX_OFFLOAD_NONE, .ckpt = PX_CKPT_FULL, .sp = 0, .schedule = PX_SCHED_1F1B, .order = 0};
+    PxSearchCandidate r;
+    if (simulate(m, c, &base, &l, &r)) {
+      PxPlan p;
+      PxFlops f;
+      plan_flops(m, &base, &l, &p, &f);
+      double peak = 312e12 * bloom.gpus;
+      double pub_tflops = megatron_tflops(bloom.gbs, 2048, BLOOM_LAYERS, BLOOM_HIDDEN, BLOOM_VOCAB, 4, bloom.time,
+                                          bloom.gpus);
+      add_error(bloom_e, bloom.time / r.step_time, 1.0, "BLOOM-176B 384 GPUs");
+      if (!quiet) {
+        printf("%-10s %-13s %4d %3d %3d %4d %4d %4d %10.2f %10.2f %+8.1f %9.1f %9.1f %7.1f %7.1f\n", "BLOOM-176B",
+               "jean-zay-a100", bloom.gpus, bloom.tp, bloom.pp, dp, bloom.mbs, bloom.gbs / (dp * bloom.mbs),
+               r.step_time, bloom.time, 100 * (bloom.time / r.step_time - 1),
+               megatron_tflops(bloom.gbs, 2048, BLOOM_LAYERS, BLOOM_HIDDEN, BLOOM_VOCAB, 4, r.step_time, bloom.gpus),
+               bloom.tflops, 100 * f.model_per_step / (r.step_time * peak), 100 * f.model_per_step / (bloom.time * peak));
+        /* the published parameter count from the README's per-layer sizes:
+         * 70 blocks of 2,466,437,120, the embedding 3,596,615,680, the
+         * embedding and final LayerNorms 2 x 28,672 */
+        double published = 70 * 2466437120.0 + 3596615680.0 + 2 * 28672.0;
+        double params = (double)px_model_range_stored_params_tp(m, 0, m->n_layers, 1);
+        printf("   Megatron-DeepSpeed (deepspeed profile, DeepSpeed's pipeline engine), bf16, full recompute, "
+               "ZeRO-1 (BF16_Optimizer),\n"
+               "   gradients all-reduced in fp32; slurm script and chronicles 2022-03-18 (iteration 12695); the "
+               "log's %.2f TFLOP/s\n"
+               "   = Megatron's formula over 105.22 s: %.2f. Assumed: ALiBi as learned positions, the embedding "
+               "LayerNorm left out:\n"
+               "   %.1f M parameters described, %.1f M published (+29.36 M of positions, -0.03 M of "
+               "LayerNorm); NVLink,\n"
+               "   Omni-Path busbw and NCCL's SMs of jean-zay-a100 as the DGX A100's (no source)\n",
+               bloom.tflops, pub_tflops, params / 1e6, published / 1e6);
+      }
+      if (breakdown) print_split(m, c, &p, &r, bloom.time);
+      px_plan_clear(&p);
+    }
+    px_plan_clear(&base);
+  }
+  /* OPT-175B */
+  {
+    PxModelDesc d = {.name = "OPT-175B", .layers = OPT_LAYERS, .hidden = OPT_HIDDEN, .heads = 96, .kv_heads = 96,
+                     .ffn = 4 * OPT_HIDDEN, .vocab = OPT_VOCAB, .max_seq = 2048, .ffn_kind = PX_FFN_GELU,
+                     .norm = PX_NORM_LAYERNORM, .pos = PX_POS_LEARNED, .bias = TRUE, .tied = TRUE, .dropout = TRUE};
+    g_autoptr(GError) err = NULL;
+    g_autoptr(PxModel) m = px_model_new(&d, &err);
+    if (!m) die(err);
+    g_autoptr(PxCluster) c = cluster("dgx-a100-80g", opt175.gpus);
+    PxPlan base;
+    px_plan_init(&base);
+    base.seq = 2048;
+    base.gbs = opt175.gbs;
+    base.precision = PX_PREC_FP16;
+    base.stack = PX_STACK_FSDP;
+    base.grad_reduce_bytes = 2;           /* fairscale FSDP without mixed_precision: fp16 gradients */
+    base.attention = PX_ATTN_UNFUSED;     /* metaseq's ModelParallelMultiheadAttention (2021) */
+    int dp = opt175.gpus / opt175.tp;
+    PxLayout l = {.tp = opt175.tp, .pp = 1, .dp = dp, .vpp = 1, .mbs = opt175.mbs, .zero = 2,
+                  .offload = PX_OFFLOAD_NONE, .ckpt = PX_CKPT_FULL, .sp = 0, .schedule = PX_SCHED_1F1B, .order = 0};
+    PxSearchCandidate r;
+    if (simulate(m, c, &base, &l, &r)) {
+      PxPlan p;
+      PxFlops f;
+      plan_flops(m, &base, &l, &p, &f);
+      double peak = 312e12 * opt175.gpus;
+      double flops = chinchilla_step_flops(opt175.gbs, 2048, OPT_LAYERS, OPT_HIDDEN, 96, 4 * OPT_HIDDEN, OPT_VOCAB);
+      double published = flops / (opt175.tflops * 1e12 * opt175.gpus);
+      add_error(opt_e, published / r.step_time, 1.0, "OPT-175B 992 GPUs");
+      if (!quiet) {
+        printf("%-10s %-13s %4d %3d %3d %4d %4d %4d %10.2f %10.2f %+8.1f %9.1f %9.1f %7.1f %7.1f\n", "OPT-175B",
+               "dgx-a100-80g", opt175.gpus, opt175.tp, 1, dp, opt175.mbs, opt175.gbs / (dp * opt175.mbs), r.step_time,
+               published, 100 * (published / r.step_time - 1), flops / (r.step_time * opt175.gpus) / 1e12,
+               opt175.tflops, 100 * f.model_per_step / (r.step_time * peak), 100 * f.model_per_step / (published * peak));
+        printf("   metaseq (fairscale FSDP ZeRO-2 + Megatron TP 8) as the fsdp profile with tp 8, fp16, fp16 "
+               "gradients, unfused attention,\n"
+               "   full recompute; published: \"up to 147 TFLOP/s per GPU\", the time from Chinchilla's count "
+               "(metaseq issue #185),\n"
+               "   %.4g FLOPs per step. Assumed: V 50272, ReLU as GELU, the network as the DGX A100's (the paper "
+               "names no cluster);\n"
+               "   not modelled: metaseq's Adam (Composer's optimizer and metrics charged), memory-efficient fp16's "
+               "state without an\n"
+               "   fp32 copy and --distribute-checkpointed-activations (the predicted peak, --breakdown, is over "
+               "80 GiB)\n",
+               flops);
+      }
+      if (breakdown) print_split(m, c, &p, &r, published);
+      px_plan_clear(&p);
+    }
+    px_plan_clear(&base);
+  }
+}
+
 static void suite_korthikanti(Errors *all, gboolean quiet, gboolean breakdown) {
   Errors e = {0}, apart = {0};
   printf("\n5. Korthikanti et al. 2022 (arXiv 2205.05198) Table 5 — DGX A100 80 GB, Megatron-LM May 2022\n"
@@ -1008,11 +1239,14 @@ static void suite_korthikanti(Errors *all, gboolean quiet, gboolean breakdown) {
     px_plan_clear(&base);
   }
   if (!quiet || breakdown) korthikanti_table4();
-  Errors mt = {0};
+  Errors mt = {0}, bloom_e = {0}, opt_e = {0};
   suite_mtnlg(&mt, quiet, breakdown);
+  suite_public(&bloom_e, &opt_e, quiet, breakdown);
   print_errors("Korthikanti 2022 Table 5", &e);
   print_errors("  530B on 2240 GPUs (apart)", &apart);
   print_errors("  MT-NLG 530B (apart)", &mt);
+  print_errors("  BLOOM-176B (apart)", &bloom_e);
+  print_errors("  OPT-175B (apart)", &opt_e);
   merge(all, &e, "Korthikanti");
 }
 
