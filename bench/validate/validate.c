@@ -49,13 +49,14 @@
  *      reproduction), Megatron's even layer split (suite_korthikanti states
  *      the sources and the check of the batches against the paper's MFU).
  *      In the "all rows" totals: each row's full layout is stated and
- *      checked. Set apart: the abstract's 530B on 2240 GPUs (MFU; batch
- *      not stated, assumed 2240); MT-NLG 530B (Smith et al. 2022: 2240,
- *      2800, 3360 GPUs, batch 1920, iteration time) on Megatron-DeepSpeed,
- *      whose pipeline engine no profile describes; BLOOM-176B (BigScience's
- *      tr11-176B-ml slurm script and chronicles: 384 A100 on Jean Zay, the
- *      jean-zay-a100 preset, tp 4, pp 12, dp 8, 105.22 s per iteration) on
- *      Megatron-DeepSpeed likewise; OPT-175B (Zhang et al. 2022: 992 A100,
+ *      checked. In the totals too, as their own line: the Megatron-DeepSpeed
+ *      runs, MT-NLG 530B (Smith et al. 2022: 2240, 2800, 3360 GPUs, batch
+ *      1920, iteration time) and BLOOM-176B (BigScience's tr11-176B-ml slurm
+ *      script and chronicles: 384 A100 on Jean Zay, the jean-zay-a100
+ *      preset, tp 4, pp 12, dp 8, 105.22 s per iteration), on the deepspeed
+ *      profile with DeepSpeed's pipeline engine as it runs (TrainSchedule's
+ *      order, blocking sends). Set apart: the abstract's 530B on 2240 GPUs
+ *      (MFU; batch not stated, assumed 2240); OPT-175B (Zhang et al. 2022: 992 A100,
  *      up to 147 TFLOP/s per GPU, metaseq's FSDP + Megatron TP 8, the fsdp
  *      profile the nearest) on a stack no profile describes (suite_public
  *      states the sources and settings). Table 4's one-layer times
@@ -887,12 +888,14 @@ static void korthikanti_table4(void) {
  * pipeline engine and data parallelism with Megatron's tensor slicing, the
  * deepspeed profile (unfused attention, gradients reduced in 16 bits, after
  * the backward, synchronous p2p). Assumed: micro-batch 1 (as suite 1),
- * ZeRO-1 (DeepSpeed's pipeline engine allows no higher stage), bf16. Set
- * apart (printed, outside the statistics): the profile describes DeepSpeed's
- * ZeRO data parallelism, not its pipeline engine of 2021 (an instruction
- * loop in Python, runtime/pipe/engine.py, with its own p2p and
- * checkpointing), on which these runs were made; Megatron-LM's own runs of
- * the same shape (suite 1's 529.6B, Table 5's 530B) are in the statistics. */
+ * ZeRO-1 (DeepSpeed's pipeline engine allows no higher stage), bf16. The
+ * profile runs DeepSpeed's pipeline engine as its code orders it
+ * (TrainSchedule's steps, each send and receive a blocking NCCL call:
+ * docs/schedules.md, docs/cost.md section 3); what else the engine of 2021
+ * costs (an instruction loop in Python, runtime/pipe/engine.py, with its
+ * own buffers and checkpointing) has no measurement to model it by. In the
+ * statistics (once printed apart, when the profile described only
+ * DeepSpeed's ZeRO data parallelism). */
 static const struct {
   int gpus;
   double time, tflops; /* s per iteration, TFLOP/s per GPU */
@@ -901,7 +904,7 @@ static const struct {
 };
 
 static void suite_mtnlg(Errors *e, gboolean quiet, gboolean breakdown) {
-  printf("MT-NLG 530B (Smith et al. 2022 section 2.4; set apart: DeepSpeed's pipeline engine not modelled) —\n"
+  printf("MT-NLG 530B (Smith et al. 2022 section 2.4) — DeepSpeed's pipeline engine: TrainSchedule, blocking sends\n"
          "   Megatron-DeepSpeed 2021 (deepspeed profile), tp 8, pp 35, batch 1920, full recompute; assumed micro-batch 1,\n"
          "   ZeRO-1, bf16\n");
   printf("%-5s %5s %4s %10s %10s %8s %9s %9s\n", "gpus", "dp", "m", "predicted", "published", "error", "predicted",
@@ -983,10 +986,11 @@ static double megatron_tflops(double batch, double seq, double layers, double hi
  * (README: "pp rank 0: [embed | 5 transformer blocks]", "pp rank 11:
  * [5 transformer blocks | embed]"). Not modelled: CUDA_LAUNCH_BLOCKING=1
  * (the README: "makes a tiny impact or no impact at all to the
- * throughput"), the BF16_Optimizer's fp32 accumulation of each
- * micro-batch's bf16 gradients. Set apart, as MT-NLG: DeepSpeed's
- * pipeline engine (runtime/pipe/engine.py, TrainSchedule) is not what the
- * deepspeed profile describes at this base. */
+ * throughput"); the BF16_Optimizer's fp32 update from each micro-batch's
+ * bf16 gradients is the profile's accumulation pass (cost.c: read the
+ * 2-byte gradient, read and write the 4-byte one). In the statistics with MT-NLG (the same
+ * pipeline engine, TrainSchedule with blocking sends, as the profile runs
+ * it). */
 #define BLOOM_LAYERS 70
 #define BLOOM_HIDDEN 14336
 #define BLOOM_VOCAB 250880
@@ -1055,8 +1059,8 @@ static void print_public_header(void) {
 
 static void suite_public(Errors *bloom_e, Errors *opt_e, gboolean quiet, gboolean breakdown) {
   if (!quiet)
-    printf("Published runs of stacks no profile describes at this base (set apart; time per iteration, + when the "
-           "model is fast;\n   TFLOP/s as each source counts them, applied to both times; MFU: the model FLOPs over "
+    printf("Published runs of other stacks (BLOOM-176B in the statistics with MT-NLG; OPT-175B set apart: metaseq's "
+           "stack, no profile; time per iteration, + when the model is fast;\n   TFLOP/s as each source counts them, applied to both times; MFU: the model FLOPs over "
            "312 TFLOP/s per GPU)\n");
   if (!quiet) print_public_header();
   /* BLOOM-176B */
@@ -1239,15 +1243,15 @@ static void suite_korthikanti(Errors *all, gboolean quiet, gboolean breakdown) {
     px_plan_clear(&base);
   }
   if (!quiet || breakdown) korthikanti_table4();
-  Errors mt = {0}, bloom_e = {0}, opt_e = {0};
-  suite_mtnlg(&mt, quiet, breakdown);
-  suite_public(&bloom_e, &opt_e, quiet, breakdown);
+  Errors ds = {0}, opt_e = {0};
+  suite_mtnlg(&ds, quiet, breakdown);
+  suite_public(&ds, &opt_e, quiet, breakdown);
   print_errors("Korthikanti 2022 Table 5", &e);
   print_errors("  530B on 2240 GPUs (apart)", &apart);
-  print_errors("  MT-NLG 530B (apart)", &mt);
-  print_errors("  BLOOM-176B (apart)", &bloom_e);
+  print_errors("Megatron-DeepSpeed runs", &ds);
   print_errors("  OPT-175B (apart)", &opt_e);
   merge(all, &e, "Korthikanti");
+  merge(all, &ds, "Megatron-DeepSpeed");
 }
 
 /* ---- 6. TorchTitan (Liang et al. 2024): Llama 3.1 on H100, FSDP2 / 2D / 3D ---- */
