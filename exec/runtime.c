@@ -527,11 +527,12 @@ static void chunk_split_layout(Rank *r, int c) {
 }
 
 /* Bucket shards (ChunkState.bucket_shards): the core's layout of the chunk's
- * part (px_buckets_shard_layout), each param at its bucket's region (an
- * MoE model's routed experts at the bucket's experts' region) plus its
- * place among the bucket's layers; the runtime's own element counts must be
- * the layout's. The shard's parts: the rank's slice of each non-empty
- * region, over DP (the dense ones) or EDP (the experts'). */
+ * part (px_buckets_shard_layout), each param at its bucket's region (a
+ * dense tensor at its layer's dense bucket's, an MoE model's routed experts
+ * at their layer's expert bucket's) plus its place among the bucket's
+ * layers; the runtime's own element counts must be the layout's. The
+ * shard's parts: the rank's slice of each non-empty region, over DP (the
+ * dense buckets) or EDP (the experts'), in the shard's order. */
 static gboolean chunk_bucket_layout(Rank *r, int c, GError **error) {
   PxRuntime *rt = r->rt;
   ChunkState *cs = &r->chunks[c];
@@ -540,15 +541,17 @@ static gboolean chunk_bucket_layout(Rank *r, int c, GError **error) {
   int k = px_program_part_of(rt->prog, r->stage, c), n = bk->n[k];
   PxComm *group[2] = {r->dp, r->edp ? r->edp : r->dp};
   int rank_in[2] = {r->dp_rank, r->edp ? r->edp_rank : r->dp_rank};
-  g_autofree PxBucketShard *bs = g_new(PxBucketShard, 2 * n);
+  g_autofree PxBucketShard *bs = g_new(PxBucketShard, n);
   cs->shard = px_buckets_shard_layout(bk, k, px_comm_size(group[0]), px_comm_size(group[1]), bs, &cs->padded, NULL);
   cs->split = cs->bucket_shards = TRUE;
   cs->off = g_new(gint64, ch->n_params);
-  cs->parts = g_new(ShardPart, 2 * n);
+  cs->parts = g_new(ShardPart, n);
   for (int g = 0; g < 2; g++)
-    for (int b = n - 1; b >= 0; b--) { /* the shard's order */
-      const PxBucketShard *q = &bs[g * n + b];
-      int p0 = ch->layer_param[bk->b[k][b].first - ch->first], p1 = ch->layer_param[bk->b[k][b].end - ch->first];
+    for (int b = n - 1; b >= 0; b--) { /* the shard's order: the dense buckets, then the experts' */
+      const PxBucket *bb = &bk->b[k][b];
+      if (!bb->expert != !g) continue;
+      const PxBucketShard *q = &bs[b];
+      int p0 = ch->layer_param[bb->first - ch->first], p1 = ch->layer_param[bb->end - ch->first];
       gint64 held = 0;
       for (int i = p0; i < p1; i++)
         if (ch->params[i].expert == (g == 1)) {
@@ -1456,6 +1459,7 @@ static gboolean bucket_runs(Rank *r, int c, int b, RunFn fn, void *data, GError 
   for (int i = p0; i <= p1; i++) {
     PxComm *pc = NULL;
     gint64 o = 0;
+    if (i < p1 && !ch->params[i].expert != !bk->expert) continue; /* the other kind's bucket */
     if (i < p1) {
       pc = r->split_experts && ch->params[i].expert ? r->edp : r->dp;
       o = param_offset(r, c, (guint)i);
