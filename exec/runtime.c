@@ -65,9 +65,9 @@ typedef struct {
   /* ZeRO-1/2 reduced in buckets (buckets.h px_buckets_sharded): the buffers
    * laid out per bucket, each bucket's region padded to dp slices and the
    * shard the rank's slice of every bucket (px_buckets_shard_layout); an MoE
-   * model's experts in a buffer of their own after the dense one, each
-   * bucket's experts' region padded to edp slices; also split (the shard in
-   * parts, the params at off) */
+   * model's expert buckets in a buffer of their own after the dense one,
+   * each padded to edp slices; also split (the shard in parts, the params
+   * at off) */
   gboolean bucket_shards;
   ShardPart *parts;   /* (n_parts) the rank's shard, sharded runs: one part (the flat 1/dp range),
                          two (split: dense over DP, experts over EDP) or one per bucket region */
@@ -1431,13 +1431,15 @@ static PxTensor *reduced_shard(Rank *r, ChunkState *cs, GError **error) {
  * backward's per-layer hook (px_gpt_set_layer_hook) records an event on the
  * compute stream and queues on the collective stream, behind it, an
  * all-reduce of each run of the bucket's parameters that is contiguous in
- * the flat gradient buffer (a view: no copy), over DP, or over EDP for the
- * routed experts of a model whose experts have groups of their own. Under
+ * the flat gradient buffer (a view: no copy), over DP; an MoE model's expert
+ * bucket (PxBucket.expert) holds only its layers' routed experts, over EDP
+ * where the experts have groups of their own, a dense bucket only the
+ * other tensors. Under
  * ZeRO-1/2 (bucket_shards: buckets.h px_buckets_sharded) the buffers are laid
  * out per bucket, each bucket's region padded to dp slices, and the bucket is
  * reduce-scattered over its region into the rank's slice of it (Megatron-Core's
- * distributed optimizer; an MoE model's experts' region of the bucket over
- * EDP into the rank's expert slice); AdamW updates the slices and the
+ * distributed optimizer; an MoE model's expert bucket over EDP into the
+ * rank's expert slice); AdamW updates the slices and the
  * optimizer all-gathers each bucket (adam_split_after). Under ZeRO-3 the
  * shard stays one flat range of the chunk, so the bucket is all-reduced in
  * place and, once the last bucket is queued, the rank's shard of the reduced
@@ -1447,8 +1449,8 @@ static PxTensor *reduced_shard(Rank *r, ChunkState *cs, GError **error) {
  * the compute stream first. The bucket that holds the tied embedding waits
  * for REDUCE_TIED, as the whole chunk does without buckets. */
 
-/* Visit the runs of bucket b's parameters: [lo, lo + n) of the flat buffers,
- * contiguous, one group. */
+/* Visit the runs of bucket b's parameters (of its kind: dense, or routed
+ * experts): [lo, lo + n) of the flat buffers, contiguous, one group. */
 typedef gboolean (*RunFn)(Rank *r, int c, gint64 lo, gint64 n, PxComm *comm, void *data, GError **error);
 static gboolean bucket_runs(Rank *r, int c, int b, RunFn fn, void *data, GError **error) {
   const PxGptChunk *ch = px_gpt_chunk(r->gpt, c);

@@ -13,7 +13,9 @@
  * unsharded, ZeRO-1 and ZeRO-2: per bucket, the dense regions over DP and
  * the experts' over EDP, against the unbucketed run's split flat shards),
  * ep 1 · dp 3 ZeRO-1 (the experts over the DP ranks; dense regions padded;
- * against the flat shard) and ep 2 · dp 2 · pp 2 ZeRO-2 in bf16. Memory per
+ * against the flat shard) and ep 2 · dp 2 · pp 2 ZeRO-2 in bf16; and at
+ * 6000 elements, where the dense and the experts' bucket sequences split
+ * differently (ZeRO 0-3 over dp 4 · ep 2, ZeRO-1 over dp 3 · ep 1). Memory per
  * category still equals the planner's (the fp32 cases: tp 2 · sp ZeRO-1, pp 2
  * ZeRO-3, zb-h1 ZeRO-1, dp 4 ZeRO-2, dp 3 ZeRO-1, whose buckets are padded,
  * and the two fp32 tiny-moe ones). Every case again with the bucketed run
