@@ -32,6 +32,42 @@ PxBuckets *px_buckets_from_layers(int parts, const int *bounds, const double *el
   return px_buckets_from_layers_moe(parts, bounds, elems, NULL, flops, size);
 }
 
+/* One kind's sequence of part [lo, hi) appended to a, in reduction order:
+ * el the layer's elements of that kind. The dense sequence (expert FALSE)
+ * closes its last bucket at the part's first layer; the experts' starts a
+ * bucket only at a layer holding experts and closes its last at the lowest
+ * such layer (none without experts). */
+static void kind_sequence(GArray *a, int lo, int hi, const double *el, const double *flops, double size,
+                          gboolean expert) {
+  double total = 0, total_flops = 0;
+  int low = expert ? -1 : lo; /* the layer closing the last bucket */
+  for (int li = lo; li < hi; li++) {
+    total += el[li], total_flops += flops[li];
+    if (expert && low < 0 && el[li] > 0) low = li;
+  }
+  if (low < 0) return;
+  PxBucket cur = {hi, hi, 0, 0, 0, expert};
+  gboolean open = !expert; /* a dense bucket holds every layer it passes, one with no elements too */
+  double done_flops = 0; /* backward FLOPs of the layers done, last layer first */
+  for (int li = hi - 1; li >= low; li--) {
+    done_flops += flops[li];
+    if (!open && el[li] <= 0) continue;
+    if (!open) cur.end = li + 1, open = TRUE;
+    cur.first = li;
+    cur.elems += el[li];
+    /* closed once it holds the bucket size (one layer per bucket with size 0);
+     * the part's first layer (the lowest with experts) closes the last */
+    if (cur.elems >= size || li == low) {
+      cur.share = total > 0 ? cur.elems / total : 1.0 / (hi - lo);
+      cur.after = total_flops > 0 ? MAX(0.0, 1.0 - done_flops / total_flops) : (double)(li - lo) / (hi - lo);
+      if (li == lo) cur.after = 0;
+      g_array_append_val(a, cur);
+      cur = (PxBucket){li, li, 0, 0, 0, expert};
+      open = !expert;
+    }
+  }
+}
+
 PxBuckets *px_buckets_from_layers_moe(int parts, const int *bounds, const double *elems, const double *expert,
                                       const double *flops, double size) {
   PxBuckets *b = g_new0(PxBuckets, 1);
@@ -39,27 +75,24 @@ PxBuckets *px_buckets_from_layers_moe(int parts, const int *bounds, const double
   b->bucket_elems = size;
   b->n = g_new0(int, parts);
   b->b = g_new0(PxBucket *, parts);
+  int n_layers = parts > 0 ? bounds[parts] : 0;
+  g_autofree double *dense = g_new0(double, MAX(n_layers, 1));
+  for (int li = 0; li < n_layers; li++) dense[li] = expert ? elems[li] - expert[li] : elems[li];
+  g_autoptr(GArray) d = g_array_new(FALSE, FALSE, sizeof(PxBucket));
+  g_autoptr(GArray) x = g_array_new(FALSE, FALSE, sizeof(PxBucket));
   for (int k = 0; k < parts; k++) {
-    int lo = bounds[k], hi = bounds[k + 1];
-    double total = 0, total_flops = 0;
-    for (int li = lo; li < hi; li++) total += elems[li], total_flops += flops[li];
-    GArray *a = g_array_new(FALSE, FALSE, sizeof(PxBucket));
-    PxBucket cur = {hi, hi, 0, 0, 0, 0};
-    double done_flops = 0; /* backward FLOPs of the layers done, last layer first */
-    for (int li = hi - 1; li >= lo; li--) {
-      cur.first = li;
-      cur.elems += elems[li];
-      cur.expert += expert ? expert[li] : 0;
-      done_flops += flops[li];
-      /* closed once it holds the bucket size (one layer per bucket with size 0);
-       * the chunk's first layer closes the last */
-      if (cur.elems >= size || li == lo) {
-        cur.share = total > 0 ? cur.elems / total : 1.0 / (hi - lo);
-        cur.after = total_flops > 0 ? MAX(0.0, 1.0 - done_flops / total_flops) : (double)(li - lo) / (hi - lo);
-        if (li == lo) cur.after = 0;
-        g_array_append_val(a, cur);
-        cur = (PxBucket){li, li, 0, 0, 0, 0};
-      }
+    g_array_set_size(d, 0);
+    g_array_set_size(x, 0);
+    kind_sequence(d, bounds[k], bounds[k + 1], dense, flops, size, FALSE);
+    if (expert) kind_sequence(x, bounds[k], bounds[k + 1], expert, flops, size, TRUE);
+    /* merged in the order they become ready: the closing layer, highest
+     * first; on a tie the experts' bucket first */
+    GArray *a = g_array_sized_new(FALSE, FALSE, sizeof(PxBucket), d->len + x->len);
+    for (guint i = 0, j = 0; i < d->len || j < x->len;) {
+      const PxBucket *db = i < d->len ? &g_array_index(d, PxBucket, i) : NULL;
+      const PxBucket *xb = j < x->len ? &g_array_index(x, PxBucket, j) : NULL;
+      if (xb && (!db || xb->first >= db->first)) g_array_append_val(a, *xb), j++;
+      else g_array_append_val(a, *db), i++;
     }
     b->n[k] = (int)a->len;
     b->b[k] = (PxBucket *)g_array_free(a, FALSE);
@@ -101,12 +134,14 @@ void px_buckets_free(PxBuckets *b) {
   g_free(b);
 }
 
-int px_buckets_of_layer(const PxBuckets *b, int k, int li) {
+int px_buckets_find(const PxBuckets *b, int k, int li, gboolean expert) {
   if (!b || k < 0 || k >= b->parts) return -1;
   for (int i = 0; i < b->n[k]; i++)
-    if (li >= b->b[k][i].first && li < b->b[k][i].end) return i;
+    if (!b->b[k][i].expert == !expert && li >= b->b[k][i].first && li < b->b[k][i].end) return i;
   return -1;
 }
+
+int px_buckets_of_layer(const PxBuckets *b, int k, int li) { return px_buckets_find(b, k, li, FALSE); }
 
 gboolean px_buckets_sharded(const PxBuckets *b, const PxModel *model, const PxPlan *plan, int k) {
   (void)model;
@@ -122,13 +157,14 @@ gint64 px_buckets_shard_layout(const PxBuckets *b, int k, int dp, int edp, PxBuc
   int n = b->n[k];
   gint64 base = 0, at = 0, at_dense = 0;
   /* buffer order: the dense buffer, then the experts' (g = 1); in each the
-   * part's first layers (its last bucket) first */
+   * part's first layers (its last bucket of that kind) first */
   for (int g = 0; g < 2; g++) {
     int ranks = MAX(g ? edp : dp, 1);
     for (int i = n - 1; i >= 0; i--) {
       const PxBucket *bk = &b->b[k][i];
-      gint64 ex = llround(bk->expert), elems = g ? ex : llround(bk->elems) - ex, slice = (elems + ranks - 1) / ranks;
-      if (out) out[g * n + i] = (PxBucketShard){elems, base, slice, at};
+      if (!bk->expert != !g) continue;
+      gint64 elems = llround(bk->elems), slice = (elems + ranks - 1) / ranks;
+      if (out) out[i] = (PxBucketShard){elems, base, slice, at};
       base += slice * ranks;
       at += slice;
     }

@@ -1099,7 +1099,8 @@ static PxCostTable *table_alloc(int pp, int vpp) {
                          &t->p2p_act, &t->p2p_grad, &t->gather, &t->gather_pass, &t->p2p_bytes,
                          &t->reduce_pass, &t->cp_comm_fwd, &t->cp_comm_bwd, &t->gather_pcie, &t->gather_cast};
   for (gsize i = 0; i < G_N_ELEMENTS(per_part); i++) *per_part[i] = g_new0(double, t->parts);
-  double **per_rank[] = {&t->dp_reduce, &t->tied_reduce, &t->optimizer, &t->load, &t->dp_bytes};
+  double **per_rank[] = {&t->dp_reduce, &t->tied_reduce, &t->optimizer, &t->load, &t->dp_bytes, &t->edp_reduce,
+                         &t->edp_bytes};
   for (gsize i = 0; i < G_N_ELEMENTS(per_rank); i++) *per_rank[i] = g_new0(double, pp);
   return t;
 }
@@ -1109,7 +1110,7 @@ void px_cost_table_free(PxCostTable *t) {
   double *arrays[] = {t->fwd, t->bwd_input, t->bwd_weight, t->tp_comm_fwd, t->tp_comm_bwd, t->p2p_act,
                       t->p2p_grad, t->gather, t->gather_pass, t->p2p_bytes, t->dp_reduce, t->tied_reduce, t->optimizer,
                       t->load, t->dp_bytes, t->reduce_pass, t->cp_comm_fwd, t->cp_comm_bwd, t->gather_pcie,
-                      t->gather_cast};
+                      t->gather_cast, t->edp_reduce, t->edp_bytes};
   for (gsize i = 0; i < G_N_ELEMENTS(arrays); i++) g_free(arrays[i]);
   g_free(t);
 }
@@ -1165,7 +1166,7 @@ static gboolean dp_reduce_scatters(const PxModel *model, const PxPlan *plan, con
   if (plan->zero < 1) return FALSE;
   if (!part->buckets || !px_cost_overlap_dp(plan)) return TRUE;
   /* in buckets: ZeRO-1/2 reduce-scatter each padded bucket into the rank's
-   * slice, an MoE model's experts' regions over edp (buckets.h
+   * slice, an MoE model's expert buckets over edp (buckets.h
    * px_buckets_sharded); otherwise (ZeRO-3) each bucket is all-reduced and
    * the shard copied out */
   for (int k = 0; k < part->parts; k++)
@@ -1177,8 +1178,8 @@ static gboolean dp_reduce_scatters(const PxModel *model, const PxPlan *plan, con
 
 /* Elements rank r's buffers add to pad ZeRO-1/2 buckets to slices
  * (buckets.h px_buckets_shard_layout; 0 when not sharded per bucket): the
- * dense regions' to dp slices, returned, and the experts' to edp slices,
- * *epad. */
+ * dense buckets' to dp slices, returned, and the expert buckets' to edp
+ * slices, *epad. */
 static double dp_bucket_padding(const PxModel *model, const PxPlan *plan, const PxPartition *part, int r,
                                 double *epad) {
   double pad = 0;
@@ -1186,11 +1187,11 @@ static double dp_bucket_padding(const PxModel *model, const PxPlan *plan, const 
   for (int k = 0; k < part->parts; k++) {
     if (px_partition_part_rank(part, k) != r || !px_buckets_sharded(part->buckets, model, plan, k)) continue;
     int n = part->buckets->n[k], dp = px_plan_data_ranks(plan), edp = px_plan_edp(plan);
-    g_autofree PxBucketShard *bs = g_new(PxBucketShard, 2 * n);
+    g_autofree PxBucketShard *bs = g_new(PxBucketShard, n);
     px_buckets_shard_layout(part->buckets, k, dp, edp, bs, NULL, NULL);
     for (int i = 0; i < n; i++) {
-      pad += (double)(bs[i].slice * dp - bs[i].elems);
-      *epad += (double)(bs[n + i].slice * edp - bs[n + i].elems);
+      if (part->buckets->b[k][i].expert) *epad += (double)(bs[i].slice * edp - bs[i].elems);
+      else pad += (double)(bs[i].slice * dp - bs[i].elems);
     }
   }
   return pad;
@@ -1375,7 +1376,12 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
     PxLink edpl = rank_eparams[r] > 0 ? edp_link(cluster, plan, r) : dpl;
     /* the experts' gradients over their own data-parallel group */
     gboolean rs = dp_reduce_scatters(model, plan, part, r);
-    if (egrad_bytes > 0) reduce_grads(rs, egrad_bytes, edp, &edpl, &t->dp_reduce[r], &t->dp_bytes[r]);
+    /* (kept apart too, edp_*: the engine times an expert bucket as its share of it) */
+    if (egrad_bytes > 0) {
+      reduce_grads(rs, egrad_bytes, edp, &edpl, &t->edp_reduce[r], &t->edp_bytes[r]);
+      t->dp_reduce[r] += t->edp_reduce[r];
+      t->dp_bytes[r] += t->edp_bytes[r];
+    }
     if (dp > 1) {
       reduce_grads(rs, grad_bytes, dp, &dpl, &t->dp_reduce[r], &t->dp_bytes[r]);
       if (plan->zero == 3 && overlap) {
@@ -1385,6 +1391,7 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
         for (int k = 0; k < parts; k++)
           if (px_partition_part_rank(part, k) == r) layers += part->bounds[k + 1] - part->bounds[k];
         t->dp_reduce[r] /= MAX(layers, 1.0);
+        t->edp_reduce[r] /= MAX(layers, 1.0);
       }
     }
     double shard = (plan->zero >= 1 ? rank_params[r] / dp : rank_params[r]) +

@@ -39,6 +39,10 @@ typedef struct {
   double *optimizer;    /* (pp) optimizer step (+ ZeRO all-gather of updated params, offload copies) */
   double *load;         /* (pp) loading a micro-batch (first and last stage) */
   double *dp_bytes;     /* (pp) bytes each GPU sends in the DP reduction */
+  double *edp_reduce;   /* (pp) of dp_reduce, the routed experts' reduction over their edp group (MoE;
+                           0 otherwise): a dense bucket's share is of dp_reduce less this, an expert
+                           bucket's of this (buckets.h, sim/engine.c) */
+  double *edp_bytes;    /* (pp) of dp_bytes, the routed experts' */
   /* FLOPs for MFU/HFU */
   double model_flops_per_step;     /* whole cluster, one step, no recompute */
   double hardware_flops_per_step;  /* with recompute */

@@ -65,9 +65,9 @@ typedef struct {
   /* ZeRO-1/2 reduced in buckets (buckets.h px_buckets_sharded): the buffers
    * laid out per bucket, each bucket's region padded to dp slices and the
    * shard the rank's slice of every bucket (px_buckets_shard_layout); an MoE
-   * model's experts in a buffer of their own after the dense one, each
-   * bucket's experts' region padded to edp slices; also split (the shard in
-   * parts, the params at off) */
+   * model's expert buckets in a buffer of their own after the dense one,
+   * each padded to edp slices; also split (the shard in parts, the params
+   * at off) */
   gboolean bucket_shards;
   ShardPart *parts;   /* (n_parts) the rank's shard, sharded runs: one part (the flat 1/dp range),
                          two (split: dense over DP, experts over EDP) or one per bucket region */
@@ -531,11 +531,12 @@ static void chunk_split_layout(Rank *r, int c) {
 }
 
 /* Bucket shards (ChunkState.bucket_shards): the core's layout of the chunk's
- * part (px_buckets_shard_layout), each param at its bucket's region (an
- * MoE model's routed experts at the bucket's experts' region) plus its
- * place among the bucket's layers; the runtime's own element counts must be
- * the layout's. The shard's parts: the rank's slice of each non-empty
- * region, over DP (the dense ones) or EDP (the experts'). */
+ * part (px_buckets_shard_layout), each param at its bucket's region (a
+ * dense tensor at its layer's dense bucket's, an MoE model's routed experts
+ * at their layer's expert bucket's) plus its place among the bucket's
+ * layers; the runtime's own element counts must be the layout's. The
+ * shard's parts: the rank's slice of each non-empty region, over DP (the
+ * dense buckets) or EDP (the experts'), in the shard's order. */
 static gboolean chunk_bucket_layout(Rank *r, int c, GError **error) {
   PxRuntime *rt = r->rt;
   ChunkState *cs = &r->chunks[c];
@@ -544,15 +545,17 @@ static gboolean chunk_bucket_layout(Rank *r, int c, GError **error) {
   int k = px_program_part_of(rt->prog, r->stage, c), n = bk->n[k];
   PxComm *group[2] = {r->dp, r->edp ? r->edp : r->dp};
   int rank_in[2] = {r->dp_rank, r->edp ? r->edp_rank : r->dp_rank};
-  g_autofree PxBucketShard *bs = g_new(PxBucketShard, 2 * n);
+  g_autofree PxBucketShard *bs = g_new(PxBucketShard, n);
   cs->shard = px_buckets_shard_layout(bk, k, px_comm_size(group[0]), px_comm_size(group[1]), bs, &cs->padded, NULL);
   cs->split = cs->bucket_shards = TRUE;
   cs->off = g_new(gint64, ch->n_params);
-  cs->parts = g_new(ShardPart, 2 * n);
+  cs->parts = g_new(ShardPart, n);
   for (int g = 0; g < 2; g++)
-    for (int b = n - 1; b >= 0; b--) { /* the shard's order */
-      const PxBucketShard *q = &bs[g * n + b];
-      int p0 = ch->layer_param[bk->b[k][b].first - ch->first], p1 = ch->layer_param[bk->b[k][b].end - ch->first];
+    for (int b = n - 1; b >= 0; b--) { /* the shard's order: the dense buckets, then the experts' */
+      const PxBucket *bb = &bk->b[k][b];
+      if (!bb->expert != !g) continue;
+      const PxBucketShard *q = &bs[b];
+      int p0 = ch->layer_param[bb->first - ch->first], p1 = ch->layer_param[bb->end - ch->first];
       gint64 held = 0;
       for (int i = p0; i < p1; i++)
         if (ch->params[i].expert == (g == 1)) {
@@ -1455,13 +1458,15 @@ static PxTensor *reduced_shard(Rank *r, ChunkState *cs, GError **error) {
  * backward's per-layer hook (px_gpt_set_layer_hook) records an event on the
  * compute stream and queues on the collective stream, behind it, an
  * all-reduce of each run of the bucket's parameters that is contiguous in
- * the flat gradient buffer (a view: no copy), over DP, or over EDP for the
- * routed experts of a model whose experts have groups of their own. Under
+ * the flat gradient buffer (a view: no copy), over DP; an MoE model's expert
+ * bucket (PxBucket.expert) holds only its layers' routed experts, over EDP
+ * where the experts have groups of their own, a dense bucket only the
+ * other tensors. Under
  * ZeRO-1/2 (bucket_shards: buckets.h px_buckets_sharded) the buffers are laid
  * out per bucket, each bucket's region padded to dp slices, and the bucket is
  * reduce-scattered over its region into the rank's slice of it (Megatron-Core's
- * distributed optimizer; an MoE model's experts' region of the bucket over
- * EDP into the rank's expert slice); AdamW updates the slices and the
+ * distributed optimizer; an MoE model's expert bucket over EDP into the
+ * rank's expert slice); AdamW updates the slices and the
  * optimizer all-gathers each bucket (adam_split_after). Under ZeRO-3 the
  * shard stays one flat range of the chunk, so the bucket is all-reduced in
  * place and, once the last bucket is queued, the rank's shard of the reduced
@@ -1471,8 +1476,8 @@ static PxTensor *reduced_shard(Rank *r, ChunkState *cs, GError **error) {
  * the compute stream first. The bucket that holds the tied embedding waits
  * for REDUCE_TIED, as the whole chunk does without buckets. */
 
-/* Visit the runs of bucket b's parameters: [lo, lo + n) of the flat buffers,
- * contiguous, one group. */
+/* Visit the runs of bucket b's parameters (of its kind: dense, or routed
+ * experts): [lo, lo + n) of the flat buffers, contiguous, one group. */
 typedef gboolean (*RunFn)(Rank *r, int c, gint64 lo, gint64 n, PxComm *comm, void *data, GError **error);
 static gboolean bucket_runs(Rank *r, int c, int b, RunFn fn, void *data, GError **error) {
   const PxGptChunk *ch = px_gpt_chunk(r->gpt, c);
@@ -1483,6 +1488,7 @@ static gboolean bucket_runs(Rank *r, int c, int b, RunFn fn, void *data, GError 
   for (int i = p0; i <= p1; i++) {
     PxComm *pc = NULL;
     gint64 o = 0;
+    if (i < p1 && !ch->params[i].expert != !bk->expert) continue; /* the other kind's bucket */
     if (i < p1) {
       pc = r->split_experts && ch->params[i].expert ? r->edp : r->dp;
       o = param_offset(r, c, (guint)i);

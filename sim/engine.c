@@ -184,7 +184,9 @@ static PxCommKind comm_of(PxOpKind k) {
 
 /* Register the rank at a collective (once) and, when blocking, wait for it.
  * A REDUCE_GRADS of one bucket (in->bucket >= 0) costs the bucket's share of
- * the chunk's reduction; overlapped, it may start once the chunk's last
+ * the chunk's reduction of its kind (buckets.h: a dense bucket's of the
+ * reduction over dp·cp, dp_reduce less edp_reduce; an MoE model's expert
+ * bucket's of the experts' over edp, edp_reduce); overlapped, it may start once the chunk's last
  * backward has run the bucket's layers: `after` (the share of that backward
  * left, buckets.h) times its duration before the instruction's time, unless
  * the cost table reduced the part in every backward pass (ZeRO-3 with
@@ -212,9 +214,14 @@ static gboolean collective(Sim *sim, Rank *r, const PxInstr *in, PxOpKind kind, 
         cost = tab->gather[px_program_part_of(sim->prog, r->stage, chunk)];
       } else {
         const PxBucket *bk = px_program_bucket(sim->prog, r->stage, in);
-        double share = bk ? bk->share : 1.0;
-        cost = tab->dp_reduce[r->stage] / sim->vpp * share;
-        bytes = tab->dp_bytes[r->stage] / sim->vpp * share;
+        double share = bk ? bk->share : 1.0, red = tab->dp_reduce[r->stage], sent = tab->dp_bytes[r->stage];
+        if (bk && tab->edp_reduce && tab->edp_bytes) { /* a bucket's share of its kind's reduction */
+          double er = tab->edp_reduce[r->stage], eb = tab->edp_bytes[r->stage];
+          red = bk->expert ? er : red - er;
+          sent = bk->expert ? eb : sent - eb;
+        }
+        cost = red / sim->vpp * share;
+        bytes = sent / sim->vpp * share;
       }
     }
     guint64 key = ((guint64)kind << 56) | ((guint64)gid << 24) | (guint64)r->coll_seq[kind]++;

@@ -313,6 +313,8 @@ static PxCostTable layout_table(const ComputeBlock *cb, const StateBlock *sb, gb
   PxCostTable t = *ct;
   t.dp_reduce = st->dp_reduce;
   t.dp_bytes = st->dp_bytes;
+  t.edp_reduce = st->edp_reduce;
+  t.edp_bytes = st->edp_bytes;
   t.optimizer = st->optimizer;
   t.overlap_dp = st->overlap_dp;
   t.reduce_pass = st->reduce_pass;

@@ -165,62 +165,182 @@ static void test_program(void) {
   px_plan_clear(&p);
 }
 
-/* MoE ZeRO-1/2 shards per bucket, by hand on tiny-moe (h 32, 4 heads of 8,
- * 2 KV heads, SwiGLU ffn 64, vocab 128, untied, no biases; blocks 1 and 3
- * MoE of 4 experts of 32, ffn 32): embedding and head 128·32 = 4096 each,
- * final norm 32; a dense block 2·32 + 32·64 (qkv) + 32·32 + 3·64·32 = 9280;
- * an MoE block's dense tensors 64 + 2048 + 1024 + 4·32 (router) = 3264 and
- * E/ep experts of 3·32·32 = 3072. Buckets of 2000 elements (8000 B of fp32)
- * from the last layer, (dense, experts) under ep 2: head (4096, 0) | norm +
- * block 3 (3296, 6144) | block 2 (9280, 0) | block 1 (3264, 6144) | block 0
- * (9280, 0) | embedding (4096, 0). dp 4 · ep 2: the dense buffer in layer
- * order, each region over dp 4 (all divide: slices 1024 2320 816 2320 824
- * 1024 from the embedding's), 33312 elements, then the experts' buffer over
- * edp 2: block 1's 6144 at 33312 (slice 3072, at 8328 in the shard), block
- * 3's at 39456 (at 11400); 45600 in all, shard 8328 + 6144 = 14472. The
- * planner's memory (fp32, ZeRO-1): weights and gradients 4 B · 45600,
- * optimizer 8 B · 14472. dp 3 · ep 1 (the experts over edp 3 = the DP
- * ranks, 4 experts: 12288 per MoE block): dense regions padded to 4098 9282
- * 3264 9282 3297 4098 = 33321 (shard 11107), the experts' 3 · 4096 each
- * (shard 8192): weights 4 B · (33321 + 24576), optimizer 8 B · 19299. */
-static void test_moe_shards(void) {
+/* tiny-moe by hand (h 32, 4 heads of 8, 2 KV heads, SwiGLU ffn 64, vocab
+ * 128, untied, no biases; blocks 1 and 3 MoE of 4 experts of 32, ffn 32):
+ * layers 0 embedding, 1-4 blocks 0-3, 5 final norm, 6 head. Embedding and
+ * head 128·32 = 4096 each, final norm 32; a dense block 2·32 (norms) +
+ * 32·64 (qkv) + 32·32 (proj) + 3·64·32 (SwiGLU) = 9280; an MoE block's
+ * dense tensors 64 + 2048 + 1024 + 4·32 (router) = 3264 and E/ep experts of
+ * 3·32·32 = 3072 each (ep 2: 6144). Per layer (dense, experts), head first:
+ * (4096, 0) (32, 0) (3264, 6144) (9280, 0) (3264, 6144) (9280, 0) (4096, 0);
+ * dense 33312, experts 12288 in all. */
+static void plan_moe(PxPlan *p, double bucket_bytes) {
+  px_plan_init(p);
+  p->dp = 4;
+  p->ep = 2;
+  p->gbs = 8;
+  p->mbs = 1;
+  p->seq = 16;
+  p->zero = 1;
+  p->precision = PX_PREC_FP32;
+  p->bucket_bytes = bucket_bytes;
+}
+
+static PxModel *tiny_moe(void) {
   GError *e = NULL;
-  g_autoptr(PxModel) m = px_model_load("tiny-moe", &e);
+  PxModel *m = px_model_load("tiny-moe", &e);
   g_assert_no_error(e);
+  return m;
+}
+
+/* Buckets of 6000 elements (24000 B of fp32), the two sequences on their
+ * own elements (Megatron-Core's dense and expert-parallel buffers). Dense,
+ * from the head: 4096, + norm 32 = 4128, + block 3's 3264 = 7392 >= 6000:
+ * D0 = [4, 7) closed by block 3; block 2 9280: D1 = [3, 4); block 1 3264,
+ * + block 0 9280 = 12544: D2 = [1, 3) closed by block 0; the embedding
+ * 4096: D3 = [0, 1). Experts: block 3's 6144 >= 6000: E0 = [4, 5); block
+ * 1's 6144, the lowest layer with experts: E1 = [2, 3). (Sized on their
+ * sum, as before, the buckets were [4, 7) [3, 4) [2, 3) [1, 2) [0, 1): the
+ * dense D2 now spans blocks 1 and 0 while block 1's experts are a bucket of
+ * their own.) In the order they become ready, the experts' first where one
+ * layer closes both: E0 D0 D1 E1 D2 D3, the program's buckets 0-5. Shares:
+ * of the dense 33312 or of the experts' 12288. Backward left once done: 1
+ * less the forward FLOPs of the layers from the closing one up, over all.
+ * ZeRO-1 over dp 4 · ep 2 (edp 2), in buffer order: the dense buffer D3
+ * 4096 (slice 1024, at 0 in the buffers and the shard), D2 12544 (slice
+ * 3136, at 4096, shard 1024), D1 9280 (2320, 16640, 4160), D0 7392 (1848,
+ * 25920, 6480): 33312, shard 8328; the experts' E1 6144 (3072, 33312, 8328)
+ * and E0 (3072, 39456, 11400): 45600 in all, shard 14472 of which experts
+ * 6144. Memory (fp32, ZeRO-1): weights and gradients 4 B · 45600,
+ * optimizer 8 B · 14472. */
+static void test_moe_layout_hand(void) {
+  g_autoptr(PxModel) m = tiny_moe();
+  g_assert_cmpuint(m->n_layers, ==, 7);
   PxPlan p;
-  px_plan_init(&p);
-  p.dp = 4;
-  p.ep = 2;
-  p.gbs = 8;
-  p.mbs = 1;
-  p.seq = 16;
-  p.zero = 1;
-  p.precision = PX_PREC_FP32;
-  p.bucket_bytes = 8000;
+  plan_moe(&p, 24000);
+  g_autoptr(GError) e = NULL;
   g_autoptr(PxPartition) part = px_partition_new(m, &p, NULL, &e);
   g_assert_no_error(e);
   const PxBuckets *b = part->buckets;
+  g_assert_cmpfloat(b->bucket_elems, ==, 6000);
   g_assert_cmpint(b->n[0], ==, 6);
-  g_assert_true(px_buckets_sharded(b, m, &p, 0));
-  double dense[6] = {4096, 3296, 9280, 3264, 9280, 4096}, expert[6] = {0, 6144, 0, 6144, 0, 0};
-  gint64 base[6] = {29216, 25920, 16640, 13376, 4096, 0}, at[6] = {7304, 6480, 4160, 3344, 1024, 0};
-  gint64 ebase[6] = {45600, 39456, 39456, 33312, 33312, 33312}, eat[6] = {14472, 11400, 11400, 8328, 8328, 8328};
-  PxBucketShard bs[12];
-  gint64 padded, ex;
-  g_assert_cmpint(px_buckets_shard_layout(b, 0, 4, 2, bs, &padded, &ex), ==, 14472);
-  g_assert_cmpint(padded, ==, 45600);
-  g_assert_cmpint(ex, ==, 6144);
+  double f[7], all = 0;
+  for (int li = 0; li < 7; li++) all += f[li] = px_layer_forward_flops(m, &m->layers[li], 16);
+  int first[6] = {4, 4, 3, 2, 1, 0}, end[6] = {5, 7, 4, 3, 3, 1};
+  gboolean ex[6] = {TRUE, FALSE, FALSE, TRUE, FALSE, FALSE};
+  double elems[6] = {6144, 7392, 9280, 6144, 12544, 4096};
+  double share[6] = {0.5, 7392.0 / 33312, 9280.0 / 33312, 0.5, 12544.0 / 33312, 4096.0 / 33312};
+  double done[6]; /* forward FLOPs of layers [first, 7): the backward done when the bucket closes */
   for (int i = 0; i < 6; i++) {
-    g_assert_cmpfloat(b->b[0][i].elems, ==, dense[i] + expert[i]);
-    g_assert_cmpfloat(b->b[0][i].expert, ==, expert[i]);
-    g_assert_cmpint(bs[i].elems, ==, (gint64)dense[i]);
-    g_assert_cmpint(bs[i].slice, ==, (gint64)dense[i] / 4);
+    done[i] = 0;
+    for (int li = first[i]; li < 7; li++) done[i] += f[li];
+  }
+  for (int i = 0; i < 6; i++) {
+    const PxBucket *k = &b->b[0][i];
+    g_assert_cmpint(k->first, ==, first[i]);
+    g_assert_cmpint(k->end, ==, end[i]);
+    g_assert_cmpint(k->expert, ==, ex[i]);
+    g_assert_cmpfloat(k->elems, ==, elems[i]);
+    g_assert_cmpfloat_with_epsilon(k->share, share[i], 1e-15);
+    g_assert_cmpfloat_with_epsilon(k->after, first[i] == 0 ? 0 : 1 - done[i] / all, 1e-12);
+  }
+  /* the embedding's, block 2's and the final norm's experts: in none */
+  g_assert_cmpint(px_buckets_of_layer(b, 0, 2), ==, 4);
+  g_assert_cmpint(px_buckets_find(b, 0, 2, TRUE), ==, 3);
+  g_assert_cmpint(px_buckets_find(b, 0, 4, TRUE), ==, 0);
+  g_assert_cmpint(px_buckets_of_layer(b, 0, 5), ==, 1);
+  g_assert_cmpint(px_buckets_find(b, 0, 3, TRUE), ==, -1);
+  g_assert_cmpint(px_buckets_find(b, 0, 0, TRUE), ==, -1);
+  /* ZeRO-1 shards per bucket */
+  g_assert_true(px_buckets_sharded(b, m, &p, 0));
+  PxBucketShard bs[6];
+  gint64 padded, exs;
+  g_assert_cmpint(px_buckets_shard_layout(b, 0, 4, 2, bs, &padded, &exs), ==, 14472);
+  g_assert_cmpint(padded, ==, 45600);
+  g_assert_cmpint(exs, ==, 6144);
+  gint64 slice[6] = {3072, 1848, 2320, 3072, 3136, 1024}, base[6] = {39456, 25920, 16640, 33312, 4096, 0};
+  gint64 at[6] = {11400, 6480, 4160, 8328, 1024, 0};
+  for (int i = 0; i < 6; i++) {
+    g_assert_cmpint(bs[i].elems, ==, (gint64)elems[i]);
+    g_assert_cmpint(bs[i].slice, ==, slice[i]);
     g_assert_cmpint(bs[i].base, ==, base[i]);
     g_assert_cmpint(bs[i].at, ==, at[i]);
-    g_assert_cmpint(bs[6 + i].elems, ==, (gint64)expert[i]);
-    g_assert_cmpint(bs[6 + i].slice, ==, (gint64)expert[i] / 2);
-    g_assert_cmpint(bs[6 + i].base, ==, ebase[i]);
-    g_assert_cmpint(bs[6 + i].at, ==, eat[i]);
+  }
+  g_autoptr(PxMemory) mem = px_memory_new(m, &p, part, NULL);
+  g_assert_cmpfloat(mem->stages[0].weights, ==, 4.0 * 45600);
+  g_assert_cmpfloat(mem->stages[0].gradients, ==, 4.0 * 45600);
+  g_assert_cmpfloat(mem->stages[0].optimizer, ==, 8.0 * 14472);
+  /* the program: one REDUCE_GRADS per bucket, in that order, each naming its closing layer */
+  p.m = 1;
+  g_autoptr(PxProgram) prog = px_program_new(&p, part, &e);
+  g_assert_no_error(e);
+  g_autofree char *text = px_program_format_stage(prog, 0);
+  g_assert_nonnull(strstr(text, "BACKWARD mb=0 chunk=0\n"
+                                "REDUCE_GRADS chunk=0 bucket=0 layer=4\nREDUCE_GRADS chunk=0 bucket=1 layer=4\n"
+                                "REDUCE_GRADS chunk=0 bucket=2 layer=3\nREDUCE_GRADS chunk=0 bucket=3 layer=2\n"
+                                "REDUCE_GRADS chunk=0 bucket=4 layer=1\nREDUCE_GRADS chunk=0 bucket=5 layer=0\n"
+                                "OPTIMIZER_STEP\n"));
+  /* a bucket as large as both sequences: one of each, still two reductions
+   * (the experts' ready once block 1 is done); the dense model's rule gave one */
+  px_plan_clear(&p);
+  plan_moe(&p, 4.0 * 1e6);
+  g_autoptr(PxPartition) big = px_partition_new(m, &p, NULL, &e);
+  g_assert_cmpint(big->buckets->n[0], ==, 2);
+  g_assert_true(big->buckets->b[0][0].expert);
+  g_assert_cmpint(big->buckets->b[0][0].first, ==, 2);
+  g_assert_cmpint(big->buckets->b[0][0].end, ==, 5);
+  g_assert_cmpfloat(big->buckets->b[0][0].elems, ==, 12288);
+  g_assert_cmpfloat(big->buckets->b[0][0].share, ==, 1.0);
+  g_assert_false(big->buckets->b[0][1].expert);
+  g_assert_cmpint(big->buckets->b[0][1].first, ==, 0);
+  g_assert_cmpfloat(big->buckets->b[0][1].elems, ==, 33312);
+  g_assert_cmpfloat(big->buckets->b[0][1].after, ==, 0);
+  px_plan_clear(&p);
+}
+
+/* MoE ZeRO-1/2 shards per bucket at 2000 elements (8000 B of fp32), by hand
+ * on tiny-moe (above). Dense from the head: head 4096 | norm + block 3 3296 |
+ * block 2 9280 | block 1 3264 | block 0 9280 | embedding 4096; experts:
+ * block 3's 6144 | block 1's 6144. Merged: D(head) E(block 3) D(norm, block 3)
+ * D(block 2) E(block 1) D(block 1) D(block 0) D(embedding). dp 4 · ep 2: the
+ * dense buffer in layer order, each region over dp 4 (all divide: slices
+ * 1024 2320 816 2320 824 1024 from the embedding's), 33312 elements, then
+ * the experts' buffer over edp 2: block 1's 6144 at 33312 (slice 3072, at
+ * 8328 in the shard), block 3's at 39456 (at 11400); 45600 in all, shard
+ * 8328 + 6144 = 14472. The planner's memory (fp32, ZeRO-1): weights and
+ * gradients 4 B · 45600, optimizer 8 B · 14472. dp 3 · ep 1 (the experts
+ * over edp 3 = the DP ranks, 4 experts: 12288 per MoE block): dense regions
+ * padded to 4098 9282 3264 9282 3297 4098 = 33321 (shard 11107), the
+ * experts' 3 · 4096 each (shard 8192): weights 4 B · (33321 + 24576),
+ * optimizer 8 B · 19299. */
+static void test_moe_shards(void) {
+  g_autoptr(PxModel) m = tiny_moe();
+  PxPlan p;
+  plan_moe(&p, 8000);
+  GError *e = NULL;
+  g_autoptr(PxPartition) part = px_partition_new(m, &p, NULL, &e);
+  g_assert_no_error(e);
+  const PxBuckets *b = part->buckets;
+  g_assert_cmpint(b->n[0], ==, 8);
+  g_assert_true(px_buckets_sharded(b, m, &p, 0));
+  double elems[8] = {4096, 6144, 3296, 9280, 6144, 3264, 9280, 4096};
+  gboolean ex[8] = {FALSE, TRUE, FALSE, FALSE, TRUE, FALSE, FALSE, FALSE};
+  int first[8] = {6, 4, 4, 3, 2, 2, 1, 0};
+  gint64 base[8] = {29216, 39456, 25920, 16640, 33312, 13376, 4096, 0};
+  gint64 at[8] = {7304, 11400, 6480, 4160, 8328, 3344, 1024, 0};
+  PxBucketShard bs[8];
+  gint64 padded, exs;
+  g_assert_cmpint(px_buckets_shard_layout(b, 0, 4, 2, bs, &padded, &exs), ==, 14472);
+  g_assert_cmpint(padded, ==, 45600);
+  g_assert_cmpint(exs, ==, 6144);
+  for (int i = 0; i < 8; i++) {
+    g_assert_cmpint(b->b[0][i].first, ==, first[i]);
+    g_assert_cmpfloat(b->b[0][i].elems, ==, elems[i]);
+    g_assert_cmpint(b->b[0][i].expert, ==, ex[i]);
+    g_assert_cmpint(bs[i].elems, ==, (gint64)elems[i]);
+    g_assert_cmpint(bs[i].slice, ==, (gint64)elems[i] / (ex[i] ? 2 : 4));
+    g_assert_cmpint(bs[i].base, ==, base[i]);
+    g_assert_cmpint(bs[i].at, ==, at[i]);
   }
   g_autoptr(PxMemory) mem = px_memory_new(m, &p, part, NULL);
   g_assert_cmpfloat(mem->stages[0].weights, ==, 4.0 * 45600);
@@ -232,9 +352,10 @@ static void test_moe_shards(void) {
   p.gbs = 6;
   g_autoptr(PxPartition) p3 = px_partition_new(m, &p, NULL, &e);
   g_assert_no_error(e);
-  g_assert_cmpint(px_buckets_shard_layout(p3->buckets, 0, 3, 3, bs, &padded, &ex), ==, 19299);
+  g_assert_cmpint(p3->buckets->n[0], ==, 8);
+  g_assert_cmpint(px_buckets_shard_layout(p3->buckets, 0, 3, 3, bs, &padded, &exs), ==, 19299);
   g_assert_cmpint(padded, ==, 33321 + 24576);
-  g_assert_cmpint(ex, ==, 8192);
+  g_assert_cmpint(exs, ==, 8192);
   g_autoptr(PxMemory) m3 = px_memory_new(m, &p, p3, NULL);
   g_assert_cmpfloat(m3->stages[0].weights, ==, 4.0 * (33321 + 24576));
   g_assert_cmpfloat(m3->stages[0].optimizer, ==, 8.0 * 19299);
@@ -247,5 +368,6 @@ int main(int argc, char **argv) {
   g_test_add_func("/buckets/tied-copy", test_tied_copy);
   g_test_add_func("/buckets/program", test_program);
   g_test_add_func("/buckets/moe-shards", test_moe_shards);
+  g_test_add_func("/buckets/moe-layout-hand", test_moe_layout_hand);
   return g_test_run();
 }

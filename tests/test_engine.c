@@ -624,6 +624,59 @@ static void test_dp_buckets_one_exposed(void) {
   }
 }
 
+/* MoE: the dense and the routed experts' gradients in two bucket sequences
+ * (buckets.h), each bucket costing its share of its own kind's reduction
+ * (dp_reduce less edp_reduce over dp, edp_reduce over edp). pp = 1, one
+ * chunk, m = 2: F 0-1, B 1-3, F 3-4, B 4-6. Four layers of equal FLOPs,
+ * dense elements 1 each, experts 2 on layers 1 and 3; buckets of 2. Dense:
+ * layers 3 + 2 = 2 closes D0 at layer 2 (share 1/2, backward left 1/2),
+ * layers 1 + 0 close D1 (1/2, 0). Experts: layer 3's 2 closes E0 (share 1/2,
+ * left 3/4), layer 1's E1 (1/2, left 1/4). Ready order E0 (6 - 0.75·2 =
+ * 4.5), D0 (5), E1 (5.5), D1 (6). The reduction 2 in all:
+ * - experts 1.5, dense 0.5: E0 0.75 4.5-5.25, D0 0.25 5.25-5.5, E1 0.75
+ *   5.5-6.25, D1 0.25 6.25-6.5: exposed 0.5, optimizer (1) 6.5-7.5.
+ * - experts 0.5, dense 1.5: E0 0.25 4.5-4.75, D0 0.75 5-5.75, E1 0.25
+ *   5.75-6, D1 0.75 6-6.75: exposed 0.75, step 7.75.
+ * Bytes likewise: 40 B in all, the experts' 30 (then 10): each bucket half
+ * its kind's. */
+static void test_dp_buckets_moe_hand(void) {
+  for (int heavy = 0; heavy <= 1; heavy++) {
+    Case c;
+    dp_case_init(&c, PX_SCHED_1F1B, 1, 2, TRUE);
+    c.tab->dp_reduce[0] = 2;
+    c.tab->edp_reduce[0] = heavy ? 1.5 : 0.5;
+    c.tab->dp_bytes[0] = 40;
+    c.tab->edp_bytes[0] = heavy ? 30 : 10;
+    int bounds[2] = {0, 4};
+    double e[4] = {1, 3, 1, 3}, x[4] = {0, 2, 0, 2}, f[4] = {1, 1, 1, 1};
+    g_autoptr(PxBuckets) b = px_buckets_from_layers_moe(1, bounds, e, x, f, 2);
+    g_assert_cmpint(b->n[0], ==, 4);
+    px_program_split_reductions(c.prog, b);
+    g_autoptr(PxSimResult) res = run(&c, NULL);
+    double exposed = heavy ? 0.5 : 0.75;
+    g_assert_cmpfloat_with_epsilon(res->ranks[0].exposed[PX_COMM_DP], exposed, EPS);
+    g_assert_cmpfloat_with_epsilon(res->step_time, 7 + exposed, EPS);
+    /* bucket b: E0 D0 E1 D1 */
+    double ex = heavy ? 0.75 : 0.25, de = heavy ? 0.25 : 0.75;
+    double start[4] = {4.5, 4.5 + ex, heavy ? 5.5 : 5.75, heavy ? 6.25 : 6}, dur[4] = {ex, de, ex, de};
+    double bytes[4] = {heavy ? 15 : 5, heavy ? 5 : 15, heavy ? 15 : 5, heavy ? 5 : 15};
+    if (!heavy) start[1] = 5;
+    int seen = 0;
+    for (guint i = 0; i < res->timeline->events->len; i++) {
+      const PxEvent *ev = &g_array_index(res->timeline->events, PxEvent, i);
+      if (ev->kind != PX_OP_REDUCE_GRADS) continue;
+      g_assert_cmpint(ev->bucket, >=, 0);
+      g_assert_cmpint(ev->bucket, <, 4);
+      g_assert_cmpfloat_with_epsilon(ev->start, start[ev->bucket], EPS);
+      g_assert_cmpfloat_with_epsilon(ev->end - ev->start, dur[ev->bucket], EPS);
+      g_assert_cmpfloat_with_epsilon(ev->bytes, bytes[ev->bucket], EPS);
+      seen++;
+    }
+    g_assert_cmpint(seen, ==, 4);
+    case_clear(&c);
+  }
+}
+
 /* The cost tables are per part. Under ZB-V (p 2, the V: stage 0 holds parts 0
  * and 3, stage 1 parts 1 and 2) the ZeRO-3 gather of a chunk costs its own
  * part's entry, not the interleaved c·p + s one. Gathers 1, 10, 100, 1000
@@ -779,6 +832,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/engine/comm/dp-overlap", test_dp_overlap_hand);
   g_test_add_func("/engine/comm/dp-buckets-not-bubble", test_dp_buckets_hand);
   g_test_add_func("/engine/comm/dp-buckets-one-exposed", test_dp_buckets_one_exposed);
+  g_test_add_func("/engine/comm/dp-buckets-moe-hand", test_dp_buckets_moe_hand);
   g_test_add_func("/engine/comm/v-tables-by-part", test_v_tables_by_part);
   g_test_add_func("/engine/symmetry", test_symmetry);
   g_test_add_func("/engine/deadlock", test_deadlock);

@@ -13,7 +13,9 @@
  * unsharded, ZeRO-1 and ZeRO-2: per bucket, the dense regions over DP and
  * the experts' over EDP, against the unbucketed run's split flat shards),
  * ep 1 · dp 3 ZeRO-1 (the experts over the DP ranks; dense regions padded;
- * against the flat shard) and ep 2 · dp 2 · pp 2 ZeRO-2 in bf16. Memory per
+ * against the flat shard) and ep 2 · dp 2 · pp 2 ZeRO-2 in bf16; and at
+ * 6000 elements, where the dense and the experts' bucket sequences split
+ * differently (ZeRO 0-3 over dp 4 · ep 2, ZeRO-1 over dp 3 · ep 1). Memory per
  * category still equals the planner's (the fp32 cases: tp 2 · sp ZeRO-1, pp 2
  * ZeRO-3, zb-h1 ZeRO-1, dp 4 ZeRO-2, dp 3 ZeRO-1, whose buckets are padded,
  * and the two fp32 tiny-moe ones). Every case again with the bucketed run
@@ -136,6 +138,16 @@ static const Case cases[] = {
   {{"tiny-moe", 4, 1, 1, 1, "1f1b", 2, PX_CKPT_NONE, 1, 8, FALSE, 1}, 1, 2, PX_DTYPE_F32, 8e3},
   {{"tiny-moe", 3, 1, 1, 1, "1f1b", 1, PX_CKPT_NONE, 1, 6, FALSE, 1}, 1, 1, PX_DTYPE_F32, 8e3},
   {{"tiny-moe", 2, 1, 2, 1, "1f1b", 2, PX_CKPT_NONE, 1, 8, FALSE, 1}, 1, 2, PX_DTYPE_BF16, 8e3},
+  /* tiny-moe at 6000 elements (24e3 B of fp32), where the dense and the
+   * experts' sequences split differently (test_buckets.c moe-layout-hand:
+   * dense [4, 7) [3, 4) [1, 3) [0, 1), experts [4, 5) [2, 3)): unsharded
+   * over DP 4 and EDP 2, ZeRO-1/2 per bucket, ZeRO-3 (buckets all-reduced
+   * in place), and dp 3 · ep 1 ZeRO-1 with padded dense regions */
+  {{"tiny-moe", 4, 1, 1, 1, "1f1b", 0, PX_CKPT_NONE, 1, 8, FALSE, 1}, 1, 2, PX_DTYPE_F64, 24e3},
+  {{"tiny-moe", 4, 1, 1, 1, "1f1b", 1, PX_CKPT_NONE, 1, 8, FALSE, 1}, 1, 2, PX_DTYPE_F64, 24e3},
+  {{"tiny-moe", 4, 1, 1, 1, "1f1b", 2, PX_CKPT_NONE, 1, 8, FALSE, 1}, 1, 2, PX_DTYPE_F32, 24e3},
+  {{"tiny-moe", 4, 1, 1, 1, "1f1b", 3, PX_CKPT_NONE, 1, 8, FALSE, 1}, 1, 2, PX_DTYPE_F64, 24e3},
+  {{"tiny-moe", 3, 1, 1, 1, "1f1b", 1, PX_CKPT_NONE, 1, 6, FALSE, 1}, 1, 1, PX_DTYPE_F32, 24e3},
 };
 
 /* ZeRO-1/2 sharded per bucket (buckets.h px_buckets_shard_layout): what the
@@ -225,6 +237,12 @@ static const MoeBytesCase moe_bytes_cases[] = {
   /* bf16 dp 4 · ep 2 ZeRO-2: fp32 main gradients reduce-scattered, bf16 parameters gathered */
   {{{"tiny-moe", 4, 1, 1, 1, "1f1b", 2, PX_CKPT_NONE, 1, 8, FALSE, 1}, 1, 2, PX_DTYPE_BF16, 8e3},
    133248, 66624, 49152, 24576, 2},
+  /* 6000 elements, dp 3 · ep 1, ZeRO-1: dense buckets 4096 | 12544 (blocks 0
+   * and 1) | 9280 | 7392 (block 3, norm, head) padded to 3 slices 4098 +
+   * 12546 + 9282 + 7392 = 33318 elements, 133272 B; the experts' two of
+   * 12288 (blocks 1 and 3, over EDP 3 undivided), 98304 B */
+  {{{"tiny-moe", 3, 1, 1, 1, "1f1b", 1, PX_CKPT_NONE, 1, 6, FALSE, 1}, 1, 1, PX_DTYPE_F32, 24e3},
+   133272, 133272, 98304, 98304, 3},
 };
 
 static void check_moe_bytes(const MoeBytesCase *bc, gboolean rendezvous) {
@@ -268,9 +286,9 @@ int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
     const Case *c = &cases[i];
-    g_autofree char *rest = g_strdup_printf("%s/dp%d-cp%d-tp%d-pp%d-ep%d-%s-zero%d-%s%s", c->l.model, c->l.dp,
+    g_autofree char *rest = g_strdup_printf("%s/dp%d-cp%d-tp%d-pp%d-ep%d-%s-zero%d-%s%s-%.0fB", c->l.model, c->l.dp,
                                             MAX(c->cp, 1), c->l.tp, c->l.pp, MAX(c->ep, 1), c->l.schedule, c->l.zero,
-                                            px_dtype_name(c->dt), c->l.sp ? "-sp" : "");
+                                            px_dtype_name(c->dt), c->l.sp ? "-sp" : "", c->bucket_bytes);
     add_with_rendezvous("/runtime/buckets/", rest, c, test_case, test_case_rendezvous);
   }
   for (gsize i = 0; i < G_N_ELEMENTS(bytes_cases); i++) {
@@ -280,7 +298,8 @@ int main(int argc, char **argv) {
   }
   for (gsize i = 0; i < G_N_ELEMENTS(moe_bytes_cases); i++) {
     const Case *c = &moe_bytes_cases[i].c;
-    g_autofree char *rest = g_strdup_printf("moe-dp%d-ep%d-zero%d-%s", c->l.dp, c->ep, c->l.zero, px_dtype_name(c->dt));
+    g_autofree char *rest =
+        g_strdup_printf("moe-dp%d-ep%d-zero%d-%s-%.0fB", c->l.dp, c->ep, c->l.zero, px_dtype_name(c->dt), c->bucket_bytes);
     add_with_rendezvous("/runtime/buckets-bytes/", rest, &moe_bytes_cases[i], test_moe_bytes, test_moe_bytes_rendezvous);
   }
   return g_test_run();
