@@ -143,6 +143,9 @@ char *px_program_format_stage(const PxProgram *prog, int stage) {
   const PxRankProgram *rp = &prog->ranks[stage];
   for (guint i = 0; i < rp->n; i++) {
     px_instr_format(&rp->instrs[i], s);
+    /* an MoE model's expert buckets (reduced over edp) apart from the dense ones */
+    const PxBucket *bk = px_program_bucket(prog, stage, &rp->instrs[i]);
+    if (bk && bk->expert) g_string_append(s, " experts");
     g_string_append_c(s, '\n');
   }
   return g_string_free(s, FALSE);

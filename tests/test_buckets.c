@@ -270,14 +270,15 @@ static void test_moe_layout_hand(void) {
   g_assert_cmpfloat(mem->stages[0].weights, ==, 4.0 * 45600);
   g_assert_cmpfloat(mem->stages[0].gradients, ==, 4.0 * 45600);
   g_assert_cmpfloat(mem->stages[0].optimizer, ==, 8.0 * 14472);
-  /* the program: one REDUCE_GRADS per bucket, in that order, each naming its closing layer */
+  /* the program: one REDUCE_GRADS per bucket, in that order, each naming its
+   * closing layer, the expert buckets marked */
   p.m = 1;
   g_autoptr(PxProgram) prog = px_program_new(&p, part, &e);
   g_assert_no_error(e);
   g_autofree char *text = px_program_format_stage(prog, 0);
   g_assert_nonnull(strstr(text, "BACKWARD mb=0 chunk=0\n"
-                                "REDUCE_GRADS chunk=0 bucket=0 layer=4\nREDUCE_GRADS chunk=0 bucket=1 layer=4\n"
-                                "REDUCE_GRADS chunk=0 bucket=2 layer=3\nREDUCE_GRADS chunk=0 bucket=3 layer=2\n"
+                                "REDUCE_GRADS chunk=0 bucket=0 layer=4 experts\nREDUCE_GRADS chunk=0 bucket=1 layer=4\n"
+                                "REDUCE_GRADS chunk=0 bucket=2 layer=3\nREDUCE_GRADS chunk=0 bucket=3 layer=2 experts\n"
                                 "REDUCE_GRADS chunk=0 bucket=4 layer=1\nREDUCE_GRADS chunk=0 bucket=5 layer=0\n"
                                 "OPTIMIZER_STEP\n"));
   /* a bucket as large as both sequences: one of each, still two reductions

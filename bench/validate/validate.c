@@ -1059,9 +1059,9 @@ static void print_public_header(void) {
 
 static void suite_public(Errors *bloom_e, Errors *opt_e, gboolean quiet, gboolean breakdown) {
   if (!quiet)
-    printf("Published runs of other stacks (BLOOM-176B in the statistics with MT-NLG; OPT-175B set apart: metaseq's "
-           "stack, no profile; time per iteration, + when the model is fast;\n   TFLOP/s as each source counts them, applied to both times; MFU: the model FLOPs over "
-           "312 TFLOP/s per GPU)\n");
+    printf("Published runs of other stacks (BLOOM-176B in the statistics with MT-NLG; OPT-175B set apart: "
+           "metaseq's stack, no profile;\n   time per iteration, + when the model is fast; TFLOP/s as each source "
+           "counts them, applied to both times;\n   MFU: the model FLOPs over 312 TFLOP/s per GPU)\n");
   if (!quiet) print_public_header();
   /* BLOOM-176B */
   {
