@@ -1057,6 +1057,17 @@ static void print_public_header(void) {
          "s/iter", "%", "TFLOP/s", "TFLOP/s", "pred %", "pub %");
 }
 
+/* One row under print_public_header: the layout, the seconds per iteration
+ * predicted and published, the TFLOP/s by the source's own count applied to
+ * both times, and the model FLOPs' MFU (flops, per step) over both times. */
+static void print_public_row(const char *run, const char *cluster, int gpus, int tp, int pp, int dp, int mbs, int gbs,
+                             double predicted, double published, double tflops_pred, double tflops_pub, double flops,
+                             double peak) {
+  printf("%-10s %-13s %4d %3d %3d %4d %4d %4d %10.2f %10.2f %+8.1f %9.1f %9.1f %7.1f %7.1f\n", run, cluster, gpus, tp,
+         pp, dp, mbs, gbs / (dp * mbs), predicted, published, 100 * (published / predicted - 1), tflops_pred, tflops_pub,
+         100 * flops / (predicted * peak), 100 * flops / (published * peak));
+}
+
 static void suite_public(Errors *bloom_e, Errors *opt_e, gboolean quiet, gboolean breakdown) {
   if (!quiet)
     printf("Published runs of other stacks (BLOOM-176B in the statistics with MT-NLG; OPT-175B set apart: "
@@ -1089,11 +1100,11 @@ static void suite_public(Errors *bloom_e, Errors *opt_e, gboolean quiet, gboolea
                                           bloom.gpus);
       add_error(bloom_e, bloom.time / r.step_time, 1.0, "BLOOM-176B 384 GPUs");
       if (!quiet) {
-        printf("%-10s %-13s %4d %3d %3d %4d %4d %4d %10.2f %10.2f %+8.1f %9.1f %9.1f %7.1f %7.1f\n", "BLOOM-176B",
-               "jean-zay-a100", bloom.gpus, bloom.tp, bloom.pp, dp, bloom.mbs, bloom.gbs / (dp * bloom.mbs),
-               r.step_time, bloom.time, 100 * (bloom.time / r.step_time - 1),
-               megatron_tflops(bloom.gbs, 2048, BLOOM_LAYERS, BLOOM_HIDDEN, BLOOM_VOCAB, 4, r.step_time, bloom.gpus),
-               bloom.tflops, 100 * f.model_per_step / (r.step_time * peak), 100 * f.model_per_step / (bloom.time * peak));
+        print_public_row("BLOOM-176B", "jean-zay-a100", bloom.gpus, bloom.tp, bloom.pp, dp, bloom.mbs, bloom.gbs,
+                         r.step_time, bloom.time,
+                         megatron_tflops(bloom.gbs, 2048, BLOOM_LAYERS, BLOOM_HIDDEN, BLOOM_VOCAB, 4, r.step_time,
+                                         bloom.gpus),
+                         bloom.tflops, f.model_per_step, peak);
         /* the published parameter count from the README's per-layer sizes:
          * 70 blocks of 2,466,437,120, the embedding 3,596,615,680, the
          * embedding and final LayerNorms 2 x 28,672 */
@@ -1145,10 +1156,8 @@ static void suite_public(Errors *bloom_e, Errors *opt_e, gboolean quiet, gboolea
       double published = flops / (opt175.tflops * 1e12 * opt175.gpus);
       add_error(opt_e, published / r.step_time, 1.0, "OPT-175B 992 GPUs");
       if (!quiet) {
-        printf("%-10s %-13s %4d %3d %3d %4d %4d %4d %10.2f %10.2f %+8.1f %9.1f %9.1f %7.1f %7.1f\n", "OPT-175B",
-               "dgx-a100-80g", opt175.gpus, opt175.tp, 1, dp, opt175.mbs, opt175.gbs / (dp * opt175.mbs), r.step_time,
-               published, 100 * (published / r.step_time - 1), flops / (r.step_time * opt175.gpus) / 1e12,
-               opt175.tflops, 100 * f.model_per_step / (r.step_time * peak), 100 * f.model_per_step / (published * peak));
+        print_public_row("OPT-175B", "dgx-a100-80g", opt175.gpus, opt175.tp, 1, dp, opt175.mbs, opt175.gbs, r.step_time,
+                         published, flops / (r.step_time * opt175.gpus) / 1e12, opt175.tflops, f.model_per_step, peak);
         printf("   metaseq (fairscale FSDP ZeRO-2 + Megatron TP 8) as the fsdp profile with tp 8, fp16, fp16 "
                "gradients, unfused attention,\n"
                "   full recompute; published: \"up to 147 TFLOP/s per GPU\", the time from Chinchilla's count "
