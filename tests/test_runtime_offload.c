@@ -263,6 +263,29 @@ static void test_host_by_hand(void) {
   }
 }
 
+/* Two steps with offload `save`, saved, resumed with offload `resume` for
+ * the rest: the losses of the straight run, bit for bit. */
+static void check_resume(const PxModel *model, const Case *c, PxOffload save, PxOffload resume,
+                         const double *straight) {
+  g_autoptr(GError) error = NULL;
+  g_autofree char *dir = g_dir_make_tmp("px-offload-XXXXXX", &error);
+  g_assert_no_error(error);
+  double resumed[STEPS];
+  {
+    g_autoptr(PxRuntime) rt = case_runtime(model, c, save);
+    run_steps(rt, 2, resumed, NULL);
+    g_assert_true(px_runtime_save(rt, dir, &error));
+    g_assert_no_error(error);
+  }
+  g_autoptr(PxRuntime) rt = case_runtime(model, c, resume);
+  g_assert_true(px_runtime_resume(rt, dir, &error));
+  g_assert_no_error(error);
+  run_steps(rt, STEPS - 2, resumed + 2, NULL);
+  g_assert_cmpmem(straight, sizeof resumed, resumed, sizeof resumed);
+  g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", dir);
+  g_assert_cmpint(system(cmd), ==, 0);
+}
+
 /* saved with offload, resumed without (and the other way): the same run */
 static void test_checkpoint(void) {
   g_autoptr(PxModel) model = load_model("tiny-gpt");
@@ -272,25 +295,8 @@ static void test_checkpoint(void) {
     g_autoptr(PxRuntime) rt = case_runtime(model, &c, PX_OFFLOAD_NONE);
     run_steps(rt, STEPS, straight, NULL);
   }
-  for (int k = 0; k < 2; k++) {
-    g_autoptr(GError) error = NULL;
-    g_autofree char *dir = g_dir_make_tmp("px-offload-XXXXXX", &error);
-    g_assert_no_error(error);
-    double resumed[STEPS];
-    {
-      g_autoptr(PxRuntime) rt = case_runtime(model, &c, k ? PX_OFFLOAD_NONE : PX_OFFLOAD_OPTIMIZER);
-      run_steps(rt, 2, resumed, NULL);
-      g_assert_true(px_runtime_save(rt, dir, &error));
-      g_assert_no_error(error);
-    }
-    g_autoptr(PxRuntime) rt = case_runtime(model, &c, k ? PX_OFFLOAD_OPTIMIZER : PX_OFFLOAD_NONE);
-    g_assert_true(px_runtime_resume(rt, dir, &error));
-    g_assert_no_error(error);
-    run_steps(rt, STEPS - 2, resumed + 2, NULL);
-    g_assert_cmpmem(straight, sizeof straight, resumed, sizeof resumed);
-    g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", dir);
-    g_assert_cmpint(system(cmd), ==, 0);
-  }
+  check_resume(model, &c, PX_OFFLOAD_OPTIMIZER, PX_OFFLOAD_NONE, straight);
+  check_resume(model, &c, PX_OFFLOAD_NONE, PX_OFFLOAD_OPTIMIZER, straight);
 }
 
 /* parameter offload saved, resumed without it or offloading the optimizer
@@ -307,25 +313,7 @@ static void test_params_checkpoint(void) {
                                  {PX_OFFLOAD_NONE, PX_OFFLOAD_OPTIMIZER_PARAMS},
                                  {PX_OFFLOAD_OPTIMIZER_PARAMS, PX_OFFLOAD_OPTIMIZER},
                                  {PX_OFFLOAD_OPTIMIZER, PX_OFFLOAD_OPTIMIZER_PARAMS}};
-  for (int k = 0; k < 4; k++) {
-    g_autoptr(GError) error = NULL;
-    g_autofree char *dir = g_dir_make_tmp("px-poffload-XXXXXX", &error);
-    g_assert_no_error(error);
-    double resumed[STEPS];
-    {
-      g_autoptr(PxRuntime) rt = case_runtime(model, &c, pairs[k][0]);
-      run_steps(rt, 2, resumed, NULL);
-      g_assert_true(px_runtime_save(rt, dir, &error));
-      g_assert_no_error(error);
-    }
-    g_autoptr(PxRuntime) rt = case_runtime(model, &c, pairs[k][1]);
-    g_assert_true(px_runtime_resume(rt, dir, &error));
-    g_assert_no_error(error);
-    run_steps(rt, STEPS - 2, resumed + 2, NULL);
-    g_assert_cmpmem(straight, sizeof straight, resumed, sizeof resumed);
-    g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", dir);
-    g_assert_cmpint(system(cmd), ==, 0);
-  }
+  for (int k = 0; k < 4; k++) check_resume(model, &c, pairs[k][0], pairs[k][1], straight);
 }
 
 /* ZeRO < 3: refused by the plan's validation (common/plan.c, the rule
