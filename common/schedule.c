@@ -500,7 +500,7 @@ static void emit_deepspeed_stage(PxProgram *prog, int s) {
 /* The plan runs DeepSpeed's TrainSchedule: its stack's 1F1B over one chunk per stage. */
 gboolean px_schedule_is_deepspeed(const PxPlan *plan) {
   return plan->stack == PX_STACK_DEEPSPEED && plan->schedule == PX_SCHED_1F1B && plan->pp > 1 &&
-         (plan->vpp <= 1);
+         plan->vpp <= 1;
 }
 
 /* The compute order of stage s; FALSE for an unknown schedule. */
