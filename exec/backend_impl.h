@@ -133,6 +133,10 @@ typedef struct {
    * and check_finite a half tensor) natively; FALSE: backend.c promotes them
    * through f32 copies made with cast */
   gboolean half_params;
+  /* TRUE: every op takes bf16/fp16 activations natively (backend.h "Half
+   * activations": all the op's activations and parameters of one half dtype,
+   * its statistics f32); FALSE: backend.c runs such an op on f32 copies */
+  gboolean half_acts;
 } PxBackendOps;
 
 struct _PxBackend {
