@@ -22,6 +22,7 @@
 typedef struct {
   PxActList *out;
   double e;          /* activation element bytes */
+  double st;         /* EXEC: statistics' element bytes (px_act_role_is_stat): fp32 beside half activations */
   double s, b;       /* sequence, micro-batch */
   double n, nl;      /* token rows of a micro-batch, and of the residual stream on this rank */
   int t;
@@ -60,8 +61,8 @@ static PxActEntry *rep(Ctx *c, PxActRole role, const char *name, const char *op,
 }
 
 static void norm_stats(Ctx *c, const PxModelDesc *d, PxActRole mean, PxActRole rstd, const char *op, PxActLife life) {
-  if (d->norm == PX_NORM_LAYERNORM) rep(c, mean, "mean", op, life, 0, c->e);
-  rep(c, rstd, "rstd", op, life, 0, c->e);
+  if (d->norm == PX_NORM_LAYERNORM) rep(c, mean, "mean", op, life, 0, c->st);
+  rep(c, rstd, "rstd", op, life, 0, c->st);
 }
 
 void px_activations_segment(const PxModel *model, const PxPlan *plan, int first, int end, int li, int *s0, int *s1) {
@@ -107,7 +108,7 @@ static void block(Ctx *c, const PxModel *model, const PxPlan *plan, gboolean exe
    * under context parallelism) keeps each query row's log-sum-exp and
    * recomputes the probabilities in backward (exec/gpt.c) */
   if (exec && fused) {
-    add(c, PX_ACT_LSE, "lse", "attention (row log-sum-exp)", inner, c->b * heads, c->s, e);
+    add(c, PX_ACT_LSE, "lse", "attention (row log-sum-exp)", inner, c->b * heads, c->s, c->st);
   } else if (!flash) {
     PxActLife pl = plan->ckpt == PX_CKPT_NONE ? PX_ACT_KEPT : PX_ACT_RECOMPUTED;
     PxActEntry *p = add(c, PX_ACT_PROBS, "att", "attention over V (softmax output)", pl, c->b * heads * c->s, span, e);
@@ -168,6 +169,21 @@ static void block(Ctx *c, const PxModel *model, const PxPlan *plan, gboolean exe
   add(c, PX_ACT_D_QKV, "d_qkv", "qkv linear, weight pass (output gradient)", PX_ACT_W, c->n, q + 2 * kv, e);
 }
 
+gboolean px_act_role_is_stat(PxActRole role) {
+  switch (role) {
+  case PX_ACT_NORM1_MEAN:
+  case PX_ACT_NORM1_RSTD:
+  case PX_ACT_NORM2_MEAN:
+  case PX_ACT_NORM2_RSTD:
+  case PX_ACT_NORMF_MEAN:
+  case PX_ACT_NORMF_RSTD:
+  case PX_ACT_LSE:
+  case PX_ACT_CE_MAX:
+  case PX_ACT_CE_STATS: return TRUE;
+  default: return FALSE;
+  }
+}
+
 gboolean px_act_splits_backward(const PxPlan *plan) {
   return plan->schedule == PX_SCHED_ZB_H1 || plan->schedule == PX_SCHED_ZB_H2 || px_schedule_is_v(plan->schedule);
 }
@@ -179,6 +195,7 @@ static void layer_list(const PxModel *model, const PxPlan *plan, const PxActOpti
   Ctx c = {.out = out, .split = split, .gather = plan->seq_parallel && plan->tp > 1};
   out->n = 0;
   c.e = opt && opt->elem_bytes > 0 ? opt->elem_bytes : px_plan_act_bytes(plan);
+  c.st = MAX(c.e, 4); /* norm statistics, lse, cross-entropy max and sums: fp32 at least (exec/backend.h) */
   c.s = plan->seq > 0 ? plan->seq : d->default_seq;
   if (exec && plan->seq <= 0) c.s = d->max_seq; /* what the executor runs */
   c.s /= MAX(plan->cp, 1);                      /* a CP rank's tokens (chunks i and 2cp-1-i) */
@@ -204,9 +221,9 @@ static void layer_list(const PxModel *model, const PxPlan *plan, const PxActOpti
     if (exec) {
       add(&c, PX_ACT_TARGETS, "targets", "cross-entropy (target ids)", PX_ACT_CHUNK, c.n, 0, 4);
       if (c.t > 1) {
-        add(&c, PX_ACT_CE_MAX, "ce_max", "vocab-parallel cross-entropy (row max)", PX_ACT_CHUNK, c.n, 0, c.e);
+        add(&c, PX_ACT_CE_MAX, "ce_max", "vocab-parallel cross-entropy (row max)", PX_ACT_CHUNK, c.n, 0, c.st);
         add(&c, PX_ACT_CE_STATS, "ce_stats", "vocab-parallel cross-entropy (sum of exp, target logit)",
-            PX_ACT_CHUNK, 2, c.n, c.e);
+            PX_ACT_CHUNK, 2, c.n, c.st);
       }
     }
     /* the executor computes a tied head's gradient in B when its weight is

@@ -150,6 +150,12 @@ void px_activations_layer(const PxModel *model, const PxPlan *plan, const PxActO
  * whose tied weight is the embedding's in another chunk of the rank. */
 gboolean px_act_splits_backward(const PxPlan *plan);
 
+/* EXEC: whether entries of role are statistics (norm mean / rstd, attention
+ * lse, the vocab-parallel cross-entropy's max and sums), which the executor
+ * keeps in fp32 beside bf16 / fp16 activations (exec/backend.h, "Half
+ * activations") and in the run's dtype otherwise. */
+gboolean px_act_role_is_stat(PxActRole role);
+
 /* The entry of a role, or NULL. */
 const PxActEntry *px_act_find(const PxActList *list, PxActRole role);
 

@@ -181,14 +181,18 @@ PxMemory *px_memory_new_act(const PxModel *model, const PxPlan *plan, const PxPa
   const PxModelDesc *d = &model->desc;
   gboolean mixed = plan->precision != PX_PREC_FP32;
   double wb = mixed ? 2 : 4, gb = mixed ? 2 : 4, ob = mixed ? 12 : 8;
-  double e = px_plan_act_bytes(plan);
+  /* activation element bytes: the plan's, or the executor's own (its
+   * compute dtype, which under mixed precision is the half dtype while the
+   * runtime keeps an fp32 plan for the fp32 gradient staging) */
+  double e = act && act->elem_bytes > 0 ? act->elem_bytes : px_plan_act_bytes(plan);
+  double e_scale = e / px_plan_act_bytes(plan); /* for the terms sized in the plan's activation bytes */
   double s = px_plan_local_seq(plan), b = plan->mbs, h = d->hidden;
   /* ZeRO shards and the gradients are reduced over dp·cp (the ranks that hold
    * the same parameters); routed experts over edp, which folds cp in */
   int data = px_plan_data_ranks(plan);
   double dp = data, edp = px_plan_edp(plan);
   int ep = MAX(plan->ep, 1), etp = px_plan_etp(plan);
-  double cp_kv = px_memory_cp_kv_buffers(model, plan);
+  double cp_kv = px_memory_cp_kv_buffers(model, plan) * e_scale;
   double bucket_elems = plan->bucket_bytes > 0 ? plan->bucket_bytes / gb : 5e8;
 
   for (int r = 0; r < plan->pp; r++) {
@@ -329,7 +333,7 @@ PxMemory *px_memory_new_act(const PxModel *model, const PxPlan *plan, const PxPa
      * activations. */
     double msg = e * s * b * h / (plan->seq_parallel ? plan->tp : 1);
     int neighbours = (first ? 0 : 1) + (last ? 0 : 1);
-    st->buffers = 2.0 * msg * neighbours;
+    st->buffers = st->act_buffers = 2.0 * msg * neighbours;
     /* ZeRO-3 by layer (common/zero3.h: dp·cp > 1, the experts alone over
      * edp > 1, or the parameters offloaded) */
     gboolean by_layer = px_zero3_by_layer(model, plan);
@@ -342,6 +346,7 @@ PxMemory *px_memory_new_act(const PxModel *model, const PxPlan *plan, const PxPa
     if (max_blocks > 0) {
       st->cp_kv_buffers = cp_kv;
       st->buffers += cp_kv;
+      st->act_buffers += cp_kv;
     }
     /* FP8 (Transformer Engine, is_first_microbatch caching): each GEMM weight
      * cast once per step to FP8 and kept with its transpose (Hopper's FP8
@@ -353,7 +358,11 @@ PxMemory *px_memory_new_act(const PxModel *model, const PxPlan *plan, const PxPa
       st->fp8_meta = gemms * px_memory_fp8_meta_per_gemm();
     }
     /* MoE: one layer's dispatch / combine all-to-all send and receive buffers */
-    if (moe_held) st->buffers += px_moe_buffer_bytes(model, plan);
+    if (moe_held) {
+      double a2a = px_moe_buffer_bytes(model, plan) * e_scale;
+      st->buffers += a2a;
+      st->act_buffers += a2a;
+    }
     st->workspace = plan->workspace_bytes;
     st->total = st->weights + st->gradients + st->optimizer + st->fp8_weights + st->fp8_meta + st->activations +
                 st->buffers + st->workspace;

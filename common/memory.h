@@ -38,6 +38,8 @@ typedef struct {
                                  parameter), with parameter offload the parameter shard too */
   /* context parallelism and FP8 (docs/memory.md); 0 when not used */
   double cp_kv_buffers;       /* ring attention's K/V receive buffers (in `buffers`): max(cp, 4) K/V blocks */
+  double act_buffers;         /* the part of `buffers` made of activations (p2p messages, ring K/V, MoE
+                                 all-to-all), in the activation bytes the prediction was made with */
   double fp8_weights;         /* FP8 copies of the GEMM weights, with their transposes (2 B / GEMM parameter) */
   double fp8_meta;            /* delayed scaling state: amax history and scales of every FP8 GEMM (fp32) */
 } PxStageMemory;

@@ -487,95 +487,133 @@ static PxDType param_dt(const PxTensor *p, PxDType dt) {
   return p && px_dtype_is_half(p->dtype) && dt == PX_DTYPE_F32 ? p->dtype : dt;
 }
 
-/* ---- mixed precision on a backend without half kernels ----
- * An op given a half parameter (or half parameter-gradient output) beside f32
- * activations runs on f32 copies: each half input is cast into a new f32
- * tensor, each half output gets a zeroed f32 buffer that the op accumulates
- * into and that is then added (px_op_cast, rounding once) into the half
- * tensor — the ops' outputs of parameter shape are all gradients, which ADD.
- * The copies are transient PX_MEM_BUFFERS tensors. */
-#define PROMO_MAX 4
+/* ---- half tensors on a backend without half kernels ----
+ * Two cases (backend.h, "Half weights on an f32 model" and "Half
+ * activations"): half parameters beside f32 activations, on a backend
+ * without half_params; and half activations (with parameters of the same
+ * half dtype), on a backend without half_acts. Either way the op runs on f32
+ * copies: each half input is cast into a new f32 tensor; a forward output
+ * gets an f32 buffer that is then cast (rounded once, to nearest even) over
+ * it; a gradient output, which the op ADDS into, gets a zeroed f32 buffer
+ * that px_op_cast then adds in (the sum formed in f32, rounded once). A half
+ * tensor passed twice (out == in, dq == dkv) gets one copy, read in and
+ * written back. Statistics (f32 beside half activations) and the f32 / f64
+ * tensors are passed as they are. The copies are transient PX_MEM_BUFFERS
+ * tensors. */
+#define PROMO_MAX 8
+typedef enum {
+  PROMO_IN,    /* read: cast in */
+  PROMO_OVER,  /* overwritten: cast out */
+  PROMO_ACC,   /* added into: a zeroed buffer, added out */
+  PROMO_INOUT, /* read and written: cast in and out */
+} PromoMode;
+
 typedef struct {
   PxBackend *be;
-  PxDType to;
-  PxTensor *tmp[PROMO_MAX];
-  PxTensor *dst[PROMO_MAX]; /* the half output a buffer is added into; NULL for an input's copy */
+  const PxTensor *src[PROMO_MAX]; /* the half tensor */
+  PxTensor *tmp[PROMO_MAX];       /* its f32 copy */
+  PromoMode mode[PROMO_MAX];
   int n;
   gboolean ok;
   GError **error;
 } Promo;
 
+/* Whether an op must run on f32 copies: one of its tensors is half and the
+ * backend does not take it natively (half_acts when the op's activations,
+ * act, are half; half_params when they are f32). */
+static gboolean must_promote(PxBackend *be, const PxTensor *act, const PxTensor *const *ts, int n) {
+  if (act && px_dtype_is_half(act->dtype) ? be->ops->half_acts : be->ops->half_params) return FALSE;
+  for (int i = 0; i < n; i++)
+    if (ts[i] && px_dtype_is_half(ts[i]->dtype)) return TRUE;
+  return FALSE;
+}
+#define PROMOTE(be, act, ...)                                                                      \
+  must_promote(be, act, (const PxTensor *const[]){__VA_ARGS__},                                    \
+               (int)(sizeof((const PxTensor *const[]){__VA_ARGS__}) / sizeof(const PxTensor *)))
+
+/* A half tensor alone (adamw's gradient, sum_squares, check_finite). */
 static gboolean promote_needed(PxBackend *be, const PxTensor *t) {
   return t && px_dtype_is_half(t->dtype) && !be->ops->half_params;
 }
 
 static Promo promo_begin(PxBackend *be, GError **error) {
-  Promo p = {be, PX_DTYPE_F32, {NULL}, {NULL}, 0, TRUE, error};
+  Promo p = {be, {NULL}, {NULL}, {PROMO_IN}, 0, TRUE, error};
   return p;
 }
 
-static PxTensor *promo_tensor(Promo *p, const PxTensor *t, gboolean out) {
+static PxTensor *promo_tensor(Promo *p, const PxTensor *t, PromoMode mode) {
   if (!p->ok || !t || !px_dtype_is_half(t->dtype)) return (PxTensor *)t;
+  for (int i = 0; i < p->n; i++) {
+    const PxTensor *o = p->src[i];
+    if (o->data != t->data || o->numel != t->numel || o->dtype != t->dtype) continue;
+    /* the same tensor again: read in (inputs are promoted first) and written back */
+    if (p->mode[i] != mode) {
+      if (p->mode[i] == PROMO_ACC && !px_op_cast(p->be, p->tmp[i], t, FALSE, p->error)) p->ok = FALSE;
+      p->mode[i] = PROMO_INOUT;
+    }
+    return p->tmp[i];
+  }
   g_assert(p->n < PROMO_MAX);
   g_autofree char *name = g_strdup_printf("%s.f32", t->name);
-  PxTensor *c = (out ? px_tensor_new_zeroed : px_tensor_new)(p->be, name, p->to, PX_MEM_BUFFERS, t->ndim,
-                                                              t->shape, p->error);
+  PxTensor *c = (mode == PROMO_ACC ? px_tensor_new_zeroed : px_tensor_new)(p->be, name, PX_DTYPE_F32, PX_MEM_BUFFERS,
+                                                                             t->ndim, t->shape, p->error);
   if (!c) {
     p->ok = FALSE;
     return NULL;
   }
+  p->src[p->n] = t;
   p->tmp[p->n] = c;
-  p->dst[p->n++] = out ? (PxTensor *)t : NULL;
-  if (!out && !px_op_cast(p->be, c, t, FALSE, p->error)) p->ok = FALSE;
+  p->mode[p->n++] = mode;
+  if ((mode == PROMO_IN || mode == PROMO_INOUT) && !px_op_cast(p->be, c, t, FALSE, p->error)) p->ok = FALSE;
   return c;
 }
 
-static const PxTensor *promo_in(Promo *p, const PxTensor *t) { return promo_tensor(p, t, FALSE); }
-static PxTensor *promo_out(Promo *p, PxTensor *t) { return promo_tensor(p, t, TRUE); }
+static const PxTensor *promo_in(Promo *p, const PxTensor *t) { return promo_tensor(p, t, PROMO_IN); }
+static PxTensor *promo_out(Promo *p, PxTensor *t) { return promo_tensor(p, t, PROMO_ACC); }
+static PxTensor *promo_over(Promo *p, PxTensor *t) { return promo_tensor(p, t, PROMO_OVER); }
+static PxTensor *promo_inout(Promo *p, PxTensor *t) { return promo_tensor(p, t, PROMO_INOUT); }
 
-/* After the op (ok: it succeeded): add the buffers into their half outputs, free the copies. */
+/* After the op (ok: it succeeded): write the copies back into their half
+ * tensors (add the gradient buffers, cast the rest), free them. */
 static gboolean promo_end(Promo *p, gboolean ok) {
   for (int i = 0; i < p->n; i++) {
-    if (ok && p->dst[i]) ok = px_op_cast(p->be, p->dst[i], p->tmp[i], TRUE, p->error);
+    if (ok && p->mode[i] != PROMO_IN)
+      ok = px_op_cast(p->be, (PxTensor *)p->src[i], p->tmp[i], p->mode[i] == PROMO_ACC, p->error);
     px_tensor_free(p->tmp[i]);
   }
   return ok;
 }
+
+/* The dtype of an op's statistics (norm mean / rstd, attention lse,
+ * cross-entropy losses, max and sums) beside activations of dtype dt: f32
+ * for half activations, else dt. */
+static PxDType stat_dt(PxDType dt) { return px_dtype_is_half(dt) ? PX_DTYPE_F32 : dt; }
 
 /* The float dtype of an op, taken from its main tensor; rows = numel / last dim. */
 static gboolean float_matrix(const char *op, const char *what, const PxTensor *t, gint64 *rows,
                              gint64 *cols, GError **error) {
   *rows = *cols = 0;
   if (!t) return fail(error, PX_BACKEND_ERROR_SHAPE, "%s: %s is missing", op, what);
-  if (t->dtype != PX_DTYPE_F32 && t->dtype != PX_DTYPE_F64)
-    return fail(error, PX_BACKEND_ERROR_SHAPE, "%s: %s (%s) is %s, expected f32 or f64", op, what,
+  if (t->dtype == PX_DTYPE_I32)
+    return fail(error, PX_BACKEND_ERROR_SHAPE, "%s: %s (%s) is %s, expected f32, f64, bf16 or f16", op, what,
                 t->name, px_dtype_name(t->dtype));
   *cols = t->shape[t->ndim - 1];
   *rows = t->numel / *cols;
   return TRUE;
 }
 
-/* The same for a parameter, which may also be bf16 or f16. */
-static gboolean param_matrix(const char *op, const char *what, const PxTensor *t, gint64 *rows,
-                             gint64 *cols, GError **error) {
-  if (t && px_dtype_is_half(t->dtype)) {
-    *cols = t->shape[t->ndim - 1];
-    *rows = t->numel / *cols;
-    return TRUE;
-  }
-  return float_matrix(op, what, t, rows, cols, error);
-}
 
 gboolean px_op_linear_fwd(PxBackend *be, PxTensor *y, const PxTensor *x, const PxTensor *w,
                           const PxTensor *b, GError **error) {
-  if (promote_needed(be, w) || promote_needed(be, b)) {
+  if (PROMOTE(be, x, x, w, b, y)) {
     Promo p = promo_begin(be, error);
-    const PxTensor *w2 = promo_in(&p, w), *b2 = promo_in(&p, b);
-    return promo_end(&p, p.ok && px_op_linear_fwd(be, y, x, w2, b2, error));
+    const PxTensor *x2 = promo_in(&p, x), *w2 = promo_in(&p, w), *b2 = promo_in(&p, b);
+    PxTensor *y2 = promo_over(&p, y);
+    return promo_end(&p, p.ok && px_op_linear_fwd(be, y2, x2, w2, b2, error));
   }
   const char *op = "linear_fwd";
   gint64 out, in, N, ycols;
-  if (!param_matrix(op, "w", w, &out, &in, error) || !float_matrix(op, "y", y, &N, &ycols, error))
+  if (!float_matrix(op, "w", w, &out, &in, error) || !float_matrix(op, "y", y, &N, &ycols, error))
     return FALSE;
   PxDType dt = y->dtype;
   if (!need(be, op, "w", w, param_dt(w, dt), out, in, error) || !need(be, op, "y", y, dt, N, out, error) ||
@@ -586,15 +624,15 @@ gboolean px_op_linear_fwd(PxBackend *be, PxTensor *y, const PxTensor *x, const P
 
 gboolean px_op_linear_bwd(PxBackend *be, PxTensor *dx, PxTensor *dw, PxTensor *db,
                           const PxTensor *dy, const PxTensor *x, const PxTensor *w, GError **error) {
-  if (promote_needed(be, w) || promote_needed(be, dw) || promote_needed(be, db)) {
+  if (PROMOTE(be, dy, dy, x, w, dx, dw, db)) {
     Promo p = promo_begin(be, error);
-    const PxTensor *w2 = promo_in(&p, w);
-    PxTensor *dw2 = promo_out(&p, dw), *db2 = promo_out(&p, db);
-    return promo_end(&p, p.ok && px_op_linear_bwd(be, dx, dw2, db2, dy, x, w2, error));
+    const PxTensor *dy2 = promo_in(&p, dy), *x2 = promo_in(&p, x), *w2 = promo_in(&p, w);
+    PxTensor *dx2 = promo_out(&p, dx), *dw2 = promo_out(&p, dw), *db2 = promo_out(&p, db);
+    return promo_end(&p, p.ok && px_op_linear_bwd(be, dx2, dw2, db2, dy2, x2, w2, error));
   }
   const char *op = "linear_bwd";
   gint64 out, in, N, dycols;
-  if (!param_matrix(op, "w", w, &out, &in, error) || !float_matrix(op, "dy", dy, &N, &dycols, error))
+  if (!float_matrix(op, "w", w, &out, &in, error) || !float_matrix(op, "dy", dy, &N, &dycols, error))
     return FALSE;
   PxDType dt = dy->dtype;
   if (!need(be, op, "w", w, param_dt(w, dt), out, in, error) || !need(be, op, "dy", dy, dt, N, out, error) ||
@@ -609,7 +647,7 @@ static gboolean embedding_check(PxBackend *be, const char *op, const PxTensor *a
                                 const PxTensor *tokens, const PxTensor *wte, const PxTensor *wpe,
                                 int B, int T, GError **error) {
   gint64 V, C, ar, ac;
-  if (!param_matrix(op, "wte", wte, &V, &C, error) || !float_matrix(op, "activations", act, &ar, &ac, error))
+  if (!float_matrix(op, "wte", wte, &V, &C, error) || !float_matrix(op, "activations", act, &ar, &ac, error))
     return FALSE;
   if (B < 1 || T < 1) return fail(error, PX_BACKEND_ERROR_SHAPE, "%s: B=%d T=%d", op, B, T);
   PxDType dt = act->dtype;
@@ -619,7 +657,7 @@ static gboolean embedding_check(PxBackend *be, const char *op, const PxTensor *a
     return FALSE;
   if (wpe) {
     gint64 maxT, Cp;
-    if (!param_matrix(op, "wpe", wpe, &maxT, &Cp, error) ||
+    if (!float_matrix(op, "wpe", wpe, &maxT, &Cp, error) ||
         !need(be, op, "wpe", wpe, param_dt(wpe, dt), maxT, C, error))
       return FALSE;
     if (maxT < T)
@@ -631,10 +669,11 @@ static gboolean embedding_check(PxBackend *be, const char *op, const PxTensor *a
 
 gboolean px_op_embedding_fwd(PxBackend *be, PxTensor *out, const PxTensor *tokens,
                              const PxTensor *wte, const PxTensor *wpe, int B, int T, GError **error) {
-  if (promote_needed(be, wte) || promote_needed(be, wpe)) {
+  if (PROMOTE(be, out, out, wte, wpe)) {
     Promo p = promo_begin(be, error);
     const PxTensor *a = promo_in(&p, wte), *b = promo_in(&p, wpe);
-    return promo_end(&p, p.ok && px_op_embedding_fwd(be, out, tokens, a, b, B, T, error));
+    PxTensor *o = promo_over(&p, out);
+    return promo_end(&p, p.ok && px_op_embedding_fwd(be, o, tokens, a, b, B, T, error));
   }
   return embedding_check(be, "embedding_fwd", out, tokens, wte, wpe, B, T, error) &&
          be->ops->embedding_fwd(be, out, tokens, wte, wpe, B, T, error);
@@ -642,10 +681,11 @@ gboolean px_op_embedding_fwd(PxBackend *be, PxTensor *out, const PxTensor *token
 
 gboolean px_op_embedding_bwd(PxBackend *be, PxTensor *dwte, PxTensor *dwpe, const PxTensor *dout,
                              const PxTensor *tokens, int B, int T, GError **error) {
-  if (promote_needed(be, dwte) || promote_needed(be, dwpe)) {
+  if (PROMOTE(be, dout, dout, dwte, dwpe)) {
     Promo p = promo_begin(be, error);
+    const PxTensor *d = promo_in(&p, dout);
     PxTensor *a = promo_out(&p, dwte), *b = promo_out(&p, dwpe);
-    return promo_end(&p, p.ok && px_op_embedding_bwd(be, a, b, dout, tokens, B, T, error));
+    return promo_end(&p, p.ok && px_op_embedding_bwd(be, a, b, d, tokens, B, T, error));
   }
   return embedding_check(be, "embedding_bwd", dout, tokens, dwte, dwpe, B, T, error) &&
          be->ops->embedding_bwd(be, dwte, dwpe, dout, tokens, B, T, error);
@@ -661,16 +701,17 @@ static gboolean norm_check(PxBackend *be, const char *op, const PxTensor *x, con
   return need(be, op, "x", x, dt, N, C, error) && need(be, op, "out", y, dt, N, C, error) &&
          need(be, op, "weight", w, param_dt(w, dt), 1, C, error) &&
          maybe(be, op, "bias", b, param_dt(b, dt), 1, C, error) &&
-         maybe(be, op, "stats", s1, dt, N, 1, error) && need(be, op, "rstd", s2, dt, N, 1, error);
+         maybe(be, op, "stats", s1, stat_dt(dt), N, 1, error) && need(be, op, "rstd", s2, stat_dt(dt), N, 1, error);
 }
 
 gboolean px_op_layernorm_fwd(PxBackend *be, PxTensor *out, PxTensor *mean, PxTensor *rstd,
                              const PxTensor *x, const PxTensor *w, const PxTensor *b, double eps,
                              GError **error) {
-  if (promote_needed(be, w) || promote_needed(be, b)) {
+  if (PROMOTE(be, x, x, w, b, out)) {
     Promo p = promo_begin(be, error);
-    const PxTensor *w2 = promo_in(&p, w), *b2 = promo_in(&p, b);
-    return promo_end(&p, p.ok && px_op_layernorm_fwd(be, out, mean, rstd, x, w2, b2, eps, error));
+    const PxTensor *x2 = promo_in(&p, x), *w2 = promo_in(&p, w), *b2 = promo_in(&p, b);
+    PxTensor *o = promo_over(&p, out);
+    return promo_end(&p, p.ok && px_op_layernorm_fwd(be, o, mean, rstd, x2, w2, b2, eps, error));
   }
   const char *op = "layernorm_fwd";
   if (!mean) return fail(error, PX_BACKEND_ERROR_SHAPE, "%s: mean is missing", op);
@@ -681,11 +722,11 @@ gboolean px_op_layernorm_fwd(PxBackend *be, PxTensor *out, PxTensor *mean, PxTen
 gboolean px_op_layernorm_bwd(PxBackend *be, PxTensor *dx, PxTensor *dw, PxTensor *db,
                              const PxTensor *dout, const PxTensor *x, const PxTensor *w,
                              const PxTensor *mean, const PxTensor *rstd, GError **error) {
-  if (promote_needed(be, w) || promote_needed(be, dw) || promote_needed(be, db)) {
+  if (PROMOTE(be, x, x, dout, w, dx, dw, db)) {
     Promo p = promo_begin(be, error);
-    const PxTensor *w2 = promo_in(&p, w);
-    PxTensor *dw2 = promo_out(&p, dw), *db2 = promo_out(&p, db);
-    return promo_end(&p, p.ok && px_op_layernorm_bwd(be, dx, dw2, db2, dout, x, w2, mean, rstd, error));
+    const PxTensor *d = promo_in(&p, dout), *x2 = promo_in(&p, x), *w2 = promo_in(&p, w);
+    PxTensor *dx2 = promo_out(&p, dx), *dw2 = promo_out(&p, dw), *db2 = promo_out(&p, db);
+    return promo_end(&p, p.ok && px_op_layernorm_bwd(be, dx2, dw2, db2, d, x2, w2, mean, rstd, error));
   }
   const char *op = "layernorm_bwd";
   if (!mean) return fail(error, PX_BACKEND_ERROR_SHAPE, "%s: mean is missing", op);
@@ -699,10 +740,11 @@ gboolean px_op_layernorm_bwd(PxBackend *be, PxTensor *dx, PxTensor *dw, PxTensor
 
 gboolean px_op_rmsnorm_fwd(PxBackend *be, PxTensor *out, PxTensor *rstd, const PxTensor *x,
                            const PxTensor *w, double eps, GError **error) {
-  if (promote_needed(be, w)) {
+  if (PROMOTE(be, x, x, w, out)) {
     Promo p = promo_begin(be, error);
-    const PxTensor *w2 = promo_in(&p, w);
-    return promo_end(&p, p.ok && px_op_rmsnorm_fwd(be, out, rstd, x, w2, eps, error));
+    const PxTensor *x2 = promo_in(&p, x), *w2 = promo_in(&p, w);
+    PxTensor *o = promo_over(&p, out);
+    return promo_end(&p, p.ok && px_op_rmsnorm_fwd(be, o, rstd, x2, w2, eps, error));
   }
   return norm_check(be, "rmsnorm_fwd", x, out, w, NULL, NULL, rstd, error) &&
          be->ops->rmsnorm_fwd(be, out, rstd, x, w, eps, error);
@@ -711,11 +753,11 @@ gboolean px_op_rmsnorm_fwd(PxBackend *be, PxTensor *out, PxTensor *rstd, const P
 gboolean px_op_rmsnorm_bwd(PxBackend *be, PxTensor *dx, PxTensor *dw, const PxTensor *dout,
                            const PxTensor *x, const PxTensor *w, const PxTensor *rstd,
                            GError **error) {
-  if (promote_needed(be, w) || promote_needed(be, dw)) {
+  if (PROMOTE(be, x, x, dout, w, dx, dw)) {
     Promo p = promo_begin(be, error);
-    const PxTensor *w2 = promo_in(&p, w);
-    PxTensor *dw2 = promo_out(&p, dw);
-    return promo_end(&p, p.ok && px_op_rmsnorm_bwd(be, dx, dw2, dout, x, w2, rstd, error));
+    const PxTensor *d = promo_in(&p, dout), *x2 = promo_in(&p, x), *w2 = promo_in(&p, w);
+    PxTensor *dx2 = promo_out(&p, dx), *dw2 = promo_out(&p, dw);
+    return promo_end(&p, p.ok && px_op_rmsnorm_bwd(be, dx2, dw2, d, x2, w2, rstd, error));
   }
   const char *op = "rmsnorm_bwd";
   if (!norm_check(be, op, x, dout, w, NULL, NULL, rstd, error)) return FALSE;
@@ -737,6 +779,12 @@ static gboolean same_check(PxBackend *be, const char *op, const char *const *nam
 gboolean px_op_gelu_fwd(PxBackend *be, PxTensor *out, const PxTensor *x, GError **error) {
   const PxTensor *ts[] = {x, out};
   const char *names[] = {"x", "out"};
+  if (PROMOTE(be, x, x, out)) {
+    Promo p = promo_begin(be, error);
+    const PxTensor *x2 = promo_in(&p, x);
+    PxTensor *o = promo_over(&p, out);
+    return promo_end(&p, p.ok && px_op_gelu_fwd(be, o, x2, error));
+  }
   return out && same_check(be, "gelu_fwd", names, ts, 2, error) && be->ops->gelu_fwd(be, out, x, error);
 }
 
@@ -745,6 +793,12 @@ gboolean px_op_gelu_bwd(PxBackend *be, PxTensor *dx, const PxTensor *dout, const
   const PxTensor *ts[] = {x, dout, dx};
   const char *names[] = {"x", "dout", "dx"};
   if (!dout) return fail(error, PX_BACKEND_ERROR_SHAPE, "gelu_bwd: dout is missing");
+  if (PROMOTE(be, x, x, dout, dx)) {
+    Promo p = promo_begin(be, error);
+    const PxTensor *x2 = promo_in(&p, x), *d = promo_in(&p, dout);
+    PxTensor *dx2 = promo_out(&p, dx);
+    return promo_end(&p, p.ok && px_op_gelu_bwd(be, dx2, d, x2, error));
+  }
   return same_check(be, "gelu_bwd", names, ts, 3, error) &&
          (!dx || be->ops->gelu_bwd(be, dx, dout, x, error));
 }
@@ -754,6 +808,12 @@ gboolean px_op_swiglu_fwd(PxBackend *be, PxTensor *out, const PxTensor *gate, co
   const PxTensor *ts[] = {gate, up, out};
   const char *names[] = {"gate", "up", "out"};
   if (!up || !out) return fail(error, PX_BACKEND_ERROR_SHAPE, "swiglu_fwd: a tensor is missing");
+  if (PROMOTE(be, gate, gate, up, out)) {
+    Promo p = promo_begin(be, error);
+    const PxTensor *g2 = promo_in(&p, gate), *u2 = promo_in(&p, up);
+    PxTensor *o = promo_over(&p, out);
+    return promo_end(&p, p.ok && px_op_swiglu_fwd(be, o, g2, u2, error));
+  }
   return same_check(be, "swiglu_fwd", names, ts, 3, error) &&
          be->ops->swiglu_fwd(be, out, gate, up, error);
 }
@@ -763,6 +823,12 @@ gboolean px_op_swiglu_bwd(PxBackend *be, PxTensor *dgate, PxTensor *dup, const P
   const PxTensor *ts[] = {gate, up, dout, dgate, dup};
   const char *names[] = {"gate", "up", "dout", "dgate", "dup"};
   if (!up || !dout) return fail(error, PX_BACKEND_ERROR_SHAPE, "swiglu_bwd: a tensor is missing");
+  if (PROMOTE(be, gate, gate, up, dout, dgate, dup)) {
+    Promo p = promo_begin(be, error);
+    const PxTensor *g2 = promo_in(&p, gate), *u2 = promo_in(&p, up), *d = promo_in(&p, dout);
+    PxTensor *dg = promo_out(&p, dgate), *du = promo_out(&p, dup);
+    return promo_end(&p, p.ok && px_op_swiglu_bwd(be, dg, du, d, g2, u2, error));
+  }
   return same_check(be, "swiglu_bwd", names, ts, 5, error) &&
          be->ops->swiglu_bwd(be, dgate, dup, dout, gate, up, error);
 }
@@ -794,6 +860,12 @@ static gboolean rope_check(PxBackend *be, const char *op, const PxTensor *a, con
 
 gboolean px_op_rope_fwd(PxBackend *be, PxTensor *out, const PxTensor *in, const PxAttnShape *s,
                         double theta, GError **error) {
+  if (PROMOTE(be, in, in, out)) {
+    Promo p = promo_begin(be, error);
+    const PxTensor *i2 = promo_in(&p, in);
+    PxTensor *o = promo_over(&p, out); /* out == in: one copy, cast in and out */
+    return promo_end(&p, p.ok && px_op_rope_fwd(be, o, i2, s, theta, error));
+  }
   return rope_check(be, "rope_fwd", in, out, s, error) &&
          be->ops->rope_fwd(be, out, in, s, theta, error);
 }
@@ -803,6 +875,12 @@ gboolean px_op_rope_bwd(PxBackend *be, PxTensor *din, const PxTensor *dout, cons
   if (!rope_check(be, "rope_bwd", dout, din, s, error)) return FALSE;
   if (din->data == dout->data)
     return fail(error, PX_BACKEND_ERROR_SHAPE, "rope_bwd: din and dout must not alias");
+  if (PROMOTE(be, dout, dout, din)) {
+    Promo p = promo_begin(be, error);
+    const PxTensor *d = promo_in(&p, dout);
+    PxTensor *di = promo_out(&p, din);
+    return promo_end(&p, p.ok && px_op_rope_bwd(be, di, d, s, theta, error));
+  }
   return be->ops->rope_bwd(be, din, dout, s, theta, error);
 }
 
@@ -821,6 +899,12 @@ static gboolean attention_check(PxBackend *be, const char *op, const PxTensor *o
 
 gboolean px_op_attention_fwd(PxBackend *be, PxTensor *out, PxTensor *att, const PxTensor *qkv,
                              const PxAttnShape *s, GError **error) {
+  if (PROMOTE(be, qkv, qkv, out, att)) {
+    Promo p = promo_begin(be, error);
+    const PxTensor *q = promo_in(&p, qkv);
+    PxTensor *o = promo_over(&p, out), *a = promo_over(&p, att);
+    return promo_end(&p, p.ok && px_op_attention_fwd(be, o, a, q, s, error));
+  }
   return attention_check(be, "attention_fwd", out, att, qkv, NULL, s, error) &&
          be->ops->attention_fwd(be, out, att, qkv, s, error);
 }
@@ -829,6 +913,12 @@ gboolean px_op_attention_bwd(PxBackend *be, PxTensor *dqkv, const PxTensor *dout
                              const PxTensor *qkv, const PxTensor *att, const PxAttnShape *s,
                              GError **error) {
   if (!dqkv) return fail(error, PX_BACKEND_ERROR_SHAPE, "attention_bwd: dqkv is missing");
+  if (PROMOTE(be, qkv, qkv, dout, att, dqkv)) {
+    Promo p = promo_begin(be, error);
+    const PxTensor *q = promo_in(&p, qkv), *d = promo_in(&p, dout), *a = promo_in(&p, att);
+    PxTensor *dq = promo_out(&p, dqkv);
+    return promo_end(&p, p.ok && px_op_attention_bwd(be, dq, d, q, a, s, error));
+  }
   return attention_check(be, "attention_bwd", dout, att, qkv, dqkv, s, error) &&
          be->ops->attention_bwd(be, dqkv, dout, qkv, att, s, error);
 }
@@ -852,12 +942,18 @@ gboolean px_op_attn_block_fwd(PxBackend *be, PxTensor *out, PxTensor *lse, const
                               GError **error) {
   const char *op = "attn_block_fwd";
   gint64 r, c;
+  if (PROMOTE(be, q, q, kv, out)) {
+    Promo p = promo_begin(be, error);
+    const PxTensor *q2 = promo_in(&p, q), *kv2 = promo_in(&p, kv);
+    PxTensor *o = promo_over(&p, out);
+    return promo_end(&p, p.ok && px_op_attn_block_fwd(be, o, lse, q2, kv2, qs, ks, error));
+  }
   if (!block_shapes_check(op, qs, ks, error) || !float_matrix(op, "q", q, &r, &c, error)) return FALSE;
   PxDType dt = q->dtype;
   gint64 Nq = (gint64)qs->B * qs->T, Nk = (gint64)ks->B * ks->T;
   return need(be, op, "q", q, dt, Nq, qkv_cols(qs), error) && need(be, op, "kv", kv, dt, Nk, qkv_cols(ks), error) &&
          need(be, op, "out", out, dt, Nq, (gint64)qs->heads * qs->head_dim, error) &&
-         need(be, op, "lse", lse, dt, (gint64)qs->B * qs->heads, qs->T, error) &&
+         need(be, op, "lse", lse, stat_dt(dt), (gint64)qs->B * qs->heads, qs->T, error) &&
          be->ops->attn_block_fwd(be, out, lse, q, kv, qs, ks, error);
 }
 
@@ -865,12 +961,18 @@ gboolean px_op_attn_merge(PxBackend *be, PxTensor *out, PxTensor *lse, const PxT
                           const PxTensor *lse_b, const PxAttnShape *s, GError **error) {
   const char *op = "attn_merge";
   gint64 r, c;
+  if (PROMOTE(be, out, out, out_b)) {
+    Promo p = promo_begin(be, error);
+    const PxTensor *b2 = promo_in(&p, out_b);
+    PxTensor *o = promo_inout(&p, out);
+    return promo_end(&p, p.ok && px_op_attn_merge(be, o, lse, b2, lse_b, s, error));
+  }
   if (!attn_shape_check(op, s, error) || !float_matrix(op, "out", out, &r, &c, error)) return FALSE;
   PxDType dt = out->dtype;
   gint64 N = (gint64)s->B * s->T, C = (gint64)s->heads * s->head_dim;
   return need(be, op, "out", out, dt, N, C, error) && need(be, op, "out_b", out_b, dt, N, C, error) &&
-         need(be, op, "lse", lse, dt, (gint64)s->B * s->heads, s->T, error) &&
-         need(be, op, "lse_b", lse_b, dt, (gint64)s->B * s->heads, s->T, error) &&
+         need(be, op, "lse", lse, stat_dt(dt), (gint64)s->B * s->heads, s->T, error) &&
+         need(be, op, "lse_b", lse_b, stat_dt(dt), (gint64)s->B * s->heads, s->T, error) &&
          be->ops->attn_merge(be, out, lse, out_b, lse_b, s, error);
 }
 
@@ -880,13 +982,19 @@ gboolean px_op_attn_block_bwd(PxBackend *be, PxTensor *dq, PxTensor *dkv, const 
                               GError **error) {
   const char *op = "attn_block_bwd";
   gint64 r, c;
+  if (PROMOTE(be, q, q, kv, dout, out, dq, dkv)) {
+    Promo p = promo_begin(be, error);
+    const PxTensor *q2 = promo_in(&p, q), *kv2 = promo_in(&p, kv), *d = promo_in(&p, dout), *o = promo_in(&p, out);
+    PxTensor *dq2 = promo_out(&p, dq), *dkv2 = promo_out(&p, dkv); /* dq == dkv: one buffer */
+    return promo_end(&p, p.ok && px_op_attn_block_bwd(be, dq2, dkv2, d, q2, kv2, o, lse, qs, ks, error));
+  }
   if (!block_shapes_check(op, qs, ks, error) || !float_matrix(op, "q", q, &r, &c, error)) return FALSE;
   PxDType dt = q->dtype;
   gint64 Nq = (gint64)qs->B * qs->T, Nk = (gint64)ks->B * ks->T, C = (gint64)qs->heads * qs->head_dim;
   return need(be, op, "q", q, dt, Nq, qkv_cols(qs), error) && need(be, op, "kv", kv, dt, Nk, qkv_cols(ks), error) &&
          need(be, op, "dq", dq, dt, Nq, qkv_cols(qs), error) && need(be, op, "dkv", dkv, dt, Nk, qkv_cols(ks), error) &&
          need(be, op, "dout", dout, dt, Nq, C, error) && need(be, op, "out", out, dt, Nq, C, error) &&
-         need(be, op, "lse", lse, dt, (gint64)qs->B * qs->heads, qs->T, error) &&
+         need(be, op, "lse", lse, stat_dt(dt), (gint64)qs->B * qs->heads, qs->T, error) &&
          be->ops->attn_block_bwd(be, dq, dkv, dout, q, kv, out, lse, qs, ks, error);
 }
 
@@ -895,6 +1003,12 @@ gboolean px_op_residual_fwd(PxBackend *be, PxTensor *out, const PxTensor *a, con
   const PxTensor *ts[] = {a, b, out};
   const char *names[] = {"a", "b", "out"};
   if (!b || !out) return fail(error, PX_BACKEND_ERROR_SHAPE, "residual_fwd: a tensor is missing");
+  if (PROMOTE(be, a, a, b, out)) {
+    Promo p = promo_begin(be, error);
+    const PxTensor *a2 = promo_in(&p, a), *b2 = promo_in(&p, b);
+    PxTensor *o = promo_over(&p, out); /* out == a or b: one copy */
+    return promo_end(&p, p.ok && px_op_residual_fwd(be, o, a2, b2, error));
+  }
   return same_check(be, "residual_fwd", names, ts, 3, error) &&
          be->ops->residual_fwd(be, out, a, b, error);
 }
@@ -903,6 +1017,12 @@ gboolean px_op_residual_bwd(PxBackend *be, PxTensor *da, PxTensor *db, const PxT
                             GError **error) {
   const PxTensor *ts[] = {dout, da, db};
   const char *names[] = {"dout", "da", "db"};
+  if (PROMOTE(be, dout, dout, da, db)) {
+    Promo p = promo_begin(be, error);
+    const PxTensor *d = promo_in(&p, dout);
+    PxTensor *a2 = promo_out(&p, da), *b2 = promo_out(&p, db);
+    return promo_end(&p, p.ok && px_op_residual_bwd(be, a2, b2, d, error));
+  }
   return same_check(be, "residual_bwd", names, ts, 3, error) &&
          be->ops->residual_bwd(be, da, db, dout, error);
 }
@@ -914,8 +1034,8 @@ static gboolean ce_check(PxBackend *be, const char *op, const PxTensor *logits,
   if (!float_matrix(op, "logits", logits, &N, &V, error)) return FALSE;
   return need(be, op, "logits", logits, logits->dtype, N, V, error) &&
          need(be, op, "targets", targets, PX_DTYPE_I32, N, 1, error) &&
-         need(be, op, other_cols == 1 ? "losses" : "dlogits", other, logits->dtype, N,
-              other_cols ? other_cols : V, error);
+         need(be, op, other_cols == 1 ? "losses" : "dlogits", other,
+              other_cols == 1 ? stat_dt(logits->dtype) : logits->dtype, N, other_cols ? other_cols : V, error);
 }
 
 /* A one-element f32 or f64 tensor on be (also i32 when ints is set), or NULL when optional. */
@@ -935,6 +1055,11 @@ static gboolean scalar_check(PxBackend *be, const char *op, const char *what, co
 
 gboolean px_op_cross_entropy_fwd(PxBackend *be, PxTensor *losses, PxTensor *loss_acc,
                                  const PxTensor *logits, const PxTensor *targets, GError **error) {
+  if (PROMOTE(be, logits, logits)) {
+    Promo p = promo_begin(be, error);
+    const PxTensor *l = promo_in(&p, logits);
+    return promo_end(&p, p.ok && px_op_cross_entropy_fwd(be, losses, loss_acc, l, targets, error));
+  }
   return ce_check(be, "cross_entropy_fwd", logits, targets, losses, 1, error) &&
          scalar_check(be, "cross_entropy_fwd", "loss_acc", loss_acc, TRUE, FALSE, error) &&
          be->ops->cross_entropy_fwd(be, losses, loss_acc, logits, targets, error);
@@ -942,6 +1067,12 @@ gboolean px_op_cross_entropy_fwd(PxBackend *be, PxTensor *losses, PxTensor *loss
 
 gboolean px_op_cross_entropy_bwd(PxBackend *be, PxTensor *dlogits, const PxTensor *logits,
                                  const PxTensor *targets, double dloss, GError **error) {
+  if (PROMOTE(be, logits, logits, dlogits)) {
+    Promo p = promo_begin(be, error);
+    const PxTensor *l = promo_in(&p, logits);
+    PxTensor *d = promo_out(&p, dlogits);
+    return promo_end(&p, p.ok && px_op_cross_entropy_bwd(be, d, l, targets, dloss, error));
+  }
   return ce_check(be, "cross_entropy_bwd", logits, targets, dlogits, 0, error) &&
          be->ops->cross_entropy_bwd(be, dlogits, logits, targets, dloss, error);
 }
@@ -960,10 +1091,11 @@ static gboolean vp_range(const char *op, const PxTensor *w, gint64 v0, gint64 n_
 gboolean px_op_embedding_vp_fwd(PxBackend *be, PxTensor *out, const PxTensor *tokens,
                                 const PxTensor *wte, const PxTensor *wpe, gint64 v0,
                                 gint64 n_real, int B, int T, GError **error) {
-  if (promote_needed(be, wte) || promote_needed(be, wpe)) {
+  if (PROMOTE(be, out, out, wte, wpe)) {
     Promo p = promo_begin(be, error);
     const PxTensor *a = promo_in(&p, wte), *b = promo_in(&p, wpe);
-    return promo_end(&p, p.ok && px_op_embedding_vp_fwd(be, out, tokens, a, b, v0, n_real, B, T, error));
+    PxTensor *o = promo_over(&p, out);
+    return promo_end(&p, p.ok && px_op_embedding_vp_fwd(be, o, tokens, a, b, v0, n_real, B, T, error));
   }
   const char *op = "embedding_vp_fwd";
   return embedding_check(be, op, out, tokens, wte, wpe, B, T, error) &&
@@ -974,10 +1106,11 @@ gboolean px_op_embedding_vp_fwd(PxBackend *be, PxTensor *out, const PxTensor *to
 gboolean px_op_embedding_vp_bwd(PxBackend *be, PxTensor *dwte, PxTensor *dwpe,
                                 const PxTensor *dout, const PxTensor *tokens, gint64 v0,
                                 gint64 n_real, int B, int T, GError **error) {
-  if (promote_needed(be, dwte) || promote_needed(be, dwpe)) {
+  if (PROMOTE(be, dout, dout, dwte, dwpe)) {
     Promo p = promo_begin(be, error);
+    const PxTensor *d = promo_in(&p, dout);
     PxTensor *a = promo_out(&p, dwte), *b = promo_out(&p, dwpe);
-    return promo_end(&p, p.ok && px_op_embedding_vp_bwd(be, a, b, dout, tokens, v0, n_real, B, T, error));
+    return promo_end(&p, p.ok && px_op_embedding_vp_bwd(be, a, b, d, tokens, v0, n_real, B, T, error));
   }
   const char *op = "embedding_vp_bwd";
   return embedding_check(be, op, dout, tokens, dwte, dwpe, B, T, error) &&
@@ -996,13 +1129,18 @@ static gboolean ce_vp_check(PxBackend *be, const char *op, const PxTensor *logit
   PxDType dt = logits->dtype;
   return need(be, op, "logits", logits, dt, N, V, error) &&
          maybe(be, op, "targets", targets, PX_DTYPE_I32, N, 1, error) &&
-         maybe(be, op, "gmax", gmax, dt, 1, N, error) && maybe(be, op, "stats", stats, dt, 2, N, error);
+         maybe(be, op, "gmax", gmax, stat_dt(dt), 1, N, error) && maybe(be, op, "stats", stats, stat_dt(dt), 2, N, error);
 }
 
 gboolean px_op_ce_vp_max(PxBackend *be, PxTensor *rowmax, const PxTensor *logits, gint64 n_real,
                          GError **error) {
   const char *op = "ce_vp_max";
   if (!rowmax) return fail(error, PX_BACKEND_ERROR_SHAPE, "%s: rowmax is missing", op);
+  if (PROMOTE(be, logits, logits)) {
+    Promo p = promo_begin(be, error);
+    const PxTensor *l = promo_in(&p, logits);
+    return promo_end(&p, p.ok && px_op_ce_vp_max(be, rowmax, l, n_real, error));
+  }
   return ce_vp_check(be, op, logits, NULL, rowmax, NULL, n_real, error) &&
          be->ops->ce_vp_max(be, rowmax, logits, n_real, error);
 }
@@ -1013,6 +1151,11 @@ gboolean px_op_ce_vp_stats(PxBackend *be, PxTensor *stats, const PxTensor *logit
   const char *op = "ce_vp_stats";
   if (!stats || !targets || !gmax) return fail(error, PX_BACKEND_ERROR_SHAPE, "%s: a tensor is missing", op);
   if (v0 < 0) return fail(error, PX_BACKEND_ERROR_SHAPE, "%s: v0 = %" G_GINT64_FORMAT, op, v0);
+  if (PROMOTE(be, logits, logits)) {
+    Promo p = promo_begin(be, error);
+    const PxTensor *l = promo_in(&p, logits);
+    return promo_end(&p, p.ok && px_op_ce_vp_stats(be, stats, l, targets, gmax, v0, n_real, error));
+  }
   return ce_vp_check(be, op, logits, targets, gmax, stats, n_real, error) &&
          be->ops->ce_vp_stats(be, stats, logits, targets, gmax, v0, n_real, error);
 }
@@ -1037,6 +1180,12 @@ gboolean px_op_ce_vp_bwd(PxBackend *be, PxTensor *dlogits, const PxTensor *logit
   if (!dlogits || !targets || !gmax || !stats)
     return fail(error, PX_BACKEND_ERROR_SHAPE, "%s: a tensor is missing", op);
   if (v0 < 0) return fail(error, PX_BACKEND_ERROR_SHAPE, "%s: v0 = %" G_GINT64_FORMAT, op, v0);
+  if (PROMOTE(be, logits, logits, dlogits)) {
+    Promo p = promo_begin(be, error);
+    const PxTensor *l = promo_in(&p, logits);
+    PxTensor *d = promo_out(&p, dlogits);
+    return promo_end(&p, p.ok && px_op_ce_vp_bwd(be, d, l, targets, gmax, stats, v0, n_real, dloss, error));
+  }
   if (!ce_vp_check(be, op, logits, targets, gmax, stats, n_real, error)) return FALSE;
   gint64 N = logits->numel / logits->shape[logits->ndim - 1];
   return need(be, op, "dlogits", dlogits, logits->dtype, N, logits->shape[logits->ndim - 1], error) &&
@@ -1184,6 +1333,11 @@ gboolean px_op_check_finite(PxBackend *be, PxTensor *flag, const PxTensor *t, GE
 gboolean px_op_scale(PxBackend *be, PxTensor *t, double alpha, GError **error) {
   const PxTensor *ts[] = {t};
   const char *names[] = {"t"};
+  if (PROMOTE(be, t, t)) {
+    Promo p = promo_begin(be, error);
+    PxTensor *t2 = promo_inout(&p, t);
+    return promo_end(&p, p.ok && px_op_scale(be, t2, alpha, error));
+  }
   return same_check(be, "scale", names, ts, 1, error) && be->ops->scale(be, t, alpha, error);
 }
 
@@ -1201,6 +1355,12 @@ static gboolean rows_check(PxBackend *be, const char *op, const PxTensor *x, con
 
 gboolean px_op_rows_gather(PxBackend *be, PxTensor *dst, const PxTensor *src, const PxTensor *idx,
                            const PxTensor *wt, int k, GError **error) {
+  if (PROMOTE(be, dst, dst, src, wt)) {
+    Promo p = promo_begin(be, error);
+    const PxTensor *s2 = promo_in(&p, src), *w2 = promo_in(&p, wt);
+    PxTensor *d = promo_over(&p, dst);
+    return promo_end(&p, p.ok && px_op_rows_gather(be, d, s2, idx, w2, k, error));
+  }
   return rows_check(be, "rows_gather", dst, src, idx, wt, "wt", k, error) &&
          be->ops->rows_gather(be, dst, src, idx, wt, k, error);
 }
@@ -1208,6 +1368,12 @@ gboolean px_op_rows_gather(PxBackend *be, PxTensor *dst, const PxTensor *src, co
 gboolean px_op_rows_dot(PxBackend *be, PxTensor *out, const PxTensor *a, const PxTensor *b, const PxTensor *idx,
                         int k, GError **error) {
   if (!out) return fail(error, PX_BACKEND_ERROR_SHAPE, "rows_dot: out is missing");
+  if (PROMOTE(be, a, a, b, out)) {
+    Promo p = promo_begin(be, error);
+    const PxTensor *a2 = promo_in(&p, a), *b2 = promo_in(&p, b);
+    PxTensor *o = promo_over(&p, out);
+    return promo_end(&p, p.ok && px_op_rows_dot(be, o, a2, b2, idx, k, error));
+  }
   return rows_check(be, "rows_dot", a, b, idx, out, "out", k, error) &&
          be->ops->rows_dot(be, out, a, b, idx, k, error);
 }
@@ -1227,6 +1393,12 @@ gboolean px_op_router_topk(PxBackend *be, PxTensor *probs, PxTensor *topi, PxTen
                            const PxTensor *logits, int k, GError **error) {
   const char *op = "router_topk";
   gint64 T, E;
+  if (PROMOTE(be, logits, logits, probs)) {
+    Promo p = promo_begin(be, error);
+    const PxTensor *l = promo_in(&p, logits);
+    PxTensor *pr = promo_over(&p, probs);
+    return promo_end(&p, p.ok && px_op_router_topk(be, pr, topi, topv, psum, l, k, error));
+  }
   return router_check(be, op, logits, "logits", topi, k, &T, &E, error) &&
          need(be, op, "probs", probs, logits->dtype, T, E, error) &&
          need(be, op, "topv", topv, PX_DTYPE_F64, T, k, error) && need(be, op, "psum", psum, PX_DTYPE_F64, 1, E, error) &&
@@ -1238,6 +1410,12 @@ gboolean px_op_router_bwd(PxBackend *be, PxTensor *dlogits, const PxTensor *prob
                           GError **error) {
   const char *op = "router_bwd";
   gint64 T, E;
+  if (PROMOTE(be, probs, probs, dgate, fcnt, dlogits)) {
+    Promo p = promo_begin(be, error);
+    const PxTensor *pr = promo_in(&p, probs), *dg = promo_in(&p, dgate), *fc = promo_in(&p, fcnt);
+    PxTensor *dl = promo_over(&p, dlogits);
+    return promo_end(&p, p.ok && px_op_router_bwd(be, dl, pr, topi, dg, fc, daux, norm_topk, k, error));
+  }
   return router_check(be, op, probs, "probs", topi, k, &T, &E, error) &&
          need(be, op, "dlogits", dlogits, probs->dtype, T, E, error) &&
          need(be, op, "dgate", dgate, probs->dtype, T, k, error) && maybe(be, op, "fcnt", fcnt, probs->dtype, 1, E, error) &&

@@ -19,7 +19,8 @@
  * i32), so a test proves that nothing reads memory it did not write.
  *
  * Ops come in forward/backward pairs, each for fp32 and fp64 (the tensors'
- * dtype picks). Conventions, shared with the model that is built on them:
+ * dtype picks), and for bf16 / fp16 (mixed precision: "Half weights" and
+ * "Half activations" at the end of this file). Conventions, shared with the model that is built on them:
  *  - activations are row-major (N, C) with N = B*T rows;
  *  - linear weights are stored (out, in), as in common/model.h: y = x W^T + b;
  *  - every forward op overwrites its outputs (they need no zeroing);
@@ -525,6 +526,24 @@ gboolean px_op_cast(PxBackend *be, PxTensor *dst, const PxTensor *src, gboolean 
  * backend.c reads each half input through an f32 copy and accumulates each
  * half gradient through a zeroed f32 buffer that px_op_cast then adds in
  * (transient PX_MEM_BUFFERS tensors, the size of one parameter tensor). */
+
+/* Half activations (a mixed-precision model computing in bf16 / fp16, as
+ * Megatron-LM's --bf16): an op's activations (x, y, out, dx, dy, dout, qkv,
+ * att, logits, dlogits, q, kv, dq, dkv, the residual's and the MLP's tensors,
+ * the MoE rows and router tensors) are all bf16 or all fp16, and its
+ * parameters and parameter gradients of that same dtype. Its STATISTICS stay
+ * f32: the norms' mean and rstd, the attention's lse (attn_block_fwd,
+ * attn_merge, attn_block_bwd), the cross-entropy's per-token losses and the
+ * vocabulary-parallel max, sums and losses (apex's fused LayerNorm and llm.c
+ * keep mean / rstd in float, flash-attention its lse, Megatron computes the
+ * cross-entropy in fp32). Every kernel computes in fp32 (or double where it
+ * does in f32), rounds each half output once to nearest even, and adds into a
+ * half gradient output by forming the sum in fp32 and rounding it once. A
+ * backend whose table sets half_acts runs such ops natively (cuda); for the
+ * others (cpu) backend.c casts every half tensor of the op into an f32 copy,
+ * runs the f32 op and casts the outputs back (forward outputs rounded over,
+ * gradient outputs added, as above), so the two agree to the rounding of the
+ * f32 sums inside the op. */
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(PxBackend, px_backend_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(PxTensor, px_tensor_free)

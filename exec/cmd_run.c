@@ -84,8 +84,8 @@ int px_exec_cmd_run(int argc, char **argv) {
     {"seed", 0, 0, G_OPTION_ARG_INT64, &a.seed, "Seed of weights and synthetic data (default 1337)", "S"},
     {"data", 0, 0, G_OPTION_ARG_FILENAME, &a.data, "llm.c token file (default: synthetic corpus)", "FILE"},
     {"dtype", 0, 0, G_OPTION_ARG_STRING, &a.dtype,
-     "f32 (default) or f64; bf16 or f16: mixed precision (half parameters and gradients, fp32 master weights "
-     "and AdamW moments, fp32 compute on the cpu backend)", "T"},
+     "f32 (default) or f64; bf16 or f16: mixed precision (half parameters, gradients and activations, fp32 "
+     "statistics, master weights and AdamW moments)", "T"},
     {"loss-scale", 0, 0, G_OPTION_ARG_DOUBLE, &a.opt.loss_scale,
      "f16: initial dynamic loss scale (default 65536 = 2^16, DeepSpeed's initial_scale_power 16)", "S"},
     {"loss-scale-window", 0, 0, G_OPTION_ARG_INT, &a.opt.loss_scale_window,
@@ -231,8 +231,8 @@ int px_exec_cmd_run(int argc, char **argv) {
            !world ? "threads of this process, local" : !g_strcmp0(a.comm, "mpi") ? "one process each, mpi"
            : !g_strcmp0(a.comm, "nccl") ? "one process and GPU each, nccl" : "one process each, tcp", px_schedule_name(p->schedule), p->vpp,
            p->m, p->mbs, p->seq, p->zero, px_ckpt_name(p->ckpt), p->seq_parallel ? ", sequence parallel" : "", a.opt.backend,
-           a.opt.dtype == PX_DTYPE_BF16 ? "bf16 mixed precision (fp32 master and compute)"
-           : a.opt.dtype == PX_DTYPE_F16 ? "f16 mixed precision (fp32 master and compute, dynamic loss scaling)"
+           a.opt.dtype == PX_DTYPE_BF16 ? "bf16 mixed precision (bf16 activations, fp32 statistics and master)"
+           : a.opt.dtype == PX_DTYPE_F16 ? "f16 mixed precision (f16 activations, fp32 statistics and master, dynamic loss scaling)"
            : px_dtype_name(a.opt.dtype));
     if (p->bucket_bytes > 0 && px_plan_data_ranks(p) > 1)
       printf("# DP reduction in buckets of %.0f B, each queued as the last backward finishes its layers (docs/executor.md)\n",

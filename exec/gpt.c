@@ -125,8 +125,8 @@ static gboolean check_plan(const PxModel *model, const PxPlan *plan, const PxGpt
 PxGpt *px_gpt_new(const PxModel *model, const PxPlan *plan, const PxPartition *part,
                   const PxGptRank *rank, GError **error) {
   if (!check_plan(model, plan, rank, error)) return NULL;
-  if (rank->dtype != PX_DTYPE_F32 && rank->dtype != PX_DTYPE_F64) {
-    fail(error, PX_GPT_ERROR_UNSUPPORTED, "the model runs in f32 or f64, not %s", px_dtype_name(rank->dtype));
+  if (rank->dtype == PX_DTYPE_I32) {
+    fail(error, PX_GPT_ERROR_UNSUPPORTED, "the model runs in f32, f64, bf16 or f16, not %s", px_dtype_name(rank->dtype));
     return NULL;
   }
   PxGpt *g = g_new0(PxGpt, 1);
@@ -354,9 +354,21 @@ void px_gpt_chunk_init_values(const PxGpt *g, int chunk, guint64 seed, double *f
 /* TP collectives run on the compute stream, in order with the ops around them. */
 #define CS(g) px_backend_compute_stream((g)->r.be)
 
+/* What statistics (norm mean / rstd, lse, per-token losses, the
+ * cross-entropy's max and sums) are kept in: fp32 beside bf16 / fp16
+ * activations (backend.h, "Half activations"), else the run's dtype. */
+static PxDType stat_dtype(const PxGpt *g) { return px_dtype_is_half(g->r.dtype) ? PX_DTYPE_F32 : g->r.dtype; }
+
+static PxTensor *new_stat(PxGpt *g, const char *name, gint64 rows, gint64 cols, GError **error) {
+  gint64 shape[2] = {rows, cols};
+  return px_tensor_new(g->r.be, name, stat_dtype(g), PX_MEM_BUFFERS, cols > 0 ? 2 : 1, shape, error);
+}
+
 /* An entry of the core's activation list, allocated as it says (ids int32). */
 static PxTensor *alloc_entry(PxGpt *g, const PxActEntry *e, PxMemCategory cat, GError **error) {
-  PxDType dt = e->role == PX_ACT_TOKENS || e->role == PX_ACT_TARGETS ? PX_DTYPE_I32 : g->r.dtype;
+  PxDType dt = e->role == PX_ACT_TOKENS || e->role == PX_ACT_TARGETS ? PX_DTYPE_I32
+               : px_act_role_is_stat(e->role)                       ? stat_dtype(g)
+                                                                    : g->r.dtype;
   return px_tensor_new(g->r.be, e->name, dt, cat, e->ndim, e->shape, error);
 }
 
@@ -590,7 +602,7 @@ static gboolean ring_attention_fwd(PxGpt *g, PxTensor *out, PxTensor *lse, const
   g_autoptr(PxTensor) buf0 = new_tmp(g, "kv_ring", g->N, g->qkv_l, error);
   g_autoptr(PxTensor) buf1 = new_tmp(g, "kv_ring", g->N, g->qkv_l, error);
   g_autoptr(PxTensor) out_b = new_tmp(g, "attn_block_out", g->N, (gint64)g->heads_l * g->hd, error);
-  g_autoptr(PxTensor) lse_b = new_tmp(g, "attn_block_lse", (gint64)g->B * g->heads_l, g->T, error);
+  g_autoptr(PxTensor) lse_b = new_stat(g, "attn_block_lse", (gint64)g->B * g->heads_l, g->T, error);
   TRY(buf0 && buf1 && out_b && lse_b);
   const PxTensor *cur = qkv;
   PxTensor *bufs[2] = {buf0, buf1};
@@ -836,11 +848,11 @@ static gboolean vocab_parallel_ce(PxGpt *g, int chunk, int li, PxGptActs *a, con
                                   PxTensor *loss_acc, GError **error) {
   PxBackend *be = g->r.be;
   gint64 v0 = (gint64)g->r.tp_rank * g->vocab_l;
-  g_autoptr(PxTensor) losses = new_tmp(g, "losses", g->N, 0, error);
+  g_autoptr(PxTensor) losses = new_stat(g, "losses", g->N, 0, error);
   TRY(losses);
   TRY(a->ce_max = new_act(g, chunk, li, PX_ACT_CE_MAX, error));
   TRY(px_op_ce_vp_max(be, a->ce_max, logits, g->vocab_real, error));
-  TRY(px_comm_all_reduce(g->r.tp, a->ce_max->data, (gsize)g->N, g->r.dtype, PX_RED_MAX, CS(g), error));
+  TRY(px_comm_all_reduce(g->r.tp, a->ce_max->data, (gsize)g->N, a->ce_max->dtype, PX_RED_MAX, CS(g), error));
   TRY(a->ce_stats = new_act(g, chunk, li, PX_ACT_CE_STATS, error));
   TRY(px_op_ce_vp_stats(be, a->ce_stats, logits, a->tgt_t, a->ce_max, v0, g->vocab_real, error));
   TRY(tp_all_reduce(g, a->ce_stats, error));
@@ -853,7 +865,7 @@ static gboolean head_fwd(PxGpt *g, int chunk, int li, PxGptActs *a, LayerActs *l
   TRY(la->s[A_LOGITS] = new_act(g, chunk, li, PX_ACT_LOGITS, error));
   TRY(column_parallel_fwd(g, la->s[A_LOGITS], x, w, NULL, error));
   if (g->tp > 1) return vocab_parallel_ce(g, chunk, li, a, la->s[A_LOGITS], loss_acc, error);
-  g_autoptr(PxTensor) losses = new_tmp(g, "losses", g->N, 0, error);
+  g_autoptr(PxTensor) losses = new_stat(g, "losses", g->N, 0, error);
   TRY(losses);
   return px_op_cross_entropy_fwd(g->r.be, losses, loss_acc, la->s[A_LOGITS], a->tgt_t, error);
 }

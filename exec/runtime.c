@@ -201,7 +201,7 @@ struct _PxRuntime {
   PxTimeline *timeline; /* last step, this process's ranks */
   char *fingerprint;
   PxDType pdt;          /* parameters and gradients: the run's dtype */
-  PxDType cdt;          /* what the model computes in: f32 under mixed precision, else pdt */
+  PxDType cdt;          /* what the model computes in: pdt (bf16 / f16 activations under mixed precision) */
   gboolean mixed;       /* bf16 / f16 parameters with fp32 master weights and moments */
   gboolean fp16;        /* dynamic loss scaling */
   PxMemory *mem_states; /* mixed precision: the prediction for the model states (16 B/param) */
@@ -1050,7 +1050,7 @@ static PxRuntime *runtime_setup(const PxModel *model, const PxPlan *plan, const 
   rt->pdt = opt->dtype;
   rt->mixed = px_dtype_is_half(opt->dtype);
   rt->fp16 = opt->dtype == PX_DTYPE_F16;
-  rt->cdt = rt->mixed ? PX_DTYPE_F32 : opt->dtype;
+  rt->cdt = opt->dtype; /* bf16 / fp16 activations under mixed precision, statistics fp32 (backend.h) */
   if (rt->fp16 && (!isfinite(opt->loss_scale) || opt->loss_scale < 1 || opt->loss_scale_window < 1)) {
     rfail(error, PX_RUNTIME_ERROR_INVALID, "the fp16 loss scale must be a finite number >= 1 (%g) and its window >= 1 (%d)",
           opt->loss_scale, opt->loss_scale_window);
@@ -1085,10 +1085,10 @@ static PxRuntime *runtime_setup(const PxModel *model, const PxPlan *plan, const 
   g_autoptr(PxModel) as_run = px_model_new(&nodrop, error);
   if (!as_run) return NULL;
   /* activations: the executor's own tensors, from the core's list (activations.h),
-   * in the compute dtype (fp32 under mixed precision) */
+   * in the compute dtype (bf16 / fp16 under mixed precision, their statistics fp32) */
   PxActOptions act = {PX_ACT_STACK_EXEC, (int)px_dtype_size(rt->cdt)};
   rt->mem = px_memory_new_act(as_run, &rt->plan, rt->part, NULL, &act);
-  if (rt->mixed) { /* the model states of mixed precision; activations stay those of the fp32 compute */
+  if (rt->mixed) { /* the model states of mixed precision (the fp32 plan's buffers hold the fp32 gradient staging) */
     PxPlan mp;
     px_plan_copy(&mp, &rt->plan);
     mp.precision = rt->fp16 ? PX_PREC_FP16 : PX_PREC_BF16;
@@ -2197,7 +2197,7 @@ static void rank_memory(Rank *r, PxRankMemory *out) {
   out->predicted = rt->mem->stages[r->stage];
   double k = rt->opt.dtype == PX_DTYPE_F64 ? 2.0 : 1.0; /* the prediction is for fp32 */
   PxStageMemory *p = &out->predicted;
-  if (rt->mem_states) { /* mixed precision: 2 + 2 + 12 B per parameter; activations in fp32 */
+  if (rt->mem_states) { /* mixed precision: 2 + 2 + 12 B per parameter */
     const PxStageMemory *ms = &rt->mem_states->stages[r->stage];
     p->weights = ms->weights;
     p->gradients = ms->gradients;
@@ -2208,8 +2208,9 @@ static void rank_memory(Rank *r, PxRankMemory *out) {
   p->host *= k;
   p->gradients *= k;
   p->optimizer *= k;
-  /* activations are predicted in the run's dtype already (px_memory_new_act) */
-  p->buffers *= k;
+  /* activations, and the buffers that hold activations, are predicted in the
+   * run's dtype already (px_memory_new_act) */
+  p->buffers = (p->buffers - p->act_buffers) * k + p->act_buffers;
   p->total = p->weights + p->gradients + p->optimizer + p->activations + p->buffers + p->workspace;
 }
 

@@ -12,7 +12,7 @@ check() { n=$((n+1)); if eval "$2"; then echo "ok $n - $1"; else echo "not ok $n
 base=(run --model tiny-gpt --seq 16 --mbs 2 --gbs 8 --units GB)
 
 out=$("$exe" "${base[@]}" --dtype bf16 --steps 2)
-check "header names bf16 mixed precision" "grep -q 'bf16 mixed precision (fp32 master and compute)' <<<\"\$out\""
+check "header names bf16 mixed precision" "grep -q 'bf16 mixed precision (bf16 activations, fp32 statistics and master)' <<<\"\$out\""
 check "two step lines" "[ \$(grep -Ec '^ +[12] +[0-9]+\.[0-9]+ ' <<<\"\$out\") -eq 2 ]"
 # rank 0: weights 0.000441 grads 0.000441 optimizer 0.002647 (GB), measured | predicted
 check "memory 2 + 2 + 12 B/param, measured and predicted" \

@@ -11,7 +11,12 @@
  *  - the layouts of the parity subset (dp2 ZeRO-1, tp2, pp2) equal the single
  *    rank in bf16 to a bound set by bf16's rounding;
  *  - checkpoints keep the fp32 master (and the loss scaler) bit for bit;
- *  - cast: rounding to nearest even, accumulation, fp16 overflow to Inf. */
+ *  - cast: rounding to nearest even, accumulation, fp16 overflow to Inf;
+ *  - half activations: an op's bf16 outputs are its f32 result rounded once to
+ *    nearest even, its gradient outputs the f32 sum rounded once, its
+ *    statistics (norm mean / rstd, losses) f32; the peak activations of a bf16
+ *    run, counted by hand in 2-byte elements with 4-byte statistics, are
+ *    measured and predicted. */
 #include <glib.h>
 #include <glib/gstdio.h>
 #include <math.h>
@@ -138,6 +143,118 @@ static void test_linear_half_weights(void) {
   PxMemStats st;
   px_backend_mem_stats(be, &st);
   g_assert_cmpint(st.current[PX_MEM_BUFFERS], ==, 0); /* the f32 copies were transient */
+}
+
+/* ---- half activations (backend.h, "Half activations") ---- */
+
+static PxTensor *bf16_tensor(PxBackend *be, const char *name, int ndim, const gint64 *shape, const float *v) {
+  g_autoptr(GError) error = NULL;
+  PxTensor *t = px_tensor_new(be, name, PX_DTYPE_BF16, PX_MEM_ACTIVATIONS, ndim, shape, &error);
+  g_assert_no_error(error);
+  gint64 n = t->numel;
+  g_autofree guint16 *h = g_new(guint16, n);
+  for (gint64 i = 0; i < n; i++) h[i] = px_f32_to_bf16(v[i]);
+  g_assert_true(px_tensor_upload(t, h, &error));
+  return t;
+}
+
+static float bf16_at(const PxTensor *t, int i) {
+  g_autoptr(GError) error = NULL;
+  g_autofree guint16 *h = g_new(guint16, t->numel);
+  g_assert_true(px_tensor_download(t, h, &error));
+  return px_bf16_to_f32(h[i]);
+}
+
+static void test_half_activation_ops(void) {
+  g_autoptr(GError) error = NULL;
+  g_autoptr(PxBackend) be = px_backend_new("cpu", 0, &error);
+  g_assert_no_error(error);
+  /* residual: 1 + 2^-8 is a tie between bf16's 1 and 1 + 2^-7: even, 1;
+   * (1 + 2^-7) + 2^-8 a tie between 1 + 2^-7 (odd) and 1 + 2^-6: 1 + 2^-6 */
+  gint64 n3[1] = {3};
+  float a[3] = {1.0f, 1.0f + 1.0f / 128, 3.0f}, b[3] = {1.0f / 256, 1.0f / 256, 0.5f};
+  g_autoptr(PxTensor) ta = bf16_tensor(be, "a", 1, n3, a), tb = bf16_tensor(be, "b", 1, n3, b);
+  g_autoptr(PxTensor) to = bf16_tensor(be, "out", 1, n3, (float[]){0, 0, 0});
+  g_assert_true(px_op_residual_fwd(be, to, ta, tb, &error));
+  g_assert_no_error(error);
+  g_assert_cmpfloat(bf16_at(to, 0), ==, 1.0f);
+  g_assert_cmpfloat(bf16_at(to, 1), ==, 1.0f + 1.0f / 64);
+  g_assert_cmpfloat(bf16_at(to, 2), ==, 3.5f);
+  /* in place (out == a): the same */
+  g_assert_true(px_op_residual_fwd(be, ta, ta, tb, &error));
+  g_assert_cmpfloat(bf16_at(ta, 1), ==, 1.0f + 1.0f / 64);
+  /* backward adds: da = (1 + 2^-7) + 2^-8 → 1 + 2^-6, rounded once */
+  g_autoptr(PxTensor) da = bf16_tensor(be, "da", 1, n3, (float[]){1.0f + 1.0f / 128, 1.0f, 0});
+  g_assert_true(px_op_residual_bwd(be, da, NULL, tb, &error));
+  g_assert_cmpfloat(bf16_at(da, 0), ==, 1.0f + 1.0f / 64);
+  g_assert_cmpfloat(bf16_at(da, 1), ==, 1.0f);
+  g_assert_cmpfloat(bf16_at(da, 2), ==, 0.5f);
+
+  /* LayerNorm of the row 1 2 3 4 (exact in bf16), w 1, b 0, eps 1e-5: mean
+   * 2.5, variance 1.25, rstd 1/sqrt(1.250 01) = 0.894 423 6 kept in f32 (bf16
+   * would hold 0.894 531 25); out (x - 2.5) rstd = ∓1.341 635, ∓0.447 212
+   * rounded to bf16: ∓1.343 75 (172 · 2^-7), ∓0.447 265 625 (229 · 2^-9) */
+  gint64 xs[2] = {1, 4}, cs[1] = {4}, rs[1] = {1};
+  g_autoptr(PxTensor) x = bf16_tensor(be, "x", 2, xs, (float[]){1, 2, 3, 4});
+  g_autoptr(PxTensor) y = bf16_tensor(be, "y", 2, xs, (float[]){0, 0, 0, 0});
+  g_autoptr(PxTensor) w = bf16_tensor(be, "w", 1, cs, (float[]){1, 1, 1, 1});
+  g_autoptr(PxTensor) bias = bf16_tensor(be, "bias", 1, cs, (float[]){0, 0, 0, 0});
+  g_autoptr(PxTensor) mean = px_tensor_new(be, "mean", PX_DTYPE_F32, PX_MEM_ACTIVATIONS, 1, rs, &error);
+  g_autoptr(PxTensor) rstd = px_tensor_new(be, "rstd", PX_DTYPE_F32, PX_MEM_ACTIVATIONS, 1, rs, &error);
+  g_assert_true(px_op_layernorm_fwd(be, y, mean, rstd, x, w, bias, 1e-5, &error));
+  g_assert_no_error(error);
+  float mu, rs_f;
+  g_assert_true(px_tensor_download(mean, &mu, &error) && px_tensor_download(rstd, &rs_f, &error));
+  g_assert_cmpfloat(mu, ==, 2.5f);
+  g_assert_cmpfloat(fabs(rs_f - 0.8944236), <, 1e-6);
+  const float want[4] = {-1.34375f, -0.447265625f, 0.447265625f, 1.34375f};
+  for (int i = 0; i < 4; i++) g_assert_cmpfloat(bf16_at(y, i), ==, want[i]);
+  /* statistics of the activations' half dtype: one clear error */
+  g_autoptr(PxTensor) rstd16 = bf16_tensor(be, "rstd16", 1, rs, (float[]){0});
+  g_assert_false(px_op_layernorm_fwd(be, y, mean, rstd16, x, w, bias, 1e-5, &error));
+  g_assert_error(error, PX_BACKEND_ERROR, PX_BACKEND_ERROR_SHAPE);
+  g_clear_error(&error);
+
+  /* cross-entropy over 4 equal bf16 logits: loss ln 4 = 1.386 294 4 in f32 */
+  g_autoptr(PxTensor) logits = bf16_tensor(be, "logits", 2, xs, (float[]){0.25f, 0.25f, 0.25f, 0.25f});
+  g_autoptr(PxTensor) tgt = px_tensor_new(be, "tgt", PX_DTYPE_I32, PX_MEM_ACTIVATIONS, 1, rs, &error);
+  g_autoptr(PxTensor) losses = px_tensor_new(be, "losses", PX_DTYPE_F32, PX_MEM_BUFFERS, 1, rs, &error);
+  g_assert_true(px_tensor_upload(tgt, (gint32[]){2}, &error));
+  g_assert_true(px_op_cross_entropy_fwd(be, losses, NULL, logits, tgt, &error));
+  g_assert_no_error(error);
+  float loss;
+  g_assert_true(px_tensor_download(losses, &loss, &error));
+  g_assert_cmpfloat(fabs(loss - 1.3862944), <, 1e-6);
+  /* its backward adds (p - onehot) / N: 0.25, 0.25, -0.75, 0.25, exact in bf16 */
+  g_autoptr(PxTensor) dlogits = bf16_tensor(be, "dlogits", 2, xs, (float[]){0, 0, 0, 0});
+  g_assert_true(px_op_cross_entropy_bwd(be, dlogits, logits, tgt, 1.0, &error));
+  g_assert_cmpfloat(bf16_at(dlogits, 2), ==, -0.75f);
+  g_assert_cmpfloat(bf16_at(dlogits, 3), ==, 0.25f);
+  PxMemStats st;
+  px_backend_mem_stats(be, &st);
+  g_assert_cmpint(st.current[PX_MEM_BUFFERS], ==, 4); /* losses: the f32 copies were transient */
+}
+
+/* test_runtime's hand count of tiny-gpt's peak activations (pp 1, mbs 2 × seq
+ * 16 = N 32 rows, no recompute), in bf16: every activation 2 B, the norms'
+ * mean and 1/std 4 B (f32), the token and target ids 4 B. Per block, in
+ * elements: input, ln1, attention output, x2, ln2 5·32·64, QKV 32·192, the
+ * probabilities 2·4·16·16, GELU input and output 2·32·256 at 2 B; the two
+ * norms' statistics 4·32 at 4 B: 2 · 34,816 + 4 · 128 = 70,144 B. Plus the
+ * ids 2 · 32 · 4, the final norm's input 32·64 · 2 and statistics 2·32 · 4,
+ * the LM head's input 32·64 · 2 and the logits 32·256 · 2. */
+static void test_half_activations_by_hand(void) {
+  g_autoptr(PxModel) model = load_model("tiny-gpt");
+  Layout l = {"tiny-gpt", 1, 1, 1, 1, "1f1b", 0, PX_CKPT_NONE, 2, 4, FALSE, 1};
+  g_autoptr(PxRuntime) rt = stepped(model, &l, PX_DTYPE_BF16, 1, NULL);
+  PxRankMemory m;
+  g_assert_true(px_runtime_memory(rt, 0, &m));
+  const double N = 32, h = 64, f = 256, a = 4, B = 2, T = 16;
+  double block = 2 * (N * h * 5 + N * 192 + B * a * T * T + 2 * N * f) + 4 * (4 * N);
+  g_assert_cmpfloat(block, ==, 70144);
+  double head = 2 * 4 * N + 2 * N * h + 4 * 2 * N + 2 * N * h + 2 * N * 256;
+  g_assert_cmpint(m.measured.peak[PX_MEM_ACTIVATIONS], ==, (gint64)(4 * block + head));
+  g_assert_cmpfloat(m.predicted.activations, ==, 4 * block + head);
 }
 
 /* ---- memory ---- */
@@ -415,6 +532,8 @@ int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/mixed/cast", test_cast);
   g_test_add_func("/mixed/linear-half-weights", test_linear_half_weights);
+  g_test_add_func("/mixed/half-activations/ops", test_half_activation_ops);
+  g_test_add_func("/mixed/half-activations/by-hand", test_half_activations_by_hand);
   g_test_add_func("/mixed/memory", test_memory);
   g_test_add_func("/mixed/bf16-tracks-f32", test_bf16_tracks_f32);
   g_test_add_func("/mixed/fp16-overflow", test_fp16_overflow);
