@@ -14,7 +14,8 @@
  *    to sbh(34 + 5as/h), with TP + SP sbh(34/t + 5as/(ht)); selective recompute
  *    (and flash attention) drop the 5as/h entries. The planner uses this.
  *  - PX_ACT_STACK_EXEC: parallax-exec's own kernels (exec/gpt.c on a backend),
- *    in the run's dtype. The same entries minus dropout (the executor has
+ *    in the run's dtype (statistics fp32 beside bf16 / fp16 activations:
+ *    px_act_role_is_stat). The same entries minus dropout (the executor has
  *    none), an unfused attention (the s × s probabilities are kept) unless
  *    the plan's attention is fused (px_cost_attention: --attention flash,
  *    or context parallelism), where the executor's flash-style attention
