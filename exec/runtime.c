@@ -1418,6 +1418,11 @@ static gboolean op_recv(Rank *r, const PxInstr *ins, double *bytes, GError **err
     return ok && px_event_record(r->recv_ev[s], r->compute, error);
   }
   TRY(*dst);
+  /* the caching pool may have handed *dst a block that compute queued before
+   * still reads (a backward's input, freed as soon as the backward was
+   * queued): on an asynchronous backend the receive must not write it before
+   * that compute has run */
+  TRY(after_compute(r, r->p2p_s, error));
   *bytes = (double)(*dst)->bytes;
   PendingP2p x = {ins->group, r->at, FALSE, act ? r->pp_act : r->pp_grad, NULL, (*dst)->data, (gsize)(*dst)->numel,
                   (*dst)->dtype, ins->peer, r->recv_ev[s]};
