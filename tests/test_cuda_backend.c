@@ -229,6 +229,42 @@ static void test_embedding(gconstpointer p) {
   for (guint i = 0; i < G_N_ELEMENTS(ts); i++) twin_free(ts[i]);
 }
 
+/* Half gradients are added once (backend.h: read half, add in fp32, round
+ * once): 64 occurrences of one token (and 64 sequences at one position),
+ * each adding half an ulp of 1 to a row of ones. Hand value: 1 + 64 h (bf16
+ * h = 2^-8: 1.25; f16 h = 2^-11: 1.03125, both exact), where an addition
+ * rounded each time would tie back to 1 every time and leave 1. The other
+ * rows stay 1. On the cuda side only (the cpu side computes in f32). */
+static void test_embedding_round_once(gconstpointer p) {
+  PxDType dt = GPOINTER_TO_INT(p);
+  if (dt == PX_DTYPE_F32) {
+    g_test_skip("a half-dtype property");
+    return;
+  }
+  const int B = 64, T = 1;
+  const gint64 V = 5, C = 8, N = (gint64)B * T;
+  const double h = dt == PX_DTYPE_BF16 ? 1.0 / 256 : 1.0 / 2048, want = 1 + 64 * h;
+  g_autofree double *ones = g_new(double, V * C), *hs = g_new(double, N * C), *ids = g_new(double, N);
+  for (gint64 i = 0; i < V * C; i++) ones[i] = 1;
+  for (gint64 i = 0; i < N * C; i++) hs[i] = h;
+  for (gint64 i = 0; i < N; i++) ids[i] = 3;
+  Twin tok = twin_vals("tok", PX_DTYPE_I32, SHAPE(N), 0, 0, ids);
+  Twin dout = twin_vals("dout", dt, SHAPE(N, C), 0, 0, hs);
+  Twin dwte = twin_vals("dwte", dt, SHAPE(V, C), 0, 0, ones), dwpe = twin_vals("dwpe", dt, SHAPE(2, C), 0, 0, ones);
+  OK(cu->ops->embedding_bwd(cu, dwte.g, dwpe.g, dout.g, tok.g, B, T, &E));
+  g_autofree double *gw = g_new(double, V * C), *gp = g_new(double, 2 * C);
+  OK(px_tensor_download_f64(dwte.g, gw, &E));
+  OK(px_tensor_download_f64(dwpe.g, gp, &E));
+  int bad = 0;
+  for (gint64 i = 0; i < V * C; i++) bad += gw[i] != (i / C == 3 ? want : 1);
+  for (gint64 i = 0; i < 2 * C; i++) bad += gp[i] != (i / C == 0 ? want : 1);
+  printf("# cuda embedding_bwd %s: 64 adds of %g into 1 give %.8g (want %.8g), %d element(s) off\n",
+         px_dtype_name(dt), h, gw[3 * C], want, bad);
+  g_assert_cmpint(bad, ==, 0);
+  Twin ts[] = {tok, dout, dwte, dwpe};
+  for (guint i = 0; i < G_N_ELEMENTS(ts); i++) twin_free(ts[i]);
+}
+
 static void test_norms(gconstpointer p) {
   PxDType dt = GPOINTER_TO_INT(p);
   const gint64 N = 29, C = 333;
@@ -993,7 +1029,8 @@ int main(int argc, char **argv) {
     const char *name;
     GTestDataFunc fn;
   } ops[] = {
-    {"linear", test_linear},       {"embedding", test_embedding}, {"norms", test_norms},
+    {"linear", test_linear},       {"embedding", test_embedding}, {"embedding-round-once", test_embedding_round_once},
+    {"norms", test_norms},
     {"elementwise", test_elementwise}, {"rope", test_rope},    {"attention", test_attention},
     {"attention-blocks", test_attn_blocks}, {"attention-warp", test_attention_warp},
     {"attention-blocks-warp", test_attn_blocks_warp},

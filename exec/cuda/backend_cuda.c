@@ -685,14 +685,27 @@ static gboolean cuda_embedding_vp_fwd(PxBackend *be, PxTensor *out, const PxTens
                                 B, T, cols(wte)));
 }
 
+/* Half gradients: dwte through an fp32 slab of at most EMB_WS_BYTES (16 MiB)
+ * from the caching pool under PX_MEM_BUFFERS (kernels.cu: summed in fp32,
+ * added once); f32 needs none. */
+#define EMB_WS_BYTES ((gsize)16 << 20)
 static gboolean cuda_embedding_vp_bwd(PxBackend *be, PxTensor *dwte, PxTensor *dwpe, const PxTensor *dout,
                                       const PxTensor *tokens, gint64 v0, gint64 n_real, int B, int T,
                                       GError **error) {
   const char *op = "embedding_vp_bwd";
   Cuda *c = cx(be);
-  return enter(be, op, dout->dtype, error) &&
-         KERN(pxk_embedding_bwd(c->st, dout->dtype, D(dwte), D(dwpe), dout->data, tokens->data, v0, n_real, B, T,
-                                cols(dout)));
+  const gint64 C = cols(dout);
+  if (!enter(be, op, dout->dtype, error)) return FALSE;
+  g_autoptr(PxTensor) acc = NULL;
+  gint64 acc_rows = 0;
+  if (dout->dtype != PX_DTYPE_F32 && dwte && n_real > 0) {
+    acc_rows = CLAMP((gint64)(EMB_WS_BYTES / sizeof(float)) / C, 1, n_real);
+    acc = px_tensor_new(be, "embedding.dwte_f32", PX_DTYPE_F32, PX_MEM_BUFFERS, 2, (gint64[]){acc_rows, C}, error);
+    if (!acc) return FALSE;
+  }
+  /* acc goes back to the pool behind the kernels, on the same stream */
+  return KERN(pxk_embedding_bwd(c->st, dout->dtype, D(dwte), D(dwpe), dout->data, tokens->data, v0, n_real, B, T, C,
+                                acc ? acc->data : NULL, acc_rows));
 }
 
 /* The whole vocabulary: a token outside it is reported at the next synchronisation. */
@@ -707,7 +720,7 @@ static gboolean cuda_embedding_fwd(PxBackend *be, PxTensor *out, const PxTensor 
 
 static gboolean cuda_embedding_bwd(PxBackend *be, PxTensor *dwte, PxTensor *dwpe, const PxTensor *dout,
                                    const PxTensor *tokens, int B, int T, GError **error) {
-  return cuda_embedding_vp_bwd(be, dwte, dwpe, dout, tokens, 0, rows(dwte), B, T, error);
+  return cuda_embedding_vp_bwd(be, dwte, dwpe, dout, tokens, 0, dwte ? rows(dwte) : 0, B, T, error);
 }
 
 /* ---- norms ---- */

@@ -44,8 +44,13 @@ cudaError_t pxk_colsum(cudaStream_t st, int dt, int mode, void *out, const void 
 cudaError_t pxk_embedding_fwd(cudaStream_t st, int dt, void *out, const int32_t *tok, const void *wte,
                               const void *wpe, int64_t v0, int64_t n_real, int *bad, int B, int T,
                               int64_t C);
+/* dwte[tok[i]-v0] += dout[i] (local tokens), dwpe[i % T] += dout[i]. f32: atomic
+ * adds. bf16 / f16: each element's terms summed in fp32 and added once, dwte
+ * in slabs of acc_rows rows through acc, fp32 scratch of acc_rows * C floats
+ * (acc_rows >= 1; acc may be NULL for f32 or without dwte). */
 cudaError_t pxk_embedding_bwd(cudaStream_t st, int dt, void *dwte, void *dwpe, const void *dout,
-                              const int32_t *tok, int64_t v0, int64_t n_real, int B, int T, int64_t C);
+                              const int32_t *tok, int64_t v0, int64_t n_real, int B, int T, int64_t C,
+                              float *acc, int64_t acc_rows);
 
 cudaError_t pxk_layernorm_fwd(cudaStream_t st, int dt, void *out, float *mean, float *rstd, const void *x,
                               const void *w, const void *b, double eps, int64_t N, int64_t C);

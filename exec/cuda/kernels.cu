@@ -173,7 +173,7 @@ extern "C" cudaError_t pxk_embedding_fwd(cudaStream_t st, int dt, void *out, con
 }
 
 /* Rows of one token add into one row of dwte: atomic adds (the order of the
- * additions is not fixed). */
+ * additions is not fixed). f32 only: see the half path below. */
 template <typename T>
 __global__ void k_embedding_bwd(T *dwte, T *dwpe, const T *dout, const int32_t *tok, int64_t v0,
                                 int64_t n_real, int T_, int64_t NC, int64_t C) {
@@ -185,12 +185,55 @@ __global__ void k_embedding_bwd(T *dwte, T *dwpe, const T *dout, const int32_t *
     if (dwpe) atomic_addf(dwpe + (i % T_) * C + c, d);
   }
 }
+
+/* Half gradients are added once (read, add in fp32, round once): an atomic
+ * add per token would round a frequent token's row once per occurrence and
+ * lose its small terms. dwte goes in slabs of rows [r0, r0 + nr) through the
+ * fp32 scratch acc: zeroed, the slab's tokens' rows added atomically in fp32,
+ * then acc added into the slab of dwte. dwpe: one thread per (t, c) sums the
+ * B sequences in order. */
+template <typename T>
+__global__ void k_embedding_bwd_slab(float *acc, const T *dout, const int32_t *tok, int64_t r0, int64_t nr,
+                                     int64_t NC, int64_t C) {
+  GRID_STRIDE(idx, NC) {
+    int64_t r = (int64_t)tok[idx / C] - r0;
+    if (r >= 0 && r < nr) atomicAdd(acc + r * C + idx % C, ld(dout, idx));
+  }
+}
+template <typename T> __global__ void k_add_f32(T *dst, const float *src, int64_t n) {
+  GRID_STRIDE(i, n) st_(dst, i, ld(dst, i) + src[i]);
+}
+template <typename T> __global__ void k_pos_bwd(T *dwpe, const T *dout, int B, int T_, int64_t C) {
+  GRID_STRIDE(idx, (int64_t)T_ * C) { /* row t = idx / C of dwpe, column idx % C */
+    float s = 0;
+    for (int b = 0; b < B; b++) s += ld(dout, (int64_t)b * T_ * C + idx);
+    st_(dwpe, idx, ld(dwpe, idx) + s);
+  }
+}
+
 extern "C" cudaError_t pxk_embedding_bwd(cudaStream_t st, int dt, void *dwte, void *dwpe, const void *dout,
                                          const int32_t *tok, int64_t v0, int64_t n_real, int B, int Tn,
-                                         int64_t C) {
+                                         int64_t C, float *acc, int64_t acc_rows) {
   int64_t NC = (int64_t)B * Tn * C;
-  DISPATCH(dt, k_embedding_bwd<T><<<ew_blocks(NC), EW_THREADS, 0, st>>>(
-                   (T *)dwte, (T *)dwpe, (const T *)dout, tok, v0, n_real, Tn, NC, C))
+  if (dt == PXK_F32) {
+    k_embedding_bwd<float><<<ew_blocks(NC), EW_THREADS, 0, st>>>((float *)dwte, (float *)dwpe, (const float *)dout,
+                                                                 tok, v0, n_real, Tn, NC, C);
+    return cudaGetLastError();
+  }
+  if (dwte && n_real > 0 && (!acc || acc_rows < 1)) return cudaErrorInvalidValue;
+  DISPATCH(dt, {
+    if (dwte)
+      for (int64_t r0 = 0; r0 < n_real; r0 += acc_rows) {
+        const int64_t nr = n_real - r0 < acc_rows ? n_real - r0 : acc_rows;
+        cudaError_t e = cudaMemsetAsync(acc, 0, (size_t)(nr * C) * sizeof(float), st);
+        if (e != cudaSuccess) return e;
+        k_embedding_bwd_slab<T><<<ew_blocks(NC), EW_THREADS, 0, st>>>(acc, (const T *)dout, tok, v0 + r0, nr, NC, C);
+        k_add_f32<T><<<ew_blocks(nr * C), EW_THREADS, 0, st>>>((T *)dwte + r0 * C, acc, nr * C);
+        e = cudaGetLastError();
+        if (e != cudaSuccess) return e;
+      }
+    if (dwpe) k_pos_bwd<T><<<ew_blocks((int64_t)Tn * C), EW_THREADS, 0, st>>>((T *)dwpe, (const T *)dout, B, Tn, C);
+  })
 }
 
 /* ---- norms: one block per row ---- */
