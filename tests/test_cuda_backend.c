@@ -434,9 +434,10 @@ static void ref_lse(const PxAttnShape *s, const PxTensor *qkv, double *lse) {
  * left out), GQA, and one shape it leaves to the warp kernels (head_dim 20).
  * On cu_warp (/cuda/attention-warp) every shape runs the warp kernels.
  * Tolerances are tol(): f32 1e-5; bf16 5e-2 and f16 1e-2, where the
- * tensor-core path rounds P and dS to the half type before their GEMMs and
- * adds dK, dV into the half dqkv once per block of 128 query rows (and once
- * per query head of a GQA group): a few roundings of 2^-9 (bf16) each.
+ * tensor-core path rounds P and dS to the half type before their GEMMs (as
+ * flash attention does) and rounds out, dq and dkv once each (dK, dV summed
+ * over the blocks of 128 query rows and the query heads of a GQA group in
+ * an fp32 buffer, then added): a few roundings of 2^-9 (bf16) each.
  * The saved state is checked where it is specified: the f32 probabilities
  * of the warp kernels (as the cpu backend), and otherwise each row's lse in
  * the first B*H*T fp32 of att, against ref_lse (relative 1e-4 of the largest;

@@ -910,6 +910,7 @@ typedef struct {
   float *lse;
   const float *D;
   void *dq, *dkv;
+  float *dkv_acc; /* set by att_tc_bwd for half dkv: dK, dV in fp32 rows of 2*KV*hd, added once */
 } AttTcCall;
 
 static gboolean att_tc_blocks(PxBackend *be, Cuda *c, const char *op, const AttTcCall *x, GError **error) {
@@ -936,6 +937,8 @@ static gboolean att_tc_blocks(PxBackend *be, Cuda *c, const char *op, const AttT
   char *S = base + ptr_bytes, *P = S + t4, *dP = bwd ? P + th : NULL, *dS = bwd ? dP + t4 : NULL;
 #define ARR(k) (ptrs + (gsize)(k) * E)
   const cudaDataType_t ty = lt_type(x->dt);
+  const cudaDataType_t gty = x->dkv_acc ? CUDA_R_32F : ty; /* dK, dV */
+  const int ldg = x->dkv_acc ? 2 * KV * hd : W;
   const PxkPos qp = pxk_pos(qs), kp = pxk_pos(ks);
   for (int n0 = 0; n0 < n_all; n0 += E)
     for (int q0 = 0; q0 < qs->T; q0 += bq) {
@@ -946,7 +949,7 @@ static gboolean att_tc_blocks(PxBackend *be, Cuda *c, const char *op, const AttT
       /* ARR uses the chunk's full E as the stride; the kernel writes with a.E = ne: give it E */
       PxkAttTc pa = a;
       pa.E = E;
-      if (!KERN(pxk_att_tc_ptrs(c->st, x->dt, ptrs, pa, x->q, x->kv, x->o, S, P, dP, dS, x->dq, x->dkv)))
+      if (!KERN(pxk_att_tc_ptrs(c->st, x->dt, ptrs, pa, x->q, x->kv, x->o, S, P, dP, dS, x->dq, x->dkv, x->dkv_acc)))
         return FALSE;
       /* S (nq x nk, row-major, ld ldS) = Q (nq x hd, ld W) K^T: column-major S^T = K^T' Q' */
       if (!att_gemm(c, op, TRUE, FALSE, nk, nq, hd, 1.f, ARR(PXK_ATP_K), ty, W, ARR(PXK_ATP_Q), ty, W, 0.f,
@@ -967,11 +970,11 @@ static gboolean att_tc_blocks(PxBackend *be, Cuda *c, const char *op, const AttT
         return FALSE;
       /* dV (nk x hd, ld W) += P^T dO: column-major dV^T += dO^T P */
       if (!att_gemm(c, op, FALSE, TRUE, hd, nk, nq, 1.f, ARR(PXK_ATP_O), ty, Cq, ARR(PXK_ATP_P), ty, ldS, 1.f,
-                    ARR(PXK_ATP_DV), ty, W, ne, error))
+                    ARR(PXK_ATP_DV), gty, ldg, ne, error))
         return FALSE;
       /* dK (nk x hd, ld W) += dS^T Q */
       if (!att_gemm(c, op, FALSE, TRUE, hd, nk, nq, 1.f, ARR(PXK_ATP_Q), ty, W, ARR(PXK_ATP_DS), ty, ldS, 1.f,
-                    ARR(PXK_ATP_DK), ty, W, ne, error))
+                    ARR(PXK_ATP_DK), gty, ldg, ne, error))
         return FALSE;
       /* dQ (nq x hd, ld W) += dS (nq x nk) K (nk x hd): column-major dQ^T += K^T dS^T */
       if (!att_gemm(c, op, FALSE, FALSE, hd, nq, nk, 1.f, ARR(PXK_ATP_K), ty, W, ARR(PXK_ATP_DS), ty, ldS, 1.f,
@@ -980,6 +983,27 @@ static gboolean att_tc_blocks(PxBackend *be, Cuda *c, const char *op, const AttT
     }
 #undef ARR
   return TRUE;
+}
+
+/* The backward on the tensor-core path. A half dkv gets its dK, dV through
+ * a zeroed fp32 buffer of its key and value columns (B*Tk rows of 2*KV*hd,
+ * under PX_MEM_BUFFERS) that is added into it once at the end: the GEMMs
+ * add into dK, dV once per block of query rows and per query head of a
+ * group, which in the half type would round each time. dQ rows are written
+ * by one GEMM each (one rounding) and go straight to dq. */
+static gboolean att_tc_bwd(PxBackend *be, Cuda *c, const char *op, AttTcCall *x, GError **error) {
+  const PxAttnShape *ks = x->ks;
+  g_autoptr(PxTensor) acc = NULL;
+  const gint64 rows = (gint64)ks->B * ks->T;
+  if (x->dt != PX_DTYPE_F32) {
+    acc = px_tensor_new_zeroed(be, "attention.dkv_f32", PX_DTYPE_F32, PX_MEM_BUFFERS, 2,
+                               (gint64[]){rows, 2 * (gint64)ks->kv_heads * ks->head_dim}, error);
+    if (!acc) return FALSE;
+    x->dkv_acc = acc->data;
+  }
+  /* acc goes back to the pool behind the kernels, on the same stream */
+  return att_tc_blocks(be, c, op, x, error) &&
+         (!acc || KERN(pxk_att_add_kv(c->st, x->dt, x->dkv, acc->data, rows, ks->heads, ks->kv_heads, ks->head_dim)));
 }
 
 /* The whole attention. Whether the forward saved the lse (fp32, the first
@@ -1020,7 +1044,7 @@ static gboolean cuda_attention_bwd(PxBackend *be, PxTensor *dqkv, const PxTensor
   if (tc && att_tc_aligned((const void *const[]){dout->data, dqkv->data}, 2)) {
     AttTcCall x = {.dt = qkv->dtype, .qs = s, .ks = s, .q = qkv->data, .kv = qkv->data, .o = (void *)dout->data,
                    .lse = att->data, .dq = dqkv->data, .dkv = dqkv->data};
-    return att_tc_blocks(be, c, op, &x, error);
+    return att_tc_bwd(be, c, op, &x, error);
   }
   if (!att_head_dim(c, op, s, error) ||
       !scratch(c, op, (gsize)s->B * s->heads * s->T * sizeof(float), &Dbuf, error))
@@ -1073,7 +1097,7 @@ static gboolean cuda_attn_block_bwd(PxBackend *be, PxTensor *dq, PxTensor *dkv, 
                    .lse = lse->data, .D = D, .dq = dq->data, .dkv = dkv->data};
     gboolean ok = KERN(pxk_att_rowdot(c->st, q->dtype, D, dout->data, out->data, qs->B, qs->T, qs->heads,
                                       qs->head_dim)) &&
-                  att_tc_blocks(be, c, op, &x, error);
+                  att_tc_bwd(be, c, op, &x, error);
     return scratch_free(c, op, D, ok ? error : NULL) && ok;
   }
   return att_head_dim(c, op, qs, error) &&

@@ -131,8 +131,17 @@ enum {
   PXK_ATP_DQ, PXK_ATP_DK, PXK_ATP_DV,           /* as Q, K, V in dq / dkv */
   PXK_ATP_N
 };
+/* dkv_acc (may be NULL): the backward's dK, dV go to fp32 rows of 2*KV*hd
+ * (key heads, then value heads; B*Tk rows) instead of dkv, for
+ * pxk_att_add_kv to add once (half dkv: one rounding, not one per block of
+ * query rows and per query head of a group) */
 cudaError_t pxk_att_tc_ptrs(cudaStream_t st, int dt, void **ptrs, PxkAttTc a, const void *q, const void *kv,
-                            const void *o, void *S, void *P, void *dP, void *dS, void *dq, void *dkv);
+                            const void *o, void *S, void *P, void *dP, void *dS, void *dq, void *dkv,
+                            float *dkv_acc);
+/* dkv (rows of the qkv layout, H query and KV kv heads of hd) key and value
+ * columns += acc (rows x 2*KV*hd fp32), rounded once */
+cudaError_t pxk_att_add_kv(cudaStream_t st, int dt, void *dkv, const float *acc, int64_t rows, int H, int KV,
+                           int hd);
 /* One warp per row (e, i): s_j = scale * S[e][i][j], masked by position;
  * lse = log sum_j e^s_j (-inf when no key is visible) written to
  * lse[(b*H + h)*Tq + q0 + i] (fp32: attention's att buffer or the block

@@ -958,9 +958,10 @@ __device__ __forceinline__ void tc_entry(const PxkAttTc &a, int n, int *b, int *
   *h = *j * per + i;
 }
 
-/* One thread per entry e < E: the GEMMs' pointers (byte offsets of the element size es). */
+/* One thread per entry e < E: the GEMMs' pointers (byte offsets of the element size es; dK, dV in the fp32
+ * rows of 2*KV*hd of dkv_acc when it is given). */
 __global__ void k_att_tc_ptrs(char **ptrs, PxkAttTc a, int es, const char *q, const char *kv, const char *o, char *S,
-                              char *P, char *dP, char *dS, char *dq, char *dkv) {
+                              char *P, char *dP, char *dS, char *dq, char *dkv, char *dkv_acc) {
   const int e = blockIdx.x * blockDim.x + threadIdx.x;
   if (e >= a.E) return;
   int b, h, j;
@@ -971,21 +972,40 @@ __global__ void k_att_tc_ptrs(char **ptrs, PxkAttTc a, int es, const char *q, co
   const int64_t ov = ((int64_t)b * a.Tk * W + (int64_t)(a.H + a.KV + j) * a.hd) * es; /* V rows 0.. */
   const int64_t oo = (((int64_t)b * a.Tq + a.q0) * C + (int64_t)h * a.hd) * es;      /* O rows q0.. (B*Tq, C) */
   const int64_t t4 = (int64_t)e * a.tile * 4, th = (int64_t)e * a.tile * es;         /* fp32 and dt tiles */
+  const int64_t W2 = (int64_t)2 * a.KV * a.hd;                                        /* dkv_acc's rows */
+  char *const dk = dkv_acc ? dkv_acc + ((int64_t)b * a.Tk * W2 + (int64_t)j * a.hd) * 4 : dkv + ok;
+  char *const dv = dkv_acc ? dkv_acc + ((int64_t)b * a.Tk * W2 + (int64_t)(a.KV + j) * a.hd) * 4 : dkv + ov;
   char *const vals[PXK_ATP_N] = {
     (char *)q + oq, (char *)kv + ok, (char *)kv + ov, (char *)o + oo, S + t4, P + th, dP + t4, dS + th,
-    dq + oq, dkv + ok, dkv + ov,
+    dq + oq, dk, dv,
   };
   for (int k = 0; k < PXK_ATP_N; k++) ptrs[(int64_t)k * a.E + e] = vals[k];
 }
 
 extern "C" cudaError_t pxk_att_tc_ptrs(cudaStream_t st, int dt, void **ptrs, PxkAttTc a, const void *q, const void *kv,
-                                       const void *o, void *S, void *P, void *dP, void *dS, void *dq, void *dkv) {
+                                       const void *o, void *S, void *P, void *dP, void *dS, void *dq, void *dkv,
+                                       float *dkv_acc) {
   const int es = dt == PXK_F32 ? 4 : 2;
   /* NULL bases (tiles or gradients an op does not use) give pointers that are never read */
   k_att_tc_ptrs<<<(a.E + 127) / 128, 128, 0, st>>>((char **)ptrs, a, es, (const char *)q, (const char *)kv,
                                                    (const char *)o, (char *)S, (char *)P, (char *)dP, (char *)dS,
-                                                   (char *)dq, (char *)dkv);
+                                                   (char *)dq, (char *)dkv, (char *)dkv_acc);
   return cudaGetLastError();
+}
+
+/* dkv's key and value columns += acc (rows of 2*KV*hd fp32), rounded once */
+template <typename T> __global__ void k_att_add_kv(T *dkv, const float *acc, int64_t rows, int64_t W, int64_t c0,
+                                                   int64_t W2) {
+  GRID_STRIDE(idx, rows * W2) {
+    const int64_t i = idx / W2 * W + c0 + idx % W2;
+    st_(dkv, i, ld(dkv, i) + acc[idx]);
+  }
+}
+extern "C" cudaError_t pxk_att_add_kv(cudaStream_t st, int dt, void *dkv, const float *acc, int64_t rows, int H,
+                                      int KV, int hd) {
+  const int64_t W = (int64_t)(H + 2 * KV) * hd, W2 = (int64_t)2 * KV * hd;
+  DISPATCH(dt, k_att_add_kv<T><<<ew_blocks(rows * W2), EW_THREADS, 0, st>>>((T *)dkv, acc, rows, W, (int64_t)H * hd,
+                                                                             W2))
 }
 
 /* row r = (e, i) of a block -> its entry's lse index, the query's position
