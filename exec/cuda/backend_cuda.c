@@ -994,16 +994,16 @@ static gboolean att_tc_blocks(PxBackend *be, Cuda *c, const char *op, const AttT
 static gboolean att_tc_bwd(PxBackend *be, Cuda *c, const char *op, AttTcCall *x, GError **error) {
   const PxAttnShape *ks = x->ks;
   g_autoptr(PxTensor) acc = NULL;
-  const gint64 rows = (gint64)ks->B * ks->T;
+  const gint64 nrows = (gint64)ks->B * ks->T; /* dkv's rows */
   if (x->dt != PX_DTYPE_F32) {
     acc = px_tensor_new_zeroed(be, "attention.dkv_f32", PX_DTYPE_F32, PX_MEM_BUFFERS, 2,
-                               (gint64[]){rows, 2 * (gint64)ks->kv_heads * ks->head_dim}, error);
+                               (gint64[]){nrows, 2 * (gint64)ks->kv_heads * ks->head_dim}, error);
     if (!acc) return FALSE;
     x->dkv_acc = acc->data;
   }
   /* acc goes back to the pool behind the kernels, on the same stream */
   return att_tc_blocks(be, c, op, x, error) &&
-         (!acc || KERN(pxk_att_add_kv(c->st, x->dt, x->dkv, acc->data, rows, ks->heads, ks->kv_heads, ks->head_dim)));
+         (!acc || KERN(pxk_att_add_kv(c->st, x->dt, x->dkv, acc->data, nrows, ks->heads, ks->kv_heads, ks->head_dim)));
 }
 
 /* The whole attention. Whether the forward saved the lse (fp32, the first
