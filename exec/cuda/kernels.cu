@@ -3,8 +3,10 @@
  * (grid-stride loops), one block per row for row reductions, one warp per
  * query row for attention, a 32x32 block per 32 columns for column sums.
  * Every value is loaded as fp32 (ld), computed in fp32 (scalars summed in
- * double) and stored back in the tensor's type (st_). The cpu backend's
- * kernels (backend_cpu_kernels.inc) are the reference semantics. */
+ * double) and stored back in the tensor's type (st_: bf16 / f16 rounded once,
+ * to nearest even); statistics (mean, rstd, lse, losses, the ce_vp pieces)
+ * are float whatever the element type T. The cpu backend's kernels
+ * (backend_cpu_kernels.inc) are the reference semantics. */
 #include "cuda_kernels.h"
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
