@@ -31,7 +31,8 @@
  * the work before them, a failed host function failing its stream), event
  * times, the memory counters, host buffers (pinned, counted in their own
  * category, async copies to and from them), the device index modulo the device count, an
- * out-of-range token reported at synchronisation, f64 refused. */
+ * out-of-range token reported at synchronisation, f64 refused, a half
+ * statistics tensor refused. */
 #include <glib.h>
 #include <math.h>
 #include <stdio.h>
@@ -901,6 +902,21 @@ static void test_errors(void) {
   g_assert_error(E, PX_BACKEND_ERROR, PX_BACKEND_ERROR_UNSUPPORTED);
   g_assert_null(strchr(E->message, '\n'));
   g_clear_error(&E);
+  /* half activations keep their statistics in f32: a bf16 mean is refused in one line */
+  PxTensor *xh = px_tensor_new(cu, "x", PX_DTYPE_BF16, PX_MEM_BUFFERS, 2, (gint64[]){4, 8}, &E);
+  PxTensor *wh = px_tensor_new(cu, "w", PX_DTYPE_BF16, PX_MEM_BUFFERS, 1, (gint64[]){8}, &E);
+  PxTensor *mh = px_tensor_new(cu, "mean", PX_DTYPE_BF16, PX_MEM_BUFFERS, 1, (gint64[]){4}, &E);
+  PxTensor *rf = px_tensor_new(cu, "rstd", PX_DTYPE_F32, PX_MEM_BUFFERS, 1, (gint64[]){4}, &E);
+  g_assert_no_error(E);
+  g_assert_false(cu->ops->layernorm_fwd(cu, xh, mh, rf, xh, wh, NULL, 1e-5, &E));
+  g_assert_error(E, PX_BACKEND_ERROR, PX_BACKEND_ERROR_UNSUPPORTED);
+  g_assert_nonnull(strstr(E->message, "mean"));
+  g_assert_null(strchr(E->message, '\n'));
+  g_clear_error(&E);
+  px_tensor_free(xh);
+  px_tensor_free(wh);
+  px_tensor_free(mh);
+  px_tensor_free(rf);
   px_tensor_free(d);
   px_tensor_free(tok);
   px_tensor_free(out);
