@@ -685,10 +685,11 @@ static gboolean cuda_embedding_vp_fwd(PxBackend *be, PxTensor *out, const PxTens
                                 B, T, cols(wte)));
 }
 
-/* Half gradients: dwte through an fp32 slab of at most EMB_WS_BYTES (16 MiB)
- * from the caching pool under PX_MEM_BUFFERS (kernels.cu: summed in fp32,
- * added once); f32 needs none. */
-#define EMB_WS_BYTES ((gsize)16 << 20)
+/* Half gradients: dwte through an fp32 slab of at most EMB_WS_BYTES (64 MiB,
+ * the attention workspace's bound) from the caching pool under
+ * PX_MEM_BUFFERS (kernels.cu: summed in fp32, added once), one pass over the
+ * tokens per slab; f32 needs none. */
+#define EMB_WS_BYTES ((gsize)64 << 20)
 static gboolean cuda_embedding_vp_bwd(PxBackend *be, PxTensor *dwte, PxTensor *dwpe, const PxTensor *dout,
                                       const PxTensor *tokens, gint64 v0, gint64 n_real, int B, int T,
                                       GError **error) {
