@@ -17,7 +17,10 @@
  * tolerances: f32 1e-5 (the two sides differ by summation order and
  * exp/tanh implementations only), f16 1e-2 and bf16 5e-2 (8 and 11 bits
  * of mantissa: an output rounding alone is 2^-9 = 2e-3 and 2^-12 = 2.4e-4 of
- * the value, and saved statistics and chained ops add a few of those).
+ * the value, and chained ops — P and dS in attention, a forward's rounded
+ * output fed to its backward — add a few of those). These bounds catch wrong
+ * formulas and layouts, not one extra rounding; STAT_TOL and
+ * /cuda/embedding-round-once (a hand value) are the sharper checks.
  * One line per op and dtype is printed ("# cuda vs cpu: ..."), which
  * scripts/gpu-check.sh collects.
  *
