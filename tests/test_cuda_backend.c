@@ -7,15 +7,20 @@
  *
  * With a device, every op runs on both backends through the ops table: f32
  * on the cuda side against f32 on the cpu side, and bf16 / f16 on the cuda
- * side against f32 on the cpu side fed the same values (the inputs are
- * rounded to the half type first, so only the cuda side's rounding of its
- * outputs and saved statistics differs). Gradient outputs start from random
+ * side (half activations and parameters natively, the backend's half_acts)
+ * against f32 on the cpu side fed the same values (the inputs are rounded to
+ * the half type first, so only the cuda side's rounding of its outputs
+ * differs). Statistics are f32 on both sides and held to the f32 tolerance
+ * (STAT_TOL below). Gradient outputs start from random
  * values on both sides, so that "backward adds" is checked too. The error of
  * a tensor is max |cuda - cpu| / max |cpu| (normalised max error); the
  * tolerances: f32 1e-5 (the two sides differ by summation order and
  * exp/tanh implementations only), f16 1e-2 and bf16 5e-2 (8 and 11 bits
  * of mantissa: an output rounding alone is 2^-9 = 2e-3 and 2^-12 = 2.4e-4 of
- * the value, and saved statistics and chained ops add a few of those).
+ * the value, and chained ops — P and dS in attention, a forward's rounded
+ * output fed to its backward — add a few of those). These bounds catch wrong
+ * formulas and layouts, not one extra rounding; STAT_TOL and
+ * /cuda/embedding-round-once (a hand value) are the sharper checks.
  * One line per op and dtype is printed ("# cuda vs cpu: ..."), which
  * scripts/gpu-check.sh collects.
  *
@@ -29,7 +34,8 @@
  * the work before them, a failed host function failing its stream), event
  * times, the memory counters, host buffers (pinned, counted in their own
  * category, async copies to and from them), the device index modulo the device count, an
- * out-of-range token reported at synchronisation, f64 refused. */
+ * out-of-range token reported at synchronisation, f64 refused, a half
+ * statistics tensor refused. */
 #include <glib.h>
 #include <math.h>
 #include <stdio.h>
@@ -144,20 +150,32 @@ static double twin_err(Twin t) {
 
 static double tol(PxDType dt) { return dt == PX_DTYPE_BF16 ? 5e-2 : dt == PX_DTYPE_F16 ? 1e-2 : 1e-5; }
 
+/* Statistics (layernorm mean / rstd, rmsnorm rstd, the block attention's
+ * lse, cross-entropy losses and loss_acc, ce_vp rowmax / stats) are f32 on
+ * the cuda side whatever the activations' dtype (backend.h, half
+ * activations), computed in fp32 from the same (half-representable) inputs
+ * as the cpu side's: they are held to the f32 tolerance, which an
+ * accidental rounding to bf16 (2^-9 relative) or f16 (2^-12) would break. */
+#define STAT_DT PX_DTYPE_F32
+#define STAT_TOL 1e-5
+
 static int failures;
 
-/* The summary line of one op: the worst error of its output tensors. */
-static void report(const char *op, PxDType dt, const char *what, const Twin *ts, int n) {
+/* The summary line of one op: the worst error of its output tensors against tolerance. */
+static void report_tol(const char *op, PxDType dt, const char *what, double tl, const Twin *ts, int n) {
   double worst = 0;
   for (int i = 0; i < n; i++) worst = MAX(worst, twin_err(ts[i]));
-  gboolean ok = worst <= tol(dt);
-  printf("# cuda vs cpu: %-18s %-4s %-28s max err %.2e (tol %.0e) %s\n", op, px_dtype_name(dt), what, worst, tol(dt),
+  gboolean ok = worst <= tl;
+  printf("# cuda vs cpu: %-18s %-4s %-28s max err %.2e (tol %.0e) %s\n", op, px_dtype_name(dt), what, worst, tl,
          ok ? "ok" : "FAIL");
   fflush(stdout);
   if (!ok) failures++;
-  g_assert_cmpfloat(worst, <=, tol(dt));
+  g_assert_cmpfloat(worst, <=, tl);
 }
-#define REPORT(op, dt, what, ...) report(op, dt, what, (Twin[]){__VA_ARGS__}, (int)(sizeof((Twin[]){__VA_ARGS__}) / sizeof(Twin)))
+#define N_TWINS(...) (int)(sizeof((Twin[]){__VA_ARGS__}) / sizeof(Twin))
+#define REPORT(op, dt, what, ...) report_tol(op, dt, what, tol(dt), (Twin[]){__VA_ARGS__}, N_TWINS(__VA_ARGS__))
+/* the f32 statistics of an op run on dt activations */
+#define REPORT_STATS(op, dt, what, ...) report_tol(op, dt, what, STAT_TOL, (Twin[]){__VA_ARGS__}, N_TWINS(__VA_ARGS__))
 
 /* Run an op of the table on both backends; X(t) is the side's tensor of twin t. */
 #define X(t) (side ? (t).g : (t).c)
@@ -215,19 +233,58 @@ static void test_embedding(gconstpointer p) {
   for (guint i = 0; i < G_N_ELEMENTS(ts); i++) twin_free(ts[i]);
 }
 
+/* Half gradients are added once (backend.h: read half, add in fp32, round
+ * once): 64 occurrences of one token (and 64 sequences at one position),
+ * each adding half an ulp of 1 to a row of ones. Hand value: 1 + 64 h (bf16
+ * h = 2^-8: 1.25; f16 h = 2^-11: 1.03125, both exact), where an addition
+ * rounded each time would tie back to 1 every time and leave 1. The other
+ * rows stay 1. On the cuda side only (the cpu side computes in f32). */
+static void test_embedding_round_once(gconstpointer p) {
+  PxDType dt = GPOINTER_TO_INT(p);
+  if (dt == PX_DTYPE_F32) {
+    g_test_skip("a half-dtype property");
+    return;
+  }
+  const int B = 64, T = 1;
+  const gint64 V = 5, C = 8, N = (gint64)B * T;
+  const double h = dt == PX_DTYPE_BF16 ? 1.0 / 256 : 1.0 / 2048, want = 1 + 64 * h;
+  g_autofree double *ones = g_new(double, V * C), *hs = g_new(double, N * C), *ids = g_new(double, N);
+  for (gint64 i = 0; i < V * C; i++) ones[i] = 1;
+  for (gint64 i = 0; i < N * C; i++) hs[i] = h;
+  for (gint64 i = 0; i < N; i++) ids[i] = 3;
+  Twin tok = twin_vals("tok", PX_DTYPE_I32, SHAPE(N), 0, 0, ids);
+  Twin dout = twin_vals("dout", dt, SHAPE(N, C), 0, 0, hs);
+  Twin dwte = twin_vals("dwte", dt, SHAPE(V, C), 0, 0, ones), dwpe = twin_vals("dwpe", dt, SHAPE(2, C), 0, 0, ones);
+  OK(cu->ops->embedding_bwd(cu, dwte.g, dwpe.g, dout.g, tok.g, B, T, &E));
+  g_autofree double *gw = g_new(double, V * C), *gp = g_new(double, 2 * C);
+  OK(px_tensor_download_f64(dwte.g, gw, &E));
+  OK(px_tensor_download_f64(dwpe.g, gp, &E));
+  int bad = 0;
+  for (gint64 i = 0; i < V * C; i++) bad += gw[i] != (i / C == 3 ? want : 1);
+  for (gint64 i = 0; i < 2 * C; i++) bad += gp[i] != (i / C == 0 ? want : 1);
+  printf("# cuda embedding_bwd %s: 64 adds of %g into 1 give %.8g (want %.8g), %d element(s) off\n",
+         px_dtype_name(dt), h, gw[3 * C], want, bad);
+  g_assert_cmpint(bad, ==, 0);
+  Twin ts[] = {tok, dout, dwte, dwpe};
+  for (guint i = 0; i < G_N_ELEMENTS(ts); i++) twin_free(ts[i]);
+}
+
 static void test_norms(gconstpointer p) {
   PxDType dt = GPOINTER_TO_INT(p);
   const gint64 N = 29, C = 333;
   Twin x = twin_vals("x", dt, SHAPE(N, C), -1, 3, NULL), w = twin("w", dt, SHAPE(C), 1.5), b = twin("b", dt, SHAPE(C), 1);
-  Twin out = twin("out", dt, SHAPE(N, C), 1), mean = twin("mean", dt, SHAPE(N), 1), rstd = twin("rstd", dt, SHAPE(N), 1);
+  Twin out = twin("out", dt, SHAPE(N, C), 1), mean = twin("mean", STAT_DT, SHAPE(N), 1);
+  Twin rstd = twin("rstd", STAT_DT, SHAPE(N), 1);
   BOTH(layernorm_fwd, X(out), X(mean), X(rstd), X(x), X(w), X(b), 1e-5);
-  REPORT("layernorm_fwd", dt, "out, mean, rstd", out, mean, rstd);
+  REPORT("layernorm_fwd", dt, "out", out);
+  REPORT_STATS("layernorm_fwd", dt, "mean, rstd (f32)", mean, rstd);
   Twin dout = twin("dout", dt, SHAPE(N, C), 1), dx = twin("dx", dt, SHAPE(N, C), 1), dw = twin("dw", dt, SHAPE(C), 1),
        db = twin("db", dt, SHAPE(C), 1);
   BOTH(layernorm_bwd, X(dx), X(dw), X(db), X(dout), X(x), X(w), X(mean), X(rstd));
   REPORT("layernorm_bwd", dt, "dx, dw, db (+=)", dx, dw, db);
   BOTH(rmsnorm_fwd, X(out), X(rstd), X(x), X(w), 1e-5);
-  REPORT("rmsnorm_fwd", dt, "out, rstd", out, rstd);
+  REPORT("rmsnorm_fwd", dt, "out", out);
+  REPORT_STATS("rmsnorm_fwd", dt, "rstd (f32)", rstd);
   BOTH(rmsnorm_bwd, X(dx), X(dw), X(dout), X(x), X(w), X(rstd));
   REPORT("rmsnorm_bwd", dt, "dx, dw (+=)", dx, dw);
   Twin ts[] = {x, w, b, out, mean, rstd, dout, dx, dw, db};
@@ -381,9 +438,10 @@ static void ref_lse(const PxAttnShape *s, const PxTensor *qkv, double *lse) {
  * left out), GQA, and one shape it leaves to the warp kernels (head_dim 20).
  * On cu_warp (/cuda/attention-warp) every shape runs the warp kernels.
  * Tolerances are tol(): f32 1e-5; bf16 5e-2 and f16 1e-2, where the
- * tensor-core path rounds P and dS to the half type before their GEMMs and
- * adds dK, dV into the half dqkv once per block of 128 query rows (and once
- * per query head of a GQA group): a few roundings of 2^-9 (bf16) each.
+ * tensor-core path rounds P and dS to the half type before their GEMMs (as
+ * flash attention does) and rounds out, dq and dkv once each (dK, dV summed
+ * over the blocks of 128 query rows and the query heads of a GQA group in
+ * an fp32 buffer, then added): a few roundings of 2^-9 (bf16) each.
  * The saved state is checked where it is specified: the f32 probabilities
  * of the warp kernels (as the cpu backend), and otherwise each row's lse in
  * the first B*H*T fp32 of att, against ref_lse (relative 1e-4 of the largest;
@@ -464,21 +522,25 @@ static void test_attn_blocks(gconstpointer p) {
     gint64 O = (gint64)qs.heads * qs.head_dim, L = (gint64)qs.B * qs.heads;
     g_autofree char *what = g_strdup_printf("chunks of %d%s", c, on_warp ? " warp" : "");
     Twin q = twin("q", dt, SHAPE(N, W), 1.5), kv = twin("kv", dt, SHAPE(N, W), 1.5);
-    Twin out = twin("out", dt, SHAPE(N, O), 1), lse = twin("lse", dt, SHAPE(L, qs.T), 1);
-    Twin ob = twin("out_b", dt, SHAPE(N, O), 1), lb = twin("lse_b", dt, SHAPE(L, qs.T), 1);
+    Twin out = twin("out", dt, SHAPE(N, O), 1), lse = twin("lse", STAT_DT, SHAPE(L, qs.T), 1);
+    Twin ob = twin("out_b", dt, SHAPE(N, O), 1), lb = twin("lse_b", STAT_DT, SHAPE(L, qs.T), 1);
     BOTH(attn_block_fwd, X(out), X(lse), X(q), X(q), &qs, &qs);
     BOTH(attn_block_fwd, X(ob), X(lb), X(q), X(kv), &qs, &ks);
-    g_autofree char *w1 = g_strdup_printf("out, lse (own, other), %s", what);
-    REPORT("attn_block_fwd", dt, w1, out, lse, ob, lb);
+    g_autofree char *w1 = g_strdup_printf("out (own, other), %s", what);
+    REPORT("attn_block_fwd", dt, w1, out, ob);
+    g_autofree char *w1s = g_strdup_printf("lse f32 (own, other), %s", what);
+    REPORT_STATS("attn_block_fwd", dt, w1s, lse, lb);
     BOTH(attn_merge, X(out), X(lse), X(ob), X(lb), &qs);
-    REPORT("attn_merge", dt, what, out, lse);
+    REPORT("attn_merge", dt, what, out);
+    g_autofree char *wms = g_strdup_printf("lse f32, %s", what);
+    REPORT_STATS("attn_merge", dt, wms, lse);
     Twin dout = twin("dout", dt, SHAPE(N, O), 1), dq = twin("dq", dt, SHAPE(N, W), 1), dkv = twin("dkv", dt, SHAPE(N, W), 1);
     BOTH(attn_block_bwd, X(dq), X(dkv), X(dout), X(q), X(kv), X(out), X(lse), &qs, &ks);
     BOTH(attn_block_bwd, X(dq), X(dq), X(dout), X(q), X(q), X(out), X(lse), &qs, &qs);
     g_autofree char *w2 = g_strdup_printf("dq, dkv (+=), %s", what);
     REPORT("attn_block_bwd", dt, w2, dq, dkv);
     /* rank 0's queries (kv, at ks's positions) against rank 1's keys (q, at qs's) */
-    Twin o0 = twin("out0", dt, SHAPE(N, O), 1), l0 = twin("lse0", dt, SHAPE(L, qs.T), 1);
+    Twin o0 = twin("out0", dt, SHAPE(N, O), 1), l0 = twin("lse0", STAT_DT, SHAPE(L, qs.T), 1);
     BOTH(attn_block_fwd, X(o0), X(l0), X(kv), X(q), &ks, &qs);
     g_autofree char *w3 = g_strdup_printf("out, rows seeing no key, %s", what);
     REPORT("attn_block_fwd", dt, w3, o0);
@@ -507,9 +569,9 @@ static void test_cross_entropy(gconstpointer p) {
   PxDType dt = GPOINTER_TO_INT(p);
   const gint64 N = 13, V = 1000;
   Twin logits = twin("logits", dt, SHAPE(N, V), 6), tgt = twin_ids("targets", N, 0, (int)V);
-  Twin losses = twin("losses", dt, SHAPE(N), 1), acc = twin_scalar(PX_DTYPE_F64, 0.25);
+  Twin losses = twin("losses", STAT_DT, SHAPE(N), 1), acc = twin_scalar(PX_DTYPE_F64, 0.25);
   BOTH(cross_entropy_fwd, X(losses), X(acc), X(logits), X(tgt));
-  REPORT("cross_entropy_fwd", dt, "losses, loss_acc (+=)", losses, acc);
+  REPORT_STATS("cross_entropy_fwd", dt, "losses f32, loss_acc (+=)", losses, acc);
   Twin dl = twin("dlogits", dt, SHAPE(N, V), 1e-3);
   BOTH(cross_entropy_bwd, X(dl), X(logits), X(tgt), 0.5);
   REPORT("cross_entropy_bwd", dt, "dlogits (+=)", dl);
@@ -517,14 +579,14 @@ static void test_cross_entropy(gconstpointer p) {
    * vocabulary, padded to 320 columns (20 padding); one rank's pieces */
   const gint64 Vl = 320, v0 = 400, n_real = 300;
   Twin ll = twin("logits_l", dt, SHAPE(N, Vl), 6), tl = twin_ids("targets", N, 300, 800);
-  Twin mx = twin("gmax", dt, SHAPE(N), 1), stats = twin("stats", dt, SHAPE(2, N), 1);
+  Twin mx = twin("gmax", STAT_DT, SHAPE(N), 1), stats = twin("stats", STAT_DT, SHAPE(2, N), 1);
   BOTH(ce_vp_max, X(mx), X(ll), n_real);
-  REPORT("ce_vp_max", dt, "rowmax", mx);
+  REPORT_STATS("ce_vp_max", dt, "rowmax f32", mx);
   BOTH(ce_vp_stats, X(stats), X(ll), X(tl), X(mx), v0, n_real);
-  REPORT("ce_vp_stats", dt, "stats", stats);
+  REPORT_STATS("ce_vp_stats", dt, "stats f32", stats);
   Twin acc32 = twin_scalar(PX_DTYPE_F32, 1.0);
   BOTH(ce_vp_loss, X(losses), X(acc32), X(mx), X(stats));
-  REPORT("ce_vp_loss", dt, "losses, loss_acc (+=)", losses, acc32);
+  REPORT_STATS("ce_vp_loss", dt, "losses f32, loss_acc (+=)", losses, acc32);
   Twin dll = twin("dlogits_l", dt, SHAPE(N, Vl), 1e-3);
   BOTH(ce_vp_bwd, X(dll), X(ll), X(tl), X(mx), X(stats), v0, n_real, 0.25);
   REPORT("ce_vp_bwd", dt, "dlogits (+=)", dll);
@@ -843,6 +905,21 @@ static void test_errors(void) {
   g_assert_error(E, PX_BACKEND_ERROR, PX_BACKEND_ERROR_UNSUPPORTED);
   g_assert_null(strchr(E->message, '\n'));
   g_clear_error(&E);
+  /* half activations keep their statistics in f32: a bf16 mean is refused in one line */
+  PxTensor *xh = px_tensor_new(cu, "x", PX_DTYPE_BF16, PX_MEM_BUFFERS, 2, (gint64[]){4, 8}, &E);
+  PxTensor *wh = px_tensor_new(cu, "w", PX_DTYPE_BF16, PX_MEM_BUFFERS, 1, (gint64[]){8}, &E);
+  PxTensor *mh = px_tensor_new(cu, "mean", PX_DTYPE_BF16, PX_MEM_BUFFERS, 1, (gint64[]){4}, &E);
+  PxTensor *rf = px_tensor_new(cu, "rstd", PX_DTYPE_F32, PX_MEM_BUFFERS, 1, (gint64[]){4}, &E);
+  g_assert_no_error(E);
+  g_assert_false(cu->ops->layernorm_fwd(cu, xh, mh, rf, xh, wh, NULL, 1e-5, &E));
+  g_assert_error(E, PX_BACKEND_ERROR, PX_BACKEND_ERROR_UNSUPPORTED);
+  g_assert_nonnull(strstr(E->message, "mean"));
+  g_assert_null(strchr(E->message, '\n'));
+  g_clear_error(&E);
+  px_tensor_free(xh);
+  px_tensor_free(wh);
+  px_tensor_free(mh);
+  px_tensor_free(rf);
   px_tensor_free(d);
   px_tensor_free(tok);
   px_tensor_free(out);
@@ -972,7 +1049,8 @@ int main(int argc, char **argv) {
     const char *name;
     GTestDataFunc fn;
   } ops[] = {
-    {"linear", test_linear},       {"embedding", test_embedding}, {"norms", test_norms},
+    {"linear", test_linear},       {"embedding", test_embedding}, {"embedding-round-once", test_embedding_round_once},
+    {"norms", test_norms},
     {"elementwise", test_elementwise}, {"rope", test_rope},    {"attention", test_attention},
     {"attention-blocks", test_attn_blocks}, {"attention-warp", test_attention_warp},
     {"attention-blocks-warp", test_attn_blocks_warp},

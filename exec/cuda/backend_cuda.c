@@ -14,7 +14,11 @@
  *    unlimited so that freed memory stays cached in the driver), under
  *    backend.c's caching pool and its per-category counters;
  *  - dtypes: f32, bf16 and f16 tensors (fp32 compute); f64 is refused with
- *    PX_BACKEND_ERROR_UNSUPPORTED;
+ *    PX_BACKEND_ERROR_UNSUPPORTED. Activations may be bf16 / f16 (half_acts:
+ *    an op's activations and parameters of one half dtype), read as fp32 and
+ *    rounded once when stored; statistics (norms' mean / rstd, attention's
+ *    lse, cross-entropy losses and the ce_vp pieces) are f32 for every dtype,
+ *    and a statistics tensor of another dtype is refused;
  *  - errors: every CUDA / cuBLASLt call is checked; a failure is a GError
  *    (PX_BACKEND_ERROR_DEVICE, or _ALLOC when out of memory) naming the call,
  *    the op and the device. Token or target ids outside their range are
@@ -144,6 +148,19 @@ static gboolean check_bad(Cuda *c, GError **error) {
                  code == PXK_BAD_TOKEN ? "a token" : "a target", id,
                  code == PXK_BAD_TOKEN ? "embedding_fwd" : "cross_entropy");
 }
+
+/* Statistics tensors (backend.h: f32 whenever the activations are half, and
+ * so, on this backend, always): each given one must be f32. */
+static gboolean stats_f32(Cuda *c, const char *op, const PxTensor *const *ts, int n, GError **error) {
+  for (int i = 0; i < n; i++)
+    if (ts[i] && ts[i]->dtype != PX_DTYPE_F32)
+      return px_fail(error, PX_BACKEND_ERROR, PX_BACKEND_ERROR_UNSUPPORTED,
+                     "cuda device %d: %s: statistics tensor %s is %s (the kernels keep statistics in f32)",
+                     c->device, op, ts[i]->name, px_dtype_name(ts[i]->dtype));
+  return TRUE;
+}
+#define STATS(...) stats_f32(c, op, (const PxTensor *const[]){__VA_ARGS__}, \
+                             (int)(sizeof((const PxTensor *const[]){__VA_ARGS__}) / sizeof(const PxTensor *)), error)
 
 static gint64 cols(const PxTensor *t) { return t->shape[t->ndim - 1]; }
 static gint64 rows(const PxTensor *t) { return t->numel / cols(t); }
@@ -668,14 +685,28 @@ static gboolean cuda_embedding_vp_fwd(PxBackend *be, PxTensor *out, const PxTens
                                 B, T, cols(wte)));
 }
 
+/* Half gradients: dwte through an fp32 slab of at most EMB_WS_BYTES (64 MiB,
+ * the attention workspace's bound) from the caching pool under
+ * PX_MEM_BUFFERS (kernels.cu: summed in fp32, added once), one pass over the
+ * tokens per slab; f32 needs none. */
+#define EMB_WS_BYTES ((gsize)64 << 20)
 static gboolean cuda_embedding_vp_bwd(PxBackend *be, PxTensor *dwte, PxTensor *dwpe, const PxTensor *dout,
                                       const PxTensor *tokens, gint64 v0, gint64 n_real, int B, int T,
                                       GError **error) {
   const char *op = "embedding_vp_bwd";
   Cuda *c = cx(be);
-  return enter(be, op, dout->dtype, error) &&
-         KERN(pxk_embedding_bwd(c->st, dout->dtype, D(dwte), D(dwpe), dout->data, tokens->data, v0, n_real, B, T,
-                                cols(dout)));
+  const gint64 C = cols(dout);
+  if (!enter(be, op, dout->dtype, error)) return FALSE;
+  g_autoptr(PxTensor) acc = NULL;
+  gint64 acc_rows = 0;
+  if (dout->dtype != PX_DTYPE_F32 && dwte && n_real > 0) {
+    acc_rows = CLAMP((gint64)(EMB_WS_BYTES / sizeof(float)) / C, 1, n_real);
+    acc = px_tensor_new(be, "embedding.dwte_f32", PX_DTYPE_F32, PX_MEM_BUFFERS, 2, (gint64[]){acc_rows, C}, error);
+    if (!acc) return FALSE;
+  }
+  /* acc goes back to the pool behind the kernels, on the same stream */
+  return KERN(pxk_embedding_bwd(c->st, dout->dtype, D(dwte), D(dwpe), dout->data, tokens->data, v0, n_real, B, T, C,
+                                acc ? acc->data : NULL, acc_rows));
 }
 
 /* The whole vocabulary: a token outside it is reported at the next synchronisation. */
@@ -690,7 +721,7 @@ static gboolean cuda_embedding_fwd(PxBackend *be, PxTensor *out, const PxTensor 
 
 static gboolean cuda_embedding_bwd(PxBackend *be, PxTensor *dwte, PxTensor *dwpe, const PxTensor *dout,
                                    const PxTensor *tokens, int B, int T, GError **error) {
-  return cuda_embedding_vp_bwd(be, dwte, dwpe, dout, tokens, 0, rows(dwte), B, T, error);
+  return cuda_embedding_vp_bwd(be, dwte, dwpe, dout, tokens, 0, dwte ? rows(dwte) : 0, B, T, error);
 }
 
 /* ---- norms ---- */
@@ -699,7 +730,7 @@ static gboolean cuda_layernorm_fwd(PxBackend *be, PxTensor *out, PxTensor *mean,
                                    const PxTensor *w, const PxTensor *b, double eps, GError **error) {
   const char *op = "layernorm_fwd";
   Cuda *c = cx(be);
-  return enter(be, op, x->dtype, error) &&
+  return enter(be, op, x->dtype, error) && STATS(mean, rstd) &&
          KERN(pxk_layernorm_fwd(c->st, x->dtype, out->data, mean->data, rstd->data, x->data, w->data, D(b), eps,
                                 rows(x), cols(x)));
 }
@@ -711,7 +742,7 @@ static gboolean cuda_layernorm_bwd(PxBackend *be, PxTensor *dx, PxTensor *dw, Px
   Cuda *c = cx(be);
   PxDType dt = x->dtype;
   gint64 N = rows(x), C = cols(x);
-  return enter(be, op, dt, error) &&
+  return enter(be, op, dt, error) && STATS(mean, rstd) &&
          (!dx || KERN(pxk_layernorm_bwd_dx(c->st, dt, dx->data, dout->data, x->data, w->data, mean->data,
                                            rstd->data, N, C))) &&
          (!dw || KERN(pxk_colsum(c->st, dt, PXK_COLSUM_LN, dw->data, dout->data, x->data, mean->data, rstd->data,
@@ -723,7 +754,7 @@ static gboolean cuda_rmsnorm_fwd(PxBackend *be, PxTensor *out, PxTensor *rstd, c
                                  double eps, GError **error) {
   const char *op = "rmsnorm_fwd";
   Cuda *c = cx(be);
-  return enter(be, op, x->dtype, error) &&
+  return enter(be, op, x->dtype, error) && STATS(rstd) &&
          KERN(pxk_rmsnorm_fwd(c->st, x->dtype, out->data, rstd->data, x->data, w->data, eps, rows(x), cols(x)));
 }
 
@@ -733,7 +764,7 @@ static gboolean cuda_rmsnorm_bwd(PxBackend *be, PxTensor *dx, PxTensor *dw, cons
   Cuda *c = cx(be);
   PxDType dt = x->dtype;
   gint64 N = rows(x), C = cols(x);
-  return enter(be, op, dt, error) &&
+  return enter(be, op, dt, error) && STATS(rstd) &&
          (!dx || KERN(pxk_rmsnorm_bwd_dx(c->st, dt, dx->data, dout->data, x->data, w->data, rstd->data, N, C))) &&
          (!dw || KERN(pxk_colsum(c->st, dt, PXK_COLSUM_RMS, dw->data, dout->data, x->data, NULL, rstd->data, N, C)));
 }
@@ -868,18 +899,19 @@ static gboolean att_gemm(Cuda *c, const char *op, gboolean ta, gboolean tb, int 
 }
 
 /* What one call does: q's queries (shape qs) against kv's keys and values
- * (ks); o: out (forward, written) or dout (backward); lse fp32 (lse_f32) or
- * of dt; D: the backward's row dots, or NULL to form them from the block;
+ * (ks); o: out (forward, written) or dout (backward); lse fp32 (attention's
+ * att buffer or the block ops' lse); D: the backward's row dots, or NULL to
+ * form them from the block;
  * dq, dkv: NULL in forward. */
 typedef struct {
   PxDType dt;
   const PxAttnShape *qs, *ks;
   const void *q, *kv;
   void *o;
-  void *lse;
-  int lse_f32;
+  float *lse;
   const float *D;
   void *dq, *dkv;
+  float *dkv_acc; /* set by att_tc_bwd for half dkv: dK, dV in fp32 rows of 2*KV*hd, added once */
 } AttTcCall;
 
 static gboolean att_tc_blocks(PxBackend *be, Cuda *c, const char *op, const AttTcCall *x, GError **error) {
@@ -906,17 +938,19 @@ static gboolean att_tc_blocks(PxBackend *be, Cuda *c, const char *op, const AttT
   char *S = base + ptr_bytes, *P = S + t4, *dP = bwd ? P + th : NULL, *dS = bwd ? dP + t4 : NULL;
 #define ARR(k) (ptrs + (gsize)(k) * E)
   const cudaDataType_t ty = lt_type(x->dt);
+  const cudaDataType_t gty = x->dkv_acc ? CUDA_R_32F : ty; /* dK, dV */
+  const int ldg = x->dkv_acc ? 2 * KV * hd : W;
   const PxkPos qp = pxk_pos(qs), kp = pxk_pos(ks);
   for (int n0 = 0; n0 < n_all; n0 += E)
     for (int q0 = 0; q0 < qs->T; q0 += bq) {
       const int nq = MIN(bq, qs->T - q0), nk = att_tc_nk(qp, kp, ks->T, q0, nq), ne = MIN(E, n_all - n0);
       PxkAttTc a = {.B = B, .Tq = qs->T, .Tk = ks->T, .H = H, .KV = KV, .hd = hd, .qp = qp, .kp = kp,
                     .n0 = n0, .E = ne, .q0 = q0, .nq = nq, .nk = nk, .ldS = ldS, .tile = tile,
-                    .scale = (float)(1.0 / sqrt((double)hd)), .lse_f32 = x->lse_f32};
+                    .scale = (float)(1.0 / sqrt((double)hd))};
       /* ARR uses the chunk's full E as the stride; the kernel writes with a.E = ne: give it E */
       PxkAttTc pa = a;
       pa.E = E;
-      if (!KERN(pxk_att_tc_ptrs(c->st, x->dt, ptrs, pa, x->q, x->kv, x->o, S, P, dP, dS, x->dq, x->dkv)))
+      if (!KERN(pxk_att_tc_ptrs(c->st, x->dt, ptrs, pa, x->q, x->kv, x->o, S, P, dP, dS, x->dq, x->dkv, x->dkv_acc)))
         return FALSE;
       /* S (nq x nk, row-major, ld ldS) = Q (nq x hd, ld W) K^T: column-major S^T = K^T' Q' */
       if (!att_gemm(c, op, TRUE, FALSE, nk, nq, hd, 1.f, ARR(PXK_ATP_K), ty, W, ARR(PXK_ATP_Q), ty, W, 0.f,
@@ -937,11 +971,11 @@ static gboolean att_tc_blocks(PxBackend *be, Cuda *c, const char *op, const AttT
         return FALSE;
       /* dV (nk x hd, ld W) += P^T dO: column-major dV^T += dO^T P */
       if (!att_gemm(c, op, FALSE, TRUE, hd, nk, nq, 1.f, ARR(PXK_ATP_O), ty, Cq, ARR(PXK_ATP_P), ty, ldS, 1.f,
-                    ARR(PXK_ATP_DV), ty, W, ne, error))
+                    ARR(PXK_ATP_DV), gty, ldg, ne, error))
         return FALSE;
       /* dK (nk x hd, ld W) += dS^T Q */
       if (!att_gemm(c, op, FALSE, TRUE, hd, nk, nq, 1.f, ARR(PXK_ATP_Q), ty, W, ARR(PXK_ATP_DS), ty, ldS, 1.f,
-                    ARR(PXK_ATP_DK), ty, W, ne, error))
+                    ARR(PXK_ATP_DK), gty, ldg, ne, error))
         return FALSE;
       /* dQ (nq x hd, ld W) += dS (nq x nk) K (nk x hd): column-major dQ^T += K^T dS^T */
       if (!att_gemm(c, op, FALSE, FALSE, hd, nq, nk, 1.f, ARR(PXK_ATP_K), ty, W, ARR(PXK_ATP_DS), ty, ldS, 1.f,
@@ -950,6 +984,27 @@ static gboolean att_tc_blocks(PxBackend *be, Cuda *c, const char *op, const AttT
     }
 #undef ARR
   return TRUE;
+}
+
+/* The backward on the tensor-core path. A half dkv gets its dK, dV through
+ * a zeroed fp32 buffer of its key and value columns (B*Tk rows of 2*KV*hd,
+ * under PX_MEM_BUFFERS) that is added into it once at the end: the GEMMs
+ * add into dK, dV once per block of query rows and per query head of a
+ * group, which in the half type would round each time. dQ rows are written
+ * by one GEMM each (one rounding) and go straight to dq. */
+static gboolean att_tc_bwd(PxBackend *be, Cuda *c, const char *op, AttTcCall *x, GError **error) {
+  const PxAttnShape *ks = x->ks;
+  g_autoptr(PxTensor) acc = NULL;
+  const gint64 nrows = (gint64)ks->B * ks->T; /* dkv's rows */
+  if (x->dt != PX_DTYPE_F32) {
+    acc = px_tensor_new_zeroed(be, "attention.dkv_f32", PX_DTYPE_F32, PX_MEM_BUFFERS, 2,
+                               (gint64[]){nrows, 2 * (gint64)ks->kv_heads * ks->head_dim}, error);
+    if (!acc) return FALSE;
+    x->dkv_acc = acc->data;
+  }
+  /* acc goes back to the pool behind the kernels, on the same stream */
+  return att_tc_blocks(be, c, op, x, error) &&
+         (!acc || KERN(pxk_att_add_kv(c->st, x->dt, x->dkv, acc->data, nrows, ks->heads, ks->kv_heads, ks->head_dim)));
 }
 
 /* The whole attention. Whether the forward saved the lse (fp32, the first
@@ -972,7 +1027,7 @@ static gboolean cuda_attention_fwd(PxBackend *be, PxTensor *out, PxTensor *att, 
   const gboolean tc = att_full_tc(c, s, qkv);
   if (tc && att_tc_aligned((const void *const[]){out->data}, 1)) {
     AttTcCall x = {.dt = qkv->dtype, .qs = s, .ks = s, .q = qkv->data, .kv = qkv->data, .o = out->data,
-                   .lse = att->data, .lse_f32 = 1};
+                   .lse = att->data};
     return att_tc_blocks(be, c, op, &x, error);
   }
   return att_head_dim(c, op, s, error) &&
@@ -989,8 +1044,8 @@ static gboolean cuda_attention_bwd(PxBackend *be, PxTensor *dqkv, const PxTensor
   const gboolean tc = att_full_tc(c, s, qkv);
   if (tc && att_tc_aligned((const void *const[]){dout->data, dqkv->data}, 2)) {
     AttTcCall x = {.dt = qkv->dtype, .qs = s, .ks = s, .q = qkv->data, .kv = qkv->data, .o = (void *)dout->data,
-                   .lse = att->data, .lse_f32 = 1, .dq = dqkv->data, .dkv = dqkv->data};
-    return att_tc_blocks(be, c, op, &x, error);
+                   .lse = att->data, .dq = dqkv->data, .dkv = dqkv->data};
+    return att_tc_bwd(be, c, op, &x, error);
   }
   if (!att_head_dim(c, op, s, error) ||
       !scratch(c, op, (gsize)s->B * s->heads * s->T * sizeof(float), &Dbuf, error))
@@ -1003,17 +1058,17 @@ static gboolean cuda_attention_bwd(PxBackend *be, PxTensor *dqkv, const PxTensor
 
 /* Block attention (ring / flash attention's block): the same tensor-core
  * path over the keys up to the last one a query block can see, masked by
- * global position, lse in the tensors' type; the backward's D = rowsum(dout
+ * global position, lse fp32 whatever the tensors' type; the backward's D = rowsum(dout
  * * out) of the final output (the block holds only part of each row). Both
  * save the same state whichever path runs, so each op picks on its own. */
 static gboolean cuda_attn_block_fwd(PxBackend *be, PxTensor *out, PxTensor *lse, const PxTensor *q,
                                     const PxTensor *kv, const PxAttnShape *qs, const PxAttnShape *ks, GError **error) {
   const char *op = "attn_block_fwd";
   Cuda *c = cx(be);
-  if (!enter(be, op, q->dtype, error)) return FALSE;
+  if (!enter(be, op, q->dtype, error) || !STATS(lse)) return FALSE;
   if (att_tc_takes(c, qs, (const void *const[]){out->data, q->data, kv->data}, 3)) {
     AttTcCall x = {.dt = q->dtype, .qs = qs, .ks = ks, .q = q->data, .kv = kv->data, .o = out->data,
-                   .lse = lse->data, .lse_f32 = 0};
+                   .lse = lse->data};
     return att_tc_blocks(be, c, op, &x, error);
   }
   return att_head_dim(c, op, qs, error) &&
@@ -1025,7 +1080,7 @@ static gboolean cuda_attn_merge(PxBackend *be, PxTensor *out, PxTensor *lse, con
                                 const PxTensor *lse_b, const PxAttnShape *s, GError **error) {
   const char *op = "attn_merge";
   Cuda *c = cx(be);
-  return enter(be, op, out->dtype, error) &&
+  return enter(be, op, out->dtype, error) && STATS(lse, lse_b) &&
          KERN(pxk_attn_merge(c->st, out->dtype, out->data, lse->data, out_b->data, lse_b->data, s->B, s->T, s->heads,
                              s->head_dim));
 }
@@ -1035,15 +1090,15 @@ static gboolean cuda_attn_block_bwd(PxBackend *be, PxTensor *dq, PxTensor *dkv, 
                                     const PxAttnShape *qs, const PxAttnShape *ks, GError **error) {
   const char *op = "attn_block_bwd";
   Cuda *c = cx(be);
-  if (!enter(be, op, q->dtype, error)) return FALSE;
+  if (!enter(be, op, q->dtype, error) || !STATS(lse)) return FALSE;
   if (att_tc_takes(c, qs, (const void *const[]){dq->data, dkv->data, dout->data, q->data, kv->data}, 5)) {
     void *D = NULL;
     if (!scratch(c, op, (gsize)qs->B * qs->heads * qs->T * sizeof(float), &D, error)) return FALSE;
     AttTcCall x = {.dt = q->dtype, .qs = qs, .ks = ks, .q = q->data, .kv = kv->data, .o = (void *)dout->data,
-                   .lse = lse->data, .lse_f32 = 0, .D = D, .dq = dq->data, .dkv = dkv->data};
+                   .lse = lse->data, .D = D, .dq = dq->data, .dkv = dkv->data};
     gboolean ok = KERN(pxk_att_rowdot(c->st, q->dtype, D, dout->data, out->data, qs->B, qs->T, qs->heads,
                                       qs->head_dim)) &&
-                  att_tc_blocks(be, c, op, &x, error);
+                  att_tc_bwd(be, c, op, &x, error);
     return scratch_free(c, op, D, ok ? error : NULL) && ok;
   }
   return att_head_dim(c, op, qs, error) &&
@@ -1078,7 +1133,8 @@ static gboolean cuda_cross_entropy_fwd(PxBackend *be, PxTensor *losses, PxTensor
   Cuda *c = cx(be);
   gint64 N = rows(logits);
   void *l64 = NULL;
-  if (!enter(be, op, logits->dtype, error) || !scratch(c, op, (gsize)N * sizeof(double), &l64, error)) return FALSE;
+  if (!enter(be, op, logits->dtype, error) || !STATS(losses) || !scratch(c, op, (gsize)N * sizeof(double), &l64, error))
+    return FALSE;
   gboolean ok = KERN(pxk_ce_fwd(c->st, logits->dtype, losses->data, l64, logits->data, targets->data, c->bad_dev, N,
                                 cols(logits))) &&
                 (!loss_acc || KERN(pxk_sum_into(c->st, loss_acc->data, loss_acc->dtype, l64, N, (double)N)));
@@ -1099,7 +1155,7 @@ static gboolean cuda_ce_vp_max(PxBackend *be, PxTensor *rowmax, const PxTensor *
                                GError **error) {
   const char *op = "ce_vp_max";
   Cuda *c = cx(be);
-  return enter(be, op, logits->dtype, error) &&
+  return enter(be, op, logits->dtype, error) && STATS(rowmax) &&
          KERN(pxk_ce_vp_max(c->st, logits->dtype, rowmax->data, logits->data, rows(logits), cols(logits), n_real));
 }
 
@@ -1107,7 +1163,7 @@ static gboolean cuda_ce_vp_stats(PxBackend *be, PxTensor *stats, const PxTensor 
                                  const PxTensor *gmax, gint64 v0, gint64 n_real, GError **error) {
   const char *op = "ce_vp_stats";
   Cuda *c = cx(be);
-  return enter(be, op, logits->dtype, error) &&
+  return enter(be, op, logits->dtype, error) && STATS(stats, gmax) &&
          KERN(pxk_ce_vp_stats(c->st, logits->dtype, stats->data, logits->data, targets->data, gmax->data, v0,
                               rows(logits), cols(logits), n_real));
 }
@@ -1118,8 +1174,10 @@ static gboolean cuda_ce_vp_loss(PxBackend *be, PxTensor *losses, PxTensor *loss_
   Cuda *c = cx(be);
   gint64 N = gmax->numel;
   void *l64 = NULL;
-  if (!enter(be, op, gmax->dtype, error) || !scratch(c, op, (gsize)N * sizeof(double), &l64, error)) return FALSE;
-  gboolean ok = KERN(pxk_ce_vp_loss(c->st, gmax->dtype, losses->data, l64, gmax->data, stats->data, N)) &&
+  if (!set_device(c, op, error) || !STATS(losses, gmax, stats) ||
+      !scratch(c, op, (gsize)N * sizeof(double), &l64, error))
+    return FALSE;
+  gboolean ok = KERN(pxk_ce_vp_loss(c->st, losses->data, l64, gmax->data, stats->data, N)) &&
                 (!loss_acc || KERN(pxk_sum_into(c->st, loss_acc->data, loss_acc->dtype, l64, N, (double)N)));
   return scratch_free(c, op, l64, ok ? error : NULL) && ok;
 }
@@ -1130,7 +1188,7 @@ static gboolean cuda_ce_vp_bwd(PxBackend *be, PxTensor *dlogits, const PxTensor 
   const char *op = "ce_vp_bwd";
   Cuda *c = cx(be);
   gint64 N = rows(logits);
-  return enter(be, op, logits->dtype, error) &&
+  return enter(be, op, logits->dtype, error) && STATS(gmax, stats) &&
          KERN(pxk_ce_vp_bwd(c->st, logits->dtype, dlogits->data, logits->data, targets->data, gmax->data, stats->data,
                             v0, n_real, dloss / N, N, cols(logits)));
 }
@@ -1421,7 +1479,8 @@ static const PxBackendOps cuda_ops = {
   .router_topk = cuda_router_topk,
   .router_bwd = cuda_router_bwd,
   .cast = cuda_cast,
-  .half_params = FALSE, /* backend.c promotes half parameters through f32 copies (cast) */
+  .half_params = FALSE, /* half parameters beside f32 activations: backend.c promotes them through f32 copies (cast) */
+  .half_acts = TRUE,    /* every op on bf16 / f16 activations and parameters of that dtype, statistics f32 */
 };
 
 /* The registry's constructor (backend_reg.c): device index modulo the

@@ -7,8 +7,13 @@
  * take. dt is a PxDType value (backend.h); the numbering is repeated here and
  * checked against PxDType at compile time in backend_cuda.c. Element types of
  * the compute ops: f32, bf16, f16, always computed in fp32 (reductions of
- * scalars in double). Every backward adds into its gradient outputs; forward
- * ops overwrite (backend.h).
+ * scalars in double), each half value rounded once (to nearest even) when
+ * stored. Every backward adds into its gradient outputs (read, add in fp32,
+ * round once); forward ops overwrite (backend.h).
+ *
+ * Statistics are fp32 whatever dt (float * below; backend.h "half
+ * activations"): layernorm mean / rstd, rmsnorm rstd, the block attention's
+ * lse, the cross-entropy losses, ce_vp rowmax / gmax / stats.
  *
  * bad: a host-mapped int[2] (backend_cuda.c) that a kernel sets to
  * {PXK_BAD_*, id} when it meets a token or target id outside its range; the
@@ -30,26 +35,31 @@ enum { PXK_COLSUM_PLAIN = 0, PXK_COLSUM_LN = 1, PXK_COLSUM_RMS = 2 };
 
 /* y (N,C) += b (C), broadcast over rows (linear's bias when the GEMM epilogue is not used) */
 cudaError_t pxk_bias_add(cudaStream_t st, int dt, void *y, const void *b, int64_t N, int64_t C);
-/* out[c] += sum_i f(i, c): PLAIN dout; LN dout*(x-mean)*rstd; RMS dout*x*rstd */
+/* out[c] += sum_i f(i, c): PLAIN dout; LN dout*(x-mean)*rstd; RMS dout*x*rstd (mean, rstd fp32) */
 cudaError_t pxk_colsum(cudaStream_t st, int dt, int mode, void *out, const void *dout, const void *x,
-                       const void *mean, const void *rstd, int64_t N, int64_t C);
+                       const float *mean, const float *rstd, int64_t N, int64_t C);
 
 /* out[i] = wte[tok[i]-v0] (when in [0, n_real), else 0) + wpe[i % T] (when wpe);
  * bad != NULL: a token outside [0, n_real) is reported (the whole-vocabulary op). */
 cudaError_t pxk_embedding_fwd(cudaStream_t st, int dt, void *out, const int32_t *tok, const void *wte,
                               const void *wpe, int64_t v0, int64_t n_real, int *bad, int B, int T,
                               int64_t C);
+/* dwte[tok[i]-v0] += dout[i] (local tokens), dwpe[i % T] += dout[i]. f32: atomic
+ * adds. bf16 / f16: each element's terms summed in fp32 and added once, dwte
+ * in slabs of acc_rows rows through acc, fp32 scratch of acc_rows * C floats
+ * (acc_rows >= 1; acc may be NULL for f32 or without dwte). */
 cudaError_t pxk_embedding_bwd(cudaStream_t st, int dt, void *dwte, void *dwpe, const void *dout,
-                              const int32_t *tok, int64_t v0, int64_t n_real, int B, int T, int64_t C);
+                              const int32_t *tok, int64_t v0, int64_t n_real, int B, int T, int64_t C,
+                              float *acc, int64_t acc_rows);
 
-cudaError_t pxk_layernorm_fwd(cudaStream_t st, int dt, void *out, void *mean, void *rstd, const void *x,
+cudaError_t pxk_layernorm_fwd(cudaStream_t st, int dt, void *out, float *mean, float *rstd, const void *x,
                               const void *w, const void *b, double eps, int64_t N, int64_t C);
 cudaError_t pxk_layernorm_bwd_dx(cudaStream_t st, int dt, void *dx, const void *dout, const void *x,
-                                 const void *w, const void *mean, const void *rstd, int64_t N, int64_t C);
-cudaError_t pxk_rmsnorm_fwd(cudaStream_t st, int dt, void *out, void *rstd, const void *x, const void *w,
+                                 const void *w, const float *mean, const float *rstd, int64_t N, int64_t C);
+cudaError_t pxk_rmsnorm_fwd(cudaStream_t st, int dt, void *out, float *rstd, const void *x, const void *w,
                             double eps, int64_t N, int64_t C);
 cudaError_t pxk_rmsnorm_bwd_dx(cudaStream_t st, int dt, void *dx, const void *dout, const void *x,
-                               const void *w, const void *rstd, int64_t N, int64_t C);
+                               const void *w, const float *rstd, int64_t N, int64_t C);
 
 cudaError_t pxk_gelu_fwd(cudaStream_t st, int dt, void *out, const void *x, int64_t n);
 cudaError_t pxk_gelu_bwd(cudaStream_t st, int dt, void *dx, const void *dout, const void *x, int64_t n);
@@ -70,13 +80,13 @@ cudaError_t pxk_rope(cudaStream_t st, int dt, void *dst, const void *src, int B,
 
 /* Block attention (backend.h px_op_attn_block_*), one warp per query row
  * (forward, dQ) or key row (dK, dV), online softmax, causal by the global
- * positions qp, kp; lse (B*heads, Tq) in the tensors' type. */
-cudaError_t pxk_attn_block_fwd(cudaStream_t st, int dt, void *out, void *lse, const void *q, const void *kv, int B,
+ * positions qp, kp; lse (B*heads, Tq) fp32. */
+cudaError_t pxk_attn_block_fwd(cudaStream_t st, int dt, void *out, float *lse, const void *q, const void *kv, int B,
                                int Tq, int Tk, int heads, int kv_heads, int head_dim, PxkPos qp, PxkPos kp);
-cudaError_t pxk_attn_merge(cudaStream_t st, int dt, void *out, void *lse, const void *out_b, const void *lse_b, int B,
-                           int T, int heads, int head_dim);
+cudaError_t pxk_attn_merge(cudaStream_t st, int dt, void *out, float *lse, const void *out_b, const float *lse_b,
+                           int B, int T, int heads, int head_dim);
 cudaError_t pxk_attn_block_bwd(cudaStream_t st, int dt, void *dq, void *dkv, const void *dout, const void *q,
-                               const void *kv, const void *out, const void *lse, int B, int Tq, int Tk, int heads,
+                               const void *kv, const void *out, const float *lse, int B, int Tq, int Tk, int heads,
                                int kv_heads, int head_dim, PxkPos qp, PxkPos kp);
 
 /* Causal attention, one warp per query row, online softmax (flash style).
@@ -111,7 +121,6 @@ typedef struct {
   int ldS;                  /* tile row stride (elements), >= nk */
   int64_t tile;             /* elements from one entry's tile to the next, >= nq * ldS */
   float scale;              /* 1/sqrt(hd) */
-  int lse_f32;              /* lse is fp32 (attention's att buffer) or of the tensors' type (block ops) */
 } PxkAttTc;
 
 /* the pointer arrays of the batched GEMMs: ptrs[PXK_ATP_x * E + e] */
@@ -122,19 +131,29 @@ enum {
   PXK_ATP_DQ, PXK_ATP_DK, PXK_ATP_DV,           /* as Q, K, V in dq / dkv */
   PXK_ATP_N
 };
+/* dkv_acc (may be NULL): the backward's dK, dV go to fp32 rows of 2*KV*hd
+ * (key heads, then value heads; B*Tk rows) instead of dkv, for
+ * pxk_att_add_kv to add once (half dkv: one rounding, not one per block of
+ * query rows and per query head of a group) */
 cudaError_t pxk_att_tc_ptrs(cudaStream_t st, int dt, void **ptrs, PxkAttTc a, const void *q, const void *kv,
-                            const void *o, void *S, void *P, void *dP, void *dS, void *dq, void *dkv);
+                            const void *o, void *S, void *P, void *dP, void *dS, void *dq, void *dkv,
+                            float *dkv_acc);
+/* dkv (rows of the qkv layout, H query and KV kv heads of hd) key and value
+ * columns += acc (rows x 2*KV*hd fp32), rounded once */
+cudaError_t pxk_att_add_kv(cudaStream_t st, int dt, void *dkv, const float *acc, int64_t rows, int H, int KV,
+                           int hd);
 /* One warp per row (e, i): s_j = scale * S[e][i][j], masked by position;
  * lse = log sum_j e^s_j (-inf when no key is visible) written to
- * lse[(b*H + h)*Tq + q0 + i]; P[e][i][j] = e^(s_j - lse), 0 where masked.
+ * lse[(b*H + h)*Tq + q0 + i] (fp32: attention's att buffer or the block
+ * ops' lse); P[e][i][j] = e^(s_j - lse), 0 where masked.
  * S (E tiles) fp32, P (E tiles) of dt. */
-cudaError_t pxk_att_tc_softmax_fwd(cudaStream_t st, int dt, PxkAttTc a, const float *S, void *P, void *lse);
+cudaError_t pxk_att_tc_softmax_fwd(cudaStream_t st, int dt, PxkAttTc a, const float *S, void *P, float *lse);
 /* Backward of one block: p_j = e^(scale S_j - lse) (0 where masked or when
  * lse = -inf), D = the row's D[(b*H + h)*Tq + t] when D is given, else
  * sum_j p_j dP_j (the whole row is in the block); P = p and
  * dS = p (dP - D) scale, both of dt. S, dP fp32 tiles. */
 cudaError_t pxk_att_tc_softmax_bwd(cudaStream_t st, int dt, PxkAttTc a, const float *S, const float *dP, void *P,
-                                   void *dS, const void *lse, const float *D);
+                                   void *dS, const float *lse, const float *D);
 /* D[(b*H + h)*T + t] = sum_d dout[b*T + t][h*hd + d] * out[..] (fp32), one warp per row;
  * dout, out (B*T, H*hd). */
 cudaError_t pxk_att_rowdot(cudaStream_t st, int dt, float *D, const void *dout, const void *out, int B, int T,
@@ -143,20 +162,22 @@ cudaError_t pxk_att_rowdot(cudaStream_t st, int dt, float *D, const void *dout, 
 /* out = a + b (out may be a or b) */
 cudaError_t pxk_add(cudaStream_t st, int dt, void *out, const void *a, const void *b, int64_t n);
 
-/* Cross-entropy over the whole vocabulary, one block per row: losses (N) and
- * loss64 (N, double) get the per-token losses. */
-cudaError_t pxk_ce_fwd(cudaStream_t st, int dt, void *losses, double *loss64, const void *logits,
+/* Cross-entropy over the whole vocabulary, one block per row: losses (N,
+ * fp32) and loss64 (N, double) get the per-token losses. dt: the logits'. */
+cudaError_t pxk_ce_fwd(cudaStream_t st, int dt, float *losses, double *loss64, const void *logits,
                        const int32_t *tgt, int *bad, int64_t N, int64_t V);
 cudaError_t pxk_ce_bwd(cudaStream_t st, int dt, void *dlogits, const void *logits, const int32_t *tgt,
                        double f, int *bad, int64_t N, int64_t V);
-cudaError_t pxk_ce_vp_max(cudaStream_t st, int dt, void *rowmax, const void *logits, int64_t N, int64_t V,
+/* the vocabulary-parallel pieces: rowmax, gmax (N), stats (2, N) and the
+ * losses fp32; dt the logits' (and dlogits') */
+cudaError_t pxk_ce_vp_max(cudaStream_t st, int dt, float *rowmax, const void *logits, int64_t N, int64_t V,
                           int64_t n_real);
-cudaError_t pxk_ce_vp_stats(cudaStream_t st, int dt, void *stats, const void *logits, const int32_t *tgt,
-                            const void *gmax, int64_t v0, int64_t N, int64_t V, int64_t n_real);
-cudaError_t pxk_ce_vp_loss(cudaStream_t st, int dt, void *losses, double *loss64, const void *gmax,
-                           const void *stats, int64_t N);
+cudaError_t pxk_ce_vp_stats(cudaStream_t st, int dt, float *stats, const void *logits, const int32_t *tgt,
+                            const float *gmax, int64_t v0, int64_t N, int64_t V, int64_t n_real);
+cudaError_t pxk_ce_vp_loss(cudaStream_t st, float *losses, double *loss64, const float *gmax, const float *stats,
+                           int64_t N);
 cudaError_t pxk_ce_vp_bwd(cudaStream_t st, int dt, void *dlogits, const void *logits, const int32_t *tgt,
-                          const void *gmax, const void *stats, int64_t v0, int64_t n_real, double f,
+                          const float *gmax, const float *stats, int64_t v0, int64_t n_real, double f,
                           int64_t N, int64_t V);
 
 /* acc (one f32 / f64 element, acc_dt) += sum(buf[0..n)) / divisor, summed in

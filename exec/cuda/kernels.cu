@@ -3,8 +3,10 @@
  * (grid-stride loops), one block per row for row reductions, one warp per
  * query row for attention, a 32x32 block per 32 columns for column sums.
  * Every value is loaded as fp32 (ld), computed in fp32 (scalars summed in
- * double) and stored back in the tensor's type (st_). The cpu backend's
- * kernels (backend_cpu_kernels.inc) are the reference semantics. */
+ * double) and stored back in the tensor's type (st_: bf16 / f16 rounded once,
+ * to nearest even); statistics (mean, rstd, lse, losses, the ce_vp pieces)
+ * are float whatever the element type T. The cpu backend's kernels
+ * (backend_cpu_kernels.inc) are the reference semantics. */
 #include "cuda_kernels.h"
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -119,7 +121,7 @@ extern "C" cudaError_t pxk_bias_add(cudaStream_t st, int dt, void *y, const void
 
 /* Block (32, 32): threadIdx.x a column of the block's 32, threadIdx.y a stride of rows. */
 template <typename T>
-__global__ void k_colsum(int mode, T *out, const T *dout, const T *x, const T *mean, const T *rstd,
+__global__ void k_colsum(int mode, T *out, const T *dout, const T *x, const float *mean, const float *rstd,
                          int64_t N, int64_t C) {
   __shared__ float sh[32][33];
   int64_t c = (int64_t)blockIdx.x * 32 + threadIdx.x;
@@ -127,8 +129,8 @@ __global__ void k_colsum(int mode, T *out, const T *dout, const T *x, const T *m
   if (c < C)
     for (int64_t i = threadIdx.y; i < N; i += 32) {
       float d = ld(dout, i * C + c);
-      if (mode == PXK_COLSUM_LN) d *= (ld(x, i * C + c) - ld(mean, i)) * ld(rstd, i);
-      else if (mode == PXK_COLSUM_RMS) d *= ld(x, i * C + c) * ld(rstd, i);
+      if (mode == PXK_COLSUM_LN) d *= (ld(x, i * C + c) - mean[i]) * rstd[i];
+      else if (mode == PXK_COLSUM_RMS) d *= ld(x, i * C + c) * rstd[i];
       s += d;
     }
   sh[threadIdx.y][threadIdx.x] = s;
@@ -140,11 +142,11 @@ __global__ void k_colsum(int mode, T *out, const T *dout, const T *x, const T *m
   }
 }
 extern "C" cudaError_t pxk_colsum(cudaStream_t st, int dt, int mode, void *out, const void *dout,
-                                  const void *x, const void *mean, const void *rstd, int64_t N, int64_t C) {
+                                  const void *x, const float *mean, const float *rstd, int64_t N, int64_t C) {
   dim3 block(32, 32);
   unsigned grid = (unsigned)((C + 31) / 32);
   DISPATCH(dt, k_colsum<T><<<grid, block, 0, st>>>(mode, (T *)out, (const T *)dout, (const T *)x,
-                                                    (const T *)mean, (const T *)rstd, N, C))
+                                                    mean, rstd, N, C))
 }
 
 /* ---- embeddings ---- */
@@ -173,7 +175,7 @@ extern "C" cudaError_t pxk_embedding_fwd(cudaStream_t st, int dt, void *out, con
 }
 
 /* Rows of one token add into one row of dwte: atomic adds (the order of the
- * additions is not fixed). */
+ * additions is not fixed). f32 only: see the half path below. */
 template <typename T>
 __global__ void k_embedding_bwd(T *dwte, T *dwpe, const T *dout, const int32_t *tok, int64_t v0,
                                 int64_t n_real, int T_, int64_t NC, int64_t C) {
@@ -185,18 +187,61 @@ __global__ void k_embedding_bwd(T *dwte, T *dwpe, const T *dout, const int32_t *
     if (dwpe) atomic_addf(dwpe + (i % T_) * C + c, d);
   }
 }
+
+/* Half gradients are added once (read, add in fp32, round once): an atomic
+ * add per token would round a frequent token's row once per occurrence and
+ * lose its small terms. dwte goes in slabs of rows [r0, r0 + nr) through the
+ * fp32 scratch acc: zeroed, the slab's tokens' rows added atomically in fp32,
+ * then acc added into the slab of dwte. dwpe: one thread per (t, c) sums the
+ * B sequences in order. */
+template <typename T>
+__global__ void k_embedding_bwd_slab(float *acc, const T *dout, const int32_t *tok, int64_t r0, int64_t nr,
+                                     int64_t NC, int64_t C) {
+  GRID_STRIDE(idx, NC) {
+    int64_t r = (int64_t)tok[idx / C] - r0;
+    if (r >= 0 && r < nr) atomicAdd(acc + r * C + idx % C, ld(dout, idx));
+  }
+}
+template <typename T> __global__ void k_add_f32(T *dst, const float *src, int64_t n) {
+  GRID_STRIDE(i, n) st_(dst, i, ld(dst, i) + src[i]);
+}
+template <typename T> __global__ void k_pos_bwd(T *dwpe, const T *dout, int B, int T_, int64_t C) {
+  GRID_STRIDE(idx, (int64_t)T_ * C) { /* row t = idx / C of dwpe, column idx % C */
+    float s = 0;
+    for (int b = 0; b < B; b++) s += ld(dout, (int64_t)b * T_ * C + idx);
+    st_(dwpe, idx, ld(dwpe, idx) + s);
+  }
+}
+
 extern "C" cudaError_t pxk_embedding_bwd(cudaStream_t st, int dt, void *dwte, void *dwpe, const void *dout,
                                          const int32_t *tok, int64_t v0, int64_t n_real, int B, int Tn,
-                                         int64_t C) {
+                                         int64_t C, float *acc, int64_t acc_rows) {
   int64_t NC = (int64_t)B * Tn * C;
-  DISPATCH(dt, k_embedding_bwd<T><<<ew_blocks(NC), EW_THREADS, 0, st>>>(
-                   (T *)dwte, (T *)dwpe, (const T *)dout, tok, v0, n_real, Tn, NC, C))
+  if (dt == PXK_F32) {
+    k_embedding_bwd<float><<<ew_blocks(NC), EW_THREADS, 0, st>>>((float *)dwte, (float *)dwpe, (const float *)dout,
+                                                                 tok, v0, n_real, Tn, NC, C);
+    return cudaGetLastError();
+  }
+  if (dwte && n_real > 0 && (!acc || acc_rows < 1)) return cudaErrorInvalidValue;
+  DISPATCH(dt, {
+    if (dwte)
+      for (int64_t r0 = 0; r0 < n_real; r0 += acc_rows) {
+        const int64_t nr = n_real - r0 < acc_rows ? n_real - r0 : acc_rows;
+        cudaError_t e = cudaMemsetAsync(acc, 0, (size_t)(nr * C) * sizeof(float), st);
+        if (e != cudaSuccess) return e;
+        k_embedding_bwd_slab<T><<<ew_blocks(NC), EW_THREADS, 0, st>>>(acc, (const T *)dout, tok, v0 + r0, nr, NC, C);
+        k_add_f32<T><<<ew_blocks(nr * C), EW_THREADS, 0, st>>>((T *)dwte + r0 * C, acc, nr * C);
+        e = cudaGetLastError();
+        if (e != cudaSuccess) return e;
+      }
+    if (dwpe) k_pos_bwd<T><<<ew_blocks((int64_t)Tn * C), EW_THREADS, 0, st>>>((T *)dwpe, (const T *)dout, B, Tn, C);
+  })
 }
 
 /* ---- norms: one block per row ---- */
 
 template <typename T>
-__global__ void k_layernorm_fwd(T *out, T *mean, T *rstd, const T *x, const T *w, const T *b, float eps,
+__global__ void k_layernorm_fwd(T *out, float *mean, float *rstd, const T *x, const T *w, const T *b, float eps,
                                 int64_t C) {
   const int64_t row = blockIdx.x, o = row * C;
   float s = 0;
@@ -211,22 +256,22 @@ __global__ void k_layernorm_fwd(T *out, T *mean, T *rstd, const T *x, const T *w
   for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
     st_(out, o + c, (ld(x, o + c) - m) * r * ld(w, c) + (b ? ld(b, c) : 0.f));
   if (threadIdx.x == 0) {
-    st_(mean, row, m);
-    st_(rstd, row, r);
+    mean[row] = m;
+    rstd[row] = r;
   }
 }
-extern "C" cudaError_t pxk_layernorm_fwd(cudaStream_t st, int dt, void *out, void *mean, void *rstd,
+extern "C" cudaError_t pxk_layernorm_fwd(cudaStream_t st, int dt, void *out, float *mean, float *rstd,
                                          const void *x, const void *w, const void *b, double eps,
                                          int64_t N, int64_t C) {
   DISPATCH(dt, k_layernorm_fwd<T><<<(unsigned)N, ROW_THREADS, 0, st>>>(
-                   (T *)out, (T *)mean, (T *)rstd, (const T *)x, (const T *)w, (const T *)b, (float)eps, C))
+                   (T *)out, mean, rstd, (const T *)x, (const T *)w, (const T *)b, (float)eps, C))
 }
 
 template <typename T>
-__global__ void k_layernorm_bwd_dx(T *dx, const T *dout, const T *x, const T *w, const T *mean,
-                                   const T *rstd, int64_t C) {
+__global__ void k_layernorm_bwd_dx(T *dx, const T *dout, const T *x, const T *w, const float *mean,
+                                   const float *rstd, int64_t C) {
   const int64_t row = blockIdx.x, o = row * C;
-  const float m = ld(mean, row), r = ld(rstd, row);
+  const float m = mean[row], r = rstd[row];
   float a = 0, bsum = 0;
   for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
     float n = (ld(x, o + c) - m) * r, dn = ld(dout, o + c) * ld(w, c);
@@ -240,14 +285,14 @@ __global__ void k_layernorm_bwd_dx(T *dx, const T *dout, const T *x, const T *w,
   }
 }
 extern "C" cudaError_t pxk_layernorm_bwd_dx(cudaStream_t st, int dt, void *dx, const void *dout,
-                                            const void *x, const void *w, const void *mean,
-                                            const void *rstd, int64_t N, int64_t C) {
+                                            const void *x, const void *w, const float *mean,
+                                            const float *rstd, int64_t N, int64_t C) {
   DISPATCH(dt, k_layernorm_bwd_dx<T><<<(unsigned)N, ROW_THREADS, 0, st>>>(
-                   (T *)dx, (const T *)dout, (const T *)x, (const T *)w, (const T *)mean, (const T *)rstd, C))
+                   (T *)dx, (const T *)dout, (const T *)x, (const T *)w, mean, rstd, C))
 }
 
 template <typename T>
-__global__ void k_rmsnorm_fwd(T *out, T *rstd, const T *x, const T *w, float eps, int64_t C) {
+__global__ void k_rmsnorm_fwd(T *out, float *rstd, const T *x, const T *w, float eps, int64_t C) {
   const int64_t row = blockIdx.x, o = row * C;
   float s = 0;
   for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
@@ -256,18 +301,18 @@ __global__ void k_rmsnorm_fwd(T *out, T *rstd, const T *x, const T *w, float eps
   }
   const float r = 1.0f / sqrtf(block_sum(s) / (float)C + eps);
   for (int64_t c = threadIdx.x; c < C; c += blockDim.x) st_(out, o + c, ld(x, o + c) * r * ld(w, c));
-  if (threadIdx.x == 0) st_(rstd, row, r);
+  if (threadIdx.x == 0) rstd[row] = r;
 }
-extern "C" cudaError_t pxk_rmsnorm_fwd(cudaStream_t st, int dt, void *out, void *rstd, const void *x,
+extern "C" cudaError_t pxk_rmsnorm_fwd(cudaStream_t st, int dt, void *out, float *rstd, const void *x,
                                        const void *w, double eps, int64_t N, int64_t C) {
-  DISPATCH(dt, k_rmsnorm_fwd<T><<<(unsigned)N, ROW_THREADS, 0, st>>>((T *)out, (T *)rstd, (const T *)x,
+  DISPATCH(dt, k_rmsnorm_fwd<T><<<(unsigned)N, ROW_THREADS, 0, st>>>((T *)out, rstd, (const T *)x,
                                                                       (const T *)w, (float)eps, C))
 }
 
 template <typename T>
-__global__ void k_rmsnorm_bwd_dx(T *dx, const T *dout, const T *x, const T *w, const T *rstd, int64_t C) {
+__global__ void k_rmsnorm_bwd_dx(T *dx, const T *dout, const T *x, const T *w, const float *rstd, int64_t C) {
   const int64_t row = blockIdx.x, o = row * C;
-  const float r = ld(rstd, row);
+  const float r = rstd[row];
   float s = 0;
   for (int64_t c = threadIdx.x; c < C; c += blockDim.x) s += ld(dout, o + c) * ld(w, c) * ld(x, o + c) * r;
   const float dn_n_mean = block_sum(s) / (float)C;
@@ -277,9 +322,9 @@ __global__ void k_rmsnorm_bwd_dx(T *dx, const T *dout, const T *x, const T *w, c
   }
 }
 extern "C" cudaError_t pxk_rmsnorm_bwd_dx(cudaStream_t st, int dt, void *dx, const void *dout, const void *x,
-                                          const void *w, const void *rstd, int64_t N, int64_t C) {
+                                          const void *w, const float *rstd, int64_t N, int64_t C) {
   DISPATCH(dt, k_rmsnorm_bwd_dx<T><<<(unsigned)N, ROW_THREADS, 0, st>>>(
-                   (T *)dx, (const T *)dout, (const T *)x, (const T *)w, (const T *)rstd, C))
+                   (T *)dx, (const T *)dout, (const T *)x, (const T *)w, rstd, C))
 }
 
 /* ---- element-wise ---- */
@@ -774,7 +819,7 @@ extern "C" cudaError_t pxk_attention_bwd(cudaStream_t st, int dt, void *dqkv, co
 #define BO_ROW(base, b, t, h) ((base) + ((int64_t)(b) * g.Tq + (t)) * ((int64_t)g.H * g.hd) + (int64_t)(h) * g.hd)
 
 template <typename T>
-__global__ void k_attn_block_fwd(T *out, T *lse, const T *q, const T *kv, AttGeo g) {
+__global__ void k_attn_block_fwd(T *out, float *lse, const T *q, const T *kv, AttGeo g) {
   const int64_t r = (int64_t)blockIdx.x * ATT_WARPS + (threadIdx.x >> 5); /* (b, h, i) */
   const int lane = threadIdx.x & 31;
   if (r >= (int64_t)g.B * g.H * g.Tq) return;
@@ -793,21 +838,21 @@ __global__ void k_attn_block_fwd(T *out, T *lse, const T *q, const T *kv, AttGeo
     int d = lane + 32 * k;
     if (d < g.hd) st_(orow, d, l > 0.f ? o[k] / l : 0.f);
   }
-  if (lane == 0) st_(lse, r, l > 0.f ? mx + logf(l) : -INFINITY);
+  if (lane == 0) lse[r] = l > 0.f ? mx + logf(l) : -INFINITY;
 }
 
 /* one thread per row (b, h, t) */
 template <typename T>
-__global__ void k_attn_merge(T *out, T *lse, const T *out_b, const T *lse_b, int B, int Tn, int H, int hd) {
+__global__ void k_attn_merge(T *out, float *lse, const T *out_b, const float *lse_b, int B, int Tn, int H, int hd) {
   GRID_STRIDE(r, (int64_t)B * H * Tn) {
     const int64_t t = r % Tn, h = r / Tn % H, b = r / ((int64_t)Tn * H);
-    float la = ld(lse, r), lb = ld(lse_b, r), m = fmaxf(la, lb);
+    float la = lse[r], lb = lse_b[r], m = fmaxf(la, lb);
     if (m == -INFINITY) continue;
     float l = m + logf(expf(la - m) + expf(lb - m)), wa = expf(la - l), wb = expf(lb - l);
     T *o = out + (b * Tn + t) * ((int64_t)H * hd) + h * hd;
     const T *ob = out_b + (b * Tn + t) * ((int64_t)H * hd) + h * hd;
     for (int d = 0; d < hd; d++) st_(o, d, wa * ld(o, d) + wb * ld(ob, d));
-    st_(lse, r, l);
+    lse[r] = l;
   }
 }
 
@@ -820,13 +865,13 @@ __device__ __forceinline__ float blk_D(const T *dout, const T *out, const AttGeo
 }
 
 template <typename T>
-__global__ void k_attn_block_bwd_q(T *dq, const T *dout, const T *q, const T *kv, const T *out, const T *lse,
+__global__ void k_attn_block_bwd_q(T *dq, const T *dout, const T *q, const T *kv, const T *out, const float *lse,
                                    AttGeo g) {
   const int64_t r = (int64_t)blockIdx.x * ATT_WARPS + (threadIdx.x >> 5);
   if (r >= (int64_t)g.B * g.H * g.Tq) return;
   const int i = (int)(r % g.Tq), h = (int)(r / g.Tq % g.H), b = (int)(r / ((int64_t)g.Tq * g.H));
   const int kvh = h / (g.H / g.KV), pi = pos_of(g.qp, i);
-  const float l = ld(lse, r);
+  const float l = lse[r];
   if (l == -INFINITY) return;
   float qr[ATT_K], dO[ATT_K], dqr[ATT_K];
   warp_load(qr, Q_ROW(q, b, i, h), g.hd, g.scale);
@@ -846,7 +891,7 @@ __global__ void k_attn_block_bwd_q(T *dq, const T *dout, const T *q, const T *kv
 /* one warp per key row (b, kvh, j) over the query heads of its group: no two
  * warps write the same dK / dV row */
 template <typename T>
-__global__ void k_attn_block_bwd_kv(T *dkv, const T *dout, const T *q, const T *kv, const T *out, const T *lse,
+__global__ void k_attn_block_bwd_kv(T *dkv, const T *dout, const T *q, const T *kv, const T *out, const float *lse,
                                     AttGeo g) {
   const int64_t r = (int64_t)blockIdx.x * ATT_WARPS + (threadIdx.x >> 5);
   if (r >= (int64_t)g.B * g.KV * g.Tk) return;
@@ -860,7 +905,7 @@ __global__ void k_attn_block_bwd_kv(T *dkv, const T *dout, const T *q, const T *
   for (int h = kvh * per; h < (kvh + 1) * per; h++)
     for (int i = 0; i < g.Tq; i++) {
       if (pos_of(g.qp, i) < pj) continue;
-      const float l = ld(lse, ((int64_t)b * g.H + h) * g.Tq + i);
+      const float l = lse[((int64_t)b * g.H + h) * g.Tq + i];
       if (l == -INFINITY) continue;
       const T *qr = Q_ROW(q, b, i, h), *dor = BO_ROW(dout, b, i, h);
       float p = expf(warp_dot(kreg, qr, g.hd) - l);
@@ -871,35 +916,35 @@ __global__ void k_attn_block_bwd_kv(T *dkv, const T *dout, const T *q, const T *
   warp_add_store(V_ROW(dkv, b, j, kvh), dv, g.hd, 1.f);
 }
 
-extern "C" cudaError_t pxk_attn_block_fwd(cudaStream_t st, int dt, void *out, void *lse, const void *q, const void *kv,
+extern "C" cudaError_t pxk_attn_block_fwd(cudaStream_t st, int dt, void *out, float *lse, const void *q, const void *kv,
                                           int B, int Tq, int Tk, int heads, int kv_heads, int head_dim, PxkPos qp,
                                           PxkPos kp) {
   if (head_dim > PXK_ATT_MAX_HEAD_DIM) return cudaErrorInvalidValue;
   AttGeo g = att_geo(B, Tq, Tk, heads, kv_heads, head_dim, qp, kp);
   DISPATCH(dt, k_attn_block_fwd<T><<<att_blocks((int64_t)B * heads * Tq), 32 * ATT_WARPS, 0, st>>>(
-                   (T *)out, (T *)lse, (const T *)q, (const T *)kv, g))
+                   (T *)out, lse, (const T *)q, (const T *)kv, g))
 }
 
-extern "C" cudaError_t pxk_attn_merge(cudaStream_t st, int dt, void *out, void *lse, const void *out_b,
-                                      const void *lse_b, int B, int Tn, int heads, int head_dim) {
+extern "C" cudaError_t pxk_attn_merge(cudaStream_t st, int dt, void *out, float *lse, const void *out_b,
+                                      const float *lse_b, int B, int Tn, int heads, int head_dim) {
   int64_t n = (int64_t)B * heads * Tn;
-  DISPATCH(dt, k_attn_merge<T><<<ew_blocks(n), EW_THREADS, 0, st>>>((T *)out, (T *)lse, (const T *)out_b,
-                                                                     (const T *)lse_b, B, Tn, heads, head_dim))
+  DISPATCH(dt, k_attn_merge<T><<<ew_blocks(n), EW_THREADS, 0, st>>>((T *)out, lse, (const T *)out_b,
+                                                                     lse_b, B, Tn, heads, head_dim))
 }
 
 extern "C" cudaError_t pxk_attn_block_bwd(cudaStream_t st, int dt, void *dq, void *dkv, const void *dout,
-                                          const void *q, const void *kv, const void *out, const void *lse, int B,
+                                          const void *q, const void *kv, const void *out, const float *lse, int B,
                                           int Tq, int Tk, int heads, int kv_heads, int head_dim, PxkPos qp,
                                           PxkPos kp) {
   if (head_dim > PXK_ATT_MAX_HEAD_DIM) return cudaErrorInvalidValue;
   AttGeo g = att_geo(B, Tq, Tk, heads, kv_heads, head_dim, qp, kp);
   DISPATCH(dt, {
     k_attn_block_bwd_q<T><<<att_blocks((int64_t)B * heads * Tq), 32 * ATT_WARPS, 0, st>>>(
-        (T *)dq, (const T *)dout, (const T *)q, (const T *)kv, (const T *)out, (const T *)lse, g);
+        (T *)dq, (const T *)dout, (const T *)q, (const T *)kv, (const T *)out, lse, g);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return e;
     k_attn_block_bwd_kv<T><<<att_blocks((int64_t)B * kv_heads * Tk), 32 * ATT_WARPS, 0, st>>>(
-        (T *)dkv, (const T *)dout, (const T *)q, (const T *)kv, (const T *)out, (const T *)lse, g);
+        (T *)dkv, (const T *)dout, (const T *)q, (const T *)kv, (const T *)out, lse, g);
   })
 }
 
@@ -915,9 +960,10 @@ __device__ __forceinline__ void tc_entry(const PxkAttTc &a, int n, int *b, int *
   *h = *j * per + i;
 }
 
-/* One thread per entry e < E: the GEMMs' pointers (byte offsets of the element size es). */
+/* One thread per entry e < E: the GEMMs' pointers (byte offsets of the element size es; dK, dV in the fp32
+ * rows of 2*KV*hd of dkv_acc when it is given). */
 __global__ void k_att_tc_ptrs(char **ptrs, PxkAttTc a, int es, const char *q, const char *kv, const char *o, char *S,
-                              char *P, char *dP, char *dS, char *dq, char *dkv) {
+                              char *P, char *dP, char *dS, char *dq, char *dkv, char *dkv_acc) {
   const int e = blockIdx.x * blockDim.x + threadIdx.x;
   if (e >= a.E) return;
   int b, h, j;
@@ -928,21 +974,40 @@ __global__ void k_att_tc_ptrs(char **ptrs, PxkAttTc a, int es, const char *q, co
   const int64_t ov = ((int64_t)b * a.Tk * W + (int64_t)(a.H + a.KV + j) * a.hd) * es; /* V rows 0.. */
   const int64_t oo = (((int64_t)b * a.Tq + a.q0) * C + (int64_t)h * a.hd) * es;      /* O rows q0.. (B*Tq, C) */
   const int64_t t4 = (int64_t)e * a.tile * 4, th = (int64_t)e * a.tile * es;         /* fp32 and dt tiles */
+  const int64_t W2 = (int64_t)2 * a.KV * a.hd;                                        /* dkv_acc's rows */
+  char *const dk = dkv_acc ? dkv_acc + ((int64_t)b * a.Tk * W2 + (int64_t)j * a.hd) * 4 : dkv + ok;
+  char *const dv = dkv_acc ? dkv_acc + ((int64_t)b * a.Tk * W2 + (int64_t)(a.KV + j) * a.hd) * 4 : dkv + ov;
   char *const vals[PXK_ATP_N] = {
     (char *)q + oq, (char *)kv + ok, (char *)kv + ov, (char *)o + oo, S + t4, P + th, dP + t4, dS + th,
-    dq + oq, dkv + ok, dkv + ov,
+    dq + oq, dk, dv,
   };
   for (int k = 0; k < PXK_ATP_N; k++) ptrs[(int64_t)k * a.E + e] = vals[k];
 }
 
 extern "C" cudaError_t pxk_att_tc_ptrs(cudaStream_t st, int dt, void **ptrs, PxkAttTc a, const void *q, const void *kv,
-                                       const void *o, void *S, void *P, void *dP, void *dS, void *dq, void *dkv) {
+                                       const void *o, void *S, void *P, void *dP, void *dS, void *dq, void *dkv,
+                                       float *dkv_acc) {
   const int es = dt == PXK_F32 ? 4 : 2;
   /* NULL bases (tiles or gradients an op does not use) give pointers that are never read */
   k_att_tc_ptrs<<<(a.E + 127) / 128, 128, 0, st>>>((char **)ptrs, a, es, (const char *)q, (const char *)kv,
                                                    (const char *)o, (char *)S, (char *)P, (char *)dP, (char *)dS,
-                                                   (char *)dq, (char *)dkv);
+                                                   (char *)dq, (char *)dkv, (char *)dkv_acc);
   return cudaGetLastError();
+}
+
+/* dkv's key and value columns += acc (rows of 2*KV*hd fp32), rounded once */
+template <typename T> __global__ void k_att_add_kv(T *dkv, const float *acc, int64_t rows, int64_t W, int64_t c0,
+                                                   int64_t W2) {
+  GRID_STRIDE(idx, rows * W2) {
+    const int64_t i = idx / W2 * W + c0 + idx % W2;
+    st_(dkv, i, ld(dkv, i) + acc[idx]);
+  }
+}
+extern "C" cudaError_t pxk_att_add_kv(cudaStream_t st, int dt, void *dkv, const float *acc, int64_t rows, int H,
+                                      int KV, int hd) {
+  const int64_t W = (int64_t)(H + 2 * KV) * hd, W2 = (int64_t)2 * KV * hd;
+  DISPATCH(dt, k_att_add_kv<T><<<ew_blocks(rows * W2), EW_THREADS, 0, st>>>((T *)dkv, acc, rows, W, (int64_t)H * hd,
+                                                                             W2))
 }
 
 /* row r = (e, i) of a block -> its entry's lse index, the query's position
@@ -962,8 +1027,8 @@ __device__ __forceinline__ TcRow tc_row(const PxkAttTc &a, int64_t r) {
   return w;
 }
 
-/* S, P: tiles (E of nq x ldS); lse (B*H, Tq) fp32 or T */
-template <typename T> __global__ void k_att_tc_softmax_fwd(PxkAttTc a, const float *S, T *P, void *lse) {
+/* S, P: tiles (E of nq x ldS); lse (B*H, Tq) fp32 */
+template <typename T> __global__ void k_att_tc_softmax_fwd(PxkAttTc a, const float *S, T *P, float *lse) {
   const int64_t r = (int64_t)blockIdx.x * ATT_WARPS + (threadIdx.x >> 5); /* (e, i) */
   const int lane = threadIdx.x & 31;
   if (r >= (int64_t)a.E * a.nq) return; /* whole warps leave together */
@@ -982,19 +1047,16 @@ template <typename T> __global__ void k_att_tc_softmax_fwd(PxkAttTc a, const flo
   const float lse_v = l > 0.f ? mx + logf(l) : -INFINITY;
   for (int j = lane; j < a.nk; j += 32)
     st_(p, j, lse_v > -INFINITY && pos_of(a.kp, j) <= w.pq ? expf(s[j] * a.scale - lse_v) : 0.f);
-  if (lane == 0) {
-    if (a.lse_f32) ((float *)lse)[w.lse_i] = lse_v;
-    else st_((T *)lse, w.lse_i, lse_v);
-  }
+  if (lane == 0) lse[w.lse_i] = lse_v;
 }
 
-extern "C" cudaError_t pxk_att_tc_softmax_fwd(cudaStream_t st, int dt, PxkAttTc a, const float *S, void *P, void *lse) {
+extern "C" cudaError_t pxk_att_tc_softmax_fwd(cudaStream_t st, int dt, PxkAttTc a, const float *S, void *P, float *lse) {
   DISPATCH(dt, k_att_tc_softmax_fwd<T><<<att_blocks((int64_t)a.E * a.nq), 32 * ATT_WARPS, 0, st>>>(a, S, (T *)P, lse))
 }
 
 /* S, dP: fp32 tiles; P, dS: tiles of T; lse as above; D (B*H, Tq) fp32 or NULL */
 template <typename T>
-__global__ void k_att_tc_softmax_bwd(PxkAttTc a, const float *S, const float *dP, T *P, T *dS, const void *lse,
+__global__ void k_att_tc_softmax_bwd(PxkAttTc a, const float *S, const float *dP, T *P, T *dS, const float *lse,
                                      const float *D) {
   const int64_t r = (int64_t)blockIdx.x * ATT_WARPS + (threadIdx.x >> 5); /* (e, i) */
   const int lane = threadIdx.x & 31;
@@ -1002,7 +1064,7 @@ __global__ void k_att_tc_softmax_bwd(PxkAttTc a, const float *S, const float *dP
   const TcRow w = tc_row(a, r);
   const float *s = S + w.off, *dp = dP + w.off;
   T *p = P + w.off, *ds = dS + w.off;
-  const float l = a.lse_f32 ? ((const float *)lse)[w.lse_i] : ld((const T *)lse, w.lse_i);
+  const float l = lse[w.lse_i];
   float d;
   if (D) {
     d = D[w.lse_i];
@@ -1021,7 +1083,7 @@ __global__ void k_att_tc_softmax_bwd(PxkAttTc a, const float *S, const float *dP
 }
 
 extern "C" cudaError_t pxk_att_tc_softmax_bwd(cudaStream_t st, int dt, PxkAttTc a, const float *S, const float *dP,
-                                              void *P, void *dS, const void *lse, const float *D) {
+                                              void *P, void *dS, const float *lse, const float *D) {
   DISPATCH(dt, k_att_tc_softmax_bwd<T><<<att_blocks((int64_t)a.E * a.nq), 32 * ATT_WARPS, 0, st>>>(
                    a, S, dP, (T *)P, (T *)dS, lse, D))
 }
@@ -1059,7 +1121,7 @@ template <typename T> __device__ void row_softmax_stats(const T *logits, int64_t
 }
 
 template <typename T>
-__global__ void k_ce_fwd(T *losses, double *loss64, const T *logits, const int32_t *tgt, int *bad, int64_t V) {
+__global__ void k_ce_fwd(float *losses, double *loss64, const T *logits, const int32_t *tgt, int *bad, int64_t V) {
   const int64_t i = blockIdx.x, o = i * V;
   float mx, s;
   row_softmax_stats(logits, o, V, &mx, &s);
@@ -1074,12 +1136,12 @@ __global__ void k_ce_fwd(T *losses, double *loss64, const T *logits, const int32
       l = (double)mx + log((double)s) - (double)ld(logits, o + t);
     }
     loss64[i] = l;
-    st_(losses, i, (float)l);
+    losses[i] = (float)l;
   }
 }
-extern "C" cudaError_t pxk_ce_fwd(cudaStream_t st, int dt, void *losses, double *loss64, const void *logits,
+extern "C" cudaError_t pxk_ce_fwd(cudaStream_t st, int dt, float *losses, double *loss64, const void *logits,
                                   const int32_t *tgt, int *bad, int64_t N, int64_t V) {
-  DISPATCH(dt, k_ce_fwd<T><<<(unsigned)N, ROW_THREADS, 0, st>>>((T *)losses, loss64, (const T *)logits, tgt,
+  DISPATCH(dt, k_ce_fwd<T><<<(unsigned)N, ROW_THREADS, 0, st>>>(losses, loss64, (const T *)logits, tgt,
                                                                 bad, V))
 }
 
@@ -1103,69 +1165,69 @@ extern "C" cudaError_t pxk_ce_bwd(cudaStream_t st, int dt, void *dlogits, const 
                                                                 bad, V))
 }
 
-template <typename T> __global__ void k_ce_vp_max(T *rowmax, const T *logits, int64_t V, int64_t n_real) {
+template <typename T> __global__ void k_ce_vp_max(float *rowmax, const T *logits, int64_t V, int64_t n_real) {
   const int64_t i = blockIdx.x;
   float mx = -INFINITY;
   for (int64_t v = threadIdx.x; v < n_real; v += blockDim.x) mx = fmaxf(mx, ld(logits, i * V + v));
   mx = block_max(mx);
-  if (threadIdx.x == 0) st_(rowmax, i, mx);
+  if (threadIdx.x == 0) rowmax[i] = mx;
 }
-extern "C" cudaError_t pxk_ce_vp_max(cudaStream_t st, int dt, void *rowmax, const void *logits, int64_t N,
+extern "C" cudaError_t pxk_ce_vp_max(cudaStream_t st, int dt, float *rowmax, const void *logits, int64_t N,
                                      int64_t V, int64_t n_real) {
-  DISPATCH(dt, k_ce_vp_max<T><<<(unsigned)N, ROW_THREADS, 0, st>>>((T *)rowmax, (const T *)logits, V, n_real))
+  DISPATCH(dt, k_ce_vp_max<T><<<(unsigned)N, ROW_THREADS, 0, st>>>(rowmax, (const T *)logits, V, n_real))
 }
 
 template <typename T>
-__global__ void k_ce_vp_stats(T *stats, const T *logits, const int32_t *tgt, const T *gmax, int64_t v0,
+__global__ void k_ce_vp_stats(float *stats, const T *logits, const int32_t *tgt, const float *gmax, int64_t v0,
                               int64_t N, int64_t V, int64_t n_real) {
   const int64_t i = blockIdx.x;
-  const float mx = ld(gmax, i);
+  const float mx = gmax[i];
   float s = 0;
   for (int64_t v = threadIdx.x; v < n_real; v += blockDim.x) s += expf(ld(logits, i * V + v) - mx);
   s = block_sum(s);
   if (threadIdx.x == 0) {
     int64_t t = (int64_t)tgt[i] - v0;
-    st_(stats, i, s);
-    st_(stats, N + i, t >= 0 && t < n_real ? ld(logits, i * V + t) : 0.f);
+    stats[i] = s;
+    stats[N + i] = t >= 0 && t < n_real ? ld(logits, i * V + t) : 0.f;
   }
 }
-extern "C" cudaError_t pxk_ce_vp_stats(cudaStream_t st, int dt, void *stats, const void *logits,
-                                       const int32_t *tgt, const void *gmax, int64_t v0, int64_t N, int64_t V,
+extern "C" cudaError_t pxk_ce_vp_stats(cudaStream_t st, int dt, float *stats, const void *logits,
+                                       const int32_t *tgt, const float *gmax, int64_t v0, int64_t N, int64_t V,
                                        int64_t n_real) {
-  DISPATCH(dt, k_ce_vp_stats<T><<<(unsigned)N, ROW_THREADS, 0, st>>>((T *)stats, (const T *)logits, tgt,
-                                                                      (const T *)gmax, v0, N, V, n_real))
+  DISPATCH(dt, k_ce_vp_stats<T><<<(unsigned)N, ROW_THREADS, 0, st>>>(stats, (const T *)logits, tgt,
+                                                                      gmax, v0, N, V, n_real))
 }
 
-template <typename T>
-__global__ void k_ce_vp_loss(T *losses, double *loss64, const T *gmax, const T *stats, int64_t N) {
+/* statistics only: fp32 whatever the logits' type */
+__global__ void k_ce_vp_loss(float *losses, double *loss64, const float *gmax, const float *stats, int64_t N) {
   GRID_STRIDE(i, N) {
-    double l = log((double)ld(stats, i)) + (double)ld(gmax, i) - (double)ld(stats, N + i);
+    double l = log((double)stats[i]) + (double)gmax[i] - (double)stats[N + i];
     loss64[i] = l;
-    st_(losses, i, (float)l);
+    losses[i] = (float)l;
   }
 }
-extern "C" cudaError_t pxk_ce_vp_loss(cudaStream_t st, int dt, void *losses, double *loss64, const void *gmax,
-                                      const void *stats, int64_t N) {
-  DISPATCH(dt, k_ce_vp_loss<T><<<ew_blocks(N), EW_THREADS, 0, st>>>((T *)losses, loss64, (const T *)gmax,
-                                                                     (const T *)stats, N))
+extern "C" cudaError_t pxk_ce_vp_loss(cudaStream_t st, float *losses, double *loss64, const float *gmax,
+                                      const float *stats, int64_t N) {
+  k_ce_vp_loss<<<ew_blocks(N), EW_THREADS, 0, st>>>(losses, loss64, gmax, stats, N);
+  return cudaGetLastError();
 }
 
 template <typename T>
-__global__ void k_ce_vp_bwd(T *dlogits, const T *logits, const int32_t *tgt, const T *gmax, const T *stats,
+__global__ void k_ce_vp_bwd(T *dlogits, const T *logits, const int32_t *tgt, const float *gmax, const float *stats,
                             int64_t v0, int64_t n_real, float f, int64_t N, int64_t V) {
   GRID_STRIDE(idx, N * V) {
     int64_t i = idx / V, v = idx % V;
     if (v >= n_real) continue;
-    float d = f * expf(ld(logits, idx) - ld(gmax, i)) / ld(stats, i);
+    float d = f * expf(ld(logits, idx) - gmax[i]) / stats[i];
     if ((int64_t)tgt[i] - v0 == v) d -= f;
     st_(dlogits, idx, ld(dlogits, idx) + d);
   }
 }
 extern "C" cudaError_t pxk_ce_vp_bwd(cudaStream_t st, int dt, void *dlogits, const void *logits,
-                                     const int32_t *tgt, const void *gmax, const void *stats, int64_t v0,
+                                     const int32_t *tgt, const float *gmax, const float *stats, int64_t v0,
                                      int64_t n_real, double f, int64_t N, int64_t V) {
   DISPATCH(dt, k_ce_vp_bwd<T><<<ew_blocks(N * V), EW_THREADS, 0, st>>>(
-                   (T *)dlogits, (const T *)logits, tgt, (const T *)gmax, (const T *)stats, v0, n_real, (float)f,
+                   (T *)dlogits, (const T *)logits, tgt, gmax, stats, v0, n_real, (float)f,
                    N, V))
 }
 
