@@ -18,6 +18,11 @@
  *   - the one-way time of a pipeline transfer (one micro-batch's activation)
  *     issued as the runtime issues it, on p2p streams, its receiver waiting
  *     through its peer's work: [node] p2p_latency.
+ * --dtype bf16|f16 measures the kernels a run of that dtype executes (half
+ * GEMMs and activations, fp32 statistics, the mixed-precision optimizer),
+ * writes the GEMM rate as peak_bf16 / peak_fp16 and every bandwidth against
+ * the bytes cost.c charges a plan of that precision; [cluster]
+ * calibrated_dtype records the dtype (docs/cost.md section 8).
  * Only the public APIs of backend.h and comm.h are used, so the same command
  * serves CUDA/NCCL once they exist (--backend cuda). Times are medians of
  * --reps runs after one warm-up. */

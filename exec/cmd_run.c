@@ -16,7 +16,9 @@
  * after the first), time per instruction kind per rank, idle share, memory;
  * --trace then holds both timelines, and --plot DIR draws them as one figure
  * (DIR/compare.png, .svg: a predicted and a measured row per rank) beside
- * the measured timeline and memory. */
+ * the measured timeline and memory. A bf16 / f16 run is simulated at that
+ * precision (run_compare.h px_run_compare_plan); a cluster profile that
+ * calibrate measured in another dtype is refused before the first step. */
 #include <json-glib/json-glib.h>
 #include <math.h>
 #include <stdio.h>
