@@ -144,10 +144,15 @@ static PxTensor *pool_tensor(Pool *p, const char *name, PxDType dt, gint64 r, gi
     g_autofree gint32 *h = g_new(gint32, n);
     for (gint64 i = 0; i < n; i++) h[i] = (gint32)((p->seed = p->seed * 1664525u + 1013904223u) >> 8) % 1024;
     ok = px_tensor_upload(t, h, error);
-  } else { /* through doubles: the same values in any float dtype (a half one rounds them) */
-    g_autofree double *h = g_new(double, n);
+  } else {
+    g_autofree float *h = g_new(float, n);
     for (gint64 i = 0; i < n; i++) h[i] = (float)((p->seed = p->seed * 1664525u + 1013904223u) >> 8) / (1 << 23) - 1.0f;
-    ok = px_tensor_upload_f64(t, h, error);
+    if (dt == PX_DTYPE_F32) ok = px_tensor_upload(t, h, error);
+    else { /* the same values through doubles, rounded once into dt */
+      g_autofree double *hd = g_new(double, n);
+      for (gint64 i = 0; i < n; i++) hd[i] = h[i];
+      ok = px_tensor_upload_f64(t, hd, error);
+    }
   }
   return ok ? t : NULL;
 }
