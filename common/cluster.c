@@ -67,6 +67,26 @@ static gboolean load_curve(GKeyFile *kf, const char *path, const char *group, Px
   return TRUE;
 }
 
+/* [cluster] calibrated_dtype: absent (NULL), or f32, bf16 or f16 (fp32 and
+ * fp16 read as f32 and f16), kept in that canonical spelling. */
+static gboolean load_calibrated_dtype(GKeyFile *kf, const char *path, char **out, GError **error) {
+  static const char *names[][2] = {{"f32", "f32"}, {"fp32", "f32"}, {"bf16", "bf16"}, {"f16", "f16"}, {"fp16", "f16"}};
+  g_autofree char *raw = NULL;
+  *out = NULL;
+  if (!px_config_get_string(kf, path, "cluster", "calibrated_dtype", TRUE, &raw, PX_CLUSTER_ERROR,
+                            PX_CLUSTER_ERROR_INVALID, error))
+    return FALSE;
+  if (!raw) return TRUE;
+  for (gsize i = 0; i < G_N_ELEMENTS(names); i++)
+    if (!g_ascii_strcasecmp(raw, names[i][0])) {
+      *out = g_strdup(names[i][1]);
+      return TRUE;
+    }
+  g_set_error(error, PX_CLUSTER_ERROR, PX_CLUSTER_ERROR_INVALID,
+              "%s: [cluster] calibrated_dtype = '%s' is not f32, bf16 or f16", path, raw);
+  return FALSE;
+}
+
 PxCluster *px_cluster_load_ini(const char *path, GError **error) {
   g_autoptr(GKeyFile) kf = px_config_load_keyfile(path, PX_CLUSTER_ERROR, PX_CLUSTER_ERROR_PARSE, error);
   if (!kf) return NULL;
@@ -77,6 +97,7 @@ PxCluster *px_cluster_load_ini(const char *path, GError **error) {
   const int E = PX_CLUSTER_ERROR_INVALID;
   if (!px_config_get_string(kf, path, "cluster", "name", TRUE, &c->name, D, E, error) ||
       !px_config_get_int(kf, path, "cluster", "nodes", TRUE, 1, 1, &nodes, D, E, error) ||
+      !load_calibrated_dtype(kf, path, &c->calibrated_dtype, error) ||
       !px_config_get_string(kf, path, "gpu", "name", TRUE, &c->gpu, D, E, error) ||
       !get_bytes(kf, path, "gpu", "memory", FALSE, 0, &mem, error) ||
       !px_config_get_double(kf, path, "gpu", "peak_fp32", FALSE, 0, 1, &c->peak_fp32, D, E, error) ||
@@ -185,6 +206,7 @@ PxCluster *px_cluster_copy(const PxCluster *c) {
   PxCluster *n = g_memdup2(c, sizeof *c);
   n->name = g_strdup(c->name);
   n->gpu = g_strdup(c->gpu);
+  n->calibrated_dtype = g_strdup(c->calibrated_dtype);
   return n;
 }
 
@@ -192,5 +214,6 @@ void px_cluster_free(PxCluster *c) {
   if (!c) return;
   g_free(c->name);
   g_free(c->gpu);
+  g_free(c->calibrated_dtype);
   g_free(c);
 }

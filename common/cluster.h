@@ -40,6 +40,10 @@ typedef struct {
 typedef struct {
   char *name;
   char *gpu;                 /* e.g. "A100-SXM4-80GB" */
+  char *calibrated_dtype;    /* [cluster] calibrated_dtype: the dtype `parallax-exec calibrate --dtype` measured
+                              * the rates in, "f32", "bf16" or "f16"; NULL: not measured by calibrate (a
+                              * preset or a hand-written profile). `run --compare` refuses a run of another
+                              * dtype against it (docs/cost.md section 9) */
   gint64 gpu_memory;         /* bytes */
   double peak_fp32;          /* dense FLOP/s, no sparsity */
   double peak_tf32;

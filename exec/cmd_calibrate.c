@@ -18,6 +18,11 @@
  *   - the one-way time of a pipeline transfer (one micro-batch's activation)
  *     issued as the runtime issues it, on p2p streams, its receiver waiting
  *     through its peer's work: [node] p2p_latency.
+ * --dtype bf16|f16 measures the kernels a run of that dtype executes (half
+ * GEMMs and activations, fp32 statistics, the mixed-precision optimizer),
+ * writes the GEMM rate as peak_bf16 / peak_fp16 and every bandwidth against
+ * the bytes cost.c charges a plan of that precision; [cluster]
+ * calibrated_dtype records the dtype (docs/cost.md section 8).
  * Only the public APIs of backend.h and comm.h are used, so the same command
  * serves CUDA/NCCL once they exist (--backend cuda). Times are medians of
  * --reps runs after one warm-up. */
@@ -111,9 +116,9 @@ static gboolean add_once(void *d, GError **error) {
   return px_op_residual_fwd(a->be, a->out, a->a, a->b, error);
 }
 
-static PxTensor *tensor2(PxBackend *be, const char *name, gint64 r, gint64 c, GError **error) {
+static PxTensor *tensor2(PxBackend *be, const char *name, PxDType dt, gint64 r, gint64 c, GError **error) {
   gint64 shape[2] = {r, c};
-  return px_tensor_new(be, name, PX_DTYPE_F32, PX_MEM_BUFFERS, 2, shape, error);
+  return px_tensor_new(be, name, dt, PX_MEM_BUFFERS, 2, shape, error);
 }
 
 /* ---- the op classes the cost model charges apart (PxOpClass), at the
@@ -142,7 +147,12 @@ static PxTensor *pool_tensor(Pool *p, const char *name, PxDType dt, gint64 r, gi
   } else {
     g_autofree float *h = g_new(float, n);
     for (gint64 i = 0; i < n; i++) h[i] = (float)((p->seed = p->seed * 1664525u + 1013904223u) >> 8) / (1 << 23) - 1.0f;
-    ok = px_tensor_upload(t, h, error);
+    if (dt == PX_DTYPE_F32) ok = px_tensor_upload(t, h, error);
+    else { /* the same values through doubles, rounded once into dt */
+      g_autofree double *hd = g_new(double, n);
+      for (gint64 i = 0; i < n; i++) hd[i] = h[i];
+      ok = px_tensor_upload_f64(t, hd, error);
+    }
   }
   return ok ? t : NULL;
 }
@@ -167,6 +177,7 @@ typedef struct {
   PxTensor *gmax, *stats;                                         /* vocabulary-parallel cross entropy (tp > 1) */
   GArray *items;                                                  /* PxAdamWItem */
   GPtrArray *grads;
+  GPtrArray *halves;                                              /* mixed precision: the half parameters */
 } Ops;
 
 static gboolean op_once(void *data, GError **error) {
@@ -213,6 +224,10 @@ static gboolean op_once(void *data, GError **error) {
         !px_tensor_download(o->sq, &sq, error) ||
         !px_op_adamw_multi(be, (const PxAdamWItem *)o->items->data, (int)o->items->len, &opt, NULL, NULL, error))
       return FALSE;
+    /* mixed precision: the fp32 master rounded into the half parameters */
+    for (guint i = 0; o->halves && i < o->halves->len; i++)
+      if (!px_op_cast(be, o->halves->pdata[i], g_array_index(o->items, PxAdamWItem, i).param, FALSE, error))
+        return FALSE;
     for (guint i = 0; i < o->grads->len; i++)
       if (!px_tensor_zero(o->grads->pdata[i], error)) return FALSE;
     return TRUE;
@@ -234,34 +249,65 @@ typedef struct {
   double block_fwd_s;     /* one block's forward ops but its GEMMs (seconds) */
 } ClassRates;
 
-/* Every op class at B x S tokens of the model (fp32), written to ini as
- * comments (time, what it moves, the rate), the rates into r. The optimizer
- * runs over the first block's, the embedding's and the LM head's tensors
- * (each up to 2^24 elements). */
-static gboolean measure_classes(PxBackend *be, const PxModel *model, int B, int S, int tp, int reps, double overhead,
-                                GString *ini, ClassRates *r, GError **error) {
+/* The plan whose bytes the cost model charges a run in dt with: cost.c
+ * counts E = px_plan_act_bytes(plan) per activation element (4 for fp32, 2
+ * for bf16 / fp16) and the optimizer's px_cost_optimizer_bytes with the
+ * gradient reduction's bytes, which the runtime does in fp32 (its fp32
+ * plan; run --compare pins them: exec/run_compare.c px_run_compare_plan). */
+typedef struct {
+  PxPrecision prec;
+  int E, G;
+} Charged;
+
+static Charged charged_of(PxDType dt) {
+  PxPlan p;
+  px_plan_init(&p);
+  p.stack = PX_STACK_PARALLAX;
+  p.precision = PX_PREC_FP32; /* the runtime's own plan */
+  Charged c = {dt == PX_DTYPE_BF16 ? PX_PREC_BF16 : dt == PX_DTYPE_F16 ? PX_PREC_FP16 : PX_PREC_FP32, 0,
+               px_cost_grad_reduce_bytes(&p)};
+  p.precision = c.prec; /* the plan run --compare simulates */
+  c.E = px_plan_act_bytes(&p);
+  px_plan_clear(&p);
+  return c;
+}
+
+/* Every op class at B x S tokens of the model in dt (statistics f32 beside
+ * half activations, backend.h; with dt half the optimizer of mixed
+ * precision, as exec/runtime.c steps it: the norm of the half gradients,
+ * AdamW of the fp32 master with its fp32 moments and the half gradient, the
+ * master rounded into the half parameters, the gradients zeroed), written to
+ * ini as comments (time, what it moves, the rate), the rates into r. The
+ * optimizer runs over the first block's, the embedding's and the LM head's
+ * tensors (each up to 2^24 elements). */
+static gboolean measure_classes(PxBackend *be, const PxModel *model, PxDType dt, int B, int S, int tp, int reps,
+                                double overhead, GString *ini, ClassRates *r, GError **error) {
   const PxModelDesc *d = &model->desc;
   /* a TP rank's shapes: heads, FFN and vocabulary / tp (the norms, residual
    * adds and the embedding's output see every token: no sequence parallelism) */
   gint64 T = (gint64)B * S, h = d->hidden, f = d->ffn / tp, V = (d->vocab + tp - 1) / tp, hd = d->head_dim > 0 ? d->head_dim : h / d->heads;
   int heads = d->heads / tp, kvh = d->kv_heads / tp;
   gint64 qkv_w = (gint64)(heads + 2 * kvh) * hd, att_w = (gint64)heads * hd;
-  const int E = 4; /* fp32 */
+  const Charged ch = charged_of(dt);
+  const int E = ch.E; /* the bytes cost.c charges per element (fp32: 4) */
+  const gboolean mixed = px_dtype_is_half(dt);
   g_autoptr(GPtrArray) all = g_ptr_array_new_with_free_func((GDestroyNotify)px_tensor_free);
   Pool p = {be, all, 12345};
   Ops o = {.be = be, .d = d, .B = B, .S = S, .tp = tp, .V = V, .as = {B, S, heads, kvh, (int)hd, 0, 0, 0}};
-  const PxDType F = PX_DTYPE_F32;
+  /* activations, parameters and their gradients in dt; statistics (norm
+   * mean / rstd, per-token losses, the vocabulary-parallel max and sums) f32 */
+  const PxDType F = dt, St = PX_DTYPE_F32;
   gboolean ok = (o.x = pool_tensor(&p, "x", F, T, h, error)) && (o.y = pool_tensor(&p, "y", F, T, h, error)) &&
                 (o.dx = pool_tensor(&p, "dx", F, T, h, error)) && (o.dy = pool_tensor(&p, "dy", F, T, h, error)) &&
                 (o.w = pool_tensor(&p, "w", F, h, 0, error)) && (o.b = pool_tensor(&p, "b", F, h, 0, error)) &&
                 (o.dw = pool_tensor(&p, "dw", F, h, 0, error)) && (o.db = pool_tensor(&p, "db", F, h, 0, error)) &&
-                (o.mean = pool_tensor(&p, "mean", F, T, 0, error)) && (o.rstd = pool_tensor(&p, "rstd", F, T, 0, error)) &&
+                (o.mean = pool_tensor(&p, "mean", St, T, 0, error)) && (o.rstd = pool_tensor(&p, "rstd", St, T, 0, error)) &&
                 (o.f1 = pool_tensor(&p, "f1", F, T, f, error)) && (o.f2 = pool_tensor(&p, "f2", F, T, f, error)) &&
                 (o.f3 = pool_tensor(&p, "f3", F, T, f, error)) && (o.df1 = pool_tensor(&p, "df1", F, T, f, error)) &&
                 (o.df2 = pool_tensor(&p, "df2", F, T, f, error)) &&
                 (o.logits = pool_tensor(&p, "logits", F, T, V, error)) &&
                 (o.dlogits = pool_tensor(&p, "dlogits", F, T, V, error)) &&
-                (o.losses = pool_tensor(&p, "losses", F, T, 0, error)) &&
+                (o.losses = pool_tensor(&p, "losses", St, T, 0, error)) &&
                 (o.wte = pool_tensor(&p, "wte", F, V, h, error)) && (o.dwte = pool_tensor(&p, "dwte", F, V, h, error)) &&
                 (o.qkv = pool_tensor(&p, "qkv", F, T, qkv_w, error)) && (o.dqkv = pool_tensor(&p, "dqkv", F, T, qkv_w, error)) &&
                 (o.ao = pool_tensor(&p, "ao", F, T, att_w, error)) && (o.dao = pool_tensor(&p, "dao", F, T, att_w, error));
@@ -273,7 +319,7 @@ static gboolean measure_classes(PxBackend *be, const PxModel *model, int B, int 
     if (ok) g_ptr_array_add(all, o.att);
   }
   if (ok && tp > 1)
-    ok = (o.gmax = pool_tensor(&p, "gmax", F, T, 0, error)) && (o.stats = pool_tensor(&p, "stats", F, 2, T, error));
+    ok = (o.gmax = pool_tensor(&p, "gmax", St, T, 0, error)) && (o.stats = pool_tensor(&p, "stats", St, 2, T, error));
   if (ok) {
     Pool ids = {be, all, 777};
     ok = (o.targets = pool_tensor(&ids, "targets", PX_DTYPE_I32, T, 0, error)) &&
@@ -292,6 +338,7 @@ static gboolean measure_classes(PxBackend *be, const PxModel *model, int B, int 
   /* the optimizer's tensors */
   g_autoptr(GArray) items = g_array_new(FALSE, FALSE, sizeof(PxAdamWItem));
   g_autoptr(GPtrArray) grads = g_ptr_array_new();
+  g_autoptr(GPtrArray) halves = mixed ? g_ptr_array_new() : NULL;
   double n_params = 0;
   for (guint li = 0; li < model->n_layers; li++) {
     const PxLayer *layer = &model->layers[li];
@@ -302,11 +349,15 @@ static gboolean measure_classes(PxBackend *be, const PxModel *model, int B, int 
       gint64 n = ts->ndim == 2 ? ts->shape[0] * ts->shape[1] : ts->shape[0];
       if (n > (1 << 24)) continue;
       PxAdamWItem it = {0};
-      PxTensor *g;
-      if (!(it.param = pool_tensor(&p, "p", F, n, 0, error)) || !(g = pool_tensor(&p, "g", F, n, 0, error)) ||
-          !(it.m = pool_tensor(&p, "m", F, n, 0, error)) || !(it.v = pool_tensor(&p, "v", F, n, 0, error)) ||
-          !px_tensor_zero(it.m, error) || !px_tensor_zero(it.v, error))
+      PxTensor *g, *half = NULL;
+      /* mixed precision: AdamW updates the fp32 master (moments fp32) from the half gradient */
+      const PxDType M = mixed ? PX_DTYPE_F32 : F;
+      if (!(it.param = pool_tensor(&p, "p", M, n, 0, error)) || !(g = pool_tensor(&p, "g", F, n, 0, error)) ||
+          !(it.m = pool_tensor(&p, "m", M, n, 0, error)) || !(it.v = pool_tensor(&p, "v", M, n, 0, error)) ||
+          !px_tensor_zero(it.m, error) || !px_tensor_zero(it.v, error) ||
+          (mixed && !(half = pool_tensor(&p, "p_half", F, n, 0, error))))
         return FALSE;
+      if (half) g_ptr_array_add(halves, half);
       it.grad = g;
       it.weight_decay = ts->ndim == 2 ? 0.1 : 0;
       g_array_append_val(items, it);
@@ -319,6 +370,7 @@ static gboolean measure_classes(PxBackend *be, const PxModel *model, int B, int 
   g_ptr_array_add(all, o.sq);
   o.items = items;
   o.grads = grads;
+  o.halves = halves;
 
   static const struct { OpKind op; int cls, dir; const char *what; } plan[] = {
     {OP_NORM_F, PX_OPC_NORM, 0, "norm forward"},         {OP_NORM_B, PX_OPC_NORM, 1, "norm backward"},
@@ -342,9 +394,9 @@ static gboolean measure_classes(PxBackend *be, const PxModel *model, int B, int 
        * server CPU's L3 or an H100's 50 MB L2). Warm, back to back, tiny-gpt's
        * step measured 1.2x faster than in the runs (docs/cost.md section 8). */
       Add ev = {be, NULL, NULL, NULL};
-      g_autoptr(PxTensor) ea = tensor2(be, "evict_a", EVICT_ELEMS, 1, error);
-      g_autoptr(PxTensor) eb = ea ? tensor2(be, "evict_b", EVICT_ELEMS, 1, error) : NULL;
-      g_autoptr(PxTensor) ec = eb ? tensor2(be, "evict_c", EVICT_ELEMS, 1, error) : NULL;
+      g_autoptr(PxTensor) ea = tensor2(be, "evict_a", PX_DTYPE_F32, EVICT_ELEMS, 1, error);
+      g_autoptr(PxTensor) eb = ea ? tensor2(be, "evict_b", PX_DTYPE_F32, EVICT_ELEMS, 1, error) : NULL;
+      g_autoptr(PxTensor) ec = eb ? tensor2(be, "evict_c", PX_DTYPE_F32, EVICT_ELEMS, 1, error) : NULL;
       if (!ec || !px_tensor_zero(ea, error) || !px_tensor_zero(eb, error)) return FALSE;
       ev.out = ec, ev.a = ea, ev.b = eb;
       if (!time_after(be, op_once, &o, add_once, &ev, reps, &s, error)) return FALSE;
@@ -366,8 +418,9 @@ static gboolean measure_classes(PxBackend *be, const PxModel *model, int B, int 
       g_string_append_printf(ini, "#   %-24s %9.2f us  %10.0f FLOP            %8.3f GFLOP/s\n", plan[i].what, s * 1e6, fl,
                              *to / 1e9);
     } else {
-      /* the cost model's bytes per parameter for this executor's fused AdamW, fp32 */
-      double bytes = n_params * px_cost_optimizer_bytes(PX_STACK_PARALLAX, PX_PREC_FP32, E, E);
+      /* the cost model's bytes per parameter for this executor's fused AdamW
+       * (fp32: 24 + 4 + 4; mixed precision: 24 + 4 (fp32 gradient reduction) + 2) */
+      double bytes = n_params * px_cost_optimizer_bytes(PX_STACK_PARALLAX, ch.prec, E, ch.G);
       r->opt_bw = bytes / s;
       g_string_append_printf(ini, "#   %-24s %9.2f us  %10.0f B over %.0f parameters  %8.3f GB/s (caches cold)\n",
                              plan[i].what, s * 1e6, bytes, n_params, r->opt_bw / 1e9);
@@ -398,34 +451,39 @@ static gboolean host_adam_once(void *data, GError **error) {
 }
 
 /* What the executor's `--offload optimizer` step does besides the device's
- * work: the gradients down and the parameters up (n fp32 each: the model's
- * parameters, at most 2^24), and AdamW over them on the host backend (the
- * executor's: the device's host buffers, pinned on cuda). Writes the copy
- * bandwidth (bytes/s, the mean of both directions' medians) and the host
- * AdamW's parameters/s. */
-static gboolean measure_offload(PxBackend *be, gint64 n, int reps, GString *ini, double *pcie_bw, double *adam_rate,
-                                GError **error) {
+ * work: the gradients down and the parameters up (n each in dt, as the
+ * runtime moves them: the model's parameters, at most 2^24), and AdamW over
+ * them on the host backend (the executor's: the device's host buffers,
+ * pinned on cuda; the fp32 master and moments with a gradient in dt). Writes
+ * the copy bandwidth (bytes/s, the mean of both directions' medians) and the
+ * host AdamW's parameters/s. */
+static gboolean measure_offload(PxBackend *be, PxDType dt, gint64 n, int reps, GString *ini, double *pcie_bw,
+                                double *adam_rate, GError **error) {
   g_autoptr(PxBackend) hbe = px_backend_new_host(be, error);
   if (!hbe) return FALSE;
-  g_autoptr(PxTensor) dev = px_tensor_new_zeroed(be, "offload.dev", PX_DTYPE_F32, PX_MEM_BUFFERS, 1, &n, error);
+  g_autoptr(PxTensor) dev = px_tensor_new_zeroed(be, "offload.dev", dt, PX_MEM_BUFFERS, 1, &n, error);
   g_autoptr(PxTensor) p = dev ? px_tensor_new_zeroed(hbe, "p", PX_DTYPE_F32, PX_MEM_OPTIMIZER, 1, &n, error) : NULL;
-  g_autoptr(PxTensor) g = p ? px_tensor_new_zeroed(hbe, "g", PX_DTYPE_F32, PX_MEM_GRADS, 1, &n, error) : NULL;
+  g_autoptr(PxTensor) g = p ? px_tensor_new_zeroed(hbe, "g", dt, PX_MEM_GRADS, 1, &n, error) : NULL;
   g_autoptr(PxTensor) m = g ? px_tensor_new_zeroed(hbe, "m", PX_DTYPE_F32, PX_MEM_OPTIMIZER, 1, &n, error) : NULL;
   g_autoptr(PxTensor) v = m ? px_tensor_new_zeroed(hbe, "v", PX_DTYPE_F32, PX_MEM_OPTIMIZER, 1, &n, error) : NULL;
   if (!v) return FALSE;
+  /* what goes up: the parameters in dt (fp32: the master itself) */
+  g_autoptr(PxTensor) ph = dt == PX_DTYPE_F32 ? NULL : px_tensor_new_zeroed(hbe, "p_up", dt, PX_MEM_BUFFERS, 1, &n, error);
+  if (dt != PX_DTYPE_F32 && !ph) return FALSE;
   Offload o = {dev, g->data, FALSE, hbe, {p, g, m, v, 0.1}};
   double down, up, adam;
   if (!time_op(be, copy_once, &o, reps, &down, error)) return FALSE;
   o.up = TRUE;
-  o.host = p->data;
+  o.host = dt == PX_DTYPE_F32 ? p->data : ph->data;
   if (!time_op(be, copy_once, &o, reps, &up, error) || !time_op(hbe, host_adam_once, &o, reps, &adam, error))
     return FALSE;
-  double bytes = 4.0 * (double)n;
+  double bytes = (double)px_dtype_size(dt) * (double)n;
   *pcie_bw = 2 * bytes / (down + up);
   *adam_rate = (double)n / adam;
   g_string_append_printf(ini, "# offload: %.0f B down %.1f us, up %.1f us (%.2f GB/s); AdamW of %" G_GINT64_FORMAT
-                         " fp32 parameters on the cpu backend %.1f us (%.3g parameters/s); host memory %s\n", bytes,
-                         down * 1e6, up * 1e6, *pcie_bw / 1e9, n, adam * 1e6, *adam_rate,
+                         " fp32 parameters%s on the cpu backend %.1f us (%.3g parameters/s); host memory %s\n", bytes,
+                         down * 1e6, up * 1e6, *pcie_bw / 1e9, n, dt == PX_DTYPE_F32 ? "" : dt == PX_DTYPE_BF16 ?
+                         " (bf16 gradients)" : " (f16 gradients)", adam * 1e6, *adam_rate,
                          px_backend_host_pinned(hbe) ? "pinned" : "pageable");
   return TRUE;
 }
@@ -613,16 +671,20 @@ static int fail(GError *error) {
   return 1;
 }
 
-static int calibrate(const char *backend, const char *model_name, int seq, int mbs, int tp, int ranks, int reps,
-                     gint64 max_bytes, const char *name, const char *out, PxComm *mpi);
+static int calibrate(const char *backend, const char *model_name, PxDType dt, int seq, int mbs, int tp, int ranks,
+                     int reps, gint64 max_bytes, const char *name, const char *out, PxComm *mpi);
 
 int px_exec_cmd_calibrate(int argc, char **argv) {
-  g_autofree char *backend = NULL, *model_name = NULL, *out = NULL, *name = NULL, *comm_name = NULL;
+  g_autofree char *backend = NULL, *model_name = NULL, *out = NULL, *name = NULL, *comm_name = NULL, *dtype = NULL;
   int seq = -1, mbs = 1, tp = 1, ranks = 2, reps = 5;
   gint64 max_bytes = 16 << 20;
   GOptionEntry entries[] = {
     {"backend", 0, 0, G_OPTION_ARG_STRING, &backend, "cpu (default) or cuda", "B"},
     {"model", 'M', 0, G_OPTION_ARG_STRING, &model_name, "model whose GEMM shapes are measured (default tiny-gpt)", "NAME|FILE"},
+    {"dtype", 0, 0, G_OPTION_ARG_STRING, &dtype,
+     "the dtype of the run to predict (run --dtype): f32 (default) or bf16 / f16 (half GEMMs and activations, fp32 "
+     "statistics, the mixed-precision optimizer); the GEMM rate goes under peak_fp32 or peak_bf16 / peak_fp16, and "
+     "[cluster] calibrated_dtype records it", "T"},
     {"seq", 0, 0, G_OPTION_ARG_INT, &seq, "sequence length of the measured shapes (default the model's)", "N"},
     {"mbs", 0, 0, G_OPTION_ARG_INT, &mbs, "micro-batch of the measured shapes (default 1)", "N"},
     {"tp", 0, 0, G_OPTION_ARG_INT, &tp, "measure a tensor-parallel rank's shapes: heads, FFN, vocabulary / N (default 1)", "N"},
@@ -648,6 +710,14 @@ int px_exec_cmd_calibrate(int argc, char **argv) {
                     "--max-bytes 1024..2^31\n");
     return 2;
   }
+  PxDType dt;
+  if (!dtype || !g_ascii_strcasecmp(dtype, "f32") || !g_ascii_strcasecmp(dtype, "fp32")) dt = PX_DTYPE_F32;
+  else if (!g_ascii_strcasecmp(dtype, "bf16")) dt = PX_DTYPE_BF16;
+  else if (!g_ascii_strcasecmp(dtype, "f16") || !g_ascii_strcasecmp(dtype, "fp16")) dt = PX_DTYPE_F16;
+  else {
+    fprintf(stderr, "parallax-exec calibrate: --dtype '%s' is not f32, bf16 or f16\n", dtype);
+    return 2;
+  }
   if (!comm_name) comm_name = g_strdup(g_getenv("OMPI_COMM_WORLD_SIZE") ? "mpi" : "local");
   if (strcmp(comm_name, "local") && strcmp(comm_name, "mpi")) {
     fprintf(stderr, "parallax-exec calibrate: --comm '%s' is not one of local, mpi\n", comm_name);
@@ -659,14 +729,14 @@ int px_exec_cmd_calibrate(int argc, char **argv) {
     if (!(mpi = px_comm_mpi_new(60, &error))) return fail(error);
     ranks = px_comm_size(mpi);
   }
-  int rc = calibrate(backend, model_name, seq, mbs, tp, ranks, reps, max_bytes, name, out, mpi);
+  int rc = calibrate(backend, model_name, dt, seq, mbs, tp, ranks, reps, max_bytes, name, out, mpi);
   g_clear_pointer(&mpi, px_comm_free);
   if (!strcmp(comm_name, "mpi")) px_comm_mpi_finalize();
   return rc;
 }
 
-static int calibrate(const char *backend, const char *model_name, int seq, int mbs, int tp, int ranks, int reps,
-                     gint64 max_bytes, const char *name, const char *out, PxComm *mpi) {
+static int calibrate(const char *backend, const char *model_name, PxDType dt, int seq, int mbs, int tp, int ranks,
+                     int reps, gint64 max_bytes, const char *name, const char *out, PxComm *mpi) {
   g_autoptr(GError) error = NULL;
   g_autoptr(PxModel) model = px_model_load(model_name ? model_name : "tiny-gpt", &error);
   if (!model) return fail(error);
@@ -682,8 +752,16 @@ static int calibrate(const char *backend, const char *model_name, int seq, int m
   GString *ini = g_string_new(NULL);
   g_string_append_printf(ini, "# Cluster profile measured by `parallax-exec calibrate` on backend %s:\n",
                          px_backend_name(be));
-  g_string_append_printf(ini, "# %s's shapes at %d x %d tokens (a TP rank's of tp %d), fp32, medians of %d runs.\n",
-                         model->desc.name, mbs, seq, tp, reps);
+  /* what the comments call the dtype: f32 as it always has */
+  const char *dt_label = dt == PX_DTYPE_F32 ? "fp32" : px_dtype_name(dt);
+  const int esz = (int)px_dtype_size(dt);
+  if (dt == PX_DTYPE_F32)
+    g_string_append_printf(ini, "# %s's shapes at %d x %d tokens (a TP rank's of tp %d), fp32, medians of %d runs.\n",
+                           model->desc.name, mbs, seq, tp, reps);
+  else
+    g_string_append_printf(ini, "# %s's shapes at %d x %d tokens (a TP rank's of tp %d), %s activations and GEMMs "
+                           "(fp32 statistics; the optimizer of mixed precision), medians of %d runs.\n",
+                           model->desc.name, mbs, seq, tp, dt_label, reps);
 
   /* GEMMs: the distinct (out, in) of the first block and the LM head */
   gint64 T = (gint64)mbs * seq;
@@ -707,9 +785,9 @@ static int calibrate(const char *backend, const char *model_name, int seq, int m
       seen[n_seen][0] = out_f;
       seen[n_seen][1] = in_f;
       n_seen++;
-      g_autoptr(PxTensor) x = tensor2(be, "x", T, in_f, &error);
-      g_autoptr(PxTensor) w = x ? tensor2(be, "w", out_f, in_f, &error) : NULL;
-      g_autoptr(PxTensor) y = w ? tensor2(be, "y", T, out_f, &error) : NULL;
+      g_autoptr(PxTensor) x = tensor2(be, "x", dt, T, in_f, &error);
+      g_autoptr(PxTensor) w = x ? tensor2(be, "w", dt, out_f, in_f, &error) : NULL;
+      g_autoptr(PxTensor) y = w ? tensor2(be, "y", dt, T, out_f, &error) : NULL;
       Gemm g = {be, y, x, w};
       double s;
       if (!y || !time_op(be, gemm_once, &g, reps, &s, &error)) {
@@ -731,30 +809,30 @@ static int calibrate(const char *backend, const char *model_name, int seq, int m
   gint64 big = 4 << 20, tiny = 16;
   double s_big, s_tiny;
   {
-    g_autoptr(PxTensor) a = tensor2(be, "a", big, 1, &error);
-    g_autoptr(PxTensor) b = a ? tensor2(be, "b", big, 1, &error) : NULL;
-    g_autoptr(PxTensor) o = b ? tensor2(be, "o", big, 1, &error) : NULL;
+    g_autoptr(PxTensor) a = tensor2(be, "a", dt, big, 1, &error);
+    g_autoptr(PxTensor) b = a ? tensor2(be, "b", dt, big, 1, &error) : NULL;
+    g_autoptr(PxTensor) o = b ? tensor2(be, "o", dt, big, 1, &error) : NULL;
     Add add = {be, o, a, b};
     if (!o || !time_median(be, add_once, &add, reps, 1, &s_big, &error)) {
       g_string_free(ini, TRUE);
       return fail(error);
     }
-    g_autoptr(PxTensor) ta = tensor2(be, "ta", tiny, 1, &error);
-    g_autoptr(PxTensor) tb = ta ? tensor2(be, "tb", tiny, 1, &error) : NULL;
-    g_autoptr(PxTensor) to = tb ? tensor2(be, "to", tiny, 1, &error) : NULL;
+    g_autoptr(PxTensor) ta = tensor2(be, "ta", dt, tiny, 1, &error);
+    g_autoptr(PxTensor) tb = ta ? tensor2(be, "tb", dt, tiny, 1, &error) : NULL;
+    g_autoptr(PxTensor) to = tb ? tensor2(be, "to", dt, tiny, 1, &error) : NULL;
     Add small = {be, to, ta, tb};
     if (!to || !time_median(be, add_once, &small, reps, 1000, &s_tiny, &error)) {
       g_string_free(ini, TRUE);
       return fail(error);
     }
   }
-  double mem_bw = 3.0 * 4 * big / s_big;
-  g_string_append_printf(ini, "# residual add of 3 x %" G_GINT64_FORMAT " fp32: %.2f GB/s; of 16 elements: %.2f us\n",
-                         big, mem_bw / 1e9, s_tiny * 1e6);
+  double mem_bw = 3.0 * esz * big / s_big; /* the bytes of the tensors as they are in dt */
+  g_string_append_printf(ini, "# residual add of 3 x %" G_GINT64_FORMAT " %s: %.2f GB/s; of 16 elements: %.2f us\n",
+                         big, dt_label, mem_bw / 1e9, s_tiny * 1e6);
   ClassRates cr = {0};
   double pcie_bw = 0, adam_rate = 0;
-  if (!measure_classes(be, model, mbs, seq, tp, reps, MIN(s_tiny, 1.0), ini, &cr, &error) ||
-      !measure_offload(be, MIN(model->params, (gint64)1 << 24), reps, ini, &pcie_bw, &adam_rate, &error)) {
+  if (!measure_classes(be, model, dt, mbs, seq, tp, reps, MIN(s_tiny, 1.0), ini, &cr, &error) ||
+      !measure_offload(be, dt, MIN(model->params, (gint64)1 << 24), reps, ini, &pcie_bw, &adam_rate, &error)) {
     g_string_free(ini, TRUE);
     return fail(error);
   }
@@ -799,9 +877,9 @@ static int calibrate(const char *backend, const char *model_name, int seq, int m
                            alpha * 1e6, alpha_met * 1e6, units * t_unit * 1e6);
     alpha = MAX(alpha, alpha_met);
     /* a pipeline transfer as a run meets it: the activation of one
-     * micro-batch (mbs · seq · hidden fp32) through the p2p streams, each
+     * micro-batch (mbs · seq · hidden in dt) through the p2p streams, each
      * receiver waiting through a block's forward ops of its peer's work */
-    double act_bytes = 4.0 * T * model->desc.hidden, t_p2p;
+    double act_bytes = (double)esz * T * model->desc.hidden, t_p2p;
     if (!p2p_time(mpi, be, (gsize)act_bytes, 100, 2 * units, &t_p2p, &error)) {
       g_string_free(ini, TRUE);
       return fail(error);
@@ -814,11 +892,18 @@ static int calibrate(const char *backend, const char *model_name, int seq, int m
     g_string_append(ini, "# collectives not measured (1 rank): link bandwidth = the memory bandwidth\n");
   }
 
-  g_string_append_printf(ini, "[cluster]\nname = %s\nnodes = 1\n\n[gpu]\nname = %s\n",
-                         name ? name : (backend ? backend : "calibrated-cpu"), px_backend_name(be));
+  g_string_append_printf(ini, "[cluster]\nname = %s\nnodes = 1\ncalibrated_dtype = %s\n\n[gpu]\nname = %s\n",
+                         name ? name : (backend ? backend : "calibrated-cpu"), px_dtype_name(dt), px_backend_name(be));
   /* the device's memory: the host's on the cpu backend */
   double mem = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
   g_string_append_printf(ini, "memory = %.0fMiB\n", MAX(mem, 1 << 30) / 1048576.0);
+  /* the GEMM rate measured, under its dtype's key; the loader needs peak_fp32
+   * and peak_bf16 in every profile, so the keys of the dtypes not measured
+   * repeat it (run --compare refuses a run of another dtype: calibrated_dtype) */
+  if (dt != PX_DTYPE_F32)
+    g_string_append_printf(ini, "# peak_%s measured; peak_fp32, peak_tf32 and peak_%s repeat it unmeasured "
+                           "(calibrate --dtype %s measures them)\n", dt == PX_DTYPE_BF16 ? "bf16" : "fp16",
+                           dt == PX_DTYPE_BF16 ? "fp16" : "bf16", dt == PX_DTYPE_BF16 ? "f32 or f16" : "f32 or bf16");
   kv(ini, "peak_fp32", best);
   kv(ini, "peak_tf32", best);
   kv(ini, "peak_fp16", best);

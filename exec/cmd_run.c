@@ -16,7 +16,9 @@
  * after the first), time per instruction kind per rank, idle share, memory;
  * --trace then holds both timelines, and --plot DIR draws them as one figure
  * (DIR/compare.png, .svg: a predicted and a measured row per rank) beside
- * the measured timeline and memory. */
+ * the measured timeline and memory. A bf16 / f16 run is simulated at that
+ * precision (run_compare.h px_run_compare_plan); a cluster profile that
+ * calibrate measured in another dtype is refused before the first step. */
 #include <json-glib/json-glib.h>
 #include <math.h>
 #include <stdio.h>
@@ -107,7 +109,8 @@ int px_exec_cmd_run(int argc, char **argv) {
     {"keep", 0, 0, G_OPTION_ARG_INT, &a.keep, "Keep the newest N checkpoints, 0 for all (default 3)", "N"},
     {"resume", 0, 0, G_OPTION_ARG_FILENAME, &a.resume, "Resume from the latest checkpoint in DIR", "DIR"},
     {"compare", 0, 0, G_OPTION_ARG_NONE, &a.compare,
-     "Print the engine's prediction for this plan (--cluster: a preset or a calibrate profile) beside the measurement", NULL},
+     "Print the engine's prediction for this plan (--cluster: a preset, or a calibrate profile measured in this "
+     "run's --dtype) beside the measurement", NULL},
     {NULL, 0, 0, 0, NULL, NULL, NULL},
   };
   PxPlanOptions o;
@@ -186,6 +189,12 @@ int px_exec_cmd_run(int argc, char **argv) {
     goto out;
   }
   if (!px_plan_options_resolve(&o, a.compare, &model, &cluster, &plan, &error)) {
+    rc = px_cli_fail(CMD, error);
+    goto out;
+  }
+  /* before any step: a profile calibrated in another dtype predicts other kernels */
+  if (a.compare && !px_run_compare_check_dtype(cluster, a.opt.dtype, &error)) {
+    g_prefix_error(&error, "--compare: ");
     rc = px_cli_fail(CMD, error);
     goto out;
   }
@@ -359,9 +368,14 @@ int px_exec_cmd_run(int argc, char **argv) {
   if (a.compare) {
     /* the measured step: the mean after the first (warm-up), or the only one */
     double measured = done > 1 ? after_first / (done - 1) : total_time;
-    if (!px_runtime_gather_timeline(rt, &error) ||
-        (rank == 0 && !px_run_compare(model, cluster, p, px_runtime_timeline(rt), measured, all_mem,
-                                      px_runtime_world(rt), a.json ? jb : NULL, a.trace, a.plot, &error))) {
+    /* the runtime's plan at the precision the run computes in (bf16 / f16 GEMMs) */
+    PxPlan sp;
+    px_run_compare_plan(&sp, p, a.opt.dtype);
+    gboolean ok = px_runtime_gather_timeline(rt, &error) &&
+                  (rank != 0 || px_run_compare(model, cluster, &sp, px_runtime_timeline(rt), measured, all_mem,
+                                               px_runtime_world(rt), a.json ? jb : NULL, a.trace, a.plot, &error));
+    px_plan_clear(&sp);
+    if (!ok) {
       rc = px_cli_fail(CMD, error);
       goto out;
     }

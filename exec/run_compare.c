@@ -10,6 +10,9 @@
 #include "run_compare.h"
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
+#include "buckets.h"
+#include "cost.h"
 #include "plot.h"
 #include "predict.h"
 #include "report.h"
@@ -29,6 +32,32 @@ void px_rank_memory_rows(const PxRankMemory *m, double meas[5], double pred[5]) 
 double px_rank_memory_host(const PxRankMemory *m) {
   return (double)m->host.peak[PX_MEM_WEIGHTS] + (double)m->host.peak[PX_MEM_GRADS] +
          (double)m->host.peak[PX_MEM_OPTIMIZER];
+}
+
+void px_run_compare_plan(PxPlan *out, const PxPlan *rt_plan, PxDType dt) {
+  px_plan_copy(out, rt_plan);
+  if (!px_dtype_is_half(dt)) return;
+  out->precision = dt == PX_DTYPE_F16 ? PX_PREC_FP16 : PX_PREC_BF16;
+  /* the runtime stages each half gradient in fp32 and reduces that */
+  out->grad_reduce_bytes = px_cost_grad_reduce_bytes(rt_plan);
+  /* bucket_bytes counts elements of the activation dtype (px_buckets_size):
+   * the runtime's elements in the half dtype's bytes (0, the stack's default
+   * in elements, stays 0) */
+  if (rt_plan->bucket_bytes > 0) out->bucket_bytes = px_buckets_size(rt_plan) * px_plan_act_bytes(out);
+}
+
+gboolean px_run_compare_check_dtype(const PxCluster *cluster, PxDType dt, GError **error) {
+  const char *cal = cluster->calibrated_dtype, *run = px_dtype_name(dt);
+  if (!cal || !strcmp(cal, run)) return TRUE;
+  if (dt == PX_DTYPE_F64)
+    g_set_error(error, PX_CLUSTER_ERROR, PX_CLUSTER_ERROR_INVALID,
+                "the cluster profile was calibrated in %s; this run computes in f64, which calibrate does not measure "
+                "(f32, bf16 or f16): compare it against a preset or a hand-written profile", cal);
+  else
+    g_set_error(error, PX_CLUSTER_ERROR, PX_CLUSTER_ERROR_INVALID,
+                "the cluster profile was calibrated in %s; this run computes in %s: run calibrate --dtype %s", cal, run,
+                run);
+  return FALSE;
 }
 
 static gboolean compared_kind(PxOpKind k) {
@@ -97,6 +126,7 @@ gboolean px_run_compare(const PxModel *model, const PxCluster *cluster, const Px
     px_json_member_string(jb, "cluster", cluster->name);
     px_json_member_string(jb, "stack", px_stack_name(plan->stack));
     px_json_member_string(jb, "attention", px_attention_name(pr.tab->attention));
+    px_json_member_string(jb, "precision", px_precision_name(plan->precision));
     px_json_member_string(jb, "units", "seconds; bytes; fractions of the step");
     pair_json(jb, "step_time_s", res->step_time, measured_step_s);
     pair_json(jb, "idle_fraction", idle_pred, idle_meas);
@@ -106,8 +136,9 @@ gboolean px_run_compare(const PxModel *model, const PxCluster *cluster, const Px
     json_builder_set_member_name(jb, "per_rank");
     json_builder_begin_array(jb);
   } else {
-    printf("# compare: the engine's prediction for this plan on %s (%s stack, %s attention) beside the measurement\n",
-           cluster->name, px_stack_name(plan->stack), px_attention_name(pr.tab->attention));
+    printf("# compare: the engine's prediction for this plan on %s (%s stack, %s attention, %s GEMMs) beside the "
+           "measurement\n", cluster->name, px_stack_name(plan->stack), px_attention_name(pr.tab->attention),
+           px_precision_name(plan->precision));
     printf("# step time          predicted %10.3f ms   measured %10.3f ms   measured/predicted %.3f\n",
            1e3 * res->step_time, 1e3 * measured_step_s, measured_step_s / res->step_time);
     printf("# idle compute share predicted %9.1f %%    measured %9.1f %%    (mean over ranks: bubble and exposed "

@@ -68,6 +68,67 @@ for m in run['memory']:
 PY"
 done
 
+# a bf16 / f16 run: simulated at its own precision (the GEMMs at peak_bf16 /
+# peak_fp16, 2 B activations), with the runtime's fp32 gradient reduction and
+# bucket boundaries: the same as simulate at that precision with
+# grad_reduce_bytes = 4 (the plan file) and the bucket's elements in 2 B
+# each (80000 B of fp32 = 20000 elements = 40000 B of bf16). simulate at the
+# precision alone reduces in bf16: another REDUCE_GRADS time.
+printf '[plan]\ngrad_reduce_bytes = 4\n' > "$tmp/fp32-reduce.ini"
+for half in "bf16 bf16 --pp 2" "f16 fp16 --dp 2 --zero 1" "bf16 bf16 --dp 2 --bucket 80000"; do
+  read -r dt prec layout <<<"$half"
+  simlayout=${layout/--bucket 80000/--bucket 40000}
+  # shellcheck disable=SC2086
+  "$exe" run "${flags[@]}" $layout --gpus 2 --steps 2 --dtype "$dt" --compare --json > "$tmp/run.json" 2> "$tmp/err"
+  rc=$?
+  # shellcheck disable=SC2086
+  "$sim" simulate "${flags[@]}" $simlayout --precision "$prec" --plan "$tmp/fp32-reduce.ini" --gpus 2 --full --json \
+    > "$tmp/sim.json" 2>> "$tmp/err"
+  rc2=$?
+  # shellcheck disable=SC2086
+  "$sim" simulate "${flags[@]}" $layout --precision "$prec" --gpus 2 --full --json > "$tmp/sim16.json" 2>> "$tmp/err"
+  rc3=$?
+  [ "$dt $layout" = "bf16 --pp 2" ] && cp "$tmp/run.json" "$tmp/bf16-pp2.json"
+  check "--dtype $dt $layout: run --compare and simulate exit 0" "[ $rc -eq 0 ] && [ $rc2 -eq 0 ] && [ $rc3 -eq 0 ]"
+  check "--dtype $dt $layout: predicted at $prec with fp32 gradient reduction, as simulate's" "python3 - '$tmp/run.json' '$tmp/sim.json' '$tmp/sim16.json' '$prec' <<'PY'
+import json, sys
+run = json.load(open(sys.argv[1])); sim = json.load(open(sys.argv[2])); sim16 = json.load(open(sys.argv[3]))
+c = run['compare']
+assert c['precision'] == sys.argv[4], c['precision']
+assert c['step_time_s']['predicted'] == sim['step_time_s'], (c['step_time_s'], sim['step_time_s'])
+ranks = {r['rank']: r for r in c['per_rank']}
+for s in sim['per_rank']:
+    for kind, t in s['op_time_s'].items():
+        if kind.startswith('RECV'): continue
+        assert ranks[s['rank']]['op_time_s'][kind]['predicted'] == t, (kind, ranks[s['rank']]['op_time_s'][kind], t)
+# the gradients reduced in fp32, not in the half dtype
+for s in sim16['per_rank']:
+    if 'REDUCE_GRADS' in s['op_time_s']:
+        assert ranks[s['rank']]['op_time_s']['REDUCE_GRADS']['predicted'] != s['op_time_s']['REDUCE_GRADS']
+PY"
+done
+"$exe" run "${flags[@]}" --pp 2 --gpus 2 --steps 2 --compare --json > "$tmp/f32-pp2.json" 2> /dev/null
+check "--pp 2: the f32 run predicted at fp32, its FORWARD slower than bf16's (peak_bf16 twice peak_fp32, 2 B activations)" "python3 - '$tmp/f32-pp2.json' '$tmp/bf16-pp2.json' <<'PY'
+import json, sys
+f32 = json.load(open(sys.argv[1]))['compare']; bf16 = json.load(open(sys.argv[2]))['compare']
+assert f32['precision'] == 'fp32' and bf16['precision'] == 'bf16'
+for a, b in zip(f32['per_rank'], bf16['per_rank']):
+    assert a['op_time_s']['FORWARD']['predicted'] > b['op_time_s']['FORWARD']['predicted'], (a, b)
+PY"
+
+# a profile calibrated in another dtype predicts other kernels: refused before any step
+for pair in "f32 bf16" "bf16 f32" "bf16 f16"; do
+  read -r cal dt <<<"$pair"
+  sed "s/^name = compare-test/name = compare-test\ncalibrated_dtype = $cal/" "$tmp/c.ini" > "$tmp/cal.ini"
+  "$exe" run --model tiny-gpt --seq 16 --mbs 2 --gbs 8 --cluster "$tmp/cal.ini" --steps 1 --dtype "$dt" --compare \
+    > "$tmp/o" 2> "$tmp/e"
+  rc=$?
+  check "profile calibrated in $cal, run in $dt: exit non-zero, one line, no step" "[ $rc -ne 0 ] && [ \$(wc -l < '$tmp/e') -eq 1 ] && grep -qF 'the cluster profile was calibrated in $cal; this run computes in $dt: run calibrate --dtype $dt' '$tmp/e' && ! grep -q '^ *1 ' '$tmp/o'"
+done
+sed "s/^name = compare-test/name = compare-test\ncalibrated_dtype = bf16/" "$tmp/c.ini" > "$tmp/cal.ini"
+"$exe" run --model tiny-gpt --seq 16 --mbs 2 --gbs 8 --cluster "$tmp/cal.ini" --steps 1 --dtype bf16 --compare > "$tmp/o" 2> "$tmp/e"
+check "profile calibrated in bf16, run in bf16: compared" "[ $? -eq 0 ] && grep -q '^# step time' '$tmp/o'"
+
 out=$("$exe" run "${flags[@]}" --pp 2 --gpus 2 --steps 2 --compare --trace "$tmp/both.json")
 check "--trace with --compare: predicted and measured rows of both ranks in one trace" "python3 - '$tmp/both.json' <<'PY'
 import json, sys

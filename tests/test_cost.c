@@ -61,18 +61,54 @@ static PxModel *tiny_model(void) {
  * E = 4). Without the keys the same terms run at hbm_bw. */
 static PxCostTable *tiny_table(PxPlan *p, const PxCluster *c, PxModel **model_out);
 
-/* A cluster profile from INI text, through a temporary file (as --cluster FILE reads it). */
-static PxCluster *cluster_from_ini(const char *ini) {
+/* A cluster profile from INI text, through a temporary file (as --cluster
+ * FILE reads it); NULL and *error when the loader refuses it. */
+static PxCluster *cluster_from_ini_or_error(const char *ini, GError **error) {
   g_autoptr(GError) err = NULL;
   g_autofree char *path = NULL;
   int fd = g_file_open_tmp("px-cluster-XXXXXX.ini", &path, &err);
   g_assert_no_error(err);
   close(fd);
   g_assert_true(g_file_set_contents(path, ini, -1, &err));
-  PxCluster *c = px_cluster_load_ini(path, &err);
+  PxCluster *c = px_cluster_load_ini(path, error);
   g_remove(path);
+  return c;
+}
+
+static PxCluster *cluster_from_ini(const char *ini) {
+  g_autoptr(GError) err = NULL;
+  PxCluster *c = cluster_from_ini_or_error(ini, &err);
   g_assert_no_error(err);
   return c;
+}
+
+/* [cluster] calibrated_dtype (calibrate --dtype): absent in a hand-written
+ * profile; f32, bf16, f16 kept (fp32 / fp16 spelled as f32 / f16), through
+ * px_cluster_copy too; any other value refused with the key named. */
+static void test_calibrated_dtype(void) {
+  static const char *body = "[gpu]\nmemory = 16GiB\npeak_fp32 = 1e12\npeak_bf16 = 2e12\nhbm_bw = 1e11\n"
+                            "[node]\ngpus = 1\nbandwidth = 1e10\n[network]\nbandwidth = 1e9\n";
+  g_autofree char *none = g_strdup_printf("[cluster]\nname = x\n%s", body);
+  g_autoptr(PxCluster) plain = cluster_from_ini(none);
+  g_assert_null(plain->calibrated_dtype);
+  static const char *given[][2] = {{"f32", "f32"}, {"bf16", "bf16"}, {"f16", "f16"}, {"FP32", "f32"}, {"fp16", "f16"}};
+  for (gsize i = 0; i < G_N_ELEMENTS(given); i++) {
+    g_autofree char *ini = g_strdup_printf("[cluster]\nname = x\ncalibrated_dtype = %s\n%s", given[i][0], body);
+    g_autoptr(PxCluster) c = cluster_from_ini(ini);
+    g_assert_cmpstr(c->calibrated_dtype, ==, given[i][1]);
+    g_autoptr(PxCluster) copy = px_cluster_copy(c);
+    g_assert_cmpstr(copy->calibrated_dtype, ==, given[i][1]);
+    g_assert_true(copy->calibrated_dtype != c->calibrated_dtype); /* its own string: both are freed */
+  }
+  static const char *bad[] = {"f64", "int8", ""};
+  for (gsize i = 0; i < G_N_ELEMENTS(bad); i++) {
+    g_autofree char *ini = g_strdup_printf("[cluster]\nname = x\ncalibrated_dtype = %s\n%s", bad[i], body);
+    g_autoptr(GError) err = NULL;
+    g_autoptr(PxCluster) c = cluster_from_ini_or_error(ini, &err);
+    g_assert_null(c);
+    g_assert_error(err, PX_CLUSTER_ERROR, PX_CLUSTER_ERROR_INVALID);
+    g_assert_nonnull(strstr(err->message, "calibrated_dtype"));
+  }
 }
 
 static void test_calibrated_classes(void) {
@@ -1307,6 +1343,7 @@ int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/cost/collective/ring-allreduce", test_ring_allreduce);
   g_test_add_func("/cost/compute/calibrated-classes", test_calibrated_classes);
+  g_test_add_func("/cost/cluster/calibrated-dtype", test_calibrated_dtype);
   g_test_add_func("/cost/collective/tree-for-small", test_tree_for_small);
   g_test_add_func("/cost/collective/busbw-curve", test_busbw_curve);
   g_test_add_func("/cost/compute/gemm-efficiency", test_gemm_efficiency);
