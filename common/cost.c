@@ -429,6 +429,20 @@ double px_cost_pass_exposed(double compute, double coll, double coll_sms, double
   return MAX(MAX(0.0, coll - compute), share * coll_sms);
 }
 
+/* Megatron-Core core/distributed/param_and_grad_buffer.py finish_param_sync
+ * (called by DistributedDataParallel's forward pre-hook): the first bucket's
+ * all-gather is dispatched there and waited for ("first AG bucket in first
+ * model chunk"), then the next bucket group's is dispatched, which the
+ * forward of the layers just gathered overlaps. */
+double px_cost_param_gather_exposed(int n, const double *gather, const double *fwd, double share) {
+  if (n <= 0) return 0;
+  double t = gather[0], work = 0;
+  for (int b = 1; b < n; b++) t += MAX(gather[b], fwd[b - 1] + share * gather[b]);
+  t += fwd[n - 1];
+  for (int b = 0; b < n; b++) work += fwd[b];
+  return MAX(0.0, t - work);
+}
+
 void px_cost_zero3_fold(double *fwd, double *bwd_input, double *bwd_weight, double gather, double gather_pcie,
                         double reduce, double cast, double share) {
   *fwd += cast;
@@ -1235,6 +1249,34 @@ static PxLink edp_link(const PxCluster *cluster, const PxPlan *plan, int stage) 
   return px_cost_group_link(cluster, ranks, MAX(edp, 1));
 }
 
+/* Megatron-Core's distributed optimizer gathers the updated parameters per
+ * bucket at the next step's first forward (overlap_param_gather, the DDP
+ * forward pre-hook: px_cost_param_gather_exposed): what of it the forward of
+ * part 0 does not hide, on part 0's rank. Part 0 (stage 0's first chunk)
+ * starts the step: every other part waits for it. Later chunks' gathers are
+ * dispatched beside earlier chunks' forwards (align_param_gather, with the
+ * interleaved schedule), later stages' run while they wait for their first
+ * activation (Megatron-Core does not even bucket them: "data-parallel
+ * communication on these stages is not on the critical path"): not charged.
+ * The dense buckets only (an MoE model's expert buckets: not charged). */
+static double megatron_param_gather(const PxCluster *cluster, const PxPartition *part, const double *layer_fwd,
+                                    double params, int E, int dp, const PxLink *l) {
+  const PxBuckets *bk = part->buckets;
+  if (!bk || bk->n[0] < 1) return px_cost_allgather(params * E, dp, l); /* one bucket: waited for whole */
+  int n = bk->n[0], m = 0;
+  g_autofree double *g = g_new(double, n);
+  g_autofree double *f = g_new(double, n);
+  for (int i = n - 1; i >= 0; i--) { /* forward order: the part's first layers' bucket first */
+    const PxBucket *b = &bk->b[0][i];
+    if (b->expert) continue;
+    g[m] = px_cost_allgather(b->elems * E, dp, l);
+    f[m] = 0;
+    for (int li = b->first; li < b->end; li++) f[m] += layer_fwd[li];
+    m++;
+  }
+  return px_cost_param_gather_exposed(m, g, f, px_cost_collective_sm_share_link(cluster, l));
+}
+
 PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, const PxPlan *plan,
                                const PxPartition *part, GError **error) {
   if (!check_inputs(cluster, plan, part, error)) return NULL;
@@ -1253,6 +1295,7 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
   g_autofree double *rank_eparams = g_new0(double, pp);
   g_autofree double *part_eparams = g_new0(double, parts);
   int edp = px_plan_edp(plan);
+  g_autofree double *layer_fwd = g_new0(double, model->n_layers); /* each layer's forward, s */
   gboolean megatron = plan->stack == PX_STACK_MEGATRON_2021 || plan->stack == PX_STACK_MEGATRON_CORE;
 
   for (int k = 0; k < parts; k++) {
@@ -1271,6 +1314,7 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
       t->cp_comm_fwd[k] += ring_f;
       t->cp_comm_bwd[k] += ring_b;
       t->fwd[k] += c.fwd + c.tp_fwd + ring_f;
+      layer_fwd[li] = c.fwd + c.tp_fwd + ring_f;
       t->tp_comm_fwd[k] += c.tp_fwd;
       t->bwd_input[k] += c.bwd_input + c.tp_bwd + c.recompute + ring_b;
       t->bwd_weight[k] += c.bwd_weight;
@@ -1413,6 +1457,9 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
       opt += px_cost_allgather(padded_params * E, dp, &dpl);
     if ((plan->zero == 1 || plan->zero == 2) && edp > 1 && !gather_hidden)
       opt += px_cost_allgather(padded_eparams * E, edp, &edpl);
+    /* ... but its first buckets' gathers hold up the step's first forward */
+    if ((plan->zero == 1 || plan->zero == 2) && dp > 1 && gather_hidden && r == px_partition_part_rank(part, 0))
+      opt += megatron_param_gather(cluster, part, layer_fwd, part_params[0], E, dp, &dpl);
     t->optimizer[r] = opt;
     if (r == 0 || r == pp - 1) t->load[r] = plan->mbs * seq / MAX(plan->cp, 1) * BATCH_ID_BYTES / MAX(cluster->pcie_bw, 1.0);
   }

@@ -218,6 +218,15 @@ double px_cost_ub_pipeline_exposed(int splits, double gemm_chunk, double rs_chun
  * of the SMs: max(coll - compute, share * coll_sms), never below 0. The
  * cost table and the search fold ZeRO-3's per-pass gathers with it. */
 double px_cost_pass_exposed(double compute, double coll, double coll_sms, double share);
+/* Exposed time of Megatron-Core's parameter all-gathers at the step's first
+ * forward (distributed optimizer with overlap_param_gather): n buckets in
+ * forward order, gather[b] seconds of all-gather and fwd[b] seconds of
+ * forward over bucket b's layers. The first gather is waited for before any
+ * layer runs; bucket b's is dispatched when bucket b-1's forward starts and
+ * runs beside it on NCCL's `share` of the SMs:
+ * gather[0] + sum_{b>=1} max(gather[b], fwd[b-1] + share gather[b]) + fwd[n-1]
+ * less sum fwd. */
+double px_cost_param_gather_exposed(int n, const double *gather, const double *fwd, double share);
 /* ZeRO-3's per-pass collectives folded into one part's compute, in place:
  * `cast` seconds of compute each gathered pass adds (FSDP's shard cast) go
  * into *fwd and *bwd_input; then `gather` seconds of parameter gathers

@@ -843,6 +843,59 @@ static void test_megatron_optimizer(void) {
   px_plan_clear(&p);
 }
 
+/* Megatron-Core's distributed optimizer all-gathers the updated parameters
+ * bucket by bucket at the next step's first forward (finish_param_sync in the
+ * forward pre-hook): the first bucket waited for, bucket b's beside bucket
+ * b-1's forward on NCCL's share of the SMs. By hand, gathers 4, 3, 2 and
+ * forwards 1, 5, 6 (any unit), share 0.1: 4 + max(3, 1 + 0.3) + max(2, 5 +
+ * 0.2) + 6 = 18.2 against 12 of forward: 6.2 exposed. One bucket: its whole
+ * gather. Gathers shorter than every forward, share 0: the first only. */
+static void test_param_gather_exposed(void) {
+  double g[] = {4, 3, 2}, f[] = {1, 5, 6};
+  g_assert_cmpfloat(fabs(px_cost_param_gather_exposed(3, g, f, 0.1) - 6.2), <, 1e-12);
+  g_assert_cmpfloat(fabs(px_cost_param_gather_exposed(1, g, f, 0.1) - 4.0), <, 1e-12);
+  double gs[] = {0.5, 0.5, 0.5};
+  g_assert_cmpfloat(fabs(px_cost_param_gather_exposed(3, gs, f, 0) - 0.5), <, 1e-12);
+  g_assert_cmpfloat(px_cost_param_gather_exposed(0, g, f, 0.1), ==, 0);
+}
+
+/* The same in the cost table: tiny (108544 parameters) on dp 4 inside a
+ * node, Megatron-Core, ZeRO-1 (the distributed optimizer), bf16. The
+ * default bucket (max(4e7, 1e6 dp) elements) holds the whole part: the
+ * optimizer step gains the whole ring all-gather, 3 · 2 us + 3/4 · 108544 ·
+ * 2 B / 400 GB/s = 6.40704 us, against the same table with a free link.
+ * With buckets of 60000 B (three, test_dp_reduction's: the embedding's 8448
+ * elements, block 0's 49984, block 1's and the head's 50112), no latency,
+ * 1e15 B/s and no collective SMs, every later gather (< 0.1 ns) hides
+ * behind a layer's forward: only the embedding's bucket is exposed,
+ * 3/4 · 8448 · 2 B / 1e15 B/s = 1.2672e-11 s (the whole part's in one
+ * bucket would be 1.62816e-10 s). */
+static void test_megatron_param_gather(void) {
+  PxCluster c = make_cluster(4, 1), fast = c;
+  fast.intra_lat = 0;
+  fast.intra_bw = 1e30;
+  PxPlan p;
+  set_plan(&p, 4, 1, 1, 1, 4);
+  p.stack = PX_STACK_MEGATRON_CORE;
+  p.precision = PX_PREC_BF16;
+  p.zero = 1;
+  PxModel *m = NULL;
+  g_autoptr(PxCostTable) t = tiny_table(&p, &c, &m);
+  px_model_free(m);
+  g_autoptr(PxCostTable) t0 = tiny_table(&p, &fast, &m);
+  px_model_free(m);
+  g_assert_cmpfloat(REL(t->optimizer[0] - t0->optimizer[0], 6.40704e-6), <, 1e-9);
+  p.bucket_bytes = 60000;
+  PxCluster slow = fast;
+  slow.intra_bw = 1e15;
+  g_autoptr(PxCostTable) t3 = tiny_table(&p, &slow, &m);
+  px_model_free(m);
+  g_autoptr(PxCostTable) t30 = tiny_table(&p, &fast, &m);
+  px_model_free(m);
+  g_assert_cmpfloat(REL(t3->optimizer[0] - t30->optimizer[0], 1.2672e-11), <, 1e-6);
+  px_plan_clear(&p);
+}
+
 /* FSDP's shard cast before every all-gather (torch 2.1 flat_param.py,
  * _use_low_precision_shard): the fp32 shard read (4 B) and written in bf16
  * (2 B). tiny on dp 4, one part of 108544 parameters: 108544 / 4 * 6 =
@@ -1321,6 +1374,8 @@ int main(int argc, char **argv) {
   g_test_add_func("/cost/table/tied-and-p2p", test_tied_and_p2p);
   g_test_add_func("/cost/table/stacks", test_stacks);
   g_test_add_func("/cost/table/megatron-optimizer", test_megatron_optimizer);
+  g_test_add_func("/cost/collective/param-gather-exposed", test_param_gather_exposed);
+  g_test_add_func("/cost/table/megatron-param-gather", test_megatron_param_gather);
   g_test_add_func("/cost/flops/gpt3-megatron", test_gpt3_flops);
   g_test_add_func("/cost/table/ideal", test_ideal);
   g_test_add_func("/cost/cp-fp8/block", test_cp_fp8_block);
