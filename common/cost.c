@@ -1113,8 +1113,9 @@ static PxCostTable *table_alloc(int pp, int vpp) {
                          &t->p2p_act, &t->p2p_grad, &t->gather, &t->gather_pass, &t->p2p_bytes,
                          &t->reduce_pass, &t->cp_comm_fwd, &t->cp_comm_bwd, &t->gather_pcie, &t->gather_cast};
   for (gsize i = 0; i < G_N_ELEMENTS(per_part); i++) *per_part[i] = g_new0(double, t->parts);
-  double **per_rank[] = {&t->dp_reduce, &t->tied_reduce, &t->optimizer, &t->load, &t->dp_bytes, &t->edp_reduce,
-                         &t->edp_bytes};
+  double **per_rank[] = {&t->dp_reduce, &t->tied_reduce, &t->optimizer,     &t->load,
+                         &t->dp_bytes,  &t->edp_reduce,  &t->edp_bytes,     &t->dp_lat,
+                         &t->param_gather, &t->param_gather_lat};
   for (gsize i = 0; i < G_N_ELEMENTS(per_rank); i++) *per_rank[i] = g_new0(double, pp);
   return t;
 }
@@ -1124,7 +1125,7 @@ void px_cost_table_free(PxCostTable *t) {
   double *arrays[] = {t->fwd, t->bwd_input, t->bwd_weight, t->tp_comm_fwd, t->tp_comm_bwd, t->p2p_act,
                       t->p2p_grad, t->gather, t->gather_pass, t->p2p_bytes, t->dp_reduce, t->tied_reduce, t->optimizer,
                       t->load, t->dp_bytes, t->reduce_pass, t->cp_comm_fwd, t->cp_comm_bwd, t->gather_pcie,
-                      t->gather_cast, t->edp_reduce, t->edp_bytes};
+                      t->gather_cast, t->edp_reduce, t->edp_bytes, t->dp_lat, t->param_gather, t->param_gather_lat};
   for (gsize i = 0; i < G_N_ELEMENTS(arrays); i++) g_free(arrays[i]);
   g_free(t);
 }
@@ -1176,6 +1177,11 @@ static gboolean dp_reduce_scatters(const PxModel *model, const PxPlan *plan, con
   /* torchtitan's FSDP2 reduce-scatters from any sharding (its ZeRO-1 is
    * ZeRO-2: the emitter's fsdp_reshard_after_forward "never") */
   if (plan->stack == PX_STACK_TORCHTITAN) return plan->zero >= 1;
+  /* Megatron-Core's distributed optimizer (ZeRO-1 here) reduce-scatters each
+   * bucket into the rank's slice of it (param_and_grad_buffer.py
+   * start_grad_sync: reduce_scatter_tensor with use_distributed_optimizer;
+   * buckets.h px_buckets_sharded) */
+  if (plan->stack == PX_STACK_MEGATRON_CORE) return plan->zero >= 1;
   if (plan->stack != PX_STACK_PARALLAX) return plan->zero >= 2;
   if (plan->zero < 1) return FALSE;
   if (!part->buckets || !px_cost_overlap_dp(plan)) return TRUE;
@@ -1209,6 +1215,17 @@ static double dp_bucket_padding(const PxModel *model, const PxPlan *plan, const 
     }
   }
   return pad;
+}
+
+/* The latency term of one reduce-scatter / all-gather (rs) or all-reduce of
+ * `bytes` over n ranks: (n-1) α, or the all-reduce algorithm's that
+ * px_cost_allreduce picks for these bytes; 0 with a measured curve (it
+ * holds the latency, not apart). */
+static double collective_latency(gboolean rs, double bytes, int n, const PxLink *l) {
+  if (n <= 1 || bytes <= 0 || (l->curve && l->curve->n >= 1)) return 0;
+  if (rs) return (n - 1) * l->lat;
+  return px_cost_allreduce_ring(bytes, n, l) <= px_cost_allreduce_tree(bytes, n, l) ? 2.0 * (n - 1) * l->lat
+                                                                                    : 2.0 * ceil(log2((double)n)) * l->lat;
 }
 
 static void reduce_grads(gboolean rs, double bytes, int n, const PxLink *l, double *time, double *sent) {
@@ -1249,34 +1266,6 @@ static PxLink edp_link(const PxCluster *cluster, const PxPlan *plan, int stage) 
   return px_cost_group_link(cluster, ranks, MAX(edp, 1));
 }
 
-/* Megatron-Core's distributed optimizer gathers the updated parameters per
- * bucket at the next step's first forward (overlap_param_gather, the DDP
- * forward pre-hook: px_cost_param_gather_exposed): what of it the forward of
- * part 0 does not hide, on part 0's rank. Part 0 (stage 0's first chunk)
- * starts the step: every other part waits for it. Later chunks' gathers are
- * dispatched beside earlier chunks' forwards (align_param_gather, with the
- * interleaved schedule), later stages' run while they wait for their first
- * activation (Megatron-Core does not even bucket them: "data-parallel
- * communication on these stages is not on the critical path"): not charged.
- * The dense buckets only (an MoE model's expert buckets: not charged). */
-static double megatron_param_gather(const PxCluster *cluster, const PxPartition *part, const double *layer_fwd,
-                                    double params, int E, int dp, const PxLink *l) {
-  const PxBuckets *bk = part->buckets;
-  if (!bk || bk->n[0] < 1) return px_cost_allgather(params * E, dp, l); /* one bucket: waited for whole */
-  int n = bk->n[0], m = 0;
-  g_autofree double *g = g_new(double, n);
-  g_autofree double *f = g_new(double, n);
-  for (int i = n - 1; i >= 0; i--) { /* forward order: the part's first layers' bucket first */
-    const PxBucket *b = &bk->b[0][i];
-    if (b->expert) continue;
-    g[m] = px_cost_allgather(b->elems * E, dp, l);
-    f[m] = 0;
-    for (int li = b->first; li < b->end; li++) f[m] += layer_fwd[li];
-    m++;
-  }
-  return px_cost_param_gather_exposed(m, g, f, px_cost_collective_sm_share_link(cluster, l));
-}
-
 PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, const PxPlan *plan,
                                const PxPartition *part, GError **error) {
   if (!check_inputs(cluster, plan, part, error)) return NULL;
@@ -1295,7 +1284,6 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
   g_autofree double *rank_eparams = g_new0(double, pp);
   g_autofree double *part_eparams = g_new0(double, parts);
   int edp = px_plan_edp(plan);
-  g_autofree double *layer_fwd = g_new0(double, model->n_layers); /* each layer's forward, s */
   gboolean megatron = plan->stack == PX_STACK_MEGATRON_2021 || plan->stack == PX_STACK_MEGATRON_CORE;
 
   for (int k = 0; k < parts; k++) {
@@ -1314,7 +1302,6 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
       t->cp_comm_fwd[k] += ring_f;
       t->cp_comm_bwd[k] += ring_b;
       t->fwd[k] += c.fwd + c.tp_fwd + ring_f;
-      layer_fwd[li] = c.fwd + c.tp_fwd + ring_f;
       t->tp_comm_fwd[k] += c.tp_fwd;
       t->bwd_input[k] += c.bwd_input + c.tp_bwd + c.recompute + ring_b;
       t->bwd_weight[k] += c.bwd_weight;
@@ -1428,6 +1415,7 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
     }
     if (dp > 1) {
       reduce_grads(rs, grad_bytes, dp, &dpl, &t->dp_reduce[r], &t->dp_bytes[r]);
+      t->dp_lat[r] = collective_latency(rs, grad_bytes, dp, &dpl);
       if (plan->zero == 3 && overlap) {
         /* reduced in the backward passes (above): what is left after the last
          * one is the last layer's reduce-scatter */
@@ -1457,9 +1445,18 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
       opt += px_cost_allgather(padded_params * E, dp, &dpl);
     if ((plan->zero == 1 || plan->zero == 2) && edp > 1 && !gather_hidden)
       opt += px_cost_allgather(padded_eparams * E, edp, &edpl);
-    /* ... but its first buckets' gathers hold up the step's first forward */
-    if ((plan->zero == 1 || plan->zero == 2) && dp > 1 && gather_hidden && r == px_partition_part_rank(part, 0))
-      opt += megatron_param_gather(cluster, part, layer_fwd, part_params[0], E, dp, &dpl);
+    /* ... but its first buckets' gathers hold up the step's first forward of
+     * part 0 (stage 0's first chunk, which every other part waits for): the
+     * engine times them from the buckets (px_cost_param_gather_exposed).
+     * Later chunks' gathers are dispatched beside earlier chunks' forwards
+     * (align_param_gather, with the interleaved schedule), later stages' run
+     * while they wait for their first activation (Megatron-Core does not even
+     * bucket them: "data-parallel communication on these stages is not on the
+     * critical path"): not charged; nor an MoE model's expert buckets. */
+    if ((plan->zero == 1 || plan->zero == 2) && dp > 1 && gather_hidden && r == px_partition_part_rank(part, 0)) {
+      t->param_gather[r] = px_cost_allgather(part_params[0] * E, dp, &dpl);
+      t->param_gather_lat[r] = collective_latency(TRUE, part_params[0] * E, dp, &dpl);
+    }
     t->optimizer[r] = opt;
     if (r == 0 || r == pp - 1) t->load[r] = plan->mbs * seq / MAX(plan->cp, 1) * BATCH_ID_BYTES / MAX(cluster->pcie_bw, 1.0);
   }

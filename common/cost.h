@@ -43,6 +43,14 @@ typedef struct {
                            0 otherwise): a dense bucket's share is of dp_reduce less this, an expert
                            bucket's of this (buckets.h, sim/engine.c) */
   double *edp_bytes;    /* (pp) of dp_bytes, the routed experts' */
+  double *dp_lat;       /* (pp) the latency term of one collective of the dense reduction (its α part;
+                           0 with a measured curve): a bucket is its own collective, so it costs this
+                           plus its share of the rest (sim/engine.c) */
+  double *param_gather; /* (pp) Megatron-Core's distributed optimizer: the all-gather of part 0's dense
+                           parameters as one collective, on part 0's rank (0 otherwise); the engine
+                           holds the step's first forward of part 0 for what its buckets' gathers
+                           do not hide (px_cost_param_gather_exposed) */
+  double *param_gather_lat; /* (pp) its latency term, paid by every bucket's gather */
   /* FLOPs for MFU/HFU */
   double model_flops_per_step;     /* whole cluster, one step, no recompute */
   double hardware_flops_per_step;  /* with recompute */
