@@ -146,8 +146,10 @@ int px_buckets_of_layer(const PxBuckets *b, int k, int li) { return px_buckets_f
 gboolean px_buckets_sharded(const PxBuckets *b, const PxModel *model, const PxPlan *plan, int k) {
   (void)model;
   if (!b || k < 0 || k >= b->parts || b->n[k] < 2) return FALSE;
-  /* the executor's stack; the other stacks' memory and bytes stay their own */
-  if (plan->stack != PX_STACK_PARALLAX) return FALSE;
+  /* the executor's stack and Megatron-Core's distributed optimizer (its
+   * buckets' slices: distributed_optimizer.py _build_model_gbuf_range); the
+   * other stacks' memory and bytes stay their own */
+  if (plan->stack != PX_STACK_PARALLAX && plan->stack != PX_STACK_MEGATRON_CORE) return FALSE;
   if ((plan->zero != 1 && plan->zero != 2) || px_plan_data_ranks(plan) < 2) return FALSE;
   return px_cost_overlap_dp(plan);
 }

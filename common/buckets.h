@@ -128,7 +128,8 @@ typedef struct {
 } PxBucketShard;
 
 /* Does plan shard part k's buffers per bucket: the executor's stack
- * (parallax; the other stacks keep their own layouts), ZeRO 1 or 2 over dp·cp > 1
+ * (parallax) and Megatron-Core (the distributed optimizer itself; the other
+ * stacks keep their own layouts), ZeRO 1 or 2 over dp·cp > 1
  * ranks, and the DP reduction in buckets during the backward (the program splits
  * it: px_cost_overlap_dp, px_program_new) into more than one bucket on part
  * k? MoE models too (the experts' regions over edp). b may be NULL (no). With

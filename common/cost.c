@@ -429,6 +429,20 @@ double px_cost_pass_exposed(double compute, double coll, double coll_sms, double
   return MAX(MAX(0.0, coll - compute), share * coll_sms);
 }
 
+/* Megatron-Core core/distributed/param_and_grad_buffer.py finish_param_sync
+ * (called by DistributedDataParallel's forward pre-hook): the first bucket's
+ * all-gather is dispatched there and waited for ("first AG bucket in first
+ * model chunk"), then the next bucket group's is dispatched, which the
+ * forward of the layers just gathered overlaps. */
+double px_cost_param_gather_exposed(int n, const double *gather, const double *fwd, double share) {
+  if (n <= 0) return 0;
+  double t = gather[0], work = 0;
+  for (int b = 1; b < n; b++) t += MAX(gather[b], fwd[b - 1] + share * gather[b]);
+  t += fwd[n - 1];
+  for (int b = 0; b < n; b++) work += fwd[b];
+  return MAX(0.0, t - work);
+}
+
 void px_cost_zero3_fold(double *fwd, double *bwd_input, double *bwd_weight, double gather, double gather_pcie,
                         double reduce, double cast, double share) {
   *fwd += cast;
@@ -1099,8 +1113,9 @@ static PxCostTable *table_alloc(int pp, int vpp) {
                          &t->p2p_act, &t->p2p_grad, &t->gather, &t->gather_pass, &t->p2p_bytes,
                          &t->reduce_pass, &t->cp_comm_fwd, &t->cp_comm_bwd, &t->gather_pcie, &t->gather_cast};
   for (gsize i = 0; i < G_N_ELEMENTS(per_part); i++) *per_part[i] = g_new0(double, t->parts);
-  double **per_rank[] = {&t->dp_reduce, &t->tied_reduce, &t->optimizer, &t->load, &t->dp_bytes, &t->edp_reduce,
-                         &t->edp_bytes};
+  double **per_rank[] = {&t->dp_reduce, &t->tied_reduce, &t->optimizer,     &t->load,
+                         &t->dp_bytes,  &t->edp_reduce,  &t->edp_bytes,     &t->dp_lat,
+                         &t->param_gather, &t->param_gather_lat};
   for (gsize i = 0; i < G_N_ELEMENTS(per_rank); i++) *per_rank[i] = g_new0(double, pp);
   return t;
 }
@@ -1110,7 +1125,7 @@ void px_cost_table_free(PxCostTable *t) {
   double *arrays[] = {t->fwd, t->bwd_input, t->bwd_weight, t->tp_comm_fwd, t->tp_comm_bwd, t->p2p_act,
                       t->p2p_grad, t->gather, t->gather_pass, t->p2p_bytes, t->dp_reduce, t->tied_reduce, t->optimizer,
                       t->load, t->dp_bytes, t->reduce_pass, t->cp_comm_fwd, t->cp_comm_bwd, t->gather_pcie,
-                      t->gather_cast, t->edp_reduce, t->edp_bytes};
+                      t->gather_cast, t->edp_reduce, t->edp_bytes, t->dp_lat, t->param_gather, t->param_gather_lat};
   for (gsize i = 0; i < G_N_ELEMENTS(arrays); i++) g_free(arrays[i]);
   g_free(t);
 }
@@ -1162,6 +1177,11 @@ static gboolean dp_reduce_scatters(const PxModel *model, const PxPlan *plan, con
   /* torchtitan's FSDP2 reduce-scatters from any sharding (its ZeRO-1 is
    * ZeRO-2: the emitter's fsdp_reshard_after_forward "never") */
   if (plan->stack == PX_STACK_TORCHTITAN) return plan->zero >= 1;
+  /* Megatron-Core's distributed optimizer (ZeRO-1 here) reduce-scatters each
+   * bucket into the rank's slice of it (param_and_grad_buffer.py
+   * start_grad_sync: reduce_scatter_tensor with use_distributed_optimizer;
+   * buckets.h px_buckets_sharded) */
+  if (plan->stack == PX_STACK_MEGATRON_CORE) return plan->zero >= 1;
   if (plan->stack != PX_STACK_PARALLAX) return plan->zero >= 2;
   if (plan->zero < 1) return FALSE;
   if (!part->buckets || !px_cost_overlap_dp(plan)) return TRUE;
@@ -1195,6 +1215,17 @@ static double dp_bucket_padding(const PxModel *model, const PxPlan *plan, const 
     }
   }
   return pad;
+}
+
+/* The latency term of one reduce-scatter / all-gather (rs) or all-reduce of
+ * `bytes` over n ranks: (n-1) α, or the all-reduce algorithm's that
+ * px_cost_allreduce picks for these bytes; 0 with a measured curve (it
+ * holds the latency, not apart). */
+static double collective_latency(gboolean rs, double bytes, int n, const PxLink *l) {
+  if (n <= 1 || bytes <= 0 || (l->curve && l->curve->n >= 1)) return 0;
+  if (rs) return (n - 1) * l->lat;
+  return px_cost_allreduce_ring(bytes, n, l) <= px_cost_allreduce_tree(bytes, n, l) ? 2.0 * (n - 1) * l->lat
+                                                                                    : 2.0 * ceil(log2((double)n)) * l->lat;
 }
 
 static void reduce_grads(gboolean rs, double bytes, int n, const PxLink *l, double *time, double *sent) {
@@ -1384,6 +1415,7 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
     }
     if (dp > 1) {
       reduce_grads(rs, grad_bytes, dp, &dpl, &t->dp_reduce[r], &t->dp_bytes[r]);
+      t->dp_lat[r] = collective_latency(rs, grad_bytes, dp, &dpl);
       if (plan->zero == 3 && overlap) {
         /* reduced in the backward passes (above): what is left after the last
          * one is the last layer's reduce-scatter */
@@ -1413,6 +1445,18 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
       opt += px_cost_allgather(padded_params * E, dp, &dpl);
     if ((plan->zero == 1 || plan->zero == 2) && edp > 1 && !gather_hidden)
       opt += px_cost_allgather(padded_eparams * E, edp, &edpl);
+    /* ... but its first buckets' gathers hold up the step's first forward of
+     * part 0 (stage 0's first chunk, which every other part waits for): the
+     * engine times them from the buckets (px_cost_param_gather_exposed).
+     * Later chunks' gathers are dispatched beside earlier chunks' forwards
+     * (align_param_gather, with the interleaved schedule), later stages' run
+     * while they wait for their first activation (Megatron-Core does not even
+     * bucket them: "data-parallel communication on these stages is not on the
+     * critical path"): not charged; nor an MoE model's expert buckets. */
+    if ((plan->zero == 1 || plan->zero == 2) && dp > 1 && gather_hidden && r == px_partition_part_rank(part, 0)) {
+      t->param_gather[r] = px_cost_allgather(part_params[0] * E, dp, &dpl);
+      t->param_gather_lat[r] = collective_latency(TRUE, part_params[0] * E, dp, &dpl);
+    }
     t->optimizer[r] = opt;
     if (r == 0 || r == pp - 1) t->load[r] = plan->mbs * seq / MAX(plan->cp, 1) * BATCH_ID_BYTES / MAX(cluster->pcie_bw, 1.0);
   }

@@ -43,6 +43,14 @@ typedef struct {
                            0 otherwise): a dense bucket's share is of dp_reduce less this, an expert
                            bucket's of this (buckets.h, sim/engine.c) */
   double *edp_bytes;    /* (pp) of dp_bytes, the routed experts' */
+  double *dp_lat;       /* (pp) the latency term of one collective of the dense reduction (its α part;
+                           0 with a measured curve): a bucket is its own collective, so it costs this
+                           plus its share of the rest (sim/engine.c) */
+  double *param_gather; /* (pp) Megatron-Core's distributed optimizer: the all-gather of part 0's dense
+                           parameters as one collective, on part 0's rank (0 otherwise); the engine
+                           holds the step's first forward of part 0 for what its buckets' gathers
+                           do not hide (px_cost_param_gather_exposed) */
+  double *param_gather_lat; /* (pp) its latency term, paid by every bucket's gather */
   /* FLOPs for MFU/HFU */
   double model_flops_per_step;     /* whole cluster, one step, no recompute */
   double hardware_flops_per_step;  /* with recompute */
@@ -218,6 +226,15 @@ double px_cost_ub_pipeline_exposed(int splits, double gemm_chunk, double rs_chun
  * of the SMs: max(coll - compute, share * coll_sms), never below 0. The
  * cost table and the search fold ZeRO-3's per-pass gathers with it. */
 double px_cost_pass_exposed(double compute, double coll, double coll_sms, double share);
+/* Exposed time of Megatron-Core's parameter all-gathers at the step's first
+ * forward (distributed optimizer with overlap_param_gather): n buckets in
+ * forward order, gather[b] seconds of all-gather and fwd[b] seconds of
+ * forward over bucket b's layers. The first gather is waited for before any
+ * layer runs; bucket b's is dispatched when bucket b-1's forward starts and
+ * runs beside it on NCCL's `share` of the SMs:
+ * gather[0] + sum_{b>=1} max(gather[b], fwd[b-1] + share gather[b]) + fwd[n-1]
+ * less sum fwd. */
+double px_cost_param_gather_exposed(int n, const double *gather, const double *fwd, double share);
 /* ZeRO-3's per-pass collectives folded into one part's compute, in place:
  * `cast` seconds of compute each gathered pass adds (FSDP's shard cast) go
  * into *fwd and *bwd_input; then `gather` seconds of parameter gathers

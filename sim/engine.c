@@ -54,6 +54,7 @@ typedef struct {
   Message *msgs;      /* (2 * m * vpp) messages this rank sends: [type][mb][chunk] */
   int *last_bwd;      /* (vpp) index of each chunk's last backward, -1 */
   double *last_bwd_dur; /* (vpp) the duration of that backward once run */
+  gboolean params_gathered; /* the step's first forward of part 0 has waited for param_gather */
   /* accounting */
   double busy, exposed[PX_N_COMM], op_time[PX_OP_N_KINDS];
   double act, gathered, mem, peak_mem;
@@ -222,6 +223,13 @@ static gboolean collective(Sim *sim, Rank *r, const PxInstr *in, PxOpKind kind, 
         }
         cost = red / sim->vpp * share;
         bytes = sent / sim->vpp * share;
+        /* a dense bucket (or a chunk of several) is a collective of its own:
+         * the latency term once per collective, the rest by share */
+        int kp = px_program_part_of(sim->prog, r->stage, chunk);
+        if (tab->dp_lat && (!bk || !bk->expert) && (bk || sim->vpp > 1) && !(tab->reduce_pass && tab->reduce_pass[kp] > 0)) {
+          double lat = MIN(tab->dp_lat[r->stage], red);
+          cost = (red - lat) / sim->vpp * share + lat;
+        }
       }
     }
     guint64 key = ((guint64)kind << 56) | ((guint64)gid << 24) | (guint64)r->coll_seq[kind]++;
@@ -268,6 +276,38 @@ static gboolean collective(Sim *sim, Rank *r, const PxInstr *in, PxOpKind kind, 
   return TRUE;
 }
 
+/* Megatron-Core's parameter all-gathers before the step's first forward of
+ * part 0 (cost.h param_gather): the dense buckets of part 0 in forward order
+ * (the reverse of buckets.h's reduction order), each a gather of its share
+ * of the part's parameters (the latency term paid by each) beside the
+ * forward of the bucket before it, that forward split by the buckets'
+ * forward FLOPs (PxBucket.after); what the forward does not hide
+ * (px_cost_param_gather_exposed). One bucket: its gather, waited for. */
+static double param_gather_exposed(const Sim *sim, const Rank *r) {
+  const PxCostTable *tab = sim->tab;
+  double whole = tab->param_gather[r->stage], lat = tab->param_gather_lat ? tab->param_gather_lat[r->stage] : 0;
+  const PxBuckets *b = sim->prog->buckets;
+  if (!b || b->n[0] < 2) return whole;
+  int n = b->n[0], m = 0;
+  lat = MIN(lat, whole);
+  g_autofree double *g = g_new(double, n);
+  g_autofree double *f = g_new(double, n);
+  for (int i = n - 1; i >= 0; i--) {
+    const PxBucket *bk = &b->b[0][i];
+    if (bk->expert) continue;
+    double before = 1.0; /* forward share of the layers from this bucket's on: the next dense bucket's after */
+    for (int j = i - 1; j >= 0; j--)
+      if (!b->b[0][j].expert) {
+        before = b->b[0][j].after;
+        break;
+      }
+    g[m] = bk->share * (whole - lat) + lat;
+    f[m] = tab->fwd[0] * MAX(0.0, before - bk->after);
+    m++;
+  }
+  return px_cost_param_gather_exposed(m, g, f, tab->coll_sm_share);
+}
+
 /* Execute the rank's current instruction; FALSE when it has to wait. */
 static gboolean step(Sim *sim, Rank *r) {
   const PxInstr *in = &r->prog->instrs[r->pc];
@@ -283,6 +323,11 @@ static gboolean step(Sim *sim, Rank *r) {
     break;
   case PX_OP_FORWARD:
     if (!has_part || in->mb < 0 || in->mb >= sim->m) return invalid(sim, r, in, "no such micro-batch or chunk");
+    /* the step's first forward of part 0 waits for Megatron-Core's first parameter gathers */
+    if (part == 0 && !r->params_gathered && tab->param_gather && tab->param_gather[r->stage] > 0) {
+      r->params_gathered = TRUE;
+      wait_for(r, r->t + param_gather_exposed(sim, r), r->t, PX_COMM_DP);
+    }
     r->act += part_value(opt->act_bytes, part);
     set_memory(sim, r, r->t);
     compute(sim, r, in, tab->fwd[part]);

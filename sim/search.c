@@ -315,6 +315,9 @@ static PxCostTable layout_table(const ComputeBlock *cb, const StateBlock *sb, gb
   t.dp_bytes = st->dp_bytes;
   t.edp_reduce = st->edp_reduce;
   t.edp_bytes = st->edp_bytes;
+  t.dp_lat = st->dp_lat;
+  t.param_gather = st->param_gather;
+  t.param_gather_lat = st->param_gather_lat;
   t.optimizer = st->optimizer;
   t.overlap_dp = st->overlap_dp;
   t.reduce_pass = st->reduce_pass;

@@ -879,6 +879,52 @@ static void test_megatron_optimizer(void) {
   px_plan_clear(&p);
 }
 
+/* Megatron-Core's distributed optimizer all-gathers the updated parameters
+ * bucket by bucket at the next step's first forward (finish_param_sync in the
+ * forward pre-hook): the first bucket waited for, bucket b's beside bucket
+ * b-1's forward on NCCL's share of the SMs. By hand, gathers 4, 3, 2 and
+ * forwards 1, 5, 6 (any unit), share 0.1: 4 + max(3, 1 + 0.3) + max(2, 5 +
+ * 0.2) + 6 = 18.2 against 12 of forward: 6.2 exposed. One bucket: its whole
+ * gather. Gathers shorter than every forward, share 0: the first only. */
+static void test_param_gather_exposed(void) {
+  double g[] = {4, 3, 2}, f[] = {1, 5, 6};
+  g_assert_cmpfloat(fabs(px_cost_param_gather_exposed(3, g, f, 0.1) - 6.2), <, 1e-12);
+  g_assert_cmpfloat(fabs(px_cost_param_gather_exposed(1, g, f, 0.1) - 4.0), <, 1e-12);
+  double gs[] = {0.5, 0.5, 0.5};
+  g_assert_cmpfloat(fabs(px_cost_param_gather_exposed(3, gs, f, 0) - 0.5), <, 1e-12);
+  g_assert_cmpfloat(px_cost_param_gather_exposed(0, g, f, 0.1), ==, 0);
+}
+
+/* The cost table's part of it: tiny (108544 parameters) on dp 4 inside a
+ * node, Megatron-Core, ZeRO-1 (the distributed optimizer), bf16. Part 0's
+ * gather as one collective, the ring's 3 · 2 us + 3/4 · 108544 · 2 B / 400
+ * GB/s = 6.40704 us, its latency term 6 us (each bucket pays it; the engine
+ * splits the rest, tests/test_engine.c); the gradients reduce-scattered per
+ * bucket (start_grad_sync with use_distributed_optimizer): dp_bytes 3/4 ·
+ * 108544 · 2 B = 162816 B and a latency term of 6 us, not the all-reduce's.
+ * Megatron-LM 2021 (no distributed optimizer gather): none. */
+static void test_megatron_param_gather(void) {
+  PxCluster c = make_cluster(4, 1);
+  PxPlan p;
+  set_plan(&p, 4, 1, 1, 1, 4);
+  p.stack = PX_STACK_MEGATRON_CORE;
+  p.precision = PX_PREC_BF16;
+  p.grad_reduce_bytes = 2;
+  p.zero = 1;
+  PxModel *m = NULL;
+  g_autoptr(PxCostTable) t = tiny_table(&p, &c, &m);
+  px_model_free(m);
+  g_assert_cmpfloat(REL(t->param_gather[0], 6.40704e-6), <, 1e-12);
+  g_assert_cmpfloat(REL(t->param_gather_lat[0], 6e-6), <, 1e-12);
+  g_assert_cmpfloat(REL(t->dp_lat[0], 6e-6), <, 1e-12);
+  g_assert_cmpfloat(REL(t->dp_bytes[0], 162816.0), <, 1e-12);
+  p.stack = PX_STACK_MEGATRON_2021;
+  g_autoptr(PxCostTable) t21 = tiny_table(&p, &c, &m);
+  px_model_free(m);
+  g_assert_cmpfloat(t21->param_gather[0], ==, 0);
+  px_plan_clear(&p);
+}
+
 /* FSDP's shard cast before every all-gather (torch 2.1 flat_param.py,
  * _use_low_precision_shard): the fp32 shard read (4 B) and written in bf16
  * (2 B). tiny on dp 4, one part of 108544 parameters: 108544 / 4 * 6 =
@@ -1358,6 +1404,8 @@ int main(int argc, char **argv) {
   g_test_add_func("/cost/table/tied-and-p2p", test_tied_and_p2p);
   g_test_add_func("/cost/table/stacks", test_stacks);
   g_test_add_func("/cost/table/megatron-optimizer", test_megatron_optimizer);
+  g_test_add_func("/cost/collective/param-gather-exposed", test_param_gather_exposed);
+  g_test_add_func("/cost/table/megatron-param-gather", test_megatron_param_gather);
   g_test_add_func("/cost/flops/gpt3-megatron", test_gpt3_flops);
   g_test_add_func("/cost/table/ideal", test_ideal);
   g_test_add_func("/cost/cp-fp8/block", test_cp_fp8_block);

@@ -591,6 +591,47 @@ static void test_dp_buckets_hand(void) {
   }
 }
 
+/* A bucket is a collective of its own: the reduction's latency term (dp_lat)
+ * once per bucket, the rest by share. test_dp_buckets_hand's case with
+ * dp_lat 1: each of the two buckets 1 + (4 - 1)/2 = 2.5; bucket 0 from 5
+ * to 7.5, bucket 1 7.5-10, optimizer 10-11: exposed 4, step 11. */
+static void test_dp_buckets_latency(void) {
+  Case c;
+  dp_case_init(&c, PX_SCHED_1F1B, 1, 2, TRUE);
+  c.tab->dp_lat[0] = 1;
+  split_equal(c.prog, 4, 2);
+  g_autoptr(PxSimResult) res = run(&c, NULL);
+  g_assert_cmpfloat_with_epsilon(res->step_time, 11, EPS);
+  g_assert_cmpfloat_with_epsilon(res->ranks[0].exposed[PX_COMM_DP], 4, EPS);
+  g_assert_cmpfloat_with_epsilon(res->ranks[0].op_time[PX_OP_REDUCE_GRADS], 5, EPS);
+  case_clear(&c);
+}
+
+/* Megatron-Core's parameter gathers hold up the step's first forward of
+ * part 0 (cost.h param_gather, px_cost_param_gather_exposed). pp = 1, m = 2,
+ * four equal layers two to a bucket: in forward order bucket 1 (layers 0-1)
+ * then bucket 0 (layers 2-3), each half the forward (0.5) and half the
+ * gather: 0.5 (latency term) + (2 - 0.5)/2 = 1.25. Share 0.1: 1.25 +
+ * max(1.25, 0.5 + 0.125) + 0.5 = 3 against 1 of forward: 2 exposed. F 2-3,
+ * B 3-5, F 5-6, B 6-8; the reduction (4) in two buckets 7-9, 9-11;
+ * optimizer 11-12: step 12, exposed DP 2 + 3. One bucket: its whole gather
+ * (2), then F 2-3, B 3-5, F 5-6, B 6-8, reduction 8-12, optimizer 12-13:
+ * exposed 2 + 4. */
+static void test_param_gather_first_forward(void) {
+  for (int buckets = 0; buckets <= 1; buckets++) {
+    Case c;
+    dp_case_init(&c, PX_SCHED_1F1B, 1, 2, TRUE);
+    c.tab->param_gather[0] = 2;
+    c.tab->param_gather_lat[0] = 0.5;
+    c.tab->coll_sm_share = 0.1;
+    if (buckets) split_equal(c.prog, 4, 2);
+    g_autoptr(PxSimResult) res = run(&c, NULL);
+    g_assert_cmpfloat_with_epsilon(res->step_time, buckets ? 12 : 13, EPS);
+    g_assert_cmpfloat_with_epsilon(res->ranks[0].exposed[PX_COMM_DP], buckets ? 5 : 6, EPS);
+    case_clear(&c);
+  }
+}
+
 /* n equal buckets whose reductions each take less than the backward's 1/n
  * are all hidden but the last: pp = 1, m = 1, F 0-1, B 1-3, n = 4 layers,
  * one to a bucket, the reduction 1 (0.25 per bucket). Bucket b may start at
@@ -832,6 +873,8 @@ int main(int argc, char **argv) {
   g_test_add_func("/engine/comm/dp-overlap", test_dp_overlap_hand);
   g_test_add_func("/engine/comm/dp-buckets-not-bubble", test_dp_buckets_hand);
   g_test_add_func("/engine/comm/dp-buckets-one-exposed", test_dp_buckets_one_exposed);
+  g_test_add_func("/engine/comm/dp-buckets-latency", test_dp_buckets_latency);
+  g_test_add_func("/engine/comm/param-gather-first-forward", test_param_gather_first_forward);
   g_test_add_func("/engine/comm/dp-buckets-moe-hand", test_dp_buckets_moe_hand);
   g_test_add_func("/engine/comm/v-tables-by-part", test_v_tables_by_part);
   g_test_add_func("/engine/symmetry", test_symmetry);
