@@ -204,6 +204,10 @@ gboolean px_stream_is_inline(const PxStream *s);
 void *px_stream_native(PxStream *s);
 /* Block until everything queued so far has run; the first error of the stream. */
 gboolean px_stream_synchronize(PxStream *s, GError **error);
+/* bytes from src to dst queued on s: dir 0 host to the stream's backend, 1
+ * the backend to host, 2 within the backend (px_tensor_upload_async's copy
+ * without a tensor; host memory is pageable or pinned, as the caller has it). */
+gboolean px_stream_memcpy(PxStream *s, void *dst, const void *src, gsize bytes, int dir, GError **error);
 
 /* A host function queued on a stream (cudaLaunchHostFunc): runs after all work
  * queued before it and before all work queued after it. Its error fails the

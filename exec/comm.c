@@ -275,8 +275,85 @@ static void call_free(gpointer data) {
   g_free(k);
 }
 
+/* ---- device buffers on an implementation of host memory ----
+ * local, tcp and mpi read and write their buffers with the CPU. A call queued
+ * on a device stream (px_stream_native: the cuda backend's, whose buffers are
+ * in GPU memory; NCCL, which takes GPU memory, queues natively) runs staged,
+ * on the calling thread: it waits for the stream (the call's inputs are
+ * written once the work queued before it has run), copies every buffer the
+ * call reads into host memory, runs the call there, and copies what it writes
+ * back before it returns. Synchronous, as the multi-rank runs on one GPU
+ * (ranks as threads, `local`) need: a host function on the GPU's stream may
+ * neither touch device memory nor call CUDA. PX_COMM_STAGE=1 stages the
+ * calls of host streams too (tests/cli_run.sh runs layouts so). */
+typedef struct {
+  void *dev, *host;
+  gsize bytes;
+  gboolean out; /* written by the call (copied back); else read */
+} Staged;
+
+static gboolean stage_all(PxStream *s) {
+  static gint force = -1;
+  if (g_atomic_int_get(&force) < 0) g_atomic_int_set(&force, g_strcmp0(g_getenv("PX_COMM_STAGE"), "1") == 0);
+  return px_stream_native(s) != NULL || g_atomic_int_get(&force) == 1;
+}
+
+/* A host copy of dev (bytes) for the call, in list; *ptr points the call at it. */
+static void stage(GArray *list, void **ptr, gsize bytes, gboolean out) {
+  if (!*ptr) return;
+  Staged x = {*ptr, g_malloc(MAX(bytes, 1)), bytes, out};
+  g_array_append_val(list, x);
+  *ptr = x.host;
+}
+
+static gboolean run_staged(Call *k, PxStream *s, GError **error) {
+  gsize es = px_dtype_size(k->dt), n = (gsize)px_comm_size(k->c), cnt = k->count;
+  g_autoptr(GArray) list = g_array_new(FALSE, FALSE, sizeof(Staged));
+  void *send = (void *)k->send;
+  switch (k->kind) {
+  case PX_CALL_ALL_REDUCE:
+  case PX_CALL_BROADCAST: stage(list, &k->buf, cnt * es, TRUE); break; /* read and written */
+  case PX_CALL_REDUCE_SCATTER:
+    stage(list, &send, n * cnt * es, FALSE);
+    stage(list, &k->buf, cnt * es, TRUE);
+    break;
+  case PX_CALL_ALL_GATHER: /* in place (send inside buf) too: the host copy of buf is written whole */
+    stage(list, &send, cnt * es, FALSE);
+    stage(list, &k->buf, n * cnt * es, TRUE);
+    break;
+  case PX_CALL_SEND: stage(list, &send, cnt * es, FALSE); break;
+  case PX_CALL_RECV: stage(list, &k->buf, cnt * es, TRUE); break;
+  case PX_CALL_GROUP:
+    for (int i = 0; i < k->n_group; i++)
+      stage(list, &k->group[i].buf, k->group[i].count * px_dtype_size(k->group[i].dtype), !k->group[i].send);
+    break;
+  case PX_CALL_BARRIER: break;
+  }
+  k->send = send;
+  gboolean ok = px_stream_synchronize(s, error);
+  for (guint i = 0; ok && i < list->len; i++) {
+    Staged *x = &g_array_index(list, Staged, i);
+    /* a written buffer is read too: an all-reduce's or broadcast's input, and
+     * the parts of a receive's buffer a shorter message leaves as they were */
+    ok = px_stream_memcpy(s, x->host, x->dev, x->bytes, 1, error);
+  }
+  ok = ok && px_stream_synchronize(s, error) && call_run(k, error);
+  for (guint i = 0; ok && i < list->len; i++) {
+    Staged *x = &g_array_index(list, Staged, i);
+    if (x->out) ok = px_stream_memcpy(s, x->dev, x->host, x->bytes, 0, error);
+  }
+  ok = ok && px_stream_synchronize(s, error);
+  for (guint i = 0; i < list->len; i++) g_free(g_array_index(list, Staged, i).host);
+  return ok;
+}
+
 static gboolean dispatch(Call *k, PxStream *stream, GError **error) {
   call_issue(k);
+  if (stream && !k->c->ops->enqueue && stage_all(stream)) {
+    gboolean ok = run_staged(k, stream, error);
+    call_free(k);
+    return ok;
+  }
   if (!stream || px_stream_is_inline(stream)) {
     gboolean ok = call_run(k, error);
     call_free(k);

@@ -362,6 +362,10 @@ static gboolean copy_on(PxStream *s, PxBackend *be, void *dst, const void *src, 
   return px_stream_launch_host(s, run_copy, c, g_free, error);
 }
 
+gboolean px_stream_memcpy(PxStream *s, void *dst, const void *src, gsize bytes, int dir, GError **error) {
+  return bytes == 0 || copy_on(s, s->be, dst, src, bytes, dir, error);
+}
+
 gboolean px_tensor_upload_async(PxTensor *t, const void *host, PxStream *s, GError **error) {
   return copy_on(s, t->backend, t->data, host, t->bytes, 0, error);
 }

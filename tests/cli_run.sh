@@ -6,7 +6,8 @@
 # files, a checkpoint of another run, a corrupt or missing shard, a --save
 # directory that cannot be created, a non-finite loss, an unknown backend).
 # Checkpoints also resume under another layout, and --keep prunes. Context
-# parallelism (--cp 2) gives the single rank's losses.
+# parallelism (--cp 2) gives the single rank's losses. Communicator calls
+# staged through host copies (PX_COMM_STAGE=1) give the queued calls' losses.
 set -u
 exe=$2
 fail=0; n=0
@@ -157,5 +158,18 @@ check "a cp 2 · dp 2 ZeRO-1 checkpoint resumes on one rank" "[ \"\$cp6\" = \"\$
 bad "cp over an indivisible sequence" "not divisible by 6" "${base[@]}" --cp 3 --gpus 3 --seq 16
 "$exe" "${base[@]}" --data "$tmp/good.bin" --steps 1 >/dev/null 2>"$tmp/err"
 check "a good token file trains" "[ $? -eq 0 ]"
+# Staged communicator calls (comm.c: a call on a device stream of a host-memory
+# communicator runs on the calling thread through host copies, as the cuda
+# backend's multi-rank runs on one GPU do). PX_COMM_STAGE=1 stages the calls
+# of the cpu's streams too: the same losses, bit for bit, and no deadlock
+losses() { grep -E '^ +[0-9]+ +[0-9]+\.[0-9]+ ' | awk '{print $2}'; }
+for layout in "--pp 2 --tp 2 --dp 2 --zero 1" "--dp 2 --zero 3" "--pp 2 --vpp 2 --schedule interleaved" \
+              "--pp 2 --schedule zb-h1" "--cp 2 --gpus 2" "--tp 2 --sp --dtype bf16"; do
+  # shellcheck disable=SC2086
+  plain=$("$exe" "${base[@]}" $layout --steps 2 | losses)
+  # shellcheck disable=SC2086
+  staged=$(PX_COMM_STAGE=1 timeout 300 "$exe" "${base[@]}" $layout --steps 2 | losses)
+  check "staged calls ($layout): the losses of the queued ones" "[ -n \"\$plain\" ] && [ \"\$plain\" = \"\$staged\" ]"
+done
 echo "1..$n"
 exit $fail
