@@ -3,7 +3,6 @@
  * streams; grouped point-to-point (see comm.h, comm_impl.h). */
 #include "comm_impl.h"
 #include "check.h"
-#include "half.h"
 #include <string.h>
 
 G_DEFINE_QUARK(px-comm-error-quark, px_comm_error)
@@ -106,19 +105,7 @@ void px_comm_reduce_into(void *acc, const void *x, gsize count, PxDType dt, PxRe
   case PX_DTYPE_F64: RED(double); break;
   case PX_DTYPE_I32: RED(gint32); break;
   case PX_DTYPE_BF16:
-  case PX_DTYPE_F16: {
-    /* each element's partial result formed in fp32 and rounded to nearest
-     * even, as NCCL's ring rounds each step's partial sum to the buffer's type */
-    guint16 *a = acc;
-    const guint16 *b = x;
-    gboolean bf = dt == PX_DTYPE_BF16;
-    for (gsize i = 0; i < count; i++) {
-      float u = bf ? px_bf16_to_f32(a[i]) : px_f16_to_f32(a[i]), v = bf ? px_bf16_to_f32(b[i]) : px_f16_to_f32(b[i]);
-      float r = op == PX_RED_SUM ? u + v : v > u ? v : u;
-      a[i] = bf ? px_f32_to_bf16(r) : px_f32_to_f16(r);
-    }
-    break;
-  }
+  case PX_DTYPE_F16: break; /* not reduced: check_dtype refuses it */
   }
 #undef RED
 }
@@ -172,13 +159,12 @@ PxComm *px_comm_split(PxComm *parent, int color, int key, const char *name, GErr
 /* ---- argument checks ---- */
 
 static gboolean check_dtype(PxComm *c, const char *op, PxDType dt, gboolean reduce, GError **error) {
-  /* every dtype is moved; bf16 / fp16 are reduced too (the TP all-reduce and
-   * reduce-scatter of half activations), each step's partial result rounded
-   * to the half dtype (px_comm_reduce_into) */
-  (void)reduce;
-  if (dt == PX_DTYPE_F32 || dt == PX_DTYPE_F64 || dt == PX_DTYPE_I32 || dt == PX_DTYPE_BF16 || dt == PX_DTYPE_F16)
-    return TRUE;
-  return fail(error, PX_COMM_ERROR_INVALID, "%s on %s: unknown dtype %d", op, c->label, (int)dt);
+  /* bf16 / fp16 are moved (gathers, broadcasts, p2p) but not reduced: mixed
+   * precision reduces its gradients in fp32 (Megatron's main_grad). */
+  if (dt == PX_DTYPE_F32 || dt == PX_DTYPE_F64 || dt == PX_DTYPE_I32) return TRUE;
+  if (!reduce && (dt == PX_DTYPE_BF16 || dt == PX_DTYPE_F16)) return TRUE;
+  return fail(error, PX_COMM_ERROR_INVALID, "%s on %s: dtype %s cannot be %s", op, c->label, px_dtype_name(dt),
+              reduce ? "reduced" : "moved");
 }
 
 static gboolean check_pos(PxComm *c, const char *op, const char *what, int pos, gboolean self_ok, GError **error) {

@@ -104,9 +104,7 @@ struct _PxComm {
 /* A communicator header for an implementation's world communicator. */
 PxComm *px_comm_alloc_world(const PxCommOps *ops, int rank, int world, void *impl);
 
-/* Sum or max of count elements of x into acc (dt: f32, f64, i32; bf16 and
- * f16 through fp32, each result rounded once to nearest even: a reduction
- * over n ranks done in rank order rounds n - 1 times, as NCCL's ring does). */
+/* Sum or max of count elements of x into acc (dt: f32, f64, i32). */
 void px_comm_reduce_into(void *acc, const void *x, gsize count, PxDType dt, PxRedOp op);
 
 G_END_DECLS

@@ -57,41 +57,9 @@ static MPI_Datatype mpi_type(PxDType dt) {
   case PX_DTYPE_F64: return MPI_DOUBLE;
   case PX_DTYPE_I32: return MPI_INT32_T;
   case PX_DTYPE_BF16:
-  case PX_DTYPE_F16: return MPI_UINT16_T; /* reduced through the user ops below */
+  case PX_DTYPE_F16: return MPI_UINT16_T; /* moved, never reduced */
   }
   return MPI_DATATYPE_NULL;
-}
-
-/* MPI has no bf16 / fp16: their sums and maxima are user ops over 16-bit
- * words that combine through px_comm_reduce_into (fp32, rounded once per
- * combination, as the other communicators). Made once, after MPI_Init. */
-#define HALF_OP(name, dt, red)                                                                     \
-  static void name(void *in, void *inout, int *len, MPI_Datatype *type) {                         \
-    (void)type;                                                                                    \
-    px_comm_reduce_into(inout, in, (gsize)*len, dt, red);                                          \
-  }
-HALF_OP(bf16_sum, PX_DTYPE_BF16, PX_RED_SUM)
-HALF_OP(bf16_max, PX_DTYPE_BF16, PX_RED_MAX)
-HALF_OP(f16_sum, PX_DTYPE_F16, PX_RED_SUM)
-HALF_OP(f16_max, PX_DTYPE_F16, PX_RED_MAX)
-#undef HALF_OP
-
-static MPI_Op half_ops[4] = {MPI_OP_NULL, MPI_OP_NULL, MPI_OP_NULL, MPI_OP_NULL};
-
-static gpointer make_half_ops(gpointer data) {
-  (void)data;
-  MPI_User_function *fns[4] = {bf16_sum, bf16_max, f16_sum, f16_max};
-  for (int i = 0; i < 4; i++) MPI_Op_create(fns[i], 1, &half_ops[i]);
-  return NULL;
-}
-
-static MPI_Op mpi_op(PxDType dt, PxRedOp op) {
-  if (dt == PX_DTYPE_BF16 || dt == PX_DTYPE_F16) {
-    static GOnce once = G_ONCE_INIT;
-    g_once(&once, make_half_ops, NULL);
-    return half_ops[(dt == PX_DTYPE_F16 ? 2 : 0) + (op == PX_RED_MAX ? 1 : 0)];
-  }
-  return op == PX_RED_MAX ? MPI_MAX : MPI_SUM;
 }
 
 static gboolean mpi_failed(PxComm *c, const char *what, int rc, GError **error) {
@@ -160,7 +128,7 @@ static gboolean mpi_all_reduce(PxComm *c, void *buf, gsize count, PxDType dt, Px
   Mpi *m = c->impl;
   MPI_Request req;
   if (!count_ok(c, "all_reduce", count, error)) return FALSE;
-  int rc = MPI_Iallreduce(MPI_IN_PLACE, buf, (int)count, mpi_type(dt), mpi_op(dt, op), m->comm, &req);
+  int rc = MPI_Iallreduce(MPI_IN_PLACE, buf, (int)count, mpi_type(dt), op == PX_RED_MAX ? MPI_MAX : MPI_SUM, m->comm, &req);
   if (rc != MPI_SUCCESS) return mpi_failed(c, "all_reduce", rc, error);
   return wait_req(c, &req, "all_reduce", NULL, error);
 }
@@ -169,7 +137,7 @@ static gboolean mpi_reduce_scatter(PxComm *c, const void *send, void *recv, gsiz
   Mpi *m = c->impl;
   MPI_Request req;
   if (!count_ok(c, "reduce_scatter", count * (gsize)c->group->n, error)) return FALSE;
-  int rc = MPI_Ireduce_scatter_block(send, recv, (int)count, mpi_type(dt), mpi_op(dt, PX_RED_SUM), m->comm, &req);
+  int rc = MPI_Ireduce_scatter_block(send, recv, (int)count, mpi_type(dt), MPI_SUM, m->comm, &req);
   if (rc != MPI_SUCCESS) return mpi_failed(c, "reduce_scatter", rc, error);
   return wait_req(c, &req, "reduce_scatter", NULL, error);
 }
