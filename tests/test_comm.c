@@ -1230,10 +1230,12 @@ static void check_abort_split(PxComm *world, const Ctx *ctx) {
 
 /* ---- device buffers (nccl on the cuda backend) ---- */
 
-/* all_reduce (sum, max), broadcast from the last rank and all_gather of GPU
- * tensors, queued on a stream of the cuda backend (NCCL on its cudaStream_t)
- * and ordered by an event; results downloaded and compared with the closed
- * forms above. Skipped, saying so, where the cuda backend is not built. */
+/* all_reduce (sum, max; and of halves: a bf16 sum, an fp16 max), broadcast
+ * from the last rank and all_gather of GPU tensors, queued on a stream of the
+ * cuda backend (NCCL on its cudaStream_t) and ordered by an event; results
+ * downloaded and compared with the closed forms above (the half data's sums
+ * are exact however NCCL rounds its steps). Skipped, saying so, where the
+ * cuda backend is not built. */
 static void check_device_buffers(PxComm *world, const Ctx *ctx) {
   int r = px_comm_rank(world), n = ctx->n;
   enum { COUNT = 4099 };
@@ -1246,13 +1248,22 @@ static void check_device_buffers(PxComm *world, const Ctx *ctx) {
   }
   PxStream *s = NULL;
   PxDevEvent *done = NULL;
-  g_autoptr(PxTensor) sum = NULL, max = NULL, bc = NULL, all = NULL;
+  g_autoptr(PxTensor) sum = NULL, max = NULL, bc = NULL, all = NULL, hsum = NULL, hmax = NULL;
   gint64 one[1] = {COUNT}, many[1] = {(gint64)n * COUNT};
   OK(world, (s = px_stream_new(be, "nccl", &err)) != NULL && (done = px_event_new(be, &err)) != NULL);
   OK(world, (sum = px_tensor_new(be, "sum", PX_DTYPE_F32, PX_MEM_BUFFERS, 1, one, &err)) != NULL);
   OK(world, (max = px_tensor_new(be, "max", PX_DTYPE_F64, PX_MEM_BUFFERS, 1, one, &err)) != NULL);
   OK(world, (bc = px_tensor_new(be, "bc", PX_DTYPE_I32, PX_MEM_BUFFERS, 1, one, &err)) != NULL);
   OK(world, (all = px_tensor_new(be, "all", PX_DTYPE_I32, PX_MEM_BUFFERS, 1, many, &err)) != NULL);
+  OK(world, (hsum = px_tensor_new(be, "hsum", PX_DTYPE_BF16, PX_MEM_BUFFERS, 1, one, &err)) != NULL);
+  OK(world, (hmax = px_tensor_new(be, "hmax", PX_DTYPE_F16, PX_MEM_BUFFERS, 1, one, &err)) != NULL);
+  g_autofree guint16 *hs = g_new(guint16, COUNT), *hm = g_new(guint16, COUNT);
+  g_autofree guint16 *whs = g_new(guint16, COUNT), *whm = g_new(guint16, COUNT);
+  for (gsize i = 0; i < COUNT; i++) {
+    put(hs, i, PX_DTYPE_BF16, red_val(r, i, PX_DTYPE_BF16)), put(whs, i, PX_DTYPE_BF16, red_sum(n, i, PX_DTYPE_BF16));
+    put(hm, i, PX_DTYPE_F16, max_val(r, i, n)), put(whm, i, PX_DTYPE_F16, max_max(n, i));
+  }
+  OK(world, px_tensor_upload(hsum, hs, &err) && px_tensor_upload(hmax, hm, &err));
   g_autofree float *fs = g_new(float, COUNT);
   g_autofree double *fm = g_new(double, COUNT);
   g_autofree gint32 *fb = g_new(gint32, COUNT), *fa = g_new(gint32, (gsize)n * COUNT);
@@ -1263,6 +1274,8 @@ static void check_device_buffers(PxComm *world, const Ctx *ctx) {
   OK(world, px_comm_all_reduce(world, max->data, COUNT, PX_DTYPE_F64, PX_RED_MAX, s, &err));
   OK(world, px_comm_broadcast(world, bc->data, COUNT, PX_DTYPE_I32, n - 1, s, &err));
   OK(world, px_comm_all_gather(world, bc->data, all->data, COUNT, PX_DTYPE_I32, s, &err));
+  OK(world, px_comm_all_reduce(world, hsum->data, COUNT, PX_DTYPE_BF16, PX_RED_SUM, s, &err));
+  OK(world, px_comm_all_reduce(world, hmax->data, COUNT, PX_DTYPE_F16, PX_RED_MAX, s, &err));
   OK(world, px_event_record(done, s, &err));
   OK(world, px_event_synchronize(done, &err));
   OK(world, px_comm_check_async(world, &err));
@@ -1275,6 +1288,9 @@ static void check_device_buffers(PxComm *world, const Ctx *ctx) {
   expect_same(world, "device all_reduce sum", fs, ws, COUNT, PX_DTYPE_F32);
   expect_same(world, "device all_reduce max", fm, wm, COUNT, PX_DTYPE_F64);
   expect_same(world, "device all_gather of a broadcast", fa, wa, (gsize)n * COUNT, PX_DTYPE_I32);
+  OK(world, px_tensor_download(hsum, hs, &err) && px_tensor_download(hmax, hm, &err));
+  expect_same(world, "device all_reduce sum", hs, whs, COUNT, PX_DTYPE_BF16);
+  expect_same(world, "device all_reduce max", hm, whm, COUNT, PX_DTYPE_F16);
   px_event_free(done);
   px_stream_free(s);
 }
