@@ -3,6 +3,7 @@
  * streams; grouped point-to-point (see comm.h, comm_impl.h). */
 #include "comm_impl.h"
 #include "check.h"
+#include "half.h"
 #include <string.h>
 
 G_DEFINE_QUARK(px-comm-error-quark, px_comm_error)
@@ -105,9 +106,47 @@ void px_comm_reduce_into(void *acc, const void *x, gsize count, PxDType dt, PxRe
   case PX_DTYPE_F64: RED(double); break;
   case PX_DTYPE_I32: RED(gint32); break;
   case PX_DTYPE_BF16:
-  case PX_DTYPE_F16: break; /* not reduced: check_dtype refuses it */
+  case PX_DTYPE_F16: g_return_if_reached(); /* halves: px_comm_reduce_parts (one rounding, not one per step) */
   }
 #undef RED
+}
+
+void px_comm_half_to_f32(float *out, const void *x, gsize count, PxDType dt) {
+  const guint16 *h = x;
+  if (dt == PX_DTYPE_BF16)
+    for (gsize i = 0; i < count; i++) out[i] = px_bf16_to_f32(h[i]);
+  else
+    for (gsize i = 0; i < count; i++) out[i] = px_f16_to_f32(h[i]);
+}
+
+void px_comm_f32_to_half(void *out, const float *x, gsize count, PxDType dt) {
+  guint16 *h = out;
+  if (dt == PX_DTYPE_BF16)
+    for (gsize i = 0; i < count; i++) h[i] = px_f32_to_bf16(x[i]);
+  else
+    for (gsize i = 0; i < count; i++) h[i] = px_f32_to_f16(x[i]);
+}
+
+/* Halves go through an fp32 block of this many elements (16 KiB on the stack). */
+#define HALF_BLOCK 4096
+
+void px_comm_reduce_parts(void *out, const void *const *parts, int n, gsize count, PxDType dt, PxRedOp op) {
+  gsize es = px_dtype_size(dt);
+  if (!px_dtype_is_half(dt)) {
+    if (count && out != parts[0]) memmove(out, parts[0], count * es);
+    for (int k = 1; k < n; k++) px_comm_reduce_into(out, parts[k], count, dt, op);
+    return;
+  }
+  float acc[HALF_BLOCK], x[HALF_BLOCK];
+  for (gsize at = 0; at < count; at += HALF_BLOCK) {
+    gsize m = MIN(HALF_BLOCK, count - at);
+    px_comm_half_to_f32(acc, (const char *)parts[0] + at * es, m, dt);
+    for (int k = 1; k < n; k++) {
+      px_comm_half_to_f32(x, (const char *)parts[k] + at * es, m, dt);
+      px_comm_reduce_into(acc, x, m, PX_DTYPE_F32, op);
+    }
+    px_comm_f32_to_half((char *)out + at * es, acc, m, dt);
+  }
 }
 
 /* ---- splits ---- */
@@ -158,13 +197,11 @@ PxComm *px_comm_split(PxComm *parent, int color, int key, const char *name, GErr
 
 /* ---- argument checks ---- */
 
-static gboolean check_dtype(PxComm *c, const char *op, PxDType dt, gboolean reduce, GError **error) {
-  /* bf16 / fp16 are moved (gathers, broadcasts, p2p) but not reduced: mixed
-   * precision reduces its gradients in fp32 (Megatron's main_grad). */
-  if (dt == PX_DTYPE_F32 || dt == PX_DTYPE_F64 || dt == PX_DTYPE_I32) return TRUE;
-  if (!reduce && (dt == PX_DTYPE_BF16 || dt == PX_DTYPE_F16)) return TRUE;
-  return fail(error, PX_COMM_ERROR_INVALID, "%s on %s: dtype %s cannot be %s", op, c->label, px_dtype_name(dt),
-              reduce ? "reduced" : "moved");
+static gboolean check_dtype(PxComm *c, const char *op, PxDType dt, GError **error) {
+  /* every dtype is moved and reduced; halves are reduced in fp32 and rounded
+   * once (px_comm_reduce_parts; nccl natively, see comm_conformance.md) */
+  if (dt == PX_DTYPE_F32 || dt == PX_DTYPE_F64 || dt == PX_DTYPE_I32 || px_dtype_is_half(dt)) return TRUE;
+  return fail(error, PX_COMM_ERROR_INVALID, "%s on %s: unknown dtype %d", op, c->label, (int)dt);
 }
 
 static gboolean check_pos(PxComm *c, const char *op, const char *what, int pos, gboolean self_ok, GError **error) {
@@ -364,7 +401,7 @@ static Call *call_new(PxComm *c, PxCallKind kind) {
 
 gboolean px_comm_all_reduce(PxComm *c, void *buf, gsize count, PxDType dtype, PxRedOp op, PxStream *stream,
                             GError **error) {
-  if (!not_grouping(c, "all_reduce", error) || !check_dtype(c, "all_reduce", dtype, TRUE, error)) return FALSE;
+  if (!not_grouping(c, "all_reduce", error) || !check_dtype(c, "all_reduce", dtype, error)) return FALSE;
   if (op != PX_RED_SUM && op != PX_RED_MAX) return fail(error, PX_COMM_ERROR_INVALID, "all_reduce on %s: unknown op %d", c->label, op);
   Call *k = call_new(c, PX_CALL_ALL_REDUCE);
   k->buf = buf, k->count = count, k->dt = dtype, k->red = op;
@@ -374,7 +411,7 @@ gboolean px_comm_all_reduce(PxComm *c, void *buf, gsize count, PxDType dtype, Px
 
 gboolean px_comm_reduce_scatter(PxComm *c, const void *send, void *recv, gsize count, PxDType dtype,
                                 PxStream *stream, GError **error) {
-  if (!not_grouping(c, "reduce_scatter", error) || !check_dtype(c, "reduce_scatter", dtype, TRUE, error)) return FALSE;
+  if (!not_grouping(c, "reduce_scatter", error) || !check_dtype(c, "reduce_scatter", dtype, error)) return FALSE;
   Call *k = call_new(c, PX_CALL_REDUCE_SCATTER);
   k->send = send, k->buf = recv, k->count = count, k->dt = dtype;
   c->traffic.reduce_scatter += (double)count * px_comm_size(c) * px_dtype_size(dtype);
@@ -383,7 +420,7 @@ gboolean px_comm_reduce_scatter(PxComm *c, const void *send, void *recv, gsize c
 
 gboolean px_comm_all_gather(PxComm *c, const void *send, void *recv, gsize count, PxDType dtype, PxStream *stream,
                             GError **error) {
-  if (!not_grouping(c, "all_gather", error) || !check_dtype(c, "all_gather", dtype, FALSE, error)) return FALSE;
+  if (!not_grouping(c, "all_gather", error) || !check_dtype(c, "all_gather", dtype, error)) return FALSE;
   Call *k = call_new(c, PX_CALL_ALL_GATHER);
   k->send = send, k->buf = recv, k->count = count, k->dt = dtype;
   c->traffic.all_gather += (double)count * px_comm_size(c) * px_dtype_size(dtype);
@@ -392,7 +429,7 @@ gboolean px_comm_all_gather(PxComm *c, const void *send, void *recv, gsize count
 
 gboolean px_comm_broadcast(PxComm *c, void *buf, gsize count, PxDType dtype, int root, PxStream *stream,
                            GError **error) {
-  if (!not_grouping(c, "broadcast", error) || !check_dtype(c, "broadcast", dtype, FALSE, error) ||
+  if (!not_grouping(c, "broadcast", error) || !check_dtype(c, "broadcast", dtype, error) ||
       !check_pos(c, "broadcast", "root", root, TRUE, error))
     return FALSE;
   Call *k = call_new(c, PX_CALL_BROADCAST);
@@ -411,7 +448,7 @@ gboolean px_comm_barrier(PxComm *c, PxStream *stream, GError **error) {
 static gboolean p2p(PxComm *c, gboolean send, const void *sbuf, void *rbuf, gsize count, PxDType dtype, int peer,
                     PxStream *stream, GError **error) {
   const char *op = send ? "send" : "recv";
-  if (!check_dtype(c, op, dtype, FALSE, error) || !check_pos(c, op, "peer", peer, FALSE, error)) return FALSE;
+  if (!check_dtype(c, op, dtype, error) || !check_pos(c, op, "peer", peer, FALSE, error)) return FALSE;
   if (c->grouping) {
     PxP2p x = {send, send ? (void *)sbuf : rbuf, count, dtype, peer, NULL};
     g_array_append_val(c->pending, x);
@@ -557,7 +594,7 @@ gboolean px_comm_group_end_multi(PxComm *const *cs, int n, PxStream *stream, GEr
 gboolean px_comm_all_to_all_v(PxComm *c, const void *send, const gsize *send_counts, const gsize *send_displs,
                               void *recv, const gsize *recv_counts, const gsize *recv_displs, PxDType dtype,
                               PxStream *stream, GError **error) {
-  if (!not_grouping(c, "all_to_all", error) || !check_dtype(c, "all_to_all", dtype, FALSE, error)) return FALSE;
+  if (!not_grouping(c, "all_to_all", error) || !check_dtype(c, "all_to_all", dtype, error)) return FALSE;
   gsize es = px_dtype_size(dtype);
   int n = c->group->n;
   /* one group of every peer's send and receive, self included (run_group

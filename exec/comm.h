@@ -116,7 +116,9 @@ gboolean px_comm_check_async(PxComm *c, GError **error);
 void px_comm_set_label(const char *label);
 
 /* In place: buf = op over the group of every rank's buf. Every rank gets the
- * bit-identical result. */
+ * bit-identical result. Every dtype reduces; bf16 / fp16 sums are formed in
+ * fp32 and rounded once to nearest even (nccl: rounded at each step of its
+ * ring or tree), an fp16 overflow giving ±Inf (docs/comm_conformance.md). */
 gboolean px_comm_all_reduce(PxComm *c, void *buf, gsize count, PxDType dtype, PxRedOp op,
                             PxStream *stream, GError **error);
 /* send (size*count) summed over the group; rank i receives chunk i (count). */

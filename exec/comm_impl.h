@@ -104,7 +104,21 @@ struct _PxComm {
 /* A communicator header for an implementation's world communicator. */
 PxComm *px_comm_alloc_world(const PxCommOps *ops, int rank, int world, void *impl);
 
-/* Sum or max of count elements of x into acc (dt: f32, f64, i32). */
+/* Sum or max of count elements of x into acc (dt: f32, f64, i32; not a half:
+ * one step of a half reduction would round, see px_comm_reduce_parts). */
 void px_comm_reduce_into(void *acc, const void *x, gsize count, PxDType dt, PxRedOp op);
+
+/* out = op over k = 0..n-1 of parts[k] (count elements of dt each), in that
+ * order, whatever the order the parts arrived in, so that every rank gets
+ * the bit-identical result. Halves (bf16, f16): each element's reduction is
+ * formed in fp32 (the parts upcast, summed in rank order) and rounded once,
+ * to nearest even, into dt; an fp16 sum above 65504 (≥ 65520 before
+ * rounding) is ±Inf, as on NCCL. out may be parts[0]; no other part. */
+void px_comm_reduce_parts(void *out, const void *const *parts, int n, gsize count, PxDType dt, PxRedOp op);
+
+/* Halves (dt bf16 or f16) to fp32 and back (round to nearest even), for an
+ * implementation that reduces them in fp32 (mpi). */
+void px_comm_half_to_f32(float *out, const void *x, gsize count, PxDType dt);
+void px_comm_f32_to_half(void *out, const float *x, gsize count, PxDType dt);
 
 G_END_DECLS

@@ -7,7 +7,8 @@
  * rank's send buffer and writing every rank's receive buffer (all others are
  * blocked inside the call, so the buffers are stable). Reductions run in rank
  * order 0..n-1 whatever the arrival order, so every rank gets bit-identical
- * results.
+ * results; bf16 / fp16 elements are summed in fp32 and rounded once
+ * (px_comm_reduce_parts).
  *
  * Point-to-point is eager: a send copies its payload into the queue of its
  * (communicator, sender, receiver) pair and returns; a receive takes the head
@@ -136,12 +137,15 @@ void px_local_world_free(PxLocalWorld *w) {
 
 /* ---- performers: run by the last rank to arrive, under the world lock ---- */
 
-/* acc = the reduction over positions 0..n-1 of their send buffers from element offset, in that order. */
+/* acc = the reduction over positions 0..n-1 of their send buffers from
+ * element offset, in that order (halves: formed in fp32, rounded once). The
+ * buffers are read on the host, as every move of this communicator is
+ * (memcpy): halves take the same path as f32, there is no device path. */
 static void sum_parts(const Slot *s, void *acc, gsize offset, gsize count) {
   gsize es = px_dtype_size(s->parts[0].dtype);
-  memcpy(acc, (const char *)s->parts[0].send + offset * es, count * es);
-  for (int k = 1; k < s->n; k++)
-    px_comm_reduce_into(acc, (const char *)s->parts[k].send + offset * es, count, s->parts[0].dtype, s->parts[0].red);
+  g_autofree const void **parts = g_new(const void *, s->n);
+  for (int k = 0; k < s->n; k++) parts[k] = (const char *)s->parts[k].send + offset * es;
+  px_comm_reduce_parts(acc, parts, s->n, count, s->parts[0].dtype, s->parts[0].red);
 }
 
 static void perform_all_reduce(Slot *s) {

@@ -57,7 +57,7 @@ static MPI_Datatype mpi_type(PxDType dt) {
   case PX_DTYPE_F64: return MPI_DOUBLE;
   case PX_DTYPE_I32: return MPI_INT32_T;
   case PX_DTYPE_BF16:
-  case PX_DTYPE_F16: return MPI_UINT16_T; /* moved, never reduced */
+  case PX_DTYPE_F16: return MPI_UINT16_T; /* moved as bits; reduced in fp32 (mpi_all_reduce) */
   }
   return MPI_DATATYPE_NULL;
 }
@@ -124,22 +124,46 @@ static gboolean wait_req(PxComm *c, MPI_Request *req, const char *what, MPI_Stat
   }
 }
 
+/* bf16 / fp16 reductions: upcast to fp32, reduced by MPI in fp32 (MPI_FLOAT,
+ * MPI_SUM / MPI_MAX) and rounded once to nearest even into the half dtype:
+ * the sum of each element formed in fp32 and rounded once, as `local` and
+ * `tcp` do, and identical on every rank because the fp32 reduction is (the
+ * conformance suite checks both). Not a user-defined MPI_Op on 16-bit data:
+ * that would round at every step of MPI's reduction (as NCCL's ring does),
+ * in an order of MPI's, and so differ from `local` and `tcp` in the last bit
+ * where a partial sum is not exact in the half dtype. The cost: twice the
+ * bytes on the wire, and an fp32 copy of the buffer on the host. */
+
 static gboolean mpi_all_reduce(PxComm *c, void *buf, gsize count, PxDType dt, PxRedOp op, GError **error) {
   Mpi *m = c->impl;
   MPI_Request req;
   if (!count_ok(c, "all_reduce", count, error)) return FALSE;
-  int rc = MPI_Iallreduce(MPI_IN_PLACE, buf, (int)count, mpi_type(dt), op == PX_RED_MAX ? MPI_MAX : MPI_SUM, m->comm, &req);
+  gboolean half = px_dtype_is_half(dt);
+  g_autofree float *wide = half ? g_new(float, MAX(count, 1)) : NULL;
+  if (half) px_comm_half_to_f32(wide, buf, count, dt);
+  int rc = MPI_Iallreduce(MPI_IN_PLACE, half ? (void *)wide : buf, (int)count, half ? MPI_FLOAT : mpi_type(dt),
+                          op == PX_RED_MAX ? MPI_MAX : MPI_SUM, m->comm, &req);
   if (rc != MPI_SUCCESS) return mpi_failed(c, "all_reduce", rc, error);
-  return wait_req(c, &req, "all_reduce", NULL, error);
+  if (!wait_req(c, &req, "all_reduce", NULL, error)) return FALSE;
+  if (half) px_comm_f32_to_half(buf, wide, count, dt);
+  return TRUE;
 }
 
 static gboolean mpi_reduce_scatter(PxComm *c, const void *send, void *recv, gsize count, PxDType dt, GError **error) {
   Mpi *m = c->impl;
   MPI_Request req;
-  if (!count_ok(c, "reduce_scatter", count * (gsize)c->group->n, error)) return FALSE;
-  int rc = MPI_Ireduce_scatter_block(send, recv, (int)count, mpi_type(dt), MPI_SUM, m->comm, &req);
+  gsize total = count * (gsize)c->group->n;
+  if (!count_ok(c, "reduce_scatter", total, error)) return FALSE;
+  gboolean half = px_dtype_is_half(dt);
+  g_autofree float *wsend = half ? g_new(float, MAX(total, 1)) : NULL;
+  g_autofree float *wrecv = half ? g_new(float, MAX(count, 1)) : NULL;
+  if (half) px_comm_half_to_f32(wsend, send, total, dt);
+  int rc = MPI_Ireduce_scatter_block(half ? (const void *)wsend : send, half ? (void *)wrecv : recv, (int)count,
+                                     half ? MPI_FLOAT : mpi_type(dt), MPI_SUM, m->comm, &req);
   if (rc != MPI_SUCCESS) return mpi_failed(c, "reduce_scatter", rc, error);
-  return wait_req(c, &req, "reduce_scatter", NULL, error);
+  if (!wait_req(c, &req, "reduce_scatter", NULL, error)) return FALSE;
+  if (half) px_comm_f32_to_half(recv, wrecv, count, dt);
+  return TRUE;
 }
 
 static gboolean mpi_all_gather(PxComm *c, const void *send, void *recv, gsize count, PxDType dt, GError **error) {

@@ -546,10 +546,14 @@ static gboolean coll_root(PxComm *c, const Meta *m, const void *send, void *recv
   case OP_REDUCE_SCATTER:
     result_bytes = m->op == OP_ALL_REDUCE ? bytes : (gsize)n * bytes;
     result = g_malloc(MAX(result_bytes, 1));
-    if (result_bytes) memcpy(result, send, result_bytes);
-    for (int k = 1; k < n; k++)
-      px_comm_reduce_into(result, DATA(k), result_bytes / px_dtype_size((PxDType)m->dtype), (PxDType)m->dtype,
-                          (PxRedOp)m->red);
+    {
+      g_autofree const void **parts = g_new(const void *, n);
+      parts[0] = send;
+      for (int k = 1; k < n; k++) parts[k] = DATA(k);
+      /* in rank order; halves summed in fp32 and rounded once */
+      px_comm_reduce_parts(result, parts, n, result_bytes / px_dtype_size((PxDType)m->dtype), (PxDType)m->dtype,
+                           (PxRedOp)m->red);
+    }
     break;
   case OP_ALL_GATHER:
     result_bytes = (gsize)n * bytes;

@@ -17,8 +17,9 @@
  * communicator: every other position sends it its contribution with a
  * description of the call (op, count, dtype, reduction, root); position 0
  * checks that all agree (PX_COMM_ERROR_MISMATCH on every rank otherwise),
- * reduces in rank order 0..n-1 and sends each position its result, so that
- * every rank gets bit-identical results, equal to `local`'s. Split children
+ * reduces in rank order 0..n-1 (bf16 / fp16: in fp32, rounded once; they
+ * travel as halves) and sends each position its result, so that every rank
+ * gets bit-identical results, equal to `local`'s. Split children
  * are named "<parent id>/<split number>:<color>", the same on every member.
  *
  * Failure. Every wait has the deadline; a rank whose deadline passes names the

@@ -23,7 +23,10 @@
  * Data. Element i of rank r holds a small integer function of (r, i), exact
  * in f32, f64 and i32, so every result is compared exactly with its closed
  * form, computed here from the formula, not by the code under test. Sizes 1,
- * 7, 1000 and 2^20 elements, dtypes f32, f64 and i32.
+ * 7, 1000 and 2^20 elements, dtypes f32, f64 and i32; the reductions also in
+ * bf16 and fp16, on multiples of 1/2 whose sums are exact in both, plus
+ * hand-computed cases where the rounding to the half dtype matters (the
+ * checks under halves/).
  *
  * Errors. A call that fails unexpectedly aborts the world with its message
  * (so that no peer waits for this rank) and fails the rank's assertion: under
@@ -39,6 +42,7 @@
  * assertions. See docs/comm_conformance.md. */
 #include <glib.h>
 #include <glib/gstdio.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -73,6 +77,11 @@ enum {
   CAP_TIMEOUT_ABORTS = 1 << 6,
   /* Buffers in GPU memory, calls queued on the cuda backend's streams. */
   CAP_DEVICE_BUFFERS = 1 << 7,
+  /* bf16 / fp16 reductions: each element's sum formed in fp32 and rounded
+   * once to nearest even. Without it (nccl) the sum is rounded at every step
+   * of a pairwise reduction: n-1 roundings of partial sums, each within half
+   * an ulp of the partial sum's magnitude. */
+  CAP_ROUND_ONCE = 1 << 8,
 };
 
 typedef struct {
@@ -89,7 +98,7 @@ static const Impl impls[] = {
    * who has not posted. */
   {"local",
    CAP_SURVIVES_FAILURE | CAP_MISMATCH | CAP_P2P_MISMATCH | CAP_P2P_TRUNCATE | CAP_NAMES_MISSING | CAP_RANK_ORDER |
-       CAP_TIMEOUT_ABORTS,
+       CAP_TIMEOUT_ABORTS | CAP_ROUND_ONCE,
    NULL, 0},
   /* One process per rank over Open MPI. Collectives are MPI's non-blocking
    * collectives: MPI carries no op / count / root with them, so a mismatch is
@@ -99,15 +108,16 @@ static const Impl impls[] = {
    * receive is told; a shorter one fails inside MPI (MPI_ERR_TRUNCATE,
    * reported as DEVICE). An inline call that times out returns TIMEOUT
    * without aborting (a queued one aborts, through comm.c); an abort ends
-   * the job (MPI_Abort). */
-  {"mpi", CAP_P2P_MISMATCH, "an abort or a timeout ends the job under mpi (tested by tests/cli_comm_mpi.sh)", 0},
+   * the job (MPI_Abort). Halves are reduced by MPI in fp32 (comm_mpi.c) and
+   * rounded once. */
+  {"mpi", CAP_P2P_MISMATCH | CAP_ROUND_ONCE, "an abort or a timeout ends the job under mpi (tested by tests/cli_comm_mpi.sh)", 0},
   /* One process per rank over TCP sockets (here: thread-ranks of this
    * process, each with sockets of its own). Collectives run through position
    * 0, which sees every rank's call and reduces in rank order; p2p messages
    * carry their size; aborts travel to every peer. */
   {"tcp",
    CAP_SURVIVES_FAILURE | CAP_MISMATCH | CAP_P2P_MISMATCH | CAP_P2P_TRUNCATE | CAP_NAMES_MISSING | CAP_RANK_ORDER |
-       CAP_TIMEOUT_ABORTS,
+       CAP_TIMEOUT_ABORTS | CAP_ROUND_ONCE,
    NULL, 2},
   /* One process (or thread-rank) per GPU over NCCL. NCCL checks no counts,
    * ops or roots, reduces in an order of its own, and a timed-out collective
@@ -116,7 +126,8 @@ static const Impl impls[] = {
    * mpirun (MPI_Abort): elsewhere they fail at their own deadline, so the
    * failure checks, which expect the abort to reach every rank, do not run.
    * Host buffers are staged through device memory; CAP_DEVICE_BUFFERS checks
-   * the native path on the cuda backend's streams. */
+   * the native path on the cuda backend's streams. Halves are reduced
+   * natively, rounded at each step of NCCL's ring or tree (no CAP_ROUND_ONCE). */
   {"nccl", CAP_DEVICE_BUFFERS,
    "an abort reaches the other ranks under nccl only through mpirun (MPI_Abort); elsewhere they fail at their deadline",
    0},
@@ -152,6 +163,8 @@ typedef void (*CheckFn)(PxComm *world, const Ctx *ctx);
   } while (0)
 
 static const PxDType DTYPES[] = {PX_DTYPE_F32, PX_DTYPE_F64, PX_DTYPE_I32};
+/* the reductions: the same and the halves */
+static const PxDType RED_DTYPES[] = {PX_DTYPE_F32, PX_DTYPE_F64, PX_DTYPE_I32, PX_DTYPE_BF16, PX_DTYPE_F16};
 static const gsize SIZES[] = {1, 7, 1000, 1 << 20};
 
 static void put(void *b, gsize i, PxDType dt, double v) {
@@ -192,12 +205,23 @@ static void expect_same(PxComm *c, const char *what, const void *got, const void
 }
 
 /* Data. Reductions: rank r holds (r+1)(i mod 8191 + 1), whose sum over n
- * ranks is n(n+1)/2 (i mod 8191 + 1) — below 2^24, exact in f32. Max: rank r
- * holds 3((r+i) mod n) - 10 + i mod 5, whose maximum is 3(n-1) - 10 + i mod 5
- * (every residue occurs once among n consecutive r). Moves: rank r holds
- * 10000 r + i mod 8191 - 3. */
-static double red_val(int r, gsize i) { return (r + 1.0) * (double)(i % 8191 + 1); }
-static double red_sum(int n, gsize i) { return n * (n + 1) / 2.0 * (double)(i % 8191 + 1); }
+ * ranks is n(n+1)/2 (i mod 8191 + 1) — below 2^24, exact in f32. In bf16 and
+ * fp16, rank r holds (r+1)(i mod 25 - 12)/2, whose sum is n(n+1)/2 (i mod 25 -
+ * 12)/2: with n ≤ 4 every value and every partial sum over any ranks is a
+ * multiple of 1/2 of magnitude ≤ 60 (< 128: at most 8 significant bits), exact
+ * in bf16 and fp16, so that the result is exact however an implementation
+ * orders and rounds the sum. Max: rank r holds 3((r+i) mod n) - 10 + i mod 5
+ * (an integer in [-10, 3], exact in every dtype), whose maximum is 3(n-1) -
+ * 10 + i mod 5 (every residue occurs once among n consecutive r). Moves: rank
+ * r holds 10000 r + i mod 8191 - 3. */
+static double red_val(int r, gsize i, PxDType dt) {
+  if (px_dtype_is_half(dt)) return (r + 1.0) * ((double)(i % 25) - 12) / 2;
+  return (r + 1.0) * (double)(i % 8191 + 1);
+}
+static double red_sum(int n, gsize i, PxDType dt) {
+  if (px_dtype_is_half(dt)) return n * (n + 1) / 2.0 * ((double)(i % 25) - 12) / 2;
+  return n * (n + 1) / 2.0 * (double)(i % 8191 + 1);
+}
 static double max_val(int r, gsize i, int n) { return 3.0 * (double)(((gsize)r + i) % (gsize)n) - 10 + (double)(i % 5); }
 static double max_max(int n, gsize i) { return 3.0 * (n - 1) - 10 + (double)(i % 5); }
 static double mov_val(int r, gsize i) { return 10000.0 * r + (double)(i % 8191) - 3; }
@@ -217,20 +241,27 @@ static void each_case(PxComm *world, const Ctx *ctx, CaseFn fn, int variant) {
     for (gsize s = 0; s < G_N_ELEMENTS(SIZES); s++) fn(world, ctx, DTYPES[d], SIZES[s], variant);
 }
 
+/* The reductions: every size in RED_DTYPES (the halves too). */
+static void each_red_case(PxComm *world, const Ctx *ctx, CaseFn fn, int variant) {
+  g_assert_cmpint(ctx->n, <=, 4); /* the half data's sums are exact up to 4 ranks */
+  for (gsize d = 0; d < G_N_ELEMENTS(RED_DTYPES); d++)
+    for (gsize s = 0; s < G_N_ELEMENTS(SIZES); s++) fn(world, ctx, RED_DTYPES[d], SIZES[s], variant);
+}
+
 static void all_reduce_case(PxComm *world, const Ctx *ctx, PxDType dt, gsize count, int op) {
   int r = px_comm_rank(world), n = ctx->n;
   g_autofree void *buf = buf_new(count, dt), *want = buf_new(count, dt);
   for (gsize i = 0; i < count; i++) {
-    put(buf, i, dt, op == PX_RED_SUM ? red_val(r, i) : max_val(r, i, n));
-    put(want, i, dt, op == PX_RED_SUM ? red_sum(n, i) : max_max(n, i));
+    put(buf, i, dt, op == PX_RED_SUM ? red_val(r, i, dt) : max_val(r, i, n));
+    put(want, i, dt, op == PX_RED_SUM ? red_sum(n, i, dt) : max_max(n, i));
   }
   OK(world, px_comm_all_reduce(world, buf, count, dt, (PxRedOp)op, NULL, &err));
   g_autofree char *what = what_of(op == PX_RED_SUM ? "all_reduce sum" : "all_reduce max", count, dt);
   expect_same(world, what, buf, want, count, dt);
 }
 
-static void check_all_reduce_sum(PxComm *world, const Ctx *ctx) { each_case(world, ctx, all_reduce_case, PX_RED_SUM); }
-static void check_all_reduce_max(PxComm *world, const Ctx *ctx) { each_case(world, ctx, all_reduce_case, PX_RED_MAX); }
+static void check_all_reduce_sum(PxComm *world, const Ctx *ctx) { each_red_case(world, ctx, all_reduce_case, PX_RED_SUM); }
+static void check_all_reduce_max(PxComm *world, const Ctx *ctx) { each_red_case(world, ctx, all_reduce_case, PX_RED_MAX); }
 
 /* f32 sums whose value depends on the order: every rank must get the
  * bit-identical result (comm.h). Element 0: ranks hold 1e8, 1, -1e8, 1 —
@@ -271,15 +302,149 @@ static void reduce_scatter_case(PxComm *world, const Ctx *ctx, PxDType dt, gsize
   (void)variant;
   int r = px_comm_rank(world), n = ctx->n;
   g_autofree void *send = buf_new((gsize)n * count, dt), *recv = buf_new(count, dt), *want = buf_new(count, dt);
-  for (gsize i = 0; i < (gsize)n * count; i++) put(send, i, dt, red_val(r, i));
+  for (gsize i = 0; i < (gsize)n * count; i++) put(send, i, dt, red_val(r, i, dt));
   /* rank r gets chunk r of the sum: elements r*count .. (r+1)*count-1 */
-  for (gsize i = 0; i < count; i++) put(want, i, dt, red_sum(n, (gsize)r * count + i));
+  for (gsize i = 0; i < count; i++) put(want, i, dt, red_sum(n, (gsize)r * count + i, dt));
   OK(world, px_comm_reduce_scatter(world, send, recv, count, dt, NULL, &err));
   g_autofree char *what = what_of("reduce_scatter", count, dt);
   expect_same(world, what, recv, want, count, dt);
 }
 
-static void check_reduce_scatter(PxComm *world, const Ctx *ctx) { each_case(world, ctx, reduce_scatter_case, 0); }
+static void check_reduce_scatter(PxComm *world, const Ctx *ctx) { each_red_case(world, ctx, reduce_scatter_case, 0); }
+
+/* ---- halves: where the rounding matters ---- */
+
+/* One element of a half reduction whose result is known by hand: rank 0
+ * contributes `first`, every other rank `rest`, so that the exact sum over n
+ * ranks is first + (n-1) rest. */
+typedef struct {
+  double first, rest;
+  /* by world size n = 1..4: the exact sum rounded once to nearest even in
+   * the dtype (hand-computed; index 0 unused) */
+  double want[5];
+  /* half an ulp of the dtype at the partial sums' magnitude: the most one
+   * rounding of a partial sum can move it */
+  double half_ulp;
+} HalfCase;
+
+/* all_reduce, then reduce_scatter (every chunk holding the same elements),
+ * of the k elements of cs in dt. An implementation that rounds once
+ * (CAP_ROUND_ONCE) must give want[n] exactly; one that rounds each step of a
+ * pairwise reduction (nccl: n-1 roundings) must be within (n-1) half_ulp of
+ * the exact sum, and give want[n] where that is ±Inf (an fp16 overflow is
+ * ±Inf either way). */
+static void half_reduce(PxComm *world, const Ctx *ctx, PxDType dt, const HalfCase *cs, int k) {
+  int r = px_comm_rank(world), n = ctx->n;
+  g_assert_cmpint(n, <=, 4);
+  g_autofree void *buf = buf_new((gsize)k, dt), *send = buf_new((gsize)n * k, dt), *recv = buf_new((gsize)k, dt);
+  for (int e = 0; e < k; e++) put(buf, (gsize)e, dt, r == 0 ? cs[e].first : cs[e].rest);
+  for (int j = 0; j < n; j++)
+    for (int e = 0; e < k; e++) put(send, (gsize)(j * k + e), dt, r == 0 ? cs[e].first : cs[e].rest);
+  OK(world, px_comm_all_reduce(world, buf, (gsize)k, dt, PX_RED_SUM, NULL, &err));
+  OK(world, px_comm_reduce_scatter(world, send, recv, (gsize)k, dt, NULL, &err));
+  gboolean once = (ctx->impl->caps & CAP_ROUND_ONCE) != 0;
+  for (int pass = 0; pass < 2; pass++)
+    for (int e = 0; e < k; e++) {
+      double got = get(pass ? recv : buf, (gsize)e, dt), want = cs[e].want[n];
+      double exact = cs[e].first + (n - 1) * cs[e].rest, tol = (n - 1) * cs[e].half_ulp;
+      if (once || isinf(want) ? got == want : fabs(got - exact) <= tol) continue;
+      g_autofree char *msg =
+          once || isinf(want)
+              ? g_strdup_printf("rank %d of %s, %s of %d %s: element %d is %.9g, expected %.9g (the exact sum %.9g "
+                                "rounded once to nearest even)", r, px_comm_label(world),
+                                pass ? "reduce_scatter" : "all_reduce sum", k, px_dtype_name(dt), e, got, want, exact)
+              : g_strdup_printf("rank %d of %s, %s of %d %s: element %d is %.9g, more than %g from the exact sum %.9g "
+                                "(%d roundings of half an ulp)", r, px_comm_label(world),
+                                pass ? "reduce_scatter" : "all_reduce sum", k, px_dtype_name(dt), e, got, tol, exact,
+                                n - 1);
+      g_assertion_message(G_LOG_DOMAIN, __FILE__, __LINE__, G_STRFUNC, msg);
+    }
+}
+
+/* Sums that are not exact in the half dtype. bf16 keeps 8 significant bits:
+ * between 256 and 512 its ulp is 2; fp16 keeps 11: between 2048 and 4096 the
+ * ulp is 2. With B = 256 (bf16) or 2048 (fp16), rank 0 holding B and the
+ * others 1, the exact sum B + n - 1 is rounded: n = 2, B + 1, a tie, to B (B's
+ * last significand bit is 0, B + 2's is 1); n = 3, B + 2, exact; n = 4, B + 3,
+ * a tie, to B + 4 (even). The same negated; with 1.5 instead of 1 (B + 1.5
+ * to B + 2, nearer; B + 3, a tie, to B + 4; B + 4.5 to B + 4, nearer); and the
+ * first scaled by 1/B (1 and 1/B: a power of two scales the rounding). */
+static void check_halves_rounding(PxComm *world, const Ctx *ctx) {
+  for (int h = 0; h < 2; h++) {
+    PxDType dt = h ? PX_DTYPE_F16 : PX_DTYPE_BF16;
+    double B = h ? 2048 : 256;
+    const HalfCase cs[] = {
+      {B, 1, {0, B, B, B + 2, B + 4}, 1},
+      {-B, -1, {0, -B, -B, -(B + 2), -(B + 4)}, 1},
+      {B, 1.5, {0, B, B + 2, B + 4, B + 4}, 1},
+      {1, 1 / B, {0, 1, 1, 1 + 2 / B, 1 + 4 / B}, 1 / B},
+    };
+    half_reduce(world, ctx, dt, cs, G_N_ELEMENTS(cs));
+  }
+}
+
+/* fp16 overflows to ±Inf, as on NCCL: fp16's largest finite value is 65504
+ * (ulp 32 above 32768), and a sum of 65520 or more rounds to Inf (65520 is
+ * the tie between 65504, odd, and 65536, which does not fit). Every rank
+ * holding ±60000: ±Inf from 2 ranks on. Rank 0 holding 65504 and the others
+ * 4: at most 65516, which rounds back to 65504; the others 16: 65520 from 2
+ * ranks on, Inf. */
+static void check_halves_fp16_overflow(PxComm *world, const Ctx *ctx) {
+  const HalfCase cs[] = {
+    {60000, 60000, {0, 60000, INFINITY, INFINITY, INFINITY}, 16},
+    {-60000, -60000, {0, -60000, -INFINITY, -INFINITY, -INFINITY}, 16},
+    {65504, 4, {0, 65504, 65504, 65504, 65504}, 16},
+    {65504, 16, {0, 65504, INFINITY, INFINITY, INFINITY}, 16},
+  };
+  half_reduce(world, ctx, PX_DTYPE_F16, cs, G_N_ELEMENTS(cs));
+}
+
+/* bf16 and fp16 all_reduce of seeded values of mixed magnitudes (bf16 1e-3 ..
+ * 1e9, fp16 1e-3 .. 1e3, both signs), whose sums round: every rank must get
+ * the bit-identical result (gathered and compared bit for bit). An
+ * implementation that reduces in rank order and rounds once must give the
+ * fp32 rank-order sum of the inputs (every rank's are regenerated here from
+ * its seed) rounded once to nearest even. */
+static void check_halves_identical(PxComm *world, const Ctx *ctx) {
+  int r = px_comm_rank(world), n = ctx->n;
+  enum { COUNT = 1000 };
+  for (int h = 0; h < 2; h++) {
+    PxDType dt = h ? PX_DTYPE_F16 : PX_DTYPE_BF16;
+    int decades = h ? 6 : 12;
+    g_autofree guint16 *in = g_new(guint16, (gsize)n * COUNT); /* every rank's input */
+    for (int k = 0; k < n; k++) {
+      g_autoptr(GRand) rand = g_rand_new_with_seed(4321u + (guint32)k);
+      for (int i = 0; i < COUNT; i++) {
+        double x = g_rand_double_range(rand, -1, 1) * 1e-3;
+        for (int e = g_rand_int_range(rand, 0, decades + 1); e > 0; e--) x *= 10;
+        put(in, (gsize)k * COUNT + i, dt, x);
+      }
+    }
+    guint16 buf[COUNT];
+    memcpy(buf, in + (gsize)r * COUNT, sizeof buf);
+    OK(world, px_comm_all_reduce(world, buf, COUNT, dt, PX_RED_SUM, NULL, &err));
+    g_autofree guint16 *all = g_new(guint16, (gsize)n * COUNT);
+    OK(world, px_comm_all_gather(world, buf, all, COUNT, dt, NULL, &err));
+    for (int k = 0; k < n; k++)
+      if (memcmp(all + (gsize)k * COUNT, buf, sizeof buf)) {
+        int i = 0;
+        while (all[(gsize)k * COUNT + i] == buf[i]) i++;
+        g_autofree char *msg = g_strdup_printf("all_reduce of %d %s on %s: rank %d got %.9g at element %d, rank %d got %.9g",
+                                               COUNT, px_dtype_name(dt), px_comm_label(world), r, get(buf, i, dt), i, k,
+                                               get(all, (gsize)k * COUNT + i, dt));
+        g_assertion_message(G_LOG_DOMAIN, __FILE__, __LINE__, G_STRFUNC, msg);
+      }
+    if ((ctx->impl->caps & (CAP_RANK_ORDER | CAP_ROUND_ONCE)) != (CAP_RANK_ORDER | CAP_ROUND_ONCE)) continue;
+    guint16 want[COUNT];
+    for (int i = 0; i < COUNT; i++) {
+      float acc = (float)get(in, (gsize)i, dt);
+      for (int k = 1; k < n; k++) acc += (float)get(in, (gsize)k * COUNT + i, dt);
+      want[i] = h ? px_f32_to_f16(acc) : px_f32_to_bf16(acc);
+    }
+    g_autofree char *what = what_of("all_reduce sum (rank-order fp32, rounded once)", COUNT, dt);
+    expect_same(world, what, buf, want, COUNT, dt);
+  }
+}
 
 /* Out of place, then in place (send = recv + rank*count, as ZeRO-3 gathers a
  * shard that already sits in the full tensor). */
@@ -742,7 +907,7 @@ static gboolean fill_late(gpointer data, GError **error) {
   (void)error;
   FillArg *a = data;
   g_usleep(30000);
-  for (gsize i = 0; i < a->count; i++) a->buf[i] = red_val(a->rank, i);
+  for (gsize i = 0; i < a->count; i++) a->buf[i] = red_val(a->rank, i, PX_DTYPE_F64);
   return TRUE;
 }
 
@@ -774,7 +939,7 @@ static void check_streams(PxComm *world, const Ctx *ctx) {
   OK(world, px_comm_all_gather(world, bc, all, COUNT, PX_DTYPE_F64, comm, &err));
   OK(world, px_event_record(done, comm, &err));
   OK(world, px_event_synchronize(done, &err));
-  for (gsize i = 0; i < COUNT; i++) want[i] = red_sum(n, i);
+  for (gsize i = 0; i < COUNT; i++) want[i] = red_sum(n, i, PX_DTYPE_F64);
   expect_same(world, "all_reduce after a fill on another stream", buf, want, COUNT, PX_DTYPE_F64);
   for (gsize i = 0; i < COUNT; i++) want[i] = mov_val(n - 1, i);
   expect_same(world, "broadcast queued after it", bc, want, COUNT, PX_DTYPE_F64);
@@ -1065,10 +1230,12 @@ static void check_abort_split(PxComm *world, const Ctx *ctx) {
 
 /* ---- device buffers (nccl on the cuda backend) ---- */
 
-/* all_reduce (sum, max), broadcast from the last rank and all_gather of GPU
- * tensors, queued on a stream of the cuda backend (NCCL on its cudaStream_t)
- * and ordered by an event; results downloaded and compared with the closed
- * forms above. Skipped, saying so, where the cuda backend is not built. */
+/* all_reduce (sum, max; and of halves: a bf16 sum, an fp16 max), broadcast
+ * from the last rank and all_gather of GPU tensors, queued on a stream of the
+ * cuda backend (NCCL on its cudaStream_t) and ordered by an event; results
+ * downloaded and compared with the closed forms above (the half data's sums
+ * are exact however NCCL rounds its steps). Skipped, saying so, where the
+ * cuda backend is not built. */
 static void check_device_buffers(PxComm *world, const Ctx *ctx) {
   int r = px_comm_rank(world), n = ctx->n;
   enum { COUNT = 4099 };
@@ -1081,22 +1248,34 @@ static void check_device_buffers(PxComm *world, const Ctx *ctx) {
   }
   PxStream *s = NULL;
   PxDevEvent *done = NULL;
-  g_autoptr(PxTensor) sum = NULL, max = NULL, bc = NULL, all = NULL;
+  g_autoptr(PxTensor) sum = NULL, max = NULL, bc = NULL, all = NULL, hsum = NULL, hmax = NULL;
   gint64 one[1] = {COUNT}, many[1] = {(gint64)n * COUNT};
   OK(world, (s = px_stream_new(be, "nccl", &err)) != NULL && (done = px_event_new(be, &err)) != NULL);
   OK(world, (sum = px_tensor_new(be, "sum", PX_DTYPE_F32, PX_MEM_BUFFERS, 1, one, &err)) != NULL);
   OK(world, (max = px_tensor_new(be, "max", PX_DTYPE_F64, PX_MEM_BUFFERS, 1, one, &err)) != NULL);
   OK(world, (bc = px_tensor_new(be, "bc", PX_DTYPE_I32, PX_MEM_BUFFERS, 1, one, &err)) != NULL);
   OK(world, (all = px_tensor_new(be, "all", PX_DTYPE_I32, PX_MEM_BUFFERS, 1, many, &err)) != NULL);
+  OK(world, (hsum = px_tensor_new(be, "hsum", PX_DTYPE_BF16, PX_MEM_BUFFERS, 1, one, &err)) != NULL);
+  OK(world, (hmax = px_tensor_new(be, "hmax", PX_DTYPE_F16, PX_MEM_BUFFERS, 1, one, &err)) != NULL);
+  g_autofree guint16 *hs = g_new(guint16, COUNT), *hm = g_new(guint16, COUNT);
+  g_autofree guint16 *whs = g_new(guint16, COUNT), *whm = g_new(guint16, COUNT);
+  for (gsize i = 0; i < COUNT; i++) {
+    put(hs, i, PX_DTYPE_BF16, red_val(r, i, PX_DTYPE_BF16)), put(whs, i, PX_DTYPE_BF16, red_sum(n, i, PX_DTYPE_BF16));
+    put(hm, i, PX_DTYPE_F16, max_val(r, i, n)), put(whm, i, PX_DTYPE_F16, max_max(n, i));
+  }
+  OK(world, px_tensor_upload(hsum, hs, &err) && px_tensor_upload(hmax, hm, &err));
   g_autofree float *fs = g_new(float, COUNT);
   g_autofree double *fm = g_new(double, COUNT);
   g_autofree gint32 *fb = g_new(gint32, COUNT), *fa = g_new(gint32, (gsize)n * COUNT);
-  for (gsize i = 0; i < COUNT; i++) fs[i] = (float)red_val(r, i), fm[i] = max_val(r, i, n), fb[i] = (gint32)mov_val(r, i);
+  for (gsize i = 0; i < COUNT; i++)
+    fs[i] = (float)red_val(r, i, PX_DTYPE_F32), fm[i] = max_val(r, i, n), fb[i] = (gint32)mov_val(r, i);
   OK(world, px_tensor_upload(sum, fs, &err) && px_tensor_upload(max, fm, &err) && px_tensor_upload(bc, fb, &err));
   OK(world, px_comm_all_reduce(world, sum->data, COUNT, PX_DTYPE_F32, PX_RED_SUM, s, &err));
   OK(world, px_comm_all_reduce(world, max->data, COUNT, PX_DTYPE_F64, PX_RED_MAX, s, &err));
   OK(world, px_comm_broadcast(world, bc->data, COUNT, PX_DTYPE_I32, n - 1, s, &err));
   OK(world, px_comm_all_gather(world, bc->data, all->data, COUNT, PX_DTYPE_I32, s, &err));
+  OK(world, px_comm_all_reduce(world, hsum->data, COUNT, PX_DTYPE_BF16, PX_RED_SUM, s, &err));
+  OK(world, px_comm_all_reduce(world, hmax->data, COUNT, PX_DTYPE_F16, PX_RED_MAX, s, &err));
   OK(world, px_event_record(done, s, &err));
   OK(world, px_event_synchronize(done, &err));
   OK(world, px_comm_check_async(world, &err));
@@ -1104,11 +1283,14 @@ static void check_device_buffers(PxComm *world, const Ctx *ctx) {
   g_autofree float *ws = g_new(float, COUNT);
   g_autofree double *wm = g_new(double, COUNT);
   g_autofree gint32 *wa = g_new(gint32, (gsize)n * COUNT);
-  for (gsize i = 0; i < COUNT; i++) ws[i] = (float)red_sum(n, i), wm[i] = max_max(n, i);
+  for (gsize i = 0; i < COUNT; i++) ws[i] = (float)red_sum(n, i, PX_DTYPE_F32), wm[i] = max_max(n, i);
   for (gsize i = 0; i < (gsize)n * COUNT; i++) wa[i] = (gint32)mov_val(n - 1, i % COUNT);
   expect_same(world, "device all_reduce sum", fs, ws, COUNT, PX_DTYPE_F32);
   expect_same(world, "device all_reduce max", fm, wm, COUNT, PX_DTYPE_F64);
   expect_same(world, "device all_gather of a broadcast", fa, wa, (gsize)n * COUNT, PX_DTYPE_I32);
+  OK(world, px_tensor_download(hsum, hs, &err) && px_tensor_download(hmax, hm, &err));
+  expect_same(world, "device all_reduce sum", hs, whs, COUNT, PX_DTYPE_BF16);
+  expect_same(world, "device all_reduce max", hm, whm, COUNT, PX_DTYPE_F16);
   px_event_free(done);
   px_stream_free(s);
 }
@@ -1131,6 +1313,9 @@ static const Check checks[] = {
   {.path = "all-reduce/max", .fn = check_all_reduce_max},
   {.path = "all-reduce/identical-on-every-rank", .fn = check_all_reduce_identical},
   {.path = "reduce-scatter", .fn = check_reduce_scatter},
+  {.path = "halves/rounding", .fn = check_halves_rounding},
+  {.path = "halves/fp16-overflow", .fn = check_halves_fp16_overflow},
+  {.path = "halves/identical-on-every-rank", .fn = check_halves_identical},
   {.path = "all-gather", .fn = check_all_gather},
   {.path = "broadcast/every-root", .fn = check_broadcast},
   {.path = "barrier", .fn = check_barrier},

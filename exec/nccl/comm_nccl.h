@@ -23,8 +23,12 @@
  * Point-to-point is ncclSend / ncclRecv, a px_comm_group is one
  * ncclGroupStart / ncclGroupEnd. NCCL sends are NOT eager (comm.h): a send
  * waits on the device for its receive, see docs/executor.md for where the
- * runtime must group them. Reductions: f32, f64, i32 (bf16 / fp16 are moved,
- * not reduced: comm.c's rule, kept).
+ * runtime must group them. Reductions: f32, f64, i32, and bf16 / fp16 natively
+ * (ncclBfloat16 / ncclFloat16): NCCL adds two halves at each step of its ring
+ * or tree and rounds each step's sum to the half dtype (__hadd, to nearest
+ * even), so a sum over n ranks is rounded n-1 times, in NCCL's order, where
+ * the other communicators round once (docs/comm_conformance.md, "Halves");
+ * every rank still gets the bit-identical result.
  *
  * Failure. A watchdog thread per process watches every queued call (an event
  * recorded behind it) and every communicator's ncclCommGetAsyncError: a call
