@@ -1432,8 +1432,8 @@ static gboolean op_recv(Rank *r, const PxInstr *ins, double *bytes, GError **err
 
 /* Mixed precision: the chunk's half gradients, cast into an fp32 buffer on
  * the compute stream, for the reductions (Megatron reduces its main_grad in
- * fp32; the communicators do not reduce halves). The optimizer rounds the
- * result back into the half gradients and frees the buffer. The gradient
+ * fp32; the communicators reduce halves too, for the TP activations). The
+ * optimizer rounds the result back into the half gradients and frees the buffer. The gradient
  * buffer itself, the GRADS category the planner counts, stays half. */
 static gboolean bucket_cast(Rank *r, int c, int b, GError **error);
 static PxTensor *grads_to_reduce(Rank *r, int c, GError **error) {
