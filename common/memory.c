@@ -23,7 +23,9 @@
  * + MLP blocks, gated MLPs (three FFN tensors), models without dropout and fp32;
  * the sums here are sums over that list (common/activations.c), which also
  * holds context parallelism (every per-token term at s/cp tokens, Megatron's
- * context-parallel doc, plus the ring's K/V buffers, px_memory_cp_kv_buffers)
+ * context-parallel doc, plus the ring's K/V buffers, px_memory_cp_kv_buffers,
+ * and in the executor's half runs the ring's fp32 output accumulator,
+ * px_memory_cp_out_acc)
  * and FP8 (the FP8 GEMMs' inputs saved in 1 byte, Transformer Engine). */
 #include "memory.h"
 #include "zero3.h"
@@ -151,6 +153,16 @@ double px_memory_cp_kv_buffers(const PxModel *model, const PxPlan *plan) {
   return MAX(plan->cp, 4) * px_memory_cp_kv_block(model, plan);
 }
 
+/* The executor's ring attention in bf16 / fp16 merges every block's partial
+ * output into an fp32 accumulator of the rank's attention output and rounds
+ * it once (exec/gpt.c ring_attention_fwd): one (s/cp)·b × (a/t)·head_dim
+ * tensor of floats, transient, one layer's forward at a time. */
+double px_memory_cp_out_acc(const PxModel *model, const PxPlan *plan, int elem_bytes) {
+  if (MAX(plan->cp, 1) == 1 || elem_bytes != 2) return 0;
+  double s = (double)px_plan_local_seq(plan), q = (double)px_model_q_dim(&model->desc) / MAX(plan->tp, 1);
+  return 4.0 * s * plan->mbs * q;
+}
+
 /* Parameters of the FP8 GEMMs of a layer (the 2-D weights of a block; the
  * embedding and the LM head stay bf16, as Megatron-Core builds its output
  * layer outside Transformer Engine), per TP rank; *gemms counts them. */
@@ -193,6 +205,7 @@ PxMemory *px_memory_new_act(const PxModel *model, const PxPlan *plan, const PxPa
   double dp = data, edp = px_plan_edp(plan);
   int ep = MAX(plan->ep, 1), etp = px_plan_etp(plan);
   double cp_kv = px_memory_cp_kv_buffers(model, plan) * e_scale;
+  double cp_acc = exec ? px_memory_cp_out_acc(model, plan, (int)e) : 0;
   double bucket_elems = plan->bucket_bytes > 0 ? plan->bucket_bytes / gb : 5e8;
 
   for (int r = 0; r < plan->pp; r++) {
@@ -347,6 +360,10 @@ PxMemory *px_memory_new_act(const PxModel *model, const PxPlan *plan, const PxPa
       st->cp_kv_buffers = cp_kv;
       st->buffers += cp_kv;
       st->act_buffers += cp_kv;
+      /* the executor's half runs: the fp32 accumulator of the ring's merges */
+      st->cp_out_acc = cp_acc;
+      st->buffers += cp_acc;
+      st->act_buffers += cp_acc;
     }
     /* FP8 (Transformer Engine, is_first_microbatch caching): each GEMM weight
      * cast once per step to FP8 and kept with its transpose (Hopper's FP8

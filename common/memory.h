@@ -38,8 +38,12 @@ typedef struct {
                                  parameter), with parameter offload the parameter shard too */
   /* context parallelism and FP8 (docs/memory.md); 0 when not used */
   double cp_kv_buffers;       /* ring attention's K/V receive buffers (in `buffers`): max(cp, 4) K/V blocks */
-  double act_buffers;         /* the part of `buffers` made of activations (p2p messages, ring K/V, MoE
-                                 all-to-all), in the activation bytes the prediction was made with */
+  double cp_out_acc;          /* the executor's ring attention in bf16 / fp16 (PX_ACT_STACK_EXEC, cp > 1):
+                                 its fp32 accumulator of the merged output, 4 B × (s/cp)·b·a·head_dim/t
+                                 (in `buffers` and `act_buffers`) */
+  double act_buffers;         /* the part of `buffers` made of activations (p2p messages, ring K/V, the
+                                 ring's fp32 accumulator, MoE all-to-all), in the activation bytes the
+                                 prediction was made with */
   double fp8_weights;         /* FP8 copies of the GEMM weights, with their transposes (2 B / GEMM parameter) */
   double fp8_meta;            /* delayed scaling state: amax history and scales of every FP8 GEMM (fp32) */
 } PxStageMemory;
@@ -91,6 +95,11 @@ double px_memory_fp8_meta_per_gemm(void);
  * holds: max(cp, 4) blocks (see memory.c). 0 with cp = 1. */
 double px_memory_cp_kv_block(const PxModel *model, const PxPlan *plan);
 double px_memory_cp_kv_buffers(const PxModel *model, const PxPlan *plan);
+/* Bytes of the executor's fp32 accumulator of ring attention's merged output
+ * (exec/gpt.c ring_attention_fwd), present when its activations are half
+ * (elem_bytes 2) and cp > 1: 4 × (seq/cp) × mbs × heads·head_dim / tp. 0
+ * otherwise. */
+double px_memory_cp_out_acc(const PxModel *model, const PxPlan *plan, int elem_bytes);
 
 PxMemory *px_memory_new(const PxModel *model, const PxPlan *plan, const PxPartition *part,
                         const PxCluster *cluster);

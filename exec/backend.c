@@ -961,16 +961,24 @@ gboolean px_op_attn_merge(PxBackend *be, PxTensor *out, PxTensor *lse, const PxT
                           const PxTensor *lse_b, const PxAttnShape *s, GError **error) {
   const char *op = "attn_merge";
   gint64 r, c;
-  if (PROMOTE(be, out, out, out_b)) {
+  /* out_b's dtype is the op's; out may be an f32 accumulator beside a half
+   * out_b (backend.h): promo_in casts out_b up exactly, promo_inout passes
+   * an f32 out through untouched, so nothing is rounded but the f32 result */
+  if (out && out_b && out->dtype != out_b->dtype && !(out->dtype == PX_DTYPE_F32 && px_dtype_is_half(out_b->dtype)))
+    return fail(error, PX_BACKEND_ERROR_SHAPE,
+                "%s: out (%s) is %s beside an out_b of %s (the same dtype, or f32 beside bf16 / f16)", op, out->name,
+                px_dtype_name(out->dtype), px_dtype_name(out_b->dtype));
+  if (PROMOTE(be, out_b, out, out_b)) {
     Promo p = promo_begin(be, error);
     const PxTensor *b2 = promo_in(&p, out_b);
     PxTensor *o = promo_inout(&p, out);
     return promo_end(&p, p.ok && px_op_attn_merge(be, o, lse, b2, lse_b, s, error));
   }
-  if (!attn_shape_check(op, s, error) || !float_matrix(op, "out", out, &r, &c, error)) return FALSE;
-  PxDType dt = out->dtype;
+  if (!attn_shape_check(op, s, error) || !float_matrix(op, "out_b", out_b, &r, &c, error)) return FALSE;
+  PxDType dt = out_b->dtype;
+  PxDType out_dt = out && out->dtype == PX_DTYPE_F32 && px_dtype_is_half(dt) ? PX_DTYPE_F32 : dt;
   gint64 N = (gint64)s->B * s->T, C = (gint64)s->heads * s->head_dim;
-  return need(be, op, "out", out, dt, N, C, error) && need(be, op, "out_b", out_b, dt, N, C, error) &&
+  return need(be, op, "out", out, out_dt, N, C, error) && need(be, op, "out_b", out_b, dt, N, C, error) &&
          need(be, op, "lse", lse, stat_dt(dt), (gint64)s->B * s->heads, s->T, error) &&
          need(be, op, "lse_b", lse_b, stat_dt(dt), (gint64)s->B * s->heads, s->T, error) &&
          be->ops->attn_merge(be, out, lse, out_b, lse_b, s, error);

@@ -336,7 +336,10 @@ gboolean px_op_attn_block_fwd(PxBackend *be, PxTensor *out, PxTensor *lse, const
 /* The online-softmax combine of two partial results over disjoint key sets:
  * lse' = log(e^lse + e^lse_b), out' = out e^(lse - lse') + out_b e^(lse_b - lse')
  * (rows with both -inf stay). out, out_b (B*T, heads*head_dim), lse, lse_b
- * (B*heads, T). */
+ * (B*heads, T). out_b's dtype is the op's; out is of that dtype too, or f32
+ * beside a bf16 / f16 out_b: an fp32 accumulator that a ring merges every
+ * block into and rounds to the half dtype once at the end (see "Half
+ * activations" below). */
 gboolean px_op_attn_merge(PxBackend *be, PxTensor *out, PxTensor *lse, const PxTensor *out_b,
                           const PxTensor *lse_b, const PxAttnShape *s, GError **error);
 /* Backward of one block given the final (merged) out and lse of the query
@@ -547,7 +550,16 @@ gboolean px_op_cast(PxBackend *be, PxTensor *dst, const PxTensor *src, gboolean 
  * others (cpu) backend.c casts every half tensor of the op into an f32 copy,
  * runs the f32 op and casts the outputs back (forward outputs rounded over,
  * gradient outputs added, as above), so the two agree to the rounding of the
- * f32 sums inside the op. */
+ * f32 sums inside the op.
+ *
+ * One op mixes dtypes: attn_merge takes an f32 out (and f32 lse) beside a
+ * half out_b, the accumulator of ring attention's merges (exec/gpt.c
+ * ring_attention_fwd), so that the merged output is rounded to the half dtype
+ * once, by the px_op_cast after the last merge, rather than once per merge
+ * (flash attention's split-KV combine likewise keeps its partial outputs in
+ * fp32 and converts once). The f32 out is read and written as it is: only
+ * out_b is promoted (an exact upcast) on a backend without half_acts, so the
+ * op rounds nothing but the f32 result. */
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(PxBackend, px_backend_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(PxTensor, px_tensor_free)

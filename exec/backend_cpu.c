@@ -357,10 +357,14 @@ static gboolean cpu_attn_block_fwd(PxBackend *be, PxTensor *out, PxTensor *lse, 
   return TRUE;
 }
 
+/* out and out_b arrive of one dtype: without half kernels (half_acts) a half
+ * out_b comes promoted to f32 (backend.c), beside the f32 accumulator or the
+ * f32 copy of a half out. */
 static gboolean cpu_attn_merge(PxBackend *be, PxTensor *out, PxTensor *lse, const PxTensor *out_b,
                                const PxTensor *lse_b, const PxAttnShape *s, GError **error) {
   (void)be;
   (void)error;
+  g_assert(out->dtype == out_b->dtype);
   CALL(out->dtype, attn_merge, out->data, lse->data, out_b->data, lse_b->data, s);
   return TRUE;
 }

@@ -594,16 +594,33 @@ static gboolean ring_pass(PxGpt *g, PxTensor *const *send, int n_send, PxTensor 
   return ok && ended;
 }
 
+/* Half activations: every block's partial output (rounded once to the half
+ * dtype by its kernel) is merged into an fp32 accumulator by the fp32 lse, and
+ * the merged output rounded to the half dtype once, after the last merge,
+ * rather than at each of the cp - 1 merges (backend.h, attn_merge's f32 out;
+ * flash attention's split-KV combine, combine_attn_seqk_parallel in
+ * csrc/flash_attn/src/flash_fwd_kernel.h, likewise sums its partial outputs in
+ * fp32 and converts once; Transformer Engine's AttnFuncWithCPAndKVP2P,
+ * dot_product_attention/context_parallel.py, rescales each step's output by
+ * exp(softmax_lse_per_step - softmax_lse), flash_attn_fwd_out_correction, the
+ * same correction as attn_merge's). The accumulator, B·T × heads·head_dim
+ * floats, is a PX_MEM_BUFFERS transient of the forward; common/memory.c counts
+ * it (cp_out_acc). f32 / f64 runs merge into out itself, as before. */
 static gboolean ring_attention_fwd(PxGpt *g, PxTensor *out, PxTensor *lse, const PxTensor *qkv, GError **error) {
   PxBackend *be = g->r.be;
   PxAttnShape qs = attn_shape(g);
   TRY(px_op_attn_block_fwd(be, out, lse, qkv, qkv, &qs, &qs, error));
   if (g->cp == 1) return TRUE;
+  gint64 C = (gint64)g->heads_l * g->hd;
   g_autoptr(PxTensor) buf0 = new_tmp(g, "kv_ring", g->N, g->qkv_l, error);
   g_autoptr(PxTensor) buf1 = new_tmp(g, "kv_ring", g->N, g->qkv_l, error);
-  g_autoptr(PxTensor) out_b = new_tmp(g, "attn_block_out", g->N, (gint64)g->heads_l * g->hd, error);
+  g_autoptr(PxTensor) out_b = new_tmp(g, "attn_block_out", g->N, C, error);
   g_autoptr(PxTensor) lse_b = new_stat(g, "attn_block_lse", (gint64)g->B * g->heads_l, g->T, error);
   TRY(buf0 && buf1 && out_b && lse_b);
+  g_autoptr(PxTensor) acc = NULL; /* the fp32 accumulator of a half run (new_stat: f32 beside half) */
+  if (px_dtype_is_half(g->r.dtype))
+    TRY((acc = new_stat(g, "attn_out_acc", g->N, C, error)) && px_op_cast(be, acc, out, FALSE, error)); /* exact */
+  PxTensor *merged = acc ? acc : out;
   const PxTensor *cur = qkv;
   PxTensor *bufs[2] = {buf0, buf1};
   for (int k = 1; k < g->cp; k++) {
@@ -611,10 +628,10 @@ static gboolean ring_attention_fwd(PxGpt *g, PxTensor *out, PxTensor *lse, const
     TRY(ring_pass(g, (PxTensor *const[]){(PxTensor *)cur}, 1, &nxt, 1, error));
     PxAttnShape ks = attn_shape_of(g, (g->r.cp_rank - k + g->cp) % g->cp);
     TRY(px_op_attn_block_fwd(be, out_b, lse_b, qkv, nxt, &qs, &ks, error));
-    TRY(px_op_attn_merge(be, out, lse, out_b, lse_b, &qs, error));
+    TRY(px_op_attn_merge(be, merged, lse, out_b, lse_b, &qs, error));
     cur = nxt;
   }
-  return TRUE;
+  return !acc || px_op_cast(be, out, acc, FALSE, error); /* the one rounding to the half dtype */
 }
 
 static gboolean ring_attention_bwd(PxGpt *g, PxTensor *dqkv, const PxTensor *dout, const PxTensor *qkv,

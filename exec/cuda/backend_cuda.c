@@ -1080,9 +1080,10 @@ static gboolean cuda_attn_merge(PxBackend *be, PxTensor *out, PxTensor *lse, con
                                 const PxTensor *lse_b, const PxAttnShape *s, GError **error) {
   const char *op = "attn_merge";
   Cuda *c = cx(be);
-  return enter(be, op, out->dtype, error) && STATS(lse, lse_b) &&
-         KERN(pxk_attn_merge(c->st, out->dtype, out->data, lse->data, out_b->data, lse_b->data, s->B, s->T, s->heads,
-                             s->head_dim));
+  /* out_b's dtype is the op's; out is of it, or the f32 accumulator (backend.c checked which) */
+  return enter(be, op, out_b->dtype, error) && STATS(lse, lse_b) &&
+         KERN(pxk_attn_merge(c->st, out_b->dtype, out->dtype, out->data, lse->data, out_b->data, lse_b->data, s->B,
+                             s->T, s->heads, s->head_dim));
 }
 
 static gboolean cuda_attn_block_bwd(PxBackend *be, PxTensor *dq, PxTensor *dkv, const PxTensor *dout,

@@ -83,8 +83,10 @@ cudaError_t pxk_rope(cudaStream_t st, int dt, void *dst, const void *src, int B,
  * positions qp, kp; lse (B*heads, Tq) fp32. */
 cudaError_t pxk_attn_block_fwd(cudaStream_t st, int dt, void *out, float *lse, const void *q, const void *kv, int B,
                                int Tq, int Tk, int heads, int kv_heads, int head_dim, PxkPos qp, PxkPos kp);
-cudaError_t pxk_attn_merge(cudaStream_t st, int dt, void *out, float *lse, const void *out_b, const float *lse_b,
-                           int B, int T, int heads, int head_dim);
+/* dt is out_b's type; out_dt out's: dt, or PXK_F32 beside a half dt (the
+ * fp32 accumulator, written without rounding). */
+cudaError_t pxk_attn_merge(cudaStream_t st, int dt, int out_dt, void *out, float *lse, const void *out_b,
+                           const float *lse_b, int B, int T, int heads, int head_dim);
 cudaError_t pxk_attn_block_bwd(cudaStream_t st, int dt, void *dq, void *dkv, const void *dout, const void *q,
                                const void *kv, const void *out, const float *lse, int B, int Tq, int Tk, int heads,
                                int kv_heads, int head_dim, PxkPos qp, PxkPos kp);

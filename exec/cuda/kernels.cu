@@ -841,15 +841,17 @@ __global__ void k_attn_block_fwd(T *out, float *lse, const T *q, const T *kv, At
   if (lane == 0) lse[r] = l > 0.f ? mx + logf(l) : -INFINITY;
 }
 
-/* one thread per row (b, h, t) */
-template <typename T>
-__global__ void k_attn_merge(T *out, float *lse, const T *out_b, const float *lse_b, int B, int Tn, int H, int hd) {
+/* one thread per row (b, h, t). TO, out's type, is T or float: float is the
+ * fp32 accumulator of ring attention beside half partial outputs (backend.h),
+ * stored without rounding to T (the caller casts once after the last merge) */
+template <typename TO, typename T>
+__global__ void k_attn_merge(TO *out, float *lse, const T *out_b, const float *lse_b, int B, int Tn, int H, int hd) {
   GRID_STRIDE(r, (int64_t)B * H * Tn) {
     const int64_t t = r % Tn, h = r / Tn % H, b = r / ((int64_t)Tn * H);
     float la = lse[r], lb = lse_b[r], m = fmaxf(la, lb);
     if (m == -INFINITY) continue;
     float l = m + logf(expf(la - m) + expf(lb - m)), wa = expf(la - l), wb = expf(lb - l);
-    T *o = out + (b * Tn + t) * ((int64_t)H * hd) + h * hd;
+    TO *o = out + (b * Tn + t) * ((int64_t)H * hd) + h * hd;
     const T *ob = out_b + (b * Tn + t) * ((int64_t)H * hd) + h * hd;
     for (int d = 0; d < hd; d++) st_(o, d, wa * ld(o, d) + wb * ld(ob, d));
     lse[r] = l;
@@ -925,11 +927,16 @@ extern "C" cudaError_t pxk_attn_block_fwd(cudaStream_t st, int dt, void *out, fl
                    (T *)out, lse, (const T *)q, (const T *)kv, g))
 }
 
-extern "C" cudaError_t pxk_attn_merge(cudaStream_t st, int dt, void *out, float *lse, const void *out_b,
+extern "C" cudaError_t pxk_attn_merge(cudaStream_t st, int dt, int out_dt, void *out, float *lse, const void *out_b,
                                       const float *lse_b, int B, int Tn, int heads, int head_dim) {
   int64_t n = (int64_t)B * heads * Tn;
-  DISPATCH(dt, k_attn_merge<T><<<ew_blocks(n), EW_THREADS, 0, st>>>((T *)out, lse, (const T *)out_b,
-                                                                     lse_b, B, Tn, heads, head_dim))
+  if (out_dt == PXK_F32 && dt != PXK_F32) { /* the fp32 accumulator beside a half out_b */
+    DISPATCH(dt, k_attn_merge<float, T><<<ew_blocks(n), EW_THREADS, 0, st>>>((float *)out, lse, (const T *)out_b,
+                                                                             lse_b, B, Tn, heads, head_dim))
+  }
+  if (out_dt != dt) return cudaErrorInvalidValue;
+  DISPATCH(dt, k_attn_merge<T, T><<<ew_blocks(n), EW_THREADS, 0, st>>>((T *)out, lse, (const T *)out_b,
+                                                                        lse_b, B, Tn, heads, head_dim))
 }
 
 extern "C" cudaError_t pxk_attn_block_bwd(cudaStream_t st, int dt, void *dq, void *dkv, const void *dout,
