@@ -235,6 +235,90 @@ static void test_half_activation_ops(void) {
   g_assert_cmpint(st.current[PX_MEM_BUFFERS], ==, 4); /* losses: the f32 copies were transient */
 }
 
+/* A half tensor of dtype dt (bf16 or f16) holding v rounded to it. */
+static PxTensor *half_tensor(PxBackend *be, PxDType dt, const char *name, int ndim, const gint64 *shape,
+                             const float *v) {
+  g_autoptr(GError) error = NULL;
+  PxTensor *t = px_tensor_new(be, name, dt, PX_MEM_ACTIVATIONS, ndim, shape, &error);
+  g_assert_no_error(error);
+  g_autofree guint16 *h = g_new(guint16, t->numel);
+  for (gint64 i = 0; i < t->numel; i++) h[i] = dt == PX_DTYPE_BF16 ? px_f32_to_bf16(v[i]) : px_f32_to_f16(v[i]);
+  g_assert_true(px_tensor_upload(t, h, &error));
+  return t;
+}
+
+static float half_at(const PxTensor *t, int i) {
+  g_autoptr(GError) error = NULL;
+  g_autofree guint16 *h = g_new(guint16, t->numel);
+  g_assert_true(px_tensor_download(t, h, &error));
+  return t->dtype == PX_DTYPE_BF16 ? px_bf16_to_f32(h[i]) : px_f16_to_f32(h[i]);
+}
+
+static PxTensor *f32_tensor(PxBackend *be, const char *name, int ndim, const gint64 *shape, const float *v) {
+  g_autoptr(GError) error = NULL;
+  PxTensor *t = px_tensor_new(be, name, PX_DTYPE_F32, PX_MEM_BUFFERS, ndim, shape, &error);
+  g_assert_no_error(error);
+  g_assert_true(px_tensor_upload(t, v, &error));
+  return t;
+}
+
+/* Ring attention's merges rounded once (backend.h, attn_merge's f32 out).
+ * Three partial outputs of one query row over disjoint keys of equal mass
+ * (lse 0 each): the merged output is their mean and lse ln 3. Column 0 holds
+ * o1 = 1, o2 = o3 = 1 + e (e the half dtype's spacing above 1: bf16 2^-7,
+ * fp16 2^-10), column 1 their negatives. The mean, 1 + 2e/3, rounds once to
+ * 1 + e. Merged in the half dtype at each step (a half out) it goes to
+ * (o1 + o2)/2 = 1 + e/2, a tie rounded to even, 1; then 2/3 · 1 + 1/3 · (1 +
+ * e) = 1 + e/3, rounded to 1: a whole spacing off. Merged into an f32 out
+ * beside the half out_b and cast once: 1 + e. */
+static void test_attn_merge_rounds_once(void) {
+  g_autoptr(GError) error = NULL;
+  g_autoptr(PxBackend) be = px_backend_new("cpu", 0, &error);
+  g_assert_no_error(error);
+  for (int k = 0; k < 2; k++) {
+    PxDType dt = k ? PX_DTYPE_F16 : PX_DTYPE_BF16;
+    const float e = k ? 1.0f / 1024 : 1.0f / 128;
+    PxAttnShape s = {.B = 1, .T = 1, .heads = 1, .kv_heads = 1, .head_dim = 2};
+    gint64 os[2] = {1, 2}, ls[2] = {1, 1};
+    const float parts[3][2] = {{1, -1}, {1 + e, -(1 + e)}, {1 + e, -(1 + e)}};
+    g_autoptr(PxTensor) ob1 = half_tensor(be, dt, "out_b1", 2, os, parts[1]);
+    g_autoptr(PxTensor) ob2 = half_tensor(be, dt, "out_b2", 2, os, parts[2]);
+    g_autoptr(PxTensor) lb = f32_tensor(be, "lse_b", 2, ls, (float[]){0});
+    /* per step: out in the half dtype */
+    g_autoptr(PxTensor) oh = half_tensor(be, dt, "out", 2, os, parts[0]);
+    g_autoptr(PxTensor) lh = f32_tensor(be, "lse", 2, ls, (float[]){0});
+    g_assert_true(px_op_attn_merge(be, oh, lh, ob1, lb, &s, &error));
+    g_assert_cmpfloat(half_at(oh, 0), ==, 1.0f);
+    g_assert_true(px_op_attn_merge(be, oh, lh, ob2, lb, &s, &error));
+    g_assert_no_error(error);
+    g_assert_cmpfloat(half_at(oh, 0), ==, 1.0f);
+    g_assert_cmpfloat(half_at(oh, 1), ==, -1.0f);
+    /* the f32 accumulator, cast once */
+    g_autoptr(PxTensor) acc = f32_tensor(be, "acc", 2, os, parts[0]);
+    g_autoptr(PxTensor) la = f32_tensor(be, "lse_acc", 2, ls, (float[]){0});
+    g_assert_true(px_op_attn_merge(be, acc, la, ob1, lb, &s, &error));
+    g_assert_true(px_op_attn_merge(be, acc, la, ob2, lb, &s, &error));
+    g_assert_no_error(error);
+    float a[2], l;
+    g_assert_true(px_tensor_download(acc, a, &error) && px_tensor_download(la, &l, &error));
+    g_assert_cmpfloat(fabs(a[0] - (1 + 2 * (double)e / 3)), <, 1e-6);
+    g_assert_cmpfloat(fabs(a[1] + (1 + 2 * (double)e / 3)), <, 1e-6);
+    g_assert_cmpfloat(fabs(l - log(3.0)), <, 1e-6);
+    g_autoptr(PxTensor) out = half_tensor(be, dt, "out", 2, os, (float[]){0, 0});
+    g_assert_true(px_op_cast(be, out, acc, FALSE, &error));
+    g_assert_cmpfloat(half_at(out, 0), ==, 1 + e);
+    g_assert_cmpfloat(half_at(out, 1), ==, -(1 + e));
+    /* other mixtures are one clear error: a half out beside an out_b of the other half dtype or f32 */
+    g_autoptr(PxTensor) other = half_tensor(be, k ? PX_DTYPE_BF16 : PX_DTYPE_F16, "other", 2, os, parts[0]);
+    g_assert_false(px_op_attn_merge(be, other, lh, ob1, lb, &s, &error));
+    g_assert_error(error, PX_BACKEND_ERROR, PX_BACKEND_ERROR_SHAPE);
+    g_clear_error(&error);
+    g_assert_false(px_op_attn_merge(be, oh, lh, acc, lb, &s, &error));
+    g_assert_error(error, PX_BACKEND_ERROR, PX_BACKEND_ERROR_SHAPE);
+    g_clear_error(&error);
+  }
+}
+
 /* test_runtime's hand count of tiny-gpt's peak activations (pp 1, mbs 2 × seq
  * 16 = N 32 rows, no recompute), in bf16: every activation 2 B, the norms'
  * mean and 1/std 4 B (f32), the token and target ids 4 B. Per block, in
@@ -462,6 +546,37 @@ static void test_layouts_bf16(void) {
   }
 }
 
+/* Context parallelism in bf16 / fp16 (ring attention over cp ranks, flash
+ * blocks merged into an fp32 accumulator and rounded once) against the
+ * single rank in the same dtype (unfused attention): the bound of the
+ * layouts above, 1e-4 relative. */
+static void test_layouts_cp_half(void) {
+  const struct {
+    const char *model;
+    int cp;
+  } runs[] = {{"tiny-gpt", 2}, {"tiny-gpt", 4}, {"tiny-llama", 4}};
+  for (int k = 0; k < 2; k++) {
+    PxDType dt = k ? PX_DTYPE_F16 : PX_DTYPE_BF16;
+    for (gsize i = 0; i < G_N_ELEMENTS(runs); i++) {
+      g_autoptr(PxModel) model = load_model(runs[i].model);
+      Layout l = single;
+      l.model = runs[i].model;
+      double want[STEPS], got[STEPS];
+      px_runtime_free(stepped(model, &l, dt, STEPS, want));
+      g_autoptr(GError) error = NULL;
+      g_autoptr(PxRuntime) rt = layout_runtime_cp(model, &l, runs[i].cp, dt, &error);
+      g_assert_no_error(error);
+      steps(rt, STEPS, got, NULL);
+      for (int s = 0; s < STEPS; s++) {
+        double rel = fabs(got[s] - want[s]) / want[s];
+        g_test_message("%s %s cp%d step %d: %.9f single %.9f rel %.2e", px_dtype_name(dt), runs[i].model,
+                       runs[i].cp, s + 1, got[s], want[s], rel);
+        g_assert_cmpfloat(rel, <, 1e-4);
+      }
+    }
+  }
+}
+
 /* ---- checkpoints ---- */
 
 static void rm_rf(const char *path) {
@@ -534,10 +649,12 @@ int main(int argc, char **argv) {
   g_test_add_func("/mixed/linear-half-weights", test_linear_half_weights);
   g_test_add_func("/mixed/half-activations/ops", test_half_activation_ops);
   g_test_add_func("/mixed/half-activations/by-hand", test_half_activations_by_hand);
+  g_test_add_func("/mixed/half-activations/attn-merge-once", test_attn_merge_rounds_once);
   g_test_add_func("/mixed/memory", test_memory);
   g_test_add_func("/mixed/bf16-tracks-f32", test_bf16_tracks_f32);
   g_test_add_func("/mixed/fp16-overflow", test_fp16_overflow);
   g_test_add_func("/mixed/layouts", test_layouts_bf16);
+  g_test_add_func("/mixed/layouts-cp", test_layouts_cp_half);
   g_test_add_func("/mixed/checkpoint", test_checkpoint_master);
   return g_test_run();
 }
