@@ -534,6 +534,22 @@ static void test_attn_blocks(gconstpointer p) {
     REPORT("attn_merge", dt, what, out);
     g_autofree char *wms = g_strdup_printf("lse f32, %s", what);
     REPORT_STATS("attn_merge", dt, wms, lse);
+    /* ring attention's fp32 accumulator beside half partial outputs (backend.h,
+     * attn_merge's f32 out): out and lse f32 on both sides, out_b dt on cuda
+     * (its f32 copy on cpu); fresh inputs, the same on both sides, so the two
+     * form the same f32 sums: held to the f32 tolerance, which a rounding of
+     * the accumulator to dt (2^-9 / 2^-12 relative) would break */
+    if (dt != PX_DTYPE_F32) {
+      Twin acc = twin("acc", STAT_DT, SHAPE(N, O), 1), la = twin("lse_acc", STAT_DT, SHAPE(L, qs.T), 1);
+      Twin ob2 = twin("out_b2", dt, SHAPE(N, O), 1), lb2 = twin("lse_b2", STAT_DT, SHAPE(L, qs.T), 1);
+      BOTH(attn_merge, X(acc), X(la), X(ob2), X(lb2), &qs);
+      g_autofree char *wacc = g_strdup_printf("f32 out, %s out_b, %s", px_dtype_name(dt), what);
+      REPORT_STATS("attn_merge", dt, wacc, acc, la);
+      twin_free(acc);
+      twin_free(la);
+      twin_free(ob2);
+      twin_free(lb2);
+    }
     Twin dout = twin("dout", dt, SHAPE(N, O), 1), dq = twin("dq", dt, SHAPE(N, W), 1), dkv = twin("dkv", dt, SHAPE(N, W), 1);
     BOTH(attn_block_bwd, X(dq), X(dkv), X(dout), X(q), X(kv), X(out), X(lse), &qs, &ks);
     BOTH(attn_block_bwd, X(dq), X(dq), X(dout), X(q), X(q), X(out), X(lse), &qs, &qs);

@@ -9,12 +9,15 @@
  *    AdamW's step count unchanged) and halves the scale; the scale doubles
  *    after the window of good steps;
  *  - the layouts of the parity subset (dp2 ZeRO-1, tp2, pp2) equal the single
- *    rank in bf16 to a bound set by bf16's rounding;
+ *    rank in bf16 to a bound set by bf16's rounding, and so do context
+ *    parallelism's (cp 2 and 4) in bf16 and fp16;
  *  - checkpoints keep the fp32 master (and the loss scaler) bit for bit;
  *  - cast: rounding to nearest even, accumulation, fp16 overflow to Inf;
  *  - half activations: an op's bf16 outputs are its f32 result rounded once to
  *    nearest even, its gradient outputs the f32 sum rounded once, its
- *    statistics (norm mean / rstd, losses) f32; the peak activations of a bf16
+ *    statistics (norm mean / rstd, losses) f32; ring attention's merges,
+ *    into an f32 out beside half partial outputs, round once (by hand); the
+ *    peak activations of a bf16
  *    run, counted by hand in 2-byte elements with 4-byte statistics, are
  *    measured and predicted. */
 #include <glib.h>
@@ -548,8 +551,18 @@ static void test_layouts_bf16(void) {
 
 /* Context parallelism in bf16 / fp16 (ring attention over cp ranks, flash
  * blocks merged into an fp32 accumulator and rounded once) against the
- * single rank in the same dtype (unfused attention): the bound of the
- * layouts above, 1e-4 relative. */
+ * single rank in the same dtype (unfused attention, its probabilities rounded
+ * to the half dtype). The first step's loss is the forward alone from the same
+ * weights: within the layouts' bound above, 1e-4 (measured at most 3.4e-5,
+ * bf16 tiny-gpt cp 4). Later steps also carry the half gradients' and
+ * weights' roundings, which the two attentions take differently: 5e-4 (measured
+ * at most 9.8e-5, bf16 tiny-llama cp 4 step 3), still 4 times below the 2e-3
+ * a training step moves the loss by at least, so a merge that lost or
+ * misweighted a block would show. The loss does not resolve one rounding of
+ * the merged output more or less (bf16 tiny-gpt cp 4, first step: 5.5574613
+ * merged in bf16 at each step, 5.5574568 rounded once, f64 5.5574361); that
+ * is checked by hand in /mixed/half-activations/attn-merge-once. At cp 2 there
+ * is one merge, so the two agree bit for bit. */
 static void test_layouts_cp_half(void) {
   const struct {
     const char *model;
@@ -571,7 +584,7 @@ static void test_layouts_cp_half(void) {
         double rel = fabs(got[s] - want[s]) / want[s];
         g_test_message("%s %s cp%d step %d: %.9f single %.9f rel %.2e", px_dtype_name(dt), runs[i].model,
                        runs[i].cp, s + 1, got[s], want[s], rel);
-        g_assert_cmpfloat(rel, <, 1e-4);
+        g_assert_cmpfloat(rel, <, s == 0 ? 1e-4 : 5e-4);
       }
     }
   }
