@@ -334,6 +334,25 @@ static void test_cp_activations(void) {
     g_assert_cmpfloat(mem->stages[0].activation_per_layer, ==, want);
     g_assert_cmpfloat(mem->stages[0].cp_kv_buffers, ==, kv_buffers[cp]);
     g_assert_cmpfloat(mem->stages[0].buffers, ==, kv_buffers[cp]);
+    /* the executor's ring in bf16 (its stack, 2-byte activations) adds its
+     * fp32 accumulator of the merged output, 4 B × (s/cp)·b × a·head_dim/t
+     * (a·head_dim = h), to the buffers; none in f32, none in the planner's
+     * (Transformer Engine's) stacks */
+    double acc = 4 * s / cp * b * h / t;
+    g_assert_cmpfloat(px_memory_cp_out_acc(m, &p, 2), ==, acc);
+    g_assert_cmpfloat(px_memory_cp_out_acc(m, &p, 4), ==, 0);
+    g_assert_cmpfloat(mem->stages[0].cp_out_acc, ==, 0);
+    {
+      g_autoptr(PxPartition) part = px_partition_new(m, &p, NULL, NULL);
+      PxActOptions ex = {PX_ACT_STACK_EXEC, 2};
+      g_autoptr(PxMemory) me = px_memory_new_act(m, &p, part, NULL, &ex);
+      g_assert_cmpfloat(me->stages[0].cp_out_acc, ==, acc);
+      g_assert_cmpfloat(me->stages[0].buffers, ==, kv_buffers[cp] + acc);
+      g_assert_cmpfloat(me->stages[0].act_buffers, ==, kv_buffers[cp] + acc);
+      PxActOptions ex32 = {PX_ACT_STACK_EXEC, 4};
+      g_autoptr(PxMemory) m32 = px_memory_new_act(m, &p, part, NULL, &ex32);
+      g_assert_cmpfloat(m32->stages[0].cp_out_acc, ==, 0);
+    }
     /* equal tokens per rank: one rank (flash) holding a sequence of s/cp */
     PxPlan q;
     px_plan_init(&q);

@@ -580,6 +580,15 @@ static void test_layouts_cp_half(void) {
       g_autoptr(PxRuntime) rt = layout_runtime_cp(model, &l, runs[i].cp, dt, &error);
       g_assert_no_error(error);
       steps(rt, STEPS, got, NULL);
+      /* the peak activations measured are predicted (the accumulator is a
+       * buffer, not an activation); the planner counts the accumulator, on
+       * tiny-gpt (h 64 = a · head_dim) 4 B × (16/cp tokens × mbs 2) × 64 */
+      g_autofree char *what = g_strdup_printf("%s %s cp%d", px_dtype_name(dt), runs[i].model, runs[i].cp);
+      expect_memory(rt, what);
+      PxRankMemory m;
+      g_assert_true(px_runtime_memory(rt, 0, &m));
+      if (!strcmp(runs[i].model, "tiny-gpt")) g_assert_cmpfloat(m.predicted.cp_out_acc, ==, 4.0 * (16 / runs[i].cp) * 2 * 64);
+      g_assert_cmpfloat(m.predicted.cp_out_acc, >, 0);
       for (int s = 0; s < STEPS; s++) {
         double rel = fabs(got[s] - want[s]) / want[s];
         g_test_message("%s %s cp%d step %d: %.9f single %.9f rel %.2e", px_dtype_name(dt), runs[i].model,
