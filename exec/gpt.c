@@ -601,9 +601,12 @@ static gboolean ring_pass(PxGpt *g, PxTensor *const *send, int n_send, PxTensor 
  * flash attention's split-KV combine, combine_attn_seqk_parallel in
  * csrc/flash_attn/src/flash_fwd_kernel.h, likewise sums its partial outputs in
  * fp32 and converts once; Transformer Engine's AttnFuncWithCPAndKVP2P,
- * dot_product_attention/context_parallel.py, rescales each step's output by
- * exp(softmax_lse_per_step - softmax_lse), flash_attn_fwd_out_correction, the
- * same correction as attn_merge's). The accumulator, B·T × heads·head_dim
+ * pytorch/attention/dot_product_attention/context_parallel.py, rescales each
+ * step's output by exp(softmax_lse_per_step - softmax_lse),
+ * flash_attn_fwd_out_correction, attn_merge's correction: in its FP8 path
+ * into an fp32 out ("fwd output correction: out in torch.float32") cast once,
+ * out.to(fwd_nominal_dtype); in bf16 / fp16 into an out of q's dtype, rounding
+ * at each add as this ring used to). The accumulator, B·T × heads·head_dim
  * floats, is a PX_MEM_BUFFERS transient of the forward; common/memory.c counts
  * it (cp_out_acc). f32 / f64 runs merge into out itself, as before. */
 static gboolean ring_attention_fwd(PxGpt *g, PxTensor *out, PxTensor *lse, const PxTensor *qkv, GError **error) {
