@@ -17,9 +17,8 @@
  *    nearest even, its gradient outputs the f32 sum rounded once, its
  *    statistics (norm mean / rstd, losses) f32; ring attention's merges,
  *    into an f32 out beside half partial outputs, round once (by hand); the
- *    peak activations of a bf16
- *    run, counted by hand in 2-byte elements with 4-byte statistics, are
- *    measured and predicted. */
+ *    peak activations of a bf16 run, counted by hand in 2-byte elements with
+ *    4-byte statistics, are measured and predicted. */
 #include <glib.h>
 #include <glib/gstdio.h>
 #include <math.h>
