@@ -43,7 +43,9 @@
  *
  * ZeRO-3's per-pass collectives overlap the pass but hold collective_sms of
  * its SMs while they run (collective_sms_intra when the group is inside one
- * node; px_cost_pass_exposed, px_cost_collective_sm_share_link).
+ * node; px_cost_pass_exposed, px_cost_collective_sm_share_link); on a GPU
+ * with persistent GEMMs (gemm_persistent, Hopper's cuBLAS) the pass's GEMMs
+ * run in two waves meanwhile (px_cost_persistent_waves, px_cost_overlap_share).
  *
  * Stacks (px_stack_profile): gradient-reduction dtype, DP overlap in buckets,
  * optimizer traffic, default attention. */

@@ -306,8 +306,8 @@ static double param_gather_exposed(const Sim *sim, const Rank *r) {
     m++;
   }
   /* beside part 0's forward, whose GEMMs a persistent schedule runs in waves */
-  double share = px_cost_overlap_share(tab->coll_sm_share, tab->fwd[0] > 0 && tab->gemm_fwd ? tab->gemm_fwd[0] / tab->fwd[0] : 0,
-                                       tab->coll_gemm_waves);
+  double gemm = tab->fwd[0] > 0 && tab->gemm_fwd ? tab->gemm_fwd[0] / tab->fwd[0] : 0;
+  double share = px_cost_overlap_share(tab->coll_sm_share, gemm, tab->coll_gemm_waves);
   return px_cost_param_gather_exposed(m, g, f, share);
 }
 
