@@ -158,6 +158,8 @@ PxCluster *px_cluster_load_ini(const char *path, GError **error) {
   }
   c->coll_sms = (int)coll_sms;
   c->coll_sms_intra = (int)coll_sms_intra;
+  if (!px_config_get_bool(kf, path, "gpu", "gemm_persistent", FALSE, &c->gemm_persistent, D, E, error))
+    return NULL;
   if (c->gemm_k_overhead > 1e9 || c->flash_seq_half > 1e9) {
     g_set_error(error, D, E, "%s: [gpu] gemm_k_overhead = %g or flash_seq_half = %g is above 1e9", path,
                 c->gemm_k_overhead, c->flash_seq_half);

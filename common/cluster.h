@@ -86,6 +86,10 @@ typedef struct {
                               * CTA per channel, not shared with compute); 0 = none */
   int coll_sms_intra;        /* [node] collective_sms_intra: the same for a collective whose group is
                               * inside one node (NCCL builds more rings over NVLink alone); 0 = collective_sms */
+  gboolean gemm_persistent;  /* [gpu] gemm_persistent: the GPU's GEMM kernels (cuBLAS) are persistent, one CTA
+                              * per SM working through the tiles in turn, so beside a kernel that holds SMs
+                              * they run in two waves (cost.c px_cost_persistent_waves); FALSE = one CTA per
+                              * tile, the SM share alone */
   /* Per-class rates measured by calibrate; 0 = unset (the defaults above). */
   double membound_bw[PX_N_OPC][2]; /* [gpu] membound_bw_NAME_fwd | _bwd: bytes/s, forward | backward */
   double optimizer_bw;       /* [gpu] membound_bw_optimizer: bytes/s against the optimizer's bytes per parameter */

@@ -43,7 +43,9 @@
  *
  * ZeRO-3's per-pass collectives overlap the pass but hold collective_sms of
  * its SMs while they run (collective_sms_intra when the group is inside one
- * node; px_cost_pass_exposed, px_cost_collective_sm_share_link).
+ * node; px_cost_pass_exposed, px_cost_collective_sm_share_link); on a GPU
+ * with persistent GEMMs (gemm_persistent, Hopper's cuBLAS) the pass's GEMMs
+ * run in two waves meanwhile (px_cost_persistent_waves, px_cost_overlap_share).
  *
  * Stacks (px_stack_profile): gradient-reduction dtype, DP overlap in buckets,
  * optimizer traffic, default attention. */
@@ -364,6 +366,30 @@ double px_cost_sm_share(const PxCluster *c, int held) {
 
 double px_cost_collective_sm_share(const PxCluster *c) { return px_cost_sm_share(c, c->coll_sms); }
 
+/* Persistent GEMMs beside a kernel that holds SMs. PyTorch issue #143988
+ * (2024-12, FSDP on H100): the cuBLAS matmuls "launch as many CUDA blocks as
+ * there are SMs on the GPU (i.e., 132) and each of these blocks will process
+ * several tiles in a row"; overlapped with an NCCL kernel "the matmuls take
+ * 2x as long": "not all blocks of the matmuls can be scheduled at once, thus
+ * breaking them into two waves". Pull request #147966 (the sm_carveout it
+ * led to): Hopper's matmul kernels use this persistent schedule, where "in
+ * previous generations these latencies could be hidden by having multiple
+ * CUDA blocks per SM" (A100's cuBLAS kernels: one CTA per output tile, the
+ * SM share alone). The sms CTAs on the sms (1 - share) SMs left: the wave
+ * quantisation of px_cost_gemm_efficiency with a grid of one CTA per SM. */
+double px_cost_persistent_waves(const PxCluster *c, double share) {
+  if (!c->gemm_persistent || share <= 0) return 1;
+  if (share >= 1) return 1; /* nothing left to run on: the share alone (pass_exposed stalls the pass) */
+  return ceil(1.0 / (1.0 - share) - 1e-9);
+}
+
+double px_cost_overlap_share(double share, double gemm_frac, double waves) {
+  if (waves <= 1 || share >= 1) return share;
+  double g = MIN(MAX(gemm_frac, 0.0), 1.0);
+  double k = g * waves + (1.0 - g) / (1.0 - share);
+  return 1.0 - 1.0 / k;
+}
+
 double px_cost_collective_sm_share_link(const PxCluster *c, const PxLink *l) {
   if (!l || !l->intra || c->coll_sms_intra <= 0) return px_cost_collective_sm_share(c);
   return px_cost_sm_share(c, c->coll_sms_intra);
@@ -429,6 +455,18 @@ double px_cost_pass_exposed(double compute, double coll, double coll_sms, double
   return MAX(MAX(0.0, coll - compute), share * coll_sms);
 }
 
+/* One GEMM launched just after a collective that holds `share` of the SMs
+ * for `coll` seconds. Without persistent GEMMs (waves <= 1) the SM share
+ * (px_cost_pass_exposed). A persistent GEMM's CTAs that find no SM wait for
+ * the collective to end or for the first wave to finish, whichever comes
+ * first, and then take the whole GEMM time (each CTA holds an equal share of
+ * the tiles): the GEMM ends at gemm + min(coll, (waves - 1) gemm), the pair
+ * at the later of that and coll. */
+double px_cost_gemm_beside_exposed(double gemm, double coll, double share, double waves) {
+  if (waves <= 1) return px_cost_pass_exposed(gemm, coll, coll, share);
+  return MAX(MAX(0.0, coll - gemm), MIN(coll, (waves - 1) * gemm));
+}
+
 /* Megatron-Core core/distributed/param_and_grad_buffer.py finish_param_sync
  * (called by DistributedDataParallel's forward pre-hook): the first bucket's
  * all-gather is dispatched there and waited for ("first AG bucket in first
@@ -444,12 +482,15 @@ double px_cost_param_gather_exposed(int n, const double *gather, const double *f
 }
 
 void px_cost_zero3_fold(double *fwd, double *bwd_input, double *bwd_weight, double gather, double gather_pcie,
-                        double reduce, double cast, double share) {
+                        double reduce, double cast, double share, double waves, double gemm_fwd, double gemm_bwd) {
   *fwd += cast;
   *bwd_input += cast;
   double g_sms = gather - gather_pcie;
-  double fwd_exposed = px_cost_pass_exposed(*fwd, gather, g_sms, share);
-  double bwd_exposed = px_cost_pass_exposed(*bwd_input + *bwd_weight, gather + reduce, g_sms + reduce, share);
+  double bwd = *bwd_input + *bwd_weight;
+  double fshare = px_cost_overlap_share(share, *fwd > 0 ? gemm_fwd / *fwd : 0, waves);
+  double bshare = px_cost_overlap_share(share, bwd > 0 ? gemm_bwd / bwd : 0, waves);
+  double fwd_exposed = px_cost_pass_exposed(*fwd, gather, g_sms, fshare);
+  double bwd_exposed = px_cost_pass_exposed(bwd, gather + reduce, g_sms + reduce, bshare);
   *fwd += fwd_exposed;
   *bwd_input += bwd_exposed / 2;
   *bwd_weight += bwd_exposed / 2;
@@ -646,11 +687,16 @@ static double bias_grads(const PxCluster *c, const PxLayer *layer, const PxPlan 
  * counted as its own kernel, where TE often fuses it into the norm or the
  * activation before). */
 static void weight_gemms(const PxCluster *c, PxPrecision prec, int E, double T, double out, double in,
-                         double *fwd, double *dgrad, double *wgrad) {
+                         double *fwd, double *dgrad, double *wgrad, double *gemm_fwd, double *gemm_bwd) {
   int eb = prec == PX_PREC_FP8 ? 1 : E;
-  *fwd += px_cost_gemm_time(c, prec, 1, T, out, in, eb);
-  *dgrad += px_cost_gemm_time(c, prec, 1, T, in, out, eb);
-  *wgrad += px_cost_gemm_time(c, prec, 1, out, in, T, eb);
+  double f = px_cost_gemm_time(c, prec, 1, T, out, in, eb);
+  double d = px_cost_gemm_time(c, prec, 1, T, in, out, eb);
+  double w = px_cost_gemm_time(c, prec, 1, out, in, T, eb);
+  *fwd += f;
+  *dgrad += d;
+  *wgrad += w;
+  if (gemm_fwd) *gemm_fwd += f;
+  if (gemm_bwd) *gemm_bwd += d + w;
   if (prec == PX_PREC_FP8) {
     *fwd += membound(c, T * in * (E + 2.0), 1);
     *dgrad += membound(c, T * out * (E + 2.0), 1);
@@ -667,7 +713,7 @@ static void expert_gemms(const PxCluster *c, PxPrecision prec, int E, const PxMo
     *dgrad += px_cost_gemm_time(c, prec, n, t->other, in, out, E);
     *wgrad += px_cost_gemm_time(c, prec, n, out, in, t->other, E);
   }
-  weight_gemms(c, prec, E, t->busiest, out, in, fwd, dgrad, wgrad);
+  weight_gemms(c, prec, E, t->busiest, out, in, fwd, dgrad, wgrad, NULL, NULL);
 }
 
 /* An MoE block's routed part on the busiest rank (docs/moe.md): the router's
@@ -751,11 +797,26 @@ static int ub_math_sms(const PxCluster *c, const PxUbGemm *u) {
   return u->set_sm_margin && c->sms > u->num_sm ? c->sms - u->num_sm : c->sms;
 }
 /* The share of the SMs the communication kernels take from a GEMM launched on
- * all of them (no margin): num_sm / sms; ring exchange none (use_ce: the copy
- * engines move the data, userbuffers.cu userbuffers_send / _recv launch
- * 1-thread flag kernels). */
+ * all of them (no margin): num_sm / sms, or with persistent GEMMs the share
+ * their second wave costs (px_cost_overlap_share of the GEMM alone); ring
+ * exchange none (use_ce: the copy engines move the data, userbuffers.cu
+ * userbuffers_send / _recv launch 1-thread flag kernels). The pipelined
+ * reduce-scatter's chunks (split_overlap_rs) run beside GEMM chunks on
+ * several compute streams, so the rate of the waves, not one GEMM's
+ * timeline, is taken there. */
 static double ub_share(const PxCluster *c, const PxUbGemm *u) {
-  return u->method == PX_UB_RING_EXCHANGE || u->set_sm_margin ? 0.0 : px_cost_sm_share(c, u->num_sm);
+  if (u->method == PX_UB_RING_EXCHANGE || u->set_sm_margin) return 0.0;
+  /* a persistent GEMM launched on all the SMs runs in two waves beside them
+   * (px_cost_persistent_waves); the overlapped work is that one GEMM */
+  double share = px_cost_sm_share(c, u->num_sm);
+  return px_cost_overlap_share(share, 1.0, px_cost_persistent_waves(c, share));
+}
+/* A bulk overlap (bulk_overlap: the collective launched on the
+ * communication stream, then the one GEMM beside it): the SM share, or with
+ * persistent GEMMs the GEMM's waves (px_cost_gemm_beside_exposed). */
+static double ub_bulk_exposed(const PxCluster *c, const PxUbGemm *u, double gemm, double coll) {
+  double share = u->set_sm_margin ? 0.0 : px_cost_sm_share(c, u->num_sm);
+  return px_cost_gemm_beside_exposed(gemm, coll, share, px_cost_persistent_waves(c, share));
 }
 /* Ring-exchange steps: tp, or tp/2 of two chunks with aggregate. */
 static int ub_ring_steps(const PxUbGemm *u, int tp) { return u->aggregate && tp % 2 == 0 ? tp / 2 : tp; }
@@ -827,8 +888,7 @@ static void ub_finish(const PxCluster *c, const PxTpOverlapConfig *cfg, const Ub
       double ag = px_cost_allgather(act, tp, l), rs = px_cost_reduce_scatter(act, tp, l);
       *dgrad += grp[g].dgrad;
       *wgrad += grp[g].wgrad;
-      *tp_bwd += px_cost_pass_exposed(grp[g].dgrad, ag, ag, ub_share(c, d)) +
-                 px_cost_pass_exposed(grp[g].wgrad, rs, rs, ub_share(c, w));
+      *tp_bwd += ub_bulk_exposed(c, d, grp[g].dgrad, ag) + ub_bulk_exposed(c, w, grp[g].wgrad, rs);
     } else {
       int splits = MAX(f->num_splits, 1), steps = ub_ring_steps(d, tp);
       double first = steps < tp ? px_cost_p2p(act / tp, l) : 0;
@@ -873,7 +933,7 @@ static double titan_op_sac(const PxModel *model, const PxLayer *layer, const PxC
     if (s->role == PX_ROLE_QKV) o = (double)px_model_kv_dim(d); /* wk, of the fused qkv */
     tp_local(s, tp, &o, &in);
     double f = 0;
-    weight_gemms(cluster, plan->precision, E, T, o, in, &f, &sink, &sink);
+    weight_gemms(cluster, plan->precision, E, T, o, in, &f, &sink, &sink, NULL, NULL);
     t += f;
   }
   return t;
@@ -913,7 +973,7 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
       tp_local(t, tp, &o, &in);
       int g = ub && i < layer->n_tensors ? ub_group(t->role, moe_block) : -1;
       if (g >= 0) ub_gemms(cluster, ub, g, prec, E, tp, T, o, in, &ub_grp[g], &c.fwd, &dgrad, &wgrad);
-      else weight_gemms(cluster, prec, E, T, o, in, &c.fwd, &dgrad, &wgrad);
+      else weight_gemms(cluster, prec, E, T, o, in, &c.fwd, &dgrad, &wgrad, &c.gemm_fwd, &c.gemm_bwd);
     }
     dgrad += bias_grads(cluster, layer, plan, T, Tn, E);
   }
@@ -1029,7 +1089,11 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
       int plain = moe ? tp_colls - 1 : 0;
       c.tp_fwd = plain * tp_collective(plan, act, tp_link);
       c.tp_bwd = plain * (tp_collective(plan, act, tp_link) + sp_regather(plan, act, tp_link));
+      /* ub_finish adds the groups' GEMMs (only they) to fwd, dgrad, wgrad */
+      double f0 = c.fwd, b0 = dgrad + wgrad;
       ub_finish(cluster, ub, ub_grp, tp, act, tp_link, &c.fwd, &dgrad, &wgrad, &c.tp_fwd, &c.tp_bwd);
+      c.gemm_fwd += c.fwd - f0;
+      c.gemm_bwd += dgrad + wgrad - b0;
     } else {
       c.tp_fwd = tp_colls * tp_collective(plan, act, tp_link);
       c.tp_bwd = tp_colls * tp_collective(plan, act, tp_link) + tp_colls * sp_regather(plan, act, tp_link);
@@ -1111,7 +1175,8 @@ static PxCostTable *table_alloc(int pp, int vpp) {
   t->parts = pp * vpp;
   double **per_part[] = {&t->fwd, &t->bwd_input, &t->bwd_weight, &t->tp_comm_fwd, &t->tp_comm_bwd,
                          &t->p2p_act, &t->p2p_grad, &t->gather, &t->gather_pass, &t->p2p_bytes,
-                         &t->reduce_pass, &t->cp_comm_fwd, &t->cp_comm_bwd, &t->gather_pcie, &t->gather_cast};
+                         &t->reduce_pass, &t->cp_comm_fwd, &t->cp_comm_bwd, &t->gather_pcie, &t->gather_cast,
+                         &t->gemm_fwd, &t->gemm_bwd};
   for (gsize i = 0; i < G_N_ELEMENTS(per_part); i++) *per_part[i] = g_new0(double, t->parts);
   double **per_rank[] = {&t->dp_reduce, &t->tied_reduce, &t->optimizer,     &t->load,
                          &t->dp_bytes,  &t->edp_reduce,  &t->edp_bytes,     &t->dp_lat,
@@ -1125,7 +1190,8 @@ void px_cost_table_free(PxCostTable *t) {
   double *arrays[] = {t->fwd, t->bwd_input, t->bwd_weight, t->tp_comm_fwd, t->tp_comm_bwd, t->p2p_act,
                       t->p2p_grad, t->gather, t->gather_pass, t->p2p_bytes, t->dp_reduce, t->tied_reduce, t->optimizer,
                       t->load, t->dp_bytes, t->reduce_pass, t->cp_comm_fwd, t->cp_comm_bwd, t->gather_pcie,
-                      t->gather_cast, t->edp_reduce, t->edp_bytes, t->dp_lat, t->param_gather, t->param_gather_lat};
+                      t->gather_cast, t->edp_reduce, t->edp_bytes, t->dp_lat, t->param_gather, t->param_gather_lat,
+                      t->gemm_fwd, t->gemm_bwd};
   for (gsize i = 0; i < G_N_ELEMENTS(arrays); i++) g_free(arrays[i]);
   g_free(t);
 }
@@ -1306,6 +1372,8 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
       t->bwd_input[k] += c.bwd_input + c.tp_bwd + c.recompute + ring_b;
       t->bwd_weight[k] += c.bwd_weight;
       t->tp_comm_bwd[k] += c.tp_bwd + (plan->ckpt == PX_CKPT_FULL && layer->kind == PX_LAYER_BLOCK ? c.tp_fwd : 0);
+      t->gemm_fwd[k] += c.gemm_fwd;
+      t->gemm_bwd[k] += c.gemm_bwd + (plan->ckpt == PX_CKPT_FULL && layer->kind == PX_LAYER_BLOCK ? c.gemm_fwd : 0);
       /* its gradient elements as the bucket layout counts them (buckets.h): the
        * tied head's own copy, routed experts (E/ep over etp) reduced over edp apart */
       double exp_grid, lp = px_buckets_layer_elems(model, plan, part, k, li, &exp_grid);
@@ -1393,8 +1461,9 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
       /* The collectives hold collective_sms SMs while they run (NCCL issue
        * #689; collective_sms_intra when the group is inside a node), so the
        * pass they overlap computes on the rest meanwhile */
+      double share = px_cost_collective_sm_share_link(cluster, &l);
       px_cost_zero3_fold(&t->fwd[k], &t->bwd_input[k], &t->bwd_weight[k], g, t->gather_pcie[k], rs, t->gather_cast[k],
-                         px_cost_collective_sm_share_link(cluster, &l));
+                         share, px_cost_persistent_waves(cluster, share), t->gemm_fwd[k], t->gemm_bwd[k]);
     }
   }
 
@@ -1499,5 +1568,6 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
    * group's, as above (every stage's group has the same shape) */
   PxLink dp0 = px_cost_dp_link(cluster, plan, 0);
   t->coll_sm_share = px_cost_collective_sm_share_link(cluster, &dp0);
+  t->coll_gemm_waves = px_cost_persistent_waves(cluster, t->coll_sm_share);
   return g_steal_pointer(&t);
 }

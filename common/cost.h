@@ -33,6 +33,10 @@ typedef struct {
                            fp32 -> 16-bit shard cast), in fwd and bwd_input once each */
   double coll_sm_share; /* share of the SMs a collective on the ZeRO-3 DP group holds while it runs
                            (px_cost_collective_sm_share_link) */
+  double coll_gemm_waves; /* the waves a persistent GEMM runs in beside such a collective
+                             (px_cost_persistent_waves: 2 on a GPU with persistent GEMMs, else 1) */
+  double *gemm_fwd;     /* (parts) of fwd, the weight GEMMs' time (the share a persistent GEMM's waves slow) */
+  double *gemm_bwd;     /* (parts) of bwd_input + bwd_weight, the weight GEMMs' time (with full recompute's) */
   /* per pipeline rank */
   double *dp_reduce;    /* (pp) DP gradient all-reduce / reduce-scatter of the whole rank */
   double *tied_reduce;  /* (pp) tied-embedding gradient all-reduce (first and last stage) */
@@ -176,6 +180,18 @@ double px_cost_collective_sm_share_link(const PxCluster *cluster, const PxLink *
 /* Share of the SMs `held` SMs are: held / sms (at most 1); 0 when either is
  * unset. px_cost_collective_sm_share is this of collective_sms. */
 double px_cost_sm_share(const PxCluster *cluster, int held);
+/* The waves a persistent GEMM (one CTA per SM, cluster gemm_persistent) runs
+ * in while a kernel holds `share` of the SMs: its sms CTAs on the
+ * (1 - share) sms left, ceil(1 / (1 - share)) (2 for any share in (0, 1/2]);
+ * 1 without persistent GEMMs or without a share (PyTorch issue #143988 and
+ * pull request #147966, docs/cost.md section 3). */
+double px_cost_persistent_waves(const PxCluster *cluster, double share);
+/* The share of a pass's time that a kernel holding `share` of the SMs takes
+ * from it while it runs, when `gemm_frac` of the pass is GEMMs that run in
+ * `waves` waves meanwhile and the rest on the (1 - share) of the SMs left:
+ * 1 - 1 / (gemm_frac waves + (1 - gemm_frac) / (1 - share)); `share` itself
+ * when waves <= 1. px_cost_pass_exposed's share. */
+double px_cost_overlap_share(double share, double gemm_frac, double waves);
 
 /* ---- TP communication overlap (Transformer Engine userbuffers) ----
  * docs/cost.md "TP communication overlap". TE 1.14 (the NeMo 25.02 manifest's
@@ -226,6 +242,12 @@ double px_cost_ub_pipeline_exposed(int splits, double gemm_chunk, double rs_chun
  * of the SMs: max(coll - compute, share * coll_sms), never below 0. The
  * cost table and the search fold ZeRO-3's per-pass gathers with it. */
 double px_cost_pass_exposed(double compute, double coll, double coll_sms, double share);
+/* Exposed time of one GEMM of `gemm` seconds launched just after a
+ * collective of `coll` seconds that holds `share` of the SMs (Transformer
+ * Engine's bulk overlaps): px_cost_pass_exposed(gemm, coll, coll, share)
+ * when waves <= 1; a persistent GEMM in `waves` waves (px_cost_persistent_waves)
+ * ends at gemm + min(coll, (waves - 1) gemm): max(coll - gemm, min(coll, (waves - 1) gemm)). */
+double px_cost_gemm_beside_exposed(double gemm, double coll, double share, double waves);
 /* Exposed time of Megatron-Core's parameter all-gathers at the step's first
  * forward (distributed optimizer with overlap_param_gather): n buckets in
  * forward order, gather[b] seconds of all-gather and fwd[b] seconds of
@@ -242,9 +264,12 @@ double px_cost_param_gather_exposed(int n, const double *gather, const double *f
  * collective) beside the forward, the gathers and `reduce` seconds of
  * reduce-scatters beside the backward; the forward's exposed excess goes
  * into *fwd, the backward's half into each of *bwd_input and *bwd_weight.
+ * The collectives hold `share` of the SMs; `gemm_fwd` and `gemm_bwd` seconds
+ * of the passes are GEMMs that run in `waves` waves meanwhile
+ * (px_cost_overlap_share; waves 1: the share alone).
  * The cost table and the search both fold with it. */
 void px_cost_zero3_fold(double *fwd, double *bwd_input, double *bwd_weight, double gather, double gather_pcie,
-                        double reduce, double cast, double share);
+                        double reduce, double cast, double share, double waves, double gemm_fwd, double gemm_bwd);
 /* Time of `batch` (m x k) @ (k x n) GEMMs with elements of elem_bytes at the
  * precision's peak: roofline max(compute at that efficiency, bytes of A, B, C
  * over the achieved HBM bandwidth), plus one kernel overhead. */
@@ -282,6 +307,7 @@ double px_cost_optimizer_bytes(PxStack stack, PxPrecision prec, int E, int G);
 typedef struct {
   double fwd, bwd_input, bwd_weight;  /* compute, s */
   double tp_fwd, tp_bwd;              /* TP collectives, s */
+  double gemm_fwd, gemm_bwd;          /* of fwd / bwd_input + bwd_weight: the weight GEMMs (cuBLAS), s */
   double recompute;                   /* what the checkpoint policy adds to bwd_input, s */
   double attn_fwd, attn_bwd;          /* the attention core's share of fwd / bwd_input (the CP ring overlaps them) */
   double ep_fwd, ep_bwd;              /* of tp_fwd / tp_bwd: an MoE block's all-to-all and expert-TP collectives, s */

@@ -305,7 +305,10 @@ static double param_gather_exposed(const Sim *sim, const Rank *r) {
     f[m] = tab->fwd[0] * MAX(0.0, before - bk->after);
     m++;
   }
-  return px_cost_param_gather_exposed(m, g, f, tab->coll_sm_share);
+  /* beside part 0's forward, whose GEMMs a persistent schedule runs in waves */
+  double gemm = tab->fwd[0] > 0 && tab->gemm_fwd ? tab->gemm_fwd[0] / tab->fwd[0] : 0;
+  double share = px_cost_overlap_share(tab->coll_sm_share, gemm, tab->coll_gemm_waves);
+  return px_cost_param_gather_exposed(m, g, f, share);
 }
 
 /* Execute the rank's current instruction; FALSE when it has to wait. */

@@ -300,7 +300,7 @@ static void zero3_fold(const PxCostTable *ct, const PxCostTable *z3, int k, doub
   *bi = ct->bwd_input[k];
   *bw = ct->bwd_weight[k];
   px_cost_zero3_fold(f, bi, bw, z3->gather_pass[k], z3->gather_pcie[k], z3->reduce_pass[k], z3->gather_cast[k],
-                     z3->coll_sm_share);
+                     z3->coll_sm_share, z3->coll_gemm_waves, ct->gemm_fwd[k], ct->gemm_bwd[k]);
 }
 
 /* The layout's cost table from its two blocks (a shallow struct over their

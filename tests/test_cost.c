@@ -745,6 +745,42 @@ static void test_dp_reduction(void) {
   g_assert_cmpfloat(REL(px_cost_pass_exposed(10, 4, 4, 0.25), 1.0), <, 1e-12);
   g_assert_cmpfloat(REL(px_cost_pass_exposed(2, 4, 4, 0.25), 2.0), <, 1e-12);
   g_assert_cmpfloat(REL(px_cost_pass_exposed(10, 4, 1, 0.25), 0.25), <, 1e-12);
+  /* persistent GEMMs (cluster gemm_persistent; PyTorch issue #143988): one
+   * CTA per SM, so beside a collective holding 16 or 24 of 132 SMs their 132
+   * CTAs fit in ceil(132 / 116) = ceil(132 / 108) = 2 waves; a share of 0.6
+   * leaves 52.8 SMs: ceil(2.5) = 3; none without the key or the share */
+  c = make_cluster(4, 1);
+  c.sms = 132;
+  g_assert_cmpfloat(px_cost_persistent_waves(&c, 16.0 / 132), ==, 1.0);
+  c.gemm_persistent = TRUE;
+  g_assert_cmpfloat(px_cost_persistent_waves(&c, 16.0 / 132), ==, 2.0);
+  g_assert_cmpfloat(px_cost_persistent_waves(&c, 24.0 / 132), ==, 2.0);
+  g_assert_cmpfloat(px_cost_persistent_waves(&c, 0.6), ==, 3.0);
+  g_assert_cmpfloat(px_cost_persistent_waves(&c, 0), ==, 1.0);
+  /* a pass 60 % GEMMs in 2 waves, 40 % on 3/4 of the SMs: 1 s of it takes
+   * 0.6 x 2 + 0.4 / 0.75 = 26/15 s meanwhile, the share 1 - 15/26 = 11/26;
+   * no GEMMs: the SM share 0.25; one wave: the SM share */
+  g_assert_cmpfloat(REL(px_cost_overlap_share(0.25, 0.6, 2), 11.0 / 26), <, 1e-12);
+  g_assert_cmpfloat(REL(px_cost_overlap_share(0.25, 0, 2), 0.25), <, 1e-12);
+  g_assert_cmpfloat(px_cost_overlap_share(0.25, 0.6, 1), ==, 0.25);
+  /* one GEMM launched after a collective: 4 s beside a 10 s GEMM, its second
+   * wave waits the 4 s; beside a 2 s GEMM the second wave runs 2 s after the
+   * first, within the collective's 4 s: 2 s; 5 s beside 3 s: the transfer's
+   * excess, 2 s < 3 s of the second wave: 3 s; one wave: the share, 1 s */
+  g_assert_cmpfloat(REL(px_cost_gemm_beside_exposed(10, 4, 0.25, 2), 4.0), <, 1e-12);
+  g_assert_cmpfloat(REL(px_cost_gemm_beside_exposed(2, 4, 0.25, 2), 2.0), <, 1e-12);
+  g_assert_cmpfloat(REL(px_cost_gemm_beside_exposed(3, 5, 0.25, 2), 3.0), <, 1e-12);
+  g_assert_cmpfloat(REL(px_cost_gemm_beside_exposed(10, 4, 0.25, 1), 1.0), <, 1e-12);
+  /* the fold: a forward of 10 s (6 s GEMMs) beside 4 s of gathers, share
+   * 11/26: 44/26 s more; a backward of 12 + 8 s (14 s GEMMs, 0.7) beside
+   * 4 + 2 s: 0.7 x 2 + 0.3 / 0.75 = 1.8, the share 4/9: 24/9 s, half each */
+  {
+    double f = 10, bi = 12, bw = 8;
+    px_cost_zero3_fold(&f, &bi, &bw, 4, 0, 2, 0, 0.25, 2, 6, 14);
+    g_assert_cmpfloat(REL(f, 10 + 44.0 / 26), <, 1e-12);
+    g_assert_cmpfloat(REL(bi, 12 + 12.0 / 9), <, 1e-12);
+    g_assert_cmpfloat(REL(bw, 8 + 12.0 / 9), <, 1e-12);
+  }
   c = make_cluster(4, 1);
   /* Offload: 27136 params, gradient down + parameter up (4 B) over 25 GB/s PCIe,
    * CPU Adam at 4e9 params/s per node shared by 4 GPUs, then the ZeRO-2 all-gather */
@@ -1076,28 +1112,34 @@ static void test_gpt3_flops(void) {
  *     94.893 us: hidden;
  *   proj_fprop pipeline, 4 chunks of (2048, 1024, 2048): 128 tiles on 132
  *     SMs, eff 0.808 x 128/132 x 2048/2198 = 0.730045, 14.892 us; each
- *     chunk's reduce-scatter 3 us + 1/2 x 4194304 / 369e9 = 8.683339 us:
- *     exposed 8.683339 + max(3 x (8.683 - 14.892), 16/132 x 3 x 8.683339)
- *     = 8.683339 + 3.157577 = 11.840916 us;
+ *     chunk's reduce-scatter 3 us + 1/2 x 4194304 / 369e9 = 8.683339 us,
+ *     on 16 of the 132 SMs beside GEMM chunks launched on all of them: the
+ *     preset's persistent GEMMs run in ceil(132 / 116) = 2 waves meanwhile,
+ *     the share 1 - 1/2 = 1/2 (px_cost_overlap_share of the GEMM alone):
+ *     exposed 8.683339 + max(3 x (8.683 - 14.892), 1/2 x 3 x 8.683339)
+ *     = 2.5 x 8.683339 = 21.708347 us;
  *   fc2_fprop pipeline, chunks of (2048, 1024, 8192): 48.135 us, the same
- *     11.840916 us exposed;
- *   tp_fwd = 2 x 11.840916 = 23.681833 us. The GEMMs: the chunks quantise as
+ *     21.708347 us exposed;
+ *   tp_fwd = 2 x 21.708347 = 43.416694 us. The GEMMs: the chunks quantise as
  *     the whole GEMMs here (384/396 = 768/792 ...), so the forward only
  *     pays 1 + 1 + 3 + 3 more kernels: +24 us;
  *   backward: proj_dgrad / fc2_dgrad ring steps (1024, 2048, 4096) 25.973 us
  *     and (1024, 4096, 8192) 94.893 us, hops 25.733 us: hidden, 1 + 1 more
  *     kernels: +6 us; qkv / fc1 bulk all-gather (25.733 us, 16 SMs) beside
  *     their dgrad GEMMs (139.2 / 183.5 us) and bulk reduce-scatter beside
- *     the wgrad GEMMs: each 16/132 x 25.733355 = 3.119195 us, four of them:
- *   tp_bwd = 12.476778 us; the wgrad GEMMs unchanged.
+ *     the wgrad GEMMs: the persistent GEMM's CTAs that find no SM start
+ *     when the collective ends, so each GEMM ends 25.733355 us late
+ *     (px_cost_gemm_beside_exposed: min(coll, gemm)), four of them:
+ *   tp_bwd = 102.933420 us; the wgrad GEMMs unchanged.
  *  NeMo's userbuffers_bf16_h100_h8192_tp4_mbs1_seqlen8192: proj_fprop on a
  *   24-SM margin (108 SMs): the 128 tiles take 2 waves (216 slots), eff
  *   0.808 x 128/216 x 2048/2198 = 0.446139, 22.460 us a chunk; fc2_fprop on
  *   116 SMs, 232 slots, eff 0.437777, 82.328 us; their reduce-scatters on
  *   the margin take nothing more: 8.683339 us each exposed. tp_fwd =
  *   17.366678 us; forward GEMMs +191.043 us (4 x 22.460 - 50.569 +
- *   4 x 82.328 - 183.539 + 2 x 3 us); bulk on 4 / 24 / 2 / 4 SMs:
- *   25.733355 x (4 + 24 + 2 + 4) / 132 = 6.628288 us. */
+ *   4 x 82.328 - 183.539 + 2 x 3 us); bulk on 4 / 24 / 2 / 4 SMs without a
+ *   margin: the GEMMs' second waves wait for each collective, as te's:
+ *   4 x 25.733355 = 102.933420 us. */
 static void test_tp_overlap(void) {
   g_assert_cmpfloat(REL(px_cost_ub_ring_exposed(4, 1e-3, 1.5e-3, 0), 1.5e-3), <, 1e-12);
   g_assert_cmpfloat(px_cost_ub_ring_exposed(4, 2e-3, 1e-3, 0), ==, 0.0);
@@ -1132,15 +1174,15 @@ static void test_tp_overlap(void) {
   g_assert_cmpfloat(REL(none.tp_bwd, 102.93342005420055e-6 * 1.5), <, 1e-9);
   p.tp_overlap = PX_TPO_TE;
   px_cost_layer_times(m, block, c, &p, &l, &te_t);
-  g_assert_cmpfloat(REL(te_t.tp_fwd, 23.681832963784186e-6), <, 1e-9);
-  g_assert_cmpfloat(REL(te_t.tp_bwd, 12.476778188387946e-6), <, 1e-9);
+  g_assert_cmpfloat(REL(te_t.tp_fwd, 43.416693766937676e-6), <, 1e-9);
+  g_assert_cmpfloat(REL(te_t.tp_bwd, 102.93342005420055e-6), <, 1e-9);
   g_assert_cmpfloat(REL(te_t.fwd - none.fwd, 24e-6), <, 1e-9);
   g_assert_cmpfloat(REL(te_t.bwd_input - none.bwd_input, 6e-6), <, 1e-9);
   g_assert_cmpfloat(REL(te_t.bwd_weight, none.bwd_weight), <, 1e-12);
   p.tp_overlap = PX_TPO_NEMO_H8192_TP4;
   px_cost_layer_times(m, block, c, &p, &l, &nemo);
   g_assert_cmpfloat(REL(nemo.tp_fwd, 17.36667750677507e-6), <, 1e-9);
-  g_assert_cmpfloat(REL(nemo.tp_bwd, 6.628288412581096e-6), <, 1e-9);
+  g_assert_cmpfloat(REL(nemo.tp_bwd, 102.93342005420055e-6), <, 1e-9);
   g_assert_cmpfloat(REL(nemo.fwd - none.fwd, 191.04336749745327e-6), <, 1e-9);
   g_assert_cmpfloat(REL(nemo.bwd_input - none.bwd_input, 6e-6), <, 1e-9);
   /* without sequence parallelism (or at tp 1) nothing is overlapped: the
