@@ -1351,15 +1351,28 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
      * parallelism each TP rank sends 1/tp of the replicated activation and the
      * receivers all-gather it over the TP group */
     gboolean sg = megatron && tp > 1 && !plan->seq_parallel;
-    double msg = sg ? act_msg / tp : act_msg;
-    double regather = sg ? px_cost_allgather(act_msg, tp, &tpl) : 0;
+    /* DeepSpeed's pipeline engine partitions what it passes between stages
+     * over the TP group whenever tp > 1 (runtime/pipe/engine.py:
+     * is_pipe_partitioned = is_grad_partitioned = is_model_parallel, from
+     * the engine's first version, PR #392 of 2020, through 2021-2022): each
+     * TP rank sends its 1/tp slice (runtime/utils.py PartitionedTensor) and
+     * the receiver all-gathers it over the slice-parallel (TP) group
+     * (PartitionedTensor.full: dist.all_gather). The forward's receiver
+     * gathers the activation once (_exec_forward_pass); before its backward
+     * the activation's sender gathers twice (_exec_backward_pass): its own
+     * output, which it emptied after partitioning (first_output.data =
+     * torch.zeros(1)) and restores for autograd, and the gradient it
+     * received. Both count in the gradient's transfer. */
+    gboolean ds_part = plan->stack == PX_STACK_DEEPSPEED && tp > 1;
+    double msg = sg || ds_part ? act_msg / tp : act_msg;
+    double regather = sg || ds_part ? px_cost_allgather(act_msg, tp, &tpl) : 0;
     if (k + 1 < parts) {
       PxLink l = pipeline_link(cluster, plan, r, px_partition_part_rank(part, k + 1));
       t->p2p_act[k] = px_cost_p2p(msg, &l) + regather;
     }
     if (k > 0) {
       PxLink l = pipeline_link(cluster, plan, r, px_partition_part_rank(part, k - 1));
-      t->p2p_grad[k] = px_cost_p2p(msg, &l) + regather;
+      t->p2p_grad[k] = px_cost_p2p(msg, &l) + (ds_part ? 2 : 1) * regather;
     }
     t->p2p_bytes[k] = parts > 1 ? msg : 0;
     int layers = part->bounds[k + 1] - part->bounds[k];
