@@ -1344,6 +1344,14 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
        * divide factor to 1 (parallelize.py disable_fsdp_gradient_division):
        * no divide kernel; the shard accumulates as above (/ dp) */
       if (plan->stack == PX_STACK_TORCHTITAN && dp > 1) accum += part_params[k] * (E + G);
+      /* DeepSpeed with fp32 gradients of 16-bit parameters is the
+       * BF16_Optimizer (runtime/bf16_optimizer.py, PR #1801 "bf16+pipeline
+       * parallelism", 2022: the optimizer BLOOM-176B ran): after each
+       * micro-batch's backward the pipeline engine calls update_hp_grads,
+       * hp_grad.data.add_(lp.grad.data.to(hp_grad.dtype)): the cast writes a
+       * G-byte temporary that the add reads again, beyond the E read and the
+       * G read and write above (18 B per element for bf16 into fp32) */
+      if (plan->stack == PX_STACK_DEEPSPEED && G > E) accum += (part_params[k] + part_eparams[k]) * 2.0 * G;
       t->bwd_weight[k] += accum / px_cost_hbm_rate(cluster);
     }
     /* Megatron's scatter-gather (p2p_communication.py,

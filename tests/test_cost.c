@@ -822,6 +822,22 @@ static void test_stacks(void) {
   g_assert_true(tb->overlap_dp);
   px_model_free(m);
   p.bucket_bytes = 0;
+  /* DeepSpeed's BF16_Optimizer (fp32 gradients of bf16 parameters,
+   * grad_reduce_bytes 4) adds each micro-batch's gradient with
+   * hp_grad.add_(lp.grad.to(float32)) (runtime/bf16_optimizer.py
+   * update_hp_grads): read the 2-byte gradient, write the 4-byte temporary,
+   * read it and the 4-byte accumulator, write that: 2 + 4 + 4 + 4 + 4 = 18 B
+   * per parameter; 16-bit gradients (grad_reduce_bytes 2, PyTorch's
+   * AccumulateGrad): 2 + 2 + 2 = 6 B. 108544 * 12 B more at 3 TB/s. */
+  p.zero = 1;
+  p.grad_reduce_bytes = 4;
+  g_autoptr(PxCostTable) tbf = tiny_table(&p, &c, &m);
+  px_model_free(m);
+  p.grad_reduce_bytes = 2;
+  g_autoptr(PxCostTable) tbh = tiny_table(&p, &c, &m);
+  px_model_free(m);
+  p.grad_reduce_bytes = 0;
+  g_assert_cmpfloat(REL(tbf->bwd_weight[0] - tbh->bwd_weight[0], 108544.0 * 12 / 3e12), <, 1e-9);
   /* FSDP (ZeRO-3): every backward reduce-scatters its fp32 gradients beside
    * the gathers, 3 * 2us + 3/4 * 434176 / 4e11; after the last backward only
    * the last of the 5 layers' share is left; Composer's AdamW moves 92 B per
