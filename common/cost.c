@@ -1412,6 +1412,14 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
        * divide factor to 1 (parallelize.py disable_fsdp_gradient_division):
        * no divide kernel; the shard accumulates as above (/ dp) */
       if (plan->stack == PX_STACK_TORCHTITAN && dp > 1) accum += part_params[k] * (E + G);
+      /* DeepSpeed with fp32 gradients of 16-bit parameters is the
+       * BF16_Optimizer (runtime/bf16_optimizer.py, PR #1801 "bf16+pipeline
+       * parallelism", 2022: the optimizer BLOOM-176B ran): after each
+       * micro-batch's backward the pipeline engine calls update_hp_grads,
+       * hp_grad.data.add_(lp.grad.data.to(hp_grad.dtype)): the cast writes a
+       * G-byte temporary that the add reads again, beyond the E read and the
+       * G read and write above (18 B per element for bf16 into fp32) */
+      if (plan->stack == PX_STACK_DEEPSPEED && G > E) accum += (part_params[k] + part_eparams[k]) * 2.0 * G;
       t->bwd_weight[k] += accum / px_cost_hbm_rate(cluster);
     }
     /* Megatron's scatter-gather (p2p_communication.py,
@@ -1419,15 +1427,28 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
      * parallelism each TP rank sends 1/tp of the replicated activation and the
      * receivers all-gather it over the TP group */
     gboolean sg = megatron && tp > 1 && !plan->seq_parallel;
-    double msg = sg ? act_msg / tp : act_msg;
-    double regather = sg ? px_cost_allgather(act_msg, tp, &tpl) : 0;
+    /* DeepSpeed's pipeline engine partitions what it passes between stages
+     * over the TP group whenever tp > 1 (runtime/pipe/engine.py:
+     * is_pipe_partitioned = is_grad_partitioned = is_model_parallel, from
+     * the engine's first version, PR #392 of 2020, through 2021-2022): each
+     * TP rank sends its 1/tp slice (runtime/utils.py PartitionedTensor) and
+     * the receiver all-gathers it over the slice-parallel (TP) group
+     * (PartitionedTensor.full: dist.all_gather). The forward's receiver
+     * gathers the activation once (_exec_forward_pass); before its backward
+     * the activation's sender gathers twice (_exec_backward_pass): its own
+     * output, which it emptied after partitioning (first_output.data =
+     * torch.zeros(1)) and restores for autograd, and the gradient it
+     * received. Both count in the gradient's transfer. */
+    gboolean ds_part = plan->stack == PX_STACK_DEEPSPEED && tp > 1;
+    double msg = sg || ds_part ? act_msg / tp : act_msg;
+    double regather = sg || ds_part ? px_cost_allgather(act_msg, tp, &tpl) : 0;
     if (k + 1 < parts) {
       PxLink l = pipeline_link(cluster, plan, r, px_partition_part_rank(part, k + 1));
       t->p2p_act[k] = px_cost_p2p(msg, &l) + regather;
     }
     if (k > 0) {
       PxLink l = pipeline_link(cluster, plan, r, px_partition_part_rank(part, k - 1));
-      t->p2p_grad[k] = px_cost_p2p(msg, &l) + regather;
+      t->p2p_grad[k] = px_cost_p2p(msg, &l) + (ds_part ? 2 : 1) * regather;
     }
     t->p2p_bytes[k] = parts > 1 ? msg : 0;
     int layers = part->bounds[k + 1] - part->bounds[k];

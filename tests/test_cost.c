@@ -858,6 +858,22 @@ static void test_stacks(void) {
   g_assert_true(tb->overlap_dp);
   px_model_free(m);
   p.bucket_bytes = 0;
+  /* DeepSpeed's BF16_Optimizer (fp32 gradients of bf16 parameters,
+   * grad_reduce_bytes 4) adds each micro-batch's gradient with
+   * hp_grad.add_(lp.grad.to(float32)) (runtime/bf16_optimizer.py
+   * update_hp_grads): read the 2-byte gradient, write the 4-byte temporary,
+   * read it and the 4-byte accumulator, write that: 2 + 4 + 4 + 4 + 4 = 18 B
+   * per parameter; 16-bit gradients (grad_reduce_bytes 2, PyTorch's
+   * AccumulateGrad): 2 + 2 + 2 = 6 B. 108544 * 12 B more at 3 TB/s. */
+  p.zero = 1;
+  p.grad_reduce_bytes = 4;
+  g_autoptr(PxCostTable) tbf = tiny_table(&p, &c, &m);
+  px_model_free(m);
+  p.grad_reduce_bytes = 2;
+  g_autoptr(PxCostTable) tbh = tiny_table(&p, &c, &m);
+  px_model_free(m);
+  p.grad_reduce_bytes = 0;
+  g_assert_cmpfloat(REL(tbf->bwd_weight[0] - tbh->bwd_weight[0], 108544.0 * 12 / 3e12), <, 1e-9);
   /* FSDP (ZeRO-3): every backward reduce-scatters its fp32 gradients beside
    * the gathers, 3 * 2us + 3/4 * 434176 / 4e11; after the last backward only
    * the last of the 5 layers' share is left; Composer's AdamW moves 92 B per
@@ -1020,6 +1036,37 @@ static void test_tied_and_p2p(void) {
   g_assert_cmpfloat(REL(tl->p2p_act[0], 3.002048e-5), <, 1e-12);
   g_assert_cmpfloat(REL(tl->p2p_grad[1], 3.002048e-5), <, 1e-12);
   g_assert_cmpfloat(REL(tl->tied_reduce[0], 4.032e-6), <, 1e-12);
+  px_model_free(m);
+  px_plan_clear(&p);
+}
+
+/* DeepSpeed's pipeline engine with tp > 1 passes 1/tp of each activation and
+ * gradient per TP rank and all-gathers it over the TP group
+ * (runtime/pipe/engine.py is_pipe_partitioned, runtime/utils.py
+ * PartitionedTensor). tiny, tp 2, pp 2, mbs 2, one node of 4 (NVLink: 2us,
+ * 4e11 B/s): the activation is 2 x 32 x 64 x 2 B = 8192 B, each rank sends
+ * 4096 B: 2us + 4096 / 4e11 = 2.01024e-6 s; the all-gather of 8192 B over 2
+ * ranks 2us + 1/2 x 8192 / 4e11 = 2.01024e-6 s. Forward: one gather (the
+ * receiver's input), 4.02048e-6 s; backward: two (the sender of the
+ * activation restores its own output and gathers the gradient),
+ * 6.03072e-6 s. This executor's stack sends the whole activation from each
+ * rank: 2us + 8192 / 4e11 = 2.02048e-6 s both ways. */
+static void test_deepspeed_pipe_partition(void) {
+  PxCluster c = make_cluster(4, 1);
+  PxPlan p;
+  set_plan(&p, 1, 2, 2, 2, 8);
+  PxModel *m = NULL;
+  p.stack = PX_STACK_DEEPSPEED;
+  g_autoptr(PxCostTable) t = tiny_table(&p, &c, &m);
+  g_assert_cmpfloat(t->p2p_bytes[0], ==, 4096.0);
+  g_assert_cmpfloat(REL(t->p2p_act[0], 4.02048e-6), <, 1e-12);
+  g_assert_cmpfloat(REL(t->p2p_grad[1], 6.03072e-6), <, 1e-12);
+  px_model_free(m);
+  p.stack = PX_STACK_PARALLAX;
+  g_autoptr(PxCostTable) tp = tiny_table(&p, &c, &m);
+  g_assert_cmpfloat(tp->p2p_bytes[0], ==, 8192.0);
+  g_assert_cmpfloat(REL(tp->p2p_act[0], 2.02048e-6), <, 1e-12);
+  g_assert_cmpfloat(REL(tp->p2p_grad[1], 2.02048e-6), <, 1e-12);
   px_model_free(m);
   px_plan_clear(&p);
 }
@@ -1444,6 +1491,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cost/table/moe-bucket-shards", test_moe_bucket_shards);
   g_test_add_func("/cost/table/fsdp-shard-cast", test_fsdp_shard_cast);
   g_test_add_func("/cost/table/tied-and-p2p", test_tied_and_p2p);
+  g_test_add_func("/cost/table/deepspeed-pipe-partition", test_deepspeed_pipe_partition);
   g_test_add_func("/cost/table/stacks", test_stacks);
   g_test_add_func("/cost/table/megatron-optimizer", test_megatron_optimizer);
   g_test_add_func("/cost/collective/param-gather-exposed", test_param_gather_exposed);

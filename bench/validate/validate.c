@@ -891,9 +891,12 @@ static void korthikanti_table4(void) {
  * ZeRO-1 (DeepSpeed's pipeline engine allows no higher stage), bf16. The
  * profile runs DeepSpeed's pipeline engine as its code orders it
  * (TrainSchedule's steps, each send and receive a blocking NCCL call:
- * docs/schedules.md, docs/cost.md section 3); what else the engine of 2021
- * costs (an instruction loop in Python, runtime/pipe/engine.py, with its
- * own buffers and checkpointing) has no measurement to model it by. In the
+ * docs/schedules.md, docs/cost.md section 3), each TP rank sending 1/tp of
+ * the activation and the receiver all-gathering it (engine.py
+ * is_pipe_partitioned); what else the engine of 2021 costs (an instruction
+ * loop in Python, runtime/pipe/engine.py, with host synchronisations) has
+ * no measurement to model it by, and BigScience's single-node benchmarks
+ * without a pipeline are as far off (docs/cost.md, MT-NLG). In the
  * statistics (once printed apart, when the profile described only
  * DeepSpeed's ZeRO data parallelism). */
 static const struct {
@@ -988,7 +991,8 @@ static double megatron_tflops(double batch, double seq, double layers, double hi
  * (the README: "makes a tiny impact or no impact at all to the
  * throughput"); the BF16_Optimizer's fp32 update from each micro-batch's
  * bf16 gradients is the profile's accumulation pass (cost.c: read the
- * 2-byte gradient, read and write the 4-byte one). In the statistics with MT-NLG (the same
+ * 2-byte gradient, write and read its 4-byte cast, read and write the
+ * 4-byte accumulator: update_hp_grads). In the statistics with MT-NLG (the same
  * pipeline engine, TrainSchedule with blocking sends, as the profile runs
  * it). */
 #define BLOOM_LAYERS 70
