@@ -1009,6 +1009,34 @@ static void test_fsdp_shard_cast(void) {
   px_plan_clear(&p);
 }
 
+/* FSDP gathers and reduce-scatters per wrapped module (torch 2.1
+ * flat_param.py _all_gather_flat_param per handle; llm-foundry wraps each
+ * block, the root the rest), each with its latency term. tiny on dp 4 in
+ * one node (2us, 4e11 B/s), ZeRO-3, bf16: units 2 blocks + the root = 3, so
+ * 2 latency terms of 3 x 2us more per pass than one collective of the
+ * part: the gathers 3 x 2us + 3/4 x 217088 B / 4e11 + 12us, the
+ * reduce-scatter of fp32 gradients (434176 B) 6us + 325632 / 4e11 + 12us.
+ * DeepSpeed's ZeRO-3 keeps the one collective per pass. */
+static void test_fsdp_units_latency(void) {
+  PxCluster c = make_cluster(4, 1);
+  PxPlan p;
+  set_plan(&p, 4, 1, 1, 1, 4);
+  p.precision = PX_PREC_BF16;
+  p.zero = 3;
+  PxModel *m = NULL;
+  p.stack = PX_STACK_FSDP;
+  g_autoptr(PxCostTable) tf = tiny_table(&p, &c, &m);
+  px_model_free(m);
+  g_assert_cmpfloat(REL(tf->gather_pass[0], 18e-6 + 162816.0 / 4e11), <, 1e-12);
+  g_assert_cmpfloat(REL(tf->reduce_pass[0], 18e-6 + 325632.0 / 4e11), <, 1e-12);
+  p.stack = PX_STACK_DEEPSPEED;
+  g_autoptr(PxCostTable) td = tiny_table(&p, &c, &m);
+  px_model_free(m);
+  g_assert_cmpfloat(REL(td->gather_pass[0], 6e-6 + 162816.0 / 4e11), <, 1e-12);
+  g_assert_cmpfloat(REL(td->reduce_pass[0], 6e-6 + 162816.0 / 4e11), <, 1e-12);
+  px_plan_clear(&p);
+}
+
 static void test_tied_and_p2p(void) {
   PxCluster c = make_cluster(2, 1);
   PxPlan p;
@@ -1490,6 +1518,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cost/table/dp-reduction-zero", test_dp_reduction);
   g_test_add_func("/cost/table/moe-bucket-shards", test_moe_bucket_shards);
   g_test_add_func("/cost/table/fsdp-shard-cast", test_fsdp_shard_cast);
+  g_test_add_func("/cost/table/fsdp-units-latency", test_fsdp_units_latency);
   g_test_add_func("/cost/table/tied-and-p2p", test_tied_and_p2p);
   g_test_add_func("/cost/table/deepspeed-pipe-partition", test_deepspeed_pipe_partition);
   g_test_add_func("/cost/table/stacks", test_stacks);
