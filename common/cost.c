@@ -1468,6 +1468,28 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
       double g = (dp > 1 ? px_cost_allgather(part_params[k] * E, dp, &l) : 0) +
                  (edp > 1 ? px_cost_allgather(part_eparams[k] * E, edp, &el) : 0);
       if (plan->offload == PX_OFFLOAD_OPTIMIZER_PARAMS) t->gather_pcie[k] = part_params[k] * E / dp / cluster->pcie_bw;
+      /* FSDP issues one all-gather per pass and one reduce-scatter per
+       * backward for each wrapped module's flat parameter, not one for the
+       * part: torch 2.1 torch/distributed/fsdp/flat_param.py
+       * FlatParamHandle._all_gather_flat_param (all_gather_into_tensor of the
+       * handle's flat parameter), _runtime_utils.py _reduce_grad
+       * (reduce_scatter_tensor per handle); llm-foundry wraps every MPTBlock
+       * (modeling_mpt.py fsdp_wrap_fn: isinstance(module, MPTBlock)), the
+       * root unit holds the rest (embedding, final norm; the head is tied).
+       * FSDP2 likewise, one foreach_all_gather / foreach_reduce per
+       * fully_shard'ed TransformerBlock and the root (torchtitan apply_fsdp;
+       * torch _fsdp_collectives.py). Each collective pays its latency term
+       * ((n-1) α of a ring, collective_latency), as Megatron-Core's buckets
+       * do: units - 1 more than the part's one collective, per pass. */
+      double units_lat = 0;
+      if ((plan->stack == PX_STACK_FSDP || plan->stack == PX_STACK_TORCHTITAN) && dp > 1) {
+        int units = 0, rest = 0;
+        for (int li = part->bounds[k]; li < part->bounds[k + 1]; li++)
+          if (model->layers[li].kind == PX_LAYER_BLOCK) units++;
+          else rest = 1;
+        units_lat = MAX(units + rest - 1, 0) * collective_latency(TRUE, part_params[k] * E, dp, &l);
+      }
+      g += units_lat;
       g += t->gather_pcie[k];
       /* each gather's fp32 -> bf16 shard cast (FSDP): before the forward's
        * and before the backward's, counted in the pass it overlaps (the fold) */
@@ -1476,7 +1498,7 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
       t->gather_pass[k] = g;
       /* with overlap, every micro-batch's backward also reduce-scatters its
        * gradients on the same link (FSDP, DeepSpeed ZeRO-3 do not accumulate) */
-      double rs = overlap && dp > 1 ? px_cost_reduce_scatter(part_params[k] * G, dp, &l) : 0;
+      double rs = overlap && dp > 1 ? px_cost_reduce_scatter(part_params[k] * G, dp, &l) + units_lat : 0;
       if (overlap && edp > 1) rs += px_cost_reduce_scatter(part_eparams[k] * G, edp, &el);
       t->reduce_pass[k] = rs;
       /* The collectives hold collective_sms SMs while they run (NCCL issue

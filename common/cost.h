@@ -31,8 +31,9 @@ typedef struct {
   double *gather_pcie;  /* (parts) ZeRO-3: the PCIe share of gather_pass (offloaded parameters; no SMs) */
   double *gather_cast;  /* (parts) ZeRO-3: compute each gathered pass adds before its gathers (FSDP's
                            fp32 -> 16-bit shard cast), in fwd and bwd_input once each */
-  double coll_sm_share; /* share of the SMs a collective on the ZeRO-3 DP group holds while it runs
-                           (px_cost_collective_sm_share_link) */
+  double coll_sm_share; /* share of the SMs a collective on the (first stage's) DP group holds while it
+                           runs (px_cost_collective_sm_share_link): ZeRO-3's fold, and the engine's
+                           overlapped DP reduction beside the compute stream (engine.c SmHold) */
   double coll_gemm_waves; /* the waves a persistent GEMM runs in beside such a collective
                              (px_cost_persistent_waves: 2 on a GPU with persistent GEMMs, else 1) */
   double *gemm_fwd;     /* (parts) of fwd, the weight GEMMs' time (the share a persistent GEMM's waves slow) */

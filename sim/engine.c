@@ -32,8 +32,16 @@ typedef struct Coll {
   int *members;       /* (need) simulated ranks */
   double ready, cost, bytes;
   gboolean resolved;
+  gboolean holds_sms; /* an overlapped DP reduction: it holds SMs beside the compute stream (SmHold) */
   double start, end;
 } Coll;
+
+/* An overlapped DP reduction on the collective stream from start to end: NCCL's
+ * CTAs hold the cost table's coll_sm_share of the SMs meanwhile, and the
+ * compute stream's GEMMs run in coll_gemm_waves (px_cost_overlap_share). */
+typedef struct {
+  double start, end;
+} SmHold;
 
 typedef enum { WAIT_NONE, WAIT_MESSAGE, WAIT_SEND, WAIT_PREV_COLL, WAIT_COLL } WaitKind;
 
@@ -55,6 +63,7 @@ typedef struct {
   int *last_bwd;      /* (vpp) index of each chunk's last backward, -1 */
   double *last_bwd_dur; /* (vpp) the duration of that backward once run */
   gboolean params_gathered; /* the step's first forward of part 0 has waited for param_gather */
+  GArray *holds;      /* (SmHold) the overlapped DP reductions resolved so far, in time order */
   /* accounting */
   double busy, exposed[PX_N_COMM], op_time[PX_OP_N_KINDS];
   double act, gathered, mem, peak_mem;
@@ -110,10 +119,60 @@ static double zero3_bytes(const Sim *sim, const Rank *r) {
   return b ? b[r->pc] : 0;
 }
 
-/* compute-stream op of duration d */
+/* The share of the SMs an op of `gemm` GEMM fraction loses beside an
+ * overlapped DP reduction: the collective's SMs, or with persistent GEMMs
+ * their waves (px_cost_overlap_share, docs/cost.md section 3). */
+static double hold_share(const PxCostTable *tab, double gemm) {
+  return px_cost_overlap_share(tab->coll_sm_share, gemm, tab->coll_gemm_waves);
+}
+
+/* The GEMM fraction of a compute op (the cost table's gemm_fwd / gemm_bwd). */
+static double op_gemm_frac(const Sim *sim, const Rank *r, const PxInstr *in) {
+  const PxCostTable *tab = sim->tab;
+  if (in->chunk < 0 || in->chunk >= sim->vpp) return 0;
+  int part = px_program_part_of(sim->prog, r->stage, in->chunk);
+  if (in->kind == PX_OP_FORWARD)
+    return tab->gemm_fwd && tab->fwd[part] > 0 ? tab->gemm_fwd[part] / tab->fwd[part] : 0;
+  double bwd = tab->bwd_input[part] + tab->bwd_weight[part];
+  if (in->kind == PX_OP_BACKWARD || in->kind == PX_OP_BACKWARD_INPUT || in->kind == PX_OP_BACKWARD_WEIGHT)
+    return tab->gemm_bwd && bwd > 0 ? tab->gemm_bwd[part] / bwd : 0;
+  return 0;
+}
+
+/* The time `work` seconds of compute from t take beside the holds: during a
+ * hold the pass does 1 - share of its work per second (the engine's form of
+ * px_cost_pass_exposed's max(c, C + share c)). */
+static double beside_holds(const GArray *holds, double t, double work, double share) {
+  if (!holds || share <= 0 || share >= 1 || work <= 0) return work;
+  double now = t, left = work;
+  for (guint i = 0; i < holds->len; i++) {
+    const SmHold *h = &g_array_index(holds, SmHold, i);
+    if (h->end <= now) continue;
+    if (h->start > now) {
+      if (left <= h->start - now) break;
+      left -= h->start - now;
+      now = h->start;
+    }
+    double can = (h->end - now) * (1 - share);
+    if (left <= can) return now + left / (1 - share) - t;
+    left -= can;
+    now = h->end;
+  }
+  return now + left - t;
+}
+
+/* compute-stream op of duration d; beside an overlapped DP reduction it takes
+ * longer (beside_holds), the excess exposed DP communication */
 static void compute(Sim *sim, Rank *r, const PxInstr *in, double d) {
   if (r->start < 0 && px_op_is_compute(in->kind)) r->start = r->t;
-  record(sim, r, PX_STREAM_COMPUTE, in->kind, in->mb, in->chunk, r->t, r->t + d, zero3_bytes(sim, r), -1);
+  double slow = 0;
+  if (r->holds->len > 0) {
+    while (r->holds->len > 0 && g_array_index(r->holds, SmHold, 0).end <= r->t) g_array_remove_index(r->holds, 0);
+    slow = beside_holds(r->holds, r->t, d, hold_share(sim->tab, op_gemm_frac(sim, r, in))) - d;
+  }
+  record(sim, r, PX_STREAM_COMPUTE, in->kind, in->mb, in->chunk, r->t, r->t + d + slow, zero3_bytes(sim, r), -1);
+  r->exposed[PX_COMM_DP] += slow;
+  r->t += slow;
   if (r->paired > 0 && px_op_is_compute(in->kind)) {
     if (r->paired == 2) r->pair_start = r->t;
     if (--r->paired == 0 && sim->tl) px_timeline_add_pair(sim->tl, r->rank, r->pair_start, r->t + d);
@@ -170,6 +229,22 @@ static void resolve(Sim *sim, Coll *c) {
   for (int i = 0; i < c->need; i++) {
     Rank *m = &sim->ranks[c->members[i]];
     if (c->start > m->coll_free) m->coll_run = c->start; /* the stream was idle before it */
+    if (c->holds_sms && c->end > c->start) {
+      /* the backward that ran since the bucket started (it starts inside the
+       * chunk's last backward, `after` of it from its end) did so beside it:
+       * that work takes longer, the compute stream ends later; later compute
+       * ops meet the rest of the hold (compute) */
+      SmHold h = {c->start, c->end};
+      g_array_append_val(m->holds, h);
+      if (m->t > c->start) {
+        double work = MIN(m->t, c->end) - c->start;
+        PxInstr last = {.kind = PX_OP_BACKWARD, .chunk = c->chunk};
+        double share = hold_share(sim->tab, op_gemm_frac(sim, m, &last));
+        double slow = beside_holds(m->holds, c->start, work, share) - work;
+        m->exposed[PX_COMM_DP] += slow;
+        m->t += slow;
+      }
+    }
     m->coll_free = MAX(m->coll_free, c->end);
     m->op_time[c->kind] += c->end - c->start;
     /* a GATHER_PARAMS's bytes are each member's own (its part of the layer: common/zero3.h) */
@@ -249,6 +324,7 @@ static gboolean collective(Sim *sim, Rank *r, const PxInstr *in, PxOpKind kind, 
       g_hash_table_insert(sim->colls, k, c);
     }
     c->members[c->arrived++] = (int)(r - sim->ranks);
+    c->holds_sms = kind == PX_OP_REDUCE_GRADS && !blocking && tab->coll_sm_share > 0;
     /* an overlapped bucket starts as soon as the last backward has run its layers */
     double from = r->t;
     const PxBucket *bk = kind == PX_OP_REDUCE_GRADS && !blocking ? px_program_bucket(sim->prog, r->stage, in) : NULL;
@@ -489,6 +565,7 @@ static void sim_clear(Sim *sim) {
     g_free(sim->ranks[i].last_bwd);
     g_free(sim->ranks[i].last_bwd_dur);
     if (sim->ranks[i].deferred) g_array_unref(sim->ranks[i].deferred);
+    if (sim->ranks[i].holds) g_array_unref(sim->ranks[i].holds);
   }
   g_free(sim->ranks);
   g_free(sim->sim_of);
@@ -536,6 +613,7 @@ static void sim_init(Sim *sim, const PxProgram *prog, const PxCostTable *tab, co
     sim->sim_of[r->replica * sim->pp + r->stage] = i;
     r->prog = &prog->ranks[r->stage];
     r->deferred = g_array_new(FALSE, FALSE, sizeof(guint));
+    r->holds = g_array_new(FALSE, FALSE, sizeof(SmHold));
     r->start = -1;
     r->msgs = g_new(Message, n_msgs);
     for (gsize k = 0; k < n_msgs; k++) r->msgs[k] = (Message){0, -1, -1, -1, -1};

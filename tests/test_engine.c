@@ -553,6 +553,56 @@ static void test_dp_overlap_hand(void) {
   }
 }
 
+/* An overlapped DP reduction holds SMs beside the compute stream (cost.h
+ * coll_sm_share, px_cost_overlap_share; docs/cost.md section 3 "persistent
+ * GEMMs"). Interleaved, pp = 1, vpp = 2, m = 1 as test_dp_overlap_hand:
+ * F0 0-1, F1 1-2, B1 2-4, chunk 1's reduction (2) 4-6 beside B0 (2 of
+ * work). Share 0.5, no persistent GEMMs: B0 does 0.5 per second of it,
+ * 1 by 6, the other 1 at full speed: 4-7 (max(c, C + share c) = max(2, 3));
+ * chunk 0's reduction 7-9, optimizer 9-10: step 10, exposed DP 1 + 2.
+ * Share 0.2, 2 waves, B0 half GEMMs: 1 / (0.5 x 2 + 0.5 / 0.8) = 8/13 per
+ * second, so 2 x 5/13 = 10/13 later: step 9 + 10/13, exposed 2 + 10/13.
+ * Bucketed (m = 1, one chunk: F 0-1, B 1-3, four buckets of 0.25, bucket b
+ * ready 1.5 + 0.5 b of the unslowed backward) at share 0.2 and no waves: each of
+ * buckets 0-2 lies inside the backward and costs it 0.2 x 0.25 = 0.05, so
+ * bucket 1 starts at 2.05, bucket 2 at 2.6, the backward ends at 3.15 and
+ * the last bucket runs 3.15-3.4: optimizer 3.4-4.4, exposed 0.15 + 0.25. */
+static void split_equal(PxProgram *prog, int layers, int per);
+
+static void test_dp_reduction_sm_share(void) {
+  for (int waves = 0; waves <= 1; waves++) {
+    Case c;
+    dp_case_init(&c, PX_SCHED_INTERLEAVED, 2, 1, TRUE);
+    c.tab->coll_sm_share = waves ? 0.2 : 0.5;
+    c.tab->coll_gemm_waves = waves ? 2 : 1;
+    c.tab->gemm_bwd[0] = c.tab->gemm_bwd[1] = 1; /* of bwd_input + bwd_weight = 2 */
+    g_autoptr(PxSimResult) res = run(&c, NULL);
+    double slow = waves ? 10.0 / 13 : 1;
+    g_assert_cmpfloat_with_epsilon(res->step_time, 9 + slow, EPS);
+    g_assert_cmpfloat_with_epsilon(res->ranks[0].exposed[PX_COMM_DP], 2 + slow, EPS);
+    g_assert_cmpfloat_with_epsilon(res->ranks[0].busy, 7, EPS);
+    case_clear(&c);
+  }
+  Case c;
+  dp_case_init(&c, PX_SCHED_1F1B, 1, 1, TRUE);
+  c.tab->dp_reduce[0] = 1;
+  c.tab->coll_sm_share = 0.2;
+  split_equal(c.prog, 4, 1);
+  g_autoptr(PxSimResult) res = run(&c, NULL);
+  g_assert_cmpfloat_with_epsilon(res->step_time, 4.4, EPS);
+  g_assert_cmpfloat_with_epsilon(res->ranks[0].exposed[PX_COMM_DP], 0.4, EPS);
+  double start[4] = {1.5, 2.05, 2.6, 3.15};
+  int seen = 0;
+  for (guint i = 0; i < res->timeline->events->len; i++) {
+    const PxEvent *ev = &g_array_index(res->timeline->events, PxEvent, i);
+    if (ev->kind != PX_OP_REDUCE_GRADS) continue;
+    g_assert_cmpfloat_with_epsilon(ev->start, start[ev->bucket], EPS);
+    seen++;
+  }
+  g_assert_cmpint(seen, ==, 4);
+  case_clear(&c);
+}
+
 /* A hand layout of one part of `layers` layers of equal elements and FLOPs,
  * `per` layers to a bucket (size = per elements of 1 each). */
 static void split_equal(PxProgram *prog, int layers, int per) {
@@ -872,6 +922,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/engine/comm/deepspeed-rendezvous", test_deepspeed_rendezvous);
   g_test_add_func("/engine/comm/dp-overlap", test_dp_overlap_hand);
   g_test_add_func("/engine/comm/dp-buckets-not-bubble", test_dp_buckets_hand);
+  g_test_add_func("/engine/comm/dp-reduction-sm-share", test_dp_reduction_sm_share);
   g_test_add_func("/engine/comm/dp-buckets-one-exposed", test_dp_buckets_one_exposed);
   g_test_add_func("/engine/comm/dp-buckets-latency", test_dp_buckets_latency);
   g_test_add_func("/engine/comm/param-gather-first-forward", test_param_gather_first_forward);
