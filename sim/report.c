@@ -141,15 +141,19 @@ char *px_report_order(const PxPlan *p) {
 }
 
 void px_report_memory_notes(const PxMemory *mem, const PxUnits *u, FILE *out) {
-  double kv = 0, w8 = 0, meta = 0;
+  double kv = 0, acc = 0, w8 = 0, meta = 0;
   for (int i = 0; i < mem->n_stages; i++) {
     kv = MAX(kv, mem->stages[i].cp_kv_buffers);
+    acc = MAX(acc, mem->stages[i].cp_out_acc);
     w8 = MAX(w8, mem->stages[i].fp8_weights);
     meta = MAX(meta, mem->stages[i].fp8_meta);
   }
   if (kv > 0)
     fprintf(out, "  context parallel: buffers include the ring attention's K/V blocks, %.3f %s per GPU\n", kv / u->scale,
             u->name);
+  if (acc > 0)
+    fprintf(out, "  context parallel: buffers include the ring's fp32 accumulator of the merged attention output, "
+            "%.3f %s per GPU\n", acc / u->scale, u->name);
   if (w8 > 0)
     fprintf(out, "  fp8: total includes the FP8 weight copies and transposes (up to %.2f %s) and the delayed-scaling "
             "state (amax history, scales: up to %.4f %s); the saved GEMM inputs are FP8 in act/mb\n",
@@ -204,6 +208,7 @@ void px_report_memory_json(JsonBuilder *b, const PxMemory *mem) {
     px_json_member_double(b, "workspace", s->workspace);
     px_json_member_double(b, "total", s->total);
     px_json_member_double(b, "cp_kv_buffers", s->cp_kv_buffers);
+    px_json_member_double(b, "cp_out_acc", s->cp_out_acc);
     px_json_member_double(b, "fp8_weights", s->fp8_weights);
     px_json_member_double(b, "fp8_meta", s->fp8_meta);
     json_builder_end_object(b);
