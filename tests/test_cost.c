@@ -1011,6 +1011,14 @@ static void test_fsdp_shard_cast(void) {
   px_plan_clear(&p);
 }
 
+/* dp 4, micro-batch 1, global batch 4, bf16, ZeRO-3: the sharded-data-parallel
+ * plan of the FSDP and torchtitan stack tests */
+static void set_zero3_bf16_plan(PxPlan *p) {
+  set_plan(p, 4, 1, 1, 1, 4);
+  p->precision = PX_PREC_BF16;
+  p->zero = 3;
+}
+
 /* FSDP gathers and reduce-scatters per wrapped module (torch 2.1
  * flat_param.py _all_gather_flat_param per handle; llm-foundry wraps each
  * block, the root the rest), each with its latency term. tiny on dp 4 in
@@ -1022,9 +1030,7 @@ static void test_fsdp_shard_cast(void) {
 static void test_fsdp_units_latency(void) {
   PxCluster c = make_cluster(4, 1);
   PxPlan p;
-  set_plan(&p, 4, 1, 1, 1, 4);
-  p.precision = PX_PREC_BF16;
-  p.zero = 3;
+  set_zero3_bf16_plan(&p);
   PxModel *m = NULL;
   p.stack = PX_STACK_FSDP;
   g_autoptr(PxCostTable) tf = tiny_table(&p, &c, &m);
@@ -1416,9 +1422,7 @@ static void test_cp_ring(void) {
 static void test_torchtitan_stack(void) {
   PxCluster c = make_cluster(4, 1);
   PxPlan p;
-  set_plan(&p, 4, 1, 1, 1, 4);
-  p.precision = PX_PREC_BF16;
-  p.zero = 3;
+  set_zero3_bf16_plan(&p);
   PxModel *m = NULL;
   PxStack parsed;
   g_assert_true(px_stack_parse("torchtitan", &parsed));
