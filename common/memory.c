@@ -344,9 +344,10 @@ PxMemory *px_memory_new_act(const PxModel *model, const PxPlan *plan, const PxPa
       double segment = MIN(plan->ckpt_interval, max_blocks) * px_layer_activation_bytes(model, blk, &noc);
       /* the fsdp stack (Composer 0.16.4 Trainer._train_microbatch) keeps
        * the model's output, state.outputs with its logits in the compute
-       * dtype (E·s·b·V), from the forward until the training metrics after
-       * loss.backward(): those logits are not freed before the recompute */
-      double held = plan->stack == PX_STACK_FSDP && last ? e * s * b * (double)d->vocab : 0;
+       * dtype (E·s·b·V, V/tp per rank with a vocab-parallel head), from the
+       * forward until the training metrics after loss.backward(): those
+       * logits are not freed before the recompute */
+      double held = plan->stack == PX_STACK_FSDP && last ? e * s * b * ceil((double)d->vocab / plan->tp) : 0;
       st->activations += MAX(0.0, segment - MAX(0.0, head_acts - held));
       px_plan_clear(&noc);
     }
