@@ -212,6 +212,7 @@ PxMemory *px_memory_new_act(const PxModel *model, const PxPlan *plan, const PxPa
     PxStageMemory *st = &mem->stages[r];
     st->stage = r;
     gint64 params = 0, max_layer = 0, shard = 0, eshard = 0, eparams = 0;
+    gint64 block_params = 0, max_block = 0; /* the fsdp stack's wrapped units (below) */
     gboolean moe_held = FALSE;
     double act_mb = 0, act_block = 0, head_acts = 0;
     g_autofree double *chunk_act = g_new0(double, MAX(plan->vpp, 1));
@@ -241,6 +242,10 @@ PxMemory *px_memory_new_act(const PxModel *model, const PxPlan *plan, const PxPa
         chunk_expert += le;
         lp += le;
         max_layer = MAX(max_layer, lp);
+        if (L->kind == PX_LAYER_BLOCK) {
+          block_params += lp;
+          max_block = MAX(max_block, lp);
+        }
         if (plan->precision == PX_PREC_FP8) {
           double g = fp8_gemm_params(L, plan->tp, &gemms);
           fp8_params += g;
@@ -337,7 +342,13 @@ PxMemory *px_memory_new_act(const PxModel *model, const PxPlan *plan, const PxPa
       for (guint i = 0; i < model->n_layers && !blk; i++)
         if (model->layers[i].kind == PX_LAYER_BLOCK) blk = &model->layers[i];
       double segment = MIN(plan->ckpt_interval, max_blocks) * px_layer_activation_bytes(model, blk, &noc);
-      st->activations += MAX(0.0, segment - head_acts);
+      /* the fsdp stack (Composer 0.16.4 Trainer._train_microbatch) keeps
+       * the model's output, state.outputs with its logits in the compute
+       * dtype (E·s·b·V, V/tp per rank with a vocab-parallel head), from the
+       * forward until the training metrics after loss.backward(): those
+       * logits are not freed before the recompute */
+      double held = plan->stack == PX_STACK_FSDP && last ? e * s * b * ceil((double)d->vocab / plan->tp) : 0;
+      st->activations += MAX(0.0, segment - MAX(0.0, head_acts - held));
       px_plan_clear(&noc);
     }
     /* Buffers: p2p send and receive of one activation (and gradient) per
@@ -353,8 +364,34 @@ PxMemory *px_memory_new_act(const PxModel *model, const PxPlan *plan, const PxPa
     /* (with dp·cp 1 and the parameters offloaded the gradients still pass
      * through the bucket into their partition, a partition of everything) */
     gboolean poff = plan->offload == PX_OFFLOAD_OPTIMIZER_PARAMS;
-    if ((data > 1 || (by_layer && poff)) && plan->zero >= 1) st->buffers += gb * MIN(bucket_elems, P);
-    if (by_layer) st->buffers += 2.0 * wb * (double)max_layer;
+    /* PyTorch FSDP (the fsdp stack: torch 2.1 FULL_SHARD, llm-foundry's
+     * fsdp_wrap_fn making each block a unit and leaving the embedding,
+     * positions, final norm and tied head to the root unit), from
+     * torch/distributed/fsdp/_runtime_utils.py:
+     * - the gathered parameters of two blocks (current + prefetch) and of the
+     *   root, which FULL_SHARD does not free after the forward
+     *   (_post_forward_reshard: `not state._is_root`), so it stays gathered
+     *   through the backward;
+     * - the root's unsharded gradient, written by the tied head's backward
+     *   at the start of the backward and reduced only in the root's
+     *   post-backward hook at its end;
+     * - one block's unsharded gradient as autograd computes it (the
+     *   parameters' compute dtype) and, when the reduce dtype is wider
+     *   (Composer's mixed precision DEFAULT: fp32), its copy in that dtype:
+     *   _post_backward_hook's `flat_param.grad.to(handle._reduce_dtype)`,
+     *   both held until the reduce-scatter is issued (the first stays
+     *   referenced as autograd_computed_grad and is record_stream'ed to the
+     *   post-backward stream);
+     * in place of a DDP bucket and of two gathered copies of the largest
+     * layer (the embedding, for small models). */
+    gboolean fsdp_units = plan->stack == PX_STACK_FSDP && by_layer && !poff && max_block > 0;
+    if (fsdp_units) {
+      double root = (double)(params - block_params), G = px_cost_grad_reduce_bytes(plan);
+      st->buffers += wb * (2.0 * (double)max_block + root) + gb * root + (gb + (G > gb ? G : 0)) * (double)max_block;
+    } else {
+      if ((data > 1 || (by_layer && poff)) && plan->zero >= 1) st->buffers += gb * MIN(bucket_elems, P);
+      if (by_layer) st->buffers += 2.0 * wb * (double)max_layer;
+    }
     /* the ring's K/V blocks, on every rank holding a transformer block */
     if (max_blocks > 0) {
       st->cp_kv_buffers = cp_kv;

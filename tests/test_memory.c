@@ -60,6 +60,84 @@ static void test_zero_stages(void) {
   }
 }
 
+/* The fsdp stack (torch 2.1 FSDP FULL_SHARD, llm-foundry's wrapping: each
+ * block a unit, the rest in the root; torch/distributed/fsdp/_runtime_utils.py)
+ * on GPT-2 124M, dp 8, bf16, by hand: a block has 12h² + 13h = 7,087,872
+ * parameters (h 768: c_attn 768·2304 + 2304, c_proj 768·768 + 768, two
+ * LayerNorms 4·768, c_fc 768·3072 + 3072, c_proj 3072·768 + 768), the root
+ * the rest, wte 50257·768 + wpe 1024·768 + ln_f 2·768 = 39,385,344
+ * (124,439,808 in all). Buffers: two gathered blocks and the gathered root
+ * (not freed after the forward under FULL_SHARD), 2 B each; the root's
+ * unsharded bf16 gradient, held through the backward; one block's bf16
+ * unsharded gradient and, with Composer's DEFAULT (reduce dtype fp32), its
+ * fp32 copy (_post_backward_hook's grad.to(reduce_dtype)): 2·(2·7,087,872
+ * + 39,385,344) + 2·39,385,344 + (2 + 4)·7,087,872 = 228,420,096 B; with
+ * PURE (bf16 reduction, grad_reduce_bytes 2) no copy: 200,068,608 B. The
+ * parallax stack's ZeRO-3 keeps its accounting: a DDP bucket of all the
+ * gradients (fewer than 5e8) and two copies of the largest layer, the
+ * embedding (wte + wpe, 39,383,808; ln_f is a layer of its own):
+ * 2·124,439,808 + 2·2·39,383,808 = 406,414,848 B. */
+static void test_fsdp_buffers(void) {
+  g_autoptr(PxModel) m = load("gpt2-124m");
+  g_assert_cmpint(m->params, ==, 124439808);
+  const double block = 7087872, root = 39385344;
+  g_assert_cmpfloat(12 * block + root, ==, 124439808);
+  const struct {
+    PxStack stack;
+    int reduce;
+    double buffers;
+  } cases[] = {
+    {PX_STACK_FSDP, 0, 228420096}, {PX_STACK_FSDP, 2, 200068608}, {PX_STACK_PARALLAX, 0, 406414848}};
+  g_assert_cmpfloat(2 * (2 * block + root) + 2 * root + 6 * block, ==, cases[0].buffers);
+  for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
+    PxPlan p;
+    px_plan_init(&p);
+    p.dp = 8;
+    p.zero = 3;
+    p.precision = PX_PREC_BF16;
+    p.stack = cases[i].stack;
+    p.grad_reduce_bytes = cases[i].reduce;
+    g_autoptr(PxMemory) mem = memory_of(m, &p, NULL);
+    g_assert_cmpfloat(mem->stages[0].buffers, ==, cases[i].buffers);
+    px_plan_clear(&p);
+  }
+}
+
+/* Composer 0.16.4's Trainer._train_microbatch keeps the model's output
+ * (state.outputs: the logits in the compute dtype) from the forward until
+ * the training metrics after loss.backward(), so under full recompute the
+ * recomputed block sits on top of them: the fsdp stack's activation peak
+ * exceeds the parallax stack's by exactly E·s·b·V = 2·256·1·512 B when the
+ * recomputed block is larger than the head's other activations (a block
+ * much wider than the vocabulary: h 1024, V 512, s 256: a block keeps
+ * about 34·s·h = 8.9 MB, the head 4·s·V + 2·s·h = 1.0 MB). */
+static void test_fsdp_held_logits(void) {
+  PxModelDesc d = {.name = "wide", .layers = 2, .hidden = 1024, .heads = 8, .kv_heads = 8, .ffn = 4096,
+                   .vocab = 512, .max_seq = 256, .ffn_kind = PX_FFN_GELU, .norm = PX_NORM_LAYERNORM,
+                   .pos = PX_POS_LEARNED, .bias = TRUE, .tied = TRUE, .dropout = FALSE};
+  g_autoptr(GError) e = NULL;
+  g_autoptr(PxModel) m = px_model_new(&d, &e);
+  g_assert_no_error(e);
+  double act[2];
+  const PxStack stacks[2] = {PX_STACK_PARALLAX, PX_STACK_FSDP};
+  for (int i = 0; i < 2; i++) {
+    PxPlan p;
+    px_plan_init(&p);
+    p.dp = 8;
+    p.zero = 3;
+    p.seq = 256;
+    p.mbs = 1;
+    p.precision = PX_PREC_BF16;
+    p.ckpt = PX_CKPT_FULL;
+    p.stack = stacks[i];
+    p.attention = PX_ATTN_FLASH;
+    g_autoptr(PxMemory) mem = memory_of(m, &p, NULL);
+    act[i] = mem->stages[0].activations;
+    px_plan_clear(&p);
+  }
+  g_assert_cmpfloat(act[1] - act[0], ==, 2.0 * 256 * 1 * 512);
+}
+
 /* ZeRO-Offload (Ren et al. 2021, section 4.1): the GPU keeps the fp16
  * parameters (2M) and gradients, the CPU the fp16 gradients (2M) and the
  * fp32 parameters, momentum and variance (12M): 14 B per parameter of the
@@ -426,6 +504,8 @@ int main(int argc, char **argv) {
   g_test_add_func("/memory/fp8/by-hand", test_fp8_terms);
   g_test_add_func("/memory/zero", test_zero_stages);
   g_test_add_func("/memory/offload", test_offload);
+  g_test_add_func("/memory/fsdp/buffers", test_fsdp_buffers);
+  g_test_add_func("/memory/fsdp/held-logits", test_fsdp_held_logits);
   for (gsize i = 0; i < G_N_ELEMENTS(act_cases); i++) {
     g_autofree char *path = g_strdup_printf("/memory/korthikanti/%s", act_cases[i].what);
     g_test_add_data_func(path, &act_cases[i], test_korthikanti);
