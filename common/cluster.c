@@ -132,7 +132,9 @@ PxCluster *px_cluster_load_ini(const char *path, GError **error) {
     {"gpu", "gemm_efficiency", &c->gemm_eff, 1},       {"gpu", "hbm_efficiency", &c->hbm_eff, 1},
     {"gpu", "flash_fwd_efficiency", &c->flash_fwd_eff, 1}, {"gpu", "flash_bwd_efficiency", &c->flash_bwd_eff, 1},
     {"gpu", "kernel_overhead", &c->kernel_overhead, 1}, {"node", "busbw_efficiency", &c->intra_eff, 1},
-    {"network", "busbw_efficiency", &c->inter_eff, 1}, {"gpu", "gemm_efficiency_fp8", &c->gemm_eff_fp8, 1}};
+    {"network", "busbw_efficiency", &c->inter_eff, 1}, {"gpu", "gemm_efficiency_fp8", &c->gemm_eff_fp8, 1},
+    {"gpu", "eager_layernorm_efficiency_fwd", &c->eager_ln_eff[0], 1},
+    {"gpu", "eager_layernorm_efficiency_bwd", &c->eager_ln_eff[1], 1}};
   for (gsize i = 0; i < G_N_ELEMENTS(effs); i++) {
     if (!px_config_get_double(kf, path, effs[i].group, effs[i].key, TRUE, 0, 0, effs[i].out, D, E, error)) return NULL;
     if (*effs[i].out > effs[i].max) {

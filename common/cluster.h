@@ -95,6 +95,11 @@ typedef struct {
   double optimizer_bw;       /* [gpu] membound_bw_optimizer: bytes/s against the optimizer's bytes per parameter */
   double attn_fwd_flops;     /* [gpu] attention_fwd_flops: unfused attention core, FLOP/s against its 4 b s^2 h */
   double attn_bwd_flops;     /* [gpu] attention_bwd_flops: its backward, FLOP/s against 8 b s^2 h */
+  double eager_ln_eff[2];    /* [gpu] eager_layernorm_efficiency_fwd | _bwd: PyTorch's native layer_norm
+                              * kernels (ATen, eager: what a stack with eager_layernorm runs) over hbm_bw,
+                              * against the bytes docs/cost.md counts for a LayerNorm (forward 2, backward 5
+                              * passes); 0 = unset, the norm class's rate (membound_bw_norm_*, else the HBM
+                              * rate). A published measurement per GPU (the presets' headers) */
 } PxCluster;
 
 /* Preset name under configs/clusters ("dgx-h100") or an INI path. */

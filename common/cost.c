@@ -72,21 +72,21 @@ static const PxStackProfile stacks[PX_N_STACKS] = {
    * with a bucket size (plan bucket_bytes), one fused Adam pass; its attention
    * (exec/backend.h px_op_attention_fwd) keeps the s x s probabilities for the
    * backward: unfused, as memory.c counts it */
-  {PX_STACK_PARALLAX, 0, PX_OVERLAP_BUCKET_SIZE, 0, 0, PX_ATTN_UNFUSED},
+  {PX_STACK_PARALLAX, 0, PX_OVERLAP_BUCKET_SIZE, 0, 0, PX_ATTN_UNFUSED, FALSE},
   /* Megatron-LM v2 (2021): megatron/training.py train_step all-reduces after the
    * whole backward (model/distributed.py, no overlap); main_grad accumulated and
    * reduced in fp32 for bf16 (arguments.py forces accumulate_allreduce_grads_in_fp32);
    * apex FusedAdam; CoreAttention baddbmm + FusedScaleMaskSoftmax (unfused) */
-  {PX_STACK_MEGATRON_2021, 0, PX_OVERLAP_NONE, 0, 0, PX_ATTN_UNFUSED},
+  {PX_STACK_MEGATRON_2021, 0, PX_OVERLAP_NONE, 0, 0, PX_ATTN_UNFUSED, FALSE},
   /* Megatron-Core: core/distributed/distributed_data_parallel.py overlap_grad_reduce
    * buckets of max(4e7, 1e6 dp) elements, fp32 grad reduce (grad_reduce_in_fp32 as
    * the example recipes set it), distributed optimizer param gather overlapped;
    * TE fused attention (flash) */
-  {PX_STACK_MEGATRON_CORE, 4, PX_OVERLAP_ALWAYS, 4e7, 0, PX_ATTN_FLASH},
+  {PX_STACK_MEGATRON_CORE, 4, PX_OVERLAP_ALWAYS, 4e7, 0, PX_ATTN_FLASH, FALSE},
   /* DeepSpeed: runtime/zero/config.py reduce_bucket_size 5e8 elements,
    * overlap_comm default off except ZeRO-3; gradients reduced in the
    * fp16/bf16 dtype; FusedAdam; Megatron-DeepSpeed's unfused attention */
-  {PX_STACK_DEEPSPEED, 0, PX_OVERLAP_ZERO3, 5e8, 0, PX_ATTN_UNFUSED},
+  {PX_STACK_DEEPSPEED, 0, PX_OVERLAP_ZERO3, 5e8, 0, PX_ATTN_UNFUSED, FALSE},
   /* PyTorch FSDP under Composer/llm-foundry: reduce-scatter per wrapped block
    * in backward hooks (torch/distributed/fsdp/_runtime_utils.py), Composer
    * mixed precision DEFAULT reduces in fp32; Composer DecoupledAdamW steps
@@ -96,8 +96,10 @@ static const PxStackProfile stacks[PX_N_STACKS] = {
    * apply_gradient_clipping calls the root FSDP's clip_grad_norm_, which in
    * torch 2.1 reads each fp32 sharded gradient for its norm and then scales
    * it in place, mul_ even when the coefficient is 1: 4 + 8 = 12 B), 104 B
-   * per parameter of the shard; MPT attn_impl flash */
-  {PX_STACK_FSDP, 4, PX_OVERLAP_ALWAYS, 0, 104, PX_ATTN_FLASH},
+   * per parameter of the shard; MPT attn_impl flash; MPT's norm_type
+   * low_precision_layernorm (llm-foundry LPLayerNorm: F.layer_norm on the
+   * bf16 input with autocast off) is PyTorch's native, eager layer_norm */
+  {PX_STACK_FSDP, 4, PX_OVERLAP_ALWAYS, 0, 104, PX_ATTN_FLASH, TRUE},
   /* torchtitan v0.2.2 (the --emit torchtitan schema; docs/cost.md section 4
    * says where the December 2024 benchmarks' 9dec370 differed):
    * models/llama3/infra/parallelize.py apply_fsdp fully_shard()s every
@@ -113,7 +115,7 @@ static const PxStackProfile stacks[PX_N_STACKS] = {
    * foreach-multiplies it in place (read + write) = 12 B: 40 B per
    * parameter of the shard. models/attention.py ScaledDotProductAttention:
    * SDPA with the cuDNN / flash backends: flash */
-  {PX_STACK_TORCHTITAN, 4, PX_OVERLAP_ALWAYS, 0, 40, PX_ATTN_FLASH},
+  {PX_STACK_TORCHTITAN, 4, PX_OVERLAP_ALWAYS, 0, 40, PX_ATTN_FLASH, FALSE},
 };
 
 const PxStackProfile *px_stack_profile(PxStack s) {
@@ -560,6 +562,23 @@ static double membound_time(const PxCluster *c, const MemBound *m) {
   return t + m->kernels * c->kernel_overhead;
 }
 
+/* The cluster a layer's norms are charged on. A stack whose LayerNorms are
+ * PyTorch's native layer_norm kernels run eagerly (PxStackProfile
+ * eager_layernorm: the fsdp stack) gets the cluster's eager_layernorm
+ * efficiency, a published measurement of those kernels on that GPU, as the
+ * norm class's rate, forward and backward, unless the cluster gives the
+ * class a calibrated rate (membound_bw_norm_*, measured at the model's
+ * shapes). Otherwise the cluster itself. `buf` holds the copy. */
+static const PxCluster *norm_cluster(const PxCluster *c, const PxPlan *plan, const PxModelDesc *d, PxCluster *buf) {
+  if (d->norm != PX_NORM_LAYERNORM || !px_stack_profile(plan->stack)->eager_layernorm) return c;
+  if (c->eager_ln_eff[0] <= 0 && c->eager_ln_eff[1] <= 0) return c;
+  *buf = *c;
+  for (int dir = 0; dir < 2; dir++)
+    if (buf->membound_bw[PX_OPC_NORM][dir] <= 0 && c->eager_ln_eff[dir] > 0)
+      buf->membound_bw[PX_OPC_NORM][dir] = c->hbm_bw * c->eager_ln_eff[dir];
+  return buf;
+}
+
 /* One op of class k over T x width elements (px_cost_class_bytes) at its rate. */
 static double class_op(const PxCluster *c, const PxModelDesc *d, PxOpClass k, int dir, double T, double width, int E) {
   int kernels;
@@ -962,6 +981,8 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
       layer->kind == PX_LAYER_BLOCK && tp > 1 && plan->seq_parallel ? px_tp_overlap_config(plan->tp_overlap) : NULL;
   gboolean moe_block = layer->kind == PX_LAYER_BLOCK && px_model_block_is_moe(d, layer->block);
   UbGroup ub_grp[UB_N] = {{0}};
+  PxCluster ncl_buf;
+  const PxCluster *ncl = norm_cluster(cluster, plan, d, &ncl_buf); /* the norms' rates (the stack's kernels) */
 
   /* Weight GEMMs from the layer's own 2-D tensors (weights are (out, in)). */
   if (layer->kind == PX_LAYER_BLOCK || layer->kind == PX_LAYER_LM_HEAD) {
@@ -1068,7 +1089,7 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
       double nb = px_cost_class_bytes(d, PX_OPC_NORM, dir, Tn, h, E, &nk);
       double rb = px_cost_class_bytes(d, PX_OPC_RESIDUAL, dir, Tn, h, E, &rk);
       double ab = px_cost_class_bytes(d, PX_OPC_ACT, dir, T, ffn_local, E, &ak);
-      membound_add(&mb, cluster, PX_OPC_NORM, dir, 2 * nb, 2 * nk);
+      membound_add(&mb, ncl, PX_OPC_NORM, dir, 2 * nb, 2 * nk);
       membound_add(&mb, cluster, PX_OPC_RESIDUAL, dir, 2 * rb, 2 * rk);
       membound_add(&mb, cluster, PX_OPC_ACT, dir, ab, ak);
       if (drop > 0) membound_add(&mb, cluster, -1, dir, drop, drop_k);
@@ -1106,8 +1127,8 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
     break;
   }
   case PX_LAYER_FINAL_NORM:
-    c.fwd += class_op(cluster, d, PX_OPC_NORM, 0, Tn, h, E);
-    dgrad += class_op(cluster, d, PX_OPC_NORM, 1, Tn, h, E);
+    c.fwd += class_op(ncl, d, PX_OPC_NORM, 0, Tn, h, E);
+    dgrad += class_op(ncl, d, PX_OPC_NORM, 1, Tn, h, E);
     break;
   case PX_LAYER_LM_HEAD: {
     /* vocab-parallel cross entropy in fp32 over the logits: read + write forward, backward.

@@ -86,6 +86,8 @@ typedef struct {
   double bucket_elems;     /* default bucket (elements; 0: one per layer, as FSDP) */
   double optimizer_bytes;  /* HBM bytes per parameter of the optimizer step (0: fused Adam) */
   PxAttention attention;   /* default attention kernel (16-bit precisions) */
+  gboolean eager_layernorm; /* its LayerNorms are PyTorch's native layer_norm kernels, run eagerly: charged
+                             * at the cluster's eager_layernorm_efficiency_* where it gives them */
 } PxStackProfile;
 const PxStackProfile *px_stack_profile(PxStack s);
 /* The plan's attention kernel (its own, else the stack's; unfused for fp32). */

@@ -111,6 +111,84 @@ static void test_calibrated_dtype(void) {
   }
 }
 
+/* A stack whose LayerNorms are PyTorch's native kernels run eagerly (fsdp,
+ * llm-foundry's low_precision_layernorm) charges them at the cluster's
+ * eager_layernorm_efficiency_* (docs/cost.md section 7, "eager LayerNorm").
+ * Hand-computed on the tiny model's final LayerNorm, bf16 (E = 2), T = 32,
+ * h = 64: forward 2 x 32 x 64 x 2 = 8192 B, backward 5 x 4096 = 20480 B in 2
+ * kernels; hbm_bw 3 TB/s, hbm_efficiency 0.9, eager 0.5 / 0.6, 1 us per kernel. */
+static void test_eager_layernorm(void) {
+  static const char *ini =
+      "[cluster]\nname = eager\nnodes = 1\n[gpu]\nmemory = 16GiB\npeak_fp32 = 60e12\npeak_bf16 = 1e15\n"
+      "hbm_bw = 3e12\nhbm_efficiency = 0.9\nkernel_overhead = 1e-6\n"
+      "eager_layernorm_efficiency_fwd = 0.5\neager_layernorm_efficiency_bwd = 0.6\n"
+      "[node]\ngpus = 1\nbandwidth = 400e9\n[network]\nbandwidth = 25e9\n";
+  g_autoptr(PxCluster) c = cluster_from_ini(ini);
+  g_assert_cmpfloat(c->eager_ln_eff[0], ==, 0.5);
+  g_assert_cmpfloat(c->eager_ln_eff[1], ==, 0.6);
+  g_autoptr(PxModel) m = tiny_model();
+  PxPlan p;
+  set_plan(&p, 1, 1, 1, 1, 1);
+  p.precision = PX_PREC_BF16;
+  p.seq = 32;
+  PxLink l = {400e9, 2e-6, TRUE, NULL};
+  PxLayerTimes fn;
+  p.stack = PX_STACK_FSDP;
+  px_cost_layer_times(m, &m->layers[3], c, &p, &l, &fn);
+  g_assert_cmpfloat(REL(fn.fwd, 8192 / 1.5e12 + 1e-6), <, 1e-12);
+  g_assert_cmpfloat(REL(fn.bwd_input, 20480 / 1.8e12 + 2e-6), <, 1e-12);
+  /* the other stacks' LayerNorms (apex, Transformer Engine, this executor) at the HBM rate, 2.7 TB/s */
+  p.stack = PX_STACK_MEGATRON_CORE;
+  px_cost_layer_times(m, &m->layers[3], c, &p, &l, &fn);
+  g_assert_cmpfloat(REL(fn.fwd, 8192 / 2.7e12 + 1e-6), <, 1e-12);
+  g_assert_cmpfloat(REL(fn.bwd_input, 20480 / 2.7e12 + 2e-6), <, 1e-12);
+  /* a calibrated norm rate is the cluster's own measurement: it wins */
+  g_autoptr(PxCluster) cal = px_cluster_copy(c);
+  cal->membound_bw[PX_OPC_NORM][0] = 2e9;
+  p.stack = PX_STACK_FSDP;
+  px_cost_layer_times(m, &m->layers[3], cal, &p, &l, &fn);
+  g_assert_cmpfloat(REL(fn.fwd, 8192 / 2e9 + 1e-6), <, 1e-12);
+  g_assert_cmpfloat(REL(fn.bwd_input, 20480 / 1.8e12 + 2e-6), <, 1e-12);
+  /* an RMSNorm is not that kernel: 2 B per element forward, 3 backward, at the HBM rate */
+  g_autoptr(PxModel) r = tiny_model();
+  r->desc.norm = PX_NORM_RMSNORM;
+  px_cost_layer_times(r, &r->layers[3], c, &p, &l, &fn);
+  g_assert_cmpfloat(REL(fn.fwd, 8192 / 2.7e12 + 1e-6), <, 1e-12);
+  g_assert_cmpfloat(REL(fn.bwd_input, 12288 / 2.7e12 + 1e-6), <, 1e-12);
+}
+
+/* The presets reproduce the published times they come from: Liger-Kernel's
+ * torch.nn.LayerNorm rows (benchmark/data/all_benchmark_data.csv), fp32,
+ * 4096 x 16384: H100 80GB HBM3 forward 306.784 us, forward + backward
+ * 950.576 us; A100-SXM4-80GB 506.688 / 1621.280 us. The constants are rounded
+ * to three digits: within 0.5 %. */
+static void test_eager_layernorm_presets(void) {
+  PxModelDesc d = {.name = (char *)"wide", .layers = 1, .hidden = 16384, .heads = 128, .kv_heads = 128,
+                   .ffn = 65536, .vocab = 128, .max_seq = 4096, .ffn_kind = PX_FFN_GELU,
+                   .norm = PX_NORM_LAYERNORM, .pos = PX_POS_LEARNED, .bias = TRUE, .tied = TRUE, .dropout = FALSE};
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PxModel) m = px_model_new(&d, &err);
+  g_assert_no_error(err);
+  const PxLayer *fnl = &m->layers[m->n_layers - 2];
+  g_assert_cmpint(fnl->kind, ==, PX_LAYER_FINAL_NORM);
+  PxPlan p;
+  set_plan(&p, 1, 1, 1, 1, 1);
+  p.precision = PX_PREC_FP32;
+  p.seq = 4096;
+  p.stack = PX_STACK_FSDP;
+  PxLink l = {400e9, 2e-6, TRUE, NULL};
+  static const struct { const char *preset; double fwd, full; } pub[] = {
+      {"dgx-h100", 306.784e-6, 950.576e-6}, {"dgx-a100-80g", 506.688e-6, 1621.280e-6}};
+  for (gsize i = 0; i < G_N_ELEMENTS(pub); i++) {
+    g_autoptr(PxCluster) c = px_cluster_load(pub[i].preset, &err);
+    g_assert_no_error(err);
+    PxLayerTimes fn;
+    px_cost_layer_times(m, fnl, c, &p, &l, &fn);
+    g_assert_cmpfloat(REL(fn.fwd, pub[i].fwd), <, 5e-3);
+    g_assert_cmpfloat(REL(fn.bwd_input, pub[i].full - pub[i].fwd), <, 5e-3);
+  }
+}
+
 static void test_calibrated_classes(void) {
   static const char *ini =
       "[cluster]\nname = cal\nnodes = 1\n[gpu]\nmemory = 16GiB\npeak_fp32 = 60e12\npeak_bf16 = 1e15\n"
@@ -1514,6 +1592,8 @@ int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/cost/collective/ring-allreduce", test_ring_allreduce);
   g_test_add_func("/cost/compute/calibrated-classes", test_calibrated_classes);
+  g_test_add_func("/cost/compute/eager-layernorm", test_eager_layernorm);
+  g_test_add_func("/cost/compute/eager-layernorm-presets", test_eager_layernorm_presets);
   g_test_add_func("/cost/cluster/calibrated-dtype", test_calibrated_dtype);
   g_test_add_func("/cost/collective/tree-for-small", test_tree_for_small);
   g_test_add_func("/cost/collective/busbw-curve", test_busbw_curve);
