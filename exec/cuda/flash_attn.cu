@@ -45,7 +45,9 @@
 #include <math.h>
 #include <mma.h>
 
-namespace {
+/* a named namespace, not an anonymous one: on sm_7x (the kernels trap there) the
+ * unused helpers of internal linkage would draw warnings */
+namespace pxflash {
 
 using namespace nvcuda;
 typedef __nv_bfloat16 bf16;
@@ -516,7 +518,8 @@ cudaError_t flash_bwd(cudaStream_t st, void *dq, void *dkv, const void *dout, co
   return cudaGetLastError();
 }
 
-} /* namespace */
+} /* namespace pxflash */
+using namespace pxflash;
 
 /* Run the statement with T the element type (bf16, f16) and HD the head_dim (64, 128) */
 #define FLASH_DISPATCH(dt, hd, ...)                                                                \
