@@ -486,6 +486,7 @@ unsigned flash_grid(int T_, int64_t n) {
   return blocks > 0 && blocks <= INT_MAX ? (unsigned)blocks : 0u;
 }
 
+#ifndef PX_FLASH_EMULATE /* tests/flash_emu runs the kernels above on the host, without these launchers */
 template <typename T, int HD>
 cudaError_t flash_fwd(cudaStream_t st, void *out, float *lse, const void *q, const void *kv, const FlashGeo &g) {
   const size_t bytes = FlashLayout<HD>::FWD;
@@ -518,8 +519,11 @@ cudaError_t flash_bwd(cudaStream_t st, void *dq, void *dkv, const void *dout, co
   return cudaGetLastError();
 }
 
+#endif /* PX_FLASH_EMULATE */
 } /* namespace pxflash */
 using namespace pxflash;
+
+#ifndef PX_FLASH_EMULATE
 
 /* Run the statement with T the element type (bf16, f16) and HD the head_dim (64, 128) */
 #define FLASH_DISPATCH(dt, hd, ...)                                                                \
@@ -553,3 +557,4 @@ extern "C" cudaError_t pxk_flash_bwd(cudaStream_t st, int dt, void *dq, void *dk
   const FlashGeo g = flash_geo(B, Tq, Tk, heads, kv_heads, head_dim, qp, kp);
   FLASH_DISPATCH(dt, head_dim, return flash_bwd<T, HD>(st, dq, dkv, dout, q, kv, lse, D, d_given, g));
 }
+#endif /* PX_FLASH_EMULATE */
