@@ -9,7 +9,7 @@
 #               flash_attn.cu) against the cpu backend on its own:
 #               test_cuda_backend -p /cuda/attention-flash -p
 #               /cuda/attention-blocks-flash (bf16 5e-2, f16 1e-2; T 100, 257,
-#               130, 64, GQA, head_dim 64 and 128, the ring block ops), and
+#               130, 90, 70, 64, GQA, head_dim 64 / 80 / 96 / 128, ring blocks), and
 #               that the fused kernels ran (no tensor-core workspace taken);
 #               it must pass before flash can become the default
 #   2 train     3 steps of GPT-2 124M (B 4, T 64, fp32): --backend cuda against

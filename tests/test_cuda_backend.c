@@ -55,7 +55,7 @@ static PxBackend *cpu, *cu;
 static PxBackend *cu_warp;
 static gboolean on_warp;
 /* a third made under PX_CUDA_ATTN=flash (the fused kernels of flash_attn.cu
- * where they apply: bf16 / f16, head_dim 64 or 128), and whether cu is it */
+ * where they apply: bf16 / f16, head_dim 64, 80, 96, 128), and whether cu is it */
 static PxBackend *cu_flash;
 static gboolean on_flash;
 static GRand *rng;
@@ -471,7 +471,8 @@ static void test_attention(gconstpointer p) {
 /* Whether the flash kernels take shape s of dt on cu_flash (backend_cuda.c
  * att_flash_takes; the test's tensors are fresh, so aligned). */
 static gboolean flash_shape(PxDType dt, const PxAttnShape *s) {
-  return on_flash && (dt == PX_DTYPE_BF16 || dt == PX_DTYPE_F16) && (s->head_dim == 64 || s->head_dim == 128);
+  const int hd = s->head_dim;
+  return on_flash && (dt == PX_DTYPE_BF16 || dt == PX_DTYPE_F16) && (hd == 64 || hd == 80 || hd == 96 || hd == 128);
 }
 
 /* The flash path allocates nothing from the caching pool (no score tiles, D
@@ -631,7 +632,7 @@ static void test_attn_blocks_warp(gconstpointer p) { on_backend(cu_warp, &on_war
 /* PX_CUDA_ATTN=flash against the cpu backend: the shapes the fused kernels
  * take (bf16 / f16; f32 runs them on the tensor-core path), T not a multiple
  * of the 64-row tile (100, 257, 130), exactly one tile (64), GQA (8 query
- * heads on 2 kv heads, 4 on 1), head_dim 64 and 128; then two it leaves to
+ * heads on 2 kv heads, 4 on 1), head_dim 64, 80, 96 and 128; then two it leaves to
  * the other paths (head_dim 16; T = 1). Forward out, the lse (relative 1e-4,
  * as above) and backward dqkv (+=). Tolerances tol(): bf16 5e-2, f16 1e-2,
  * the tensor-core path's (the fused kernels round P before P V and dS before
@@ -642,6 +643,8 @@ static void test_attention_flash_shapes(gconstpointer p) {
     {.B = 2, .T = 257, .heads = 8, .kv_heads = 2, .head_dim = 128}, /* GQA, a last tile of one row */
     {.B = 1, .T = 64, .heads = 2, .kv_heads = 2, .head_dim = 128},  /* exactly one tile */
     {.B = 2, .T = 130, .heads = 4, .kv_heads = 1, .head_dim = 64},  /* one kv head, tiles 64, 64, 2 */
+    {.B = 1, .T = 90, .heads = 3, .kv_heads = 3, .head_dim = 96},   /* Phi-3-mini's head_dim */
+    {.B = 1, .T = 70, .heads = 2, .kv_heads = 1, .head_dim = 80},   /* Phi-2's */
     {.B = 2, .T = 33, .heads = 4, .kv_heads = 2, .head_dim = 16},   /* head_dim 16: not taken */
     {.B = 1, .T = 1, .heads = 2, .kv_heads = 2, .head_dim = 64},    /* T = 1: not taken (probabilities) */
   };

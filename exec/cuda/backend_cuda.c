@@ -878,7 +878,7 @@ static gboolean att_tc_takes(Cuda *c, const PxAttnShape *s, const void *const *p
 /* ---- fused attention (PX_CUDA_ATTN=flash, flash_attn.cu) ----
  * Opt in: it has not run on a GPU yet; scripts/gpu-check.sh holds it to the
  * cpu backend (/cuda/attention-flash, /cuda/attention-blocks-flash) before it
- * can become the default. Taken for bf16 / f16 with head_dim 64 or 128, every
+ * can become the default. Taken for bf16 / f16 with head_dim 64, 80, 96 or 128, every
  * base pointer 16-byte aligned (16-byte tile loads), an sm_80+ device whose
  * opt-in shared memory holds the kernels' tiles (pxk_flash_smem) and a grid
  * under 2^31 CTAs; anything else goes to the paths above, unchanged. Its

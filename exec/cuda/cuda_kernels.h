@@ -109,7 +109,7 @@ cudaError_t pxk_attention_bwd(cudaStream_t st, int dt, void *dqkv, const void *d
 /* ---- fused attention on tensor cores (flash_attn.cu, PX_CUDA_ATTN=flash) ----
  * FlashAttention-2 style: tiles of 64 query x 64 key rows in shared memory,
  * wmma 16x16x16 products (fp32 accumulators), online softmax in fp32; no score
- * tile is written to global memory. bf16 / f16, head_dim 64 or 128 only;
+ * tile is written to global memory. bf16 / f16, head_dim 64, 80, 96, 128;
  * base pointers 16-byte aligned; sm_80 or newer. q, kv in the qkv layout (Tq,
  * Tk rows per sequence), causal by the global positions qp, kp (the whole
  * attention: both {0, 0, 0}); out (B*Tq, heads*head_dim); lse fp32

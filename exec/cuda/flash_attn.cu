@@ -44,6 +44,7 @@
 #include <limits.h>
 #include <math.h>
 #include <mma.h>
+#include <type_traits>
 
 /* a named namespace, not an anonymous one: on sm_7x (the kernels trap there) the
  * unused helpers of internal linkage would draw warnings */
@@ -114,6 +115,12 @@ template <int HD> struct FlashLayout {
   static constexpr size_t DKV = 4 * HT + 2 * FT + 2 * PT + 2 * ROW + EPI;
   static constexpr size_t MAX = FWD > DQ ? (FWD > DKV ? FWD : DKV) : (DQ > DKV ? DQ : DKV);
 };
+
+/* The head_dims instantiated: GPT-2's 64, Phi-2's 80, Phi-3-mini's 96,
+ * Llama's 128. Any multiple of 16 would do; each costs compile time, and 256
+ * would need 256 accumulator registers per thread in the dK dV kernel.
+ * tests/flash_emu sizes its shared memory by FlashLayout<128>: no larger one. */
+#define FLASH_HDS(X) X(64) X(80) X(96) X(128)
 
 /* The geometry of a call (kernels.cu AttGeo): B sequences of Tq query rows
  * and Tk key rows, H query heads and KV kv heads, rows of W elements. */
@@ -525,21 +532,29 @@ using namespace pxflash;
 
 #ifndef PX_FLASH_EMULATE
 
-/* Run the statement with T the element type (bf16, f16) and HD the head_dim (64, 128) */
-#define FLASH_DISPATCH(dt, hd, ...)                                                                \
-  do {                                                                                             \
-    if ((dt) == PXK_BF16 && (hd) == 64) { typedef bf16 T; constexpr int HD = 64; __VA_ARGS__; }    \
-    if ((dt) == PXK_BF16 && (hd) == 128) { typedef bf16 T; constexpr int HD = 128; __VA_ARGS__; }  \
-    if ((dt) == PXK_F16 && (hd) == 64) { typedef f16 T; constexpr int HD = 64; __VA_ARGS__; }      \
-    if ((dt) == PXK_F16 && (hd) == 128) { typedef f16 T; constexpr int HD = 128; __VA_ARGS__; }    \
-    return cudaErrorInvalidValue;                                                                  \
-  } while (0)
+/* f(T{}, integral_constant<HD>) for the element type of dt (bf16, f16) and head_dim hd */
+template <class F> static cudaError_t flash_dispatch(int dt, int hd, F f) {
+  switch (hd) {
+#define FLASH_CASE(hdv)                                                                            \
+  case hdv:                                                                                        \
+    return dt == PXK_BF16  ? f(bf16{}, std::integral_constant<int, hdv>{})                         \
+           : dt == PXK_F16 ? f(f16{}, std::integral_constant<int, hdv>{})                          \
+                           : cudaErrorInvalidValue;
+    FLASH_HDS(FLASH_CASE)
+#undef FLASH_CASE
+  default: return cudaErrorInvalidValue;
+  }
+}
 
 extern "C" size_t pxk_flash_smem(int dt, int head_dim) {
   if (dt != PXK_BF16 && dt != PXK_F16) return 0;
-  if (head_dim == 64) return FlashLayout<64>::MAX;
-  if (head_dim == 128) return FlashLayout<128>::MAX;
-  return 0;
+  switch (head_dim) {
+#define FLASH_CASE(hdv)                                                                            \
+  case hdv: return FlashLayout<hdv>::MAX;
+    FLASH_HDS(FLASH_CASE)
+#undef FLASH_CASE
+  default: return 0;
+  }
 }
 
 extern "C" cudaError_t pxk_flash_fwd(cudaStream_t st, int dt, void *out, float *lse, const void *q, const void *kv,
@@ -547,7 +562,9 @@ extern "C" cudaError_t pxk_flash_fwd(cudaStream_t st, int dt, void *out, float *
                                      PxkPos kp) {
   if (B <= 0 || Tq <= 0 || Tk <= 0 || kv_heads <= 0 || heads % kv_heads != 0) return cudaErrorInvalidValue;
   const FlashGeo g = flash_geo(B, Tq, Tk, heads, kv_heads, head_dim, qp, kp);
-  FLASH_DISPATCH(dt, head_dim, return flash_fwd<T, HD>(st, out, lse, q, kv, g));
+  return flash_dispatch(dt, head_dim, [&](auto t, auto hd) {
+    return flash_fwd<decltype(t), decltype(hd)::value>(st, out, lse, q, kv, g);
+  });
 }
 
 extern "C" cudaError_t pxk_flash_bwd(cudaStream_t st, int dt, void *dq, void *dkv, const void *dout, const void *q,
@@ -555,6 +572,8 @@ extern "C" cudaError_t pxk_flash_bwd(cudaStream_t st, int dt, void *dq, void *dk
                                      int heads, int kv_heads, int head_dim, PxkPos qp, PxkPos kp) {
   if (B <= 0 || Tq <= 0 || Tk <= 0 || kv_heads <= 0 || heads % kv_heads != 0) return cudaErrorInvalidValue;
   const FlashGeo g = flash_geo(B, Tq, Tk, heads, kv_heads, head_dim, qp, kp);
-  FLASH_DISPATCH(dt, head_dim, return flash_bwd<T, HD>(st, dq, dkv, dout, q, kv, lse, D, d_given, g));
+  return flash_dispatch(dt, head_dim, [&](auto t, auto hd) {
+    return flash_bwd<decltype(t), decltype(hd)::value>(st, dq, dkv, dout, q, kv, lse, D, d_given, g);
+  });
 }
 #endif /* PX_FLASH_EMULATE */

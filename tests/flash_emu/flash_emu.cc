@@ -211,10 +211,15 @@ template <class T, int HD> static void run_case(const Case &c) {
 }
 
 static void run(const Case &c) {
-  if (c.dt == PXK_BF16 && c.hd == 64) run_case<bf16, 64>(c);
-  else if (c.dt == PXK_BF16 && c.hd == 128) run_case<bf16, 128>(c);
-  else if (c.dt == PXK_F16 && c.hd == 64) run_case<f16, 64>(c);
-  else run_case<f16, 128>(c);
+  switch (c.hd) {
+#define EMU_CASE(hdv)                                                                              \
+  case hdv:                                                                                        \
+    if (c.dt == PXK_BF16) run_case<bf16, hdv>(c);                                                  \
+    else run_case<f16, hdv>(c);                                                                    \
+    break;
+    FLASH_HDS(EMU_CASE)
+  default: std::printf("# flash emu: head_dim %d is not instantiated\n", c.hd); failures++;
+  }
   std::fflush(stdout);
 }
 
@@ -228,6 +233,8 @@ int main() {
     {"whole B2 T130 H2 KV1 hd128 (tiles 64 64 2)", PXK_F16, 2, 130, 130, 2, 1, 128, true, at_t, at_t},
     {"whole B1 T64 H2 KV2 hd128 (one tile)", PXK_BF16, 1, 64, 64, 2, 2, 128, true, at_t, at_t},
     {"whole B1 T77 H4 KV2 hd64", PXK_F16, 1, 77, 77, 4, 2, 64, true, at_t, at_t},
+    {"whole B1 T70 H2 KV1 hd80", PXK_BF16, 1, 70, 70, 2, 1, 80, true, at_t, at_t},
+    {"whole B1 T90 H3 KV3 hd96", PXK_F16, 1, 90, 90, 3, 3, 96, true, at_t, at_t},
     {"block rank 1 own (split in a tile)", PXK_F16, 1, 80, 80, 4, 2, 64, false, r1, r1},
     {"block rank 1 vs rank 0's keys", PXK_BF16, 2, 80, 80, 4, 2, 64, false, r1, r0},
     {"block rank 0 vs rank 1's keys (rows see none)", PXK_BF16, 1, 80, 80, 4, 2, 64, false, r0, r1},
