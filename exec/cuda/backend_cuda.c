@@ -1468,8 +1468,10 @@ static gboolean cuda_init(Cuda *c, GError **error) {
   const char *att = g_getenv("PX_CUDA_ATTN");
   c->att_warp = att && g_strcmp0(att, "warp") == 0;
   c->att_flash = att && g_strcmp0(att, "flash") == 0;
-  CU(c, op, cudaDeviceGetAttribute(&c->smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, c->device));
-  CU(c, op, cudaDeviceGetAttribute(&c->cc_major, cudaDevAttrComputeCapabilityMajor, c->device));
+  if (c->att_flash) { /* what att_flash_takes checks; nothing more for the default paths */
+    CU(c, op, cudaDeviceGetAttribute(&c->smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, c->device));
+    CU(c, op, cudaDeviceGetAttribute(&c->cc_major, cudaDevAttrComputeCapabilityMajor, c->device));
+  }
   CU(c, op, cudaHostAlloc((void **)&c->bad, 2 * sizeof(int), cudaHostAllocMapped));
   c->bad[0] = c->bad[1] = 0;
   CU(c, op, cudaHostGetDevicePointer((void **)&c->bad_dev, c->bad, 0));
