@@ -1,6 +1,7 @@
 /* flash_attn.cu — fused causal attention on tensor cores (FlashAttention-2
- * style), the opt-in path of PX_CUDA_ATTN=flash (backend_cuda.c, docs/backend.md
- * "PX_CUDA_ATTN=flash"). Launchers declared in cuda_kernels.h (pxk_flash_*).
+ * style), the opt-in path of PX_CUDA_ATTN=flash (backend_cuda.c; docs/backend.md
+ * "Fused attention"). Launchers declared in cuda_kernels.h (pxk_flash_*);
+ * tests/flash_emu runs these kernels on the host.
  *
  * Same layouts and saved state as the attention kernels of kernels.cu:
  *  - q, kv: rows of W = (H + 2 KV) hd elements (query heads, key heads, value
@@ -97,6 +98,7 @@ constexpr size_t rnd128(size_t b) { return (b + 127) / 128 * 128; }
  * 128-byte aligned; leading dimensions padded: multiples of 8 halves / 4
  * floats as wmma needs, and 16-row fragment offsets stay 32-byte aligned). */
 template <int HD> struct FlashLayout {
+  static_assert(HD % 16 == 0 && HD >= 16, "head_dim in whole 16-column fragments");
   static constexpr int LD = HD + 8;   /* a Q, K, V or dO tile: 64 rows x LD halves */
   static constexpr int LDS = BC + 4;  /* an fp32 score tile (S, dP, S^T, dP^T): 64 x LDS floats */
   static constexpr int LDP = BC + 8;  /* a half tile of P, dS (or transposed): 64 x LDP halves */
@@ -133,8 +135,8 @@ struct FlashGeo {
 
 /* dst (64 x LD halves, shared) = rows [0, valid) of src (row stride `stride`
  * elements, HD contiguous from src), zeros below. 16-byte copies: src and
- * stride*2 are 16-byte aligned (backend_cuda.c checks the base pointers; HD
- * is a multiple of 64). */
+ * stride*2 are 16-byte aligned (backend_cuda.c checks the base pointers; HD,
+ * so every row length and head offset, is a multiple of 16 elements). */
 template <int HD, typename T> __device__ __forceinline__ void load_tile(T *dst, const T *src, int64_t stride, int valid) {
   constexpr int CH = HD / 8, LD = FlashLayout<HD>::LD;
   for (int c = threadIdx.x; c < 64 * CH; c += THREADS) {

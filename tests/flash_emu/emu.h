@@ -6,8 +6,16 @@
  * barriers. nvcuda::wmma: a fragment holds the whole 16x16 tile in fp32 in
  * every lane (each lane computes the same product); store_matrix_sync writes
  * from lane 0 only, so a read by another lane without a __syncwarp between
- * races, as on the GPU where each lane stores its own part. bf16 / f16 round
- * to nearest even as __float2bfloat16_rn / __float2half_rn. Not a model of
+ * races, as on the GPU where each lane stores its own part. A store first
+ * waits for the warp's lanes (the Programming Guide's "Waits until all warp
+ * lanes have arrived at store_matrix_sync", Warp Matrix Functions): on the
+ * GPU a lane stores the accumulator elements it loaded itself, so a load ...
+ * store round trip of one tile needs no barrier, while here lane 0 stores
+ * what every lane read. Loads and mma take no barrier here, so a lane's
+ * write that a fragment load reads still needs the kernel's own __syncwarp.
+ * Under -fsanitize=thread the kernels' missing barriers show as data races.
+ * bf16 / f16 round to nearest even as __float2bfloat16_rn / __float2half_rn.
+ * Not a model of
  * timing, occupancy or bank conflicts: of the arithmetic, the indexing and
  * the synchronisation only. tests/flash_emu/flash_emu.cc uses it. */
 #pragma once
@@ -123,6 +131,7 @@ inline void load_matrix_sync(fragment<accumulator, 16, 16, 16, float> &f, const 
 }
 inline void store_matrix_sync(float *p, const fragment<accumulator, 16, 16, 16, float> &f, unsigned ldm,
                               layout_t l) {
+  __syncwarp();
   if ((threadIdx.x & 31) != 0) return; /* lane 0 only: see the header comment */
   for (int r = 0; r < 16; r++)
     for (int c = 0; c < 16; c++) (l == mem_row_major ? p[r * ldm + c] : p[c * ldm + r]) = f.x[r][c];

@@ -228,6 +228,7 @@ int main() {
   /* ring attention of test_cuda_backend's test_attn_blocks with chunks of 40:
    * rank 1 holds positions 40..79 and 80..119, rank 0 0..39 and 120..159 */
   const Pos r1 = {40, 40, 80}, r0 = {40, 0, 120};
+  const Pos later = {64, 64, 0}; /* 64 keys, all before the split: positions 64 + t */
   const Case cases[] = {
     {"whole B1 T100 H8 KV2 hd64 (GQA 4:1)", PXK_BF16, 1, 100, 100, 8, 2, 64, true, at_t, at_t},
     {"whole B2 T130 H2 KV1 hd128 (tiles 64 64 2)", PXK_F16, 2, 130, 130, 2, 1, 128, true, at_t, at_t},
@@ -238,6 +239,9 @@ int main() {
     {"block rank 1 own (split in a tile)", PXK_F16, 1, 80, 80, 4, 2, 64, false, r1, r1},
     {"block rank 1 vs rank 0's keys", PXK_BF16, 2, 80, 80, 4, 2, 64, false, r1, r0},
     {"block rank 0 vs rank 1's keys (rows see none)", PXK_BF16, 1, 80, 80, 4, 2, 64, false, r0, r1},
+    /* keys at positions 64..127: query tile 0 (0..63) skips every key tile, the
+     * dK dV kernel skips query tile 0 */
+    {"block keys at 64.. (a tile sees no key tile)", PXK_F16, 1, 128, 64, 2, 1, 64, false, at_t, later},
   };
   for (const Case &c : cases) run(c);
   std::printf("# flash emu: %d comparison(s) out of bounds\n", failures);
