@@ -564,7 +564,11 @@ static void test_attn_blocks(gconstpointer p) {
     ks.pos_start1 = 3 * c;
     gint64 N = (gint64)qs.B * qs.T, W = (gint64)(qs.heads + 2 * qs.kv_heads) * qs.head_dim;
     gint64 O = (gint64)qs.heads * qs.head_dim, L = (gint64)qs.B * qs.heads;
-    g_autofree char *what = g_strdup_printf("chunks of %d%s", c, on_warp ? " warp" : on_flash ? " flash hd64" : "");
+    g_autofree char *what = g_strdup_printf("chunks of %d%s", c,
+                                            on_warp                   ? " warp"
+                                            : flash_shape(dt, &qs)    ? " flash hd64"
+                                            : on_flash                ? " hd64, tc path"
+                                                                      : "");
     Twin q = twin("q", dt, SHAPE(N, W), 1.5), kv = twin("kv", dt, SHAPE(N, W), 1.5);
     Twin out = twin("out", dt, SHAPE(N, O), 1), lse = twin("lse", STAT_DT, SHAPE(L, qs.T), 1);
     Twin ob = twin("out_b", dt, SHAPE(N, O), 1), lb = twin("lse_b", STAT_DT, SHAPE(L, qs.T), 1);
