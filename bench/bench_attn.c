@@ -1,7 +1,10 @@
 /* bench_attn.c — causal attention on the cuda backend: the tensor-core path
  * (exec/cuda/backend_cuda.c: batched cuBLAS GEMMs over blocks of 128 query
  * rows) against the warp-per-row kernels (a second backend made under
- * PX_CUDA_ATTN=warp), forward and backward, in bf16 (tensor cores) and in
+ * PX_CUDA_ATTN=warp) and the fused FlashAttention-2-style kernels (a third
+ * made under PX_CUDA_ATTN=flash, exec/cuda/flash_attn.cu: bf16 / f16 only,
+ * so in f32 that backend runs the tensor-core path and its column repeats
+ * tc's), forward and backward, in bf16 (tensor cores) and in
  * f32 (what parallax-exec's runs compute attention in today: their
  * activations are f32; cuBLAS in plain fp32, no TF32), at the shapes and batches
  * of bench/gpu_bench.sh: GPT-2 124M (B 16, T 1024, 12 heads of 64) and the
@@ -14,9 +17,10 @@
  * events on the compute stream, after one warm-up call. The tensor-core path
  * also computes the masked upper half of each diagonal block, not counted.
  *
- * Validates first: both paths on the same inputs, out and dqkv compared
- * (max |tc - warp| / max |warp|, bound 5e-2 in bf16 as test_cuda_backend,
- * 1e-4 in f32); a larger difference stops the benchmark (exit 1). Figures
+ * Validates first: the three paths on the same inputs, out and dqkv of tc
+ * and of flash compared with warp's (max |x - warp| / max |warp|, bound
+ * 5e-2 in bf16 as test_cuda_backend, 1e-4 in f32); a larger difference stops
+ * the benchmark (exit 1). Figures
  * are printed, never asserted. Without a CUDA device: one line, exit 77.
  * The ops are called through the backend's table (backend_impl.h), as
  * test_cuda_backend does: backend.c's checks admit f32 / f64 activations only.
@@ -126,15 +130,18 @@ int main(int argc, char **argv) {
   }
   g_setenv("PX_CUDA_ATTN", "warp", TRUE); /* read when the backend is made */
   g_autoptr(PxBackend) warp = px_backend_new("cuda", 0, &err);
+  g_setenv("PX_CUDA_ATTN", "flash", TRUE);
+  g_autoptr(PxBackend) flash = warp ? px_backend_new("cuda", 0, &err) : NULL;
   g_unsetenv("PX_CUDA_ATTN");
-  if (!warp) {
+  if (!warp || !flash) {
     fprintf(stderr, "bench_attn: %s\n", err->message);
     return 1;
   }
-  printf("# causal attention, cuda backend: batched cuBLAS GEMMs (tensor cores in bf16) vs warp-per-row kernels\n");
+  printf("# causal attention, cuda backend: batched cuBLAS GEMMs (tc, tensor cores in bf16) vs warp-per-row kernels"
+         " vs fused flash kernels (PX_CUDA_ATTN=flash; f32: the tc path)\n");
   printf("# FLOPs: forward 2·B·H·T²·hd (causal), backward 2.5 × forward; mean of %d calls\n", reps);
-  printf("# %-10s %-5s %-22s %-5s %10s %10s %11s %11s %9s\n", "model", "dtype", "shape", "pass", "tc ms", "warp ms",
-         "tc TFLOP/s", "warp TF/s", "speed-up");
+  printf("# %-10s %-5s %-22s %-5s %9s %9s %9s %10s %10s %10s %8s %8s\n", "model", "dtype", "shape", "pass", "tc ms",
+         "warp ms", "flash ms", "tc TF/s", "warp TF/s", "flash TF/s", "tc/warp", "fl/tc");
   int rc = 0;
   static const PxDType dts[] = {PX_DTYPE_BF16, PX_DTYPE_F32};
   for (guint q = 0; q < G_N_ELEMENTS(dts) * G_N_ELEMENTS(cases) && rc == 0; q++) {
@@ -148,17 +155,20 @@ int main(int argc, char **argv) {
     g_autofree double *hd = g_new(double, N * O);
     fill(hq, N * W, 1 + k, 1.5);
     fill(hd, N * O, 100 + k, 1.0);
-    Side a, b;
-    if (!side_new(&a, tc, dt, s, hq, hd, &err) || !side_new(&b, warp, dt, s, hq, hd, &err)) {
+    Side a, b, f;
+    if (!side_new(&a, tc, dt, s, hq, hd, &err) || !side_new(&b, warp, dt, s, hq, hd, &err) ||
+        !side_new(&f, flash, dt, s, hq, hd, &err)) {
       fprintf(stderr, "bench_attn: %s: %s\n", cases[k].model, err->message);
       return 1;
     }
     /* validate: one forward and one backward each, dqkv from zero */
-    double dout_d = INFINITY, dqkv_d = INFINITY;
-    if (run_op(&a, s, FALSE, &err) && run_op(&b, s, FALSE, &err) && run_op(&a, s, TRUE, &err) &&
-        run_op(&b, s, TRUE, &err)) {
+    double dout_d = INFINITY, dqkv_d = INFINITY, fout_d = INFINITY, fdqkv_d = INFINITY;
+    if (run_op(&a, s, FALSE, &err) && run_op(&b, s, FALSE, &err) && run_op(&f, s, FALSE, &err) &&
+        run_op(&a, s, TRUE, &err) && run_op(&b, s, TRUE, &err) && run_op(&f, s, TRUE, &err)) {
       dout_d = rel_diff(a.out, b.out, &err);
       dqkv_d = rel_diff(a.dqkv, b.dqkv, &err);
+      fout_d = rel_diff(f.out, b.out, &err);
+      fdqkv_d = rel_diff(f.dqkv, b.dqkv, &err);
     }
     if (err) {
       fprintf(stderr, "bench_attn: %s: %s\n", cases[k].model, err->message);
@@ -166,7 +176,9 @@ int main(int argc, char **argv) {
     }
     printf("# check %s %s: out max |tc - warp| / max |warp| %.2e, dqkv %.2e (bound %.0e)\n", cases[k].model,
            px_dtype_name(dt), dout_d, dqkv_d, bound);
-    if (!(dout_d <= bound && dqkv_d <= bound)) {
+    printf("# check %s %s: out max |flash - warp| / max |warp| %.2e, dqkv %.2e (bound %.0e)\n", cases[k].model,
+           px_dtype_name(dt), fout_d, fdqkv_d, bound);
+    if (!(dout_d <= bound && dqkv_d <= bound && fout_d <= bound && fdqkv_d <= bound)) {
       fprintf(stderr, "bench_attn: %s %s: the two paths differ beyond %.0e\n", cases[k].model, px_dtype_name(dt),
               bound);
       rc = 1;
@@ -174,6 +186,7 @@ int main(int argc, char **argv) {
     double fwd_flops = 2.0 * s->B * s->heads * (double)s->T * s->T * s->head_dim;
     for (int bwd = 0; bwd < 2 && rc == 0; bwd++) {
       double t_tc = time_op(&a, s, bwd, reps, &err), t_w = err ? -1 : time_op(&b, s, bwd, reps, &err);
+      double t_f = err ? -1 : time_op(&f, s, bwd, reps, &err);
       if (err) {
         fprintf(stderr, "bench_attn: %s: %s\n", cases[k].model, err->message);
         rc = 1;
@@ -181,11 +194,13 @@ int main(int argc, char **argv) {
       }
       double flops = bwd ? 2.5 * fwd_flops : fwd_flops;
       g_autofree char *shape = g_strdup_printf("B%d T%d H%d hd%d", s->B, s->T, s->heads, s->head_dim);
-      printf("  %-10s %-5s %-22s %-5s %10.3f %10.3f %11.1f %11.2f %8.1fx\n", cases[k].model, px_dtype_name(dt), shape,
-             bwd ? "bwd" : "fwd", t_tc * 1e3, t_w * 1e3, flops / t_tc / 1e12, flops / t_w / 1e12, t_w / t_tc);
+      printf("  %-10s %-5s %-22s %-5s %9.3f %9.3f %9.3f %10.1f %10.2f %10.1f %7.1fx %7.2fx\n", cases[k].model,
+             px_dtype_name(dt), shape, bwd ? "bwd" : "fwd", t_tc * 1e3, t_w * 1e3, t_f * 1e3, flops / t_tc / 1e12,
+             flops / t_w / 1e12, flops / t_f / 1e12, t_w / t_tc, t_tc / t_f);
     }
     side_free(&a);
     side_free(&b);
+    side_free(&f);
   }
   return rc;
 }

@@ -4,7 +4,15 @@
 # and carried (scripts/gpu-pack.sh; docs/gpu.md):
 #
 #   1 ops       every CUDA op against the cpu backend (test_cuda_backend: fp32
-#               tight, bf16 with its stated tolerance)
+#               tight, bf16 with its stated tolerance), the default paths: the
+#               PX_CUDA_ATTN=flash tests are left to step flash
+#   1b flash    the opt-in fused attention (PX_CUDA_ATTN=flash, exec/cuda/
+#               flash_attn.cu) against the cpu backend on its own:
+#               test_cuda_backend -p /cuda/attention-flash -p
+#               /cuda/attention-blocks-flash (bf16 5e-2, f16 1e-2; T 100, 257,
+#               130, 90, 70, 64, GQA, head_dim 64 / 80 / 96 / 128, ring blocks), and
+#               that the fused kernels ran (no tensor-core workspace taken);
+#               it must pass before flash can become the default
 #   2 train     3 steps of GPT-2 124M (B 4, T 64, fp32): --backend cuda against
 #               --backend cpu; per step |Δloss| / loss ≤ 1e-5 at step 1 (no
 #               update yet: kernels only), ≤ 1e-4 after (Adam amplifies ULPs);
@@ -27,8 +35,9 @@
 #               activation peak within 5 % (tests/test_runtime.c's bounds);
 #               buffers printed (temporaries: the planner's workspace)
 #   6 bench     bench_attn (when packed): causal attention, bf16, the
-#               tensor-core path against the warp kernels, TFLOP/s forward
-#               and backward at the 124M and 1.3B shapes; then
+#               tensor-core path against the warp kernels and the flash
+#               kernels, TFLOP/s forward and backward at the 124M and 1.3B
+#               shapes; then
 #               bench/gpu_bench.sh: parallax-exec, PyTorch eager and
 #               torch.compile (and llm.c when a checkout is carried), GPT-2
 #               124M and a 1.3B GPT, tokens/s and MFU; GEMM TFLOP/s. Figures
@@ -68,7 +77,7 @@ cd "$here"
 
 if [ "$BACKEND" != cuda ]; then
   echo "GPU check, dry run: backend $BACKEND in the place of cuda, model $MODEL" > "$logs/gpus.txt"
-  skip="$skip ops nccl bench "
+  skip="$skip ops flash nccl bench "
 elif ! nvidia-smi -L > "$logs/gpus.txt" 2>&1 || ! grep -q '^GPU ' "$logs/gpus.txt"; then
   echo "no CUDA device: skipped (gpu-check needs a GPU)"
   exit 77
@@ -140,13 +149,32 @@ export -f compare_losses
 
 check_ops() {
   [ -x "$pack/test_cuda_backend" ] || { echo "test_cuda_backend is not in the pack"; return 1; }
-  "$pack/test_cuda_backend" --tap > "$logs/ops.tap" 2>&1
+  # the opt-in flash attention has a step of its own (flash): a failure there is not one of the default paths
+  local skips=() p d
+  for p in attention-flash attention-blocks-flash; do for d in f32 bf16 f16; do skips+=(-s "/cuda/$p/$d"); done; done
+  "$pack/test_cuda_backend" --tap "${skips[@]}" > "$logs/ops.tap" 2>&1
   local rc=$? ok notok
   cat "$logs/ops.tap" >&2
   ok=$(grep -c '^ok' "$logs/ops.tap"); notok=$(grep -c '^not ok' "$logs/ops.tap")
   [ $rc -eq 77 ] && { echo "test_cuda_backend skipped: $(tail -n 1 "$logs/ops.tap")"; return 1; }
   echo "every CUDA op against cpu: $ok ok, $notok not ok (test_cuda_backend exit $rc)"
   [ $rc -eq 0 ] && [ "$notok" -eq 0 ]
+}
+
+check_flash() {
+  [ -x "$pack/test_cuda_backend" ] || { echo "test_cuda_backend is not in the pack"; return 1; }
+  "$pack/test_cuda_backend" --tap -p /cuda/attention-flash -p /cuda/attention-blocks-flash > "$logs/flash.tap" 2>&1
+  local rc=$? ok notok ran worst
+  cat "$logs/flash.tap" >&2
+  [ $rc -eq 77 ] && { echo "test_cuda_backend skipped: $(tail -n 1 "$logs/flash.tap")"; return 1; }
+  ok=$(grep -c '^ok' "$logs/flash.tap"); notok=$(grep -c '^not ok' "$logs/flash.tap")
+  ran=$(grep -c 'the fused kernels ran) ok' "$logs/flash.tap")
+  # the comparison closest to its tolerance (the lines of the fused kernels' shapes say "flash")
+  worst=$(grep '^# cuda vs cpu: .*flash' "$logs/flash.tap" |
+    sed -n 's/.*max err \([0-9.e+-]*\) (tol \([0-9.e+-]*\)).*/\1 \2/p' |
+    awk '$1 / $2 >= w { w = $1 / $2; l = sprintf("%s of tol %s", $1, $2) } END { print l }')
+  echo "PX_CUDA_ATTN=flash against cpu: $ok ok, $notok not ok, $ran calls on the fused kernels, worst max err ${worst:-none} (exit $rc)"
+  [ $rc -eq 0 ] && [ "$notok" -eq 0 ] && [ "$ran" -gt 0 ]
 }
 
 RUN_FP32="--precision fp32 --dtype f32 --json"
@@ -259,6 +287,7 @@ check_bench() {
 }
 
 step ops 180 check_ops
+step flash 90 check_flash
 step train 300 check_train
 step layout 180 check_layout
 step nccl 180 check_nccl

@@ -22,7 +22,7 @@ rc=$?
 echo "$out"
 [ $rc -eq 0 ] || fail "dry run exit $rc"
 for s in train layout memory; do grep -Eq "^$s +PASS" <<<"$out" || fail "dry run: step $s did not pass"; done
-for s in ops nccl bench; do grep -Eq "^$s +SKIP .*dry run: needs CUDA" <<<"$out" || fail "dry run: step $s not skipped"; done
+for s in ops flash nccl bench; do grep -Eq "^$s +SKIP .*dry run: needs CUDA" <<<"$out" || fail "dry run: step $s not skipped"; done
 [ -s "$tmp/dry/gpu-check/summary.txt" ] || fail "no summary.txt under \$OUT/gpu-check"
 grep -q "weights, gradients, optimizer exact" <<<"$out" || fail "memory step: categories not exact"
 

@@ -28,7 +28,9 @@
  * head_dim a multiple of 8 take the tensor-core path (batched cuBLAS GEMMs
  * over blocks of 128 query rows), and one made under PX_CUDA_ATTN=warp
  * (the warp-per-row kernels, /cuda/attention-warp and
- * /cuda/attention-blocks-warp).
+ * /cuda/attention-blocks-warp), and one made under PX_CUDA_ATTN=flash (the
+ * fused FlashAttention-2-style kernels, /cuda/attention-flash and
+ * /cuda/attention-blocks-flash).
  *
  * Then: the streams (async copies ordered by events, host functions after
  * the work before them, a failed host function failing its stream), event
@@ -52,6 +54,10 @@ static PxBackend *cpu, *cu;
  * attention kernels only), and whether cu is it for the test running */
 static PxBackend *cu_warp;
 static gboolean on_warp;
+/* a third made under PX_CUDA_ATTN=flash (the fused kernels of flash_attn.cu
+ * where they apply: bf16 / f16, head_dim 64, 80, 96, 128), and whether cu is it */
+static PxBackend *cu_flash;
+static gboolean on_flash;
 static GRand *rng;
 
 /* expr, which may set the GError *E this declares, must succeed */
@@ -447,8 +453,8 @@ static void ref_lse(const PxAttnShape *s, const PxTensor *qkv, double *lse) {
  * the first B*H*T fp32 of att, against ref_lse (relative 1e-4 of the largest;
  * in f32 this also proves that the tensor-core path ran: the warp kernels
  * would have saved probabilities). */
+static void attention_shapes(PxDType dt, const PxAttnShape *shapes, guint n_shapes);
 static void test_attention(gconstpointer p) {
-  PxDType dt = GPOINTER_TO_INT(p);
   const PxAttnShape shapes[] = {
     {.B = 2, .T = 33, .heads = 4, .kv_heads = 2, .head_dim = 16}, /* grouped-query */
     {.B = 1, .T = 70, .heads = 2, .kv_heads = 1, .head_dim = 80}, /* head_dim not a multiple of 32 */
@@ -459,15 +465,45 @@ static void test_attention(gconstpointer p) {
     {.B = 1, .T = 37, .heads = 6, .kv_heads = 2, .head_dim = 24},  /* 3 query heads per kv head */
     {.B = 2, .T = 21, .heads = 2, .kv_heads = 1, .head_dim = 20},  /* head_dim % 8 != 0: warp kernels */
   };
-  for (guint k = 0; k < G_N_ELEMENTS(shapes); k++) {
+  attention_shapes(GPOINTER_TO_INT(p), shapes, G_N_ELEMENTS(shapes));
+}
+
+/* Whether the flash kernels take shape s of dt on cu_flash (backend_cuda.c
+ * att_flash_takes; the test's tensors are fresh, so aligned). */
+static gboolean flash_shape(PxDType dt, const PxAttnShape *s) {
+  const int hd = s->head_dim;
+  return on_flash && (dt == PX_DTYPE_BF16 || dt == PX_DTYPE_F16) && (hd == 64 || hd == 80 || hd == 96 || hd == 128);
+}
+
+/* The flash path allocates nothing from the caching pool (no score tiles, D
+ * in uncounted scratch), where the tensor-core path takes its workspace
+ * (attention.workspace, and attention.dkv_f32 in backward) under
+ * PX_MEM_BUFFERS: so the peak of PX_MEM_BUFFERS since the reset before the op
+ * still equals the current bytes exactly when the flash path ran (on
+ * cu_flash the warp kernels are never chosen for these shapes). */
+static void check_no_workspace(const char *op, PxDType dt, const PxAttnShape *s) {
+  PxMemStats m;
+  px_backend_mem_stats(cu, &m);
+  gboolean ok = m.peak[PX_MEM_BUFFERS] == m.current[PX_MEM_BUFFERS];
+  printf("# cuda flash: %-16s %-4s B%d T%d H%d KV%d hd%d: no workspace taken (the fused kernels ran) %s\n", op,
+         px_dtype_name(dt), s->B, s->T, s->heads, s->kv_heads, s->head_dim, ok ? "ok" : "FAIL");
+  if (!ok) failures++;
+  g_assert_cmpint(m.peak[PX_MEM_BUFFERS], ==, m.current[PX_MEM_BUFFERS]);
+}
+
+static void attention_shapes(PxDType dt, const PxAttnShape *shapes, guint n_shapes) {
+  for (guint k = 0; k < n_shapes; k++) {
     const PxAttnShape *s = &shapes[k];
     gint64 N = (gint64)s->B * s->T, W = (gint64)(s->heads + 2 * s->kv_heads) * s->head_dim;
     gint64 O = (gint64)s->heads * s->head_dim, R = (gint64)s->B * s->heads * s->T;
     Twin qkv = twin("qkv", dt, SHAPE(N, W), 1.5), out = twin("out", dt, SHAPE(N, O), 1);
     Twin att = twin("att", dt, SHAPE(s->B, s->heads, s->T, s->T), 1);
+    const gboolean flash = flash_shape(dt, s) && s->T >= 2;
+    px_backend_mem_reset_peak(cu);
     BOTH(attention_fwd, X(out), X(att), X(qkv), s);
+    if (flash) check_no_workspace("attention_fwd", dt, s);
     g_autofree char *what = g_strdup_printf("out (B%d T%d H%d KV%d hd%d)%s", s->B, s->T, s->heads, s->kv_heads,
-                                            s->head_dim, on_warp ? " warp" : "");
+                                            s->head_dim, on_warp ? " warp" : flash ? " flash" : "");
     gboolean tc = !on_warp && s->head_dim % 8 == 0 && s->T >= 2;
     gboolean probs = !tc && (dt == PX_DTYPE_F32 || s->T == 1); /* the warp kernels' rule (cuda_kernels.h) */
     if (probs) REPORT("attention_fwd", dt, what, out, att);
@@ -490,8 +526,12 @@ static void test_attention(gconstpointer p) {
       g_assert_cmpfloat(diff, <=, 1e-4 * ref);
     }
     Twin dout = twin("dout", dt, SHAPE(N, O), 1), dqkv = twin("dqkv", dt, SHAPE(N, W), 1);
+    px_backend_mem_reset_peak(cu);
     BOTH(attention_bwd, X(dqkv), X(dout), X(qkv), X(att), s);
-    REPORT("attention_bwd", dt, "dqkv (+=)", dqkv);
+    if (flash) check_no_workspace("attention_bwd", dt, s);
+    g_autofree char *wb = g_strdup_printf("dqkv (+=) (B%d T%d H%d KV%d hd%d)%s", s->B, s->T, s->heads, s->kv_heads,
+                                          s->head_dim, on_warp ? " warp" : flash ? " flash" : "");
+    REPORT("attention_bwd", dt, wb, dqkv);
     twin_free(qkv);
     twin_free(out);
     twin_free(att);
@@ -507,25 +547,35 @@ static void test_attention(gconstpointer p) {
  * backward; then rank 0's queries against rank 1's keys, where the rows at
  * 0..c-1 see no key (out 0; the lse, -inf there, is not compared).
  * c = 10: one block of query rows; c = 100: two (128 and 72) on the
- * tensor-core path (head_dim 24). */
+ * tensor-core path (head_dim 24). On cu_flash head_dim is 64, which the
+ * fused kernels take (bf16 / f16): c = 100 gives tiles of 64 rows with the
+ * split between the two runs of positions inside a tile (rows 64..127), so
+ * both the tile skipping by the runs' extreme positions and the per-element
+ * masks are exercised, on the query and the key side. */
 static void test_attn_blocks(gconstpointer p) {
   PxDType dt = GPOINTER_TO_INT(p);
   const int chunks[] = {10, 100};
   for (guint k = 0; k < G_N_ELEMENTS(chunks); k++) {
     const int c = chunks[k];
-    PxAttnShape qs = {.B = 2, .T = 2 * c, .heads = 4, .kv_heads = 2, .head_dim = 24, .pos_split = c,
-                      .pos_start0 = c, .pos_start1 = 2 * c};
+    PxAttnShape qs = {.B = 2, .T = 2 * c, .heads = 4, .kv_heads = 2, .head_dim = on_flash ? 64 : 24,
+                      .pos_split = c, .pos_start0 = c, .pos_start1 = 2 * c};
     PxAttnShape ks = qs;
     ks.pos_start0 = 0;
     ks.pos_start1 = 3 * c;
     gint64 N = (gint64)qs.B * qs.T, W = (gint64)(qs.heads + 2 * qs.kv_heads) * qs.head_dim;
     gint64 O = (gint64)qs.heads * qs.head_dim, L = (gint64)qs.B * qs.heads;
-    g_autofree char *what = g_strdup_printf("chunks of %d%s", c, on_warp ? " warp" : "");
+    g_autofree char *what = g_strdup_printf("chunks of %d%s", c,
+                                            on_warp                   ? " warp"
+                                            : flash_shape(dt, &qs)    ? " flash hd64"
+                                            : on_flash                ? " hd64, tc path"
+                                                                      : "");
     Twin q = twin("q", dt, SHAPE(N, W), 1.5), kv = twin("kv", dt, SHAPE(N, W), 1.5);
     Twin out = twin("out", dt, SHAPE(N, O), 1), lse = twin("lse", STAT_DT, SHAPE(L, qs.T), 1);
     Twin ob = twin("out_b", dt, SHAPE(N, O), 1), lb = twin("lse_b", STAT_DT, SHAPE(L, qs.T), 1);
+    px_backend_mem_reset_peak(cu);
     BOTH(attn_block_fwd, X(out), X(lse), X(q), X(q), &qs, &qs);
     BOTH(attn_block_fwd, X(ob), X(lb), X(q), X(kv), &qs, &ks);
+    if (flash_shape(dt, &qs)) check_no_workspace("attn_block_fwd", dt, &qs);
     g_autofree char *w1 = g_strdup_printf("out (own, other), %s", what);
     REPORT("attn_block_fwd", dt, w1, out, ob);
     g_autofree char *w1s = g_strdup_printf("lse f32 (own, other), %s", what);
@@ -551,8 +601,10 @@ static void test_attn_blocks(gconstpointer p) {
       twin_free(lb2);
     }
     Twin dout = twin("dout", dt, SHAPE(N, O), 1), dq = twin("dq", dt, SHAPE(N, W), 1), dkv = twin("dkv", dt, SHAPE(N, W), 1);
+    px_backend_mem_reset_peak(cu);
     BOTH(attn_block_bwd, X(dq), X(dkv), X(dout), X(q), X(kv), X(out), X(lse), &qs, &ks);
     BOTH(attn_block_bwd, X(dq), X(dq), X(dout), X(q), X(q), X(out), X(lse), &qs, &qs);
+    if (flash_shape(dt, &qs)) check_no_workspace("attn_block_bwd", dt, &qs);
     g_autofree char *w2 = g_strdup_printf("dq, dkv (+=), %s", what);
     REPORT("attn_block_bwd", dt, w2, dq, dkv);
     /* rank 0's queries (kv, at ks's positions) against rank 1's keys (q, at qs's) */
@@ -565,21 +617,45 @@ static void test_attn_blocks(gconstpointer p) {
   }
 }
 
-/* the same two on the warp kernels (cu_warp) */
-static void on_warp_backend(GTestDataFunc fn, gconstpointer p) {
-  if (!cu_warp) {
+/* the same two on the warp kernels (cu_warp) or the flash kernels (cu_flash) */
+static void on_backend(PxBackend *be, gboolean *flag, GTestDataFunc fn, gconstpointer p) {
+  if (!be) {
     g_test_skip("no second cuda backend");
     return;
   }
   PxBackend *keep = cu;
-  cu = cu_warp;
-  on_warp = TRUE;
+  cu = be;
+  *flag = TRUE;
   fn(p);
-  on_warp = FALSE;
+  *flag = FALSE;
   cu = keep;
 }
-static void test_attention_warp(gconstpointer p) { on_warp_backend(test_attention, p); }
-static void test_attn_blocks_warp(gconstpointer p) { on_warp_backend(test_attn_blocks, p); }
+static void test_attention_warp(gconstpointer p) { on_backend(cu_warp, &on_warp, test_attention, p); }
+static void test_attn_blocks_warp(gconstpointer p) { on_backend(cu_warp, &on_warp, test_attn_blocks, p); }
+
+/* PX_CUDA_ATTN=flash against the cpu backend: the shapes the fused kernels
+ * take (bf16 / f16; f32 runs them on the tensor-core path), T not a multiple
+ * of the 64-row tile (100, 257, 130), exactly one tile (64), GQA (8 query
+ * heads on 2 kv heads, 4 on 1), head_dim 64, 80, 96 and 128; then two it leaves to
+ * the other paths (head_dim 16; T = 1). Forward out, the lse (relative 1e-4,
+ * as above) and backward dqkv (+=). Tolerances tol(): bf16 5e-2, f16 1e-2,
+ * the tensor-core path's (the fused kernels round P before P V and dS before
+ * dS K, dS^T Q, as it does, and round out, dq, dk, dv once each). */
+static void test_attention_flash_shapes(gconstpointer p) {
+  const PxAttnShape shapes[] = {
+    {.B = 1, .T = 100, .heads = 8, .kv_heads = 2, .head_dim = 64},  /* GQA 4:1, tiles of 64 and 36 */
+    {.B = 2, .T = 257, .heads = 8, .kv_heads = 2, .head_dim = 128}, /* GQA, a last tile of one row */
+    {.B = 1, .T = 64, .heads = 2, .kv_heads = 2, .head_dim = 128},  /* exactly one tile */
+    {.B = 2, .T = 130, .heads = 4, .kv_heads = 1, .head_dim = 64},  /* one kv head, tiles 64, 64, 2 */
+    {.B = 1, .T = 90, .heads = 3, .kv_heads = 3, .head_dim = 96},   /* Phi-3-mini's head_dim */
+    {.B = 1, .T = 70, .heads = 2, .kv_heads = 1, .head_dim = 80},   /* Phi-2's */
+    {.B = 2, .T = 33, .heads = 4, .kv_heads = 2, .head_dim = 16},   /* head_dim 16: not taken */
+    {.B = 1, .T = 1, .heads = 2, .kv_heads = 2, .head_dim = 64},    /* T = 1: not taken (probabilities) */
+  };
+  attention_shapes(GPOINTER_TO_INT(p), shapes, G_N_ELEMENTS(shapes));
+}
+static void test_attention_flash(gconstpointer p) { on_backend(cu_flash, &on_flash, test_attention_flash_shapes, p); }
+static void test_attn_blocks_flash(gconstpointer p) { on_backend(cu_flash, &on_flash, test_attn_blocks, p); }
 
 static void test_cross_entropy(gconstpointer p) {
   PxDType dt = GPOINTER_TO_INT(p);
@@ -1058,6 +1134,9 @@ int main(int argc, char **argv) {
   g_setenv("PX_CUDA_ATTN", "warp", TRUE);
   cu_warp = px_backend_new("cuda", 0, &E);
   g_assert_no_error(E);
+  g_setenv("PX_CUDA_ATTN", "flash", TRUE);
+  cu_flash = px_backend_new("cuda", 0, &E);
+  g_assert_no_error(E);
   if (att_env) g_setenv("PX_CUDA_ATTN", att_env, TRUE);
   else g_unsetenv("PX_CUDA_ATTN");
   rng = g_rand_new_with_seed(20261130);
@@ -1069,7 +1148,8 @@ int main(int argc, char **argv) {
     {"norms", test_norms},
     {"elementwise", test_elementwise}, {"rope", test_rope},    {"attention", test_attention},
     {"attention-blocks", test_attn_blocks}, {"attention-warp", test_attention_warp},
-    {"attention-blocks-warp", test_attn_blocks_warp},
+    {"attention-blocks-warp", test_attn_blocks_warp}, {"attention-flash", test_attention_flash},
+    {"attention-blocks-flash", test_attn_blocks_flash},
     {"cross-entropy", test_cross_entropy}, {"optimizer", test_optimizer},
     {"rows", test_rows},         {"router", test_router},
   };
@@ -1092,6 +1172,7 @@ int main(int argc, char **argv) {
   px_backend_free(cpu);
   px_backend_free(cu);
   px_backend_free(cu_warp);
+  px_backend_free(cu_flash);
   g_rand_free(rng);
   return rc;
 }

@@ -47,6 +47,9 @@ typedef struct {
   cublasLtHandle_t lt;
   cublasHandle_t blas;    /* the batched GEMMs of attention (cublasGemmBatchedEx), on st */
   gboolean att_warp;      /* PX_CUDA_ATTN=warp: attention by the warp-per-row kernels only */
+  gboolean att_flash;     /* PX_CUDA_ATTN=flash: the fused kernels of flash_attn.cu where they apply */
+  int smem_optin;         /* the device's opt-in shared memory per block (bytes) */
+  int cc_major;           /* its compute capability's major number */
   void *workspace;
   int *bad;               /* host-mapped int[2]: {PXK_BAD_*, id} set by kernels */
   int *bad_dev;           /* its device address */
@@ -872,6 +875,23 @@ static gboolean att_tc_takes(Cuda *c, const PxAttnShape *s, const void *const *p
   return !c->att_warp && s->head_dim % 8 == 0 && att_tc_aligned(ps, n);
 }
 
+/* ---- fused attention (PX_CUDA_ATTN=flash, flash_attn.cu) ----
+ * Opt in: it has not run on a GPU yet; scripts/gpu-check.sh holds it to the
+ * cpu backend (/cuda/attention-flash, /cuda/attention-blocks-flash) before it
+ * can become the default. Taken for bf16 / f16 with head_dim 64, 80, 96 or 128, every
+ * base pointer 16-byte aligned (16-byte tile loads), an sm_80+ device whose
+ * opt-in shared memory holds the kernels' tiles (pxk_flash_smem) and a grid
+ * under 2^31 CTAs; anything else goes to the paths above, unchanged. Its
+ * state (lse fp32, -inf for a row that sees no key) is the tensor-core
+ * path's, so a forward on one path and the backward on another agree. */
+static gboolean att_flash_takes(Cuda *c, PxDType dt, const PxAttnShape *qs, const PxAttnShape *ks,
+                                const void *const *ps, int n) {
+  if (!c->att_flash || (dt != PX_DTYPE_BF16 && dt != PX_DTYPE_F16) || c->cc_major < 8) return FALSE;
+  const size_t smem = pxk_flash_smem((int)dt, qs->head_dim);
+  const gint64 ctas = (gint64)(MAX(qs->T, ks->T) + 63) / 64 * qs->B * qs->heads;
+  return smem > 0 && smem <= (size_t)c->smem_optin && ctas <= G_MAXINT32 && att_tc_aligned(ps, n);
+}
+
 /* the position of token t under p (host copy of px_attn_pos for PxkPos) */
 static int att_pos(PxkPos p, int t) {
   return p.split <= 0 ? t : t < p.split ? p.start0 + t : p.start1 + (t - p.split);
@@ -1024,6 +1044,12 @@ static gboolean cuda_attention_fwd(PxBackend *be, PxTensor *out, PxTensor *att, 
   const char *op = "attention_fwd";
   Cuda *c = cx(be);
   if (!enter(be, op, qkv->dtype, error)) return FALSE;
+  /* T >= 2: att (B,H,T,T) of a half type holds the B*H*T fp32 lse */
+  if (s->T >= 2 && att_flash_takes(c, qkv->dtype, s, s, (const void *const[]){qkv->data, out->data}, 2)) {
+    const PxkPos at_t = {0, 0, 0};
+    return KERN(pxk_flash_fwd(c->st, qkv->dtype, out->data, att->data, qkv->data, qkv->data, s->B, s->T, s->T,
+                              s->heads, s->kv_heads, s->head_dim, at_t, at_t));
+  }
   const gboolean tc = att_full_tc(c, s, qkv);
   if (tc && att_tc_aligned((const void *const[]){out->data}, 1)) {
     AttTcCall x = {.dt = qkv->dtype, .qs = s, .ks = s, .q = qkv->data, .kv = qkv->data, .o = out->data,
@@ -1041,6 +1067,16 @@ static gboolean cuda_attention_bwd(PxBackend *be, PxTensor *dqkv, const PxTensor
   Cuda *c = cx(be);
   void *Dbuf = NULL;
   if (!enter(be, op, qkv->dtype, error)) return FALSE;
+  if (s->T >= 2 &&
+      att_flash_takes(c, qkv->dtype, s, s, (const void *const[]){qkv->data, dout->data, dqkv->data}, 3)) {
+    /* D (B*H*T fp32): no out here, so the dQ kernel forms sum_j P dP */
+    const PxkPos at_t = {0, 0, 0};
+    if (!scratch(c, op, (gsize)s->B * s->heads * s->T * sizeof(float), &Dbuf, error)) return FALSE;
+    gboolean ok = KERN(pxk_flash_bwd(c->st, qkv->dtype, dqkv->data, dqkv->data, dout->data, qkv->data, qkv->data,
+                                     att->data, Dbuf, 0, s->B, s->T, s->T, s->heads, s->kv_heads, s->head_dim, at_t,
+                                     at_t));
+    return scratch_free(c, op, Dbuf, ok ? error : NULL) && ok;
+  }
   const gboolean tc = att_full_tc(c, s, qkv);
   if (tc && att_tc_aligned((const void *const[]){dout->data, dqkv->data}, 2)) {
     AttTcCall x = {.dt = qkv->dtype, .qs = s, .ks = s, .q = qkv->data, .kv = qkv->data, .o = (void *)dout->data,
@@ -1066,6 +1102,9 @@ static gboolean cuda_attn_block_fwd(PxBackend *be, PxTensor *out, PxTensor *lse,
   const char *op = "attn_block_fwd";
   Cuda *c = cx(be);
   if (!enter(be, op, q->dtype, error) || !STATS(lse)) return FALSE;
+  if (att_flash_takes(c, q->dtype, qs, ks, (const void *const[]){out->data, q->data, kv->data}, 3))
+    return KERN(pxk_flash_fwd(c->st, q->dtype, out->data, lse->data, q->data, kv->data, qs->B, qs->T, ks->T,
+                              qs->heads, qs->kv_heads, qs->head_dim, pxk_pos(qs), pxk_pos(ks)));
   if (att_tc_takes(c, qs, (const void *const[]){out->data, q->data, kv->data}, 3)) {
     AttTcCall x = {.dt = q->dtype, .qs = qs, .ks = ks, .q = q->data, .kv = kv->data, .o = out->data,
                    .lse = lse->data};
@@ -1092,6 +1131,18 @@ static gboolean cuda_attn_block_bwd(PxBackend *be, PxTensor *dq, PxTensor *dkv, 
   const char *op = "attn_block_bwd";
   Cuda *c = cx(be);
   if (!enter(be, op, q->dtype, error) || !STATS(lse)) return FALSE;
+  if (att_flash_takes(c, q->dtype, qs, ks, (const void *const[]){dq->data, dkv->data, dout->data, q->data, kv->data},
+                      5)) {
+    /* D = rowsum(dout * out) of the final output (the block holds only part of each row) */
+    void *D = NULL;
+    if (!scratch(c, op, (gsize)qs->B * qs->heads * qs->T * sizeof(float), &D, error)) return FALSE;
+    gboolean ok = KERN(pxk_att_rowdot(c->st, q->dtype, D, dout->data, out->data, qs->B, qs->T, qs->heads,
+                                      qs->head_dim)) &&
+                  KERN(pxk_flash_bwd(c->st, q->dtype, dq->data, dkv->data, dout->data, q->data, kv->data, lse->data,
+                                     D, 1, qs->B, qs->T, ks->T, qs->heads, qs->kv_heads, qs->head_dim, pxk_pos(qs),
+                                     pxk_pos(ks)));
+    return scratch_free(c, op, D, ok ? error : NULL) && ok;
+  }
   if (att_tc_takes(c, qs, (const void *const[]){dq->data, dkv->data, dout->data, q->data, kv->data}, 5)) {
     void *D = NULL;
     if (!scratch(c, op, (gsize)qs->B * qs->heads * qs->T * sizeof(float), &D, error)) return FALSE;
@@ -1416,6 +1467,11 @@ static gboolean cuda_init(Cuda *c, GError **error) {
   LT(c, op, cublasSetWorkspace(c->blas, c->workspace, WORKSPACE_BYTES));
   const char *att = g_getenv("PX_CUDA_ATTN");
   c->att_warp = att && g_strcmp0(att, "warp") == 0;
+  c->att_flash = att && g_strcmp0(att, "flash") == 0;
+  if (c->att_flash) { /* what att_flash_takes checks; nothing more for the default paths */
+    CU(c, op, cudaDeviceGetAttribute(&c->smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, c->device));
+    CU(c, op, cudaDeviceGetAttribute(&c->cc_major, cudaDevAttrComputeCapabilityMajor, c->device));
+  }
   CU(c, op, cudaHostAlloc((void **)&c->bad, 2 * sizeof(int), cudaHostAllocMapped));
   c->bad[0] = c->bad[1] = 0;
   CU(c, op, cudaHostGetDevicePointer((void **)&c->bad_dev, c->bad, 0));

@@ -20,6 +20,7 @@
  * backend reports it at its next synchronisation. */
 #pragma once
 #include <cuda_runtime.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -104,6 +105,26 @@ cudaError_t pxk_attention_fwd(cudaStream_t st, int dt, void *out, void *att, con
 cudaError_t pxk_attention_bwd(cudaStream_t st, int dt, void *dqkv, const void *dout, const void *qkv,
                               const void *att, float *D, int B, int T, int heads, int kv_heads,
                               int head_dim, int sp);
+
+/* ---- fused attention on tensor cores (flash_attn.cu, PX_CUDA_ATTN=flash) ----
+ * FlashAttention-2 style: tiles of 64 query x 64 key rows in shared memory,
+ * wmma 16x16x16 products (fp32 accumulators), online softmax in fp32; no score
+ * tile is written to global memory. bf16 / f16, head_dim 64, 80, 96, 128;
+ * base pointers 16-byte aligned; sm_80 or newer. q, kv in the qkv layout (Tq,
+ * Tk rows per sequence), causal by the global positions qp, kp (the whole
+ * attention: both {0, 0, 0}); out (B*Tq, heads*head_dim); lse fp32
+ * (B*heads, Tq), -inf for a row that sees no key (out 0): the same state as
+ * pxk_attention_fwd's lse and pxk_attn_block_fwd. Backward adds into dq and
+ * dkv (qkv layout; may be one tensor); D fp32 (B*heads, Tq): rowsum(dout *
+ * out) when d_given, else scratch the backward fills with sum_j P dP. */
+/* the dynamic shared memory the kernels need for dt and head_dim (bytes,
+ * the largest of the three), 0 when the path does not take them */
+size_t pxk_flash_smem(int dt, int head_dim);
+cudaError_t pxk_flash_fwd(cudaStream_t st, int dt, void *out, float *lse, const void *q, const void *kv, int B,
+                          int Tq, int Tk, int heads, int kv_heads, int head_dim, PxkPos qp, PxkPos kp);
+cudaError_t pxk_flash_bwd(cudaStream_t st, int dt, void *dq, void *dkv, const void *dout, const void *q,
+                          const void *kv, const float *lse, float *D, int d_given, int B, int Tq, int Tk, int heads,
+                          int kv_heads, int head_dim, PxkPos qp, PxkPos kp);
 
 /* ---- attention on tensor cores (backend_cuda.c): the scores of one block
  * of query rows by batched cuBLAS GEMMs, these kernels in between ----
