@@ -632,7 +632,28 @@ double px_cost_class_bytes(const PxModelDesc *d, PxOpClass k, int dir, double T,
     n = bwd ? 1 + norm_bwd_extra_kernels(d) : 1;
     break;
   case PX_OPC_RESIDUAL: bytes = 3 * tw * E; break; /* 2 reads + write | the gradient sum at the fork */
-  case PX_OPC_ACT: bytes = (gated ? (bwd ? 5 : 3) : (bwd ? 3 : 2)) * tw * E; break;
+  case PX_OPC_ACT:
+    if (d->ffn_kind == PX_FFN_RELU2) {
+      /* squared ReLU as the frameworks write it, torch.pow(F.relu(x), 2) run
+       * eagerly (NeMo d2b21556 nemo/collections/llm/fn/activation.py
+       * squared_relu, "@torch.jit.script ... remove until we have
+       * serialization", the activation_func of its NemotronConfig, which
+       * Megatron-Core's MLP.forward calls unfused, bias_activation_fusion
+       * being for GELU and SwiGLU only; Hugging Face's ReLUSquaredActivation,
+       * relu then torch.square). Forward: relu (read x, write r) and pow
+       * (read r, write y), 2 kernels. Backward (PyTorch derivatives.yaml):
+       * pow's pow_backward(grad, r, 2) = grad * (2 * r.pow(1)) — r.pow(1) is
+       * a copy (Pow.cpp pow_Tensor_Scalar_out: exp 1 -> out.copy_(base)),
+       * the scalar multiply another pass, the product a third (2 + 2 + 3) —
+       * then relu's threshold_backward(grad, r, 0) (3): 10 passes, 4
+       * kernels, against a fused kernel's 2 | 3 (Megatron-LM's own
+       * training/activations.py compiles it: not distinguished here) */
+      bytes = (bwd ? 10 : 4) * tw * E;
+      n = bwd ? 4 : 2;
+    } else {
+      bytes = (gated ? (bwd ? 5 : 3) : (bwd ? 3 : 2)) * tw * E;
+    }
+    break;
   case PX_OPC_EMBEDDING: /* gather (+ positions) | scatter-add (+ positions) */
     bytes = (bwd ? 3 : 2) * (learned ? 2 : 1) * tw * E;
     n = learned ? 2 : 1;

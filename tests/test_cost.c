@@ -157,6 +157,66 @@ static void test_eager_layernorm(void) {
   g_assert_cmpfloat(REL(fn.bwd_input, 12288 / 2.7e12 + 1e-6), <, 1e-12);
 }
 
+/* Squared ReLU (PX_FFN_RELU2) as NeMo's squared_relu runs it, eagerly:
+ * torch.pow(F.relu(x), 2). Forward relu (read x, write r) and pow (read r,
+ * write y): 4 passes, 2 kernels. Backward, from PyTorch's derivatives:
+ * pow_backward = grad * (2 * r.pow(1)): the copy r.pow(1) (2 passes), the
+ * scalar multiply (2), the product (3); relu's threshold_backward (3): 10
+ * passes, 4 kernels. GELU's fused kernel: 2 | 3 passes, 1 kernel each. */
+static void test_squared_relu(void) {
+  /* Nemotron-4 15B at tp 2, micro-batch 2 x 4096: T = 8192 rows of
+   * ffn / tp = 12288 bf16 elements, 201326592 B a pass */
+  PxModelDesc d = {.ffn_kind = PX_FFN_RELU2, .norm = PX_NORM_LAYERNORM, .pos = PX_POS_ROPE};
+  int k = 0;
+  g_assert_cmpfloat(px_cost_class_bytes(&d, PX_OPC_ACT, 0, 8192, 12288, 2, &k), ==, 805306368.0);
+  g_assert_cmpint(k, ==, 2);
+  g_assert_cmpfloat(px_cost_class_bytes(&d, PX_OPC_ACT, 1, 8192, 12288, 2, &k), ==, 2013265920.0);
+  g_assert_cmpint(k, ==, 4);
+  d.ffn_kind = PX_FFN_GELU;
+  g_assert_cmpfloat(px_cost_class_bytes(&d, PX_OPC_ACT, 0, 8192, 12288, 2, &k), ==, 402653184.0);
+  g_assert_cmpint(k, ==, 1);
+  g_assert_cmpfloat(px_cost_class_bytes(&d, PX_OPC_ACT, 1, 8192, 12288, 2, &k), ==, 603979776.0);
+  g_assert_cmpint(k, ==, 1);
+
+  /* a block of the tiny model (T = 32 tokens, ffn 256, bf16) with either
+   * activation, everything else equal: the squared ReLU's block is slower by
+   * 2 x 32 x 256 x 2 = 32768 B and one kernel forward, 7 x 16384 = 114688 B
+   * and three kernels backward, at 3 TB/s x 0.9 with 1 us per kernel */
+  static const char *ini =
+      "[cluster]\nname = relu2\nnodes = 1\n[gpu]\nmemory = 16GiB\npeak_fp32 = 60e12\npeak_bf16 = 1e15\n"
+      "hbm_bw = 3e12\nhbm_efficiency = 0.9\nkernel_overhead = 1e-6\n"
+      "[node]\ngpus = 1\nbandwidth = 400e9\n[network]\nbandwidth = 25e9\n";
+  g_autoptr(PxCluster) c = cluster_from_ini(ini);
+  g_autoptr(PxModel) gelu = tiny_model();
+  g_autoptr(PxModel) relu2 = NULL;
+  {
+    PxModelDesc rd = gelu->desc;
+    rd.ffn_kind = PX_FFN_RELU2;
+    g_autoptr(GError) err = NULL;
+    relu2 = px_model_new(&rd, &err);
+    g_assert_no_error(err);
+  }
+  PxPlan p;
+  set_plan(&p, 1, 1, 1, 1, 1);
+  p.precision = PX_PREC_BF16;
+  p.seq = 32;
+  p.stack = PX_STACK_MEGATRON_CORE;
+  PxLink l = {400e9, 2e-6, TRUE, NULL};
+  g_assert_cmpint(gelu->layers[1].kind, ==, PX_LAYER_BLOCK);
+  PxLayerTimes tg, tr;
+  px_cost_layer_times(gelu, &gelu->layers[1], c, &p, &l, &tg);
+  px_cost_layer_times(relu2, &relu2->layers[1], c, &p, &l, &tr);
+  g_assert_cmpfloat(REL(tr.fwd - tg.fwd, 32768 / 2.7e12 + 1e-6), <, 1e-9);
+  g_assert_cmpfloat(REL(tr.bwd_input - tg.bwd_input, 114688 / 2.7e12 + 3e-6), <, 1e-9);
+  g_assert_cmpfloat(tr.bwd_weight, ==, tg.bwd_weight);
+  /* the same tensors: the memory and the parameters do not change */
+  g_assert_cmpint(relu2->params, ==, gelu->params);
+  /* the executor has no squared-ReLU MLP */
+  g_autoptr(GError) err = NULL;
+  g_assert_false(px_model_executable(relu2, &err));
+  g_assert_error(err, PX_MODEL_ERROR, PX_MODEL_ERROR_INVALID);
+}
+
 /* The presets reproduce the published times they come from: Liger-Kernel's
  * torch.nn.LayerNorm rows (benchmark/data/all_benchmark_data.csv), fp32,
  * 4096 x 16384: H100 80GB HBM3 forward 306.784 us, forward + backward
@@ -1594,6 +1654,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cost/compute/calibrated-classes", test_calibrated_classes);
   g_test_add_func("/cost/compute/eager-layernorm", test_eager_layernorm);
   g_test_add_func("/cost/compute/eager-layernorm-presets", test_eager_layernorm_presets);
+  g_test_add_func("/cost/compute/squared-relu", test_squared_relu);
   g_test_add_func("/cost/cluster/calibrated-dtype", test_calibrated_dtype);
   g_test_add_func("/cost/collective/tree-for-small", test_tree_for_small);
   g_test_add_func("/cost/collective/busbw-curve", test_busbw_curve);
