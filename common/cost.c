@@ -1185,6 +1185,23 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
       int ck = E < 4 ? 1 : 0;
       c.fwd += membound(cluster, T * vocab_local * (32.0 + cast), 5 + ck);
       dgrad += membound(cluster, T * vocab_local * (8.0 + cast), 1 + ck);
+    } else if (plan->stack == PX_STACK_MEGATRON_CORE) {
+      /* Megatron-Core's fused vocab-parallel cross entropy
+       * (cross_entropy_loss_fusion, True in NeMo's GPTConfig and the
+       * recipes; megatron/core/fusions/fused_cross_entropy.py, core_v0.11.0):
+       * three jit_fuser (torch.compile) functions with the TP all-reduces
+       * between them, so each materialises what it returns.
+       * calculate_logits_max returns the fp32 copy (.float(): read E, write
+       * 4; in fp32 the same tensor, read for the max only);
+       * calculate_predicted_logits subtracts the max and exponentiates in
+       * place (read 4, write 4); calculate_cross_entropy_loss divides in
+       * place into the saved softmax (read 4, write 4). Backward,
+       * calculate_gradients: mul_ in place on the saved softmax (read 4,
+       * written back 4) and .to(torch.bfloat16) (2). Per logit 22 | 10 B at
+       * E = 2, where the class charges 8 | 8. */
+      double cast = E < 4 ? E + 4.0 : 4.0;
+      c.fwd += px_cost_membound_class(cluster, PX_OPC_CE, 0, T * vocab_local * (cast + 16.0), 3);
+      dgrad += px_cost_membound_class(cluster, PX_OPC_CE, 1, T * vocab_local * 10.0, 2);
     } else {
       c.fwd += class_op(cluster, d, PX_OPC_CE, 0, T, vocab_local, E);
       dgrad += class_op(cluster, d, PX_OPC_CE, 1, T, vocab_local, E);
