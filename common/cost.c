@@ -1433,6 +1433,18 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
       t->tp_comm_bwd[k] += c.tp_bwd + (plan->ckpt == PX_CKPT_FULL && layer->kind == PX_LAYER_BLOCK ? c.tp_fwd : 0);
       t->gemm_fwd[k] += c.gemm_fwd;
       t->gemm_bwd[k] += c.gemm_bwd + (plan->ckpt == PX_CKPT_FULL && layer->kind == PX_LAYER_BLOCK ? c.gemm_fwd : 0);
+      /* Megatron-Core fuses the accumulation into the wgrad GEMMs (below), but
+       * an embedding table's gradient is PyTorch's: F.embedding's backward
+       * (VocabParallelEmbedding, megatron/core/tensor_parallel/layers.py)
+       * returns a dense gradient of the whole local table, zero-filled
+       * (embedding_dense_backward_cuda, at::zeros) before the rows are
+       * scattered in (the class's T h bytes), and the DDP backward hook adds
+       * it to main_grad (core_v0.11.0 distributed_data_parallel.py
+       * _make_backward_post_hook: param.main_grad.add_(param.grad.data), the
+       * embedding not being grad_added_to_main_grad): write E, then read E,
+       * read and write G per table element, every micro-batch */
+      if (plan->stack == PX_STACK_MEGATRON_CORE && layer->kind == PX_LAYER_EMBEDDING)
+        t->bwd_weight[k] += (double)px_layer_params_tp(layer, tp) * (2.0 * E + 2.0 * G) / px_cost_hbm_rate(cluster);
       /* its gradient elements as the bucket layout counts them (buckets.h): the
        * tied head's own copy, routed experts (E/ep over etp) reduced over edp apart */
       double exp_grid, lp = px_buckets_layer_elems(model, plan, part, k, li, &exp_grid);
