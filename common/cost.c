@@ -579,6 +579,20 @@ static const PxCluster *norm_cluster(const PxCluster *c, const PxPlan *plan, con
   return buf;
 }
 
+/* A norm's bytes (and kernels) as the plan's stack runs it: the class's
+ * (px_cost_class_bytes), but for Transformer Engine's LayerNorm, which the
+ * megatron-core stack runs (TELayerNormColumnParallelLinear, TENorm): its
+ * backward reads dz and x once and writes dx, keeping per-CTA dgamma / dbeta
+ * partials that a second, small kernel sums (ln_bwd_tuned_kernel, then
+ * ln_bwd_finalize_tuned_kernel, transformer_engine/common/normalization/
+ * layernorm/ln_bwd_kernels.cuh): 3 Tn h E in 2 kernels, not the two full
+ * passes of PyTorch's and apex's kernels (norm_bwd_reads). */
+static double norm_bytes(const PxModelDesc *d, const PxPlan *plan, int dir, double Tn, double h, int E, int *kernels) {
+  double bytes = px_cost_class_bytes(d, PX_OPC_NORM, dir, Tn, h, E, kernels);
+  if (dir && d->norm == PX_NORM_LAYERNORM && plan->stack == PX_STACK_MEGATRON_CORE) bytes = 3 * Tn * h * E;
+  return bytes;
+}
+
 /* One op of class k over T x width elements (px_cost_class_bytes) at its rate. */
 static double class_op(const PxCluster *c, const PxModelDesc *d, PxOpClass k, int dir, double T, double width, int E) {
   int kernels;
@@ -1102,12 +1116,13 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
     c.attn_fwd = att_fwd;
     c.attn_bwd = att_bwd;
     for (int dir = 0; dir < 2; dir++) {
-      /* two norms (LayerNorm's backward reads dy and x twice, norm_bwd_reads),
+      /* two norms (LayerNorm's backward reads dy and x twice, norm_bwd_reads,
+       * once in Transformer Engine's, norm_bytes),
        * two residual adds, the activation, each at its class's rate; dropout
        * (attn-out, mlp-out + masks) at the HBM rate */
       MemBound mb = {0};
       int nk, rk, ak;
-      double nb = px_cost_class_bytes(d, PX_OPC_NORM, dir, Tn, h, E, &nk);
+      double nb = norm_bytes(d, plan, dir, Tn, h, E, &nk);
       double rb = px_cost_class_bytes(d, PX_OPC_RESIDUAL, dir, Tn, h, E, &rk);
       double ab = px_cost_class_bytes(d, PX_OPC_ACT, dir, T, ffn_local, E, &ak);
       membound_add(&mb, ncl, PX_OPC_NORM, dir, 2 * nb, 2 * nk);
@@ -1148,8 +1163,11 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
     break;
   }
   case PX_LAYER_FINAL_NORM:
-    c.fwd += class_op(ncl, d, PX_OPC_NORM, 0, Tn, h, E);
-    dgrad += class_op(ncl, d, PX_OPC_NORM, 1, Tn, h, E);
+    for (int dir = 0; dir < 2; dir++) {
+      int nk;
+      double nb = norm_bytes(d, plan, dir, Tn, h, E, &nk);
+      *(dir ? &dgrad : &c.fwd) += px_cost_membound_class(ncl, PX_OPC_NORM, dir, nb, nk);
+    }
     break;
   case PX_LAYER_LM_HEAD: {
     /* vocab-parallel cross entropy in fp32 over the logits: read + write forward, backward.
