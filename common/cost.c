@@ -579,6 +579,20 @@ static const PxCluster *norm_cluster(const PxCluster *c, const PxPlan *plan, con
   return buf;
 }
 
+/* A norm's bytes (and kernels) as the plan's stack runs it: the class's
+ * (px_cost_class_bytes), but for Transformer Engine's LayerNorm, which the
+ * megatron-core stack runs (TELayerNormColumnParallelLinear, TENorm): its
+ * backward reads dz and x once and writes dx, keeping per-CTA dgamma / dbeta
+ * partials that a second, small kernel sums (ln_bwd_tuned_kernel, then
+ * ln_bwd_finalize_tuned_kernel, transformer_engine/common/normalization/
+ * layernorm/ln_bwd_kernels.cuh): 3 Tn h E in 2 kernels, not the two full
+ * passes of PyTorch's and apex's kernels (norm_bwd_reads). */
+static double norm_bytes(const PxModelDesc *d, const PxPlan *plan, int dir, double Tn, double h, int E, int *kernels) {
+  double bytes = px_cost_class_bytes(d, PX_OPC_NORM, dir, Tn, h, E, kernels);
+  if (dir && d->norm == PX_NORM_LAYERNORM && plan->stack == PX_STACK_MEGATRON_CORE) bytes = 3 * Tn * h * E;
+  return bytes;
+}
+
 /* One op of class k over T x width elements (px_cost_class_bytes) at its rate. */
 static double class_op(const PxCluster *c, const PxModelDesc *d, PxOpClass k, int dir, double T, double width, int E) {
   int kernels;
@@ -632,7 +646,28 @@ double px_cost_class_bytes(const PxModelDesc *d, PxOpClass k, int dir, double T,
     n = bwd ? 1 + norm_bwd_extra_kernels(d) : 1;
     break;
   case PX_OPC_RESIDUAL: bytes = 3 * tw * E; break; /* 2 reads + write | the gradient sum at the fork */
-  case PX_OPC_ACT: bytes = (gated ? (bwd ? 5 : 3) : (bwd ? 3 : 2)) * tw * E; break;
+  case PX_OPC_ACT:
+    if (d->ffn_kind == PX_FFN_RELU2) {
+      /* squared ReLU as the frameworks write it, torch.pow(F.relu(x), 2) run
+       * eagerly (NeMo d2b21556 nemo/collections/llm/fn/activation.py
+       * squared_relu, "@torch.jit.script ... remove until we have
+       * serialization", the activation_func of its NemotronConfig, which
+       * Megatron-Core's MLP.forward calls unfused, bias_activation_fusion
+       * being for GELU and SwiGLU only; Hugging Face's ReLUSquaredActivation,
+       * relu then torch.square). Forward: relu (read x, write r) and pow
+       * (read r, write y), 2 kernels. Backward (PyTorch derivatives.yaml):
+       * pow's pow_backward(grad, r, 2) = grad * (2 * r.pow(1)) — r.pow(1) is
+       * a copy (Pow.cpp pow_Tensor_Scalar_out: exp 1 -> out.copy_(base)),
+       * the scalar multiply another pass, the product a third (2 + 2 + 3) —
+       * then relu's threshold_backward(grad, r, 0) (3): 10 passes, 4
+       * kernels, against a fused kernel's 2 | 3 (Megatron-LM's own
+       * training/activations.py compiles it: not distinguished here) */
+      bytes = (bwd ? 10 : 4) * tw * E;
+      n = bwd ? 4 : 2;
+    } else {
+      bytes = (gated ? (bwd ? 5 : 3) : (bwd ? 3 : 2)) * tw * E;
+    }
+    break;
   case PX_OPC_EMBEDDING: /* gather (+ positions) | scatter-add (+ positions) */
     bytes = (bwd ? 3 : 2) * (learned ? 2 : 1) * tw * E;
     n = learned ? 2 : 1;
@@ -1081,12 +1116,13 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
     c.attn_fwd = att_fwd;
     c.attn_bwd = att_bwd;
     for (int dir = 0; dir < 2; dir++) {
-      /* two norms (LayerNorm's backward reads dy and x twice, norm_bwd_reads),
+      /* two norms (LayerNorm's backward reads dy and x twice, norm_bwd_reads,
+       * once in Transformer Engine's, norm_bytes),
        * two residual adds, the activation, each at its class's rate; dropout
        * (attn-out, mlp-out + masks) at the HBM rate */
       MemBound mb = {0};
       int nk, rk, ak;
-      double nb = px_cost_class_bytes(d, PX_OPC_NORM, dir, Tn, h, E, &nk);
+      double nb = norm_bytes(d, plan, dir, Tn, h, E, &nk);
       double rb = px_cost_class_bytes(d, PX_OPC_RESIDUAL, dir, Tn, h, E, &rk);
       double ab = px_cost_class_bytes(d, PX_OPC_ACT, dir, T, ffn_local, E, &ak);
       membound_add(&mb, ncl, PX_OPC_NORM, dir, 2 * nb, 2 * nk);
@@ -1127,8 +1163,11 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
     break;
   }
   case PX_LAYER_FINAL_NORM:
-    c.fwd += class_op(ncl, d, PX_OPC_NORM, 0, Tn, h, E);
-    dgrad += class_op(ncl, d, PX_OPC_NORM, 1, Tn, h, E);
+    for (int dir = 0; dir < 2; dir++) {
+      int nk;
+      double nb = norm_bytes(d, plan, dir, Tn, h, E, &nk);
+      *(dir ? &dgrad : &c.fwd) += px_cost_membound_class(ncl, PX_OPC_NORM, dir, nb, nk);
+    }
     break;
   case PX_LAYER_LM_HEAD: {
     /* vocab-parallel cross entropy in fp32 over the logits: read + write forward, backward.
@@ -1164,6 +1203,23 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
       int ck = E < 4 ? 1 : 0;
       c.fwd += membound(cluster, T * vocab_local * (32.0 + cast), 5 + ck);
       dgrad += membound(cluster, T * vocab_local * (8.0 + cast), 1 + ck);
+    } else if (plan->stack == PX_STACK_MEGATRON_CORE) {
+      /* Megatron-Core's fused vocab-parallel cross entropy
+       * (cross_entropy_loss_fusion, True in NeMo's GPTConfig and the
+       * recipes; megatron/core/fusions/fused_cross_entropy.py, core_v0.11.0):
+       * three jit_fuser (torch.compile) functions with the TP all-reduces
+       * between them, so each materialises what it returns.
+       * calculate_logits_max returns the fp32 copy (.float(): read E, write
+       * 4; in fp32 the same tensor, read for the max only);
+       * calculate_predicted_logits subtracts the max and exponentiates in
+       * place (read 4, write 4); calculate_cross_entropy_loss divides in
+       * place into the saved softmax (read 4, write 4). Backward,
+       * calculate_gradients: mul_ in place on the saved softmax (read 4,
+       * written back 4) and .to(torch.bfloat16) (2). Per logit 22 | 10 B at
+       * E = 2, where the class charges 8 | 8. */
+      double cast = E < 4 ? E + 4.0 : 4.0;
+      c.fwd += px_cost_membound_class(cluster, PX_OPC_CE, 0, T * vocab_local * (cast + 16.0), 3);
+      dgrad += px_cost_membound_class(cluster, PX_OPC_CE, 1, T * vocab_local * 10.0, 2);
     } else {
       c.fwd += class_op(cluster, d, PX_OPC_CE, 0, T, vocab_local, E);
       dgrad += class_op(cluster, d, PX_OPC_CE, 1, T, vocab_local, E);
@@ -1395,6 +1451,18 @@ PxCostTable *px_cost_table_new(const PxModel *model, const PxCluster *cluster, c
       t->tp_comm_bwd[k] += c.tp_bwd + (plan->ckpt == PX_CKPT_FULL && layer->kind == PX_LAYER_BLOCK ? c.tp_fwd : 0);
       t->gemm_fwd[k] += c.gemm_fwd;
       t->gemm_bwd[k] += c.gemm_bwd + (plan->ckpt == PX_CKPT_FULL && layer->kind == PX_LAYER_BLOCK ? c.gemm_fwd : 0);
+      /* Megatron-Core fuses the accumulation into the wgrad GEMMs (below), but
+       * an embedding table's gradient is PyTorch's: F.embedding's backward
+       * (VocabParallelEmbedding, megatron/core/tensor_parallel/layers.py)
+       * returns a dense gradient of the whole local table, zero-filled
+       * (embedding_dense_backward_cuda, at::zeros) before the rows are
+       * scattered in (the class's T h bytes), and the DDP backward hook adds
+       * it to main_grad (core_v0.11.0 distributed_data_parallel.py
+       * _make_backward_post_hook: param.main_grad.add_(param.grad.data), the
+       * embedding not being grad_added_to_main_grad): write E, then read E,
+       * read and write G per table element, every micro-batch */
+      if (plan->stack == PX_STACK_MEGATRON_CORE && layer->kind == PX_LAYER_EMBEDDING)
+        t->bwd_weight[k] += (double)px_layer_params_tp(layer, tp) * (2.0 * E + 2.0 * G) / px_cost_hbm_rate(cluster);
       /* its gradient elements as the bucket layout counts them (buckets.h): the
        * tied head's own copy, routed experts (E/ep over etp) reduced over edp apart */
       double exp_grid, lp = px_buckets_layer_elems(model, plan, part, k, li, &exp_grid);

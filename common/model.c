@@ -5,7 +5,7 @@
 
 G_DEFINE_QUARK(px-model-error-quark, px_model_error)
 
-static const char *const ffn_names[] = {"gelu", "swiglu", "geglu", NULL};
+static const char *const ffn_names[] = {"gelu", "swiglu", "geglu", "relu2", NULL};
 const char *px_ffn_kind_name(PxFfnKind k) { return ffn_names[k]; }
 gboolean px_ffn_gated(PxFfnKind k) { return k == PX_FFN_SWIGLU || k == PX_FFN_GEGLU; }
 gint64 px_model_q_dim(const PxModelDesc *d) { return (gint64)d->heads * d->head_dim; }
@@ -192,7 +192,7 @@ static gboolean validate_desc(PxModelDesc *d, GError **error) {
   if (d->default_seq < 1 || d->default_seq > d->max_seq)
     INVALID("model %s: seq = %d must be 1..max_seq (%d)", name, d->default_seq, d->max_seq);
   if (d->sliding_window < 0) INVALID("model %s: sliding_window = %d must be positive (0: none)", name, d->sliding_window);
-  if ((guint)d->ffn_kind > PX_FFN_GEGLU || (guint)d->norm > PX_NORM_RMSNORM || (guint)d->pos > PX_POS_ROPE)
+  if ((guint)d->ffn_kind > PX_FFN_RELU2 || (guint)d->norm > PX_NORM_RMSNORM || (guint)d->pos > PX_POS_ROPE)
     INVALID("model %s: unknown MLP, norm or position kind", name);
   return validate_moe(d, name, error);
 }
@@ -201,6 +201,8 @@ gboolean px_model_executable(const PxModel *model, GError **error) {
   const PxModelDesc *d = &model->desc;
   const char *name = d->name;
   if (d->ffn_kind == PX_FFN_GEGLU) INVALID("model %s: the executor has no GeGLU MLP (it runs GELU and SwiGLU)", name);
+  if (d->ffn_kind == PX_FFN_RELU2)
+    INVALID("model %s: the executor has no squared-ReLU MLP (it runs GELU and SwiGLU)", name);
   if (d->parallel_attn) INVALID("model %s: the executor has no parallel attention + MLP block", name);
   if (d->pos == PX_POS_ROPE && d->rotary_pct != 1.0)
     INVALID("model %s: the executor rotates the whole head, not rotary_pct = %g of it", name, d->rotary_pct);
@@ -476,7 +478,7 @@ PxModel *px_model_load_ini(const char *path, GError **error) {
                             PX_MODEL_ERROR_INVALID, error) ||
       !px_config_get_string(kf, path, "model", "position", TRUE, &pos, PX_MODEL_ERROR,
                             PX_MODEL_ERROR_INVALID, error) ||
-      !parse_choice(path, "ffn_kind", ffn_kind, ffn_names, 3, &fk, error) ||
+      !parse_choice(path, "ffn_kind", ffn_kind, ffn_names, 4, &fk, error) ||
       !parse_choice(path, "norm", norm, norm_names, 2, &nk, error) ||
       !parse_choice(path, "position", pos, pos_names, 2, &pk, error))
     return NULL;

@@ -16,8 +16,10 @@ typedef enum {
 } PxModelError;
 
 /* GELU: fc → GELU → proj. SWIGLU: down(SiLU(gate) · up). GEGLU: the same
- * gated MLP with GELU (Gemma); SWIGLU and GEGLU have the same tensors. */
-typedef enum { PX_FFN_GELU, PX_FFN_SWIGLU, PX_FFN_GEGLU } PxFfnKind;
+ * gated MLP with GELU (Gemma); SWIGLU and GEGLU have the same tensors.
+ * RELU2: fc → ReLU(x)² → proj, not gated (Nemotron-4; Hugging Face's
+ * hidden_act "relu2"): GELU's tensors, its own element-wise cost (cost.c). */
+typedef enum { PX_FFN_GELU, PX_FFN_SWIGLU, PX_FFN_GEGLU, PX_FFN_RELU2 } PxFfnKind;
 typedef enum { PX_NORM_LAYERNORM, PX_NORM_RMSNORM } PxNormKind;
 typedef enum { PX_POS_LEARNED, PX_POS_ROPE } PxPosKind;
 
@@ -189,7 +191,7 @@ double px_layer_forward_flops(const PxModel *model, const PxLayer *layer, int se
 gint64 px_model_block_params(const PxModel *model);
 
 /* Whether the executor (exec/gpt.c) runs this model; FALSE with one sentence
- * naming the first feature it does not implement (GeGLU, parallel attention,
+ * naming the first feature it does not implement (GeGLU, squared ReLU, parallel attention,
  * partial rotary, sliding window, rescaled rotary, Gemma's embedding scale and
  * norm offset). The planner and simulator handle every valid description. */
 gboolean px_model_executable(const PxModel *model, GError **error);

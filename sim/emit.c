@@ -302,6 +302,7 @@ char *px_emit_megatron(const PxModel *model, const PxCluster *cluster, const PxP
   flag_int(s, "--seq-length", p->seq);
   flag_int(s, "--max-position-embeddings", MAX(d->max_seq, p->seq));
   if (d->ffn_kind == PX_FFN_SWIGLU) flag(s, "--swiglu", NULL);
+  if (d->ffn_kind == PX_FFN_RELU2) flag(s, "--squared-relu", NULL);
   flag(s, "--normalization", d->norm == PX_NORM_RMSNORM ? "RMSNorm" : "LayerNorm");
   flag(s, "--position-embedding-type", d->pos == PX_POS_ROPE ? "rope" : "learned_absolute");
   if (!d->tied) flag(s, "--untie-embeddings-and-output-weights", NULL);

@@ -80,7 +80,7 @@ static const Bad bad_models[] = {
   {"m-missing.ini", "[model]\nlayers = 2\nhidden = 8\nvocab = 10\nmax_seq = 8\n", "[model] heads is missing",
    PX_MODEL_ERROR_INVALID},
   {"m-kind.ini", "[model]\nlayers = 2\nhidden = 8\nheads = 2\nvocab = 10\nmax_seq = 8\nffn_kind = relu\n",
-   "ffn_kind = 'relu' is not one of gelu, swiglu, geglu", PX_MODEL_ERROR_INVALID},
+   "ffn_kind = 'relu' is not one of gelu, swiglu, geglu, relu2", PX_MODEL_ERROR_INVALID},
   {"m-trunc.json", "{\"n_layer\": 12, \"n_embd\": 7", "m-trunc.json", PX_MODEL_ERROR_PARSE},
   {"m-type.json", "{\"model_type\": \"gpt2\", \"n_layer\": \"12\", \"n_embd\": 768, \"n_head\": 12, \"n_positions\": 1024, \"vocab_size\": 50257}",
    "\"n_layer\" must be an integer", PX_MODEL_ERROR_INVALID},

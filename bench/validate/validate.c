@@ -568,8 +568,9 @@ static void suite_zero_bubble(Errors *all, gboolean quiet) {
  * split (126 layers + 2 over pp 8 x vp 8 = 2 per chunk), as the plan's
  * partition "type:" does here (docs/partition.md). The Nemotron-4 models are
  * NeMo's Nemotron4Config15B / 340B (nemo/collections/llm/gpt/model/
- * nemotron.py): LayerNorm, squared-ReLU MLP (not gated: the GELU MLP's
- * shapes and element-wise bytes), RoPE on half of each head, no linear
+ * nemotron.py): LayerNorm, squared-ReLU MLP (PX_FFN_RELU2: not gated, the
+ * GELU MLP's shapes; NeMo's squared_relu runs eagerly, relu then pow, and
+ * is charged so: docs/cost.md, suite 4), RoPE on half of each head, no linear
  * biases, untied embeddings, GQA with 8 query groups, and the 256000-token
  * vocabulary of the recipe's NullTokenizer. */
 static const struct {
@@ -650,7 +651,7 @@ static PxModel *nemotron4(const char *name) {
   gboolean big = !strcmp(name, "nemotron4-340b");
   PxModelDesc d = {.name = (char *)name, .layers = big ? 96 : 32, .hidden = big ? 18432 : 6144,
                    .heads = big ? 96 : 48, .kv_heads = 8, .ffn = big ? 73728 : 24576, .vocab = 256000,
-                   .max_seq = 4096, .ffn_kind = PX_FFN_GELU, .norm = PX_NORM_LAYERNORM, .pos = PX_POS_ROPE,
+                   .max_seq = 4096, .ffn_kind = PX_FFN_RELU2, .norm = PX_NORM_LAYERNORM, .pos = PX_POS_ROPE,
                    .rotary_pct = 0.5, .bias = FALSE, .tied = FALSE, .dropout = FALSE};
   g_autoptr(GError) err = NULL;
   PxModel *m = px_model_new(&d, &err);
