@@ -131,6 +131,7 @@ PxCluster *px_cluster_load_ini(const char *path, GError **error) {
   struct { const char *group, *key; double *out; double max; } effs[] = {
     {"gpu", "gemm_efficiency", &c->gemm_eff, 1},       {"gpu", "hbm_efficiency", &c->hbm_eff, 1},
     {"gpu", "flash_fwd_efficiency", &c->flash_fwd_eff, 1}, {"gpu", "flash_bwd_efficiency", &c->flash_bwd_eff, 1},
+    {"gpu", "unfused_attention_efficiency", &c->unfused_attn_eff, 1},
     {"gpu", "kernel_overhead", &c->kernel_overhead, 1}, {"node", "busbw_efficiency", &c->intra_eff, 1},
     {"network", "busbw_efficiency", &c->inter_eff, 1}, {"gpu", "gemm_efficiency_fp8", &c->gemm_eff_fp8, 1},
     {"gpu", "eager_layernorm_efficiency_fwd", &c->eager_ln_eff[0], 1},

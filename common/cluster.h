@@ -73,6 +73,9 @@ typedef struct {
   double hbm_eff;            /* [gpu] hbm_efficiency: streaming kernels / hbm_bw */
   double flash_fwd_eff;      /* [gpu] flash_fwd_efficiency: causal FlashAttention forward / peak */
   double flash_bwd_eff;      /* [gpu] flash_bwd_efficiency: its backward / peak */
+  double unfused_attn_eff;   /* [gpu] unfused_attention_efficiency: the unfused attention core's s x s
+                              * passes (its batched GEMMs' score reads / writes, the softmax) / hbm_bw;
+                              * 0 = hbm_efficiency (docs/cost.md section 2) */
   double kernel_overhead;    /* [gpu] kernel_overhead: s per kernel (launch + tail) */
   double intra_eff;          /* [node] busbw_efficiency: large all-reduce bus bandwidth / bandwidth */
   double inter_eff;          /* [network] busbw_efficiency: the same over the network */

@@ -24,7 +24,8 @@
  * has 2.5 x the forward's FLOPs, as flash-attn's benchmarks count them;
  * both x s / (s + flash_seq_half), the FlashAttention-2 paper's curve) or
  * unfused (Megatron's baddbmm + fused scale-mask-softmax: QK^T and PV batched
- * GEMMs, the s x s scores through HBM).
+ * GEMMs, the s x s scores through HBM at hbm_bw * unfused_attention_efficiency,
+ * the FlashAttention paper's measured Megatron attention).
  *
  * Backward-input = dgrad GEMMs + memory-bound backward kernels + attention
  * backward + TP collectives + recompute; backward-weight = wgrad GEMMs.
@@ -498,8 +499,9 @@ void px_cost_zero3_fold(double *fwd, double *bwd_input, double *bwd_weight, doub
   *bwd_weight += bwd_exposed / 2;
 }
 
-double px_cost_gemm_time(const PxCluster *c, PxPrecision prec, double batch, double m, double n, double k,
-                         int elem_bytes) {
+/* A GEMM whose operands and output go through HBM at `rate` bytes/s. */
+static double gemm_time_at(const PxCluster *c, PxPrecision prec, double batch, double m, double n, double k,
+                           int elem_bytes, double rate) {
   if (m <= 0 || n <= 0 || k <= 0) return 0;
   batch = MAX(batch, 1);
   double flops = 2.0 * batch * m * n * k;
@@ -509,8 +511,17 @@ double px_cost_gemm_time(const PxCluster *c, PxPrecision prec, double batch, dou
   if (prec == PX_PREC_FP8)
     eff = gemm_efficiency(c, batch, m, n, k, 0) / eff_or_1(c->gemm_eff) * eff_or_1(c->gemm_eff_fp8);
   double t_compute = flops / (px_cost_peak_flops(c, prec) * eff);
-  double t_memory = batch * elem_bytes * (m * k + k * n + m * n) / px_cost_hbm_rate(c);
+  double t_memory = batch * elem_bytes * (m * k + k * n + m * n) / rate;
   return MAX(t_compute, t_memory) + c->kernel_overhead;
+}
+
+double px_cost_gemm_time(const PxCluster *c, PxPrecision prec, double batch, double m, double n, double k,
+                         int elem_bytes) {
+  return gemm_time_at(c, prec, batch, m, n, k, elem_bytes, px_cost_hbm_rate(c));
+}
+
+double px_cost_unfused_attn_rate(const PxCluster *c) {
+  return c->unfused_attn_eff > 0 ? c->hbm_bw * c->unfused_attn_eff : px_cost_hbm_rate(c);
 }
 
 static int plan_seq(const PxPlan *plan, const PxModel *model) {
@@ -1098,17 +1109,22 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
       att_fwd = f / cluster->attn_fwd_flops + cluster->kernel_overhead;
       att_bwd = 2 * f / cluster->attn_bwd_flops + cluster->kernel_overhead;
     } else {
+      /* the batched GEMMs' score reads / writes and the softmax's passes at
+       * the unfused core's measured rate (unfused_attention_efficiency: the
+       * FlashAttention paper's Megatron attention, docs/cost.md section 2);
+       * the attention dropout at the element-wise rate, as measured there too */
       double S = bh * seq * seq;                         /* score elements */
-      att_fwd = px_cost_gemm_time(cluster, aprec, bh, seq, seq, hd, E) +     /* QK^T */
-                px_cost_gemm_time(cluster, aprec, bh, seq, hd, seq, E) +     /* PV */
-                membound(cluster, 2 * S * E, 1) +                             /* scale-mask-softmax */
-                (d->dropout ? membound(cluster, 2 * S * E + S, 1) : 0);      /* dropout + mask */
-      att_bwd = px_cost_gemm_time(cluster, aprec, bh, seq, seq, hd, E) +     /* dP = dO V^T */
-                px_cost_gemm_time(cluster, aprec, bh, seq, hd, seq, E) +     /* dV = P^T dO */
-                px_cost_gemm_time(cluster, aprec, bh, seq, hd, seq, E) +     /* dQ = dS K */
-                px_cost_gemm_time(cluster, aprec, bh, seq, hd, seq, E) +     /* dK = dS^T Q */
-                membound(cluster, 3 * S * E, 1) +
-                (d->dropout ? membound(cluster, 2 * S * E + S, 1) : 0);
+      double ur = px_cost_unfused_attn_rate(cluster);
+      double sm_f = S * 2 * E / ur + cluster->kernel_overhead; /* scale-mask-softmax: read, write */
+      double sm_b = S * 3 * E / ur + cluster->kernel_overhead; /* its backward: dY, Y -> dX */
+      att_fwd = gemm_time_at(cluster, aprec, bh, seq, seq, hd, E, ur) +     /* QK^T  [bh, s, s] */
+                gemm_time_at(cluster, aprec, bh, seq, hd, seq, E, ur) +     /* PV    [bh, s, hd] */
+                sm_f + (d->dropout ? membound(cluster, 2 * S * E + S, 1) : 0); /* dropout + mask */
+      att_bwd = gemm_time_at(cluster, aprec, bh, seq, seq, hd, E, ur) +     /* dP = dO V^T */
+                gemm_time_at(cluster, aprec, bh, seq, hd, seq, E, ur) +     /* dV = P^T dO */
+                gemm_time_at(cluster, aprec, bh, seq, hd, seq, E, ur) +     /* dQ = dS K */
+                gemm_time_at(cluster, aprec, bh, seq, hd, seq, E, ur) +     /* dK = dS^T Q */
+                sm_b + (d->dropout ? membound(cluster, 2 * S * E + S, 1) : 0);
     }
     double drop = d->dropout ? 2 * (2 * Tn * h * E + Tn * h) : 0;         /* attn-out, mlp-out + masks */
     double mb_fwd = 0;                                                    /* the forward's memory-bound kernels */

@@ -283,6 +283,10 @@ double px_cost_gemm_time(const PxCluster *cluster, PxPrecision prec, double batc
 double px_cost_mfu_peak(const PxCluster *cluster, PxPrecision prec);
 /* Achieved HBM bandwidth (hbm_bw x hbm_eff), bytes/s. */
 double px_cost_hbm_rate(const PxCluster *cluster);
+/* The rate of the unfused attention core's s x s passes (its batched GEMMs'
+ * score reads / writes and the softmax): hbm_bw x unfused_attention_efficiency,
+ * or the achieved HBM rate when the cluster gives none. bytes/s. */
+double px_cost_unfused_attn_rate(const PxCluster *cluster);
 /* A memory-bound kernel of op class k moving `bytes` in `kernels` kernels,
  * forward (dir 0) or backward (1): bytes / the class's calibrated bandwidth
  * ([gpu] membound_bw_NAME_fwd|bwd) + kernels x kernel_overhead, or over

@@ -288,6 +288,61 @@ static void test_eager_layernorm_presets(void) {
   }
 }
 
+/* The unfused attention core (Megatron's baddbmm + fused masked softmax +
+ * dropout + bmm) against the FlashAttention paper (Dao et al. 2022, arXiv
+ * 2205.14135, Appendix E.6): one A100 40 GB (1555 GB/s), fp16, batch 16,
+ * 8 heads of dim 64 (h 512), row "Megatron", forward + backward:
+ *   Table 11 (dropout + masking)  s 2048: 16.50 ms, s 1024: 4.21 ms
+ *   Table 14 (masking alone)      s 2048: 12.39 ms, s 1024: 3.36 ms
+ * The dgx-a100-80g preset with the 40 GB part's HBM. By hand at s 2048, no
+ * dropout: S = 16 * 8 * 2048^2 = 536870912 scores; each batched GEMM moves
+ * 128 * 2 B * (2 * 2048 * 64 + 2048^2) = 1140850688 B (memory-bound: the
+ * (s, 64, s) ones' 6.87e10 FLOPs at 312 T x 0.859 x 0.5 (half the 128-wide
+ * tile) take 0.514 ms), the softmax 2 S E forward, 3 S E backward, all at
+ * 1555e9 x 0.624 = 970.32 GB/s, 3 us a kernel:
+ *   forward  (2 x 1140850688 + 2147483648) / 970.32e9 + 3 x 3 us = 4.5737 ms
+ *   backward (4 x 1140850688 + 3221225472) / 970.32e9 + 5 x 3 us = 8.0377 ms
+ * 12.611 ms against Table 14's 12.39 (+1.8 %). The dropout (2 S E + S bytes
+ * each way at the element-wise rate, 1555e9 x 0.89) adds 3.885 ms: 16.50 ms,
+ * Table 11 (whose value unfused_attention_efficiency was read from). At
+ * s 1024 (not used for it): 4.25 ms against 4.21, 3.27 against 3.36. */
+static void test_unfused_attention_fa_paper(void) {
+  static const struct { int seq; gboolean dropout; double ms; } rows[] = {
+      {2048, FALSE, 12.39}, {2048, TRUE, 16.50}, {1024, FALSE, 3.36}, {1024, TRUE, 4.21}};
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PxCluster) c = px_cluster_load("dgx-a100-80g", &err);
+  g_assert_no_error(err);
+  c->hbm_bw = 1555e9; /* A100 40 GB */
+  g_assert_cmpfloat(REL(px_cost_unfused_attn_rate(c), 970.32e9), <, 1e-9);
+  for (gsize i = 0; i < G_N_ELEMENTS(rows); i++) {
+    PxModelDesc d = {.name = (char *)"fa-bench", .layers = 1, .hidden = 512, .heads = 8, .kv_heads = 8,
+                     .ffn = 2048, .vocab = 128, .max_seq = rows[i].seq, .ffn_kind = PX_FFN_GELU,
+                     .norm = PX_NORM_LAYERNORM, .pos = PX_POS_LEARNED, .bias = TRUE, .tied = TRUE,
+                     .dropout = rows[i].dropout};
+    g_autoptr(PxModel) m = px_model_new(&d, &err);
+    g_assert_no_error(err);
+    const PxLayer *block = &m->layers[1];
+    g_assert_cmpint(block->kind, ==, PX_LAYER_BLOCK);
+    PxPlan p;
+    set_plan(&p, 1, 1, 1, 16, 16);
+    p.seq = rows[i].seq;
+    p.precision = PX_PREC_FP16;
+    p.stack = PX_STACK_MEGATRON_2021;
+    g_assert_cmpint(px_cost_attention(&p), ==, PX_ATTN_UNFUSED);
+    PxLink l = {400e9, 2e-6, TRUE, NULL};
+    PxLayerTimes lt;
+    px_cost_layer_times(m, block, c, &p, &l, &lt);
+    if (rows[i].seq == 2048 && !rows[i].dropout) {
+      g_assert_cmpfloat(REL(lt.attn_fwd, 4.5737e-3), <, 1e-4);
+      g_assert_cmpfloat(REL(lt.attn_bwd, 8.0377e-3), <, 1e-4);
+    }
+    g_assert_cmpfloat(REL(lt.attn_fwd + lt.attn_bwd, rows[i].ms * 1e-3), <, 0.03);
+  }
+  /* without the key the core runs at the element-wise rate, as before */
+  c->unfused_attn_eff = 0;
+  g_assert_cmpfloat(REL(px_cost_unfused_attn_rate(c), 1555e9 * 0.89), <, 1e-12);
+}
+
 static void test_calibrated_classes(void) {
   static const char *ini =
       "[cluster]\nname = cal\nnodes = 1\n[gpu]\nmemory = 16GiB\npeak_fp32 = 60e12\npeak_bf16 = 1e15\n"
@@ -1739,6 +1794,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cost/compute/calibrated-classes", test_calibrated_classes);
   g_test_add_func("/cost/compute/eager-layernorm", test_eager_layernorm);
   g_test_add_func("/cost/compute/eager-layernorm-presets", test_eager_layernorm_presets);
+  g_test_add_func("/cost/compute/unfused-attention-fa-paper", test_unfused_attention_fa_paper);
   g_test_add_func("/cost/compute/squared-relu", test_squared_relu);
   g_test_add_func("/cost/compute/megatron-core-cross-entropy", test_megatron_core_cross_entropy);
   g_test_add_func("/cost/cluster/calibrated-dtype", test_calibrated_dtype);
