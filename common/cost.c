@@ -16,8 +16,10 @@
  *
  * Memory-bound kernels cost their own bytes, forward and backward separately
  * (LayerNorm/RMSNorm 2 | 3 activations, residual add 3 | 3, GELU 2 | 3 and
- * SwiGLU 3 | 5 FFN activations, dropout 2 + mask | 2 + mask, softmax 2 | 3
- * scores), over hbm_bw * hbm_eff, each plus a kernel_overhead.
+ * SwiGLU 3 | 5 FFN activations, dropout 2 + mask | 2 + mask), over
+ * hbm_bw * hbm_eff, each plus a kernel_overhead; the unfused attention's
+ * softmax (2 | 3 scores) and its batched GEMMs' score traffic over
+ * hbm_bw * unfused_attention_efficiency.
  *
  * Attention: flash (one fused kernel, causal: half the s^2 FLOPs, at
  * flash_fwd_eff of peak forward and flash_bwd_eff backward where the backward
