@@ -286,6 +286,7 @@ static void test_eager_layernorm_presets(void) {
     g_assert_cmpfloat(REL(fn.fwd, pub[i].fwd), <, 5e-3);
     g_assert_cmpfloat(REL(fn.bwd_input, pub[i].full - pub[i].fwd), <, 5e-3);
   }
+  px_plan_clear(&p);
 }
 
 /* The unfused attention core (Megatron's baddbmm + fused masked softmax +
@@ -337,6 +338,7 @@ static void test_unfused_attention_fa_paper(void) {
       g_assert_cmpfloat(REL(lt.attn_bwd, 8.0377e-3), <, 1e-4);
     }
     g_assert_cmpfloat(REL(lt.attn_fwd + lt.attn_bwd, rows[i].ms * 1e-3), <, 0.03);
+    px_plan_clear(&p);
   }
   /* without the key the core runs at the element-wise rate, as before */
   c->unfused_attn_eff = 0;
