@@ -162,6 +162,7 @@ static void test_eager_layernorm(void) {
   px_cost_layer_times(r, &r->layers[3], c, &p, &l, &fn);
   g_assert_cmpfloat(REL(fn.fwd, 8192 / 2.7e12 + 1e-6), <, 1e-12);
   g_assert_cmpfloat(REL(fn.bwd_input, 12288 / 2.7e12 + 1e-6), <, 1e-12);
+  px_plan_clear(&p);
 }
 
 /* Squared ReLU (PX_FFN_RELU2) as NeMo's squared_relu runs it, eagerly:
@@ -222,6 +223,7 @@ static void test_squared_relu(void) {
   g_autoptr(GError) err = NULL;
   g_assert_false(px_model_executable(relu2, &err));
   g_assert_error(err, PX_MODEL_ERROR, PX_MODEL_ERROR_INVALID);
+  px_plan_clear(&p);
 }
 
 /* Megatron-Core's fused vocab-parallel cross entropy (fused_cross_entropy.py,
@@ -254,6 +256,7 @@ static void test_megatron_core_cross_entropy(void) {
   g_assert_cmpfloat(REL(mc.fwd - px.fwd, 3200 * 14 / 2.7e12), <, 1e-9);
   g_assert_cmpfloat(REL(mc.bwd_input - px.bwd_input, 3200 * 2 / 2.7e12), <, 1e-9);
   g_assert_cmpfloat(mc.bwd_weight, ==, px.bwd_weight);
+  px_plan_clear(&p);
 }
 
 /* The presets reproduce the published times they come from: Liger-Kernel's
