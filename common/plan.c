@@ -379,6 +379,10 @@ gboolean px_plan_validate(PxPlan *p, const PxModel *model, const PxCluster *clus
   } else if (p->vpp != 1 && !px_schedule_is_v(p->schedule)) {
     REFUSE("vpp=%d needs the interleaved schedule (schedule is %s)", p->vpp, px_schedule_name(p->schedule));
   }
+  if ((gint64)p->pp * p->vpp * p->m > PX_PLAN_MAX_PASSES)
+    REFUSE("m=%d micro-batches × pp·vpp=%d·%d model chunks = %" G_GINT64_FORMAT " passes per step is more than "
+           "2^21 (a smaller global batch or a larger micro-batch)", p->m, p->pp, p->vpp,
+           (gint64)p->pp * p->vpp * p->m);
   if (p->zero < 0 || p->zero > 3) REFUSE("ZeRO stage %d is not 0, 1, 2 or 3", p->zero);
   if (p->offload == PX_OFFLOAD_OPTIMIZER_PARAMS && p->zero != 3)
     REFUSE("offloading parameters needs ZeRO stage 3 (stage is %d)", p->zero);

@@ -96,6 +96,13 @@ bad "--workspace -5" "workspace" "$sim" plan --model 7b --workspace -5
 bad "--dp 2^31 overflow" "dp" "$sim" plan --model 7b --dp 2147483648
 bad "dp·tp·pp overflows" "" "$sim" plan --model 7b --dp 65536 --tp 65536 --pp 65536
 bad "simulate --steps 0" "steps" "$exe" run --model tiny-gpt --steps 0
+# 2^30 micro-batches a step: refused, not simulated for hours (PX_PLAN_MAX_PASSES)
+bad "simulate --gbs 2^30" "passes per step" "$sim" simulate --model 7b --cluster dgx-h100 --gpus 8 --gbs 1073741824
+bad "plan --gbs 2^30" "passes per step" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --gbs 1073741824
+bad "search --gbs 2^30" "passes per step" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 1073741824
+bad "run --gbs 10^9" "passes per step" "$exe" run --model tiny-gpt --gbs 1000000000
+bad "bubble --pp 10^5" "passes per step" "$sim" bubble --pp 100000
+bad "bubble --vpp 10^6" "passes per step" "$sim" bubble --vpp 1000000
 
 # ---- unknown and contradictory flags ----
 bad "unknown flag" "--frobnicate" "$sim" plan --model 7b --frobnicate
