@@ -440,6 +440,13 @@ static gboolean ini_choice(GKeyFile *kf, const char *path, const char *key, Choi
   return TRUE;
 }
 
+/* [plan] keys: those read below and model, cluster, nodes (the target the
+ * file was made for, read by the CLI: sim/options.c) */
+static const char *const ini_keys[] = {
+  "dp", "tp", "pp", "vpp", "mbs", "gbs", "seq", "zero", "ckpt_interval", "grad_reduce_bytes", "cp", "ep", "etp",
+  "imbalance", "schedule", "ckpt", "offload", "precision", "stack", "attention", "tp_overlap", "order",
+  "seq_parallel", "partition", "workspace_gb", "bucket_bytes", "model", "cluster", "nodes", NULL};
+
 gboolean px_plan_load_ini(PxPlan *p, const char *path, GError **error) {
   g_autoptr(GKeyFile) kf = px_config_load_keyfile(path, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, error);
   if (!kf) return FALSE;
@@ -447,6 +454,20 @@ gboolean px_plan_load_ini(PxPlan *p, const char *path, GError **error) {
     g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, "%s: no [plan] group", path);
     return FALSE;
   }
+  /* a misspelt key (tensor_parallel, micro_batch) or group would silently keep the default */
+  g_auto(GStrv) groups = g_key_file_get_groups(kf, NULL);
+  for (int i = 0; groups[i]; i++)
+    if (strcmp(groups[i], "plan")) {
+      g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, "%s: [%s] is not a plan group (only [plan])", path,
+                  groups[i]);
+      return FALSE;
+    }
+  g_auto(GStrv) keys = g_key_file_get_keys(kf, "plan", NULL, NULL);
+  for (int i = 0; keys && keys[i]; i++)
+    if (!g_strv_contains(ini_keys, keys[i])) {
+      g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, "%s: [plan] %s is not a plan key", path, keys[i]);
+      return FALSE;
+    }
   g_autofree char *partition = NULL;
   double ws = p->workspace_bytes / 1e9, bucket = p->bucket_bytes;
   if (!ini_int(kf, path, "dp", 1, &p->dp, error) || !ini_int(kf, path, "tp", 1, &p->tp, error) ||
@@ -460,7 +481,7 @@ gboolean px_plan_load_ini(PxPlan *p, const char *path, GError **error) {
       !px_config_get_double(kf, path, "plan", "imbalance", TRUE, p->imbalance, 1, &p->imbalance, PX_PLAN_ERROR,
                             PX_PLAN_ERROR_PARSE, error) ||
       !ini_choice(kf, path, "schedule", (ChoiceParser)px_schedule_parse, &p->schedule,
-                  "naive, gpipe, 1f1b, interleaved, zb-h1", error) ||
+                  "naive, gpipe, 1f1b, interleaved, zb-h1, zb-h2, zb-v, dualpipev", error) ||
       !ini_choice(kf, path, "ckpt", (ChoiceParser)px_ckpt_parse, &p->ckpt, "none, selective, full", error) ||
       !ini_choice(kf, path, "offload", (ChoiceParser)px_offload_parse, &p->offload,
                   "none, optimizer, optimizer+params", error) ||
