@@ -176,6 +176,13 @@ if [ -n "$shard" ]; then
   rm -f "$shard"
   bad "run: a missing shard" "rank-" "$exe" run --model tiny-gpt --steps 2 --resume "$tmp/ck"
 fi
+# a manifest whose step overflows an int (it was read as 1215752191)
+"$exe" run --model tiny-gpt --steps 1 --save "$tmp/ck2" >/dev/null 2>&1
+man=$(find "$tmp/ck2" -name manifest.json | head -1)
+if [ -n "$man" ]; then
+  sed -i 's/"step" : 1,/"step" : 99999999999,/' "$man"
+  bad "run: manifest step 99999999999" "not a parallax checkpoint manifest" "$exe" run --model tiny-gpt --steps 2 --resume "$tmp/ck2"
+fi
 
 echo "1..$n"
 exit $fail
