@@ -167,6 +167,10 @@ bad "run: data file binary junk" "binary" "$exe" run --model tiny-gpt --data "$t
 bad "run: --resume from nothing" "nothing" "$exe" run --model tiny-gpt --resume "$tmp/nothing"
 bad "run: --save to a file" "binary" "$exe" run --model tiny-gpt --steps 1 --save "$tmp/binary"
 bad "data: --tokens 0" "tokens" "$exe" data --synthetic --tokens 0 --out "$tmp/d.bin"
+bad "calibrate: --seq -1" "--seq -1 must be a whole number" "$exe" calibrate --seq -1 --out "$tmp/cal.ini"
+bad "calibrate: --ranks 100000" "--ranks 100000 is not in 1..64" "$exe" calibrate --ranks 100000 --out "$tmp/cal.ini"
+bad "calibrate: --out in a missing dir" "missing does not exist" "$exe" calibrate --out "$tmp/missing/cal.ini"
+bad "calibrate: --out a directory" "is a directory" "$exe" calibrate --out "$tmp/dir"
 bad "launch: -n 100000" "more than 256 local ranks" "$exe" launch -n 100000 -- /bin/true
 # a corrupt checkpoint: one flipped byte in a shard
 "$exe" run --model tiny-gpt --steps 1 --save "$tmp/ck" >/dev/null 2>&1
