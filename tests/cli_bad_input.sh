@@ -133,6 +133,9 @@ bad "--tp-overlap search off megatron-core" "needs --stack megatron-core" "$sim"
 bad "gbs not a multiple of mbs·dp" "global batch" "$sim" plan --model 7b --gpus 8 --dp 8 --mbs 2 --gbs 12
 bad "unknown schedule" "sideways" "$sim" simulate --model 7b --cluster dgx-h100 --gpus 8 --schedule sideways
 bad "unknown --units" "units" "$sim" plan --model 7b --units furlongs
+bad "search --max-mbs 0" "--max-mbs 0 must be a whole number" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 64 --max-mbs 0
+bad "search --threads 100000" "--threads 100000 is more than 1024" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 64 --threads 100000
+bad "program: --rank and --stage disagree" "--rank 7 is on pipeline stage 1, not --stage 0" "$sim" program --model 7b --gpus 8 --pp 2 --stage 0 --rank 7
 bad "unknown --order" "order" "$sim" plan --model 7b --order tp,tp,pp
 bad "--emit unknown format" "emit" "$sim" plan --model 7b --gpus 8 --emit nonsense
 bad "extra positional argument" "stray" "$sim" plan --model 7b stray
