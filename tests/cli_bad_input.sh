@@ -109,6 +109,9 @@ bad "--gbs-tokens Inf" "gbs-tokens" "$sim" plan --model 7b --gbs-tokens inf
 bad "--gbs-tokens 1e400" "gbs-tokens" "$sim" plan --model 7b --gbs-tokens 1e400
 bad "--workspace -5" "workspace" "$sim" plan --model 7b --workspace -5
 bad "--dp 2^31 overflow" "dp" "$sim" plan --model 7b --dp 2147483648
+# 2^24 GPUs, the most a cluster may have: an answer, not hours in the link costs
+n=$((n+1)); timeout 30 "$sim" plan --model 7b --cluster dgx-h100 --nodes 2097152 >/dev/null 2>"$tmp/err"; rc=$?
+if [ $rc -eq 0 ]; then echo "ok $n - plan on 2^24 GPUs ends"; else echo "not ok $n - plan on 2^24 GPUs: rc $rc"; fail=1; fi
 bad "dp·tp·pp overflows" "" "$sim" plan --model 7b --dp 65536 --tp 65536 --pp 65536
 bad "simulate --steps 0" "steps" "$exe" run --model tiny-gpt --steps 0
 # 2^30 micro-batches a step: refused, not simulated for hours (PX_PLAN_MAX_PASSES)
