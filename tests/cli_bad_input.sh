@@ -119,6 +119,7 @@ bad "simulate --gbs 2^30" "passes per step" "$sim" simulate --model 7b --cluster
 bad "plan --gbs 2^30" "passes per step" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --gbs 1073741824
 bad "search --gbs 2^30" "passes per step" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 1073741824
 bad "run --gbs 10^9" "passes per step" "$exe" run --model tiny-gpt --gbs 1000000000
+bad "simulate --full on 2^24 GPUs" "--full simulates every rank" "$sim" simulate --model 7b --cluster dgx-h100 --gpus 16777216 --tp 8 --pp 32 --full
 bad "bubble --pp 10^5" "passes per step" "$sim" bubble --pp 100000
 bad "bubble --vpp 10^6" "passes per step" "$sim" bubble --vpp 1000000
 
