@@ -136,6 +136,7 @@ bad "--tp-overlap off megatron-core" "needs --stack megatron-core" "$sim" simula
 bad "--tp-overlap search off megatron-core" "needs --stack megatron-core" "$sim" search --model 7b --cluster dgx-h100 --gbs 64 --tp-overlap te
 bad "gbs not a multiple of mbs·dp" "global batch" "$sim" plan --model 7b --gpus 8 --dp 8 --mbs 2 --gbs 12
 bad "unknown schedule" "sideways" "$sim" simulate --model 7b --cluster dgx-h100 --gpus 8 --schedule sideways
+bad "partition: weights summing to inf" "sum beyond the largest number" "$sim" partition --weights 1e308,1e308 --stages 1
 bad "unknown --units" "units" "$sim" plan --model 7b --units furlongs
 bad "search --max-mbs 0" "--max-mbs 0 must be a whole number" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 64 --max-mbs 0
 bad "search --threads 100000" "--threads 100000 is more than 1024" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 64 --threads 100000
