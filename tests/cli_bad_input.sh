@@ -170,6 +170,8 @@ bad "run: --timeout 0" "timeout" "$exe" run --model tiny-gpt --timeout 0
 bad "run: --dtype f8" "dtype" "$exe" run --model tiny-gpt --dtype f8
 bad "run: --backend nosuch" "nosuch" "$exe" run --model tiny-gpt --backend nosuch
 bad "run: --comm nosuch" "nosuch" "$exe" run --model tiny-gpt --comm nosuch
+bad "run: --trace into a missing dir (before training)" "its directory does not exist" "$exe" run --model tiny-gpt --steps 1 --trace "$tmp/missing/t.json"
+bad "run: --csv is a directory" "is a directory" "$exe" run --model tiny-gpt --steps 1 --csv "$tmp/dir"
 bad "run: data file missing" "nonexistent.bin: no such file" "$exe" run --model tiny-gpt --data "$tmp/nonexistent.bin"
 bad "run: data file binary junk" "binary" "$exe" run --model tiny-gpt --data "$tmp/binary"
 bad "run: --resume from nothing" "nothing" "$exe" run --model tiny-gpt --resume "$tmp/nothing"
