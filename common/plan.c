@@ -705,6 +705,15 @@ gboolean px_plan_load_deepspeed(PxPlan *p, const char *path, const PxDsOverrides
   }
   const char *opt_dev = offload_device(zero, "offload_optimizer");
   const char *par_dev = offload_device(zero, "offload_param");
+  /* DeepSpeed's OffloadDeviceEnum: none, cpu, nvme (nvme counted as cpu); another device
+   * ("gpu", a typo) was read as no offload */
+  const char *devs[][2] = {{"offload_optimizer", opt_dev}, {"offload_param", par_dev}};
+  for (gsize i = 0; i < G_N_ELEMENTS(devs); i++)
+    if (devs[i][1] && strcmp(devs[i][1], "none") && strcmp(devs[i][1], "cpu") && strcmp(devs[i][1], "nvme")) {
+      g_set_error(error, D, E, "%s: zero_optimization.%s.device '%s' is not none, cpu or nvme", path, devs[i][0],
+                  devs[i][1]);
+      return FALSE;
+    }
   gboolean opt_off = opt_dev && (!strcmp(opt_dev, "cpu") || !strcmp(opt_dev, "nvme"));
   gboolean par_off = par_dev && (!strcmp(par_dev, "cpu") || !strcmp(par_dev, "nvme"));
   p->offload = par_off ? PX_OFFLOAD_OPTIMIZER_PARAMS : opt_off ? PX_OFFLOAD_OPTIMIZER : PX_OFFLOAD_NONE;
