@@ -87,9 +87,60 @@ static gboolean load_calibrated_dtype(GKeyFile *kf, const char *path, char **out
   return FALSE;
 }
 
+/* Every group and key px_cluster_load_ini reads (NULL-separated groups); the
+ * per-class membound_bw_CLASS_fwd/_bwd keys are matched in check_keys. */
+static const char *const ini_keys[] = {
+  "[cluster]", "name", "nodes", "calibrated_dtype",
+  "[gpu]", "name", "memory", "peak_fp32", "peak_tf32", "peak_bf16", "peak_fp16", "peak_fp8", "hbm_bw",
+  "membound_bw_optimizer", "attention_fwd_flops", "attention_bwd_flops", "gemm_efficiency", "hbm_efficiency",
+  "flash_fwd_efficiency", "flash_bwd_efficiency", "kernel_overhead", "gemm_efficiency_fp8",
+  "eager_layernorm_efficiency_fwd", "eager_layernorm_efficiency_bwd", "gemm_k_overhead", "flash_seq_half",
+  "gemm_persistent", "sms", "gemm_tile",
+  "[node]", "gpus", "bandwidth", "latency", "p2p_latency", "pcie_bw", "cpu_adam_rate", "host_memory",
+  "busbw_efficiency", "collective_sms", "collective_sms_intra", "busbw_curve_bytes", "busbw_curve",
+  "[network]", "bandwidth", "latency", "busbw_efficiency", NULL};
+
+static gboolean known_key(const char *group, const char *key) {
+  g_autofree char *bracketed = g_strdup_printf("[%s]", group);
+  gboolean in_group = FALSE;
+  for (int i = 0; ini_keys[i]; i++) {
+    if (ini_keys[i][0] == '[') in_group = !strcmp(ini_keys[i], bracketed);
+    else if (in_group && !strcmp(ini_keys[i], key)) return TRUE;
+  }
+  if (!strcmp(group, "gpu"))
+    for (int k = 0; k < PX_N_OPC; k++)
+      for (int dir = 0; dir < 2; dir++) {
+        g_autofree char *name = g_strdup_printf("membound_bw_%s_%s", px_op_class_name(k), dir ? "bwd" : "fwd");
+        if (!strcmp(key, name)) return TRUE;
+      }
+  return FALSE;
+}
+
+/* A misspelt optional key ("pcie_bandwidth", "[nodes]") would silently keep
+ * its default: every group and key must be one the loader reads. */
+static gboolean check_keys(GKeyFile *kf, const char *path, GError **error) {
+  g_auto(GStrv) groups = g_key_file_get_groups(kf, NULL);
+  for (int i = 0; groups[i]; i++) {
+    if (strcmp(groups[i], "cluster") && strcmp(groups[i], "gpu") && strcmp(groups[i], "node") &&
+        strcmp(groups[i], "network")) {
+      g_set_error(error, PX_CLUSTER_ERROR, PX_CLUSTER_ERROR_PARSE,
+                  "%s: [%s] is not a cluster group (cluster, gpu, node, network)", path, groups[i]);
+      return FALSE;
+    }
+    g_auto(GStrv) keys = g_key_file_get_keys(kf, groups[i], NULL, NULL);
+    for (int j = 0; keys && keys[j]; j++)
+      if (!known_key(groups[i], keys[j])) {
+        g_set_error(error, PX_CLUSTER_ERROR, PX_CLUSTER_ERROR_PARSE, "%s: [%s] %s is not a cluster key", path,
+                    groups[i], keys[j]);
+        return FALSE;
+      }
+  }
+  return TRUE;
+}
+
 PxCluster *px_cluster_load_ini(const char *path, GError **error) {
   g_autoptr(GKeyFile) kf = px_config_load_keyfile(path, PX_CLUSTER_ERROR, PX_CLUSTER_ERROR_PARSE, error);
-  if (!kf) return NULL;
+  if (!kf || !check_keys(kf, path, error)) return NULL;
   g_autoptr(PxCluster) c = g_new0(PxCluster, 1);
   gint64 nodes, gpus;
   double mem, host;

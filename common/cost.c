@@ -251,9 +251,13 @@ PxLink px_cost_group_link(const PxCluster *cluster, const int *ranks, int n) {
  * plus at most a node's worth, whatever n (this keeps 4096-GPU plans cheap). */
 typedef int (*RankAt)(const PxPlan *plan, int stage, int i, int r);
 static PxLink slowest_link(const PxCluster *cluster, const PxPlan *plan, int stage, int n,
-                           int replicas, RankAt rank_at) {
+                           int replicas, gint64 period, RankAt rank_at) {
   PxLink worst = {intra_busbw(cluster), cluster->intra_lat, TRUE, &cluster->intra_curve};
   int gpn = MAX(cluster->gpus_per_node, 1);
+  /* a replica's ranks modulo gpn repeat every `period` replicas (rank_at is
+   * linear in each coordinate), and they alone decide the answer: the first
+   * period is enough (131072 GPUs took a minute of plan, 2^24 hours) */
+  replicas = (int)MIN((gint64)replicas, period);
   for (int r = 0; r < replicas && n > 1; r++) {
     int first = rank_at(plan, stage, 0, r), last = rank_at(plan, stage, n - 1, r);
     if (first / gpn == last / gpn) continue;
@@ -272,16 +276,20 @@ static int cp_member(const PxPlan *plan, int stage, int i, int r) {
 }
 
 PxLink px_cost_tp_link(const PxCluster *cluster, const PxPlan *plan, int stage) {
-  return slowest_link(cluster, plan, stage, plan->tp, px_plan_data_ranks(plan), tp_member);
+  return slowest_link(cluster, plan, stage, plan->tp, px_plan_data_ranks(plan), MAX(cluster->gpus_per_node, 1),
+                      tp_member);
 }
 
 /* The gradient reduction's group: dp·cp ranks (CP ranks hold the same parameters). */
 PxLink px_cost_dp_link(const PxCluster *cluster, const PxPlan *plan, int stage) {
-  return slowest_link(cluster, plan, stage, px_plan_data_ranks(plan), plan->tp, dp_member);
+  return slowest_link(cluster, plan, stage, px_plan_data_ranks(plan), plan->tp, MAX(cluster->gpus_per_node, 1),
+                      dp_member);
 }
 
 PxLink px_cost_cp_link(const PxCluster *cluster, const PxPlan *plan, int stage) {
-  PxLink l = slowest_link(cluster, plan, stage, MAX(plan->cp, 1), plan->dp * plan->tp, cp_member);
+  /* replica r is data coordinate (r / tp)·cp, TP rank r mod tp: it repeats modulo a node every tp·gpn */
+  PxLink l = slowest_link(cluster, plan, stage, MAX(plan->cp, 1), plan->dp * plan->tp,
+                          (gint64)plan->tp * MAX(cluster->gpus_per_node, 1), cp_member);
   return l.intra ? l : inter_link(cluster, 1);
 }
 
@@ -302,8 +310,13 @@ PxLink px_cost_p2p_link(const PxCluster *cluster, const PxPlan *plan, int from, 
    * once that distance reaches a node's GPUs. */
   int distance = abs(px_plan_rank_of(plan, 0, 0, to) - px_plan_rank_of(plan, 0, 0, from));
   if (distance >= MAX(cluster->gpus_per_node, 1) && px_plan_world(plan) > cluster->gpus_per_node) return inter;
-  for (int d = 0; d < px_plan_data_ranks(plan); d++)
-    for (int t = 0; t < plan->tp; t++) {
+  /* whether r and r + distance share a node depends on r mod gpus_per_node
+   * only, and px_plan_rank_of is linear in each coordinate: r mod g repeats
+   * every g data and every g tensor coordinates, so those decide it (O(g²),
+   * not O(world): 2^24 GPUs ran for hours, 131072 for a minute) */
+  int g = MAX(cluster->gpus_per_node, 1);
+  for (int d = 0; d < MIN(px_plan_data_ranks(plan), g); d++)
+    for (int t = 0; t < MIN(plan->tp, g); t++) {
       int pair[2] = {px_plan_rank_of(plan, d, t, from), px_plan_rank_of(plan, d, t, to)};
       if (pair[0] / MAX(cluster->gpus_per_node, 1) != pair[1] / MAX(cluster->gpus_per_node, 1)) return inter;
     }

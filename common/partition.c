@@ -198,6 +198,14 @@ double *px_partition_parse_weights(const char *csv, int *n_out, GError **error) 
     g_set_error(error, PX_PARTITION_ERROR, PX_PARTITION_ERROR_PARSE, "empty weight list");
     return NULL;
   }
+  /* the partitioners compare prefix sums: an infinite total (1e308,1e308) made every sum 'inf' */
+  double total = 0;
+  for (int i = 0; i < n; i++) total += w[i];
+  if (!isfinite(total)) {
+    g_set_error(error, PX_PARTITION_ERROR, PX_PARTITION_ERROR_PARSE,
+                "the %d weights sum beyond the largest number (%g): scale them down", n, G_MAXDOUBLE);
+    return NULL;
+  }
   *n_out = n;
   return g_steal_pointer(&w);
 }

@@ -379,6 +379,10 @@ gboolean px_plan_validate(PxPlan *p, const PxModel *model, const PxCluster *clus
   } else if (p->vpp != 1 && !px_schedule_is_v(p->schedule)) {
     REFUSE("vpp=%d needs the interleaved schedule (schedule is %s)", p->vpp, px_schedule_name(p->schedule));
   }
+  if ((gint64)p->pp * p->vpp * p->m > PX_PLAN_MAX_PASSES)
+    REFUSE("m=%d micro-batches × pp·vpp=%d·%d model chunks = %" G_GINT64_FORMAT " passes per step is more than "
+           "2^21 (a smaller global batch or a larger micro-batch)", p->m, p->pp, p->vpp,
+           (gint64)p->pp * p->vpp * p->m);
   if (p->zero < 0 || p->zero > 3) REFUSE("ZeRO stage %d is not 0, 1, 2 or 3", p->zero);
   if (p->offload == PX_OFFLOAD_OPTIMIZER_PARAMS && p->zero != 3)
     REFUSE("offloading parameters needs ZeRO stage 3 (stage is %d)", p->zero);
@@ -436,6 +440,13 @@ static gboolean ini_choice(GKeyFile *kf, const char *path, const char *key, Choi
   return TRUE;
 }
 
+/* [plan] keys: those read below and model, cluster, nodes (the target the
+ * file was made for, read by the CLI: sim/options.c) */
+static const char *const ini_keys[] = {
+  "dp", "tp", "pp", "vpp", "mbs", "gbs", "seq", "zero", "ckpt_interval", "grad_reduce_bytes", "cp", "ep", "etp",
+  "imbalance", "schedule", "ckpt", "offload", "precision", "stack", "attention", "tp_overlap", "order",
+  "seq_parallel", "partition", "workspace_gb", "bucket_bytes", "model", "cluster", "nodes", NULL};
+
 gboolean px_plan_load_ini(PxPlan *p, const char *path, GError **error) {
   g_autoptr(GKeyFile) kf = px_config_load_keyfile(path, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, error);
   if (!kf) return FALSE;
@@ -443,6 +454,20 @@ gboolean px_plan_load_ini(PxPlan *p, const char *path, GError **error) {
     g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, "%s: no [plan] group", path);
     return FALSE;
   }
+  /* a misspelt key (tensor_parallel, micro_batch) or group would silently keep the default */
+  g_auto(GStrv) groups = g_key_file_get_groups(kf, NULL);
+  for (int i = 0; groups[i]; i++)
+    if (strcmp(groups[i], "plan")) {
+      g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, "%s: [%s] is not a plan group (only [plan])", path,
+                  groups[i]);
+      return FALSE;
+    }
+  g_auto(GStrv) keys = g_key_file_get_keys(kf, "plan", NULL, NULL);
+  for (int i = 0; keys && keys[i]; i++)
+    if (!g_strv_contains(ini_keys, keys[i])) {
+      g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, "%s: [plan] %s is not a plan key", path, keys[i]);
+      return FALSE;
+    }
   g_autofree char *partition = NULL;
   double ws = p->workspace_bytes / 1e9, bucket = p->bucket_bytes;
   if (!ini_int(kf, path, "dp", 1, &p->dp, error) || !ini_int(kf, path, "tp", 1, &p->tp, error) ||
@@ -456,7 +481,7 @@ gboolean px_plan_load_ini(PxPlan *p, const char *path, GError **error) {
       !px_config_get_double(kf, path, "plan", "imbalance", TRUE, p->imbalance, 1, &p->imbalance, PX_PLAN_ERROR,
                             PX_PLAN_ERROR_PARSE, error) ||
       !ini_choice(kf, path, "schedule", (ChoiceParser)px_schedule_parse, &p->schedule,
-                  "naive, gpipe, 1f1b, interleaved, zb-h1", error) ||
+                  "naive, gpipe, 1f1b, interleaved, zb-h1, zb-h2, zb-v, dualpipev", error) ||
       !ini_choice(kf, path, "ckpt", (ChoiceParser)px_ckpt_parse, &p->ckpt, "none, selective, full", error) ||
       !ini_choice(kf, path, "offload", (ChoiceParser)px_offload_parse, &p->offload,
                   "none, optimizer, optimizer+params", error) ||
@@ -680,6 +705,15 @@ gboolean px_plan_load_deepspeed(PxPlan *p, const char *path, const PxDsOverrides
   }
   const char *opt_dev = offload_device(zero, "offload_optimizer");
   const char *par_dev = offload_device(zero, "offload_param");
+  /* DeepSpeed's OffloadDeviceEnum: none, cpu, nvme (nvme counted as cpu); another device
+   * ("gpu", a typo) was read as no offload */
+  const char *devs[][2] = {{"offload_optimizer", opt_dev}, {"offload_param", par_dev}};
+  for (gsize i = 0; i < G_N_ELEMENTS(devs); i++)
+    if (devs[i][1] && strcmp(devs[i][1], "none") && strcmp(devs[i][1], "cpu") && strcmp(devs[i][1], "nvme")) {
+      g_set_error(error, D, E, "%s: zero_optimization.%s.device '%s' is not none, cpu or nvme", path, devs[i][0],
+                  devs[i][1]);
+      return FALSE;
+    }
   gboolean opt_off = opt_dev && (!strcmp(opt_dev, "cpu") || !strcmp(opt_dev, "nvme"));
   gboolean par_off = par_dev && (!strcmp(par_dev, "cpu") || !strcmp(par_dev, "nvme"));
   p->offload = par_off ? PX_OFFLOAD_OPTIMIZER_PARAMS : opt_off ? PX_OFFLOAD_OPTIMIZER : PX_OFFLOAD_NONE;

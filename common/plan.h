@@ -138,6 +138,13 @@ gboolean px_plan_gbs_from_tokens(double tokens, int seq, int *gbs, double *devia
 /* Write as INI that px_plan_load_ini reads back to the same plan. */
 char *px_plan_to_ini(const PxPlan *plan);
 
+/* The most compute passes (pipeline stages × model chunks × micro-batches) one
+ * step may hold: the engine keeps every op of a step in memory (about 120 B
+ * each, two or three ops per pass), so 2^21 passes is about 0.5 GB and half a
+ * second of simulation; far beyond any published step (Llama 3 405B: pp 16,
+ * vpp 8, m 16 = 2048), and a --gbs of 2^30 no longer runs for hours. */
+#define PX_PLAN_MAX_PASSES (1 << 21)
+
 /* Derive m and seq, and check every rule, naming the broken one:
  * "tp=3 does not divide 32 attention heads". cluster may be NULL. */
 gboolean px_plan_validate(PxPlan *plan, const PxModel *model, const PxCluster *cluster,

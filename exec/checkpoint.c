@@ -483,7 +483,7 @@ PxCkptManifest *px_ckpt_manifest_read(const char *stepdir, const char *run, GErr
   const char *format = str_member(o, "format"), *fp = str_member(o, "run");
   gint64 version = 0, step = -1;
   if (!format || strcmp(format, "parallax-checkpoint") || !int_member(o, "version", &version) || !fp ||
-      !int_member(o, "step", &step) || step < 0 || !json_object_has_member(o, "files") ||
+      !int_member(o, "step", &step) || step < 0 || step > G_MAXINT || !json_object_has_member(o, "files") ||
       !JSON_NODE_HOLDS_ARRAY(json_object_get_member(o, "files"))) {
     fail(error, PX_CHECKPOINT_ERROR_FORMAT, "checkpoint %s: not a parallax checkpoint manifest", path);
     return NULL;
@@ -530,7 +530,7 @@ PxCkptManifest *px_ckpt_manifest_read(const char *stepdir, const char *run, GErr
     const char *name = str_member(f, "file"), *sha = str_member(f, "sha256");
     gint64 rank = -1, bytes = -1;
     if (!name || !sha || strlen(sha) != 64 || !int_member(f, "rank", &rank) || !int_member(f, "bytes", &bytes) ||
-        bytes < 0 || strchr(name, '/') || !strcmp(name, "..")) {
+        bytes < 0 || rank < 0 || rank > G_MAXINT || strchr(name, '/') || !strcmp(name, "..")) {
       fail(error, PX_CHECKPOINT_ERROR_FORMAT, "checkpoint %s: file entry %d is malformed", path, i);
       return NULL;
     }
@@ -633,7 +633,7 @@ static gboolean index_shard(PxCkptReader *rd, const char *path, const guchar *bu
     JsonNode *sn = e ? json_object_get_member(e, "shape") : NULL, *rn = e ? json_object_get_member(e, "runs") : NULL;
     if (!name || !state || !int_member(e, "offset", &off) || !int_member(e, "count", &count) || off < 0 ||
         count < 0 || !sn || !JSON_NODE_HOLDS_ARRAY(sn) || !rn || !JSON_NODE_HOLDS_ARRAY(rn) ||
-        (gsize)(off + count) * es > plen)
+        off > (gint64)(plen / es) || count > (gint64)(plen / es) - off)
       return fail(error, PX_CHECKPOINT_ERROR_FORMAT, "checkpoint %s: tensor entry %u is malformed", path, i);
     g_autoptr(REntry) re = g_new0(REntry, 1);
     JsonArray *shape = json_node_get_array(sn), *runs = json_node_get_array(rn);

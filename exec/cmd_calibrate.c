@@ -36,6 +36,7 @@
 #include "cost.h"
 #include "exec_commands.h"
 #include "model.h"
+#include "options.h"
 
 typedef gboolean (*TimedFn)(void *data, GError **error);
 
@@ -677,6 +678,7 @@ static int calibrate(const char *backend, const char *model_name, PxDType dt, in
 int px_exec_cmd_calibrate(int argc, char **argv) {
   g_autofree char *backend = NULL, *model_name = NULL, *out = NULL, *name = NULL, *comm_name = NULL, *dtype = NULL;
   int seq = -1, mbs = 1, tp = 1, ranks = 2, reps = 5;
+  g_autofree char *seq_s = NULL; /* a string: --seq -1 must not read as "the model's" */
   gint64 max_bytes = 16 << 20;
   GOptionEntry entries[] = {
     {"backend", 0, 0, G_OPTION_ARG_STRING, &backend, "cpu (default) or cuda", "B"},
@@ -685,7 +687,7 @@ int px_exec_cmd_calibrate(int argc, char **argv) {
      "the dtype of the run to predict (run --dtype): f32 (default) or bf16 / f16 (half GEMMs and activations, fp32 "
      "statistics, the mixed-precision optimizer); the GEMM rate goes under peak_fp32 or peak_bf16 / peak_fp16, and "
      "[cluster] calibrated_dtype records it", "T"},
-    {"seq", 0, 0, G_OPTION_ARG_INT, &seq, "sequence length of the measured shapes (default the model's)", "N"},
+    {"seq", 0, 0, G_OPTION_ARG_STRING, &seq_s, "sequence length of the measured shapes (default the model's)", "N"},
     {"mbs", 0, 0, G_OPTION_ARG_INT, &mbs, "micro-batch of the measured shapes (default 1)", "N"},
     {"tp", 0, 0, G_OPTION_ARG_INT, &tp, "measure a tensor-parallel rank's shapes: heads, FFN, vocabulary / N (default 1)", "N"},
     {"ranks", 0, 0, G_OPTION_ARG_INT, &ranks, "thread-ranks of the measured collectives (local; default 2; 1 skips them)", "N"},
@@ -704,10 +706,31 @@ int px_exec_cmd_calibrate(int argc, char **argv) {
     fprintf(stderr, "parallax-exec calibrate: give --out FILE for the cluster profile\n");
     return 2;
   }
-  if ((seq < 1 && seq != -1) || mbs < 1 || tp < 1 || tp > 64 || ranks < 1 || ranks > 64 || reps < 1 || reps > 1000 || max_bytes < 1024 ||
-      max_bytes > ((gint64)1 << 31)) {
-    fprintf(stderr, "parallax-exec calibrate: --seq, --mbs ≥ 1, --tp, --ranks 1..64, --reps 1..1000, "
-                    "--max-bytes 1024..2^31\n");
+  if (seq_s && !px_parse_int_flag("--seq", seq_s, 1, &seq, &error)) {
+    fprintf(stderr, "parallax-exec calibrate: %s\n", error->message);
+    return 2;
+  }
+  /* the flag out of range, named with its value */
+  const struct { const char *flag; int v, lo, hi; } ranges[] = {
+    {"--mbs", mbs, 1, G_MAXINT}, {"--tp", tp, 1, 64}, {"--ranks", ranks, 1, 64}, {"--reps", reps, 1, 1000}};
+  for (gsize i = 0; i < G_N_ELEMENTS(ranges); i++)
+    if (ranges[i].v < ranges[i].lo || ranges[i].v > ranges[i].hi) {
+      fprintf(stderr, "parallax-exec calibrate: %s %d is not in %d..%d\n", ranges[i].flag, ranges[i].v, ranges[i].lo,
+              ranges[i].hi);
+      return 2;
+    }
+  if (max_bytes < 1024 || max_bytes > ((gint64)1 << 31)) {
+    fprintf(stderr, "parallax-exec calibrate: --max-bytes %" G_GINT64_FORMAT " is not in 1024..2^31\n", max_bytes);
+    return 2;
+  }
+  /* before minutes of measuring: the profile must have somewhere to go */
+  g_autofree char *out_dir = g_path_get_dirname(out);
+  if (!g_file_test(out_dir, G_FILE_TEST_IS_DIR) || g_file_test(out, G_FILE_TEST_IS_DIR)) {
+    if (g_file_test(out, G_FILE_TEST_IS_DIR))
+      fprintf(stderr, "parallax-exec calibrate: --out %s is a directory\n", out);
+    else
+      fprintf(stderr, "parallax-exec calibrate: --out %s: %s %s\n", out, out_dir,
+              g_file_test(out_dir, G_FILE_TEST_EXISTS) ? "is not a directory" : "does not exist");
     return 2;
   }
   PxDType dt;

@@ -30,6 +30,7 @@
 #include "exec_commands.h"
 
 #define KILL_AFTER_TERM_S 5
+#define LAUNCH_MAX_RANKS 256
 
 typedef enum { RANK_RUNNING, RANK_OK, RANK_FAILED, RANK_STOPPED } RankState;
 
@@ -185,6 +186,13 @@ int px_exec_cmd_launch(int argc, char **argv) {
     fprintf(stderr, "parallax-exec launch: give the number of ranks, -n N (N ≥ 1)\n");
     return 2;
   }
+  /* ranks of one machine: the tcp communicator's full mesh holds two
+   * descriptors per peer in every rank (comm_tcp.c), 510 at 256 ranks, under
+   * the usual limit of 1024; -n 100000 forked for minutes */
+  if (n > LAUNCH_MAX_RANKS) {
+    fprintf(stderr, "parallax-exec launch: -n %d is more than %d local ranks\n", n, LAUNCH_MAX_RANKS);
+    return 2;
+  }
   if (port < 0 || port > 65535) {
     fprintf(stderr, "parallax-exec launch: --master-port %d is not in 1..65535\n", port);
     return 2;
@@ -253,12 +261,22 @@ int px_exec_cmd_launch(int argc, char **argv) {
     Waiter *wt = g_new(Waiter, 1);
     *wt = (Waiter){&L, r};
     g_subprocess_wait_async(L.procs[r], NULL, rank_exited, wt);
+    /* a SIGINT / SIGTERM while starting the others (it was only seen once all
+     * had started): forwarded to those running, and no more are started */
+    while (g_main_context_pending(NULL)) g_main_context_iteration(NULL, FALSE);
+    if (L.forwarded) break;
   }
   if (rc) stop_all(&L, SIGTERM);
   if (L.alive > 0) g_main_loop_run(L.loop);
   if (!rc && L.forwarded) {
-    fprintf(stderr, "parallax-exec launch: stopped by %s, forwarded to the %d ranks\n",
-            L.forwarded == SIGINT ? "SIGINT" : "SIGTERM", n);
+    int started = 0;
+    for (int r = 0; r < n; r++) started += L.procs[r] != NULL;
+    if (started < n)
+      fprintf(stderr, "parallax-exec launch: stopped by %s while starting the ranks, forwarded to the %d of %d started\n",
+              L.forwarded == SIGINT ? "SIGINT" : "SIGTERM", started, n);
+    else
+      fprintf(stderr, "parallax-exec launch: stopped by %s, forwarded to the %d ranks\n",
+              L.forwarded == SIGINT ? "SIGINT" : "SIGTERM", n);
     rc = 128 + L.forwarded;
   } else if (!rc && L.failed >= 0) {
     g_autofree char *after = rank_list(&L, RANK_FAILED), *stopped = rank_list(&L, RANK_STOPPED);

@@ -164,6 +164,23 @@ int px_exec_cmd_run(int argc, char **argv) {
       goto out;
     }
   }
+  {
+    /* before any step: a trace or CSV with nowhere to go failed only after the whole run */
+    const char *outs[][2] = {{"--trace", a.trace}, {"--csv", a.csv}};
+    for (gsize i = 0; i < G_N_ELEMENTS(outs); i++) {
+      if (!outs[i][1]) continue;
+      g_autofree char *dir = g_path_get_dirname(outs[i][1]);
+      const char *why = g_file_test(outs[i][1], G_FILE_TEST_IS_DIR) ? "is a directory"
+                        : !g_file_test(dir, G_FILE_TEST_IS_DIR)
+                            ? (g_file_test(dir, G_FILE_TEST_EXISTS) ? "its directory is not a directory"
+                                                                     : "its directory does not exist")
+                            : NULL;
+      if (why) {
+        fprintf(stderr, CMD ": %s %s: %s\n", outs[i][0], outs[i][1], why);
+        goto out;
+      }
+    }
+  }
   if (!a.comm) {
     /* ranks as processes: nccl for GPU ranks when built in, else mpi / tcp by launcher (docs/launch.md) */
     gboolean procs = g_getenv("OMPI_COMM_WORLD_SIZE") || (g_getenv("WORLD_SIZE") && g_getenv("MASTER_ADDR"));

@@ -48,7 +48,8 @@ gboolean px_token_file_check(const char *bytes, gsize size, const char *path, gi
 
 PxTokenFile *px_token_file_open(const char *path, GError **error) {
   if (!g_file_test(path, G_FILE_TEST_IS_REGULAR)) {
-    fail(error, PX_DATA_ERROR_IO, "token file %s: not a regular file", path);
+    fail(error, PX_DATA_ERROR_IO, "token file %s: %s", path,
+         g_file_test(path, G_FILE_TEST_EXISTS) ? "not a regular file" : "no such file");
     return NULL;
   }
   g_autoptr(GError) err = NULL;

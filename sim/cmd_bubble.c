@@ -293,6 +293,19 @@ int px_cmd_bubble(int argc, char **argv) {
     return 2;
   }
 
+  /* the V schedules run two chunks per rank, interleaved vpp: the largest m at
+   * the most chunks bounds every point (px_plan_validate's limit) */
+  for (guint i = 0; i < ms->len; i++) {
+    gint64 passes = (gint64)pp * MAX(vpp, 2) * g_array_index(ms, int, i);
+    if (passes > PX_PLAN_MAX_PASSES) {
+      g_set_error(&err, PX_PLAN_ERROR, PX_PLAN_ERROR_INVALID,
+                  "--pp %d × %d chunks × m %d = %" G_GINT64_FORMAT " passes per step is more than 2^21", pp,
+                  MAX(vpp, 2), g_array_index(ms, int, i), passes);
+      px_cli_fail(CMD, err);
+      return 2;
+    }
+  }
+
   Costs costs = {1, 1, 1};
   if (costs_arg && !parse_costs(costs_arg, &costs, &err)) {
     px_cli_fail(CMD, err);

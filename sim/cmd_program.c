@@ -51,6 +51,11 @@ int px_cmd_program(int argc, char **argv) {
   } else if (stage >= plan.pp || stage < -1) {
     fprintf(stderr, CMD ": --stage %d is not a stage of the %d pipeline stages\n", stage, plan.pp);
     rc = 2;
+  } else if (rank >= 0 && stage >= 0 && px_program_for_rank(prog, rank)->stage != stage) {
+    /* both given: they must name the same stream, or one would be ignored */
+    fprintf(stderr, CMD ": --rank %d is on pipeline stage %d, not --stage %d\n", rank,
+            px_program_for_rank(prog, rank)->stage, stage);
+    rc = 2;
   } else if (rank >= 0) {
     g_autofree char *text = px_program_format_stage(prog, px_program_for_rank(prog, rank)->stage);
     fputs(text, stdout);

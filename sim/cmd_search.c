@@ -26,6 +26,7 @@ static void on_sigint(int sig) {
 typedef struct {
   char *objective, *max_memory, *margin, *pareto, *emit, *out, *tokens, *days, *nodes_range;
   char **fix;
+  char *top_s, *threads_s, *confirm_s, *max_mbs_s, *max_vpp_s; /* strings: 0 or -1 must not read as "default" */
   int top, threads, confirm, max_mbs, max_vpp;
   gboolean json, tp_across, all_counts;
 } SearchFlags;
@@ -449,6 +450,22 @@ static int run_sizing(const SearchFlags *f, const PxModel *model, const PxCluste
   return 0;
 }
 
+/* The count flags, each a whole number ≥ 1 when given (0 when not: the
+ * search's default); --threads at most 1024 (--threads 100000 started as
+ * many threads and ran twenty times slower). */
+static gboolean search_counts(SearchFlags *f, GError **error) {
+  const struct { const char *flag, *value; int *out; } counts[] = {
+    {"--top", f->top_s, &f->top}, {"--threads", f->threads_s, &f->threads}, {"--confirm", f->confirm_s, &f->confirm},
+    {"--max-mbs", f->max_mbs_s, &f->max_mbs}, {"--max-vpp", f->max_vpp_s, &f->max_vpp}};
+  for (gsize i = 0; i < G_N_ELEMENTS(counts); i++)
+    if (counts[i].value && !px_parse_int_flag(counts[i].flag, counts[i].value, 1, counts[i].out, error)) return FALSE;
+  if (f->threads > 1024) {
+    g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "--threads %d is more than 1024", f->threads);
+    return FALSE;
+  }
+  return TRUE;
+}
+
 int px_cmd_search(int argc, char **argv) {
   PxPlanOptions o;
   g_autofree char *tp_overlap = NULL; /* --tp-overlap, for the layouts (take_fixes) */
@@ -458,11 +475,11 @@ int px_cmd_search(int argc, char **argv) {
     {"max-memory", 0, 0, G_OPTION_ARG_STRING, &f.max_memory, "Memory a layout may use per GPU (default: the GPU's)", "BYTES"},
     {"margin", 0, 0, G_OPTION_ARG_STRING, &f.margin, "Headroom kept free beyond the plan's workspace (default 0)", "BYTES"},
     {"fix", 0, 0, G_OPTION_ARG_STRING_ARRAY, &f.fix, "Hold a knob: tp, pp, dp, zero, mbs, vpp, ckpt, schedule, sp, offload, order (repeatable)", "K=V"},
-    {"top", 0, 0, G_OPTION_ARG_INT, &f.top, "Layouts to list (default 5)", "K"},
-    {"confirm", 0, 0, G_OPTION_ARG_INT, &f.confirm, "Candidates to simulate (default max(4·K, 16))", "N"},
-    {"threads", 0, 0, G_OPTION_ARG_INT, &f.threads, "Worker threads (default: every core)", "N"},
-    {"max-mbs", 0, 0, G_OPTION_ARG_INT, &f.max_mbs, "Largest micro-batch tried (powers of two, default 8)", "N"},
-    {"max-vpp", 0, 0, G_OPTION_ARG_INT, &f.max_vpp, "Most chunks per rank tried for interleaving (default 8)", "N"},
+    {"top", 0, 0, G_OPTION_ARG_STRING, &f.top_s, "Layouts to list (default 5)", "K"},
+    {"confirm", 0, 0, G_OPTION_ARG_STRING, &f.confirm_s, "Candidates to simulate (default max(4·K, 16))", "N"},
+    {"threads", 0, 0, G_OPTION_ARG_STRING, &f.threads_s, "Worker threads (default: every core)", "N"},
+    {"max-mbs", 0, 0, G_OPTION_ARG_STRING, &f.max_mbs_s, "Largest micro-batch tried (powers of two, default 8)", "N"},
+    {"max-vpp", 0, 0, G_OPTION_ARG_STRING, &f.max_vpp_s, "Most chunks per rank tried for interleaving (default 8)", "N"},
     {"tp-across-nodes", 0, 0, G_OPTION_ARG_NONE, &f.tp_across, "Allow tp larger than a node", NULL},
     {"json", 0, 0, G_OPTION_ARG_NONE, &f.json, "Print one JSON object", NULL},
     {"pareto", 0, 0, G_OPTION_ARG_FILENAME, &f.pareto, "Plot memory vs step time of every fitting layout (gnuplot)", "FILE.png"},
@@ -497,9 +514,8 @@ int px_cmd_search(int argc, char **argv) {
     rc = 2;
   } else if (f.emit && !px_emit_check(f.emit, f.out, &error)) {
     rc = px_cli_fail(CMD, error);
-  } else if (f.top < 1 || f.threads < 0 || f.confirm < 0 || f.max_mbs < 0 || f.max_vpp < 0) {
-    fprintf(stderr, CMD ": --top must be at least 1; --threads, --confirm, --max-mbs, --max-vpp not negative\n");
-    rc = 2;
+  } else if (!search_counts(&f, &error)) {
+    rc = px_cli_fail(CMD, error) + 1;
   } else if (!take_fixes(&f, &o, &so.fix, &tp_overlap, &error) || !(gbs = o.gbs, gbs_tokens = g_steal_pointer(&o.gbs_tokens), o.gbs = -1, TRUE) ||
              !px_plan_options_resolve(&o, TRUE, &model, &cluster, &plan, &error) ||
              !search_batch(gbs, gbs_tokens, o.batch_given, &plan, &error)) {
@@ -551,7 +567,8 @@ int px_cmd_search(int argc, char **argv) {
   px_plan_clear(&plan);
   px_plan_options_clear(&o);
   g_strfreev(f.fix);
-  char **strs[] = {&f.objective, &f.max_memory, &f.margin, &f.pareto, &f.emit, &f.out, &f.tokens, &f.days, &f.nodes_range};
+  char **strs[] = {&f.objective, &f.max_memory, &f.margin, &f.pareto, &f.emit, &f.out, &f.tokens, &f.days, &f.nodes_range,
+                   &f.top_s, &f.threads_s, &f.confirm_s, &f.max_mbs_s, &f.max_vpp_s};
   for (gsize i = 0; i < G_N_ELEMENTS(strs); i++) g_free(*strs[i]);
   return rc;
 }

@@ -10,6 +10,14 @@
  * those same amounts in the schedule's order. */
 gboolean px_predict(PxPrediction *r, const PxModel *model, const PxCluster *cluster, const PxPlan *p,
                     gboolean ideal, gboolean full, gboolean timeline, GError **error) {
+  /* every rank's stream (full) is dp·cp·tp times the stages' (px_plan_validate bounds those) */
+  gint64 passes = (gint64)px_plan_world(p) * p->vpp * p->m;
+  if (full && passes > PX_PLAN_MAX_PASSES) {
+    g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_INVALID,
+                "--full simulates every rank: %d ranks × vpp %d × m %d = %" G_GINT64_FORMAT " passes is more than 2^21 "
+                "(without --full one rank per stage is simulated)", px_plan_world(p), p->vpp, p->m, passes);
+    return FALSE;
+  }
   if (!(r->part = px_partition_new(model, p, NULL, error))) return FALSE;
   if (!(r->prog = px_program_new(p, r->part, error))) return FALSE;
   r->tab = ideal ? px_cost_table_ideal(p->pp, p->vpp) : px_cost_table_new(model, cluster, p, r->part, error);

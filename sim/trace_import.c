@@ -58,7 +58,12 @@ static double member_number(JsonObject *o, const char *key, gboolean *ok) {
   GType t = json_node_get_value_type(n);
   if (t == G_TYPE_DOUBLE) return json_node_get_double(n);
   if (t == G_TYPE_INT64) return (double)json_node_get_int(n);
-  if (t == G_TYPE_STRING) return g_ascii_strtod(json_node_get_string(n), NULL);
+  if (t == G_TYPE_STRING) { /* nsys writes its numbers as strings: the whole string, or NaN (refused) */
+    const char *str = json_node_get_string(n);
+    char *end = NULL;
+    double v = g_ascii_strtod(str, &end);
+    return end != str && !*end ? v : NAN;
+  }
   *ok = FALSE;
   return 0;
 }
@@ -152,6 +157,15 @@ static PxMeasuredStep *analyse(const char *path, PxMeasuredStep *m, GArray *evs,
       g_free(m->step_name);
       m->step_name = g_strdup(e->name);
     }
+    /* a time that is no number, a negative duration or one beyond 1e17 µs (3000 years) is a corrupt trace,
+     * not a step to compare against */
+    if (!isfinite(e->ts) || !isfinite(e->end) || e->end < e->ts || fabs(e->ts) > 1e17 || e->end - e->ts > 1e17) {
+      g_set_error(error, PX_TRACE_ERROR, PX_TRACE_ERROR_FORMAT,
+                  "%s: event '%s' has no valid time (start %g µs, duration %g µs; numbers, the duration ≥ 0, "
+                  "both under 1e17)", path, e->name, e->ts, e->end - e->ts);
+      px_measured_step_free(m);
+      return NULL;
+    }
     lo = MIN(lo, e->ts);
     hi = MAX(hi, e->end);
     m->gpu |= e->kernel;
@@ -224,7 +238,7 @@ static gboolean chrome_events(JsonNode *root, GArray *evs, PxMeasuredStep *m) {
   if (dist) {
     gboolean ok = TRUE;
     double r = member_number(dist, "rank", &ok), w = member_number(dist, "world_size", &ok);
-    if (ok) {
+    if (ok && r >= 0 && w >= 1 && r < w && w <= (1 << 24)) {
       m->rank = (int)r;
       m->world = (int)w;
     }
@@ -249,7 +263,7 @@ static gboolean chrome_events(JsonNode *root, GArray *evs, PxMeasuredStep *m) {
     if (args && JSON_NODE_HOLDS_OBJECT(args)) {
       gboolean has = TRUE;
       double c = member_number(json_node_get_object(args), "correlation", &has);
-      if (has) e.correlation = (gint64)c;
+      if (has && c >= 0 && c < 0x1p62) e.correlation = (gint64)c;
     }
     g_array_append_val(evs, e);
   }
@@ -316,7 +330,7 @@ static gboolean nsys_events(const char *text, GArray *evs, GStringChunk *chunk) 
     if (!ok) continue;
     gboolean has = TRUE;
     double corr = member_number(e, "correlationId", &has);
-    if (has && corr > 0) ev.correlation = (gint64)corr;
+    if (has && corr > 0 && corr < 0x1p62) ev.correlation = (gint64)corr;
     if (cuda) {
       JsonNode *kn = json_object_get_member(e, "kernel");
       if (!kn || !JSON_NODE_HOLDS_OBJECT(kn)) continue; /* memcpy / memset / sync: not kernels */

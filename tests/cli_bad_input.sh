@@ -64,12 +64,29 @@ echo '{"train_batch_size": 64, "zero_optimization": {"stage": 7}}' >"$tmp/ds2.js
 bad "ds_config: ZeRO stage 7" "stage" "$sim" plan --model 7b --gpus 8 --deepspeed "$tmp/ds2.json"
 echo '{"train_micro_batch_size_per_gpu": "auto"}' >"$tmp/ds3.json"
 bad "ds_config: auto without a value" "auto" "$sim" plan --model 7b --gpus 8 --deepspeed "$tmp/ds3.json"
+echo '{"traceEvents": [{"ph": "X", "name": "ampere_sgemm", "cat": "kernel", "ts": "abc", "dur": 5}]}' >"$tmp/tr1.json"
+bad "compare: trace ts not a number" "no valid time" "$sim" compare --model 7b --cluster dgx-h100 --gpus 8 --trace "$tmp/tr1.json"
+echo '{"traceEvents": [{"ph": "X", "name": "ampere_sgemm", "cat": "kernel", "ts": 10, "dur": -5}]}' >"$tmp/tr2.json"
+bad "compare: trace negative duration" "no valid time" "$sim" compare --model 7b --cluster dgx-h100 --gpus 8 --trace "$tmp/tr2.json"
+echo '{"traceEvents": [{"ph": "X", "name": "ampere_sgemm", "cat": "kernel", "ts": 1e300, "dur": 1e300}]}' >"$tmp/tr3.json"
+bad "compare: trace time 1e300" "no valid time" "$sim" compare --model 7b --cluster dgx-h100 --gpus 8 --trace "$tmp/tr3.json"
+echo '{"train_batch_size": 64, "zero_optimization": {"stage": 3, "offload_param": {"device": "gpu"}}}' >"$tmp/ds4.json"
+bad "ds_config: offload device gpu" "device 'gpu' is not none, cpu or nvme" "$sim" plan --model 7b --gpus 8 --deepspeed "$tmp/ds4.json"
 printf '[plan]\ndp = 2\ntp = 0\n' >"$tmp/p1.ini"
 bad "plan INI: tp 0" "tp" "$sim" plan --model 7b --plan "$tmp/p1.ini"
 printf '[plan]\nschedule = sideways\n' >"$tmp/p2.ini"
 bad "plan INI: unknown schedule" "sideways" "$sim" plan --model 7b --plan "$tmp/p2.ini"
-printf '[cluster]\ngpus_per_node = 8\nmemory = -80\n' >"$tmp/c1.ini"
-bad "cluster INI: negative memory" "memory" "$sim" plan --model 7b --cluster "$tmp/c1.ini"
+printf '[plan]\ndp = 2\ntensor_parallel = 4\n' >"$tmp/p3.ini"
+bad "plan INI: misspelt key" "tensor_parallel is not a plan key" "$sim" plan --model 7b --plan "$tmp/p3.ini"
+bad "run: plan INI misspelt key" "tensor_parallel is not a plan key" "$exe" run --model tiny-gpt --plan "$tmp/p3.ini"
+printf '[plan]\ndp = 2\n[pipeline]\npp = 2\n' >"$tmp/p4.ini"
+bad "plan INI: a second group" "[pipeline] is not a plan group" "$sim" plan --model 7b --plan "$tmp/p4.ini"
+sed 's/^memory = .*/memory = -80GB/' "$(dirname "$0")/../configs/clusters/dgx-h100.ini" >"$tmp/c1.ini"
+bad "cluster INI: negative memory" "[gpu] memory = '-80GB' is not a positive size" "$sim" plan --model 7b --cluster "$tmp/c1.ini"
+sed 's/^pcie_bw =/pcie_bandwidth =/' "$(dirname "$0")/../configs/clusters/dgx-h100.ini" >"$tmp/c2.ini"
+bad "cluster INI: misspelt optional key" "pcie_bandwidth is not a cluster key" "$sim" simulate --model 7b --gpus 8 --cluster "$tmp/c2.ini"
+sed 's/^\[node\]/[nodes]/' "$(dirname "$0")/../configs/clusters/dgx-h100.ini" >"$tmp/c3.ini"
+bad "cluster INI: misspelt group" "[nodes] is not a cluster group" "$sim" simulate --model 7b --gpus 8 --cluster "$tmp/c3.ini"
 
 # ---- model semantics ----
 printf '[model]\nlayers = 12\nhidden = 770\nheads = 12\nvocab = 50257\nmax_seq = 1024\n' >"$tmp/m4.ini"
@@ -94,8 +111,19 @@ bad "--gbs-tokens Inf" "gbs-tokens" "$sim" plan --model 7b --gbs-tokens inf
 bad "--gbs-tokens 1e400" "gbs-tokens" "$sim" plan --model 7b --gbs-tokens 1e400
 bad "--workspace -5" "workspace" "$sim" plan --model 7b --workspace -5
 bad "--dp 2^31 overflow" "dp" "$sim" plan --model 7b --dp 2147483648
+# 2^24 GPUs, the most a cluster may have: an answer, not hours in the link costs
+n=$((n+1)); timeout 30 "$sim" plan --model 7b --cluster dgx-h100 --nodes 2097152 >/dev/null 2>"$tmp/err"; rc=$?
+if [ $rc -eq 0 ]; then echo "ok $n - plan on 2^24 GPUs ends"; else echo "not ok $n - plan on 2^24 GPUs: rc $rc"; fail=1; fi
 bad "dp·tp·pp overflows" "" "$sim" plan --model 7b --dp 65536 --tp 65536 --pp 65536
 bad "simulate --steps 0" "steps" "$exe" run --model tiny-gpt --steps 0
+# 2^30 micro-batches a step: refused, not simulated for hours (PX_PLAN_MAX_PASSES)
+bad "simulate --gbs 2^30" "passes per step" "$sim" simulate --model 7b --cluster dgx-h100 --gpus 8 --gbs 1073741824
+bad "plan --gbs 2^30" "passes per step" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --gbs 1073741824
+bad "search --gbs 2^30" "passes per step" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 1073741824
+bad "run --gbs 10^9" "passes per step" "$exe" run --model tiny-gpt --gbs 1000000000
+bad "simulate --full on 2^24 GPUs" "--full simulates every rank" "$sim" simulate --model 7b --cluster dgx-h100 --gpus 16777216 --tp 8 --pp 32 --full
+bad "bubble --pp 10^5" "passes per step" "$sim" bubble --pp 100000
+bad "bubble --vpp 10^6" "passes per step" "$sim" bubble --vpp 1000000
 
 # ---- unknown and contradictory flags ----
 bad "unknown flag" "--frobnicate" "$sim" plan --model 7b --frobnicate
@@ -110,7 +138,11 @@ bad "--tp-overlap off megatron-core" "needs --stack megatron-core" "$sim" simula
 bad "--tp-overlap search off megatron-core" "needs --stack megatron-core" "$sim" search --model 7b --cluster dgx-h100 --gbs 64 --tp-overlap te
 bad "gbs not a multiple of mbs·dp" "global batch" "$sim" plan --model 7b --gpus 8 --dp 8 --mbs 2 --gbs 12
 bad "unknown schedule" "sideways" "$sim" simulate --model 7b --cluster dgx-h100 --gpus 8 --schedule sideways
+bad "partition: weights summing to inf" "sum beyond the largest number" "$sim" partition --weights 1e308,1e308 --stages 1
 bad "unknown --units" "units" "$sim" plan --model 7b --units furlongs
+bad "search --max-mbs 0" "--max-mbs 0 must be a whole number" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 64 --max-mbs 0
+bad "search --threads 100000" "--threads 100000 is more than 1024" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 64 --threads 100000
+bad "program: --rank and --stage disagree" "--rank 7 is on pipeline stage 1, not --stage 0" "$sim" program --model 7b --gpus 8 --pp 2 --stage 0 --rank 7
 bad "unknown --order" "order" "$sim" plan --model 7b --order tp,tp,pp
 bad "--emit unknown format" "emit" "$sim" plan --model 7b --gpus 8 --emit nonsense
 bad "extra positional argument" "stray" "$sim" plan --model 7b stray
@@ -140,11 +172,18 @@ bad "run: --timeout 0" "timeout" "$exe" run --model tiny-gpt --timeout 0
 bad "run: --dtype f8" "dtype" "$exe" run --model tiny-gpt --dtype f8
 bad "run: --backend nosuch" "nosuch" "$exe" run --model tiny-gpt --backend nosuch
 bad "run: --comm nosuch" "nosuch" "$exe" run --model tiny-gpt --comm nosuch
-bad "run: data file missing" "nonexistent" "$exe" run --model tiny-gpt --data "$tmp/nonexistent.bin"
+bad "run: --trace into a missing dir (before training)" "its directory does not exist" "$exe" run --model tiny-gpt --steps 1 --trace "$tmp/missing/t.json"
+bad "run: --csv is a directory" "is a directory" "$exe" run --model tiny-gpt --steps 1 --csv "$tmp/dir"
+bad "run: data file missing" "nonexistent.bin: no such file" "$exe" run --model tiny-gpt --data "$tmp/nonexistent.bin"
 bad "run: data file binary junk" "binary" "$exe" run --model tiny-gpt --data "$tmp/binary"
 bad "run: --resume from nothing" "nothing" "$exe" run --model tiny-gpt --resume "$tmp/nothing"
 bad "run: --save to a file" "binary" "$exe" run --model tiny-gpt --steps 1 --save "$tmp/binary"
 bad "data: --tokens 0" "tokens" "$exe" data --synthetic --tokens 0 --out "$tmp/d.bin"
+bad "calibrate: --seq -1" "--seq -1 must be a whole number" "$exe" calibrate --seq -1 --out "$tmp/cal.ini"
+bad "calibrate: --ranks 100000" "--ranks 100000 is not in 1..64" "$exe" calibrate --ranks 100000 --out "$tmp/cal.ini"
+bad "calibrate: --out in a missing dir" "missing does not exist" "$exe" calibrate --out "$tmp/missing/cal.ini"
+bad "calibrate: --out a directory" "is a directory" "$exe" calibrate --out "$tmp/dir"
+bad "launch: -n 100000" "more than 256 local ranks" "$exe" launch -n 100000 -- /bin/true
 # a corrupt checkpoint: one flipped byte in a shard
 "$exe" run --model tiny-gpt --steps 1 --save "$tmp/ck" >/dev/null 2>&1
 shard=$(find "$tmp/ck" -name 'rank-*.ckpt' | head -1)
@@ -153,6 +192,13 @@ if [ -n "$shard" ]; then
   bad "run: a shard with a flipped byte" "corrupt" "$exe" run --model tiny-gpt --steps 2 --resume "$tmp/ck"
   rm -f "$shard"
   bad "run: a missing shard" "rank-" "$exe" run --model tiny-gpt --steps 2 --resume "$tmp/ck"
+fi
+# a manifest whose step overflows an int (it was read as 1215752191)
+"$exe" run --model tiny-gpt --steps 1 --save "$tmp/ck2" >/dev/null 2>&1
+man=$(find "$tmp/ck2" -name manifest.json | head -1)
+if [ -n "$man" ]; then
+  sed -i 's/"step" : 1,/"step" : 99999999999,/' "$man"
+  bad "run: manifest step 99999999999" "not a parallax checkpoint manifest" "$exe" run --model tiny-gpt --steps 2 --resume "$tmp/ck2"
 fi
 
 echo "1..$n"

@@ -83,7 +83,7 @@ bad() {
   check "$name: exit non-zero, one line" "[ $rc -ne 0 ] && [ \$(wc -l <'$tmp/e') -eq 1 ] && grep -qF -- \"$want\" '$tmp/e'"
 }
 bad "no --out" "--out FILE" calibrate --model tiny-gpt
-bad "bad ranks" "--ranks 1..64" calibrate --ranks 0 --out "$tmp/x.ini"
+bad "bad ranks" "--ranks 0 is not in 1..64" calibrate --ranks 0 --out "$tmp/x.ini"
 bad "unknown backend" "tpu" calibrate --backend tpu --out "$tmp/x.ini"
 bad "unknown model" "nosuchmodel" calibrate --model nosuchmodel --out "$tmp/x.ini"
 bad "tp not dividing the heads" "--tp 3 does not divide" calibrate --model tiny-gpt --tp 3 --out "$tmp/x.ini"
