@@ -24,6 +24,14 @@ static gboolean get_bytes(GKeyFile *kf, const char *path, const char *group, con
                 "%s: [%s] %s = '%s' is not a positive size (e.g. 80GB, 81920MiB)", path, group, key, raw);
     return FALSE;
   }
+  /* a memory of a few bytes is a size without its unit ("memory = 80" is
+   * 80 B), not a device: refused rather than planned as out of memory */
+  if (*out < 1048576) {
+    g_set_error(error, PX_CLUSTER_ERROR, PX_CLUSTER_ERROR_INVALID,
+                "%s: [%s] %s = '%s' is %.0f B, below 1 MiB: give the unit (e.g. 80GB, 81920MiB)", path, group, key,
+                raw, *out);
+    return FALSE;
+  }
   return TRUE;
 }
 
