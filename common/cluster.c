@@ -1,7 +1,9 @@
 /* cluster.c — cluster presets and INI loading. */
 #include "cluster.h"
+
 #include "config.h"
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 
 G_DEFINE_QUARK(px-cluster-error-quark, px_cluster_error)
@@ -95,19 +97,37 @@ static gboolean load_calibrated_dtype(GKeyFile *kf, const char *path, char **out
   return FALSE;
 }
 
-/* Every group and key px_cluster_load_ini reads (NULL-separated groups); the
- * per-class membound_bw_CLASS_fwd/_bwd keys are matched in check_keys. */
+/* Every group and key px_cluster_load_ini reads (NULL-separated groups)
+ * but the achieved rates (rate_keys, below) and the per-class
+ * membound_bw_CLASS_fwd/_bwd keys, which known_key matches too. */
 static const char *const ini_keys[] = {
   "[cluster]", "name", "nodes", "calibrated_dtype",
   "[gpu]", "name", "memory", "peak_fp32", "peak_tf32", "peak_bf16", "peak_fp16", "peak_fp8", "hbm_bw",
-  "membound_bw_optimizer", "attention_fwd_flops", "attention_bwd_flops", "gemm_efficiency", "hbm_efficiency",
-  "flash_fwd_efficiency", "flash_bwd_efficiency", "unfused_attention_efficiency", "kernel_overhead",
-  "gemm_efficiency_fp8",
-  "eager_layernorm_efficiency_fwd", "eager_layernorm_efficiency_bwd", "gemm_k_overhead", "flash_seq_half",
+  "membound_bw_optimizer", "attention_fwd_flops", "attention_bwd_flops", "gemm_k_overhead", "flash_seq_half",
   "gemm_persistent", "sms", "gemm_tile",
   "[node]", "gpus", "bandwidth", "latency", "p2p_latency", "pcie_bw", "cpu_adam_rate", "host_memory",
-  "busbw_efficiency", "collective_sms", "collective_sms_intra", "busbw_curve_bytes", "busbw_curve",
-  "[network]", "bandwidth", "latency", "busbw_efficiency", NULL};
+  "collective_sms", "collective_sms_intra", "busbw_curve_bytes", "busbw_curve",
+  "[network]", "bandwidth", "latency", NULL};
+
+/* The achieved rates (fractions of a nominal figure, 0..1; optional, 0 =
+ * ideal, cluster.h): the one list the loader reads them from and the key
+ * check accepts them by. */
+static const struct {
+  const char *group, *key;
+  size_t offset; /* of the double in PxCluster */
+} rate_keys[] = {
+  {"gpu", "gemm_efficiency", offsetof(PxCluster, gemm_eff)},
+  {"gpu", "hbm_efficiency", offsetof(PxCluster, hbm_eff)},
+  {"gpu", "flash_fwd_efficiency", offsetof(PxCluster, flash_fwd_eff)},
+  {"gpu", "flash_bwd_efficiency", offsetof(PxCluster, flash_bwd_eff)},
+  {"gpu", "unfused_attention_efficiency", offsetof(PxCluster, unfused_attn_eff)},
+  {"gpu", "kernel_overhead", offsetof(PxCluster, kernel_overhead)},
+  {"node", "busbw_efficiency", offsetof(PxCluster, intra_eff)},
+  {"network", "busbw_efficiency", offsetof(PxCluster, inter_eff)},
+  {"gpu", "gemm_efficiency_fp8", offsetof(PxCluster, gemm_eff_fp8)},
+  {"gpu", "eager_layernorm_efficiency_fwd", offsetof(PxCluster, eager_ln_eff[0])},
+  {"gpu", "eager_layernorm_efficiency_bwd", offsetof(PxCluster, eager_ln_eff[1])},
+};
 
 static gboolean known_key(const char *group, const char *key) {
   g_autofree char *bracketed = g_strdup_printf("[%s]", group);
@@ -116,6 +136,8 @@ static gboolean known_key(const char *group, const char *key) {
     if (ini_keys[i][0] == '[') in_group = !strcmp(ini_keys[i], bracketed);
     else if (in_group && !strcmp(ini_keys[i], key)) return TRUE;
   }
+  for (gsize i = 0; i < G_N_ELEMENTS(rate_keys); i++)
+    if (!strcmp(rate_keys[i].group, group) && !strcmp(rate_keys[i].key, key)) return TRUE;
   if (!strcmp(group, "gpu"))
     for (int k = 0; k < PX_N_OPC; k++)
       for (int dir = 0; dir < 2; dir++) {
@@ -188,19 +210,12 @@ PxCluster *px_cluster_load_ini(const char *path, GError **error) {
     return NULL;
   gint64 sms, tile;
   /* achieved rates: optional, 0 = ideal (see cluster.h) */
-  struct { const char *group, *key; double *out; double max; } effs[] = {
-    {"gpu", "gemm_efficiency", &c->gemm_eff, 1},       {"gpu", "hbm_efficiency", &c->hbm_eff, 1},
-    {"gpu", "flash_fwd_efficiency", &c->flash_fwd_eff, 1}, {"gpu", "flash_bwd_efficiency", &c->flash_bwd_eff, 1},
-    {"gpu", "unfused_attention_efficiency", &c->unfused_attn_eff, 1},
-    {"gpu", "kernel_overhead", &c->kernel_overhead, 1}, {"node", "busbw_efficiency", &c->intra_eff, 1},
-    {"network", "busbw_efficiency", &c->inter_eff, 1}, {"gpu", "gemm_efficiency_fp8", &c->gemm_eff_fp8, 1},
-    {"gpu", "eager_layernorm_efficiency_fwd", &c->eager_ln_eff[0], 1},
-    {"gpu", "eager_layernorm_efficiency_bwd", &c->eager_ln_eff[1], 1}};
-  for (gsize i = 0; i < G_N_ELEMENTS(effs); i++) {
-    if (!px_config_get_double(kf, path, effs[i].group, effs[i].key, TRUE, 0, 0, effs[i].out, D, E, error)) return NULL;
-    if (*effs[i].out > effs[i].max) {
-      g_set_error(error, D, E, "%s: [%s] %s = %g is above %g", path, effs[i].group, effs[i].key, *effs[i].out,
-                  effs[i].max);
+  for (gsize i = 0; i < G_N_ELEMENTS(rate_keys); i++) {
+    double *out = (double *)((char *)c + rate_keys[i].offset);
+    if (!px_config_get_double(kf, path, rate_keys[i].group, rate_keys[i].key, TRUE, 0, 0, out, D, E, error))
+      return NULL;
+    if (*out > 1) {
+      g_set_error(error, D, E, "%s: [%s] %s = %g is above 1", path, rate_keys[i].group, rate_keys[i].key, *out);
       return NULL;
     }
   }
