@@ -318,7 +318,7 @@ PxLink px_cost_p2p_link(const PxCluster *cluster, const PxPlan *plan, int from, 
   for (int d = 0; d < MIN(px_plan_data_ranks(plan), g); d++)
     for (int t = 0; t < MIN(plan->tp, g); t++) {
       int pair[2] = {px_plan_rank_of(plan, d, t, from), px_plan_rank_of(plan, d, t, to)};
-      if (pair[0] / MAX(cluster->gpus_per_node, 1) != pair[1] / MAX(cluster->gpus_per_node, 1)) return inter;
+      if (pair[0] / g != pair[1] / g) return inter;
     }
   return worst;
 }
