@@ -331,3 +331,10 @@ gboolean px_parse_count(const char *s, double *out) {
   static const double fac[] = {1e3, 1e6, 1e9, 1e9, 1e12};
   return parse_scaled(s, suf, fac, G_N_ELEMENTS(suf), out);
 }
+
+PxOutPath px_output_path_check(const char *path) {
+  if (g_file_test(path, G_FILE_TEST_IS_DIR)) return PX_OUT_IS_DIR;
+  g_autofree char *dir = g_path_get_dirname(path);
+  if (g_file_test(dir, G_FILE_TEST_IS_DIR)) return PX_OUT_OK;
+  return g_file_test(dir, G_FILE_TEST_EXISTS) ? PX_OUT_DIR_NOT_DIR : PX_OUT_NO_DIR;
+}

@@ -66,4 +66,10 @@ gboolean px_parse_bytes(const char *s, double *out);
 /* Counts with suffixes: "4M" (1e6) "2T" "1.5k" → value. */
 gboolean px_parse_count(const char *s, double *out);
 
+/* Whether a file can be made at path, checked before the work that writes it:
+ * PX_OUT_OK, or the path is a directory, or its directory is missing or is
+ * not a directory. */
+typedef enum { PX_OUT_OK, PX_OUT_IS_DIR, PX_OUT_NO_DIR, PX_OUT_DIR_NOT_DIR } PxOutPath;
+PxOutPath px_output_path_check(const char *path);
+
 G_END_DECLS

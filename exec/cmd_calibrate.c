@@ -33,6 +33,7 @@
 #include <unistd.h>
 #include "backend.h"
 #include "comm.h"
+#include "config.h"
 #include "cost.h"
 #include "exec_commands.h"
 #include "model.h"
@@ -724,13 +725,14 @@ int px_exec_cmd_calibrate(int argc, char **argv) {
     return 2;
   }
   /* before minutes of measuring: the profile must have somewhere to go */
-  g_autofree char *out_dir = g_path_get_dirname(out);
-  if (!g_file_test(out_dir, G_FILE_TEST_IS_DIR) || g_file_test(out, G_FILE_TEST_IS_DIR)) {
-    if (g_file_test(out, G_FILE_TEST_IS_DIR))
+  PxOutPath where = px_output_path_check(out);
+  if (where != PX_OUT_OK) {
+    g_autofree char *out_dir = g_path_get_dirname(out);
+    if (where == PX_OUT_IS_DIR)
       fprintf(stderr, "parallax-exec calibrate: --out %s is a directory\n", out);
     else
       fprintf(stderr, "parallax-exec calibrate: --out %s: %s %s\n", out, out_dir,
-              g_file_test(out_dir, G_FILE_TEST_EXISTS) ? "is not a directory" : "does not exist");
+              where == PX_OUT_DIR_NOT_DIR ? "is not a directory" : "does not exist");
     return 2;
   }
   PxDType dt;
