@@ -17,7 +17,8 @@
  * Memory-bound kernels cost their own bytes, forward and backward separately
  * (LayerNorm/RMSNorm 2 | 3 activations, residual add 3 | 3, GELU 2 | 3 and
  * SwiGLU 3 | 5 FFN activations, dropout 2 + mask | 2 + mask), over
- * hbm_bw * hbm_eff, each plus a kernel_overhead; the unfused attention's
+ * the class's rate (px_cost_class_rate: calibrated, eager LayerNorm, else
+ * hbm_bw * hbm_eff), each plus a kernel_overhead; the unfused attention's
  * softmax (2 | 3 scores) and its batched GEMMs' score traffic over
  * hbm_bw * unfused_attention_efficiency.
  *
@@ -543,25 +544,41 @@ static int plan_seq(const PxPlan *plan, const PxModel *model) {
   return plan->seq > 0 ? plan->seq : model->desc.max_seq;
 }
 
-/* Memory-bound kernels: bytes through HBM plus one overhead per kernel. */
+/* Memory-bound kernels of no op class (the rate px_cost_class_rate gives
+ * such a kernel, the achieved HBM rate): bytes through HBM plus one overhead
+ * per kernel. */
 static double membound(const PxCluster *c, double bytes, int kernels) {
   return bytes / px_cost_hbm_rate(c) + kernels * c->kernel_overhead;
 }
 
-/* The bandwidth of op class k (-1: a kernel of no class), forward (dir 0) or
- * backward (1): the class's calibrated one when the cluster gives it
- * (docs/cost.md 8), else the achieved HBM rate. */
-static double class_rate(const PxCluster *c, int k, int dir) {
-  double bw = k >= 0 && k < PX_N_OPC ? c->membound_bw[k][dir ? 1 : 0] : 0;
-  return bw > 0 ? bw : px_cost_hbm_rate(c);
+/* The one lookup of the rate a memory-bound op of class k (-1: a kernel of
+ * no class) runs at, forward (dir 0) or backward (1), on the plan's stack:
+ * 1. the class's calibrated bandwidth when the cluster gives it
+ *    (membound_bw_CLASS_*, measured at the model's shapes; docs/cost.md 8):
+ *    the cluster's own measurement wins;
+ * 2. for the norm class, where the stack's LayerNorms are PyTorch's native
+ *    layer_norm kernels run eagerly (PxStackProfile eager_layernorm: the
+ *    fsdp stack) and the model's norm is a LayerNorm: the cluster's
+ *    eager_layernorm efficiency, a published measurement of those kernels on
+ *    that GPU, over hbm_bw (docs/cost.md 7, "eager LayerNorm");
+ * 3. else the achieved HBM rate. */
+double px_cost_class_rate(const PxCluster *c, PxStack stack, const PxModelDesc *d, PxOpClass k, int dir) {
+  dir = dir ? 1 : 0;
+  gboolean in_class = (int)k >= 0 && k < PX_N_OPC;
+  if (in_class && c->membound_bw[k][dir] > 0) return c->membound_bw[k][dir];
+  if (k == PX_OPC_NORM && d && d->norm == PX_NORM_LAYERNORM && px_stack_profile(stack)->eager_layernorm &&
+      c->eager_ln_eff[dir] > 0)
+    return c->hbm_bw * c->eager_ln_eff[dir];
+  return px_cost_hbm_rate(c);
 }
 
-double px_cost_membound_class(const PxCluster *c, PxOpClass k, int dir, double bytes, int kernels) {
-  return bytes / class_rate(c, k, dir) + kernels * c->kernel_overhead;
+double px_cost_membound_class(const PxCluster *c, PxStack stack, const PxModelDesc *d, PxOpClass k, int dir,
+                              double bytes, int kernels) {
+  return bytes / px_cost_class_rate(c, stack, d, k, dir) + kernels * c->kernel_overhead;
 }
 
 /* Memory-bound kernels of several classes, each class's bytes at its own rate
- * (class_rate). Bytes at one rate are summed before the division, so where
+ * (px_cost_class_rate). Bytes at one rate are summed before the division, so where
  * every class falls back to the HBM rate (no calibrated keys) the whole is
  * exactly one membound() of the summed bytes and kernels. */
 typedef struct {
@@ -569,8 +586,9 @@ typedef struct {
   int n, kernels;
 } MemBound;
 
-static void membound_add(MemBound *m, const PxCluster *c, int k, int dir, double bytes, int kernels) {
-  double bw = class_rate(c, k, dir);
+static void membound_add(MemBound *m, const PxCluster *c, const PxPlan *plan, const PxModelDesc *d, int k, int dir,
+                         double bytes, int kernels) {
+  double bw = px_cost_class_rate(c, plan->stack, d, k, dir);
   int i = 0;
   while (i < m->n && m->bw[i] != bw) i++;
   if (i == m->n) {
@@ -588,23 +606,6 @@ static double membound_time(const PxCluster *c, const MemBound *m) {
   return t + m->kernels * c->kernel_overhead;
 }
 
-/* The cluster a layer's norms are charged on. A stack whose LayerNorms are
- * PyTorch's native layer_norm kernels run eagerly (PxStackProfile
- * eager_layernorm: the fsdp stack) gets the cluster's eager_layernorm
- * efficiency, a published measurement of those kernels on that GPU, as the
- * norm class's rate, forward and backward, unless the cluster gives the
- * class a calibrated rate (membound_bw_norm_*, measured at the model's
- * shapes). Otherwise the cluster itself. `buf` holds the copy. */
-static const PxCluster *norm_cluster(const PxCluster *c, const PxPlan *plan, const PxModelDesc *d, PxCluster *buf) {
-  if (d->norm != PX_NORM_LAYERNORM || !px_stack_profile(plan->stack)->eager_layernorm) return c;
-  if (c->eager_ln_eff[0] <= 0 && c->eager_ln_eff[1] <= 0) return c;
-  *buf = *c;
-  for (int dir = 0; dir < 2; dir++)
-    if (buf->membound_bw[PX_OPC_NORM][dir] <= 0 && c->eager_ln_eff[dir] > 0)
-      buf->membound_bw[PX_OPC_NORM][dir] = c->hbm_bw * c->eager_ln_eff[dir];
-  return buf;
-}
-
 /* A norm's bytes (and kernels) as the plan's stack runs it: the class's
  * (px_cost_class_bytes), but for Transformer Engine's LayerNorm, which the
  * megatron-core stack runs (TELayerNormColumnParallelLinear, TENorm): its
@@ -620,10 +621,11 @@ static double norm_bytes(const PxModelDesc *d, const PxPlan *plan, int dir, doub
 }
 
 /* One op of class k over T x width elements (px_cost_class_bytes) at its rate. */
-static double class_op(const PxCluster *c, const PxModelDesc *d, PxOpClass k, int dir, double T, double width, int E) {
+static double class_op(const PxCluster *c, const PxPlan *plan, const PxModelDesc *d, PxOpClass k, int dir, double T,
+                       double width, int E) {
   int kernels;
   double bytes = px_cost_class_bytes(d, k, dir, T, width, E, &kernels);
-  return px_cost_membound_class(c, k, dir, bytes, kernels);
+  return px_cost_membound_class(c, plan->stack, d, k, dir, bytes, kernels);
 }
 
 /* TP collective of one s·b·h activation: all-reduce, or with sequence
@@ -1042,8 +1044,6 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
       layer->kind == PX_LAYER_BLOCK && tp > 1 && plan->seq_parallel ? px_tp_overlap_config(plan->tp_overlap) : NULL;
   gboolean moe_block = layer->kind == PX_LAYER_BLOCK && px_model_block_is_moe(d, layer->block);
   UbGroup ub_grp[UB_N] = {{0}};
-  PxCluster ncl_buf;
-  const PxCluster *ncl = norm_cluster(cluster, plan, d, &ncl_buf); /* the norms' rates (the stack's kernels) */
 
   /* Weight GEMMs from the layer's own 2-D tensors (weights are (out, in)). */
   if (layer->kind == PX_LAYER_BLOCK || layer->kind == PX_LAYER_LM_HEAD) {
@@ -1063,8 +1063,8 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
   case PX_LAYER_EMBEDDING: {
     /* gather rows of the table and write them (learned positions: + read and add);
      * backward scatter-adds the gradient rows into the table's gradient */
-    c.fwd += class_op(cluster, d, PX_OPC_EMBEDDING, 0, T, h, E);
-    dgrad += class_op(cluster, d, PX_OPC_EMBEDDING, 1, T, h, E);
+    c.fwd += class_op(cluster, plan, d, PX_OPC_EMBEDDING, 0, T, h, E);
+    dgrad += class_op(cluster, plan, d, PX_OPC_EMBEDDING, 1, T, h, E);
     c.tp_fwd = tp_collective(plan, act, tp_link);
     break;
   }
@@ -1156,10 +1156,10 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
       double nb = norm_bytes(d, plan, dir, Tn, h, E, &nk);
       double rb = px_cost_class_bytes(d, PX_OPC_RESIDUAL, dir, Tn, h, E, &rk);
       double ab = px_cost_class_bytes(d, PX_OPC_ACT, dir, T, ffn_local, E, &ak);
-      membound_add(&mb, ncl, PX_OPC_NORM, dir, 2 * nb, 2 * nk);
-      membound_add(&mb, cluster, PX_OPC_RESIDUAL, dir, 2 * rb, 2 * rk);
-      membound_add(&mb, cluster, PX_OPC_ACT, dir, ab, ak);
-      if (drop > 0) membound_add(&mb, cluster, -1, dir, drop, drop_k);
+      membound_add(&mb, cluster, plan, d, PX_OPC_NORM, dir, 2 * nb, 2 * nk);
+      membound_add(&mb, cluster, plan, d, PX_OPC_RESIDUAL, dir, 2 * rb, 2 * rk);
+      membound_add(&mb, cluster, plan, d, PX_OPC_ACT, dir, ab, ak);
+      if (drop > 0) membound_add(&mb, cluster, plan, d, -1, dir, drop, drop_k);
       double mbt = membound_time(cluster, &mb);
       if (!dir) mb_fwd = mbt;
       *(dir ? &dgrad : &c.fwd) += (dir ? att_bwd : att_fwd) + mbt;
@@ -1197,7 +1197,7 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
     for (int dir = 0; dir < 2; dir++) {
       int nk;
       double nb = norm_bytes(d, plan, dir, Tn, h, E, &nk);
-      *(dir ? &dgrad : &c.fwd) += px_cost_membound_class(ncl, PX_OPC_NORM, dir, nb, nk);
+      *(dir ? &dgrad : &c.fwd) += px_cost_membound_class(cluster, plan->stack, d, PX_OPC_NORM, dir, nb, nk);
     }
     break;
   case PX_LAYER_LM_HEAD: {
@@ -1249,11 +1249,11 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
        * written back 4) and .to(torch.bfloat16) (2). Per logit 22 | 10 B at
        * E = 2, where the class charges 8 | 8. */
       double cast = E < 4 ? E + 4.0 : 4.0;
-      c.fwd += px_cost_membound_class(cluster, PX_OPC_CE, 0, T * vocab_local * (cast + 16.0), 3);
-      dgrad += px_cost_membound_class(cluster, PX_OPC_CE, 1, T * vocab_local * 10.0, 2);
+      c.fwd += px_cost_membound_class(cluster, plan->stack, d, PX_OPC_CE, 0, T * vocab_local * (cast + 16.0), 3);
+      dgrad += px_cost_membound_class(cluster, plan->stack, d, PX_OPC_CE, 1, T * vocab_local * 10.0, 2);
     } else {
-      c.fwd += class_op(cluster, d, PX_OPC_CE, 0, T, vocab_local, E);
-      dgrad += class_op(cluster, d, PX_OPC_CE, 1, T, vocab_local, E);
+      c.fwd += class_op(cluster, plan, d, PX_OPC_CE, 0, T, vocab_local, E);
+      dgrad += class_op(cluster, plan, d, PX_OPC_CE, 1, T, vocab_local, E);
     }
     c.tp_bwd = tp_collective(plan, act, tp_link);
     if (tp > 1) c.tp_fwd = 3 * px_cost_allreduce(T * 4, tp, tp_link);

@@ -287,11 +287,20 @@ double px_cost_hbm_rate(const PxCluster *cluster);
  * score reads / writes and the softmax): hbm_bw x unfused_attention_efficiency,
  * or the achieved HBM rate when the cluster gives none. bytes/s. */
 double px_cost_unfused_attn_rate(const PxCluster *cluster);
+/* The achieved bandwidth, bytes/s, of a memory-bound op of class k (a value
+ * outside 0 .. PX_N_OPC - 1: a kernel of no class), forward (dir 0) or
+ * backward (1), as `stack` runs it on model d (may be NULL): the class's
+ * calibrated bandwidth ([gpu] membound_bw_NAME_fwd|bwd) when the cluster
+ * gives it; else, for a LayerNorm on a stack whose profile has
+ * eager_layernorm (fsdp), hbm_bw x eager_layernorm_efficiency_fwd|bwd when
+ * the cluster gives it; else px_cost_hbm_rate. Every memory-bound class
+ * charge of the cost model reads its rate here (docs/cost.md 7, 8). */
+double px_cost_class_rate(const PxCluster *cluster, PxStack stack, const PxModelDesc *d, PxOpClass k, int dir);
 /* A memory-bound kernel of op class k moving `bytes` in `kernels` kernels,
- * forward (dir 0) or backward (1): bytes / the class's calibrated bandwidth
- * ([gpu] membound_bw_NAME_fwd|bwd) + kernels x kernel_overhead, or over
- * px_cost_hbm_rate when the cluster gives no rate for the class. */
-double px_cost_membound_class(const PxCluster *cluster, PxOpClass k, int dir, double bytes, int kernels);
+ * forward (dir 0) or backward (1): bytes / px_cost_class_rate +
+ * kernels x kernel_overhead. */
+double px_cost_membound_class(const PxCluster *cluster, PxStack stack, const PxModelDesc *d, PxOpClass k, int dir,
+                              double bytes, int kernels);
 /* Bytes one memory-bound op of class k moves over T x width elements
  * (width: hidden for norms, residual adds and the embedding, the local FFN
  * width for the activation, the local vocabulary for the cross entropy),

@@ -165,6 +165,44 @@ static void test_eager_layernorm(void) {
   px_plan_clear(&p);
 }
 
+/* The one rate lookup (px_cost_class_rate), hand-computed: hbm_bw 3 TB/s,
+ * hbm_efficiency 0.9 (the default rate 2.7 TB/s), eager LayerNorm 0.5 / 0.6
+ * (1.5 / 1.8 TB/s). The fsdp stack's LayerNorms take the eager rate; a
+ * calibrated membound_bw_norm_* wins over it; an RMSNorm model, a stack
+ * without eager LayerNorms, another class or a kernel of no class get the
+ * default; so does a cluster without the eager keys. */
+static void test_class_rate(void) {
+  PxCluster c = make_cluster(8, 1);
+  c.hbm_eff = 0.9;
+  c.eager_ln_eff[0] = 0.5;
+  c.eager_ln_eff[1] = 0.6;
+  PxModelDesc ln = {.norm = PX_NORM_LAYERNORM}, rms = {.norm = PX_NORM_RMSNORM};
+  g_assert_cmpfloat(REL(px_cost_class_rate(&c, PX_STACK_FSDP, &ln, PX_OPC_NORM, 0), 1.5e12), <, 1e-12);
+  g_assert_cmpfloat(REL(px_cost_class_rate(&c, PX_STACK_FSDP, &ln, PX_OPC_NORM, 1), 1.8e12), <, 1e-12);
+  g_assert_cmpfloat(REL(px_cost_class_rate(&c, PX_STACK_FSDP, &rms, PX_OPC_NORM, 0), 2.7e12), <, 1e-12);
+  g_assert_cmpfloat(REL(px_cost_class_rate(&c, PX_STACK_FSDP, NULL, PX_OPC_NORM, 0), 2.7e12), <, 1e-12);
+  for (PxStack st = 0; st < PX_N_STACKS; st++)
+    if (st != PX_STACK_FSDP) g_assert_cmpfloat(REL(px_cost_class_rate(&c, st, &ln, PX_OPC_NORM, 1), 2.7e12), <, 1e-12);
+  g_assert_cmpfloat(REL(px_cost_class_rate(&c, PX_STACK_FSDP, &ln, PX_OPC_ACT, 0), 2.7e12), <, 1e-12);
+  g_assert_cmpfloat(REL(px_cost_class_rate(&c, PX_STACK_FSDP, &ln, (PxOpClass)-1, 0), 2.7e12), <, 1e-12);
+  /* only the direction the cluster gives */
+  c.eager_ln_eff[1] = 0;
+  g_assert_cmpfloat(REL(px_cost_class_rate(&c, PX_STACK_FSDP, &ln, PX_OPC_NORM, 0), 1.5e12), <, 1e-12);
+  g_assert_cmpfloat(REL(px_cost_class_rate(&c, PX_STACK_FSDP, &ln, PX_OPC_NORM, 1), 2.7e12), <, 1e-12);
+  /* calibrated: the cluster's own measurement wins, on every stack and norm */
+  c.eager_ln_eff[1] = 0.6;
+  c.membound_bw[PX_OPC_NORM][0] = 2e9;
+  c.membound_bw[PX_OPC_ACT][1] = 3e9;
+  g_assert_cmpfloat(px_cost_class_rate(&c, PX_STACK_FSDP, &ln, PX_OPC_NORM, 0), ==, 2e9);
+  g_assert_cmpfloat(REL(px_cost_class_rate(&c, PX_STACK_FSDP, &ln, PX_OPC_NORM, 1), 1.8e12), <, 1e-12);
+  g_assert_cmpfloat(px_cost_class_rate(&c, PX_STACK_PARALLAX, &rms, PX_OPC_NORM, 0), ==, 2e9);
+  g_assert_cmpfloat(px_cost_class_rate(&c, PX_STACK_MEGATRON_CORE, &ln, PX_OPC_ACT, 1), ==, 3e9);
+  /* and the charge is bytes / that rate + kernels x overhead: 8192 B, 2 kernels of 1 us */
+  c.kernel_overhead = 1e-6;
+  g_assert_cmpfloat(REL(px_cost_membound_class(&c, PX_STACK_FSDP, &ln, PX_OPC_NORM, 1, 8192, 2), 8192 / 1.8e12 + 2e-6),
+                    <, 1e-12);
+}
+
 /* Squared ReLU (PX_FFN_RELU2) as NeMo's squared_relu runs it, eagerly:
  * torch.pow(F.relu(x), 2). Forward relu (read x, write r) and pow (read r,
  * write y): 4 passes, 2 kernels. Backward, from PyTorch's derivatives:
@@ -1798,6 +1836,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cost/collective/ring-allreduce", test_ring_allreduce);
   g_test_add_func("/cost/compute/calibrated-classes", test_calibrated_classes);
   g_test_add_func("/cost/compute/eager-layernorm", test_eager_layernorm);
+  g_test_add_func("/cost/compute/class-rate", test_class_rate);
   g_test_add_func("/cost/compute/eager-layernorm-presets", test_eager_layernorm_presets);
   g_test_add_func("/cost/compute/unfused-attention-fa-paper", test_unfused_attention_fa_paper);
   g_test_add_func("/cost/compute/squared-relu", test_squared_relu);
