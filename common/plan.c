@@ -3,6 +3,7 @@
 #include "config.h"
 #include "moe.h"
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 
 G_DEFINE_QUARK(px-plan-error-quark, px_plan_error)
@@ -418,36 +419,137 @@ gboolean px_plan_validate(PxPlan *p, const PxModel *model, const PxCluster *clus
 
 /* ---- INI ----------------------------------------------------------------- */
 
-/* Read an int key into *field if present (min-checked). */
-static gboolean ini_int(GKeyFile *kf, const char *path, const char *key, gint64 min, int *field,
-                        GError **error) {
-  return px_config_get_int32(kf, path, "plan", key, TRUE, *field, min, field, PX_PLAN_ERROR,
-                             PX_PLAN_ERROR_PARSE, error);
-}
-
-/* Read a named choice through its parser. */
+/* Parses a named choice into its enum (or the order's array). */
 typedef gboolean (*ChoiceParser)(const char *s, void *out);
-static gboolean ini_choice(GKeyFile *kf, const char *path, const char *key, ChoiceParser parse,
-                           void *out, const char *expected, GError **error) {
-  g_autofree char *s = NULL;
-  if (!px_config_get_string(kf, path, "plan", key, TRUE, &s, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, error))
-    return FALSE;
-  if (s && !parse(s, out)) {
-    g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, "%s: [plan] %s = '%s' is not one of %s",
-                path, key, s, expected);
-    return FALSE;
-  }
-  return TRUE;
+
+typedef enum {
+  KEY_INT,      /* int, at least min */
+  KEY_DOUBLE,   /* double, at least min */
+  KEY_GB,       /* double, at least min, in GB: the field is in bytes */
+  KEY_BOOL,     /* gboolean */
+  KEY_CHOICE,   /* a name through parse */
+  KEY_STRING,   /* char *, owned: replaced when the file gives it */
+  KEY_T_STRING, /* the file's target (PxPlanIniTargets): char *, owned */
+  KEY_T_INT,    /* the file's target (PxPlanIniTargets): int, at least min, -1 when absent */
+} KeyKind;
+
+/* Every [plan] key: the one list px_plan_load_ini reads them from (in this
+ * order) and the key check accepts them by, so a key cannot be read but
+ * refused, or accepted but ignored. model, cluster and nodes name what the
+ * file was made for: read into PxPlanIniTargets (the command line's own
+ * --model, --cluster, --nodes win, sim/options.c). */
+static const struct {
+  const char *key;
+  KeyKind kind;
+  size_t offset;          /* of the field in PxPlan, or in PxPlanIniTargets (KEY_T_*) */
+  gint64 min;             /* KEY_INT, KEY_DOUBLE, KEY_GB, KEY_T_INT */
+  ChoiceParser parse;     /* KEY_CHOICE */
+  const char *expected;   /* KEY_CHOICE: the names, for the refusal */
+} plan_keys[] = {
+  {"model", KEY_T_STRING, offsetof(PxPlanIniTargets, model), 0, NULL, NULL},
+  {"cluster", KEY_T_STRING, offsetof(PxPlanIniTargets, cluster), 0, NULL, NULL},
+  {"nodes", KEY_T_INT, offsetof(PxPlanIniTargets, nodes), 1, NULL, NULL},
+  {"dp", KEY_INT, offsetof(PxPlan, dp), 1, NULL, NULL},
+  {"tp", KEY_INT, offsetof(PxPlan, tp), 1, NULL, NULL},
+  {"pp", KEY_INT, offsetof(PxPlan, pp), 1, NULL, NULL},
+  {"vpp", KEY_INT, offsetof(PxPlan, vpp), 1, NULL, NULL},
+  {"mbs", KEY_INT, offsetof(PxPlan, mbs), 1, NULL, NULL},
+  {"gbs", KEY_INT, offsetof(PxPlan, gbs), 1, NULL, NULL},
+  {"seq", KEY_INT, offsetof(PxPlan, seq), 1, NULL, NULL},
+  {"zero", KEY_INT, offsetof(PxPlan, zero), 0, NULL, NULL},
+  {"ckpt_interval", KEY_INT, offsetof(PxPlan, ckpt_interval), 1, NULL, NULL},
+  {"grad_reduce_bytes", KEY_INT, offsetof(PxPlan, grad_reduce_bytes), 0, NULL, NULL},
+  {"cp", KEY_INT, offsetof(PxPlan, cp), 1, NULL, NULL},
+  {"ep", KEY_INT, offsetof(PxPlan, ep), 1, NULL, NULL},
+  {"etp", KEY_INT, offsetof(PxPlan, etp), 0, NULL, NULL},
+  {"imbalance", KEY_DOUBLE, offsetof(PxPlan, imbalance), 1, NULL, NULL},
+  {"schedule", KEY_CHOICE, offsetof(PxPlan, schedule), 0, (ChoiceParser)px_schedule_parse,
+   "naive, gpipe, 1f1b, interleaved, zb-h1, zb-h2, zb-v, dualpipev"},
+  {"ckpt", KEY_CHOICE, offsetof(PxPlan, ckpt), 0, (ChoiceParser)px_ckpt_parse, "none, selective, full"},
+  {"offload", KEY_CHOICE, offsetof(PxPlan, offload), 0, (ChoiceParser)px_offload_parse,
+   "none, optimizer, optimizer+params"},
+  {"precision", KEY_CHOICE, offsetof(PxPlan, precision), 0, (ChoiceParser)px_precision_parse,
+   "fp32, fp16, bf16, fp8"},
+  {"stack", KEY_CHOICE, offsetof(PxPlan, stack), 0, (ChoiceParser)px_stack_parse,
+   "parallax, megatron-2021, megatron-core, deepspeed, fsdp, torchtitan"},
+  {"attention", KEY_CHOICE, offsetof(PxPlan, attention), 0, (ChoiceParser)px_attention_parse,
+   "default, flash, unfused, flash1, triton"},
+  {"tp_overlap", KEY_CHOICE, offsetof(PxPlan, tp_overlap), 0, (ChoiceParser)px_tp_overlap_parse,
+   PX_TP_OVERLAP_NAMES},
+  {"order", KEY_CHOICE, offsetof(PxPlan, order), 0, (ChoiceParser)px_order_parse,
+   "a permutation of tp,dp,pp (innermost first)"},
+  {"seq_parallel", KEY_BOOL, offsetof(PxPlan, seq_parallel), 0, NULL, NULL},
+  {"partition", KEY_STRING, offsetof(PxPlan, partition), 0, NULL, NULL},
+  {"workspace_gb", KEY_GB, offsetof(PxPlan, workspace_bytes), 0, NULL, NULL},
+  {"bucket_bytes", KEY_DOUBLE, offsetof(PxPlan, bucket_bytes), 0, NULL, NULL},
+};
+
+const char *px_plan_ini_key(guint i) { return i < G_N_ELEMENTS(plan_keys) ? plan_keys[i].key : NULL; }
+
+static gboolean known_key(const char *key) {
+  for (gsize i = 0; i < G_N_ELEMENTS(plan_keys); i++)
+    if (!strcmp(plan_keys[i].key, key)) return TRUE;
+  return FALSE;
 }
 
-/* [plan] keys: those read below and model, cluster, nodes (the target the
- * file was made for, read by the CLI: sim/options.c) */
-static const char *const ini_keys[] = {
-  "dp", "tp", "pp", "vpp", "mbs", "gbs", "seq", "zero", "ckpt_interval", "grad_reduce_bytes", "cp", "ep", "etp",
-  "imbalance", "schedule", "ckpt", "offload", "precision", "stack", "attention", "tp_overlap", "order",
-  "seq_parallel", "partition", "workspace_gb", "bucket_bytes", "model", "cluster", "nodes", NULL};
+/* One key of the table into its field (absent: the field keeps its value;
+ * targets: NULL / -1). */
+static gboolean read_key(GKeyFile *kf, const char *path, gsize i, PxPlan *p, PxPlanIniTargets *t,
+                         GError **error) {
+  const GQuark D = PX_PLAN_ERROR;
+  const int E = PX_PLAN_ERROR_PARSE;
+  const char *key = plan_keys[i].key;
+  gint64 min = plan_keys[i].min;
+  void *f = (char *)p + plan_keys[i].offset;
+  void *tf = (char *)t + plan_keys[i].offset;
+  switch (plan_keys[i].kind) {
+  case KEY_INT: return px_config_get_int32(kf, path, "plan", key, TRUE, *(int *)f, min, f, D, E, error);
+  case KEY_DOUBLE:
+    return px_config_get_double(kf, path, "plan", key, TRUE, *(double *)f, (double)min, f, D, E, error);
+  case KEY_GB: {
+    double gb = *(double *)f / 1e9;
+    if (!px_config_get_double(kf, path, "plan", key, TRUE, gb, (double)min, &gb, D, E, error)) return FALSE;
+    *(double *)f = gb * 1e9;
+    return TRUE;
+  }
+  case KEY_BOOL: return px_config_get_bool(kf, path, "plan", key, *(gboolean *)f, f, D, E, error);
+  case KEY_CHOICE: {
+    g_autofree char *s = NULL;
+    if (!px_config_get_string(kf, path, "plan", key, TRUE, &s, D, E, error)) return FALSE;
+    if (s && !plan_keys[i].parse(s, f)) {
+      g_set_error(error, D, E, "%s: [plan] %s = '%s' is not one of %s", path, key, s, plan_keys[i].expected);
+      return FALSE;
+    }
+    return TRUE;
+  }
+  case KEY_STRING: {
+    g_autofree char *s = NULL;
+    if (!px_config_get_string(kf, path, "plan", key, TRUE, &s, D, E, error)) return FALSE;
+    if (s) {
+      g_free(*(char **)f);
+      *(char **)f = g_steal_pointer(&s);
+    }
+    return TRUE;
+  }
+  case KEY_T_STRING: return px_config_get_string(kf, path, "plan", key, TRUE, (char **)tf, D, E, error);
+  case KEY_T_INT: {
+    gint64 n;
+    if (!px_config_get_int(kf, path, "plan", key, TRUE, -1, min, &n, D, E, error)) return FALSE;
+    *(int *)tf = (int)MIN(n, G_MAXINT);
+    return TRUE;
+  }
+  }
+  g_assert_not_reached();
+  return FALSE;
+}
 
-gboolean px_plan_load_ini(PxPlan *p, const char *path, GError **error) {
+void px_plan_ini_targets_clear(PxPlanIniTargets *t) {
+  g_clear_pointer(&t->model, g_free);
+  g_clear_pointer(&t->cluster, g_free);
+}
+
+gboolean px_plan_load_ini_targets(PxPlan *p, const char *path, PxPlanIniTargets *targets, GError **error) {
+  PxPlanIniTargets t = {NULL, NULL, -1, FALSE};
   g_autoptr(GKeyFile) kf = px_config_load_keyfile(path, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, error);
   if (!kf) return FALSE;
   if (!g_key_file_has_group(kf, "plan")) {
@@ -464,53 +566,23 @@ gboolean px_plan_load_ini(PxPlan *p, const char *path, GError **error) {
     }
   g_auto(GStrv) keys = g_key_file_get_keys(kf, "plan", NULL, NULL);
   for (int i = 0; keys && keys[i]; i++)
-    if (!g_strv_contains(ini_keys, keys[i])) {
+    if (!known_key(keys[i])) {
       g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, "%s: [plan] %s is not a plan key", path, keys[i]);
       return FALSE;
     }
-  g_autofree char *partition = NULL;
-  double ws = p->workspace_bytes / 1e9, bucket = p->bucket_bytes;
-  if (!ini_int(kf, path, "dp", 1, &p->dp, error) || !ini_int(kf, path, "tp", 1, &p->tp, error) ||
-      !ini_int(kf, path, "pp", 1, &p->pp, error) || !ini_int(kf, path, "vpp", 1, &p->vpp, error) ||
-      !ini_int(kf, path, "mbs", 1, &p->mbs, error) || !ini_int(kf, path, "gbs", 1, &p->gbs, error) ||
-      !ini_int(kf, path, "seq", 1, &p->seq, error) || !ini_int(kf, path, "zero", 0, &p->zero, error) ||
-      !ini_int(kf, path, "ckpt_interval", 1, &p->ckpt_interval, error) ||
-      !ini_int(kf, path, "grad_reduce_bytes", 0, &p->grad_reduce_bytes, error) ||
-      !ini_int(kf, path, "cp", 1, &p->cp, error) ||
-      !ini_int(kf, path, "ep", 1, &p->ep, error) || !ini_int(kf, path, "etp", 0, &p->etp, error) ||
-      !px_config_get_double(kf, path, "plan", "imbalance", TRUE, p->imbalance, 1, &p->imbalance, PX_PLAN_ERROR,
-                            PX_PLAN_ERROR_PARSE, error) ||
-      !ini_choice(kf, path, "schedule", (ChoiceParser)px_schedule_parse, &p->schedule,
-                  "naive, gpipe, 1f1b, interleaved, zb-h1, zb-h2, zb-v, dualpipev", error) ||
-      !ini_choice(kf, path, "ckpt", (ChoiceParser)px_ckpt_parse, &p->ckpt, "none, selective, full", error) ||
-      !ini_choice(kf, path, "offload", (ChoiceParser)px_offload_parse, &p->offload,
-                  "none, optimizer, optimizer+params", error) ||
-      !ini_choice(kf, path, "precision", (ChoiceParser)px_precision_parse, &p->precision,
-                  "fp32, fp16, bf16, fp8", error) ||
-      !ini_choice(kf, path, "stack", (ChoiceParser)px_stack_parse, &p->stack,
-                  "parallax, megatron-2021, megatron-core, deepspeed, fsdp, torchtitan", error) ||
-      !ini_choice(kf, path, "attention", (ChoiceParser)px_attention_parse, &p->attention,
-                  "default, flash, unfused, flash1, triton", error) ||
-      !ini_choice(kf, path, "tp_overlap", (ChoiceParser)px_tp_overlap_parse, &p->tp_overlap, PX_TP_OVERLAP_NAMES,
-                  error) ||
-      !ini_choice(kf, path, "order", (ChoiceParser)px_order_parse, p->order,
-                  "a permutation of tp,dp,pp (innermost first)", error) ||
-      !px_config_get_bool(kf, path, "plan", "seq_parallel", p->seq_parallel, &p->seq_parallel,
-                          PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, error) ||
-      !px_config_get_string(kf, path, "plan", "partition", TRUE, &partition, PX_PLAN_ERROR,
-                            PX_PLAN_ERROR_PARSE, error) ||
-      !px_config_get_double(kf, path, "plan", "workspace_gb", TRUE, ws, 0, &ws, PX_PLAN_ERROR,
-                            PX_PLAN_ERROR_PARSE, error) ||
-      !px_config_get_double(kf, path, "plan", "bucket_bytes", TRUE, bucket, 0, &bucket, PX_PLAN_ERROR,
-                            PX_PLAN_ERROR_PARSE, error))
-    return FALSE;
-  if (partition) {
-    g_free(p->partition);
-    p->partition = g_steal_pointer(&partition);
-  }
-  p->workspace_bytes = ws * 1e9;
-  p->bucket_bytes = bucket;
+  t.has_dp = g_key_file_has_key(kf, "plan", "dp", NULL);
+  for (gsize i = 0; i < G_N_ELEMENTS(plan_keys); i++)
+    if (!read_key(kf, path, i, p, &t, error)) {
+      px_plan_ini_targets_clear(&t);
+      return FALSE;
+    }
+  if (targets) *targets = t;
+  else px_plan_ini_targets_clear(&t);
   return TRUE;
+}
+
+gboolean px_plan_load_ini(PxPlan *p, const char *path, GError **error) {
+  return px_plan_load_ini_targets(p, path, NULL, error);
 }
 
 char *px_plan_to_ini(const PxPlan *p) {

@@ -107,8 +107,25 @@ typedef struct {
 void px_plan_init(PxPlan *plan);
 void px_plan_clear(PxPlan *plan);
 void px_plan_copy(PxPlan *dst, const PxPlan *src);
-/* Load keys from a [plan] group of a GKeyFile INI (missing keys keep their value). */
+/* Load keys from a [plan] group of a GKeyFile INI (missing keys keep their
+ * value). Only [plan] and the keys of one table (px_plan_ini_key) are
+ * accepted: any other is refused with one line naming it. */
 gboolean px_plan_load_ini(PxPlan *plan, const char *path, GError **error);
+/* What a plan file says it was made for ([plan] model, cluster, nodes; the
+ * command line's --model, --cluster, --nodes win: sim/options.c). */
+typedef struct {
+  char *model;     /* NULL: none */
+  char *cluster;   /* NULL: none */
+  int nodes;       /* -1: none */
+  gboolean has_dp; /* the file gives dp */
+} PxPlanIniTargets;
+/* px_plan_load_ini, and into *targets (may be NULL; cleared with
+ * px_plan_ini_targets_clear) the file's target keys, read from the same
+ * table in the same pass. */
+gboolean px_plan_load_ini_targets(PxPlan *plan, const char *path, PxPlanIniTargets *targets, GError **error);
+void px_plan_ini_targets_clear(PxPlanIniTargets *targets);
+/* The i-th [plan] key the loader reads (and accepts), NULL past the last. */
+const char *px_plan_ini_key(guint i);
 /* What the command line says about the values a ds_config may leave "auto"
  * (the Hugging Face Trainer style); 0 / FALSE: not given. */
 typedef struct {

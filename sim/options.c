@@ -113,30 +113,20 @@ gboolean px_units_parse(const char *s, PxUnits *out) {
     return FALSE;                                                             \
   } while (0)
 
-/* [plan] model / cluster / nodes in a plan file name what it was made for. */
-static gboolean plan_file_targets(const char *path, char **model, char **cluster, int *nodes,
-                                  gboolean *has_dp, GError **error) {
-  g_autoptr(GKeyFile) kf = px_config_load_keyfile(path, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, error);
-  if (!kf) return FALSE;
-  gint64 n;
-  if (!px_config_get_string(kf, path, "plan", "model", TRUE, model, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, error) ||
-      !px_config_get_string(kf, path, "plan", "cluster", TRUE, cluster, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, error) ||
-      !px_config_get_int(kf, path, "plan", "nodes", TRUE, -1, 1, &n, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, error))
-    return FALSE;
-  *nodes = (int)MIN(n, G_MAXINT);
-  *has_dp = g_key_file_has_key(kf, "plan", "dp", NULL);
-  return TRUE;
-}
-
 gboolean px_plan_options_resolve(PxPlanOptions *o, gboolean need_cluster, PxModel **model_out,
                                  PxCluster **cluster_out, PxPlan *plan, GError **error) {
   px_plan_init(plan);
+  /* [plan] model / cluster / nodes in a plan file name what it was made for */
   g_autofree char *file_model = NULL, *file_cluster = NULL;
   int file_nodes = -1;
   gboolean file_dp = FALSE;
   if (o->plan_file) {
-    if (!plan_file_targets(o->plan_file, &file_model, &file_cluster, &file_nodes, &file_dp, error)) return FALSE;
-    if (!px_plan_load_ini(plan, o->plan_file, error)) return FALSE;
+    PxPlanIniTargets t;
+    if (!px_plan_load_ini_targets(plan, o->plan_file, &t, error)) return FALSE;
+    file_model = t.model;
+    file_cluster = t.cluster;
+    file_nodes = t.nodes;
+    file_dp = t.has_dp;
   }
   const char *model_name = o->model ? o->model : file_model;
   const char *cluster_name = o->cluster ? o->cluster : file_cluster;

@@ -272,6 +272,75 @@ static void test_ini_roundtrip(void) {
   px_plan_clear(&b);
 }
 
+/* Every key of the loader's table is accepted and read: a file giving that
+ * key alone (a value other than the default, chosen here by hand) loads and
+ * changes the plan (as px_plan_to_ini writes it) or the file's targets. A
+ * key added to the table without a value here fails the test; so does one
+ * the loader accepts but ignores. Misspelt keys are refused with one line
+ * naming the key. */
+static void test_ini_keys(void) {
+  static const struct { const char *key, *value; } vals[] = {
+    {"model", "gpt2-124m"}, {"cluster", "dgx-h100"}, {"nodes", "4"}, {"dp", "2"}, {"tp", "2"}, {"pp", "2"},
+    {"vpp", "2"}, {"mbs", "2"}, {"gbs", "64"}, {"seq", "512"}, {"zero", "2"}, {"ckpt_interval", "2"},
+    {"grad_reduce_bytes", "2"}, {"cp", "2"}, {"ep", "2"}, {"etp", "2"}, {"imbalance", "1.5"},
+    {"schedule", "gpipe"}, {"ckpt", "full"}, {"offload", "optimizer"}, {"precision", "fp16"},
+    {"stack", "fsdp"}, {"attention", "unfused"}, {"tp_overlap", "te"}, {"order", "dp,tp,pp"},
+    {"seq_parallel", "true"}, {"partition", "uniform"}, {"workspace_gb", "3"}, {"bucket_bytes", "1e8"},
+  };
+  PxPlan def;
+  px_plan_init(&def);
+  g_autofree char *def_ini = px_plan_to_ini(&def);
+  guint n = 0;
+  for (const char *key; (key = px_plan_ini_key(n)); n++) {
+    const char *value = NULL;
+    for (gsize j = 0; j < G_N_ELEMENTS(vals); j++)
+      if (!strcmp(vals[j].key, key)) value = vals[j].value;
+    if (!value) g_error("[plan] %s: no value in test_ini_keys", key);
+    g_autofree char *text = g_strdup_printf("[plan]\n%s = %s\n", key, value);
+    g_autofree char *path = write_tmp("px-test-plan-key.ini", text);
+    PxPlan p;
+    px_plan_init(&p);
+    PxPlanIniTargets t;
+    g_autoptr(GError) e = NULL;
+    g_assert_true(px_plan_load_ini_targets(&p, path, &t, &e));
+    g_assert_no_error(e);
+    g_autofree char *ini = px_plan_to_ini(&p);
+    gboolean target = !strcmp(key, "model") || !strcmp(key, "cluster") || !strcmp(key, "nodes");
+    if (target) {
+      g_assert_cmpstr(ini, ==, def_ini);
+      if (!strcmp(key, "model")) g_assert_cmpstr(t.model, ==, "gpt2-124m");
+      if (!strcmp(key, "cluster")) g_assert_cmpstr(t.cluster, ==, "dgx-h100");
+      g_assert_cmpint(t.nodes, ==, !strcmp(key, "nodes") ? 4 : -1);
+    } else {
+      if (!strcmp(ini, def_ini)) g_error("[plan] %s = %s was accepted but changed nothing", key, value);
+      g_assert_null(t.model);
+      g_assert_null(t.cluster);
+      g_assert_cmpint(t.nodes, ==, -1);
+    }
+    g_assert_cmpint(t.has_dp, ==, !strcmp(key, "dp"));
+    px_plan_ini_targets_clear(&t);
+    g_unlink(path);
+    px_plan_clear(&p);
+  }
+  g_assert_cmpuint(n, ==, G_N_ELEMENTS(vals));
+  /* misspelt: the file is refused in one line naming the key */
+  static const char *const bad[] = {"tensor_parallel", "micro_batch", "workspace_bytes", "nodess", "Model"};
+  for (gsize i = 0; i < G_N_ELEMENTS(bad); i++) {
+    g_autofree char *text = g_strdup_printf("[plan]\ndp = 2\n%s = 2\n", bad[i]);
+    g_autofree char *path = write_tmp("px-test-plan-key.ini", text);
+    PxPlan p;
+    px_plan_init(&p);
+    g_autoptr(GError) e = NULL;
+    g_assert_false(px_plan_load_ini(&p, path, &e));
+    g_assert_error(e, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE);
+    g_autofree char *want = g_strdup_printf("%s: [plan] %s is not a plan key", path, bad[i]);
+    g_assert_cmpstr(e->message, ==, want);
+    g_unlink(path);
+    px_plan_clear(&p);
+  }
+  px_plan_clear(&def);
+}
+
 typedef struct {
   const char *name, *text;
   int code;
@@ -472,6 +541,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/plan/cp/grid-megatron-order", test_cp_grid);
   g_test_add_func("/plan/cp-fp8/rules", test_cp_fp8_rules);
   g_test_add_func("/plan/ini/roundtrip", test_ini_roundtrip);
+  g_test_add_func("/plan/ini/keys", test_ini_keys);
   g_test_add_func("/plan/tp-overlap/rules", test_tp_overlap_rules);
   g_test_add_func("/plan/deepspeed", test_deepspeed);
   g_test_add_func("/plan/deepspeed-auto", test_deepspeed_auto);
