@@ -302,6 +302,25 @@ PxMemory *px_memory_new_act(const PxModel *model, const PxPlan *plan, const PxPa
     double Se = ze ? (double)eshard : Pe, fulle = ze ? Se * edp : Pe;
     st->weights = wb * (plan->zero >= 3 ? S + Se : full + fulle);
     st->gradients = gb * (plan->zero >= 2 ? S + Se : full + fulle);
+    if (plan->stack == PX_STACK_TORCHTITAN && plan->pp > 1 && data > 1 && plan->zero >= 1 &&
+        plan->offload == PX_OFFLOAD_NONE) {
+      /* torchtitan's FSDP2 under pipeline parallelism: torch.distributed.
+       * pipelining's PipelineStage.backward_maybe_with_nosync runs every
+       * micro-batch's backward of an FSDPModule with
+       * set_requires_gradient_sync(False) (and set_reshard_after_backward
+       * (False)), reducing only after the last one (run_post_backward ->
+       * FSDPParamGroup.post_backward). Until then each post_backward keeps
+       * the unsharded gradients: FSDPParam.to_accumulated_grad_if_needed
+       * casts them to reduce_dtype into unsharded_accumulated_grad, which
+       * later micro-batches add into (accumulate_unsharded_grad_if_needed);
+       * with equal dtypes the unsharded .grad itself stays. So the stage's
+       * whole gradient, unsharded, in the reduce dtype (G bytes per
+       * parameter, not 2 / dp), from the first backward to the last, the
+       * steady 1F1B state and its activation peak included; the sharded
+       * gradients only appear as it is reduced (zero_grad sets them to None
+       * each step) */
+      st->gradients = px_cost_grad_reduce_bytes(plan) * (double)params;
+    }
     st->optimizer = ob * (S + Se);
     if (plan->offload != PX_OFFLOAD_NONE) {
       /* ZeRO-Offload (DeepSpeed stage_1_and_2.py with cpu_offload): the fp32

@@ -161,6 +161,53 @@ static void test_torchtitan_buffers(void) {
   }
 }
 
+/* torchtitan's FSDP2 under pipeline parallelism: torch.distributed.
+ * pipelining runs every micro-batch's backward with
+ * set_requires_gradient_sync(False) and reduces after the last, each
+ * FSDPParam keeping its unsharded gradient in the reduce dtype meanwhile
+ * (to_accumulated_grad_if_needed). Llama 3 8B, pp 2 (16 blocks a stage),
+ * dp 8, ZeRO-2 (reshard_after_forward off under PP), bf16: stage 0 holds the
+ * embedding and 16 blocks, 525,336,576 + 16·218,112,000 = 4,015,128,576
+ * parameters, stage 1 16 blocks, the final norm and the output,
+ * 4,015,132,672; their gradients 4 B each, unsharded: 16,060,514,304 and
+ * 16,060,530,688 B (2 B each with bf16 reduction, grad_reduce_bytes 2). The
+ * parallax stack's ZeRO-2 keeps 2 B per parameter of the dp shard:
+ * 2·4,015,128,576/8 = 1,003,782,144 and 2·4,015,132,672/8 = 1,003,783,168. */
+static void test_torchtitan_pp_gradients(void) {
+  g_autoptr(PxModel) m = load("llama3-8b");
+  const double s0 = 525336576.0 + 16 * 218112000.0, s1 = 16 * 218112000.0 + 4096 + 525336576.0;
+  const struct {
+    PxStack stack;
+    int reduce;
+    double g0, g1;
+  } cases[] = {
+    {PX_STACK_TORCHTITAN, 0, 16060514304.0, 16060530688.0},
+    {PX_STACK_TORCHTITAN, 2, 8030257152.0, 8030265344.0},
+    {PX_STACK_PARALLAX, 0, 1003782144.0, 1003783168.0},
+  };
+  g_assert_cmpfloat(4 * s0, ==, cases[0].g0);
+  g_assert_cmpfloat(4 * s1, ==, cases[0].g1);
+  for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
+    PxPlan p;
+    px_plan_init(&p);
+    p.pp = 2;
+    p.dp = 8;
+    p.mbs = 1;
+    p.gbs = 16;
+    p.zero = 2;
+    p.precision = PX_PREC_BF16;
+    p.stack = cases[i].stack;
+    p.grad_reduce_bytes = cases[i].reduce;
+    g_free(p.partition);
+    p.partition = g_strdup("type:TransformerLayer");
+    g_autoptr(PxMemory) mem = memory_of(m, &p, NULL);
+    g_assert_cmpfloat(mem->stages[0].params, ==, s0);
+    g_assert_cmpfloat(mem->stages[0].gradients, ==, cases[i].g0);
+    g_assert_cmpfloat(mem->stages[1].gradients, ==, cases[i].g1);
+    px_plan_clear(&p);
+  }
+}
+
 /* Composer 0.16.4's Trainer._train_microbatch keeps the model's output
  * (state.outputs: the logits in the compute dtype) from the forward until
  * the training metrics after loss.backward(), so under full recompute the
@@ -565,6 +612,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/memory/fsdp/buffers", test_fsdp_buffers);
   g_test_add_func("/memory/fsdp/held-logits", test_fsdp_held_logits);
   g_test_add_func("/memory/torchtitan/buffers", test_torchtitan_buffers);
+  g_test_add_func("/memory/torchtitan/pp-gradients", test_torchtitan_pp_gradients);
   for (gsize i = 0; i < G_N_ELEMENTS(act_cases); i++) {
     g_autofree char *path = g_strdup_printf("/memory/korthikanti/%s", act_cases[i].what);
     g_test_add_data_func(path, &act_cases[i], test_korthikanti);
