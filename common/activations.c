@@ -133,7 +133,14 @@ static void block(Ctx *c, const PxModel *model, const PxPlan *plan, gboolean exe
   gboolean gated = px_ffn_gated(d->ffn_kind);
   PxActEntry *act = NULL;
   if (f > 0) {
-    add(c, PX_ACT_FFN_PRE, "fc", gated ? "gated activation (gate output)" : "GELU (its input)", inner, c->n, f, e);
+    /* squared ReLU, torch.pow(F.relu(x), 2): relu saves its output r for
+     * threshold_backward(grad, result, 0), pow saves the same r for
+     * pow_backward(grad, self, 2) (PyTorch tools/autograd/derivatives.yaml),
+     * the fc output x is freed: one s·b·f tensor, as GELU's saved input */
+    const char *pre = gated ? "gated activation (gate output)"
+                      : d->ffn_kind == PX_FFN_RELU2 ? "squared ReLU (relu output, for both backwards)"
+                                                     : "GELU (its input)";
+    add(c, PX_ACT_FFN_PRE, "fc", pre, inner, c->n, f, e);
     act = add(c, PX_ACT_FFN_ACT, "act", "down projection (its input)", inner, c->n, f, eg);
     if (gated) add(c, PX_ACT_FFN_UP, "up", "gated activation (up output)", inner, c->n, f, e);
   }

@@ -822,11 +822,20 @@ static void moe_times(const PxModel *model, const PxCluster *cl, const PxPlan *p
   gboolean gated = px_ffn_gated(d->ffn_kind);
   for (int i = 0; i < (gated ? 2 : 1); i++) expert_gemms(cl, plan->precision, E, &t, f, h, &c->fwd, dgrad, wgrad);
   expert_gemms(cl, plan->precision, E, &t, h, f, &c->fwd, dgrad, wgrad);
-  double act_f = (gated ? 3 : 2) * t.total * f * E, act_b = (gated ? 5 : 3) * t.total * f * E;
   double perm = 2 * (t.sent + t.received) * h * E; /* permute + unpermute, read and write each copy */
   double router = 2 * t.in * d->experts * 4.0;     /* fp32 softmax */
-  c->fwd += membound(cl, act_f + perm + router, 4);
-  *dgrad += membound(cl, act_b + perm + 1.5 * router, 4);
+  for (int dir = 0; dir < 2; dir++) {
+    /* the experts' activation function is a dense MLP's over the t.total
+     * routed rows of f / etp: px_cost_class_bytes (squared ReLU's passes and
+     * kernels too) at the activation class's rate; the permute, the
+     * unpermute and the router's softmax at the HBM rate, one kernel each */
+    MemBound mb = {0};
+    int ak;
+    double ab = px_cost_class_bytes(d, PX_OPC_ACT, dir, t.total, f, E, &ak);
+    membound_add(&mb, cl, plan, d, PX_OPC_ACT, dir, ab, ak);
+    membound_add(&mb, cl, plan, d, -1, dir, perm + (dir ? 1.5 : 1.0) * router, 3);
+    *(dir ? dgrad : &c->fwd) += membound_time(cl, &mb);
+  }
   int gpn = MAX(cl->gpus_per_node, 1);
   double a2a = px_cost_alltoall(cl, MAX(t.sent, t.received) * h * E, ep, px_moe_ep_per_node(plan, 0, gpn));
   double etp_comm = 0;
@@ -1158,7 +1167,8 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
       double ab = px_cost_class_bytes(d, PX_OPC_ACT, dir, T, ffn_local, E, &ak);
       membound_add(&mb, cluster, plan, d, PX_OPC_NORM, dir, 2 * nb, 2 * nk);
       membound_add(&mb, cluster, plan, d, PX_OPC_RESIDUAL, dir, 2 * rb, 2 * rk);
-      membound_add(&mb, cluster, plan, d, PX_OPC_ACT, dir, ab, ak);
+      /* an MoE block without shared experts has no dense MLP: no activation kernel */
+      if (ffn_local > 0) membound_add(&mb, cluster, plan, d, PX_OPC_ACT, dir, ab, ak);
       if (drop > 0) membound_add(&mb, cluster, plan, d, -1, dir, drop, drop_k);
       double mbt = membound_time(cluster, &mb);
       if (!dir) mb_fwd = mbt;

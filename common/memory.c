@@ -213,6 +213,7 @@ PxMemory *px_memory_new_act(const PxModel *model, const PxPlan *plan, const PxPa
     st->stage = r;
     gint64 params = 0, max_layer = 0, shard = 0, eshard = 0, eparams = 0;
     gint64 block_params = 0, max_block = 0; /* the fsdp stack's wrapped units (below) */
+    gint64 head_unit = 0; /* the torchtitan stack's [norm, output] unit (below) */
     gboolean moe_held = FALSE;
     double act_mb = 0, act_block = 0, head_acts = 0;
     g_autofree double *chunk_act = g_new0(double, MAX(plan->vpp, 1));
@@ -242,6 +243,7 @@ PxMemory *px_memory_new_act(const PxModel *model, const PxPlan *plan, const PxPa
         chunk_expert += le;
         lp += le;
         max_layer = MAX(max_layer, lp);
+        if (L->kind == PX_LAYER_FINAL_NORM || L->kind == PX_LAYER_LM_HEAD) head_unit += lp;
         if (L->kind == PX_LAYER_BLOCK) {
           block_params += lp;
           max_block = MAX(max_block, lp);
@@ -300,6 +302,25 @@ PxMemory *px_memory_new_act(const PxModel *model, const PxPlan *plan, const PxPa
     double Se = ze ? (double)eshard : Pe, fulle = ze ? Se * edp : Pe;
     st->weights = wb * (plan->zero >= 3 ? S + Se : full + fulle);
     st->gradients = gb * (plan->zero >= 2 ? S + Se : full + fulle);
+    if (plan->stack == PX_STACK_TORCHTITAN && plan->pp > 1 && data > 1 && plan->zero >= 1 &&
+        plan->offload == PX_OFFLOAD_NONE) {
+      /* torchtitan's FSDP2 under pipeline parallelism: torch.distributed.
+       * pipelining's PipelineStage.backward_maybe_with_nosync runs every
+       * micro-batch's backward of an FSDPModule with
+       * set_requires_gradient_sync(False) (and set_reshard_after_backward
+       * (False)), reducing only after the last one (run_post_backward ->
+       * FSDPParamGroup.post_backward). Until then each post_backward keeps
+       * the unsharded gradients: FSDPParam.to_accumulated_grad_if_needed
+       * casts them to reduce_dtype into unsharded_accumulated_grad, which
+       * later micro-batches add into (accumulate_unsharded_grad_if_needed);
+       * with equal dtypes the unsharded .grad itself stays. So the stage's
+       * whole gradient, unsharded, in the reduce dtype (G bytes per
+       * parameter, not 2 / dp), from the first backward to the last, the
+       * steady 1F1B state and its activation peak included; the sharded
+       * gradients only appear as it is reduced (zero_grad sets them to None
+       * each step) */
+      st->gradients = px_cost_grad_reduce_bytes(plan) * (double)params;
+    }
     st->optimizer = ob * (S + Se);
     if (plan->offload != PX_OFFLOAD_NONE) {
       /* ZeRO-Offload (DeepSpeed stage_1_and_2.py with cpu_offload): the fp32
@@ -385,9 +406,42 @@ PxMemory *px_memory_new_act(const PxModel *model, const PxPlan *plan, const PxPa
      * in place of a DDP bucket and of two gathered copies of the largest
      * layer (the embedding, for small models). */
     gboolean fsdp_units = plan->stack == PX_STACK_FSDP && by_layer && !poff && max_block > 0;
+    /* torchtitan's FSDP2 (apply_fsdp, models/llama3/infra/parallelize.py:
+     * fully_shard on tok_embeddings, on every block and on [norm, output],
+     * MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=fp32)), each
+     * FSDPParamGroup.post_backward reducing its unit's gradients through
+     * foreach_reduce (torch/distributed/fsdp/_fully_shard/_fsdp_collectives.py
+     * at 010ae4a8, _fsdp_param_group.py at 002a76fb):
+     * - the unit's unsharded gradients as autograd computed them (the
+     *   parameters' compute dtype), one tensor per parameter, in place of a
+     *   DDP bucket: FSDP2 has none;
+     * - the reduce-scatter input, reduce_scatter_comm.allocate((numel,),
+     *   dtype=reduce_dtype) on the compute stream, into which
+     *   foreach_reduce_scatter_copy_in (torch._chunk_cat, widening bf16 to
+     *   fp32) copies them before unsharded_grads.clear() frees them: G bytes
+     *   per element of the unit, whatever the dtypes (FSDP2 always
+     *   concatenates; FSDP1's copy exists only when the dtype widens). The
+     *   group keeps it (comm_ctx.reduce_scatter_state) while the
+     *   reduce-scatter runs on its own stream, through the next unit's
+     *   backward, until the next post_backward waits for that reduce-scatter
+     *   and drops it before its own foreach_reduce allocates: one copy at a
+     *   time, beside the next unit's unsharded gradients — at most
+     *   (E + G) x the largest unit, the [norm, output] unit for Llama 3's
+     *   128256-token vocabulary, reduced at the start of the backward with
+     *   every activation still held;
+     * the reduce-scatter output (numel / dp in reduce_dtype, on the
+     * reduce-scatter stream) becomes the sharded gradient itself (fp32: the
+     * orig dtype, no cast), counted with the gradients; with gradient
+     * accumulation its later copies are added in and freed (1/dp of a unit,
+     * left out). The two gathered units (current + prefetch) as below. */
+    gboolean titan_units = plan->stack == PX_STACK_TORCHTITAN && data > 1 && plan->zero >= 1 && !poff;
     if (fsdp_units) {
       double root = (double)(params - block_params), G = px_cost_grad_reduce_bytes(plan);
       st->buffers += wb * (2.0 * (double)max_block + root) + gb * root + (gb + (G > gb ? G : 0)) * (double)max_block;
+    } else if (titan_units) {
+      double unit = (double)MAX(max_layer, head_unit), G = px_cost_grad_reduce_bytes(plan);
+      st->buffers += (gb + G) * unit;
+      if (by_layer) st->buffers += 2.0 * wb * (double)max_layer;
     } else {
       if ((data > 1 || (by_layer && poff)) && plan->zero >= 1) st->buffers += gb * MIN(bucket_elems, P);
       if (by_layer) st->buffers += 2.0 * wb * (double)max_layer;

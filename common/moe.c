@@ -133,7 +133,10 @@ double px_moe_activation_bytes(const PxModel *model, const PxPlan *p) {
   double e = px_plan_act_bytes(p), h = d->hidden, f = (double)d->expert_ffn / px_plan_etp(p);
   double router = t.in * d->experts * 4.0 + t.in * d->top_k * (4.0 + 4.0); /* fp32 probabilities; top-k prob + index */
   double permuted = e * t.total * h;                                        /* the experts' input (fc1 wgrad) */
-  double inner = (px_ffn_gated(d->ffn_kind) ? 3.0 : 2.0) * e * t.total * f;  /* as a dense MLP's, per token */
+  /* as a dense MLP's, per token: gate, up and their product; or the
+   * activation's saved tensor (GELU's input, squared ReLU's relu output r,
+   * activations.c) and the fc2 input */
+  double inner = (px_ffn_gated(d->ffn_kind) ? 3.0 : 2.0) * e * t.total * f;
   double out = e * t.received * h;                                          /* expert output before the weighted combine */
   return router + permuted + inner + out;
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "cost.h"
+#include "moe.h"
 
 #define REL(a, b) (fabs((a) - (b)) / fabs(b))
 
@@ -261,6 +262,61 @@ static void test_squared_relu(void) {
   g_autoptr(GError) err = NULL;
   g_assert_false(px_model_executable(relu2, &err));
   g_assert_error(err, PX_MODEL_ERROR, PX_MODEL_ERROR_INVALID);
+  px_plan_clear(&p);
+}
+
+/* Routed experts with squared ReLU: their activation goes through the same
+ * class bytes and rate as a dense MLP's (px_cost_class_bytes PX_OPC_ACT).
+ * A 2-block MoE model (h 64, every block 4 experts of 96, top 2, no shared
+ * experts), one micro-batch of 32 tokens, tp = ep = 1: the 4 experts take
+ * 2 x 32 = 64 routed rows, one pass over their activations 64 x 96 x 2 B =
+ * 12288 B. Squared ReLU against GELU, all else equal (the same tensors):
+ * forward 4 - 2 passes = 24576 B and 2 - 1 kernels, backward 10 - 3 passes =
+ * 86016 B and 4 - 1 kernels, at 3 TB/s x 0.9 with 1 us per kernel (no dense
+ * MLP in the block, so no activation kernel of its own). With calibrated
+ * activation rates (1e12 forward, 5e11 backward) the experts' 4 | 10 passes,
+ * 49152 | 122880 B, move from 2.7e12 to those rates. The saved tensors:
+ * router 32 x 4 x 4 + 32 x 2 x 8 = 1024 B, the permuted input 2 x 64 x 64 =
+ * 8192, relu's output r (saved for threshold_backward and pow_backward
+ * alike) and the fc2 input 2 x 2 x 64 x 96 = 24576, the expert output
+ * 2 x 64 x 64 = 8192: 41984 B, GELU's too. */
+static void test_moe_squared_relu(void) {
+  static const char *head = "[cluster]\nname = moe-relu2\nnodes = 1\n[gpu]\nmemory = 16GiB\npeak_fp32 = 60e12\n"
+                            "peak_bf16 = 1e15\nhbm_bw = 3e12\nhbm_efficiency = 0.9\nkernel_overhead = 1e-6\n";
+  static const char *tail = "[node]\ngpus = 1\nbandwidth = 400e9\n[network]\nbandwidth = 25e9\n";
+  g_autofree char *plain_ini = g_strconcat(head, tail, NULL);
+  g_autofree char *cal_ini =
+      g_strconcat(head, "membound_bw_act_fwd = 1e12\nmembound_bw_act_bwd = 5e11\n", tail, NULL);
+  g_autoptr(PxCluster) c = cluster_from_ini(plain_ini);
+  g_autoptr(PxCluster) cal = cluster_from_ini(cal_ini);
+  PxModelDesc d = {.name = (char *)"tiny-moe-relu2", .layers = 2, .hidden = 64, .heads = 4, .kv_heads = 4,
+                   .ffn = 256, .vocab = 100, .max_seq = 32, .ffn_kind = PX_FFN_RELU2,
+                   .norm = PX_NORM_RMSNORM, .pos = PX_POS_ROPE, .experts = 4, .top_k = 2, .expert_ffn = 96};
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PxModel) relu2 = px_model_new(&d, &err);
+  g_assert_no_error(err);
+  d.ffn_kind = PX_FFN_GELU;
+  g_autoptr(PxModel) gelu = px_model_new(&d, &err);
+  g_assert_no_error(err);
+  g_assert_true(px_model_block_is_moe(&relu2->desc, 0));
+  PxPlan p;
+  set_plan(&p, 1, 1, 1, 1, 1);
+  p.precision = PX_PREC_BF16;
+  p.seq = 32;
+  p.stack = PX_STACK_MEGATRON_CORE;
+  PxLink l = {400e9, 2e-6, TRUE, NULL};
+  g_assert_cmpint(relu2->layers[1].kind, ==, PX_LAYER_BLOCK);
+  PxLayerTimes tg, tr, tc;
+  px_cost_layer_times(gelu, &gelu->layers[1], c, &p, &l, &tg);
+  px_cost_layer_times(relu2, &relu2->layers[1], c, &p, &l, &tr);
+  g_assert_cmpfloat(REL(tr.fwd - tg.fwd, 24576 / 2.7e12 + 1e-6), <, 1e-9);
+  g_assert_cmpfloat(REL(tr.bwd_input - tg.bwd_input, 86016 / 2.7e12 + 3e-6), <, 1e-9);
+  g_assert_cmpfloat(tr.bwd_weight, ==, tg.bwd_weight);
+  px_cost_layer_times(relu2, &relu2->layers[1], cal, &p, &l, &tc);
+  g_assert_cmpfloat(REL(tc.fwd - tr.fwd, 49152 / 1e12 - 49152 / 2.7e12), <, 1e-9);
+  g_assert_cmpfloat(REL(tc.bwd_input - tr.bwd_input, 122880 / 5e11 - 122880 / 2.7e12), <, 1e-9);
+  g_assert_cmpfloat(px_moe_activation_bytes(relu2, &p), ==, 41984.0);
+  g_assert_cmpfloat(px_moe_activation_bytes(gelu, &p), ==, 41984.0);
   px_plan_clear(&p);
 }
 
@@ -1853,6 +1909,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cost/tp/sp-regather", test_sp_regather);
   g_test_add_func("/cost/table/dp-reduction-zero", test_dp_reduction);
   g_test_add_func("/cost/table/moe-bucket-shards", test_moe_bucket_shards);
+  g_test_add_func("/cost/moe-squared-relu", test_moe_squared_relu);
   g_test_add_func("/cost/table/fsdp-shard-cast", test_fsdp_shard_cast);
   g_test_add_func("/cost/table/fsdp-units-latency", test_fsdp_units_latency);
   g_test_add_func("/cost/table/tied-and-p2p", test_tied_and_p2p);

@@ -103,6 +103,111 @@ static void test_fsdp_buffers(void) {
   }
 }
 
+/* The torchtitan stack's FSDP2 (apply_fsdp: fully_shard on tok_embeddings,
+ * each block and [norm, output]; MixedPrecisionPolicy(bf16, reduce fp32)):
+ * foreach_reduce (torch/distributed/fsdp/_fully_shard/_fsdp_collectives.py)
+ * copies a unit's unsharded bf16 gradients into a reduce-scatter input of
+ * reduce_dtype, held until the next unit's post_backward: one unit's bf16
+ * gradients and one fp32 copy, (2 + 4) B x the largest unit, in place of a
+ * DDP bucket. Llama 3 8B by hand, dp 8, bf16, ZeRO-3: a block is
+ * 4096·(4096 + 2·1024) + 4096·4096 + 3·4096·14336 + 2·4096 = 218,112,000
+ * parameters, the embedding and the output 128256·4096 = 525,336,576 each,
+ * the [norm, output] unit 525,340,672 (8,030,261,248 in all). Buffers: two
+ * gathered copies of the largest layer, 2·2·525,336,576, and (2 + 4)·
+ * 525,340,672 = 5,253,390,336 B (the copy alone 4·525,340,672 =
+ * 2,101,362,688 B); with bf16 reduction (grad_reduce_bytes 2) the input is
+ * still allocated, in bf16: 2·2·525,336,576 + 4·525,340,672 =
+ * 4,202,708,992 B. The same block with a 32000-token vocabulary (output
+ * 131,072,000 < block): the block is the largest unit, 2·2·218,112,000 +
+ * (2 + 4)·218,112,000 = 2,181,120,000 B (its fp32 copy 872,448,000). The
+ * parallax stack's ZeRO-3 keeps a 5e8-element bf16 bucket instead:
+ * 1e9 + 2·2·525,336,576 = 3,101,346,304 B. dp 1: no FSDP, no buffers. */
+static void test_torchtitan_buffers(void) {
+  g_autoptr(PxModel) m = load("llama3-8b");
+  g_assert_cmpint(m->params, ==, 8030261248);
+  const double block = 218112000, out = 525336576, head = out + 4096;
+  g_assert_cmpfloat(32 * block + 2 * out + 4096, ==, 8030261248);
+  PxModelDesc d = m->desc;
+  d.vocab = 32000;
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PxModel) small = px_model_new(&d, &err);
+  g_assert_no_error(err);
+  const struct {
+    const PxModel *m;
+    PxStack stack;
+    int dp, reduce;
+    double buffers;
+  } cases[] = {
+    {m, PX_STACK_TORCHTITAN, 8, 0, 5253390336.0},
+    {m, PX_STACK_TORCHTITAN, 8, 2, 4202708992.0},
+    {small, PX_STACK_TORCHTITAN, 8, 0, 2181120000.0},
+    {m, PX_STACK_PARALLAX, 8, 0, 3101346304.0},
+    {m, PX_STACK_TORCHTITAN, 1, 0, 0.0},
+  };
+  g_assert_cmpfloat(2 * 2 * out + 6 * head, ==, cases[0].buffers);
+  g_assert_cmpfloat(2 * 2 * out + 4 * head, ==, cases[1].buffers);
+  g_assert_cmpfloat(10 * block, ==, cases[2].buffers);
+  for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
+    PxPlan p;
+    px_plan_init(&p);
+    p.dp = cases[i].dp;
+    p.zero = cases[i].dp > 1 ? 3 : 0;
+    p.precision = PX_PREC_BF16;
+    p.stack = cases[i].stack;
+    p.grad_reduce_bytes = cases[i].reduce;
+    g_autoptr(PxMemory) mem = memory_of(cases[i].m, &p, NULL);
+    g_assert_cmpfloat(mem->stages[0].buffers, ==, cases[i].buffers);
+    px_plan_clear(&p);
+  }
+}
+
+/* torchtitan's FSDP2 under pipeline parallelism: torch.distributed.
+ * pipelining runs every micro-batch's backward with
+ * set_requires_gradient_sync(False) and reduces after the last, each
+ * FSDPParam keeping its unsharded gradient in the reduce dtype meanwhile
+ * (to_accumulated_grad_if_needed). Llama 3 8B, pp 2 (16 blocks a stage),
+ * dp 8, ZeRO-2 (reshard_after_forward off under PP), bf16: stage 0 holds the
+ * embedding and 16 blocks, 525,336,576 + 16·218,112,000 = 4,015,128,576
+ * parameters, stage 1 16 blocks, the final norm and the output,
+ * 4,015,132,672; their gradients 4 B each, unsharded: 16,060,514,304 and
+ * 16,060,530,688 B (2 B each with bf16 reduction, grad_reduce_bytes 2). The
+ * parallax stack's ZeRO-2 keeps 2 B per parameter of the dp shard:
+ * 2·4,015,128,576/8 = 1,003,782,144 and 2·4,015,132,672/8 = 1,003,783,168. */
+static void test_torchtitan_pp_gradients(void) {
+  g_autoptr(PxModel) m = load("llama3-8b");
+  const double s0 = 525336576.0 + 16 * 218112000.0, s1 = 16 * 218112000.0 + 4096 + 525336576.0;
+  const struct {
+    PxStack stack;
+    int reduce;
+    double g0, g1;
+  } cases[] = {
+    {PX_STACK_TORCHTITAN, 0, 16060514304.0, 16060530688.0},
+    {PX_STACK_TORCHTITAN, 2, 8030257152.0, 8030265344.0},
+    {PX_STACK_PARALLAX, 0, 1003782144.0, 1003783168.0},
+  };
+  g_assert_cmpfloat(4 * s0, ==, cases[0].g0);
+  g_assert_cmpfloat(4 * s1, ==, cases[0].g1);
+  for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
+    PxPlan p;
+    px_plan_init(&p);
+    p.pp = 2;
+    p.dp = 8;
+    p.mbs = 1;
+    p.gbs = 16;
+    p.zero = 2;
+    p.precision = PX_PREC_BF16;
+    p.stack = cases[i].stack;
+    p.grad_reduce_bytes = cases[i].reduce;
+    g_free(p.partition);
+    p.partition = g_strdup("type:TransformerLayer");
+    g_autoptr(PxMemory) mem = memory_of(m, &p, NULL);
+    g_assert_cmpfloat(mem->stages[0].params, ==, s0);
+    g_assert_cmpfloat(mem->stages[0].gradients, ==, cases[i].g0);
+    g_assert_cmpfloat(mem->stages[1].gradients, ==, cases[i].g1);
+    px_plan_clear(&p);
+  }
+}
+
 /* Composer 0.16.4's Trainer._train_microbatch keeps the model's output
  * (state.outputs: the logits in the compute dtype) from the forward until
  * the training metrics after loss.backward(), so under full recompute the
@@ -506,6 +611,8 @@ int main(int argc, char **argv) {
   g_test_add_func("/memory/offload", test_offload);
   g_test_add_func("/memory/fsdp/buffers", test_fsdp_buffers);
   g_test_add_func("/memory/fsdp/held-logits", test_fsdp_held_logits);
+  g_test_add_func("/memory/torchtitan/buffers", test_torchtitan_buffers);
+  g_test_add_func("/memory/torchtitan/pp-gradients", test_torchtitan_pp_gradients);
   for (gsize i = 0; i < G_N_ELEMENTS(act_cases); i++) {
     g_autofree char *path = g_strdup_printf("/memory/korthikanti/%s", act_cases[i].what);
     g_test_add_data_func(path, &act_cases[i], test_korthikanti);

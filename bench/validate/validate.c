@@ -1398,10 +1398,12 @@ static double titan_predict(gsize i, const PxModel *m, const PxCluster *c, GStri
     layer_split(m, c, &p, &sp); /* recompute apart (sp.recompute), as under suites 4 and 5 */
     double sum = sp.gemm + sp.attn + sp.membound + sp.tp;
     g_string_append_printf(breakdown, "      step %.3f s (published %.3f s): compute %.3f, exposed p2p %.3f dp %.3f, bubble %.3f; layers per "
-           "micro-batch without recompute: GEMM %.0f %%, attention %.0f %%, memory-bound %.0f %%, TP comm %.0f %%; MFU %.1f %%\n",
+           "micro-batch without recompute: GEMM %.0f %%, attention %.0f %%, memory-bound %.0f %%, TP comm %.0f %%; MFU %.1f %%; "
+           "peak memory %.1f of %.1f GiB\n",
            r.step_time, (double)base.gbs * titan[i].seq / (titan[i].published * titan[i].gpus), r.breakdown.compute,
            r.breakdown.exposed[0], r.breakdown.exposed[1], r.breakdown.bubble, 100 * sp.gemm / sum,
-           100 * sp.attn / sum, 100 * sp.membound / sum, 100 * sp.tp / sum, 100 * r.mfu);
+           100 * sp.attn / sum, 100 * sp.membound / sum, 100 * sp.tp / sum, 100 * r.mfu,
+           r.memory / 1073741824.0, (double)c->gpu_memory / 1073741824.0);
     px_plan_clear(&p);
   }
   px_plan_clear(&base);
