@@ -311,6 +311,10 @@ gboolean px_plan_validate(PxPlan *p, const PxModel *model, const PxCluster *clus
   for (gsize i = 0; i < G_N_ELEMENTS(pos); i++)
     if (pos[i].v < 1) REFUSE("%s=%d must be at least 1", pos[i].name, pos[i].v);
   if (p->gbs < 0) REFUSE("global batch %d must be positive", p->gbs);
+  if (!(p->workspace_bytes >= 0 && p->workspace_bytes <= PX_PLAN_MAX_BYTES))
+    REFUSE("workspace %g B per GPU is not 0..1 PiB", p->workspace_bytes);
+  if (!(p->bucket_bytes >= 0 && p->bucket_bytes <= PX_PLAN_MAX_BYTES))
+    REFUSE("gradient bucket %g B is not 0..1 PiB", p->bucket_bytes);
   if ((gint64)p->dp * p->tp * p->pp > (1 << 24)) REFUSE("dp·tp·pp=%" G_GINT64_FORMAT " is too many GPUs", (gint64)p->dp * p->tp * p->pp);
   if ((gint64)p->dp * p->cp * p->tp * p->pp > (1 << 24))
     REFUSE("dp·cp·tp·pp=%" G_GINT64_FORMAT " is too many GPUs", (gint64)p->dp * p->cp * p->tp * p->pp);
@@ -508,6 +512,11 @@ gboolean px_plan_load_ini(PxPlan *p, const char *path, GError **error) {
     g_free(p->partition);
     p->partition = g_steal_pointer(&partition);
   }
+  if (ws * 1e9 > PX_PLAN_MAX_BYTES || bucket > PX_PLAN_MAX_BYTES) {
+    g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, "%s: [plan] %s = %g is more than 1 PiB", path,
+                ws * 1e9 > PX_PLAN_MAX_BYTES ? "workspace_gb" : "bucket_bytes", ws * 1e9 > PX_PLAN_MAX_BYTES ? ws : bucket);
+    return FALSE;
+  }
   p->workspace_bytes = ws * 1e9;
   p->bucket_bytes = bucket;
   return TRUE;
@@ -542,6 +551,38 @@ char *px_plan_to_ini(const PxPlan *p) {
 static JsonObject *member_object(JsonObject *o, const char *key) {
   JsonNode *n = json_object_get_member(o, key);
   return n && JSON_NODE_HOLDS_OBJECT(n) ? json_node_get_object(n) : NULL;
+}
+
+/* The sections ds_config holds as objects: one given as anything else
+ * ("bf16": true, "zero_optimization": [3], "offload_param": "cpu") was
+ * read as absent, silently dropping what it asked for. null is absent. */
+static gboolean ds_sections_are_objects(JsonObject *o, const char *path, GError **error) {
+  static const char *const top[] = {"bf16", "fp16", "zero_optimization", "activation_checkpointing", "pipeline"};
+  static const char *const zero[] = {"offload_optimizer", "offload_param"};
+  for (gsize i = 0; i < G_N_ELEMENTS(top); i++) {
+    JsonNode *n = json_object_get_member(o, top[i]);
+    if (n && !JSON_NODE_HOLDS_NULL(n) && !JSON_NODE_HOLDS_OBJECT(n)) {
+      g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, "%s: \"%s\" must be an object ({...})", path, top[i]);
+      return FALSE;
+    }
+  }
+  JsonObject *z = member_object(o, "zero_optimization");
+  for (gsize i = 0; z && i < G_N_ELEMENTS(zero); i++) {
+    JsonNode *n = json_object_get_member(z, zero[i]);
+    if (n && !JSON_NODE_HOLDS_NULL(n) && !JSON_NODE_HOLDS_OBJECT(n)) {
+      g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, "%s: zero_optimization.%s must be an object ({\"device\": ...})",
+                  path, zero[i]);
+      return FALSE;
+    }
+    JsonObject *off = member_object(z, zero[i]);
+    JsonNode *d = off ? json_object_get_member(off, "device") : NULL;
+    if (d && !JSON_NODE_HOLDS_NULL(d) && !(JSON_NODE_HOLDS_VALUE(d) && json_node_get_value_type(d) == G_TYPE_STRING)) {
+      g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, "%s: zero_optimization.%s.device must be a string (none, cpu or nvme)",
+                  path, zero[i]);
+      return FALSE;
+    }
+  }
+  return TRUE;
 }
 
 /* Whether the member is the string "auto". */
@@ -609,6 +650,7 @@ gboolean px_plan_load_deepspeed(PxPlan *p, const char *path, const PxDsOverrides
   JsonObject *o = NULL;
   g_autoptr(JsonParser) parser = px_json_load_object(path, &o, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, error);
   if (!parser) return FALSE;
+  if (!ds_sections_are_objects(o, path, error)) return FALSE;
   gint64 tbs, mbs, gas;
   const GQuark D = PX_PLAN_ERROR;
   const int E = PX_PLAN_ERROR_PARSE;
@@ -620,6 +662,15 @@ gboolean px_plan_load_deepspeed(PxPlan *p, const char *path, const PxDsOverrides
     return FALSE;
   /* DeepSpeed's rule: train_batch_size = micro × accumulation × dp; any two give the third. */
   gint64 dp = p->dp;
+  /* each ≤ 2^31 - 1 (ds_batch) and dp ≤ 2^24: micro × accumulation × dp
+   * could pass 2^63; a product above the largest global batch is refused
+   * before it is formed */
+  if (mbs && gas && mbs > G_MAXINT / gas / MAX(dp, 1)) {
+    g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_INVALID,
+                "%s: micro %" G_GINT64_FORMAT " × accumulation %" G_GINT64_FORMAT " × dp %" G_GINT64_FORMAT
+                " is a global batch above %d", path, mbs, gas, dp, G_MAXINT);
+    return FALSE;
+  }
   const char *from = cli->gbs > 0 || cli->mbs > 0 ? " (after the command line's values)" : "";
   if (tbs && mbs && gas) {
     if (tbs != mbs * gas * dp) {
@@ -730,9 +781,14 @@ gboolean px_plan_load_deepspeed(PxPlan *p, const char *path, const PxDsOverrides
     gint64 interval;
     if (!px_json_get_int(pipe, path, "activation_checkpoint_interval", TRUE, 0, 0, &interval, D, E, error))
       return FALSE;
+    if (interval > G_MAXINT) { /* it was cut to 2^31 - 1 */
+      g_set_error(error, D, E, "%s: pipeline.activation_checkpoint_interval = %" G_GINT64_FORMAT " is too large", path,
+                  interval);
+      return FALSE;
+    }
     if (interval > 0) {
       p->ckpt = PX_CKPT_FULL;
-      p->ckpt_interval = (int)MIN(interval, G_MAXINT);
+      p->ckpt_interval = (int)interval;
     }
   }
   return TRUE;

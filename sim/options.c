@@ -123,7 +123,12 @@ static gboolean plan_file_targets(const char *path, char **model, char **cluster
       !px_config_get_string(kf, path, "plan", "cluster", TRUE, cluster, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, error) ||
       !px_config_get_int(kf, path, "plan", "nodes", TRUE, -1, 1, &n, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, error))
     return FALSE;
-  *nodes = (int)MIN(n, G_MAXINT);
+  if (n > (1 << 24)) { /* it was cut to 2^31 - 1 and reported as --nodes */
+    g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, "%s: [plan] nodes = %" G_GINT64_FORMAT " is more than %d",
+                path, n, 1 << 24);
+    return FALSE;
+  }
+  *nodes = (int)n;
   *has_dp = g_key_file_has_key(kf, "plan", "dp", NULL);
   return TRUE;
 }
@@ -256,7 +261,17 @@ gboolean px_plan_options_resolve(PxPlanOptions *o, gboolean need_cluster, PxMode
     BAD("--workspace '%s' is not a size (e.g. 2GiB)", o->workspace);
   if (o->bucket && (!px_parse_bytes(o->bucket, &plan->bucket_bytes) || plan->bucket_bytes <= 0))
     BAD("--bucket '%s' is not a size above 0 (e.g. 25MB)", o->bucket);
+  /* per-GPU sizes: 1e308 B was planned (a 300-digit total, "does not fit") */
+  if (o->workspace && plan->workspace_bytes > PX_PLAN_MAX_BYTES)
+    BAD("--workspace '%s' is more than 1 PiB per GPU", o->workspace);
+  if (o->bucket && plan->bucket_bytes > PX_PLAN_MAX_BYTES)
+    BAD("--bucket '%s' is more than 1 PiB", o->bucket);
   if (o->vpp > 1 && !o->schedule && plan->schedule != PX_SCHED_INTERLEAVED) plan->schedule = PX_SCHED_INTERLEAVED;
+  /* flags that only mean something with another: ignored before */
+  if (o->ckpt_interval > 0 && plan->ckpt != PX_CKPT_FULL)
+    BAD("--ckpt-interval %d needs --ckpt full (checkpointing is %s)", o->ckpt_interval, px_ckpt_name(plan->ckpt));
+  if (o->imbalance && model->desc.experts == 0)
+    BAD("--imbalance %s needs a mixture-of-experts model (%s has no experts)", o->imbalance, model->desc.name);
   if (tokens_gbs) plan->gbs = tokens_gbs;
   o->batch_given = gbs_from_files || o->gbs > 0 || o->gbs_tokens;
   if (o->batch_note) fprintf(stderr, "%s: %s\n", g_get_prgname(), o->batch_note);

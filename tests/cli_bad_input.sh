@@ -90,6 +90,37 @@ bad "cluster INI: misspelt optional key" "pcie_bandwidth is not a cluster key" "
 sed 's/^\[node\]/[nodes]/' "$(dirname "$0")/../configs/clusters/dgx-h100.ini" >"$tmp/c3.ini"
 bad "cluster INI: misspelt group" "[nodes] is not a cluster group" "$sim" simulate --model 7b --gpus 8 --cluster "$tmp/c3.ini"
 
+# ---- second sweep: what was accepted silently, wrapped or overflowed ----
+echo '{"train_micro_batch_size_per_gpu": 2147483647, "gradient_accumulation_steps": 2147483647, "train_batch_size": 1}' >"$tmp/ds5.json"
+bad "ds_config: micro × accumulation × dp past 2^63" "micro 2147483647 × accumulation 2147483647 × dp 8 is a global batch above" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --deepspeed "$tmp/ds5.json"
+echo '{"train_batch_size": 64, "pipeline": {"activation_checkpoint_interval": 99999999999}}' >"$tmp/ds6.json"
+bad "ds_config: checkpoint interval 10^11 (was cut to 2^31-1)" "activation_checkpoint_interval = 99999999999 is too large" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --deepspeed "$tmp/ds6.json"
+echo '{"train_batch_size": 64, "bf16": true}' >"$tmp/ds7.json"
+bad "ds_config: bf16 true, not an object (was fp32)" '"bf16" must be an object' "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --deepspeed "$tmp/ds7.json"
+echo '{"train_batch_size": 64, "zero_optimization": {"stage": 3, "offload_param": "cpu"}}' >"$tmp/ds8.json"
+bad "ds_config: offload_param a string (was no offload)" "zero_optimization.offload_param must be an object" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --deepspeed "$tmp/ds8.json"
+echo '{"train_batch_size": 64, "train_batch_size": 128}' >"$tmp/ds9.json"
+bad "ds_config: a member twice (the last won)" 'member "train_batch_size" is given twice' "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --deepspeed "$tmp/ds9.json"
+printf '{"train_batch_size": 64}\n{"train_batch_size": 128}\n' >"$tmp/ds10.json"
+bad "ds_config: two JSON values (the first was read)" "line 2: text after the JSON value ends" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --deepspeed "$tmp/ds10.json"
+sed 's/"hidden_size": [0-9]*/"hidden_size": 99999999999999999999/' "$(dirname "$0")/../configs/hf/llama-2-7b.json" >"$tmp/hf1.json"
+bad "HF json: 10^20 (read as -1)" "the integer 99999999999999999999 is beyond 64 bits" "$sim" plan --model "$tmp/hf1.json"
+sed 's/"rms_norm_eps": [0-9e.-]*/"rms_norm_eps": 0/' "$(dirname "$0")/../configs/hf/llama-2-7b.json" >"$tmp/hf2.json"
+bad "HF json: rms_norm_eps 0 (became 1e-5)" '"rms_norm_eps" = 0 must be positive' "$sim" plan --model "$tmp/hf2.json"
+printf '[plan]\ndp = 8\ndp = 4\n' >"$tmp/p5.ini"
+bad "plan INI: a key twice (the last won)" "line 3: [plan] dp is given twice (first on line 2)" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --plan "$tmp/p5.ini"
+printf '[plan]\ndp[de] = 4\n' >"$tmp/p6.ini"
+bad "plan INI: a localized key (never read)" "[plan] dp[de] is a localized key" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --plan "$tmp/p6.ini"
+printf '[plan]\nnodes = 99999999999\n' >"$tmp/p7.ini"
+bad "plan INI: nodes 10^11 (was cut and called --nodes)" "[plan] nodes = 99999999999 is more than 16777216" "$sim" plan --model 7b --cluster dgx-h100 --plan "$tmp/p7.ini"
+printf '[plan]\nworkspace_gb = 1e300\n' >"$tmp/p8.ini"
+bad "plan INI: workspace 1e300 GB" "[plan] workspace_gb = 1e+300 is more than 1 PiB" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --plan "$tmp/p8.ini"
+sed '/^\[gpu\]/a memory = 40GB' "$(dirname "$0")/../configs/clusters/dgx-h100.ini" >"$tmp/c4.ini"
+bad "cluster INI: memory twice (the last won)" "[gpu] memory is given twice" "$sim" plan --model 7b --cluster "$tmp/c4.ini"
+bad "--workspace 1e308" "--workspace '1e308' is more than 1 PiB per GPU" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --workspace 1e308
+bad "--ckpt-interval without --ckpt full (ignored)" "--ckpt-interval 4 needs --ckpt full" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --ckpt-interval 4
+bad "--imbalance on a dense model (ignored)" "--imbalance 2 needs a mixture-of-experts model" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --imbalance 2
+
 # ---- model semantics ----
 printf '[model]\nlayers = 12\nhidden = 770\nheads = 12\nvocab = 50257\nmax_seq = 1024\n' >"$tmp/m4.ini"
 bad "heads do not divide hidden" "heads" "$sim" plan --model "$tmp/m4.ini"
