@@ -21,6 +21,13 @@ gboolean px_parse_int_flag(const char *flag, const char *value, int min, int *ou
   return TRUE;
 }
 
+gboolean px_flag_is(const char *arg, const char *flag) {
+  gsize n = strlen(flag);
+  if (strncmp(arg, flag, n)) return FALSE;
+  if (flag[1] != '-') return TRUE; /* "-n" or "-n5" */
+  return arg[n] == '\0' || arg[n] == '=';
+}
+
 /* Integer flags of the group: name, lowest value, field. */
 typedef struct { const char *name; int min; gsize offset; } IntFlag;
 static const IntFlag int_flags[] = {

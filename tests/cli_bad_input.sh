@@ -211,6 +211,14 @@ bad "run: data file missing" "nonexistent.bin: no such file" "$exe" run --model 
 bad "run: data file binary junk" "binary" "$exe" run --model tiny-gpt --data "$tmp/binary"
 bad "run: --resume from nothing" "nothing" "$exe" run --model tiny-gpt --resume "$tmp/nothing"
 bad "run: --save to a file" "binary" "$exe" run --model tiny-gpt --steps 1 --save "$tmp/binary"
+bad "run: --loss-scale with f32 (ignored)" "--loss-scale is f16's dynamic loss scale: it has no meaning with --dtype f32" "$exe" run --model tiny-gpt --loss-scale 1024
+bad "run: --save-every without --save (ignored)" "--save-every needs --save DIR" "$exe" run --model tiny-gpt --save-every 2
+bad "run: --keep without --save (ignored)" "--keep needs --save DIR" "$exe" run --model tiny-gpt --keep=1
+bad "run: --decay-steps 0 (meant --steps)" "--decay-steps must be at least 1" "$exe" run --model tiny-gpt --decay-steps 0
+bad "run: --seed -1 (wrapped to 2^64-1)" "--seed -1 must be 0 or more" "$exe" run --model tiny-gpt --seed -1
+bad "data: --seed 2^32 (wrapped to 0)" "--seed 4294967296 must be 0..4294967295" "$exe" data --synthetic --seed 4294967296 --out "$tmp/d.bin"
+bad "data: --tokens with --info (ignored)" "--tokens writes a synthetic corpus: it has no meaning with --info" "$exe" data --info "$tmp/binary" --tokens 5
+bad "data: --seq with --synthetic (ignored)" "--seq counts --info's windows" "$exe" data --synthetic --seq 8 --out "$tmp/d.bin"
 bad "data: --tokens 0" "tokens" "$exe" data --synthetic --tokens 0 --out "$tmp/d.bin"
 bad "calibrate: --seq -1" "--seq -1 must be a whole number" "$exe" calibrate --seq -1 --out "$tmp/cal.ini"
 bad "calibrate: --ranks 100000" "--ranks 100000 is not in 1..64" "$exe" calibrate --ranks 100000 --out "$tmp/cal.ini"
