@@ -124,6 +124,15 @@ gboolean px_search_fix_parse(PxSearchFix *f, const char *kv, GError **error) {
   if (!eq || eq == kv || !eq[1]) return fix_fail(error, kv, "expected KNOB=VALUE (e.g. tp=8)");
   g_autofree char *key = g_strndup(kv, eq - kv);
   const char *val = eq + 1;
+  /* a knob held twice (--fix tp=2 --fix tp=4, or --tp 4 --fix tp=2): one
+   * value silently won */
+  struct { const char *name; int *field; } held[] = {
+    {"tp", &f->tp}, {"pp", &f->pp}, {"dp", &f->dp}, {"vpp", &f->vpp}, {"mbs", &f->mbs}, {"zero", &f->zero},
+    {"cp", &f->cp}, {"ep", &f->ep}, {"etp", &f->etp}, {"ckpt", &f->ckpt}, {"schedule", &f->schedule},
+    {"offload", &f->offload}, {"sp", &f->sp}, {"order", &f->order}};
+  for (gsize i = 0; i < G_N_ELEMENTS(held); i++)
+    if (!strcmp(key, held[i].name) && *held[i].field != -1)
+      return fix_fail(error, kv, "this knob is already held (by another --fix or by its flag, e.g. --tp)");
   struct { const char *name; int *field; int min; } ints[] = {
     {"tp", &f->tp, 1}, {"pp", &f->pp, 1}, {"dp", &f->dp, 1}, {"vpp", &f->vpp, 1}, {"mbs", &f->mbs, 1}, {"zero", &f->zero, 0},
     {"cp", &f->cp, 1}, {"ep", &f->ep, 1}, {"etp", &f->etp, 1}};

@@ -174,6 +174,12 @@ bad "unknown schedule" "sideways" "$sim" simulate --model 7b --cluster dgx-h100 
 bad "partition: weights summing to inf" "sum beyond the largest number" "$sim" partition --weights 1e308,1e308 --stages 1
 bad "unknown --units" "units" "$sim" plan --model 7b --units furlongs
 bad "search --max-mbs 0" "--max-mbs 0 must be a whole number" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 64 --max-mbs 0
+bad "search: --fix tp twice (one won)" "--fix 'tp=4': this knob is already held" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 64 --fix tp=2 --fix tp=4
+bad "search: --tp and --fix tp (one won)" "--fix 'tp=2': this knob is already held" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 64 --tp 4 --fix tp=2
+bad "search: --nodes-range without sizing (ignored)" "--nodes-range sizes a cluster: it needs --tokens and --days" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 64 --nodes-range 1-4
+bad "search: --out without --emit (ignored)" "give --emit" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 64 --out "$tmp/dir"
+bad "search: --max-memory above the GPU's (cut to it)" "--max-memory 1e308 is more than the H100-SXM5-80GB's 85.5 GB" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 64 --max-memory 1e308
+bad "search: --margin of all the memory" "--margin 100GB leaves no memory" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 64 --margin 100GB
 bad "search --threads 100000" "--threads 100000 is more than 1024" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 64 --threads 100000
 bad "program: --rank and --stage disagree" "--rank 7 is on pipeline stage 1, not --stage 0" "$sim" program --model 7b --gpus 8 --pp 2 --stage 0 --rank 7
 bad "unknown --order" "order" "$sim" plan --model 7b --order tp,tp,pp
