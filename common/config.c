@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <glib/gstdio.h>
 
 const char *px_data_dir(void) {
   const char *env = g_getenv("PARALLAX_DATA_DIR");
@@ -65,6 +67,11 @@ char *px_config_find(const char *kind, const char *label, const char *name, GQua
 }
 
 char *px_config_read(const char *path, gsize *length, GQuark domain, int code, GError **error) {
+  return px_file_read_max(path, PX_CONFIG_MAX_BYTES, "a configuration file", length, domain, code, error);
+}
+
+char *px_file_read_max(const char *path, gsize max, const char *what, gsize *length, GQuark domain, int code,
+                       GError **error) {
   if (g_file_test(path, G_FILE_TEST_IS_DIR)) {
     g_set_error(error, domain, code, "%s: is a directory, not a file", path);
     return NULL;
@@ -74,12 +81,19 @@ char *px_config_read(const char *path, gsize *length, GQuark domain, int code, G
     g_set_error(error, domain, code, "%s: %s", path, g_strerror(errno));
     return NULL;
   }
+  GStatBuf st;
+  if (fstat(fileno(f), &st) == 0 && (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode))) {
+    /* /dev/zero, /dev/urandom: endless; read up to the limit they would fill memory first */
+    fclose(f);
+    g_set_error(error, domain, code, "%s: is a device, not a file", path);
+    return NULL;
+  }
   gsize cap = 4096, n = 0;
   char *buf = g_malloc(cap + 1);
   for (;;) {
     if (n == cap) {
-      if (cap > PX_CONFIG_MAX_BYTES) break;
-      cap = MIN(cap * 2, (gsize)PX_CONFIG_MAX_BYTES + 1);
+      if (cap > max) break;
+      cap = MIN(cap * 2, max + 1);
       buf = g_realloc(buf, cap + 1);
     }
     gsize got = fread(buf + n, 1, cap - n, f);
@@ -93,9 +107,8 @@ char *px_config_read(const char *path, gsize *length, GQuark domain, int code, G
     g_free(buf);
     return NULL;
   }
-  if (n > PX_CONFIG_MAX_BYTES) {
-    g_set_error(error, domain, code, "%s: larger than %d bytes, too large for a configuration file", path,
-                PX_CONFIG_MAX_BYTES);
+  if (n > max) {
+    g_set_error(error, domain, code, "%s: larger than %" G_GSIZE_FORMAT " bytes, too large for %s", path, max, what);
     g_free(buf);
     return NULL;
   }
