@@ -251,5 +251,21 @@ if [ -n "$man" ]; then
   bad "run: manifest step 99999999999" "not a parallax checkpoint manifest" "$exe" run --model tiny-gpt --steps 2 --resume "$tmp/ck2"
 fi
 
+# the second sweep's checkpoints: a shard listed twice, a shard or 'latest'
+# that is a device (read without end), 'latest' holding binary garbage
+"$exe" run --model tiny-gpt --steps 1 --save "$tmp/ck3" >/dev/null 2>&1
+man=$(find "$tmp/ck3" -name manifest.json | head -1)
+if [ -n "$man" ]; then
+  cp -r "$tmp/ck3" "$tmp/ck4"; cp -r "$tmp/ck3" "$tmp/ck5"
+  python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); m["files"]=m["files"]*2; json.dump(m,open(sys.argv[1],"w"))' "$man"
+  bad "run: a shard listed twice" "file entries 0 and 1 both name file rank-00000.ckpt" "$exe" run --model tiny-gpt --steps 2 --resume "$tmp/ck3"
+  shard=$(find "$tmp/ck4" -name 'rank-*.ckpt' | head -1); rm "$shard"; ln -s /dev/zero "$shard"
+  bad "run: a shard that is /dev/zero" "not a regular file" "$exe" run --model tiny-gpt --steps 2 --resume "$tmp/ck4"
+  rm "$tmp/ck5/latest"; ln -s /dev/zero "$tmp/ck5/latest"
+  bad "run: 'latest' that is /dev/zero" "latest: is a device, not a file" "$exe" run --model tiny-gpt --steps 2 --resume "$tmp/ck5"
+  rm "$tmp/ck5/latest"; printf 'step\001\n\377' >"$tmp/ck5/latest"
+  bad "run: 'latest' holding binary" "holds 'step\\001" "$exe" run --model tiny-gpt --steps 2 --resume "$tmp/ck5"
+fi
+
 echo "1..$n"
 exit $fail
