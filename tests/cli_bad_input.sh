@@ -233,6 +233,9 @@ bad "calibrate: --seq -1" "--seq -1 must be a whole number" "$exe" calibrate --s
 bad "calibrate: --ranks 100000" "--ranks 100000 is not in 1..64" "$exe" calibrate --ranks 100000 --out "$tmp/cal.ini"
 bad "calibrate: --out in a missing dir" "missing does not exist" "$exe" calibrate --out "$tmp/missing/cal.ini"
 bad "calibrate: --out a directory" "is a directory" "$exe" calibrate --out "$tmp/dir"
+bad "launch: --grace 1e308 (overflowed its timer)" "--grace 1e+308 is not a number of seconds in 0..86400" "$exe" launch -n 1 --grace 1e308 -- run
+bad "calibrate: --seq beyond the model (hours of seq² attention)" "--seq 1000000 exceeds tiny-gpt's 64 positions" "$exe" calibrate --seq 1000000 --out "$tmp/cal.ini"
+bad "calibrate: --name with a newline (broke the profile)" "--name 'a\\nb' must be a non-empty line" "$exe" calibrate --name "$(printf 'a\nb')" --out "$tmp/cal.ini"
 bad "launch: -n 100000" "more than 256 local ranks" "$exe" launch -n 100000 -- /bin/true
 # a corrupt checkpoint: one flipped byte in a shard
 "$exe" run --model tiny-gpt --steps 1 --save "$tmp/ck" >/dev/null 2>&1
