@@ -865,6 +865,14 @@ PxSearchResult *px_search_run(const PxModel *model, const PxCluster *cluster, co
                 "objective 'gpus' chooses among GPU counts: it needs a node range (sizing)");
     return NULL;
   }
+  gint64 gpus_all = px_cluster_gpus(cluster);
+  if (base->gbs > (gint64)PX_SEARCH_MAX_SEQS_PER_GPU * gpus_all) {
+    g_set_error(error, PX_SEARCH_ERROR, PX_SEARCH_ERROR_INVALID,
+                "global batch %d on %" G_GINT64_FORMAT " GPUs is more than %d sequences per GPU: the search simulates "
+                "every candidate's micro-batches (a smaller batch, or more GPUs)", base->gbs, gpus_all,
+                PX_SEARCH_MAX_SEQS_PER_GPU);
+    return NULL;
+  }
   g_autoptr(GTimer) timer = g_timer_new();
   g_autoptr(PxSearchResult) res = g_new0(PxSearchResult, 1);
   res->gpus = px_cluster_gpus(cluster);
@@ -1094,6 +1102,12 @@ PxSizingResult *px_search_size(const PxModel *model, const PxCluster *cluster, c
   }
   for (guint i = 0; i < counts->len; i++) {
     c->nodes = g_array_index(counts, int, i);
+    if (base->gbs > (gint64)PX_SEARCH_MAX_SEQS_PER_GPU * px_cluster_gpus(c)) {
+      /* too few GPUs for the batch to search (px_search_run): none found */
+      PxSizingRow row = {.nodes = c->nodes, .gpus = px_cluster_gpus(c)};
+      g_array_append_val(res->rows, row);
+      continue;
+    }
     g_autoptr(PxSearchResult) r = px_search_run(model, c, base, &o, error);
     if (!r) return NULL;
     PxSizingRow row = {.nodes = c->nodes, .gpus = px_cluster_gpus(c)};

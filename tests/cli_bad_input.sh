@@ -155,7 +155,12 @@ bad "simulate --steps 0" "steps" "$exe" run --model tiny-gpt --steps 0
 # 2^30 micro-batches a step: refused, not simulated for hours (PX_PLAN_MAX_PASSES)
 bad "simulate --gbs 2^30" "passes per step" "$sim" simulate --model 7b --cluster dgx-h100 --gpus 8 --gbs 1073741824
 bad "plan --gbs 2^30" "passes per step" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --gbs 1073741824
-bad "search --gbs 2^30" "passes per step" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 1073741824
+bad "search --gbs 2^20 on 8 GPUs (hours of candidates)" "global batch 1048576 on 8 GPUs is more than 2048 sequences per GPU" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 1048576
+n=$((n+1)); out=$(timeout 30 "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --gbs 1048576 2>/dev/null); rc=$?
+if [ $rc -eq 0 ] && grep -q "would fit  not searched: 1048576 sequences on 8 GPUs is more than 2048 per GPU" <<<"$out"; then
+  echo "ok $n - plan --gbs 2^20 on 8 GPUs: the fitting layout is not searched for hours"
+else echo "not ok $n - plan --gbs 2^20 on 8 GPUs: rc $rc"; fail=1; fi
+bad "search --gbs 2^30" "sequences per GPU" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 1073741824
 bad "run --gbs 10^9" "passes per step" "$exe" run --model tiny-gpt --gbs 1000000000
 bad "simulate --full on 2^24 GPUs" "--full simulates every rank" "$sim" simulate --model 7b --cluster dgx-h100 --gpus 16777216 --tp 8 --pp 32 --full
 bad "bubble --pp 10^5" "passes per step" "$sim" bubble --pp 100000
