@@ -71,7 +71,8 @@ void px_activations_segment(const PxModel *model, const PxPlan *plan, int first,
   int k = MAX(plan->ckpt_interval, 1);
   *s0 = fb + (li - fb) / k * k;
   *s1 = *s0;
-  while (*s1 < end && *s1 < *s0 + k && model->layers[*s1].kind == PX_LAYER_BLOCK) (*s1)++;
+  /* k may be the largest int (one checkpoint for every block): compare in 64 bits */
+  while (*s1 < end && (gint64)*s1 < (gint64)*s0 + k && model->layers[*s1].kind == PX_LAYER_BLOCK) (*s1)++;
 }
 
 static void block(Ctx *c, const PxModel *model, const PxPlan *plan, gboolean exec, int first, int end, int li) {

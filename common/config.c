@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <glib/gstdio.h>
 
 const char *px_data_dir(void) {
   const char *env = g_getenv("PARALLAX_DATA_DIR");
@@ -65,6 +67,11 @@ char *px_config_find(const char *kind, const char *label, const char *name, GQua
 }
 
 char *px_config_read(const char *path, gsize *length, GQuark domain, int code, GError **error) {
+  return px_file_read_max(path, PX_CONFIG_MAX_BYTES, "a configuration file", length, domain, code, error);
+}
+
+char *px_file_read_max(const char *path, gsize max, const char *what, gsize *length, GQuark domain, int code,
+                       GError **error) {
   if (g_file_test(path, G_FILE_TEST_IS_DIR)) {
     g_set_error(error, domain, code, "%s: is a directory, not a file", path);
     return NULL;
@@ -74,12 +81,19 @@ char *px_config_read(const char *path, gsize *length, GQuark domain, int code, G
     g_set_error(error, domain, code, "%s: %s", path, g_strerror(errno));
     return NULL;
   }
+  GStatBuf st;
+  if (fstat(fileno(f), &st) == 0 && (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode))) {
+    /* /dev/zero, /dev/urandom: endless; read up to the limit they would fill memory first */
+    fclose(f);
+    g_set_error(error, domain, code, "%s: is a device, not a file", path);
+    return NULL;
+  }
   gsize cap = 4096, n = 0;
   char *buf = g_malloc(cap + 1);
   for (;;) {
     if (n == cap) {
-      if (cap > PX_CONFIG_MAX_BYTES) break;
-      cap = MIN(cap * 2, (gsize)PX_CONFIG_MAX_BYTES + 1);
+      if (cap > max) break;
+      cap = MIN(cap * 2, max + 1);
       buf = g_realloc(buf, cap + 1);
     }
     gsize got = fread(buf + n, 1, cap - n, f);
@@ -93,9 +107,8 @@ char *px_config_read(const char *path, gsize *length, GQuark domain, int code, G
     g_free(buf);
     return NULL;
   }
-  if (n > PX_CONFIG_MAX_BYTES) {
-    g_set_error(error, domain, code, "%s: larger than %d bytes, too large for a configuration file", path,
-                PX_CONFIG_MAX_BYTES);
+  if (n > max) {
+    g_set_error(error, domain, code, "%s: larger than %" G_GSIZE_FORMAT " bytes, too large for %s", path, max, what);
     g_free(buf);
     return NULL;
   }
@@ -123,10 +136,49 @@ int px_json_depth(const char *text, gsize length) {
   return deepest;
 }
 
+/* What GKeyFile accepts silently: a key given twice in a group (the last
+ * won, also across a repeated [group]) and a localized key ("dp[de] = 4",
+ * never read). One pass over the lines GKeyFile will parse. */
+static gboolean keyfile_lint(const char *path, const char *text, GQuark domain, int code, GError **error) {
+  g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
+  g_autoptr(GHashTable) seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+  g_autofree char *group = g_strdup("");
+  for (int i = 0; lines[i]; i++) {
+    char *l = g_strstrip(lines[i]);
+    if (!*l || *l == '#') continue;
+    if (*l == '[') {
+      char *close = strchr(l, ']');
+      g_free(group);
+      group = close ? g_strndup(l + 1, (gsize)(close - l - 1)) : g_strdup(l + 1);
+      continue;
+    }
+    char *eq = strchr(l, '=');
+    if (!eq) continue; /* GKeyFile refuses it */
+    *eq = '\0';
+    char *key = g_strstrip(l);
+    if (strchr(key, '[')) {
+      g_set_error(error, domain, code, "%s: line %d: [%s] %s is a localized key, which is not read", path, i + 1,
+                  group, key);
+      return FALSE;
+    }
+    char *id = g_strdup_printf("%s\x1f%s", group, key);
+    gpointer first = g_hash_table_lookup(seen, id);
+    if (first) {
+      g_set_error(error, domain, code, "%s: line %d: [%s] %s is given twice (first on line %d)", path, i + 1, group,
+                  key, GPOINTER_TO_INT(first));
+      g_free(id);
+      return FALSE;
+    }
+    g_hash_table_insert(seen, id, GINT_TO_POINTER(i + 1));
+  }
+  return TRUE;
+}
+
 GKeyFile *px_config_load_keyfile(const char *path, GQuark domain, int parse_code, GError **error) {
   gsize len;
   g_autofree char *text = px_config_read(path, &len, domain, parse_code, error);
   if (!text) return NULL;
+  if (strlen(text) == len && !keyfile_lint(path, text, domain, parse_code, error)) return NULL;
   g_autoptr(GKeyFile) kf = g_key_file_new();
   g_autoptr(GError) e = NULL;
   if (!g_key_file_load_from_data(kf, text, len, G_KEY_FILE_NONE, &e)) {
@@ -240,6 +292,85 @@ gboolean px_config_get_string(GKeyFile *kf, const char *path, const char *group,
   return raw_value(kf, path, group, key, optional, out, domain, code, error);
 }
 
+/* What json-glib accepts silently: an integer beyond 64 bits (read wrapped:
+ * 2^63 as -2^63, 10^20 as -1), a member given twice in one object (the last
+ * won), and a second value after the first ({...} {...}: the first was
+ * read). One pass over the text after the depth check (≤ 32 levels). */
+static gboolean json_lint(const char *path, const char *text, gsize len, GQuark domain, int code, GError **error) {
+  GHashTable *keys[PX_CONFIG_MAX_JSON_DEPTH + 1] = {NULL}; /* one per open object; NULL for arrays */
+  int depth = 0, line = 1;
+  gboolean ok = TRUE, done = FALSE;
+  for (gsize i = 0; i < len && ok; i++) {
+    char c = text[i];
+    if (c == '\n') line++;
+    if (c == ' ' || c == '\t' || c == '\r' || c == '\n') continue;
+    if (c == '/' && i + 1 < len && (text[i + 1] == '/' || text[i + 1] == '*')) { /* json-glib skips comments */
+      gboolean block = text[i + 1] == '*';
+      for (i += 2; i < len && !(block ? text[i] == '*' && i + 1 < len && text[i + 1] == '/' : text[i] == '\n'); i++)
+        if (text[i] == '\n' && block) line++;
+      if (block) i++;
+      else line++;
+      continue;
+    }
+    if (done) {
+      g_set_error(error, domain, code, "%s: line %d: text after the JSON value ends", path, line);
+      ok = FALSE;
+      break;
+    }
+    if (c == '"') {
+      gsize start = ++i;
+      while (i < len && text[i] != '"') i += text[i] == '\\' ? 2 : 1;
+      gsize end = MIN(i, len);
+      /* a member name: a string in an object followed by ':' */
+      gsize j = i + 1;
+      while (j < len && (text[j] == ' ' || text[j] == '\t' || text[j] == '\r' || text[j] == '\n')) j++;
+      if (depth > 0 && keys[depth] && j < len && text[j] == ':') {
+        char *k = g_strndup(text + start, end - start);
+        if (g_hash_table_contains(keys[depth], k)) {
+          g_set_error(error, domain, code, "%s: line %d: member \"%s\" is given twice in one object", path, line, k);
+          ok = FALSE;
+          g_free(k);
+        } else {
+          g_hash_table_add(keys[depth], k);
+        }
+      } else if (depth == 0) {
+        done = TRUE;
+      }
+    } else if (c == '{' || c == '[') {
+      if (depth >= PX_CONFIG_MAX_JSON_DEPTH) break; /* px_json_depth refused it */
+      depth++;
+      keys[depth] = c == '{' ? g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL) : NULL;
+    } else if (c == '}' || c == ']') {
+      if (depth == 0) break; /* the parser says what is wrong */
+      g_clear_pointer(&keys[depth], g_hash_table_unref);
+      if (--depth == 0) done = TRUE;
+    } else if (c == '-' || (c >= '0' && c <= '9')) {
+      gsize j = i + (c == '-');
+      gsize digits_start = j;
+      while (j < len && text[j] >= '0' && text[j] <= '9') j++;
+      gboolean integer = !(j < len && (text[j] == '.' || text[j] == 'e' || text[j] == 'E'));
+      if (integer && j > digits_start) {
+        g_autofree char *num = g_strndup(text + i, j - i);
+        errno = 0;
+        g_ascii_strtoll(num, NULL, 10);
+        if (errno == ERANGE) {
+          g_set_error(error, domain, code, "%s: line %d: the integer %s is beyond 64 bits", path, line, num);
+          ok = FALSE;
+        }
+      }
+      while (j < len && strchr("0123456789.eE+-", text[j])) j++;
+      i = j - 1;
+      if (depth == 0) done = TRUE;
+    } else if (depth == 0 && (c == 't' || c == 'f' || c == 'n')) {
+      while (i + 1 < len && g_ascii_isalpha(text[i + 1])) i++;
+      done = TRUE;
+    }
+  }
+  for (int d = 0; d <= PX_CONFIG_MAX_JSON_DEPTH; d++)
+    if (keys[d]) g_hash_table_unref(keys[d]);
+  return ok;
+}
+
 JsonParser *px_json_load_object(const char *path, JsonObject **root, GQuark domain, int parse_code,
                                 GError **error) {
   gsize len;
@@ -249,6 +380,7 @@ JsonParser *px_json_load_object(const char *path, JsonObject **root, GQuark doma
     g_set_error(error, domain, parse_code, "%s: JSON nested deeper than %d levels", path, PX_CONFIG_MAX_JSON_DEPTH);
     return NULL;
   }
+  if (!json_lint(path, text, len, domain, parse_code, error)) return NULL;
   g_autoptr(JsonParser) parser = json_parser_new();
   g_autoptr(GError) e = NULL;
   if (!json_parser_load_from_data(parser, text, (gssize)len, &e)) {

@@ -29,6 +29,10 @@ char *px_config_find(const char *kind, const char *label, const char *name, GQua
 char *px_config_read(const char *path, gsize *length, GQuark domain, int code, GError **error);
 /* Deepest nesting of objects/arrays in JSON text (strings skipped). */
 int px_json_depth(const char *text, gsize length);
+/* px_config_read with another limit: at most max bytes (what names the kind
+ * of file in the refusal); directories and devices refused. */
+char *px_file_read_max(const char *path, gsize max, const char *what, gsize *length, GQuark domain, int code,
+                       GError **error);
 
 /* Load a key file, mapping errors into (domain, parse_code) with the path named. */
 GKeyFile *px_config_load_keyfile(const char *path, GQuark domain, int parse_code, GError **error);

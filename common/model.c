@@ -432,6 +432,14 @@ PxModel *px_model_load_ini(const char *path, GError **error) {
     g_set_error(error, PX_MODEL_ERROR, PX_MODEL_ERROR_PARSE, "%s: no [model] group", path);
     return NULL;
   }
+  /* a second group was never read */
+  g_auto(GStrv) groups = g_key_file_get_groups(kf, NULL);
+  for (int i = 0; groups && groups[i]; i++)
+    if (strcmp(groups[i], "model")) {
+      g_set_error(error, PX_MODEL_ERROR, PX_MODEL_ERROR_PARSE, "%s: [%s] is not a model group (only [model])", path,
+                  groups[i]);
+      return NULL;
+    }
   /* a misspelt key would silently keep a default */
   g_auto(GStrv) keys = g_key_file_get_keys(kf, "model", NULL, NULL);
   for (int i = 0; keys && keys[i]; i++)
@@ -502,6 +510,14 @@ PxModel *px_model_load_ini(const char *path, GError **error) {
                   nonzero[i].key);
       return NULL;
     }
+  /* the rotary keys describe rotary positions: with learned ones they were ignored */
+  static const char *const rope_keys[] = {"rope_theta", "rotary_pct", "rope_scaled"};
+  for (gsize i = 0; d.pos != PX_POS_ROPE && i < G_N_ELEMENTS(rope_keys); i++)
+    if (g_key_file_has_key(kf, "model", rope_keys[i], NULL) && (strcmp(rope_keys[i], "rope_scaled") || d.rope_scaled)) {
+      g_set_error(error, PX_MODEL_ERROR, PX_MODEL_ERROR_INVALID, "%s: [model] %s needs position = rope (positions are learned)",
+                  path, rope_keys[i]);
+      return NULL;
+    }
   g_autofree char *base = g_path_get_basename(path);
   if (g_str_has_suffix(base, ".ini")) base[strlen(base) - 4] = '\0';
   d.name = name ? name : base;
@@ -550,6 +566,15 @@ static gboolean hf_double(Hf *c, const char *key, double def, double *out) {
   double v = json_node_get_double(n);
   if (!isfinite(v) || v < 0) return hf_fail(c, "\"%s\" = %g must be a non-negative number", key, v);
   *out = v;
+  return TRUE;
+}
+
+/* A positive number: 0 in PxModelDesc means "the default", so an epsilon,
+ * rotary base or rotary share given as 0 became 1e-5, 10000 or the whole
+ * head without a word. */
+static gboolean hf_positive(Hf *c, const char *key, double def, double *out) {
+  if (!hf_double(c, key, def, out)) return FALSE;
+  if (*out == 0) return hf_fail(c, "\"%s\" = 0 must be positive", key);
   return TRUE;
 }
 
@@ -658,7 +683,7 @@ static gboolean hf_gpt2(Hf *c, PxModelDesc *d) {
       !hf_int(c, "n_head", FALSE, 0, &d->heads) || !hf_int(c, "vocab_size", FALSE, 0, &d->vocab) ||
       !hf_int(c, "n_positions", FALSE, 0, &d->max_seq) || !hf_int(c, "n_ctx", TRUE, d->max_seq, &n_ctx) ||
       !hf_int(c, "n_inner", TRUE, (int)MIN(4 * (gint64)d->hidden, G_MAXINT), &d->ffn) ||
-      !hf_double(c, "layer_norm_epsilon", 1e-5, &d->norm_eps) ||
+      !hf_positive(c, "layer_norm_epsilon", 1e-5, &d->norm_eps) ||
       !hf_activation(c, "activation_function", "gelu_new", acts) || !hf_dropout(c, drops, 0.1, &d->dropout) ||
       !hf_bool(c, "tie_word_embeddings", TRUE, &d->tied) || !hf_bool(c, "scale_attn_weights", TRUE, &scale))
     return FALSE;
@@ -687,8 +712,8 @@ static gboolean hf_llama_like(Hf *c, PxModelDesc *d, gboolean tied_default) {
       !hf_int(c, "num_key_value_heads", TRUE, d->heads, &d->kv_heads) ||
       !hf_int(c, "intermediate_size", FALSE, 0, &d->ffn) || !hf_int(c, "vocab_size", FALSE, 0, &d->vocab) ||
       !hf_int(c, "max_position_embeddings", FALSE, 0, &d->max_seq) || !hf_int(c, "head_dim", TRUE, 0, &hd) ||
-      !hf_double(c, "rms_norm_eps", 1e-6, &d->norm_eps) || !hf_double(c, "rope_theta", 10000, &d->rope_theta) ||
-      !hf_double(c, "partial_rotary_factor", 1.0, &d->rotary_pct) || !hf_dropout(c, drops, 0.0, &d->dropout) ||
+      !hf_positive(c, "rms_norm_eps", 1e-6, &d->norm_eps) || !hf_positive(c, "rope_theta", 10000, &d->rope_theta) ||
+      !hf_positive(c, "partial_rotary_factor", 1.0, &d->rotary_pct) || !hf_dropout(c, drops, 0.0, &d->dropout) ||
       !hf_bool(c, "tie_word_embeddings", tied_default, &d->tied))
     return FALSE;
   d->head_dim = hd;
@@ -756,8 +781,8 @@ static gboolean hf_gpt_neox(Hf *c, PxModelDesc *d) {
   if (!hf_int(c, "num_hidden_layers", FALSE, 0, &d->layers) || !hf_int(c, "hidden_size", FALSE, 0, &d->hidden) ||
       !hf_int(c, "num_attention_heads", FALSE, 0, &d->heads) || !hf_int(c, "intermediate_size", FALSE, 0, &d->ffn) ||
       !hf_int(c, "vocab_size", FALSE, 0, &d->vocab) || !hf_int(c, "max_position_embeddings", FALSE, 0, &d->max_seq) ||
-      !hf_double(c, "layer_norm_eps", 1e-5, &d->norm_eps) || !hf_double(c, "rotary_pct", 0.25, &d->rotary_pct) ||
-      !hf_double(c, "rotary_emb_base", 10000, &d->rope_theta) || !hf_dropout(c, drops, 0.0, &d->dropout) ||
+      !hf_positive(c, "layer_norm_eps", 1e-5, &d->norm_eps) || !hf_positive(c, "rotary_pct", 0.25, &d->rotary_pct) ||
+      !hf_positive(c, "rotary_emb_base", 10000, &d->rope_theta) || !hf_dropout(c, drops, 0.0, &d->dropout) ||
       !hf_activation(c, "hidden_act", "gelu", acts) || !hf_bool(c, "tie_word_embeddings", FALSE, &d->tied) ||
       !hf_bool(c, "use_parallel_residual", TRUE, &d->parallel_attn) || !hf_bool(c, "attention_bias", TRUE, &bias))
     return FALSE;

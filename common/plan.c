@@ -312,6 +312,10 @@ gboolean px_plan_validate(PxPlan *p, const PxModel *model, const PxCluster *clus
   for (gsize i = 0; i < G_N_ELEMENTS(pos); i++)
     if (pos[i].v < 1) REFUSE("%s=%d must be at least 1", pos[i].name, pos[i].v);
   if (p->gbs < 0) REFUSE("global batch %d must be positive", p->gbs);
+  if (!(p->workspace_bytes >= 0 && p->workspace_bytes <= PX_PLAN_MAX_BYTES))
+    REFUSE("workspace %g B per GPU is not 0..1 PiB", p->workspace_bytes);
+  if (!(p->bucket_bytes >= 0 && p->bucket_bytes <= PX_PLAN_MAX_BYTES))
+    REFUSE("gradient bucket %g B is not 0..1 PiB", p->bucket_bytes);
   if ((gint64)p->dp * p->tp * p->pp > (1 << 24)) REFUSE("dp·tp·pp=%" G_GINT64_FORMAT " is too many GPUs", (gint64)p->dp * p->tp * p->pp);
   if ((gint64)p->dp * p->cp * p->tp * p->pp > (1 << 24))
     REFUSE("dp·cp·tp·pp=%" G_GINT64_FORMAT " is too many GPUs", (gint64)p->dp * p->cp * p->tp * p->pp);
@@ -445,43 +449,44 @@ static const struct {
   gint64 min;             /* KEY_INT, KEY_DOUBLE, KEY_GB, KEY_T_INT */
   ChoiceParser parse;     /* KEY_CHOICE */
   const char *expected;   /* KEY_CHOICE: the names, for the refusal */
+  double max;             /* KEY_T_INT: at most; KEY_DOUBLE, KEY_GB: bytes at most (0: no bound) */
 } plan_keys[] = {
-  {"model", KEY_T_STRING, offsetof(PxPlanIniTargets, model), 0, NULL, NULL},
-  {"cluster", KEY_T_STRING, offsetof(PxPlanIniTargets, cluster), 0, NULL, NULL},
-  {"nodes", KEY_T_INT, offsetof(PxPlanIniTargets, nodes), 1, NULL, NULL},
-  {"dp", KEY_INT, offsetof(PxPlan, dp), 1, NULL, NULL},
-  {"tp", KEY_INT, offsetof(PxPlan, tp), 1, NULL, NULL},
-  {"pp", KEY_INT, offsetof(PxPlan, pp), 1, NULL, NULL},
-  {"vpp", KEY_INT, offsetof(PxPlan, vpp), 1, NULL, NULL},
-  {"mbs", KEY_INT, offsetof(PxPlan, mbs), 1, NULL, NULL},
-  {"gbs", KEY_INT, offsetof(PxPlan, gbs), 1, NULL, NULL},
-  {"seq", KEY_INT, offsetof(PxPlan, seq), 1, NULL, NULL},
-  {"zero", KEY_INT, offsetof(PxPlan, zero), 0, NULL, NULL},
-  {"ckpt_interval", KEY_INT, offsetof(PxPlan, ckpt_interval), 1, NULL, NULL},
-  {"grad_reduce_bytes", KEY_INT, offsetof(PxPlan, grad_reduce_bytes), 0, NULL, NULL},
-  {"cp", KEY_INT, offsetof(PxPlan, cp), 1, NULL, NULL},
-  {"ep", KEY_INT, offsetof(PxPlan, ep), 1, NULL, NULL},
-  {"etp", KEY_INT, offsetof(PxPlan, etp), 0, NULL, NULL},
-  {"imbalance", KEY_DOUBLE, offsetof(PxPlan, imbalance), 1, NULL, NULL},
+  {"model", KEY_T_STRING, offsetof(PxPlanIniTargets, model), 0, NULL, NULL, 0},
+  {"cluster", KEY_T_STRING, offsetof(PxPlanIniTargets, cluster), 0, NULL, NULL, 0},
+  {"nodes", KEY_T_INT, offsetof(PxPlanIniTargets, nodes), 1, NULL, NULL, 1 << 24},
+  {"dp", KEY_INT, offsetof(PxPlan, dp), 1, NULL, NULL, 0},
+  {"tp", KEY_INT, offsetof(PxPlan, tp), 1, NULL, NULL, 0},
+  {"pp", KEY_INT, offsetof(PxPlan, pp), 1, NULL, NULL, 0},
+  {"vpp", KEY_INT, offsetof(PxPlan, vpp), 1, NULL, NULL, 0},
+  {"mbs", KEY_INT, offsetof(PxPlan, mbs), 1, NULL, NULL, 0},
+  {"gbs", KEY_INT, offsetof(PxPlan, gbs), 1, NULL, NULL, 0},
+  {"seq", KEY_INT, offsetof(PxPlan, seq), 1, NULL, NULL, 0},
+  {"zero", KEY_INT, offsetof(PxPlan, zero), 0, NULL, NULL, 0},
+  {"ckpt_interval", KEY_INT, offsetof(PxPlan, ckpt_interval), 1, NULL, NULL, 0},
+  {"grad_reduce_bytes", KEY_INT, offsetof(PxPlan, grad_reduce_bytes), 0, NULL, NULL, 0},
+  {"cp", KEY_INT, offsetof(PxPlan, cp), 1, NULL, NULL, 0},
+  {"ep", KEY_INT, offsetof(PxPlan, ep), 1, NULL, NULL, 0},
+  {"etp", KEY_INT, offsetof(PxPlan, etp), 0, NULL, NULL, 0},
+  {"imbalance", KEY_DOUBLE, offsetof(PxPlan, imbalance), 1, NULL, NULL, 0},
   {"schedule", KEY_CHOICE, offsetof(PxPlan, schedule), 0, (ChoiceParser)px_schedule_parse,
-   "naive, gpipe, 1f1b, interleaved, zb-h1, zb-h2, zb-v, dualpipev"},
-  {"ckpt", KEY_CHOICE, offsetof(PxPlan, ckpt), 0, (ChoiceParser)px_ckpt_parse, "none, selective, full"},
+   "naive, gpipe, 1f1b, interleaved, zb-h1, zb-h2, zb-v, dualpipev", 0},
+  {"ckpt", KEY_CHOICE, offsetof(PxPlan, ckpt), 0, (ChoiceParser)px_ckpt_parse, "none, selective, full", 0},
   {"offload", KEY_CHOICE, offsetof(PxPlan, offload), 0, (ChoiceParser)px_offload_parse,
-   "none, optimizer, optimizer+params"},
+   "none, optimizer, optimizer+params", 0},
   {"precision", KEY_CHOICE, offsetof(PxPlan, precision), 0, (ChoiceParser)px_precision_parse,
-   "fp32, fp16, bf16, fp8"},
+   "fp32, fp16, bf16, fp8", 0},
   {"stack", KEY_CHOICE, offsetof(PxPlan, stack), 0, (ChoiceParser)px_stack_parse,
-   "parallax, megatron-2021, megatron-core, deepspeed, fsdp, torchtitan"},
+   "parallax, megatron-2021, megatron-core, deepspeed, fsdp, torchtitan", 0},
   {"attention", KEY_CHOICE, offsetof(PxPlan, attention), 0, (ChoiceParser)px_attention_parse,
-   "default, flash, unfused, flash1, triton"},
+   "default, flash, unfused, flash1, triton", 0},
   {"tp_overlap", KEY_CHOICE, offsetof(PxPlan, tp_overlap), 0, (ChoiceParser)px_tp_overlap_parse,
-   PX_TP_OVERLAP_NAMES},
+   PX_TP_OVERLAP_NAMES, 0},
   {"order", KEY_CHOICE, offsetof(PxPlan, order), 0, (ChoiceParser)px_order_parse,
-   "a permutation of tp,dp,pp (innermost first)"},
-  {"seq_parallel", KEY_BOOL, offsetof(PxPlan, seq_parallel), 0, NULL, NULL},
-  {"partition", KEY_STRING, offsetof(PxPlan, partition), 0, NULL, NULL},
-  {"workspace_gb", KEY_GB, offsetof(PxPlan, workspace_bytes), 0, NULL, NULL},
-  {"bucket_bytes", KEY_DOUBLE, offsetof(PxPlan, bucket_bytes), 0, NULL, NULL},
+   "a permutation of tp,dp,pp (innermost first)", 0},
+  {"seq_parallel", KEY_BOOL, offsetof(PxPlan, seq_parallel), 0, NULL, NULL, 0},
+  {"partition", KEY_STRING, offsetof(PxPlan, partition), 0, NULL, NULL, 0},
+  {"workspace_gb", KEY_GB, offsetof(PxPlan, workspace_bytes), 0, NULL, NULL, PX_PLAN_MAX_BYTES},
+  {"bucket_bytes", KEY_DOUBLE, offsetof(PxPlan, bucket_bytes), 0, NULL, NULL, PX_PLAN_MAX_BYTES},
 };
 
 const char *px_plan_ini_key(guint i) { return i < G_N_ELEMENTS(plan_keys) ? plan_keys[i].key : NULL; }
@@ -505,11 +510,14 @@ static gboolean read_key(GKeyFile *kf, const char *path, gsize i, PxPlan *p, PxP
   switch (plan_keys[i].kind) {
   case KEY_INT: return px_config_get_int32(kf, path, "plan", key, TRUE, *(int *)f, min, f, D, E, error);
   case KEY_DOUBLE:
-    return px_config_get_double(kf, path, "plan", key, TRUE, *(double *)f, (double)min, f, D, E, error);
   case KEY_GB: {
-    double gb = *(double *)f / 1e9;
-    if (!px_config_get_double(kf, path, "plan", key, TRUE, gb, (double)min, &gb, D, E, error)) return FALSE;
-    *(double *)f = gb * 1e9;
+    double unit = plan_keys[i].kind == KEY_GB ? 1e9 : 1, v = *(double *)f / unit;
+    if (!px_config_get_double(kf, path, "plan", key, TRUE, v, (double)min, &v, D, E, error)) return FALSE;
+    if (plan_keys[i].max > 0 && v * unit > plan_keys[i].max) {
+      g_set_error(error, D, E, "%s: [plan] %s = %g is more than 1 PiB", path, key, v);
+      return FALSE;
+    }
+    *(double *)f = v * unit;
     return TRUE;
   }
   case KEY_BOOL: return px_config_get_bool(kf, path, "plan", key, *(gboolean *)f, f, D, E, error);
@@ -535,7 +543,12 @@ static gboolean read_key(GKeyFile *kf, const char *path, gsize i, PxPlan *p, PxP
   case KEY_T_INT: {
     gint64 n;
     if (!px_config_get_int(kf, path, "plan", key, TRUE, -1, min, &n, D, E, error)) return FALSE;
-    *(int *)tf = (int)MIN(n, G_MAXINT);
+    if (plan_keys[i].max > 0 && n > plan_keys[i].max) { /* it was cut to 2^31 - 1 and reported as --nodes */
+      g_set_error(error, D, E, "%s: [plan] %s = %" G_GINT64_FORMAT " is more than %.0f", path, key, n,
+                  plan_keys[i].max);
+      return FALSE;
+    }
+    *(int *)tf = (int)n;
     return TRUE;
   }
   }
@@ -616,6 +629,38 @@ static JsonObject *member_object(JsonObject *o, const char *key) {
   return n && JSON_NODE_HOLDS_OBJECT(n) ? json_node_get_object(n) : NULL;
 }
 
+/* The sections ds_config holds as objects: one given as anything else
+ * ("bf16": true, "zero_optimization": [3], "offload_param": "cpu") was
+ * read as absent, silently dropping what it asked for. null is absent. */
+static gboolean ds_sections_are_objects(JsonObject *o, const char *path, GError **error) {
+  static const char *const top[] = {"bf16", "fp16", "zero_optimization", "activation_checkpointing", "pipeline"};
+  static const char *const zero[] = {"offload_optimizer", "offload_param"};
+  for (gsize i = 0; i < G_N_ELEMENTS(top); i++) {
+    JsonNode *n = json_object_get_member(o, top[i]);
+    if (n && !JSON_NODE_HOLDS_NULL(n) && !JSON_NODE_HOLDS_OBJECT(n)) {
+      g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, "%s: \"%s\" must be an object ({...})", path, top[i]);
+      return FALSE;
+    }
+  }
+  JsonObject *z = member_object(o, "zero_optimization");
+  for (gsize i = 0; z && i < G_N_ELEMENTS(zero); i++) {
+    JsonNode *n = json_object_get_member(z, zero[i]);
+    if (n && !JSON_NODE_HOLDS_NULL(n) && !JSON_NODE_HOLDS_OBJECT(n)) {
+      g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, "%s: zero_optimization.%s must be an object ({\"device\": ...})",
+                  path, zero[i]);
+      return FALSE;
+    }
+    JsonObject *off = member_object(z, zero[i]);
+    JsonNode *d = off ? json_object_get_member(off, "device") : NULL;
+    if (d && !JSON_NODE_HOLDS_NULL(d) && !(JSON_NODE_HOLDS_VALUE(d) && json_node_get_value_type(d) == G_TYPE_STRING)) {
+      g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, "%s: zero_optimization.%s.device must be a string (none, cpu or nvme)",
+                  path, zero[i]);
+      return FALSE;
+    }
+  }
+  return TRUE;
+}
+
 /* Whether the member is the string "auto". */
 static gboolean is_auto(JsonObject *o, const char *key) {
   JsonNode *n = o ? json_object_get_member(o, key) : NULL;
@@ -681,6 +726,7 @@ gboolean px_plan_load_deepspeed(PxPlan *p, const char *path, const PxDsOverrides
   JsonObject *o = NULL;
   g_autoptr(JsonParser) parser = px_json_load_object(path, &o, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, error);
   if (!parser) return FALSE;
+  if (!ds_sections_are_objects(o, path, error)) return FALSE;
   gint64 tbs, mbs, gas;
   const GQuark D = PX_PLAN_ERROR;
   const int E = PX_PLAN_ERROR_PARSE;
@@ -692,6 +738,15 @@ gboolean px_plan_load_deepspeed(PxPlan *p, const char *path, const PxDsOverrides
     return FALSE;
   /* DeepSpeed's rule: train_batch_size = micro × accumulation × dp; any two give the third. */
   gint64 dp = p->dp;
+  /* each ≤ 2^31 - 1 (ds_batch) and dp ≤ 2^24: micro × accumulation × dp
+   * could pass 2^63; a product above the largest global batch is refused
+   * before it is formed */
+  if (mbs && gas && mbs > G_MAXINT / gas / MAX(dp, 1)) {
+    g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_INVALID,
+                "%s: micro %" G_GINT64_FORMAT " × accumulation %" G_GINT64_FORMAT " × dp %" G_GINT64_FORMAT
+                " is a global batch above %d", path, mbs, gas, dp, G_MAXINT);
+    return FALSE;
+  }
   const char *from = cli->gbs > 0 || cli->mbs > 0 ? " (after the command line's values)" : "";
   if (tbs && mbs && gas) {
     if (tbs != mbs * gas * dp) {
@@ -802,9 +857,14 @@ gboolean px_plan_load_deepspeed(PxPlan *p, const char *path, const PxDsOverrides
     gint64 interval;
     if (!px_json_get_int(pipe, path, "activation_checkpoint_interval", TRUE, 0, 0, &interval, D, E, error))
       return FALSE;
+    if (interval > G_MAXINT) { /* it was cut to 2^31 - 1 */
+      g_set_error(error, D, E, "%s: pipeline.activation_checkpoint_interval = %" G_GINT64_FORMAT " is too large", path,
+                  interval);
+      return FALSE;
+    }
     if (interval > 0) {
       p->ckpt = PX_CKPT_FULL;
-      p->ckpt_interval = (int)MIN(interval, G_MAXINT);
+      p->ckpt_interval = (int)interval;
     }
   }
   return TRUE;

@@ -162,6 +162,10 @@ char *px_plan_to_ini(const PxPlan *plan);
  * vpp 8, m 16 = 2048), and a --gbs of 2^30 no longer runs for hours. */
 #define PX_PLAN_MAX_PASSES (1 << 21)
 
+/* The largest per-GPU size a plan takes (workspace allowance, gradient
+ * bucket): 1 PiB, a thousand times any GPU's memory; 1e308 B was planned. */
+#define PX_PLAN_MAX_BYTES 1125899906842624.0
+
 /* Derive m and seq, and check every rule, naming the broken one:
  * "tp=3 does not divide 32 attention heads". cluster may be NULL. */
 gboolean px_plan_validate(PxPlan *plan, const PxModel *model, const PxCluster *cluster,

@@ -2,6 +2,7 @@
  * checkpoint.h). */
 #include "checkpoint.h"
 #include "check.h"
+#include "config.h"
 #include "report.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -140,14 +141,25 @@ static gboolean parse_step_name(const char *name, int *step, int *k) {
 char *px_checkpoint_latest(const char *dir, int *step, GError **error) {
   g_autofree char *latest = g_build_filename(dir, "latest", NULL);
   g_autofree char *text = NULL;
-  if (!g_file_get_contents(latest, &text, NULL, NULL)) {
+  if (!g_file_test(latest, G_FILE_TEST_EXISTS)) {
     fail(error, PX_CHECKPOINT_ERROR_NONE, "no checkpoint in %s (no 'latest' file)", dir);
+    return NULL;
+  }
+  gsize len;
+  g_autoptr(GError) e = NULL;
+  /* one step name: bounded, a device refused (a 'latest' linked to /dev/zero was read without end) */
+  if (!(text = px_file_read_max(latest, 4096, "a 'latest' file", &len, PX_CHECKPOINT_ERROR, PX_CHECKPOINT_ERROR_FORMAT, &e))) {
+    fail(error, PX_CHECKPOINT_ERROR_FORMAT, "checkpoint %s", e->message);
     return NULL;
   }
   g_strstrip(text);
   int s = 0, k = 0;
   if (!parse_step_name(text, &s, &k)) {
-    fail(error, PX_CHECKPOINT_ERROR_FORMAT, "checkpoint %s: 'latest' holds '%s', not a step directory", dir, text);
+    /* the text as C escapes, at most 64 bytes: binary garbage went to the terminal as it was */
+    g_autofree char *cut = g_strndup(text, 64);
+    g_autofree char *shown = g_strescape(cut, NULL);
+    fail(error, PX_CHECKPOINT_ERROR_FORMAT, "checkpoint %s: 'latest' holds '%s%s', not a step directory", dir, shown,
+         strlen(text) > 64 ? "..." : "");
     return NULL;
   }
   char *path = g_build_filename(dir, text, NULL);
@@ -543,6 +555,18 @@ PxCkptManifest *px_ckpt_manifest_read(const char *stepdir, const char *run, GErr
     fail(error, PX_CHECKPOINT_ERROR_FORMAT, "checkpoint %s lists no shard files", path);
     return NULL;
   }
+  /* a shard listed twice (its tensors indexed twice) or two shards of one rank */
+  for (int i = 0; i < m->n_files; i++)
+    for (int j = 0; j < i; j++)
+      if (!strcmp(m->files[i].file, m->files[j].file)) {
+        fail(error, PX_CHECKPOINT_ERROR_FORMAT, "checkpoint %s: file entries %d and %d both name file %s", path, j, i,
+             m->files[i].file);
+        return NULL;
+      } else if (m->files[i].rank == m->files[j].rank) {
+        fail(error, PX_CHECKPOINT_ERROR_FORMAT, "checkpoint %s: file entries %d and %d both name rank %d", path, j, i,
+             m->files[i].rank);
+        return NULL;
+      }
   return g_steal_pointer(&m);
 }
 
@@ -688,6 +712,13 @@ PxCkptReader *px_ckpt_reader_open(const char *stepdir, const PxCkptManifest *man
     g_ptr_array_add(rd->paths, path);
     char *buf = NULL;
     gsize len = 0;
+    GStatBuf st;
+    if (g_stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+      /* before reading: a shard that is a device (/dev/zero) was read without end */
+      fail(error, PX_CHECKPOINT_ERROR_CORRUPT, "checkpoint %s: not a regular file (listed in %s)", path,
+           PX_CKPT_MANIFEST);
+      return NULL;
+    }
     if (!g_file_get_contents(path, &buf, &len, NULL)) {
       fail(error, PX_CHECKPOINT_ERROR_IO, "checkpoint %s: %s (listed in %s)",
            path, g_file_test(path, G_FILE_TEST_EXISTS) ? "cannot be read" : "missing", PX_CKPT_MANIFEST);

@@ -707,6 +707,17 @@ int px_exec_cmd_calibrate(int argc, char **argv) {
     fprintf(stderr, "parallax-exec calibrate: give --out FILE for the cluster profile\n");
     return 2;
   }
+  if (name) {
+    /* the profile's [cluster] name line: a newline broke the INI, spaces at the ends were lost, empty named nothing */
+    gboolean ok = *name && g_utf8_validate(name, -1, NULL);
+    for (const char *c = name; ok && *c; c++) ok = !g_ascii_iscntrl(*c);
+    if (!ok || g_ascii_isspace(name[0]) || g_ascii_isspace(name[strlen(name) - 1])) {
+      g_autofree char *shown = g_strescape(name, NULL);
+      fprintf(stderr, "parallax-exec calibrate: --name '%s' must be a non-empty line of text without "
+              "leading or trailing spaces\n", shown);
+      return 2;
+    }
+  }
   if (seq_s && !px_parse_int_flag("--seq", seq_s, 1, &seq, &error)) {
     fprintf(stderr, "parallax-exec calibrate: %s\n", error->message);
     return 2;
@@ -772,6 +783,10 @@ static int calibrate(const char *backend, const char *model_name, PxDType dt, in
     return 2;
   }
   if (seq < 1) seq = model->desc.default_seq > 0 ? model->desc.default_seq : model->desc.max_seq;
+  if (seq > md->max_seq) { /* --seq 1000000 on a 64-position model measured seq² attention for hours */
+    fprintf(stderr, "parallax-exec calibrate: --seq %d exceeds %s's %d positions\n", seq, md->name, md->max_seq);
+    return 2;
+  }
   g_autoptr(PxBackend) be = px_backend_new(backend ? backend : "cpu", 0, &error);
   if (!be) return fail(error);
   GString *ini = g_string_new(NULL);

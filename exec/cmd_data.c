@@ -4,8 +4,10 @@
 #include <glib.h>
 #include <glib/gstdio.h>
 #include <stdio.h>
+#include <string.h>
 #include "data.h"
 #include "exec_commands.h"
+#include "options.h"
 
 int px_exec_cmd_data(int argc, char **argv) {
   gboolean synthetic = FALSE;
@@ -23,6 +25,16 @@ int px_exec_cmd_data(int argc, char **argv) {
     {"seq", 'T', 0, G_OPTION_ARG_INT, &seq, "sequence length for --info's window count (default 64)", "T"},
     {NULL, 0, 0, 0, NULL, NULL, NULL},
   };
+  /* the flags of the other mode were ignored: which were given, before parsing */
+  static const char *const synth_only[] = {"--tokens", "-n", "--vocab", "-V", "--seed", "--out", "-o"};
+  static const char *const info_only[] = {"--seq", "-T"};
+  const char *synth_flag = NULL, *info_flag = NULL;
+  for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) {
+    for (gsize k = 0; k < G_N_ELEMENTS(synth_only); k++)
+      if (px_flag_is(argv[i], synth_only[k])) synth_flag = synth_only[k];
+    for (gsize k = 0; k < G_N_ELEMENTS(info_only); k++)
+      if (px_flag_is(argv[i], info_only[k])) info_flag = info_only[k];
+  }
   g_autoptr(GOptionContext) ctx = g_option_context_new("- token files in llm.c's format");
   g_option_context_add_main_entries(ctx, entries, NULL);
   g_autoptr(GError) error = NULL;
@@ -30,8 +42,20 @@ int px_exec_cmd_data(int argc, char **argv) {
     fprintf(stderr, "parallax-exec data: %s\n", error->message);
     return 2;
   }
+  if (seed < 0 || seed > G_MAXUINT32) { /* the corpus's GRand takes 32 bits: -1 and 2^32 - 1, 0 and 2^32 were one seed */
+    fprintf(stderr, "parallax-exec data: --seed %" G_GINT64_FORMAT " must be 0..%u\n", seed, G_MAXUINT32);
+    return 2;
+  }
   if (synthetic == (info != NULL)) {
     fprintf(stderr, "parallax-exec data: give either --synthetic --out FILE or --info FILE\n");
+    return 2;
+  }
+  if (info && synth_flag) {
+    fprintf(stderr, "parallax-exec data: %s writes a synthetic corpus: it has no meaning with --info\n", synth_flag);
+    return 2;
+  }
+  if (synthetic && info_flag) {
+    fprintf(stderr, "parallax-exec data: %s counts --info's windows: it has no meaning with --synthetic\n", info_flag);
     return 2;
   }
   if (tokens < 1 || tokens > PX_DATA_MAX_SYNTHETIC) {

@@ -197,8 +197,8 @@ int px_exec_cmd_launch(int argc, char **argv) {
     fprintf(stderr, "parallax-exec launch: --master-port %d is not in 1..65535\n", port);
     return 2;
   }
-  if (!(grace >= 0)) {
-    fprintf(stderr, "parallax-exec launch: --grace %g is not a number of seconds ≥ 0\n", grace);
+  if (!(grace >= 0 && grace <= 86400)) { /* 1e308 s overflowed the guint milliseconds of its timer */
+    fprintf(stderr, "parallax-exec launch: --grace %g is not a number of seconds in 0..86400\n", grace);
     return 2;
   }
   if (dash >= argc - 1) {

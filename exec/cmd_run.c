@@ -114,6 +114,17 @@ int px_exec_cmd_run(int argc, char **argv) {
      "run's --dtype) beside the measurement", NULL},
     {NULL, 0, 0, 0, NULL, NULL, NULL},
   };
+  /* flags that mean something only with another were ignored without it:
+   * which were given, before GOption consumes argv */
+  gboolean given_scale = FALSE, given_save_opts = FALSE, given_decay = FALSE;
+  const char *save_flag = NULL, *scale_flag = NULL;
+  for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) {
+    if (px_flag_is(argv[i], "--loss-scale")) given_scale = TRUE, scale_flag = "--loss-scale";
+    if (px_flag_is(argv[i], "--loss-scale-window")) given_scale = TRUE, scale_flag = "--loss-scale-window";
+    if (px_flag_is(argv[i], "--save-every")) given_save_opts = TRUE, save_flag = "--save-every";
+    if (px_flag_is(argv[i], "--keep")) given_save_opts = TRUE, save_flag = "--keep";
+    if (px_flag_is(argv[i], "--decay-steps")) given_decay = TRUE;
+  }
   PxPlanOptions o;
   int rc = 1;
   if (!px_parse_command_line(CMD, "train a model under a plan and measure it", entries, &o, &argc, &argv)) {
@@ -134,13 +145,26 @@ int px_exec_cmd_run(int argc, char **argv) {
   a.opt.seed = (guint64)a.seed;
   a.opt.backend = a.backend ? a.backend : "cpu";
   a.opt.data = a.data;
-  if (a.opt.decay_steps == 0) a.opt.decay_steps = a.steps;
+  if (a.opt.decay_steps == 0 && !given_decay) a.opt.decay_steps = a.steps; /* --decay-steps 0 is refused below */
   if (!parse_dtype(a.dtype, &a.opt.dtype)) {
     fprintf(stderr, CMD ": --dtype '%s' is not f32, f64, bf16 or f16\n", a.dtype);
     goto out;
   }
   if (!px_units_parse(o.units, &units)) {
     fprintf(stderr, CMD ": --units '%s' is not GB or GiB\n", o.units);
+    goto out;
+  }
+  if (a.seed < 0) { /* it wrapped to 2^64 - 1 */
+    fprintf(stderr, CMD ": --seed %" G_GINT64_FORMAT " must be 0 or more\n", a.seed);
+    goto out;
+  }
+  if (given_scale && a.opt.dtype != PX_DTYPE_F16) {
+    fprintf(stderr, CMD ": %s is f16's dynamic loss scale: it has no meaning with --dtype %s\n", scale_flag,
+            a.dtype ? a.dtype : "f32");
+    goto out;
+  }
+  if (given_save_opts && !a.save) {
+    fprintf(stderr, CMD ": %s needs --save DIR (no checkpoints are written without it)\n", save_flag);
     goto out;
   }
   if (a.steps < 1 || a.save_every < 0 || a.keep < 0) {

@@ -24,6 +24,7 @@ typedef struct {
   PxMemory *mem;
   PxFlops flops;
   gboolean have_fit;      /* it does not fit, and the search found what would */
+  gboolean fit_skipped;   /* it does not fit, and the batch is too large per GPU to search */
   PxSearchCandidate fit;  /* the fastest layout of the same GPUs that fits */
 } PlanReport;
 
@@ -41,6 +42,8 @@ static void plan_report_clear(PlanReport *r) {
  * as `parallax-sim search` finds it (same batch, sequence and precision). */
 static void find_fitting(PlanReport *r) {
   if (!r->cluster || r->mem->fits) return;
+  r->fit_skipped = r->plan.gbs > (gint64)PX_SEARCH_MAX_SEQS_PER_GPU * px_cluster_gpus(r->cluster);
+  if (r->fit_skipped) return; /* px_search_run refuses it: hours of simulation */
   PxSearchOptions so;
   px_search_options_init(&so);
   so.top = 1;
@@ -130,6 +133,9 @@ static void print_text(const PlanReport *r, const PxUnits *u, gboolean batch_giv
         printf("would fit  %s (peak %.1f %s, %.1f ms per step simulated; the fastest that fits, see parallax-sim "
                "search) on the same %d GPUs\n",
                layout, r->fit.memory / u->scale, u->name, 1e3 * r->fit.step_time, px_plan_world(p));
+      else if (r->fit_skipped)
+        printf("would fit  not searched: %d sequences on %d GPUs is more than %d per GPU\n", p->gbs, px_plan_world(p),
+               PX_SEARCH_MAX_SEQS_PER_GPU);
       else printf("would fit  no layout of these %d GPUs (parallax-sim search tried them all)\n", px_plan_world(p));
     }
   }

@@ -536,7 +536,25 @@ int px_cmd_search(int argc, char **argv) {
     so.cancel = &interrupted;
     gboolean tty = isatty(STDERR_FILENO);
     if (tty) so.progress = progress_bar;
-    if (sizing && f.emit) {
+    if (rc != 0) {
+      /* --margin was said */
+    } else if (!sizing && (f.nodes_range || f.all_counts)) {
+      fprintf(stderr, CMD ": %s sizes a cluster: it needs --tokens and --days (or --objective gpus)\n",
+              f.nodes_range ? "--nodes-range" : "--all-counts");
+      rc = 2;
+    } else if (f.out && !f.emit) {
+      fprintf(stderr, CMD ": --out %s is the directory of --emit's files: give --emit\n", f.out);
+      rc = 2;
+    } else if (so.max_memory > cluster->gpu_memory) {
+      /* it was cut to the GPU's memory without a word */
+      fprintf(stderr, CMD ": --max-memory %s is more than the %s's %.1f GB\n", f.max_memory, cluster->gpu,
+              cluster->gpu_memory / 1e9);
+      rc = 2;
+    } else if (so.margin >= (so.max_memory > 0 ? so.max_memory : cluster->gpu_memory)) {
+      fprintf(stderr, CMD ": --margin %s leaves no memory of the %.1f GB a layout may use\n", f.margin,
+              (so.max_memory > 0 ? so.max_memory : cluster->gpu_memory) / 1e9);
+      rc = 2;
+    } else if (sizing && f.emit) {
       fprintf(stderr, CMD ": --emit writes a search's winner; sizing (--tokens/--days) has none\n");
       rc = 2;
     } else if (tp_overlap && !px_tp_overlap_parse(tp_overlap, &plan.tp_overlap)) {

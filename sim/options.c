@@ -21,6 +21,13 @@ gboolean px_parse_int_flag(const char *flag, const char *value, int min, int *ou
   return TRUE;
 }
 
+gboolean px_flag_is(const char *arg, const char *flag) {
+  gsize n = strlen(flag);
+  if (strncmp(arg, flag, n)) return FALSE;
+  if (flag[1] != '-') return TRUE; /* "-n" or "-n5" */
+  return arg[n] == '\0' || arg[n] == '=';
+}
+
 /* Integer flags of the group: name, lowest value, field. */
 typedef struct { const char *name; int min; gsize offset; } IntFlag;
 static const IntFlag int_flags[] = {
@@ -246,7 +253,17 @@ gboolean px_plan_options_resolve(PxPlanOptions *o, gboolean need_cluster, PxMode
     BAD("--workspace '%s' is not a size (e.g. 2GiB)", o->workspace);
   if (o->bucket && (!px_parse_bytes(o->bucket, &plan->bucket_bytes) || plan->bucket_bytes <= 0))
     BAD("--bucket '%s' is not a size above 0 (e.g. 25MB)", o->bucket);
+  /* per-GPU sizes: 1e308 B was planned (a 300-digit total, "does not fit") */
+  if (o->workspace && plan->workspace_bytes > PX_PLAN_MAX_BYTES)
+    BAD("--workspace '%s' is more than 1 PiB per GPU", o->workspace);
+  if (o->bucket && plan->bucket_bytes > PX_PLAN_MAX_BYTES)
+    BAD("--bucket '%s' is more than 1 PiB", o->bucket);
   if (o->vpp > 1 && !o->schedule && plan->schedule != PX_SCHED_INTERLEAVED) plan->schedule = PX_SCHED_INTERLEAVED;
+  /* flags that only mean something with another: ignored before */
+  if (o->ckpt_interval > 0 && plan->ckpt != PX_CKPT_FULL)
+    BAD("--ckpt-interval %d needs --ckpt full (checkpointing is %s)", o->ckpt_interval, px_ckpt_name(plan->ckpt));
+  if (o->imbalance && model->desc.experts == 0)
+    BAD("--imbalance %s needs a mixture-of-experts model (%s has no experts)", o->imbalance, model->desc.name);
   if (tokens_gbs) plan->gbs = tokens_gbs;
   o->batch_given = gbs_from_files || o->gbs > 0 || o->gbs_tokens;
   if (o->batch_note) fprintf(stderr, "%s: %s\n", g_get_prgname(), o->batch_note);

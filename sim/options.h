@@ -30,6 +30,11 @@ typedef struct {
  * else an error naming the flag ("--gbs -1 must be a whole number ≥ 1"). */
 gboolean px_parse_int_flag(const char *flag, const char *value, int min, int *out, GError **error);
 
+/* Whether the command-line word arg gives flag: "--keep", "--keep=3", or a
+ * short flag with its value attached ("-n5"). For the checks of what a flag
+ * needs, made on argv before GOption consumes it. */
+gboolean px_flag_is(const char *arg, const char *flag);
+
 /* Fills o with "unset" (-1: never a value a flag accepts, since every integer
  * flag is parsed by px_parse_int_flag) and returns a group of its entries
  * (owned by the caller's GOptionContext once added). */

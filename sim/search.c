@@ -124,6 +124,15 @@ gboolean px_search_fix_parse(PxSearchFix *f, const char *kv, GError **error) {
   if (!eq || eq == kv || !eq[1]) return fix_fail(error, kv, "expected KNOB=VALUE (e.g. tp=8)");
   g_autofree char *key = g_strndup(kv, eq - kv);
   const char *val = eq + 1;
+  /* a knob held twice (--fix tp=2 --fix tp=4, or --tp 4 --fix tp=2): one
+   * value silently won */
+  struct { const char *name; int *field; } held[] = {
+    {"tp", &f->tp}, {"pp", &f->pp}, {"dp", &f->dp}, {"vpp", &f->vpp}, {"mbs", &f->mbs}, {"zero", &f->zero},
+    {"cp", &f->cp}, {"ep", &f->ep}, {"etp", &f->etp}, {"ckpt", &f->ckpt}, {"schedule", &f->schedule},
+    {"offload", &f->offload}, {"sp", &f->sp}, {"order", &f->order}};
+  for (gsize i = 0; i < G_N_ELEMENTS(held); i++)
+    if (!strcmp(key, held[i].name) && *held[i].field != -1)
+      return fix_fail(error, kv, "this knob is already held (by another --fix or by its flag, e.g. --tp)");
   struct { const char *name; int *field; int min; } ints[] = {
     {"tp", &f->tp, 1}, {"pp", &f->pp, 1}, {"dp", &f->dp, 1}, {"vpp", &f->vpp, 1}, {"mbs", &f->mbs, 1}, {"zero", &f->zero, 0},
     {"cp", &f->cp, 1}, {"ep", &f->ep, 1}, {"etp", &f->etp, 1}};
@@ -856,6 +865,14 @@ PxSearchResult *px_search_run(const PxModel *model, const PxCluster *cluster, co
                 "objective 'gpus' chooses among GPU counts: it needs a node range (sizing)");
     return NULL;
   }
+  gint64 gpus_all = px_cluster_gpus(cluster);
+  if (base->gbs > (gint64)PX_SEARCH_MAX_SEQS_PER_GPU * gpus_all) {
+    g_set_error(error, PX_SEARCH_ERROR, PX_SEARCH_ERROR_INVALID,
+                "global batch %d on %" G_GINT64_FORMAT " GPUs is more than %d sequences per GPU: the search simulates "
+                "every candidate's micro-batches (a smaller batch, or more GPUs)", base->gbs, gpus_all,
+                PX_SEARCH_MAX_SEQS_PER_GPU);
+    return NULL;
+  }
   g_autoptr(GTimer) timer = g_timer_new();
   g_autoptr(PxSearchResult) res = g_new0(PxSearchResult, 1);
   res->gpus = px_cluster_gpus(cluster);
@@ -1085,6 +1102,12 @@ PxSizingResult *px_search_size(const PxModel *model, const PxCluster *cluster, c
   }
   for (guint i = 0; i < counts->len; i++) {
     c->nodes = g_array_index(counts, int, i);
+    if (base->gbs > (gint64)PX_SEARCH_MAX_SEQS_PER_GPU * px_cluster_gpus(c)) {
+      /* too few GPUs for the batch to search (px_search_run): none found */
+      PxSizingRow row = {.nodes = c->nodes, .gpus = px_cluster_gpus(c)};
+      g_array_append_val(res->rows, row);
+      continue;
+    }
     g_autoptr(PxSearchResult) r = px_search_run(model, c, base, &o, error);
     if (!r) return NULL;
     PxSizingRow row = {.nodes = c->nodes, .gpus = px_cluster_gpus(c)};

@@ -89,6 +89,13 @@ typedef struct {
  * at 8192 tokens with cp 2: 4096 per rank, the smallest share among its
  * published configurations); --fix cp=N tries N. */
 #define PX_SEARCH_MIN_CP_TOKENS 4096
+
+/* The most sequences of the global batch per GPU a search takes: it
+ * simulates every candidate's step, m = gbs / (dp · mbs) micro-batches each,
+ * so its time grows with gbs / GPUs (2048 per GPU: about 10 s on two cores;
+ * --gbs 2^20 on 8 GPUs ran for hours). Published runs hold a few per GPU
+ * (GPT-3: 1536 sequences on 1024 GPUs; Llama 3 405B: 2048 on 16384). */
+#define PX_SEARCH_MAX_SEQS_PER_GPU 2048
 void px_search_fix_init(PxSearchFix *f);
 /* "tp=8", "ckpt=selective", "schedule=zb-h1", "sp=on", "order=tp,pp,dp", "ep=8", "etp=1" ... */
 gboolean px_search_fix_parse(PxSearchFix *f, const char *kv, GError **error);

@@ -1,5 +1,6 @@
 /* trace_import.c — a measured step from a Kineto Chrome trace (see trace_import.h). */
 #include "trace_import.h"
+#include "config.h"
 #include <json-glib/json-glib.h>
 #include <math.h>
 #include <string.h>
@@ -48,6 +49,15 @@ typedef struct {
 } Ev;
 
 #define CONTAINER (PX_N_STEP_STAGES + 1)
+
+/* A string member: def when absent or null, NULL when it is not a string
+ * (json_object_get_string_member_with_default raised a g_critical on an
+ * array and returned NULL for a number). */
+static const char *member_string(JsonObject *o, const char *key, const char *def) {
+  JsonNode *n = json_object_get_member(o, key);
+  if (!n || JSON_NODE_HOLDS_NULL(n)) return def;
+  return JSON_NODE_HOLDS_VALUE(n) && json_node_get_value_type(n) == G_TYPE_STRING ? json_node_get_string(n) : NULL;
+}
 
 static double member_number(JsonObject *o, const char *key, gboolean *ok) {
   JsonNode *n = json_object_get_member(o, key);
@@ -247,11 +257,11 @@ static gboolean chrome_events(JsonNode *root, GArray *evs, PxMeasuredStep *m) {
     JsonNode *n = json_array_get_element(events, i);
     if (!JSON_NODE_HOLDS_OBJECT(n)) continue;
     JsonObject *o = json_node_get_object(n);
-    const char *ph = json_object_get_string_member_with_default(o, "ph", "");
-    if (strcmp(ph, "X")) continue;
+    const char *ph = member_string(o, "ph", "");
+    if (!ph || strcmp(ph, "X")) continue;
     gboolean ok = TRUE;
-    Ev e = {.name = json_object_get_string_member_with_default(o, "name", ""),
-            .cat = json_object_get_string_member_with_default(o, "cat", ""), .correlation = -1};
+    Ev e = {.name = member_string(o, "name", ""), .cat = member_string(o, "cat", ""), .correlation = -1};
+    if (!e.name || !e.cat) continue; /* a number or an array for a name: not an event of the format */
     e.ts = member_number(o, "ts", &ok);
     e.end = e.ts + member_number(o, "dur", &ok);
     if (!ok || !strcmp(e.cat, "Trace")) continue; /* the profiler's own span */
@@ -359,11 +369,9 @@ static gboolean nsys_events(const char *text, GArray *evs, GStringChunk *chunk) 
 PxMeasuredStep *px_trace_load(const char *path, GError **error) {
   g_autofree char *text = NULL;
   gsize len = 0;
-  g_autoptr(GError) ferr = NULL;
-  if (!g_file_get_contents(path, &text, &len, &ferr)) {
-    g_set_error(error, PX_TRACE_ERROR, PX_TRACE_ERROR_IO, "%s", ferr->message);
-    return NULL;
-  }
+  /* bounded: --trace /dev/zero was read until memory ran out */
+  text = px_file_read_max(path, PX_TRACE_MAX_BYTES, "a profiler trace", &len, PX_TRACE_ERROR, PX_TRACE_ERROR_IO, error);
+  if (!text) return NULL;
   PxMeasuredStep *m = g_new0(PxMeasuredStep, 1);
   m->rank = m->world = -1;
   m->segments = g_array_new(FALSE, FALSE, sizeof(PxStepSegment));

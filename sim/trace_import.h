@@ -25,6 +25,10 @@
 #pragma once
 #include <glib.h>
 
+/* The largest profiler trace read: 2 GiB (one step of a large run is tens
+ * to hundreds of MB; json-glib holds several times the text in memory). */
+#define PX_TRACE_MAX_BYTES ((gsize)1 << 31)
+
 G_BEGIN_DECLS
 
 #define PX_TRACE_ERROR (px_trace_error_quark())

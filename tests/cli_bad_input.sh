@@ -66,6 +66,9 @@ echo '{"train_micro_batch_size_per_gpu": "auto"}' >"$tmp/ds3.json"
 bad "ds_config: auto without a value" "auto" "$sim" plan --model 7b --gpus 8 --deepspeed "$tmp/ds3.json"
 echo '{"traceEvents": [{"ph": "X", "name": "ampere_sgemm", "cat": "kernel", "ts": "abc", "dur": 5}]}' >"$tmp/tr1.json"
 bad "compare: trace ts not a number" "no valid time" "$sim" compare --model 7b --cluster dgx-h100 --gpus 8 --trace "$tmp/tr1.json"
+echo '{"traceEvents": [{"ph": "X", "name": 5, "cat": [], "ts": 1, "dur": 1}]}' >"$tmp/tr4.json"
+bad "compare: trace name a number, cat an array (g_critical)" "no complete" "$sim" compare --model 7b --cluster dgx-h100 --gpus 8 --trace "$tmp/tr4.json"
+bad "compare: trace /dev/zero (read until memory ran out)" "/dev/zero: is a device, not a file" "$sim" compare --model 7b --cluster dgx-h100 --gpus 8 --trace /dev/zero
 echo '{"traceEvents": [{"ph": "X", "name": "ampere_sgemm", "cat": "kernel", "ts": 10, "dur": -5}]}' >"$tmp/tr2.json"
 bad "compare: trace negative duration" "no valid time" "$sim" compare --model 7b --cluster dgx-h100 --gpus 8 --trace "$tmp/tr2.json"
 echo '{"traceEvents": [{"ph": "X", "name": "ampere_sgemm", "cat": "kernel", "ts": 1e300, "dur": 1e300}]}' >"$tmp/tr3.json"
@@ -89,6 +92,37 @@ sed 's/^pcie_bw =/pcie_bandwidth =/' "$(dirname "$0")/../configs/clusters/dgx-h1
 bad "cluster INI: misspelt optional key" "pcie_bandwidth is not a cluster key" "$sim" simulate --model 7b --gpus 8 --cluster "$tmp/c2.ini"
 sed 's/^\[node\]/[nodes]/' "$(dirname "$0")/../configs/clusters/dgx-h100.ini" >"$tmp/c3.ini"
 bad "cluster INI: misspelt group" "[nodes] is not a cluster group" "$sim" simulate --model 7b --gpus 8 --cluster "$tmp/c3.ini"
+
+# ---- second sweep: what was accepted silently, wrapped or overflowed ----
+echo '{"train_micro_batch_size_per_gpu": 2147483647, "gradient_accumulation_steps": 2147483647, "train_batch_size": 1}' >"$tmp/ds5.json"
+bad "ds_config: micro × accumulation × dp past 2^63" "micro 2147483647 × accumulation 2147483647 × dp 8 is a global batch above" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --deepspeed "$tmp/ds5.json"
+echo '{"train_batch_size": 64, "pipeline": {"activation_checkpoint_interval": 99999999999}}' >"$tmp/ds6.json"
+bad "ds_config: checkpoint interval 10^11 (was cut to 2^31-1)" "activation_checkpoint_interval = 99999999999 is too large" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --deepspeed "$tmp/ds6.json"
+echo '{"train_batch_size": 64, "bf16": true}' >"$tmp/ds7.json"
+bad "ds_config: bf16 true, not an object (was fp32)" '"bf16" must be an object' "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --deepspeed "$tmp/ds7.json"
+echo '{"train_batch_size": 64, "zero_optimization": {"stage": 3, "offload_param": "cpu"}}' >"$tmp/ds8.json"
+bad "ds_config: offload_param a string (was no offload)" "zero_optimization.offload_param must be an object" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --deepspeed "$tmp/ds8.json"
+echo '{"train_batch_size": 64, "train_batch_size": 128}' >"$tmp/ds9.json"
+bad "ds_config: a member twice (the last won)" 'member "train_batch_size" is given twice' "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --deepspeed "$tmp/ds9.json"
+printf '{"train_batch_size": 64}\n{"train_batch_size": 128}\n' >"$tmp/ds10.json"
+bad "ds_config: two JSON values (the first was read)" "line 2: text after the JSON value ends" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --deepspeed "$tmp/ds10.json"
+sed 's/"hidden_size": [0-9]*/"hidden_size": 99999999999999999999/' "$(dirname "$0")/../configs/hf/llama-2-7b.json" >"$tmp/hf1.json"
+bad "HF json: 10^20 (read as -1)" "the integer 99999999999999999999 is beyond 64 bits" "$sim" plan --model "$tmp/hf1.json"
+sed 's/"rms_norm_eps": [0-9e.-]*/"rms_norm_eps": 0/' "$(dirname "$0")/../configs/hf/llama-2-7b.json" >"$tmp/hf2.json"
+bad "HF json: rms_norm_eps 0 (became 1e-5)" '"rms_norm_eps" = 0 must be positive' "$sim" plan --model "$tmp/hf2.json"
+printf '[plan]\ndp = 8\ndp = 4\n' >"$tmp/p5.ini"
+bad "plan INI: a key twice (the last won)" "line 3: [plan] dp is given twice (first on line 2)" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --plan "$tmp/p5.ini"
+printf '[plan]\ndp[de] = 4\n' >"$tmp/p6.ini"
+bad "plan INI: a localized key (never read)" "[plan] dp[de] is a localized key" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --plan "$tmp/p6.ini"
+printf '[plan]\nnodes = 99999999999\n' >"$tmp/p7.ini"
+bad "plan INI: nodes 10^11 (was cut and called --nodes)" "[plan] nodes = 99999999999 is more than 16777216" "$sim" plan --model 7b --cluster dgx-h100 --plan "$tmp/p7.ini"
+printf '[plan]\nworkspace_gb = 1e300\n' >"$tmp/p8.ini"
+bad "plan INI: workspace 1e300 GB" "[plan] workspace_gb = 1e+300 is more than 1 PiB" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --plan "$tmp/p8.ini"
+sed '/^\[gpu\]/a memory = 40GB' "$(dirname "$0")/../configs/clusters/dgx-h100.ini" >"$tmp/c4.ini"
+bad "cluster INI: memory twice (the last won)" "[gpu] memory is given twice" "$sim" plan --model 7b --cluster "$tmp/c4.ini"
+bad "--workspace 1e308" "--workspace '1e308' is more than 1 PiB per GPU" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --workspace 1e308
+bad "--ckpt-interval without --ckpt full (ignored)" "--ckpt-interval 4 needs --ckpt full" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --ckpt-interval 4
+bad "--imbalance on a dense model (ignored)" "--imbalance 2 needs a mixture-of-experts model" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --imbalance 2
 
 # ---- model semantics ----
 printf '[model]\nlayers = 12\nhidden = 770\nheads = 12\nvocab = 50257\nmax_seq = 1024\n' >"$tmp/m4.ini"
@@ -121,7 +155,12 @@ bad "simulate --steps 0" "steps" "$exe" run --model tiny-gpt --steps 0
 # 2^30 micro-batches a step: refused, not simulated for hours (PX_PLAN_MAX_PASSES)
 bad "simulate --gbs 2^30" "passes per step" "$sim" simulate --model 7b --cluster dgx-h100 --gpus 8 --gbs 1073741824
 bad "plan --gbs 2^30" "passes per step" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --gbs 1073741824
-bad "search --gbs 2^30" "passes per step" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 1073741824
+bad "search --gbs 2^20 on 8 GPUs (hours of candidates)" "global batch 1048576 on 8 GPUs is more than 2048 sequences per GPU" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 1048576
+n=$((n+1)); out=$(timeout 30 "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --gbs 1048576 2>/dev/null); rc=$?
+if [ $rc -eq 0 ] && grep -q "would fit  not searched: 1048576 sequences on 8 GPUs is more than 2048 per GPU" <<<"$out"; then
+  echo "ok $n - plan --gbs 2^20 on 8 GPUs: the fitting layout is not searched for hours"
+else echo "not ok $n - plan --gbs 2^20 on 8 GPUs: rc $rc"; fail=1; fi
+bad "search --gbs 2^30" "sequences per GPU" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 1073741824
 bad "run --gbs 10^9" "passes per step" "$exe" run --model tiny-gpt --gbs 1000000000
 bad "simulate --full on 2^24 GPUs" "--full simulates every rank" "$sim" simulate --model 7b --cluster dgx-h100 --gpus 16777216 --tp 8 --pp 32 --full
 bad "bubble --pp 10^5" "passes per step" "$sim" bubble --pp 100000
@@ -143,6 +182,12 @@ bad "unknown schedule" "sideways" "$sim" simulate --model 7b --cluster dgx-h100 
 bad "partition: weights summing to inf" "sum beyond the largest number" "$sim" partition --weights 1e308,1e308 --stages 1
 bad "unknown --units" "units" "$sim" plan --model 7b --units furlongs
 bad "search --max-mbs 0" "--max-mbs 0 must be a whole number" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 64 --max-mbs 0
+bad "search: --fix tp twice (one won)" "--fix 'tp=4': this knob is already held" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 64 --fix tp=2 --fix tp=4
+bad "search: --tp and --fix tp (one won)" "--fix 'tp=2': this knob is already held" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 64 --tp 4 --fix tp=2
+bad "search: --nodes-range without sizing (ignored)" "--nodes-range sizes a cluster: it needs --tokens and --days" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 64 --nodes-range 1-4
+bad "search: --out without --emit (ignored)" "give --emit" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 64 --out "$tmp/dir"
+bad "search: --max-memory above the GPU's (cut to it)" "--max-memory 1e308 is more than the H100-SXM5-80GB's 85.5 GB" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 64 --max-memory 1e308
+bad "search: --margin of all the memory" "--margin 100GB leaves no memory" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 64 --margin 100GB
 bad "search --threads 100000" "--threads 100000 is more than 1024" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 64 --threads 100000
 bad "program: --rank and --stage disagree" "--rank 7 is on pipeline stage 1, not --stage 0" "$sim" program --model 7b --gpus 8 --pp 2 --stage 0 --rank 7
 bad "unknown --order" "order" "$sim" plan --model 7b --order tp,tp,pp
@@ -180,11 +225,22 @@ bad "run: data file missing" "nonexistent.bin: no such file" "$exe" run --model 
 bad "run: data file binary junk" "binary" "$exe" run --model tiny-gpt --data "$tmp/binary"
 bad "run: --resume from nothing" "nothing" "$exe" run --model tiny-gpt --resume "$tmp/nothing"
 bad "run: --save to a file" "binary" "$exe" run --model tiny-gpt --steps 1 --save "$tmp/binary"
+bad "run: --loss-scale with f32 (ignored)" "--loss-scale is f16's dynamic loss scale: it has no meaning with --dtype f32" "$exe" run --model tiny-gpt --loss-scale 1024
+bad "run: --save-every without --save (ignored)" "--save-every needs --save DIR" "$exe" run --model tiny-gpt --save-every 2
+bad "run: --keep without --save (ignored)" "--keep needs --save DIR" "$exe" run --model tiny-gpt --keep=1
+bad "run: --decay-steps 0 (meant --steps)" "--decay-steps must be at least 1" "$exe" run --model tiny-gpt --decay-steps 0
+bad "run: --seed -1 (wrapped to 2^64-1)" "--seed -1 must be 0 or more" "$exe" run --model tiny-gpt --seed -1
+bad "data: --seed 2^32 (wrapped to 0)" "--seed 4294967296 must be 0..4294967295" "$exe" data --synthetic --seed 4294967296 --out "$tmp/d.bin"
+bad "data: --tokens with --info (ignored)" "--tokens writes a synthetic corpus: it has no meaning with --info" "$exe" data --info "$tmp/binary" --tokens 5
+bad "data: --seq with --synthetic (ignored)" "--seq counts --info's windows" "$exe" data --synthetic --seq 8 --out "$tmp/d.bin"
 bad "data: --tokens 0" "tokens" "$exe" data --synthetic --tokens 0 --out "$tmp/d.bin"
 bad "calibrate: --seq -1" "--seq -1 must be a whole number" "$exe" calibrate --seq -1 --out "$tmp/cal.ini"
 bad "calibrate: --ranks 100000" "--ranks 100000 is not in 1..64" "$exe" calibrate --ranks 100000 --out "$tmp/cal.ini"
 bad "calibrate: --out in a missing dir" "missing does not exist" "$exe" calibrate --out "$tmp/missing/cal.ini"
 bad "calibrate: --out a directory" "is a directory" "$exe" calibrate --out "$tmp/dir"
+bad "launch: --grace 1e308 (overflowed its timer)" "--grace 1e+308 is not a number of seconds in 0..86400" "$exe" launch -n 1 --grace 1e308 -- run
+bad "calibrate: --seq beyond the model (hours of seq² attention)" "--seq 1000000 exceeds tiny-gpt's 64 positions" "$exe" calibrate --seq 1000000 --out "$tmp/cal.ini"
+bad "calibrate: --name with a newline (broke the profile)" "--name 'a\\nb' must be a non-empty line" "$exe" calibrate --name "$(printf 'a\nb')" --out "$tmp/cal.ini"
 bad "launch: -n 100000" "more than 256 local ranks" "$exe" launch -n 100000 -- /bin/true
 # a corrupt checkpoint: one flipped byte in a shard
 "$exe" run --model tiny-gpt --steps 1 --save "$tmp/ck" >/dev/null 2>&1
@@ -201,6 +257,22 @@ man=$(find "$tmp/ck2" -name manifest.json | head -1)
 if [ -n "$man" ]; then
   sed -i 's/"step" : 1,/"step" : 99999999999,/' "$man"
   bad "run: manifest step 99999999999" "not a parallax checkpoint manifest" "$exe" run --model tiny-gpt --steps 2 --resume "$tmp/ck2"
+fi
+
+# the second sweep's checkpoints: a shard listed twice, a shard or 'latest'
+# that is a device (read without end), 'latest' holding binary garbage
+"$exe" run --model tiny-gpt --steps 1 --save "$tmp/ck3" >/dev/null 2>&1
+man=$(find "$tmp/ck3" -name manifest.json | head -1)
+if [ -n "$man" ]; then
+  cp -r "$tmp/ck3" "$tmp/ck4"; cp -r "$tmp/ck3" "$tmp/ck5"
+  python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); m["files"]=m["files"]*2; json.dump(m,open(sys.argv[1],"w"))' "$man"
+  bad "run: a shard listed twice" "file entries 0 and 1 both name file rank-00000.ckpt" "$exe" run --model tiny-gpt --steps 2 --resume "$tmp/ck3"
+  shard=$(find "$tmp/ck4" -name 'rank-*.ckpt' | head -1); rm "$shard"; ln -s /dev/zero "$shard"
+  bad "run: a shard that is /dev/zero" "not a regular file" "$exe" run --model tiny-gpt --steps 2 --resume "$tmp/ck4"
+  rm "$tmp/ck5/latest"; ln -s /dev/zero "$tmp/ck5/latest"
+  bad "run: 'latest' that is /dev/zero" "latest: is a device, not a file" "$exe" run --model tiny-gpt --steps 2 --resume "$tmp/ck5"
+  rm "$tmp/ck5/latest"; printf 'step\001\n\377' >"$tmp/ck5/latest"
+  bad "run: 'latest' holding binary" "holds 'step\\001" "$exe" run --model tiny-gpt --steps 2 --resume "$tmp/ck5"
 fi
 
 echo "1..$n"

@@ -83,8 +83,10 @@ bad "nodes overflow" "--nodes 2000000000 × 8 GPUs is more than" plan --model gp
 bad "mbs × dp overflow" "is too large" plan --model gpt2-124m --mbs 2000000000 --dp 2
 bad "tp × pp overflow" "is too many GPUs" plan --model gpt2-124m --cluster dgx-h100 --tp 65536 --pp 65536
 # bounded input: an endless file, deep nesting, a directory
-bad "endless ds_config" "larger than 1048576 bytes" plan --model gpt2-124m --deepspeed /dev/zero
-bad "endless plan file" "larger than 1048576 bytes" plan --model gpt2-124m --plan /dev/zero
+bad "endless ds_config" "/dev/zero: is a device, not a file" plan --model gpt2-124m --deepspeed /dev/zero
+bad "endless plan file" "/dev/zero: is a device, not a file" plan --model gpt2-124m --plan /dev/zero
+head -c 2000000 /dev/zero | tr '\0' ' ' >"$tmp/big.json"
+bad "a 2 MB ds_config" "larger than 1048576 bytes" plan --model gpt2-124m --deepspeed "$tmp/big.json"
 python3 -c "print('{\"a\":' * 100000 + '1' + '}' * 100000)" > "$tmp/deep.json"
 bad "deep JSON" "JSON nested deeper than 32 levels" plan --model "$tmp/deep.json"
 bad "deep ds_config" "JSON nested deeper than 32 levels" plan --model gpt2-124m --deepspeed "$tmp/deep.json"

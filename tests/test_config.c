@@ -86,6 +86,18 @@ static const Bad bad_models[] = {
    "\"n_layer\" must be an integer", PX_MODEL_ERROR_INVALID},
   {"m-neg.json", "{\"model_type\": \"llama\", \"num_hidden_layers\": -1}", "\"num_hidden_layers\" = -1 must be at least 1", PX_MODEL_ERROR_INVALID},
   {"m-array.json", "[1, 2, 3]", "not a JSON object", PX_MODEL_ERROR_PARSE},
+  /* json-glib read 2^63 as -2^63 and 10^20 as -1, kept the last of a
+   * member given twice, and read the first of two values */
+  {"m-2p63.json", "{\"model_type\": \"gpt2\",\n \"n_layer\": 9223372036854775808}",
+   "line 2: the integer 9223372036854775808 is beyond 64 bits", PX_MODEL_ERROR_PARSE},
+  {"m-twice.json", "{\"model_type\": \"gpt2\", \"n_layer\": 12, \"n_layer\": 24}",
+   "member \"n_layer\" is given twice in one object", PX_MODEL_ERROR_PARSE},
+  {"m-two.json", "{\"model_type\": \"gpt2\"}\n{\"n_layer\": 12}", "line 2: text after the JSON value ends",
+   PX_MODEL_ERROR_PARSE},
+  /* 0 stood for the default: 1e-6, 10000 or the whole head without a word */
+  {"m-eps0.json", "{\"model_type\": \"llama\", \"num_hidden_layers\": 2, \"hidden_size\": 8, \"num_attention_heads\": 2, "
+   "\"intermediate_size\": 16, \"vocab_size\": 10, \"max_position_embeddings\": 8, \"rms_norm_eps\": 0}",
+   "\"rms_norm_eps\" = 0 must be positive", PX_MODEL_ERROR_INVALID},
   {"m-huge.json", "{\"model_type\": \"gpt2\", \"n_layer\": 1e300, \"n_embd\": 768}", "\"n_layer\" must be an integer", PX_MODEL_ERROR_INVALID},
   {"m-notype.json", "{\"n_layer\": 12}", "no \"model_type\"", PX_MODEL_ERROR_INVALID},
   {"m-unknown.json", "{\"model_type\": \"falcon\"}", "model_type \"falcon\" is not one this tool reads", PX_MODEL_ERROR_INVALID},
@@ -113,10 +125,22 @@ static const Bad bad_models[] = {
    "[model] kv_head is not a model key", PX_MODEL_ERROR_PARSE},
   {"m-eps.ini", "[model]\nlayers = 2\nhidden = 8\nheads = 2\nvocab = 10\nmax_seq = 8\nnorm_eps = 0\n",
    "norm_eps must be positive", PX_MODEL_ERROR_INVALID},
-  {"m-rot.ini", "[model]\nlayers = 2\nhidden = 8\nheads = 2\nvocab = 10\nmax_seq = 8\nrotary_pct = 1.5\n",
+  {"m-rot.ini", "[model]\nlayers = 2\nhidden = 8\nheads = 2\nvocab = 10\nmax_seq = 8\nposition = rope\nrotary_pct = 1.5\n",
    "rotary_pct = 1.5 must be in (0, 1]", PX_MODEL_ERROR_INVALID},
   {"m-seq.ini", "[model]\nlayers = 2\nhidden = 8\nheads = 2\nvocab = 10\nmax_seq = 8\nseq = 16\n",
    "seq = 16 must be 1..max_seq (8)", PX_MODEL_ERROR_INVALID},
+  /* rotary keys with learned positions were ignored; a second group, a key
+   * given twice (the last won) and a localized key were accepted silently */
+  {"m-rot-learned.ini", "[model]\nlayers = 2\nhidden = 8\nheads = 2\nvocab = 10\nmax_seq = 8\nrope_theta = 500000\n",
+   "[model] rope_theta needs position = rope", PX_MODEL_ERROR_INVALID},
+  {"m-group.ini", "[model]\nlayers = 2\nhidden = 8\nheads = 2\nvocab = 10\nmax_seq = 8\n[moe]\nexperts = 8\n",
+   "[moe] is not a model group", PX_MODEL_ERROR_PARSE},
+  {"m-twice.ini", "[model]\nlayers = 2\nhidden = 8\nheads = 2\nvocab = 10\nmax_seq = 8\nlayers = 4\n",
+   "line 7: [model] layers is given twice (first on line 2)", PX_MODEL_ERROR_PARSE},
+  {"m-twice-group.ini", "[model]\nlayers = 2\nhidden = 8\nheads = 2\nvocab = 10\nmax_seq = 8\n[model]\nlayers = 4\n",
+   "line 8: [model] layers is given twice (first on line 2)", PX_MODEL_ERROR_PARSE},
+  {"m-locale.ini", "[model]\nlayers = 2\nhidden = 8\nheads = 2\nvocab = 10\nmax_seq = 8\nlayers[de] = 4\n",
+   "[model] layers[de] is a localized key", PX_MODEL_ERROR_PARSE},
 };
 
 static void test_bad_model(gconstpointer data) {
