@@ -197,6 +197,8 @@ PxStream *px_stream_new(PxBackend *be, const char *name, GError **error);
 /* Waits for the stream's queue to drain, then frees it. */
 void px_stream_free(PxStream *s);
 const char *px_stream_label(const PxStream *s);
+/* The backend the stream was made with (whose memory its copies move, whose events it records). */
+PxBackend *px_stream_backend(const PxStream *s);
 /* TRUE when the stream runs work on the calling thread (nothing is ever pending). */
 gboolean px_stream_is_inline(const PxStream *s);
 /* The device's handle of the stream (a cudaStream_t on cuda), or NULL where
@@ -208,6 +210,18 @@ gboolean px_stream_synchronize(PxStream *s, GError **error);
  * the backend to host, 2 within the backend (px_tensor_upload_async's copy
  * without a tensor; host memory is pageable or pinned, as the caller has it). */
 gboolean px_stream_memcpy(PxStream *s, void *dst, const void *src, gsize bytes, int dir, GError **error);
+/* Queued on s: out (count elements of dt) = the sum (max: the maximum) over
+ * k = 0..n-1 of parts[k] (count elements each, memory of s's backend), in
+ * that order, so that the result does not depend on who computes it; bf16 /
+ * f16 elements are formed in fp32 and rounded once to nearest even (the
+ * local communicator's reduction, comm_impl.h px_comm_reduce_parts, whose
+ * arithmetic the host streams run). dt: f32, f64, i32, bf16, f16. out may be
+ * any one of the parts (each element is read before it is written); the
+ * array parts is copied. 1 ≤ n ≤ PX_STREAM_REDUCE_MAX (the cuda kernel takes
+ * the pointers by value). */
+#define PX_STREAM_REDUCE_MAX 64
+gboolean px_stream_reduce(PxStream *s, void *out, const void *const *parts, int n, gsize count, PxDType dt,
+                          gboolean max, GError **error);
 
 /* A host function queued on a stream (cudaLaunchHostFunc): runs after all work
  * queued before it and before all work queued after it. Its error fails the

@@ -200,6 +200,11 @@ typedef struct PxStreamOps {
    * its host functions may not call the device API (cudaLaunchHostFunc). */
   gboolean (*memcpy_async)(PxStream *s, void *dst, const void *src, gsize bytes, int dir,
                            GError **error);
+  /* px_stream_reduce on s, arguments checked (n in 1..PX_STREAM_REDUCE_MAX,
+   * parts copied by the caller if kept). NULL: a host function (the host
+   * streams, exec/stream.c). */
+  gboolean (*reduce_async)(PxStream *s, void *out, const void *const *parts, int n, gsize count, PxDType dt,
+                           gboolean max, GError **error);
 } PxStreamOps;
 
 /* The host implementation (exec/stream.c). */

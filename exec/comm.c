@@ -308,7 +308,10 @@ static void call_free(gpointer data) {
  * back before it returns. Synchronous, as the multi-rank runs on one GPU
  * (ranks as threads, `local`) need: a host function on the GPU's stream may
  * neither touch device memory nor call CUDA. PX_COMM_STAGE=1 stages the
- * calls of host streams too (tests/cli_run.sh runs layouts so). */
+ * calls of host streams too (tests/cli_run.sh runs layouts so). `local`'s
+ * collectives do not come here on a device stream: its device path
+ * (PxCommOps.stream_takes, comm_local.c) queues them with the streams' own
+ * copies, reductions and events. */
 typedef struct {
   void *dev, *host;
   gsize bytes;
@@ -370,8 +373,37 @@ static gboolean run_staged(Call *k, PxStream *s, GError **error) {
   return ok;
 }
 
+/* A queued call whose queueing failed: the failure on the stream, as a call
+ * that ran there would have left it (call_run_queued). */
+static gboolean fail_queued(gpointer data, GError **error) {
+  g_propagate_error(error, g_error_copy(data));
+  return FALSE;
+}
+
+/* The implementation's own queueing of k on stream (PxCommOps.stream_queue).
+ * A failure there is the call's: returned on an inline stream (as call_run
+ * returns it), else left on the stream with the queuer's label, the world
+ * aborted (call_run_queued), and the call "queued". */
+static gboolean queue_natively(Call *k, PxStream *stream, GError **error) {
+  GError *err = NULL;
+  if (k->c->ops->stream_queue(k->c, k, stream, &err)) return TRUE;
+  if (px_stream_is_inline(stream)) { /* as call_run would have failed */
+    g_propagate_error(error, err);
+    return FALSE;
+  }
+  if (k->label) g_prefix_error(&err, "%s: ", k->label);
+  if (!g_error_matches(err, PX_COMM_ERROR, PX_COMM_ERROR_ABORTED)) k->c->ops->abort(k->c, err->message);
+  return px_stream_launch_host(stream, fail_queued, err, (GDestroyNotify)g_error_free, error);
+}
+
 static gboolean dispatch(Call *k, PxStream *stream, GError **error) {
   call_issue(k);
+  if (stream && k->c->ops->stream_takes && k->c->ops->stream_takes(k->c, k, stream)) {
+    k->label = g_strdup(g_private_get(&current_label));
+    gboolean ok = queue_natively(k, stream, error);
+    call_free(k);
+    return ok;
+  }
   if (stream && !k->c->ops->enqueue && stage_all(stream)) {
     gboolean ok = run_staged(k, stream, error);
     call_free(k);

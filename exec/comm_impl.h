@@ -82,6 +82,14 @@ typedef struct {
   guint64 (*issue)(PxComm *c);
   gboolean (*turn)(PxComm *c, guint64 ticket, const char *desc, GError **error);
   void (*finish)(PxComm *c, guint64 ticket);
+  /* Optional: run call on stream with the stream's own operations (copies,
+   * px_stream_reduce, events; `local`'s device path, comm_local.c) instead of
+   * the paths of comm.c (a host function, or staged through host memory on a
+   * device stream). takes says whether it does this call on this stream;
+   * queue then queues it and returns (its label set; a failure is returned,
+   * comm.c puts it on the stream). NULL: never. */
+  gboolean (*stream_takes)(PxComm *c, const PxCommCall *call, PxStream *stream);
+  gboolean (*stream_queue)(PxComm *c, const PxCommCall *call, PxStream *stream, GError **error);
   /* group (and enqueue) accept calls on other communicators of this rank of
    * the same implementation (PxP2p.comm); FALSE: comm.c runs such a group on
    * two threads, each call on its own communicator. */

@@ -36,8 +36,13 @@ struct _PxLocalWorld {
   gboolean rendezvous; /* NCCL's semantics (comm.h) */
 };
 
+/* The device path's events of one rank in one call (below). */
+enum { EV_IN, EV_MID, EV_OUT, N_EV };
+
 typedef struct {
   gboolean present;
+  PxDevEvent *ev[N_EV]; /* device path: this rank's events of the call, made and freed by it
+                         * (NULL: not used) */
   const char *op;
   const void *send;
   void *recv;
@@ -57,6 +62,7 @@ struct Slot {
   Part *parts;      /* (n) */
   PerformFn perform;
   char *mismatch;   /* set by the performer when the parts disagree */
+  int *phase;       /* device path: (n) the phase each position has reached; NULL on the host path */
 };
 
 typedef struct {
@@ -87,6 +93,7 @@ static void slot_free(gpointer p) {
   g_free(s->ranks);
   g_free(s->parts);
   g_free(s->mismatch);
+  g_free(s->phase);
   g_free(s);
 }
 
@@ -512,6 +519,285 @@ static void local_finish(PxComm *c, guint64 ticket) {
   g_mutex_unlock(&L->w->lock);
 }
 
+/* ---- the device path: collectives queued with the streams' own operations ----
+ *
+ * A collective on a stream with a backend (PX_COMM_LOCAL_DEVICE, below) never
+ * moves its data on the host: it is expressed with operations of the ranks'
+ * streams — device-to-device copies (px_stream_memcpy), the reduction
+ * px_stream_reduce, and events recorded on one rank's stream and waited for on
+ * another's (the ranks are threads of one process on one device, so buffer
+ * pointers and events are shared). The host threads still meet when they
+ * queue the call, on a slot of the world like the host path's (the same
+ * sequence numbers, the same checks of op, count, dtype, reduction and root),
+ * but in phases: a rank records its event, marks the phase reached in the slot
+ * and waits (with the world's deadline) until every rank has, before it
+ * queues a wait for the others' events (a wait queued before the record
+ * would wait for nothing). Then it returns; the data moves when the streams
+ * get there.
+ *
+ *   phase 1: record IN (the rank's buffers are written); meet: every rank has posted.
+ *   work 1:  wait every other rank's IN; queue the rank's share; record MID; meet.
+ *   work 2 (all_reduce only): wait every other rank's MID; queue; record OUT; meet.
+ *   last:    wait every other rank's last event (MID or OUT), so that no rank
+ *            writes a buffer another still reads; meet; free its events.
+ *
+ * all_reduce: rank i sums chunk i (count·i/n .. count·(i+1)/n) of every rank's
+ * buffer, in rank order, into chunk i of its own (work 1), then copies chunk j
+ * of rank j's buffer into its own for every j ≠ i (work 2). reduce_scatter:
+ * rank i sums block i of every send into its recv. all_gather: rank i copies
+ * every rank's send into block k of its recv. broadcast: every rank but the
+ * root copies the root's buffer. barrier: the waits alone. px_stream_reduce
+ * sums in rank order with halves formed in fp32 and rounded once, as
+ * px_comm_reduce_parts: the results are those of the host path, bit for bit.
+ *
+ * The events are made for each call by each rank (with its stream's backend)
+ * and freed by it after the last meeting: every wait for them has been queued
+ * by then (the cuda and the host streams keep an event a queued wait refers
+ * to). Point-to-point and groups keep comm.c's paths: a receive queued before
+ * its send on the same thread must not block the host, which a rendezvous at
+ * queueing would. */
+
+/* PX_COMM_LOCAL_DEVICE: "1" every stream, "0" none; unset: device streams
+ * (px_stream_native: the cuda backend's) only, where the alternative is to
+ * stage the call through host memory synchronously (comm.c). */
+static int device_mode(void) {
+  static gint mode = -2;
+  if (g_atomic_int_get(&mode) == -2) {
+    const char *v = g_getenv("PX_COMM_LOCAL_DEVICE");
+    g_atomic_int_set(&mode, !g_strcmp0(v, "1") ? 1 : !g_strcmp0(v, "0") ? 0 : -1);
+  }
+  return g_atomic_int_get(&mode);
+}
+
+static gboolean local_stream_takes(PxComm *c, const PxCommCall *k, PxStream *stream) {
+  Local *L = c->impl;
+  gboolean collective = k->kind == PX_CALL_ALL_REDUCE || k->kind == PX_CALL_REDUCE_SCATTER ||
+                        k->kind == PX_CALL_ALL_GATHER || k->kind == PX_CALL_BROADCAST || k->kind == PX_CALL_BARRIER;
+  if (!collective || L->w->rendezvous || c->group->n > PX_STREAM_REDUCE_MAX) return FALSE;
+  int mode = device_mode();
+  return mode == 1 || (mode == -1 && px_stream_native(stream) != NULL);
+}
+
+/* "rank 2" / "ranks 1, 2": the positions that have not reached phase p. */
+static char *behind(const Slot *s, int p) {
+  GString *str = g_string_new(NULL);
+  int missing = 0;
+  for (int k = 0; k < s->n; k++)
+    if (s->phase[k] < p) g_string_append_printf(str, missing++ ? ", %d" : "%d", s->ranks[k]);
+  g_string_prepend(str, missing > 1 ? "ranks " : "rank ");
+  g_string_append(str, p == 1 ? " never arrived" : " never finished queueing");
+  return g_string_free(str, FALSE);
+}
+
+/* Under the world lock: FALSE, with the error, once the world is aborted. */
+static gboolean not_aborted(PxComm *c, const char *desc, GError **error) {
+  PxLocalWorld *w = ((Local *)c->impl)->w;
+  if (!w->abort_msg) return TRUE;
+  g_set_error(error, PX_COMM_ERROR, PX_COMM_ERROR_ABORTED, "%s on rank %d: communicator aborted: %s", desc,
+              c->world_rank, w->abort_msg);
+  return FALSE;
+}
+
+/* Under the world lock: this position has reached phase p; wait until every
+ * position has (the deadline passing aborts the world, naming who is behind). */
+static gboolean reach(PxComm *c, Slot *s, int p, const char *desc, GError **error) {
+  PxLocalWorld *w = ((Local *)c->impl)->w;
+  s->phase[c->pos] = p;
+  g_cond_broadcast(&w->cond);
+  gint64 deadline = g_get_monotonic_time() + w->timeout_us;
+  for (gboolean late = FALSE;; late = !g_cond_wait_until(&w->cond, &w->lock, deadline)) {
+    int least = p;
+    for (int k = 0; k < s->n; k++) least = MIN(least, s->phase[k]);
+    if (least >= p) return TRUE;
+    if (!not_aborted(c, desc, error)) return FALSE;
+    if (late) {
+      g_autofree char *who = behind(s, p);
+      w->abort_msg = g_strdup_printf("%s: %s after %g s", desc, who, w->timeout_us / 1e6);
+      g_set_error_literal(error, PX_COMM_ERROR, PX_COMM_ERROR_TIMEOUT, w->abort_msg);
+      g_cond_broadcast(&w->cond);
+      return FALSE;
+    }
+  }
+}
+
+/* Under the world lock: post part (its events included) at this position of
+ * the slot `key`, made on first use; the last to post checks the parts. */
+static Slot *dev_post(PxComm *c, const char *key, const Part *part) {
+  PxLocalWorld *w = ((Local *)c->impl)->w;
+  int n = c->group->n;
+  Slot *s = g_hash_table_lookup(w->slots, key);
+  if (!s) {
+    s = g_new0(Slot, 1);
+    s->n = n;
+    s->ranks = g_memdup2(c->group->ranks, sizeof(int) * (gsize)n);
+    s->parts = g_new0(Part, n);
+    s->phase = g_new0(int, n);
+    g_hash_table_insert(w->slots, g_strdup(key), s);
+  }
+  s->parts[c->pos] = *part;
+  s->parts[c->pos].present = TRUE;
+  if (++s->arrived == n) s->mismatch = check_parts(s);
+  return s;
+}
+
+/* Under the world lock: leave the slot; the last to leave frees it. */
+static void dev_leave(PxLocalWorld *w, const char *key, Slot *s) {
+  if (++s->left == s->n) g_hash_table_remove(w->slots, key);
+}
+
+/* Queue on st a wait for event e of every position of s but this rank's. */
+static gboolean wait_others(PxStream *st, const Slot *s, int pos, int e, GError **error) {
+  for (int k = 0; k < s->n; k++)
+    if (k != pos && !px_stream_wait_event(st, s->parts[k].ev[e], error)) return FALSE;
+  return TRUE;
+}
+
+/* What one rank queues in a phase: s's parts (every rank's buffers) are
+ * stable while it runs (the slot is held). */
+typedef gboolean (*DevWork)(const Slot *s, int pos, PxStream *st, GError **error);
+
+/* The first element of all_reduce's chunk i of count elements over n ranks. */
+static gsize chunk_lo(gsize count, int n, int i) { return count * (gsize)i / (gsize)n; }
+
+/* Elements lo.. of every rank's buffer `recv` (send: the send buffers) reduced
+ * in rank order into out, m elements. */
+static gboolean reduce_into(const Slot *s, gboolean sends, gsize lo, void *out, gsize m, PxStream *st,
+                            GError **error) {
+  const Part *a = &s->parts[0];
+  gsize es = px_dtype_size(a->dtype);
+  const void *parts[PX_STREAM_REDUCE_MAX]; /* (n) element lo of each rank's buffer */
+  for (int k = 0; k < s->n; k++) parts[k] = (const char *)(sends ? s->parts[k].send : s->parts[k].recv) + lo * es;
+  return px_stream_reduce(st, out, parts, s->n, m, a->dtype, a->red == PX_RED_MAX, error);
+}
+
+/* all_reduce, work 1: chunk pos of every buffer summed into chunk pos of this rank's. */
+static gboolean all_reduce_1(const Slot *s, int pos, PxStream *st, GError **error) {
+  gsize lo = chunk_lo(s->parts[0].count, s->n, pos), hi = chunk_lo(s->parts[0].count, s->n, pos + 1);
+  gsize es = px_dtype_size(s->parts[0].dtype);
+  return reduce_into(s, FALSE, lo, (char *)s->parts[pos].recv + lo * es, hi - lo, st, error);
+}
+
+/* all_reduce, work 2: chunk j of rank j's buffer (summed there) copied into this rank's, j ≠ pos. */
+static gboolean all_reduce_2(const Slot *s, int pos, PxStream *st, GError **error) {
+  gsize count = s->parts[0].count, es = px_dtype_size(s->parts[0].dtype);
+  for (int j = 0; j < s->n; j++) {
+    gsize lo = chunk_lo(count, s->n, j), hi = chunk_lo(count, s->n, j + 1);
+    if (j != pos && !px_stream_memcpy(st, (char *)s->parts[pos].recv + lo * es,
+                                      (const char *)s->parts[j].recv + lo * es, (hi - lo) * es, 2, error))
+      return FALSE;
+  }
+  return TRUE;
+}
+
+/* reduce_scatter: block pos (count) of every send summed into this rank's recv. */
+static gboolean reduce_scatter_1(const Slot *s, int pos, PxStream *st, GError **error) {
+  gsize count = s->parts[0].count;
+  return reduce_into(s, TRUE, (gsize)pos * count, s->parts[pos].recv, count, st, error);
+}
+
+/* all_gather: rank k's send (count) into block k of this rank's recv (in
+ * place, send = block pos: nothing to copy for it). */
+static gboolean all_gather_1(const Slot *s, int pos, PxStream *st, GError **error) {
+  gsize bytes = s->parts[0].count * px_dtype_size(s->parts[0].dtype);
+  for (int k = 0; k < s->n; k++) {
+    char *dst = (char *)s->parts[pos].recv + (gsize)k * bytes;
+    if (dst != s->parts[k].send && !px_stream_memcpy(st, dst, s->parts[k].send, bytes, 2, error)) return FALSE;
+  }
+  return TRUE;
+}
+
+/* broadcast: the root's buffer (count) into this rank's. */
+static gboolean broadcast_1(const Slot *s, int pos, PxStream *st, GError **error) {
+  int r = s->parts[0].root;
+  gsize bytes = s->parts[0].count * px_dtype_size(s->parts[0].dtype);
+  return pos == r || px_stream_memcpy(st, s->parts[pos].recv, s->parts[r].send, bytes, 2, error);
+}
+
+/* One phase: wait the others' event `after`, queue work, record event `rec`
+ * (-1: none), meet at phase p. The slot is held (the world lock released
+ * around the queueing, which may block on an inline stream). */
+static gboolean dev_phase(PxComm *c, Slot *s, DevWork work, int after, int rec, int p, PxStream *st,
+                          const char *desc, GError **error) {
+  PxLocalWorld *w = ((Local *)c->impl)->w;
+  g_mutex_unlock(&w->lock);
+  gboolean ok = wait_others(st, s, c->pos, after, error) && (!work || work(s, c->pos, st, error)) &&
+                (rec < 0 || px_event_record(s->parts[c->pos].ev[rec], st, error));
+  g_mutex_lock(&w->lock);
+  if (!ok && !w->abort_msg) { /* this rank cannot go on: release the others now, not at their deadline */
+    w->abort_msg = g_strdup_printf("%s on rank %d: %s", desc, c->world_rank, error && *error ? (*error)->message : "failed");
+    g_cond_broadcast(&w->cond);
+  }
+  return ok && reach(c, s, p, desc, error);
+}
+
+/* The meetings of one collective (the protocol above), its events made and
+ * IN recorded. FALSE with *posted: the events may still be named by another
+ * rank's call in progress (kept: the world has failed). */
+static gboolean dev_meet(PxComm *c, const Part *part, DevWork work1, DevWork work2, PxStream *st, gboolean *posted,
+                         GError **error) {
+  Local *L = c->impl;
+  PxLocalWorld *w = L->w;
+  g_autofree char *desc = g_strdup_printf("%s on %s", part->op, c->label);
+  g_mutex_lock(&L->lock);
+  int seq = L->seq++;
+  g_mutex_unlock(&L->lock);
+  g_autofree char *key = g_strdup_printf("%s#%d (device)", L->key, seq);
+  g_mutex_lock(&w->lock);
+  if (!not_aborted(c, desc, error)) {
+    g_mutex_unlock(&w->lock);
+    return FALSE;
+  }
+  Slot *s = dev_post(c, key, part);
+  *posted = TRUE;
+  gboolean ok = reach(c, s, 1, desc, error);
+  if (ok && s->mismatch) {
+    g_set_error(error, PX_COMM_ERROR, PX_COMM_ERROR_MISMATCH, "%s: %s", desc, s->mismatch);
+    ok = FALSE;
+  }
+  ok = ok && dev_phase(c, s, work1, EV_IN, EV_MID, 2, st, desc, error);
+  ok = ok && (!work2 || dev_phase(c, s, work2, EV_MID, EV_OUT, 3, st, desc, error));
+  ok = ok && dev_phase(c, s, NULL, work2 ? EV_OUT : EV_MID, -1, work2 ? 4 : 3, st, desc, error);
+  dev_leave(w, key, s);
+  g_mutex_unlock(&w->lock);
+  return ok;
+}
+
+/* One collective on the device path: this rank's events (IN, MID, and OUT
+ * with a work 2) made with the stream's backend, IN recorded, the meetings. */
+static gboolean dev_collective(PxComm *c, Part *part, DevWork work1, DevWork work2, PxStream *st, GError **error) {
+  gboolean ok = TRUE, posted = FALSE;
+  for (int e = 0; e < (work2 ? 3 : 2); e++) ok = ok && (part->ev[e] = px_event_new(px_stream_backend(st), error)) != NULL;
+  ok = ok && px_event_record(part->ev[EV_IN], st, error) && dev_meet(c, part, work1, work2, st, &posted, error);
+  /* every rank has queued its waits for them (the last meeting): the streams
+   * keep what they still wait for */
+  for (int e = 0; (ok || !posted) && e < N_EV; e++) g_clear_pointer(&part->ev[e], px_event_free);
+  return ok;
+}
+
+/* PxCommOps.stream_queue: the collectives of local_stream_takes. */
+static gboolean local_stream_queue(PxComm *c, const PxCommCall *k, PxStream *st, GError **error) {
+  Part part = {.count = k->count, .dtype = k->dt, .red = k->red};
+  switch (k->kind) {
+  case PX_CALL_ALL_REDUCE:
+    part.op = "all_reduce", part.send = k->buf, part.recv = k->buf;
+    return dev_collective(c, &part, all_reduce_1, all_reduce_2, st, error);
+  case PX_CALL_REDUCE_SCATTER:
+    part.op = "reduce_scatter", part.send = k->send, part.recv = k->buf, part.red = PX_RED_SUM;
+    return dev_collective(c, &part, reduce_scatter_1, NULL, st, error);
+  case PX_CALL_ALL_GATHER:
+    part.op = "all_gather", part.send = k->send, part.recv = k->buf, part.red = PX_RED_SUM;
+    return dev_collective(c, &part, all_gather_1, NULL, st, error);
+  case PX_CALL_BROADCAST:
+    part.op = "broadcast", part.send = k->buf, part.recv = k->buf, part.red = PX_RED_SUM, part.root = k->arg;
+    return dev_collective(c, &part, broadcast_1, NULL, st, error);
+  case PX_CALL_BARRIER:
+    part.op = "barrier", part.count = 0, part.dtype = PX_DTYPE_F32, part.red = PX_RED_SUM;
+    return dev_collective(c, &part, NULL, NULL, st, error);
+  default:
+    g_return_val_if_reached(FALSE);
+  }
+}
+
 /* ---- communicators ---- */
 
 static Local *local_new(PxLocalWorld *w, const char *key) {
@@ -573,6 +859,8 @@ static const PxCommOps local_ops = {
   .issue = local_issue,
   .turn = local_turn,
   .finish = local_finish,
+  .stream_takes = local_stream_takes,
+  .stream_queue = local_stream_queue,
 };
 
 PxComm *px_comm_local_new(PxLocalWorld *w, int rank) {

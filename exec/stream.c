@@ -15,6 +15,7 @@
  * waiter hangs. */
 #include "backend_impl.h"
 #include "check.h"
+#include "comm_impl.h" /* px_comm_reduce_parts: the host streams' px_stream_reduce */
 #include <string.h>
 
 typedef enum { ITEM_HOST, ITEM_RECORD, ITEM_WAIT } ItemKind;
@@ -24,7 +25,7 @@ typedef struct {
   PxHostFn fn;
   gpointer data;
   GDestroyNotify free_data;
-  PxDevEvent *event;
+  struct HostEvent *event; /* RECORD, WAIT: a reference of its own (the event may be freed first) */
   guint64 seq; /* the record number (RECORD) or the one waited for (WAIT) */
 } Item;
 
@@ -38,22 +39,31 @@ typedef struct {
   GThread *thread;    /* NULL for the inline stream */
 } HostStream;
 
-typedef struct {
+/* Reference counted (g_atomic_rc_box): px_event_free drops the event's own
+ * reference, and a record or wait queued on a stream holds one until it has
+ * run, so that an event may be freed while another rank's stream (the local
+ * communicator's device path, comm_local.c) still has a wait on it queued. */
+typedef struct HostEvent {
   GMutex lock;
   GCond cond;
   guint64 armed, done;
+  gint64 t0;          /* the backend's clock origin (the backend may go first) */
   double time;        /* seconds on the backend clock of the latest completion */
   GError *error;      /* carried from a failed stream */
 } HostEvent;
 
-static double now_s(PxBackend *be) { return (g_get_monotonic_time() - be->t0) / 1e6; }
+static void event_clear(gpointer p) {
+  HostEvent *he = p;
+  g_clear_error(&he->error);
+  g_mutex_clear(&he->lock);
+  g_cond_clear(&he->cond);
+}
 
-static void event_complete(PxDevEvent *e, guint64 seq, const GError *err) {
-  HostEvent *he = e->impl;
+static void event_complete(HostEvent *he, guint64 seq, const GError *err) {
   g_mutex_lock(&he->lock);
   if (seq > he->done) {
     he->done = seq;
-    he->time = now_s(e->be);
+    he->time = (g_get_monotonic_time() - he->t0) / 1e6;
     g_clear_error(&he->error);
     if (err) he->error = g_error_copy(err);
   }
@@ -62,8 +72,7 @@ static void event_complete(PxDevEvent *e, guint64 seq, const GError *err) {
 }
 
 /* Wait until record number seq of e has completed; its error, if any. */
-static gboolean event_wait_seq(PxDevEvent *e, guint64 seq, GError **error) {
-  HostEvent *he = e->impl;
+static gboolean event_wait_seq(HostEvent *he, guint64 seq, GError **error) {
   g_mutex_lock(&he->lock);
   while (he->done < seq) g_cond_wait(&he->cond, &he->lock);
   gboolean ok = he->error == NULL;
@@ -74,6 +83,7 @@ static gboolean event_wait_seq(PxDevEvent *e, guint64 seq, GError **error) {
 
 static void item_free(Item *it) {
   if (it->free_data) it->free_data(it->data);
+  if (it->event) g_atomic_rc_box_release_full(it->event, event_clear);
   g_free(it);
 }
 
@@ -183,7 +193,8 @@ static gboolean host_launch(PxStream *s, PxHostFn fn, gpointer data, GDestroyNot
 
 static gboolean host_event_init(PxDevEvent *e, GError **error) {
   (void)error;
-  HostEvent *he = g_new0(HostEvent, 1);
+  HostEvent *he = g_atomic_rc_box_new0(HostEvent);
+  he->t0 = e->be->t0;
   g_mutex_init(&he->lock);
   g_cond_init(&he->cond);
   e->impl = he;
@@ -192,11 +203,7 @@ static gboolean host_event_init(PxDevEvent *e, GError **error) {
 
 static void host_event_free(PxDevEvent *e) {
   HostEvent *he = e->impl;
-  if (!he) return;
-  g_clear_error(&he->error);
-  g_mutex_clear(&he->lock);
-  g_cond_clear(&he->cond);
-  g_free(he);
+  if (he) g_atomic_rc_box_release_full(he, event_clear);
 }
 
 /* The event's latest record number, after adding `arm` new ones. */
@@ -211,7 +218,7 @@ static guint64 event_armed(PxDevEvent *e, guint64 arm) {
 static void enqueue_event(PxStream *s, ItemKind kind, PxDevEvent *e, guint64 seq) {
   Item *it = g_new0(Item, 1);
   it->kind = kind;
-  it->event = e;
+  it->event = g_atomic_rc_box_acquire((HostEvent *)e->impl);
   it->seq = seq;
   enqueue(s, it);
 }
@@ -219,19 +226,19 @@ static void enqueue_event(PxStream *s, ItemKind kind, PxDevEvent *e, guint64 seq
 static gboolean host_record(PxDevEvent *e, PxStream *s, GError **error) {
   (void)error;
   guint64 seq = event_armed(e, 1);
-  if (s->is_inline) event_complete(e, seq, NULL);
+  if (s->is_inline) event_complete(e->impl, seq, NULL);
   else enqueue_event(s, ITEM_RECORD, e, seq);
   return TRUE;
 }
 
 static gboolean host_wait(PxStream *s, PxDevEvent *e, GError **error) {
   guint64 seq = event_armed(e, 0);
-  if (s->is_inline) return event_wait_seq(e, seq, error);
+  if (s->is_inline) return event_wait_seq(e->impl, seq, error);
   enqueue_event(s, ITEM_WAIT, e, seq);
   return TRUE;
 }
 
-static gboolean host_event_synchronize(PxDevEvent *e, GError **error) { return event_wait_seq(e, event_armed(e, 0), error); }
+static gboolean host_event_synchronize(PxDevEvent *e, GError **error) { return event_wait_seq(e->impl, event_armed(e, 0), error); }
 
 static gboolean host_event_query(PxDevEvent *e) {
   HostEvent *he = e->impl;
@@ -295,6 +302,7 @@ void px_stream_free(PxStream *s) {
 }
 
 const char *px_stream_label(const PxStream *s) { return s->name; }
+PxBackend *px_stream_backend(const PxStream *s) { return s->be; }
 gboolean px_stream_is_inline(const PxStream *s) { return s->is_inline; }
 void *px_stream_native(PxStream *s) { return s->ops->native ? s->ops->native(s) : NULL; }
 gboolean px_stream_synchronize(PxStream *s, GError **error) { return s->ops->synchronize(s, error); }
@@ -384,4 +392,54 @@ gboolean px_tensor_copy_async(PxTensor *dst, const PxTensor *src, PxStream *s, G
 gboolean px_tensor_copy(PxTensor *dst, const PxTensor *src, GError **error) {
   PxStream *s = px_backend_compute_stream(dst->backend);
   return px_tensor_copy_async(dst, src, s, error) && px_stream_synchronize(s, error);
+}
+
+/* ---- reductions (px_stream_reduce) ---- */
+
+/* A host reduction queued on a host stream: parts owned (n pointers). */
+typedef struct {
+  void *out;           /* count elements of dt (may be one of the parts) */
+  const void **parts;  /* (n) owned array; the memory they point to is not */
+  int n;
+  gsize count;
+  PxDType dt;
+  gboolean max;
+} Reduce;
+
+static void reduce_free(gpointer p) {
+  Reduce *r = p;
+  g_free(r->parts);
+  g_free(r);
+}
+
+/* Elements per block of the host reduction: its result goes through a block
+ * of its own, so that out may be any one of the parts (px_comm_reduce_parts
+ * allows only the first). */
+#define REDUCE_BLOCK 4096
+
+static gboolean run_reduce(gpointer data, GError **error) {
+  (void)error;
+  Reduce *r = data;
+  gsize es = px_dtype_size(r->dt);
+  g_autofree void *block = g_malloc(REDUCE_BLOCK * es);     /* (REDUCE_BLOCK) elements of dt */
+  g_autofree const void **at = g_new(const void *, r->n); /* (n) this block of each part */
+  for (gsize lo = 0; lo < r->count; lo += REDUCE_BLOCK) {
+    gsize m = MIN(REDUCE_BLOCK, r->count - lo);
+    for (int k = 0; k < r->n; k++) at[k] = (const char *)r->parts[k] + lo * es;
+    px_comm_reduce_parts(block, at, r->n, m, r->dt, r->max ? PX_RED_MAX : PX_RED_SUM);
+    memcpy((char *)r->out + lo * es, block, m * es);
+  }
+  return TRUE;
+}
+
+gboolean px_stream_reduce(PxStream *s, void *out, const void *const *parts, int n, gsize count, PxDType dt,
+                          gboolean max, GError **error) {
+  if (n < 1 || n > PX_STREAM_REDUCE_MAX)
+    return px_fail(error, PX_BACKEND_ERROR, PX_BACKEND_ERROR_SHAPE, "stream reduce of %d parts (1 to %d)", n,
+                   PX_STREAM_REDUCE_MAX);
+  if (count == 0) return TRUE;
+  if (s->ops->reduce_async) return s->ops->reduce_async(s, out, parts, n, count, dt, max, error);
+  Reduce *r = g_new(Reduce, 1);
+  *r = (Reduce){out, g_memdup2(parts, sizeof(void *) * (gsize)n), n, count, dt, max};
+  return px_stream_launch_host(s, run_reduce, r, reduce_free, error);
 }

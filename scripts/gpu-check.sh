@@ -19,8 +19,11 @@
 #               the same in bf16 (half activations): ≤ 2e-3 (bf16's unit
 #               roundoff) at step 1, ≤ 1e-2 after
 #   3 layout    pp 2 × tp 2 = 4 ranks on the one GPU (--comm local, CUDA
-#               buffers) against 1 rank, 3 steps, B 8 (mbs 2), T 128, fp32:
-#               ≤ 1e-5 relative per step (tests/mpi_parity.c's f32 bound);
+#               buffers, its collectives on the device path) against 1 rank,
+#               3 steps, B 8 (mbs 2), T 128, fp32: ≤ 1e-5 relative per step
+#               (tests/mpi_parity.c's f32 bound); the same 4 ranks with the
+#               collectives staged through host memory
+#               (PX_COMM_LOCAL_DEVICE=0) give the same losses exactly;
 #               and dp 2 ZeRO-2 with --offload optimizer (AdamW on the host)
 #               and dp 2 ZeRO-3 with --offload optimizer+params (the parameter
 #               shard on the host, each layer uploaded into its gather)
@@ -203,8 +206,16 @@ check_train() {
 check_layout() {
   local args="--backend $BACKEND --comm local --model $MODEL --mbs 2 --gbs 8 --seq 128 --steps 3 $RUN_FP32"
   "$exe" run $args > "$logs/layout-1.json" || { echo "the 1-rank $BACKEND run failed"; return 1; }
-  "$exe" run $args --pp 2 --tp 2 > "$logs/layout-4.json" || { echo "the pp 2 x tp 2 $BACKEND run failed"; return 1; }
+  # the local communicator's collectives on its device path (stream copies, the reduction kernel, events across
+  # the ranks' streams: cuda's default, set here so that the cpu dry run takes it too), then staged through host
+  # memory (PX_COMM_LOCAL_DEVICE=0, the path before it): the same arithmetic, so the same losses exactly
+  PX_COMM_LOCAL_DEVICE=1 "$exe" run $args --pp 2 --tp 2 > "$logs/layout-4.json" ||
+    { echo "the pp 2 x tp 2 $BACKEND run failed"; return 1; }
   compare_losses "$logs/layout-4.json" "$logs/layout-1.json" "pp2 x tp2 (4 ranks, local, one GPU) vs 1 rank" 1e-5 1e-5 ||
+    return 1
+  PX_COMM_LOCAL_DEVICE=0 "$exe" run $args --pp 2 --tp 2 > "$logs/layout-4-staged.json" ||
+    { echo "the pp 2 x tp 2 $BACKEND run with staged collectives failed"; return 1; }
+  compare_losses "$logs/layout-4-staged.json" "$logs/layout-4.json" "pp2 x tp2 staged vs device-path collectives" 0 0 ||
     return 1
   # ZeRO-Offload: AdamW on the host (the host backend, pinned buffers on cuda), the gradients down and the parameters up
   "$exe" run $args --dp 2 --zero 2 --offload optimizer > "$logs/layout-offload.json" ||
@@ -289,7 +300,7 @@ check_bench() {
 step ops 180 check_ops
 step flash 90 check_flash
 step train 300 check_train
-step layout 180 check_layout
+step layout 240 check_layout
 step nccl 180 check_nccl
 step memory 30 check_memory
 step bench 480 check_bench

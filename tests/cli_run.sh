@@ -7,7 +7,9 @@
 # directory that cannot be created, a non-finite loss, an unknown backend).
 # Checkpoints also resume under another layout, and --keep prunes. Context
 # parallelism (--cp 2) gives the single rank's losses. Communicator calls
-# staged through host copies (PX_COMM_STAGE=1) give the queued calls' losses.
+# staged through host copies (PX_COMM_STAGE=1), and the local communicator's
+# collectives on its device path (PX_COMM_LOCAL_DEVICE=1), give the queued
+# calls' losses.
 set -u
 exe=$2
 fail=0; n=0
@@ -170,6 +172,11 @@ for layout in "--pp 2 --tp 2 --dp 2 --zero 1" "--dp 2 --zero 3" "--pp 2 --vpp 2 
   # shellcheck disable=SC2086
   staged=$(PX_COMM_STAGE=1 timeout 300 "$exe" "${base[@]}" $layout --steps 2 | losses)
   check "staged calls ($layout): the losses of the queued ones" "[ -n \"\$plain\" ] && [ \"\$plain\" = \"\$staged\" ]"
+  # the local communicator's device path (comm_local.c: collectives as stream
+  # copies, px_stream_reduce and events across the ranks' streams, as on cuda)
+  # shellcheck disable=SC2086
+  device=$(PX_COMM_LOCAL_DEVICE=1 timeout 300 "$exe" "${base[@]}" $layout --steps 2 | losses)
+  check "device-path collectives ($layout): the losses of the host path" "[ -n \"\$plain\" ] && [ \"\$plain\" = \"\$device\" ]"
 done
 echo "1..$n"
 exit $fail

@@ -152,10 +152,25 @@ typedef void (*CheckFn)(PxComm *world, const Ctx *ctx);
 
 /* An unexpected error: release the peers (abort the world with the reason),
  * then fail this rank's assertion. call must set `err` on failure. */
+/* --queue (thread-ranks): the calls the checks make through OK with no
+ * stream of their own go on S, this rank's stream: "inline" the compute
+ * stream of a cpu backend of the rank's, "worker" a worker stream of it (OK
+ * synchronises it after the call, so that the check reads complete results).
+ * tests/CMakeLists.txt runs the `local` suite so with PX_COMM_LOCAL_DEVICE=1:
+ * its collectives then take the device path (comm_local.c). NULL: none. */
+static char *opt_queue;
+static GPrivate rank_stream = G_PRIVATE_INIT(NULL);
+#define S ((PxStream *)g_private_get(&rank_stream))
+
+static gboolean sync_rank_stream(GError **error) {
+  PxStream *s = S;
+  return !s || px_stream_is_inline(s) || px_stream_synchronize(s, error);
+}
+
 #define OK(c, call)                                                                                \
   do {                                                                                             \
     GError *err = NULL;                                                                            \
-    if (!(call)) {                                                                                 \
+    if (!(call) || !sync_rank_stream(&err)) {                                                      \
       g_assert_nonnull(err);                                                                       \
       px_comm_abort((c), err->message);                                                            \
       g_assert_no_error(err);                                                                      \
@@ -255,7 +270,7 @@ static void all_reduce_case(PxComm *world, const Ctx *ctx, PxDType dt, gsize cou
     put(buf, i, dt, op == PX_RED_SUM ? red_val(r, i, dt) : max_val(r, i, n));
     put(want, i, dt, op == PX_RED_SUM ? red_sum(n, i, dt) : max_max(n, i));
   }
-  OK(world, px_comm_all_reduce(world, buf, count, dt, (PxRedOp)op, NULL, &err));
+  OK(world, px_comm_all_reduce(world, buf, count, dt, (PxRedOp)op, S, &err));
   g_autofree char *what = what_of(op == PX_RED_SUM ? "all_reduce sum" : "all_reduce max", count, dt);
   expect_same(world, what, buf, want, count, dt);
 }
@@ -280,9 +295,9 @@ static void check_all_reduce_identical(PxComm *world, const Ctx *ctx) {
     for (int e = g_rand_int_range(rand, 0, 14); e > 0; e--) x *= 10; /* magnitudes 1 .. 1e13 */
     buf[i] = (float)x;
   }
-  OK(world, px_comm_all_reduce(world, buf, COUNT, PX_DTYPE_F32, PX_RED_SUM, NULL, &err));
+  OK(world, px_comm_all_reduce(world, buf, COUNT, PX_DTYPE_F32, PX_RED_SUM, S, &err));
   g_autofree float *all = g_new(float, (gsize)n * COUNT);
-  OK(world, px_comm_all_gather(world, buf, all, COUNT, PX_DTYPE_F32, NULL, &err));
+  OK(world, px_comm_all_gather(world, buf, all, COUNT, PX_DTYPE_F32, S, &err));
   for (int k = 0; k < n; k++)
     if (memcmp(all + (gsize)k * COUNT, buf, sizeof buf)) {
       int i = 0;
@@ -305,7 +320,7 @@ static void reduce_scatter_case(PxComm *world, const Ctx *ctx, PxDType dt, gsize
   for (gsize i = 0; i < (gsize)n * count; i++) put(send, i, dt, red_val(r, i, dt));
   /* rank r gets chunk r of the sum: elements r*count .. (r+1)*count-1 */
   for (gsize i = 0; i < count; i++) put(want, i, dt, red_sum(n, (gsize)r * count + i, dt));
-  OK(world, px_comm_reduce_scatter(world, send, recv, count, dt, NULL, &err));
+  OK(world, px_comm_reduce_scatter(world, send, recv, count, dt, S, &err));
   g_autofree char *what = what_of("reduce_scatter", count, dt);
   expect_same(world, what, recv, want, count, dt);
 }
@@ -340,8 +355,8 @@ static void half_reduce(PxComm *world, const Ctx *ctx, PxDType dt, const HalfCas
   for (int e = 0; e < k; e++) put(buf, (gsize)e, dt, r == 0 ? cs[e].first : cs[e].rest);
   for (int j = 0; j < n; j++)
     for (int e = 0; e < k; e++) put(send, (gsize)(j * k + e), dt, r == 0 ? cs[e].first : cs[e].rest);
-  OK(world, px_comm_all_reduce(world, buf, (gsize)k, dt, PX_RED_SUM, NULL, &err));
-  OK(world, px_comm_reduce_scatter(world, send, recv, (gsize)k, dt, NULL, &err));
+  OK(world, px_comm_all_reduce(world, buf, (gsize)k, dt, PX_RED_SUM, S, &err));
+  OK(world, px_comm_reduce_scatter(world, send, recv, (gsize)k, dt, S, &err));
   gboolean once = (ctx->impl->caps & CAP_ROUND_ONCE) != 0;
   for (int pass = 0; pass < 2; pass++)
     for (int e = 0; e < k; e++) {
@@ -422,9 +437,9 @@ static void check_halves_identical(PxComm *world, const Ctx *ctx) {
     }
     guint16 buf[COUNT];
     memcpy(buf, in + (gsize)r * COUNT, sizeof buf);
-    OK(world, px_comm_all_reduce(world, buf, COUNT, dt, PX_RED_SUM, NULL, &err));
+    OK(world, px_comm_all_reduce(world, buf, COUNT, dt, PX_RED_SUM, S, &err));
     g_autofree guint16 *all = g_new(guint16, (gsize)n * COUNT);
-    OK(world, px_comm_all_gather(world, buf, all, COUNT, dt, NULL, &err));
+    OK(world, px_comm_all_gather(world, buf, all, COUNT, dt, S, &err));
     for (int k = 0; k < n; k++)
       if (memcmp(all + (gsize)k * COUNT, buf, sizeof buf)) {
         int i = 0;
@@ -457,14 +472,14 @@ static void all_gather_case(PxComm *world, const Ctx *ctx, PxDType dt, gsize cou
   for (gsize i = 0; i < count; i++) put(send, i, dt, mov_val(r, i));
   for (int k = 0; k < n; k++)
     for (gsize i = 0; i < count; i++) put(want, (gsize)k * count + i, dt, mov_val(k, i));
-  OK(world, px_comm_all_gather(world, send, recv, count, dt, NULL, &err));
+  OK(world, px_comm_all_gather(world, send, recv, count, dt, S, &err));
   g_autofree char *what = what_of("all_gather", count, dt);
   expect_same(world, what, recv, want, (gsize)n * count, dt);
 
   memset(recv, 0xff, (gsize)n * count * es);
   void *mine = (char *)recv + (gsize)r * count * es;
   memcpy(mine, send, count * es);
-  OK(world, px_comm_all_gather(world, mine, recv, count, dt, NULL, &err));
+  OK(world, px_comm_all_gather(world, mine, recv, count, dt, S, &err));
   g_autofree char *what2 = what_of("all_gather in place", count, dt);
   expect_same(world, what2, recv, want, (gsize)n * count, dt);
 }
@@ -477,7 +492,7 @@ static void broadcast_case(PxComm *world, const Ctx *ctx, PxDType dt, gsize coun
   for (int root = 0; root < ctx->n; root++) {
     g_autofree void *buf = buf_new(count, dt), *want = buf_new(count, dt);
     for (gsize i = 0; i < count; i++) put(buf, i, dt, mov_val(r, i)), put(want, i, dt, mov_val(root, i));
-    OK(world, px_comm_broadcast(world, buf, count, dt, root, NULL, &err));
+    OK(world, px_comm_broadcast(world, buf, count, dt, root, S, &err));
     g_autofree char *what = g_strdup_printf("broadcast from %d", root);
     expect_same(world, what, buf, want, count, dt);
   }
@@ -500,13 +515,13 @@ static void check_barrier(PxComm *world, const Ctx *ctx) {
     g_assert_cmpuint(strlen(dir), <, sizeof path);
     memcpy(path, dir, strlen(dir));
   }
-  OK(world, px_comm_broadcast(world, path, G_N_ELEMENTS(path), PX_DTYPE_I32, 0, NULL, &err));
+  OK(world, px_comm_broadcast(world, path, G_N_ELEMENTS(path), PX_DTYPE_I32, 0, S, &err));
   const char *dir = (const char *)path;
   for (int round = 0; round < 2; round++) {
     g_usleep((gulong)(n - 1 - r) * 20000);
     g_autofree char *mine = g_strdup_printf("%s/%d.%d", dir, round, r);
     g_assert_true(g_file_set_contents(mine, "", 0, NULL));
-    OK(world, px_comm_barrier(world, NULL, &err));
+    OK(world, px_comm_barrier(world, S, &err));
     for (int k = 0; k < n; k++) {
       g_autofree char *theirs = g_strdup_printf("%s/%d.%d", dir, round, k);
       if (!g_file_test(theirs, G_FILE_TEST_EXISTS)) {
@@ -515,7 +530,7 @@ static void check_barrier(PxComm *world, const Ctx *ctx) {
       }
     }
   }
-  OK(world, px_comm_barrier(world, NULL, &err)); /* everyone has looked */
+  OK(world, px_comm_barrier(world, S, &err)); /* everyone has looked */
   if (r == 0) {
     for (int round = 0; round < 2; round++)
       for (int k = 0; k < n; k++) {
@@ -540,26 +555,26 @@ static void check_pipeline(PxComm *world, const Ctx *ctx) {
     if (r == 0)
       for (int i = 0; i < COUNT; i++) v[i] = 1000.0 * mb + i;
     else {
-      OK(world, px_comm_recv(world, v, COUNT, PX_DTYPE_F64, r - 1, NULL, &err));
+      OK(world, px_comm_recv(world, v, COUNT, PX_DTYPE_F64, r - 1, S, &err));
       for (int i = 0; i < COUNT; i++) want[i] = 1000.0 * mb + i + r * (r + 1) / 2.0; /* sum_{k<r} (k+1) */
       g_autofree char *what = g_strdup_printf("forward micro-batch %d", mb);
       expect_same(world, what, v, want, COUNT, PX_DTYPE_F64);
     }
     for (int i = 0; i < COUNT; i++) v[i] += r + 1;
-    if (r < n - 1) OK(world, px_comm_send(world, v, COUNT, PX_DTYPE_F64, r + 1, NULL, &err));
+    if (r < n - 1) OK(world, px_comm_send(world, v, COUNT, PX_DTYPE_F64, r + 1, S, &err));
   }
   for (int mb = 0; mb < M; mb++) {
     if (r == n - 1)
       for (int i = 0; i < COUNT; i++) v[i] = -1000.0 * mb - i;
     else {
-      OK(world, px_comm_recv(world, v, COUNT, PX_DTYPE_F64, r + 1, NULL, &err));
+      OK(world, px_comm_recv(world, v, COUNT, PX_DTYPE_F64, r + 1, S, &err));
       /* sum_{k=r+1}^{n-1} 100 (k+1) = 50 (n(n+1) - (r+1)(r+2)) */
       for (int i = 0; i < COUNT; i++) want[i] = -1000.0 * mb - i + 50.0 * (n * (n + 1) - (r + 1) * (r + 2));
       g_autofree char *what = g_strdup_printf("backward micro-batch %d", mb);
       expect_same(world, what, v, want, COUNT, PX_DTYPE_F64);
     }
     for (int i = 0; i < COUNT; i++) v[i] += 100.0 * (r + 1);
-    if (r > 0) OK(world, px_comm_send(world, v, COUNT, PX_DTYPE_F64, r - 1, NULL, &err));
+    if (r > 0) OK(world, px_comm_send(world, v, COUNT, PX_DTYPE_F64, r - 1, S, &err));
   }
 }
 
@@ -574,15 +589,15 @@ static void ring_case(PxComm *world, const Ctx *ctx, PxDType dt, gsize count, in
   for (gsize i = 0; i < count; i++) put(send, i, dt, mov_val(r, i)), put(want, i, dt, mov_val(prev, i));
   if (grouped) {
     px_comm_group_start(world);
-    OK(world, px_comm_send(world, send, count, dt, next, NULL, &err));
-    OK(world, px_comm_recv(world, recv, count, dt, prev, NULL, &err));
-    OK(world, px_comm_group_end(world, NULL, &err));
+    OK(world, px_comm_send(world, send, count, dt, next, S, &err));
+    OK(world, px_comm_recv(world, recv, count, dt, prev, S, &err));
+    OK(world, px_comm_group_end(world, S, &err));
   } else if (r % 2 == 0) {
-    OK(world, px_comm_send(world, send, count, dt, next, NULL, &err));
-    OK(world, px_comm_recv(world, recv, count, dt, prev, NULL, &err));
+    OK(world, px_comm_send(world, send, count, dt, next, S, &err));
+    OK(world, px_comm_recv(world, recv, count, dt, prev, S, &err));
   } else {
-    OK(world, px_comm_recv(world, recv, count, dt, prev, NULL, &err));
-    OK(world, px_comm_send(world, send, count, dt, next, NULL, &err));
+    OK(world, px_comm_recv(world, recv, count, dt, prev, S, &err));
+    OK(world, px_comm_send(world, send, count, dt, next, S, &err));
   }
   g_autofree char *what = what_of(grouped ? "grouped ring recv" : "ring recv", count, dt);
   expect_same(world, what, recv, want, count, dt);
@@ -602,7 +617,7 @@ static void fifo_recv(PxComm *world, int src, int dst) {
     gsize count = fifo_count(k);
     g_autofree float *got = g_new0(float, count), *want = g_new(float, count);
     for (gsize i = 0; i < count; i++) want[i] = (float)fifo_val(src, dst, k, i);
-    OK(world, px_comm_recv(world, got, count, PX_DTYPE_F32, src, NULL, &err));
+    OK(world, px_comm_recv(world, got, count, PX_DTYPE_F32, src, S, &err));
     g_autofree char *what = g_strdup_printf("message %d from rank %d", k, src);
     expect_same(world, what, got, want, count, PX_DTYPE_F32);
   }
@@ -613,7 +628,7 @@ static void fifo_send(PxComm *world, int src, int dst) {
     gsize count = fifo_count(k);
     g_autofree float *buf = g_new(float, count);
     for (gsize i = 0; i < count; i++) buf[i] = (float)fifo_val(src, dst, k, i);
-    OK(world, px_comm_send(world, buf, count, PX_DTYPE_F32, dst, NULL, &err));
+    OK(world, px_comm_send(world, buf, count, PX_DTYPE_F32, dst, S, &err));
   }
 }
 
@@ -647,11 +662,11 @@ static void group_exchange(PxComm *world, int n, int per_peer) {
       send[p][k] = g_new(float, counts[k]);
       recv[p][k] = g_new0(float, counts[k]);
       for (gsize i = 0; i < counts[k]; i++) send[p][k][i] = (float)fifo_val(r, p, k, i);
-      OK(world, px_comm_send(world, send[p][k], counts[k], PX_DTYPE_F32, p, NULL, &err));
-      OK(world, px_comm_recv(world, recv[p][k], counts[k], PX_DTYPE_F32, p, NULL, &err));
+      OK(world, px_comm_send(world, send[p][k], counts[k], PX_DTYPE_F32, p, S, &err));
+      OK(world, px_comm_recv(world, recv[p][k], counts[k], PX_DTYPE_F32, p, S, &err));
     }
   }
-  OK(world, px_comm_group_end(world, NULL, &err));
+  OK(world, px_comm_group_end(world, S, &err));
   for (int p = 0; p < n; p++) {
     if (p == r) continue;
     for (int k = 0; k < per_peer; k++) {
@@ -685,11 +700,11 @@ static void check_group_two_comms(PxComm *world, const Ctx *ctx) {
   PxComm *both[2] = {a, b};
   px_comm_group_start(a);
   px_comm_group_start(b);
-  OK(world, px_comm_send(a, sa, NA, PX_DTYPE_F32, next, NULL, &err));
-  OK(world, px_comm_recv(b, rb, NB, PX_DTYPE_F32, prev, NULL, &err));
-  OK(world, px_comm_recv(a, ra, NA, PX_DTYPE_F32, prev, NULL, &err));
-  OK(world, px_comm_send(b, sb, NB, PX_DTYPE_F32, next, NULL, &err));
-  OK(world, px_comm_group_end_multi(both, 2, NULL, &err));
+  OK(world, px_comm_send(a, sa, NA, PX_DTYPE_F32, next, S, &err));
+  OK(world, px_comm_recv(b, rb, NB, PX_DTYPE_F32, prev, S, &err));
+  OK(world, px_comm_recv(a, ra, NA, PX_DTYPE_F32, prev, S, &err));
+  OK(world, px_comm_send(b, sb, NB, PX_DTYPE_F32, next, S, &err));
+  OK(world, px_comm_group_end_multi(both, 2, S, &err));
   expect_same(world, "group over two communicators: the first's message", ra, want_a, NA, PX_DTYPE_F32);
   expect_same(world, "group over two communicators: the second's message", rb, want_b, NB, PX_DTYPE_F32);
 }
@@ -728,8 +743,8 @@ static void all_to_all_case(PxComm *world, const Ctx *ctx, PxDType dt, gsize cou
     for (gsize x = 0; x < sc[j]; x++) put(send, sd[j] + x, dt, mov_val(r, (gsize)j * count + x));
   for (int i = 0; i < n; i++)
     for (gsize x = 0; x < rc[i]; x++) put(want, rd[i] + x, dt, mov_val(i, (gsize)r * count + x));
-  if (variant) OK(world, px_comm_all_to_all_v(world, send, sc, sd, recv, rc, rd, dt, NULL, &err));
-  else OK(world, px_comm_all_to_all(world, send, recv, count, dt, NULL, &err));
+  if (variant) OK(world, px_comm_all_to_all_v(world, send, sc, sd, recv, rc, rd, dt, S, &err));
+  else OK(world, px_comm_all_to_all(world, send, recv, count, dt, S, &err));
   g_autofree char *what = what_of(variant ? "all_to_all_v" : "all_to_all", count, dt);
   expect_same(world, what, recv, want, rt, dt);
 }
@@ -822,9 +837,9 @@ static void check_split_dp_tp(PxComm *world, const Ctx *ctx) {
   g_assert_cmpstr(px_comm_backend(dp), ==, px_comm_backend(world));
   for (int round = 0; round < 3; round++) {
     double t = r, d = r, w = r;
-    OK(world, px_comm_all_reduce(tp, &t, 1, PX_DTYPE_F64, PX_RED_SUM, NULL, &err));
-    OK(world, px_comm_all_reduce(world, &w, 1, PX_DTYPE_F64, PX_RED_SUM, NULL, &err));
-    OK(world, px_comm_all_reduce(dp, &d, 1, PX_DTYPE_F64, PX_RED_SUM, NULL, &err));
+    OK(world, px_comm_all_reduce(tp, &t, 1, PX_DTYPE_F64, PX_RED_SUM, S, &err));
+    OK(world, px_comm_all_reduce(world, &w, 1, PX_DTYPE_F64, PX_RED_SUM, S, &err));
+    OK(world, px_comm_all_reduce(dp, &d, 1, PX_DTYPE_F64, PX_RED_SUM, S, &err));
     double want_t = 0, want_d = 0;
     for (int i = 0; i < tp_n; i++) want_t += tp_ranks[i];
     for (int i = 0; i < dp_n; i++) want_d += dp_ranks[i];
@@ -835,8 +850,8 @@ static void check_split_dp_tp(PxComm *world, const Ctx *ctx) {
   /* point-to-point inside dp: position 0 sends its world rank to the others */
   if (dp_n > 1) {
     gint32 x = r;
-    if (px_comm_rank(dp) == 0) OK(world, px_comm_send(dp, &x, 1, PX_DTYPE_I32, 1, NULL, &err));
-    else OK(world, px_comm_recv(dp, &x, 1, PX_DTYPE_I32, 0, NULL, &err));
+    if (px_comm_rank(dp) == 0) OK(world, px_comm_send(dp, &x, 1, PX_DTYPE_I32, 1, S, &err));
+    else OK(world, px_comm_recv(dp, &x, 1, PX_DTYPE_I32, 0, S, &err));
     g_assert_cmpint(x, ==, dp_ranks[0]);
   }
   /* a split of a split: tp's members again, ordered by descending world rank */
@@ -859,9 +874,9 @@ static void check_split_reverse(PxComm *world, const Ctx *ctx) {
   for (int p = 0; p < n; p++) ranks[p] = n - 1 - p;
   expect_members(rev, "rev", n, ranks, n - 1 - r);
   gint32 x = r, all[8];
-  OK(world, px_comm_all_gather(rev, &x, all, 1, PX_DTYPE_I32, NULL, &err));
+  OK(world, px_comm_all_gather(rev, &x, all, 1, PX_DTYPE_I32, S, &err));
   for (int p = 0; p < n; p++) g_assert_cmpint(all[p], ==, n - 1 - p);
-  OK(world, px_comm_broadcast(rev, &x, 1, PX_DTYPE_I32, 0, NULL, &err));
+  OK(world, px_comm_broadcast(rev, &x, 1, PX_DTYPE_I32, 0, S, &err));
   g_assert_cmpint(x, ==, n - 1);
   OK(world, (same = px_comm_split(world, 0, 5, "same", &err)) != NULL);
   for (int p = 0; p < n; p++) ranks[p] = p;
@@ -882,10 +897,10 @@ static void check_split_no_color(PxComm *world, const Ctx *ctx) {
     for (int k = 0; k < n; k += 2) ranks[m++] = k;
     expect_members(even, "even", m, ranks, r / 2);
     double x = r;
-    OK(world, px_comm_all_reduce(even, &x, 1, PX_DTYPE_F64, PX_RED_SUM, NULL, &err));
+    OK(world, px_comm_all_reduce(even, &x, 1, PX_DTYPE_F64, PX_RED_SUM, S, &err));
     g_assert_cmpfloat(x, ==, n <= 2 ? 0 : 2); /* 0, or 0 + 2 */
   }
-  OK(world, px_comm_barrier(world, NULL, &err));
+  OK(world, px_comm_barrier(world, S, &err));
   /* a color below NO_COLOR is refused on the rank that passes it, before any
    * communication */
   g_assert_null(px_comm_split(world, -2, 0, "bad", &err));
@@ -1010,9 +1025,9 @@ static void check_invalid(PxComm *world, const Ctx *ctx) {
   g_assert_false(px_comm_barrier(world, NULL, &err)); /* only send / recv in a group */
   g_assert_error(err, PX_COMM_ERROR, PX_COMM_ERROR_INVALID);
   g_clear_error(&err);
-  OK(world, px_comm_group_end(world, NULL, &err)); /* an empty group */
+  OK(world, px_comm_group_end(world, S, &err)); /* an empty group */
   /* nothing was sent: the world still works */
-  OK(world, px_comm_all_reduce(world, &x, 1, PX_DTYPE_F64, PX_RED_SUM, NULL, &err));
+  OK(world, px_comm_all_reduce(world, &x, 1, PX_DTYPE_F64, PX_RED_SUM, S, &err));
   g_assert_cmpfloat(x, ==, n);
 }
 
@@ -1058,8 +1073,8 @@ static void mismatch_p2p(PxComm *world, gsize sent, gsize expects) {
   float x[3] = {1, 2, 3};
   GError *err = NULL;
   if (r == 0) {
-    OK(world, px_comm_send(world, x, sent, PX_DTYPE_F32, 1, NULL, &err));
-    OK(world, px_comm_send(world, x, 3, PX_DTYPE_F32, 1, NULL, &err));
+    OK(world, px_comm_send(world, x, sent, PX_DTYPE_F32, 1, S, &err));
+    OK(world, px_comm_send(world, x, 3, PX_DTYPE_F32, 1, S, &err));
   }
   if (r == 1) {
     g_assert_false(px_comm_recv(world, x, expects, PX_DTYPE_F32, 0, NULL, &err));
@@ -1069,10 +1084,10 @@ static void mismatch_p2p(PxComm *world, gsize sent, gsize expects) {
     g_assert_nonnull(strstr(err->message, detail));
     g_clear_error(&err);
     x[0] = x[1] = x[2] = 0;
-    OK(world, px_comm_recv(world, x, 3, PX_DTYPE_F32, 0, NULL, &err));
+    OK(world, px_comm_recv(world, x, 3, PX_DTYPE_F32, 0, S, &err));
     g_assert_cmpfloat(x[2], ==, 3);
   }
-  OK(world, px_comm_barrier(world, NULL, &err));
+  OK(world, px_comm_barrier(world, S, &err));
 }
 
 static void check_mismatch_longer_recv(PxComm *world, const Ctx *ctx) {
@@ -1410,7 +1425,19 @@ static gpointer thread_rank_main(gpointer data) {
     g_assert_no_error(err);
   }
   g_assert_nonnull(c);
+  PxBackend *be = NULL;
+  PxStream *worker = NULL;
+  if (opt_queue) {
+    GError *err = NULL;
+    g_assert_nonnull(be = px_backend_new("cpu", 0, &err));
+    if (!strcmp(opt_queue, "worker")) g_assert_nonnull(worker = px_stream_new(be, "rank", &err));
+    g_assert_no_error(err);
+    g_private_set(&rank_stream, worker ? worker : px_backend_compute_stream(be));
+  }
   tc->check->fn(c, &ctx);
+  g_private_set(&rank_stream, NULL);
+  px_stream_free(worker);
+  if (be) px_backend_free(be);
   px_comm_free(c);
   return NULL;
 }
@@ -1479,6 +1506,9 @@ int main(int argc, char **argv) {
     {"timeout", 0, 0, G_OPTION_ARG_DOUBLE, &timeout_s, "deadline of every wait, s (ranks as processes; default 60)", "S"},
     {"failures", 0, 0, G_OPTION_ARG_NONE, &opt_failures,
      "ranks as processes: also run the failure checks (they end the job under mpi, the world under tcp)", NULL},
+    {"queue", 0, 0, G_OPTION_ARG_STRING, &opt_queue,
+     "thread-ranks: the checks' calls without a stream on a stream of the rank's cpu backend, inline (its compute "
+     "stream) or worker (synchronised after each call)", "inline|worker"},
     {"available", 0, 0, G_OPTION_ARG_STRING, &available, "exit 0 if the implementation is built in, 1 if not", "NAME"},
     {NULL, 0, 0, 0, NULL, NULL, NULL},
   };
@@ -1490,6 +1520,10 @@ int main(int argc, char **argv) {
     return 2;
   }
   if (available) return px_comm_available(available) ? 0 : 1;
+  if (opt_queue && strcmp(opt_queue, "inline") && strcmp(opt_queue, "worker")) {
+    fprintf(stderr, "test_comm: --queue %s (inline or worker)\n", opt_queue);
+    return 2;
+  }
   if (!comm) comm = g_strdup("threads");
   const Impl *impl = impl_find(comm);
   if (!impl && strcmp(comm, "threads")) {

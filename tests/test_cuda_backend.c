@@ -893,6 +893,64 @@ static void test_streams(void) {
   px_tensor_free(t2);
 }
 
+/* px_stream_reduce (the local communicator's device path, comm_local.c): the
+ * cuda kernel against the host streams' reduction (px_comm_reduce_parts'
+ * arithmetic), bit for bit: 5 parts of seeded values, every dtype, sum and
+ * max, the result written over the third part (out may be any part). Both
+ * sum in part order, halves in fp32 rounded once to nearest even, so no
+ * tolerance. */
+static gsize fill_part(void *p, gsize n, PxDType dt, GRand *g) {
+  for (gsize i = 0; i < n; i++) {
+    double v = g_rand_double_range(g, -100, 100);
+    switch (dt) {
+    case PX_DTYPE_F32: ((float *)p)[i] = (float)v; break;
+    case PX_DTYPE_F64: ((double *)p)[i] = v; break;
+    case PX_DTYPE_I32: ((gint32 *)p)[i] = (gint32)(v * 1000); break;
+    case PX_DTYPE_BF16: ((guint16 *)p)[i] = px_f32_to_bf16((float)v); break;
+    case PX_DTYPE_F16: ((guint16 *)p)[i] = px_f32_to_f16((float)(v * 300)); break; /* sums past 65504: ±Inf */
+    }
+  }
+  return n * px_dtype_size(dt);
+}
+
+static void test_stream_reduce(void) {
+  GError *E = NULL;
+  enum { P = 5 };
+  const gsize n = (1 << 16) + 3;
+  const PxDType dts[] = {PX_DTYPE_F32, PX_DTYPE_F64, PX_DTYPE_I32, PX_DTYPE_BF16, PX_DTYPE_F16};
+  g_autoptr(GRand) g = g_rand_new_with_seed(11);
+  PxStream *st = px_backend_compute_stream(cu);
+  for (gsize d = 0; d < G_N_ELEMENTS(dts); d++)
+    for (int max = 0; max < 2; max++) {
+      void *ref[P];          /* (n) elements of dts[d]: the parts in host memory, reduced by the cpu */
+      PxTensor *dev[P];      /* the same on the device */
+      const void *rp[P], *dp[P];
+      gsize bytes = 0;
+      for (int k = 0; k < P; k++) {
+        ref[k] = g_malloc(n * px_dtype_size(dts[d]));
+        bytes = fill_part(ref[k], n, dts[d], g);
+        dev[k] = px_tensor_new(cu, "part", dts[d], PX_MEM_BUFFERS, 1, (gint64[]){(gint64)n}, &E);
+        g_assert_no_error(E);
+        OK(px_tensor_upload(dev[k], ref[k], &E));
+        rp[k] = ref[k], dp[k] = dev[k]->data;
+      }
+      OK(px_stream_reduce(px_backend_compute_stream(cpu), ref[2], rp, P, n, dts[d], max, &E));
+      OK(px_stream_reduce(st, dev[2]->data, dp, P, n, dts[d], max, &E));
+      OK(px_stream_synchronize(st, &E));
+      g_autofree void *got = g_malloc(bytes);
+      OK(px_tensor_download(dev[2], got, &E));
+      gsize differ = 0;
+      for (gsize i = 0; i < bytes; i++) differ += ((guint8 *)got)[i] != ((guint8 *)ref[2])[i];
+      printf("# cuda stream reduce %s %s of %d parts: %" G_GSIZE_FORMAT " byte(s) differ\n", px_dtype_name(dts[d]),
+             max ? "max" : "sum", P, differ);
+      g_assert_cmpuint(differ, ==, 0);
+      for (int k = 0; k < P; k++) {
+        g_free(ref[k]);
+        px_tensor_free(dev[k]);
+      }
+    }
+}
+
 static void test_memory(void) {
   GError *E = NULL;
   PxMemStats m0, m1, m2;
@@ -1161,6 +1219,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cuda/cast", test_cast);
   g_test_add_func("/cuda/adamw-multi", test_adamw_multi);
   g_test_add_func("/cuda/streams", test_streams);
+  g_test_add_func("/cuda/stream-reduce", test_stream_reduce);
   g_test_add_func("/cuda/memory", test_memory);
   g_test_add_func("/cuda/zeroed", test_zeroed);
   g_test_add_func("/cuda/host-buffers", test_host_buffers);

@@ -34,6 +34,7 @@
 #include <stdint.h>
 #include <string.h>
 
+G_STATIC_ASSERT(PX_STREAM_REDUCE_MAX == PXK_REDUCE_MAX);
 G_STATIC_ASSERT((int)PX_DTYPE_F32 == (int)PXK_F32 && (int)PX_DTYPE_F64 == (int)PXK_F64 &&
                 (int)PX_DTYPE_I32 == (int)PXK_I32 && (int)PX_DTYPE_BF16 == (int)PXK_BF16 &&
                 (int)PX_DTYPE_F16 == (int)PXK_F16);
@@ -536,6 +537,18 @@ static gboolean cs_memcpy_async(PxStream *s, void *dst, const void *src, gsize b
   return TRUE;
 }
 
+/* px_stream_reduce: one kernel on s, the part pointers by value */
+static gboolean cs_reduce_async(PxStream *s, void *out, const void *const *parts, int n, gsize count, PxDType dt,
+                                gboolean max, GError **error) {
+  Cuda *c = cx(s->be);
+  const char *op = "stream reduce";
+  PxkParts p = {{0}};
+  for (int k = 0; k < n && k < PXK_REDUCE_MAX; k++) p.p[k] = parts[k];
+  if (!set_device(c, op, error)) return FALSE;
+  CU(c, op, pxk_reduce_parts(stream_of(s), (int)dt, out, p, n, max, (int64_t)count));
+  return TRUE;
+}
+
 static const PxStreamOps cuda_stream_ops = {
   .stream_init = cs_init,
   .stream_free = cs_free,
@@ -550,6 +563,7 @@ static const PxStreamOps cuda_stream_ops = {
   .event_query = ce_query,
   .event_time = ce_time,
   .memcpy_async = cs_memcpy_async,
+  .reduce_async = cs_reduce_async,
 };
 
 /* ---- GEMMs (cuBLASLt) ----

@@ -185,6 +185,17 @@ cudaError_t pxk_att_rowdot(cudaStream_t st, int dt, float *D, const void *dout, 
 /* out = a + b (out may be a or b) */
 cudaError_t pxk_add(cudaStream_t st, int dt, void *out, const void *a, const void *b, int64_t n);
 
+/* px_stream_reduce: out (n elements of dt: f32, f64, i32, bf16, f16) = the sum
+ * (max: the maximum) over k = 0..nparts-1 of parts.p[k], in that order, one
+ * thread per element (so out may be one of the parts); halves formed in fp32
+ * and rounded once to nearest even, f64 in double, i32 in int32 (the
+ * arithmetic of comm.c px_comm_reduce_parts, element for element). */
+#define PXK_REDUCE_MAX 64
+typedef struct {
+  const void *p[PXK_REDUCE_MAX];
+} PxkParts;
+cudaError_t pxk_reduce_parts(cudaStream_t st, int dt, void *out, PxkParts parts, int nparts, int max, int64_t n);
+
 /* Cross-entropy over the whole vocabulary, one block per row: losses (N,
  * fp32) and loss64 (N, double) get the per-token losses. dt: the logits'. */
 cudaError_t pxk_ce_fwd(cudaStream_t st, int dt, float *losses, double *loss64, const void *logits,

@@ -383,6 +383,44 @@ extern "C" cudaError_t pxk_add(cudaStream_t st, int dt, void *out, const void *a
   DISPATCH(dt, k_add<T><<<ew_blocks(n), EW_THREADS, 0, st>>>((T *)out, (const T *)a, (const T *)b, n))
 }
 
+/* ---- px_stream_reduce (the local communicator's device path) ---- */
+
+/* loads in the type a reduction is formed in (halves: fp32) and stores from it */
+__device__ __forceinline__ double ld_red(const double *p, int64_t i) { return p[i]; }
+__device__ __forceinline__ int32_t ld_red(const int32_t *p, int64_t i) { return p[i]; }
+template <typename T> __device__ __forceinline__ float ld_red(const T *p, int64_t i) { return ld(p, i); }
+__device__ __forceinline__ void st_red(double *p, int64_t i, double v) { p[i] = v; }
+__device__ __forceinline__ void st_red(int32_t *p, int64_t i, int32_t v) { p[i] = v; }
+template <typename T> __device__ __forceinline__ void st_red(T *p, int64_t i, float v) { st_(p, i, v); }
+
+/* acc = parts[0]; acc = acc + parts[k] (max: parts[k] > acc ? parts[k] : acc)
+ * for k = 1.., as px_comm_reduce_into; the element is read from every part
+ * before out is written */
+template <typename T, typename A> __global__ void k_reduce_parts(T *out, PxkParts parts, int nparts, int max, int64_t n) {
+  GRID_STRIDE(i, n) {
+    A acc = ld_red((const T *)parts.p[0], i);
+    for (int k = 1; k < nparts; k++) {
+      A x = ld_red((const T *)parts.p[k], i);
+      acc = max ? (x > acc ? x : acc) : acc + x;
+    }
+    st_red(out, i, acc);
+  }
+}
+
+extern "C" cudaError_t pxk_reduce_parts(cudaStream_t st, int dt, void *out, PxkParts parts, int nparts, int max,
+                                        int64_t n) {
+  if (nparts < 1 || nparts > PXK_REDUCE_MAX) return cudaErrorInvalidValue;
+  switch (dt) {
+  case PXK_F32: k_reduce_parts<float, float><<<ew_blocks(n), EW_THREADS, 0, st>>>((float *)out, parts, nparts, max, n); break;
+  case PXK_F64: k_reduce_parts<double, double><<<ew_blocks(n), EW_THREADS, 0, st>>>((double *)out, parts, nparts, max, n); break;
+  case PXK_I32: k_reduce_parts<int32_t, int32_t><<<ew_blocks(n), EW_THREADS, 0, st>>>((int32_t *)out, parts, nparts, max, n); break;
+  case PXK_BF16: k_reduce_parts<bf16, float><<<ew_blocks(n), EW_THREADS, 0, st>>>((bf16 *)out, parts, nparts, max, n); break;
+  case PXK_F16: k_reduce_parts<f16, float><<<ew_blocks(n), EW_THREADS, 0, st>>>((f16 *)out, parts, nparts, max, n); break;
+  default: return cudaErrorInvalidValue;
+  }
+  return cudaGetLastError();
+}
+
 template <typename T> __global__ void k_scale(T *x, double alpha, int64_t n) {
   GRID_STRIDE(i, n) st_(x, i, (float)((double)ld(x, i) * alpha));
 }
