@@ -42,7 +42,7 @@ libs=($(pkg-config --libs glib-2.0 json-glib-1.0) -lm)
 # reader needs the backend's dtype table and the report's plan JSON (no
 # backend is made: the harness stands in for the registry)
 objs=()
-for src in "$root"/common/*.c "$root"/exec/{data,check,checkpoint,backend,stream}.c "$root/sim/report.c"; do
+for src in "$root"/common/*.c "$root"/exec/{data,check,checkpoint,backend,stream,reduce}.c "$root/sim/report.c"; do
   obj="$out/obj/$(basename "$(dirname "$src")")_$(basename "$src" .c).o"
   if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ -n "$(find "$root/common" "$root/exec" "$root/sim" -name '*.h' -newer "$obj" -print -quit)" ]; then
     "$cc" "${flags[@]}" -c "$src" -o "$obj" || exit 1
