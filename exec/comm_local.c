@@ -97,6 +97,21 @@ static void slot_free(gpointer p) {
   g_free(s);
 }
 
+/* Under the world lock: the slot `key` of a call over `group`, made on first
+ * use (its parts, and the device path's phases, one per member). */
+static Slot *slot_get(PxLocalWorld *w, const char *key, const PxGroup *group) {
+  Slot *s = g_hash_table_lookup(w->slots, key);
+  if (!s) {
+    s = g_new0(Slot, 1);
+    s->n = group->n;
+    s->ranks = g_memdup2(group->ranks, sizeof(int) * (gsize)group->n);
+    s->parts = g_new0(Part, group->n);
+    s->phase = g_new0(int, group->n);
+    g_hash_table_insert(w->slots, g_strdup(key), s);
+  }
+  return s;
+}
+
 static void message_free(gpointer p) {
   Message *m = p;
   g_free(m->data);
@@ -240,15 +255,8 @@ static gboolean rendezvous(PxComm *c, const char *desc, const Part *part, Perfor
     g_mutex_unlock(&w->lock);
     return FALSE;
   }
-  Slot *s = g_hash_table_lookup(w->slots, key);
-  if (!s) {
-    s = g_new0(Slot, 1);
-    s->n = n;
-    s->ranks = g_memdup2(c->group->ranks, sizeof(int) * (gsize)n);
-    s->parts = g_new0(Part, n);
-    s->perform = perform;
-    g_hash_table_insert(w->slots, g_strdup(key), s);
-  }
+  Slot *s = slot_get(w, key, c->group);
+  if (!s->perform) s->perform = perform;
   s->parts[pos] = *part;
   s->parts[pos].present = TRUE;
   if (++s->arrived == n) {
@@ -625,15 +633,7 @@ static gboolean reach(PxComm *c, Slot *s, int p, const char *desc, GError **erro
 static Slot *dev_post(PxComm *c, const char *key, const Part *part) {
   PxLocalWorld *w = ((Local *)c->impl)->w;
   int n = c->group->n;
-  Slot *s = g_hash_table_lookup(w->slots, key);
-  if (!s) {
-    s = g_new0(Slot, 1);
-    s->n = n;
-    s->ranks = g_memdup2(c->group->ranks, sizeof(int) * (gsize)n);
-    s->parts = g_new0(Part, n);
-    s->phase = g_new0(int, n);
-    g_hash_table_insert(w->slots, g_strdup(key), s);
-  }
+  Slot *s = slot_get(w, key, c->group);
   s->parts[c->pos] = *part;
   s->parts[c->pos].present = TRUE;
   if (++s->arrived == n) s->mismatch = check_parts(s);
