@@ -62,7 +62,8 @@ struct Slot {
   Part *parts;      /* (n) */
   PerformFn perform;
   char *mismatch;   /* set by the performer when the parts disagree */
-  int *phase;       /* device path: (n) the phase each position has reached; NULL on the host path */
+  int *phase;       /* device path: (n) the phase each position has reached */
+  gboolean failed;  /* device path: a member left it failed (then every member fails: the world is aborted) */
 };
 
 typedef struct {
@@ -640,9 +641,20 @@ static Slot *dev_post(PxComm *c, const char *key, const Part *part) {
   return s;
 }
 
-/* Under the world lock: leave the slot; the last to leave frees it. */
-static void dev_leave(PxLocalWorld *w, const char *key, Slot *s) {
-  if (++s->left == s->n) g_hash_table_remove(w->slots, key);
+/* Under the world lock: leave the slot; the last to leave frees it. A failed
+ * call's members keep their events while another member may still name them
+ * (dev_collective); the last of those that came frees them all (a member that
+ * never came finds the world aborted and never reads the slot). */
+static void dev_leave(PxLocalWorld *w, const char *key, Slot *s, gboolean ok) {
+  if (!ok) s->failed = TRUE;
+  s->left++;
+  if (s->failed && s->left == s->arrived) {
+    for (int k = 0; k < s->n; k++)
+      for (int e = 0; s->parts[k].present && e < N_EV; e++) g_clear_pointer(&s->parts[k].ev[e], px_event_free);
+    g_hash_table_remove(w->slots, key);
+  } else if (s->left == s->n) {
+    g_hash_table_remove(w->slots, key);
+  }
 }
 
 /* Queue on st a wait for event e of every position of s but this rank's. */
@@ -732,7 +744,8 @@ static gboolean dev_phase(PxComm *c, Slot *s, DevWork work, int after, int rec, 
 
 /* The meetings of one collective (the protocol above), its events made and
  * IN recorded. FALSE with *posted: the events may still be named by another
- * rank's call in progress (kept: the world has failed). */
+ * rank's call in progress; the slot frees them when the last member leaves
+ * (dev_leave). */
 static gboolean dev_meet(PxComm *c, const Part *part, DevWork work1, DevWork work2, PxStream *st, gboolean *posted,
                          GError **error) {
   Local *L = c->impl;
@@ -757,7 +770,7 @@ static gboolean dev_meet(PxComm *c, const Part *part, DevWork work1, DevWork wor
   ok = ok && dev_phase(c, s, work1, EV_IN, EV_MID, 2, st, desc, error);
   ok = ok && (!work2 || dev_phase(c, s, work2, EV_MID, EV_OUT, 3, st, desc, error));
   ok = ok && dev_phase(c, s, NULL, work2 ? EV_OUT : EV_MID, -1, work2 ? 4 : 3, st, desc, error);
-  dev_leave(w, key, s);
+  dev_leave(w, key, s, ok);
   g_mutex_unlock(&w->lock);
   return ok;
 }
