@@ -40,6 +40,14 @@ static void set_plan(PxPlan *p, int dp, int tp, int pp, int mbs, int gbs) {
   p->m = gbs / (mbs * dp);
 }
 
+/* One micro-batch of 32 tokens in bf16 on one GPU, under `stack`. */
+static void set_bf16_token_plan(PxPlan *p, PxStack stack) {
+  set_plan(p, 1, 1, 1, 1, 1);
+  p->precision = PX_PREC_BF16;
+  p->seq = 32;
+  p->stack = stack;
+}
+
 /* A 2-block GPT with biases, tied embedding, learned positions. Parameters
  * (h = 64, V = 100, s = 32): embedding V h + s h = 8448; each block
  * qkv 3h^2+3h, proj h^2+h, fc 4h^2+4h, fc2 4h^2+h, 2 LayerNorms 4h:
@@ -244,10 +252,7 @@ static void test_squared_relu(void) {
     g_assert_no_error(err);
   }
   PxPlan p;
-  set_plan(&p, 1, 1, 1, 1, 1);
-  p.precision = PX_PREC_BF16;
-  p.seq = 32;
-  p.stack = PX_STACK_MEGATRON_CORE;
+  set_bf16_token_plan(&p, PX_STACK_MEGATRON_CORE);
   PxLink l = {400e9, 2e-6, TRUE, NULL};
   g_assert_cmpint(gelu->layers[1].kind, ==, PX_LAYER_BLOCK);
   PxLayerTimes tg, tr;
@@ -300,10 +305,7 @@ static void test_moe_squared_relu(void) {
   g_assert_no_error(err);
   g_assert_true(px_model_block_is_moe(&relu2->desc, 0));
   PxPlan p;
-  set_plan(&p, 1, 1, 1, 1, 1);
-  p.precision = PX_PREC_BF16;
-  p.seq = 32;
-  p.stack = PX_STACK_MEGATRON_CORE;
+  set_bf16_token_plan(&p, PX_STACK_MEGATRON_CORE);
   PxLink l = {400e9, 2e-6, TRUE, NULL};
   g_assert_cmpint(relu2->layers[1].kind, ==, PX_LAYER_BLOCK);
   PxLayerTimes tg, tr, tc;
@@ -338,12 +340,9 @@ static void test_megatron_core_cross_entropy(void) {
   const PxLayer *head = &m->layers[m->n_layers - 1];
   g_assert_cmpint(head->kind, ==, PX_LAYER_LM_HEAD);
   PxPlan p;
-  set_plan(&p, 1, 1, 1, 1, 1);
-  p.precision = PX_PREC_BF16;
-  p.seq = 32;
+  set_bf16_token_plan(&p, PX_STACK_MEGATRON_CORE);
   PxLink l = {400e9, 2e-6, TRUE, NULL};
   PxLayerTimes mc, px;
-  p.stack = PX_STACK_MEGATRON_CORE;
   px_cost_layer_times(m, head, c, &p, &l, &mc);
   p.stack = PX_STACK_PARALLAX;
   px_cost_layer_times(m, head, c, &p, &l, &px);
