@@ -121,7 +121,7 @@ void px_comm_reduce_into(void *acc, const void *x, gsize count, PxDType dt, PxRe
  * the bit-identical result. Halves (bf16, f16): each element's reduction is
  * formed in fp32 (the parts upcast, summed in rank order) and rounded once,
  * to nearest even, into dt; an fp16 sum above 65504 (≥ 65520 before
- * rounding) is ±Inf, as on NCCL. out may be parts[0]; no other part. */
+ * rounding) is ±Inf, as on NCCL. out may be any one of the parts. */
 void px_comm_reduce_parts(void *out, const void *const *parts, int n, gsize count, PxDType dt, PxRedOp op);
 
 /* Halves (dt bf16 or f16) to fp32 and back (round to nearest even), for an

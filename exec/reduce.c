@@ -43,14 +43,27 @@ void px_comm_f32_to_half(void *out, const float *x, gsize count, PxDType dt) {
     for (gsize i = 0; i < count; i++) h[i] = px_f32_to_f16(x[i]);
 }
 
-/* Halves go through an fp32 block of this many elements (16 KiB on the stack). */
+/* Halves go through an fp32 block of this many elements (16 KiB on the stack),
+ * and a reduction into a later part through a block of its own dtype. */
 #define HALF_BLOCK 4096
 
 void px_comm_reduce_parts(void *out, const void *const *parts, int n, gsize count, PxDType dt, PxRedOp op) {
   gsize es = px_dtype_size(dt);
-  if (!px_dtype_is_half(dt)) {
+  gboolean aliased = FALSE; /* out is a later part: it would be written before it is read */
+  for (int k = 1; k < n; k++) aliased = aliased || parts[k] == out;
+  if (!px_dtype_is_half(dt) && !aliased) {
     if (count && out != parts[0]) memmove(out, parts[0], count * es);
     for (int k = 1; k < n; k++) px_comm_reduce_into(out, parts[k], count, dt, op);
+    return;
+  }
+  if (!px_dtype_is_half(dt)) { /* each block formed apart, in rank order, then written */
+    double block[HALF_BLOCK]; /* (HALF_BLOCK) elements of dt (at most 8 bytes each) */
+    for (gsize at = 0; at < count; at += HALF_BLOCK) {
+      gsize m = MIN(HALF_BLOCK, count - at);
+      memcpy(block, (const char *)parts[0] + at * es, m * es);
+      for (int k = 1; k < n; k++) px_comm_reduce_into(block, (const char *)parts[k] + at * es, m, dt, op);
+      memcpy((char *)out + at * es, block, m * es);
+    }
     return;
   }
   float acc[HALF_BLOCK], x[HALF_BLOCK];

@@ -412,23 +412,10 @@ static void reduce_free(gpointer p) {
   g_free(r);
 }
 
-/* Elements per block of the host reduction: its result goes through a block
- * of its own, so that out may be any one of the parts (px_comm_reduce_parts
- * allows only the first). */
-#define REDUCE_BLOCK 4096
-
 static gboolean run_reduce(gpointer data, GError **error) {
   (void)error;
   Reduce *r = data;
-  gsize es = px_dtype_size(r->dt);
-  g_autofree void *block = g_malloc(REDUCE_BLOCK * es);     /* (REDUCE_BLOCK) elements of dt */
-  g_autofree const void **at = g_new(const void *, r->n); /* (n) this block of each part */
-  for (gsize lo = 0; lo < r->count; lo += REDUCE_BLOCK) {
-    gsize m = MIN(REDUCE_BLOCK, r->count - lo);
-    for (int k = 0; k < r->n; k++) at[k] = (const char *)r->parts[k] + lo * es;
-    px_comm_reduce_parts(block, at, r->n, m, r->dt, r->max ? PX_RED_MAX : PX_RED_SUM);
-    memcpy((char *)r->out + lo * es, block, m * es);
-  }
+  px_comm_reduce_parts(r->out, r->parts, r->n, r->count, r->dt, r->max ? PX_RED_MAX : PX_RED_SUM);
   return TRUE;
 }
 
