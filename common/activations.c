@@ -75,6 +75,47 @@ void px_activations_segment(const PxModel *model, const PxPlan *plan, int first,
   while (*s1 < end && (gint64)*s1 < (gint64)*s0 + k && model->layers[*s1].kind == PX_LAYER_BLOCK) (*s1)++;
 }
 
+/* torchtitan's selective activation checkpointing, option "op" (the
+ * December 2024 benchmarks' torchtitan 9dec370,
+ * torchtitan/parallelisms/parallelize_llama.py _apply_ac_to_transformer_block;
+ * models/llama3/infra/parallelize.py and distributed/activation_checkpoint.py
+ * in later releases): each TransformerBlock runs under
+ * torch.utils.checkpoint with create_selective_checkpoint_contexts, whose
+ * policy MUST_SAVEs the outputs of the ops in _save_list (aten.mm, SDPA's
+ * flash and efficient kernels, c10d reduce_scatter_tensor, aten.abs,
+ * aten.max) but every second aten.mm of the block (mm_count % 2 == 0), and
+ * PREFER_RECOMPUTEs everything else; the checkpoint keeps the block's input.
+ * The block's mms in forward order (models/llama/model.py: wq, wk, wv in
+ * Attention.forward, wo; FeedForward w2(silu(w1(x)) * w3(x)): w1, w3, w2)
+ * are counted 1..7: wq, wv, w1 and w2 are saved (for a non-gated MLP, w1,
+ * w2: w1 alone), wk, wo and w3 recomputed. The SDPA saved is
+ * _scaled_dot_product_flash_attention: its output (b, a, s, d) in the
+ * activation dtype and its logsumexp (b, a, s) in fp32 (the philox seed and
+ * offset, two scalars, left out). Nothing else: the norms (RMSNorm's fp32
+ * copy), RoPE, repeat_kv, SiLU and the residual adds are made again. This
+ * list holds for one TP rank without tensor, context or float8 parallelism
+ * (tp 1, cp 1, bf16 / fp16): with TP the row-parallel mms give partial sums
+ * and the reduce-scatters are saved, under CP the ring runs the SDPA op per
+ * step, and torchao's float8 linears run _scaled_mm (not in the list) and
+ * save aten.abs's full-size output — those keep Megatron's accounting. */
+static gboolean titan_op_sac(const PxPlan *plan) {
+  return plan->stack == PX_STACK_TORCHTITAN && plan->ckpt == PX_CKPT_SELECTIVE && plan->tp <= 1 &&
+         plan->cp <= 1 && plan->precision != PX_PREC_FP8;
+}
+
+static void titan_op_sac_block(Ctx *c, const PxModelDesc *d, double q, double kv, double f) {
+  gboolean gated = px_ffn_gated(d->ffn_kind);
+  rep(c, PX_ACT_IN, "in", "checkpoint (block input)", PX_ACT_KEPT, d->hidden, c->e);
+  add(c, PX_ACT_QKV, "q_v", "wq and wv mm outputs (mm 1 and 3 of the block)", PX_ACT_KEPT, c->n, q + kv, c->e);
+  add(c, PX_ACT_LSE, "lse", "flash attention (logsumexp)", PX_ACT_KEPT, c->b * d->heads, c->s, c->st);
+  add(c, PX_ACT_ATTN_OUT, "attn_out", "flash attention (output)", PX_ACT_KEPT, c->n, d->heads * (double)d->head_dim,
+      c->e);
+  if (f > 0) {
+    add(c, PX_ACT_FFN_PRE, "fc", "w1 mm output (mm 5)", PX_ACT_KEPT, c->n, f, c->e);
+    if (gated) rep(c, PX_ACT_FFN_OUT, "down_out", "w2 mm output (mm 7)", PX_ACT_KEPT, d->hidden, c->e);
+  }
+}
+
 static void block(Ctx *c, const PxModel *model, const PxPlan *plan, gboolean exec, int first, int end, int li) {
   const PxModelDesc *d = &model->desc;
   double t = c->t, e = c->e;
@@ -89,6 +130,10 @@ static void block(Ctx *c, const PxModel *model, const PxPlan *plan, gboolean exe
   if (moe) f = (double)d->shared_experts * d->shared_ffn / t;
   gboolean full = plan->ckpt == PX_CKPT_FULL;
   gboolean paper_dropout = !exec && d->dropout;
+  if (!exec && !moe && !c->split && titan_op_sac(plan)) {
+    titan_op_sac_block(c, d, q, kv, f);
+    return;
+  }
   /* full recompute keeps the input of each checkpoint segment's first block */
   PxActLife in_life = PX_ACT_KEPT, inner = full ? PX_ACT_RECOMPUTED : PX_ACT_KEPT;
   if (full) {

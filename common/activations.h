@@ -70,6 +70,8 @@ typedef enum {
   PX_ACT_FFN_ACT,       /* GELU output, or gate·up (the down projection's input) */
   PX_ACT_FFN_UP,        /* gated MLPs: the up projection's output */
   PX_ACT_MLP_MASK,      /* PAPER, dropout: the MLP's dropout mask */
+  PX_ACT_FFN_OUT,       /* the down projection's output: kept only by torchtitan's op-level
+                         * selective checkpointing, which saves mm outputs, not GEMM inputs */
   PX_ACT_MOE,           /* MoE blocks, the routed experts: PAPER, their activations on the busiest rank
                            (px_moe_activation_bytes); EXEC, the executor layer's one saved tensor, in
                            elements of the run's dtype, sized for the routing's worst case

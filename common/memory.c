@@ -178,6 +178,56 @@ static double fp8_gemm_params(const PxLayer *L, int tp, int *gemms) {
   return n;
 }
 
+/* torchtitan's loss (the December 2024 benchmarks' torchtitan 9dec370,
+ * train.py): loss_fn is F.cross_entropy(pred.flatten(0, 1).float(), labels),
+ * then `del pred` and loss.backward(). log_softmax's fp32 output, T·V·4 B for
+ * the T = s·b tokens of a micro-batch, is what LogSoftmaxBackward0 and
+ * NllLossBackward0 save: the LM head's kept logits (activations.c). The
+ * backward starts with NllLossBackward0 making the fp32 T × V gradient
+ * (nll_loss_backward: zeros_like(self) scattered at the targets) and
+ * LogSoftmaxBackward0 another (_log_softmax_backward_data), while the saved
+ * output still lives: 2 · 4 T V above the kept level, with every block's
+ * activations still held. (The forward's own excursion, the bf16 logits and
+ * their fp32 copy beside the log_softmax output, is (2 + 4) T V: less.)
+ * Without TP only: with TP torchtitan's loss_parallel runs the vocabulary-
+ * sharded loss of torch.distributed.tensor.parallel.loss, not traced here. */
+static double titan_loss_transient(const PxModel *model, const PxPlan *plan, gboolean last, double s, double b) {
+  if (plan->stack != PX_STACK_TORCHTITAN || !last || plan->tp > 1) return 0;
+  return 2.0 * 4.0 * s * b * (double)model->desc.vocab;
+}
+
+/* What a stage holds for a moment above its activations' steady peak: full
+ * recompute's segment, made again in the backward once the micro-batch's
+ * final norm and logits are freed, or the torchtitan loss's backward start
+ * (above), before them — whichever is larger. e, s, b: the activation bytes,
+ * a rank's tokens per sequence and the micro-batch. */
+static double stage_transient(const PxModel *model, const PxPlan *plan, int max_blocks, gboolean last,
+                              double head_acts, double e, double s, double b) {
+  const PxModelDesc *d = &model->desc;
+  double extra = titan_loss_transient(model, plan, last, s, b);
+  if (plan->ckpt == PX_CKPT_FULL && max_blocks > 0) {
+    /* backward recomputes one checkpoint segment of `interval` blocks at a
+     * time, holding their full activations transiently (one micro-batch);
+     * by then that micro-batch's final norm and logits are freed */
+    PxPlan noc;
+    px_plan_copy(&noc, plan);
+    noc.ckpt = PX_CKPT_NONE;
+    const PxLayer *blk = NULL;
+    for (guint i = 0; i < model->n_layers && !blk; i++)
+      if (model->layers[i].kind == PX_LAYER_BLOCK) blk = &model->layers[i];
+    double segment = MIN(plan->ckpt_interval, max_blocks) * px_layer_activation_bytes(model, blk, &noc);
+    /* the fsdp stack (Composer 0.16.4 Trainer._train_microbatch) keeps
+     * the model's output, state.outputs with its logits in the compute
+     * dtype (E·s·b·V, V/tp per rank with a vocab-parallel head), from the
+     * forward until the training metrics after loss.backward(): those
+     * logits are not freed before the recompute */
+    double held = plan->stack == PX_STACK_FSDP && last ? e * s * b * ceil((double)d->vocab / plan->tp) : 0;
+    extra = MAX(extra, segment - MAX(0.0, head_acts - held));
+    px_plan_clear(&noc);
+  }
+  return MAX(0.0, extra);
+}
+
 PxMemory *px_memory_new(const PxModel *model, const PxPlan *plan, const PxPartition *part,
                         const PxCluster *cluster) {
   return px_memory_new_act(model, plan, part, cluster, NULL);
@@ -352,25 +402,8 @@ PxMemory *px_memory_new_act(const PxModel *model, const PxPlan *plan, const PxPa
        * steady-state peak: interleaved, that overcounts a rank whose
        * chunks' transients and holdings differ) */
       st->activations = px_schedule_peak_held(plan, r, held, NULL);
-    } else if (plan->ckpt == PX_CKPT_FULL && max_blocks > 0) {
-      /* backward recomputes one checkpoint segment of `interval` blocks at a
-       * time, holding their full activations transiently (one micro-batch);
-       * by then that micro-batch's final norm and logits are freed */
-      PxPlan noc;
-      px_plan_copy(&noc, plan);
-      noc.ckpt = PX_CKPT_NONE;
-      const PxLayer *blk = NULL;
-      for (guint i = 0; i < model->n_layers && !blk; i++)
-        if (model->layers[i].kind == PX_LAYER_BLOCK) blk = &model->layers[i];
-      double segment = MIN(plan->ckpt_interval, max_blocks) * px_layer_activation_bytes(model, blk, &noc);
-      /* the fsdp stack (Composer 0.16.4 Trainer._train_microbatch) keeps
-       * the model's output, state.outputs with its logits in the compute
-       * dtype (E·s·b·V, V/tp per rank with a vocab-parallel head), from the
-       * forward until the training metrics after loss.backward(): those
-       * logits are not freed before the recompute */
-      double held = plan->stack == PX_STACK_FSDP && last ? e * s * b * ceil((double)d->vocab / plan->tp) : 0;
-      st->activations += MAX(0.0, segment - MAX(0.0, head_acts - held));
-      px_plan_clear(&noc);
+    } else {
+      st->activations += stage_transient(model, plan, max_blocks, last, head_acts, e, s, b);
     }
     /* Buffers: p2p send and receive of one activation (and gradient) per
      * neighbour; the DP gradient bucket; ZeRO-3 gather of two layers

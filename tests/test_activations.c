@@ -320,6 +320,95 @@ static void test_w_by_hand(void) {
   px_plan_clear(&p);
 }
 
+/* torchtitan's op-level selective checkpointing (9dec370, the December
+ * 2024 benchmarks' commit: parallelisms/parallelize_llama.py _save_list and
+ * _custom_policy; models/llama/model.py for the mm order wq wk wv wo w1 w3
+ * w2): a block keeps its input, the outputs of mm 1, 3, 5 and 7 (wq, wv, w1,
+ * w2) and flash attention's output and fp32 logsumexp. Llama 3 8B (h 4096,
+ * 32 heads of 128, 8 KV heads, FFN 14336), s 8192, b 2, bf16, T = 16384
+ * tokens, by hand:
+ *   input  16384·4096·2            = 134,217,728
+ *   wq, wv 16384·(4096 + 1024)·2   = 167,772,160
+ *   lse    2·32·8192·4             =   2,097,152
+ *   SDPA   16384·32·128·2          = 134,217,728
+ *   w1     16384·14336·2           = 469,762,048
+ *   w2     16384·4096·2            = 134,217,728
+ * 1,042,284,544 B (994 MiB) a block, where Megatron's selective count
+ * (the parallax stack) keeps the input, both norms' outputs, Q K V, the
+ * attention output, the residual and the three FFN tensors: 2176 MiB,
+ * 2,281,701,376 B. A non-gated MLP (w1, w2: mm 5 and 6) keeps w1 alone.
+ * With tp 2 or under fp8 the torchtitan stack keeps Megatron's count. */
+static void titan_plan(PxPlan *p, const PxModel *m, PxStack stack, int tp, PxPrecision prec) {
+  px_plan_init(p);
+  p->stack = stack;
+  p->tp = tp;
+  p->seq_parallel = tp > 1;
+  p->dp = 8 / tp;
+  p->zero = 3;
+  p->seq = 8192;
+  p->mbs = 2;
+  p->gbs = 2 * p->dp;
+  p->ckpt = PX_CKPT_SELECTIVE;
+  p->precision = prec;
+  g_assert_true(px_plan_validate(p, m, NULL, NULL));
+}
+
+static void test_torchtitan_op_sac(void) {
+  g_autoptr(PxModel) m = load("llama3-8b");
+  PxPlan p;
+  PxActList l;
+  titan_plan(&p, m, PX_STACK_TORCHTITAN, 1, PX_PREC_BF16);
+  px_activations_layer(m, &p, NULL, 1, 2, 1, &l);
+  g_assert_cmpfloat(bytes_of(&l, PX_ACT_IN), ==, 134217728.0);
+  g_assert_cmpfloat(bytes_of(&l, PX_ACT_QKV), ==, 167772160.0);
+  g_assert_cmpfloat(bytes_of(&l, PX_ACT_LSE), ==, 2097152.0);
+  g_assert_cmpfloat(bytes_of(&l, PX_ACT_ATTN_OUT), ==, 134217728.0);
+  g_assert_cmpfloat(bytes_of(&l, PX_ACT_FFN_PRE), ==, 469762048.0);
+  g_assert_cmpfloat(bytes_of(&l, PX_ACT_FFN_OUT), ==, 134217728.0);
+  g_assert_cmpfloat(bytes_of(&l, PX_ACT_NORM1_OUT) + bytes_of(&l, PX_ACT_FFN_ACT) + bytes_of(&l, PX_ACT_FFN_UP), ==, 0);
+  g_assert_cmpfloat(px_act_kept_bytes(&l), ==, 1042284544.0);
+  g_assert_cmpfloat(sum_all(&l), ==, 1042284544.0);
+  px_plan_clear(&p);
+  /* Megatron's selective count: the parallax stack, and torchtitan where op-SAC is not traced */
+  const struct {
+    PxStack stack;
+    int tp;
+    PxPrecision prec;
+    double block;
+  } megatron[] = {
+      {PX_STACK_PARALLAX, 1, PX_PREC_BF16, 2281701376.0},
+      {PX_STACK_TORCHTITAN, 2, PX_PREC_BF16, 2281701376.0 / 2},
+      {PX_STACK_PARALLAX, 2, PX_PREC_BF16, 2281701376.0 / 2},
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS(megatron); i++) {
+    titan_plan(&p, m, megatron[i].stack, megatron[i].tp, megatron[i].prec);
+    px_activations_layer(m, &p, NULL, 1, 2, 1, &l);
+    g_assert_cmpfloat(px_act_kept_bytes(&l), ==, megatron[i].block);
+    px_plan_clear(&p);
+  }
+  /* under fp8 the torchtitan stack's block is the parallax stack's */
+  PxPlan q;
+  titan_plan(&p, m, PX_STACK_TORCHTITAN, 1, PX_PREC_FP8);
+  titan_plan(&q, m, PX_STACK_PARALLAX, 1, PX_PREC_FP8);
+  PxActList lq;
+  px_activations_layer(m, &p, NULL, 1, 2, 1, &l);
+  px_activations_layer(m, &q, NULL, 1, 2, 1, &lq);
+  g_assert_cmpfloat(px_act_kept_bytes(&l), ==, px_act_kept_bytes(&lq));
+  px_plan_clear(&p);
+  px_plan_clear(&q);
+  /* a non-gated MLP: w1 is mm 5 (kept), w2 mm 6 (recomputed) */
+  PxModelDesc d = m->desc;
+  d.ffn_kind = PX_FFN_GELU;
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PxModel) gelu = px_model_new(&d, &err);
+  g_assert_no_error(err);
+  titan_plan(&p, gelu, PX_STACK_TORCHTITAN, 1, PX_PREC_BF16);
+  px_activations_layer(gelu, &p, NULL, 1, 2, 1, &l);
+  g_assert_cmpfloat(bytes_of(&l, PX_ACT_FFN_OUT), ==, 0);
+  g_assert_cmpfloat(px_act_kept_bytes(&l), ==, 1042284544.0 - 134217728.0);
+  px_plan_clear(&p);
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/activations/korthikanti-entries", test_korthikanti_entries);
@@ -330,5 +419,6 @@ int main(int argc, char **argv) {
   g_test_add_func("/activations/zero-bubble-w/qi-m-w", test_w_qi);
   g_test_add_func("/activations/zero-bubble-w/by-hand", test_w_by_hand);
   g_test_add_func("/activations/exec-cp", test_exec_cp);
+  g_test_add_func("/activations/torchtitan-op-sac", test_torchtitan_op_sac);
   return g_test_run();
 }

@@ -601,6 +601,70 @@ static void test_fp8_terms(void) {
   px_plan_clear(&p);
 }
 
+/* The torchtitan stack's activations on Llama 3 8B, dp 8, s 8192, bf16
+ * (suite 6's Table 1 row, b 2, op-level selective AC; Table 2's full AC,
+ * b 1), by hand. Blocks: 1,042,284,544 B each under op-SAC
+ * (test_activations /activations/torchtitan-op-sac); the final norm's input
+ * and the head's input 2·T·4096 each and log_softmax's fp32 output
+ * 4·T·128256 (T = s·b tokens): with T = 16384, 268,435,456 + 8,405,385,216.
+ * The loss (9dec370 train.py: cross_entropy(pred.float())) then makes two
+ * more fp32 T × V tensors at the start of the backward, NllLossBackward0's
+ * and LogSoftmaxBackward0's gradients: 16,810,770,432 B. In all
+ * 32·1,042,284,544 + 268,435,456 + 8,405,385,216 + 16,810,770,432 =
+ * 58,837,696,512 B. The parallax stack: 32 Megatron blocks (2,281,701,376 B)
+ * and the same head, no loss excursion: 81,688,264,704 B. Full AC, b 1
+ * (T = 8192): 32 block inputs 32·67,108,864, the head 134,217,728 +
+ * 4,202,692,608, the loss 8,405,385,216 (more than full recompute's one
+ * block made again, 1,140,850,688, less the head freed by then):
+ * 14,889,779,200 B. With tp 2 (loss_parallel, not traced) no loss term. */
+static void test_torchtitan_op_sac_loss(void) {
+  g_autoptr(PxModel) m = load("llama3-8b");
+  const struct {
+    PxStack stack;
+    PxCheckpoint ckpt;
+    int mbs;
+    double act;
+  } cases[] = {
+    {PX_STACK_TORCHTITAN, PX_CKPT_SELECTIVE, 2, 58837696512.0},
+    {PX_STACK_PARALLAX, PX_CKPT_SELECTIVE, 2, 81688264704.0},
+    {PX_STACK_TORCHTITAN, PX_CKPT_FULL, 1, 14889779200.0},
+  };
+  g_assert_cmpfloat(32 * 1042284544.0 + 268435456.0 + 8405385216.0 + 16810770432.0, ==, cases[0].act);
+  g_assert_cmpfloat(32 * 2281701376.0 + 268435456.0 + 8405385216.0, ==, cases[1].act);
+  g_assert_cmpfloat(32 * 67108864.0 + 134217728.0 + 4202692608.0 + 8405385216.0, ==, cases[2].act);
+  for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
+    PxPlan p;
+    px_plan_init(&p);
+    p.stack = cases[i].stack;
+    p.dp = 8;
+    p.zero = 3;
+    p.seq = 8192;
+    p.mbs = cases[i].mbs;
+    p.gbs = 8 * cases[i].mbs;
+    p.ckpt = cases[i].ckpt;
+    p.precision = PX_PREC_BF16;
+    g_autoptr(PxMemory) mem = memory_of(m, &p, NULL);
+    g_assert_cmpfloat(mem->stages[0].activations, ==, cases[i].act);
+    px_plan_clear(&p);
+  }
+  /* tp 2, sequence parallel: the blocks and head over 2, no loss excursion */
+  PxPlan p;
+  px_plan_init(&p);
+  p.stack = PX_STACK_TORCHTITAN;
+  p.tp = 2;
+  p.seq_parallel = TRUE;
+  p.dp = 4;
+  p.zero = 3;
+  p.seq = 8192;
+  p.mbs = 2;
+  p.gbs = 8;
+  p.ckpt = PX_CKPT_SELECTIVE;
+  p.precision = PX_PREC_BF16;
+  g_autoptr(PxMemory) mem = memory_of(m, &p, NULL);
+  g_assert_cmpfloat(mem->stages[0].activations, ==, cases[1].act / 2);
+  px_plan_clear(&p);
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/memory/seed-7b-fp32", test_seed_7b_fp32);
@@ -613,6 +677,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/memory/fsdp/held-logits", test_fsdp_held_logits);
   g_test_add_func("/memory/torchtitan/buffers", test_torchtitan_buffers);
   g_test_add_func("/memory/torchtitan/pp-gradients", test_torchtitan_pp_gradients);
+  g_test_add_func("/memory/torchtitan/op-sac-loss", test_torchtitan_op_sac_loss);
   for (gsize i = 0; i < G_N_ELEMENTS(act_cases); i++) {
     g_autofree char *path = g_strdup_printf("/memory/korthikanti/%s", act_cases[i].what);
     g_test_add_data_func(path, &act_cases[i], test_korthikanti);
