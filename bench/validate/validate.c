@@ -1333,7 +1333,12 @@ static void suite_korthikanti(Errors *all, gboolean quiet, gboolean breakdown) {
  * FSDP group as torchtitan's dp_shard_cp mesh. The 2D row runs 16
  * sequences per rank as one micro-batch (no gradient accumulation).
  * Selective AC is torchtitan's "op" policy (the profile recomputes wk, wo,
- * w3 and the memory-bound kernels: docs/cost.md section 2).
+ * w3 and the memory-bound kernels: docs/cost.md section 2; a block keeps
+ * its input, the wq, wv, w1, w2 outputs and flash attention's output and
+ * logsumexp, and the fp32 loss adds two T x V gradients at the backward's
+ * start: docs/memory.md). The breakdown's "peak memory" is set against the
+ * tables' Memory(GiB), torchtitan's max_reserved_gib, in docs/cost.md's
+ * suite 6 section.
  *
  * Printed apart (500 W HBM2e H100s, no preset): the four bf16 rows (Tables
  * 1 and 3) and the float8 rows. Not modelled: torch.compile (its rows are
