@@ -158,28 +158,45 @@ typedef struct {
   int mb, chunk;
 } ComputeOp;
 
-static void push(GArray *ops, PxOpKind kind, int mb, int chunk) {
-  ComputeOp op = {kind, mb, chunk};
-  g_array_append_val(ops, op);
+/* A compute order: a plain growable array. The orders hold O(m) ops per
+ * stage and the search builds one per layout's memory (px_schedule_peak_held),
+ * so an append is a store (GArray's checks its size against G_MAXUINT with a
+ * division on every append: most of a large-batch search's time). */
+typedef struct {
+  ComputeOp *v;
+  guint len, cap;
+} Ops;
+
+static void push(Ops *ops, PxOpKind kind, int mb, int chunk) {
+  if (ops->len == ops->cap) {
+    ops->cap = ops->cap ? 2 * ops->cap : 256;
+    ops->v = g_renew(ComputeOp, ops->v, ops->cap);
+  }
+  ops->v[ops->len++] = (ComputeOp){kind, mb, chunk};
+}
+
+static void ops_clear(Ops *ops) {
+  g_free(ops->v);
+  *ops = (Ops){0};
 }
 
 /* naive: one micro-batch at a time through the whole pipe. gpipe: every
  * forward, then every backward. */
-static void order_naive(GArray *ops, int m) {
+static void order_naive(Ops *ops, int m) {
   for (int mb = 0; mb < m; mb++) {
     push(ops, PX_OP_FORWARD, mb, 0);
     push(ops, PX_OP_BACKWARD, mb, 0);
   }
 }
 
-static void order_gpipe(GArray *ops, int m) {
+static void order_gpipe(Ops *ops, int m) {
   for (int mb = 0; mb < m; mb++) push(ops, PX_OP_FORWARD, mb, 0);
   for (int mb = 0; mb < m; mb++) push(ops, PX_OP_BACKWARD, mb, 0);
 }
 
 /* PipeDream-Flush / DeepSpeed TrainSchedule / Megatron non-interleaved:
  * min(p - s - 1, m) warm-up forwards, steady 1F1B, cool-down backwards. */
-static void order_1f1b(GArray *ops, int p, int s, int m) {
+static void order_1f1b(Ops *ops, int p, int s, int m) {
   int warm = MIN(p - s - 1, m);
   for (int i = 0; i < warm; i++) push(ops, PX_OP_FORWARD, i, 0);
   for (int i = 0; i < m - warm; i++) {
@@ -202,7 +219,7 @@ static int interleaved_mb(int k, int p, int v) {
   return (k / (p * v)) * p + k % p;
 }
 
-static void order_interleaved(GArray *ops, int p, int v, int s, int m) {
+static void order_interleaved(Ops *ops, int p, int v, int s, int m) {
   int total = m * v;
   int warm = MIN(2 * (p - s - 1) + (v - 1) * p, total);
   for (int k = 0; k < warm; k++)
@@ -221,7 +238,7 @@ static void order_interleaved(GArray *ops, int p, int v, int s, int m) {
  * forwards, then s rounds of F B with the W held back, then F B W rounds, then
  * B W rounds, then the s held-back W's fill the cool-down. At most p - s
  * micro-batches sit between F and B, as in 1F1B. */
-static void order_zb_h1(GArray *ops, int p, int s, int m) {
+static void order_zb_h1(Ops *ops, int p, int s, int m) {
   int f = 0, b = 0, w = 0;
   for (int i = 0; i < p - s - 1 && f < m; i++) push(ops, PX_OP_FORWARD, f++, 0);
   for (int i = 0; i < s && f < m; i++) {
@@ -247,7 +264,7 @@ static void order_zb_h1(GArray *ops, int p, int s, int m) {
  * [F while forwards remain] B [W once the round index reaches 2s], then the
  * 2s held-back W's. Rank 0 holds 2p - 1 micro-batches (1F1B: p). For
  * m < 2(p - 1) the warm-up is cut at m. */
-static void order_zb_h2(GArray *ops, int p, int s, int m) {
+static void order_zb_h2(Ops *ops, int p, int s, int m) {
   int warm = MIN(2 * (p - s - 1), m), f = 0, w = 0;
   for (int i = 0; i < warm; i++) push(ops, PX_OP_FORWARD, f++, 0);
   for (int i = 0; i < m; i++) {
@@ -264,43 +281,42 @@ static void order_zb_h2(GArray *ops, int p, int s, int m) {
  * built for n = max(2p - 1, m) micro-batches, then every op of a micro-batch
  * >= m is dropped. Chunk 0 runs down the ranks, chunk 1 back up (the V of
  * px_schedule_part_of). */
-static void order_zb_v(GArray *ops, int p, int r, int m) {
+static void order_zb_v(Ops *ops, int p, int r, int m) {
   int n = MAX(2 * p - 1, m);
-  g_autoptr(GArray) all = g_array_new(FALSE, FALSE, sizeof(ComputeOp));
+  Ops all = {0};
   int f0 = 0, f1 = 0, b0 = 0, b1 = 0;
-  for (int i = 0; i < 2 * (p - r) - 1; i++) push(all, PX_OP_FORWARD, f0++, 0);
+  for (int i = 0; i < 2 * (p - r) - 1; i++) push(&all, PX_OP_FORWARD, f0++, 0);
   for (int i = 0; i < r; i++) {
-    push(all, PX_OP_FORWARD, f1++, 1);
-    push(all, PX_OP_FORWARD, f0++, 0);
+    push(&all, PX_OP_FORWARD, f1++, 1);
+    push(&all, PX_OP_FORWARD, f0++, 0);
   }
   for (int i = 0; i < p - r; i++) {
-    push(all, PX_OP_FORWARD, f1++, 1);
-    push(all, PX_OP_BACKWARD_INPUT, b1, 1);
-    push(all, PX_OP_BACKWARD_WEIGHT, b1++, 1);
+    push(&all, PX_OP_FORWARD, f1++, 1);
+    push(&all, PX_OP_BACKWARD_INPUT, b1, 1);
+    push(&all, PX_OP_BACKWARD_WEIGHT, b1++, 1);
   }
   while (f1 < f0 || f0 < n) {
-    if (f0 < n) push(all, PX_OP_FORWARD, f0++, 0);
-    push(all, PX_OP_BACKWARD_INPUT, b0, 0);
-    push(all, PX_OP_BACKWARD_WEIGHT, b0++, 0);
-    push(all, PX_OP_FORWARD, f1++, 1);
-    push(all, PX_OP_BACKWARD_INPUT, b1, 1);
-    push(all, PX_OP_BACKWARD_WEIGHT, b1++, 1);
+    if (f0 < n) push(&all, PX_OP_FORWARD, f0++, 0);
+    push(&all, PX_OP_BACKWARD_INPUT, b0, 0);
+    push(&all, PX_OP_BACKWARD_WEIGHT, b0++, 0);
+    push(&all, PX_OP_FORWARD, f1++, 1);
+    push(&all, PX_OP_BACKWARD_INPUT, b1, 1);
+    push(&all, PX_OP_BACKWARD_WEIGHT, b1++, 1);
   }
   int w0 = b0, w1 = b1;
   for (int i = 0; i < r; i++) {
-    push(all, PX_OP_BACKWARD_INPUT, b0++, 0);
-    push(all, PX_OP_BACKWARD_INPUT, b1++, 1);
+    push(&all, PX_OP_BACKWARD_INPUT, b0++, 0);
+    push(&all, PX_OP_BACKWARD_INPUT, b1++, 1);
   }
   for (int i = 0; i < p - r; i++) {
-    push(all, PX_OP_BACKWARD_INPUT, b0++, 0);
-    push(all, PX_OP_BACKWARD_WEIGHT, w0++, 0);
+    push(&all, PX_OP_BACKWARD_INPUT, b0++, 0);
+    push(&all, PX_OP_BACKWARD_WEIGHT, w0++, 0);
   }
-  while (w1 < b1) push(all, PX_OP_BACKWARD_WEIGHT, w1++, 1);
-  while (w0 < b0) push(all, PX_OP_BACKWARD_WEIGHT, w0++, 0);
-  for (guint i = 0; i < all->len; i++) {
-    const ComputeOp *op = &g_array_index(all, ComputeOp, i);
-    if (op->mb < m) g_array_append_val(ops, *op);
-  }
+  while (w1 < b1) push(&all, PX_OP_BACKWARD_WEIGHT, w1++, 1);
+  while (w0 < b0) push(&all, PX_OP_BACKWARD_WEIGHT, w0++, 0);
+  for (guint i = 0; i < all.len; i++)
+    if (all.v[i].mb < m) push(ops, all.v[i].kind, all.v[i].mb, all.v[i].chunk);
+  ops_clear(&all);
 }
 
 /* DualPipeV (DeepSeek-V3's DualPipe cut in half), step by step as
@@ -309,7 +325,7 @@ static void order_zb_v(GArray *ops, int p, int r, int m) {
  * its W queued FIFO (WeightGradStore) and popped by the later W's; the
  * others are full backwards. OVERLAP marks _forward_backward_chunk pairs. */
 typedef struct {
-  GArray *ops;
+  Ops *ops;
   int f[2], b[2];
   GQueue wq;  /* deferred W's: (mb << 1 | chunk) + 1 */
 } DualPipeV;
@@ -333,7 +349,7 @@ static void dpv_fb(DualPipeV *d, int c0, int c1) {
   dpv_b(d, c1, FALSE);
 }
 
-static void order_dualpipev(GArray *ops, int p, int r, int m) {
+static void order_dualpipev(Ops *ops, int p, int r, int m) {
   DualPipeV d = {.ops = ops};
   g_queue_init(&d.wq);
   for (int i = 0; i < (p - r - 1) * 2; i++) dpv_f(&d, 0);          /* step 1: nF0 */
@@ -415,7 +431,7 @@ static void emit_post(Emit *e, const ComputeOp *op, guint i) {
     px_program_append(prog, e->s, PX_OP_REDUCE_GRADS, -1, op->chunk, -1);
 }
 
-static void emit_stage(PxProgram *prog, int s, const GArray *ops) {
+static void emit_stage(PxProgram *prog, int s, const Ops *ops) {
   int v = prog->vpp;
   g_autofree int *first_fwd = g_new(int, v);
   g_autofree int *last_grad = g_new(int, v);
@@ -424,13 +440,13 @@ static void emit_stage(PxProgram *prog, int s, const GArray *ops) {
   Emit e = {prog, s, data > 1, prog->plan.zero >= 3 && data > 1, first_fwd, last_grad};
   for (int c = 0; c < v; c++) first_fwd[c] = last_grad[c] = -1;
   for (guint i = 0; i < ops->len; i++) {
-    const ComputeOp *op = &g_array_index(ops, ComputeOp, i);
+    const ComputeOp *op = &ops->v[i];
     if (op->kind == PX_OP_FORWARD && first_fwd[op->chunk] < 0) first_fwd[op->chunk] = (int)i;
     if (op->kind == PX_OP_BACKWARD || op->kind == PX_OP_BACKWARD_WEIGHT) last_grad[op->chunk] = (int)i;
   }
 
   for (guint i = 0; i < ops->len; i++) {
-    const ComputeOp *op = &g_array_index(ops, ComputeOp, i);
+    const ComputeOp *op = &ops->v[i];
     if (op->kind == PX_OP_OVERLAP && i + 2 < ops->len) {
       /* an overlapped pair: both receives, both computations, both sends */
       const ComputeOp *a = op + 1, *b = op + 2;
@@ -504,7 +520,7 @@ gboolean px_schedule_is_deepspeed(const PxPlan *plan) {
 }
 
 /* The compute order of stage s; FALSE for an unknown schedule. */
-static gboolean compute_order(GArray *ops, PxScheduleKind k, int p, int v, int s, int m) {
+static gboolean compute_order(Ops *ops, PxScheduleKind k, int p, int v, int s, int m) {
   switch (k) {
   case PX_SCHED_NAIVE: order_naive(ops, m); break;
   case PX_SCHED_GPIPE: order_gpipe(ops, m); break;
@@ -521,12 +537,12 @@ static gboolean compute_order(GArray *ops, PxScheduleKind k, int p, int v, int s
 
 double px_schedule_peak_held(const PxPlan *plan, int stage, const PxChunkHeld *chunks, int *peak_count) {
   int v = plan->vpp > 0 ? plan->vpp : 1, m = MAX(plan->m, 1);
-  g_autoptr(GArray) ops = g_array_new(FALSE, FALSE, sizeof(ComputeOp));
-  if (!compute_order(ops, plan->schedule, plan->pp, v, stage, m)) return 0;
+  Ops ops = {0};
+  if (!compute_order(&ops, plan->schedule, plan->pp, v, stage, m)) return 0;
   double bytes = 0, peak = 0;
   int n = 0, peak_n = 0;
-  for (guint i = 0; i < ops->len; i++) {
-    const ComputeOp *op = &g_array_index(ops, ComputeOp, i);
+  for (guint i = 0; i < ops.len; i++) {
+    const ComputeOp *op = &ops.v[i];
     if (op->chunk < 0 || op->chunk >= v) continue;
     const PxChunkHeld *c = &chunks[op->chunk];
     switch (op->kind) {
@@ -553,6 +569,7 @@ double px_schedule_peak_held(const PxPlan *plan, int stage, const PxChunkHeld *c
     peak = MAX(peak, bytes);
     peak_n = MAX(peak_n, n);
   }
+  ops_clear(&ops);
   if (peak_count) *peak_count = peak_n;
   return peak;
 }
@@ -598,18 +615,20 @@ PxProgram *px_program_new(const PxPlan *plan, const PxPartition *part, GError **
       prog->tied_last_stage = MAX(a, b);
     }
   }
-  g_autoptr(GArray) ops = g_array_new(FALSE, FALSE, sizeof(ComputeOp));
+  Ops ops = {0};
   for (int s = 0; s < prog->pp; s++) {
-    g_array_set_size(ops, 0);
-    if (!compute_order(ops, plan->schedule, prog->pp, prog->vpp, s, prog->m)) {
+    ops.len = 0;
+    if (!compute_order(&ops, plan->schedule, prog->pp, prog->vpp, s, prog->m)) {
+      ops_clear(&ops);
       g_set_error(error, PX_SCHEDULE_ERROR, PX_SCHEDULE_ERROR_INVALID, "unknown schedule %d", (int)plan->schedule);
       return NULL;
     }
     if (px_schedule_is_deepspeed(plan))
       emit_deepspeed_stage(prog, s);
     else
-      emit_stage(prog, s, ops);
+      emit_stage(prog, s, &ops);
   }
+  ops_clear(&ops);
   /* the DP reduction in buckets during the backward, where the stack overlaps it */
   if (part && part->buckets && px_plan_data_ranks(plan) > 1 && px_cost_overlap_dp(plan))
     px_program_split_reductions(prog, part->buckets);
