@@ -232,11 +232,19 @@ typedef struct {
   gboolean set;
 } Mark;
 
+static gint full_walk; /* px_schedule_set_full_walk */
+static gint jumps;     /* px_schedule_walk_jumps */
+
+void px_schedule_set_full_walk(gboolean on) { g_atomic_int_set(&full_walk, on ? 1 : 0); }
+int px_schedule_walk_jumps(void) { return g_atomic_int_get(&jumps); }
+
 static gboolean steady(const Ops *ops, Mark *mk) {
-  if (!ops->held) return FALSE;
+  if (!ops->held || g_atomic_int_get(&full_walk)) return FALSE;
   if (mk->set && !memcmp(&mk->bytes, &ops->bytes, sizeof(double)) && !memcmp(&mk->peak, &ops->peak, sizeof(double)) &&
-      mk->n == ops->n && mk->peak_n == ops->peak_n)
+      mk->n == ops->n && mk->peak_n == ops->peak_n) {
+    g_atomic_int_inc(&jumps);
     return TRUE;
+  }
   *mk = (Mark){ops->bytes, ops->peak, ops->n, ops->peak_n, TRUE};
   return FALSE;
 }
