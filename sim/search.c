@@ -451,10 +451,12 @@ typedef struct {
   guint64 evaluated, feasible;
   gboolean have_best;
   PxSearchCandidate best;
-  /* objective time without the Pareto points: the `cap` best analytic times
-   * so far over every task (ascending), under lock. A layout whose lower
-   * bound exceeds the last of them cannot be among the `cap` best, whatever
-   * the thread count, and the engine does not run it. */
+  /* without the Pareto points: the `cap` best keys so far over every task
+   * (ascending), under lock; the key is the objective's, the analytic time
+   * or the memory (exact before the engine runs). A layout whose lower bound
+   * of the time exceeds the last time, or whose memory exceeds the last
+   * memory, cannot be among the `cap` best, whatever the thread count, and
+   * the engine does not run it. */
   gboolean prune;
   double *top_times;
   int n_top;
@@ -604,7 +606,8 @@ static void run_task(gpointer data, gpointer user) {
               c.fits = c.memory <= sp->capacity;
               if (c.fits) {
                 gboolean z3 = zero_offload[z].zero == 3;
-                if (run->prune && time_lower_bound(&p, &sb[z], &cb, z3) > bound) {
+                if (run->prune && (o->objective == PX_OBJECTIVE_MEMORY ? c.memory > bound
+                                                                       : time_lower_bound(&p, &sb[z], &cb, z3) > bound)) {
                   task->feasible++;
                   feasible_local++;
                   continue;
@@ -625,7 +628,8 @@ static void run_task(gpointer data, gpointer user) {
               task->feasible++;
               feasible_local++;
               best_insert(task->best, run->cap, &c, o->objective);
-              if (run->prune && c.analytic_time < bound) bound = run_offer(run, c.analytic_time);
+              double key = o->objective == PX_OBJECTIVE_MEMORY ? c.memory : c.analytic_time;
+              if (run->prune && key < bound) bound = run_offer(run, key);
               if (task->points) {
                 PxSearchPoint pt = {c.memory, c.analytic_time, l};
                 g_array_append_val(task->points, pt);
@@ -905,7 +909,7 @@ PxSearchResult *px_search_run(const PxModel *model, const PxCluster *cluster, co
   int cap = opt->confirm > 0 ? MAX(opt->confirm, top) : MAX(4 * top, 16);
 
   Run run = {.space = {model, cluster, base, res->capacity, opt}, .cap = cap};
-  run.prune = opt->objective == PX_OBJECTIVE_TIME && !opt->keep_points;
+  run.prune = !opt->keep_points;
   g_autofree double *top_times = g_new(double, cap);
   run.top_times = top_times;
   g_autoptr(GArray) tasks = enumerate_tasks(model, cluster, opt, base->seq > 0 ? base->seq : model->desc.default_seq);
