@@ -158,28 +158,114 @@ typedef struct {
   int mb, chunk;
 } ComputeOp;
 
-static void push(GArray *ops, PxOpKind kind, int mb, int chunk) {
-  ComputeOp op = {kind, mb, chunk};
-  g_array_append_val(ops, op);
+/* Where a compute order goes: a plain growable array (px_program_new), or,
+ * with `held` set, straight into px_schedule_peak_held's walk, op by op, with
+ * nothing stored. The orders hold O(m) ops per stage and the search walks one
+ * per layout's memory, so an op costs a few additions, not an append
+ * (GArray's, with a division per append, was most of a large-batch search). */
+typedef struct {
+  ComputeOp *v;
+  guint len, cap;
+  /* the walk (held != NULL): px_schedule_peak_held's state */
+  const PxChunkHeld *held;
+  int chunks;
+  double bytes, peak;
+  int n, peak_n;
+} Ops;
+
+/* One op of px_schedule_peak_held's walk: its transient on top of the level
+ * before it, then the level after it. */
+static void walk(Ops *w, PxOpKind kind, int chunk) {
+  if (chunk < 0 || chunk >= w->chunks) return;
+  const PxChunkHeld *c = &w->held[chunk];
+  switch (kind) {
+  case PX_OP_FORWARD:
+    w->peak = MAX(w->peak, w->bytes + MAX(c->fwd, c->act));
+    w->bytes += c->act;
+    w->n++;
+    break;
+  case PX_OP_BACKWARD:
+    w->peak = MAX(w->peak, w->bytes + c->bwd);
+    w->bytes -= c->act;
+    w->n--;
+    break;
+  case PX_OP_BACKWARD_INPUT:
+    w->peak = MAX(w->peak, w->bytes + c->bwd_input);
+    w->bytes += c->w - c->act;
+    break;
+  case PX_OP_BACKWARD_WEIGHT:
+    w->bytes -= c->w;
+    w->n--;
+    break;
+  default: break;
+  }
+  w->peak = MAX(w->peak, w->bytes);
+  w->peak_n = MAX(w->peak_n, w->n);
+}
+
+static void push(Ops *ops, PxOpKind kind, int mb, int chunk) {
+  if (ops->held) {
+    walk(ops, kind, chunk);
+    return;
+  }
+  if (ops->len == ops->cap) {
+    ops->cap = ops->cap ? 2 * ops->cap : 256;
+    ops->v = g_renew(ComputeOp, ops->v, ops->cap);
+  }
+  ops->v[ops->len++] = (ComputeOp){kind, mb, chunk};
+}
+
+static void ops_clear(Ops *ops) {
+  g_free(ops->v);
+  *ops = (Ops){0};
+}
+
+/* In a walk, whether an iteration of a steady loop (one fixed pattern of op
+ * kinds and chunks, whatever the iteration) starts from the very state (bit
+ * for bit) the previous one started from: then every later iteration of the
+ * pattern repeats it (the walk reads kinds and chunks, not micro-batches) and
+ * the loop may jump over them, its counters advanced as they would have been.
+ * Nothing is approximated; it saves the O(m) walk of a large batch. */
+typedef struct {
+  double bytes, peak;
+  int n, peak_n;
+  gboolean set;
+} Mark;
+
+static gint full_walk; /* px_schedule_set_full_walk */
+static gint jumps;     /* px_schedule_walk_jumps */
+
+void px_schedule_set_full_walk(gboolean on) { g_atomic_int_set(&full_walk, on ? 1 : 0); }
+int px_schedule_walk_jumps(void) { return g_atomic_int_get(&jumps); }
+
+static gboolean steady(const Ops *ops, Mark *mk) {
+  if (!ops->held || g_atomic_int_get(&full_walk)) return FALSE;
+  if (mk->set && !memcmp(&mk->bytes, &ops->bytes, sizeof(double)) && !memcmp(&mk->peak, &ops->peak, sizeof(double)) &&
+      mk->n == ops->n && mk->peak_n == ops->peak_n) {
+    g_atomic_int_inc(&jumps);
+    return TRUE;
+  }
+  *mk = (Mark){ops->bytes, ops->peak, ops->n, ops->peak_n, TRUE};
+  return FALSE;
 }
 
 /* naive: one micro-batch at a time through the whole pipe. gpipe: every
  * forward, then every backward. */
-static void order_naive(GArray *ops, int m) {
+static void order_naive(Ops *ops, int m) {
   for (int mb = 0; mb < m; mb++) {
     push(ops, PX_OP_FORWARD, mb, 0);
     push(ops, PX_OP_BACKWARD, mb, 0);
   }
 }
 
-static void order_gpipe(GArray *ops, int m) {
+static void order_gpipe(Ops *ops, int m) {
   for (int mb = 0; mb < m; mb++) push(ops, PX_OP_FORWARD, mb, 0);
   for (int mb = 0; mb < m; mb++) push(ops, PX_OP_BACKWARD, mb, 0);
 }
 
 /* PipeDream-Flush / DeepSpeed TrainSchedule / Megatron non-interleaved:
  * min(p - s - 1, m) warm-up forwards, steady 1F1B, cool-down backwards. */
-static void order_1f1b(GArray *ops, int p, int s, int m) {
+static void order_1f1b(Ops *ops, int p, int s, int m) {
   int warm = MIN(p - s - 1, m);
   for (int i = 0; i < warm; i++) push(ops, PX_OP_FORWARD, i, 0);
   for (int i = 0; i < m - warm; i++) {
@@ -202,7 +288,7 @@ static int interleaved_mb(int k, int p, int v) {
   return (k / (p * v)) * p + k % p;
 }
 
-static void order_interleaved(GArray *ops, int p, int v, int s, int m) {
+static void order_interleaved(Ops *ops, int p, int v, int s, int m) {
   int total = m * v;
   int warm = MIN(2 * (p - s - 1) + (v - 1) * p, total);
   for (int k = 0; k < warm; k++)
@@ -221,14 +307,20 @@ static void order_interleaved(GArray *ops, int p, int v, int s, int m) {
  * forwards, then s rounds of F B with the W held back, then F B W rounds, then
  * B W rounds, then the s held-back W's fill the cool-down. At most p - s
  * micro-batches sit between F and B, as in 1F1B. */
-static void order_zb_h1(GArray *ops, int p, int s, int m) {
+static void order_zb_h1(Ops *ops, int p, int s, int m) {
   int f = 0, b = 0, w = 0;
   for (int i = 0; i < p - s - 1 && f < m; i++) push(ops, PX_OP_FORWARD, f++, 0);
   for (int i = 0; i < s && f < m; i++) {
     push(ops, PX_OP_FORWARD, f++, 0);
     push(ops, PX_OP_BACKWARD_INPUT, b++, 0);
   }
+  Mark mk = {0};
   while (f < m) {
+    if (steady(ops, &mk)) { /* F B W: the rest of the rounds repeat this one */
+      int k = m - f;
+      f += k, b += k, w += k;
+      break;
+    }
     push(ops, PX_OP_FORWARD, f++, 0);
     push(ops, PX_OP_BACKWARD_INPUT, b++, 0);
     push(ops, PX_OP_BACKWARD_WEIGHT, w++, 0);
@@ -247,10 +339,18 @@ static void order_zb_h1(GArray *ops, int p, int s, int m) {
  * [F while forwards remain] B [W once the round index reaches 2s], then the
  * 2s held-back W's. Rank 0 holds 2p - 1 micro-batches (1F1B: p). For
  * m < 2(p - 1) the warm-up is cut at m. */
-static void order_zb_h2(GArray *ops, int p, int s, int m) {
+static void order_zb_h2(Ops *ops, int p, int s, int m) {
   int warm = MIN(2 * (p - s - 1), m), f = 0, w = 0;
   for (int i = 0; i < warm; i++) push(ops, PX_OP_FORWARD, f++, 0);
+  Mark mk = {0};
   for (int i = 0; i < m; i++) {
+    /* rounds of F B W (forwards left, W's due) repeat: jump to the last forward */
+    if (f < m && warm + i >= 2 * (p - 1) && steady(ops, &mk)) {
+      int k = m - f; /* f = warm + i here: k <= m - i */
+      i += k - 1;
+      f += k, w += k;
+      continue;
+    }
     if (f < m) push(ops, PX_OP_FORWARD, f++, 0);
     push(ops, PX_OP_BACKWARD_INPUT, i, 0);
     if (warm + i >= 2 * (p - 1)) push(ops, PX_OP_BACKWARD_WEIGHT, w++, 0);
@@ -264,9 +364,10 @@ static void order_zb_h2(GArray *ops, int p, int s, int m) {
  * built for n = max(2p - 1, m) micro-batches, then every op of a micro-batch
  * >= m is dropped. Chunk 0 runs down the ranks, chunk 1 back up (the V of
  * px_schedule_part_of). */
-static void order_zb_v(GArray *ops, int p, int r, int m) {
+static void order_zb_v(Ops *ops, int p, int r, int m) {
   int n = MAX(2 * p - 1, m);
-  g_autoptr(GArray) all = g_array_new(FALSE, FALSE, sizeof(ComputeOp));
+  /* with m >= 2p - 1 no op is dropped: the order goes straight to ops */
+  Ops tmp = {0}, *all = n == m ? ops : &tmp;
   int f0 = 0, f1 = 0, b0 = 0, b1 = 0;
   for (int i = 0; i < 2 * (p - r) - 1; i++) push(all, PX_OP_FORWARD, f0++, 0);
   for (int i = 0; i < r; i++) {
@@ -278,7 +379,13 @@ static void order_zb_v(GArray *ops, int p, int r, int m) {
     push(all, PX_OP_BACKWARD_INPUT, b1, 1);
     push(all, PX_OP_BACKWARD_WEIGHT, b1++, 1);
   }
+  Mark mk = {0};
   while (f1 < f0 || f0 < n) {
+    if (f0 < n && steady(all, &mk)) { /* F0 B0 W0 F1 B1 W1 while forwards remain */
+      int k = n - f0;
+      f0 += k, b0 += k, f1 += k, b1 += k;
+      continue;
+    }
     if (f0 < n) push(all, PX_OP_FORWARD, f0++, 0);
     push(all, PX_OP_BACKWARD_INPUT, b0, 0);
     push(all, PX_OP_BACKWARD_WEIGHT, b0++, 0);
@@ -297,10 +404,9 @@ static void order_zb_v(GArray *ops, int p, int r, int m) {
   }
   while (w1 < b1) push(all, PX_OP_BACKWARD_WEIGHT, w1++, 1);
   while (w0 < b0) push(all, PX_OP_BACKWARD_WEIGHT, w0++, 0);
-  for (guint i = 0; i < all->len; i++) {
-    const ComputeOp *op = &g_array_index(all, ComputeOp, i);
-    if (op->mb < m) g_array_append_val(ops, *op);
-  }
+  for (guint i = 0; i < tmp.len; i++)
+    if (tmp.v[i].mb < m) push(ops, tmp.v[i].kind, tmp.v[i].mb, tmp.v[i].chunk);
+  ops_clear(&tmp);
 }
 
 /* DualPipeV (DeepSeek-V3's DualPipe cut in half), step by step as
@@ -309,9 +415,10 @@ static void order_zb_v(GArray *ops, int p, int r, int m) {
  * its W queued FIFO (WeightGradStore) and popped by the later W's; the
  * others are full backwards. OVERLAP marks _forward_backward_chunk pairs. */
 typedef struct {
-  GArray *ops;
+  Ops *ops;
   int f[2], b[2];
-  GQueue wq;  /* deferred W's: (mb << 1 | chunk) + 1 */
+  int *wq;            /* deferred W's, FIFO: mb << 1 | chunk, [wq_head, wq_len) */
+  guint wq_head, wq_len, wq_cap;
 } DualPipeV;
 
 static void dpv_f(DualPipeV *d, int c) { push(d->ops, PX_OP_FORWARD, d->f[c]++, c); }
@@ -319,11 +426,17 @@ static void dpv_f(DualPipeV *d, int c) { push(d->ops, PX_OP_FORWARD, d->f[c]++, 
 static void dpv_b(DualPipeV *d, int c, gboolean zb) {
   int mb = d->b[c]++;
   push(d->ops, zb ? PX_OP_BACKWARD_INPUT : PX_OP_BACKWARD, mb, c);
-  if (zb) g_queue_push_tail(&d->wq, GINT_TO_POINTER((mb << 1 | c) + 1));
+  if (zb) {
+    if (d->wq_len == d->wq_cap) {
+      d->wq_cap = d->wq_cap ? 2 * d->wq_cap : 64;
+      d->wq = g_renew(int, d->wq, d->wq_cap);
+    }
+    d->wq[d->wq_len++] = mb << 1 | c;
+  }
 }
 
 static void dpv_w(DualPipeV *d) {
-  int v = GPOINTER_TO_INT(g_queue_pop_head(&d->wq)) - 1;
+  int v = d->wq_head < d->wq_len ? d->wq[d->wq_head++] : -1; /* (never empty: GQueue's NULL was -1) */
   push(d->ops, PX_OP_BACKWARD_WEIGHT, v >> 1, v & 1);
 }
 
@@ -333,9 +446,8 @@ static void dpv_fb(DualPipeV *d, int c0, int c1) {
   dpv_b(d, c1, FALSE);
 }
 
-static void order_dualpipev(GArray *ops, int p, int r, int m) {
+static void order_dualpipev(Ops *ops, int p, int r, int m) {
   DualPipeV d = {.ops = ops};
-  g_queue_init(&d.wq);
   for (int i = 0; i < (p - r - 1) * 2; i++) dpv_f(&d, 0);          /* step 1: nF0 */
   for (int i = 0; i < r + 1; i++) {                                /* step 2: nF0F1 */
     dpv_f(&d, 0);
@@ -346,7 +458,14 @@ static void order_dualpipev(GArray *ops, int p, int r, int m) {
     dpv_w(&d);
     dpv_f(&d, 1);
   }
+  Mark mk = {0};
   for (int i = 0; i < m - 2 * p + r + 1; i++) {                    /* step 4: nF0B1F1B0 */
+    if (!(i == 0 && r == p - 1) && steady(d.ops, &mk)) { /* (F0 B1)(F1 B0) repeats */
+      int k = m - 2 * p + r + 1 - i;
+      i += k - 1;
+      d.f[0] += k, d.b[1] += k, d.f[1] += k, d.b[0] += k;
+      continue;
+    }
     if (i == 0 && r == p - 1) {  /* not overlapped, "to further reduce bubble size" */
       dpv_f(&d, 0);
       dpv_b(&d, 1, FALSE);
@@ -370,7 +489,8 @@ static void order_dualpipev(GArray *ops, int p, int r, int m) {
     dpv_w(&d);
     dpv_b(&d, 0, TRUE);
   }
-  while (!g_queue_is_empty(&d.wq)) dpv_w(&d);                      /* step 8: nW (the r + 1 left) */
+  while (d.wq_head < d.wq_len) dpv_w(&d);                          /* step 8: nW (the r + 1 left) */
+  g_free(d.wq);
 }
 
 /* ---- communication around the compute order ---------------------------- */
@@ -415,7 +535,7 @@ static void emit_post(Emit *e, const ComputeOp *op, guint i) {
     px_program_append(prog, e->s, PX_OP_REDUCE_GRADS, -1, op->chunk, -1);
 }
 
-static void emit_stage(PxProgram *prog, int s, const GArray *ops) {
+static void emit_stage(PxProgram *prog, int s, const Ops *ops) {
   int v = prog->vpp;
   g_autofree int *first_fwd = g_new(int, v);
   g_autofree int *last_grad = g_new(int, v);
@@ -424,13 +544,13 @@ static void emit_stage(PxProgram *prog, int s, const GArray *ops) {
   Emit e = {prog, s, data > 1, prog->plan.zero >= 3 && data > 1, first_fwd, last_grad};
   for (int c = 0; c < v; c++) first_fwd[c] = last_grad[c] = -1;
   for (guint i = 0; i < ops->len; i++) {
-    const ComputeOp *op = &g_array_index(ops, ComputeOp, i);
+    const ComputeOp *op = &ops->v[i];
     if (op->kind == PX_OP_FORWARD && first_fwd[op->chunk] < 0) first_fwd[op->chunk] = (int)i;
     if (op->kind == PX_OP_BACKWARD || op->kind == PX_OP_BACKWARD_WEIGHT) last_grad[op->chunk] = (int)i;
   }
 
   for (guint i = 0; i < ops->len; i++) {
-    const ComputeOp *op = &g_array_index(ops, ComputeOp, i);
+    const ComputeOp *op = &ops->v[i];
     if (op->kind == PX_OP_OVERLAP && i + 2 < ops->len) {
       /* an overlapped pair: both receives, both computations, both sends */
       const ComputeOp *a = op + 1, *b = op + 2;
@@ -504,7 +624,7 @@ gboolean px_schedule_is_deepspeed(const PxPlan *plan) {
 }
 
 /* The compute order of stage s; FALSE for an unknown schedule. */
-static gboolean compute_order(GArray *ops, PxScheduleKind k, int p, int v, int s, int m) {
+static gboolean compute_order(Ops *ops, PxScheduleKind k, int p, int v, int s, int m) {
   switch (k) {
   case PX_SCHED_NAIVE: order_naive(ops, m); break;
   case PX_SCHED_GPIPE: order_gpipe(ops, m); break;
@@ -521,40 +641,10 @@ static gboolean compute_order(GArray *ops, PxScheduleKind k, int p, int v, int s
 
 double px_schedule_peak_held(const PxPlan *plan, int stage, const PxChunkHeld *chunks, int *peak_count) {
   int v = plan->vpp > 0 ? plan->vpp : 1, m = MAX(plan->m, 1);
-  g_autoptr(GArray) ops = g_array_new(FALSE, FALSE, sizeof(ComputeOp));
-  if (!compute_order(ops, plan->schedule, plan->pp, v, stage, m)) return 0;
-  double bytes = 0, peak = 0;
-  int n = 0, peak_n = 0;
-  for (guint i = 0; i < ops->len; i++) {
-    const ComputeOp *op = &g_array_index(ops, ComputeOp, i);
-    if (op->chunk < 0 || op->chunk >= v) continue;
-    const PxChunkHeld *c = &chunks[op->chunk];
-    switch (op->kind) {
-    case PX_OP_FORWARD:
-      peak = MAX(peak, bytes + MAX(c->fwd, c->act));
-      bytes += c->act;
-      n++;
-      break;
-    case PX_OP_BACKWARD:
-      peak = MAX(peak, bytes + c->bwd);
-      bytes -= c->act;
-      n--;
-      break;
-    case PX_OP_BACKWARD_INPUT:
-      peak = MAX(peak, bytes + c->bwd_input);
-      bytes += c->w - c->act;
-      break;
-    case PX_OP_BACKWARD_WEIGHT:
-      bytes -= c->w;
-      n--;
-      break;
-    default: break;
-    }
-    peak = MAX(peak, bytes);
-    peak_n = MAX(peak_n, n);
-  }
-  if (peak_count) *peak_count = peak_n;
-  return peak;
+  Ops w = {.held = chunks, .chunks = v};
+  if (!compute_order(&w, plan->schedule, plan->pp, v, stage, m)) return 0;
+  if (peak_count) *peak_count = w.peak_n;
+  return w.peak;
 }
 
 double px_schedule_peak_activations(const PxPlan *plan, int stage, const double *chunk_act, int *peak_count) {
@@ -598,18 +688,20 @@ PxProgram *px_program_new(const PxPlan *plan, const PxPartition *part, GError **
       prog->tied_last_stage = MAX(a, b);
     }
   }
-  g_autoptr(GArray) ops = g_array_new(FALSE, FALSE, sizeof(ComputeOp));
+  Ops ops = {0};
   for (int s = 0; s < prog->pp; s++) {
-    g_array_set_size(ops, 0);
-    if (!compute_order(ops, plan->schedule, prog->pp, prog->vpp, s, prog->m)) {
+    ops.len = 0;
+    if (!compute_order(&ops, plan->schedule, prog->pp, prog->vpp, s, prog->m)) {
+      ops_clear(&ops);
       g_set_error(error, PX_SCHEDULE_ERROR, PX_SCHEDULE_ERROR_INVALID, "unknown schedule %d", (int)plan->schedule);
       return NULL;
     }
     if (px_schedule_is_deepspeed(plan))
       emit_deepspeed_stage(prog, s);
     else
-      emit_stage(prog, s, ops);
+      emit_stage(prog, s, &ops);
   }
+  ops_clear(&ops);
   /* the DP reduction in buckets during the backward, where the stack overlaps it */
   if (part && part->buckets && px_plan_data_ranks(plan) > 1 && px_cost_overlap_dp(plan))
     px_program_split_reductions(prog, part->buckets);

@@ -161,6 +161,16 @@ typedef struct {
  * at once (from FORWARD to BACKWARD or BACKWARD_WEIGHT). chunks: (vpp).
  * The plan needs pp, vpp, m, schedule. */
 double px_schedule_peak_held(const PxPlan *plan, int stage, const PxChunkHeld *chunks, int *peak_count);
+/* The walk does not store the order, and once a steady round of the order
+ * (ZB-H1's, ZB-H2's and ZB-V's F B W, DualPipeV's overlapped pairs) starts
+ * from the state, bit for bit, that the round before it started from, it
+ * jumps over the rounds left: each would repeat it.
+ * The result is the full walk's, exactly; a large batch costs O(p) rounds,
+ * not O(m). Tests: px_schedule_set_full_walk(TRUE) walks every op (the
+ * path the jump must agree with), for every thread, until set back. */
+void px_schedule_set_full_walk(gboolean on);
+/* Tests: how many times the walks (every thread) have jumped so far. */
+int px_schedule_walk_jumps(void);
 /* The same with w = act (the weight pass frees all) and no transients. */
 double px_schedule_peak_activations(const PxPlan *plan, int stage, const double *chunk_act, int *peak_count);
 

@@ -288,12 +288,22 @@ static void compute_block(const Space *sp, const PxPartition *part, PxLayout l, 
   b->tab = g_steal_pointer(&t);
 }
 
-/* Peak memory per GPU of a validated plan from its two blocks. */
-static double evaluate_memory(const PxPlan *p, const StateBlock *s, const ComputeBlock *c) {
+/* Each rank's peak activations of a validated plan in its compute block
+ * (pp): what the schedule holds in flight. It reads the compute block, the
+ * schedule and m, not the ZeRO stage or the offload, so a task computes it
+ * once per compute block and schedule (with a split backward it walks the
+ * schedule's whole compute order, O(m) per rank). */
+static void peak_activations(const PxPlan *p, const ComputeBlock *c, double *act) {
+  for (int r = 0; r < p->pp; r++)
+    act[r] = px_memory_peak_activations(p, r, &c->chunk_act[r * p->vpp], &c->chunk_w[r * p->vpp]);
+}
+
+/* Peak memory per GPU of a validated plan from its two blocks and its peak
+ * activations (peak_activations). */
+static double evaluate_memory(const PxPlan *p, const StateBlock *s, const ComputeBlock *c, const double *act) {
   double peak = 0;
   for (int r = 0; r < p->pp; r++) {
-    double mem = s->states[r] + s->buf_extra[r] + c->buf0[r] + px_memory_peak_activations(p, r, &c->chunk_act[r * p->vpp], &c->chunk_w[r * p->vpp]) +
-                 c->act_extra[r] + p->workspace_bytes;
+    double mem = s->states[r] + s->buf_extra[r] + c->buf0[r] + act[r] + c->act_extra[r] + p->workspace_bytes;
     peak = MAX(peak, mem);
   }
   return peak;
@@ -441,10 +451,12 @@ typedef struct {
   guint64 evaluated, feasible;
   gboolean have_best;
   PxSearchCandidate best;
-  /* objective time without the Pareto points: the `cap` best analytic times
-   * so far over every task (ascending), under lock. A layout whose lower
-   * bound exceeds the last of them cannot be among the `cap` best, whatever
-   * the thread count, and the engine does not run it. */
+  /* without the Pareto points: the `cap` best keys so far over every task
+   * (ascending), under lock; the key is the objective's, the analytic time
+   * or the memory (exact before the engine runs). A layout whose lower bound
+   * of the time exceeds the last time, or whose memory exceeds the last
+   * memory, cannot be among the `cap` best, whatever the thread count, and
+   * the engine does not run it. */
   gboolean prune;
   double *top_times;
   int n_top;
@@ -540,6 +552,9 @@ static void run_task(gpointer data, gpointer user) {
    * micro-batch count (GATHER_PARAMS, the buckets); NULL: not built yet */
   PxProgram *progs[MAX_TASK_SCHED][4];
   gboolean prog_tried[MAX_TASK_SCHED][4];
+  /* each schedule's peak activations per rank in this compute block (peak_activations) */
+  g_autofree double *act = g_new(double, (gsize)MAX_TASK_SCHED * l.pp);
+  gboolean act_done[MAX_TASK_SCHED];
   memset(progs, 0, sizeof progs);
   memset(sb, 0, sizeof sb);
   if (part) {
@@ -562,11 +577,13 @@ static void run_task(gpointer data, gpointer user) {
           l.ckpt = ch.ckpt[ic];
           l.sp = ch.sp[is];
           compute_block(sp, part, l, &cb);
-          for (int i = 0; i < MAX_TASK_SCHED; i++)
+          for (int i = 0; i < MAX_TASK_SCHED; i++) {
             for (int j = 0; j < 4; j++) {
               g_clear_pointer(&progs[i][j], px_program_free);
               prog_tried[i][j] = FALSE;
             }
+            act_done[i] = FALSE;
+          }
           for (int iz = 0; iz < ch.n_zo; iz++) {
             int z = ch.zo[iz];
             l.zero = zero_offload[z].zero;
@@ -581,11 +598,16 @@ static void run_task(gpointer data, gpointer user) {
                 continue;
               task->valid++;
               PxSearchCandidate c = {.layout = l, .gbs = p.gbs, .seq = p.seq};
-              c.memory = evaluate_memory(&p, &sb[z], &cb);
+              if (!act_done[ik]) {
+                peak_activations(&p, &cb, &act[(gsize)ik * l.pp]);
+                act_done[ik] = TRUE;
+              }
+              c.memory = evaluate_memory(&p, &sb[z], &cb, &act[(gsize)ik * l.pp]);
               c.fits = c.memory <= sp->capacity;
               if (c.fits) {
                 gboolean z3 = zero_offload[z].zero == 3;
-                if (run->prune && time_lower_bound(&p, &sb[z], &cb, z3) > bound) {
+                if (run->prune && (o->objective == PX_OBJECTIVE_MEMORY ? c.memory > bound
+                                                                       : time_lower_bound(&p, &sb[z], &cb, z3) > bound)) {
                   task->feasible++;
                   feasible_local++;
                   continue;
@@ -606,7 +628,8 @@ static void run_task(gpointer data, gpointer user) {
               task->feasible++;
               feasible_local++;
               best_insert(task->best, run->cap, &c, o->objective);
-              if (run->prune && c.analytic_time < bound) bound = run_offer(run, c.analytic_time);
+              double key = o->objective == PX_OBJECTIVE_MEMORY ? c.memory : c.analytic_time;
+              if (run->prune && key < bound) bound = run_offer(run, key);
               if (task->points) {
                 PxSearchPoint pt = {c.memory, c.analytic_time, l};
                 g_array_append_val(task->points, pt);
@@ -806,7 +829,11 @@ gboolean px_search_evaluate(const PxModel *model, const PxCluster *cluster, cons
   compute_block(&sp, part, *l, &cb);
   g_autoptr(PxProgram) prog = sb.ok && cb.ok ? px_program_new(&p, part, NULL) : NULL;
   gboolean ok = prog && engine_time(prog, &cb, &sb, l->zero == 3, time);
-  if (ok) *memory = evaluate_memory(&p, &sb, &cb);
+  if (ok) {
+    g_autofree double *act = g_new(double, pp);
+    peak_activations(&p, &cb, act);
+    *memory = evaluate_memory(&p, &sb, &cb, act);
+  }
   g_clear_pointer(&sb.tab, px_cost_table_free);
   g_clear_pointer(&cb.tab, px_cost_table_free);
   return ok;
@@ -882,7 +909,7 @@ PxSearchResult *px_search_run(const PxModel *model, const PxCluster *cluster, co
   int cap = opt->confirm > 0 ? MAX(opt->confirm, top) : MAX(4 * top, 16);
 
   Run run = {.space = {model, cluster, base, res->capacity, opt}, .cap = cap};
-  run.prune = opt->objective == PX_OBJECTIVE_TIME && !opt->keep_points;
+  run.prune = !opt->keep_points;
   g_autofree double *top_times = g_new(double, cap);
   run.top_times = top_times;
   g_autoptr(GArray) tasks = enumerate_tasks(model, cluster, opt, base->seq > 0 ? base->seq : model->desc.default_seq);

@@ -21,14 +21,18 @@
  * each rank's m micro-batches of F + B + W after the forwards before its
  * first part, plus its optimizer step — exceeds the `confirm`-th best time
  * found so far is not simulated: it cannot be among the best, whatever the
- * thread count. bench_rank prints Kendall's tau between this order and the
+ * thread count; with objective memory, one whose memory exceeds the
+ * `confirm`-th best memory so far. bench_rank prints Kendall's tau between this order and the
  * engine's; the search prints it for the layouts it shows.
  *
  * Memory per GPU is exactly the core's px_memory_new (checked against it by
  * tests): it is evaluated from per-(tp, pp, vpp, order) pieces — model states
  * per (ZeRO, offload), activations per (micro-batch, checkpoint, sequence
  * parallelism) times the schedule's in-flight count — so that one layout costs
- * O(pp) arithmetic, not a pass over the layers. */
+ * O(pp) arithmetic, not a pass over the layers; the in-flight activations of
+ * a split backward (zb-h1, zb-h2, zb-v, dualpipev) walk the schedule's order
+ * once per compute block and schedule (px_schedule_peak_held, which jumps
+ * over repeated rounds exactly: docs/cost.md section 6, "Large batches"). */
 #pragma once
 #include <glib.h>
 #include <signal.h>
@@ -91,10 +95,13 @@ typedef struct {
 #define PX_SEARCH_MIN_CP_TOKENS 4096
 
 /* The most sequences of the global batch per GPU a search takes: it
- * simulates every candidate's step, m = gbs / (dp · mbs) micro-batches each,
- * so its time grows with gbs / GPUs (2048 per GPU: about 10 s on two cores;
- * --gbs 2^20 on 8 GPUs ran for hours). Published runs hold a few per GPU
- * (GPT-3: 1536 sequences on 1024 GPUs; Llama 3 405B: 2048 on 16384). */
+ * simulates candidates' steps, m = gbs / (dp · mbs) micro-batches each, so
+ * its time grows with gbs / GPUs (2048 per GPU: Llama 2 7B on 32 A100s takes
+ * about 1 s on two cores, 10 s with --objective memory, far longer with
+ * every point kept for --pareto, which simulates every feasible layout at
+ * its full m; --gbs 2^20 on 8 GPUs ran for hours). Published
+ * runs hold a few per GPU (GPT-3: 1536 sequences on 1024 GPUs; Llama 3
+ * 405B: 2048 on 16384). */
 #define PX_SEARCH_MAX_SEQS_PER_GPU 2048
 void px_search_fix_init(PxSearchFix *f);
 /* "tp=8", "ckpt=selective", "schedule=zb-h1", "sp=on", "order=tp,pp,dp", "ep=8", "etp=1" ... */

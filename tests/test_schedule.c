@@ -529,6 +529,85 @@ static void test_invalid(void) {
   px_plan_clear(&plan);
 }
 
+/* px_schedule_peak_held against the same walk over the compute ops of the
+ * program px_program_new emits (an independent path: the stored order, every
+ * op walked), bit for bit, with the jump over repeated rounds on and off:
+ * every schedule, p 1..5, m 1..40 and large m (300, 1001, 4096), chunk sizes
+ * that are whole bytes (the rounds repeat at once) and that are not (0.1
+ * multiples, rounding: the walk drifts before it repeats, or never does). */
+static double program_walk(const PxProgram *prog, int stage, const PxChunkHeld *held, int *peak_count) {
+  const PxRankProgram *rp = &prog->ranks[stage];
+  double bytes = 0, peak = 0;
+  int n = 0, peak_n = 0;
+  for (guint i = 0; i < rp->n; i++) {
+    const PxInstr *in = &rp->instrs[i];
+    if (!px_op_is_compute(in->kind) || in->chunk < 0 || in->chunk >= prog->vpp) continue;
+    const PxChunkHeld *c = &held[in->chunk];
+    if (in->kind == PX_OP_FORWARD) {
+      peak = MAX(peak, bytes + MAX(c->fwd, c->act));
+      bytes += c->act;
+      n++;
+    } else if (in->kind == PX_OP_BACKWARD) {
+      peak = MAX(peak, bytes + c->bwd);
+      bytes -= c->act;
+      n--;
+    } else if (in->kind == PX_OP_BACKWARD_INPUT) {
+      peak = MAX(peak, bytes + c->bwd_input);
+      bytes += c->w - c->act;
+    } else if (in->kind == PX_OP_BACKWARD_WEIGHT) {
+      bytes -= c->w;
+      n--;
+    }
+    peak = MAX(peak, bytes);
+    peak_n = MAX(peak_n, n);
+  }
+  *peak_count = peak_n;
+  return peak;
+}
+
+static void test_peak_held_exact(void) {
+  static const PxScheduleKind kinds[] = {PX_SCHED_GPIPE, PX_SCHED_1F1B, PX_SCHED_INTERLEAVED, PX_SCHED_ZB_H1,
+                                         PX_SCHED_ZB_H2, PX_SCHED_ZB_V, PX_SCHED_DUALPIPEV};
+  static const PxChunkHeld whole[2] = {{3e8, 1e8, 3.5e8, 4e8, 3.2e8}, {2e8, 0.5e8, 2e8, 2.5e8, 2.1e8}};
+  static const PxChunkHeld frac[2] = {{0.3, 0.1, 0.35, 0.7, 0.31}, {0.7, 0.3, 0.9, 0.1, 0.2}};
+  int ms[48], n_ms = 0;
+  for (int m = 1; m <= 40; m++) ms[n_ms++] = m;
+  ms[n_ms++] = 300;
+  ms[n_ms++] = 1001;
+  ms[n_ms++] = 4096;
+  int checked = 0, jumps0 = px_schedule_walk_jumps();
+  for (gsize k = 0; k < G_N_ELEMENTS(kinds); k++)
+    for (int p = 1; p <= 5; p++)
+      for (int im = 0; im < n_ms; im++) {
+        int m = ms[im], v = kinds[k] == PX_SCHED_INTERLEAVED || px_schedule_is_v(kinds[k]) ? 2 : 1;
+        if (kinds[k] == PX_SCHED_INTERLEAVED && (p < 2 || m % p)) continue;
+        if (kinds[k] == PX_SCHED_DUALPIPEV && m < 2 * p) continue;
+        PxPlan plan;
+        plan_set(&plan, kinds[k], p, v, m);
+        g_autoptr(PxProgram) prog = px_program_new(&plan, NULL, NULL);
+        g_assert_nonnull(prog);
+        for (int f = 0; f < 2; f++)
+          for (int s = 0; s < p; s++) {
+            const PxChunkHeld *held = f ? frac : whole;
+            int n_ref, n_fast, n_full;
+            double ref = program_walk(prog, s, held, &n_ref);
+            double fast = px_schedule_peak_held(&plan, s, held, &n_fast);
+            px_schedule_set_full_walk(TRUE);
+            double full = px_schedule_peak_held(&plan, s, held, &n_full);
+            px_schedule_set_full_walk(FALSE);
+            g_assert_true(memcmp(&fast, &ref, sizeof ref) == 0); /* bit for bit, not to a tolerance */
+            g_assert_true(memcmp(&full, &ref, sizeof ref) == 0);
+            g_assert_cmpint(n_fast, ==, n_ref);
+            g_assert_cmpint(n_full, ==, n_ref);
+            checked++;
+          }
+        px_plan_clear(&plan);
+      }
+  g_assert_cmpint(checked, >, 1500);
+  /* the jump was taken (the large m, the whole bytes at least), not only the full walk */
+  g_assert_cmpint(px_schedule_walk_jumps() - jumps0, >, 100);
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/schedule/1f1b/order", test_1f1b_order);
@@ -540,6 +619,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/schedule/dualpipev/order", test_dualpipev_order);
   g_test_add_func("/schedule/v-map", test_v_map);
   g_test_add_func("/schedule/invariants", test_invariants);
+  g_test_add_func("/schedule/peak-held/exact", test_peak_held_exact);
   g_test_add_func("/schedule/deepspeed/order", test_deepspeed_order);
   g_test_add_func("/schedule/collectives", test_collectives);
   g_test_add_func("/schedule/format", test_format_and_lookup);

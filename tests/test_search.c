@@ -710,6 +710,79 @@ static void test_cp_fp8_search(void) {
   setup_clear(&s);
 }
 
+/* A large batch (m 64 to 1024 micro-batches per step) searched the fast way
+ * and the full way give the same answer, bit for bit: the top layouts with
+ * their memory, analytic and simulated times, and the counts. The full way:
+ * every op of every compute order walked (px_schedule_set_full_walk, no jump
+ * over repeated rounds) and no layout left out for its memory or its time
+ * bound (keep_points: every feasible layout simulated, the Pareto path). Both
+ * objectives, every schedule; every 53rd point against px_search_evaluate,
+ * which evaluates the layout alone (its own blocks and activation peaks). */
+static void same_top_exact(const PxSearchResult *a, const PxSearchResult *b) {
+  g_assert_cmpuint(a->top->len, ==, b->top->len);
+  g_assert_cmpuint(a->feasible, ==, b->feasible);
+  g_assert_cmpuint(a->valid, ==, b->valid);
+  for (guint i = 0; i < a->top->len; i++) {
+    const PxSearchCandidate *x = &g_array_index(a->top, PxSearchCandidate, i);
+    const PxSearchCandidate *y = &g_array_index(b->top, PxSearchCandidate, i);
+    g_assert_cmpint(px_layout_compare(&x->layout, &y->layout), ==, 0);
+    g_assert_true(x->memory == y->memory && x->analytic_time == y->analytic_time && x->step_time == y->step_time &&
+                  x->bubble == y->bubble);
+  }
+}
+
+static void test_large_batch_exact(void) {
+  Setup s;
+  /* gpt2-355m (24 layers) on 8 A100s, 1024 sequences of 1024: m = 1024 / (dp · mbs) */
+  setup_load(&s, "gpt2-355m", "dgx-a100-80g", 8, 1024, 1024);
+  PxSearchOptions o;
+  px_search_options_init(&o);
+  o.top = 6;
+  o.max_vpp = 2;
+  o.max_mbs = 2;
+  o.fix.order = 0;
+  o.max_memory = 12e9; /* the memory bites: some layouts do not fit */
+  for (int obj = 0; obj < 2; obj++) {
+    o.objective = obj ? PX_OBJECTIVE_MEMORY : PX_OBJECTIVE_TIME;
+    o.keep_points = FALSE;
+    int jumps0 = px_schedule_walk_jumps();
+    g_autoptr(PxSearchResult) fast = px_search_run(s.model, s.cluster, &s.plan, &o, NULL);
+    g_assert_cmpint(px_schedule_walk_jumps(), >, jumps0); /* the fast way took the jump */
+    px_schedule_set_full_walk(TRUE);
+    o.keep_points = TRUE;
+    g_autoptr(PxSearchResult) full = px_search_run(s.model, s.cluster, &s.plan, &o, NULL);
+    px_schedule_set_full_walk(FALSE);
+    g_assert_nonnull(fast);
+    g_assert_nonnull(full);
+    g_assert_cmpuint(fast->top->len, ==, 6);
+    g_assert_cmpuint(fast->feasible, <, fast->valid);
+    same_top_exact(fast, full);
+    /* the points of the fast way's Pareto path, against the full way's and
+     * against the layout evaluated alone */
+    o.keep_points = TRUE;
+    g_autoptr(PxSearchResult) pts = px_search_run(s.model, s.cluster, &s.plan, &o, NULL);
+    g_assert_nonnull(pts);
+    g_assert_cmpuint(pts->points->len, ==, full->points->len);
+    g_assert_cmpuint(pts->points->len, ==, full->feasible);
+    int schedules = 0;
+    for (guint i = 0; i < pts->points->len; i++) {
+      const PxSearchPoint *a = &g_array_index(pts->points, PxSearchPoint, i);
+      const PxSearchPoint *b = &g_array_index(full->points, PxSearchPoint, i);
+      g_assert_cmpint(px_layout_compare(&a->layout, &b->layout), ==, 0);
+      g_assert_true(a->memory == b->memory && a->time == b->time);
+      if (i % 53) continue;
+      double mem, t;
+      g_assert_true(px_search_evaluate(s.model, s.cluster, &s.plan, &a->layout, &mem, &t));
+      g_assert_true(mem == a->memory && t == a->time);
+      schedules |= 1 << a->layout.schedule;
+    }
+    /* split backward schedules among them (the walk's), and the others */
+    g_assert_true(schedules & (1 << PX_SCHED_ZB_H1 | 1 << PX_SCHED_ZB_H2 | 1 << PX_SCHED_ZB_V | 1 << PX_SCHED_DUALPIPEV));
+    g_assert_true(schedules & (1 << PX_SCHED_1F1B | 1 << PX_SCHED_GPIPE | 1 << PX_SCHED_INTERLEAVED));
+  }
+  setup_clear(&s);
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/search/schedule/tradeoff", test_schedule_tradeoff);
@@ -726,6 +799,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/search/analytic/kendall-hand", test_kendall_hand);
   g_test_add_func("/search/winner/brute-force", test_brute_force_winner);
   g_test_add_func("/search/threads/deterministic", test_threads_deterministic);
+  g_test_add_func("/search/large-batch/exact", test_large_batch_exact);
   g_test_add_func("/search/sizing/monotone-in-days", test_sizing_monotone);
   g_test_add_func("/search/emit/roundtrip", test_emit_roundtrip);
   g_test_add_func("/search/infeasible/closest-miss", test_closest_miss);
