@@ -980,7 +980,22 @@ static gboolean dev_host_take(PxLocalWorld *w, Message *m, void *buf, gboolean f
     d->state = DEV_HOST_WANTED;
     d->host_dst = buf;
     g_cond_broadcast(&w->cond);
-    while (d->state == DEV_HOST_WANTED) g_cond_wait(&w->cond, &w->lock); /* the sender answers, aborted or not */
+    /* the sender answers once it completes its send (aborted or not); a
+     * sender held in its group's receives is given up at the deadline */
+    gint64 deadline = g_get_monotonic_time() + w->timeout_us;
+    while (d->state == DEV_HOST_WANTED)
+      if (!g_cond_wait_until(&w->cond, &w->lock, deadline) && d->state == DEV_HOST_WANTED) {
+        d->state = DEV_REJECTED; /* the sender will not copy now */
+        if (!w->abort_msg) {
+          g_autofree char *what = g_strdup_printf("rank %d never copied its send", who);
+          timed_out(w, desc, what, error);
+        } else {
+          aborted(w, desc, error);
+        }
+        g_cond_broadcast(&w->cond);
+        dev_release(d);
+        return FALSE;
+      }
     if (d->state == DEV_COPIED) {
       g_mutex_unlock(&w->lock);
       ok = dev_wait_event(w, d->copied, desc, who, error);
@@ -1095,7 +1110,8 @@ static gboolean nothing(gpointer data, GError **error) {
 /* Under the world lock: m, taken for a receive into buf on st, copied there
  * by st (the lock released meanwhile). A host-path message (an eager copy) is
  * uploaded and freed behind the upload. */
-static gboolean dev_recv_msg(PxLocalWorld *w, Message *m, void *buf, PxStream *st, const char *desc, GError **error) {
+static gboolean dev_recv_msg(PxLocalWorld *w, Message *m, void *buf, PxStream *st, const char *desc, int who,
+                             GError **error) {
   gsize bytes = m->count * px_dtype_size(m->dtype);
   gboolean ok;
   if (!m->dev) {
@@ -1111,7 +1127,10 @@ static gboolean dev_recv_msg(PxLocalWorld *w, Message *m, void *buf, PxStream *s
   g_free(m);
   d->state = DEV_TAKEN;
   g_mutex_unlock(&w->lock);
-  ok = px_stream_wait_event(st, d->ready, error) && px_stream_memcpy(st, buf, d->src, bytes, 2, error) &&
+  /* an inline stream's wait blocks this thread: with the deadline (the
+   * sender's stream may be held by a call that waits for this rank) */
+  ok = (!px_stream_is_inline(st) || dev_wait_event(w, d->ready, desc, who, error)) &&
+       px_stream_wait_event(st, d->ready, error) && px_stream_memcpy(st, buf, d->src, bytes, 2, error) &&
        (d->copied = px_event_new(px_stream_backend(st), error)) != NULL && px_event_record(d->copied, st, error);
   g_mutex_lock(&w->lock);
   d->state = ok ? DEV_COPIED : DEV_REJECTED;
@@ -1198,7 +1217,7 @@ static gboolean dev_recv(PxComm *c, void *buf, gsize count, PxDType dt, int peer
     }
     message_free(m);
   } else if (m) {
-    ok = dev_recv_msg(w, m, buf, st, desc, error);
+    ok = dev_recv_msg(w, m, buf, st, desc, c->group->ranks[peer], error);
   }
   g_mutex_unlock(&w->lock);
   return ok;

@@ -1395,6 +1395,36 @@ static void check_missing_sender_grouped(PxComm *world, const Ctx *ctx) {
   g_clear_error(&err);
 }
 
+/* Ranks 0 and 1 each queue, on their one stream and without a group, a
+ * receive from the other and then the send to it: a cycle where a send
+ * completes only once its receive has run (NCCL; the device path on a
+ * stream whose receive waits for its message there). Both fail at the
+ * deadline with one line naming the peer and the deadline — whichever wait
+ * expires first — instead of hanging; the others fail with ABORTED. */
+static void check_p2p_cycle(PxComm *world, const Ctx *ctx) {
+  int r = px_comm_rank(world);
+  g_autofree char *after = g_strdup_printf(" after %g s", ctx->timeout_s);
+  GError *err = NULL;
+  if (r < 2) {
+    double x = r, y = -1;
+    gboolean ok = px_comm_recv(world, &y, 1, PX_DTYPE_F64, 1 - r, S, &err) &&
+                  px_comm_send(world, &x, 1, PX_DTYPE_F64, 1 - r, S, &err) && sync_rank_stream(&err);
+    g_assert_false(ok);
+    g_assert_true(g_error_matches(err, PX_COMM_ERROR, PX_COMM_ERROR_TIMEOUT) ||
+                  g_error_matches(err, PX_COMM_ERROR, PX_COMM_ERROR_ABORTED));
+    g_autofree char *peer = g_strdup_printf("on %s: rank %d", px_comm_label(world), 1 - r);
+    g_autofree char *self = g_strdup_printf("on %s: rank %d", px_comm_label(world), r);
+    if (!strstr(err->message, after) || (!strstr(err->message, peer) && !strstr(err->message, self)))
+      g_error("unexpected failure: %s", err->message);
+    g_clear_error(&err);
+  } else {
+    wait_for_failure(world);
+  }
+  g_assert_false(px_comm_barrier(world, NULL, &err));
+  g_assert_error(err, PX_COMM_ERROR, PX_COMM_ERROR_ABORTED);
+  g_clear_error(&err);
+}
+
 /* The same missing rank with the all_reduce queued on a worker stream: the
  * call returns at once; the failure surfaces through px_stream_synchronize and
  * px_comm_check_async. */
@@ -1571,6 +1601,8 @@ static const Check checks[] = {
    .timeout_s = 0.5, .device_path = TRUE},
   {.path = "failure/missing-sender-grouped", .fn = check_missing_sender_grouped, .min_ranks = 2,
    .needs = CAP_SURVIVES_FAILURE, .timeout_s = 0.5},
+  {.path = "failure/p2p-cycle", .fn = check_p2p_cycle, .min_ranks = 2, .needs = CAP_SURVIVES_FAILURE, .timeout_s = 0.5,
+   .device_path = TRUE},
   {.path = "device-buffers", .fn = check_device_buffers, .needs = CAP_DEVICE_BUFFERS},
   {.path = "failure/abort", .fn = check_abort, .needs = CAP_SURVIVES_FAILURE, .timeout_s = 60},
   {.path = "failure/abort-split", .fn = check_abort_split, .needs = CAP_SURVIVES_FAILURE, .timeout_s = 60},
