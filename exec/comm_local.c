@@ -10,9 +10,10 @@
  * results; bf16 / fp16 elements are summed in fp32 and rounded once
  * (px_comm_reduce_parts).
  *
- * Point-to-point is eager: a send copies its payload into the queue of its
- * (communicator, sender, receiver) pair and returns; a receive takes the head
- * of that queue, so messages arrive in the order they were sent.
+ * Point-to-point is eager (the device path's, below, is not): a send copies
+ * its payload into the queue of its (communicator, sender, receiver) pair and
+ * returns; receive i of the pair takes message i, so messages arrive in the
+ * order they were sent.
  *
  * Rendezvous mode (comm.h) models NCCL: the queue also counts the receives
  * posted on it, and a send waits until the receive of its message has been
@@ -631,9 +632,9 @@ static void local_finish(PxComm *c, guint64 ticket) {
  * The events are made for each call by each rank (with its stream's backend)
  * and freed by it after the last meeting: every wait for them has been queued
  * by then (the cuda and the host streams keep an event a queued wait refers
- * to). Point-to-point and groups keep comm.c's paths: a receive queued before
- * its send on the same thread must not block the host, which a rendezvous at
- * queueing would. */
+ * to). Point-to-point and groups have a device path of their own (below):
+ * no meeting of every member, a receive queued before its send on the same
+ * thread must not block that thread until its deadline. */
 
 /* PX_COMM_LOCAL_DEVICE: "1" every stream, "0" none; unset: device streams
  * (px_stream_native: the cuda backend's) only, where the alternative is to

@@ -157,7 +157,8 @@ typedef void (*CheckFn)(PxComm *world, const Ctx *ctx);
  * stream of a cpu backend of the rank's, "worker" a worker stream of it (OK
  * synchronises it after the call, so that the check reads complete results).
  * tests/CMakeLists.txt runs the `local` suite so with PX_COMM_LOCAL_DEVICE=1:
- * its collectives then take the device path (comm_local.c). NULL: none. */
+ * its collectives, sends, receives and groups then take the device path
+ * (comm_local.c). NULL: none. */
 static char *opt_queue;
 static GPrivate rank_stream = G_PRIVATE_INIT(NULL);
 #define S ((PxStream *)g_private_get(&rank_stream))
