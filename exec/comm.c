@@ -250,9 +250,9 @@ static void call_free(gpointer data) {
  * (ranks as threads, `local`) need: a host function on the GPU's stream may
  * neither touch device memory nor call CUDA. PX_COMM_STAGE=1 stages the
  * calls of host streams too (tests/cli_run.sh runs layouts so). `local`'s
- * collectives do not come here on a device stream: its device path
- * (PxCommOps.stream_takes, comm_local.c) queues them with the streams' own
- * copies, reductions and events. */
+ * calls (collectives, sends, receives, groups) do not come here on a device
+ * stream: its device path (PxCommOps.stream_takes, comm_local.c) queues them
+ * with the streams' own copies, reductions and events. */
 typedef struct {
   void *dev, *host;
   gsize bytes;

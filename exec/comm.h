@@ -24,7 +24,7 @@
  *
  * Point-to-point has no tags: messages from one rank to another on one
  * communicator are received in the order they were sent (NCCL, and MPI's
- * non-overtaking rule). Sends are eager on `local` (unless in rendezvous mode), `mpi` and `tcp`: a send
+ * non-overtaking rule). Sends are eager on `local` (unless in rendezvous mode or on its device path, comm_local.c), `mpi` and `tcp`: a send
  * returns once its payload is copied or on its way, whether or not the
  * receive has been posted, so sends queued one after another on a stream
  * never wait for each other's receivers (the runtime relies on it). An

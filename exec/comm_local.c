@@ -10,9 +10,10 @@
  * results; bf16 / fp16 elements are summed in fp32 and rounded once
  * (px_comm_reduce_parts).
  *
- * Point-to-point is eager: a send copies its payload into the queue of its
- * (communicator, sender, receiver) pair and returns; a receive takes the head
- * of that queue, so messages arrive in the order they were sent.
+ * Point-to-point is eager (the device path's, below, is not): a send copies
+ * its payload into the queue of its (communicator, sender, receiver) pair and
+ * returns; receive i of the pair takes message i, so messages arrive in the
+ * order they were sent.
  *
  * Rendezvous mode (comm.h) models NCCL: the queue also counts the receives
  * posted on it, and a send waits until the receive of its message has been
@@ -66,10 +67,35 @@ struct Slot {
   gboolean failed;  /* device path: a member left it failed (then every member fails: the world is aborted) */
 };
 
+/* The device path's message (below): the sender's buffer itself, read by a
+ * copy the receiver queues (or, for a receiver on the host path, the sender). */
+typedef enum {
+  DEV_POSTED,      /* in its pair's queue */
+  DEV_TAKEN,       /* a receiver on the device path is queueing the copy */
+  DEV_HOST_WANTED, /* a receiver on the host path wants the sender to copy into host_dst */
+  DEV_COPIED,      /* `copied` is recorded behind the copy */
+  DEV_DONE,        /* copied already, by a receiver on the host path (a host sender's memory) */
+  DEV_REJECTED,    /* refused (count or dtype) or the receiver failed: the sender waits for nothing */
+  DEV_ABANDONED,   /* DEV_HOST_WANTED, but the sender could not copy */
+} DevState;
+
 typedef struct {
-  void *data;
+  int refs;             /* the sender's and the receiver's (under the world lock); the last frees it */
+  DevState state;
+  GQueue *msgs;         /* the queue it was posted in (a sender that gives up withdraws it) */
+  const void *src;      /* the sender's buffer */
+  PxStream *sst;        /* the sender's stream */
+  PxDevEvent *ready;    /* the sender's, recorded on sst where the send was queued */
+  PxDevEvent *copied;   /* recorded behind the copy out of src */
+  void *host_dst;       /* DEV_HOST_WANTED: the host receiver's buffer */
+} DevMsg;
+
+typedef struct {
+  void *data;    /* the payload (eager, a copy); NULL with dev */
   gsize count;
   PxDType dtype;
+  guint64 index; /* its number in the pair's queue: receive number `index` takes it */
+  DevMsg *dev;   /* a send on the device path, or NULL */
 } Message;
 
 /* The messages of one (communicator, sender, receiver) pair. */
@@ -77,6 +103,7 @@ typedef struct {
   GQueue msgs;     /* of Message, oldest first */
   guint64 sent;    /* messages sent so far */
   guint64 posted;  /* receives posted so far: message i is matched once posted > i */
+  guint64 recvs;   /* receives numbered so far: receive i takes message i (FIFO) */
 } Queue;
 
 /* One rank's handle on one communicator. */
@@ -113,8 +140,15 @@ static Slot *slot_get(PxLocalWorld *w, const char *key, const PxGroup *group) {
   return s;
 }
 
+static void dev_msg_free(DevMsg *d) {
+  px_event_free(d->ready);
+  px_event_free(d->copied);
+  g_free(d);
+}
+
 static void message_free(gpointer p) {
   Message *m = p;
+  if (m->dev) dev_msg_free(m->dev);
   g_free(m->data);
   g_free(m);
 }
@@ -363,7 +397,7 @@ static gboolean post_send(PxComm *c, const void *buf, gsize count, PxDType dt, i
   Local *L = c->impl;
   PxLocalWorld *w = L->w;
   g_autofree char *key = queue_key(c, c->pos, peer);
-  Message *m = g_new(Message, 1);
+  Message *m = g_new0(Message, 1);
   m->data = g_memdup2(buf, count * px_dtype_size(dt));
   m->count = count;
   m->dtype = dt;
@@ -376,7 +410,7 @@ static gboolean post_send(PxComm *c, const void *buf, gsize count, PxDType dt, i
     return FALSE;
   }
   Queue *q = queue_of(w, key);
-  *index = q->sent++;
+  *index = m->index = q->sent++;
   g_queue_push_tail(&q->msgs, m);
   g_cond_broadcast(&w->cond);
   g_mutex_unlock(&w->lock);
@@ -420,36 +454,72 @@ static void post_recv(PxComm *c, int peer) {
   g_mutex_unlock(&w->lock);
 }
 
-/* Complete a posted receive: wait for the head of the pair's queue and take it. */
+/* Under the world lock: message `index` of q, taken out of it, or NULL. */
+static Message *take_msg(Queue *q, guint64 index) {
+  for (GList *l = q->msgs.head; l; l = l->next)
+    if (((Message *)l->data)->index == index) {
+      Message *m = l->data;
+      g_queue_delete_link(&q->msgs, l);
+      return m;
+    }
+  return NULL;
+}
+
+/* Under the world lock: wait (the deadline) for message `index` of q, from
+ * rank peer, and take it; NULL with the error (the world aborted). */
+static Message *wait_msg(PxComm *c, Queue *q, guint64 index, int peer, const char *desc, GError **error) {
+  PxLocalWorld *w = ((Local *)c->impl)->w;
+  gint64 deadline = g_get_monotonic_time() + w->timeout_us;
+  for (gboolean late = FALSE;; late = !g_cond_wait_until(&w->cond, &w->lock, deadline)) {
+    if (w->abort_msg) {
+      aborted(w, desc, error);
+      return NULL;
+    }
+    Message *m = take_msg(q, index);
+    if (m) return m;
+    if (late) {
+      g_autofree char *what = g_strdup_printf("rank %d never sent", c->group->ranks[peer]);
+      timed_out(w, desc, what, error);
+      return NULL;
+    }
+  }
+}
+
+/* Under the world lock: FALSE, with the error, when m is not what the receive expects. */
+static gboolean msg_fits(PxComm *c, const Message *m, gsize count, PxDType dt, int peer, const char *desc,
+                         GError **error) {
+  if (m->count == count && m->dtype == dt) return TRUE;
+  g_set_error(error, PX_COMM_ERROR, PX_COMM_ERROR_MISMATCH,
+              "%s: rank %d sent %" G_GSIZE_FORMAT " %s, the receive expects %" G_GSIZE_FORMAT " %s", desc,
+              c->group->ranks[peer], m->count, px_dtype_name(m->dtype), count, px_dtype_name(dt));
+  return FALSE;
+}
+
+static gboolean dev_host_take(PxLocalWorld *w, Message *m, void *buf, gboolean fits, const char *desc, int who,
+                              GError **error);
+
+/* Complete a posted receive: take the pair's next message (FIFO: receives are
+ * numbered as they are made) and copy it into buf. */
 static gboolean wait_recv(PxComm *c, void *buf, gsize count, PxDType dt, int peer, GError **error) {
   Local *L = c->impl;
   PxLocalWorld *w = L->w;
   g_autofree char *key = queue_key(c, peer, c->pos);
   g_autofree char *desc = recv_desc(c, peer);
-  gint64 deadline = g_get_monotonic_time() + w->timeout_us;
   g_mutex_lock(&w->lock);
   Queue *q = queue_of(w, key);
-  while (!w->abort_msg && g_queue_is_empty(&q->msgs)) {
-    if (!g_cond_wait_until(&w->cond, &w->lock, deadline) && !w->abort_msg && g_queue_is_empty(&q->msgs)) {
-      g_autofree char *what = g_strdup_printf("rank %d never sent", c->group->ranks[peer]);
-      timed_out(w, desc, what, error);
-      g_mutex_unlock(&w->lock);
-      return FALSE;
-    }
-  }
-  if (w->abort_msg) {
-    aborted(w, desc, error);
+  Message *m = wait_msg(c, q, q->recvs++, peer, desc, error);
+  if (!m) {
     g_mutex_unlock(&w->lock);
     return FALSE;
   }
-  Message *m = g_queue_pop_head(&q->msgs);
+  gboolean ok = msg_fits(c, m, count, dt, peer, desc, error);
+  if (m->dev) { /* a send on the device path: its sender copies (dev_host_take) */
+    ok = dev_host_take(w, m, buf, ok, desc, c->group->ranks[peer], error) && ok;
+    g_mutex_unlock(&w->lock);
+    return ok;
+  }
   g_mutex_unlock(&w->lock);
-  gboolean ok = m->count == count && m->dtype == dt;
   if (ok) memcpy(buf, m->data, count * px_dtype_size(dt));
-  else
-    g_set_error(error, PX_COMM_ERROR, PX_COMM_ERROR_MISMATCH,
-                "%s: rank %d sent %" G_GSIZE_FORMAT " %s, the receive expects %" G_GSIZE_FORMAT " %s", desc,
-                c->group->ranks[peer], m->count, px_dtype_name(m->dtype), count, px_dtype_name(dt));
   message_free(m);
   return ok;
 }
@@ -562,9 +632,9 @@ static void local_finish(PxComm *c, guint64 ticket) {
  * The events are made for each call by each rank (with its stream's backend)
  * and freed by it after the last meeting: every wait for them has been queued
  * by then (the cuda and the host streams keep an event a queued wait refers
- * to). Point-to-point and groups keep comm.c's paths: a receive queued before
- * its send on the same thread must not block the host, which a rendezvous at
- * queueing would. */
+ * to). Point-to-point and groups have a device path of their own (below):
+ * no meeting of every member, a receive queued before its send on the same
+ * thread must not block that thread until its deadline. */
 
 /* PX_COMM_LOCAL_DEVICE: "1" every stream, "0" none; unset: device streams
  * (px_stream_native: the cuda backend's) only, where the alternative is to
@@ -582,7 +652,7 @@ static gboolean local_stream_takes(PxComm *c, const PxCommCall *k, PxStream *str
   Local *L = c->impl;
   gboolean collective = k->kind == PX_CALL_ALL_REDUCE || k->kind == PX_CALL_REDUCE_SCATTER ||
                         k->kind == PX_CALL_ALL_GATHER || k->kind == PX_CALL_BROADCAST || k->kind == PX_CALL_BARRIER;
-  if (!collective || L->w->rendezvous || c->group->n > PX_STREAM_REDUCE_MAX) return FALSE;
+  if (L->w->rendezvous || (collective && c->group->n > PX_STREAM_REDUCE_MAX)) return FALSE;
   int mode = device_mode();
   return mode == 1 || (mode == -1 && px_stream_native(stream) != NULL);
 }
@@ -787,7 +857,13 @@ static gboolean dev_collective(PxComm *c, Part *part, DevWork work1, DevWork wor
   return ok;
 }
 
-/* PxCommOps.stream_queue: the collectives of local_stream_takes. */
+static gboolean dev_send(PxComm *c, const void *buf, gsize count, PxDType dt, int peer, PxStream *st, GError **error);
+static gboolean dev_recv(PxComm *c, void *buf, gsize count, PxDType dt, int peer, PxStream *st, const char *label,
+                         GError **error);
+static gboolean dev_group(PxComm *c, const PxP2p *ops, int n, PxStream *st, const char *label, GError **error);
+
+/* PxCommOps.stream_queue: the calls of local_stream_takes (point-to-point and
+ * groups: below). */
 static gboolean local_stream_queue(PxComm *c, const PxCommCall *k, PxStream *st, GError **error) {
   Part part = {.count = k->count, .dtype = k->dt, .red = k->red};
   switch (k->kind) {
@@ -806,9 +882,384 @@ static gboolean local_stream_queue(PxComm *c, const PxCommCall *k, PxStream *st,
   case PX_CALL_BARRIER:
     part.op = "barrier", part.count = 0, part.dtype = PX_DTYPE_F32, part.red = PX_RED_SUM;
     return dev_collective(c, &part, NULL, NULL, st, error);
+  case PX_CALL_SEND: return dev_send(c, k->send, k->count, k->dt, k->arg, st, error);
+  case PX_CALL_RECV: return dev_recv(c, k->buf, k->count, k->dt, k->arg, st, k->label, error);
+  case PX_CALL_GROUP: return dev_group(c, k->group, k->n_group, st, k->label, error);
   default:
     g_return_val_if_reached(FALSE);
   }
+}
+
+/* ---- the device path: point-to-point ----
+ *
+ * A send on the device path (local_stream_takes) is not copied into the
+ * pair's queue: its message names the sender's buffer, with an event
+ * `ready` recorded on the sender's stream where the send was queued. The
+ * receiver, once it has the message (receive i takes message i of the pair:
+ * FIFO, receives numbered as they are made), queues on its own stream a wait
+ * for `ready`, the device-to-device copy out of the sender's buffer into its
+ * own, and an event `copied`; the sender, which waits in its call (with the
+ * deadline) until its message is taken, then queues a wait for `copied`, so
+ * that its stream passes the send, and its buffer may be reused, only once
+ * the copy has run. No host copy and no host synchronisation: NCCL's
+ * semantics (a send completes once its receive is posted), not the host
+ * path's eager sends, whose copy would need a staging buffer freed behind
+ * the stream (a host function may not free device memory on cuda).
+ *
+ * A receive queued before its message is sent: on a device stream (and the
+ * inline stream) the receiving thread waits for the send to be posted, as
+ * the staged path waits for the message itself; on a host worker stream the
+ * receive becomes a host function that takes the message when the stream
+ * gets there (so that a rank may queue a receive and then the send that
+ * frees its peer, on two streams, without a group). A message and a receive
+ * of different paths meet too: a host-path receive of a device-path send has
+ * the sender queue the copy into the host buffer on its stream (and waits
+ * for it); a device-path receive of a host-path (eager) message uploads the
+ * copy and frees it behind the upload. A group posts all its sends, then
+ * takes its receives in call order, then completes its sends: peers that
+ * send to each other in one group never wait for each other. */
+
+/* Under the world lock: drop one reference of d; the last frees it. */
+static void dev_release(DevMsg *d) {
+  if (--d->refs == 0) dev_msg_free(d);
+}
+
+/* Under the world lock: abort the world with what went wrong here (a failed
+ * queueing), so that no peer waits for this rank until its deadline. */
+static void dev_abort(PxLocalWorld *w, const char *desc, const GError *err) {
+  if (w->abort_msg) return;
+  w->abort_msg = g_strdup_printf("%s: %s", desc, err ? err->message : "failed");
+  g_cond_broadcast(&w->cond);
+}
+
+/* Without the world lock: wait for e, recorded on rank `who`'s stream, with
+ * the deadline (that stream may be held by a call that waits for this rank):
+ * polled, as a host event has no timed wait. */
+static gboolean dev_wait_event(PxLocalWorld *w, PxDevEvent *e, const char *desc, int who, GError **error) {
+  gint64 deadline = g_get_monotonic_time() + w->timeout_us;
+  for (gulong nap = 10; !px_event_query(e); nap = MIN(nap * 2, 1000)) {
+    if (g_get_monotonic_time() > deadline) {
+      g_mutex_lock(&w->lock);
+      if (w->abort_msg) {
+        aborted(w, desc, error);
+      } else {
+        g_autofree char *what = g_strdup_printf("rank %d's stream never reached the send", who);
+        timed_out(w, desc, what, error);
+      }
+      g_mutex_unlock(&w->lock);
+      return FALSE;
+    }
+    g_usleep(nap);
+  }
+  return px_event_synchronize(e, error);
+}
+
+/* A receive on the host path (wait_recv, or a host function of a host
+ * stream: the world lock held) of m, a device-path send, into buf. A sender
+ * on a host stream (its buffer in host memory): the receiver waits for its
+ * `ready` and copies, while the sender waits in its call (DEV_DONE). A
+ * sender on a device stream: the sender, waiting in its call, queues the
+ * copy into buf on its stream and records `copied`, which the receiver waits
+ * for. fits FALSE: the message is refused, the send completes and the
+ * receive fails. */
+static gboolean dev_host_take(PxLocalWorld *w, Message *m, void *buf, gboolean fits, const char *desc, int who,
+                              GError **error) {
+  DevMsg *d = g_steal_pointer(&m->dev);
+  gsize bytes = m->count * px_dtype_size(m->dtype);
+  message_free(m);
+  gboolean ok = fits;
+  if (!fits) {
+    d->state = DEV_REJECTED;
+  } else if (!px_stream_native(d->sst)) {
+    d->state = DEV_TAKEN;
+    g_mutex_unlock(&w->lock);
+    ok = dev_wait_event(w, d->ready, desc, who, error);
+    if (ok) memcpy(buf, d->src, bytes);
+    g_mutex_lock(&w->lock);
+    d->state = ok ? DEV_DONE : DEV_REJECTED;
+  } else {
+    d->state = DEV_HOST_WANTED;
+    d->host_dst = buf;
+    g_cond_broadcast(&w->cond);
+    /* the sender answers once it completes its send (aborted or not); a
+     * sender held in its group's receives is given up at the deadline */
+    gint64 deadline = g_get_monotonic_time() + w->timeout_us;
+    while (d->state == DEV_HOST_WANTED)
+      if (!g_cond_wait_until(&w->cond, &w->lock, deadline) && d->state == DEV_HOST_WANTED) {
+        d->state = DEV_REJECTED; /* the sender will not copy now */
+        if (!w->abort_msg) {
+          g_autofree char *what = g_strdup_printf("rank %d never copied its send", who);
+          timed_out(w, desc, what, error);
+        } else {
+          aborted(w, desc, error);
+        }
+        g_cond_broadcast(&w->cond);
+        dev_release(d);
+        return FALSE;
+      }
+    if (d->state == DEV_COPIED) {
+      g_mutex_unlock(&w->lock);
+      ok = dev_wait_event(w, d->copied, desc, who, error);
+      g_mutex_lock(&w->lock);
+    } else {
+      ok = aborted(w, desc, error);
+    }
+  }
+  g_cond_broadcast(&w->cond);
+  dev_release(d);
+  return ok;
+}
+
+/* Post a send on the device path: `ready` recorded on st, the message (the
+ * buffer itself) queued for peer. NULL: failed. */
+static DevMsg *dev_post_send(PxComm *c, const void *buf, gsize count, PxDType dt, int peer, PxStream *st,
+                             GError **error) {
+  PxLocalWorld *w = ((Local *)c->impl)->w;
+  PxDevEvent *ready = px_event_new(px_stream_backend(st), error);
+  if (!ready || !px_event_record(ready, st, error)) {
+    px_event_free(ready);
+    return NULL;
+  }
+  g_autofree char *key = queue_key(c, c->pos, peer);
+  Message *m = g_new0(Message, 1);
+  m->count = count;
+  m->dtype = dt;
+  DevMsg *d = m->dev = g_new0(DevMsg, 1);
+  *d = (DevMsg){.refs = 2, .state = DEV_POSTED, .src = buf, .sst = st, .ready = ready};
+  g_mutex_lock(&w->lock);
+  if (w->abort_msg) {
+    g_autofree char *desc = send_desc(c, peer);
+    aborted(w, desc, error);
+    g_mutex_unlock(&w->lock);
+    message_free(m);
+    return NULL;
+  }
+  Queue *q = queue_of(w, key);
+  m->index = q->sent++;
+  d->msgs = &q->msgs;
+  g_queue_push_tail(&q->msgs, m);
+  g_cond_broadcast(&w->cond);
+  g_mutex_unlock(&w->lock);
+  return d;
+}
+
+/* Complete a posted device-path send of bytes: wait (the deadline) until its
+ * receiver has taken it, then order the sender's stream after the copy out
+ * of its buffer (or, for a receiver on the host path, queue that copy on it).
+ * A message never taken is withdrawn, naming the receiver. */
+static gboolean dev_send_finish(PxComm *c, DevMsg *d, gsize bytes, int peer, GError **error) {
+  PxLocalWorld *w = ((Local *)c->impl)->w;
+  g_autofree char *desc = send_desc(c, peer);
+  gboolean ok = TRUE, late = FALSE;
+  g_mutex_lock(&w->lock);
+  gint64 deadline = g_get_monotonic_time() + w->timeout_us;
+  for (;;) {
+    if (d->state == DEV_POSTED && (w->abort_msg || late)) { /* never taken: withdrawn */
+      for (GList *l = d->msgs->head; l; l = l->next)
+        if (((Message *)l->data)->dev == d) {
+          g_free(l->data);
+          g_queue_delete_link(d->msgs, l);
+          break;
+        }
+      d->refs--; /* the receiver's: none will come */
+      if (w->abort_msg) {
+        ok = aborted(w, desc, error);
+      } else {
+        g_autofree char *what = g_strdup_printf("rank %d never posted the matching receive", c->group->ranks[peer]);
+        ok = timed_out(w, desc, what, error);
+      }
+      break;
+    }
+    if (d->state == DEV_HOST_WANTED) {
+      if (w->abort_msg) {
+        d->state = DEV_ABANDONED;
+        ok = aborted(w, desc, error);
+      } else {
+        g_mutex_unlock(&w->lock);
+        PxStream *st = d->sst;
+        ok = px_stream_memcpy(st, d->host_dst, d->src, bytes, 1, error) &&
+             (d->copied = px_event_new(px_stream_backend(st), error)) != NULL && px_event_record(d->copied, st, error);
+        g_mutex_lock(&w->lock);
+        d->state = ok ? DEV_COPIED : DEV_ABANDONED;
+        if (!ok) dev_abort(w, desc, error ? *error : NULL);
+      }
+      g_cond_broadcast(&w->cond);
+      break;
+    }
+    if (d->state == DEV_COPIED) {
+      g_mutex_unlock(&w->lock);
+      ok = px_stream_wait_event(d->sst, d->copied, error);
+      g_mutex_lock(&w->lock);
+      if (!ok) dev_abort(w, desc, error ? *error : NULL);
+      break;
+    }
+    if (d->state == DEV_DONE || d->state == DEV_REJECTED) break;
+    if (d->state == DEV_POSTED) late = !g_cond_wait_until(&w->cond, &w->lock, deadline);
+    else g_cond_wait(&w->cond, &w->lock); /* DEV_TAKEN: the receiver is queueing the copy; it is told soon */
+  }
+  dev_release(d);
+  g_mutex_unlock(&w->lock);
+  return ok;
+}
+
+static gboolean nothing(gpointer data, GError **error) {
+  (void)data;
+  (void)error;
+  return TRUE;
+}
+
+/* Under the world lock: m, taken for a receive into buf on st, copied there
+ * by st (the lock released meanwhile). A host-path message (an eager copy) is
+ * uploaded and freed behind the upload. */
+static gboolean dev_recv_msg(PxLocalWorld *w, Message *m, void *buf, PxStream *st, const char *desc, int who,
+                             GError **error) {
+  gsize bytes = m->count * px_dtype_size(m->dtype);
+  gboolean ok;
+  if (!m->dev) {
+    g_mutex_unlock(&w->lock);
+    ok = px_stream_memcpy(st, buf, m->data, bytes, 0, error);
+    if (ok) ok = px_stream_launch_host(st, nothing, m, message_free, error); /* frees m, whatever happens */
+    else message_free(m);
+    g_mutex_lock(&w->lock);
+    if (!ok) dev_abort(w, desc, error ? *error : NULL);
+    return ok;
+  }
+  DevMsg *d = g_steal_pointer(&m->dev);
+  g_free(m);
+  d->state = DEV_TAKEN;
+  g_mutex_unlock(&w->lock);
+  /* an inline stream's wait blocks this thread: with the deadline (the
+   * sender's stream may be held by a call that waits for this rank) */
+  ok = (!px_stream_is_inline(st) || dev_wait_event(w, d->ready, desc, who, error)) &&
+       px_stream_wait_event(st, d->ready, error) && px_stream_memcpy(st, buf, d->src, bytes, 2, error) &&
+       (d->copied = px_event_new(px_stream_backend(st), error)) != NULL && px_event_record(d->copied, st, error);
+  g_mutex_lock(&w->lock);
+  d->state = ok ? DEV_COPIED : DEV_REJECTED;
+  if (!ok) dev_abort(w, desc, error ? *error : NULL);
+  g_cond_broadcast(&w->cond);
+  dev_release(d);
+  return ok;
+}
+
+/* A receive on a host worker stream whose message was not sent yet when it
+ * was queued: it takes message `index` when the stream gets there. */
+typedef struct {
+  PxComm *c;
+  void *buf;
+  gsize count;
+  PxDType dt;
+  int peer;
+  guint64 index;
+  char *label; /* the queuer's (px_comm_set_label) */
+} LateRecv;
+
+static void late_recv_free(gpointer p) {
+  LateRecv *r = p;
+  g_free(r->label);
+  g_free(r);
+}
+
+static gboolean late_recv_run(gpointer data, GError **error) {
+  LateRecv *r = data;
+  PxComm *c = r->c;
+  PxLocalWorld *w = ((Local *)c->impl)->w;
+  g_autofree char *key = queue_key(c, r->peer, c->pos);
+  g_autofree char *desc = recv_desc(c, r->peer);
+  GError *err = NULL;
+  g_mutex_lock(&w->lock);
+  Message *m = wait_msg(c, queue_of(w, key), r->index, r->peer, desc, &err);
+  gboolean ok = m != NULL;
+  if (m) {
+    ok = msg_fits(c, m, r->count, r->dt, r->peer, desc, &err);
+    if (m->dev) ok = dev_host_take(w, m, r->buf, ok, desc, c->group->ranks[r->peer], ok ? &err : NULL) && ok;
+    else {
+      if (ok) memcpy(r->buf, m->data, r->count * px_dtype_size(r->dt));
+      message_free(m);
+    }
+  }
+  if (!ok && !g_error_matches(err, PX_COMM_ERROR, PX_COMM_ERROR_ABORTED)) dev_abort(w, desc, err);
+  g_mutex_unlock(&w->lock);
+  if (!ok && r->label) g_prefix_error(&err, "%s: ", r->label);
+  if (!ok) g_propagate_error(error, err);
+  return ok;
+}
+
+/* A receive on the device path: numbered now (FIFO); its message copied on st
+ * if it is there, else waited for (a device or inline stream) or taken by a
+ * host function when st gets there (a host worker stream). */
+static gboolean dev_recv(PxComm *c, void *buf, gsize count, PxDType dt, int peer, PxStream *st, const char *label,
+                         GError **error) {
+  PxLocalWorld *w = ((Local *)c->impl)->w;
+  g_autofree char *key = queue_key(c, peer, c->pos);
+  g_autofree char *desc = recv_desc(c, peer);
+  g_mutex_lock(&w->lock);
+  if (w->abort_msg) {
+    aborted(w, desc, error);
+    g_mutex_unlock(&w->lock);
+    return FALSE;
+  }
+  Queue *q = queue_of(w, key);
+  guint64 index = q->recvs++;
+  gboolean wait = px_stream_native(st) != NULL || px_stream_is_inline(st);
+  Message *m = wait ? wait_msg(c, q, index, peer, desc, error) : take_msg(q, index);
+  if (!m && !wait) {
+    g_mutex_unlock(&w->lock);
+    LateRecv *r = g_new(LateRecv, 1);
+    *r = (LateRecv){c, buf, count, dt, peer, index, g_strdup(label)};
+    return px_stream_launch_host(st, late_recv_run, r, late_recv_free, error);
+  }
+  gboolean ok = m && msg_fits(c, m, count, dt, peer, desc, error);
+  if (m && !ok) {
+    if (m->dev) {
+      m->dev->state = DEV_REJECTED;
+      g_cond_broadcast(&w->cond);
+      dev_release(m->dev);
+      m->dev = NULL;
+    }
+    message_free(m);
+  } else if (m) {
+    ok = dev_recv_msg(w, m, buf, st, desc, c->group->ranks[peer], error);
+  }
+  g_mutex_unlock(&w->lock);
+  return ok;
+}
+
+static gboolean dev_send(PxComm *c, const void *buf, gsize count, PxDType dt, int peer, PxStream *st, GError **error) {
+  DevMsg *d = dev_post_send(c, buf, count, dt, peer, st, error);
+  return d && dev_send_finish(c, d, count * px_dtype_size(dt), peer, error);
+}
+
+/* A group on the device path: every send posted, then every receive taken
+ * in call order, then every send completed (each call on its own
+ * communicator, ops[i].comm). A failure aborts the world, so that the sends
+ * already posted are withdrawn at once. */
+static gboolean dev_group(PxComm *c, const PxP2p *ops, int n, PxStream *st, const char *label, GError **error) {
+  g_autofree DevMsg **sent = g_new0(DevMsg *, MAX(n, 1));
+  gboolean ok = TRUE;
+  for (int i = 0; i < n && ok; i++)
+    if (ops[i].send)
+      ok = (sent[i] = dev_post_send(ops[i].comm ? ops[i].comm : c, ops[i].buf, ops[i].count, ops[i].dtype,
+                                    ops[i].peer, st, error)) != NULL;
+  for (int i = 0; i < n && ok; i++)
+    if (!ops[i].send)
+      ok = dev_recv(ops[i].comm ? ops[i].comm : c, ops[i].buf, ops[i].count, ops[i].dtype, ops[i].peer, st, label, error);
+  if (!ok) {
+    PxLocalWorld *w = ((Local *)c->impl)->w;
+    g_autofree char *desc = g_strdup_printf("group of sends and receives on %s", c->label);
+    g_mutex_lock(&w->lock);
+    if (!error || !*error || !g_error_matches(*error, PX_COMM_ERROR, PX_COMM_ERROR_ABORTED))
+      dev_abort(w, desc, error ? *error : NULL);
+    g_mutex_unlock(&w->lock);
+  }
+  for (int i = 0; i < n; i++)
+    if (sent[i]) {
+      GError *err = NULL;
+      gboolean done = dev_send_finish(ops[i].comm ? ops[i].comm : c, sent[i], ops[i].count * px_dtype_size(ops[i].dtype),
+                                      ops[i].peer, ok ? error : &err);
+      ok = done && ok;
+      g_clear_error(&err);
+    }
+  return ok;
 }
 
 /* ---- communicators ---- */

@@ -19,10 +19,11 @@
 #               the same in bf16 (half activations): ≤ 2e-3 (bf16's unit
 #               roundoff) at step 1, ≤ 1e-2 after
 #   3 layout    pp 2 × tp 2 = 4 ranks on the one GPU (--comm local, CUDA
-#               buffers, its collectives on the device path) against 1 rank,
+#               buffers, its collectives, sends and receives on the device
+#               path) against 1 rank,
 #               3 steps, B 8 (mbs 2), T 128, fp32: ≤ 1e-5 relative per step
 #               (tests/mpi_parity.c's f32 bound); the same 4 ranks with the
-#               collectives staged through host memory
+#               calls staged through host memory
 #               (PX_COMM_LOCAL_DEVICE=0) give the same losses exactly;
 #               and dp 2 ZeRO-2 with --offload optimizer (AdamW on the host)
 #               and dp 2 ZeRO-3 with --offload optimizer+params (the parameter
@@ -206,8 +207,8 @@ check_train() {
 check_layout() {
   local args="--backend $BACKEND --comm local --model $MODEL --mbs 2 --gbs 8 --seq 128 --steps 3 $RUN_FP32"
   "$exe" run $args > "$logs/layout-1.json" || { echo "the 1-rank $BACKEND run failed"; return 1; }
-  # the local communicator's collectives on its device path (stream copies, the reduction kernel, events across
-  # the ranks' streams: cuda's default, set here so that the cpu dry run takes it too), then staged through host
+  # the local communicator's collectives and pipeline transfers on its device path (stream copies, the reduction
+  # kernel, events across the ranks' streams: cuda's default, set here so that the cpu dry run takes it too), then staged through host
   # memory (PX_COMM_LOCAL_DEVICE=0, the path before it): the same arithmetic, so the same losses exactly
   PX_COMM_LOCAL_DEVICE=1 "$exe" run $args --pp 2 --tp 2 > "$logs/layout-4.json" ||
     { echo "the pp 2 x tp 2 $BACKEND run failed"; return 1; }

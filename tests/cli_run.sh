@@ -8,8 +8,9 @@
 # Checkpoints also resume under another layout, and --keep prunes. Context
 # parallelism (--cp 2) gives the single rank's losses. Communicator calls
 # staged through host copies (PX_COMM_STAGE=1), and the local communicator's
-# collectives on its device path (PX_COMM_LOCAL_DEVICE=1), give the queued
-# calls' losses.
+# collectives, sends, receives and groups on its device path
+# (PX_COMM_LOCAL_DEVICE=1), give the queued calls' losses (fp32: the staged
+# losses and gradient norms bit for bit).
 set -u
 exe=$2
 fail=0; n=0
@@ -177,6 +178,20 @@ for layout in "--pp 2 --tp 2 --dp 2 --zero 1" "--dp 2 --zero 3" "--pp 2 --vpp 2 
   # shellcheck disable=SC2086
   device=$(PX_COMM_LOCAL_DEVICE=1 timeout 300 "$exe" "${base[@]}" $layout --steps 2 | losses)
   check "device-path collectives ($layout): the losses of the host path" "[ -n \"\$plain\" ] && [ \"\$plain\" = \"\$device\" ]"
+done
+# The device path's point-to-point and groups (comm_local.c: the pipeline's
+# sends and receives, the cp ring, on the sub-communicators) against the
+# staged calls, bit for bit in fp32: every step's loss and gradient norm as
+# `--json` prints them (17 significant digits)
+exact() { grep -oE '"(loss|grad_norm)" *: *[-0-9.eE+]+' | tr -d ' '; }
+for layout in "--pp 2 --tp 2 --dp 2 --zero 1" "--pp 4 --mbs 1" "--pp 2 --vpp 2 --schedule interleaved" \
+              "--pp 2 --schedule zb-h1 --dp 2" "--cp 2 --gpus 2"; do
+  # shellcheck disable=SC2086
+  staged=$(PX_COMM_STAGE=1 timeout 300 "$exe" "${base[@]}" $layout --dtype f32 --steps 2 --json | exact)
+  # shellcheck disable=SC2086
+  device=$(PX_COMM_LOCAL_DEVICE=1 timeout 300 "$exe" "${base[@]}" $layout --dtype f32 --steps 2 --json | exact)
+  check "device-path p2p ($layout): the staged losses and norms, bit for bit" \
+    "[ \$(grep -c loss <<<\"\$staged\") -eq 2 ] && [ \"\$staged\" = \"\$device\" ]"
 done
 echo "1..$n"
 exit $fail

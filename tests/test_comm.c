@@ -157,7 +157,8 @@ typedef void (*CheckFn)(PxComm *world, const Ctx *ctx);
  * stream of a cpu backend of the rank's, "worker" a worker stream of it (OK
  * synchronises it after the call, so that the check reads complete results).
  * tests/CMakeLists.txt runs the `local` suite so with PX_COMM_LOCAL_DEVICE=1:
- * its collectives then take the device path (comm_local.c). NULL: none. */
+ * its collectives, sends, receives and groups then take the device path
+ * (comm_local.c). NULL: none. */
 static char *opt_queue;
 static GPrivate rank_stream = G_PRIVATE_INIT(NULL);
 #define S ((PxStream *)g_private_get(&rank_stream))
@@ -710,6 +711,104 @@ static void check_group_two_comms(PxComm *world, const Ctx *ctx) {
 }
 
 static void check_group_exchange(PxComm *world, const Ctx *ctx) { group_exchange(world, ctx->n, 1); }
+
+/* A pp 2 pipeline's transfers as the runtime issues them (exec/runtime.c
+ * issue_group): ranks in pairs (2k = stage 0, 2k+1 = stage 1; an odd last
+ * rank sits out), activations on one communicator and gradients on another,
+ * 1F1B over M = 4 micro-batches of 1000 f32. At step t stage 0 sends
+ * activation t (t < M) and receives gradient t-1 (t ≥ 1) in one group over
+ * both communicators; stage 1 sends gradient t-1 and receives activation t.
+ * Activation mb is 1000 mb + i + s0/2 (s0: stage 0's world rank); stage 1
+ * returns 2 a + 1 + s1: every value below 2^24, exact in f32. */
+static void check_pp2_exchange(PxComm *world, const Ctx *ctx) {
+  int r = px_comm_rank(world), n = ctx->n;
+  int color = r / 2 < n / 2 ? r / 2 : PX_COMM_NO_COLOR;
+  GError *e = NULL;
+  g_autoptr(PxComm) act = px_comm_split(world, color, r, "act", &e);
+  g_assert_no_error(e);
+  g_autoptr(PxComm) grad = px_comm_split(world, color, r, "grad", &e);
+  g_assert_no_error(e);
+  if (!act) return;
+  enum { M = 4, COUNT = 1000 };
+  int stage = px_comm_rank(act), s0 = px_comm_global_rank(act, 0), s1 = px_comm_global_rank(act, 1);
+  g_autofree float *a = g_new0(float, M * COUNT), *g = g_new0(float, M * COUNT), *want = g_new(float, COUNT);
+  if (stage == 0)
+    for (int mb = 0; mb < M; mb++)
+      for (int i = 0; i < COUNT; i++) a[mb * COUNT + i] = 1000.0f * mb + i + 0.5f * s0;
+  PxComm *both[2] = {act, grad};
+  for (int t = 0; t <= M; t++) {
+    px_comm_group_start(act);
+    px_comm_group_start(grad);
+    if (stage == 0) {
+      if (t < M) OK(world, px_comm_send(act, a + t * COUNT, COUNT, PX_DTYPE_F32, 1, S, &err));
+      if (t >= 1) OK(world, px_comm_recv(grad, g + (t - 1) * COUNT, COUNT, PX_DTYPE_F32, 1, S, &err));
+    } else {
+      if (t >= 1) OK(world, px_comm_send(grad, g + (t - 1) * COUNT, COUNT, PX_DTYPE_F32, 0, S, &err));
+      if (t < M) OK(world, px_comm_recv(act, a + t * COUNT, COUNT, PX_DTYPE_F32, 0, S, &err));
+    }
+    OK(world, px_comm_group_end_multi(both, 2, S, &err));
+    if (stage == 1 && t < M)
+      for (int i = 0; i < COUNT; i++) g[t * COUNT + i] = 2 * a[t * COUNT + i] + 1 + s1;
+  }
+  for (int mb = 0; mb < M; mb++) {
+    g_autofree char *what = g_strdup_printf("%s %d of the pp 2 exchange", stage ? "activation" : "gradient", mb);
+    for (int i = 0; i < COUNT; i++) {
+      float x = 1000.0f * mb + i + 0.5f * s0;
+      want[i] = stage ? x : 2 * x + 1 + s1;
+    }
+    expect_same(world, what, (stage ? a : g) + mb * COUNT, want, COUNT, PX_DTYPE_F32);
+  }
+}
+
+typedef struct {
+  gulong us;
+} Nap;
+
+static gboolean nap_run(gpointer data, GError **error) {
+  (void)error;
+  g_usleep(((Nap *)data)->us);
+  return TRUE;
+}
+
+/* Receives are matched in the order the rank made them, not the order its
+ * streams run them (NCCL: a communicator's calls in issue order): rank 1
+ * queues its three receives from rank 0 (3, 1000 and 7 f32) on two worker
+ * streams, A, B, A, stream A held 30 ms first, so that B's receive (the
+ * second) runs before the first; each still gets its own message (a wrong
+ * match is a count mismatch). Rank 0 sends them on its stream, in order. */
+static void check_issue_order(PxComm *world, const Ctx *ctx) {
+  (void)ctx;
+  int r = px_comm_rank(world);
+  const gsize counts[3] = {3, 1000, 7};
+  float *buf[3];
+  for (int k = 0; k < 3; k++) {
+    buf[k] = g_new0(float, counts[k]);
+    if (r == 0)
+      for (gsize i = 0; i < counts[k]; i++) buf[k][i] = 10000.0f * k + (float)i;
+  }
+  if (r == 0)
+    for (int k = 0; k < 3; k++) OK(world, px_comm_send(world, buf[k], counts[k], PX_DTYPE_F32, 1, S, &err));
+  if (r == 1) {
+    g_autoptr(PxBackend) be = NULL;
+    PxStream *st[2] = {NULL, NULL};
+    OK(world, (be = px_backend_new("cpu", 0, &err)) != NULL && (st[0] = px_stream_new(be, "A", &err)) != NULL &&
+                  (st[1] = px_stream_new(be, "B", &err)) != NULL);
+    Nap nap = {30000};
+    OK(world, px_stream_launch_host(st[0], nap_run, &nap, NULL, &err));
+    for (int k = 0; k < 3; k++) OK(world, px_comm_recv(world, buf[k], counts[k], PX_DTYPE_F32, 0, st[k % 2], &err));
+    OK(world, px_stream_synchronize(st[0], &err) && px_stream_synchronize(st[1], &err));
+    for (int k = 0; k < 3; k++) {
+      g_autofree float *want = g_new(float, counts[k]);
+      for (gsize i = 0; i < counts[k]; i++) want[i] = 10000.0f * k + (float)i;
+      g_autofree char *what = g_strdup_printf("receive %d (made %s)", k, k == 1 ? "on stream B" : "on stream A");
+      expect_same(world, what, buf[k], want, counts[k], PX_DTYPE_F32);
+    }
+    px_stream_free(st[0]);
+    px_stream_free(st[1]);
+  }
+  for (int k = 0; k < 3; k++) g_free(buf[k]);
+  OK(world, px_comm_barrier(world, S, &err));
+}
 static void check_group_fifo(PxComm *world, const Ctx *ctx) { group_exchange(world, ctx->n, 2); }
 
 /* A cpu backend with two queued streams (comm, work) and two events. */
@@ -860,6 +959,56 @@ static void check_split_dp_tp(PxComm *world, const Ctx *ctx) {
   int rev[2] = {0, 0};
   for (int i = 0; i < tp_n; i++) rev[i] = tp_ranks[tp_n - 1 - i];
   expect_members(sub, "sub", tp_n, rev, tp_n - 1 - r % 2);
+}
+
+/* A 2 x 2 grid (4 ranks): tp = {0,1}, {2,3} (color r / 2), dp = {0,2},
+ * {1,3} (color r mod 2), every call on both, interleaved, values
+ * hand-computed from rank-dependent fills (t0 = 2 (r/2), d0 = r mod 2: the
+ * groups' first world ranks):
+ *   all_reduce sum on tp of 10 r + i             -> 10 (2 t0 + 1) + 2 i
+ *   reduce_scatter on dp of 100 r + j (2 x 5)    -> block p = r/2: 100 (2 d0 + 2) + 2 (5 p + i)
+ *   all_gather on tp of 1000 r + i (3)           -> block k: 1000 (t0 + k) + i
+ *   broadcast on dp from position 1 of r + i/2   -> d0 + 2 + i/2
+ *   all_reduce max on dp of -r                   -> -d0
+ *   tp pair exchange in a group of 7 r + i       -> 7 (r xor 1) + i
+ *   all_to_all on dp, block j of 10 r + j        -> block k: 10 (d0 + 2 k) + r/2 */
+static void check_split_grid(PxComm *world, const Ctx *ctx) {
+  (void)ctx;
+  int r = px_comm_rank(world), t0 = 2 * (r / 2), d0 = r % 2, p = r / 2;
+  g_autoptr(PxComm) tp = NULL, dp = NULL;
+  OK(world, (tp = px_comm_split(world, r / 2, r, "tp", &err)) != NULL);
+  OK(world, (dp = px_comm_split(world, r % 2, r, "dp", &err)) != NULL);
+  for (int round = 0; round < 2; round++) {
+    float ar[7], rs[10], rs_out[5], ag[3], ag_out[6], bc[9], ex_s[7], ex_r[7], a2a[2], a2a_out[2];
+    double mx = -r;
+    float w_ar[7], w_rs[5], w_ag[6], w_bc[9], w_ex[7], w_a2a[2];
+    for (int i = 0; i < 7; i++) ar[i] = 10.0f * r + i, w_ar[i] = 10.0f * (2 * t0 + 1) + 2 * i;
+    for (int j = 0; j < 10; j++) rs[j] = 100.0f * r + j;
+    for (int i = 0; i < 5; i++) w_rs[i] = 100.0f * (2 * d0 + 2) + 2 * (5 * p + i);
+    for (int i = 0; i < 3; i++) ag[i] = 1000.0f * r + i;
+    for (int k = 0; k < 2; k++)
+      for (int i = 0; i < 3; i++) w_ag[k * 3 + i] = 1000.0f * (t0 + k) + i;
+    for (int i = 0; i < 9; i++) bc[i] = r + 0.5f * i, w_bc[i] = d0 + 2 + 0.5f * i;
+    for (int i = 0; i < 7; i++) ex_s[i] = 7.0f * r + i, ex_r[i] = 0, w_ex[i] = 7.0f * (r ^ 1) + i;
+    for (int j = 0; j < 2; j++) a2a[j] = 10.0f * r + j, w_a2a[j] = 10.0f * (d0 + 2 * j) + p;
+    OK(world, px_comm_all_reduce(tp, ar, 7, PX_DTYPE_F32, PX_RED_SUM, S, &err));
+    OK(world, px_comm_reduce_scatter(dp, rs, rs_out, 5, PX_DTYPE_F32, S, &err));
+    OK(world, px_comm_all_gather(tp, ag, ag_out, 3, PX_DTYPE_F32, S, &err));
+    OK(world, px_comm_broadcast(dp, bc, 9, PX_DTYPE_F32, 1, S, &err));
+    OK(world, px_comm_all_reduce(dp, &mx, 1, PX_DTYPE_F64, PX_RED_MAX, S, &err));
+    px_comm_group_start(tp);
+    OK(world, px_comm_send(tp, ex_s, 7, PX_DTYPE_F32, 1 - r % 2, S, &err));
+    OK(world, px_comm_recv(tp, ex_r, 7, PX_DTYPE_F32, 1 - r % 2, S, &err));
+    OK(world, px_comm_group_end(tp, S, &err));
+    OK(world, px_comm_all_to_all(dp, a2a, a2a_out, 1, PX_DTYPE_F32, S, &err));
+    expect_same(world, "all_reduce on tp", ar, w_ar, 7, PX_DTYPE_F32);
+    expect_same(world, "reduce_scatter on dp", rs_out, w_rs, 5, PX_DTYPE_F32);
+    expect_same(world, "all_gather on tp", ag_out, w_ag, 6, PX_DTYPE_F32);
+    expect_same(world, "broadcast on dp", bc, w_bc, 9, PX_DTYPE_F32);
+    g_assert_cmpfloat(mx, ==, -d0);
+    expect_same(world, "tp pair exchange", ex_r, w_ex, 7, PX_DTYPE_F32);
+    expect_same(world, "all_to_all on dp", a2a_out, w_a2a, 2, PX_DTYPE_F32);
+  }
 }
 
 /* Keys n-r reverse the order: position p of the new communicator is world
@@ -1191,6 +1340,92 @@ static void check_missing_sender(PxComm *world, const Ctx *ctx) {
   g_clear_error(&err);
 }
 
+/* Rank 0 sends on its stream to rank 1, which never receives: on the device
+ * path a send completes only once its receive is posted, so rank 0 fails at
+ * the deadline naming rank 1 (its message withdrawn, nothing left behind);
+ * every other rank then fails with ABORTED carrying that sentence. */
+static void check_missing_receiver(PxComm *world, const Ctx *ctx) {
+  int r = px_comm_rank(world);
+  g_autofree char *sentence = g_strdup_printf("send from rank 0 to rank 1 on %s: rank 1 never posted the matching "
+                                              "receive after %g s", px_comm_label(world), ctx->timeout_s);
+  GError *err = NULL;
+  if (r == 0) {
+    double x = 1;
+    gboolean ok = px_comm_send(world, &x, 1, PX_DTYPE_F64, 1, S, &err) && sync_rank_stream(&err);
+    g_assert_false(ok);
+    g_assert_error(err, PX_COMM_ERROR, PX_COMM_ERROR_TIMEOUT);
+    g_assert_nonnull(strstr(err->message, sentence));
+    g_clear_error(&err);
+  } else {
+    wait_for_failure(world);
+  }
+  g_assert_false(px_comm_barrier(world, NULL, &err));
+  expect_aborted(&err, sentence);
+}
+
+/* Rank 0 sends to rank 1 and receives from it in one group; rank 1 never
+ * calls: rank 0 fails at the deadline naming rank 1 — its receive ("rank 1
+ * never sent"), or, where a send completes only once its receive is posted
+ * (the device path, whose queued receive waits on the stream meanwhile), its
+ * send ("rank 1 never posted the matching receive"); a message posted and
+ * never taken is withdrawn. The others fail with ABORTED carrying it. */
+static void check_missing_sender_grouped(PxComm *world, const Ctx *ctx) {
+  int r = px_comm_rank(world);
+  g_autofree char *sentence = g_strdup_printf("rank 1 never sent after %g s", ctx->timeout_s);
+  g_autofree char *sentence_send = g_strdup_printf("rank 1 never posted the matching receive after %g s", ctx->timeout_s);
+  GError *err = NULL;
+  if (r == 0) {
+    double x = 1, y = 0;
+    px_comm_group_start(world);
+    g_assert_true(px_comm_send(world, &x, 1, PX_DTYPE_F64, 1, S, &err));
+    g_assert_true(px_comm_recv(world, &y, 1, PX_DTYPE_F64, 1, S, &err));
+    gboolean ok = px_comm_group_end(world, S, &err) && sync_rank_stream(&err);
+    g_assert_false(ok);
+    g_assert_true(g_error_matches(err, PX_COMM_ERROR, PX_COMM_ERROR_TIMEOUT) ||
+                  g_error_matches(err, PX_COMM_ERROR, PX_COMM_ERROR_ABORTED));
+    g_autofree char *as_recv = g_strdup_printf("recv on rank 0 from rank 1 on %s: %s", px_comm_label(world), sentence);
+    g_autofree char *as_send = g_strdup_printf("send from rank 0 to rank 1 on %s: %s", px_comm_label(world), sentence_send);
+    if (!strstr(err->message, as_recv) && !strstr(err->message, as_send)) g_error("unexpected failure: %s", err->message);
+    g_clear_error(&err);
+  } else {
+    wait_for_failure(world);
+  }
+  g_assert_false(px_comm_barrier(world, NULL, &err));
+  g_assert_error(err, PX_COMM_ERROR, PX_COMM_ERROR_ABORTED);
+  g_assert_true(strstr(err->message, sentence) || strstr(err->message, sentence_send));
+  g_clear_error(&err);
+}
+
+/* Ranks 0 and 1 each queue, on their one stream and without a group, a
+ * receive from the other and then the send to it: a cycle where a send
+ * completes only once its receive has run (NCCL; the device path on a
+ * stream whose receive waits for its message there). Both fail at the
+ * deadline with one line naming the peer and the deadline — whichever wait
+ * expires first — instead of hanging; the others fail with ABORTED. */
+static void check_p2p_cycle(PxComm *world, const Ctx *ctx) {
+  int r = px_comm_rank(world);
+  g_autofree char *after = g_strdup_printf(" after %g s", ctx->timeout_s);
+  GError *err = NULL;
+  if (r < 2) {
+    double x = r, y = -1;
+    gboolean ok = px_comm_recv(world, &y, 1, PX_DTYPE_F64, 1 - r, S, &err) &&
+                  px_comm_send(world, &x, 1, PX_DTYPE_F64, 1 - r, S, &err) && sync_rank_stream(&err);
+    g_assert_false(ok);
+    g_assert_true(g_error_matches(err, PX_COMM_ERROR, PX_COMM_ERROR_TIMEOUT) ||
+                  g_error_matches(err, PX_COMM_ERROR, PX_COMM_ERROR_ABORTED));
+    g_autofree char *peer = g_strdup_printf("on %s: rank %d", px_comm_label(world), 1 - r);
+    g_autofree char *self = g_strdup_printf("on %s: rank %d", px_comm_label(world), r);
+    if (!strstr(err->message, after) || (!strstr(err->message, peer) && !strstr(err->message, self)))
+      g_error("unexpected failure: %s", err->message);
+    g_clear_error(&err);
+  } else {
+    wait_for_failure(world);
+  }
+  g_assert_false(px_comm_barrier(world, NULL, &err));
+  g_assert_error(err, PX_COMM_ERROR, PX_COMM_ERROR_ABORTED);
+  g_clear_error(&err);
+}
+
 /* The same missing rank with the all_reduce queued on a worker stream: the
  * call returns at once; the failure surfaces through px_stream_synchronize and
  * px_comm_check_async. */
@@ -1321,6 +1556,11 @@ typedef struct {
    * implementations (comma-separated): skipped there, saying so, until fixed. */
   const char *bug_impls, *bug;
   int min_ranks;    /* the fewest ranks it makes sense on (0: 1); nccl runs from 1 rank */
+  /* Only where the calls take the local communicator's device path (local
+   * with --queue and PX_COMM_LOCAL_DEVICE=1): NCCL's point-to-point semantics
+   * there (a send completes once its receive is posted; receives matched in
+   * the order they were made, whatever streams run them). */
+  gboolean device_path;
 } Check;
 
 static const Check checks[] = {
@@ -1341,12 +1581,15 @@ static const Check checks[] = {
   {.path = "send-recv/group-exchange", .fn = check_group_exchange},
   {.path = "send-recv/group-fifo", .fn = check_group_fifo},
   {.path = "send-recv/group-two-comms", .fn = check_group_two_comms, .min_ranks = 2},
+  {.path = "send-recv/pp2-exchange", .fn = check_pp2_exchange, .min_ranks = 2},
+  {.path = "send-recv/issue-order", .fn = check_issue_order, .min_ranks = 2, .device_path = TRUE},
   {.path = "all-to-all", .fn = check_all_to_all},
   {.path = "all-to-all-v", .fn = check_all_to_all_v},
   {.path = "all-to-all-queued", .fn = check_all_to_all_queued},
   {.path = "split/dp-tp", .fn = check_split_dp_tp},
   {.path = "split/reverse-keys", .fn = check_split_reverse},
   {.path = "split/no-color", .fn = check_split_no_color},
+  {.path = "split/grid-2x2-every-call", .fn = check_split_grid, .min_ranks = 4},
   {.path = "streams", .fn = check_streams, .min_ranks = 2},
   {.path = "invalid-arguments", .fn = check_invalid},
   {.path = "mismatch/collective", .fn = check_mismatch, .needs = CAP_MISMATCH},
@@ -1355,6 +1598,12 @@ static const Check checks[] = {
   {.path = "failure/missing-rank", .fn = check_missing_rank, .min_ranks = 2, .needs = CAP_SURVIVES_FAILURE, .timeout_s = 2},
   {.path = "failure/missing-sender", .fn = check_missing_sender, .min_ranks = 2, .needs = CAP_SURVIVES_FAILURE, .timeout_s = 0.5},
   {.path = "failure/missing-rank-queued", .fn = check_missing_rank_queued, .min_ranks = 2, .needs = CAP_SURVIVES_FAILURE, .timeout_s = 2},
+  {.path = "failure/missing-receiver", .fn = check_missing_receiver, .min_ranks = 2, .needs = CAP_SURVIVES_FAILURE,
+   .timeout_s = 0.5, .device_path = TRUE},
+  {.path = "failure/missing-sender-grouped", .fn = check_missing_sender_grouped, .min_ranks = 2,
+   .needs = CAP_SURVIVES_FAILURE, .timeout_s = 0.5},
+  {.path = "failure/p2p-cycle", .fn = check_p2p_cycle, .min_ranks = 2, .needs = CAP_SURVIVES_FAILURE, .timeout_s = 0.5,
+   .device_path = TRUE},
   {.path = "device-buffers", .fn = check_device_buffers, .needs = CAP_DEVICE_BUFFERS},
   {.path = "failure/abort", .fn = check_abort, .needs = CAP_SURVIVES_FAILURE, .timeout_s = 60},
   {.path = "failure/abort-split", .fn = check_abort_split, .needs = CAP_SURVIVES_FAILURE, .timeout_s = 60},
@@ -1368,7 +1617,10 @@ static gboolean opt_failures = FALSE; /* run the failure checks even where they 
  * rank of one world for the whole run (under a launcher), which a failure
  * check leaves aborted: those run only with --failures, one per launch. */
 static const char *skip_reason(const Impl *impl, const Check *check, gboolean one_world, int n) {
-  if (n < check->min_ranks) return "needs a peer other than the rank itself (2 ranks or more)";
+  if (n < check->min_ranks)
+    return check->min_ranks > 2 ? "needs 4 ranks (a 2 x 2 grid)" : "needs a peer other than the rank itself (2 ranks or more)";
+  if (check->device_path && (strcmp(impl->name, "local") || !opt_queue || g_strcmp0(g_getenv("PX_COMM_LOCAL_DEVICE"), "1")))
+    return "needs the local communicator's device path (test_comm --comm local --queue Q with PX_COMM_LOCAL_DEVICE=1)";
   if (check->bug_impls) {
     g_auto(GStrv) names = g_strsplit(check->bug_impls, ",", -1);
     if (g_strv_contains((const char *const *)names, impl->name)) return check->bug;
