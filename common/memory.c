@@ -493,8 +493,14 @@ PxMemory *px_memory_new_act(const PxModel *model, const PxPlan *plan, const PxPa
      * cast once per step to FP8 and kept with its transpose (Hopper's FP8
      * GEMMs take only the TN layout, so the dgrad needs W^T in FP8): 2 B per
      * GEMM parameter; under ZeRO-3 only the two gathered layers have copies.
-     * Plus every GEMM's scaling state. */
-    if (plan->precision == PX_PREC_FP8) {
+     * Plus every GEMM's scaling state. Not on the torchtitan stack: torchao's
+     * Float8Linear (the December 2024 benchmarks' torchao eab345c,
+     * torchao/float8/float8_linear.py forward) casts the weight in every call
+     * (cast_weight_to_float8_t, nothing cached) and with dynamic scaling
+     * keeps no amax history (delayed scaling's buffers live in
+     * StatefulFloat8Linear since torchao 7618c26, 2024-12-19): the fp8 weight is
+     * one linear's transient, made again in the backward. */
+    if (plan->precision == PX_PREC_FP8 && plan->stack != PX_STACK_TORCHTITAN) {
       st->fp8_weights = 2.0 * (by_layer ? 2.0 * fp8_max_layer : fp8_params);
       st->fp8_meta = gemms * px_memory_fp8_meta_per_gemm();
     }

@@ -647,6 +647,29 @@ static void test_torchtitan_op_sac_loss(void) {
     g_assert_cmpfloat(mem->stages[0].activations, ==, cases[i].act);
     px_plan_clear(&p);
   }
+  /* torchao float8 (eab345c, tensorwise, compiled): each block keeps 14 bf16
+   * amax scalars more, 28 B (test_activations /activations/torchtitan-op-sac);
+   * the output head is not float8 (9dec370 float8.py module_filter_fn), so
+   * the head and loss are bf16's: 58,837,696,512 + 32·28 = 58,837,697,408 B.
+   * No FP8 weight copies or scaling state: Float8Linear casts the weight in
+   * every call and dynamic scaling keeps no amax history. */
+  {
+    PxPlan f;
+    px_plan_init(&f);
+    f.stack = PX_STACK_TORCHTITAN;
+    f.dp = 8;
+    f.zero = 3;
+    f.seq = 8192;
+    f.mbs = 2;
+    f.gbs = 16;
+    f.ckpt = PX_CKPT_SELECTIVE;
+    f.precision = PX_PREC_FP8;
+    g_autoptr(PxMemory) fm = memory_of(m, &f, NULL);
+    g_assert_cmpfloat(fm->stages[0].activations, ==, 58837697408.0);
+    g_assert_cmpfloat(fm->stages[0].fp8_weights, ==, 0.0);
+    g_assert_cmpfloat(fm->stages[0].fp8_meta, ==, 0.0);
+    px_plan_clear(&f);
+  }
   /* tp 2, sequence parallel: the blocks and head over 2, no loss excursion */
   PxPlan p;
   px_plan_init(&p);
