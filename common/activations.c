@@ -93,18 +93,54 @@ void px_activations_segment(const PxModel *model, const PxPlan *plan, int first,
  * activation dtype and its logsumexp (b, a, s) in fp32 (the philox seed and
  * offset, two scalars, left out). Nothing else: the norms (RMSNorm's fp32
  * copy), RoPE, repeat_kv, SiLU and the residual adds are made again. This
- * list holds for one TP rank without tensor, context or float8 parallelism
- * (tp 1, cp 1, bf16 / fp16): with TP the row-parallel mms give partial sums
- * and the reduce-scatters are saved, under CP the ring runs the SDPA op per
- * step, and torchao's float8 linears run _scaled_mm (not in the list) and
- * save aten.abs's full-size output — those keep Megatron's accounting. */
+ * list holds for one TP rank without tensor or context parallelism (tp 1,
+ * cp 1): with TP the row-parallel mms give partial sums and the
+ * reduce-scatters are saved, under CP the ring runs the SDPA op per step —
+ * those keep Megatron's accounting.
+ *
+ * Float8 (the benchmarks' torchao eab345c, torchao/float8/float8_linear.py:
+ * Float8Linear with tensorwise dynamic scaling, torchtitan's float8.py
+ * converting every Linear but the output head; all the float8 rows run
+ * torch.compile, per block after AC wrapping, apply_compile): the forward
+ * casts each linear's input and weight with hp_tensor_to_float8_dynamic,
+ * whose scale comes from float8_utils.py tensor_to_amax,
+ * torch.max(torch.abs(x)) — aten.abs (a full-size output) then aten.max (a
+ * 0-dim one), both in _save_list — and multiplies with
+ * manual_float8_matmul_with_args_in_float8, whose torch.mm on the two
+ * Float8Tensors the SAC dispatch mode sees as aten.mm.default (modes run
+ * before the subclass's __torch_dispatch__, which calls _scaled_mm): the mm
+ * count, and so which outputs are kept (the bf16 _scaled_mm results of wq,
+ * wv, w1, w2), are the bf16 block's. Under compile
+ * (torch/utils/checkpoint.py _CachingTorchDispatchMode) the policy only tags
+ * the traced nodes (node.meta["recompute"]), and AOTAutograd's min-cut
+ * partitioner (torch/_functorch/partitioners.py: must_recompute covers
+ * PREFER_RECOMPUTE) saves a MUST_SAVE node only when the backward needs it:
+ * the backward needs the fp8 input and weight, remade from the recomputed
+ * bf16 tensors and the saved amaxes, never abs's output (tensor_to_amax is
+ * no_grad; the cast is x·scale). So a float8 block keeps the bf16 block's
+ * tensors plus the amaxes: one per Float8Linear input and one per weight
+ * (without FSDP float8 all-gather, 9dec370's default: the weight's amax is
+ * computed inside the block), 2 · 7 bf16 scalars for a gated block. This is
+ * torchtitan PR #820's finding (Feb 2025, which dropped aten.abs from the
+ * list): with tensorwise scaling the saved abs costs nothing under compile,
+ * with rowwise (torch.amax, not in the list) abs(W3) was saved. Eager, the
+ * dispatch mode would cache every abs output too: not modelled (the plan
+ * carries no compile flag; torchtitan's float8.py says float8 is meant to
+ * run compiled, and every published float8 row is). */
 static gboolean titan_op_sac(const PxPlan *plan) {
   return plan->stack == PX_STACK_TORCHTITAN && plan->ckpt == PX_CKPT_SELECTIVE && plan->tp <= 1 &&
-         plan->cp <= 1 && plan->precision != PX_PREC_FP8;
+         plan->cp <= 1;
 }
 
-static void titan_op_sac_block(Ctx *c, const PxModelDesc *d, double q, double kv, double f) {
+static void titan_op_sac_block(Ctx *c, const PxModelDesc *d, const PxPlan *plan, double q, double kv, double f) {
   gboolean gated = px_ffn_gated(d->ffn_kind);
+  if (plan->precision == PX_PREC_FP8) {
+    /* wq, wk, wv, wo and the MLP's linears (w1, w3, w2 or w1, w2): the
+     * input's and the weight's max(abs), 0-dim tensors of the input dtype */
+    int linears = 4 + (f > 0 ? (gated ? 3 : 2) : 0);
+    add(c, PX_ACT_AMAX, "amax", "float8 casts' max(abs) (input and weight of each linear)", PX_ACT_KEPT,
+        2.0 * linears, 0, c->e);
+  }
   rep(c, PX_ACT_IN, "in", "checkpoint (block input)", PX_ACT_KEPT, d->hidden, c->e);
   add(c, PX_ACT_QKV, "q_v", "wq and wv mm outputs (mm 1 and 3 of the block)", PX_ACT_KEPT, c->n, q + kv, c->e);
   add(c, PX_ACT_LSE, "lse", "flash attention (logsumexp)", PX_ACT_KEPT, c->b * d->heads, c->s, c->st);
@@ -131,7 +167,7 @@ static void block(Ctx *c, const PxModel *model, const PxPlan *plan, gboolean exe
   gboolean full = plan->ckpt == PX_CKPT_FULL;
   gboolean paper_dropout = !exec && d->dropout;
   if (!exec && !moe && !c->split && titan_op_sac(plan)) {
-    titan_op_sac_block(c, d, q, kv, f);
+    titan_op_sac_block(c, d, plan, q, kv, f);
     return;
   }
   /* full recompute keeps the input of each checkpoint segment's first block */

@@ -72,6 +72,9 @@ typedef enum {
   PX_ACT_MLP_MASK,      /* PAPER, dropout: the MLP's dropout mask */
   PX_ACT_FFN_OUT,       /* the down projection's output: kept only by torchtitan's op-level
                          * selective checkpointing, which saves mm outputs, not GEMM inputs */
+  PX_ACT_AMAX,          /* torchtitan op-SAC under torchao float8 (tensorwise dynamic scaling):
+                         * the saved aten.max outputs, max(abs(x)) of each Float8Linear's input and
+                         * weight, 0-dim tensors in the activation dtype (rows = their count) */
   PX_ACT_MOE,           /* MoE blocks, the routed experts: PAPER, their activations on the busiest rank
                            (px_moe_activation_bytes); EXEC, the executor layer's one saved tensor, in
                            elements of the run's dtype, sized for the routing's worst case

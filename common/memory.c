@@ -189,10 +189,22 @@ static double fp8_gemm_params(const PxLayer *L, int tp, int *gemms) {
  * output still lives: 2 · 4 T V above the kept level, with every block's
  * activations still held. (The forward's own excursion, the bf16 logits and
  * their fp32 copy beside the log_softmax output, is (2 + 4) T V: less.)
- * Without TP only: with TP torchtitan's loss_parallel runs the vocabulary-
- * sharded loss of torch.distributed.tensor.parallel.loss, not traced here. */
+ * With TP, 9dec370 runs the loss under loss_parallel (train.py
+ * train_context; on unless --training.disable_loss_parallel; apply_tp leaves
+ * the output Shard(-1)): torch/distributed/tensor/parallel/loss.py's
+ * handlers keep the same fp32 log_softmax output, T × V/tp a rank, but the
+ * backward is _nll_loss_and_log_softmax_backward, which returns
+ * (grad_input + torch.exp(x)) * grad_output with grad_input =
+ * zeros_like(x): the zeros, exp(x) and their sum live together beside x
+ * (then the sum, the zeros and the product), 3 · 4 T V/tp above the kept
+ * level; _log_softmax_backward_handler only returns its gradient. (The
+ * expression is the same in the stored versions of loss.py before and after
+ * the benchmarks' torch 1963fc8; that commit's file itself was not read.)
+ * The forward's excursion, the bf16 logits, their fp32 copy and the shifted
+ * logits beside the output, (2 + 4 + 4) T V/tp, is less. */
 static double titan_loss_transient(const PxModel *model, const PxPlan *plan, gboolean last, double s, double b) {
-  if (plan->stack != PX_STACK_TORCHTITAN || !last || plan->tp > 1) return 0;
+  if (plan->stack != PX_STACK_TORCHTITAN || !last) return 0;
+  if (plan->tp > 1) return 3.0 * 4.0 * s * b * ceil((double)model->desc.vocab / plan->tp);
   return 2.0 * 4.0 * s * b * (double)model->desc.vocab;
 }
 
@@ -493,8 +505,14 @@ PxMemory *px_memory_new_act(const PxModel *model, const PxPlan *plan, const PxPa
      * cast once per step to FP8 and kept with its transpose (Hopper's FP8
      * GEMMs take only the TN layout, so the dgrad needs W^T in FP8): 2 B per
      * GEMM parameter; under ZeRO-3 only the two gathered layers have copies.
-     * Plus every GEMM's scaling state. */
-    if (plan->precision == PX_PREC_FP8) {
+     * Plus every GEMM's scaling state. Not on the torchtitan stack: torchao's
+     * Float8Linear (the December 2024 benchmarks' torchao eab345c,
+     * torchao/float8/float8_linear.py forward) casts the weight in every call
+     * (cast_weight_to_float8_t, nothing cached) and with dynamic scaling
+     * keeps no amax history (delayed scaling's buffers live in
+     * StatefulFloat8Linear since torchao 7618c26, 2024-12-19): the fp8 weight is
+     * one linear's transient, made again in the backward. */
+    if (plan->precision == PX_PREC_FP8 && plan->stack != PX_STACK_TORCHTITAN) {
       st->fp8_weights = 2.0 * (by_layer ? 2.0 * fp8_max_layer : fp8_params);
       st->fp8_meta = gemms * px_memory_fp8_meta_per_gemm();
     }

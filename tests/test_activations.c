@@ -337,7 +337,10 @@ static void test_w_by_hand(void) {
  * (the parallax stack) keeps the input, both norms' outputs, Q K V, the
  * attention output, the residual and the three FFN tensors: 2176 MiB,
  * 2,281,701,376 B. A non-gated MLP (w1, w2: mm 5 and 6) keeps w1 alone.
- * With tp 2 or under fp8 the torchtitan stack keeps Megatron's count. */
+ * Under torchao float8 (tensorwise, compiled) the same tensors plus the 14
+ * saved max(abs) of the 7 linears' inputs and weights, bf16 scalars: 28 B,
+ * 1,042,284,572 B (activations.c, titan_op_sac). With tp 2 the torchtitan
+ * stack keeps Megatron's count. */
 static void titan_plan(PxPlan *p, const PxModel *m, PxStack stack, int tp, PxPrecision prec) {
   px_plan_init(p);
   p->stack = stack;
@@ -386,14 +389,27 @@ static void test_torchtitan_op_sac(void) {
     g_assert_cmpfloat(px_act_kept_bytes(&l), ==, megatron[i].block);
     px_plan_clear(&p);
   }
-  /* under fp8 the torchtitan stack's block is the parallax stack's */
-  PxPlan q;
+  /* float8 (torchao tensorwise, compiled): the bf16 block's tensors, the
+   * bf16 _scaled_mm outputs of wq, wv, w1, w2 the same size, plus the 7
+   * linears' input and weight max(abs), 14 bf16 scalars: 28 B; no abs output */
   titan_plan(&p, m, PX_STACK_TORCHTITAN, 1, PX_PREC_FP8);
-  titan_plan(&q, m, PX_STACK_PARALLAX, 1, PX_PREC_FP8);
+  px_activations_layer(m, &p, NULL, 1, 2, 1, &l);
+  g_assert_cmpfloat(bytes_of(&l, PX_ACT_QKV), ==, 167772160.0);
+  g_assert_cmpfloat(bytes_of(&l, PX_ACT_FFN_PRE), ==, 469762048.0);
+  g_assert_cmpfloat(bytes_of(&l, PX_ACT_FFN_OUT), ==, 134217728.0);
+  g_assert_cmpfloat(bytes_of(&l, PX_ACT_AMAX), ==, 28.0);
+  g_assert_cmpfloat(px_act_kept_bytes(&l), ==, 1042284572.0);
+  g_assert_cmpfloat(sum_all(&l), ==, 1042284572.0);
+  px_plan_clear(&p);
+  /* with tp 2 under fp8 the torchtitan stack's block is the parallax stack's */
+  PxPlan q;
+  titan_plan(&p, m, PX_STACK_TORCHTITAN, 2, PX_PREC_FP8);
+  titan_plan(&q, m, PX_STACK_PARALLAX, 2, PX_PREC_FP8);
   PxActList lq;
   px_activations_layer(m, &p, NULL, 1, 2, 1, &l);
   px_activations_layer(m, &q, NULL, 1, 2, 1, &lq);
   g_assert_cmpfloat(px_act_kept_bytes(&l), ==, px_act_kept_bytes(&lq));
+  g_assert_cmpfloat(bytes_of(&l, PX_ACT_AMAX), ==, 0);
   px_plan_clear(&p);
   px_plan_clear(&q);
   /* a non-gated MLP: w1 is mm 5 (kept), w2 mm 6 (recomputed) */
@@ -406,6 +422,12 @@ static void test_torchtitan_op_sac(void) {
   px_activations_layer(gelu, &p, NULL, 1, 2, 1, &l);
   g_assert_cmpfloat(bytes_of(&l, PX_ACT_FFN_OUT), ==, 0);
   g_assert_cmpfloat(px_act_kept_bytes(&l), ==, 1042284544.0 - 134217728.0);
+  px_plan_clear(&p);
+  /* ... under float8: 6 linears, 12 amaxes, 24 B */
+  titan_plan(&p, gelu, PX_STACK_TORCHTITAN, 1, PX_PREC_FP8);
+  px_activations_layer(gelu, &p, NULL, 1, 2, 1, &l);
+  g_assert_cmpfloat(bytes_of(&l, PX_ACT_AMAX), ==, 24.0);
+  g_assert_cmpfloat(px_act_kept_bytes(&l), ==, 1042284544.0 - 134217728.0 + 24.0);
   px_plan_clear(&p);
 }
 

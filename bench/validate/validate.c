@@ -1336,7 +1336,9 @@ static void suite_korthikanti(Errors *all, gboolean quiet, gboolean breakdown) {
  * w3 and the memory-bound kernels: docs/cost.md section 2; a block keeps
  * its input, the wq, wv, w1, w2 outputs and flash attention's output and
  * logsumexp, and the fp32 loss adds two T x V gradients at the backward's
- * start: docs/memory.md). The breakdown's "peak memory" is set against the
+ * start, three T x V/tp under TP's loss_parallel; a torchao float8 block,
+ * compiled, keeps the same plus its linears' amaxes, and torchao keeps no
+ * FP8 weight copies: docs/memory.md). The breakdown's "peak memory" is set against the
  * tables' Memory(GiB), torchtitan's max_reserved_gib, in docs/cost.md's
  * suite 6 section.
  *
