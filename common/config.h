@@ -27,8 +27,6 @@ char *px_config_find(const char *kind, const char *label, const char *name, GQua
 /* Read a whole configuration file of at most PX_CONFIG_MAX_BYTES (reading
  * stops there: /dev/zero is refused, not read forever); NUL-terminated. */
 char *px_config_read(const char *path, gsize *length, GQuark domain, int code, GError **error);
-/* Deepest nesting of objects/arrays in JSON text (strings skipped). */
-int px_json_depth(const char *text, gsize length);
 /* px_config_read with another limit: at most max bytes (what names the kind
  * of file in the refusal); directories and devices refused. */
 char *px_file_read_max(const char *path, gsize max, const char *what, gsize *length, GQuark domain, int code,
