@@ -169,6 +169,36 @@ static gboolean check_keys(GKeyFile *kf, const char *path, GError **error) {
   return TRUE;
 }
 
+/* The keys about a GPU's SMs against [gpu] sms: a collective cannot hold
+ * more SMs than the GPU has (cost.c cut its share to all of them), and
+ * without sms (0: unknown) the cost model reads none of them (no share
+ * held, no tiles counted), so setting one alone did nothing. */
+static gboolean check_sm_keys(GKeyFile *kf, const char *path, gint64 sms, gint64 coll_sms, gint64 coll_sms_intra,
+                              gboolean persistent, GError **error) {
+  const GQuark D = PX_CLUSTER_ERROR;
+  const int E = PX_CLUSTER_ERROR_INVALID;
+  if (sms > 0) {
+    gboolean intra = coll_sms <= sms && coll_sms_intra > sms;
+    if (coll_sms > sms || intra) {
+      g_set_error(error, D, E, "%s: [node] %s = %" G_GINT64_FORMAT " is more than the GPU's [gpu] sms = %" G_GINT64_FORMAT,
+                  path, intra ? "collective_sms_intra" : "collective_sms", intra ? coll_sms_intra : coll_sms, sms);
+      return FALSE;
+    }
+    return TRUE;
+  }
+  const char *group = "node", *key = NULL;
+  if (coll_sms > 0) key = "collective_sms";
+  else if (coll_sms_intra > 0) key = "collective_sms_intra";
+  else if (persistent) group = "gpu", key = "gemm_persistent";
+  else if (g_key_file_has_key(kf, "gpu", "gemm_tile", NULL)) group = "gpu", key = "gemm_tile";
+  if (key) {
+    g_set_error(error, D, E, "%s: [%s] %s needs [gpu] sms, the GPU's SM count: without it the key is not read", path,
+                group, key);
+    return FALSE;
+  }
+  return TRUE;
+}
+
 PxCluster *px_cluster_load_ini(const char *path, GError **error) {
   g_autoptr(GKeyFile) kf = px_config_load_keyfile(path, PX_CLUSTER_ERROR, PX_CLUSTER_ERROR_PARSE, error);
   if (!kf || !check_keys(kf, path, error)) return NULL;
@@ -219,6 +249,12 @@ PxCluster *px_cluster_load_ini(const char *path, GError **error) {
       return NULL;
     }
   }
+  /* read only for --precision fp8, which a GPU without peak_fp8 refuses */
+  if (c->gemm_eff_fp8 > 0 && c->peak_fp8 <= 0) {
+    g_set_error(error, D, E, "%s: [gpu] gemm_efficiency_fp8 needs [gpu] peak_fp8: without FP8 tensor cores the key is "
+                "not read", path);
+    return NULL;
+  }
   /* shape terms of the achieved rates (cost.c): lengths, 0 = none */
   if (!px_config_get_double(kf, path, "gpu", "gemm_k_overhead", TRUE, 0, 0, &c->gemm_k_overhead, D, E, error) ||
       !px_config_get_double(kf, path, "gpu", "flash_seq_half", TRUE, 0, 0, &c->flash_seq_half, D, E, error))
@@ -251,6 +287,7 @@ PxCluster *px_cluster_load_ini(const char *path, GError **error) {
                 path, sms, tile);
     return NULL;
   }
+  if (!check_sm_keys(kf, path, sms, coll_sms, coll_sms_intra, c->gemm_persistent, error)) return NULL;
   c->sms = (int)sms;
   c->gemm_tile = (int)tile;
   if (nodes > G_MAXINT / 1024 || gpus > 1024) {

@@ -120,6 +120,15 @@ printf '[plan]\nworkspace_gb = 1e300\n' >"$tmp/p8.ini"
 bad "plan INI: workspace 1e300 GB" "[plan] workspace_gb = 1e+300 is more than 1 PiB" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --plan "$tmp/p8.ini"
 sed '/^\[gpu\]/a memory = 40GB' "$(dirname "$0")/../configs/clusters/dgx-h100.ini" >"$tmp/c4.ini"
 bad "cluster INI: memory twice (the last won)" "[gpu] memory is given twice" "$sim" plan --model 7b --cluster "$tmp/c4.ini"
+# ---- third sweep: keys read only for being there, limits of one key set by another ----
+sed 's/"factor": 8.0/"factor": 0/' "$(dirname "$0")/../configs/hf/llama-3.1-8b.json" >"$tmp/hf3.json"
+bad "HF json: rope_scaling factor 0 (only its presence was read)" 'rope_scaling "factor" = 0 must be a finite number above 0' "$sim" plan --model "$tmp/hf3.json"
+sed 's/"high_freq_factor": 4.0/"high_freq_factor": 0.5/' "$(dirname "$0")/../configs/hf/llama-3.1-8b.json" >"$tmp/hf4.json"
+bad "HF json: llama3 high_freq_factor below low_freq_factor" 'rope_scaling "high_freq_factor" = 0.5 must be above "low_freq_factor" = 1' "$sim" plan --model "$tmp/hf4.json"
+sed 's/^collective_sms = .*/collective_sms = 200/' "$(dirname "$0")/../configs/clusters/dgx-h100.ini" >"$tmp/c5.ini"
+bad "cluster INI: collective_sms above sms (cut to all SMs)" "[node] collective_sms = 200 is more than the GPU's [gpu] sms = 132" "$sim" plan --model 7b --cluster "$tmp/c5.ini"
+sed '/^sms = /d' "$(dirname "$0")/../configs/clusters/dgx-h100.ini" >"$tmp/c6.ini"
+bad "cluster INI: collective_sms without sms (not read)" "[node] collective_sms needs [gpu] sms, the GPU's SM count" "$sim" plan --model 7b --cluster "$tmp/c6.ini"
 bad "--workspace 1e308" "--workspace '1e308' is more than 1 PiB per GPU" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --workspace 1e308
 bad "--ckpt-interval without --ckpt full (ignored)" "--ckpt-interval 4 needs --ckpt full" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --ckpt-interval 4
 bad "--imbalance on a dense model (ignored)" "--imbalance 2 needs a mixture-of-experts model" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --imbalance 2
