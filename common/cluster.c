@@ -169,6 +169,71 @@ static gboolean check_keys(GKeyFile *kf, const char *path, GError **error) {
   return TRUE;
 }
 
+/* Bounds of the rates and times a cluster file gives: at most a thousand
+ * times any GPU of 2025 (B200: 2.25 PFLOP/s dense bf16, 8 TB/s of HBM3e,
+ * NVLink 5 at 900 GB/s a direction), a rate given (not 0, unset) at least
+ * 10^6 a second: 1e308 FLOP/s was printed as a rate of 300 digits, a
+ * latency of 1e308 s or a rate of 1e-300 B/s as a step of inf ms. */
+#define PX_CLUSTER_MAX_FLOPS 1e18 /* FLOP/s */
+#define PX_CLUSTER_MAX_BW 1e15    /* bytes/s, and parameters/s of the host's optimizer */
+#define PX_CLUSTER_MAX_LAT 1.0    /* s */
+#define PX_CLUSTER_MIN_RATE 1e6   /* FLOP/s, bytes/s, parameters/s */
+static const struct {
+  const char *group, *key;
+  size_t offset; /* of the double in PxCluster */
+  double max;
+  const char *unit;
+} bounded_keys[] = {
+  {"gpu", "peak_fp32", offsetof(PxCluster, peak_fp32), PX_CLUSTER_MAX_FLOPS, "FLOP/s"},
+  {"gpu", "peak_tf32", offsetof(PxCluster, peak_tf32), PX_CLUSTER_MAX_FLOPS, "FLOP/s"},
+  {"gpu", "peak_bf16", offsetof(PxCluster, peak_bf16), PX_CLUSTER_MAX_FLOPS, "FLOP/s"},
+  {"gpu", "peak_fp16", offsetof(PxCluster, peak_fp16), PX_CLUSTER_MAX_FLOPS, "FLOP/s"},
+  {"gpu", "peak_fp8", offsetof(PxCluster, peak_fp8), PX_CLUSTER_MAX_FLOPS, "FLOP/s"},
+  {"gpu", "attention_fwd_flops", offsetof(PxCluster, attn_fwd_flops), PX_CLUSTER_MAX_FLOPS, "FLOP/s"},
+  {"gpu", "attention_bwd_flops", offsetof(PxCluster, attn_bwd_flops), PX_CLUSTER_MAX_FLOPS, "FLOP/s"},
+  {"gpu", "hbm_bw", offsetof(PxCluster, hbm_bw), PX_CLUSTER_MAX_BW, "B/s"},
+  {"gpu", "membound_bw_optimizer", offsetof(PxCluster, optimizer_bw), PX_CLUSTER_MAX_BW, "B/s"},
+  {"node", "bandwidth", offsetof(PxCluster, intra_bw), PX_CLUSTER_MAX_BW, "B/s"},
+  {"node", "pcie_bw", offsetof(PxCluster, pcie_bw), PX_CLUSTER_MAX_BW, "B/s"},
+  {"node", "cpu_adam_rate", offsetof(PxCluster, cpu_adam_rate), PX_CLUSTER_MAX_BW, "parameters/s"},
+  {"network", "bandwidth", offsetof(PxCluster, inter_bw), PX_CLUSTER_MAX_BW, "B/s"},
+  {"node", "latency", offsetof(PxCluster, intra_lat), PX_CLUSTER_MAX_LAT, "s"},
+  {"node", "p2p_latency", offsetof(PxCluster, intra_p2p_lat), PX_CLUSTER_MAX_LAT, "s"},
+  {"network", "latency", offsetof(PxCluster, inter_lat), PX_CLUSTER_MAX_LAT, "s"},
+};
+
+static gboolean check_bounds(const PxCluster *c, const char *path, GError **error) {
+  for (gsize i = 0; i < G_N_ELEMENTS(bounded_keys); i++) {
+    double v = *(const double *)((const char *)c + bounded_keys[i].offset);
+    gboolean low = bounded_keys[i].max > PX_CLUSTER_MAX_LAT && v > 0 && v < PX_CLUSTER_MIN_RATE; /* a rate */
+    if (v > bounded_keys[i].max || low) {
+      g_set_error(error, PX_CLUSTER_ERROR, PX_CLUSTER_ERROR_INVALID, "%s: [%s] %s = %g is %s %g %s", path,
+                  bounded_keys[i].group, bounded_keys[i].key, v, low ? "below" : "more than",
+                  low ? PX_CLUSTER_MIN_RATE : bounded_keys[i].max, bounded_keys[i].unit);
+      return FALSE;
+    }
+  }
+  for (int k = 0; k < PX_N_OPC; k++)
+    for (int dir = 0; dir < 2; dir++) {
+      double v = c->membound_bw[k][dir];
+      gboolean low = v > 0 && v < PX_CLUSTER_MIN_RATE;
+      if (v > PX_CLUSTER_MAX_BW || low) {
+        g_set_error(error, PX_CLUSTER_ERROR, PX_CLUSTER_ERROR_INVALID, "%s: [gpu] membound_bw_%s_%s = %g is %s %g B/s",
+                    path, px_op_class_name(k), dir ? "bwd" : "fwd", v, low ? "below" : "more than",
+                    low ? PX_CLUSTER_MIN_RATE : PX_CLUSTER_MAX_BW);
+        return FALSE;
+      }
+    }
+  for (int i = 0; i < c->intra_curve.n; i++)
+    if (c->intra_curve.busbw[i] > PX_CLUSTER_MAX_BW || c->intra_curve.bytes[i] > 0x1p62) {
+      g_set_error(error, PX_CLUSTER_ERROR, PX_CLUSTER_ERROR_INVALID,
+                  "%s: [node] busbw_curve point %d (%g B, %g B/s) is beyond 2^62 B or %g B/s", path, i + 1,
+                  c->intra_curve.bytes[i], c->intra_curve.busbw[i], PX_CLUSTER_MAX_BW);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 /* The keys about a GPU's SMs against [gpu] sms: a collective cannot hold
  * more SMs than the GPU has (cost.c cut its share to all of them), and
  * without sms (0: unknown) the cost model reads none of them (no share
@@ -299,7 +364,7 @@ PxCluster *px_cluster_load_ini(const char *path, GError **error) {
     g_set_error(error, D, E, "%s: [gpu] memory = %g B or [node] host_memory = %g B is too large", path, mem, host);
     return NULL;
   }
-  if (!load_curve(kf, path, "node", &c->intra_curve, error)) return NULL;
+  if (!load_curve(kf, path, "node", &c->intra_curve, error) || !check_bounds(c, path, error)) return NULL;
   c->nodes = (int)nodes;
   c->gpus_per_node = (int)gpus;
   c->gpu_memory = (gint64)mem;

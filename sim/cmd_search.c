@@ -382,6 +382,22 @@ static int run_sizing(const SearchFlags *f, const PxModel *model, const PxCluste
     fprintf(stderr, CMD ": --nodes-range '%s' is not N or N-M nodes\n", f->nodes_range);
     return 2;
   }
+  /* 1e308 tokens gave days of 300 digits; --all-counts over 2^20 node
+   * counts searched each in turn for hours */
+  if (sz.tokens > 1e16) {
+    fprintf(stderr, CMD ": --tokens %s is more than 1e16 tokens (the largest published training runs read tens of "
+            "trillions)\n", f->tokens);
+    return 2;
+  }
+  if (sz.days > 36525) {
+    fprintf(stderr, CMD ": --days %s is more than a century (36525 days)\n", f->days);
+    return 2;
+  }
+  if (f->all_counts && sz.max_nodes - sz.min_nodes >= 1024) {
+    fprintf(stderr, CMD ": --all-counts over %d-%d nodes is %d searches, more than 1024: narrow --nodes-range\n",
+            sz.min_nodes, sz.max_nodes, sz.max_nodes - sz.min_nodes + 1);
+    return 2;
+  }
   sz.all_counts = f->all_counts;
   g_autoptr(PxSizingResult) r = px_search_size(model, cluster, plan, so, &sz, &error);
   progress_end(so->progress != NULL);

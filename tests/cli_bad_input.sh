@@ -129,6 +129,15 @@ sed 's/^collective_sms = .*/collective_sms = 200/' "$(dirname "$0")/../configs/c
 bad "cluster INI: collective_sms above sms (cut to all SMs)" "[node] collective_sms = 200 is more than the GPU's [gpu] sms = 132" "$sim" plan --model 7b --cluster "$tmp/c5.ini"
 sed '/^sms = /d' "$(dirname "$0")/../configs/clusters/dgx-h100.ini" >"$tmp/c6.ini"
 bad "cluster INI: collective_sms without sms (not read)" "[node] collective_sms needs [gpu] sms, the GPU's SM count" "$sim" plan --model 7b --cluster "$tmp/c6.ini"
+sed 's/^latency = 3e-6/latency = 1e308/' "$(dirname "$0")/../configs/clusters/dgx-h100.ini" >"$tmp/c7.ini"
+bad "cluster INI: latency 1e308 (a step of inf ms)" "[node] latency = 1e+308 is more than 1 s" "$sim" simulate --model 7b --cluster "$tmp/c7.ini" --gpus 8
+sed 's/^peak_bf16 = .*/peak_bf16 = 1e308/' "$(dirname "$0")/../configs/clusters/dgx-h100.ini" >"$tmp/c8.ini"
+bad "cluster INI: peak_bf16 1e308 (printed with 300 digits)" "[gpu] peak_bf16 = 1e+308 is more than 1e+18 FLOP/s" "$sim" simulate --model 7b --cluster "$tmp/c8.ini" --gpus 8
+sed 's/^\[gpu\]/[gpu]\nmembound_bw_norm_fwd = 1e-300/' "$(dirname "$0")/../configs/clusters/dgx-h100.ini" >"$tmp/c9.ini"
+bad "cluster INI: a rate of 1e-300 B/s (a step of inf ms)" "[gpu] membound_bw_norm_fwd = 1e-300 is below 1e+06 B/s" "$sim" simulate --model 7b --cluster "$tmp/c9.ini" --gpus 8
+bad "search --tokens 1e308 (days printed with 300 digits)" "--tokens 1e308 is more than 1e16 tokens" "$sim" search --model 7b --cluster dgx-h100 --gbs 64 --tokens 1e308 --days 30
+bad "search --days 1e308" "--days 1e308 is more than a century (36525 days)" "$sim" search --model 7b --cluster dgx-h100 --gbs 64 --tokens 1T --days 1e308
+bad "search --all-counts over 2^20 node counts (hours)" "--all-counts over 1-1048576 nodes is 1048576 searches, more than 1024" "$sim" search --model 7b --cluster dgx-h100 --gbs 64 --tokens 1T --days 1 --nodes-range 1-1048576 --all-counts
 bad "--workspace 1e308" "--workspace '1e308' is more than 1 PiB per GPU" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --workspace 1e308
 bad "--ckpt-interval without --ckpt full (ignored)" "--ckpt-interval 4 needs --ckpt full" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --ckpt-interval 4
 bad "--imbalance on a dense model (ignored)" "--imbalance 2 needs a mixture-of-experts model" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --imbalance 2

@@ -260,6 +260,11 @@ static const Bad bad_clusters[] = {
    "[gpu] gemm_tile needs [gpu] sms", PX_CLUSTER_ERROR_INVALID},
   {"c-fp8-eff.ini", CLUSTER_GPU "gemm_efficiency_fp8 = 0.7\n[node]\ngpus = 8\nbandwidth = 1e11\n[network]\nbandwidth = 1e10\n",
    "[gpu] gemm_efficiency_fp8 needs [gpu] peak_fp8", PX_CLUSTER_ERROR_INVALID},
+  /* a latency of 1e308 s and a rate of 1e-300 B/s gave steps of inf ms */
+  {"c-lat.ini", CLUSTER_GPU "[node]\ngpus = 8\nbandwidth = 1e11\n[network]\nbandwidth = 1e10\nlatency = 1e308\n",
+   "[network] latency = 1e+308 is more than 1 s", PX_CLUSTER_ERROR_INVALID},
+  {"c-rate.ini", CLUSTER_GPU "membound_bw_ce_bwd = 1e-300\n[node]\ngpus = 8\nbandwidth = 1e11\n[network]\nbandwidth = 1e10\n",
+   "[gpu] membound_bw_ce_bwd = 1e-300 is below 1e+06 B/s", PX_CLUSTER_ERROR_INVALID},
   {"c-curve-len.ini",
    "[cluster]\nnodes = 1\n[gpu]\nmemory = 80GB\npeak_fp32 = 1e12\npeak_bf16 = 1e12\nhbm_bw = 1e12\n"
    "[node]\ngpus = 8\nbandwidth = 1e11\nbusbw_curve_bytes = 4096;65536\nbusbw_curve = 1e9\n"
