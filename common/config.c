@@ -275,15 +275,10 @@ gboolean px_config_get_string(GKeyFile *kf, const char *path, const char *group,
 
 static gboolean json_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
 
-/* What json-glib accepts silently or cannot survive, refused in one pass over
- * the text before it parses it: nesting deeper than PX_CONFIG_MAX_JSON_DEPTH
- * (its parser recurses: 100000 levels overflowed the stack), an integer
- * beyond 64 bits (read wrapped: 2^63 as -2^63, 10^20 as -1), a member given
- * twice in one object (the last won) and a second value after the first
- * ({...} {...}: the first was read). The first of these in the text is the
- * one named; what is not JSON at all is left to the parser to name. */
-static gboolean json_lint(const char *path, const char *text, gsize len, GQuark domain, int code, GError **error) {
-  GHashTable *names[PX_CONFIG_MAX_JSON_DEPTH + 1] = {NULL}; /* member names of each open object; NULL for arrays */
+/* One pass over the text (config.h); comments are skipped as json-glib skips them. */
+gboolean px_json_check(const char *path, const char *text, gsize len, gboolean strict, GQuark domain, int code,
+                       GError **error) {
+  GHashTable *names[PX_CONFIG_MAX_JSON_DEPTH + 1] = {NULL}; /* strict: member names of each open object */
   int depth = 0, line = 1;
   gboolean ok = TRUE, done = FALSE; /* done: the top-level value has ended */
   for (gsize i = 0; i < len && ok; i++) {
@@ -300,7 +295,7 @@ static gboolean json_lint(const char *path, const char *text, gsize len, GQuark 
       else line++;      /* past the '\n' */
       continue;
     }
-    if (done) {
+    if (done && strict) {
       g_set_error(error, domain, code, "%s: line %d: text after the JSON value ends", path, line);
       ok = FALSE;
     } else if (c == '"') {
@@ -324,7 +319,7 @@ static gboolean json_lint(const char *path, const char *text, gsize len, GQuark 
         ok = FALSE;
       } else {
         depth++;
-        names[depth] = c == '{' ? g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL) : NULL;
+        names[depth] = strict && c == '{' ? g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL) : NULL;
       }
     } else if (c == '}' || c == ']') {
       if (depth == 0) break; /* a close with nothing open: the parser names it */
@@ -334,7 +329,7 @@ static gboolean json_lint(const char *path, const char *text, gsize len, GQuark 
       gsize j = i + (c == '-'), digits = j;
       while (j < len && g_ascii_isdigit(text[j])) j++;
       gboolean integer = j > digits && !(j < len && (text[j] == '.' || text[j] == 'e' || text[j] == 'E'));
-      if (integer) {
+      if (strict && integer) {
         g_autofree char *num = g_strndup(text + i, j - i);
         errno = 0;
         g_ascii_strtoll(num, NULL, 10);
@@ -361,7 +356,7 @@ JsonParser *px_json_load_object(const char *path, JsonObject **root, GQuark doma
   gsize len;
   g_autofree char *text = px_config_read(path, &len, domain, parse_code, error);
   if (!text) return NULL;
-  if (!json_lint(path, text, len, domain, parse_code, error)) return NULL;
+  if (!px_json_check(path, text, len, TRUE, domain, parse_code, error)) return NULL;
   g_autoptr(JsonParser) parser = json_parser_new();
   g_autoptr(GError) e = NULL;
   if (!json_parser_load_from_data(parser, text, (gssize)len, &e)) {

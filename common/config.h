@@ -53,7 +53,18 @@ gboolean px_config_get_bool(GKeyFile *kf, const char *path, const char *group, c
 gboolean px_config_get_string(GKeyFile *kf, const char *path, const char *group, const char *key,
                               gboolean optional, char **out, GQuark domain, int code, GError **error);
 
-/* JSON: parse a file whose root must be an object. */
+/* What json-glib accepts silently or cannot survive, refused in one pass over
+ * JSON text before it is parsed, in domain/code naming path: nesting deeper
+ * than PX_CONFIG_MAX_JSON_DEPTH (json-glib's parser recurses: 100000 levels
+ * overflowed the stack) and, when strict, an integer beyond 64 bits (read
+ * wrapped: 2^63 as -2^63, 10^20 as -1), a member given twice in one object
+ * (the last won) and a second value after the first ({...} {...}: the first
+ * was read). The first of these in the text is named; what is not JSON at all
+ * is left to the parser. Not strict: profiler traces, written by tools
+ * (Nsight Systems' export is one value a line). */
+gboolean px_json_check(const char *path, const char *text, gsize len, gboolean strict, GQuark domain, int code,
+                       GError **error);
+/* JSON: parse a file whose root must be an object (px_json_check strict first). */
 JsonParser *px_json_load_object(const char *path, JsonObject **root, GQuark domain, int parse_code,
                                 GError **error);
 /* Integer member (NULL key-list tried in order); wrong type or < min → error. */

@@ -1,5 +1,6 @@
 /* timeline.c — events of one step and their writers (trace JSON, CSV, Gantt). */
 #include "timeline.h"
+#include "config.h"
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -164,6 +165,15 @@ char *px_timeline_to_trace_json(const PxTimeline *tl) {
 }
 
 static gboolean write_file(const char *path, const char *text, GError **error) {
+  /* named as run names them, not "Failed to rename file “f.9CW9Y3” to “f”" */
+  static const char *const whys[] = {[PX_OUT_OK] = NULL, [PX_OUT_IS_DIR] = "is a directory",
+                                     [PX_OUT_NO_DIR] = "its directory does not exist",
+                                     [PX_OUT_DIR_NOT_DIR] = "its directory is not a directory"};
+  const char *why = whys[px_output_path_check(path)];
+  if (why) {
+    g_set_error(error, PX_TIMELINE_ERROR, PX_TIMELINE_ERROR_IO, "%s: %s", path, why);
+    return FALSE;
+  }
   GError *err = NULL;
   if (!g_file_set_contents(path, text, -1, &err)) {
     g_set_error(error, PX_TIMELINE_ERROR, PX_TIMELINE_ERROR_IO, "%s", err->message);

@@ -371,7 +371,8 @@ PxMeasuredStep *px_trace_load(const char *path, GError **error) {
   gsize len = 0;
   /* bounded: --trace /dev/zero was read until memory ran out */
   text = px_file_read_max(path, PX_TRACE_MAX_BYTES, "a profiler trace", &len, PX_TRACE_ERROR, PX_TRACE_ERROR_IO, error);
-  if (!text) return NULL;
+  /* json-glib recurses: a trace nested 200000 deep overflowed the stack */
+  if (!text || !px_json_check(path, text, len, FALSE, PX_TRACE_ERROR, PX_TRACE_ERROR_FORMAT, error)) return NULL;
   PxMeasuredStep *m = g_new0(PxMeasuredStep, 1);
   m->rank = m->world = -1;
   m->segments = g_array_new(FALSE, FALSE, sizeof(PxStepSegment));

@@ -293,5 +293,20 @@ if [ -n "$man" ]; then
   bad "run: 'latest' holding binary" "holds 'step\\001" "$exe" run --model tiny-gpt --steps 2 --resume "$tmp/ck5"
 fi
 
+# the third sweep's: JSON nested 200000 deep (json-glib's recursion overflowed
+# the stack) in a manifest and in a profiler trace, a manifest that is /dev/zero
+"$exe" run --model tiny-gpt --steps 1 --save "$tmp/ck6" >/dev/null 2>&1
+man=$(find "$tmp/ck6" -name manifest.json | head -1)
+if [ -n "$man" ]; then
+  cp -r "$tmp/ck6" "$tmp/ck7"
+  python3 -c 'print("[" * 200000)' >"$man"
+  bad "run: a manifest nested 200000 deep (segfault)" "manifest.json: JSON nested deeper than 32 levels" "$exe" run --model tiny-gpt --steps 2 --resume "$tmp/ck6"
+  man=$(find "$tmp/ck7" -name manifest.json | head -1); rm "$man"; ln -s /dev/zero "$man"
+  bad "run: a manifest that is /dev/zero (read without end)" "manifest.json: is a device, not a file" "$exe" run --model tiny-gpt --steps 2 --resume "$tmp/ck7"
+fi
+python3 -c 'print("{\"traceEvents\": " + "[" * 200000 + "]" * 200000 + "}")' >"$tmp/tr5.json"
+bad "compare: a trace nested 200000 deep (segfault)" "tr5.json: JSON nested deeper than 32 levels" "$sim" compare --model 7b --cluster dgx-h100 --gpus 8 --trace "$tmp/tr5.json"
+bad "simulate: --trace a directory (named a temporary file)" "$tmp/dir: is a directory" "$sim" simulate --model 7b --cluster dgx-h100 --gpus 8 --trace "$tmp/dir"
+
 echo "1..$n"
 exit $fail
