@@ -138,6 +138,11 @@ static gboolean validate_moe(PxModelDesc *d, const char *name, GError **error) {
     INVALID("model %s: moe_every = %d must be ≥ 1 and moe_first_dense = %d ≥ 0", name, d->moe_every, d->moe_first_dense);
   if (!isfinite(d->capacity_factor) || d->capacity_factor < 0)
     INVALID("model %s: capacity_factor = %g must be ≥ 0 (0: dropless)", name, d->capacity_factor);
+  /* a capacity above every token caps nothing; 1e308 overflowed the
+   * capacity's integer (px_moe_capacity) */
+  if (d->capacity_factor > (double)d->experts / d->top_k)
+    INVALID("model %s: capacity_factor = %g exceeds E/k = %d/%d: an expert's capacity would be more than every token, "
+            "which caps nothing (0: dropless)", name, d->capacity_factor, d->experts, d->top_k);
   if (!isfinite(d->aux_loss_coef) || d->aux_loss_coef < 0)
     INVALID("model %s: aux_loss_coef = %g must be ≥ 0", name, d->aux_loss_coef);
   if (px_model_moe_blocks(d) == 0)
@@ -189,6 +194,11 @@ static gboolean validate_desc(PxModelDesc *d, GError **error) {
     INVALID("model %s: norm_eps = %g must be in (0, 1)", name, d->norm_eps);
   if (!isfinite(d->rotary_pct) || d->rotary_pct <= 0 || d->rotary_pct > 1)
     INVALID("model %s: rotary_pct = %g must be in (0, 1]", name, d->rotary_pct);
+  /* transformers and GPT-NeoX rotate int(head_dim × rotary_pct) dimensions,
+   * in pairs: fewer than 2 is no rotation at all, no positions */
+  if (d->pos == PX_POS_ROPE && (int)(d->head_dim * d->rotary_pct) < 2)
+    INVALID("model %s: rotary_pct = %g of head_dim %d rotates %d dimensions: rotary positions need at least one pair",
+            name, d->rotary_pct, d->head_dim, (int)(d->head_dim * d->rotary_pct));
   if (d->default_seq < 1 || d->default_seq > d->max_seq)
     INVALID("model %s: seq = %d must be 1..max_seq (%d)", name, d->default_seq, d->max_seq);
   if (d->sliding_window < 0) INVALID("model %s: sliding_window = %d must be positive (0: none)", name, d->sliding_window);

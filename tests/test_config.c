@@ -155,6 +155,14 @@ static const Bad bad_models[] = {
   /* head_dim 4: two rotary frequencies, one factor each */
   {"m-rope-long.json", LLAMA_ROPE "{\"rope_type\": \"longrope\", \"short_factor\": [1, 1], \"long_factor\": [1, 1, 1]}}",
    "rope_scaling \"long_factor\" has 3 values, not 2", PX_MODEL_ERROR_INVALID},
+  /* 1e308 overflowed the per-expert capacity's integer */
+  {"m-capacity.ini", "[model]\nlayers = 2\nhidden = 8\nheads = 2\nvocab = 10\nmax_seq = 8\nexperts = 8\ntop_k = 2\n"
+   "capacity_factor = 1e308\n",
+   "capacity_factor = 1e+308 exceeds E/k = 8/2: an expert's capacity would be more than every token", PX_MODEL_ERROR_INVALID},
+  /* int(16 × 0.01) = 0 dimensions rotated: rotary positions without any */
+  {"m-rot-none.ini", "[model]\nlayers = 2\nhidden = 64\nheads = 4\nvocab = 10\nmax_seq = 8\nposition = rope\n"
+   "rotary_pct = 0.01\n",
+   "rotary_pct = 0.01 of head_dim 16 rotates 0 dimensions: rotary positions need at least one pair", PX_MODEL_ERROR_INVALID},
   {"m-huge.ini", "[model]\nlayers = 7.7e123\nhidden = 8\nheads = 2\nvocab = 10\nmax_seq = 8\n",
    "layers = '7.7e123' is too large", PX_MODEL_ERROR_INVALID},
   {"m-layers.ini", "[model]\nlayers = 2147483647\nhidden = 8\nheads = 2\nvocab = 10\nmax_seq = 8\n",
