@@ -376,6 +376,10 @@ gboolean px_plan_validate(PxPlan *p, const PxModel *model, const PxCluster *clus
   p->m = (int)(p->gbs / per);
   if (p->schedule == PX_SCHED_INTERLEAVED) {
     if (p->vpp < 2) REFUSE("interleaved schedule needs vpp ≥ 2 model chunks per rank");
+    /* Megatron-LM refuses it too (arguments.py: pipeline-model-parallel size > 1, > 2 without p2p overlap) */
+    if (p->pp < 2)
+      REFUSE("interleaved schedule needs pp ≥ 2 pipeline stages: on one stage its %d chunks run one after the "
+             "other, as without --vpp", p->vpp);
     if (p->m % p->pp) REFUSE("interleaved schedule needs micro-batches divisible by pp (m=%d, pp=%d)", p->m, p->pp);
   } else if (p->schedule == PX_SCHED_DUALPIPEV) {
     /* deepseek-ai/DualPipe dualpipev.py: assert num_chunks >= num_ranks * 2 */
