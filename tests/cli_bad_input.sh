@@ -140,6 +140,7 @@ bad "search --days 1e308" "--days 1e308 is more than a century (36525 days)" "$s
 bad "search --all-counts over 2^20 node counts (hours)" "--all-counts over 1-1048576 nodes is 1048576 searches, more than 1024" "$sim" search --model 7b --cluster dgx-h100 --gbs 64 --tokens 1T --days 1 --nodes-range 1-1048576 --all-counts
 bad "plan: --out without --emit (ignored)" "--out $tmp/dir is the directory of --emit's files: give --emit" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --out "$tmp/dir"
 bad "plan: --vpp 2 on one pipeline stage (did nothing)" "interleaved schedule needs pp ≥ 2 pipeline stages" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --vpp 2
+bad "plan: --attention flash in fp32 (costed as if FlashAttention ran fp32)" "--attention flash takes bf16 or fp16 inputs, not fp32" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --attention flash --precision fp32
 bad "--workspace 1e308" "--workspace '1e308' is more than 1 PiB per GPU" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --workspace 1e308
 bad "--ckpt-interval without --ckpt full (ignored)" "--ckpt-interval 4 needs --ckpt full" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --ckpt-interval 4
 bad "--imbalance on a dense model (ignored)" "--imbalance 2 needs a mixture-of-experts model" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --imbalance 2
