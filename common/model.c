@@ -194,11 +194,13 @@ static gboolean validate_desc(PxModelDesc *d, GError **error) {
     INVALID("model %s: norm_eps = %g must be in (0, 1)", name, d->norm_eps);
   if (!isfinite(d->rotary_pct) || d->rotary_pct <= 0 || d->rotary_pct > 1)
     INVALID("model %s: rotary_pct = %g must be in (0, 1]", name, d->rotary_pct);
-  /* transformers and GPT-NeoX rotate int(head_dim × rotary_pct) dimensions,
-   * in pairs: fewer than 2 is no rotation at all, no positions */
-  if (d->pos == PX_POS_ROPE && (int)(d->head_dim * d->rotary_pct) < 2)
-    INVALID("model %s: rotary_pct = %g of head_dim %d rotates %d dimensions: rotary positions need at least one pair",
-            name, d->rotary_pct, d->head_dim, (int)(d->head_dim * d->rotary_pct));
+  /* transformers and GPT-NeoX rotate int(head_dim × rotary_pct) dimensions
+   * in pairs (inv_freq over arange(0, dim, 2), cos and sin of dim + 1 values
+   * for an odd dim: a shape error there): none is no positions at all */
+  int rotary = (int)(d->head_dim * d->rotary_pct);
+  if (d->pos == PX_POS_ROPE && (rotary < 2 || rotary % 2))
+    INVALID("model %s: rotary_pct = %g of head_dim %d rotates %d dimensions: rotary positions need pairs, at least one",
+            name, d->rotary_pct, d->head_dim, rotary);
   if (d->default_seq < 1 || d->default_seq > d->max_seq)
     INVALID("model %s: seq = %d must be 1..max_seq (%d)", name, d->default_seq, d->max_seq);
   if (d->sliding_window < 0) INVALID("model %s: sliding_window = %d must be positive (0: none)", name, d->sliding_window);

@@ -162,7 +162,11 @@ static const Bad bad_models[] = {
   /* int(16 × 0.01) = 0 dimensions rotated: rotary positions without any */
   {"m-rot-none.ini", "[model]\nlayers = 2\nhidden = 64\nheads = 4\nvocab = 10\nmax_seq = 8\nposition = rope\n"
    "rotary_pct = 0.01\n",
-   "rotary_pct = 0.01 of head_dim 16 rotates 0 dimensions: rotary positions need at least one pair", PX_MODEL_ERROR_INVALID},
+   "rotary_pct = 0.01 of head_dim 16 rotates 0 dimensions: rotary positions need pairs, at least one", PX_MODEL_ERROR_INVALID},
+  /* head_dim 7: transformers' cos and sin have 8 values for 7 dimensions */
+  {"m-rot-odd.json", "{\"model_type\": \"llama\", \"num_hidden_layers\": 2, \"hidden_size\": 8, \"num_attention_heads\": 2, "
+   "\"intermediate_size\": 16, \"vocab_size\": 10, \"max_position_embeddings\": 64, \"head_dim\": 7}",
+   "rotary_pct = 1 of head_dim 7 rotates 7 dimensions: rotary positions need pairs", PX_MODEL_ERROR_INVALID},
   {"m-huge.ini", "[model]\nlayers = 7.7e123\nhidden = 8\nheads = 2\nvocab = 10\nmax_seq = 8\n",
    "layers = '7.7e123' is too large", PX_MODEL_ERROR_INVALID},
   {"m-layers.ini", "[model]\nlayers = 2147483647\nhidden = 8\nheads = 2\nvocab = 10\nmax_seq = 8\n",
