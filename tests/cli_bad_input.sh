@@ -254,6 +254,9 @@ bad "run: --seed -1 (wrapped to 2^64-1)" "--seed -1 must be 0 or more" "$exe" ru
 bad "data: --seed 2^32 (wrapped to 0)" "--seed 4294967296 must be 0..4294967295" "$exe" data --synthetic --seed 4294967296 --out "$tmp/d.bin"
 bad "data: --tokens with --info (ignored)" "--tokens writes a synthetic corpus: it has no meaning with --info" "$exe" data --info "$tmp/binary" --tokens 5
 bad "data: --seq with --synthetic (ignored)" "--seq counts --info's windows" "$exe" data --synthetic --seq 8 --out "$tmp/d.bin"
+bad "data: --out a directory (named a temporary file)" "token file $tmp/dir: is a directory" "$exe" data --synthetic --tokens 100 --out "$tmp/dir"
+python3 -c 'import struct,sys; open(sys.argv[1],"wb").write(struct.pack("<256i", 20240520, 1, -5, *[0]*253))' "$tmp/neg.bin"
+bad "data: a header of -5 tokens (said the sizes differ: 1024 and 1024 bytes)" "header says -5 tokens, a negative count" "$exe" data --info "$tmp/neg.bin"
 bad "data: --tokens 0" "tokens" "$exe" data --synthetic --tokens 0 --out "$tmp/d.bin"
 bad "calibrate: --seq -1" "--seq -1 must be a whole number" "$exe" calibrate --seq -1 --out "$tmp/cal.ini"
 bad "calibrate: --ranks 100000" "--ranks 100000 is not in 1..64" "$exe" calibrate --ranks 100000 --out "$tmp/cal.ini"
