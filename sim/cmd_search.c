@@ -468,17 +468,24 @@ static int run_sizing(const SearchFlags *f, const PxModel *model, const PxCluste
 
 /* The count flags, each a whole number ≥ 1 when given (0 when not: the
  * search's default); --threads at most 1024 (--threads 100000 started as
- * many threads and ran twenty times slower). */
+ * many threads and ran twenty times slower); --top at most 1000 and
+ * --confirm at most 10000, each candidate a whole simulation (--confirm
+ * 1000000 on 1024 GPUs simulated all 133261 fitting layouts, for many
+ * minutes). */
 static gboolean search_counts(SearchFlags *f, GError **error) {
   const struct { const char *flag, *value; int *out; } counts[] = {
     {"--top", f->top_s, &f->top}, {"--threads", f->threads_s, &f->threads}, {"--confirm", f->confirm_s, &f->confirm},
     {"--max-mbs", f->max_mbs_s, &f->max_mbs}, {"--max-vpp", f->max_vpp_s, &f->max_vpp}};
   for (gsize i = 0; i < G_N_ELEMENTS(counts); i++)
     if (counts[i].value && !px_parse_int_flag(counts[i].flag, counts[i].value, 1, counts[i].out, error)) return FALSE;
-  if (f->threads > 1024) {
-    g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "--threads %d is more than 1024", f->threads);
-    return FALSE;
-  }
+  const struct { const char *flag; int value, max; } bounded[] = {
+    {"--threads", f->threads, 1024}, {"--top", f->top, 1000}, {"--confirm", f->confirm, 10000}};
+  for (gsize i = 0; i < G_N_ELEMENTS(bounded); i++)
+    if (bounded[i].value > bounded[i].max) {
+      g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "%s %d is more than %d", bounded[i].flag,
+                  bounded[i].value, bounded[i].max);
+      return FALSE;
+    }
   return TRUE;
 }
 
