@@ -446,3 +446,20 @@ PxOutPath px_output_path_check(const char *path) {
   if (g_file_test(dir, G_FILE_TEST_IS_DIR)) return PX_OUT_OK;
   return g_file_test(dir, G_FILE_TEST_EXISTS) ? PX_OUT_DIR_NOT_DIR : PX_OUT_NO_DIR;
 }
+
+gboolean px_file_write(const char *path, const char *text, gsize len, GQuark domain, int code, GError **error) {
+  static const char *const whys[] = {[PX_OUT_OK] = NULL, [PX_OUT_IS_DIR] = "is a directory",
+                                     [PX_OUT_NO_DIR] = "its directory does not exist",
+                                     [PX_OUT_DIR_NOT_DIR] = "its directory is not a directory"};
+  const char *why = whys[px_output_path_check(path)];
+  if (why) {
+    g_set_error(error, domain, code, "%s: %s", path, why);
+    return FALSE;
+  }
+  g_autoptr(GError) e = NULL;
+  if (!g_file_set_contents(path, text, (gssize)len, &e)) {
+    g_set_error(error, domain, code, "%s", e->message);
+    return FALSE;
+  }
+  return TRUE;
+}

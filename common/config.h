@@ -84,5 +84,9 @@ gboolean px_parse_count(const char *s, double *out);
  * not a directory. */
 typedef enum { PX_OUT_OK, PX_OUT_IS_DIR, PX_OUT_NO_DIR, PX_OUT_DIR_NOT_DIR } PxOutPath;
 PxOutPath px_output_path_check(const char *path);
+/* Write a whole file (g_file_set_contents): a path that is a directory, or
+ * whose directory is missing, is named as such in domain/code ("PATH: is a
+ * directory"), not as the temporary file g_file_set_contents renames. */
+gboolean px_file_write(const char *path, const char *text, gsize len, GQuark domain, int code, GError **error);
 
 G_END_DECLS

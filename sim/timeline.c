@@ -165,22 +165,7 @@ char *px_timeline_to_trace_json(const PxTimeline *tl) {
 }
 
 static gboolean write_file(const char *path, const char *text, GError **error) {
-  /* named as run names them, not "Failed to rename file “f.9CW9Y3” to “f”" */
-  static const char *const whys[] = {[PX_OUT_OK] = NULL, [PX_OUT_IS_DIR] = "is a directory",
-                                     [PX_OUT_NO_DIR] = "its directory does not exist",
-                                     [PX_OUT_DIR_NOT_DIR] = "its directory is not a directory"};
-  const char *why = whys[px_output_path_check(path)];
-  if (why) {
-    g_set_error(error, PX_TIMELINE_ERROR, PX_TIMELINE_ERROR_IO, "%s: %s", path, why);
-    return FALSE;
-  }
-  GError *err = NULL;
-  if (!g_file_set_contents(path, text, -1, &err)) {
-    g_set_error(error, PX_TIMELINE_ERROR, PX_TIMELINE_ERROR_IO, "%s", err->message);
-    g_error_free(err);
-    return FALSE;
-  }
-  return TRUE;
+  return px_file_write(path, text, strlen(text), PX_TIMELINE_ERROR, PX_TIMELINE_ERROR_IO, error);
 }
 
 gboolean px_timeline_write_trace(const PxTimeline *tl, const char *path, GError **error) {

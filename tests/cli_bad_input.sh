@@ -211,6 +211,8 @@ bad "search: --max-memory above the GPU's (cut to it)" "--max-memory 1e308 is mo
 bad "search: --margin of all the memory" "--margin 100GB leaves no memory" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 64 --margin 100GB
 bad "search --confirm 10^6 (every layout simulated, for minutes)" "--confirm 1000000 is more than 10000" "$sim" search --model 7b --cluster dgx-h100 --nodes 128 --gbs 1024 --confirm 1000000
 bad "search --top 10^6" "--top 1000000 is more than 1000" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 64 --top 1000000
+mkdir "$tmp/d.ini"
+bad "search: --emit FILE.ini that is a directory (named a temporary file)" "$tmp/d.ini: is a directory" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 64 --emit "$tmp/d.ini"
 bad "search --threads 100000" "--threads 100000 is more than 1024" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 64 --threads 100000
 bad "program: --rank and --stage disagree" "--rank 7 is on pipeline stage 1, not --stage 0" "$sim" program --model 7b --gpus 8 --pp 2 --stage 0 --rank 7
 bad "unknown --order" "order" "$sim" plan --model 7b --order tp,tp,pp
