@@ -185,6 +185,7 @@ bad "search --gbs 2^30" "sequences per GPU" "$sim" search --model 7b --cluster d
 bad "run --gbs 10^9" "passes per step" "$exe" run --model tiny-gpt --gbs 1000000000
 bad "simulate --full on 2^24 GPUs" "--full simulates every rank" "$sim" simulate --model 7b --cluster dgx-h100 --gpus 16777216 --tp 8 --pp 32 --full
 bad "bubble --pp 10^5" "passes per step" "$sim" bubble --pp 100000
+bad "bubble --m of 10000 points (an hour of simulations)" "--m's first 65 points are 17039360 passes of --pp 64 × 2 chunks in all, more than 2^24" "$sim" bubble --pp 64 --m "$(python3 -c "print(','.join(['2048'] * 10000))")"
 bad "bubble --vpp 10^6" "passes per step" "$sim" bubble --vpp 1000000
 
 # ---- unknown and contradictory flags ----
