@@ -180,6 +180,14 @@ static gboolean raw_value(GKeyFile *kf, const char *path, const char *group, con
     return FALSE;
   }
   *raw = g_strstrip(g_key_file_get_value(kf, group, key, NULL));
+  /* every message below names the value: one of 900 kB made a line of 900 kB */
+  gsize len = strlen(*raw);
+  if (len > PX_CONFIG_MAX_VALUE) {
+    g_set_error(error, domain, code, "%s: [%s] %s = '%.64s…' is %" G_GSIZE_FORMAT " characters long, more than %d",
+                path, group, key, *raw, len, PX_CONFIG_MAX_VALUE);
+    g_clear_pointer(raw, g_free);
+    return FALSE;
+  }
   return TRUE;
 }
 
@@ -255,13 +263,13 @@ gboolean px_config_get_double(GKeyFile *kf, const char *path, const char *group,
 
 gboolean px_config_get_bool(GKeyFile *kf, const char *path, const char *group, const char *key,
                             gboolean def, gboolean *out, GQuark domain, int code, GError **error) {
-  if (!g_key_file_has_key(kf, group, key, NULL)) { *out = def; return TRUE; }
+  g_autofree char *raw = NULL;
+  if (!raw_value(kf, path, group, key, TRUE, &raw, domain, code, error)) return FALSE;
+  if (!raw) { *out = def; return TRUE; }
   g_autoptr(GError) e = NULL;
   gboolean v = g_key_file_get_boolean(kf, group, key, &e);
   if (e) {
-    g_autofree char *raw = g_key_file_get_value(kf, group, key, NULL);
-    g_set_error(error, domain, code, "%s: [%s] %s = '%s' is not true or false", path, group, key,
-                raw ? raw : "");
+    g_set_error(error, domain, code, "%s: [%s] %s = '%s' is not true or false", path, group, key, raw);
     return FALSE;
   }
   *out = v;

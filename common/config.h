@@ -23,6 +23,7 @@ char *px_config_find(const char *kind, const char *label, const char *name, GQua
 /* Bounds on what a configuration file may hold. */
 #define PX_CONFIG_MAX_BYTES (1 << 20)  /* 1 MiB: the largest real config.json is ~10 kB */
 #define PX_CONFIG_MAX_JSON_DEPTH 32    /* nesting of JSON objects and arrays */
+#define PX_CONFIG_MAX_VALUE 1024       /* characters of one INI value (a path, a list of 16 numbers) */
 
 /* Read a whole configuration file of at most PX_CONFIG_MAX_BYTES (reading
  * stops there: /dev/zero is refused, not read forever); NUL-terminated. */

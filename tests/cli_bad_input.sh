@@ -229,6 +229,8 @@ bad "--trace into a missing dir" "missing" "$sim" simulate --model 7b --cluster 
 bad "--csv is a directory" "dir" "$sim" simulate --model 7b --cluster dgx-h100 --gpus 8 --csv "$tmp/dir"
 long=$(head -c 100000 /dev/zero | tr '\0' x)
 bad "100 kB model name" "model" "$sim" plan --model "$long"
+printf '[plan]\nschedule = %s\n' "$long" >"$tmp/p9.ini"
+bad "plan INI: a 100 kB value (repeated whole in the message)" "[plan] schedule = 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…' is 100000 characters long, more than 1024" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --plan "$tmp/p9.ini"
 bad "100 kB schedule" "schedule" "$sim" plan --model 7b --schedule "$long"
 
 # ---- the executor ----

@@ -167,6 +167,19 @@ static const Bad bad_models[] = {
   {"m-rot-odd.json", "{\"model_type\": \"llama\", \"num_hidden_layers\": 2, \"hidden_size\": 8, \"num_attention_heads\": 2, "
    "\"intermediate_size\": 16, \"vocab_size\": 10, \"max_position_embeddings\": 64, \"head_dim\": 7}",
    "rotary_pct = 1 of head_dim 7 rotates 7 dimensions: rotary positions need pairs", PX_MODEL_ERROR_INVALID},
+  /* a value of 900 kB was repeated whole in a message of 900 kB; here 9 × 121 characters */
+  {"m-long.ini", "[model]\nlayers = 2\nhidden = 8\nheads = 2\nvocab = 10\nmax_seq = 8\ntied = "
+   "ttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttt"
+   "ttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttt"
+   "ttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttt"
+   "ttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttt"
+   "ttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttt"
+   "ttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttt"
+   "ttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttt"
+   "ttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttt"
+   "ttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttt\n",
+   "[model] tied = 'tttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttt…' is 1089 characters long, more than 1024",
+   PX_MODEL_ERROR_INVALID},
   {"m-huge.ini", "[model]\nlayers = 7.7e123\nhidden = 8\nheads = 2\nvocab = 10\nmax_seq = 8\n",
    "layers = '7.7e123' is too large", PX_MODEL_ERROR_INVALID},
   {"m-layers.ini", "[model]\nlayers = 2147483647\nhidden = 8\nheads = 2\nvocab = 10\nmax_seq = 8\n",
