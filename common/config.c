@@ -310,6 +310,13 @@ gboolean px_json_check(const char *path, const char *text, gsize len, gboolean s
       gsize start = ++i;
       while (i < len && text[i] != '"') i += text[i] == '\\' ? 2 : 1;
       gsize end = MIN(i, len);
+      /* every message naming a string repeated it whole: 500 kB made a line of 500 kB */
+      if (strict && end - start > PX_CONFIG_MAX_JSON_STRING) {
+        g_set_error(error, domain, code, "%s: line %d: a string of %" G_GSIZE_FORMAT " bytes ('%.64s…'), more than %d",
+                    path, line, end - start, text + start, PX_CONFIG_MAX_JSON_STRING);
+        ok = FALSE;
+        break;
+      }
       gsize j = i + 1;
       while (j < len && json_space(text[j])) j++;
       if (names[depth] && j < len && text[j] == ':') { /* a member name */

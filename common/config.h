@@ -24,6 +24,8 @@ char *px_config_find(const char *kind, const char *label, const char *name, GQua
 #define PX_CONFIG_MAX_BYTES (1 << 20)  /* 1 MiB: the largest real config.json is ~10 kB */
 #define PX_CONFIG_MAX_JSON_DEPTH 32    /* nesting of JSON objects and arrays */
 #define PX_CONFIG_MAX_VALUE 1024       /* characters of one INI value (a path, a list of 16 numbers) */
+#define PX_CONFIG_MAX_JSON_STRING 4096 /* bytes of one JSON string (strict px_json_check; a checkpoint's run
+                                          fingerprint holds a model name and a file name) */
 
 /* Read a whole configuration file of at most PX_CONFIG_MAX_BYTES (reading
  * stops there: /dev/zero is refused, not read forever); NUL-terminated. */
@@ -57,7 +59,8 @@ gboolean px_config_get_string(GKeyFile *kf, const char *path, const char *group,
 /* What json-glib accepts silently or cannot survive, refused in one pass over
  * JSON text before it is parsed, in domain/code naming path: nesting deeper
  * than PX_CONFIG_MAX_JSON_DEPTH (json-glib's parser recurses: 100000 levels
- * overflowed the stack) and, when strict, an integer beyond 64 bits (read
+ * overflowed the stack) and, when strict, a string of more than
+ * PX_CONFIG_MAX_JSON_STRING bytes (messages repeat them), an integer beyond 64 bits (read
  * wrapped: 2^63 as -2^63, 10^20 as -1), a member given twice in one object
  * (the last won) and a second value after the first ({...} {...}: the first
  * was read). The first of these in the text is named; what is not JSON at all

@@ -171,7 +171,7 @@ static PxMeasuredStep *analyse(const char *path, PxMeasuredStep *m, GArray *evs,
      * not a step to compare against */
     if (!isfinite(e->ts) || !isfinite(e->end) || e->end < e->ts || fabs(e->ts) > 1e17 || e->end - e->ts > 1e17) {
       g_set_error(error, PX_TRACE_ERROR, PX_TRACE_ERROR_FORMAT,
-                  "%s: event '%s' has no valid time (start %g µs, duration %g µs; numbers, the duration ≥ 0, "
+                  "%s: event '%.200s' has no valid time (start %g µs, duration %g µs; numbers, the duration ≥ 0, "
                   "both under 1e17)", path, e->name, e->ts, e->end - e->ts);
       px_measured_step_free(m);
       return NULL;

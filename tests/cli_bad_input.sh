@@ -231,6 +231,11 @@ long=$(head -c 100000 /dev/zero | tr '\0' x)
 bad "100 kB model name" "model" "$sim" plan --model "$long"
 printf '[plan]\nschedule = %s\n' "$long" >"$tmp/p9.ini"
 bad "plan INI: a 100 kB value (repeated whole in the message)" "[plan] schedule = 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…' is 100000 characters long, more than 1024" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --plan "$tmp/p9.ini"
+python3 -c 'import json,sys; print(json.dumps({"model_type": "x" * 500000}))' >"$tmp/hf5.json"
+bad "HF json: a model_type of 500 kB (repeated whole in the message)" "line 1: a string of 500000 bytes" "$sim" plan --model "$tmp/hf5.json"
+python3 -c 'import json,sys; print(json.dumps({"traceEvents": [{"ph": "X", "name": "k" * 500000, "cat": "kernel", "ts": "a", "dur": 1}]}))' >"$tmp/tr6.json"
+n=$((n+1)); timeout 30 "$sim" compare --model 7b --cluster dgx-h100 --gpus 8 --trace "$tmp/tr6.json" >/dev/null 2>"$tmp/err"
+if [ "$(wc -c <"$tmp/err")" -lt 1000 ]; then echo "ok $n - compare: an event name of 500 kB is cut in the message"; else echo "not ok $n - compare: the event name of 500 kB fills the message"; fail=1; fi
 bad "100 kB schedule" "schedule" "$sim" plan --model 7b --schedule "$long"
 
 # ---- the executor ----

@@ -76,6 +76,11 @@ typedef struct {
   "{\"model_type\": \"llama\", \"num_hidden_layers\": 2, \"hidden_size\": 8, \"num_attention_heads\": 2, " \
   "\"intermediate_size\": 16, \"vocab_size\": 10, \"max_position_embeddings\": 64, \"rope_scaling\": "
 
+/* 4097 = 4096 + 1 letters: 16 × 256 + 1 */
+#define A16 "aaaaaaaaaaaaaaaa"
+#define A256 A16 A16 A16 A16 A16 A16 A16 A16 A16 A16 A16 A16 A16 A16 A16 A16
+#define LONG_4097 A256 A256 A256 A256 A256 A256 A256 A256 A256 A256 A256 A256 A256 A256 A256 A256 "a"
+
 static const Bad bad_models[] = {
   {"m-trunc.ini", "[model\nlayers = 2", "m-trunc.ini", PX_MODEL_ERROR_PARSE},
   {"m-type.ini", "[model]\nlayers = many\nhidden = 8\nheads = 2\nvocab = 10\nmax_seq = 8\n",
@@ -98,6 +103,9 @@ static const Bad bad_models[] = {
   {"m-twice.json", "{\"model_type\": \"gpt2\", \"n_layer\": 12, \"n_layer\": 24}",
    "member \"n_layer\" is given twice in one object", PX_MODEL_ERROR_PARSE},
   {"m-two.json", "{\"model_type\": \"gpt2\"}\n{\"n_layer\": 12}", "line 2: text after the JSON value ends",
+   PX_MODEL_ERROR_PARSE},
+  /* a model_type of 500 kB was repeated whole in a message of 500 kB */
+  {"m-long.json", "{\"model_type\": \"" LONG_4097 "\"}", "line 1: a string of 4097 bytes ('aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa…'), more than 4096",
    PX_MODEL_ERROR_PARSE},
   /* 0 stood for the default: 1e-6, 10000 or the whole head without a word */
   {"m-eps0.json", "{\"model_type\": \"llama\", \"num_hidden_layers\": 2, \"hidden_size\": 8, \"num_attention_heads\": 2, "
