@@ -315,7 +315,7 @@ gboolean px_json_check(const char *path, const char *text, gsize len, gboolean s
         g_set_error(error, domain, code, "%s: line %d: a string of %" G_GSIZE_FORMAT " bytes ('%.64s…'), more than %d",
                     path, line, end - start, text + start, PX_CONFIG_MAX_JSON_STRING);
         ok = FALSE;
-        break;
+        continue;
       }
       gsize j = i + 1;
       while (j < len && json_space(text[j])) j++;
@@ -349,7 +349,8 @@ gboolean px_json_check(const char *path, const char *text, gsize len, gboolean s
         errno = 0;
         g_ascii_strtoll(num, NULL, 10);
         if (errno == ERANGE) {
-          g_set_error(error, domain, code, "%s: line %d: the integer %s is beyond 64 bits", path, line, num);
+          g_set_error(error, domain, code, "%s: line %d: the integer %.64s%s is beyond 64 bits", path, line, num,
+                      j - i > 64 ? "…" : "");
           ok = FALSE;
         }
       }

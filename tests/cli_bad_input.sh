@@ -233,6 +233,8 @@ printf '[plan]\nschedule = %s\n' "$long" >"$tmp/p9.ini"
 bad "plan INI: a 100 kB value (repeated whole in the message)" "[plan] schedule = 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…' is 100000 characters long, more than 1024" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --plan "$tmp/p9.ini"
 python3 -c 'import json,sys; print(json.dumps({"model_type": "x" * 500000}))' >"$tmp/hf5.json"
 bad "HF json: a model_type of 500 kB (repeated whole in the message)" "line 1: a string of 500000 bytes" "$sim" plan --model "$tmp/hf5.json"
+python3 -c 'print("{\"train_batch_size\": " + "9" * 900000 + "}")' >"$tmp/ds11.json"
+bad "ds_config: an integer of 900000 digits (repeated whole in the message)" "line 1: the integer 9999999999999999999999999999999999999999999999999999999999999999… is beyond 64 bits" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --deepspeed "$tmp/ds11.json"
 python3 -c 'import json,sys; print(json.dumps({"traceEvents": [{"ph": "X", "name": "k" * 500000, "cat": "kernel", "ts": "a", "dur": 1}]}))' >"$tmp/tr6.json"
 n=$((n+1)); timeout 30 "$sim" compare --model 7b --cluster dgx-h100 --gpus 8 --trace "$tmp/tr6.json" >/dev/null 2>"$tmp/err"
 if [ "$(wc -c <"$tmp/err")" -lt 1000 ]; then echo "ok $n - compare: an event name of 500 kB is cut in the message"; else echo "not ok $n - compare: the event name of 500 kB fills the message"; fail=1; fi
