@@ -169,6 +169,101 @@ static gboolean check_keys(GKeyFile *kf, const char *path, GError **error) {
   return TRUE;
 }
 
+/* Bounds of the rates and times a cluster file gives: at most a thousand
+ * times any GPU of 2025 (B200: 2.25 PFLOP/s dense bf16, 8 TB/s of HBM3e,
+ * NVLink 5 at 900 GB/s a direction), a rate given (not 0, unset) at least
+ * 10^6 a second: 1e308 FLOP/s was printed as a rate of 300 digits, a
+ * latency of 1e308 s or a rate of 1e-300 B/s as a step of inf ms. */
+#define PX_CLUSTER_MAX_FLOPS 1e18 /* FLOP/s */
+#define PX_CLUSTER_MAX_BW 1e15    /* bytes/s, and parameters/s of the host's optimizer */
+#define PX_CLUSTER_MAX_LAT 1.0    /* s */
+#define PX_CLUSTER_MIN_RATE 1e6   /* FLOP/s, bytes/s, parameters/s */
+static const struct {
+  const char *group, *key;
+  size_t offset; /* of the double in PxCluster */
+  double max;
+  const char *unit;
+} bounded_keys[] = {
+  {"gpu", "peak_fp32", offsetof(PxCluster, peak_fp32), PX_CLUSTER_MAX_FLOPS, "FLOP/s"},
+  {"gpu", "peak_tf32", offsetof(PxCluster, peak_tf32), PX_CLUSTER_MAX_FLOPS, "FLOP/s"},
+  {"gpu", "peak_bf16", offsetof(PxCluster, peak_bf16), PX_CLUSTER_MAX_FLOPS, "FLOP/s"},
+  {"gpu", "peak_fp16", offsetof(PxCluster, peak_fp16), PX_CLUSTER_MAX_FLOPS, "FLOP/s"},
+  {"gpu", "peak_fp8", offsetof(PxCluster, peak_fp8), PX_CLUSTER_MAX_FLOPS, "FLOP/s"},
+  {"gpu", "attention_fwd_flops", offsetof(PxCluster, attn_fwd_flops), PX_CLUSTER_MAX_FLOPS, "FLOP/s"},
+  {"gpu", "attention_bwd_flops", offsetof(PxCluster, attn_bwd_flops), PX_CLUSTER_MAX_FLOPS, "FLOP/s"},
+  {"gpu", "hbm_bw", offsetof(PxCluster, hbm_bw), PX_CLUSTER_MAX_BW, "B/s"},
+  {"gpu", "membound_bw_optimizer", offsetof(PxCluster, optimizer_bw), PX_CLUSTER_MAX_BW, "B/s"},
+  {"node", "bandwidth", offsetof(PxCluster, intra_bw), PX_CLUSTER_MAX_BW, "B/s"},
+  {"node", "pcie_bw", offsetof(PxCluster, pcie_bw), PX_CLUSTER_MAX_BW, "B/s"},
+  {"node", "cpu_adam_rate", offsetof(PxCluster, cpu_adam_rate), PX_CLUSTER_MAX_BW, "parameters/s"},
+  {"network", "bandwidth", offsetof(PxCluster, inter_bw), PX_CLUSTER_MAX_BW, "B/s"},
+  {"node", "latency", offsetof(PxCluster, intra_lat), PX_CLUSTER_MAX_LAT, "s"},
+  {"node", "p2p_latency", offsetof(PxCluster, intra_p2p_lat), PX_CLUSTER_MAX_LAT, "s"},
+  {"network", "latency", offsetof(PxCluster, inter_lat), PX_CLUSTER_MAX_LAT, "s"},
+};
+
+static gboolean check_bounds(const PxCluster *c, const char *path, GError **error) {
+  for (gsize i = 0; i < G_N_ELEMENTS(bounded_keys); i++) {
+    double v = *(const double *)((const char *)c + bounded_keys[i].offset);
+    gboolean low = bounded_keys[i].max > PX_CLUSTER_MAX_LAT && v > 0 && v < PX_CLUSTER_MIN_RATE; /* a rate */
+    if (v > bounded_keys[i].max || low) {
+      g_set_error(error, PX_CLUSTER_ERROR, PX_CLUSTER_ERROR_INVALID, "%s: [%s] %s = %g is %s %g %s", path,
+                  bounded_keys[i].group, bounded_keys[i].key, v, low ? "below" : "more than",
+                  low ? PX_CLUSTER_MIN_RATE : bounded_keys[i].max, bounded_keys[i].unit);
+      return FALSE;
+    }
+  }
+  for (int k = 0; k < PX_N_OPC; k++)
+    for (int dir = 0; dir < 2; dir++) {
+      double v = c->membound_bw[k][dir];
+      gboolean low = v > 0 && v < PX_CLUSTER_MIN_RATE;
+      if (v > PX_CLUSTER_MAX_BW || low) {
+        g_set_error(error, PX_CLUSTER_ERROR, PX_CLUSTER_ERROR_INVALID, "%s: [gpu] membound_bw_%s_%s = %g is %s %g B/s",
+                    path, px_op_class_name(k), dir ? "bwd" : "fwd", v, low ? "below" : "more than",
+                    low ? PX_CLUSTER_MIN_RATE : PX_CLUSTER_MAX_BW);
+        return FALSE;
+      }
+    }
+  for (int i = 0; i < c->intra_curve.n; i++)
+    if (c->intra_curve.busbw[i] > PX_CLUSTER_MAX_BW || c->intra_curve.bytes[i] > 0x1p62) {
+      g_set_error(error, PX_CLUSTER_ERROR, PX_CLUSTER_ERROR_INVALID,
+                  "%s: [node] busbw_curve point %d (%g B, %g B/s) is beyond 2^62 B or %g B/s", path, i + 1,
+                  c->intra_curve.bytes[i], c->intra_curve.busbw[i], PX_CLUSTER_MAX_BW);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* The keys about a GPU's SMs against [gpu] sms: a collective cannot hold
+ * more SMs than the GPU has (cost.c cut its share to all of them), and
+ * without sms (0: unknown) the cost model reads none of them (no share
+ * held, no tiles counted), so setting one alone did nothing. */
+static gboolean check_sm_keys(GKeyFile *kf, const char *path, gint64 sms, gint64 coll_sms, gint64 coll_sms_intra,
+                              gboolean persistent, GError **error) {
+  const GQuark D = PX_CLUSTER_ERROR;
+  const int E = PX_CLUSTER_ERROR_INVALID;
+  if (sms > 0) {
+    gboolean intra = coll_sms <= sms && coll_sms_intra > sms;
+    if (coll_sms > sms || intra) {
+      g_set_error(error, D, E, "%s: [node] %s = %" G_GINT64_FORMAT " is more than the GPU's [gpu] sms = %" G_GINT64_FORMAT,
+                  path, intra ? "collective_sms_intra" : "collective_sms", intra ? coll_sms_intra : coll_sms, sms);
+      return FALSE;
+    }
+    return TRUE;
+  }
+  const char *group = "node", *key = NULL;
+  if (coll_sms > 0) key = "collective_sms";
+  else if (coll_sms_intra > 0) key = "collective_sms_intra";
+  else if (persistent) group = "gpu", key = "gemm_persistent";
+  else if (g_key_file_has_key(kf, "gpu", "gemm_tile", NULL)) group = "gpu", key = "gemm_tile";
+  if (key) {
+    g_set_error(error, D, E, "%s: [%s] %s needs [gpu] sms, the GPU's SM count: without it the key is not read", path,
+                group, key);
+    return FALSE;
+  }
+  return TRUE;
+}
+
 PxCluster *px_cluster_load_ini(const char *path, GError **error) {
   g_autoptr(GKeyFile) kf = px_config_load_keyfile(path, PX_CLUSTER_ERROR, PX_CLUSTER_ERROR_PARSE, error);
   if (!kf || !check_keys(kf, path, error)) return NULL;
@@ -219,6 +314,12 @@ PxCluster *px_cluster_load_ini(const char *path, GError **error) {
       return NULL;
     }
   }
+  /* read only for --precision fp8, which a GPU without peak_fp8 refuses */
+  if (c->gemm_eff_fp8 > 0 && c->peak_fp8 <= 0) {
+    g_set_error(error, D, E, "%s: [gpu] gemm_efficiency_fp8 needs [gpu] peak_fp8: without FP8 tensor cores the key is "
+                "not read", path);
+    return NULL;
+  }
   /* shape terms of the achieved rates (cost.c): lengths, 0 = none */
   if (!px_config_get_double(kf, path, "gpu", "gemm_k_overhead", TRUE, 0, 0, &c->gemm_k_overhead, D, E, error) ||
       !px_config_get_double(kf, path, "gpu", "flash_seq_half", TRUE, 0, 0, &c->flash_seq_half, D, E, error))
@@ -251,6 +352,7 @@ PxCluster *px_cluster_load_ini(const char *path, GError **error) {
                 path, sms, tile);
     return NULL;
   }
+  if (!check_sm_keys(kf, path, sms, coll_sms, coll_sms_intra, c->gemm_persistent, error)) return NULL;
   c->sms = (int)sms;
   c->gemm_tile = (int)tile;
   if (nodes > G_MAXINT / 1024 || gpus > 1024) {
@@ -262,7 +364,7 @@ PxCluster *px_cluster_load_ini(const char *path, GError **error) {
     g_set_error(error, D, E, "%s: [gpu] memory = %g B or [node] host_memory = %g B is too large", path, mem, host);
     return NULL;
   }
-  if (!load_curve(kf, path, "node", &c->intra_curve, error)) return NULL;
+  if (!load_curve(kf, path, "node", &c->intra_curve, error) || !check_bounds(c, path, error)) return NULL;
   c->nodes = (int)nodes;
   c->gpus_per_node = (int)gpus;
   c->gpu_memory = (gint64)mem;

@@ -117,25 +117,6 @@ char *px_file_read_max(const char *path, gsize max, const char *what, gsize *len
   return buf;
 }
 
-int px_json_depth(const char *text, gsize length) {
-  int depth = 0, deepest = 0;
-  gboolean in_string = FALSE;
-  for (gsize i = 0; i < length; i++) {
-    char c = text[i];
-    if (in_string) {
-      if (c == '\\') i++;
-      else if (c == '"') in_string = FALSE;
-    } else if (c == '"') {
-      in_string = TRUE;
-    } else if (c == '{' || c == '[') {
-      deepest = MAX(deepest, ++depth);
-    } else if ((c == '}' || c == ']') && depth > 0) {
-      depth--;
-    }
-  }
-  return deepest;
-}
-
 /* What GKeyFile accepts silently: a key given twice in a group (the last
  * won, also across a repeated [group]) and a localized key ("dp[de] = 4",
  * never read). One pass over the lines GKeyFile will parse. */
@@ -199,6 +180,14 @@ static gboolean raw_value(GKeyFile *kf, const char *path, const char *group, con
     return FALSE;
   }
   *raw = g_strstrip(g_key_file_get_value(kf, group, key, NULL));
+  /* every message below names the value: one of 900 kB made a line of 900 kB */
+  gsize len = strlen(*raw);
+  if (len > PX_CONFIG_MAX_VALUE) {
+    g_set_error(error, domain, code, "%s: [%s] %s = '%.64s…' is %" G_GSIZE_FORMAT " characters long, more than %d",
+                path, group, key, *raw, len, PX_CONFIG_MAX_VALUE);
+    g_clear_pointer(raw, g_free);
+    return FALSE;
+  }
   return TRUE;
 }
 
@@ -274,13 +263,13 @@ gboolean px_config_get_double(GKeyFile *kf, const char *path, const char *group,
 
 gboolean px_config_get_bool(GKeyFile *kf, const char *path, const char *group, const char *key,
                             gboolean def, gboolean *out, GQuark domain, int code, GError **error) {
-  if (!g_key_file_has_key(kf, group, key, NULL)) { *out = def; return TRUE; }
+  g_autofree char *raw = NULL;
+  if (!raw_value(kf, path, group, key, TRUE, &raw, domain, code, error)) return FALSE;
+  if (!raw) { *out = def; return TRUE; }
   g_autoptr(GError) e = NULL;
   gboolean v = g_key_file_get_boolean(kf, group, key, &e);
   if (e) {
-    g_autofree char *raw = g_key_file_get_value(kf, group, key, NULL);
-    g_set_error(error, domain, code, "%s: [%s] %s = '%s' is not true or false", path, group, key,
-                raw ? raw : "");
+    g_set_error(error, domain, code, "%s: [%s] %s = '%s' is not true or false", path, group, key, raw);
     return FALSE;
   }
   *out = v;
@@ -292,82 +281,89 @@ gboolean px_config_get_string(GKeyFile *kf, const char *path, const char *group,
   return raw_value(kf, path, group, key, optional, out, domain, code, error);
 }
 
-/* What json-glib accepts silently: an integer beyond 64 bits (read wrapped:
- * 2^63 as -2^63, 10^20 as -1), a member given twice in one object (the last
- * won), and a second value after the first ({...} {...}: the first was
- * read). One pass over the text after the depth check (≤ 32 levels). */
-static gboolean json_lint(const char *path, const char *text, gsize len, GQuark domain, int code, GError **error) {
-  GHashTable *keys[PX_CONFIG_MAX_JSON_DEPTH + 1] = {NULL}; /* one per open object; NULL for arrays */
+static gboolean json_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
+/* One pass over the text (config.h); comments are skipped as json-glib skips them. */
+gboolean px_json_check(const char *path, const char *text, gsize len, gboolean strict, GQuark domain, int code,
+                       GError **error) {
+  GHashTable *names[PX_CONFIG_MAX_JSON_DEPTH + 1] = {NULL}; /* strict: member names of each open object */
   int depth = 0, line = 1;
-  gboolean ok = TRUE, done = FALSE;
+  gboolean ok = TRUE, done = FALSE; /* done: the top-level value has ended */
   for (gsize i = 0; i < len && ok; i++) {
     char c = text[i];
-    if (c == '\n') line++;
-    if (c == ' ' || c == '\t' || c == '\r' || c == '\n') continue;
+    if (json_space(c)) {
+      line += c == '\n';
+      continue;
+    }
     if (c == '/' && i + 1 < len && (text[i + 1] == '/' || text[i + 1] == '*')) { /* json-glib skips comments */
       gboolean block = text[i + 1] == '*';
       for (i += 2; i < len && !(block ? text[i] == '*' && i + 1 < len && text[i + 1] == '/' : text[i] == '\n'); i++)
-        if (text[i] == '\n' && block) line++;
-      if (block) i++;
-      else line++;
+        line += text[i] == '\n';
+      if (block) i++;   /* onto the '/' */
+      else line++;      /* past the '\n' */
       continue;
     }
-    if (done) {
+    if (done && strict) {
       g_set_error(error, domain, code, "%s: line %d: text after the JSON value ends", path, line);
       ok = FALSE;
-      break;
-    }
-    if (c == '"') {
+    } else if (c == '"') {
       gsize start = ++i;
       while (i < len && text[i] != '"') i += text[i] == '\\' ? 2 : 1;
       gsize end = MIN(i, len);
-      /* a member name: a string in an object followed by ':' */
-      gsize j = i + 1;
-      while (j < len && (text[j] == ' ' || text[j] == '\t' || text[j] == '\r' || text[j] == '\n')) j++;
-      if (depth > 0 && keys[depth] && j < len && text[j] == ':') {
-        char *k = g_strndup(text + start, end - start);
-        if (g_hash_table_contains(keys[depth], k)) {
-          g_set_error(error, domain, code, "%s: line %d: member \"%s\" is given twice in one object", path, line, k);
-          ok = FALSE;
-          g_free(k);
-        } else {
-          g_hash_table_add(keys[depth], k);
-        }
-      } else if (depth == 0) {
-        done = TRUE;
+      /* every message naming a string repeated it whole: 500 kB made a line of 500 kB */
+      if (strict && end - start > PX_CONFIG_MAX_JSON_STRING) {
+        g_set_error(error, domain, code, "%s: line %d: a string of %" G_GSIZE_FORMAT " bytes ('%.64s…'), more than %d",
+                    path, line, end - start, text + start, PX_CONFIG_MAX_JSON_STRING);
+        ok = FALSE;
+        continue;
       }
+      gsize j = i + 1;
+      while (j < len && json_space(text[j])) j++;
+      if (names[depth] && j < len && text[j] == ':') { /* a member name */
+        char *name = g_strndup(text + start, end - start);
+        if (!g_hash_table_add(names[depth], name)) {
+          g_set_error(error, domain, code, "%s: line %d: member \"%s\" is given twice in one object", path, line,
+                      name);
+          ok = FALSE;
+        }
+      }
+      done = depth == 0;
     } else if (c == '{' || c == '[') {
-      if (depth >= PX_CONFIG_MAX_JSON_DEPTH) break; /* px_json_depth refused it */
-      depth++;
-      keys[depth] = c == '{' ? g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL) : NULL;
+      if (depth == PX_CONFIG_MAX_JSON_DEPTH) {
+        g_set_error(error, domain, code, "%s: JSON nested deeper than %d levels", path, PX_CONFIG_MAX_JSON_DEPTH);
+        ok = FALSE;
+      } else {
+        depth++;
+        names[depth] = strict && c == '{' ? g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL) : NULL;
+      }
     } else if (c == '}' || c == ']') {
-      if (depth == 0) break; /* the parser says what is wrong */
-      g_clear_pointer(&keys[depth], g_hash_table_unref);
-      if (--depth == 0) done = TRUE;
-    } else if (c == '-' || (c >= '0' && c <= '9')) {
-      gsize j = i + (c == '-');
-      gsize digits_start = j;
-      while (j < len && text[j] >= '0' && text[j] <= '9') j++;
-      gboolean integer = !(j < len && (text[j] == '.' || text[j] == 'e' || text[j] == 'E'));
-      if (integer && j > digits_start) {
+      if (depth == 0) break; /* a close with nothing open: the parser names it */
+      g_clear_pointer(&names[depth], g_hash_table_unref);
+      done = --depth == 0;
+    } else if (c == '-' || g_ascii_isdigit(c)) {
+      gsize j = i + (c == '-'), digits = j;
+      while (j < len && g_ascii_isdigit(text[j])) j++;
+      gboolean integer = j > digits && !(j < len && (text[j] == '.' || text[j] == 'e' || text[j] == 'E'));
+      if (strict && integer) {
         g_autofree char *num = g_strndup(text + i, j - i);
         errno = 0;
         g_ascii_strtoll(num, NULL, 10);
         if (errno == ERANGE) {
-          g_set_error(error, domain, code, "%s: line %d: the integer %s is beyond 64 bits", path, line, num);
+          g_set_error(error, domain, code, "%s: line %d: the integer %.64s%s is beyond 64 bits", path, line, num,
+                      j - i > 64 ? "…" : "");
           ok = FALSE;
         }
       }
       while (j < len && strchr("0123456789.eE+-", text[j])) j++;
       i = j - 1;
-      if (depth == 0) done = TRUE;
-    } else if (depth == 0 && (c == 't' || c == 'f' || c == 'n')) {
+      done = depth == 0;
+    } else if (depth == 0 && (c == 't' || c == 'f' || c == 'n')) { /* true, false, null */
       while (i + 1 < len && g_ascii_isalpha(text[i + 1])) i++;
       done = TRUE;
     }
   }
   for (int d = 0; d <= PX_CONFIG_MAX_JSON_DEPTH; d++)
-    if (keys[d]) g_hash_table_unref(keys[d]);
+    if (names[d]) g_hash_table_unref(names[d]);
   return ok;
 }
 
@@ -376,11 +372,7 @@ JsonParser *px_json_load_object(const char *path, JsonObject **root, GQuark doma
   gsize len;
   g_autofree char *text = px_config_read(path, &len, domain, parse_code, error);
   if (!text) return NULL;
-  if (px_json_depth(text, len) > PX_CONFIG_MAX_JSON_DEPTH) {
-    g_set_error(error, domain, parse_code, "%s: JSON nested deeper than %d levels", path, PX_CONFIG_MAX_JSON_DEPTH);
-    return NULL;
-  }
-  if (!json_lint(path, text, len, domain, parse_code, error)) return NULL;
+  if (!px_json_check(path, text, len, TRUE, domain, parse_code, error)) return NULL;
   g_autoptr(JsonParser) parser = json_parser_new();
   g_autoptr(GError) e = NULL;
   if (!json_parser_load_from_data(parser, text, (gssize)len, &e)) {
@@ -469,4 +461,21 @@ PxOutPath px_output_path_check(const char *path) {
   g_autofree char *dir = g_path_get_dirname(path);
   if (g_file_test(dir, G_FILE_TEST_IS_DIR)) return PX_OUT_OK;
   return g_file_test(dir, G_FILE_TEST_EXISTS) ? PX_OUT_DIR_NOT_DIR : PX_OUT_NO_DIR;
+}
+
+gboolean px_file_write(const char *path, const char *text, gsize len, GQuark domain, int code, GError **error) {
+  static const char *const whys[] = {[PX_OUT_OK] = NULL, [PX_OUT_IS_DIR] = "is a directory",
+                                     [PX_OUT_NO_DIR] = "its directory does not exist",
+                                     [PX_OUT_DIR_NOT_DIR] = "its directory is not a directory"};
+  const char *why = whys[px_output_path_check(path)];
+  if (why) {
+    g_set_error(error, domain, code, "%s: %s", path, why);
+    return FALSE;
+  }
+  g_autoptr(GError) e = NULL;
+  if (!g_file_set_contents(path, text, (gssize)len, &e)) {
+    g_set_error(error, domain, code, "%s", e->message);
+    return FALSE;
+  }
+  return TRUE;
 }

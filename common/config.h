@@ -23,12 +23,13 @@ char *px_config_find(const char *kind, const char *label, const char *name, GQua
 /* Bounds on what a configuration file may hold. */
 #define PX_CONFIG_MAX_BYTES (1 << 20)  /* 1 MiB: the largest real config.json is ~10 kB */
 #define PX_CONFIG_MAX_JSON_DEPTH 32    /* nesting of JSON objects and arrays */
+#define PX_CONFIG_MAX_VALUE 1024       /* characters of one INI value (a path, a list of 16 numbers) */
+#define PX_CONFIG_MAX_JSON_STRING 4096 /* bytes of one JSON string (strict px_json_check; a checkpoint's run
+                                          fingerprint holds a model name and a file name) */
 
 /* Read a whole configuration file of at most PX_CONFIG_MAX_BYTES (reading
  * stops there: /dev/zero is refused, not read forever); NUL-terminated. */
 char *px_config_read(const char *path, gsize *length, GQuark domain, int code, GError **error);
-/* Deepest nesting of objects/arrays in JSON text (strings skipped). */
-int px_json_depth(const char *text, gsize length);
 /* px_config_read with another limit: at most max bytes (what names the kind
  * of file in the refusal); directories and devices refused. */
 char *px_file_read_max(const char *path, gsize max, const char *what, gsize *length, GQuark domain, int code,
@@ -55,7 +56,19 @@ gboolean px_config_get_bool(GKeyFile *kf, const char *path, const char *group, c
 gboolean px_config_get_string(GKeyFile *kf, const char *path, const char *group, const char *key,
                               gboolean optional, char **out, GQuark domain, int code, GError **error);
 
-/* JSON: parse a file whose root must be an object. */
+/* What json-glib accepts silently or cannot survive, refused in one pass over
+ * JSON text before it is parsed, in domain/code naming path: nesting deeper
+ * than PX_CONFIG_MAX_JSON_DEPTH (json-glib's parser recurses: 100000 levels
+ * overflowed the stack) and, when strict, a string of more than
+ * PX_CONFIG_MAX_JSON_STRING bytes (messages repeat them), an integer beyond 64 bits (read
+ * wrapped: 2^63 as -2^63, 10^20 as -1), a member given twice in one object
+ * (the last won) and a second value after the first ({...} {...}: the first
+ * was read). The first of these in the text is named; what is not JSON at all
+ * is left to the parser. Not strict: profiler traces, written by tools
+ * (Nsight Systems' export is one value a line). */
+gboolean px_json_check(const char *path, const char *text, gsize len, gboolean strict, GQuark domain, int code,
+                       GError **error);
+/* JSON: parse a file whose root must be an object (px_json_check strict first). */
 JsonParser *px_json_load_object(const char *path, JsonObject **root, GQuark domain, int parse_code,
                                 GError **error);
 /* Integer member (NULL key-list tried in order); wrong type or < min → error. */
@@ -75,5 +88,9 @@ gboolean px_parse_count(const char *s, double *out);
  * not a directory. */
 typedef enum { PX_OUT_OK, PX_OUT_IS_DIR, PX_OUT_NO_DIR, PX_OUT_DIR_NOT_DIR } PxOutPath;
 PxOutPath px_output_path_check(const char *path);
+/* Write a whole file (g_file_set_contents): a path that is a directory, or
+ * whose directory is missing, is named as such in domain/code ("PATH: is a
+ * directory"), not as the temporary file g_file_set_contents renames. */
+gboolean px_file_write(const char *path, const char *text, gsize len, GQuark domain, int code, GError **error);
 
 G_END_DECLS

@@ -138,6 +138,11 @@ static gboolean validate_moe(PxModelDesc *d, const char *name, GError **error) {
     INVALID("model %s: moe_every = %d must be ≥ 1 and moe_first_dense = %d ≥ 0", name, d->moe_every, d->moe_first_dense);
   if (!isfinite(d->capacity_factor) || d->capacity_factor < 0)
     INVALID("model %s: capacity_factor = %g must be ≥ 0 (0: dropless)", name, d->capacity_factor);
+  /* a capacity above every token caps nothing; 1e308 overflowed the
+   * capacity's integer (px_moe_capacity) */
+  if (d->capacity_factor > (double)d->experts / d->top_k)
+    INVALID("model %s: capacity_factor = %g exceeds E/k = %d/%d: an expert's capacity would be more than every token, "
+            "which caps nothing (0: dropless)", name, d->capacity_factor, d->experts, d->top_k);
   if (!isfinite(d->aux_loss_coef) || d->aux_loss_coef < 0)
     INVALID("model %s: aux_loss_coef = %g must be ≥ 0", name, d->aux_loss_coef);
   if (px_model_moe_blocks(d) == 0)
@@ -189,6 +194,13 @@ static gboolean validate_desc(PxModelDesc *d, GError **error) {
     INVALID("model %s: norm_eps = %g must be in (0, 1)", name, d->norm_eps);
   if (!isfinite(d->rotary_pct) || d->rotary_pct <= 0 || d->rotary_pct > 1)
     INVALID("model %s: rotary_pct = %g must be in (0, 1]", name, d->rotary_pct);
+  /* transformers and GPT-NeoX rotate int(head_dim × rotary_pct) dimensions
+   * in pairs (inv_freq over arange(0, dim, 2), cos and sin of dim + 1 values
+   * for an odd dim: a shape error there): none is no positions at all */
+  int rotary = (int)(d->head_dim * d->rotary_pct);
+  if (d->pos == PX_POS_ROPE && (rotary < 2 || rotary % 2))
+    INVALID("model %s: rotary_pct = %g of head_dim %d rotates %d dimensions: rotary positions need pairs, at least one",
+            name, d->rotary_pct, d->head_dim, rotary);
   if (d->default_seq < 1 || d->default_seq > d->max_seq)
     INVALID("model %s: seq = %d must be 1..max_seq (%d)", name, d->default_seq, d->max_seq);
   if (d->sliding_window < 0) INVALID("model %s: sliding_window = %d must be positive (0: none)", name, d->sliding_window);
@@ -696,13 +708,127 @@ static gboolean hf_gpt2(Hf *c, PxModelDesc *d) {
   return TRUE;
 }
 
+/* A number in rope_scaling: finite and above 0 (at least 0 when !positive);
+ * absent leaves *out and gives *given FALSE. */
+static gboolean rope_number(Hf *c, JsonObject *rs, const char *key, gboolean positive, double *out, gboolean *given) {
+  JsonNode *n = json_object_get_member(rs, key);
+  *given = n && !JSON_NODE_HOLDS_NULL(n);
+  if (!*given) return TRUE;
+  GType t = JSON_NODE_HOLDS_VALUE(n) ? json_node_get_value_type(n) : G_TYPE_INVALID;
+  if (t != G_TYPE_INT64 && t != G_TYPE_DOUBLE) return hf_fail(c, "rope_scaling \"%s\" must be a number", key);
+  double v = json_node_get_double(n);
+  if (!isfinite(v) || v < 0 || (positive && v == 0))
+    return hf_fail(c, "rope_scaling \"%s\" = %g must be a finite number %s 0", key, v, positive ? "above" : "of at least");
+  *out = v;
+  return TRUE;
+}
+
+/* longrope's per-frequency factors: one positive number for each of the
+ * rotary_dim / 2 frequencies. */
+static gboolean rope_factor_list(Hf *c, JsonObject *rs, const char *key, int rotary_dim) {
+  JsonNode *n = json_object_get_member(rs, key);
+  if (!JSON_NODE_HOLDS_ARRAY(n)) return hf_fail(c, "rope_scaling \"%s\" must be a list of numbers", key);
+  JsonArray *a = json_node_get_array(n);
+  guint len = json_array_get_length(a);
+  if ((int)len != rotary_dim / 2)
+    return hf_fail(c, "rope_scaling \"%s\" has %u values, not %d (one for each of the %d rotary dimensions' pairs)", key,
+                   len, rotary_dim / 2, rotary_dim);
+  for (guint i = 0; i < len; i++) {
+    JsonNode *e = json_array_get_element(a, i);
+    GType t = JSON_NODE_HOLDS_VALUE(e) ? json_node_get_value_type(e) : G_TYPE_INVALID;
+    double v = t == G_TYPE_INT64 || t == G_TYPE_DOUBLE ? json_node_get_double(e) : NAN;
+    if (!isfinite(v) || v <= 0)
+      return hf_fail(c, "rope_scaling \"%s\" value %u is not a finite number above 0", key, i + 1);
+  }
+  return TRUE;
+}
+
+/* rope_scaling as transformers checks it (modeling_rope_utils.py,
+ * rope_config_validation, and the configs' own renames): its rope_type (or
+ * "type", older configs' spelling) names the keys it needs and those it may
+ * have, and a factor no position could be scaled by is refused. The counts
+ * and costs do not depend on it (the executor refuses rescaled positions);
+ * a scaling no model could run with is refused here rather than carried. */
+static gboolean hf_rope_scaling(Hf *c, const PxModelDesc *d) {
+  static const struct { const char *type, *required, *optional; } kinds[] = {
+    {"default", "", ""},
+    {"linear", "factor", ""},
+    {"dynamic", "factor", "original_max_position_embeddings"},
+    {"yarn", "factor", "attention_factor beta_fast beta_slow original_max_position_embeddings mscale mscale_all_dim truncate"},
+    {"longrope", "short_factor long_factor", "attention_factor factor original_max_position_embeddings"},
+    {"llama3", "factor original_max_position_embeddings low_freq_factor high_freq_factor", ""},
+  };
+  JsonNode *node = json_object_get_member(c->o, "rope_scaling");
+  if (!node || JSON_NODE_HOLDS_NULL(node)) return TRUE;
+  if (!JSON_NODE_HOLDS_OBJECT(node)) return hf_fail(c, "\"rope_scaling\" must be an object or null");
+  JsonObject *rs = json_node_get_object(node);
+  const char *type = NULL, *names[] = {"rope_type", "type"};
+  for (int i = 0; i < 2; i++) {
+    JsonNode *n = json_object_get_member(rs, names[i]);
+    if (!n) continue;
+    if (!JSON_NODE_HOLDS_VALUE(n) || json_node_get_value_type(n) != G_TYPE_STRING)
+      return hf_fail(c, "rope_scaling \"%s\" must be a string", names[i]);
+    const char *t = json_node_get_string(n);
+    if (type && strcmp(type, t))
+      return hf_fail(c, "rope_scaling \"rope_type\" = \"%s\" and \"type\" = \"%s\" disagree", type, t);
+    type = t;
+  }
+  if (!type) return hf_fail(c, "rope_scaling has no \"rope_type\" (nor \"type\"): it names the scaling");
+  /* Phi3Config renames its older configs' "su" and "yarn" to longrope */
+  if (!strcmp(c->type, "phi3") && (!strcmp(type, "su") || !strcmp(type, "yarn"))) type = "longrope";
+  gsize k = 0;
+  while (k < G_N_ELEMENTS(kinds) && strcmp(kinds[k].type, type)) k++;
+  if (k == G_N_ELEMENTS(kinds))
+    return hf_fail(c, "rope_scaling \"rope_type\" = \"%s\" is not one of default, linear, dynamic, yarn, longrope, llama3",
+                   type);
+  g_auto(GStrv) required = g_strsplit(kinds[k].required, " ", -1);
+  g_auto(GStrv) optional = g_strsplit(kinds[k].optional, " ", -1);
+  for (int i = 0; required[i] && *required[i]; i++) {
+    JsonNode *n = json_object_get_member(rs, required[i]);
+    if (!n || JSON_NODE_HOLDS_NULL(n))
+      return hf_fail(c, "rope_scaling of rope_type %s needs \"%s\"", type, required[i]);
+  }
+  g_autoptr(GList) members = json_object_get_members(rs);
+  for (GList *m = members; m; m = m->next)
+    if (strcmp(m->data, "rope_type") && strcmp(m->data, "type") && !g_strv_contains((const char *const *)required, m->data) &&
+        !g_strv_contains((const char *const *)optional, m->data))
+      return hf_fail(c, "rope_scaling \"%s\" is not a key of rope_type %s (%s%s%s)", (const char *)m->data, type,
+                     kinds[k].required, *kinds[k].required && *kinds[k].optional ? " " : "", kinds[k].optional);
+  double factor, att, orig, low, high, fast = 32, slow = 1, mscale, mscale_all;
+  gboolean given, has_low, has_high, has_fast, has_slow;
+  if (!rope_number(c, rs, "factor", TRUE, &factor, &given) || !rope_number(c, rs, "attention_factor", TRUE, &att, &given) ||
+      !rope_number(c, rs, "mscale", FALSE, &mscale, &given) || !rope_number(c, rs, "mscale_all_dim", FALSE, &mscale_all, &given) ||
+      !rope_number(c, rs, "low_freq_factor", TRUE, &low, &has_low) ||
+      !rope_number(c, rs, "high_freq_factor", TRUE, &high, &has_high) ||
+      !rope_number(c, rs, "beta_fast", TRUE, &fast, &has_fast) || !rope_number(c, rs, "beta_slow", TRUE, &slow, &has_slow) ||
+      !rope_number(c, rs, "original_max_position_embeddings", TRUE, &orig, &given))
+    return FALSE;
+  /* llama3 interpolates between the two wavelengths: (x - low) / (high - low) */
+  if (has_low && has_high && high <= low)
+    return hf_fail(c, "rope_scaling \"high_freq_factor\" = %g must be above \"low_freq_factor\" = %g", high, low);
+  /* yarn ramps from beta_slow up to beta_fast (defaults 1 and 32) */
+  if ((has_fast || has_slow) && fast < slow)
+    return hf_fail(c, "rope_scaling \"beta_fast\" = %g must be at least \"beta_slow\" = %g", fast, slow);
+  if (given && (orig != floor(orig) || orig > d->max_seq))
+    return hf_fail(c, "rope_scaling \"original_max_position_embeddings\" = %g must be a whole number of at most "
+                      "\"max_position_embeddings\" = %d (the context it was trained for, before the scaling)", orig, d->max_seq);
+  JsonNode *trunc = json_object_get_member(rs, "truncate");
+  if (trunc && (!JSON_NODE_HOLDS_VALUE(trunc) || json_node_get_value_type(trunc) != G_TYPE_BOOLEAN))
+    return hf_fail(c, "rope_scaling \"truncate\" must be true or false");
+  if (!strcmp(kinds[k].type, "longrope")) {
+    int head_dim = d->head_dim > 0 ? d->head_dim : d->hidden / d->heads;
+    int rotary_dim = (int)(head_dim * (d->rotary_pct > 0 ? d->rotary_pct : 1.0));
+    if (!rope_factor_list(c, rs, "short_factor", rotary_dim) || !rope_factor_list(c, rs, "long_factor", rotary_dim))
+      return FALSE;
+  }
+  return TRUE;
+}
+
 /* The Llama family's keys (llama, mistral, qwen2, gemma, phi3): RMSNorm,
  * rotary positions, gated MLP, no biases. */
 static gboolean hf_llama_like(Hf *c, PxModelDesc *d, gboolean tied_default) {
   static const char *const drops[] = {"attention_dropout", NULL};
-  JsonNode *scaling = hf_member(c, "rope_scaling");
-  if (scaling && !JSON_NODE_HOLDS_OBJECT(scaling)) return hf_fail(c, "\"rope_scaling\" must be an object or null");
-  d->rope_scaled = scaling != NULL;
+  d->rope_scaled = hf_member(c, "rope_scaling") != NULL;
   if (!hf_refuse_if_set(c, "attention_bias", "biases on all attention projections") ||
       !hf_refuse_if_set(c, "mlp_bias", "biases in the MLP"))
     return FALSE;
@@ -717,6 +843,7 @@ static gboolean hf_llama_like(Hf *c, PxModelDesc *d, gboolean tied_default) {
       !hf_bool(c, "tie_word_embeddings", tied_default, &d->tied))
     return FALSE;
   d->head_dim = hd;
+  if (!hf_rope_scaling(c, d)) return FALSE;
   d->ffn_kind = PX_FFN_SWIGLU;
   d->norm = PX_NORM_RMSNORM;
   d->pos = PX_POS_ROPE;
@@ -775,8 +902,7 @@ static gboolean hf_phi3(Hf *c, PxModelDesc *d) {
 static gboolean hf_gpt_neox(Hf *c, PxModelDesc *d) {
   static const char *const acts[] = {"gelu", "gelu_fast", "gelu_new", "gelu_pytorch_tanh", NULL};
   static const char *const drops[] = {"hidden_dropout", "attention_dropout", NULL};
-  JsonNode *scaling = hf_member(c, "rope_scaling");
-  d->rope_scaled = scaling != NULL;
+  d->rope_scaled = hf_member(c, "rope_scaling") != NULL;
   gboolean bias = TRUE;
   if (!hf_int(c, "num_hidden_layers", FALSE, 0, &d->layers) || !hf_int(c, "hidden_size", FALSE, 0, &d->hidden) ||
       !hf_int(c, "num_attention_heads", FALSE, 0, &d->heads) || !hf_int(c, "intermediate_size", FALSE, 0, &d->ffn) ||
@@ -784,7 +910,8 @@ static gboolean hf_gpt_neox(Hf *c, PxModelDesc *d) {
       !hf_positive(c, "layer_norm_eps", 1e-5, &d->norm_eps) || !hf_positive(c, "rotary_pct", 0.25, &d->rotary_pct) ||
       !hf_positive(c, "rotary_emb_base", 10000, &d->rope_theta) || !hf_dropout(c, drops, 0.0, &d->dropout) ||
       !hf_activation(c, "hidden_act", "gelu", acts) || !hf_bool(c, "tie_word_embeddings", FALSE, &d->tied) ||
-      !hf_bool(c, "use_parallel_residual", TRUE, &d->parallel_attn) || !hf_bool(c, "attention_bias", TRUE, &bias))
+      !hf_bool(c, "use_parallel_residual", TRUE, &d->parallel_attn) || !hf_bool(c, "attention_bias", TRUE, &bias) ||
+      !hf_rope_scaling(c, d))
     return FALSE;
   if (!bias) return hf_fail(c, "model_type gpt_neox: \"attention_bias\" = false (a biased MLP with unbiased attention) is not represented");
   d->kv_heads = d->heads;

@@ -327,6 +327,12 @@ gboolean px_plan_validate(PxPlan *p, const PxModel *model, const PxCluster *clus
   if (d->kv_heads % p->tp) REFUSE("tp=%d does not divide %d key-value heads", p->tp, d->kv_heads);
   if (d->ffn % p->tp) REFUSE("tp=%d does not divide the FFN size %d", p->tp, d->ffn);
   if (p->seq_parallel && p->tp == 1) REFUSE("sequence parallelism needs tp > 1");
+  /* FlashAttention v1 / v2 and Triton's take fp16 / bf16 inputs only (px_cost_attention's fp32
+   * default is the unfused core): an fp32 plan with them was costed as if they ran */
+  if (p->precision == PX_PREC_FP32 &&
+      (p->attention == PX_ATTN_FLASH || p->attention == PX_ATTN_FLASH1 || p->attention == PX_ATTN_TRITON))
+    REFUSE("--attention %s takes bf16 or fp16 inputs, not fp32 (give --precision bf16, or --attention unfused)",
+           px_attention_name(p->attention));
   if (p->cp > 1) {
     /* load-balanced causal CP (Megatron / Transformer Engine): the sequence is
      * cut into 2·cp chunks, rank i holding chunks i and 2cp-1-i */
@@ -376,6 +382,10 @@ gboolean px_plan_validate(PxPlan *p, const PxModel *model, const PxCluster *clus
   p->m = (int)(p->gbs / per);
   if (p->schedule == PX_SCHED_INTERLEAVED) {
     if (p->vpp < 2) REFUSE("interleaved schedule needs vpp ≥ 2 model chunks per rank");
+    /* Megatron-LM refuses it too (arguments.py: pipeline-model-parallel size > 1, > 2 without p2p overlap) */
+    if (p->pp < 2)
+      REFUSE("interleaved schedule needs pp ≥ 2 pipeline stages: on one stage its %d chunks run one after the "
+             "other, as without --vpp", p->vpp);
     if (p->m % p->pp) REFUSE("interleaved schedule needs micro-batches divisible by pp (m=%d, pp=%d)", p->m, p->pp);
   } else if (p->schedule == PX_SCHED_DUALPIPEV) {
     /* deepseek-ai/DualPipe dualpipev.py: assert num_chunks >= num_ranks * 2 */

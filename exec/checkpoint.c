@@ -484,9 +484,18 @@ PxCkptManifest *px_ckpt_manifest_read(const char *stepdir, const char *run, GErr
          PX_CKPT_MANIFEST);
     return NULL;
   }
-  g_autoptr(JsonParser) parser = json_parser_new();
+  /* bounded and checked before json-glib parses it: a manifest linked to
+   * /dev/zero was read without end, one nested 200000 deep overflowed the stack */
+  gsize len;
   g_autoptr(GError) err = NULL;
-  if (!json_parser_load_from_file(parser, path, &err)) {
+  g_autofree char *text = px_file_read_max(path, PX_CKPT_MANIFEST_MAX_BYTES, "a checkpoint manifest", &len,
+                                           PX_CHECKPOINT_ERROR, PX_CHECKPOINT_ERROR_FORMAT, &err);
+  if (!text || !px_json_check(path, text, len, TRUE, PX_CHECKPOINT_ERROR, PX_CHECKPOINT_ERROR_FORMAT, &err)) {
+    fail(error, PX_CHECKPOINT_ERROR_FORMAT, "checkpoint %s", err->message);
+    return NULL;
+  }
+  g_autoptr(JsonParser) parser = json_parser_new();
+  if (!json_parser_load_from_data(parser, text, (gssize)len, &err)) {
     fail(error, PX_CHECKPOINT_ERROR_FORMAT, "checkpoint %s: %s", path, err->message);
     return NULL;
   }
@@ -633,7 +642,8 @@ static gboolean index_shard(PxCkptReader *rd, const char *path, const guchar *bu
   if (hl > len - 16) return fail(error, PX_CHECKPOINT_ERROR_FORMAT, "checkpoint %s: truncated header", path);
   g_autoptr(JsonParser) parser = json_parser_new();
   g_autoptr(GError) err = NULL;
-  if (!json_parser_load_from_data(parser, (const char *)buf + 16, (gssize)hl, &err))
+  if (!px_json_check(path, (const char *)buf + 16, hl, TRUE, PX_CHECKPOINT_ERROR, PX_CHECKPOINT_ERROR_FORMAT, &err) ||
+      !json_parser_load_from_data(parser, (const char *)buf + 16, (gssize)hl, &err))
     return fail(error, PX_CHECKPOINT_ERROR_FORMAT, "checkpoint %s: header: %s", path, err->message);
   JsonNode *root = json_parser_get_root(parser);
   JsonObject *o = root && JSON_NODE_HOLDS_OBJECT(root) ? json_node_get_object(root) : NULL;

@@ -67,6 +67,8 @@ typedef enum {
 
 #define PX_CKPT_VERSION 2
 #define PX_CKPT_MANIFEST "manifest.json"
+/* A manifest is read up to this size: ~150 bytes a shard, so some 400000 shards. */
+#define PX_CKPT_MANIFEST_MAX_BYTES ((gsize)64 << 20)
 
 /* ---- directories ---- */
 

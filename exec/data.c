@@ -35,8 +35,12 @@ gboolean px_token_file_check(const char *bytes, gsize size, const char *path, gi
          h[1], PX_DATA_VERSION);
     return FALSE;
   }
-  gsize expect = header + (gsize)MAX(h[2], 0) * sizeof(guint16);
-  if (h[2] < 0 || size != expect) {
+  if (h[2] < 0) { /* was "says -5 tokens (1024 bytes) but the file has 1024 bytes" */
+    fail(error, PX_DATA_ERROR_FORMAT, "token file %s: header says %d tokens, a negative count", path, h[2]);
+    return FALSE;
+  }
+  gsize expect = header + (gsize)h[2] * sizeof(guint16);
+  if (size != expect) {
     fail(error, PX_DATA_ERROR_FORMAT,
          "token file %s: header says %d tokens (%" G_GSIZE_FORMAT " bytes) but the file has %"
          G_GSIZE_FORMAT " bytes%s", path, h[2], expect, size, size < expect ? " (truncated)" : "");
@@ -125,6 +129,8 @@ gboolean px_token_file_write(const char *path, const guint16 *tokens, gint64 n, 
   h[2] = GINT32_TO_LE((gint32)n);
   guint16 *tok = (guint16 *)(buf + header);
   for (gint64 i = 0; i < n; i++) tok[i] = GUINT16_TO_LE(tokens[i]);
+  if (g_file_test(path, G_FILE_TEST_IS_DIR)) /* not "Failed to rename file “f.0HFIZ3” to “f”" */
+    return fail(error, PX_DATA_ERROR_IO, "token file %s: is a directory", path);
   g_autoptr(GError) err = NULL;
   if (!g_file_set_contents(path, buf, size, &err))
     return fail(error, PX_DATA_ERROR_IO, "token file %s: %s", path, err->message);

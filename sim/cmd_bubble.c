@@ -294,9 +294,20 @@ int px_cmd_bubble(int argc, char **argv) {
   }
 
   /* the V schedules run two chunks per rank, interleaved vpp: the largest m at
-   * the most chunks bounds every point (px_plan_validate's limit) */
+   * the most chunks bounds every point (px_plan_validate's limit), and the
+   * points together at most 8 times that (--pp 64 and 10000 points of m 2048
+   * simulated for over an hour; one point of 2^21 passes takes seconds) */
+  gint64 total = 0;
   for (guint i = 0; i < ms->len; i++) {
     gint64 passes = (gint64)pp * MAX(vpp, 2) * g_array_index(ms, int, i);
+    total += passes;
+    if (total > 8 * (gint64)PX_PLAN_MAX_PASSES) {
+      g_set_error(&err, PX_PLAN_ERROR, PX_PLAN_ERROR_INVALID,
+                  "--m's first %u points are %" G_GINT64_FORMAT " passes of --pp %d × %d chunks in all, more than "
+                  "2^24: fewer or smaller micro-batch counts", i + 1, total, pp, MAX(vpp, 2));
+      px_cli_fail(CMD, err);
+      return 2;
+    }
     if (passes > PX_PLAN_MAX_PASSES) {
       g_set_error(&err, PX_PLAN_ERROR, PX_PLAN_ERROR_INVALID,
                   "--pp %d × %d chunks × m %d = %" G_GINT64_FORMAT " passes per step is more than 2^21", pp,

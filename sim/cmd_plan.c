@@ -226,6 +226,10 @@ int px_cmd_plan(int argc, char **argv) {
   if (!px_units_parse(o.units, &u)) {
     fprintf(stderr, CMD ": --units '%s' is not GB or GiB\n", o.units);
     rc = 2;
+  } else if (out && !emit) {
+    /* it was ignored: nothing is written without --emit */
+    fprintf(stderr, CMD ": --out %s is the directory of --emit's files: give --emit\n", out);
+    rc = 2;
   } else if ((emit && !px_emit_check(emit, out, &error)) ||
              !px_plan_options_resolve(&o, FALSE, &r.model, &r.cluster, &r.plan, &error) ||
              !plan_report_compute(&r, &error) || (emit && !emit_files(&r, &o, emit, out, &error))) {

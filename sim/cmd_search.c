@@ -382,6 +382,22 @@ static int run_sizing(const SearchFlags *f, const PxModel *model, const PxCluste
     fprintf(stderr, CMD ": --nodes-range '%s' is not N or N-M nodes\n", f->nodes_range);
     return 2;
   }
+  /* 1e308 tokens gave days of 300 digits; --all-counts over 2^20 node
+   * counts searched each in turn for hours */
+  if (sz.tokens > 1e16) {
+    fprintf(stderr, CMD ": --tokens %s is more than 1e16 tokens (the largest published training runs read tens of "
+            "trillions)\n", f->tokens);
+    return 2;
+  }
+  if (sz.days > 36525) {
+    fprintf(stderr, CMD ": --days %s is more than a century (36525 days)\n", f->days);
+    return 2;
+  }
+  if (f->all_counts && sz.max_nodes - sz.min_nodes >= 1024) {
+    fprintf(stderr, CMD ": --all-counts over %d-%d nodes is %d searches, more than 1024: narrow --nodes-range\n",
+            sz.min_nodes, sz.max_nodes, sz.max_nodes - sz.min_nodes + 1);
+    return 2;
+  }
   sz.all_counts = f->all_counts;
   g_autoptr(PxSizingResult) r = px_search_size(model, cluster, plan, so, &sz, &error);
   progress_end(so->progress != NULL);
@@ -452,17 +468,24 @@ static int run_sizing(const SearchFlags *f, const PxModel *model, const PxCluste
 
 /* The count flags, each a whole number ≥ 1 when given (0 when not: the
  * search's default); --threads at most 1024 (--threads 100000 started as
- * many threads and ran twenty times slower). */
+ * many threads and ran twenty times slower); --top at most 1000 and
+ * --confirm at most 10000, each candidate a whole simulation (--confirm
+ * 1000000 on 1024 GPUs simulated all 133261 fitting layouts, for many
+ * minutes). */
 static gboolean search_counts(SearchFlags *f, GError **error) {
   const struct { const char *flag, *value; int *out; } counts[] = {
     {"--top", f->top_s, &f->top}, {"--threads", f->threads_s, &f->threads}, {"--confirm", f->confirm_s, &f->confirm},
     {"--max-mbs", f->max_mbs_s, &f->max_mbs}, {"--max-vpp", f->max_vpp_s, &f->max_vpp}};
   for (gsize i = 0; i < G_N_ELEMENTS(counts); i++)
     if (counts[i].value && !px_parse_int_flag(counts[i].flag, counts[i].value, 1, counts[i].out, error)) return FALSE;
-  if (f->threads > 1024) {
-    g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "--threads %d is more than 1024", f->threads);
-    return FALSE;
-  }
+  const struct { const char *flag; int value, max; } bounded[] = {
+    {"--threads", f->threads, 1024}, {"--top", f->top, 1000}, {"--confirm", f->confirm, 10000}};
+  for (gsize i = 0; i < G_N_ELEMENTS(bounded); i++)
+    if (bounded[i].value > bounded[i].max) {
+      g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "%s %d is more than %d", bounded[i].flag,
+                  bounded[i].value, bounded[i].max);
+      return FALSE;
+    }
   return TRUE;
 }
 

@@ -523,7 +523,7 @@ char *px_emit_ini(const PxModel *model, const PxCluster *cluster, const PxPlan *
 static gboolean write_file(const char *dir, const char *name, const char *text, gboolean executable,
                            GPtrArray *written, GError **error) {
   g_autofree char *path = g_build_filename(dir, name, NULL);
-  if (!g_file_set_contents(path, text, -1, error)) return FALSE;
+  if (!px_file_write(path, text, strlen(text), PX_EMIT_ERROR, PX_EMIT_ERROR_IO, error)) return FALSE;
   if (executable) g_chmod(path, 0755);
   if (written) g_ptr_array_add(written, g_steal_pointer(&path));
   return TRUE;
@@ -579,7 +579,7 @@ gboolean px_emit_to(const char *emit, const char *out, const PxModel *model, con
   if (px_emit_format_parse(emit, &fmt))
     return px_emit_write(fmt, out ? out : ".", model, cluster, plan, info, written, error);
   g_autofree char *t = px_emit_ini(model, cluster, plan, info);
-  if (!g_file_set_contents(emit, t, -1, error)) return FALSE;
+  if (!px_file_write(emit, t, strlen(t), PX_EMIT_ERROR, PX_EMIT_ERROR_IO, error)) return FALSE;
   if (written) g_ptr_array_add(written, g_strdup(emit));
   return TRUE;
 }

@@ -1,5 +1,6 @@
 /* timeline.c — events of one step and their writers (trace JSON, CSV, Gantt). */
 #include "timeline.h"
+#include "config.h"
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -164,13 +165,7 @@ char *px_timeline_to_trace_json(const PxTimeline *tl) {
 }
 
 static gboolean write_file(const char *path, const char *text, GError **error) {
-  GError *err = NULL;
-  if (!g_file_set_contents(path, text, -1, &err)) {
-    g_set_error(error, PX_TIMELINE_ERROR, PX_TIMELINE_ERROR_IO, "%s", err->message);
-    g_error_free(err);
-    return FALSE;
-  }
-  return TRUE;
+  return px_file_write(path, text, strlen(text), PX_TIMELINE_ERROR, PX_TIMELINE_ERROR_IO, error);
 }
 
 gboolean px_timeline_write_trace(const PxTimeline *tl, const char *path, GError **error) {

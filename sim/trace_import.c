@@ -171,7 +171,7 @@ static PxMeasuredStep *analyse(const char *path, PxMeasuredStep *m, GArray *evs,
      * not a step to compare against */
     if (!isfinite(e->ts) || !isfinite(e->end) || e->end < e->ts || fabs(e->ts) > 1e17 || e->end - e->ts > 1e17) {
       g_set_error(error, PX_TRACE_ERROR, PX_TRACE_ERROR_FORMAT,
-                  "%s: event '%s' has no valid time (start %g µs, duration %g µs; numbers, the duration ≥ 0, "
+                  "%s: event '%.200s' has no valid time (start %g µs, duration %g µs; numbers, the duration ≥ 0, "
                   "both under 1e17)", path, e->name, e->ts, e->end - e->ts);
       px_measured_step_free(m);
       return NULL;
@@ -371,7 +371,8 @@ PxMeasuredStep *px_trace_load(const char *path, GError **error) {
   gsize len = 0;
   /* bounded: --trace /dev/zero was read until memory ran out */
   text = px_file_read_max(path, PX_TRACE_MAX_BYTES, "a profiler trace", &len, PX_TRACE_ERROR, PX_TRACE_ERROR_IO, error);
-  if (!text) return NULL;
+  /* json-glib recurses: a trace nested 200000 deep overflowed the stack */
+  if (!text || !px_json_check(path, text, len, FALSE, PX_TRACE_ERROR, PX_TRACE_ERROR_FORMAT, error)) return NULL;
   PxMeasuredStep *m = g_new0(PxMeasuredStep, 1);
   m->rank = m->world = -1;
   m->segments = g_array_new(FALSE, FALSE, sizeof(PxStepSegment));

@@ -120,6 +120,27 @@ printf '[plan]\nworkspace_gb = 1e300\n' >"$tmp/p8.ini"
 bad "plan INI: workspace 1e300 GB" "[plan] workspace_gb = 1e+300 is more than 1 PiB" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --plan "$tmp/p8.ini"
 sed '/^\[gpu\]/a memory = 40GB' "$(dirname "$0")/../configs/clusters/dgx-h100.ini" >"$tmp/c4.ini"
 bad "cluster INI: memory twice (the last won)" "[gpu] memory is given twice" "$sim" plan --model 7b --cluster "$tmp/c4.ini"
+# ---- third sweep: keys read only for being there, limits of one key set by another ----
+sed 's/"factor": 8.0/"factor": 0/' "$(dirname "$0")/../configs/hf/llama-3.1-8b.json" >"$tmp/hf3.json"
+bad "HF json: rope_scaling factor 0 (only its presence was read)" 'rope_scaling "factor" = 0 must be a finite number above 0' "$sim" plan --model "$tmp/hf3.json"
+sed 's/"high_freq_factor": 4.0/"high_freq_factor": 0.5/' "$(dirname "$0")/../configs/hf/llama-3.1-8b.json" >"$tmp/hf4.json"
+bad "HF json: llama3 high_freq_factor below low_freq_factor" 'rope_scaling "high_freq_factor" = 0.5 must be above "low_freq_factor" = 1' "$sim" plan --model "$tmp/hf4.json"
+sed 's/^collective_sms = .*/collective_sms = 200/' "$(dirname "$0")/../configs/clusters/dgx-h100.ini" >"$tmp/c5.ini"
+bad "cluster INI: collective_sms above sms (cut to all SMs)" "[node] collective_sms = 200 is more than the GPU's [gpu] sms = 132" "$sim" plan --model 7b --cluster "$tmp/c5.ini"
+sed '/^sms = /d' "$(dirname "$0")/../configs/clusters/dgx-h100.ini" >"$tmp/c6.ini"
+bad "cluster INI: collective_sms without sms (not read)" "[node] collective_sms needs [gpu] sms, the GPU's SM count" "$sim" plan --model 7b --cluster "$tmp/c6.ini"
+sed 's/^latency = 3e-6/latency = 1e308/' "$(dirname "$0")/../configs/clusters/dgx-h100.ini" >"$tmp/c7.ini"
+bad "cluster INI: latency 1e308 (a step of inf ms)" "[node] latency = 1e+308 is more than 1 s" "$sim" simulate --model 7b --cluster "$tmp/c7.ini" --gpus 8
+sed 's/^peak_bf16 = .*/peak_bf16 = 1e308/' "$(dirname "$0")/../configs/clusters/dgx-h100.ini" >"$tmp/c8.ini"
+bad "cluster INI: peak_bf16 1e308 (printed with 300 digits)" "[gpu] peak_bf16 = 1e+308 is more than 1e+18 FLOP/s" "$sim" simulate --model 7b --cluster "$tmp/c8.ini" --gpus 8
+sed 's/^\[gpu\]/[gpu]\nmembound_bw_norm_fwd = 1e-300/' "$(dirname "$0")/../configs/clusters/dgx-h100.ini" >"$tmp/c9.ini"
+bad "cluster INI: a rate of 1e-300 B/s (a step of inf ms)" "[gpu] membound_bw_norm_fwd = 1e-300 is below 1e+06 B/s" "$sim" simulate --model 7b --cluster "$tmp/c9.ini" --gpus 8
+bad "search --tokens 1e308 (days printed with 300 digits)" "--tokens 1e308 is more than 1e16 tokens" "$sim" search --model 7b --cluster dgx-h100 --gbs 64 --tokens 1e308 --days 30
+bad "search --days 1e308" "--days 1e308 is more than a century (36525 days)" "$sim" search --model 7b --cluster dgx-h100 --gbs 64 --tokens 1T --days 1e308
+bad "search --all-counts over 2^20 node counts (hours)" "--all-counts over 1-1048576 nodes is 1048576 searches, more than 1024" "$sim" search --model 7b --cluster dgx-h100 --gbs 64 --tokens 1T --days 1 --nodes-range 1-1048576 --all-counts
+bad "plan: --out without --emit (ignored)" "--out $tmp/dir is the directory of --emit's files: give --emit" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --out "$tmp/dir"
+bad "plan: --vpp 2 on one pipeline stage (did nothing)" "interleaved schedule needs pp ≥ 2 pipeline stages" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --vpp 2
+bad "plan: --attention flash in fp32 (costed as if FlashAttention ran fp32)" "--attention flash takes bf16 or fp16 inputs, not fp32" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --attention flash --precision fp32
 bad "--workspace 1e308" "--workspace '1e308' is more than 1 PiB per GPU" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --workspace 1e308
 bad "--ckpt-interval without --ckpt full (ignored)" "--ckpt-interval 4 needs --ckpt full" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --ckpt-interval 4
 bad "--imbalance on a dense model (ignored)" "--imbalance 2 needs a mixture-of-experts model" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --imbalance 2
@@ -164,6 +185,7 @@ bad "search --gbs 2^30" "sequences per GPU" "$sim" search --model 7b --cluster d
 bad "run --gbs 10^9" "passes per step" "$exe" run --model tiny-gpt --gbs 1000000000
 bad "simulate --full on 2^24 GPUs" "--full simulates every rank" "$sim" simulate --model 7b --cluster dgx-h100 --gpus 16777216 --tp 8 --pp 32 --full
 bad "bubble --pp 10^5" "passes per step" "$sim" bubble --pp 100000
+bad "bubble --m of 10000 points (an hour of simulations)" "--m's first 65 points are 17039360 passes of --pp 64 × 2 chunks in all, more than 2^24" "$sim" bubble --pp 64 --m "$(python3 -c "print(','.join(['2048'] * 10000))")"
 bad "bubble --vpp 10^6" "passes per step" "$sim" bubble --vpp 1000000
 
 # ---- unknown and contradictory flags ----
@@ -188,6 +210,10 @@ bad "search: --nodes-range without sizing (ignored)" "--nodes-range sizes a clus
 bad "search: --out without --emit (ignored)" "give --emit" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 64 --out "$tmp/dir"
 bad "search: --max-memory above the GPU's (cut to it)" "--max-memory 1e308 is more than the H100-SXM5-80GB's 85.5 GB" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 64 --max-memory 1e308
 bad "search: --margin of all the memory" "--margin 100GB leaves no memory" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 64 --margin 100GB
+bad "search --confirm 10^6 (every layout simulated, for minutes)" "--confirm 1000000 is more than 10000" "$sim" search --model 7b --cluster dgx-h100 --nodes 128 --gbs 1024 --confirm 1000000
+bad "search --top 10^6" "--top 1000000 is more than 1000" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 64 --top 1000000
+mkdir "$tmp/d.ini"
+bad "search: --emit FILE.ini that is a directory (named a temporary file)" "$tmp/d.ini: is a directory" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 64 --emit "$tmp/d.ini"
 bad "search --threads 100000" "--threads 100000 is more than 1024" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 64 --threads 100000
 bad "program: --rank and --stage disagree" "--rank 7 is on pipeline stage 1, not --stage 0" "$sim" program --model 7b --gpus 8 --pp 2 --stage 0 --rank 7
 bad "unknown --order" "order" "$sim" plan --model 7b --order tp,tp,pp
@@ -203,6 +229,15 @@ bad "--trace into a missing dir" "missing" "$sim" simulate --model 7b --cluster 
 bad "--csv is a directory" "dir" "$sim" simulate --model 7b --cluster dgx-h100 --gpus 8 --csv "$tmp/dir"
 long=$(head -c 100000 /dev/zero | tr '\0' x)
 bad "100 kB model name" "model" "$sim" plan --model "$long"
+printf '[plan]\nschedule = %s\n' "$long" >"$tmp/p9.ini"
+bad "plan INI: a 100 kB value (repeated whole in the message)" "[plan] schedule = 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…' is 100000 characters long, more than 1024" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --plan "$tmp/p9.ini"
+python3 -c 'import json,sys; print(json.dumps({"model_type": "x" * 500000}))' >"$tmp/hf5.json"
+bad "HF json: a model_type of 500 kB (repeated whole in the message)" "line 1: a string of 500000 bytes" "$sim" plan --model "$tmp/hf5.json"
+python3 -c 'print("{\"train_batch_size\": " + "9" * 900000 + "}")' >"$tmp/ds11.json"
+bad "ds_config: an integer of 900000 digits (repeated whole in the message)" "line 1: the integer 9999999999999999999999999999999999999999999999999999999999999999… is beyond 64 bits" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --deepspeed "$tmp/ds11.json"
+python3 -c 'import json,sys; print(json.dumps({"traceEvents": [{"ph": "X", "name": "k" * 500000, "cat": "kernel", "ts": "a", "dur": 1}]}))' >"$tmp/tr6.json"
+n=$((n+1)); timeout 30 "$sim" compare --model 7b --cluster dgx-h100 --gpus 8 --trace "$tmp/tr6.json" >/dev/null 2>"$tmp/err"
+if [ "$(wc -c <"$tmp/err")" -lt 1000 ]; then echo "ok $n - compare: an event name of 500 kB is cut in the message"; else echo "not ok $n - compare: the event name of 500 kB fills the message"; fail=1; fi
 bad "100 kB schedule" "schedule" "$sim" plan --model 7b --schedule "$long"
 
 # ---- the executor ----
@@ -233,6 +268,9 @@ bad "run: --seed -1 (wrapped to 2^64-1)" "--seed -1 must be 0 or more" "$exe" ru
 bad "data: --seed 2^32 (wrapped to 0)" "--seed 4294967296 must be 0..4294967295" "$exe" data --synthetic --seed 4294967296 --out "$tmp/d.bin"
 bad "data: --tokens with --info (ignored)" "--tokens writes a synthetic corpus: it has no meaning with --info" "$exe" data --info "$tmp/binary" --tokens 5
 bad "data: --seq with --synthetic (ignored)" "--seq counts --info's windows" "$exe" data --synthetic --seq 8 --out "$tmp/d.bin"
+bad "data: --out a directory (named a temporary file)" "token file $tmp/dir: is a directory" "$exe" data --synthetic --tokens 100 --out "$tmp/dir"
+python3 -c 'import struct,sys; open(sys.argv[1],"wb").write(struct.pack("<256i", 20240520, 1, -5, *[0]*253))' "$tmp/neg.bin"
+bad "data: a header of -5 tokens (said the sizes differ: 1024 and 1024 bytes)" "header says -5 tokens, a negative count" "$exe" data --info "$tmp/neg.bin"
 bad "data: --tokens 0" "tokens" "$exe" data --synthetic --tokens 0 --out "$tmp/d.bin"
 bad "calibrate: --seq -1" "--seq -1 must be a whole number" "$exe" calibrate --seq -1 --out "$tmp/cal.ini"
 bad "calibrate: --ranks 100000" "--ranks 100000 is not in 1..64" "$exe" calibrate --ranks 100000 --out "$tmp/cal.ini"
@@ -274,6 +312,21 @@ if [ -n "$man" ]; then
   rm "$tmp/ck5/latest"; printf 'step\001\n\377' >"$tmp/ck5/latest"
   bad "run: 'latest' holding binary" "holds 'step\\001" "$exe" run --model tiny-gpt --steps 2 --resume "$tmp/ck5"
 fi
+
+# the third sweep's: JSON nested 200000 deep (json-glib's recursion overflowed
+# the stack) in a manifest and in a profiler trace, a manifest that is /dev/zero
+"$exe" run --model tiny-gpt --steps 1 --save "$tmp/ck6" >/dev/null 2>&1
+man=$(find "$tmp/ck6" -name manifest.json | head -1)
+if [ -n "$man" ]; then
+  cp -r "$tmp/ck6" "$tmp/ck7"
+  python3 -c 'print("[" * 200000)' >"$man"
+  bad "run: a manifest nested 200000 deep (segfault)" "manifest.json: JSON nested deeper than 32 levels" "$exe" run --model tiny-gpt --steps 2 --resume "$tmp/ck6"
+  man=$(find "$tmp/ck7" -name manifest.json | head -1); rm "$man"; ln -s /dev/zero "$man"
+  bad "run: a manifest that is /dev/zero (read without end)" "manifest.json: is a device, not a file" "$exe" run --model tiny-gpt --steps 2 --resume "$tmp/ck7"
+fi
+python3 -c 'print("{\"traceEvents\": " + "[" * 200000 + "]" * 200000 + "}")' >"$tmp/tr5.json"
+bad "compare: a trace nested 200000 deep (segfault)" "tr5.json: JSON nested deeper than 32 levels" "$sim" compare --model 7b --cluster dgx-h100 --gpus 8 --trace "$tmp/tr5.json"
+bad "simulate: --trace a directory (named a temporary file)" "$tmp/dir: is a directory" "$sim" simulate --model 7b --cluster dgx-h100 --gpus 8 --trace "$tmp/dir"
 
 echo "1..$n"
 exit $fail
