@@ -34,6 +34,10 @@ const char *px_offload_name(PxOffload o) { return offload_names[o]; }
 const char *px_precision_name(PxPrecision p) { return prec_names[p]; }
 const char *px_axis_name(PxAxis a) { return axis_names[a]; }
 const char *px_stack_name(PxStack s) { return stack_names[s]; }
+gboolean px_attention_fused(PxAttention a) {
+  return a == PX_ATTN_FLASH || a == PX_ATTN_FLASH1 || a == PX_ATTN_TRITON;
+}
+
 const char *px_attention_name(PxAttention a) { return attn_names[a]; }
 gboolean px_stack_parse(const char *s, PxStack *out) {
   int v;
@@ -329,8 +333,7 @@ gboolean px_plan_validate(PxPlan *p, const PxModel *model, const PxCluster *clus
   if (p->seq_parallel && p->tp == 1) REFUSE("sequence parallelism needs tp > 1");
   /* FlashAttention v1 / v2 and Triton's take fp16 / bf16 inputs only (px_cost_attention's fp32
    * default is the unfused core): an fp32 plan with them was costed as if they ran */
-  if (p->precision == PX_PREC_FP32 &&
-      (p->attention == PX_ATTN_FLASH || p->attention == PX_ATTN_FLASH1 || p->attention == PX_ATTN_TRITON))
+  if (p->precision == PX_PREC_FP32 && px_attention_fused(p->attention))
     REFUSE("--attention %s takes bf16 or fp16 inputs, not fp32 (give --precision bf16, or --attention unfused)",
            px_attention_name(p->attention));
   if (p->cp > 1) {

@@ -198,6 +198,8 @@ const char *px_axis_name(PxAxis a);
 const char *px_stack_name(PxStack s);
 gboolean px_stack_parse(const char *s, PxStack *out);
 const char *px_attention_name(PxAttention a);
+/* FlashAttention v1 / v2 and Triton's kernel: fused, 16-bit inputs only */
+gboolean px_attention_fused(PxAttention a);
 gboolean px_attention_parse(const char *s, PxAttention *out);
 /* none, te, userbuffers_bf16_h100_h8192_tp4_mbs1_seqlen8192, userbuffers_bf16_h100_h16384_tp8_cp2_mbs1_seqlen8192
  * (the fp8_ names of the same NeMo configurations are accepted: they differ only in fp8_buf) */

@@ -43,7 +43,7 @@ static int run(int index, PxDType dt) {
   layout_plan(l, &plan);
   plan.cp = cp;
   plan.attention = attn;
-  if (cp > 1) plan.precision = PX_PREC_BF16; /* as layout_runtime_attn: the plan a CP stack runs */
+  if (cp > 1 || px_attention_fused(attn)) plan.precision = PX_PREC_BF16; /* as layout_runtime_attn */
   PxRunOptions o;
   layout_options(&o, dt);
   double got[STEPS], want[STEPS];

@@ -162,9 +162,10 @@ static G_GNUC_UNUSED PxRuntime *layout_runtime_attn(const PxModel *model, const 
   layout_plan(l, &plan);
   plan.cp = cp;
   plan.attention = attn;
-  /* the plan a CP stack runs (the planner refuses CP in fp32: Transformer
-   * Engine's ring attention is 16-bit); the executor computes in dt */
-  if (cp > 1) plan.precision = PX_PREC_BF16;
+  /* the plan a CP stack or a fused attention kernel runs (the planner refuses
+   * both in fp32: Transformer Engine's ring attention and FlashAttention are
+   * 16-bit); the executor computes in dt */
+  if (cp > 1 || px_attention_fused(attn)) plan.precision = PX_PREC_BF16;
   return plan_runtime(model, &plan, dt, FALSE, error);
 }
 
