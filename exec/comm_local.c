@@ -391,16 +391,13 @@ static char *recv_desc(PxComm *c, int peer) {
   return g_strdup_printf("recv on rank %d from rank %d on %s", c->world_rank, c->group->ranks[peer], c->label);
 }
 
-/* Post a send: its payload copied into the pair's queue; *index: its number there. */
-static gboolean post_send(PxComm *c, const void *buf, gsize count, PxDType dt, int peer, guint64 *index,
-                          GError **error) {
-  Local *L = c->impl;
-  PxLocalWorld *w = L->w;
+/* Put m at the tail of the (communicator, this rank, peer) queue, numbered
+ * (*index) as the pair's next message; a device-path message learns its
+ * queue (a sender that gives up withdraws it). FALSE, with m freed, when the
+ * world has been aborted. */
+static gboolean queue_message(PxComm *c, int peer, Message *m, guint64 *index, GError **error) {
+  PxLocalWorld *w = ((Local *)c->impl)->w;
   g_autofree char *key = queue_key(c, c->pos, peer);
-  Message *m = g_new0(Message, 1);
-  m->data = g_memdup2(buf, count * px_dtype_size(dt));
-  m->count = count;
-  m->dtype = dt;
   g_mutex_lock(&w->lock);
   if (w->abort_msg) {
     g_autofree char *desc = send_desc(c, peer);
@@ -411,10 +408,21 @@ static gboolean post_send(PxComm *c, const void *buf, gsize count, PxDType dt, i
   }
   Queue *q = queue_of(w, key);
   *index = m->index = q->sent++;
+  if (m->dev) m->dev->msgs = &q->msgs;
   g_queue_push_tail(&q->msgs, m);
   g_cond_broadcast(&w->cond);
   g_mutex_unlock(&w->lock);
   return TRUE;
+}
+
+/* Post a send: its payload copied into the pair's queue; *index: its number there. */
+static gboolean post_send(PxComm *c, const void *buf, gsize count, PxDType dt, int peer, guint64 *index,
+                          GError **error) {
+  Message *m = g_new0(Message, 1);
+  m->data = g_memdup2(buf, count * px_dtype_size(dt));
+  m->count = count;
+  m->dtype = dt;
+  return queue_message(c, peer, m, index, error);
 }
 
 /* Rendezvous mode: wait until the receive of message index has been posted. */
@@ -1014,33 +1022,18 @@ static gboolean dev_host_take(PxLocalWorld *w, Message *m, void *buf, gboolean f
  * buffer itself) queued for peer. NULL: failed. */
 static DevMsg *dev_post_send(PxComm *c, const void *buf, gsize count, PxDType dt, int peer, PxStream *st,
                              GError **error) {
-  PxLocalWorld *w = ((Local *)c->impl)->w;
   PxDevEvent *ready = px_event_new(px_stream_backend(st), error);
   if (!ready || !px_event_record(ready, st, error)) {
     px_event_free(ready);
     return NULL;
   }
-  g_autofree char *key = queue_key(c, c->pos, peer);
   Message *m = g_new0(Message, 1);
   m->count = count;
   m->dtype = dt;
   DevMsg *d = m->dev = g_new0(DevMsg, 1);
   *d = (DevMsg){.refs = 2, .state = DEV_POSTED, .src = buf, .sst = st, .ready = ready};
-  g_mutex_lock(&w->lock);
-  if (w->abort_msg) {
-    g_autofree char *desc = send_desc(c, peer);
-    aborted(w, desc, error);
-    g_mutex_unlock(&w->lock);
-    message_free(m);
-    return NULL;
-  }
-  Queue *q = queue_of(w, key);
-  m->index = q->sent++;
-  d->msgs = &q->msgs;
-  g_queue_push_tail(&q->msgs, m);
-  g_cond_broadcast(&w->cond);
-  g_mutex_unlock(&w->lock);
-  return d;
+  guint64 index;
+  return queue_message(c, peer, m, &index, error) ? d : NULL;
 }
 
 /* Complete a posted device-path send of bytes: wait (the deadline) until its
