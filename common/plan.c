@@ -674,6 +674,176 @@ static gboolean ds_sections_are_objects(JsonObject *o, const char *path, GError 
   return TRUE;
 }
 
+/* Every key the loader accepts, one table: a top-level key as itself, a key
+ * inside a section the loader reads as "section.key". A section named here
+ * (zero_optimization and its two offload objects, bf16, fp16,
+ * activation_checkpointing, pipeline) has its keys checked; the others
+ * (optimizer, scheduler, the monitors, ...) are checked by name only.
+ * Taken from DeepSpeed v0.16.5 (microsoft/DeepSpeed commit 38327e07f6cd):
+ *   top level: deepspeed/runtime/config.py DeepSpeedConfig._initialize_params
+ *     and the getters it calls (names in deepspeed/runtime/constants.py), the
+ *     monitors of deepspeed/monitor/config.py, comms_logger
+ *     (deepspeed/comm/constants.py), flops_profiler (profiling/constants.py),
+ *     autotuning, elasticity, compression_training and weight_quantization,
+ *     data_efficiency and curriculum_learning (runtime/data_pipeline),
+ *     aio (runtime/swap_tensor), nebula, timers (utils/config.py),
+ *     tensor_parallel (runtime/tensor_parallel/config.py), hybrid_engine;
+ *     allgather_size is read with the deprecated "zero_optimization": true.
+ *   zero_optimization: DeepSpeedZeroConfig's fields and their aliases
+ *     (the "stage3_..." names) and deprecated fields, runtime/zero/config.py
+ *     (pydantic, populate_by_name, extra="forbid": DeepSpeed itself refuses
+ *     an unknown key there); offload_param / offload_optimizer:
+ *     runtime/zero/offload_config.py.
+ *   bf16 / fp16: the BFLOAT16_* / FP16_* names of runtime/constants.py.
+ *   activation_checkpointing: runtime/activation_checkpointing/config.py.
+ *   pipeline: get_pipeline_config's defaults (runtime/config.py) and
+ *     use_reentrant (runtime/pipe/engine.py).
+ * A top-level key starting with '_' is a comment (sim/emit.c writes
+ * "_parallax"). */
+static const char *const ds_known_keys[] = {
+    /* top level */
+    "train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "steps_per_print",
+    "dump_state", "disable_allgather", "communication_data_type", "seq_parallel_comm_data_type",
+    "prescale_gradients", "gradient_predivide_factor", "sparse_gradients", "zero_optimization", "allgather_size",
+    "activation_checkpointing", "comms_logger", "tensorboard", "wandb", "csv_monitor", "comet", "gradient_clipping",
+    "fp16", "bf16", "bfloat16", "amp", "compression_training", "weight_quantization", "graph_harvesting",
+    "optimizer", "zero_allow_untested_optimizer", "zero_force_ds_cpu_optimizer", "scheduler", "flops_profiler",
+    "wall_clock_breakdown", "memory_breakdown", "autotuning", "eigenvalue", "use_data_before_expert_parallelism",
+    "hybrid_engine", "sparse_attention", "pipeline", "progressive_layer_drop", "curriculum_learning",
+    "data_efficiency", "checkpoint", "data_types", "aio", "dataloader_drop_last", "nebula", "timers",
+    "tensor_parallel", "elasticity", "vocabulary_size",
+    /* zero_optimization */
+    "zero_optimization.stage", "zero_optimization.contiguous_gradients", "zero_optimization.reduce_scatter",
+    "zero_optimization.reduce_bucket_size", "zero_optimization.use_multi_rank_bucket_allreduce",
+    "zero_optimization.allgather_partitions", "zero_optimization.allgather_bucket_size",
+    "zero_optimization.overlap_comm", "zero_optimization.load_from_fp32_weights",
+    "zero_optimization.elastic_checkpoint", "zero_optimization.offload_param", "zero_optimization.offload_optimizer",
+    "zero_optimization.sub_group_size", "zero_optimization.cpu_offload_param",
+    "zero_optimization.cpu_offload_use_pin_memory", "zero_optimization.cpu_offload",
+    "zero_optimization.prefetch_bucket_size", "zero_optimization.stage3_prefetch_bucket_size",
+    "zero_optimization.param_persistence_threshold", "zero_optimization.stage3_param_persistence_threshold",
+    "zero_optimization.model_persistence_threshold", "zero_optimization.stage3_model_persistence_threshold",
+    "zero_optimization.max_live_parameters", "zero_optimization.stage3_max_live_parameters",
+    "zero_optimization.max_reuse_distance", "zero_optimization.stage3_max_reuse_distance",
+    "zero_optimization.gather_16bit_weights_on_model_save",
+    "zero_optimization.stage3_gather_16bit_weights_on_model_save",
+    "zero_optimization.module_granularity_threshold", "zero_optimization.stage3_module_granularity_threshold",
+    "zero_optimization.use_all_reduce_for_fetch_params", "zero_optimization.stage3_use_all_reduce_for_fetch_params",
+    "zero_optimization.stage3_gather_fp16_weights_on_model_save", "zero_optimization.ignore_unused_parameters",
+    "zero_optimization.legacy_stage1", "zero_optimization.round_robin_gradients",
+    "zero_optimization.zero_hpz_partition_size", "zero_optimization.zero_quantized_weights",
+    "zero_optimization.zero_quantized_nontrainable_weights", "zero_optimization.zero_quantized_gradients",
+    "zero_optimization.zeropp_loco_param", "zero_optimization.mics_shard_size",
+    "zero_optimization.mics_hierarchical_params_gather", "zero_optimization.memory_efficient_linear",
+    "zero_optimization.pipeline_loading_checkpoint", "zero_optimization.override_module_apply",
+    "zero_optimization.log_trace_cache_warnings",
+    "zero_optimization.offload_param.device", "zero_optimization.offload_param.nvme_path",
+    "zero_optimization.offload_param.buffer_count", "zero_optimization.offload_param.buffer_size",
+    "zero_optimization.offload_param.max_in_cpu", "zero_optimization.offload_param.pin_memory",
+    "zero_optimization.offload_optimizer.device", "zero_optimization.offload_optimizer.nvme_path",
+    "zero_optimization.offload_optimizer.buffer_count", "zero_optimization.offload_optimizer.pin_memory",
+    "zero_optimization.offload_optimizer.pipeline_read", "zero_optimization.offload_optimizer.pipeline_write",
+    "zero_optimization.offload_optimizer.fast_init", "zero_optimization.offload_optimizer.ratio",
+    /* bf16, fp16 */
+    "bf16.enabled", "bf16.immediate_grad_update",
+    "fp16.enabled", "fp16.loss_scale", "fp16.auto_cast", "fp16.initial_scale_power", "fp16.loss_scale_window",
+    "fp16.hysteresis", "fp16.consecutive_hysteresis", "fp16.min_loss_scale", "fp16.fp16_master_weights_and_grads",
+    /* activation_checkpointing */
+    "activation_checkpointing.partition_activations", "activation_checkpointing.number_checkpoints",
+    "activation_checkpointing.contiguous_memory_optimization",
+    "activation_checkpointing.synchronize_checkpoint_boundary", "activation_checkpointing.profile",
+    "activation_checkpointing.cpu_checkpointing",
+    /* pipeline */
+    "pipeline.stages", "pipeline.partition", "pipeline.seed_layers", "pipeline.activation_checkpoint_interval",
+    "pipeline.pipe_partitioned", "pipeline.grad_partitioned", "pipeline.use_reentrant",
+};
+
+/* The sections whose keys are checked: those the table lists keys of. */
+static const char *const ds_checked_sections[] = {"zero_optimization", "zero_optimization.offload_param",
+                                                  "zero_optimization.offload_optimizer", "bf16", "fp16",
+                                                  "activation_checkpointing", "pipeline"};
+
+/* Levenshtein distance, or 3 once it is known to be above 2. */
+static int ds_distance(const char *a, const char *b) {
+  gsize la = strlen(a), lb = strlen(b);
+  if ((la > lb ? la - lb : lb - la) > 2 || la > 128 || lb > 128) return 3;
+  int row[129];
+  for (gsize j = 0; j <= lb; j++) row[j] = (int)j;
+  for (gsize i = 1; i <= la; i++) {
+    int diag = row[0];
+    row[0] = (int)i;
+    for (gsize j = 1; j <= lb; j++) {
+      int up = row[j];
+      int best = diag + (a[i - 1] != b[j - 1]);
+      best = MIN(best, up + 1);
+      best = MIN(best, row[j - 1] + 1);
+      row[j] = best;
+      diag = up;
+    }
+  }
+  return MIN(row[lb], 3);
+}
+
+/* The same letters once '_' is dropped (case aside): "zero_optimization" and "ZeroOptimization". */
+static gboolean ds_same_letters(const char *a, const char *b) {
+  for (;;) {
+    while (*a == '_') a++;
+    while (*b == '_') b++;
+    if (!*a || !*b) return !*a && !*b;
+    if (g_ascii_tolower(*a) != g_ascii_tolower(*b)) return FALSE;
+    a++, b++;
+  }
+}
+
+/* Refuses a key of SECTION (NULL: the top level) that the table lacks,
+ * naming the closest known key of the same section. */
+static gboolean ds_keys_known(JsonObject *o, const char *section, const char *path, GError **error) {
+  gsize plen = section ? strlen(section) : 0;
+  g_autoptr(GList) members = json_object_get_members(o);
+  for (GList *m = members; m; m = m->next) {
+    const char *key = m->data;
+    if (!section && key[0] == '_') continue; /* a comment */
+    const char *best = NULL;
+    int best_d = 3;
+    gboolean known = FALSE;
+    for (gsize i = 0; i < G_N_ELEMENTS(ds_known_keys) && !known; i++) {
+      const char *k = ds_known_keys[i];
+      if (section ? strncmp(k, section, plen) || k[plen] != '.' : strchr(k, '.') != NULL) continue;
+      k += section ? plen + 1 : 0;
+      if (strchr(k, '.')) continue; /* a key of a subsection */
+      if (!strcmp(k, key)) {
+        known = TRUE;
+        break;
+      }
+      int d = ds_same_letters(k, key) ? 0 : ds_distance(k, key);
+      if (d < best_d) best_d = d, best = k;
+    }
+    if (known) continue;
+    g_autofree char *shown = strlen(key) > 64 ? g_strdup_printf("%.64s…", key) : g_strdup(key);
+    g_autofree char *hint = best ? g_strdup_printf(" (did you mean '%s%s%s'?)", section ? section : "",
+                                                   section ? "." : "", best)
+                                 : g_strdup("");
+    g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, "%s: unknown ds_config key \"%s%s%s\"%s", path,
+                section ? section : "", section ? "." : "", shown, hint);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* Every key of the top level and of the sections the loader reads is one
+ * DeepSpeed knows: a misspelt one ("zero_optimisation") was ignored,
+ * silently planning ZeRO-0. Runs after ds_sections_are_objects. */
+static gboolean ds_all_keys_known(JsonObject *o, const char *path, GError **error) {
+  if (!ds_keys_known(o, NULL, path, error)) return FALSE;
+  for (gsize i = 0; i < G_N_ELEMENTS(ds_checked_sections); i++) {
+    g_auto(GStrv) parts = g_strsplit(ds_checked_sections[i], ".", 0);
+    JsonObject *s = o;
+    for (gsize j = 0; s && parts[j]; j++) s = member_object(s, parts[j]);
+    if (s && !ds_keys_known(s, ds_checked_sections[i], path, error)) return FALSE;
+  }
+  return TRUE;
+}
+
 /* Whether the member is the string "auto". */
 static gboolean is_auto(JsonObject *o, const char *key) {
   JsonNode *n = o ? json_object_get_member(o, key) : NULL;
@@ -739,7 +909,7 @@ gboolean px_plan_load_deepspeed(PxPlan *p, const char *path, const PxDsOverrides
   JsonObject *o = NULL;
   g_autoptr(JsonParser) parser = px_json_load_object(path, &o, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE, error);
   if (!parser) return FALSE;
-  if (!ds_sections_are_objects(o, path, error)) return FALSE;
+  if (!ds_sections_are_objects(o, path, error) || !ds_all_keys_known(o, path, error)) return FALSE;
   gint64 tbs, mbs, gas;
   const GQuark D = PX_PLAN_ERROR;
   const int E = PX_PLAN_ERROR_PARSE;

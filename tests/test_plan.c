@@ -402,6 +402,69 @@ static void test_deepspeed(void) {
   px_plan_clear(&p);
 }
 
+/* Unknown ds_config keys are refused, naming the key and the nearest known
+ * one (keys from DeepSpeed v0.16.5's source, see ds_known_keys in plan.c);
+ * a full ds_config assembled from DeepSpeed's own docs still loads. */
+static void test_deepspeed_unknown_keys(void) {
+  g_autofree char *full = g_build_filename(PX_DATA_DIR, "configs", "deepspeed", "deepspeed-docs-zero3-full.json", NULL);
+  PxPlan p;
+  px_plan_init(&p);
+  p.dp = 8;
+  g_autoptr(GError) e = NULL;
+  g_assert_true(px_plan_load_deepspeed(&p, full, NULL, &e));
+  g_assert_no_error(e);
+  g_assert_cmpint(p.gbs, ==, 256); /* micro 4 × accumulation 8 × dp 8 */
+  g_assert_cmpint(p.mbs, ==, 4);
+  g_assert_cmpint(p.zero, ==, 3);
+  g_assert_cmpint(p.precision, ==, PX_PREC_FP16);
+  g_assert_cmpint(p.offload, ==, PX_OFFLOAD_OPTIMIZER_PARAMS);
+  g_assert_cmpint(p.ckpt, ==, PX_CKPT_FULL);
+  g_assert_cmpfloat(p.bucket_bytes, ==, 1e7 * 2); /* reduce_bucket_size 1e7 fp16 elements */
+  static const struct {
+    const char *name, *text, *message;
+  } cases[] = {
+      /* the British spelling left ZeRO-0 */
+      {"ds-uk.json", "{\"train_batch_size\": 64, \"zero_optimisation\": {\"stage\": 3}}",
+       "unknown ds_config key \"zero_optimisation\" (did you mean 'zero_optimization'?)"},
+      /* the same letters without '_' */
+      {"ds-camel.json", "{\"train_batch_size\": 64, \"ZeroOptimization\": {\"stage\": 3}}",
+       "unknown ds_config key \"ZeroOptimization\" (did you mean 'zero_optimization'?)"},
+      /* a key inside zero_optimization, nothing close */
+      {"ds-zkey.json", "{\"train_batch_size\": 64, \"zero_optimization\": {\"stage\": 3, \"shard_everything\": true}}",
+       "unknown ds_config key \"zero_optimization.shard_everything\""},
+      /* a stage-3 alias one letter off */
+      {"ds-alias.json", "{\"train_batch_size\": 64, \"zero_optimization\": {\"stage\": 3, \"stage3_max_live_parameter\": 1}}",
+       "unknown ds_config key \"zero_optimization.stage3_max_live_parameter\" (did you mean "
+       "'zero_optimization.stage3_max_live_parameters'?)"},
+      /* inside an offload object */
+      {"ds-off.json",
+       "{\"train_batch_size\": 64, \"zero_optimization\": {\"stage\": 3, \"offload_param\": {\"devise\": \"cpu\"}}}",
+       "unknown ds_config key \"zero_optimization.offload_param.devise\" (did you mean "
+       "'zero_optimization.offload_param.device'?)"},
+      {"ds-bf16.json", "{\"train_batch_size\": 64, \"bf16\": {\"enable\": true}}",
+       "unknown ds_config key \"bf16.enable\" (did you mean 'bf16.enabled'?)"},
+      {"ds-pipe.json", "{\"train_batch_size\": 64, \"pipeline\": {\"activation_checkpoint_intervals\": 1}}",
+       "unknown ds_config key \"pipeline.activation_checkpoint_intervals\" (did you mean "
+       "'pipeline.activation_checkpoint_interval'?)"},
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
+    g_autofree char *path = write_tmp(cases[i].name, cases[i].text);
+    g_assert_false(px_plan_load_deepspeed(&p, path, NULL, &e));
+    g_assert_error(e, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE);
+    g_autofree char *want = g_strdup_printf("%s: %s", path, cases[i].message);
+    g_assert_cmpstr(e->message, ==, want);
+    g_clear_error(&e);
+    g_unlink(path);
+  }
+  /* a '_' key is a comment; optimizer params are not checked inside */
+  g_autofree char *ok = write_tmp("ds-ok.json", "{\"_comment\": \"x\", \"train_batch_size\": 64, "
+                                                "\"optimizer\": {\"type\": \"Lion\", \"params\": {\"anything\": 1}}}");
+  g_assert_true(px_plan_load_deepspeed(&p, ok, NULL, &e));
+  g_assert_no_error(e);
+  g_unlink(ok);
+  px_plan_clear(&p);
+}
+
 /* The Hugging Face Trainer's ds_config: "auto" batch sizes, precision and
  * bucket come from the command line or are refused, naming the key; the
  * batch rule is checked after the command line's values. */
@@ -545,5 +608,6 @@ int main(int argc, char **argv) {
   g_test_add_func("/plan/tp-overlap/rules", test_tp_overlap_rules);
   g_test_add_func("/plan/deepspeed", test_deepspeed);
   g_test_add_func("/plan/deepspeed-auto", test_deepspeed_auto);
+  g_test_add_func("/plan/deepspeed-unknown-keys", test_deepspeed_unknown_keys);
   return g_test_run();
 }
