@@ -698,6 +698,11 @@ static gboolean ds_sections_are_objects(JsonObject *o, const char *path, GError 
  *   activation_checkpointing: runtime/activation_checkpointing/config.py.
  *   pipeline: get_pipeline_config's defaults (runtime/config.py) and
  *     use_reentrant (runtime/pipe/engine.py).
+ *   Kept from other releases, so that their configs still load: "compile"
+ *     (deepspeed/runtime/compiler.py COMPILE_CONFIG, read by
+ *     get_compile_config) and "quantize_training" (runtime/constants.py
+ *     QUANTIZE_TRAINING of the 0.x releases before it moved to
+ *     compression_training).
  * A top-level key starting with '_' is a comment (sim/emit.c writes
  * "_parallax"). */
 static const char *const ds_known_keys[] = {
@@ -711,7 +716,7 @@ static const char *const ds_known_keys[] = {
     "wall_clock_breakdown", "memory_breakdown", "autotuning", "eigenvalue", "use_data_before_expert_parallelism",
     "hybrid_engine", "sparse_attention", "pipeline", "progressive_layer_drop", "curriculum_learning",
     "data_efficiency", "checkpoint", "data_types", "aio", "dataloader_drop_last", "nebula", "timers",
-    "tensor_parallel", "elasticity", "vocabulary_size",
+    "tensor_parallel", "elasticity", "vocabulary_size", "compile", "quantize_training",
     /* zero_optimization */
     "zero_optimization.stage", "zero_optimization.contiguous_gradients", "zero_optimization.reduce_scatter",
     "zero_optimization.reduce_bucket_size", "zero_optimization.use_multi_rank_bucket_allreduce",
