@@ -161,6 +161,15 @@ int px_model_moe_blocks(const PxModelDesc *d) {
   return n;
 }
 
+/* The dimensions of a head that rotary positions rotate: int(head_dim ×
+ * rotary_pct), as transformers and GPT-NeoX take them; head_dim 0 is
+ * hidden / heads, rotary_pct 0 the whole head (the defaults, before or after
+ * validation fills them in). */
+static int rotary_dims(const PxModelDesc *d) {
+  int head_dim = d->head_dim > 0 ? d->head_dim : d->hidden / d->heads;
+  return (int)(head_dim * (d->rotary_pct > 0 ? d->rotary_pct : 1.0));
+}
+
 /* Fill the defaults of zero fields (see PxModelDesc), then check every rule. */
 static gboolean validate_desc(PxModelDesc *d, GError **error) {
   const char *name = d->name ? d->name : "?";
@@ -194,10 +203,9 @@ static gboolean validate_desc(PxModelDesc *d, GError **error) {
     INVALID("model %s: norm_eps = %g must be in (0, 1)", name, d->norm_eps);
   if (!isfinite(d->rotary_pct) || d->rotary_pct <= 0 || d->rotary_pct > 1)
     INVALID("model %s: rotary_pct = %g must be in (0, 1]", name, d->rotary_pct);
-  /* transformers and GPT-NeoX rotate int(head_dim × rotary_pct) dimensions
-   * in pairs (inv_freq over arange(0, dim, 2), cos and sin of dim + 1 values
-   * for an odd dim: a shape error there): none is no positions at all */
-  int rotary = (int)(d->head_dim * d->rotary_pct);
+  /* rotated in pairs (inv_freq over arange(0, dim, 2), cos and sin of dim
+   * + 1 values for an odd dim: a shape error there): none is no positions */
+  int rotary = rotary_dims(d);
   if (d->pos == PX_POS_ROPE && (rotary < 2 || rotary % 2))
     INVALID("model %s: rotary_pct = %g of head_dim %d rotates %d dimensions: rotary positions need pairs, at least one",
             name, d->rotary_pct, d->head_dim, rotary);
@@ -816,8 +824,7 @@ static gboolean hf_rope_scaling(Hf *c, const PxModelDesc *d) {
   if (trunc && (!JSON_NODE_HOLDS_VALUE(trunc) || json_node_get_value_type(trunc) != G_TYPE_BOOLEAN))
     return hf_fail(c, "rope_scaling \"truncate\" must be true or false");
   if (!strcmp(kinds[k].type, "longrope")) {
-    int head_dim = d->head_dim > 0 ? d->head_dim : d->hidden / d->heads;
-    int rotary_dim = (int)(head_dim * (d->rotary_pct > 0 ? d->rotary_pct : 1.0));
+    int rotary_dim = rotary_dims(d);
     if (!rope_factor_list(c, rs, "short_factor", rotary_dim) || !rope_factor_list(c, rs, "long_factor", rotary_dim))
       return FALSE;
   }
