@@ -811,7 +811,7 @@ static gboolean ds_keys_known(JsonObject *o, const char *section, const char *pa
     const char *best = NULL;
     int best_d = 3;
     gboolean known = FALSE;
-    for (gsize i = 0; i < G_N_ELEMENTS(ds_known_keys) && !known; i++) {
+    for (gsize i = 0; i < G_N_ELEMENTS(ds_known_keys); i++) {
       const char *k = ds_known_keys[i];
       if (section ? strncmp(k, section, plen) || k[plen] != '.' : strchr(k, '.') != NULL) continue;
       k += section ? plen + 1 : 0;
