@@ -1,5 +1,6 @@
 /* data.c — llm.c token files, training windows, the synthetic corpus. */
 #include "data.h"
+#include "config.h"
 #include "check.h"
 #include <string.h>
 
@@ -129,11 +130,10 @@ gboolean px_token_file_write(const char *path, const guint16 *tokens, gint64 n, 
   h[2] = GINT32_TO_LE((gint32)n);
   guint16 *tok = (guint16 *)(buf + header);
   for (gint64 i = 0; i < n; i++) tok[i] = GUINT16_TO_LE(tokens[i]);
-  if (g_file_test(path, G_FILE_TEST_IS_DIR)) /* not "Failed to rename file “f.0HFIZ3” to “f”" */
-    return fail(error, PX_DATA_ERROR_IO, "token file %s: is a directory", path);
+  /* px_file_write names a directory as one (not "Failed to rename file “f.0HFIZ3” to “f”") */
   g_autoptr(GError) err = NULL;
-  if (!g_file_set_contents(path, buf, size, &err))
-    return fail(error, PX_DATA_ERROR_IO, "token file %s: %s", path, err->message);
+  if (!px_file_write(path, buf, size, PX_DATA_ERROR, PX_DATA_ERROR_IO, &err))
+    return fail(error, PX_DATA_ERROR_IO, "token file %s", err->message);
   return TRUE;
 }
 
