@@ -463,11 +463,15 @@ PxOutPath px_output_path_check(const char *path) {
   return g_file_test(dir, G_FILE_TEST_EXISTS) ? PX_OUT_DIR_NOT_DIR : PX_OUT_NO_DIR;
 }
 
-gboolean px_file_write(const char *path, const char *text, gsize len, GQuark domain, int code, GError **error) {
+const char *px_output_path_why(const char *path) {
   static const char *const whys[] = {[PX_OUT_OK] = NULL, [PX_OUT_IS_DIR] = "is a directory",
                                      [PX_OUT_NO_DIR] = "its directory does not exist",
                                      [PX_OUT_DIR_NOT_DIR] = "its directory is not a directory"};
-  const char *why = whys[px_output_path_check(path)];
+  return whys[px_output_path_check(path)];
+}
+
+gboolean px_file_write(const char *path, const char *text, gsize len, GQuark domain, int code, GError **error) {
+  const char *why = px_output_path_why(path);
   if (why) {
     g_set_error(error, domain, code, "%s: %s", path, why);
     return FALSE;

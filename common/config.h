@@ -88,6 +88,9 @@ gboolean px_parse_count(const char *s, double *out);
  * not a directory. */
 typedef enum { PX_OUT_OK, PX_OUT_IS_DIR, PX_OUT_NO_DIR, PX_OUT_DIR_NOT_DIR } PxOutPath;
 PxOutPath px_output_path_check(const char *path);
+/* Why nothing can be written at path ("is a directory", "its directory does
+ * not exist", ...), or NULL when it can. */
+const char *px_output_path_why(const char *path);
 /* Write a whole file (g_file_set_contents): a path that is a directory, or
  * whose directory is missing, is named as such in domain/code ("PATH: is a
  * directory"), not as the temporary file g_file_set_contents renames. */

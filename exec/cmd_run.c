@@ -194,10 +194,7 @@ int px_exec_cmd_run(int argc, char **argv) {
     const char *outs[][2] = {{"--trace", a.trace}, {"--csv", a.csv}};
     for (gsize i = 0; i < G_N_ELEMENTS(outs); i++) {
       if (!outs[i][1]) continue;
-      static const char *const whys[] = {[PX_OUT_OK] = NULL, [PX_OUT_IS_DIR] = "is a directory",
-                                         [PX_OUT_NO_DIR] = "its directory does not exist",
-                                         [PX_OUT_DIR_NOT_DIR] = "its directory is not a directory"};
-      const char *why = whys[px_output_path_check(outs[i][1])];
+      const char *why = px_output_path_why(outs[i][1]);
       if (why) {
         fprintf(stderr, CMD ": %s %s: %s\n", outs[i][0], outs[i][1], why);
         goto out;
