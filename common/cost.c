@@ -61,6 +61,7 @@
 #include "zero3.h"
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 G_DEFINE_QUARK(px-cost-error-quark, px_cost_error)
 
@@ -711,6 +712,130 @@ double px_cost_class_bytes(const PxModelDesc *d, PxOpClass k, int dir, double T,
 }
 
 
+/* ---- torchtitan's Llama block, eager and compiled (docs/cost.md section 4,
+ * "torchtitan: eager and compiled kernels"; torchtitan 9dec370, the December
+ * 2024 benchmarks' commit, and PyTorch's autograd formulas) ---- */
+
+double px_cost_titan_rmsnorm_eager(int dir, double Tn, double h, int E, int *kernels) {
+  /* models/norms.py RMSNorm.forward: self._norm(x.float()).type_as(x) *
+   * self.weight, _norm = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) +
+   * eps), the llama3 tomls' norm_type "rmsnorm" (not fused_rmsnorm), each op
+   * its own kernel. Forward: float() E + 4, pow 4 + 4, mean 4 (a row of Tn
+   * fp32 written), + eps and rsqrt over Tn elements (no full-size bytes),
+   * x * rsqrt 4 + 4, type_as 4 + E, * weight E + E: 20 + 2E + 2(E + 4) per
+   * element, 8 kernels. Backward (tools/autograd/derivatives.yaml,
+   * FunctionsManual.cpp): * weight: dy * w (2E), dy * c (3E) summed to the
+   * weight's shape (E); type_as: to fp32 (E + 4); x * r: g * r (4 + 4),
+   * g * x (4 + 4 + 4) summed over h (4); rsqrt: -0.5 * g * r.pow(3) over Tn
+   * (3 small kernels); mean: sum_backward's expand / N written full size
+   * (4); pow: pow_backward = g * (2 * x.pow(1)) — x.pow(1) a copy
+   * (Pow.cpp), the scalar product, the product: 8 + 8 + 12; the two
+   * gradients of x.float() summed (InputBuffer: 12); float(): to E (4 + E).
+   * 68 + 6E + 2E + 8 per element, 16 kernels. In fp32 (E = 4) float() and
+   * type_as are the tensor itself: no casts. */
+  gboolean cast = E < 4;
+  double th = Tn * h;
+  if (!dir) {
+    *kernels = 6 + (cast ? 2 : 0);
+    return th * (20.0 + 2 * E + (cast ? 2.0 * (E + 4) : 0));
+  }
+  *kernels = 14 + (cast ? 2 : 0);
+  return th * (68.0 + 6 * E + (cast ? 2.0 * E + 8 : 0));
+}
+
+static void titan_add(PxTitanKernels *o, int k, double bytes, int kernels) {
+  o->bytes[k] += bytes;
+  o->kernels[k] += kernels;
+}
+
+void px_cost_titan_block(const PxModelDesc *d, gboolean compiled, int dir, double T, double Tn, int tp, int E,
+                         PxTitanKernels *o) {
+  memset(o, 0, sizeof *o);
+  tp = MAX(tp, 1);
+  const int NORM = PX_OPC_NORM, RES = PX_OPC_RESIDUAL, ACT = PX_OPC_ACT, NONE = PX_N_OPC;
+  double h = d->hidden, q = (double)px_model_q_dim(d) / tp, kv = (double)px_model_kv_dim(d) / tp;
+  double f = (double)d->ffn / tp;
+  gboolean rep = d->kv_heads < d->heads; /* repeat_kv copies (n_rep > 1) */
+  gboolean cast = E < 4;
+  double nh = Tn * h;
+  /* RoPE (models/llama/model.py apply_rotary_emb) on xq and xk: x.float() (E
+   * + 4), view_as_complex (a view), the complex product with freqs_cis (4 +
+   * 4 per real element), view_as_real (a view), type_as (4 + E); backward the
+   * same three in reverse (the product by conj(freqs_cis)). Under compile
+   * too: Inductor generates no code for complex tensors
+   * (torch/_inductor/lowering.py unsupported_input_tensor, "Torchinductor
+   * does not support code generation for complex operators", the warning of
+   * torchtitan issue #15): the product runs as the eager kernel, the casts
+   * around it as Inductor kernels, and xk's cast back (forward) or the
+   * n_rep sum (backward) fused with repeat_kv's copy. repeat_kv
+   * (expand + reshape: a copy) of keys and values when kv heads < heads:
+   * read T kv, write T q; backward expand's sum_to_size, read T q, write
+   * T kv. */
+  titan_add(o, NONE, T * q * (8.0 + (cast ? 2.0 * (E + 4) : 0)), 1 + (cast ? 2 : 0)); /* xq */
+  titan_add(o, NONE, T * kv * 8.0, 1);                                                  /* xk's product */
+  if (!dir) {
+    titan_add(o, NONE, cast ? T * kv * (E + 4.0) : 0, cast ? 1 : 0); /* xk.float() */
+    if (compiled) {
+      if (rep || cast) titan_add(o, NONE, T * (kv * 4.0 + (rep ? q : kv) * E), 1);
+    } else {
+      if (cast) titan_add(o, NONE, T * kv * (4.0 + E), 1);
+      if (rep) titan_add(o, NONE, T * (kv + q) * E, 1);
+    }
+  } else {
+    titan_add(o, NONE, cast ? T * kv * (4.0 + E) : 0, cast ? 1 : 0); /* back to E */
+    if (compiled) {
+      if (rep || cast) titan_add(o, NONE, T * ((rep ? q : kv) * E + kv * 4.0), 1);
+    } else {
+      if (rep) titan_add(o, NONE, T * (q + kv) * E, 1);
+      if (cast) titan_add(o, NONE, T * kv * (E + 4.0), 1);
+    }
+  }
+  if (rep) titan_add(o, NONE, T * (kv + q) * E, 1); /* values: the copy | its sum */
+  if (!compiled) {
+    /* eager: two RMSNorms; h = x + attention, out = h + feed_forward: one add
+     * each (3E), backward the gradient sum at each fork (3E); SwiGLU
+     * F.silu(w1 x) * w3 x: silu (2E) and mul (3E), backward mul's two
+     * products (3E each) and silu_backward (3E); backward also the sums of
+     * the dgrads that meet at a norm's output — wq, wk, wv (2 adds) and w1,
+     * w3 (1): InputBuffer accumulation, 3E over T h each */
+    int nk;
+    double nb = px_cost_titan_rmsnorm_eager(dir, Tn, h, E, &nk);
+    titan_add(o, NORM, 2 * nb, 2 * nk);
+    titan_add(o, RES, 2 * 3.0 * E * nh, 2);
+    if (dir) titan_add(o, RES, 3 * 3.0 * E * T * h, 3);
+    titan_add(o, ACT, (dir ? 9.0 : 5.0) * E * T * f, dir ? 3 : 2);
+    return;
+  }
+  /* compiled (parallelize_llama.py apply_compile: torch.compile(block,
+   * fullgraph=True)): Inductor fuses the element-wise ops and reductions
+   * between two extern kernels (mm, SDPA, the collectives) into one kernel
+   * that reads its inputs and writes its outputs once. Forward: norm(x)
+   * (read x, write y: 2E); x + attn fused with ffn_norm (read 2, write h and
+   * y: 4E); silu(a) * b (3E); h + ffn, the block's output (3E). Backward:
+   * silu-mul's (read g, a, b, write da, db: 5E); each norm's dx kernel reads
+   * the dgrads meeting at its output (3 for the attention's, 2 for the
+   * MLP's), its input and the residual gradient and writes dx, and the
+   * weight's column reduction reads the dgrads and the input again (a second
+   * kernel): attention_norm 6E + 4E, ffn_norm 5E + 3E; the output add's
+   * gradient is passed through (no kernel). With TP the dgrads are partial
+   * sums reduce-scattered (an extern collective) before the norm: their sum
+   * is its own kernel over T h (3 reads + 1, 2 + 1), and each norm reads one
+   * gradient: 4E + 2E. */
+  if (!dir) {
+    titan_add(o, NORM, (2.0 + 4.0) * E * nh, 2);
+    titan_add(o, RES, 3.0 * E * nh, 1);
+    titan_add(o, ACT, 3.0 * E * T * f, 1);
+    return;
+  }
+  titan_add(o, ACT, 5.0 * E * T * f, 1);
+  if (tp > 1) {
+    titan_add(o, RES, (4.0 + 3.0) * E * T * h, 2);
+    titan_add(o, NORM, 2 * 6.0 * E * nh, 4);
+  } else {
+    titan_add(o, NORM, (10.0 + 8.0) * E * nh, 4);
+  }
+}
+
 /* Megatron-LM's mixed-precision optimizer step per parameter
  * (megatron/optimizer/optimizer.py Float16OptimizerWithFloat16Params.step,
  * the same in April 2021, 8cfef1bfe7, and May 2022, d898a8991d), each pass
@@ -1151,6 +1276,7 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
                 sm_b + (d->dropout ? membound(cluster, 2 * S * E + S, 1) : 0);
     }
     double drop = d->dropout ? 2 * (2 * Tn * h * E + Tn * h) : 0;         /* attn-out, mlp-out + masks */
+    gboolean titan = plan->stack == PX_STACK_TORCHTITAN && px_model_llama_block(d);
     double mb_fwd = 0;                                                    /* the forward's memory-bound kernels */
     int drop_k = d->dropout ? 2 : 0;
     c.attn_fwd = att_fwd;
@@ -1161,6 +1287,14 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
        * two residual adds, the activation, each at its class's rate; dropout
        * (attn-out, mlp-out + masks) at the HBM rate */
       MemBound mb = {0};
+      if (titan) {
+        /* torchtitan's Llama block op by op, eager or compiled
+         * (px_cost_titan_block), each class at its rate */
+        PxTitanKernels tk;
+        px_cost_titan_block(d, plan->compile, dir, T, Tn, tp, E, &tk);
+        for (int k = 0; k <= PX_N_OPC; k++)
+          if (tk.kernels[k] > 0) membound_add(&mb, cluster, plan, d, k < PX_N_OPC ? k : -1, dir, tk.bytes[k], tk.kernels[k]);
+      } else {
       int nk, rk, ak;
       double nb = norm_bytes(d, plan, dir, Tn, h, E, &nk);
       double rb = px_cost_class_bytes(d, PX_OPC_RESIDUAL, dir, Tn, h, E, &rk);
@@ -1170,6 +1304,7 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
       /* an MoE block without shared experts has no dense MLP: no activation kernel */
       if (ffn_local > 0) membound_add(&mb, cluster, plan, d, PX_OPC_ACT, dir, ab, ak);
       if (drop > 0) membound_add(&mb, cluster, plan, d, -1, dir, drop, drop_k);
+      }
       double mbt = membound_time(cluster, &mb);
       if (!dir) mb_fwd = mbt;
       *(dir ? &dgrad : &c.fwd) += (dir ? att_bwd : att_fwd) + mbt;
@@ -1206,7 +1341,10 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
   case PX_LAYER_FINAL_NORM:
     for (int dir = 0; dir < 2; dir++) {
       int nk;
-      double nb = norm_bytes(d, plan, dir, Tn, h, E, &nk);
+      /* torchtitan compiles the blocks only: its final RMSNorm runs eagerly */
+      double nb = plan->stack == PX_STACK_TORCHTITAN && px_model_llama_block(d)
+                      ? px_cost_titan_rmsnorm_eager(dir, Tn, h, E, &nk)
+                      : norm_bytes(d, plan, dir, Tn, h, E, &nk);
       *(dir ? &dgrad : &c.fwd) += px_cost_membound_class(cluster, plan->stack, d, PX_OPC_NORM, dir, nb, nk);
     }
     break;

@@ -307,6 +307,25 @@ double px_cost_membound_class(const PxCluster *cluster, PxStack stack, const PxM
  * forward (dir 0) or backward (1), and in *kernels (may be NULL) how many
  * kernels it is: the table of docs/cost.md section 2 (non-fsdp stacks). */
 double px_cost_class_bytes(const PxModelDesc *d, PxOpClass k, int dir, double T, double width, int E, int *kernels);
+/* The memory-bound kernels of one torchtitan Llama block (px_model_llama_block)
+ * outside its GEMMs and SDPA, forward (dir 0) or backward (1), run eagerly or
+ * under torch.compile per TransformerBlock (compiled): bytes[k] and
+ * kernels[k] per op class k, index PX_N_OPC for the kernels of no class
+ * (RoPE's, repeat_kv's). T: the rank's tokens through the attention and the
+ * MLP; Tn: a norm's and a residual add's (T / tp with sequence parallelism);
+ * widths are the model's over tp; E: activation bytes. Every kernel and its
+ * source: docs/cost.md section 4, "torchtitan: eager and compiled kernels". */
+typedef struct {
+  double bytes[PX_N_OPC + 1];
+  int kernels[PX_N_OPC + 1];
+} PxTitanKernels;
+void px_cost_titan_block(const PxModelDesc *d, gboolean compiled, int dir, double T, double Tn, int tp, int E,
+                         PxTitanKernels *out);
+/* torchtitan's RMSNorm (models/norms.py RMSNorm at 9dec370) run eagerly over
+ * Tn x h elements, forward (dir 0) or backward (1): bytes, and its kernels
+ * in *kernels (the final norm's, outside the compiled blocks, and the
+ * blocks' when not compiled). */
+double px_cost_titan_rmsnorm_eager(int dir, double Tn, double h, int E, int *kernels);
 /* FLOPs the cost model counts for the unfused attention core's forward (QK^T
  * and PV, no causal halving): 4 b s^2 h / tp; its backward twice that. */
 double px_cost_unfused_attn_flops(double b, double seq, double h, int tp);

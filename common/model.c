@@ -8,6 +8,11 @@ G_DEFINE_QUARK(px-model-error-quark, px_model_error)
 static const char *const ffn_names[] = {"gelu", "swiglu", "geglu", "relu2", NULL};
 const char *px_ffn_kind_name(PxFfnKind k) { return ffn_names[k]; }
 gboolean px_ffn_gated(PxFfnKind k) { return k == PX_FFN_SWIGLU || k == PX_FFN_GEGLU; }
+gboolean px_model_llama_block(const PxModelDesc *d) {
+  return d->norm == PX_NORM_RMSNORM && d->pos == PX_POS_ROPE && d->ffn_kind == PX_FFN_SWIGLU && !d->bias &&
+         !d->qkv_bias && !d->dropout && !d->parallel_attn && !d->norm_offset && d->experts == 0 &&
+         (d->rotary_pct == 0 || d->rotary_pct == 1);
+}
 gint64 px_model_q_dim(const PxModelDesc *d) { return (gint64)d->heads * d->head_dim; }
 gint64 px_model_kv_dim(const PxModelDesc *d) { return (gint64)d->kv_heads * d->head_dim; }
 double px_model_attn_span(const PxModelDesc *d, int seq) {

@@ -203,6 +203,12 @@ gint64 px_model_kv_dim(const PxModelDesc *d);
 double px_model_attn_span(const PxModelDesc *d, int seq);
 /* The MLP has three tensors (gate, up, down). */
 gboolean px_ffn_gated(PxFfnKind k);
+/* A Llama block as torchtitan writes it (torchtitan/models/llama/model.py at
+ * 9dec370): RMSNorm, RoPE over the whole head, SwiGLU, no biases, no dropout,
+ * sequential attention then MLP, no experts, no norm offset. The blocks
+ * whose element-wise kernels the torchtitan stack counts op by op, eager or
+ * compiled (cost.h px_cost_titan_block; docs/cost.md section 4). */
+gboolean px_model_llama_block(const PxModelDesc *d);
 
 /* Whether block b (0-based) has a mixture-of-experts MLP. */
 gboolean px_model_block_is_moe(const PxModelDesc *d, int b);

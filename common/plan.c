@@ -353,6 +353,12 @@ gboolean px_plan_validate(PxPlan *p, const PxModel *model, const PxCluster *clus
              px_plan_local_seq(p), p->seq, p->cp);
     REFUSE("sequence parallelism needs tp=%d to divide the sequence %d", p->tp, p->seq);
   }
+  if (p->compile && p->stack != PX_STACK_TORCHTITAN)
+    REFUSE("--compile is torch.compile per TransformerBlock as torchtitan applies it: it needs --stack torchtitan "
+           "(stack is %s)", px_stack_name(p->stack));
+  if (p->compile && !px_model_llama_block(d))
+    REFUSE("--compile: the compiled kernels are counted for torchtitan's Llama block (RMSNorm, RoPE, SwiGLU, no "
+           "biases, dropout or experts); %s is not one", d->name ? d->name : "the model");
   if (p->tp_overlap < PX_TPO_NONE || p->tp_overlap >= PX_N_TPO) REFUSE("unknown tp_overlap %d", (int)p->tp_overlap);
   if (p->tp_overlap != PX_TPO_NONE) {
     /* Megatron-LM arguments.py: "Tensor parallel communication/GEMM overlap
@@ -497,6 +503,7 @@ static const struct {
   {"order", KEY_CHOICE, offsetof(PxPlan, order), 0, (ChoiceParser)px_order_parse,
    "a permutation of tp,dp,pp (innermost first)", 0},
   {"seq_parallel", KEY_BOOL, offsetof(PxPlan, seq_parallel), 0, NULL, NULL, 0},
+  {"compile", KEY_BOOL, offsetof(PxPlan, compile), 0, NULL, NULL, 0},
   {"partition", KEY_STRING, offsetof(PxPlan, partition), 0, NULL, NULL, 0},
   {"workspace_gb", KEY_GB, offsetof(PxPlan, workspace_bytes), 0, NULL, NULL, PX_PLAN_MAX_BYTES},
   {"bucket_bytes", KEY_DOUBLE, offsetof(PxPlan, bucket_bytes), 0, NULL, NULL, PX_PLAN_MAX_BYTES},
@@ -626,6 +633,7 @@ char *px_plan_to_ini(const PxPlan *p) {
                          px_axis_name(p->order[2]));
   if (p->cp > 1) g_string_append_printf(s, "cp = %d\n", p->cp);
   if (p->tp_overlap != PX_TPO_NONE) g_string_append_printf(s, "tp_overlap = %s\n", px_tp_overlap_name(p->tp_overlap));
+  if (p->compile) g_string_append(s, "compile = true\n");
   char ws[G_ASCII_DTOSTR_BUF_SIZE], bk[G_ASCII_DTOSTR_BUF_SIZE], im[G_ASCII_DTOSTR_BUF_SIZE];
   g_string_append_printf(s, "ep = %d\netp = %d\nimbalance = %s\n", p->ep, p->etp,
                          g_ascii_dtostr(im, sizeof im, p->imbalance));

@@ -100,6 +100,10 @@ typedef struct {
   double imbalance;        /* the busiest expert's tokens / the balanced share (default 1) */
   PxTpOverlap tp_overlap;  /* TP communication overlap (needs tp > 1, sequence parallelism, megatron-core,
                               the TP group on one node); none by default */
+  gboolean compile;        /* torch.compile per TransformerBlock (torchtitan's training.compile; needs
+                              --stack torchtitan and a Llama block, px_model_llama_block): the block's
+                              element-wise kernels fused as Inductor fuses them (docs/cost.md section 4).
+                              Off by default, as torchtitan's --training.compile (store_true) is */
 } PxPlan;
 
 /* Defaults: everything 1, 1f1b, parameters, ZeRO 0, bf16, no checkpointing,

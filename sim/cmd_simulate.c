@@ -111,12 +111,13 @@ static void print_text(const SimReport *r) {
                                        : px_precision_name(p->precision));
   }
   if (!r->ideal)
-    printf("stack      %s, %s attention, gradients reduced in %d-byte elements%s%s%s%s\n", px_stack_name(p->stack),
+    printf("stack      %s, %s attention, gradients reduced in %d-byte elements%s%s%s%s%s\n", px_stack_name(p->stack),
            px_attention_name(r->tab->attention), r->tab->grad_reduce_bytes,
            r->tab->overlap_dp ? ", DP reduction overlapped with the backward" : ", DP reduction after the backward",
            p->tp_overlap != PX_TPO_NONE ? ", TP communication overlapped (userbuffers: " : "",
            p->tp_overlap != PX_TPO_NONE ? px_tp_overlap_name(p->tp_overlap) : "",
-           p->tp_overlap != PX_TPO_NONE ? ")" : "");
+           p->tp_overlap != PX_TPO_NONE ? ")" : "",
+           p->compile ? ", blocks torch.compile'd (Inductor's fused kernels)" : "");
   printf("bubble     %.2f %% of step time (pipeline idle incl. p2p waits, mean over ranks; analytic "
          "%.2f %%, %s); exposed DP reduction %.2f %% (not bubble); all idle %.2f %% of busy time\n",
          100 * res->bubble_fraction, 100 * px_plan_bubble_fraction(p), px_report_bubble_formula(p->schedule),
@@ -179,6 +180,7 @@ static void print_json(const SimReport *r) {
     px_json_member_string(b, "stack", px_stack_name(r->plan.stack));
     px_json_member_string(b, "attention", px_attention_name(r->tab->attention));
     px_json_member_string(b, "tp_overlap", px_tp_overlap_name(r->plan.tp_overlap));
+    px_json_member_bool(b, "compile", r->plan.compile);
     px_json_member_int(b, "grad_reduce_bytes", r->tab->grad_reduce_bytes);
   }
   /* predicted seconds per instruction kind, per simulated rank (what a

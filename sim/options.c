@@ -87,6 +87,9 @@ GOptionGroup *px_plan_options_group(PxPlanOptions *o) {
      "TP communication overlap (Megatron-Core --tp-comm-overlap, Transformer Engine userbuffers; needs tp > 1, --sp, "
      "--stack megatron-core): te (TE's default configuration) or a NeMo userbuffers_* configuration, none to turn off",
      "CFG"},
+    {"compile", 0, 0, G_OPTION_ARG_NONE, &o->compile,
+     "torch.compile per TransformerBlock (torchtitan's training.compile; needs --stack torchtitan and a Llama "
+     "model; off by default, as in torchtitan)", NULL},
     {"cp", 0, 0, INT_FLAG, "Context-parallel degree: ring attention over cp ranks, inside DP (seq divisible by 2·cp)", "N"},
     {"units", 0, 0, G_OPTION_ARG_STRING, &o->units, "Memory units: GB (1e9 B, default) or GiB (2^30 B)", "U"},
     {"ep", 0, 0, INT_FLAG, "Expert parallelism: experts split over N ranks (MoE models; default 1)", "N"},
@@ -240,6 +243,7 @@ gboolean px_plan_options_resolve(PxPlanOptions *o, gboolean need_cluster, PxMode
     plan->partition = g_strdup(o->partition);
   }
   if (o->sp) plan->seq_parallel = TRUE;
+  if (o->compile) plan->compile = TRUE;
   if (o->ep > 0) plan->ep = o->ep;
   if (o->etp > 0) plan->etp = o->etp;
   if (o->imbalance) {

@@ -17,6 +17,7 @@ typedef struct {
   char *bucket;  /* --bucket: the DP reduction bucket (plan bucket_bytes) */
   char *tp_overlap;  /* --tp-overlap: TP communication overlap (plan tp_overlap) */
   gboolean sp;
+  gboolean compile; /* --compile: torch.compile per block (torchtitan) */
   char *units;       /* "GB" (1e9, default) or "GiB" (2^30) */
   int cp;            /* --cp: context-parallel degree */
   int ep, etp;       /* expert parallelism and expert tensor parallelism (-1: unset) */

@@ -203,6 +203,10 @@ bad "--tp-overlap without tp" "needs tp > 1" "$sim" simulate --model 7b --cluste
 bad "--tp-overlap without sp" "needs sequence parallelism" "$sim" simulate --model 7b --cluster dgx-h100 --tp 8 --stack megatron-core --tp-overlap te
 bad "--tp-overlap off megatron-core" "needs --stack megatron-core" "$sim" simulate --model 7b --cluster dgx-h100 --tp 8 --sp --tp-overlap te
 bad "--tp-overlap search off megatron-core" "needs --stack megatron-core" "$sim" search --model 7b --cluster dgx-h100 --gbs 64 --tp-overlap te
+bad "--compile off torchtitan" "needs --stack torchtitan (stack is parallax)" "$sim" simulate --model llama3-8b --cluster dgx-h100 --compile
+bad "--compile under fsdp" "needs --stack torchtitan (stack is fsdp)" "$sim" plan --model llama3-8b --gpus 8 --stack fsdp --compile
+bad "--compile search off torchtitan" "needs --stack torchtitan" "$sim" search --model llama3-8b --cluster dgx-h100 --gbs 64 --compile
+bad "--compile on a GPT block" "gpt2-124m is not one" "$sim" simulate --model gpt2-124m --cluster dgx-h100 --stack torchtitan --compile
 bad "gbs not a multiple of mbs·dp" "global batch" "$sim" plan --model 7b --gpus 8 --dp 8 --mbs 2 --gbs 12
 bad "unknown schedule" "sideways" "$sim" simulate --model 7b --cluster dgx-h100 --gpus 8 --schedule sideways
 bad "partition: weights summing to inf" "sum beyond the largest number" "$sim" partition --weights 1e308,1e308 --stages 1

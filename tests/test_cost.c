@@ -1886,6 +1886,98 @@ static void test_torchtitan_op_sac(void) {
   px_plan_clear(&p);
 }
 
+/* torchtitan's Llama block, eager and compiled (px_cost_titan_block;
+ * docs/cost.md section 4), by hand for h 64, 4 heads, 2 KV heads (head_dim
+ * 16: q 64, kv 32 wide), SwiGLU ffn 128, T = 32 tokens, bf16 (E = 2): T h =
+ * T q = 2048, T kv = 1024, T f = 4096 elements.
+ * Eager forward: two RMSNorms, 36 B per element (float() 6, pow 8, mean 4,
+ *   x * rsqrt 8, type_as 6, * weight 4), 2 x 36 x 2048 = 147456 B, 2 x 8
+ *   kernels; RoPE on xq: 2048 x (6 + 8 + 6) = 40960 B, 3 kernels; on xk:
+ *   1024 x (6 + 8 + 6) = 20480 B, 3; repeat_kv of keys and values: 2 x (1024
+ *   + 2048) x 2 = 12288 B, 2; two residual adds 2 x 6 x 2048 = 24576 B, 2;
+ *   silu and mul 5 x 2 x 4096 = 40960 B, 2. 286720 B, 28 kernels.
+ * Eager backward: RMSNorms 92 B per element (dy*w 4, dy*c 6, the weight's
+ *   sum 2, to fp32 6, g*r 8, g*x 12, its sum 4, mean's expand / N 4, pow's
+ *   copy, scale and product 8 + 8 + 12, the two gradients summed 12, to bf16
+ *   6; 16 kernels), 2 x 92 x 2048 = 376832 B, 32; RoPE as forward 40960 +
+ *   20480 B, 6; repeat_kv's sums 12288 B, 2; the residual forks 24576 B, 2;
+ *   the dgrad sums at the norms' outputs (wq + wk + wv: 2, w1 + w3: 1) 3 x 6
+ *   x 2048 = 36864 B, 3; mul's two products and silu_backward 9 x 2 x 4096
+ *   = 73728 B, 3. 585728 B, 48 kernels.
+ * Compiled forward: norm 2 x 2 x 2048 = 8192 B and add + norm 4 x 2 x 2048
+ *   = 16384 B, 2 kernels; the output add 12288 B, 1; silu * mul 3 x 2 x 4096
+ *   = 24576 B, 1; RoPE: xq as eager 40960 B, 3 (the complex product falls
+ *   back to eager under Inductor), xk.float() 6144 and the product 8192, 2,
+ *   the cast back fused with repeat_kv's copy, read 1024 x 4, write 2048 x 2
+ *   = 8192 B, 1; the values' copy 6144 B, 1. 131072 B, 11 kernels.
+ * Compiled backward: silu-mul 5 x 2 x 4096 = 40960 B, 1; attention_norm dx
+ *   (3 dgrads, x, residual gradient read, dx written: 6 x 2) + dweight (3
+ *   dgrads and x: 4 x 2), ffn_norm (5 + 3) x 2: 36 x 2048 = 73728 B, 4;
+ *   RoPE: xq 40960 B, 3; xk: repeat's sum fused with the cast to fp32, read
+ *   2048 x 2, write 1024 x 4 = 8192 B, the product 8192, the cast back 6144,
+ *   3; the values' sum 6144 B, 1. 184320 B, 12 kernels.
+ * With tp 2 and sequence parallelism (T 32, Tn 16; q 32, kv 16, f 64),
+ *   compiled backward: silu-mul 10 x 32 x 64 = 20480 B, 1; the dgrads'
+ *   partial sums before the reduce-scatter, (4 + 3) x 2 x 32 x 64 = 28672 B,
+ *   2; each norm dx (dy, x, residual read, dx written) + dweight (dy, x): 2
+ *   x 6 x 2 x 16 x 64 = 24576 B, 4; xq 32 x 32 x 20 = 20480 B, 3; xk
+ *   512 x 8 + 512 x 6 + 32 x (32 x 2 + 16 x 4) = 11264 B, 3; values 32 x 48 x
+ *   2 = 3072 B, 1: 108544 B, 14 kernels. */
+static double titan_total(const PxTitanKernels *k, int *kernels) {
+  double b = 0;
+  *kernels = 0;
+  for (int i = 0; i <= PX_N_OPC; i++) {
+    b += k->bytes[i];
+    *kernels += k->kernels[i];
+  }
+  return b;
+}
+
+static void test_torchtitan_compile(void) {
+  PxModelDesc d = {.name = (char *)"tiny-llama", .layers = 2, .hidden = 64, .heads = 4, .kv_heads = 2,
+                   .ffn = 128, .vocab = 100, .max_seq = 32, .ffn_kind = PX_FFN_SWIGLU, .norm = PX_NORM_RMSNORM,
+                   .pos = PX_POS_ROPE, .bias = FALSE, .tied = FALSE, .dropout = FALSE};
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PxModel) m = px_model_new(&d, &err);
+  g_assert_no_error(err);
+  g_assert_true(px_model_llama_block(&m->desc));
+  const struct { gboolean compiled; int dir, tp; double bytes; int kernels; } want[] = {
+    {FALSE, 0, 1, 286720, 28}, {FALSE, 1, 1, 585728, 48}, {TRUE, 0, 1, 131072, 11},
+    {TRUE, 1, 1, 184320, 12},  {TRUE, 1, 2, 108544, 14},
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS(want); i++) {
+    PxTitanKernels k;
+    int n;
+    px_cost_titan_block(&m->desc, want[i].compiled, want[i].dir, 32, 32.0 / want[i].tp, want[i].tp, 2, &k);
+    g_assert_cmpfloat(titan_total(&k, &n), ==, want[i].bytes);
+    g_assert_cmpint(n, ==, want[i].kernels);
+  }
+  /* the block's time: the same GEMMs and attention, the memory-bound bytes
+   * above at the HBM rate (no calibrated classes, no kernel overhead) */
+  PxCluster c = make_cluster(1, 1);
+  c.kernel_overhead = 0;
+  PxPlan p;
+  set_plan(&p, 1, 1, 1, 1, 1);
+  p.seq = 32;
+  p.precision = PX_PREC_BF16;
+  p.stack = PX_STACK_TORCHTITAN;
+  const PxLayer *block = &m->layers[1];
+  g_assert_cmpint(block->kind, ==, PX_LAYER_BLOCK);
+  PxLink l = px_cost_tp_link(&c, &p, 0);
+  PxLayerTimes eager, compiled;
+  px_cost_layer_times(m, block, &c, &p, &l, &eager);
+  p.compile = TRUE;
+  px_cost_layer_times(m, block, &c, &p, &l, &compiled);
+  double rate = px_cost_hbm_rate(&c);
+  g_assert_cmpfloat(REL(eager.fwd - compiled.fwd, (286720.0 - 131072.0) / rate), <, 1e-9);
+  g_assert_cmpfloat(REL(eager.bwd_input - compiled.bwd_input, (585728.0 - 184320.0) / rate), <, 1e-9);
+  /* a GPT block keeps the class charges */
+  g_autoptr(PxModel) gpt = px_model_load("gpt2-124m", &err);
+  g_assert_no_error(err);
+  g_assert_false(px_model_llama_block(&gpt->desc));
+  px_plan_clear(&p);
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/cost/collective/ring-allreduce", test_ring_allreduce);
@@ -1925,5 +2017,6 @@ int main(int argc, char **argv) {
   g_test_add_func("/cost/table/refuses-missing-peak", test_refuses);
   g_test_add_func("/cost/stack/torchtitan", test_torchtitan_stack);
   g_test_add_func("/cost/stack/torchtitan-op-sac", test_torchtitan_op_sac);
+  g_test_add_func("/cost/stack/torchtitan-compile", test_torchtitan_compile);
   return g_test_run();
 }

@@ -232,6 +232,40 @@ static void test_tp_overlap_rules(void) {
   }
 }
 
+/* --compile is torchtitan's torch.compile per TransformerBlock: refused
+ * under any other stack, and for a block that is not torchtitan's Llama
+ * (the compiled kernels are counted for that block only). */
+static void test_compile_rules(void) {
+  g_autoptr(PxModel) llama = load("llama3-8b");
+  g_autoptr(PxModel) gpt = load("gpt2-124m");
+  struct { const PxModel *m; PxStack stack; const char *msg; } cases[] = {
+    {llama, PX_STACK_FSDP, "--compile is torch.compile per TransformerBlock as torchtitan applies it: it needs "
+                           "--stack torchtitan (stack is fsdp)"},
+    {llama, PX_STACK_PARALLAX, "it needs --stack torchtitan (stack is parallax)"},
+    {gpt, PX_STACK_TORCHTITAN, "torchtitan's Llama block (RMSNorm, RoPE, SwiGLU, no biases, dropout or experts); "
+                               "gpt2-124m is not one"},
+    {llama, PX_STACK_TORCHTITAN, NULL},
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
+    PxPlan p;
+    px_plan_init(&p);
+    p.stack = cases[i].stack;
+    p.seq = 1024;
+    p.compile = TRUE;
+    g_autoptr(GError) e = NULL;
+    gboolean ok = px_plan_validate(&p, cases[i].m, NULL, &e);
+    if (!cases[i].msg) {
+      g_assert_no_error(e);
+      g_assert_true(ok);
+    } else {
+      g_assert_false(ok);
+      g_assert_error(e, PX_PLAN_ERROR, PX_PLAN_ERROR_INVALID);
+      g_assert_nonnull(strstr(e->message, cases[i].msg));
+    }
+    px_plan_clear(&p);
+  }
+}
+
 static void test_ini_roundtrip(void) {
   PxPlan a, b;
   px_plan_init(&a);
@@ -286,6 +320,7 @@ static void test_ini_keys(void) {
     {"schedule", "gpipe"}, {"ckpt", "full"}, {"offload", "optimizer"}, {"precision", "fp16"},
     {"stack", "fsdp"}, {"attention", "unfused"}, {"tp_overlap", "te"}, {"order", "dp,tp,pp"},
     {"seq_parallel", "true"}, {"partition", "uniform"}, {"workspace_gb", "3"}, {"bucket_bytes", "1e8"},
+    {"compile", "true"},
   };
   PxPlan def;
   px_plan_init(&def);
@@ -606,6 +641,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/plan/ini/roundtrip", test_ini_roundtrip);
   g_test_add_func("/plan/ini/keys", test_ini_keys);
   g_test_add_func("/plan/tp-overlap/rules", test_tp_overlap_rules);
+  g_test_add_func("/plan/compile/rules", test_compile_rules);
   g_test_add_func("/plan/deepspeed", test_deepspeed);
   g_test_add_func("/plan/deepspeed-auto", test_deepspeed_auto);
   g_test_add_func("/plan/deepspeed-unknown-keys", test_deepspeed_unknown_keys);

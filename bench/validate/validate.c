@@ -1386,6 +1386,7 @@ static double titan_predict(gsize i, const PxModel *m, const PxCluster *c, GStri
   base.gbs = titan[i].local * dp;
   base.precision = titan[i].fp8 ? PX_PREC_FP8 : PX_PREC_BF16;
   base.stack = PX_STACK_TORCHTITAN;
+  base.compile = titan[i].compile; /* the rows' torch.compile (training.compile), per block */
   if (titan[i].pp > 1) {
     g_free(base.partition); /* px_plan_init's default */
     base.partition = g_strdup("type:^TransformerLayer$");
@@ -1419,9 +1420,11 @@ static double titan_predict(gsize i, const PxModel *m, const PxCluster *c, GStri
 
 static void suite_titan(Errors *all, gboolean quiet, gboolean breakdown) {
   Errors e = {0}, fp8 = {0};
+  double pred[G_N_ELEMENTS(titan)] = {0};
   printf("\n6. TorchTitan (Liang et al. 2024; benchmarks/llama3_h100_202412_torchtitan.md) — H100 96 GB HBM2e\n"
          "   (dgx-h100 preset, hbm_bw 2.4 TB/s), --stack torchtitan, FSDP2, fp32 gradient reduction;\n"
-         "   torch.compile, async TP, float8 all-gather and the 500 W clock not modelled\n");
+         "   torch.compile per block (--compile) on the rows that ran it; async TP, float8 all-gather and the\n"
+         "   500 W clock not modelled\n");
   printf("%-18s %-11s %4s %2s %2s %2s %2s %3s %3s %6s %10s %10s %8s %10s\n", "row", "model", "gpus", "tp", "pp", "cp",
          "vp", "dp", "mbs", "seq", "predicted", "published", "error", "NVL peak");
   printf("%-18s %-11s %4s %2s %2s %2s %2s %3s %3s %6s %10s %10s %8s %10s\n", "", "", "", "", "", "", "", "", "", "",
@@ -1446,6 +1449,7 @@ static void suite_titan(Errors *all, gboolean quiet, gboolean breakdown) {
     c->peak_fp8 = 1670.5e12;
     double nvl = titan_predict(i, m, c, NULL);
     if (predicted <= 0) continue;
+    pred[i] = predicted;
     gboolean apart = titan[i].fp8;
     add_error(apart ? &fp8 : &e, predicted, titan[i].published, titan[i].label);
     if (!quiet && apart && (i == 0 || !titan[i - 1].fp8)) printf("float8 rows (--precision fp8; set apart, outside the statistics):\n");
@@ -1455,8 +1459,20 @@ static void suite_titan(Errors *all, gboolean quiet, gboolean breakdown) {
              titan[i].model, titan[i].gpus, titan[i].tp, titan[i].pp, titan[i].cp, titan[i].vp, dp,
              titan[i].pp > 1 ? titan[i].local / titan[i].pp : titan[i].local, titan[i].seq, predicted,
              titan[i].published, 100 * (predicted / titan[i].published - 1), nvl,
-             titan[i].async_tp ? "  (async TP not modelled)" : titan[i].compile ? "  (compile not modelled)" : "");
+             titan[i].async_tp ? "  (async TP not modelled)" : "");
     if (!quiet) fputs(note->str, stdout);
+  }
+  /* torch.compile against eager: each bf16 row and its compiled twin (the
+   * same layout), predicted and published tokens/s ratios */
+  for (gsize i = 0; i < G_N_ELEMENTS(titan) && !quiet; i++) {
+    if (titan[i].compile || titan[i].fp8 || pred[i] <= 0) continue;
+    for (gsize j = 0; j < G_N_ELEMENTS(titan); j++)
+      if (j != i && titan[j].compile && !titan[j].fp8 && pred[j] > 0 && !strcmp(titan[j].model, titan[i].model) &&
+          titan[j].gpus == titan[i].gpus && titan[j].tp == titan[i].tp && titan[j].pp == titan[i].pp &&
+          titan[j].cp == titan[i].cp && titan[j].local == titan[i].local && titan[j].seq == titan[i].seq &&
+          titan[j].ckpt == titan[i].ckpt)
+        printf("torch.compile / eager, %s vs %s: predicted %.3f, published %.3f (tokens/s per GPU)\n", titan[j].label,
+               titan[i].label, pred[j] / pred[i], titan[j].published / titan[i].published);
   }
   print_errors("TorchTitan H100 BF16 (apart: 500 W HBM2e parts)", &e);
   print_errors("  float8 rows (apart)", &fp8);
