@@ -499,6 +499,9 @@ char *px_emit_torchtitan(const PxModel *model, const PxCluster *cluster, const P
   g_string_append(s, "\n[activation_checkpoint]\n");
   g_string_append_printf(s, "mode = \"%s\"\n", px_ckpt_name(p->ckpt));
   if (p->ckpt == PX_CKPT_SELECTIVE) g_string_append(s, "selective_ac_option = \"op\"\n");
+  /* --compile: torch.compile per TransformerBlock, what the profile costs
+   * (the loss, 0.2.x's other default component, is not) */
+  if (p->compile) g_string_append(s, "\n[compile]\nenable = true\ncomponents = [\"model\"]\n");
   return g_string_free(s, FALSE);
 }
 

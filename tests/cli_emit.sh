@@ -27,6 +27,13 @@ check "same gbs and mbs back" "python3 -c 'import json,sys; p=json.loads(sys.arg
 pl=$("$sim" plan --plan "$tmp/ini/plan.ini"); rc=$?
 check "plan reads the emitted plan.ini" "[ $rc = 0 ] && grep -q '^layout     dp 4 × pp 4 × tp 2 = 32 GPUs' <<<\"\$pl\""
 
+# --compile under the torchtitan stack: the config compiles the blocks (the model component), and the plan.ini keeps it
+"$sim" plan --model llama3-8b --cluster dgx-h100 --gpus 8 --stack torchtitan --compile --emit torchtitan --out "$tmp/tc" >/dev/null 2>&1; rc=$?
+check "torchtitan --compile: [compile] enable, components model" "[ $rc = 0 ] && python3 -c 'import tomllib,sys; d=tomllib.load(open(sys.argv[1],\"rb\")); assert d[\"compile\"]==dict(enable=True, components=[\"model\"]), d' $tmp/tc/torchtitan.toml"
+check "torchtitan without --compile: no [compile]" "! grep -q '^\[compile\]' $tmp/torchtitan/torchtitan.toml"
+"$sim" plan --model llama3-8b --cluster dgx-h100 --gpus 8 --stack torchtitan --compile --emit ini --out "$tmp/tci" >/dev/null 2>&1
+check "plan.ini keeps compile" "grep -qx 'compile = true' $tmp/tci/plan.ini && \"$sim\" simulate --plan $tmp/tci/plan.ini | grep -q \"torch.compile'd\""
+
 # search: the winner as megatron files, and the older FILE.ini form
 "$sim" search --model llama2-13b --cluster dgx-h100 --gpus 16 --seq 4096 --gbs 64 --threads 2 --top 1 --emit megatron --out "$tmp/s" >/dev/null 2>&1; rc=$?
 check "search --emit megatron exits 0" "[ $rc = 0 ] && [ -x $tmp/s/pretrain_gpt.sh ]"
