@@ -124,9 +124,9 @@ void px_activations_segment(const PxModel *model, const PxPlan *plan, int first,
  * torchtitan PR #820's finding (Feb 2025, which dropped aten.abs from the
  * list): with tensorwise scaling the saved abs costs nothing under compile,
  * with rowwise (torch.amax, not in the list) abs(W3) was saved. Eager, the
- * dispatch mode would cache every abs output too: not modelled (the plan
- * carries no compile flag; torchtitan's float8.py says float8 is meant to
- * run compiled, and every published float8 row is). */
+ * dispatch mode would cache every abs output too: not modelled (the plan's
+ * compile changes the time only; torchtitan's float8.py says float8 is
+ * meant to run compiled, and every published float8 row is). */
 static gboolean titan_op_sac(const PxPlan *plan) {
   return plan->stack == PX_STACK_TORCHTITAN && plan->ckpt == PX_CKPT_SELECTIVE && plan->tp <= 1 &&
          plan->cp <= 1;

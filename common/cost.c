@@ -119,7 +119,9 @@ static const PxStackProfile stacks[PX_N_STACKS] = {
    * toml): get_total_norm reads each fp32 gradient, clip_grads_with_norm_
    * foreach-multiplies it in place (read + write) = 12 B: 40 B per
    * parameter of the shard. models/attention.py ScaledDotProductAttention:
-   * SDPA with the cuDNN / flash backends: flash */
+   * SDPA with the cuDNN / flash backends: flash. A Llama block's
+   * element-wise kernels are counted op by op, eager or under the plan's
+   * compile (px_cost_titan_block) */
   {PX_STACK_TORCHTITAN, 4, PX_OVERLAP_ALWAYS, 0, 40, PX_ATTN_FLASH, FALSE},
 };
 

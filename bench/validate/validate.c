@@ -1343,9 +1343,11 @@ static void suite_korthikanti(Errors *all, gboolean quiet, gboolean breakdown) {
  * suite 6 section.
  *
  * Printed apart (500 W HBM2e H100s, no preset): the four bf16 rows (Tables
- * 1 and 3) and the float8 rows. Not modelled: torch.compile (its rows are
- * printed with the eager prediction: the profile changes nothing for it,
- * the error shows what compile gives),
+ * 1 and 3) and the float8 rows. The rows that ran torch.compile are
+ * predicted with the plan's compile (--compile: the blocks' element-wise
+ * kernels as Inductor fuses them, docs/cost.md section 4), the others
+ * eager, and the suite prints the predicted compile / eager tokens/s ratio
+ * beside the published one (T1 6667 / 5762, T3 6514 / 5605). Not modelled:
  * async TP (--tp-overlap models TE userbuffers only), float8 all-gather in FSDP,
  * torchao's dynamic tensorwise scaling kernels (the fp8 rows are costed with
  * --precision fp8, Transformer Engine's delayed-scaling model: set apart),
