@@ -60,7 +60,7 @@ GOptionGroup *px_plan_options_group(PxPlanOptions *o) {
     {"gpus", 0, 0, INT_FLAG, "Number of GPUs (instead of --nodes)", "N"},
     {"plan", 'p', 0, G_OPTION_ARG_FILENAME, &o->plan_file, "Plan INI file ([plan] group)", "FILE"},
     {"deepspeed", 0, 0, G_OPTION_ARG_FILENAME, &o->deepspeed, "DeepSpeed ds_config.json", "FILE"},
-    {"dp", 0, 0, INT_FLAG, "Data-parallel degree (default: GPUs / (tp·pp))", "N"},
+    {"dp", 0, 0, INT_FLAG, "Data-parallel degree (default: GPUs / (tp·cp·pp))", "N"},
     {"tp", 0, 0, INT_FLAG, "Tensor-parallel degree", "N"},
     {"pp", 0, 0, INT_FLAG, "Pipeline-parallel degree", "N"},
     {"vpp", 0, 0, INT_FLAG, "Model chunks per pipeline rank (interleaved)", "V"},
