@@ -78,7 +78,7 @@ GOptionGroup *px_plan_options_group(PxPlanOptions *o) {
     {"sp", 0, 0, G_OPTION_ARG_NONE, &o->sp, "Sequence parallelism (with tp > 1)", NULL},
     {"precision", 0, 0, G_OPTION_ARG_STRING, &o->precision, "fp32, fp16, bf16 (mixed, fp32 master), fp8 (Transformer Engine GEMMs)", "P"},
     {"order", 0, 0, G_OPTION_ARG_STRING, &o->order, "Rank order, innermost first (default tp,dp,pp)", "A,B,C"},
-    {"workspace", 0, 0, G_OPTION_ARG_STRING, &o->workspace, "Per-GPU allowance for context/workspace (default 1GiB)", "BYTES"},
+    {"workspace", 0, 0, G_OPTION_ARG_STRING, &o->workspace, "Per-GPU allowance for context/workspace (bytes, e.g. 2GiB; default 1GiB)", "BYTES"},
     {"bucket", 0, 0, G_OPTION_ARG_STRING, &o->bucket,
      "DP gradient-reduction bucket (bytes, e.g. 25MB): reduced in buckets during the backward (docs/executor.md)", "BYTES"},
     {"stack", 0, 0, G_OPTION_ARG_STRING, &o->stack, "Software stack: parallax (default), megatron-2021, megatron-core, deepspeed, fsdp, torchtitan", "S"},
