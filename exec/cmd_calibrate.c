@@ -699,6 +699,7 @@ int px_exec_cmd_calibrate(int argc, char **argv) {
     {"out", 'o', 0, G_OPTION_ARG_FILENAME, &out, "cluster profile to write (INI)", "FILE"},
     {NULL, 0, 0, 0, NULL, NULL, NULL},
   };
+  g_set_prgname("parallax-exec calibrate"); /* --help's usage line names the command, as run's does */
   g_autoptr(GOptionContext) ctx = g_option_context_new("- measure this machine into a cluster profile");
   g_option_context_add_main_entries(ctx, entries, NULL);
   g_autoptr(GError) error = NULL;

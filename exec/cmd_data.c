@@ -35,6 +35,7 @@ int px_exec_cmd_data(int argc, char **argv) {
     for (gsize k = 0; k < G_N_ELEMENTS(info_only); k++)
       if (px_flag_is(argv[i], info_only[k])) info_flag = info_only[k];
   }
+  g_set_prgname("parallax-exec data"); /* --help's usage line names the command, as run's does */
   g_autoptr(GOptionContext) ctx = g_option_context_new("- token files in llm.c's format");
   g_option_context_add_main_entries(ctx, entries, NULL);
   g_autoptr(GError) error = NULL;
