@@ -22,7 +22,7 @@ int px_exec_cmd_data(int argc, char **argv) {
     {"seed", 0, 0, G_OPTION_ARG_INT64, &seed, "RNG seed (default 1337)", "S"},
     {"out", 'o', 0, G_OPTION_ARG_FILENAME, &out, "output token file", "FILE"},
     {"info", 0, 0, G_OPTION_ARG_FILENAME, &info, "describe a token file", "FILE"},
-    {"seq", 'T', 0, G_OPTION_ARG_INT, &seq, "sequence length for --info's window count (default 64)", "T"},
+    {"seq", 'T', 0, G_OPTION_ARG_INT, &seq, "sequence length in tokens for --info's window count (default 64)", "T"},
     {NULL, 0, 0, 0, NULL, NULL, NULL},
   };
   /* the flags of the other mode were ignored: which were given, before parsing */

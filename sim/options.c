@@ -68,7 +68,7 @@ GOptionGroup *px_plan_options_group(PxPlanOptions *o) {
     {"gbs", 0, 0, INT_FLAG, "Global batch (sequences; default: one micro-batch per DP rank)", "N"},
     {"gbs-tokens", 0, 0, G_OPTION_ARG_STRING, &o->gbs_tokens,
      "Global batch in tokens (e.g. 4M): the nearest multiple of a power of two within 5 %", "T"},
-    {"seq", 0, 0, INT_FLAG, "Sequence length (default: the model's seq; imported HF models 4096)", "N"},
+    {"seq", 0, 0, INT_FLAG, "Sequence length in tokens (default: the model's seq; imported HF models 4096)", "N"},
     {"schedule", 0, 0, G_OPTION_ARG_STRING, &o->schedule, "naive, gpipe, 1f1b, interleaved, zb-h1, zb-h2, zb-v, dualpipev", "S"},
     {"partition", 0, 0, G_OPTION_ARG_STRING, &o->partition, "uniform, parameters, type:REGEX, optimal", "M"},
     {"zero", 0, 0, INT_FLAG, "ZeRO stage 0-3", "N"},
