@@ -688,7 +688,7 @@ int px_exec_cmd_calibrate(int argc, char **argv) {
      "the dtype of the run to predict (run --dtype): f32 (default) or bf16 / f16 (half GEMMs and activations, fp32 "
      "statistics, the mixed-precision optimizer); the GEMM rate goes under peak_fp32 or peak_bf16 / peak_fp16, and "
      "[cluster] calibrated_dtype records it", "T"},
-    {"seq", 0, 0, G_OPTION_ARG_STRING, &seq_s, "sequence length of the measured shapes (default the model's)", "N"},
+    {"seq", 0, 0, G_OPTION_ARG_STRING, &seq_s, "sequence length of the measured shapes, tokens (default the model's)", "N"},
     {"mbs", 0, 0, G_OPTION_ARG_INT, &mbs, "micro-batch of the measured shapes (default 1)", "N"},
     {"tp", 0, 0, G_OPTION_ARG_INT, &tp, "measure a tensor-parallel rank's shapes: heads, FFN, vocabulary / N (default 1)", "N"},
     {"ranks", 0, 0, G_OPTION_ARG_INT, &ranks, "thread-ranks of the measured collectives (local; default 2; 1 skips them)", "N"},
@@ -699,6 +699,7 @@ int px_exec_cmd_calibrate(int argc, char **argv) {
     {"out", 'o', 0, G_OPTION_ARG_FILENAME, &out, "cluster profile to write (INI)", "FILE"},
     {NULL, 0, 0, 0, NULL, NULL, NULL},
   };
+  g_set_prgname("parallax-exec calibrate"); /* --help's usage line names the command, as run's does */
   g_autoptr(GOptionContext) ctx = g_option_context_new("- measure this machine into a cluster profile");
   g_option_context_add_main_entries(ctx, entries, NULL);
   g_autoptr(GError) error = NULL;

@@ -22,7 +22,7 @@ int px_exec_cmd_data(int argc, char **argv) {
     {"seed", 0, 0, G_OPTION_ARG_INT64, &seed, "RNG seed (default 1337)", "S"},
     {"out", 'o', 0, G_OPTION_ARG_FILENAME, &out, "output token file", "FILE"},
     {"info", 0, 0, G_OPTION_ARG_FILENAME, &info, "describe a token file", "FILE"},
-    {"seq", 'T', 0, G_OPTION_ARG_INT, &seq, "sequence length for --info's window count (default 64)", "T"},
+    {"seq", 'T', 0, G_OPTION_ARG_INT, &seq, "sequence length in tokens for --info's window count (default 64)", "T"},
     {NULL, 0, 0, 0, NULL, NULL, NULL},
   };
   /* the flags of the other mode were ignored: which were given, before parsing */
@@ -35,6 +35,7 @@ int px_exec_cmd_data(int argc, char **argv) {
     for (gsize k = 0; k < G_N_ELEMENTS(info_only); k++)
       if (px_flag_is(argv[i], info_only[k])) info_flag = info_only[k];
   }
+  g_set_prgname("parallax-exec data"); /* --help's usage line names the command, as run's does */
   g_autoptr(GOptionContext) ctx = g_option_context_new("- token files in llm.c's format");
   g_option_context_add_main_entries(ctx, entries, NULL);
   g_autoptr(GError) error = NULL;

@@ -158,6 +158,7 @@ int px_exec_cmd_launch(int argc, char **argv) {
      "seconds the other ranks get to fail on their own after one fails, before they are stopped (default 10)", "S"},
     {NULL, 0, 0, 0, NULL, NULL, NULL},
   };
+  g_set_prgname("parallax-exec launch"); /* --help's usage line names the command, as run's does */
   g_autoptr(GOptionContext) ctx = g_option_context_new("-- run ARGS... | -- /path/to/PROGRAM ARGS...");
   g_option_context_set_summary(ctx, "Start N local ranks with RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and "
                                     "MASTER_PORT set (for `run --comm tcp`).");

@@ -274,7 +274,7 @@ int px_cmd_bubble(int argc, char **argv) {
     {"m", 0, 0, G_OPTION_ARG_STRING, &m_list, "micro-batches per step, comma-separated (default 1,2,4,8,16,32)", "LIST"},
     {"vpp", 0, 0, G_OPTION_ARG_INT, &vpp, "model chunks per stage for interleaved (default 2)", "V"},
     {"costs", 0, 0, G_OPTION_ARG_STRING, &costs_arg,
-     "one chunk's forward, backward-input and backward-weight times, e.g. 1,1.2,0.8 (default 1,1,1)", "F,B,W"},
+     "one chunk's forward, backward-input and backward-weight times, relative (any one unit), e.g. 1,1.2,0.8 (default 1,1,1)", "F,B,W"},
     {"plot", 0, 0, G_OPTION_ARG_FILENAME, &plot_dir, "write bubble.png / bubble.svg (and data) into DIR", "DIR"},
     {"json", 0, 0, G_OPTION_ARG_NONE, &json, "one JSON object instead of the table", NULL},
     {NULL, 0, 0, 0, NULL, NULL, NULL}};

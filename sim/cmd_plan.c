@@ -138,6 +138,8 @@ static void print_text(const PlanReport *r, const PxUnits *u, gboolean batch_giv
                PX_SEARCH_MAX_SEQS_PER_GPU);
       else printf("would fit  no layout of these %d GPUs (parallax-sim search tried them all)\n", px_plan_world(p));
     }
+  } else {
+    printf("fits       unknown: no cluster given (--cluster NAME|FILE sets the GPU's memory)\n");
   }
   g_autofree char *fm = px_format_flops(r->flops.model_per_step);
   g_autofree char *fh = px_format_flops(r->flops.hardware_per_step);

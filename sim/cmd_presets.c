@@ -3,6 +3,7 @@
  * or one JSON array. */
 #include <json-glib/json-glib.h>
 #include <stdio.h>
+#include <string.h>
 #include "cluster.h"
 #include "commands.h"
 #include "config.h"
@@ -23,8 +24,10 @@ static int list_models(gboolean json) {
   g_autoptr(GPtrArray) names = preset_names("models");
   g_autoptr(JsonBuilder) b = json_builder_new();
   json_builder_begin_array(b);
+  int w = 5; /* the name column: as wide as the longest preset name */
+  for (guint i = 0; i < names->len; i++) w = MAX(w, (int)strlen(names->pdata[i]));
   if (!json)
-    printf("%-14s %12s %7s %7s %6s %4s %7s %7s %8s %-7s %s\n", "model", "parameters", "layers", "hidden", "heads",
+    printf("%-*s %12s %7s %7s %6s %4s %7s %7s %8s %-7s %s\n", w, "model", "parameters", "layers", "hidden", "heads",
            "kv", "ffn", "vocab", "max_seq", "act", "norm");
   for (guint i = 0; i < names->len; i++) {
     g_autoptr(GError) error = NULL;
@@ -33,7 +36,7 @@ static int list_models(gboolean json) {
     const PxModelDesc *d = &m->desc;
     if (!json) {
       g_autofree char *pc = px_format_count((double)m->params);
-      printf("%-14s %12s %7d %7d %6d %4d %7d %7d %8d %-7s %s\n", (char *)names->pdata[i], pc, d->layers, d->hidden,
+      printf("%-*s %12s %7d %7d %6d %4d %7d %7d %8d %-7s %s\n", w, (char *)names->pdata[i], pc, d->layers, d->hidden,
              d->heads, d->kv_heads, d->ffn, d->vocab, d->max_seq, px_ffn_kind_name(d->ffn_kind),
              px_norm_kind_name(d->norm));
       continue;
@@ -61,14 +64,14 @@ static int list_clusters(gboolean json) {
   g_autoptr(JsonBuilder) b = json_builder_new();
   json_builder_begin_array(b);
   if (!json)
-    printf("%-14s %-18s %9s %14s %10s %16s %16s\n", "cluster", "GPU", "GPUs/node", "memory GB", "bf16 TF/s",
+    printf("%-14s %-18s %9s %14s %12s %16s %16s\n", "cluster", "GPU", "GPUs/node", "memory GB", "bf16 TFLOP/s",
            "NVLink GB/s", "network GB/s");
   for (guint i = 0; i < names->len; i++) {
     g_autoptr(GError) error = NULL;
     g_autoptr(PxCluster) c = px_cluster_load(names->pdata[i], &error);
     if (!c) return px_cli_fail("parallax-sim clusters", error);
     if (!json) {
-      printf("%-14s %-18s %9d %14.1f %10.1f %16.0f %16.0f\n", (char *)names->pdata[i], c->gpu, c->gpus_per_node,
+      printf("%-14s %-18s %9d %14.1f %12.1f %16.0f %16.0f\n", (char *)names->pdata[i], c->gpu, c->gpus_per_node,
              c->gpu_memory / 1e9, c->peak_bf16 / 1e12, c->intra_bw / 1e9, c->inter_bw / 1e9);
       continue;
     }

@@ -105,8 +105,13 @@ static void print_text(const SimReport *r) {
     throughput(r, &t);
     g_autofree char *tok = px_format_count(t.tokens_per_s);
     printf("throughput %s tokens/s, %.2f samples/s\n", tok, t.samples_per_s);
-    printf("FLOP/s     %.1f TFLOP/s per GPU (%s); MFU %.1f %%, HFU %.1f %% of %.0f TFLOP/s %s peak\n",
-           t.tflops_per_gpu, px_report_mfu_convention(r->model), 100 * t.mfu, 100 * t.hfu, r->tab->peak_flops / 1e12,
+    /* TFLOP/s for GPUs; a calibrated CPU's rate under a TFLOP/s gets its own prefix ("135 GFLOP/s", not "0") */
+    g_autofree char *rate = t.tflops_per_gpu >= 1 ? g_strdup_printf("%.1f TFLOP", t.tflops_per_gpu)
+                                                  : px_format_flops(1e12 * t.tflops_per_gpu);
+    g_autofree char *peak = r->tab->peak_flops >= 1e12 ? g_strdup_printf("%.0f TFLOP", r->tab->peak_flops / 1e12)
+                                                       : px_format_flops(r->tab->peak_flops);
+    printf("FLOP/s     %s/s per GPU (%s); MFU %.1f %%, HFU %.1f %% of %s/s %s peak\n", rate,
+           px_report_mfu_convention(r->model), 100 * t.mfu, 100 * t.hfu, peak,
            p->precision == PX_PREC_FP8 ? "bf16 (the convention for FP8 runs; FP8 GEMMs run at the FP8 rate)"
                                        : px_precision_name(p->precision));
   }

@@ -18,6 +18,9 @@ check "GiB offered" "grep -Eq '^0 +26\.08 +26\.08 +52\.16 ' <<<\"\$out\""
 out=$("$sim" plan --model gpt3-175b --cluster dgx-a100-80g --nodes 8 --dp 8 --pp 4 --tp 2 --zero 2 --mbs 1 --gbs 1536)
 check "gpt3 seed reported as not fitting" "grep -q 'fits       NO: stage 0 needs' <<<\"\$out\""
 check "gpt3 seed names a layout that fits" "grep -q '^would fit' <<<\"\$out\""
+# without a cluster there is no capacity: the fits line says so (it was left empty)
+out=$("$sim" plan --model gpt2-124m --gpus 2)
+check "no cluster: fits unknown" "grep -q '^fits       unknown: no cluster given' <<<\"\$out\""
 
 json=$("$sim" plan --plan "$PARALLAX_DATA_DIR/configs/plans/gpt3-seed.ini" --json)
 for key in '"parameters" : 174604259328' '"first_layer"' '"last_layer"' '"bubble_fraction"' '"unit" : "bytes"' \

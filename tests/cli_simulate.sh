@@ -40,6 +40,10 @@ done
   --trace "$tmp/t.json" --csv "$tmp/t.csv" > "$tmp/out" 2>&1
 check "simulate exit 0" "[ $? -eq 0 ]"
 check "report states units" "grep -q 'GB = 1e9 bytes' '$tmp/out' && grep -q 'TFLOP/s' '$tmp/out' && grep -q ' ms' '$tmp/out'"
+# a rate under a TFLOP/s keeps its prefix (a calibrated CPU's: 135 GFLOP/s, not "0 TFLOP/s")
+sed 's/^peak_fp32 = .*/peak_fp32 = 135e9/' "$PARALLAX_DATA_DIR/configs/clusters/dgx-a100-80g.ini" > "$tmp/slow.ini"
+o=$("$sim" simulate --model gpt2-124m --cluster "$tmp/slow.ini" --gpus 8 --pp 4 --dp 2 --gbs 16 --precision fp32 2>&1)
+check "sub-TFLOP/s peak printed in GFLOP/s" "grep -q 'GFLOP/s per GPU .* of 135 GFLOP/s fp32 peak' <<<\"\$o\""
 check "gantt drawn" "grep -q '^stage   3 |' '$tmp/out'"
 check "trace written" "grep -q '\"traceEvents\"' '$tmp/t.json'"
 check "csv has a header and rows" "head -1 '$tmp/t.csv' | grep -q '^rank,stream,kind,mb,chunk,start_s,end_s,bytes' && [ \$(wc -l < '$tmp/t.csv') -gt 50 ]"
