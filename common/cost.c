@@ -1297,15 +1297,15 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
         for (int k = 0; k <= PX_N_OPC; k++)
           if (tk.kernels[k] > 0) membound_add(&mb, cluster, plan, d, k < PX_N_OPC ? k : -1, dir, tk.bytes[k], tk.kernels[k]);
       } else {
-      int nk, rk, ak;
-      double nb = norm_bytes(d, plan, dir, Tn, h, E, &nk);
-      double rb = px_cost_class_bytes(d, PX_OPC_RESIDUAL, dir, Tn, h, E, &rk);
-      double ab = px_cost_class_bytes(d, PX_OPC_ACT, dir, T, ffn_local, E, &ak);
-      membound_add(&mb, cluster, plan, d, PX_OPC_NORM, dir, 2 * nb, 2 * nk);
-      membound_add(&mb, cluster, plan, d, PX_OPC_RESIDUAL, dir, 2 * rb, 2 * rk);
-      /* an MoE block without shared experts has no dense MLP: no activation kernel */
-      if (ffn_local > 0) membound_add(&mb, cluster, plan, d, PX_OPC_ACT, dir, ab, ak);
-      if (drop > 0) membound_add(&mb, cluster, plan, d, -1, dir, drop, drop_k);
+        int nk, rk, ak;
+        double nb = norm_bytes(d, plan, dir, Tn, h, E, &nk);
+        double rb = px_cost_class_bytes(d, PX_OPC_RESIDUAL, dir, Tn, h, E, &rk);
+        double ab = px_cost_class_bytes(d, PX_OPC_ACT, dir, T, ffn_local, E, &ak);
+        membound_add(&mb, cluster, plan, d, PX_OPC_NORM, dir, 2 * nb, 2 * nk);
+        membound_add(&mb, cluster, plan, d, PX_OPC_RESIDUAL, dir, 2 * rb, 2 * rk);
+        /* an MoE block without shared experts has no dense MLP: no activation kernel */
+        if (ffn_local > 0) membound_add(&mb, cluster, plan, d, PX_OPC_ACT, dir, ab, ak);
+        if (drop > 0) membound_add(&mb, cluster, plan, d, -1, dir, drop, drop_k);
       }
       double mbt = membound_time(cluster, &mb);
       if (!dir) mb_fwd = mbt;
