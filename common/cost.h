@@ -155,7 +155,11 @@ PxLink px_cost_cp_link(const PxCluster *cluster, const PxPlan *plan, int stage);
  * while one attention block of attn_fwd / cp computes, exposed
  * (cp - 1) max(0, p2p(K/V) - attn_fwd / cp); backward cp - 1 steps passing
  * K/V and dK/dV, (cp - 1) max(0, p2p(2 K/V) - attn_bwd / cp), plus the last
- * hop of dK/dV home, p2p(K/V), exposed. 0 with cp = 1. */
+ * hop of dK/dV home, p2p(K/V), exposed. 0 with cp = 1. Under --stack
+ * torchtitan torch's ring instead (px_cost_titan_cp): forward
+ * max(0, AG - attn_fwd / cp), backward max(0, AG - attn_bwd / cp) +
+ * (cp - 1) max(0, hop - attn_bwd / cp) + hop, AG the K/V all-gather, hop
+ * one fp32 dK/dV permute. */
 void px_cost_cp_ring(const PxModel *model, const PxPlan *plan, const PxLink *cp_link, double attn_fwd,
                      double attn_bwd, double *fwd_exposed, double *bwd_exposed);
 /* torch's context_parallel as torchtitan 9dec370 runs it (--stack
