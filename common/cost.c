@@ -587,8 +587,22 @@ void px_cost_titan_cp(const PxModel *model, const PxPlan *plan, PxTitanCp *out) 
    * out minus that (12 Q); lse - block_lse (12 L), logsigmoid (8 L), the
    * difference (12 L): (E + 36) Q + 56 L, 9 kernels; results()'s
    * out.to(E) (4 + E) Q */
-  out->fwd_bytes = 4 * E * Q + n * 4 * E * Q + (E + 4) * Q + n * ((E + 36) * Q + 56 * L) + (4 + E) * Q;
-  out->fwd_kernels = (int)(2 + n + 1 + 9 * n + 1);
+  double merge = (E + 36) * Q + 56 * L;
+  int merge_k = 9;
+  if (plan->compile) {
+    /* under --compile (torchtitan compiles each block with fullgraph=True,
+     * so the ring is traced into the block's graph) the merge's cast and
+     * arithmetic are one chain of element-wise ops on the same shapes,
+     * fused by Inductor as the block's other chains (section 4, "compiled"
+     * column): read out (4 Q), block_out (E Q), lse and block_lse (8 L),
+     * write out (4 Q) and lse (4 L), 1 kernel. The copies (contiguous,
+     * cat), the casts around the loop and the backward's += (one kernel
+     * each already) stay as they are */
+    merge = (8 + E) * Q + 12 * L;
+    merge_k = 1;
+  }
+  out->fwd_bytes = 4 * E * Q + n * 4 * E * Q + (E + 4) * Q + n * merge + (4 + E) * Q;
+  out->fwd_kernels = (int)(2 + n + 1 + merge_k * n + 1);
   /* backward (_templated_ring_attention_backward, convert_to_f32): three
    * fp32 zeros_like accumulators (12 Q written), key / value contiguous
    * (4 E Q), the K/V cats at steps 0..cp-2 (4 E Q each); step 0: grad_key,

@@ -168,7 +168,8 @@ void px_cost_cp_ring(const PxModel *model, const PxPlan *plan, const PxLink *cp_
  * torchtitan's default rotate method 'allgather'): per block and micro-batch
  * on CP rank cp - 1 (every off-diagonal step on the full local q, the
  * costliest), what the ring runs besides its flash kernels, op by op as the
- * code writes it (docs/cost.md section 4): bytes through HBM and kernels
+ * code writes it, each step's merge one fused kernel under plan->compile
+ * (docs/cost.md section 4): bytes through HBM and kernels
  * forward and backward (the merges, the fp32 gradient accumulation, the
  * copies), and the communicated bytes: the K/V all-gather's whole buffer (cp
  * ranks' K and V after repeat_kv, E bytes) and one dK/dV hop (fp32). All 0

@@ -1968,6 +1968,12 @@ static double titan_total(const PxTitanKernels *k, int *kernels) {
  *   cp 4, attention 4e-5 s (1e-5 a block): all-gather 3e-5 + 0.75·16384/1e11
  *   = 3.012288e-5, hop 1e-5 + 8.192e-8; forward 2.012288e-5; backward
  *   2.012288e-5 + 3·8.192e-8 + 1.008192e-5 = 3.045056e-5.
+ * Under --compile each step's merge is one fused kernel: read out (4 Q),
+ * block_out (2 Q), lse and block_lse (8 L), write out (4 Q), lse (4 L):
+ * cp 2: 10·2048 + 12·128 = 22016 for 84992, forward 16384 + 16384 + 12288 +
+ * 22016 + 12288 = 79360 B, 2 + 1 + 1 + 1 + 1 = 6 kernels; cp 4: 3·(10·1024
+ * + 12·64) = 33024, forward 8192 + 24576 + 6144 + 33024 + 6144 = 78080 B,
+ * 2 + 3 + 1 + 3 + 1 = 10 kernels; the backward as eager.
  * The megatron-core stack keeps Transformer Engine's p2p ring: none of it. */
 static void test_torchtitan_cp(void) {
   PxModelDesc d = {.name = (char *)"tiny-llama", .layers = 2, .hidden = 64, .heads = 4, .kv_heads = 2,
@@ -1981,9 +1987,9 @@ static void test_torchtitan_cp(void) {
   p.precision = PX_PREC_BF16;
   p.stack = PX_STACK_TORCHTITAN;
   p.seq = 64;
-  const struct { int cp; double fb, bb; int fk, bk; double ag, hop, att, fx, bx; } want[] = {
-    {2, 142336, 294912, 14, 18, 16384, 16384, 1e-5, 5.08192e-6, 2.040960e-5},
-    {4, 172544, 270336, 34, 32, 16384, 8192, 4e-5, 2.012288e-5, 3.045056e-5},
+  const struct { int cp; double fb, bb; int fk, bk; double ag, hop, att, fx, bx, cfb; int cfk; } want[] = {
+    {2, 142336, 294912, 14, 18, 16384, 16384, 1e-5, 5.08192e-6, 2.040960e-5, 79360, 6},
+    {4, 172544, 270336, 34, 32, 16384, 8192, 4e-5, 2.012288e-5, 3.045056e-5, 78080, 10},
   };
   PxLink l = {100e9, 10e-6, FALSE, NULL};
   for (gsize i = 0; i < G_N_ELEMENTS(want); i++) {
@@ -2000,6 +2006,13 @@ static void test_torchtitan_cp(void) {
     px_cost_cp_ring(m, &p, &l, want[i].att, want[i].att, &f, &b);
     g_assert_cmpfloat(REL(f, want[i].fx), <, 1e-9);
     g_assert_cmpfloat(REL(b, want[i].bx), <, 1e-9);
+    p.compile = TRUE;
+    px_cost_titan_cp(m, &p, &t);
+    g_assert_cmpfloat(t.fwd_bytes, ==, want[i].cfb);
+    g_assert_cmpint(t.fwd_kernels, ==, want[i].cfk);
+    g_assert_cmpfloat(t.bwd_bytes, ==, want[i].bb);
+    g_assert_cmpint(t.bwd_kernels, ==, want[i].bk);
+    p.compile = FALSE;
   }
   p.stack = PX_STACK_MEGATRON_CORE;
   PxTitanCp t;
