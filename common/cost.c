@@ -561,7 +561,7 @@ static int plan_seq(const PxPlan *plan, const PxModel *model) {
 }
 
 /* torch 1963fc8's ring attention as torchtitan 9dec370 calls it (cost.h
- * px_cost_titan_cp; docs/cost.md section 4). Q: the rank's q, k or v
+ * px_cost_titan_cp; docs/cost.md section 2, "Context parallelism"). Q: the rank's q, k or v
  * elements (torchtitan's repeat_kv expands K/V to every head before SDPA),
  * L: its logsumexp elements (fp32, one per head and token), E: bf16 / fp16.
  * Rank cp - 1, whose cp - 1 off-diagonal steps all take the full q and the

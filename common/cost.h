@@ -169,7 +169,7 @@ void px_cost_cp_ring(const PxModel *model, const PxPlan *plan, const PxLink *cp_
  * on CP rank cp - 1 (every off-diagonal step on the full local q, the
  * costliest), what the ring runs besides its flash kernels, op by op as the
  * code writes it, each step's merge one fused kernel under plan->compile
- * (docs/cost.md section 4): bytes through HBM and kernels
+ * (docs/cost.md section 2, "Context parallelism"): bytes through HBM and kernels
  * forward and backward (the merges, the fp32 gradient accumulation, the
  * copies), and the communicated bytes: the K/V all-gather's whole buffer (cp
  * ranks' K and V after repeat_kv, E bytes) and one dK/dV hop (fp32). All 0

@@ -1332,7 +1332,7 @@ static void suite_korthikanti(Errors *all, gboolean quiet, gboolean breakdown) {
  * split of the 126 blocks (the same heaviest stage); CP: --cp inside the
  * FSDP group as torchtitan's dp_shard_cp mesh, its ring torch's
  * context_parallel with torchtitan's all-gather rotation (px_cost_titan_cp,
- * docs/cost.md section 4). The 2D row runs 16
+ * docs/cost.md section 2). The 2D row runs 16
  * sequences per rank as one micro-batch (no gradient accumulation).
  * Selective AC is torchtitan's "op" policy (the profile recomputes wk, wo,
  * w3 and the memory-bound kernels: docs/cost.md section 2; a block keeps
