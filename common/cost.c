@@ -302,6 +302,19 @@ void px_cost_cp_ring(const PxModel *model, const PxPlan *plan, const PxLink *cp_
   int cp = MAX(plan->cp, 1);
   *fwd_exposed = *bwd_exposed = 0;
   if (cp == 1) return;
+  if (plan->stack == PX_STACK_TORCHTITAN) {
+    /* torch's ring (px_cost_titan_cp): the K/V all-gather is issued before
+     * step 0's attention block and waited for before step 1's, forward and
+     * backward alike; each backward step's dK/dV hop is issued after the
+     * step's accumulation and waited for after the next step's block, the
+     * last one after the loop, exposed */
+    PxTitanCp tc;
+    px_cost_titan_cp(model, plan, &tc);
+    double ag = px_cost_allgather(tc.kv_gather_bytes, cp, cp_link), hop = px_cost_p2p(tc.dkv_bytes, cp_link);
+    *fwd_exposed = MAX(0.0, ag - attn_fwd / cp);
+    *bwd_exposed = MAX(0.0, ag - attn_bwd / cp) + (cp - 1) * MAX(0.0, hop - attn_bwd / cp) + hop;
+    return;
+  }
   double kv = px_memory_cp_kv_block(model, plan);
   *fwd_exposed = (cp - 1) * MAX(0.0, px_cost_p2p(kv, cp_link) - attn_fwd / cp);
   *bwd_exposed = (cp - 1) * MAX(0.0, px_cost_p2p(2 * kv, cp_link) - attn_bwd / cp) + px_cost_p2p(kv, cp_link);
@@ -545,6 +558,69 @@ double px_cost_unfused_attn_rate(const PxCluster *c) {
 
 static int plan_seq(const PxPlan *plan, const PxModel *model) {
   return plan->seq > 0 ? plan->seq : model->desc.max_seq;
+}
+
+/* torch 1963fc8's ring attention as torchtitan 9dec370 calls it (cost.h
+ * px_cost_titan_cp; docs/cost.md section 2, "Context parallelism"). Q: the rank's q, k or v
+ * elements (torchtitan's repeat_kv expands K/V to every head before SDPA),
+ * L: its logsumexp elements (fp32, one per head and token), E: bf16 / fp16.
+ * Rank cp - 1, whose cp - 1 off-diagonal steps all take the full q and the
+ * first half of K/V (partial = False, the costlier branch). */
+void px_cost_titan_cp(const PxModel *model, const PxPlan *plan, PxTitanCp *out) {
+  *out = (PxTitanCp){0};
+  int cp = MAX(plan->cp, 1);
+  if (cp == 1 || plan->stack != PX_STACK_TORCHTITAN) return;
+  const PxModelDesc *d = &model->desc;
+  int tp = MAX(plan->tp, 1);
+  double E = px_plan_act_bytes(plan);
+  double T = plan->mbs * ((double)plan_seq(plan, model) / cp);
+  double Q = T * (double)px_model_q_dim(d) / tp;
+  double L = T * (double)d->heads / tp;
+  double n = cp - 1; /* off-diagonal steps */
+  /* forward (_templated_ring_attention): key.contiguous() and
+   * value.contiguous() on the transposed views (2 copies, 2 E Q each); at
+   * steps 0..cp-2 torch.cat([key.flatten(), value.flatten()]) for the
+   * rotater (read and write 2 Q E); step 0 _SDPAMerger.step's out.to(float32)
+   * (E + 4) Q (lse is fp32 already: no kernel); each later step the cast
+   * and _merge_one's eager ops in fp32: out - block_out (12 Q), sigmoid of
+   * block_lse - lse (12 L + 8 L) times it (4 L + 4 Q read, 4 Q written),
+   * out minus that (12 Q); lse - block_lse (12 L), logsigmoid (8 L), the
+   * difference (12 L): (E + 36) Q + 56 L, 9 kernels; results()'s
+   * out.to(E) (4 + E) Q */
+  double merge = (E + 36) * Q + 56 * L;
+  int merge_k = 9;
+  if (plan->compile) {
+    /* under --compile (torchtitan compiles each block with fullgraph=True,
+     * so the ring is traced into the block's graph) the merge's cast and
+     * arithmetic are one chain of element-wise ops on the same shapes,
+     * fused by Inductor as the block's other chains (section 4, "compiled"
+     * column): read out (4 Q), block_out (E Q), lse and block_lse (8 L),
+     * write out (4 Q) and lse (4 L), 1 kernel. The copies (contiguous,
+     * cat), the casts around the loop and the backward's += (one kernel
+     * each already) stay as they are */
+    merge = (8 + E) * Q + 12 * L;
+    merge_k = 1;
+  }
+  out->fwd_bytes = 4 * E * Q + n * 4 * E * Q + (E + 4) * Q + n * merge + (4 + E) * Q;
+  out->fwd_kernels = (int)(2 + n + 1 + merge_k * n + 1);
+  /* backward (_templated_ring_attention_backward, convert_to_f32): three
+   * fp32 zeros_like accumulators (12 Q written), key / value contiguous
+   * (4 E Q), the K/V cats at steps 0..cp-2 (4 E Q each); step 0: grad_key,
+   * grad_value, grad_query += the flash kernel's E-byte grads into fp32
+   * (read 4 + E, write 4: (8 + E) Q each) and the dK/dV cat in fp32 (read and
+   * write 8 Q); each later step on rank cp - 1: _partial_update's in-place
+   * add into the first half of dK and of dV ((8 + E) Q / 2 each) and its cat
+   * (read and write 4 Q each), grad_query += ((8 + E) Q), the dK/dV cat
+   * (16 Q): (48 + 2 E) Q, 6 kernels; at the end grad_query.to(E) (4 + E) Q
+   * and the received dK/dV's .to(E) 2 (4 + E) Q */
+  out->bwd_bytes = 12 * Q + 4 * E * Q + n * 4 * E * Q + (3 * (8 + E) + 16) * Q + n * (48 + 2 * E) * Q +
+                   3 * (4 + E) * Q;
+  out->bwd_kernels = (int)(3 + 2 + n + 4 + 6 * n + 2);
+  /* _AllGatherRotater: one all_gather_tensor of each rank's cat(K, V); the
+   * dK/dV go round by _AllToAllRotater (ft_c.permute_tensor to rank + 1),
+   * fp32 */
+  out->kv_gather_bytes = cp * 2 * E * Q;
+  out->dkv_bytes = 2 * 4 * Q;
 }
 
 /* Memory-bound kernels of no op class (the rate px_cost_class_rate gives
@@ -1283,6 +1359,15 @@ void px_cost_layer_times(const PxModel *model, const PxLayer *layer, const PxClu
     int drop_k = d->dropout ? 2 : 0;
     c.attn_fwd = att_fwd;
     c.attn_bwd = att_bwd;
+    if (plan->stack == PX_STACK_TORCHTITAN && plan->cp > 1) {
+      /* torch's ring attention around the flash blocks: the merges, the
+       * fp32 gradient accumulation, the copies (px_cost_titan_cp), at the
+       * HBM rate; the exposed communication is px_cost_cp_ring's */
+      PxTitanCp tc;
+      px_cost_titan_cp(model, plan, &tc);
+      att_fwd += membound(cluster, tc.fwd_bytes, tc.fwd_kernels);
+      att_bwd += membound(cluster, tc.bwd_bytes, tc.bwd_kernels);
+    }
     for (int dir = 0; dir < 2; dir++) {
       /* two norms (LayerNorm's backward reads dy and x twice, norm_bwd_reads,
        * once in Transformer Engine's, norm_bytes),

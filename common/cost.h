@@ -155,9 +155,32 @@ PxLink px_cost_cp_link(const PxCluster *cluster, const PxPlan *plan, int stage);
  * while one attention block of attn_fwd / cp computes, exposed
  * (cp - 1) max(0, p2p(K/V) - attn_fwd / cp); backward cp - 1 steps passing
  * K/V and dK/dV, (cp - 1) max(0, p2p(2 K/V) - attn_bwd / cp), plus the last
- * hop of dK/dV home, p2p(K/V), exposed. 0 with cp = 1. */
+ * hop of dK/dV home, p2p(K/V), exposed. 0 with cp = 1. Under --stack
+ * torchtitan torch's ring instead (px_cost_titan_cp): forward
+ * max(0, AG - attn_fwd / cp), backward max(0, AG - attn_bwd / cp) +
+ * (cp - 1) max(0, hop - attn_bwd / cp) + hop, AG the K/V all-gather, hop
+ * one fp32 dK/dV permute. */
 void px_cost_cp_ring(const PxModel *model, const PxPlan *plan, const PxLink *cp_link, double attn_fwd,
                      double attn_bwd, double *fwd_exposed, double *bwd_exposed);
+/* torch's context_parallel as torchtitan 9dec370 runs it (--stack
+ * torchtitan, cp > 1; torch/distributed/tensor/experimental/_attention.py,
+ * _templated_ring_attention and _templated_ring_attention_backward, with
+ * torchtitan's default rotate method 'allgather'): per block and micro-batch
+ * on CP rank cp - 1 (every off-diagonal step on the full local q, the
+ * costliest), what the ring runs besides its flash kernels, op by op as the
+ * code writes it, each step's merge one fused kernel under plan->compile
+ * (docs/cost.md section 2, "Context parallelism"): bytes through HBM and kernels
+ * forward and backward (the merges, the fp32 gradient accumulation, the
+ * copies), and the communicated bytes: the K/V all-gather's whole buffer (cp
+ * ranks' K and V after repeat_kv, E bytes) and one dK/dV hop (fp32). All 0
+ * with cp = 1 or another stack. */
+typedef struct {
+  double fwd_bytes, bwd_bytes;
+  int fwd_kernels, bwd_kernels;
+  double kv_gather_bytes; /* the all-gather's output, all ranks' K and V */
+  double dkv_bytes;       /* one permute of dK and dV, fp32, per rank */
+} PxTitanCp;
+void px_cost_titan_cp(const PxModel *model, const PxPlan *plan, PxTitanCp *out);
 
 /* Dense peak FLOP/s of one GPU for the precision (bf16/fp16 tensor core, fp32;
  * fp8: the FP8 tensor-core rate, which only the GEMMs run at: attention,

@@ -1933,6 +1933,93 @@ static double titan_total(const PxTitanKernels *k, int *kernels) {
   return b;
 }
 
+/* torch's ring attention under --stack torchtitan (px_cost_titan_cp: torch
+ * 1963fc8 _attention.py, _templated_ring_attention / _backward, all-gather
+ * rotater), by hand. tiny Llama: h 64, 4 heads (q 64; repeat_kv makes K, V
+ * 64 wide too), bf16 (E 2), one sequence of 64 tokens, tp 1. Rank cp - 1:
+ * every off-diagonal step is the full-q, half-K/V branch.
+ * cp 2: T 32, Q = 32·64 = 2048, L = 32·4 = 128, one off-diagonal step.
+ *   forward: k, v contiguous 2·(2·2·2048) = 16384; one K/V cat (read, write
+ *   2·2048·2) 16384; step 0's out.to(float32) (2 + 4)·2048 = 12288; step 1:
+ *   cast 12288, out - block_out 12·2048, sigmoid(block_lse - lse) 12·128 +
+ *   8·128, its product (4·128 + 4·2048 read, 4·2048 written), out - that
+ *   12·2048, lse - block_lse 12·128, logsigmoid 8·128, lse - that 12·128:
+ *   12288 + 32·2048 + 56·128 = 84992; the result's .to(bf16) 12288.
+ *   142336 B, kernels 2 + 1 + 1 + 9 + 1 = 14.
+ *   backward: 3 fp32 zeros 12·2048 = 24576; contiguous 16384; one cat 16384;
+ *   step 0: dk, dv, dq += (read 4 + 2, write 4) 3·10·2048 = 61440 and the
+ *   fp32 dK/dV cat 16·2048 = 32768; step 1: the two half adds 2·10·1024 =
+ *   20480, their cats 2·8·2048 = 32768, dq += 20480, the dK/dV cat 32768;
+ *   end: dq.to(bf16) 6·2048 and the dK/dV's 6·4096: 36864.
+ *   294912 B, kernels 3 + 2 + 1 + 4 + 6 + 2 = 18.
+ *   comm: all-gather output 2 ranks · (K + V) 2·2048·2 = 16384 B; a dK/dV
+ *   hop 2·2048·4 = 16384 B.
+ * cp 4: T 16, Q 1024, L 64, three off-diagonal steps.
+ *   forward: 8192 + 3·8192 + 6144 + 3·(38·1024 + 56·64 = 42496) + 6144 =
+ *   172544 B, kernels 2 + 3 + 1 + 27 + 1 = 34.
+ *   backward: 12288 + 8192 + 3·8192 + (30 + 16)·1024 + 3·52·1024 + 18·1024
+ *   = 270336 B, kernels 3 + 2 + 3 + 4 + 18 + 2 = 32.
+ *   comm: all-gather 4·2·1024·2 = 16384 B; a hop 2·1024·4 = 8192 B.
+ * Exposed (px_cost_cp_ring), link 100 GB/s, 10 us, no curve:
+ *   cp 2, attention 1e-5 s forward and backward (5e-6 a block): all-gather
+ *   1e-5 + 0.5·16384/1e11 = 1.008192e-5, hop 1e-5 + 1.6384e-7 =
+ *   1.016384e-5; forward 1.008192e-5 - 5e-6 = 5.08192e-6; backward
+ *   5.08192e-6 + (1.016384e-5 - 5e-6) + 1.016384e-5 = 2.040960e-5.
+ *   cp 4, attention 4e-5 s (1e-5 a block): all-gather 3e-5 + 0.75·16384/1e11
+ *   = 3.012288e-5, hop 1e-5 + 8.192e-8; forward 2.012288e-5; backward
+ *   2.012288e-5 + 3·8.192e-8 + 1.008192e-5 = 3.045056e-5.
+ * Under --compile each step's merge is one fused kernel: read out (4 Q),
+ * block_out (2 Q), lse and block_lse (8 L), write out (4 Q), lse (4 L):
+ * cp 2: 10·2048 + 12·128 = 22016 for 84992, forward 16384 + 16384 + 12288 +
+ * 22016 + 12288 = 79360 B, 2 + 1 + 1 + 1 + 1 = 6 kernels; cp 4: 3·(10·1024
+ * + 12·64) = 33024, forward 8192 + 24576 + 6144 + 33024 + 6144 = 78080 B,
+ * 2 + 3 + 1 + 3 + 1 = 10 kernels; the backward as eager.
+ * The megatron-core stack keeps Transformer Engine's p2p ring: none of it. */
+static void test_torchtitan_cp(void) {
+  PxModelDesc d = {.name = (char *)"tiny-llama", .layers = 2, .hidden = 64, .heads = 4, .kv_heads = 2,
+                   .ffn = 128, .vocab = 100, .max_seq = 64, .ffn_kind = PX_FFN_SWIGLU, .norm = PX_NORM_RMSNORM,
+                   .pos = PX_POS_ROPE, .bias = FALSE, .tied = FALSE, .dropout = FALSE};
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PxModel) m = px_model_new(&d, &err);
+  g_assert_no_error(err);
+  PxPlan p;
+  set_plan(&p, 1, 1, 1, 1, 1);
+  p.precision = PX_PREC_BF16;
+  p.stack = PX_STACK_TORCHTITAN;
+  p.seq = 64;
+  const struct { int cp; double fb, bb; int fk, bk; double ag, hop, att, fx, bx, cfb; int cfk; } want[] = {
+    {2, 142336, 294912, 14, 18, 16384, 16384, 1e-5, 5.08192e-6, 2.040960e-5, 79360, 6},
+    {4, 172544, 270336, 34, 32, 16384, 8192, 4e-5, 2.012288e-5, 3.045056e-5, 78080, 10},
+  };
+  PxLink l = {100e9, 10e-6, FALSE, NULL};
+  for (gsize i = 0; i < G_N_ELEMENTS(want); i++) {
+    p.cp = want[i].cp;
+    PxTitanCp t;
+    px_cost_titan_cp(m, &p, &t);
+    g_assert_cmpfloat(t.fwd_bytes, ==, want[i].fb);
+    g_assert_cmpfloat(t.bwd_bytes, ==, want[i].bb);
+    g_assert_cmpint(t.fwd_kernels, ==, want[i].fk);
+    g_assert_cmpint(t.bwd_kernels, ==, want[i].bk);
+    g_assert_cmpfloat(t.kv_gather_bytes, ==, want[i].ag);
+    g_assert_cmpfloat(t.dkv_bytes, ==, want[i].hop);
+    double f, b;
+    px_cost_cp_ring(m, &p, &l, want[i].att, want[i].att, &f, &b);
+    g_assert_cmpfloat(REL(f, want[i].fx), <, 1e-9);
+    g_assert_cmpfloat(REL(b, want[i].bx), <, 1e-9);
+    p.compile = TRUE;
+    px_cost_titan_cp(m, &p, &t);
+    g_assert_cmpfloat(t.fwd_bytes, ==, want[i].cfb);
+    g_assert_cmpint(t.fwd_kernels, ==, want[i].cfk);
+    g_assert_cmpfloat(t.bwd_bytes, ==, want[i].bb);
+    g_assert_cmpint(t.bwd_kernels, ==, want[i].bk);
+    p.compile = FALSE;
+  }
+  p.stack = PX_STACK_MEGATRON_CORE;
+  PxTitanCp t;
+  px_cost_titan_cp(m, &p, &t);
+  g_assert_cmpfloat(t.fwd_bytes + t.bwd_bytes + t.kv_gather_bytes + t.dkv_bytes, ==, 0.0);
+}
+
 static void test_torchtitan_compile(void) {
   PxModelDesc d = {.name = (char *)"tiny-llama", .layers = 2, .hidden = 64, .heads = 4, .kv_heads = 2,
                    .ffn = 128, .vocab = 100, .max_seq = 32, .ffn_kind = PX_FFN_SWIGLU, .norm = PX_NORM_RMSNORM,
@@ -2018,5 +2105,6 @@ int main(int argc, char **argv) {
   g_test_add_func("/cost/stack/torchtitan", test_torchtitan_stack);
   g_test_add_func("/cost/stack/torchtitan-op-sac", test_torchtitan_op_sac);
   g_test_add_func("/cost/stack/torchtitan-compile", test_torchtitan_compile);
+  g_test_add_func("/cost/stack/torchtitan-cp", test_torchtitan_cp);
   return g_test_run();
 }

@@ -1330,7 +1330,9 @@ static void suite_korthikanti(Errors *all, gboolean quiet, gboolean breakdown) {
  * so mbs = local / 8), generate_split_points' split (1F1B 15-16 layers per
  * stage, Interleaved1F1B two stages per rank of 7-8), here the balanced
  * split of the 126 blocks (the same heaviest stage); CP: --cp inside the
- * FSDP group as torchtitan's dp_shard_cp mesh. The 2D row runs 16
+ * FSDP group as torchtitan's dp_shard_cp mesh, its ring torch's
+ * context_parallel with torchtitan's all-gather rotation (px_cost_titan_cp,
+ * docs/cost.md section 2). The 2D row runs 16
  * sequences per rank as one micro-batch (no gradient accumulation).
  * Selective AC is torchtitan's "op" policy (the profile recomputes wk, wo,
  * w3 and the memory-bound kernels: docs/cost.md section 2; a block keeps
