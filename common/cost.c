@@ -621,6 +621,29 @@ void px_cost_titan_cp(const PxModel *model, const PxPlan *plan, PxTitanCp *out) 
    * fp32 */
   out->kv_gather_bytes = cp * 2 * E * Q;
   out->dkv_bytes = 2 * 4 * Q;
+  /* Memory: what the ring holds at once besides its inputs (the saved q, k,
+   * v, out, lse) and its results, on rank cp - 1 (the other ranks' i > r
+   * steps take half of q: less), with the lifetimes the code gives its
+   * tensors (a name keeps a tensor until it is rebound; the all-gather's
+   * input until its wait). Both peaks hold the all-gather's output (AG,
+   * _AllGatherRotater._aggregated_buffer, until the function returns).
+   * Forward, step 0: k, v contiguous (2 E Q), the cat of K/V the all-gather
+   * was given (2 E Q, until next_buffer's wait at step 1), the block's out (E
+   * Q) and _SDPAMerger.step's fp32 copy (4 Q): (5 E + 4) Q; a later step:
+   * the block's out (E Q), its fp32 copy (4 Q), the merger's _out (4 Q),
+   * out - block_out and its product with the sigmoid (4 Q each, alive
+   * together): (E + 16) Q (lse's fp32 terms, Q / head_dim each, left out).
+   * Backward, at the flash backward's return at a step i >= 1: the K/V cat
+   * still named next_kv (2 E Q), the previous step's grad_query_,
+   * grad_key_, grad_value_ beside the new ones (6 E Q), the fp32 grad_query
+   * (4 Q), the previous step's grad_key, grad_value (the zeros_like
+   * accumulators at i = 1, _partial_update's cats later: 8 Q), their dK/dV
+   * cat given to the permute (8 Q, named next_grad_kv until the next wait)
+   * and the permute's output in flight (8 Q): (8 E + 28) Q. Under --compile
+   * Inductor frees at last use (fewer alive): not modelled, as the copies'
+   * time above is charged as eager */
+  out->fwd_buffers = out->kv_gather_bytes + MAX(5 * E + 4, E + 16) * Q;
+  out->bwd_buffers = out->kv_gather_bytes + (8 * E + 28) * Q;
 }
 
 /* Memory-bound kernels of no op class (the rate px_cost_class_rate gives

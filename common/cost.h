@@ -179,6 +179,11 @@ typedef struct {
   int fwd_kernels, bwd_kernels;
   double kv_gather_bytes; /* the all-gather's output, all ranks' K and V */
   double dkv_bytes;       /* one permute of dK and dV, fp32, per rank */
+  /* the ring's own tensors alive at once at its forward's and its backward's
+   * peak on that rank, bytes (Python's lifetimes, eager; the memory model's
+   * ring buffers on this stack, px_memory_cp_kv_buffers; docs/memory.md,
+   * "Context parallelism") */
+  double fwd_buffers, bwd_buffers;
 } PxTitanCp;
 void px_cost_titan_cp(const PxModel *model, const PxPlan *plan, PxTitanCp *out);
 

@@ -23,7 +23,9 @@
  * + MLP blocks, gated MLPs (three FFN tensors), models without dropout and fp32;
  * the sums here are sums over that list (common/activations.c), which also
  * holds context parallelism (every per-token term at s/cp tokens, Megatron's
- * context-parallel doc, plus the ring's K/V buffers, px_memory_cp_kv_buffers,
+ * context-parallel doc, plus the ring's K/V buffers, px_memory_cp_kv_buffers:
+ * Transformer Engine's p2p ring, or torch's all-gather ring on the torchtitan
+ * stack,
  * and in the executor's half runs the ring's fp32 output accumulator,
  * px_memory_cp_out_acc)
  * and FP8 (the FP8 GEMMs' inputs saved in 1 byte, Transformer Engine). */
@@ -150,6 +152,19 @@ double px_memory_cp_kv_block(const PxModel *model, const PxPlan *plan) {
  * own copy and the cp - 1 received), the backward double-buffers (K/V,
  * dK/dV) pairs: 4 blocks. Transient, one layer at a time: max(cp, 4) blocks. */
 double px_memory_cp_kv_buffers(const PxModel *model, const PxPlan *plan) {
+  if (plan->stack == PX_STACK_TORCHTITAN && MAX(plan->cp, 1) > 1) {
+    /* torch's context_parallel (torchtitan 9dec370, rotate method
+     * "allgather"; torch _attention.py _templated_ring_attention and
+     * _templated_ring_attention_backward): the all-gathered K/V of all cp
+     * ranks at every head, the merger's and the backward's fp32 tensors and
+     * dK/dV in flight, at the larger of its forward's and its backward's
+     * peaks (px_cost_titan_cp, which sizes them from the same Q; one layer
+     * at a time: the forward ring's buffers are freed when it returns, full
+     * recompute runs it again in the backward before the backward ring) */
+    PxTitanCp tc;
+    px_cost_titan_cp(model, plan, &tc);
+    return MAX(tc.fwd_buffers, tc.bwd_buffers);
+  }
   return MAX(plan->cp, 4) * px_memory_cp_kv_block(model, plan);
 }
 

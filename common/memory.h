@@ -37,7 +37,8 @@ typedef struct {
                                  moments and the gradient shard's copy ((12 + gradient bytes) per shard
                                  parameter), with parameter offload the parameter shard too */
   /* context parallelism and FP8 (docs/memory.md); 0 when not used */
-  double cp_kv_buffers;       /* ring attention's K/V receive buffers (in `buffers`): max(cp, 4) K/V blocks */
+  double cp_kv_buffers;       /* ring attention's buffers (in `buffers`): max(cp, 4) K/V blocks; torchtitan:
+                                 torch's all-gathered K/V and fp32 merge / gradient tensors */
   double cp_out_acc;          /* the executor's ring attention in bf16 / fp16 (PX_ACT_STACK_EXEC, cp > 1):
                                  its fp32 accumulator of the merged output, 4 B × (s/cp)·b·a·head_dim/t
                                  (in `buffers` and `act_buffers`) */
@@ -92,7 +93,9 @@ gint64 px_zero_shard(gint64 numel, int dp);
 double px_memory_fp8_meta_per_gemm(void);
 /* Bytes of one ring-attention K/V block (the K and V of one CP rank's
  * seq/cp tokens, one micro-batch, one TP rank), and of the buffers the ring
- * holds: max(cp, 4) blocks (see memory.c). 0 with cp = 1. */
+ * holds: max(cp, 4) blocks (Transformer Engine's p2p ring, see memory.c);
+ * under --stack torchtitan torch's all-gather ring instead, its larger
+ * peak of px_cost_titan_cp's fwd_buffers and bwd_buffers. 0 with cp = 1. */
 double px_memory_cp_kv_block(const PxModel *model, const PxPlan *plan);
 double px_memory_cp_kv_buffers(const PxModel *model, const PxPlan *plan);
 /* Bytes of the executor's fp32 accumulator of ring attention's merged output

@@ -554,6 +554,53 @@ static void test_cp_activations(void) {
   px_plan_clear(&p);
 }
 
+/* torch's context_parallel under --stack torchtitan (torch _attention.py
+ * at 0123248a, _templated_ring_attention / _backward, torchtitan's
+ * "allgather" rotate method; px_cost_titan_cp's fwd_buffers / bwd_buffers),
+ * by hand. tiny Llama: h 64, 4 heads, 2 KV heads (head_dim 16, kv 32 wide,
+ * repeat_kv makes K and V 64 wide), bf16 (E 2), one sequence of 64 tokens,
+ * tp 1. Q = (64/cp)·64 elements each of the rank's q, k and v.
+ * cp 2: Q = 2048. All-gather output cp·2·E·Q = 2·2·2·2048 = 16384.
+ *   forward step 0: k, v contiguous 2·2·2048 = 8192, the gathered cat 8192,
+ *   block out 4096, its fp32 copy 8192: 28672 (14 Q); a later step: block
+ *   out 4096, fp32 copy, merger _out, out - block_out, the product, 8192
+ *   each: 36864 (18 Q). Forward 16384 + 36864 = 53248.
+ *   backward at step 1's flash backward return: K/V cat 8192, old and new
+ *   dq, dk, dv 6·4096 = 24576, fp32 grad_query 8192, grad_key + grad_value
+ *   16384, their fp32 cat 16384, the permute's output 16384: 90112 (44 Q).
+ *   Backward 16384 + 90112 = 106496: the larger, the ring's buffers.
+ * cp 4: Q = 1024, all-gather 4·2·2·1024 = 16384; forward 16384 + 18·1024 =
+ *   34816; backward 16384 + 44·1024 = 61440.
+ * The megatron-core stack keeps Transformer Engine's p2p ring: max(cp, 4) = 4
+ * K/V blocks of the rank's 64/cp tokens at the 2 KV heads, 4·2·2·(64/cp)·32:
+ * 16384 at cp 2, 8192 at cp 4 (the value before this stack had its own).
+ * With pp 1, dp 1 and no ZeRO the ring's buffers are the stage's only ones. */
+static void test_torchtitan_cp_buffers(void) {
+  PxModelDesc d = {.name = (char *)"tiny-llama", .layers = 2, .hidden = 64, .heads = 4, .kv_heads = 2,
+                   .ffn = 128, .vocab = 100, .max_seq = 64, .ffn_kind = PX_FFN_SWIGLU, .norm = PX_NORM_RMSNORM,
+                   .pos = PX_POS_ROPE, .bias = FALSE, .tied = FALSE, .dropout = FALSE};
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PxModel) m = px_model_new(&d, &err);
+  g_assert_no_error(err);
+  const struct { int cp; double titan, te; } want[] = {{2, 106496, 16384}, {4, 61440, 8192}};
+  for (guint i = 0; i < G_N_ELEMENTS(want); i++) {
+    for (int titan = 0; titan <= 1; titan++) {
+      PxPlan p;
+      px_plan_init(&p);
+      p.precision = PX_PREC_BF16;
+      p.stack = titan ? PX_STACK_TORCHTITAN : PX_STACK_MEGATRON_CORE;
+      p.seq = 64;
+      p.cp = want[i].cp;
+      double w = titan ? want[i].titan : want[i].te;
+      g_assert_cmpfloat(px_memory_cp_kv_buffers(m, &p), ==, w);
+      g_autoptr(PxMemory) mem = memory_of(m, &p, NULL);
+      g_assert_cmpfloat(mem->stages[0].cp_kv_buffers, ==, w);
+      g_assert_cmpfloat(mem->stages[0].buffers, ==, w);
+      px_plan_clear(&p);
+    }
+  }
+}
+
 /* ZeRO shards over dp·cp, the ranks holding the same parameters (Megatron's
  * distributed optimizer over the data-parallel group with context parallel):
  * GPT-2 124M, dp 2 × cp 4, ZeRO-1: 12 B / 8 per parameter. */
@@ -698,6 +745,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/memory/seed-7b-fp32", test_seed_7b_fp32);
   g_test_add_func("/memory/cp/activations", test_cp_activations);
   g_test_add_func("/memory/cp/zero", test_cp_zero);
+  g_test_add_func("/memory/cp/torchtitan-buffers", test_torchtitan_cp_buffers);
   g_test_add_func("/memory/fp8/by-hand", test_fp8_terms);
   g_test_add_func("/memory/zero", test_zero_stages);
   g_test_add_func("/memory/offload", test_offload);
