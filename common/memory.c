@@ -229,9 +229,14 @@ static double titan_loss_transient(const PxModel *model, const PxPlan *plan, gbo
  * (above), before them — whichever is larger. e, s, b: the activation bytes,
  * a rank's tokens per sequence and the micro-batch. */
 static double stage_transient(const PxModel *model, const PxPlan *plan, int max_blocks, gboolean last,
-                              double head_acts, double e, double s, double b) {
+                              double head_acts, double e, double s, double b, double ring) {
   const PxModelDesc *d = &model->desc;
   double extra = titan_loss_transient(model, plan, last, s, b);
+  /* `ring`: torch's context-parallel ring (torchtitan stack), alive inside
+   * one block's attention only: never beside the loss's gradients, which are
+   * freed before the first block's backward (and allocated after the last
+   * forward's ring returned); beside the recomputed segment under full AC */
+  if (plan->ckpt != PX_CKPT_FULL || max_blocks == 0) extra = MAX(extra, ring);
   if (plan->ckpt == PX_CKPT_FULL && max_blocks > 0) {
     /* backward recomputes one checkpoint segment of `interval` blocks at a
      * time, holding their full activations transiently (one micro-batch);
@@ -249,7 +254,7 @@ static double stage_transient(const PxModel *model, const PxPlan *plan, int max_
      * forward until the training metrics after loss.backward(): those
      * logits are not freed before the recompute */
     double held = plan->stack == PX_STACK_FSDP && last ? e * s * b * ceil((double)d->vocab / plan->tp) : 0;
-    extra = MAX(extra, segment - MAX(0.0, head_acts - held));
+    extra = MAX(extra, segment - MAX(0.0, head_acts - held) + ring);
     px_plan_clear(&noc);
   }
   return MAX(0.0, extra);
@@ -282,6 +287,11 @@ PxMemory *px_memory_new_act(const PxModel *model, const PxPlan *plan, const PxPa
   double dp = data, edp = px_plan_edp(plan);
   int ep = MAX(plan->ep, 1), etp = px_plan_etp(plan);
   double cp_kv = px_memory_cp_kv_buffers(model, plan) * e_scale;
+  /* torch's ring (torchtitan) is charged in the stage's transient, where it
+   * meets what else is alive in a block's backward; Transformer Engine's
+   * blocks stay in `buffers` */
+  gboolean titan_ring = !exec && plan->stack == PX_STACK_TORCHTITAN && cp_kv > 0;
+  mem->cp_kv_transient = titan_ring;
   double cp_acc = exec ? px_memory_cp_out_acc(model, plan, (int)e) : 0;
   double bucket_elems = plan->bucket_bytes > 0 ? plan->bucket_bytes / gb : 5e8;
 
@@ -430,7 +440,7 @@ PxMemory *px_memory_new_act(const PxModel *model, const PxPlan *plan, const PxPa
        * chunks' transients and holdings differ) */
       st->activations = px_schedule_peak_held(plan, r, held, NULL);
     } else {
-      st->activations += stage_transient(model, plan, max_blocks, last, head_acts, e, s, b);
+      st->activations += stage_transient(model, plan, max_blocks, last, head_acts, e, s, b, titan_ring && max_blocks > 0 ? cp_kv : 0);
     }
     /* Buffers: p2p send and receive of one activation (and gradient) per
      * neighbour; the DP gradient bucket; ZeRO-3 gather of two layers
@@ -509,8 +519,10 @@ PxMemory *px_memory_new_act(const PxModel *model, const PxPlan *plan, const PxPa
     /* the ring's K/V blocks, on every rank holding a transformer block */
     if (max_blocks > 0) {
       st->cp_kv_buffers = cp_kv;
-      st->buffers += cp_kv;
-      st->act_buffers += cp_kv;
+      if (!titan_ring) {
+        st->buffers += cp_kv;
+        st->act_buffers += cp_kv;
+      }
       /* the executor's half runs: the fp32 accumulator of the ring's merges */
       st->cp_out_acc = cp_acc;
       st->buffers += cp_acc;

@@ -37,8 +37,9 @@ typedef struct {
                                  moments and the gradient shard's copy ((12 + gradient bytes) per shard
                                  parameter), with parameter offload the parameter shard too */
   /* context parallelism and FP8 (docs/memory.md); 0 when not used */
-  double cp_kv_buffers;       /* ring attention's buffers (in `buffers`): max(cp, 4) K/V blocks; torchtitan:
-                                 torch's all-gathered K/V and fp32 merge / gradient tensors */
+  double cp_kv_buffers;       /* ring attention's buffers: max(cp, 4) K/V blocks (in `buffers`); torchtitan:
+                                 torch's all-gathered K/V and fp32 merge / gradient tensors (in the
+                                 activations' transient: one block's, beside the recomputed segment) */
   double cp_out_acc;          /* the executor's ring attention in bf16 / fp16 (PX_ACT_STACK_EXEC, cp > 1):
                                  its fp32 accumulator of the merged output, 4 B × (s/cp)·b·a·head_dim/t
                                  (in `buffers` and `act_buffers`) */
@@ -56,6 +57,8 @@ typedef struct {
   gboolean fits;
   int peak_stage;
   double peak;                /* max total */
+  gboolean cp_kv_transient;   /* the stages' cp_kv_buffers are in their activations' transient (torch's ring,
+                                 torchtitan), not in `buffers` */
 } PxMemory;
 
 /* Peak micro-batches in flight on pipeline rank `stage` for the schedule:

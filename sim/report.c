@@ -149,9 +149,11 @@ void px_report_memory_notes(const PxMemory *mem, const PxUnits *u, FILE *out) {
     meta = MAX(meta, mem->stages[i].fp8_meta);
   }
   if (kv > 0)
-    fprintf(out, "  context parallel: buffers include the ring attention's K/V blocks (torchtitan: torch's "
-            "all-gathered K/V and its fp32 merge and gradient tensors), %.3f %s per GPU\n", kv / u->scale,
-            u->name);
+    fprintf(out, mem->cp_kv_transient
+                     ? "  context parallel: torch's ring (all-gathered K/V, fp32 merge and gradient tensors), %.3f %s per "
+                       "GPU, is in the activations' transient, within one block's backward\n"
+                     : "  context parallel: buffers include the ring attention's K/V blocks, %.3f %s per GPU\n",
+            kv / u->scale, u->name);
   if (acc > 0)
     fprintf(out, "  context parallel: buffers include the ring's fp32 accumulator of the merged attention output, "
             "%.3f %s per GPU\n", acc / u->scale, u->name);

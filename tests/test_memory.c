@@ -595,10 +595,34 @@ static void test_torchtitan_cp_buffers(void) {
       g_assert_cmpfloat(px_memory_cp_kv_buffers(m, &p), ==, w);
       g_autoptr(PxMemory) mem = memory_of(m, &p, NULL);
       g_assert_cmpfloat(mem->stages[0].cp_kv_buffers, ==, w);
-      g_assert_cmpfloat(mem->stages[0].buffers, ==, w);
+      /* TE's blocks in `buffers`; torch's ring in the activations' transient */
+      g_assert_cmpfloat(mem->stages[0].buffers, ==, titan ? 0 : w);
       px_plan_clear(&p);
     }
   }
+  /* Llama 3 8B, torchtitan, full AC, cp 2 (s 8192, 4096 tokens per rank):
+   * the ring, 2·2EQ + (8E + 28)Q = 52Q with Q = 4096 · 4096 = 872,415,232 B,
+   * is alive inside one block's backward, beside the recomputed block (well
+   * under 1 GB), not beside the loss's two fp32 T × V gradients, 8 · 4096 ·
+   * 128256 = 4,202,692,608 B, which set the peak: the activations are those
+   * of cp 1 (/memory/torchtitan/op-sac-loss, 14,889,779,200 B) at half the
+   * tokens, every term per token: 7,444,889,600 B, no ring added */
+  g_autoptr(PxModel) l8 = load("llama3-8b");
+  PxPlan f;
+  px_plan_init(&f);
+  f.stack = PX_STACK_TORCHTITAN;
+  f.dp = 4;
+  f.cp = 2;
+  f.zero = 3;
+  f.seq = 8192;
+  f.mbs = 1;
+  f.gbs = 4;
+  f.ckpt = PX_CKPT_FULL;
+  f.precision = PX_PREC_BF16;
+  g_autoptr(PxMemory) fm = memory_of(l8, &f, NULL);
+  g_assert_cmpfloat(fm->stages[0].cp_kv_buffers, ==, 52.0 * 4096 * 4096);
+  g_assert_cmpfloat(fm->stages[0].activations, ==, 7444889600.0);
+  px_plan_clear(&f);
 }
 
 /* ZeRO shards over dp·cp, the ranks holding the same parameters (Megatron's
