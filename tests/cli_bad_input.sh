@@ -332,5 +332,24 @@ python3 -c 'print("{\"traceEvents\": " + "[" * 200000 + "]" * 200000 + "}")' >"$
 bad "compare: a trace nested 200000 deep (segfault)" "tr5.json: JSON nested deeper than 32 levels" "$sim" compare --model 7b --cluster dgx-h100 --gpus 8 --trace "$tmp/tr5.json"
 bad "simulate: --trace a directory (named a temporary file)" "$tmp/dir: is a directory" "$sim" simulate --model 7b --cluster dgx-h100 --gpus 8 --trace "$tmp/dir"
 
+# ---- fourth sweep: empty output names, outputs met after the work, runs that did nothing ----
+bad "simulate: --trace '' (named a temporary file in g_rename)" "--trace '': the file name is empty" "$sim" simulate --model 7b --cluster dgx-h100 --gpus 8 --trace ""
+bad "run: --trace '' (failed after the run, naming a temporary file)" "--trace : the file name is empty" "$exe" run --model tiny-gpt --steps 1 --trace ""
+bad "calibrate: --out ''" "--out : the file name is empty" "$exe" calibrate --out ""
+bad "plan: --emit --out '' ('cannot create : Invalid argument')" "the directory name is empty" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --emit ini --out ""
+: >"$tmp/afile"
+bad "plan: --emit --out a file" "$tmp/afile exists and is not a directory" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --emit ini --out "$tmp/afile"
+bad "run: --plot a file (failed after the whole run)" "--plot: $tmp/afile exists and is not a directory" "$exe" run --model tiny-gpt --steps 1 --plot "$tmp/afile"
+"$exe" run --model tiny-gpt --steps 3 --save "$tmp/ck8" >/dev/null 2>&1
+bad "run: --resume at step 3 with --steps 1 (ran nothing, exit 0)" "--resume $tmp/ck8 is at step 3, --steps 1 is the step to reach: no step would run (give --steps above 3)" "$exe" run --model tiny-gpt --steps 1 --resume "$tmp/ck8"
+bad "run: --resume at step 3 with --steps 3" "no step would run" "$exe" run --model tiny-gpt --steps 3 --resume "$tmp/ck8"
+bad "run: RANK=1 WORLD_SIZE=2 without MASTER_ADDR (ran the whole world as threads)" "RANK=1 of WORLD_SIZE=2 has no way to meet the others" env RANK=1 WORLD_SIZE=2 MASTER_PORT=29999 "$exe" run --model tiny-gpt --steps 1 --gpus 2
+bad "run: WORLD_SIZE without RANK or MASTER_ADDR (ignored)" "WORLD_SIZE=2 is set but RANK is not" env WORLD_SIZE=2 "$exe" run --model tiny-gpt --steps 1 --gpus 2
+# --gantt beside --json: drawn on stderr, stdout one JSON object (the chart was dropped)
+n=$((n+1)); timeout 30 "$exe" run --model tiny-gpt --steps 1 --gantt --json >"$tmp/out" 2>"$tmp/err"; rc=$?
+if [ $rc -eq 0 ] && python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$tmp/out" && grep -q "measured timeline of step 1" "$tmp/err"; then
+  echo "ok $n - run: --gantt with --json draws on stderr"
+else echo "not ok $n - run: --gantt with --json: rc $rc"; fail=1; fi
+
 echo "1..$n"
 exit $fail
