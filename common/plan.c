@@ -320,6 +320,14 @@ gboolean px_plan_validate(PxPlan *p, const PxModel *model, const PxCluster *clus
     REFUSE("workspace %g B per GPU is not 0..1 PiB", p->workspace_bytes);
   if (!(p->bucket_bytes >= 0 && p->bucket_bytes <= PX_PLAN_MAX_BYTES))
     REFUSE("gradient bucket %g B is not 0..1 PiB", p->bucket_bytes);
+  /* 3 or 1000 B per gradient element was planned (a gradient memory of 1000 B per parameter) */
+  if (p->grad_reduce_bytes != 0 && p->grad_reduce_bytes != 1 && p->grad_reduce_bytes != 2 && p->grad_reduce_bytes != 4 &&
+      p->grad_reduce_bytes != 8)
+    REFUSE("grad_reduce_bytes = %d is not the size of a gradient element: 1 (fp8), 2 (bf16, fp16), 4 (fp32), 8 (fp64), "
+           "or 0 for the stack's", p->grad_reduce_bytes);
+  /* 1e-300 B was planned as buckets of one layer each and emitted as DeepSpeed's reduce_bucket_size 0 */
+  if (p->bucket_bytes > 0 && p->bucket_bytes < px_plan_act_bytes(p))
+    REFUSE("gradient bucket %g B is less than one %d-byte gradient element", p->bucket_bytes, px_plan_act_bytes(p));
   if ((gint64)p->dp * p->tp * p->pp > (1 << 24)) REFUSE("dp·tp·pp=%" G_GINT64_FORMAT " is too many GPUs", (gint64)p->dp * p->tp * p->pp);
   if ((gint64)p->dp * p->cp * p->tp * p->pp > (1 << 24))
     REFUSE("dp·cp·tp·pp=%" G_GINT64_FORMAT " is too many GPUs", (gint64)p->dp * p->cp * p->tp * p->pp);

@@ -147,7 +147,7 @@ bad "plan: --vpp 2 on one pipeline stage (did nothing)" "interleaved schedule ne
 bad "plan: --attention flash in fp32 (costed as if FlashAttention ran fp32)" "--attention flash takes bf16 or fp16 inputs, not fp32" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --attention flash --precision fp32
 bad "--workspace 1e308" "--workspace '1e308' is more than 1 PiB per GPU" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --workspace 1e308
 bad "--ckpt-interval without --ckpt full (ignored)" "--ckpt-interval 4 needs --ckpt full" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --ckpt-interval 4
-bad "--imbalance on a dense model (ignored)" "--imbalance 2 needs a mixture-of-experts model" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --imbalance 2
+bad "--imbalance on a dense model (ignored)" "imbalance 2 needs a mixture-of-experts model (7b has no experts)" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --imbalance 2
 
 # ---- model semantics ----
 printf '[model]\nlayers = 12\nhidden = 770\nheads = 12\nvocab = 50257\nmax_seq = 1024\n' >"$tmp/m4.ini"
@@ -350,6 +350,17 @@ n=$((n+1)); timeout 30 "$exe" run --model tiny-gpt --steps 1 --gantt --json >"$t
 if [ $rc -eq 0 ] && python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$tmp/out" && grep -q "measured timeline of step 1" "$tmp/err"; then
   echo "ok $n - run: --gantt with --json draws on stderr"
 else echo "not ok $n - run: --gantt with --json: rc $rc"; fail=1; fi
+
+# plan file keys the flags' checks did not reach, and sizes below one element
+printf '[plan]\nckpt_interval = 4\n' >"$tmp/p10.ini"
+bad "plan INI: ckpt_interval without ckpt full (ignored)" "p10.ini: [plan] ckpt_interval = 4 needs ckpt = full (checkpointing is none)" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --plan "$tmp/p10.ini"
+printf '[plan]\nimbalance = 2\n' >"$tmp/p11.ini"
+bad "plan INI: imbalance on a dense model (ignored)" "imbalance 2 needs a mixture-of-experts model (7b has no experts)" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --plan "$tmp/p11.ini"
+printf '[plan]\ngrad_reduce_bytes = 1000\n' >"$tmp/p12.ini"
+bad "plan INI: grad_reduce_bytes 1000 (1000 B of gradient a parameter)" "grad_reduce_bytes = 1000 is not the size of a gradient element" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --plan "$tmp/p12.ini"
+bad "--bucket 1e-300 B (emitted reduce_bucket_size 0)" "gradient bucket 1e-300 B is less than one 2-byte gradient element" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --bucket 1e-300
+printf '[plan]\nbucket_bytes = 3\nprecision = fp32\n' >"$tmp/p13.ini"
+bad "plan INI: bucket_bytes 3 in fp32" "gradient bucket 3 B is less than one 4-byte gradient element" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --plan "$tmp/p13.ini"
 
 echo "1..$n"
 exit $fail
