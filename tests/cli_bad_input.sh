@@ -362,5 +362,13 @@ bad "--bucket 1e-300 B (emitted reduce_bucket_size 0)" "gradient bucket 1e-300 B
 printf '[plan]\nbucket_bytes = 3\nprecision = fp32\n' >"$tmp/p13.ini"
 bad "plan INI: bucket_bytes 3 in fp32" "gradient bucket 3 B is less than one 4-byte gradient element" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --plan "$tmp/p13.ini"
 
+# an efficiency of 0 taken as the ideal 1; MoE keys ignored where nothing reads them
+sed 's/^gemm_efficiency = .*/gemm_efficiency = 0/' "$(dirname "$0")/../configs/clusters/dgx-h100.ini" >"$tmp/c10.ini"
+bad "cluster INI: gemm_efficiency 0 (planned as the ideal 1)" "[gpu] gemm_efficiency = 0 is no achieved rate: give a fraction in (0, 1], or leave the key out" "$sim" simulate --model 7b --cluster "$tmp/c10.ini" --gpus 8
+printf '[model]\nlayers = 2\nhidden = 64\nheads = 4\nvocab = 256\nmax_seq = 64\naux_loss_coef = 0.01\n' >"$tmp/m7.ini"
+bad "model INI: aux_loss_coef on a dense model (ignored)" "aux_loss_coef and norm_topk describe a mixture of experts: give experts too" "$sim" plan --model "$tmp/m7.ini"
+printf '[model]\nlayers = 2\nhidden = 64\nheads = 4\nvocab = 256\nmax_seq = 64\nexperts = 4\ntop_k = 2\nshared_ffn = 32\n' >"$tmp/m8.ini"
+bad "model INI: shared_ffn without shared_experts (ignored)" "[model] shared_ffn needs shared_experts" "$sim" plan --model "$tmp/m8.ini"
+
 echo "1..$n"
 exit $fail
