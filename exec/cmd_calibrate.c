@@ -699,6 +699,9 @@ int px_exec_cmd_calibrate(int argc, char **argv) {
     {"out", 'o', 0, G_OPTION_ARG_FILENAME, &out, "cluster profile to write (INI)", "FILE"},
     {NULL, 0, 0, 0, NULL, NULL, NULL},
   };
+  /* --ranks counts thread-ranks: under mpi the world's size replaced it without a word */
+  gboolean ranks_given = FALSE;
+  for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) ranks_given |= px_flag_is(argv[i], "--ranks");
   g_autoptr(GOptionContext) ctx = g_option_context_new("- measure this machine into a cluster profile");
   g_option_context_add_main_entries(ctx, entries, NULL);
   g_autoptr(GError) error = NULL;
@@ -761,6 +764,11 @@ int px_exec_cmd_calibrate(int argc, char **argv) {
   }
   /* mpi: every process measures, rank 0 writes the profile */
   g_autoptr(PxComm) mpi = NULL;
+  if (!strcmp(comm_name, "mpi") && ranks_given) {
+    fprintf(stderr, "parallax-exec calibrate: --ranks %d counts the thread-ranks of --comm local; under --comm mpi "
+            "the ranks are mpirun's processes (mpirun -n N)\n", ranks);
+    return 2;
+  }
   if (!strcmp(comm_name, "mpi")) {
     if (!(mpi = px_comm_mpi_new(60, &error))) return fail(error);
     ranks = px_comm_size(mpi);

@@ -370,5 +370,7 @@ bad "model INI: aux_loss_coef on a dense model (ignored)" "aux_loss_coef and nor
 printf '[model]\nlayers = 2\nhidden = 64\nheads = 4\nvocab = 256\nmax_seq = 64\nexperts = 4\ntop_k = 2\nshared_ffn = 32\n' >"$tmp/m8.ini"
 bad "model INI: shared_ffn without shared_experts (ignored)" "[model] shared_ffn needs shared_experts" "$sim" plan --model "$tmp/m8.ini"
 
+bad "calibrate: --ranks 4 with --comm mpi (replaced by the world's 1)" "--ranks 4 counts the thread-ranks of --comm local; under --comm mpi the ranks are mpirun's processes" "$exe" calibrate --comm mpi --ranks 4 --out "$tmp/cal.ini"
+
 echo "1..$n"
 exit $fail
