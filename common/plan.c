@@ -1005,6 +1005,16 @@ gboolean px_plan_load_deepspeed(PxPlan *p, const char *path, const PxDsOverrides
   }
   if (!cli->precision_given) p->precision = bf16 ? PX_PREC_BF16 : fp16 ? PX_PREC_FP16 : PX_PREC_FP32;
 
+  /* DeepSpeed's get_communication_data_type raises on any other name; "int7" was accepted */
+  JsonNode *comm_dt = json_object_get_member(o, "communication_data_type");
+  if (comm_dt && !JSON_NODE_HOLDS_NULL(comm_dt)) {
+    const char *v = JSON_NODE_HOLDS_VALUE(comm_dt) && json_node_get_value_type(comm_dt) == G_TYPE_STRING
+                        ? json_node_get_string(comm_dt) : NULL;
+    if (!v || (g_ascii_strcasecmp(v, "fp16") && g_ascii_strcasecmp(v, "bf16") && g_ascii_strcasecmp(v, "fp32"))) {
+      g_set_error(error, D, E, "%s: communication_data_type must be \"fp16\", \"bf16\" or \"fp32\"", path);
+      return FALSE;
+    }
+  }
   JsonObject *zero = member_object(o, "zero_optimization");
   if (zero) {
     gint64 stage;
@@ -1022,6 +1032,12 @@ gboolean px_plan_load_deepspeed(PxPlan *p, const char *path, const PxDsOverrides
       }
       bucket = (gint64)cli->hidden * cli->hidden; /* the HF Trainer's resolution */
     } else if (!px_json_get_int(zero, path, "reduce_bucket_size", TRUE, 0, 0, &bucket, D, E, error)) {
+      return FALSE;
+    }
+    /* 0 was read as absent: DeepSpeed's 5e8 elements (DeepSpeed itself then reduces each gradient alone) */
+    if (bucket == 0 && json_object_has_member(zero, "reduce_bucket_size")) {
+      g_set_error(error, D, E, "%s: zero_optimization.reduce_bucket_size = 0 is a bucket of no elements: leave it out "
+                  "for DeepSpeed's 5e8", path);
       return FALSE;
     }
     if (bucket) p->bucket_bytes = (double)bucket * (p->precision == PX_PREC_FP32 ? 4 : 2);

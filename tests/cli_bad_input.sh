@@ -372,5 +372,10 @@ bad "model INI: shared_ffn without shared_experts (ignored)" "[model] shared_ffn
 
 bad "calibrate: --ranks 4 with --comm mpi (replaced by the world's 1)" "--ranks 4 counts the thread-ranks of --comm local; under --comm mpi the ranks are mpirun's processes" "$exe" calibrate --comm mpi --ranks 4 --out "$tmp/cal.ini"
 
+echo '{"train_batch_size": 64, "zero_optimization": {"stage": 2, "reduce_bucket_size": 0}}' >"$tmp/ds14.json"
+bad "ds_config: reduce_bucket_size 0 (read as absent: 5e8)" "zero_optimization.reduce_bucket_size = 0 is a bucket of no elements" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --deepspeed "$tmp/ds14.json"
+echo '{"train_batch_size": 64, "communication_data_type": "int7"}' >"$tmp/ds15.json"
+bad "ds_config: communication_data_type int7 (accepted; DeepSpeed raises)" 'communication_data_type must be "fp16", "bf16" or "fp32"' "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --deepspeed "$tmp/ds15.json"
+
 echo "1..$n"
 exit $fail
