@@ -377,5 +377,8 @@ bad "ds_config: reduce_bucket_size 0 (read as absent: 5e8)" "zero_optimization.r
 echo '{"train_batch_size": 64, "communication_data_type": "int7"}' >"$tmp/ds15.json"
 bad "ds_config: communication_data_type int7 (accepted; DeepSpeed raises)" 'communication_data_type must be "fp16", "bf16" or "fp32"' "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --deepspeed "$tmp/ds15.json"
 
+bad "search: --pareto '' (after the search: 'could not rename ./pareto.png to ')" "--pareto : the file name is empty" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 64 --pareto ""
+bad "search: --pareto a directory (after the search)" "--pareto $tmp/dir: is a directory" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 64 --pareto "$tmp/dir"
+
 echo "1..$n"
 exit $fail
