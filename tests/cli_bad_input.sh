@@ -380,5 +380,9 @@ bad "ds_config: communication_data_type int7 (accepted; DeepSpeed raises)" 'comm
 bad "search: --pareto '' (after the search: 'could not rename ./pareto.png to ')" "--pareto : the file name is empty" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 64 --pareto ""
 bad "search: --pareto a directory (after the search)" "--pareto $tmp/dir: is a directory" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 64 --pareto "$tmp/dir"
 
+echo '{"traceEvents": [{"ph": "X", "name": "ampere_sgemm", "cat": "kernel", "ts": 10, "dur": 5}]}' >"$tmp/tr7.json"
+bad "compare: --timeline a directory (named json-glib's temporary file)" "--timeline $tmp/dir: is a directory" "$sim" compare --model 7b --cluster dgx-h100 --gpus 8 --trace "$tmp/tr7.json" --timeline "$tmp/dir"
+bad "compare: --timeline ''" "--timeline '': the file name is empty" "$sim" compare --model 7b --cluster dgx-h100 --gpus 8 --trace "$tmp/tr7.json" --timeline ""
+
 echo "1..$n"
 exit $fail
