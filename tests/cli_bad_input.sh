@@ -384,5 +384,11 @@ echo '{"traceEvents": [{"ph": "X", "name": "ampere_sgemm", "cat": "kernel", "ts"
 bad "compare: --timeline a directory (named json-glib's temporary file)" "--timeline $tmp/dir: is a directory" "$sim" compare --model 7b --cluster dgx-h100 --gpus 8 --trace "$tmp/tr7.json" --timeline "$tmp/dir"
 bad "compare: --timeline ''" "--timeline '': the file name is empty" "$sim" compare --model 7b --cluster dgx-h100 --gpus 8 --trace "$tmp/tr7.json" --timeline ""
 
+# partition --method optimal: the scan over every boundary was O(stages · weights²), hours for 60000
+# weights over 64 stages; the heaviest part of 60000 equal weights is ceil(60000 / 64) = 938
+n=$((n+1)); timeout 30 "$sim" partition --method optimal --stages 64 --weights "$(python3 -c "print(','.join(['1'] * 60000))")" >"$tmp/out" 2>"$tmp/err"; rc=$?
+if [ $rc -eq 0 ] && grep -q "^max 938 " "$tmp/out"; then echo "ok $n - partition: optimal over 60000 weights ends"
+else echo "not ok $n - partition: optimal over 60000 weights: rc $rc"; fail=1; fi
+
 echo "1..$n"
 exit $fail
