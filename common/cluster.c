@@ -313,6 +313,13 @@ PxCluster *px_cluster_load_ini(const char *path, GError **error) {
       g_set_error(error, D, E, "%s: [%s] %s = %g is above 1", path, rate_keys[i].group, rate_keys[i].key, *out);
       return NULL;
     }
+    /* an efficiency given as 0 was taken as unset, the ideal 1: the fastest GPU for the slowest figure */
+    if (*out == 0 && strcmp(rate_keys[i].key, "kernel_overhead") &&
+        g_key_file_has_key(kf, rate_keys[i].group, rate_keys[i].key, NULL)) {
+      g_set_error(error, D, E, "%s: [%s] %s = 0 is no achieved rate: give a fraction in (0, 1], or leave the key out "
+                  "for the ideal rate", path, rate_keys[i].group, rate_keys[i].key);
+      return NULL;
+    }
   }
   /* read only for --precision fp8, which a GPU without peak_fp8 refuses */
   if (c->gemm_eff_fp8 > 0 && c->peak_fp8 <= 0) {

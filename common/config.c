@@ -457,6 +457,8 @@ gboolean px_parse_count(const char *s, double *out) {
 }
 
 PxOutPath px_output_path_check(const char *path) {
+  /* "" passed the checks (its directory is ".") and failed in g_rename after the work */
+  if (!*path) return PX_OUT_EMPTY;
   if (g_file_test(path, G_FILE_TEST_IS_DIR)) return PX_OUT_IS_DIR;
   g_autofree char *dir = g_path_get_dirname(path);
   if (g_file_test(dir, G_FILE_TEST_IS_DIR)) return PX_OUT_OK;
@@ -466,12 +468,34 @@ PxOutPath px_output_path_check(const char *path) {
 const char *px_output_path_why(const char *path) {
   static const char *const whys[] = {[PX_OUT_OK] = NULL, [PX_OUT_IS_DIR] = "is a directory",
                                      [PX_OUT_NO_DIR] = "its directory does not exist",
-                                     [PX_OUT_DIR_NOT_DIR] = "its directory is not a directory"};
+                                     [PX_OUT_DIR_NOT_DIR] = "its directory is not a directory",
+                                     [PX_OUT_EMPTY] = "the file name is empty"};
   return whys[px_output_path_check(path)];
+}
+
+gboolean px_output_dir_make(const char *dir, GQuark domain, int code, GError **error) {
+  /* "" was "cannot create : Invalid argument"; a file in the way "Not a directory" */
+  if (!*dir) {
+    g_set_error(error, domain, code, "the directory name is empty");
+    return FALSE;
+  }
+  if (g_file_test(dir, G_FILE_TEST_EXISTS) && !g_file_test(dir, G_FILE_TEST_IS_DIR)) {
+    g_set_error(error, domain, code, "%s exists and is not a directory", dir);
+    return FALSE;
+  }
+  if (g_mkdir_with_parents(dir, 0755) != 0) {
+    g_set_error(error, domain, code, "cannot create %s: %s", dir, g_strerror(errno));
+    return FALSE;
+  }
+  return TRUE;
 }
 
 gboolean px_file_write(const char *path, const char *text, gsize len, GQuark domain, int code, GError **error) {
   const char *why = px_output_path_why(path);
+  if (why && !*path) {
+    g_set_error(error, domain, code, "'': %s", why);
+    return FALSE;
+  }
   if (why) {
     g_set_error(error, domain, code, "%s: %s", path, why);
     return FALSE;

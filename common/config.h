@@ -84,13 +84,17 @@ gboolean px_parse_bytes(const char *s, double *out);
 gboolean px_parse_count(const char *s, double *out);
 
 /* Whether a file can be made at path, checked before the work that writes it:
- * PX_OUT_OK, or the path is a directory, or its directory is missing or is
- * not a directory. */
-typedef enum { PX_OUT_OK, PX_OUT_IS_DIR, PX_OUT_NO_DIR, PX_OUT_DIR_NOT_DIR } PxOutPath;
+ * PX_OUT_OK, or the path is empty, or a directory, or its directory is
+ * missing or is not a directory. */
+typedef enum { PX_OUT_OK, PX_OUT_IS_DIR, PX_OUT_NO_DIR, PX_OUT_DIR_NOT_DIR, PX_OUT_EMPTY } PxOutPath;
 PxOutPath px_output_path_check(const char *path);
 /* Why nothing can be written at path ("is a directory", "its directory does
  * not exist", ...), or NULL when it can. */
 const char *px_output_path_why(const char *path);
+/* Make the output directory dir (and its parents) for the files written into
+ * it (--emit's --out, --plot): an empty name and a path that exists and is
+ * not a directory are named as such in domain/code, as is a failing mkdir. */
+gboolean px_output_dir_make(const char *dir, GQuark domain, int code, GError **error);
 /* Write a whole file (g_file_set_contents): a path that is a directory, or
  * whose directory is missing, is named as such in domain/code ("PATH: is a
  * directory"), not as the temporary file g_file_set_contents renames. */

@@ -123,9 +123,9 @@ static gboolean validate_moe(PxModelDesc *d, const char *name, GError **error) {
     INVALID("model %s: experts = %d must be 0..%d", name, d->experts, PX_MODEL_MAX_EXPERTS);
   if (d->experts == 0) {
     if (d->top_k || d->expert_ffn || d->shared_experts || d->shared_ffn || d->shared_gate || d->moe_every > 1 ||
-        d->moe_first_dense || d->capacity_factor > 0)
-      INVALID("model %s: top_k, expert_ffn, shared experts, moe_every, moe_first_dense and capacity_factor "
-              "describe a mixture of experts: give experts too", name);
+        d->moe_first_dense || d->capacity_factor > 0 || d->aux_loss_coef > 0 || d->norm_topk)
+      INVALID("model %s: top_k, expert_ffn, shared experts, moe_every, moe_first_dense, capacity_factor, "
+              "aux_loss_coef and norm_topk describe a mixture of experts: give experts too", name);
     return TRUE;
   }
   if (d->top_k < 1 || d->top_k > d->experts)
@@ -535,6 +535,12 @@ PxModel *px_model_load_ini(const char *path, GError **error) {
                   nonzero[i].key);
       return NULL;
     }
+  /* the size of a shared expert without shared experts was ignored (validation fills it from expert_ffn) */
+  if (g_key_file_has_key(kf, "model", "shared_ffn", NULL) && d.shared_experts == 0 && d.experts > 0) {
+    g_set_error(error, PX_MODEL_ERROR, PX_MODEL_ERROR_INVALID, "%s: [model] shared_ffn needs shared_experts (the "
+                "FFN size of a shared expert; there are none)", path);
+    return NULL;
+  }
   /* the rotary keys describe rotary positions: with learned ones they were ignored */
   static const char *const rope_keys[] = {"rope_theta", "rotary_pct", "rope_scaled"};
   for (gsize i = 0; d.pos != PX_POS_ROPE && i < G_N_ELEMENTS(rope_keys); i++)

@@ -26,6 +26,9 @@ gboolean px_moe_validate(const PxPlan *p, const PxModel *model, GError **error) 
   if (d->experts == 0) {
     if (p->ep > 1) REFUSE("ep=%d needs a mixture-of-experts model (%s has no experts)", p->ep, d->name);
     if (etp != p->tp) REFUSE("etp=%d needs a mixture-of-experts model (%s has no experts)", etp, d->name);
+    /* a plan file's imbalance was ignored on a dense model (the flag's was refused) */
+    if (p->imbalance > 1)
+      REFUSE("imbalance %g needs a mixture-of-experts model (%s has no experts)", p->imbalance, d->name);
     return TRUE;
   }
   if (d->experts % MAX(p->ep, 1))

@@ -155,12 +155,34 @@ int *px_partition_optimal(const double *weights, int num_items, int num_parts) {
   g_autofree double *best = g_new(double, (gsize)(m + 1) * (gsize)(n + 1));
 #define BEST(j, i) best[(gsize)(j) * (gsize)(n + 1) + (gsize)(i)]
   for (int i = 0; i <= n; i++) BEST(1, i) = i < n ? prefix[n] - prefix[i] : INFINITY;
+  /* With finite weights ≥ 0 the first part's sum prefix[k] - prefix[i] never
+   * falls as k grows and BEST(j - 1, k) never rises (rounding is monotone), so
+   * the minimum of their maximum sits where they cross: found by bisection,
+   * the same value as the scan over every k in O(log n), not O(n) (the scan
+   * took hours on 60000 weights over 64 stages). Other weights: the scan. */
+  gboolean monotone = isfinite(prefix[n]);
+  for (int i = 0; monotone && i < n; i++) monotone = weights[i] >= 0;
   for (int j = 2; j <= m; j++) {
     for (int i = 0; i <= n; i++) {
       double b = INFINITY;
-      for (int k = i + 1; k <= n - j + 1; k++) {
-        double v = MAX(prefix[k] - prefix[i], BEST(j - 1, k));
-        if (v < b) b = v;
+      int lo = i + 1, hi = n - j + 1;
+      if (monotone && lo <= hi) {
+        /* the first k where the first part is at least the rest's best (hi + 1: none) */
+        int a = lo, z = hi + 1;
+        while (a < z) {
+          int mid = a + (z - a) / 2;
+          if (prefix[mid] - prefix[i] >= BEST(j - 1, mid)) z = mid;
+          else a = mid + 1;
+        }
+        for (int k = MAX(a - 1, lo); k <= MIN(a, hi); k++) {
+          double v = MAX(prefix[k] - prefix[i], BEST(j - 1, k));
+          if (v < b) b = v;
+        }
+      } else {
+        for (int k = lo; k <= hi; k++) {
+          double v = MAX(prefix[k] - prefix[i], BEST(j - 1, k));
+          if (v < b) b = v;
+        }
       }
       BEST(j, i) = b;
     }

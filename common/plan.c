@@ -320,6 +320,14 @@ gboolean px_plan_validate(PxPlan *p, const PxModel *model, const PxCluster *clus
     REFUSE("workspace %g B per GPU is not 0..1 PiB", p->workspace_bytes);
   if (!(p->bucket_bytes >= 0 && p->bucket_bytes <= PX_PLAN_MAX_BYTES))
     REFUSE("gradient bucket %g B is not 0..1 PiB", p->bucket_bytes);
+  /* 3 or 1000 B per gradient element was planned (a gradient memory of 1000 B per parameter) */
+  if (p->grad_reduce_bytes != 0 && p->grad_reduce_bytes != 1 && p->grad_reduce_bytes != 2 && p->grad_reduce_bytes != 4 &&
+      p->grad_reduce_bytes != 8)
+    REFUSE("grad_reduce_bytes = %d is not the size of a gradient element: 1 (fp8), 2 (bf16, fp16), 4 (fp32), 8 (fp64), "
+           "or 0 for the stack's", p->grad_reduce_bytes);
+  /* 1e-300 B was planned as buckets of one layer each and emitted as DeepSpeed's reduce_bucket_size 0 */
+  if (p->bucket_bytes > 0 && p->bucket_bytes < px_plan_act_bytes(p))
+    REFUSE("gradient bucket %g B is less than one %d-byte gradient element", p->bucket_bytes, px_plan_act_bytes(p));
   if ((gint64)p->dp * p->tp * p->pp > (1 << 24)) REFUSE("dp·tp·pp=%" G_GINT64_FORMAT " is too many GPUs", (gint64)p->dp * p->tp * p->pp);
   if ((gint64)p->dp * p->cp * p->tp * p->pp > (1 << 24))
     REFUSE("dp·cp·tp·pp=%" G_GINT64_FORMAT " is too many GPUs", (gint64)p->dp * p->cp * p->tp * p->pp);
@@ -1005,6 +1013,16 @@ gboolean px_plan_load_deepspeed(PxPlan *p, const char *path, const PxDsOverrides
   }
   if (!cli->precision_given) p->precision = bf16 ? PX_PREC_BF16 : fp16 ? PX_PREC_FP16 : PX_PREC_FP32;
 
+  /* DeepSpeed's get_communication_data_type raises on any other name; "int7" was accepted */
+  JsonNode *comm_dt = json_object_get_member(o, "communication_data_type");
+  if (comm_dt && !JSON_NODE_HOLDS_NULL(comm_dt)) {
+    const char *v = JSON_NODE_HOLDS_VALUE(comm_dt) && json_node_get_value_type(comm_dt) == G_TYPE_STRING
+                        ? json_node_get_string(comm_dt) : NULL;
+    if (!v || (g_ascii_strcasecmp(v, "fp16") && g_ascii_strcasecmp(v, "bf16") && g_ascii_strcasecmp(v, "fp32"))) {
+      g_set_error(error, D, E, "%s: communication_data_type must be \"fp16\", \"bf16\" or \"fp32\"", path);
+      return FALSE;
+    }
+  }
   JsonObject *zero = member_object(o, "zero_optimization");
   if (zero) {
     gint64 stage;
@@ -1022,6 +1040,12 @@ gboolean px_plan_load_deepspeed(PxPlan *p, const char *path, const PxDsOverrides
       }
       bucket = (gint64)cli->hidden * cli->hidden; /* the HF Trainer's resolution */
     } else if (!px_json_get_int(zero, path, "reduce_bucket_size", TRUE, 0, 0, &bucket, D, E, error)) {
+      return FALSE;
+    }
+    /* 0 was read as absent: DeepSpeed's 5e8 elements (DeepSpeed itself then reduces each gradient alone) */
+    if (bucket == 0 && json_object_has_member(zero, "reduce_bucket_size")) {
+      g_set_error(error, D, E, "%s: zero_optimization.reduce_bucket_size = 0 is a bucket of no elements: leave it out "
+                  "for DeepSpeed's 5e8", path);
       return FALSE;
     }
     if (bucket) p->bucket_bytes = (double)bucket * (p->precision == PX_PREC_FP32 ? 4 : 2);

@@ -700,6 +700,9 @@ int px_exec_cmd_calibrate(int argc, char **argv) {
     {NULL, 0, 0, 0, NULL, NULL, NULL},
   };
   g_set_prgname("parallax-exec calibrate"); /* --help's usage line names the command, as run's does */
+  /* --ranks counts thread-ranks: under mpi the world's size replaced it without a word */
+  gboolean ranks_given = FALSE;
+  for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) ranks_given |= px_flag_is(argv[i], "--ranks");
   g_autoptr(GOptionContext) ctx = g_option_context_new("- measure this machine into a cluster profile");
   g_option_context_add_main_entries(ctx, entries, NULL);
   g_autoptr(GError) error = NULL;
@@ -740,8 +743,8 @@ int px_exec_cmd_calibrate(int argc, char **argv) {
   PxOutPath where = px_output_path_check(out);
   if (where != PX_OUT_OK) {
     g_autofree char *out_dir = g_path_get_dirname(out);
-    if (where == PX_OUT_IS_DIR)
-      fprintf(stderr, "parallax-exec calibrate: --out %s is a directory\n", out);
+    if (where == PX_OUT_IS_DIR || where == PX_OUT_EMPTY)
+      fprintf(stderr, "parallax-exec calibrate: --out %s: %s\n", out, px_output_path_why(out));
     else
       fprintf(stderr, "parallax-exec calibrate: --out %s: %s %s\n", out, out_dir,
               where == PX_OUT_DIR_NOT_DIR ? "is not a directory" : "does not exist");
@@ -762,6 +765,11 @@ int px_exec_cmd_calibrate(int argc, char **argv) {
   }
   /* mpi: every process measures, rank 0 writes the profile */
   g_autoptr(PxComm) mpi = NULL;
+  if (!strcmp(comm_name, "mpi") && ranks_given) {
+    fprintf(stderr, "parallax-exec calibrate: --ranks %d counts the thread-ranks of --comm local; under --comm mpi "
+            "the ranks are mpirun's processes (mpirun -n N)\n", ranks);
+    return 2;
+  }
   if (!strcmp(comm_name, "mpi")) {
     if (!(mpi = px_comm_mpi_new(60, &error))) return fail(error);
     ranks = px_comm_size(mpi);

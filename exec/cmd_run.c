@@ -201,9 +201,32 @@ int px_exec_cmd_run(int argc, char **argv) {
       }
     }
   }
+  /* --plot DIR made before any step too: a file in its way failed only after the whole run */
+  if (a.plot && !px_output_dir_make(a.plot, PX_PLOT_ERROR, PX_PLOT_ERROR_IO, &error)) {
+    fprintf(stderr, CMD ": --plot: %s\n", error->message);
+    goto out;
+  }
   if (!a.comm) {
     /* ranks as processes: nccl for GPU ranks when built in, else mpi / tcp by launcher (docs/launch.md) */
     gboolean procs = g_getenv("OMPI_COMM_WORLD_SIZE") || (g_getenv("WORLD_SIZE") && g_getenv("MASTER_ADDR"));
+    if (!procs && (g_getenv("RANK") || g_getenv("WORLD_SIZE"))) {
+      /* torchrun's variables without MASTER_ADDR: every process ran the whole world as threads of its own */
+      PxLaunchEnv env;
+      px_launch_env_init(&env);
+      gboolean ok = px_launch_env(&env, &error);
+      int env_rank = env.rank, env_world = env.world;
+      px_launch_env_clear(&env);
+      if (!ok) {
+        rc = px_cli_fail(CMD, error);
+        goto out;
+      }
+      if (env_world > 1) {
+        fprintf(stderr, CMD ": RANK=%d of WORLD_SIZE=%d has no way to meet the others: set MASTER_ADDR (and "
+                "MASTER_PORT) for the TCP store, or give --comm local to run the whole world in this process\n",
+                env_rank, env_world);
+        goto out;
+      }
+    }
     a.comm = g_strdup(procs && !g_strcmp0(a.opt.backend, "cuda") && px_comm_available("nccl") ? "nccl"
                       : g_getenv("OMPI_COMM_WORLD_SIZE")                                       ? "mpi"
                       : procs                                                                  ? "tcp"
@@ -263,6 +286,13 @@ int px_exec_cmd_run(int argc, char **argv) {
       (a.save && rank == 0 && !px_checkpoint_check_dir(a.save, &error))) {
     /* the same sentence on every rank: rank 0 says it */
     rc = rank == 0 ? px_cli_fail(CMD, error) : 1;
+    goto out;
+  }
+  /* --steps is the step to reach: at or below the checkpoint's the run did nothing and exited 0 */
+  if (a.resume && px_runtime_steps_done(rt) >= a.steps) {
+    if (rank == 0)
+      fprintf(stderr, CMD ": --resume %s is at step %d, --steps %d is the step to reach: no step would run (give "
+              "--steps above %d)\n", a.resume, px_runtime_steps_done(rt), a.steps, px_runtime_steps_done(rt));
     goto out;
   }
   const PxPlan *p = px_runtime_plan(rt);
@@ -398,10 +428,6 @@ int px_exec_cmd_run(int argc, char **argv) {
            "# and DP buffers and leaves temporaries to its per-GPU workspace allowance (%.2f %s)\n",
            p->workspace_bytes / units.scale, units.name);
   json_builder_end_array(jb);
-  if (a.compare && done == 0) {
-    if (rank == 0) fprintf(stderr, CMD ": --compare: no step ran (the checkpoint is already at --steps), nothing to compare\n");
-    goto out;
-  }
   if (a.compare) {
     /* the measured step: the mean after the first (warm-up), or the only one */
     double measured = done > 1 ? after_first / (done - 1) : total_time;
@@ -443,9 +469,10 @@ int px_exec_cmd_run(int argc, char **argv) {
     rc = px_cli_fail(CMD, error);
     goto out;
   }
-  if (a.gantt && !a.json) {
+  if (a.gantt) {
+    /* beside --json the chart goes to stderr, so stdout stays one JSON object (as simulate's; it was dropped) */
     g_autofree char *g = px_timeline_gantt(tl, 100);
-    printf("# measured timeline of step %d\n%s", px_runtime_steps_done(rt), g);
+    fprintf(a.json ? stderr : stdout, "# measured timeline of step %d\n%s", px_runtime_steps_done(rt), g);
   }
   if (a.plot) {
     g_autofree char *title = g_strdup_printf("%s measured (cpu): dp %d, tp %d, pp %d, %s", model->desc.name, p->dp,

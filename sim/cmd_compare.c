@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "config.h"
 #include "commands.h"
 #include "cost.h"
 #include "engine.h"
@@ -190,7 +191,14 @@ static gboolean write_timeline(const char *path, const PxMeasuredStep *m, const 
   g_autoptr(JsonGenerator) g = json_generator_new();
   g_autoptr(JsonNode) root = json_builder_get_root(b);
   json_generator_set_root(g, root);
-  return json_generator_to_file(g, path, error);
+  gsize len = 0;
+  g_autofree char *text = json_generator_to_data(g, &len);
+  /* px_file_write: json_generator_to_file named its temporary file ('' and a directory failed in g_rename) */
+  if (!px_file_write(path, text, len, G_FILE_ERROR, G_FILE_ERROR_FAILED, error)) {
+    g_prefix_error(error, "--timeline ");
+    return FALSE;
+  }
+  return TRUE;
 }
 
 /* ---- reports ---------------------------------------------------------------- */

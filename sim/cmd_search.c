@@ -565,6 +565,12 @@ int px_cmd_search(int argc, char **argv) {
       fprintf(stderr, CMD ": %s sizes a cluster: it needs --tokens and --days (or --objective gpus)\n",
               f.nodes_range ? "--nodes-range" : "--all-counts");
       rc = 2;
+    } else if (f.pareto && (px_output_path_check(f.pareto) == PX_OUT_EMPTY ||
+                            px_output_path_check(f.pareto) == PX_OUT_IS_DIR ||
+                            px_output_path_check(f.pareto) == PX_OUT_DIR_NOT_DIR)) {
+      /* after the whole search: '' was "could not rename ./pareto.png to " (a missing directory is made) */
+      fprintf(stderr, CMD ": --pareto %s: %s\n", f.pareto, px_output_path_why(f.pareto));
+      rc = 2;
     } else if (f.out && !f.emit) {
       fprintf(stderr, CMD ": --out %s is the directory of --emit's files: give --emit\n", f.out);
       rc = 2;

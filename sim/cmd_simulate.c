@@ -258,10 +258,12 @@ int px_cmd_simulate(int argc, char **argv) {
   if (!px_parse_command_line(CMD, "simulate one training step of a plan", entries, &o, &argc, &argv)) return 2;
   g_autoptr(GError) error = NULL;
   int rc = 0;
+  const char *failed_flag = NULL; /* the output flag whose file could not be written, named in the error */
   if (!px_plan_options_resolve(&o, !r.ideal, &r.model, &r.cluster, &r.plan, &error) ||
       !sim_report_run(&r, trace || csv || gantt || plot_dir, &error) ||
-      (trace && !px_timeline_write_trace(r.res->timeline, trace, &error)) ||
-      (csv && !px_timeline_write_csv(r.res->timeline, csv, &error))) {
+      (trace && !px_timeline_write_trace(r.res->timeline, trace, &error) && (failed_flag = "--trace")) ||
+      (csv && !px_timeline_write_csv(r.res->timeline, csv, &error) && (failed_flag = "--csv"))) {
+    if (failed_flag) g_prefix_error(&error, "%s ", failed_flag);
     rc = px_cli_fail(CMD, error);
   } else {
     r.batch_given = o.batch_given;

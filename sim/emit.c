@@ -1,6 +1,7 @@
 /* emit.c — a plan as Megatron-LM, DeepSpeed, torchtitan and plan.ini files
  * (see emit.h). */
 #include "emit.h"
+#include "config.h"
 #include "memory.h"
 #include "moe.h"
 #include <errno.h>
@@ -540,10 +541,7 @@ gboolean px_emit_write(PxEmitFormat fmt, const char *dir, const PxModel *model, 
                 "emit megatron or ini", fmt == PX_EMIT_DEEPSPEED ? "deepspeed" : "torchtitan", model->desc.name);
     return FALSE;
   }
-  if (g_mkdir_with_parents(dir, 0755) != 0) {
-    g_set_error(error, PX_EMIT_ERROR, PX_EMIT_ERROR_IO, "cannot create %s: %s", dir, g_strerror(errno));
-    return FALSE;
-  }
+  if (!px_output_dir_make(dir, PX_EMIT_ERROR, PX_EMIT_ERROR_IO, error)) return FALSE;
   switch (fmt) {
     case PX_EMIT_MEGATRON: {
       g_autofree char *t = px_emit_megatron(model, cluster, plan, info, error);

@@ -266,8 +266,10 @@ gboolean px_plan_options_resolve(PxPlanOptions *o, gboolean need_cluster, PxMode
   /* flags that only mean something with another: ignored before */
   if (o->ckpt_interval > 0 && plan->ckpt != PX_CKPT_FULL)
     BAD("--ckpt-interval %d needs --ckpt full (checkpointing is %s)", o->ckpt_interval, px_ckpt_name(plan->ckpt));
-  if (o->imbalance && model->desc.experts == 0)
-    BAD("--imbalance %s needs a mixture-of-experts model (%s has no experts)", o->imbalance, model->desc.name);
+  /* a plan file's interval without its full checkpointing was ignored (the flag's was refused above) */
+  if (o->ckpt_interval < 0 && plan->ckpt_interval > 1 && plan->ckpt != PX_CKPT_FULL)
+    BAD("%s: [plan] ckpt_interval = %d needs ckpt = full (checkpointing is %s)", o->plan_file ? o->plan_file : "plan",
+        plan->ckpt_interval, px_ckpt_name(plan->ckpt));
   if (tokens_gbs) plan->gbs = tokens_gbs;
   o->batch_given = gbs_from_files || o->gbs > 0 || o->gbs_tokens;
   if (o->batch_note) fprintf(stderr, "%s: %s\n", g_get_prgname(), o->batch_note);

@@ -40,10 +40,7 @@ static void append_gp_string(GString *s, const char *var, const char *value) {
 
 static gboolean write_data(const char *dir, const char *name, const GString *data, char **path_out,
                            GError **error) {
-  if (g_mkdir_with_parents(dir, 0755) != 0) {
-    g_set_error(error, PX_PLOT_ERROR, PX_PLOT_ERROR_IO, "cannot create %s: %s", dir, g_strerror(errno));
-    return FALSE;
-  }
+  if (!px_output_dir_make(dir, PX_PLOT_ERROR, PX_PLOT_ERROR_IO, error)) return FALSE;
   g_autofree char *path = g_build_filename(dir, name, NULL);
   g_autoptr(GError) err = NULL;
   if (!g_file_set_contents(path, data->str, (gssize)data->len, &err)) {
@@ -83,10 +80,7 @@ gboolean px_plot_run(const char *script, const char *dir, const char *base, cons
                 "plot script %s not found (set PARALLAX_DATA_DIR to the directory holding plots/)", path);
     return FALSE;
   }
-  if (g_mkdir_with_parents(dir, 0755) != 0) {
-    g_set_error(error, PX_PLOT_ERROR, PX_PLOT_ERROR_IO, "cannot create %s: %s", dir, g_strerror(errno));
-    return FALSE;
-  }
+  if (!px_output_dir_make(dir, PX_PLOT_ERROR, PX_PLOT_ERROR_IO, error)) return FALSE;
   static const char *formats[] = {"png", "svg"};
   for (gsize f = 0; f < G_N_ELEMENTS(formats); f++) {
     g_autofree char *name = g_strconcat(base, ".", formats[f], NULL);

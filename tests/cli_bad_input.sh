@@ -147,7 +147,7 @@ bad "plan: --vpp 2 on one pipeline stage (did nothing)" "interleaved schedule ne
 bad "plan: --attention flash in fp32 (costed as if FlashAttention ran fp32)" "--attention flash takes bf16 or fp16 inputs, not fp32" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --attention flash --precision fp32
 bad "--workspace 1e308" "--workspace '1e308' is more than 1 PiB per GPU" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --workspace 1e308
 bad "--ckpt-interval without --ckpt full (ignored)" "--ckpt-interval 4 needs --ckpt full" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --ckpt-interval 4
-bad "--imbalance on a dense model (ignored)" "--imbalance 2 needs a mixture-of-experts model" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --imbalance 2
+bad "--imbalance on a dense model (ignored)" "imbalance 2 needs a mixture-of-experts model (7b has no experts)" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --imbalance 2
 
 # ---- model semantics ----
 printf '[model]\nlayers = 12\nhidden = 770\nheads = 12\nvocab = 50257\nmax_seq = 1024\n' >"$tmp/m4.ini"
@@ -335,6 +335,64 @@ fi
 python3 -c 'print("{\"traceEvents\": " + "[" * 200000 + "]" * 200000 + "}")' >"$tmp/tr5.json"
 bad "compare: a trace nested 200000 deep (segfault)" "tr5.json: JSON nested deeper than 32 levels" "$sim" compare --model 7b --cluster dgx-h100 --gpus 8 --trace "$tmp/tr5.json"
 bad "simulate: --trace a directory (named a temporary file)" "$tmp/dir: is a directory" "$sim" simulate --model 7b --cluster dgx-h100 --gpus 8 --trace "$tmp/dir"
+
+# ---- fourth sweep: empty output names, outputs met after the work, runs that did nothing ----
+bad "simulate: --trace '' (named a temporary file in g_rename)" "--trace '': the file name is empty" "$sim" simulate --model 7b --cluster dgx-h100 --gpus 8 --trace ""
+bad "run: --trace '' (failed after the run, naming a temporary file)" "--trace : the file name is empty" "$exe" run --model tiny-gpt --steps 1 --trace ""
+bad "calibrate: --out ''" "--out : the file name is empty" "$exe" calibrate --out ""
+bad "plan: --emit --out '' ('cannot create : Invalid argument')" "the directory name is empty" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --emit ini --out ""
+: >"$tmp/afile"
+bad "plan: --emit --out a file" "$tmp/afile exists and is not a directory" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --emit ini --out "$tmp/afile"
+bad "run: --plot a file (failed after the whole run)" "--plot: $tmp/afile exists and is not a directory" "$exe" run --model tiny-gpt --steps 1 --plot "$tmp/afile"
+"$exe" run --model tiny-gpt --steps 3 --save "$tmp/ck8" >/dev/null 2>&1
+bad "run: --resume at step 3 with --steps 1 (ran nothing, exit 0)" "--resume $tmp/ck8 is at step 3, --steps 1 is the step to reach: no step would run (give --steps above 3)" "$exe" run --model tiny-gpt --steps 1 --resume "$tmp/ck8"
+bad "run: --resume at step 3 with --steps 3" "no step would run" "$exe" run --model tiny-gpt --steps 3 --resume "$tmp/ck8"
+bad "run: RANK=1 WORLD_SIZE=2 without MASTER_ADDR (ran the whole world as threads)" "RANK=1 of WORLD_SIZE=2 has no way to meet the others" env RANK=1 WORLD_SIZE=2 MASTER_PORT=29999 "$exe" run --model tiny-gpt --steps 1 --gpus 2
+bad "run: WORLD_SIZE without RANK or MASTER_ADDR (ignored)" "WORLD_SIZE=2 is set but RANK is not" env WORLD_SIZE=2 "$exe" run --model tiny-gpt --steps 1 --gpus 2
+# --gantt beside --json: drawn on stderr, stdout one JSON object (the chart was dropped)
+n=$((n+1)); timeout 30 "$exe" run --model tiny-gpt --steps 1 --gantt --json >"$tmp/out" 2>"$tmp/err"; rc=$?
+if [ $rc -eq 0 ] && python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$tmp/out" && grep -q "measured timeline of step 1" "$tmp/err"; then
+  echo "ok $n - run: --gantt with --json draws on stderr"
+else echo "not ok $n - run: --gantt with --json: rc $rc"; fail=1; fi
+
+# plan file keys the flags' checks did not reach, and sizes below one element
+printf '[plan]\nckpt_interval = 4\n' >"$tmp/p10.ini"
+bad "plan INI: ckpt_interval without ckpt full (ignored)" "p10.ini: [plan] ckpt_interval = 4 needs ckpt = full (checkpointing is none)" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --plan "$tmp/p10.ini"
+printf '[plan]\nimbalance = 2\n' >"$tmp/p11.ini"
+bad "plan INI: imbalance on a dense model (ignored)" "imbalance 2 needs a mixture-of-experts model (7b has no experts)" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --plan "$tmp/p11.ini"
+printf '[plan]\ngrad_reduce_bytes = 1000\n' >"$tmp/p12.ini"
+bad "plan INI: grad_reduce_bytes 1000 (1000 B of gradient a parameter)" "grad_reduce_bytes = 1000 is not the size of a gradient element" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --plan "$tmp/p12.ini"
+bad "--bucket 1e-300 B (emitted reduce_bucket_size 0)" "gradient bucket 1e-300 B is less than one 2-byte gradient element" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --bucket 1e-300
+printf '[plan]\nbucket_bytes = 3\nprecision = fp32\n' >"$tmp/p13.ini"
+bad "plan INI: bucket_bytes 3 in fp32" "gradient bucket 3 B is less than one 4-byte gradient element" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --plan "$tmp/p13.ini"
+
+# an efficiency of 0 taken as the ideal 1; MoE keys ignored where nothing reads them
+sed 's/^gemm_efficiency = .*/gemm_efficiency = 0/' "$(dirname "$0")/../configs/clusters/dgx-h100.ini" >"$tmp/c10.ini"
+bad "cluster INI: gemm_efficiency 0 (planned as the ideal 1)" "[gpu] gemm_efficiency = 0 is no achieved rate: give a fraction in (0, 1], or leave the key out" "$sim" simulate --model 7b --cluster "$tmp/c10.ini" --gpus 8
+printf '[model]\nlayers = 2\nhidden = 64\nheads = 4\nvocab = 256\nmax_seq = 64\naux_loss_coef = 0.01\n' >"$tmp/m7.ini"
+bad "model INI: aux_loss_coef on a dense model (ignored)" "aux_loss_coef and norm_topk describe a mixture of experts: give experts too" "$sim" plan --model "$tmp/m7.ini"
+printf '[model]\nlayers = 2\nhidden = 64\nheads = 4\nvocab = 256\nmax_seq = 64\nexperts = 4\ntop_k = 2\nshared_ffn = 32\n' >"$tmp/m8.ini"
+bad "model INI: shared_ffn without shared_experts (ignored)" "[model] shared_ffn needs shared_experts" "$sim" plan --model "$tmp/m8.ini"
+
+bad "calibrate: --ranks 4 with --comm mpi (replaced by the world's 1)" "--ranks 4 counts the thread-ranks of --comm local; under --comm mpi the ranks are mpirun's processes" "$exe" calibrate --comm mpi --ranks 4 --out "$tmp/cal.ini"
+
+echo '{"train_batch_size": 64, "zero_optimization": {"stage": 2, "reduce_bucket_size": 0}}' >"$tmp/ds14.json"
+bad "ds_config: reduce_bucket_size 0 (read as absent: 5e8)" "zero_optimization.reduce_bucket_size = 0 is a bucket of no elements" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --deepspeed "$tmp/ds14.json"
+echo '{"train_batch_size": 64, "communication_data_type": "int7"}' >"$tmp/ds15.json"
+bad "ds_config: communication_data_type int7 (accepted; DeepSpeed raises)" 'communication_data_type must be "fp16", "bf16" or "fp32"' "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --deepspeed "$tmp/ds15.json"
+
+bad "search: --pareto '' (after the search: 'could not rename ./pareto.png to ')" "--pareto : the file name is empty" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 64 --pareto ""
+bad "search: --pareto a directory (after the search)" "--pareto $tmp/dir: is a directory" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 64 --pareto "$tmp/dir"
+
+echo '{"traceEvents": [{"ph": "X", "name": "ampere_sgemm", "cat": "kernel", "ts": 10, "dur": 5}]}' >"$tmp/tr7.json"
+bad "compare: --timeline a directory (named json-glib's temporary file)" "--timeline $tmp/dir: is a directory" "$sim" compare --model 7b --cluster dgx-h100 --gpus 8 --trace "$tmp/tr7.json" --timeline "$tmp/dir"
+bad "compare: --timeline ''" "--timeline '': the file name is empty" "$sim" compare --model 7b --cluster dgx-h100 --gpus 8 --trace "$tmp/tr7.json" --timeline ""
+
+# partition --method optimal: the scan over every boundary was O(stages · weights²), hours for 60000
+# weights over 64 stages; the heaviest part of 60000 equal weights is ceil(60000 / 64) = 938
+n=$((n+1)); timeout 30 "$sim" partition --method optimal --stages 64 --weights "$(python3 -c "print(','.join(['1'] * 60000))")" >"$tmp/out" 2>"$tmp/err"; rc=$?
+if [ $rc -eq 0 ] && grep -q "^max 938 " "$tmp/out"; then echo "ok $n - partition: optimal over 60000 weights ends"
+else echo "not ok $n - partition: optimal over 60000 weights: rc $rc"; fail=1; fi
 
 echo "1..$n"
 exit $fail

@@ -170,6 +170,6 @@ check "no cluster: exit non-zero, one line naming --cluster" "[ $rc -ne 0 ] && [
 "$exe" run "${flags[@]}" --gpus 1 --steps 1 --save "$tmp/ck" > /dev/null 2>&1
 "$exe" run "${flags[@]}" --gpus 1 --steps 1 --resume "$tmp/ck" --compare > /dev/null 2> "$tmp/e"
 rc=$?
-check "nothing ran (resumed at --steps): exit non-zero, one line" "[ $rc -ne 0 ] && [ \$(wc -l < '$tmp/e') -eq 1 ] && grep -q 'no step ran' '$tmp/e'"
+check "nothing ran (resumed at --steps): exit non-zero, one line" "[ $rc -ne 0 ] && [ \$(wc -l < '$tmp/e') -eq 1 ] && grep -q 'no step would run' '$tmp/e'"
 echo "1..$n"
 exit $fail
