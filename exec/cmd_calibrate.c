@@ -27,12 +27,14 @@
  * serves CUDA/NCCL once they exist (--backend cuda). Times are medians of
  * --reps runs after one warm-up. */
 #include <glib.h>
+#include <glib/gstdio.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 #include "backend.h"
 #include "comm.h"
+#include "cluster.h"
 #include "config.h"
 #include "cost.h"
 #include "exec_commands.h"
@@ -668,6 +670,33 @@ static void kv(GString *s, const char *key, double v) {
   g_string_append_printf(s, "%s = %s\n", key, g_ascii_formatd(buf, sizeof buf, "%.6g", v));
 }
 
+/* The profile read back by the loader simulate uses, before it is written:
+ * on a busy machine one preempted run of a small op measured 0.86 MB/s, a
+ * rate the loader refuses (common/cluster.c), and simulate then refused
+ * calibrate's own profile. The loader's message, without the temporary
+ * file's name, and nothing written. */
+static gboolean profile_usable(const char *text, const char *out, GError **error) {
+  g_autofree char *tmp = NULL;
+  int fd = g_file_open_tmp("px-calibrate-XXXXXX.ini", &tmp, error);
+  if (fd < 0) return FALSE;
+  close(fd);
+  g_autoptr(GError) e = NULL;
+  gboolean ok = g_file_set_contents(tmp, text, -1, error);
+  if (ok) {
+    g_autoptr(PxCluster) c = px_cluster_load_ini(tmp, &e);
+    if (!c) {
+      const char *msg = e->message;
+      if (g_str_has_prefix(msg, tmp) && g_str_has_prefix(msg + strlen(tmp), ": ")) msg += strlen(tmp) + 2;
+      g_set_error(error, PX_CLUSTER_ERROR, PX_CLUSTER_ERROR_INVALID,
+                  "the measurements make a profile simulate would refuse (%s): was the machine busy? measure again, "
+                  "with more --reps; %s not written", msg, out);
+      ok = FALSE;
+    }
+  }
+  g_unlink(tmp);
+  return ok;
+}
+
 static int fail(GError *error) {
   fprintf(stderr, "parallax-exec calibrate: %s\n", error ? error->message : "failed");
   return 1;
@@ -981,6 +1010,7 @@ static int calibrate(const char *backend, const char *model_name, PxDType dt, in
   kv(ini, "latency", alpha);
   g_autofree char *text = g_string_free(ini, FALSE);
   if (mpi && px_comm_rank(mpi) != 0) return 0;
+  if (!profile_usable(text, out, &error)) return fail(error);
   if (!g_file_set_contents(out, text, -1, &error)) return fail(error);
   printf("%s", text);
   printf("wrote %s (parallax-sim simulate ... --cluster %s)\n", out, out);
