@@ -559,6 +559,8 @@ static gboolean step(Sim *sim, Rank *r) {
 static gint no_jump; /* px_engine_set_no_jump */
 #define STEADY_MIN_M 256 /* micro-batches below which every round is run */
 void px_engine_set_no_jump(gboolean on) { g_atomic_int_set(&no_jump, on ? 1 : 0); }
+static gint n_jumps; /* px_engine_jumps */
+int px_engine_jumps(void) { return g_atomic_int_get(&n_jumps); }
 
 
 typedef struct {
@@ -841,6 +843,7 @@ static gint64 steady_blocks(const Sim *sim, const Snap *P, const Snap *C, int c,
 
 static void steady_jump(Sim *sim, const Snap *C, int c, double Q, gint64 j) {
   Steady *st = sim->st;
+  g_atomic_int_inc(&n_jumps);
   double jq = (double)j * Q; /* exact: a multiple of u below 2^E */
   for (int i = 0; i < sim->n; i++) {
     Rank *r = &sim->ranks[i];

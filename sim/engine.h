@@ -79,6 +79,8 @@ typedef struct {
 /* Tests and benchmarks: TRUE makes step_time_only run every round (no jump),
  * the reference the jump is checked against. Process-wide. */
 void px_engine_set_no_jump(gboolean on);
+/* Jumps taken so far in the process (tests: the fast way took one). */
+int px_engine_jumps(void);
 
 typedef struct {
   int rank, stage;             /* global rank, pipeline rank */

@@ -4,7 +4,6 @@
  * with communication, the in-flight counts of px_memory_in_flight, deadlock
  * reports and the agreement of one-rank-per-stage and full simulation. */
 #include <glib.h>
-#include <stdio.h>
 #include <math.h>
 #include <string.h>
 #include "engine.h"
@@ -969,7 +968,8 @@ static void test_jump_exact(void) {
         }
     g_test_message("schedule %d v %d: %.1f %% of the instructions jumped", sched[k].k, sched[k].v,
                    100.0 * jumped / total);
-    if (g_test_verbose()) printf("schedule %d v %d: %.1f %% of the instructions jumped\n", sched[k].k, sched[k].v, 100.0 * jumped / total);
+    /* the jump was taken (GPipe's forwards pile up: its window never moves on) */
+    if (sched[k].k != PX_SCHED_GPIPE) g_assert_cmpuint(jumped, >, 0);
   }
 }
 
