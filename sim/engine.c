@@ -835,6 +835,12 @@ static gint64 steady_blocks(const Sim *sim, const Snap *P, const Snap *C, int c,
     gint64 step = (gint64)c * pd->L;
     if (P->r[i].pc < pd->a || C->r[i].pc >= pd->b) return 0;
     j = MIN(j, ((gint64)pd->b - 1 - C->r[i].pc) / step); /* the jumped rounds' instructions repeat */
+    /* each chunk's last backward (its duration kept for the overlapped
+     * reduction, engine's last_bwd) is run, not jumped over */
+    for (int ch = 0; ch < sim->vpp; ch++) {
+      int q = sim->ranks[i].last_bwd[ch];
+      if (q >= (gint64)C->r[i].pc) j = MIN(j, (q - (gint64)C->r[i].pc) / step);
+    }
     if (pd->tail_min < G_MAXINT) j = MIN(j, ((gint64)pd->tail_min - C->mb_lo) / ((gint64)c * st->ps->s));
   }
   j = MIN(j, ((gint64)sim->m - 1 - C->mb_hi) / ((gint64)c * st->ps->s));

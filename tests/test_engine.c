@@ -907,7 +907,8 @@ static void test_deadlock(void) {
  * run (px_engine_set_no_jump): the same step time, bit for bit, for every
  * schedule, several p and m (up to 4096), durations that are not whole
  * numbers (so that times round), p2p, loads, DP reductions with and without
- * overlap, ZeRO-3 gathers, rendezvous sends. The expected value is the
+ * overlap (in buckets that start inside the chunk's last backward, holding
+ * SMs), ZeRO-3 gathers, rendezvous sends. The expected value is the
  * engine's own full run, the reference the jump must reproduce. */
 static void test_jump_exact(void) {
   struct { PxScheduleKind k; int v; } sched[] = {
@@ -934,6 +935,16 @@ static void test_jump_exact(void) {
           GError *err = NULL;
           c.prog = px_program_new(&c.plan, NULL, &err);
           g_assert_no_error(err);
+          if (variant == 1) {
+            /* the overlapped reduction in two buckets per part: the second
+             * starts inside the chunk's last backward (its duration) */
+            int bounds[25];
+            double e[48], f[48];
+            for (int i = 0; i <= p * v; i++) bounds[i] = 2 * i;
+            for (int i = 0; i < 2 * p * v; i++) e[i] = 1e6, f[i] = 1 + i % 3;
+            g_autoptr(PxBuckets) b = px_buckets_from_layers(p * v, bounds, e, f, 1e6);
+            px_program_split_reductions(c.prog, b);
+          }
           c.tab = px_cost_table_ideal(p, v);
           for (int i = 0; i < p * v; i++) {
             /* unequal parts, durations of no short binary expansion */
@@ -944,6 +955,7 @@ static void test_jump_exact(void) {
             if (variant == 2) c.tab->gather[i] = 1e-4 / 9;
           }
           c.tab->overlap_dp = variant == 1;
+          c.tab->coll_sm_share = variant == 1 ? 0.1 : 0; /* the reductions hold SMs beside the backward */
           c.tab->p2p_rendezvous = variant == 2;
           for (int s = 0; s < p; s++) {
             c.tab->dp_reduce[s] = variant ? 0.01 / 3 : 0;
