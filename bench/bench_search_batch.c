@@ -4,11 +4,17 @@
  * It validates first: on a smaller batch the fast way and the full way (every
  * op of every compute order walked, px_schedule_set_full_walk, and every
  * feasible layout simulated, keep_points) name the same layouts with the same
- * times, bit for bit. Figures are printed, never asserted.
- * Usage: bench_search_batch [THREADS] (default: every core). */
+ * times, bit for bit. Then the Pareto path (keep_points, what --pareto runs:
+ * every fitting layout simulated) with every round of every step simulated
+ * (px_engine_set_no_jump, as before the engine's jump over steady rounds)
+ * and with the jump, and whether their points are the same, bit for bit.
+ * Figures are printed, never asserted.
+ * Usage: bench_search_batch [THREADS [PARETO_MAX_GBS]] (default: every core;
+ * the Pareto rows up to gbs 65536, the every-round column up to 8192). */
 #include <glib.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include "engine.h"
 #include "schedule.h"
 #include "search.h"
 
@@ -83,6 +89,36 @@ int main(int argc, char **argv) {
       printf("  %-9d %-9s %8d %10" G_GUINT64_FORMAT " %10.2f %12.1f  %s\n", gbs[i], obj ? "memory" : "time",
              gbs[i] / 32, r->total, r->elapsed, 1e3 * w->step_time, ws);
     }
+
+  /* the Pareto path: every fitting layout simulated */
+  int pareto_max = argc > 2 ? atoi(argv[2]) : 65536;
+  printf("# --pareto (keep_points, objective time): wall s with every round simulated and with steady rounds jumped\n");
+  printf("# %-9s %8s %10s %14s %14s  %s\n", "gbs", "seq/GPU", "points", "every round s", "jumped s", "points");
+  int pgbs[] = {1024, 2048, 8192, 32768, 65536};
+  for (gsize i = 0; i < G_N_ELEMENTS(pgbs) && pgbs[i] <= pareto_max; i++) {
+    p.gbs = pgbs[i];
+    PxSearchOptions o;
+    px_search_options_init(&o);
+    o.threads = threads;
+    o.keep_points = TRUE;
+    g_autoptr(PxSearchResult) fast = run(m, c, &p, &o);
+    g_autoptr(PxSearchResult) full = NULL;
+    const char *same = "-";
+    if (pgbs[i] <= 8192) {
+      px_engine_set_no_jump(TRUE);
+      full = run(m, c, &p, &o);
+      px_engine_set_no_jump(FALSE);
+      gboolean eq = full->points->len == fast->points->len;
+      for (guint k = 0; eq && k < fast->points->len; k++) {
+        const PxSearchPoint *a = &g_array_index(fast->points, PxSearchPoint, k);
+        const PxSearchPoint *b = &g_array_index(full->points, PxSearchPoint, k);
+        eq = !px_layout_compare(&a->layout, &b->layout) && a->memory == b->memory && a->time == b->time;
+      }
+      same = eq ? "the same bit for bit" : "DIFFER";
+    }
+    g_autofree char *fs = full ? g_strdup_printf("%.2f", full->elapsed) : g_strdup("-");
+    printf("  %-9d %8d %10u %14s %14.2f  %s\n", pgbs[i], pgbs[i] / 32, fast->points->len, fs, fast->elapsed, same);
+  }
   px_plan_clear(&p);
   return 0;
 }

@@ -18,11 +18,14 @@ const char *px_comm_kind_name(PxCommKind k) {
   return (unsigned)k < PX_N_COMM ? names[k] : "?";
 }
 
+/* All zero: not sent, not posted, nobody waiting (so that the messages of a
+ * step are allocated zeroed, not written one by one). */
 typedef struct {
-  double start, end;  /* end < 0: not sent yet */
-  int waiter;         /* simulated rank blocked on it, -1 */
-  double posted;      /* when its receive was posted, -1: not yet (rendezvous sends wait for it) */
-  int send_waiter;    /* the sending rank blocked until then, -1 */
+  double start, end;  /* when sent */
+  double posted;      /* when its receive was posted (rendezvous sends wait for it), if is_posted */
+  int waiter;         /* simulated rank blocked on it, plus one (0: none) */
+  int send_waiter;    /* the sending rank blocked until it is posted, plus one (0: none) */
+  gboolean sent, is_posted;
 } Message;
 
 typedef struct Coll {
@@ -86,6 +89,9 @@ typedef struct {
   PxTimeline *tl;
   guint64 n_instr;
   GError *error;      /* first invalid instruction */
+  int mb_hi;          /* the highest micro-batch of a message written so far (-1: none) */
+  struct Steady *st;  /* the jump over steady rounds (step_time_only), NULL: none */
+  guint64 n_jumped;
 } Sim;
 
 static void enqueue(Sim *sim, int i) {
@@ -435,13 +441,14 @@ static gboolean step(Sim *sim, Rank *r) {
     if (!has_part || in->mb < 0 || in->mb >= sim->m || (act ? part + 1 >= pp * sim->vpp : part < 1))
       return invalid(sim, r, in, "no such micro-batch, chunk or neighbouring part");
     Message *msg = &r->msgs[((act ? 0 : 1) * sim->m + in->mb) * sim->vpp + in->chunk];
+    sim->mb_hi = MAX(sim->mb_hi, in->mb);
     int to_stage, to_chunk;
     px_schedule_part_place(sim->prog->schedule, pp, act ? part + 1 : part - 1, &to_stage, &to_chunk);
     /* a rendezvous send (cost.h p2p_rendezvous) larger than the eager buffer
      * starts once its receive is posted: the stage waits for its peer */
     gboolean rdv = tab->p2p_rendezvous && to_stage != r->stage && tab->p2p_bytes[part] > tab->p2p_eager_bytes;
-    if (rdv && msg->posted < 0) {
-      msg->send_waiter = (int)(r - sim->ranks);
+    if (rdv && !msg->is_posted) {
+      msg->send_waiter = (int)(r - sim->ranks) + 1;
       r->wait = WAIT_SEND;
       return FALSE;
     }
@@ -449,10 +456,11 @@ static gboolean step(Sim *sim, Rank *r) {
     if (rdv) msg->start = MAX(msg->start, msg->posted);
     /* the bottom of a V passes between two chunks of one rank: no transfer */
     msg->end = msg->start + (to_stage == r->stage ? 0 : act ? tab->p2p_act[part] : tab->p2p_grad[part]);
+    msg->sent = TRUE;
     r->send_free = msg->end;
     r->op_time[in->kind] += msg->end - msg->start;
     record(sim, r, PX_STREAM_SEND, in->kind, in->mb, in->chunk, msg->start, msg->end, tab->p2p_bytes[part], -1);
-    if (msg->waiter >= 0) enqueue(sim, msg->waiter);
+    if (msg->waiter) enqueue(sim, msg->waiter - 1);
     if (tab->p2p_blocking) wait_for(r, msg->end, msg->start, PX_COMM_P2P);
     break;
   }
@@ -460,10 +468,11 @@ static gboolean step(Sim *sim, Rank *r) {
   case PX_OP_RECV_GRAD: {
     Message *msg = find_message(sim, r, in);
     if (!msg) return FALSE;
-    if (msg->end < 0) {
-      if (msg->posted < 0) msg->posted = r->t;
-      if (msg->send_waiter >= 0) enqueue(sim, msg->send_waiter), msg->send_waiter = -1;
-      msg->waiter = (int)(r - sim->ranks);
+    sim->mb_hi = MAX(sim->mb_hi, in->mb);
+    if (!msg->sent) {
+      if (!msg->is_posted) msg->posted = r->t, msg->is_posted = TRUE;
+      if (msg->send_waiter) enqueue(sim, msg->send_waiter - 1), msg->send_waiter = 0;
+      msg->waiter = (int)(r - sim->ranks) + 1;
       r->wait = WAIT_MESSAGE;
       return FALSE;
     }
@@ -515,8 +524,397 @@ static gboolean step(Sim *sim, Rank *r) {
   return TRUE;
 }
 
+/* ---- steady rounds: the jump (PxSimOptions.step_time_only) ----------------
+ *
+ * Which rank runs next and which instruction it runs never depend on a time
+ * (a rank blocks on a message or collective not simulated yet, not on a
+ * clock), so in the steady part of a pipeline schedule, where each rank's
+ * program repeats every L_r instructions with the micro-batches s on (1F1B's
+ * F B rounds: s = 1; Megatron's interleaving: s = pp), the engine does the
+ * same operations round after round on times that grow. The operations on
+ * times in those instructions (F, B, W, loads, sends, receives, OVERLAP) are
+ * copies, max and a + d with a a time and d the table's duration. Take the
+ * configuration of the simulation (every rank's pc, wait, queue position,
+ * stream times, and every message it may still read or write) each time
+ * rank 0 starts a round. If the configuration c rounds later is the same
+ * with every time that moved moved by the same Q, and every time read or
+ * computed in those rounds lies in one binade [2^(E-1), 2^E) (there the
+ * doubles are the multiples of u = 2^(E-53)), and Q is an even multiple of
+ * u, then the next c rounds compute the same values plus Q, bit for bit:
+ * max commutes with adding Q; a + d rounded to the u grid is (a + Q) + d
+ * rounded less Q, and a tie goes to the even multiple, whose parity adding
+ * 2ku keeps. So while the times stay under 2^E (and the programs repeat, and
+ * no message below the window is read again), j·c rounds are jumped by
+ * adding j·Q to every moving time and moving the message window j·c·s
+ * micro-batches on: exactly the state the rounds would have left. Every
+ * computed time lies between the earlier configuration's least moving time
+ * and the later one's largest (times only grow, each send's end is its
+ * stream's, each receive's wait its rank's), so checking the two
+ * configurations bounds them all. When a check fails (a transient, a
+ * binade crossed, a duration that rounds differently), the rounds are
+ * simulated one by one as before. The accumulated accounting (busy,
+ * exposed, memory) is not carried over the jump: only step_time is wanted.
+ * tests/test_engine.c /engine/jump/exact compares it with every round run. */
+
+static gint no_jump; /* px_engine_set_no_jump */
+#define STEADY_MIN_M 256 /* micro-batches below which every round is run */
+void px_engine_set_no_jump(gboolean on) { g_atomic_int_set(&no_jump, on ? 1 : 0); }
+static gint n_jumps; /* px_engine_jumps */
+int px_engine_jumps(void) { return g_atomic_int_get(&n_jumps); }
+
+
+typedef struct {
+  guint a, b, L;     /* instrs[x + L] is instrs[x] s micro-batches on for x in [a, b - L) */
+  gboolean sends;    /* the region has sends (send_free moves) */
+  int tail_min;      /* the least micro-batch of an instruction from b on (G_MAXINT: none) */
+} Period;
+
+typedef struct {
+  guint pc, holds, deferred, flushed;
+  WaitKind wait;
+  gboolean queued, params_gathered;
+  int paired;
+  const Coll *pending, *cur;
+  double t, send_free, coll_free, coll_run;
+} RankSnap;
+
+typedef struct {
+  gboolean valid;
+  guint64 sig;       /* a hash of what must be equal, pcs and micro-batches taken relative to rank 0's round */
+  RankSnap *r;       /* (n) */
+  int *queue, qlen;
+  int mb_lo, mb_hi;
+  Message *win;      /* (n · 2 · (mb_hi - mb_lo + 1) · vpp) messages of that window, NULL: not stored */
+} Snap;
+
+struct PxSteady {
+  const PxProgram *prog; /* the program it was found for (checked) */
+  int s;             /* micro-batches a round moves on */
+  Period *per;       /* (pp) */
+};
+
+typedef struct Steady {
+  const PxSteady *ps;
+  PxSteady *own;     /* ps when the engine found it itself */
+  guint next;        /* rank 0's pc that starts its next round (G_MAXUINT: none) */
+  int max_lag;       /* rounds a repeat may take (the ranks' interleaving repeats after up to about pp·vpp rounds) */
+  Snap *snap;        /* (max_lag + 1): snap[k % (max_lag + 1)] */
+  guint64 k;
+} Steady;
+
+static gboolean steady_kind(PxOpKind k) {
+  return k == PX_OP_LOAD || k == PX_OP_FORWARD || k == PX_OP_BACKWARD || k == PX_OP_BACKWARD_INPUT ||
+         k == PX_OP_BACKWARD_WEIGHT || k == PX_OP_SEND_ACT || k == PX_OP_RECV_ACT || k == PX_OP_SEND_GRAD ||
+         k == PX_OP_RECV_GRAD || k == PX_OP_OVERLAP;
+}
+
+/* y is x with the micro-batch s on (and a kind the jump allows) */
+static gboolean shifted(const PxInstr *x, const PxInstr *y, int s) {
+  return steady_kind(x->kind) && x->kind == y->kind && x->chunk == y->chunk && x->peer == y->peer &&
+         x->bucket == y->bucket && x->layer == y->layer && (x->mb < 0 ? y->mb == x->mb : y->mb == x->mb + s);
+}
+
+/* The rank's periodic region around i1, the forward of (x, chunk 0), with i2
+ * the forward of (x + s, chunk 0); FALSE when it has none of at least three
+ * rounds. */
+static gboolean find_period(const PxRankProgram *rp, int s, gint64 i1, gint64 i2, Period *pd) {
+  const PxInstr *in = rp->instrs;
+  if (i1 < 0 || i2 <= i1) return FALSE;
+  guint L = (guint)(i2 - i1), lo = (guint)i1, hi = (guint)i1;
+  while (hi + L < rp->n && shifted(&in[hi], &in[hi + L], s)) hi++;
+  while (lo > 0 && shifted(&in[lo - 1], &in[lo - 1 + L], s)) lo--;
+  if (hi - lo < 3 * L) return FALSE;
+  *pd = (Period){lo, hi + L, L, FALSE, G_MAXINT};
+  for (guint i = lo; i < lo + L; i++) pd->sends |= in[i].kind == PX_OP_SEND_ACT || in[i].kind == PX_OP_SEND_GRAD;
+  for (guint i = pd->b; i < rp->n; i++)
+    if (in[i].mb >= 0) pd->tail_min = MIN(pd->tail_min, in[i].mb);
+  return TRUE;
+}
+
+void px_steady_free(PxSteady *ps) {
+  if (!ps) return;
+  g_free(ps->per);
+  g_free(ps);
+}
+
+static void steady_free(Steady *st) {
+  if (!st) return;
+  px_steady_free(st->own);
+  for (int i = 0; st->snap && i <= st->max_lag; i++) {
+    g_free(st->snap[i].r);
+    g_free(st->snap[i].queue);
+    g_free(st->snap[i].win);
+  }
+  g_free(st->snap);
+  g_free(st);
+}
+
+PxSteady *px_steady_new(const PxProgram *prog) {
+  enum { N_CAND = 4 };
+  int n = prog->pp, m = MAX(prog->m, 1);
+  int cand[N_CAND] = {1, 2, n, 2 * n}, x = m / 2;
+  if (m < STEADY_MIN_M) return NULL;
+  /* where each rank runs the forward of (x, chunk 0) and of (x + s, chunk 0): one pass */
+  g_autofree gint64 *pos = g_new(gint64, (gsize)n * (N_CAND + 1));
+  for (int i = 0; i < n; i++) {
+    const PxRankProgram *rp = &prog->ranks[i];
+    gint64 *ps = &pos[(gsize)i * (N_CAND + 1)];
+    int left = N_CAND + 1;
+    for (int c = 0; c <= N_CAND; c++) ps[c] = -1;
+    for (guint k = 0; k < rp->n && left > 0; k++) {
+      const PxInstr *in = &rp->instrs[k];
+      if (in->kind != PX_OP_FORWARD || in->chunk != 0) continue;
+      for (int c = 0; c <= N_CAND; c++)
+        if (ps[c] < 0 && in->mb == x + (c ? cand[c - 1] : 0)) ps[c] = k, left--;
+    }
+  }
+  PxSteady *st = g_new0(PxSteady, 1);
+  st->prog = prog;
+  st->per = g_new0(Period, n);
+  for (int c = 0; c < N_CAND; c++) {
+    int s = cand[c], i;
+    gboolean tried = FALSE;
+    for (int e = 0; e < c; e++) tried |= cand[e] == s;
+    if (tried || x + s >= m) continue;
+    for (i = 0; i < n; i++)
+      if (!find_period(&prog->ranks[i], s, pos[(gsize)i * (N_CAND + 1)], pos[(gsize)i * (N_CAND + 1) + 1 + c],
+                       &st->per[i]))
+        break;
+    if (i == n) {
+      st->s = s;
+      return st;
+    }
+  }
+  px_steady_free(st);
+  return NULL;
+}
+
+/* The jump's run-time state over the program's periods (ps, or found here). */
+static Steady *steady_new(const Sim *sim) {
+  const PxSteady *ps = sim->opt->steady;
+  PxSteady *own = NULL;
+  if (ps && ps->prog != sim->prog) ps = NULL; /* another program's: not used */
+  if (!ps) ps = own = px_steady_new(sim->prog);
+  if (!ps) return NULL;
+  Steady *st = g_new0(Steady, 1);
+  st->ps = ps;
+  st->own = own;
+  st->next = ps->per[0].a;
+  st->max_lag = MIN(4 * sim->pp * sim->vpp, 4096);
+  st->snap = g_new0(Snap, st->max_lag + 1); /* each filled when first taken */
+  return st;
+}
+
+static Message *msg_at(const Sim *sim, int rank, int type, int mb) {
+  return &sim->ranks[rank].msgs[((gsize)type * sim->m + mb) * sim->vpp];
+}
+
+/* Take the configuration (FALSE when a rank is outside its region). */
+static gboolean snap_take(Sim *sim, Snap *S) {
+  Steady *st = sim->st;
+  g_clear_pointer(&S->win, g_free);
+  if (!S->r) {
+    S->r = g_new(RankSnap, sim->n);
+    S->queue = g_new(int, sim->n);
+  }
+  S->mb_lo = G_MAXINT;
+  for (int i = 0; i < sim->n; i++) {
+    const Rank *r = &sim->ranks[i];
+    const Period *pd = &st->ps->per[i];
+    if (r->done || r->pc < pd->a || r->pc + pd->L > pd->b) return FALSE;
+    S->r[i] = (RankSnap){r->pc, r->holds->len, r->deferred->len, r->flushed, r->wait, r->queued, r->params_gathered,
+                         r->paired, r->pending, r->cur, r->t, r->send_free, r->coll_free, r->coll_run};
+    /* the least micro-batch the rank will still read or write: its next
+     * round's (later rounds' are larger) or its tail's */
+    int lo = pd->tail_min;
+    for (guint k = r->pc; k < r->pc + pd->L; k++)
+      if (r->prog->instrs[k].mb >= 0) lo = MIN(lo, r->prog->instrs[k].mb);
+    S->mb_lo = MIN(S->mb_lo, lo);
+  }
+  S->qlen = sim->qlen;
+  for (int i = 0; i < sim->qlen; i++) S->queue[i] = sim->queue[(sim->qhead + i) % sim->n];
+  S->mb_hi = MAX(sim->mb_hi, S->mb_lo - 1); /* an empty window: no message left to read */
+  /* the signature: a repeat c rounds later has every pc c·L_r on, the window c·s on */
+  gint64 round = (sim->ranks[0].pc - st->ps->per[0].a) / st->ps->per[0].L;
+  guint64 h = 1469598103934665603u;
+#define MIX(x) (h = (h ^ (guint64)(x)) * 1099511628211u)
+  for (int i = 0; i < sim->n; i++) {
+    const RankSnap *q = &S->r[i];
+    MIX((gint64)q->pc - round * st->ps->per[i].L);
+    MIX(q->wait);
+    MIX(q->queued);
+    MIX(q->paired);
+    MIX(q->params_gathered);
+    MIX(q->holds);
+  }
+  for (int i = 0; i < S->qlen; i++) MIX(S->queue[i]);
+  MIX(S->qlen);
+  MIX(S->mb_lo - round * st->ps->s);
+  MIX(S->mb_hi - round * st->ps->s);
+#undef MIX
+  S->sig = h;
+  return S->mb_hi < sim->m;
+}
+
+static void snap_store_window(Sim *sim, Snap *S) {
+  int W = S->mb_hi - S->mb_lo + 1, v = sim->vpp;
+  S->win = g_new(Message, MAX((gsize)sim->n * 2 * W * v, 1));
+  for (int i = 0; i < sim->n; i++)
+    for (int y = 0; y < 2; y++)
+      memcpy(&S->win[((gsize)i * 2 + y) * W * v], msg_at(sim, i, y, S->mb_lo), sizeof(Message) * W * v);
+}
+
+/* The ranks of P and C (c rounds later) alike but for times moved by *Q. */
+static gboolean snap_ranks_alike(const Sim *sim, const Snap *P, const Snap *C, int c, double *Q) {
+  const Steady *st = sim->st;
+  *Q = C->r[0].t - P->r[0].t;
+  if (!(*Q > 0) || P->qlen != C->qlen || C->mb_lo != P->mb_lo + c * st->ps->s || C->mb_hi != P->mb_hi + c * st->ps->s)
+    return FALSE;
+  for (int i = 0; i < P->qlen; i++)
+    if (P->queue[i] != C->queue[i]) return FALSE;
+  for (int i = 0; i < sim->n; i++) {
+    const RankSnap *p = &P->r[i], *q = &C->r[i];
+    if (q->pc - p->pc != c * st->ps->per[i].L || p->wait != q->wait || p->queued != q->queued || p->paired != q->paired ||
+        p->params_gathered != q->params_gathered || p->pending != q->pending || p->cur != q->cur || p->holds ||
+        q->holds || p->deferred != q->deferred || p->flushed != q->flushed || p->coll_free != q->coll_free ||
+        p->coll_run != q->coll_run || q->t - p->t != *Q ||
+        (st->ps->per[i].sends ? q->send_free - p->send_free != *Q : q->send_free != p->send_free))
+      return FALSE;
+  }
+  return TRUE;
+}
+
+/* P's stored window against the live messages (C's window); widens the
+ * range [*lo, *hi] of the times read: P's, C's. */
+static gboolean snap_window_alike(const Sim *sim, const Snap *P, const Snap *C, double Q, double *lo, double *hi) {
+  int W = P->mb_hi - P->mb_lo + 1, v = sim->vpp;
+  for (int i = 0; i < sim->n; i++)
+    for (int y = 0; y < 2; y++) {
+      const Message *o = &P->win[((gsize)i * 2 + y) * W * v], *nw = msg_at(sim, i, y, C->mb_lo);
+      for (int k = 0; k < W * v; k++) {
+        if (o[k].sent != nw[k].sent || o[k].is_posted != nw[k].is_posted ||
+            o[k].waiter != nw[k].waiter || o[k].send_waiter != nw[k].send_waiter)
+          return FALSE;
+        if (o[k].sent) {
+          if (nw[k].end - o[k].end != Q || nw[k].start - o[k].start != Q) return FALSE;
+          *lo = MIN(*lo, o[k].start);
+          *hi = MAX(*hi, nw[k].end);
+        }
+        if (o[k].is_posted) {
+          if (nw[k].posted - o[k].posted != Q) return FALSE;
+          *lo = MIN(*lo, o[k].posted);
+          *hi = MAX(*hi, nw[k].posted);
+        }
+      }
+    }
+  return TRUE;
+}
+
+/* How many c-round blocks may be jumped from C (P c rounds before it, times
+ * moved by Q): 0 when the check fails. */
+static gint64 steady_blocks(const Sim *sim, const Snap *P, const Snap *C, int c, double Q) {
+  const Steady *st = sim->st;
+  double lo = G_MAXDOUBLE, hi = 0;
+  for (int i = 0; i < sim->n; i++) {
+    lo = MIN(lo, P->r[i].t);
+    hi = MAX(hi, C->r[i].t);
+    if (st->ps->per[i].sends) {
+      lo = MIN(lo, P->r[i].send_free);
+      hi = MAX(hi, C->r[i].send_free);
+    }
+  }
+  if (!snap_window_alike(sim, P, C, Q, &lo, &hi)) return 0;
+  int E;
+  frexp(hi, &E); /* hi in [2^(E-1), 2^E) */
+  if (!(lo >= ldexp(1.0, E - 1))) return 0;
+  double qu = ldexp(Q, 53 - E), hu = ldexp(hi, 53 - E); /* in units of u: integers below 2^53 */
+  if (qu != floor(qu) || fmod(qu, 2.0) != 0 || hu != floor(hu)) return 0;
+  gint64 j = ((G_GINT64_CONSTANT(1) << 53) - 1 - (gint64)hu) / (gint64)qu; /* hi + j·Q < 2^E */
+  for (int i = 0; i < sim->n; i++) {
+    const Period *pd = &st->ps->per[i];
+    gint64 step = (gint64)c * pd->L;
+    if (P->r[i].pc < pd->a || C->r[i].pc >= pd->b) return 0;
+    j = MIN(j, ((gint64)pd->b - 1 - C->r[i].pc) / step); /* the jumped rounds' instructions repeat */
+    /* each chunk's last backward (its duration kept for the overlapped
+     * reduction, engine's last_bwd) is run, not jumped over */
+    for (int ch = 0; ch < sim->vpp; ch++) {
+      int q = sim->ranks[i].last_bwd[ch];
+      if (q >= (gint64)C->r[i].pc) j = MIN(j, (q - (gint64)C->r[i].pc) / step);
+    }
+    if (pd->tail_min < G_MAXINT) j = MIN(j, ((gint64)pd->tail_min - C->mb_lo) / ((gint64)c * st->ps->s));
+  }
+  j = MIN(j, ((gint64)sim->m - 1 - C->mb_hi) / ((gint64)c * st->ps->s));
+  return MAX(j, 0);
+}
+
+static void steady_jump(Sim *sim, const Snap *C, int c, double Q, gint64 j) {
+  Steady *st = sim->st;
+  g_atomic_int_inc(&n_jumps);
+  double jq = (double)j * Q; /* exact: a multiple of u below 2^E */
+  for (int i = 0; i < sim->n; i++) {
+    Rank *r = &sim->ranks[i];
+    guint64 d = (guint64)j * c * st->ps->per[i].L;
+    r->pc += (guint)d;
+    r->t += jq;
+    if (st->ps->per[i].sends) r->send_free += jq;
+    sim->n_instr += d;
+    sim->n_jumped += d;
+  }
+  int shift = (int)(j * c * st->ps->s), v = sim->vpp;
+  for (int i = 0; i < sim->n; i++)
+    for (int y = 0; y < 2; y++)
+      for (int mb = C->mb_hi; mb >= C->mb_lo; mb--) {
+        Message *src = msg_at(sim, i, y, mb), *dst = msg_at(sim, i, y, mb + shift);
+        for (int k = 0; k < v; k++) {
+          Message x = src[k];
+          if (x.sent) {
+            x.start += jq;
+            x.end += jq;
+          }
+          if (x.is_posted) x.posted += jq;
+          dst[k] = x;
+        }
+      }
+  if (C->mb_hi >= C->mb_lo) sim->mb_hi = C->mb_hi + shift;
+  for (int k = 0; k <= st->max_lag; k++) {
+    st->snap[k].valid = FALSE;
+    g_clear_pointer(&st->snap[k].win, g_free);
+  }
+  st->k = 0;
+}
+
+/* Rank 0 is about to start a round: take the configuration, compare it with
+ * the last ones, jump when they repeat. */
+static void steady_round(Sim *sim) {
+  Steady *st = sim->st;
+  guint64 n_snap = (guint64)st->max_lag + 1;
+  Snap *C = &st->snap[st->k % n_snap];
+  C->valid = snap_take(sim, C);
+  gboolean store = FALSE;
+  for (int c = 1; C->valid && c <= st->max_lag && (guint64)c <= st->k; c++) {
+    Snap *P = &st->snap[(st->k - c) % n_snap];
+    double Q;
+    if (!P->valid || P->sig != C->sig || !snap_ranks_alike(sim, P, C, c, &Q)) continue;
+    if (!P->win) {
+      store = TRUE;
+      continue;
+    }
+    gint64 j = steady_blocks(sim, P, C, c, Q);
+    if (j > 0) {
+      steady_jump(sim, C, c, Q, j);
+      st->next = sim->ranks[0].pc + st->ps->per[0].L;
+      return;
+    }
+    store = TRUE; /* a later round may pass (a lag of 2, a new binade) */
+  }
+  if (store) snap_store_window(sim, C);
+  st->k++;
+  st->next = sim->ranks[0].pc + st->ps->per[0].L;
+}
+
 static void run_rank(Sim *sim, Rank *r) {
   while (r->pc < r->prog->n) {
+    if (sim->st && r == sim->ranks && r->pc == sim->st->next) steady_round(sim);
     if (!step(sim, r)) return;
     r->pc++;
     sim->n_instr++;
@@ -572,6 +970,7 @@ static void sim_clear(Sim *sim) {
   g_free(sim->queue);
   if (sim->colls) g_hash_table_unref(sim->colls);
   if (sim->all_colls) g_ptr_array_unref(sim->all_colls);
+  steady_free(sim->st);
   px_timeline_free(sim->tl);
   g_clear_error(&sim->error);
 }
@@ -615,19 +1014,25 @@ static void sim_init(Sim *sim, const PxProgram *prog, const PxCostTable *tab, co
     r->deferred = g_array_new(FALSE, FALSE, sizeof(guint));
     r->holds = g_array_new(FALSE, FALSE, sizeof(SmHold));
     r->start = -1;
-    r->msgs = g_new(Message, n_msgs);
-    for (gsize k = 0; k < n_msgs; k++) r->msgs[k] = (Message){0, -1, -1, -1, -1};
+    r->msgs = g_new0(Message, n_msgs);
     r->last_bwd = g_new(int, sim->vpp);
     r->last_bwd_dur = g_new0(double, sim->vpp);
     for (int c = 0; c < sim->vpp; c++) r->last_bwd[c] = -1;
-    for (guint k = 0; k < r->prog->n; k++) {
+    /* each chunk's last backward, from the end (they are near it) */
+    for (guint k = r->prog->n, found = 0; k-- > 0 && found < (guint)sim->vpp;) {
       const PxInstr *in = &r->prog->instrs[k];
       if ((in->kind == PX_OP_BACKWARD || in->kind == PX_OP_BACKWARD_WEIGHT ||
-           in->kind == PX_OP_BACKWARD_INPUT) && in->chunk >= 0 && in->chunk < sim->vpp)
+           in->kind == PX_OP_BACKWARD_INPUT) && in->chunk >= 0 && in->chunk < sim->vpp && r->last_bwd[in->chunk] < 0) {
         r->last_bwd[in->chunk] = (int)k;
+        found++;
+      }
     }
     set_memory(sim, r, 0);
   }
+  sim->mb_hi = -1;
+  /* with few micro-batches there is little to jump and the checks would cost more than they save */
+  if (opt->step_time_only && !opt->full && !g_atomic_int_get(&no_jump))
+    sim->st = steady_new(sim);
 }
 
 static PxSimResult *collect(Sim *sim) {
@@ -641,6 +1046,13 @@ static PxSimResult *collect(Sim *sim) {
     Rank *r = &sim->ranks[i];
     double end = MAX(r->t, MAX(r->send_free, r->coll_free));
     res->step_time = MAX(res->step_time, end);
+  }
+  res->n_instructions = sim->n_instr;
+  res->n_jumped = sim->n_jumped;
+  if (sim->opt->step_time_only) return res;
+  for (int i = 0; i < sim->n; i++) {
+    Rank *r = &sim->ranks[i];
+    double end = MAX(r->t, MAX(r->send_free, r->coll_free));
     res->ranks[i] = (PxRankResult){.rank = r->rank, .stage = r->stage, .start = MAX(r->start, 0), .end = end, .busy = r->busy,
                                    .peak_memory = r->peak_mem, .peak_in_flight = r->peak_in_flight};
     memcpy(res->ranks[i].exposed, r->exposed, sizeof r->exposed);
@@ -674,7 +1086,6 @@ static PxSimResult *collect(Sim *sim) {
   res->dp_exposed_fraction /= sim->n;
   res->bubble_overhead = busy > 0 ? idle / busy : 0;
   for (int i = 0; i < sim->n; i++) res->span = MAX(res->span, res->ranks[i].end - res->ranks[i].start);
-  res->n_instructions = sim->n_instr;
   if (sim->tl) {
     px_timeline_sort(sim->tl);
     res->timeline = g_steal_pointer(&sim->tl);

@@ -44,6 +44,14 @@ typedef enum {
   PX_N_COMM
 } PxCommKind;
 
+/* Where each rank's program repeats (the steady rounds the engine may jump
+ * over with step_time_only): found once per program and handed to every
+ * px_simulate of it (the search runs one program over several cost tables).
+ * NULL when the program has too few micro-batches or no repeating rounds. */
+typedef struct PxSteady PxSteady;
+PxSteady *px_steady_new(const PxProgram *prog);
+void px_steady_free(PxSteady *steady);
+
 typedef struct {
   /* Memory, all optional (NULL: 0). Bytes per GPU. */
   const double *act_bytes;     /* (parts) one micro-batch's activations on a part: allocated by FORWARD,
@@ -60,7 +68,19 @@ typedef struct {
   const double *const *zero3_bytes;
   gboolean full;               /* every rank, not one per stage */
   gboolean no_timeline;        /* do not record events (searches, benchmarks) */
+  /* Only step_time (and n_instructions, n_jumped) is wanted (the search's
+   * step times): the engine may jump over repeated steady rounds of the
+   * pipeline, exactly (docs/cost.md section 6, "Large batches"); every other
+   * result field is left 0. */
+  gboolean step_time_only;
+  const PxSteady *steady;      /* the program's (px_steady_new) for step_time_only; NULL: found by each run */
 } PxSimOptions;
+
+/* Tests and benchmarks: TRUE makes step_time_only run every round (no jump),
+ * the reference the jump is checked against. Process-wide. */
+void px_engine_set_no_jump(gboolean on);
+/* Jumps taken so far in the process (tests: the fast way took one). */
+int px_engine_jumps(void);
 
 typedef struct {
   int rank, stage;             /* global rank, pipeline rank */
@@ -97,7 +117,8 @@ typedef struct {
                                   optimizer post-validation; the convention of their Table 5 for
                                   ZB-H2) */
   PxBreakdown breakdown;       /* mean per rank, seconds; sums to step_time */
-  guint64 n_instructions;      /* instructions executed */
+  guint64 n_instructions;      /* instructions executed (or jumped over) */
+  guint64 n_jumped;            /* of them jumped over (step_time_only) */
   PxTimeline *timeline;        /* NULL with no_timeline */
 } PxSimResult;
 
@@ -108,5 +129,6 @@ void px_sim_result_free(PxSimResult *res);
 const char *px_comm_kind_name(PxCommKind k);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(PxSimResult, px_sim_result_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(PxSteady, px_steady_free)
 
 G_END_DECLS

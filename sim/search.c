@@ -356,12 +356,14 @@ static PxCostTable layout_table(const ComputeBlock *cb, const StateBlock *sb, gb
 
 /* The step time of a layout whose program is prog: the event engine's run of
  * the program over the table of its blocks, as px_search_confirm runs the
- * core's table of the whole layout. FALSE when the engine refuses it. */
-static gboolean engine_time(const PxProgram *prog, const ComputeBlock *cb, const StateBlock *sb, gboolean z3,
-                            double *time) {
+ * core's table of the whole layout. Only the step time is asked for, so the
+ * engine jumps over repeated steady rounds, exactly (steady: the program's
+ * periods, px_steady_new, or NULL). FALSE when the engine refuses it. */
+static gboolean engine_time(const PxProgram *prog, const PxSteady *steady, const ComputeBlock *cb,
+                            const StateBlock *sb, gboolean z3, double *time) {
   g_autofree double *arr = z3 ? g_new(double, 3 * (gsize)cb->tab->parts) : NULL;
   PxCostTable t = layout_table(cb, sb, z3, arr);
-  PxSimOptions so = {.no_timeline = TRUE};
+  PxSimOptions so = {.no_timeline = TRUE, .step_time_only = TRUE, .steady = steady};
   g_autoptr(PxSimResult) res = px_simulate(prog, &t, &so, NULL);
   if (!res) return FALSE;
   *time = res->step_time;
@@ -551,11 +553,13 @@ static void run_task(gpointer data, gpointer user) {
    * what px_program_new reads of a layout besides the task's key and the
    * micro-batch count (GATHER_PARAMS, the buckets); NULL: not built yet */
   PxProgram *progs[MAX_TASK_SCHED][4];
+  PxSteady *steadies[MAX_TASK_SCHED][4]; /* each program's periods (px_steady_new), NULL: none */
   gboolean prog_tried[MAX_TASK_SCHED][4];
   /* each schedule's peak activations per rank in this compute block (peak_activations) */
   g_autofree double *act = g_new(double, (gsize)MAX_TASK_SCHED * l.pp);
   gboolean act_done[MAX_TASK_SCHED];
   memset(progs, 0, sizeof progs);
+  memset(steadies, 0, sizeof steadies);
   memset(sb, 0, sizeof sb);
   if (part) {
     int pp = l.pp;
@@ -579,6 +583,7 @@ static void run_task(gpointer data, gpointer user) {
           compute_block(sp, part, l, &cb);
           for (int i = 0; i < MAX_TASK_SCHED; i++) {
             for (int j = 0; j < 4; j++) {
+              g_clear_pointer(&steadies[i][j], px_steady_free);
               g_clear_pointer(&progs[i][j], px_program_free);
               prog_tried[i][j] = FALSE;
             }
@@ -615,9 +620,12 @@ static void run_task(gpointer data, gpointer user) {
                 int slot = 2 * z3 + px_cost_overlap_dp(&p);
                 if (!prog_tried[ik][slot]) {
                   progs[ik][slot] = px_program_new(&p, part, NULL);
+                  steadies[ik][slot] = progs[ik][slot] ? px_steady_new(progs[ik][slot]) : NULL;
                   prog_tried[ik][slot] = TRUE;
                 }
-                if (!progs[ik][slot] || !engine_time(progs[ik][slot], &cb, &sb[z], z3, &c.analytic_time)) continue;
+                if (!progs[ik][slot] ||
+                    !engine_time(progs[ik][slot], steadies[ik][slot], &cb, &sb[z], z3, &c.analytic_time))
+                  continue;
               }
               if (!task->have_closest || c.memory < task->closest.memory ||
                   (c.memory == task->closest.memory && px_layout_compare(&l, &task->closest.layout) < 0)) {
@@ -640,7 +648,10 @@ static void run_task(gpointer data, gpointer user) {
   }
 out:
   for (int i = 0; i < MAX_TASK_SCHED; i++)
-    for (int j = 0; j < 4; j++) g_clear_pointer(&progs[i][j], px_program_free);
+    for (int j = 0; j < 4; j++) {
+      g_clear_pointer(&steadies[i][j], px_steady_free);
+      g_clear_pointer(&progs[i][j], px_program_free);
+    }
   for (int z = 0; z < N_ZO; z++) g_clear_pointer(&sb[z].tab, px_cost_table_free);
   g_clear_pointer(&cb.tab, px_cost_table_free);
   g_mutex_lock(&run->lock);
@@ -828,7 +839,7 @@ gboolean px_search_evaluate(const PxModel *model, const PxCluster *cluster, cons
   state_block(&sp, part, *l, &sb);
   compute_block(&sp, part, *l, &cb);
   g_autoptr(PxProgram) prog = sb.ok && cb.ok ? px_program_new(&p, part, NULL) : NULL;
-  gboolean ok = prog && engine_time(prog, &cb, &sb, l->zero == 3, time);
+  gboolean ok = prog && engine_time(prog, NULL, &cb, &sb, l->zero == 3, time);
   if (ok) {
     g_autofree double *act = g_new(double, pp);
     peak_activations(&p, &cb, act);

@@ -97,9 +97,10 @@ typedef struct {
 /* The most sequences of the global batch per GPU a search takes: it
  * simulates candidates' steps, m = gbs / (dp · mbs) micro-batches each, so
  * its time grows with gbs / GPUs (2048 per GPU: Llama 2 7B on 32 A100s takes
- * about 1 s on two cores, 10 s with --objective memory, far longer with
+ * about 1 s on two cores, 10 s with --objective memory, longer with
  * every point kept for --pareto, which simulates every feasible layout at
- * its full m; --gbs 2^20 on 8 GPUs ran for hours). Published
+ * its full m, the engine jumping over its steady rounds (docs/cost.md
+ * section 6); --gbs 2^20 on 8 GPUs ran for hours). Published
  * runs hold a few per GPU (GPT-3: 1536 sequences on 1024 GPUs; Llama 3
  * 405B: 2048 on 16384). */
 #define PX_SEARCH_MAX_SEQS_PER_GPU 2048

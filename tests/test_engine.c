@@ -903,6 +903,88 @@ static void test_deadlock(void) {
   px_plan_clear(&plan);
 }
 
+/* The jump over steady rounds (step_time_only, engine.c) against every round
+ * run (px_engine_set_no_jump): the same step time, bit for bit, for every
+ * schedule, several p and m (up to 4096), durations that are not whole
+ * numbers (so that times round), p2p, loads, DP reductions with and without
+ * overlap (in buckets that start inside the chunk's last backward, holding
+ * SMs), ZeRO-3 gathers, rendezvous sends. The expected value is the
+ * engine's own full run, the reference the jump must reproduce. */
+static void test_jump_exact(void) {
+  struct { PxScheduleKind k; int v; } sched[] = {
+    {PX_SCHED_GPIPE, 1}, {PX_SCHED_1F1B, 1}, {PX_SCHED_INTERLEAVED, 2}, {PX_SCHED_INTERLEAVED, 3},
+    {PX_SCHED_ZB_H1, 1}, {PX_SCHED_ZB_H2, 1}, {PX_SCHED_ZB_V, 2}, {PX_SCHED_DUALPIPEV, 2}};
+  int ps[] = {1, 2, 3, 4, 8}, ms[] = {16, 97, 256, 1000, 4096};
+  for (gsize k = 0; k < G_N_ELEMENTS(sched); k++) {
+    guint64 jumped = 0, total = 0;
+    for (gsize ip = 0; ip < G_N_ELEMENTS(ps); ip++)
+      for (gsize im = 0; im < G_N_ELEMENTS(ms); im++)
+        for (int variant = 0; variant < 3; variant++) {
+          int p = ps[ip], m = ms[im], v = sched[k].v;
+          if (p == 1 && (v > 1 || sched[k].k == PX_SCHED_ZB_V || sched[k].k == PX_SCHED_DUALPIPEV)) continue;
+          if (sched[k].k == PX_SCHED_INTERLEAVED && m % p) continue;
+          if (sched[k].k == PX_SCHED_DUALPIPEV && m % 2) continue;
+          Case c;
+          px_plan_init(&c.plan);
+          c.plan.schedule = sched[k].k;
+          c.plan.pp = p;
+          c.plan.vpp = v;
+          c.plan.m = m;
+          c.plan.dp = variant ? 2 : 1;
+          c.plan.zero = variant == 2 ? 3 : 1;
+          GError *err = NULL;
+          c.prog = px_program_new(&c.plan, NULL, &err);
+          g_assert_no_error(err);
+          if (variant == 1) {
+            /* the overlapped reduction in two buckets per part: the second
+             * starts inside the chunk's last backward (its duration) */
+            int bounds[25];
+            double e[48], f[48];
+            for (int i = 0; i <= p * v; i++) bounds[i] = 2 * i;
+            for (int i = 0; i < 2 * p * v; i++) e[i] = 1e6, f[i] = 1 + i % 3;
+            g_autoptr(PxBuckets) b = px_buckets_from_layers(p * v, bounds, e, f, 1e6);
+            px_program_split_reductions(c.prog, b);
+          }
+          c.tab = px_cost_table_ideal(p, v);
+          for (int i = 0; i < p * v; i++) {
+            /* unequal parts, durations of no short binary expansion */
+            c.tab->fwd[i] = 1e-3 * (1 + 0.137 * ((i * 7) % 5)) / 3;
+            c.tab->bwd_input[i] = 1e-3 * (1.1 + 0.071 * (i % 3)) / 7 * 5;
+            c.tab->bwd_weight[i] = 1e-3 * (0.9 + 0.05 * (i % 2)) / 11 * 6;
+            c.tab->p2p_act[i] = c.tab->p2p_grad[i] = variant == 1 ? 1e-4 / 3 : 2e-5 / 7;
+            if (variant == 2) c.tab->gather[i] = 1e-4 / 9;
+          }
+          c.tab->overlap_dp = variant == 1;
+          c.tab->coll_sm_share = variant == 1 ? 0.1 : 0; /* the reductions hold SMs beside the backward */
+          c.tab->p2p_rendezvous = variant == 2;
+          for (int s = 0; s < p; s++) {
+            c.tab->dp_reduce[s] = variant ? 0.01 / 3 : 0;
+            c.tab->optimizer[s] = 0.002 / 7;
+            c.tab->load[s] = s == 0 || s == p - 1 ? 1e-5 / 3 : 0;
+          }
+          PxSimOptions o = {.no_timeline = TRUE, .step_time_only = TRUE};
+          g_autoptr(PxSimResult) fast = run(&c, &o);
+          px_engine_set_no_jump(TRUE);
+          g_autoptr(PxSimResult) full = run(&c, &o);
+          g_autoptr(PxSimResult) whole = run(&c, NULL);
+          px_engine_set_no_jump(FALSE);
+          if (fast->step_time != full->step_time)
+            g_error("schedule %d v %d p %d m %d variant %d: jump %.17g, every round %.17g", sched[k].k, v, p, m,
+                    variant, fast->step_time, full->step_time);
+          g_assert_true(full->step_time == whole->step_time); /* step_time_only changes nothing by itself */
+          g_assert_cmpuint(full->n_jumped, ==, 0);
+          g_assert_cmpuint(fast->n_instructions, ==, whole->n_instructions);
+          jumped += fast->n_jumped;
+          total += fast->n_instructions;
+          case_clear(&c);
+        }
+    g_test_message("schedule %d v %d: %.1f %% of the instructions jumped", sched[k].k, sched[k].v,
+                   100.0 * jumped / total);
+    /* the jump was taken (GPipe's forwards pile up: its window never moves on) */
+    if (sched[k].k != PX_SCHED_GPIPE) g_assert_cmpuint(jumped, >, 0);
+  }
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/engine/ideal/gpipe-1f1b", test_ideal_gpipe_1f1b);
@@ -930,5 +1012,6 @@ int main(int argc, char **argv) {
   g_test_add_func("/engine/comm/v-tables-by-part", test_v_tables_by_part);
   g_test_add_func("/engine/symmetry", test_symmetry);
   g_test_add_func("/engine/deadlock", test_deadlock);
+  g_test_add_func("/engine/jump/exact", test_jump_exact);
   return g_test_run();
 }

@@ -714,8 +714,12 @@ static void test_cp_fp8_search(void) {
  * and the full way give the same answer, bit for bit: the top layouts with
  * their memory, analytic and simulated times, and the counts. The full way:
  * every op of every compute order walked (px_schedule_set_full_walk, no jump
- * over repeated rounds) and no layout left out for its memory or its time
- * bound (keep_points: every feasible layout simulated, the Pareto path). Both
+ * over repeated rounds), every round of every step simulated
+ * (px_engine_set_no_jump: the engine's jump over steady rounds, which the
+ * Pareto path's points take, not taken) and no layout left out for its
+ * memory or its time bound (keep_points: every feasible layout simulated,
+ * the Pareto path). The fast way's Pareto points (memory, time) equal the
+ * full way's, bit for bit, and the fast way took the engine's jump. Both
  * objectives, every schedule; every 53rd point against px_search_evaluate,
  * which evaluates the layout alone (its own blocks and activation peaks). */
 static void same_top_exact(const PxSearchResult *a, const PxSearchResult *b) {
@@ -749,8 +753,10 @@ static void test_large_batch_exact(void) {
     g_autoptr(PxSearchResult) fast = px_search_run(s.model, s.cluster, &s.plan, &o, NULL);
     g_assert_cmpint(px_schedule_walk_jumps(), >, jumps0); /* the fast way took the jump */
     px_schedule_set_full_walk(TRUE);
+    px_engine_set_no_jump(TRUE);
     o.keep_points = TRUE;
     g_autoptr(PxSearchResult) full = px_search_run(s.model, s.cluster, &s.plan, &o, NULL);
+    px_engine_set_no_jump(FALSE);
     px_schedule_set_full_walk(FALSE);
     g_assert_nonnull(fast);
     g_assert_nonnull(full);
@@ -760,8 +766,10 @@ static void test_large_batch_exact(void) {
     /* the points of the fast way's Pareto path, against the full way's and
      * against the layout evaluated alone */
     o.keep_points = TRUE;
+    int engine_jumps0 = px_engine_jumps();
     g_autoptr(PxSearchResult) pts = px_search_run(s.model, s.cluster, &s.plan, &o, NULL);
     g_assert_nonnull(pts);
+    g_assert_cmpint(px_engine_jumps(), >, engine_jumps0); /* the Pareto path jumped over steady rounds */
     g_assert_cmpuint(pts->points->len, ==, full->points->len);
     g_assert_cmpuint(pts->points->len, ==, full->feasible);
     int schedules = 0;
