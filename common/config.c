@@ -183,8 +183,9 @@ static gboolean raw_value(GKeyFile *kf, const char *path, const char *group, con
   /* every message below names the value: one of 900 kB made a line of 900 kB */
   gsize len = strlen(*raw);
   if (len > PX_CONFIG_MAX_VALUE) {
-    g_set_error(error, domain, code, "%s: [%s] %s = '%.64s…' is %" G_GSIZE_FORMAT " characters long, more than %d",
-                path, group, key, *raw, len, PX_CONFIG_MAX_VALUE);
+    g_autofree char *head = px_text_clip(*raw, (gssize)len, 64);
+    g_set_error(error, domain, code, "%s: [%s] %s = '%s' is %" G_GSIZE_FORMAT " bytes long, more than %d",
+                path, group, key, head, len, PX_CONFIG_MAX_VALUE);
     g_clear_pointer(raw, g_free);
     return FALSE;
   }
@@ -312,8 +313,9 @@ gboolean px_json_check(const char *path, const char *text, gsize len, gboolean s
       gsize end = MIN(i, len);
       /* every message naming a string repeated it whole: 500 kB made a line of 500 kB */
       if (strict && end - start > PX_CONFIG_MAX_JSON_STRING) {
-        g_set_error(error, domain, code, "%s: line %d: a string of %" G_GSIZE_FORMAT " bytes ('%.64s…'), more than %d",
-                    path, line, end - start, text + start, PX_CONFIG_MAX_JSON_STRING);
+        g_autofree char *head = px_text_clip(text + start, (gssize)(end - start), 64);
+        g_set_error(error, domain, code, "%s: line %d: a string of %" G_GSIZE_FORMAT " bytes ('%s'), more than %d",
+                    path, line, end - start, head, PX_CONFIG_MAX_JSON_STRING);
         ok = FALSE;
         continue;
       }
@@ -488,6 +490,15 @@ gboolean px_output_dir_make(const char *dir, GQuark domain, int code, GError **e
     return FALSE;
   }
   return TRUE;
+}
+
+char *px_text_clip(const char *s, gssize len, gsize max) {
+  gsize n = len < 0 ? strlen(s) : (gsize)len, cut = MIN(n, max);
+  /* back off over continuation bytes (10xxxxxx) to the start of a character */
+  if (cut < n)
+    for (gsize k = 0; k < 3 && cut > 0 && ((guchar)s[cut] & 0xC0) == 0x80; k++) cut--;
+  g_autofree char *valid = g_utf8_make_valid(s, (gssize)cut);
+  return g_strconcat(valid, cut < n ? "…" : "", NULL);
 }
 
 gboolean px_file_write(const char *path, const char *text, gsize len, GQuark domain, int code, GError **error) {

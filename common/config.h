@@ -95,6 +95,10 @@ const char *px_output_path_why(const char *path);
  * it (--emit's --out, --plot): an empty name and a path that exists and is
  * not a directory are named as such in domain/code, as is a failing mkdir. */
 gboolean px_output_dir_make(const char *dir, GQuark domain, int code, GError **error);
+/* The head of a text quoted in a message: at most max bytes of s (len bytes,
+ * -1: up to its NUL), cut at a character boundary, invalid bytes replaced
+ * (valid UTF-8), with "…" when cut. Free with g_free. */
+char *px_text_clip(const char *s, gssize len, gsize max);
 /* Write a whole file (g_file_set_contents): a path that is a directory, or
  * whose directory is missing, is named as such in domain/code ("PATH: is a
  * directory"), not as the temporary file g_file_set_contents renames. */

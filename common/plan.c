@@ -840,7 +840,7 @@ static gboolean ds_keys_known(JsonObject *o, const char *section, const char *pa
       if (d < best_d) best_d = d, best = k;
     }
     if (known) continue;
-    g_autofree char *shown = strlen(key) > 64 ? g_strdup_printf("%.64s…", key) : g_strdup(key);
+    g_autofree char *shown = px_text_clip(key, -1, 64);
     g_autofree char *hint = best ? g_strdup_printf(" (did you mean '%s%s%s'?)", section ? section : "",
                                                    section ? "." : "", best)
                                  : g_strdup("");

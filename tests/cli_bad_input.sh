@@ -238,7 +238,7 @@ bad "--csv is a directory" "dir" "$sim" simulate --model 7b --cluster dgx-h100 -
 long=$(head -c 100000 /dev/zero | tr '\0' x)
 bad "100 kB model name" "model" "$sim" plan --model "$long"
 printf '[plan]\nschedule = %s\n' "$long" >"$tmp/p9.ini"
-bad "plan INI: a 100 kB value (repeated whole in the message)" "[plan] schedule = 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…' is 100000 characters long, more than 1024" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --plan "$tmp/p9.ini"
+bad "plan INI: a 100 kB value (repeated whole in the message)" "[plan] schedule = 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…' is 100000 bytes long, more than 1024" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --plan "$tmp/p9.ini"
 python3 -c 'import json,sys; print(json.dumps({"model_type": "x" * 500000}))' >"$tmp/hf5.json"
 bad "HF json: a model_type of 500 kB (repeated whole in the message)" "line 1: a string of 500000 bytes" "$sim" plan --model "$tmp/hf5.json"
 python3 -c 'print("{\"train_batch_size\": " + "9" * 900000 + "}")' >"$tmp/ds11.json"

@@ -186,7 +186,7 @@ static const Bad bad_models[] = {
    "ttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttt"
    "ttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttt"
    "ttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttt\n",
-   "[model] tied = 'tttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttt…' is 1089 characters long, more than 1024",
+   "[model] tied = 'tttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttt…' is 1089 bytes long, more than 1024",
    PX_MODEL_ERROR_INVALID},
   {"m-huge.ini", "[model]\nlayers = 7.7e123\nhidden = 8\nheads = 2\nvocab = 10\nmax_seq = 8\n",
    "layers = '7.7e123' is too large", PX_MODEL_ERROR_INVALID},
@@ -315,9 +315,30 @@ static void test_bad_cluster(gconstpointer data) {
   g_unlink(path);
 }
 
+/* px_text_clip: a message quoting 64 bytes of a value cut "é" (2 bytes) in
+ * half and printed an invalid byte. "t" + 40 × "é" is 81 bytes: byte 64 is
+ * the second byte of the 32nd "é", so the head is "t" + 31 × "é" (63
+ * bytes) + "…"; invalid bytes become U+FFFD; a short text is kept whole. */
+static void test_text_clip(void) {
+  g_autoptr(GString) v = g_string_new("t"), want = g_string_new("t");
+  for (int i = 0; i < 40; i++) g_string_append(v, "\xc3\xa9");
+  for (int i = 0; i < 31; i++) g_string_append(want, "\xc3\xa9");
+  g_string_append(want, "\xe2\x80\xa6");
+  g_autofree char *a = px_text_clip(v->str, -1, 64);
+  g_assert_cmpstr(a, ==, want->str);
+  g_assert_true(g_utf8_validate(a, -1, NULL));
+  g_autofree char *b = px_text_clip("\xff\xfe" "ab", -1, 64);
+  g_assert_cmpstr(b, ==, "\xef\xbf\xbd\xef\xbf\xbd" "ab");
+  g_autofree char *c = px_text_clip("abc", -1, 64);
+  g_assert_cmpstr(c, ==, "abc");
+  g_autofree char *d = px_text_clip("abcdef", 3, 64); /* a length, not the NUL */
+  g_assert_cmpstr(d, ==, "abc");
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/config/units", test_units);
+  g_test_add_func("/config/text-clip", test_text_clip);
   g_test_add_func("/config/cluster/presets", test_cluster_presets);
   g_test_add_func("/config/model/rope-scaling", test_good_rope);
   for (gsize i = 0; i < G_N_ELEMENTS(bad_models); i++) {
