@@ -1851,6 +1851,18 @@ static void test_torchtitan_stack(void) {
   px_plan_clear(&p);
 }
 
+
+/* A small Llama block (h 64, 4 heads, 2 KV heads, SwiGLU ffn 128, RMSNorm,
+ * RoPE, vocabulary 100), the torchtitan tests' hand-computed model. */
+static PxModel *tiny_llama(int max_seq) {
+  PxModelDesc d = {.name = (char *)"tiny-llama", .layers = 2, .hidden = 64, .heads = 4, .kv_heads = 2,
+                   .ffn = 128, .vocab = 100, .max_seq = max_seq, .ffn_kind = PX_FFN_SWIGLU, .norm = PX_NORM_RMSNORM,
+                   .pos = PX_POS_ROPE, .bias = FALSE, .tied = FALSE, .dropout = FALSE};
+  g_autoptr(GError) err = NULL;
+  PxModel *m = px_model_new(&d, &err);
+  g_assert_no_error(err);
+  return m;
+}
 /* torchtitan's selective AC ("op": every mm's output saved but every second
  * one's, in the block's forward order wq wk wv wo w1 w3 w2) recomputes wk, wo
  * and w3 before the backward. A Llama-shaped block, h 64, 4 heads, 2 KV heads
@@ -1859,12 +1871,7 @@ static void test_torchtitan_stack(void) {
  * 2 * 32 * 64 * (32 + 64 + 128) = 917504 FLOPs = 9.17504e-10 s. Parallax
  * with flash recomputes nothing under selective. */
 static void test_torchtitan_op_sac(void) {
-  PxModelDesc d = {.name = (char *)"tiny-llama", .layers = 2, .hidden = 64, .heads = 4, .kv_heads = 2,
-                   .ffn = 128, .vocab = 100, .max_seq = 32, .ffn_kind = PX_FFN_SWIGLU, .norm = PX_NORM_RMSNORM,
-                   .pos = PX_POS_ROPE, .bias = FALSE, .tied = FALSE, .dropout = FALSE};
-  g_autoptr(GError) err = NULL;
-  g_autoptr(PxModel) m = px_model_new(&d, &err);
-  g_assert_no_error(err);
+  g_autoptr(PxModel) m = tiny_llama(32);
   PxCluster c = make_cluster(1, 1);
   c.hbm_bw = 1e30;
   PxPlan p;
@@ -1976,12 +1983,7 @@ static double titan_total(const PxTitanKernels *k, int *kernels) {
  * 2 + 3 + 1 + 3 + 1 = 10 kernels; the backward as eager.
  * The megatron-core stack keeps Transformer Engine's p2p ring: none of it. */
 static void test_torchtitan_cp(void) {
-  PxModelDesc d = {.name = (char *)"tiny-llama", .layers = 2, .hidden = 64, .heads = 4, .kv_heads = 2,
-                   .ffn = 128, .vocab = 100, .max_seq = 64, .ffn_kind = PX_FFN_SWIGLU, .norm = PX_NORM_RMSNORM,
-                   .pos = PX_POS_ROPE, .bias = FALSE, .tied = FALSE, .dropout = FALSE};
-  g_autoptr(GError) err = NULL;
-  g_autoptr(PxModel) m = px_model_new(&d, &err);
-  g_assert_no_error(err);
+  g_autoptr(PxModel) m = tiny_llama(64);
   PxPlan p;
   set_plan(&p, 1, 1, 1, 1, 1);
   p.precision = PX_PREC_BF16;
@@ -2021,12 +2023,7 @@ static void test_torchtitan_cp(void) {
 }
 
 static void test_torchtitan_compile(void) {
-  PxModelDesc d = {.name = (char *)"tiny-llama", .layers = 2, .hidden = 64, .heads = 4, .kv_heads = 2,
-                   .ffn = 128, .vocab = 100, .max_seq = 32, .ffn_kind = PX_FFN_SWIGLU, .norm = PX_NORM_RMSNORM,
-                   .pos = PX_POS_ROPE, .bias = FALSE, .tied = FALSE, .dropout = FALSE};
-  g_autoptr(GError) err = NULL;
-  g_autoptr(PxModel) m = px_model_new(&d, &err);
-  g_assert_no_error(err);
+  g_autoptr(PxModel) m = tiny_llama(32);
   g_assert_true(px_model_llama_block(&m->desc));
   const struct { gboolean compiled; int dir, tp; double bytes; int kernels; } want[] = {
     {FALSE, 0, 1, 286720, 28}, {FALSE, 1, 1, 585728, 48}, {TRUE, 0, 1, 131072, 11},
@@ -2059,6 +2056,7 @@ static void test_torchtitan_compile(void) {
   g_assert_cmpfloat(REL(eager.fwd - compiled.fwd, (286720.0 - 131072.0) / rate), <, 1e-9);
   g_assert_cmpfloat(REL(eager.bwd_input - compiled.bwd_input, (585728.0 - 184320.0) / rate), <, 1e-9);
   /* a GPT block keeps the class charges */
+  g_autoptr(GError) err = NULL;
   g_autoptr(PxModel) gpt = px_model_load("gpt2-124m", &err);
   g_assert_no_error(err);
   g_assert_false(px_model_llama_block(&gpt->desc));
