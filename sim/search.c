@@ -202,16 +202,21 @@ typedef struct {
   double *act_extra, *buf0;                    /* (pp) */
   double *chunk_act;                           /* (pp·vpp) one micro-batch on each chunk, rank r's at [r·vpp] */
   double *chunk_w;                             /* (pp·vpp) of which a split backward holds until W (activations.h) */
+  /* (pp·vpp) chunk_act under a split backward (zb-h1, zb-h2, whose block
+   * runs 1f1b): torchtitan's op-SAC list is the unsplit backward's only
+   * (activations.c), so a micro-batch keeps another amount there */
+  double *chunk_act_split;
   PxCostTable *tab;                            /* its cost table (ZeRO 0): the per-part F, B, W, p2p, load, tied reduction */
 } ComputeBlock;
-#define COMPUTE_ARRAYS 2 /* (pp) arrays, then chunk_act's and chunk_w's pp·vpp */
+#define COMPUTE_ARRAYS 2       /* (pp) arrays, then */
+#define COMPUTE_CHUNK_ARRAYS 3 /* (pp·vpp) arrays: chunk_act, chunk_w, chunk_act_split */
 
 /* Blocks whose (pp) arrays are carved, in field order, from one allocation. */
 static StateBlock state_block_at(double *m, int pp) {
   return (StateBlock){FALSE, m, m + pp, NULL};
 }
 static ComputeBlock compute_block_at(double *m, int pp, int vpp) {
-  return (ComputeBlock){FALSE, m, m + pp, m + 2 * pp, m + 2 * pp + pp * vpp, NULL};
+  return (ComputeBlock){FALSE, m, m + pp, m + 2 * pp, m + 2 * pp + pp * vpp, m + 2 * pp + 2 * pp * vpp, NULL};
 }
 
 /* A shallow plan: shares base's partition string (never cleared). */
@@ -277,10 +282,18 @@ static void compute_block(const Space *sp, const PxPartition *part, PxLayout l, 
   for (int r = 0; r < l.pp; r++) {
     const PxStageMemory *s = &m->stages[r];
     double *chunk_act = &b->chunk_act[r * l.vpp], *chunk_w = &b->chunk_w[r * l.vpp];
+    double *chunk_split = &b->chunk_act_split[r * l.vpp];
     for (int c = 0; c < l.vpp; c++) {
       int k = px_partition_part_of(part, r, c);
       chunk_act[c] = px_part_activation_bytes(sp->model, &p, part->bounds[k], part->bounds[k + 1]);
       chunk_w[c] = px_activations_w_bytes(sp->model, &p, NULL, part->bounds[k], part->bounds[k + 1]);
+      chunk_split[c] = chunk_act[c];
+      if (l.vpp == 1 && !px_act_splits_backward(&p)) { /* the block's 1f1b: zb-h1's and zb-h2's list */
+        PxScheduleKind own = p.schedule;
+        p.schedule = PX_SCHED_ZB_H1;
+        chunk_split[c] = px_part_activation_bytes(sp->model, &p, part->bounds[k], part->bounds[k + 1]);
+        p.schedule = own;
+      }
     }
     b->act_extra[r] = s->activations - px_memory_peak_activations(&p, r, chunk_act, chunk_w);
     b->buf0[r] = s->buffers;
@@ -295,7 +308,8 @@ static void compute_block(const Space *sp, const PxPartition *part, PxLayout l, 
  * schedule's whole compute order, O(m) per rank). */
 static void peak_activations(const PxPlan *p, const ComputeBlock *c, double *act) {
   for (int r = 0; r < p->pp; r++)
-    act[r] = px_memory_peak_activations(p, r, &c->chunk_act[r * p->vpp], &c->chunk_w[r * p->vpp]);
+    act[r] = px_memory_peak_activations(p, r, &(px_act_splits_backward(p) ? c->chunk_act_split : c->chunk_act)[r * p->vpp],
+                                        &c->chunk_w[r * p->vpp]);
 }
 
 /* Peak memory per GPU of a validated plan from its two blocks and its peak
@@ -563,7 +577,7 @@ static void run_task(gpointer data, gpointer user) {
   memset(sb, 0, sizeof sb);
   if (part) {
     int pp = l.pp;
-    g_autofree double *mem = g_new0(double, (gsize)pp * (STATE_ARRAYS * N_ZO + COMPUTE_ARRAYS + 2 * l.vpp));
+    g_autofree double *mem = g_new0(double, (gsize)pp * (STATE_ARRAYS * N_ZO + COMPUTE_ARRAYS + COMPUTE_CHUNK_ARRAYS * l.vpp));
     for (int i = 0; i < ch.n_zo; i++) {
       int z = ch.zo[i];
       sb[z] = state_block_at(mem + (gsize)pp * STATE_ARRAYS * z, pp);
@@ -832,7 +846,7 @@ gboolean px_search_evaluate(const PxModel *model, const PxCluster *cluster, cons
   g_autoptr(PxPartition) part = px_partition_new(model, &p, NULL, NULL);
   if (!part) return FALSE;
   int pp = l->pp;
-  g_autofree double *mem = g_new0(double, (gsize)pp * (STATE_ARRAYS + COMPUTE_ARRAYS + 2 * l->vpp));
+  g_autofree double *mem = g_new0(double, (gsize)pp * (STATE_ARRAYS + COMPUTE_ARRAYS + COMPUTE_CHUNK_ARRAYS * l->vpp));
   StateBlock sb = state_block_at(mem, pp);
   ComputeBlock cb = compute_block_at(mem + (gsize)pp * STATE_ARRAYS, pp, l->vpp);
   Space sp = {model, cluster, base, 0, NULL};

@@ -189,6 +189,23 @@ static void test_memory_matches_core(void) {
     g_autoptr(PxMemory) mem = point_memory(&s, &g_array_index(r->points, PxSearchPoint, i));
   }
   setup_clear(&s);
+
+  /* torchtitan's op-SAC activations (selective, tp 1) are the unsplit
+   * backward's list: a zb-h1 / zb-h2 layout, whose compute block runs 1f1b,
+   * keeps another amount per micro-batch (the search took the 1f1b one) */
+  setup_load(&s, "tiny-llama", "dgx-h100", 8, 64, 64);
+  s.plan.stack = PX_STACK_TORCHTITAN;
+  g_autoptr(PxSearchResult) t = px_search_run(s.model, s.cluster, &s.plan, &o, &err);
+  g_assert_no_error(err);
+  int zb_sac = 0;
+  for (guint i = 0; i < t->points->len; i++) {
+    const PxSearchPoint *pt = &g_array_index(t->points, PxSearchPoint, i);
+    g_autoptr(PxMemory) mem = point_memory(&s, pt);
+    zb_sac += (pt->layout.schedule == PX_SCHED_ZB_H1 || pt->layout.schedule == PX_SCHED_ZB_H2) &&
+              pt->layout.ckpt == PX_CKPT_SELECTIVE && pt->layout.tp == 1;
+  }
+  g_assert_cmpint(zb_sac, >, 0);
+  setup_clear(&s);
 }
 
 /* The search's table of a layout, put together from its blocks (ZeRO 0
