@@ -259,6 +259,16 @@ int px_cmd_simulate(int argc, char **argv) {
   g_autoptr(GError) error = NULL;
   int rc = 0;
   const char *failed_flag = NULL; /* the output flag whose file could not be written, named in the error */
+  /* an output that cannot be written is named before the simulation, as run does */
+  const char *outs[][2] = {{"--trace", trace}, {"--csv", csv}};
+  for (gsize i = 0; i < G_N_ELEMENTS(outs); i++) {
+    const char *why = outs[i][1] ? px_output_path_why(outs[i][1]) : NULL;
+    if (why) {
+      fprintf(stderr, CMD ": %s %s: %s\n", outs[i][0], *outs[i][1] ? outs[i][1] : "''", why);
+      px_plan_options_clear(&o);
+      return 1;
+    }
+  }
   if (!px_plan_options_resolve(&o, !r.ideal, &r.model, &r.cluster, &r.plan, &error) ||
       !sim_report_run(&r, trace || csv || gantt || plot_dir, &error) ||
       (trace && !px_timeline_write_trace(r.res->timeline, trace, &error) && (failed_flag = "--trace")) ||
