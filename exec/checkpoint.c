@@ -464,8 +464,7 @@ static gboolean int_member(JsonObject *o, const char *key, gint64 *out) {
   return TRUE;
 }
 
-/* The first "; "-separated item where two fingerprints differ. */
-static gboolean fingerprint_differs(const char *there, const char *here, char **a, char **b) {
+gboolean px_ckpt_items_differ(const char *there, const char *here, char **a, char **b) {
   if (!strcmp(there, here)) return FALSE;
   g_auto(GStrv) x = g_strsplit(there, "; ", -1);
   g_auto(GStrv) y = g_strsplit(here, "; ", -1);
@@ -515,7 +514,7 @@ PxCkptManifest *px_ckpt_manifest_read(const char *stepdir, const char *run, GErr
     return NULL;
   }
   g_autofree char *a = NULL, *b = NULL;
-  if (run && fingerprint_differs(fp, run, &a, &b)) {
+  if (run && px_ckpt_items_differ(fp, run, &a, &b)) {
     fail(error, PX_CHECKPOINT_ERROR_MISMATCH, "checkpoint %s was made for another run: '%s' there, '%s' here", path, a, b);
     return NULL;
   }

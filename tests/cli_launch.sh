@@ -6,7 +6,8 @@
 # with SIGKILL mid-way makes every other rank fail on its own, naming it, and
 # launch names it; SIGTERM is forwarded; killing launch with SIGKILL leaves
 # no rank behind; a subcommand of parallax-exec runs as the ranks' command;
-# bad usage is one line and exit 2.
+# bad usage is one line and exit 2; a rank given other run options than rank 0
+# is refused before any step, naming it.
 set -u
 exe=$2
 probe=${PX_TCP_PROBE:?PX_TCP_PROBE: path of the tcp_probe test program}
@@ -77,6 +78,24 @@ if ! "$exe" run --comm tcp --model tiny-gpt --gbs 8 --mbs 2 --seq 16 --steps 1 2
 else
   echo "# run does not know --comm tcp yet: its check is skipped"
 fi
+
+# one process given other options than its peers: refused before any step on every rank (rank 0
+# prints the sentence), naming the rank and the first item that differs. Another --seed trained
+# the DP replicas apart and exited 0; another layout failed at the deadline naming an all-reduce.
+# PX_ODD holds rank 1's extra options (sh -c's $0 is the binary).
+odd() { PX_ODD="$1" "$exe" launch -n 2 -- /bin/sh -c 'if [ "$RANK" = 1 ]; then exec "$0" "$@" $PX_ODD; else exec "$0" "$@"; fi' \
+          "$exe" run --comm tcp --model tiny-gpt --dp 2 --gbs 8 --seq 16 --mbs 2 --steps 2 --timeout 30 >/dev/null 2>"$tmp/err"; }
+odd "--seed 5"; rc=$?
+check "rank 1 with another --seed: exit 1, launch's line and one line from run" \
+  "[ $rc -eq 1 ] && [ \$(grep -c . \"$tmp/err\") -eq 2 ] && [ \$(grep -c '^parallax-exec run: ' \"$tmp/err\") -eq 1 ]"
+check "it names rank 1 and the seeds" \
+  "grep -qxF \"parallax-exec run: rank 1 was given another run than rank 0: 'seed 5' on rank 1, 'seed 1337' on rank 0 (every process must get the same options)\" \"$tmp/err\""
+odd "--dp 1 --tp 2"; rc=$?
+check "rank 1 with another layout: named before any step (not at the deadline)" \
+  "[ $rc -eq 1 ] && grep -qF \"rank 1 was given another run than rank 0: 'dp 1' on rank 1, 'dp 2' on rank 0\" \"$tmp/err\""
+odd "--save $tmp/ck"; rc=$?
+check "rank 1 with --save: refused, nothing saved" \
+  "[ $rc -eq 1 ] && grep -qF \"'save $tmp/ck' on rank 1, 'save (none)' on rank 0\" \"$tmp/err\" && [ ! -e \"$tmp/ck\" ]"
 
 err=$("$exe" launch -- "$probe" 2>&1); rc=$?
 check "no -n: one line, exit 2" "[ $rc -eq 2 ] && [ \$(wc -l <<<\"\$err\") -eq 1 ] && grep -q 'give the number of ranks' <<<\"\$err\""
