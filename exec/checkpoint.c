@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -783,6 +784,15 @@ gboolean px_ckpt_reader_get(PxCkptReader *rd, const char *state, const char *nam
           gint64 g = e->runs[2 * k] + j;
           d->v[g] = decode(rd->dtype, p);
           d->have[g] = 1;
+          /* a step is saved only when its loss and gradient norm were finite: a NaN here was
+           * resumed silently and stopped the next step, blaming the learning rate */
+          if (!isfinite(d->v[g])) {
+            double v = d->v[g];
+            dense_free(d);
+            return fail(error, PX_CHECKPOINT_ERROR_FORMAT,
+                        "checkpoint %s: element %" G_GINT64_FORMAT " of %s of tensor %s is %g, not a finite number "
+                        "(corrupt: a checkpoint is saved only after finite steps)", e->file, g, state, name, v);
+          }
         }
     }
     g_hash_table_insert(rd->dense, g_strdup(key), d);

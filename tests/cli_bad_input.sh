@@ -321,6 +321,23 @@ if [ -n "$man" ]; then
   bad "run: 'latest' holding binary" "holds 'step\\001" "$exe" run --model tiny-gpt --steps 2 --resume "$tmp/ck5"
 fi
 
+# the fifth sweep's: a NaN written into a tensor with the manifest's SHA-256 made to match (it was
+# resumed silently, and the next step stopped on a non-finite gradient norm, blaming the learning rate)
+"$exe" run --model tiny-gpt --steps 1 --save "$tmp/ck8" >/dev/null 2>&1
+shard=$(find "$tmp/ck8" -name 'rank-00000.ckpt' | head -1)
+if [ -n "$shard" ]; then
+  python3 -c '
+import hashlib, json, os, struct, sys
+p = sys.argv[1]; b = bytearray(open(p, "rb").read())
+H = struct.unpack("<Q", b[8:16])[0]; t = json.loads(b[16:16 + H])["tensors"][0]
+o = 16 + H + t["offset"] * 4; b[o:o + 4] = struct.pack("<f", float("nan")); open(p, "wb").write(b)
+m = os.path.join(os.path.dirname(p), "manifest.json"); j = json.load(open(m))
+for f in j["files"]:
+    if f["file"] == "rank-00000.ckpt": f["sha256"] = hashlib.sha256(b).hexdigest()
+json.dump(j, open(m, "w"))' "$shard"
+  bad "run: a NaN in a shard whose checksum matches" "of weight of tensor wte.weight is nan, not a finite number" "$exe" run --model tiny-gpt --steps 2 --resume "$tmp/ck8"
+fi
+
 # the third sweep's: JSON nested 200000 deep (json-glib's recursion overflowed
 # the stack) in a manifest and in a profiler trace, a manifest that is /dev/zero
 "$exe" run --model tiny-gpt --steps 1 --save "$tmp/ck6" >/dev/null 2>&1
