@@ -142,6 +142,15 @@ static gboolean parse_step_name(const char *name, int *step, int *k) {
 char *px_checkpoint_latest(const char *dir, int *step, GError **error) {
   g_autofree char *latest = g_build_filename(dir, "latest", NULL);
   g_autofree char *text = NULL;
+  GStatBuf st;
+  if (g_stat(latest, &st) != 0 && g_file_test(latest, G_FILE_TEST_IS_SYMLINK)) {
+    /* a loop or a dangling link was said to be no 'latest' at all: no checkpoint, where one is broken */
+    int err = errno;
+    g_autofree char *to = g_file_read_link(latest, NULL);
+    fail(error, PX_CHECKPOINT_ERROR_FORMAT, "checkpoint %s: 'latest' is a symbolic link to '%s' that leads nowhere (%s)",
+         dir, to ? to : "?", g_strerror(err));
+    return NULL;
+  }
   if (!g_file_test(latest, G_FILE_TEST_EXISTS)) {
     fail(error, PX_CHECKPOINT_ERROR_NONE, "no checkpoint in %s (no 'latest' file)", dir);
     return NULL;

@@ -319,6 +319,8 @@ if [ -n "$man" ]; then
   bad "run: 'latest' that is /dev/zero" "latest: is a device, not a file" "$exe" run --model tiny-gpt --steps 2 --resume "$tmp/ck5"
   rm "$tmp/ck5/latest"; printf 'step\001\n\377' >"$tmp/ck5/latest"
   bad "run: 'latest' holding binary" "holds 'step\\001" "$exe" run --model tiny-gpt --steps 2 --resume "$tmp/ck5"
+  rm "$tmp/ck5/latest"; ln -s loop "$tmp/ck5/latest"; ln -s latest "$tmp/ck5/loop"
+  bad "run: 'latest' a symbolic link loop (said: no 'latest' file)" "'latest' is a symbolic link to 'loop' that leads nowhere (Too many levels of symbolic links)" "$exe" run --model tiny-gpt --steps 2 --resume "$tmp/ck5"
 fi
 
 # the fifth sweep's: a NaN written into a tensor with the manifest's SHA-256 made to match (it was
