@@ -61,7 +61,10 @@ rm -f "$tmp"/pid.*
 # a stopped rank (SIGSTOP) held the forwarded SIGTERM pending: launch waited for it for ever
 "$exe" launch -n 2 -- "$probe" --hang "$tmp" >/dev/null 2>&1 & lpid=$!
 if wait_files "$tmp/pid.0" "$tmp/pid.1"; then
-  p1=$(cat "$tmp/pid.1"); kill -STOP $p1; kill -TERM $lpid
+  p1=$(cat "$tmp/pid.1"); kill -STOP $p1
+  # stopped for certain before the SIGTERM (a SIGTERM pending beside the SIGSTOP is taken first)
+  for _ in $(seq 100); do grep -q '^State:[[:space:]]*T' "/proc/$p1/status" && break; sleep 0.1; done
+  kill -TERM $lpid
   for _ in $(seq 300); do kill -0 $lpid 2>/dev/null || break; sleep 0.1; done
   if kill -0 $lpid 2>/dev/null; then
     check "SIGTERM with a stopped rank ends launch (hung 30 s)" "false"; kill -CONT $p1; kill -KILL $lpid; wait $lpid
