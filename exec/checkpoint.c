@@ -642,7 +642,7 @@ void px_ckpt_reader_free(PxCkptReader *rd) {
 
 /* Index one verified shard file's entries. */
 static gboolean index_shard(PxCkptReader *rd, const char *path, const guchar *buf, gsize len, gboolean first,
-                            GError **error) {
+                            int rank, int step, GError **error) {
   if (len < 16 || memcmp(buf, MAGIC, 8))
     return fail(error, PX_CHECKPOINT_ERROR_FORMAT, "checkpoint %s: not a shard file (bad magic)", path);
   guint64 hl;
@@ -660,6 +660,12 @@ static gboolean index_shard(PxCkptReader *rd, const char *path, const guchar *bu
   JsonNode *tn = o ? json_object_get_member(o, "tensors") : NULL;
   if (!dt || !tn || !JSON_NODE_HOLDS_ARRAY(tn) || (strcmp(dt, "f32") && strcmp(dt, "f64")))
     return fail(error, PX_CHECKPOINT_ERROR_FORMAT, "checkpoint %s: header lacks dtype or tensors", path);
+  /* a shard of another step or rank under this manifest was read as this step's */
+  gint64 hr = -1, hs = -1;
+  if (!int_member(o, "rank", &hr) || !int_member(o, "step", &hs) || hr != rank || hs != step)
+    return fail(error, PX_CHECKPOINT_ERROR_FORMAT,
+                "checkpoint %s: its header says rank %" G_GINT64_FORMAT " step %" G_GINT64_FORMAT
+                ", the manifest rank %d step %d", path, hr, hs, rank, step);
   PxDType dtype = !strcmp(dt, "f64") ? PX_DTYPE_F64 : PX_DTYPE_F32;
   if (first) rd->dtype = dtype;
   else if (dtype != rd->dtype)
@@ -684,7 +690,13 @@ static gboolean index_shard(PxCkptReader *rd, const char *path, const guchar *bu
     if (re->ndim < 1 || re->ndim > 2)
       return fail(error, PX_CHECKPOINT_ERROR_FORMAT, "checkpoint %s: tensor %s has %d dimensions", path, name, re->ndim);
     re->shape[1] = 1;
-    for (int k = 0; k < re->ndim; k++) re->shape[k] = json_array_get_int_element(shape, (guint)k);
+    for (int k = 0; k < re->ndim; k++) {
+      re->shape[k] = json_array_get_int_element(shape, (guint)k);
+      /* bounded so that the element count below cannot overflow */
+      if (re->shape[k] < 0 || re->shape[k] > G_MAXINT32)
+        return fail(error, PX_CHECKPOINT_ERROR_FORMAT, "checkpoint %s: tensor %s: a dimension of %" G_GINT64_FORMAT,
+                    path, name, re->shape[k]);
+    }
     re->n_runs = (int)json_array_get_length(runs);
     re->runs = g_new(gint64, 2 * (gsize)MAX(1, re->n_runs));
     gint64 sum = 0, numel = re->shape[0] * re->shape[1];
@@ -755,7 +767,7 @@ PxCkptReader *px_ckpt_reader_open(const char *stepdir, const PxCkptManifest *man
            sha, PX_CKPT_MANIFEST, f->sha256);
       return NULL;
     }
-    if (!index_shard(rd, path, (const guchar *)buf, len, i == 0, error)) return NULL;
+    if (!index_shard(rd, path, (const guchar *)buf, len, i == 0, f->rank, man->step, error)) return NULL;
   }
   return g_steal_pointer(&rd);
 }
