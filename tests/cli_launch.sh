@@ -116,6 +116,17 @@ odd "--save $tmp/ck"; rc=$?
 check "rank 1 with --save: refused, nothing saved" \
   "[ $rc -eq 1 ] && grep -qF \"'save $tmp/ck' on rank 1, 'save (none)' on rank 0\" \"$tmp/err\" && [ ! -e \"$tmp/ck\" ]"
 
+# MASTER_PORT held by another program that accepts and never answers: rank 1's line said "rank 0
+# sent rank 1 no table (timed out)", blaming a rank 0 that was never there
+python3 -c 'import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(); print(s.getsockname()[1], flush=True); time.sleep(60)' >"$tmp/port" & spid=$!
+for _ in $(seq 100); do [ -s "$tmp/port" ] && break; sleep 0.1; done
+err=$(RANK=1 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$(cat "$tmp/port") timeout 30 "$exe" run --comm tcp --model tiny-gpt \
+        --dp 2 --gbs 8 --seq 16 --mbs 2 --steps 1 --timeout 1 2>&1); rc=$?
+kill $spid; wait $spid 2>/dev/null
+check "MASTER_PORT held by another program: one line naming it, exit 1" \
+  "[ $rc -eq 1 ] && [ \$(grep -c . <<<\"\$err\") -eq 1 ] && grep -q 'rank 1 registered but nothing answered in .* s: another program listens at this port, or rank 0 is stopped or hung' <<<\"\$err\""
+
 err=$("$exe" launch -- "$probe" 2>&1); rc=$?
 check "no -n: one line, exit 2" "[ $rc -eq 2 ] && [ \$(wc -l <<<\"\$err\") -eq 1 ] && grep -q 'give the number of ranks' <<<\"\$err\""
 err=$("$exe" launch -n 2 2>&1); rc=$?
