@@ -1205,7 +1205,7 @@ static char *run_items(const PxModel *model, const PxPlan *plan, const PxRunOpti
   if (o->dtype == PX_DTYPE_F16)
     g_string_append_printf(s, "; loss_scale %.17g; loss_scale_window %d", o->loss_scale, o->loss_scale_window);
   if (o->data) {
-    /* unreadable here: open_data names it after the check */
+    /* unreadable here: named as such, and open_data says why after the check */
     GStatBuf st;
     g_autofree char *head = NULL;
     gsize n = 0;
@@ -1217,6 +1217,8 @@ static char *run_items(const PxModel *model, const PxPlan *plan, const PxRunOpti
       g_autofree char *sum = g_compute_checksum_for_data(G_CHECKSUM_SHA256, (const guchar *)head, n);
       g_string_append_printf(s, "; data bytes %" G_GINT64_FORMAT "; data sha256 of the first %" G_GSIZE_FORMAT " B %s",
                              (gint64)st.st_size, n, sum);
+    } else {
+      g_string_append(s, "; data bytes (not a readable file here)");
     }
   }
   if (o->agree && o->agree[0]) g_string_append_printf(s, "; %s", o->agree);
