@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -141,6 +142,15 @@ static gboolean parse_step_name(const char *name, int *step, int *k) {
 char *px_checkpoint_latest(const char *dir, int *step, GError **error) {
   g_autofree char *latest = g_build_filename(dir, "latest", NULL);
   g_autofree char *text = NULL;
+  GStatBuf st;
+  if (g_stat(latest, &st) != 0 && g_file_test(latest, G_FILE_TEST_IS_SYMLINK)) {
+    /* a loop or a dangling link was said to be no 'latest' at all: no checkpoint, where one is broken */
+    int err = errno;
+    g_autofree char *to = g_file_read_link(latest, NULL);
+    fail(error, PX_CHECKPOINT_ERROR_FORMAT, "checkpoint %s: 'latest' is a symbolic link to '%s' that leads nowhere (%s)",
+         dir, to ? to : "?", g_strerror(err));
+    return NULL;
+  }
   if (!g_file_test(latest, G_FILE_TEST_EXISTS)) {
     fail(error, PX_CHECKPOINT_ERROR_NONE, "no checkpoint in %s (no 'latest' file)", dir);
     return NULL;
@@ -464,8 +474,7 @@ static gboolean int_member(JsonObject *o, const char *key, gint64 *out) {
   return TRUE;
 }
 
-/* The first "; "-separated item where two fingerprints differ. */
-static gboolean fingerprint_differs(const char *there, const char *here, char **a, char **b) {
+gboolean px_ckpt_items_differ(const char *there, const char *here, char **a, char **b) {
   if (!strcmp(there, here)) return FALSE;
   g_auto(GStrv) x = g_strsplit(there, "; ", -1);
   g_auto(GStrv) y = g_strsplit(here, "; ", -1);
@@ -515,7 +524,7 @@ PxCkptManifest *px_ckpt_manifest_read(const char *stepdir, const char *run, GErr
     return NULL;
   }
   g_autofree char *a = NULL, *b = NULL;
-  if (run && fingerprint_differs(fp, run, &a, &b)) {
+  if (run && px_ckpt_items_differ(fp, run, &a, &b)) {
     fail(error, PX_CHECKPOINT_ERROR_MISMATCH, "checkpoint %s was made for another run: '%s' there, '%s' here", path, a, b);
     return NULL;
   }
@@ -633,7 +642,7 @@ void px_ckpt_reader_free(PxCkptReader *rd) {
 
 /* Index one verified shard file's entries. */
 static gboolean index_shard(PxCkptReader *rd, const char *path, const guchar *buf, gsize len, gboolean first,
-                            GError **error) {
+                            int rank, int step, GError **error) {
   if (len < 16 || memcmp(buf, MAGIC, 8))
     return fail(error, PX_CHECKPOINT_ERROR_FORMAT, "checkpoint %s: not a shard file (bad magic)", path);
   guint64 hl;
@@ -651,6 +660,12 @@ static gboolean index_shard(PxCkptReader *rd, const char *path, const guchar *bu
   JsonNode *tn = o ? json_object_get_member(o, "tensors") : NULL;
   if (!dt || !tn || !JSON_NODE_HOLDS_ARRAY(tn) || (strcmp(dt, "f32") && strcmp(dt, "f64")))
     return fail(error, PX_CHECKPOINT_ERROR_FORMAT, "checkpoint %s: header lacks dtype or tensors", path);
+  /* a shard of another step or rank under this manifest was read as this step's */
+  gint64 hr = -1, hs = -1;
+  if (!int_member(o, "rank", &hr) || !int_member(o, "step", &hs) || hr != rank || hs != step)
+    return fail(error, PX_CHECKPOINT_ERROR_FORMAT,
+                "checkpoint %s: its header says rank %" G_GINT64_FORMAT " step %" G_GINT64_FORMAT
+                ", the manifest rank %d step %d", path, hr, hs, rank, step);
   PxDType dtype = !strcmp(dt, "f64") ? PX_DTYPE_F64 : PX_DTYPE_F32;
   if (first) rd->dtype = dtype;
   else if (dtype != rd->dtype)
@@ -675,7 +690,13 @@ static gboolean index_shard(PxCkptReader *rd, const char *path, const guchar *bu
     if (re->ndim < 1 || re->ndim > 2)
       return fail(error, PX_CHECKPOINT_ERROR_FORMAT, "checkpoint %s: tensor %s has %d dimensions", path, name, re->ndim);
     re->shape[1] = 1;
-    for (int k = 0; k < re->ndim; k++) re->shape[k] = json_array_get_int_element(shape, (guint)k);
+    for (int k = 0; k < re->ndim; k++) {
+      re->shape[k] = json_array_get_int_element(shape, (guint)k);
+      /* bounded so that the element count below cannot overflow */
+      if (re->shape[k] < 0 || re->shape[k] > G_MAXINT32)
+        return fail(error, PX_CHECKPOINT_ERROR_FORMAT, "checkpoint %s: tensor %s: a dimension of %" G_GINT64_FORMAT,
+                    path, name, re->shape[k]);
+    }
     re->n_runs = (int)json_array_get_length(runs);
     re->runs = g_new(gint64, 2 * (gsize)MAX(1, re->n_runs));
     gint64 sum = 0, numel = re->shape[0] * re->shape[1];
@@ -746,7 +767,7 @@ PxCkptReader *px_ckpt_reader_open(const char *stepdir, const PxCkptManifest *man
            sha, PX_CKPT_MANIFEST, f->sha256);
       return NULL;
     }
-    if (!index_shard(rd, path, (const guchar *)buf, len, i == 0, error)) return NULL;
+    if (!index_shard(rd, path, (const guchar *)buf, len, i == 0, f->rank, man->step, error)) return NULL;
   }
   return g_steal_pointer(&rd);
 }
@@ -784,6 +805,15 @@ gboolean px_ckpt_reader_get(PxCkptReader *rd, const char *state, const char *nam
           gint64 g = e->runs[2 * k] + j;
           d->v[g] = decode(rd->dtype, p);
           d->have[g] = 1;
+          /* a step is saved only when its loss and gradient norm were finite: a NaN here was
+           * resumed silently and stopped the next step, blaming the learning rate */
+          if (!isfinite(d->v[g])) {
+            double v = d->v[g];
+            dense_free(d);
+            return fail(error, PX_CHECKPOINT_ERROR_FORMAT,
+                        "checkpoint %s: element %" G_GINT64_FORMAT " of %s of tensor %s is %g, not a finite number "
+                        "(corrupt: a checkpoint is saved only after finite steps)", e->file, g, state, name, v);
+          }
         }
     }
     g_hash_table_insert(rd->dense, g_strdup(key), d);

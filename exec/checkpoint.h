@@ -126,6 +126,10 @@ gboolean px_ckpt_manifest_write(const char *dir, int step, const char *run, cons
 /* Read STEPDIR/manifest.json; a run fingerprint other than `run` (when not
  * NULL) is refused with one error naming the file and the first differing item. */
 PxCkptManifest *px_ckpt_manifest_read(const char *stepdir, const char *run, GError **error);
+/* The first item where two "; "-joined lists of "key value" items differ
+ * (*a from there, *b from here, "(nothing)" past the end; freed by the
+ * caller); FALSE when they are equal. */
+gboolean px_ckpt_items_differ(const char *there, const char *here, char **a, char **b);
 void px_ckpt_manifest_free(PxCkptManifest *m);
 
 /* ---- reading ---- */

@@ -11,7 +11,8 @@
  * (`run ...`, run by this same binary) or, when its first word contains a
  * '/', a program.
  *
- * SIGINT and SIGTERM are forwarded to every rank (a second one kills them).
+ * SIGINT and SIGTERM are forwarded to every rank (a second one kills them),
+ * each followed by SIGCONT so that a stopped rank receives it.
  * When a rank fails (non-zero exit or a signal), the others get --grace
  * seconds to fail on their own — their communicator names the dead rank —
  * then are sent SIGTERM, and SIGKILL 5 s later. The launcher prints one line
@@ -51,7 +52,12 @@ typedef struct {
 
 static void signal_all(Launch *L, int sig) {
   for (int r = 0; r < L->n; r++)
-    if (L->procs[r] && L->state[r] == RANK_RUNNING) g_subprocess_send_signal(L->procs[r], sig);
+    if (L->procs[r] && L->state[r] == RANK_RUNNING) {
+      g_subprocess_send_signal(L->procs[r], sig);
+      /* a stopped rank (SIGSTOP, ^Z) holds a SIGINT / SIGTERM pending until it runs again: a
+       * forwarded SIGTERM left the launcher waiting for it for ever */
+      if (sig != SIGKILL && sig != SIGCONT) g_subprocess_send_signal(L->procs[r], SIGCONT);
+    }
 }
 
 static gboolean kill_all(gpointer data) {

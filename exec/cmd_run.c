@@ -136,6 +136,7 @@ int px_exec_cmd_run(int argc, char **argv) {
   g_autoptr(PxCluster) cluster = NULL;
   PxRuntime *rt = NULL;
   PxComm *world = NULL; /* --comm mpi */
+  g_autofree char *agree = NULL; /* a.opt.agree */
   int rank = 0;
   PxRankMemory *all_mem = NULL;
   g_autoptr(JsonBuilder) jb = NULL;
@@ -281,6 +282,11 @@ int px_exec_cmd_run(int argc, char **argv) {
       goto out;
     }
   }
+  /* what every process must share besides the runtime's own items: another --steps on one rank failed
+   * only at the deadline, another --save or --resume split a checkpoint (px_runtime_new_rank compares) */
+  agree = g_strdup_printf("steps %d; save %s; save_every %d; keep %d; resume %s", a.steps,
+                          a.save ? a.save : "(none)", a.save_every, a.keep, a.resume ? a.resume : "(none)");
+  a.opt.agree = agree;
   rt = world ? px_runtime_new_rank(model, &plan, &a.opt, world, &error) : px_runtime_new(model, &plan, &a.opt, &error);
   if (!rt || (a.resume && !px_runtime_resume(rt, a.resume, &error)) ||
       (a.save && rank == 0 && !px_checkpoint_check_dir(a.save, &error))) {

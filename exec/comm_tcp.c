@@ -887,10 +887,14 @@ static gboolean rdv_member(Rdv *R, GInetAddress *ia, int port, GError **error) {
   Msg *m = NULL;
   IoStatus st = read_msg(s0, &id, &m, registered + R->timeout_us + MIN(R->timeout_us, 2 * G_USEC_PER_SEC), NULL, &e);
   g_free(id);
+  /* a rank 0 that fails sends its reason before this deadline: silence past it is not a working rank 0 */
+  if (st == IO_TIMEOUT)
+    return rdv_error(error, R, PX_COMM_ERROR_TIMEOUT,
+                     "rank %d registered but nothing answered in %.1f s: another program listens at this port, "
+                     "or rank 0 is stopped or hung", R->rank, (g_get_monotonic_time() - registered) / 1e6);
   if (st != IO_OK)
-    return rdv_error(error, R, st == IO_TIMEOUT ? PX_COMM_ERROR_TIMEOUT : PX_COMM_ERROR_DEVICE,
-                     "rank 0 sent rank %d no table (%s)", R->rank,
-                     st == IO_TIMEOUT ? "timed out" : st == IO_EOF ? "it went away" : e->message);
+    return rdv_error(error, R, PX_COMM_ERROR_DEVICE, "rank 0 sent rank %d no table (%s)", R->rank,
+                     st == IO_EOF ? "it went away" : e->message);
   if (m->kind == K_FAIL) {
     rdv_error(error, R, strstr(m->data, "never registered") ? PX_COMM_ERROR_TIMEOUT : PX_COMM_ERROR_INVALID, "%s",
               m->data);

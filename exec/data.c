@@ -8,8 +8,9 @@ G_DEFINE_QUARK(px-data-error-quark, px_data_error)
 
 struct _PxTokenFile {
   char *path;
-  GMappedFile *map;
-  const guint16 *tokens; /* (n) into map */
+  char *bytes;           /* the whole file, read at open: a mapping of it raised SIGBUS in the run when the
+                            file was truncated on disk while training (and took edits made in place) */
+  const guint16 *tokens; /* (n) into bytes */
   gint64 n;
   int vocab_min;
 };
@@ -57,15 +58,15 @@ PxTokenFile *px_token_file_open(const char *path, GError **error) {
          g_file_test(path, G_FILE_TEST_EXISTS) ? "not a regular file" : "no such file");
     return NULL;
   }
+  /* the header's count is an int32 of 2-byte tokens: no valid file is larger */
+  const gsize header = PX_DATA_HEADER_INTS * sizeof(gint32), max = header + 2 * (gsize)G_MAXINT32;
+  gsize size;
   g_autoptr(GError) err = NULL;
-  g_autoptr(GMappedFile) map = g_mapped_file_new(path, FALSE, &err);
-  if (!map) {
-    fail(error, PX_DATA_ERROR_IO, "token file %s: %s", path, err->message);
+  g_autofree char *bytes = px_file_read_max(path, max, "a token file", &size, PX_DATA_ERROR, PX_DATA_ERROR_IO, &err);
+  if (!bytes) {
+    fail(error, PX_DATA_ERROR_IO, "token file %s", err->message);
     return NULL;
   }
-  gsize size = g_mapped_file_get_length(map);
-  const char *bytes = g_mapped_file_get_contents(map);
-  const gsize header = PX_DATA_HEADER_INTS * sizeof(gint32);
   gint64 n;
   if (!px_token_file_check(bytes, size, path, &n, error)) return NULL;
   PxTokenFile *tf = g_new0(PxTokenFile, 1);
@@ -73,13 +74,13 @@ PxTokenFile *px_token_file_open(const char *path, GError **error) {
   tf->n = n;
   tf->tokens = (const guint16 *)(bytes + header);
   for (gint64 i = 0; i < tf->n; i++) tf->vocab_min = MAX(tf->vocab_min, GUINT16_FROM_LE(tf->tokens[i]) + 1);
-  tf->map = g_steal_pointer(&map);
+  tf->bytes = g_steal_pointer(&bytes);
   return tf;
 }
 
 void px_token_file_free(PxTokenFile *tf) {
   if (!tf) return;
-  g_mapped_file_unref(tf->map);
+  g_free(tf->bytes);
   g_free(tf->path);
   g_free(tf);
 }

@@ -28,6 +28,9 @@ typedef enum {
 
 typedef struct _PxTokenFile PxTokenFile;
 
+/* Read whole into memory (at most 1024 + 2 x (2^31 - 1) bytes, what the
+ * header's int32 count allows) and checked; a file truncated or edited on
+ * disk afterwards does not reach the run (a mapping of it raised SIGBUS). */
 PxTokenFile *px_token_file_open(const char *path, GError **error);
 /* Check the header of a token file's bytes (size bytes in all): magic,
  * version, and a token count that matches the size. *n_tokens on success.

@@ -1184,8 +1184,87 @@ PxRuntime *px_runtime_new(const PxModel *model, const PxPlan *plan, const PxRunO
   return g_steal_pointer(&rt);
 }
 
+/* What every process of a world must share, as "key value" items joined by
+ * "; ": the checkpoint fingerprint (model, dtype, seed, data, batch), the plan
+ * as given, the optimiser, the data file's size and first 64 KiB (the
+ * fingerprint names it by its base name only) and the caller's items. The
+ * timeout, the device and the fault injection may differ. */
+static char *run_items(const PxModel *model, const PxPlan *plan, const PxRunOptions *o) {
+  g_autofree char *fp = make_fingerprint(model, plan, o);
+  GString *s = g_string_new(fp);
+  g_autofree char *ini = px_plan_to_ini(plan);
+  g_auto(GStrv) lines = g_strsplit(ini, "\n", -1);
+  for (int i = 0; lines[i]; i++) {
+    if (!lines[i][0] || lines[i][0] == '#' || lines[i][0] == '[') continue;
+    g_auto(GStrv) kv = g_strsplit(lines[i], " = ", 2);
+    g_string_append_printf(s, "; %s %s", kv[0], kv[1] ? kv[1] : "");
+  }
+  g_string_append_printf(s, "; backend %s; lr %.17g; min_lr %.17g; warmup %d; decay_steps %d; beta1 %.17g; beta2 %.17g"
+                         "; eps %.17g; weight_decay %.17g; clip %.17g", o->backend ? o->backend : "cpu", o->lr, o->min_lr,
+                         o->warmup, o->decay_steps, o->beta1, o->beta2, o->eps, o->weight_decay, o->clip);
+  if (o->dtype == PX_DTYPE_F16)
+    g_string_append_printf(s, "; loss_scale %.17g; loss_scale_window %d", o->loss_scale, o->loss_scale_window);
+  if (o->data) {
+    /* unreadable here: named as such, and open_data says why after the check */
+    GStatBuf st;
+    g_autofree char *head = NULL;
+    gsize n = 0;
+    FILE *f = g_stat(o->data, &st) == 0 && S_ISREG(st.st_mode) ? fopen(o->data, "rb") : NULL;
+    if (f) {
+      head = g_malloc(65536);
+      n = fread(head, 1, 65536, f);
+      fclose(f);
+      g_autofree char *sum = g_compute_checksum_for_data(G_CHECKSUM_SHA256, (const guchar *)head, n);
+      g_string_append_printf(s, "; data bytes %" G_GINT64_FORMAT "; data sha256 of the first %" G_GSIZE_FORMAT " B %s",
+                             (gint64)st.st_size, n, sum);
+    } else {
+      g_string_append(s, "; data bytes (not a readable file here)");
+    }
+  }
+  if (o->agree && o->agree[0]) g_string_append_printf(s, "; %s", o->agree);
+  return g_string_free(s, FALSE);
+}
+
+/* Every process's items gathered to every rank (their longest length by a
+ * MAX all-reduce, then an all-gather padded to it) and compared with rank
+ * 0's: the same verdict on every rank, before any other collective. Another
+ * seed or learning rate on one rank trained replicas apart and exited 0;
+ * another layout or --steps failed only at the deadline with a sentence
+ * about an all-reduce. */
+static gboolean check_agree(PxComm *world, const char *items, GError **error) {
+  int n = px_comm_size(world);
+  gint32 len = (gint32)MIN(strlen(items) + 1, (gsize)G_MAXINT32 / 2);
+  TRY(px_comm_all_reduce(world, &len, 1, PX_DTYPE_I32, PX_RED_MAX, NULL, error));
+  gsize words = ((gsize)len + 3) / 4;
+  g_autofree gint32 *mine = g_new0(gint32, words);
+  memcpy(mine, items, MIN(strlen(items), words * 4 - 1));
+  g_autofree gint32 *all = g_new0(gint32, words * (gsize)n);
+  TRY(px_comm_all_gather(world, mine, all, words, PX_DTYPE_I32, NULL, error));
+  const char *first = (const char *)all;
+  int odd = -1, count = 0;
+  for (int r = 1; r < n; r++) {
+    const char *it = (const char *)(all + words * (gsize)r);
+    if (strncmp(first, it, words * 4)) {
+      if (odd < 0) odd = r;
+      count++;
+    }
+  }
+  if (odd < 0) return TRUE;
+  g_autofree char *a = NULL, *b = NULL;
+  g_autofree char *x = g_strndup(first, words * 4), *y = g_strndup((const char *)(all + words * (gsize)odd), words * 4);
+  px_ckpt_items_differ(y, x, &a, &b);
+  g_autofree char *more = count > 1 ? g_strdup_printf(" (%d ranks differ)", count) : g_strdup("");
+  return rfail(error, PX_RUNTIME_ERROR_INVALID,
+               "rank %d was given another run than rank 0: '%s' on rank %d, '%s' on rank 0%s (every process must get "
+               "the same options)", odd, a, odd, b, more);
+}
+
 PxRuntime *px_runtime_new_rank(const PxModel *model, const PxPlan *plan, const PxRunOptions *opt, PxComm *world,
                                GError **error) {
+  {
+    g_autofree char *items = run_items(model, plan, opt);
+    if (!check_agree(world, items, error)) return NULL;
+  }
   g_autoptr(PxRuntime) rt = runtime_setup(model, plan, opt, error);
   if (!rt) return NULL;
   if (px_comm_size(world) != rt->n) {

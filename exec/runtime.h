@@ -88,6 +88,9 @@ typedef struct {
   double loss_scale;     /* initial scale (default 65536 = 2^16, DeepSpeed's initial_scale_power 16) */
   int loss_scale_window; /* good steps before the scale doubles (default 1000, DeepSpeed's
                             loss_scale_window and Megatron's --loss-scale-window) */
+  const char *agree;     /* px_runtime_new_rank: more "key value" items joined by "; " that every
+                            process must share with rank 0 (the command's: steps, save, resume);
+                            NULL: none */
 } PxRunOptions;
 
 void px_run_options_init(PxRunOptions *o);
@@ -121,7 +124,11 @@ PxRuntime *px_runtime_new(const PxModel *model, const PxPlan *plan, const PxRunO
                           GError **error);
 /* The one rank px_comm_world_rank(world) of the plan, in a process of its own
  * (mpirun, srun, parallax-exec launch): collective over world, whose size
- * must be the plan's. Every call below that names the world (step, save,
+ * must be the plan's. Its first collective compares what every process was
+ * given with rank 0's (the checkpoint fingerprint, the plan, the optimiser,
+ * the data file's size and head, opt->agree): a process given another seed,
+ * learning rate, batch or layout is refused on every rank with the same
+ * sentence, naming it and the first item that differs. Every call below that names the world (step, save,
  * resume, get_param, the gathers) is collective too: all processes make it.
  * world must outlive the runtime. */
 PxRuntime *px_runtime_new_rank(const PxModel *model, const PxPlan *plan, const PxRunOptions *opt,

@@ -319,6 +319,45 @@ if [ -n "$man" ]; then
   bad "run: 'latest' that is /dev/zero" "latest: is a device, not a file" "$exe" run --model tiny-gpt --steps 2 --resume "$tmp/ck5"
   rm "$tmp/ck5/latest"; printf 'step\001\n\377' >"$tmp/ck5/latest"
   bad "run: 'latest' holding binary" "holds 'step\\001" "$exe" run --model tiny-gpt --steps 2 --resume "$tmp/ck5"
+  rm "$tmp/ck5/latest"; ln -s loop "$tmp/ck5/latest"; ln -s latest "$tmp/ck5/loop"
+  bad "run: 'latest' a symbolic link loop (said: no 'latest' file)" "'latest' is a symbolic link to 'loop' that leads nowhere (Too many levels of symbolic links)" "$exe" run --model tiny-gpt --steps 2 --resume "$tmp/ck5"
+fi
+
+# the fifth sweep's: a NaN written into a tensor with the manifest's SHA-256 made to match (it was
+# resumed silently, and the next step stopped on a non-finite gradient norm, blaming the learning rate)
+"$exe" run --model tiny-gpt --steps 1 --save "$tmp/ck8" >/dev/null 2>&1
+shard=$(find "$tmp/ck8" -name 'rank-00000.ckpt' | head -1)
+if [ -n "$shard" ]; then
+  python3 -c '
+import hashlib, json, os, struct, sys
+p = sys.argv[1]; b = bytearray(open(p, "rb").read())
+H = struct.unpack("<Q", b[8:16])[0]; t = json.loads(b[16:16 + H])["tensors"][0]
+o = 16 + H + t["offset"] * 4; b[o:o + 4] = struct.pack("<f", float("nan")); open(p, "wb").write(b)
+m = os.path.join(os.path.dirname(p), "manifest.json"); j = json.load(open(m))
+for f in j["files"]:
+    if f["file"] == "rank-00000.ckpt": f["sha256"] = hashlib.sha256(b).hexdigest()
+json.dump(j, open(m, "w"))' "$shard"
+  bad "run: a NaN in a shard whose checksum matches" "of weight of tensor wte.weight is nan, not a finite number" "$exe" run --model tiny-gpt --steps 2 --resume "$tmp/ck8"
+fi
+# a shard whose header says another step (or rank) than the manifest, and a dimension of 2^40 (its
+# element count overflowed), both with the manifest's SHA-256 made to match: read as this step's
+"$exe" run --model tiny-gpt --steps 1 --save "$tmp/ck9" >/dev/null 2>&1
+shard=$(find "$tmp/ck9" -name 'rank-00000.ckpt' | head -1)
+if [ -n "$shard" ]; then
+  cp -r "$tmp/ck9" "$tmp/ck10"
+  edit() { python3 -c '
+import hashlib, json, os, struct, sys
+p = sys.argv[1]; b = open(p, "rb").read(); H = struct.unpack("<Q", b[8:16])[0]; h = json.loads(b[16:16 + H])
+exec(sys.argv[2])
+hb = json.dumps(h).encode(); b = b[:8] + struct.pack("<Q", len(hb)) + hb + b[16 + H:]; open(p, "wb").write(b)
+m = os.path.join(os.path.dirname(p), "manifest.json"); j = json.load(open(m))
+for f in j["files"]:
+    if f["file"] == "rank-00000.ckpt": f["sha256"] = hashlib.sha256(b).hexdigest(); f["bytes"] = len(b)
+json.dump(j, open(m, "w"))' "$1" "$2"; }
+  edit "$shard" 'h["step"] = 7'
+  bad "run: a shard of step 7 under a manifest of step 1" "its header says rank 0 step 7, the manifest rank 0 step 1" "$exe" run --model tiny-gpt --steps 2 --resume "$tmp/ck9"
+  edit "$(find "$tmp/ck10" -name 'rank-00000.ckpt')" 'h["tensors"][0]["shape"] = [2**40, 2**40]'
+  bad "run: a shard tensor of shape 2^40 x 2^40 (overflowed)" "tensor wte.weight: a dimension of 1099511627776" "$exe" run --model tiny-gpt --steps 2 --resume "$tmp/ck10"
 fi
 
 # the third sweep's: JSON nested 200000 deep (json-glib's recursion overflowed

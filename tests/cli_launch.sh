@@ -6,7 +6,8 @@
 # with SIGKILL mid-way makes every other rank fail on its own, naming it, and
 # launch names it; SIGTERM is forwarded; killing launch with SIGKILL leaves
 # no rank behind; a subcommand of parallax-exec runs as the ranks' command;
-# bad usage is one line and exit 2.
+# bad usage is one line and exit 2; a rank given other run options than rank 0
+# is refused before any step, naming it.
 set -u
 exe=$2
 probe=${PX_TCP_PROBE:?PX_TCP_PROBE: path of the tcp_probe test program}
@@ -57,6 +58,25 @@ else
 fi
 rm -f "$tmp"/pid.*
 
+# a stopped rank (SIGSTOP) held the forwarded SIGTERM pending: launch waited for it for ever
+"$exe" launch -n 2 -- "$probe" --hang "$tmp" >/dev/null 2>&1 & lpid=$!
+if wait_files "$tmp/pid.0" "$tmp/pid.1"; then
+  p1=$(cat "$tmp/pid.1"); kill -STOP $p1
+  # stopped for certain before the SIGTERM (a SIGTERM pending beside the SIGSTOP is taken first)
+  for _ in $(seq 100); do grep -q '^State:[[:space:]]*T' "/proc/$p1/status" && break; sleep 0.1; done
+  kill -TERM $lpid
+  for _ in $(seq 300); do kill -0 $lpid 2>/dev/null || break; sleep 0.1; done
+  if kill -0 $lpid 2>/dev/null; then
+    check "SIGTERM with a stopped rank ends launch (hung 30 s)" "false"; kill -CONT $p1; kill -KILL $lpid; wait $lpid
+  else
+    wait $lpid; rc=$?
+    check "SIGTERM with a stopped rank: launch exits 128+15, the rank gone" "[ $rc -eq 143 ] && ! alive $p1"
+  fi
+else
+  check "hanging ranks started" "false"; kill -KILL $lpid
+fi
+rm -f "$tmp"/pid.*
+
 "$exe" launch -n 2 -- "$probe" --hang "$tmp" >/dev/null 2>&1 & lpid=$!
 if wait_files "$tmp/pid.0" "$tmp/pid.1"; then
   kill -KILL $lpid; wait $lpid 2>/dev/null
@@ -77,6 +97,35 @@ if ! "$exe" run --comm tcp --model tiny-gpt --gbs 8 --mbs 2 --seq 16 --steps 1 2
 else
   echo "# run does not know --comm tcp yet: its check is skipped"
 fi
+
+# one process given other options than its peers: refused before any step on every rank (rank 0
+# prints the sentence), naming the rank and the first item that differs. Another --seed trained
+# the DP replicas apart and exited 0; another layout failed at the deadline naming an all-reduce.
+# PX_ODD holds rank 1's extra options (sh -c's $0 is the binary).
+odd() { PX_ODD="$1" "$exe" launch -n 2 -- /bin/sh -c 'if [ "$RANK" = 1 ]; then exec "$0" "$@" $PX_ODD; else exec "$0" "$@"; fi' \
+          "$exe" run --comm tcp --model tiny-gpt --dp 2 --gbs 8 --seq 16 --mbs 2 --steps 2 --timeout 30 >/dev/null 2>"$tmp/err"; }
+odd "--seed 5"; rc=$?
+check "rank 1 with another --seed: exit 1, launch's line and one line from run" \
+  "[ $rc -eq 1 ] && [ \$(grep -c . \"$tmp/err\") -eq 2 ] && [ \$(grep -c '^parallax-exec run: ' \"$tmp/err\") -eq 1 ]"
+check "it names rank 1 and the seeds" \
+  "grep -qxF \"parallax-exec run: rank 1 was given another run than rank 0: 'seed 5' on rank 1, 'seed 1337' on rank 0 (every process must get the same options)\" \"$tmp/err\""
+odd "--dp 1 --tp 2"; rc=$?
+check "rank 1 with another layout: named before any step (not at the deadline)" \
+  "[ $rc -eq 1 ] && grep -qF \"rank 1 was given another run than rank 0: 'dp 1' on rank 1, 'dp 2' on rank 0\" \"$tmp/err\""
+odd "--save $tmp/ck"; rc=$?
+check "rank 1 with --save: refused, nothing saved" \
+  "[ $rc -eq 1 ] && grep -qF \"'save $tmp/ck' on rank 1, 'save (none)' on rank 0\" \"$tmp/err\" && [ ! -e \"$tmp/ck\" ]"
+
+# MASTER_PORT held by another program that accepts and never answers: rank 1's line said "rank 0
+# sent rank 1 no table (timed out)", blaming a rank 0 that was never there
+python3 -c 'import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(); print(s.getsockname()[1], flush=True); time.sleep(60)' >"$tmp/port" & spid=$!
+for _ in $(seq 100); do [ -s "$tmp/port" ] && break; sleep 0.1; done
+err=$(RANK=1 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$(cat "$tmp/port") timeout 30 "$exe" run --comm tcp --model tiny-gpt \
+        --dp 2 --gbs 8 --seq 16 --mbs 2 --steps 1 --timeout 1 2>&1); rc=$?
+kill $spid; wait $spid 2>/dev/null
+check "MASTER_PORT held by another program: one line naming it, exit 1" \
+  "[ $rc -eq 1 ] && [ \$(grep -c . <<<\"\$err\") -eq 1 ] && grep -q 'rank 1 registered but nothing answered in .* s: another program listens at this port, or rank 0 is stopped or hung' <<<\"\$err\""
 
 err=$("$exe" launch -- "$probe" 2>&1); rc=$?
 check "no -n: one line, exit 2" "[ $rc -eq 2 ] && [ \$(wc -l <<<\"\$err\") -eq 1 ] && grep -q 'give the number of ranks' <<<\"\$err\""
