@@ -197,9 +197,10 @@ done
 # the token file truncated on disk while the run trains: it was mapped, and the next step's read
 # of the vanished pages (a step reads 16 x 64 tokens, 2 KB, from the next page on) killed the run
 # with SIGBUS; it is read whole at open now. The run is waited
-# for at its first step line (stdbuf: stdout line-buffered); one that ends first passes unchallenged.
+# for at its first step line (run flushes stdout after each step line; stdbuf's LD_PRELOAD stopped
+# the sanitizer build at start); one that ends first passes unchallenged.
 "$exe" data --synthetic --tokens 20000 --out "$tmp/shrink.bin" >/dev/null 2>&1
-stdbuf -oL "$exe" run --model tiny-gpt --seq 64 --gbs 16 --mbs 4 --steps 5 --data "$tmp/shrink.bin" >"$tmp/shrink.out" 2>"$tmp/shrink.err" & rpid=$!
+"$exe" run --model tiny-gpt --seq 64 --gbs 16 --mbs 4 --steps 5 --data "$tmp/shrink.bin" >"$tmp/shrink.out" 2>"$tmp/shrink.err" & rpid=$!
 for _ in $(seq 300); do grep -Eq '^ +1 +[0-9]' "$tmp/shrink.out" && break; kill -0 $rpid 2>/dev/null || break; sleep 0.1; done
 : >"$tmp/shrink.bin"
 wait $rpid; rc=$?

@@ -2020,6 +2020,7 @@ static void test_torchtitan_cp(void) {
   PxTitanCp t;
   px_cost_titan_cp(m, &p, &t);
   g_assert_cmpfloat(t.fwd_bytes + t.bwd_bytes + t.kv_gather_bytes + t.dkv_bytes, ==, 0.0);
+  px_plan_clear(&p);
 }
 
 static void test_torchtitan_compile(void) {
