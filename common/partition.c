@@ -167,22 +167,20 @@ int *px_partition_optimal(const double *weights, int num_items, int num_parts) {
       double b = INFINITY;
       int lo = i + 1, hi = n - j + 1;
       if (monotone && lo <= hi) {
-        /* the first k where the first part is at least the rest's best (hi + 1: none) */
+        /* the first k where the first part is at least the rest's best (hi + 1: none);
+         * the minimum is there or just before it */
         int a = lo, z = hi + 1;
         while (a < z) {
           int mid = a + (z - a) / 2;
           if (prefix[mid] - prefix[i] >= BEST(j - 1, mid)) z = mid;
           else a = mid + 1;
         }
-        for (int k = MAX(a - 1, lo); k <= MIN(a, hi); k++) {
-          double v = MAX(prefix[k] - prefix[i], BEST(j - 1, k));
-          if (v < b) b = v;
-        }
-      } else {
-        for (int k = lo; k <= hi; k++) {
-          double v = MAX(prefix[k] - prefix[i], BEST(j - 1, k));
-          if (v < b) b = v;
-        }
+        lo = MAX(a - 1, lo);
+        hi = MIN(a, hi);
+      }
+      for (int k = lo; k <= hi; k++) {
+        double v = MAX(prefix[k] - prefix[i], BEST(j - 1, k));
+        if (v < b) b = v;
       }
       BEST(j, i) = b;
     }
