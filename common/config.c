@@ -475,6 +475,18 @@ const char *px_output_path_why(const char *path) {
   return whys[px_output_path_check(path)];
 }
 
+char *px_output_flag_why(const char *flag, const char *path) {
+  PxOutPath where = px_output_path_check(path);
+  if (where == PX_OUT_OK) return NULL;
+  const char *name = *path ? path : "''";
+  if (where == PX_OUT_NO_DIR || where == PX_OUT_DIR_NOT_DIR) {
+    g_autofree char *dir = g_path_get_dirname(path);
+    return g_strdup_printf("%s %s: %s %s", flag, name, dir,
+                           where == PX_OUT_DIR_NOT_DIR ? "is not a directory" : "does not exist");
+  }
+  return g_strdup_printf("%s %s: %s", flag, name, px_output_path_why(path));
+}
+
 gboolean px_output_dir_make(const char *dir, GQuark domain, int code, GError **error) {
   /* "" was "cannot create : Invalid argument"; a file in the way "Not a directory" */
   if (!*dir) {

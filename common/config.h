@@ -91,6 +91,10 @@ PxOutPath px_output_path_check(const char *path);
 /* Why nothing can be written at path ("is a directory", "its directory does
  * not exist", ...), or NULL when it can. */
 const char *px_output_path_why(const char *path);
+/* The one line an output flag's unwritable path gets before the work, "FLAG
+ * PATH: why" ('' for an empty name; a missing directory named), or NULL when
+ * the file can be made. Free with g_free. */
+char *px_output_flag_why(const char *flag, const char *path);
 /* Make the output directory dir (and its parents) for the files written into
  * it (--emit's --out, --plot): an empty name and a path that exists and is
  * not a directory are named as such in domain/code, as is a failing mkdir. */

@@ -769,14 +769,9 @@ int px_exec_cmd_calibrate(int argc, char **argv) {
     return 2;
   }
   /* before minutes of measuring: the profile must have somewhere to go */
-  PxOutPath where = px_output_path_check(out);
-  if (where != PX_OUT_OK) {
-    g_autofree char *out_dir = g_path_get_dirname(out);
-    if (where == PX_OUT_IS_DIR || where == PX_OUT_EMPTY)
-      fprintf(stderr, "parallax-exec calibrate: --out %s: %s\n", out, px_output_path_why(out));
-    else
-      fprintf(stderr, "parallax-exec calibrate: --out %s: %s %s\n", out, out_dir,
-              where == PX_OUT_DIR_NOT_DIR ? "is not a directory" : "does not exist");
+  g_autofree char *out_why = px_output_flag_why("--out", out);
+  if (out_why) {
+    fprintf(stderr, "parallax-exec calibrate: %s\n", out_why);
     return 2;
   }
   PxDType dt;

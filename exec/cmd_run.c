@@ -194,10 +194,9 @@ int px_exec_cmd_run(int argc, char **argv) {
     /* before any step: a trace or CSV with nowhere to go failed only after the whole run */
     const char *outs[][2] = {{"--trace", a.trace}, {"--csv", a.csv}};
     for (gsize i = 0; i < G_N_ELEMENTS(outs); i++) {
-      if (!outs[i][1]) continue;
-      const char *why = px_output_path_why(outs[i][1]);
+      g_autofree char *why = outs[i][1] ? px_output_flag_why(outs[i][0], outs[i][1]) : NULL;
       if (why) {
-        fprintf(stderr, CMD ": %s %s: %s\n", outs[i][0], outs[i][1], why);
+        fprintf(stderr, CMD ": %s\n", why);
         goto out;
       }
     }

@@ -569,7 +569,8 @@ int px_cmd_search(int argc, char **argv) {
                             px_output_path_check(f.pareto) == PX_OUT_IS_DIR ||
                             px_output_path_check(f.pareto) == PX_OUT_DIR_NOT_DIR)) {
       /* after the whole search: '' was "could not rename ./pareto.png to " (a missing directory is made) */
-      fprintf(stderr, CMD ": --pareto %s: %s\n", f.pareto, px_output_path_why(f.pareto));
+      g_autofree char *why = px_output_flag_why("--pareto", f.pareto);
+      fprintf(stderr, CMD ": %s\n", why);
       rc = 2;
     } else if (f.out && !f.emit) {
       fprintf(stderr, CMD ": --out %s is the directory of --emit's files: give --emit\n", f.out);

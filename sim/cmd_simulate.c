@@ -262,9 +262,9 @@ int px_cmd_simulate(int argc, char **argv) {
   /* an output that cannot be written is named before the simulation, as run does */
   const char *outs[][2] = {{"--trace", trace}, {"--csv", csv}};
   for (gsize i = 0; i < G_N_ELEMENTS(outs); i++) {
-    const char *why = outs[i][1] ? px_output_path_why(outs[i][1]) : NULL;
+    g_autofree char *why = outs[i][1] ? px_output_flag_why(outs[i][0], outs[i][1]) : NULL;
     if (why) {
-      fprintf(stderr, CMD ": %s %s: %s\n", outs[i][0], *outs[i][1] ? outs[i][1] : "''", why);
+      fprintf(stderr, CMD ": %s\n", why);
       px_plan_options_clear(&o);
       return 1;
     }

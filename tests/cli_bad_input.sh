@@ -262,7 +262,7 @@ bad "run: --timeout 0" "timeout" "$exe" run --model tiny-gpt --timeout 0
 bad "run: --dtype f8" "dtype" "$exe" run --model tiny-gpt --dtype f8
 bad "run: --backend nosuch" "nosuch" "$exe" run --model tiny-gpt --backend nosuch
 bad "run: --comm nosuch" "nosuch" "$exe" run --model tiny-gpt --comm nosuch
-bad "run: --trace into a missing dir (before training)" "its directory does not exist" "$exe" run --model tiny-gpt --steps 1 --trace "$tmp/missing/t.json"
+bad "run: --trace into a missing dir (before training)" "--trace $tmp/missing/t.json: $tmp/missing does not exist" "$exe" run --model tiny-gpt --steps 1 --trace "$tmp/missing/t.json"
 bad "run: --csv is a directory" "is a directory" "$exe" run --model tiny-gpt --steps 1 --csv "$tmp/dir"
 bad "run: data file missing" "nonexistent.bin: no such file" "$exe" run --model tiny-gpt --data "$tmp/nonexistent.bin"
 bad "run: data file binary junk" "binary" "$exe" run --model tiny-gpt --data "$tmp/binary"
@@ -377,8 +377,8 @@ bad "simulate: --trace a directory (named a temporary file)" "$tmp/dir: is a dir
 
 # ---- fourth sweep: empty output names, outputs met after the work, runs that did nothing ----
 bad "simulate: --trace '' (named a temporary file in g_rename)" "--trace '': the file name is empty" "$sim" simulate --model 7b --cluster dgx-h100 --gpus 8 --trace ""
-bad "run: --trace '' (failed after the run, naming a temporary file)" "--trace : the file name is empty" "$exe" run --model tiny-gpt --steps 1 --trace ""
-bad "calibrate: --out ''" "--out : the file name is empty" "$exe" calibrate --out ""
+bad "run: --trace '' (failed after the run, naming a temporary file)" "--trace '': the file name is empty" "$exe" run --model tiny-gpt --steps 1 --trace ""
+bad "calibrate: --out ''" "--out '': the file name is empty" "$exe" calibrate --out ""
 bad "plan: --emit --out '' ('cannot create : Invalid argument')" "the directory name is empty" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --emit ini --out ""
 : >"$tmp/afile"
 bad "plan: --emit --out a file" "$tmp/afile exists and is not a directory" "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --emit ini --out "$tmp/afile"
@@ -420,7 +420,7 @@ bad "ds_config: reduce_bucket_size 0 (read as absent: 5e8)" "zero_optimization.r
 echo '{"train_batch_size": 64, "communication_data_type": "int7"}' >"$tmp/ds15.json"
 bad "ds_config: communication_data_type int7 (accepted; DeepSpeed raises)" 'communication_data_type must be "fp16", "bf16" or "fp32"' "$sim" plan --model 7b --cluster dgx-h100 --gpus 8 --deepspeed "$tmp/ds15.json"
 
-bad "search: --pareto '' (after the search: 'could not rename ./pareto.png to ')" "--pareto : the file name is empty" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 64 --pareto ""
+bad "search: --pareto '' (after the search: 'could not rename ./pareto.png to ')" "--pareto '': the file name is empty" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 64 --pareto ""
 bad "search: --pareto a directory (after the search)" "--pareto $tmp/dir: is a directory" "$sim" search --model 7b --cluster dgx-h100 --gpus 8 --gbs 64 --pareto "$tmp/dir"
 
 echo '{"traceEvents": [{"ph": "X", "name": "ampere_sgemm", "cat": "kernel", "ts": 10, "dur": 5}]}' >"$tmp/tr7.json"
