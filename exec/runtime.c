@@ -943,17 +943,36 @@ static gboolean rank_init(PxRuntime *rt, Rank *r, int rank, PxComm *world, GErro
 
 /* ---- construction ------------------------------------------------------------------------- */
 
+/* The data file's identity: its size and the SHA-256 of its first 64 KiB
+ * ("data bytes N; data sha256 of the first K B HEX"), or, where it is not a
+ * readable file here, "data bytes (not a readable file here)" (open_data
+ * says why later). Not the whole file's hash: a token file of gigabytes would
+ * be read by every process at every start. */
+static char *data_identity(const char *path) {
+  GStatBuf st;
+  FILE *f = g_stat(path, &st) == 0 && S_ISREG(st.st_mode) ? fopen(path, "rb") : NULL;
+  if (!f) return g_strdup("data bytes (not a readable file here)");
+  g_autofree char *head = g_malloc(65536);
+  gsize n = fread(head, 1, 65536, f);
+  fclose(f);
+  g_autofree char *sum = g_compute_checksum_for_data(G_CHECKSUM_SHA256, (const guchar *)head, n);
+  return g_strdup_printf("data bytes %" G_GINT64_FORMAT "; data sha256 of the first %" G_GSIZE_FORMAT " B %s",
+                         (gint64)st.st_size, n, sum);
+}
+
 /* What a checkpoint must match, as "key value" items joined by "; ": what
  * fixes the math, not the layout: model, dtype, the data stream (seed and
- * source; the position in it is step · gbs sequences, restored with the step)
- * and the global batch (gbs sequences of seq tokens). */
+ * source: the file's base name, size and head, data_identity; the position in
+ * it is step · gbs sequences, restored with the step) and the global batch
+ * (gbs sequences of seq tokens). */
 static char *make_fingerprint(const PxModel *model, const PxPlan *plan, const PxRunOptions *o) {
   const PxModelDesc *d = &model->desc;
   g_autofree char *src = o->data ? g_path_get_basename(o->data) : g_strdup("synthetic");
+  g_autofree char *ident = o->data ? data_identity(o->data) : NULL;
   return g_strdup_printf("model %s L%d h%d a%d kv%d f%d V%d hd%d theta%g eps%g; dtype %s; seed %" G_GUINT64_FORMAT
-                         "; data %s; gbs %d; seq %d", d->name, d->layers, d->hidden, d->heads, d->kv_heads, d->ffn,
+                         "; data %s; gbs %d; seq %d%s%s", d->name, d->layers, d->hidden, d->heads, d->kv_heads, d->ffn,
                          d->vocab, d->head_dim, d->rope_theta, d->norm_eps, px_dtype_name(o->dtype), o->seed, src,
-                         plan->gbs, plan->seq);
+                         plan->gbs, plan->seq, ident ? "; " : "", ident ? ident : "");
 }
 
 static gboolean open_data(PxRuntime *rt, GError **error) {
@@ -1185,9 +1204,8 @@ PxRuntime *px_runtime_new(const PxModel *model, const PxPlan *plan, const PxRunO
 }
 
 /* What every process of a world must share, as "key value" items joined by
- * "; ": the checkpoint fingerprint (model, dtype, seed, data, batch), the plan
- * as given, the optimiser, the data file's size and first 64 KiB (the
- * fingerprint names it by its base name only) and the caller's items. The
+ * "; ": the checkpoint fingerprint (model, dtype, seed, data with its size and
+ * first 64 KiB, batch), the plan as given, the optimiser and the caller's items. The
  * timeout, the device and the fault injection may differ. */
 static char *run_items(const PxModel *model, const PxPlan *plan, const PxRunOptions *o) {
   g_autofree char *fp = make_fingerprint(model, plan, o);
@@ -1204,23 +1222,6 @@ static char *run_items(const PxModel *model, const PxPlan *plan, const PxRunOpti
                          o->warmup, o->decay_steps, o->beta1, o->beta2, o->eps, o->weight_decay, o->clip);
   if (o->dtype == PX_DTYPE_F16)
     g_string_append_printf(s, "; loss_scale %.17g; loss_scale_window %d", o->loss_scale, o->loss_scale_window);
-  if (o->data) {
-    /* unreadable here: named as such, and open_data says why after the check */
-    GStatBuf st;
-    g_autofree char *head = NULL;
-    gsize n = 0;
-    FILE *f = g_stat(o->data, &st) == 0 && S_ISREG(st.st_mode) ? fopen(o->data, "rb") : NULL;
-    if (f) {
-      head = g_malloc(65536);
-      n = fread(head, 1, 65536, f);
-      fclose(f);
-      g_autofree char *sum = g_compute_checksum_for_data(G_CHECKSUM_SHA256, (const guchar *)head, n);
-      g_string_append_printf(s, "; data bytes %" G_GINT64_FORMAT "; data sha256 of the first %" G_GSIZE_FORMAT " B %s",
-                             (gint64)st.st_size, n, sum);
-    } else {
-      g_string_append(s, "; data bytes (not a readable file here)");
-    }
-  }
   if (o->agree && o->agree[0]) g_string_append_printf(s, "; %s", o->agree);
   return g_string_free(s, FALSE);
 }

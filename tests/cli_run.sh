@@ -126,6 +126,26 @@ head -c 3000 "$tmp/good.bin" > "$tmp/trunc.bin"
 bad "truncated token file" "token file" "${base[@]}" --data "$tmp/trunc.bin"
 bad "checkpoint of another run" "'seed 1337' there, 'seed 5' here" "${base[@]}" --seed 5 --steps 4 --resume "$tmp/ck"
 bad "checkpoint of another data source" "'data synthetic' there, 'data good.bin' here" "${base[@]}" --data "$tmp/good.bin" --steps 4 --resume "$tmp/ck"
+# the data file is known by its size and first 64 KiB, not its name alone:
+# another file of the same name is refused, the same file moved resumes, and a
+# checkpoint saved before the fingerprint carried them is compared on its items
+mkdir -p "$tmp/d1" "$tmp/d2" "$tmp/d3"
+"$exe" data --synthetic --tokens 5000 --vocab 64 --seed 1 --out "$tmp/d1/tok.bin" >/dev/null
+"$exe" data --synthetic --tokens 5000 --vocab 64 --seed 2 --out "$tmp/d2/tok.bin" >/dev/null
+cp "$tmp/d1/tok.bin" "$tmp/d3/tok.bin"
+"$exe" "${base[@]}" --data "$tmp/d1/tok.bin" --steps 2 --save "$tmp/ckd" >/dev/null 2>&1
+bad "checkpoint of another file of the same name" "data sha256 of the first" "${base[@]}" --data "$tmp/d2/tok.bin" --steps 3 --resume "$tmp/ckd"
+"$exe" "${base[@]}" --data "$tmp/d3/tok.bin" --steps 3 --resume "$tmp/ckd" >/dev/null 2>"$tmp/err"; rc=$?
+check "the same data file moved: resumes" "[ $rc -eq 0 ]"
+man=$(ls -d "$tmp"/ckd/step-*/ | head -1)manifest.json
+python3 - "$man" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))
+m['run'] = '; '.join(i for i in m['run'].split('; ') if not i.startswith(('data bytes ', 'data sha256 ')))
+json.dump(m, open(sys.argv[1], 'w'))
+PY
+"$exe" "${base[@]}" --data "$tmp/d2/tok.bin" --steps 3 --resume "$tmp/ckd" >/dev/null 2>"$tmp/err"; rc=$?
+check "a checkpoint without the data's size and head: compared by name" "[ $rc -eq 0 ]"
 cp -r "$tmp/ck" "$tmp/flip"
 printf '\x55' | dd of="$tmp/flip/step-00000003/rank-00001.ckpt" bs=1 seek=3000 conv=notrunc 2>/dev/null
 bad "a flipped byte in a shard" "rank-00001.ckpt: SHA-256" "${base[@]}" --steps 4 --resume "$tmp/flip"
