@@ -1,14 +1,18 @@
-/* test_gemm_map.c — the cuda backend's linear op as cuBLASLt GEMMs
- * (exec/cuda/gemm_map.h), checked on the host: a column-major GEMM with
+/* test_gemm_map.c — the cuda backend's linear op as cuBLASLt GEMMs and its
+ * tensor-core attention's batched GEMMs (exec/cuda/gemm_map.h), checked on
+ * the host: a column-major GEMM with
  * cuBLAS's documented semantics (D = op(A) op(B) + beta C, element (r, c) of
  * a stored matrix at r + c * ld, op = transpose when TRANSA / TRANSB say so;
  * the BIAS epilogue adds bias[r] to row r of D, the vector "must match
  * matrix D rows") runs the numbers the backend passes, on the row-major
  * buffers it passes, and must give y = x W^T + b, dx += dy W, dw += dy^T x:
  * a hand-computed case, then random shapes against the cpu backend's linear
- * op in f64. The leading dimensions are checked against the stored layouts
+ * op in f64; the six attention products of one entry against their
+ * row-major definitions, the columns of other heads left untouched. The
+ * leading dimensions are checked against the stored layouts
  * (cuBLASLt: ld >= rows for a column-major layout). */
 #include <glib.h>
+#include <string.h>
 #include "backend.h"
 #include "cuda/gemm_map.h"
 
@@ -116,9 +120,112 @@ static void test_against_cpu(void) {
   }
 }
 
+/* Attention on tensor cores: one entry's six products, the operands placed
+ * as att_tc_blocks places them (rows of W, Cq, ldS, ldg elements; only the
+ * first hd / nk columns are the entry's, the rest another head's, which must
+ * stay as it was), against the row-major definitions. */
+typedef struct {
+  gint64 rows, ld;
+  double *v;
+} Mat; /* row-major, row stride ld */
+
+static Mat mat(GRand *rng, gint64 rows, gint64 ld) {
+  Mat m = {rows, ld, g_new(double, rows * ld)};
+  fill(rng, m.v, rows * ld);
+  return m;
+}
+#define AT(M, r, c) ((M).v[(r) * (M).ld + (c)])
+
+/* D (rows x cols, of stride ld) against want (rows x cols, dense); the
+ * columns from cols to ld untouched (pad holds their values before) */
+static void expect(Mat D, const double *want, gint64 cols, const Mat pad) {
+  for (gint64 r = 0; r < D.rows; r++)
+    for (gint64 c = 0; c < D.ld; c++)
+      if (c < cols) g_assert_cmpfloat_with_epsilon(AT(D, r, c), want[r * cols + c], 1e-12);
+      else g_assert_cmpfloat(AT(D, r, c), ==, AT(pad, r, c));
+}
+
+static void test_attention(void) {
+  /* nq 3 query rows against nk 5 keys, hd 4; W (qkv rows) 24, Cq (out rows) 8, ldS 8, ldg 12 */
+  const gint64 nq = 3, nk = 5, hd = 4, W = 24, Cq = 8, ldS = 8, ldg = 12;
+  g_autoptr(GRand) rng = g_rand_new_with_seed(11);
+  Mat Q = mat(rng, nq, W), K = mat(rng, nk, W), V = mat(rng, nk, W), O = mat(rng, nq, Cq), P = mat(rng, nq, ldS);
+  Mat dS = mat(rng, nq, ldS), S = mat(rng, nq, ldS), dV = mat(rng, nk, ldg), dK = mat(rng, nk, ldg);
+  Mat dQ = mat(rng, nq, W);
+  Mat S0 = {nq, ldS, g_memdup2(S.v, sizeof(double) * nq * ldS)}, O0 = {nq, Cq, g_memdup2(O.v, sizeof(double) * nq * Cq)};
+  Mat dV0 = {nk, ldg, g_memdup2(dV.v, sizeof(double) * nk * ldg)}, dK0 = {nk, ldg, g_memdup2(dK.v, sizeof(double) * nk * ldg)};
+  Mat dQ0 = {nq, W, g_memdup2(dQ.v, sizeof(double) * nq * W)};
+  g_autofree double *want = g_new(double, 64);
+  /* S = Q K^T */
+  PxGemmMap g = px_gemm_att_s(nq, nk, hd, W, ldS);
+  colmajor_gemm(&g, K.v, Q.v, S.v, 0, NULL);
+  for (gint64 i = 0; i < nq; i++)
+    for (gint64 j = 0; j < nk; j++) {
+      double s = 0;
+      for (gint64 d = 0; d < hd; d++) s += AT(Q, i, d) * AT(K, j, d);
+      want[i * nk + j] = s;
+    }
+  expect(S, want, nk, S0);
+  /* O = P V (O's rows hold hd values of this head, the rest another head's) */
+  g = px_gemm_att_o(nq, nk, hd, W, Cq, ldS);
+  colmajor_gemm(&g, V.v, P.v, O.v, 0, NULL);
+  for (gint64 i = 0; i < nq; i++)
+    for (gint64 d = 0; d < hd; d++) {
+      double s = 0;
+      for (gint64 j = 0; j < nk; j++) s += AT(P, i, j) * AT(V, j, d);
+      want[i * hd + d] = s;
+    }
+  expect(O, want, hd, O0);
+  /* dP = dO V^T (dO in O's place; S's buffer as dP's) */
+  memcpy(S.v, S0.v, sizeof(double) * nq * ldS);
+  memcpy(O.v, O0.v, sizeof(double) * nq * Cq);
+  g = px_gemm_att_dp(nq, nk, hd, W, Cq, ldS);
+  colmajor_gemm(&g, V.v, O.v, S.v, 0, NULL);
+  for (gint64 i = 0; i < nq; i++)
+    for (gint64 j = 0; j < nk; j++) {
+      double s = 0;
+      for (gint64 d = 0; d < hd; d++) s += AT(O, i, d) * AT(V, j, d);
+      want[i * nk + j] = s;
+    }
+  expect(S, want, nk, S0);
+  /* dV += P^T dO */
+  g = px_gemm_att_dv(nq, nk, hd, Cq, ldS, ldg);
+  colmajor_gemm(&g, O.v, P.v, dV.v, 1, NULL);
+  for (gint64 j = 0; j < nk; j++)
+    for (gint64 d = 0; d < hd; d++) {
+      double s = AT(dV0, j, d);
+      for (gint64 i = 0; i < nq; i++) s += AT(P, i, j) * AT(O, i, d);
+      want[j * hd + d] = s;
+    }
+  expect(dV, want, hd, dV0);
+  /* dK += dS^T Q */
+  g = px_gemm_att_dk(nq, nk, hd, W, ldS, ldg);
+  colmajor_gemm(&g, Q.v, dS.v, dK.v, 1, NULL);
+  for (gint64 j = 0; j < nk; j++)
+    for (gint64 d = 0; d < hd; d++) {
+      double s = AT(dK0, j, d);
+      for (gint64 i = 0; i < nq; i++) s += AT(dS, i, j) * AT(Q, i, d);
+      want[j * hd + d] = s;
+    }
+  expect(dK, want, hd, dK0);
+  /* dQ += dS K */
+  g = px_gemm_att_dq(nq, nk, hd, W, ldS);
+  colmajor_gemm(&g, K.v, dS.v, dQ.v, 1, NULL);
+  for (gint64 i = 0; i < nq; i++)
+    for (gint64 d = 0; d < hd; d++) {
+      double s = AT(dQ0, i, d);
+      for (gint64 j = 0; j < nk; j++) s += AT(dS, i, j) * AT(K, j, d);
+      want[i * hd + d] = s;
+    }
+  expect(dQ, want, hd, dQ0);
+  Mat all[] = {Q, K, V, O, P, dS, S, dV, dK, dQ, S0, O0, dV0, dK0, dQ0};
+  for (guint i = 0; i < G_N_ELEMENTS(all); i++) g_free(all[i].v);
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/gemm_map/linear-hand", test_hand);
   g_test_add_func("/gemm_map/linear-vs-cpu", test_against_cpu);
+  g_test_add_func("/gemm_map/attention", test_attention);
   return g_test_run();
 }

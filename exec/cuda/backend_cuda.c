@@ -924,13 +924,14 @@ static int att_tc_nk(PxkPos qp, PxkPos kp, int Tk, int q0, int nq) {
   return MAX(nk, 1);
 }
 
-/* C[e] (m x n, column-major) = alpha op(A[e]) op(B[e]) + beta C[e], e < count */
-static gboolean att_gemm(Cuda *c, const char *op, gboolean ta, gboolean tb, int m, int n, int k, float alpha,
-                         void **A, cudaDataType_t at, int lda, void **B, cudaDataType_t bt, int ldb, float beta,
-                         void **C, cudaDataType_t ct, int ldc, int count, GError **error) {
-  LT(c, op, cublasGemmBatchedEx(c->blas, ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb ? CUBLAS_OP_T : CUBLAS_OP_N, m, n, k,
-                                &alpha, (const void *const *)A, at, lda, (const void *const *)B, bt, ldb, &beta,
-                                (void *const *)C, ct, ldc, count, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+/* C[e] (m x n, column-major) = op(A[e]) op(B[e]) + beta C[e], e < count (g: gemm_map.h) */
+static gboolean att_gemm(Cuda *c, const char *op, PxGemmMap g, void **A, cudaDataType_t at, void **B,
+                         cudaDataType_t bt, float beta, void **C, cudaDataType_t ct, int count, GError **error) {
+  const float alpha = 1.f;
+  LT(c, op, cublasGemmBatchedEx(c->blas, g.ta ? CUBLAS_OP_T : CUBLAS_OP_N, g.tb ? CUBLAS_OP_T : CUBLAS_OP_N, (int)g.m,
+                                (int)g.n, (int)g.k, &alpha, (const void *const *)A, at, (int)g.lda,
+                                (const void *const *)B, bt, (int)g.ldb, &beta, (void *const *)C, ct, (int)g.ldc, count,
+                                CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
   return TRUE;
 }
 
@@ -989,33 +990,33 @@ static gboolean att_tc_blocks(PxBackend *be, Cuda *c, const char *op, const AttT
       if (!KERN(pxk_att_tc_ptrs(c->st, x->dt, ptrs, pa, x->q, x->kv, x->o, S, P, dP, dS, x->dq, x->dkv, x->dkv_acc)))
         return FALSE;
       /* S (nq x nk, row-major, ld ldS) = Q (nq x hd, ld W) K^T: column-major S^T = K^T' Q' */
-      if (!att_gemm(c, op, TRUE, FALSE, nk, nq, hd, 1.f, ARR(PXK_ATP_K), ty, W, ARR(PXK_ATP_Q), ty, W, 0.f,
-                    ARR(PXK_ATP_S), CUDA_R_32F, ldS, ne, error))
+      if (!att_gemm(c, op, px_gemm_att_s(nq, nk, hd, W, ldS), ARR(PXK_ATP_K), ty, ARR(PXK_ATP_Q), ty, 0.f,
+                    ARR(PXK_ATP_S), CUDA_R_32F, ne, error))
         return FALSE;
       if (!bwd) {
         if (!KERN(pxk_att_tc_softmax_fwd(c->st, x->dt, a, (const float *)S, P, x->lse))) return FALSE;
         /* O (nq x hd, ld Cq) = P (nq x nk, ld ldS) V (nk x hd, ld W): column-major O^T = V^T P^T */
-        if (!att_gemm(c, op, FALSE, FALSE, hd, nq, nk, 1.f, ARR(PXK_ATP_V), ty, W, ARR(PXK_ATP_P), ty, ldS, 0.f,
-                      ARR(PXK_ATP_O), ty, Cq, ne, error))
+        if (!att_gemm(c, op, px_gemm_att_o(nq, nk, hd, W, Cq, ldS), ARR(PXK_ATP_V), ty, ARR(PXK_ATP_P), ty, 0.f,
+                      ARR(PXK_ATP_O), ty, ne, error))
           return FALSE;
         continue;
       }
       /* dP (nq x nk, ld ldS) = dO (nq x hd, ld Cq) V^T */
-      if (!att_gemm(c, op, TRUE, FALSE, nk, nq, hd, 1.f, ARR(PXK_ATP_V), ty, W, ARR(PXK_ATP_O), ty, Cq, 0.f,
-                    ARR(PXK_ATP_DP), CUDA_R_32F, ldS, ne, error) ||
+      if (!att_gemm(c, op, px_gemm_att_dp(nq, nk, hd, W, Cq, ldS), ARR(PXK_ATP_V), ty, ARR(PXK_ATP_O), ty, 0.f,
+                    ARR(PXK_ATP_DP), CUDA_R_32F, ne, error) ||
           !KERN(pxk_att_tc_softmax_bwd(c->st, x->dt, a, (const float *)S, (const float *)dP, P, dS, x->lse, x->D)))
         return FALSE;
       /* dV (nk x hd, ld W) += P^T dO: column-major dV^T += dO^T P */
-      if (!att_gemm(c, op, FALSE, TRUE, hd, nk, nq, 1.f, ARR(PXK_ATP_O), ty, Cq, ARR(PXK_ATP_P), ty, ldS, 1.f,
-                    ARR(PXK_ATP_DV), gty, ldg, ne, error))
+      if (!att_gemm(c, op, px_gemm_att_dv(nq, nk, hd, Cq, ldS, ldg), ARR(PXK_ATP_O), ty, ARR(PXK_ATP_P), ty, 1.f,
+                    ARR(PXK_ATP_DV), gty, ne, error))
         return FALSE;
       /* dK (nk x hd, ld W) += dS^T Q */
-      if (!att_gemm(c, op, FALSE, TRUE, hd, nk, nq, 1.f, ARR(PXK_ATP_Q), ty, W, ARR(PXK_ATP_DS), ty, ldS, 1.f,
-                    ARR(PXK_ATP_DK), gty, ldg, ne, error))
+      if (!att_gemm(c, op, px_gemm_att_dk(nq, nk, hd, W, ldS, ldg), ARR(PXK_ATP_Q), ty, ARR(PXK_ATP_DS), ty, 1.f,
+                    ARR(PXK_ATP_DK), gty, ne, error))
         return FALSE;
       /* dQ (nq x hd, ld W) += dS (nq x nk) K (nk x hd): column-major dQ^T += K^T dS^T */
-      if (!att_gemm(c, op, FALSE, FALSE, hd, nq, nk, 1.f, ARR(PXK_ATP_K), ty, W, ARR(PXK_ATP_DS), ty, ldS, 1.f,
-                    ARR(PXK_ATP_DQ), ty, W, ne, error))
+      if (!att_gemm(c, op, px_gemm_att_dq(nq, nk, hd, W, ldS), ARR(PXK_ATP_K), ty, ARR(PXK_ATP_DS), ty, 1.f,
+                    ARR(PXK_ATP_DQ), ty, ne, error))
         return FALSE;
     }
 #undef ARR

@@ -1,7 +1,8 @@
 /* gemm_map.h — how the cuda backend's linear op (backend.h: row-major
  * activations, weights stored (out, in), y = x W^T + b, dx += dy W,
- * dw += dy^T x) maps onto cuBLASLt's column-major GEMM, as pure arithmetic:
- * exec/cuda/backend_cuda.c passes these numbers to cublasLtMatmul, and
+ * dw += dy^T x) and its tensor-core attention map onto cuBLAS's column-major
+ * GEMM, as pure arithmetic: exec/cuda/backend_cuda.c passes these numbers to
+ * cublasLtMatmul and cublasGemmBatchedEx, and
  * tests/test_gemm_map.c checks them on the host against the row-major
  * definitions, so the mapping is tested without a GPU.
  *
@@ -37,6 +38,37 @@ static inline PxGemmMap px_gemm_linear_dx(gint64 N, gint64 in, gint64 out) {
 /* dw (out, in) += dy^T x: A = x, B = dy read transposed, C = dw */
 static inline PxGemmMap px_gemm_linear_dw(gint64 N, gint64 in, gint64 out) {
   return (PxGemmMap){.ta = FALSE, .tb = TRUE, .m = in, .n = out, .k = N, .lda = in, .ldb = out, .ldc = in};
+}
+
+/* Attention on tensor cores (backend_cuda.c att_tc_blocks): per (sequence,
+ * head) entry, one block of nq query rows against nk key rows; Q, K, V and
+ * dQ, dK, dV rows in the qkv layout (row stride W), O / dO in (B*T, H*hd)
+ * rows (stride Cq), the tiles S, P, dP, dS row-major nq x nk with stride
+ * ldS, dK / dV with stride ldg (W, or the fp32 accumulator's 2*KV*hd); hd
+ * the head dimension. The six products of cublasGemmBatchedEx: */
+/* S (nq x nk) = Q K^T: column-major S^T = K Q^T, A = K read transposed, B = Q */
+static inline PxGemmMap px_gemm_att_s(gint64 nq, gint64 nk, gint64 hd, gint64 W, gint64 ldS) {
+  return (PxGemmMap){.ta = TRUE, .tb = FALSE, .m = nk, .n = nq, .k = hd, .lda = W, .ldb = W, .ldc = ldS};
+}
+/* O (nq x hd) = P V: O^T = V^T P^T, A = V, B = P */
+static inline PxGemmMap px_gemm_att_o(gint64 nq, gint64 nk, gint64 hd, gint64 W, gint64 Cq, gint64 ldS) {
+  return (PxGemmMap){.ta = FALSE, .tb = FALSE, .m = hd, .n = nq, .k = nk, .lda = W, .ldb = ldS, .ldc = Cq};
+}
+/* dP (nq x nk) = dO V^T: dP^T = V dO^T, A = V read transposed, B = dO */
+static inline PxGemmMap px_gemm_att_dp(gint64 nq, gint64 nk, gint64 hd, gint64 W, gint64 Cq, gint64 ldS) {
+  return (PxGemmMap){.ta = TRUE, .tb = FALSE, .m = nk, .n = nq, .k = hd, .lda = W, .ldb = Cq, .ldc = ldS};
+}
+/* dV (nk x hd) += P^T dO: dV^T += dO^T P, A = dO, B = P read transposed */
+static inline PxGemmMap px_gemm_att_dv(gint64 nq, gint64 nk, gint64 hd, gint64 Cq, gint64 ldS, gint64 ldg) {
+  return (PxGemmMap){.ta = FALSE, .tb = TRUE, .m = hd, .n = nk, .k = nq, .lda = Cq, .ldb = ldS, .ldc = ldg};
+}
+/* dK (nk x hd) += dS^T Q: dK^T += Q^T dS, A = Q, B = dS read transposed */
+static inline PxGemmMap px_gemm_att_dk(gint64 nq, gint64 nk, gint64 hd, gint64 W, gint64 ldS, gint64 ldg) {
+  return (PxGemmMap){.ta = FALSE, .tb = TRUE, .m = hd, .n = nk, .k = nq, .lda = W, .ldb = ldS, .ldc = ldg};
+}
+/* dQ (nq x hd) += dS K: dQ^T += K^T dS^T, A = K, B = dS */
+static inline PxGemmMap px_gemm_att_dq(gint64 nq, gint64 nk, gint64 hd, gint64 W, gint64 ldS) {
+  return (PxGemmMap){.ta = FALSE, .tb = FALSE, .m = hd, .n = nq, .k = nk, .lda = W, .ldb = ldS, .ldc = W};
 }
 
 /* The stored layouts (rows, columns) of A and B for cublasLtMatrixLayoutCreate:
