@@ -30,6 +30,7 @@ mkdir -p "$out"
 out=$(cd "$out" && pwd)
 exe=$pack/parallax-exec
 [ -x "$exe" ] || exe=$here/build/exec/parallax-exec
+"$here/scripts/gpu-unpack.sh" "$pack" || exit 1 # a pack's lib.tar.gz -> lib/
 [ -d "$pack/lib" ] && export LD_LIBRARY_PATH=$pack/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export PARALLAX_DATA_DIR=$here
 steps=${BENCH_STEPS:-8}
