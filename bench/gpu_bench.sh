@@ -30,6 +30,7 @@ mkdir -p "$out"
 out=$(cd "$out" && pwd)
 exe=$pack/parallax-exec
 [ -x "$exe" ] || exe=$here/build/exec/parallax-exec
+"$here/scripts/gpu-unpack.sh" "$pack" || exit 1 # a pack's lib.tar.gz -> lib/
 [ -d "$pack/lib" ] && export LD_LIBRARY_PATH=$pack/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export PARALLAX_DATA_DIR=$here
 steps=${BENCH_STEPS:-8}
@@ -58,6 +59,38 @@ EOF
 }
 
 row() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >> "$rows"; } # model engine tokens/s fpt peak|note
+
+# the table: MFU from the one convention; parallax-exec against the best of torch.compile and llm.c;
+# written after each model, so that a run stopped by its time limit (scripts/gpu-check.sh) keeps the
+# figures of the models done
+write_table() {
+  python3 - "$rows" "$gpu" > "$out/table.txt.new" << 'EOF'
+import sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+print(f"# {sys.argv[2]}: training tokens/s, MFU = tokens/s x (6N + 12 L h s) / dense bf16 peak")
+print(f"{'model':10s} {'engine':40s} {'tokens/s':>12s} {'MFU':>7s}  target")
+def num(x):
+    try: return float(x)
+    except ValueError: return None
+summary = []
+for model in dict.fromkeys(r[0] for r in rows):
+    mine = [r for r in rows if r[0] == model]
+    refs = [num(r[2]) for r in mine if ("compile" in r[1] or "llm.c" in r[1]) and num(r[2])]
+    for _, engine, tps, fpt, peak in mine:
+        v = num(tps)
+        mfu = v * float(fpt) / float(peak) if v and float(peak) else None
+        target = ""
+        if engine.startswith("parallax") and v:
+            target = "≥ torch.compile / llm.c: " + ("met" if refs and v >= max(refs) else f"not met ({v / max(refs):.2f}x)" if refs else "no reference")
+            if model == "gpt-1.3b" and mfu is not None:
+                target += ", ≥ 50 % MFU: " + ("met" if mfu >= 0.5 else "not met")
+            summary.append(f"{model} parallax {v:.0f} tokens/s" + (f" ({100 * mfu:.1f} % MFU)" if mfu is not None else ""))
+        cell = f"{v:12.0f}" if v else f"{tps:>12s}"
+        print(f"{model:10s} {engine:40s} {cell} {'' if mfu is None else f'{100 * mfu:6.1f}%':>7s}  {target}")
+open(sys.argv[1].replace("rows.tsv", "summary.txt"), "w").write("; ".join(summary or ["no parallax-exec figure"]) + "\n")
+EOF
+  mv "$out/table.txt.new" "$out/table.txt"
+}
 
 for spec in $models; do
   model=${spec%%:*}; batch=${spec##*:}
@@ -117,34 +150,10 @@ for x in r["runs"]: print(x["mode"], x["tokens_per_s"], sep="\t")' "$out/torch-$
       row "$model" "llm.c train_gpt2cu" "skipped: no llm.c checkout at $llmc (LLMC_DIR)" "$fpt" "$peak"
     fi
   fi
+  write_table
 done
 
-# the table: MFU from the one convention; parallax-exec against the best of torch.compile and llm.c
-python3 - "$rows" "$gpu" > "$out/table.txt" << 'EOF'
-import sys
-rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
-print(f"# {sys.argv[2]}: training tokens/s, MFU = tokens/s x (6N + 12 L h s) / dense bf16 peak")
-print(f"{'model':10s} {'engine':40s} {'tokens/s':>12s} {'MFU':>7s}  target")
-def num(x):
-    try: return float(x)
-    except ValueError: return None
-summary = []
-for model in dict.fromkeys(r[0] for r in rows):
-    mine = [r for r in rows if r[0] == model]
-    refs = [num(r[2]) for r in mine if ("compile" in r[1] or "llm.c" in r[1]) and num(r[2])]
-    for _, engine, tps, fpt, peak in mine:
-        v = num(tps)
-        mfu = v * float(fpt) / float(peak) if v and float(peak) else None
-        target = ""
-        if engine.startswith("parallax") and v:
-            target = "≥ torch.compile / llm.c: " + ("met" if refs and v >= max(refs) else f"not met ({v / max(refs):.2f}x)" if refs else "no reference")
-            if model == "gpt-1.3b" and mfu is not None:
-                target += ", ≥ 50 % MFU: " + ("met" if mfu >= 0.5 else "not met")
-            summary.append(f"{model} parallax {v:.0f} tokens/s" + (f" ({100 * mfu:.1f} % MFU)" if mfu is not None else ""))
-        cell = f"{v:12.0f}" if v else f"{tps:>12s}"
-        print(f"{model:10s} {engine:40s} {cell} {'' if mfu is None else f'{100 * mfu:6.1f}%':>7s}  {target}")
-open(sys.argv[1].replace("rows.tsv", "summary.txt"), "w").write("; ".join(summary or ["no parallax-exec figure"]) + "\n")
-EOF
+write_table
 cat "$out/table.txt"
 for f in "$out"/gemm-*.txt; do [ -f "$f" ] && cat "$f"; done
 exit $failed

@@ -2138,10 +2138,15 @@ static gboolean run_instr(Rank *r, const PxInstr *ins, double *bytes, GError **e
   }
 }
 
-/* Wait for every stream of the rank; the first error among them. */
+/* Wait for every stream of the rank; the first error among them. The
+ * compute stream too: the step's event times are read next, and an event
+ * that has not completed has no time (backend.h px_event_time; on cuda
+ * cudaEventElapsedTime answers cudaErrorNotReady), which the optimizer's
+ * last kernels, queued behind the norm's read, would leave pending. */
 static gboolean rank_drain(Rank *r, GError **error) {
   gboolean ok = px_stream_synchronize(r->p2p_s, error);
   ok = px_stream_synchronize(r->coll_s, ok ? error : NULL) && ok;
+  ok = px_stream_synchronize(r->compute, ok ? error : NULL) && ok;
   return reap_sends(r, TRUE, ok ? error : NULL) && ok;
 }
 

@@ -49,8 +49,9 @@
 #
 # Usage (repository root, on the GPU machine):
 #   scripts/gpu-check.sh [PACK=.gpu]
-# PACK holds parallax-exec, test_cuda_backend, test_comm, bench_attn and lib/ (what
-# scripts/gpu-pack.sh made). Logs and summary.txt go to $OUT/gpu-check when
+# PACK holds parallax-exec, test_cuda_backend, test_comm, bench_attn and lib/, or
+# lib.tar.gz, unpacked into lib/ first (scripts/gpu-unpack.sh): what
+# scripts/gpu-pack.sh made. Logs and summary.txt go to $OUT/gpu-check when
 # OUT is set (else a temporary folder, named at the end). GPU_CHECK_SKIP=
 # "bench" (space-separated step names) leaves steps out. GPU_CHECK_BUDGET
 # (seconds, default 570: the device tool stops a command at 600) caps the
@@ -68,6 +69,7 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 pack=$(cd "${1:-$here/.gpu}" 2>/dev/null && pwd) || { echo "gpu-check: no pack at ${1:-$here/.gpu} (scripts/gpu-pack.sh makes it)" >&2; exit 2; }
+"$here/scripts/gpu-unpack.sh" "$pack" || exit 2 # lib.tar.gz -> lib/
 logs=${OUT:-$(mktemp -d)}/gpu-check
 mkdir -p "$logs"
 export LD_LIBRARY_PATH=$pack/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}

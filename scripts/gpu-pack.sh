@@ -3,7 +3,8 @@
 # and pack what scripts/gpu-check.sh runs (parallax-exec, parallax-sim,
 # test_cuda_backend, test_comm, bench_attn) with the shared libraries the GPU machine
 # lacks (GLib, json-glib, ...; not the CUDA runtime, cuBLAS or NCCL, which it
-# has) into PACK, to be carried there (docs/gpu.md):
+# has; compressed as PACK/lib.tar.gz, see below) into PACK, to be carried
+# there (docs/gpu.md):
 #
 #   scripts/gpu-pack.sh [BUILD_DIR=build-gpu] [PACK=.gpu]
 #
@@ -37,11 +38,15 @@ bins=("$build/exec/parallax-exec" "$build/sim/parallax-sim" "$build/tests/test_c
 [ -x "$build/bench/bench_attn" ] && bins+=("$build/bench/bench_attn")
 rm -rf "$dest"
 bash "$packsh" "$dest" "${bins[@]}"
+# the device tool carries at most 64 MiB with the working tree, and lib/ alone
+# is about 45 MiB (OpenBLAS 36): it travels as lib.tar.gz (about 14 MiB),
+# which scripts/gpu-unpack.sh (run by gpu-check.sh) unpacks there
+tar -C "$dest" -czf "$dest/lib.tar.gz" lib && rm -rf "$dest/lib"
 exclude=$(git -C "$here" rev-parse --git-path info/exclude 2> /dev/null || true)
 if [ -n "$exclude" ]; then
   case $exclude in /*) ;; *) exclude=$here/$exclude ;; esac
   rel=/${dest#"$here"/}/
   [[ $dest == "$here"/* ]] && ! grep -qxF "$rel" "$exclude" 2> /dev/null && echo "$rel" >> "$exclude"
 fi
-echo "packed: $(cd "$dest" && ls -d -- * | tr '\n' ' ')"
+echo "packed: $(cd "$dest" && ls -d -- * | tr '\n' ' ')($(du -sh "$dest" | cut -f1) to carry)"
 echo "on the GPU machine, from the repository root: scripts/gpu-check.sh ${dest#"$here"/}"

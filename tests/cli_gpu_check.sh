@@ -3,7 +3,9 @@
 # script (and the `run --json` fields it reads) cannot rot between the rare
 # sessions that have a GPU: the dry run (GPU_CHECK_BACKEND=cpu) passes its
 # train, layout and memory steps with a pack that holds this build's
-# parallax-exec; GPU_CHECK_BUDGET too small skips every step and fails; with
+# parallax-exec; GPU_CHECK_BUDGET too small skips every step and fails; a
+# pack's lib.tar.gz (gpu-pack.sh's) is unpacked first, a damaged one is one
+# line and exit 2; with
 # the cuda backend and no GPU the script exits 77 with one line.
 set -u
 EXE=$2
@@ -31,6 +33,21 @@ out=$(OUT=$tmp/budget GPU_CHECK_BUDGET=10 GPU_CHECK_BACKEND=cpu GPU_CHECK_MODEL=
 rc=$?
 [ $rc -eq 1 ] || fail "budget 10 s: exit $rc, want 1"
 [ "$(grep -c 'out of the 10 s budget' <<<"$out")" -eq 3 ] || fail "budget 10 s: train, layout, memory not skipped: $out"
+
+# a pack as gpu-pack.sh makes it: lib.tar.gz in place of lib/, unpacked before
+# the first step (the budget of 10 s skips the steps: only the unpacking runs)
+mkdir -p "$tmp/zpack/lib" && echo marker > "$tmp/zpack/lib/marker"
+ln -s "$(cd "$(dirname "$EXE")" && pwd)/$(basename "$EXE")" "$tmp/zpack/parallax-exec"
+tar -C "$tmp/zpack" -czf "$tmp/zpack/lib.tar.gz" lib && rm -rf "$tmp/zpack/lib"
+OUT=$tmp/zip GPU_CHECK_BUDGET=10 GPU_CHECK_BACKEND=cpu GPU_CHECK_MODEL=$tmp/tiny-gpt-128.ini \
+  bash "$here/scripts/gpu-check.sh" "$tmp/zpack" > /dev/null 2>&1
+[ "$(cat "$tmp/zpack/lib/marker" 2>/dev/null)" = marker ] || fail "lib.tar.gz was not unpacked into lib/"
+# a damaged archive: exit 2, one line, no step run
+rm -rf "$tmp/zpack/lib" && echo "not gzip" > "$tmp/zpack/lib.tar.gz"
+out=$(OUT=$tmp/zip2 GPU_CHECK_BACKEND=cpu bash "$here/scripts/gpu-check.sh" "$tmp/zpack" 2>&1 >/dev/null)
+rc=$?
+[ $rc -eq 2 ] && [ "$(grep -c 'gpu-unpack: cannot unpack' <<<"$out")" -eq 1 ] && [ ! -e "$tmp/zip2/gpu-check" ] ||
+  fail "damaged lib.tar.gz: exit $rc, '$out'"
 
 if ! command -v nvidia-smi >/dev/null || ! nvidia-smi -L 2>/dev/null | grep -q '^GPU '; then
   out=$(OUT=$tmp/nogpu bash "$here/scripts/gpu-check.sh" "$tmp/pack" 2>&1)

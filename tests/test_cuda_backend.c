@@ -1185,6 +1185,10 @@ int main(int argc, char **argv) {
     return 77;
   }
   g_test_init(&argc, &argv, NULL);
+  /* a failed comparison fails its test and the run goes on, so that one run
+   * on a GPU (scripts/gpu-check.sh counts the "not ok" lines) shows every op
+   * that differs, not only the first */
+  g_test_set_nonfatal_assertions();
   cpu = px_backend_new("cpu", 0, &E);
   g_assert_no_error(E);
   /* the warp-kernel attention, for /cuda/attention-warp (the variable is read when a backend is made) */

@@ -27,6 +27,7 @@
 #include "backend_impl.h"
 #include "check.h"
 #include "cuda_kernels.h"
+#include "gemm_map.h"
 #include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -597,10 +598,14 @@ static void lt_objs_free(LtObjs *o) {
   if (o->desc) cublasLtMatmulDescDestroy(o->desc);
 }
 
-static gboolean lt_matmul_objs(Cuda *c, const char *op, LtObjs *o, PxDType dt, gboolean ta, gboolean tb,
-                               gint64 m, gint64 n, gint64 k, const void *A, gint64 lda, const void *B,
-                               gint64 ldb, void *C, gint64 ldc, float beta, const void *bias, GError **error) {
+static gboolean lt_matmul_objs(Cuda *c, const char *op, LtObjs *o, PxDType dt, const PxGemmMap *g, const void *A,
+                               const void *B, void *C, float beta, const void *bias, GError **error) {
   cudaDataType_t ty = lt_type(dt);
+  const gboolean ta = g->ta, tb = g->tb;
+  const gint64 m = g->m, n = g->n, k = g->k, lda = g->lda, ldb = g->ldb, ldc = g->ldc;
+  gint64 ar, ac, br, bc;
+  px_gemm_layout_a(g, &ar, &ac);
+  px_gemm_layout_b(g, &br, &bc);
   cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
   LT(c, op, cublasLtMatmulDescCreate(&o->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   LT(c, op, cublasLtMatmulDescSetAttribute(o->desc, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa));
@@ -608,8 +613,8 @@ static gboolean lt_matmul_objs(Cuda *c, const char *op, LtObjs *o, PxDType dt, g
   cublasLtEpilogue_t epi = bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
   LT(c, op, cublasLtMatmulDescSetAttribute(o->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
   if (bias) LT(c, op, cublasLtMatmulDescSetAttribute(o->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
-  LT(c, op, cublasLtMatrixLayoutCreate(&o->la, ty, ta ? k : m, ta ? m : k, lda));
-  LT(c, op, cublasLtMatrixLayoutCreate(&o->lb, ty, tb ? n : k, tb ? k : n, ldb));
+  LT(c, op, cublasLtMatrixLayoutCreate(&o->la, ty, ar, ac, lda));
+  LT(c, op, cublasLtMatrixLayoutCreate(&o->lb, ty, br, bc, ldb));
   LT(c, op, cublasLtMatrixLayoutCreate(&o->lc, ty, m, n, ldc));
 
   guint32 al_a = ptr_align(A), al_b = ptr_align(B), al_c = ptr_align(C);
@@ -650,17 +655,15 @@ static gboolean lt_matmul_objs(Cuda *c, const char *op, LtObjs *o, PxDType dt, g
   return TRUE;
 }
 
-static gboolean lt_matmul(Cuda *c, const char *op, PxDType dt, gboolean ta, gboolean tb, gint64 m, gint64 n,
-                          gint64 k, const void *A, gint64 lda, const void *B, gint64 ldb, void *C, gint64 ldc,
+static gboolean lt_matmul(Cuda *c, const char *op, PxDType dt, PxGemmMap g, const void *A, const void *B, void *C,
                           float beta, const void *bias, GError **error) {
   LtObjs o = {0};
-  gboolean ok = lt_matmul_objs(c, op, &o, dt, ta, tb, m, n, k, A, lda, B, ldb, C, ldc, beta, bias, error);
+  gboolean ok = lt_matmul_objs(c, op, &o, dt, &g, A, B, C, beta, bias, error);
   lt_objs_free(&o);
   return ok;
 }
 
-/* y (N,out) = x (N,in) W^T + b: column-major y^T = W^T' x^T, i.e. m=out,
- * n=N, k=in, A = w transposed (lda in), B = x (ldb in). */
+/* y (N,out) = x (N,in) W^T + b: column-major y^T = W x^T (gemm_map.h). */
 static gboolean cuda_linear_fwd(PxBackend *be, PxTensor *y, const PxTensor *x, const PxTensor *w,
                                 const PxTensor *b, GError **error) {
   const char *op = "linear_fwd";
@@ -668,15 +671,14 @@ static gboolean cuda_linear_fwd(PxBackend *be, PxTensor *y, const PxTensor *x, c
   gint64 N = rows(x), in = cols(w), out = rows(w);
   if (!enter(be, op, w->dtype, error)) return FALSE;
   gboolean epi = b && ptr_align(b->data) >= 16; /* the epilogue reads the bias vector-wise */
-  if (!lt_matmul(c, op, w->dtype, TRUE, FALSE, out, N, in, w->data, in, x->data, in, y->data, out, 0.f,
+  if (!lt_matmul(c, op, w->dtype, px_gemm_linear_fwd(N, in, out), w->data, x->data, y->data, 0.f,
                  epi ? b->data : NULL, error))
     return FALSE;
   return !b || epi || KERN(pxk_bias_add(c->st, w->dtype, y->data, b->data, N, out));
 }
 
-/* dx (N,in) += dy W: m=in, n=N, k=out, A = w (lda in), B = dy (ldb out).
- * dw (out,in) += dy^T x: m=in, n=out, k=N, A = x (lda in), B = dy transposed (ldb out).
- * db += column sums of dy. */
+/* dx (N,in) += dy W: A = w, B = dy; dw (out,in) += dy^T x: A = x, B = dy
+ * transposed (gemm_map.h); db += column sums of dy. */
 static gboolean cuda_linear_bwd(PxBackend *be, PxTensor *dx, PxTensor *dw, PxTensor *db, const PxTensor *dy,
                                 const PxTensor *x, const PxTensor *w, GError **error) {
   const char *op = "linear_bwd";
@@ -684,9 +686,9 @@ static gboolean cuda_linear_bwd(PxBackend *be, PxTensor *dx, PxTensor *dw, PxTen
   gint64 N = rows(x), in = cols(w), out = rows(w);
   PxDType dt = w->dtype;
   if (!enter(be, op, dt, error)) return FALSE;
-  if (dx && !lt_matmul(c, op, dt, FALSE, FALSE, in, N, out, w->data, in, dy->data, out, dx->data, in, 1.f, NULL, error))
+  if (dx && !lt_matmul(c, op, dt, px_gemm_linear_dx(N, in, out), w->data, dy->data, dx->data, 1.f, NULL, error))
     return FALSE;
-  if (dw && !lt_matmul(c, op, dt, FALSE, TRUE, in, out, N, x->data, in, dy->data, out, dw->data, in, 1.f, NULL, error))
+  if (dw && !lt_matmul(c, op, dt, px_gemm_linear_dw(N, in, out), x->data, dy->data, dw->data, 1.f, NULL, error))
     return FALSE;
   return !db || KERN(pxk_colsum(c->st, dt, PXK_COLSUM_PLAIN, db->data, dy->data, NULL, NULL, NULL, N, out));
 }
@@ -922,13 +924,14 @@ static int att_tc_nk(PxkPos qp, PxkPos kp, int Tk, int q0, int nq) {
   return MAX(nk, 1);
 }
 
-/* C[e] (m x n, column-major) = alpha op(A[e]) op(B[e]) + beta C[e], e < count */
-static gboolean att_gemm(Cuda *c, const char *op, gboolean ta, gboolean tb, int m, int n, int k, float alpha,
-                         void **A, cudaDataType_t at, int lda, void **B, cudaDataType_t bt, int ldb, float beta,
-                         void **C, cudaDataType_t ct, int ldc, int count, GError **error) {
-  LT(c, op, cublasGemmBatchedEx(c->blas, ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb ? CUBLAS_OP_T : CUBLAS_OP_N, m, n, k,
-                                &alpha, (const void *const *)A, at, lda, (const void *const *)B, bt, ldb, &beta,
-                                (void *const *)C, ct, ldc, count, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+/* C[e] (m x n, column-major) = op(A[e]) op(B[e]) + beta C[e], e < count (g: gemm_map.h) */
+static gboolean att_gemm(Cuda *c, const char *op, PxGemmMap g, void **A, cudaDataType_t at, void **B,
+                         cudaDataType_t bt, float beta, void **C, cudaDataType_t ct, int count, GError **error) {
+  const float alpha = 1.f;
+  LT(c, op, cublasGemmBatchedEx(c->blas, g.ta ? CUBLAS_OP_T : CUBLAS_OP_N, g.tb ? CUBLAS_OP_T : CUBLAS_OP_N, (int)g.m,
+                                (int)g.n, (int)g.k, &alpha, (const void *const *)A, at, (int)g.lda,
+                                (const void *const *)B, bt, (int)g.ldb, &beta, (void *const *)C, ct, (int)g.ldc, count,
+                                CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
   return TRUE;
 }
 
@@ -987,33 +990,33 @@ static gboolean att_tc_blocks(PxBackend *be, Cuda *c, const char *op, const AttT
       if (!KERN(pxk_att_tc_ptrs(c->st, x->dt, ptrs, pa, x->q, x->kv, x->o, S, P, dP, dS, x->dq, x->dkv, x->dkv_acc)))
         return FALSE;
       /* S (nq x nk, row-major, ld ldS) = Q (nq x hd, ld W) K^T: column-major S^T = K^T' Q' */
-      if (!att_gemm(c, op, TRUE, FALSE, nk, nq, hd, 1.f, ARR(PXK_ATP_K), ty, W, ARR(PXK_ATP_Q), ty, W, 0.f,
-                    ARR(PXK_ATP_S), CUDA_R_32F, ldS, ne, error))
+      if (!att_gemm(c, op, px_gemm_att_s(nq, nk, hd, W, ldS), ARR(PXK_ATP_K), ty, ARR(PXK_ATP_Q), ty, 0.f,
+                    ARR(PXK_ATP_S), CUDA_R_32F, ne, error))
         return FALSE;
       if (!bwd) {
         if (!KERN(pxk_att_tc_softmax_fwd(c->st, x->dt, a, (const float *)S, P, x->lse))) return FALSE;
         /* O (nq x hd, ld Cq) = P (nq x nk, ld ldS) V (nk x hd, ld W): column-major O^T = V^T P^T */
-        if (!att_gemm(c, op, FALSE, FALSE, hd, nq, nk, 1.f, ARR(PXK_ATP_V), ty, W, ARR(PXK_ATP_P), ty, ldS, 0.f,
-                      ARR(PXK_ATP_O), ty, Cq, ne, error))
+        if (!att_gemm(c, op, px_gemm_att_o(nq, nk, hd, W, Cq, ldS), ARR(PXK_ATP_V), ty, ARR(PXK_ATP_P), ty, 0.f,
+                      ARR(PXK_ATP_O), ty, ne, error))
           return FALSE;
         continue;
       }
       /* dP (nq x nk, ld ldS) = dO (nq x hd, ld Cq) V^T */
-      if (!att_gemm(c, op, TRUE, FALSE, nk, nq, hd, 1.f, ARR(PXK_ATP_V), ty, W, ARR(PXK_ATP_O), ty, Cq, 0.f,
-                    ARR(PXK_ATP_DP), CUDA_R_32F, ldS, ne, error) ||
+      if (!att_gemm(c, op, px_gemm_att_dp(nq, nk, hd, W, Cq, ldS), ARR(PXK_ATP_V), ty, ARR(PXK_ATP_O), ty, 0.f,
+                    ARR(PXK_ATP_DP), CUDA_R_32F, ne, error) ||
           !KERN(pxk_att_tc_softmax_bwd(c->st, x->dt, a, (const float *)S, (const float *)dP, P, dS, x->lse, x->D)))
         return FALSE;
       /* dV (nk x hd, ld W) += P^T dO: column-major dV^T += dO^T P */
-      if (!att_gemm(c, op, FALSE, TRUE, hd, nk, nq, 1.f, ARR(PXK_ATP_O), ty, Cq, ARR(PXK_ATP_P), ty, ldS, 1.f,
-                    ARR(PXK_ATP_DV), gty, ldg, ne, error))
+      if (!att_gemm(c, op, px_gemm_att_dv(nq, nk, hd, Cq, ldS, ldg), ARR(PXK_ATP_O), ty, ARR(PXK_ATP_P), ty, 1.f,
+                    ARR(PXK_ATP_DV), gty, ne, error))
         return FALSE;
       /* dK (nk x hd, ld W) += dS^T Q */
-      if (!att_gemm(c, op, FALSE, TRUE, hd, nk, nq, 1.f, ARR(PXK_ATP_Q), ty, W, ARR(PXK_ATP_DS), ty, ldS, 1.f,
-                    ARR(PXK_ATP_DK), gty, ldg, ne, error))
+      if (!att_gemm(c, op, px_gemm_att_dk(nq, nk, hd, W, ldS, ldg), ARR(PXK_ATP_Q), ty, ARR(PXK_ATP_DS), ty, 1.f,
+                    ARR(PXK_ATP_DK), gty, ne, error))
         return FALSE;
       /* dQ (nq x hd, ld W) += dS (nq x nk) K (nk x hd): column-major dQ^T += K^T dS^T */
-      if (!att_gemm(c, op, FALSE, FALSE, hd, nq, nk, 1.f, ARR(PXK_ATP_K), ty, W, ARR(PXK_ATP_DS), ty, ldS, 1.f,
-                    ARR(PXK_ATP_DQ), ty, W, ne, error))
+      if (!att_gemm(c, op, px_gemm_att_dq(nq, nk, hd, W, ldS), ARR(PXK_ATP_K), ty, ARR(PXK_ATP_DS), ty, 1.f,
+                    ARR(PXK_ATP_DQ), ty, ne, error))
         return FALSE;
     }
 #undef ARR
