@@ -317,7 +317,20 @@ static gboolean issue(Nccl *n, PxComm *c, const PxCommCall *k, const void *send,
     world_abort(w, msg);
     return fail(error, PX_COMM_ERROR_DEVICE, "%s", msg);
   }
-  if (r == ncclInProgress) return settle(w, n, NULL, what, deadline_of(w), error);
+  if (r == ncclInProgress) {
+    /* a nonblocking group over several communicators: each one is polled
+     * until it is no longer in progress before it is used again (NCCL's
+     * "Nonblocking group operation" polls every communicator of the group) */
+    gint64 deadline = deadline_of(w);
+    if (!settle(w, n, NULL, what, deadline, error)) return FALSE;
+    for (int i = 0; k->kind == PX_CALL_GROUP && i < k->n_group; i++) {
+      Nccl *o = k->group[i].comm ? (Nccl *)k->group[i].comm->impl : n;
+      gboolean seen = o == n;
+      for (int j = 0; j < i && !seen; j++) seen = (k->group[j].comm ? (Nccl *)k->group[j].comm->impl : n) == o;
+      if (!seen && !settle(o->w, o, NULL, what, deadline, error)) return FALSE;
+    }
+    return TRUE;
+  }
   if (r != ncclSuccess) return nccl_failed(w, what, r, comm, error);
   return TRUE;
 }
