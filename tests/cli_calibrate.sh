@@ -25,7 +25,7 @@ for key in membound_bw_norm_fwd membound_bw_norm_bwd membound_bw_act_fwd memboun
 done
 check "op classes listed with their times" "grep -q '^# op classes at 1 x 32 tokens' '$tmp/c.ini' && [ \$(grep -cE '^#   [a-z ]+ +[0-9.]+ us' '$tmp/c.ini') -eq 13 ]"
 # a TP rank's shapes: the FFN and attention halve (the attention's FLOPs with them)
-"$exe" calibrate --model tiny-gpt --seq 32 --tp 2 --ranks 1 --reps 1 --out "$tmp/tp2.ini" > /dev/null 2>&1
+"$exe" calibrate --model tiny-gpt --seq 32 --tp 2 --ranks 1 --reps 3 --out "$tmp/tp2.ini" > /dev/null 2>&1
 check "--tp 2: a TP rank's shapes" "[ $? -eq 0 ] && grep -q '32 x 128 x 64 (h.0.mlp.fc.weight)' '$tmp/tp2.ini' && grep -Eq '^#   activation forward .* 32768 B' '$tmp/tp2.ini' && grep -Eq '^#   attention forward .* 131072 FLOP' '$tmp/tp2.ini'"
 check "peak positive" "awk -F' = ' '/^peak_fp32/ { exit !(\$2 > 0) }' '$tmp/c.ini'"
 check "all-reduce sizes 4, 16, 64 KiB listed" "[ \$(grep -cE '^# +[0-9]+ B +[0-9.]+ us +[0-9.]+ GB/s' '$tmp/c.ini') -eq 3 ]"
@@ -39,7 +39,7 @@ check "f32 by default: calibrated_dtype = f32, the fp32 comments" "grep -q '^cal
 # (tiny-gpt, 32 tokens: the GELU forward reads and writes 32 x 256 elements,
 # 2 x 8192 x 2 B = 32768 B where fp32 is 65536 B) and the optimizer's 24 + 4
 # (fp32 gradient reduction) + 2 = 30 B per parameter (fp32: 32)
-"$exe" calibrate --model tiny-gpt --seq 32 --ranks 1 --reps 1 --dtype bf16 --out "$tmp/bf16.ini" > /dev/null 2>&1
+"$exe" calibrate --model tiny-gpt --seq 32 --ranks 1 --reps 3 --dtype bf16 --out "$tmp/bf16.ini" > /dev/null 2>&1
 check "--dtype bf16: exit 0, calibrated_dtype = bf16" "[ $? -eq 0 ] && grep -q '^calibrated_dtype = bf16$' '$tmp/bf16.ini'"
 check "--dtype bf16: peak_bf16 measured, said so" "grep -Eq '^peak_bf16 = [0-9.e+-]+$' '$tmp/bf16.ini' && grep -q '^# peak_bf16 measured' '$tmp/bf16.ini' && grep -q 'bf16 activations and GEMMs' '$tmp/bf16.ini'"
 check "--dtype bf16: 2 B activations, 30 B per parameter of the optimizer" "grep -Eq '^#   activation forward .* 32768 B' '$tmp/bf16.ini' && grep -Eq '^#   activation forward .* 65536 B' '$tmp/c.ini' && python3 - '$tmp/bf16.ini' '$tmp/c.ini' <<'PY'
@@ -51,7 +51,7 @@ PY"
 for key in membound_bw_norm_fwd membound_bw_ce_bwd membound_bw_optimizer attention_fwd_flops hbm_bw kernel_overhead cpu_adam_rate; do
   check "--dtype bf16: $key > 0" "awk -F' = ' '/^$key = / { found = 1; ok = (\$2 > 0) } END { exit !(found && ok) }' '$tmp/bf16.ini'"
 done
-"$exe" calibrate --model tiny-gpt --seq 32 --ranks 1 --reps 1 --dtype f16 --out "$tmp/f16.ini" > /dev/null 2>&1
+"$exe" calibrate --model tiny-gpt --seq 32 --ranks 1 --reps 3 --dtype f16 --out "$tmp/f16.ini" > /dev/null 2>&1
 check "--dtype f16: exit 0, calibrated_dtype = f16, peak_fp16 measured" "[ $? -eq 0 ] && grep -q '^calibrated_dtype = f16$' '$tmp/f16.ini' && grep -q '^# peak_fp16 measured' '$tmp/f16.ini'"
 # the profile against runs: a bf16 run compared on the bf16 profile prints its
 # table; on the f32 one it is refused before any step, with one line
@@ -63,13 +63,13 @@ check "f32 profile, bf16 run --compare: exit non-zero, one line" "[ $? -ne 0 ] &
 "$exe" "${run[@]}" --compare --cluster "$tmp/c.ini" > "$tmp/cmp" 2>&1
 check "f32 calibrate -> f32 run --compare: the table" "[ $? -eq 0 ] && grep -q 'fp32 GEMMs' '$tmp/cmp'"
 
-"$exe" calibrate --model tiny-gpt --ranks 1 --reps 1 --out "$tmp/one.ini" > /dev/null 2>&1
+"$exe" calibrate --model tiny-gpt --ranks 1 --reps 3 --out "$tmp/one.ini" > /dev/null 2>&1
 check "one rank: no collectives, still a profile" "[ $? -eq 0 ] && grep -q 'not measured (1 rank)' '$tmp/one.ini' && ! grep -q '^p2p_latency' '$tmp/one.ini'"
 
 # under mpirun: one process per rank, rank 0 writes the profile (skipped without mpirun)
 if command -v mpirun > /dev/null; then
   OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 \
-    mpirun -n 2 "$exe" calibrate --model tiny-gpt --seq 32 --reps 1 --max-bytes 16384 --out "$tmp/mpi.ini" \
+    mpirun -n 2 "$exe" calibrate --model tiny-gpt --seq 32 --reps 3 --max-bytes 16384 --out "$tmp/mpi.ini" \
     < /dev/null > "$tmp/mpi.out" 2>&1
   rc=$?
   if [ $rc -eq 0 ] || ! grep -q "mpi" "$tmp/mpi.out"; then
