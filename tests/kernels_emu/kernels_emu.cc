@@ -11,10 +11,12 @@
  *
  * Inputs are random and rounded to the kernel's type first; the reference
  * works on those values. Errors are max |emu - ref| / max |ref| per tensor.
- * Bounds: f32 2e-5 (the kernels sum in fp32: a few units of 2^-24 times the
- * lengths here); bf16 8e-3, f16 1e-3: four units of roundoff (2^-9, 2^-12),
- * each value rounded once on store and the inputs exact. Statistics (mean,
- * rstd, lse, losses) are fp32 whatever the type: 2e-5. Integer results
+ * Bounds: f32 2e-6 (the kernels sum in fp32, so a few units of 2^-24 times
+ * the lengths here: 3e-7 seen); bf16 8e-3, f16 1e-3: four units of roundoff
+ * (2^-9, 2^-12), each value rounded once on store and the inputs exact (1.8
+ * units seen). Statistics (mean, rstd, lse, losses) are fp32 whatever the
+ * type: 2e-6. Kernels that form a value in double (MoE rows, router) equal
+ * the reference rounded once. Integer results
  * (top-k indices, bad reports, flags) exactly.
  *   usage: kernels_emu   (exit 0: all within bounds, 1 otherwise) */
 #include "cuda_kernels.h"
@@ -81,7 +83,8 @@ static Vd rnd(int dt, size_t n, double lo, double hi) {
 static std::vector<float> tof(const Vd &v) { return std::vector<float>(v.begin(), v.end()); }
 static Vd tod(const std::vector<float> &v) { return Vd(v.begin(), v.end()); }
 
-static double tol(int dt) { return dt == PXK_BF16 ? 8e-3 : dt == PXK_F16 ? 1e-3 : 2e-5; }
+static double tol(int dt) { return dt == PXK_BF16 ? 8e-3 : dt == PXK_F16 ? 1e-3 : 2e-6; }
+#define STAT_TOL 2e-6 /* fp32 statistics, whatever the type */
 static void check(const std::string &what, int dt, const Vd &got, const Vd &want, double bound) {
   double d = 0, m = 0;
   for (size_t i = 0; i < want.size(); i++) {
@@ -177,8 +180,8 @@ static void t_norms(int dt) {
   ok_launch("layernorm_fwd", pxk_layernorm_fwd(0, dt, O.p(), m.data(), r.data(), X.p(), W.p(), Bb.p(), 1e-5, N, C));
   ref_layernorm_fwd(out.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), 1e-5, N, C);
   check("layernorm_fwd out", dt, O.v(), out, tol(dt));
-  check("layernorm_fwd mean (fp32)", dt, tod(m), mean, 2e-5);
-  check("layernorm_fwd rstd (fp32)", dt, tod(r), rstd, 2e-5);
+  check("layernorm_fwd mean (fp32)", dt, tod(m), mean, STAT_TOL);
+  check("layernorm_fwd rstd (fp32)", dt, tod(r), rstd, STAT_TOL);
   Vd dout = rnd(dt, N * C, -1, 1), dx = rnd(dt, N * C, -1, 1), rdx = dx;
   Arr DO = mk(dt, dout), DX = mk(dt, dx);
   Vd mf = tod(m), rf = tod(r);
@@ -190,7 +193,7 @@ static void t_norms(int dt) {
   ok_launch("rmsnorm_fwd", pxk_rmsnorm_fwd(0, dt, O.p(), r.data(), X.p(), W.p(), 1e-6, N, C));
   ref_rmsnorm_fwd(rout.data(), rr.data(), x.data(), w.data(), 1e-6, N, C);
   check("rmsnorm_fwd out", dt, O.v(), rout, tol(dt));
-  check("rmsnorm_fwd rstd (fp32)", dt, tod(r), rr, 2e-5);
+  check("rmsnorm_fwd rstd (fp32)", dt, tod(r), rr, STAT_TOL);
   Arr DX2 = mk(dt, dx);
   Vd rdx2 = dx, rf2 = tod(r);
   ok_launch("rmsnorm_bwd_dx", pxk_rmsnorm_bwd_dx(0, dt, DX2.p(), DO.p(), X.p(), W.p(), r.data(), N, C));
@@ -379,7 +382,7 @@ static void t_attn_block(int dt) {
     std::vector<float> L((size_t)B * H * Tq, 9.f);
     ok_launch("attn_block_fwd", pxk_attn_block_fwd(0, dt, O.p(), L.data(), Q.p(), KVa.p(), B, Tq, Tk, H, KV, hd, qp, kp));
     check("attn_block_fwd out" + tag, dt, O.v(), out, tol(dt));
-    check("attn_block_fwd lse (fp32)" + tag, dt, tod(L), lse, 2e-5);
+    check("attn_block_fwd lse (fp32)" + tag, dt, tod(L), lse, STAT_TOL);
     Vd ob = O.v(), lf = tod(L), dout = rnd(dt, B * Tq * C, -1, 1), dq = rnd(dt, B * Tq * W, -1, 1),
        dkv = rnd(dt, B * Tk * W, -1, 1), rdq = dq, rdkv = dkv;
     Arr DO = mk(dt, dout), DQ = mk(dt, dq), DKV = mk(dt, dkv);
@@ -403,7 +406,7 @@ static void t_attn_block(int dt) {
     std::vector<float> L = tof(la), LB = tof(lb);
     ok_launch("attn_merge", pxk_attn_merge(0, dt, odt, O.p(), L.data(), OB.p(), LB.data(), B, T, H, hd));
     check(f32acc ? "attn_merge out (fp32 accumulator)" : "attn_merge out", dt, O.v(), ro, tol(odt));
-    check("attn_merge lse (fp32)", dt, tod(L), rl, 2e-5);
+    check("attn_merge lse (fp32)", dt, tod(L), rl, STAT_TOL);
   }
 }
 
@@ -457,7 +460,7 @@ static void t_att_tc(int dt) {
     }
   }
   check("att_tc_softmax_fwd P (masked, padded tiles)", dt, gotP, wantP, tol(dt));
-  check("att_tc_softmax_fwd lse (fp32)", dt, gotL, wantL, 2e-5);
+  check("att_tc_softmax_fwd lse (fp32)", dt, gotL, wantL, STAT_TOL);
   Vd Lf = tod(lse);
   ok_launch("att_tc_softmax_bwd", pxk_att_tc_softmax_bwd(0, dt, a, Sf.data(), dPf.data(), P2.p(), dS.p(), lse.data(), nullptr));
   check("att_tc_softmax_bwd P", dt, P2.v(), wantP, tol(dt));
@@ -478,7 +481,7 @@ static void t_att_tc(int dt) {
         for (int d = 0; d < hd; d++) s += dout[(b * Tq + t) * C + h * hd + d] * out[(b * Tq + t) * C + h * hd + d];
         wD[((size_t)b * H + h) * Tq + t] = s;
       }
-  check("att_rowdot D (fp32)", dt, tod(Dk), wD, 2e-5);
+  check("att_rowdot D (fp32)", dt, tod(Dk), wD, STAT_TOL);
 
   /* add_kv */
   const int64_t rows = B * Tk, W2 = 2 * KV * hd;
@@ -531,7 +534,7 @@ static void t_ce_small(int dt) {
   int bad[2] = {0, 0};
   ok_launch("ce_fwd", pxk_ce_fwd(0, dt, lf.data(), l64.data(), L.p(), tgt.data(), bad, N, V));
   ref_ce_fwd(losses.data(), logits.data(), tgt.data(), N, V);
-  check("ce_fwd V 5 losses (fp32)", dt, tod(lf), losses, 2e-5);
+  check("ce_fwd V 5 losses (fp32)", dt, tod(lf), losses, STAT_TOL);
   ok_launch("ce_bwd", pxk_ce_bwd(0, dt, DL.p(), L.p(), tgt.data(), 1.0 / N, bad, N, V));
   ref_ce_bwd(rd.data(), logits.data(), tgt.data(), 1.0, N, V);
   check("ce_bwd V 5 dlogits (+=)", dt, DL.v(), rd, tol(dt));
@@ -547,8 +550,8 @@ static void t_ce(int dt) {
   int bad[2] = {0, 0};
   ok_launch("ce_fwd", pxk_ce_fwd(0, dt, lf.data(), l64.data(), L.p(), tgt.data(), bad, N, V));
   ref_ce_fwd(losses.data(), logits.data(), tgt.data(), N, V);
-  check("ce_fwd losses (fp32)", dt, tod(lf), losses, 2e-5);
-  check("ce_fwd losses (double)", dt, l64, losses, 2e-5);
+  check("ce_fwd losses (fp32)", dt, tod(lf), losses, STAT_TOL);
+  check("ce_fwd losses (double)", dt, l64, losses, STAT_TOL);
   check_eq(std::string("ce_fwd no bad target ") + dname(dt), bad[0], PXK_BAD_NONE);
   const double dloss = 1.7;
   Vd d0 = rnd(dt, N * V, -0.01, 0.01), rd = d0;
@@ -589,7 +592,7 @@ static void t_ce(int dt) {
   for (int s = 0; s < 2; s++) {
     ok_launch("ce_vp_stats", pxk_ce_vp_stats(0, dt, st1.data(), sh[s].p(), tgt.data(), gmax.data(), v0s[s], N, Vs, n_real[s]));
     ref_ce_vp_stats(part.data(), shv[s].data(), tgt.data(), gm.data(), v0s[s], N, Vs, n_real[s]);
-    check("ce_vp_stats shard " + std::to_string(s), dt, tod(st1), part, 2e-5);
+    check("ce_vp_stats shard " + std::to_string(s), dt, tod(st1), part, STAT_TOL);
     for (int64_t i = 0; i < 2 * N; i++) stats[i] += st1[i], rstats[i] += part[i]; /* the all-reduce sum */
   }
   std::vector<float> vl(N);
@@ -597,8 +600,8 @@ static void t_ce(int dt) {
   Vd rvl(N);
   ok_launch("ce_vp_loss", pxk_ce_vp_loss(0, vl.data(), vl64.data(), gmax.data(), stats.data(), N));
   ref_ce_vp_loss(rvl.data(), gm.data(), rstats.data(), N);
-  check("ce_vp_loss (2 shards) vs the whole ce", dt, tod(vl), losses, 2e-5);
-  check("ce_vp_loss double", dt, vl64, rvl, 2e-5);
+  check("ce_vp_loss (2 shards) vs the whole ce", dt, tod(vl), losses, STAT_TOL);
+  check("ce_vp_loss double", dt, vl64, rvl, STAT_TOL);
   for (int s = 0; s < 2; s++) {
     Vd dv = rnd(dt, N * Vs, -0.01, 0.01), rdv = dv;
     Arr D = mk(dt, dv);
@@ -689,7 +692,7 @@ static void t_adamw(int dt) {
     Arr P = mk(dt, p), G = mk(dt, g), M = mk(dt, m), Vv = mk(dt, v);
     const int32_t skip = 0;
     ok_launch("adamw", pxk_adamw(0, dt, P.p(), G.p(), M.p(), Vv.p(), n, o, &loss_scale, PXK_F64, &skip, PXK_I32));
-    check("adamw p (scale 1/1024, no skip)", dt, P.v(), rp, tol(dt) * 5);
+    check("adamw p (scale 1/1024, no skip)", dt, P.v(), rp, tol(dt));
     check("adamw m", dt, M.v(), rm, tol(dt));
     check("adamw v", dt, Vv.v(), rv, tol(dt));
     /* an overflow found (skip != 0): nothing changes */
@@ -716,9 +719,9 @@ static void t_adamw(int dt) {
     PxkChunk ch[3] = {{0, 0}, {0, PXK_CHUNK}, {1, 0}};
     ok_launch("adamw_multi", pxk_adamw_multi(0, dt, gdt, ts, ch, 3, o, nullptr, 0, nullptr, 0));
     const std::string tag = std::string(" (grads ") + dname(gdt) + ")";
-    check("adamw_multi p, 2 chunks" + tag, dt, P2.v(), rp2, tol(dt) * 5);
+    check("adamw_multi p, 2 chunks" + tag, dt, P2.v(), rp2, tol(dt));
     check("adamw_multi m, 2 chunks" + tag, dt, M2.v(), rm2, tol(dt));
-    check("adamw_multi p, own wd" + tag, dt, P1.v(), rp1, tol(dt) * 5);
+    check("adamw_multi p, own wd" + tag, dt, P1.v(), rp1, tol(dt));
     check("adamw_multi v, own wd" + tag, dt, V1.v(), rv1, tol(dt));
   }
 }
