@@ -224,7 +224,8 @@ int pxk_sumsq_parts(int64_t n);
 cudaError_t pxk_sumsq_partial(cudaStream_t st, int dt, const void *x, int64_t n, double *part, int nparts);
 /* flag (f32 / f64 / i32) = 1 when any element of x is NaN or +-Inf */
 cudaError_t pxk_check_finite(cudaStream_t st, int dt, void *flag, int flag_dt, const void *x, int64_t n);
-/* coef = min(1, max_norm / (sqrt(sumsq) + 1e-6)), or 1 when max_norm <= 0 */
+/* coef = min(1, max_norm / (sqrt(sumsq) + 1e-6)), or 1 when max_norm <= 0; a NaN sumsq gives
+ * NaN (the cpu backend's MIN, torch's clamp), not 1 */
 cudaError_t pxk_clip_coef(cudaStream_t st, void *coef, int coef_dt, const void *sumsq, int sumsq_dt,
                           double max_norm);
 cudaError_t pxk_scale(cudaStream_t st, int dt, void *x, double alpha, int64_t n);

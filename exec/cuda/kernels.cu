@@ -1335,8 +1335,9 @@ extern "C" cudaError_t pxk_check_finite(cudaStream_t st, int dt, void *flag, int
 }
 
 __global__ void k_clip_coef(void *coef, int coef_dt, const void *sumsq, int sumsq_dt, double max_norm) {
-  double c = max_norm > 0 ? fmin(1.0, max_norm / (sqrt(ld_scalar(sumsq, sumsq_dt)) + 1e-6)) : 1.0;
-  st_scalar(coef, coef_dt, c);
+  /* 1 < q ? 1 : q, not fmin: a NaN q stays NaN (the cpu backend's MIN, torch's clamp) */
+  const double q = max_norm / (sqrt(ld_scalar(sumsq, sumsq_dt)) + 1e-6);
+  st_scalar(coef, coef_dt, max_norm > 0 ? (1.0 < q ? 1.0 : q) : 1.0);
 }
 extern "C" cudaError_t pxk_clip_coef(cudaStream_t st, void *coef, int coef_dt, const void *sumsq, int sumsq_dt,
                                      double max_norm) {
