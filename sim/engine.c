@@ -927,9 +927,11 @@ static gboolean cuts_alike(const Sim *sim, gint64 K, int c, gboolean msgs, doubl
         p->flushed != q->flushed || p->params_gathered != q->params_gathered || p->pending != q->pending ||
         p->cur != q->cur)
       return FALSE;
+    /* the routes the rounds send and receive on move on; the others stay */
+    const Period *pd = &st->ps->per[i];
     for (int k = 0; k < st->v2; k++)
-      if ((p->sent_hi[k] >= 0 && q->sent_hi[k] != p->sent_hi[k] + shift) ||
-          (p->recv_hi[k] >= 0 && q->recv_hi[k] != p->recv_hi[k] + shift))
+      if (q->sent_hi[k] != p->sent_hi[k] + (pd->send_min[k] < G_MAXINT ? shift : 0) ||
+          q->recv_hi[k] != p->recv_hi[k] + (pd->recv_min[k] < G_MAXINT ? shift : 0))
         return FALSE;
   }
   if (!msgs) return TRUE;
@@ -995,8 +997,8 @@ static void steady_jump(Sim *sim, const Live *C, int c, double Q, gint64 j) {
     r->t += jq;
     if (pd->sends) r->send_free += jq;
     for (int k = 0; k < st->v2; k++) {
-      if (r->sent_hi[k] >= 0) r->sent_hi[k] += shift;
-      if (r->recv_hi[k] >= 0) r->recv_hi[k] += shift;
+      if (pd->send_min[k] < G_MAXINT) r->sent_hi[k] += shift;
+      if (pd->recv_min[k] < G_MAXINT) r->recv_hi[k] += shift;
     }
     sim->n_instr += d;
     sim->n_jumped += d;
