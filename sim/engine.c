@@ -531,35 +531,45 @@ static gboolean step(Sim *sim, Rank *r) {
 
 /* ---- steady rounds: the jump (PxSimOptions.step_time_only) ----------------
  *
- * Which rank runs next and which instruction it runs never depend on a time
- * (a rank blocks on a message or collective not simulated yet, not on a
- * clock), so in the steady part of a pipeline schedule, where each rank's
- * program repeats every L_r instructions with the micro-batches s on (1F1B's
- * F B rounds: s = 1; Megatron's interleaving: s = pp), the engine does the
- * same operations round after round on times that grow. The operations on
- * times in those instructions (F, B, W, loads, sends, receives, OVERLAP) are
- * copies, max and a + d with a a time and d the table's duration. Take the
- * configuration of the simulation (every rank's pc, wait, queue position,
- * stream times, and every message it may still read or write) each time
- * rank 0 starts a round. If the configuration c rounds later is the same
- * with every time that moved moved by the same Q, and every time read or
- * computed in those rounds lies in one binade [2^(E-1), 2^E) (there the
- * doubles are the multiples of u = 2^(E-53)), and Q is an even multiple of
- * u, then the next c rounds compute the same values plus Q, bit for bit:
+ * In the steady part of a pipeline schedule each rank's program repeats
+ * every L_r instructions with the micro-batches s on (1F1B's F B rounds:
+ * s = 1; Megatron's interleaving: s = pp), and the engine does the same
+ * operations round after round on times that grow. The operations on times
+ * in those instructions (F, B, W, loads, sends, receives, OVERLAP) are
+ * copies, max and a + d with a a time and d the table's duration, and each
+ * value depends only on the values it reads, never on the order in which
+ * the engine runs the ranks. Rank r's boundary k is its instruction
+ * first_r + k·L_r (each rank's boundary k runs the forward of the same
+ * micro-batch of chunk 0); the cut k is every rank at its boundary k. As a
+ * rank reaches a boundary its state is recorded (its stream times, what it
+ * has sent and received so far); when the last rank reaches it the cut is
+ * complete, and with it the messages that cross it (sent before their
+ * sender's boundary, read after their receiver's; with rendezvous sends the
+ * postings a send after its boundary reads). Everything computed after a
+ * cut depends on the cut's values only. If the cut K is the cut K - c with
+ * every moving time moved by the same Q, every time read or computed from
+ * the cut K - c on lies in one binade [2^(E-1), 2^E) (there the doubles are
+ * the multiples of u = 2^(E-53)) and Q is an even multiple of u, then every
+ * value after the cut K is the value c rounds before plus Q, bit for bit:
  * max commutes with adding Q; a + d rounded to the u grid is (a + Q) + d
  * rounded less Q, and a tie goes to the even multiple, whose parity adding
- * 2ku keeps. So while the times stay under 2^E (and the programs repeat, and
- * no message below the window is read again), j·c rounds are jumped by
- * adding j·Q to every moving time and moving the message window j·c·s
- * micro-batches on: exactly the state the rounds would have left. Every
- * computed time lies between the earlier configuration's least moving time
- * and the later one's largest (times only grow, each send's end is its
- * stream's, each receive's wait its rank's), so checking the two
- * configurations bounds them all. When a check fails (a transient, a
- * binade crossed, a duration that rounds differently), the rounds are
- * simulated one by one as before. The accumulated accounting (busy,
- * exposed, memory) is not carried over the jump: only step_time is wanted.
- * tests/test_engine.c /engine/jump/exact compares it with every round run. */
+ * 2ku keeps. So while the times stay under 2^E (and the programs repeat,
+ * and no message below the window is read again), j·c rounds are jumped by
+ * moving every rank's pc j·c·L_r on, adding j·Q to every moving time and
+ * moving the message window j·c·s micro-batches on: the state the rounds
+ * would have left, whatever the order the engine then runs the ranks in.
+ * Every time computed lies between the earlier cut's least time and the
+ * largest so far (times only grow, each send's end is its stream's, each
+ * receive's wait its rank's), so checking those bounds them all. When a
+ * check fails (a transient, a binade crossed, ranks whose times drift apart
+ * by an ulp a round, a duration that rounds differently), the rounds are
+ * simulated one by one as before. (Comparing the whole configuration at
+ * rank 0's round starts, as first done, also asked the engine's run order
+ * to repeat, which took up to 2·pp - 1 rounds: at large pp·vpp no repeat
+ * fitted a binade.) The accumulated accounting (busy, exposed, memory) is
+ * not carried over the jump: only step_time is wanted. tests/test_engine.c
+ * /engine/jump/exact and /engine/jump/large compare it with every round
+ * run. */
 
 static gint no_jump; /* px_engine_set_no_jump */
 #define STEADY_MIN_M 256 /* micro-batches below which every round is run */
@@ -598,7 +608,7 @@ typedef struct {
 } RankRec;
 
 /* The messages that cross a cut (sent before their sender's boundary, read
- * after their receiver's), route by route: their (start, end); with
+ * after their receiver's), route by route: their ends; with
  * rendezvous sends the receives posted before the receiver's boundary that a
  * send after its sender's reads: their posting times. */
 typedef struct {
@@ -891,8 +901,7 @@ static gboolean cut_store(Sim *sim, gint64 K) {
         for (gint64 mb = lo; mb <= hi; mb++) {
           const Message *x = &msg_at(sim, ro->from, y, (int)mb)[ro->chunk];
           if (!x->sent) return FALSE;
-          g_array_append_val(cm->val, x->start);
-          g_array_append_val(cm->val, x->end);
+          g_array_append_val(cm->val, x->end); /* (a receive reads its end; its start is the send's accounting) */
           w[0]++;
         }
         if (!ro->rdv) continue;
