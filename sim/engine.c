@@ -63,6 +63,8 @@ typedef struct {
   GArray *deferred;   /* REDUCE_GRADS instructions (indices) held for the optimizer step (no overlap) */
   guint flushed;
   Message *msgs;      /* (2 * m * vpp) messages this rank sends: [type][mb][chunk] */
+  int *sent_hi, *recv_hi; /* (2 · vpp) [type][chunk] the highest micro-batch it has sent, reached a
+                              receive of (-1: none) */
   int *last_bwd;      /* (vpp) index of each chunk's last backward, -1 */
   double *last_bwd_dur; /* (vpp) the duration of that backward once run */
   gboolean params_gathered; /* the step's first forward of part 0 has waited for param_gather */
@@ -457,6 +459,7 @@ static gboolean step(Sim *sim, Rank *r) {
     /* the bottom of a V passes between two chunks of one rank: no transfer */
     msg->end = msg->start + (to_stage == r->stage ? 0 : act ? tab->p2p_act[part] : tab->p2p_grad[part]);
     msg->sent = TRUE;
+    r->sent_hi[(act ? 0 : sim->vpp) + in->chunk] = MAX(r->sent_hi[(act ? 0 : sim->vpp) + in->chunk], in->mb);
     r->send_free = msg->end;
     r->op_time[in->kind] += msg->end - msg->start;
     record(sim, r, PX_STREAM_SEND, in->kind, in->mb, in->chunk, msg->start, msg->end, tab->p2p_bytes[part], -1);
@@ -469,6 +472,8 @@ static gboolean step(Sim *sim, Rank *r) {
     Message *msg = find_message(sim, r, in);
     if (!msg) return FALSE;
     sim->mb_hi = MAX(sim->mb_hi, in->mb);
+    int *rh = &r->recv_hi[(in->kind == PX_OP_RECV_ACT ? 0 : sim->vpp) + in->chunk];
+    *rh = MAX(*rh, in->mb);
     if (!msg->sent) {
       if (!msg->is_posted) msg->posted = r->t, msg->is_posted = TRUE;
       if (msg->send_waiter) enqueue(sim, msg->send_waiter - 1), msg->send_waiter = 0;
@@ -526,38 +531,49 @@ static gboolean step(Sim *sim, Rank *r) {
 
 /* ---- steady rounds: the jump (PxSimOptions.step_time_only) ----------------
  *
- * Which rank runs next and which instruction it runs never depend on a time
- * (a rank blocks on a message or collective not simulated yet, not on a
- * clock), so in the steady part of a pipeline schedule, where each rank's
- * program repeats every L_r instructions with the micro-batches s on (1F1B's
- * F B rounds: s = 1; Megatron's interleaving: s = pp), the engine does the
- * same operations round after round on times that grow. The operations on
- * times in those instructions (F, B, W, loads, sends, receives, OVERLAP) are
- * copies, max and a + d with a a time and d the table's duration. Take the
- * configuration of the simulation (every rank's pc, wait, queue position,
- * stream times, and every message it may still read or write) each time
- * rank 0 starts a round. If the configuration c rounds later is the same
- * with every time that moved moved by the same Q, and every time read or
- * computed in those rounds lies in one binade [2^(E-1), 2^E) (there the
- * doubles are the multiples of u = 2^(E-53)), and Q is an even multiple of
- * u, then the next c rounds compute the same values plus Q, bit for bit:
+ * In the steady part of a pipeline schedule each rank's program repeats
+ * every L_r instructions with the micro-batches s on (1F1B's F B rounds:
+ * s = 1; Megatron's interleaving: s = pp), and the engine does the same
+ * operations round after round on times that grow. The operations on times
+ * in those instructions (F, B, W, loads, sends, receives, OVERLAP) are
+ * copies, max and a + d with a a time and d the table's duration, and each
+ * value depends only on the values it reads, never on the order in which
+ * the engine runs the ranks. Rank r's boundary k is its instruction
+ * first_r + k·L_r (each rank's boundary k runs the forward of the same
+ * micro-batch of chunk 0); the cut k is every rank at its boundary k. As a
+ * rank reaches a boundary its state is recorded (its stream times, what it
+ * has sent and received so far); when the last rank reaches it the cut is
+ * complete, and with it the messages that cross it (sent before their
+ * sender's boundary, read after their receiver's; with rendezvous sends the
+ * postings a send after its boundary reads). Everything computed after a
+ * cut depends on the cut's values only. If the cut K is the cut K - c with
+ * every moving time moved by the same Q, every time read or computed from
+ * the cut K - c on lies in one binade [2^(E-1), 2^E) (there the doubles are
+ * the multiples of u = 2^(E-53)) and Q is an even multiple of u, then every
+ * value after the cut K is the value c rounds before plus Q, bit for bit:
  * max commutes with adding Q; a + d rounded to the u grid is (a + Q) + d
  * rounded less Q, and a tie goes to the even multiple, whose parity adding
- * 2ku keeps. So while the times stay under 2^E (and the programs repeat, and
- * no message below the window is read again), j·c rounds are jumped by
- * adding j·Q to every moving time and moving the message window j·c·s
- * micro-batches on: exactly the state the rounds would have left. Every
- * computed time lies between the earlier configuration's least moving time
- * and the later one's largest (times only grow, each send's end is its
- * stream's, each receive's wait its rank's), so checking the two
- * configurations bounds them all. When a check fails (a transient, a
- * binade crossed, a duration that rounds differently), the rounds are
- * simulated one by one as before. The accumulated accounting (busy,
- * exposed, memory) is not carried over the jump: only step_time is wanted.
- * tests/test_engine.c /engine/jump/exact compares it with every round run. */
+ * 2ku keeps. So while the times stay under 2^E (and the programs repeat,
+ * and no message below the window is read again), j·c rounds are jumped by
+ * moving every rank's pc j·c·L_r on, adding j·Q to every moving time and
+ * moving the message window j·c·s micro-batches on: the state the rounds
+ * would have left, whatever the order the engine then runs the ranks in.
+ * Every time computed lies between the earlier cut's least time and the
+ * largest so far (times only grow, each send's end is its stream's, each
+ * receive's wait its rank's), so checking those bounds them all. When a
+ * check fails (a transient, a binade crossed, ranks whose times drift apart
+ * by an ulp a round, a duration that rounds differently), the rounds are
+ * simulated one by one as before. (Comparing the whole configuration at
+ * rank 0's round starts, as first done, also asked the engine's run order
+ * to repeat, which took up to 2·pp - 1 rounds: at large pp·vpp no repeat
+ * fitted a binade.) The accumulated accounting (busy, exposed, memory) is
+ * not carried over the jump: only step_time is wanted. tests/test_engine.c
+ * /engine/jump/exact and /engine/jump/large compare it with every round
+ * run. */
 
 static gint no_jump; /* px_engine_set_no_jump */
 #define STEADY_MIN_M 256 /* micro-batches below which every round is run */
+#define STEADY_MAX_LAG 64 /* the most rounds between two cuts compared (and 4·pp·vpp) */
 void px_engine_set_no_jump(gboolean on) { g_atomic_int_set(&no_jump, on ? 1 : 0); }
 static gint n_jumps; /* px_engine_jumps */
 int px_engine_jumps(void) { return g_atomic_int_get(&n_jumps); }
@@ -565,41 +581,73 @@ int px_engine_jumps(void) { return g_atomic_int_get(&n_jumps); }
 
 typedef struct {
   guint a, b, L;     /* instrs[x + L] is instrs[x] s micro-batches on for x in [a, b - L) */
+  guint first;       /* boundary 0 (a + k·L for some k): the same forward of chunk 0 on every rank */
   gboolean sends;    /* the region has sends (send_free moves) */
   int tail_min;      /* the least micro-batch of an instruction from b on (G_MAXINT: none) */
+  /* per [type][chunk] (type 0: activations, 1: gradients), G_MAXINT: none:
+   * the least micro-batch of a receive, of a send, in [first, first + L) and from b on */
+  int *recv_min, *recv_tail, *send_min, *send_tail;
 } Period;
 
+/* The live configuration a jump moves on (every rank's pc and the window of
+ * messages still read or written). */
 typedef struct {
-  guint pc, holds, deferred, flushed;
-  WaitKind wait;
-  gboolean queued, params_gathered;
-  int paired;
-  const Coll *pending, *cur;
-  double t, send_free, coll_free, coll_run;
-} RankSnap;
-
-typedef struct {
-  gboolean valid;
-  guint64 sig;       /* a hash of what must be equal, pcs and micro-batches taken relative to rank 0's round */
-  RankSnap *r;       /* (n) */
-  int *queue, qlen;
+  guint *pc;         /* (n) */
   int mb_lo, mb_hi;
-  Message *win;      /* (n · 2 · (mb_hi - mb_lo + 1) · vpp) messages of that window, NULL: not stored */
-} Snap;
+} Live;
+
+/* A rank's state when it reached its boundary k, pc = first + k·L (before
+ * running the instruction there): what its later instructions read. */
+typedef struct {
+  gint64 k;          /* -1: none */
+  double t, send_free, coll_free, coll_run;
+  guint holds, deferred, flushed;
+  gboolean params_gathered;
+  const Coll *pending, *cur;
+  int *sent_hi, *recv_hi; /* (2 · vpp) the rank's, [type][chunk] */
+} RankRec;
+
+/* The messages that cross a cut (sent before their sender's boundary, read
+ * after their receiver's), route by route: their ends; with
+ * rendezvous sends the receives posted before the receiver's boundary that a
+ * send after its sender's reads: their posting times. */
+typedef struct {
+  gint64 k;          /* -1: none */
+  int *width;        /* (n · 2 · vpp · 2) messages, posts per route */
+  GArray *val;       /* (double) */
+} CutMsgs;
 
 struct PxSteady {
   const PxProgram *prog; /* the program it was found for (checked) */
   int s;             /* micro-batches a round moves on */
   Period *per;       /* (pp) */
+  int *mins;         /* (pp · 4 · 2 · vpp) the periods' recv_min ... */
 };
+
+/* Where a rank's receive of (type, chunk) comes from. */
+typedef struct {
+  int from, chunk;   /* sending rank, its chunk; from < 0: none */
+  gboolean rdv;      /* a rendezvous send (the sender reads `posted`) */
+} Route;
 
 typedef struct Steady {
   const PxSteady *ps;
   PxSteady *own;     /* ps when the engine found it itself */
-  guint next;        /* rank 0's pc that starts its next round (G_MAXUINT: none) */
-  int max_lag;       /* rounds a repeat may take (the ranks' interleaving repeats after up to about pp·vpp rounds) */
-  Snap *snap;        /* (max_lag + 1): snap[k % (max_lag + 1)] */
-  guint64 k;
+  int n, v2;         /* ranks, 2 · vpp */
+  int max_lag;       /* the most rounds a repeat may take */
+  int ring;          /* records kept per rank: cuts k mod ring */
+  RankRec *rec;      /* (ring · n): rec[(k mod ring) · n + rank] */
+  int *his;          /* the records' sent_hi and recv_hi */
+  int *count;        /* (ring) ranks that reached boundary k (count_k[k mod ring] == k) */
+  gint64 *count_k;
+  gint64 *crossed;   /* (n) boundaries each rank has reached */
+  guint *next;       /* (n) the pc of each rank's next boundary (G_MAXUINT: none) */
+  gint64 done;       /* cuts every rank has reached */
+  CutMsgs *msgs;     /* (max_lag + 1) the crossing messages of cut k, at k mod (max_lag + 1) */
+  gboolean armed;    /* a repeat of the ranks' times was seen: store the messages too */
+  gboolean any_rdv;
+  Route *route;      /* (n · 2 · vpp) [receiving rank][type][its chunk] */
+  Live live;
 } Steady;
 
 static gboolean steady_kind(PxOpKind k) {
@@ -624,34 +672,65 @@ static gboolean find_period(const PxRankProgram *rp, int s, gint64 i1, gint64 i2
   while (hi + L < rp->n && shifted(&in[hi], &in[hi + L], s)) hi++;
   while (lo > 0 && shifted(&in[lo - 1], &in[lo - 1 + L], s)) lo--;
   if (hi - lo < 3 * L) return FALSE;
-  *pd = (Period){lo, hi + L, L, FALSE, G_MAXINT};
+  *pd = (Period){.a = lo, .b = hi + L, .L = L, .first = (guint)i1, .tail_min = G_MAXINT};
   for (guint i = lo; i < lo + L; i++) pd->sends |= in[i].kind == PX_OP_SEND_ACT || in[i].kind == PX_OP_SEND_GRAD;
   for (guint i = pd->b; i < rp->n; i++)
     if (in[i].mb >= 0) pd->tail_min = MIN(pd->tail_min, in[i].mb);
   return TRUE;
 }
 
+/* The least micro-batches of the receives and sends of each type and chunk
+ * in the round from `first` and in the tail. */
+static void period_mins(const PxRankProgram *rp, int v, Period *pd) {
+  int *all[4] = {pd->recv_min, pd->recv_tail, pd->send_min, pd->send_tail};
+  for (int w = 0; w < 4; w++)
+    for (int i = 0; i < 2 * v; i++) all[w][i] = G_MAXINT;
+  for (guint i = pd->first; i < rp->n; i++) {
+    if (i == pd->first + pd->L) i = pd->b;
+    if (i >= rp->n) break;
+    const PxInstr *in = &rp->instrs[i];
+    gboolean tail = i >= pd->b;
+    int *w = NULL, y = 0;
+    switch (in->kind) {
+    case PX_OP_RECV_ACT: w = tail ? pd->recv_tail : pd->recv_min; break;
+    case PX_OP_RECV_GRAD: w = tail ? pd->recv_tail : pd->recv_min, y = 1; break;
+    case PX_OP_SEND_ACT: w = tail ? pd->send_tail : pd->send_min; break;
+    case PX_OP_SEND_GRAD: w = tail ? pd->send_tail : pd->send_min, y = 1; break;
+    default: break;
+    }
+    if (w && in->chunk >= 0 && in->chunk < v && in->mb >= 0) w[y * v + in->chunk] = MIN(w[y * v + in->chunk], in->mb);
+  }
+}
+
 void px_steady_free(PxSteady *ps) {
   if (!ps) return;
   g_free(ps->per);
+  g_free(ps->mins);
   g_free(ps);
 }
 
 static void steady_free(Steady *st) {
   if (!st) return;
-  px_steady_free(st->own);
-  for (int i = 0; st->snap && i <= st->max_lag; i++) {
-    g_free(st->snap[i].r);
-    g_free(st->snap[i].queue);
-    g_free(st->snap[i].win);
+  for (int i = 0; st->msgs && i <= st->max_lag; i++) {
+    g_free(st->msgs[i].width);
+    if (st->msgs[i].val) g_array_unref(st->msgs[i].val);
   }
-  g_free(st->snap);
+  g_free(st->msgs);
+  g_free(st->rec);
+  g_free(st->his);
+  g_free(st->count);
+  g_free(st->count_k);
+  g_free(st->crossed);
+  g_free(st->next);
+  g_free(st->route);
+  g_free(st->live.pc);
+  px_steady_free(st->own);
   g_free(st);
 }
 
 PxSteady *px_steady_new(const PxProgram *prog) {
   enum { N_CAND = 4 };
-  int n = prog->pp, m = MAX(prog->m, 1);
+  int n = prog->pp, m = MAX(prog->m, 1), v = MAX(prog->vpp, 1);
   int cand[N_CAND] = {1, 2, n, 2 * n}, x = m / 2;
   if (m < STEADY_MIN_M) return NULL;
   /* where each rank runs the forward of (x, chunk 0) and of (x + s, chunk 0): one pass */
@@ -680,13 +759,29 @@ PxSteady *px_steady_new(const PxProgram *prog) {
       if (!find_period(&prog->ranks[i], s, pos[(gsize)i * (N_CAND + 1)], pos[(gsize)i * (N_CAND + 1) + 1 + c],
                        &st->per[i]))
         break;
-    if (i == n) {
-      st->s = s;
-      return st;
+    if (i < n) continue;
+    st->s = s;
+    /* the cuts: each rank's boundary k runs the forward of (x + (k - k0)·s,
+     * chunk 0), k0 as large as keeps every boundary 0 in its rank's region */
+    guint k0 = G_MAXUINT;
+    for (i = 0; i < n; i++) k0 = MIN(k0, (st->per[i].first - st->per[i].a) / st->per[i].L);
+    st->mins = g_new(int, (gsize)n * 4 * 2 * v);
+    for (i = 0; i < n; i++) {
+      Period *pd = &st->per[i];
+      int *mn = &st->mins[(gsize)i * 4 * 2 * v];
+      pd->first -= k0 * pd->L;
+      pd->recv_min = mn, pd->recv_tail = mn + 2 * v, pd->send_min = mn + 4 * v, pd->send_tail = mn + 6 * v;
+      period_mins(&prog->ranks[i], v, pd);
     }
+    return st;
   }
   px_steady_free(st);
   return NULL;
+}
+
+/* The least micro-batch at or after round k of a round minimum and a tail's. */
+static gint64 from_round(int round_min, int tail, gint64 k, int s) {
+  return MIN(round_min == G_MAXINT ? G_MAXINT64 : (gint64)round_min + k * s, (gint64)tail);
 }
 
 /* The jump's run-time state over the program's periods (ps, or found here). */
@@ -697,11 +792,51 @@ static Steady *steady_new(const Sim *sim) {
   if (!ps) ps = own = px_steady_new(sim->prog);
   if (!ps) return NULL;
   Steady *st = g_new0(Steady, 1);
+  int n = sim->n, v = sim->vpp;
   st->ps = ps;
   st->own = own;
-  st->next = ps->per[0].a;
-  st->max_lag = MIN(4 * sim->pp * sim->vpp, 4096);
-  st->snap = g_new0(Snap, st->max_lag + 1); /* each filled when first taken */
+  st->n = n;
+  st->v2 = 2 * v;
+  st->max_lag = MIN(STEADY_MAX_LAG, 4 * sim->pp * sim->vpp);
+  /* a rank may run ahead of the others' boundaries by rounds (ZB-H2's rank 0
+   * by 2(pp - 1)): their records are kept too */
+  st->ring = st->max_lag + 16 + 4 * sim->pp;
+  st->rec = g_new0(RankRec, (gsize)st->ring * n);
+  st->his = g_new(int, (gsize)st->ring * n * 2 * st->v2);
+  for (gsize i = 0; i < (gsize)st->ring * n; i++) {
+    st->rec[i].k = -1;
+    st->rec[i].sent_hi = &st->his[i * 2 * st->v2];
+    st->rec[i].recv_hi = &st->his[i * 2 * st->v2 + st->v2];
+  }
+  st->count = g_new0(int, st->ring);
+  st->count_k = g_new(gint64, st->ring);
+  for (int i = 0; i < st->ring; i++) st->count_k[i] = -1;
+  st->crossed = g_new0(gint64, n);
+  st->next = g_new(guint, n);
+  for (int i = 0; i < n; i++) st->next[i] = ps->per[i].first;
+  st->msgs = g_new0(CutMsgs, st->max_lag + 1);
+  for (int i = 0; i <= st->max_lag; i++) {
+    st->msgs[i].k = -1;
+    st->msgs[i].width = g_new(int, (gsize)n * st->v2 * 2);
+    st->msgs[i].val = g_array_new(FALSE, FALSE, sizeof(double));
+  }
+  st->live.pc = g_new(guint, n);
+  /* the rendezvous sends read their receive's posting time (step, SEND_ACT) */
+  const PxCostTable *tab = sim->tab;
+  st->route = g_new(Route, (gsize)n * st->v2);
+  for (int i = 0; i < n; i++)
+    for (int y = 0; y < 2; y++)
+      for (int c = 0; c < v; c++) {
+        Route *ro = &st->route[((gsize)i * 2 + y) * v + c];
+        int part = px_program_part_of(sim->prog, i, c), from = y == 0 ? part - 1 : part + 1, fs, fc;
+        *ro = (Route){-1, -1, FALSE};
+        if (from < 0 || from >= sim->pp * v) continue;
+        px_schedule_part_place(sim->prog->schedule, sim->pp, from, &fs, &fc);
+        ro->from = fs;
+        ro->chunk = fc;
+        ro->rdv = tab->p2p_rendezvous && fs != i && tab->p2p_bytes && tab->p2p_bytes[from] > tab->p2p_eager_bytes;
+        st->any_rdv |= ro->rdv;
+      }
   return st;
 }
 
@@ -709,21 +844,15 @@ static Message *msg_at(const Sim *sim, int rank, int type, int mb) {
   return &sim->ranks[rank].msgs[((gsize)type * sim->m + mb) * sim->vpp];
 }
 
-/* Take the configuration (FALSE when a rank is outside its region). */
-static gboolean snap_take(Sim *sim, Snap *S) {
+/* Take the live configuration (FALSE when a rank is outside its region). */
+static gboolean live_take(Sim *sim, Live *S) {
   Steady *st = sim->st;
-  g_clear_pointer(&S->win, g_free);
-  if (!S->r) {
-    S->r = g_new(RankSnap, sim->n);
-    S->queue = g_new(int, sim->n);
-  }
   S->mb_lo = G_MAXINT;
   for (int i = 0; i < sim->n; i++) {
     const Rank *r = &sim->ranks[i];
     const Period *pd = &st->ps->per[i];
     if (r->done || r->pc < pd->a || r->pc + pd->L > pd->b) return FALSE;
-    S->r[i] = (RankSnap){r->pc, r->holds->len, r->deferred->len, r->flushed, r->wait, r->queued, r->params_gathered,
-                         r->paired, r->pending, r->cur, r->t, r->send_free, r->coll_free, r->coll_run};
+    S->pc[i] = r->pc;
     /* the least micro-batch the rank will still read or write: its next
      * round's (later rounds' are larger) or its tail's */
     int lo = pd->tail_min;
@@ -731,99 +860,117 @@ static gboolean snap_take(Sim *sim, Snap *S) {
       if (r->prog->instrs[k].mb >= 0) lo = MIN(lo, r->prog->instrs[k].mb);
     S->mb_lo = MIN(S->mb_lo, lo);
   }
-  S->qlen = sim->qlen;
-  for (int i = 0; i < sim->qlen; i++) S->queue[i] = sim->queue[(sim->qhead + i) % sim->n];
   S->mb_hi = MAX(sim->mb_hi, S->mb_lo - 1); /* an empty window: no message left to read */
-  /* the signature: a repeat c rounds later has every pc c·L_r on, the window c·s on */
-  gint64 round = (sim->ranks[0].pc - st->ps->per[0].a) / st->ps->per[0].L;
-  guint64 h = 1469598103934665603u;
-#define MIX(x) (h = (h ^ (guint64)(x)) * 1099511628211u)
-  for (int i = 0; i < sim->n; i++) {
-    const RankSnap *q = &S->r[i];
-    MIX((gint64)q->pc - round * st->ps->per[i].L);
-    MIX(q->wait);
-    MIX(q->queued);
-    MIX(q->paired);
-    MIX(q->params_gathered);
-    MIX(q->holds);
-  }
-  for (int i = 0; i < S->qlen; i++) MIX(S->queue[i]);
-  MIX(S->qlen);
-  MIX(S->mb_lo - round * st->ps->s);
-  MIX(S->mb_hi - round * st->ps->s);
-#undef MIX
-  S->sig = h;
   return S->mb_hi < sim->m;
 }
 
-static void snap_store_window(Sim *sim, Snap *S) {
-  int W = S->mb_hi - S->mb_lo + 1, v = sim->vpp;
-  S->win = g_new(Message, MAX((gsize)sim->n * 2 * W * v, 1));
+static RankRec *rec_at(const Steady *st, gint64 k, int i) {
+  return &st->rec[(gsize)(k % st->ring) * st->n + i];
+}
+
+/* Rank i reaches its boundary k: record what its later instructions read. */
+static void steady_record(Sim *sim, int i, gint64 k) {
+  const Rank *r = &sim->ranks[i];
+  RankRec *q = rec_at(sim->st, k, i);
+  *q = (RankRec){k, r->t, r->send_free, r->coll_free, r->coll_run, r->holds->len, r->deferred->len, r->flushed,
+                 r->params_gathered, r->pending, r->cur, q->sent_hi, q->recv_hi};
+  memcpy(q->sent_hi, r->sent_hi, sizeof(int) * sim->st->v2);
+  memcpy(q->recv_hi, r->recv_hi, sizeof(int) * sim->st->v2);
+}
+
+/* Every rank has reached its boundary K: store the messages crossing the cut
+ * (their values are final: sent before it). FALSE when one is not sent. */
+static gboolean cut_store(Sim *sim, gint64 K) {
+  Steady *st = sim->st;
+  int v = sim->vpp, s = st->ps->s;
+  CutMsgs *cm = &st->msgs[K % (st->max_lag + 1)];
+  cm->k = -1;
+  g_array_set_size(cm->val, 0);
   for (int i = 0; i < sim->n; i++)
     for (int y = 0; y < 2; y++)
-      memcpy(&S->win[((gsize)i * 2 + y) * W * v], msg_at(sim, i, y, S->mb_lo), sizeof(Message) * W * v);
-}
-
-/* The ranks of P and C (c rounds later) alike but for times moved by *Q. */
-static gboolean snap_ranks_alike(const Sim *sim, const Snap *P, const Snap *C, int c, double *Q) {
-  const Steady *st = sim->st;
-  *Q = C->r[0].t - P->r[0].t;
-  if (!(*Q > 0) || P->qlen != C->qlen || C->mb_lo != P->mb_lo + c * st->ps->s || C->mb_hi != P->mb_hi + c * st->ps->s)
-    return FALSE;
-  for (int i = 0; i < P->qlen; i++)
-    if (P->queue[i] != C->queue[i]) return FALSE;
-  for (int i = 0; i < sim->n; i++) {
-    const RankSnap *p = &P->r[i], *q = &C->r[i];
-    if (q->pc - p->pc != c * st->ps->per[i].L || p->wait != q->wait || p->queued != q->queued || p->paired != q->paired ||
-        p->params_gathered != q->params_gathered || p->pending != q->pending || p->cur != q->cur || p->holds ||
-        q->holds || p->deferred != q->deferred || p->flushed != q->flushed || p->coll_free != q->coll_free ||
-        p->coll_run != q->coll_run || q->t - p->t != *Q ||
-        (st->ps->per[i].sends ? q->send_free - p->send_free != *Q : q->send_free != p->send_free))
-      return FALSE;
-  }
-  return TRUE;
-}
-
-/* P's stored window against the live messages (C's window); widens the
- * range [*lo, *hi] of the times read: P's, C's. */
-static gboolean snap_window_alike(const Sim *sim, const Snap *P, const Snap *C, double Q, double *lo, double *hi) {
-  int W = P->mb_hi - P->mb_lo + 1, v = sim->vpp;
-  for (int i = 0; i < sim->n; i++)
-    for (int y = 0; y < 2; y++) {
-      const Message *o = &P->win[((gsize)i * 2 + y) * W * v], *nw = msg_at(sim, i, y, C->mb_lo);
-      for (int k = 0; k < W * v; k++) {
-        if (o[k].sent != nw[k].sent || o[k].is_posted != nw[k].is_posted ||
-            o[k].waiter != nw[k].waiter || o[k].send_waiter != nw[k].send_waiter)
-          return FALSE;
-        if (o[k].sent) {
-          if (nw[k].end - o[k].end != Q || nw[k].start - o[k].start != Q) return FALSE;
-          *lo = MIN(*lo, o[k].start);
-          *hi = MAX(*hi, nw[k].end);
+      for (int c = 0; c < v; c++) {
+        const Route *ro = &st->route[((gsize)i * 2 + y) * v + c];
+        int *w = &cm->width[(((gsize)i * 2 + y) * v + c) * 2];
+        w[0] = w[1] = 0;
+        if (ro->from < 0) continue;
+        const Period *rp = &st->ps->per[i], *sp = &st->ps->per[ro->from];
+        int yc = y * v + c, ys = y * v + ro->chunk;
+        /* sent before the sender's boundary, read from the receiver's on */
+        gint64 lo = from_round(rp->recv_min[yc], rp->recv_tail[yc], K, s);
+        gint64 hi = rec_at(st, K, ro->from)->sent_hi[ys];
+        for (gint64 mb = lo; mb <= hi; mb++) {
+          const Message *x = &msg_at(sim, ro->from, y, (int)mb)[ro->chunk];
+          if (!x->sent) return FALSE;
+          g_array_append_val(cm->val, x->end); /* (a receive reads its end; its start is the send's accounting) */
+          w[0]++;
         }
-        if (o[k].is_posted) {
-          if (nw[k].posted - o[k].posted != Q) return FALSE;
-          *lo = MIN(*lo, o[k].posted);
-          *hi = MAX(*hi, nw[k].posted);
+        if (!ro->rdv) continue;
+        /* posted before the receiver's boundary, read by a send from the sender's on */
+        lo = from_round(sp->send_min[ys], sp->send_tail[ys], K, s);
+        hi = rec_at(st, K, i)->recv_hi[yc];
+        for (gint64 mb = lo; mb <= hi; mb++) {
+          const Message *x = &msg_at(sim, ro->from, y, (int)mb)[ro->chunk];
+          if (!x->is_posted) return FALSE;
+          g_array_append_val(cm->val, x->posted);
+          w[1]++;
         }
       }
-    }
+  cm->k = K;
   return TRUE;
 }
 
-/* How many c-round blocks may be jumped from C (P c rounds before it, times
- * moved by Q): 0 when the check fails. */
-static gint64 steady_blocks(const Sim *sim, const Snap *P, const Snap *C, int c, double Q) {
+/* The cut K (every rank at its boundary K) against the cut c rounds before:
+ * the ranks alike but for their times moved by *Q (`msgs` FALSE); with the
+ * crossing messages too (TRUE), *lo the least time of the earlier cut. */
+static gboolean cuts_alike(const Sim *sim, gint64 K, int c, gboolean msgs, double *Q, double *lo) {
   const Steady *st = sim->st;
-  double lo = G_MAXDOUBLE, hi = 0;
-  for (int i = 0; i < sim->n; i++) {
-    lo = MIN(lo, P->r[i].t);
-    hi = MAX(hi, C->r[i].t);
-    if (st->ps->per[i].sends) {
-      lo = MIN(lo, P->r[i].send_free);
-      hi = MAX(hi, C->r[i].send_free);
-    }
+  int n = sim->n, shift = c * st->ps->s;
+  *Q = rec_at(st, K, 0)->t - rec_at(st, K - c, 0)->t;
+  if (!(*Q > 0)) return FALSE;
+  for (int i = 0; i < n; i++) {
+    const RankRec *p = rec_at(st, K - c, i), *q = rec_at(st, K, i);
+    gboolean sends = st->ps->per[i].sends;
+    if (p->k != K - c || q->k != K || q->t - p->t != *Q ||
+        (sends ? q->send_free - p->send_free != *Q : q->send_free != p->send_free) || p->holds || q->holds ||
+        p->coll_free != q->coll_free || p->coll_run != q->coll_run || p->deferred != q->deferred ||
+        p->flushed != q->flushed || p->params_gathered != q->params_gathered || p->pending != q->pending ||
+        p->cur != q->cur)
+      return FALSE;
+    /* the routes the rounds send and receive on move on; the others stay */
+    const Period *pd = &st->ps->per[i];
+    for (int k = 0; k < st->v2; k++)
+      if (q->sent_hi[k] != p->sent_hi[k] + (pd->send_min[k] < G_MAXINT ? shift : 0) ||
+          q->recv_hi[k] != p->recv_hi[k] + (pd->recv_min[k] < G_MAXINT ? shift : 0))
+        return FALSE;
   }
-  if (!snap_window_alike(sim, P, C, Q, &lo, &hi)) return 0;
+  if (!msgs) return TRUE;
+  const CutMsgs *P = &st->msgs[(K - c) % (st->max_lag + 1)], *C = &st->msgs[K % (st->max_lag + 1)];
+  if (P->k != K - c || C->k != K || P->val->len != C->val->len ||
+      memcmp(P->width, C->width, sizeof(int) * n * st->v2 * 2))
+    return FALSE;
+  for (int i = 0; i < n; i++) {
+    const RankRec *p = rec_at(st, K - c, i);
+    *lo = MIN(*lo, p->t);
+    if (st->ps->per[i].sends) *lo = MIN(*lo, p->send_free);
+  }
+  const double *a = (const double *)P->val->data, *b = (const double *)C->val->data;
+  for (guint k = 0; k < P->val->len; k++) {
+    if (b[k] - a[k] != *Q) return FALSE;
+    *lo = MIN(*lo, a[k]);
+  }
+  return TRUE;
+}
+
+/* How many c-round blocks may be jumped from the live configuration C, the
+ * cut K - c and the cut K alike with the times moved by Q, every time read
+ * from the cut K - c on at least lo: 0 when the times leave lo's binade. */
+static gint64 steady_blocks(const Sim *sim, const Live *C, int c, double Q, double lo) {
+  const Steady *st = sim->st;
+  double hi = 0; /* the largest time computed so far: a message ends by its sender's send_free */
+  for (int i = 0; i < sim->n; i++) {
+    hi = MAX(hi, sim->ranks[i].t);
+    if (st->ps->per[i].sends) hi = MAX(hi, sim->ranks[i].send_free);
+  }
   int E;
   frexp(hi, &E); /* hi in [2^(E-1), 2^E) */
   if (!(lo >= ldexp(1.0, E - 1))) return 0;
@@ -833,13 +980,12 @@ static gint64 steady_blocks(const Sim *sim, const Snap *P, const Snap *C, int c,
   for (int i = 0; i < sim->n; i++) {
     const Period *pd = &st->ps->per[i];
     gint64 step = (gint64)c * pd->L;
-    if (P->r[i].pc < pd->a || C->r[i].pc >= pd->b) return 0;
-    j = MIN(j, ((gint64)pd->b - 1 - C->r[i].pc) / step); /* the jumped rounds' instructions repeat */
+    j = MIN(j, ((gint64)pd->b - 1 - C->pc[i]) / step); /* the jumped rounds' instructions repeat */
     /* each chunk's last backward (its duration kept for the overlapped
      * reduction, engine's last_bwd) is run, not jumped over */
     for (int ch = 0; ch < sim->vpp; ch++) {
       int q = sim->ranks[i].last_bwd[ch];
-      if (q >= (gint64)C->r[i].pc) j = MIN(j, (q - (gint64)C->r[i].pc) / step);
+      if (q >= (gint64)C->pc[i]) j = MIN(j, (q - (gint64)C->pc[i]) / step);
     }
     if (pd->tail_min < G_MAXINT) j = MIN(j, ((gint64)pd->tail_min - C->mb_lo) / ((gint64)c * st->ps->s));
   }
@@ -847,20 +993,27 @@ static gint64 steady_blocks(const Sim *sim, const Snap *P, const Snap *C, int c,
   return MAX(j, 0);
 }
 
-static void steady_jump(Sim *sim, const Snap *C, int c, double Q, gint64 j) {
+static void steady_jump(Sim *sim, const Live *C, int c, double Q, gint64 j) {
   Steady *st = sim->st;
   g_atomic_int_inc(&n_jumps);
   double jq = (double)j * Q; /* exact: a multiple of u below 2^E */
+  int shift = (int)(j * c * st->ps->s), v = sim->vpp;
   for (int i = 0; i < sim->n; i++) {
     Rank *r = &sim->ranks[i];
-    guint64 d = (guint64)j * c * st->ps->per[i].L;
+    const Period *pd = &st->ps->per[i];
+    guint64 d = (guint64)j * c * pd->L;
     r->pc += (guint)d;
     r->t += jq;
-    if (st->ps->per[i].sends) r->send_free += jq;
+    if (pd->sends) r->send_free += jq;
+    for (int k = 0; k < st->v2; k++) {
+      if (pd->send_min[k] < G_MAXINT) r->sent_hi[k] += shift;
+      if (pd->recv_min[k] < G_MAXINT) r->recv_hi[k] += shift;
+    }
     sim->n_instr += d;
     sim->n_jumped += d;
+    st->crossed[i] += j * c;
+    st->next[i] = st->next[i] != G_MAXUINT && st->next[i] + d + pd->L <= pd->b ? st->next[i] + (guint)d : G_MAXUINT;
   }
-  int shift = (int)(j * c * st->ps->s), v = sim->vpp;
   for (int i = 0; i < sim->n; i++)
     for (int y = 0; y < 2; y++)
       for (int mb = C->mb_hi; mb >= C->mb_lo; mb--) {
@@ -876,45 +1029,64 @@ static void steady_jump(Sim *sim, const Snap *C, int c, double Q, gint64 j) {
         }
       }
   if (C->mb_hi >= C->mb_lo) sim->mb_hi = C->mb_hi + shift;
-  for (int k = 0; k <= st->max_lag; k++) {
-    st->snap[k].valid = FALSE;
-    g_clear_pointer(&st->snap[k].win, g_free);
-  }
-  st->k = 0;
+  /* the cuts start over; the ranks ahead of the cut have reached the later ones */
+  st->done += j * c;
+  for (gsize k = 0; k < (gsize)st->ring * sim->n; k++) st->rec[k].k = -1;
+  for (int k = 0; k <= st->max_lag; k++) st->msgs[k].k = -1;
+  for (int k = 0; k < st->ring; k++) st->count_k[k] = -1;
+  for (int i = 0; i < sim->n; i++)
+    for (gint64 k = st->done; k < st->crossed[i]; k++) {
+      int slot = (int)(k % st->ring);
+      if (st->count_k[slot] != k) st->count_k[slot] = k, st->count[slot] = 0;
+      st->count[slot]++;
+    }
+  st->armed = FALSE;
 }
 
-/* Rank 0 is about to start a round: take the configuration, compare it with
- * the last ones, jump when they repeat. */
-static void steady_round(Sim *sim) {
+/* Every rank has reached its boundary K: compare the cut with the last
+ * ones, jump when one repeats. */
+static void steady_cut(Sim *sim, gint64 K) {
   Steady *st = sim->st;
-  guint64 n_snap = (guint64)st->max_lag + 1;
-  Snap *C = &st->snap[st->k % n_snap];
-  C->valid = snap_take(sim, C);
-  gboolean store = FALSE;
-  for (int c = 1; C->valid && c <= st->max_lag && (guint64)c <= st->k; c++) {
-    Snap *P = &st->snap[(st->k - c) % n_snap];
-    double Q;
-    if (!P->valid || P->sig != C->sig || !snap_ranks_alike(sim, P, C, c, &Q)) continue;
-    if (!P->win) {
-      store = TRUE;
-      continue;
-    }
-    gint64 j = steady_blocks(sim, P, C, c, Q);
+  gboolean seen = FALSE, stored = st->armed && cut_store(sim, K);
+  for (int c = 1; c <= st->max_lag && c <= K; c++) {
+    double Q, lo = G_MAXDOUBLE;
+    if (!cuts_alike(sim, K, c, FALSE, &Q, &lo)) continue;
+    seen = TRUE;
+    if (!stored || !cuts_alike(sim, K, c, TRUE, &Q, &lo)) continue;
+    if (!live_take(sim, &st->live)) return;
+    gint64 j = steady_blocks(sim, &st->live, c, Q, lo);
     if (j > 0) {
-      steady_jump(sim, C, c, Q, j);
-      st->next = sim->ranks[0].pc + st->ps->per[0].L;
+      steady_jump(sim, &st->live, c, Q, j);
       return;
     }
-    store = TRUE; /* a later round may pass (a lag of 2, a new binade) */
   }
-  if (store) snap_store_window(sim, C);
-  st->k++;
-  st->next = sim->ranks[0].pc + st->ps->per[0].L;
+  st->armed = seen; /* store the crossing messages of the next cuts */
+}
+
+/* Rank i is at its next boundary: record it; the last rank to reach a cut
+ * completes it. */
+static void steady_cross(Sim *sim, int i) {
+  Steady *st = sim->st;
+  const Period *pd = &st->ps->per[i];
+  gint64 k = st->crossed[i]++;
+  st->next[i] = st->next[i] + 2 * pd->L <= pd->b ? st->next[i] + pd->L : G_MAXUINT;
+  if (k - st->done >= st->ring - st->max_lag - 1) {
+    /* a rank too far ahead of the others (GPipe's forwards pile up): no
+     * cut is compared, every later round is run */
+    for (int r = 0; r < sim->n; r++) st->next[r] = G_MAXUINT;
+    return;
+  }
+  steady_record(sim, i, k);
+  int slot = (int)(k % st->ring);
+  if (st->count_k[slot] != k) st->count_k[slot] = k, st->count[slot] = 0;
+  if (++st->count[slot] < sim->n || k != st->done) return;
+  st->done = k + 1;
+  steady_cut(sim, k);
 }
 
 static void run_rank(Sim *sim, Rank *r) {
   while (r->pc < r->prog->n) {
-    if (sim->st && r == sim->ranks && r->pc == sim->st->next) steady_round(sim);
+    if (sim->st && r->pc == sim->st->next[r - sim->ranks]) steady_cross(sim, (int)(r - sim->ranks));
     if (!step(sim, r)) return;
     r->pc++;
     sim->n_instr++;
@@ -961,6 +1133,8 @@ static void sim_clear(Sim *sim) {
   for (int i = 0; i < sim->n; i++) {
     g_free(sim->ranks[i].msgs);
     g_free(sim->ranks[i].last_bwd);
+    g_free(sim->ranks[i].sent_hi);
+    g_free(sim->ranks[i].recv_hi);
     g_free(sim->ranks[i].last_bwd_dur);
     if (sim->ranks[i].deferred) g_array_unref(sim->ranks[i].deferred);
     if (sim->ranks[i].holds) g_array_unref(sim->ranks[i].holds);
@@ -1014,6 +1188,9 @@ static void sim_init(Sim *sim, const PxProgram *prog, const PxCostTable *tab, co
     r->deferred = g_array_new(FALSE, FALSE, sizeof(guint));
     r->holds = g_array_new(FALSE, FALSE, sizeof(SmHold));
     r->start = -1;
+    r->sent_hi = g_new(int, 2 * sim->vpp);
+    r->recv_hi = g_new(int, 2 * sim->vpp);
+    for (int c = 0; c < 2 * sim->vpp; c++) r->sent_hi[c] = r->recv_hi[c] = -1;
     r->msgs = g_new0(Message, n_msgs);
     r->last_bwd = g_new(int, sim->vpp);
     r->last_bwd_dur = g_new0(double, sim->vpp);

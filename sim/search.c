@@ -563,9 +563,11 @@ static void run_task(gpointer data, gpointer user) {
   double bound = run->prune ? run_offer(run, G_MAXDOUBLE) : G_MAXDOUBLE;
   StateBlock sb[N_ZO];
   ComputeBlock cb = {0};
-  /* the programs of one compute block, per schedule and (ZeRO-3, DP overlap):
-   * what px_program_new reads of a layout besides the task's key and the
-   * micro-batch count (GATHER_PARAMS, the buckets); NULL: not built yet */
+  /* the programs of one micro-batch size (the compute blocks of its
+   * checkpointing and sequence parallelism share them), per schedule and
+   * (ZeRO-3, DP overlap): what px_program_new reads of a layout besides the
+   * task's key and the micro-batch count (GATHER_PARAMS, the buckets); NULL:
+   * not built yet */
   PxProgram *progs[MAX_TASK_SCHED][4];
   PxSteady *steadies[MAX_TASK_SCHED][4]; /* each program's periods (px_steady_new), NULL: none */
   gboolean prog_tried[MAX_TASK_SCHED][4];
@@ -596,7 +598,9 @@ static void run_task(gpointer data, gpointer user) {
           l.sp = ch.sp[is];
           compute_block(sp, part, l, &cb);
           for (int i = 0; i < MAX_TASK_SCHED; i++) {
-            for (int j = 0; j < 4; j++) {
+            /* the programs read the micro-batch count, not the checkpointing
+             * or sequence parallelism: built once per mbs */
+            for (int j = 0; j < 4 && ic == 0 && is == 0; j++) {
               g_clear_pointer(&steadies[i][j], px_steady_free);
               g_clear_pointer(&progs[i][j], px_program_free);
               prog_tried[i][j] = FALSE;

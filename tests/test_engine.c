@@ -903,13 +903,80 @@ static void test_deadlock(void) {
   px_plan_clear(&plan);
 }
 
+/* A case of the jump's tests: schedule k, p ranks, v chunks, m
+ * micro-batches; variant 0 p2p only, 1 DP reductions overlapped in two
+ * buckets per part (the second starting inside the chunk's last backward,
+ * holding SMs), 2 ZeRO-3 gathers and rendezvous sends; `rdv`: DeepSpeed's
+ * 1F1B (the program whose sends may wait for their receives, emitted in
+ * its TrainSchedule's order), its sends larger than the eager buffer, so
+ * that each waits for its receive to be posted. Unequal parts,
+ * durations of no short binary expansion (so that times round). */
+static void jump_case(Case *c, PxScheduleKind k, int p, int v, int m, int variant, gboolean rdv) {
+  px_plan_init(&c->plan);
+  c->plan.schedule = k;
+  c->plan.pp = p;
+  c->plan.vpp = v;
+  c->plan.m = m;
+  c->plan.dp = variant ? 2 : 1;
+  c->plan.zero = variant == 2 ? 3 : 1;
+  if (rdv) c->plan.stack = PX_STACK_DEEPSPEED;
+  GError *err = NULL;
+  c->prog = px_program_new(&c->plan, NULL, &err);
+  g_assert_no_error(err);
+  if (variant == 1) {
+    /* the overlapped reduction in two buckets per part: the second
+     * starts inside the chunk's last backward (its duration) */
+    g_autofree int *bounds = g_new(int, p * v + 1);
+    g_autofree double *e = g_new(double, 2 * p * v);
+    g_autofree double *f = g_new(double, 2 * p * v);
+    for (int i = 0; i <= p * v; i++) bounds[i] = 2 * i;
+    for (int i = 0; i < 2 * p * v; i++) e[i] = 1e6, f[i] = 1 + i % 3;
+    g_autoptr(PxBuckets) b = px_buckets_from_layers(p * v, bounds, e, f, 1e6);
+    px_program_split_reductions(c->prog, b);
+  }
+  c->tab = px_cost_table_ideal(p, v);
+  for (int i = 0; i < p * v; i++) {
+    c->tab->fwd[i] = 1e-3 * (1 + 0.137 * ((i * 7) % 5)) / 3;
+    c->tab->bwd_input[i] = 1e-3 * (1.1 + 0.071 * (i % 3)) / 7 * 5;
+    c->tab->bwd_weight[i] = 1e-3 * (0.9 + 0.05 * (i % 2)) / 11 * 6;
+    c->tab->p2p_act[i] = c->tab->p2p_grad[i] = variant == 1 ? 1e-4 / 3 : 2e-5 / 7;
+    if (variant == 2) c->tab->gather[i] = 1e-4 / 9;
+    if (rdv) c->tab->p2p_bytes[i] = 2e6;
+  }
+  c->tab->p2p_eager_bytes = 1e6;
+  c->tab->overlap_dp = variant == 1;
+  c->tab->coll_sm_share = variant == 1 ? 0.1 : 0; /* the reductions hold SMs beside the backward */
+  c->tab->p2p_rendezvous = variant == 2;
+  for (int s = 0; s < p; s++) {
+    c->tab->dp_reduce[s] = variant ? 0.01 / 3 : 0;
+    c->tab->optimizer[s] = 0.002 / 7;
+    c->tab->load[s] = s == 0 || s == p - 1 ? 1e-5 / 3 : 0;
+  }
+}
+
+/* The case with the jump and with every round run (px_engine_set_no_jump):
+ * the same step time, bit for bit, and the same instruction count as a
+ * whole run; returns the instructions jumped over. The expected value is
+ * the engine's own full run, the reference the jump must reproduce. */
+static guint64 jump_check(const Case *c, const char *what, guint64 *total) {
+  PxSimOptions o = {.no_timeline = TRUE, .step_time_only = TRUE};
+  g_autoptr(PxSimResult) fast = run(c, &o);
+  px_engine_set_no_jump(TRUE);
+  g_autoptr(PxSimResult) full = run(c, &o);
+  g_autoptr(PxSimResult) whole = run(c, NULL);
+  px_engine_set_no_jump(FALSE);
+  if (fast->step_time != full->step_time)
+    g_error("%s: jump %.17g, every round %.17g", what, fast->step_time, full->step_time);
+  g_assert_true(full->step_time == whole->step_time); /* step_time_only changes nothing by itself */
+  g_assert_cmpuint(full->n_jumped, ==, 0);
+  g_assert_cmpuint(fast->n_instructions, ==, whole->n_instructions);
+  if (total) *total += fast->n_instructions;
+  return fast->n_jumped;
+}
+
 /* The jump over steady rounds (step_time_only, engine.c) against every round
- * run (px_engine_set_no_jump): the same step time, bit for bit, for every
- * schedule, several p and m (up to 4096), durations that are not whole
- * numbers (so that times round), p2p, loads, DP reductions with and without
- * overlap (in buckets that start inside the chunk's last backward, holding
- * SMs), ZeRO-3 gathers, rendezvous sends. The expected value is the
- * engine's own full run, the reference the jump must reproduce. */
+ * run: every schedule, several p and m (up to 4096), p2p, loads, DP
+ * reductions with and without overlap, ZeRO-3 gathers, rendezvous sends. */
 static void test_jump_exact(void) {
   struct { PxScheduleKind k; int v; } sched[] = {
     {PX_SCHED_GPIPE, 1}, {PX_SCHED_1F1B, 1}, {PX_SCHED_INTERLEAVED, 2}, {PX_SCHED_INTERLEAVED, 3},
@@ -925,57 +992,9 @@ static void test_jump_exact(void) {
           if (sched[k].k == PX_SCHED_INTERLEAVED && m % p) continue;
           if (sched[k].k == PX_SCHED_DUALPIPEV && m % 2) continue;
           Case c;
-          px_plan_init(&c.plan);
-          c.plan.schedule = sched[k].k;
-          c.plan.pp = p;
-          c.plan.vpp = v;
-          c.plan.m = m;
-          c.plan.dp = variant ? 2 : 1;
-          c.plan.zero = variant == 2 ? 3 : 1;
-          GError *err = NULL;
-          c.prog = px_program_new(&c.plan, NULL, &err);
-          g_assert_no_error(err);
-          if (variant == 1) {
-            /* the overlapped reduction in two buckets per part: the second
-             * starts inside the chunk's last backward (its duration) */
-            int bounds[25];
-            double e[48], f[48];
-            for (int i = 0; i <= p * v; i++) bounds[i] = 2 * i;
-            for (int i = 0; i < 2 * p * v; i++) e[i] = 1e6, f[i] = 1 + i % 3;
-            g_autoptr(PxBuckets) b = px_buckets_from_layers(p * v, bounds, e, f, 1e6);
-            px_program_split_reductions(c.prog, b);
-          }
-          c.tab = px_cost_table_ideal(p, v);
-          for (int i = 0; i < p * v; i++) {
-            /* unequal parts, durations of no short binary expansion */
-            c.tab->fwd[i] = 1e-3 * (1 + 0.137 * ((i * 7) % 5)) / 3;
-            c.tab->bwd_input[i] = 1e-3 * (1.1 + 0.071 * (i % 3)) / 7 * 5;
-            c.tab->bwd_weight[i] = 1e-3 * (0.9 + 0.05 * (i % 2)) / 11 * 6;
-            c.tab->p2p_act[i] = c.tab->p2p_grad[i] = variant == 1 ? 1e-4 / 3 : 2e-5 / 7;
-            if (variant == 2) c.tab->gather[i] = 1e-4 / 9;
-          }
-          c.tab->overlap_dp = variant == 1;
-          c.tab->coll_sm_share = variant == 1 ? 0.1 : 0; /* the reductions hold SMs beside the backward */
-          c.tab->p2p_rendezvous = variant == 2;
-          for (int s = 0; s < p; s++) {
-            c.tab->dp_reduce[s] = variant ? 0.01 / 3 : 0;
-            c.tab->optimizer[s] = 0.002 / 7;
-            c.tab->load[s] = s == 0 || s == p - 1 ? 1e-5 / 3 : 0;
-          }
-          PxSimOptions o = {.no_timeline = TRUE, .step_time_only = TRUE};
-          g_autoptr(PxSimResult) fast = run(&c, &o);
-          px_engine_set_no_jump(TRUE);
-          g_autoptr(PxSimResult) full = run(&c, &o);
-          g_autoptr(PxSimResult) whole = run(&c, NULL);
-          px_engine_set_no_jump(FALSE);
-          if (fast->step_time != full->step_time)
-            g_error("schedule %d v %d p %d m %d variant %d: jump %.17g, every round %.17g", sched[k].k, v, p, m,
-                    variant, fast->step_time, full->step_time);
-          g_assert_true(full->step_time == whole->step_time); /* step_time_only changes nothing by itself */
-          g_assert_cmpuint(full->n_jumped, ==, 0);
-          g_assert_cmpuint(fast->n_instructions, ==, whole->n_instructions);
-          jumped += fast->n_jumped;
-          total += fast->n_instructions;
+          jump_case(&c, sched[k].k, p, v, m, variant, FALSE);
+          g_autofree char *what = g_strdup_printf("schedule %d v %d p %d m %d variant %d", sched[k].k, v, p, m, variant);
+          jumped += jump_check(&c, what, &total);
           case_clear(&c);
         }
     g_test_message("schedule %d v %d: %.1f %% of the instructions jumped", sched[k].k, sched[k].v,
@@ -983,6 +1002,35 @@ static void test_jump_exact(void) {
     /* the jump was taken (GPipe's forwards pile up: its window never moves on) */
     if (sched[k].k != PX_SCHED_GPIPE) g_assert_cmpuint(jumped, >, 0);
   }
+}
+
+/* Large pp·vpp, where the ranks' run order repeats only after many rounds
+ * (interleaved at p 8, v 4: 15 rounds of 8 micro-batches) and rank 0 of
+ * ZB-H2 runs 2(p - 1) rounds ahead of the last: the jump is taken in every
+ * case (the engine's counter moves, n_jumped > 0) and the step time is the
+ * full run's, bit for bit; with DeepSpeed's rendezvous sends (each reads
+ * its receive's posting time) too. */
+static void test_jump_large(void) {
+  struct { PxScheduleKind k; int p, v, m; } cs[] = {
+    {PX_SCHED_INTERLEAVED, 8, 4, 1024}, {PX_SCHED_INTERLEAVED, 8, 8, 1024}, {PX_SCHED_INTERLEAVED, 16, 2, 1024},
+    {PX_SCHED_INTERLEAVED, 16, 4, 2048}, {PX_SCHED_INTERLEAVED, 32, 2, 2048}, {PX_SCHED_INTERLEAVED, 4, 2, 4096},
+    {PX_SCHED_1F1B, 16, 1, 1024}, {PX_SCHED_1F1B, 32, 1, 1024}, {PX_SCHED_ZB_H1, 16, 1, 1024},
+    {PX_SCHED_ZB_H1, 32, 1, 1024}, {PX_SCHED_ZB_H2, 16, 1, 1024}, {PX_SCHED_ZB_H2, 32, 1, 2048},
+    {PX_SCHED_ZB_V, 8, 2, 1024}, {PX_SCHED_ZB_V, 16, 2, 1024}, {PX_SCHED_DUALPIPEV, 16, 2, 1024},
+    {PX_SCHED_DUALPIPEV, 32, 2, 2048}};
+  for (gsize k = 0; k < G_N_ELEMENTS(cs); k++)
+    for (int variant = 0; variant < 3; variant++) {
+      Case c;
+      jump_case(&c, cs[k].k, cs[k].p, cs[k].v, cs[k].m, variant, variant == 2 && cs[k].k == PX_SCHED_1F1B);
+      g_autofree char *what = g_strdup_printf("schedule %d p %d v %d m %d variant %d", cs[k].k, cs[k].p, cs[k].v,
+                                              cs[k].m, variant);
+      int before = px_engine_jumps();
+      guint64 total = 0, jumped = jump_check(&c, what, &total);
+      g_test_message("%s: %.1f %% of the instructions jumped", what, 100.0 * jumped / total);
+      if (!jumped) g_error("%s: no round jumped", what);
+      g_assert_cmpint(px_engine_jumps(), >, before);
+      case_clear(&c);
+    }
 }
 
 int main(int argc, char **argv) {
@@ -1013,5 +1061,6 @@ int main(int argc, char **argv) {
   g_test_add_func("/engine/symmetry", test_symmetry);
   g_test_add_func("/engine/deadlock", test_deadlock);
   g_test_add_func("/engine/jump/exact", test_jump_exact);
+  g_test_add_func("/engine/jump/large", test_jump_large);
   return g_test_run();
 }
