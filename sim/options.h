@@ -36,6 +36,13 @@ gboolean px_parse_int_flag(const char *flag, const char *value, int min, int *ou
  * needs, made on argv before GOption consumes it. */
 gboolean px_flag_is(const char *arg, const char *flag);
 
+/* A copy of entries for GOption in which every G_OPTION_ARG_INT and _INT64 entry reads its value
+ * in base 10 into the same variable (GOption's own reading takes "010" as 8 and "0x10" as 16) and
+ * refuses anything else with one line naming the flag; give it back with
+ * px_option_entries_decimal_done once the context has parsed. px_parse_command_line does both. */
+GOptionEntry *px_option_entries_decimal(const GOptionEntry *entries);
+void px_option_entries_decimal_done(GOptionEntry *converted);
+
 /* Fills o with "unset" (-1: never a value a flag accepts, since every integer
  * flag is parsed by px_parse_int_flag) and returns a group of its entries
  * (owned by the caller's GOptionContext once added). */

@@ -427,6 +427,15 @@ echo '{"traceEvents": [{"ph": "X", "name": "ampere_sgemm", "cat": "kernel", "ts"
 bad "compare: --timeline a directory (named json-glib's temporary file)" "--timeline $tmp/dir: is a directory" "$sim" compare --model 7b --cluster dgx-h100 --gpus 8 --trace "$tmp/tr7.json" --timeline "$tmp/dir"
 bad "compare: --timeline ''" "--timeline '': the file name is empty" "$sim" compare --model 7b --cluster dgx-h100 --gpus 8 --trace "$tmp/tr7.json" --timeline ""
 
+# GOption read the commands' own integer flags with strtol's base 0: "010" was 8, "0x10" 16
+bad "run: --steps 0x3 (trained 3 steps)" "--steps '0x3' is not a whole number (decimal digits)" "$exe" run --model tiny-gpt --seq 16 --mbs 2 --gbs 8 --steps 0x3
+bad "data: -n 0x100 (wrote 256 tokens)" "-n '0x100' is not a whole number (decimal digits)" "$exe" data --synthetic -n 0x100 --out "$tmp/hex.bin"
+bad "bubble: --pp 2^31 (glib's message)" "--pp 2147483648 is beyond 2147483647" "$sim" bubble --pp 2147483648
+bad "launch: --master-port 0 (took a free port)" "--master-port 0 is not in 1..65535" "$exe" launch --master-port 0 -n 1 -- run
+n=$((n+1)); timeout 30 "$exe" data --synthetic --tokens 0100 --vocab 010 --out "$tmp/oct.bin" >"$tmp/out" 2>"$tmp/err"; rc=$?
+if [ $rc -eq 0 ] && grep -q "100 tokens, vocab 10," "$tmp/out"; then echo "ok $n - data: --tokens 0100 --vocab 010 are 100 and 10 (were 64 and 8)"
+else echo "not ok $n - data: --tokens 0100 --vocab 010: rc $rc, $(cat "$tmp/out" "$tmp/err")"; fail=1; fi
+
 # partition --method optimal: the scan over every boundary was O(stages · weights²), hours for 60000
 # weights over 64 stages; the heaviest part of 60000 equal weights is ceil(60000 / 64) = 938
 n=$((n+1)); timeout 30 "$sim" partition --method optimal --stages 64 --weights "$(python3 -c "print(','.join(['1'] * 60000))")" >"$tmp/out" 2>"$tmp/err"; rc=$?
