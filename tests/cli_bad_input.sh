@@ -436,6 +436,9 @@ n=$((n+1)); timeout 30 "$exe" data --synthetic --tokens 0100 --vocab 010 --out "
 if [ $rc -eq 0 ] && grep -q "100 tokens, vocab 10," "$tmp/out"; then echo "ok $n - data: --tokens 0100 --vocab 010 are 100 and 10 (were 64 and 8)"
 else echo "not ok $n - data: --tokens 0100 --vocab 010: rc $rc, $(cat "$tmp/out" "$tmp/err")"; fail=1; fi
 
+bad "search: sizing with --gpus 32 (answered 8 GPUs, the size dropped)" "--gpus 32 gives the size; sizing (--tokens/--days, --objective gpus) chooses it" "$sim" search --model 7b --cluster dgx-h100 --gpus 32 --gbs 64 --tokens 1T --days 300
+bad "search: --objective gpus with --nodes 2 (dropped)" "--nodes 2 gives the size" "$sim" search --model 7b --cluster dgx-h100 --nodes 2 --gbs 64 --objective gpus
+
 # partition --method optimal: the scan over every boundary was O(stages · weights²), hours for 60000
 # weights over 64 stages; the heaviest part of 60000 equal weights is ceil(60000 / 64) = 938
 n=$((n+1)); timeout 30 "$sim" partition --method optimal --stages 64 --weights "$(python3 -c "print(','.join(['1'] * 60000))")" >"$tmp/out" 2>"$tmp/err"; rc=$?
