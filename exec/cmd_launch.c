@@ -210,8 +210,10 @@ int px_exec_cmd_launch(int argc, char **argv) {
     fprintf(stderr, "parallax-exec launch: --master-port %d is not in 1..65535\n", port);
     return 2;
   }
-  if (!(grace >= 0 && grace <= 86400)) { /* 1e308 s overflowed the guint milliseconds of its timer */
-    fprintf(stderr, "parallax-exec launch: --grace %g is not a number of seconds in 0..86400\n", grace);
+  /* 1e308 s overflowed the guint milliseconds of its timer, and 0.0001 s was 0 ms */
+  if (!(grace >= 0 && grace <= 86400) || (grace > 0 && grace < 1e-3)) {
+    fprintf(stderr, "parallax-exec launch: --grace %g is not 0 or a number of seconds in 0.001..86400 (the timer "
+            "counts milliseconds)\n", grace);
     return 2;
   }
   if (dash >= argc - 1) {

@@ -181,7 +181,9 @@ int px_exec_cmd_run(int argc, char **argv) {
                       : r->decay_steps < 1 ? "--decay-steps must be at least 1"
                       : !isfinite(r->weight_decay) || r->weight_decay < 0 || r->weight_decay > 1 ? "--weight-decay must be in [0, 1]"
                       : !isfinite(r->clip) || r->clip < 0 ? "--clip must be a finite number ≥ 0 (0: no clipping)"
-                      : !isfinite(r->timeout_s) || r->timeout_s <= 0 || r->timeout_s > 86400 ? "--timeout must be in (0, 86400] seconds"
+                      /* the communicators count microseconds: 1e-9 s was a deadline of 0 s */
+                      : !isfinite(r->timeout_s) || r->timeout_s < 1e-6 || r->timeout_s > 86400
+                      ? "--timeout must be in [1e-6, 86400] seconds (the communicators count microseconds)"
                       : !isfinite(r->loss_scale) || r->loss_scale < 1 ? "--loss-scale must be a finite number >= 1"
                       : r->loss_scale_window < 1 ? "--loss-scale-window must be at least 1"
                       : NULL;

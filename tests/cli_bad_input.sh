@@ -284,7 +284,7 @@ bad "calibrate: --seq -1" "--seq -1 must be a whole number" "$exe" calibrate --s
 bad "calibrate: --ranks 100000" "--ranks 100000 is not in 1..64" "$exe" calibrate --ranks 100000 --out "$tmp/cal.ini"
 bad "calibrate: --out in a missing dir" "missing does not exist" "$exe" calibrate --out "$tmp/missing/cal.ini"
 bad "calibrate: --out a directory" "is a directory" "$exe" calibrate --out "$tmp/dir"
-bad "launch: --grace 1e308 (overflowed its timer)" "--grace 1e+308 is not a number of seconds in 0..86400" "$exe" launch -n 1 --grace 1e308 -- run
+bad "launch: --grace 1e308 (overflowed its timer)" "--grace 1e+308 is not 0 or a number of seconds in 0.001..86400" "$exe" launch -n 1 --grace 1e308 -- run
 bad "calibrate: --seq beyond the model (hours of seq² attention)" "--seq 1000000 exceeds tiny-gpt's 64 positions" "$exe" calibrate --seq 1000000 --out "$tmp/cal.ini"
 bad "calibrate: --name with a newline (broke the profile)" "--name 'a\\nb' must be a non-empty line" "$exe" calibrate --name "$(printf 'a\nb')" --out "$tmp/cal.ini"
 bad "launch: -n 100000" "more than 256 local ranks" "$exe" launch -n 100000 -- /bin/true
@@ -438,6 +438,9 @@ else echo "not ok $n - data: --tokens 0100 --vocab 010: rc $rc, $(cat "$tmp/out"
 
 bad "search: sizing with --gpus 32 (answered 8 GPUs, the size dropped)" "--gpus 32 gives the size; sizing (--tokens/--days, --objective gpus) chooses it" "$sim" search --model 7b --cluster dgx-h100 --gpus 32 --gbs 64 --tokens 1T --days 300
 bad "search: --objective gpus with --nodes 2 (dropped)" "--nodes 2 gives the size" "$sim" search --model 7b --cluster dgx-h100 --nodes 2 --gbs 64 --objective gpus
+
+bad "run: --timeout 1e-9 (a deadline of 0 s)" "--timeout must be in [1e-6, 86400] seconds" "$exe" run --model tiny-gpt --seq 16 --mbs 2 --gbs 8 --steps 1 --timeout 1e-9
+bad "launch: --grace 0.0001 (a timer of 0 ms)" "--grace 0.0001 is not 0 or a number of seconds in 0.001..86400" "$exe" launch -n 1 --grace 0.0001 -- run
 
 # partition --method optimal: the scan over every boundary was O(stages · weights²), hours for 60000
 # weights over 64 stages; the heaviest part of 60000 equal weights is ceil(60000 / 64) = 938
