@@ -501,6 +501,13 @@ char *px_text_clip(const char *s, gssize len, gsize max) {
   return g_strconcat(valid, cut < n ? "…" : "", NULL);
 }
 
+gboolean px_text_is_line(const char *s) {
+  if (!s || !*s || !g_utf8_validate(s, -1, NULL)) return FALSE;
+  for (const char *c = s; *c; c++)
+    if (g_ascii_iscntrl(*c)) return FALSE;
+  return TRUE;
+}
+
 gboolean px_file_write(const char *path, const char *text, gsize len, GQuark domain, int code, GError **error) {
   const char *why = px_output_path_why(path);
   if (why && !*path) {

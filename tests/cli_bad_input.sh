@@ -442,6 +442,21 @@ bad "search: --objective gpus with --nodes 2 (dropped)" "--nodes 2 gives the siz
 bad "run: --timeout 1e-9 (a deadline of 0 s)" "--timeout must be in [1e-6, 86400] seconds" "$exe" run --model tiny-gpt --seq 16 --mbs 2 --gbs 8 --steps 1 --timeout 1e-9
 bad "launch: --grace 0.0001 (a timer of 0 ms)" "--grace 0.0001 is not 0 or a number of seconds in 0.001..86400" "$exe" launch -n 1 --grace 0.0001 -- run
 
+# a name is written into launch files' header comments: a newline in a model file's name put a command
+# into pretrain_gpt.sh; a '"' in [model] name ended torchtitan's TOML string
+printf '[model]\nlayers = 2\nhidden = 64\nheads = 4\nvocab = 256\nmax_seq = 64\n' >"$tmp/x
+touch PWNED
+#.ini"
+bad "model: a file name with newlines (a command in pretrain_gpt.sh)" "model name 'x\ntouch PWNED\n#' is not one line of text" "$sim" plan --model "$tmp/x
+touch PWNED
+#.ini" --gpus 8 --emit megatron --out "$tmp/emit-nl"
+sed 's/^name = H100-SXM5-80GB/name = H100\tSXM/' "$(dirname "$0")/../configs/clusters/dgx-h100.ini" >"$tmp/c11.ini"
+bad "cluster INI: a GPU name with a tab" "the GPU name 'H100\tSXM' is not one line of text" "$sim" plan --model 7b --cluster "$tmp/c11.ini" --gpus 8
+printf '[model]\nname = a"b\nlayers = 2\nhidden = 64\nheads = 4\nvocab = 256\nmax_seq = 64\n' >"$tmp/m9.ini"
+n=$((n+1)); timeout 30 "$sim" plan --model "$tmp/m9.ini" --gpus 8 --emit torchtitan --out "$tmp/emit-q" >/dev/null 2>&1; rc=$?
+if [ $rc -eq 0 ] && grep -qF 'description = "Parallax plan: a\"b, dp 8' "$tmp"/emit-q/*.toml; then echo "ok $n - emit torchtitan: a '\"' in the model name is escaped in TOML"
+else echo "not ok $n - emit torchtitan: a '\"' in the name: rc $rc, $(grep description "$tmp"/emit-q/* 2>&1)"; fail=1; fi
+
 # partition --method optimal: the scan over every boundary was O(stages · weights²), hours for 60000
 # weights over 64 stages; the heaviest part of 60000 equal weights is ceil(60000 / 64) = 938
 n=$((n+1)); timeout 30 "$sim" partition --method optimal --stages 64 --weights "$(python3 -c "print(','.join(['1'] * 60000))")" >"$tmp/out" 2>"$tmp/err"; rc=$?
