@@ -445,6 +445,10 @@ gboolean px_plan_validate(PxPlan *p, const PxModel *model, const PxCluster *clus
              "Hopper, e.g. H100 or H200, or later)", cluster->gpu, cluster->name);
   }
   if (!p->partition || !*p->partition) REFUSE("no partition method");
+  if (!px_text_is_line(p->partition)) { /* written into launch files: a newline there began a command line */
+    g_autofree char *shown = g_strescape(p->partition, NULL);
+    REFUSE("partition '%s' is not one line of text (a control character or invalid UTF-8)", shown);
+  }
   return px_moe_validate(p, model, error);
 }
 

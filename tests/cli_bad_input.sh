@@ -457,6 +457,9 @@ n=$((n+1)); timeout 30 "$sim" plan --model "$tmp/m9.ini" --gpus 8 --emit torchti
 if [ $rc -eq 0 ] && grep -qF 'description = "Parallax plan: a\"b, dp 8' "$tmp"/emit-q/*.toml; then echo "ok $n - emit torchtitan: a '\"' in the model name is escaped in TOML"
 else echo "not ok $n - emit torchtitan: a '\"' in the name: rc $rc, $(grep description "$tmp"/emit-q/* 2>&1)"; fail=1; fi
 
+bad "--partition with a newline (a command line in launch_deepspeed.sh)" "partition 'type:transformerlayer|\ntouch pwned' is not one line of text" "$sim" plan --model 7b --gpus 8 --pp 2 --partition "type:transformerlayer|
+touch pwned" --emit deepspeed --out "$tmp/emit-part"
+
 # partition --method optimal: the scan over every boundary was O(stages · weights²), hours for 60000
 # weights over 64 stages; the heaviest part of 60000 equal weights is ceil(60000 / 64) = 938
 n=$((n+1)); timeout 30 "$sim" partition --method optimal --stages 64 --weights "$(python3 -c "print(','.join(['1'] * 60000))")" >"$tmp/out" 2>"$tmp/err"; rc=$?
