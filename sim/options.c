@@ -7,6 +7,8 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 
 gboolean px_parse_int_flag(const char *flag, const char *value, int min, int *out, GError **error) {
   char *end = NULL;
@@ -358,6 +360,26 @@ gboolean px_parse_command_line(const char *cmd, const char *summary, GOptionEntr
   }
   if (o) px_plan_options_clear(o); /* the caller returns at once: nothing else frees them */
   return FALSE;
+}
+
+gboolean px_terminal_columns(gboolean ask_terminal, int *out, GError **error) {
+  const char *cols = g_getenv("COLUMNS");
+  if (cols && *cols) {
+    char *end = NULL;
+    errno = 0;
+    gint64 v = g_ascii_strtoll(cols, &end, 10);
+    if (*end || errno || v < 1 || v > PX_MAX_COLUMNS) {
+      g_autofree char *shown = px_text_clip(cols, -1, 64);
+      g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE,
+                  "COLUMNS=%s is not a terminal width (a whole number of columns, 1..%d)", shown, PX_MAX_COLUMNS);
+      return FALSE;
+    }
+    *out = (int)v;
+    return TRUE;
+  }
+  struct winsize ws;
+  *out = ask_terminal && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0 ? ws.ws_col : 100;
+  return TRUE;
 }
 
 int px_cli_fail(const char *cmd, GError *error) {

@@ -61,6 +61,14 @@ typedef struct {
 } PxUnits;
 gboolean px_units_parse(const char *s, PxUnits *out);
 
+/* The width of the text charts (simulate --gantt, compare's time axis):
+ * $COLUMNS when set and not empty, a whole number of 1..PX_MAX_COLUMNS
+ * (99999999999 overflowed atoi and asked for a 39 GB chart), else the
+ * terminal's when ask_terminal, else 100. Another $COLUMNS is an error
+ * naming it. */
+#define PX_MAX_COLUMNS 4096
+gboolean px_terminal_columns(gboolean ask_terminal, int *out, GError **error);
+
 /* Run a command's option context over argv (with the plan group when o is
  * non-NULL); cmd is the full name ("parallax-sim plan"). Prints the one-line
  * error and returns FALSE on bad flags. */

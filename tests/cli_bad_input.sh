@@ -460,6 +460,10 @@ else echo "not ok $n - emit torchtitan: a '\"' in the name: rc $rc, $(grep descr
 bad "--partition with a newline (a command line in launch_deepspeed.sh)" "partition 'type:transformerlayer|\ntouch pwned' is not one line of text" "$sim" plan --model 7b --gpus 8 --pp 2 --partition "type:transformerlayer|
 touch pwned" --emit deepspeed --out "$tmp/emit-part"
 
+# COLUMNS sized the charts through atoi: 99999999999 asked for a 39 GB Gantt chart (GLib-ERROR, SIGTRAP)
+bad "simulate --gantt: COLUMNS=99999999999 (a 39 GB chart, killed by SIGTRAP)" "COLUMNS=99999999999 is not a terminal width (a whole number of columns, 1..4096)" env COLUMNS=99999999999 "$sim" simulate --model tiny-gpt --gpus 2 --pp 2 --gantt --ideal
+bad "compare: COLUMNS=1000000 (lines of a million characters)" "COLUMNS=1000000 is not a terminal width" env COLUMNS=1000000 "$sim" compare --trace "$tmp/tr7.json"
+
 # partition --method optimal: the scan over every boundary was O(stages · weights²), hours for 60000
 # weights over 64 stages; the heaviest part of 60000 equal weights is ceil(60000 / 64) = 938
 n=$((n+1)); timeout 30 "$sim" partition --method optimal --stages 64 --weights "$(python3 -c "print(','.join(['1'] * 60000))")" >"$tmp/out" 2>"$tmp/err"; rc=$?
