@@ -464,6 +464,9 @@ touch pwned" --emit deepspeed --out "$tmp/emit-part"
 bad "simulate --gantt: COLUMNS=99999999999 (a 39 GB chart, killed by SIGTRAP)" "COLUMNS=99999999999 is not a terminal width (a whole number of columns, 1..4096)" env COLUMNS=99999999999 "$sim" simulate --model tiny-gpt --gpus 2 --pp 2 --gantt --ideal
 bad "compare: COLUMNS=1000000 (lines of a million characters)" "COLUMNS=1000000 is not a terminal width" env COLUMNS=1000000 "$sim" compare --trace "$tmp/tr7.json"
 
+bad "model: a name with a newline (a message of two lines)" "model 'no\nsuch' is neither a file nor a preset" "$sim" plan --model "no
+such"
+
 # partition --method optimal: the scan over every boundary was O(stages · weights²), hours for 60000
 # weights over 64 stages; the heaviest part of 60000 equal weights is ceil(60000 / 64) = 938
 n=$((n+1)); timeout 30 "$sim" partition --method optimal --stages 64 --weights "$(python3 -c "print(','.join(['1'] * 60000))")" >"$tmp/out" 2>"$tmp/err"; rc=$?
