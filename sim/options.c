@@ -404,6 +404,17 @@ int px_command_main(const char *prog, const PxCommand *commands, gsize n, int ar
     command_usage(prog, commands, n, argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
   }
+  /* every message quotes what it refuses on one line: a newline in a value made it two or more
+   * (--schedule $'a\nb'); no name, choice, number or path this tool takes holds a control character.
+   * After "--" the words are launch's command's, which checks its own. */
+  for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
+    for (const char *c = argv[i]; *c; c++)
+      if (g_ascii_iscntrl(*c)) {
+        g_autofree char *shown = px_text_quote(argv[i], 200);
+        fprintf(stderr, "%s: argument '%s' holds a control character (a newline, tab or escape): arguments are "
+                "one line of text\n", prog, shown);
+        return 2;
+      }
   for (gsize i = 0; i < n; i++)
     if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
   fprintf(stderr, "%s: unknown command '%s' (see %s --help)\n", prog, argv[1], prog);

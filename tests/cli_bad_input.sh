@@ -286,7 +286,7 @@ bad "calibrate: --out in a missing dir" "missing does not exist" "$exe" calibrat
 bad "calibrate: --out a directory" "is a directory" "$exe" calibrate --out "$tmp/dir"
 bad "launch: --grace 1e308 (overflowed its timer)" "--grace 1e+308 is not 0 or a number of seconds in 0.001..86400" "$exe" launch -n 1 --grace 1e308 -- run
 bad "calibrate: --seq beyond the model (hours of seq² attention)" "--seq 1000000 exceeds tiny-gpt's 64 positions" "$exe" calibrate --seq 1000000 --out "$tmp/cal.ini"
-bad "calibrate: --name with a newline (broke the profile)" "--name 'a\\nb' must be a non-empty line" "$exe" calibrate --name "$(printf 'a\nb')" --out "$tmp/cal.ini"
+bad "calibrate: --name with a newline (broke the profile)" "argument 'a\\nb' holds a control character" "$exe" calibrate --name "$(printf 'a\nb')" --out "$tmp/cal.ini"
 bad "launch: -n 100000" "more than 256 local ranks" "$exe" launch -n 100000 -- /bin/true
 # a corrupt checkpoint: one flipped byte in a shard
 "$exe" run --model tiny-gpt --steps 1 --save "$tmp/ck" >/dev/null 2>&1
@@ -443,13 +443,17 @@ bad "run: --timeout 1e-9 (a deadline of 0 s)" "--timeout must be in [1e-6, 86400
 bad "launch: --grace 0.0001 (a timer of 0 ms)" "--grace 0.0001 is not 0 or a number of seconds in 0.001..86400" "$exe" launch -n 1 --grace 0.0001 -- run
 
 # a name is written into launch files' header comments: a newline in a model file's name put a command
-# into pretrain_gpt.sh; a '"' in [model] name ended torchtitan's TOML string
+# into pretrain_gpt.sh; a '"' in [model] name ended torchtitan's TOML string. A newline on the command
+# line is refused before any command (every message quoting the value was two lines and more).
 printf '[model]\nlayers = 2\nhidden = 64\nheads = 4\nvocab = 256\nmax_seq = 64\n' >"$tmp/x
 touch PWNED
 #.ini"
-bad "model: a file name with newlines (a command in pretrain_gpt.sh)" "model name 'x\ntouch PWNED\n#' is not one line of text" "$sim" plan --model "$tmp/x
+bad "model: a file name with newlines (a command in pretrain_gpt.sh)" "argument '$tmp/x\ntouch PWNED\n#.ini' holds a control character" "$sim" plan --model "$tmp/x
 touch PWNED
 #.ini" --gpus 8 --emit megatron --out "$tmp/emit-nl"
+printf '[model]\nlayers = 2\nhidden = 64\nheads = 4\nvocab = 256\nmax_seq = 64\n' >"$tmp/x	z.ini"
+printf '[plan]\nmodel = %s\n' "$tmp/x	z.ini" >"$tmp/p14.ini"
+bad "plan INI: a model file named with a tab (its name went into launch files)" "model name 'x\tz' is not one line of text" "$sim" plan --plan "$tmp/p14.ini" --gpus 8
 sed 's/^name = H100-SXM5-80GB/name = H100\tSXM/' "$(dirname "$0")/../configs/clusters/dgx-h100.ini" >"$tmp/c11.ini"
 bad "cluster INI: a GPU name with a tab" "the GPU name 'H100\tSXM' is not one line of text" "$sim" plan --model 7b --cluster "$tmp/c11.ini" --gpus 8
 printf '[model]\nname = a"b\nlayers = 2\nhidden = 64\nheads = 4\nvocab = 256\nmax_seq = 64\n' >"$tmp/m9.ini"
@@ -457,15 +461,19 @@ n=$((n+1)); timeout 30 "$sim" plan --model "$tmp/m9.ini" --gpus 8 --emit torchti
 if [ $rc -eq 0 ] && grep -qF 'description = "Parallax plan: a\"b, dp 8' "$tmp"/emit-q/*.toml; then echo "ok $n - emit torchtitan: a '\"' in the model name is escaped in TOML"
 else echo "not ok $n - emit torchtitan: a '\"' in the name: rc $rc, $(grep description "$tmp"/emit-q/* 2>&1)"; fail=1; fi
 
-bad "--partition with a newline (a command line in launch_deepspeed.sh)" "partition 'type:transformerlayer|\ntouch pwned' is not one line of text" "$sim" plan --model 7b --gpus 8 --pp 2 --partition "type:transformerlayer|
+bad "--partition with a newline (a command line in launch_deepspeed.sh)" "argument 'type:transformerlayer|\ntouch pwned' holds a control character" "$sim" plan --model 7b --gpus 8 --pp 2 --partition "type:transformerlayer|
 touch pwned" --emit deepspeed --out "$tmp/emit-part"
+printf '[plan]\npp = 2\npartition = type:transformerlayer|\tx\n' >"$tmp/p15.ini"
+bad "plan INI: a partition with a tab (written into launch files)" "partition 'type:transformerlayer|\tx' is not one line of text" "$sim" plan --model 7b --gpus 8 --plan "$tmp/p15.ini" --emit deepspeed --out "$tmp/emit-part2"
 
 # COLUMNS sized the charts through atoi: 99999999999 asked for a 39 GB Gantt chart (GLib-ERROR, SIGTRAP)
 bad "simulate --gantt: COLUMNS=99999999999 (a 39 GB chart, killed by SIGTRAP)" "COLUMNS=99999999999 is not a terminal width (a whole number of columns, 1..4096)" env COLUMNS=99999999999 "$sim" simulate --model tiny-gpt --gpus 2 --pp 2 --gantt --ideal
 bad "compare: COLUMNS=1000000 (lines of a million characters)" "COLUMNS=1000000 is not a terminal width" env COLUMNS=1000000 "$sim" compare --trace "$tmp/tr7.json"
 
-bad "model: a name with a newline (a message of two lines)" "model 'no\nsuch' is neither a file nor a preset" "$sim" plan --model "no
-such"
+printf '[plan]\nmodel = no\tsuch\n' >"$tmp/p16.ini"
+bad "plan INI: a model name with a tab (quoted raw)" "model 'no\tsuch' is neither a file nor a preset" "$sim" plan --plan "$tmp/p16.ini" --gpus 8
+bad "a newline in a flag's value (a message of two lines)" "argument 'a\nb' holds a control character" "$sim" plan --model 7b --gpus 8 --schedule "a
+b"
 
 # partition --method optimal: the scan over every boundary was O(stages · weights²), hours for 60000
 # weights over 64 stages; the heaviest part of 60000 equal weights is ceil(60000 / 64) = 938
