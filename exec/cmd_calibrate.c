@@ -795,6 +795,13 @@ int px_exec_cmd_calibrate(int argc, char **argv) {
     fprintf(stderr, "parallax-exec calibrate: --comm '%s' is not one of local, mpi\n", comm_name);
     return 2;
   }
+  const char *mpi_world = g_getenv("OMPI_COMM_WORLD_SIZE");
+  if (!strcmp(comm_name, "local") && mpi_world && atoi(mpi_world) > 1) {
+    /* every process measured on the same cores at once and wrote the same --out */
+    fprintf(stderr, "parallax-exec calibrate: --comm local measures in this process, but mpirun started %d: each "
+            "would write --out; give --comm mpi, or start one process\n", atoi(mpi_world));
+    return 2;
+  }
   /* mpi: every process measures, rank 0 writes the profile */
   g_autoptr(PxComm) mpi = NULL;
   if (!strcmp(comm_name, "mpi") && ranks_given) {

@@ -235,6 +235,16 @@ int px_exec_cmd_run(int argc, char **argv) {
                       : procs                                                                  ? "tcp"
                                                                                                : "local");
   }
+  {
+    /* --comm local under mpirun: every process trained the whole world as threads and wrote the same
+     * --save; with --comm mpi on the others they waited in MPI_Init for ever */
+    const char *mpi_world = g_getenv("OMPI_COMM_WORLD_SIZE");
+    if (!g_strcmp0(a.comm, "local") && mpi_world && atoi(mpi_world) > 1) {
+      fprintf(stderr, CMD ": --comm local runs the whole world in this process, but mpirun started %d: each "
+              "would train the whole run; give --comm mpi, or start one process\n", atoi(mpi_world));
+      goto out;
+    }
+  }
   if (g_strcmp0(a.comm, "local") && g_strcmp0(a.comm, "mpi") && g_strcmp0(a.comm, "tcp") && g_strcmp0(a.comm, "nccl")) {
     fprintf(stderr, CMD ": --comm '%s' is not local, mpi, tcp or nccl\n", a.comm);
     goto out;

@@ -475,6 +475,11 @@ bad "plan INI: a model name with a tab (quoted raw)" "model 'no\tsuch' is neithe
 bad "a newline in a flag's value (a message of two lines)" "argument 'a\nb' holds a control character" "$sim" plan --model 7b --gpus 8 --schedule "a
 b"
 
+# --comm local under mpirun -np 2: each process trained the whole world and wrote the same --save
+# (with --comm mpi on the other rank, it waited in MPI_Init for ever); mpirun's variable is enough
+bad "run: --comm local under mpirun -np 2 (the whole run twice)" "--comm local runs the whole world in this process, but mpirun started 2" env OMPI_COMM_WORLD_SIZE=2 "$exe" run --model tiny-gpt --seq 16 --mbs 2 --gbs 8 --gpus 2 --steps 1 --comm local
+bad "calibrate: --comm local under mpirun -np 2 (two profiles onto one --out)" "--comm local measures in this process, but mpirun started 2" env OMPI_COMM_WORLD_SIZE=2 "$exe" calibrate --comm local --out "$tmp/cal2.ini"
+
 # partition --method optimal: the scan over every boundary was O(stages · weights²), hours for 60000
 # weights over 64 stages; the heaviest part of 60000 equal weights is ceil(60000 / 64) = 938
 n=$((n+1)); timeout 30 "$sim" partition --method optimal --stages 64 --weights "$(python3 -c "print(','.join(['1'] * 60000))")" >"$tmp/out" 2>"$tmp/err"; rc=$?
