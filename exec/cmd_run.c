@@ -238,10 +238,17 @@ int px_exec_cmd_run(int argc, char **argv) {
   {
     /* --comm local under mpirun: every process trained the whole world as threads and wrote the same
      * --save; with --comm mpi on the others they waited in MPI_Init for ever */
-    const char *mpi_world = g_getenv("OMPI_COMM_WORLD_SIZE");
+    const char *mpi_world = g_getenv("OMPI_COMM_WORLD_SIZE"), *tcp_world = g_getenv("WORLD_SIZE");
     if (!g_strcmp0(a.comm, "local") && mpi_world && atoi(mpi_world) > 1) {
       fprintf(stderr, CMD ": --comm local runs the whole world in this process, but mpirun started %d: each "
               "would train the whole run; give --comm mpi, or start one process\n", atoi(mpi_world));
+      goto out;
+    }
+    /* the same under launch / torchrun (WORLD_SIZE with MASTER_ADDR: a way to meet was given) */
+    if (!g_strcmp0(a.comm, "local") && tcp_world && atoi(tcp_world) > 1 && g_getenv("MASTER_ADDR")) {
+      fprintf(stderr, CMD ": --comm local runs the whole world in this process, but the launcher started %d "
+              "(WORLD_SIZE): each would train the whole run; give --comm tcp, or start one process\n",
+              atoi(tcp_world));
       goto out;
     }
   }

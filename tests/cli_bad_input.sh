@@ -480,6 +480,8 @@ b"
 bad "run: --comm local under mpirun -np 2 (the whole run twice)" "--comm local runs the whole world in this process, but mpirun started 2" env OMPI_COMM_WORLD_SIZE=2 "$exe" run --model tiny-gpt --seq 16 --mbs 2 --gbs 8 --gpus 2 --steps 1 --comm local
 bad "calibrate: --comm local under mpirun -np 2 (two profiles onto one --out)" "--comm local measures in this process, but mpirun started 2" env OMPI_COMM_WORLD_SIZE=2 "$exe" calibrate --comm local --out "$tmp/cal2.ini"
 
+bad "run: --comm local under launch -n 2 (the whole run twice)" "--comm local runs the whole world in this process, but the launcher started 2 (WORLD_SIZE)" env RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29999 "$exe" run --model tiny-gpt --seq 16 --mbs 2 --gbs 8 --gpus 2 --steps 1 --comm local
+
 # partition --method optimal: the scan over every boundary was O(stages · weights²), hours for 60000
 # weights over 64 stages; the heaviest part of 60000 equal weights is ceil(60000 / 64) = 938
 n=$((n+1)); timeout 30 "$sim" partition --method optimal --stages 64 --weights "$(python3 -c "print(','.join(['1'] * 60000))")" >"$tmp/out" 2>"$tmp/err"; rc=$?
