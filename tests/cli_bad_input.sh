@@ -482,6 +482,8 @@ bad "calibrate: --comm local under mpirun -np 2 (two profiles onto one --out)" "
 
 bad "run: --comm local under launch -n 2 (the whole run twice)" "--comm local runs the whole world in this process, but the launcher started 2 (WORLD_SIZE)" env RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29999 "$exe" run --model tiny-gpt --seq 16 --mbs 2 --gbs 8 --gpus 2 --steps 1 --comm local
 
+bad "--stack deepspeed --schedule zb-h1 (a 'deadlock' of the engine's own)" "--stack deepspeed pipelines with DeepSpeed's TrainSchedule, 1F1B over one chunk per stage: it has no zb-h1 schedule" "$sim" simulate --model 7b --cluster dgx-h100 --gpus 8 --pp 2 --gbs 16 --schedule zb-h1 --stack deepspeed
+
 # partition --method optimal: the scan over every boundary was O(stages · weights²), hours for 60000
 # weights over 64 stages; the heaviest part of 60000 equal weights is ceil(60000 / 64) = 938
 n=$((n+1)); timeout 30 "$sim" partition --method optimal --stages 64 --weights "$(python3 -c "print(','.join(['1'] * 60000))")" >"$tmp/out" 2>"$tmp/err"; rc=$?
