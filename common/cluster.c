@@ -382,6 +382,14 @@ PxCluster *px_cluster_load_ini(const char *path, GError **error) {
     c->name = base;
   }
   if (!c->gpu) c->gpu = g_strdup("GPU");
+  /* written into reports and launch files' header comments: a newline there starts a command */
+  const char *bad_name = !px_text_is_line(c->name) ? c->name : !px_text_is_line(c->gpu) ? c->gpu : NULL;
+  if (bad_name) {
+    g_autofree char *shown = g_strescape(bad_name, NULL);
+    g_set_error(error, D, E, "%s: the %s name '%s' is not one line of text (empty, or a control character or "
+                "invalid UTF-8)", path, bad_name == c->name ? "cluster" : "GPU", shown);
+    return NULL;
+  }
   return g_steal_pointer(&c);
 }
 

@@ -59,7 +59,7 @@ char *px_config_find(const char *kind, const char *label, const char *name, GQua
   if (!path) {
     g_autofree char *presets = px_config_list_presets(kind);
     /* a name of any length stays one readable line */
-    g_autofree char *shown = strlen(name) > 200 ? g_strdup_printf("%.200s…", name) : g_strdup(name);
+    g_autofree char *shown = px_text_quote(name, 200); /* '%.200s' split a character; a newline made two lines */
     g_set_error(error, domain, code, "%s '%s' is neither a file nor a preset (presets: %s)", label, shown,
                 presets);
   }
@@ -511,6 +511,26 @@ char *px_text_clip(const char *s, gssize len, gsize max) {
     for (gsize k = 0; k < 3 && cut > 0 && ((guchar)s[cut] & 0xC0) == 0x80; k++) cut--;
   g_autofree char *valid = g_utf8_make_valid(s, (gssize)cut);
   return g_strconcat(valid, cut < n ? "…" : "", NULL);
+}
+
+char *px_text_quote(const char *s, gsize max) {
+  g_autofree char *head = px_text_clip(s, -1, max);
+  GString *out = g_string_new(NULL);
+  for (const char *c = head; *c; c++) {
+    if (!g_ascii_iscntrl(*c)) g_string_append_c(out, *c);
+    else if (*c == '\n') g_string_append(out, "\\n");
+    else if (*c == '\t') g_string_append(out, "\\t");
+    else if (*c == '\r') g_string_append(out, "\\r");
+    else g_string_append_printf(out, "\\%03o", (guchar)*c);
+  }
+  return g_string_free(out, FALSE);
+}
+
+gboolean px_text_is_line(const char *s) {
+  if (!s || !*s || !g_utf8_validate(s, -1, NULL)) return FALSE;
+  for (const char *c = s; *c; c++)
+    if (g_ascii_iscntrl(*c)) return FALSE;
+  return TRUE;
 }
 
 gboolean px_file_write(const char *path, const char *text, gsize len, GQuark domain, int code, GError **error) {

@@ -103,6 +103,14 @@ gboolean px_output_dir_make(const char *dir, GQuark domain, int code, GError **e
  * -1: up to its NUL), cut at a character boundary, invalid bytes replaced
  * (valid UTF-8), with "…" when cut. Free with g_free. */
 char *px_text_clip(const char *s, gssize len, gsize max);
+/* A value quoted in a message: px_text_clip's head of at most max bytes, its
+ * control characters written as C escapes ("\n", "\t", "\033"), so that a
+ * message stays one line of valid UTF-8. Free with g_free. */
+char *px_text_quote(const char *s, gsize max);
+/* Whether s is one line of text: non-empty valid UTF-8 without a control
+ * character (a newline, tab, ESC, DEL). Names are written into reports and
+ * launch files, where a newline in a comment starts a shell command. */
+gboolean px_text_is_line(const char *s);
 /* Write a whole file (g_file_set_contents): a path that is a directory, or
  * whose directory is missing, is named as such in domain/code ("PATH: is a
  * directory"), not as the temporary file g_file_set_contents renames. */

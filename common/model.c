@@ -1,5 +1,6 @@
 /* model.c — the layer list of a transformer and its parameter tensors. */
 #include "model.h"
+#include "config.h"
 #include <math.h>
 #include <string.h>
 
@@ -178,6 +179,13 @@ static int rotary_dims(const PxModelDesc *d) {
 /* Fill the defaults of zero fields (see PxModelDesc), then check every rule. */
 static gboolean validate_desc(PxModelDesc *d, GError **error) {
   const char *name = d->name ? d->name : "?";
+  if (d->name && !px_text_is_line(d->name)) {
+    /* a file named "x\ntouch F\n#.ini" was emitted as a header comment whose
+     * second line pretrain_gpt.sh ran */
+    g_autofree char *shown = g_strescape(d->name, NULL);
+    INVALID("model name '%s' is not one line of text (empty, or a control character or invalid UTF-8): it is "
+            "written into reports and launch files; give [model] name", shown);
+  }
   struct { const char *name; int v, max; } pos[] = {
     {"layers", d->layers, PX_MODEL_MAX_LAYERS}, {"hidden", d->hidden, PX_MODEL_MAX_HIDDEN},
     {"heads", d->heads, PX_MODEL_MAX_HIDDEN},   {"kv_heads", d->kv_heads, PX_MODEL_MAX_HIDDEN},

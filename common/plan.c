@@ -367,6 +367,12 @@ gboolean px_plan_validate(PxPlan *p, const PxModel *model, const PxCluster *clus
   if (p->compile && !px_model_llama_block(d))
     REFUSE("--compile: the compiled kernels are counted for torchtitan's Llama block (RMSNorm, RoPE, SwiGLU, no "
            "biases, dropout or experts); %s is not one", d->name ? d->name : "the model");
+  /* DeepSpeed's pipeline engine trains with one schedule, TrainSchedule (runtime/pipe/schedule.py): 1F1B over
+   * one chunk per stage. The others were simulated on its blocking rendezvous sends and ended in
+   * "deadlock: rank 0 (stage 0) at instruction 5 'SEND_ACT ...'", or were costed as a schedule it has not */
+  if (p->stack == PX_STACK_DEEPSPEED && p->pp > 1 && p->schedule != PX_SCHED_1F1B)
+    REFUSE("--stack deepspeed pipelines with DeepSpeed's TrainSchedule, 1F1B over one chunk per stage: it has no "
+           "%s schedule (give --schedule 1f1b, or another --stack)", px_schedule_name(p->schedule));
   if (p->tp_overlap < PX_TPO_NONE || p->tp_overlap >= PX_N_TPO) REFUSE("unknown tp_overlap %d", (int)p->tp_overlap);
   if (p->tp_overlap != PX_TPO_NONE) {
     /* Megatron-LM arguments.py: "Tensor parallel communication/GEMM overlap
@@ -445,6 +451,10 @@ gboolean px_plan_validate(PxPlan *p, const PxModel *model, const PxCluster *clus
              "Hopper, e.g. H100 or H200, or later)", cluster->gpu, cluster->name);
   }
   if (!p->partition || !*p->partition) REFUSE("no partition method");
+  if (!px_text_is_line(p->partition)) { /* written into launch files: a newline there began a command line */
+    g_autofree char *shown = g_strescape(p->partition, NULL);
+    REFUSE("partition '%s' is not one line of text (a control character or invalid UTF-8)", shown);
+  }
   return px_moe_validate(p, model, error);
 }
 

@@ -733,9 +733,12 @@ int px_exec_cmd_calibrate(int argc, char **argv) {
   gboolean ranks_given = FALSE;
   for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) ranks_given |= px_flag_is(argv[i], "--ranks");
   g_autoptr(GOptionContext) ctx = g_option_context_new("- measure this machine into a cluster profile");
-  g_option_context_add_main_entries(ctx, entries, NULL);
+  GOptionEntry *decimal = px_option_entries_decimal(entries); /* "010" is ten, not eight */
+  g_option_context_add_main_entries(ctx, decimal, NULL);
   g_autoptr(GError) error = NULL;
-  if (!g_option_context_parse(ctx, &argc, &argv, &error)) return fail(error) + 1;
+  gboolean parsed = g_option_context_parse(ctx, &argc, &argv, &error);
+  px_option_entries_decimal_done(decimal);
+  if (!parsed) return fail(error) + 1;
   if (!out) {
     fprintf(stderr, "parallax-exec calibrate: give --out FILE for the cluster profile\n");
     return 2;
@@ -785,6 +788,13 @@ int px_exec_cmd_calibrate(int argc, char **argv) {
   if (!comm_name) comm_name = g_strdup(g_getenv("OMPI_COMM_WORLD_SIZE") ? "mpi" : "local");
   if (strcmp(comm_name, "local") && strcmp(comm_name, "mpi")) {
     fprintf(stderr, "parallax-exec calibrate: --comm '%s' is not one of local, mpi\n", comm_name);
+    return 2;
+  }
+  const char *mpi_world = g_getenv("OMPI_COMM_WORLD_SIZE");
+  if (!strcmp(comm_name, "local") && mpi_world && atoi(mpi_world) > 1) {
+    /* every process measured on the same cores at once and wrote the same --out */
+    fprintf(stderr, "parallax-exec calibrate: --comm local measures in this process, but mpirun started %d: each "
+            "would write --out; give --comm mpi, or start one process\n", atoi(mpi_world));
     return 2;
   }
   /* mpi: every process measures, rank 0 writes the profile */

@@ -37,9 +37,12 @@ int px_exec_cmd_data(int argc, char **argv) {
   }
   g_set_prgname("parallax-exec data"); /* --help's usage line names the command, as run's does */
   g_autoptr(GOptionContext) ctx = g_option_context_new("- token files in llm.c's format");
-  g_option_context_add_main_entries(ctx, entries, NULL);
+  GOptionEntry *decimal = px_option_entries_decimal(entries); /* "010" is ten, not eight */
+  g_option_context_add_main_entries(ctx, decimal, NULL);
   g_autoptr(GError) error = NULL;
-  if (!g_option_context_parse(ctx, &argc, &argv, &error)) {
+  gboolean parsed = g_option_context_parse(ctx, &argc, &argv, &error);
+  px_option_entries_decimal_done(decimal);
+  if (!parsed) {
     fprintf(stderr, "parallax-exec data: %s\n", error->message);
     return 2;
   }

@@ -29,6 +29,7 @@
 #include <unistd.h>
 #include "comm_tcp.h"
 #include "exec_commands.h"
+#include "options.h"
 
 #define KILL_AFTER_TERM_S 5
 #define LAUNCH_MAX_RANKS 256
@@ -168,7 +169,8 @@ int px_exec_cmd_launch(int argc, char **argv) {
   g_autoptr(GOptionContext) ctx = g_option_context_new("-- run ARGS... | -- /path/to/PROGRAM ARGS...");
   g_option_context_set_summary(ctx, "Start N local ranks with RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and "
                                     "MASTER_PORT set (for `run --comm tcp`).");
-  g_option_context_add_main_entries(ctx, entries, NULL);
+  GOptionEntry *decimal = px_option_entries_decimal(entries); /* "010" is ten, not eight */
+  g_option_context_add_main_entries(ctx, decimal, NULL);
   g_autoptr(GError) error = NULL;
   /* everything after "--" belongs to the ranks: keep it from the parser */
   int dash = argc;
@@ -181,7 +183,9 @@ int px_exec_cmd_launch(int argc, char **argv) {
   g_autofree char **own = g_new0(char *, dash + 1);
   memcpy(own, argv, sizeof(char *) * (gsize)dash);
   char **own_argv = own;
-  if (!g_option_context_parse(ctx, &own_argc, &own_argv, &error)) {
+  gboolean parsed = g_option_context_parse(ctx, &own_argc, &own_argv, &error);
+  px_option_entries_decimal_done(decimal);
+  if (!parsed) {
     fprintf(stderr, "parallax-exec launch: %s\n", error->message);
     return 2;
   }
@@ -200,12 +204,16 @@ int px_exec_cmd_launch(int argc, char **argv) {
     fprintf(stderr, "parallax-exec launch: -n %d is more than %d local ranks\n", n, LAUNCH_MAX_RANKS);
     return 2;
   }
-  if (port < 0 || port > 65535) {
+  gboolean port_given = FALSE; /* --master-port 0 took a free port, as if not given */
+  for (int i = 1; i < dash; i++) port_given |= px_flag_is(argv[i], "--master-port");
+  if (port < 0 || port > 65535 || (port_given && !port)) {
     fprintf(stderr, "parallax-exec launch: --master-port %d is not in 1..65535\n", port);
     return 2;
   }
-  if (!(grace >= 0 && grace <= 86400)) { /* 1e308 s overflowed the guint milliseconds of its timer */
-    fprintf(stderr, "parallax-exec launch: --grace %g is not a number of seconds in 0..86400\n", grace);
+  /* 1e308 s overflowed the guint milliseconds of its timer, and 0.0001 s was 0 ms */
+  if (!(grace >= 0 && grace <= 86400) || (grace > 0 && grace < 1e-3)) {
+    fprintf(stderr, "parallax-exec launch: --grace %g is not 0 or a number of seconds in 0.001..86400 (the timer "
+            "counts milliseconds)\n", grace);
     return 2;
   }
   if (dash >= argc - 1) {

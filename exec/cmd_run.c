@@ -181,7 +181,9 @@ int px_exec_cmd_run(int argc, char **argv) {
                       : r->decay_steps < 1 ? "--decay-steps must be at least 1"
                       : !isfinite(r->weight_decay) || r->weight_decay < 0 || r->weight_decay > 1 ? "--weight-decay must be in [0, 1]"
                       : !isfinite(r->clip) || r->clip < 0 ? "--clip must be a finite number ≥ 0 (0: no clipping)"
-                      : !isfinite(r->timeout_s) || r->timeout_s <= 0 || r->timeout_s > 86400 ? "--timeout must be in (0, 86400] seconds"
+                      /* the communicators count microseconds: 1e-9 s was a deadline of 0 s */
+                      : !isfinite(r->timeout_s) || r->timeout_s < 1e-6 || r->timeout_s > 86400
+                      ? "--timeout must be in [1e-6, 86400] seconds (the communicators count microseconds)"
                       : !isfinite(r->loss_scale) || r->loss_scale < 1 ? "--loss-scale must be a finite number >= 1"
                       : r->loss_scale_window < 1 ? "--loss-scale-window must be at least 1"
                       : NULL;
@@ -231,6 +233,23 @@ int px_exec_cmd_run(int argc, char **argv) {
                       : g_getenv("OMPI_COMM_WORLD_SIZE")                                       ? "mpi"
                       : procs                                                                  ? "tcp"
                                                                                                : "local");
+  }
+  {
+    /* --comm local under mpirun: every process trained the whole world as threads and wrote the same
+     * --save; with --comm mpi on the others they waited in MPI_Init for ever */
+    const char *mpi_world = g_getenv("OMPI_COMM_WORLD_SIZE"), *tcp_world = g_getenv("WORLD_SIZE");
+    if (!g_strcmp0(a.comm, "local") && mpi_world && atoi(mpi_world) > 1) {
+      fprintf(stderr, CMD ": --comm local runs the whole world in this process, but mpirun started %d: each "
+              "would train the whole run; give --comm mpi, or start one process\n", atoi(mpi_world));
+      goto out;
+    }
+    /* the same under launch / torchrun (WORLD_SIZE with MASTER_ADDR: a way to meet was given) */
+    if (!g_strcmp0(a.comm, "local") && tcp_world && atoi(tcp_world) > 1 && g_getenv("MASTER_ADDR")) {
+      fprintf(stderr, CMD ": --comm local runs the whole world in this process, but the launcher started %d "
+              "(WORLD_SIZE): each would train the whole run; give --comm tcp, or start one process\n",
+              atoi(tcp_world));
+      goto out;
+    }
   }
   if (g_strcmp0(a.comm, "local") && g_strcmp0(a.comm, "mpi") && g_strcmp0(a.comm, "tcp") && g_strcmp0(a.comm, "nccl")) {
     fprintf(stderr, CMD ": --comm '%s' is not local, mpi, tcp or nccl\n", a.comm);

@@ -125,9 +125,8 @@ static void print_rows(const PxMeasuredStep *m, const Predicted *pr, double t_pr
   }
 }
 
-static void print_axis(const PxMeasuredStep *m, const Predicted *pr) {
-  const char *cols = g_getenv("COLUMNS");
-  int width = MAX(20, (cols && atoi(cols) > 0 ? atoi(cols) : 100) - 22);
+static void print_axis(const PxMeasuredStep *m, const Predicted *pr, int columns) {
+  int width = MAX(20, columns - 22);
   double t_end = MAX(m->step_time, pr->have ? pr->step_time : 0);
   printf("\none time axis, 0 to %.3f ms (%d columns of %.3f ms): F forward, B backward, O optimizer, "
          "~ communication, ? other; lower case (- for ~): under half the column busy, '.' idle\n",
@@ -204,7 +203,7 @@ static gboolean write_timeline(const char *path, const PxMeasuredStep *m, const 
 /* ---- reports ---------------------------------------------------------------- */
 
 static void print_text(const char *path, const PxMeasuredStep *m, const Predicted *pr, const PxModel *model,
-                       const PxCluster *cluster, const PxPlan *plan, int show_other) {
+                       const PxCluster *cluster, const PxPlan *plan, int show_other, int columns) {
   printf("Parallax compare: %s (%s", path, m->nsys ? "Nsight Systems export" : "PyTorch profiler trace");
   if (m->rank >= 0) printf(", rank %d of %d", m->rank, m->world);
   printf(", %s, %u events in %s)\n", m->gpu ? "GPU kernel times" : "CPU op self times, no GPU kernels", m->n_events,
@@ -242,7 +241,7 @@ static void print_text(const char *path, const PxMeasuredStep *m, const Predicte
     }
     printf("%s\n", m->other->len > (guint)show_other ? ", ..." : "");
   }
-  print_axis(m, pr);
+  print_axis(m, pr, columns);
 }
 
 static void stages_json(JsonBuilder *b, const char *key, const double *t, double step) {
@@ -304,13 +303,15 @@ int px_cmd_compare(int argc, char **argv) {
   g_autoptr(PxMeasuredStep) m = NULL;
   PxPlan plan = {0};
   Predicted pr = {0};
-  int rc = 0;
+  int rc = 0, columns = 100;
   if (!trace) {
     fprintf(stderr, CMD ": give the measured step: --trace FILE.json\n");
     rc = 2;
   } else if (show_other < 0) {
     fprintf(stderr, CMD ": --show-other %d must not be negative\n", show_other);
     rc = 2;
+  } else if (!json && !px_terminal_columns(FALSE, &columns, &error)) { /* the time axis's width */
+    rc = px_cli_fail(CMD, error) + 1;
   } else if (!(m = px_trace_load(trace, &error)) ||
              (o.model && (!px_plan_options_resolve(&o, TRUE, &model, &cluster, &plan, &error) ||
                           !predict(model, cluster, &plan, m->rank, &pr, &error))) ||
@@ -319,7 +320,7 @@ int px_cmd_compare(int argc, char **argv) {
   } else if (json) {
     print_json(trace, m, &pr);
   } else {
-    print_text(trace, m, &pr, model, cluster, &plan, show_other);
+    print_text(trace, m, &pr, model, cluster, &plan, show_other, columns);
   }
   if (pr.segments) g_array_unref(pr.segments);
   if (o.model) px_plan_clear(&plan);

@@ -539,6 +539,11 @@ int px_cmd_search(int argc, char **argv) {
     rc = px_cli_fail(CMD, error);
   } else if (!search_counts(&f, &error)) {
     rc = px_cli_fail(CMD, error) + 1;
+  } else if (sizing && (o.gpus > 0 || o.nodes > 0)) {
+    /* sizing tries the node counts of --nodes-range: the size given was dropped without a word */
+    fprintf(stderr, CMD ": %s %d gives the size; sizing (--tokens/--days, --objective gpus) chooses it: give "
+            "--nodes-range N-M instead\n", o.gpus > 0 ? "--gpus" : "--nodes", o.gpus > 0 ? o.gpus : o.nodes);
+    rc = 2;
   } else if (!take_fixes(&f, &o, &so.fix, &tp_overlap, &error) || !(gbs = o.gbs, gbs_tokens = g_steal_pointer(&o.gbs_tokens), o.gbs = -1, TRUE) ||
              !px_plan_options_resolve(&o, TRUE, &model, &cluster, &plan, &error) ||
              !search_batch(gbs, gbs_tokens, o.batch_given, &plan, &error)) {

@@ -68,14 +68,6 @@ static void throughput(const SimReport *r, Throughput *t) {
   t->hfu = peak > 0 ? r->tab->hardware_flops_per_step / peak : 0;
 }
 
-static int terminal_width(void) {
-  const char *cols = g_getenv("COLUMNS");
-  if (cols && atoi(cols) > 0) return atoi(cols);
-  struct winsize ws;
-  if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
-  return 100;
-}
-
 /* ---- text --------------------------------------------------------------- */
 
 static void print_text(const SimReport *r) {
@@ -269,7 +261,9 @@ int px_cmd_simulate(int argc, char **argv) {
       return 1;
     }
   }
-  if (!px_plan_options_resolve(&o, !r.ideal, &r.model, &r.cluster, &r.plan, &error) ||
+  int columns = 0; /* --gantt's width, checked before the simulation */
+  if ((gantt && !px_terminal_columns(TRUE, &columns, &error)) ||
+      !px_plan_options_resolve(&o, !r.ideal, &r.model, &r.cluster, &r.plan, &error) ||
       !sim_report_run(&r, trace || csv || gantt || plot_dir, &error) ||
       (trace && !px_timeline_write_trace(r.res->timeline, trace, &error) && (failed_flag = "--trace")) ||
       (csv && !px_timeline_write_csv(r.res->timeline, csv, &error) && (failed_flag = "--csv"))) {
@@ -283,7 +277,7 @@ int px_cmd_simulate(int argc, char **argv) {
       print_text(&r);
     if (gantt) {
       /* beside --json the chart goes to stderr, so stdout stays one JSON object */
-      g_autofree char *g = px_timeline_gantt(r.res->timeline, terminal_width());
+      g_autofree char *g = px_timeline_gantt(r.res->timeline, columns);
       fprintf(json ? stderr : stdout, "\n%s%s", g,
               r.ideal ? "          ideal costs: one second on the axis is one chunk's forward (T_F)\n" : "");
     }

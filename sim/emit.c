@@ -472,8 +472,16 @@ char *px_emit_torchtitan(const PxModel *model, const PxCluster *cluster, const P
   if (p->precision == PX_PREC_FP8)
     g_string_append(s, "# NOTE: torchtitan's FP8 is torchao's float8 (converters = [\"float8\"] under [model]), "
                        "with dynamic scaling, not Transformer Engine's delayed scaling the plan was costed with.\n");
-  g_string_append_printf(s, "\n[job]\ndescription = \"Parallax plan: %s, dp %d x pp %d x tp %d\"\n", d->name, p->dp,
+  /* a TOML basic string: a '"' or '\\' in the name ended it or began an escape (the name is one
+   * line of text, px_text_is_line: nothing else needs escaping) */
+  GString *toml_name = g_string_new(NULL);
+  for (const char *c = d->name; *c; c++) {
+    if (*c == '"' || *c == '\\') g_string_append_c(toml_name, '\\');
+    g_string_append_c(toml_name, *c);
+  }
+  g_string_append_printf(s, "\n[job]\ndescription = \"Parallax plan: %s, dp %d x pp %d x tp %d\"\n", toml_name->str, p->dp,
                          p->pp, p->tp);
+  g_string_free(toml_name, TRUE);
   g_string_append(s, "\n[training]\n");
   /* local_batch_size is per data-parallel rank: the whole step's share */
   g_string_append_printf(s, "local_batch_size = %d\nglobal_batch_size = %d\nseq_len = %d\n", p->gbs / p->dp, p->gbs,

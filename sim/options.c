@@ -7,6 +7,8 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 
 gboolean px_parse_int_flag(const char *flag, const char *value, int min, int *out, GError **error) {
   char *end = NULL;
@@ -19,6 +21,59 @@ gboolean px_parse_int_flag(const char *flag, const char *value, int min, int *ou
   }
   *out = (int)v;
   return TRUE;
+}
+
+/* The integer entries of the command line being parsed (px_option_entries_decimal): GOption
+ * reads G_OPTION_ARG_INT and _INT64 with strtoll's base 0, so "--steps 010" trained 8 steps and
+ * "--tokens 0x100" wrote 256 tokens; their callback reads base 10, as px_parse_int_flag does.
+ * A command line is parsed once, on the main thread. */
+static GArray *decimal_entries;
+
+static gboolean on_decimal_flag(const char *name, const char *value, gpointer data, GError **error) {
+  (void)data;
+  for (guint i = 0; decimal_entries && i < decimal_entries->len; i++) {
+    const GOptionEntry *e = &g_array_index(decimal_entries, GOptionEntry, i);
+    if (!(name[1] == '-' ? !strcmp(name + 2, e->long_name) : !name[2] && name[1] == e->short_name)) continue;
+    gboolean wide = e->arg == G_OPTION_ARG_INT64;
+    char *end = NULL;
+    errno = 0;
+    gint64 v = *value ? g_ascii_strtoll(value, &end, 10) : 0;
+    if (!*value || *end) {
+      g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "%s '%s' is not a whole number (decimal digits)",
+                  name, value);
+      return FALSE;
+    }
+    if (errno || (!wide && (v < G_MININT || v > G_MAXINT))) {
+      g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "%s %s is beyond %s", name, value,
+                  wide ? "the 64-bit integers" : "2147483647");
+      return FALSE;
+    }
+    if (wide) *(gint64 *)e->arg_data = v;
+    else *(int *)e->arg_data = (int)v;
+    return TRUE;
+  }
+  g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_FAILED, "%s: not an integer flag", name);
+  return FALSE;
+}
+
+GOptionEntry *px_option_entries_decimal(const GOptionEntry *entries) {
+  gsize n = 0;
+  while (entries && entries[n].long_name) n++;
+  GOptionEntry *out = g_new0(GOptionEntry, n + 1);
+  if (!decimal_entries) decimal_entries = g_array_new(FALSE, FALSE, sizeof(GOptionEntry));
+  for (gsize i = 0; i < n; i++) {
+    out[i] = entries[i];
+    if (entries[i].arg != G_OPTION_ARG_INT && entries[i].arg != G_OPTION_ARG_INT64) continue;
+    g_array_append_val(decimal_entries, entries[i]);
+    out[i].arg = G_OPTION_ARG_CALLBACK;
+    out[i].arg_data = (gpointer)on_decimal_flag;
+  }
+  return out;
+}
+
+void px_option_entries_decimal_done(GOptionEntry *converted) {
+  g_free(converted);
+  g_clear_pointer(&decimal_entries, g_array_unref);
 }
 
 gboolean px_flag_is(const char *arg, const char *flag) {
@@ -283,17 +338,20 @@ gboolean px_parse_command_line(const char *cmd, const char *summary, GOptionEntr
                                PxPlanOptions *o, int *argc, char ***argv) {
   g_autofree char *param = g_strdup_printf("— %s", summary);
   g_autoptr(GOptionContext) ctx = g_option_context_new(param);
+  GOptionEntry *decimal = entries ? px_option_entries_decimal(entries) : NULL;
   if (o) {
     /* one main group: --help lists the command's and the plan's options */
     GOptionGroup *g = px_plan_options_group(o);
-    if (entries) g_option_group_add_entries(g, entries);
+    if (decimal) g_option_group_add_entries(g, decimal);
     g_option_context_set_main_group(ctx, g);
-  } else if (entries) {
-    g_option_context_add_main_entries(ctx, entries, NULL);
+  } else if (decimal) {
+    g_option_context_add_main_entries(ctx, decimal, NULL);
   }
   g_set_prgname(cmd);
   g_autoptr(GError) error = NULL;
-  if (!g_option_context_parse(ctx, argc, argv, &error)) {
+  gboolean parsed = g_option_context_parse(ctx, argc, argv, &error);
+  if (decimal) px_option_entries_decimal_done(decimal);
+  if (!parsed) {
     fprintf(stderr, "%s: %s\n", cmd, error->message);
   } else if (*argc > 1) {
     fprintf(stderr, "%s: unexpected argument '%s'\n", cmd, (*argv)[1]);
@@ -302,6 +360,26 @@ gboolean px_parse_command_line(const char *cmd, const char *summary, GOptionEntr
   }
   if (o) px_plan_options_clear(o); /* the caller returns at once: nothing else frees them */
   return FALSE;
+}
+
+gboolean px_terminal_columns(gboolean ask_terminal, int *out, GError **error) {
+  const char *cols = g_getenv("COLUMNS");
+  if (cols && *cols) {
+    char *end = NULL;
+    errno = 0;
+    gint64 v = g_ascii_strtoll(cols, &end, 10);
+    if (*end || errno || v < 1 || v > PX_MAX_COLUMNS) {
+      g_autofree char *shown = px_text_clip(cols, -1, 64);
+      g_set_error(error, PX_PLAN_ERROR, PX_PLAN_ERROR_PARSE,
+                  "COLUMNS=%s is not a terminal width (a whole number of columns, 1..%d)", shown, PX_MAX_COLUMNS);
+      return FALSE;
+    }
+    *out = (int)v;
+    return TRUE;
+  }
+  struct winsize ws;
+  *out = ask_terminal && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0 ? ws.ws_col : 100;
+  return TRUE;
 }
 
 int px_cli_fail(const char *cmd, GError *error) {
@@ -326,6 +404,17 @@ int px_command_main(const char *prog, const PxCommand *commands, gsize n, int ar
     command_usage(prog, commands, n, argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
   }
+  /* every message quotes what it refuses on one line: a newline in a value made it two or more
+   * (--schedule $'a\nb'); no name, choice, number or path this tool takes holds a control character.
+   * After "--" the words are launch's command's, which checks its own. */
+  for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
+    for (const char *c = argv[i]; *c; c++)
+      if (g_ascii_iscntrl(*c)) {
+        g_autofree char *shown = px_text_quote(argv[i], 200);
+        fprintf(stderr, "%s: argument '%s' holds a control character (a newline, tab or escape): arguments are "
+                "one line of text\n", prog, shown);
+        return 2;
+      }
   for (gsize i = 0; i < n; i++)
     if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
   fprintf(stderr, "%s: unknown command '%s' (see %s --help)\n", prog, argv[1], prog);

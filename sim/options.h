@@ -36,6 +36,13 @@ gboolean px_parse_int_flag(const char *flag, const char *value, int min, int *ou
  * needs, made on argv before GOption consumes it. */
 gboolean px_flag_is(const char *arg, const char *flag);
 
+/* A copy of entries for GOption in which every G_OPTION_ARG_INT and _INT64 entry reads its value
+ * in base 10 into the same variable (GOption's own reading takes "010" as 8 and "0x10" as 16) and
+ * refuses anything else with one line naming the flag; give it back with
+ * px_option_entries_decimal_done once the context has parsed. px_parse_command_line does both. */
+GOptionEntry *px_option_entries_decimal(const GOptionEntry *entries);
+void px_option_entries_decimal_done(GOptionEntry *converted);
+
 /* Fills o with "unset" (-1: never a value a flag accepts, since every integer
  * flag is parsed by px_parse_int_flag) and returns a group of its entries
  * (owned by the caller's GOptionContext once added). */
@@ -53,6 +60,14 @@ typedef struct {
   double scale;      /* bytes per unit */
 } PxUnits;
 gboolean px_units_parse(const char *s, PxUnits *out);
+
+/* The width of the text charts (simulate --gantt, compare's time axis):
+ * $COLUMNS when set and not empty, a whole number of 1..PX_MAX_COLUMNS
+ * (99999999999 overflowed atoi and asked for a 39 GB chart), else the
+ * terminal's when ask_terminal, else 100. Another $COLUMNS is an error
+ * naming it. */
+#define PX_MAX_COLUMNS 4096
+gboolean px_terminal_columns(gboolean ask_terminal, int *out, GError **error);
 
 /* Run a command's option context over argv (with the plan group when o is
  * non-NULL); cmd is the full name ("parallax-sim plan"). Prints the one-line

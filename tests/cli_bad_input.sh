@@ -284,9 +284,9 @@ bad "calibrate: --seq -1" "--seq -1 must be a whole number" "$exe" calibrate --s
 bad "calibrate: --ranks 100000" "--ranks 100000 is not in 1..64" "$exe" calibrate --ranks 100000 --out "$tmp/cal.ini"
 bad "calibrate: --out in a missing dir" "missing does not exist" "$exe" calibrate --out "$tmp/missing/cal.ini"
 bad "calibrate: --out a directory" "is a directory" "$exe" calibrate --out "$tmp/dir"
-bad "launch: --grace 1e308 (overflowed its timer)" "--grace 1e+308 is not a number of seconds in 0..86400" "$exe" launch -n 1 --grace 1e308 -- run
+bad "launch: --grace 1e308 (overflowed its timer)" "--grace 1e+308 is not 0 or a number of seconds in 0.001..86400" "$exe" launch -n 1 --grace 1e308 -- run
 bad "calibrate: --seq beyond the model (hours of seq² attention)" "--seq 1000000 exceeds tiny-gpt's 64 positions" "$exe" calibrate --seq 1000000 --out "$tmp/cal.ini"
-bad "calibrate: --name with a newline (broke the profile)" "--name 'a\\nb' must be a non-empty line" "$exe" calibrate --name "$(printf 'a\nb')" --out "$tmp/cal.ini"
+bad "calibrate: --name with a newline (broke the profile)" "argument 'a\\nb' holds a control character" "$exe" calibrate --name "$(printf 'a\nb')" --out "$tmp/cal.ini"
 bad "launch: -n 100000" "more than 256 local ranks" "$exe" launch -n 100000 -- /bin/true
 # a corrupt checkpoint: one flipped byte in a shard
 "$exe" run --model tiny-gpt --steps 1 --save "$tmp/ck" >/dev/null 2>&1
@@ -426,6 +426,63 @@ bad "search: --pareto a directory (after the search)" "--pareto $tmp/dir: is a d
 echo '{"traceEvents": [{"ph": "X", "name": "ampere_sgemm", "cat": "kernel", "ts": 10, "dur": 5}]}' >"$tmp/tr7.json"
 bad "compare: --timeline a directory (named json-glib's temporary file)" "--timeline $tmp/dir: is a directory" "$sim" compare --model 7b --cluster dgx-h100 --gpus 8 --trace "$tmp/tr7.json" --timeline "$tmp/dir"
 bad "compare: --timeline ''" "--timeline '': the file name is empty" "$sim" compare --model 7b --cluster dgx-h100 --gpus 8 --trace "$tmp/tr7.json" --timeline ""
+
+# GOption read the commands' own integer flags with strtol's base 0: "010" was 8, "0x10" 16
+bad "run: --steps 0x3 (trained 3 steps)" "--steps '0x3' is not a whole number (decimal digits)" "$exe" run --model tiny-gpt --seq 16 --mbs 2 --gbs 8 --steps 0x3
+bad "data: -n 0x100 (wrote 256 tokens)" "-n '0x100' is not a whole number (decimal digits)" "$exe" data --synthetic -n 0x100 --out "$tmp/hex.bin"
+bad "bubble: --pp 2^31 (glib's message)" "--pp 2147483648 is beyond 2147483647" "$sim" bubble --pp 2147483648
+bad "launch: --master-port 0 (took a free port)" "--master-port 0 is not in 1..65535" "$exe" launch --master-port 0 -n 1 -- run
+n=$((n+1)); timeout 30 "$exe" data --synthetic --tokens 0100 --vocab 010 --out "$tmp/oct.bin" >"$tmp/out" 2>"$tmp/err"; rc=$?
+if [ $rc -eq 0 ] && grep -q "100 tokens, vocab 10," "$tmp/out"; then echo "ok $n - data: --tokens 0100 --vocab 010 are 100 and 10 (were 64 and 8)"
+else echo "not ok $n - data: --tokens 0100 --vocab 010: rc $rc, $(cat "$tmp/out" "$tmp/err")"; fail=1; fi
+
+bad "search: sizing with --gpus 32 (answered 8 GPUs, the size dropped)" "--gpus 32 gives the size; sizing (--tokens/--days, --objective gpus) chooses it" "$sim" search --model 7b --cluster dgx-h100 --gpus 32 --gbs 64 --tokens 1T --days 300
+bad "search: --objective gpus with --nodes 2 (dropped)" "--nodes 2 gives the size" "$sim" search --model 7b --cluster dgx-h100 --nodes 2 --gbs 64 --objective gpus
+
+bad "run: --timeout 1e-9 (a deadline of 0 s)" "--timeout must be in [1e-6, 86400] seconds" "$exe" run --model tiny-gpt --seq 16 --mbs 2 --gbs 8 --steps 1 --timeout 1e-9
+bad "launch: --grace 0.0001 (a timer of 0 ms)" "--grace 0.0001 is not 0 or a number of seconds in 0.001..86400" "$exe" launch -n 1 --grace 0.0001 -- run
+
+# a name is written into launch files' header comments: a newline in a model file's name put a command
+# into pretrain_gpt.sh; a '"' in [model] name ended torchtitan's TOML string. A newline on the command
+# line is refused before any command (every message quoting the value was two lines and more).
+printf '[model]\nlayers = 2\nhidden = 64\nheads = 4\nvocab = 256\nmax_seq = 64\n' >"$tmp/x
+touch PWNED
+#.ini"
+bad "model: a file name with newlines (a command in pretrain_gpt.sh)" "argument '$tmp/x\ntouch PWNED\n#.ini' holds a control character" "$sim" plan --model "$tmp/x
+touch PWNED
+#.ini" --gpus 8 --emit megatron --out "$tmp/emit-nl"
+printf '[model]\nlayers = 2\nhidden = 64\nheads = 4\nvocab = 256\nmax_seq = 64\n' >"$tmp/x	z.ini"
+printf '[plan]\nmodel = %s\n' "$tmp/x	z.ini" >"$tmp/p14.ini"
+bad "plan INI: a model file named with a tab (its name went into launch files)" "model name 'x\tz' is not one line of text" "$sim" plan --plan "$tmp/p14.ini" --gpus 8
+sed 's/^name = H100-SXM5-80GB/name = H100\tSXM/' "$(dirname "$0")/../configs/clusters/dgx-h100.ini" >"$tmp/c11.ini"
+bad "cluster INI: a GPU name with a tab" "the GPU name 'H100\tSXM' is not one line of text" "$sim" plan --model 7b --cluster "$tmp/c11.ini" --gpus 8
+printf '[model]\nname = a"b\nlayers = 2\nhidden = 64\nheads = 4\nvocab = 256\nmax_seq = 64\n' >"$tmp/m9.ini"
+n=$((n+1)); timeout 30 "$sim" plan --model "$tmp/m9.ini" --gpus 8 --emit torchtitan --out "$tmp/emit-q" >/dev/null 2>&1; rc=$?
+if [ $rc -eq 0 ] && grep -qF 'description = "Parallax plan: a\"b, dp 8' "$tmp"/emit-q/*.toml; then echo "ok $n - emit torchtitan: a '\"' in the model name is escaped in TOML"
+else echo "not ok $n - emit torchtitan: a '\"' in the name: rc $rc, $(grep description "$tmp"/emit-q/* 2>&1)"; fail=1; fi
+
+bad "--partition with a newline (a command line in launch_deepspeed.sh)" "argument 'type:transformerlayer|\ntouch pwned' holds a control character" "$sim" plan --model 7b --gpus 8 --pp 2 --partition "type:transformerlayer|
+touch pwned" --emit deepspeed --out "$tmp/emit-part"
+printf '[plan]\npp = 2\npartition = type:transformerlayer|\tx\n' >"$tmp/p15.ini"
+bad "plan INI: a partition with a tab (written into launch files)" "partition 'type:transformerlayer|\tx' is not one line of text" "$sim" plan --model 7b --gpus 8 --plan "$tmp/p15.ini" --emit deepspeed --out "$tmp/emit-part2"
+
+# COLUMNS sized the charts through atoi: 99999999999 asked for a 39 GB Gantt chart (GLib-ERROR, SIGTRAP)
+bad "simulate --gantt: COLUMNS=99999999999 (a 39 GB chart, killed by SIGTRAP)" "COLUMNS=99999999999 is not a terminal width (a whole number of columns, 1..4096)" env COLUMNS=99999999999 "$sim" simulate --model tiny-gpt --gpus 2 --pp 2 --gantt --ideal
+bad "compare: COLUMNS=1000000 (lines of a million characters)" "COLUMNS=1000000 is not a terminal width" env COLUMNS=1000000 "$sim" compare --trace "$tmp/tr7.json"
+
+printf '[plan]\nmodel = no\tsuch\n' >"$tmp/p16.ini"
+bad "plan INI: a model name with a tab (quoted raw)" "model 'no\tsuch' is neither a file nor a preset" "$sim" plan --plan "$tmp/p16.ini" --gpus 8
+bad "a newline in a flag's value (a message of two lines)" "argument 'a\nb' holds a control character" "$sim" plan --model 7b --gpus 8 --schedule "a
+b"
+
+# --comm local under mpirun -np 2: each process trained the whole world and wrote the same --save
+# (with --comm mpi on the other rank, it waited in MPI_Init for ever); mpirun's variable is enough
+bad "run: --comm local under mpirun -np 2 (the whole run twice)" "--comm local runs the whole world in this process, but mpirun started 2" env OMPI_COMM_WORLD_SIZE=2 "$exe" run --model tiny-gpt --seq 16 --mbs 2 --gbs 8 --gpus 2 --steps 1 --comm local
+bad "calibrate: --comm local under mpirun -np 2 (two profiles onto one --out)" "--comm local measures in this process, but mpirun started 2" env OMPI_COMM_WORLD_SIZE=2 "$exe" calibrate --comm local --out "$tmp/cal2.ini"
+
+bad "run: --comm local under launch -n 2 (the whole run twice)" "--comm local runs the whole world in this process, but the launcher started 2 (WORLD_SIZE)" env RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29999 "$exe" run --model tiny-gpt --seq 16 --mbs 2 --gbs 8 --gpus 2 --steps 1 --comm local
+
+bad "--stack deepspeed --schedule zb-h1 (a 'deadlock' of the engine's own)" "--stack deepspeed pipelines with DeepSpeed's TrainSchedule, 1F1B over one chunk per stage: it has no zb-h1 schedule" "$sim" simulate --model 7b --cluster dgx-h100 --gpus 8 --pp 2 --gbs 16 --schedule zb-h1 --stack deepspeed
 
 # partition --method optimal: the scan over every boundary was O(stages · weights²), hours for 60000
 # weights over 64 stages; the heaviest part of 60000 equal weights is ceil(60000 / 64) = 938
