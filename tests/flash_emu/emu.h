@@ -72,37 +72,7 @@ struct uint4 {
 };
 inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return uint4{x, y, z, w}; }
 
-/* 16-bit floats */
-struct __nv_bfloat16 {
-  uint16_t u;
-};
-struct __half {
-  uint16_t u;
-};
-inline float __bfloat162float(__nv_bfloat16 h) {
-  uint32_t b = (uint32_t)h.u << 16;
-  float f;
-  std::memcpy(&f, &b, 4);
-  return f;
-}
-inline __nv_bfloat16 __float2bfloat16_rn(float f) {
-  uint32_t b;
-  std::memcpy(&b, &f, 4);
-  if (std::isnan(f)) return __nv_bfloat16{(uint16_t)0x7fc0};
-  b += 0x7fffu + ((b >> 16) & 1u); /* to nearest, ties to even */
-  return __nv_bfloat16{(uint16_t)(b >> 16)};
-}
-inline float __half2float(__half h) {
-  _Float16 x;
-  std::memcpy(&x, &h.u, 2);
-  return (float)x;
-}
-inline __half __float2half_rn(float f) {
-  _Float16 x = (_Float16)f; /* IEEE conversion: to nearest even */
-  __half h;
-  std::memcpy(&h.u, &x, 2);
-  return h;
-}
+#include "../emu_half16.h" /* __nv_bfloat16, __half and their conversions */
 inline float emu_f(float x) { return x; }
 inline float emu_f(__nv_bfloat16 x) { return __bfloat162float(x); }
 inline float emu_f(__half x) { return __half2float(x); }
