@@ -962,13 +962,12 @@ static char *data_identity(const char *path) {
 
 /* What a checkpoint must match, as "key value" items joined by "; ": what
  * fixes the math, not the layout: model, dtype, the data stream (seed and
- * source: the file's base name, size and head, data_identity; the position in
- * it is step · gbs sequences, restored with the step) and the global batch
- * (gbs sequences of seq tokens). */
-static char *make_fingerprint(const PxModel *model, const PxPlan *plan, const PxRunOptions *o) {
+ * source: the file's base name, size and head, `ident` from data_identity,
+ * NULL without a data file; the position in it is step · gbs sequences,
+ * restored with the step) and the global batch (gbs sequences of seq tokens). */
+static char *make_fingerprint(const PxModel *model, const PxPlan *plan, const PxRunOptions *o, const char *ident) {
   const PxModelDesc *d = &model->desc;
   g_autofree char *src = o->data ? g_path_get_basename(o->data) : g_strdup("synthetic");
-  g_autofree char *ident = o->data ? data_identity(o->data) : NULL;
   return g_strdup_printf("model %s L%d h%d a%d kv%d f%d V%d hd%d theta%g eps%g; dtype %s; seed %" G_GUINT64_FORMAT
                          "; data %s; gbs %d; seq %d%s%s", d->name, d->layers, d->hidden, d->heads, d->kv_heads, d->ffn,
                          d->vocab, d->head_dim, d->rope_theta, d->norm_eps, px_dtype_name(o->dtype), o->seed, src,
@@ -1037,7 +1036,11 @@ static gboolean check_message_order(const PxRuntime *rt, GError **error) {
 }
 
 /* Everything but the ranks. */
-static PxRuntime *runtime_setup(const PxModel *model, const PxPlan *plan, const PxRunOptions *opt, GError **error) {
+/* `ident`: the data file's data_identity where the caller has it already
+ * (px_runtime_new_rank reads the file's head once for the agreement check
+ * and the fingerprint), NULL to read it here. */
+static PxRuntime *runtime_setup(const PxModel *model, const PxPlan *plan, const PxRunOptions *opt, const char *ident,
+                                GError **error) {
   g_autoptr(PxRuntime) rt = g_new0(PxRuntime, 1);
   rt->model = model;
   px_plan_copy(&rt->plan, plan);
@@ -1116,7 +1119,10 @@ static PxRuntime *runtime_setup(const PxModel *model, const PxPlan *plan, const 
   }
   if (!(rt->grid = px_grid_new(&rt->plan, error))) return NULL;
   rt->n = px_plan_world(&rt->plan);
-  rt->fingerprint = make_fingerprint(model, &rt->plan, &rt->opt);
+  {
+    g_autofree char *own = opt->data && !ident ? data_identity(opt->data) : NULL;
+    rt->fingerprint = make_fingerprint(model, &rt->plan, &rt->opt, opt->data ? (ident ? ident : own) : NULL);
+  }
   if (!open_data(rt, error)) return NULL;
   return g_steal_pointer(&rt);
 }
@@ -1192,7 +1198,7 @@ static gboolean init_job(Rank *r, gpointer data, GError **error) {
 }
 
 PxRuntime *px_runtime_new(const PxModel *model, const PxPlan *plan, const PxRunOptions *opt, GError **error) {
-  g_autoptr(PxRuntime) rt = runtime_setup(model, plan, opt, error);
+  g_autoptr(PxRuntime) rt = runtime_setup(model, plan, opt, NULL, error);
   if (!rt) return NULL;
   rt->world = px_local_world_new(rt->n, opt->timeout_s);
   if (opt->rendezvous) px_local_world_set_rendezvous(rt->world, TRUE);
@@ -1207,8 +1213,8 @@ PxRuntime *px_runtime_new(const PxModel *model, const PxPlan *plan, const PxRunO
  * "; ": the checkpoint fingerprint (model, dtype, seed, data with its size and
  * first 64 KiB, batch), the plan as given, the optimiser and the caller's items. The
  * timeout, the device and the fault injection may differ. */
-static char *run_items(const PxModel *model, const PxPlan *plan, const PxRunOptions *o) {
-  g_autofree char *fp = make_fingerprint(model, plan, o);
+static char *run_items(const PxModel *model, const PxPlan *plan, const PxRunOptions *o, const char *ident) {
+  g_autofree char *fp = make_fingerprint(model, plan, o, ident);
   GString *s = g_string_new(fp);
   g_autofree char *ini = px_plan_to_ini(plan);
   g_auto(GStrv) lines = g_strsplit(ini, "\n", -1);
@@ -1262,11 +1268,12 @@ static gboolean check_agree(PxComm *world, const char *items, GError **error) {
 
 PxRuntime *px_runtime_new_rank(const PxModel *model, const PxPlan *plan, const PxRunOptions *opt, PxComm *world,
                                GError **error) {
+  g_autofree char *ident = opt->data ? data_identity(opt->data) : NULL;
   {
-    g_autofree char *items = run_items(model, plan, opt);
+    g_autofree char *items = run_items(model, plan, opt, ident);
     if (!check_agree(world, items, error)) return NULL;
   }
-  g_autoptr(PxRuntime) rt = runtime_setup(model, plan, opt, error);
+  g_autoptr(PxRuntime) rt = runtime_setup(model, plan, opt, ident, error);
   if (!rt) return NULL;
   if (px_comm_size(world) != rt->n) {
     rfail(error, PX_RUNTIME_ERROR_INVALID, "the plan needs %d ranks (dp %d x cp %d x tp %d x pp %d), the world has %d",
