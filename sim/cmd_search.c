@@ -570,9 +570,8 @@ int px_cmd_search(int argc, char **argv) {
       fprintf(stderr, CMD ": %s sizes a cluster: it needs --tokens and --days (or --objective gpus)\n",
               f.nodes_range ? "--nodes-range" : "--all-counts");
       rc = 2;
-    } else if (f.pareto && (px_output_path_check(f.pareto) == PX_OUT_EMPTY ||
-                            px_output_path_check(f.pareto) == PX_OUT_IS_DIR ||
-                            px_output_path_check(f.pareto) == PX_OUT_DIR_NOT_DIR)) {
+    } else if (f.pareto && px_output_path_check(f.pareto) != PX_OUT_OK &&
+               px_output_path_check(f.pareto) != PX_OUT_NO_DIR) {
       /* after the whole search: '' was "could not rename ./pareto.png to " (a missing directory is made) */
       g_autofree char *why = px_output_flag_why("--pareto", f.pareto);
       fprintf(stderr, CMD ": %s\n", why);
