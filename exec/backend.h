@@ -128,7 +128,9 @@ gboolean px_backend_synchronize(PxBackend *be, GError **error);
 double px_backend_clock(PxBackend *be);
 void px_backend_mem_stats(PxBackend *be, PxMemStats *out);
 void px_backend_mem_reset_peak(PxBackend *be);
-/* Give the pool's cached blocks back to the device; returns the bytes freed. */
+/* Give the pool's cached blocks back to the device, and what the backend's
+ * own allocator keeps of them (cuda: its memory pool, trimmed); returns the
+ * cached bytes freed. */
 gsize px_backend_trim(PxBackend *be);
 
 gsize px_dtype_size(PxDType dtype);
