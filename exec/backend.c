@@ -188,6 +188,8 @@ void px_backend_free(PxBackend *be) {
 
 const char *px_backend_name(const PxBackend *be) { return be->ops->name; }
 
+int px_backend_device(const PxBackend *be) { return be->device; }
+
 double px_backend_clock(PxBackend *be) { return (g_get_monotonic_time() - be->t0) / 1e6; }
 
 gboolean px_backend_synchronize(PxBackend *be, GError **error) {

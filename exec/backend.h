@@ -123,6 +123,8 @@ PxBackend *px_backend_new_host(PxBackend *device, GError **error);
 gboolean px_backend_host_pinned(PxBackend *host);
 void px_backend_free(PxBackend *be);
 const char *px_backend_name(const PxBackend *be);
+/* The device index the backend runs on (cuda: the one it chose, modulo the devices present). */
+int px_backend_device(const PxBackend *be);
 gboolean px_backend_synchronize(PxBackend *be, GError **error);
 /* Seconds on the backend's clock (the clock of px_event_time). */
 double px_backend_clock(PxBackend *be);
