@@ -22,7 +22,9 @@ once), L layers, h hidden, s the sequence length; MFU = tokens/s x FLOPs per
 token / peak. Peak: dense (no sparsity) BF16 tensor-core throughput from NVIDIA's
 datasheets — "NVIDIA H100 Tensor Core GPU" datasheet: H100 SXM 989.4 TFLOP/s
 (1,979 with sparsity), H100 PCIe 756, H100 NVL 835.5 TFLOP/s; "NVIDIA H200 Tensor Core GPU"
-datasheet: H200 SXM 989.4 TFLOP/s (the same as configs/clusters/h200.ini).
+datasheet: H200 SXM 989.4 TFLOP/s (the same as configs/clusters/h200.ini), H200 NVL
+835.5 TFLOP/s (1,671 with sparsity: the 600 W PCIe card). The SXM parts report a
+bare name ("NVIDIA H200", "NVIDIA H100 80GB HBM3"), the others say "NVL" or "PCIe".
 Other GPUs: pass --peak-tflops.
 
   python3 bench/torch_gpt.py --model gpt2-124m --batch 16           # eager and compile
@@ -41,8 +43,10 @@ MODELS = {
     "gpt-1.3b": dict(layers=24, hidden=2048, heads=16, vocab=50257, seq=1024),
 }
 
-# dense BF16 peaks, FLOP/s, from the datasheets named above (first match of the device name wins)
-PEAKS = [("H200", 989.4e12), ("H100 PCIe", 756e12), ("H100 NVL", 835.5e12), ("H100", 989.4e12)]
+# dense BF16 peaks, FLOP/s, from the datasheets named above (first match of the device name wins:
+# the NVL and PCIe cards before the bare name, which is the SXM part's)
+PEAKS = [("H200 NVL", 835.5e12), ("H200", 989.4e12), ("H100 PCIe", 756e12), ("H100 NVL", 835.5e12),
+         ("H100", 989.4e12)]
 
 
 def n_params(m):

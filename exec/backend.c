@@ -150,7 +150,9 @@ static void host_count(PxBackend *be, gint64 delta) {
   g_mutex_unlock(&dev->lock);
 }
 
-gsize px_backend_trim(PxBackend *be) {
+/* px_backend_trim; *released: what the backend's allocator gave back besides
+ * (raw_trim) */
+static gsize trim(PxBackend *be, gsize *released) {
   g_mutex_lock(&be->lock);
   GHashTable *old = be->pool;
   be->pool = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, pool_list_free);
@@ -164,7 +166,13 @@ gsize px_backend_trim(PxBackend *be) {
   while (g_hash_table_iter_next(&it, &key, &list))
     for (GSList *l = list; l; l = l->next) block_free(be, l->data);
   g_hash_table_destroy(old);
+  *released = be->ops->raw_trim ? be->ops->raw_trim(be) : 0;
   return freed;
+}
+
+gsize px_backend_trim(PxBackend *be) {
+  gsize released = 0;
+  return trim(be, &released);
 }
 
 void px_backend_free(PxBackend *be) {
@@ -179,6 +187,8 @@ void px_backend_free(PxBackend *be) {
 }
 
 const char *px_backend_name(const PxBackend *be) { return be->ops->name; }
+
+int px_backend_device(const PxBackend *be) { return be->device; }
 
 double px_backend_clock(PxBackend *be) { return (g_get_monotonic_time() - be->t0) / 1e6; }
 
@@ -246,7 +256,9 @@ static gboolean pool_alloc(PxBackend *be, gsize bytes, void **out, GError **erro
   if (!*out) {
     GError *err = NULL;
     if (!block_alloc(be, size, out, &err)) {
-      if (!px_backend_trim(be)) {
+      /* worth a second try when the cache or the backend's allocator gave memory back */
+      gsize released = 0;
+      if (!trim(be, &released) && !released) {
         g_propagate_error(error, err);
         return FALSE;
       }

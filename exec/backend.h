@@ -123,12 +123,16 @@ PxBackend *px_backend_new_host(PxBackend *device, GError **error);
 gboolean px_backend_host_pinned(PxBackend *host);
 void px_backend_free(PxBackend *be);
 const char *px_backend_name(const PxBackend *be);
+/* The device index the backend runs on (cuda: the one it chose, modulo the devices present). */
+int px_backend_device(const PxBackend *be);
 gboolean px_backend_synchronize(PxBackend *be, GError **error);
 /* Seconds on the backend's clock (the clock of px_event_time). */
 double px_backend_clock(PxBackend *be);
 void px_backend_mem_stats(PxBackend *be, PxMemStats *out);
 void px_backend_mem_reset_peak(PxBackend *be);
-/* Give the pool's cached blocks back to the device; returns the bytes freed. */
+/* Give the pool's cached blocks back to the device, and what the backend's
+ * own allocator keeps of them (cuda: its memory pool, trimmed); returns the
+ * cached bytes freed. */
 gsize px_backend_trim(PxBackend *be);
 
 gsize px_dtype_size(PxDType dtype);

@@ -16,6 +16,11 @@ typedef struct {
    * bytes) for the pool of backend.c; raw_free of NULL is a no-op */
   gboolean (*raw_alloc)(PxBackend *be, gsize bytes, void **out, GError **error);
   void (*raw_free)(PxBackend *be, void *p);
+  /* px_backend_trim, after the cached blocks went through raw_free: give
+   * back to the device what the backend's own allocator still holds unused
+   * (cuda: its memory pool, cudaMemPoolTrimTo); returns the bytes given
+   * back. NULL: raw_free gives memory back itself. */
+  gsize (*raw_trim)(PxBackend *be);
   gboolean (*upload)(PxBackend *be, void *dst, const void *src, gsize bytes, GError **error);
   gboolean (*download)(PxBackend *be, void *dst, const void *src, gsize bytes, GError **error);
   /* bytes of p set to value (0 zeroes, 0xFF poisons) */

@@ -51,6 +51,7 @@ typedef struct {
   PxDType dtype;
   PxRedOp red;
   int root;
+  int device;           /* device path: the device of the rank's stream (stream_device); 0 on the host path */
 } Part;
 
 typedef struct Slot Slot;
@@ -238,6 +239,11 @@ static void perform_broadcast(Slot *s) {
 static void perform_nothing(Slot *s) { (void)s; }
 
 /* The disagreement between the parts, or NULL. */
+/* "device 1" / "host memory" (stream_device's -1) */
+static char *memory_name(int device) {
+  return device < 0 ? g_strdup("host memory") : g_strdup_printf("device %d", device);
+}
+
 static char *check_parts(const Slot *s) {
   const Part *a = &s->parts[0];
   for (int k = 1; k < s->n; k++) {
@@ -255,6 +261,11 @@ static char *check_parts(const Slot *s) {
     if (a->root != b->root)
       return g_strdup_printf("rank %d named root %d while rank %d named root %d", s->ranks[0],
                              s->ranks[a->root], s->ranks[k], s->ranks[b->root]);
+    if (a->device != b->device) {
+      g_autofree char *da = memory_name(a->device), *db = memory_name(b->device);
+      return g_strdup_printf("rank %d's buffers are in %s while rank %d's are in %s (the device path needs "
+                             "every rank on one device)", s->ranks[0], da, s->ranks[k], db);
+    }
   }
   return NULL;
 }
@@ -644,6 +655,20 @@ static void local_finish(PxComm *c, guint64 ticket) {
  * no meeting of every member, a receive queued before its send on the same
  * thread must not block that thread until its deadline. */
 
+/* The device of a device stream's buffers (its backend's), -1 for a host
+ * stream. The device path reads every member's buffers from every member's
+ * stream (a reduction kernel, device-to-device copies), which holds for
+ * ranks on one device: the runtime gives every rank of `local` the same one
+ * (PxRunOptions.device). Ranks on different GPUs would need each cuda
+ * backend's memory pool opened to the others (cudaMemPoolSetAccess: pool
+ * memory does not follow cudaDeviceEnablePeerAccess) where
+ * cudaDeviceCanAccessPeer allows it; nothing does that, so members on
+ * different devices are refused with one line (check_parts, dev_recv_msg)
+ * instead of faulting on the device. */
+static int stream_device(PxStream *st) {
+  return px_stream_native(st) ? px_backend_device(px_stream_backend(st)) : -1;
+}
+
 /* PX_COMM_LOCAL_DEVICE: "1" every stream, "0" none; unset: device streams
  * (px_stream_native: the cuda backend's) only, where the alternative is to
  * stage the call through host memory synchronously (comm.c). */
@@ -873,7 +898,7 @@ static gboolean dev_group(PxComm *c, const PxP2p *ops, int n, PxStream *st, cons
 /* PxCommOps.stream_queue: the calls of local_stream_takes (point-to-point and
  * groups: below). */
 static gboolean local_stream_queue(PxComm *c, const PxCommCall *k, PxStream *st, GError **error) {
-  Part part = {.count = k->count, .dtype = k->dt, .red = k->red};
+  Part part = {.count = k->count, .dtype = k->dt, .red = k->red, .device = stream_device(st)};
   switch (k->kind) {
   case PX_CALL_ALL_REDUCE:
     part.op = "all_reduce", part.send = k->buf, part.recv = k->buf;
@@ -1121,9 +1146,17 @@ static gboolean dev_recv_msg(PxLocalWorld *w, Message *m, void *buf, PxStream *s
   g_free(m);
   d->state = DEV_TAKEN;
   g_mutex_unlock(&w->lock);
+  int sdev = stream_device(d->sst), rdev = stream_device(st);
+  ok = sdev == rdev;
+  if (!ok) { /* the copy would read another device's pool (stream_device) */
+    g_autofree char *sm = memory_name(sdev), *rm = memory_name(rdev);
+    g_set_error(error, PX_COMM_ERROR, PX_COMM_ERROR_MISMATCH,
+                "%s: rank %d sent from %s into %s (the device path needs both ranks on one device)", desc, who, sm,
+                rm);
+  }
   /* an inline stream's wait blocks this thread: with the deadline (the
    * sender's stream may be held by a call that waits for this rank) */
-  ok = (!px_stream_is_inline(st) || dev_wait_event(w, d->ready, desc, who, error)) &&
+  ok = ok && (!px_stream_is_inline(st) || dev_wait_event(w, d->ready, desc, who, error)) &&
        px_stream_wait_event(st, d->ready, error) && px_stream_memcpy(st, buf, d->src, bytes, 2, error) &&
        (d->copied = px_event_new(px_stream_backend(st), error)) != NULL && px_event_record(d->copied, st, error);
   g_mutex_lock(&w->lock);

@@ -885,7 +885,9 @@ static gboolean rank_init(PxRuntime *rt, Rank *r, int rank, PxComm *world, GErro
   r->sharded = r->zero >= 1;
   r->in_flight = g_array_new(FALSE, FALSE, sizeof(InFlight));
   TRY(rank_comms(r, error));
-  TRY(r->be = px_backend_new(rt->backend_name, rt->opt.device, error));
+  /* -1 (the local communicator's ranks as threads): device 0 for every rank,
+   * not the cuda backend's -1 modulo the devices, the last one */
+  TRY(r->be = px_backend_new(rt->backend_name, MAX(rt->opt.device, 0), error));
   if (rt->plan.offload != PX_OFFLOAD_NONE) {
     TRY(r->host = px_backend_new_host(r->be, error));
     TRY(r->ev_host = px_event_new(r->be, error));

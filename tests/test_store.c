@@ -289,6 +289,42 @@ static void test_bootstrap_rule(void) {
   g_assert_cmpint(px_nccl_bootstrap(&e, FALSE), ==, PX_NCCL_BOOT_NONE);
 }
 
+/* The watchdog's deadline counts from when the stream reached the call, on
+ * a fake clock (µs) with fake event states: queued at t = 0 behind 50 s of
+ * compute, started at t = 50 s, deadline 60 s. Counted from the queueing (as
+ * before) it would expire at t = 60 s; it must not until t = 110 s. */
+static void test_watch_deadline(void) {
+  const gint64 S = G_USEC_PER_SEC, timeout = 60 * S;
+  PxNcclWatch w;
+  px_nccl_watch_init(&w, 0);
+  /* in the queue: no deadline runs, however long */
+  g_assert_cmpint(px_nccl_watch_poll(&w, FALSE, FALSE, 10 * S, timeout), ==, PX_NCCL_WATCH_QUEUED);
+  g_assert_cmpint(px_nccl_watch_poll(&w, FALSE, FALSE, 49 * S, timeout), ==, PX_NCCL_WATCH_QUEUED);
+  g_assert_cmpint(w.started_us, ==, -1);
+  /* the stream gets there at t = 50 s */
+  g_assert_cmpint(px_nccl_watch_poll(&w, TRUE, FALSE, 50 * S, timeout), ==, PX_NCCL_WATCH_RUNNING);
+  g_assert_cmpint(w.started_us, ==, 50 * S);
+  /* later polls keep the first time seen */
+  g_assert_cmpint(px_nccl_watch_poll(&w, TRUE, FALSE, 61 * S, timeout), ==, PX_NCCL_WATCH_RUNNING);
+  g_assert_cmpint(px_nccl_watch_poll(&w, TRUE, FALSE, 100 * S, timeout), ==, PX_NCCL_WATCH_RUNNING);
+  g_assert_cmpint(px_nccl_watch_poll(&w, TRUE, FALSE, 110 * S, timeout), ==, PX_NCCL_WATCH_RUNNING);
+  g_assert_cmpint(w.started_us, ==, 50 * S);
+  g_assert_cmpint(px_nccl_watch_poll(&w, TRUE, FALSE, 111 * S, timeout), ==, PX_NCCL_WATCH_EXPIRED);
+  g_autofree char *why = px_nccl_watch_reason(&w, "rank 3: all_reduce on dp[1,3]", 60);
+  g_assert_cmpstr(why, ==, "rank 3: all_reduce on dp[1,3]: not complete after 60 s (a peer never arrived; its "
+                           "stream reached it 50.000 s after it was queued)");
+  /* complete: done whatever the clock says */
+  g_assert_cmpint(px_nccl_watch_poll(&w, TRUE, TRUE, 500 * S, timeout), ==, PX_NCCL_WATCH_DONE);
+  /* a call that starts and ends between two polls is done at the first */
+  PxNcclWatch v;
+  px_nccl_watch_init(&v, 7 * S);
+  g_assert_cmpint(px_nccl_watch_poll(&v, TRUE, TRUE, 300 * S, timeout), ==, PX_NCCL_WATCH_DONE);
+  /* a call reached at once is timed from its queueing, as before */
+  px_nccl_watch_init(&v, 0);
+  g_assert_cmpint(px_nccl_watch_poll(&v, TRUE, FALSE, 0, timeout), ==, PX_NCCL_WATCH_RUNNING);
+  g_assert_cmpint(px_nccl_watch_poll(&v, TRUE, FALSE, 61 * S, timeout), ==, PX_NCCL_WATCH_EXPIRED);
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/store/set-get", test_set_get);
@@ -302,5 +338,6 @@ int main(int argc, char **argv) {
   g_test_add_func("/store/rendezvous-missing", test_rendezvous_missing);
   g_test_add_func("/store/rank-list", test_rank_list);
   g_test_add_func("/nccl/bootstrap-rule", test_bootstrap_rule);
+  g_test_add_func("/nccl/watch-deadline", test_watch_deadline);
   return g_test_run();
 }

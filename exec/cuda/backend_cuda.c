@@ -11,8 +11,9 @@
  *    cudaEvent_t and cudaLaunchHostFunc (PxStreamOps below);
  *  - memory: raw blocks come from a CUDA memory pool of the backend's own
  *    (cudaMallocFromPoolAsync on the compute stream, release threshold
- *    unlimited so that freed memory stays cached in the driver), under
- *    backend.c's caching pool and its per-category counters;
+ *    unlimited so that freed memory stays cached in the driver, given back
+ *    by px_backend_trim: cuda_raw_trim), under backend.c's caching pool and
+ *    its per-category counters;
  *  - dtypes: f32, bf16 and f16 tensors (fp32 compute); f64 is refused with
  *    PX_BACKEND_ERROR_UNSUPPORTED. Activations may be bf16 / f16 (half_acts:
  *    an op's activations and parameters of one half dtype), read as fp32 and
@@ -200,6 +201,28 @@ static void cuda_raw_free(PxBackend *be, void *p) {
     cudaGetLastError();
     g_warning("cuda device %d: cudaFreeAsync failed", c->device);
   }
+}
+
+/* px_backend_trim: the blocks backend.c freed stay in the pool (its release
+ * threshold is unlimited, so that a step's frees serve the next step without
+ * the driver), unusable by anything else on the device — cuBLAS, NCCL, the
+ * pools of other ranks' backends on the same device. cudaMemPoolTrimTo(0)
+ * gives back what no allocation uses; the frees must have been seen complete
+ * first ("allocations asynchronously freed but whose completion has not been
+ * observed on the host can count as outstanding": its documentation), hence
+ * the synchronize. Returns the bytes the pool gave back. */
+static gsize cuda_raw_trim(PxBackend *be) {
+  Cuda *c = cx(be);
+  guint64 before = 0, after = 0;
+  if (cudaSetDevice(c->device) != cudaSuccess || cudaStreamSynchronize(c->st) != cudaSuccess ||
+      cudaMemPoolGetAttribute(c->pool, cudaMemPoolAttrReservedMemCurrent, &before) != cudaSuccess ||
+      cudaMemPoolTrimTo(c->pool, 0) != cudaSuccess ||
+      cudaMemPoolGetAttribute(c->pool, cudaMemPoolAttrReservedMemCurrent, &after) != cudaSuccess) {
+    cudaGetLastError();
+    g_warning("cuda device %d: trimming the memory pool failed", c->device);
+    return 0;
+  }
+  return before > after ? (gsize)(before - after) : 0;
 }
 
 /* Host buffers (px_backend_new_host): pinned, so that cudaMemcpyAsync to and
@@ -1503,6 +1526,7 @@ static const PxBackendOps cuda_ops = {
   .free = cuda_free,
   .raw_alloc = cuda_raw_alloc,
   .raw_free = cuda_raw_free,
+  .raw_trim = cuda_raw_trim,
   .upload = cuda_upload,
   .download = cuda_download,
   .memset = cuda_memset,

@@ -32,11 +32,12 @@ typedef struct {
   char *label;           /* "dp[0,2]" (for the watchdog's sentences) */
 } Nccl;
 
-/* A call queued on a CUDA stream: complete once ev is. */
+/* A call queued on a CUDA stream: reached once start is complete, complete
+ * once ev is; its deadline counts from the first (px_nccl_watch_poll). */
 typedef struct {
-  cudaEvent_t ev;
+  cudaEvent_t start, ev;
   char *what;
-  gint64 deadline;
+  PxNcclWatch clock;
 } Watch;
 
 struct World {
@@ -124,7 +125,8 @@ static void world_abort(World *w, const char *reason) {
 }
 
 static void watch_free(Watch *x) {
-  cudaEventDestroy(x->ev); /* released once complete */
+  if (x->start) cudaEventDestroy(x->start); /* released once complete */
+  if (x->ev) cudaEventDestroy(x->ev);
   g_free(x->what);
   g_free(x);
 }
@@ -157,14 +159,24 @@ static gpointer watchdog_main(gpointer data) {
       for (GList *l = w->watches.head; l && !reason;) {
         GList *next = l->next;
         Watch *x = l->data;
-        cudaError_t q = cudaEventQuery(x->ev);
-        if (q == cudaSuccess) {
-          g_queue_delete_link(&w->watches, l);
-          watch_free(x);
-        } else if (q != cudaErrorNotReady) {
-          reason = g_strdup_printf("%s: %s", x->what, cudaGetErrorString(q));
-        } else if (g_get_monotonic_time() > x->deadline) {
-          reason = g_strdup_printf("%s: not complete after %g s (a peer never arrived)", x->what, w->timeout_s);
+        /* the start event only until it has been seen complete */
+        cudaError_t qs = x->clock.started_us < 0 ? cudaEventQuery(x->start) : cudaSuccess;
+        cudaError_t q = qs == cudaSuccess ? cudaEventQuery(x->ev) : cudaErrorNotReady;
+        cudaError_t bad = qs != cudaSuccess && qs != cudaErrorNotReady ? qs
+                          : q != cudaSuccess && q != cudaErrorNotReady ? q : cudaSuccess;
+        if (bad != cudaSuccess) {
+          reason = g_strdup_printf("%s: %s", x->what, cudaGetErrorString(bad));
+        } else {
+          switch (px_nccl_watch_poll(&x->clock, qs == cudaSuccess, q == cudaSuccess, g_get_monotonic_time(),
+                                     (gint64)(w->timeout_s * G_USEC_PER_SEC))) {
+          case PX_NCCL_WATCH_DONE:
+            g_queue_delete_link(&w->watches, l);
+            watch_free(x);
+            break;
+          case PX_NCCL_WATCH_EXPIRED: reason = px_nccl_watch_reason(&x->clock, x->what, w->timeout_s); break;
+          case PX_NCCL_WATCH_QUEUED:
+          case PX_NCCL_WATCH_RUNNING: break;
+          }
         }
         l = next;
       }
@@ -535,19 +547,31 @@ static gboolean nccl_enqueue(PxComm *c, const PxCommCall *call, PxStream *stream
   g_autofree char *what = call_what(c, call);
   if (!aborted_error(w, what, error)) return FALSE;
   cudaSetDevice(w->device);
-  if (!issue(n, c, call, call->send, call->buf, NULL, s, what, error)) return FALSE;
-  /* the watchdog's: complete once the stream has passed the call */
+  /* the watchdog's: start, reached when the stream gets to the call (the
+   * deadline counts from then); ev, complete once the stream has passed it */
   Watch *x = g_new0(Watch, 1);
-  cudaError_t ce = cudaEventCreateWithFlags(&x->ev, cudaEventDisableTiming);
-  if (ce == cudaSuccess) ce = cudaEventRecord(x->ev, s);
+  px_nccl_watch_init(&x->clock, g_get_monotonic_time());
+  cudaError_t ce = cudaEventCreateWithFlags(&x->start, cudaEventDisableTiming);
+  if (ce == cudaSuccess) ce = cudaEventCreateWithFlags(&x->ev, cudaEventDisableTiming);
+  if (ce == cudaSuccess) ce = cudaEventRecord(x->start, s);
   if (ce != cudaSuccess) {
-    g_free(x);
+    watch_free(x);
+    g_autofree char *msg = g_strdup_printf("%s: recording its event: %s", what, cudaGetErrorString(ce));
+    world_abort(w, msg);
+    return fail(error, PX_COMM_ERROR_DEVICE, "%s", msg);
+  }
+  if (!issue(n, c, call, call->send, call->buf, NULL, s, what, error)) {
+    watch_free(x);
+    return FALSE;
+  }
+  ce = cudaEventRecord(x->ev, s);
+  if (ce != cudaSuccess) {
+    watch_free(x);
     g_autofree char *msg = g_strdup_printf("%s: recording its event: %s", what, cudaGetErrorString(ce));
     world_abort(w, msg);
     return fail(error, PX_COMM_ERROR_DEVICE, "%s", msg);
   }
   x->what = g_steal_pointer(&what);
-  x->deadline = deadline_of(w);
   g_mutex_lock(&w->lock);
   g_queue_push_tail(&w->watches, x);
   g_cond_broadcast(&w->cond);

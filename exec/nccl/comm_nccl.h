@@ -31,8 +31,10 @@
  * every rank still gets the bit-identical result.
  *
  * Failure. A watchdog thread per process watches every queued call (an event
- * recorded behind it) and every communicator's ncclCommGetAsyncError: a call
- * not complete after the deadline, or an asynchronous error, aborts the world
+ * recorded before it and one behind it) and every communicator's
+ * ncclCommGetAsyncError: a call not complete the deadline after its stream
+ * reached it (px_nccl_watch_poll: the time it waited in the stream's queue,
+ * behind compute, does not count), or an asynchronous error, aborts the world
  * — ncclCommAbort on every communicator of the process, so that no kernel
  * keeps a stream waiting — with one sentence naming the rank and the
  * operation ("rank 3: all_reduce on dp[1,3]: not complete after 60 s (a peer
@@ -60,6 +62,35 @@ typedef enum {
  * with MPI and without MASTER_ADDR: MPI; else with MASTER_ADDR: the store. */
 PxNcclBoot px_nccl_bootstrap(const PxLaunchEnv *env, gboolean have_mpi);
 const char *px_nccl_boot_name(PxNcclBoot b);
+
+/* The watchdog's deadline for one queued call, without CUDA (nccl_boot.c;
+ * tests/test_store.c). The deadline counts from when the call's stream
+ * reached it — its start event, recorded just before the NCCL call, seen
+ * complete — not from when it was queued: a stream may hold a long queue of
+ * compute ahead of a collective, and that wait says nothing about the peers.
+ * The poller (every 2 ms while calls are in flight) gives the start time to
+ * within one poll. A call whose stream never reaches it is not this call's
+ * fault: what holds the stream is an earlier call (watched itself) or a
+ * kernel, and peers waiting for this rank time out in their own calls. */
+typedef struct {
+  gint64 queued_us;  /* when the call was queued (monotonic clock, µs) */
+  gint64 started_us; /* when its start event was first seen complete; -1 until then */
+} PxNcclWatch;
+
+typedef enum {
+  PX_NCCL_WATCH_DONE,    /* its end event has completed */
+  PX_NCCL_WATCH_QUEUED,  /* the stream has not reached it: no deadline runs yet */
+  PX_NCCL_WATCH_RUNNING, /* reached, less than the timeout ago */
+  PX_NCCL_WATCH_EXPIRED, /* reached at least the timeout ago and not complete */
+} PxNcclWatchState;
+
+void px_nccl_watch_init(PxNcclWatch *w, gint64 queued_us);
+/* One poll at now_us: started / done, the states of the start and end events
+ * now (done implies started); the first poll that sees started sets started_us. */
+PxNcclWatchState px_nccl_watch_poll(PxNcclWatch *w, gboolean started, gboolean done, gint64 now_us,
+                                    gint64 timeout_us);
+/* The abort's sentence for an EXPIRED call what ("rank 3: all_reduce on dp[1,3]"). */
+char *px_nccl_watch_reason(const PxNcclWatch *w, const char *what, double timeout_s);
 
 /* The world communicator of this process (rank, world, local rank and
  * master from env, launch_env.h). timeout_s ≤ 0 means 60 s. Refused with

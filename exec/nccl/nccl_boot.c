@@ -1,6 +1,6 @@
 /* nccl_boot.c — the parts of the nccl communicator that need neither CUDA nor
- * NCCL: the bootstrap rule (comm_nccl.h), and the refusals of a build without
- * NCCL. */
+ * NCCL: the bootstrap rule and the watchdog's deadline (comm_nccl.h), and the
+ * refusals of a build without NCCL. */
 #include "nccl/comm_nccl.h"
 #include "check.h"
 
@@ -41,3 +41,22 @@ PxComm *px_comm_nccl_new_store(const char *addr, int port, int rank, int world, 
   return NULL;
 }
 #endif
+
+void px_nccl_watch_init(PxNcclWatch *w, gint64 queued_us) {
+  w->queued_us = queued_us;
+  w->started_us = -1;
+}
+
+PxNcclWatchState px_nccl_watch_poll(PxNcclWatch *w, gboolean started, gboolean done, gint64 now_us,
+                                    gint64 timeout_us) {
+  if (done) return PX_NCCL_WATCH_DONE;
+  if (!started) return PX_NCCL_WATCH_QUEUED;
+  if (w->started_us < 0) w->started_us = now_us;
+  return now_us - w->started_us > timeout_us ? PX_NCCL_WATCH_EXPIRED : PX_NCCL_WATCH_RUNNING;
+}
+
+char *px_nccl_watch_reason(const PxNcclWatch *w, const char *what, double timeout_s) {
+  return g_strdup_printf("%s: not complete after %g s (a peer never arrived; its stream reached it %.3f s after "
+                         "it was queued)",
+                         what, timeout_s, (w->started_us - w->queued_us) / 1e6);
+}
