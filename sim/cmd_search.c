@@ -497,7 +497,7 @@ int px_cmd_search(int argc, char **argv) {
     {"objective", 0, 0, G_OPTION_ARG_STRING, &f.objective, "time (default), memory, or gpus (fewest GPUs over --nodes-range)", "O"},
     {"max-memory", 0, 0, G_OPTION_ARG_STRING, &f.max_memory, "Memory a layout may use per GPU (bytes, e.g. 80GB or 75GiB; default: the GPU's)", "BYTES"},
     {"margin", 0, 0, G_OPTION_ARG_STRING, &f.margin, "Headroom kept free beyond the plan's workspace (bytes, e.g. 2GiB; default 0)", "BYTES"},
-    {"fix", 0, 0, G_OPTION_ARG_STRING_ARRAY, &f.fix, "Hold a knob: tp, pp, dp, zero, mbs, vpp, ckpt, schedule, sp, offload, order (repeatable)", "K=V"},
+    {"fix", 0, 0, G_OPTION_ARG_STRING_ARRAY, &f.fix, "Hold a knob: tp, cp, pp, dp, zero, mbs, vpp, ckpt, schedule, sp, offload, order, ep, etp (repeatable)", "K=V"},
     {"top", 0, 0, G_OPTION_ARG_STRING, &f.top_s, "Layouts to list (default 5)", "K"},
     {"confirm", 0, 0, G_OPTION_ARG_STRING, &f.confirm_s, "Candidates to simulate (default max(4·K, 16))", "N"},
     {"threads", 0, 0, G_OPTION_ARG_STRING, &f.threads_s, "Worker threads (default: every core)", "N"},

@@ -152,7 +152,7 @@ gboolean px_search_fix_parse(PxSearchFix *f, const char *kv, GError **error) {
   } else if (!strcmp(key, "schedule")) {
     PxScheduleKind s;
     if (!px_schedule_parse(val, &s) || s == PX_SCHED_NAIVE)
-      return fix_fail(error, kv, "schedule is 1f1b, gpipe, interleaved or zb-h1");
+      return fix_fail(error, kv, "schedule is 1f1b, gpipe, interleaved, zb-h1, zb-h2, zb-v or dualpipev (naive is not searched)");
     f->schedule = s;
   } else if (!strcmp(key, "offload")) {
     PxOffload o;

@@ -87,6 +87,12 @@ bad() {  # name expected-substring args...
 }
 bad "bad --fix knob" "--fix 'colour=red'" "${base[@]}" --fix colour=red
 bad "bad --fix value" "ckpt is none, selective or full" "${base[@]}" --fix ckpt=often
+bad "--fix schedule=naive names the schedules it takes" "schedule is 1f1b, gpipe, interleaved, zb-h1, zb-h2, zb-v or dualpipev" "${base[@]}" --fix schedule=naive
+# every knob the refusal names is in --help (cp, ep, etp were missing from it), and a V schedule can be held
+help=$("$sim" search --help)
+check "search --help names every --fix knob" "grep -- '--fix=K=V' <<<\"\$help\" | grep -q 'tp, cp, pp, dp, zero, mbs, vpp, ckpt, schedule, sp, offload, order, ep, etp'"
+zbv=$("$sim" search --model gpt2-124m --cluster dgx-h100 --gpus 8 --gbs 64 --top 1 --threads 2 --fix schedule=zb-v 2>/dev/null)
+check "--fix schedule=zb-v holds the V schedule" "grep -Eq '^1 +tp .* zb-v v2 ' <<<\"\$zbv\""
 bad "bad objective" "--objective 'fast'" "${base[@]}" --objective fast
 bad "bad max-memory" "--max-memory 'lots'" "${base[@]}" --max-memory lots
 bad "no cluster" "no cluster" --model llama2-7b
