@@ -166,7 +166,8 @@ static void print_table(const PxSearchResult *r, const PxUnits *u) {
     printf(" %10.1f %10.1f %10.0f %6.1f %8.1f\n", c->memory / u->scale, 1e3 * c->step_time, c->tokens_per_s,
            100 * c->mfu, 100 * c->bubble);
   }
-  printf("(memory: peak per GPU, %s = %s bytes; step: simulated; MFU: model FLOPs / (step · GPUs · peak))\n", u->name,
+  printf("(memory: peak per GPU, %s = %s bytes; step: simulated; MFU: model FLOPs / (step · GPUs · peak); bubble: "
+         "pipeline idle incl. p2p waits)\n", u->name,
          u->scale == 1e9 ? "1e9" : "2^30");
 }
 

@@ -14,6 +14,7 @@ out=$("$sim" search "${base[@]}" --top 3 --threads 2); rc=$?
 echo "$out"
 check "search exits 0" "[ $rc = 0 ]"
 check "table header states the units" "grep -Eq '^# +layout +mem GB +step ms +tokens/s +MFU % +bubble %' <<<\"\$out\""
+check "the footnote says what the bubble column counts" "grep -q 'bubble: pipeline idle incl. p2p waits)' <<<\"\$out\""
 check "three ranked rows" "[ \$(grep -Ec '^[123] +tp [0-9]+ pp [0-9]+ dp [0-9]+' <<<\"\$out\") = 3 ]"
 check "one sentence on why #1 wins" "grep -Eq '^why #1: With .* the step (is|time is the same)' <<<\"\$out\""
 # rows are ranked by step time (column 4 from the end)
