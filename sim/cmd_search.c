@@ -429,9 +429,14 @@ static int run_sizing(const SearchFlags *f, const PxModel *model, const PxCluste
     px_report_print_json(b);
   } else {
     g_autofree char *tk = px_format_count(sz.tokens);
-    printf("Parallax sizing: %s on %s nodes (%d × %s), %s tokens in %s%s, global batch %d × %d tokens\n\n",
-           model->desc.name, cluster->name, cluster->gpus_per_node, cluster->gpu, tk,
-           sz.days > 0 ? f->days : "any time", sz.days > 0 ? " days" : "", plan->gbs, plan->seq);
+    /* --objective gpus without --tokens: the fewest GPUs that fit; no days nor GPU-hours to print
+     * (they were "0 tokens in any time", "finish in 0.0 days, 0 GPU-hours") */
+    const gboolean timed = sz.tokens > 0;
+    g_autofree char *goal = timed ? g_strdup_printf("%s tokens in %s%s", tk, sz.days > 0 ? f->days : "any time",
+                                                    sz.days > 0 ? " days" : "")
+                                  : g_strdup("the fewest GPUs that fit (no --tokens: no training time)");
+    printf("Parallax sizing: %s on %s nodes (%d × %s), %s, global batch %d × %d tokens\n\n", model->desc.name,
+           cluster->name, cluster->gpus_per_node, cluster->gpu, goal, plan->gbs, plan->seq);
     int width = 16;
     for (guint i = 0; i < r->rows->len; i++) {
       g_autofree char *ls = px_layout_format(&g_array_index(r->rows, PxSizingRow, i).best.layout);
@@ -449,14 +454,21 @@ static int run_sizing(const SearchFlags *f, const PxModel *model, const PxCluste
       }
       g_autofree char *ls = px_layout_format(&row->best.layout);
       print_padded(ls, width);
-      printf(" %10.1f %9.1f %12.0f %s\n", 1e3 * row->best.step_time, row->days, row->gpu_hours,
-             row->meets ? "yes" : "no");
+      if (timed)
+        printf(" %10.1f %9.1f %12.0f %s\n", 1e3 * row->best.step_time, row->days, row->gpu_hours,
+               row->meets ? "yes" : "no");
+      else
+        printf(" %10.1f %9s %12s %s\n", 1e3 * row->best.step_time, "-", "-", row->meets ? "yes" : "no");
     }
     if (r->answer >= 0) {
       const PxSizingRow *a = &g_array_index(r->rows, PxSizingRow, r->answer);
       g_autofree char *ls = px_layout_format(&a->best.layout);
-      printf("\nanswer: %d GPUs (%d nodes) in %s finish in %.1f days, %.0f GPU-hours (%.1f %% MFU)\n", a->gpus,
-             a->nodes, ls, a->days, a->gpu_hours, 100 * a->best.mfu);
+      if (timed)
+        printf("\nanswer: %d GPUs (%d node%s) in %s finish in %.1f days, %.0f GPU-hours (%.1f %% MFU)\n", a->gpus,
+               a->nodes, a->nodes == 1 ? "" : "s", ls, a->days, a->gpu_hours, 100 * a->best.mfu);
+      else
+        printf("\nanswer: %d GPUs (%d node%s) in %s, %.1f ms per step (%.1f %% MFU)\n", a->gpus, a->nodes,
+               a->nodes == 1 ? "" : "s", ls, 1e3 * a->best.step_time, 100 * a->best.mfu);
     }
   }
   if (r->cancelled) return 130;

@@ -64,6 +64,10 @@ out=$("$sim" search --model llama2-7b --cluster dgx-h100 --seq 4096 --gbs 512 --
 echo "$out"
 check "sizing exits 0" "[ $rc = 0 ]"
 check "sizing answers with GPUs and GPU-hours" "grep -Eq '^answer: [0-9]+ GPUs \([0-9]+ nodes\) in tp .* finish in [0-9.]+ days, [0-9]+ GPU-hours' <<<\"\$out\""
+# --objective gpus without --tokens: the fewest GPUs, no days nor GPU-hours (it printed "0 tokens in any
+# time" and "finish in 0.0 days, 0 GPU-hours"); gpt2-124m fits on one node of 8
+out=$("$sim" search --model gpt2-124m --cluster dgx-h100 --gbs 64 --objective gpus --nodes-range 1-2 --threads 2); rc=$?
+check "--objective gpus without tokens: one node, a step time, no GPU-hours" "[ $rc = 0 ] && grep -Eq '^answer: 8 GPUs \(1 node\) in tp .*, [0-9.]+ ms per step \([0-9.]+ % MFU\)$' <<<\"\$out\" && ! grep -q 'GPU-hours (' <<<\"\$out\" && ! grep -q '0 tokens' <<<\"\$out\""
 out=$("$sim" search --model llama2-7b --cluster dgx-h100 --seq 4096 --gbs 512 --tokens 100G --days 0.001 --nodes-range 1-2 2>&1); rc=$?
 check "sizing that cannot meet the deadline exits 1" "[ $rc = 1 ] && grep -q 'no GPU count of 1-2 nodes' <<<\"\$out\""
 
