@@ -159,7 +159,7 @@ int px_exec_cmd_launch(int argc, char **argv) {
   int n = 0, port = 0;
   double grace = 10;
   GOptionEntry entries[] = {
-    {"nproc", 'n', 0, G_OPTION_ARG_INT, &n, "number of ranks to start on this machine", "N"},
+    {"nproc", 'n', 0, G_OPTION_ARG_INT, &n, "number of ranks to start on this machine, 1..256", "N"},
     {"master-port", 0, 0, G_OPTION_ARG_INT, &port, "rendezvous port on 127.0.0.1 (default: a free port)", "P"},
     {"grace", 0, 0, G_OPTION_ARG_DOUBLE, &grace,
      "seconds the other ranks get to fail on their own after one fails, before they are stopped (default 10)", "S"},
@@ -167,8 +167,9 @@ int px_exec_cmd_launch(int argc, char **argv) {
   };
   g_set_prgname("parallax-exec launch"); /* --help's usage line names the command, as run's does */
   g_autoptr(GOptionContext) ctx = g_option_context_new("-- run ARGS... | -- /path/to/PROGRAM ARGS...");
-  g_option_context_set_summary(ctx, "Start N local ranks with RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and "
-                                    "MASTER_PORT set (for `run --comm tcp`).");
+  g_option_context_set_summary(ctx, "Start N local ranks with RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, "
+                                    "MASTER_ADDR and MASTER_PORT set (for `run --comm tcp`, its default there), "
+                                    "and OMP_NUM_THREADS = cores / N unless it is set.");
   GOptionEntry *decimal = px_option_entries_decimal(entries); /* "010" is ten, not eight */
   g_option_context_add_main_entries(ctx, decimal, NULL);
   g_autoptr(GError) error = NULL;

@@ -81,7 +81,7 @@ int px_exec_cmd_run(int argc, char **argv) {
     {"comm", 0, 0, G_OPTION_ARG_STRING, &a.comm,
      "Communicator: local (every rank a thread of this process; the default), mpi (one process per rank, "
      "under mpirun or srun; the default when launched by mpirun), tcp (one process per rank from RANK, "
-     "WORLD_SIZE, MASTER_ADDR, MASTER_PORT: parallax-exec launch, torchrun-style launchers), nccl (one process "
+     "WORLD_SIZE, MASTER_ADDR, MASTER_PORT: parallax-exec launch, torchrun-style launchers; the default there), nccl (one process "
      "per rank and GPU, with --backend cuda; the default for --backend cuda under a launcher when built with NCCL)", "C"},
     {"steps", 'n', 0, G_OPTION_ARG_INT, &a.steps, "Train up to this step (default 10)", "N"},
     {"seed", 0, 0, G_OPTION_ARG_INT64, &a.seed, "Seed of weights and synthetic data (default 1337)", "S"},

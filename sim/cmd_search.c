@@ -166,7 +166,8 @@ static void print_table(const PxSearchResult *r, const PxUnits *u) {
     printf(" %10.1f %10.1f %10.0f %6.1f %8.1f\n", c->memory / u->scale, 1e3 * c->step_time, c->tokens_per_s,
            100 * c->mfu, 100 * c->bubble);
   }
-  printf("(memory: peak per GPU, %s = %s bytes; step: simulated; MFU: model FLOPs / (step · GPUs · peak))\n", u->name,
+  printf("(memory: peak per GPU, %s = %s bytes; step: simulated; MFU: model FLOPs / (step · GPUs · peak); bubble: "
+         "pipeline idle incl. p2p waits)\n", u->name,
          u->scale == 1e9 ? "1e9" : "2^30");
 }
 
@@ -428,9 +429,14 @@ static int run_sizing(const SearchFlags *f, const PxModel *model, const PxCluste
     px_report_print_json(b);
   } else {
     g_autofree char *tk = px_format_count(sz.tokens);
-    printf("Parallax sizing: %s on %s nodes (%d × %s), %s tokens in %s%s, global batch %d × %d tokens\n\n",
-           model->desc.name, cluster->name, cluster->gpus_per_node, cluster->gpu, tk,
-           sz.days > 0 ? f->days : "any time", sz.days > 0 ? " days" : "", plan->gbs, plan->seq);
+    /* --objective gpus without --tokens: the fewest GPUs that fit; no days nor GPU-hours to print
+     * (they were "0 tokens in any time", "finish in 0.0 days, 0 GPU-hours") */
+    const gboolean timed = sz.tokens > 0;
+    g_autofree char *goal = timed ? g_strdup_printf("%s tokens in %s%s", tk, sz.days > 0 ? f->days : "any time",
+                                                    sz.days > 0 ? " days" : "")
+                                  : g_strdup("the fewest GPUs that fit (no --tokens: no training time)");
+    printf("Parallax sizing: %s on %s nodes (%d × %s), %s, global batch %d × %d tokens\n\n", model->desc.name,
+           cluster->name, cluster->gpus_per_node, cluster->gpu, goal, plan->gbs, plan->seq);
     int width = 16;
     for (guint i = 0; i < r->rows->len; i++) {
       g_autofree char *ls = px_layout_format(&g_array_index(r->rows, PxSizingRow, i).best.layout);
@@ -448,14 +454,21 @@ static int run_sizing(const SearchFlags *f, const PxModel *model, const PxCluste
       }
       g_autofree char *ls = px_layout_format(&row->best.layout);
       print_padded(ls, width);
-      printf(" %10.1f %9.1f %12.0f %s\n", 1e3 * row->best.step_time, row->days, row->gpu_hours,
-             row->meets ? "yes" : "no");
+      if (timed)
+        printf(" %10.1f %9.1f %12.0f %s\n", 1e3 * row->best.step_time, row->days, row->gpu_hours,
+               row->meets ? "yes" : "no");
+      else
+        printf(" %10.1f %9s %12s %s\n", 1e3 * row->best.step_time, "-", "-", row->meets ? "yes" : "no");
     }
     if (r->answer >= 0) {
       const PxSizingRow *a = &g_array_index(r->rows, PxSizingRow, r->answer);
       g_autofree char *ls = px_layout_format(&a->best.layout);
-      printf("\nanswer: %d GPUs (%d nodes) in %s finish in %.1f days, %.0f GPU-hours (%.1f %% MFU)\n", a->gpus,
-             a->nodes, ls, a->days, a->gpu_hours, 100 * a->best.mfu);
+      if (timed)
+        printf("\nanswer: %d GPUs (%d node%s) in %s finish in %.1f days, %.0f GPU-hours (%.1f %% MFU)\n", a->gpus,
+               a->nodes, a->nodes == 1 ? "" : "s", ls, a->days, a->gpu_hours, 100 * a->best.mfu);
+      else
+        printf("\nanswer: %d GPUs (%d node%s) in %s, %.1f ms per step (%.1f %% MFU)\n", a->gpus, a->nodes,
+               a->nodes == 1 ? "" : "s", ls, 1e3 * a->best.step_time, 100 * a->best.mfu);
     }
   }
   if (r->cancelled) return 130;
@@ -497,7 +510,7 @@ int px_cmd_search(int argc, char **argv) {
     {"objective", 0, 0, G_OPTION_ARG_STRING, &f.objective, "time (default), memory, or gpus (fewest GPUs over --nodes-range)", "O"},
     {"max-memory", 0, 0, G_OPTION_ARG_STRING, &f.max_memory, "Memory a layout may use per GPU (bytes, e.g. 80GB or 75GiB; default: the GPU's)", "BYTES"},
     {"margin", 0, 0, G_OPTION_ARG_STRING, &f.margin, "Headroom kept free beyond the plan's workspace (bytes, e.g. 2GiB; default 0)", "BYTES"},
-    {"fix", 0, 0, G_OPTION_ARG_STRING_ARRAY, &f.fix, "Hold a knob: tp, pp, dp, zero, mbs, vpp, ckpt, schedule, sp, offload, order (repeatable)", "K=V"},
+    {"fix", 0, 0, G_OPTION_ARG_STRING_ARRAY, &f.fix, "Hold a knob: tp, cp, pp, dp, zero, mbs, vpp, ckpt, schedule, sp, offload, order, ep, etp (repeatable)", "K=V"},
     {"top", 0, 0, G_OPTION_ARG_STRING, &f.top_s, "Layouts to list (default 5)", "K"},
     {"confirm", 0, 0, G_OPTION_ARG_STRING, &f.confirm_s, "Candidates to simulate (default max(4·K, 16))", "N"},
     {"threads", 0, 0, G_OPTION_ARG_STRING, &f.threads_s, "Worker threads (default: every core)", "N"},

@@ -88,7 +88,8 @@ static void print_text(const SimReport *r) {
   if (r->full)
     printf("simulated  all %d ranks\n", res->n_ranks);
   else
-    printf("simulated  one rank per stage (%d ranks; DP/TP peers run the same stream)\n", res->n_ranks);
+    printf("simulated  one rank per stage (%d rank%s; DP/TP peers run the same stream)\n", res->n_ranks,
+           res->n_ranks == 1 ? "" : "s");
   if (r->ideal)
     printf("costs      ideal: forward 1, backward 2 (input 1 + weight 1) per chunk, no communication\n");
   printf("\nstep time  %.3f %s\n", step * scale, unit);

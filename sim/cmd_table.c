@@ -9,7 +9,7 @@ static const PxCommand commands[] = {
   {"simulate", px_cmd_simulate, "simulate one step: time, MFU, bubble, memory, trace/CSV/Gantt"},
   {"bubble", px_cmd_bubble, "pipeline bubble vs micro-batches per schedule, simulated and analytic"},
   {"search", px_cmd_search, "search every layout for the fastest that fits; size a cluster for a deadline"},
-  {"compare", px_cmd_compare, "a measured step (PyTorch profiler trace) beside the prediction"},
+  {"compare", px_cmd_compare, "a measured step (PyTorch profiler trace, Nsight Systems JSON) beside the prediction"},
   {"models", px_cmd_models, "the model presets: shapes and parameter counts"},
   {"clusters", px_cmd_clusters, "the cluster presets: GPUs, memory, peak FLOP/s, links"},
 };

@@ -152,7 +152,7 @@ gboolean px_search_fix_parse(PxSearchFix *f, const char *kv, GError **error) {
   } else if (!strcmp(key, "schedule")) {
     PxScheduleKind s;
     if (!px_schedule_parse(val, &s) || s == PX_SCHED_NAIVE)
-      return fix_fail(error, kv, "schedule is 1f1b, gpipe, interleaved or zb-h1");
+      return fix_fail(error, kv, "schedule is 1f1b, gpipe, interleaved, zb-h1, zb-h2, zb-v or dualpipev (naive is not searched)");
     f->schedule = s;
   } else if (!strcmp(key, "offload")) {
     PxOffload o;
@@ -1115,7 +1115,7 @@ char *px_search_explain(const PxSearchCandidate *w, const PxSearchCandidate *r, 
   if (capacity > 0) g_string_append_printf(s, "; it fits with %.1f %s to spare", (capacity - w->memory) / scale, unit);
   g_string_append_c(s, '.');
   if (a->schedule != b->schedule && w->simulated && r->simulated)
-    g_string_append_printf(s, " %s against %s: bubble %.1f %% vs %.1f %% of the step, peak memory %.2f vs %.2f %s, "
+    g_string_append_printf(s, " %s against %s: bubble %.1f %% vs %.1f %% of the step (exposed p2p apart), peak memory %.2f vs %.2f %s, "
                            "p2p %.1f vs %.1f MB per GPU per step.",
                            px_schedule_name(a->schedule), px_schedule_name(b->schedule), 100 * ba / ta, 100 * bb / tb,
                            w->memory / scale, r->memory / scale, unit, w->p2p_bytes / 1e6, r->p2p_bytes / 1e6);

@@ -144,7 +144,7 @@ typedef struct {
   /* filled for the confirmed candidates */
   gboolean simulated;
   double step_time;       /* s, event simulation */
-  double bubble;          /* fraction of the step, simulated */
+  double bubble;          /* fraction of the step, simulated: pipeline idle incl. p2p waits (the table's column) */
   double mfu;             /* model FLOPs / (step · GPUs · peak) */
   double tokens_per_s;
   PxBreakdown breakdown;  /* mean per rank, s */
@@ -194,8 +194,9 @@ gboolean px_search_confirm(const PxModel *model, const PxCluster *cluster, const
  *  from 11.0 % to 5.8 % and compute from 410 to 371 ms; it fits with 6.1 GB to spare."
  * When the schedules differ, a second sentence sets the three things a
  * schedule trades against each other side by side: "zb-v against 1f1b:
- * bubble 3.0 % vs 9.1 %, peak memory 20.1 vs 19.8 GB, p2p 402.7 vs 201.3 MB
- * per GPU per step."
+ * bubble 3.0 % vs 9.1 % of the step (exposed p2p apart), peak memory 20.1 vs
+ * 19.8 GB, p2p 402.7 vs 201.3 MB per GPU per step." The bubbles there are the
+ * breakdown's (breakdown.bubble / step), not `bubble` (which counts p2p waits).
  * units_scale / units_name for memory (1e9, "GB"). */
 char *px_search_explain(const PxSearchCandidate *winner, const PxSearchCandidate *runner_up,
                         double capacity, double units_scale, const char *units_name);

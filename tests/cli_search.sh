@@ -14,6 +14,7 @@ out=$("$sim" search "${base[@]}" --top 3 --threads 2); rc=$?
 echo "$out"
 check "search exits 0" "[ $rc = 0 ]"
 check "table header states the units" "grep -Eq '^# +layout +mem GB +step ms +tokens/s +MFU % +bubble %' <<<\"\$out\""
+check "the footnote says what the bubble column counts" "grep -q 'bubble: pipeline idle incl. p2p waits)' <<<\"\$out\""
 check "three ranked rows" "[ \$(grep -Ec '^[123] +tp [0-9]+ pp [0-9]+ dp [0-9]+' <<<\"\$out\") = 3 ]"
 check "one sentence on why #1 wins" "grep -Eq '^why #1: With .* the step (is|time is the same)' <<<\"\$out\""
 # rows are ranked by step time (column 4 from the end)
@@ -63,6 +64,10 @@ out=$("$sim" search --model llama2-7b --cluster dgx-h100 --seq 4096 --gbs 512 --
 echo "$out"
 check "sizing exits 0" "[ $rc = 0 ]"
 check "sizing answers with GPUs and GPU-hours" "grep -Eq '^answer: [0-9]+ GPUs \([0-9]+ nodes\) in tp .* finish in [0-9.]+ days, [0-9]+ GPU-hours' <<<\"\$out\""
+# --objective gpus without --tokens: the fewest GPUs, no days nor GPU-hours (it printed "0 tokens in any
+# time" and "finish in 0.0 days, 0 GPU-hours"); gpt2-124m fits on one node of 8
+out=$("$sim" search --model gpt2-124m --cluster dgx-h100 --gbs 64 --objective gpus --nodes-range 1-2 --threads 2); rc=$?
+check "--objective gpus without tokens: one node, a step time, no GPU-hours" "[ $rc = 0 ] && grep -Eq '^answer: 8 GPUs \(1 node\) in tp .*, [0-9.]+ ms per step \([0-9.]+ % MFU\)$' <<<\"\$out\" && ! grep -q 'GPU-hours (' <<<\"\$out\" && ! grep -q '0 tokens' <<<\"\$out\""
 out=$("$sim" search --model llama2-7b --cluster dgx-h100 --seq 4096 --gbs 512 --tokens 100G --days 0.001 --nodes-range 1-2 2>&1); rc=$?
 check "sizing that cannot meet the deadline exits 1" "[ $rc = 1 ] && grep -q 'no GPU count of 1-2 nodes' <<<\"\$out\""
 
@@ -87,6 +92,12 @@ bad() {  # name expected-substring args...
 }
 bad "bad --fix knob" "--fix 'colour=red'" "${base[@]}" --fix colour=red
 bad "bad --fix value" "ckpt is none, selective or full" "${base[@]}" --fix ckpt=often
+bad "--fix schedule=naive names the schedules it takes" "schedule is 1f1b, gpipe, interleaved, zb-h1, zb-h2, zb-v or dualpipev" "${base[@]}" --fix schedule=naive
+# every knob the refusal names is in --help (cp, ep, etp were missing from it), and a V schedule can be held
+help=$("$sim" search --help)
+check "search --help names every --fix knob" "grep -- '--fix=K=V' <<<\"\$help\" | grep -q 'tp, cp, pp, dp, zero, mbs, vpp, ckpt, schedule, sp, offload, order, ep, etp'"
+zbv=$("$sim" search --model gpt2-124m --cluster dgx-h100 --gpus 8 --gbs 64 --top 1 --threads 2 --fix schedule=zb-v 2>/dev/null)
+check "--fix schedule=zb-v holds the V schedule" "grep -Eq '^1 +tp .* zb-v v2 ' <<<\"\$zbv\""
 bad "bad objective" "--objective 'fast'" "${base[@]}" --objective fast
 bad "bad max-memory" "--max-memory 'lots'" "${base[@]}" --max-memory lots
 bad "no cluster" "no cluster" --model llama2-7b
